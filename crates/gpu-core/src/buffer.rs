@@ -1,0 +1,199 @@
+//! [`Buffer`]: a block of device memory (pooled wgpu buffer or host vector)
+//! that returns to its pool when the last handle drops.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::device::{Backend, Device};
+use crate::gpu::pool::{size_class, USAGE};
+use crate::{Error, Result};
+
+/// Untyped device memory. Cloning shares the same memory.
+#[derive(Clone)]
+pub struct Buffer {
+    inner: Arc<BufferInner>,
+}
+
+struct BufferInner {
+    device: Device,
+    /// Bytes the user asked for (the allocation may be larger).
+    bytes: u64,
+    /// Bytes accounted in `bytes_live`.
+    charged: u64,
+    storage: Storage,
+}
+
+enum Storage {
+    Gpu(Option<wgpu::Buffer>),
+    /// Host words: u32-aligned so f32/u32/packed-f16 views are free.
+    Cpu(RwLock<Vec<u32>>),
+}
+
+impl Drop for BufferInner {
+    fn drop(&mut self) {
+        self.device.inner.stats.buffer_released(self.charged);
+        if let (Storage::Gpu(b), Some(g)) = (&mut self.storage, self.device.gpu_ctx()) {
+            if let Some(b) = b.take() {
+                g.pool.put(b);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buffer({} bytes on {})", self.inner.bytes, self.inner.device.name())
+    }
+}
+
+impl Buffer {
+    /// Allocates `bytes` bytes with unspecified contents (zeros on the CPU backend).
+    pub fn alloc(device: &Device, bytes: u64) -> Result<Buffer> {
+        let (storage, charged) = match &device.inner.backend {
+            Backend::Gpu(g) => {
+                let class = size_class(bytes);
+                g.check_size("buffer", bytes)?;
+                let buf = match g.pool.take(class) {
+                    Some(b) => b,
+                    None => {
+                        device.inner.stats.buffer_created();
+                        g.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("wgrad"),
+                            size: class,
+                            usage: USAGE,
+                            mapped_at_creation: false,
+                        })
+                    }
+                };
+                (Storage::Gpu(Some(buf)), class)
+            }
+            Backend::Cpu => {
+                device.inner.stats.buffer_created();
+                let words = bytes.div_ceil(4) as usize;
+                (Storage::Cpu(RwLock::new(vec![0u32; words])), words as u64 * 4)
+            }
+        };
+        device.inner.stats.buffer_acquired(charged);
+        Ok(Buffer {
+            inner: Arc::new(BufferInner {
+                device: device.clone(),
+                bytes,
+                charged,
+                storage,
+            }),
+        })
+    }
+
+    /// Copies host bytes into a new buffer (recorded in order with pending kernels).
+    pub fn from_bytes(device: &Device, data: &[u8]) -> Result<Buffer> {
+        let b = Buffer::alloc(device, data.len() as u64)?;
+        match &b.inner.storage {
+            Storage::Gpu(Some(w)) => device.gpu_ctx().expect("gpu storage").upload(w, data),
+            Storage::Cpu(v) => bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data),
+            Storage::Gpu(None) => unreachable!("live buffer without storage"),
+        }
+        Ok(b)
+    }
+
+    /// A buffer holding `data` as f32.
+    pub fn from_f32(device: &Device, data: &[f32]) -> Result<Buffer> {
+        Self::from_bytes(device, bytemuck::cast_slice(data))
+    }
+
+    /// A buffer holding `data` as u32 (indices, masks of argmax, labels).
+    pub fn from_u32(device: &Device, data: &[u32]) -> Result<Buffer> {
+        Self::from_bytes(device, bytemuck::cast_slice(data))
+    }
+
+    /// A buffer holding `data` as packed f16 storage.
+    pub fn from_f16(device: &Device, data: &[half::f16]) -> Result<Buffer> {
+        Self::from_bytes(device, bytemuck::cast_slice(data))
+    }
+
+    /// Size in bytes as requested.
+    pub fn len_bytes(&self) -> u64 {
+        self.inner.bytes
+    }
+
+    /// The device holding this buffer.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// True when both handles share one allocation.
+    pub fn same_as(&self, other: &Buffer) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Copies the contents to the host (submits pending work on a GPU).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match &self.inner.storage {
+            Storage::Gpu(Some(w)) => self.inner.device.gpu_ctx().expect("gpu storage").read(w, self.inner.bytes),
+            Storage::Cpu(v) => {
+                self.inner.device.inner.stats.read_back();
+                Ok(bytemuck::cast_slice::<u32, u8>(&v.read().unwrap())[..self.inner.bytes as usize].to_vec())
+            }
+            Storage::Gpu(None) => unreachable!("live buffer without storage"),
+        }
+    }
+
+    /// Copies the contents to the host as f32.
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+    }
+
+    /// Copies the contents to the host as u32.
+    pub fn to_u32(&self) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+    }
+
+    /// Copies the contents to the host as f16.
+    pub fn to_f16(&self) -> Result<Vec<half::f16>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+    }
+
+    pub(crate) fn wgpu(&self) -> &wgpu::Buffer {
+        match &self.inner.storage {
+            Storage::Gpu(Some(w)) => w,
+            _ => panic!("wgrad internal: GPU kernel given a CPU buffer"),
+        }
+    }
+
+    /// Host words of a CPU-backend buffer.
+    pub(crate) fn host(&self) -> RwLockReadGuard<'_, Vec<u32>> {
+        match &self.inner.storage {
+            Storage::Cpu(v) => v.read().unwrap(),
+            _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),
+        }
+    }
+
+    /// Mutable host words of a CPU-backend buffer.
+    pub(crate) fn host_mut(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
+        match &self.inner.storage {
+            Storage::Cpu(v) => v.write().unwrap(),
+            _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),
+        }
+    }
+
+    /// Errors unless all buffers live on `device`.
+    pub(crate) fn check_same_device(op: &'static str, device: &Device, bufs: &[&Buffer]) -> Result<()> {
+        for b in bufs {
+            if b.device() != device {
+                return Err(Error::DeviceMismatch {
+                    op,
+                    a: device.name(),
+                    b: b.device().name(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors unless the buffer holds at least `elems` elements of `elem_bytes` bytes.
+    pub(crate) fn check_len(&self, op: &'static str, what: &str, elems: usize, elem_bytes: u64) -> Result<()> {
+        let need = elems as u64 * elem_bytes;
+        if self.len_bytes() < need {
+            return Err(Error::invalid(op, format!("{what} buffer has {} bytes, needs {need}", self.len_bytes())));
+        }
+        Ok(())
+    }
+}

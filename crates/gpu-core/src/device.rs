@@ -1,0 +1,197 @@
+//! [`Device`]: where buffers live and kernels run, a wgpu adapter or the CPU backend.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::gpu::GpuContext;
+use crate::select::{pick_adapter, DeviceSpec};
+use crate::{Result, Stats, StatsSnapshot};
+
+/// A compute device. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<DeviceInner>,
+}
+
+pub(crate) struct DeviceInner {
+    pub backend: Backend,
+    pub stats: Arc<Stats>,
+}
+
+pub(crate) enum Backend {
+    Gpu(Box<GpuContext>),
+    Cpu,
+}
+
+/// Facts about a device, for logs and the `devices` example.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    /// Adapter name (`cpu` for the CPU backend).
+    pub name: String,
+    /// `Vulkan`, `Metal`, `Dx12` or `cpu`.
+    pub backend: String,
+    /// Discrete, integrated, software (`Cpu`) ...
+    pub device_type: String,
+    /// The largest buffer the device allows, in bytes.
+    pub max_buffer_size: u64,
+    /// The largest storage binding a kernel may use, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Optional features enabled on the device (SHADER_F16, SUBGROUP, TIMESTAMP_QUERY).
+    pub features: Vec<String>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Device({})", self.name())
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Device {
+    /// Opens the device `WGRAD_DEVICE` asks for (see [`Device::from_spec`]).
+    pub fn from_env() -> Result<Device> {
+        Self::from_spec(&DeviceSpec::from_env()?)
+    }
+
+    /// Opens a device: `Auto` prefers a hardware GPU, then a software adapter,
+    /// then the CPU backend (printing one warning); `Gpu` and `Named` fail
+    /// instead of falling back.
+    pub fn from_spec(spec: &DeviceSpec) -> Result<Device> {
+        match pick_adapter(spec)? {
+            Some(adapter) => Self::from_adapter(&adapter),
+            None => {
+                if *spec == DeviceSpec::Auto {
+                    eprintln!("wgrad: warning: no GPU adapter found (is a Vulkan/Metal/DX12 driver installed?); using the CPU backend");
+                }
+                Ok(Self::cpu())
+            }
+        }
+    }
+
+    /// Opens a device on a given wgpu adapter.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Device> {
+        let stats = Arc::new(Stats::default());
+        let ctx = GpuContext::open(adapter, stats.clone())?;
+        Ok(Device {
+            inner: Arc::new(DeviceInner {
+                backend: Backend::Gpu(Box::new(ctx)),
+                stats,
+            }),
+        })
+    }
+
+    /// The best GPU adapter; an error when there is none.
+    pub fn gpu() -> Result<Device> {
+        Self::from_spec(&DeviceSpec::Gpu)
+    }
+
+    /// A fresh CPU-backend device.
+    pub fn cpu() -> Device {
+        Device {
+            inner: Arc::new(DeviceInner {
+                backend: Backend::Cpu,
+                stats: Arc::new(Stats::default()),
+            }),
+        }
+    }
+
+    /// The process-wide device chosen by `WGRAD_DEVICE`, opened on first use.
+    ///
+    /// # Panics
+    /// When `WGRAD_DEVICE` demands a device that cannot be opened.
+    pub fn shared() -> Device {
+        static SHARED: OnceLock<Device> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Device::from_env().unwrap_or_else(|e| panic!("wgrad: cannot open the device: {e}")))
+            .clone()
+    }
+
+    /// True for a wgpu adapter, false for the CPU backend.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.inner.backend, Backend::Gpu(_))
+    }
+
+    /// Adapter name, or `cpu`.
+    pub fn name(&self) -> String {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.info.name.clone(),
+            Backend::Cpu => "cpu".into(),
+        }
+    }
+
+    /// Facts about this device.
+    pub fn info(&self) -> DeviceInfo {
+        match &self.inner.backend {
+            Backend::Gpu(g) => DeviceInfo {
+                name: g.info.name.clone(),
+                backend: format!("{:?}", g.info.backend),
+                device_type: format!("{:?}", g.info.device_type),
+                max_buffer_size: g.limits.max_buffer_size,
+                max_storage_buffer_binding_size: g.limits.max_storage_buffer_binding_size as u64,
+                features: g.features.iter_names().map(|(n, _)| n.to_string()).collect(),
+            },
+            Backend::Cpu => DeviceInfo {
+                name: "cpu".into(),
+                backend: "cpu".into(),
+                device_type: "Cpu".into(),
+                max_buffer_size: isize::MAX as u64,
+                max_storage_buffer_binding_size: isize::MAX as u64,
+                features: vec![],
+            },
+        }
+    }
+
+    /// The counters of this device.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Restarts `bytes_peak` from the current `bytes_live`.
+    pub fn reset_peak(&self) {
+        self.inner.stats.reset_peak()
+    }
+
+    /// Submits all recorded work now (nothing to do on the CPU backend).
+    pub fn flush(&self) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Submits recorded work and waits until the device has finished it.
+    pub fn synchronize(&self) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.flush()?;
+            g.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| crate::Error::Gpu(e.to_string()))?;
+            g.take_error()?;
+        }
+        Ok(())
+    }
+
+    /// Returns pooled free buffers to the driver; returns how many bytes were freed.
+    pub fn empty_cache(&self) -> u64 {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.pool.clear(),
+            Backend::Cpu => 0,
+        }
+    }
+
+    /// Whether the device supports `f16` arithmetic in shaders (storage casts work everywhere).
+    pub fn has_shader_f16(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.features.contains(wgpu::Features::SHADER_F16))
+    }
+
+    pub(crate) fn gpu_ctx(&self) -> Option<&GpuContext> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => Some(g),
+            Backend::Cpu => None,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The error type of gpu-core: everything a user can get wrong at run time.
+
+/// Errors returned by device selection, allocation, kernel launches and readback.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `WGRAD_DEVICE=gpu` (or a name) was requested and no adapter fits.
+    #[error("no GPU adapter found but {wanted} was requested; adapters seen: {available}")]
+    NoAdapter {
+        /// What the user asked for (`gpu` or a name substring).
+        wanted: String,
+        /// The adapters wgpu enumerated, comma separated (may be `none`).
+        available: String,
+    },
+    /// `WGRAD_DEVICE` holds something we cannot parse.
+    #[error("WGRAD_DEVICE={0:?} is not `gpu`, `cpu` or an adapter-name substring")]
+    BadDeviceSpec(String),
+    /// The adapter refused to open a device.
+    #[error("could not open a device on adapter {adapter}: {reason}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        reason: String,
+    },
+    /// A buffer or binding would exceed one of the adapter's limits.
+    #[error("{what} needs {needed} bytes but the adapter's {limit} is {allowed} bytes")]
+    LimitExceeded {
+        /// What was being allocated or bound.
+        what: String,
+        /// Bytes requested.
+        needed: u64,
+        /// Name of the wgpu limit.
+        limit: &'static str,
+        /// The limit's value.
+        allowed: u64,
+    },
+    /// The GPU reported an error (out of memory, validation) while running recorded work.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// Copying results back to the host failed.
+    #[error("readback failed: {0}")]
+    Readback(String),
+    /// An operation was called with arguments it cannot accept (sizes, ranks, dtypes).
+    #[error("{op}: {msg}")]
+    Invalid {
+        /// The operation's name.
+        op: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+    /// Buffers from two different devices were combined.
+    #[error("{op}: operands live on different devices ({a} and {b})")]
+    DeviceMismatch {
+        /// The operation's name.
+        op: &'static str,
+        /// First device.
+        a: String,
+        /// Second device.
+        b: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an [`Error::Invalid`].
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Invalid { op, msg: msg.into() }
+    }
+}

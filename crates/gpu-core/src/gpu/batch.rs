@@ -1,0 +1,246 @@
+//! Recording: kernels are encoded into one pending command encoder and
+//! submitted together when data must leave the device (or on `flush`).
+//!
+//! Per-dispatch sizes go into a CPU-side parameter arena (256-byte slots,
+//! bound with dynamic offsets) that is written to the GPU right before the
+//! submit, so recording a kernel costs no queue operation.
+
+use super::context::GpuContext;
+use super::pipelines::PARAMS_BYTES;
+use crate::{Error, Result};
+
+/// Slots in one parameter chunk (64 KiB).
+const SLOTS_PER_CHUNK: usize = 256;
+/// Past this many recorded dispatches the batch submits itself, so a loop
+/// that never reads back stays bounded in memory.
+pub(crate) const MAX_PENDING_DISPATCHES: usize = 4096;
+/// Largest workgroup count per grid dimension that WebGPU guarantees.
+pub(crate) const MAX_GRID_DIM: u32 = 65_535;
+
+struct Chunk {
+    buffer: wgpu::Buffer,
+    data: Vec<u8>,
+}
+
+/// The work recorded since the last submit.
+#[derive(Default)]
+pub(crate) struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    chunks: Vec<Chunk>,
+    spare: Vec<wgpu::Buffer>,
+    dispatches: usize,
+}
+
+/// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
+pub(crate) struct Launch<'a> {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: &'a [(&'static str, f64)],
+    pub params: &'a [u32],
+    pub inputs: &'a [&'a wgpu::Buffer],
+    pub outputs: &'a [&'a wgpu::Buffer],
+    /// Total workgroups; folded into a 2-D grid when above 65,535 (kernels
+    /// rebuild the linear id with `linear_workgroup` from `common.wgsl`).
+    pub workgroups: u32,
+}
+
+/// Splits a linear workgroup count into an (x, y) grid within the per-dimension limit.
+pub(crate) fn fold_grid(n: u32) -> (u32, u32) {
+    if n <= MAX_GRID_DIM {
+        (n, 1)
+    } else {
+        let y = n.div_ceil(MAX_GRID_DIM);
+        (n.div_ceil(y), y)
+    }
+}
+
+impl Batch {
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") }))
+    }
+
+    /// Stores a parameter block and returns (chunk index, byte offset).
+    fn push_params(&mut self, device: &wgpu::Device, params: &[u32]) -> (usize, u32) {
+        let bytes: &[u8] = bytemuck::cast_slice(params);
+        assert!(bytes.len() as u64 <= PARAMS_BYTES, "kernel parameter block larger than {PARAMS_BYTES} bytes");
+        let full = self
+            .chunks
+            .last()
+            .is_none_or(|c| c.data.len() >= SLOTS_PER_CHUNK * PARAMS_BYTES as usize);
+        if full {
+            let buffer = self.spare.pop().unwrap_or_else(|| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad params"),
+                    size: SLOTS_PER_CHUNK as u64 * PARAMS_BYTES,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            self.chunks.push(Chunk { buffer, data: Vec::new() });
+        }
+        let chunk = self.chunks.last_mut().unwrap();
+        let offset = chunk.data.len();
+        chunk.data.extend_from_slice(bytes);
+        chunk.data.resize(offset + PARAMS_BYTES as usize, 0);
+        (self.chunks.len() - 1, offset as u32)
+    }
+}
+
+impl GpuContext {
+    /// Records one kernel launch into the pending batch.
+    pub fn launch(&self, l: &Launch) -> Result<()> {
+        if l.workgroups == 0 {
+            return Ok(());
+        }
+        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
+        let mut batch = self.batch.lock().unwrap();
+        let (chunk, offset) = batch.push_params(&self.device, l.params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.chunks[chunk].buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAMS_BYTES),
+            }),
+        }];
+        for (i, b) in l.inputs.iter().chain(l.outputs).enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1 + i as u32,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(l.shader),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let (x, y) = fold_grid(l.workgroups);
+        {
+            let enc = batch.encoder(&self.device);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(l.shader),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[offset]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        batch.dispatches += 1;
+        if batch.dispatches >= MAX_PENDING_DISPATCHES {
+            self.submit(&mut batch)?;
+        }
+        Ok(())
+    }
+
+    /// Records a host-to-device copy into the batch (ordered with the kernels around it).
+    pub fn upload(&self, dst: &wgpu::Buffer, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        use wgpu::util::DeviceExt;
+        let mut padded;
+        let contents = if bytes.len() % 4 == 0 {
+            bytes
+        } else {
+            padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            &padded[..]
+        };
+        let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgrad upload"),
+            contents,
+            usage: wgpu::BufferUsages::COPY_SRC,
+        });
+        let mut batch = self.batch.lock().unwrap();
+        batch
+            .encoder(&self.device)
+            .copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
+    }
+
+    /// Records a device-to-device copy of `bytes` bytes (multiple of 4).
+    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut batch = self.batch.lock().unwrap();
+        batch.encoder(&self.device).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
+    }
+
+    /// Submits everything recorded so far (no-op when nothing is pending).
+    /// Returns whether a submission happened.
+    pub fn flush(&self) -> Result<bool> {
+        let mut batch = self.batch.lock().unwrap();
+        self.submit(&mut batch)
+    }
+
+    fn submit(&self, batch: &mut Batch) -> Result<bool> {
+        let Some(encoder) = batch.encoder.take() else {
+            return Ok(false);
+        };
+        // The parameter arena is written by the queue before this submit runs.
+        for c in &batch.chunks {
+            self.queue.write_buffer(&c.buffer, 0, &c.data);
+        }
+        self.queue.submit([encoder.finish()]);
+        self.stats().submitted();
+        // Chunks are free again: later writes are queued behind this submit.
+        let used: Vec<wgpu::Buffer> = batch.chunks.drain(..).map(|c| c.buffer).collect();
+        batch.spare.extend(used);
+        batch.dispatches = 0;
+        self.take_error()?;
+        Ok(true)
+    }
+
+    /// Copies `bytes` bytes of `src` to the host, submitting pending work first.
+    pub fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let size = bytes.next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut batch = self.batch.lock().unwrap();
+            batch.encoder(&self.device).copy_buffer_to_buffer(src, 0, &staging, 0, size);
+            self.submit(&mut batch)?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.take_error()?;
+        let out = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback(format!("{e:?}")))?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        self.stats().read_back();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_fold_within_limits() {
+        assert_eq!(fold_grid(1), (1, 1));
+        assert_eq!(fold_grid(65_535), (65_535, 1));
+        for n in [65_536u32, 1 << 20, 4_000_000_000] {
+            let (x, y) = fold_grid(n);
+            assert!(x <= MAX_GRID_DIM && y <= MAX_GRID_DIM && (x as u64 * y as u64) >= n as u64, "{n}");
+        }
+    }
+}

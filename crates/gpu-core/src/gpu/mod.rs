@@ -1,0 +1,10 @@
+//! The wgpu backend: device opening, pooled buffers, cached pipelines and
+//! batched recording of kernel launches.
+
+pub(crate) mod batch;
+pub(crate) mod context;
+pub(crate) mod pipelines;
+pub(crate) mod pool;
+
+pub(crate) use batch::Launch;
+pub(crate) use context::GpuContext;

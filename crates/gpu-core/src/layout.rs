@@ -1,0 +1,255 @@
+//! Shapes and strides: how a flat buffer is viewed as an n-dimensional array.
+//!
+//! Views (transpose, slice, broadcast) only change a [`Layout`]; kernels that
+//! accept a layout read through it, the others need contiguous input.
+
+use crate::{Error, Result};
+
+/// The highest rank a kernel accepts (sizes travel to WGSL as two `vec4<u32>`).
+pub const MAX_DIMS: usize = 8;
+
+/// A strided view: element `[i0, i1, ...]` lives at `offset + sum(ik * strides[k])`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Size of each dimension.
+    pub shape: Vec<usize>,
+    /// Distance in elements between neighbours along each dimension (0 = broadcast).
+    pub strides: Vec<usize>,
+    /// Index of the first element in the buffer.
+    pub offset: usize,
+}
+
+/// Row-major strides of a shape.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut acc = 1;
+    for (s, &d) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc *= d;
+    }
+    strides
+}
+
+/// Number of elements of a shape (1 for a scalar, 0 when any dim is 0).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// NumPy broadcasting of two shapes, or `None` when they are incompatible.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
+        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+impl Layout {
+    /// A dense row-major layout.
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+        }
+    }
+
+    /// Number of elements viewed.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Rank (number of dimensions).
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// True when the view is dense row-major starting at offset 0.
+    pub fn is_contiguous(&self) -> bool {
+        self.offset == 0 && self.is_dense_row_major()
+    }
+
+    /// True when the view is dense row-major (at any offset).
+    pub fn is_dense_row_major(&self) -> bool {
+        // Size-1 dims may carry any stride.
+        let expect = contiguous_strides(&self.shape);
+        self.shape
+            .iter()
+            .zip(self.strides.iter().zip(&expect))
+            .all(|(&d, (&s, &e))| d == 1 || s == e)
+    }
+
+    /// The highest buffer index this view touches plus one (0 when empty).
+    pub fn span(&self) -> usize {
+        if self.numel() == 0 {
+            return 0;
+        }
+        self.offset
+            + self
+                .shape
+                .iter()
+                .zip(&self.strides)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>()
+            + 1
+    }
+
+    /// This view broadcast to `shape` (NumPy rules; new and size-1 dims get stride 0).
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
+        if shape.len() < self.rank() {
+            return Err(Error::invalid(
+                "broadcast_to",
+                format!("cannot broadcast {:?} to lower rank {:?}", self.shape, shape),
+            ));
+        }
+        let lead = shape.len() - self.rank();
+        let mut strides = vec![0; shape.len()];
+        for (i, &d) in shape.iter().enumerate().skip(lead) {
+            let (sd, ss) = (self.shape[i - lead], self.strides[i - lead]);
+            strides[i] = if sd == d {
+                ss
+            } else if sd == 1 {
+                0
+            } else {
+                return Err(Error::invalid(
+                    "broadcast_to",
+                    format!("cannot broadcast {:?} to {:?}", self.shape, shape),
+                ));
+            };
+        }
+        Ok(Layout {
+            shape: shape.to_vec(),
+            strides,
+            offset: self.offset,
+        })
+    }
+
+    /// Reorders dimensions: output dim `i` is input dim `dims[i]`.
+    pub fn permute(&self, dims: &[usize]) -> Result<Layout> {
+        let mut seen = vec![false; self.rank()];
+        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true)) {
+            return Err(Error::invalid(
+                "permute",
+                format!("{dims:?} is not a permutation of the {} dims of {:?}", self.rank(), self.shape),
+            ));
+        }
+        Ok(Layout {
+            shape: dims.iter().map(|&d| self.shape[d]).collect(),
+            strides: dims.iter().map(|&d| self.strides[d]).collect(),
+            offset: self.offset,
+        })
+    }
+
+    /// Keeps `len` elements of dimension `dim` starting at `start`.
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Layout> {
+        if dim >= self.rank() || start + len > self.shape[dim] {
+            return Err(Error::invalid(
+                "narrow",
+                format!("dim {dim}, range {start}..{} out of bounds for shape {:?}", start + len, self.shape),
+            ));
+        }
+        let mut out = self.clone();
+        out.offset += start * self.strides[dim];
+        out.shape[dim] = len;
+        Ok(out)
+    }
+
+    pub(crate) fn check_rank(&self, op: &'static str) -> Result<()> {
+        if self.rank() > MAX_DIMS {
+            return Err(Error::invalid(op, format!("rank {} exceeds the maximum of {MAX_DIMS}", self.rank())));
+        }
+        Ok(())
+    }
+
+    /// Buffer index of the `i`-th element in row-major order (the CPU twin of WGSL `strided_offset`).
+    pub fn index_of(&self, mut i: usize) -> usize {
+        let mut off = self.offset;
+        for d in (0..self.rank()).rev() {
+            let n = self.shape[d];
+            off += (i % n) * self.strides[d];
+            i /= n;
+        }
+        off
+    }
+}
+
+/// Merges neighbouring dimensions that every operand walks as one (and drops
+/// size-1 dims), so kernels do less index arithmetic. Returns the merged shape
+/// and each operand's merged strides; a scalar becomes shape `[1]`.
+pub fn coalesce(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_shape: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for d in 0..shape.len() {
+        if shape[d] == 1 {
+            continue;
+        }
+        let mergeable = !out_shape.is_empty()
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| *o.last().unwrap() == s[d] * shape[d]);
+        if mergeable {
+            *out_shape.last_mut().unwrap() *= shape[d];
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().unwrap() = s[d];
+            }
+        } else {
+            out_shape.push(shape[d]);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[d]);
+            }
+        }
+    }
+    if out_shape.is_empty() {
+        out_shape.push(1);
+        for o in out_strides.iter_mut() {
+            o.push(1);
+        }
+    }
+    (out_shape, out_strides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shapes(&[3, 1, 5], &[4, 1]), Some(vec![3, 4, 5]));
+        assert_eq!(broadcast_shapes(&[], &[2]), Some(vec![2]));
+        assert_eq!(broadcast_shapes(&[0, 1], &[1, 3]), Some(vec![0, 3]));
+        assert_eq!(broadcast_shapes(&[2, 3], &[3, 2]), None);
+    }
+
+    #[test]
+    fn views_index_like_numpy() {
+        let l = Layout::contiguous(&[2, 3, 4]);
+        let t = l.permute(&[2, 0, 1]).unwrap();
+        // t[1, 1, 2] == l[1, 2, 1] == 1*12 + 2*4 + 1
+        assert_eq!(t.index_of(6 + 3 + 2), 21);
+        let n = l.narrow(2, 1, 2).unwrap();
+        assert_eq!(n.index_of(0), 1);
+        assert_eq!(n.index_of(3), 6);
+        assert!(!n.is_contiguous());
+        let b = Layout::contiguous(&[3, 1]).broadcast_to(&[2, 3, 4]).unwrap();
+        assert_eq!(b.strides, vec![0, 1, 0]);
+        assert!(l.permute(&[0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn coalescing_merges_dense_runs() {
+        let (s, st) = coalesce(&[2, 3, 4], &[&[12, 4, 1], &[0, 4, 1]]);
+        assert_eq!(s, vec![2, 12]);
+        assert_eq!(st, vec![vec![12, 1], vec![0, 1]]);
+        let (s, st) = coalesce(&[1, 1], &[&[1, 1]]);
+        assert_eq!((s, st), (vec![1], vec![vec![1]]));
+    }
+}

@@ -1,0 +1,32 @@
+//! # wgrad-gpu-core
+//!
+//! The bottom layer of wgrad: it opens a device (a wgpu adapter, or the
+//! plain-Rust CPU backend when there is none), hands out pooled buffers, and
+//! runs the kernel set on them. Each kernel is WGSL in `shaders/` with a CPU
+//! twin in [`ops`] that defines its semantics and serves as the test oracle.
+//!
+//! On a GPU, ops are *recorded* into one pending command encoder and submitted
+//! only when data leaves the device ([`Buffer::to_f32`]) or on
+//! [`Device::flush`]; [`Stats`] counts submissions, dispatches, readbacks and
+//! memory so that this is testable.
+//!
+//! This crate knows nothing about tensors, autograd or layers: it must not
+//! depend on any other wgrad crate. Shapes enter only as [`Layout`]s of views.
+
+pub mod buffer;
+pub mod device;
+pub mod error;
+mod gpu;
+pub mod layout;
+pub mod ops;
+pub mod select;
+pub mod shaders;
+pub mod stats;
+pub mod testing;
+
+pub use buffer::Buffer;
+pub use device::{Device, DeviceInfo};
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use select::{enumerate_adapters, DeviceSpec};
+pub use stats::{Stats, StatsSnapshot};

@@ -1,0 +1,101 @@
+//! The kernel set. One file per kernel family; each holds the op enum, the
+//! launch of its WGSL kernel (`shaders/NAME.wgsl`) and its plain-Rust CPU
+//! twin, so GPU and CPU semantics sit side by side.
+//!
+//! Every op takes and returns [`Buffer`](crate::Buffer)s on one device; on a
+//! GPU it records a launch and returns at once, on the CPU it runs.
+
+pub mod binary;
+pub mod fill;
+pub mod unary;
+
+use crate::gpu::{GpuContext, Launch};
+use crate::layout::MAX_DIMS;
+use crate::{Buffer, Device, Result};
+
+/// A kernel's uniform block, built word by word in the order of its WGSL `Params`.
+#[derive(Default)]
+pub(crate) struct Params(pub Vec<u32>);
+
+impl Params {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn u32(mut self, v: usize) -> Self {
+        self.0.push(u32::try_from(v).expect("wgrad: size exceeds u32 in a kernel parameter"));
+        self
+    }
+    pub fn f32(mut self, v: f32) -> Self {
+        self.0.push(v.to_bits());
+        self
+    }
+    /// Up to eight sizes as `array<vec4<u32>, 2>` (16-byte aligned, zero padded).
+    pub fn dims(mut self, v: &[usize]) -> Self {
+        assert!(v.len() <= MAX_DIMS, "wgrad internal: more than {MAX_DIMS} dims in kernel params");
+        while self.0.len() % 4 != 0 {
+            self.0.push(0);
+        }
+        for i in 0..MAX_DIMS {
+            self = self.u32(v.get(i).copied().unwrap_or(0));
+        }
+        self
+    }
+}
+
+/// Workgroups needed for `n` threads in groups of `size`.
+pub(crate) fn groups(n: usize, size: usize) -> u32 {
+    u32::try_from(n.div_ceil(size)).expect("wgrad: too many workgroups for one launch")
+}
+
+/// Errors when `n` elements cannot be indexed with the kernels' u32 arithmetic.
+pub(crate) fn check_u32(op: &'static str, n: usize) -> Result<()> {
+    if n >= u32::MAX as usize {
+        return Err(crate::Error::invalid(op, format!("{n} elements exceed the 2^32 limit of one kernel")));
+    }
+    Ok(())
+}
+
+/// Runs `gpu` on a GPU device, or counts a dispatch and runs `cpu` on the CPU backend.
+pub(crate) fn run(device: &Device, gpu: impl FnOnce(&GpuContext) -> Result<()>, cpu: impl FnOnce()) -> Result<()> {
+    match device.gpu_ctx() {
+        Some(g) => gpu(g),
+        None => {
+            device.inner.stats.dispatched();
+            cpu();
+            Ok(())
+        }
+    }
+}
+
+/// Shorthand for a launch with the common elementwise shape: `main`, 256 threads.
+pub(crate) fn launch_elementwise(
+    g: &GpuContext,
+    shader: &'static str,
+    constants: &[(&'static str, f64)],
+    params: Params,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+    n: usize,
+) -> Result<()> {
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader,
+        entry: "main",
+        constants,
+        params: &params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups: groups(n, 256),
+    })
+}
+
+/// f32 view of host words.
+pub(crate) fn f32s(w: &[u32]) -> &[f32] {
+    bytemuck::cast_slice(w)
+}
+
+/// Mutable f32 view of host words.
+pub(crate) fn f32s_mut(w: &mut [u32]) -> &mut [f32] {
+    bytemuck::cast_slice_mut(w)
+}

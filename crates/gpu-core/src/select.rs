@@ -1,0 +1,121 @@
+//! Choosing where tensors live: `WGRAD_DEVICE`, adapter enumeration and ranking.
+
+use crate::{Error, Result};
+
+/// What the user asked for, usually from the `WGRAD_DEVICE` environment variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// Best hardware GPU, else a software adapter, else the CPU backend (with a warning).
+    Auto,
+    /// Any wgpu adapter; an error when there is none.
+    Gpu,
+    /// The plain-Rust CPU backend.
+    Cpu,
+    /// The first adapter whose name contains this text (case-insensitive).
+    Named(String),
+}
+
+impl DeviceSpec {
+    /// Parses `gpu`, `cpu`, `auto`/empty, or an adapter-name substring.
+    pub fn parse(s: &str) -> Result<Self> {
+        let t = s.trim();
+        Ok(match t.to_ascii_lowercase().as_str() {
+            "" | "auto" => DeviceSpec::Auto,
+            "gpu" => DeviceSpec::Gpu,
+            "cpu" => DeviceSpec::Cpu,
+            _ if t.chars().any(|c| c.is_control()) => return Err(Error::BadDeviceSpec(s.into())),
+            _ => DeviceSpec::Named(t.to_string()),
+        })
+    }
+
+    /// Reads `WGRAD_DEVICE` (unset means [`DeviceSpec::Auto`]).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("WGRAD_DEVICE") {
+            Ok(v) => Self::parse(&v),
+            Err(_) => Ok(DeviceSpec::Auto),
+        }
+    }
+}
+
+/// The backends one build serves: native desktop APIs only (GL lacks what compute needs).
+pub(crate) fn backends() -> wgpu::Backends {
+    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+}
+
+pub(crate) fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees, best first.
+pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends()));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    adapters
+}
+
+/// Lower is better: discrete, integrated, virtual, other, software.
+fn rank(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Picks an adapter for `spec`; `Ok(None)` means "use the CPU backend".
+pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
+    if *spec == DeviceSpec::Cpu {
+        return Ok(None);
+    }
+    let adapters = enumerate_adapters();
+    let names = || {
+        let v: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    match spec {
+        DeviceSpec::Auto => Ok(adapters.into_iter().next()),
+        DeviceSpec::Gpu => {
+            let available = names();
+            adapters.into_iter().next().map(Some).ok_or(Error::NoAdapter {
+                wanted: "WGRAD_DEVICE=gpu".into(),
+                available,
+            })
+        }
+        DeviceSpec::Named(n) => {
+            let available = names();
+            let needle = n.to_lowercase();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                .map(Some)
+                .ok_or(Error::NoAdapter {
+                    wanted: format!("WGRAD_DEVICE={n}"),
+                    available,
+                })
+        }
+        DeviceSpec::Cpu => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_specs() {
+        assert_eq!(DeviceSpec::parse("").unwrap(), DeviceSpec::Auto);
+        assert_eq!(DeviceSpec::parse("GPU").unwrap(), DeviceSpec::Gpu);
+        assert_eq!(DeviceSpec::parse(" cpu ").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(DeviceSpec::parse("llvmpipe").unwrap(), DeviceSpec::Named("llvmpipe".into()));
+        assert!(DeviceSpec::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Counters that make the execution model testable: how many submissions,
+//! dispatches and readbacks a piece of code causes, and how much memory it holds.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one device. Cheap to update from any thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    bytes_live: AtomicU64,
+    bytes_peak: AtomicU64,
+    buffers_created: AtomicU64,
+    submissions: AtomicU64,
+    dispatches: AtomicU64,
+    readbacks: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Bytes in buffers held by live handles (pooled free buffers are not counted).
+    pub bytes_live: u64,
+    /// The largest `bytes_live` seen since the device was created or `reset_peak`.
+    pub bytes_peak: u64,
+    /// Device buffers allocated from the driver (pool misses).
+    pub buffers_created: u64,
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Kernel launches recorded (on the CPU backend: kernel calls).
+    pub dispatches: u64,
+    /// Copies of device data back to the host.
+    pub readbacks: u64,
+}
+
+impl Stats {
+    /// Reads all counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            bytes_live: self.bytes_live.load(Relaxed),
+            bytes_peak: self.bytes_peak.load(Relaxed),
+            buffers_created: self.buffers_created.load(Relaxed),
+            submissions: self.submissions.load(Relaxed),
+            dispatches: self.dispatches.load(Relaxed),
+            readbacks: self.readbacks.load(Relaxed),
+        }
+    }
+
+    /// Restarts peak tracking from the current live bytes.
+    pub fn reset_peak(&self) {
+        self.bytes_peak.store(self.bytes_live.load(Relaxed), Relaxed);
+    }
+
+    pub(crate) fn buffer_acquired(&self, bytes: u64) {
+        let live = self.bytes_live.fetch_add(bytes, Relaxed) + bytes;
+        self.bytes_peak.fetch_max(live, Relaxed);
+    }
+    pub(crate) fn buffer_released(&self, bytes: u64) {
+        self.bytes_live.fetch_sub(bytes, Relaxed);
+    }
+    pub(crate) fn buffer_created(&self) {
+        self.buffers_created.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn submitted(&self) {
+        self.submissions.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn dispatched(&self) {
+        self.dispatches.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn read_back(&self) {
+        self.readbacks.fetch_add(1, Relaxed);
+    }
+}
+
+impl std::ops::Sub for StatsSnapshot {
+    type Output = StatsSnapshot;
+    /// Difference of two snapshots (`after - before`); `bytes_*` are taken from `self`.
+    fn sub(self, before: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            bytes_live: self.bytes_live,
+            bytes_peak: self.bytes_peak,
+            buffers_created: self.buffers_created - before.buffers_created,
+            submissions: self.submissions - before.submissions,
+            dispatches: self.dispatches - before.dispatches,
+            readbacks: self.readbacks - before.readbacks,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+// Elementwise z = f(a, b) with NumPy broadcasting: both operands are read
+// through strided views (stride 0 on broadcast dims) and z is contiguous.
+// OP numbering is `BinaryOp::code` in gpu-core/src/ops/binary.rs.
+//#include common.wgsl
+
+override OP: u32 = 0u;
+
+struct Params {
+    shape: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+    n: u32,
+    rank: u32,
+    a_offset: u32,
+    b_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> z: array<f32>;
+
+// IEEE pow for every sign of the base (WGSL's pow is undefined for x <= 0).
+fn pow_ieee(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    let inf = bitcast<f32>(0x7f800000u);
+    if x == 0.0 {
+        return select(0.0, inf, y < 0.0);
+    }
+    let m = pow(abs(x), y);
+    if x > 0.0 {
+        return m;
+    }
+    if floor(y) != y {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    let odd = abs(y) < 16777216.0 && (i32(y) & 1) == 1;
+    return select(m, -m, odd);
+}
+
+fn f(x: f32, y: f32) -> f32 {
+    switch OP {
+        case 0u: { return x + y; }
+        case 1u: { return x - y; }
+        case 2u: { return x * y; }
+        case 3u: { return x / y; }
+        case 4u: { return pow_ieee(x, y); }
+        case 5u: { return max(x, y); }
+        case 6u: { return min(x, y); }
+        case 7u: { return select(0.0, 1.0, x == y); }
+        case 8u: { return select(0.0, 1.0, x < y); }
+        case 9u: { return select(0.0, 1.0, x <= y); }
+        case 10u: { return select(0.0, 1.0, x > y); }
+        case 11u: { return select(0.0, 1.0, x >= y); }
+        default: { return x; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let ia = p.a_offset + strided_offset(i, p.rank, p.shape, p.a_strides);
+    let ib = p.b_offset + strided_offset(i, p.rank, p.shape, p.b_strides);
+    z[i] = f(a[ia], b[ib]);
+}

@@ -1,0 +1,27 @@
+// fill: y[i] = value; arange: y[i] = start + i * step.
+//#include common.wgsl
+
+struct Params {
+    n: u32,
+    a: f32,
+    b: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i < p.n {
+        y[i] = p.a;
+    }
+}
+
+@compute @workgroup_size(256)
+fn arange(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i < p.n {
+        y[i] = p.a + f32(i) * p.b;
+    }
+}

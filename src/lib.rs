@@ -1,0 +1,1 @@
+pub use wgrad_gpu_core as gpu_core;
