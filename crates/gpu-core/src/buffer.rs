@@ -73,14 +73,7 @@ impl Buffer {
             }
         };
         device.inner.stats.buffer_acquired(charged);
-        Ok(Buffer {
-            inner: Arc::new(BufferInner {
-                device: device.clone(),
-                bytes,
-                charged,
-                storage,
-            }),
-        })
+        Ok(Buffer { inner: Arc::new(BufferInner { device: device.clone(), bytes, charged, storage }) })
     }
 
     /// Copies host bytes into a new buffer (recorded in order with pending kernels).
@@ -88,7 +81,9 @@ impl Buffer {
         let b = Buffer::alloc(device, data.len() as u64)?;
         match &b.inner.storage {
             Storage::Gpu(Some(w)) => device.gpu_ctx().expect("gpu storage").upload(w, data),
-            Storage::Cpu(v) => bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data),
+            Storage::Cpu(v) => {
+                bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data)
+            }
             Storage::Gpu(None) => unreachable!("live buffer without storage"),
         }
         Ok(b)
@@ -178,11 +173,7 @@ impl Buffer {
     pub(crate) fn check_same_device(op: &'static str, device: &Device, bufs: &[&Buffer]) -> Result<()> {
         for b in bufs {
             if b.device() != device {
-                return Err(Error::DeviceMismatch {
-                    op,
-                    a: device.name(),
-                    b: b.device().name(),
-                });
+                return Err(Error::DeviceMismatch { op, a: device.name(), b: b.device().name() });
             }
         }
         Ok(())

@@ -76,12 +76,7 @@ impl Device {
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Device> {
         let stats = Arc::new(Stats::default());
         let ctx = GpuContext::open(adapter, stats.clone())?;
-        Ok(Device {
-            inner: Arc::new(DeviceInner {
-                backend: Backend::Gpu(Box::new(ctx)),
-                stats,
-            }),
-        })
+        Ok(Device { inner: Arc::new(DeviceInner { backend: Backend::Gpu(Box::new(ctx)), stats }) })
     }
 
     /// The best GPU adapter; an error when there is none.
@@ -91,12 +86,7 @@ impl Device {
 
     /// A fresh CPU-backend device.
     pub fn cpu() -> Device {
-        Device {
-            inner: Arc::new(DeviceInner {
-                backend: Backend::Cpu,
-                stats: Arc::new(Stats::default()),
-            }),
-        }
+        Device { inner: Arc::new(DeviceInner { backend: Backend::Cpu, stats: Arc::new(Stats::default()) }) }
     }
 
     /// The process-wide device chosen by `WGRAD_DEVICE`, opened on first use.
@@ -167,9 +157,7 @@ impl Device {
     pub fn synchronize(&self) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.flush()?;
-            g.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| crate::Error::Gpu(e.to_string()))?;
+            g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| crate::Error::Gpu(e.to_string()))?;
             g.take_error()?;
         }
         Ok(())

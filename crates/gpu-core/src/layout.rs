@@ -55,11 +55,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 impl Layout {
     /// A dense row-major layout.
     pub fn contiguous(shape: &[usize]) -> Self {
-        Layout {
-            shape: shape.to_vec(),
-            strides: contiguous_strides(shape),
-            offset: 0,
-        }
+        Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: 0 }
     }
 
     /// Number of elements viewed.
@@ -81,10 +77,7 @@ impl Layout {
     pub fn is_dense_row_major(&self) -> bool {
         // Size-1 dims may carry any stride.
         let expect = contiguous_strides(&self.shape);
-        self.shape
-            .iter()
-            .zip(self.strides.iter().zip(&expect))
-            .all(|(&d, (&s, &e))| d == 1 || s == e)
+        self.shape.iter().zip(self.strides.iter().zip(&expect)).all(|(&d, (&s, &e))| d == 1 || s == e)
     }
 
     /// The highest buffer index this view touches plus one (0 when empty).
@@ -92,14 +85,7 @@ impl Layout {
         if self.numel() == 0 {
             return 0;
         }
-        self.offset
-            + self
-                .shape
-                .iter()
-                .zip(&self.strides)
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>()
-            + 1
+        self.offset + self.shape.iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>() + 1
     }
 
     /// This view broadcast to `shape` (NumPy rules; new and size-1 dims get stride 0).
@@ -125,17 +111,14 @@ impl Layout {
                 ));
             };
         }
-        Ok(Layout {
-            shape: shape.to_vec(),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset })
     }
 
     /// Reorders dimensions: output dim `i` is input dim `dims[i]`.
     pub fn permute(&self, dims: &[usize]) -> Result<Layout> {
         let mut seen = vec![false; self.rank()];
-        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true)) {
+        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true))
+        {
             return Err(Error::invalid(
                 "permute",
                 format!("{dims:?} is not a permutation of the {} dims of {:?}", self.rank(), self.shape),
@@ -192,10 +175,7 @@ pub fn coalesce(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<u
             continue;
         }
         let mergeable = !out_shape.is_empty()
-            && strides
-                .iter()
-                .zip(&out_strides)
-                .all(|(s, o)| *o.last().unwrap() == s[d] * shape[d]);
+            && strides.iter().zip(&out_strides).all(|(s, o)| *o.last().unwrap() == s[d] * shape[d]);
         if mergeable {
             *out_shape.last_mut().unwrap() *= shape[d];
             for (s, o) in strides.iter().zip(out_strides.iter_mut()) {

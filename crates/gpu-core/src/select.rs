@@ -85,10 +85,11 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
         DeviceSpec::Auto => Ok(adapters.into_iter().next()),
         DeviceSpec::Gpu => {
             let available = names();
-            adapters.into_iter().next().map(Some).ok_or(Error::NoAdapter {
-                wanted: "WGRAD_DEVICE=gpu".into(),
-                available,
-            })
+            adapters
+                .into_iter()
+                .next()
+                .map(Some)
+                .ok_or(Error::NoAdapter { wanted: "WGRAD_DEVICE=gpu".into(), available })
         }
         DeviceSpec::Named(n) => {
             let available = names();
@@ -97,10 +98,7 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
                 .into_iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&needle))
                 .map(Some)
-                .ok_or(Error::NoAdapter {
-                    wanted: format!("WGRAD_DEVICE={n}"),
-                    available,
-                })
+                .ok_or(Error::NoAdapter { wanted: format!("WGRAD_DEVICE={n}"), available })
         }
         DeviceSpec::Cpu => unreachable!("handled above"),
     }

@@ -70,10 +70,34 @@ fn unary_reference_values() {
     let c = wgrad_gpu_core::Device::cpu();
     let x = wgrad_gpu_core::Buffer::from_f32(&c, &[-1.0, 0.5, 2.0]).unwrap();
     let got = |op| unary(op, &x, 3).unwrap().to_f32().unwrap();
-    wgrad_gpu_core::testing::assert_close("gelu", &got(UnaryOp::Gelu), &[-0.158_655_25, 0.345_731_14, 1.954_499_8], 1e-6, 1e-6);
-    wgrad_gpu_core::testing::assert_close("gelu_tanh", &got(UnaryOp::GeluTanh), &[-0.158_808, 0.345_714, 1.954_598], 1e-5, 1e-6);
-    wgrad_gpu_core::testing::assert_close("selu", &got(UnaryOp::Selu), &[-1.111_330_7, 0.525_350_5, 2.101_401_8], 1e-6, 1e-6);
-    wgrad_gpu_core::testing::assert_close("mish", &got(UnaryOp::Mish), &[-0.303_401_4, 0.375_224_3, 1.943_959_1], 1e-6, 1e-6);
+    wgrad_gpu_core::testing::assert_close(
+        "gelu",
+        &got(UnaryOp::Gelu),
+        &[-0.158_655_25, 0.345_731_14, 1.954_499_8],
+        1e-6,
+        1e-6,
+    );
+    wgrad_gpu_core::testing::assert_close(
+        "gelu_tanh",
+        &got(UnaryOp::GeluTanh),
+        &[-0.158_808, 0.345_714, 1.954_598],
+        1e-5,
+        1e-6,
+    );
+    wgrad_gpu_core::testing::assert_close(
+        "selu",
+        &got(UnaryOp::Selu),
+        &[-1.111_330_7, 0.525_350_5, 2.101_401_8],
+        1e-6,
+        1e-6,
+    );
+    wgrad_gpu_core::testing::assert_close(
+        "mish",
+        &got(UnaryOp::Mish),
+        &[-0.303_401_4, 0.375_224_3, 1.943_959_1],
+        1e-6,
+        1e-6,
+    );
 }
 
 #[test]

@@ -56,18 +56,16 @@ pub(crate) fn fold_grid(n: u32) -> (u32, u32) {
 
 impl Batch {
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
-        self.encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") }))
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+        })
     }
 
     /// Stores a parameter block and returns (chunk index, byte offset).
     fn push_params(&mut self, device: &wgpu::Device, params: &[u32]) -> (usize, u32) {
         let bytes: &[u8] = bytemuck::cast_slice(params);
         assert!(bytes.len() as u64 <= PARAMS_BYTES, "kernel parameter block larger than {PARAMS_BYTES} bytes");
-        let full = self
-            .chunks
-            .last()
-            .is_none_or(|c| c.data.len() >= SLOTS_PER_CHUNK * PARAMS_BYTES as usize);
+        let full = self.chunks.last().is_none_or(|c| c.data.len() >= SLOTS_PER_CHUNK * PARAMS_BYTES as usize);
         if full {
             let buffer = self.spare.pop().unwrap_or_else(|| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -105,10 +103,7 @@ impl GpuContext {
             }),
         }];
         for (i, b) in l.inputs.iter().chain(l.outputs).enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: 1 + i as u32,
-                resource: b.as_entire_binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(l.shader),
@@ -118,10 +113,8 @@ impl GpuContext {
         let (x, y) = fold_grid(l.workgroups);
         {
             let enc = batch.encoder(&self.device);
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(l.shader),
-                timestamp_writes: None,
-            });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.shader), timestamp_writes: None });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
@@ -153,9 +146,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::COPY_SRC,
         });
         let mut batch = self.batch.lock().unwrap();
-        batch
-            .encoder(&self.device)
-            .copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
+        batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
     }
 
     /// Records a device-to-device copy of `bytes` bytes (multiple of 4).
@@ -213,17 +204,11 @@ impl GpuContext {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
         self.take_error()?;
-        let out = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Readback(format!("{e:?}")))?[..bytes as usize]
-            .to_vec();
+        let out =
+            staging.get_mapped_range(..).map_err(|e| Error::Readback(format!("{e:?}")))?[..bytes as usize].to_vec();
         staging.unmap();
         self.stats().read_back();
         Ok(out)

@@ -44,10 +44,7 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -77,7 +74,9 @@ impl GpuContext {
     /// Returns (and clears) an error wgpu reported asynchronously.
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap().take() {
-            Some(msg) if msg.to_lowercase().contains("out of memory") => Err(Error::Gpu(format!("out of memory: {msg}"))),
+            Some(msg) if msg.to_lowercase().contains("out of memory") => {
+                Err(Error::Gpu(format!("out of memory: {msg}")))
+            }
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
         }

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Every pooled buffer can be bound as storage and copied in and out.
-pub(crate) const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+pub(crate) const USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// Rounds a request up to its bucket: powers of two up to 64 KiB, then sixteenths
 /// of a power of two, so large tensors waste at most 12.5%.

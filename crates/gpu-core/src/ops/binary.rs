@@ -96,14 +96,8 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         dev,
         |g| {
             let (cs, st) = coalesce(&shape, &[&va.strides, &vb.strides]);
-            let params = Params::new()
-                .dims(&cs)
-                .dims(&st[0])
-                .dims(&st[1])
-                .u32(n)
-                .u32(cs.len())
-                .u32(va.offset)
-                .u32(vb.offset);
+            let params =
+                Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(cs.len()).u32(va.offset).u32(vb.offset);
             launch_elementwise(g, "binary", &[("OP", op.code() as f64)], params, &[a, b], &[&out], n)
         },
         || {

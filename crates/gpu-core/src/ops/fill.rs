@@ -4,7 +4,14 @@ use super::{f32s_mut, groups, run, Params};
 use crate::gpu::Launch;
 use crate::{Buffer, Device, Result};
 
-fn launch(device: &Device, entry: &'static str, n: usize, a: f32, b: f32, cpu: impl Fn(usize) -> f32) -> Result<Buffer> {
+fn launch(
+    device: &Device,
+    entry: &'static str,
+    n: usize,
+    a: f32,
+    b: f32,
+    cpu: impl Fn(usize) -> f32,
+) -> Result<Buffer> {
     super::check_u32("fill", n)?;
     let out = Buffer::alloc(device, n as u64 * 4)?;
     run(

@@ -192,7 +192,17 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
     let (a, b) = op.args();
     run(
         dev,
-        |g| launch_elementwise(g, "unary", &[("OP", op.code() as f64)], Params::new().u32(n).f32(a).f32(b), &[x], &[&out], n),
+        |g| {
+            launch_elementwise(
+                g,
+                "unary",
+                &[("OP", op.code() as f64)],
+                Params::new().u32(n).f32(a).f32(b),
+                &[x],
+                &[&out],
+                n,
+            )
+        },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
             for (y, &v) in f32s_mut(&mut ys)[..n].iter_mut().zip(&f32s(&xs)[..n]) {
