@@ -1,1 +1,21 @@
+//! # wgrad
+//!
+//! A GPU-first deep-learning training framework: every tensor op is a WGSL
+//! compute shader run through `wgpu` (Vulkan, Metal, DX12), with a plain-Rust
+//! CPU backend that mirrors each kernel.
+//!
+//! This facade re-exports the workspace crates; most programs only need
+//! `use wgrad::prelude::*;`.
+//!
+//! | crate | job |
+//! |---|---|
+//! | [`gpu_core`] | device choice, buffer pool, WGSL kernels and their CPU twins |
+
 pub use wgrad_gpu_core as gpu_core;
+pub use wgrad_gpu_core::{Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Result, StatsSnapshot};
+
+/// The names most programs use.
+pub mod prelude {
+    pub use crate::gpu_core::ops;
+    pub use crate::{Buffer, Device, DeviceSpec, Layout};
+}

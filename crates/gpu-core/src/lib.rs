@@ -28,5 +28,5 @@ pub use buffer::Buffer;
 pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
 pub use layout::Layout;
-pub use select::{enumerate_adapters, DeviceSpec};
+pub use select::{enumerate_adapters, list_adapters, AdapterSummary, DeviceSpec};
 pub use stats::{Stats, StatsSnapshot};

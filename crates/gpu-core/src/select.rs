@@ -56,6 +56,52 @@ pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
     adapters
 }
 
+/// What the `devices` example prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// Graphics API (`Vulkan`, `Metal`, `Dx12`).
+    pub backend: String,
+    /// Discrete, integrated, virtual, `Cpu` (software) or other.
+    pub device_type: String,
+    /// Driver name and version text.
+    pub driver: String,
+    /// The limits that matter for compute, as (name, value).
+    pub limits: Vec<(&'static str, u64)>,
+    /// Each optional feature wgrad can use, and whether the adapter offers it.
+    pub features: Vec<(&'static str, bool)>,
+}
+
+/// Summaries of every adapter, best first (the first is what `auto` picks).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    enumerate_adapters()
+        .iter()
+        .map(|a| {
+            let (info, l, f) = (a.get_info(), a.limits(), a.features());
+            AdapterSummary {
+                name: info.name,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+                limits: vec![
+                    ("max_buffer_size", l.max_buffer_size),
+                    ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size as u64),
+                    ("max_compute_workgroup_storage_size", l.max_compute_workgroup_storage_size as u64),
+                    ("max_compute_invocations_per_workgroup", l.max_compute_invocations_per_workgroup as u64),
+                    ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
+                    ("max_storage_buffers_per_shader_stage", l.max_storage_buffers_per_shader_stage as u64),
+                ],
+                features: vec![
+                    ("SHADER_F16", f.contains(wgpu::Features::SHADER_F16)),
+                    ("SUBGROUP", f.contains(wgpu::Features::SUBGROUP)),
+                    ("TIMESTAMP_QUERY", f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+                ],
+            }
+        })
+        .collect()
+}
+
 /// Lower is better: discrete, integrated, virtual, other, software.
 fn rank(info: &wgpu::AdapterInfo) -> u8 {
     match info.device_type {

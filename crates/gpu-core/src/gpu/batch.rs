@@ -120,6 +120,7 @@ impl GpuContext {
             pass.dispatch_workgroups(x, y, 1);
         }
         batch.dispatches += 1;
+        self.stats().dispatched();
         if batch.dispatches >= MAX_PENDING_DISPATCHES {
             self.submit(&mut batch)?;
         }
