@@ -19,3 +19,8 @@ pub mod prelude {
     pub use crate::gpu_core::ops;
     pub use crate::{Buffer, Device, DeviceSpec, Layout};
 }
+
+/// The README's code blocks, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

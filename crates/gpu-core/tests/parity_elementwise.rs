@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::fill::{arange, fill};
-use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
+use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::Layout;
 
 #[test]
@@ -65,15 +65,48 @@ fn every_unary_op_matches() {
 }
 
 #[test]
+fn every_unary_gradient_matches_twin_and_finite_differences() {
+    let Some((g, c)) = devices("every_unary_gradient_matches_twin_and_finite_differences") else { return };
+    let mut r = rng(5);
+    let n = 33;
+    // Keep away from kinks (0 for relu/abs/sign, clamp bounds) where the derivative jumps.
+    let data: Vec<f32> = r.vec(n, -3.0, 3.0).iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect();
+    let up = r.vec(n, -1.0, 1.0);
+    for &op in ALL_UNARY {
+        let input: Vec<f32> = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal) {
+            data.iter().map(|v| v.abs() + 0.5).collect()
+        } else if let UnaryOp::Clamp(lo, hi) = op {
+            data.iter().map(|v| if (v - lo).abs() < 0.05 || (v - hi).abs() < 0.05 { v + 0.1 } else { *v }).collect()
+        } else {
+            data.clone()
+        };
+        let (xg, xc) = both(&g, &c, &input);
+        let (ug, uc) = both(&g, &c, &up);
+        let (yg, yc) = (unary(op, &xg, n).unwrap(), unary(op, &xc, n).unwrap());
+        let dg = unary_grad(op, &xg, &yg, &ug, n).unwrap();
+        let dc = unary_grad(op, &xc, &yc, &uc, n).unwrap();
+        same(&format!("{op:?} grad"), &dg, &dc, n, 1e-5, 1e-5);
+        // The twin's derivative against central differences in f64 of the twin's f.
+        let dcv = dc.to_f32().unwrap();
+        for i in 0..n {
+            let (x, h) = (input[i], 1e-3f32);
+            let fd = (op.apply(x + h) as f64 - op.apply(x - h) as f64) / (2.0 * h as f64) * up[i] as f64;
+            let tol = 2e-3 * (1.0 + fd.abs());
+            assert!((dcv[i] as f64 - fd).abs() < tol, "{op:?} at x={x}: analytic {} vs numeric {fd}", dcv[i]);
+        }
+    }
+}
+
+#[test]
 fn unary_reference_values() {
-    // Values from PyTorch 2.x (float32).
+    // Values from PyTorch (torch.nn.functional, float64 then rounded).
     let c = wgrad_gpu_core::Device::cpu();
     let x = wgrad_gpu_core::Buffer::from_f32(&c, &[-1.0, 0.5, 2.0]).unwrap();
     let got = |op| unary(op, &x, 3).unwrap().to_f32().unwrap();
     wgrad_gpu_core::testing::assert_close(
         "gelu",
         &got(UnaryOp::Gelu),
-        &[-0.158_655_25, 0.345_731_14, 1.954_499_8],
+        &[-0.158_655_25, 0.345_731_23, 1.954_499_7],
         1e-6,
         1e-6,
     );
@@ -87,14 +120,14 @@ fn unary_reference_values() {
     wgrad_gpu_core::testing::assert_close(
         "selu",
         &got(UnaryOp::Selu),
-        &[-1.111_330_7, 0.525_350_5, 2.101_401_8],
+        &[-1.111_330_7, 0.525_350_5, 2.101_402],
         1e-6,
         1e-6,
     );
     wgrad_gpu_core::testing::assert_close(
         "mish",
         &got(UnaryOp::Mish),
-        &[-0.303_401_4, 0.375_224_3, 1.943_959_1],
+        &[-0.303_401_46, 0.375_245_2, 1.943_959],
         1e-6,
         1e-6,
     );

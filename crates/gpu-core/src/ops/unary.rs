@@ -134,6 +134,50 @@ impl UnaryOp {
         }
     }
 
+    /// The CPU twin of the derivative: f'(v), given y = f(v).
+    pub fn derivative(self, v: f32, y: f32) -> f32 {
+        use UnaryOp::*;
+        let step = |c: bool, a: f32, b: f32| if c { a } else { b };
+        match self {
+            Neg => -1.0,
+            Abs => sign(v),
+            Sign => 0.0,
+            Exp => y,
+            Log => 1.0 / v,
+            Sqrt => 0.5 / y,
+            Rsqrt => -0.5 * y * y * y,
+            Square => 2.0 * v,
+            Reciprocal => -y * y,
+            Sin => v.cos(),
+            Cos => -v.sin(),
+            Tanh => 1.0 - y * y,
+            Sigmoid => y * (1.0 - y),
+            Relu => step(v > 0.0, 1.0, 0.0),
+            LeakyRelu(a) => step(v > 0.0, 1.0, a),
+            Elu(a) => step(v > 0.0, 1.0, y + a),
+            Selu => step(v > 0.0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA),
+            Gelu => {
+                let cdf = 0.5 * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + v * 0.398_942_3 * (-0.5 * v * v).exp()
+            }
+            GeluTanh => {
+                let k = 0.797_884_6;
+                let t = (k * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh();
+                0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v)
+            }
+            Silu => {
+                let s = sigmoid(v);
+                s * (1.0 + v * (1.0 - s))
+            }
+            Mish => {
+                let t = softplus1(v).clamp(-15.0, 15.0).tanh();
+                t + v * (1.0 - t * t) * sigmoid(v)
+            }
+            Softplus { beta, threshold } => step(beta * v > threshold, 1.0, sigmoid(beta * v)),
+            Clamp(lo, hi) => step(v >= lo && v <= hi, 1.0, 0.0),
+        }
+    }
+
     /// The CPU twin: f applied to one value.
     pub fn apply(self, v: f32) -> f32 {
         use UnaryOp::*;
@@ -207,6 +251,34 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
             let (xs, mut ys) = (x.host(), out.host_mut());
             for (y, &v) in f32s_mut(&mut ys)[..n].iter_mut().zip(&f32s(&xs)[..n]) {
                 *y = op.apply(v);
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// Backward of [`unary`]: `dx[i] = g[i] * f'(x[i])` in one fused pass, where
+/// `y = unary(op, x)` is the forward output (several derivatives use it).
+pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> Result<Buffer> {
+    super::check_u32("unary_grad", n)?;
+    for (b, what) in [(x, "x"), (y, "y"), (g, "gradient")] {
+        b.check_len("unary_grad", what, n, 4)?;
+    }
+    let dev = x.device();
+    Buffer::check_same_device("unary_grad", dev, &[y, g])?;
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let (a, b) = op.args();
+    run(
+        dev,
+        |gpu| {
+            let params = Params::new().u32(n).f32(a).f32(b);
+            launch_elementwise(gpu, "unary_grad", &[("OP", op.code() as f64)], params, &[x, y, g], &[&out], n)
+        },
+        || {
+            let (xs, ys, gs, mut dx) = (x.host(), y.host(), g.host(), out.host_mut());
+            let (xs, ys, gs) = (f32s(&xs), f32s(&ys), f32s(&gs));
+            for (i, d) in f32s_mut(&mut dx)[..n].iter_mut().enumerate() {
+                *d = gs[i] * op.derivative(xs[i], ys[i]);
             }
         },
     )?;

@@ -1,0 +1,26 @@
+// Backward of an elementwise function: dx = g * f'(x), one fused pass
+// (f chosen by the override OP, see unary_fns.wgsl). y = f(x) is passed in
+// because several derivatives are cheapest in terms of the output.
+//#include common.wgsl
+
+struct Params {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+//#include unary_fns.wgsl
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i < p.n {
+        dx[i] = g[i] * df(x[i], y[i]);
+    }
+}
