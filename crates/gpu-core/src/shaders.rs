@@ -10,12 +10,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../../shaders/common.wgsl")),
     ("fill", include_str!("../../../shaders/fill.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
+    ("unary_fns", include_str!("../../../shaders/unary_fns.wgsl")),
+    ("unary_grad", include_str!("../../../shaders/unary_grad.wgsl")),
     ("binary", include_str!("../../../shaders/binary.wgsl")),
     ("where", include_str!("../../../shaders/where.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &["common"];
+pub const LIBRARIES: &[&str] = &["common", "unary_fns"];
 
 /// The raw text of a shader file.
 ///
