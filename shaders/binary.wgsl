@@ -20,26 +20,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
 
-// IEEE pow for every sign of the base (WGSL's pow is undefined for x <= 0).
-fn pow_ieee(x: f32, y: f32) -> f32 {
-    if y == 0.0 {
-        return 1.0;
-    }
-    let inf = bitcast<f32>(0x7f800000u);
-    if x == 0.0 {
-        return select(0.0, inf, y < 0.0);
-    }
-    let m = pow(abs(x), y);
-    if x > 0.0 {
-        return m;
-    }
-    if floor(y) != y {
-        return bitcast<f32>(0x7fc00000u);
-    }
-    let odd = abs(y) < 16777216.0 && (i32(y) & 1) == 1;
-    return select(m, -m, odd);
-}
-
 fn f(x: f32, y: f32) -> f32 {
     switch OP {
         case 0u: { return x + y; }

@@ -27,3 +27,23 @@ fn strided_offset(i: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<
     }
     return off;
 }
+
+// IEEE pow for every sign of the base (WGSL's pow is undefined for x <= 0).
+fn pow_ieee(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    let inf = bitcast<f32>(0x7f800000u);
+    if x == 0.0 {
+        return select(0.0, inf, y < 0.0);
+    }
+    let m = pow(abs(x), y);
+    if x > 0.0 {
+        return m;
+    }
+    if floor(y) != y {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    let odd = abs(y) < 16777216.0 && (i32(y) & 1) == 1;
+    return select(m, -m, odd);
+}

@@ -62,6 +62,9 @@ fn f(v: f32) -> f32 {
         // softplus(beta = alpha), linear above threshold beta like PyTorch.
         case 21u: { return select(softplus1(p.alpha * v) / p.alpha, v, p.alpha * v > p.beta); }
         case 22u: { return clamp(v, p.alpha, p.beta); }
+        // Scalar arithmetic: alpha * v + beta, and v ^ alpha.
+        case 23u: { return p.alpha * v + p.beta; }
+        case 24u: { return pow_ieee(v, p.alpha); }
         default: { return v; }
     }
 }
@@ -105,6 +108,8 @@ fn df(v: f32, y: f32) -> f32 {
         }
         case 21u: { return select(sigmoid(p.alpha * v), 1.0, p.alpha * v > p.beta); }
         case 22u: { return select(0.0, 1.0, v >= p.alpha && v <= p.beta); }
+        case 23u: { return p.alpha; }
+        case 24u: { return p.alpha * pow_ieee(v, p.alpha - 1.0); }
         default: { return 1.0; }
     }
 }

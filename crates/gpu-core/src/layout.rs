@@ -145,6 +145,37 @@ impl Layout {
         Ok(out)
     }
 
+    /// The same elements viewed with `shape`, without copying.
+    ///
+    /// Only a dense row-major view (at any offset) can be reshaped for free;
+    /// any other view is an error, and the caller materialises it with
+    /// `ops::copy::contiguous` first. Empty views reshape freely, since no
+    /// element's position can be wrong.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Layout> {
+        if numel(shape) != self.numel() {
+            return Err(Error::invalid(
+                "reshape",
+                format!(
+                    "cannot reshape {:?} ({} elements) to {:?} ({} elements)",
+                    self.shape,
+                    self.numel(),
+                    shape,
+                    numel(shape)
+                ),
+            ));
+        }
+        if self.numel() != 0 && !self.is_dense_row_major() {
+            return Err(Error::invalid(
+                "reshape",
+                format!(
+                    "cannot view {:?} with strides {:?} as {:?}: not dense row-major; make it contiguous first",
+                    self.shape, self.strides, shape
+                ),
+            ));
+        }
+        Ok(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset })
+    }
+
     pub(crate) fn check_rank(&self, op: &'static str) -> Result<()> {
         if self.rank() > MAX_DIMS {
             return Err(Error::invalid(op, format!("rank {} exceeds the maximum of {MAX_DIMS}", self.rank())));
@@ -231,5 +262,31 @@ mod tests {
         assert_eq!(st, vec![vec![12, 1], vec![0, 1]]);
         let (s, st) = coalesce(&[1, 1], &[&[1, 1]]);
         assert_eq!((s, st), (vec![1], vec![vec![1]]));
+    }
+
+    #[test]
+    fn reshape_is_free_only_for_dense_views() {
+        let l = Layout::contiguous(&[2, 3, 4]);
+        let r = l.reshape(&[6, 4]).unwrap();
+        assert_eq!((r.shape.clone(), r.strides.clone(), r.offset), (vec![6, 4], vec![4, 1], 0));
+        // A dense slice along the first dim keeps its offset.
+        let s = l.narrow(0, 1, 1).unwrap().reshape(&[3, 4]).unwrap();
+        assert_eq!((s.strides.clone(), s.offset), (vec![4, 1], 12));
+        assert_eq!(s.index_of(5), 17);
+        assert_eq!(l.reshape(&[]).unwrap_err().to_string(), "reshape: cannot reshape [2, 3, 4] (24 elements) to [] (1 elements)");
+        let msg = l.reshape(&[5, 5]).unwrap_err().to_string();
+        assert!(msg.contains("[2, 3, 4]") && msg.contains("[5, 5]"), "{msg}");
+        let t = l.permute(&[1, 0, 2]).unwrap();
+        let msg = t.reshape(&[24]).unwrap_err().to_string();
+        assert!(msg.contains("contiguous") && msg.contains("[3, 2, 4]"), "{msg}");
+        assert!(l.narrow(2, 0, 2).unwrap().reshape(&[12]).is_err());
+        assert!(Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap().reshape(&[6]).is_err());
+        // Size-1 dims with odd strides and empty views are still free.
+        let one = Layout { shape: vec![1, 4], strides: vec![99, 1], offset: 3 };
+        assert_eq!(one.reshape(&[2, 2]).unwrap(), Layout { shape: vec![2, 2], strides: vec![2, 1], offset: 3 });
+        let empty = Layout { shape: vec![0, 3], strides: vec![1, 7], offset: 0 };
+        assert_eq!(empty.reshape(&[3, 0]).unwrap().shape, vec![3, 0]);
+        let scalar = Layout::contiguous(&[]).reshape(&[1, 1]).unwrap();
+        assert_eq!(scalar.strides, vec![1, 1]);
     }
 }

@@ -9,11 +9,17 @@
 pub const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../../shaders/common.wgsl")),
     ("fill", include_str!("../../../shaders/fill.wgsl")),
+    ("reduce", include_str!("../../../shaders/reduce.wgsl")),
+    ("random", include_str!("../../../shaders/random.wgsl")),
+    ("cast", include_str!("../../../shaders/cast.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
     ("unary_fns", include_str!("../../../shaders/unary_fns.wgsl")),
     ("unary_grad", include_str!("../../../shaders/unary_grad.wgsl")),
     ("binary", include_str!("../../../shaders/binary.wgsl")),
     ("where", include_str!("../../../shaders/where.wgsl")),
+    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    ("copy", include_str!("../../../shaders/copy.wgsl")),
+    ("index", include_str!("../../../shaders/index.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.

@@ -6,7 +6,13 @@
 //! GPU it records a launch and returns at once, on the CPU it runs.
 
 pub mod binary;
+pub mod cast;
+pub mod random;
+pub mod reduce;
+pub mod copy;
+pub mod index;
 pub mod fill;
+pub mod matmul;
 pub mod unary;
 
 use crate::gpu::{GpuContext, Launch};

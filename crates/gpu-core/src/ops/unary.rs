@@ -57,6 +57,15 @@ pub enum UnaryOp {
     },
     /// min(max(x, lo), hi)
     Clamp(f32, f32),
+    /// scale·x + shift: scalar add, sub, mul and div in one pass
+    Affine {
+        /// Multiplier.
+        scale: f32,
+        /// Addend.
+        shift: f32,
+    },
+    /// x^p for a scalar exponent (IEEE pow, so negative x with integer p works)
+    Powf(f32),
 }
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -121,6 +130,8 @@ impl UnaryOp {
             Mish => 20,
             Softplus { .. } => 21,
             Clamp(..) => 22,
+            Affine { .. } => 23,
+            Powf(_) => 24,
         }
     }
 
@@ -130,6 +141,8 @@ impl UnaryOp {
             UnaryOp::LeakyRelu(a) | UnaryOp::Elu(a) => (a, 0.0),
             UnaryOp::Softplus { beta, threshold } => (beta, threshold),
             UnaryOp::Clamp(lo, hi) => (lo, hi),
+            UnaryOp::Affine { scale, shift } => (scale, shift),
+            UnaryOp::Powf(p) => (p, 0.0),
             _ => (0.0, 0.0),
         }
     }
@@ -175,6 +188,8 @@ impl UnaryOp {
             }
             Softplus { beta, threshold } => step(beta * v > threshold, 1.0, sigmoid(beta * v)),
             Clamp(lo, hi) => step(v >= lo && v <= hi, 1.0, 0.0),
+            Affine { scale, .. } => scale,
+            Powf(p) => p * v.powf(p - 1.0),
         }
     }
 
@@ -223,6 +238,8 @@ impl UnaryOp {
                 }
             }
             Clamp(lo, hi) => v.max(lo).min(hi),
+            Affine { scale, shift } => scale * v + shift,
+            Powf(p) => v.powf(p),
         }
     }
 }

@@ -1,0 +1,132 @@
+//! The recorded graph and reverse-mode backward.
+//!
+//! Every op that has an input requiring a gradient attaches a [`Node`] to its
+//! output: the inputs (edges) and a closure that maps the output's gradient to
+//! the inputs' gradients. `backward` orders the graph topologically, walks it
+//! from the output, and records the gradient ops into the same pending GPU
+//! batch as the forward pass. Each node is dropped as soon as it has run
+//! (unless the graph is retained), which releases the activations it saved.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use crate::Tensor;
+
+/// Maps (output gradient, inputs, output) to one optional gradient per input.
+pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync>;
+
+/// How a tensor was produced.
+pub(crate) struct Node {
+    /// Op name for error messages.
+    pub op: &'static str,
+    pub inputs: Vec<Tensor>,
+    pub backward: BackwardFn,
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// True unless inside [`no_grad`] (per thread).
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` without recording gradients, like `with torch.no_grad():`.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// Disables gradient recording until dropped.
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl NoGradGuard {
+    /// Turns recording off for this thread.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let previous = GRAD_ENABLED.with(|g| g.replace(false));
+        NoGradGuard { previous }
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Tensors reachable from `root` through nodes, outputs before their inputs.
+fn topological_order(root: &Tensor) -> Vec<Tensor> {
+    // Iterative post-order DFS: deep graphs (long unrolled RNNs) must not
+    // overflow the stack.
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        let inputs = t.node_inputs();
+        stack.push((t, true));
+        for i in inputs {
+            if i.requires_grad() && !seen.contains(&i.id()) {
+                stack.push((i, false));
+            }
+        }
+    }
+    order.reverse();
+    order
+}
+
+/// Backpropagates `grad` (shaped like `root`) through the graph of `root`,
+/// accumulating into the `.grad()` of every leaf that requires a gradient.
+pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
+    let _guard = NoGradGuard::new();
+    let mut grads: HashMap<u64, Tensor> = HashMap::new();
+    grads.insert(root.id(), grad);
+    // Consuming the order drops our handle on each tensor once it is done.
+    for t in topological_order(root) {
+        let Some(g) = grads.remove(&t.id()) else { continue };
+        if t.is_leaf() {
+            t.accumulate_grad(&g);
+            continue;
+        }
+        let node = t.take_node(retain_graph).unwrap_or_else(|| {
+            panic!(
+                "backward: trying to backward through the graph a second time (its saved tensors were freed); \
+                 call backward_retain_graph() on the first backward if you need a second one"
+            )
+        });
+        let input_grads = (node.backward)(&g, &node.inputs, &t.detach());
+        assert_eq!(input_grads.len(), node.inputs.len(), "wgrad internal: {} returned the wrong number of gradients", node.op);
+        for (input, ig) in node.inputs.iter().zip(input_grads) {
+            let Some(ig) = ig else { continue };
+            if !input.requires_grad() {
+                continue;
+            }
+            assert_eq!(
+                ig.shape(),
+                input.shape(),
+                "wgrad internal: {} produced a gradient of shape {:?} for an input of shape {:?}",
+                node.op,
+                ig.shape(),
+                input.shape()
+            );
+            match grads.remove(&input.id()) {
+                Some(prev) => grads.insert(input.id(), &prev + &ig),
+                None => grads.insert(input.id(), ig),
+            };
+        }
+        if retain_graph {
+            t.put_node(node);
+        }
+        // `node` (and the activations its closure captured) drops here.
+    }
+}

@@ -1,0 +1,27 @@
+//! # wgrad-autograd
+//!
+//! The [`Tensor`] users program with. Every op runs on gpu-core's kernels
+//! (GPU, or the CPU twin) and, when an input requires a gradient, records a
+//! node of the graph that [`Tensor::backward`] walks in reverse.
+//!
+//! On a GPU nothing is submitted per op: forward, backward and the optimizer
+//! update of a training step are recorded into one command batch, submitted
+//! when a value leaves the device (`to_vec`, `item`) or on `Device::flush`.
+//!
+//! This crate must not use wgpu directly (that is gpu-core's job) and knows
+//! nothing of layers, losses or optimizers (that is `nn`).
+
+mod dtype;
+pub mod gradcheck;
+mod graph;
+mod ops;
+mod random;
+mod tensor;
+
+pub use dtype::DType;
+pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
+pub use random::Generator;
+pub use tensor::Tensor;
+pub use wgrad_gpu_core::ops::binary::BinaryOp;
+pub use wgrad_gpu_core::ops::unary::UnaryOp;
+pub use wgrad_gpu_core::{Device, Error, Result};

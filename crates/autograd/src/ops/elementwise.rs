@@ -1,0 +1,266 @@
+//! Unary functions, scalar arithmetic, broadcasting binary ops, `where`.
+
+use wgrad_gpu_core::layout::broadcast_shapes;
+use wgrad_gpu_core::ops::binary::{self, BinaryOp};
+use wgrad_gpu_core::ops::unary::{self, UnaryOp};
+use wgrad_gpu_core::{Error, Layout, Result};
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+impl Tensor {
+    /// Applies an elementwise function; its backward is one fused kernel.
+    pub fn unary(&self, op: UnaryOp) -> Tensor {
+        self.expect_dtype("unary", DType::F32);
+        let n = self.numel();
+        let shape = self.shape();
+        let y = expect("unary", unary::unary(op, &self.dense_buffer(), n));
+        Tensor::from_op("unary", y, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
+            let dx = unary::unary_grad(op, &inputs[0].dense_buffer(), &out.dense_buffer(), &g.dense_buffer(), n);
+            vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F32))]
+        })
+    }
+
+    /// -x
+    pub fn neg(&self) -> Tensor {
+        self.unary(UnaryOp::Neg)
+    }
+    /// |x|
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
+    }
+    /// Sign (-1, 0, 1); its gradient is zero.
+    pub fn sign(&self) -> Tensor {
+        self.unary(UnaryOp::Sign)
+    }
+    /// e^x
+    pub fn exp(&self) -> Tensor {
+        self.unary(UnaryOp::Exp)
+    }
+    /// Natural log.
+    pub fn log(&self) -> Tensor {
+        self.unary(UnaryOp::Log)
+    }
+    /// Square root.
+    pub fn sqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Sqrt)
+    }
+    /// 1/√x
+    pub fn rsqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Rsqrt)
+    }
+    /// x²
+    pub fn square(&self) -> Tensor {
+        self.unary(UnaryOp::Square)
+    }
+    /// 1/x
+    pub fn reciprocal(&self) -> Tensor {
+        self.unary(UnaryOp::Reciprocal)
+    }
+    /// sin x
+    pub fn sin(&self) -> Tensor {
+        self.unary(UnaryOp::Sin)
+    }
+    /// cos x
+    pub fn cos(&self) -> Tensor {
+        self.unary(UnaryOp::Cos)
+    }
+    /// tanh x
+    pub fn tanh(&self) -> Tensor {
+        self.unary(UnaryOp::Tanh)
+    }
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self) -> Tensor {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    /// max(x, 0)
+    pub fn relu(&self) -> Tensor {
+        self.unary(UnaryOp::Relu)
+    }
+    /// Leaky ReLU with negative `slope` (PyTorch default 0.01).
+    pub fn leaky_relu(&self, slope: f32) -> Tensor {
+        self.unary(UnaryOp::LeakyRelu(slope))
+    }
+    /// ELU with `alpha` (PyTorch default 1.0).
+    pub fn elu(&self, alpha: f32) -> Tensor {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+    /// SELU.
+    pub fn selu(&self) -> Tensor {
+        self.unary(UnaryOp::Selu)
+    }
+    /// GELU, exact (erf) form.
+    pub fn gelu(&self) -> Tensor {
+        self.unary(UnaryOp::Gelu)
+    }
+    /// GELU, tanh approximation.
+    pub fn gelu_tanh(&self) -> Tensor {
+        self.unary(UnaryOp::GeluTanh)
+    }
+    /// SiLU / swish: x·sigmoid(x).
+    pub fn silu(&self) -> Tensor {
+        self.unary(UnaryOp::Silu)
+    }
+    /// Mish: x·tanh(softplus(x)).
+    pub fn mish(&self) -> Tensor {
+        self.unary(UnaryOp::Mish)
+    }
+    /// Softplus with PyTorch's defaults (beta 1, threshold 20).
+    pub fn softplus(&self) -> Tensor {
+        self.unary(UnaryOp::Softplus { beta: 1.0, threshold: 20.0 })
+    }
+    /// Clamps into `[lo, hi]`; the gradient passes where `lo <= x <= hi`.
+    pub fn clamp(&self, lo: f32, hi: f32) -> Tensor {
+        self.unary(UnaryOp::Clamp(lo, hi))
+    }
+    /// x^p for a scalar p.
+    pub fn powf(&self, p: f32) -> Tensor {
+        self.unary(UnaryOp::Powf(p))
+    }
+    /// scale·x + shift in one pass.
+    pub fn affine(&self, scale: f32, shift: f32) -> Tensor {
+        self.unary(UnaryOp::Affine { scale, shift })
+    }
+    /// x + s
+    pub fn add_scalar(&self, s: f32) -> Tensor {
+        self.affine(1.0, s)
+    }
+    /// x · s
+    pub fn mul_scalar(&self, s: f32) -> Tensor {
+        self.affine(s, 0.0)
+    }
+
+    /// A broadcasting binary op; an error (not a panic) for incompatible shapes.
+    pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        let name = op_name(op);
+        for t in [self, other] {
+            if t.dtype() != DType::F32 {
+                return Err(Error::invalid(name, format!("expects f32 tensors, got {:?}", t.dtype())));
+            }
+        }
+        if self.device() != other.device() {
+            return Err(Error::invalid(name, format!("tensors on {} and {}", self.device().name(), other.device().name())));
+        }
+        let (sa, sb) = (self.shape(), other.shape());
+        if broadcast_shapes(&sa, &sb).is_none() {
+            return Err(Error::invalid(name, format!("shapes {sa:?} and {sb:?} cannot be broadcast together")));
+        }
+        let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
+        let (z, shape) = binary::binary(op, &ba, &la, &bb, &lb)?;
+        let layout = Layout::contiguous(&shape);
+        if is_comparison(op) {
+            return Ok(Tensor::constant(z, layout, DType::F32));
+        }
+        Ok(Tensor::from_op(name, z, layout, &[self, other], move |g, inputs, out| {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            let (ga, gb) = match op {
+                BinaryOp::Add => (g.clone(), g.clone()),
+                BinaryOp::Sub => (g.clone(), g.neg()),
+                BinaryOp::Mul => (g * b, g * a),
+                BinaryOp::Div => (g / b, -(g * out) / b),
+                BinaryOp::Pow => (g * b * a.pow(&b.add_scalar(-1.0)), g * out * a.log()),
+                // Ties split the gradient evenly, as PyTorch does.
+                BinaryOp::Maximum | BinaryOp::Minimum => {
+                    let wins = if op == BinaryOp::Maximum { a.gt(b) } else { a.lt(b) };
+                    let share = &wins + &a.eq(b).mul_scalar(0.5);
+                    (g * &share, g * &share.affine(-1.0, 1.0))
+                }
+                _ => unreachable!("comparisons have no gradient"),
+            };
+            vec![Some(ga.sum_to_shape(&sa)), Some(gb.sum_to_shape(&sb))]
+        }))
+    }
+
+    fn binary(&self, op: BinaryOp, other: &Tensor) -> Tensor {
+        self.try_binary(op, other).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Elementwise sum with broadcasting (also `a + b`).
+    pub fn add(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Add, other)
+    }
+    /// Elementwise difference with broadcasting (also `a - b`).
+    pub fn sub(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Sub, other)
+    }
+    /// Elementwise product with broadcasting (also `a * b`).
+    pub fn mul(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Mul, other)
+    }
+    /// Elementwise quotient with broadcasting (also `a / b`).
+    pub fn div(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Div, other)
+    }
+    /// Elementwise power with broadcasting.
+    pub fn pow(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Pow, other)
+    }
+    /// Elementwise maximum with broadcasting.
+    pub fn maximum(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Maximum, other)
+    }
+    /// Elementwise minimum with broadcasting.
+    pub fn minimum(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Minimum, other)
+    }
+    /// Mask (1.0 / 0.0) of `self == other`.
+    pub fn eq(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Eq, other)
+    }
+    /// Mask of `self < other`.
+    pub fn lt(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Lt, other)
+    }
+    /// Mask of `self <= other`.
+    pub fn le(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Le, other)
+    }
+    /// Mask of `self > other`.
+    pub fn gt(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Gt, other)
+    }
+    /// Mask of `self >= other`.
+    pub fn ge(&self, other: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Ge, other)
+    }
+
+    /// `cond != 0 ? a : b`, broadcasting all three (`torch.where`).
+    pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        for t in [cond, a, b] {
+            t.expect_dtype("where", DType::F32);
+            t.expect_same_device("where", a);
+        }
+        let ((bc, lc), (ba, la), (bb, lb)) = (cond.buffer_and_layout(), a.buffer_and_layout(), b.buffer_and_layout());
+        let (z, shape) = expect("where", binary::where_select(&bc, &lc, &ba, &la, &bb, &lb));
+        let (sa, sb) = (a.shape(), b.shape());
+        let cond = cond.detach();
+        Tensor::from_op("where", z, Layout::contiguous(&shape), &[a, b], move |g, _, _| {
+            let zero = Tensor::zeros(&[], &g.device());
+            vec![
+                Some(Tensor::where_cond(&cond, g, &zero).sum_to_shape(&sa)),
+                Some(Tensor::where_cond(&cond, &zero, g).sum_to_shape(&sb)),
+            ]
+        })
+    }
+}
+
+fn is_comparison(op: BinaryOp) -> bool {
+    matches!(op, BinaryOp::Eq | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+}
+
+fn op_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Pow => "pow",
+        BinaryOp::Maximum => "maximum",
+        BinaryOp::Minimum => "minimum",
+        BinaryOp::Eq => "eq",
+        BinaryOp::Lt => "lt",
+        BinaryOp::Le => "le",
+        BinaryOp::Gt => "gt",
+        BinaryOp::Ge => "ge",
+    }
+}

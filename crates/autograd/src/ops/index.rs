@@ -1,0 +1,76 @@
+//! Indexing: index_select, gather, scatter_add, one_hot. Indices are U32
+//! tensors; out-of-range indices read 0 / are skipped (kernels cannot raise).
+
+use wgrad_gpu_core::ops::{copy, index};
+use wgrad_gpu_core::Layout;
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+impl Tensor {
+    /// Rows (or slices along `dim`) picked by a 1-D U32 `indices` (`torch.index_select`).
+    pub fn index_select(&self, dim: isize, indices: &Tensor) -> Tensor {
+        indices.expect_dtype("index_select indices", DType::U32);
+        assert_eq!(indices.dims(), 1, "index_select: indices must be 1-D, got shape {:?}", indices.shape());
+        let d = self.dim_index("index_select", dim);
+        let (b, l) = self.buffer_and_layout();
+        let k = indices.numel();
+        let idx = indices.dense_buffer();
+        let (out, shape) = expect("index_select", index::index_select(&b, &l, d, &idx, k));
+        if self.dtype() != DType::F32 {
+            return Tensor::constant(out, Layout::contiguous(&shape), self.dtype());
+        }
+        let in_shape = self.shape();
+        let indices = indices.detach();
+        Tensor::from_op("index_select", out, Layout::contiguous(&shape), &[self], move |g, _, _| {
+            // Scatter the gradient back through an index expanded to g's shape.
+            let mut view = vec![1; g.dims()];
+            view[d] = k;
+            let full_index = indices.reshape(&view).expand(&g.shape()).contiguous();
+            vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &full_index, g))]
+        })
+    }
+
+    /// `out[i][j] = self[index[i][j]][j]` for dim 0, etc. (`torch.gather`).
+    pub fn gather(&self, dim: isize, index_t: &Tensor) -> Tensor {
+        index_t.expect_dtype("gather index", DType::U32);
+        self.expect_dtype("gather", DType::F32);
+        let d = self.dim_index("gather", dim);
+        let (b, l) = self.buffer_and_layout();
+        let ishape = index_t.shape();
+        let out = expect("gather", index::gather(&b, &l, d, &index_t.dense_buffer(), &ishape));
+        let in_shape = self.shape();
+        let index_t = index_t.detach();
+        Tensor::from_op("gather", out, Layout::contiguous(&ishape), &[self], move |g, _, _| {
+            vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &index_t, g))]
+        })
+    }
+
+    /// A copy of `self` with `src` added at `index` along `dim` (`Tensor.scatter_add`).
+    pub fn scatter_add(&self, dim: isize, index_t: &Tensor, src: &Tensor) -> Tensor {
+        index_t.expect_dtype("scatter_add index", DType::U32);
+        self.expect_dtype("scatter_add", DType::F32);
+        src.expect_dtype("scatter_add", DType::F32);
+        assert_eq!(index_t.shape(), src.shape(), "scatter_add: index shape {:?} vs src shape {:?}", index_t.shape(), src.shape());
+        let d = self.dim_index("scatter_add", dim);
+        let (b, l) = self.buffer_and_layout();
+        let out = expect("scatter_add", copy::contiguous(&b, &l));
+        let shape = self.shape();
+        let ishape = index_t.shape();
+        expect("scatter_add", index::scatter_add(&out, &shape, d, &index_t.dense_buffer(), &src.dense_buffer(), &ishape));
+        let index_t = index_t.detach();
+        Tensor::from_op("scatter_add", out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
+            vec![Some(g.clone()), Some(g.gather(d as isize, &index_t))]
+        })
+    }
+
+    /// F32 one-hot rows `[n, classes]` of a 1-D U32 tensor (out-of-range rows stay zero).
+    pub fn one_hot(&self, classes: usize) -> Tensor {
+        self.expect_dtype("one_hot", DType::U32);
+        let n = self.numel();
+        let out = expect("one_hot", index::one_hot(&self.dense_buffer(), n, classes));
+        let mut shape = self.shape();
+        shape.push(classes);
+        Tensor::constant(out, Layout::contiguous(&shape), DType::F32)
+    }
+}

@@ -1,0 +1,194 @@
+//! Views and copies that change shape: reshape, permute, narrow, expand,
+//! squeeze/unsqueeze, contiguous, concat, stack.
+
+use wgrad_gpu_core::ops::{copy, fill};
+use wgrad_gpu_core::{Error, Layout, Result};
+
+use crate::tensor::expect;
+use crate::Tensor;
+
+impl Tensor {
+    /// A view with new layout over the same buffer; backward maps the gradient back with `back`.
+    fn view_op(
+        &self,
+        op: &'static str,
+        layout: Layout,
+        back: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static,
+    ) -> Tensor {
+        let (b, _) = self.buffer_and_layout();
+        if !self.requires_grad() || !crate::is_grad_enabled() {
+            return Tensor::constant_like(self, b, layout);
+        }
+        Tensor::from_op(op, b, layout, &[self], move |g, _, _| vec![Some(back(g))])
+    }
+
+    /// Same data in a new shape; free when the data is dense row-major, a copy otherwise.
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        self.try_reshape(shape).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`reshape`](Self::reshape) returning an error for a wrong element count.
+    pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let from = self.shape();
+        let n: usize = shape.iter().product();
+        if n != self.numel() {
+            return Err(Error::invalid("reshape", format!("cannot view shape {from:?} ({} elements) as {shape:?} ({n} elements)", self.numel())));
+        }
+        let layout = self.layout();
+        let src = if layout.is_dense_row_major() { self.clone() } else { self.contiguous() };
+        let new = src.layout().reshape(shape)?;
+        Ok(src.view_op("reshape", new, move |g| g.reshape(&from)))
+    }
+
+    /// Alias of [`reshape`](Self::reshape).
+    pub fn view(&self, shape: &[usize]) -> Tensor {
+        self.reshape(shape)
+    }
+
+    /// Flattens dims `start..=end` into one.
+    pub fn flatten(&self, start: isize, end: isize) -> Tensor {
+        let s = self.shape();
+        if s.is_empty() {
+            return self.reshape(&[1]);
+        }
+        let (a, b) = (self.dim_index("flatten", start), self.dim_index("flatten", end));
+        let mut shape = s[..a].to_vec();
+        shape.push(s[a..=b].iter().product());
+        shape.extend_from_slice(&s[b + 1..]);
+        self.reshape(&shape)
+    }
+
+    /// Reorders dims: output dim `i` is input dim `dims[i]` (a view).
+    pub fn permute(&self, dims: &[usize]) -> Tensor {
+        let layout = expect("permute", self.layout().permute(dims));
+        let mut inverse = vec![0; dims.len()];
+        for (i, &d) in dims.iter().enumerate() {
+            inverse[d] = i;
+        }
+        self.view_op("permute", layout, move |g| g.permute(&inverse))
+    }
+
+    /// Swaps two dims (a view; negative dims count from the end).
+    pub fn transpose(&self, d0: isize, d1: isize) -> Tensor {
+        let (a, b) = (self.dim_index("transpose", d0), self.dim_index("transpose", d1));
+        let mut dims: Vec<usize> = (0..self.dims()).collect();
+        dims.swap(a, b);
+        self.permute(&dims)
+    }
+
+    /// Transpose of a 2-D tensor.
+    pub fn t(&self) -> Tensor {
+        assert_eq!(self.dims(), 2, "t: expects a 2-D tensor, got shape {:?}", self.shape());
+        self.transpose(0, 1)
+    }
+
+    /// `len` elements of `dim` from `start` (a view).
+    pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Tensor {
+        let d = self.dim_index("narrow", dim);
+        let layout = expect("narrow", self.layout().narrow(d, start, len));
+        let shape = self.shape();
+        self.view_op("narrow", layout, move |g| g.pad_into(&shape, d, start))
+    }
+
+    /// Alias of [`narrow`](Self::narrow) with a range.
+    pub fn slice(&self, dim: isize, range: std::ops::Range<usize>) -> Tensor {
+        self.narrow(dim, range.start, range.end.saturating_sub(range.start))
+    }
+
+    /// Zeros of `shape` with `self` written at `start` along `dim` (narrow's backward).
+    fn pad_into(&self, shape: &[usize], dim: usize, start: usize) -> Tensor {
+        let dev = self.device();
+        let out = expect("narrow backward", fill::fill(&dev, shape.iter().product(), 0.0));
+        let full = Layout::contiguous(shape);
+        let region = expect("narrow backward", full.narrow(dim, start, self.shape()[dim]));
+        let (b, l) = self.buffer_and_layout();
+        expect("narrow backward", copy::copy_into(&b, &l, &out, &region));
+        let my_shape = self.shape();
+        Tensor::from_op("pad", out, full, &[self], move |g, _, _| vec![Some(g.narrow(dim as isize, start, my_shape[dim]))])
+    }
+
+    /// Broadcasts to `shape` without copying (stride-0 dims).
+    pub fn expand(&self, shape: &[usize]) -> Tensor {
+        let layout = expect("expand", self.layout().broadcast_to(shape));
+        let from = self.shape();
+        self.view_op("expand", layout, move |g| g.sum_to_shape(&from))
+    }
+
+    /// Inserts a size-1 dim at `dim` (0..=rank; negative counts from the end).
+    pub fn unsqueeze(&self, dim: isize) -> Tensor {
+        let r = self.dims() as isize;
+        let d = if dim < 0 { dim + r + 1 } else { dim };
+        assert!((0..=r).contains(&d), "unsqueeze: dim {dim} out of range for shape {:?}", self.shape());
+        let mut s = self.shape();
+        s.insert(d as usize, 1);
+        self.reshape(&s)
+    }
+
+    /// Removes dim `dim` if its size is 1.
+    pub fn squeeze(&self, dim: isize) -> Tensor {
+        let d = self.dim_index("squeeze", dim);
+        let mut s = self.shape();
+        if s[d] != 1 {
+            return self.clone();
+        }
+        s.remove(d);
+        self.reshape(&s)
+    }
+
+    /// Dense row-major data (a copy unless already contiguous).
+    pub fn contiguous(&self) -> Tensor {
+        let (b, l) = self.buffer_and_layout();
+        if l.is_contiguous() {
+            return self.clone();
+        }
+        let out = expect("contiguous", copy::contiguous(&b, &l));
+        if self.dtype() != crate::DType::F32 {
+            return Tensor::constant(out, Layout::contiguous(&l.shape), self.dtype());
+        }
+        Tensor::from_op("contiguous", out, Layout::contiguous(&l.shape), &[self], |g, _, _| vec![Some(g.clone())])
+    }
+
+    /// Joins tensors along `dim`; shapes must agree elsewhere.
+    pub fn cat(tensors: &[&Tensor], dim: isize) -> Tensor {
+        assert!(!tensors.is_empty(), "cat: needs at least one tensor");
+        let d = tensors[0].dim_index("cat", dim);
+        let parts: Vec<_> = tensors.iter().map(|t| t.buffer_and_layout()).collect();
+        let refs: Vec<_> = parts.iter().map(|(b, l)| (b, l)).collect();
+        let (out, shape) = expect("cat", copy::concat(&refs, d));
+        let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
+        if tensors.iter().any(|t| t.dtype() != crate::DType::F32) {
+            return Tensor::constant(out, Layout::contiguous(&shape), tensors[0].dtype());
+        }
+        Tensor::from_op("cat", out, Layout::contiguous(&shape), tensors, move |g, _, _| {
+            let mut start = 0;
+            sizes
+                .iter()
+                .map(|&n| {
+                    let part = g.narrow(d as isize, start, n);
+                    start += n;
+                    Some(part)
+                })
+                .collect()
+        })
+    }
+
+    /// Joins same-shaped tensors along a new dim.
+    pub fn stack(tensors: &[&Tensor], dim: isize) -> Tensor {
+        assert!(!tensors.is_empty(), "stack: needs at least one tensor");
+        let shape = tensors[0].shape();
+        for t in tensors {
+            assert_eq!(t.shape(), shape, "stack: shapes {:?} and {:?} differ", shape, t.shape());
+        }
+        let expanded: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect();
+        let refs: Vec<&Tensor> = expanded.iter().collect();
+        let d = if dim < 0 { dim + shape.len() as isize + 1 } else { dim };
+        Tensor::cat(&refs, d)
+    }
+}
+
+impl Tensor {
+    /// A non-differentiable tensor sharing `like`'s dtype.
+    pub(crate) fn constant_like(like: &Tensor, buffer: wgrad_gpu_core::Buffer, layout: Layout) -> Tensor {
+        Tensor::constant(buffer, layout, like.dtype())
+    }
+}

@@ -1,0 +1,59 @@
+//! Seeded random tensors from the counter-based Philox generator: the same
+//! seed gives the same numbers on the GPU and on the CPU backend.
+
+use wgrad_gpu_core::ops::random;
+use wgrad_gpu_core::{Device, Layout};
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+/// A random stream: a seed and how far into its counter space we are.
+/// Saving `(seed, offset)` saves the generator's whole state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Generator {
+    /// The Philox key.
+    pub seed: u64,
+    /// Counter blocks (4 values each) already used.
+    pub offset: u64,
+}
+
+impl Generator {
+    /// A fresh stream.
+    pub fn new(seed: u64) -> Self {
+        Generator { seed, offset: 0 }
+    }
+
+    fn advance(&mut self, n: usize) -> u64 {
+        let at = self.offset;
+        self.offset += (n as u64).div_ceil(4);
+        at
+    }
+
+    /// Uniform values in `[lo, hi)`.
+    pub fn uniform(&mut self, shape: &[usize], lo: f32, hi: f32, device: &Device) -> Tensor {
+        let n = shape.iter().product();
+        let at = self.advance(n);
+        let b = expect("rand", random::uniform(device, n, self.seed, at, lo, hi));
+        Tensor::constant(b, Layout::contiguous(shape), DType::F32)
+    }
+
+    /// Normal values with `mean` and `std`.
+    pub fn normal(&mut self, shape: &[usize], mean: f32, std: f32, device: &Device) -> Tensor {
+        let n = shape.iter().product();
+        let at = self.advance(n);
+        let b = expect("randn", random::normal(device, n, self.seed, at, mean, std));
+        Tensor::constant(b, Layout::contiguous(shape), DType::F32)
+    }
+}
+
+impl Tensor {
+    /// Uniform `[0, 1)` values from `seed` (`torch.rand` with a fixed generator).
+    pub fn rand(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Generator::new(seed).uniform(shape, 0.0, 1.0, device)
+    }
+
+    /// Standard normal values from `seed`.
+    pub fn randn(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Generator::new(seed).normal(shape, 0.0, 1.0, device)
+    }
+}

@@ -1,0 +1,418 @@
+//! [`Tensor`]: an n-dimensional array on a device that remembers how it was made.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use wgrad_gpu_core::ops::{cast, copy, fill};
+use wgrad_gpu_core::{Buffer, Device, Layout, Result};
+
+use crate::graph::{self, BackwardFn, Node};
+use crate::DType;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// An n-dimensional array. Cloning is cheap and shares data and graph.
+///
+/// Ops record GPU work and return at once; data leaves the device only in
+/// [`to_vec`](Tensor::to_vec) / [`item`](Tensor::item).
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    id: u64,
+    /// Buffer and view. Behind a lock so parameters can be updated in place.
+    data: RwLock<(Buffer, Layout)>,
+    dtype: DType,
+    requires_grad: bool,
+    /// False for results of recorded ops; true for user-made tensors.
+    is_leaf: bool,
+    grad: Mutex<Option<Tensor>>,
+    node: Mutex<Option<Node>>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?}, {}", self.shape(), self.dtype(), self.device().name())?;
+        if self.requires_grad() {
+            write!(f, ", requires_grad")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Unwraps a gpu-core result inside an infallible op, naming the op.
+#[track_caller]
+pub(crate) fn expect<T>(op: &str, r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{op}: {e}"))
+}
+
+impl Tensor {
+    // ---- construction -------------------------------------------------
+
+    /// A leaf tensor over an existing buffer and view.
+    pub fn from_parts(buffer: Buffer, layout: Layout, dtype: DType) -> Tensor {
+        Self::make(buffer, layout, dtype, false, true, None)
+    }
+
+    fn make(buffer: Buffer, layout: Layout, dtype: DType, requires_grad: bool, is_leaf: bool, node: Option<Node>) -> Tensor {
+        Tensor {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                data: RwLock::new((buffer, layout)),
+                dtype,
+                requires_grad,
+                is_leaf,
+                grad: Mutex::new(None),
+                node: Mutex::new(node),
+            }),
+        }
+    }
+
+    /// The result of an op: records a graph node when gradients are enabled
+    /// and any input requires one.
+    pub(crate) fn from_op(
+        op: &'static str,
+        buffer: Buffer,
+        layout: Layout,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
+    ) -> Tensor {
+        let needs_grad = graph::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let node = needs_grad.then(|| Node {
+            op,
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            backward: Box::new(backward) as BackwardFn,
+        });
+        Self::make(buffer, layout, DType::F32, needs_grad, !needs_grad, node)
+    }
+
+    /// A result that never has a gradient (comparisons, argmax, integer data).
+    pub(crate) fn constant(buffer: Buffer, layout: Layout, dtype: DType) -> Tensor {
+        Self::make(buffer, layout, dtype, false, true, None)
+    }
+
+    /// f32 data with a shape.
+    ///
+    /// # Panics
+    /// When `data.len()` differs from the shape's element count.
+    pub fn from_vec(data: &[f32], shape: &[usize], device: &Device) -> Tensor {
+        expect("from_vec", Self::try_from_vec(data, shape, device))
+    }
+
+    /// f32 data with a shape; an error when the lengths disagree.
+    pub fn try_from_vec(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len("from_vec", data.len(), shape)?;
+        Ok(Self::from_parts(Buffer::from_f32(device, data)?, Layout::contiguous(shape), DType::F32))
+    }
+
+    /// A 0-d tensor holding `v`.
+    pub fn scalar(v: f32, device: &Device) -> Tensor {
+        Self::from_vec(&[v], &[], device)
+    }
+
+    /// u32 data (indices, labels) with a shape.
+    pub fn from_u32(data: &[u32], shape: &[usize], device: &Device) -> Tensor {
+        expect("from_u32", check_len("from_u32", data.len(), shape));
+        Self::from_parts(expect("from_u32", Buffer::from_u32(device, data)), Layout::contiguous(shape), DType::U32)
+    }
+
+    /// f16 data with a shape (stored as f16; see [`Tensor::to_dtype`]).
+    pub fn from_f16(data: &[half::f16], shape: &[usize], device: &Device) -> Tensor {
+        expect("from_f16", check_len("from_f16", data.len(), shape));
+        Self::from_parts(expect("from_f16", Buffer::from_f16(device, data)), Layout::contiguous(shape), DType::F16)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        let n = shape.iter().product();
+        Self::from_parts(expect("full", fill::fill(device, n, value)), Layout::contiguous(shape), DType::F32)
+    }
+
+    /// Zeros.
+    pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
+        Self::full(shape, 0.0, device)
+    }
+
+    /// Ones.
+    pub fn ones(shape: &[usize], device: &Device) -> Tensor {
+        Self::full(shape, 1.0, device)
+    }
+
+    /// `[start, start + step, ...)` up to (excluding) `end`, like `torch.arange`.
+    pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Tensor {
+        assert!(step != 0.0, "arange: step must be non-zero");
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        Self::from_parts(expect("arange", fill::arange(device, n, start, step)), Layout::contiguous(&[n]), DType::F32)
+    }
+
+    /// Zeros shaped like `self`, on its device.
+    pub fn zeros_like(&self) -> Tensor {
+        Self::zeros(&self.shape(), &self.device())
+    }
+
+    /// Ones shaped like `self`, on its device.
+    pub fn ones_like(&self) -> Tensor {
+        Self::ones(&self.shape(), &self.device())
+    }
+
+    // ---- facts ----------------------------------------------------------
+
+    /// A process-unique id (graph bookkeeping).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Size of each dimension.
+    pub fn shape(&self) -> Vec<usize> {
+        self.inner.data.read().unwrap().1.shape.clone()
+    }
+
+    /// Number of dimensions (PyTorch's `dim()`).
+    pub fn dims(&self) -> usize {
+        self.inner.data.read().unwrap().1.rank()
+    }
+
+    /// Size of dimension `d` (negative counts from the end).
+    pub fn size(&self, d: isize) -> usize {
+        self.shape()[self.dim_index("size", d)]
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.inner.data.read().unwrap().1.numel()
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// The device holding the data.
+    pub fn device(&self) -> Device {
+        self.inner.data.read().unwrap().0.device().clone()
+    }
+
+    /// The underlying buffer and view.
+    pub fn buffer_and_layout(&self) -> (Buffer, Layout) {
+        self.inner.data.read().unwrap().clone()
+    }
+
+    /// The view over the buffer.
+    pub fn layout(&self) -> Layout {
+        self.inner.data.read().unwrap().1.clone()
+    }
+
+    /// Resolves a possibly negative dimension index, panicking with the op's name.
+    pub(crate) fn dim_index(&self, op: &str, d: isize) -> usize {
+        let r = self.dims() as isize;
+        let i = if d < 0 { d + r } else { d };
+        assert!(i >= 0 && i < r.max(1), "{op}: dimension {d} out of range for shape {:?}", self.shape());
+        i as usize
+    }
+
+    pub(crate) fn expect_dtype(&self, op: &str, want: DType) {
+        assert!(
+            self.dtype() == want,
+            "{op}: expects {want:?} tensors, got {:?} (use .to_dtype(DType::{want:?}))",
+            self.dtype()
+        );
+    }
+
+    pub(crate) fn expect_same_device(&self, op: &str, other: &Tensor) {
+        assert!(
+            self.device() == other.device(),
+            "{op}: tensors on different devices ({} and {})",
+            self.device().name(),
+            other.device().name()
+        );
+    }
+
+    // ---- data out -------------------------------------------------------
+
+    /// A dense row-major buffer of this tensor's elements (no copy when already dense).
+    pub(crate) fn dense_buffer(&self) -> Buffer {
+        let (b, l) = self.buffer_and_layout();
+        if l.is_contiguous() {
+            b
+        } else {
+            expect("contiguous", copy::contiguous(&b, &l))
+        }
+    }
+
+    fn read_words(&self) -> Result<Vec<u8>> {
+        let n = self.numel() * self.dtype().size();
+        let mut bytes = self.dense_buffer().to_bytes()?;
+        bytes.truncate(n);
+        Ok(bytes)
+    }
+
+    /// Copies the elements (row-major) to the host as f32, converting F16;
+    /// the only point besides [`item`](Self::item) where recorded work is submitted.
+    pub fn to_vec(&self) -> Vec<f32> {
+        expect("to_vec", self.try_to_vec())
+    }
+
+    /// [`to_vec`](Self::to_vec) that returns device errors instead of panicking.
+    pub fn try_to_vec(&self) -> Result<Vec<f32>> {
+        let bytes = self.read_words()?;
+        Ok(match self.dtype() {
+            DType::F32 => bytemuck_f32(&bytes),
+            DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        })
+    }
+
+    /// Copies a U32 tensor's elements to the host.
+    pub fn to_vec_u32(&self) -> Vec<u32> {
+        self.expect_dtype("to_vec_u32", DType::U32);
+        let bytes = expect("to_vec_u32", self.read_words());
+        bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    /// Copies the elements to the host as f16.
+    pub fn to_vec_f16(&self) -> Vec<half::f16> {
+        self.to_dtype(DType::F16).read_words().map(|b| {
+            b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect()
+        }).unwrap_or_else(|e| panic!("to_vec_f16: {e}"))
+    }
+
+    /// The value of a one-element tensor.
+    ///
+    /// # Panics
+    /// When the tensor has more or fewer than one element.
+    pub fn item(&self) -> f32 {
+        assert_eq!(self.numel(), 1, "item: tensor of shape {:?} is not a single value", self.shape());
+        self.to_vec()[0]
+    }
+
+    /// Converts between F32 and F16 (a copy; differentiable only for F32 → F32).
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        let n = self.numel();
+        let src = self.dense_buffer();
+        let out = match (self.dtype(), dtype) {
+            (DType::F32, DType::F16) => cast::f32_to_f16(&src, n),
+            (DType::F16, DType::F32) => cast::f16_to_f32(&src, n),
+            (from, to) => panic!("to_dtype: no conversion from {from:?} to {to:?}"),
+        };
+        Self::constant(expect("to_dtype", out), Layout::contiguous(&self.shape()), dtype)
+    }
+
+    // ---- gradients ------------------------------------------------------
+
+    /// Whether gradients flow to (or through) this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// A leaf sharing this data that requires a gradient (a parameter).
+    ///
+    /// # Panics
+    /// For non-F32 tensors.
+    pub fn requires_grad_(self) -> Tensor {
+        self.expect_dtype("requires_grad_", DType::F32);
+        let (b, l) = self.buffer_and_layout();
+        Self::make(b, l, DType::F32, true, true, None)
+    }
+
+    /// True for tensors made by the user (not by a recorded op).
+    pub fn is_leaf(&self) -> bool {
+        self.inner.is_leaf
+    }
+
+    /// The same data, cut from the graph (never requires a gradient).
+    pub fn detach(&self) -> Tensor {
+        let (b, l) = self.buffer_and_layout();
+        Self::make(b, l, self.dtype(), false, true, None)
+    }
+
+    /// The accumulated gradient, if a backward pass reached this leaf.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.inner.grad.lock().unwrap().clone()
+    }
+
+    /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.inner.grad.lock().unwrap() = None;
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: &Tensor) {
+        let mut slot = self.inner.grad.lock().unwrap();
+        // Gradients may be views (broadcasts); store them dense.
+        let g = Tensor::constant(g.dense_buffer(), Layout::contiguous(&g.shape()), DType::F32);
+        *slot = Some(match slot.take() {
+            Some(prev) => graph::no_grad(|| &prev + &g),
+            None => g,
+        });
+    }
+
+    /// Backpropagates from this scalar (seed gradient 1), then frees the graph.
+    ///
+    /// # Panics
+    /// When the tensor is not a single value or does not require a gradient.
+    pub fn backward(&self) {
+        assert_eq!(self.numel(), 1, "backward: needs a single-value tensor, got shape {:?}; use backward_with", self.shape());
+        self.backward_with(&Tensor::ones(&self.shape(), &self.device()));
+    }
+
+    /// Backpropagates from this scalar and keeps the graph for another backward.
+    pub fn backward_retain_graph(&self) {
+        assert_eq!(self.numel(), 1, "backward: needs a single-value tensor, got shape {:?}", self.shape());
+        self.run_backward(&Tensor::ones(&self.shape(), &self.device()), true);
+    }
+
+    /// Backpropagates a given gradient (shaped like `self`), then frees the graph.
+    pub fn backward_with(&self, grad: &Tensor) {
+        self.run_backward(grad, false)
+    }
+
+    fn run_backward(&self, grad: &Tensor, retain_graph: bool) {
+        assert!(self.requires_grad(), "backward: tensor does not require grad (no parameter reaches it)");
+        assert_eq!(grad.shape(), self.shape(), "backward: gradient shape {:?} vs tensor shape {:?}", grad.shape(), self.shape());
+        graph::backward(self, grad.detach(), retain_graph);
+    }
+
+    pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
+        self.inner.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn take_node(&self, _retain: bool) -> Option<Node> {
+        self.inner.node.lock().unwrap().take()
+    }
+
+    pub(crate) fn put_node(&self, node: Node) {
+        *self.inner.node.lock().unwrap() = Some(node);
+    }
+
+    // ---- in-place updates (optimizers) -------------------------------
+
+    /// Replaces this tensor's data with `value`'s (same shape), keeping its
+    /// identity: the way optimizers update parameters, like `p.copy_(v)` under
+    /// `no_grad`. No data is copied; the old buffer returns to the pool.
+    ///
+    /// # Panics
+    /// When shapes or devices differ, or `value` is not F32.
+    pub fn assign(&self, value: &Tensor) {
+        assert_eq!(self.shape(), value.shape(), "assign: shape {:?} vs value shape {:?}", self.shape(), value.shape());
+        self.expect_same_device("assign", value);
+        value.expect_dtype("assign", self.dtype());
+        let (b, l) = value.buffer_and_layout();
+        *self.inner.data.write().unwrap() = (b, l);
+    }
+}
+
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if len != n {
+        return Err(wgrad_gpu_core::Error::invalid(op, format!("{len} values do not fill shape {shape:?} ({n} elements)")));
+    }
+    Ok(())
+}
+
+fn bytemuck_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}

@@ -1,0 +1,60 @@
+//! Shared by autograd tests: run a check on every available backend.
+#![allow(dead_code)]
+
+use wgrad_autograd::gradcheck::{check_gradients, GradCheck};
+use wgrad_autograd::{Device, Tensor};
+use wgrad_gpu_core::testing::{gpu_or_skip, Rng};
+
+/// The CPU backend, plus the test GPU when there is one (loud skip otherwise).
+pub fn backends(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu_or_skip(test));
+    v
+}
+
+/// Seeded random tensor in [lo, hi).
+pub fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32, dev: &Device) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(&Rng::new(seed).vec(n, lo, hi), shape, dev)
+}
+
+/// Finite-difference check of `f` on every backend; panics naming the op and device.
+#[track_caller]
+pub fn gradcheck(test: &str, shapes: &[&[usize]], f: impl Fn(&[Tensor]) -> Tensor) {
+    gradcheck_in(test, shapes, (-1.0, 1.0), GradCheck::default(), f)
+}
+
+/// [`gradcheck`] with an input range and tolerances.
+#[track_caller]
+pub fn gradcheck_in(test: &str, shapes: &[&[usize]], range: (f32, f32), opts: GradCheck, f: impl Fn(&[Tensor]) -> Tensor) {
+    for dev in backends(test) {
+        let inputs: Vec<Tensor> =
+            shapes.iter().enumerate().map(|(i, s)| rand(s, 100 + i as u64, range.0, range.1, &dev)).collect();
+        if let Err(e) = check_gradients(&f, &inputs, opts) {
+            panic!("{test} on {}: {e}", dev.name());
+        }
+    }
+}
+
+/// Finite-difference check on inputs built per device by `make`.
+#[track_caller]
+pub fn gradcheck_inputs(test: &str, make: impl Fn(&Device) -> Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor) {
+    for dev in backends(test) {
+        if let Err(e) = check_gradients(&f, &make(&dev), GradCheck::default()) {
+            panic!("{test} on {}: {e}", dev.name());
+        }
+    }
+}
+
+/// Distinct values on a 0.1 grid (a shuffled arange) plus `shift`: no two
+/// elements tie, and two such tensors with shifts 0 and 0.05 never come closer
+/// than 0.05, far from the kinks of max/min for eps 0.01.
+pub fn grid(shape: &[usize], seed: u64, shift: f32, dev: &Device) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) / 10.0 + shift).collect();
+    let mut r = Rng::new(seed);
+    for i in (1..n).rev() {
+        v.swap(i, r.below(i as u32 + 1) as usize);
+    }
+    Tensor::from_vec(&v, shape, dev)
+}

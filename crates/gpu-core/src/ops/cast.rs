@@ -1,0 +1,72 @@
+//! f32 ↔ f16 casts (`shaders/cast.wgsl`) on packed f16 storage: 2 bytes per
+//! element, element `2k` in the low half of word `k`, and an odd count leaves
+//! the last word's high half zero. This is the layout of
+//! [`Buffer::from_f16`] / [`Buffer::to_f16`].
+//!
+//! The kernels use WGSL's core `pack2x16float` / `unpack2x16float` on u32
+//! words rather than the `f16` type, so they run on every adapter, with or
+//! without the `SHADER_F16` feature. Because WGSL leaves `pack2x16float`
+//! undefined outside f16's finite range, the kernel maps overflow to ±inf and
+//! NaN to a quiet NaN itself; in range it rounds to nearest even like the CPU
+//! twin (the `half` crate).
+
+use half::f16;
+
+use super::{groups, run, Params};
+use crate::gpu::Launch;
+use crate::{Buffer, Result};
+
+/// Launches one entry of `cast.wgsl` over `ceil(n / 2)` words, or runs `cpu` on the CPU backend.
+fn launch(
+    entry: &'static str,
+    x: &Buffer,
+    out: &Buffer,
+    n: usize,
+    cpu: impl FnOnce(&[u32], &mut [u32]),
+) -> Result<()> {
+    // Threads form element indices 2k up to n + 2·255 in u32.
+    super::check_u32(entry, n + 512)?;
+    run(
+        x.device(),
+        |g| {
+            g.launch(&Launch {
+                shader: "cast",
+                entry,
+                constants: &[],
+                params: &Params::new().u32(n).0,
+                inputs: &[x.wgpu()],
+                outputs: &[out.wgpu()],
+                workgroups: groups(n.div_ceil(2), 256),
+            })
+        },
+        || cpu(&x.host(), &mut out.host_mut()),
+    )
+}
+
+/// The first `n` f32 of `x` rounded (to nearest even) into a new packed f16
+/// buffer of `2n` bytes; values beyond ±65504 become ±inf.
+pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
+    x.check_len("f32_to_f16", "input", n, 4)?;
+    let out = Buffer::alloc(x.device(), n as u64 * 2)?;
+    launch("f32_to_f16", x, &out, n, |xs, ys| {
+        let xs: &[f32] = bytemuck::cast_slice(&xs[..n]);
+        for (y, pair) in ys.iter_mut().zip(xs.chunks(2)) {
+            let half = |v: Option<&f32>| v.map_or(0, |&v| f16::from_f32(v).to_bits() as u32);
+            *y = half(pair.first()) | half(pair.get(1)) << 16;
+        }
+    })?;
+    Ok(out)
+}
+
+/// The first `n` f16 of the packed buffer `x` widened (exactly) into a new f32 buffer.
+pub fn f16_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
+    x.check_len("f16_to_f32", "input", n, 2)?;
+    let out = Buffer::alloc(x.device(), n as u64 * 4)?;
+    launch("f16_to_f32", x, &out, n, |xs, ys| {
+        let halves: &[f16] = bytemuck::cast_slice(xs);
+        for (y, h) in ys[..n].iter_mut().zip(halves) {
+            *y = h.to_f32().to_bits();
+        }
+    })?;
+    Ok(out)
+}

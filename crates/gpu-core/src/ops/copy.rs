@@ -1,0 +1,188 @@
+//! Strided copies (`shaders/copy.wgsl`): materialising views, writing into
+//! views of existing buffers, and concatenation.
+//!
+//! One kernel does all three: element `i` (row-major) of a source view goes
+//! to element `i` of a destination view of the same shape. Elements move as
+//! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly.
+
+use super::{launch_elementwise, run, Params};
+use crate::layout::{coalesce, numel, Layout};
+use crate::{Buffer, Error, Result};
+
+/// Errors unless `layout` is a rank the kernels accept and lies inside `buf`.
+fn check_view(op: &'static str, what: &str, buf: &Buffer, layout: &Layout) -> Result<()> {
+    layout.check_rank(op)?;
+    buf.check_len(op, what, layout.span(), 4)
+}
+
+/// True when no two elements of the view share a buffer index. Sorted by
+/// stride, each dim must step past everything the finer dims reach; this is
+/// sufficient (not necessary) and holds for every permute/narrow of a dense
+/// buffer, while broadcast (stride 0) views fail it.
+fn is_non_overlapping(l: &Layout) -> bool {
+    if l.numel() == 0 {
+        return true;
+    }
+    let mut dims: Vec<(usize, usize)> =
+        l.shape.iter().zip(&l.strides).filter(|(&d, _)| d > 1).map(|(&d, &s)| (s, d)).collect();
+    dims.sort_unstable();
+    let mut reach = 0;
+    for (stride, size) in dims {
+        if stride <= reach {
+            return false;
+        }
+        reach += (size - 1) * stride;
+    }
+    true
+}
+
+/// `dst[dst_view[i]] = src[src_view[i]]` for every element. Callers have
+/// checked shapes, spans, devices and that `src` and `dst` are different
+/// buffers (wgpu forbids binding one buffer as both read and read-write, and
+/// the CPU twin would lock it twice).
+fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> {
+    let n = sl.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    run(
+        src.device(),
+        |g| {
+            let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
+            let dense_dst = shape.len() == 1 && st[1][0] == 1;
+            let params = Params::new()
+                .dims(&shape)
+                .dims(&st[0])
+                .dims(&st[1])
+                .u32(n)
+                .u32(shape.len())
+                .u32(sl.offset)
+                .u32(dl.offset);
+            let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 })];
+            launch_elementwise(g, "copy", &constants, params, &[src], &[dst], n)
+        },
+        || {
+            let (s, mut d) = (src.host(), dst.host_mut());
+            for i in 0..n {
+                d[dl.index_of(i)] = s[sl.index_of(i)];
+            }
+        },
+    )
+}
+
+/// Materialises any view (permuted, narrowed with an offset, broadcast) as a
+/// new dense row-major buffer of `layout.numel()` 32-bit elements.
+///
+/// Always copies, even when `layout` is already contiguous, so the result
+/// never aliases `x`; callers that can use `x` as is check
+/// [`Layout::is_contiguous`] first.
+pub fn contiguous(x: &Buffer, layout: &Layout) -> Result<Buffer> {
+    check_view("contiguous", "input", x, layout)?;
+    let n = layout.numel();
+    super::check_u32("contiguous", n)?;
+    let out = Buffer::alloc(x.device(), n as u64 * 4)?;
+    copy_raw(x, layout, &out, &Layout::contiguous(&layout.shape))?;
+    Ok(out)
+}
+
+/// Writes the view `src_layout` of `src` into the view `dst_layout` of an
+/// existing buffer `dst` (e.g. a slice of a bigger tensor), element by
+/// element in row-major order; `dst` outside the view is left untouched.
+///
+/// The shapes must be equal (no implicit broadcasting: broadcast the source
+/// view instead), both views must fit their buffers, and the destination view
+/// must not map two elements to one place (a broadcast destination would make
+/// the result depend on write order). `src` and `dst` may be the same buffer,
+/// even with overlapping views: the source is then copied out first.
+pub fn copy_into(src: &Buffer, src_layout: &Layout, dst: &Buffer, dst_layout: &Layout) -> Result<()> {
+    const OP: &str = "copy_into";
+    check_view(OP, "source", src, src_layout)?;
+    check_view(OP, "destination", dst, dst_layout)?;
+    if src_layout.shape != dst_layout.shape {
+        return Err(Error::invalid(
+            OP,
+            format!("source shape {:?} differs from destination shape {:?}", src_layout.shape, dst_layout.shape),
+        ));
+    }
+    Buffer::check_same_device(OP, src.device(), &[dst])?;
+    super::check_u32(OP, src_layout.numel())?;
+    if !is_non_overlapping(dst_layout) {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "destination view {:?} with strides {:?} writes some elements twice",
+                dst_layout.shape, dst_layout.strides
+            ),
+        ));
+    }
+    if src.same_as(dst) {
+        let staged = contiguous(src, src_layout)?;
+        return copy_raw(&staged, &Layout::contiguous(&src_layout.shape), dst, dst_layout);
+    }
+    copy_raw(src, src_layout, dst, dst_layout)
+}
+
+/// Concatenates views along `dim` (torch.cat) into a new dense buffer;
+/// returns it and its shape.
+///
+/// Every part must have the rank and shape of the first except along `dim`;
+/// parts of size zero along `dim` are allowed and contribute nothing. Each
+/// part is one copy launch into its slice of the output.
+pub fn concat(parts: &[(&Buffer, &Layout)], dim: usize) -> Result<(Buffer, Vec<usize>)> {
+    const OP: &str = "concat";
+    let Some(&(first_buf, first)) = parts.first() else {
+        return Err(Error::invalid(OP, "no parts to concatenate"));
+    };
+    if dim >= first.rank() {
+        return Err(Error::invalid(
+            OP,
+            format!("dim {dim} is out of range for shape {:?} of rank {}", first.shape, first.rank()),
+        ));
+    }
+    for (k, &(buf, l)) in parts.iter().enumerate() {
+        check_view(OP, "part", buf, l)?;
+        let agree = l.rank() == first.rank()
+            && l.shape.iter().zip(&first.shape).enumerate().all(|(d, (a, b))| d == dim || a == b);
+        if !agree {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "part {k} has shape {:?} but part 0 has {:?}; shapes must agree except along dim {dim}",
+                    l.shape, first.shape
+                ),
+            ));
+        }
+    }
+    let dev = first_buf.device();
+    Buffer::check_same_device(OP, dev, &parts.iter().map(|p| p.0).collect::<Vec<_>>())?;
+    let mut shape = first.shape.clone();
+    shape[dim] = parts.iter().map(|(_, l)| l.shape[dim]).sum();
+    let n = numel(&shape);
+    super::check_u32(OP, n)?;
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let whole = Layout::contiguous(&shape);
+    let mut start = 0;
+    for &(buf, l) in parts {
+        let len = l.shape[dim];
+        copy_raw(buf, l, &out, &whole.narrow(dim, start, len)?)?;
+        start += len;
+    }
+    Ok((out, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_check_accepts_views_and_rejects_broadcasts() {
+        let l = Layout::contiguous(&[4, 5, 6]);
+        assert!(is_non_overlapping(&l));
+        assert!(is_non_overlapping(&l.permute(&[2, 0, 1]).unwrap()));
+        assert!(is_non_overlapping(&l.narrow(1, 1, 3).unwrap().permute(&[1, 0, 2]).unwrap()));
+        assert!(!is_non_overlapping(&Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap()));
+        // Rows of 3 placed 2 apart overlap in their last element.
+        assert!(!is_non_overlapping(&Layout { shape: vec![4, 3], strides: vec![2, 1], offset: 0 }));
+        assert!(is_non_overlapping(&Layout { shape: vec![0, 3], strides: vec![0, 0], offset: 0 }));
+    }
+}

@@ -1,0 +1,288 @@
+//! Indexing with u32 index buffers (`shaders/index.wgsl`): index_select,
+//! gather, scatter_add and one_hot, with PyTorch's semantics.
+//!
+//! A kernel cannot raise an error for an index past the end of its dim, so
+//! out-of-range indices have a fixed meaning shared by GPU and CPU twin:
+//! gather and index_select read 0.0, scatter_add skips the element, one_hot
+//! leaves the row zero. (Indices are u32, so a negative index that was cast
+//! from i32 is simply a large, out-of-range one.)
+
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
+use crate::{Buffer, Error, Result};
+
+/// Row-major coordinates of element `i` of `shape`.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut coords = vec![0; shape.len()];
+    for (c, &d) in coords.iter_mut().zip(shape).rev() {
+        *c = i % d;
+        i /= d;
+    }
+    coords
+}
+
+/// Buffer position of coordinates under strides.
+fn dot(coords: &[usize], strides: &[usize]) -> usize {
+    coords.iter().zip(strides).map(|(c, s)| c * s).sum()
+}
+
+fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
+    if dim >= shape.len() {
+        return Err(Error::invalid(op, format!("dim {dim} is out of range for shape {shape:?} of rank {}", shape.len())));
+    }
+    if shape.len() > MAX_DIMS {
+        return Err(Error::invalid(op, format!("rank {} exceeds the maximum of {MAX_DIMS}", shape.len())));
+    }
+    Ok(())
+}
+
+/// torch.gather / scatter_add's rule: the index has the tensor's rank and no
+/// larger size except along `dim`.
+fn check_index_shape(op: &'static str, dim: usize, shape: &[usize], index_shape: &[usize]) -> Result<()> {
+    let fits = index_shape.len() == shape.len()
+        && index_shape.iter().zip(shape).enumerate().all(|(d, (&i, &s))| d == dim || i <= s);
+    if !fits {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "index shape {index_shape:?} must have the rank of {shape:?} and no larger size except along dim {dim}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fields of `index.wgsl`'s `Params` besides the thread count; the
+/// stride sets are already coalesced over `shape`.
+#[derive(Default)]
+struct Walk<'a> {
+    shape: &'a [usize],
+    x_strides: &'a [usize],
+    i_strides: &'a [usize],
+    x_offset: usize,
+    dim_stride: usize,
+    dim_size: usize,
+}
+
+/// Records one `index.wgsl` launch of `n` threads.
+fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Buffer], output: &Buffer) -> Result<()> {
+    let params = Params::new()
+        .dims(w.shape)
+        .dims(w.x_strides)
+        .dims(w.i_strides)
+        .u32(n)
+        .u32(w.shape.len())
+        .u32(w.x_offset)
+        .u32(w.dim_stride)
+        .u32(w.dim_size);
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader: "index",
+        entry,
+        constants: &[],
+        params: &params.0,
+        inputs: &ins,
+        outputs: &[output.wgpu()],
+        workgroups: groups(n, 256),
+    })
+}
+
+/// The core of gather and index_select: output element with coordinates `c`
+/// (over `out_shape`) reads its index at `index[c · index_strides]` and then
+/// `x` at `c` with `c[dim]` replaced by that index.
+fn gather_along(
+    op: &'static str,
+    x: &Buffer,
+    layout: &Layout,
+    dim: usize,
+    index: &Buffer,
+    index_strides: &[usize],
+    out_shape: &[usize],
+) -> Result<Buffer> {
+    let n = numel(out_shape);
+    super::check_u32(op, n)?;
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let dim_size = layout.shape[dim];
+    // A size-1 dim may carry any stride; only index 0 is in range there.
+    let dim_stride = if dim_size > 1 { layout.strides[dim] } else { 0 };
+    run(
+        dev,
+        |g| {
+            // x's position = strided offset with dim zeroed + index · stride[dim].
+            let mut xs = layout.strides.clone();
+            xs[dim] = 0;
+            let (shape, st) = coalesce(out_shape, &[&xs, index_strides]);
+            let walk = Walk {
+                shape: &shape,
+                x_strides: &st[0],
+                i_strides: &st[1],
+                x_offset: layout.offset,
+                dim_stride,
+                dim_size,
+            };
+            launch(g, "gather", &walk, n, &[index, x], &out)
+        },
+        || {
+            let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
+            let xs = f32s(&hx);
+            for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
+                let mut c = unravel(i, out_shape);
+                let j = hi[dot(&c, index_strides)] as usize;
+                *y = if j < dim_size {
+                    c[dim] = j;
+                    xs[layout.offset + dot(&c, &layout.strides)]
+                } else {
+                    0.0
+                };
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// torch.index_select: the entries `indices[0..n_indices]` of `x` (any view)
+/// along `dim`. Returns a dense buffer and its shape, which is `x`'s with
+/// `dim` replaced by `n_indices`.
+///
+/// Indices may repeat. An index ≥ `layout.shape[dim]` selects a slice of
+/// 0.0 (a kernel cannot raise the error PyTorch would).
+pub fn index_select(
+    x: &Buffer,
+    layout: &Layout,
+    dim: usize,
+    indices: &Buffer,
+    n_indices: usize,
+) -> Result<(Buffer, Vec<usize>)> {
+    const OP: &str = "index_select";
+    check_dim(OP, dim, &layout.shape)?;
+    x.check_len(OP, "input", layout.span(), 4)?;
+    indices.check_len(OP, "indices", n_indices, 4)?;
+    Buffer::check_same_device(OP, x.device(), &[indices])?;
+    let mut shape = layout.shape.clone();
+    shape[dim] = n_indices;
+    let mut index_strides = vec![0; shape.len()];
+    index_strides[dim] = 1;
+    let out = gather_along(OP, x, layout, dim, indices, &index_strides, &shape)?;
+    Ok((out, shape))
+}
+
+/// torch.gather: a dense tensor of shape `index_shape` with
+/// `out[c] = x[c with c[dim] = index[c]]` (for dim 0 of a 3-D tensor,
+/// `out[i][j][k] = x[index[i][j][k]][j][k]`).
+///
+/// `index` is a dense u32 buffer of `index_shape`, which has `x`'s rank and
+/// sizes no larger than `x`'s except along `dim`. An index ≥
+/// `layout.shape[dim]` reads 0.0.
+pub fn gather(x: &Buffer, layout: &Layout, dim: usize, index: &Buffer, index_shape: &[usize]) -> Result<Buffer> {
+    const OP: &str = "gather";
+    check_dim(OP, dim, &layout.shape)?;
+    check_index_shape(OP, dim, &layout.shape, index_shape)?;
+    x.check_len(OP, "input", layout.span(), 4)?;
+    index.check_len(OP, "index", numel(index_shape), 4)?;
+    Buffer::check_same_device(OP, x.device(), &[index])?;
+    gather_along(OP, x, layout, dim, index, &contiguous_strides(index_shape), index_shape)
+}
+
+/// torch.Tensor.scatter_add_, in place on the dense buffer `dst` of
+/// `dst_shape`: `dst[c with c[dim] = index[c]] += src[c]` for every
+/// coordinate `c` of `index_shape` (for dim 0 of a 2-D tensor,
+/// `dst[index[i][j]][j] += src[i][j]`).
+///
+/// `index` (u32) and `src` (f32) are dense buffers of `index_shape`, which
+/// has `dst`'s rank and sizes no larger than `dst_shape`'s except along
+/// `dim`; neither may share memory with `dst`. An index ≥ `dst_shape[dim]`
+/// is skipped.
+///
+/// On a GPU, elements that hit the same destination are added by atomics in
+/// whatever order the threads run, so results can differ from the CPU twin
+/// (which adds in index order) and from run to run by float rounding.
+pub fn scatter_add(
+    dst: &Buffer,
+    dst_shape: &[usize],
+    dim: usize,
+    index: &Buffer,
+    src: &Buffer,
+    index_shape: &[usize],
+) -> Result<()> {
+    const OP: &str = "scatter_add";
+    check_dim(OP, dim, dst_shape)?;
+    check_index_shape(OP, dim, dst_shape, index_shape)?;
+    let n = numel(index_shape);
+    super::check_u32(OP, n)?;
+    super::check_u32(OP, numel(dst_shape))?;
+    dst.check_len(OP, "destination", numel(dst_shape), 4)?;
+    index.check_len(OP, "index", n, 4)?;
+    src.check_len(OP, "source", n, 4)?;
+    Buffer::check_same_device(OP, dst.device(), &[index, src])?;
+    if dst.same_as(src) || dst.same_as(index) {
+        return Err(Error::invalid(OP, "the destination must not share memory with the index or the source"));
+    }
+    let strides = contiguous_strides(dst_shape);
+    let dim_size = dst_shape[dim];
+    run(
+        dst.device(),
+        |g| {
+            let mut ds = strides.clone();
+            ds[dim] = 0;
+            let (shape, st) = coalesce(index_shape, &[&ds]);
+            let walk =
+                Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
+            launch(g, "scatter_add", &walk, n, &[index, src], dst)
+        },
+        || {
+            let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
+            let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
+            for i in 0..n {
+                let j = hi[i] as usize;
+                if j < dim_size {
+                    let mut c = unravel(i, index_shape);
+                    c[dim] = j;
+                    d[dot(&c, &strides)] += s[i];
+                }
+            }
+        },
+    )
+}
+
+/// One-hot rows: a dense f32 `[n, classes]` buffer with
+/// `out[r][c] = 1.0 if indices[r] == c else 0.0`, for the first `n` u32 of
+/// `indices`. An index ≥ `classes` gives an all-zero row.
+pub fn one_hot(indices: &Buffer, n: usize, classes: usize) -> Result<Buffer> {
+    const OP: &str = "one_hot";
+    indices.check_len(OP, "indices", n, 4)?;
+    let total = n.checked_mul(classes).ok_or_else(|| Error::invalid(OP, format!("{n} × {classes} overflows")))?;
+    super::check_u32(OP, total)?;
+    let dev = indices.device();
+    let out = Buffer::alloc(dev, total as u64 * 4)?;
+    run(
+        dev,
+        |g| launch(g, "one_hot", &Walk { dim_size: classes, ..Walk::default() }, total, &[indices], &out),
+        || {
+            let (hi, mut ho) = (indices.host(), out.host_mut());
+            let rows = f32s_mut(&mut ho)[..total].chunks_exact_mut(classes.max(1));
+            for (row, &label) in rows.zip(&hi[..n]) {
+                for (c, y) in row.iter_mut().enumerate() {
+                    *y = if label as usize == c { 1.0 } else { 0.0 };
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unravel_and_dot_invert_row_major_order() {
+        let shape = [2, 3, 4];
+        let strides = contiguous_strides(&shape);
+        for i in 0..24 {
+            assert_eq!(dot(&unravel(i, &shape), &strides), i);
+        }
+        assert_eq!(unravel(23, &shape), vec![1, 2, 3]);
+    }
+}

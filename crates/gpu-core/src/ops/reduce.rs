@@ -1,0 +1,224 @@
+//! Reductions over any set of axes of a strided view (`shaders/reduce.wgsl`):
+//! sum, mean, max, min, argmax, argmin and variance, with PyTorch's semantics.
+//!
+//! The GPU kernel gives each output element one workgroup whose threads
+//! combine their partial results with a fixed tree, so results are
+//! deterministic run to run. The CPU twin accumulates sums in f64, making it
+//! the more exact of the two and a fair oracle for the kernel.
+
+use super::{groups, run, Params};
+use crate::gpu::Launch;
+use crate::layout::{coalesce, numel, Layout};
+use crate::{Buffer, Error, Result};
+
+/// Threads per workgroup of the reduce kernel (its `WG` override; a power of
+/// two) when each output folds more than this many elements.
+const LARGE_WG: usize = 256;
+/// Threads per workgroup for short reductions: one warp/wavefront, the
+/// smallest group that keeps hardware lanes busy. Only two sizes, so only two
+/// pipelines per op get compiled.
+const SMALL_WG: usize = 32;
+
+/// A reduction. Max, Min, ArgMax and ArgMin propagate NaN like PyTorch (a
+/// NaN is the extreme value; ArgMax/ArgMin give the index of the first NaN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σx (0 over an empty set)
+    Sum,
+    /// Σx / n (NaN over an empty set)
+    Mean,
+    /// largest value
+    Max,
+    /// smallest value
+    Min,
+    /// u32 index of the largest value in the flattened reduced block; ties pick the first
+    ArgMax,
+    /// u32 index of the smallest value in the flattened reduced block; ties pick the first
+    ArgMin,
+    /// Σ(x − mean)² / max(n − correction, 0), computed in two passes
+    Var {
+        /// PyTorch's `correction`: 0 = population (biased), 1 = sample (unbiased).
+        correction: usize,
+    },
+}
+
+impl ReduceOp {
+    /// The `OP` override value in `reduce.wgsl`.
+    fn code(self) -> u32 {
+        match self {
+            ReduceOp::Sum => 0,
+            ReduceOp::Mean => 1,
+            ReduceOp::Max => 2,
+            ReduceOp::Min => 3,
+            ReduceOp::ArgMax => 4,
+            ReduceOp::ArgMin => 5,
+            ReduceOp::Var { .. } => 6,
+        }
+    }
+
+    /// The op's name in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::ArgMax => "argmax",
+            ReduceOp::ArgMin => "argmin",
+            ReduceOp::Var { .. } => "var",
+        }
+    }
+
+    /// True for the ops that pick one element (undefined over an empty set).
+    fn selects(self) -> bool {
+        matches!(self, ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin)
+    }
+
+    /// Whether `b` (at index `ib`) replaces the running pick `a` (at `ia`):
+    /// the same rule as `beats` in the kernel, whose threads meet indices out of order.
+    fn beats(self, b: f32, ib: usize, a: f32, ia: usize) -> bool {
+        if b.is_nan() || a.is_nan() {
+            return b.is_nan() && (!a.is_nan() || ib < ia);
+        }
+        if b == a {
+            return ib < ia;
+        }
+        match self {
+            ReduceOp::Max | ReduceOp::ArgMax => b > a,
+            _ => b < a,
+        }
+    }
+
+    /// The CPU twin: the output word for one reduced block (f32 bits, or the
+    /// index for ArgMax/ArgMin). `values` must be non-empty for the selecting ops.
+    fn word(self, values: &[f32]) -> u32 {
+        let n = values.len() as f64;
+        let sum = || values.iter().map(|&v| v as f64).sum::<f64>();
+        match self {
+            ReduceOp::Sum => (sum() as f32).to_bits(),
+            ReduceOp::Mean => ((sum() / n) as f32).to_bits(),
+            ReduceOp::Var { correction } => {
+                let mean = sum() / n;
+                let m2: f64 = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+                let dof = values.len().saturating_sub(correction) as f64;
+                ((m2 / dof) as f32).to_bits()
+            }
+            _ => {
+                let mut best = 0;
+                for (i, &v) in values.iter().enumerate().skip(1) {
+                    if self.beats(v, i, values[best], best) {
+                        best = i;
+                    }
+                }
+                match self {
+                    ReduceOp::ArgMax | ReduceOp::ArgMin => best as u32,
+                    _ => values[best].to_bits(),
+                }
+            }
+        }
+    }
+}
+
+/// Reduces the view `layout` of `x` over `axes` (any set, in any order; empty
+/// means all axes, like PyTorch's `dim=None`). Returns a contiguous buffer —
+/// f32, or u32 for ArgMax/ArgMin — and its shape: the kept dims in order, with
+/// the reduced ones left in place as size 1 when `keepdim`.
+///
+/// ArgMax/ArgMin index the reduced block flattened row-major over the reduced
+/// axes in increasing axis order; for one axis that is the index along it, as
+/// `torch.argmax(x, dim)`.
+///
+/// Over a zero-size reduction Sum gives 0, Mean and Var NaN, and the
+/// selecting ops an error, as in PyTorch.
+pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim: bool) -> Result<(Buffer, Vec<usize>)> {
+    let name = op.name();
+    let rank = layout.rank();
+    let mut reduced = vec![axes.is_empty(); rank];
+    for &a in axes {
+        if a >= rank || reduced[a] {
+            return Err(Error::invalid(
+                name,
+                format!("axes {axes:?} must be distinct and below the rank of shape {:?}", layout.shape),
+            ));
+        }
+        reduced[a] = true;
+    }
+    layout.check_rank(name)?;
+    x.check_len(name, "input", layout.span(), 4)?;
+
+    let pick = |want: bool| -> (Vec<usize>, Vec<usize>) {
+        (0..rank).filter(|&d| reduced[d] == want).map(|d| (layout.shape[d], layout.strides[d])).unzip()
+    };
+    let (kept_shape, kept_strides) = pick(false);
+    let (red_shape, red_strides) = pick(true);
+    let out_shape: Vec<usize> = if keepdim {
+        (0..rank).map(|d| if reduced[d] { 1 } else { layout.shape[d] }).collect()
+    } else {
+        kept_shape.clone()
+    };
+    let (n_out, m) = (numel(&kept_shape), numel(&red_shape));
+    let dev = x.device();
+
+    if m == 0 {
+        if op.selects() {
+            return Err(Error::invalid(
+                name,
+                format!("cannot reduce over zero-size axes {axes:?} of shape {:?} (no element to pick)", layout.shape),
+            ));
+        }
+        let value = if op == ReduceOp::Sum { 0.0 } else { f32::NAN };
+        return Ok((super::fill::fill(dev, n_out, value)?, out_shape));
+    }
+    // Small reductions get small workgroups: with one workgroup per output,
+    // 256 threads for 7 elements would leave 249 of them idle.
+    let wg = if m > LARGE_WG { LARGE_WG } else { SMALL_WG };
+    // The kernel's loop index j steps by wg past m, and offsets are u32.
+    super::check_u32(name, layout.span().max(m + wg))?;
+
+    let out = Buffer::alloc(dev, n_out as u64 * 4)?;
+    run(
+        dev,
+        |g| {
+            let (ks, kst) = coalesce(&kept_shape, &[&kept_strides]);
+            let (rs, rst) = coalesce(&red_shape, &[&red_strides]);
+            let dof = m.saturating_sub(match op {
+                ReduceOp::Var { correction } => correction,
+                _ => 0,
+            });
+            let params = Params::new()
+                .dims(&ks)
+                .dims(&kst[0])
+                .dims(&rs)
+                .dims(&rst[0])
+                .u32(n_out)
+                .u32(m)
+                .u32(ks.len())
+                .u32(rs.len())
+                .u32(layout.offset)
+                .f32(dof as f32);
+            g.launch(&Launch {
+                shader: "reduce",
+                entry: "main",
+                constants: &[("OP", op.code() as f64), ("WG", wg as f64)],
+                params: &params.0,
+                inputs: &[x.wgpu()],
+                outputs: &[out.wgpu()],
+                workgroups: groups(n_out, 1),
+            })
+        },
+        || {
+            let (xs, mut ys) = (x.host(), out.host_mut());
+            let xs = super::f32s(&xs);
+            let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
+            let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
+            let mut values = Vec::with_capacity(m);
+            for (o, y) in ys[..n_out].iter_mut().enumerate() {
+                let base = kept.index_of(o);
+                values.clear();
+                values.extend((0..m).map(|j| xs[base + block.index_of(j)]));
+                *y = op.word(&values);
+            }
+        },
+    )?;
+    Ok((out, out_shape))
+}

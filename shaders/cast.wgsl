@@ -1,0 +1,60 @@
+// f32 <-> f16 casts on packed f16 storage (two halves per u32 word, element
+// 2k in the low half). Built on the core pack2x16float / unpack2x16float so
+// they run without the SHADER_F16 feature. Both entry points move raw bits:
+// input and output are declared u32 so no float value passes through a load
+// or store that could canonicalise it.
+//#include common.wgsl
+
+struct Params {
+    n: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+// f16 bits of an f32, rounding to nearest even. WGSL leaves pack2x16float
+// indeterminate outside f16's finite range, so overflow and NaN are spelled
+// out here: every adapter then gives IEEE's ±inf and a quiet NaN.
+fn half_bits(bits: u32) -> u32 {
+    let sign = (bits >> 16u) & 0x8000u;
+    let mag = bits & 0x7fffffffu;
+    if mag > 0x7f800000u {
+        return sign | 0x7e00u;
+    }
+    // 65520 (0x477ff000) is the halfway point above f16's largest 65504 and rounds (to even) up to inf.
+    if mag >= 0x477ff000u {
+        return sign | 0x7c00u;
+    }
+    return pack2x16float(vec2<f32>(bitcast<f32>(bits), 0.0)) & 0xffffu;
+}
+
+// One thread per output word: elements 2k and 2k+1; an odd n leaves the last high half zero.
+@compute @workgroup_size(256)
+fn f32_to_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k = linear_workgroup(wid, nwg) * 256u + lid;
+    let i = 2u * k;
+    if i >= p.n {
+        return;
+    }
+    var hi = 0u;
+    if i + 1u < p.n {
+        hi = half_bits(src[i + 1u]);
+    }
+    dst[k] = half_bits(src[i]) | (hi << 16u);
+}
+
+// One thread per input word: writes elements 2k and (when it exists) 2k+1.
+@compute @workgroup_size(256)
+fn f16_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k = linear_workgroup(wid, nwg) * 256u + lid;
+    let i = 2u * k;
+    if i >= p.n {
+        return;
+    }
+    let v = unpack2x16float(src[k]);
+    dst[i] = bitcast<u32>(v.x);
+    if i + 1u < p.n {
+        dst[i + 1u] = bitcast<u32>(v.y);
+    }
+}

@@ -1,0 +1,88 @@
+// Indexing with u32 index buffers (gpu-core/src/ops/index.rs):
+//   gather      out[i] = x[pos(i)], which also serves index_select;
+//   scatter_add dst[pos(i)] += src[i], with a CAS-loop float atomic add;
+//   one_hot     out[r, c] = labels[r] == c.
+//
+// gather and scatter_add never rebuild coordinates: the position of the
+// indexed element is the strided offset of i in a view whose stride along
+// `dim` is zeroed, plus index * stride[dim]. Where thread i reads its index
+// is another strided view (index_select: stride 1 along dim, 0 elsewhere).
+//
+// Out-of-range indices cannot raise errors here, so they have fixed meanings
+// that the CPU twins copy: gather reads 0.0, scatter_add skips the element,
+// one_hot leaves the row zero.
+//#include common.wgsl
+
+struct Params {
+    // The shape the threads walk: the output for gather, the index for scatter_add.
+    shape: array<vec4<u32>, 2>,
+    // Strides of the indexed tensor with `dim` zeroed.
+    x_strides: array<vec4<u32>, 2>,
+    // Where thread i finds its index (gather only).
+    i_strides: array<vec4<u32>, 2>,
+    n: u32,
+    rank: u32,
+    x_offset: u32,
+    dim_stride: u32,
+    // Size of the indexed dim (classes for one_hot); indices at or past it are out of range.
+    dim_size: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+// Each entry point statically uses only its own bindings, so the globals
+// below may share binding numbers with different types.
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> acc: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> hot: array<f32>;
+
+@compute @workgroup_size(256)
+fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let j = idx[strided_offset(i, p.rank, p.shape, p.i_strides)];
+    var v = 0.0;
+    if j < p.dim_size {
+        v = x[p.x_offset + strided_offset(i, p.rank, p.shape, p.x_strides) + j * p.dim_stride];
+    }
+    out[i] = v;
+}
+
+// WGSL has no float atomics: retry a compare-exchange on the bit pattern
+// until no other thread wrote between our load and our store.
+fn atomic_add_f32(k: u32, v: f32) {
+    var old = atomicLoad(&acc[k]);
+    loop {
+        let r = atomicCompareExchangeWeak(&acc[k], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if r.exchanged {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+// Index and src are contiguous with the walked shape, so both are read at i.
+@compute @workgroup_size(256)
+fn scatter_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let j = idx[i];
+    if j >= p.dim_size {
+        return;
+    }
+    atomic_add_f32(p.x_offset + strided_offset(i, p.rank, p.shape, p.x_strides) + j * p.dim_stride, x[i]);
+}
+
+@compute @workgroup_size(256)
+fn one_hot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    hot[i] = select(0.0, 1.0, idx[i / p.dim_size] == i % p.dim_size);
+}

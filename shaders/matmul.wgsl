@@ -1,0 +1,185 @@
+// Batched matrix product C[b] = A[b] @ B[b] in f32.
+//
+// A is read as [..batch, M, K] and B as [..batch, K, N] through strides, so
+// transposed or sliced views need no copy; batch dims broadcast (stride 0).
+// C is contiguous [batch, M, N].
+//
+// Each workgroup computes one BM x BN tile of one batch entry. It walks K in
+// steps of BK, staging an A tile and a B tile in workgroup memory; each
+// thread then accumulates a TM x TN block of the tile in registers, so every
+// value read from workgroup memory feeds TM or TN multiply-adds.
+//
+// Tile sizes: see the tuning notes in docs/performance.md.
+//#include common.wgsl
+
+// Register block of one thread: TM rows x TN columns (multiples of 4: the
+// block is held and read as vec4 columns).
+const TM: u32 = 8u;
+const TN: u32 = 8u;
+// Threads of a workgroup along rows and columns.
+const WM: u32 = 8u;
+const WN: u32 = 8u;
+const WG: u32 = WM * WN;
+// Workgroup tile.
+const BM: u32 = TM * WM;
+const BN: u32 = TN * WN;
+const BK: u32 = 32u;
+// vec4 slots per tile row.
+const BM4: u32 = BM / 4u;
+const BN4: u32 = BN / 4u;
+
+// Which index runs fastest across neighbouring threads when a tile is
+// loaded from global memory: the one with unit stride makes the reads of a
+// warp contiguous. A_K_FAST: A is row-major (k contiguous); otherwise m is
+// contiguous (A transposed). B_K_FAST: B is transposed (k contiguous);
+// otherwise n is contiguous.
+override A_K_FAST: bool = true;
+override B_K_FAST: bool = false;
+
+struct Params {
+    // Coalesced broadcast batch shape and each operand's strides over it.
+    batch_shape: array<vec4<u32>, 2>,
+    a_bstrides: array<vec4<u32>, 2>,
+    b_bstrides: array<vec4<u32>, 2>,
+    m: u32,
+    n: u32,
+    k: u32,
+    brank: u32,
+    a_offset: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_offset: u32,
+    b_rs: u32,
+    b_cs: u32,
+    tiles_n: u32,
+    tiles_per_batch: u32,
+    workgroups: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+// k-major tiles: As[k][m], Bs[k][n]. A thread's rows (columns) at one k are
+// then whole vec4s, read with one load each.
+var<workgroup> As: array<vec4<f32>, BK * BM4>;
+var<workgroup> Bs: array<vec4<f32>, BK * BN4>;
+
+// Stages the A tile rows m0.., depths k0.. into As (zeros outside A).
+fn load_a(lid: u32, a_base: u32, m0: u32, k0: u32) {
+    for (var s = 0u; s < BM4 * BK / WG; s++) {
+        let slot = lid + s * WG;
+        var kk: u32;
+        var mg: u32;
+        if A_K_FAST {
+            kk = slot % BK;
+            mg = slot / BK;
+        } else {
+            mg = slot % BM4;
+            kk = slot / BM4;
+        }
+        let k = k0 + kk;
+        let m = m0 + 4u * mg;
+        var v = vec4<f32>(0.0);
+        for (var j = 0u; j < 4u; j++) {
+            let ok = k < p.k && m + j < p.m;
+            // Out-of-range lanes read a valid element and discard it: no branch.
+            let i = select(a_base, a_base + (m + j) * p.a_rs + k * p.a_cs, ok);
+            v[j] = select(0.0, a[i], ok);
+        }
+        As[kk * BM4 + mg] = v;
+    }
+}
+
+// Stages the B tile depths k0.., columns n0.. into Bs (zeros outside B).
+fn load_b(lid: u32, b_base: u32, n0: u32, k0: u32) {
+    for (var s = 0u; s < BN4 * BK / WG; s++) {
+        let slot = lid + s * WG;
+        var kk: u32;
+        var ng: u32;
+        if B_K_FAST {
+            kk = slot % BK;
+            ng = slot / BK;
+        } else {
+            ng = slot % BN4;
+            kk = slot / BN4;
+        }
+        let k = k0 + kk;
+        let n = n0 + 4u * ng;
+        var v = vec4<f32>(0.0);
+        for (var j = 0u; j < 4u; j++) {
+            let ok = k < p.k && n + j < p.n;
+            let i = select(b_base, b_base + k * p.b_rs + (n + j) * p.b_cs, ok);
+            v[j] = select(0.0, b[i], ok);
+        }
+        Bs[kk * BN4 + ng] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let wg = linear_workgroup(wid, nwg);
+    // The folded grid may hold a few more workgroups than tiles.
+    if wg >= p.workgroups {
+        return;
+    }
+    let batch = wg / p.tiles_per_batch;
+    let t = wg % p.tiles_per_batch;
+    let m0 = (t / p.tiles_n) * BM;
+    let n0 = (t % p.tiles_n) * BN;
+    let a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
+    let b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
+
+    // Thread (tx, ty) owns the vec4 row groups ty, ty + WM, .. and column
+    // groups tx, tx + WN, ..: neighbouring threads read neighbouring vec4s
+    // of Bs (no bank conflicts) and threads of one row share As reads.
+    let tx = lid % WN;
+    let ty = lid / WN;
+    var acc: array<vec4<f32>, TM * TN / 4u>;
+    for (var i = 0u; i < TM * TN / 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+
+    let ktiles = (p.k + BK - 1u) / BK;
+    for (var kt = 0u; kt < ktiles; kt++) {
+        load_a(lid, a_base, m0, kt * BK);
+        load_b(lid, b_base, n0, kt * BK);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<vec4<f32>, TM / 4u>;
+            var bv: array<vec4<f32>, TN / 4u>;
+            for (var r = 0u; r < TM / 4u; r++) {
+                av[r] = As[kk * BM4 + ty + r * WM];
+            }
+            for (var q = 0u; q < TN / 4u; q++) {
+                bv[q] = Bs[kk * BN4 + tx + q * WN];
+            }
+            for (var i = 0u; i < TM; i++) {
+                let x = vec4<f32>(av[i / 4u][i % 4u]);
+                for (var q = 0u; q < TN / 4u; q++) {
+                    acc[i * (TN / 4u) + q] = fma(x, bv[q], acc[i * (TN / 4u) + q]);
+                }
+            }
+        }
+        // The next tile overwrites As/Bs only after every thread is done reading.
+        workgroupBarrier();
+    }
+
+    let c_base = batch * p.m * p.n;
+    for (var i = 0u; i < TM; i++) {
+        let row = m0 + 4u * (ty + (i / 4u) * WM) + i % 4u;
+        if row >= p.m {
+            continue;
+        }
+        for (var q = 0u; q < TN / 4u; q++) {
+            let col = n0 + 4u * (tx + q * WN);
+            let v = acc[i * (TN / 4u) + q];
+            for (var j = 0u; j < 4u; j++) {
+                if col + j < p.n {
+                    c[c_base + row * p.n + col + j] = v[j];
+                }
+            }
+        }
+    }
+}

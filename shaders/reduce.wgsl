@@ -1,0 +1,155 @@
+// Reductions over any set of axes of a strided view: one workgroup per output
+// element. Each thread walks the reduced elements j = lid, lid + WG, ... in a
+// fixed order and the workgroup combines the partial results with a tree, so
+// a sum is the same number on every run. OP numbering is `ReduceOp::code` in
+// gpu-core/src/ops/reduce.rs.
+//#include common.wgsl
+
+override OP: u32 = 0u;
+// Threads per workgroup; must be a power of two because the tree halves it.
+override WG: u32 = 256u;
+
+struct Params {
+    // Dims kept in the output (coalesced) and their input strides.
+    kept_shape: array<vec4<u32>, 2>,
+    kept_strides: array<vec4<u32>, 2>,
+    // Dims folded into each output (coalesced), in increasing axis order.
+    red_shape: array<vec4<u32>, 2>,
+    red_strides: array<vec4<u32>, 2>,
+    n_out: u32,
+    // Reduced elements per output, at least 1 (the host fills empty reductions).
+    m: u32,
+    kept_rank: u32,
+    red_rank: u32,
+    offset: u32,
+    // Var's divisor max(m - correction, 0).
+    dof: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// f32 bits for value results, indices for ArgMax/ArgMin.
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+
+var<workgroup> sv: array<f32, WG>;
+var<workgroup> si: array<u32, WG>;
+
+// Marks a thread that saw no element (m < WG).
+const NONE: u32 = 0xffffffffu;
+
+// By bits: `v != v` may be folded away by compilers that assume no NaNs.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Whether (vb, ib) replaces (va, ia) as the running max (OP 2, 4) or min
+// (OP 3, 5). As in PyTorch a NaN wins over numbers and ties go to the lower
+// index; the index test matters because thread t holds indices t, t + WG, ...
+// (Comparisons in select are parenthesised: `a < b, c > d` would parse as a template list.)
+fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
+    if ib == NONE {
+        return false;
+    }
+    if ia == NONE {
+        return true;
+    }
+    let nb = is_nan(vb);
+    let na = is_nan(va);
+    if nb || na {
+        return nb && (!na || ib < ia);
+    }
+    if vb == va {
+        return ib < ia;
+    }
+    return select((vb < va), (vb > va), OP == 2u || OP == 4u);
+}
+
+fn load(base: u32, j: u32) -> f32 {
+    return x[base + strided_offset(j, p.red_rank, p.red_shape, p.red_strides)];
+}
+
+// The workgroup's total of one value per thread. Ends with a barrier so that
+// a second call may overwrite `sv` only after every thread has read the total.
+fn tree_sum(lid: u32, v: f32) -> f32 {
+    sv[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if lid < s {
+            sv[lid] = sv[lid] + sv[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = sv[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn store(o: u32, lid: u32, v: f32) {
+    if lid == 0u {
+        y[o] = bitcast<u32>(v);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Uniform across the workgroup, so returning keeps the barriers legal.
+    let o = linear_workgroup(wid, nwg);
+    if o >= p.n_out {
+        return;
+    }
+    let base = p.offset + strided_offset(o, p.kept_rank, p.kept_shape, p.kept_strides);
+
+    if OP >= 2u && OP <= 5u {
+        var bv = 0.0;
+        var bi = NONE;
+        for (var j = lid; j < p.m; j += WG) {
+            let v = load(base, j);
+            if beats(v, j, bv, bi) {
+                bv = v;
+                bi = j;
+            }
+        }
+        sv[lid] = bv;
+        si[lid] = bi;
+        workgroupBarrier();
+        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+            if lid < s && beats(sv[lid + s], si[lid + s], sv[lid], si[lid]) {
+                sv[lid] = sv[lid + s];
+                si[lid] = si[lid + s];
+            }
+            workgroupBarrier();
+        }
+        if lid == 0u {
+            y[o] = select(bitcast<u32>(sv[0]), si[0], OP >= 4u);
+        }
+        return;
+    }
+
+    var acc = 0.0;
+    for (var j = lid; j < p.m; j += WG) {
+        acc += load(base, j);
+    }
+    let total = tree_sum(lid, acc);
+    if OP == 0u {
+        store(o, lid, total);
+        return;
+    }
+    let mean = total / f32(p.m);
+    if OP == 1u {
+        store(o, lid, mean);
+        return;
+    }
+    // Var, second pass: squared deviations from the mean (no E[x²] - E[x]² cancellation).
+    var dev = 0.0;
+    for (var j = lid; j < p.m; j += WG) {
+        let d = load(base, j) - mean;
+        dev += d * d;
+    }
+    let m2 = tree_sum(lid, dev);
+    if p.dof > 0.0 {
+        store(o, lid, m2 / p.dof);
+    } else {
+        // IEEE m2 / 0 spelled out: WGSL does not promise infinities from a division.
+        store(o, lid, select(bitcast<f32>(0x7f800000u), bitcast<f32>(0x7fc00000u), !(m2 > 0.0)));
+    }
+}
