@@ -3,6 +3,10 @@
 // OP numbering is `BinaryOp::code` in gpu-core/src/ops/binary.rs.
 //#include common.wgsl
 
+// Rank after coalescing, fixed per pipeline so the index loop unrolls into
+// constant indexing (dynamic indexing of arrays is slow on many drivers).
+override RANK: u32 = 1u;
+
 override OP: u32 = 0u;
 
 struct Params {
@@ -10,7 +14,6 @@ struct Params {
     a_strides: array<vec4<u32>, 2>,
     b_strides: array<vec4<u32>, 2>,
     n: u32,
-    rank: u32,
     a_offset: u32,
     b_offset: u32,
 }
@@ -44,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i >= p.n {
         return;
     }
-    let ia = p.a_offset + strided_offset(i, p.rank, p.shape, p.a_strides);
-    let ib = p.b_offset + strided_offset(i, p.rank, p.shape, p.b_strides);
+    let ia = p.a_offset + strided_offset(i, RANK, p.shape, p.a_strides);
+    let ib = p.b_offset + strided_offset(i, RANK, p.shape, p.b_strides);
     z[i] = f(a[ia], b[ib]);
 }

@@ -5,6 +5,10 @@
 // bit-exactly (NaN payloads included).
 //#include common.wgsl
 
+// Rank after coalescing, fixed per pipeline so the index loop unrolls into
+// constant indexing (dynamic indexing of arrays is slow on many drivers).
+override RANK: u32 = 1u;
+
 // Set when the destination is dense from dst_offset (every contiguous()),
 // which saves the second index walk, half the kernel's integer divisions.
 override DENSE_DST: bool = false;
@@ -14,7 +18,6 @@ struct Params {
     src_strides: array<vec4<u32>, 2>,
     dst_strides: array<vec4<u32>, 2>,
     n: u32,
-    rank: u32,
     src_offset: u32,
     dst_offset: u32,
 }
@@ -29,10 +32,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i >= p.n {
         return;
     }
-    let s = p.src_offset + strided_offset(i, p.rank, p.shape, p.src_strides);
+    let s = p.src_offset + strided_offset(i, RANK, p.shape, p.src_strides);
     var d = p.dst_offset + i;
     if !DENSE_DST {
-        d = p.dst_offset + strided_offset(i, p.rank, p.shape, p.dst_strides);
+        d = p.dst_offset + strided_offset(i, RANK, p.shape, p.dst_strides);
     }
     dst[d] = src[s];
 }

@@ -13,6 +13,10 @@
 // one_hot leaves the row zero.
 //#include common.wgsl
 
+// Rank after coalescing, fixed per pipeline so the index loop unrolls into
+// constant indexing (dynamic indexing of arrays is slow on many drivers).
+override RANK: u32 = 1u;
+
 struct Params {
     // The shape the threads walk: the output for gather, the index for scatter_add.
     shape: array<vec4<u32>, 2>,
@@ -21,7 +25,6 @@ struct Params {
     // Where thread i finds its index (gather only).
     i_strides: array<vec4<u32>, 2>,
     n: u32,
-    rank: u32,
     x_offset: u32,
     dim_stride: u32,
     // Size of the indexed dim (classes for one_hot); indices at or past it are out of range.
@@ -43,10 +46,10 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if i >= p.n {
         return;
     }
-    let j = idx[strided_offset(i, p.rank, p.shape, p.i_strides)];
+    let j = idx[strided_offset(i, RANK, p.shape, p.i_strides)];
     var v = 0.0;
     if j < p.dim_size {
-        v = x[p.x_offset + strided_offset(i, p.rank, p.shape, p.x_strides) + j * p.dim_stride];
+        v = x[p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride];
     }
     out[i] = v;
 }
@@ -75,7 +78,7 @@ fn scatter_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if j >= p.dim_size {
         return;
     }
-    atomic_add_f32(p.x_offset + strided_offset(i, p.rank, p.shape, p.x_strides) + j * p.dim_stride, x[i]);
+    atomic_add_f32(p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride, x[i]);
 }
 
 @compute @workgroup_size(256)

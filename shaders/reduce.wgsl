@@ -6,8 +6,14 @@
 //#include common.wgsl
 
 override OP: u32 = 0u;
-// Threads per workgroup; must be a power of two because the tree halves it.
+// Threads per workgroup (the host picks 32 or 256 by reduction length); a
+// power of two because the tree halves it.
 override WG: u32 = 256u;
+// Ranks of the kept and reduced index spaces, fixed per pipeline so the
+// index loops unroll into constant indexing (dynamic indexing is slow on
+// many drivers).
+override KEPT_RANK: u32 = 1u;
+override RED_RANK: u32 = 1u;
 
 struct Params {
     // Dims kept in the output (coalesced) and their input strides.
@@ -19,8 +25,6 @@ struct Params {
     n_out: u32,
     // Reduced elements per output, at least 1 (the host fills empty reductions).
     m: u32,
-    kept_rank: u32,
-    red_rank: u32,
     offset: u32,
     // Var's divisor max(m - correction, 0).
     dof: f32,
@@ -65,7 +69,7 @@ fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
 }
 
 fn load(base: u32, j: u32) -> f32 {
-    return x[base + strided_offset(j, p.red_rank, p.red_shape, p.red_strides)];
+    return x[base + strided_offset(j, RED_RANK, p.red_shape, p.red_strides)];
 }
 
 // The workgroup's total of one value per thread. Ends with a barrier so that
@@ -97,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if o >= p.n_out {
         return;
     }
-    let base = p.offset + strided_offset(o, p.kept_rank, p.kept_shape, p.kept_strides);
+    let base = p.offset + strided_offset(o, KEPT_RANK, p.kept_shape, p.kept_strides);
 
     if OP >= 2u && OP <= 5u {
         var bv = 0.0;

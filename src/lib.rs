@@ -10,14 +10,17 @@
 //! | crate | job |
 //! |---|---|
 //! | [`gpu_core`] | device choice, buffer pool, WGSL kernels and their CPU twins |
+//! | [`autograd`] | `Tensor`, the recorded op graph, backward |
 
+pub use wgrad_autograd as autograd;
 pub use wgrad_gpu_core as gpu_core;
+pub use wgrad_autograd::{no_grad, DType, Tensor};
 pub use wgrad_gpu_core::{Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Result, StatsSnapshot};
 
 /// The names most programs use.
 pub mod prelude {
     pub use crate::gpu_core::ops;
-    pub use crate::{Buffer, Device, DeviceSpec, Layout};
+    pub use crate::{no_grad, Buffer, DType, Device, DeviceSpec, Layout, Tensor};
 }
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

@@ -97,8 +97,10 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         |g| {
             let (cs, st) = coalesce(&shape, &[&va.strides, &vb.strides]);
             let params =
-                Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(cs.len()).u32(va.offset).u32(vb.offset);
-            launch_elementwise(g, "binary", &[("OP", op.code() as f64)], params, &[a, b], &[&out], n)
+                Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(va.offset).u32(vb.offset);
+            let constants = [("OP", op.code() as f64), ("RANK", cs.len() as f64)];
+            launch_elementwise(g, "binary", &constants, params, &[a, b], &[&out], n)
+
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
@@ -137,11 +139,10 @@ pub fn where_select(
                 .dims(&st[1])
                 .dims(&st[2])
                 .u32(n)
-                .u32(cs.len())
                 .u32(vc.offset)
                 .u32(va.offset)
                 .u32(vb.offset);
-            launch_elementwise(g, "where", &[], params, &[cond, a, b], &[&out], n)
+            launch_elementwise(g, "where", &[("RANK", cs.len() as f64)], params, &[cond, a, b], &[&out], n)
         },
         || {
             let (hc, ha, hb, mut ho) = (cond.host(), a.host(), b.host(), out.host_mut());

@@ -55,10 +55,9 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
                 .dims(&st[0])
                 .dims(&st[1])
                 .u32(n)
-                .u32(shape.len())
                 .u32(sl.offset)
                 .u32(dl.offset);
-            let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 })];
+            let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64)];
             launch_elementwise(g, "copy", &constants, params, &[src], &[dst], n)
         },
         || {

@@ -72,7 +72,6 @@ fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Bu
         .dims(w.x_strides)
         .dims(w.i_strides)
         .u32(n)
-        .u32(w.shape.len())
         .u32(w.x_offset)
         .u32(w.dim_stride)
         .u32(w.dim_size);
@@ -80,7 +79,7 @@ fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Bu
     g.launch(&Launch {
         shader: "index",
         entry,
-        constants: &[],
+        constants: &[("RANK", w.shape.len() as f64)],
         params: &params.0,
         inputs: &ins,
         outputs: &[output.wgpu()],

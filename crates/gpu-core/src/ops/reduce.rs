@@ -192,14 +192,17 @@ pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim
                 .dims(&rst[0])
                 .u32(n_out)
                 .u32(m)
-                .u32(ks.len())
-                .u32(rs.len())
                 .u32(layout.offset)
                 .f32(dof as f32);
             g.launch(&Launch {
                 shader: "reduce",
                 entry: "main",
-                constants: &[("OP", op.code() as f64), ("WG", wg as f64)],
+                constants: &[
+                    ("OP", op.code() as f64),
+                    ("WG", wg as f64),
+                    ("KEPT_RANK", ks.len() as f64),
+                    ("RED_RANK", rs.len() as f64),
+                ],
                 params: &params.0,
                 inputs: &[x.wgpu()],
                 outputs: &[out.wgpu()],

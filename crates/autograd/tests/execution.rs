@@ -1,0 +1,148 @@
+//! The execution model, measured through gpu-core's counters: a training step
+//! is one submission and one readback, and memory stays flat over thousands
+//! of steps.
+
+mod common;
+use common::rand;
+use wgrad_autograd::{no_grad, Device, Tensor};
+use wgrad_gpu_core::testing::fresh_gpu_or_skip;
+
+/// A 3-layer MLP regression problem with plain SGD written with tensor ops.
+struct Mlp {
+    params: Vec<Tensor>,
+    x: Tensor,
+    y: Tensor,
+}
+
+impl Mlp {
+    fn new(dev: &Device) -> Self {
+        let sizes = [(8, 16), (16, 16), (16, 1)];
+        let mut params = Vec::new();
+        for (i, &(fan_in, fan_out)) in sizes.iter().enumerate() {
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            params.push(rand(&[fan_in, fan_out], 10 + i as u64, -bound, bound, dev).requires_grad_());
+            params.push(Tensor::zeros(&[fan_out], dev).requires_grad_());
+        }
+        let x = rand(&[32, 8], 1, -1.0, 1.0, dev);
+        let y = x.sum(&[1], true).sin();
+        Mlp { params, x, y }
+    }
+
+    /// Forward, MSE, backward, SGD update; returns the loss read back.
+    fn step(&self, lr: f32) -> f32 {
+        let p = &self.params;
+        let h1 = (self.x.matmul(&p[0]) + &p[1]).relu();
+        let h2 = (h1.matmul(&p[2]) + &p[3]).tanh();
+        let out = h2.matmul(&p[4]) + &p[5];
+        let loss = (&out - &self.y).square().mean_all();
+        loss.backward();
+        no_grad(|| {
+            for w in p {
+                let g = w.grad().expect("every parameter gets a gradient");
+                w.assign(&(w - &(g * lr)));
+                w.zero_grad();
+            }
+        });
+        loss.item()
+    }
+}
+
+#[test]
+fn a_training_step_is_one_submission_and_one_readback() {
+    let Some(dev) = fresh_gpu_or_skip("a_training_step_is_one_submission_and_one_readback") else { return };
+    let mlp = Mlp::new(&dev);
+    mlp.step(0.1); // warm-up: uploads of x and the parameters go with the first submit
+    let before = dev.stats();
+    let loss = mlp.step(0.1);
+    let d = dev.stats() - before;
+    assert!(loss.is_finite());
+    assert_eq!(d.submissions, 1, "forward + backward + update in one submission");
+    assert_eq!(d.readbacks, 1, "only the loss is read back");
+    assert!(d.dispatches > 20, "the step recorded its kernels ({} dispatches)", d.dispatches);
+}
+
+#[test]
+fn training_reduces_the_loss_on_both_backends() {
+    for dev in common::backends("training_reduces_the_loss_on_both_backends") {
+        let mlp = Mlp::new(&dev);
+        let first = mlp.step(0.1);
+        let mut last = first;
+        for _ in 0..60 {
+            last = mlp.step(0.1);
+        }
+        assert!(last < 0.5 * first, "{}: loss {first} -> {last}", dev.name());
+    }
+}
+
+#[test]
+fn memory_stays_flat_over_two_thousand_steps() {
+    let Some(dev) = fresh_gpu_or_skip("memory_stays_flat_over_two_thousand_steps") else { return };
+    let mlp = Mlp::new(&dev);
+    let mut at_100 = None;
+    for step in 1..=2000 {
+        mlp.step(0.05);
+        if step == 100 {
+            at_100 = Some(dev.stats());
+        }
+    }
+    let (a, b) = (at_100.unwrap(), dev.stats());
+    assert_eq!(b.bytes_live, a.bytes_live, "bytes_live after step 2000 equals step 100");
+    assert_eq!(b.buffers_created, a.buffers_created, "no buffer allocated after warm-up");
+    assert_eq!(b.submissions - a.submissions, 1900, "one submission per step");
+}
+
+#[test]
+fn ops_record_without_submitting_until_data_is_read() {
+    let Some(dev) = fresh_gpu_or_skip("ops_record_without_submitting_until_data_is_read") else { return };
+    let x = Tensor::arange(0.0, 64.0, 1.0, &dev);
+    let before = dev.stats();
+    let mut y = x.clone();
+    for _ in 0..100 {
+        y = (&y * 0.5).exp().log() * 2.0;
+    }
+    let mid = dev.stats() - before;
+    assert_eq!((mid.submissions, mid.readbacks), (0, 0));
+    assert_eq!(mid.dispatches, 400, "four kernels per iteration");
+    let v = y.to_vec();
+    assert!((v[63] - 63.0).abs() < 1e-2, "{}", v[63]);
+    let after = dev.stats() - before;
+    assert_eq!((after.submissions, after.readbacks), (1, 1));
+}
+
+#[test]
+fn a_loop_that_never_reads_flushes_itself() {
+    let Some(dev) = fresh_gpu_or_skip("a_loop_that_never_reads_flushes_itself") else { return };
+    let x = Tensor::zeros(&[16], &dev);
+    let before = dev.stats();
+    let mut y = x;
+    for _ in 0..10_000 {
+        y = &y + 1.0;
+    }
+    let d = dev.stats() - before;
+    assert!(d.submissions >= 2, "the pending list is bounded ({} submissions)", d.submissions);
+    assert_eq!(d.readbacks, 0);
+    assert_eq!(y.to_vec()[0], 10_000.0);
+}
+
+#[test]
+fn backward_frees_saved_activations() {
+    let Some(dev) = fresh_gpu_or_skip("backward_frees_saved_activations") else { return };
+    let w = rand(&[256, 256], 3, -0.1, 0.1, &dev).requires_grad_();
+    let x = rand(&[64, 256], 4, -1.0, 1.0, &dev);
+    let live_before = dev.stats().bytes_live;
+    let mut h = x.clone();
+    for _ in 0..8 {
+        h = h.matmul(&w).tanh();
+    }
+    let loss = h.sum_all();
+    let live_forward = dev.stats().bytes_live;
+    loss.backward();
+    drop(h);
+    let live_after = dev.stats().bytes_live;
+    // What remains: the loss and w's gradient (plus its pooled size class).
+    assert!(live_forward > live_before + 8 * 64 * 256 * 4, "the forward saved its activations");
+    assert!(
+        live_after < live_before + 2 * 256 * 256 * 4,
+        "activations released after backward: before {live_before}, forward {live_forward}, after {live_after}"
+    );
+}
