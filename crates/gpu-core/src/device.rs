@@ -121,7 +121,7 @@ impl Device {
                 backend: format!("{:?}", g.info.backend),
                 device_type: format!("{:?}", g.info.device_type),
                 max_buffer_size: g.limits.max_buffer_size,
-                max_storage_buffer_binding_size: g.limits.max_storage_buffer_binding_size as u64,
+                max_storage_buffer_binding_size: g.limits.max_storage_buffer_binding_size,
                 features: g.features.iter_names().map(|(n, _)| n.to_string()).collect(),
             },
             Backend::Cpu => DeviceInfo {

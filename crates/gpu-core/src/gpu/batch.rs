@@ -134,7 +134,7 @@ impl GpuContext {
         }
         use wgpu::util::DeviceExt;
         let mut padded;
-        let contents = if bytes.len() % 4 == 0 {
+        let contents = if bytes.len().is_multiple_of(4) {
             bytes
         } else {
             padded = bytes.to_vec();
@@ -148,15 +148,6 @@ impl GpuContext {
         });
         let mut batch = self.batch.lock().unwrap();
         batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
-    }
-
-    /// Records a device-to-device copy of `bytes` bytes (multiple of 4).
-    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, bytes: u64) {
-        if bytes == 0 {
-            return;
-        }
-        let mut batch = self.batch.lock().unwrap();
-        batch.encoder(&self.device).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
     }
 
     /// Submits everything recorded so far (no-op when nothing is pending).

@@ -84,7 +84,7 @@ impl GpuContext {
 
     /// Checks a buffer size against the adapter's limits before allocating it.
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let limit_bind = self.limits.max_storage_buffer_binding_size;
         if bytes > self.limits.max_buffer_size {
             return Err(Error::LimitExceeded {
                 what: what.into(),

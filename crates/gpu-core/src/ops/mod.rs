@@ -38,7 +38,7 @@ impl Params {
     /// Up to eight sizes as `array<vec4<u32>, 2>` (16-byte aligned, zero padded).
     pub fn dims(mut self, v: &[usize]) -> Self {
         assert!(v.len() <= MAX_DIMS, "wgrad internal: more than {MAX_DIMS} dims in kernel params");
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
         for i in 0..MAX_DIMS {
