@@ -11,9 +11,12 @@
 //! |---|---|
 //! | [`gpu_core`] | device choice, buffer pool, WGSL kernels and their CPU twins |
 //! | [`autograd`] | `Tensor`, the recorded op graph, backward |
+//! | [`nn`] | `Module`, layers, activations, losses, initialisation |
+
 
 pub use wgrad_autograd as autograd;
 pub use wgrad_gpu_core as gpu_core;
+pub use wgrad_nn as nn;
 pub use wgrad_autograd::{no_grad, DType, Tensor};
 pub use wgrad_gpu_core::{Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Result, StatsSnapshot};
 

@@ -1,0 +1,156 @@
+//! Activation modules: thin wrappers over the Tensor methods.
+
+use wgrad_autograd::{Device, Tensor};
+
+use crate::module::{join, Module};
+
+/// Defines a parameterless activation module that calls one Tensor method.
+macro_rules! activation {
+    ($(#[$doc:meta])* $name:ident, $method:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name;
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Tensor {
+                x.$method()
+            }
+            fn describe(&self) -> String {
+                concat!(stringify!($name), "()").to_string()
+            }
+        }
+    };
+}
+
+activation!(/// max(x, 0)
+    ReLU, relu);
+activation!(/// Scaled ELU with the self-normalising constants.
+    SELU, selu);
+activation!(/// x·sigmoid(x), also known as swish.
+    SiLU, silu);
+activation!(/// x·tanh(softplus(x)).
+    Mish, mish);
+activation!(/// Logistic sigmoid.
+    Sigmoid, sigmoid);
+activation!(/// Hyperbolic tangent.
+    Tanh, tanh);
+
+/// Swish is SiLU.
+pub type Swish = SiLU;
+
+/// x if x > 0 else slope·x (PyTorch default slope 0.01).
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyReLU(pub f32);
+
+impl Default for LeakyReLU {
+    fn default() -> Self {
+        LeakyReLU(0.01)
+    }
+}
+
+impl Module for LeakyReLU {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.leaky_relu(self.0)
+    }
+    fn describe(&self) -> String {
+        format!("LeakyReLU(negative_slope={})", self.0)
+    }
+}
+
+/// x if x > 0 else alpha·(eˣ − 1) (PyTorch default alpha 1).
+#[derive(Clone, Copy, Debug)]
+pub struct ELU(pub f32);
+
+impl Default for ELU {
+    fn default() -> Self {
+        ELU(1.0)
+    }
+}
+
+impl Module for ELU {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.elu(self.0)
+    }
+    fn describe(&self) -> String {
+        format!("ELU(alpha={})", self.0)
+    }
+}
+
+/// GELU, exact (erf) by default or the tanh approximation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GELU {
+    /// Use the tanh approximation (`approximate='tanh'`).
+    pub tanh: bool,
+}
+
+impl Module for GELU {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if self.tanh {
+            x.gelu_tanh()
+        } else {
+            x.gelu()
+        }
+    }
+    fn describe(&self) -> String {
+        format!("GELU(approximate='{}')", if self.tanh { "tanh" } else { "none" })
+    }
+}
+
+/// ln(1 + e^(beta·x))/beta, linear above `threshold` (PyTorch defaults 1, 20).
+#[derive(Clone, Copy, Debug)]
+pub struct Softplus {
+    /// Sharpness.
+    pub beta: f32,
+    /// Above beta·x > threshold the output is x.
+    pub threshold: f32,
+}
+
+impl Default for Softplus {
+    fn default() -> Self {
+        Softplus { beta: 1.0, threshold: 20.0 }
+    }
+}
+
+impl Module for Softplus {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.unary(wgrad_autograd::UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
+    }
+    fn describe(&self) -> String {
+        format!("Softplus(beta={}, threshold={})", self.beta, self.threshold)
+    }
+}
+
+/// Leaky ReLU with a learned slope: one per channel (dim 1) or a single one.
+pub struct PReLU {
+    /// `[num_parameters]`, initialised to 0.25 like PyTorch.
+    pub weight: Tensor,
+}
+
+impl PReLU {
+    /// `num_parameters` is 1 or the channel count.
+    pub fn new(num_parameters: usize, device: &Device) -> Self {
+        PReLU { weight: Tensor::full(&[num_parameters], 0.25, device).requires_grad_() }
+    }
+}
+
+impl Module for PReLU {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        // relu(x) + a * min(x, 0), with a broadcast along the channel dim.
+        let n = self.weight.numel();
+        let a = if n == 1 || x.dims() < 2 {
+            self.weight.clone()
+        } else {
+            let mut shape = vec![1; x.dims()];
+            shape[1] = n;
+            self.weight.reshape(&shape)
+        };
+        let pos = x.relu();
+        &pos + &(&a * &(x - &pos))
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+    }
+    fn describe(&self) -> String {
+        format!("PReLU(num_parameters={})", self.weight.numel())
+    }
+}

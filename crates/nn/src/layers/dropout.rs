@@ -1,0 +1,37 @@
+//! Inverted dropout.
+
+use std::sync::Mutex;
+
+use wgrad_autograd::{Generator, Tensor};
+
+use crate::module::Module;
+
+/// Zeroes each element with probability `p` in training and scales the rest
+/// by 1/(1−p); the identity in evaluation. The mask comes from the layer's
+/// own counter-based generator, so a seed reproduces it on GPU and CPU.
+pub struct Dropout {
+    /// Drop probability.
+    pub p: f32,
+    training: bool,
+    gen: Mutex<Generator>,
+}
+
+impl Dropout {
+    /// A dropout layer whose stream is forked from `gen`.
+    pub fn new(p: f32, gen: &mut Generator) -> Self {
+        assert!((0.0..=1.0).contains(&p), "Dropout: p must be in [0, 1], got {p}");
+        Dropout { p, training: true, gen: Mutex::new(gen.fork()) }
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.dropout(self.p, self.training, &mut self.gen.lock().unwrap())
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn describe(&self) -> String {
+        format!("Dropout(p={})", self.p)
+    }
+}

@@ -1,0 +1,50 @@
+//! Fully connected layer.
+
+use wgrad_autograd::{Device, Generator, Tensor};
+
+use crate::init;
+use crate::module::{join, Module};
+
+/// `y = x Wᵀ + b` with `weight [out, in]` and `bias [out]`, like `nn.Linear`.
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Tensor,
+    /// `[out_features]`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with PyTorch's default initialisation (kaiming_uniform a=√5; bias ±1/√in).
+    pub fn new(in_features: usize, out_features: usize, bias: bool, gen: &mut Generator, device: &Device) -> Self {
+        let weight = Tensor::zeros(&[out_features, in_features], device).requires_grad_();
+        init::default_weight_(&weight, gen);
+        let bias = bias.then(|| {
+            let b = Tensor::zeros(&[out_features], device).requires_grad_();
+            init::default_bias_(&b, in_features, gen);
+            b
+        });
+        Linear { weight, bias }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.matmul(&self.weight.t());
+        match &self.bias {
+            Some(b) => y + b,
+            None => y,
+        }
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+
+    fn describe(&self) -> String {
+        let s = self.weight.shape();
+        format!("Linear(in_features={}, out_features={}, bias={})", s[1], s[0], self.bias.is_some())
+    }
+}

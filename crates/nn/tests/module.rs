@@ -1,0 +1,69 @@
+//! Module plumbing: PyTorch names and order, parameter counts, modes, summary.
+
+use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_nn::*;
+
+fn mlp(dev: &Device) -> Sequential {
+    let mut g = Generator::new(0);
+    Sequential::new()
+        .add(Linear::new(4, 8, true, &mut g, dev))
+        .add(ReLU)
+        .add(Sequential::new().add(Linear::new(8, 8, false, &mut g, dev)).add(Tanh))
+        .add(Linear::new(8, 2, true, &mut g, dev))
+}
+
+#[test]
+fn parameters_have_pytorch_names_in_order() {
+    let m = mlp(&Device::cpu());
+    let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["0.weight", "0.bias", "2.0.weight", "3.weight", "3.bias"]);
+    assert_eq!(m.num_parameters(), 4 * 8 + 8 + 8 * 8 + 8 * 2 + 2);
+    assert!(m.parameters().iter().all(|p| p.requires_grad()));
+}
+
+#[test]
+fn summary_lists_layers_shapes_and_counts() {
+    let dev = Device::cpu();
+    let m = mlp(&dev);
+    let s = m.summary(&Tensor::zeros(&[3, 4], &dev));
+    assert!(s.contains("Linear(in_features=4, out_features=8, bias=true)"), "{s}");
+    assert!(s.contains("[3, 8]") && s.contains("[3, 2]"), "{s}");
+    assert!(s.contains(&format!("Total params: {}", m.num_parameters())), "{s}");
+    assert!(s.contains("    0: Linear(in_features=8"), "nested children are indented:\n{s}");
+}
+
+#[test]
+fn linear_default_init_follows_pytorch_bounds() {
+    let dev = Device::cpu();
+    let mut g = Generator::new(3);
+    let l = Linear::new(400, 300, true, &mut g, &dev);
+    let bound = 1.0 / 400f32.sqrt();
+    let w = l.weight.to_vec();
+    assert!(w.iter().all(|v| v.abs() <= bound));
+    // Uniform(-b, b) has variance b²/3.
+    let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+    assert!((var - bound * bound / 3.0).abs() < 0.05 * bound * bound / 3.0, "variance {var}");
+    assert!(l.bias.unwrap().to_vec().iter().all(|v| v.abs() <= bound));
+}
+
+#[test]
+fn same_seed_same_model() {
+    let dev = Device::cpu();
+    let a = mlp(&dev).parameters();
+    let b = mlp(&dev).parameters();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.to_vec(), y.to_vec());
+    }
+}
+
+#[test]
+fn activations_forward_like_their_tensor_methods() {
+    let dev = Device::cpu();
+    let x = Tensor::from_vec(&[-1.0, 0.5], &[2], &dev);
+    assert_eq!(ReLU.forward(&x).to_vec(), vec![0.0, 0.5]);
+    assert_eq!(LeakyReLU(0.1).forward(&x).to_vec(), vec![-0.1, 0.5]);
+    assert_eq!(Identity.forward(&x).to_vec(), x.to_vec());
+    assert_eq!(Flatten::default().forward(&Tensor::zeros(&[2, 3, 4], &dev)).shape(), vec![2, 12]);
+    let p = PReLU::new(1, &dev);
+    assert_eq!(p.forward(&x).to_vec(), vec![-0.25, 0.5]);
+}
