@@ -1,37 +1,40 @@
-// Batched matrix product C[b] = A[b] @ B[b] in f32.
+// Batched matrix product C[b] = A[b] @ B[b] in f32: the portable kernel for
+// GPUs (entry `main`), and the declarations that `matmul_subgroup.wgsl`
+// (the kernel for CPU adapters) shares with it.
 //
 // A is read as [..batch, M, K] and B as [..batch, K, N] through strides, so
 // transposed or sliced views need no copy; batch dims broadcast (stride 0).
-// C is contiguous [batch, M, N].
+// C is contiguous [batch, M, N]. Both kernels cover C with 64 x 64 tiles, one
+// per workgroup, numbered batch-major then row-major (see `tile_of`).
 //
-// Each workgroup computes one BM x BN tile of one batch entry. It walks K in
-// steps of BK, staging an A tile and a B tile in workgroup memory; each
-// thread then accumulates a TM x TN block of the tile in registers, so every
-// value read from workgroup memory feeds TM or TN multiply-adds.
-//
-// Tile sizes: see the tuning notes in docs/performance.md.
+// `main` walks K in steps of BK, staging an A tile and a B tile in workgroup
+// memory; each thread then accumulates an 8 x 8 block of the tile in
+// registers, so every value read from workgroup memory feeds 8 multiply-adds.
+// Measurements and the configurations tried: docs/performance.md.
 //#include common.wgsl
 
-// Register block of one thread: TM rows x TN columns (multiples of 4: the
-// block is held and read as vec4 columns).
+// Output tile of one workgroup (both kernels; the host divides by these).
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+
+// Register block of one thread: TM rows x TN columns, held as vec4 columns.
 const TM: u32 = 8u;
 const TN: u32 = 8u;
 // Threads of a workgroup along rows and columns.
-const WM: u32 = 8u;
-const WN: u32 = 8u;
+const WM: u32 = TILE_M / TM;
+const WN: u32 = TILE_N / TN;
 const WG: u32 = WM * WN;
-// Workgroup tile.
-const BM: u32 = TM * WM;
-const BN: u32 = TN * WN;
-const BK: u32 = 32u;
+// Depth of one staged tile: 8 KiB of workgroup memory for both tiles, half
+// of WebGPU's guaranteed 16 KiB, so two workgroups can share a compute unit.
+const BK: u32 = 16u;
 // vec4 slots per tile row.
-const BM4: u32 = BM / 4u;
-const BN4: u32 = BN / 4u;
+const BM4: u32 = TILE_M / 4u;
+const BN4: u32 = TILE_N / 4u;
 
-// Which index runs fastest across neighbouring threads when a tile is
-// loaded from global memory: the one with unit stride makes the reads of a
-// warp contiguous. A_K_FAST: A is row-major (k contiguous); otherwise m is
-// contiguous (A transposed). B_K_FAST: B is transposed (k contiguous);
+// Which index runs fastest across neighbouring threads when `main` loads a
+// tile from global memory: the one with unit stride, so that the reads of a
+// warp are contiguous. A_K_FAST: A is row-major (k contiguous); otherwise m
+// is contiguous (A transposed). B_K_FAST: B is transposed (k contiguous);
 // otherwise n is contiguous.
 override A_K_FAST: bool = true;
 override B_K_FAST: bool = false;
@@ -45,6 +48,7 @@ struct Params {
     n: u32,
     k: u32,
     brank: u32,
+    // Element (i, j) of one batch entry of A is a[a_offset + i * a_rs + j * a_cs].
     a_offset: u32,
     a_rs: u32,
     a_cs: u32,
@@ -57,17 +61,62 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// Operands as vec4 so that the subgroup kernel can load four elements at
+// once; `a_at` / `b_at` read single elements.
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+fn a_at(i: u32) -> f32 {
+    return a[i / 4u][i % 4u];
+}
+
+fn b_at(i: u32) -> f32 {
+    return b[i / 4u][i % 4u];
+}
+
+// One output tile: its batch entry, first row and column, and where that
+// batch entry of A, B and C starts.
+struct Tile {
+    m0: u32,
+    n0: u32,
+    a_base: u32,
+    b_base: u32,
+    c_base: u32,
+}
+
+fn tile_of(wg: u32) -> Tile {
+    let batch = wg / p.tiles_per_batch;
+    let t = wg % p.tiles_per_batch;
+    var tl: Tile;
+    tl.m0 = (t / p.tiles_n) * TILE_M;
+    tl.n0 = (t % p.tiles_n) * TILE_N;
+    tl.a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
+    tl.b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
+    tl.c_base = batch * p.m * p.n;
+    return tl;
+}
+
+// Writes the columns col.. of `v` that exist to row `row` of C.
+fn store4(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    let i = tl.c_base + row * p.n + col;
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < p.n {
+            c[i + j] = v[j];
+        }
+    }
+}
 
 // k-major tiles: As[k][m], Bs[k][n]. A thread's rows (columns) at one k are
 // then whole vec4s, read with one load each.
 var<workgroup> As: array<vec4<f32>, BK * BM4>;
 var<workgroup> Bs: array<vec4<f32>, BK * BN4>;
 
-// Stages the A tile rows m0.., depths k0.. into As (zeros outside A).
-fn load_a(lid: u32, a_base: u32, m0: u32, k0: u32) {
+// Stages rows m0.., depths k0.. of A into As (zeros outside A).
+fn load_a(lid: u32, tl: Tile, k0: u32) {
     for (var s = 0u; s < BM4 * BK / WG; s++) {
         let slot = lid + s * WG;
         var kk: u32;
@@ -80,20 +129,20 @@ fn load_a(lid: u32, a_base: u32, m0: u32, k0: u32) {
             kk = slot / BM4;
         }
         let k = k0 + kk;
-        let m = m0 + 4u * mg;
+        let m = tl.m0 + 4u * mg;
         var v = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
             let ok = k < p.k && m + j < p.m;
-            // Out-of-range lanes read a valid element and discard it: no branch.
-            let i = select(a_base, a_base + (m + j) * p.a_rs + k * p.a_cs, ok);
-            v[j] = select(0.0, a[i], ok);
+            // Outside A read a valid element and discard it: no divergent branch.
+            let i = select(tl.a_base, tl.a_base + (m + j) * p.a_rs + k * p.a_cs, ok);
+            v[j] = select(0.0, a_at(i), ok);
         }
         As[kk * BM4 + mg] = v;
     }
 }
 
-// Stages the B tile depths k0.., columns n0.. into Bs (zeros outside B).
-fn load_b(lid: u32, b_base: u32, n0: u32, k0: u32) {
+// Stages depths k0.., columns n0.. of B into Bs (zeros outside B).
+fn load_b(lid: u32, tl: Tile, k0: u32) {
     for (var s = 0u; s < BN4 * BK / WG; s++) {
         let slot = lid + s * WG;
         var kk: u32;
@@ -106,12 +155,12 @@ fn load_b(lid: u32, b_base: u32, n0: u32, k0: u32) {
             kk = slot / BN4;
         }
         let k = k0 + kk;
-        let n = n0 + 4u * ng;
+        let n = tl.n0 + 4u * ng;
         var v = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
             let ok = k < p.k && n + j < p.n;
-            let i = select(b_base, b_base + k * p.b_rs + (n + j) * p.b_cs, ok);
-            v[j] = select(0.0, b[i], ok);
+            let i = select(tl.b_base, tl.b_base + k * p.b_rs + (n + j) * p.b_cs, ok);
+            v[j] = select(0.0, b_at(i), ok);
         }
         Bs[kk * BN4 + ng] = v;
     }
@@ -124,16 +173,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if wg >= p.workgroups {
         return;
     }
-    let batch = wg / p.tiles_per_batch;
-    let t = wg % p.tiles_per_batch;
-    let m0 = (t / p.tiles_n) * BM;
-    let n0 = (t % p.tiles_n) * BN;
-    let a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
-    let b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
+    let tl = tile_of(wg);
 
-    // Thread (tx, ty) owns the vec4 row groups ty, ty + WM, .. and column
-    // groups tx, tx + WN, ..: neighbouring threads read neighbouring vec4s
-    // of Bs (no bank conflicts) and threads of one row share As reads.
+    // Thread (tx, ty) owns the vec4 row groups ty, ty + WM and column groups
+    // tx, tx + WN: neighbouring threads read neighbouring vec4s of Bs (no bank
+    // conflicts) and the threads of one row read the same As vec4 (broadcast).
     let tx = lid % WN;
     let ty = lid / WN;
     var acc: array<vec4<f32>, TM * TN / 4u>;
@@ -143,8 +187,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     let ktiles = (p.k + BK - 1u) / BK;
     for (var kt = 0u; kt < ktiles; kt++) {
-        load_a(lid, a_base, m0, kt * BK);
-        load_b(lid, b_base, n0, kt * BK);
+        load_a(lid, tl, kt * BK);
+        load_b(lid, tl, kt * BK);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             var av: array<vec4<f32>, TM / 4u>;
@@ -166,20 +210,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
 
-    let c_base = batch * p.m * p.n;
     for (var i = 0u; i < TM; i++) {
-        let row = m0 + 4u * (ty + (i / 4u) * WM) + i % 4u;
-        if row >= p.m {
-            continue;
-        }
+        let row = tl.m0 + 4u * (ty + (i / 4u) * WM) + i % 4u;
         for (var q = 0u; q < TN / 4u; q++) {
-            let col = n0 + 4u * (tx + q * WN);
-            let v = acc[i * (TN / 4u) + q];
-            for (var j = 0u; j < 4u; j++) {
-                if col + j < p.n {
-                    c[c_base + row * p.n + col + j] = v[j];
-                }
-            }
+            store4(tl, row, tl.n0 + 4u * (tx + q * WN), acc[i * (TN / 4u) + q]);
         }
     }
 }

@@ -17,13 +17,15 @@
 pub use wgrad_autograd as autograd;
 pub use wgrad_gpu_core as gpu_core;
 pub use wgrad_nn as nn;
-pub use wgrad_autograd::{no_grad, DType, Tensor};
+pub use wgrad_autograd::{no_grad, DType, Generator, Tensor};
 pub use wgrad_gpu_core::{Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Result, StatsSnapshot};
 
 /// The names most programs use.
 pub mod prelude {
     pub use crate::gpu_core::ops;
-    pub use crate::{no_grad, Buffer, DType, Device, DeviceSpec, Layout, Tensor};
+    pub use crate::nn::{Module, ModuleExt};
+    pub use crate::{no_grad, Buffer, DType, Device, DeviceSpec, Generator, Layout, Tensor};
+
 }
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

@@ -20,8 +20,10 @@ mod tensor;
 
 pub use dtype::DType;
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
+pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use random::Generator;
 pub use tensor::Tensor;
+pub use ops::loss::{CrossEntropyOptions, Reduction};
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::unary::UnaryOp;
 pub use wgrad_gpu_core::{Device, Error, Result};

@@ -11,6 +11,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("fill", include_str!("../../../shaders/fill.wgsl")),
     ("reduce", include_str!("../../../shaders/reduce.wgsl")),
     ("random", include_str!("../../../shaders/random.wgsl")),
+    ("philox", include_str!("../../../shaders/philox.wgsl")),
+    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
+    ("dropout", include_str!("../../../shaders/dropout.wgsl")),
     ("cast", include_str!("../../../shaders/cast.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
     ("unary_fns", include_str!("../../../shaders/unary_fns.wgsl")),
@@ -18,12 +21,16 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("binary", include_str!("../../../shaders/binary.wgsl")),
     ("where", include_str!("../../../shaders/where.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
     ("copy", include_str!("../../../shaders/copy.wgsl")),
     ("index", include_str!("../../../shaders/index.wgsl")),
+    ("pool", include_str!("../../../shaders/pool.wgsl")),
+    ("norm", include_str!("../../../shaders/norm.wgsl")),
+    ("conv", include_str!("../../../shaders/conv.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &["common", "unary_fns"];
+pub const LIBRARIES: &[&str] = &["common", "unary_fns", "philox"];
 
 /// The raw text of a shader file.
 ///

@@ -8,10 +8,23 @@
 
 pub mod init;
 pub mod layers;
+pub mod loss;
 pub mod module;
 
-pub use layers::activation::{LeakyReLU, Mish, PReLU, SiLU, Sigmoid, Softplus, Swish, Tanh, ELU, GELU, ReLU, SELU};
+pub use layers::activation::{
+    LeakyReLU, LogSoftmax, Mish, PReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, ReLU, SELU,
+};
+pub use layers::dropout::Dropout;
+pub use layers::embedding::Embedding;
+pub use layers::conv::{Conv1d, Conv2d, ConvTranspose2d};
 pub use layers::linear::Linear;
+pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
+
 pub use layers::misc::{Flatten, Identity};
+pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
+pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+
 pub use layers::sequential::Sequential;
 pub use module::{Module, ModuleExt};
+pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
+

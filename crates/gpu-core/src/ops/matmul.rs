@@ -1,20 +1,72 @@
-//! Batched matrix product with NumPy batch broadcasting (`shaders/matmul.wgsl`).
+//! Batched matrix product with NumPy batch broadcasting (`shaders/matmul.wgsl`
+//! for GPUs, `shaders/matmul_subgroup.wgsl` for CPU adapters).
 //!
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
 use super::{f32s, f32s_mut, run, Params};
-use crate::gpu::Launch;
+use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
-/// Output rows per workgroup (`BM = TM * WM` in `shaders/matmul.wgsl`).
-const BM: usize = 64;
-/// Output columns per workgroup (`BN = TN * WN` in `shaders/matmul.wgsl`).
-const BN: usize = 64;
+/// Output rows per workgroup (`TILE_M` in `shaders/matmul.wgsl`, both kernels).
+const TILE_M: usize = 64;
+/// Output columns per workgroup (`TILE_N` in `shaders/matmul.wgsl`, both kernels).
+const TILE_N: usize = 64;
+/// The subgroup size `matmul_subgroup.wgsl` is written for.
+const SUBGROUP_LANES: u32 = 8;
 
-/// The broadcast batch shape and each operand's view of it, or an error
-/// naming both shapes.
+/// Which GPU kernel computes a product. The CPU backend ignores the choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// [`Subgroup`](Self::Subgroup) on CPU adapters that support it
+    /// (lavapipe), [`Tiled`](Self::Tiled) everywhere else.
+    #[default]
+    Auto,
+    /// Workgroup-memory tiles and 8 x 8 register blocks: the kernel for GPUs.
+    Tiled,
+    /// No workgroup memory; rows shared across a subgroup by broadcasts. For
+    /// CPU adapters, whose loads and barriers cost what the tiled kernel
+    /// assumes is cheap. Needs subgroups of exactly 8 lanes.
+    Subgroup,
+}
+
+/// True when the device runs `matmul_subgroup.wgsl`: subgroup operations
+/// enabled, and every subgroup exactly 8 lanes wide.
+fn subgroup_kernel_fits(g: &GpuContext) -> bool {
+    g.features.contains(wgpu::Features::SUBGROUP)
+        && g.info.subgroup_min_size == SUBGROUP_LANES
+        && g.info.subgroup_max_size == SUBGROUP_LANES
+}
+
+impl MatmulKernel {
+    /// Whether `device` can run this kernel (always true on the CPU backend,
+    /// which runs the twin whatever the choice).
+    pub fn runs_on(self, device: &crate::Device) -> bool {
+        match (self, device.gpu_ctx()) {
+            (MatmulKernel::Subgroup, Some(g)) => subgroup_kernel_fits(g),
+            _ => true,
+        }
+    }
+
+    /// The kernel this choice runs on `device`: [`Auto`](Self::Auto)
+    /// resolved on a GPU, anything else unchanged.
+    pub fn resolve(self, device: &crate::Device) -> MatmulKernel {
+        match (self, device.gpu_ctx()) {
+            (MatmulKernel::Auto, Some(g)) => {
+                if g.info.device_type == wgpu::DeviceType::Cpu && subgroup_kernel_fits(g) {
+                    MatmulKernel::Subgroup
+                } else {
+                    MatmulKernel::Tiled
+                }
+            }
+            (k, _) => k,
+        }
+    }
+}
+
+/// The broadcast batch shape and each operand's batch dims as a view of it,
+/// or an error naming both shapes.
 fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)> {
     let shapes = || format!("{:?} and {:?}", la.shape, lb.shape);
     if la.rank() < 2 || lb.rank() < 2 {
@@ -27,23 +79,35 @@ fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)
     if la.shape[ra + 1] != lb.shape[rb] {
         return Err(Error::invalid(
             "matmul",
-            format!(
-                "inner dimensions differ ({} vs {}) for shapes {}",
-                la.shape[ra + 1],
-                lb.shape[rb],
-                shapes()
-            ),
+            format!("inner dimensions differ ({} vs {}) for shapes {}", la.shape[ra + 1], lb.shape[rb], shapes()),
         ));
     }
     let batch = broadcast_shapes(&la.shape[..ra], &lb.shape[..rb]).ok_or_else(|| {
         Error::invalid("matmul", format!("batch dimensions cannot be broadcast together for shapes {}", shapes()))
     })?;
-    // Each operand's batch dims as a view over the broadcast batch shape
-    // (stride 0 where it broadcasts); its offset is that of the operand.
+    // Stride 0 where an operand broadcasts; the offset is the operand's.
     let view = |l: &Layout, r: usize| {
         Layout { shape: l.shape[..r].to_vec(), strides: l.strides[..r].to_vec(), offset: l.offset }.broadcast_to(&batch)
     };
-    Ok((batch.clone(), view(la, ra)?, view(lb, rb)?))
+    let (va, vb) = (view(la, ra)?, view(lb, rb)?);
+    Ok((batch, va, vb))
+}
+
+/// How `matmul_subgroup.wgsl` reads one operand (its `A_MODE` / `B_MODE`):
+/// 1 when the row stride is 1 (vec4 along rows), 2 when the column stride is
+/// 1 (vec4 along columns), 0 (element by element) otherwise or when a vec4
+/// would straddle a 16-byte boundary. A stride of a size-1 dim never matters.
+fn load_mode(rows: usize, cols: usize, rs: usize, cs: usize, batch: &Layout) -> u32 {
+    let aligned = batch.offset.is_multiple_of(4) && batch.strides.iter().all(|s| s.is_multiple_of(4));
+    let unit = |s: usize, len: usize| s == 1 || len == 1;
+    let quad = |s: usize, len: usize| s.is_multiple_of(4) || len == 1;
+    if aligned && unit(cs, cols) && quad(rs, rows) {
+        1
+    } else if aligned && unit(rs, rows) && quad(cs, cols) {
+        2
+    } else {
+        0
+    }
 }
 
 /// `a @ b` for `a` viewed as `[..batch, M, K]` and `b` as `[..batch, K, N]`
@@ -54,6 +118,18 @@ fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)
 /// strides. 1-D operands are the caller's business (promote them to
 /// `[1, K]` / `[K, 1]` first).
 pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
+    matmul_with(MatmulKernel::Auto, a, la, b, lb)
+}
+
+/// [`matmul`] on a chosen GPU kernel (for tests and benchmarks); an error
+/// when the device cannot run it.
+pub fn matmul_with(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    b: &Buffer,
+    lb: &Layout,
+) -> Result<(Buffer, Vec<usize>)> {
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
         buf.check_len("matmul", "operand", l.span(), 4)?;
@@ -66,9 +142,9 @@ pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffe
     let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], lb.strides[rb], lb.strides[rb + 1]);
     let batches = numel(&batch);
     let total = batches * m * n;
-    super::check_u32("matmul", total)?;
-    super::check_u32("matmul", la.span())?;
-    super::check_u32("matmul", lb.span())?;
+    for elems in [total, la.span(), lb.span()] {
+        super::check_u32("matmul", elems)?;
+    }
     let mut shape = batch.clone();
     shape.extend([m, n]);
     let out = Buffer::alloc(dev, total as u64 * 4)?;
@@ -78,8 +154,18 @@ pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffe
     run(
         dev,
         |g| {
+            let subgroup = match kernel.resolve(dev) {
+                MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
+                MatmulKernel::Subgroup => {
+                    return Err(Error::invalid(
+                        "matmul",
+                        format!("the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}", g.info.name),
+                    ))
+                }
+                _ => false,
+            };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let (tiles_m, tiles_n) = (m.div_ceil(BM), n.div_ceil(BN));
+            let (tiles_m, tiles_n) = (m.div_ceil(TILE_M), n.div_ceil(TILE_N));
             let workgroups = u32::try_from(batches * tiles_m * tiles_n)
                 .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {shape:?}")))?;
             let params = Params::new()
@@ -99,16 +185,19 @@ pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffe
                 .u32(tiles_n)
                 .u32(tiles_m * tiles_n)
                 .u32(workgroups as usize);
-            // Load threads walk the unit-stride index of each operand, so a
-            // plain (row-major) A and B, and their transposes, all read
-            // global memory contiguously.
-            let a_k_fast = !(a_rs == 1 && a_cs != 1);
-            let b_k_fast = b_rs == 1 && b_cs != 1;
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
+            let constants = if subgroup {
+                [("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64), ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64)]
+            } else {
+                // Tile loads walk the unit-stride index of each operand, so
+                // plain and transposed operands both read contiguously.
+                [("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_rs == 1 && b_cs != 1))]
+            };
+            let (shader, entry) = if subgroup { ("matmul_subgroup", "main_subgroup") } else { ("matmul", "main") };
             g.launch(&Launch {
-                shader: "matmul",
-                entry: "main",
-                constants: &[("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))],
+                shader,
+                entry,
+                constants: &constants,
                 params: &params.0,
                 inputs: &[a.wgpu(), b.wgpu()],
                 outputs: &[out.wgpu()],
@@ -126,9 +215,9 @@ pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffe
             let s = |v: usize| v as isize;
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
-                // SAFETY: `check_len` proved both views (every batch entry,
-                // M x K and K x N through their strides) lie inside the host
-                // slices, and `c` holds exactly M x N contiguous elements.
+                // SAFETY: `check_len` proved that both views (every batch
+                // entry, M x K and K x N through their strides) lie inside
+                // the host slices, and `c` holds exactly M x N elements.
                 unsafe {
                     matrixmultiply::sgemm(
                         m,
@@ -159,17 +248,36 @@ mod tests {
 
     /// The host's tile sizes must be the shader's, or launches miss tiles.
     #[test]
-    fn tile_sizes_match_the_shader() {
-        let src = crate::shaders::source("matmul");
-        let module = naga::front::wgsl::parse_str(&src).expect("matmul.wgsl parses");
-        let value = |name: &str| {
-            let c = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).expect(name).1;
-            match module.global_expressions[c.init] {
-                naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
-                ref e => panic!("{name} is not a folded u32 literal: {e:?}"),
+    fn tile_sizes_match_the_shaders() {
+        for name in ["matmul", "matmul_subgroup"] {
+            let src = crate::shaders::source(name);
+            let module = naga::front::wgsl::parse_str(&src).expect("matmul shaders parse");
+            let value = |c: &str| {
+                let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some(c)).expect(c);
+                match module.global_expressions[k.init] {
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v,
+                    ref e => panic!("{c} is not a folded u32 literal: {e:?}"),
+                }
+            };
+            assert_eq!((value("TILE_M") as usize, value("TILE_N") as usize), (TILE_M, TILE_N), "{name}");
+            if name == "matmul_subgroup" {
+                assert_eq!(value("LANES"), SUBGROUP_LANES);
             }
-        };
-        assert_eq!((value("BM"), value("BN")), (BM, BN));
+        }
+    }
+
+    #[test]
+    fn load_modes_follow_strides_and_alignment() {
+        let batch = |offset, strides: &[usize]| Layout { shape: vec![2; strides.len()], strides: strides.to_vec(), offset };
+        let plain = batch(0, &[]);
+        assert_eq!(load_mode(5, 8, 8, 1, &plain), 1); // row-major, rows 32 bytes apart
+        assert_eq!(load_mode(8, 5, 1, 8, &plain), 2); // transposed
+        assert_eq!(load_mode(5, 7, 7, 1, &plain), 0); // rows 28 bytes apart
+        assert_eq!(load_mode(1, 7, 7, 1, &plain), 1); // one row: its stride is irrelevant
+        assert_eq!(load_mode(5, 8, 8, 1, &batch(2, &[])), 0); // misaligned offset
+        assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[40, 0])), 1);
+        assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[42])), 0); // misaligned batch stride
+        assert_eq!(load_mode(5, 8, 16, 2, &plain), 0); // no unit stride
     }
 
     #[test]

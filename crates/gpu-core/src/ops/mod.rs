@@ -8,12 +8,17 @@
 pub mod binary;
 pub mod cast;
 pub mod random;
+pub mod softmax;
+pub mod dropout;
 pub mod reduce;
 pub mod copy;
+pub mod conv;
 pub mod index;
 pub mod fill;
 pub mod matmul;
 pub mod unary;
+pub mod pool;
+pub mod norm;
 
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::MAX_DIMS;

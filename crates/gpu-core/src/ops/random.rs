@@ -4,6 +4,9 @@
 //! `(seed, offset, i)`, so a GPU and the CPU backend produce the same stream
 //! and no generator state lives on the device.
 //!
+//! The WGSL Philox is the include library `shaders/philox.wgsl`, shared with
+//! the dropout masks of [`dropout`](super::dropout).
+//!
 //! # The exact scheme
 //!
 //! Element `i` of a call with `seed` and `offset` is word `i % 4` of
@@ -63,12 +66,12 @@ pub fn counters_used(n: usize) -> u64 {
 }
 
 /// The four Philox words for counter `offset + q` under `seed`.
-fn block(seed: u64, offset: u64, q: usize) -> [u32; 4] {
+pub(crate) fn block(seed: u64, offset: u64, q: usize) -> [u32; 4] {
     let c = offset.wrapping_add(q as u64);
     philox4x32_10([c as u32, (c >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])
 }
 
-fn unit(w: u32) -> f32 {
+pub(crate) fn unit(w: u32) -> f32 {
     (w >> 8) as f32 * TWO_POW_M24
 }
 

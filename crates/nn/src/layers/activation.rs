@@ -154,3 +154,29 @@ impl Module for PReLU {
         format!("PReLU(num_parameters={})", self.weight.numel())
     }
 }
+
+/// Softmax along `dim` (`nn.Softmax(dim)`).
+#[derive(Clone, Copy, Debug)]
+pub struct Softmax(pub isize);
+
+impl Module for Softmax {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.softmax(self.0)
+    }
+    fn describe(&self) -> String {
+        format!("Softmax(dim={})", self.0)
+    }
+}
+
+/// Log-softmax along `dim` (`nn.LogSoftmax(dim)`).
+#[derive(Clone, Copy, Debug)]
+pub struct LogSoftmax(pub isize);
+
+impl Module for LogSoftmax {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.log_softmax(self.0)
+    }
+    fn describe(&self) -> String {
+        format!("LogSoftmax(dim={})", self.0)
+    }
+}

@@ -1,0 +1,423 @@
+//! Convolutions over NCHW tensors with PyTorch's semantics: `conv2d`,
+//! `conv1d` and `conv_transpose2d`, each with stride, zero padding,
+//! dilation and groups.
+//!
+//! All three lower to gpu-core's `im2col` / `col2im` plus the batched
+//! matmul, so they run on the one tuned matrix kernel (see
+//! `wgrad_gpu_core::ops::conv` for the column layout). With `G` groups, a
+//! weight `[OC, C/G, kh, kw]` viewed as `[1, G, OC/G, K]` (`K = C/G * kh *
+//! kw`) times the columns `[N, G, K, OH*OW]` is `[N, G, OC/G, OH*OW]`, which
+//! is already the `[N, OC, OH, OW]` output: one matmul launch for the whole
+//! batch and every group, and no reshuffling copy after it.
+//!
+//! Each op records a single graph node over `[input, weight, bias?]`. Its
+//! backward computes only the gradients that are needed: the input's via
+//! `col2im(W^T @ dY)`, the weight's via `dY @ cols^T` (the transposed view
+//! costs no copy) summed over the batch, the bias's by summing `dY` over
+//! batch and space. The columns are kept for the backward only when the
+//! weight needs a gradient.
+
+use wgrad_gpu_core::ops::conv::{col2im, im2col, ConvGeometry};
+use wgrad_gpu_core::ops::matmul::matmul;
+use wgrad_gpu_core::{Buffer, Layout, Result};
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+/// Options of [`Tensor::conv2d`]: how the kernel slides over the input.
+///
+/// ```
+/// # use wgrad_autograd::Conv2dOptions;
+/// let opts = Conv2dOptions::new().stride(2).padding(1).groups(4);
+/// assert_eq!(opts.padding, [1, 1, 1, 1]);
+/// assert_eq!(Conv2dOptions::same(4, 3).padding, [1, 2, 1, 1]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dOptions {
+    /// Step between output positions, (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Zero padding as [top, bottom, left, right] (asymmetric padding is
+    /// what `F.pad` followed by an unpadded conv gives in PyTorch).
+    pub padding: [usize; 4],
+    /// Distance between kernel taps, (vertical, horizontal).
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels split into this many
+    /// independent convolutions (`groups = C` is depthwise).
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions { stride: (1, 1), padding: [0; 4], dilation: (1, 1), groups: 1 }
+    }
+}
+
+impl Conv2dOptions {
+    /// Stride 1, no padding, dilation 1, one group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same stride along both axes.
+    pub fn stride(self, s: usize) -> Self {
+        Conv2dOptions { stride: (s, s), ..self }
+    }
+
+    /// Separate vertical and horizontal strides.
+    pub fn stride_hw(self, sh: usize, sw: usize) -> Self {
+        Conv2dOptions { stride: (sh, sw), ..self }
+    }
+
+    /// `p` zero rows/columns on every side.
+    pub fn padding(self, p: usize) -> Self {
+        Conv2dOptions { padding: [p; 4], ..self }
+    }
+
+    /// `ph` rows above and below, `pw` columns left and right (PyTorch's `padding=(ph, pw)`).
+    pub fn padding_hw(self, ph: usize, pw: usize) -> Self {
+        Conv2dOptions { padding: [ph, ph, pw, pw], ..self }
+    }
+
+    /// The same dilation along both axes.
+    pub fn dilation(self, d: usize) -> Self {
+        Conv2dOptions { dilation: (d, d), ..self }
+    }
+
+    /// Separate vertical and horizontal dilations.
+    pub fn dilation_hw(self, dh: usize, dw: usize) -> Self {
+        Conv2dOptions { dilation: (dh, dw), ..self }
+    }
+
+    /// Channel groups.
+    pub fn groups(self, g: usize) -> Self {
+        Conv2dOptions { groups: g, ..self }
+    }
+
+    /// Options whose stride-1 output has the input's size for a
+    /// `kernel_h x kernel_w` kernel, like PyTorch's `padding='same'`: an odd
+    /// total padding puts the extra row/column at the bottom/right.
+    pub fn same(kernel_h: usize, kernel_w: usize) -> Self {
+        Self::new().padding_same(kernel_h, kernel_w)
+    }
+
+    /// Sets "same" padding for a `kernel_h x kernel_w` kernel under the
+    /// current dilation (set the dilation first; the stride must stay 1 for
+    /// the output to keep the input's size).
+    pub fn padding_same(self, kernel_h: usize, kernel_w: usize) -> Self {
+        let total = |k: usize, d: usize| d * k.saturating_sub(1);
+        let (th, tw) = (total(kernel_h, self.dilation.0), total(kernel_w, self.dilation.1));
+        Conv2dOptions { padding: [th / 2, th - th / 2, tw / 2, tw - tw / 2], ..self }
+    }
+}
+
+/// Options of [`Tensor::conv_transpose2d`], named as in PyTorch's
+/// `conv_transpose2d`: `padding` and `output_padding` describe the forward
+/// convolution whose input gradient this op is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvTranspose2dOptions {
+    /// Stride of the corresponding convolution, (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// `dilation * (k - 1) - padding` zero rows/columns conceptually pad
+    /// each side of the input, (vertical, horizontal); i.e. the output loses
+    /// `padding` rows/columns on each side.
+    pub padding: (usize, usize),
+    /// Extra rows/columns added to the bottom/right of the output, to pick
+    /// one of the input sizes that a strided convolution maps to the same
+    /// output size; must be below the stride or the dilation.
+    pub output_padding: (usize, usize),
+    /// Distance between kernel taps, (vertical, horizontal).
+    pub dilation: (usize, usize),
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dOptions {
+    fn default() -> Self {
+        ConvTranspose2dOptions { stride: (1, 1), padding: (0, 0), output_padding: (0, 0), dilation: (1, 1), groups: 1 }
+    }
+}
+
+impl ConvTranspose2dOptions {
+    /// Stride 1, no padding or output padding, dilation 1, one group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same stride along both axes.
+    pub fn stride(self, s: usize) -> Self {
+        ConvTranspose2dOptions { stride: (s, s), ..self }
+    }
+
+    /// The same padding along both axes.
+    pub fn padding(self, p: usize) -> Self {
+        ConvTranspose2dOptions { padding: (p, p), ..self }
+    }
+
+    /// The same output padding along both axes.
+    pub fn output_padding(self, p: usize) -> Self {
+        ConvTranspose2dOptions { output_padding: (p, p), ..self }
+    }
+
+    /// The same dilation along both axes.
+    pub fn dilation(self, d: usize) -> Self {
+        ConvTranspose2dOptions { dilation: (d, d), ..self }
+    }
+
+    /// Channel groups.
+    pub fn groups(self, g: usize) -> Self {
+        ConvTranspose2dOptions { groups: g, ..self }
+    }
+}
+
+/// Panics with a gpu-core error as is (its message already names the op).
+fn or_panic<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A gradient-free tensor over a dense buffer.
+fn dense(buffer: Buffer, shape: &[usize]) -> Tensor {
+    Tensor::constant(buffer, Layout::contiguous(shape), DType::F32)
+}
+
+/// `a @ b` on gradient-free operands, read through their views (a
+/// transposed operand costs no copy).
+fn bmm(op: &str, a: &Tensor, b: &Tensor) -> Tensor {
+    let ((ba, la), (bb, lb)) = (a.buffer_and_layout(), b.buffer_and_layout());
+    let (c, shape) = expect(op, matmul(&ba, &la, &bb, &lb));
+    dense(c, &shape)
+}
+
+/// Sums per-image weight gradients `[N, ...]` over the batch into `shape`.
+fn sum_batch(per_image: Tensor, shape: &[usize]) -> Tensor {
+    if per_image.shape()[0] == 1 {
+        per_image.reshape(shape)
+    } else {
+        per_image.sum(&[0], false).reshape(shape)
+    }
+}
+
+/// The checks every convolution makes on dtypes, devices, ranks and the bias.
+fn check_operands(op: &str, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, rank: usize, out_channels: usize) {
+    for t in [Some(x), Some(weight), bias].into_iter().flatten() {
+        t.expect_dtype(op, DType::F32);
+        x.expect_same_device(op, t);
+    }
+    let (xs, ws) = (x.shape(), weight.shape());
+    let spatial = if rank == 4 { "H, W" } else { "L" };
+    assert!(xs.len() == rank, "{op}: input shape {xs:?} must be [N, C, {spatial}]");
+    assert!(ws.len() == rank, "{op}: weight shape {ws:?} must have rank {rank} (input shape {xs:?})");
+    if let Some(b) = bias {
+        assert!(
+            b.shape() == [out_channels],
+            "{op}: bias shape {:?} must be [{out_channels}] (one per output channel; weight {ws:?})",
+            b.shape()
+        );
+    }
+}
+
+/// `y + bias` broadcast over `[N, OC, H, W]`, on gradient-free operands.
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
+    match bias {
+        Some(b) => &y + &b.detach().reshape(&[b.numel(), 1, 1]),
+        None => y,
+    }
+}
+
+/// The bias gradient: `dY [N, OC, ...]` summed over everything but channels.
+fn bias_grad(gy: &Tensor, n: usize, oc: usize) -> Tensor {
+    gy.reshape(&[n, oc, gy.numel() / (n * oc).max(1)]).sum(&[0, 2], false)
+}
+
+/// Assembles the node's gradient list (one entry per recorded input).
+fn grads(dx: Option<Tensor>, dw: Option<Tensor>, db: Option<Tensor>, inputs: usize) -> Vec<Option<Tensor>> {
+    let mut v = vec![dx, dw, db];
+    v.truncate(inputs);
+    v
+}
+
+impl Tensor {
+    /// 2-D convolution (cross-correlation, as in PyTorch) of `self`
+    /// `[N, C, H, W]` with `weight` `[OC, C/groups, kh, kw]`, plus `bias`
+    /// `[OC]`; returns `[N, OC, OH, OW]` with
+    /// `OH = floor((H + pad_top + pad_bottom - dilation_h * (kh - 1) - 1) / stride_h) + 1`
+    /// (likewise OW).
+    ///
+    /// # Panics
+    /// On shapes that do not fit (channels vs weight and groups, bias size,
+    /// a kernel larger than the padded input), zero strides or dilations,
+    /// non-F32 tensors or mixed devices, naming `conv2d` and the shapes.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
+        const OP: &str = "conv2d";
+        let (xs, ws) = (self.shape(), weight.shape());
+        check_operands(OP, self, weight, bias, 4, ws.first().copied().unwrap_or(0));
+        let groups = opts.groups;
+        assert!(
+            groups >= 1 && ws[0].is_multiple_of(groups),
+            "{OP}: weight {ws:?} has {} output channels, not divisible by groups = {groups}",
+            ws[0]
+        );
+        assert!(
+            ws[1] * groups == xs[1],
+            "{OP}: weight {ws:?} with groups = {groups} expects {} input channels, but the input {xs:?} has {}",
+            ws[1] * groups,
+            xs[1]
+        );
+        let [top, bottom, left, right] = opts.padding;
+        let geo = ConvGeometry {
+            batch: xs[0],
+            channels: xs[1],
+            in_h: xs[2],
+            in_w: xs[3],
+            kernel_h: ws[2],
+            kernel_w: ws[3],
+            stride_h: opts.stride.0,
+            stride_w: opts.stride.1,
+            pad_top: top,
+            pad_bottom: bottom,
+            pad_left: left,
+            pad_right: right,
+            dilation_h: opts.dilation.0,
+            dilation_w: opts.dilation.1,
+            groups,
+        };
+        or_panic(geo.validate());
+        let (n, oc, k) = (xs[0], ws[0], geo.col_rows());
+        let (ocg, l) = (oc / groups, geo.out_h() * geo.out_w());
+        let cols = dense(expect(OP, im2col(&self.dense_buffer(), &geo)), &geo.cols_shape());
+        let y = bmm(OP, &weight.detach().reshape(&[1, groups, ocg, k]), &cols);
+        let y = add_bias(y.reshape(&[n, oc, geo.out_h(), geo.out_w()]), bias);
+
+        // The columns are only needed again for the weight's gradient.
+        let saved_cols = weight.requires_grad().then_some(cols);
+        let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
+        let (buffer, layout) = y.buffer_and_layout();
+        Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
+            let gy = gy.reshape(&[n, groups, ocg, l]);
+            let dx = inputs[0].requires_grad().then(|| {
+                let w_t = inputs[1].reshape(&[1, groups, ocg, k]).transpose(-1, -2);
+                let dcols = bmm(OP, &w_t, &gy);
+                dense(expect(OP, col2im(&dcols.dense_buffer(), &geo)), &geo.input_shape())
+            });
+            let dw = saved_cols.as_ref().map(|cols| sum_batch(bmm(OP, &gy, &cols.transpose(-1, -2)), &ws));
+            let db = inputs.get(2).map(|_| bias_grad(&gy, n, oc));
+            grads(dx, dw, db, inputs.len())
+        })
+    }
+
+    /// 1-D convolution of `self` `[N, C, L]` with `weight` `[OC, C/groups, k]`
+    /// plus `bias` `[OC]`, with zero `padding` (left, right); the 2-D
+    /// convolution with height 1. Returns `[N, OC, OL]`.
+    ///
+    /// # Panics
+    /// As [`conv2d`](Self::conv2d), naming `conv1d` for rank errors.
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: (usize, usize),
+        dilation: usize,
+        groups: usize,
+    ) -> Tensor {
+        let oc = weight.shape().first().copied().unwrap_or(0);
+        check_operands("conv1d", self, weight, bias, 3, oc);
+        let opts = Conv2dOptions { stride: (1, stride), padding: [0, 0, padding.0, padding.1], dilation: (1, dilation), groups };
+        self.unsqueeze(2).conv2d(&weight.unsqueeze(2), bias, &opts).squeeze(2)
+    }
+
+    /// Transposed 2-D convolution (PyTorch's `conv_transpose2d`, the input
+    /// gradient of a convolution): `self` `[N, C_in, H, W]`, `weight`
+    /// `[C_in, OC/groups, kh, kw]`, `bias` `[OC]`; returns `[N, OC, OH, OW]` with
+    /// `OH = (H - 1) * stride_h - 2 * padding_h + dilation_h * (kh - 1) + output_padding_h + 1`
+    /// (likewise OW). Computed as `col2im(W^T @ x)`.
+    ///
+    /// # Panics
+    /// On shapes that do not fit, an output size below 1, an
+    /// `output_padding` not below the stride or dilation (or one that would
+    /// add rows no kernel tap reaches, which needs `output_padding <=
+    /// padding + stride - 1`), non-F32 tensors or mixed devices.
+    pub fn conv_transpose2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvTranspose2dOptions) -> Tensor {
+        const OP: &str = "conv_transpose2d";
+        let (xs, ws) = (self.shape(), weight.shape());
+        let groups = opts.groups;
+        let oc = ws.get(1).copied().unwrap_or(0) * groups;
+        check_operands(OP, self, weight, bias, 4, oc);
+        assert!(
+            groups >= 1 && xs[1].is_multiple_of(groups),
+            "{OP}: input {xs:?} has {} channels, not divisible by groups = {groups}",
+            xs[1]
+        );
+        assert!(ws[0] == xs[1], "{OP}: weight {ws:?} expects {} input channels, but the input {xs:?} has {}", ws[0], xs[1]);
+        // The forward convolution this op transposes maps [N, OC, OH, OW] to the input's size.
+        let out_size = |axis: &str, len: usize, k: usize, s: usize, p: usize, op: usize, d: usize| -> (usize, usize) {
+            assert!(s >= 1 && d >= 1, "{OP}: stride {:?} and dilation {:?} must be positive", opts.stride, opts.dilation);
+            assert!(
+                op < s || op < d,
+                "{OP}: output_padding {:?} must be smaller than the stride {:?} or the dilation {:?}",
+                opts.output_padding,
+                opts.stride,
+                opts.dilation
+            );
+            let full = (len.max(1) - 1) * s + d * k.saturating_sub(1) + op + 1;
+            assert!(
+                len >= 1 && k >= 1 && full > 2 * p,
+                "{OP}: input {xs:?}, weight {ws:?} and padding {:?} give an empty output {axis}",
+                opts.padding
+            );
+            // Bottom/right padding of the forward conv that makes its output
+            // exactly `len` long; it only sets the geometry's output size.
+            (full - 2 * p, p.saturating_sub(op))
+        };
+        let (oh, pad_bottom) = out_size("height", xs[2], ws[2], opts.stride.0, opts.padding.0, opts.output_padding.0, opts.dilation.0);
+        let (ow, pad_right) = out_size("width", xs[3], ws[3], opts.stride.1, opts.padding.1, opts.output_padding.1, opts.dilation.1);
+        let geo = ConvGeometry {
+            batch: xs[0],
+            channels: oc,
+            in_h: oh,
+            in_w: ow,
+            kernel_h: ws[2],
+            kernel_w: ws[3],
+            stride_h: opts.stride.0,
+            stride_w: opts.stride.1,
+            pad_top: opts.padding.0,
+            pad_bottom,
+            pad_left: opts.padding.1,
+            pad_right,
+            dilation_h: opts.dilation.0,
+            dilation_w: opts.dilation.1,
+            groups,
+        };
+        or_panic(geo.validate());
+        assert!(
+            (geo.out_h(), geo.out_w()) == (xs[2], xs[3]),
+            "{OP}: output_padding {:?} with stride {:?} and padding {:?} adds output rows or columns that no \
+             kernel tap reaches; this needs output_padding <= padding + stride - 1",
+            opts.output_padding,
+            opts.stride,
+            opts.padding
+        );
+        let (n, cin_g, k, l) = (xs[0], xs[1] / groups, geo.col_rows(), xs[2] * xs[3]);
+        let x_g = self.detach().reshape(&[n, groups, cin_g, l]);
+        let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2);
+        let cols = bmm(OP, &w_t, &x_g);
+        let y = dense(expect(OP, col2im(&cols.dense_buffer(), &geo)), &geo.input_shape());
+        let y = add_bias(y, bias);
+
+        let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
+        let (buffer, layout) = y.buffer_and_layout();
+        Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            let need_dcols = x.requires_grad() || w.requires_grad();
+            let dcols = need_dcols.then(|| dense(expect(OP, im2col(&gy.dense_buffer(), &geo)), &geo.cols_shape()));
+            let dx = dcols.as_ref().filter(|_| x.requires_grad()).map(|dc| {
+                bmm(OP, &w.reshape(&[1, groups, cin_g, k]), dc).reshape(&xs)
+            });
+            let dw = dcols.as_ref().filter(|_| w.requires_grad()).map(|dc| {
+                let x_g = x.reshape(&[n, groups, cin_g, l]);
+                sum_batch(bmm(OP, &x_g, &dc.transpose(-1, -2)), &ws)
+            });
+            let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
+            grads(dx, dw, db, inputs.len())
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! Embedding lookup: rows of a weight table picked by U32 ids.
+
+use wgrad_gpu_core::ops::index;
+use wgrad_gpu_core::Layout;
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+impl Tensor {
+    /// `torch.nn.functional.embedding` with the ids as the receiver:
+    /// `ids.embedding(&weight, padding_idx)` gives `weight[ids]`, of shape
+    /// `ids.shape() + [dim]` for U32 `ids` of any shape and `weight [num, dim]`.
+    ///
+    /// The weight's gradient adds the output gradient of every occurrence of
+    /// an id into its row (repeated ids accumulate); the `padding_idx` row
+    /// gets none, as in PyTorch (its forward value is returned unchanged).
+    /// An id ≥ `num` (an error in PyTorch) reads a zero row and adds nothing.
+    ///
+    /// # Panics
+    /// When `ids` is not U32, `weight` not a 2-D F32 table, or the devices differ.
+    pub fn embedding(&self, weight: &Tensor, padding_idx: Option<u32>) -> Tensor {
+        const OP: &str = "embedding";
+        self.expect_dtype(OP, DType::U32);
+        weight.expect_dtype(OP, DType::F32);
+        self.expect_same_device(OP, weight);
+        let ws = weight.shape();
+        assert_eq!(ws.len(), 2, "{OP}: weight must be [num, dim], got shape {ws:?}");
+        let (num, dim) = (ws[0], ws[1]);
+        let k = self.numel();
+        let ids = self.dense_buffer();
+        let (b, l) = weight.buffer_and_layout();
+        let (out, _) = expect(OP, index::index_select(&b, &l, 0, &ids, k));
+        let mut shape = self.shape();
+        shape.push(dim);
+        let ids = Tensor::constant(ids, Layout::contiguous(&[k]), DType::U32);
+        let dev = weight.device();
+        // Multiplies the padding row of the gradient by 0 (built once, here).
+        let pad_mask = padding_idx.filter(|&p| (p as usize) < num).map(|p| {
+            let mut keep = vec![1.0; num];
+            keep[p as usize] = 0.0;
+            Tensor::from_vec(&keep, &[num, 1], &dev)
+        });
+        Tensor::from_op(OP, out, Layout::contiguous(&shape), &[weight], move |g, _, _| {
+            let index = ids.reshape(&[k, 1]).expand(&[k, dim]).contiguous();
+            let gw = Tensor::zeros(&[num, dim], &g.device()).scatter_add(0, &index, &g.reshape(&[k, dim]));
+            vec![Some(match &pad_mask {
+                Some(mask) => &gw * mask,
+                None => gw,
+            })]
+        })
+    }
+}

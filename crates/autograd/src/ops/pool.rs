@@ -1,0 +1,116 @@
+//! 2-D pooling of `[N, C, H, W]` (or unbatched `[C, H, W]`) tensors, like
+//! `torch.nn.functional`'s max_pool2d, avg_pool2d and adaptive_avg_pool2d
+//! with `ceil_mode=False`. Each backward is one gather kernel.
+//!
+//! Window sizes are `(height, width)` tuples. PyTorch's `stride` defaults to
+//! the kernel size, its `padding` to `(0, 0)` and `dilation` to `(1, 1)`;
+//! here they are always passed, so `F.max_pool2d(x, 2)` is
+//! `x.max_pool2d((2, 2), (2, 2), (0, 0), (1, 1))`.
+
+use wgrad_gpu_core::ops::pool;
+use wgrad_gpu_core::{Buffer, Layout};
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+type Pair = (usize, usize);
+
+impl Tensor {
+    /// The input as a 4-D tensor and whether it was unbatched `[C, H, W]`.
+    fn pool_input(&self, op: &str) -> (Tensor, bool) {
+        self.expect_dtype(op, DType::F32);
+        match self.dims() {
+            4 => (self.clone(), false),
+            3 => (self.unsqueeze(0), true),
+            _ => panic!("{op}: expects an [N, C, H, W] or [C, H, W] tensor, got shape {:?}", self.shape()),
+        }
+    }
+
+    /// Records a pooling of the 4-D `x4` whose output is `out`; `back` maps
+    /// the dense output gradient to the dense input gradient. Drops the batch
+    /// dim again for unbatched input.
+    fn pool_result(
+        x4: &Tensor,
+        unbatched: bool,
+        op: &'static str,
+        out: Buffer,
+        out_shape: &[usize],
+        back: impl Fn(&Buffer, &[usize]) -> wgrad_gpu_core::Result<Buffer> + Send + Sync + 'static,
+    ) -> Tensor {
+        let y = Tensor::from_op(op, out, Layout::contiguous(out_shape), &[x4], move |g, inputs, _| {
+            let shape = inputs[0].shape();
+            let dx = expect(op, back(&g.dense_buffer(), &shape));
+            vec![Some(Tensor::from_parts(dx, Layout::contiguous(&shape), DType::F32))]
+        });
+        if unbatched {
+            y.squeeze(0)
+        } else {
+            y
+        }
+    }
+
+    /// Max pooling over `kernel` windows moved by `stride`, with implicit −∞
+    /// `padding` (at most half the kernel) and `dilation` between window
+    /// elements (`F.max_pool2d`). The gradient goes to each window's maximum
+    /// (the first one on ties).
+    ///
+    /// # Panics
+    /// For input that is not 3-D or 4-D F32, or a window that does not fit.
+    pub fn max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
+        self.max_pool2d_with_indices(kernel, stride, padding, dilation).0
+    }
+
+    /// [`max_pool2d`](Self::max_pool2d) that also returns, as a U32 tensor
+    /// shaped like the output, each window's argmax as a flat index
+    /// `y·W + x` into its input image (`return_indices=True`).
+    pub fn max_pool2d_with_indices(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> (Tensor, Tensor) {
+        const OP: &str = "max_pool2d";
+        let (x4, unbatched) = self.pool_input(OP);
+        let shape = x4.shape();
+        let (out, arg, out_shape) =
+            expect(OP, pool::max_pool2d(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation));
+        let mut idx = Tensor::constant(arg.clone(), Layout::contiguous(&out_shape), DType::U32);
+        if unbatched {
+            idx = idx.squeeze(0);
+        }
+        let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+            pool::max_pool2d_backward(g, &arg, in_shape, kernel, stride, padding, dilation)
+        });
+        (y, idx)
+    }
+
+    /// Average pooling over `kernel` windows moved by `stride` with zero
+    /// `padding` (at most half the kernel), like `F.avg_pool2d`. Each window's
+    /// sum is divided by the kernel area when `count_include_pad` (PyTorch's
+    /// default, true), else by the number of elements inside the input.
+    ///
+    /// # Panics
+    /// For input that is not 3-D or 4-D F32, or a window that does not fit.
+    pub fn avg_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, count_include_pad: bool) -> Tensor {
+        const OP: &str = "avg_pool2d";
+        let (x4, unbatched) = self.pool_input(OP);
+        let shape = x4.shape();
+        let (out, out_shape) =
+            expect(OP, pool::avg_pool2d(&x4.dense_buffer(), &shape, kernel, stride, padding, count_include_pad));
+        Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+            pool::avg_pool2d_backward(g, in_shape, kernel, stride, padding, count_include_pad)
+        })
+    }
+
+    /// Adaptive average pooling to `(out_h, out_w)` (`F.adaptive_avg_pool2d`):
+    /// output row `i` averages input rows `floor(i·H/out_h) ..
+    /// ceil((i+1)·H/out_h)`, and likewise for columns. `(1, 1)` is global
+    /// average pooling.
+    ///
+    /// # Panics
+    /// For input that is not 3-D or 4-D F32, or a zero output size.
+    pub fn adaptive_avg_pool2d(&self, out_size: Pair) -> Tensor {
+        const OP: &str = "adaptive_avg_pool2d";
+        let (x4, unbatched) = self.pool_input(OP);
+        let shape = x4.shape();
+        let (out, out_shape) = expect(OP, pool::adaptive_avg_pool2d(&x4.dense_buffer(), &shape, out_size));
+        Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+            pool::adaptive_avg_pool2d_backward(g, in_shape, out_size)
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! Softmax and log-softmax along any axis: the axis is moved last (a view),
+//! made contiguous, and handed to gpu-core's row kernels; the result is
+//! permuted back. The backward is one fused row kernel from the saved output.
+
+use wgrad_gpu_core::ops::softmax;
+use wgrad_gpu_core::Layout;
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+impl Tensor {
+    /// `exp(x) / Σ exp(x)` along `dim` (negative counts from the end), computed
+    /// with the maximum subtracted so large inputs do not overflow (`torch.softmax`).
+    pub fn softmax(&self, dim: isize) -> Tensor {
+        self.softmax_along("softmax", dim, false)
+    }
+
+    /// `x − log Σ exp(x)` along `dim`, stable like [`softmax`](Self::softmax)
+    /// and more accurate than `softmax(dim).log()` (`torch.log_softmax`).
+    pub fn log_softmax(&self, dim: isize) -> Tensor {
+        self.softmax_along("log_softmax", dim, true)
+    }
+
+    fn softmax_along(&self, op: &'static str, dim: isize, log: bool) -> Tensor {
+        self.expect_dtype(op, DType::F32);
+        let d = self.dim_index(op, dim);
+        let rank = self.dims();
+        if rank == 0 || d == rank - 1 {
+            return self.softmax_last(op, log);
+        }
+        let mut perm: Vec<usize> = (0..rank).filter(|&i| i != d).collect();
+        perm.push(d);
+        let mut inverse = vec![0; rank];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        self.permute(&perm).softmax_last(op, log).permute(&inverse)
+    }
+
+    /// Softmax over the last axis (a 0-d tensor is one row of one element).
+    fn softmax_last(&self, op: &'static str, log: bool) -> Tensor {
+        let shape = self.shape();
+        let cols = shape.last().copied().unwrap_or(1);
+        let rows = self.numel().checked_div(cols).unwrap_or(0);
+        let y = expect(op, softmax::softmax_rows(&self.dense_buffer(), rows, cols, log));
+        let layout = Layout::contiguous(&shape);
+        Tensor::from_op(op, y, layout.clone(), &[self], move |g, _, out| {
+            let dx = softmax::softmax_rows_backward(&out.dense_buffer(), &g.dense_buffer(), rows, cols, log);
+            vec![Some(Tensor::from_parts(expect(op, dx), layout.clone(), DType::F32))]
+        })
+    }
+}

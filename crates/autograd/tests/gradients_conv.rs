@@ -1,0 +1,138 @@
+//! Finite-difference checks of conv2d, conv1d and conv_transpose2d (input,
+//! weight and bias gradients), on the CPU backend and on the GPU. Inputs are
+//! tiny: gradcheck runs the op twice per input element.
+
+mod common;
+use common::*;
+use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor};
+
+/// gradcheck of conv2d over x, weight and bias.
+#[track_caller]
+fn check_conv2d(name: &str, x: &[usize], w: &[usize], opts: Conv2dOptions) {
+    let b = [w[0]];
+    gradcheck(name, &[x, w, &b], move |t| t[0].conv2d(&t[1], Some(&t[2]), &opts));
+}
+
+#[test]
+fn conv2d_plain() {
+    check_conv2d("conv2d 3x3", &[2, 2, 4, 5], &[3, 2, 3, 3], Conv2dOptions::new());
+    check_conv2d("conv2d 3x3 pad 1", &[1, 2, 4, 4], &[2, 2, 3, 3], Conv2dOptions::new().padding(1));
+}
+
+#[test]
+fn conv2d_stride_2_odd_input() {
+    check_conv2d("conv2d stride 2", &[2, 2, 5, 5], &[2, 2, 3, 3], Conv2dOptions::new().stride(2).padding(1));
+    check_conv2d("conv2d stride (2,1)", &[1, 1, 5, 4], &[2, 1, 2, 3], Conv2dOptions::new().stride_hw(2, 1));
+}
+
+#[test]
+fn conv2d_asymmetric_padding() {
+    let opts = Conv2dOptions { padding: [0, 2, 1, 0], ..Conv2dOptions::new() };
+    check_conv2d("conv2d asymmetric padding", &[1, 2, 4, 3], &[2, 2, 3, 2], opts);
+    check_conv2d("conv2d same, even kernel", &[1, 1, 4, 4], &[2, 1, 2, 4], Conv2dOptions::same(2, 4));
+}
+
+#[test]
+fn conv2d_dilation_2() {
+    check_conv2d("conv2d dilation 2", &[1, 2, 6, 5], &[2, 2, 2, 2], Conv2dOptions::new().dilation(2).padding(1));
+}
+
+#[test]
+fn conv2d_groups_and_depthwise() {
+    check_conv2d("conv2d groups 2", &[2, 4, 4, 4], &[4, 2, 3, 3], Conv2dOptions::new().groups(2).padding(1));
+    check_conv2d("conv2d depthwise", &[1, 3, 4, 4], &[6, 1, 3, 3], Conv2dOptions::new().groups(3).stride(2).padding(1));
+}
+
+#[test]
+fn conv2d_without_bias_and_with_a_constant_weight() {
+    let opts = Conv2dOptions::new().padding(1);
+    gradcheck("conv2d no bias", &[&[1, 2, 3, 4], &[2, 2, 3, 3]], move |t| t[0].conv2d(&t[1], None, &opts));
+    // Only x requires a gradient: the weight-gradient path (and its saved
+    // columns) is skipped, the input gradient must still be right.
+    for dev in backends("conv2d constant weight") {
+        let w = rand(&[2, 2, 3, 3], 7, -1.0, 1.0, &dev);
+        let f = |t: &[Tensor]| t[0].conv2d(&w, None, &opts);
+        let x = rand(&[1, 2, 3, 4], 8, -1.0, 1.0, &dev);
+        wgrad_autograd::gradcheck::check_gradients(f, &[x], Default::default())
+            .unwrap_or_else(|e| panic!("conv2d constant weight on {}: {e}", dev.name()));
+    }
+}
+
+#[test]
+fn conv1d_gradients() {
+    gradcheck("conv1d", &[&[2, 2, 7], &[3, 2, 3], &[3]], |t| t[0].conv1d(&t[1], Some(&t[2]), 2, (1, 2), 1, 1));
+    gradcheck("conv1d dilated grouped", &[&[1, 4, 8], &[2, 2, 2], &[2]], |t| {
+        t[0].conv1d(&t[1], Some(&t[2]), 1, (0, 0), 3, 2)
+    });
+}
+
+#[test]
+fn conv_transpose2d_gradients() {
+    let cases: [(&str, [usize; 4], [usize; 4], ConvTranspose2dOptions); 3] = [
+        ("conv_transpose2d plain", [1, 2, 3, 3], [2, 3, 2, 2], ConvTranspose2dOptions::new()),
+        (
+            "conv_transpose2d stride 2 output_padding 1",
+            [2, 2, 3, 2],
+            [2, 2, 3, 3],
+            ConvTranspose2dOptions::new().stride(2).padding(1).output_padding(1),
+        ),
+        ("conv_transpose2d groups 2", [1, 4, 3, 3], [4, 1, 3, 2], ConvTranspose2dOptions::new().groups(2).stride(2)),
+    ];
+    for (name, x, w, opts) in cases {
+        let b = [w[1] * opts.groups];
+        gradcheck(name, &[&x, &w, &b], move |t| t[0].conv_transpose2d(&t[1], Some(&t[2]), &opts));
+    }
+}
+
+#[test]
+fn conv_output_shapes_follow_pytorch() {
+    let dev = wgrad_autograd::Device::cpu();
+    let x = Tensor::zeros(&[2, 4, 9, 7], &dev);
+    let y = x.conv2d(&Tensor::zeros(&[6, 2, 3, 3], &dev), None, &Conv2dOptions::new().stride(2).padding(1).groups(2));
+    assert_eq!(y.shape(), [2, 6, 5, 4]);
+    let y = x.conv2d(&Tensor::zeros(&[3, 4, 4, 2], &dev), None, &Conv2dOptions::same(4, 2));
+    assert_eq!(y.shape(), [2, 3, 9, 7]);
+    let y = x.conv2d(&Tensor::zeros(&[3, 4, 3, 3], &dev), None, &Conv2dOptions::new().dilation(2).padding_same(3, 3));
+    assert_eq!(y.shape(), [2, 3, 9, 7]);
+    let t = ConvTranspose2dOptions::new().stride(2).padding(1).output_padding(1);
+    let y = x.conv_transpose2d(&Tensor::zeros(&[4, 3, 3, 3], &dev), None, &t);
+    assert_eq!(y.shape(), [2, 3, 18, 14]);
+    let y = Tensor::zeros(&[1, 2, 10], &dev).conv1d(&Tensor::zeros(&[5, 2, 3], &dev), None, 3, (1, 0), 1, 1);
+    assert_eq!(y.shape(), [1, 5, 3]);
+    // An empty batch is allowed, as in PyTorch, and gives an empty batch.
+    for dev in backends("conv on an empty batch") {
+        let (w, b) = (Tensor::ones(&[3, 2, 2, 2], &dev), Tensor::ones(&[3], &dev));
+        let y = Tensor::zeros(&[0, 2, 4, 4], &dev).conv2d(&w, Some(&b), &Conv2dOptions::new());
+        assert_eq!((y.shape(), y.to_vec().len()), (vec![0, 3, 3, 3], 0));
+    }
+}
+
+#[test]
+fn conv_misuse_panics_with_the_op_and_shapes() {
+    let dev = wgrad_autograd::Device::cpu();
+    let msg = |f: Box<dyn FnOnce()>| {
+        let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("should panic");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    let x = Tensor::zeros(&[1, 4, 5, 5], &dev);
+    let w = Tensor::zeros(&[2, 3, 3, 3], &dev);
+    let m = msg(Box::new(move || drop(x.conv2d(&w, None, &Conv2dOptions::new()))));
+    assert!(m.contains("conv2d") && m.contains("[2, 3, 3, 3]") && m.contains("[1, 4, 5, 5]"), "{m}");
+    let x = Tensor::zeros(&[1, 4, 2, 2], &dev);
+    let w = Tensor::zeros(&[2, 4, 3, 3], &dev);
+    let m = msg(Box::new(move || drop(x.conv2d(&w, None, &Conv2dOptions::new()))));
+    assert!(m.starts_with("conv2d:") && m.contains("larger than the padded input"), "{m}");
+    let x = Tensor::zeros(&[1, 4, 3, 3], &dev);
+    let (w, b) = (Tensor::zeros(&[2, 4, 3, 3], &dev), Tensor::zeros(&[3], &dev));
+    let m = msg(Box::new(move || drop(x.conv2d(&w, Some(&b), &Conv2dOptions::new()))));
+    assert!(m.contains("bias shape [3]"), "{m}");
+    let x = Tensor::zeros(&[1, 4, 3], &dev);
+    let w = Tensor::zeros(&[2, 4, 3, 3], &dev);
+    let m = msg(Box::new(move || drop(x.conv2d(&w, None, &Conv2dOptions::new()))));
+    assert!(m.contains("conv2d: input shape [1, 4, 3]"), "{m}");
+    let x = Tensor::zeros(&[1, 2, 3, 3], &dev);
+    let w = Tensor::zeros(&[2, 2, 3, 3], &dev);
+    let t = ConvTranspose2dOptions::new().stride(2).output_padding(2);
+    let m = msg(Box::new(move || drop(x.conv_transpose2d(&w, None, &t))));
+    assert!(m.contains("conv_transpose2d") && m.contains("output_padding"), "{m}");
+}

@@ -1,0 +1,118 @@
+//! Row normalisation (`shaders/norm.wgsl`): the one fused kernel pair behind
+//! layer, group, instance and batch norm.
+//!
+//! Each contiguous row of `cols` values is centred and scaled by the inverse
+//! of its *biased* standard deviation, as all of PyTorch's norms do. The
+//! callers choose the rows: layer norm's rows are the leading dims, group
+//! norm views `[N, C, *]` as `[N·G, C/G·*]`, batch norm permutes to `[C, N·*]`.
+//! The affine weight and bias are not part of the kernel; autograd applies
+//! them with broadcasting ops.
+//!
+//! The GPU gives each row one workgroup with a fixed reduction tree (results
+//! are deterministic); the CPU twin accumulates in f64, the more exact of the
+//! two and so a fair oracle.
+
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// Threads per workgroup for rows longer than this (the kernel's `WG`).
+const LARGE_WG: usize = 256;
+/// Threads per workgroup for short rows: one warp, so a row of 7 does not
+/// leave 249 threads idle. Two sizes keep the pipeline count at two per entry.
+const SMALL_WG: usize = 32;
+
+fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
+    if cols == 0 {
+        return Err(Error::invalid(op, format!("rows of 0 columns ({rows} × 0) have no mean to normalise by")));
+    }
+    let n = rows.checked_mul(cols).ok_or_else(|| Error::invalid(op, format!("{rows} × {cols} overflows")))?;
+    // The kernel's index j steps by WG past the row end.
+    super::check_u32(op, n + LARGE_WG)?;
+    Ok(n)
+}
+
+fn launch(g: &GpuContext, entry: &'static str, rows: usize, cols: usize, eps: f32, inputs: &[&Buffer], outputs: &[&Buffer]) -> Result<()> {
+    let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
+    let params = Params::new().u32(rows).u32(cols).f32(eps);
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader: "norm",
+        entry,
+        constants: &[("WG", wg as f64)],
+        params: &params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups: groups(rows, 1),
+    })
+}
+
+/// Normalises each of the `rows` contiguous rows of `cols` f32 in `x`:
+/// `y = (x − mean) · rstd` with `rstd = 1 / sqrt(var + eps)` and the biased
+/// (population) variance. Returns `y` (`rows × cols`), `mean` (`rows`) and
+/// `rstd` (`rows`); keep `y` and `rstd` for [`normalize_rows_backward`].
+///
+/// The variance is computed in a second pass over the deviations from the
+/// first-pass mean, whose own mean also corrects that mean's rounding (the
+/// corrected two-pass algorithm): rows with a large mean and a small spread
+/// keep their precision in f32.
+pub fn normalize_rows(x: &Buffer, rows: usize, cols: usize, eps: f32) -> Result<(Buffer, Buffer, Buffer)> {
+    const OP: &str = "normalize_rows";
+    let n = check_sizes(OP, rows, cols)?;
+    x.check_len(OP, "input", n, 4)?;
+    let dev = x.device();
+    let y = Buffer::alloc(dev, n as u64 * 4)?;
+    let mean = Buffer::alloc(dev, rows as u64 * 4)?;
+    let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
+    run(
+        dev,
+        |g| launch(g, "normalize_rows", rows, cols, eps, &[x], &[&y, &mean, &rstd]),
+        || {
+            let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
+            let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
+            for (r, (row, out)) in f32s(&xs)[..n].chunks_exact(cols).zip(ys.chunks_exact_mut(cols)).enumerate() {
+                let m = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+                let var = row.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / cols as f64;
+                let s = 1.0 / (var + eps as f64).sqrt();
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = ((v as f64 - m) * s) as f32;
+                }
+                ms[r] = m as f32;
+                rs[r] = s as f32;
+            }
+        },
+    )?;
+    Ok((y, mean, rstd))
+}
+
+/// Backward of [`normalize_rows`] in one fused pass: per row,
+/// `dx = rstd · (dy − mean(dy) − y · mean(dy · y))`, from the output
+/// gradient `dy`, the forward output `y` and its `rstd`.
+pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usize, cols: usize) -> Result<Buffer> {
+    const OP: &str = "normalize_rows_backward";
+    let n = check_sizes(OP, rows, cols)?;
+    dy.check_len(OP, "output gradient", n, 4)?;
+    y.check_len(OP, "output", n, 4)?;
+    rstd.check_len(OP, "rstd", rows, 4)?;
+    let dev = dy.device();
+    Buffer::check_same_device(OP, dev, &[y, rstd])?;
+    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| launch(g, "normalize_rows_backward", rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
+        || {
+            let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
+            let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));
+            for (r, out) in f32s_mut(&mut ds)[..n].chunks_exact_mut(cols).enumerate() {
+                let (g, yr) = (&gs[r * cols..][..cols], &ys[r * cols..][..cols]);
+                let mg = g.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+                let mgy = g.iter().zip(yr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / cols as f64;
+                for ((d, &gv), &yv) in out.iter_mut().zip(g).zip(yr) {
+                    *d = (rs[r] as f64 * (gv as f64 - mg - yv as f64 * mgy)) as f32;
+                }
+            }
+        },
+    )?;
+    Ok(dx)
+}

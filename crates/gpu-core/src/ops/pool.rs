@@ -1,0 +1,479 @@
+//! 2-D pooling over dense NCHW data (`shaders/pool.wgsl`): max pooling with
+//! argmax, average pooling, adaptive average pooling, and their backward
+//! passes, with PyTorch's semantics (`ceil_mode=False`).
+//!
+//! Every backward is a *gather*: one thread per input pixel sums the output
+//! gradients of the few windows that reach it, in a fixed order. That needs
+//! the window geometry (which is why the backward functions take it) but no
+//! atomics, so gradients are deterministic and equal the CPU twin's bit for
+//! bit in summation order. (Max pooling's backward could instead be
+//! `index::scatter_add` of the gradient at the argmax, but its float atomics
+//! add in thread order: results would vary run to run.)
+
+use std::ops::Range;
+
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// The argmax of a window with no in-bounds element (cannot happen within
+/// PyTorch's padding limit, but kernel and twin agree on it anyway).
+const NONE: u32 = u32::MAX;
+
+/// One spatial dim of a pooling: input and output size and the window rule.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    size: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    /// Windows `[floor(i·size/out), ceil((i+1)·size/out))` instead of kernel/stride/padding.
+    adaptive: bool,
+}
+
+impl Axis {
+    /// A kernel/stride/padding/dilation dim, validated like PyTorch's `pool2d_shape_check`.
+    fn fixed(op: &'static str, what: &str, size: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Result<Axis> {
+        if kernel == 0 || stride == 0 || dilation == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("{what}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive"),
+            ));
+        }
+        if pad > kernel / 2 {
+            return Err(Error::invalid(op, format!("{what}: padding {pad} exceeds half the kernel size {kernel}")));
+        }
+        let extent = (kernel - 1) * dilation + 1;
+        if size == 0 || size + 2 * pad < extent {
+            return Err(Error::invalid(
+                op,
+                format!("{what}: input size {size} with padding {pad} is smaller than the window extent {extent}"),
+            ));
+        }
+        let out = (size + 2 * pad - extent) / stride + 1;
+        Ok(Axis { size, out, kernel, stride, pad, dilation, adaptive: false })
+    }
+
+    fn adaptive(op: &'static str, what: &str, size: usize, out: usize) -> Result<Axis> {
+        if size == 0 || out == 0 {
+            return Err(Error::invalid(op, format!("{what}: input size {size} and output size {out} must be positive")));
+        }
+        Ok(Axis { size, out, kernel: 0, stride: 1, pad: 0, dilation: 1, adaptive: true })
+    }
+
+    /// Padded rows a fixed window spans (unused by adaptive windows).
+    fn extent(&self) -> usize {
+        if self.adaptive {
+            return 0;
+        }
+        (self.kernel - 1) * self.dilation + 1
+    }
+
+    /// Average window `i`: (first, end) of its in-bounds rows and its length
+    /// counting padding (`avg_window` in the kernel).
+    fn avg_window(&self, i: usize) -> (usize, usize, usize) {
+        if self.adaptive {
+            let lo = i * self.size / self.out;
+            let hi = ((i + 1) * self.size).div_ceil(self.out);
+            return (lo, hi, hi - lo);
+        }
+        // In padded coordinates, as in the kernel.
+        let start = i * self.stride;
+        let end = (start + self.kernel).min(self.size + 2 * self.pad);
+        let lo = start.max(self.pad).min(self.size + self.pad) - self.pad;
+        let hi = end.min(self.size + self.pad).max(self.pad) - self.pad;
+        (lo, hi.max(lo), end - start)
+    }
+
+    /// The windows that can hold pixel `y` when fixed windows span `extent`
+    /// padded rows (`reaching` in the kernel).
+    fn reaching(&self, y: usize, extent: usize) -> Range<usize> {
+        if self.adaptive {
+            return y * self.out / self.size..((y + 1) * self.out).div_ceil(self.size).min(self.out);
+        }
+        let yp = y + self.pad;
+        let lo = if yp >= extent { (yp - extent) / self.stride + 1 } else { 0 };
+        lo..(yp / self.stride + 1).min(self.out)
+    }
+}
+
+/// A pooling of `planes` = N·C images of `rows` × `cols`.
+#[derive(Clone, Copy, Debug)]
+struct Pool {
+    planes: usize,
+    rows: Axis,
+    cols: Axis,
+    count_include_pad: bool,
+}
+
+impl Pool {
+    fn in_len(&self) -> usize {
+        self.planes * self.rows.size * self.cols.size
+    }
+
+    fn out_len(&self) -> usize {
+        self.planes * self.rows.out * self.cols.out
+    }
+
+    fn out_shape(&self, shape: &[usize]) -> Vec<usize> {
+        vec![shape[0], shape[1], self.rows.out, self.cols.out]
+    }
+
+    fn divisor(&self, wy: (usize, usize, usize), wx: (usize, usize, usize)) -> f32 {
+        if self.rows.adaptive || self.count_include_pad {
+            (wy.2 * wx.2) as f32
+        } else {
+            ((wy.1 - wy.0) * (wx.1 - wx.0)) as f32
+        }
+    }
+
+    /// Checks sizes against the u32 kernel arithmetic (adaptive windows
+    /// multiply an index by a size).
+    fn check(&self, op: &'static str) -> Result<Self> {
+        super::check_u32(op, self.in_len().max(self.out_len()))?;
+        for a in [self.rows, self.cols] {
+            super::check_u32(op, (a.size + 1) * a.out + a.size + 2 * a.pad + a.kernel * a.dilation)?;
+        }
+        Ok(*self)
+    }
+
+    /// Records one `pool.wgsl` launch of `n` threads.
+    fn launch(&self, g: &GpuContext, entry: &'static str, inputs: &[&Buffer], outputs: &[&Buffer], n: usize) -> Result<()> {
+        let (r, c) = (self.rows, self.cols);
+        let params = Params::new()
+            .u32(n)
+            .u32(r.size)
+            .u32(c.size)
+            .u32(r.out)
+            .u32(c.out)
+            .u32(r.kernel)
+            .u32(c.kernel)
+            .u32(r.stride)
+            .u32(c.stride)
+            .u32(r.pad)
+            .u32(c.pad)
+            .u32(r.dilation)
+            .u32(c.dilation)
+            .u32(self.count_include_pad as usize);
+        let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+        let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+        g.launch(&Launch {
+            shader: "pool",
+            entry,
+            constants: &[("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 })],
+            params: &params.0,
+            inputs: &ins,
+            outputs: &outs,
+            workgroups: groups(n, 256),
+        })
+    }
+
+    // ---- CPU twins: the kernels' loops, one output or input pixel at a time.
+
+    fn max_forward_cpu(&self, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
+        let (r, c) = (self.rows, self.cols);
+        for o in 0..self.out_len() {
+            let (ox, oy, plane) = (o % c.out, (o / c.out) % r.out, o / (c.out * r.out));
+            let image = &x[plane * r.size * c.size..][..r.size * c.size];
+            let (mut best, mut at) = (f32::NEG_INFINITY, NONE);
+            for ky in 0..r.kernel {
+                let yp = oy * r.stride + ky * r.dilation;
+                if yp < r.pad || yp >= r.size + r.pad {
+                    continue;
+                }
+                for kx in 0..c.kernel {
+                    let xp = ox * c.stride + kx * c.dilation;
+                    if xp < c.pad || xp >= c.size + c.pad {
+                        continue;
+                    }
+                    let k = (yp - r.pad) * c.size + xp - c.pad;
+                    let v = image[k];
+                    if at == NONE || v > best || v.is_nan() {
+                        best = v;
+                        at = k as u32;
+                    }
+                }
+            }
+            out[o] = best;
+            arg[o] = at;
+        }
+    }
+
+    fn max_backward_cpu(&self, g: &[f32], arg: &[u32], dx: &mut [f32]) {
+        let (r, c) = (self.rows, self.cols);
+        for (i, d) in dx[..self.in_len()].iter_mut().enumerate() {
+            let (x, y, plane) = (i % c.size, (i / c.size) % r.size, i / (c.size * r.size));
+            let obase = plane * r.out * c.out;
+            let me = (y * c.size + x) as u32;
+            let mut acc = 0.0;
+            for oy in r.reaching(y, r.extent()) {
+                for ox in c.reaching(x, c.extent()) {
+                    let o = obase + oy * c.out + ox;
+                    if arg[o] == me {
+                        acc += g[o];
+                    }
+                }
+            }
+            *d = acc;
+        }
+    }
+
+    fn avg_forward_cpu(&self, x: &[f32], out: &mut [f32]) {
+        let (r, c) = (self.rows, self.cols);
+        for (o, y_out) in out[..self.out_len()].iter_mut().enumerate() {
+            let (ox, oy, plane) = (o % c.out, (o / c.out) % r.out, o / (c.out * r.out));
+            let image = &x[plane * r.size * c.size..][..r.size * c.size];
+            let (wy, wx) = (r.avg_window(oy), c.avg_window(ox));
+            let mut acc = 0.0;
+            for y in wy.0..wy.1 {
+                for x in wx.0..wx.1 {
+                    acc += image[y * c.size + x];
+                }
+            }
+            *y_out = acc / self.divisor(wy, wx);
+        }
+    }
+
+    fn avg_backward_cpu(&self, g: &[f32], dx: &mut [f32]) {
+        let (r, c) = (self.rows, self.cols);
+        for (i, d) in dx[..self.in_len()].iter_mut().enumerate() {
+            let (x, y, plane) = (i % c.size, (i / c.size) % r.size, i / (c.size * r.size));
+            let obase = plane * r.out * c.out;
+            let mut acc = 0.0;
+            for oy in r.reaching(y, r.kernel) {
+                let wy = r.avg_window(oy);
+                if y < wy.0 || y >= wy.1 {
+                    continue;
+                }
+                for ox in c.reaching(x, c.kernel) {
+                    let wx = c.avg_window(ox);
+                    if x < wx.0 || x >= wx.1 {
+                        continue;
+                    }
+                    acc += g[obase + oy * c.out + ox] / self.divisor(wy, wx);
+                }
+            }
+            *d = acc;
+        }
+    }
+}
+
+/// Splits an NCHW shape into (planes, H, W).
+fn nchw(op: &'static str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [n, c, h, w] => Ok((n * c, h, w)),
+        _ => Err(Error::invalid(op, format!("expects an [N, C, H, W] shape, got {shape:?}"))),
+    }
+}
+
+fn fixed_pool(
+    op: &'static str,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    count_include_pad: bool,
+) -> Result<Pool> {
+    let (planes, h, w) = nchw(op, shape)?;
+    let rows = Axis::fixed(op, &format!("height of {shape:?}"), h, kernel.0, stride.0, padding.0, dilation.0)?;
+    let cols = Axis::fixed(op, &format!("width of {shape:?}"), w, kernel.1, stride.1, padding.1, dilation.1)?;
+    Pool { planes, rows, cols, count_include_pad }.check(op)
+}
+
+fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Result<Pool> {
+    let (planes, h, w) = nchw(op, shape)?;
+    let rows = Axis::adaptive(op, &format!("height of {shape:?}"), h, out.0)?;
+    let cols = Axis::adaptive(op, &format!("width of {shape:?}"), w, out.1)?;
+    Pool { planes, rows, cols, count_include_pad: true }.check(op)
+}
+
+/// torch.nn.functional.max_pool2d with `return_indices=True` on the dense
+/// NCHW buffer `x` of `shape`: returns the pooled values, the u32 argmax of
+/// each window (flat index `y·W + x` into its H×W image, like PyTorch's
+/// indices) and the output shape `[N, C, OH, OW]` with
+/// `OH = (H + 2·ph − dh·(kh − 1) − 1) / sh + 1`.
+///
+/// Padding reads as −∞. Ties pick the first element in row-major window
+/// order; a NaN takes over from any value (PyTorch's rule). As in PyTorch the
+/// padding may be at most half the kernel. PyTorch's default stride is the
+/// kernel size; callers pass it explicitly.
+pub fn max_pool2d(
+    x: &Buffer,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+) -> Result<(Buffer, Buffer, Vec<usize>)> {
+    const OP: &str = "max_pool2d";
+    let pool = fixed_pool(OP, shape, kernel, stride, padding, dilation, false)?;
+    x.check_len(OP, "input", pool.in_len(), 4)?;
+    let n = pool.out_len();
+    let dev = x.device();
+    let (out, arg) = (Buffer::alloc(dev, n as u64 * 4)?, Buffer::alloc(dev, n as u64 * 4)?);
+    run(
+        dev,
+        |g| pool.launch(g, "max_forward", &[x], &[&out, &arg], n),
+        || {
+            let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
+            pool.max_forward_cpu(f32s(&xs), f32s_mut(&mut ys), &mut is);
+        },
+    )?;
+    Ok((out, arg, pool.out_shape(shape)))
+}
+
+/// Backward of [`max_pool2d`]: the input gradient (dense, `in_shape`), where
+/// each pixel gets the sum of the output gradients of the windows whose
+/// argmax it is. Takes the forward's geometry to find those windows.
+pub fn max_pool2d_backward(
+    grad_out: &Buffer,
+    argmax: &Buffer,
+    in_shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+) -> Result<Buffer> {
+    const OP: &str = "max_pool2d_backward";
+    let pool = fixed_pool(OP, in_shape, kernel, stride, padding, dilation, false)?;
+    grad_out.check_len(OP, "output gradient", pool.out_len(), 4)?;
+    argmax.check_len(OP, "argmax", pool.out_len(), 4)?;
+    let dev = grad_out.device();
+    Buffer::check_same_device(OP, dev, &[argmax])?;
+    let n = pool.in_len();
+    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| pool.launch(g, "max_backward", &[grad_out, argmax], &[&dx], n),
+        || {
+            let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
+            pool.max_backward_cpu(f32s(&gs), &is, f32s_mut(&mut ds));
+        },
+    )?;
+    Ok(dx)
+}
+
+fn avg_forward(op: &'static str, pool: Pool, x: &Buffer, shape: &[usize]) -> Result<(Buffer, Vec<usize>)> {
+    x.check_len(op, "input", pool.in_len(), 4)?;
+    let n = pool.out_len();
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| pool.launch(g, "avg_forward", &[x], &[&out], n),
+        || {
+            let (xs, mut ys) = (x.host(), out.host_mut());
+            pool.avg_forward_cpu(f32s(&xs), f32s_mut(&mut ys));
+        },
+    )?;
+    Ok((out, pool.out_shape(shape)))
+}
+
+fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer) -> Result<Buffer> {
+    grad_out.check_len(op, "output gradient", pool.out_len(), 4)?;
+    let n = pool.in_len();
+    let dev = grad_out.device();
+    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| pool.launch(g, "avg_backward", &[grad_out], &[&dx], n),
+        || {
+            let (gs, mut ds) = (grad_out.host(), dx.host_mut());
+            pool.avg_backward_cpu(f32s(&gs), f32s_mut(&mut ds));
+        },
+    )?;
+    Ok(dx)
+}
+
+/// torch.nn.functional.avg_pool2d (`ceil_mode=False`) on the dense NCHW
+/// buffer `x` of `shape`; returns the pooled values and `[N, C, OH, OW]`.
+///
+/// Each window's sum is divided by the kernel area when
+/// `count_include_pad` (PyTorch's default, true), else by the number of
+/// in-bounds elements. PyTorch's default stride is the kernel size; callers
+/// pass it explicitly. The padding may be at most half the kernel.
+pub fn avg_pool2d(
+    x: &Buffer,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    count_include_pad: bool,
+) -> Result<(Buffer, Vec<usize>)> {
+    const OP: &str = "avg_pool2d";
+    avg_forward(OP, fixed_pool(OP, shape, kernel, stride, padding, (1, 1), count_include_pad)?, x, shape)
+}
+
+/// Backward of [`avg_pool2d`]: the dense input gradient of `in_shape`, each
+/// pixel summing `grad / divisor` over the windows that hold it.
+pub fn avg_pool2d_backward(
+    grad_out: &Buffer,
+    in_shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    count_include_pad: bool,
+) -> Result<Buffer> {
+    const OP: &str = "avg_pool2d_backward";
+    avg_backward(OP, fixed_pool(OP, in_shape, kernel, stride, padding, (1, 1), count_include_pad)?, grad_out)
+}
+
+/// torch.nn.functional.adaptive_avg_pool2d on the dense NCHW buffer `x` of
+/// `shape`: output cell `(i, j)` averages rows `floor(i·H/OH) ..
+/// ceil((i+1)·H/OH)` and the same for columns (windows overlap when the
+/// sizes do not divide). Returns the values and `[N, C, OH, OW]`. Global
+/// average pooling is `out_size = (1, 1)`.
+pub fn adaptive_avg_pool2d(x: &Buffer, shape: &[usize], out_size: (usize, usize)) -> Result<(Buffer, Vec<usize>)> {
+    const OP: &str = "adaptive_avg_pool2d";
+    avg_forward(OP, adaptive_pool(OP, shape, out_size)?, x, shape)
+}
+
+/// Backward of [`adaptive_avg_pool2d`]: the dense input gradient of `in_shape`.
+pub fn adaptive_avg_pool2d_backward(grad_out: &Buffer, in_shape: &[usize], out_size: (usize, usize)) -> Result<Buffer> {
+    const OP: &str = "adaptive_avg_pool2d_backward";
+    avg_backward(OP, adaptive_pool(OP, in_shape, out_size)?, grad_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gather ranges must cover every window that holds each pixel.
+    #[test]
+    fn reaching_ranges_match_window_membership() {
+        let axes = [
+            Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap(),
+            Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap(),
+            Axis::fixed("t", "h", 5, 2, 3, 0, 1).unwrap(),
+            Axis::adaptive("t", "h", 7, 3).unwrap(),
+            Axis::adaptive("t", "h", 3, 5).unwrap(),
+        ];
+        for a in axes {
+            for y in 0..a.size {
+                let holds = |i: usize| {
+                    if a.adaptive {
+                        let (lo, hi, _) = a.avg_window(i);
+                        (lo..hi).contains(&y)
+                    } else {
+                        (0..a.kernel).any(|k| i * a.stride + k * a.dilation == y + a.pad)
+                    }
+                };
+                let want: Vec<usize> = (0..a.out).filter(|&i| holds(i)).collect();
+                let span = a.reaching(y, a.extent());
+                let got: Vec<usize> = span.clone().filter(|&i| holds(i)).collect();
+                assert_eq!(got, want, "{a:?} pixel {y}: {span:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        assert_eq!(Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap().out, 4);
+        assert_eq!(Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap().out, 7);
+        assert!(Axis::fixed("t", "h", 4, 3, 1, 2, 1).is_err(), "padding over half the kernel");
+        assert!(Axis::fixed("t", "h", 2, 3, 1, 0, 1).is_err(), "window larger than the input");
+    }
+}

@@ -1,0 +1,396 @@
+//! Row-wise softmax, log-softmax and fused cross-entropy over contiguous
+//! `[rows, cols]` data (`shaders/softmax.wgsl`), with their backward kernels.
+//!
+//! The GPU kernels give each row one workgroup whose threads combine partial
+//! results with a fixed tree (deterministic run to run). Both sides subtract
+//! the row maximum before exponentiating, so `[1000, 1001, 1002]` is as
+//! harmless as `[0, 1, 2]`. The CPU twins accumulate sums in f64, making them
+//! the more exact of the two and a fair oracle for the kernels.
+//!
+//! Cross-entropy follows `torch.nn.functional.cross_entropy`. With class
+//! weights `w` (all 1 when absent), label smoothing `e` and `C = cols`, each
+//! row gets a target distribution `q`:
+//!
+//! * class targets `t`: `q_c = (1 − e)·w_t·[c = t] + (e / C)·w_c`;
+//! * probability targets `y`: `q_c = w_c·((1 − e)·y_c + e / C)`;
+//!
+//! and `loss = −Σ_c q_c·log softmax(x)_c`, `dloss/dx_c = softmax(x)_c·Σq − q_c`.
+//! Each row also reports the weight PyTorch's `'mean'` reduction divides by:
+//! `w_t` for a class target (0 when ignored), 1 for a probability row; the
+//! mean is `Σ loss / Σ weight` in both cases.
+
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// Threads per workgroup (the kernels' `WG` override) for rows longer than this.
+const LARGE_WG: usize = 256;
+/// Threads per workgroup for short rows: one warp/wavefront, so a row of 7
+/// does not leave 249 threads idle. Only two sizes, so few pipelines compile.
+const SMALL_WG: usize = 32;
+
+fn workgroup_size(cols: usize) -> usize {
+    if cols > LARGE_WG {
+        LARGE_WG
+    } else {
+        SMALL_WG
+    }
+}
+
+/// Validates `rows × cols` against u32 kernel arithmetic (the column loop
+/// steps past `cols` by up to one workgroup).
+fn check_rows(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
+    let n = rows.checked_mul(cols).ok_or_else(|| Error::invalid(op, format!("{rows} × {cols} overflows")))?;
+    super::check_u32(op, n + LARGE_WG)?;
+    super::check_u32(op, rows)?;
+    Ok(n)
+}
+
+/// Records one `softmax.wgsl` launch of one workgroup per row.
+fn launch(g: &GpuContext, entry: &'static str, constants: &[(&'static str, f64)], params: Params, inputs: &[&Buffer], outputs: &[&Buffer], rows: usize) -> Result<()> {
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch { shader: "softmax", entry, constants, params: &params.0, inputs: &ins, outputs: &outs, workgroups: groups(rows, 1) })
+}
+
+/// The CPU twin of the row statistics: (max, Σ exp(x − max)).
+fn row_stats(row: &[f32]) -> (f32, f32) {
+    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let s: f64 = row.iter().map(|&v| (v - m).exp() as f64).sum();
+    (m, s as f32)
+}
+
+/// Softmax (or log-softmax when `log`) of each row of the contiguous
+/// `[rows, cols]` f32 buffer `x`: `exp(x − max) / Σ exp(x − max)`, or
+/// `(x − max) − ln Σ exp(x − max)`. Returns a new `[rows, cols]` buffer.
+///
+/// As in PyTorch, a row holding +∞ or only −∞ gives NaN.
+pub fn softmax_rows(x: &Buffer, rows: usize, cols: usize, log: bool) -> Result<Buffer> {
+    const OP: &str = "softmax";
+    let n = check_rows(OP, rows, cols)?;
+    x.check_len(OP, "input", n, 4)?;
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let wg = workgroup_size(cols);
+    run(
+        dev,
+        |g| {
+            let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
+            launch(g, "softmax_fwd", &constants, Params::new().u32(rows).u32(cols), &[x], &[&out], rows)
+        },
+        || {
+            let (hx, mut hy) = (x.host(), out.host_mut());
+            let rows_in = f32s(&hx)[..n].chunks_exact(cols);
+            for (xr, yr) in rows_in.zip(f32s_mut(&mut hy)[..n].chunks_exact_mut(cols)) {
+                let (m, s) = row_stats(xr);
+                let log_s = s.ln();
+                for (y, &v) in yr.iter_mut().zip(xr) {
+                    let z = v - m;
+                    *y = if log { z - log_s } else { z.exp() / s };
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// Backward of [`softmax_rows`]: given its output `y` and the output
+/// gradient `dy` (both contiguous `[rows, cols]`), returns
+/// `dx = y·(dy − Σ dy·y)` for softmax or `dx = dy − exp(y)·Σ dy` for
+/// log-softmax, the sums running over each row.
+pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, log: bool) -> Result<Buffer> {
+    const OP: &str = "softmax backward";
+    let n = check_rows(OP, rows, cols)?;
+    y.check_len(OP, "output", n, 4)?;
+    dy.check_len(OP, "gradient", n, 4)?;
+    let dev = y.device();
+    Buffer::check_same_device(OP, dev, &[dy])?;
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let wg = workgroup_size(cols);
+    run(
+        dev,
+        |g| {
+            let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
+            launch(g, "softmax_bwd", &constants, Params::new().u32(rows).u32(cols), &[y, dy], &[&out], rows)
+        },
+        || {
+            let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
+            let (ys, gs) = (f32s(&hy), f32s(&hg));
+            for (r, dr) in f32s_mut(&mut hd)[..n].chunks_exact_mut(cols).enumerate() {
+                let (yr, gr) = (&ys[r * cols..(r + 1) * cols], &gs[r * cols..(r + 1) * cols]);
+                let s = if log {
+                    gr.iter().map(|&g| g as f64).sum::<f64>() as f32
+                } else {
+                    gr.iter().zip(yr).map(|(&g, &y)| g as f64 * y as f64).sum::<f64>() as f32
+                };
+                for ((d, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
+                    *d = if log { g - yv.exp() * s } else { yv * (g - s) };
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// The targets of a cross-entropy, as in PyTorch's two target forms.
+#[derive(Clone, Copy, Debug)]
+pub enum CeTarget<'a> {
+    /// One u32 class index per row (`[rows]`).
+    Classes(&'a Buffer),
+    /// A probability distribution per row (f32 `[rows, cols]`).
+    Probs(&'a Buffer),
+}
+
+impl CeTarget<'_> {
+    fn buffer(&self) -> &Buffer {
+        match self {
+            CeTarget::Classes(b) | CeTarget::Probs(b) => b,
+        }
+    }
+
+    fn code(&self) -> u32 {
+        match self {
+            CeTarget::Classes(_) => 0,
+            CeTarget::Probs(_) => 1,
+        }
+    }
+}
+
+/// A cross-entropy problem over `rows` rows of `cols` class logits, shared by
+/// [`cross_entropy_rows`] and [`cross_entropy_rows_backward`].
+#[derive(Clone, Copy, Debug)]
+pub struct CeArgs<'a> {
+    /// Samples (rows of the logits).
+    pub rows: usize,
+    /// Classes (columns of the logits); at least 1.
+    pub cols: usize,
+    /// Class indices or probability rows.
+    pub target: CeTarget<'a>,
+    /// Optional class weights, f32 `[cols]`.
+    pub weight: Option<&'a Buffer>,
+    /// A class index whose rows contribute nothing (class targets only, as in PyTorch).
+    pub ignore_index: Option<u32>,
+    /// Label smoothing in `[0, 1]`.
+    pub label_smoothing: f32,
+}
+
+/// One row's class target as both twins read it (the kernel's `RowTarget`).
+#[derive(Clone, Copy)]
+struct RowTarget {
+    t: usize,
+    /// w_t; 0 when ignored, NaN when out of range.
+    w: f32,
+    ignored: bool,
+    bad: bool,
+}
+
+impl CeArgs<'_> {
+    fn check(&self, op: &'static str) -> Result<usize> {
+        let n = check_rows(op, self.rows, self.cols)?;
+        if self.cols == 0 && self.rows > 0 {
+            return Err(Error::invalid(op, format!("logits [{}, 0] have no classes", self.rows)));
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(Error::invalid(op, format!("label_smoothing {} must be in [0, 1]", self.label_smoothing)));
+        }
+        match self.target {
+            CeTarget::Classes(t) => t.check_len(op, "class target", self.rows, 4)?,
+            CeTarget::Probs(t) => {
+                if let Some(i) = self.ignore_index {
+                    return Err(Error::invalid(op, format!("ignore_index {i} is not supported with probability targets")));
+                }
+                t.check_len(op, "probability target", n, 4)?
+            }
+        }
+        if let Some(w) = self.weight {
+            w.check_len(op, "class weight", self.cols, 4)?;
+        }
+        Ok(n)
+    }
+
+    fn params(&self) -> Params {
+        Params::new()
+            .u32(self.rows)
+            .u32(self.cols)
+            .u32(self.ignore_index.is_some() as usize)
+            .u32(self.ignore_index.unwrap_or(0) as usize)
+            .f32(self.label_smoothing)
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 3] {
+        [
+            ("WG", workgroup_size(self.cols) as f64),
+            ("TARGET", self.target.code() as f64),
+            ("HAS_WEIGHT", self.weight.is_some() as u32 as f64),
+        ]
+    }
+
+    /// The kernel's bindings 1 to 3: `first`, the target, and the weights (or
+    /// `first` again as a placeholder the kernel never reads).
+    fn inputs<'b>(&'b self, first: &'b Buffer) -> [&'b Buffer; 3] {
+        [first, self.target.buffer(), self.weight.unwrap_or(first)]
+    }
+
+    fn row_target(&self, r: usize, targets: &[u32], weights: Option<&[f32]>) -> RowTarget {
+        if matches!(self.target, CeTarget::Probs(_)) {
+            return RowTarget { t: 0, w: 1.0, ignored: false, bad: false };
+        }
+        let t = targets[r];
+        if self.ignore_index == Some(t) {
+            return RowTarget { t: t as usize, w: 0.0, ignored: true, bad: false };
+        }
+        let t = t as usize;
+        if t >= self.cols {
+            return RowTarget { t, w: f32::NAN, ignored: false, bad: true };
+        }
+        RowTarget { t, w: weights.map_or(1.0, |w| w[t]), ignored: false, bad: false }
+    }
+
+    /// q_c of the module docs for row `r`.
+    fn mass(&self, r: usize, c: usize, rt: RowTarget, targets: &[u32], weights: Option<&[f32]>) -> f32 {
+        let e = self.label_smoothing;
+        let smooth = e / self.cols as f32;
+        let wc = weights.map_or(1.0, |w| w[c]);
+        match self.target {
+            CeTarget::Probs(_) => wc * ((1.0 - e) * f32::from_bits(targets[r * self.cols + c]) + smooth),
+            CeTarget::Classes(_) => {
+                let q = smooth * wc;
+                if c == rt.t {
+                    q + (1.0 - e) * rt.w
+                } else {
+                    q
+                }
+            }
+        }
+    }
+}
+
+/// Fused softmax cross-entropy of the contiguous `[rows, cols]` f32 `logits`
+/// (see the module docs for the formulas). Returns
+///
+/// * the per-row loss `[rows]` (0 for an ignored row),
+/// * the per-row weight `[rows]` that `'mean'` divides by (0 for an ignored row),
+/// * the softmax probabilities `[rows, cols]`, which the backward needs.
+///
+/// `'sum'` is `Σ loss`, `'mean'` is `Σ loss / Σ weight` and `'none'` the loss
+/// itself. A class target ≥ `cols` that is not the ignore index (PyTorch
+/// raises an error; a kernel cannot) makes that row's loss and weight NaN.
+pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buffer, Buffer)> {
+    const OP: &str = "cross_entropy";
+    let n = args.check(OP)?;
+    logits.check_len(OP, "logits", n, 4)?;
+    let dev = logits.device();
+    let mut others = vec![args.target.buffer()];
+    others.extend(args.weight);
+    Buffer::check_same_device(OP, dev, &others)?;
+    let rows = args.rows;
+    let loss = Buffer::alloc(dev, rows as u64 * 4)?;
+    let weight = Buffer::alloc(dev, rows as u64 * 4)?;
+    let probs = Buffer::alloc(dev, n as u64 * 4)?;
+    if rows == 0 {
+        return Ok((loss, weight, probs));
+    }
+    run(
+        dev,
+        |g| launch(g, "ce_fwd", &args.constants(), args.params(), &args.inputs(logits), &[&loss, &weight, &probs], rows),
+        || {
+            let (hx, ht) = (logits.host(), args.target.buffer().host());
+            let hw = args.weight.map(|w| w.host());
+            let weights = hw.as_ref().map(|w| f32s(w));
+            let (mut hl, mut hr, mut hp) = (loss.host_mut(), weight.host_mut(), probs.host_mut());
+            let (xs, ps) = (f32s(&hx), f32s_mut(&mut hp));
+            let cols = args.cols;
+            for r in 0..rows {
+                let rt = args.row_target(r, &ht, weights);
+                let xr = &xs[r * cols..(r + 1) * cols];
+                let (m, s) = row_stats(xr);
+                let log_s = s.ln();
+                let mut acc = 0.0f64;
+                for (c, &v) in xr.iter().enumerate() {
+                    let z = v - m;
+                    ps[r * cols + c] = z.exp() / s;
+                    if !rt.ignored && !rt.bad {
+                        acc += args.mass(r, c, rt, &ht, weights) as f64 * (z - log_s) as f64;
+                    }
+                }
+                f32s_mut(&mut hl)[r] = if rt.bad { f32::NAN } else { -acc as f32 };
+                f32s_mut(&mut hr)[r] = rt.w;
+            }
+        },
+    )?;
+    Ok((loss, weight, probs))
+}
+
+/// Backward of [`cross_entropy_rows`]: given the saved `probs` and the
+/// gradient of each row's loss `grad` (`[rows]`; for `'mean'` that is the
+/// output gradient divided by `Σ weight`), returns
+/// `dlogits[r, c] = grad[r]·(probs[r, c]·Σ_c q − q_c)`: zero rows where the
+/// target is ignored, NaN rows where it is out of range.
+pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer) -> Result<Buffer> {
+    const OP: &str = "cross_entropy backward";
+    let n = args.check(OP)?;
+    probs.check_len(OP, "probabilities", n, 4)?;
+    grad.check_len(OP, "gradient", args.rows, 4)?;
+    let dev = probs.device();
+    let mut others = vec![args.target.buffer(), grad];
+    others.extend(args.weight);
+    Buffer::check_same_device(OP, dev, &others)?;
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let rows = args.rows;
+    run(
+        dev,
+        |g| {
+            let [a, b, c] = args.inputs(probs);
+            launch(g, "ce_bwd", &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
+        },
+        || {
+            let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());
+            let hw = args.weight.map(|w| w.host());
+            let weights = hw.as_ref().map(|w| f32s(w));
+            let (ps, gs) = (f32s(&hp), f32s(&hg));
+            let mut hd = out.host_mut();
+            let cols = args.cols;
+            for (r, dr) in f32s_mut(&mut hd)[..n].chunks_exact_mut(cols).enumerate() {
+                let rt = args.row_target(r, &ht, weights);
+                let mass: f64 = (0..cols).map(|c| args.mass(r, c, rt, &ht, weights) as f64).sum();
+                for (c, d) in dr.iter_mut().enumerate() {
+                    let q = args.mass(r, c, rt, &ht, weights);
+                    *d = if rt.bad {
+                        f32::NAN
+                    } else if rt.ignored {
+                        0.0
+                    } else {
+                        gs[r] * (ps[r * cols + c] * mass as f32 - q)
+                    };
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Device;
+
+    #[test]
+    fn large_magnitudes_are_stable_on_the_twin() {
+        let c = Device::cpu();
+        let x = Buffer::from_f32(&c, &[1000.0, 1001.0, 1002.0]).unwrap();
+        let y = softmax_rows(&x, 1, 3, false).unwrap().to_f32().unwrap();
+        let want = [0.090_030_57, 0.244_728_47, 0.665_240_94];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{y:?}");
+        }
+    }
+}

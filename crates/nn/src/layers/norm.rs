@@ -1,0 +1,182 @@
+//! Normalisation layers: batch, layer, group and instance norm.
+
+use wgrad_autograd::{Device, Tensor};
+
+use crate::module::{join, Module};
+
+/// Batch normalisation over the channel dim of `[N, C]`/`[N, C, L]`
+/// (`BatchNorm1d`) or `[N, C, H, W]` (`BatchNorm2d`): batch statistics with the
+/// biased variance in training, running statistics (momentum 0.1, unbiased
+/// variance) in evaluation, as PyTorch.
+pub struct BatchNorm {
+    /// Scale γ `[C]` (ones), if affine.
+    pub weight: Option<Tensor>,
+    /// Shift β `[C]` (zeros), if affine.
+    pub bias: Option<Tensor>,
+    /// Running mean `[C]` (a buffer).
+    pub running_mean: Tensor,
+    /// Running variance `[C]` (a buffer).
+    pub running_var: Tensor,
+    /// Batches seen in training (a buffer, as PyTorch's `num_batches_tracked`).
+    pub num_batches_tracked: Tensor,
+    /// Running-statistics momentum (PyTorch default 0.1).
+    pub momentum: f32,
+    /// Added to the variance (PyTorch default 1e-5).
+    pub eps: f32,
+    rank: usize,
+    training: bool,
+}
+
+/// `nn.BatchNorm1d`: input `[N, C]` or `[N, C, L]`.
+pub type BatchNorm1d = BatchNorm;
+/// `nn.BatchNorm2d`: input `[N, C, H, W]`.
+pub type BatchNorm2d = BatchNorm;
+
+impl BatchNorm {
+    fn with_rank(channels: usize, rank: usize, device: &Device) -> Self {
+        BatchNorm {
+            weight: Some(Tensor::ones(&[channels], device).requires_grad_()),
+            bias: Some(Tensor::zeros(&[channels], device).requires_grad_()),
+            running_mean: Tensor::zeros(&[channels], device),
+            running_var: Tensor::ones(&[channels], device),
+            num_batches_tracked: Tensor::zeros(&[], device),
+            momentum: 0.1,
+            eps: 1e-5,
+            rank,
+            training: true,
+        }
+    }
+
+    /// `BatchNorm1d(channels)` with PyTorch's defaults.
+    pub fn new_1d(channels: usize, device: &Device) -> Self {
+        Self::with_rank(channels, 1, device)
+    }
+
+    /// `BatchNorm2d(channels)` with PyTorch's defaults.
+    pub fn new_2d(channels: usize, device: &Device) -> Self {
+        Self::with_rank(channels, 2, device)
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let ok = if self.rank == 2 { x.dims() == 4 } else { matches!(x.dims(), 2 | 3) };
+        assert!(ok, "{}: unexpected input shape {:?}", self.describe(), x.shape());
+        if self.training {
+            wgrad_autograd::no_grad(|| self.num_batches_tracked.assign(&(&self.num_batches_tracked + 1.0)));
+        }
+        x.batch_norm(
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            f(&join(prefix, "weight"), w);
+            f(&join(prefix, "bias"), b);
+        }
+    }
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "running_mean"), &self.running_mean);
+        f(&join(prefix, "running_var"), &self.running_var);
+        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn describe(&self) -> String {
+        format!("BatchNorm{}d({}, eps={}, momentum={})", self.rank, self.running_mean.numel(), self.eps, self.momentum)
+    }
+}
+
+/// Layer normalisation over the trailing `normalized_shape` dims (`nn.LayerNorm`).
+pub struct LayerNorm {
+    /// The normalised trailing shape.
+    pub normalized_shape: Vec<usize>,
+    /// γ (ones), if elementwise affine.
+    pub weight: Option<Tensor>,
+    /// β (zeros), if elementwise affine.
+    pub bias: Option<Tensor>,
+    /// Added to the variance (PyTorch default 1e-5).
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// With affine parameters and eps 1e-5.
+    pub fn new(normalized_shape: &[usize], device: &Device) -> Self {
+        LayerNorm {
+            normalized_shape: normalized_shape.to_vec(),
+            weight: Some(Tensor::ones(normalized_shape, device).requires_grad_()),
+            bias: Some(Tensor::zeros(normalized_shape, device).requires_grad_()),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm(&self.normalized_shape, self.weight.as_ref(), self.bias.as_ref(), self.eps)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            f(&join(prefix, "weight"), w);
+            f(&join(prefix, "bias"), b);
+        }
+    }
+    fn describe(&self) -> String {
+        format!("LayerNorm({:?}, eps={})", self.normalized_shape, self.eps)
+    }
+}
+
+/// Group normalisation of `[N, C, *]` over groups of channels (`nn.GroupNorm`);
+/// with `groups == channels` it is instance normalisation.
+pub struct GroupNorm {
+    /// Number of channel groups.
+    pub groups: usize,
+    /// γ `[C]` (ones).
+    pub weight: Option<Tensor>,
+    /// β `[C]` (zeros).
+    pub bias: Option<Tensor>,
+    /// Added to the variance (PyTorch default 1e-5).
+    pub eps: f32,
+}
+
+impl GroupNorm {
+    /// `GroupNorm(groups, channels)` with affine parameters.
+    pub fn new(groups: usize, channels: usize, device: &Device) -> Self {
+        assert!(groups > 0 && channels % groups == 0, "GroupNorm: {channels} channels do not split into {groups} groups");
+        GroupNorm {
+            groups,
+            weight: Some(Tensor::ones(&[channels], device).requires_grad_()),
+            bias: Some(Tensor::zeros(&[channels], device).requires_grad_()),
+            eps: 1e-5,
+        }
+    }
+
+    /// Instance normalisation (one group per channel) with affine parameters,
+    /// like `nn.InstanceNorm2d(affine=True)` without running statistics.
+    pub fn instance_norm(channels: usize, device: &Device) -> Self {
+        Self::new(channels, channels, device)
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.group_norm(self.groups, self.weight.as_ref(), self.bias.as_ref(), self.eps)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            f(&join(prefix, "weight"), w);
+            f(&join(prefix, "bias"), b);
+        }
+    }
+    fn describe(&self) -> String {
+        let c = self.weight.as_ref().map(|w| w.numel()).unwrap_or(0);
+        format!("GroupNorm({}, {}, eps={})", self.groups, c, self.eps)
+    }
+}

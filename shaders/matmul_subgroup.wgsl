@@ -1,0 +1,233 @@
+// Batched matrix product for CPU adapters (lavapipe/llvmpipe): the same
+// contract, parameters and 64 x 64 output tiles as `main` in matmul.wgsl,
+// whose declarations it includes. Needs subgroups of exactly 8 lanes (the
+// host checks the adapter before choosing this kernel).
+//
+// Why a second kernel: a CPU driver runs the 8 invocations of a subgroup as
+// the lanes of one SIMD register, and on llvmpipe (Mesa 22.3, measured):
+// - every load whose address may differ per lane becomes a loop over the
+//   lanes, about 10 cycles per lane for a vec4;
+// - a barrier turns the whole shader into a coroutine whose values live in
+//   memory, which halves the speed of everything else;
+// - loops over private arrays are not unrolled, so the arrays go to scratch
+//   memory (10-20x slower).
+// The tiled kernel, right for GPUs, hits all three. So here:
+// - no workgroup memory and no barrier: operands come straight from global
+//   memory (the CPU's caches do the staging), four elements per load;
+// - the 8 lanes of a subgroup share 32 rows and split 64 columns; each lane
+//   loads a different A row and `subgroupBroadcast` (a register shuffle)
+//   hands every row to every lane: one A load per 32 values used, not per 4;
+// - each lane accumulates a 32 x 8 block, updated row by row over four
+//   depths, so a row's accumulators are loaded and stored once per 4 depths;
+// - private arrays are only indexed by constants: the register block is
+//   spelled out in small helpers instead of loops.
+//#include matmul.wgsl
+
+// Lanes per subgroup the kernel is written for.
+const LANES: u32 = 8u;
+// Rows of the tile per subgroup: four groups of eight.
+const SG_ROWS: u32 = 32u;
+
+// How the operands are read (host-chosen). 0: any strides, element by
+// element. 1: unit stride along rows (A row-major: k contiguous; B row-major:
+// n contiguous), vec4 loads. 2: unit stride along columns (A transposed: m
+// contiguous; B transposed: k contiguous), vec4 loads. Modes 1 and 2 need the
+// other stride, the batch strides and the offset to be multiples of 4.
+override A_MODE: u32 = 0u;
+override B_MODE: u32 = 0u;
+
+// Row-major elements of a (row, col) view, clamped into the matrix: reads
+// outside it return some element of it, which is then discarded or masked.
+fn a_index(tl: Tile, row: u32, col: u32) -> u32 {
+    return tl.a_base + min(row, p.m - 1u) * p.a_rs + min(col, p.k - 1u) * p.a_cs;
+}
+
+fn b_index(tl: Tile, row: u32, col: u32) -> u32 {
+    return tl.b_base + min(row, p.k - 1u) * p.b_rs + min(col, p.n - 1u) * p.b_cs;
+}
+
+// Zeroes the components of v at depths k.. that lie beyond K (they must add
+// nothing to the sums; rows and columns beyond M and N are simply not stored).
+fn mask_depths(v: vec4<f32>, k: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k));
+}
+
+// This lane's share of rows r0..r0 + 7 at depths k..k + 3 of A: row r0 + lane
+// (modes 0, 1), or rows r0 + 4 * (lane / 4).. at depth k + lane % 4 (mode 2).
+fn load_a8(tl: Tile, r0: u32, k: u32, lane: u32) -> vec4<f32> {
+    if A_MODE == 2u {
+        let d = k + lane % 4u;
+        let v = a[a_index(tl, r0 + 4u * (lane / 4u), d) / 4u];
+        return select(vec4<f32>(0.0), v, d < p.k);
+    }
+    let row = r0 + lane;
+    if A_MODE == 1u {
+        return mask_depths(a[a_index(tl, row, k) / 4u], k);
+    }
+    var v: vec4<f32>;
+    v.x = a_at(a_index(tl, row, k));
+    v.y = a_at(a_index(tl, row, k + 1u));
+    v.z = a_at(a_index(tl, row, k + 2u));
+    v.w = a_at(a_index(tl, row, k + 3u));
+    return mask_depths(v, k);
+}
+
+// The loaded A values of the 8 rows, each as a vec4 over the 4 depths, in
+// every lane.
+fn spread_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
+    let w0 = subgroupBroadcast(v, 0u);
+    let w1 = subgroupBroadcast(v, 1u);
+    let w2 = subgroupBroadcast(v, 2u);
+    let w3 = subgroupBroadcast(v, 3u);
+    let w4 = subgroupBroadcast(v, 4u);
+    let w5 = subgroupBroadcast(v, 5u);
+    let w6 = subgroupBroadcast(v, 6u);
+    let w7 = subgroupBroadcast(v, 7u);
+    if A_MODE == 2u {
+        // Lane 4h + d holds rows 4h..4h + 3 at depth d: transpose the 4 x 4 blocks.
+        return array<vec4<f32>, 8>(
+            vec4(w0.x, w1.x, w2.x, w3.x),
+            vec4(w0.y, w1.y, w2.y, w3.y),
+            vec4(w0.z, w1.z, w2.z, w3.z),
+            vec4(w0.w, w1.w, w2.w, w3.w),
+            vec4(w4.x, w5.x, w6.x, w7.x),
+            vec4(w4.y, w5.y, w6.y, w7.y),
+            vec4(w4.z, w5.z, w6.z, w7.z),
+            vec4(w4.w, w5.w, w6.w, w7.w),
+        );
+    }
+    return array<vec4<f32>, 8>(w0, w1, w2, w3, w4, w5, w6, w7);
+}
+
+// Columns n..n + 3 of B at depths k..k + 3, one vec4 over the columns per depth.
+fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
+    if B_MODE == 1u {
+        return array<vec4<f32>, 4>(
+            select(vec4<f32>(0.0), b[b_index(tl, k, n) / 4u], k < p.k),
+            select(vec4<f32>(0.0), b[b_index(tl, k + 1u, n) / 4u], k + 1u < p.k),
+            select(vec4<f32>(0.0), b[b_index(tl, k + 2u, n) / 4u], k + 2u < p.k),
+            select(vec4<f32>(0.0), b[b_index(tl, k + 3u, n) / 4u], k + 3u < p.k),
+        );
+    }
+    var t0: vec4<f32>;
+    var t1: vec4<f32>;
+    var t2: vec4<f32>;
+    var t3: vec4<f32>;
+    if B_MODE == 2u {
+        // One vec4 over the depths per column, transposed below.
+        t0 = b[b_index(tl, k, n) / 4u];
+        t1 = b[b_index(tl, k, n + 1u) / 4u];
+        t2 = b[b_index(tl, k, n + 2u) / 4u];
+        t3 = b[b_index(tl, k, n + 3u) / 4u];
+    } else {
+        for (var j = 0u; j < 4u; j++) {
+            t0[j] = b_at(b_index(tl, k + j, n));
+            t1[j] = b_at(b_index(tl, k + j, n + 1u));
+            t2[j] = b_at(b_index(tl, k + j, n + 2u));
+            t3[j] = b_at(b_index(tl, k + j, n + 3u));
+        }
+    }
+    t0 = mask_depths(t0, k);
+    t1 = mask_depths(t1, k);
+    t2 = mask_depths(t2, k);
+    t3 = mask_depths(t3, k);
+    return array<vec4<f32>, 4>(
+        vec4(t0.x, t1.x, t2.x, t3.x),
+        vec4(t0.y, t1.y, t2.y, t3.y),
+        vec4(t0.z, t1.z, t2.z, t3.z),
+        vec4(t0.w, t1.w, t2.w, t3.w),
+    );
+}
+
+// This lane's two column groups at depths k..k + 3.
+struct BBlock {
+    lo: array<vec4<f32>, 4>,
+    hi: array<vec4<f32>, 4>,
+}
+
+// One row of a lane's accumulator block: its two column groups.
+struct Row {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// The row plus x (the row's A values over four depths) times the B block.
+fn fma_row(r: Row, x: vec4<f32>, bb: BBlock) -> Row {
+    var o = r;
+    o.lo = fma(vec4(x.x), bb.lo[0], o.lo);
+    o.hi = fma(vec4(x.x), bb.hi[0], o.hi);
+    o.lo = fma(vec4(x.y), bb.lo[1], o.lo);
+    o.hi = fma(vec4(x.y), bb.hi[1], o.hi);
+    o.lo = fma(vec4(x.z), bb.lo[2], o.lo);
+    o.hi = fma(vec4(x.z), bb.hi[2], o.hi);
+    o.lo = fma(vec4(x.w), bb.lo[3], o.lo);
+    o.hi = fma(vec4(x.w), bb.hi[3], o.hi);
+    return o;
+}
+
+// Eight rows updated from this lane's A load `v` (see `load_a8`).
+fn fma_group(g: array<Row, 8>, v: vec4<f32>, bb: BBlock) -> array<Row, 8> {
+    let x = spread_a(v);
+    return array<Row, 8>(
+        fma_row(g[0], x[0], bb),
+        fma_row(g[1], x[1], bb),
+        fma_row(g[2], x[2], bb),
+        fma_row(g[3], x[3], bb),
+        fma_row(g[4], x[4], bb),
+        fma_row(g[5], x[5], bb),
+        fma_row(g[6], x[6], bb),
+        fma_row(g[7], x[7], bb),
+    );
+}
+
+// Row `row` of C, columns n.. and n + 32...
+fn store_row(tl: Tile, r: Row, row: u32, n: u32) {
+    store4(tl, row, n, r.lo);
+    store4(tl, row, n + 32u, r.hi);
+}
+
+// Rows r0..r0 + 7 (a loop over `g` would index it dynamically).
+fn store_group(tl: Tile, g: array<Row, 8>, r0: u32, n: u32) {
+    store_row(tl, g[0], r0, n);
+    store_row(tl, g[1], r0 + 1u, n);
+    store_row(tl, g[2], r0 + 2u, n);
+    store_row(tl, g[3], r0 + 3u, n);
+    store_row(tl, g[4], r0 + 4u, n);
+    store_row(tl, g[5], r0 + 5u, n);
+    store_row(tl, g[6], r0 + 6u, n);
+    store_row(tl, g[7], r0 + 7u, n);
+}
+
+@compute @workgroup_size(TILE_M / SG_ROWS * LANES)
+fn main_subgroup(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let wg = linear_workgroup(wid, nwg);
+    if wg >= p.workgroups {
+        return;
+    }
+    let tl = tile_of(wg);
+    let r0 = tl.m0 + sg * SG_ROWS;
+    // Lane l owns columns n0 + 4l.. and n0 + 32 + 4l..: neighbouring lanes
+    // read neighbouring 16 bytes of a B row.
+    let n = tl.n0 + 4u * lane;
+    // Accumulators of rows r0 + 8i.. (private arrays indexed by constants only).
+    var acc0: array<Row, 8>;
+    var acc1: array<Row, 8>;
+    var acc2: array<Row, 8>;
+    var acc3: array<Row, 8>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let bb = BBlock(load_b44(tl, k, n), load_b44(tl, k, n + 32u));
+        acc0 = fma_group(acc0, load_a8(tl, r0, k, lane), bb);
+        acc1 = fma_group(acc1, load_a8(tl, r0 + 8u, k, lane), bb);
+        acc2 = fma_group(acc2, load_a8(tl, r0 + 16u, k, lane), bb);
+        acc3 = fma_group(acc3, load_a8(tl, r0 + 24u, k, lane), bb);
+    }
+    store_group(tl, acc0, r0, n);
+    store_group(tl, acc1, r0 + 8u, n);
+    store_group(tl, acc2, r0 + 16u, n);
+    store_group(tl, acc3, r0 + 24u, n);
+}

@@ -1,0 +1,106 @@
+// Row normalisation, the one fused kernel behind layer, group, instance and
+// batch norm (gpu-core/src/ops/norm.rs holds the CPU twins):
+//   forward   y = (x - mean) * rstd, rstd = 1 / sqrt(biased var + eps), per row
+//   backward  dx = rstd * (dy - mean(dy) - y * mean(dy * y)), per row
+//
+// One workgroup per contiguous row. Threads stride over the row in a fixed
+// order and combine partial sums with a fixed tree, so results are the same
+// bits on every run. The variance takes a second pass over the centred
+// values (no E[x²] - E[x]² cancellation).
+//#include common.wgsl
+
+// Threads per workgroup (the host picks 32 or 256 by row length); a power of
+// two because the tree halves it.
+override WG: u32 = 256u;
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// x (forward) or dy (backward).
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// Each entry point statically uses only its own bindings, so the globals
+// below may share binding numbers with different types:
+//   forward   src = x, y_out, mean_out, rstd_out
+//   backward  src = dy, y_in, rstd_in, dx
+@group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
+@group(0) @binding(2) var<storage, read> y_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+var<workgroup> part: array<vec2<f32>, WG>;
+
+// The workgroup's totals of two values per thread. Ends with a barrier so a
+// second call may overwrite `part` only after every thread read the totals.
+fn tree_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    part[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if lid < s {
+            part[lid] = part[lid] + part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = part[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Uniform across the workgroup, so returning keeps the barriers legal.
+    let r = linear_workgroup(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.cols;
+    let n = f32(p.cols);
+    var s = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        s += src[base + j];
+    }
+    let m0 = tree_sum2(lid, vec2<f32>(s, 0.0)).x / n;
+    // Second pass about the rounded mean m0: the deviations' own mean `shift`
+    // is the rounding error of m0 (the corrected two-pass algorithm), so
+    // y = ((x - m0) - shift) * rstd keeps the digits that an f32 mean of
+    // large values would lose.
+    var q = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < p.cols; j += WG) {
+        let d = src[base + j] - m0;
+        q += vec2<f32>(d, d * d);
+    }
+    let moments = tree_sum2(lid, q) / n;
+    let shift = moments.x;
+    let rstd = 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps);
+    for (var j = lid; j < p.cols; j += WG) {
+        y_out[base + j] = ((src[base + j] - m0) - shift) * rstd;
+    }
+    if lid == 0u {
+        mean_out[r] = m0 + shift;
+        rstd_out[r] = rstd;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = linear_workgroup(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.cols;
+    var s = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < p.cols; j += WG) {
+        let g = src[base + j];
+        s += vec2<f32>(g, g * y_in[base + j]);
+    }
+    let means = tree_sum2(lid, s) / f32(p.cols);
+    let rstd = rstd_in[r];
+    for (var j = lid; j < p.cols; j += WG) {
+        dx[base + j] = rstd * (src[base + j] - means.x - y_in[base + j] * means.y);
+    }
+}

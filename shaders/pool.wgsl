@@ -1,0 +1,209 @@
+// 2-D pooling over dense NCHW data seen as [planes, H, W] (planes = N * C),
+// with PyTorch's semantics; the CPU twins are in gpu-core/src/ops/pool.rs.
+//   max_forward   out = max over a dilated window (padding reads as -inf),
+//                 argmax = y * W + x of the max (first on ties, NaN wins)
+//   max_backward  dx[y, x] = Σ g over the windows whose argmax is (y, x)
+//   avg_forward   out = Σ window / divisor (fixed or, with ADAPTIVE, adaptive windows)
+//   avg_backward  dx[y, x] = Σ g / divisor over the windows holding (y, x)
+//
+// Both backward passes are gathers: one thread per input pixel walks the few
+// windows that can reach it, in a fixed order. No atomics, so gradients are
+// the same bits on every run.
+//#include common.wgsl
+
+// Adaptive average windows: start = floor(i * H / OH), end = ceil((i + 1) * H / OH).
+override ADAPTIVE: bool = false;
+
+struct Params {
+    // Threads: output elements (forward) or input elements (backward).
+    n: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    // avg: 1 when padded positions count in the divisor.
+    count_include_pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// The input (forward) or the output gradient (backward).
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// Each entry point statically uses only its own bindings, so the globals
+// below may share binding numbers with different types:
+//   max_forward  src, out, arg_out     max_backward  src, arg_in, dx
+//   avg_forward  src, out              avg_backward  src, out (= dx)
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> arg_in: array<u32>;
+@group(0) @binding(3) var<storage, read_write> arg_out: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+// Argmax of a window without a single in-bounds element (never equals a pixel).
+const NONE: u32 = 0xffffffffu;
+
+// By bits: `v != v` may be folded away by compilers that assume no NaNs.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn thread_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_workgroup(wid, nwg) * 256u + lid;
+}
+
+// Average window i along one dim of `size` (output `osize`, kernel k, stride
+// s, padding pad): (first, end) of its in-bounds rows and its length
+// counting padding (PyTorch's pool_size factor).
+fn avg_window(i: u32, size: u32, osize: u32, k: u32, s: u32, pad: u32) -> vec3<u32> {
+    if ADAPTIVE {
+        let lo = (i * size) / osize;
+        let hi = ((i + 1u) * size + osize - 1u) / osize;
+        return vec3<u32>(lo, hi, hi - lo);
+    }
+    // In padded coordinates (shifted by +pad, so nothing is negative).
+    let start = i * s;
+    let end = min(start + k, size + 2u * pad);
+    // Clamped into the unpadded rows; a window lying wholly in the padding
+    // comes out empty (lo == hi) instead of wrapping around.
+    let lo = min(max(start, pad), size + pad) - pad;
+    let hi = max(min(end, size + pad), pad) - pad;
+    return vec3<u32>(lo, max(hi, lo), end - start);
+}
+
+// The windows that can hold pixel `y` along one dim, as a range [lo, hi):
+// fixed windows span `extent` = (k - 1) * dilation + 1 padded rows.
+fn reaching(y: u32, size: u32, osize: u32, extent: u32, s: u32, pad: u32) -> vec2<u32> {
+    if ADAPTIVE {
+        let lo = (y * osize) / size;
+        let hi = min(((y + 1u) * osize + size - 1u) / size, osize);
+        return vec2<u32>(lo, hi);
+    }
+    // Window i covers padded rows [i * s, i * s + extent).
+    let yp = y + pad;
+    var lo = 0u;
+    if yp >= extent {
+        lo = (yp - extent) / s + 1u;
+    }
+    return vec2<u32>(lo, min(yp / s + 1u, osize));
+}
+
+fn avg_divisor(wy: vec3<u32>, wx: vec3<u32>) -> f32 {
+    if ADAPTIVE || p.count_include_pad != 0u {
+        return f32(wy.z * wx.z);
+    }
+    return f32((wy.y - wy.x) * (wx.y - wx.x));
+}
+
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = thread_id(wid, nwg, lid);
+    if o >= p.n {
+        return;
+    }
+    let ox = o % p.ow;
+    let oy = (o / p.ow) % p.oh;
+    let base = (o / (p.ow * p.oh)) * p.h * p.w;
+    var best = bitcast<f32>(0xff800000u);
+    var arg = NONE;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        // Padded coordinate; rows inside the padding are skipped (they read as -inf).
+        let yp = oy * p.sh + ky * p.dh;
+        if yp < p.ph || yp >= p.h + p.ph {
+            continue;
+        }
+        let y = yp - p.ph;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let xp = ox * p.sw + kx * p.dw;
+            if xp < p.pw || xp >= p.w + p.pw {
+                continue;
+            }
+            let x = xp - p.pw;
+            let v = src[base + y * p.w + x];
+            // PyTorch's rule: a larger value or any NaN takes over.
+            if arg == NONE || v > best || is_nan(v) {
+                best = v;
+                arg = y * p.w + x;
+            }
+        }
+    }
+    out[o] = best;
+    arg_out[o] = arg;
+}
+
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_id(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let obase = (i / (p.w * p.h)) * p.oh * p.ow;
+    let ry = reaching(y, p.h, p.oh, (p.kh - 1u) * p.dh + 1u, p.sh, p.ph);
+    let rx = reaching(x, p.w, p.ow, (p.kw - 1u) * p.dw + 1u, p.sw, p.pw);
+    let me = y * p.w + x;
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let o = obase + oy * p.ow + ox;
+            if arg_in[o] == me {
+                acc += src[o];
+            }
+        }
+    }
+    dx[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = thread_id(wid, nwg, lid);
+    if o >= p.n {
+        return;
+    }
+    let ox = o % p.ow;
+    let oy = (o / p.ow) % p.oh;
+    let base = (o / (p.ow * p.oh)) * p.h * p.w;
+    let wy = avg_window(oy, p.h, p.oh, p.kh, p.sh, p.ph);
+    let wx = avg_window(ox, p.w, p.ow, p.kw, p.sw, p.pw);
+    var acc = 0.0;
+    for (var y = wy.x; y < wy.y; y++) {
+        for (var x = wx.x; x < wx.y; x++) {
+            acc += src[base + y * p.w + x];
+        }
+    }
+    out[o] = acc / avg_divisor(wy, wx);
+}
+
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_id(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let obase = (i / (p.w * p.h)) * p.oh * p.ow;
+    let ry = reaching(y, p.h, p.oh, p.kh, p.sh, p.ph);
+    let rx = reaching(x, p.w, p.ow, p.kw, p.sw, p.pw);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let wy = avg_window(oy, p.h, p.oh, p.kh, p.sh, p.ph);
+        if y < wy.x || y >= wy.y {
+            continue;
+        }
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let wx = avg_window(ox, p.w, p.ow, p.kw, p.sw, p.pw);
+            if x < wx.x || x >= wx.y {
+                continue;
+            }
+            acc += src[obase + oy * p.ow + ox] / avg_divisor(wy, wx);
+        }
+    }
+    out[i] = acc;
+}

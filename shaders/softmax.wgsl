@@ -1,0 +1,226 @@
+// Row-wise softmax family over contiguous [rows, cols] data
+// (gpu-core/src/ops/softmax.rs, whose CPU twins define the semantics):
+//   softmax_fwd  y = softmax(x), or log_softmax(x) when LOG = 1, max-subtracted;
+//   softmax_bwd  dx = y·(dy − Σ dy·y), or dx = dy − exp(y)·Σ dy when LOG = 1;
+//   ce_fwd       fused cross-entropy: per-row loss and weight, softmax probs;
+//   ce_bwd       its gradient with respect to the logits.
+// One workgroup per row: threads stride over the columns and combine their
+// partial results with a fixed tree, so results are the same on every run.
+//
+// Cross-entropy follows torch.nn.functional.cross_entropy. Each row has a
+// target distribution q over the classes (with class weights w, smoothing e,
+// C = cols):
+//   class targets t:   q_c = (1 − e)·w_t·[c = t] + (e / C)·w_c
+//   probability rows y: q_c = w_c·((1 − e)·y_c + e / C)
+// loss = −Σ_c q_c·log p_c and dloss/dx_c = p_c·Σq − q_c. A class target
+// equal to the ignore index gives loss 0, weight 0 and a zero gradient; a
+// class target ≥ C (which PyTorch rejects) gives NaN loss, weight and gradient.
+//#include common.wgsl
+
+// Threads per workgroup: 32 or 256 by row length (the host picks); a power of two for the tree.
+override WG: u32 = 256u;
+// softmax_fwd / softmax_bwd: 1 for log_softmax.
+override LOG: u32 = 0u;
+// ce_*: 0 = class-index targets (u32 [rows]), 1 = probability targets (f32 [rows, cols], read as bits).
+override TARGET: u32 = 0u;
+// ce_*: 1 when a class-weight vector [cols] is bound (otherwise binding 3 is a placeholder).
+override HAS_WEIGHT: u32 = 0u;
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    // ce_*: whether `ignore` is an ignored class index.
+    has_ignore: u32,
+    ignore: u32,
+    // ce_*: label smoothing e in [0, 1].
+    smoothing: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// Each entry point statically uses only its own bindings, so the globals
+// below may share binding numbers with different types.
+// softmax_fwd and ce_fwd: the input rows (logits).
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
+// softmax_bwd
+@group(0) @binding(1) var<storage, read> y_in: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// ce_fwd and ce_bwd
+@group(0) @binding(1) var<storage, read> probs_in: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(5) var<storage, read_write> row_weight: array<f32>;
+@group(0) @binding(6) var<storage, read_write> probs_out: array<f32>;
+@group(0) @binding(4) var<storage, read> grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+
+var<workgroup> sv: array<f32, WG>;
+
+// Non-finite values by bits (a constant expression may not be infinite or NaN).
+fn neg_inf() -> f32 {
+    return bitcast<f32>(0xff800000u);
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// The workgroup's max (take_max) or sum of one value per thread. Ends with a
+// barrier so that the next call may overwrite `sv` only after every thread
+// has read the result.
+fn tree(lid: u32, v: f32, take_max: bool) -> f32 {
+    sv[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if lid < s {
+            sv[lid] = select(sv[lid] + sv[lid + s], max(sv[lid], sv[lid + s]), take_max);
+        }
+        workgroupBarrier();
+    }
+    let r = sv[0];
+    workgroupBarrier();
+    return r;
+}
+
+// (max, Σ exp(x − max)) of the row of `x` starting at `base`.
+fn row_stats(base: u32, lid: u32) -> vec2<f32> {
+    var m = neg_inf();
+    for (var j = lid; j < p.cols; j += WG) {
+        m = max(m, x[base + j]);
+    }
+    m = tree(lid, m, true);
+    var s = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        s += exp(x[base + j] - m);
+    }
+    return vec2<f32>(m, tree(lid, s, false));
+}
+
+@compute @workgroup_size(WG)
+fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Uniform across the workgroup, so returning keeps the barriers legal.
+    let row = linear_workgroup(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    let st = row_stats(base, lid);
+    let log_s = log(st.y);
+    for (var j = lid; j < p.cols; j += WG) {
+        // (x − max) is exact for nearby values, so large magnitudes keep their precision.
+        let z = x[base + j] - st.x;
+        y_out[base + j] = select(exp(z) / st.y, z - log_s, LOG == 1u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        acc += select(dy[base + j] * y_in[base + j], dy[base + j], LOG == 1u);
+    }
+    let s = tree(lid, acc, false);
+    for (var j = lid; j < p.cols; j += WG) {
+        let yj = y_in[base + j];
+        let g = dy[base + j];
+        dx[base + j] = select(yj * (g - s), g - exp(yj) * s, LOG == 1u);
+    }
+}
+
+fn class_weight(c: u32) -> f32 {
+    if HAS_WEIGHT == 1u {
+        return weight[c];
+    }
+    return 1.0;
+}
+
+// A row's class target: index t, its weight w_t (0 when ignored, NaN when
+// out of range), whether it is ignored and whether it is out of range.
+struct RowTarget {
+    t: u32,
+    w: f32,
+    ignored: bool,
+    bad: bool,
+}
+
+fn row_target(row: u32) -> RowTarget {
+    if TARGET == 1u {
+        return RowTarget(0u, 1.0, false, false);
+    }
+    let t = targets[row];
+    if p.has_ignore == 1u && t == p.ignore {
+        return RowTarget(t, 0.0, true, false);
+    }
+    if t >= p.cols {
+        return RowTarget(t, nan(), false, true);
+    }
+    return RowTarget(t, class_weight(t), false, false);
+}
+
+// q_c of the header comment.
+fn target_mass(row: u32, c: u32, rt: RowTarget) -> f32 {
+    let spread = p.smoothing / f32(p.cols);
+    if TARGET == 1u {
+        return class_weight(c) * ((1.0 - p.smoothing) * bitcast<f32>(targets[row * p.cols + c]) + spread);
+    }
+    var q = spread * class_weight(c);
+    if c == rt.t {
+        q += (1.0 - p.smoothing) * rt.w;
+    }
+    return q;
+}
+
+@compute @workgroup_size(WG)
+fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    let rt = row_target(row);
+    let st = row_stats(base, lid);
+    let log_s = log(st.y);
+    var acc = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        let z = x[base + j] - st.x;
+        probs_out[base + j] = exp(z) / st.y;
+        if !rt.ignored && !rt.bad {
+            acc += target_mass(row, j, rt) * (z - log_s);
+        }
+    }
+    let total = tree(lid, acc, false);
+    if lid == 0u {
+        loss[row] = select(-total, nan(), rt.bad);
+        row_weight[row] = rt.w;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn ce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    let rt = row_target(row);
+    var acc = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        acc += target_mass(row, j, rt);
+    }
+    let mass = tree(lid, acc, false);
+    let g = grad[row];
+    for (var j = lid; j < p.cols; j += WG) {
+        var d = g * (probs_in[base + j] * mass - target_mass(row, j, rt));
+        if rt.ignored {
+            d = 0.0;
+        }
+        dlogits[base + j] = select(d, nan(), rt.bad);
+    }
+}

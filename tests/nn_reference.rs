@@ -1,0 +1,154 @@
+//! wgrad-nn against PyTorch (fixture `tests/fixtures/nn.json`, made by
+//! `tests/fixtures/gen_nn.py`): every activation module, Linear, PReLU and
+//! every loss — outputs and gradients within 1e-4 relative, on CPU and GPU.
+
+use serde_json::Value;
+use wgrad::autograd::Reduction;
+use wgrad::nn::loss::*;
+use wgrad::nn::*;
+use wgrad::prelude::*;
+
+fn fixture() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nn.json")).expect("fixture");
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn shape(v: &Value) -> Vec<usize> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().unwrap() as usize).collect()
+}
+
+fn devices(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(wgrad::gpu_core::testing::gpu_or_skip(test));
+    v
+}
+
+#[track_caller]
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    wgrad::gpu_core::testing::assert_close(what, got, want, 1e-4, 1e-6);
+}
+
+/// The fixture's weighting of outputs: linspace(0.5, 1.5, n).
+fn weights(n: usize, shape: &[usize], dev: &Device) -> Tensor {
+    let w: Vec<f32> = (0..n).map(|i| if n == 1 { 0.5 } else { 0.5 + i as f32 / (n - 1) as f32 }).collect();
+    Tensor::from_vec(&w, shape, dev)
+}
+
+/// Runs one recorded case: inputs from the fixture, `f` on them, compares out and grads.
+fn check_case(case: &Value, dev: &Device, f: impl Fn(&[Tensor]) -> Tensor) {
+    let name = case["name"].as_str().unwrap();
+    let inputs: Vec<Tensor> = case["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(case["shapes"].as_array().unwrap())
+        .map(|(d, s)| Tensor::from_vec(&floats(d), &shape(s), dev).requires_grad_())
+        .collect();
+    let out = f(&inputs);
+    close(&format!("{name} output on {}", dev.name()), &out.to_vec(), &floats(&case["out"]));
+    (&out * &weights(out.numel(), &out.shape(), dev)).sum_all().backward();
+    for (i, (x, g)) in inputs.iter().zip(case["grads"].as_array().unwrap()).enumerate() {
+        if !g.is_null() {
+            close(&format!("{name} grad {i} on {}", dev.name()), &x.grad().unwrap().to_vec(), &floats(g));
+        }
+    }
+}
+
+#[test]
+fn activation_modules_match_pytorch() {
+    let f = fixture();
+    for dev in devices("activation_modules_match_pytorch") {
+        for case in f["activations"].as_array().unwrap() {
+            let m: Box<dyn Module> = match case["name"].as_str().unwrap() {
+                "ReLU" => Box::new(ReLU),
+                "LeakyReLU" => Box::new(LeakyReLU(0.1)),
+                "ELU" => Box::new(ELU(0.7)),
+                "SELU" => Box::new(SELU),
+                "GELU" => Box::new(GELU::default()),
+                "GELU_tanh" => Box::new(GELU { tanh: true }),
+                "SiLU" => Box::new(SiLU),
+                "Mish" => Box::new(Mish),
+                "Sigmoid" => Box::new(Sigmoid),
+                "Tanh" => Box::new(Tanh),
+                "Softplus" => Box::new(Softplus { beta: 2.0, threshold: 5.0 }),
+                other => panic!("fixture has an activation this test does not know: {other}"),
+            };
+            check_case(case, &dev, |x| m.forward(&x[0]));
+        }
+    }
+}
+
+#[test]
+fn linear_and_prelu_match_pytorch() {
+    let f = fixture();
+    for dev in devices("linear_and_prelu_match_pytorch") {
+        let c = &f["linear"];
+        let mut gen = Generator::new(0);
+        let lin = Linear::new(5, 3, true, &mut gen, &dev);
+        no_grad(|| {
+            lin.weight.assign(&Tensor::from_vec(&floats(&c["weight"]), &[3, 5], &dev));
+            lin.bias.as_ref().unwrap().assign(&Tensor::from_vec(&floats(&c["bias"]), &[3], &dev));
+        });
+        let x = Tensor::from_vec(&floats(&c["x"]), &[4, 5], &dev).requires_grad_();
+        let out = lin.forward(&x);
+        close("linear out", &out.to_vec(), &floats(&c["out"]));
+        (&out * &weights(12, &[4, 3], &dev)).sum_all().backward();
+        close("linear grad x", &x.grad().unwrap().to_vec(), &floats(&c["grad_x"]));
+        close("linear grad w", &lin.weight.grad().unwrap().to_vec(), &floats(&c["grad_weight"]));
+        close("linear grad b", &lin.bias.as_ref().unwrap().grad().unwrap().to_vec(), &floats(&c["grad_bias"]));
+
+        let c = &f["prelu"];
+        let pre = PReLU::new(3, &dev);
+        no_grad(|| pre.weight.assign(&Tensor::from_vec(&floats(&c["weight"]), &[3], &dev)));
+        let x = Tensor::from_vec(&floats(&c["x"]), &[2, 3, 4], &dev).requires_grad_();
+        let out = pre.forward(&x);
+        close("prelu out", &out.to_vec(), &floats(&c["out"]));
+        (&out * &weights(24, &[2, 3, 4], &dev)).sum_all().backward();
+        close("prelu grad x", &x.grad().unwrap().to_vec(), &floats(&c["grad_x"]));
+        close("prelu grad a", &pre.weight.grad().unwrap().to_vec(), &floats(&c["grad_weight"]));
+    }
+}
+
+#[test]
+fn losses_match_pytorch() {
+    let f = fixture();
+    for dev in devices("losses_match_pytorch") {
+        for case in f["losses"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let in_shape = shape(&case["shapes"][0]);
+            let t = |key: &str, s: &[usize]| Tensor::from_vec(&floats(&case[key]), s, &dev);
+            let target = t("target", &if name.starts_with("cosine") { vec![in_shape[0]] } else { in_shape.clone() });
+            let red = |n: &str| {
+                if n.ends_with("_sum") {
+                    Reduction::Sum
+                } else if n.ends_with("_none") {
+                    Reduction::None
+                } else {
+                    Reduction::Mean
+                }
+            };
+            let reduction = red(name);
+            check_case(case, &dev, |x| match name {
+                n if n.starts_with("mse") => MSELoss { reduction }.forward(&x[0], &target),
+                n if n.starts_with("l1") => L1Loss { reduction }.forward(&x[0], &target),
+                "huber_0.5" => HuberLoss { delta: 0.5, reduction }.forward(&x[0], &target),
+                "smooth_l1_0.7" => SmoothL1Loss { beta: 0.7, reduction }.forward(&x[0], &target),
+                "bce" => BCELoss::default().forward(&x[0], &target),
+                "bce_weight" => {
+                    BCELoss { weight: Some(t("weight", &in_shape)), reduction }.forward(&x[0], &target)
+                }
+                "bce_logits_pos_weight" => BCEWithLogitsLoss { pos_weight: Some(t("pos_weight", &[3])), ..Default::default() }
+                    .forward(&x[0], &target),
+                "kl_div_batchmean" => KLDivLoss::batchmean().forward(&x[0], &target),
+                "cosine_embedding_0.2" => {
+                    CosineEmbeddingLoss { margin: 0.2, reduction }.forward(&x[0], &x[1], &target)
+                }
+                other => panic!("fixture has a loss this test does not know: {other}"),
+            });
+        }
+    }
+}
