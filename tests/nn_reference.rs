@@ -152,3 +152,56 @@ fn losses_match_pytorch() {
         }
     }
 }
+
+/// The same small CNN as the fixture, built from wgrad layers.
+fn cnn(dev: &Device) -> Sequential {
+    let mut g = Generator::new(0);
+    Sequential::new()
+        .add(Conv2d::new(3, 4, 3, Conv2dOptions::new().padding(1), true, &mut g, dev))
+        .add(BatchNorm2d::new_2d(4, dev))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(4, 6, 3, Conv2dOptions::new().padding(1).groups(2), true, &mut g, dev))
+        .add(GELU::default())
+        .add(AdaptiveAvgPool2d((2, 2)))
+        .add(Flatten::default())
+        .add(Dropout::new(0.0, &mut g))
+        .add(Linear::new(24, 5, true, &mut g, dev))
+        .add(LayerNorm::new(&[5], dev))
+}
+
+#[test]
+fn a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval() {
+    let f = fixture();
+    let c = &f["cnn"];
+    for dev in devices("a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval") {
+        let mut model = cnn(&dev);
+        let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let want: Vec<String> = c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(names, want, "parameter names and order follow PyTorch");
+        // Load every parameter and buffer by its state-dict name.
+        let mut tensors = model.named_parameters();
+        tensors.extend(model.named_buffers().into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")));
+        assert_eq!(tensors.len(), c["state"].as_object().unwrap().len(), "same state-dict entries");
+        for (name, t) in &tensors {
+            let s = shape(&c["shapes"][name]);
+            assert_eq!(t.shape(), s, "{name} has PyTorch's layout");
+            no_grad(|| t.assign(&Tensor::from_vec(&floats(&c["state"][name]), &s, &dev)));
+        }
+        let x = Tensor::from_vec(&floats(&c["x"]), &shape(&c["x_shape"]), &dev);
+        model.train();
+        let out = model.forward(&x);
+        close("cnn train output", &out.to_vec(), &floats(&c["out_train"]));
+        (&out * &weights(out.numel(), &out.shape(), &dev)).sum_all().backward();
+        for (name, p) in model.named_parameters() {
+            close(&format!("grad {name} on {}", dev.name()), &p.grad().unwrap().to_vec(), &floats(&c["grads"][&name]));
+        }
+        for (name, b) in model.named_buffers() {
+            if name.contains("running") {
+                close(&format!("{name} after a step"), &b.to_vec(), &floats(&c["buffers_after"][&name]));
+            }
+        }
+        model.eval();
+        close("cnn eval output", &model.forward(&x).to_vec(), &floats(&c["out_eval"]));
+    }
+}

@@ -67,3 +67,22 @@ fn activations_forward_like_their_tensor_methods() {
     let p = PReLU::new(1, &dev);
     assert_eq!(p.forward(&x).to_vec(), vec![-0.25, 0.5]);
 }
+
+#[test]
+fn train_and_eval_reach_nested_dropout_and_batch_norm() {
+    let dev = Device::cpu();
+    let mut g = Generator::new(9);
+    let mut m = Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new_1d(4, &dev));
+    let x = Tensor::ones(&[64, 4], &dev);
+    m.train();
+    let y = m.get(0).forward(&x).to_vec();
+    let dropped = y.iter().filter(|&&v| v == 0.0).count();
+    assert!(dropped > 64 && dropped < 192, "about half dropped in training: {dropped}");
+    assert!(y.iter().all(|&v| v == 0.0 || v == 2.0), "kept values scaled by 1/(1-p)");
+    m.forward(&x);
+    assert_eq!(m.named_buffers()[2].1.item(), 2.0, "num_batches_tracked counts training batches");
+    m.eval();
+    assert_eq!(m.get(0).forward(&x).to_vec(), x.to_vec(), "dropout is the identity in eval");
+    let names: Vec<String> = m.named_buffers().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["1.running_mean", "1.running_var", "1.num_batches_tracked"]);
+}
