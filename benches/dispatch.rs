@@ -33,7 +33,10 @@ fn mlp_step_time(dev: &Device) -> (f64, u64) {
         .iter()
         .enumerate()
         .flat_map(|(i, &(a, b))| {
-            [Tensor::rand(&[a, b], i as u64, dev).affine(0.2, -0.1).detach().requires_grad_(), Tensor::zeros(&[b], dev).requires_grad_()]
+            [
+                Tensor::rand(&[a, b], i as u64, dev).affine(0.2, -0.1).detach().requires_grad_(),
+                Tensor::zeros(&[b], dev).requires_grad_(),
+            ]
         })
         .collect();
     let x = Tensor::randn(&[32, 64], 7, dev);

@@ -1,5 +1,6 @@
-// Reductions over any set of axes of a strided view: one workgroup per output
-// element. Each thread walks the reduced elements j = lid, lid + WG, ... in a
+// Reductions over any set of axes of a strided view. `main`: one workgroup per
+// output element (long reductions); `serial`: one thread per output (many
+// short ones). Each thread walks the reduced elements j = lid, lid + WG, ... in a
 // fixed order and the workgroup combines the partial results with a tree, so
 // a sum is the same number on every run. OP numbering is `ReduceOp::code` in
 // gpu-core/src/ops/reduce.rs.
@@ -149,11 +150,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let d = load(base, j) - mean;
         dev += d * d;
     }
-    let m2 = tree_sum(lid, dev);
+    store(o, lid, variance(tree_sum(lid, dev)));
+}
+
+// Var from the sum of squared deviations: m2 / dof, with IEEE m2 / 0 spelled
+// out (WGSL does not promise infinities from a division).
+fn variance(m2: f32) -> f32 {
     if p.dof > 0.0 {
-        store(o, lid, m2 / p.dof);
-    } else {
-        // IEEE m2 / 0 spelled out: WGSL does not promise infinities from a division.
-        store(o, lid, select(bitcast<f32>(0x7f800000u), bitcast<f32>(0x7fc00000u), !(m2 > 0.0)));
+        return m2 / p.dof;
     }
+    return select(bitcast<f32>(0x7f800000u), bitcast<f32>(0x7fc00000u), !(m2 > 0.0));
+}
+
+// One thread per output walking its reduced elements in order: for many
+// outputs with few elements each (bias gradients, batch statistics, sums over
+// the batch), where a workgroup per output would leave most threads idle.
+@compute @workgroup_size(64)
+fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = linear_workgroup(wid, nwg) * 64u + lid;
+    if o >= p.n_out {
+        return;
+    }
+    let base = p.offset + strided_offset(o, KEPT_RANK, p.kept_shape, p.kept_strides);
+    if OP >= 2u && OP <= 5u {
+        var bv = 0.0;
+        var bi = NONE;
+        for (var j = 0u; j < p.m; j++) {
+            let v = load(base, j);
+            if beats(v, j, bv, bi) {
+                bv = v;
+                bi = j;
+            }
+        }
+        y[o] = select(bitcast<u32>(bv), bi, OP >= 4u);
+        return;
+    }
+    var acc = 0.0;
+    for (var j = 0u; j < p.m; j++) {
+        acc += load(base, j);
+    }
+    if OP == 0u {
+        y[o] = bitcast<u32>(acc);
+        return;
+    }
+    let mean = acc / f32(p.m);
+    if OP == 1u {
+        y[o] = bitcast<u32>(mean);
+        return;
+    }
+    var dev = 0.0;
+    for (var j = 0u; j < p.m; j++) {
+        let d = load(base, j) - mean;
+        dev += d * d;
+    }
+    y[o] = bitcast<u32>(variance(dev));
 }

@@ -13,19 +13,17 @@
 //! | [`autograd`] | `Tensor`, the recorded op graph, backward |
 //! | [`nn`] | `Module`, layers, activations, losses, initialisation |
 
-
 pub use wgrad_autograd as autograd;
-pub use wgrad_gpu_core as gpu_core;
-pub use wgrad_nn as nn;
 pub use wgrad_autograd::{no_grad, DType, Generator, Tensor};
+pub use wgrad_gpu_core as gpu_core;
 pub use wgrad_gpu_core::{Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Result, StatsSnapshot};
+pub use wgrad_nn as nn;
 
 /// The names most programs use.
 pub mod prelude {
     pub use crate::gpu_core::ops;
     pub use crate::nn::{Module, ModuleExt};
     pub use crate::{no_grad, Buffer, DType, Device, DeviceSpec, Generator, Layout, Tensor};
-
 }
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

@@ -5,7 +5,12 @@ use serde_json::Value;
 use wgrad::prelude::*;
 
 fn floats(v: &Value, key: &str) -> Vec<f32> {
-    v[key].as_array().unwrap_or_else(|| panic!("fixture lacks {key}")).iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture lacks {key}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn shape(v: &Value, key: &str) -> Vec<usize> {

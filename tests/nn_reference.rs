@@ -9,7 +9,8 @@ use wgrad::nn::*;
 use wgrad::prelude::*;
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nn.json")).expect("fixture");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nn.json")).expect("fixture");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
@@ -138,15 +139,13 @@ fn losses_match_pytorch() {
                 "huber_0.5" => HuberLoss { delta: 0.5, reduction }.forward(&x[0], &target),
                 "smooth_l1_0.7" => SmoothL1Loss { beta: 0.7, reduction }.forward(&x[0], &target),
                 "bce" => BCELoss::default().forward(&x[0], &target),
-                "bce_weight" => {
-                    BCELoss { weight: Some(t("weight", &in_shape)), reduction }.forward(&x[0], &target)
+                "bce_weight" => BCELoss { weight: Some(t("weight", &in_shape)), reduction }.forward(&x[0], &target),
+                "bce_logits_pos_weight" => {
+                    BCEWithLogitsLoss { pos_weight: Some(t("pos_weight", &[3])), ..Default::default() }
+                        .forward(&x[0], &target)
                 }
-                "bce_logits_pos_weight" => BCEWithLogitsLoss { pos_weight: Some(t("pos_weight", &[3])), ..Default::default() }
-                    .forward(&x[0], &target),
                 "kl_div_batchmean" => KLDivLoss::batchmean().forward(&x[0], &target),
-                "cosine_embedding_0.2" => {
-                    CosineEmbeddingLoss { margin: 0.2, reduction }.forward(&x[0], &x[1], &target)
-                }
+                "cosine_embedding_0.2" => CosineEmbeddingLoss { margin: 0.2, reduction }.forward(&x[0], &x[1], &target),
                 other => panic!("fixture has a loss this test does not know: {other}"),
             });
         }
@@ -177,7 +176,8 @@ fn a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval() {
     for dev in devices("a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval") {
         let mut model = cnn(&dev);
         let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-        let want: Vec<String> = c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> =
+            c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         assert_eq!(names, want, "parameter names and order follow PyTorch");
         // Load every parameter and buffer by its state-dict name.
         let mut tensors = model.named_parameters();

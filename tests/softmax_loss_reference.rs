@@ -13,11 +13,21 @@ fn fixture() -> Value {
 }
 
 fn floats(v: &Value, key: &str) -> Vec<f32> {
-    v[key].as_array().unwrap_or_else(|| panic!("fixture lacks {key}")).iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture lacks {key}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn uints(v: &Value, key: &str) -> Vec<u32> {
-    v[key].as_array().unwrap_or_else(|| panic!("fixture lacks {key}")).iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture lacks {key}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn shape(v: &Value, key: &str) -> Vec<usize> {
@@ -41,7 +51,12 @@ fn softmax_and_log_softmax_match_pytorch() {
     for dev in devices("softmax_and_log_softmax_match_pytorch") {
         for case in f["softmax"].as_array().unwrap() {
             let (dim, log) = (case["dim"].as_i64().unwrap() as isize, case["log"].as_bool().unwrap());
-            let what = format!("{} {:?} dim {dim} on {}", if log { "log_softmax" } else { "softmax" }, shape(case, "shape"), dev.name());
+            let what = format!(
+                "{} {:?} dim {dim} on {}",
+                if log { "log_softmax" } else { "softmax" },
+                shape(case, "shape"),
+                dev.name()
+            );
             let x = Tensor::from_vec(&floats(case, "x"), &shape(case, "shape"), &dev).requires_grad_();
             let y = if log { x.log_softmax(dim) } else { x.softmax(dim) };
             assert_rel(&what, &y.to_vec(), &floats(case, "y"));
@@ -89,7 +104,12 @@ fn cross_entropy_and_nll_loss_match_pytorch() {
                 Tensor::from_vec(&w, &[w.len()], &dev)
             });
             let loss = if kind == "cross_entropy" {
-                let opts = CrossEntropyOptions { weight, ignore_index: ignore, label_smoothing: smoothing, reduction: reduction(case) };
+                let opts = CrossEntropyOptions {
+                    weight,
+                    ignore_index: ignore,
+                    label_smoothing: smoothing,
+                    reduction: reduction(case),
+                };
                 x.cross_entropy(&target, &opts)
             } else {
                 x.nll_loss(&target, weight.as_ref(), ignore, reduction(case))
@@ -140,7 +160,10 @@ fn dropout_statistics_match_pytorch() {
                 if *a == 0.0 {
                     dropped += 1;
                 } else {
-                    assert!((a / b - torch_scale).abs() <= 1e-5 * torch_scale, "p {p}: kept {a} from {b}, PyTorch scales by {torch_scale}");
+                    assert!(
+                        (a / b - torch_scale).abs() <= 1e-5 * torch_scale,
+                        "p {p}: kept {a} from {b}, PyTorch scales by {torch_scale}"
+                    );
                 }
             }
             let frac = dropped as f64 / n as f64;

@@ -105,7 +105,12 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
             )
         });
         let input_grads = (node.backward)(&g, &node.inputs, &t.detach());
-        assert_eq!(input_grads.len(), node.inputs.len(), "wgrad internal: {} returned the wrong number of gradients", node.op);
+        assert_eq!(
+            input_grads.len(),
+            node.inputs.len(),
+            "wgrad internal: {} returned the wrong number of gradients",
+            node.op
+        );
         for (input, ig) in node.inputs.iter().zip(input_grads) {
             let Some(ig) = ig else { continue };
             if !input.requires_grad() {

@@ -35,7 +35,6 @@ impl Generator {
     }
 
     fn advance(&mut self, n: usize) -> u64 {
-
         let at = self.offset;
         self.offset += (n as u64).div_ceil(4);
         at

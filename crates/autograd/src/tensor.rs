@@ -56,7 +56,14 @@ impl Tensor {
         Self::make(buffer, layout, dtype, false, true, None)
     }
 
-    fn make(buffer: Buffer, layout: Layout, dtype: DType, requires_grad: bool, is_leaf: bool, node: Option<Node>) -> Tensor {
+    fn make(
+        buffer: Buffer,
+        layout: Layout,
+        dtype: DType,
+        requires_grad: bool,
+        is_leaf: bool,
+        node: Option<Node>,
+    ) -> Tensor {
         Tensor {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -273,9 +280,10 @@ impl Tensor {
 
     /// Copies the elements to the host as f16.
     pub fn to_vec_f16(&self) -> Vec<half::f16> {
-        self.to_dtype(DType::F16).read_words().map(|b| {
-            b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect()
-        }).unwrap_or_else(|e| panic!("to_vec_f16: {e}"))
+        self.to_dtype(DType::F16)
+            .read_words()
+            .map(|b| b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect())
+            .unwrap_or_else(|e| panic!("to_vec_f16: {e}"))
     }
 
     /// The value of a one-element tensor.
@@ -355,7 +363,12 @@ impl Tensor {
     /// # Panics
     /// When the tensor is not a single value or does not require a gradient.
     pub fn backward(&self) {
-        assert_eq!(self.numel(), 1, "backward: needs a single-value tensor, got shape {:?}; use backward_with", self.shape());
+        assert_eq!(
+            self.numel(),
+            1,
+            "backward: needs a single-value tensor, got shape {:?}; use backward_with",
+            self.shape()
+        );
         self.backward_with(&Tensor::ones(&self.shape(), &self.device()));
     }
 
@@ -372,7 +385,13 @@ impl Tensor {
 
     fn run_backward(&self, grad: &Tensor, retain_graph: bool) {
         assert!(self.requires_grad(), "backward: tensor does not require grad (no parameter reaches it)");
-        assert_eq!(grad.shape(), self.shape(), "backward: gradient shape {:?} vs tensor shape {:?}", grad.shape(), self.shape());
+        assert_eq!(
+            grad.shape(),
+            self.shape(),
+            "backward: gradient shape {:?} vs tensor shape {:?}",
+            grad.shape(),
+            self.shape()
+        );
         graph::backward(self, grad.detach(), retain_graph);
     }
 
@@ -408,7 +427,10 @@ impl Tensor {
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
     if len != n {
-        return Err(wgrad_gpu_core::Error::invalid(op, format!("{len} values do not fill shape {shape:?} ({n} elements)")));
+        return Err(wgrad_gpu_core::Error::invalid(
+            op,
+            format!("{len} values do not fill shape {shape:?} ({n} elements)"),
+        ));
     }
     Ok(())
 }

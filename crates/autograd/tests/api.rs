@@ -20,7 +20,10 @@ fn creation_and_readback() {
         let t16 = Tensor::from_f16(&h, &[3], &dev);
         assert_eq!(t16.dtype(), DType::F16);
         assert_eq!(t16.to_dtype(DType::F32).to_vec(), vec![0.5, -2.0, 65504.0]);
-        assert_eq!(Tensor::from_vec(&[0.1, 3.0], &[2], &dev).to_vec_f16(), vec![half::f16::from_f32(0.1), half::f16::from_f32(3.0)]);
+        assert_eq!(
+            Tensor::from_vec(&[0.1, 3.0], &[2], &dev).to_vec_f16(),
+            vec![half::f16::from_f32(0.1), half::f16::from_f32(3.0)]
+        );
         let idx = Tensor::from_u32(&[2, 0], &[2], &dev);
         assert_eq!(idx.to_vec_u32(), vec![2, 0]);
         assert_eq!(idx.one_hot(3).to_vec(), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);

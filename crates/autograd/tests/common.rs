@@ -26,7 +26,13 @@ pub fn gradcheck(test: &str, shapes: &[&[usize]], f: impl Fn(&[Tensor]) -> Tenso
 
 /// [`gradcheck`] with an input range and tolerances.
 #[track_caller]
-pub fn gradcheck_in(test: &str, shapes: &[&[usize]], range: (f32, f32), opts: GradCheck, f: impl Fn(&[Tensor]) -> Tensor) {
+pub fn gradcheck_in(
+    test: &str,
+    shapes: &[&[usize]],
+    range: (f32, f32),
+    opts: GradCheck,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
     for dev in backends(test) {
         let inputs: Vec<Tensor> =
             shapes.iter().enumerate().map(|(i, s)| rand(s, 100 + i as u64, range.0, range.1, &dev)).collect();

@@ -126,7 +126,10 @@ fn max_ties_share_the_gradient_like_pytorch() {
         let x = Tensor::from_vec(&[1.0, 3.0, 3.0, 2.0], &[4], &dev).requires_grad_();
         x.max(&[0], false).backward();
         assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 0.5, 0.5, 0.0], "torch.amax splits ties");
-        let (a, b) = (Tensor::from_vec(&[1.0, 2.0], &[2], &dev).requires_grad_(), Tensor::from_vec(&[1.0, 1.0], &[2], &dev).requires_grad_());
+        let (a, b) = (
+            Tensor::from_vec(&[1.0, 2.0], &[2], &dev).requires_grad_(),
+            Tensor::from_vec(&[1.0, 1.0], &[2], &dev).requires_grad_(),
+        );
         a.maximum(&b).sum_all().backward();
         assert_eq!(a.grad().unwrap().to_vec(), vec![0.5, 1.0]);
         assert_eq!(b.grad().unwrap().to_vec(), vec![0.5, 0.0]);

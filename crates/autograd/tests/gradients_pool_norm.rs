@@ -32,7 +32,9 @@ fn avg_and_adaptive_pool_gradients() {
         gradcheck(&format!("avg_pool2d count_include_pad {count_pad}"), &[&[2, 2, 5, 7]], move |x| {
             x[0].avg_pool2d((3, 3), (2, 2), (1, 1), count_pad)
         });
-        gradcheck("avg_pool2d overlapping", &[&[1, 1, 5, 4]], move |x| x[0].avg_pool2d((3, 2), (1, 1), (1, 1), count_pad));
+        gradcheck("avg_pool2d overlapping", &[&[1, 1, 5, 4]], move |x| {
+            x[0].avg_pool2d((3, 2), (1, 1), (1, 1), count_pad)
+        });
     }
     gradcheck("adaptive_avg_pool2d 7x5 -> 3x2", &[&[2, 2, 7, 5]], |x| x[0].adaptive_avg_pool2d((3, 2)));
     gradcheck("adaptive_avg_pool2d upsampling", &[&[1, 2, 3, 2]], |x| x[0].adaptive_avg_pool2d((4, 3)));

@@ -28,7 +28,8 @@ fn softmax_along_any_axis_matches_the_formula() {
 
 #[test]
 fn softmax_and_log_softmax_gradients() {
-    let shapes: [(&[usize], &[isize]); 4] = [(&[3, 5], &[0, 1, -1]), (&[2, 3, 4], &[0, 1, 2]), (&[1, 7], &[1]), (&[4], &[0])];
+    let shapes: [(&[usize], &[isize]); 4] =
+        [(&[3, 5], &[0, 1, -1]), (&[2, 3, 4], &[0, 1, 2]), (&[1, 7], &[1]), (&[4], &[0])];
     for (shape, dims) in shapes {
         for &dim in dims {
             gradcheck(&format!("softmax {shape:?} dim {dim}"), &[shape], move |x| x[0].softmax(dim));
@@ -45,7 +46,13 @@ fn classes(n: usize, c: usize, dev: &Device) -> Tensor {
     Tensor::from_u32(&v, &[n], dev)
 }
 
-fn ce_options(weight: bool, ignore: Option<u32>, smoothing: f32, reduction: Reduction, dev: &Device) -> CrossEntropyOptions {
+fn ce_options(
+    weight: bool,
+    ignore: Option<u32>,
+    smoothing: f32,
+    reduction: Reduction,
+    dev: &Device,
+) -> CrossEntropyOptions {
     CrossEntropyOptions {
         weight: weight.then(|| Tensor::from_vec(&[0.5, 1.5, 1.0, 2.0], &[4], dev)),
         ignore_index: ignore,
@@ -61,10 +68,14 @@ fn cross_entropy_with_class_targets_gradients() {
         for weight in [false, true] {
             for ignore in [None, Some(2)] {
                 for smoothing in [0.0, 0.2] {
-                    let what = format!("cross_entropy {reduction:?} weight {weight} ignore {ignore:?} smoothing {smoothing}");
+                    let what =
+                        format!("cross_entropy {reduction:?} weight {weight} ignore {ignore:?} smoothing {smoothing}");
                     gradcheck(&what, &[&[5, 4]], move |x| {
                         let dev = x[0].device();
-                        x[0].cross_entropy(&classes(5, 4, &dev), &ce_options(weight, ignore, smoothing, reduction, &dev))
+                        x[0].cross_entropy(
+                            &classes(5, 4, &dev),
+                            &ce_options(weight, ignore, smoothing, reduction, &dev),
+                        )
                     });
                 }
             }
@@ -114,7 +125,8 @@ fn cross_entropy_with_spatial_dims_and_single_samples() {
         assert_eq!(none.shape(), vec![2, 3]);
         // Moving the class dim last by hand gives the same losses.
         let flat = x.permute(&[0, 2, 1]).reshape(&[6, 4]);
-        let want = flat.cross_entropy(&t.reshape(&[6]), &CrossEntropyOptions { reduction: Reduction::None, ..Default::default() });
+        let want = flat
+            .cross_entropy(&t.reshape(&[6]), &CrossEntropyOptions { reduction: Reduction::None, ..Default::default() });
         assert_close("spatial vs flat", &none.to_vec(), &want.to_vec(), 1e-6, 1e-7);
     }
 }
@@ -128,7 +140,15 @@ fn cross_entropy_values_match_log_softmax_composition() {
         for reduction in REDUCTIONS {
             for ignore in [None, Some(2), Some(-100i32 as u32)] {
                 let what = format!("{reduction:?} ignore {ignore:?} on {}", dev.name());
-                let ce = x.cross_entropy(&t, &CrossEntropyOptions { weight: Some(w.clone()), ignore_index: ignore, label_smoothing: 0.0, reduction });
+                let ce = x.cross_entropy(
+                    &t,
+                    &CrossEntropyOptions {
+                        weight: Some(w.clone()),
+                        ignore_index: ignore,
+                        label_smoothing: 0.0,
+                        reduction,
+                    },
+                );
                 let nll = x.log_softmax(1).nll_loss(&t, Some(&w), ignore, reduction);
                 assert_close(&what, &ce.to_vec(), &nll.to_vec(), 1e-5, 1e-6);
             }
@@ -208,7 +228,9 @@ fn embedding_padding_row_gets_no_gradient() {
 #[test]
 fn dropout_gradient_with_a_fixed_generator_state() {
     for p in [0.2, 0.5] {
-        gradcheck(&format!("dropout p {p}"), &[&[4, 6]], move |x| x[0].dropout(p, true, &mut Generator { seed: 77, offset: 3 }));
+        gradcheck(&format!("dropout p {p}"), &[&[4, 6]], move |x| {
+            x[0].dropout(p, true, &mut Generator { seed: 77, offset: 3 })
+        });
     }
 }
 

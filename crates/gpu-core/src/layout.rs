@@ -273,7 +273,10 @@ mod tests {
         let s = l.narrow(0, 1, 1).unwrap().reshape(&[3, 4]).unwrap();
         assert_eq!((s.strides.clone(), s.offset), (vec![4, 1], 12));
         assert_eq!(s.index_of(5), 17);
-        assert_eq!(l.reshape(&[]).unwrap_err().to_string(), "reshape: cannot reshape [2, 3, 4] (24 elements) to [] (1 elements)");
+        assert_eq!(
+            l.reshape(&[]).unwrap_err().to_string(),
+            "reshape: cannot reshape [2, 3, 4] (24 elements) to [] (1 elements)"
+        );
         let msg = l.reshape(&[5, 5]).unwrap_err().to_string();
         assert!(msg.contains("[2, 3, 4]") && msg.contains("[5, 5]"), "{msg}");
         let t = l.permute(&[1, 0, 2]).unwrap();

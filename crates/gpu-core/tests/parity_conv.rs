@@ -11,7 +11,10 @@ fn awkward() -> Vec<(&'static str, ConvGeometry)> {
     let base = ConvGeometry::new(2, 4, (7, 6), (3, 3));
     vec![
         ("3x3 pad 1", ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..base }),
-        ("stride 2, odd input", ConvGeometry { in_h: 9, in_w: 7, stride_h: 2, stride_w: 2, pad_top: 1, pad_left: 1, ..base }),
+        (
+            "stride 2, odd input",
+            ConvGeometry { in_h: 9, in_w: 7, stride_h: 2, stride_w: 2, pad_top: 1, pad_left: 1, ..base },
+        ),
         ("dilation 2", ConvGeometry { dilation_h: 2, dilation_w: 2, pad_top: 2, pad_bottom: 2, ..base }),
         ("groups 4", ConvGeometry { channels: 8, groups: 4, pad_left: 1, pad_right: 1, ..base }),
         ("depthwise", ConvGeometry { channels: 5, groups: 5, stride_w: 2, pad_top: 1, pad_bottom: 1, ..base }),
@@ -69,7 +72,13 @@ fn large_launches_fold_their_grid() {
     let Some((gpu, cpu)) = devices("large_launches_fold_their_grid") else { return };
     // A big kernel over a small image: 17M column entries from 16K pixels.
     let pad = 16;
-    let geo = ConvGeometry { pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad, ..ConvGeometry::new(1, 4, (64, 64), (32, 32)) };
+    let geo = ConvGeometry {
+        pad_top: pad,
+        pad_bottom: pad,
+        pad_left: pad,
+        pad_right: pad,
+        ..ConvGeometry::new(1, 4, (64, 64), (32, 32))
+    };
     assert!(n_cols(&geo) > 65_535 * 256);
     let x = rng(50).vec(n_input(&geo), -1.0, 1.0);
     let (xg, xc) = both(&gpu, &cpu, &x);
@@ -143,7 +152,13 @@ fn padding_reads_zero_and_col2im_counts_overlaps() {
     let cpu = Device::cpu();
     // A 2x2 input of ones, 2x2 kernel, pad 1: 3x3 outputs, and each pixel is
     // covered by all 4 taps.
-    let geo = ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..ConvGeometry::new(1, 1, (2, 2), (2, 2)) };
+    let geo = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(1, 1, (2, 2), (2, 2))
+    };
     let cols = im2col(&Buffer::from_f32(&cpu, &[1.0; 4]).unwrap(), &geo).unwrap().to_f32().unwrap();
     // Tap (0, 0) sees the input only from output positions (1,1),(1,2),(2,1),(2,2).
     assert_eq!(&cols[..9], &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
@@ -158,7 +173,8 @@ fn bad_geometries_and_short_buffers_are_errors() {
     let too_big = ConvGeometry::new(1, 1, (4, 4), (5, 5));
     let msg = im2col(&x, &too_big).unwrap_err().to_string();
     assert!(msg.contains("conv2d") && msg.contains("larger than the padded input"), "{msg}");
-    let msg = col2im(&x, &ConvGeometry { groups: 2, ..ConvGeometry::new(1, 3, (4, 4), (1, 1)) }).unwrap_err().to_string();
+    let msg =
+        col2im(&x, &ConvGeometry { groups: 2, ..ConvGeometry::new(1, 3, (4, 4), (1, 1)) }).unwrap_err().to_string();
     assert!(msg.contains("divisible by groups"), "{msg}");
     let msg = im2col(&x, &ConvGeometry::new(2, 1, (4, 4), (3, 3))).unwrap_err().to_string();
     assert!(msg.starts_with("im2col") && msg.contains("input buffer"), "{msg}");

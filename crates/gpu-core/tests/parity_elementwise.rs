@@ -58,7 +58,11 @@ fn every_unary_op_matches() {
         }
         let positive: Vec<f32> = data.iter().map(|v| v.abs() + 0.1).collect();
         for &op in ALL_UNARY {
-            let input = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Powf(-0.5)) { &positive } else { &data };
+            let input = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Powf(-0.5)) {
+                &positive
+            } else {
+                &data
+            };
             let (xg, xc) = both(&g, &c, input);
             let what = format!("{op:?} n={n}");
             let (yg, yc) = (unary(op, &xg, n).unwrap(), unary(op, &xc, n).unwrap());
@@ -76,7 +80,10 @@ fn every_unary_gradient_matches_twin_and_finite_differences() {
     let data: Vec<f32> = r.vec(n, -3.0, 3.0).iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect();
     let up = r.vec(n, -1.0, 1.0);
     for &op in ALL_UNARY {
-        let input: Vec<f32> = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal | UnaryOp::Powf(-0.5)) {
+        let input: Vec<f32> = if matches!(
+            op,
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal | UnaryOp::Powf(-0.5)
+        ) {
             data.iter().map(|v| v.abs() + 0.5).collect()
         } else if let UnaryOp::Clamp(lo, hi) = op {
             data.iter().map(|v| if (v - lo).abs() < 0.05 || (v - hi).abs() < 0.05 { v + 0.1 } else { *v }).collect()

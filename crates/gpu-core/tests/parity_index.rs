@@ -74,12 +74,8 @@ fn gather_matches_along_each_dim() {
         for l in [&base, &view] {
             for dim in 0..shape.len() {
                 // Index smaller than x off `dim` (where possible), larger along it.
-                let ishape: Vec<usize> = l
-                    .shape
-                    .iter()
-                    .enumerate()
-                    .map(|(d, &s)| if d == dim { s + 3 } else { s.div_ceil(2) })
-                    .collect();
+                let ishape: Vec<usize> =
+                    l.shape.iter().enumerate().map(|(d, &s)| if d == dim { s + 3 } else { s.div_ceil(2) }).collect();
                 let n: usize = ishape.iter().product();
                 let idx = indices(&mut r, n, l.shape[dim]);
                 let (ig, ic) = both_u32(&g, &c, &idx);
@@ -114,7 +110,8 @@ fn scatter_add_matches_along_each_dim() {
         let dn: usize = shape.iter().product();
         for dim in 0..shape.len() {
             // Many more sources than destinations along dim: heavy collisions.
-            let ishape: Vec<usize> = shape.iter().enumerate().map(|(d, &s)| if d == dim { 3 * s + 1 } else { s }).collect();
+            let ishape: Vec<usize> =
+                shape.iter().enumerate().map(|(d, &s)| if d == dim { 3 * s + 1 } else { s }).collect();
             let n: usize = ishape.iter().product();
             let idx = indices(&mut r, n, shape[dim]);
             let (ig, ic) = both_u32(&g, &c, &idx);

@@ -28,16 +28,8 @@ fn check_contiguous(g: &Device, c: &Device, data: &[f32], view: &Layout, what: &
 fn contiguous_materialises_permutations_of_every_rank() {
     let Some((g, c)) = devices("contiguous_materialises_permutations_of_every_rank") else { return };
     let mut r = rng(10);
-    let shapes: &[&[usize]] = &[
-        &[1023],
-        &[7, 33],
-        &[33, 1],
-        &[1, 7, 33],
-        &[0, 7],
-        &[7, 1, 3, 5],
-        &[2, 7, 1, 3, 5],
-        &[3, 2, 4, 1, 7],
-    ];
+    let shapes: &[&[usize]] =
+        &[&[1023], &[7, 33], &[33, 1], &[1, 7, 33], &[0, 7], &[7, 1, 3, 5], &[2, 7, 1, 3, 5], &[3, 2, 4, 1, 7]];
     for &shape in shapes {
         let base = Layout::contiguous(shape);
         let data = r.vec(base.numel(), -1.0, 1.0);

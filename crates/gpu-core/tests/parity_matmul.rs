@@ -36,7 +36,10 @@ fn check(
     (da, la): (&[f32], &Layout),
     (db, lb): (&[f32], &Layout),
 ) -> (Vec<f32>, Vec<usize>) {
-    let what = format!("{kernel:?} {:?}{:?}+{} @ {:?}{:?}+{}", la.shape, la.strides, la.offset, lb.shape, lb.strides, lb.offset);
+    let what = format!(
+        "{kernel:?} {:?}{:?}+{} @ {:?}{:?}+{}",
+        la.shape, la.strides, la.offset, lb.shape, lb.strides, lb.offset
+    );
     let (ag, ac) = both(g, c, da);
     let (bg, bc) = both(g, c, db);
     let (zg, sg) = matmul_with(kernel, &ag, la, &bg, lb).unwrap();
@@ -202,11 +205,13 @@ fn empty_products() {
     drop(Buffer::from_f32(&g, &[7.0; 5 * 9]).unwrap());
     for kernel in kernels(&g) {
         let a = Buffer::from_f32(&g, &[]).unwrap();
-        let (z, shape) = matmul_with(kernel, &a, &Layout::contiguous(&[5, 0]), &a, &Layout::contiguous(&[0, 9])).unwrap();
+        let (z, shape) =
+            matmul_with(kernel, &a, &Layout::contiguous(&[5, 0]), &a, &Layout::contiguous(&[0, 9])).unwrap();
         assert_eq!(shape, vec![5, 9]);
         assert_eq!(z.to_f32().unwrap(), vec![0.0; 45], "{kernel:?}: K = 0");
         let x = Buffer::from_f32(&g, &[1.0; 12]).unwrap();
-        let (z, shape) = matmul_with(kernel, &a, &Layout::contiguous(&[0, 3]), &x, &Layout::contiguous(&[3, 4])).unwrap();
+        let (z, shape) =
+            matmul_with(kernel, &a, &Layout::contiguous(&[0, 3]), &x, &Layout::contiguous(&[3, 4])).unwrap();
         assert_eq!((shape, z.to_f32().unwrap().len()), (vec![0, 4], 0), "{kernel:?}: M = 0");
         let (z, shape) =
             matmul_with(kernel, &x, &Layout::contiguous(&[2, 2, 3]), &a, &Layout::contiguous(&[3, 0])).unwrap();
@@ -243,11 +248,8 @@ fn shape_errors_name_both_shapes() {
     let c = Device::cpu();
     let x = Buffer::from_f32(&c, &[0.0; 64]).unwrap();
     let l = Layout::contiguous;
-    let cases: &[(&[usize], &[usize], &str)] = &[
-        (&[4], &[4, 2], "rank"),
-        (&[2, 3], &[4, 2], "inner dimensions"),
-        (&[2, 2, 3], &[3, 3, 1], "batch"),
-    ];
+    let cases: &[(&[usize], &[usize], &str)] =
+        &[(&[4], &[4, 2], "rank"), (&[2, 3], &[4, 2], "inner dimensions"), (&[2, 2, 3], &[3, 3, 1], "batch")];
     for &(sa, sb, why) in cases {
         let msg = matmul(&x, &l(sa), &x, &l(sb)).unwrap_err().to_string();
         assert!(msg.contains(&format!("{sa:?}")) && msg.contains(&format!("{sb:?}")) && msg.contains(why), "{msg}");

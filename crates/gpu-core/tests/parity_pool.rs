@@ -4,8 +4,7 @@
 mod common;
 use common::*;
 use wgrad_gpu_core::ops::pool::{
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
-    max_pool2d_backward,
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
 };
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -26,10 +25,8 @@ const FIXED: &[(&[usize], Pair, Pair, Pair, Pair)] = &[
 ];
 
 /// Dilated windows (max pooling only).
-const DILATED: &[(&[usize], Pair, Pair, Pair, Pair)] = &[
-    (&[1, 2, 9, 8], (3, 2), (1, 2), (1, 0), (2, 2)),
-    (&[2, 3, 11, 7], (3, 3), (2, 1), (1, 1), (2, 3)),
-];
+const DILATED: &[(&[usize], Pair, Pair, Pair, Pair)] =
+    &[(&[1, 2, 9, 8], (3, 2), (1, 2), (1, 0), (2, 2)), (&[2, 3, 11, 7], (3, 3), (2, 1), (1, 1), (2, 3))];
 
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()

@@ -45,7 +45,8 @@ fn softmax_rows_match_twin() {
                 let (xg, xc) = both(&g, &c, &row_data(seed, n, large));
                 for log in [false, true] {
                     let what = format!("rows {rows} cols {cols} log {log} large {large}");
-                    let (yg, yc) = (softmax_rows(&xg, rows, cols, log).unwrap(), softmax_rows(&xc, rows, cols, log).unwrap());
+                    let (yg, yc) =
+                        (softmax_rows(&xg, rows, cols, log).unwrap(), softmax_rows(&xc, rows, cols, log).unwrap());
                     let (rtol, atol) = if log { (1e-5, 1e-5) } else { (2e-5, 1e-7) };
                     same(&what, &yg, &yc, n, rtol, atol);
                     if !log {
@@ -78,7 +79,8 @@ fn softmax_backward_matches_twin() {
             let (dg, dc) = both(&g, &c, &rng(seed + 1000).vec(n, -1.0, 1.0));
             for log in [false, true] {
                 let what = format!("backward rows {rows} cols {cols} log {log}");
-                let (yg, yc) = (softmax_rows(&xg, rows, cols, log).unwrap(), softmax_rows(&xc, rows, cols, log).unwrap());
+                let (yg, yc) =
+                    (softmax_rows(&xg, rows, cols, log).unwrap(), softmax_rows(&xc, rows, cols, log).unwrap());
                 let bg = softmax_rows_backward(&yg, &dg, rows, cols, log).unwrap();
                 let bc = softmax_rows_backward(&yc, &dc, rows, cols, log).unwrap();
                 same(&what, &bg, &bc, n, 1e-4, 1e-6);
@@ -100,7 +102,8 @@ fn softmax_backward_twin_matches_finite_differences() {
             y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum()
         };
         let y = softmax_rows(&Buffer::from_f32(&c, &x).unwrap(), rows, cols, log).unwrap();
-        let dx = softmax_rows_backward(&y, &Buffer::from_f32(&c, &dy).unwrap(), rows, cols, log).unwrap().to_f32().unwrap();
+        let dx =
+            softmax_rows_backward(&y, &Buffer::from_f32(&c, &dy).unwrap(), rows, cols, log).unwrap().to_f32().unwrap();
         let h = 1e-2;
         for j in 0..x.len() {
             let (mut a, mut b) = (x.clone(), x.clone());
@@ -165,7 +168,9 @@ impl CeCase {
             match &self.probs {
                 Some(p) => {
                     let y = &p[r * cols..(r + 1) * cols];
-                    loss.push(-(0..cols).map(|c| w(c) * logp[c] * ((1.0 - e) * y[c] as f64 + e / cols as f64)).sum::<f64>());
+                    loss.push(
+                        -(0..cols).map(|c| w(c) * logp[c] * ((1.0 - e) * y[c] as f64 + e / cols as f64)).sum::<f64>(),
+                    );
                     weight.push(1.0);
                 }
                 None => {
@@ -203,10 +208,26 @@ fn ce_cases(rows: usize, cols: usize, seed: u64) -> Vec<CeCase> {
         for weight in [None, Some(weight.clone())] {
             // An ignore index that occurs in the targets, and PyTorch's default -100 seen as u32.
             for ignore in [None, Some(classes[0]), Some(-100i32 as u32)] {
-                let case = CeCase { rows, cols, classes: classes.clone(), probs: None, weight: weight.clone(), ignore, smoothing };
+                let case = CeCase {
+                    rows,
+                    cols,
+                    classes: classes.clone(),
+                    probs: None,
+                    weight: weight.clone(),
+                    ignore,
+                    smoothing,
+                };
                 out.push(case);
             }
-            let case = CeCase { rows, cols, classes: vec![], probs: Some(probs.clone()), weight: weight.clone(), ignore: None, smoothing };
+            let case = CeCase {
+                rows,
+                cols,
+                classes: vec![],
+                probs: Some(probs.clone()),
+                weight: weight.clone(),
+                ignore: None,
+                smoothing,
+            };
             out.push(case);
         }
     }
@@ -285,10 +306,20 @@ fn cross_entropy_flags_bad_targets_and_arguments() {
         let x = Buffer::from_f32(&d, &[0.5, -1.0, 2.0, 0.0, 1.0, 3.0]).unwrap();
         // Class 7 of 3 is out of range: that row is NaN, the other one is fine.
         let t = Buffer::from_u32(&d, &[7, 1]).unwrap();
-        let args = CeArgs { rows: 2, cols: 3, target: CeTarget::Classes(&t), weight: None, ignore_index: None, label_smoothing: 0.0 };
+        let args = CeArgs {
+            rows: 2,
+            cols: 3,
+            target: CeTarget::Classes(&t),
+            weight: None,
+            ignore_index: None,
+            label_smoothing: 0.0,
+        };
         let (loss, weight, probs) = cross_entropy_rows(&x, &args).unwrap();
         let (loss, weight) = (loss.to_f32().unwrap(), weight.to_f32().unwrap());
-        assert!(loss[0].is_nan() && weight[0].is_nan() && loss[1].is_finite() && weight[1] == 1.0, "{loss:?} {weight:?}");
+        assert!(
+            loss[0].is_nan() && weight[0].is_nan() && loss[1].is_finite() && weight[1] == 1.0,
+            "{loss:?} {weight:?}"
+        );
         let dx = cross_entropy_rows_backward(&probs, &args, &Buffer::from_f32(&d, &[1.0, 1.0]).unwrap()).unwrap();
         let dx = dx.to_f32().unwrap();
         assert!(dx[..3].iter().all(|v| v.is_nan()) && dx[3..].iter().all(|v| v.is_finite()), "{dx:?}");

@@ -12,11 +12,11 @@ pub mod loss;
 pub mod module;
 
 pub use layers::activation::{
-    LeakyReLU, LogSoftmax, Mish, PReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, ReLU, SELU,
+    LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, SELU,
 };
+pub use layers::conv::{Conv1d, Conv2d, ConvTranspose2d};
 pub use layers::dropout::Dropout;
 pub use layers::embedding::Embedding;
-pub use layers::conv::{Conv1d, Conv2d, ConvTranspose2d};
 pub use layers::linear::Linear;
 pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
 
@@ -27,4 +27,3 @@ pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use layers::sequential::Sequential;
 pub use module::{Module, ModuleExt};
 pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
-

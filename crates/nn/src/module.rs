@@ -133,7 +133,12 @@ fn own_params(m: &dyn Module) -> usize {
 
 /// Runs `m` on `x`, descending into sequential children to record each row.
 fn summarize(m: &dyn Module, name: &str, x: &Tensor, depth: usize, rows: &mut Vec<(String, String, usize)>) -> Tensor {
-    let label = format!("{}{}{}", "  ".repeat(depth), if name.is_empty() { String::new() } else { format!("{name}: ") }, m.describe());
+    let label = format!(
+        "{}{}{}",
+        "  ".repeat(depth),
+        if name.is_empty() { String::new() } else { format!("{name}: ") },
+        m.describe()
+    );
     let children = m.children();
     // Only chains of children can be traced layer by layer; other containers
     // (residual blocks) are reported as one row.

@@ -23,7 +23,8 @@ fn distributions_have_the_documented_spread() {
     let mut g = Generator::new(11);
     let t = Tensor::zeros(&[256, 128, 3], &dev);
     let (fi, fo) = (128.0 * 3.0, 256.0 * 3.0);
-    let cases: Vec<(&str, f32, Box<dyn Fn(&mut Generator)>)> = vec![
+    type Fill<'a> = Box<dyn Fn(&mut Generator) + 'a>;
+    let cases: Vec<(&str, f32, Fill)> = vec![
         ("xavier_uniform", 2.0 / (fi + fo), Box::new(|g| xavier_uniform_(&t, 1.0, g))),
         ("xavier_normal", 2.0 / (fi + fo), Box::new(|g| xavier_normal_(&t, 1.0, g))),
         ("kaiming_uniform", 2.0 / fi, Box::new(|g| kaiming_uniform_(&t, FanMode::FanIn, Nonlinearity::Relu, g))),

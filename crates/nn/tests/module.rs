@@ -72,7 +72,8 @@ fn activations_forward_like_their_tensor_methods() {
 fn train_and_eval_reach_nested_dropout_and_batch_norm() {
     let dev = Device::cpu();
     let mut g = Generator::new(9);
-    let mut m = Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new_1d(4, &dev));
+    let mut m =
+        Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new_1d(4, &dev));
     let x = Tensor::ones(&[64, 4], &dev);
     m.train();
     let y = m.get(0).forward(&x).to_vec();

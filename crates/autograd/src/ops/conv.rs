@@ -294,7 +294,9 @@ impl Tensor {
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
             let gy = gy.reshape(&[n, groups, ocg, l]);
             let dx = inputs[0].requires_grad().then(|| {
-                let w_t = inputs[1].reshape(&[1, groups, ocg, k]).transpose(-1, -2);
+                // The weight is small next to the columns: a dense Wᵀ costs
+                // little and keeps the big product on the matmul's fastest path.
+                let w_t = inputs[1].reshape(&[1, groups, ocg, k]).transpose(-1, -2).contiguous();
                 let dcols = bmm(OP, &w_t, &gy);
                 dense(expect(OP, col2im(&dcols.dense_buffer(), &geo)), &geo.input_shape())
             });
@@ -321,7 +323,12 @@ impl Tensor {
     ) -> Tensor {
         let oc = weight.shape().first().copied().unwrap_or(0);
         check_operands("conv1d", self, weight, bias, 3, oc);
-        let opts = Conv2dOptions { stride: (1, stride), padding: [0, 0, padding.0, padding.1], dilation: (1, dilation), groups };
+        let opts = Conv2dOptions {
+            stride: (1, stride),
+            padding: [0, 0, padding.0, padding.1],
+            dilation: (1, dilation),
+            groups,
+        };
         self.unsqueeze(2).conv2d(&weight.unsqueeze(2), bias, &opts).squeeze(2)
     }
 
@@ -347,10 +354,20 @@ impl Tensor {
             "{OP}: input {xs:?} has {} channels, not divisible by groups = {groups}",
             xs[1]
         );
-        assert!(ws[0] == xs[1], "{OP}: weight {ws:?} expects {} input channels, but the input {xs:?} has {}", ws[0], xs[1]);
+        assert!(
+            ws[0] == xs[1],
+            "{OP}: weight {ws:?} expects {} input channels, but the input {xs:?} has {}",
+            ws[0],
+            xs[1]
+        );
         // The forward convolution this op transposes maps [N, OC, OH, OW] to the input's size.
         let out_size = |axis: &str, len: usize, k: usize, s: usize, p: usize, op: usize, d: usize| -> (usize, usize) {
-            assert!(s >= 1 && d >= 1, "{OP}: stride {:?} and dilation {:?} must be positive", opts.stride, opts.dilation);
+            assert!(
+                s >= 1 && d >= 1,
+                "{OP}: stride {:?} and dilation {:?} must be positive",
+                opts.stride,
+                opts.dilation
+            );
             assert!(
                 op < s || op < d,
                 "{OP}: output_padding {:?} must be smaller than the stride {:?} or the dilation {:?}",
@@ -368,8 +385,10 @@ impl Tensor {
             // exactly `len` long; it only sets the geometry's output size.
             (full - 2 * p, p.saturating_sub(op))
         };
-        let (oh, pad_bottom) = out_size("height", xs[2], ws[2], opts.stride.0, opts.padding.0, opts.output_padding.0, opts.dilation.0);
-        let (ow, pad_right) = out_size("width", xs[3], ws[3], opts.stride.1, opts.padding.1, opts.output_padding.1, opts.dilation.1);
+        let (oh, pad_bottom) =
+            out_size("height", xs[2], ws[2], opts.stride.0, opts.padding.0, opts.output_padding.0, opts.dilation.0);
+        let (ow, pad_right) =
+            out_size("width", xs[3], ws[3], opts.stride.1, opts.padding.1, opts.output_padding.1, opts.dilation.1);
         let geo = ConvGeometry {
             batch: xs[0],
             channels: oc,
@@ -398,7 +417,7 @@ impl Tensor {
         );
         let (n, cin_g, k, l) = (xs[0], xs[1] / groups, geo.col_rows(), xs[2] * xs[3]);
         let x_g = self.detach().reshape(&[n, groups, cin_g, l]);
-        let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2);
+        let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2).contiguous();
         let cols = bmm(OP, &w_t, &x_g);
         let y = dense(expect(OP, col2im(&cols.dense_buffer(), &geo)), &geo.input_shape());
         let y = add_bias(y, bias);
@@ -409,9 +428,10 @@ impl Tensor {
             let (x, w) = (&inputs[0], &inputs[1]);
             let need_dcols = x.requires_grad() || w.requires_grad();
             let dcols = need_dcols.then(|| dense(expect(OP, im2col(&gy.dense_buffer(), &geo)), &geo.cols_shape()));
-            let dx = dcols.as_ref().filter(|_| x.requires_grad()).map(|dc| {
-                bmm(OP, &w.reshape(&[1, groups, cin_g, k]), dc).reshape(&xs)
-            });
+            let dx = dcols
+                .as_ref()
+                .filter(|_| x.requires_grad())
+                .map(|dc| bmm(OP, &w.reshape(&[1, groups, cin_g, k]), dc).reshape(&xs));
             let dw = dcols.as_ref().filter(|_| w.requires_grad()).map(|dc| {
                 let x_g = x.reshape(&[n, groups, cin_g, l]);
                 sum_batch(bmm(OP, &x_g, &dc.transpose(-1, -2)), &ws)

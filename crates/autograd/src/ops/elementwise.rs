@@ -139,7 +139,10 @@ impl Tensor {
             }
         }
         if self.device() != other.device() {
-            return Err(Error::invalid(name, format!("tensors on {} and {}", self.device().name(), other.device().name())));
+            return Err(Error::invalid(
+                name,
+                format!("tensors on {} and {}", self.device().name(), other.device().name()),
+            ));
         }
         let (sa, sb) = (self.shape(), other.shape());
         if broadcast_shapes(&sa, &sb).is_none() {

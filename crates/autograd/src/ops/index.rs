@@ -51,13 +51,22 @@ impl Tensor {
         index_t.expect_dtype("scatter_add index", DType::U32);
         self.expect_dtype("scatter_add", DType::F32);
         src.expect_dtype("scatter_add", DType::F32);
-        assert_eq!(index_t.shape(), src.shape(), "scatter_add: index shape {:?} vs src shape {:?}", index_t.shape(), src.shape());
+        assert_eq!(
+            index_t.shape(),
+            src.shape(),
+            "scatter_add: index shape {:?} vs src shape {:?}",
+            index_t.shape(),
+            src.shape()
+        );
         let d = self.dim_index("scatter_add", dim);
         let (b, l) = self.buffer_and_layout();
         let out = expect("scatter_add", copy::contiguous(&b, &l));
         let shape = self.shape();
         let ishape = index_t.shape();
-        expect("scatter_add", index::scatter_add(&out, &shape, d, &index_t.dense_buffer(), &src.dense_buffer(), &ishape));
+        expect(
+            "scatter_add",
+            index::scatter_add(&out, &shape, d, &index_t.dense_buffer(), &src.dense_buffer(), &ishape),
+        );
         let index_t = index_t.detach();
         Tensor::from_op("scatter_add", out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
             vec![Some(g.clone()), Some(g.gather(d as isize, &index_t))]

@@ -84,17 +84,32 @@ impl Tensor {
         let m = x.shape()[0];
         let is_probs = match target.dtype() {
             DType::U32 => {
-                assert_eq!(target.shape(), batch, "{OP}: class target shape {:?} must be the batch shape {batch:?} of input {:?}", target.shape(), self.shape());
+                assert_eq!(
+                    target.shape(),
+                    batch,
+                    "{OP}: class target shape {:?} must be the batch shape {batch:?} of input {:?}",
+                    target.shape(),
+                    self.shape()
+                );
                 false
             }
             DType::F32 => {
-                assert_eq!(target.shape(), self.shape(), "{OP}: probability target shape {:?} must equal the input shape", target.shape());
-                assert!(opts.ignore_index.is_none(), "{OP}: ignore_index is not supported with probability targets (as in PyTorch)");
+                assert_eq!(
+                    target.shape(),
+                    self.shape(),
+                    "{OP}: probability target shape {:?} must equal the input shape",
+                    target.shape()
+                );
+                assert!(
+                    opts.ignore_index.is_none(),
+                    "{OP}: ignore_index is not supported with probability targets (as in PyTorch)"
+                );
                 true
             }
             DType::F16 => panic!("{OP}: targets must be U32 classes or F32 probabilities, got F16"),
         };
-        let target_buf = if is_probs { target.detach().classes_last(OP).0.dense_buffer() } else { target.dense_buffer() };
+        let target_buf =
+            if is_probs { target.detach().classes_last(OP).0.dense_buffer() } else { target.dense_buffer() };
         let weight_buf = opts.weight.as_ref().map(|w| {
             w.expect_dtype(OP, DType::F32);
             self.expect_same_device(OP, w);
@@ -113,7 +128,11 @@ impl Tensor {
         let (loss, weight, probs) = expect(OP, softmax::cross_entropy_rows(&x.dense_buffer(), &saved.args()));
         let loss = Tensor::from_op(OP, loss, Layout::contiguous(&[m]), &[&x], move |g, _, _| {
             let dx = softmax::cross_entropy_rows_backward(&probs, &saved.args(), &g.dense_buffer());
-            vec![Some(Tensor::from_parts(expect("cross_entropy backward", dx), Layout::contiguous(&[m, c]), DType::F32))]
+            vec![Some(Tensor::from_parts(
+                expect("cross_entropy backward", dx),
+                Layout::contiguous(&[m, c]),
+                DType::F32,
+            ))]
         });
         let weight = Tensor::constant(weight, Layout::contiguous(&[m]), DType::F32);
         reduce_weighted(&loss, &weight, &batch, opts.reduction)
@@ -129,13 +148,25 @@ impl Tensor {
     ///
     /// # Panics
     /// On shape, dtype or device mismatches.
-    pub fn nll_loss(&self, target: &Tensor, weight: Option<&Tensor>, ignore_index: Option<u32>, reduction: Reduction) -> Tensor {
+    pub fn nll_loss(
+        &self,
+        target: &Tensor,
+        weight: Option<&Tensor>,
+        ignore_index: Option<u32>,
+        reduction: Reduction,
+    ) -> Tensor {
         const OP: &str = "nll_loss";
         self.expect_dtype(OP, DType::F32);
         target.expect_dtype(OP, DType::U32);
         self.expect_same_device(OP, target);
         let (x, batch, c) = self.classes_last(OP);
-        assert_eq!(target.shape(), batch, "{OP}: target shape {:?} must be the batch shape {batch:?} of input {:?}", target.shape(), self.shape());
+        assert_eq!(
+            target.shape(),
+            batch,
+            "{OP}: target shape {:?} must be the batch shape {batch:?} of input {:?}",
+            target.shape(),
+            self.shape()
+        );
         let dev = self.device();
         let m = x.shape()[0];
         // 1 for the classes that count, 0 for the ignored one.

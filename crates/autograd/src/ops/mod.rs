@@ -3,8 +3,11 @@
 //! fused gradient kernel).
 
 pub(crate) mod conv;
+mod dropout;
 mod elementwise;
+mod embedding;
 mod index;
+pub(crate) mod loss;
 mod matmul;
 mod norm;
 mod operators;
@@ -12,6 +15,3 @@ mod pool;
 mod reduce;
 mod shape;
 mod softmax;
-pub(crate) mod loss;
-mod dropout;
-mod embedding;

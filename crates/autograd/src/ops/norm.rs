@@ -32,7 +32,14 @@ impl Tensor {
 
     /// `self * weight + bias` with optional operands, each reshaped to `view`
     /// after checking it has `want` shape.
-    fn norm_affine(&self, op: &str, weight: Option<&Tensor>, bias: Option<&Tensor>, want: &[usize], view: &[usize]) -> Tensor {
+    fn norm_affine(
+        &self,
+        op: &str,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        want: &[usize],
+        view: &[usize],
+    ) -> Tensor {
         let prepare = |t: &Tensor, what: &str| {
             assert_eq!(t.shape(), want, "{op}: {what} has shape {:?}, expected {want:?}", t.shape());
             t.reshape(view)
@@ -55,13 +62,17 @@ impl Tensor {
     /// # Panics
     /// When `normalized_shape` is empty or is not the tail of the shape, or
     /// weight/bias have another shape.
-    pub fn layer_norm(&self, normalized_shape: &[usize], weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Tensor {
+    pub fn layer_norm(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Tensor {
         const OP: &str = "layer_norm";
         let shape = self.shape();
         assert!(
-            !normalized_shape.is_empty()
-                && normalized_shape.len() <= shape.len()
-                && shape.ends_with(normalized_shape),
+            !normalized_shape.is_empty() && normalized_shape.len() <= shape.len() && shape.ends_with(normalized_shape),
             "{OP}: normalized_shape {normalized_shape:?} must be a non-empty tail of the input shape {shape:?}"
         );
         let cols: usize = normalized_shape.iter().product();

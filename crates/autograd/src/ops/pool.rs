@@ -63,7 +63,13 @@ impl Tensor {
     /// [`max_pool2d`](Self::max_pool2d) that also returns, as a U32 tensor
     /// shaped like the output, each window's argmax as a flat index
     /// `y·W + x` into its input image (`return_indices=True`).
-    pub fn max_pool2d_with_indices(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> (Tensor, Tensor) {
+    pub fn max_pool2d_with_indices(
+        &self,
+        kernel: Pair,
+        stride: Pair,
+        padding: Pair,
+        dilation: Pair,
+    ) -> (Tensor, Tensor) {
         const OP: &str = "max_pool2d";
         let (x4, unbatched) = self.pool_input(OP);
         let shape = x4.shape();

@@ -127,10 +127,8 @@ impl Tensor {
             return self.clone();
         }
         let lead = s.len() - shape.len();
-        let axes: Vec<isize> = (0..s.len())
-            .filter(|&d| d < lead || (shape[d - lead] == 1 && s[d] != 1))
-            .map(|d| d as isize)
-            .collect();
+        let axes: Vec<isize> =
+            (0..s.len()).filter(|&d| d < lead || (shape[d - lead] == 1 && s[d] != 1)).map(|d| d as isize).collect();
         self.sum(&axes, true).reshape(shape)
     }
 }

@@ -32,7 +32,10 @@ impl Tensor {
         let from = self.shape();
         let n: usize = shape.iter().product();
         if n != self.numel() {
-            return Err(Error::invalid("reshape", format!("cannot view shape {from:?} ({} elements) as {shape:?} ({n} elements)", self.numel())));
+            return Err(Error::invalid(
+                "reshape",
+                format!("cannot view shape {from:?} ({} elements) as {shape:?} ({n} elements)", self.numel()),
+            ));
         }
         let layout = self.layout();
         let src = if layout.is_dense_row_major() { self.clone() } else { self.contiguous() };
@@ -104,7 +107,9 @@ impl Tensor {
         let (b, l) = self.buffer_and_layout();
         expect("narrow backward", copy::copy_into(&b, &l, &out, &region));
         let my_shape = self.shape();
-        Tensor::from_op("pad", out, full, &[self], move |g, _, _| vec![Some(g.narrow(dim as isize, start, my_shape[dim]))])
+        Tensor::from_op("pad", out, full, &[self], move |g, _, _| {
+            vec![Some(g.narrow(dim as isize, start, my_shape[dim]))]
+        })
     }
 
     /// Broadcasts to `shape` without copying (stride-0 dims).

@@ -96,11 +96,9 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         dev,
         |g| {
             let (cs, st) = coalesce(&shape, &[&va.strides, &vb.strides]);
-            let params =
-                Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(va.offset).u32(vb.offset);
+            let params = Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(va.offset).u32(vb.offset);
             let constants = [("OP", op.code() as f64), ("RANK", cs.len() as f64)];
             launch_elementwise(g, "binary", &constants, params, &[a, b], &[&out], n)
-
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());

@@ -17,13 +17,7 @@ use crate::gpu::Launch;
 use crate::{Buffer, Result};
 
 /// Launches one entry of `cast.wgsl` over `ceil(n / 2)` words, or runs `cpu` on the CPU backend.
-fn launch(
-    entry: &'static str,
-    x: &Buffer,
-    out: &Buffer,
-    n: usize,
-    cpu: impl FnOnce(&[u32], &mut [u32]),
-) -> Result<()> {
+fn launch(entry: &'static str, x: &Buffer, out: &Buffer, n: usize, cpu: impl FnOnce(&[u32], &mut [u32])) -> Result<()> {
     // Threads form element indices 2k up to n + 2·255 in u32.
     super::check_u32(entry, n + 512)?;
     run(

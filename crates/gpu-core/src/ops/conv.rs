@@ -79,7 +79,12 @@ fn out_len(len: usize, pad_a: usize, pad_b: usize, k: usize, dilation: usize, st
 
 impl ConvGeometry {
     /// Stride 1, no padding, dilation 1, one group.
-    pub fn new(batch: usize, channels: usize, (in_h, in_w): (usize, usize), (kernel_h, kernel_w): (usize, usize)) -> Self {
+    pub fn new(
+        batch: usize,
+        channels: usize,
+        (in_h, in_w): (usize, usize),
+        (kernel_h, kernel_w): (usize, usize),
+    ) -> Self {
         ConvGeometry {
             batch,
             channels,
@@ -169,7 +174,8 @@ impl ConvGeometry {
         let cols = [self.batch, self.channels, self.kernel_h, self.kernel_w, self.out_h(), self.out_w()];
         let input = self.input_shape();
         let fields = [self.stride_h, self.stride_w, self.dilation_h, self.dilation_w, self.groups];
-        let mut extents: Vec<&[usize]> = vec![&cols, &input, std::slice::from_ref(&padded_h), std::slice::from_ref(&padded_w)];
+        let mut extents: Vec<&[usize]> =
+            vec![&cols, &input, std::slice::from_ref(&padded_h), std::slice::from_ref(&padded_w)];
         extents.extend(fields.iter().map(std::slice::from_ref));
         for dims in extents {
             let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d.max(1)));
@@ -188,14 +194,22 @@ impl ConvGeometry {
             .u32(self.in_w)
             .u32(self.out_h())
             .u32(self.out_w())
-            .u32(self.kernel_h)
-            .u32(self.kernel_w)
-            .u32(self.stride_h)
-            .u32(self.stride_w)
             .u32(self.pad_top)
             .u32(self.pad_left)
-            .u32(self.dilation_h)
-            .u32(self.dilation_w)
+    }
+
+    /// The `conv.wgsl` override constants: the kernel geometry, and whether
+    /// threads take whole rows (`rows`).
+    fn constants(&self, rows: bool) -> [(&'static str, f64); 7] {
+        [
+            ("KH", self.kernel_h as f64),
+            ("KW", self.kernel_w as f64),
+            ("SH", self.stride_h as f64),
+            ("SW", self.stride_w as f64),
+            ("DH", self.dilation_h as f64),
+            ("DW", self.dilation_w as f64),
+            ("ROWS", if rows { 1.0 } else { 0.0 }),
+        ]
     }
 
     /// The input pixel `(ih, iw)` at padded coordinates `(ph, pw)`, or `None`
@@ -218,7 +232,7 @@ pub fn im2col(x: &Buffer, g: &ConvGeometry) -> Result<Buffer> {
     let out = Buffer::alloc(dev, n_cols as u64 * 4)?;
     run(
         dev,
-        |gpu| launch(gpu, "im2col", g, x, &out, n_cols),
+        |gpu| launch(gpu, "im2col", g, x, &out, n_cols, n_cols / g.out_w().max(1)),
         || {
             let (xs, mut cs) = (x.host(), out.host_mut());
             im2col_cpu(f32s(&xs), g, &mut f32s_mut(&mut cs)[..n_cols]);
@@ -243,7 +257,7 @@ pub fn col2im(cols: &Buffer, g: &ConvGeometry) -> Result<Buffer> {
     let out = Buffer::alloc(dev, n_in as u64 * 4)?;
     run(
         dev,
-        |gpu| launch(gpu, "col2im", g, cols, &out, n_in),
+        |gpu| launch(gpu, "col2im", g, cols, &out, n_in, n_in / g.in_w.max(1)),
         || {
             let (cs, mut xs) = (cols.host(), out.host_mut());
             col2im_cpu(f32s(&cs), g, &mut f32s_mut(&mut xs)[..n_in]);
@@ -252,12 +266,27 @@ pub fn col2im(cols: &Buffer, g: &ConvGeometry) -> Result<Buffer> {
     Ok(out)
 }
 
-/// Records one `conv.wgsl` launch of `n` threads (256 per workgroup).
-fn launch(gpu: &GpuContext, entry: &'static str, g: &ConvGeometry, src: &Buffer, out: &Buffer, n: usize) -> Result<()> {
+/// Records one `conv.wgsl` launch: one thread per output element, or on CPU
+/// adapters one per output row (`rows` threads), where per-element index
+/// decoding costs more than the work.
+fn launch(
+    gpu: &GpuContext,
+    entry: &'static str,
+    g: &ConvGeometry,
+    src: &Buffer,
+    out: &Buffer,
+    elems: usize,
+    rows: usize,
+) -> Result<()> {
+    // col2im keeps per-element threads everywhere: its row form (a pixel loop
+    // around the tap loops) summed wrongly for a 32x32 kernel on lavapipe
+    // (Mesa 22.3), while the per-element form is exact.
+    let by_rows = entry == "im2col" && gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let n = if by_rows { rows } else { elems };
     gpu.launch(&Launch {
         shader: "conv",
         entry,
-        constants: &[],
+        constants: &g.constants(by_rows),
         params: &g.params(n).0,
         inputs: &[src.wgpu()],
         outputs: &[out.wgpu()],
@@ -276,7 +305,8 @@ fn im2col_cpu(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
                 for oh in 0..oh_n {
                     for ow in 0..ow_n {
                         let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
-                        *out.next().expect("cols sized by cols_shape") = at.map_or(0.0, |(ih, iw)| image[ih * g.in_w + iw]);
+                        *out.next().expect("cols sized by cols_shape") =
+                            at.map_or(0.0, |(ih, iw)| image[ih * g.in_w + iw]);
                     }
                 }
             }
@@ -299,7 +329,9 @@ fn col2im_cpu(cols: &[f32], g: &ConvGeometry, x: &mut [f32]) {
                 for oh in 0..oh_n {
                     for ow in 0..ow_n {
                         let v = *entries.next().expect("cols sized by cols_shape");
-                        if let Some((ih, iw)) = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w) {
+                        if let Some((ih, iw)) =
+                            g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w)
+                        {
                             image[ih * g.in_w + iw] += v;
                         }
                     }

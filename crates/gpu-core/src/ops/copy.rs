@@ -50,13 +50,7 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
         |g| {
             let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
             let dense_dst = shape.len() == 1 && st[1][0] == 1;
-            let params = Params::new()
-                .dims(&shape)
-                .dims(&st[0])
-                .dims(&st[1])
-                .u32(n)
-                .u32(sl.offset)
-                .u32(dl.offset);
+            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(sl.offset).u32(dl.offset);
             let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64)];
             launch_elementwise(g, "copy", &constants, params, &[src], &[dst], n)
         },

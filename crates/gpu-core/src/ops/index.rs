@@ -29,7 +29,10 @@ fn dot(coords: &[usize], strides: &[usize]) -> usize {
 
 fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
     if dim >= shape.len() {
-        return Err(Error::invalid(op, format!("dim {dim} is out of range for shape {shape:?} of rank {}", shape.len())));
+        return Err(Error::invalid(
+            op,
+            format!("dim {dim} is out of range for shape {shape:?} of rank {}", shape.len()),
+        ));
     }
     if shape.len() > MAX_DIMS {
         return Err(Error::invalid(op, format!("rank {} exceeds the maximum of {MAX_DIMS}", shape.len())));
@@ -226,8 +229,7 @@ pub fn scatter_add(
             let mut ds = strides.clone();
             ds[dim] = 0;
             let (shape, st) = coalesce(index_shape, &[&ds]);
-            let walk =
-                Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
+            let walk = Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
             launch(g, "scatter_add", &walk, n, &[index, src], dst)
         },
         || {

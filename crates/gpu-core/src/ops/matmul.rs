@@ -159,7 +159,10 @@ pub fn matmul_with(
                 MatmulKernel::Subgroup => {
                     return Err(Error::invalid(
                         "matmul",
-                        format!("the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}", g.info.name),
+                        format!(
+                            "the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}",
+                            g.info.name
+                        ),
                     ))
                 }
                 _ => false,
@@ -187,7 +190,10 @@ pub fn matmul_with(
                 .u32(workgroups as usize);
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
             let constants = if subgroup {
-                [("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64), ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64)]
+                [
+                    ("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64),
+                    ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64),
+                ]
             } else {
                 // Tile loads walk the unit-stride index of each operand, so
                 // plain and transposed operands both read contiguously.
@@ -268,7 +274,8 @@ mod tests {
 
     #[test]
     fn load_modes_follow_strides_and_alignment() {
-        let batch = |offset, strides: &[usize]| Layout { shape: vec![2; strides.len()], strides: strides.to_vec(), offset };
+        let batch =
+            |offset, strides: &[usize]| Layout { shape: vec![2; strides.len()], strides: strides.to_vec(), offset };
         let plain = batch(0, &[]);
         assert_eq!(load_mode(5, 8, 8, 1, &plain), 1); // row-major, rows 32 bytes apart
         assert_eq!(load_mode(8, 5, 1, 8, &plain), 2); // transposed

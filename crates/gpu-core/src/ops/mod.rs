@@ -7,18 +7,18 @@
 
 pub mod binary;
 pub mod cast;
-pub mod random;
-pub mod softmax;
-pub mod dropout;
-pub mod reduce;
-pub mod copy;
 pub mod conv;
-pub mod index;
+pub mod copy;
+pub mod dropout;
 pub mod fill;
+pub mod index;
 pub mod matmul;
-pub mod unary;
-pub mod pool;
 pub mod norm;
+pub mod pool;
+pub mod random;
+pub mod reduce;
+pub mod softmax;
+pub mod unary;
 
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::MAX_DIMS;

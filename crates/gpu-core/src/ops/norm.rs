@@ -32,7 +32,15 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
     Ok(n)
 }
 
-fn launch(g: &GpuContext, entry: &'static str, rows: usize, cols: usize, eps: f32, inputs: &[&Buffer], outputs: &[&Buffer]) -> Result<()> {
+fn launch(
+    g: &GpuContext,
+    entry: &'static str,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+) -> Result<()> {
     let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
     let params = Params::new().u32(rows).u32(cols).f32(eps);
     let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();

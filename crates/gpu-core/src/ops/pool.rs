@@ -35,7 +35,15 @@ struct Axis {
 
 impl Axis {
     /// A kernel/stride/padding/dilation dim, validated like PyTorch's `pool2d_shape_check`.
-    fn fixed(op: &'static str, what: &str, size: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Result<Axis> {
+    fn fixed(
+        op: &'static str,
+        what: &str,
+        size: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+    ) -> Result<Axis> {
         if kernel == 0 || stride == 0 || dilation == 0 {
             return Err(Error::invalid(
                 op,
@@ -58,7 +66,10 @@ impl Axis {
 
     fn adaptive(op: &'static str, what: &str, size: usize, out: usize) -> Result<Axis> {
         if size == 0 || out == 0 {
-            return Err(Error::invalid(op, format!("{what}: input size {size} and output size {out} must be positive")));
+            return Err(Error::invalid(
+                op,
+                format!("{what}: input size {size} and output size {out} must be positive"),
+            ));
         }
         Ok(Axis { size, out, kernel: 0, stride: 1, pad: 0, dilation: 1, adaptive: true })
     }
@@ -140,7 +151,14 @@ impl Pool {
     }
 
     /// Records one `pool.wgsl` launch of `n` threads.
-    fn launch(&self, g: &GpuContext, entry: &'static str, inputs: &[&Buffer], outputs: &[&Buffer], n: usize) -> Result<()> {
+    fn launch(
+        &self,
+        g: &GpuContext,
+        entry: &'static str,
+        inputs: &[&Buffer],
+        outputs: &[&Buffer],
+        n: usize,
+    ) -> Result<()> {
         let (r, c) = (self.rows, self.cols);
         let params = Params::new()
             .u32(n)

@@ -14,6 +14,13 @@ use crate::{Buffer, Error, Result};
 /// Threads per workgroup of the reduce kernel (its `WG` override; a power of
 /// two) when each output folds more than this many elements.
 const LARGE_WG: usize = 256;
+/// Reductions this short always run one thread per output (`serial` entry).
+const SERIAL_MAX_SHORT: usize = 16;
+/// With at least this many outputs, reductions up to `SERIAL_MAX_LONG`
+/// elements also run one thread per output: enough threads to fill a device.
+const SERIAL_MIN_OUTPUTS: usize = 4096;
+/// See `SERIAL_MIN_OUTPUTS`.
+const SERIAL_MAX_LONG: usize = 4096;
 /// Threads per workgroup for short reductions: one warp/wavefront, the
 /// smallest group that keeps hardware lanes busy. Only two sizes, so only two
 /// pipelines per op get compiled.
@@ -130,7 +137,13 @@ impl ReduceOp {
 ///
 /// Over a zero-size reduction Sum gives 0, Mean and Var NaN, and the
 /// selecting ops an error, as in PyTorch.
-pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim: bool) -> Result<(Buffer, Vec<usize>)> {
+pub fn reduce(
+    op: ReduceOp,
+    x: &Buffer,
+    layout: &Layout,
+    axes: &[usize],
+    keepdim: bool,
+) -> Result<(Buffer, Vec<usize>)> {
     let name = op.name();
     let rank = layout.rank();
     let mut reduced = vec![axes.is_empty(); rank];
@@ -172,6 +185,8 @@ pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim
     // Small reductions get small workgroups: with one workgroup per output,
     // 256 threads for 7 elements would leave 249 of them idle.
     let wg = if m > LARGE_WG { LARGE_WG } else { SMALL_WG };
+    // Many outputs of few elements each: one thread per output instead.
+    let serial = m <= SERIAL_MAX_SHORT || (n_out >= SERIAL_MIN_OUTPUTS && m <= SERIAL_MAX_LONG);
     // The kernel's loop index j steps by wg past m, and offsets are u32.
     super::check_u32(name, layout.span().max(m + wg))?;
 
@@ -196,7 +211,7 @@ pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim
                 .f32(dof as f32);
             g.launch(&Launch {
                 shader: "reduce",
-                entry: "main",
+                entry: if serial { "serial" } else { "main" },
                 constants: &[
                     ("OP", op.code() as f64),
                     ("WG", wg as f64),
@@ -206,7 +221,7 @@ pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim
                 params: &params.0,
                 inputs: &[x.wgpu()],
                 outputs: &[out.wgpu()],
-                workgroups: groups(n_out, 1),
+                workgroups: if serial { groups(n_out, 64) } else { groups(n_out, 1) },
             })
         },
         || {

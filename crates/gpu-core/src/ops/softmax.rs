@@ -47,10 +47,26 @@ fn check_rows(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
 }
 
 /// Records one `softmax.wgsl` launch of one workgroup per row.
-fn launch(g: &GpuContext, entry: &'static str, constants: &[(&'static str, f64)], params: Params, inputs: &[&Buffer], outputs: &[&Buffer], rows: usize) -> Result<()> {
+fn launch(
+    g: &GpuContext,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    params: Params,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+    rows: usize,
+) -> Result<()> {
     let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
     let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch { shader: "softmax", entry, constants, params: &params.0, inputs: &ins, outputs: &outs, workgroups: groups(rows, 1) })
+    g.launch(&Launch {
+        shader: "softmax",
+        entry,
+        constants,
+        params: &params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups: groups(rows, 1),
+    })
 }
 
 /// The CPU twin of the row statistics: (max, Σ exp(x − max)).
@@ -203,7 +219,10 @@ impl CeArgs<'_> {
             CeTarget::Classes(t) => t.check_len(op, "class target", self.rows, 4)?,
             CeTarget::Probs(t) => {
                 if let Some(i) = self.ignore_index {
-                    return Err(Error::invalid(op, format!("ignore_index {i} is not supported with probability targets")));
+                    return Err(Error::invalid(
+                        op,
+                        format!("ignore_index {i} is not supported with probability targets"),
+                    ));
                 }
                 t.check_len(op, "probability target", n, 4)?
             }
@@ -298,7 +317,9 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
     }
     run(
         dev,
-        |g| launch(g, "ce_fwd", &args.constants(), args.params(), &args.inputs(logits), &[&loss, &weight, &probs], rows),
+        |g| {
+            launch(g, "ce_fwd", &args.constants(), args.params(), &args.inputs(logits), &[&loss, &weight, &probs], rows)
+        },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
             let hw = args.weight.map(|w| w.host());

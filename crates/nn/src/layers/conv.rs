@@ -38,9 +38,20 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// A layer with square kernel `k` and the given options.
-    pub fn new(in_ch: usize, out_ch: usize, k: usize, options: Conv2dOptions, bias: bool, gen: &mut Generator, device: &Device) -> Self {
-        assert!(options.groups > 0 && in_ch % options.groups == 0 && out_ch % options.groups == 0,
-            "Conv2d: {in_ch} in and {out_ch} out channels must divide into {} groups", options.groups);
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        k: usize,
+        options: Conv2dOptions,
+        bias: bool,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
+        assert!(
+            options.groups > 0 && in_ch.is_multiple_of(options.groups) && out_ch.is_multiple_of(options.groups),
+            "Conv2d: {in_ch} in and {out_ch} out channels must divide into {} groups",
+            options.groups
+        );
         let (weight, bias) = params(&[out_ch, in_ch / options.groups, k, k], bias, gen, device);
         Conv2d { weight, bias, options }
     }
@@ -58,7 +69,13 @@ impl Module for Conv2d {
         let o = &self.options;
         format!(
             "Conv2d({}, {}, kernel_size=({}, {}), stride={:?}, padding={:?}, groups={})",
-            s[1] * o.groups, s[0], s[2], s[3], o.stride, o.padding, o.groups
+            s[1] * o.groups,
+            s[0],
+            s[2],
+            s[3],
+            o.stride,
+            o.padding,
+            o.groups
         )
     }
 }
@@ -82,7 +99,16 @@ pub struct Conv1d {
 impl Conv1d {
     /// A layer with symmetric `padding`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(in_ch: usize, out_ch: usize, k: usize, stride: usize, padding: usize, groups: usize, gen: &mut Generator, device: &Device) -> Self {
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
         let (weight, bias) = params(&[out_ch, in_ch / groups, k], true, gen, device);
         Conv1d { weight, bias, stride, padding: (padding, padding), dilation: 1, groups }
     }
@@ -113,7 +139,14 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     /// A layer with square kernel `k`.
-    pub fn new(in_ch: usize, out_ch: usize, k: usize, options: ConvTranspose2dOptions, gen: &mut Generator, device: &Device) -> Self {
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        k: usize,
+        options: ConvTranspose2dOptions,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
         let shape = [in_ch, out_ch / options.groups, k, k];
         let weight = Tensor::zeros(&shape, device).requires_grad_();
         init::default_weight_(&weight, gen);
@@ -133,6 +166,13 @@ impl Module for ConvTranspose2d {
     }
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        format!("ConvTranspose2d({}, {}, kernel_size=({}, {}), stride={:?})", s[0], s[1] * self.options.groups, s[2], s[3], self.options.stride)
+        format!(
+            "ConvTranspose2d({}, {}, kernel_size=({}, {}), stride={:?})",
+            s[0],
+            s[1] * self.options.groups,
+            s[2],
+            s[3],
+            self.options.stride
+        )
     }
 }

@@ -5,7 +5,6 @@ pub mod conv;
 pub mod dropout;
 pub mod embedding;
 
-
 pub mod linear;
 pub mod misc;
 pub mod norm;

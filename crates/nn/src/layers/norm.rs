@@ -149,7 +149,10 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// `GroupNorm(groups, channels)` with affine parameters.
     pub fn new(groups: usize, channels: usize, device: &Device) -> Self {
-        assert!(groups > 0 && channels % groups == 0, "GroupNorm: {channels} channels do not split into {groups} groups");
+        assert!(
+            groups > 0 && channels.is_multiple_of(groups),
+            "GroupNorm: {channels} channels do not split into {groups} groups"
+        );
         GroupNorm {
             groups,
             weight: Some(Tensor::ones(&[channels], device).requires_grad_()),
