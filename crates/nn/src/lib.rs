@@ -10,6 +10,11 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod module;
+pub mod optim;
+pub mod schedule;
+pub mod state;
+pub mod train;
+
 
 pub use layers::activation::{
     LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, SELU,

@@ -1,0 +1,55 @@
+//! Optimizers. Each keeps its state on the device and updates all parameters
+//! of a group with fused kernels (no per-parameter readback).
+
+use wgrad_autograd::Tensor;
+
+use crate::state::StateDict;
+
+/// Parameters that share hyper-parameters (e.g. no weight decay on biases).
+#[derive(Clone, Debug)]
+pub struct ParamGroup {
+    /// The parameters (leaves requiring gradients).
+    pub params: Vec<Tensor>,
+    /// Learning rate; schedulers write it.
+    pub lr: f32,
+    /// Weight decay of this group (L2 for SGD/Adam, decoupled for AdamW/Lion).
+    pub weight_decay: f32,
+}
+
+impl ParamGroup {
+    /// A group with the optimizer's default weight decay.
+    pub fn new(params: Vec<Tensor>, lr: f32, weight_decay: f32) -> Self {
+        ParamGroup { params, lr, weight_decay }
+    }
+}
+
+/// What every optimizer offers to the training loop, schedulers and checkpoints.
+pub trait Optimizer {
+    /// Applies one update from the parameters' current gradients (parameters
+    /// without a gradient are skipped, as in PyTorch).
+    fn step(&mut self);
+
+    /// Clears every parameter's gradient.
+    fn zero_grad(&self) {
+        for g in self.groups() {
+            for p in &g.params {
+                p.zero_grad();
+            }
+        }
+    }
+
+    /// The parameter groups.
+    fn groups(&self) -> &[ParamGroup];
+
+    /// The parameter groups, mutable (schedulers set `lr`).
+    fn groups_mut(&mut self) -> &mut [ParamGroup];
+
+    /// The state needed to resume exactly: per-parameter buffers (named
+    /// `state.<param index>.<buffer>`, indices counted across groups in order),
+    /// step counters and hyper-parameters as metadata.
+    fn state_dict(&self) -> StateDict;
+
+    /// Restores a state saved by [`state_dict`](Self::state_dict); a clear
+    /// error on missing or mis-shaped entries.
+    fn load_state_dict(&mut self, state: &StateDict) -> wgrad_autograd::Result<()>;
+}

@@ -1,0 +1,1 @@
+//! The training-loop toolkit used by the examples.
