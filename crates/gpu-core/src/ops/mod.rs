@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod cast;
 pub mod conv;
+pub mod convert;
 pub mod copy;
 pub mod dropout;
 pub mod fill;

@@ -1,0 +1,17 @@
+//! # wgrad-data
+//!
+//! Datasets and data loading: the MNIST IDX reader (the bundled MNIST-10k is
+//! the default dataset of the examples and end-to-end tests), in-memory image
+//! datasets, and a [`DataLoader`] that shuffles with a seed, prepares batches
+//! on a background thread and uploads them as bytes.
+//!
+//! This crate must not know about models or training; it hands out tensors.
+
+mod dataset;
+mod error;
+pub mod loader;
+pub mod mnist;
+
+pub use dataset::ImageDataset;
+pub use error::DataError;
+pub use loader::{Batch, DataLoader};
