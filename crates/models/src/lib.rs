@@ -1,0 +1,12 @@
+//! # wgrad-models
+//!
+//! Ready-made models with PyTorch's parameter names, so PyTorch checkpoints
+//! load. Each is built from `wgrad-nn` layers; this crate adds no ops.
+
+mod lenet;
+mod mlp;
+mod mnist_cnn;
+
+pub use lenet::lenet5;
+pub use mlp::mlp;
+pub use mnist_cnn::mnist_cnn;
