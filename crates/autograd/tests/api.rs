@@ -168,6 +168,9 @@ fn views_share_data_and_copies_do_not() {
         assert_eq!(x.permute(&[1, 0]).reshape(&[12]).to_vec()[..4], [0.0, 4.0, 8.0, 1.0]);
         assert_eq!(Tensor::stack(&[&x.narrow(0, 0, 1), &x.narrow(0, 2, 1)], 0).shape(), vec![2, 1, 4]);
         assert_eq!(x.flatten(0, -1).shape(), vec![12]);
+        assert_eq!(x.slice_step(1, 1, 2).to_vec(), vec![1.0, 3.0, 5.0, 7.0, 9.0, 11.0]);
+        assert_eq!(x.slice_step(0, 0, 2).slice_step(1, 0, 3).to_vec(), vec![0.0, 3.0, 8.0, 11.0]);
+
         assert_eq!(x.unsqueeze(-1).shape(), vec![3, 4, 1]);
         assert_eq!(x.index_select(0, &Tensor::from_u32(&[2, 2], &[2], &dev)).to_vec()[..4], [8.0, 9.0, 10.0, 11.0]);
         let g = x.gather(1, &Tensor::from_u32(&[3, 0, 1], &[3, 1], &dev));

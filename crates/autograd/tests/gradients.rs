@@ -94,6 +94,9 @@ fn views_slices_and_joins() {
     gradcheck("narrow", &[&[4, 5]], |x| x[0].narrow(1, 1, 3).square());
     gradcheck("narrow of narrow", &[&[6, 5]], |x| x[0].narrow(0, 1, 4).narrow(1, 2, 2).exp());
     gradcheck("expand", &[&[3, 1]], |x| x[0].expand(&[2, 3, 4]).square());
+    gradcheck("slice_step", &[&[2, 7]], |x| x[0].slice_step(1, 1, 2).square());
+    gradcheck("slice_step of a transpose", &[&[5, 3]], |x| x[0].t().slice_step(1, 0, 3).exp());
+
     gradcheck("unsqueeze/squeeze", &[&[3]], |x| x[0].unsqueeze(0).squeeze(0) * 3.0);
     gradcheck("cat dim 0", &[&[2, 3], &[1, 3], &[3, 3]], |x| Tensor::cat(&[&x[0], &x[1], &x[2]], 0).square());
     gradcheck("cat dim 1", &[&[2, 3], &[2, 1]], |x| Tensor::cat(&[&x[0], &x[1]], -1).square());

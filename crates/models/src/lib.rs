@@ -6,7 +6,10 @@
 mod lenet;
 mod mlp;
 mod mnist_cnn;
+mod resnet;
 
 pub use lenet::lenet5;
 pub use mlp::mlp;
 pub use mnist_cnn::mnist_cnn;
+pub use resnet::{BasicBlock, Bottleneck, ResNet, Shortcut};
+

@@ -24,3 +24,23 @@ fn lenet5_and_mlp_shapes_and_counts() {
     assert_eq!(m.num_parameters(), 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
     assert_eq!(m.forward(&Tensor::zeros(&[5, 1, 28, 28], &dev)).shape(), vec![5, 10]);
 }
+
+#[test]
+fn resnets_have_the_reference_parameter_counts() {
+    let dev = Device::cpu();
+    let mut g = Generator::new(0);
+    // The CIFAR ResNets of He et al. (option A): 0.27M, 0.46M, 0.85M, 1.7M.
+    for (depth, count) in [(20, 269_722), (32, 464_154), (56, 853_018)] {
+        let m = ResNet::cifar(depth, 10, Shortcut::ZeroPad, &mut g, &dev);
+        assert_eq!(m.num_parameters(), count, "ResNet-{depth}");
+    }
+    let b = ResNet::cifar(20, 10, Shortcut::Projection, &mut g, &dev);
+    assert!(b.named_parameters().iter().any(|(n, _)| n == "layer2.0.shortcut.0.weight"));
+    // torchvision's counts (1000 classes).
+    assert_eq!(ResNet::imagenet(18, 1000, &mut g, &dev).num_parameters(), 11_689_512);
+    let r50 = ResNet::imagenet(50, 1000, &mut g, &dev);
+    assert_eq!(r50.num_parameters(), 25_557_032);
+    assert!(r50.named_parameters().iter().any(|(n, _)| n == "layer1.0.downsample.1.weight"));
+    let out = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut g, &dev).forward(&Tensor::zeros(&[1, 3, 32, 32], &dev));
+    assert_eq!(out.shape(), vec![1, 10]);
+}

@@ -93,7 +93,32 @@ impl Tensor {
         self.view_op("narrow", layout, move |g| g.pad_into(&shape, d, start))
     }
 
+    /// Every `step`-th element of `dim` from `start` (Python's `x[start::step]`
+    /// along one dim), as a view; its gradient is scattered back into zeros.
+    pub fn slice_step(&self, dim: isize, start: usize, step: usize) -> Tensor {
+        assert!(step > 0, "slice_step: step must be positive");
+        let d = self.dim_index("slice_step", dim);
+        let shape = self.shape();
+        assert!(start <= shape[d], "slice_step: start {start} beyond dim {d} of shape {shape:?}");
+        let mut layout = self.layout();
+        layout.offset += start * layout.strides[d];
+        layout.shape[d] = (shape[d] - start).div_ceil(step);
+        layout.strides[d] *= step;
+        let len = layout.shape[d];
+        self.view_op("slice_step", layout, move |g| {
+            let out = expect("slice_step backward", fill::fill(&g.device(), shape.iter().product(), 0.0));
+            let mut region = Layout::contiguous(&shape);
+            region.offset += start * region.strides[d];
+            region.shape[d] = len;
+            region.strides[d] *= step;
+            let (b, l) = g.buffer_and_layout();
+            expect("slice_step backward", copy::copy_into(&b, &l, &out, &region));
+            Tensor::from_parts(out, Layout::contiguous(&shape), crate::DType::F32)
+        })
+    }
+
     /// Alias of [`narrow`](Self::narrow) with a range.
+
     pub fn slice(&self, dim: isize, range: std::ops::Range<usize>) -> Tensor {
         self.narrow(dim, range.start, range.end.saturating_sub(range.start))
     }
