@@ -22,14 +22,17 @@ fn pytorch_resnet20_logits_match() {
         let mut model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), &dev);
         assert_eq!(model.num_parameters(), meta["num_parameters"].as_u64().unwrap() as usize);
         let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-        let want: Vec<String> = meta["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+        let want: Vec<String> =
+            meta["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
         assert_eq!(names, want, "parameter names and order follow the PyTorch definition");
         let mut all = model.named_parameters();
         all.extend(model.named_buffers());
         for (name, t) in all {
             let view = st.tensor(&name).unwrap_or_else(|_| panic!("fixture lacks {name}"));
             let data: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+                safetensors::Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                }
                 safetensors::Dtype::I64 => {
                     view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect()
                 }
@@ -41,6 +44,12 @@ fn pytorch_resnet20_logits_match() {
         model.eval();
         let x = Tensor::from_vec(&floats(&meta["x"]), &[2, 3, 32, 32], &dev);
         let logits = model.forward(&x).to_vec();
-        wgrad::gpu_core::testing::assert_close(&format!("logits on {}", dev.name()), &logits, &floats(&meta["logits"]), 1e-4, 1e-5);
+        wgrad::gpu_core::testing::assert_close(
+            &format!("logits on {}", dev.name()),
+            &logits,
+            &floats(&meta["logits"]),
+            1e-4,
+            1e-5,
+        );
     }
 }

@@ -115,7 +115,11 @@ impl DataLoader {
     /// The batches of one epoch; the next batch is prepared on a background
     /// thread while the caller uses the current one.
     pub fn epoch(&self, epoch: usize) -> Batches {
-        let order = if self.shuffle { epoch_order(self.dataset.len(), self.seed, epoch) } else { (0..self.dataset.len()).collect() };
+        let order = if self.shuffle {
+            epoch_order(self.dataset.len(), self.seed, epoch)
+        } else {
+            (0..self.dataset.len()).collect()
+        };
         let (tx, rx) = sync_channel::<(Vec<u8>, Vec<u32>)>(2);
         let (ds, bs, batches) = (self.dataset.clone(), self.batch_size, self.num_batches());
         std::thread::spawn(move || {

@@ -39,13 +39,19 @@ fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 pub fn parse_idx_u8(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let header = 4 + 4 * dims;
     if bytes.len() < header {
-        return Err(DataError::format(path, format!("truncated: {} bytes, the IDX header needs {header}", bytes.len())));
+        return Err(DataError::format(
+            path,
+            format!("truncated: {} bytes, the IDX header needs {header}", bytes.len()),
+        ));
     }
     // Magic: two zero bytes, type 0x08 (unsigned byte), number of dims.
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] as usize != dims {
         return Err(DataError::format(
             path,
-            format!("wrong magic {:02x}{:02x}{:02x}{:02x}: expected 000008{dims:02x} (IDX, u8, {dims} dims)", bytes[0], bytes[1], bytes[2], bytes[3]),
+            format!(
+                "wrong magic {:02x}{:02x}{:02x}{:02x}: expected 000008{dims:02x} (IDX, u8, {dims} dims)",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
         ));
     }
     let sizes: Vec<usize> =
@@ -53,7 +59,10 @@ pub fn parse_idx_u8(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize
     let n: usize = sizes.iter().product();
     let data = &bytes[header..];
     if data.len() < n {
-        return Err(DataError::format(path, format!("truncated: header promises {sizes:?} = {n} bytes, file has {}", data.len())));
+        return Err(DataError::format(
+            path,
+            format!("truncated: header promises {sizes:?} = {n} bytes, file has {}", data.len()),
+        ));
     }
     Ok((sizes, data[..n].to_vec()))
 }
@@ -70,7 +79,8 @@ fn file(dir: &Path, stem: &str) -> PathBuf {
 /// Loads one split of MNIST from `dir` (gzipped or plain IDX files).
 pub fn load(dir: &Path, split: Split) -> Result<ImageDataset, DataError> {
     let prefix = if split == Split::Train { "train" } else { "t10k" };
-    let (ip, lp) = (file(dir, &format!("{prefix}-images-idx3-ubyte")), file(dir, &format!("{prefix}-labels-idx1-ubyte")));
+    let (ip, lp) =
+        (file(dir, &format!("{prefix}-images-idx3-ubyte")), file(dir, &format!("{prefix}-labels-idx1-ubyte")));
     let (isz, images) = parse_idx_u8(&ip, &read_file(&ip)?, 3)?;
     let (lsz, labels) = parse_idx_u8(&lp, &read_file(&lp)?, 1)?;
     if isz[0] != lsz[0] {

@@ -119,6 +119,13 @@ impl Buffer {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// How many handles share this allocation (clones of this `Buffer`,
+    /// held by tensors that view it). Optimizers write a parameter in place
+    /// only when no other handle could observe the write.
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// Copies the contents to the host (submits pending work on a GPU).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         match &self.inner.storage {

@@ -28,6 +28,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("pool", include_str!("../../../shaders/pool.wgsl")),
     ("norm", include_str!("../../../shaders/norm.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
+    ("optim", include_str!("../../../shaders/optim.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.

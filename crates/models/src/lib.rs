@@ -12,4 +12,3 @@ pub use lenet::lenet5;
 pub use mlp::mlp;
 pub use mnist_cnn::mnist_cnn;
 pub use resnet::{BasicBlock, Bottleneck, ResNet, Shortcut};
-

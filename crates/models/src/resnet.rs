@@ -34,7 +34,15 @@ pub struct BasicBlock {
 impl BasicBlock {
     /// A block from `cin` to `cout` channels; `name` is what the projection is
     /// called in PyTorch (`shortcut` or `downsample`).
-    pub fn new(cin: usize, cout: usize, stride: usize, shortcut: Shortcut, name: &str, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        shortcut: Shortcut,
+        name: &str,
+        gen: &mut Generator,
+        dev: &Device,
+    ) -> Self {
         let needs = stride != 1 || cin != cout;
         let (projection, zero_pad) = match (needs, shortcut) {
             (false, _) => (None, None),
@@ -116,7 +124,11 @@ impl Bottleneck {
         let downsample = (stride != 1 || cin != cout)
             .then(|| Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new_2d(cout, dev)));
         Bottleneck {
-            convs: [conv(cin, width, 1, 1, gen, dev), conv(width, width, 3, stride, gen, dev), conv(width, cout, 1, 1, gen, dev)],
+            convs: [
+                conv(cin, width, 1, 1, gen, dev),
+                conv(width, width, 3, stride, gen, dev),
+                conv(width, cout, 1, 1, gen, dev),
+            ],
             bns: [BatchNorm2d::new_2d(width, dev), BatchNorm2d::new_2d(width, dev), BatchNorm2d::new_2d(cout, dev)],
             downsample,
         }

@@ -6,6 +6,7 @@
 //! Everything here is written with `wgrad-autograd` tensor ops; this crate
 //! launches no kernels of its own and knows nothing of datasets or models.
 
+pub mod checkpoint;
 pub mod init;
 pub mod layers;
 pub mod loss;
@@ -14,7 +15,6 @@ pub mod optim;
 pub mod schedule;
 pub mod state;
 pub mod train;
-
 
 pub use layers::activation::{
     LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, SELU,

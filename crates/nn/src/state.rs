@@ -37,8 +37,16 @@ impl StateDict {
     pub fn sub(&self, prefix: &str) -> StateDict {
         let p = format!("{prefix}.");
         StateDict {
-            tensors: self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone()))).collect(),
-            meta: self.meta.iter().filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone()))).collect(),
+            tensors: self
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone())))
+                .collect(),
+            meta: self
+                .meta
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone())))
+                .collect(),
         }
     }
 }

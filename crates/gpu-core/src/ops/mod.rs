@@ -9,12 +9,14 @@ pub mod binary;
 pub mod cast;
 pub mod conv;
 pub mod convert;
+
 pub mod copy;
 pub mod dropout;
 pub mod fill;
 pub mod index;
 pub mod matmul;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod random;
 pub mod reduce;

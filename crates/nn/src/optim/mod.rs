@@ -1,6 +1,21 @@
 //! Optimizers. Each keeps its state on the device and updates all parameters
 //! of a group with fused kernels (no per-parameter readback).
 
+mod adagrad;
+mod adam;
+pub mod clip;
+mod fused;
+mod lion;
+mod rmsprop;
+mod sgd;
+
+pub use adagrad::{AdaGrad, AdaGradOptions};
+pub use adam::{Adam, AdamOptions, AdamW, AdamWOptions};
+pub use clip::{clip_grad_norm_, clip_grad_value_};
+pub use lion::{Lion, LionOptions};
+pub use rmsprop::{RmsProp, RmsPropOptions};
+pub use sgd::{Sgd, SgdOptions};
+
 use wgrad_autograd::Tensor;
 
 use crate::state::StateDict;

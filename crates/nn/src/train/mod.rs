@@ -1,1 +1,37 @@
-//! The training-loop toolkit used by the examples.
+//! The training-loop toolkit used by the examples: metrics accumulated on the
+//! device ([`metrics`]), a progress bar and per-epoch summary lines
+//! ([`progress`]), the run's history as CSV and a PNG of its curves
+//! ([`history`]), early stopping that restores the best parameters
+//! ([`early_stopping`]) and one-seed reproducibility ([`seed`]).
+//!
+//! A typical epoch:
+//!
+//! ```text
+//! progress.start_epoch(epoch, train_len);
+//! for (x, y) in batches {
+//!     let logits = model.forward(&x);
+//!     let loss = logits.cross_entropy(&y, CrossEntropyOptions::default());
+//!     loss.backward();
+//!     opt.step();
+//!     opt.zero_grad();
+//!     train_loss.update_tensor(&loss, n);   // stays on the device
+//!     train_acc.update(&logits, &y);        // stays on the device
+//!     progress.advance(n as u64);
+//! }
+//! let record = EpochRecord { epoch, train_loss: train_loss.mean(), train_acc: Some(train_acc.value()), .. };
+//! progress.finish_epoch(&record);
+//! history.push(record);
+//! if stopper.step(epoch, val_loss, &model).stop { stopper.restore_best(&model)?; break; }
+//! ```
+
+pub mod early_stopping;
+pub mod history;
+pub mod metrics;
+pub mod progress;
+pub mod seed;
+
+pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
+pub use history::{EpochRecord, History};
+pub use metrics::{Accuracy, ClassificationReport, ConfusionMatrix, Perplexity, PrfScores, RunningMean, TopKAccuracy};
+pub use progress::{EpochSummary, Progress};
+pub use seed::{seed_everything, Seeds};

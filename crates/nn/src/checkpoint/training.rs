@@ -1,0 +1,167 @@
+//! [`TrainingCheckpoint`]: everything needed to resume a run exactly, in one file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use wgrad_autograd::{Device, Generator};
+
+use super::format::{load_state_dict, save_state_dict};
+use super::module_io::{load_module_state_from, module_state_dict};
+use super::CheckpointError;
+use crate::module::Module;
+use crate::optim::Optimizer;
+use crate::state::StateDict;
+
+/// Value of `wgrad.kind` that marks a training checkpoint.
+const KIND: &str = "training_checkpoint";
+/// Layout version this code writes and reads.
+const VERSION: &str = "1";
+
+/// A whole training run's state, saved as ONE safetensors file: model,
+/// optimizer and scheduler states, named random generators, epoch, step and
+/// the metrics history.
+///
+/// The file's keys are listed in the [module docs](super); the model part is
+/// an ordinary PyTorch state dict under the prefix `model.`.
+///
+/// ```no_run
+/// # use wgrad_nn::checkpoint::TrainingCheckpoint;
+/// # fn demo(model: &dyn wgrad_nn::Module, opt: &mut dyn wgrad_nn::optim::Optimizer,
+/// #         gen: &mut wgrad_autograd::Generator, dev: &wgrad_autograd::Device)
+/// #         -> Result<(), wgrad_nn::checkpoint::CheckpointError> {
+/// // Saving, at the end of a step:
+/// let mut ck = TrainingCheckpoint::capture(model, opt);
+/// ck.epoch = 3;
+/// ck.step = 1200;
+/// ck.rng.insert("data".into(), *gen);
+/// ck.save("run/last.safetensors")?;
+///
+/// // Resuming, into a freshly built model and optimizer:
+/// let ck = TrainingCheckpoint::load("run/last.safetensors", dev)?;
+/// ck.restore(model, opt)?;
+/// *gen = ck.rng["data"];
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TrainingCheckpoint {
+    /// The model's parameters and buffers (PyTorch names).
+    pub model: StateDict,
+    /// [`Optimizer::state_dict`].
+    pub optimizer: StateDict,
+    /// The LR scheduler's state (empty when there is none).
+    pub scheduler: StateDict,
+    /// Random generators by name (data shuffling, augmentation, …); a
+    /// generator's whole state is its seed and offset.
+    pub rng: BTreeMap<String, Generator>,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The metrics history as JSON (opaque here; empty when unused).
+    pub metrics: String,
+    /// The file this was loaded from, named in [`restore`](Self::restore)'s
+    /// errors; `None` for a checkpoint built in memory.
+    pub origin: Option<PathBuf>,
+}
+
+impl TrainingCheckpoint {
+    /// The model's and optimizer's current states; set the other fields
+    /// before saving.
+    ///
+    /// The tensors share the live device buffers: save before the next
+    /// optimizer step (an optimizer updating its state in place would
+    /// otherwise change what is saved).
+    pub fn capture(model: &dyn Module, optimizer: &dyn Optimizer) -> Self {
+        let mut optim = optimizer.state_dict();
+        for t in optim.tensors.values_mut() {
+            *t = t.detach();
+        }
+        TrainingCheckpoint { model: module_state_dict(model), optimizer: optim, ..Default::default() }
+    }
+
+    /// Everything as one state dict with the file's keys.
+    pub fn to_state_dict(&self) -> StateDict {
+        let mut s = StateDict::new();
+        s.meta.insert("wgrad.kind".into(), KIND.into());
+        s.meta.insert("wgrad.version".into(), VERSION.into());
+        s.meta.insert("epoch".into(), self.epoch.to_string());
+        s.meta.insert("step".into(), self.step.to_string());
+        s.meta.insert("metrics".into(), self.metrics.clone());
+        for (name, g) in &self.rng {
+            s.meta.insert(format!("rng.{name}.seed"), g.seed.to_string());
+            s.meta.insert(format!("rng.{name}.offset"), g.offset.to_string());
+        }
+        s.extend_prefixed("model", self.model.clone());
+        s.extend_prefixed("optim", self.optimizer.clone());
+        s.extend_prefixed("sched", self.scheduler.clone());
+        s
+    }
+
+    /// Reads back [`to_state_dict`](Self::to_state_dict)'s layout; `source`
+    /// names the file in errors.
+    pub fn from_state_dict(state: &StateDict, source: &Path) -> Result<Self, CheckpointError> {
+        let meta = |k: &str| state.meta.get(k).map(String::as_str);
+        match meta("wgrad.kind") {
+            Some(KIND) => {}
+            other => {
+                return Err(CheckpointError::invalid(
+                    source,
+                    format!("not a wgrad training checkpoint (metadata wgrad.kind is {other:?}, not {KIND:?})"),
+                ))
+            }
+        }
+        if meta("wgrad.version") != Some(VERSION) {
+            return Err(CheckpointError::invalid(
+                source,
+                format!(
+                    "training-checkpoint version {:?} is not the one this wgrad reads ({VERSION})",
+                    meta("wgrad.version")
+                ),
+            ));
+        }
+        let number = |k: &str| -> Result<u64, CheckpointError> {
+            let v = meta(k).ok_or_else(|| CheckpointError::invalid(source, format!("metadata {k:?} is missing")))?;
+            v.parse().map_err(|_| CheckpointError::invalid(source, format!("metadata {k:?} = {v:?} is not a u64")))
+        };
+        let mut rng = BTreeMap::new();
+        for key in state.meta.keys() {
+            if let Some(name) = key.strip_prefix("rng.").and_then(|k| k.strip_suffix(".seed")) {
+                let g = Generator { seed: number(key)?, offset: number(&format!("rng.{name}.offset"))? };
+                rng.insert(name.to_string(), g);
+            }
+        }
+        Ok(TrainingCheckpoint {
+            model: state.sub("model"),
+            optimizer: state.sub("optim"),
+            scheduler: state.sub("sched"),
+            rng,
+            epoch: number("epoch")?,
+            step: number("step")?,
+            metrics: meta("metrics").unwrap_or_default().to_string(),
+            origin: Some(source.to_path_buf()),
+        })
+    }
+
+    /// Saves to `path` atomically (see the module docs).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        save_state_dict(path, &self.to_state_dict())
+    }
+
+    /// Loads a checkpoint written by [`save`](Self::save), its tensors on `device`.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        Self::from_state_dict(&load_state_dict(path, device)?, path)
+    }
+
+    /// Writes the model state into `model` (strictly: every name and shape
+    /// must match) and the optimizer state into `optimizer`. The scheduler
+    /// state, generators, epoch and step are fields for the caller to use.
+    pub fn restore(&self, model: &dyn Module, optimizer: &mut dyn Optimizer) -> Result<(), CheckpointError> {
+        let source = self.origin.clone().unwrap_or_else(|| PathBuf::from("<training checkpoint>"));
+        load_module_state_from(&source, model, &self.model, true)?;
+        optimizer.load_state_dict(&self.optimizer).map_err(|e| CheckpointError::State {
+            context: format!("{}: restoring the optimizer", source.display()),
+            source: e,
+        })
+    }
+}

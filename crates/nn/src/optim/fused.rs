@@ -1,0 +1,376 @@
+//! The machinery every optimizer shares: per-parameter state buffers created
+//! lazily on the parameter's device, one fused gpu-core kernel
+//! ([`wgrad_gpu_core::ops::optim::update`]) per parameter and step, and the
+//! state-dict format.
+//!
+//! # Writing parameters in place, and aliasing
+//!
+//! The kernel rewrites a parameter's buffer in place. A buffer can be shared
+//! by several tensors: `x.requires_grad_()` and `p.detach()` share `x`'s or
+//! `p`'s buffer, views (`reshape`, `t()`) share it, and so do tensors made by
+//! `Tensor::from_parts` over the same buffer. PyTorch's in-place update is
+//! visible through all of them; in wgrad, where `Tensor::clone` is a handle
+//! and `detach` is the usual way to keep a snapshot, that would make
+//! snapshots change silently. So an optimizer writes in place only when the
+//! parameter is the sole holder of its buffer (and its view is dense from
+//! offset 0). Otherwise it first gives the parameter a private dense copy
+//! (`Tensor::assign`, copy on write) and updates that: other tensors keep
+//! the values they saw, and from the next step on the update is in place
+//! again. Consequences:
+//!
+//! * a `detach()`ed copy of a parameter taken before `step` keeps the old
+//!   values (unlike PyTorch, where it would follow the parameter);
+//! * two different parameter tensors over one buffer (weights tied by
+//!   building both on the same buffer) are decoupled by their first step:
+//!   tie weights by using one parameter tensor in both places instead;
+//! * a graph still alive after `step` (kept with `backward_retain_graph`)
+//!   reads the new values through the parameter itself but the old ones
+//!   through a view of it that it saved; PyTorch raises an error there, so
+//!   do not differentiate a graph again after stepping.
+//!
+//! The same parameter tensor may appear only once across all groups
+//! (PyTorch's rule); a gradient that shares the parameter's buffer is copied
+//! before the update, since a buffer cannot be bound both read-only and
+//! read-write.
+//!
+//! # State dict
+//!
+//! * `kind`: the optimizer's name, checked on load;
+//! * `options.<name>`: the optimizer-wide hyper-parameters (betas, eps, ...);
+//! * `param_groups.<g>.lr`, `param_groups.<g>.weight_decay`,
+//!   `param_groups.<g>.params` (the comma-separated parameter indices);
+//! * `state.<i>.step` (metadata) and `state.<i>.<buffer>` (tensors, named as
+//!   PyTorch's state keys: `exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...)
+//!   for every parameter `i` (counted across groups in order) that has had
+//!   an update.
+//!
+//! Floats are written in their shortest round-trip form and state tensors
+//! are copies (on the device, no readback), so saving, loading and resuming
+//! reproduce an uninterrupted run bit for bit.
+
+use std::collections::{HashMap, HashSet};
+
+use wgrad_autograd::{DType, Error, Result, Tensor};
+use wgrad_gpu_core::ops::optim::{update, Rule};
+use wgrad_gpu_core::ops::{copy, fill};
+use wgrad_gpu_core::{Buffer, Layout};
+
+use super::ParamGroup;
+use crate::state::StateDict;
+
+/// A hyper-parameter of an options struct, for saving and loading it.
+pub(crate) enum Field<'a> {
+    F32(&'a mut f32),
+    Bool(&'a mut bool),
+}
+
+/// What distinguishes one optimizer from another: its options struct.
+pub(crate) trait Algorithm: Clone {
+    /// The optimizer's name (messages, the state dict's `kind`).
+    const NAME: &'static str;
+    /// The fused kernel's rule for these options.
+    fn rule(&self) -> Rule;
+    /// The value a state buffer starts with.
+    fn initial_value(&self, _state: &str) -> f32 {
+        0.0
+    }
+    /// The optimizer-wide hyper-parameters by name (not lr / weight decay,
+    /// which belong to the groups).
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)>;
+    /// Panics like PyTorch's constructors on out-of-range hyper-parameters.
+    fn validate(&self);
+}
+
+/// One parameter's optimizer state.
+struct Slot {
+    /// Updates applied so far (PyTorch's `state["step"]`).
+    step: u64,
+    /// In [`Rule::state_names`] order, each at least the parameter's size.
+    bufs: Vec<Buffer>,
+}
+
+/// Groups, options and per-parameter state of one optimizer.
+pub(crate) struct Fused<A: Algorithm> {
+    pub groups: Vec<ParamGroup>,
+    pub opts: A,
+    /// By parameter tensor id, so editing the groups keeps the state.
+    slots: HashMap<u64, Slot>,
+}
+
+fn check_group(who: &str, g: &ParamGroup) {
+    assert!(g.lr >= 0.0, "{who}: invalid learning rate {}", g.lr);
+    assert!(g.weight_decay >= 0.0, "{who}: invalid weight_decay {}", g.weight_decay);
+}
+
+impl<A: Algorithm> Fused<A> {
+    /// Checks the options, the groups and that no parameter appears twice.
+    pub fn new(groups: Vec<ParamGroup>, opts: A) -> Self {
+        opts.validate();
+        let mut seen = HashSet::new();
+        for g in &groups {
+            check_group(A::NAME, g);
+            for p in &g.params {
+                assert!(seen.insert(p.id()), "{}: a parameter appears more than once in the parameter groups", A::NAME);
+                assert!(p.dtype() == DType::F32, "{}: parameters must be F32, got {:?}", A::NAME, p.dtype());
+            }
+        }
+        Fused { groups, opts, slots: HashMap::new() }
+    }
+
+    /// One fused update of every parameter that has a gradient.
+    pub fn step(&mut self) {
+        let rule = self.opts.rule();
+        let names = rule.state_names();
+        for group in &self.groups {
+            check_group(A::NAME, group);
+            for p in &group.params {
+                let Some(grad) = p.grad() else { continue };
+                let n = p.numel();
+                assert_eq!(
+                    grad.shape(),
+                    p.shape(),
+                    "{}: gradient shape {:?} differs from parameter shape {:?}",
+                    A::NAME,
+                    grad.shape(),
+                    p.shape()
+                );
+                if n == 0 {
+                    continue;
+                }
+                let param = exclusive_buffer(p);
+                let slot = self.slots.entry(p.id()).or_insert_with(|| Slot {
+                    step: 0,
+                    bufs: names
+                        .iter()
+                        .map(|s| expect(fill::fill(&p.device(), n, self.opts.initial_value(s))))
+                        .collect(),
+                });
+                slot.step += 1;
+                let (gb, gl) = grad.buffer_and_layout();
+                let gb =
+                    if gl.is_contiguous() && !gb.same_as(&param) { gb } else { expect(copy::contiguous(&gb, &gl)) };
+                let state: Vec<&Buffer> = slot.bufs.iter().collect();
+                expect(update(&rule, group.lr, group.weight_decay, slot.step, &param, &gb, &state, n));
+            }
+        }
+    }
+
+    /// See the module documentation for the format.
+    pub fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        sd.meta.insert("kind".into(), A::NAME.into());
+        let mut opts = self.opts.clone();
+        for (name, field) in opts.fields() {
+            let v = match field {
+                Field::F32(v) => format!("{v:?}"),
+                Field::Bool(v) => format!("{v:?}"),
+            };
+            sd.meta.insert(format!("options.{name}"), v);
+        }
+        let names = self.opts.rule().state_names();
+        let mut index = 0;
+        for (gi, g) in self.groups.iter().enumerate() {
+            sd.meta.insert(format!("param_groups.{gi}.lr"), format!("{:?}", g.lr));
+            sd.meta.insert(format!("param_groups.{gi}.weight_decay"), format!("{:?}", g.weight_decay));
+            let ids: Vec<String> = (index..index + g.params.len()).map(|i| i.to_string()).collect();
+            sd.meta.insert(format!("param_groups.{gi}.params"), ids.join(","));
+            for p in &g.params {
+                if let Some(slot) = self.slots.get(&p.id()) {
+                    sd.meta.insert(format!("state.{index}.step"), slot.step.to_string());
+                    let layout = Layout::contiguous(&p.shape());
+                    for (name, b) in names.iter().zip(&slot.bufs) {
+                        let copy = expect(copy::contiguous(b, &layout));
+                        sd.tensors.insert(
+                            format!("state.{index}.{name}"),
+                            Tensor::from_parts(copy, layout.clone(), DType::F32),
+                        );
+                    }
+                }
+                index += 1;
+            }
+        }
+        sd
+    }
+
+    /// Restores hyper-parameters, group lrs / weight decays and state; on any
+    /// error nothing is changed.
+    pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
+        let who = A::NAME;
+        let kind: String = get(sd, "kind")?;
+        if kind != who {
+            return Err(Error::invalid(who, format!("the state was saved by a {kind} optimizer, not a {who}")));
+        }
+        let saved_groups = (0..).take_while(|g| sd.meta.contains_key(&format!("param_groups.{g}.lr"))).count();
+        if saved_groups != self.groups.len() {
+            return Err(Error::invalid(
+                who,
+                format!("the state has {saved_groups} parameter groups, the optimizer {}", self.groups.len()),
+            ));
+        }
+        let mut group_hyper = Vec::new();
+        for (gi, g) in self.groups.iter().enumerate() {
+            let params: String = get(sd, &format!("param_groups.{gi}.params"))?;
+            let count = params.split(',').filter(|s| !s.is_empty()).count();
+            if count != g.params.len() {
+                return Err(Error::invalid(
+                    who,
+                    format!("parameter group {gi} has {} parameters, the saved group {count}", g.params.len()),
+                ));
+            }
+            let lr: f32 = get(sd, &format!("param_groups.{gi}.lr"))?;
+            let wd: f32 = get(sd, &format!("param_groups.{gi}.weight_decay"))?;
+            group_hyper.push((lr, wd));
+        }
+        let mut opts = self.opts.clone();
+        for (name, field) in opts.fields() {
+            let key = format!("options.{name}");
+            match field {
+                Field::F32(v) => *v = get(sd, &key)?,
+                Field::Bool(v) => *v = get(sd, &key)?,
+            }
+        }
+        let names = opts.rule().state_names();
+        let params: Vec<&Tensor> = self.groups.iter().flat_map(|g| &g.params).collect();
+        let mut slots = HashMap::new();
+        for (i, p) in params.iter().enumerate() {
+            let Some(step) = sd.meta.get(&format!("state.{i}.step")) else { continue };
+            let step: u64 = step.parse().map_err(|_| malformed(&format!("state.{i}.step"), step))?;
+            let mut bufs = Vec::new();
+            for name in &names {
+                let key = format!("state.{i}.{name}");
+                let t = sd
+                    .tensors
+                    .get(&key)
+                    .ok_or_else(|| Error::invalid(who, format!("state lacks the tensor {key:?}")))?;
+                if t.shape() != p.shape() || t.dtype() != DType::F32 {
+                    return Err(Error::invalid(
+                        who,
+                        format!("{key:?} is {:?} {:?} but parameter {i} is F32 {:?}", t.dtype(), t.shape(), p.shape()),
+                    ));
+                }
+                bufs.push(to_device_copy(t, p)?);
+            }
+            slots.insert(p.id(), Slot { step, bufs });
+        }
+        for key in sd.tensors.keys().chain(sd.meta.keys()).filter(|k| k.starts_with("state.")) {
+            let mut parts = key.splitn(3, '.').skip(1);
+            let (i, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let known = i.parse::<usize>().is_ok_and(|i| i < params.len()) && (name == "step" || names.contains(&name));
+            if !known || !sd.meta.contains_key(&format!("state.{i}.step")) {
+                return Err(Error::invalid(
+                    who,
+                    format!("unexpected state entry {key:?} for {} parameters", params.len()),
+                ));
+            }
+        }
+        opts.validate();
+        self.opts = opts;
+        for (g, (lr, wd)) in self.groups.iter_mut().zip(group_hyper) {
+            g.lr = lr;
+            g.weight_decay = wd;
+        }
+        self.slots = slots;
+        Ok(())
+    }
+}
+
+/// The parameter's buffer, safe to write in place: its own when it is the
+/// only holder and its view is dense from offset 0, else a private copy
+/// that the parameter is switched to (see the module documentation).
+fn exclusive_buffer(p: &Tensor) -> Buffer {
+    let (b, l) = p.buffer_and_layout();
+    // Two handles: the parameter's and `b`.
+    if l.is_contiguous() && b.handle_count() == 2 {
+        return b;
+    }
+    let private = expect(copy::contiguous(&b, &l));
+    drop(b);
+    p.assign(&Tensor::from_parts(private.clone(), Layout::contiguous(&p.shape()), DType::F32));
+    private
+}
+
+/// A copy of a saved state tensor on the parameter's device (through the
+/// host when it was loaded on another device).
+fn to_device_copy(t: &Tensor, p: &Tensor) -> Result<Buffer> {
+    let dev = p.device();
+    let (b, l) = t.buffer_and_layout();
+    if t.device() == dev {
+        copy::contiguous(&b, &l)
+    } else {
+        Buffer::from_f32(&dev, &t.try_to_vec()?)
+    }
+}
+
+fn malformed(key: &str, value: &str) -> Error {
+    Error::invalid("load_state_dict", format!("entry {key:?} = {value:?} is malformed"))
+}
+
+fn get<T: std::str::FromStr>(sd: &StateDict, key: &str) -> Result<T> {
+    let s =
+        sd.meta.get(key).ok_or_else(|| Error::invalid("load_state_dict", format!("state lacks the entry {key:?}")))?;
+    s.parse().map_err(|_| malformed(key, s))
+}
+
+#[track_caller]
+fn expect<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("optimizer step: {e}"))
+}
+
+/// Declares an optimizer type over [`Fused`]: the struct, its constructors
+/// and its [`Optimizer`](super::Optimizer) implementation.
+macro_rules! fused_optimizer {
+    ($(#[$doc:meta])* $name:ident, $opts:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            inner: $crate::optim::fused::Fused<$opts>,
+        }
+
+        impl $name {
+            /// One group over `params` with learning rate `lr` and default options.
+            pub fn new(params: Vec<wgrad_autograd::Tensor>, lr: f32) -> Self {
+                Self::with_options(params, lr, $opts::default())
+            }
+
+            /// One group over `params` with learning rate `lr`; the group's
+            /// weight decay is `opts.weight_decay`.
+            pub fn with_options(params: Vec<wgrad_autograd::Tensor>, lr: f32, opts: $opts) -> Self {
+                let wd = opts.weight_decay;
+                Self::with_groups(vec![$crate::optim::ParamGroup::new(params, lr, wd)], opts)
+            }
+
+            /// Several groups, each with its own lr and weight decay
+            /// (`opts.weight_decay` is not used).
+            ///
+            /// # Panics
+            /// On out-of-range hyper-parameters, a parameter that appears
+            /// twice, or a non-F32 parameter.
+            pub fn with_groups(groups: Vec<$crate::optim::ParamGroup>, opts: $opts) -> Self {
+                $name { inner: $crate::optim::fused::Fused::new(groups, opts) }
+            }
+
+            /// The optimizer-wide hyper-parameters.
+            pub fn options(&self) -> &$opts {
+                &self.inner.opts
+            }
+        }
+
+        impl $crate::optim::Optimizer for $name {
+            fn step(&mut self) {
+                self.inner.step()
+            }
+            fn groups(&self) -> &[$crate::optim::ParamGroup] {
+                &self.inner.groups
+            }
+            fn groups_mut(&mut self) -> &mut [$crate::optim::ParamGroup] {
+                &mut self.inner.groups
+            }
+            fn state_dict(&self) -> $crate::state::StateDict {
+                self.inner.state_dict()
+            }
+            fn load_state_dict(&mut self, state: &$crate::state::StateDict) -> wgrad_autograd::Result<()> {
+                self.inner.load_state_dict(state)
+            }
+        }
+    };
+}
+pub(crate) use fused_optimizer;

@@ -1,0 +1,191 @@
+// Optimizer updates, in place and fused: one thread per element reads the
+// gradient once, updates the parameter and every state buffer of its rule in
+// a single pass (PyTorch's formulas, op for op; see gpu-core/src/ops/optim.rs,
+// whose CPU twin mirrors `update` line by line).
+//
+// ALGO picks the rule, the other overrides its variant. Step-dependent
+// scalars (bias corrections, decayed learning rates) arrive in Params,
+// computed on the host in f64, so nothing is read back.
+//
+// The entry points differ only in how many state buffers they bind (a WGSL
+// binding that an entry point mentions must be bound, so each arity is its
+// own entry point); the math is the shared `update`.
+//#include common.wgsl
+
+// 0 SGD, 1 AdaGrad, 2 RMSProp, 3 Adam / AdamW, 4 Lion
+override ALGO: u32 = 0u;
+// SGD, RMSProp: a momentum buffer is kept
+override MOMENTUM: bool = false;
+// SGD: Nesterov momentum
+override NESTEROV: bool = false;
+// RMSProp: subtract the squared running mean of the gradient
+override CENTERED: bool = false;
+// Adam: AMSGrad (normalise by the running maximum of exp_avg_sq)
+override AMSGRAD: bool = false;
+// Adam: AdamW's decoupled weight decay (Lion always decouples)
+override DECOUPLED: bool = false;
+// AdaGrad: the textbook sqrt(sum + eps) instead of PyTorch's sqrt(sum) + eps
+override EPS_INSIDE: bool = false;
+
+struct Params {
+    n: u32,
+    // SGD: 1 on the step that creates the momentum buffer (it becomes the gradient)
+    first: u32,
+    // the step size: SGD, RMSProp, Lion: lr; AdaGrad: lr / (1 + (t-1)·lr_decay); Adam: lr / (1 - beta1^t)
+    lr: f32,
+    // coupled (L2) weight decay added to the gradient
+    weight_decay: f32,
+    // decoupled weight decay: the parameter is first scaled by 1 - lr·wd
+    decay: f32,
+    eps: f32,
+    // rule constants:
+    // SGD      c0 momentum, c1 1 - dampening
+    // RMSProp  c0 alpha,    c1 1 - alpha,   c2 momentum
+    // Adam     c0 1 - beta1 (lerp weight),  c1 beta2, c2 1 - beta2, c3 sqrt(1 - beta2^t)
+    // Lion     c0 beta1,    c1 1 - beta1,   c2 beta2, c3 1 - beta2
+    c0: f32,
+    c1: f32,
+    c2: f32,
+    c3: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
+
+// torch.lerp's CPU formula (exact at both ends of the weight range).
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    if abs(w) < 0.5 {
+        return a + w * (b - a);
+    }
+    return b - (b - a) * (1.0 - w);
+}
+
+// One element: returns the new parameter, updates the state slots in `s`.
+fn update(x: f32, g_in: f32, s: ptr<function, array<f32, 3>>) -> f32 {
+    var w = x;
+    var g = g_in;
+    if ALGO == 4u || (ALGO == 3u && DECOUPLED) {
+        w = w * p.decay;
+    } else if p.weight_decay != 0.0 {
+        g = g + p.weight_decay * w;
+    }
+    if ALGO == 0u {
+        // SGD: s = [momentum_buffer]
+        if MOMENTUM {
+            var v = g;
+            if p.first == 0u {
+                v = (*s)[0] * p.c0 + p.c1 * g;
+            }
+            (*s)[0] = v;
+            if NESTEROV {
+                g = g + p.c0 * v;
+            } else {
+                g = v;
+            }
+        }
+        return w + (-p.lr) * g;
+    } else if ALGO == 1u {
+        // AdaGrad: s = [sum]
+        let sum = (*s)[0] + g * g;
+        (*s)[0] = sum;
+        var den: f32;
+        if EPS_INSIDE {
+            den = sqrt(sum + p.eps);
+        } else {
+            den = sqrt(sum) + p.eps;
+        }
+        return w + (-p.lr) * g / den;
+    } else if ALGO == 2u {
+        // RMSProp: s = [square_avg, momentum_buffer?, grad_avg?]
+        let sq = (*s)[0] * p.c0 + p.c1 * g * g;
+        (*s)[0] = sq;
+        var avg: f32;
+        if CENTERED {
+            let k = select(1, 2, MOMENTUM);
+            let ga = lerp((*s)[k], g, p.c1);
+            (*s)[k] = ga;
+            avg = sqrt(sq - ga * ga);
+        } else {
+            avg = sqrt(sq);
+        }
+        avg = avg + p.eps;
+        if MOMENTUM {
+            let buf = (*s)[1] * p.c2 + g / avg;
+            (*s)[1] = buf;
+            return w + (-p.lr) * buf;
+        }
+        return w + (-p.lr) * g / avg;
+    } else if ALGO == 3u {
+        // Adam / AdamW: s = [exp_avg, exp_avg_sq, max_exp_avg_sq?]
+        let m = lerp((*s)[0], g, p.c0);
+        let v = (*s)[1] * p.c1 + p.c2 * g * g;
+        (*s)[0] = m;
+        (*s)[1] = v;
+        var vhat = v;
+        if AMSGRAD {
+            vhat = max((*s)[2], v);
+            (*s)[2] = vhat;
+        }
+        let denom = sqrt(vhat) / p.c3 + p.eps;
+        return w + (-p.lr) * m / denom;
+    }
+    // Lion: s = [exp_avg]
+    let m = (*s)[0];
+    let c = m * p.c0 + p.c1 * g;
+    (*s)[0] = m * p.c2 + p.c3 * g;
+    return w + (-p.lr) * sign(c);
+}
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_workgroup(wid, nwg) * 256u + lid;
+}
+
+@compute @workgroup_size(256)
+fn state0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    var s: array<f32, 3>;
+    param[i] = update(param[i], grad[i], &s);
+}
+
+@compute @workgroup_size(256)
+fn state1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    var s = array<f32, 3>(s0[i], 0.0, 0.0);
+    param[i] = update(param[i], grad[i], &s);
+    s0[i] = s[0];
+}
+
+@compute @workgroup_size(256)
+fn state2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    var s = array<f32, 3>(s0[i], s1[i], 0.0);
+    param[i] = update(param[i], grad[i], &s);
+    s0[i] = s[0];
+    s1[i] = s[1];
+}
+
+@compute @workgroup_size(256)
+fn state3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    var s = array<f32, 3>(s0[i], s1[i], s2[i]);
+    param[i] = update(param[i], grad[i], &s);
+    s0[i] = s[0];
+    s1[i] = s[1];
+    s2[i] = s[2];
+}
