@@ -80,11 +80,11 @@ fn main() {
     println!("device: {}", gpu.name());
     println!("AdamW step over {TENSORS} x {SIZE} parameters, ms per step (kernels per step)");
     println!("{:<28} {:>18} {:>18}", "", gpu.name().chars().take(18).collect::<String>(), "cpu backend");
-    let (gf, nf) = fused(&gpu, 5);
-    let (cf, _) = fused(&cpu, 5);
+    let (gf, nf) = fused(&gpu, 20);
+    let (cf, _) = fused(&cpu, 20);
     println!("{:<28} {:>12.1} ({:>3}) {:>12.1}", "fused kernel", gf, nf, cf);
-    let (gu, nu) = unfused(&gpu, 3);
-    let (cu, _) = unfused(&cpu, 3);
+    let (gu, nu) = unfused(&gpu, 5);
+    let (cu, _) = unfused(&cpu, 5);
     println!("{:<28} {:>12.1} ({:>3}) {:>12.1}", "unfused tensor ops", gu, nu, cu);
     println!("{:<28} {:>17.1}x {:>17.1}x", "speed-up", gu / gf, cu / cf);
 }

@@ -107,7 +107,11 @@ fn main() -> Result<()> {
         println!("resumed after epoch {start}");
     }
 
-    let mut progress = Progress::new(args.epochs).quiet(args.quiet);
+    let mut progress = Progress::new(args.epochs);
+    if args.quiet {
+        progress = progress.without_bar();
+    }
+
     let mut first_step = None;
     for epoch in start..args.epochs {
         model.train();

@@ -52,7 +52,7 @@ fn upload(d: &Device, v: &[f32]) -> Buffer {
 fn every_rule_matches_its_twin_over_three_steps() {
     let Some((g, c)) = devices("every_rule_matches_its_twin_over_three_steps") else { return };
     let mut r = rng(11);
-    for &n in &[1usize, 7, 33, 1023, 70_001] {
+    for &n in &[1usize, 2, 4, 7, 33, 1023, 70_001] {
         for (rule, lr, wd) in variants() {
             let names = rule.state_names();
             let p0 = r.vec(n, -2.0, 2.0);
@@ -73,6 +73,29 @@ fn every_rule_matches_its_twin_over_three_steps() {
             }
             // The update moved the parameter (a kernel that wrote nothing would pass the comparison).
             assert_ne!(pc.to_f32().unwrap()[..n], p0[..], "{what}: parameter unchanged");
+        }
+    }
+}
+
+#[test]
+fn elements_past_n_are_left_alone() {
+    // The kernel works on quads; the last one straddles n and must write only its live part.
+    let Some((g, c)) = devices("elements_past_n_are_left_alone") else { return };
+    let rule = Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: true, decoupled: true };
+    for n in [1usize, 2, 3, 5, 37] {
+        let total = n + 7;
+        for d in [&g, &c] {
+            let p = upload(d, &vec![1.0; total]);
+            let grad = upload(d, &vec![0.5; total]);
+            let s: Vec<Buffer> = (0..3).map(|_| upload(d, &vec![0.25; total])).collect();
+            update(&rule, 0.1, 0.01, 1, &p, &grad, &s.iter().collect::<Vec<_>>(), n).unwrap();
+            let (pv, sv) = (p.to_f32().unwrap(), s[0].to_f32().unwrap());
+            assert!(pv[..n].iter().all(|&v| v != 1.0), "n={n} on {}: parameter not updated", d.name());
+            assert_eq!(pv[n..], vec![1.0; 7][..], "n={n} on {}: parameter written past n", d.name());
+            for b in &s {
+                assert_eq!(b.to_f32().unwrap()[n..], vec![0.25; 7][..], "n={n} on {}: state written past n", d.name());
+            }
+            assert!(sv[..n].iter().all(|&v| v != 0.25));
         }
     }
 }
