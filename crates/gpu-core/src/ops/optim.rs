@@ -359,6 +359,7 @@ pub fn update(
         |g| {
             let params = Params::new()
                 .u32(n)
+                .u32(n.div_ceil(4))
                 .u32(k.first as usize)
                 .f32(k.lr)
                 .f32(k.weight_decay)
@@ -385,7 +386,7 @@ pub fn update(
                 params: &params.0,
                 inputs: &[grad.wgpu()],
                 outputs: &outputs,
-                workgroups: groups(n, 256),
+                workgroups: groups(n.div_ceil(4), 256),
             })
         },
         || {
