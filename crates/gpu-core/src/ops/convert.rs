@@ -15,7 +15,7 @@ pub fn u8_to_f32(x: &Buffer, n: usize, plane: usize, mean: &[f32], std: &[f32]) 
             format!("needs 1 to 4 channels with as many means as stds and a plane > 0, got means {mean:?}, stds {std:?}, plane {plane}"),
         ));
     }
-    if std.iter().any(|&s| s == 0.0) {
+    if std.contains(&0.0) {
         return Err(Error::invalid("u8_to_f32", format!("std {std:?} contains a zero")));
     }
     super::check_u32("u8_to_f32", n)?;
