@@ -44,7 +44,10 @@ fn main() {
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
     println!("device: {}", gpu.name());
-    println!("{:<8} {:>14} {:>12} {:>16} {:>14} {:>12}", "batch", "gpu ms/step", "gpu img/s", "gpu first step s", "cpu ms/step", "cpu img/s");
+    println!(
+        "{:<8} {:>14} {:>12} {:>16} {:>14} {:>12}",
+        "batch", "gpu ms/step", "gpu img/s", "gpu first step s", "cpu ms/step", "cpu img/s"
+    );
     for b in batches {
         let (gm, gi, gf) = bench(&gpu, b, 5);
         let (cm, ci, _) = bench(&cpu, b, 3);

@@ -21,6 +21,15 @@ pub enum DataError {
         /// What is wrong (wrong magic, truncated, label out of range, ...).
         what: String,
     },
+    /// A download failed before anything was written (connection, HTTP
+    /// status); failures while writing or verifying name the file instead.
+    #[error("download {url}: {what}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        what: String,
+    },
     /// A device error while uploading a batch.
     #[error(transparent)]
     Device(#[from] wgrad_gpu_core::Error),

@@ -7,11 +7,16 @@
 //!
 //! This crate must not know about models or training; it hands out tensors.
 
+pub mod augment;
+pub mod cifar;
 mod dataset;
+pub mod download;
 mod error;
+pub mod image_folder;
 pub mod loader;
 pub mod mnist;
 
+pub use augment::{mixup, Augment, Mixup};
 pub use dataset::ImageDataset;
 pub use error::DataError;
 pub use loader::{Batch, DataLoader};

@@ -10,6 +10,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../../shaders/common.wgsl")),
     ("fill", include_str!("../../../shaders/fill.wgsl")),
     ("convert", include_str!("../../../shaders/convert.wgsl")),
+    ("augment", include_str!("../../../shaders/augment.wgsl")),
     ("reduce", include_str!("../../../shaders/reduce.wgsl")),
     ("random", include_str!("../../../shaders/random.wgsl")),
     ("philox", include_str!("../../../shaders/philox.wgsl")),

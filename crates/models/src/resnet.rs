@@ -193,7 +193,7 @@ impl ResNet {
     /// names as the common PyTorch CIFAR definition (`conv1`, `bn1`,
     /// `layer1.0.conv1`, ..., `linear`).
     pub fn cifar(depth: usize, classes: usize, shortcut: Shortcut, gen: &mut Generator, dev: &Device) -> Self {
-        assert!(depth >= 8 && (depth - 2) % 6 == 0, "ResNet::cifar: depth must be 6n+2, got {depth}");
+        assert!(depth >= 8 && (depth - 2).is_multiple_of(6), "ResNet::cifar: depth must be 6n+2, got {depth}");
         let n = (depth - 2) / 6;
         let stem = Sequential::new().add(conv(3, 16, 3, 1, gen, dev)).add(BatchNorm2d::new_2d(16, dev));
         let mut layers = Vec::new();

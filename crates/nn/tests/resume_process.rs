@@ -95,7 +95,8 @@ fn resuming_in_a_fresh_process_is_bit_exact() {
         run("save");
         let stdout = run("resume");
         // libtest prints "test NAME ... " before the child's own output, on the same line.
-        let line = stdout.split("LOSSES ").nth(1).and_then(|s| s.lines().next()).expect("the resume child prints its losses");
+        let line =
+            stdout.split("LOSSES ").nth(1).and_then(|s| s.lines().next()).expect("the resume child prints its losses");
 
         assert_eq!(line.split(',').collect::<Vec<_>>(), want, "losses after resuming in a fresh process on {spec}");
         let _ = std::fs::remove_file(&path);

@@ -118,7 +118,6 @@ impl Tensor {
     }
 
     /// Alias of [`narrow`](Self::narrow) with a range.
-
     pub fn slice(&self, dim: isize, range: std::ops::Range<usize>) -> Tensor {
         self.narrow(dim, range.start, range.end.saturating_sub(range.start))
     }

@@ -5,6 +5,7 @@
 //! Every op takes and returns [`Buffer`](crate::Buffer)s on one device; on a
 //! GPU it records a launch and returns at once, on the CPU it runs.
 
+pub mod augment;
 pub mod binary;
 pub mod cast;
 pub mod conv;

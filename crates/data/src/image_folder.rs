@@ -1,0 +1,129 @@
+//! Image folders laid out like torchvision's `ImageFolder`: one sub-folder per
+//! class under a root, class indices in sorted folder-name order, PNG and JPEG
+//! files anywhere below each class folder.
+
+use std::path::{Path, PathBuf};
+
+use crate::{DataError, ImageDataset};
+
+/// Channels of the decoded images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    /// Three channels, R, G, B (alpha dropped, grey replicated).
+    Rgb,
+    /// One luma channel.
+    Gray,
+}
+
+/// A loaded image folder: the dataset plus what its labels and items mean.
+#[derive(Clone, Debug)]
+pub struct ImageFolder {
+    /// The images, resized to a common size, and their class indices.
+    pub dataset: ImageDataset,
+    /// Class folder names; label `i` is `class_names[i]`.
+    pub class_names: Vec<String>,
+    /// The file each item came from, in item order.
+    pub files: Vec<PathBuf>,
+}
+
+/// File extensions read as images (compared case-insensitively); other files
+/// (READMEs, `.DS_Store`, ...) are skipped, as torchvision does.
+pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |source| DataError::Io { path: path.into(), source }
+}
+
+/// Sorted entries of `dir` without hidden ones.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let p = e.map_err(io(dir))?.path();
+        if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    for p in entries(dir)? {
+        if p.is_dir() {
+            collect_images(&p, out)?;
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one file into `[C, h, w]` bytes.
+pub fn decode(path: &Path, size: [usize; 2], color: Color) -> Result<Vec<u8>, DataError> {
+    let img = image::ImageReader::open(path)
+        .map_err(io(path))?
+        .with_guessed_format()
+        .map_err(io(path))?
+        .decode()
+        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    let [h, w] = size;
+    let (h32, w32) = (h as u32, w as u32);
+    // Triangle (bilinear) like torchvision's default Resize interpolation.
+    let filter = image::imageops::FilterType::Triangle;
+    let planar = |interleaved: &[u8], c: usize| -> Vec<u8> {
+        (0..c).flat_map(|ch| interleaved.iter().skip(ch).step_by(c).copied()).collect()
+    };
+    Ok(match color {
+        Color::Rgb => {
+            let mut rgb = img.to_rgb8();
+            if rgb.dimensions() != (w32, h32) {
+                rgb = image::imageops::resize(&rgb, w32, h32, filter);
+            }
+            planar(rgb.as_raw(), 3)
+        }
+        Color::Gray => {
+            let mut g = img.to_luma8();
+            if g.dimensions() != (w32, h32) {
+                g = image::imageops::resize(&g, w32, h32, filter);
+            }
+            g.into_raw()
+        }
+    })
+}
+
+/// Loads every image under `root/<class>/` resized to `size = [h, w]`; a
+/// file with an image extension that does not decode is an error naming it.
+pub fn load(root: &Path, size: [usize; 2], color: Color) -> Result<ImageFolder, DataError> {
+    assert!(size[0] > 0 && size[1] > 0, "image_folder::load: size must be positive, got {size:?}");
+    let class_dirs: Vec<PathBuf> = entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+    if class_dirs.is_empty() {
+        return Err(DataError::format(root, "no class sub-folders"));
+    }
+    let mut class_names = Vec::new();
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    for (k, d) in class_dirs.iter().enumerate() {
+        let before = files.len();
+        collect_images(d, &mut files)?;
+        if files.len() == before {
+            return Err(DataError::format(d, format!("class folder has no {} files", EXTENSIONS.join("/"))));
+        }
+        labels.resize(files.len(), k as u32);
+        class_names.push(d.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    }
+    let c = if color == Color::Rgb { 3 } else { 1 };
+    let mut images = Vec::with_capacity(files.len() * c * size[0] * size[1]);
+    for f in &files {
+        images.extend(decode(f, size, color)?);
+    }
+    let classes = class_names.len();
+    Ok(ImageFolder {
+        dataset: ImageDataset { images, labels, item_shape: [c, size[0], size[1]], classes },
+        class_names,
+        files,
+    })
+}

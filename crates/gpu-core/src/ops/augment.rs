@@ -1,0 +1,224 @@
+//! Image augmentation of dense `[N, C, H, W]` f32 batches
+//! (`shaders/augment.wgsl`): random crop with zero padding fused with a
+//! random horizontal flip, cutout, and per-channel normalisation.
+//!
+//! # Random decisions
+//!
+//! Each random op draws one Philox4x32-10 block per *image*: image `i` uses
+//! the four words of counter `offset + i` under `seed` (the block of
+//! [`random`](super::random); [`draws`] returns it), so a call on `n` images
+//! consumes [`counters_used(n)`](counters_used) = `n` counters. Words become
+//! decisions with integer arithmetic plus one exact f32 comparison, so GPU and
+//! CPU twin agree bit for bit:
+//!
+//! * [`crop_flip`]: shift `dy = w0 % (2·pad + 1) − pad`,
+//!   `dx = w1 % (2·pad + 1) − pad`, flip when `unit(w2) < flip_p` (with
+//!   `unit(w) = (w >> 8)·2⁻²⁴` as in `random::uniform`);
+//! * [`cutout`]: centre `cy = w0 % H`, `cx = w1 % W`.
+//!
+//! The modulo bias is below `(2·pad + 1) / 2³²`, far under anything a
+//! training run can notice.
+
+use super::random::{block, unit};
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// Most channels [`normalize`] takes (its means and stds live in the uniform block).
+pub const MAX_NORMALIZE_CHANNELS: usize = 16;
+
+/// Counters one random augmentation of `images` images consumes: advance
+/// `offset` by this for fresh decisions with the same seed.
+pub fn counters_used(images: usize) -> u64 {
+    images as u64
+}
+
+/// The four Philox words image `image` draws in a call with `seed` and `offset`.
+pub fn draws(seed: u64, offset: u64, image: usize) -> [u32; 4] {
+    block(seed, offset, image)
+}
+
+/// The crop shift `(dy, dx)` and flip decision of one image (see the module docs):
+/// the output pixel `(y, x)` of a flipped image reads input `(y + dy, W − 1 − x + dx)`.
+pub fn crop_flip_decision(words: [u32; 4], pad: usize, flip_p: f32) -> (i64, i64, bool) {
+    let span = 2 * pad as u64 + 1;
+    let shift = |w: u32| (w as u64 % span) as i64 - pad as i64;
+    (shift(words[0]), shift(words[1]), unit(words[2]) < flip_p)
+}
+
+/// The cutout square of one image: rows `y0..y1`, columns `x0..x1` (clipped
+/// at the borders, so possibly smaller than `size`; `size / 2` on each side
+/// of the centre as in DeVries & Taylor's reference code).
+pub fn cutout_box(words: [u32; 4], h: usize, w: usize, size: usize) -> (usize, usize, usize, usize) {
+    let (cy, cx) = ((words[0] as u64 % h as u64) as usize, (words[1] as u64 % w as u64) as usize);
+    let half = size / 2;
+    (cy.saturating_sub(half), (cy + half).min(h), cx.saturating_sub(half), (cx + half).min(w))
+}
+
+/// Checks a batch shape against its buffer; returns the element count.
+fn check_batch(op: &'static str, x: &Buffer, shape: [usize; 4]) -> Result<usize> {
+    let n: usize = shape.iter().product();
+    super::check_u32(op, n)?;
+    x.check_len(op, "input", n, 4)?;
+    Ok(n)
+}
+
+/// The part of the uniform block every entry point reads.
+fn head(n: usize, shape: [usize; 4], seed: u64, offset: u64, size: usize, flip_p: f32) -> Params {
+    Params::new()
+        .u32(n)
+        .u32(shape[1])
+        .u32(shape[2])
+        .u32(shape[3])
+        .u32(seed as u32 as usize)
+        .u32((seed >> 32) as usize)
+        .u32(offset as u32 as usize)
+        .u32((offset >> 32) as usize)
+        .u32(size)
+        .f32(flip_p)
+}
+
+/// Random crop with zero padding, then a random horizontal flip, in one
+/// pass: torchvision's `RandomCrop(H×W, padding=pad)` followed by
+/// `RandomHorizontalFlip(flip_p)`, the output the size of the input.
+///
+/// `x` is a dense `[N, C, H, W]` batch (`shape`); image `i`'s decisions come
+/// from counter `offset + i` under `seed` (module docs). `pad = 0` never
+/// shifts and `flip_p = 0` never flips, `flip_p = 1` always flips.
+pub fn crop_flip(x: &Buffer, shape: [usize; 4], pad: usize, flip_p: f32, seed: u64, offset: u64) -> Result<Buffer> {
+    const OP: &str = "crop_flip";
+    let n = check_batch(OP, x, shape)?;
+    if !(0.0..=1.0).contains(&flip_p) {
+        return Err(Error::invalid(OP, format!("flip probability {flip_p} must be in [0, 1]")));
+    }
+    if pad >= (1 << 30) {
+        return Err(Error::invalid(OP, format!("padding {pad} is too large")));
+    }
+    let [_, c, h, w] = shape;
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| launch(g, "crop_flip", head(n, shape, seed, offset, pad, flip_p), x, &out, n),
+        || {
+            if n == 0 {
+                return;
+            }
+            let (xs, mut ys) = (x.host(), out.host_mut());
+            let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
+            for (img, (src, dst)) in xs.chunks(c * h * w).zip(ys[..n].chunks_mut(c * h * w)).enumerate() {
+                let (dy, dx, flip) = crop_flip_decision(draws(seed, offset, img), pad, flip_p);
+                for (sp, dp) in src.chunks(h * w).zip(dst.chunks_mut(h * w)) {
+                    for r in 0..h {
+                        for col in 0..w {
+                            let cc = if flip { w - 1 - col } else { col };
+                            let (sy, sx) = (r as i64 + dy, cc as i64 + dx);
+                            let inside = (0..h as i64).contains(&sy) && (0..w as i64).contains(&sx);
+                            dp[r * w + col] = if inside { sp[sy as usize * w + sx as usize] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// The elementwise launch of one entry point of `augment.wgsl`.
+fn launch(g: &GpuContext, entry: &'static str, params: Params, x: &Buffer, out: &Buffer, n: usize) -> Result<()> {
+    g.launch(&Launch {
+        shader: "augment",
+        entry,
+        constants: &[],
+        params: &params.0,
+        inputs: &[x.wgpu()],
+        outputs: &[out.wgpu()],
+        workgroups: groups(n, 256),
+    })
+}
+
+/// Cutout (DeVries & Taylor 2017): every channel of image `i` is zeroed on
+/// the square of side `size` centred at a random pixel (clipped at the
+/// borders, see [`cutout_box`]), the centre drawn from counter `offset + i`
+/// under `seed`. `size = 0` copies the batch.
+pub fn cutout(x: &Buffer, shape: [usize; 4], size: usize, seed: u64, offset: u64) -> Result<Buffer> {
+    const OP: &str = "cutout";
+    let n = check_batch(OP, x, shape)?;
+    if size >= (1 << 30) {
+        return Err(Error::invalid(OP, format!("square size {size} is too large")));
+    }
+    let [_, c, h, w] = shape;
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| launch(g, "cutout", head(n, shape, seed, offset, size, 0.0), x, &out, n),
+        || {
+            if n == 0 {
+                return;
+            }
+            let (xs, mut ys) = (x.host(), out.host_mut());
+            let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
+            ys[..n].copy_from_slice(&xs[..n]);
+            for (img, dst) in ys[..n].chunks_mut(c * h * w).enumerate() {
+                let (y0, y1, x0, x1) = cutout_box(draws(seed, offset, img), h, w, size);
+                for dp in dst.chunks_mut(h * w) {
+                    for r in y0..y1 {
+                        dp[r * w + x0..r * w + x1].fill(0.0);
+                    }
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// Per-channel normalisation `(x − mean[c]) / std[c]` of a dense
+/// `[N, C, H, W]` batch (torchvision's `Normalize`), computed as
+/// `(x − mean[c]) · (1 / std[c])` on both backends so they agree bit for bit.
+/// At most [`MAX_NORMALIZE_CHANNELS`] channels.
+pub fn normalize(x: &Buffer, shape: [usize; 4], mean: &[f32], std: &[f32]) -> Result<Buffer> {
+    const OP: &str = "normalize";
+    let n = check_batch(OP, x, shape)?;
+    let c = shape[1];
+    if c == 0 || c > MAX_NORMALIZE_CHANNELS || mean.len() != c || std.len() != c {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "needs one mean and one std per channel (1 to {MAX_NORMALIZE_CHANNELS}) for shape {shape:?}, got means {mean:?}, stds {std:?}"
+            ),
+        ));
+    }
+    if std.contains(&0.0) {
+        return Err(Error::invalid(OP, format!("std {std:?} contains a zero")));
+    }
+    let mut m = [0.0f32; MAX_NORMALIZE_CHANNELS];
+    let mut inv = [0.0f32; MAX_NORMALIZE_CHANNELS];
+    m[..c].copy_from_slice(mean);
+    for (d, s) in inv.iter_mut().zip(std) {
+        *d = 1.0 / s;
+    }
+    let plane = shape[2] * shape[3];
+    let dev = x.device();
+    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| {
+            // Two padding words bring the arrays to their 16-byte alignment.
+            let mut params = head(n, shape, 0, 0, 0, 0.0).u32(0).u32(0);
+            for v in m.iter().chain(&inv) {
+                params = params.f32(*v);
+            }
+            launch(g, "normalize", params, x, &out, n)
+        },
+        || {
+            let (xs, mut ys) = (x.host(), out.host_mut());
+            let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
+            for (i, (y, &v)) in ys[..n].iter_mut().zip(&xs[..n]).enumerate() {
+                let ch = (i / plane) % c;
+                *y = (v - m[ch]) * inv[ch];
+            }
+        },
+    )?;
+    Ok(out)
+}
