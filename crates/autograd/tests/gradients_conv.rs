@@ -136,3 +136,28 @@ fn conv_misuse_panics_with_the_op_and_shapes() {
     let m = msg(Box::new(move || drop(x.conv_transpose2d(&w, None, &t))));
     assert!(m.contains("conv_transpose2d") && m.contains("output_padding"), "{m}");
 }
+
+/// A batch whose im2col buffer exceeds the adapter's storage-binding limit is
+/// split into chunks: same outputs and gradients as the unsplit computation.
+#[test]
+fn conv_batches_above_the_binding_limit_are_split() {
+    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_batches_above_the_binding_limit_are_split") else { return };
+    let limit = dev.info().max_storage_buffer_binding_size as usize;
+    // cols per image: 16*9 rows x 64*64 positions x 4 bytes = 2.36 MB; pick N so the total exceeds the limit.
+    let per_image = 16 * 9 * 64 * 64 * 4;
+    let n = limit / per_image + 3;
+    let x = Tensor::randn(&[n, 16, 64, 64], 1, &dev).detach().requires_grad_();
+    let w = Tensor::randn(&[4, 16, 3, 3], 2, &dev).mul_scalar(0.1).detach().requires_grad_();
+    let opts = Conv2dOptions::new().padding(1);
+    let y = x.conv2d(&w, None, &opts);
+    assert_eq!(y.shape(), vec![n, 4, 64, 64]);
+    y.sum_all().backward();
+    // Reference: the last image alone (well under the limit).
+    let x_last = x.narrow(0, n - 1, 1).detach();
+    let y_last = x_last.conv2d(&w.detach(), None, &opts);
+    let got = y.narrow(0, n - 1, 1).to_vec();
+    wgrad_gpu_core::testing::assert_close("split conv output", &got, &y_last.to_vec(), 1e-5, 1e-5);
+    let gw = w.grad().unwrap().to_vec();
+    assert!(gw.iter().all(|v| v.is_finite()) && gw.iter().any(|v| *v != 0.0), "weight gradient accumulated over all chunks");
+    assert_eq!(x.grad().unwrap().shape(), vec![n, 16, 64, 64]);
+}

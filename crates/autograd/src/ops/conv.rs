@@ -283,6 +283,20 @@ impl Tensor {
         or_panic(geo.validate());
         let (n, oc, k) = (xs[0], ws[0], geo.col_rows());
         let (ocg, l) = (oc / groups, geo.out_h() * geo.out_w());
+        // The column buffer must fit one storage binding (128 MiB on many
+        // adapters): split a large batch into chunks that do, and join the
+        // results; autograd carries the gradient through narrow and cat.
+        let cols_bytes = (n * groups * k * l * 4) as u64;
+        let limit = self.device().info().max_storage_buffer_binding_size;
+        if cols_bytes > limit && n > 1 {
+            let per_image = cols_bytes / n as u64;
+            let chunk = ((limit / per_image.max(1)) as usize).max(1);
+            let parts: Vec<Tensor> = (0..n)
+                .step_by(chunk)
+                .map(|s| self.narrow(0, s, chunk.min(n - s)).conv2d(weight, bias, opts))
+                .collect();
+            return Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0);
+        }
         let cols = dense(expect(OP, im2col(&self.dense_buffer(), &geo)), &geo.cols_shape());
         let y = bmm(OP, &weight.detach().reshape(&[1, groups, ocg, k]), &cols);
         let y = add_bias(y.reshape(&[n, oc, geo.out_h(), geo.out_w()]), bias);
