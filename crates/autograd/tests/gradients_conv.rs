@@ -141,7 +141,9 @@ fn conv_misuse_panics_with_the_op_and_shapes() {
 /// split into chunks: same outputs and gradients as the unsplit computation.
 #[test]
 fn conv_batches_above_the_binding_limit_are_split() {
-    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_batches_above_the_binding_limit_are_split") else { return };
+    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_batches_above_the_binding_limit_are_split") else {
+        return;
+    };
     let limit = dev.info().max_storage_buffer_binding_size as usize;
     // cols per image: 16*9 rows x 64*64 positions x 4 bytes = 2.36 MB; pick N so the total exceeds the limit.
     let per_image = 16 * 9 * 64 * 64 * 4;
@@ -158,6 +160,9 @@ fn conv_batches_above_the_binding_limit_are_split() {
     let got = y.narrow(0, n - 1, 1).to_vec();
     wgrad_gpu_core::testing::assert_close("split conv output", &got, &y_last.to_vec(), 1e-5, 1e-5);
     let gw = w.grad().unwrap().to_vec();
-    assert!(gw.iter().all(|v| v.is_finite()) && gw.iter().any(|v| *v != 0.0), "weight gradient accumulated over all chunks");
+    assert!(
+        gw.iter().all(|v| v.is_finite()) && gw.iter().any(|v| *v != 0.0),
+        "weight gradient accumulated over all chunks"
+    );
     assert_eq!(x.grad().unwrap().shape(), vec![n, 16, 64, 64]);
 }

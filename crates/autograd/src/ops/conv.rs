@@ -291,10 +291,8 @@ impl Tensor {
         if cols_bytes > limit && n > 1 {
             let per_image = cols_bytes / n as u64;
             let chunk = ((limit / per_image.max(1)) as usize).max(1);
-            let parts: Vec<Tensor> = (0..n)
-                .step_by(chunk)
-                .map(|s| self.narrow(0, s, chunk.min(n - s)).conv2d(weight, bias, opts))
-                .collect();
+            let parts: Vec<Tensor> =
+                (0..n).step_by(chunk).map(|s| self.narrow(0, s, chunk.min(n - s)).conv2d(weight, bias, opts)).collect();
             return Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0);
         }
         let cols = dense(expect(OP, im2col(&self.dense_buffer(), &geo)), &geo.cols_shape());

@@ -2,7 +2,7 @@
 //! launch of its WGSL kernel (`shaders/NAME.wgsl`) and its plain-Rust CPU
 //! twin, so GPU and CPU semantics sit side by side.
 //!
-//! Every op takes and returns [`Buffer`](crate::Buffer)s on one device; on a
+//! Every op takes and returns [`Buffer`]s on one device; on a
 //! GPU it records a launch and returns at once, on the CPU it runs.
 
 pub mod augment;
