@@ -152,7 +152,10 @@ fn main() -> Result<()> {
     }
     let mut opt = Sgd::with_groups(groups, SgdOptions { momentum: args.momentum, ..Default::default() });
     let inner: Box<dyn LrScheduler> = match args.schedule.as_str() {
-        "step" => Box::new(MultiStepLR::new(&mut opt, &[args.epochs / 2, args.epochs * 3 / 4], 0.1)),
+        // Milestones at 50% and 75% of training (never at epoch 0, which would
+        // decay the starting lr for very short runs).
+        "step" => Box::new(MultiStepLR::new(&mut opt, &[(args.epochs / 2).max(1), (args.epochs * 3 / 4).max(1)], 0.1)),
+
         "cosine" => Box::new(CosineAnnealingLR::new(&mut opt, args.epochs, 0.0)),
         other => anyhow::bail!("unknown --schedule {other:?} (step, cosine)"),
     };
