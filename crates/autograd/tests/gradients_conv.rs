@@ -166,3 +166,25 @@ fn conv_batches_above_the_binding_limit_are_split() {
     );
     assert_eq!(x.grad().unwrap().shape(), vec![n, 16, 64, 64]);
 }
+
+/// conv_transpose2d splits like conv2d when its columns exceed the binding limit.
+#[test]
+fn conv_transpose_batches_above_the_binding_limit_are_split() {
+    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_transpose_batches_above_the_binding_limit_are_split") else {
+        return;
+    };
+    let limit = dev.info().max_storage_buffer_binding_size as usize;
+    // cols per image: (4 out channels * 3*3) rows x 64*64 input positions x 4 bytes.
+    let per_image = 4 * 9 * 64 * 64 * 4;
+    let n = limit / per_image + 2;
+    let x = Tensor::randn(&[n, 2, 64, 64], 1, &dev).detach().requires_grad_();
+    let w = Tensor::randn(&[2, 4, 3, 3], 2, &dev).mul_scalar(0.1).detach().requires_grad_();
+    let opts = ConvTranspose2dOptions::new().padding(1);
+    let y = x.conv_transpose2d(&w, None, &opts);
+    assert_eq!(y.shape(), vec![n, 4, 64, 64]);
+    y.sum_all().backward();
+    let last = x.narrow(0, n - 1, 1).detach().conv_transpose2d(&w.detach(), None, &opts);
+    wgrad_gpu_core::testing::assert_close("split transposed conv", &y.narrow(0, n - 1, 1).to_vec(), &last.to_vec(), 1e-5, 1e-5);
+    assert_eq!(x.grad().unwrap().shape(), vec![n, 2, 64, 64]);
+    assert!(w.grad().unwrap().to_vec().iter().all(|v| v.is_finite()));
+}

@@ -87,3 +87,15 @@ fn train_and_eval_reach_nested_dropout_and_batch_norm() {
     let names: Vec<String> = m.named_buffers().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["1.running_mean", "1.running_var", "1.num_batches_tracked"]);
 }
+
+#[test]
+fn dropout_stream_can_be_saved_and_restored() {
+    let dev = Device::cpu();
+    let d = Dropout::new(0.5, &mut Generator::new(1));
+    let x = Tensor::ones(&[256], &dev);
+    let saved = d.generator();
+    let first = d.forward(&x).to_vec();
+    assert_ne!(d.generator(), saved, "the stream advances per mask");
+    d.set_generator(saved);
+    assert_eq!(d.forward(&x).to_vec(), first, "restoring the stream repeats the mask");
+}

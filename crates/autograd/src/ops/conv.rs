@@ -428,6 +428,17 @@ impl Tensor {
             opts.padding
         );
         let (n, cin_g, k, l) = (xs[0], xs[1] / groups, geo.col_rows(), xs[2] * xs[3]);
+        // As in conv2d: keep the column buffer within one storage binding.
+        let cols_bytes = (n * groups * k * l * 4) as u64;
+        let limit = self.device().info().max_storage_buffer_binding_size;
+        if cols_bytes > limit && n > 1 {
+            let chunk = ((limit / (cols_bytes / n as u64).max(1)) as usize).max(1);
+            let parts: Vec<Tensor> = (0..n)
+                .step_by(chunk)
+                .map(|s| self.narrow(0, s, chunk.min(n - s)).conv_transpose2d(weight, bias, opts))
+                .collect();
+            return Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0);
+        }
         let x_g = self.detach().reshape(&[n, groups, cin_g, l]);
         let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2).contiguous();
         let cols = bmm(OP, &w_t, &x_g);

@@ -22,7 +22,19 @@ impl Dropout {
         assert!((0.0..=1.0).contains(&p), "Dropout: p must be in [0, 1], got {p}");
         Dropout { p, training: true, gen: Mutex::new(gen.fork()) }
     }
+
+    /// The layer's random stream (its whole state), e.g. to store in a
+    /// training checkpoint's `rng` map for an exact resume.
+    pub fn generator(&self) -> Generator {
+        *self.gen.lock().unwrap()
+    }
+
+    /// Restores the layer's random stream.
+    pub fn set_generator(&self, gen: Generator) {
+        *self.gen.lock().unwrap() = gen;
+    }
 }
+
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
