@@ -12,10 +12,10 @@ use clap::Parser;
 use wgrad::data::mnist::{self, Split};
 use wgrad::data::DataLoader;
 use wgrad::models::{lenet5, mlp, mnist_cnn};
-use wgrad::nn::checkpoint::{save_module, TrainingCheckpoint};
+use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Adam, Optimizer};
-use wgrad::nn::train::{seed_everything, Accuracy, EpochRecord, History, Progress, RunningMean};
+use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History, Progress, RunDir, RunningMean};
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
@@ -89,21 +89,13 @@ fn main() -> Result<()> {
     let mut opt = Adam::new(model.parameters(), args.lr);
     let loss_fn = CrossEntropyLoss::default();
 
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
-    let (last, best, csv, png) = (
-        args.out_dir.join("last.safetensors"),
-        args.out_dir.join("best.safetensors"),
-        args.out_dir.join("history.csv"),
-        args.out_dir.join("curves.png"),
-    );
+    let run = RunDir::create(&args.out_dir)?;
     let mut history = History::new();
     let mut start = 0;
     if args.resume {
-        let ck = TrainingCheckpoint::load(&last, &dev).with_context(|| format!("resuming from {}", last.display()))?;
+        let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
         ck.restore(&model, &mut opt)?;
-        start = ck.epoch as usize;
-        history = History::load_csv(&csv).with_context(|| format!("reading {}", csv.display()))?;
-        history.truncate_to_epoch(start);
+        (start, history) = (ck.epoch as usize, h);
         println!("resumed after epoch {start}");
     }
 
@@ -132,35 +124,20 @@ fn main() -> Result<()> {
             progress.advance(b.len as u64);
         }
         model.eval();
-        let (mut val_loss, mut val_acc) = (RunningMean::new(), Accuracy::new());
-        no_grad(|| -> Result<()> {
-            for batch in test_loader.epoch(0) {
-                let b = batch?;
-                let logits = model.forward(&b.images);
-                val_loss.update_tensor(&loss_fn.forward(&logits, &b.labels), b.len);
-                val_acc.update(&logits, &b.labels);
-            }
-            Ok(())
-        })?;
+        let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
+        let (val_loss, val_acc) = evaluate(&model, batches, |logits, y| loss_fn.forward(logits, y))?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_avg.mean(),
             train_acc: Some(acc.value()),
-            val_loss: Some(val_loss.mean()),
-            val_acc: Some(val_acc.value()),
+            val_loss: Some(val_loss),
+            val_acc: Some(val_acc),
             lr: opt.groups()[0].lr as f64,
         };
-        let is_best = history.best_epoch().is_none_or(|b| record.val_loss < b.val_loss);
-        history.push(record.clone());
         progress.finish_epoch(&record);
         let mut ck = TrainingCheckpoint::capture(&model, &opt);
         ck.epoch = (epoch + 1) as u64;
-        ck.save(&last)?;
-        if is_best {
-            save_module(&best, &model)?;
-        }
-        history.save_csv(&csv)?;
-        history.save_png(&png, 1200, 500)?;
+        run.finish_epoch(&mut history, record, &ck, &model)?;
     }
     drop(progress);
     if let Some(r) = history.last() {
@@ -171,7 +148,7 @@ fn main() -> Result<()> {
             first_step.unwrap_or_default(),
             dev.stats().bytes_peak as f64 / 1e6
         );
-        println!("wrote {}, {}, {}", last.display(), csv.display(), png.display());
+        println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
     }
     Ok(())
 }

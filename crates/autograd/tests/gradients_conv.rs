@@ -170,7 +170,8 @@ fn conv_batches_above_the_binding_limit_are_split() {
 /// conv_transpose2d splits like conv2d when its columns exceed the binding limit.
 #[test]
 fn conv_transpose_batches_above_the_binding_limit_are_split() {
-    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_transpose_batches_above_the_binding_limit_are_split") else {
+    let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_transpose_batches_above_the_binding_limit_are_split")
+    else {
         return;
     };
     let limit = dev.info().max_storage_buffer_binding_size as usize;
@@ -184,7 +185,13 @@ fn conv_transpose_batches_above_the_binding_limit_are_split() {
     assert_eq!(y.shape(), vec![n, 4, 64, 64]);
     y.sum_all().backward();
     let last = x.narrow(0, n - 1, 1).detach().conv_transpose2d(&w.detach(), None, &opts);
-    wgrad_gpu_core::testing::assert_close("split transposed conv", &y.narrow(0, n - 1, 1).to_vec(), &last.to_vec(), 1e-5, 1e-5);
+    wgrad_gpu_core::testing::assert_close(
+        "split transposed conv",
+        &y.narrow(0, n - 1, 1).to_vec(),
+        &last.to_vec(),
+        1e-5,
+        1e-5,
+    );
     assert_eq!(x.grad().unwrap().shape(), vec![n, 2, 64, 64]);
     assert!(w.grad().unwrap().to_vec().iter().all(|v| v.is_finite()));
 }

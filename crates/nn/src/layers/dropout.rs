@@ -35,7 +35,6 @@ impl Dropout {
     }
 }
 
-
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.dropout(self.p, self.training, &mut self.gen.lock().unwrap())

@@ -28,10 +28,13 @@ pub mod early_stopping;
 pub mod history;
 pub mod metrics;
 pub mod progress;
+pub mod run_dir;
 pub mod seed;
 
 pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
 pub use history::{EpochRecord, History};
 pub use metrics::{Accuracy, ClassificationReport, ConfusionMatrix, Perplexity, PrfScores, RunningMean, TopKAccuracy};
 pub use progress::{EpochSummary, Progress};
+pub use run_dir::{evaluate, RunDir};
+
 pub use seed::{seed_everything, Seeds};
