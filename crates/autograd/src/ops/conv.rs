@@ -299,8 +299,10 @@ impl Tensor {
         let y = bmm(OP, &weight.detach().reshape(&[1, groups, ocg, k]), &cols);
         let y = add_bias(y.reshape(&[n, oc, geo.out_h(), geo.out_w()]), bias);
 
-        // The columns are only needed again for the weight's gradient.
-        let saved_cols = weight.requires_grad().then_some(cols);
+        // The columns are not kept for the weight's gradient: they are the
+        // largest buffer of the layer (kh*kw times the input), so backward
+        // recomputes them from the input, which the graph keeps anyway.
+        drop(cols);
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (buffer, layout) = y.buffer_and_layout();
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
@@ -312,7 +314,10 @@ impl Tensor {
                 let dcols = bmm(OP, &w_t, &gy);
                 dense(expect(OP, col2im(&dcols.dense_buffer(), &geo)), &geo.input_shape())
             });
-            let dw = saved_cols.as_ref().map(|cols| sum_batch(bmm(OP, &gy, &cols.transpose(-1, -2)), &ws));
+            let dw = inputs[1].requires_grad().then(|| {
+                let cols = dense(expect(OP, im2col(&inputs[0].dense_buffer(), &geo)), &geo.cols_shape());
+                sum_batch(bmm(OP, &gy, &cols.transpose(-1, -2)), &ws)
+            });
             let db = inputs.get(2).map(|_| bias_grad(&gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })
