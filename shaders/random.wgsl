@@ -2,7 +2,8 @@
 // Random123 generator). Thread t hashes counter (offset + t) under key = seed
 // into four u32 words and writes elements 4t .. 4t+3, so the stream depends
 // only on (seed, offset, i) and the CPU twin in gpu-core/src/ops/random.rs
-// reproduces it. DIST: 0 = uniform, 1 = normal (Box–Muller).
+// reproduces it. DIST: 0 = uniform, 1 = normal (Box–Muller), 2 = inverted-
+// dropout mask (0 where the uniform u < a, else b = 1 / (1 - a)).
 //#include common.wgsl
 //#include philox.wgsl
 
@@ -18,7 +19,7 @@ struct Params {
     // first counter (offset), low word first
     ctr0: u32,
     ctr1: u32,
-    // uniform: lo and (hi - lo); normal: mean and std
+    // uniform: lo and (hi - lo); normal: mean and std; mask: p and 1 / (1 - p)
     a: f32,
     b: f32,
 }
@@ -40,6 +41,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var out: vec4<f32>;
     if DIST == 0u {
         out = vec4<f32>(p.a) + p.b * vec4<f32>(unit(r.x), unit(r.y), unit(r.z), unit(r.w));
+    } else if DIST == 2u {
+        // Compared in f32 like the CPU twin, so masks agree bit for bit.
+        let u = vec4<f32>(unit(r.x), unit(r.y), unit(r.z), unit(r.w));
+        out = select(vec4<f32>(p.b), vec4<f32>(0.0), u < vec4<f32>(p.a));
     } else {
         // u1 in (0, 1] so the log is finite.
         let r01 = sqrt(-2.0 * log(f32((r.x >> 8u) + 1u) * TWO_POW_M24));

@@ -15,7 +15,6 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("random", include_str!("../../../shaders/random.wgsl")),
     ("philox", include_str!("../../../shaders/philox.wgsl")),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
-    ("dropout", include_str!("../../../shaders/dropout.wgsl")),
     ("cast", include_str!("../../../shaders/cast.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
     ("unary_fns", include_str!("../../../shaders/unary_fns.wgsl")),

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use wgrad_gpu_core::ops::dropout::dropout_mask;
+use wgrad_gpu_core::ops::random::dropout_mask;
 use wgrad_gpu_core::ops::random::{counters_used, uniform};
 use wgrad_gpu_core::ops::softmax::{
     cross_entropy_rows, cross_entropy_rows_backward, softmax_rows, softmax_rows_backward, CeArgs, CeTarget,

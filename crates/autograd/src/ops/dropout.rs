@@ -1,7 +1,7 @@
 //! Inverted dropout with a mask from the counter-based Philox stream, so a
 //! generator state reproduces the same mask on the GPU and the CPU backend.
 
-use wgrad_gpu_core::ops::{dropout, random};
+use wgrad_gpu_core::ops::random;
 use wgrad_gpu_core::Layout;
 
 use crate::tensor::expect;
@@ -32,7 +32,7 @@ impl Tensor {
         let n = self.numel();
         let at = gen.offset;
         gen.offset += random::counters_used(n);
-        let mask = expect(OP, dropout::dropout_mask(&self.device(), n, p, gen.seed, at));
+        let mask = expect(OP, random::dropout_mask(&self.device(), n, p, gen.seed, at));
         self * &Tensor::constant(mask, Layout::contiguous(&self.shape()), DType::F32)
     }
 }

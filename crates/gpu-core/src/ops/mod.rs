@@ -12,7 +12,6 @@ pub mod conv;
 pub mod convert;
 
 pub mod copy;
-pub mod dropout;
 pub mod fill;
 pub mod index;
 pub mod matmul;

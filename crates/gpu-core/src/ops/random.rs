@@ -80,6 +80,7 @@ pub(crate) fn unit(w: u32) -> f32 {
 enum Dist {
     Uniform,
     Normal,
+    Mask,
 }
 
 impl Dist {
@@ -87,6 +88,7 @@ impl Dist {
     fn map(self, w: [u32; 4], a: f32, b: f32) -> [f32; 4] {
         match self {
             Dist::Uniform => w.map(|w| a + b * unit(w)),
+            Dist::Mask => w.map(|w| if unit(w) < a { 0.0 } else { b }),
             Dist::Normal => {
                 let pair = |w0: u32, w1: u32| {
                     let r = (-2.0 * (((w0 >> 8) + 1) as f32 * TWO_POW_M24).ln()).sqrt();
@@ -143,6 +145,21 @@ fn generate(device: &Device, dist: Dist, n: usize, seed: u64, offset: u64, a: f3
 /// (`u < 1` always, but f32 rounding of `lo + (hi − lo)·u` can still land on `hi`.)
 pub fn uniform(device: &Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f32) -> Result<Buffer> {
     generate(device, Dist::Uniform, n, seed, offset, lo, hi - lo)
+}
+
+/// An inverted-dropout mask of `n` f32: `0.0` with probability `p`, else
+/// `1 / (1 − p)` (so `x · mask` keeps the expectation of `x`). Element `i` is
+/// dropped when element `i` of [`uniform`]`(n, seed, offset, 0, 1)` is below
+/// `p`, compared in f32 on both backends, so GPU and CPU masks agree bit for
+/// bit; a mask consumes [`counters_used(n)`] counters like any other draw.
+/// `p = 1` drops everything; `p` outside `[0, 1]` is an error.
+pub fn dropout_mask(device: &Device, n: usize, p: f32, seed: u64, offset: u64) -> Result<Buffer> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(crate::Error::invalid("dropout", format!("probability {p} must be in [0, 1]")));
+    }
+    // u < 1 always, so p = 1 drops every element and the scale is never used.
+    let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
+    generate(device, Dist::Mask, n, seed, offset, p, scale)
 }
 
 /// `n` f32 normal with `mean` and standard deviation `std`, from counters `offset ..` under `seed`.
