@@ -135,6 +135,15 @@ impl Device {
         }
     }
 
+    /// The largest buffer one kernel binding may use, in bytes (cheap: for
+    /// hot paths that must stay under it; [`info`](Self::info) has the rest).
+    pub fn max_binding_bytes(&self) -> u64 {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.limits.max_storage_buffer_binding_size,
+            Backend::Cpu => isize::MAX as u64,
+        }
+    }
+
     /// The counters of this device.
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()

@@ -283,17 +283,8 @@ impl Tensor {
         or_panic(geo.validate());
         let (n, oc, k) = (xs[0], ws[0], geo.col_rows());
         let (ocg, l) = (oc / groups, geo.out_h() * geo.out_w());
-        // The column buffer must fit one storage binding (128 MiB on many
-        // adapters): split a large batch into chunks that do, and join the
-        // results; autograd carries the gradient through narrow and cat.
-        let cols_bytes = (n * groups * k * l * 4) as u64;
-        let limit = self.device().info().max_storage_buffer_binding_size;
-        if cols_bytes > limit && n > 1 {
-            let per_image = cols_bytes / n as u64;
-            let chunk = ((limit / per_image.max(1)) as usize).max(1);
-            let parts: Vec<Tensor> =
-                (0..n).step_by(chunk).map(|s| self.narrow(0, s, chunk.min(n - s)).conv2d(weight, bias, opts)).collect();
-            return Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0);
+        if let Some(y) = split_batch(self, n * groups * k * l * 4, |x| x.conv2d(weight, bias, opts)) {
+            return y;
         }
         let cols = dense(expect(OP, im2col(&self.dense_buffer(), &geo)), &geo.cols_shape());
         let y = bmm(OP, &weight.detach().reshape(&[1, groups, ocg, k]), &cols);
@@ -433,16 +424,8 @@ impl Tensor {
             opts.padding
         );
         let (n, cin_g, k, l) = (xs[0], xs[1] / groups, geo.col_rows(), xs[2] * xs[3]);
-        // As in conv2d: keep the column buffer within one storage binding.
-        let cols_bytes = (n * groups * k * l * 4) as u64;
-        let limit = self.device().info().max_storage_buffer_binding_size;
-        if cols_bytes > limit && n > 1 {
-            let chunk = ((limit / (cols_bytes / n as u64).max(1)) as usize).max(1);
-            let parts: Vec<Tensor> = (0..n)
-                .step_by(chunk)
-                .map(|s| self.narrow(0, s, chunk.min(n - s)).conv_transpose2d(weight, bias, opts))
-                .collect();
-            return Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0);
+        if let Some(y) = split_batch(self, n * groups * k * l * 4, |x| x.conv_transpose2d(weight, bias, opts)) {
+            return y;
         }
         let x_g = self.detach().reshape(&[n, groups, cin_g, l]);
         let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2).contiguous();
@@ -468,4 +451,21 @@ impl Tensor {
             grads(dx, dw, db, inputs.len())
         })
     }
+}
+
+/// The column buffer of a convolution must fit one storage binding (128 MiB
+/// on many adapters): when `cols_bytes` for the whole batch of `x` does not,
+/// runs `conv` on chunks of the batch that fit and joins the results
+/// (autograd carries the gradient through narrow and cat). `None` when no
+/// split is needed (or a single image already exceeds it: then the kernel
+/// reports the limit).
+fn split_batch(x: &Tensor, cols_bytes: usize, conv: impl Fn(&Tensor) -> Tensor) -> Option<Tensor> {
+    let n = x.shape()[0];
+    let limit = x.device().max_binding_bytes() as usize;
+    if cols_bytes <= limit || n <= 1 {
+        return None;
+    }
+    let chunk = (limit / (cols_bytes / n).max(1)).max(1);
+    let parts: Vec<Tensor> = (0..n).step_by(chunk).map(|s| conv(&x.narrow(0, s, chunk.min(n - s)))).collect();
+    Some(Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0))
 }
