@@ -1,21 +1,9 @@
 //! wgrad's autograd against PyTorch on a composite expression (fixture made by
 //! `tests/fixtures/gen_reference.py`), on the CPU backend and the GPU.
 
-use serde_json::Value;
+mod common;
+use common::*;
 use wgrad::prelude::*;
-
-fn floats(v: &Value, key: &str) -> Vec<f32> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("fixture lacks {key}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn shape(v: &Value, key: &str) -> Vec<usize> {
-    v["shapes"][key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
-}
 
 /// |got - want| <= 1e-5 * |want| (+1e-7 so exact zeros compare).
 fn assert_rel(what: &str, got: &[f32], want: &[f32]) {
@@ -24,23 +12,21 @@ fn assert_rel(what: &str, got: &[f32], want: &[f32]) {
 
 #[test]
 fn composite_expression_matches_pytorch() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/autograd_composite.json"))
-        .expect("fixture file");
-    let f: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let f = fixture("autograd_composite.json");
     let mut devices = vec![Device::cpu()];
     devices.extend(wgrad::gpu_core::testing::gpu_or_skip("composite_expression_matches_pytorch"));
     for dev in devices {
-        let t = |k: &str| Tensor::from_vec(&floats(&f, k), &shape(&f, k), &dev);
+        let t = |k: &str| Tensor::from_vec(&floats(&f[k]), &shape(&f["shapes"][k]), &dev);
         let (x, w, b, c) = (t("x").requires_grad_(), t("w").requires_grad_(), t("b").requires_grad_(), t("c"));
         let z = (x.matmul(&w) + &b).tanh();
         let e = (&z - &z.max(&[1], true)).exp();
         let s = &e / &e.sum(&[1], true);
         let loss = (&s * &c).mean_all();
-        assert_rel("softmax", &s.to_vec(), &floats(&f, "softmax"));
+        assert_rel("softmax", &s.to_vec(), &floats(&f["softmax"]));
         assert_rel("loss", &[loss.item()], &[f["loss"].as_f64().unwrap() as f32]);
         loss.backward();
         for (name, p) in [("grad_x", &x), ("grad_w", &w), ("grad_b", &b)] {
-            assert_rel(&format!("{name} on {}", dev.name()), &p.grad().unwrap().to_vec(), &floats(&f, name));
+            assert_rel(&format!("{name} on {}", dev.name()), &p.grad().unwrap().to_vec(), &floats(&f[name]));
         }
     }
 }

@@ -3,18 +3,11 @@
 //! conv_transpose2d outputs and the gradients of input, weight and bias for
 //! `loss = sum(out * r)`, within 1e-4 relative, on the CPU backend and the GPU.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use wgrad::autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor};
 use wgrad::prelude::*;
-
-fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/conv.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file")).expect("fixture is JSON")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array of numbers").iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
 
 fn sizes(v: &Value) -> Vec<usize> {
     v.as_array().expect("array of sizes").iter().map(|x| x.as_u64().unwrap() as usize).collect()
@@ -76,7 +69,7 @@ fn check_case(case: &Value, dev: &Device) {
 
 #[test]
 fn convolutions_match_pytorch() {
-    let f = fixture();
+    let f = fixture("conv.json");
     let cases = f["cases"].as_array().expect("cases");
     assert!(cases.len() >= 10, "fixture holds {} cases", cases.len());
     let mut devices = vec![Device::cpu()];

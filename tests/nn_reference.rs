@@ -2,31 +2,13 @@
 //! `tests/fixtures/gen_nn.py`): every activation module, Linear, PReLU and
 //! every loss — outputs and gradients within 1e-4 relative, on CPU and GPU.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use wgrad::autograd::Reduction;
 use wgrad::nn::loss::*;
 use wgrad::nn::*;
 use wgrad::prelude::*;
-
-fn fixture() -> Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nn.json")).expect("fixture");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn shape(v: &Value) -> Vec<usize> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().unwrap() as usize).collect()
-}
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(wgrad::gpu_core::testing::gpu_or_skip(test));
-    v
-}
 
 #[track_caller]
 fn close(what: &str, got: &[f32], want: &[f32]) {
@@ -61,7 +43,7 @@ fn check_case(case: &Value, dev: &Device, f: impl Fn(&[Tensor]) -> Tensor) {
 
 #[test]
 fn activation_modules_match_pytorch() {
-    let f = fixture();
+    let f = fixture("nn.json");
     for dev in devices("activation_modules_match_pytorch") {
         for case in f["activations"].as_array().unwrap() {
             let m: Box<dyn Module> = match case["name"].as_str().unwrap() {
@@ -85,7 +67,7 @@ fn activation_modules_match_pytorch() {
 
 #[test]
 fn linear_and_prelu_match_pytorch() {
-    let f = fixture();
+    let f = fixture("nn.json");
     for dev in devices("linear_and_prelu_match_pytorch") {
         let c = &f["linear"];
         let mut gen = Generator::new(0);
@@ -116,7 +98,7 @@ fn linear_and_prelu_match_pytorch() {
 
 #[test]
 fn losses_match_pytorch() {
-    let f = fixture();
+    let f = fixture("nn.json");
     for dev in devices("losses_match_pytorch") {
         for case in f["losses"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
@@ -171,7 +153,7 @@ fn cnn(dev: &Device) -> Sequential {
 
 #[test]
 fn a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval() {
-    let f = fixture();
+    let f = fixture("nn.json");
     let c = &f["cnn"];
     for dev in devices("a_cnn_loaded_by_pytorch_names_matches_in_train_and_eval") {
         let mut model = cnn(&dev);

@@ -6,25 +6,11 @@
 //! agree within 1e-5 relative, on CPU and GPU. Lion, absent from PyTorch, is
 //! compared with the paper's algorithm written in PyTorch ops.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use wgrad::nn::optim::*;
 use wgrad::prelude::*;
-
-fn fixture() -> Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/optim.json")).expect("fixture");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(wgrad::gpu_core::testing::gpu_or_skip(test));
-    v
-}
 
 fn f(options: &Value, key: &str, default: f32) -> f32 {
     options.get(key).map_or(default, |v| v.as_f64().unwrap() as f32)
@@ -97,7 +83,7 @@ fn build(case: &Value, params: &[Tensor]) -> Box<dyn Optimizer> {
 
 #[test]
 fn twenty_steps_of_every_optimizer_match_pytorch() {
-    let fx = fixture();
+    let fx = fixture("optim.json");
     let steps = fx["steps"].as_u64().unwrap() as usize;
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);

@@ -2,12 +2,10 @@
 //! `tests/fixtures/gen_pool_norm.py`): outputs, input gradients and batch
 //! norm's updated running statistics, on the CPU backend and the GPU.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use wgrad::prelude::*;
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("a list of numbers").iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
 
 fn sizes(v: &Value) -> Vec<usize> {
     v.as_array().expect("a list of sizes").iter().map(|x| x.as_u64().unwrap() as usize).collect()

@@ -2,24 +2,11 @@
 //! against PyTorch (fixture made by `tests/fixtures/gen_softmax_loss.py`):
 //! outputs and gradients within 1e-4 relative, on the CPU backend and the GPU.
 
+mod common;
+use common::*;
 use serde_json::Value;
 use wgrad::autograd::{CrossEntropyOptions, Generator, Reduction};
 use wgrad::prelude::*;
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/softmax_loss.json"))
-        .expect("fixture file");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
-fn floats(v: &Value, key: &str) -> Vec<f32> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("fixture lacks {key}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
 
 fn uints(v: &Value, key: &str) -> Vec<u32> {
     v[key]
@@ -30,39 +17,29 @@ fn uints(v: &Value, key: &str) -> Vec<u32> {
         .collect()
 }
 
-fn shape(v: &Value, key: &str) -> Vec<usize> {
-    v[key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
-}
-
 /// |got − want| ≤ 1e-4·|want| + 1e-6 (the atol only matters next to zero).
 fn assert_rel(what: &str, got: &[f32], want: &[f32]) {
     wgrad::gpu_core::testing::assert_close(what, got, want, 1e-4, 1e-6);
 }
 
-fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(wgrad::gpu_core::testing::gpu_or_skip(test));
-    v
-}
-
 #[test]
 fn softmax_and_log_softmax_match_pytorch() {
-    let f = fixture();
+    let f = fixture("softmax_loss.json");
     for dev in devices("softmax_and_log_softmax_match_pytorch") {
         for case in f["softmax"].as_array().unwrap() {
             let (dim, log) = (case["dim"].as_i64().unwrap() as isize, case["log"].as_bool().unwrap());
             let what = format!(
                 "{} {:?} dim {dim} on {}",
                 if log { "log_softmax" } else { "softmax" },
-                shape(case, "shape"),
+                shape(&case["shape"]),
                 dev.name()
             );
-            let x = Tensor::from_vec(&floats(case, "x"), &shape(case, "shape"), &dev).requires_grad_();
+            let x = Tensor::from_vec(&floats(&case["x"]), &shape(&case["shape"]), &dev).requires_grad_();
             let y = if log { x.log_softmax(dim) } else { x.softmax(dim) };
-            assert_rel(&what, &y.to_vec(), &floats(case, "y"));
-            let c = Tensor::from_vec(&floats(case, "c"), &shape(case, "shape"), &dev);
+            assert_rel(&what, &y.to_vec(), &floats(&case["y"]));
+            let c = Tensor::from_vec(&floats(&case["c"]), &shape(&case["shape"]), &dev);
             (&y * &c).sum_all().backward();
-            assert_rel(&format!("grad of {what}"), &x.grad().unwrap().to_vec(), &floats(case, "grad"));
+            assert_rel(&format!("grad of {what}"), &x.grad().unwrap().to_vec(), &floats(&case["grad"]));
         }
     }
 }
@@ -78,7 +55,7 @@ fn reduction(case: &Value) -> Reduction {
 
 #[test]
 fn cross_entropy_and_nll_loss_match_pytorch() {
-    let f = fixture();
+    let f = fixture("softmax_loss.json");
     for dev in devices("cross_entropy_and_nll_loss_match_pytorch") {
         for case in f["losses"].as_array().unwrap() {
             let kind = case["kind"].as_str().unwrap();
@@ -87,20 +64,20 @@ fn cross_entropy_and_nll_loss_match_pytorch() {
             let smoothing = case["label_smoothing"].as_f64().unwrap() as f32;
             let what = format!(
                 "{kind} {:?} probs {probs} weight {} ignore {ignore:?} smoothing {smoothing} {} on {}",
-                shape(case, "shape"),
+                shape(&case["shape"]),
                 !case["weight"].is_null(),
                 case["reduction"],
                 dev.name()
             );
-            let x = Tensor::from_vec(&floats(case, "x"), &shape(case, "shape"), &dev).requires_grad_();
-            let tshape = shape(case, "target_shape");
+            let x = Tensor::from_vec(&floats(&case["x"]), &shape(&case["shape"]), &dev).requires_grad_();
+            let tshape = shape(&case["target_shape"]);
             let target = if probs {
-                Tensor::from_vec(&floats(case, "target"), &tshape, &dev)
+                Tensor::from_vec(&floats(&case["target"]), &tshape, &dev)
             } else {
                 Tensor::from_u32(&uints(case, "target"), &tshape, &dev)
             };
             let weight = (!case["weight"].is_null()).then(|| {
-                let w = floats(case, "weight");
+                let w = floats(&case["weight"]);
                 Tensor::from_vec(&w, &[w.len()], &dev)
             });
             let loss = if kind == "cross_entropy" {
@@ -114,28 +91,28 @@ fn cross_entropy_and_nll_loss_match_pytorch() {
             } else {
                 x.nll_loss(&target, weight.as_ref(), ignore, reduction(case))
             };
-            assert_rel(&what, &loss.to_vec(), &floats(case, "loss"));
-            let upstream = Tensor::from_vec(&floats(case, "upstream"), &loss.shape(), &dev);
+            assert_rel(&what, &loss.to_vec(), &floats(&case["loss"]));
+            let upstream = Tensor::from_vec(&floats(&case["upstream"]), &loss.shape(), &dev);
             loss.backward_with(&upstream);
-            assert_rel(&format!("grad of {what}"), &x.grad().unwrap().to_vec(), &floats(case, "grad"));
+            assert_rel(&format!("grad of {what}"), &x.grad().unwrap().to_vec(), &floats(&case["grad"]));
         }
     }
 }
 
 #[test]
 fn embedding_matches_pytorch() {
-    let f = fixture();
+    let f = fixture("softmax_loss.json");
     for dev in devices("embedding_matches_pytorch") {
         for case in f["embedding"].as_array().unwrap() {
             let pad = case["padding_idx"].as_u64().map(|p| p as u32);
             let what = format!("embedding padding {pad:?} on {}", dev.name());
-            let w = Tensor::from_vec(&floats(case, "weight"), &shape(case, "weight_shape"), &dev).requires_grad_();
-            let ids = Tensor::from_u32(&uints(case, "ids"), &shape(case, "ids_shape"), &dev);
+            let w = Tensor::from_vec(&floats(&case["weight"]), &shape(&case["weight_shape"]), &dev).requires_grad_();
+            let ids = Tensor::from_u32(&uints(case, "ids"), &shape(&case["ids_shape"]), &dev);
             let y = ids.embedding(&w, pad);
-            assert_rel(&what, &y.to_vec(), &floats(case, "y"));
-            let c = Tensor::from_vec(&floats(case, "c"), &y.shape(), &dev);
+            assert_rel(&what, &y.to_vec(), &floats(&case["y"]));
+            let c = Tensor::from_vec(&floats(&case["c"]), &y.shape(), &dev);
             (&y * &c).sum_all().backward();
-            assert_rel(&format!("grad of {what}"), &w.grad().unwrap().to_vec(), &floats(case, "grad"));
+            assert_rel(&format!("grad of {what}"), &w.grad().unwrap().to_vec(), &floats(&case["grad"]));
         }
     }
 }
@@ -146,7 +123,7 @@ fn embedding_matches_pytorch() {
 /// otherwise unchanged.
 #[test]
 fn dropout_statistics_match_pytorch() {
-    let f = fixture();
+    let f = fixture("softmax_loss.json");
     for dev in devices("dropout_statistics_match_pytorch") {
         for (k, case) in f["dropout"].as_array().unwrap().iter().enumerate() {
             let p = case["p"].as_f64().unwrap();
