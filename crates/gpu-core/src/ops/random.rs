@@ -5,7 +5,7 @@
 //! and no generator state lives on the device.
 //!
 //! The WGSL Philox is the include library `shaders/philox.wgsl`, shared with
-//! the dropout masks of [`dropout`](super::dropout).
+//! the dropout masks of [`dropout_mask`].
 //!
 //! # The exact scheme
 //!
@@ -151,7 +151,7 @@ pub fn uniform(device: &Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f
 /// `1 / (1 − p)` (so `x · mask` keeps the expectation of `x`). Element `i` is
 /// dropped when element `i` of [`uniform`]`(n, seed, offset, 0, 1)` is below
 /// `p`, compared in f32 on both backends, so GPU and CPU masks agree bit for
-/// bit; a mask consumes [`counters_used(n)`] counters like any other draw.
+/// bit; a mask consumes [`counters_used`]`(n)` counters like any other draw.
 /// `p = 1` drops everything; `p` outside `[0, 1]` is an error.
 pub fn dropout_mask(device: &Device, n: usize, p: f32, seed: u64, offset: u64) -> Result<Buffer> {
     if !(0.0..=1.0).contains(&p) {
