@@ -20,20 +20,7 @@ fn softplus1(v: f32) -> f32 {
     return max(v, 0.0) + log(1.0 + exp(-abs(v)));
 }
 
-fn sigmoid(v: f32) -> f32 {
-    // Both branches stay finite for large |v|.
-    if v >= 0.0 {
-        return 1.0 / (1.0 + exp(-v));
-    }
-    let e = exp(v);
-    return e / (1.0 + e);
-}
-
-fn tanh_stable(v: f32) -> f32 {
-    // WGSL tanh may overflow internally for large |v| on some drivers.
-    let c = clamp(v, -15.0, 15.0);
-    return tanh(c);
-}
+//#include activations.wgsl
 
 // y = f(v)
 fn f(v: f32) -> f32 {

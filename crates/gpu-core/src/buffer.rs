@@ -13,7 +13,15 @@ pub struct Buffer {
     inner: Arc<BufferInner>,
 }
 
-struct BufferInner {
+/// `BufferInner` under a crate-visible name, for the Send + Sync assertion in `device.rs`.
+pub(crate) type BufferInnerForAssert = BufferInner;
+
+// SAFETY: `BufferInner` is Send + Sync (asserted in device.rs); `Buffer` only wraps it in an `Arc`.
+unsafe impl Send for Buffer {}
+// SAFETY: as above.
+unsafe impl Sync for Buffer {}
+
+pub(crate) struct BufferInner {
     device: Device,
     /// Bytes the user asked for (the allocation may be larger).
     bytes: u64,

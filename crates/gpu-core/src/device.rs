@@ -12,6 +12,21 @@ pub struct Device {
     pub(crate) inner: Arc<DeviceInner>,
 }
 
+// Device and Buffer assert Send + Sync instead of letting every downstream
+// crate derive them: the derivation walks wgpu-core's internals deep enough
+// to overflow rustc's recursion limit in crates whose modules nest tensors a
+// few levels (a Vec<Vec<..>> of layers). The assertions below prove the
+// inner types are Send + Sync here, once, so the impls add no new claim.
+const _: () = {
+    fn send_sync<T: Send + Sync>() {}
+    let _ = send_sync::<DeviceInner>;
+    let _ = send_sync::<crate::buffer::BufferInnerForAssert>;
+};
+// SAFETY: `DeviceInner` is Send + Sync (asserted above); `Device` only wraps it in an `Arc`.
+unsafe impl Send for Device {}
+// SAFETY: as above.
+unsafe impl Sync for Device {}
+
 pub(crate) struct DeviceInner {
     pub backend: Backend,
     pub stats: Arc<Stats>,

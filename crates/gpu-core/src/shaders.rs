@@ -8,6 +8,7 @@
 /// (`common`) are libraries for `//#include`.
 pub const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../../shaders/common.wgsl")),
+    ("activations", include_str!("../../../shaders/activations.wgsl")),
     ("fill", include_str!("../../../shaders/fill.wgsl")),
     ("convert", include_str!("../../../shaders/convert.wgsl")),
     ("augment", include_str!("../../../shaders/augment.wgsl")),
@@ -29,10 +30,12 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("norm", include_str!("../../../shaders/norm.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
+    ("attention", include_str!("../../../shaders/attention.wgsl")),
+    ("recurrent", include_str!("../../../shaders/recurrent.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &["common", "unary_fns", "philox"];
+pub const LIBRARIES: &[&str] = &["common", "activations", "unary_fns", "philox"];
 
 /// The raw text of a shader file.
 ///

@@ -2,6 +2,7 @@
 //! next to it, states its backward rule in terms of other tensor ops (or a
 //! fused gradient kernel).
 
+mod attention;
 pub(crate) mod conv;
 mod dropout;
 mod elementwise;
@@ -12,6 +13,7 @@ mod matmul;
 mod norm;
 mod operators;
 mod pool;
+pub(crate) mod recurrent;
 mod reduce;
 mod shape;
 mod softmax;

@@ -5,6 +5,7 @@
 //! Every op takes and returns [`Buffer`]s on one device; on a
 //! GPU it records a launch and returns at once, on the CPU it runs.
 
+pub mod attention;
 pub mod augment;
 pub mod binary;
 pub mod cast;
@@ -19,6 +20,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod random;
+pub mod recurrent;
 pub mod reduce;
 pub mod softmax;
 pub mod unary;

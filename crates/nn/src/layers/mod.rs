@@ -1,6 +1,8 @@
 //! The layers, one file per kind.
 
 pub mod activation;
+pub mod attention;
+pub mod cell;
 pub mod conv;
 pub mod dropout;
 pub mod embedding;
@@ -9,5 +11,9 @@ pub mod linear;
 pub mod misc;
 pub mod norm;
 pub mod pool;
+pub mod positional;
+pub mod recurrent;
+pub mod seq2seq_attention;
 
 pub mod sequential;
+pub mod transformer;

@@ -2,7 +2,8 @@
 //! device ([`metrics`]), a progress bar and per-epoch summary lines
 //! ([`progress`]), the run's history as CSV and a PNG of its curves
 //! ([`history`]), early stopping that restores the best parameters
-//! ([`early_stopping`]) and one-seed reproducibility ([`seed`]).
+//! ([`early_stopping`]), one-seed reproducibility ([`seed`]) and truncated
+//! back-propagation through time for recurrent models ([`tbptt`]).
 //!
 //! A typical epoch:
 //!
@@ -10,7 +11,7 @@
 //! progress.start_epoch(epoch, train_len);
 //! for (x, y) in batches {
 //!     let logits = model.forward(&x);
-//!     let loss = logits.cross_entropy(&y, CrossEntropyOptions::default());
+//!     let loss = logits.cross_entropy(&y, &CrossEntropyOptions::default());
 //!     loss.backward();
 //!     opt.step();
 //!     opt.zero_grad();
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod progress;
 pub mod run_dir;
 pub mod seed;
+pub mod tbptt;
 
 pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
 pub use history::{EpochRecord, History};
@@ -38,3 +40,4 @@ pub use progress::{EpochSummary, Progress};
 pub use run_dir::{evaluate, RunDir};
 
 pub use seed::{seed_everything, Seeds};
+pub use tbptt::TruncatedBptt;

@@ -1,0 +1,126 @@
+//! Sequence-model training steps, next to PyTorch CPU measured in the same run:
+//!
+//! - `lstm`: one LSTM layer, input 128, hidden 256, seq 64, batch 32;
+//!   forward + backward + Adam step.
+//! - `transformer`: a GPT of 2 pre-LN blocks, d_model 256, 4 heads, FFN 1024,
+//!   seq 128, batch 16, vocab 256; forward + backward + AdamW; also tokens/s.
+//!
+//! Times the adapter `WGRAD_DEVICE` picks; then runs `benches/sequence_pytorch.py`
+//! (same shapes) when `python3` with torch is available, and prints the ratio.
+//!
+//! `cargo bench --bench sequence [-- lstm|transformer] [--steps N]`
+
+use std::process::Command;
+use std::time::Instant;
+
+use wgrad::autograd::RecurrentKind;
+use wgrad::models::{Gpt, GptConfig};
+use wgrad::nn::optim::{Adam, AdamW, Optimizer};
+use wgrad::nn::{Recurrent, RecurrentConfig};
+use wgrad::prelude::*;
+
+/// Mean ms of `step` over `steps` runs after one warm-up; and the warm-up's seconds.
+fn timed(steps: usize, mut step: impl FnMut() -> f32) -> (f64, f64) {
+    let t0 = Instant::now();
+    let first = step();
+    assert!(first.is_finite(), "loss is not finite");
+    let warm = t0.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    (t.elapsed().as_secs_f64() * 1e3 / steps as f64, warm)
+}
+
+fn lstm(dev: &Device, steps: usize) -> (f64, f64) {
+    let mut g = Generator::new(0);
+    let m = Recurrent::new(RecurrentKind::Lstm, RecurrentConfig::new(128, 256), &mut g, dev);
+    let x = Tensor::randn(&[64, 32, 128], 1, dev);
+    let mut opt = Adam::new(m.parameters(), 1e-3);
+    timed(steps, || {
+        let loss = m.forward(&x).square().mean_all();
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        loss.item()
+    })
+}
+
+fn transformer(dev: &Device, steps: usize) -> (f64, f64) {
+    let mut g = Generator::new(0);
+    let model = Gpt::new(GptConfig::new(256, 128, 2, 4, 256), &mut g, dev);
+    let ids: Vec<u32> = (0..16 * 128).map(|i| (i * 7919 % 256) as u32).collect();
+    let tgt: Vec<u32> = (0..16 * 128).map(|i| (i * 104_729 % 256) as u32).collect();
+    let (x, y) = (Tensor::from_u32(&ids, &[16, 128], dev), Tensor::from_u32(&tgt, &[16, 128], dev));
+    let mut opt = AdamW::new(model.parameters(), 1e-3);
+    timed(steps, || {
+        let loss = model.loss(&x, &y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        loss.item()
+    })
+}
+
+/// `name -> ms` from the PyTorch script, or why there is none.
+fn pytorch(names: &[&str], steps: usize) -> Result<Vec<(String, f64)>, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sequence_pytorch.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(names)
+        .args(["--steps", &steps.to_string()])
+        .output()
+        .map_err(|e| format!("python3 not runnable: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "PyTorch script failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("pytorch: {}", text.lines().next().unwrap_or(""));
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (n, ms) = l.split_once(' ')?;
+            Some((n.to_string(), ms.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let steps = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
+    let mut names: Vec<&str> =
+        args.iter().map(String::as_str).filter(|a| matches!(*a, "lstm" | "transformer")).collect();
+    if names.is_empty() {
+        names = vec!["lstm", "transformer"];
+    }
+    let dev = Device::from_env().expect("open WGRAD_DEVICE");
+    println!("device: {}", dev.name());
+    let ours: Vec<(&str, f64, f64)> = names
+        .iter()
+        .map(|&n| {
+            let (ms, first) = if n == "lstm" { lstm(&dev, steps) } else { transformer(&dev, steps) };
+            (n, ms, first)
+        })
+        .collect();
+    let torch = pytorch(&names, steps);
+    if let Err(why) = &torch {
+        println!("pytorch: not measured ({why})");
+    }
+    println!(
+        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16}",
+        "bench", "wgrad ms", "first step s", "pytorch ms", "ratio", "wgrad tokens/s"
+    );
+    for (n, ms, first) in ours {
+        let theirs = torch.as_ref().ok().and_then(|t| t.iter().find(|(m, _)| m == n).map(|(_, v)| *v));
+        let tokens = if n == "lstm" { 64.0 * 32.0 } else { 16.0 * 128.0 };
+        let (t, r) = match theirs {
+            Some(v) => (format!("{v:.1}"), format!("{:.2}x", ms / v)),
+            None => ("-".into(), "-".into()),
+        };
+        println!("{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0}", tokens / ms * 1e3);
+    }
+}

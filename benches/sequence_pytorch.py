@@ -1,0 +1,85 @@
+"""PyTorch (CPU) timings of the two sequence benchmarks in benches/sequence.rs,
+with the same shapes: prints one line per benchmark, `NAME ms_per_step`.
+
+  LSTM:        input 128, hidden 256, seq 64, batch 32; forward + backward + Adam.
+  Transformer: GPT of 2 pre-LN blocks, d_model 256, 4 heads, FFN 1024, seq 128,
+               batch 16, vocab 256; forward + backward + AdamW.
+
+python3 benches/sequence_pytorch.py [lstm] [transformer] [--steps N]
+"""
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+def timed(step, steps):
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t) * 1e3 / steps
+
+
+def lstm(steps):
+    m = nn.LSTM(128, 256)
+    x = torch.randn(64, 32, 128)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+
+    def step():
+        out, _ = m(x)
+        loss = out.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timed(step, steps)
+
+
+class Gpt(nn.Module):
+    def __init__(self, vocab=256, context=128, layers=2, heads=4, width=256, ffn=1024):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab, width)
+        self.pos_emb = nn.Embedding(context, width)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, heads, ffn, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab, bias=False)
+
+    def forward(self, ids):
+        L = ids.shape[1]
+        x = self.tok_emb(ids) + self.pos_emb.weight[:L]
+        mask = nn.Transformer.generate_square_subsequent_mask(L)
+        for b in self.blocks:
+            x = b(x, src_mask=mask, is_causal=True)
+        return self.head(self.ln_f(x))
+
+
+def transformer(steps):
+    m = Gpt()
+    ids = torch.randint(0, 256, (16, 128))
+    tgt = torch.randint(0, 256, (16, 128))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+
+    def step():
+        loss = nn.functional.cross_entropy(m(ids).reshape(-1, 256), tgt.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timed(step, steps)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    steps = 10
+    if "--steps" in args:
+        steps = int(args[args.index("--steps") + 1])
+    names = [a for a in args if a in ("lstm", "transformer")] or ["lstm", "transformer"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    for n in names:
+        print(n, f"{ {'lstm': lstm, 'transformer': transformer}[n](steps):.2f}", flush=True)

@@ -1,0 +1,130 @@
+//! Scaled-dot-product attention as one fused op (gpu-core's
+//! `attention_forward` / `attention_backward`), like
+//! `torch.nn.functional.scaled_dot_product_attention` without dropout.
+//!
+//! The `Lq × Lk` attention matrix never exists: the forward keeps a running
+//! softmax per query row and saves only the output and each row's
+//! log-sum-exp; the backward recomputes the probabilities from those.
+
+use wgrad_gpu_core::ops::attention::{self, AttnDims};
+use wgrad_gpu_core::{Buffer, Layout};
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+const OP: &str = "scaled_dot_product_attention";
+
+impl Tensor {
+    /// `softmax(q kᵀ · scale + mask) v` with `self` as the queries `q
+    /// [..., Lq, D]`, keys `k [..., Lk, D]` and values `v [..., Lk, Dv]`; the
+    /// leading dims (none, `[N]` or `[B, H]`) must be equal. Returns
+    /// `[..., Lq, Dv]`, with gradients for `q`, `k` and `v`.
+    ///
+    /// * `mask`: an additive f32 mask broadcastable (NumPy rules) to
+    ///   `[..., Lq, Lk]`, e.g. `[Lq, Lk]`, or `[B, 1, 1, Lk]` for key
+    ///   padding; −∞ (or a large negative value) hides a key. It is read
+    ///   through its strides, never expanded, and is a constant: it gets no
+    ///   gradient. For a boolean keep-mask, pass `where(keep, 0, −∞)`.
+    /// * `causal`: query `i` sees only keys `j ≤ i` (PyTorch's `is_causal`,
+    ///   top-left aligned when `Lq ≠ Lk`); combines with `mask`.
+    /// * `scale`: `None` is PyTorch's default `1 / sqrt(D)`.
+    ///
+    /// Memory is O(L·D): the attention matrix is never stored. Unlike
+    /// PyTorch, which returns NaN there, a query row that sees no key at all
+    /// (every score −∞) outputs zeros and passes zero gradients. Head dims
+    /// are limited to 256.
+    ///
+    /// # Panics
+    /// For ranks other than 2 to 4, leading dims or head dims that differ,
+    /// k and v of different lengths, non-f32 tensors, tensors on different
+    /// devices, a mask that does not broadcast, or head dims above 256.
+    pub fn scaled_dot_product_attention(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: Option<f32>,
+    ) -> Tensor {
+        let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
+        for t in [self, k, v] {
+            t.expect_dtype(OP, DType::F32);
+            self.expect_same_device(OP, t);
+        }
+        let rank = qs.len();
+        assert!(
+            (2..=4).contains(&rank) && ks.len() == rank && vs.len() == rank,
+            "{OP}: q, k and v must all be [Lq, D] / [N, L, D] / [B, H, L, D], got shapes {qs:?}, {ks:?}, {vs:?}"
+        );
+        let lead = &qs[..rank - 2];
+        let (lq, d, lk, dv) = (qs[rank - 2], qs[rank - 1], ks[rank - 2], vs[rank - 1]);
+        assert!(
+            &ks[..rank - 2] == lead && &vs[..rank - 2] == lead && ks[rank - 1] == d && vs[rank - 2] == lk,
+            "{OP}: expected q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] with equal leading dims, \
+             got shapes {qs:?}, {ks:?}, {vs:?}"
+        );
+        let (batch, heads) = match *lead {
+            [] => (1, 1),
+            [n] => (1, n),
+            [b, h] => (b, h),
+            _ => unreachable!("rank checked above"),
+        };
+        let dims = AttnDims { batch, heads, lq, lk, d, dv };
+        let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+        let mask = mask.map(|m| {
+            self.expect_same_device(OP, m);
+            mask_strides(m, lead, lq, lk)
+        });
+        let (q_buf, k_buf, v_buf) = (self.dense_buffer(), k.dense_buffer(), v.dense_buffer());
+        let (out, lse) =
+            expect(OP, attention::attention_forward(&q_buf, &k_buf, &v_buf, view(&mask), dims, causal, scale));
+        let mut out_shape = lead.to_vec();
+        out_shape.extend([lq, dv]);
+        let shapes = [qs, ks, vs];
+        Tensor::from_op(OP, out, Layout::contiguous(&out_shape), &[self, k, v], move |g, inputs, out| {
+            let [q, k, v] = [0, 1, 2].map(|i| inputs[i].dense_buffer());
+            let grads = attention::attention_backward(
+                &q,
+                &k,
+                &v,
+                &out.dense_buffer(),
+                &lse,
+                &g.dense_buffer(),
+                view(&mask),
+                dims,
+                causal,
+                scale,
+            );
+            let (dq, dk, dv) = expect(OP, grads);
+            [dq, dk, dv]
+                .into_iter()
+                .zip(&shapes)
+                .map(|(b, s)| Some(Tensor::from_parts(b, Layout::contiguous(s), DType::F32)))
+                .collect()
+        })
+    }
+}
+
+/// The borrowed form gpu-core takes.
+fn view(mask: &Option<(Buffer, [usize; 4])>) -> Option<attention::AttnMask<'_>> {
+    mask.as_ref().map(|(b, s)| (b, *s))
+}
+
+/// The mask's buffer and its strides over `(batch, head, query, key)` once
+/// broadcast to `[..lead, Lq, Lk]` (stride 0 where it broadcasts). The kernel
+/// indexes from the buffer's start, so a view at an offset is made dense
+/// first (at the mask's own, unbroadcast size unless it was expanded).
+fn mask_strides(mask: &Tensor, lead: &[usize], lq: usize, lk: usize) -> (Buffer, [usize; 4]) {
+    mask.expect_dtype(OP, DType::F32);
+    let (buf, layout) = mask.buffer_and_layout();
+    let (buf, layout) =
+        if layout.offset == 0 { (buf, layout) } else { (mask.dense_buffer(), Layout::contiguous(&layout.shape)) };
+    let mut full = lead.to_vec();
+    full.extend([lq, lk]);
+    let view = layout
+        .broadcast_to(&full)
+        .unwrap_or_else(|_| panic!("{OP}: mask of shape {:?} does not broadcast to {full:?}", layout.shape));
+    let mut strides = [0; 4];
+    strides[4 - full.len()..].copy_from_slice(&view.strides);
+    (buf, strides)
+}

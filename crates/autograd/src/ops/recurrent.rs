@@ -1,0 +1,143 @@
+//! Recurrent sequences (RNN, LSTM, GRU), the op under `nn`'s recurrent
+//! layers and cells: gpu-core's fused per-step cell kernels run the whole
+//! time loop, and the backward is gpu-core's fused reverse loop. Both only
+//! record launches on a GPU.
+//!
+//! An op has one output, so the op's result is gpu-core's buffer of all
+//! states (`[K·(T+1), B, H]`: every hidden state, then for the LSTM every
+//! cell state); the outputs, h_n and c_n are views of it. Their gradients
+//! meet in that one tensor, where the gradient of h_n lands on the same
+//! element as the gradient of the last output processed, which is exactly
+//! how they add up in the recurrence.
+
+use wgrad_gpu_core::ops::copy;
+use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward};
+use wgrad_gpu_core::Layout;
+
+pub use wgrad_gpu_core::ops::recurrent::RecurrentKind;
+
+use crate::tensor::expect;
+use crate::{DType, Tensor};
+
+/// Output of [`Tensor::recurrent`].
+pub struct RecurrentOutput {
+    /// Hidden state after every time step, `[T, B, H]`, at its time index
+    /// (also for a reverse sequence).
+    pub output: Tensor,
+    /// The final hidden state, `[B, H]`: after t = T−1, or after t = 0 for a
+    /// reverse sequence. Equal to `h0` when T = 0.
+    pub h_n: Tensor,
+    /// The final cell state `[B, H]` (LSTM only).
+    pub c_n: Option<Tensor>,
+}
+
+impl Tensor {
+    /// Runs a recurrent cell over a whole sequence, one direction, with
+    /// PyTorch's semantics (`torch.nn.RNN` / `LSTM` / `GRU`).
+    ///
+    /// `self` is `xw = x W_ihᵀ + b_ih`, `[T, B, G·H]` for G =
+    /// [`RecurrentKind::gates`] (gate blocks in PyTorch's order: LSTM i, f, g,
+    /// o; GRU r, z, n); `w_hh` is `[G·H, H]`, `b_hh` `[G·H]`, `h0` and `c0`
+    /// `[B, H]`, with `c0` given exactly for the LSTM. `reverse` runs t = T−1
+    /// down to 0 (the backward direction of a bidirectional layer; outputs
+    /// stay at their time index). T = 0 gives an empty output with h_n = h0.
+    ///
+    /// Gradients flow to `self`, `w_hh`, `b_hh`, `h0` and `c0`.
+    ///
+    /// # Panics
+    /// On shapes that do not fit together, a `c0` missing for the LSTM or
+    /// given for another cell, H = 0, non-f32 tensors or mixed devices.
+    pub fn recurrent(
+        &self,
+        kind: RecurrentKind,
+        w_hh: &Tensor,
+        b_hh: Option<&Tensor>,
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        reverse: bool,
+    ) -> RecurrentOutput {
+        const OP: &str = "recurrent";
+        let name = kind.name();
+        let all: Vec<&Tensor> = [self, w_hh, h0].into_iter().chain(b_hh).chain(c0).collect();
+        for t in &all {
+            t.expect_dtype(OP, DType::F32);
+            self.expect_same_device(OP, t);
+        }
+        let (xs, ws) = (self.shape(), w_hh.shape());
+        let g = kind.gates();
+        assert!(
+            ws.len() == 2 && ws[1] > 0 && ws[0] == g * ws[1],
+            "{OP}: {name} expects w_hh of shape [{g}·H, H] with H > 0, got {ws:?}"
+        );
+        let h = ws[1];
+        assert!(
+            xs.len() == 3 && xs[2] == g * h,
+            "{OP}: {name} with hidden size {h} expects xw of shape [T, B, {}], got {xs:?}",
+            g * h
+        );
+        let (t, b) = (xs[0], xs[1]);
+        if let Some(bias) = b_hh {
+            assert_eq!(bias.shape(), [g * h], "{OP}: b_hh has shape {:?}, expected [{}]", bias.shape(), g * h);
+        }
+        assert_eq!(h0.shape(), [b, h], "{OP}: h0 has shape {:?}, expected [B, H] = [{b}, {h}]", h0.shape());
+        let lstm = kind == RecurrentKind::Lstm;
+        match c0 {
+            Some(c) => {
+                assert!(lstm, "{OP}: c0 given for {name}, which has no cell state");
+                assert_eq!(c.shape(), [b, h], "{OP}: c0 has shape {:?}, expected [B, H] = [{b}, {h}]", c.shape());
+            }
+            None => assert!(!lstm, "{OP}: lstm needs c0, the initial cell state"),
+        }
+
+        let w_buf = w_hh.dense_buffer();
+        let (bias_buf, c0_buf) = (b_hh.map(Tensor::dense_buffer), c0.map(Tensor::dense_buffer));
+        let saved = expect(
+            OP,
+            recurrent_forward(
+                kind,
+                &self.dense_buffer(),
+                &w_buf,
+                bias_buf.as_ref(),
+                &h0.dense_buffer(),
+                c0_buf.as_ref(),
+                t,
+                b,
+                h,
+                reverse,
+            ),
+        );
+        let shape = saved.states_shape();
+        let (start, last) = (saved.output_start(), saved.final_slot());
+        let packed = Layout::contiguous(&shape);
+        let (has_bias, states) = (b_hh.is_some(), saved.states().clone());
+        let all_states = Tensor::from_op(OP, states, packed.clone(), &all, move |grad, _, _| {
+            let gb = grad.dense_buffer();
+            let slot = |s: usize| {
+                let l = expect(OP, packed.narrow(0, s, 1));
+                expect(OP, copy::contiguous(&gb, &l))
+            };
+            // dy: the output slots. The gradient of h_n is already in it,
+            // except when T = 0 and h_n is h0's slot alone.
+            let dy = if start == 0 { gb.clone() } else { expect(OP, copy::contiguous(&gb, &saved.output_layout())) };
+            let dh_n = (t == 0).then(|| slot(last));
+            let dc_n = lstm.then(|| slot(t + 1 + last));
+            let grads = expect(OP, recurrent_backward(&saved, &w_buf, &dy, dh_n.as_ref(), dc_n.as_ref()));
+            let dense = |buf, shape: &[usize]| Some(Tensor::from_parts(buf, Layout::contiguous(shape), DType::F32));
+            let mut out =
+                vec![dense(grads.dxw, &[t, b, g * h]), dense(grads.dw_hh, &[g * h, h]), dense(grads.dh0, &[b, h])];
+            if has_bias {
+                out.push(dense(grads.db_hh.expect("b_hh has a gradient"), &[g * h]));
+            }
+            if let Some(dc0) = grads.dc0 {
+                out.push(dense(dc0, &[b, h]));
+            }
+            out
+        });
+        let slot = |s: usize| all_states.narrow(0, s, 1).reshape(&[b, h]);
+        RecurrentOutput {
+            output: all_states.narrow(0, start, t),
+            h_n: slot(last),
+            c_n: lstm.then(|| slot(t + 1 + last)),
+        }
+    }
+}

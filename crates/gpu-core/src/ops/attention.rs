@@ -1,0 +1,379 @@
+//! Fused scaled-dot-product attention (`shaders/attention.wgsl`):
+//! `out = softmax(q kᵀ · scale + mask) v` per batch·head, forward and
+//! backward, without materialising the `Lq × Lk` score matrix.
+//!
+//! The forward is flash-attention style: one pass over the keys with a
+//! running maximum and sum (online softmax), saving each query row's
+//! log-sum-exp `lse_i = log Σ_j exp(s_ij)`. The backward recomputes
+//! `P_ij = exp(s_ij − lse_i)` instead of storing it, in two gathers without
+//! atomics: one pass per query row for `dq` (and `delta_i = dO_i · O_i`), one
+//! per key row for `dk` and `dv`:
+//!
+//! * `dV_j = Σ_i P_ij dO_i`, `dP_ij = dO_i · V_j`, `dS_ij = P_ij (dP_ij − delta_i)`,
+//! * `dQ_i = scale Σ_j dS_ij K_j`, `dK_j = scale Σ_i dS_ij Q_i`.
+//!
+//! Masking follows `torch.nn.functional.scaled_dot_product_attention`:
+//! `causal` lets query `i` see keys `j ≤ i` (top-left aligned, also when
+//! `Lq ≠ Lk`), and an optional additive f32 mask (−∞ or a large negative
+//! value hides a key) is read through four strides over
+//! `(batch, head, query, key)`, 0 broadcasting, so `[Lq, Lk]`, key padding
+//! `[B, 1, 1, Lk]` and `[B, H, Lq, Lk]` masks are never expanded in memory.
+//!
+//! **Difference from PyTorch:** a query row whose keys are *all* hidden
+//! (scores all −∞) outputs zeros and gets zero gradients; PyTorch gives NaN.
+//! Its lse is +∞.
+//!
+//! The CPU twins accumulate in f64, the more exact side and so the oracle.
+
+use super::{f32s, f32s_mut, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// The largest head dim (of q/k or of v) the kernel's private row arrays hold
+/// (`4 · MAX4` in the shader).
+pub const MAX_HEAD_DIM: usize = 256;
+/// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
+const CAP: usize = 64;
+/// Invocations per workgroup on CPU adapters: one 8-lane SIMD register, so
+/// the causal loop bound (the group's last row) wastes little.
+const CPU_WG: usize = 8;
+/// Invocations per workgroup on GPUs.
+const GPU_WG: usize = 64;
+
+/// Sizes of one attention call: `q [batch·heads, lq, d]`, `k [batch·heads, lk, d]`,
+/// `v [batch·heads, lk, dv]`, all dense row-major f32; `out [batch·heads, lq, dv]`.
+/// `batch` and `heads` are separate only for the mask's strides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnDims {
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Heads per batch entry `H`.
+    pub heads: usize,
+    /// Query rows `Lq`.
+    pub lq: usize,
+    /// Key (and value) rows `Lk`.
+    pub lk: usize,
+    /// Head dim of q and k.
+    pub d: usize,
+    /// Head dim of v and of the output.
+    pub dv: usize,
+}
+
+impl AttnDims {
+    /// Number of (batch, head) pairs.
+    pub fn bh(&self) -> usize {
+        self.batch * self.heads
+    }
+}
+
+/// An additive f32 mask and its strides over `(batch, head, query, key)`
+/// (element strides from the start of the buffer; 0 broadcasts a dim).
+pub type AttnMask<'a> = (&'a Buffer, [usize; 4]);
+
+/// Element counts of q, k, v and out, after validating everything the
+/// kernels index with u32 arithmetic.
+fn check(
+    op: &'static str,
+    q: &Buffer,
+    k: &Buffer,
+    v: &Buffer,
+    mask: Option<AttnMask>,
+    dims: &AttnDims,
+) -> Result<[usize; 4]> {
+    let AttnDims { batch, heads, lq, lk, d, dv } = *dims;
+    for (name, n) in [("q/k head dim d", d), ("v head dim dv", dv)] {
+        if n == 0 || n > MAX_HEAD_DIM {
+            return Err(Error::invalid(op, format!("{name} is {n}; the kernel supports 1..={MAX_HEAD_DIM}")));
+        }
+    }
+    let overflow = || Error::invalid(op, format!("sizes {dims:?} overflow"));
+    let bh = batch.checked_mul(heads).ok_or_else(overflow)?;
+    let count =
+        |rows: usize, width: usize| bh.checked_mul(rows).and_then(|n| n.checked_mul(width)).ok_or_else(overflow);
+    let sizes = [count(lq, d)?, count(lk, d)?, count(lk, dv)?, count(lq, dv)?];
+    for n in sizes {
+        // Chunk indices round the row width up to a multiple of 4.
+        super::check_u32(op, n + 4)?;
+    }
+    let dev = q.device();
+    q.check_len(op, "q", sizes[0], 4)?;
+    k.check_len(op, "k", sizes[1], 4)?;
+    v.check_len(op, "v", sizes[2], 4)?;
+    Buffer::check_same_device(op, dev, &[k, v])?;
+    if let Some((m, strides)) = mask {
+        Buffer::check_same_device(op, dev, &[m])?;
+        let extent = [batch, heads, lq, lk];
+        if extent.contains(&0) {
+            return Ok(sizes);
+        }
+        let span = extent.iter().zip(strides).try_fold(1usize, |acc, (&n, s)| acc.checked_add((n - 1).checked_mul(s)?));
+        let span = span.ok_or_else(|| Error::invalid(op, format!("mask strides {strides:?} overflow")))?;
+        super::check_u32(op, span)?;
+        m.check_len(op, &format!("mask (strides {strides:?} over {extent:?})"), span, 4)?;
+    }
+    Ok(sizes)
+}
+
+/// (invocations per workgroup, rows per invocation) for `dims` on `g`. A CPU
+/// driver (llvmpipe) runs every buffer load as a loop over the SIMD lanes,
+/// so there each invocation takes as many rows as its arrays hold (up to
+/// 4), and every loaded chunk of the other side serves all of them. GPUs
+/// broadcast those loads cheaply and want threads and registers instead.
+fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
+    if g.info.device_type == wgpu::DeviceType::Cpu {
+        (CPU_WG, (CAP / dims.d.max(dims.dv).div_ceil(4)).clamp(1, 4))
+    } else {
+        (GPU_WG, 1)
+    }
+}
+
+/// Records one `attention.wgsl` launch over `rows` rows per batch·head
+/// (query rows or key rows). Binding 4 is the mask, or `q` as
+/// a placeholder that the kernel never reads.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    g: &GpuContext,
+    entry: &'static str,
+    dims: &AttnDims,
+    rows: usize,
+    mask: Option<AttnMask>,
+    causal: bool,
+    scale: f32,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+) -> Result<()> {
+    let (wg, per_invocation) = mapping(g, dims);
+    let blocks = rows.div_ceil(wg * per_invocation);
+    let workgroups = u32::try_from(dims.bh() * blocks)
+        .map_err(|_| Error::invalid(entry, format!("too many workgroups for one launch: {dims:?}")))?;
+    let strides = mask.map_or([0; 4], |(_, s)| s);
+    let params = Params::new()
+        .u32(dims.bh())
+        .u32(dims.heads)
+        .u32(dims.lq)
+        .u32(dims.lk)
+        .f32(scale)
+        .u32(blocks)
+        .u32(strides[0])
+        .u32(strides[1])
+        .u32(strides[2])
+        .u32(strides[3]);
+    let flag = |f: bool| if f { 1.0 } else { 0.0 };
+    let constants = [
+        ("WG", wg as f64),
+        ("ROWS", per_invocation as f64),
+        ("D", dims.d as f64),
+        ("DV", dims.dv as f64),
+        ("CAUSAL", flag(causal)),
+        ("HAS_MASK", flag(mask.is_some())),
+    ];
+    let placeholder = mask.map_or(inputs[0], |(m, _)| m);
+    let mut ins: Vec<&wgpu::Buffer> = inputs[..3].iter().map(|b| b.wgpu()).collect();
+    ins.push(placeholder.wgpu());
+    ins.extend(inputs[3..].iter().map(|b| b.wgpu()));
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader: "attention",
+        entry,
+        constants: &constants,
+        params: &params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups,
+    })
+}
+
+/// The CPU twins' view of the operands: scores with masking, in f64.
+struct Host<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    mask: Option<(&'a [f32], [usize; 4])>,
+    dims: AttnDims,
+    causal: bool,
+    scale: f64,
+}
+
+impl Host<'_> {
+    /// `s_ij` of batch·head `bh`, −∞ where key `j` is hidden from query `i`.
+    fn score(&self, bh: usize, i: usize, j: usize) -> f64 {
+        let AttnDims { heads, lq, lk, d, .. } = self.dims;
+        if self.causal && j > i {
+            return f64::NEG_INFINITY;
+        }
+        let (qr, kr) = (&self.q[(bh * lq + i) * d..][..d], &self.k[(bh * lk + j) * d..][..d]);
+        let mut s = qr.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * self.scale;
+        if let Some((m, st)) = self.mask {
+            s += m[(bh / heads) * st[0] + (bh % heads) * st[1] + i * st[2] + j * st[3]] as f64;
+        }
+        s
+    }
+
+    /// The scores of query row `i` against every key.
+    fn scores(&self, bh: usize, i: usize) -> Vec<f64> {
+        (0..self.dims.lk).map(|j| self.score(bh, i, j)).collect()
+    }
+}
+
+/// `softmax(q kᵀ · scale + mask) v` for every batch·head (shapes in
+/// [`AttnDims`]); `causal` hides keys `j > i` from query `i`, and `mask`
+/// (an additive f32 mask with its strides, see [`AttnMask`]) is added to
+/// the scaled scores. Returns `out [B·H, Lq, Dv]` and the per-row
+/// log-sum-exp `lse [B·H, Lq]` that [`attention_backward`] needs.
+///
+/// Rows whose keys are all hidden (every score −∞) give zeros and lse +∞;
+/// PyTorch gives NaN there. Head dims must be `1..=`[`MAX_HEAD_DIM`].
+pub fn attention_forward(
+    q: &Buffer,
+    k: &Buffer,
+    v: &Buffer,
+    mask: Option<AttnMask>,
+    dims: AttnDims,
+    causal: bool,
+    scale: f32,
+) -> Result<(Buffer, Buffer)> {
+    const OP: &str = "attention_forward";
+    let [_, _, _, n_out] = check(OP, q, k, v, mask, &dims)?;
+    let dev = q.device();
+    let out = Buffer::alloc(dev, n_out as u64 * 4)?;
+    let lse = Buffer::alloc(dev, (dims.bh() * dims.lq) as u64 * 4)?;
+    if dims.bh() * dims.lq == 0 {
+        return Ok((out, lse));
+    }
+    run(
+        dev,
+        |g| launch(g, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse]),
+        || {
+            let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
+            let (mut ho, mut hl) = (out.host_mut(), lse.host_mut());
+            let h = Host {
+                q: f32s(&hq),
+                k: f32s(&hk),
+                mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
+                dims,
+                causal,
+                scale: scale as f64,
+            };
+            let (vs, os, ls) = (f32s(&hv), f32s_mut(&mut ho), f32s_mut(&mut hl));
+            let AttnDims { lq, lk, dv, .. } = dims;
+            for bh in 0..dims.bh() {
+                for i in 0..lq {
+                    let s = h.scores(bh, i);
+                    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let row = &mut os[(bh * lq + i) * dv..][..dv];
+                    if m == f64::NEG_INFINITY {
+                        row.fill(0.0);
+                        ls[bh * lq + i] = f32::INFINITY;
+                        continue;
+                    }
+                    let mut acc = vec![0.0f64; dv];
+                    let mut l = 0.0;
+                    for (j, &sj) in s.iter().enumerate() {
+                        let w = (sj - m).exp();
+                        l += w;
+                        for (a, &x) in acc.iter_mut().zip(&vs[(bh * lk + j) * dv..][..dv]) {
+                            *a += w * x as f64;
+                        }
+                    }
+                    for (o, a) in row.iter_mut().zip(acc) {
+                        *o = (a / l) as f32;
+                    }
+                    ls[bh * lq + i] = (m + l.ln()) as f32;
+                }
+            }
+        },
+    )?;
+    Ok((out, lse))
+}
+
+/// Backward of [`attention_forward`]: from its inputs, its `out` and `lse`,
+/// and the output gradient `dout [B·H, Lq, Dv]`, returns `(dq, dk, dv)`
+/// shaped like `q`, `k` and `v`. The mask is a constant (no gradient).
+/// Rows whose keys are all hidden contribute nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &Buffer,
+    k: &Buffer,
+    v: &Buffer,
+    out: &Buffer,
+    lse: &Buffer,
+    dout: &Buffer,
+    mask: Option<AttnMask>,
+    dims: AttnDims,
+    causal: bool,
+    scale: f32,
+) -> Result<(Buffer, Buffer, Buffer)> {
+    const OP: &str = "attention_backward";
+    let [n_q, n_k, n_v, n_out] = check(OP, q, k, v, mask, &dims)?;
+    let rows = dims.bh() * dims.lq;
+    out.check_len(OP, "out", n_out, 4)?;
+    dout.check_len(OP, "output gradient", n_out, 4)?;
+    lse.check_len(OP, "lse", rows, 4)?;
+    let dev = q.device();
+    Buffer::check_same_device(OP, dev, &[out, lse, dout])?;
+    let dq = Buffer::alloc(dev, n_q as u64 * 4)?;
+    let dk = Buffer::alloc(dev, n_k as u64 * 4)?;
+    let dv = Buffer::alloc(dev, n_v as u64 * 4)?;
+    if n_q == 0 && n_k == 0 {
+        return Ok((dq, dk, dv));
+    }
+    run(
+        dev,
+        |g| {
+            // With no query rows the dq launch is empty and the dkv pass
+            // still writes the (zero) dk and dv.
+            let delta = Buffer::alloc(dev, rows.max(1) as u64 * 4)?;
+            let common = [q, k, v];
+            let ins = [common.as_slice(), &[out, lse, dout]].concat();
+            launch(g, "attention_backward_dq", &dims, dims.lq, mask, causal, scale, &ins, &[&dq, &delta])?;
+            let ins = [common.as_slice(), &[out, lse, dout, &delta]].concat();
+            launch(g, "attention_backward_dkv", &dims, dims.lk, mask, causal, scale, &ins, &[&dk, &dv])
+        },
+        || {
+            let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
+            let (ho, hl, hg) = (out.host(), lse.host(), dout.host());
+            let h = Host {
+                q: f32s(&hq),
+                k: f32s(&hk),
+                mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
+                dims,
+                causal,
+                scale: scale as f64,
+            };
+            let (vs, os, ls, gs) = (f32s(&hv), f32s(&ho), f32s(&hl), f32s(&hg));
+            let AttnDims { lq, lk, d, dv: w, .. } = dims;
+            let (mut gq, mut gk, mut gv) = (vec![0.0f64; n_q], vec![0.0f64; n_k], vec![0.0f64; n_v]);
+            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+            for bh in 0..dims.bh() {
+                for i in 0..lq {
+                    let r = bh * lq + i;
+                    let (g_row, q_row) = (&gs[r * w..][..w], &h.q[r * d..][..d]);
+                    let delta = dot(g_row, &os[r * w..][..w]);
+                    let l = ls[r] as f64;
+                    for (j, s) in h.scores(bh, i).into_iter().enumerate() {
+                        if s == f64::NEG_INFINITY {
+                            continue;
+                        }
+                        let c = bh * lk + j;
+                        let pr = (s - l).exp();
+                        let ds = pr * (dot(g_row, &vs[c * w..][..w]) - delta) * h.scale;
+                        for (a, &x) in gv[c * w..][..w].iter_mut().zip(g_row) {
+                            *a += pr * x as f64;
+                        }
+                        for (a, &x) in gq[r * d..][..d].iter_mut().zip(&h.k[c * d..][..d]) {
+                            *a += ds * x as f64;
+                        }
+                        for (a, &x) in gk[c * d..][..d].iter_mut().zip(q_row) {
+                            *a += ds * x as f64;
+                        }
+                    }
+                }
+            }
+            for (buf, vals) in [(&dq, gq), (&dk, gk), (&dv, gv)] {
+                for (o, x) in f32s_mut(&mut buf.host_mut()).iter_mut().zip(vals) {
+                    *o = x as f32;
+                }
+            }
+        },
+    )?;
+    Ok((dq, dk, dv))
+}

@@ -1,0 +1,682 @@
+//! Recurrent cells over a whole sequence (`shaders/recurrent.wgsl`): the
+//! Elman RNN (tanh or relu), LSTM and GRU of `torch.nn`, one direction.
+//!
+//! The caller computes `xw_t = x_t W_ihᵀ + b_ih` for every time step at once
+//! (one big matmul); the recurrence is left here. Each step is one matmul
+//! `hw = h_prev @ W_hhᵀ` (read through a view of the saved states, no copy)
+//! and ONE fused kernel for everything after it, `b_hh` included; the backward
+//! step is one fused kernel and one matmul `dh_prev = dhw_t @ W_hh`, and the
+//! weight gradient is a single matmul over all steps after the loop. On a GPU
+//! the sequence only records launches: nothing is read back.
+//!
+//! PyTorch's gate math, per direction, with `a = xw_t + h_prev W_hhᵀ + b_hh`
+//! split into gate blocks of `H`:
+//!
+//! * RNN: `h = act(a)`, act = tanh or relu.
+//! * LSTM (blocks i, f, g, o): `c = σ(a_f)·c_prev + σ(a_i)·tanh(a_g)`,
+//!   `h = σ(a_o)·tanh(c)`.
+//! * GRU (blocks r, z, n): `r = σ(a_r)`, `z = σ(a_z)`,
+//!   `n = tanh(xw_n + r·(hw_n + b_hn))` (the reset gate scales the recurrent
+//!   part *with* its bias), `h = (1 − z)·n + z·h_prev`.
+//!
+//! A reverse sequence runs t = T−1 down to 0 (the backward half of a
+//! bidirectional layer), and still writes y[t] at time index t. The CPU
+//! twins do the gate math in f64: the more exact side, a fair oracle.
+
+use super::{copy, f32s, f32s_mut, fill, groups, matmul, reduce, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::layout::Layout;
+use crate::{Buffer, Error, Result};
+
+/// Threads per workgroup of both entry points (their `@workgroup_size`).
+const WG: usize = 256;
+/// Values the forward saves per (time, batch row, hidden unit) for the
+/// LSTM and GRU: LSTM i, f, g, o; GRU r, z, n and hn (the RNN saves none).
+const SAVED: usize = 4;
+
+/// Which recurrent cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecurrentKind {
+    /// Elman RNN, `h = tanh(a)`.
+    RnnTanh,
+    /// Elman RNN, `h = relu(a)`.
+    RnnRelu,
+    /// LSTM, gate blocks in PyTorch's order i, f, g, o.
+    Lstm,
+    /// GRU, gate blocks in PyTorch's order r, z, n.
+    Gru,
+}
+
+impl RecurrentKind {
+    /// Gate blocks of `H` rows in `W_ih`, `W_hh` and the biases: 1, 4 or 3.
+    pub fn gates(self) -> usize {
+        match self {
+            RecurrentKind::RnnTanh | RecurrentKind::RnnRelu => 1,
+            RecurrentKind::Lstm => 4,
+            RecurrentKind::Gru => 3,
+        }
+    }
+
+    /// The cell's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentKind::RnnTanh => "rnn_tanh",
+            RecurrentKind::RnnRelu => "rnn_relu",
+            RecurrentKind::Lstm => "lstm",
+            RecurrentKind::Gru => "gru",
+        }
+    }
+
+    /// The `KIND` override of `recurrent.wgsl`.
+    fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Whether the forward keeps per-step gate values for the backward.
+    fn saves_gates(self) -> bool {
+        matches!(self, RecurrentKind::Lstm | RecurrentKind::Gru)
+    }
+}
+
+/// Sizes of one sequence, checked once.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    kind: RecurrentKind,
+    steps: usize,
+    batch: usize,
+    hidden: usize,
+    reverse: bool,
+}
+
+impl Dims {
+    fn new(
+        op: &'static str,
+        kind: RecurrentKind,
+        steps: usize,
+        batch: usize,
+        hidden: usize,
+        reverse: bool,
+    ) -> Result<Self> {
+        if hidden == 0 {
+            return Err(Error::invalid(op, format!("{} with hidden size 0", kind.name())));
+        }
+        let d = Dims { kind, steps, batch, hidden, reverse };
+        let too_big =
+            || Error::invalid(op, format!("{} sequence T={steps}, B={batch}, H={hidden} overflows", kind.name()));
+        // The largest index any buffer of the sequence needs (xw and saved gates, or states).
+        let gates = steps.checked_mul(batch).and_then(|n| n.checked_mul(SAVED * hidden)).ok_or_else(too_big)?;
+        let states = (steps + 1).checked_mul(2 * batch).and_then(|n| n.checked_mul(hidden)).ok_or_else(too_big)?;
+        let weights = hidden.checked_mul(d.gh()).ok_or_else(too_big)?;
+        super::check_u32(op, gates.max(states).max(weights))?;
+        Ok(d)
+    }
+
+    fn bh(&self) -> usize {
+        self.batch * self.hidden
+    }
+
+    fn gh(&self) -> usize {
+        self.kind.gates() * self.hidden
+    }
+
+    /// Slots of `states` holding the state before time `t` and after it.
+    fn slots(&self, t: usize) -> (usize, usize) {
+        if self.reverse {
+            (t + 1, t)
+        } else {
+            (t, t + 1)
+        }
+    }
+
+    /// Slot of the initial state.
+    fn first_slot(&self) -> usize {
+        if self.reverse {
+            self.steps
+        } else {
+            0
+        }
+    }
+
+    /// Slot of the final state (h_n, c_n).
+    fn last_slot(&self) -> usize {
+        if self.reverse {
+            0
+        } else {
+            self.steps
+        }
+    }
+
+    /// The time processed at position `i` of the forward loop.
+    fn time(&self, i: usize) -> usize {
+        if self.reverse {
+            self.steps - 1 - i
+        } else {
+            i
+        }
+    }
+
+    /// Blocks of `[T+1, B, H]` in `states`: hidden states, plus cell states for the LSTM.
+    fn blocks(&self) -> usize {
+        if self.kind == RecurrentKind::Lstm {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// `[B, H]` view of slot `slot` of block `block` of `states`.
+    fn slot_view(&self, block: usize, slot: usize) -> Layout {
+        let mut l = Layout::contiguous(&[self.batch, self.hidden]);
+        l.offset = (block * (self.steps + 1) + slot) * self.bh();
+        l
+    }
+
+    fn params(&self, t: usize, has_bias: bool, has_rec: bool) -> Params {
+        Params::new()
+            .u32(t)
+            .u32(self.steps)
+            .u32(self.batch)
+            .u32(self.hidden)
+            .u32(self.reverse as usize)
+            .u32(has_bias as usize)
+            .u32(has_rec as usize)
+    }
+}
+
+/// What [`recurrent_forward`] keeps for [`recurrent_backward`], and where the
+/// outputs are: all states in one buffer (handles are cheap to clone).
+#[derive(Clone, Debug)]
+pub struct RecurrentSaved {
+    dims: Dims,
+    has_bias: bool,
+    states: Buffer,
+    gates: Option<Buffer>,
+}
+
+impl RecurrentSaved {
+    /// The cell.
+    pub fn kind(&self) -> RecurrentKind {
+        self.dims.kind
+    }
+
+    /// Sequence length T.
+    pub fn steps(&self) -> usize {
+        self.dims.steps
+    }
+
+    /// Batch size B.
+    pub fn batch(&self) -> usize {
+        self.dims.batch
+    }
+
+    /// Hidden size H.
+    pub fn hidden(&self) -> usize {
+        self.dims.hidden
+    }
+
+    /// Whether the sequence ran from t = T−1 down to 0.
+    pub fn reverse(&self) -> bool {
+        self.dims.reverse
+    }
+
+    /// Whether the forward had a `b_hh` (and the backward returns `db_hh`).
+    pub fn has_bias(&self) -> bool {
+        self.has_bias
+    }
+
+    /// Every state, dense with shape [`states_shape`](Self::states_shape):
+    /// `[K·(T+1), B, H]`, K = 2 for the LSTM (hidden states, then cell
+    /// states) and 1 otherwise. In each block of T+1 slots the initial state
+    /// is slot 0 (forward) or T (reverse) and the state after time t is slot
+    /// t+1 (forward) or t (reverse): the outputs are one contiguous run.
+    pub fn states(&self) -> &Buffer {
+        &self.states
+    }
+
+    /// Shape of [`states`](Self::states).
+    pub fn states_shape(&self) -> [usize; 3] {
+        let d = &self.dims;
+        [d.blocks() * (d.steps + 1), d.batch, d.hidden]
+    }
+
+    /// First slot of the outputs y in [`states`](Self::states): y is slots
+    /// `output_start()..output_start() + T` of dim 0.
+    pub fn output_start(&self) -> usize {
+        usize::from(!self.dims.reverse)
+    }
+
+    /// Slot of h_n along dim 0 of [`states`](Self::states); c_n (LSTM) is
+    /// T + 1 slots later.
+    pub fn final_slot(&self) -> usize {
+        self.dims.last_slot()
+    }
+
+    /// The outputs `y`: a `[T, B, H]` view of [`states`](Self::states).
+    pub fn output_layout(&self) -> Layout {
+        let d = &self.dims;
+        let mut l = Layout::contiguous(&[d.steps, d.batch, d.hidden]);
+        l.offset = self.output_start() * d.bh();
+        l
+    }
+
+    /// The final hidden state `h_n`: a `[B, H]` view of [`states`](Self::states).
+    pub fn h_n_layout(&self) -> Layout {
+        self.dims.slot_view(0, self.dims.last_slot())
+    }
+
+    /// The final cell state `c_n` (LSTM only): a `[B, H]` view of [`states`](Self::states).
+    pub fn c_n_layout(&self) -> Option<Layout> {
+        (self.dims.kind == RecurrentKind::Lstm).then(|| self.dims.slot_view(1, self.dims.last_slot()))
+    }
+
+    /// The gate values saved per time, `[T, B, 4H]` (LSTM i, f, g, o; GRU
+    /// r, z, n and `hn = hw_n + b_hn`); `None` for the RNN, whose backward
+    /// needs only the outputs.
+    pub fn gates(&self) -> Option<&Buffer> {
+        self.gates.as_ref()
+    }
+}
+
+/// Gradients from [`recurrent_backward`], all dense.
+#[derive(Debug)]
+pub struct RecurrentGrads {
+    /// Gradient of `xw`, `[T, B, G·H]`.
+    pub dxw: Buffer,
+    /// Gradient of `W_hh`, `[G·H, H]`.
+    pub dw_hh: Buffer,
+    /// Gradient of `b_hh`, `[G·H]`; `None` when the forward had no `b_hh`.
+    pub db_hh: Option<Buffer>,
+    /// Gradient of `h0`, `[B, H]`.
+    pub dh0: Buffer,
+    /// Gradient of `c0`, `[B, H]` (LSTM only).
+    pub dc0: Option<Buffer>,
+}
+
+/// Records one fused kernel launch over the `B·H` units.
+fn launch(
+    g: &GpuContext,
+    d: &Dims,
+    entry: &'static str,
+    params: Params,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+) -> Result<()> {
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader: "recurrent",
+        entry,
+        constants: &[("KIND", d.kind.code() as f64)],
+        params: &params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups: groups(d.bh(), WG),
+    })
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// One forward step at time `t`: the cell math after `hw = h_prev @ W_hhᵀ`,
+/// writing the new states into `states` and the gate values into `saved`
+/// (`saved` is a placeholder for the RNN). Buffers are whole-sequence.
+fn cell_forward(
+    d: &Dims,
+    t: usize,
+    xw: &Buffer,
+    hw: &Buffer,
+    b_hh: Option<&Buffer>,
+    states: &Buffer,
+    saved: &Buffer,
+) -> Result<()> {
+    run(
+        xw.device(),
+        // Without a bias `hw` is bound again as a placeholder (two read-only bindings may alias).
+        |g| {
+            launch(
+                g,
+                d,
+                "cell_forward",
+                d.params(t, b_hh.is_some(), false),
+                &[xw, hw, b_hh.unwrap_or(hw)],
+                &[states, saved],
+            )
+        },
+        || {
+            let (hx, hh) = (xw.host(), hw.host());
+            let hb = b_hh.map(|b| b.host());
+            let (mut hs, mut hg) = (states.host_mut(), saved.host_mut());
+            let (xs, hws, bs) = (f32s(&hx), f32s(&hh), hb.as_ref().map(|b| f32s(b)));
+            let (st, sv) = (f32s_mut(&mut hs), f32s_mut(&mut hg));
+            let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
+            let (prev, out) = d.slots(t);
+            let c_off = (d.steps + 1) * bh;
+            for b in 0..d.batch {
+                for j in 0..h {
+                    let i = b * h + j;
+                    let x = |k: usize| xs[(t * d.batch + b) * gh + k * h + j] as f64;
+                    let r = |k: usize| hws[b * gh + k * h + j] as f64 + bs.map_or(0.0, |bs| bs[k * h + j] as f64);
+                    let s0 = (t * d.batch + b) * SAVED * h + j;
+                    let (hp, ip, io) = (st[prev * bh + i] as f64, prev * bh + i, out * bh + i);
+                    let hn = match d.kind {
+                        RecurrentKind::RnnTanh => (x(0) + r(0)).tanh(),
+                        RecurrentKind::RnnRelu => (x(0) + r(0)).max(0.0),
+                        RecurrentKind::Lstm => {
+                            let (ig, fg) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)));
+                            let (gg, og) = ((x(2) + r(2)).tanh(), sigmoid(x(3) + r(3)));
+                            let c = fg * st[c_off + ip] as f64 + ig * gg;
+                            st[c_off + io] = c as f32;
+                            for (k, v) in [ig, fg, gg, og].into_iter().enumerate() {
+                                sv[s0 + k * h] = v as f32;
+                            }
+                            og * c.tanh()
+                        }
+                        RecurrentKind::Gru => {
+                            let (rg, zg, hn) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)), r(2));
+                            let n = (x(2) + rg * hn).tanh();
+                            for (k, v) in [rg, zg, n, hn].into_iter().enumerate() {
+                                sv[s0 + k * h] = v as f32;
+                            }
+                            (1.0 - zg) * n + zg * hp
+                        }
+                    };
+                    st[io] = hn as f32;
+                }
+            }
+        },
+    )
+}
+
+/// One backward step at time `t` (see `recurrent.wgsl`): reads `dy[t]`, the
+/// carries and `dh_rec` (the previous step's `dhw @ W_hh`, `None` on the
+/// first step), writes `dxw[t]`, `dhw[t]` (GRU) and the new carries.
+/// `placeholder` is bound for the buffers a kind does not use.
+#[allow(clippy::too_many_arguments)]
+fn cell_backward(
+    d: &Dims,
+    t: usize,
+    dy: &Buffer,
+    dh_rec: Option<&Buffer>,
+    saved: &RecurrentSaved,
+    dxw: &Buffer,
+    dhw: Option<&Buffer>,
+    carry: &Buffer,
+    placeholder: &Buffer,
+) -> Result<()> {
+    let states = &saved.states;
+    run(
+        dy.device(),
+        |g| {
+            let ins = [dy, dh_rec.unwrap_or(dy), states, saved.gates.as_ref().unwrap_or(states)];
+            launch(
+                g,
+                d,
+                "cell_backward",
+                d.params(t, false, dh_rec.is_some()),
+                &ins,
+                &[dxw, dhw.unwrap_or(placeholder), carry],
+            )
+        },
+        || {
+            let (hy, hs) = (dy.host(), states.host());
+            let (hr, hg) = (dh_rec.map(|b| b.host()), saved.gates.as_ref().map(|b| b.host()));
+            let (mut hdx, mut hc) = (dxw.host_mut(), carry.host_mut());
+            let mut hdh = dhw.map(|b| b.host_mut());
+            let (dys, st) = (f32s(&hy), f32s(&hs));
+            let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
+            let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
+            let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
+            let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
+            let (prev, out) = d.slots(t);
+            let c_off = (d.steps + 1) * bh;
+            for b in 0..d.batch {
+                for j in 0..h {
+                    let i = b * h + j;
+                    let x0 = (t * d.batch + b) * gh + j;
+                    let gate = |k: usize| {
+                        sv.expect("LSTM and GRU save gates")[(t * d.batch + b) * SAVED * h + j + k * h] as f64
+                    };
+                    let dh = dys[t * bh + i] as f64 + ca[i] as f64 + rec.map_or(0.0, |r| r[i] as f64);
+                    ca[i] = 0.0;
+                    match d.kind {
+                        RecurrentKind::RnnTanh => {
+                            let y = st[out * bh + i] as f64;
+                            dx[x0] = (dh * (1.0 - y * y)) as f32;
+                        }
+                        RecurrentKind::RnnRelu => dx[x0] = if st[out * bh + i] > 0.0 { dh as f32 } else { 0.0 },
+                        RecurrentKind::Lstm => {
+                            let (ig, fg, gg, og) = (gate(0), gate(1), gate(2), gate(3));
+                            let tc = (st[c_off + out * bh + i] as f64).tanh();
+                            let dc = ca[bh + i] as f64 + dh * og * (1.0 - tc * tc);
+                            let cp = st[c_off + prev * bh + i] as f64;
+                            let pre = [
+                                dc * gg * ig * (1.0 - ig),
+                                dc * cp * fg * (1.0 - fg),
+                                dc * ig * (1.0 - gg * gg),
+                                dh * tc * og * (1.0 - og),
+                            ];
+                            for (k, v) in pre.into_iter().enumerate() {
+                                dx[x0 + k * h] = v as f32;
+                            }
+                            ca[bh + i] = (dc * fg) as f32;
+                        }
+                        RecurrentKind::Gru => {
+                            let (rg, zg, n, hn) = (gate(0), gate(1), gate(2), gate(3));
+                            let dn = dh * (1.0 - zg) * (1.0 - n * n);
+                            let dr = dn * hn * rg * (1.0 - rg);
+                            let dz = dh * (st[prev * bh + i] as f64 - n) * zg * (1.0 - zg);
+                            let dhw = dhws.as_mut().expect("GRU has a separate dhw");
+                            for (k, (vx, vh)) in [(dr, dr), (dz, dz), (dn, dn * rg)].into_iter().enumerate() {
+                                dx[x0 + k * h] = vx as f32;
+                                dhw[x0 + k * h] = vh as f32;
+                            }
+                            ca[i] = (dh * zg) as f32;
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Runs a whole sequence of one direction, PyTorch semantics (module docs).
+///
+/// * `xw`: `[T, B, G·H]`, the input projection `x W_ihᵀ + b_ih` for every time;
+/// * `w_hh`: `[G·H, H]`; `b_hh`: `[G·H]`, optional;
+/// * `h0`: `[B, H]`; `c0`: `[B, H]`, required for the LSTM and refused otherwise;
+/// * `reverse`: process t = T−1 down to 0 (`h0` is the state before the first
+///   step processed); outputs still sit at their time index.
+///
+/// G = [`RecurrentKind::gates`]. Buffers must hold at least these many f32
+/// (dense row-major). Returns what the backward needs, which also holds the
+/// outputs: [`RecurrentSaved::output_layout`] (y, `[T, B, H]`),
+/// [`h_n_layout`](RecurrentSaved::h_n_layout) and
+/// [`c_n_layout`](RecurrentSaved::c_n_layout) are views of its
+/// [`states`](RecurrentSaved::states).
+///
+/// T = 0 is allowed: no step runs, y is empty and h_n = h0 (c_n = c0), as
+/// the recurrence defines. H = 0 is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn recurrent_forward(
+    kind: RecurrentKind,
+    xw: &Buffer,
+    w_hh: &Buffer,
+    b_hh: Option<&Buffer>,
+    h0: &Buffer,
+    c0: Option<&Buffer>,
+    t: usize,
+    b: usize,
+    h: usize,
+    reverse: bool,
+) -> Result<RecurrentSaved> {
+    const OP: &str = "recurrent_forward";
+    let d = Dims::new(OP, kind, t, b, h, reverse)?;
+    let gh = d.gh();
+    xw.check_len(OP, "xw [T, B, G·H]", t * b * gh, 4)?;
+    w_hh.check_len(OP, "w_hh [G·H, H]", gh * h, 4)?;
+    if let Some(bias) = b_hh {
+        bias.check_len(OP, "b_hh [G·H]", gh, 4)?;
+    }
+    h0.check_len(OP, "h0 [B, H]", b * h, 4)?;
+    check_cell_state(OP, kind, "c0", c0)?;
+    if let Some(c) = c0 {
+        c.check_len(OP, "c0 [B, H]", b * h, 4)?;
+    }
+    let dev = xw.device();
+    let mut all = vec![w_hh, h0];
+    all.extend(b_hh.into_iter().chain(c0));
+    Buffer::check_same_device(OP, dev, &all)?;
+
+    let states = Buffer::alloc(dev, (d.blocks() * (t + 1) * d.bh()) as u64 * 4)?;
+    let bh_view = Layout::contiguous(&[b, h]);
+    copy::copy_into(h0, &bh_view, &states, &d.slot_view(0, d.first_slot()))?;
+    if let Some(c) = c0 {
+        copy::copy_into(c, &bh_view, &states, &d.slot_view(1, d.first_slot()))?;
+    }
+    let gates = if kind.saves_gates() { Some(Buffer::alloc(dev, (t * b * SAVED * h) as u64 * 4)?) } else { None };
+    // The RNN's `saved` binding needs a buffer; a word suffices, it is never touched.
+    let placeholder = if gates.is_none() { Some(Buffer::alloc(dev, 4)?) } else { None };
+    let saved_buf = gates.as_ref().or(placeholder.as_ref()).expect("gates or placeholder");
+    // W_hhᵀ as a view: [H, G·H] with strides (1, H).
+    let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
+    for i in 0..t {
+        let time = d.time(i);
+        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w_hh, &w_t)?;
+        cell_forward(&d, time, xw, &hw, b_hh, &states, saved_buf)?;
+    }
+    Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates })
+}
+
+/// Errors unless a cell state is given exactly for the LSTM.
+fn check_cell_state(op: &'static str, kind: RecurrentKind, what: &str, c: Option<&Buffer>) -> Result<()> {
+    match (kind, c) {
+        (RecurrentKind::Lstm, None) => Err(Error::invalid(op, format!("lstm needs {what}, the initial cell state"))),
+        (RecurrentKind::Lstm, Some(_)) | (_, None) => Ok(()),
+        (k, Some(_)) => Err(Error::invalid(op, format!("{what} given for {}, which has no cell state", k.name()))),
+    }
+}
+
+/// Backward of [`recurrent_forward`]: gradients of `xw`, `w_hh`, `b_hh`,
+/// `h0` and `c0` from `dy` (`[T, B, H]`, the gradient of the outputs y) and
+/// optional gradients of the final states `dh_n`, `dc_n` (`[B, H]`; `dc_n`
+/// for the LSTM only). `w_hh` is the forward's.
+///
+/// `dh_n` adds to the gradient of the last output processed, which is the
+/// same value as h_n; a caller whose `dy` already includes it passes `None`.
+/// Per step: one fused kernel, one matmul `dh_prev = dhw_t @ W_hh`. After
+/// the loop `dW_hh = dHWᵀ @ H_prev` over all T·B rows is one matmul, and
+/// `db_hh` one column sum of `dHW` (dHW = dxw for the RNN and LSTM; the GRU's
+/// differs in the n block).
+pub fn recurrent_backward(
+    saved: &RecurrentSaved,
+    w_hh: &Buffer,
+    dy: &Buffer,
+    dh_n: Option<&Buffer>,
+    dc_n: Option<&Buffer>,
+) -> Result<RecurrentGrads> {
+    const OP: &str = "recurrent_backward";
+    let d = saved.dims;
+    let (t, b, h, gh, bh) = (d.steps, d.batch, d.hidden, d.gh(), d.bh());
+    dy.check_len(OP, "dy [T, B, H]", t * bh, 4)?;
+    w_hh.check_len(OP, "w_hh [G·H, H]", gh * h, 4)?;
+    if let Some(g) = dh_n {
+        g.check_len(OP, "dh_n [B, H]", bh, 4)?;
+    }
+    if dc_n.is_some() && d.kind != RecurrentKind::Lstm {
+        return Err(Error::invalid(OP, format!("dc_n given for {}, which has no cell state", d.kind.name())));
+    }
+    if let Some(g) = dc_n {
+        g.check_len(OP, "dc_n [B, H]", bh, 4)?;
+    }
+    let dev = saved.states.device();
+    let mut all = vec![w_hh, dy];
+    all.extend(dh_n.into_iter().chain(dc_n));
+    Buffer::check_same_device(OP, dev, &all)?;
+
+    let dxw = Buffer::alloc(dev, (t * b * gh) as u64 * 4)?;
+    let dhw = if d.kind == RecurrentKind::Gru { Some(Buffer::alloc(dev, (t * b * gh) as u64 * 4)?) } else { None };
+    let placeholder = Buffer::alloc(dev, 4)?;
+    // carry = [carry_h; carry_c], starting as [dh_n; dc_n].
+    let carry = fill::fill(dev, 2 * bh, 0.0)?;
+    let bh_view = Layout::contiguous(&[b, h]);
+    let carry_h = bh_view.clone();
+    let mut carry_c = bh_view.clone();
+    carry_c.offset = bh;
+    for (g, dst) in [(dh_n, &carry_h), (dc_n, &carry_c)] {
+        if let Some(g) = g {
+            copy::copy_into(g, &bh_view, &carry, dst)?;
+        }
+    }
+    let dhw_all = dhw.as_ref().unwrap_or(&dxw);
+    let w_view = Layout::contiguous(&[gh, h]);
+    let mut rec: Option<Buffer> = None;
+    for i in (0..t).rev() {
+        let time = d.time(i);
+        cell_backward(&d, time, dy, rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
+        let mut row = Layout::contiguous(&[b, gh]);
+        row.offset = time * b * gh;
+        rec = Some(matmul::matmul(dhw_all, &row, w_hh, &w_view)?.0);
+    }
+    let dh0 = match rec {
+        None => copy::contiguous(&carry, &carry_h)?,
+        // The GRU's z·dh bypasses W_hh.
+        Some(r) if d.kind == RecurrentKind::Gru => {
+            super::binary::binary(super::binary::BinaryOp::Add, &carry, &carry_h, &r, &bh_view)?.0
+        }
+        Some(r) => r,
+    };
+    let dc0 = if d.kind == RecurrentKind::Lstm { Some(copy::contiguous(&carry, &carry_c)?) } else { None };
+
+    // One product over every step: dW_hh = dHWᵀ [G·H, T·B] @ H_prev [T·B, H].
+    // The states before times 0..T are slots 0..T (forward) or 1..T+1 (reverse).
+    let rows = t * b;
+    let dw_hh = if rows == 0 {
+        fill::fill(dev, gh * h, 0.0)?
+    } else {
+        let dhw_t = Layout { shape: vec![gh, rows], strides: vec![1, gh], offset: 0 };
+        let mut h_prev = Layout::contiguous(&[rows, h]);
+        h_prev.offset = usize::from(d.reverse) * bh;
+        matmul::matmul(dhw_all, &dhw_t, &saved.states, &h_prev)?.0
+    };
+    let db_hh = if saved.has_bias {
+        Some(reduce::reduce(reduce::ReduceOp::Sum, dhw_all, &Layout::contiguous(&[rows, gh]), &[0], false)?.0)
+    } else {
+        None
+    };
+    Ok(RecurrentGrads { dxw, dw_hh, db_hh, dh0, dc0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shader's `KIND` numbering is `RecurrentKind::code`.
+    #[test]
+    fn kind_codes_match_the_shader() {
+        let src = crate::shaders::raw("recurrent");
+        assert!(src.contains("// 0 rnn_tanh, 1 rnn_relu, 2 lstm, 3 gru"));
+        let kinds = [RecurrentKind::RnnTanh, RecurrentKind::RnnRelu, RecurrentKind::Lstm, RecurrentKind::Gru];
+        for (i, k) in kinds.into_iter().enumerate() {
+            assert_eq!(k.code() as usize, i);
+            assert!(src.contains(&format!("{i} {}", k.name())), "{}", k.name());
+        }
+    }
+
+    #[test]
+    fn slots_put_outputs_in_time_order() {
+        for reverse in [false, true] {
+            let d = Dims::new("test", RecurrentKind::Gru, 5, 2, 3, reverse).unwrap();
+            // Processing order visits every time once; each step's previous
+            // slot is the slot the step before it wrote.
+            let order: Vec<usize> = (0..5).map(|i| d.time(i)).collect();
+            let mut last = d.first_slot();
+            for &t in &order {
+                let (prev, out) = d.slots(t);
+                assert_eq!(prev, last);
+                last = out;
+            }
+            assert_eq!(last, d.last_slot());
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! A GPT-style decoder-only language model: token and learned position
+//! embeddings, a stack of pre-LN Transformer blocks with causal
+//! self-attention and GELU feed-forward, a final LayerNorm and a linear head
+//! over the vocabulary (optionally tied to the token embedding, as in GPT-2).
+
+use wgrad_autograd::{no_grad, Device, Generator, Tensor};
+use wgrad_nn::layers::attention::AttentionMask;
+use wgrad_nn::{
+    Dropout, Embedding, FeedForwardActivation, LayerNorm, LearnedPositionalEmbedding, Linear, Module,
+    TransformerConfig, TransformerEncoderLayer,
+};
+
+use crate::sampling::Sampler;
+
+/// Sizes of a [`Gpt`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GptConfig {
+    /// Number of token ids.
+    pub vocab: usize,
+    /// Longest sequence (positions) the model sees.
+    pub context: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Attention heads per block (must divide `width`).
+    pub heads: usize,
+    /// Model width (embedding size).
+    pub width: usize,
+    /// Feed-forward hidden width (GPT uses 4·width).
+    pub ffn: usize,
+    /// Dropout after embeddings, on attention weights and in each block.
+    pub dropout: f32,
+    /// Use the token embedding's transpose as the output head (no `head.weight`).
+    pub tie_weights: bool,
+}
+
+impl GptConfig {
+    /// A config with `ffn = 4·width`, no dropout and untied weights.
+    pub fn new(vocab: usize, context: usize, layers: usize, heads: usize, width: usize) -> Self {
+        GptConfig { vocab, context, layers, heads, width, ffn: 4 * width, dropout: 0.0, tie_weights: false }
+    }
+}
+
+/// The model. Parameter names: `tok_emb.weight`, `pos_emb.weight`,
+/// `blocks.{i}.…` (those of `nn.TransformerEncoderLayer`), `ln_f.weight`,
+/// `ln_f.bias`, `head.weight` (absent when tied).
+pub struct Gpt {
+    config: GptConfig,
+    /// Token embedding `[vocab, width]`.
+    pub tok_emb: Embedding,
+    /// Position embedding `[context, width]`.
+    pub pos_emb: LearnedPositionalEmbedding,
+    drop: Dropout,
+    /// The Transformer blocks (pre-LN, GELU, batch-first).
+    pub blocks: Vec<TransformerEncoderLayer>,
+    /// The final LayerNorm.
+    pub ln_f: LayerNorm,
+    /// The output head `[vocab, width]`, without bias; `None` when tied.
+    pub head: Option<Linear>,
+}
+
+impl Gpt {
+    /// A model initialised like GPT-2: N(0, 0.02²) embeddings, PyTorch's
+    /// defaults for the blocks and the head.
+    ///
+    /// # Panics
+    /// For zero sizes or heads that do not divide the width.
+    pub fn new(config: GptConfig, gen: &mut Generator, device: &Device) -> Self {
+        let c = config;
+        assert!(c.vocab > 0 && c.context > 0 && c.layers > 0 && c.width > 0, "Gpt: sizes must be positive: {c:?}");
+        let tok_emb = Embedding::new(c.vocab, c.width, None, gen, device);
+        wgrad_nn::init::normal_(&tok_emb.weight, 0.0, 0.02, gen);
+        let pos_emb = LearnedPositionalEmbedding::new(c.context, c.width, gen, device);
+        let block = TransformerConfig {
+            d_model: c.width,
+            heads: c.heads,
+            dim_feedforward: c.ffn,
+            dropout: c.dropout,
+            activation: FeedForwardActivation::Gelu,
+            layer_norm_eps: 1e-5,
+            batch_first: true,
+            norm_first: true,
+        };
+        let blocks = (0..c.layers).map(|_| TransformerEncoderLayer::new(block, gen, device)).collect();
+        Gpt {
+            config: c,
+            tok_emb,
+            pos_emb,
+            drop: Dropout::new(c.dropout, gen),
+            blocks,
+            ln_f: LayerNorm::new(&[c.width], device),
+            head: (!c.tie_weights).then(|| Linear::new(c.width, c.vocab, false, gen, device)),
+        }
+    }
+
+    /// The model's sizes.
+    pub fn config(&self) -> &GptConfig {
+        &self.config
+    }
+
+    /// Logits `[B, L, vocab]` for U32 token ids `[B, L]` (L ≤ context): the
+    /// logits at position t predict token t + 1 from tokens 0..=t.
+    ///
+    /// # Panics
+    /// When `ids` is not `[B, L]` with `1 ≤ L ≤ context`.
+    pub fn logits(&self, ids: &Tensor) -> Tensor {
+        let s = ids.shape();
+        assert!(
+            s.len() == 2 && s[1] >= 1 && s[1] <= self.config.context,
+            "Gpt: expects token ids [B, L] with 1 ≤ L ≤ {}, got {s:?}",
+            self.config.context
+        );
+        let mut x = self.drop.forward(&self.pos_emb.forward(&self.tok_emb.forward(ids)));
+        let causal = AttentionMask::causal();
+        for b in &self.blocks {
+            x = b.forward_masked(&x, &causal);
+        }
+        let x = self.ln_f.forward(&x);
+        match &self.head {
+            Some(h) => h.forward(&x),
+            None => x.matmul(&self.tok_emb.weight.t()),
+        }
+    }
+
+    /// Mean next-token cross-entropy of `ids [B, L]` against `targets [B, L]` (U32).
+    pub fn loss(&self, ids: &Tensor, targets: &Tensor) -> Tensor {
+        let logits = self.logits(ids);
+        let (b, l) = (logits.shape()[0], logits.shape()[1]);
+        logits
+            .reshape(&[b * l, self.config.vocab])
+            .cross_entropy(&targets.reshape(&[b * l]), &wgrad_autograd::CrossEntropyOptions::default())
+    }
+
+    /// Continues `prompt` by `max_new` tokens, each drawn by `sampler` from
+    /// the logits of the last position given the last `context` tokens. No
+    /// gradient is recorded; call `eval()` first to switch dropout off.
+    /// (Each step recomputes the whole window: there is no key/value cache.)
+    ///
+    /// # Panics
+    /// For an empty prompt or ids outside the vocabulary.
+    pub fn generate(&self, prompt: &[u32], max_new: usize, sampler: &mut Sampler, device: &Device) -> Vec<u32> {
+        assert!(!prompt.is_empty(), "Gpt::generate: the prompt must have at least one token");
+        let v = self.config.vocab;
+        assert!(prompt.iter().all(|&t| (t as usize) < v), "Gpt::generate: prompt ids must be < vocab {v}");
+        let mut tokens = prompt.to_vec();
+        no_grad(|| {
+            for _ in 0..max_new {
+                let window = &tokens[tokens.len().saturating_sub(self.config.context)..];
+                let ids = Tensor::from_u32(window, &[1, window.len()], device);
+                let last = self.logits(&ids).narrow(1, window.len() - 1, 1).to_vec();
+                tokens.push(sampler.sample(&last));
+            }
+        });
+        tokens
+    }
+}
+
+impl Module for Gpt {
+    /// [`logits`](Self::logits).
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.logits(ids)
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        let p = |n: &str| wgrad_nn::module::join(prefix, n);
+        self.tok_emb.visit_parameters(&p("tok_emb"), f);
+        self.pos_emb.visit_parameters(&p("pos_emb"), f);
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.visit_parameters(&p(&format!("blocks.{i}")), f);
+        }
+        self.ln_f.visit_parameters(&p("ln_f"), f);
+        if let Some(h) = &self.head {
+            h.visit_parameters(&p("head"), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.drop.set_training(training);
+        for b in &mut self.blocks {
+            b.set_training(training);
+        }
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "Gpt(vocab={}, context={}, layers={}, heads={}, width={}, tie_weights={})",
+            c.vocab, c.context, c.layers, c.heads, c.width, c.tie_weights
+        )
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        let mut v: Vec<(String, &dyn Module)> =
+            vec![("tok_emb".into(), &self.tok_emb), ("pos_emb".into(), &self.pos_emb)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            v.push((format!("blocks.{i}"), b));
+        }
+        v.push(("ln_f".into(), &self.ln_f));
+        if let Some(h) = &self.head {
+            v.push(("head".into(), h));
+        }
+        v
+    }
+}

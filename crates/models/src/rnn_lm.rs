@@ -1,0 +1,134 @@
+//! A recurrent language model (char-rnn, Karpathy 2015; Zaremba et al.
+//! 2014): token embedding, a multi-layer LSTM (or GRU / RNN) and a linear
+//! head over the vocabulary, trained with truncated BPTT and sampled one
+//! token at a time with the recurrent state carried along.
+
+use wgrad_autograd::{no_grad, Device, Generator, RecurrentKind, Tensor};
+use wgrad_nn::{Dropout, Embedding, Linear, Module, Recurrent, RecurrentConfig, RecurrentState};
+
+use crate::sampling::Sampler;
+
+/// Sizes of an [`RnnLm`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RnnLmConfig {
+    /// Number of token ids.
+    pub vocab: usize,
+    /// Embedding width.
+    pub embed: usize,
+    /// Hidden width of each recurrent layer.
+    pub hidden: usize,
+    /// Stacked recurrent layers.
+    pub layers: usize,
+    /// Dropout between recurrent layers and before the head.
+    pub dropout: f32,
+    /// The cell (LSTM by default).
+    pub kind: RecurrentKind,
+}
+
+impl RnnLmConfig {
+    /// An LSTM model without dropout.
+    pub fn lstm(vocab: usize, embed: usize, hidden: usize, layers: usize) -> Self {
+        RnnLmConfig { vocab, embed, hidden, layers, dropout: 0.0, kind: RecurrentKind::Lstm }
+    }
+}
+
+/// The model. Parameter names: `embedding.weight`, `rnn.weight_ih_l0`, …
+/// (those of `nn.LSTM`), `head.weight`, `head.bias` — the same module names
+/// as the PyTorch script in `benches/lstm_pytorch.py`.
+pub struct RnnLm {
+    config: RnnLmConfig,
+    /// Token embedding.
+    pub embedding: Embedding,
+    /// The batch-first recurrent stack.
+    pub rnn: Recurrent,
+    drop: Dropout,
+    /// Output layer `[vocab, hidden]`.
+    pub head: Linear,
+}
+
+impl RnnLm {
+    /// A model with PyTorch's default initialisations.
+    pub fn new(config: RnnLmConfig, gen: &mut Generator, device: &Device) -> Self {
+        let c = config;
+        let rnn_config = RecurrentConfig::new(c.embed, c.hidden).layers(c.layers).dropout(c.dropout).batch_first(true);
+        RnnLm {
+            config: c,
+            embedding: Embedding::new(c.vocab, c.embed, None, gen, device),
+            rnn: Recurrent::new(c.kind, rnn_config, gen, device),
+            drop: Dropout::new(c.dropout, gen),
+            head: Linear::new(c.hidden, c.vocab, true, gen, device),
+        }
+    }
+
+    /// The model's sizes.
+    pub fn config(&self) -> &RnnLmConfig {
+        &self.config
+    }
+
+    /// Logits `[B, L, vocab]` for ids `[B, L]` (U32) from `state` (zeros when
+    /// `None`), and the state after the last position.
+    pub fn forward_with_state(&self, ids: &Tensor, state: Option<&RecurrentState>) -> (Tensor, RecurrentState) {
+        let (h, state) = self.rnn.forward_with_state(&self.embedding.forward(ids), state);
+        (self.head.forward(&self.drop.forward(&h)), state)
+    }
+
+    /// Feeds `prompt` through the model, then draws `max_new` tokens one at a
+    /// time, carrying the recurrent state (each new token costs one step).
+    /// No gradient is recorded; call `eval()` first to switch dropout off.
+    ///
+    /// # Panics
+    /// For an empty prompt or ids outside the vocabulary.
+    pub fn generate(&self, prompt: &[u32], max_new: usize, sampler: &mut Sampler, device: &Device) -> Vec<u32> {
+        assert!(!prompt.is_empty(), "RnnLm::generate: the prompt must have at least one token");
+        let v = self.config.vocab;
+        assert!(prompt.iter().all(|&t| (t as usize) < v), "RnnLm::generate: prompt ids must be < vocab {v}");
+        let mut tokens = prompt.to_vec();
+        no_grad(|| {
+            let ids = Tensor::from_u32(prompt, &[1, prompt.len()], device);
+            let (logits, mut state) = self.forward_with_state(&ids, None);
+            let mut last = logits.narrow(1, prompt.len() - 1, 1).to_vec();
+            for _ in 0..max_new {
+                let t = sampler.sample(&last);
+                tokens.push(t);
+                let (logits, next) = self.forward_with_state(&Tensor::from_u32(&[t], &[1, 1], device), Some(&state));
+                (last, state) = (logits.to_vec(), next);
+            }
+        });
+        tokens
+    }
+}
+
+impl Module for RnnLm {
+    /// Logits from the zero state.
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.forward_with_state(ids, None).0
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        let p = |n: &str| wgrad_nn::module::join(prefix, n);
+        self.embedding.visit_parameters(&p("embedding"), f);
+        self.rnn.visit_parameters(&p("rnn"), f);
+        self.head.visit_parameters(&p("head"), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.rnn.set_training(training);
+        self.drop.set_training(training);
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "RnnLm(vocab={}, embed={}, hidden={}, layers={}, kind={:?}, dropout={})",
+            c.vocab, c.embed, c.hidden, c.layers, c.kind, c.dropout
+        )
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        vec![
+            ("embedding".into(), &self.embedding as &dyn Module),
+            ("rnn".into(), &self.rnn),
+            ("head".into(), &self.head),
+        ]
+    }
+}

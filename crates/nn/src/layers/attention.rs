@@ -1,0 +1,263 @@
+//! Multi-head attention (`nn.MultiheadAttention`) and the masks it takes.
+//!
+//! Masks are *additive* f32 tensors: 0 where attention is allowed and −∞
+//! where it is not, PyTorch's float-mask convention. (PyTorch's boolean
+//! masks mark forbidden places with `True`; [`padding_mask`] and
+//! [`causal_mask`] build the additive equivalents.) The attention itself is
+//! the fused [`Tensor::scaled_dot_product_attention`] kernel; only attention
+//! dropout in training takes the composite path (scores, softmax, dropout,
+//! weighted sum) because the kernel has no dropout.
+
+use std::sync::Mutex;
+
+use wgrad_autograd::{Device, Generator, Tensor};
+
+use crate::init;
+use crate::layers::linear::Linear;
+use crate::module::{join, Module};
+
+/// An additive `[lq, lk]` mask with −∞ above the diagonal: query i sees keys
+/// j ≤ i (`nn.Transformer.generate_square_subsequent_mask` for lq = lk).
+pub fn causal_mask(lq: usize, lk: usize, device: &Device) -> Tensor {
+    let v: Vec<f32> = (0..lq * lk).map(|i| if i % lk > i / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(&v, &[lq, lk], device)
+}
+
+/// An additive key-padding mask `[batch, max_len]` for sequences of the given
+/// lengths: −∞ at positions `≥ lengths[b]`.
+///
+/// # Panics
+/// When a length exceeds `max_len`.
+pub fn padding_mask(lengths: &[usize], max_len: usize, device: &Device) -> Tensor {
+    assert!(lengths.iter().all(|&l| l <= max_len), "padding_mask: a length in {lengths:?} exceeds {max_len}");
+    let v: Vec<f32> =
+        lengths.iter().flat_map(|&l| (0..max_len).map(move |j| if j >= l { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(&v, &[lengths.len(), max_len], device)
+}
+
+/// What a query may not attend to; every field is optional.
+#[derive(Clone, Copy, Default)]
+pub struct AttentionMask<'a> {
+    /// Additive `[Lq, Lk]` (shared by the batch) or `[B·heads, Lq, Lk]`.
+    pub attn_mask: Option<&'a Tensor>,
+    /// Additive `[B, Lk]`: masks padded keys of each sequence.
+    pub key_padding_mask: Option<&'a Tensor>,
+    /// Query i sees keys j ≤ i (no mask tensor needed).
+    pub is_causal: bool,
+}
+
+impl<'a> AttentionMask<'a> {
+    /// Only the causal constraint.
+    pub fn causal() -> Self {
+        AttentionMask { is_causal: true, ..Default::default() }
+    }
+}
+
+/// `nn.MultiheadAttention` with equal query, key and value widths: the packed
+/// `in_proj_weight [3E, E]` / `in_proj_bias [3E]` projections, `heads`
+/// parallel scaled dot-product attentions of width E/heads, then `out_proj`.
+pub struct MultiheadAttention {
+    /// `[3·embed_dim, embed_dim]`: the query, key and value projections stacked.
+    pub in_proj_weight: Tensor,
+    /// `[3·embed_dim]`, if the layer has biases.
+    pub in_proj_bias: Option<Tensor>,
+    /// The output projection.
+    pub out_proj: Linear,
+    heads: usize,
+    /// Dropout probability on the attention weights (training only).
+    pub dropout: f32,
+    /// Inputs and outputs are `[B, L, E]` instead of `[L, B, E]`.
+    pub batch_first: bool,
+    training: bool,
+    gen: Mutex<Generator>,
+}
+
+impl MultiheadAttention {
+    /// PyTorch's initialisation: xavier-uniform `in_proj_weight`, zero biases,
+    /// `out_proj.weight` like a Linear layer's.
+    ///
+    /// # Panics
+    /// When `heads` does not divide `embed_dim`, or dropout is outside [0, 1].
+    pub fn new(
+        embed_dim: usize,
+        heads: usize,
+        dropout: f32,
+        bias: bool,
+        batch_first: bool,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
+        assert!(
+            heads > 0 && embed_dim > 0 && embed_dim.is_multiple_of(heads),
+            "MultiheadAttention: embed_dim {embed_dim} must be a positive multiple of heads {heads}"
+        );
+        assert!((0.0..=1.0).contains(&dropout), "MultiheadAttention: dropout must be in [0, 1], got {dropout}");
+        let in_proj_weight = Tensor::zeros(&[3 * embed_dim, embed_dim], device).requires_grad_();
+        init::xavier_uniform_(&in_proj_weight, 1.0, gen);
+        let in_proj_bias = bias.then(|| Tensor::zeros(&[3 * embed_dim], device).requires_grad_());
+        let out_proj = Linear::new(embed_dim, embed_dim, bias, gen, device);
+        if let Some(b) = &out_proj.bias {
+            init::zeros_(b);
+        }
+        MultiheadAttention {
+            in_proj_weight,
+            in_proj_bias,
+            out_proj,
+            heads,
+            dropout,
+            batch_first,
+            training: true,
+            gen: Mutex::new(gen.fork()),
+        }
+    }
+
+    /// The model width E.
+    pub fn embed_dim(&self) -> usize {
+        self.in_proj_weight.shape()[1]
+    }
+
+    /// Number of heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Self-attention of `x` (`[L, B, E]`, `[B, L, E]` batch-first, or `[L, E]`)
+    /// under `mask`: one packed matmul makes q, k and v.
+    pub fn self_attention(&self, x: &Tensor, mask: &AttentionMask) -> Tensor {
+        let (x3, restore) = self.to_batch_first(x, "query");
+        let e = self.embed_dim();
+        let qkv = self.project(&x3, 0, 3 * e);
+        let (q, k, v) = (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e));
+        restore(self.attend_projected(&q, &k, &v, mask))
+    }
+
+    /// Attention of `query` over `key`/`value` (cross-attention: the decoder
+    /// attending to the encoder's memory). Shapes as in
+    /// [`self_attention`](Self::self_attention); key and value share a length.
+    ///
+    /// # Panics
+    /// On width or batch mismatches, or masks of the wrong shape.
+    pub fn attend(&self, query: &Tensor, key: &Tensor, value: &Tensor, mask: &AttentionMask) -> Tensor {
+        let (q3, restore) = self.to_batch_first(query, "query");
+        let (k3, _) = self.to_batch_first(key, "key");
+        let (v3, _) = self.to_batch_first(value, "value");
+        let e = self.embed_dim();
+        let (q, k, v) = (self.project(&q3, 0, e), self.project(&k3, e, e), self.project(&v3, 2 * e, e));
+        restore(self.attend_projected(&q, &k, &v, mask))
+    }
+
+    /// `x [B, L, E] @ in_proj_weight[rows]ᵀ + in_proj_bias[rows]`.
+    fn project(&self, x: &Tensor, start: usize, len: usize) -> Tensor {
+        let y = x.matmul(&self.in_proj_weight.narrow(0, start, len).t());
+        match &self.in_proj_bias {
+            Some(b) => y + b.narrow(0, start, len),
+            None => y,
+        }
+    }
+
+    /// Views `x` as `[B, L, E]`; returns it and the inverse for the output.
+    fn to_batch_first(&self, x: &Tensor, what: &str) -> (Tensor, impl Fn(Tensor) -> Tensor) {
+        let shape = x.shape();
+        let e = self.embed_dim();
+        assert!(
+            matches!(shape.len(), 2 | 3) && shape[shape.len() - 1] == e,
+            "MultiheadAttention: {what} must be [L, B, {e}] ([B, L, {e}] batch-first) or [L, {e}], got {shape:?}"
+        );
+        let (unbatched, swap) = (shape.len() == 2, shape.len() == 3 && !self.batch_first);
+        let x3 = if unbatched {
+            x.unsqueeze(0)
+        } else if swap {
+            x.transpose(0, 1)
+        } else {
+            x.clone()
+        };
+        let restore = move |y: Tensor| {
+            if unbatched {
+                y.squeeze(0)
+            } else if swap {
+                y.transpose(0, 1)
+            } else {
+                y
+            }
+        };
+        (x3, restore)
+    }
+
+    /// Splits heads, attends, merges heads and applies `out_proj`.
+    fn attend_projected(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Tensor {
+        let (b, lq, e) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let lk = k.shape()[1];
+        assert_eq!(k.shape()[0], b, "MultiheadAttention: query batch {b} vs key batch {}", k.shape()[0]);
+        let h = self.heads;
+        let split = |t: &Tensor, l: usize| t.reshape(&[b, l, h, e / h]).permute(&[0, 2, 1, 3]);
+        let (q, k, v) = (split(q, lq), split(k, lk), split(v, lk));
+        let additive = self.combined_mask(mask, b, lq, lk);
+        let out = if self.training && self.dropout > 0.0 {
+            let scale = 1.0 / ((e / h) as f32).sqrt();
+            let mut scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
+            if let Some(m) = &additive {
+                scores = scores + m;
+            }
+            if mask.is_causal {
+                scores = scores + causal_mask(lq, lk, &q.device());
+            }
+            let weights = scores.softmax(-1).dropout(self.dropout, true, &mut self.gen.lock().unwrap());
+            weights.matmul(&v)
+        } else {
+            q.scaled_dot_product_attention(&k, &v, additive.as_ref(), mask.is_causal, None)
+        };
+        let merged = out.permute(&[0, 2, 1, 3]).reshape(&[b, lq, e]);
+        self.out_proj.forward(&merged)
+    }
+
+    /// One additive mask broadcastable to `[B, heads, Lq, Lk]`, or `None`.
+    fn combined_mask(&self, mask: &AttentionMask, b: usize, lq: usize, lk: usize) -> Option<Tensor> {
+        let h = self.heads;
+        let attn = mask.attn_mask.map(|m| match m.shape().as_slice() {
+            [a, c] if (*a, *c) == (lq, lk) => m.clone(),
+            [n, a, c] if (*n, *a, *c) == (b * h, lq, lk) => m.reshape(&[b, h, lq, lk]),
+            s => panic!("MultiheadAttention: attn_mask must be [{lq}, {lk}] or [{}, {lq}, {lk}], got {s:?}", b * h),
+        });
+        let padding = mask.key_padding_mask.map(|m| {
+            assert_eq!(m.shape(), [b, lk], "MultiheadAttention: key_padding_mask must be [{b}, {lk}]");
+            m.reshape(&[b, 1, 1, lk])
+        });
+        match (attn, padding) {
+            (Some(a), Some(p)) => Some(a + p),
+            (a, p) => a.or(p),
+        }
+    }
+}
+
+impl Module for MultiheadAttention {
+    /// Unmasked self-attention.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.self_attention(x, &AttentionMask::default())
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "in_proj_weight"), &self.in_proj_weight);
+        if let Some(b) = &self.in_proj_bias {
+            f(&join(prefix, "in_proj_bias"), b);
+        }
+        self.out_proj.visit_parameters(&join(prefix, "out_proj"), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "MultiheadAttention(embed_dim={}, num_heads={}, dropout={}, batch_first={})",
+            self.embed_dim(),
+            self.heads,
+            self.dropout,
+            self.batch_first
+        )
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        vec![("out_proj".into(), &self.out_proj as &dyn Module)]
+    }
+}

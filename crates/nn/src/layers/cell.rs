@@ -1,0 +1,121 @@
+//! Single-step recurrent cells (`nn.RNNCell`, `nn.LSTMCell`, `nn.GRUCell`),
+//! for decoders and hand-written loops that feed each step's output back in.
+//!
+//! A cell step is [`Tensor::recurrent`] over a sequence of length one, so it
+//! runs the same fused gate kernels as the sequence layers.
+
+use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
+
+use crate::init;
+use crate::module::{join, Module};
+
+/// One recurrent step: `weight_ih [G·H, I]`, `weight_hh [G·H, H]` and
+/// optional `bias_ih`, `bias_hh [G·H]` (G = 1, 4, 3 for RNN, LSTM, GRU),
+/// initialised U(−1/√H, 1/√H) as in PyTorch.
+pub struct RecurrentCell {
+    kind: RecurrentKind,
+    /// `[G·H, input_size]`.
+    pub weight_ih: Tensor,
+    /// `[G·H, hidden_size]`.
+    pub weight_hh: Tensor,
+    /// `[G·H]`, if the cell has biases.
+    pub bias_ih: Option<Tensor>,
+    /// `[G·H]`, if the cell has biases.
+    pub bias_hh: Option<Tensor>,
+}
+
+/// `nn.RNNCell`.
+pub type RNNCell = RecurrentCell;
+/// `nn.LSTMCell`.
+pub type LSTMCell = RecurrentCell;
+/// `nn.GRUCell`.
+pub type GRUCell = RecurrentCell;
+
+impl RecurrentCell {
+    /// A cell of `kind` mapping `input_size` features to `hidden_size`.
+    ///
+    /// # Panics
+    /// For zero sizes.
+    pub fn new(
+        kind: RecurrentKind,
+        input_size: usize,
+        hidden_size: usize,
+        bias: bool,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
+        assert!(input_size > 0 && hidden_size > 0, "RecurrentCell: sizes must be positive");
+        let rows = kind.gates() * hidden_size;
+        let bound = 1.0 / (hidden_size as f32).sqrt();
+        let mut param = |shape: &[usize]| {
+            let t = Tensor::zeros(shape, device).requires_grad_();
+            init::uniform_(&t, -bound, bound, gen);
+            t
+        };
+        RecurrentCell {
+            kind,
+            weight_ih: param(&[rows, input_size]),
+            weight_hh: param(&[rows, hidden_size]),
+            bias_ih: bias.then(|| param(&[rows])),
+            bias_hh: bias.then(|| param(&[rows])),
+        }
+    }
+
+    /// Features of the hidden state.
+    pub fn hidden_size(&self) -> usize {
+        self.weight_hh.shape()[1]
+    }
+
+    /// One step from `x [B, I]` and the state `h [B, H]` (and `c [B, H]` for
+    /// an LSTM); zeros when `None`. Returns the new `h` and, for an LSTM, `c`.
+    ///
+    /// # Panics
+    /// On shape mismatches, or a cell state given to (or missing from) an LSTM.
+    pub fn step(&self, x: &Tensor, state: Option<(&Tensor, Option<&Tensor>)>) -> (Tensor, Option<Tensor>) {
+        let shape = x.shape();
+        let input = self.weight_ih.shape()[1];
+        assert!(shape.len() == 2 && shape[1] == input, "RecurrentCell: expects input [B, {input}], got {shape:?}");
+        let (b, h) = (shape[0], self.hidden_size());
+        let zeros = || Tensor::zeros(&[b, h], &x.device());
+        let lstm = self.kind == RecurrentKind::Lstm;
+        let (h0, c0) = match state {
+            Some((h0, c0)) => {
+                assert_eq!(c0.is_some(), lstm, "RecurrentCell: a cell state is given exactly when the cell is an LSTM");
+                (h0.clone(), c0.cloned())
+            }
+            None => (zeros(), lstm.then(zeros)),
+        };
+        let mut xw = x.matmul(&self.weight_ih.t());
+        if let Some(bias) = &self.bias_ih {
+            xw = xw + bias;
+        }
+        let xw = xw.reshape(&[1, b, self.kind.gates() * h]);
+        let r = xw.recurrent(self.kind, &self.weight_hh, self.bias_hh.as_ref(), &h0, c0.as_ref(), false);
+        (r.h_n, r.c_n)
+    }
+}
+
+impl Module for RecurrentCell {
+    /// The new hidden state from a zero state.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.step(x, None).0
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight_ih"), &self.weight_ih);
+        f(&join(prefix, "weight_hh"), &self.weight_hh);
+        if let (Some(bi), Some(bh)) = (&self.bias_ih, &self.bias_hh) {
+            f(&join(prefix, "bias_ih"), bi);
+            f(&join(prefix, "bias_hh"), bh);
+        }
+    }
+
+    fn describe(&self) -> String {
+        let name = match self.kind {
+            RecurrentKind::RnnTanh | RecurrentKind::RnnRelu => "RNNCell",
+            RecurrentKind::Lstm => "LSTMCell",
+            RecurrentKind::Gru => "GRUCell",
+        };
+        format!("{name}({}, {})", self.weight_ih.shape()[1], self.hidden_size())
+    }
+}

@@ -1,0 +1,293 @@
+//! Transformer encoder and decoder layers (`nn.TransformerEncoderLayer`,
+//! `nn.TransformerDecoderLayer`) with PyTorch's parameter names, both norm
+//! placements and ReLU or GELU feed-forward blocks.
+//!
+//! Post-LN (PyTorch's default, the original paper) normalises after each
+//! residual sum; pre-LN (`norm_first`, GPT-2 and most modern models)
+//! normalises each block's input and leaves the residual path untouched,
+//! which trains deep stacks without warm-up tricks.
+
+use wgrad_autograd::{Device, Generator, Tensor};
+
+use crate::layers::attention::{AttentionMask, MultiheadAttention};
+use crate::layers::dropout::Dropout;
+use crate::layers::linear::Linear;
+use crate::layers::norm::LayerNorm;
+use crate::module::{join, Module};
+
+/// The feed-forward block's nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedForwardActivation {
+    /// `max(0, x)`, PyTorch's default.
+    Relu,
+    /// Exact (erf) GELU, as in BERT and GPT-2.
+    Gelu,
+}
+
+/// Sizes and options shared by encoder and decoder layers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransformerConfig {
+    /// Model width E.
+    pub d_model: usize,
+    /// Attention heads (must divide `d_model`).
+    pub heads: usize,
+    /// Hidden width of the feed-forward block (PyTorch default 2048).
+    pub dim_feedforward: usize,
+    /// Dropout on attention weights, after each block and inside the
+    /// feed-forward block (PyTorch default 0.1).
+    pub dropout: f32,
+    /// The feed-forward nonlinearity.
+    pub activation: FeedForwardActivation,
+    /// LayerNorm eps (default 1e-5).
+    pub layer_norm_eps: f32,
+    /// `[B, L, E]` instead of `[L, B, E]`.
+    pub batch_first: bool,
+    /// Pre-LN instead of post-LN.
+    pub norm_first: bool,
+}
+
+impl TransformerConfig {
+    /// PyTorch's defaults for `d_model` and `heads`: FFN 2048, dropout 0.1,
+    /// ReLU, eps 1e-5, time-major, post-LN.
+    pub fn new(d_model: usize, heads: usize) -> Self {
+        TransformerConfig {
+            d_model,
+            heads,
+            dim_feedforward: 2048,
+            dropout: 0.1,
+            activation: FeedForwardActivation::Relu,
+            layer_norm_eps: 1e-5,
+            batch_first: false,
+            norm_first: false,
+        }
+    }
+}
+
+/// `linear2(dropout(act(linear1(x))))`, the position-wise feed-forward block.
+struct FeedForward {
+    linear1: Linear,
+    dropout: Dropout,
+    linear2: Linear,
+    activation: FeedForwardActivation,
+}
+
+impl FeedForward {
+    fn new(c: &TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
+        FeedForward {
+            linear1: Linear::new(c.d_model, c.dim_feedforward, true, gen, device),
+            dropout: Dropout::new(c.dropout, gen),
+            linear2: Linear::new(c.dim_feedforward, c.d_model, true, gen, device),
+            activation: c.activation,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.linear1.forward(x);
+        let h = match self.activation {
+            FeedForwardActivation::Relu => h.relu(),
+            FeedForwardActivation::Gelu => h.gelu(),
+        };
+        self.linear2.forward(&self.dropout.forward(&h))
+    }
+}
+
+fn layer_norm(c: &TransformerConfig, device: &Device) -> LayerNorm {
+    let mut n = LayerNorm::new(&[c.d_model], device);
+    n.eps = c.layer_norm_eps;
+    n
+}
+
+/// A residual block `x + dropout(f(x))` placed around `norm` as the config says.
+fn residual(norm_first: bool, x: &Tensor, norm: &LayerNorm, drop: &Dropout, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    if norm_first {
+        x + &drop.forward(&f(&norm.forward(x)))
+    } else {
+        norm.forward(&(x + &drop.forward(&f(x))))
+    }
+}
+
+/// Self-attention then feed-forward, each in a residual block.
+pub struct TransformerEncoderLayer {
+    /// The self-attention.
+    pub self_attn: MultiheadAttention,
+    ff: FeedForward,
+    /// Norm of the attention block.
+    pub norm1: LayerNorm,
+    /// Norm of the feed-forward block.
+    pub norm2: LayerNorm,
+    dropout1: Dropout,
+    dropout2: Dropout,
+    config: TransformerConfig,
+}
+
+impl TransformerEncoderLayer {
+    /// A layer initialised like PyTorch's.
+    pub fn new(config: TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
+        let c = config;
+        TransformerEncoderLayer {
+            self_attn: MultiheadAttention::new(c.d_model, c.heads, c.dropout, true, c.batch_first, gen, device),
+            ff: FeedForward::new(&c, gen, device),
+            norm1: layer_norm(&c, device),
+            norm2: layer_norm(&c, device),
+            dropout1: Dropout::new(c.dropout, gen),
+            dropout2: Dropout::new(c.dropout, gen),
+            config: c,
+        }
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.config
+    }
+
+    /// The layer on `src` under `mask` (`src_mask`, `src_key_padding_mask`, `is_causal`).
+    pub fn forward_masked(&self, src: &Tensor, mask: &AttentionMask) -> Tensor {
+        let nf = self.config.norm_first;
+        let x = residual(nf, src, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention(h, mask));
+        residual(nf, &x, &self.norm2, &self.dropout2, |h| self.ff.forward(h))
+    }
+}
+
+impl Module for TransformerEncoderLayer {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_masked(x, &AttentionMask::default())
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.self_attn.visit_parameters(&join(prefix, "self_attn"), f);
+        self.ff.linear1.visit_parameters(&join(prefix, "linear1"), f);
+        self.ff.linear2.visit_parameters(&join(prefix, "linear2"), f);
+        self.norm1.visit_parameters(&join(prefix, "norm1"), f);
+        self.norm2.visit_parameters(&join(prefix, "norm2"), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.self_attn.set_training(training);
+        for d in [&mut self.ff.dropout, &mut self.dropout1, &mut self.dropout2] {
+            d.set_training(training);
+        }
+    }
+
+    fn describe(&self) -> String {
+        describe("TransformerEncoderLayer", &self.config)
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        vec![
+            ("self_attn".into(), &self.self_attn as &dyn Module),
+            ("linear1".into(), &self.ff.linear1),
+            ("linear2".into(), &self.ff.linear2),
+            ("norm1".into(), &self.norm1),
+            ("norm2".into(), &self.norm2),
+        ]
+    }
+}
+
+/// Masked self-attention, cross-attention over the encoder's memory, then
+/// feed-forward, each in a residual block.
+pub struct TransformerDecoderLayer {
+    /// Self-attention over the target sequence.
+    pub self_attn: MultiheadAttention,
+    /// Attention of the target over the memory.
+    pub multihead_attn: MultiheadAttention,
+    ff: FeedForward,
+    /// Norms of the three blocks.
+    pub norm1: LayerNorm,
+    /// See `norm1`.
+    pub norm2: LayerNorm,
+    /// See `norm1`.
+    pub norm3: LayerNorm,
+    dropout1: Dropout,
+    dropout2: Dropout,
+    dropout3: Dropout,
+    config: TransformerConfig,
+}
+
+impl TransformerDecoderLayer {
+    /// A layer initialised like PyTorch's.
+    pub fn new(config: TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
+        let c = config;
+        let attn = |gen: &mut Generator| {
+            MultiheadAttention::new(c.d_model, c.heads, c.dropout, true, c.batch_first, gen, device)
+        };
+        TransformerDecoderLayer {
+            self_attn: attn(gen),
+            multihead_attn: attn(gen),
+            ff: FeedForward::new(&c, gen, device),
+            norm1: layer_norm(&c, device),
+            norm2: layer_norm(&c, device),
+            norm3: layer_norm(&c, device),
+            dropout1: Dropout::new(c.dropout, gen),
+            dropout2: Dropout::new(c.dropout, gen),
+            dropout3: Dropout::new(c.dropout, gen),
+            config: c,
+        }
+    }
+
+    /// The layer on `tgt` attending to `memory`, with the target's mask
+    /// (usually causal) and the memory's (usually key padding).
+    pub fn forward_with_memory(
+        &self,
+        tgt: &Tensor,
+        memory: &Tensor,
+        tgt_mask: &AttentionMask,
+        memory_mask: &AttentionMask,
+    ) -> Tensor {
+        let nf = self.config.norm_first;
+        let x = residual(nf, tgt, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention(h, tgt_mask));
+        let x = residual(nf, &x, &self.norm2, &self.dropout2, |h| {
+            self.multihead_attn.attend(h, memory, memory, memory_mask)
+        });
+        residual(nf, &x, &self.norm3, &self.dropout3, |h| self.ff.forward(h))
+    }
+}
+
+impl Module for TransformerDecoderLayer {
+    /// Causal self-attention over `x` attending to itself as memory (a
+    /// stand-in so the layer can sit in generic code; use
+    /// [`forward_with_memory`](Self::forward_with_memory)).
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_with_memory(x, x, &AttentionMask::causal(), &AttentionMask::default())
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.self_attn.visit_parameters(&join(prefix, "self_attn"), f);
+        self.multihead_attn.visit_parameters(&join(prefix, "multihead_attn"), f);
+        self.ff.linear1.visit_parameters(&join(prefix, "linear1"), f);
+        self.ff.linear2.visit_parameters(&join(prefix, "linear2"), f);
+        self.norm1.visit_parameters(&join(prefix, "norm1"), f);
+        self.norm2.visit_parameters(&join(prefix, "norm2"), f);
+        self.norm3.visit_parameters(&join(prefix, "norm3"), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.self_attn.set_training(training);
+        self.multihead_attn.set_training(training);
+        for d in [&mut self.ff.dropout, &mut self.dropout1, &mut self.dropout2, &mut self.dropout3] {
+            d.set_training(training);
+        }
+    }
+
+    fn describe(&self) -> String {
+        describe("TransformerDecoderLayer", &self.config)
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        vec![
+            ("self_attn".into(), &self.self_attn as &dyn Module),
+            ("multihead_attn".into(), &self.multihead_attn),
+            ("linear1".into(), &self.ff.linear1),
+            ("linear2".into(), &self.ff.linear2),
+            ("norm1".into(), &self.norm1),
+            ("norm2".into(), &self.norm2),
+            ("norm3".into(), &self.norm3),
+        ]
+    }
+}
+
+fn describe(name: &str, c: &TransformerConfig) -> String {
+    format!(
+        "{name}(d_model={}, nhead={}, dim_feedforward={}, dropout={}, activation={:?}, norm_first={})",
+        c.d_model, c.heads, c.dim_feedforward, c.dropout, c.activation, c.norm_first
+    )
+}

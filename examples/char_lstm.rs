@@ -1,0 +1,199 @@
+//! A character-level LSTM language model (char-rnn) on the bundled
+//! Shakespeare tragedies (or `--text FILE`): embedding, a 2-layer LSTM and a
+//! linear head, trained with truncated BPTT over `--batch` parallel streams
+//! of the text (the state carries across chunks, detached), Adam and
+//! gradient clipping by global norm. Every `--eval-every` steps it reports
+//! validation loss and perplexity on the held-out last 10%, saves
+//! checkpoints and curves in `--out-dir`; at the end it prints a sample.
+//!
+//! `cargo run --release --example char_lstm -- --help`
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Parser;
+use common::lm::{finish_round, perplexity_line, Corpus};
+use wgrad::autograd::CrossEntropyOptions;
+use wgrad::data::text::Streams;
+use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
+use wgrad::nn::optim::{clip_grad_norm_, Adam, Optimizer};
+use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean, TruncatedBptt};
+use wgrad::prelude::*;
+
+/// Train a character-level LSTM language model.
+#[derive(Parser, Debug)]
+#[command(
+    after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
+)]
+struct Args {
+    /// Training text (UTF-8); default: the bundled Shakespeare tragedies.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Also report loss and perplexity on this text at the end.
+    #[arg(long)]
+    eval_text: Option<PathBuf>,
+    /// Recurrent layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Hidden units per layer.
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    /// Character embedding size.
+    #[arg(long, default_value_t = 64)]
+    embed: usize,
+    /// Dropout between layers and before the head.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Characters per BPTT chunk.
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    /// Parallel text streams per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f32,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 600)]
+    steps: usize,
+    /// Evaluate, checkpoint and plot every this many steps.
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Seed of initialisation and sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Characters to generate at the end.
+    #[arg(long, default_value_t = 400)]
+    sample_len: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Sample only from the k most likely characters.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Text the sample starts from.
+    #[arg(long, default_value = "HAMLET.\n")]
+    prompt: String,
+    /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
+    #[arg(long, default_value = "runs/char_lstm")]
+    out_dir: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Mean next-character loss over `ids`, read as `batch` streams in chunks with the state carried.
+fn stream_loss(model: &RnnLm, ids: &[u32], batch: usize, seq_len: usize, dev: &Device) -> f64 {
+    let streams = Streams::new(ids, batch.min(ids.len() / 2).max(1));
+    let mut mean = RunningMean::new();
+    let mut tbptt = TruncatedBptt::new();
+    no_grad(|| {
+        for k in 0..streams.chunks(seq_len) {
+            let (x, y) = streams.chunk(k, seq_len, dev);
+            let (logits, state) = model.forward_with_state(&x, tbptt.state());
+            tbptt.carry(&state);
+            let v = logits.shape()[2];
+            let loss = logits
+                .reshape(&[y.numel(), v])
+                .cross_entropy(&y.reshape(&[y.numel()]), &CrossEntropyOptions::default());
+            mean.update_tensor(&loss, y.numel());
+        }
+    });
+    mean.mean()
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.steps > 0 && args.eval_every > 0 && args.seq_len > 0 && args.batch > 0,
+        "sizes must be positive"
+    );
+    let started = Instant::now();
+    let dev = Device::from_env()?;
+    println!("device: {}", dev.name());
+    let corpus = Corpus::load(args.text.as_deref(), args.eval_text.as_deref())?;
+    let run = RunDir::create(&args.out_dir)?;
+    std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
+
+    let mut seeds = seed_everything(args.seed);
+    let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
+    config.dropout = args.dropout;
+    let mut model = RnnLm::new(config, &mut seeds.model, &dev);
+    println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
+    let mut opt = Adam::new(model.parameters(), args.lr);
+
+    let streams = Streams::new(&corpus.train, args.batch);
+    let chunks = streams.chunks(args.seq_len);
+    let rounds = args.steps.div_ceil(args.eval_every);
+    let mut progress = Progress::new(rounds).quiet(args.quiet);
+    let mut history = History::new();
+    let mut tbptt = TruncatedBptt::new();
+    let (mut step, mut tokens) = (0usize, 0u64);
+    let train_time = Instant::now();
+    for round in 1..=rounds {
+        let round_steps = args.eval_every.min(args.steps - step);
+        progress.start_epoch(round, (round_steps * args.batch * args.seq_len) as u64);
+        let mut train_loss = RunningMean::new();
+        model.train();
+        for _ in 0..round_steps {
+            let k = step % chunks;
+            if k == 0 {
+                tbptt.reset(); // a new pass over the streams starts from the zero state
+            }
+            let (x, y) = streams.chunk(k, args.seq_len, &dev);
+            let (logits, state) = model.forward_with_state(&x, tbptt.state());
+            tbptt.carry(&state);
+            let n = y.numel();
+            let loss = logits
+                .reshape(&[n, corpus.vocab.len()])
+                .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default());
+            loss.backward();
+            if args.clip > 0.0 {
+                clip_grad_norm_(&model.parameters(), args.clip);
+            }
+            opt.step();
+            opt.zero_grad();
+            train_loss.update_tensor(&loss, n);
+            step += 1;
+            tokens += n as u64;
+            progress.advance(n as u64);
+            if step % 10 == 0 {
+                progress.set_message(format!("step {step} loss {:.4}", loss.item()));
+            }
+        }
+        model.eval();
+        let val = stream_loss(&model, &corpus.val, args.batch, args.seq_len, &dev);
+        let lr = opt.groups()[0].lr as f64;
+        finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
+    }
+    let secs = train_time.elapsed().as_secs_f64();
+    println!("trained {step} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", tokens as f64 / secs);
+    let best = history.best_epoch().and_then(|r| r.val_loss).unwrap_or(f64::NAN);
+    println!("{}", perplexity_line("best validation", best));
+    if let Some((path, ids)) = &corpus.eval {
+        println!(
+            "{}",
+            perplexity_line(
+                &format!("eval text {}", path.display()),
+                stream_loss(&model, ids, args.batch, args.seq_len, &dev)
+            )
+        );
+    }
+
+    let (prompt, skipped) = corpus.vocab.encode_lossy(&args.prompt);
+    let prompt = if prompt.is_empty() { vec![0] } else { prompt };
+    if skipped > 0 {
+        println!("(skipped {skipped} prompt characters not in the vocabulary)");
+    }
+    let mut sampler = Sampler::new(Sampling { temperature: args.temperature, top_k: args.top_k }, args.seed);
+    let sample = model.generate(&prompt, args.sample_len, &mut sampler, &dev);
+    println!("--- sample (temperature {}) ---\n{}\n---", args.temperature, corpus.vocab.decode(&sample));
+    println!("run folder: {} ({:.1} s in all)", args.out_dir.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}

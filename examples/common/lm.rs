@@ -1,0 +1,85 @@
+//! What the `char_lstm` and `tiny_gpt` examples share: the corpus (the
+//! bundled Shakespeare or `--text`, its last 10% held out, an optional
+//! `--eval-text`), the end-of-round bookkeeping (history, curves,
+//! checkpoints) and the perplexity report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use wgrad::data::text::{bundled_corpus, read_text, split_tail, CharVocab};
+use wgrad::nn::optim::Optimizer;
+use wgrad::nn::train::{EpochRecord, History, Progress, RunDir};
+use wgrad::nn::{checkpoint::TrainingCheckpoint, Module};
+
+/// The training text as ids, split, plus an optional extra evaluation text.
+pub struct Corpus {
+    /// Characters of the training text.
+    pub vocab: CharVocab,
+    /// First 90%.
+    pub train: Vec<u32>,
+    /// Last 10%.
+    pub val: Vec<u32>,
+    /// `--eval-text`, encoded with the training vocabulary (unknown characters skipped).
+    pub eval: Option<(PathBuf, Vec<u32>)>,
+}
+
+impl Corpus {
+    /// Loads `text` (default: the bundled corpus) and `eval_text`.
+    pub fn load(text: Option<&Path>, eval_text: Option<&Path>) -> Result<Corpus> {
+        let path = text.map_or_else(bundled_corpus, Path::to_path_buf);
+        let raw = read_text(&path)?;
+        anyhow::ensure!(raw.chars().count() > 1000, "{}: too short to train on (< 1000 characters)", path.display());
+        let vocab = CharVocab::from_text(&raw);
+        let ids = vocab.encode(&raw).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let split = split_tail(&ids, 0.1);
+        println!(
+            "corpus: {} ({} characters, vocabulary {}); train {} / validation {} (last 10%)",
+            path.display(),
+            ids.len(),
+            vocab.len(),
+            split.train.len(),
+            split.val.len()
+        );
+        let eval = match eval_text {
+            Some(p) => {
+                let (ids, skipped) = vocab.encode_lossy(&read_text(p)?);
+                anyhow::ensure!(ids.len() > 1, "{}: no characters of the training vocabulary", p.display());
+                if skipped > 0 {
+                    println!("eval text {}: skipped {skipped} characters not in the vocabulary", p.display());
+                }
+                Some((p.to_path_buf(), ids))
+            }
+            None => None,
+        };
+        Ok(Corpus { vocab, train: split.train, val: split.val, eval })
+    }
+}
+
+/// Mean cross-entropy (nats per character) as a report line.
+pub fn perplexity_line(what: &str, nats: f64) -> String {
+    format!("{what}: loss {nats:.4} nats/char, perplexity {:.3}, {:.3} bits/char", nats.exp(), nats / 2f64.ln())
+}
+
+/// Ends evaluation round `round`: prints, records, checkpoints, redraws the curves.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_round(
+    run: &RunDir,
+    history: &mut History,
+    progress: &mut Progress,
+    round: usize,
+    steps: u64,
+    train_loss: f64,
+    val_loss: f64,
+    lr: f64,
+    model: &dyn Module,
+    opt: &dyn Optimizer,
+) -> Result<()> {
+    let record = EpochRecord { epoch: round, train_loss, train_acc: None, val_loss: Some(val_loss), val_acc: None, lr };
+    progress.finish_epoch(&record);
+    progress.println(&perplexity_line(&format!("  step {steps} validation"), val_loss));
+    let mut ck = TrainingCheckpoint::capture(model, opt);
+    ck.epoch = round as u64;
+    ck.step = steps;
+    run.finish_epoch(history, record, &ck, model).context("saving the run")?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Code shared by several examples (not an example itself).
+pub mod lm;

@@ -1,0 +1,448 @@
+// Fused scaled-dot-product attention per (batch·head) over dense
+// q [BH, Lq, D], k [BH, Lk, D], v [BH, Lk, DV] (gpu-core/src/ops/attention.rs
+// holds the CPU twins that define the semantics):
+//   attention_forward       out = softmax(q kᵀ·scale + mask) v, lse = log Σ_j exp(s_ij)
+//   attention_backward_dq   dq_i = scale Σ_j dS_ij k_j, and delta_i = dO_i·O_i
+//   attention_backward_dkv  dv_j = Σ_i P_ij dO_i, dk_j = scale Σ_i dS_ij q_i
+// with P_ij = exp(s_ij − lse_i) and dS_ij = P_ij (dO_i·v_j − delta_i).
+//
+// One invocation owns one row: a query row (forward, dq) or a key row (dkv).
+// Its own vectors (q, dO, the accumulators) sit in private arrays indexed
+// only by loops whose trip counts are the override constants D4 / DV4, so
+// drivers unroll them into registers; the other operand's rows are the same
+// for every invocation of the workgroup (all rows of a workgroup share one
+// batch·head and step through the other side in lockstep), so their loads
+// are uniform: broadcasts on GPUs, scalar loads on CPU drivers. No
+// workgroup memory and no barrier, which CPU drivers (llvmpipe) pay dearly
+// for. The softmax is online (flash-attention style): a running maximum and
+// sum, with the accumulator rescaled once per block of 4 keys, so memory is
+// O(L·D), never O(L²). The backward recomputes P from the saved lse; each
+// gradient row is a gather by its owner, so there are no atomics and results
+// are the same bits on every run.
+//
+// Hidden entries (causal, past the end, or a −inf mask) are exactly −inf
+// scores and contribute exactly 0. A row with every key hidden gets out = 0,
+// lse = +inf and zero gradients.
+//#include common.wgsl
+
+// Rows per workgroup (host: 8 on CPU adapters, one SIMD register of rows;
+// 64 on GPUs).
+override WG: u32 = 64u;
+// Head dims of q/k (D) and of v (DV), each 1..=4·MAX4.
+override D: u32 = 64u;
+override DV: u32 = 64u;
+// PyTorch's is_causal: query i sees keys j ≤ i (top-left aligned).
+override CAUSAL: bool = false;
+// Whether binding 4 holds an additive mask (otherwise it is a placeholder).
+override HAS_MASK: bool = false;
+
+// vec4 chunks per row of q/k and of v.
+override D4: u32 = (D + 3u) / 4u;
+override DV4: u32 = (DV + 3u) / 4u;
+// Rows per invocation, 1..=4 with ROWS · max(D4, DV4) ≤ CAP (host: 1 on
+// GPUs; on CPU drivers as many as fit, since every load from a buffer costs
+// a loop over the SIMD lanes there and each loaded chunk serves ROWS rows).
+override ROWS: u32 = 1u;
+// vec4 chunks per row: head dims up to 256.
+const MAX4: u32 = 64u;
+// vec4 slots of each per-invocation row array (ROWS rows of D4 or DV4 chunks).
+const CAP: u32 = 64u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+struct Params {
+    // batch·heads, heads (the mask's batch index is bh / heads), lengths.
+    bh: u32,
+    heads: u32,
+    lq: u32,
+    lk: u32,
+    scale: f32,
+    // Workgroups per batch·head: ceil(rows / WG), rows = lq (forward, dq) or lk (dkv).
+    blocks: u32,
+    // Mask strides over (batch, head, query, key); 0 broadcasts.
+    mask_b: u32,
+    mask_h: u32,
+    mask_q: u32,
+    mask_k: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+// Each entry point statically uses only its own bindings, so the globals
+// below may share binding numbers with different types:
+//   forward  q, k, v, mask, out, lse_out
+//   dq       q, k, v, mask, o, lse, dout, dq, delta_out
+//   dkv      q, k, v, mask, o (unused), lse, dout, delta, dk, dv
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> o: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> lse_out: array<f32>;
+@group(0) @binding(6) var<storage, read> lse: array<f32>;
+@group(0) @binding(7) var<storage, read> dout: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(8) var<storage, read> delta: array<f32>;
+@group(0) @binding(9) var<storage, read_write> delta_out: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dv: array<f32>;
+
+// ---- rows ------------------------------------------------------------------
+
+// Buffer indices of components 4c..4c+3 of row `row` of width n, clamped into
+// the row (the reads past its end are replaced by zeros in `live`).
+fn chunk_index(row: u32, c: u32, n: u32) -> vec4<u32> {
+    return vec4<u32>(row * n) + min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
+}
+
+fn live(x: vec4<f32>, c: u32, n: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), x, vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
+}
+
+// Chunk c of a row of each operand (width D or DV): one vec4 load when rows
+// are whole vec4s, else four element reads.
+fn q_at(row: u32, c: u32) -> vec4<f32> {
+    if D % 4u == 0u {
+        return q[row * D4 + c];
+    }
+    let i = chunk_index(row, c, D);
+    return live(vec4<f32>(q[i.x / 4u][i.x % 4u], q[i.y / 4u][i.y % 4u], q[i.z / 4u][i.z % 4u], q[i.w / 4u][i.w % 4u]), c, D);
+}
+
+fn k_at(row: u32, c: u32) -> vec4<f32> {
+    if D % 4u == 0u {
+        return k[row * D4 + c];
+    }
+    let i = chunk_index(row, c, D);
+    return live(vec4<f32>(k[i.x / 4u][i.x % 4u], k[i.y / 4u][i.y % 4u], k[i.z / 4u][i.z % 4u], k[i.w / 4u][i.w % 4u]), c, D);
+}
+
+fn v_at(row: u32, c: u32) -> vec4<f32> {
+    if DV % 4u == 0u {
+        return v[row * DV4 + c];
+    }
+    let i = chunk_index(row, c, DV);
+    return live(vec4<f32>(v[i.x / 4u][i.x % 4u], v[i.y / 4u][i.y % 4u], v[i.z / 4u][i.z % 4u], v[i.w / 4u][i.w % 4u]), c, DV);
+}
+
+fn dout_at(row: u32, c: u32) -> vec4<f32> {
+    if DV % 4u == 0u {
+        return dout[row * DV4 + c];
+    }
+    let i = chunk_index(row, c, DV);
+    return live(vec4<f32>(dout[i.x / 4u][i.x % 4u], dout[i.y / 4u][i.y % 4u], dout[i.z / 4u][i.z % 4u], dout[i.w / 4u][i.w % 4u]), c, DV);
+}
+
+fn o_at(row: u32, c: u32) -> vec4<f32> {
+    if DV % 4u == 0u {
+        return o[row * DV4 + c];
+    }
+    let i = chunk_index(row, c, DV);
+    return live(vec4<f32>(o[i.x / 4u][i.x % 4u], o[i.y / 4u][i.y % 4u], o[i.z / 4u][i.z % 4u], o[i.w / 4u][i.w % 4u]), c, DV);
+}
+
+// Chunk c of four rows as the columns of a matrix: `x * m` is the four dot
+// products of x with the rows, `m * w` the rows' sum weighted by w.
+fn k4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(k_at(rows.x, c), k_at(rows.y, c), k_at(rows.z, c), k_at(rows.w, c));
+}
+
+fn v4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(v_at(rows.x, c), v_at(rows.y, c), v_at(rows.z, c), v_at(rows.w, c));
+}
+
+fn q4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(q_at(rows.x, c), q_at(rows.y, c), q_at(rows.z, c), q_at(rows.w, c));
+}
+
+fn dout4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(dout_at(rows.x, c), dout_at(rows.y, c), dout_at(rows.z, c), dout_at(rows.w, c));
+}
+
+// ---- scores ----------------------------------------------------------------
+
+fn neg_inf() -> f32 {
+    return bitcast<f32>(NEG_INF_BITS);
+}
+
+// Hidden scores are exactly −inf, tested by bits (compilers that assume no
+// infinities may fold a float comparison).
+fn hidden(s: vec4<f32>) -> vec4<bool> {
+    return bitcast<vec4<u32>>(s) == vec4<u32>(NEG_INF_BITS);
+}
+
+// Scores of queries i and keys j (pairwise) from their dot products: scaled,
+// masked, and −inf where the key is hidden from the query.
+fn scores(bh: u32, i: vec4<u32>, j: vec4<u32>, dots: vec4<f32>) -> vec4<f32> {
+    var s = dots * p.scale;
+    if HAS_MASK {
+        let base = (bh / p.heads) * p.mask_b + (bh % p.heads) * p.mask_h;
+        let ic = min(i, vec4<u32>(p.lq - 1u));
+        let jc = min(j, vec4<u32>(p.lk - 1u));
+        let at = vec4<u32>(base) + ic * p.mask_q + jc * p.mask_k;
+        s += vec4<f32>(mask[at.x], mask[at.y], mask[at.z], mask[at.w]);
+    }
+    var keep = (i < vec4<u32>(p.lq)) & (j < vec4<u32>(p.lk));
+    if CAUSAL {
+        keep = keep & (j <= i);
+    }
+    return select(vec4<f32>(neg_inf()), s, keep);
+}
+
+// exp(s − shift), exactly 0 for hidden scores (a CPU driver's exp of −inf
+// need not be 0, and a fully hidden row must stay exactly empty).
+fn weights(s: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
+    return select(exp(s - shift), vec4<f32>(0.0), hidden(s));
+}
+
+// ---- workgroup tiles ---------------------------------------------------------
+
+// The rows of one workgroup: ROWS sets of WG consecutive rows of one
+// batch·head; invocation `lid` owns rows first + r·WG + lid, r < ROWS.
+struct Tile {
+    bh: u32,
+    first: u32,
+    // The last row of the group (clamped into 0..rows).
+    last: u32,
+    lid: u32,
+    rows: u32,
+}
+
+fn tile(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, rows: u32) -> Tile {
+    let w = linear_workgroup(wid, nwg);
+    let first = (w % p.blocks) * WG * ROWS;
+    return Tile(w / p.blocks, first, min(first + WG * ROWS, rows) - 1u, lid, rows);
+}
+
+// Row r of the invocation, clamped into 0..rows: rows past the end compute a
+// duplicate and store nothing, so control flow stays uniform.
+fn row_of(t: Tile, r: u32) -> u32 {
+    return min(t.first + r * WG + t.lid, t.rows - 1u);
+}
+
+fn row_live(t: Tile, r: u32) -> bool {
+    return t.first + r * WG + t.lid < t.rows;
+}
+
+// Keys a workgroup of query rows must visit: causal rows see no key past
+// their own index, so the last row bounds the loop (uniform across the group).
+fn key_end(t: Tile) -> u32 {
+    if CAUSAL {
+        return min(p.lk, t.last + 1u);
+    }
+    return p.lk;
+}
+
+fn four(i: u32) -> vec4<u32> {
+    return vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+
+// ---- entry points ----------------------------------------------------------
+//
+// Per-invocation state: arrays of CAP vec4 holding ROWS rows of D4 (or DV4)
+// chunks each, row r at r·D4. Within a block of 4 keys (or queries) the
+// matrices s, w, ... hold one column per own row: its values for the 4
+// others.
+
+@compute @workgroup_size(WG)
+fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tile(wid, nwg, lid, p.lq);
+    if t.bh >= p.bh {
+        return;
+    }
+    var x: array<vec4<f32>, CAP>;
+    var acc: array<vec4<f32>, CAP>;
+    var qi: vec4<u32>;
+    for (var r = 0u; r < ROWS; r++) {
+        qi[r] = row_of(t, r);
+        for (var c = 0u; c < D4; c++) {
+            x[r * D4 + c] = q_at(t.bh * p.lq + qi[r], c);
+        }
+    }
+    var m = vec4<f32>(neg_inf());
+    var l = vec4<f32>(0.0);
+    let kend = key_end(t);
+    for (var j0 = 0u; j0 < kend; j0 += 4u) {
+        let j = four(j0);
+        let rows = vec4<u32>(t.bh * p.lk) + min(j, vec4<u32>(p.lk - 1u));
+        var s: mat4x4<f32>;
+        for (var c = 0u; c < D4; c++) {
+            let kc = k4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                s[r] += x[r * D4 + c] * kc;
+            }
+        }
+        var w: mat4x4<f32>;
+        var alpha: vec4<f32>;
+        for (var r = 0u; r < ROWS; r++) {
+            let sr = scores(t.bh, vec4<u32>(qi[r]), j, s[r]);
+            let m_new = max(m[r], max(max(sr.x, sr.y), max(sr.z, sr.w)));
+            // While every key so far is hidden, m_new is −inf: shift by 0
+            // instead (all weights are 0 then anyway) to keep −inf − −inf out.
+            let shift = select(m_new, 0.0, bitcast<u32>(m_new) == NEG_INF_BITS);
+            alpha[r] = weights(vec4<f32>(m[r]), vec4<f32>(shift)).x;
+            w[r] = weights(sr, vec4<f32>(shift));
+            l[r] = l[r] * alpha[r] + dot(w[r], vec4<f32>(1.0));
+            m[r] = m_new;
+        }
+        for (var c = 0u; c < DV4; c++) {
+            let vc = v4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                acc[r * DV4 + c] = acc[r * DV4 + c] * alpha[r] + vc * w[r];
+            }
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        if !row_live(t, r) {
+            continue;
+        }
+        let row = t.bh * p.lq + qi[r];
+        let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
+        for (var e = 0u; e < DV; e++) {
+            out[row * DV + e] = acc[r * DV4 + e / 4u][e % 4u] * inv;
+        }
+        lse_out[row] = select(bitcast<f32>(0x7f800000u), m[r] + log(l[r]), l[r] > 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tile(wid, nwg, lid, p.lq);
+    if t.bh >= p.bh {
+        return;
+    }
+    var x: array<vec4<f32>, CAP>;
+    var g: array<vec4<f32>, CAP>;
+    var acc: array<vec4<f32>, CAP>;
+    // The block's key chunks, loaded once for the scores and reused for dq.
+    var kb: array<mat4x4<f32>, MAX4>;
+    var qi: vec4<u32>;
+    var dsum: vec4<f32>;
+    var shift: vec4<f32>;
+    for (var r = 0u; r < ROWS; r++) {
+        qi[r] = row_of(t, r);
+        let row = t.bh * p.lq + qi[r];
+        for (var c = 0u; c < D4; c++) {
+            x[r * D4 + c] = q_at(row, c);
+        }
+        for (var c = 0u; c < DV4; c++) {
+            g[r * DV4 + c] = dout_at(row, c);
+            dsum[r] += dot(g[r * DV4 + c], o_at(row, c));
+        }
+        shift[r] = lse[row];
+    }
+    let kend = key_end(t);
+    for (var j0 = 0u; j0 < kend; j0 += 4u) {
+        let j = four(j0);
+        let rows = vec4<u32>(t.bh * p.lk) + min(j, vec4<u32>(p.lk - 1u));
+        var s: mat4x4<f32>;
+        for (var c = 0u; c < D4; c++) {
+            kb[c] = k4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                s[r] += x[r * D4 + c] * kb[c];
+            }
+        }
+        var dp: mat4x4<f32>;
+        for (var c = 0u; c < DV4; c++) {
+            let vc = v4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                dp[r] += g[r * DV4 + c] * vc;
+            }
+        }
+        var ds: mat4x4<f32>;
+        for (var r = 0u; r < ROWS; r++) {
+            ds[r] = weights(scores(t.bh, vec4<u32>(qi[r]), j, s[r]), vec4<f32>(shift[r])) * (dp[r] - dsum[r]);
+        }
+        for (var c = 0u; c < D4; c++) {
+            for (var r = 0u; r < ROWS; r++) {
+                acc[r * D4 + c] += kb[c] * ds[r];
+            }
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        if !row_live(t, r) {
+            continue;
+        }
+        let row = t.bh * p.lq + qi[r];
+        for (var e = 0u; e < D; e++) {
+            dq[row * D + e] = acc[r * D4 + e / 4u][e % 4u] * p.scale;
+        }
+        delta_out[row] = dsum[r];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tile(wid, nwg, lid, p.lk);
+    if t.bh >= p.bh {
+        return;
+    }
+    var x: array<vec4<f32>, CAP>;
+    var y: array<vec4<f32>, CAP>;
+    var gk: array<vec4<f32>, CAP>;
+    var gv: array<vec4<f32>, CAP>;
+    // The block's q and dO chunks, loaded once for the scores and reused.
+    var qb: array<mat4x4<f32>, MAX4>;
+    var gb: array<mat4x4<f32>, MAX4>;
+    var ki: vec4<u32>;
+    for (var r = 0u; r < ROWS; r++) {
+        ki[r] = row_of(t, r);
+        let row = t.bh * p.lk + ki[r];
+        for (var c = 0u; c < D4; c++) {
+            x[r * D4 + c] = k_at(row, c);
+        }
+        for (var c = 0u; c < DV4; c++) {
+            y[r * DV4 + c] = v_at(row, c);
+        }
+    }
+    // Causal: key j is seen by queries i ≥ j, so the group's first key row
+    // bounds the loop from below.
+    let start = select(0u, t.first, CAUSAL);
+    for (var i0 = start; i0 < p.lq; i0 += 4u) {
+        let i = four(i0);
+        let rows = vec4<u32>(t.bh * p.lq) + min(i, vec4<u32>(p.lq - 1u));
+        var s: mat4x4<f32>;
+        for (var c = 0u; c < D4; c++) {
+            qb[c] = q4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                s[r] += x[r * D4 + c] * qb[c];
+            }
+        }
+        var dp: mat4x4<f32>;
+        for (var c = 0u; c < DV4; c++) {
+            gb[c] = dout4(rows, c);
+            for (var r = 0u; r < ROWS; r++) {
+                dp[r] += y[r * DV4 + c] * gb[c];
+            }
+        }
+        let shift = vec4<f32>(lse[rows.x], lse[rows.y], lse[rows.z], lse[rows.w]);
+        let dsum = vec4<f32>(delta[rows.x], delta[rows.y], delta[rows.z], delta[rows.w]);
+        var w: mat4x4<f32>;
+        var ds: mat4x4<f32>;
+        for (var r = 0u; r < ROWS; r++) {
+            w[r] = weights(scores(t.bh, i, vec4<u32>(ki[r]), s[r]), shift);
+            ds[r] = w[r] * (dp[r] - dsum);
+        }
+        for (var c = 0u; c < DV4; c++) {
+            for (var r = 0u; r < ROWS; r++) {
+                gv[r * DV4 + c] += gb[c] * w[r];
+            }
+        }
+        for (var c = 0u; c < D4; c++) {
+            for (var r = 0u; r < ROWS; r++) {
+                gk[r * D4 + c] += qb[c] * ds[r];
+            }
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        if !row_live(t, r) {
+            continue;
+        }
+        let row = t.bh * p.lk + ki[r];
+        for (var e = 0u; e < D; e++) {
+            dk[row * D + e] = gk[r * D4 + e / 4u][e % 4u] * p.scale;
+        }
+        for (var e = 0u; e < DV; e++) {
+            dv[row * DV + e] = gv[r * DV4 + e / 4u][e % 4u];
+        }
+    }
+}
