@@ -35,6 +35,10 @@ const SG_ROWS: u32 = 32u;
 // other stride, the batch strides and the offset to be multiples of 4.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
+// Groups of eight rows a subgroup computes: 4 (32 rows), or fewer when the
+// whole product has M < 32 rows (a recurrent step's batch, a 16-channel
+// convolution), so no work is spent on rows that would not be stored.
+override ROW_GROUPS: u32 = 4u;
 
 // Row-major elements of a (row, col) view, clamped into the matrix: reads
 // outside it return some element of it, which is then discarded or masked.
@@ -211,6 +215,12 @@ fn main_subgroup(
     }
     let tl = tile_of(wg);
     let r0 = tl.m0 + sg * SG_ROWS;
+    // A subgroup whose rows all lie beyond M (the lower half of a tile when
+    // M ≤ 32, e.g. a recurrent step's batch) has nothing to compute. The
+    // branch is uniform per subgroup and the kernel has no barrier.
+    if r0 >= p.m {
+        return;
+    }
     // Lane l owns columns n0 + 4l.. and n0 + 32 + 4l..: neighbouring lanes
     // read neighbouring 16 bytes of a B row.
     let n = tl.n0 + 4u * lane;
@@ -222,12 +232,24 @@ fn main_subgroup(
     for (var k = 0u; k < p.k; k += 4u) {
         let bb = BBlock(load_b44(tl, k, n), load_b44(tl, k, n + 32u));
         acc0 = fma_group(acc0, load_a8(tl, r0, k, lane), bb);
-        acc1 = fma_group(acc1, load_a8(tl, r0 + 8u, k, lane), bb);
-        acc2 = fma_group(acc2, load_a8(tl, r0 + 16u, k, lane), bb);
-        acc3 = fma_group(acc3, load_a8(tl, r0 + 24u, k, lane), bb);
+        if ROW_GROUPS > 1u {
+            acc1 = fma_group(acc1, load_a8(tl, r0 + 8u, k, lane), bb);
+        }
+        if ROW_GROUPS > 2u {
+            acc2 = fma_group(acc2, load_a8(tl, r0 + 16u, k, lane), bb);
+        }
+        if ROW_GROUPS > 3u {
+            acc3 = fma_group(acc3, load_a8(tl, r0 + 24u, k, lane), bb);
+        }
     }
     store_group(tl, acc0, r0, n);
-    store_group(tl, acc1, r0 + 8u, n);
-    store_group(tl, acc2, r0 + 16u, n);
-    store_group(tl, acc3, r0 + 24u, n);
+    if ROW_GROUPS > 1u {
+        store_group(tl, acc1, r0 + 8u, n);
+    }
+    if ROW_GROUPS > 2u {
+        store_group(tl, acc2, r0 + 16u, n);
+    }
+    if ROW_GROUPS > 3u {
+        store_group(tl, acc3, r0 + 24u, n);
+    }
 }

@@ -189,21 +189,23 @@ pub fn matmul_with(
                 .u32(tiles_m * tiles_n)
                 .u32(workgroups as usize);
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
-            let constants = if subgroup {
-                [
+            let constants: &[(&str, f64)] = if subgroup {
+                &[
                     ("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64),
                     ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64),
+                    // Below 32 rows only the first m.div_ceil(8) row groups hold results.
+                    ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
                 ]
             } else {
                 // Tile loads walk the unit-stride index of each operand, so
                 // plain and transposed operands both read contiguously.
-                [("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_rs == 1 && b_cs != 1))]
+                &[("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_rs == 1 && b_cs != 1))]
             };
             let (shader, entry) = if subgroup { ("matmul_subgroup", "main_subgroup") } else { ("matmul", "main") };
             g.launch(&Launch {
                 shader,
                 entry,
-                constants: &constants,
+                constants,
                 params: &params.0,
                 inputs: &[a.wgpu(), b.wgpu()],
                 outputs: &[out.wgpu()],
