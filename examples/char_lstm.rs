@@ -83,7 +83,7 @@ struct Args {
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/char_lstm")]
     out_dir: PathBuf,
-    /// No progress bar.
+    /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
 }
@@ -131,7 +131,10 @@ fn main() -> Result<()> {
     let streams = Streams::new(&corpus.train, args.batch);
     let chunks = streams.chunks(args.seq_len);
     let rounds = args.steps.div_ceil(args.eval_every);
-    let mut progress = Progress::new(rounds).quiet(args.quiet);
+    let mut progress = Progress::new(rounds);
+    if args.quiet {
+        progress = progress.without_bar();
+    }
     let mut history = History::new();
     let mut tbptt = TruncatedBptt::new();
     let (mut step, mut tokens) = (0usize, 0u64);

@@ -93,7 +93,7 @@ struct Args {
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/tiny_gpt")]
     out_dir: PathBuf,
-    /// No progress bar.
+    /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
 }
@@ -147,7 +147,10 @@ fn main() -> Result<()> {
     let mut sched = LinearWarmup::new(&mut opt, cosine, args.warmup, 0.01);
 
     let rounds = args.steps.div_ceil(args.eval_every);
-    let mut progress = Progress::new(rounds).quiet(args.quiet);
+    let mut progress = Progress::new(rounds);
+    if args.quiet {
+        progress = progress.without_bar();
+    }
     let mut history = History::new();
     let mut rng = args.seed ^ 0x5EED;
     let max_start = corpus.train.len() - args.seq_len - 1;

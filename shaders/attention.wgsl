@@ -1,34 +1,36 @@
 // Fused scaled-dot-product attention per (batch·head) over dense
 // q [BH, Lq, D], k [BH, Lk, D], v [BH, Lk, DV] (gpu-core/src/ops/attention.rs
 // holds the CPU twins that define the semantics):
-//   attention_forward       out = softmax(q kᵀ·scale + mask) v, lse = log Σ_j exp(s_ij)
+//   attention_forward       out = softmax(q kᵀ·scale + mask) v, lse_i = log Σ_j exp(s_ij)
 //   attention_backward_dq   dq_i = scale Σ_j dS_ij k_j, and delta_i = dO_i·O_i
 //   attention_backward_dkv  dv_j = Σ_i P_ij dO_i, dk_j = scale Σ_i dS_ij q_i
 // with P_ij = exp(s_ij − lse_i) and dS_ij = P_ij (dO_i·v_j − delta_i).
 //
-// One invocation owns one row: a query row (forward, dq) or a key row (dkv).
-// Its own vectors (q, dO, the accumulators) sit in private arrays indexed
-// only by loops whose trip counts are the override constants D4 / DV4, so
-// drivers unroll them into registers; the other operand's rows are the same
-// for every invocation of the workgroup (all rows of a workgroup share one
-// batch·head and step through the other side in lockstep), so their loads
-// are uniform: broadcasts on GPUs, scalar loads on CPU drivers. No
-// workgroup memory and no barrier, which CPU drivers (llvmpipe) pay dearly
-// for. The softmax is online (flash-attention style): a running maximum and
-// sum, with the accumulator rescaled once per block of 4 keys, so memory is
+// Each invocation owns ROWS rows of one side: query rows (forward, dq) or
+// key rows (dkv). Their vectors (q, dO, the accumulators) sit in private
+// arrays; the rows of the other side are streamed in blocks of 4, the same
+// rows for every invocation of the workgroup (a workgroup covers consecutive
+// rows of one batch·head), so on GPUs those loads are broadcasts. No
+// workgroup memory and no barrier: on CPU drivers (llvmpipe) a barrier turns
+// the shader into a coroutine, and every buffer load is a loop over the
+// SIMD lanes, which is why the host gives each invocation several rows
+// there (each loaded chunk then serves all of them) and one on GPUs.
+//
+// The softmax is online (flash-attention style): a running maximum and sum
+// per row, the accumulator rescaled once per block of 4 keys, so memory is
 // O(L·D), never O(L²). The backward recomputes P from the saved lse; each
 // gradient row is a gather by its owner, so there are no atomics and results
 // are the same bits on every run.
 //
 // Hidden entries (causal, past the end, or a −inf mask) are exactly −inf
 // scores and contribute exactly 0. A row with every key hidden gets out = 0,
-// lse = +inf and zero gradients.
+// lse = +inf and zero gradients (PyTorch gives NaN there).
 //#include common.wgsl
 
-// Rows per workgroup (host: 8 on CPU adapters, one SIMD register of rows;
+// Invocations per workgroup (host: 8 on CPU adapters, one SIMD register;
 // 64 on GPUs).
 override WG: u32 = 64u;
-// Head dims of q/k (D) and of v (DV), each 1..=4·MAX4.
+// Head dims of q/k (D) and of v (DV), each 1..=4·CAP.
 override D: u32 = 64u;
 override DV: u32 = 64u;
 // PyTorch's is_causal: query i sees keys j ≤ i (top-left aligned).
@@ -40,12 +42,11 @@ override HAS_MASK: bool = false;
 override D4: u32 = (D + 3u) / 4u;
 override DV4: u32 = (DV + 3u) / 4u;
 // Rows per invocation, 1..=4 with ROWS · max(D4, DV4) ≤ CAP (host: 1 on
-// GPUs; on CPU drivers as many as fit, since every load from a buffer costs
-// a loop over the SIMD lanes there and each loaded chunk serves ROWS rows).
+// GPUs, as many as fit on CPU drivers).
 override ROWS: u32 = 1u;
-// vec4 chunks per row: head dims up to 256.
-const MAX4: u32 = 64u;
-// vec4 slots of each per-invocation row array (ROWS rows of D4 or DV4 chunks).
+// vec4 slots of each per-invocation row array (ROWS rows of D4 or DV4
+// chunks, row r at r·D4): head dims up to 256. Loops over them have constant
+// trip counts (D4, DV4, ROWS), so drivers can keep them in registers.
 const CAP: u32 = 64u;
 const NEG_INF_BITS: u32 = 0xff800000u;
 
@@ -56,7 +57,7 @@ struct Params {
     lq: u32,
     lk: u32,
     scale: f32,
-    // Workgroups per batch·head: ceil(rows / WG), rows = lq (forward, dq) or lk (dkv).
+    // Workgroups per batch·head: ceil(rows / (WG·ROWS)), rows = lq (forward, dq) or lk (dkv).
     blocks: u32,
     // Mask strides over (batch, head, query, key); 0 broadcasts.
     mask_b: u32,
@@ -238,10 +239,8 @@ fn four(i: u32) -> vec4<u32> {
 
 // ---- entry points ----------------------------------------------------------
 //
-// Per-invocation state: arrays of CAP vec4 holding ROWS rows of D4 (or DV4)
-// chunks each, row r at r·D4. Within a block of 4 keys (or queries) the
-// matrices s, w, ... hold one column per own row: its values for the 4
-// others.
+// Within a block of 4 keys (or queries) the matrices s, w, dp, ds hold one
+// column per own row r: its values against the 4 rows of the block.
 
 @compute @workgroup_size(WG)
 fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -313,8 +312,6 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     var x: array<vec4<f32>, CAP>;
     var g: array<vec4<f32>, CAP>;
     var acc: array<vec4<f32>, CAP>;
-    // The block's key chunks, loaded once for the scores and reused for dq.
-    var kb: array<mat4x4<f32>, MAX4>;
     var qi: vec4<u32>;
     var dsum: vec4<f32>;
     var shift: vec4<f32>;
@@ -336,9 +333,9 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         let rows = vec4<u32>(t.bh * p.lk) + min(j, vec4<u32>(p.lk - 1u));
         var s: mat4x4<f32>;
         for (var c = 0u; c < D4; c++) {
-            kb[c] = k4(rows, c);
+            let kc = k4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                s[r] += x[r * D4 + c] * kb[c];
+                s[r] += x[r * D4 + c] * kc;
             }
         }
         var dp: mat4x4<f32>;
@@ -353,8 +350,9 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             ds[r] = weights(scores(t.bh, vec4<u32>(qi[r]), j, s[r]), vec4<f32>(shift[r])) * (dp[r] - dsum[r]);
         }
         for (var c = 0u; c < D4; c++) {
+            let kc = k4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                acc[r * D4 + c] += kb[c] * ds[r];
+                acc[r * D4 + c] += kc * ds[r];
             }
         }
     }
@@ -380,9 +378,6 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     var y: array<vec4<f32>, CAP>;
     var gk: array<vec4<f32>, CAP>;
     var gv: array<vec4<f32>, CAP>;
-    // The block's q and dO chunks, loaded once for the scores and reused.
-    var qb: array<mat4x4<f32>, MAX4>;
-    var gb: array<mat4x4<f32>, MAX4>;
     var ki: vec4<u32>;
     for (var r = 0u; r < ROWS; r++) {
         ki[r] = row_of(t, r);
@@ -402,16 +397,16 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         let rows = vec4<u32>(t.bh * p.lq) + min(i, vec4<u32>(p.lq - 1u));
         var s: mat4x4<f32>;
         for (var c = 0u; c < D4; c++) {
-            qb[c] = q4(rows, c);
+            let qc = q4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                s[r] += x[r * D4 + c] * qb[c];
+                s[r] += x[r * D4 + c] * qc;
             }
         }
         var dp: mat4x4<f32>;
         for (var c = 0u; c < DV4; c++) {
-            gb[c] = dout4(rows, c);
+            let gc = dout4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                dp[r] += y[r * DV4 + c] * gb[c];
+                dp[r] += y[r * DV4 + c] * gc;
             }
         }
         let shift = vec4<f32>(lse[rows.x], lse[rows.y], lse[rows.z], lse[rows.w]);
@@ -423,13 +418,15 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
             ds[r] = w[r] * (dp[r] - dsum);
         }
         for (var c = 0u; c < DV4; c++) {
+            let gc = dout4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                gv[r * DV4 + c] += gb[c] * w[r];
+                gv[r * DV4 + c] += gc * w[r];
             }
         }
         for (var c = 0u; c < D4; c++) {
+            let qc = q4(rows, c);
             for (var r = 0u; r < ROWS; r++) {
-                gk[r * D4 + c] += qb[c] * ds[r];
+                gk[r * D4 + c] += qc * ds[r];
             }
         }
     }

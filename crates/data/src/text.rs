@@ -19,7 +19,8 @@ pub const BUNDLED_CORPUS: &str = "datasets/shakespeare/tragedies.txt";
 /// The bundled corpus's absolute path (found from this crate's location, so
 /// examples and tests work from any working directory).
 pub fn bundled_corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(BUNDLED_CORPUS)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root).join(BUNDLED_CORPUS)
 }
 
 /// Reads a UTF-8 text file; errors name the file.

@@ -81,12 +81,13 @@ impl Tensor {
         let mut out_shape = lead.to_vec();
         out_shape.extend([lq, dv]);
         let shapes = [qs, ks, vs];
-        Tensor::from_op(OP, out, Layout::contiguous(&out_shape), &[self, k, v], move |g, inputs, out| {
-            let [q, k, v] = [0, 1, 2].map(|i| inputs[i].dense_buffer());
+        // The backward reuses the dense operands (copies only for views,
+        // such as the head-split q, k, v of multi-head attention).
+        Tensor::from_op(OP, out, Layout::contiguous(&out_shape), &[self, k, v], move |g, _, out| {
             let grads = attention::attention_backward(
-                &q,
-                &k,
-                &v,
+                &q_buf,
+                &k_buf,
+                &v_buf,
                 &out.dense_buffer(),
                 &lse,
                 &g.dense_buffer(),

@@ -23,17 +23,23 @@
 //! (scores all −∞) outputs zeros and gets zero gradients; PyTorch gives NaN.
 //! Its lse is +∞.
 //!
+//! Each invocation owns whole rows (one on GPUs, up to four on CPU drivers,
+//! where every buffer load is a loop over the SIMD lanes and a loaded chunk
+//! should serve several rows) and streams the other side in blocks of 4;
+//! the kernels specialise on the head dims, so each new (d, dv, causal,
+//! mask) combination compiles its own pipelines, which takes seconds on
+//! llvmpipe (Mesa caches them on disk).
+//!
 //! The CPU twins accumulate in f64, the more exact side and so the oracle.
 
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
 
-/// The largest head dim (of q/k or of v) the kernel's private row arrays hold
-/// (`4 · MAX4` in the shader).
-pub const MAX_HEAD_DIM: usize = 256;
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
 const CAP: usize = 64;
+/// The largest head dim (of q/k or of v): one row must fit those arrays.
+pub const MAX_HEAD_DIM: usize = 4 * CAP;
 /// Invocations per workgroup on CPU adapters: one 8-lane SIMD register, so
 /// the causal loop bound (the group's last row) wastes little.
 const CPU_WG: usize = 8;
@@ -128,8 +134,9 @@ fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
 }
 
 /// Records one `attention.wgsl` launch over `rows` rows per batch·head
-/// (query rows or key rows). Binding 4 is the mask, or `q` as
-/// a placeholder that the kernel never reads.
+/// (query rows or key rows). `inputs` are q, k, v, then the entry's others;
+/// the mask goes in between as binding 4 (`q` as a placeholder the kernel
+/// never reads when there is none).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     g: &GpuContext,
@@ -146,7 +153,9 @@ fn launch(
     let blocks = rows.div_ceil(wg * per_invocation);
     let workgroups = u32::try_from(dims.bh() * blocks)
         .map_err(|_| Error::invalid(entry, format!("too many workgroups for one launch: {dims:?}")))?;
-    let strides = mask.map_or([0; 4], |(_, s)| s);
+    // A size-1 dim's stride is never used (and may not fit in u32).
+    let extent = [dims.batch, dims.heads, dims.lq, dims.lk];
+    let strides = mask.map_or([0; 4], |(_, s)| std::array::from_fn(|i| if extent[i] == 1 { 0 } else { s[i] }));
     let params = Params::new()
         .u32(dims.bh())
         .u32(dims.heads)
@@ -376,4 +385,21 @@ pub fn attention_backward(
         },
     )?;
     Ok((dq, dk, dv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host's array capacity must be the shader's, or rows overflow it.
+    #[test]
+    fn capacity_matches_the_shader() {
+        let src = crate::shaders::source("attention");
+        let module = naga::front::wgsl::parse_str(&src).expect("attention.wgsl parses");
+        let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some("CAP")).expect("CAP");
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => assert_eq!(v as usize, CAP),
+            ref e => panic!("CAP is not a folded u32 literal: {e:?}"),
+        }
+    }
 }

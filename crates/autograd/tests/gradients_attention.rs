@@ -1,0 +1,195 @@
+//! Fused scaled-dot-product attention: finite-difference gradients for q, k
+//! and v, and agreement with the composite `softmax(q kᵀ·scale + mask) v`
+//! built from existing ops (forward and gradients), on the CPU backend and
+//! on the GPU.
+
+mod common;
+use common::*;
+use wgrad_autograd::{Device, Tensor};
+use wgrad_gpu_core::testing::assert_close;
+
+/// `[Lq, Lk]` additive mask hiding keys j > i (PyTorch's is_causal).
+fn causal_mask(lq: usize, lk: usize, dev: &Device) -> Tensor {
+    let m: Vec<f32> = (0..lq * lk).map(|e| if e % lk > e / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(&m, &[lq, lk], dev)
+}
+
+/// `[B, 1, 1, Lk]` key-padding mask: batch b hides its last b keys.
+fn padding_mask(batch: usize, lk: usize, dev: &Device) -> Tensor {
+    let m: Vec<f32> = (0..batch * lk).map(|e| if e % lk + e / lk >= lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(&m, &[batch, 1, 1, lk], dev)
+}
+
+/// The reference built from matmul and softmax.
+fn composite(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool, scale: f32) -> Tensor {
+    let mut s = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
+    if let Some(m) = mask {
+        s = &s + m;
+    }
+    if causal {
+        let (lq, lk) = (q.size(-2), k.size(-2));
+        s = &s + &causal_mask(lq, lk, &q.device());
+    }
+    s.softmax(-1).matmul(v)
+}
+
+#[test]
+fn gradients_with_and_without_causal() {
+    // [B, H, L, D] with one and three heads, odd sizes, Lq ≠ Lk.
+    for (heads, causal) in [(1, false), (3, true), (3, false), (1, true)] {
+        let (q, k, v): (&[usize], &[usize], &[usize]) = (&[2, heads, 5, 3], &[2, heads, 6, 3], &[2, heads, 6, 2]);
+        gradcheck(&format!("sdpa heads {heads} causal {causal}"), &[q, k, v], move |x| {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], None, causal, None)
+        });
+    }
+}
+
+#[test]
+fn gradients_with_a_padding_mask() {
+    for causal in [false, true] {
+        gradcheck(
+            &format!("sdpa key padding causal {causal}"),
+            &[&[2, 3, 7, 5], &[2, 3, 4, 5], &[2, 3, 4, 3]],
+            move |x| {
+                let mask = padding_mask(2, 4, &x[0].device());
+                x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&mask), causal, Some(0.7))
+            },
+        );
+    }
+}
+
+#[test]
+fn gradients_of_unbatched_and_three_d_inputs() {
+    gradcheck("sdpa [L, D]", &[&[4, 3], &[5, 3], &[5, 4]], |x| {
+        x[0].scaled_dot_product_attention(&x[1], &x[2], None, true, None)
+    });
+    gradcheck("sdpa [N, L, D] with an [L, L] mask", &[&[3, 4, 2], &[3, 4, 2], &[3, 4, 3]], |x| {
+        let dev = x[0].device();
+        let mask = Tensor::from_vec(
+            &[0.0, -1.0, 0.5, 0.0, 0.2, 0.0, -0.3, 0.1, 0.0, 0.4, 0.0, -2.0, 1.0, 0.0, 0.0, 0.3],
+            &[4, 4],
+            &dev,
+        );
+        x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&mask), false, None)
+    });
+}
+
+/// Fused vs composite: outputs and the gradients of a weighted sum.
+#[track_caller]
+fn compare(what: &str, shapes: [&[usize]; 3], mask: Option<&dyn Fn(&Device) -> Tensor>, causal: bool, scale: f32) {
+    for dev in backends(what) {
+        let what = format!("{what} on {}", dev.name());
+        let inputs: Vec<Tensor> =
+            shapes.iter().enumerate().map(|(i, s)| rand(s, 70 + i as u64, -1.0, 1.0, &dev)).collect();
+        let mask = mask.map(|m| m(&dev));
+        let run = |fused: bool| {
+            let [q, k, v] = [0, 1, 2].map(|i| inputs[i].detach().requires_grad_());
+            let out = if fused {
+                q.scaled_dot_product_attention(&k, &v, mask.as_ref(), causal, Some(scale))
+            } else {
+                composite(&q, &k, &v, mask.as_ref(), causal, scale)
+            };
+            let w = rand(&out.shape(), 99, 0.5, 1.5, &dev);
+            (&out * &w).sum_all().backward();
+            let grads = [&q, &k, &v].map(|t| t.grad().expect("gradient").to_vec());
+            (out.shape(), out.to_vec(), grads)
+        };
+        let (fused_shape, fused, fused_grads) = run(true);
+        let (shape, want, grads) = run(false);
+        assert_eq!(fused_shape, shape, "{what}: shape");
+        assert_close(&format!("{what}: out"), &fused, &want, 1e-4, 1e-5);
+        for (name, (g, w)) in ["dq", "dk", "dv"].iter().zip(fused_grads.iter().zip(&grads)) {
+            assert_close(&format!("{what}: {name}"), g, w, 1e-3, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn fused_matches_composite() {
+    let pad = |dev: &Device| padding_mask(2, 33, dev);
+    let rows = |dev: &Device| rand(&[7, 33], 5, -2.0, 2.0, dev);
+    let full = |dev: &Device| rand(&[2, 3, 7, 33], 6, -2.0, 2.0, dev);
+    let s = 1.0 / 5f32.sqrt();
+    compare("sdpa vs composite", [&[2, 3, 7, 5], &[2, 3, 33, 5], &[2, 3, 33, 4]], None, false, s);
+    compare("sdpa vs composite, causal", [&[2, 3, 33, 5], &[2, 3, 7, 5], &[2, 3, 7, 4]], None, true, s);
+    compare("sdpa vs composite, padding", [&[2, 3, 7, 5], &[2, 3, 33, 5], &[2, 3, 33, 4]], Some(&pad), true, s);
+    compare("sdpa vs composite, [Lq, Lk] mask", [&[2, 3, 7, 5], &[2, 3, 33, 5], &[2, 3, 33, 4]], Some(&rows), false, s);
+    compare("sdpa vs composite, full mask", [&[2, 3, 7, 5], &[2, 3, 33, 5], &[2, 3, 33, 4]], Some(&full), false, 2.0);
+    compare(
+        "sdpa vs composite, one head of 64",
+        [&[1, 1, 100, 64], &[1, 1, 100, 64], &[1, 1, 100, 64]],
+        None,
+        true,
+        0.125,
+    );
+}
+
+#[test]
+fn masks_are_read_through_views() {
+    for dev in backends("masks_are_read_through_views") {
+        let (q, k, v) = (
+            rand(&[2, 3, 4, 5], 1, -1.0, 1.0, &dev),
+            rand(&[2, 3, 6, 5], 2, -1.0, 1.0, &dev),
+            rand(&[2, 3, 6, 2], 3, -1.0, 1.0, &dev),
+        );
+        let base = rand(&[2, 6], 4, -2.0, 2.0, &dev);
+        let want = q.scaled_dot_product_attention(&k, &v, Some(&base.contiguous().reshape(&[2, 1, 1, 6])), false, None);
+        // An expanded (stride 0) view and a view at an offset give the same.
+        let expanded = base.reshape(&[2, 1, 1, 6]).expand(&[2, 3, 4, 6]);
+        let at_offset =
+            Tensor::cat(&[&rand(&[1, 6], 9, 0.0, 1.0, &dev), &base], 0).narrow(0, 1, 2).reshape(&[2, 1, 1, 6]);
+        for (name, m) in [("expanded", expanded), ("offset", at_offset)] {
+            let got = q.scaled_dot_product_attention(&k, &v, Some(&m), false, None);
+            assert_close(&format!("mask {name} on {}", dev.name()), &got.to_vec(), &want.to_vec(), 1e-6, 1e-6);
+        }
+        // Default scale is 1/sqrt(D).
+        let explicit = q.scaled_dot_product_attention(&k, &v, None, true, Some(1.0 / 5f32.sqrt()));
+        let default = q.scaled_dot_product_attention(&k, &v, None, true, None);
+        assert_close("default scale", &default.to_vec(), &explicit.to_vec(), 0.0, 0.0);
+        assert_eq!(default.shape(), vec![2, 3, 4, 2]);
+    }
+}
+
+#[test]
+fn fully_masked_rows_give_zeros_and_zero_gradients() {
+    for dev in backends("fully_masked_rows_give_zeros_and_zero_gradients") {
+        let [q, k, v] =
+            [&[1, 2, 3, 4][..], &[1, 2, 5, 4], &[1, 2, 5, 3]].map(|s| rand(s, 8, -1.0, 1.0, &dev).requires_grad_());
+        // Query row 1 sees no key.
+        let m: Vec<f32> = (0..15).map(|e| if e / 5 == 1 { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(&m, &[3, 5], &dev);
+        let out = q.scaled_dot_product_attention(&k, &v, Some(&mask), false, None);
+        out.sum_all().backward();
+        let (o, dq) = (out.to_vec(), q.grad().unwrap().to_vec());
+        for h in 0..2 {
+            assert_eq!(o[(h * 3 + 1) * 3..][..3], [0.0; 3], "out row 1 of head {h} on {}", dev.name());
+            assert_eq!(dq[(h * 3 + 1) * 4..][..4], [0.0; 4], "dq row 1 of head {h} on {}", dev.name());
+        }
+        assert!(o.iter().chain(&dq).all(|x| x.is_finite()));
+        assert!(k.grad().unwrap().to_vec().iter().chain(&v.grad().unwrap().to_vec()).all(|x| x.is_finite()));
+    }
+}
+
+#[test]
+#[should_panic(expected = "scaled_dot_product_attention: expected q [..., Lq, D], k [..., Lk, D]")]
+fn mismatched_head_dims_panic() {
+    let dev = Device::cpu();
+    let (q, k) = (Tensor::zeros(&[2, 4, 3], &dev), Tensor::zeros(&[2, 4, 5], &dev));
+    q.scaled_dot_product_attention(&k, &k, None, false, None);
+}
+
+#[test]
+#[should_panic(expected = "mask of shape [3, 4] does not broadcast to [2, 4, 4]")]
+fn unbroadcastable_mask_panics() {
+    let dev = Device::cpu();
+    let q = Tensor::zeros(&[2, 4, 3], &dev);
+    q.scaled_dot_product_attention(&q, &q, Some(&Tensor::zeros(&[3, 4], &dev)), false, None);
+}
+
+#[test]
+#[should_panic(expected = "head dim d is 300; the kernel supports 1..=256")]
+fn oversized_head_dims_panic() {
+    let dev = Device::cpu();
+    let q = Tensor::zeros(&[2, 300], &dev);
+    q.scaled_dot_product_attention(&q, &q, None, false, None);
+}
