@@ -116,7 +116,7 @@ fn cross_entropy_with_spatial_dims_and_single_samples() {
     }
     gradcheck("cross_entropy of one sample [C]", &[&[4]], |x| {
         let dev = x[0].device();
-        x[0].cross_entropy(&Tensor::from_u32(&[3], &[], &dev), &&CrossEntropyOptions::default())
+        x[0].cross_entropy(&Tensor::from_u32(&[3], &[], &dev), &CrossEntropyOptions::default())
     });
     for dev in backends("cross_entropy_with_spatial_dims_and_single_samples") {
         let x = rand(&[2, 4, 3], 5, -1.0, 1.0, &dev);

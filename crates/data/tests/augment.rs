@@ -103,7 +103,7 @@ fn mixup_targets_sum_to_one_and_images_are_convex_combinations() {
         }
         // Usable as cross_entropy probability targets.
         let logits = Tensor::from_vec(&Rng::new(9).vec(40, -1.0, 1.0), &[4, 10], &d);
-        assert!(logits.cross_entropy(&m.targets, &&CrossEntropyOptions::default()).item().is_finite());
+        assert!(logits.cross_entropy(&m.targets, &CrossEntropyOptions::default()).item().is_finite());
         // The same generator state repeats the draw; the advanced one does not.
         let again = mixup(&x, &y, 10, 0.4, &mut Generator::new(11));
         assert_eq!((again.lambda, &again.perm), (m.lambda, &m.perm));

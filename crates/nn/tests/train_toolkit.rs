@@ -183,7 +183,7 @@ fn perplexity_is_exp_of_token_weighted_cross_entropy() {
         for n in [5usize, 1] {
             let logits = Tensor::zeros(&[n, vocab], &dev);
             let targets = Tensor::from_u32(&(0..n as u32).collect::<Vec<_>>(), &[n], &dev);
-            p.update(&logits.cross_entropy(&targets, &&CrossEntropyOptions::default()), n);
+            p.update(&logits.cross_entropy(&targets, &CrossEntropyOptions::default()), n);
         }
         assert!(close(p.value(), vocab as f64, 1e-5), "{} on {}", p.value(), dev.name());
     }

@@ -20,7 +20,7 @@
 //!   part *with* its bias), `h = (1 − z)·n + z·h_prev`.
 //!
 //! A reverse sequence runs t = T−1 down to 0 (the backward half of a
-//! bidirectional layer), and still writes y[t] at time index t. The CPU
+//! bidirectional layer), and still writes `y[t]` at time index t. The CPU
 //! twins do the gate math in f64: the more exact side, a fair oracle.
 
 use super::{copy, f32s, f32s_mut, fill, groups, matmul, reduce, run, Params};
