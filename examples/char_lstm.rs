@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, perplexity_line, Corpus};
+use common::lm::{finish_round, report, Corpus};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
@@ -176,27 +176,15 @@ fn main() -> Result<()> {
         finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
-    println!("trained {step} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", tokens as f64 / secs);
-    let best = history.best_epoch().and_then(|r| r.val_loss).unwrap_or(f64::NAN);
-    println!("{}", perplexity_line("best validation", best));
-    if let Some((path, ids)) = &corpus.eval {
-        println!(
-            "{}",
-            perplexity_line(
-                &format!("eval text {}", path.display()),
-                stream_loss(&model, ids, args.batch, args.seq_len, &dev)
-            )
-        );
-    }
-
-    let (prompt, skipped) = corpus.vocab.encode_lossy(&args.prompt);
-    let prompt = if prompt.is_empty() { vec![0] } else { prompt };
-    if skipped > 0 {
-        println!("(skipped {skipped} prompt characters not in the vocabulary)");
-    }
     let mut sampler = Sampler::new(Sampling { temperature: args.temperature, top_k: args.top_k }, args.seed);
-    let sample = model.generate(&prompt, args.sample_len, &mut sampler, &dev);
-    println!("--- sample (temperature {}) ---\n{}\n---", args.temperature, corpus.vocab.decode(&sample));
+    report(
+        &corpus,
+        &history,
+        (step, tokens, secs),
+        |ids| stream_loss(&model, ids, args.batch, args.seq_len, &dev),
+        &args.prompt,
+        |prompt| model.generate(prompt, args.sample_len, &mut sampler, &dev),
+    );
     println!("run folder: {} ({:.1} s in all)", args.out_dir.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, perplexity_line, Corpus};
+use common::lm::{finish_round, report, Corpus};
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
 use wgrad::nn::optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
@@ -188,27 +188,15 @@ fn main() -> Result<()> {
         finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
-    println!("trained {step} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", tokens as f64 / secs);
-    let best = history.best_epoch().and_then(|r| r.val_loss).unwrap_or(f64::NAN);
-    println!("{}", perplexity_line("best validation", best));
-    if let Some((path, ids)) = &corpus.eval {
-        let what = format!("eval text {}", path.display());
-        println!("{}", perplexity_line(&what, window_loss(&model, ids, args.batch, args.seq_len, &dev)));
-    }
-
-    let (prompt, skipped) = corpus.vocab.encode_lossy(&args.prompt);
-    let prompt = if prompt.is_empty() { vec![0] } else { prompt };
-    if skipped > 0 {
-        println!("(skipped {skipped} prompt characters not in the vocabulary)");
-    }
-    let sampling = Sampling { temperature: args.temperature, top_k: Some(args.top_k).filter(|&k| k > 0) };
-    let mut sampler = Sampler::new(sampling, args.seed);
-    let sample = model.generate(&prompt, args.sample_len, &mut sampler, &dev);
-    println!(
-        "--- sample (temperature {}, top-k {}) ---\n{}\n---",
-        args.temperature,
-        args.top_k,
-        corpus.vocab.decode(&sample)
+    let mut sampler =
+        Sampler::new(Sampling { temperature: args.temperature, top_k: Some(args.top_k).filter(|&k| k > 0) }, args.seed);
+    report(
+        &corpus,
+        &history,
+        (step, tokens, secs),
+        |ids| window_loss(&model, ids, args.batch, args.seq_len, &dev),
+        &args.prompt,
+        |prompt| model.generate(prompt, args.sample_len, &mut sampler, &dev),
     );
     println!("run folder: {} ({:.1} s in all)", args.out_dir.display(), started.elapsed().as_secs_f64());
     Ok(())

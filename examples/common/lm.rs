@@ -83,3 +83,27 @@ pub fn finish_round(
     run.finish_epoch(history, record, &ck, model).context("saving the run")?;
     Ok(())
 }
+
+/// Ends a run: throughput, best validation loss, the loss on `--eval-text`
+/// (by `eval`), and a sample continuing `prompt` (by `generate`).
+pub fn report(
+    corpus: &Corpus,
+    history: &History,
+    (steps, tokens, secs): (usize, u64, f64),
+    eval: impl Fn(&[u32]) -> f64,
+    prompt: &str,
+    generate: impl FnOnce(&[u32]) -> Vec<u32>,
+) {
+    println!("trained {steps} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", tokens as f64 / secs);
+    let best = history.best_epoch().and_then(|r| r.val_loss).unwrap_or(f64::NAN);
+    println!("{}", perplexity_line("best validation", best));
+    if let Some((path, ids)) = &corpus.eval {
+        println!("{}", perplexity_line(&format!("eval text {}", path.display()), eval(ids)));
+    }
+    let (ids, skipped) = corpus.vocab.encode_lossy(prompt);
+    if skipped > 0 {
+        println!("(skipped {skipped} prompt characters not in the vocabulary)");
+    }
+    let ids = if ids.is_empty() { vec![0] } else { ids };
+    println!("--- sample ---\n{}\n---", corpus.vocab.decode(&generate(&ids)));
+}
