@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, Corpus};
+use common::lm::{finish_round, report, Corpus, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
@@ -29,12 +29,8 @@ use wgrad::prelude::*;
     after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
 )]
 struct Args {
-    /// Training text (UTF-8); default: the bundled Shakespeare tragedies.
-    #[arg(long)]
-    text: Option<PathBuf>,
-    /// Also report loss and perplexity on this text at the end.
-    #[arg(long)]
-    eval_text: Option<PathBuf>,
+    #[command(flatten)]
+    run: TextArgs,
     /// Recurrent layers.
     #[arg(long, default_value_t = 2)]
     layers: usize,
@@ -47,45 +43,12 @@ struct Args {
     /// Dropout between layers and before the head.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
-    /// Characters per BPTT chunk.
-    #[arg(long, default_value_t = 64)]
-    seq_len: usize,
-    /// Parallel text streams per batch.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     /// Adam learning rate.
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
-    /// Clip the global gradient norm to this (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
-    clip: f32,
-    /// Optimizer steps.
-    #[arg(long, default_value_t = 600)]
-    steps: usize,
-    /// Evaluate, checkpoint and plot every this many steps.
-    #[arg(long, default_value_t = 100)]
-    eval_every: usize,
-    /// Seed of initialisation and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Characters to generate at the end.
-    #[arg(long, default_value_t = 400)]
-    sample_len: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Sample only from the k most likely characters.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Text the sample starts from.
-    #[arg(long, default_value = "HAMLET.\n")]
-    prompt: String,
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/char_lstm")]
     out_dir: PathBuf,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    quiet: bool,
 }
 
 /// Mean next-character loss over `ids`, read as `batch` streams in chunks with the state carried.
@@ -111,28 +74,28 @@ fn stream_loss(model: &RnnLm, ids: &[u32], batch: usize, seq_len: usize, dev: &D
 fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.steps > 0 && args.eval_every > 0 && args.seq_len > 0 && args.batch > 0,
+        args.run.steps > 0 && args.run.eval_every > 0 && args.run.seq_len > 0 && args.run.batch > 0,
         "sizes must be positive"
     );
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {}", dev.name());
-    let corpus = Corpus::load(args.text.as_deref(), args.eval_text.as_deref())?;
+    let corpus = Corpus::load(args.run.text.as_deref(), args.run.eval_text.as_deref())?;
     let run = RunDir::create(&args.out_dir)?;
     std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
 
-    let mut seeds = seed_everything(args.seed);
+    let mut seeds = seed_everything(args.run.seed);
     let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
     config.dropout = args.dropout;
     let mut model = RnnLm::new(config, &mut seeds.model, &dev);
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
 
-    let streams = Streams::new(&corpus.train, args.batch);
-    let chunks = streams.chunks(args.seq_len);
-    let rounds = args.steps.div_ceil(args.eval_every);
+    let streams = Streams::new(&corpus.train, args.run.batch);
+    let chunks = streams.chunks(args.run.seq_len);
+    let rounds = args.run.steps.div_ceil(args.run.eval_every);
     let mut progress = Progress::new(rounds);
-    if args.quiet {
+    if args.run.quiet {
         progress = progress.without_bar();
     }
     let mut history = History::new();
@@ -140,8 +103,8 @@ fn main() -> Result<()> {
     let (mut step, mut tokens) = (0usize, 0u64);
     let train_time = Instant::now();
     for round in 1..=rounds {
-        let round_steps = args.eval_every.min(args.steps - step);
-        progress.start_epoch(round, (round_steps * args.batch * args.seq_len) as u64);
+        let round_steps = args.run.eval_every.min(args.run.steps - step);
+        progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
         let mut train_loss = RunningMean::new();
         model.train();
         for _ in 0..round_steps {
@@ -149,7 +112,7 @@ fn main() -> Result<()> {
             if k == 0 {
                 tbptt.reset(); // a new pass over the streams starts from the zero state
             }
-            let (x, y) = streams.chunk(k, args.seq_len, &dev);
+            let (x, y) = streams.chunk(k, args.run.seq_len, &dev);
             let (logits, state) = model.forward_with_state(&x, tbptt.state());
             tbptt.carry(&state);
             let n = y.numel();
@@ -157,8 +120,8 @@ fn main() -> Result<()> {
                 .reshape(&[n, corpus.vocab.len()])
                 .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default());
             loss.backward();
-            if args.clip > 0.0 {
-                clip_grad_norm_(&model.parameters(), args.clip);
+            if args.run.clip > 0.0 {
+                clip_grad_norm_(&model.parameters(), args.run.clip);
             }
             opt.step();
             opt.zero_grad();
@@ -171,19 +134,20 @@ fn main() -> Result<()> {
             }
         }
         model.eval();
-        let val = stream_loss(&model, &corpus.val, args.batch, args.seq_len, &dev);
+        let val = stream_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev);
         let lr = opt.groups()[0].lr as f64;
         finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
-    let mut sampler = Sampler::new(Sampling { temperature: args.temperature, top_k: args.top_k }, args.seed);
+    let mut sampler =
+        Sampler::new(Sampling { temperature: args.run.temperature, top_k: args.run.top_k }, args.run.seed);
     report(
         &corpus,
         &history,
         (step, tokens, secs),
-        |ids| stream_loss(&model, ids, args.batch, args.seq_len, &dev),
-        &args.prompt,
-        |prompt| model.generate(prompt, args.sample_len, &mut sampler, &dev),
+        |ids| stream_loss(&model, ids, args.run.batch, args.run.seq_len, &dev),
+        &args.run.prompt,
+        |prompt| model.generate(prompt, args.run.sample_len, &mut sampler, &dev),
     );
     println!("run folder: {} ({:.1} s in all)", args.out_dir.display(), started.elapsed().as_secs_f64());
     Ok(())

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, Corpus};
+use common::lm::{finish_round, report, Corpus, TextArgs};
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
 use wgrad::nn::optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
@@ -30,12 +30,8 @@ use wgrad::prelude::*;
     after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
 )]
 struct Args {
-    /// Training text (UTF-8); default: the bundled Shakespeare tragedies.
-    #[arg(long)]
-    text: Option<PathBuf>,
-    /// Also report loss and perplexity on this text at the end.
-    #[arg(long)]
-    eval_text: Option<PathBuf>,
+    #[command(flatten)]
+    run: TextArgs,
     /// Transformer blocks.
     #[arg(long, default_value_t = 2)]
     layers: usize,
@@ -45,12 +41,6 @@ struct Args {
     /// Model width (embedding size).
     #[arg(long, default_value_t = 128)]
     width: usize,
-    /// Context length (characters per training window).
-    #[arg(long, default_value_t = 64)]
-    seq_len: usize,
-    /// Windows per batch.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     /// Peak AdamW learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -66,36 +56,9 @@ struct Args {
     /// Use the token embedding as the output head.
     #[arg(long)]
     tie_weights: bool,
-    /// Clip the global gradient norm to this (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
-    clip: f32,
-    /// Optimizer steps.
-    #[arg(long, default_value_t = 600)]
-    steps: usize,
-    /// Evaluate, checkpoint and plot every this many steps.
-    #[arg(long, default_value_t = 100)]
-    eval_every: usize,
-    /// Seed of initialisation, batches and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Characters to generate at the end.
-    #[arg(long, default_value_t = 400)]
-    sample_len: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Sample only from the k most likely characters.
-    #[arg(long, default_value_t = 20)]
-    top_k: usize,
-    /// Text the sample starts from.
-    #[arg(long, default_value = "HAMLET.\n")]
-    prompt: String,
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/tiny_gpt")]
     out_dir: PathBuf,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    quiet: bool,
 }
 
 /// Mean next-character loss over consecutive full windows of `ids`, each
@@ -125,50 +88,51 @@ fn next_u64(state: &mut u64) -> u64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.steps > 0 && args.eval_every > 0 && args.seq_len > 0 && args.batch > 0,
+        args.run.steps > 0 && args.run.eval_every > 0 && args.run.seq_len > 0 && args.run.batch > 0,
         "sizes must be positive"
     );
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {}", dev.name());
-    let corpus = Corpus::load(args.text.as_deref(), args.eval_text.as_deref())?;
+    let corpus = Corpus::load(args.run.text.as_deref(), args.run.eval_text.as_deref())?;
     let run = RunDir::create(&args.out_dir)?;
     std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
 
-    let mut seeds = seed_everything(args.seed);
-    let mut config = GptConfig::new(corpus.vocab.len(), args.seq_len, args.layers, args.heads, args.width);
+    let mut seeds = seed_everything(args.run.seed);
+    let mut config = GptConfig::new(corpus.vocab.len(), args.run.seq_len, args.layers, args.heads, args.width);
     config.dropout = args.dropout;
     config.tie_weights = args.tie_weights;
     let mut model = Gpt::new(config, &mut seeds.model, &dev);
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let opts = AdamWOptions { weight_decay: args.weight_decay, ..Default::default() };
     let mut opt = AdamW::with_options(model.parameters(), args.lr, opts);
-    let cosine = CosineAnnealingLR::new(&mut opt, args.steps.saturating_sub(args.warmup).max(1), args.lr as f64 * 0.1);
+    let cosine =
+        CosineAnnealingLR::new(&mut opt, args.run.steps.saturating_sub(args.warmup).max(1), args.lr as f64 * 0.1);
     let mut sched = LinearWarmup::new(&mut opt, cosine, args.warmup, 0.01);
 
-    let rounds = args.steps.div_ceil(args.eval_every);
+    let rounds = args.run.steps.div_ceil(args.run.eval_every);
     let mut progress = Progress::new(rounds);
-    if args.quiet {
+    if args.run.quiet {
         progress = progress.without_bar();
     }
     let mut history = History::new();
-    let mut rng = args.seed ^ 0x5EED;
-    let max_start = corpus.train.len() - args.seq_len - 1;
+    let mut rng = args.run.seed ^ 0x5EED;
+    let max_start = corpus.train.len() - args.run.seq_len - 1;
     let (mut step, mut tokens) = (0usize, 0u64);
     let train_time = Instant::now();
     for round in 1..=rounds {
-        let round_steps = args.eval_every.min(args.steps - step);
-        progress.start_epoch(round, (round_steps * args.batch * args.seq_len) as u64);
+        let round_steps = args.run.eval_every.min(args.run.steps - step);
+        progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
         let mut train_loss = RunningMean::new();
         model.train();
         for _ in 0..round_steps {
             let starts: Vec<usize> =
-                (0..args.batch).map(|_| (next_u64(&mut rng) % (max_start as u64 + 1)) as usize).collect();
-            let (x, y) = windows(&corpus.train, &starts, args.seq_len, &dev);
+                (0..args.run.batch).map(|_| (next_u64(&mut rng) % (max_start as u64 + 1)) as usize).collect();
+            let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
             let loss = model.loss(&x, &y);
             loss.backward();
-            if args.clip > 0.0 {
-                clip_grad_norm_(&model.parameters(), args.clip);
+            if args.run.clip > 0.0 {
+                clip_grad_norm_(&model.parameters(), args.run.clip);
             }
             opt.step();
             opt.zero_grad();
@@ -183,20 +147,20 @@ fn main() -> Result<()> {
             }
         }
         model.eval();
-        let val = window_loss(&model, &corpus.val, args.batch, args.seq_len, &dev);
+        let val = window_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev);
         let lr = opt.groups()[0].lr as f64;
         finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
     let mut sampler =
-        Sampler::new(Sampling { temperature: args.temperature, top_k: Some(args.top_k).filter(|&k| k > 0) }, args.seed);
+        Sampler::new(Sampling { temperature: args.run.temperature, top_k: args.run.top_k }, args.run.seed);
     report(
         &corpus,
         &history,
         (step, tokens, secs),
-        |ids| window_loss(&model, ids, args.batch, args.seq_len, &dev),
-        &args.prompt,
-        |prompt| model.generate(prompt, args.sample_len, &mut sampler, &dev),
+        |ids| window_loss(&model, ids, args.run.batch, args.run.seq_len, &dev),
+        &args.run.prompt,
+        |prompt| model.generate(prompt, args.run.sample_len, &mut sampler, &dev),
     );
     println!("run folder: {} ({:.1} s in all)", args.out_dir.display(), started.elapsed().as_secs_f64());
     Ok(())

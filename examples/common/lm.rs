@@ -107,3 +107,47 @@ pub fn report(
     let ids = if ids.is_empty() { vec![0] } else { ids };
     println!("--- sample ---\n{}\n---", corpus.vocab.decode(&generate(&ids)));
 }
+
+/// The flags both text examples take: data, budget, evaluation and sampling.
+#[derive(clap::Args, Debug)]
+pub struct TextArgs {
+    /// Training text (UTF-8); default: the bundled Shakespeare tragedies.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Also report loss and perplexity on this text at the end.
+    #[arg(long)]
+    pub eval_text: Option<PathBuf>,
+    /// Characters per training sequence (BPTT chunk, or GPT context).
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 600)]
+    pub steps: usize,
+    /// Evaluate, checkpoint and plot every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Seed of initialisation, batches and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Characters to generate at the end.
+    #[arg(long, default_value_t = 400)]
+    pub sample_len: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Sample only from the k most likely characters.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Text the sample starts from.
+    #[arg(long, default_value = "HAMLET.\n")]
+    pub prompt: String,
+    /// No progress bar (summary lines only).
+    #[arg(long)]
+    pub quiet: bool,
+}
