@@ -146,3 +146,25 @@ fn backward_frees_saved_activations() {
         "activations released after backward: before {live_before}, forward {live_forward}, after {live_after}"
     );
 }
+
+#[test]
+fn backward_skips_the_gradient_of_operands_that_need_none() {
+    // On the CPU backend, where every kernel launch is counted as it runs.
+    let dev = Device::cpu();
+    let w = Tensor::randn(&[8, 4], 1, &dev).requires_grad_();
+    let launches = |x: &Tensor| {
+        let loss = x.matmul(&w).sum_all();
+        let before = dev.stats();
+        loss.backward();
+        w.zero_grad();
+        (dev.stats() - before).dispatches
+    };
+    let data = Tensor::randn(&[16, 8], 2, &dev);
+    let param = data.detach().requires_grad_();
+    let (for_data, for_param) = (launches(&data), launches(&param));
+    assert!(
+        for_data < for_param,
+        "x @ w with constant x must not compute dx: {for_data} launches vs {for_param} when x needs it"
+    );
+    assert!(param.grad().is_some() && data.grad().is_none());
+}

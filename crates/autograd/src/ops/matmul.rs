@@ -51,9 +51,11 @@ impl Tensor {
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
         Ok(Tensor::from_op("matmul", c, Layout::contiguous(&shape), &[self, other], move |g, inputs, _| {
             let (a, b) = (&inputs[0], &inputs[1]);
-            let ga = g.matmul(&b.transpose(-1, -2)).sum_to_shape(&sa);
-            let gb = a.transpose(-1, -2).matmul(g).sum_to_shape(&sb);
-            vec![Some(ga), Some(gb)]
+            // Only the operands that need a gradient get one: the first
+            // layer's input (data) would otherwise cost a full product.
+            let ga = a.requires_grad().then(|| g.matmul(&b.transpose(-1, -2)).sum_to_shape(&sa));
+            let gb = b.requires_grad().then(|| a.transpose(-1, -2).matmul(g).sum_to_shape(&sb));
+            vec![ga, gb]
         }))
     }
 }
