@@ -56,6 +56,10 @@ const CASES: &[(&[usize], &[usize])] = &[
     (&[2, 3, 4, 5], &[0, 2, 3]),
     (&[2, 3, 4, 5], &[]),
     (&[5, 7, 1, 9], &[2]),
+    // Column reductions (outputs along the unit-stride axis), one thread per column.
+    (&[33, 130], &[0]),
+    (&[2048, 300], &[0]),
+    (&[3, 40, 129], &[0, 1]),
 ];
 
 #[test]

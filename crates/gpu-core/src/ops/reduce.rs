@@ -21,6 +21,9 @@ const SERIAL_MAX_SHORT: usize = 16;
 const SERIAL_MIN_OUTPUTS: usize = 4096;
 /// See `SERIAL_MIN_OUTPUTS`.
 const SERIAL_MAX_LONG: usize = 4096;
+/// Outputs along the unit-stride axis run one thread each from this many
+/// outputs on (enough threads for a CPU adapter or a GPU's few SMs).
+const SERIAL_MIN_COLUMNS: usize = 128;
 /// Threads per workgroup for short reductions: one warp/wavefront, the
 /// smallest group that keeps hardware lanes busy. Only two sizes, so only two
 /// pipelines per op get compiled.
@@ -186,7 +189,12 @@ pub fn reduce(
     // 256 threads for 7 elements would leave 249 of them idle.
     let wg = if m > LARGE_WG { LARGE_WG } else { SMALL_WG };
     // Many outputs of few elements each: one thread per output instead.
-    let serial = m <= SERIAL_MAX_SHORT || (n_out >= SERIAL_MIN_OUTPUTS && m <= SERIAL_MAX_LONG);
+    // Also when the outputs run along the input's unit-stride axis (a bias
+    // gradient: summing [rows, C] over rows): neighbouring threads then read
+    // neighbouring addresses, while a workgroup per output would read one
+    // element per row at a stride of C (about 10x slower on lavapipe).
+    let columns = kept_strides.last() == Some(&1) && n_out >= SERIAL_MIN_COLUMNS;
+    let serial = m <= SERIAL_MAX_SHORT || ((n_out >= SERIAL_MIN_OUTPUTS || columns) && m <= SERIAL_MAX_LONG);
     // The kernel's loop index j steps by wg past m, and offsets are u32.
     super::check_u32(name, layout.span().max(m + wg))?;
 
