@@ -180,6 +180,12 @@ const BROADCASTS: &[(&[usize], &[usize])] = &[
     (&[], &[2, 3]),
     (&[0, 3], &[1, 3]),
     (&[2, 1, 3, 1, 2], &[5, 1, 1, 1]),
+    // Innermost dims that are multiples of 4 take the four-per-thread path:
+    // both contiguous, a row broadcast (a bias), a column broadcast, a scalar.
+    (&[3, 8], &[3, 8]),
+    (&[5, 12], &[12]),
+    (&[6, 4], &[6, 1]),
+    (&[1], &[2, 20]),
 ];
 
 #[test]

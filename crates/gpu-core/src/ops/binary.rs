@@ -1,7 +1,8 @@
 //! Elementwise binary ops with NumPy broadcasting (`shaders/binary.wgsl`)
 //! and the ternary select `where` (`shaders/where.wgsl`).
 
-use super::{f32s, f32s_mut, launch_elementwise, run, Params};
+use super::{f32s, f32s_mut, groups, launch_elementwise, run, Params};
+use crate::gpu::Launch;
 use crate::layout::{coalesce, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -82,6 +83,28 @@ fn check_views(op: &'static str, pairs: &[(&Buffer, &Layout)]) -> Result<()> {
     Buffer::check_same_device(op, dev, &pairs.iter().map(|p| p.0).collect::<Vec<_>>())
 }
 
+/// Per operand, how `binary.wgsl`'s `main4` reads it (1.0: vec4 loads, 0.0:
+/// one broadcast value per four outputs), or `None` when the coalesced view
+/// does not allow four outputs per thread: the innermost dim must be a
+/// multiple of 4, and each operand either reads it with stride 1 (offset and
+/// other strides multiples of 4, so each vec4 is aligned) or broadcasts it.
+fn vec4_modes(shape: &[usize], operands: &[(&[usize], usize)]) -> Option<Vec<f64>> {
+    let inner = *shape.last()?;
+    if !inner.is_multiple_of(4) {
+        return None;
+    }
+    operands
+        .iter()
+        .map(|(strides, offset)| match strides.last() {
+            Some(0) => Some(0.0),
+            Some(1) if offset.is_multiple_of(4) && strides.iter().rev().skip(1).all(|s| s.is_multiple_of(4)) => {
+                Some(1.0)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// `op(a, b)` over the broadcast shape of the two views; returns the result
 /// (contiguous) and its shape.
 pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
@@ -97,8 +120,26 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         |g| {
             let (cs, st) = coalesce(&shape, &[&va.strides, &vb.strides]);
             let params = Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(va.offset).u32(vb.offset);
-            let constants = [("OP", op.code() as f64), ("RANK", cs.len() as f64)];
-            launch_elementwise(g, "binary", &constants, params, &[a, b], &[&out], n)
+            let rank = ("RANK", cs.len() as f64);
+            match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
+                Some(m) => {
+                    let constants = [("OP", op.code() as f64), rank, ("A_VEC", m[0]), ("B_VEC", m[1])];
+                    let ins: [&wgpu::Buffer; 2] = [a.wgpu(), b.wgpu()];
+                    g.launch(&Launch {
+                        shader: "binary",
+                        entry: "main4",
+                        constants: &constants,
+                        params: &params.0,
+                        inputs: &ins,
+                        outputs: &[out.wgpu()],
+                        workgroups: groups(n / 4, 256),
+                    })
+                }
+                None => {
+                    let constants = [("OP", op.code() as f64), rank];
+                    launch_elementwise(g, "binary", &constants, params, &[a, b], &[&out], n)
+                }
+            }
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
