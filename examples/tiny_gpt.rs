@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use common::lm::{finish_round, report, Corpus, TextArgs};
+use wgrad::autograd::HostRng;
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
 use wgrad::nn::optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
@@ -76,15 +77,6 @@ fn window_loss(model: &Gpt, ids: &[u32], batch: usize, len: usize, dev: &Device)
     mean.mean()
 }
 
-/// SplitMix64: the batch positions, reproducible from `--seed`.
-fn next_u64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
@@ -116,7 +108,7 @@ fn main() -> Result<()> {
         progress = progress.without_bar();
     }
     let mut history = History::new();
-    let mut rng = args.run.seed ^ 0x5EED;
+    let mut rng = HostRng::new(args.run.seed ^ 0x5EED);
     let max_start = corpus.train.len() - args.run.seq_len - 1;
     let (mut step, mut tokens) = (0usize, 0u64);
     let train_time = Instant::now();
@@ -127,7 +119,7 @@ fn main() -> Result<()> {
         model.train();
         for _ in 0..round_steps {
             let starts: Vec<usize> =
-                (0..args.run.batch).map(|_| (next_u64(&mut rng) % (max_start as u64 + 1)) as usize).collect();
+                (0..args.run.batch).map(|_| (rng.next_u64() % (max_start as u64 + 1)) as usize).collect();
             let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
             let loss = model.loss(&x, &y);
             loss.backward();

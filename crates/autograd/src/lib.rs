@@ -27,4 +27,4 @@ pub use random::Generator;
 pub use tensor::Tensor;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::unary::UnaryOp;
-pub use wgrad_gpu_core::{Device, Error, Result};
+pub use wgrad_gpu_core::{Device, Error, HostRng, Result};

@@ -27,11 +27,9 @@ impl Generator {
     /// one model seed can seed every layer's own generator.
     pub fn fork(&mut self) -> Generator {
         // SplitMix64 finaliser of (seed, position): decorrelated child seeds.
-        let mut z = self.seed ^ self.offset.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let z = self.seed ^ self.offset.wrapping_mul(wgrad_gpu_core::GOLDEN) ^ 0xD1B5_4A32_D192_ED03;
         self.offset += 1;
-        Generator::new(z ^ (z >> 31))
+        Generator::new(wgrad_gpu_core::mix64(z))
     }
 
     fn advance(&mut self, n: usize) -> u64 {

@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 
 pub use crate::mnist::Split;
+use wgrad_gpu_core::HostRng;
+
 use crate::{DataError, ImageDataset};
 
 /// Pixel bytes of one CIFAR image.
@@ -118,24 +120,6 @@ pub fn load_cifar100(dir: &Path, split: Split, label: Label100) -> Result<ImageD
     load(&[file], &[20, 100], if label == Label100::Coarse { 0 } else { 1 })
 }
 
-/// SplitMix64: tiny, seedable and good enough for generated pixels.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 /// `n` CIFAR-shaped images of `classes` balanced classes (item `i` has class
 /// `i % classes`), reproducible from `seed`, for runs without the real data.
 ///
@@ -146,7 +130,7 @@ impl Rng {
 /// lookup of a constant image.
 pub fn synthetic(n: usize, classes: usize, seed: u64) -> ImageDataset {
     assert!(classes > 0, "cifar::synthetic: classes must be positive");
-    let mut rng = Rng(seed ^ 0xC1FA_5EED);
+    let mut rng = HostRng::new(seed ^ 0xC1FA_5EED);
     let mut images = Vec::with_capacity(n * IMAGE_BYTES);
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {

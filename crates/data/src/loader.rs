@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use wgrad_autograd::{DType, Device, Tensor};
 use wgrad_gpu_core::ops::convert::u8_to_f32;
-use wgrad_gpu_core::{Buffer, Layout};
+use wgrad_gpu_core::{Buffer, HostRng, Layout, GOLDEN};
 
 use crate::{DataError, ImageDataset};
 
@@ -38,17 +38,10 @@ pub struct DataLoader {
 /// The order of items in `epoch`: a seeded Fisher–Yates shuffle (SplitMix64 of
 /// seed and epoch), so every epoch differs and every run repeats.
 pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut state = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = HostRng::new(seed ^ (epoch as u64).wrapping_mul(GOLDEN));
     let mut order: Vec<usize> = (0..len).collect();
     for i in (1..len).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     order
 }

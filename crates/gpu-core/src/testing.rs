@@ -43,35 +43,8 @@ pub fn require_gpu() -> bool {
     matches!(std::env::var("WGRAD_REQUIRE_GPU").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
 }
 
-/// A small seeded generator (SplitMix64) for host-side test data.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    /// `n` uniform values in `[lo, hi)`.
-    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-    /// Uniform integer in `[0, n)`.
-    pub fn below(&mut self, n: u32) -> u32 {
-        (self.next_u64() % n as u64) as u32
-    }
-}
+/// The seeded host generator, under the name the tests use for their data.
+pub use crate::HostRng as Rng;
 
 /// Asserts `|a - b| <= atol + rtol * |b|` elementwise (NaNs must match), naming
 /// the first offending index.

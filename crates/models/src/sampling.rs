@@ -5,6 +5,8 @@
 //! numbers read back once per generated token), with its own seeded
 //! generator so a sample is reproducible.
 
+use wgrad_autograd::HostRng;
+
 /// How to pick a token from logits.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
@@ -29,25 +31,17 @@ impl Default for Sampling {
     }
 }
 
-/// A seeded token sampler (SplitMix64 stream).
+/// A seeded token sampler.
 pub struct Sampler {
     /// The rule.
     pub sampling: Sampling,
-    state: u64,
+    rng: HostRng,
 }
 
 impl Sampler {
     /// A sampler whose choices are fixed by `seed`.
     pub fn new(sampling: Sampling, seed: u64) -> Self {
-        Sampler { sampling, state: seed }
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        Sampler { sampling, rng: HostRng::new(seed) }
     }
 
     /// The chosen token id for one row of `logits`.
@@ -67,7 +61,7 @@ impl Sampler {
         order.truncate(s.top_k.unwrap_or(logits.len()).min(logits.len()));
         let max = logits[order[0]] as f64;
         let p: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / s.temperature as f64).exp()).collect();
-        let mut u = self.next_f64() * p.iter().sum::<f64>();
+        let mut u = self.rng.next_f64() * p.iter().sum::<f64>();
         for (&i, &pi) in order.iter().zip(&p) {
             if u < pi {
                 return i as u32;
