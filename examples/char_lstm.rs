@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, Corpus, TextArgs};
+use common::lm::{finish_round, report, Corpus, Tally, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
@@ -100,15 +100,14 @@ fn main() -> Result<()> {
     }
     let mut history = History::new();
     let mut tbptt = TruncatedBptt::new();
-    let (mut step, mut tokens) = (0usize, 0u64);
+    let mut tally = Tally::default();
     let train_time = Instant::now();
     for round in 1..=rounds {
-        let round_steps = args.run.eval_every.min(args.run.steps - step);
+        let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
         progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
-        let mut train_loss = RunningMean::new();
         model.train();
         for _ in 0..round_steps {
-            let k = step % chunks;
+            let k = tally.step % chunks;
             if k == 0 {
                 tbptt.reset(); // a new pass over the streams starts from the zero state
             }
@@ -125,18 +124,13 @@ fn main() -> Result<()> {
             }
             opt.step();
             opt.zero_grad();
-            train_loss.update_tensor(&loss, n);
-            step += 1;
-            tokens += n as u64;
-            progress.advance(n as u64);
-            if step % 10 == 0 {
-                progress.set_message(format!("step {step} loss {:.4}", loss.item()));
-            }
+            tally.record(&loss, n, &mut progress);
         }
         model.eval();
         let val = stream_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev);
         let lr = opt.groups()[0].lr as f64;
-        finish_round(&run, &mut history, &mut progress, round, step as u64, train_loss.mean(), val, lr, &model, &opt)?;
+        let (step, train_loss) = (tally.step as u64, tally.take_round_loss());
+        finish_round(&run, &mut history, &mut progress, round, step, train_loss, val, lr, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
     let mut sampler =
@@ -144,7 +138,7 @@ fn main() -> Result<()> {
     report(
         &corpus,
         &history,
-        (step, tokens, secs),
+        (tally.step, tally.tokens, secs),
         |ids| stream_loss(&model, ids, args.run.batch, args.run.seq_len, &dev),
         &args.run.prompt,
         |prompt| model.generate(prompt, args.run.sample_len, &mut sampler, &dev),

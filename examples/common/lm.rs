@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use wgrad::data::text::{bundled_corpus, read_text, split_tail, CharVocab};
 use wgrad::nn::optim::Optimizer;
-use wgrad::nn::train::{EpochRecord, History, Progress, RunDir};
+use wgrad::nn::train::{EpochRecord, History, Progress, RunDir, RunningMean};
 use wgrad::nn::{checkpoint::TrainingCheckpoint, Module};
+use wgrad::Tensor;
 
 /// The training text as ids, split, plus an optional extra evaluation text.
 pub struct Corpus {
@@ -150,4 +151,34 @@ pub struct TextArgs {
     /// No progress bar (summary lines only).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// The bookkeeping after each optimizer step: steps and characters so far,
+/// the round's mean training loss (kept on the device), and the progress bar
+/// with the latest loss every 10 steps (reading it back costs a sync).
+#[derive(Default)]
+pub struct Tally {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Target characters trained on.
+    pub tokens: u64,
+    round_loss: RunningMean,
+}
+
+impl Tally {
+    /// Counts one step whose `loss` averaged over `n` target characters.
+    pub fn record(&mut self, loss: &Tensor, n: usize, progress: &mut Progress) {
+        self.round_loss.update_tensor(loss, n);
+        self.step += 1;
+        self.tokens += n as u64;
+        progress.advance(n as u64);
+        if self.step.is_multiple_of(10) {
+            progress.set_message(format!("step {} loss {:.4}", self.step, loss.item()));
+        }
+    }
+
+    /// The mean training loss since the last call (one evaluation round).
+    pub fn take_round_loss(&mut self) -> f64 {
+        std::mem::take(&mut self.round_loss).mean()
+    }
 }
