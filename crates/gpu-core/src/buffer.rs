@@ -13,15 +13,17 @@ pub struct Buffer {
     inner: Arc<BufferInner>,
 }
 
-/// `BufferInner` under a crate-visible name, for the Send + Sync assertion in `device.rs`.
-pub(crate) type BufferInnerForAssert = BufferInner;
-
-// SAFETY: `BufferInner` is Send + Sync (asserted in device.rs); `Buffer` only wraps it in an `Arc`.
+// Asserted rather than derived in every downstream crate: see `Device` in device.rs.
+const _: () = {
+    fn send_sync<T: Send + Sync>() {}
+    let _ = send_sync::<BufferInner>;
+};
+// SAFETY: `BufferInner` is Send + Sync (asserted above); `Buffer` only wraps it in an `Arc`.
 unsafe impl Send for Buffer {}
 // SAFETY: as above.
 unsafe impl Sync for Buffer {}
 
-pub(crate) struct BufferInner {
+struct BufferInner {
     device: Device,
     /// Bytes the user asked for (the allocation may be larger).
     bytes: u64,

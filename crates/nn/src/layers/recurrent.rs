@@ -238,7 +238,8 @@ impl Recurrent {
             let lstm = self.kind == RecurrentKind::Lstm;
             assert_eq!(s.c.is_some(), lstm, "{name}: a cell state is given exactly when the layer is an LSTM");
         }
-        let zeros = Tensor::zeros(&[batch, c.hidden_size], &x.device());
+        // The zero state only when no state is given (it costs a fill launch).
+        let zeros = state.is_none().then(|| Tensor::zeros(&[batch, c.hidden_size], &x.device()));
         let (mut hs, mut cs) = (Vec::with_capacity(slots), Vec::with_capacity(slots));
         for (l, layer) in self.layers.iter().enumerate() {
             if l > 0 && self.training && c.dropout > 0.0 {
@@ -249,10 +250,10 @@ impl Recurrent {
             let mut outs = Vec::with_capacity(layer.len());
             for (d, dir) in layer.iter().enumerate() {
                 let slot = l * c.directions() + d;
-                let h0 = state.map_or_else(|| zeros.clone(), |s| initial(&s.h, "h", slot));
+                let h0 = state.map_or_else(|| zeros.clone().unwrap(), |s| initial(&s.h, "h", slot));
                 let c0 = match (self.kind, state) {
                     (RecurrentKind::Lstm, Some(s)) => Some(initial(s.c.as_ref().unwrap(), "c", slot)),
-                    (RecurrentKind::Lstm, None) => Some(zeros.clone()),
+                    (RecurrentKind::Lstm, None) => zeros.clone(),
                     _ => None,
                 };
                 let mut xw = flat.matmul(&dir.w_ih.t());
