@@ -1,11 +1,15 @@
 //! Convolution layer cost: conv2d 3x3, N=32, C=64->64, 32x32, forward +
 //! backward (input and weight gradients), and batch_norm + relu on the same
 //! tensor, on the adapter `WGRAD_DEVICE` picks and on the CPU backend in the
-//! same run.
+//! same run, next to PyTorch CPU (`benches/conv_pytorch.py`, run by this
+//! bench when `python3` with torch is available) and with the dispatches
+//! each step records.
 //!
 //! `cargo bench --bench conv`
 
 use std::time::Instant;
+
+mod common;
 
 use wgrad::autograd::{Conv2dOptions, Device, Tensor};
 
@@ -18,13 +22,15 @@ fn time_ms(reps: usize, mut f: impl FnMut() -> f32) -> f64 {
     t.elapsed().as_secs_f64() * 1e3 / reps as f64
 }
 
-fn run(dev: &Device, reps: usize) -> (f64, f64) {
+/// (ms, dispatches) per step of each workload: conv, then batch norm + relu.
+fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
     let x = Tensor::randn(&[32, 64, 32, 32], 1, dev).detach().requires_grad_();
     let w = Tensor::randn(&[64, 64, 3, 3], 2, dev).mul_scalar(0.05).detach().requires_grad_();
     let opts = Conv2dOptions::new().padding(1);
     // The output gradient is given (no loss reduction in the timing); each
     // step ends with a device synchronisation.
     let gy = Tensor::ones(&[32, 64, 32, 32], dev);
+    let d0 = dev.stats().dispatches;
     let conv = time_ms(reps, || {
         x.conv2d(&w, None, &opts).backward_with(&gy);
         dev.synchronize().unwrap();
@@ -32,15 +38,18 @@ fn run(dev: &Device, reps: usize) -> (f64, f64) {
         w.zero_grad();
         0.0
     });
+    let conv_launches = (dev.stats().dispatches - d0) / (reps as u64 + 1);
     let (rm, rv) = (Tensor::zeros(&[64], dev), Tensor::ones(&[64], dev));
     let (gamma, beta) = (Tensor::ones(&[64], dev).requires_grad_(), Tensor::zeros(&[64], dev).requires_grad_());
+    let d0 = dev.stats().dispatches;
     let bn = time_ms(reps, || {
         x.batch_norm(Some(&rm), Some(&rv), Some(&gamma), Some(&beta), true, 0.1, 1e-5).relu().backward_with(&gy);
         dev.synchronize().unwrap();
         x.zero_grad();
         0.0
     });
-    (conv, bn)
+    let bn_launches = (dev.stats().dispatches - d0) / (reps as u64 + 1);
+    ((conv, conv_launches), (bn, bn_launches))
 }
 
 fn main() {
@@ -48,8 +57,28 @@ fn main() {
     let cpu = Device::cpu();
     let (gc, gb) = run(&gpu, 3);
     let (cc, cb) = run(&cpu, 3);
+    let torch = common::pytorch("conv_pytorch.py", &[]);
+    if let Err(why) = &torch {
+        println!("pytorch: not measured ({why})");
+    }
     println!("device: {}", gpu.name());
-    println!("{:<58} {:>12} {:>12}", "workload (ms per step)", "gpu", "cpu backend");
-    println!("{:<58} {gc:>12.1} {cc:>12.1}", "conv2d 3x3 N=32 C=64->64 32x32, fwd + bwd (dx, dw)");
-    println!("{:<58} {gb:>12.1} {cb:>12.1}", "batch_norm + relu, same tensor, fwd + bwd (train)");
+    println!(
+        "{:<52} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10}",
+        "workload (ms per step)", "gpu", "dispatches", "cpu", "pytorch", "gpu/torch", "cpu/torch"
+    );
+    for (name, key, g, c) in [
+        ("conv2d 3x3 N=32 C=64->64 32x32, fwd + bwd (dx, dw)", "conv", gc, cc),
+        ("batch_norm + relu, same tensor, fwd + bwd (train)", "batch_norm_relu", gb, cb),
+    ] {
+        let theirs = common::lookup(&torch, key);
+        println!(
+            "{name:<52} {:>10.1} {:>11} {:>10.1} {:>10} {:>10} {:>10}",
+            g.0,
+            g.1,
+            c.0,
+            common::show(theirs),
+            common::ratio(g.0, theirs),
+            common::ratio(c.0, theirs)
+        );
+    }
 }

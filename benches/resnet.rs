@@ -1,19 +1,31 @@
 //! ResNet-20 training step (forward, cross-entropy, backward, SGD momentum)
 //! on 3x32x32 images: ms/step and images/s on the adapter `WGRAD_DEVICE` picks
 //! and on the CPU backend, plus the time to the first step (pipeline
-//! compilation included). `benches/resnet_pytorch.py` times the same step in
-//! PyTorch for comparison (run by hand; PyTorch is not a dependency).
+//! compilation included), the dispatches one step records and the peak
+//! device memory of a step. `benches/resnet_pytorch.py` times the same step in
+//! PyTorch CPU in the same run (when `python3` with torch is available), and
+//! the ratios are printed next to it.
 //!
 //! `cargo bench --bench resnet [-- BATCH...]` (default batches 32 and 128)
 
 use std::time::Instant;
+
+mod common;
 
 use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Optimizer, Sgd, SgdOptions};
 use wgrad::prelude::*;
 
-fn bench(dev: &Device, batch: usize, steps: usize) -> (f64, f64, f64) {
+/// What one configuration measured.
+struct Measured {
+    ms: f64,
+    first_s: f64,
+    dispatches: u64,
+    peak_mb: f64,
+}
+
+fn bench(dev: &Device, batch: usize, steps: usize) -> Measured {
     let t0 = Instant::now();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), dev);
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
@@ -30,12 +42,20 @@ fn bench(dev: &Device, batch: usize, steps: usize) -> (f64, f64, f64) {
     };
     step(&mut opt);
     let first = t0.elapsed().as_secs_f64();
+    dev.reset_peak();
+    let before = dev.stats();
     let t = Instant::now();
     for _ in 0..steps {
         step(&mut opt);
     }
     let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
-    (ms, batch as f64 / ms * 1e3, first)
+    let after = dev.stats();
+    Measured {
+        ms,
+        first_s: first,
+        dispatches: (after.dispatches - before.dispatches) / steps as u64,
+        peak_mb: after.bytes_peak as f64 / 1e6,
+    }
 }
 
 fn main() {
@@ -43,14 +63,39 @@ fn main() {
     let batches = if batches.is_empty() { vec![32, 128] } else { batches };
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
+    let rows: Vec<(usize, Measured, Measured)> =
+        batches.iter().map(|&b| (b, bench(&gpu, b, 5), bench(&cpu, b, 3))).collect();
+    let torch = common::pytorch("resnet_pytorch.py", &batches.iter().map(|b| b.to_string()).collect::<Vec<_>>());
+    if let Err(why) = &torch {
+        println!("pytorch: not measured ({why})");
+    }
     println!("device: {}", gpu.name());
     println!(
-        "{:<8} {:>14} {:>12} {:>16} {:>14} {:>12}",
-        "batch", "gpu ms/step", "gpu img/s", "gpu first step s", "cpu ms/step", "cpu img/s"
+        "{:<6} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "batch",
+        "gpu ms",
+        "first s",
+        "dispatches",
+        "peak MB",
+        "cpu ms",
+        "pytorch ms",
+        "gpu/torch",
+        "cpu/torch",
+        "gpu img/s"
     );
-    for b in batches {
-        let (gm, gi, gf) = bench(&gpu, b, 5);
-        let (cm, ci, _) = bench(&cpu, b, 3);
-        println!("{b:<8} {gm:>14.1} {gi:>12.1} {gf:>16.2} {cm:>14.1} {ci:>12.1}");
+    for (b, g, c) in rows {
+        let theirs = common::lookup(&torch, &format!("b{b}"));
+        println!(
+            "{b:<6} {:>11.1} {:>11.2} {:>11} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
+            g.ms,
+            g.first_s,
+            g.dispatches,
+            g.peak_mb,
+            c.ms,
+            common::show(theirs),
+            common::ratio(g.ms, theirs),
+            common::ratio(c.ms, theirs),
+            b as f64 / g.ms * 1e3
+        );
     }
 }

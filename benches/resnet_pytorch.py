@@ -1,5 +1,8 @@
 """The ResNet-20 training step of benches/resnet.rs, timed in PyTorch (CPU) for
-comparison. Run by hand: python3 benches/resnet_pytorch.py [BATCH...]"""
+comparison; benches/resnet.rs runs it in the same run. By hand:
+python3 benches/resnet_pytorch.py [BATCH...] [--device cuda]
+Prints one header line, then `bBATCH ms` lines."""
+import argparse
 import sys
 import time
 
@@ -9,12 +12,27 @@ import torch.nn.functional as F
 sys.path.insert(0, "tests/fixtures")
 from gen_resnet import ResNet  # noqa: E402  (the same definition as the fixture)
 
+ap = argparse.ArgumentParser()
+ap.add_argument("batches", nargs="*", type=int)
+ap.add_argument("--device", default="cpu")
+args = ap.parse_args()
+dev = torch.device(args.device)
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 torch.manual_seed(0)
-for batch in [int(a) for a in sys.argv[1:]] or [32, 128]:
-    model = ResNet(3)
+print(f"torch {torch.__version__} on {dev}, {torch.get_num_threads()} threads")
+for batch in args.batches or [32, 128]:
+    model = ResNet(3).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.arange(batch) % 10
+    x = torch.randn(batch, 3, 32, 32, device=dev)
+    y = torch.arange(batch, device=dev) % 10
 
     def step():
         loss = F.cross_entropy(model(x), y)
@@ -24,8 +42,10 @@ for batch in [int(a) for a in sys.argv[1:]] or [32, 128]:
         return loss.item()
 
     step()
+    sync()
     t = time.perf_counter()
     for _ in range(10):
         step()
+    sync()
     ms = (time.perf_counter() - t) * 1e3 / 10
-    print(f"batch {batch}: {ms:.1f} ms/step, {batch / ms * 1e3:.1f} img/s (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print(f"b{batch} {ms:.2f}")

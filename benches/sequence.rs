@@ -10,8 +10,9 @@
 //!
 //! `cargo bench --bench sequence [-- lstm|transformer] [--steps N]`
 
-use std::process::Command;
 use std::time::Instant;
+
+mod common;
 
 use wgrad::autograd::RecurrentKind;
 use wgrad::models::{Gpt, GptConfig};
@@ -62,33 +63,6 @@ fn transformer(dev: &Device, steps: usize) -> (f64, f64) {
     })
 }
 
-/// `name -> ms` from the PyTorch script, or why there is none.
-fn pytorch(names: &[&str], steps: usize) -> Result<Vec<(String, f64)>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sequence_pytorch.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(names)
-        .args(["--steps", &steps.to_string()])
-        .output()
-        .map_err(|e| format!("python3 not runnable: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "PyTorch script failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("pytorch: {}", text.lines().next().unwrap_or(""));
-    Ok(text
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let (n, ms) = l.split_once(' ')?;
-            Some((n.to_string(), ms.trim().parse().ok()?))
-        })
-        .collect())
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
@@ -106,7 +80,9 @@ fn main() {
             (n, ms, first)
         })
         .collect();
-    let torch = pytorch(&names, steps);
+    let mut py_args: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    py_args.extend(["--steps".to_string(), steps.to_string()]);
+    let torch = common::pytorch("sequence_pytorch.py", &py_args);
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");
     }
@@ -115,13 +91,10 @@ fn main() {
         "bench", "wgrad ms", "first step s", "pytorch ms", "ratio", "wgrad tokens/s"
     );
     for (n, ms, first) in ours {
-        let theirs = torch.as_ref().ok().and_then(|t| t.iter().find(|(m, _)| m == n).map(|(_, v)| *v));
+        let theirs = common::lookup(&torch, n);
         // Both steps see 2,048 tokens: LSTM 64 x 32, Transformer 128 x 16.
         let tokens = 2048.0;
-        let (t, r) = match theirs {
-            Some(v) => (format!("{v:.1}"), format!("{:.2}x", ms / v)),
-            None => ("-".into(), "-".into()),
-        };
+        let (t, r) = (common::show(theirs), common::ratio(ms, theirs));
         println!("{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0}", tokens / ms * 1e3);
     }
 }
