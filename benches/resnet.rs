@@ -6,7 +6,9 @@
 //! PyTorch CPU in the same run (when `python3` with torch is available), and
 //! the ratios are printed next to it.
 //!
-//! `cargo bench --bench resnet [-- BATCH...]` (default batches 32 and 128)
+//! `cargo bench --bench resnet [-- BATCH...] [--profile]` (default batches 32
+//! and 128); `--profile` prints the step profiler's table for one step of
+//! each batch on the adapter and writes `target/resnet-b<BATCH>-profile.json`.
 
 use std::time::Instant;
 
@@ -25,7 +27,7 @@ struct Measured {
     peak_mb: f64,
 }
 
-fn bench(dev: &Device, batch: usize, steps: usize) -> Measured {
+fn bench(dev: &Device, batch: usize, steps: usize, profile: bool) -> Measured {
     let t0 = Instant::now();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), dev);
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
@@ -42,6 +44,13 @@ fn bench(dev: &Device, batch: usize, steps: usize) -> Measured {
     };
     step(&mut opt);
     let first = t0.elapsed().as_secs_f64();
+    if profile {
+        let (_, report) = dev.profile(|| step(&mut opt)).expect("profiled step");
+        println!("{report}");
+        let path = format!("{}/target/resnet-b{batch}-profile.json", env!("CARGO_MANIFEST_DIR"));
+        report.write_chrome_trace(&path).expect("write the trace");
+        println!("trace: {path}\n");
+    }
     dev.reset_peak();
     let before = dev.stats();
     let t = Instant::now();
@@ -59,12 +68,14 @@ fn bench(dev: &Device, batch: usize, steps: usize) -> Measured {
 }
 
 fn main() {
-    let batches: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let profile = args.iter().any(|a| a == "--profile");
+    let batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let batches = if batches.is_empty() { vec![32, 128] } else { batches };
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
     let rows: Vec<(usize, Measured, Measured)> =
-        batches.iter().map(|&b| (b, bench(&gpu, b, 5), bench(&cpu, b, 3))).collect();
+        batches.iter().map(|&b| (b, bench(&gpu, b, 5, profile), bench(&cpu, b, 3, false))).collect();
     let torch = common::pytorch("resnet_pytorch.py", &batches.iter().map(|b| b.to_string()).collect::<Vec<_>>());
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");

@@ -104,7 +104,10 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
                  call backward_retain_graph() on the first backward if you need a second one"
             )
         });
-        let input_grads = (node.backward)(&g, &node.inputs, &t.detach());
+        let input_grads = {
+            let _scope = wgrad_gpu_core::profile::scope(|| format!("{} backward", node.op));
+            (node.backward)(&g, &node.inputs, &t.detach())
+        };
         assert_eq!(
             input_grads.len(),
             node.inputs.len(),

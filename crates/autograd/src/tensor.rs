@@ -86,6 +86,8 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
     ) -> Tensor {
+        // The launches this op just recorded carry its name in a profile.
+        wgrad_gpu_core::profile::label_pending(buffer.device(), op);
         let needs_grad = graph::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let node = needs_grad.then(|| Node {
             op,

@@ -83,6 +83,7 @@ impl Buffer {
             }
         };
         device.inner.stats.buffer_acquired(charged);
+        crate::profile::note_alloc(charged);
         Ok(Buffer { inner: Arc::new(BufferInner { device: device.clone(), bytes, charged, storage }) })
     }
 
@@ -173,7 +174,11 @@ impl Buffer {
     /// Host words of a CPU-backend buffer.
     pub(crate) fn host(&self) -> RwLockReadGuard<'_, Vec<u32>> {
         match &self.inner.storage {
-            Storage::Cpu(v) => v.read().unwrap(),
+            Storage::Cpu(v) => {
+                let g = v.read().unwrap();
+                crate::profile::note_host_bytes(g.len() as u64 * 4);
+                g
+            }
             _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),
         }
     }
@@ -181,7 +186,11 @@ impl Buffer {
     /// Mutable host words of a CPU-backend buffer.
     pub(crate) fn host_mut(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
         match &self.inner.storage {
-            Storage::Cpu(v) => v.write().unwrap(),
+            Storage::Cpu(v) => {
+                let g = v.write().unwrap();
+                crate::profile::note_host_bytes(g.len() as u64 * 4);
+                g
+            }
             _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),
         }
     }

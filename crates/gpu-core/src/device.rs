@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::gpu::GpuContext;
+use crate::profile::{Profile, Profiler};
 use crate::select::{pick_adapter, DeviceSpec};
 use crate::{Result, Stats, StatsSnapshot};
 
@@ -30,6 +31,7 @@ unsafe impl Sync for Device {}
 pub(crate) struct DeviceInner {
     pub backend: Backend,
     pub stats: Arc<Stats>,
+    pub profiler: Arc<Profiler>,
 }
 
 pub(crate) enum Backend {
@@ -90,8 +92,9 @@ impl Device {
     /// Opens a device on a given wgpu adapter.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Device> {
         let stats = Arc::new(Stats::default());
-        let ctx = GpuContext::open(adapter, stats.clone())?;
-        Ok(Device { inner: Arc::new(DeviceInner { backend: Backend::Gpu(Box::new(ctx)), stats }) })
+        let profiler = Arc::new(Profiler::default());
+        let ctx = GpuContext::open(adapter, stats.clone(), profiler.clone())?;
+        Ok(Device { inner: Arc::new(DeviceInner { backend: Backend::Gpu(Box::new(ctx)), stats, profiler }) })
     }
 
     /// The best GPU adapter; an error when there is none.
@@ -101,7 +104,13 @@ impl Device {
 
     /// A fresh CPU-backend device.
     pub fn cpu() -> Device {
-        Device { inner: Arc::new(DeviceInner { backend: Backend::Cpu, stats: Arc::new(Stats::default()) }) }
+        Device {
+            inner: Arc::new(DeviceInner {
+                backend: Backend::Cpu,
+                stats: Arc::new(Stats::default()),
+                profiler: Arc::new(Profiler::default()),
+            }),
+        }
     }
 
     /// The process-wide device chosen by `WGRAD_DEVICE`, opened on first use.
@@ -185,6 +194,20 @@ impl Device {
             g.take_error()?;
         }
         Ok(())
+    }
+
+    /// Runs `f` under the step profiler and returns its result with what it
+    /// launched (see [`crate::profile`]). Work recorded before is submitted
+    /// first and not counted; the region's work is submitted and waited for
+    /// at the end, so the times are complete.
+    pub fn profile<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Profile)> {
+        self.synchronize()?;
+        self.inner.profiler.start();
+        let r = f();
+        let done = self.synchronize();
+        let profile = self.inner.profiler.stop(self.name());
+        done?;
+        Ok((r, profile))
     }
 
     /// Returns pooled free buffers to the driver; returns how many bytes were freed.

@@ -22,6 +22,19 @@ struct Chunk {
     data: Vec<u8>,
 }
 
+/// Timestamp queries per batch while profiling (two per launch); a batch
+/// that fills them submits early.
+const PROFILE_QUERIES: u32 = 512;
+
+/// GPU timestamps of the profiled launches of one batch.
+struct Timing {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+    /// Profile record index of each timed launch, in query-pair order.
+    records: Vec<usize>,
+}
+
 /// The work recorded since the last submit.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -29,6 +42,7 @@ pub(crate) struct Batch {
     chunks: Vec<Chunk>,
     spare: Vec<wgpu::Buffer>,
     dispatches: usize,
+    timing: Option<Timing>,
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -51,6 +65,30 @@ pub(crate) fn fold_grid(n: u32) -> (u32, u32) {
     } else {
         let y = n.div_ceil(MAX_GRID_DIM);
         (n.div_ceil(y), y)
+    }
+}
+
+impl Timing {
+    fn new(device: &wgpu::Device) -> Timing {
+        let bytes = PROFILE_QUERIES as u64 * 8;
+        let buffer = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgrad timestamps"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Timing {
+            set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("wgrad profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: PROFILE_QUERIES,
+            }),
+            resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            read: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            records: Vec::new(),
+        }
     }
 }
 
@@ -92,7 +130,17 @@ impl GpuContext {
             return Ok(());
         }
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
+        let record = self.profiler.is_active().then(|| {
+            let bytes = l.inputs.iter().chain(l.outputs).map(|b| b.size()).sum();
+            self.profiler.record(format!("{}:{}", l.shader, l.entry), bytes)
+        });
         let mut batch = self.batch.lock().unwrap();
+        // Timestamps around this launch's pass, when profiling on an adapter that has them.
+        let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
+            let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));
+            t.records.push(r);
+            (t.set.clone(), 2 * (t.records.len() as u32 - 1))
+        });
         let (chunk, offset) = batch.push_params(&self.device, l.params);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -113,15 +161,21 @@ impl GpuContext {
         let (x, y) = fold_grid(l.workgroups);
         {
             let enc = batch.encoder(&self.device);
+            let timestamp_writes = timed.as_ref().map(|(set, i)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(*i),
+                end_of_pass_write_index: Some(i + 1),
+            });
             let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.shader), timestamp_writes: None });
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.shader), timestamp_writes });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
         }
         batch.dispatches += 1;
         self.stats().dispatched();
-        if batch.dispatches >= MAX_PENDING_DISPATCHES {
+        let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
+        if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
             self.submit(&mut batch)?;
         }
         Ok(())
@@ -158,21 +212,55 @@ impl GpuContext {
     }
 
     fn submit(&self, batch: &mut Batch) -> Result<bool> {
-        let Some(encoder) = batch.encoder.take() else {
+        let Some(mut encoder) = batch.encoder.take() else {
             return Ok(false);
         };
+        let timing = batch.timing.take().filter(|t| !t.records.is_empty());
+        if let Some(t) = &timing {
+            let n = 2 * t.records.len() as u32;
+            encoder.resolve_query_set(&t.set, 0..n, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, n as u64 * 8);
+        }
         // The parameter arena is written by the queue before this submit runs.
         for c in &batch.chunks {
             self.queue.write_buffer(&c.buffer, 0, &c.data);
         }
         self.queue.submit([encoder.finish()]);
         self.stats().submitted();
+        if let Some(t) = timing {
+            self.read_timestamps(t)?;
+        }
         // Chunks are free again: later writes are queued behind this submit.
         let used: Vec<wgpu::Buffer> = batch.chunks.drain(..).map(|c| c.buffer).collect();
         batch.spare.extend(used);
         batch.dispatches = 0;
         self.take_error()?;
         Ok(true)
+    }
+
+    /// Waits for a profiled batch and hands its launch times to the profiler.
+    fn read_timestamps(&self, t: Timing) -> Result<()> {
+        let n = 2 * t.records.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        t.read.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
+        let ticks: Vec<u64> = {
+            let view = t.read.get_mapped_range(..).map_err(|e| Error::Readback(format!("{e:?}")))?;
+            bytemuck::cast_slice::<u8, u64>(&view[..n * 8]).to_vec()
+        };
+        t.read.unmap();
+        let period = self.queue.get_timestamp_period() as f64;
+        let times: Vec<(usize, f64, f64)> = t
+            .records
+            .iter()
+            .zip(ticks.chunks_exact(2))
+            .map(|(&r, pair)| (r, pair[0] as f64 * period, pair[1] as f64 * period))
+            .collect();
+        self.profiler.set_times(&times);
+        Ok(())
     }
 
     /// Copies `bytes` bytes of `src` to the host, submitting pending work first.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::batch::Batch;
 use super::pipelines::PipelineCache;
 use super::pool::Pool;
+use crate::profile::Profiler;
 use crate::{Error, Result, Stats};
 
 /// Everything the GPU backend needs to record and run kernels.
@@ -22,6 +23,8 @@ pub(crate) struct GpuContext {
     pub error: Arc<Mutex<Option<String>>>,
     /// The owning device's counters.
     pub stats: Arc<Stats>,
+    /// The owning device's profiler.
+    pub profiler: Arc<Profiler>,
 }
 
 /// Optional features we use when the adapter offers them; none is required.
@@ -30,7 +33,7 @@ fn wanted_features() -> wgpu::Features {
 }
 
 impl GpuContext {
-    pub fn open(adapter: &wgpu::Adapter, stats: Arc<Stats>) -> Result<Self> {
+    pub fn open(adapter: &wgpu::Adapter, stats: Arc<Stats>, profiler: Arc<Profiler>) -> Result<Self> {
         let info = adapter.get_info();
         // The adapter's own limits, not wgpu's conservative defaults: real
         // models need buffers above the default 128/256 MiB.
@@ -64,6 +67,7 @@ impl GpuContext {
             batch: Mutex::new(Batch::default()),
             error,
             stats,
+            profiler,
         })
     }
 

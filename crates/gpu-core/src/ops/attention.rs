@@ -248,6 +248,8 @@ pub fn attention_forward(
     if dims.bh() * dims.lq == 0 {
         return Ok((out, lse));
     }
+    // Scores (q kᵀ) and the weighted sum of values, ignoring what masks skip.
+    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
     run(
         dev,
         |g| launch(g, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse]),
@@ -325,6 +327,8 @@ pub fn attention_backward(
     if n_q == 0 && n_k == 0 {
         return Ok((dq, dk, dv));
     }
+    // Both passes recompute the scores; dP, dq, dk and dv are one product each.
+    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
     run(
         dev,
         |g| {

@@ -151,6 +151,7 @@ pub fn matmul_with(
     if total == 0 {
         return Ok((out, shape));
     }
+    crate::profile::annotate_flops(2 * total as u64 * k as u64);
     run(
         dev,
         |g| {

@@ -71,13 +71,26 @@ pub(crate) fn check_u32(op: &'static str, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs `gpu` on a GPU device, or counts a dispatch and runs `cpu` on the CPU backend.
+/// Runs `gpu` on a GPU device, or counts a dispatch and runs `cpu` on the CPU
+/// backend (timed there by the profiler, whose family for it is the calling
+/// op file, e.g. `cpu:conv`).
+#[track_caller]
 pub(crate) fn run(device: &Device, gpu: impl FnOnce(&GpuContext) -> Result<()>, cpu: impl FnOnce()) -> Result<()> {
     match device.gpu_ctx() {
         Some(g) => gpu(g),
         None => {
             device.inner.stats.dispatched();
+            let profiler = &device.inner.profiler;
+            if !profiler.is_active() {
+                cpu();
+                return Ok(());
+            }
+            let file = std::panic::Location::caller().file();
+            let family = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
+            crate::profile::take_host_bytes();
+            let t0 = std::time::Instant::now();
             cpu();
+            profiler.record_host(format!("cpu:{family}"), crate::profile::take_host_bytes(), t0);
             Ok(())
         }
     }

@@ -119,6 +119,7 @@ impl<A: Algorithm> Fused<A> {
 
     /// One fused update of every parameter that has a gradient.
     pub fn step(&mut self) {
+        let _scope = wgrad_gpu_core::profile::scope(|| format!("{} step", A::NAME));
         let rule = self.opts.rule();
         let names = rule.state_names();
         for group in &self.groups {

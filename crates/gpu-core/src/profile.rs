@@ -1,0 +1,395 @@
+//! A step profiler: what each kernel family and each op of a region of code
+//! launched, allocated, moved and computed, and how long the device took.
+//!
+//! ```no_run
+//! # use wgrad_gpu_core::Device;
+//! # let device = Device::shared();
+//! # let step = || ();
+//! let (_, report) = device.profile(|| step()).unwrap();
+//! println!("{report}"); // a table per kernel family and per op
+//! report.write_chrome_trace("step-profile.json").unwrap(); // open in Perfetto
+//! ```
+//!
+//! **What is measured.** Every kernel launch recorded while the profile runs
+//! becomes a [`Launch`]: its kernel family (`shader:entry` on a GPU, the op
+//! file on the CPU backend), the op that launched it, the bytes of the
+//! buffers it binds (an upper estimate of what it reads and writes: pooled
+//! buffers are rounded up by at most 12.5%), the bytes newly allocated for
+//! it, and the FLOPs that ops which know them declare (matmul, convolution,
+//! attention). GPU time comes from timestamp queries written around each
+//! kernel when the adapter offers `TIMESTAMP_QUERY` (each launch is its own
+//! compute pass, so no in-pass timestamps are needed); on the CPU backend the
+//! host clock times each kernel. Without either, times are absent, not zero.
+//!
+//! **Op names** come from two places: a [`scope`] that callers open around
+//! work (autograd names each backward rule `"<op> backward"`, optimizers
+//! name their step), and [`label_pending`], which autograd calls when an op
+//! returns its result: launches recorded since the previous label on this
+//! thread that have no scope get the op's name. Launches nobody named keep
+//! their family as name.
+//!
+//! **Cost when off:** one relaxed atomic load per launch and allocation.
+//! While a profile runs, each submission waits for the device (to read the
+//! timestamps), so profile a representative step, not a whole run.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Devices with a profile running, process-wide: the fast path of every hook.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SCOPES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static PENDING_FLOPS: Cell<u64> = const { Cell::new(0) };
+    static PENDING_ALLOC: Cell<u64> = const { Cell::new(0) };
+    static HOST_BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// True while any device is profiling (cheap: one relaxed load).
+#[inline]
+pub(crate) fn any_active() -> bool {
+    ACTIVE.load(Relaxed) > 0
+}
+
+/// One recorded kernel launch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// Kernel family: `shader:entry` on a GPU, `cpu:<op file>` on the CPU backend.
+    pub family: String,
+    /// The op (or scope) that launched it; the family when nobody named it.
+    pub op: String,
+    /// Bytes of the buffers bound (GPU) or touched (CPU): read + written, an upper estimate.
+    pub bytes_moved: u64,
+    /// Bytes allocated on this thread since the previous launch (its outputs, mostly).
+    pub bytes_allocated: u64,
+    /// Floating-point operations the op declared (0 when it declares none).
+    pub flops: u64,
+    /// Start in µs from the first timed launch of the profile, when timed.
+    pub start_us: Option<f64>,
+    /// Duration in µs on the device (GPU timestamps or the host clock on the CPU backend).
+    pub dur_us: Option<f64>,
+}
+
+/// What a profiled region did, launch by launch.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Device name, for the report's heading.
+    pub device: String,
+    /// Every launch in recording order.
+    pub launches: Vec<Launch>,
+    /// Whether launch durations were measured.
+    pub timed: bool,
+}
+
+/// Per-device profiler state, shared by the device and its GPU context.
+#[derive(Default)]
+pub(crate) struct Profiler {
+    active: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    launches: Vec<Launch>,
+    /// Launches from here on have no op name yet (see `label_pending`).
+    unlabeled_from: usize,
+    /// Whether each launch was named by a scope (those keep their name).
+    scoped: Vec<bool>,
+    started: Option<Instant>,
+}
+
+impl Profiler {
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        any_active() && self.active.load(Relaxed)
+    }
+
+    pub fn start(&self) {
+        let mut s = self.state.lock().unwrap();
+        *s = State { started: Some(Instant::now()), ..State::default() };
+        if !self.active.swap(true, Relaxed) {
+            ACTIVE.fetch_add(1, Relaxed);
+        }
+        PENDING_FLOPS.with(|f| f.set(0));
+        PENDING_ALLOC.with(|a| a.set(0));
+    }
+
+    pub fn stop(&self, device: String) -> Profile {
+        if self.active.swap(false, Relaxed) {
+            ACTIVE.fetch_sub(1, Relaxed);
+        }
+        let mut s = self.state.lock().unwrap();
+        let mut launches = std::mem::take(&mut s.launches);
+        // GPU timestamps count from an arbitrary origin: start at the first launch.
+        let origin = launches.iter().filter_map(|l| l.start_us).fold(f64::INFINITY, f64::min);
+        if origin.is_finite() {
+            launches.iter_mut().for_each(|l| l.start_us = l.start_us.map(|t| t - origin));
+        }
+        let timed = !launches.is_empty() && launches.iter().all(|l| l.dur_us.is_some());
+        Profile { device, launches, timed }
+    }
+
+    /// Records a launch; returns its index (for GPU timestamps filled in later).
+    pub fn record(&self, family: String, bytes_moved: u64) -> usize {
+        let flops = PENDING_FLOPS.with(|f| f.replace(0));
+        let bytes_allocated = PENDING_ALLOC.with(|a| a.replace(0));
+        let scope = SCOPES.with(|s| s.borrow().last().cloned());
+        let mut s = self.state.lock().unwrap();
+        s.scoped.push(scope.is_some());
+        let op = scope.unwrap_or_else(|| family.clone());
+        s.launches.push(Launch { family, op, bytes_moved, bytes_allocated, flops, start_us: None, dur_us: None });
+        s.launches.len() - 1
+    }
+
+    /// Records a CPU-backend kernel that ran from `t0` until now.
+    pub fn record_host(&self, family: String, bytes_moved: u64, t0: Instant) {
+        let i = self.record(family, bytes_moved);
+        let mut s = self.state.lock().unwrap();
+        let origin = s.started.unwrap_or(t0);
+        let l = &mut s.launches[i];
+        l.start_us = Some(t0.saturating_duration_since(origin).as_secs_f64() * 1e6);
+        l.dur_us = Some(t0.elapsed().as_secs_f64() * 1e6);
+    }
+
+    /// Fills in GPU times (ns since an arbitrary origin) of recorded launches.
+    pub fn set_times(&self, times: &[(usize, f64, f64)]) {
+        let mut s = self.state.lock().unwrap();
+        for &(i, begin_ns, end_ns) in times {
+            if let Some(l) = s.launches.get_mut(i) {
+                l.start_us = Some(begin_ns / 1e3);
+                l.dur_us = Some((end_ns - begin_ns).max(0.0) / 1e3);
+            }
+        }
+    }
+
+    fn label(&self, op: &str) {
+        let mut s = self.state.lock().unwrap();
+        let from = s.unlabeled_from;
+        let n = s.launches.len();
+        for i in from..n {
+            if !s.scoped[i] {
+                s.launches[i].op = op.to_string();
+            }
+        }
+        s.unlabeled_from = n;
+    }
+}
+
+/// Names the launches recorded on `device` since the previous label that no
+/// scope named: autograd calls it with the op's name when an op returns.
+pub fn label_pending(device: &crate::Device, op: &str) {
+    let p = &device.inner.profiler;
+    if p.is_active() {
+        p.label(op);
+    }
+}
+
+/// Declares the FLOPs of the next launch on this thread (matmul, conv, attention).
+#[inline]
+pub fn annotate_flops(flops: u64) {
+    if any_active() {
+        PENDING_FLOPS.with(|f| f.set(f.get() + flops));
+    }
+}
+
+/// Counts an allocation against the next launch on this thread.
+#[inline]
+pub(crate) fn note_alloc(bytes: u64) {
+    if any_active() {
+        PENDING_ALLOC.with(|a| a.set(a.get() + bytes));
+    }
+}
+
+/// Counts host words a CPU kernel touches (the CPU backend's bytes moved).
+#[inline]
+pub(crate) fn note_host_bytes(bytes: u64) {
+    if any_active() {
+        HOST_BYTES.with(|b| b.set(b.get() + bytes));
+    }
+}
+
+/// Takes the host bytes counted since the last call.
+pub(crate) fn take_host_bytes() -> u64 {
+    HOST_BYTES.with(|b| b.replace(0))
+}
+
+/// Names the launches recorded on this thread until the guard drops; the
+/// innermost scope wins. Nearly free when no profile runs.
+#[must_use = "the scope ends when the guard drops"]
+pub struct Scope {
+    pushed: bool,
+}
+
+/// Opens a [`Scope`] named `name` (e.g. `"conv2d backward"`, `"optimizer"`).
+pub fn scope(name: impl FnOnce() -> String) -> Scope {
+    if !any_active() {
+        return Scope { pushed: false };
+    }
+    let name = name();
+    SCOPES.with(|s| s.borrow_mut().push(name));
+    Scope { pushed: true }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if self.pushed {
+            SCOPES.with(|s| s.borrow_mut().pop());
+        }
+    }
+}
+
+/// Totals of a group of launches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Kernel launches.
+    pub launches: usize,
+    /// Bytes allocated.
+    pub bytes_allocated: u64,
+    /// Bytes read + written (estimate).
+    pub bytes_moved: u64,
+    /// Declared FLOPs.
+    pub flops: u64,
+    /// Device time in µs (0 when untimed).
+    pub time_us: f64,
+}
+
+impl Totals {
+    fn add(&mut self, l: &Launch) {
+        self.launches += 1;
+        self.bytes_allocated += l.bytes_allocated;
+        self.bytes_moved += l.bytes_moved;
+        self.flops += l.flops;
+        self.time_us += l.dur_us.unwrap_or(0.0);
+    }
+}
+
+impl Profile {
+    /// Totals per kernel family, largest time (or launch count) first.
+    pub fn by_family(&self) -> Vec<(String, Totals)> {
+        self.group(|l| &l.family)
+    }
+
+    /// Totals per op name, largest time (or launch count) first.
+    pub fn by_op(&self) -> Vec<(String, Totals)> {
+        self.group(|l| &l.op)
+    }
+
+    /// Totals of everything.
+    pub fn total(&self) -> Totals {
+        let mut t = Totals::default();
+        self.launches.iter().for_each(|l| t.add(l));
+        t
+    }
+
+    fn group(&self, key: impl Fn(&Launch) -> &String) -> Vec<(String, Totals)> {
+        let mut map: HashMap<&String, Totals> = HashMap::new();
+        for l in &self.launches {
+            map.entry(key(l)).or_default().add(l);
+        }
+        let mut v: Vec<(String, Totals)> = map.into_iter().map(|(k, t)| (k.clone(), t)).collect();
+        v.sort_by(|a, b| b.1.time_us.total_cmp(&a.1.time_us).then(b.1.launches.cmp(&a.1.launches)).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The launches as a Chrome-trace / Perfetto JSON document (one complete
+    /// event per launch; untimed launches get zero length at their index).
+    pub fn chrome_trace(&self) -> String {
+        let mut out = String::from("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
+        for (i, l) in self.launches.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"name\":{},\"cat\":{},\"ph\":\"X\",\"pid\":1,\"tid\":1,\"ts\":{:.3},\"dur\":{:.3},\"args\":{{\"bytes_moved\":{},\"bytes_allocated\":{},\"flops\":{}}}}}",
+                json_string(&l.op),
+                json_string(&l.family),
+                l.start_us.unwrap_or(i as f64),
+                l.dur_us.unwrap_or(0.0),
+                l.bytes_moved,
+                l.bytes_allocated,
+                l.flops
+            ));
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// Writes [`chrome_trace`](Self::chrome_trace) to `path` (open it in
+    /// <https://ui.perfetto.dev> or `chrome://tracing`).
+    pub fn write_chrome_trace(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        std::fs::write(path, self.chrome_trace())
+    }
+
+    fn table(&self, f: &mut fmt::Formatter<'_>, title: &str, rows: &[(String, Totals)]) -> fmt::Result {
+        let total = self.total();
+        writeln!(
+            f,
+            "{title:<44} {:>8} {:>10} {:>6} {:>10} {:>10} {:>9} {:>9}",
+            "launches", "time ms", "%", "alloc MB", "moved MB", "GFLOP", "GFLOP/s"
+        )?;
+        for (name, t) in rows.iter().chain(std::iter::once(&("total".to_string(), total.clone()))) {
+            let (time, pct, rate) = if self.timed {
+                let pct = if total.time_us > 0.0 { 100.0 * t.time_us / total.time_us } else { 0.0 };
+                let rate = if t.time_us > 0.0 && t.flops > 0 {
+                    format!("{:.1}", t.flops as f64 / t.time_us / 1e3)
+                } else {
+                    "-".into()
+                };
+                (format!("{:.2}", t.time_us / 1e3), format!("{pct:.1}"), rate)
+            } else {
+                ("-".into(), "-".into(), "-".into())
+            };
+            let flops = if t.flops > 0 { format!("{:.3}", t.flops as f64 / 1e9) } else { "-".into() };
+            let name: String =
+                if name.chars().count() > 44 { name.chars().take(43).chain(['…']).collect() } else { name.clone() };
+            writeln!(
+                f,
+                "{name:<44} {:>8} {time:>10} {pct:>6} {:>10.2} {:>10.2} {flops:>9} {rate:>9}",
+                t.launches,
+                t.bytes_allocated as f64 / 1e6,
+                t.bytes_moved as f64 / 1e6
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.timed { "device time from timestamps" } else { "no device timer: launches and bytes only" };
+        writeln!(f, "profile on {} ({} launches; {how})", self.device, self.launches.len())?;
+        self.table(f, "kernel family", &self.by_family())?;
+        writeln!(f)?;
+        self.table(f, "op", &self.by_op())
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}
