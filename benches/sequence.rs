@@ -8,7 +8,7 @@
 //! Times the adapter `WGRAD_DEVICE` picks; then runs `benches/sequence_pytorch.py`
 //! (same shapes) when `python3` with torch is available, and prints the ratio.
 //!
-//! `cargo bench --bench sequence [-- lstm|transformer] [--steps N]`
+//! `cargo bench --bench sequence [-- lstm|transformer] [--steps N] [--profile]`
 
 use std::time::Instant;
 
@@ -20,8 +20,19 @@ use wgrad::nn::optim::{Adam, AdamW, Optimizer};
 use wgrad::nn::{Recurrent, RecurrentConfig};
 use wgrad::prelude::*;
 
-/// Mean ms of `step` over `steps` runs after one warm-up; and the warm-up's seconds.
-fn timed(steps: usize, mut step: impl FnMut() -> f32) -> (f64, f64) {
+/// What to run: timed steps, and whether to profile one more.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    dev: &'a Device,
+    steps: usize,
+    profile: bool,
+}
+
+/// Mean ms of `step` over `steps` runs after one warm-up; and the warm-up's
+/// seconds. With `--profile`, one more step runs under the step profiler,
+/// whose table is printed and whose trace goes to `target/<name>-profile.json`.
+fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> (f64, f64) {
+    let steps = run.steps;
     let t0 = Instant::now();
     let first = step();
     assert!(first.is_finite(), "loss is not finite");
@@ -30,15 +41,24 @@ fn timed(steps: usize, mut step: impl FnMut() -> f32) -> (f64, f64) {
     for _ in 0..steps {
         step();
     }
-    (t.elapsed().as_secs_f64() * 1e3 / steps as f64, warm)
+    let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    if run.profile {
+        let (_, report) = run.dev.profile(&mut step).expect("profiled step");
+        println!("{name}: {report}");
+        let path = format!("{}/target/{name}-profile.json", env!("CARGO_MANIFEST_DIR"));
+        report.write_chrome_trace(&path).expect("write the trace");
+        println!("trace: {path}\n");
+    }
+    (ms, warm)
 }
 
-fn lstm(dev: &Device, steps: usize) -> (f64, f64) {
+fn lstm(run: Run) -> (f64, f64) {
+    let dev = run.dev;
     let mut g = Generator::new(0);
     let m = Recurrent::new(RecurrentKind::Lstm, RecurrentConfig::new(128, 256), &mut g, dev);
     let x = Tensor::randn(&[64, 32, 128], 1, dev);
     let mut opt = Adam::new(m.parameters(), 1e-3);
-    timed(steps, || {
+    timed(run, "lstm", || {
         let loss = m.forward(&x).square().mean_all();
         opt.zero_grad();
         loss.backward();
@@ -47,14 +67,15 @@ fn lstm(dev: &Device, steps: usize) -> (f64, f64) {
     })
 }
 
-fn transformer(dev: &Device, steps: usize) -> (f64, f64) {
+fn transformer(run: Run) -> (f64, f64) {
+    let dev = run.dev;
     let mut g = Generator::new(0);
     let model = Gpt::new(GptConfig::new(256, 128, 2, 4, 256), &mut g, dev);
     let ids: Vec<u32> = (0..16 * 128).map(|i| (i * 7919 % 256) as u32).collect();
     let tgt: Vec<u32> = (0..16 * 128).map(|i| (i * 104_729 % 256) as u32).collect();
     let (x, y) = (Tensor::from_u32(&ids, &[16, 128], dev), Tensor::from_u32(&tgt, &[16, 128], dev));
     let mut opt = AdamW::new(model.parameters(), 1e-3);
-    timed(steps, || {
+    timed(run, "transformer", || {
         let loss = model.loss(&x, &y);
         opt.zero_grad();
         loss.backward();
@@ -65,6 +86,7 @@ fn transformer(dev: &Device, steps: usize) -> (f64, f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let profile = args.iter().any(|a| a == "--profile");
     let steps = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
     let mut names: Vec<&str> =
         args.iter().map(String::as_str).filter(|a| matches!(*a, "lstm" | "transformer")).collect();
@@ -76,7 +98,8 @@ fn main() {
     let ours: Vec<(&str, f64, f64)> = names
         .iter()
         .map(|&n| {
-            let (ms, first) = if n == "lstm" { lstm(&dev, steps) } else { transformer(&dev, steps) };
+            let run = Run { dev: &dev, steps, profile };
+            let (ms, first) = if n == "lstm" { lstm(run) } else { transformer(run) };
             (n, ms, first)
         })
         .collect();

@@ -9,6 +9,8 @@
 //! `cargo run --release --example char_lstm -- --help`
 
 mod common;
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,6 +103,7 @@ fn main() -> Result<()> {
     let mut history = History::new();
     let mut tbptt = TruncatedBptt::new();
     let mut tally = Tally::default();
+    let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
     let train_time = Instant::now();
     for round in 1..=rounds {
         let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
@@ -112,18 +115,21 @@ fn main() -> Result<()> {
                 tbptt.reset(); // a new pass over the streams starts from the zero state
             }
             let (x, y) = streams.chunk(k, args.run.seq_len, &dev);
-            let (logits, state) = model.forward_with_state(&x, tbptt.state());
-            tbptt.carry(&state);
             let n = y.numel();
-            let loss = logits
-                .reshape(&[n, corpus.vocab.len()])
-                .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default());
-            loss.backward();
-            if args.run.clip > 0.0 {
-                clip_grad_norm_(&model.parameters(), args.run.clip);
-            }
-            opt.step();
-            opt.zero_grad();
+            let loss = profiler.step(&dev, || {
+                let (logits, state) = model.forward_with_state(&x, tbptt.state());
+                tbptt.carry(&state);
+                let loss = logits
+                    .reshape(&[n, corpus.vocab.len()])
+                    .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default());
+                loss.backward();
+                if args.run.clip > 0.0 {
+                    clip_grad_norm_(&model.parameters(), args.run.clip);
+                }
+                opt.step();
+                opt.zero_grad();
+                loss
+            });
             tally.record(&loss, n, &mut progress);
         }
         model.eval();

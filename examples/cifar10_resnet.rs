@@ -21,6 +21,9 @@ use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiSte
 use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History, Progress, RunDir, RunningMean};
 use wgrad::prelude::*;
 
+#[path = "common/profiling.rs"]
+mod profiling;
+
 /// CIFAR-10 channel statistics (train split).
 const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 const STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
@@ -82,6 +85,9 @@ struct Args {
     /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
+    /// Print the step profiler's table for one training step and write its trace.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -181,6 +187,7 @@ fn main() -> Result<()> {
     if args.quiet {
         progress = progress.without_bar();
     }
+    let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
     for epoch in start..args.epochs {
         model.train();
@@ -189,11 +196,14 @@ fn main() -> Result<()> {
         for batch in train_loader.epoch(epoch) {
             let b = batch?;
             let x = augment.apply(&b.images, &mut seeds.augment);
-            let logits = model.forward(&x);
-            let loss = loss_fn.forward(&logits, &b.labels);
-            opt.zero_grad();
-            loss.backward();
-            opt.step();
+            let (logits, loss) = profiler.step(&dev, || {
+                let logits = model.forward(&x);
+                let loss = loss_fn.forward(&logits, &b.labels);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+                (logits, loss)
+            });
             loss_avg.update_tensor(&loss.detach(), b.len);
             acc.update(&logits.detach(), &b.labels);
             dev.flush()?;

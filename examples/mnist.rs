@@ -19,6 +19,9 @@ use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
+#[path = "common/profiling.rs"]
+mod profiling;
+
 /// Train a CNN on the MNIST digits that ship with wgrad.
 #[derive(Parser, Debug)]
 #[command(
@@ -55,6 +58,9 @@ struct Args {
     /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
+    /// Print the step profiler's table for one training step and write its trace.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<Sequential> {
@@ -104,6 +110,7 @@ fn main() -> Result<()> {
         progress = progress.without_bar();
     }
 
+    let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
     for epoch in start..args.epochs {
         model.train();
@@ -111,11 +118,14 @@ fn main() -> Result<()> {
         let (mut loss_avg, mut acc) = (RunningMean::new(), Accuracy::new());
         for batch in train_loader.epoch(epoch) {
             let b = batch?;
-            let logits = model.forward(&b.images);
-            let loss = loss_fn.forward(&logits, &b.labels);
-            opt.zero_grad();
-            loss.backward();
-            opt.step();
+            let (logits, loss) = profiler.step(&dev, || {
+                let logits = model.forward(&b.images);
+                let loss = loss_fn.forward(&logits, &b.labels);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+                (logits, loss)
+            });
             // Metrics accumulate on the device: nothing is read back per step.
             loss_avg.update_tensor(&loss.detach(), b.len);
             acc.update(&logits.detach(), &b.labels);

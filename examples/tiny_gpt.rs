@@ -10,6 +10,8 @@
 //! `cargo run --release --example tiny_gpt -- --help`
 
 mod common;
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -111,6 +113,7 @@ fn main() -> Result<()> {
     let mut rng = HostRng::new(args.run.seed ^ 0x5EED);
     let max_start = corpus.train.len() - args.run.seq_len - 1;
     let mut tally = Tally::default();
+    let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
     let train_time = Instant::now();
     for round in 1..=rounds {
         let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
@@ -120,13 +123,16 @@ fn main() -> Result<()> {
             let starts: Vec<usize> =
                 (0..args.run.batch).map(|_| (rng.next_u64() % (max_start as u64 + 1)) as usize).collect();
             let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
-            let loss = model.loss(&x, &y);
-            loss.backward();
-            if args.run.clip > 0.0 {
-                clip_grad_norm_(&model.parameters(), args.run.clip);
-            }
-            opt.step();
-            opt.zero_grad();
+            let loss = profiler.step(&dev, || {
+                let loss = model.loss(&x, &y);
+                loss.backward();
+                if args.run.clip > 0.0 {
+                    clip_grad_norm_(&model.parameters(), args.run.clip);
+                }
+                opt.step();
+                opt.zero_grad();
+                loss
+            });
             sched.step(&mut opt);
             tally.record(&loss, y.numel(), &mut progress);
         }

@@ -18,6 +18,9 @@ use wgrad::nn::optim::{Adam, Optimizer};
 use wgrad::nn::train::{seed_everything, EpochRecord, History, Progress, RunningMean};
 use wgrad::prelude::*;
 
+#[path = "common/profiling.rs"]
+mod profiling;
+
 /// Train a VAE (or an autoencoder) on the MNIST digits that ship with wgrad.
 #[derive(Parser, Debug)]
 #[command(
@@ -55,6 +58,9 @@ struct Args {
     /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
+    /// Print the step profiler's table for one training step and write its trace.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// The model being trained; the autoencoder has no KL term and no prior.
@@ -158,15 +164,19 @@ fn main() -> Result<()> {
     if args.quiet {
         progress = progress.without_bar();
     }
+    let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     for epoch in 0..args.epochs {
         progress.start_epoch(epoch + 1, train_loader.dataset().len() as u64);
         let (mut total_avg, mut recon_avg, mut kl_avg) = (RunningMean::new(), RunningMean::new(), RunningMean::new());
         for (i, batch) in train_loader.epoch(epoch).enumerate() {
             let b = batch?;
-            let (total, recon, kl) = model.loss(&b.images, &mut noise);
-            opt.zero_grad();
-            total.backward();
-            opt.step();
+            let (total, recon, kl) = profiler.step(&dev, || {
+                let (total, recon, kl) = model.loss(&b.images, &mut noise);
+                opt.zero_grad();
+                total.backward();
+                opt.step();
+                (total, recon, kl)
+            });
             total_avg.update_tensor(&total.detach(), b.len);
             recon_avg.update_tensor(&recon.detach(), b.len);
             if let Some(k) = &kl {

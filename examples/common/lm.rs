@@ -151,6 +151,9 @@ pub struct TextArgs {
     /// No progress bar (summary lines only).
     #[arg(long)]
     pub quiet: bool,
+    /// Print the step profiler's table for one training step and write its trace.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The bookkeeping after each optimizer step: steps and characters so far,
