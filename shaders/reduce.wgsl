@@ -29,6 +29,11 @@ struct Params {
     offset: u32,
     // Var's divisor max(m - correction, 0).
     dof: f32,
+    // `serial` sums: each thread folds `chunk` reduced elements of one of
+    // `chunks` consecutive ranges and writes partial sum (range, output) at
+    // range · n_out + output. Other ops and short sums: chunks = 1, chunk = m.
+    chunk: u32,
+    chunks: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -167,10 +172,14 @@ fn variance(m2: f32) -> f32 {
 // the batch), where a workgroup per output would leave most threads idle.
 @compute @workgroup_size(64)
 fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let o = linear_workgroup(wid, nwg) * 64u + lid;
-    if o >= p.n_out {
+    let t = linear_workgroup(wid, nwg) * 64u + lid;
+    if t >= p.n_out * p.chunks {
         return;
     }
+    // Output o, reduced range [lo, hi) (the whole block unless chunked).
+    let o = t % p.n_out;
+    let lo = (t / p.n_out) * p.chunk;
+    let hi = min(p.m, lo + p.chunk);
     let base = p.offset + strided_offset(o, KEPT_RANK, p.kept_shape, p.kept_strides);
     if OP >= 2u && OP <= 5u {
         var bv = 0.0;
@@ -190,15 +199,15 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     // block sums keeps the error near the tree reduction's. (Kahan's
     // compensation is no use here: drivers may reassociate it away.)
     var acc = 0.0;
-    for (var j0 = 0u; j0 < p.m; j0 += 32u) {
+    for (var j0 = lo; j0 < hi; j0 += 32u) {
         var part = 0.0;
-        for (var j = j0; j < min(j0 + 32u, p.m); j++) {
+        for (var j = j0; j < min(j0 + 32u, hi); j++) {
             part += load(base, j);
         }
         acc += part;
     }
     if OP == 0u {
-        y[o] = bitcast<u32>(acc);
+        y[t] = bitcast<u32>(acc);
         return;
     }
     let mean = acc / f32(p.m);

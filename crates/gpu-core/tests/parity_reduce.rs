@@ -60,6 +60,11 @@ const CASES: &[(&[usize], &[usize])] = &[
     (&[33, 130], &[0]),
     (&[2048, 300], &[0]),
     (&[3, 40, 129], &[0, 1]),
+    // Long column sums run in two levels (64-row chunk partials, then their
+    // sum): a last chunk of one row, and partials that are chunked again.
+    (&[129, 128], &[0]),
+    (&[8193, 130], &[0]),
+    (&[2, 1000, 136], &[0, 1]),
 ];
 
 #[test]

@@ -24,6 +24,11 @@ const SERIAL_MAX_LONG: usize = 4096;
 /// Outputs along the unit-stride axis run one thread each from this many
 /// outputs on (enough threads for a CPU adapter or a GPU's few SMs).
 const SERIAL_MIN_COLUMNS: usize = 128;
+/// Rows one thread sums in the first level of a long column sum (a bias
+/// gradient over thousands of rows): the partial sums of each 64-row chunk
+/// are summed by a second, short reduction, so a `[2048, 256]` column sum
+/// runs on 8,192 threads instead of 256 walking 2,048 rows each.
+const COLUMN_CHUNK: usize = 64;
 /// Threads per workgroup for short reductions: one warp/wavefront, the
 /// smallest group that keeps hardware lanes busy. Only two sizes, so only two
 /// pipelines per op get compiled.
@@ -198,7 +203,14 @@ pub fn reduce(
     // The kernel's loop index j steps by wg past m, and offsets are u32.
     super::check_u32(name, layout.span().max(m + wg))?;
 
-    let out = Buffer::alloc(dev, n_out as u64 * 4)?;
+    // Long column sums on a GPU: chunk partials here, their sum below.
+    let chunks = if serial && columns && op == ReduceOp::Sum && m > 2 * COLUMN_CHUNK && dev.is_gpu() {
+        m.div_ceil(COLUMN_CHUNK)
+    } else {
+        1
+    };
+    let chunk = if chunks > 1 { COLUMN_CHUNK } else { m };
+    let out = Buffer::alloc(dev, (chunks * n_out) as u64 * 4)?;
     run(
         dev,
         |g| {
@@ -216,7 +228,9 @@ pub fn reduce(
                 .u32(n_out)
                 .u32(m)
                 .u32(layout.offset)
-                .f32(dof as f32);
+                .f32(dof as f32)
+                .u32(chunk)
+                .u32(chunks);
             g.launch(&Launch {
                 shader: "reduce",
                 entry: if serial { "serial" } else { "main" },
@@ -229,7 +243,7 @@ pub fn reduce(
                 params: &params.0,
                 inputs: &[x.wgpu()],
                 outputs: &[out.wgpu()],
-                workgroups: if serial { groups(n_out, 64) } else { groups(n_out, 1) },
+                workgroups: if serial { groups(chunks * n_out, 64) } else { groups(n_out, 1) },
             })
         },
         || {
@@ -246,5 +260,9 @@ pub fn reduce(
             }
         },
     )?;
+    if chunks > 1 {
+        let (sums, _) = reduce(ReduceOp::Sum, &out, &Layout::contiguous(&[chunks, n_out]), &[0], false)?;
+        return Ok((sums, out_shape));
+    }
     Ok((out, out_shape))
 }
