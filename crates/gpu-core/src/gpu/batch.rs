@@ -38,6 +38,10 @@ struct Timing {
 /// The work recorded since the last submit.
 #[derive(Default)]
 pub(crate) struct Batch {
+    /// The compute pass consecutive launches share (ended by any other
+    /// command: a copy, a timed launch, the submit). Declared before the
+    /// encoder so that it drops first.
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     chunks: Vec<Chunk>,
     spare: Vec<wgpu::Buffer>,
@@ -93,10 +97,25 @@ impl Timing {
 }
 
 impl Batch {
+    /// The pending encoder, for a command outside compute passes: ends the open pass.
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
         })
+    }
+
+    /// The open compute pass, begun on first use. Launches share one pass:
+    /// wgpu still orders each dispatch after the writes it depends on
+    /// (every dispatch is its own usage scope), while a GPU is spared a pass
+    /// begin and end per kernel.
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let desc = wgpu::ComputePassDescriptor { label: Some("wgrad kernels"), timestamp_writes: None };
+            let pass = self.encoder(device).begin_compute_pass(&desc).forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().unwrap()
     }
 
     /// Stores a parameter block and returns (chunk index, byte offset).
@@ -159,15 +178,21 @@ impl GpuContext {
             entries: &entries,
         });
         let (x, y) = fold_grid(l.workgroups);
-        {
-            let enc = batch.encoder(&self.device);
-            let timestamp_writes = timed.as_ref().map(|(set, i)| wgpu::ComputePassTimestampWrites {
+        if let Some((set, i)) = &timed {
+            // A profiled launch gets a pass of its own, bracketed by timestamps.
+            let timestamp_writes = Some(wgpu::ComputePassTimestampWrites {
                 query_set: set,
                 beginning_of_pass_write_index: Some(*i),
                 end_of_pass_write_index: Some(i + 1),
             });
+            let enc = batch.encoder(&self.device);
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.shader), timestamp_writes });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[offset]);
+            pass.dispatch_workgroups(x, y, 1);
+        } else {
+            let pass = batch.pass(&self.device);
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
@@ -212,6 +237,7 @@ impl GpuContext {
     }
 
     fn submit(&self, batch: &mut Batch) -> Result<bool> {
+        batch.pass = None;
         let Some(mut encoder) = batch.encoder.take() else {
             return Ok(false);
         };
