@@ -54,8 +54,8 @@ struct Params {
 //   eval_stats             run_mean_in, run_var_in, stats_out
 //   forward(_res)          x, stats, weight, bias, [res], y_out
 //   grad_partial           dy, x, y, stats, part_out
-//   grad_final             part_in, sums_out
-//   backward(_res)         dy, x, y, stats, weight, sums, dx, [dres]
+//   grad_final             part_in, dbias_out, dweight_out
+//   backward(_res)         dy, x, y, stats, weight, dbias, dweight, dx, [dres]
 @group(0) @binding(1) var<storage, read> x_in: array<f32>;
 @group(0) @binding(1) var<storage, read> part_in: array<vec2<f32>>;
 @group(0) @binding(1) var<storage, read> dy_in: array<f32>;
@@ -63,7 +63,7 @@ struct Params {
 
 @group(0) @binding(2) var<storage, read_write> stats_part_out: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> run_mean_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sums_out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias_out: array<f32>;
 @group(0) @binding(2) var<storage, read> stats_in: array<f32>;
 @group(0) @binding(2) var<storage, read> x_in2: array<f32>;
 @group(0) @binding(2) var<storage, read> eval_var_in: array<f32>;
@@ -73,6 +73,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> weight_in: array<f32>;
 @group(0) @binding(3) var<storage, read> y_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> eval_stats_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dweight_out: array<f32>;
 
 @group(0) @binding(4) var<storage, read_write> run_stats_out: array<f32>;
 @group(0) @binding(4) var<storage, read> bias_in: array<f32>;
@@ -86,10 +87,11 @@ struct Params {
 
 @group(0) @binding(6) var<storage, read_write> run_var_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y_res_out: array<f32>;
-@group(0) @binding(6) var<storage, read> sums_in: array<f32>;
+@group(0) @binding(6) var<storage, read> dbias_in: array<f32>;
 
-@group(0) @binding(7) var<storage, read_write> dx_out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dres_out: array<f32>;
+@group(0) @binding(7) var<storage, read> dweight_in: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx_out: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dres_out: array<f32>;
 
 var<workgroup> tree: array<vec4<f32>, WG>;
 
@@ -252,7 +254,7 @@ fn stats_final_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
 }
 
-// Σdy' and Σdy'·xhat per channel: [bias gradient; weight gradient].
+// Σdy' and Σdy'·xhat per channel: the bias and the weight gradients.
 @compute @workgroup_size(WG)
 fn grad_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = linear_workgroup(wid, nwg);
@@ -271,8 +273,8 @@ fn grad_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     let total = tree_combine(lid, acc, false);
     if lid == 0u {
-        sums_out[c] = total.x;
-        sums_out[p.channels + c] = total.y;
+        dbias_out[c] = total.x;
+        dweight_out[c] = total.y;
     }
 }
 
@@ -360,7 +362,7 @@ fn input_grad(i: u32) -> vec2<f32> {
     if TRAIN {
         let m = f32(p.outer * p.inner);
         let xhat = (x_in2[i] - ms.x) * ms.y;
-        return vec2<f32>(scale * (g - sums_in[c] / m - xhat * (sums_in[p.channels + c] / m)), g);
+        return vec2<f32>(scale * (g - dbias_in[c] / m - xhat * (dweight_in[c] / m)), g);
     }
     return vec2<f32>(scale * g, g);
 }

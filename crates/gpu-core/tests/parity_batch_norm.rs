@@ -96,10 +96,12 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
             // Backward from the same output on both sides (it decides the ReLU mask).
             let (ygb, ycb) = both(g, c, &host(&yc, n));
             let (og, oc) = (pick(&ygb, relu), pick(&ycb, relu));
-            let sumg = batch_norm_grad_sums(&dyg, &xg, og, d, cg).unwrap();
-            let sumc = batch_norm_grad_sums(&dyc, &xc, oc, d, cc).unwrap();
-            same(&format!("{what}: grad sums"), &sumg, &sumc, 2 * ch, 1e-4, 1e-4);
-            let (sumg, sumc) = both(g, c, &host(&sumc, 2 * ch));
+            let (dbg, dwg) = batch_norm_grad_sums(&dyg, &xg, og, d, cg).unwrap();
+            let (dbc, dwc) = batch_norm_grad_sums(&dyc, &xc, oc, d, cc).unwrap();
+            same(&format!("{what}: Σdy'"), &dbg, &dbc, ch, 1e-4, 1e-4);
+            same(&format!("{what}: Σdy'·xhat"), &dwg, &dwc, ch, 1e-4, 1e-4);
+            let (dbg, dbc) = both(g, c, &host(&dbc, ch));
+            let (dwg, dwc) = both(g, c, &host(&dwc, ch));
             for train in [false, true] {
                 if train && normalized {
                     continue;
@@ -112,7 +114,7 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
                     d,
                     cg,
                     pick(&wg, affine),
-                    pick(&sumg, train),
+                    train.then_some((&dbg, &dwg)),
                     residual,
                 )
                 .unwrap();
@@ -123,7 +125,7 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
                     d,
                     cc,
                     pick(&wc, affine),
-                    pick(&sumc, train),
+                    train.then_some((&dbc, &dwc)),
                     residual,
                 )
                 .unwrap();
@@ -203,12 +205,13 @@ fn hand_checked_values() {
 
         // dy = 1 everywhere: the sums count the unmasked outputs and add their xhat.
         let ones = Buffer::from_f32(&dev, &[1.0; 8]).unwrap();
-        let sums = batch_norm_grad_sums(&ones, &x, Some(&y), d, Centre::Stats(&stats)).unwrap();
-        assert_close(&what, &sums.to_f32().unwrap()[..4], &[2.0, 2.0, 4.0 * s, 4.0 * s], 1e-6, 1e-7);
+        let (db, dw) = batch_norm_grad_sums(&ones, &x, Some(&y), d, Centre::Stats(&stats)).unwrap();
+        assert_close(&what, &db.to_f32().unwrap()[..2], &[2.0, 2.0], 1e-6, 1e-7);
+        assert_close(&what, &dw.to_f32().unwrap()[..2], &[4.0 * s, 4.0 * s], 1e-6, 1e-7);
         // Without the mask a constant dy is removed entirely by the centring.
-        let sums = batch_norm_grad_sums(&ones, &x, None, d, Centre::Stats(&stats)).unwrap();
+        let (db, dw) = batch_norm_grad_sums(&ones, &x, None, d, Centre::Stats(&stats)).unwrap();
         let (dx, _) =
-            batch_norm_backward(&ones, &x, None, d, Centre::Stats(&stats), Some(&w), Some(&sums), false).unwrap();
+            batch_norm_backward(&ones, &x, None, d, Centre::Stats(&stats), Some(&w), Some((&db, &dw)), false).unwrap();
         assert_close(&what, &dx.to_f32().unwrap()[..8], &[0.0; 8], 0.0, 1e-6);
     }
 }
@@ -227,17 +230,26 @@ fn zero_size_and_errors() {
         // The elementwise kernels and the sums accept empty input.
         let stats = Buffer::from_f32(&dev, &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
         batch_norm_forward(&empty, d, Centre::Stats(&stats), None, None, None, true).unwrap();
-        let sums = batch_norm_grad_sums(&empty, &empty, None, d, Centre::Stats(&stats)).unwrap();
-        assert_close("empty sums", &sums.to_f32().unwrap()[..6], &[0.0; 6], 0.0, 0.0);
+        let (db, dw) = batch_norm_grad_sums(&empty, &empty, None, d, Centre::Stats(&stats)).unwrap();
+        assert_close("empty sums", &db.to_f32().unwrap()[..3], &[0.0; 3], 0.0, 0.0);
+        assert_close("empty sums", &dw.to_f32().unwrap()[..3], &[0.0; 3], 0.0, 0.0);
         // Short buffers are errors naming the op.
         let x = Buffer::from_f32(&dev, &[1.0; 5]).unwrap();
         let d = ChannelDims { outer: 2, channels: 1, inner: 3 };
         let err = batch_norm_stats(&x, d, 1e-5, None).unwrap_err().to_string();
         assert!(err.contains("batch_norm_stats"), "{err}");
         let short = Buffer::from_f32(&dev, &[0.0]).unwrap();
-        let err = batch_norm_forward(&x, ChannelDims { outer: 1, channels: 1, inner: 5 }, Centre::Stats(&short), None, None, None, false)
-            .unwrap_err()
-            .to_string();
+        let err = batch_norm_forward(
+            &x,
+            ChannelDims { outer: 1, channels: 1, inner: 5 },
+            Centre::Stats(&short),
+            None,
+            None,
+            None,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("stats"), "{err}");
     }
 }

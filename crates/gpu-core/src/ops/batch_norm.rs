@@ -9,9 +9,9 @@
 //! weight and bias gradients) and one elementwise input gradient. Every
 //! reduction has a fixed order, so results are the same bits on every run.
 //!
-//! Per-channel statistics travel as one `[2·C]` buffer, `[mean; rstd]`, and
-//! the gradient sums as one `[2·C]` buffer, `[Σdy'; Σdy'·xhat]` (bias then
-//! weight gradient). The CPU twins accumulate in f64, the more exact of the
+//! Per-channel statistics travel as one `[2·C]` buffer, `[mean; rstd]`; the
+//! gradient sums `Σdy'` and `Σdy'·xhat` as two `[C]` buffers, which are the
+//! bias and weight gradients as they are. The CPU twins accumulate in f64, the more exact of the
 //! two and so a fair oracle.
 
 use super::{f32s, f32s_mut, groups, run, Params};
@@ -74,14 +74,7 @@ impl ChannelDims {
 
     fn params(&self, eps: f32, momentum: f32) -> Params {
         let (chunk, chunks) = self.plan();
-        Params::new()
-            .u32(self.outer)
-            .u32(self.channels)
-            .u32(self.inner)
-            .u32(chunk)
-            .u32(chunks)
-            .f32(eps)
-            .f32(momentum)
+        Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
     }
 }
 
@@ -242,9 +235,8 @@ pub fn batch_norm_stats(
             let xs = f32s(&xs);
             let mut moments = vec![(0.0f64, 0.0f64); c];
             for (ch, m) in moments.iter_mut().enumerate() {
-                let values = || {
-                    (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64))
-                };
+                let values =
+                    || (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64));
                 let mean = values().sum::<f64>() / d.count() as f64;
                 let m2 = values().map(|v| (v - mean).powi(2)).sum::<f64>();
                 *m = (mean, m2);
@@ -397,8 +389,8 @@ fn masked(dy: &[f32], y: Option<&[f32]>, i: usize) -> f64 {
     }
 }
 
-/// The per-channel gradient sums, two launches: returns `[Σdy'; Σdy'·xhat]`
-/// (`2·C`), which are the bias and the weight gradients. `dy'` is `dy`, or,
+/// The per-channel gradient sums, two launches: returns `(Σdy', Σdy'·xhat)`
+/// (`[C]` each), which are the bias and the weight gradients. `dy'` is `dy`, or,
 /// when `relu_out` (the forward's output) is given, `dy` masked by
 /// `relu_out > 0`.
 pub fn batch_norm_grad_sums(
@@ -407,7 +399,7 @@ pub fn batch_norm_grad_sums(
     relu_out: Option<&Buffer>,
     d: ChannelDims,
     centre: Centre,
-) -> Result<Buffer> {
+) -> Result<(Buffer, Buffer)> {
     const OP: &str = "batch_norm_grad_sums";
     let n = d.check(OP)?;
     let dev = dy.device();
@@ -421,9 +413,9 @@ pub fn batch_norm_grad_sums(
     centre.check(OP, &d)?;
     let c = d.channels;
     if d.count() == 0 {
-        return super::fill::fill(dev, 2 * c, 0.0);
+        return Ok((super::fill::fill(dev, c, 0.0)?, super::fill::fill(dev, c, 0.0)?));
     }
-    let sums = Buffer::alloc(dev, 2 * c as u64 * 4)?;
+    let (dbias, dweight) = (Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?);
     let constants = vec![("CENTRE", centre.code()), ("RELU", relu_out.is_some() as u8 as f64)];
     run(
         dev,
@@ -452,16 +444,16 @@ pub fn batch_norm_grad_sums(
                     constants: vec![("WG", level2_wg(&d))],
                     params: d.params(0.0, 0.0),
                     inputs: vec![&part],
-                    outputs: vec![&sums],
+                    outputs: vec![&dbias, &dweight],
                     workgroups: groups(c, 1),
                 },
             )
         },
         || {
             let ms = centre.host(c);
-            let (gs, xs, mut out) = (dy.host(), x.host(), sums.host_mut());
+            let (gs, xs, mut db, mut dw) = (dy.host(), x.host(), dbias.host_mut(), dweight.host_mut());
             let ys = relu_out.map(|b| b.host());
-            let (gs, xs, out) = (f32s(&gs), f32s(&xs), f32s_mut(&mut out));
+            let (gs, xs, db, dw) = (f32s(&gs), f32s(&xs), f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| f32s(h));
             let mut acc = vec![(0.0f64, 0.0f64); c];
             for i in 0..n {
@@ -472,16 +464,16 @@ pub fn batch_norm_grad_sums(
                 acc[ch].1 += gv * (xs[i] as f64 - mean) * rstd;
             }
             for (ch, (s, sx)) in acc.into_iter().enumerate() {
-                out[ch] = s as f32;
-                out[c + ch] = sx as f32;
+                db[ch] = s as f32;
+                dw[ch] = sx as f32;
             }
         },
     )?;
-    Ok(sums)
+    Ok((dbias, dweight))
 }
 
-/// The input gradient, one elementwise launch. With `sums` (from
-/// [`batch_norm_grad_sums`]) the training formula, where the statistics
+/// The input gradient, one elementwise launch. With `sums` (`(Σdy',
+/// Σdy'·xhat)` from [`batch_norm_grad_sums`]) the training formula, where the statistics
 /// depend on `x`: `dx = w·rstd·(dy' − Σdy'/M − xhat·Σdy'xhat/M)`, `M` the
 /// values per channel; without, the per-channel affine one `dx = w·rstd·dy'`
 /// (evaluation, or a normalised input whose statistics are handled
@@ -494,7 +486,7 @@ pub fn batch_norm_backward(
     d: ChannelDims,
     centre: Centre,
     weight: Option<&Buffer>,
-    sums: Option<&Buffer>,
+    sums: Option<(&Buffer, &Buffer)>,
     residual: bool,
 ) -> Result<(Buffer, Option<Buffer>)> {
     const OP: &str = "batch_norm_backward";
@@ -503,7 +495,13 @@ pub fn batch_norm_backward(
     dy.check_len(OP, "output gradient", n, 4)?;
     x.check_len(OP, "input", n, 4)?;
     centre.check(OP, &d)?;
-    for (b, what, len) in [(relu_out, "output", n), (weight, "weight", d.channels), (sums, "sums", 2 * d.channels)] {
+    let (dbias, dweight) = (sums.map(|s| s.0), sums.map(|s| s.1));
+    for (b, what, len) in [
+        (relu_out, "output", n),
+        (weight, "weight", d.channels),
+        (dbias, "Σdy'", d.channels),
+        (dweight, "Σdy'·xhat", d.channels),
+    ] {
         if let Some(b) = b {
             b.check_len(OP, what, len, 4)?;
             Buffer::check_same_device(OP, dev, &[b])?;
@@ -534,7 +532,15 @@ pub fn batch_norm_backward(
                         ("TRAIN", sums.is_some() as u8 as f64),
                     ],
                     params: d.params(0.0, 0.0),
-                    inputs: vec![dy, x, relu_out.unwrap_or(x), stats, weight.unwrap_or(x), sums.unwrap_or(x)],
+                    inputs: vec![
+                        dy,
+                        x,
+                        relu_out.unwrap_or(x),
+                        stats,
+                        weight.unwrap_or(x),
+                        dbias.unwrap_or(x),
+                        dweight.unwrap_or(x),
+                    ],
                     outputs,
                     workgroups: groups(n, 256),
                 },
@@ -546,7 +552,7 @@ pub fn batch_norm_backward(
             let (gs, xs, mut out) = (dy.host(), x.host(), dx.host_mut());
             let ys = relu_out.map(|b| b.host());
             let w = weight.map(|b| b.host());
-            let s = sums.map(|b| b.host());
+            let s = sums.map(|(a, b)| (a.host(), b.host()));
             let mut r = dres.as_ref().map(|b| b.host_mut());
             let (gs, xs, out) = (f32s(&gs), f32s(&xs), f32s_mut(&mut out));
             let ys = ys.as_ref().map(|h| f32s(h));
@@ -557,10 +563,9 @@ pub fn batch_norm_backward(
                 let (mean, rstd) = ms[ch];
                 let scale = rstd * w.as_ref().map_or(1.0, |w| f32s(w)[ch] as f64);
                 out[i] = match &s {
-                    Some(s) => {
-                        let s = f32s(s);
+                    Some((sb, sw)) => {
                         let xhat = (xs[i] as f64 - mean) * rstd;
-                        scale * (gv - s[ch] as f64 / m - xhat * s[c + ch] as f64 / m)
+                        scale * (gv - f32s(sb)[ch] as f64 / m - xhat * f32s(sw)[ch] as f64 / m)
                     }
                     None => scale * gv,
                 } as f32;
