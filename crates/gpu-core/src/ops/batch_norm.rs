@@ -456,12 +456,12 @@ pub fn batch_norm_grad_sums(
             let (gs, xs, db, dw) = (f32s(&gs), f32s(&xs), f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| f32s(h));
             let mut acc = vec![(0.0f64, 0.0f64); c];
-            for i in 0..n {
+            for (i, &xv) in xs[..n].iter().enumerate() {
                 let ch = channel(&d, i);
                 let gv = masked(gs, ys, i);
                 let (mean, rstd) = ms[ch];
                 acc[ch].0 += gv;
-                acc[ch].1 += gv * (xs[i] as f64 - mean) * rstd;
+                acc[ch].1 += gv * (xv as f64 - mean) * rstd;
             }
             for (ch, (s, sx)) in acc.into_iter().enumerate() {
                 db[ch] = s as f32;
