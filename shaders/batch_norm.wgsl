@@ -158,7 +158,7 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var acc = vec2<f32>(0.0, 0.0);
     for (var a = s.a0; a < s.a1; a++) {
         let i = a * cols + s.k;
-        let g = masked_grad(i);
+        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i])).x;
         acc += vec2<f32>(g, g * ((x_in2[i] - ms.x) * ms.y));
     }
     grad_part_out[gid] = acc;
@@ -290,15 +290,21 @@ fn eval_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // ---- elementwise ------------------------------------------------------------
+// One element per thread, or (entries ending in 4, when B is a multiple of 4)
+// four neighbours of one channel per thread with vec4 loads. The math is
+// written once on vec4; the scalar entries use lane x (compilers drop the rest).
 
-// The gradient behind the fused ReLU: zero where the output was not positive.
-fn masked_grad(i: u32) -> f32 {
-    if RELU {
-        return select(0.0, dy_in[i], y_in[i] > 0.0);
-    }
-    return dy_in[i];
-}
+@group(0) @binding(1) var<storage, read> x4_in: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dy4_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x4_in2: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> y4_in: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> y4_out: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> res4_in: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> y4_res_out: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dx4_out: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> dres4_out: array<vec4<f32>>;
 
+// Channel of flat element i.
 fn channel_of(i: u32) -> u32 {
     return (i / p.inner) % p.channels;
 }
@@ -307,14 +313,13 @@ fn total() -> u32 {
     return p.outer * p.channels * p.inner;
 }
 
-// act(xhat · weight + bias + extra) for element i.
-fn affine(i: u32, extra: f32) -> f32 {
-    let c = channel_of(i);
-    var ms = vec2<f32>(0.0, 1.0);
+// act(xhat · weight + bias + extra) in channel c. The statistics, weight and
+// bias bindings are the forward entries' (2, 3, 4).
+fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
+    var v = x;
     if CENTRE == 1u {
-        ms = vec2<f32>(stats_in[c], stats_in[p.channels + c]);
+        v = (x - stats_in[c]) * stats_in[p.channels + c];
     }
-    var v = (x_in[i] - ms.x) * ms.y;
     if HAS_WEIGHT {
         v *= weight_in[c];
     }
@@ -324,7 +329,7 @@ fn affine(i: u32, extra: f32) -> f32 {
     v += extra;
     if RELU {
         // NaN stays NaN (as torch.relu): only values below zero clamp.
-        v = select(v, 0.0, v < 0.0);
+        v = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
     }
     return v;
 }
@@ -332,57 +337,98 @@ fn affine(i: u32, extra: f32) -> f32 {
 @compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
-    if i >= total() {
-        return;
+    if i < total() {
+        y_out[i] = affine(vec4<f32>(x_in[i]), vec4<f32>(0.0), channel_of(i)).x;
     }
-    y_out[i] = affine(i, 0.0);
 }
 
 @compute @workgroup_size(256)
 fn forward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
-    if i >= total() {
-        return;
+    if i < total() {
+        y_res_out[i] = affine(vec4<f32>(x_in[i]), vec4<f32>(res_in[i]), channel_of(i)).x;
     }
-    y_res_out[i] = affine(i, res_in[i]);
 }
 
-// (dx, dy') for element i.
-fn input_grad(i: u32) -> vec2<f32> {
-    let c = channel_of(i);
-    var ms = vec2<f32>(0.0, 1.0);
-    if CENTRE == 1u {
-        ms = vec2<f32>(stats_in4[c], stats_in4[p.channels + c]);
+@compute @workgroup_size(256)
+fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = global_id(wid, nwg, lid);
+    if i < total() / 4u {
+        y4_out[i] = affine(x4_in[i], vec4<f32>(0.0), channel_of(4u * i));
     }
-    let g = masked_grad(i);
-    var scale = ms.y;
+}
+
+@compute @workgroup_size(256)
+fn forward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = global_id(wid, nwg, lid);
+    if i < total() / 4u {
+        y4_res_out[i] = affine(x4_in[i], res4_in[i], channel_of(4u * i));
+    }
+}
+
+// The gradient behind the fused ReLU: zero where the output was not positive.
+fn masked(dy: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
+    if RELU {
+        return select(vec4<f32>(0.0), dy, y > vec4<f32>(0.0));
+    }
+    return dy;
+}
+
+// dx from dy' (already masked) in channel c; bindings are the backward
+// entries' (statistics 4, weight 5, sums 6 and 7).
+fn input_grad(g: vec4<f32>, x: vec4<f32>, c: u32) -> vec4<f32> {
+    var mean = 0.0;
+    var scale = 1.0;
+    if CENTRE == 1u {
+        mean = stats_in4[c];
+        scale = stats_in4[p.channels + c];
+    }
+    let rstd = scale;
     if HAS_WEIGHT {
         scale *= weight_in5[c];
     }
     if TRAIN {
         let m = f32(p.outer * p.inner);
-        let xhat = (x_in2[i] - ms.x) * ms.y;
-        return vec2<f32>(scale * (g - dbias_in[c] / m - xhat * (dweight_in[c] / m)), g);
+        let xhat = (x - mean) * rstd;
+        return scale * (g - dbias_in[c] / m - xhat * (dweight_in[c] / m));
     }
-    return vec2<f32>(scale * g, g);
+    return scale * g;
 }
 
 @compute @workgroup_size(256)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
-    if i >= total() {
-        return;
+    if i < total() {
+        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i]));
+        dx_out[i] = input_grad(g, vec4<f32>(x_in2[i]), channel_of(i)).x;
     }
-    dx_out[i] = input_grad(i).x;
 }
 
 @compute @workgroup_size(256)
 fn backward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
-    if i >= total() {
-        return;
+    if i < total() {
+        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i]));
+        dx_out[i] = input_grad(g, vec4<f32>(x_in2[i]), channel_of(i)).x;
+        dres_out[i] = g.x;
     }
-    let d = input_grad(i);
-    dx_out[i] = d.x;
-    dres_out[i] = d.y;
+}
+
+@compute @workgroup_size(256)
+fn backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = global_id(wid, nwg, lid);
+    if i < total() / 4u {
+        let g = masked(dy4_in[i], y4_in[i]);
+        dx4_out[i] = input_grad(g, x4_in2[i], channel_of(4u * i));
+    }
+}
+
+@compute @workgroup_size(256)
+fn backward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = global_id(wid, nwg, lid);
+    if i < total() / 4u {
+        let g = masked(dy4_in[i], y4_in[i]);
+        dx4_out[i] = input_grad(g, x4_in2[i], channel_of(4u * i));
+        dres4_out[i] = g;
+    }
 }

@@ -13,11 +13,14 @@ use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device};
 
 /// (N, C, H·W): single values, prime channel counts, 7x5 and 33x33 planes,
-/// a large N·HW, batches long enough to be split into several row chunks.
+/// planes of a multiple of 4 (the vec4 elementwise entries), a large N·HW,
+/// batches long enough to be split into several row chunks.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 2),
     (2, 3, 1),
     (1, 17, 35),
+    (1, 2, 4),
+    (3, 5, 64),
     (1, 3, 1089),
     (5, 17, 35),
     (64, 3, 1),

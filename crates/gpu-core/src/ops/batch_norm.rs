@@ -63,6 +63,21 @@ impl ChannelDims {
         Ok(n)
     }
 
+    /// Whether the elementwise kernels take four neighbours of one channel
+    /// per thread (vec4 loads): when B is a multiple of 4.
+    fn vec4(&self) -> bool {
+        self.inner.is_multiple_of(4)
+    }
+
+    /// Elements per elementwise thread.
+    fn lanes(&self) -> usize {
+        if self.vec4() {
+            4
+        } else {
+            1
+        }
+    }
+
     /// (rows per level-1 thread, number of such chunks).
     fn plan(&self) -> (usize, usize) {
         let cols = (self.channels * self.inner).max(1);
@@ -336,7 +351,12 @@ pub fn batch_norm_forward(
             launch(
                 g,
                 Kernel {
-                    entry: if residual.is_some() { "forward_res" } else { "forward" },
+                    entry: match (d.vec4(), residual.is_some()) {
+                        (false, false) => "forward",
+                        (false, true) => "forward_res",
+                        (true, false) => "forward4",
+                        (true, true) => "forward4_res",
+                    },
                     constants: vec![
                         ("CENTRE", centre.code()),
                         ("HAS_WEIGHT", weight.is_some() as u8 as f64),
@@ -346,7 +366,7 @@ pub fn batch_norm_forward(
                     params: d.params(0.0, 0.0),
                     inputs,
                     outputs: vec![&y],
-                    workgroups: groups(n, 256),
+                    workgroups: groups(n / d.lanes(), 256),
                 },
             )
         },
@@ -524,7 +544,12 @@ pub fn batch_norm_backward(
             launch(
                 g,
                 Kernel {
-                    entry: if residual { "backward_res" } else { "backward" },
+                    entry: match (d.vec4(), residual) {
+                        (false, false) => "backward",
+                        (false, true) => "backward_res",
+                        (true, false) => "backward4",
+                        (true, true) => "backward4_res",
+                    },
                     constants: vec![
                         ("CENTRE", centre.code()),
                         ("HAS_WEIGHT", weight.is_some() as u8 as f64),
@@ -542,7 +567,7 @@ pub fn batch_norm_backward(
                         dweight.unwrap_or(x),
                     ],
                     outputs,
-                    workgroups: groups(n, 256),
+                    workgroups: groups(n / d.lanes(), 256),
                 },
             )
         },
