@@ -186,3 +186,13 @@ fn training_bn_relu_launch_count() {
         assert!(x.grad().is_some() && w.grad().is_some() && b.grad().is_some());
     }
 }
+
+/// A strided (permuted) input is read through one dense copy.
+#[test]
+fn strided_input_gradients() {
+    let opts = GradCheck { eps: 1e-3, atol: 2e-2, rtol: 2e-2 };
+    gradcheck_in("batch_norm_act strided", &[&[3, 4, 2, 3], &[3], &[3]], (-1.0, 1.0), opts, |x| {
+        let v = x[0].permute(&[1, 0, 2, 3]);
+        v.batch_norm_act(None, None, Some(&x[1]), Some(&x[2]), true, 0.1, 1e-5, NormEpilogue::relu())
+    });
+}

@@ -64,8 +64,8 @@ impl Tensor {
         (y, stat(mean), stat(rstd))
     }
 
-    /// `act(xhat · weight + bias + residual)` per channel of `self` seen as
-    /// `d` (`[A, C, B]`), one fused launch, where xhat is `self` normalised
+    /// `act(xhat · weight + bias + residual)` per channel of `self` (whose
+    /// dense data is `x`) seen as `d` (`[A, C, B]`), one fused launch, where xhat is `self` normalised
     /// with `stats` (`[mean; rstd]`, constants) or `self` itself when `stats`
     /// is `None`. `training` picks the backward formula in which the
     /// statistics depend on `self` (batch norm in training); otherwise the
@@ -75,6 +75,7 @@ impl Tensor {
     fn channel_affine(
         &self,
         op: &'static str,
+        x: Buffer,
         d: ChannelDims,
         stats: Option<Buffer>,
         training: bool,
@@ -83,7 +84,6 @@ impl Tensor {
         epilogue: NormEpilogue,
     ) -> Tensor {
         let shape = self.shape();
-        let x = self.dense_buffer();
         let wb = weight.map(|w| w.dense_buffer());
         let bb = bias.map(|b| b.dense_buffer());
         let rb = epilogue.residual.map(|r| r.dense_buffer());
@@ -164,7 +164,16 @@ impl Tensor {
             t.reshape(&[d.channels])
         };
         let (w, b) = (weight.map(|w| prepare(w, "weight")), bias.map(|b| prepare(b, "bias")));
-        let y = self.channel_affine(op, d, None, false, w.as_ref(), b.as_ref(), NormEpilogue::default());
+        let y = self.channel_affine(
+            op,
+            self.dense_buffer(),
+            d,
+            None,
+            false,
+            w.as_ref(),
+            b.as_ref(),
+            NormEpilogue::default(),
+        );
         y.reshape(&self.shape())
     }
 
@@ -290,6 +299,7 @@ impl Tensor {
             assert_eq!(r.shape(), shape, "{OP}: residual has shape {:?}, expected the input's {shape:?}", r.shape());
             self.expect_same_device(OP, r);
         }
+        let x = self.dense_buffer();
         let stats = if training {
             if d.count() == 0 {
                 return self.batch_norm_empty(weight, bias, epilogue);
@@ -304,7 +314,7 @@ impl Tensor {
             let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
             let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
             let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
-            let (stats, new) = expect(OP, bn::batch_norm_stats(&self.dense_buffer(), d, eps, running));
+            let (stats, new) = expect(OP, bn::batch_norm_stats(&x, d, eps, running));
             if let Some((m, v)) = new {
                 let fresh = |b| Tensor::constant(b, Layout::contiguous(&[c]), DType::F32);
                 no_grad(|| {
@@ -319,7 +329,7 @@ impl Tensor {
             };
             expect(OP, bn::batch_norm_eval_stats(&rm.dense_buffer(), &rv.dense_buffer(), c, eps))
         };
-        self.channel_affine(OP, d, Some(stats), training, weight, bias, epilogue)
+        self.channel_affine(OP, x, d, Some(stats), training, weight, bias, epilogue)
     }
 
     /// Training batch norm of an empty batch: an empty output, still
