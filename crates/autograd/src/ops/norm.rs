@@ -65,9 +65,9 @@ impl Tensor {
     }
 
     /// `act(xhat · weight + bias + residual)` per channel of `self` (whose
-    /// dense data is `x`) seen as `d` (`[A, C, B]`), one fused launch, where xhat is `self` normalised
-    /// with `stats` (`[mean; rstd]`, constants) or `self` itself when `stats`
-    /// is `None`. `training` picks the backward formula in which the
+    /// dense data is `x`) seen as `d` (`[A, C, B]`), one fused launch, where
+    /// xhat is `self` normalised with `stats` (`[mean; rstd]`, constants) or
+    /// `self` itself when `stats` is `None`. `training` picks the backward formula in which the
     /// statistics depend on `self` (batch norm in training); otherwise the
     /// input gradient is `weight · rstd · dy'`. Weight and bias gradients are
     /// the per-channel sums of dy' and dy'·xhat, two launches.
@@ -161,6 +161,8 @@ impl Tensor {
         }
         let prepare = |t: &Tensor, what: &str| {
             assert_eq!(t.shape(), want, "{op}: {what} has shape {:?}, expected {want:?}", t.shape());
+            self.expect_same_device(op, t);
+            t.expect_dtype(op, DType::F32);
             t.reshape(&[d.channels])
         };
         let (w, b) = (weight.map(|w| prepare(w, "weight")), bias.map(|b| prepare(b, "bias")));
@@ -293,11 +295,13 @@ impl Tensor {
             if let Some(t) = t {
                 assert_eq!(t.shape(), [c], "{OP}: {what} has shape {:?}, expected [{c}]", t.shape());
                 self.expect_same_device(OP, t);
+                t.expect_dtype(OP, DType::F32);
             }
         }
         if let Some(r) = epilogue.residual {
             assert_eq!(r.shape(), shape, "{OP}: residual has shape {:?}, expected the input's {shape:?}", r.shape());
             self.expect_same_device(OP, r);
+            r.expect_dtype(OP, DType::F32);
         }
         let x = self.dense_buffer();
         let stats = if training {
