@@ -1,5 +1,5 @@
-// Row normalisation, the one fused kernel behind layer, group, instance and
-// batch norm (gpu-core/src/ops/norm.rs holds the CPU twins):
+// Row normalisation, the fused kernel behind layer, group and instance norm
+// (gpu-core/src/ops/norm.rs holds the CPU twins; batch norm has batch_norm.wgsl):
 //   forward   y = (x - mean) * rstd, rstd = 1 / sqrt(biased var + eps), per row
 //   backward  dx = rstd * (dy - mean(dy) - y * mean(dy * y)), per row
 //

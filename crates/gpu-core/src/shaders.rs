@@ -28,6 +28,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
     ("norm", include_str!("../../../shaders/norm.wgsl")),
+    ("batch_norm", include_str!("../../../shaders/batch_norm.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),

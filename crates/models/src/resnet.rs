@@ -65,8 +65,9 @@ impl BasicBlock {
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let out = self.bn1.forward(&self.conv1.forward(x)).relu();
-        let out = self.bn2.forward(&self.conv2.forward(&out));
+        // BN+ReLU and BN+add+ReLU are one fused kernel each.
+        let out = self.bn1.forward_relu(&self.conv1.forward(x));
+        let out = self.conv2.forward(&out);
         let short = match (&self.projection, self.zero_pad) {
             (Some((_, p)), _) => p.forward(x),
             (None, Some(pad)) => {
@@ -79,7 +80,7 @@ impl Module for BasicBlock {
             }
             (None, None) => x.clone(),
         };
-        (out + short).relu()
+        self.bn2.forward_add_relu(&out, &short)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.conv1.visit_parameters(&join(prefix, "conv1"), f);
@@ -138,14 +139,11 @@ impl Bottleneck {
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut out = x.clone();
-        for i in 0..3 {
-            out = self.bns[i].forward(&self.convs[i].forward(&out));
-            if i < 2 {
-                out = out.relu();
-            }
+        for i in 0..2 {
+            out = self.bns[i].forward_relu(&self.convs[i].forward(&out));
         }
         let short = self.downsample.as_ref().map_or_else(|| x.clone(), |d| d.forward(x));
-        (out + short).relu()
+        self.bns[2].forward_add_relu(&self.convs[2].forward(&out), &short)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         for i in 0..3 {
@@ -180,8 +178,10 @@ impl Module for Bottleneck {
 
 /// A ResNet: stem, stages of residual blocks, global average pooling, a linear head.
 pub struct ResNet {
-    stem: Sequential,
-    stem_names: Vec<&'static str>,
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm2d,
+    /// Parameter names of the stem's convolution and batch norm.
+    stem_names: [&'static str; 2],
     layers: Vec<Sequential>,
     pool: AdaptiveAvgPool2d,
     head: Linear,
@@ -195,7 +195,7 @@ impl ResNet {
     pub fn cifar(depth: usize, classes: usize, shortcut: Shortcut, gen: &mut Generator, dev: &Device) -> Self {
         assert!(depth >= 8 && (depth - 2).is_multiple_of(6), "ResNet::cifar: depth must be 6n+2, got {depth}");
         let n = (depth - 2) / 6;
-        let stem = Sequential::new().add(conv(3, 16, 3, 1, gen, dev)).add(BatchNorm2d::new_2d(16, dev));
+        let (stem_conv, stem_bn) = (conv(3, 16, 3, 1, gen, dev), BatchNorm2d::new_2d(16, dev));
         let mut layers = Vec::new();
         let mut cin = 16;
         for (stage, &width) in [16, 32, 64].iter().enumerate() {
@@ -208,8 +208,9 @@ impl ResNet {
             layers.push(s);
         }
         ResNet {
-            stem,
-            stem_names: vec!["conv1", "bn1"],
+            stem_conv,
+            stem_bn,
+            stem_names: ["conv1", "bn1"],
             layers,
             pool: AdaptiveAvgPool2d((1, 1)),
             head: Linear::new(64, classes, true, gen, dev),
@@ -224,9 +225,8 @@ impl ResNet {
             34 | 50 => [3, 4, 6, 3],
             _ => panic!("ResNet::imagenet: depth 18, 34 or 50, got {depth}"),
         };
-        let stem = Sequential::new()
-            .add(Conv2d::new(3, 64, 7, Conv2dOptions::new().stride(2).padding(3), false, gen, dev))
-            .add(BatchNorm2d::new_2d(64, dev));
+        let stem_conv = Conv2d::new(3, 64, 7, Conv2dOptions::new().stride(2).padding(3), false, gen, dev);
+        let stem_bn = BatchNorm2d::new_2d(64, dev);
         let mut layers = Vec::new();
         let mut cin = 64;
         for (stage, (&n, width)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {
@@ -244,8 +244,9 @@ impl ResNet {
             layers.push(s);
         }
         ResNet {
-            stem,
-            stem_names: vec!["conv1", "bn1"],
+            stem_conv,
+            stem_bn,
+            stem_names: ["conv1", "bn1"],
             layers,
             pool: AdaptiveAvgPool2d((1, 1)),
             head: Linear::new(cin, classes, true, gen, dev),
@@ -260,7 +261,8 @@ impl ResNet {
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = self.stem.forward(x).relu();
+        // The stem's ReLU is fused into its batch norm.
+        let mut h = self.stem_bn.forward_relu(&self.stem_conv.forward(x));
         if self.imagenet_stem() {
             h = MaxPool2d { kernel: (3, 3), stride: (2, 2), padding: (1, 1), dilation: (1, 1) }.forward(&h);
         }
@@ -270,22 +272,22 @@ impl Module for ResNet {
         self.head.forward(&self.pool.forward(&h).flatten(1, -1))
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (i, name) in self.stem_names.iter().enumerate() {
-            self.stem.get(i).visit_parameters(&join(prefix, name), f);
-        }
+        self.stem_conv.visit_parameters(&join(prefix, self.stem_names[0]), f);
+        self.stem_bn.visit_parameters(&join(prefix, self.stem_names[1]), f);
         for (i, l) in self.layers.iter().enumerate() {
             l.visit_parameters(&join(prefix, &format!("layer{}", i + 1)), f);
         }
         self.head.visit_parameters(&join(prefix, self.head_name), f);
     }
     fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.stem.get(1).visit_buffers(&join(prefix, "bn1"), f);
+        self.stem_bn.visit_buffers(&join(prefix, self.stem_names[1]), f);
         for (i, l) in self.layers.iter().enumerate() {
             l.visit_buffers(&join(prefix, &format!("layer{}", i + 1)), f);
         }
     }
     fn set_training(&mut self, on: bool) {
-        self.stem.set_training(on);
+        self.stem_conv.set_training(on);
+        self.stem_bn.set_training(on);
         for l in &mut self.layers {
             l.set_training(on);
         }

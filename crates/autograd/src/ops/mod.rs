@@ -10,7 +10,7 @@ mod embedding;
 mod index;
 pub(crate) mod loss;
 mod matmul;
-mod norm;
+pub(crate) mod norm;
 mod operators;
 mod pool;
 pub(crate) mod recurrent;

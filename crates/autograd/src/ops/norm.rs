@@ -1,17 +1,51 @@
 //! Layer, group, instance and batch normalisation, like
 //! `torch.nn.functional`'s layer_norm, group_norm and batch_norm.
 //!
-//! All of them run one fused kernel pair, gpu-core's `normalize_rows`: the
-//! tensor is arranged so that each set of values sharing a mean and variance
-//! is one contiguous row, normalised with the biased variance, and the
-//! backward is one fused pass too. The affine weight and bias are ordinary
-//! broadcasting ops, so their gradients come from the graph.
+//! Layer, group and instance norm arrange the tensor so that each set of
+//! values sharing a mean and variance is one contiguous row and run gpu-core's
+//! `normalize_rows` pair (biased variance; one fused backward pass). Batch
+//! norm runs gpu-core's `batch_norm` kernels straight on `[N, C, *]` data:
+//! statistics and running update in two launches, one fused forward
+//! (normalise, affine, optional residual add and ReLU: see
+//! [`NormEpilogue`]), and a backward of three launches whose per-channel sums
+//! are the weight and bias gradients. The affine part of layer and group
+//! norm is the same fused kernel on already normalised input, so their
+//! weight and bias gradients are parallel two-level column sums too.
 
+use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Running};
 use wgrad_gpu_core::ops::norm;
-use wgrad_gpu_core::Layout;
+use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
 use crate::{no_grad, DType, Tensor};
+
+/// What a batch norm applies after its affine part, fused into the same
+/// kernel: `act(bn(x) + residual)`. `Default` is neither (plain batch norm).
+///
+/// A ResNet block's `bn1` then ReLU is [`NormEpilogue::relu`]; its end,
+/// `(bn2(out) + shortcut).relu()`, is [`NormEpilogue::add_relu`]. Both are
+/// one forward launch, and the ReLU's and the addition's gradients are folded
+/// into the batch norm's backward (the mask comes from the saved output).
+#[derive(Clone, Copy, Default)]
+pub struct NormEpilogue<'a> {
+    /// Added after the affine part (same shape as the input); it gets the
+    /// (ReLU-masked) output gradient as its own.
+    pub residual: Option<&'a Tensor>,
+    /// Apply a ReLU last.
+    pub relu: bool,
+}
+
+impl<'a> NormEpilogue<'a> {
+    /// `relu(bn(x))`.
+    pub fn relu() -> Self {
+        NormEpilogue { residual: None, relu: true }
+    }
+
+    /// `relu(bn(x) + residual)`.
+    pub fn add_relu(residual: &'a Tensor) -> Self {
+        NormEpilogue { residual: Some(residual), relu: true }
+    }
+}
 
 impl Tensor {
     /// Normalises `self` seen as `rows × cols` (copied dense if it is not):
@@ -30,28 +64,119 @@ impl Tensor {
         (y, stat(mean), stat(rstd))
     }
 
-    /// `self * weight + bias` with optional operands, each reshaped to `view`
-    /// after checking it has `want` shape.
+    /// `act(xhat · weight + bias + residual)` per channel of `self` (whose
+    /// dense data is `x`) seen as `d` (`[A, C, B]`), one fused launch, where
+    /// xhat is `self` normalised with `stats` (`[mean; rstd]`, constants) or
+    /// `self` itself when `stats` is `None`. `training` picks the backward formula in which the
+    /// statistics depend on `self` (batch norm in training); otherwise the
+    /// input gradient is `weight · rstd · dy'`. Weight and bias gradients are
+    /// the per-channel sums of dy' and dy'·xhat, two launches.
+    #[allow(clippy::too_many_arguments)]
+    fn channel_affine(
+        &self,
+        op: &'static str,
+        x: Buffer,
+        d: ChannelDims,
+        stats: Option<Buffer>,
+        training: bool,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        epilogue: NormEpilogue,
+    ) -> Tensor {
+        let shape = self.shape();
+        let wb = weight.map(|w| w.dense_buffer());
+        let bb = bias.map(|b| b.dense_buffer());
+        let rb = epilogue.residual.map(|r| r.dense_buffer());
+        let relu = epilogue.relu;
+        let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
+        let y = expect(op, bn::batch_norm_forward(&x, d, centre, wb.as_ref(), bb.as_ref(), rb.as_ref(), relu));
+
+        // Input slots: x, then weight, bias and residual where given.
+        let present = [weight, bias, epilogue.residual];
+        let mut index = [None; 3];
+        let mut inputs = vec![self];
+        for (k, t) in present.iter().enumerate() {
+            if let Some(t) = t {
+                index[k] = Some(inputs.len());
+                inputs.push(t);
+            }
+        }
+        let [wi, bi, ri] = index;
+        let n_in = inputs.len();
+        let layout = Layout::contiguous(&shape);
+        let grad_shape = shape.clone();
+        Tensor::from_op(op, y, layout, &inputs, move |g, inputs, out| {
+            let wants = |i: Option<usize>| i.is_some_and(|i| inputs[i].requires_grad());
+            let dy = g.dense_buffer();
+            let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
+            let y = relu.then(|| out.dense_buffer());
+            let mut grads: Vec<Option<Tensor>> = vec![None; n_in];
+            let sums = (training || wants(wi) || wants(bi))
+                .then(|| expect(op, bn::batch_norm_grad_sums(&dy, &x, y.as_ref(), d, centre)));
+            if let Some((db, dw)) = &sums {
+                let param = |b: &Buffer| Tensor::from_parts(b.clone(), Layout::contiguous(&[d.channels]), DType::F32);
+                if let Some(i) = bi {
+                    grads[i] = Some(param(db));
+                }
+                if let Some(i) = wi {
+                    grads[i] = Some(param(dw));
+                }
+            }
+            if inputs[0].requires_grad() || wants(ri) {
+                let (dx, dres) = expect(
+                    op,
+                    bn::batch_norm_backward(
+                        &dy,
+                        &x,
+                        y.as_ref(),
+                        d,
+                        centre,
+                        wb.as_ref(),
+                        sums.as_ref().filter(|_| training).map(|(a, b)| (a, b)),
+                        ri.is_some(),
+                    ),
+                );
+                let dense = |b| Tensor::from_parts(b, Layout::contiguous(&grad_shape), DType::F32);
+                grads[0] = Some(dense(dx));
+                if let (Some(i), Some(r)) = (ri, dres) {
+                    grads[i] = Some(dense(r));
+                }
+            }
+            grads
+        })
+    }
+
+    /// `self · weight + bias` on normalised `[A, C, B]` data, each optional
+    /// (the affine part of layer and group norm), reshaped back to `self`'s shape.
     fn norm_affine(
         &self,
-        op: &str,
+        op: &'static str,
+        d: ChannelDims,
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
         want: &[usize],
-        view: &[usize],
     ) -> Tensor {
+        if weight.is_none() && bias.is_none() {
+            return self.clone();
+        }
         let prepare = |t: &Tensor, what: &str| {
             assert_eq!(t.shape(), want, "{op}: {what} has shape {:?}, expected {want:?}", t.shape());
-            t.reshape(view)
+            self.expect_same_device(op, t);
+            t.expect_dtype(op, DType::F32);
+            t.reshape(&[d.channels])
         };
-        let mut y = self.clone();
-        if let Some(w) = weight {
-            y = &y * &prepare(w, "weight");
-        }
-        if let Some(b) = bias {
-            y = &y + &prepare(b, "bias");
-        }
-        y
+        let (w, b) = (weight.map(|w| prepare(w, "weight")), bias.map(|b| prepare(b, "bias")));
+        let y = self.channel_affine(
+            op,
+            self.dense_buffer(),
+            d,
+            None,
+            false,
+            w.as_ref(),
+            b.as_ref(),
+            NormEpilogue::default(),
+        );
+        y.reshape(&self.shape())
     }
 
     /// Layer normalisation over the trailing dims `normalized_shape`
@@ -78,7 +203,8 @@ impl Tensor {
         let cols: usize = normalized_shape.iter().product();
         let rows: usize = shape[..shape.len() - normalized_shape.len()].iter().product();
         let (y, _, _) = self.normalize_rows_op(OP, rows, cols, eps);
-        y.reshape(&shape).norm_affine(OP, weight, bias, normalized_shape, normalized_shape)
+        let d = ChannelDims { outer: rows, channels: cols, inner: 1 };
+        y.norm_affine(OP, d, weight, bias, normalized_shape).reshape(&shape)
     }
 
     /// Group normalisation of `[N, C, *]` input (`F.group_norm`): the
@@ -101,21 +227,22 @@ impl Tensor {
         let rows = shape[0] * groups;
         let cols = c / groups * shape[2..].iter().product::<usize>();
         let (y, _, _) = self.normalize_rows_op(OP, rows, cols, eps);
-        y.reshape(&shape).norm_affine(OP, weight, bias, &[c], &channel_view(&shape))
+        y.reshape(&shape).norm_affine(OP, ChannelDims::of_shape(&shape), weight, bias, &[c])
     }
 
     /// Batch normalisation of `[N, C]` or `[N, C, *]` input, like
     /// `F.batch_norm`: per channel, over the batch and all positions.
     ///
     /// With `training`, the batch mean and biased variance normalise the
-    /// input, and the running statistics given are updated in place
+    /// input, and the running statistics given are updated
     /// (`running = (1 − momentum)·running + momentum·batch_stat`, PyTorch's
     /// default momentum is 0.1) with the *unbiased* batch variance for
     /// `running_var`, as PyTorch does. Without `training`, `running_mean`
     /// and `running_var` normalise: a plain per-channel affine of the input,
     /// through which the gradient flows; the running statistics are treated
     /// as constants. `weight` and `bias` (shape `[C]`) then scale and shift.
-    /// PyTorch's default eps is 1e-5.
+    /// PyTorch's default eps is 1e-5. An empty batch gives an empty output
+    /// and leaves the running statistics alone, as PyTorch.
     ///
     /// # Panics
     /// For input of rank below 2; statistics, weight or bias not shaped
@@ -132,45 +259,101 @@ impl Tensor {
         momentum: f32,
         eps: f32,
     ) -> Tensor {
+        self.batch_norm_act(running_mean, running_var, weight, bias, training, momentum, eps, NormEpilogue::default())
+    }
+
+    /// [`Tensor::batch_norm`] followed by `epilogue` in the same kernel:
+    /// `relu(batch_norm(x) + residual)` with either part optional, so a
+    /// ResNet's BN+ReLU and BN+add+ReLU are one forward launch each and their
+    /// backward is three launches (per-channel sums in two, the input and
+    /// residual gradients in one). Same semantics, and gradients, as the
+    /// unfused ops (`torch.relu(F.batch_norm(..) + residual)`).
+    ///
+    /// # Panics
+    /// As [`Tensor::batch_norm`], and for a residual of another shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_act(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+        epilogue: NormEpilogue,
+    ) -> Tensor {
         const OP: &str = "batch_norm";
+        self.expect_dtype(OP, DType::F32);
         let shape = self.shape();
         assert!(shape.len() >= 2, "{OP}: expects [N, C] or [N, C, *] input, got shape {shape:?}");
-        let (n, c) = (shape[0], shape[1]);
-        let positions: usize = shape[2..].iter().product();
-        let view = channel_view(&shape);
-        for (t, what) in [(running_mean, "running_mean"), (running_var, "running_var")] {
+        let d = ChannelDims::of_shape(&shape);
+        let c = d.channels;
+        for (t, what) in
+            [(running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")]
+        {
             if let Some(t) = t {
                 assert_eq!(t.shape(), [c], "{OP}: {what} has shape {:?}, expected [{c}]", t.shape());
+                self.expect_same_device(OP, t);
+                t.expect_dtype(OP, DType::F32);
             }
         }
-        if !training {
+        if let Some(r) = epilogue.residual {
+            assert_eq!(r.shape(), shape, "{OP}: residual has shape {:?}, expected the input's {shape:?}", r.shape());
+            self.expect_same_device(OP, r);
+            r.expect_dtype(OP, DType::F32);
+        }
+        let x = self.dense_buffer();
+        let stats = if training {
+            if d.count() == 0 {
+                return self.batch_norm_empty(weight, bias, epilogue);
+            }
+            assert!(
+                d.count() > 1,
+                "{OP}: expected more than 1 value per channel when training, got input shape {shape:?}"
+            );
+            // Both running statistics are written by one launch; a missing one gets a stand-in.
+            let stand_in = || Tensor::zeros(&[c], &self.device());
+            let rm = running_mean.cloned().or_else(|| running_var.map(|_| stand_in()));
+            let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
+            let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
+            let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
+            let (stats, new) = expect(OP, bn::batch_norm_stats(&x, d, eps, running));
+            if let Some((m, v)) = new {
+                let fresh = |b| Tensor::constant(b, Layout::contiguous(&[c]), DType::F32);
+                no_grad(|| {
+                    running_mean.inspect(|t| t.assign(&fresh(m)));
+                    running_var.inspect(|t| t.assign(&fresh(v)));
+                });
+            }
+            stats
+        } else {
             let (Some(rm), Some(rv)) = (running_mean, running_var) else {
                 panic!("{OP}: evaluation (training = false) needs running_mean and running_var");
             };
-            let scale = rv.detach().add_scalar(eps).rsqrt();
-            let shift = -(&rm.detach() * &scale);
-            let y = self * &scale.reshape(&view) + shift.reshape(&view);
-            return y.norm_affine(OP, weight, bias, &[c], &view);
-        }
+            expect(OP, bn::batch_norm_eval_stats(&rm.dense_buffer(), &rv.dense_buffer(), c, eps))
+        };
+        self.channel_affine(OP, x, d, Some(stats), training, weight, bias, epilogue)
+    }
 
-        let count = n * positions;
-        assert!(count > 1, "{OP}: expected more than 1 value per channel when training, got input shape {shape:?}");
-        // Channels become rows: [N, C, L] -> [C, N, L], made dense, seen as [C, N·L].
-        let by_channel = self.reshape(&[n, c, positions]).permute(&[1, 0, 2]).contiguous();
-        let (y, mean, _) = by_channel.normalize_rows_op(OP, c, count, eps);
-        let y = y.reshape(&[c, n, positions]).permute(&[1, 0, 2]).reshape(&shape);
-        no_grad(|| {
-            let update = |running: &Tensor, batch: &Tensor| {
-                running.assign(&(running.detach().mul_scalar(1.0 - momentum) + batch.mul_scalar(momentum)));
-            };
-            if let Some(rm) = running_mean {
-                update(rm, &mean);
-            }
-            if let Some(rv) = running_var {
-                update(rv, &by_channel.detach().reshape(&[c, count]).var(&[1], 1, false));
-            }
-        });
-        y.norm_affine(OP, weight, bias, &[c], &view)
+    /// Training batch norm of an empty batch: an empty output, still
+    /// connected to weight, bias and residual (their gradients are zeros).
+    fn batch_norm_empty(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, epilogue: NormEpilogue) -> Tensor {
+        let view = channel_view(&self.shape());
+        let mut y = self.clone();
+        if let Some(w) = weight {
+            y = &y * &w.reshape(&view);
+        }
+        if let Some(b) = bias {
+            y = &y + &b.reshape(&view);
+        }
+        if let Some(r) = epilogue.residual {
+            y = &y + r;
+        }
+        if epilogue.relu {
+            y = y.relu();
+        }
+        y
     }
 }
 

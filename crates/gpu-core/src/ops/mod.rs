@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod augment;
+pub mod batch_norm;
 pub mod binary;
 pub mod cast;
 pub mod conv;

@@ -1,12 +1,12 @@
-//! Row normalisation (`shaders/norm.wgsl`): the one fused kernel pair behind
-//! layer, group, instance and batch norm.
+//! Row normalisation (`shaders/norm.wgsl`): the fused kernel pair behind
+//! layer, group and instance norm.
 //!
 //! Each contiguous row of `cols` values is centred and scaled by the inverse
 //! of its *biased* standard deviation, as all of PyTorch's norms do. The
 //! callers choose the rows: layer norm's rows are the leading dims, group
-//! norm views `[N, C, *]` as `[N·G, C/G·*]`, batch norm permutes to `[C, N·*]`.
-//! The affine weight and bias are not part of the kernel; autograd applies
-//! them with broadcasting ops.
+//! norm views `[N, C, *]` as `[N·G, C/G·*]`. Batch norm, whose groups are not
+//! contiguous rows, has its own kernels (`batch_norm.rs`), which also apply
+//! the affine weight and bias of all the norms.
 //!
 //! The GPU gives each row one workgroup with a fixed reduction tree (results
 //! are deterministic); the CPU twin accumulates in f64, the more exact of the

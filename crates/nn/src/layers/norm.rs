@@ -1,6 +1,6 @@
 //! Normalisation layers: batch, layer, group and instance norm.
 
-use wgrad_autograd::{Device, Tensor};
+use wgrad_autograd::{Device, NormEpilogue, Tensor};
 
 use crate::module::{join, Module};
 
@@ -58,14 +58,27 @@ impl BatchNorm {
     }
 }
 
-impl Module for BatchNorm {
-    fn forward(&self, x: &Tensor) -> Tensor {
+impl BatchNorm {
+    /// `relu(self.forward(x))` in one fused kernel (forward and backward),
+    /// the conv → BN → ReLU step of a ResNet.
+    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        self.forward_with(x, NormEpilogue::relu())
+    }
+
+    /// `relu(self.forward(x) + residual)` in one fused kernel, the end of a
+    /// residual block; `residual` gets its gradient from the same backward.
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        self.forward_with(x, NormEpilogue::add_relu(residual))
+    }
+
+    /// The forward pass followed by `epilogue` (see [`NormEpilogue`]).
+    pub fn forward_with(&self, x: &Tensor, epilogue: NormEpilogue) -> Tensor {
         let ok = if self.rank == 2 { x.dims() == 4 } else { matches!(x.dims(), 2 | 3) };
         assert!(ok, "{}: unexpected input shape {:?}", self.describe(), x.shape());
         if self.training {
             wgrad_autograd::no_grad(|| self.num_batches_tracked.assign(&(&self.num_batches_tracked + 1.0)));
         }
-        x.batch_norm(
+        x.batch_norm_act(
             Some(&self.running_mean),
             Some(&self.running_var),
             self.weight.as_ref(),
@@ -73,7 +86,14 @@ impl Module for BatchNorm {
             self.training,
             self.momentum,
             self.eps,
+            epilogue,
         )
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_with(x, NormEpilogue::default())
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {

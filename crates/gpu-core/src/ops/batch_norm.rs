@@ -1,0 +1,604 @@
+//! Batch normalisation straight on `[A, C, B]` data (`shaders/batch_norm.wgsl`):
+//! NCHW is `A = N, C, B = H·W`, so no permute is needed; the same kernels
+//! apply the affine part of layer norm (`[rows, columns, 1]`) and group norm.
+//!
+//! A training step is six launches: statistics in two levels (per-column
+//! partials, then one workgroup per channel that also updates the running
+//! statistics), one fused forward (normalise, scale, shift, optional residual
+//! add and ReLU), the per-channel gradient sums in two levels (they are the
+//! weight and bias gradients) and one elementwise input gradient. Every
+//! reduction has a fixed order, so results are the same bits on every run.
+//!
+//! Per-channel statistics travel as one `[2·C]` buffer, `[mean; rstd]`; the
+//! gradient sums `Σdy'` and `Σdy'·xhat` as two `[C]` buffers, which are the
+//! bias and weight gradients as they are. The CPU twins accumulate in f64, the more exact of the
+//! two and so a fair oracle.
+
+use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::{GpuContext, Launch};
+use crate::{Buffer, Error, Result};
+
+/// Level-1 threads to aim for: enough to fill a large GPU.
+const TARGET_THREADS: usize = 65_536;
+/// Fewest rows a level-1 thread folds (when the batch allows), which keeps
+/// the partials at most 2/16 of the data.
+const MIN_CHUNK: usize = 16;
+
+/// The `[outer, channels, inner]` view batch norm works on: statistics are
+/// per channel, over `outer · inner` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelDims {
+    /// Leading size (the batch N; layer norm's rows).
+    pub outer: usize,
+    /// Channels C (layer norm's normalised columns).
+    pub channels: usize,
+    /// Trailing size (H·W; 1 for `[N, C]` input and layer norm).
+    pub inner: usize,
+}
+
+impl ChannelDims {
+    /// `[N, C, *]` shape as dims.
+    pub fn of_shape(shape: &[usize]) -> ChannelDims {
+        assert!(shape.len() >= 2, "wgrad internal: ChannelDims needs rank ≥ 2, got {shape:?}");
+        ChannelDims { outer: shape[0], channels: shape[1], inner: shape[2..].iter().product() }
+    }
+
+    /// All elements.
+    pub fn numel(&self) -> usize {
+        self.outer * self.channels * self.inner
+    }
+
+    /// Values per channel.
+    pub fn count(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    fn check(&self, op: &'static str) -> Result<usize> {
+        let n = self
+            .outer
+            .checked_mul(self.channels)
+            .and_then(|v| v.checked_mul(self.inner))
+            .ok_or_else(|| Error::invalid(op, format!("{self:?} overflows")))?;
+        super::check_u32(op, n + 256)?;
+        Ok(n)
+    }
+
+    /// Whether the elementwise kernels take four neighbours of one channel
+    /// per thread (vec4 loads): when B is a multiple of 4.
+    fn vec4(&self) -> bool {
+        self.inner.is_multiple_of(4)
+    }
+
+    /// Elements per elementwise thread.
+    fn lanes(&self) -> usize {
+        if self.vec4() {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// (rows per level-1 thread, number of such chunks).
+    fn plan(&self) -> (usize, usize) {
+        let cols = (self.channels * self.inner).max(1);
+        let most = (self.outer / MIN_CHUNK).max(1);
+        let want = (TARGET_THREADS / cols).clamp(1, most);
+        let chunk = self.outer.div_ceil(want).max(1);
+        (chunk, self.outer.div_ceil(chunk))
+    }
+
+    fn params(&self, eps: f32, momentum: f32) -> Params {
+        let (chunk, chunks) = self.plan();
+        Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
+    }
+}
+
+/// How `x` becomes the normalised `xhat`.
+#[derive(Clone, Copy)]
+pub enum Centre<'a> {
+    /// `x` is already normalised (layer and group norm's affine part).
+    Normalized,
+    /// `xhat = (x − mean) · rstd` with the `[mean; rstd]` buffer of `2·C` f32.
+    Stats(&'a Buffer),
+}
+
+impl Centre<'_> {
+    fn code(&self) -> f64 {
+        match self {
+            Centre::Normalized => 0.0,
+            Centre::Stats(_) => 1.0,
+        }
+    }
+
+    /// Host copy of the per-channel (mean, rstd).
+    fn host(&self, c: usize) -> Vec<(f64, f64)> {
+        match self {
+            Centre::Normalized => vec![(0.0, 1.0); c],
+            Centre::Stats(s) => {
+                let h = s.host();
+                let v = f32s(&h);
+                (0..c).map(|i| (v[i] as f64, v[c + i] as f64)).collect()
+            }
+        }
+    }
+
+    fn check(&self, op: &'static str, d: &ChannelDims) -> Result<()> {
+        if let Centre::Stats(s) = self {
+            s.check_len(op, "stats", 2 * d.channels, 4)?;
+        }
+        Ok(())
+    }
+}
+
+/// The running statistics a training step updates.
+#[derive(Clone, Copy)]
+pub struct Running<'a> {
+    /// `[C]` running mean (read; the update goes to a new buffer).
+    pub mean: &'a Buffer,
+    /// `[C]` running (unbiased) variance.
+    pub var: &'a Buffer,
+    /// `running = (1 − momentum)·running + momentum·batch` (PyTorch: 0.1).
+    pub momentum: f32,
+}
+
+/// Per-channel index of flat element `i`.
+fn channel(d: &ChannelDims, i: usize) -> usize {
+    (i / d.inner) % d.channels
+}
+
+struct Kernel<'a> {
+    entry: &'static str,
+    constants: Vec<(&'static str, f64)>,
+    params: Params,
+    inputs: Vec<&'a Buffer>,
+    outputs: Vec<&'a Buffer>,
+    workgroups: u32,
+}
+
+fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
+    let ins: Vec<&wgpu::Buffer> = k.inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = k.outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch {
+        shader: "batch_norm",
+        entry: k.entry,
+        constants: &k.constants,
+        params: &k.params.0,
+        inputs: &ins,
+        outputs: &outs,
+        workgroups: k.workgroups,
+    })
+}
+
+/// Level-2 workgroup size for `items` partials per channel.
+fn level2_wg(d: &ChannelDims) -> f64 {
+    let (_, chunks) = d.plan();
+    if chunks * d.inner > 1024 {
+        256.0
+    } else {
+        64.0
+    }
+}
+
+/// Training statistics of `x` (`[A, C, B]`): returns the `[mean; rstd]`
+/// buffer (`2·C`, biased variance, `rstd = 1/sqrt(var + eps)`) and, when
+/// `running` is given, new running mean and variance buffers
+/// (`(1 − momentum)·running + momentum·stat`, with the *unbiased* variance,
+/// as PyTorch). Two launches.
+///
+/// Errors when a channel has no values; one value per channel gives an
+/// infinite unbiased variance (PyTorch refuses to train on it; so does autograd).
+pub fn batch_norm_stats(
+    x: &Buffer,
+    d: ChannelDims,
+    eps: f32,
+    running: Option<Running>,
+) -> Result<(Buffer, Option<(Buffer, Buffer)>)> {
+    const OP: &str = "batch_norm_stats";
+    let n = d.check(OP)?;
+    if d.count() == 0 || d.channels == 0 {
+        return Err(Error::invalid(OP, format!("{d:?} has no values per channel to take statistics of")));
+    }
+    x.check_len(OP, "input", n, 4)?;
+    let dev = x.device();
+    let c = d.channels;
+    if let Some(r) = &running {
+        r.mean.check_len(OP, "running_mean", c, 4)?;
+        r.var.check_len(OP, "running_var", c, 4)?;
+        Buffer::check_same_device(OP, dev, &[r.mean, r.var])?;
+    }
+    let stats = Buffer::alloc(dev, 2 * c as u64 * 4)?;
+    let new_running = match running {
+        Some(_) => Some((Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?)),
+        None => None,
+    };
+    let momentum = running.map_or(0.0, |r| r.momentum);
+    run(
+        dev,
+        |g| {
+            let (_, chunks) = d.plan();
+            let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
+            launch(
+                g,
+                Kernel {
+                    entry: "stats_partial",
+                    constants: vec![],
+                    params: d.params(eps, momentum),
+                    inputs: vec![x],
+                    outputs: vec![&part],
+                    workgroups: groups(chunks * c * d.inner, 256),
+                },
+            )?;
+            let wg = level2_wg(&d);
+            let (entry, inputs, outputs) = match (&running, &new_running) {
+                (Some(r), Some((m, v))) => ("stats_final_running", vec![&part, r.mean, r.var], vec![&stats, m, v]),
+                _ => ("stats_final", vec![&part], vec![&stats]),
+            };
+            launch(
+                g,
+                Kernel {
+                    entry,
+                    constants: vec![("WG", wg)],
+                    params: d.params(eps, momentum),
+                    inputs,
+                    outputs,
+                    workgroups: groups(c, 1),
+                },
+            )
+        },
+        || {
+            let xs = x.host();
+            let xs = f32s(&xs);
+            let mut moments = vec![(0.0f64, 0.0f64); c];
+            for (ch, m) in moments.iter_mut().enumerate() {
+                let values =
+                    || (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64));
+                let mean = values().sum::<f64>() / d.count() as f64;
+                let m2 = values().map(|v| (v - mean).powi(2)).sum::<f64>();
+                *m = (mean, m2);
+            }
+            let mut s = stats.host_mut();
+            let s = f32s_mut(&mut s);
+            for (ch, &(mean, m2)) in moments.iter().enumerate() {
+                s[ch] = mean as f32;
+                s[c + ch] = (1.0 / (m2 / d.count() as f64 + eps as f64).sqrt()) as f32;
+            }
+            if let (Some(r), Some((nm, nv))) = (&running, &new_running) {
+                let (rm, rv, mut om, mut ov) = (r.mean.host(), r.var.host(), nm.host_mut(), nv.host_mut());
+                let (rm, rv, om, ov) = (f32s(&rm), f32s(&rv), f32s_mut(&mut om), f32s_mut(&mut ov));
+                let keep = 1.0 - r.momentum as f64;
+                for (ch, &(mean, m2)) in moments.iter().enumerate() {
+                    om[ch] = (keep * rm[ch] as f64 + r.momentum as f64 * mean) as f32;
+                    let unbiased = m2 / (d.count() as f64 - 1.0);
+                    ov[ch] = (keep * rv[ch] as f64 + r.momentum as f64 * unbiased) as f32;
+                }
+            }
+        },
+    )?;
+    Ok((stats, new_running))
+}
+
+/// Evaluation statistics: `[running_mean; 1/sqrt(running_var + eps)]` (`2·C`),
+/// one small launch.
+pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: f32) -> Result<Buffer> {
+    const OP: &str = "batch_norm_eval_stats";
+    mean.check_len(OP, "running_mean", channels, 4)?;
+    var.check_len(OP, "running_var", channels, 4)?;
+    let dev = mean.device();
+    Buffer::check_same_device(OP, dev, &[var])?;
+    let stats = Buffer::alloc(dev, 2 * channels as u64 * 4)?;
+    let d = ChannelDims { outer: 1, channels, inner: 1 };
+    run(
+        dev,
+        |g| {
+            launch(
+                g,
+                Kernel {
+                    entry: "eval_stats",
+                    constants: vec![],
+                    params: d.params(eps, 0.0),
+                    inputs: vec![mean, var],
+                    outputs: vec![&stats],
+                    workgroups: groups(channels, 64),
+                },
+            )
+        },
+        || {
+            let (m, v, mut s) = (mean.host(), var.host(), stats.host_mut());
+            let (m, v, s) = (f32s(&m), f32s(&v), f32s_mut(&mut s));
+            for ch in 0..channels {
+                s[ch] = m[ch];
+                s[channels + ch] = (1.0 / (v[ch] as f64 + eps as f64).sqrt()) as f32;
+            }
+        },
+    )?;
+    Ok(stats)
+}
+
+/// The fused forward, one launch: `y = act(xhat · weight + bias + residual)`
+/// per element of `x` (`[A, C, B]`), with `weight`/`bias` (`[C]`) and
+/// `residual` (same shape as `x`) each optional, and `act` a ReLU when
+/// `relu` (NaN stays NaN, as `torch.relu`).
+pub fn batch_norm_forward(
+    x: &Buffer,
+    d: ChannelDims,
+    centre: Centre,
+    weight: Option<&Buffer>,
+    bias: Option<&Buffer>,
+    residual: Option<&Buffer>,
+    relu: bool,
+) -> Result<Buffer> {
+    const OP: &str = "batch_norm_forward";
+    let n = d.check(OP)?;
+    x.check_len(OP, "input", n, 4)?;
+    centre.check(OP, &d)?;
+    let dev = x.device();
+    for (b, what, len) in [(weight, "weight", d.channels), (bias, "bias", d.channels), (residual, "residual", n)] {
+        if let Some(b) = b {
+            b.check_len(OP, what, len, 4)?;
+            Buffer::check_same_device(OP, dev, &[b])?;
+        }
+    }
+    let y = Buffer::alloc(dev, n as u64 * 4)?;
+    run(
+        dev,
+        |g| {
+            let stats = match centre {
+                Centre::Stats(s) => s,
+                Centre::Normalized => x,
+            };
+            let mut inputs = vec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
+            inputs.extend(residual);
+            launch(
+                g,
+                Kernel {
+                    entry: match (d.vec4(), residual.is_some()) {
+                        (false, false) => "forward",
+                        (false, true) => "forward_res",
+                        (true, false) => "forward4",
+                        (true, true) => "forward4_res",
+                    },
+                    constants: vec![
+                        ("CENTRE", centre.code()),
+                        ("HAS_WEIGHT", weight.is_some() as u8 as f64),
+                        ("HAS_BIAS", bias.is_some() as u8 as f64),
+                        ("RELU", relu as u8 as f64),
+                    ],
+                    params: d.params(0.0, 0.0),
+                    inputs,
+                    outputs: vec![&y],
+                    workgroups: groups(n / d.lanes(), 256),
+                },
+            )
+        },
+        || {
+            let ms = centre.host(d.channels);
+            let (xs, mut ys) = (x.host(), y.host_mut());
+            let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
+            let w = weight.map(|b| b.host());
+            let bi = bias.map(|b| b.host());
+            let r = residual.map(|b| b.host());
+            for (i, out) in ys[..n].iter_mut().enumerate() {
+                let ch = channel(&d, i);
+                let (mean, rstd) = ms[ch];
+                let mut v = (xs[i] as f64 - mean) * rstd;
+                if let Some(w) = &w {
+                    v *= f32s(w)[ch] as f64;
+                }
+                if let Some(b) = &bi {
+                    v += f32s(b)[ch] as f64;
+                }
+                if let Some(r) = &r {
+                    v += f32s(r)[i] as f64;
+                }
+                if relu && v < 0.0 {
+                    v = 0.0;
+                }
+                *out = v as f32;
+            }
+        },
+    )?;
+    Ok(y)
+}
+
+/// The output gradient behind a fused ReLU: `dy` where the output `y` is
+/// positive, else 0; `dy` itself without one.
+fn masked(dy: &[f32], y: Option<&[f32]>, i: usize) -> f64 {
+    match y {
+        Some(y) if y[i] <= 0.0 || y[i].is_nan() => 0.0,
+        _ => dy[i] as f64,
+    }
+}
+
+/// The per-channel gradient sums, two launches: returns `(Σdy', Σdy'·xhat)`
+/// (`[C]` each), which are the bias and the weight gradients. `dy'` is `dy`, or,
+/// when `relu_out` (the forward's output) is given, `dy` masked by
+/// `relu_out > 0`.
+pub fn batch_norm_grad_sums(
+    dy: &Buffer,
+    x: &Buffer,
+    relu_out: Option<&Buffer>,
+    d: ChannelDims,
+    centre: Centre,
+) -> Result<(Buffer, Buffer)> {
+    const OP: &str = "batch_norm_grad_sums";
+    let n = d.check(OP)?;
+    let dev = dy.device();
+    dy.check_len(OP, "output gradient", n, 4)?;
+    x.check_len(OP, "input", n, 4)?;
+    Buffer::check_same_device(OP, dev, &[x])?;
+    if let Some(y) = relu_out {
+        y.check_len(OP, "output", n, 4)?;
+        Buffer::check_same_device(OP, dev, &[y])?;
+    }
+    centre.check(OP, &d)?;
+    let c = d.channels;
+    if d.count() == 0 {
+        return Ok((super::fill::fill(dev, c, 0.0)?, super::fill::fill(dev, c, 0.0)?));
+    }
+    let (dbias, dweight) = (Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?);
+    let constants = vec![("CENTRE", centre.code()), ("RELU", relu_out.is_some() as u8 as f64)];
+    run(
+        dev,
+        |g| {
+            let (_, chunks) = d.plan();
+            let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
+            let stats = match centre {
+                Centre::Stats(s) => s,
+                Centre::Normalized => x,
+            };
+            launch(
+                g,
+                Kernel {
+                    entry: "grad_partial",
+                    constants: constants.clone(),
+                    params: d.params(0.0, 0.0),
+                    inputs: vec![dy, x, relu_out.unwrap_or(x), stats],
+                    outputs: vec![&part],
+                    workgroups: groups(chunks * c * d.inner, 256),
+                },
+            )?;
+            launch(
+                g,
+                Kernel {
+                    entry: "grad_final",
+                    constants: vec![("WG", level2_wg(&d))],
+                    params: d.params(0.0, 0.0),
+                    inputs: vec![&part],
+                    outputs: vec![&dbias, &dweight],
+                    workgroups: groups(c, 1),
+                },
+            )
+        },
+        || {
+            let ms = centre.host(c);
+            let (gs, xs, mut db, mut dw) = (dy.host(), x.host(), dbias.host_mut(), dweight.host_mut());
+            let ys = relu_out.map(|b| b.host());
+            let (gs, xs, db, dw) = (f32s(&gs), f32s(&xs), f32s_mut(&mut db), f32s_mut(&mut dw));
+            let ys = ys.as_ref().map(|h| f32s(h));
+            let mut acc = vec![(0.0f64, 0.0f64); c];
+            for (i, &xv) in xs[..n].iter().enumerate() {
+                let ch = channel(&d, i);
+                let gv = masked(gs, ys, i);
+                let (mean, rstd) = ms[ch];
+                acc[ch].0 += gv;
+                acc[ch].1 += gv * (xv as f64 - mean) * rstd;
+            }
+            for (ch, (s, sx)) in acc.into_iter().enumerate() {
+                db[ch] = s as f32;
+                dw[ch] = sx as f32;
+            }
+        },
+    )?;
+    Ok((dbias, dweight))
+}
+
+/// The input gradient, one elementwise launch. With `sums` (`(Σdy',
+/// Σdy'·xhat)` from [`batch_norm_grad_sums`]) the training formula, where the statistics
+/// depend on `x`: `dx = w·rstd·(dy' − Σdy'/M − xhat·Σdy'xhat/M)`, `M` the
+/// values per channel; without, the per-channel affine one `dx = w·rstd·dy'`
+/// (evaluation, or a normalised input whose statistics are handled
+/// elsewhere). Also returns `dy'`, the residual's gradient, when `residual`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    dy: &Buffer,
+    x: &Buffer,
+    relu_out: Option<&Buffer>,
+    d: ChannelDims,
+    centre: Centre,
+    weight: Option<&Buffer>,
+    sums: Option<(&Buffer, &Buffer)>,
+    residual: bool,
+) -> Result<(Buffer, Option<Buffer>)> {
+    const OP: &str = "batch_norm_backward";
+    let n = d.check(OP)?;
+    let dev = dy.device();
+    dy.check_len(OP, "output gradient", n, 4)?;
+    x.check_len(OP, "input", n, 4)?;
+    centre.check(OP, &d)?;
+    let (dbias, dweight) = (sums.map(|s| s.0), sums.map(|s| s.1));
+    for (b, what, len) in [
+        (relu_out, "output", n),
+        (weight, "weight", d.channels),
+        (dbias, "Σdy'", d.channels),
+        (dweight, "Σdy'·xhat", d.channels),
+    ] {
+        if let Some(b) = b {
+            b.check_len(OP, what, len, 4)?;
+            Buffer::check_same_device(OP, dev, &[b])?;
+        }
+    }
+    if sums.is_some() && matches!(centre, Centre::Normalized) {
+        return Err(Error::invalid(OP, "the training formula needs the batch statistics (Centre::Stats)"));
+    }
+    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    let dres = if residual { Some(Buffer::alloc(dev, n as u64 * 4)?) } else { None };
+    run(
+        dev,
+        |g| {
+            let stats = match centre {
+                Centre::Stats(s) => s,
+                Centre::Normalized => x,
+            };
+            let mut outputs = vec![&dx];
+            outputs.extend(dres.as_ref());
+            launch(
+                g,
+                Kernel {
+                    entry: match (d.vec4(), residual) {
+                        (false, false) => "backward",
+                        (false, true) => "backward_res",
+                        (true, false) => "backward4",
+                        (true, true) => "backward4_res",
+                    },
+                    constants: vec![
+                        ("CENTRE", centre.code()),
+                        ("HAS_WEIGHT", weight.is_some() as u8 as f64),
+                        ("RELU", relu_out.is_some() as u8 as f64),
+                        ("TRAIN", sums.is_some() as u8 as f64),
+                    ],
+                    params: d.params(0.0, 0.0),
+                    inputs: vec![
+                        dy,
+                        x,
+                        relu_out.unwrap_or(x),
+                        stats,
+                        weight.unwrap_or(x),
+                        dbias.unwrap_or(x),
+                        dweight.unwrap_or(x),
+                    ],
+                    outputs,
+                    workgroups: groups(n / d.lanes(), 256),
+                },
+            )
+        },
+        || {
+            let c = d.channels;
+            let ms = centre.host(c);
+            let (gs, xs, mut out) = (dy.host(), x.host(), dx.host_mut());
+            let ys = relu_out.map(|b| b.host());
+            let w = weight.map(|b| b.host());
+            let s = sums.map(|(a, b)| (a.host(), b.host()));
+            let mut r = dres.as_ref().map(|b| b.host_mut());
+            let (gs, xs, out) = (f32s(&gs), f32s(&xs), f32s_mut(&mut out));
+            let ys = ys.as_ref().map(|h| f32s(h));
+            let m = d.count() as f64;
+            for i in 0..n {
+                let ch = channel(&d, i);
+                let gv = masked(gs, ys, i);
+                let (mean, rstd) = ms[ch];
+                let scale = rstd * w.as_ref().map_or(1.0, |w| f32s(w)[ch] as f64);
+                out[i] = match &s {
+                    Some((sb, sw)) => {
+                        let xhat = (xs[i] as f64 - mean) * rstd;
+                        scale * (gv - f32s(sb)[ch] as f64 / m - xhat * f32s(sw)[ch] as f64 / m)
+                    }
+                    None => scale * gv,
+                } as f32;
+                if let Some(r) = &mut r {
+                    f32s_mut(r)[i] = gv as f32;
+                }
+            }
+        },
+    )?;
+    Ok((dx, dres))
+}
