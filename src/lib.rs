@@ -14,7 +14,7 @@
 //! | [`nn`] | `Module`, layers, activations, losses, initialisation |
 
 pub use wgrad_autograd as autograd;
-pub use wgrad_autograd::{no_grad, DType, Generator, Tensor};
+pub use wgrad_autograd::{no_grad, DType, Generator, NormEpilogue, Tensor};
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;
 pub use wgrad_gpu_core::{profile, Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Profile, Result, StatsSnapshot};
