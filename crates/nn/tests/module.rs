@@ -89,6 +89,29 @@ fn train_and_eval_reach_nested_dropout_and_batch_norm() {
 }
 
 #[test]
+fn batch_norm_counts_batches_without_a_kernel_per_step() {
+    let dev = Device::cpu();
+    let bn = BatchNorm1d::new_1d(3, &dev);
+    let x = Tensor::randn(&[8, 3], 1, &dev);
+    bn.forward(&x);
+    let before = dev.stats().dispatches;
+    bn.forward(&x);
+    let one_step = dev.stats().dispatches - before;
+    // The counter is read: the two pending batches become one add.
+    assert_eq!(bn.num_batches_tracked().item(), 2.0);
+    let before = dev.stats().dispatches;
+    for _ in 0..3 {
+        bn.forward(&x);
+    }
+    assert_eq!(dev.stats().dispatches - before, 3 * one_step, "no counter kernel per training step");
+    assert_eq!(bn.named_buffers()[2].1.item(), 5.0, "visiting the buffers folds the pending count in");
+    // Writing the buffer (as loading a state dict does) sets the count.
+    bn.num_batches_tracked().assign(&Tensor::scalar(40.0, &dev));
+    bn.forward(&x);
+    assert_eq!(bn.num_batches_tracked().item(), 41.0);
+}
+
+#[test]
 fn dropout_stream_can_be_saved_and_restored() {
     let dev = Device::cpu();
     let d = Dropout::new(0.5, &mut Generator::new(1));

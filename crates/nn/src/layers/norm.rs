@@ -1,5 +1,7 @@
 //! Normalisation layers: batch, layer, group and instance norm.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use wgrad_autograd::{Device, NormEpilogue, Tensor};
 
 use crate::module::{join, Module};
@@ -17,8 +19,13 @@ pub struct BatchNorm {
     pub running_mean: Tensor,
     /// Running variance `[C]` (a buffer).
     pub running_var: Tensor,
-    /// Batches seen in training (a buffer, as PyTorch's `num_batches_tracked`).
-    pub num_batches_tracked: Tensor,
+    /// Batches seen in training (a buffer, as PyTorch's `num_batches_tracked`),
+    /// up to `pending`; read it with [`BatchNorm::num_batches_tracked`].
+    tracked: Tensor,
+    /// Training batches not yet added to `tracked`: counted on the host so
+    /// that a training step launches no kernel for the counter; added when
+    /// the buffer is visited (state dicts, checkpoints) or read.
+    pending: AtomicU64,
     /// Running-statistics momentum (PyTorch default 0.1).
     pub momentum: f32,
     /// Added to the variance (PyTorch default 1e-5).
@@ -39,12 +46,25 @@ impl BatchNorm {
             bias: Some(Tensor::zeros(&[channels], device).requires_grad_()),
             running_mean: Tensor::zeros(&[channels], device),
             running_var: Tensor::ones(&[channels], device),
-            num_batches_tracked: Tensor::zeros(&[], device),
+            tracked: Tensor::zeros(&[], device),
+            pending: AtomicU64::new(0),
             momentum: 0.1,
             eps: 1e-5,
             rank,
             training: true,
         }
+    }
+
+    /// Training batches seen (PyTorch's `num_batches_tracked` buffer, a 0-d
+    /// f32 tensor): the host-side count is folded in first, so the value is
+    /// current, and writing into the returned tensor (loading a state dict)
+    /// sets the count.
+    pub fn num_batches_tracked(&self) -> Tensor {
+        let k = self.pending.swap(0, Relaxed);
+        if k > 0 {
+            wgrad_autograd::no_grad(|| self.tracked.assign(&(&self.tracked + k as f32)));
+        }
+        self.tracked.clone()
     }
 
     /// `BatchNorm1d(channels)` with PyTorch's defaults.
@@ -76,7 +96,7 @@ impl BatchNorm {
         let ok = if self.rank == 2 { x.dims() == 4 } else { matches!(x.dims(), 2 | 3) };
         assert!(ok, "{}: unexpected input shape {:?}", self.describe(), x.shape());
         if self.training {
-            wgrad_autograd::no_grad(|| self.num_batches_tracked.assign(&(&self.num_batches_tracked + 1.0)));
+            self.pending.fetch_add(1, Relaxed);
         }
         x.batch_norm_act(
             Some(&self.running_mean),
@@ -104,7 +124,7 @@ impl Module for BatchNorm {
     fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "running_mean"), &self.running_mean);
         f(&join(prefix, "running_var"), &self.running_var);
-        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked);
+        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked());
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
