@@ -11,6 +11,11 @@
 // memory; each thread then accumulates an 8 x 8 block of the tile in
 // registers, so every value read from workgroup memory feeds 8 multiply-adds.
 // Measurements and the configurations tried: docs/performance.md.
+//
+// Implicit-GEMM convolution (B_CONV > 0): B is not a strided matrix but a
+// view of an NCHW tensor through a convolution geometry, gathered element
+// by element by `b_value` in both kernels' loaders, so no column buffer is
+// ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //#include common.wgsl
 
 // Output tile of one workgroup (both kernels; the host divides by these).
@@ -39,6 +44,25 @@ const BN4: u32 = TILE_N / 4u;
 override A_K_FAST: bool = true;
 override B_K_FAST: bool = false;
 
+// What B is. 0: a strided matrix (b_rs, b_cs). Otherwise a convolution's
+// operand gathered from the NCHW tensor at b (one image, or one group of
+// it, per batch entry), with the geometry below and in the conv_* params:
+// 1: the im2col columns of the input, row (c, ki, kj), column (oh, ow);
+// 2: their transpose, row (oh, ow), column (c, ki, kj) (weight gradient);
+// 3: the adjoint gather of the output gradient, row (oc, ki, kj), column
+//    (ih, iw): dY[oc, oh, ow] where oh * SH + ki * DH = ih + pad_top (and
+//    likewise for w), zero where no output position maps there (input
+//    gradient, transposed convolution).
+override B_CONV: u32 = 0u;
+// Kernel taps, stride and dilation of a gathered B: constants per pipeline
+// so that the index arithmetic divides by constants.
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
+
 struct Params {
     // Coalesced broadcast batch shape and each operand's strides over it.
     batch_shape: array<vec4<u32>, 2>,
@@ -58,6 +82,14 @@ struct Params {
     tiles_n: u32,
     tiles_per_batch: u32,
     workgroups: u32,
+    // Geometry of a gathered B (B_CONV > 0): the convolution's input and
+    // output planes and its top/left zero padding.
+    conv_in_h: u32,
+    conv_in_w: u32,
+    conv_out_h: u32,
+    conv_out_w: u32,
+    conv_pad_top: u32,
+    conv_pad_left: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -73,6 +105,51 @@ fn a_at(i: u32) -> f32 {
 
 fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
+}
+
+// Input pixel under tap (ki, kj) of output position q = (oh, ow) in plane
+// c of the image at `base`, or zero in the padding. Unsigned arithmetic
+// wraps, so a position above/left of the input fails the `<` tests.
+fn im2col_value(base: u32, c: u32, ki: u32, kj: u32, q: u32) -> f32 {
+    let ih = (q / p.conv_out_w) * SH + ki * DH - p.conv_pad_top;
+    let iw = (q % p.conv_out_w) * SW + kj * DW - p.conv_pad_left;
+    let ok = ih < p.conv_in_h && iw < p.conv_in_w;
+    let i = select(base, base + (c * p.conv_in_h + ih) * p.conv_in_w + iw, ok);
+    return select(0.0, b_at(i), ok);
+}
+
+// Output-gradient entry (oc, oh, ow) that tap (ki, kj) carries to input
+// pixel q = (ih, iw), or zero when the tap does not land on an output
+// position (off the stride grid or outside the output).
+fn adjoint_value(base: u32, oc: u32, ki: u32, kj: u32, q: u32) -> f32 {
+    let ph = q / p.conv_in_w + p.conv_pad_top;
+    let pw = q % p.conv_in_w + p.conv_pad_left;
+    let dh = ph - ki * DH;
+    let dw = pw - kj * DW;
+    let oh = dh / SH;
+    let ow = dw / SW;
+    let ok = ph >= ki * DH && pw >= kj * DW && dh % SH == 0u && dw % SW == 0u && oh < p.conv_out_h
+        && ow < p.conv_out_w;
+    let i = select(base, base + (oc * p.conv_out_h + oh) * p.conv_out_w + ow, ok);
+    return select(0.0, b_at(i), ok);
+}
+
+// Element (row, col) of the batch entry of B at `base`; row < K and
+// col < N (callers clamp).
+fn b_value(base: u32, row: u32, col: u32) -> f32 {
+    if B_CONV == 0u {
+        return b_at(base + row * p.b_rs + col * p.b_cs);
+    }
+    // The (channel, tap) index: row for forms 1 and 3, col for form 2.
+    let r = select(row, col, B_CONV == 2u);
+    let q = select(col, row, B_CONV == 2u);
+    let kj = r % KW;
+    let ki = (r / KW) % KH;
+    let c = r / (KW * KH);
+    if B_CONV == 3u {
+        return adjoint_value(base, c, ki, kj, q);
+    }
+    return im2col_value(base, c, ki, kj, q);
 }
 
 // One output tile: its batch entry, first row and column, and where that
@@ -159,8 +236,8 @@ fn load_b(lid: u32, tl: Tile, k0: u32) {
         var v = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
             let ok = k < p.k && n + j < p.n;
-            let i = select(tl.b_base, tl.b_base + k * p.b_rs + (n + j) * p.b_cs, ok);
-            v[j] = select(0.0, b_at(i), ok);
+            // Outside B read a valid element (clamped) and discard it.
+            v[j] = select(0.0, b_value(tl.b_base, min(k, p.k - 1u), min(n + j, p.n - 1u)), ok);
         }
         Bs[kk * BN4 + ng] = v;
     }

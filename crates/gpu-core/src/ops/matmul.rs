@@ -4,6 +4,7 @@
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
+use super::conv::ConvGeometry;
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
@@ -133,16 +134,113 @@ pub fn matmul_with(
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
         buf.check_len("matmul", "operand", l.span(), 4)?;
+        super::check_u32("matmul", l.span())?;
     }
+    let (batch, va, vb) = check_shapes(la, lb)?;
+    let rb = lb.rank() - 2;
+    let bop = BOperand {
+        view: vb,
+        k: lb.shape[rb],
+        n: lb.shape[rb + 1],
+        rs: lb.strides[rb],
+        cs: lb.strides[rb + 1],
+        offset: lb.offset,
+        conv: None,
+    };
+    product(kernel, a, la, &va, b, &bop, batch)
+}
+
+/// How a convolution's B operand is gathered from its NCHW tensor (the
+/// matmul shaders' `B_CONV`), per batch entry (one image, or one group of
+/// channels of it) of the tensor `src`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvGather {
+    /// The im2col columns of the convolution's input `[C/G, H, W]`: K = C/G·kh·kw
+    /// rows (c, ki, kj), N = OH·OW columns (oh, ow).
+    Columns,
+    /// The transpose of [`Columns`](Self::Columns): K = OH·OW, N = C/G·kh·kw.
+    ColumnsT,
+    /// The output gradient `[OC/G, OH, OW]` as seen from the input: K =
+    /// OC/G·kh·kw rows (oc, ki, kj), N = H·W columns (ih, iw), holding the
+    /// entry tap (ki, kj) carries to pixel (ih, iw), zero where none does.
+    Adjoint,
+}
+
+impl ConvGather {
+    /// The shaders' `B_CONV` code.
+    fn code(self) -> f64 {
+        match self {
+            ConvGather::Columns => 1.0,
+            ConvGather::ColumnsT => 2.0,
+            ConvGather::Adjoint => 3.0,
+        }
+    }
+}
+
+/// The B operand of one launch: a strided matrix per batch entry, or (with
+/// `conv`) a convolution operand gathered from the tensor at `offset`.
+struct BOperand {
+    /// Batch dims as a view of the broadcast batch shape (offset included).
+    view: Layout,
+    k: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+    offset: usize,
+    conv: Option<(ConvGather, ConvGeometry)>,
+}
+
+/// `a @ g` where `g` is the convolution operand `form` of geometry `geo`
+/// gathered on the fly from the dense tensor `src`: batch entry `i` of the
+/// broadcast batch shape starts at `batch.index_of(i)` in `src` (`batch`
+/// holds the gathered batch dims, their strides and the offset). `a` is
+/// `[..batch, M, K]`. The caller (ops::conv) has checked `src`'s length.
+pub(crate) fn conv_matmul(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    src: &Buffer,
+    batch: &Layout,
+    form: ConvGather,
+    geo: &ConvGeometry,
+    (k, n): (usize, usize),
+) -> Result<(Buffer, Vec<usize>)> {
+    la.check_rank("conv2d")?;
+    a.check_len("conv2d", "weight", la.span(), 4)?;
+    let ra = la.rank() - 2;
+    let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, batch.shape);
+    if la.shape[ra + 1] != k {
+        return Err(Error::invalid("conv2d", format!("inner dimensions differ for {}", shapes())));
+    }
+    let bshape = broadcast_shapes(&la.shape[..ra], &batch.shape)
+        .ok_or_else(|| Error::invalid("conv2d", format!("batch dims do not broadcast for {}", shapes())))?;
+    let va = Layout { shape: la.shape[..ra].to_vec(), strides: la.strides[..ra].to_vec(), offset: la.offset }
+        .broadcast_to(&bshape)?;
+    let view = batch.broadcast_to(&bshape)?;
+    let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: batch.offset, conv: Some((form, *geo)) };
+    product(kernel, a, la, &va, src, &bop, bshape)
+}
+
+/// Records (or on the CPU backend computes) one batched product: `a` seen
+/// through `la` (its batch dims broadcast as `va`), B as `bop`.
+fn product(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    va: &Layout,
+    b: &Buffer,
+    bop: &BOperand,
+    batch: Vec<usize>,
+) -> Result<(Buffer, Vec<usize>)> {
     let dev = a.device();
     Buffer::check_same_device("matmul", dev, &[a, b])?;
-    let (batch, va, vb) = check_shapes(la, lb)?;
-    let (ra, rb) = (la.rank() - 2, lb.rank() - 2);
-    let (m, k, n) = (la.shape[ra], la.shape[ra + 1], lb.shape[rb + 1]);
-    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], lb.strides[rb], lb.strides[rb + 1]);
+    let vb = &bop.view;
+    let ra = la.rank() - 2;
+    let (m, k, n) = (la.shape[ra], bop.k, bop.n);
+    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], bop.rs, bop.cs);
     let batches = numel(&batch);
     let total = batches * m * n;
-    for elems in [total, la.span(), lb.span()] {
+    for elems in [total, la.span()] {
         super::check_u32("matmul", elems)?;
     }
     let mut shape = batch.clone();
@@ -171,7 +269,9 @@ pub fn matmul_with(
             let (tiles_m, tiles_n) = (m.div_ceil(TILE_M), n.div_ceil(TILE_N));
             let workgroups = u32::try_from(batches * tiles_m * tiles_n)
                 .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {shape:?}")))?;
-            let params = Params::new()
+            let geo = bop.conv.map(|(_, geo)| geo);
+            let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
+            let mut params = Params::new()
                 .dims(&bshape)
                 .dims(&bstrides[0])
                 .dims(&bstrides[1])
@@ -182,30 +282,51 @@ pub fn matmul_with(
                 .u32(la.offset)
                 .u32(a_rs)
                 .u32(a_cs)
-                .u32(lb.offset)
+                .u32(bop.offset)
                 .u32(b_rs)
                 .u32(b_cs)
                 .u32(tiles_n)
                 .u32(tiles_m * tiles_n)
                 .u32(workgroups as usize);
+            for d in conv_dims {
+                params = params.u32(d);
+            }
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
-            let constants: &[(&str, f64)] = if subgroup {
-                &[
-                    ("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64),
-                    ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64),
+            let mut constants: Vec<(&str, f64)> = if subgroup {
+                let b_mode = if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, vb) };
+                vec![
+                    ("A_MODE", load_mode(m, k, a_rs, a_cs, va) as f64),
+                    ("B_MODE", b_mode as f64),
                     // Below 32 rows only the first m.div_ceil(8) row groups hold results.
                     ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
                 ]
             } else {
                 // Tile loads walk the unit-stride index of each operand, so
-                // plain and transposed operands both read contiguously.
-                &[("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_rs == 1 && b_cs != 1))]
+                // plain and transposed operands both read contiguously. A
+                // gathered B is contiguous along its columns for forms 1 and
+                // 3 (neighbouring pixels), along its rows for form 2.
+                let b_k_fast = match bop.conv {
+                    Some((form, _)) => form == ConvGather::ColumnsT,
+                    None => b_rs == 1 && b_cs != 1,
+                };
+                vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
             };
+            if let Some((form, g)) = bop.conv {
+                constants.extend([
+                    ("B_CONV", form.code()),
+                    ("KH", g.kernel_h as f64),
+                    ("KW", g.kernel_w as f64),
+                    ("SH", g.stride_h as f64),
+                    ("SW", g.stride_w as f64),
+                    ("DH", g.dilation_h as f64),
+                    ("DW", g.dilation_w as f64),
+                ]);
+            }
             let (shader, entry) = if subgroup { ("matmul_subgroup", "main_subgroup") } else { ("matmul", "main") };
             g.launch(&Launch {
                 shader,
                 entry,
-                constants,
+                constants: &constants,
                 params: &params.0,
                 inputs: &[a.wgpu(), b.wgpu()],
                 outputs: &[out.wgpu()],
@@ -223,9 +344,18 @@ pub fn matmul_with(
             let s = |v: usize| v as isize;
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
+                // A gathered B is materialised per batch entry (the twin's
+                // job is to define the values, not to save memory).
+                let gathered = bop.conv.map(|(form, geo)| super::conv::gather_cpu(form, &geo, &xb[ob..], k, n));
+                let (pb, b_rs, b_cs) = match &gathered {
+                    Some(dense) => (dense.as_ptr(), n, 1),
+                    // SAFETY (of the add): `check_len` proved the view lies in `xb`.
+                    None => (unsafe { xb.as_ptr().add(ob) }, b_rs, b_cs),
+                };
                 // SAFETY: `check_len` proved that both views (every batch
                 // entry, M x K and K x N through their strides) lie inside
-                // the host slices, and `c` holds exactly M x N elements.
+                // the host slices, a gathered B holds K x N elements, and `c`
+                // holds exactly M x N elements.
                 unsafe {
                     matrixmultiply::sgemm(
                         m,
@@ -235,7 +365,7 @@ pub fn matmul_with(
                         xa.as_ptr().add(oa),
                         s(a_rs),
                         s(a_cs),
-                        xb.as_ptr().add(ob),
+                        pb,
                         s(b_rs),
                         s(b_cs),
                         0.0,
