@@ -18,23 +18,28 @@
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //#include common.wgsl
 
-// Output tile of one workgroup (both kernels; the host divides by these).
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
+// Output tile of one workgroup (both kernels; the host picks them and
+// divides by them). 64 x 64 by default; products with few rows (a
+// convolution with 16 or 32 output channels, ResNet-20's first stages) use
+// 16 x 128 or 32 x 128 so that no work goes to rows that do not exist and
+// a workgroup still has 32-64 threads (the subgroup kernel: 32 x 64).
+override TILE_M: u32 = 64u;
+override TILE_N: u32 = 64u;
 
 // Register block of one thread: TM rows x TN columns, held as vec4 columns.
 const TM: u32 = 8u;
 const TN: u32 = 8u;
 // Threads of a workgroup along rows and columns.
-const WM: u32 = TILE_M / TM;
-const WN: u32 = TILE_N / TN;
-const WG: u32 = WM * WN;
-// Depth of one staged tile: 8 KiB of workgroup memory for both tiles, half
-// of WebGPU's guaranteed 16 KiB, so two workgroups can share a compute unit.
+override WM: u32 = TILE_M / TM;
+override WN: u32 = TILE_N / TN;
+override WG: u32 = WM * WN;
+// Depth of one staged tile: at most 9 KiB of workgroup memory for both
+// tiles, well under WebGPU's guaranteed 16 KiB, so two workgroups can share
+// a compute unit.
 const BK: u32 = 16u;
 // vec4 slots per tile row.
-const BM4: u32 = TILE_M / 4u;
-const BN4: u32 = TILE_N / 4u;
+override BM4: u32 = TILE_M / 4u;
+override BN4: u32 = TILE_N / 4u;
 
 // Which index runs fastest across neighbouring threads when `main` loads a
 // tile from global memory: the one with unit stride, so that the reads of a

@@ -10,10 +10,20 @@ use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
-/// Output rows per workgroup (`TILE_M` in `shaders/matmul.wgsl`, both kernels).
-const TILE_M: usize = 64;
-/// Output columns per workgroup (`TILE_N` in `shaders/matmul.wgsl`, both kernels).
-const TILE_N: usize = 64;
+/// The output tile (rows, columns) of one workgroup for a product with `m`
+/// rows: the `TILE_M` x `TILE_N` overrides of `shaders/matmul.wgsl`. Few
+/// rows (convolutions with 16 or 32 output channels) get flat tiles, so no
+/// work goes to rows beyond M; the subgroup kernel's tile is 64 columns wide
+/// and 32 rows per subgroup.
+fn tile(subgroup: bool, m: usize) -> (usize, usize) {
+    match (subgroup, m) {
+        (true, ..=32) => (32, 64),
+        (true, _) => (64, 64),
+        (false, ..=16) => (16, 128),
+        (false, ..=32) => (32, 128),
+        (false, _) => (64, 64),
+    }
+}
 /// The subgroup size `matmul_subgroup.wgsl` is written for.
 const SUBGROUP_LANES: u32 = 8;
 
@@ -266,7 +276,8 @@ fn product(
                 _ => false,
             };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let (tiles_m, tiles_n) = (m.div_ceil(TILE_M), n.div_ceil(TILE_N));
+            let (tile_m, tile_n) = tile(subgroup, m);
+            let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
             let workgroups = u32::try_from(batches * tiles_m * tiles_n)
                 .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {shape:?}")))?;
             let geo = bop.conv.map(|(_, geo)| geo);
@@ -311,6 +322,7 @@ fn product(
                 };
                 vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
             };
+            constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
             if let Some((form, g)) = bop.conv {
                 constants.extend([
                     ("B_CONV", form.code()),
@@ -384,22 +396,46 @@ fn product(
 mod tests {
     use super::*;
 
-    /// The host's tile sizes must be the shader's, or launches miss tiles.
+    /// The shaders' default tiles are 64 x 64, and every tile the host picks
+    /// fits the kernels: whole register blocks, loads that divide among the
+    /// threads, workgroup memory within WebGPU's 16 KiB, and for the subgroup
+    /// kernel its 64-column, 32-rows-per-subgroup shape.
     #[test]
-    fn tile_sizes_match_the_shaders() {
+    fn host_tiles_fit_the_shaders() {
         for name in ["matmul", "matmul_subgroup"] {
             let src = crate::shaders::source(name);
             let module = naga::front::wgsl::parse_str(&src).expect("matmul shaders parse");
-            let value = |c: &str| {
+            let default = |c: &str| {
+                let (_, o) = module.overrides.iter().find(|(_, o)| o.name.as_deref() == Some(c)).expect(c);
+                match module.global_expressions[o.init.expect("a default")] {
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
+                    ref e => panic!("{c} is not a u32 literal: {e:?}"),
+                }
+            };
+            assert_eq!((default("TILE_M"), default("TILE_N")), (64, 64), "{name}");
+            let constant = |c: &str| {
                 let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some(c)).expect(c);
                 match module.global_expressions[k.init] {
-                    naga::Expression::Literal(naga::Literal::U32(v)) => v,
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
                     ref e => panic!("{c} is not a folded u32 literal: {e:?}"),
                 }
             };
-            assert_eq!((value("TILE_M") as usize, value("TILE_N") as usize), (TILE_M, TILE_N), "{name}");
             if name == "matmul_subgroup" {
-                assert_eq!(value("LANES"), SUBGROUP_LANES);
+                assert_eq!(constant("LANES"), SUBGROUP_LANES as usize);
+            }
+            let (tm, tn, bk) = (constant("TM"), constant("TN"), constant("BK"));
+            for m in [1, 16, 17, 32, 33, 64, 1000] {
+                let sub = name == "matmul_subgroup";
+                let (tile_m, tile_n) = tile(sub, m);
+                if sub {
+                    assert!(tile_n == 64 && tile_m % constant("SG_ROWS") == 0, "m = {m}");
+                    continue;
+                }
+                let threads = (tile_m / tm) * (tile_n / tn);
+                assert!(tile_m % tm == 0 && tile_n % tn == 0 && (tile_m / 4) % (tile_m / tm) == 0, "m = {m}");
+                assert!((bk * tile_m / 4) % threads == 0 && (bk * tile_n / 4) % threads == 0, "m = {m}");
+                assert!(bk * (tile_m + tile_n) * 4 <= 16 << 10, "m = {m}: workgroup memory");
+                assert!((32..=256).contains(&threads), "m = {m}: {threads} threads");
             }
         }
     }
