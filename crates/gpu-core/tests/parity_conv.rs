@@ -181,7 +181,13 @@ fn weight_grad_of_a_large_batch_runs_in_chunks() {
     let Some((gpu, cpu)) = devices("weight_grad_of_a_large_batch_runs_in_chunks") else { return };
     // 256 x 256 x 9 weights = 2.25 MiB per image: 64 MiB hold 28 images, so
     // a batch of 30 is two chunks (28 + 2).
-    let geo = ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..ConvGeometry::new(30, 256, (2, 3), (3, 3)) };
+    let geo = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(30, 256, (2, 3), (3, 3))
+    };
     let oc = 256;
     let (nx, nw, ny) = sizes(&geo, oc);
     let (gg, gc) = both(&gpu, &cpu, &rng(1100).vec(ny, -1.0, 1.0));

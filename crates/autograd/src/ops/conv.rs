@@ -273,9 +273,9 @@ impl Tensor {
             let dx = inputs[0].requires_grad().then(|| {
                 dense(expect(OP, conv2d_input_grad(&gy_buf, &inputs[1].dense_buffer(), oc, &geo)), &geo.input_shape())
             });
-            let dw = inputs[1].requires_grad().then(|| {
-                dense(expect(OP, conv2d_weight_grad(&gy_buf, &inputs[0].dense_buffer(), oc, &geo)), &ws)
-            });
+            let dw = inputs[1]
+                .requires_grad()
+                .then(|| dense(expect(OP, conv2d_weight_grad(&gy_buf, &inputs[0].dense_buffer(), oc, &geo)), &ws));
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })
@@ -402,8 +402,7 @@ impl Tensor {
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
-            let dx =
-                x.requires_grad().then(|| dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo)), &xs));
+            let dx = x.requires_grad().then(|| dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo)), &xs));
             let dw = w
                 .requires_grad()
                 .then(|| dense(expect(OP, conv2d_weight_grad(&x.dense_buffer(), &gy_buf, cin, &geo)), &ws));

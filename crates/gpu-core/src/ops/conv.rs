@@ -252,7 +252,10 @@ impl ConvGeometry {
 fn check_conv(op: &'static str, g: &ConvGeometry, out_channels: usize, bufs: &[(&Buffer, &str, usize)]) -> Result<()> {
     g.validate()?;
     if out_channels == 0 || !out_channels.is_multiple_of(g.groups) {
-        return Err(Error::invalid(op, format!("{out_channels} output channels are not divisible by groups = {}", g.groups)));
+        return Err(Error::invalid(
+            op,
+            format!("{out_channels} output channels are not divisible by groups = {}", g.groups),
+        ));
     }
     for &(b, what, n) in bufs {
         b.check_len(op, what, n, 4)?;
