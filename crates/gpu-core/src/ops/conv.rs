@@ -50,7 +50,7 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
-use super::matmul::{conv_matmul, ConvGather, MatmulKernel};
+use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulKernel};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
@@ -297,7 +297,8 @@ pub fn conv2d_with(
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
     let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
     let batch = group_batches(g, g.channels, g.in_h * g.in_w);
-    Ok(conv_matmul(kernel, w, &wl, x, &batch, ConvGather::Columns, g, (k, l))?.0)
+    let cols = ConvOperand { src: x, batch, form: ConvGather::Columns, geo: *g, k, n: l };
+    Ok(conv_matmul(kernel, w, &wl, &cols)?.0)
 }
 
 /// Images per weight-gradient product: the per-image products of one launch
@@ -347,7 +348,8 @@ pub fn conv2d_weight_grad_with(
         };
         let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);
         batch.offset = n0 * g.channels * g.in_h * g.in_w;
-        let (per_image, _) = conv_matmul(kernel, gy, &la, x, &batch, ConvGather::ColumnsT, g, (l, k))?;
+        let cols_t = ConvOperand { src: x, batch, form: ConvGather::ColumnsT, geo: *g, k: l, n: k };
+        let (per_image, _) = conv_matmul(kernel, gy, &la, &cols_t)?;
         partials.push(if sub.batch == 1 {
             per_image
         } else {
@@ -394,7 +396,8 @@ pub fn conv2d_input_grad_with(
     let w_t = super::copy::contiguous(w, &w_view)?;
     let la = Layout::contiguous(&[1, groups, cg, ocg * taps]);
     let batch = group_batches(g, out_channels, l);
-    Ok(conv_matmul(kernel, &w_t, &la, gy, &batch, ConvGather::Adjoint, g, (ocg * taps, hw))?.0)
+    let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
+    Ok(conv_matmul(kernel, &w_t, &la, &dy)?.0)
 }
 
 /// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`

@@ -200,35 +200,42 @@ struct BOperand {
     conv: Option<(ConvGather, ConvGeometry)>,
 }
 
-/// `a @ g` where `g` is the convolution operand `form` of geometry `geo`
-/// gathered on the fly from the dense tensor `src`: batch entry `i` of the
-/// broadcast batch shape starts at `batch.index_of(i)` in `src` (`batch`
-/// holds the gathered batch dims, their strides and the offset). `a` is
-/// `[..batch, M, K]`. The caller (ops::conv) has checked `src`'s length.
+/// A convolution's B operand: the matrix `form` of geometry `geo`, `k` x
+/// `n` per batch entry, gathered on the fly from the dense tensor `src`,
+/// whose batch entry `i` (of the broadcast batch shape) starts at
+/// `batch.index_of(i)` (`batch` holds the gathered batch dims, their strides
+/// and the offset).
+pub(crate) struct ConvOperand<'a> {
+    pub src: &'a Buffer,
+    pub batch: Layout,
+    pub form: ConvGather,
+    pub geo: ConvGeometry,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// `a @ g` for `a` `[..batch, M, K]` and the gathered operand `g`. The
+/// caller (ops::conv) has checked `g.src`'s length.
 pub(crate) fn conv_matmul(
     kernel: MatmulKernel,
     a: &Buffer,
     la: &Layout,
-    src: &Buffer,
-    batch: &Layout,
-    form: ConvGather,
-    geo: &ConvGeometry,
-    (k, n): (usize, usize),
+    g: &ConvOperand,
 ) -> Result<(Buffer, Vec<usize>)> {
     la.check_rank("conv2d")?;
     a.check_len("conv2d", "weight", la.span(), 4)?;
-    let ra = la.rank() - 2;
-    let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, batch.shape);
+    let (ra, k, n) = (la.rank() - 2, g.k, g.n);
+    let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, g.batch.shape);
     if la.shape[ra + 1] != k {
         return Err(Error::invalid("conv2d", format!("inner dimensions differ for {}", shapes())));
     }
-    let bshape = broadcast_shapes(&la.shape[..ra], &batch.shape)
+    let bshape = broadcast_shapes(&la.shape[..ra], &g.batch.shape)
         .ok_or_else(|| Error::invalid("conv2d", format!("batch dims do not broadcast for {}", shapes())))?;
     let va = Layout { shape: la.shape[..ra].to_vec(), strides: la.strides[..ra].to_vec(), offset: la.offset }
         .broadcast_to(&bshape)?;
-    let view = batch.broadcast_to(&bshape)?;
-    let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: batch.offset, conv: Some((form, *geo)) };
-    product(kernel, a, la, &va, src, &bop, bshape)
+    let view = g.batch.broadcast_to(&bshape)?;
+    let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: g.batch.offset, conv: Some((g.form, g.geo)) };
+    product(kernel, a, la, &va, g.src, &bop, bshape)
 }
 
 /// Records (or on the CPU backend computes) one batched product: `a` seen
