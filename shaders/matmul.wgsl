@@ -112,31 +112,67 @@ fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
 }
 
-// Input pixel under tap (ki, kj) of output position q = (oh, ow) in plane
-// c of the image at `base`, or zero in the padding. Unsigned arithmetic
-// wraps, so a position above/left of the input fails the `<` tests.
-fn im2col_value(base: u32, c: u32, ki: u32, kj: u32, q: u32) -> f32 {
-    let ih = (q / p.conv_out_w) * SH + ki * DH - p.conv_pad_top;
-    let iw = (q % p.conv_out_w) * SW + kj * DW - p.conv_pad_left;
-    let ok = ih < p.conv_in_h && iw < p.conv_in_w;
-    let i = select(base, base + (c * p.conv_in_h + ih) * p.conv_in_w + iw, ok);
-    return select(0.0, b_at(i), ok);
+// A gathered element splits into a tap part (channel, ki, kj: the rows of
+// forms 1 and 3, the columns of form 2) and a pixel part (the other index),
+// each decoded once per row or column. Unsigned arithmetic wraps, so an
+// offset above/left of the input is a huge number that fails the `<` tests
+// and still adds back to the right index.
+struct ConvTap {
+    // Offset of the channel's plane, and the tap's offsets ki * DH, kj * DW.
+    plane: u32,
+    dh: u32,
+    dw: u32,
 }
 
-// Output-gradient entry (oc, oh, ow) that tap (ki, kj) carries to input
-// pixel q = (ih, iw), or zero when the tap does not land on an output
-// position (off the stride grid or outside the output).
-fn adjoint_value(base: u32, oc: u32, ki: u32, kj: u32, q: u32) -> f32 {
-    let ph = q / p.conv_in_w + p.conv_pad_top;
-    let pw = q % p.conv_in_w + p.conv_pad_left;
-    let dh = ph - ki * DH;
-    let dw = pw - kj * DW;
-    let oh = dh / SH;
-    let ow = dw / SW;
-    let ok = ph >= ki * DH && pw >= kj * DW && dh % SH == 0u && dw % SW == 0u && oh < p.conv_out_h
-        && ow < p.conv_out_w;
-    let i = select(base, base + (oc * p.conv_out_h + oh) * p.conv_out_w + ow, ok);
-    return select(0.0, b_at(i), ok);
+// Forms 1, 2: the output position's top-left input pixel (oh * SH - pad_top,
+// ow * SW - pad_left). Form 3: the input pixel in padded coordinates.
+struct ConvPixel {
+    h: u32,
+    w: u32,
+}
+
+fn conv_tap(r: u32) -> ConvTap {
+    let plane = select(p.conv_in_h * p.conv_in_w, p.conv_out_h * p.conv_out_w, B_CONV == 3u);
+    return ConvTap((r / (KW * KH)) * plane, ((r / KW) % KH) * DH, (r % KW) * DW);
+}
+
+fn conv_pixel(q: u32) -> ConvPixel {
+    if B_CONV == 3u {
+        return ConvPixel(q / p.conv_in_w + p.conv_pad_top, q % p.conv_in_w + p.conv_pad_left);
+    }
+    return ConvPixel((q / p.conv_out_w) * SH - p.conv_pad_top, (q % p.conv_out_w) * SW - p.conv_pad_left);
+}
+
+// Where in its plane the element under the tap lies (`line`, `col`; for
+// form 3 the output position reached), how wide that plane's rows are,
+// whether its row exists (`row_ok`) and whether the element does (`ok`;
+// for form 3 also that the tap lands on the stride grid).
+struct ConvLine {
+    line: u32,
+    col: u32,
+    width: u32,
+    row_ok: bool,
+    ok: bool,
+}
+
+fn conv_line(t: ConvTap, s: ConvPixel) -> ConvLine {
+    if B_CONV == 3u {
+        let dh = s.h - t.dh;
+        let dw = s.w - t.dw;
+        let row_ok = s.h >= t.dh && dh % SH == 0u && dh / SH < p.conv_out_h;
+        let ok = row_ok && s.w >= t.dw && dw % SW == 0u && dw / SW < p.conv_out_w;
+        return ConvLine(dh / SH, dw / SW, p.conv_out_w, row_ok, ok);
+    }
+    let ih = s.h + t.dh;
+    let iw = s.w + t.dw;
+    let row_ok = ih < p.conv_in_h;
+    return ConvLine(ih, iw, p.conv_in_w, row_ok, row_ok && iw < p.conv_in_w);
+}
+
+// The element of the entry at `base` under tap t at pixel s, or zero.
+fn conv_gather(base: u32, t: ConvTap, s: ConvPixel) -> f32 {
+    let l = conv_line(t, s);
+    return select(0.0, b_at(select(base, base + t.plane + l.line * l.width + l.col, l.ok)), l.ok);
 }
 
 // Element (row, col) of the batch entry of B at `base`; row < K and
@@ -145,16 +181,10 @@ fn b_value(base: u32, row: u32, col: u32) -> f32 {
     if B_CONV == 0u {
         return b_at(base + row * p.b_rs + col * p.b_cs);
     }
-    // The (channel, tap) index: row for forms 1 and 3, col for form 2.
-    let r = select(row, col, B_CONV == 2u);
-    let q = select(col, row, B_CONV == 2u);
-    let kj = r % KW;
-    let ki = (r / KW) % KH;
-    let c = r / (KW * KH);
-    if B_CONV == 3u {
-        return adjoint_value(base, c, ki, kj, q);
+    if B_CONV == 2u {
+        return conv_gather(base, conv_tap(col), conv_pixel(row));
     }
-    return im2col_value(base, c, ki, kj, q);
+    return conv_gather(base, conv_tap(row), conv_pixel(col));
 }
 
 // One output tile: its batch entry, first row and column, and where that

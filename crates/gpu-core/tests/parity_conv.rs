@@ -66,6 +66,20 @@ fn implicit_cases() -> Vec<(String, ConvGeometry, usize)> {
     v.push(("dilation 2 stride (2,3) asymmetric pad".into(), d, 7));
     // Several 64 x 64 output tiles along both product dims, and K past 64.
     v.push(("wide 70->65 13x12".into(), pad1(ConvGeometry::new(2, 70, (13, 12), (3, 3))), 65));
+    // Rows of a multiple of 4 pixels at stride 1 along w: the subgroup
+    // kernel's vec4 runs (B_ROW4), whose shifts and padding masks these hit.
+    v.push(("row4 C=5 OC=6 5x8 pad 1".into(), pad1(ConvGeometry::new(3, 5, (5, 8), (3, 3))), 6));
+    v.push(("row4 C=1 OC=16 8x8 pad 1".into(), pad1(ConvGeometry::new(1, 1, (8, 8), (3, 3))), 16));
+    v.push(("row4 1x1 16->8 4x4".into(), ConvGeometry::new(1, 16, (4, 4), (1, 1)), 8));
+    let mut r = ConvGeometry::new(2, 3, (7, 12), (3, 3));
+    (r.dilation_h, r.dilation_w, r.pad_top, r.pad_bottom, r.pad_left, r.pad_right) = (1, 2, 0, 2, 3, 1);
+    v.push(("row4 dilation (1,2) asymmetric pad".into(), r, 5));
+    let mut r = pad1(ConvGeometry::new(2, 4, (10, 8), (3, 3)));
+    r.stride_h = 2;
+    v.push(("row4 stride (2,1)".into(), r, 4));
+    let mut r = ConvGeometry::new(1, 2, (6, 8), (2, 5));
+    (r.pad_left, r.pad_right) = (4, 0);
+    v.push(("row4 pad left 4 (whole vec4 of padding)".into(), r, 3));
     v
 }
 
