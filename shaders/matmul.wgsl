@@ -144,14 +144,13 @@ fn conv_pixel(q: u32) -> ConvPixel {
 }
 
 // Where in its plane the element under the tap lies (`line`, `col`; for
-// form 3 the output position reached), how wide that plane's rows are,
-// whether its row exists (`row_ok`) and whether the element does (`ok`;
-// for form 3 also that the tap lands on the stride grid).
+// form 3 the output position reached), how wide that plane's rows are, and
+// whether the element exists (`ok`; for form 3 also that the tap lands on
+// the stride grid).
 struct ConvLine {
     line: u32,
     col: u32,
     width: u32,
-    row_ok: bool,
     ok: bool,
 }
 
@@ -161,12 +160,11 @@ fn conv_line(t: ConvTap, s: ConvPixel) -> ConvLine {
         let dw = s.w - t.dw;
         let row_ok = s.h >= t.dh && dh % SH == 0u && dh / SH < p.conv_out_h;
         let ok = row_ok && s.w >= t.dw && dw % SW == 0u && dw / SW < p.conv_out_w;
-        return ConvLine(dh / SH, dw / SW, p.conv_out_w, row_ok, ok);
+        return ConvLine(dh / SH, dw / SW, p.conv_out_w, ok);
     }
     let ih = s.h + t.dh;
     let iw = s.w + t.dw;
-    let row_ok = ih < p.conv_in_h;
-    return ConvLine(ih, iw, p.conv_in_w, row_ok, row_ok && iw < p.conv_in_w);
+    return ConvLine(ih, iw, p.conv_in_w, ih < p.conv_in_h && iw < p.conv_in_w);
 }
 
 // The element of the entry at `base` under tap t at pixel s, or zero.

@@ -50,35 +50,6 @@ fn b_index(tl: Tile, row: u32, col: u32) -> u32 {
     return tl.b_base + min(row, p.k - 1u) * p.b_rs + min(col, p.n - 1u) * p.b_cs;
 }
 
-// A gathered B (B_CONV > 0) whose pixel runs of four (the columns n..n + 3
-// of forms 1 and 3, the depths k..k + 3 of form 2, starting at a multiple
-// of 4) always lie in one row of the image, at stride 1 along w (host-set):
-// each run is then four neighbours in memory, read with two vec4 loads.
-override B_ROW4: bool = false;
-
-// The run of four pixels q..q + 3 under tap r of a gathered B, as a vec4
-// (zeros in the padding). The run starts anywhere, so the two vec4s that
-// hold it are loaded and shifted; the +4 keeps a run that starts one or
-// more elements before the buffer (all padding there) from wrapping its
-// vec4 index while its later elements are real.
-fn conv_run4(base: u32, r: u32, q: u32) -> vec4<f32> {
-    let t = conv_tap(r);
-    let l = conv_line(t, conv_pixel(q));
-    let e = base + t.plane + l.line * l.width + l.col + 4u;
-    let j = e / 4u - 1u;
-    let v0 = b[j];
-    let v1 = b[j + 1u];
-    let sh = e % 4u;
-    var v = v0;
-    v = select(v, vec4(v0.yzw, v1.x), sh == 1u);
-    v = select(v, vec4(v0.zw, v1.xy), sh == 2u);
-    v = select(v, vec4(v0.w, v1.xyz), sh == 3u);
-    // At stride 1 along w, `col` wraps exactly: the run's elements left of
-    // the image are huge and fail the test like those right of it.
-    let ok = vec4<u32>(l.col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(l.width);
-    return select(vec4<f32>(0.0), v, ok & vec4<bool>(l.row_ok));
-}
-
 // Element (row, col) of B, clamped likewise: strided, or gathered from a
 // convolution's tensor (B_CONV > 0, which the host pairs with B_MODE 0).
 fn b_elem(tl: Tile, row: u32, col: u32) -> f32 {
@@ -140,18 +111,6 @@ fn spread_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
 
 // Columns n..n + 3 of B at depths k..k + 3, one vec4 over the columns per depth.
 fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
-    if B_CONV != 0u && B_ROW4 && B_CONV != 2u {
-        // Runs along the columns: one vec4 over them per depth. N is a
-        // multiple of 4, so a run past N lies wholly past it (not stored).
-        let q = min(n, p.n - 4u);
-        let kl = p.k - 1u;
-        return array<vec4<f32>, 4>(
-            select(vec4<f32>(0.0), conv_run4(tl.b_base, min(k, kl), q), k < p.k),
-            select(vec4<f32>(0.0), conv_run4(tl.b_base, min(k + 1u, kl), q), k + 1u < p.k),
-            select(vec4<f32>(0.0), conv_run4(tl.b_base, min(k + 2u, kl), q), k + 2u < p.k),
-            select(vec4<f32>(0.0), conv_run4(tl.b_base, min(k + 3u, kl), q), k + 3u < p.k),
-        );
-    }
     if B_MODE == 1u {
         return array<vec4<f32>, 4>(
             select(vec4<f32>(0.0), b[b_index(tl, k, n) / 4u], k < p.k),
@@ -164,15 +123,7 @@ fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
     var t1: vec4<f32>;
     var t2: vec4<f32>;
     var t3: vec4<f32>;
-    if B_CONV == 2u && B_ROW4 {
-        // Runs along the depths (K is a multiple of 4 and k < K): one vec4
-        // per column, transposed below.
-        let nl = p.n - 1u;
-        t0 = conv_run4(tl.b_base, min(n, nl), k);
-        t1 = conv_run4(tl.b_base, min(n + 1u, nl), k);
-        t2 = conv_run4(tl.b_base, min(n + 2u, nl), k);
-        t3 = conv_run4(tl.b_base, min(n + 3u, nl), k);
-    } else if B_MODE == 2u {
+    if B_MODE == 2u {
         // One vec4 over the depths per column, transposed below.
         t0 = b[b_index(tl, k, n) / 4u];
         t1 = b[b_index(tl, k, n + 1u) / 4u];

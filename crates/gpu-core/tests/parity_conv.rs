@@ -66,8 +66,8 @@ fn implicit_cases() -> Vec<(String, ConvGeometry, usize)> {
     v.push(("dilation 2 stride (2,3) asymmetric pad".into(), d, 7));
     // Several 64 x 64 output tiles along both product dims, and K past 64.
     v.push(("wide 70->65 13x12".into(), pad1(ConvGeometry::new(2, 70, (13, 12), (3, 3))), 65));
-    // Rows of a multiple of 4 pixels at stride 1 along w: the subgroup
-    // kernel's vec4 runs (B_ROW4), whose shifts and padding masks these hit.
+    // Rows of a multiple of 4 pixels (where vec4 loads of B would start
+    // paying), with padding, dilation and strides at their edges.
     v.push(("row4 C=5 OC=6 5x8 pad 1".into(), pad1(ConvGeometry::new(3, 5, (5, 8), (3, 3))), 6));
     v.push(("row4 C=1 OC=16 8x8 pad 1".into(), pad1(ConvGeometry::new(1, 1, (8, 8), (3, 3))), 16));
     v.push(("row4 1x1 16->8 4x4".into(), ConvGeometry::new(1, 16, (4, 4), (1, 1)), 8));

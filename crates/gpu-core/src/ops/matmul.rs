@@ -104,15 +104,6 @@ fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)
     Ok((batch, va, vb))
 }
 
-/// Whether a gathered B's runs of four pixels (the subgroup kernel's vec4
-/// columns, or depths for the weight gradient) always lie in one image row
-/// at stride 1 along w, so that it reads them with two vec4 loads
-/// (`B_ROW4`): the row holding the runs has a multiple of 4 pixels.
-fn runs_of_four(form: ConvGather, g: &ConvGeometry) -> bool {
-    let width = if form == ConvGather::Adjoint { g.in_w } else { g.out_w() };
-    g.stride_w == 1 && width.is_multiple_of(4)
-}
-
 /// How `matmul_subgroup.wgsl` reads one operand (its `A_MODE` / `B_MODE`):
 /// 1 when the row stride is 1 (vec4 along rows), 2 when the column stride is
 /// 1 (vec4 along columns), 0 (element by element) otherwise or when a vec4
@@ -324,7 +315,6 @@ fn product(
                 vec![
                     ("A_MODE", load_mode(m, k, a_rs, a_cs, va) as f64),
                     ("B_MODE", b_mode as f64),
-                    ("B_ROW4", flag(bop.conv.is_some_and(|(form, g)| runs_of_four(form, &g)))),
                     // Below 32 rows only the first m.div_ceil(8) row groups hold results.
                     ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
                 ]
