@@ -29,10 +29,11 @@ const LANES: u32 = 8u;
 const SG_ROWS: u32 = 32u;
 
 // How the operands are read (host-chosen). 0: any strides (or B gathered
-// for a convolution, B_CONV > 0), element by element. 1: unit stride along rows (A row-major: k contiguous; B row-major:
-// n contiguous), vec4 loads. 2: unit stride along columns (A transposed: m
-// contiguous; B transposed: k contiguous), vec4 loads. Modes 1 and 2 need the
-// other stride, the batch strides and the offset to be multiples of 4.
+// for a convolution, B_CONV > 0), element by element. 1: unit stride along
+// rows (A row-major: k contiguous; B row-major: n contiguous), vec4 loads.
+// 2: unit stride along columns (A transposed: m contiguous; B transposed: k
+// contiguous), vec4 loads. Modes 1 and 2 need the other stride, the batch
+// strides and the offset to be multiples of 4.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 // Groups of eight rows a subgroup computes: 4 (32 rows), or fewer when the
