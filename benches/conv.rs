@@ -52,11 +52,41 @@ fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
     ((conv, conv_launches), (bn, bn_launches))
 }
 
+/// Milliseconds of each implicit-GEMM op of the conv step alone (forward,
+/// input gradient, weight gradient), each ending with a synchronisation.
+fn parts(dev: &Device, reps: usize) -> [f64; 3] {
+    use wgrad::gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+    let g = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(32, 64, (32, 32), (3, 3))
+    };
+    let buf = |t: Tensor| t.buffer_and_layout().0;
+    let x = buf(Tensor::randn(&[32, 64, 32, 32], 1, dev));
+    let w = buf(Tensor::randn(&[64, 64, 3, 3], 2, dev));
+    let gy = buf(Tensor::randn(&[32, 64, 32, 32], 3, dev));
+    let t = |f: &dyn Fn()| {
+        time_ms(reps, || {
+            f();
+            dev.synchronize().unwrap();
+            0.0
+        })
+    };
+    [
+        t(&|| drop(conv2d(&x, &w, 64, &g).unwrap())),
+        t(&|| drop(conv2d_input_grad(&gy, &w, 64, &g).unwrap())),
+        t(&|| drop(conv2d_weight_grad(&gy, &x, 64, &g).unwrap())),
+    ]
+}
+
 fn main() {
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
     let (gc, gb) = run(&gpu, 3);
     let (cc, cb) = run(&cpu, 3);
+    let [pf, pd, pw] = parts(&gpu, 3);
     let torch = common::pytorch("conv_pytorch.py", &[]);
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");
@@ -81,4 +111,5 @@ fn main() {
             common::ratio(c.0, theirs)
         );
     }
+    println!("conv ops alone on the gpu (ms): forward {pf:.1}, input gradient {pd:.1}, weight gradient {pw:.1}");
 }

@@ -11,25 +11,35 @@
 // memory; each thread then accumulates an 8 x 8 block of the tile in
 // registers, so every value read from workgroup memory feeds 8 multiply-adds.
 // Measurements and the configurations tried: docs/performance.md.
+//
+// Implicit-GEMM convolution (B_CONV > 0): B is not a strided matrix but a
+// view of an NCHW tensor through a convolution geometry, gathered element
+// by element by `b_value` in both kernels' loaders, so no column buffer is
+// ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //#include common.wgsl
 
-// Output tile of one workgroup (both kernels; the host divides by these).
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
+// Output tile of one workgroup (both kernels; the host picks them and
+// divides by them). 64 x 64 by default; products with few rows (a
+// convolution with 16 or 32 output channels, ResNet-20's first stages) use
+// 16 x 128 or 32 x 128 so that no work goes to rows that do not exist and
+// a workgroup still has 32-64 threads (the subgroup kernel: 32 x 64).
+override TILE_M: u32 = 64u;
+override TILE_N: u32 = 64u;
 
 // Register block of one thread: TM rows x TN columns, held as vec4 columns.
 const TM: u32 = 8u;
 const TN: u32 = 8u;
 // Threads of a workgroup along rows and columns.
-const WM: u32 = TILE_M / TM;
-const WN: u32 = TILE_N / TN;
-const WG: u32 = WM * WN;
-// Depth of one staged tile: 8 KiB of workgroup memory for both tiles, half
-// of WebGPU's guaranteed 16 KiB, so two workgroups can share a compute unit.
+override WM: u32 = TILE_M / TM;
+override WN: u32 = TILE_N / TN;
+override WG: u32 = WM * WN;
+// Depth of one staged tile: at most 9 KiB of workgroup memory for both
+// tiles, well under WebGPU's guaranteed 16 KiB, so two workgroups can share
+// a compute unit.
 const BK: u32 = 16u;
 // vec4 slots per tile row.
-const BM4: u32 = TILE_M / 4u;
-const BN4: u32 = TILE_N / 4u;
+override BM4: u32 = TILE_M / 4u;
+override BN4: u32 = TILE_N / 4u;
 
 // Which index runs fastest across neighbouring threads when `main` loads a
 // tile from global memory: the one with unit stride, so that the reads of a
@@ -38,6 +48,25 @@ const BN4: u32 = TILE_N / 4u;
 // otherwise n is contiguous.
 override A_K_FAST: bool = true;
 override B_K_FAST: bool = false;
+
+// What B is. 0: a strided matrix (b_rs, b_cs). Otherwise a convolution's
+// operand gathered from the NCHW tensor at b (one image, or one group of
+// it, per batch entry), with the geometry below and in the conv_* params:
+// 1: the im2col columns of the input, row (c, ki, kj), column (oh, ow);
+// 2: their transpose, row (oh, ow), column (c, ki, kj) (weight gradient);
+// 3: the adjoint gather of the output gradient, row (oc, ki, kj), column
+//    (ih, iw): dY[oc, oh, ow] where oh * SH + ki * DH = ih + pad_top (and
+//    likewise for w), zero where no output position maps there (input
+//    gradient, transposed convolution).
+override B_CONV: u32 = 0u;
+// Kernel taps, stride and dilation of a gathered B: constants per pipeline
+// so that the index arithmetic divides by constants.
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
 
 struct Params {
     // Coalesced broadcast batch shape and each operand's strides over it.
@@ -58,6 +87,14 @@ struct Params {
     tiles_n: u32,
     tiles_per_batch: u32,
     workgroups: u32,
+    // Geometry of a gathered B (B_CONV > 0): the convolution's input and
+    // output planes and its top/left zero padding.
+    conv_in_h: u32,
+    conv_in_w: u32,
+    conv_out_h: u32,
+    conv_out_w: u32,
+    conv_pad_top: u32,
+    conv_pad_left: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -73,6 +110,79 @@ fn a_at(i: u32) -> f32 {
 
 fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
+}
+
+// A gathered element splits into a tap part (channel, ki, kj: the rows of
+// forms 1 and 3, the columns of form 2) and a pixel part (the other index),
+// each decoded once per row or column. Unsigned arithmetic wraps, so an
+// offset above/left of the input is a huge number that fails the `<` tests
+// and still adds back to the right index.
+struct ConvTap {
+    // Offset of the channel's plane, and the tap's offsets ki * DH, kj * DW.
+    plane: u32,
+    dh: u32,
+    dw: u32,
+}
+
+// Forms 1, 2: the output position's top-left input pixel (oh * SH - pad_top,
+// ow * SW - pad_left). Form 3: the input pixel in padded coordinates.
+struct ConvPixel {
+    h: u32,
+    w: u32,
+}
+
+fn conv_tap(r: u32) -> ConvTap {
+    let plane = select(p.conv_in_h * p.conv_in_w, p.conv_out_h * p.conv_out_w, B_CONV == 3u);
+    return ConvTap((r / (KW * KH)) * plane, ((r / KW) % KH) * DH, (r % KW) * DW);
+}
+
+fn conv_pixel(q: u32) -> ConvPixel {
+    if B_CONV == 3u {
+        return ConvPixel(q / p.conv_in_w + p.conv_pad_top, q % p.conv_in_w + p.conv_pad_left);
+    }
+    return ConvPixel((q / p.conv_out_w) * SH - p.conv_pad_top, (q % p.conv_out_w) * SW - p.conv_pad_left);
+}
+
+// Where in its plane the element under the tap lies (`line`, `col`; for
+// form 3 the output position reached), how wide that plane's rows are, and
+// whether the element exists (`ok`; for form 3 also that the tap lands on
+// the stride grid).
+struct ConvLine {
+    line: u32,
+    col: u32,
+    width: u32,
+    ok: bool,
+}
+
+fn conv_line(t: ConvTap, s: ConvPixel) -> ConvLine {
+    if B_CONV == 3u {
+        let dh = s.h - t.dh;
+        let dw = s.w - t.dw;
+        let row_ok = s.h >= t.dh && dh % SH == 0u && dh / SH < p.conv_out_h;
+        let ok = row_ok && s.w >= t.dw && dw % SW == 0u && dw / SW < p.conv_out_w;
+        return ConvLine(dh / SH, dw / SW, p.conv_out_w, ok);
+    }
+    let ih = s.h + t.dh;
+    let iw = s.w + t.dw;
+    return ConvLine(ih, iw, p.conv_in_w, ih < p.conv_in_h && iw < p.conv_in_w);
+}
+
+// The element of the entry at `base` under tap t at pixel s, or zero.
+fn conv_gather(base: u32, t: ConvTap, s: ConvPixel) -> f32 {
+    let l = conv_line(t, s);
+    return select(0.0, b_at(select(base, base + t.plane + l.line * l.width + l.col, l.ok)), l.ok);
+}
+
+// Element (row, col) of the batch entry of B at `base`; row < K and
+// col < N (callers clamp).
+fn b_value(base: u32, row: u32, col: u32) -> f32 {
+    if B_CONV == 0u {
+        return b_at(base + row * p.b_rs + col * p.b_cs);
+    }
+    if B_CONV == 2u {
+        return conv_gather(base, conv_tap(col), conv_pixel(row));
+    }
+    return conv_gather(base, conv_tap(row), conv_pixel(col));
 }
 
 // One output tile: its batch entry, first row and column, and where that
@@ -159,8 +269,8 @@ fn load_b(lid: u32, tl: Tile, k0: u32) {
         var v = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
             let ok = k < p.k && n + j < p.n;
-            let i = select(tl.b_base, tl.b_base + k * p.b_rs + (n + j) * p.b_cs, ok);
-            v[j] = select(0.0, b_at(i), ok);
+            // Outside B read a valid element (clamped) and discard it.
+            v[j] = select(0.0, b_value(tl.b_base, min(k, p.k - 1u), min(n + j, p.n - 1u)), ok);
         }
         Bs[kk * BN4 + ng] = v;
     }

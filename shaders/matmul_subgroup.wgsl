@@ -28,11 +28,12 @@ const LANES: u32 = 8u;
 // Rows of the tile per subgroup: four groups of eight.
 const SG_ROWS: u32 = 32u;
 
-// How the operands are read (host-chosen). 0: any strides, element by
-// element. 1: unit stride along rows (A row-major: k contiguous; B row-major:
-// n contiguous), vec4 loads. 2: unit stride along columns (A transposed: m
-// contiguous; B transposed: k contiguous), vec4 loads. Modes 1 and 2 need the
-// other stride, the batch strides and the offset to be multiples of 4.
+// How the operands are read (host-chosen). 0: any strides (or B gathered
+// for a convolution, B_CONV > 0), element by element. 1: unit stride along
+// rows (A row-major: k contiguous; B row-major: n contiguous), vec4 loads.
+// 2: unit stride along columns (A transposed: m contiguous; B transposed: k
+// contiguous), vec4 loads. Modes 1 and 2 need the other stride, the batch
+// strides and the offset to be multiples of 4.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 // Groups of eight rows a subgroup computes: 4 (32 rows), or fewer when the
@@ -48,6 +49,12 @@ fn a_index(tl: Tile, row: u32, col: u32) -> u32 {
 
 fn b_index(tl: Tile, row: u32, col: u32) -> u32 {
     return tl.b_base + min(row, p.k - 1u) * p.b_rs + min(col, p.n - 1u) * p.b_cs;
+}
+
+// Element (row, col) of B, clamped likewise: strided, or gathered from a
+// convolution's tensor (B_CONV > 0, which the host pairs with B_MODE 0).
+fn b_elem(tl: Tile, row: u32, col: u32) -> f32 {
+    return b_value(tl.b_base, min(row, p.k - 1u), min(col, p.n - 1u));
 }
 
 // Zeroes the components of v at depths k.. that lie beyond K (they must add
@@ -125,10 +132,10 @@ fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
         t3 = b[b_index(tl, k, n + 3u) / 4u];
     } else {
         for (var j = 0u; j < 4u; j++) {
-            t0[j] = b_at(b_index(tl, k + j, n));
-            t1[j] = b_at(b_index(tl, k + j, n + 1u));
-            t2[j] = b_at(b_index(tl, k + j, n + 2u));
-            t3[j] = b_at(b_index(tl, k + j, n + 3u));
+            t0[j] = b_elem(tl, k + j, n);
+            t1[j] = b_elem(tl, k + j, n + 1u);
+            t2[j] = b_elem(tl, k + j, n + 2u);
+            t3[j] = b_elem(tl, k + j, n + 3u);
         }
     }
     t0 = mask_depths(t0, k);

@@ -137,8 +137,9 @@ fn conv_misuse_panics_with_the_op_and_shapes() {
     assert!(m.contains("conv_transpose2d") && m.contains("output_padding"), "{m}");
 }
 
-/// A batch whose im2col buffer exceeds the adapter's storage-binding limit is
-/// split into chunks: same outputs and gradients as the unsplit computation.
+/// A batch whose im2col columns would exceed the adapter's storage-binding
+/// limit (the explicit lowering had to split it) runs as one implicit GEMM:
+/// same outputs and gradients as each image alone.
 #[test]
 fn conv_batches_above_the_binding_limit_are_split() {
     let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_batches_above_the_binding_limit_are_split") else {
@@ -167,7 +168,7 @@ fn conv_batches_above_the_binding_limit_are_split() {
     assert_eq!(x.grad().unwrap().shape(), vec![n, 16, 64, 64]);
 }
 
-/// conv_transpose2d splits like conv2d when its columns exceed the binding limit.
+/// conv_transpose2d likewise where its columns would exceed the binding limit.
 #[test]
 fn conv_transpose_batches_above_the_binding_limit_are_split() {
     let Some(dev) = wgrad_gpu_core::testing::gpu_or_skip("conv_transpose_batches_above_the_binding_limit_are_split")
@@ -194,4 +195,31 @@ fn conv_transpose_batches_above_the_binding_limit_are_split() {
     );
     assert_eq!(x.grad().unwrap().shape(), vec![n, 2, 64, 64]);
     assert!(w.grad().unwrap().to_vec().iter().all(|v| v.is_finite()));
+}
+
+/// The ungrouped and grouped convolutions launch no im2col / col2im: forward
+/// is one implicit-GEMM launch, backward the input gradient (a copy of the
+/// weight into Wᵀ order + one launch) and the weight gradient (one launch +
+/// the sum over the batch). The explicit lowering needs 2 forward and 6
+/// backward launches (im2col, col2im, the recomputed im2col), so a return to
+/// it fails here; the GPU run must match the CPU backend's count.
+#[test]
+fn conv_forward_and_backward_launch_no_im2col_or_col2im() {
+    for dev in backends("conv_forward_and_backward_launch_no_im2col_or_col2im") {
+        for groups in [1, 2] {
+            let x = rand(&[3, 4, 6, 5], 1, -1.0, 1.0, &dev).requires_grad_();
+            let w = rand(&[6, 4 / groups, 3, 3], 2, -1.0, 1.0, &dev).requires_grad_();
+            let gy = rand(&[3, 6, 6, 5], 3, -1.0, 1.0, &dev);
+            let opts = Conv2dOptions::new().padding(1).groups(groups);
+            dev.flush().unwrap();
+            let s0 = dev.stats();
+            let y = x.conv2d(&w, None, &opts);
+            let s1 = dev.stats();
+            y.backward_with(&gy);
+            let s2 = dev.stats();
+            let (fwd, bwd) = ((s1 - s0).dispatches, (s2 - s1).dispatches);
+            assert_eq!((fwd, bwd), (1, 4), "groups {groups} on {}: forward and backward launches", dev.name());
+            assert!(x.grad().is_some() && w.grad().is_some());
+        }
+    }
 }

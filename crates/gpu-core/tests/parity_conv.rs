@@ -1,10 +1,18 @@
-//! im2col / col2im: GPU kernels vs CPU twins on awkward geometries, the twins
-//! against a direct convolution, and col2im as im2col's adjoint.
+//! Convolution: the implicit-GEMM forward, weight gradient and input
+//! gradient on both matmul kernel families vs their CPU twins, the twins
+//! against the explicit im2col / col2im lowering; im2col / col2im GPU
+//! kernels vs CPU twins, the twins against a direct convolution, and
+//! col2im as im2col's adjoint.
 
 mod common;
 use common::*;
-use wgrad_gpu_core::ops::conv::{col2im, im2col, ConvGeometry};
-use wgrad_gpu_core::{Buffer, Device};
+use wgrad_gpu_core::ops::conv::{
+    col2im, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_weight_grad, conv2d_weight_grad_with,
+    conv2d_with, im2col, ConvGeometry,
+};
+use wgrad_gpu_core::ops::matmul::{matmul, MatmulKernel};
+use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
+use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// Geometries chosen to hit every edge of the index arithmetic.
 fn awkward() -> Vec<(&'static str, ConvGeometry)> {
@@ -31,6 +39,208 @@ fn awkward() -> Vec<(&'static str, ConvGeometry)> {
         ),
         ("empty batch", ConvGeometry { batch: 0, ..base }),
     ]
+}
+
+/// The implicit-GEMM cases: [`awkward`] plus the channel counts, batch sizes
+/// and shapes of real networks' edges (C = 1, 3, 16, 17, 33; N = 1, 3;
+/// H ≠ W; odd sizes; stride 2 with 1x1 kernels), each with an output
+/// channel count (a multiple of the groups).
+fn implicit_cases() -> Vec<(String, ConvGeometry, usize)> {
+    let mut v: Vec<(String, ConvGeometry, usize)> =
+        awkward().into_iter().map(|(n, g)| (n.to_string(), g, g.groups * (2 + g.groups % 3))).collect();
+    let pad1 = |g: ConvGeometry| ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..g };
+    for (c, oc) in [(1, 16), (3, 16), (16, 16), (17, 5), (33, 32)] {
+        v.push((format!("C={c} OC={oc} 3x3 pad 1 N=3 9x11"), pad1(ConvGeometry::new(3, c, (9, 11), (3, 3))), oc));
+    }
+    let mut s2 = pad1(ConvGeometry::new(1, 16, (8, 8), (3, 3)));
+    s2.stride_h = 2;
+    s2.stride_w = 2;
+    v.push(("resnet downsample 3x3 s2 16->32".into(), s2, 32));
+    let mut sc = ConvGeometry::new(3, 16, (8, 8), (1, 1));
+    sc.stride_h = 2;
+    sc.stride_w = 2;
+    v.push(("1x1 s2 shortcut 16->32".into(), sc, 32));
+    let mut d = ConvGeometry::new(1, 3, (13, 10), (3, 2));
+    (d.dilation_h, d.dilation_w, d.pad_top, d.pad_bottom, d.pad_left, d.pad_right) = (2, 2, 2, 1, 0, 3);
+    (d.stride_h, d.stride_w) = (2, 3);
+    v.push(("dilation 2 stride (2,3) asymmetric pad".into(), d, 7));
+    // Several 64 x 64 output tiles along both product dims, and K past 64.
+    v.push(("wide 70->65 13x12".into(), pad1(ConvGeometry::new(2, 70, (13, 12), (3, 3))), 65));
+    // Rows of a multiple of 4 pixels (where vec4 loads of B would start
+    // paying), with padding, dilation and strides at their edges.
+    v.push(("row4 C=5 OC=6 5x8 pad 1".into(), pad1(ConvGeometry::new(3, 5, (5, 8), (3, 3))), 6));
+    v.push(("row4 C=1 OC=16 8x8 pad 1".into(), pad1(ConvGeometry::new(1, 1, (8, 8), (3, 3))), 16));
+    v.push(("row4 1x1 16->8 4x4".into(), ConvGeometry::new(1, 16, (4, 4), (1, 1)), 8));
+    let mut r = ConvGeometry::new(2, 3, (7, 12), (3, 3));
+    (r.dilation_h, r.dilation_w, r.pad_top, r.pad_bottom, r.pad_left, r.pad_right) = (1, 2, 0, 2, 3, 1);
+    v.push(("row4 dilation (1,2) asymmetric pad".into(), r, 5));
+    let mut r = pad1(ConvGeometry::new(2, 4, (10, 8), (3, 3)));
+    r.stride_h = 2;
+    v.push(("row4 stride (2,1)".into(), r, 4));
+    let mut r = ConvGeometry::new(1, 2, (6, 8), (2, 5));
+    (r.pad_left, r.pad_right) = (4, 0);
+    v.push(("row4 pad left 4 (whole vec4 of padding)".into(), r, 3));
+    v
+}
+
+/// The matmul kernel families to force: both where the adapter can run them.
+fn kernels(gpu: &Device) -> Vec<MatmulKernel> {
+    if gpu.name().contains("llvmpipe") {
+        assert!(MatmulKernel::Subgroup.runs_on(gpu), "lavapipe runs the subgroup kernel");
+    }
+    [MatmulKernel::Tiled, MatmulKernel::Subgroup].into_iter().filter(|k| k.runs_on(gpu)).collect()
+}
+
+/// Sizes of a case: input, weight, output.
+fn sizes(g: &ConvGeometry, oc: usize) -> (usize, usize, usize) {
+    (n_input(g), oc * g.col_rows(), g.batch * oc * g.out_h() * g.out_w())
+}
+
+/// Tolerance for sums of `k` products of values in [-1, 1), as parity_matmul.
+fn atol(k: usize) -> f32 {
+    f32::EPSILON * k.max(1) as f32
+}
+
+#[test]
+fn implicit_conv_forward_matches_twin_on_both_kernels() {
+    let Some((gpu, cpu)) = devices("implicit_conv_forward_matches_twin_on_both_kernels") else { return };
+    for kernel in kernels(&gpu) {
+        for (k, (name, geo, oc)) in implicit_cases().into_iter().enumerate() {
+            let (nx, nw, ny) = sizes(&geo, oc);
+            let (xg, xc) = both(&gpu, &cpu, &rng(200 + k as u64).vec(nx, -1.0, 1.0));
+            let (wg, wc) = both(&gpu, &cpu, &rng(300 + k as u64).vec(nw, -1.0, 1.0));
+            let yg = conv2d_with(kernel, &xg, &wg, oc, &geo).unwrap();
+            let yc = conv2d(&xc, &wc, oc, &geo).unwrap();
+            same(&format!("{kernel:?} conv2d {name}"), &yg, &yc, ny, 1e-5, atol(geo.col_rows()));
+        }
+    }
+}
+
+#[test]
+fn implicit_conv_input_grad_matches_twin_on_both_kernels() {
+    let Some((gpu, cpu)) = devices("implicit_conv_input_grad_matches_twin_on_both_kernels") else { return };
+    for kernel in kernels(&gpu) {
+        for (k, (name, geo, oc)) in implicit_cases().into_iter().enumerate() {
+            let (nx, nw, ny) = sizes(&geo, oc);
+            let (gg, gc) = both(&gpu, &cpu, &rng(400 + k as u64).vec(ny, -1.0, 1.0));
+            let (wg, wc) = both(&gpu, &cpu, &rng(500 + k as u64).vec(nw, -1.0, 1.0));
+            let dg = conv2d_input_grad_with(kernel, &gg, &wg, oc, &geo).unwrap();
+            let dc = conv2d_input_grad(&gc, &wc, oc, &geo).unwrap();
+            let depth = oc / geo.groups * geo.kernel_h * geo.kernel_w;
+            same(&format!("{kernel:?} conv2d_input_grad {name}"), &dg, &dc, nx, 1e-5, atol(depth));
+        }
+    }
+}
+
+#[test]
+fn implicit_conv_weight_grad_matches_twin_on_both_kernels() {
+    let Some((gpu, cpu)) = devices("implicit_conv_weight_grad_matches_twin_on_both_kernels") else { return };
+    for kernel in kernels(&gpu) {
+        for (k, (name, geo, oc)) in implicit_cases().into_iter().enumerate() {
+            let (nx, nw, ny) = sizes(&geo, oc);
+            let (gg, gc) = both(&gpu, &cpu, &rng(600 + k as u64).vec(ny, -1.0, 1.0));
+            let (xg, xc) = both(&gpu, &cpu, &rng(700 + k as u64).vec(nx, -1.0, 1.0));
+            let dg = conv2d_weight_grad_with(kernel, &gg, &xg, oc, &geo).unwrap();
+            let dc = conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap();
+            let depth = geo.batch * geo.out_h() * geo.out_w();
+            same(&format!("{kernel:?} conv2d_weight_grad {name}"), &dg, &dc, nw, 1e-5, atol(depth));
+        }
+    }
+}
+
+/// The CPU twins of the implicit ops against the explicit lowering they
+/// replace: `W @ im2col(x)`, `col2im(Wᵀ @ dY)` and `Σ_n dY[n] @ im2col(x)[n]ᵀ`.
+#[test]
+fn implicit_twins_equal_the_im2col_lowering() {
+    let cpu = Device::cpu();
+    for (k, (name, geo, oc)) in implicit_cases().into_iter().enumerate() {
+        let (nx, nw, ny) = sizes(&geo, oc);
+        let (groups, kk, l) = (geo.groups, geo.col_rows(), geo.out_h() * geo.out_w());
+        let (ocg, cg, taps) = (oc / groups, geo.group_channels(), geo.kernel_h * geo.kernel_w);
+        let up = |v: Vec<f32>| Buffer::from_f32(&cpu, &v).unwrap();
+        let x = up(rng(800 + k as u64).vec(nx, -1.0, 1.0));
+        let w = up(rng(900 + k as u64).vec(nw, -1.0, 1.0));
+        let gy = up(rng(1000 + k as u64).vec(ny, -1.0, 1.0));
+        let cols = im2col(&x, &geo).unwrap();
+        let cols_l = Layout::contiguous(&geo.cols_shape());
+        let w_l = Layout::contiguous(&[1, groups, ocg, kk]);
+        let check = |what: &str, got: &Buffer, want: &Buffer, n: usize, depth: usize| {
+            let (g, w) = (got.to_f32().unwrap(), want.to_f32().unwrap());
+            wgrad_gpu_core::testing::assert_close(&format!("{what} {name}"), &g[..n], &w[..n], 1e-5, atol(depth));
+        };
+
+        let (y, _) = matmul(&w, &w_l, &cols, &cols_l).unwrap();
+        check("forward", &conv2d(&x, &w, oc, &geo).unwrap(), &y, ny, kk);
+
+        let gy_l = Layout::contiguous(&[geo.batch, groups, ocg, l]);
+        let (dcols, _) = matmul(&w, &w_l.permute(&[0, 1, 3, 2]).unwrap(), &gy, &gy_l).unwrap();
+        let dx = col2im(&dcols, &geo).unwrap();
+        check("input grad", &conv2d_input_grad(&gy, &w, oc, &geo).unwrap(), &dx, nx, ocg * taps);
+
+        let (per_image, _) = matmul(&gy, &gy_l, &cols, &cols_l.permute(&[0, 1, 3, 2]).unwrap()).unwrap();
+        let dw = if geo.batch == 0 {
+            Buffer::from_f32(&cpu, &vec![0.0; nw]).unwrap()
+        } else {
+            reduce(ReduceOp::Sum, &per_image, &Layout::contiguous(&[geo.batch, nw]), &[0], false).unwrap().0
+        };
+        check("weight grad", &conv2d_weight_grad(&gy, &x, oc, &geo).unwrap(), &dw, nw, geo.batch * l);
+        let _ = cg;
+    }
+}
+
+/// A batch whose per-image weight gradients exceed the chunk budget is
+/// summed chunk by chunk, with the same result as the whole batch at once.
+#[test]
+fn weight_grad_of_a_large_batch_runs_in_chunks() {
+    let Some((gpu, cpu)) = devices("weight_grad_of_a_large_batch_runs_in_chunks") else { return };
+    // 256 x 256 x 9 weights = 2.25 MiB per image: 64 MiB hold 28 images, so
+    // a batch of 30 is two chunks (28 + 2).
+    let geo = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(30, 256, (2, 3), (3, 3))
+    };
+    let oc = 256;
+    let (nx, nw, ny) = sizes(&geo, oc);
+    let (gg, gc) = both(&gpu, &cpu, &rng(1100).vec(ny, -1.0, 1.0));
+    let (xg, xc) = both(&gpu, &cpu, &rng(1101).vec(nx, -1.0, 1.0));
+    let dg = conv2d_weight_grad(&gg, &xg, oc, &geo).unwrap();
+    let dc = conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap();
+    same("chunked weight grad", &dg, &dc, nw, 1e-5, atol(geo.batch * 6));
+    // The twin's chunked sum against one image at a time.
+    let mut want = vec![0.0f32; nw];
+    let (x, gy) = (xc.to_f32().unwrap(), gc.to_f32().unwrap());
+    for n in 0..geo.batch {
+        let one = ConvGeometry { batch: 1, ..geo };
+        let xi = Buffer::from_f32(&cpu, &x[n * nx / 30..(n + 1) * nx / 30]).unwrap();
+        let gi = Buffer::from_f32(&cpu, &gy[n * ny / 30..(n + 1) * ny / 30]).unwrap();
+        for (a, b) in want.iter_mut().zip(conv2d_weight_grad(&gi, &xi, oc, &one).unwrap().to_f32().unwrap()) {
+            *a += b;
+        }
+    }
+    wgrad_gpu_core::testing::assert_close("chunks vs images", &dc.to_f32().unwrap()[..nw], &want, 1e-4, atol(180));
+}
+
+/// The implicit ops reject what the explicit ones reject, naming the op.
+#[test]
+fn implicit_ops_check_their_operands() {
+    let cpu = Device::cpu();
+    let geo = ConvGeometry::new(1, 2, (4, 4), (3, 3));
+    let x = Buffer::from_f32(&cpu, &[0.0; 32]).unwrap();
+    let w = Buffer::from_f32(&cpu, &[0.0; 36]).unwrap();
+    assert!(conv2d(&x, &w, 2, &geo).is_ok());
+    let msg = conv2d(&x, &w, 3, &geo).unwrap_err().to_string();
+    assert!(msg.starts_with("conv2d") && msg.contains("weight"), "{msg}");
+    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 3, ..geo }).unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("divisible"), "{msg}");
+    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 2, ..geo }).unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("divisible"), "{msg}");
+    let msg = conv2d_input_grad(&x, &w, 2, &ConvGeometry { batch: 5, ..geo }).unwrap_err().to_string();
+    assert!(msg.starts_with("conv2d_input_grad") && msg.contains("output gradient"), "{msg}");
+    let msg = conv2d_weight_grad(&x, &x, 2, &ConvGeometry { channels: 3, ..geo }).unwrap_err().to_string();
+    assert!(msg.starts_with("conv2d_weight_grad") && msg.contains("input"), "{msg}");
 }
 
 fn n_input(g: &ConvGeometry) -> usize {

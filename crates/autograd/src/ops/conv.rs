@@ -2,23 +2,21 @@
 //! `conv1d` and `conv_transpose2d`, each with stride, zero padding,
 //! dilation and groups.
 //!
-//! All three lower to gpu-core's `im2col` / `col2im` plus the batched
-//! matmul, so they run on the one tuned matrix kernel (see
-//! `wgrad_gpu_core::ops::conv` for the column layout). With `G` groups, a
-//! weight `[OC, C/G, kh, kw]` viewed as `[1, G, OC/G, K]` (`K = C/G * kh *
-//! kw`) times the columns `[N, G, K, OH*OW]` is `[N, G, OC/G, OH*OW]`, which
-//! is already the `[N, OC, OH, OW]` output: one matmul launch for the whole
-//! batch and every group, and no reshuffling copy after it.
+//! All three run on gpu-core's implicit-GEMM convolution ops
+//! (`wgrad_gpu_core::ops::conv`): the batched matmul kernels gather the
+//! convolution's columns from the NCHW tensor as they load them, so no
+//! column buffer is written and no im2col / col2im kernel runs. One launch
+//! covers the whole batch and every group, and writes NCHW directly.
 //!
 //! Each op records a single graph node over `[input, weight, bias?]`. Its
-//! backward computes only the gradients that are needed: the input's via
-//! `col2im(W^T @ dY)`, the weight's via `dY @ cols^T` (the transposed view
-//! costs no copy) summed over the batch, the bias's by summing `dY` over
-//! batch and space. The columns are kept for the backward only when the
-//! weight needs a gradient.
+//! backward computes only the gradients that are needed: the input's with
+//! `conv2d_input_grad` (`Wᵀ` times `dY` gathered per input pixel), the
+//! weight's with `conv2d_weight_grad` (`dY` times the gathered columns,
+//! summed over the batch), the bias's by summing `dY` over batch and space.
+//! A transposed convolution is the input gradient of a convolution, so its
+//! forward and backward are the same three ops with the roles exchanged.
 
-use wgrad_gpu_core::ops::conv::{col2im, im2col, ConvGeometry};
-use wgrad_gpu_core::ops::matmul::matmul;
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
 use crate::tensor::expect;
@@ -179,23 +177,6 @@ fn dense(buffer: Buffer, shape: &[usize]) -> Tensor {
     Tensor::constant(buffer, Layout::contiguous(shape), DType::F32)
 }
 
-/// `a @ b` on gradient-free operands, read through their views (a
-/// transposed operand costs no copy).
-fn bmm(op: &str, a: &Tensor, b: &Tensor) -> Tensor {
-    let ((ba, la), (bb, lb)) = (a.buffer_and_layout(), b.buffer_and_layout());
-    let (c, shape) = expect(op, matmul(&ba, &la, &bb, &lb));
-    dense(c, &shape)
-}
-
-/// Sums per-image weight gradients `[N, ...]` over the batch into `shape`.
-fn sum_batch(per_image: Tensor, shape: &[usize]) -> Tensor {
-    if per_image.shape()[0] == 1 {
-        per_image.reshape(shape)
-    } else {
-        per_image.sum(&[0], false).reshape(shape)
-    }
-}
-
 /// The checks every convolution makes on dtypes, devices, ranks and the bias.
 fn check_operands(op: &str, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, rank: usize, out_channels: usize) {
     for t in [Some(x), Some(weight), bias].into_iter().flatten() {
@@ -281,35 +262,21 @@ impl Tensor {
             groups,
         };
         or_panic(geo.validate());
-        let (n, oc, k) = (xs[0], ws[0], geo.col_rows());
-        let (ocg, l) = (oc / groups, geo.out_h() * geo.out_w());
-        if let Some(y) = split_batch(self, n * groups * k * l * 4, |x| x.conv2d(weight, bias, opts)) {
-            return y;
-        }
-        let cols = dense(expect(OP, im2col(&self.dense_buffer(), &geo)), &geo.cols_shape());
-        let y = bmm(OP, &weight.detach().reshape(&[1, groups, ocg, k]), &cols);
-        let y = add_bias(y.reshape(&[n, oc, geo.out_h(), geo.out_w()]), bias);
+        let (n, oc) = (xs[0], ws[0]);
+        let y = expect(OP, conv2d(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
+        let y = add_bias(dense(y, &[n, oc, geo.out_h(), geo.out_w()]), bias);
 
-        // The columns are not kept for the weight's gradient: they are the
-        // largest buffer of the layer (kh*kw times the input), so backward
-        // recomputes them from the input, which the graph keeps anyway.
-        drop(cols);
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (buffer, layout) = y.buffer_and_layout();
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
-            let gy = gy.reshape(&[n, groups, ocg, l]);
+            let gy_buf = gy.dense_buffer();
             let dx = inputs[0].requires_grad().then(|| {
-                // The weight is small next to the columns: a dense Wᵀ costs
-                // little and keeps the big product on the matmul's fastest path.
-                let w_t = inputs[1].reshape(&[1, groups, ocg, k]).transpose(-1, -2).contiguous();
-                let dcols = bmm(OP, &w_t, &gy);
-                dense(expect(OP, col2im(&dcols.dense_buffer(), &geo)), &geo.input_shape())
+                dense(expect(OP, conv2d_input_grad(&gy_buf, &inputs[1].dense_buffer(), oc, &geo)), &geo.input_shape())
             });
-            let dw = inputs[1].requires_grad().then(|| {
-                let cols = dense(expect(OP, im2col(&inputs[0].dense_buffer(), &geo)), &geo.cols_shape());
-                sum_batch(bmm(OP, &gy, &cols.transpose(-1, -2)), &ws)
-            });
-            let db = inputs.get(2).map(|_| bias_grad(&gy, n, oc));
+            let dw = inputs[1]
+                .requires_grad()
+                .then(|| dense(expect(OP, conv2d_weight_grad(&gy_buf, &inputs[0].dense_buffer(), oc, &geo)), &ws));
+            let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })
     }
@@ -344,7 +311,7 @@ impl Tensor {
     /// gradient of a convolution): `self` `[N, C_in, H, W]`, `weight`
     /// `[C_in, OC/groups, kh, kw]`, `bias` `[OC]`; returns `[N, OC, OH, OW]` with
     /// `OH = (H - 1) * stride_h - 2 * padding_h + dilation_h * (kh - 1) + output_padding_h + 1`
-    /// (likewise OW). Computed as `col2im(W^T @ x)`.
+    /// (likewise OW). Computed as the input gradient of the convolution it transposes (an implicit GEMM, no column buffer).
     ///
     /// # Panics
     /// On shapes that do not fit, an output size below 1, an
@@ -423,49 +390,24 @@ impl Tensor {
             opts.stride,
             opts.padding
         );
-        let (n, cin_g, k, l) = (xs[0], xs[1] / groups, geo.col_rows(), xs[2] * xs[3]);
-        if let Some(y) = split_batch(self, n * groups * k * l * 4, |x| x.conv_transpose2d(weight, bias, opts)) {
-            return y;
-        }
-        let x_g = self.detach().reshape(&[n, groups, cin_g, l]);
-        let w_t = weight.detach().reshape(&[1, groups, cin_g, k]).transpose(-1, -2).contiguous();
-        let cols = bmm(OP, &w_t, &x_g);
-        let y = dense(expect(OP, col2im(&cols.dense_buffer(), &geo)), &geo.input_shape());
-        let y = add_bias(y, bias);
+        // This op is the input gradient of the convolution `geo` with
+        // `xs[1]` output channels; its gradients are that convolution's
+        // forward (for x) and weight gradient (for w).
+        let (n, cin) = (xs[0], xs[1]);
+        let y = expect(OP, conv2d_input_grad(&self.dense_buffer(), &weight.dense_buffer(), cin, &geo));
+        let y = add_bias(dense(y, &geo.input_shape()), bias);
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (buffer, layout) = y.buffer_and_layout();
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
-            let need_dcols = x.requires_grad() || w.requires_grad();
-            let dcols = need_dcols.then(|| dense(expect(OP, im2col(&gy.dense_buffer(), &geo)), &geo.cols_shape()));
-            let dx = dcols
-                .as_ref()
-                .filter(|_| x.requires_grad())
-                .map(|dc| bmm(OP, &w.reshape(&[1, groups, cin_g, k]), dc).reshape(&xs));
-            let dw = dcols.as_ref().filter(|_| w.requires_grad()).map(|dc| {
-                let x_g = x.reshape(&[n, groups, cin_g, l]);
-                sum_batch(bmm(OP, &x_g, &dc.transpose(-1, -2)), &ws)
-            });
+            let gy_buf = gy.dense_buffer();
+            let dx = x.requires_grad().then(|| dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo)), &xs));
+            let dw = w
+                .requires_grad()
+                .then(|| dense(expect(OP, conv2d_weight_grad(&x.dense_buffer(), &gy_buf, cin, &geo)), &ws));
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })
     }
-}
-
-/// The column buffer of a convolution must fit one storage binding (128 MiB
-/// on many adapters): when `cols_bytes` for the whole batch of `x` does not,
-/// runs `conv` on chunks of the batch that fit and joins the results
-/// (autograd carries the gradient through narrow and cat). `None` when no
-/// split is needed (or a single image already exceeds it: then the kernel
-/// reports the limit).
-fn split_batch(x: &Tensor, cols_bytes: usize, conv: impl Fn(&Tensor) -> Tensor) -> Option<Tensor> {
-    let n = x.shape()[0];
-    let limit = x.device().max_binding_bytes() as usize;
-    if cols_bytes <= limit || n <= 1 {
-        return None;
-    }
-    let chunk = (limit / (cols_bytes / n).max(1)).max(1);
-    let parts: Vec<Tensor> = (0..n).step_by(chunk).map(|s| conv(&x.narrow(0, s, chunk.min(n - s)))).collect();
-    Some(Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0))
 }

@@ -1,17 +1,40 @@
-//! Convolution lowering (`shaders/conv.wgsl`): `im2col` and its adjoint
-//! `col2im` for NCHW tensors with PyTorch's conv2d semantics (stride,
-//! asymmetric zero padding, dilation, groups).
+//! Convolutions over NCHW tensors with PyTorch's conv2d semantics (stride,
+//! asymmetric zero padding, dilation, groups): the forward pass and both
+//! gradients as *implicit GEMM* on the matmul kernels, and the explicit
+//! lowering `im2col` / `col2im` (`shaders/conv.wgsl`) that defines it.
 //!
-//! # Why im2col + matmul
+//! # Implicit GEMM
 //!
 //! A convolution is a matrix product once every receptive field is laid out
-//! as a column: `y[n, g] = W[g] @ cols[n, g]`. Lowering it that way lets all
-//! convolutions (forward, both gradients, transposed convolution) run on the
-//! one tuned batched [`matmul`](super::matmul::matmul) kernel instead of a
-//! family of direct-convolution kernels, each of which would need its own
-//! tiling work per shape. The price is the memory of the column buffer
-//! (`kernel_h * kernel_w` times the input for stride 1), which the two
-//! kernels here fill and fold with pure data movement.
+//! as a column: `y[n, g] = W[g] @ cols[n, g]`. Writing those columns out
+//! costs `kernel_h * kernel_w` times the input in memory and traffic, so the
+//! three products are run on the batched matmul kernels (both families) with
+//! a B operand that their loaders *gather* from the NCHW tensor on the fly
+//! (`B_CONV` in `shaders/matmul.wgsl`); no column buffer exists:
+//!
+//! | op | A | gathered B | output |
+//! |---|---|---|---|
+//! | [`conv2d`] | `W[g]` `[OC/G, K]` | columns of `x[n, g]` `[K, OH·OW]` | `y` `[N, OC, OH, OW]` |
+//! | [`conv2d_weight_grad`] | `dY[n, g]` `[OC/G, OH·OW]` | columns transposed `[OH·OW, K]` | `dW` (summed over n) |
+//! | [`conv2d_input_grad`] | `W[g]ᵀ` `[C/G, OC/G·kh·kw]` | `dY[n, g]` seen from each input pixel | `dx` `[N, C, H, W]` |
+//!
+//! (`K = C/G · kh · kw`.) The input gradient gathers, for input pixel
+//! `(ih, iw)` and tap `(ki, kj)`, the output position with
+//! `oh·stride + ki·dilation = ih + pad` when that has an integer solution
+//! inside the output, else 0; for stride > 1 most taps are zeros (the
+//! product does `stride_h·stride_w` times the needed multiply-adds) but no
+//! case needs a column buffer. Groups (depthwise included) are batch
+//! dims of the products; the transposed convolution is
+//! [`conv2d_input_grad`] forward and [`conv2d`] / [`conv2d_weight_grad`]
+//! backward. `im2col` / `col2im` stay as the explicit definition the tests
+//! compare against; the autograd ops no longer launch them.
+//!
+//! # Why a matrix product at all
+//!
+//! Lowering to products lets all convolutions run on the one tuned batched
+//! [`matmul`](super::matmul::matmul) kernel family instead of a family of
+//! direct-convolution kernels, each of which would need its own tiling work
+//! per shape.
 //!
 //! # Column layout
 //!
@@ -27,8 +50,11 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
+use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulKernel};
+use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
+use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
 /// The shapes of one 2-D convolution: input, kernel and how the kernel
@@ -219,6 +245,194 @@ impl ConvGeometry {
         let iw = pw.checked_sub(self.pad_left).filter(|&i| i < self.in_w)?;
         Some((ih, iw))
     }
+}
+
+/// Checks shared by the implicit-GEMM ops: a valid geometry, `out_channels`
+/// divisible by the groups, and dense buffers of the expected sizes.
+fn check_conv(op: &'static str, g: &ConvGeometry, out_channels: usize, bufs: &[(&Buffer, &str, usize)]) -> Result<()> {
+    g.validate()?;
+    if out_channels == 0 || !out_channels.is_multiple_of(g.groups) {
+        return Err(Error::invalid(
+            op,
+            format!("{out_channels} output channels are not divisible by groups = {}", g.groups),
+        ));
+    }
+    for &(b, what, n) in bufs {
+        b.check_len(op, what, n, 4)?;
+        super::check_u32(op, n)?;
+    }
+    Ok(())
+}
+
+/// Elements of the output `[N, OC, OH, OW]` and of the weight `[OC, C/G, kh, kw]`.
+fn conv_sizes(g: &ConvGeometry, out_channels: usize) -> (usize, usize) {
+    (g.batch * out_channels * g.out_h() * g.out_w(), out_channels * g.col_rows())
+}
+
+/// The batch entries `[N, G]` of a dense NCHW tensor with `channels`
+/// channels of `plane` elements each: image `n`, group `g` starts at
+/// `n * channels * plane + g * channels / G * plane`.
+fn group_batches(g: &ConvGeometry, channels: usize, plane: usize) -> Layout {
+    let per_group = channels / g.groups * plane;
+    Layout { shape: vec![g.batch, g.groups], strides: vec![channels * plane, per_group], offset: 0 }
+}
+
+/// The convolution `y = conv2d(x, w)` (no bias) of a dense input `x`
+/// `[N, C, H, W]` with a dense weight `w` `[OC, C/groups, kh, kw]`: a dense
+/// `[N, OC, OH, OW]`, computed as an implicit GEMM (no column buffer).
+pub fn conv2d(x: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
+    conv2d_with(MatmulKernel::Auto, x, w, out_channels, g)
+}
+
+/// [`conv2d`] on a chosen matmul kernel family.
+pub fn conv2d_with(
+    kernel: MatmulKernel,
+    x: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
+    let (_, n_w) = conv_sizes(g, out_channels);
+    check_conv("conv2d", g, out_channels, &[(x, "input", g.input_shape().iter().product()), (w, "weight", n_w)])?;
+    let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
+    let batch = group_batches(g, g.channels, g.in_h * g.in_w);
+    let cols = ConvOperand { src: x, batch, form: ConvGather::Columns, geo: *g, k, n: l };
+    Ok(conv_matmul(kernel, w, &wl, &cols)?.0)
+}
+
+/// Images per weight-gradient product: the per-image products of one launch
+/// are summed afterwards, so their buffer is bounded to this many bytes
+/// (at least one image).
+const WGRAD_CHUNK_BYTES: usize = 64 << 20;
+
+/// The weight gradient of [`conv2d`]: `dW[oc, c, ki, kj] = Σ_n Σ_(oh, ow)
+/// dY[n, oc, oh, ow] · x[n, c, oh·sh − pad_top + ki·dh, ow·sw − pad_left + kj·dw]`
+/// for dense `gy` `[N, OC, OH, OW]` and `x` `[N, C, H, W]`; returns a dense
+/// `[OC, C/groups, kh, kw]`.
+///
+/// One product per image and group, the columns gathered from `x` (no
+/// column buffer), then a sum over the images in a fixed order: the result
+/// is deterministic. Batches whose per-image products would exceed 64 MiB
+/// run in chunks whose sums are summed.
+pub fn conv2d_weight_grad(gy: &Buffer, x: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
+    conv2d_weight_grad_with(MatmulKernel::Auto, gy, x, out_channels, g)
+}
+
+/// [`conv2d_weight_grad`] on a chosen matmul kernel family.
+pub fn conv2d_weight_grad_with(
+    kernel: MatmulKernel,
+    gy: &Buffer,
+    x: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
+    let (n_y, n_w) = conv_sizes(g, out_channels);
+    let n_x = g.input_shape().iter().product();
+    check_conv("conv2d_weight_grad", g, out_channels, &[(gy, "output gradient", n_y), (x, "input", n_x)])?;
+    let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    let ocg = out_channels / groups;
+    let dev = x.device();
+    if g.batch == 0 {
+        return super::fill::fill(dev, n_w, 0.0);
+    }
+    let chunk = (WGRAD_CHUNK_BYTES / (n_w * 4).max(1)).clamp(1, g.batch);
+    let mut partials = Vec::new();
+    for n0 in (0..g.batch).step_by(chunk) {
+        let sub = ConvGeometry { batch: chunk.min(g.batch - n0), ..*g };
+        // dY[n, g] as [OC/G, L] row-major, starting at image n0.
+        let la = Layout {
+            shape: vec![sub.batch, groups, ocg, l],
+            strides: vec![out_channels * l, ocg * l, l, 1],
+            offset: n0 * out_channels * l,
+        };
+        let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);
+        batch.offset = n0 * g.channels * g.in_h * g.in_w;
+        let cols_t = ConvOperand { src: x, batch, form: ConvGather::ColumnsT, geo: *g, k: l, n: k };
+        let (per_image, _) = conv_matmul(kernel, gy, &la, &cols_t)?;
+        partials.push(if sub.batch == 1 {
+            per_image
+        } else {
+            reduce(ReduceOp::Sum, &per_image, &Layout::contiguous(&[sub.batch, n_w]), &[0], false)?.0
+        });
+    }
+    if partials.len() == 1 {
+        return Ok(partials.pop().expect("one partial"));
+    }
+    let parts: Vec<(&Buffer, Layout)> = partials.iter().map(|p| (p, Layout::contiguous(&[1, n_w]))).collect();
+    let refs: Vec<(&Buffer, &Layout)> = parts.iter().map(|(b, l)| (*b, l)).collect();
+    let (stacked, shape) = super::copy::concat(&refs, 0)?;
+    Ok(reduce(ReduceOp::Sum, &stacked, &Layout::contiguous(&shape), &[0], false)?.0)
+}
+
+/// The input gradient of [`conv2d`] (and the forward pass of a transposed
+/// convolution): `dx[n, c, ih, iw] = Σ dY[n, oc, oh, ow] · w[oc, c, ki, kj]`
+/// over the taps and output positions with `oh·sh + ki·dh = ih + pad_top`
+/// (likewise for w), for dense `gy` `[N, OC, OH, OW]` and `w` `[OC,
+/// C/groups, kh, kw]`; returns a dense `[N, C, H, W]`.
+///
+/// One implicit GEMM per image and group, `Wᵀ @ gather(dY)`, after a copy
+/// of the (small) weight into `[G, C/G, OC/G, kh, kw]` order; no column
+/// buffer and no col2im.
+pub fn conv2d_input_grad(gy: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
+    conv2d_input_grad_with(MatmulKernel::Auto, gy, w, out_channels, g)
+}
+
+/// [`conv2d_input_grad`] on a chosen matmul kernel family.
+pub fn conv2d_input_grad_with(
+    kernel: MatmulKernel,
+    gy: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
+    let (n_y, n_w) = conv_sizes(g, out_channels);
+    check_conv("conv2d_input_grad", g, out_channels, &[(gy, "output gradient", n_y), (w, "weight", n_w)])?;
+    let (groups, cg, taps) = (g.groups, g.group_channels(), g.kernel_h * g.kernel_w);
+    let ocg = out_channels / groups;
+    let (l, hw) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
+    // [G, OC/G, C/G, taps] -> [G, C/G, OC/G, taps]: rows of Wᵀ per group.
+    let w_view = Layout::contiguous(&[groups, ocg, cg, taps]).permute(&[0, 2, 1, 3])?;
+    let w_t = super::copy::contiguous(w, &w_view)?;
+    let la = Layout::contiguous(&[1, groups, cg, ocg * taps]);
+    let batch = group_batches(g, out_channels, l);
+    let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
+    Ok(conv_matmul(kernel, &w_t, &la, &dy)?.0)
+}
+
+/// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`
+/// describes for the batch entry of `src` starting at `src[0]` (see
+/// [`ConvGather`]). `Adjoint` is written in the scatter form (each output
+/// position sends its value to the pixels its taps cover), independent of
+/// the shader's gather arithmetic.
+pub(crate) fn gather_cpu(form: ConvGather, g: &ConvGeometry, src: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let (oh_n, ow_n, taps) = (g.out_h(), g.out_w(), g.kernel_h * g.kernel_w);
+    let mut out = vec![0.0; k * n];
+    // Calls f(row of the columns, output position, input index or None for padding).
+    let each_tap = |rows: usize, f: &mut dyn FnMut(usize, usize, Option<usize>)| {
+        for r in 0..rows {
+            let (c, ki, kj) = (r / taps, r % taps / g.kernel_w, r % g.kernel_w);
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
+                    f(r, oh * ow_n + ow, at.map(|(ih, iw)| (c * g.in_h + ih) * g.in_w + iw));
+                }
+            }
+        }
+    };
+    match form {
+        ConvGather::Columns => each_tap(k, &mut |r, q, at| out[r * n + q] = at.map_or(0.0, |i| src[i])),
+        ConvGather::ColumnsT => each_tap(n, &mut |r, q, at| out[q * n + r] = at.map_or(0.0, |i| src[i])),
+        ConvGather::Adjoint => each_tap(k, &mut |r, q, at| {
+            if let Some(i) = at {
+                // Row r = (oc, ki, kj) reads dY[oc, q]; `i` is the pixel of
+                // plane `oc`, whose offset within the plane is the column.
+                let c = r / taps;
+                out[r * n + i - c * g.in_h * g.in_w] = src[c * oh_n * ow_n + q];
+            }
+        }),
+    }
+    out
 }
 
 /// Unfolds the dense input `x` `[N, C, H, W]` into the dense column buffer

@@ -4,15 +4,26 @@
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
+use super::conv::ConvGeometry;
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
-/// Output rows per workgroup (`TILE_M` in `shaders/matmul.wgsl`, both kernels).
-const TILE_M: usize = 64;
-/// Output columns per workgroup (`TILE_N` in `shaders/matmul.wgsl`, both kernels).
-const TILE_N: usize = 64;
+/// The output tile (rows, columns) of one workgroup for a product with `m`
+/// rows: the `TILE_M` x `TILE_N` overrides of `shaders/matmul.wgsl`. Few
+/// rows (convolutions with 16 or 32 output channels) get flat tiles, so no
+/// work goes to rows beyond M; the subgroup kernel's tile is 64 columns wide
+/// and 32 rows per subgroup.
+fn tile(subgroup: bool, m: usize) -> (usize, usize) {
+    match (subgroup, m) {
+        (true, ..=32) => (32, 64),
+        (true, _) => (64, 64),
+        (false, ..=16) => (16, 128),
+        (false, ..=32) => (32, 128),
+        (false, _) => (64, 64),
+    }
+}
 /// The subgroup size `matmul_subgroup.wgsl` is written for.
 const SUBGROUP_LANES: u32 = 8;
 
@@ -133,16 +144,120 @@ pub fn matmul_with(
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
         buf.check_len("matmul", "operand", l.span(), 4)?;
+        super::check_u32("matmul", l.span())?;
     }
+    let (batch, va, vb) = check_shapes(la, lb)?;
+    let rb = lb.rank() - 2;
+    let bop = BOperand {
+        view: vb,
+        k: lb.shape[rb],
+        n: lb.shape[rb + 1],
+        rs: lb.strides[rb],
+        cs: lb.strides[rb + 1],
+        offset: lb.offset,
+        conv: None,
+    };
+    product(kernel, a, la, &va, b, &bop, batch)
+}
+
+/// How a convolution's B operand is gathered from its NCHW tensor (the
+/// matmul shaders' `B_CONV`), per batch entry (one image, or one group of
+/// channels of it) of the tensor `src`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvGather {
+    /// The im2col columns of the convolution's input `[C/G, H, W]`: K = C/G·kh·kw
+    /// rows (c, ki, kj), N = OH·OW columns (oh, ow).
+    Columns,
+    /// The transpose of [`Columns`](Self::Columns): K = OH·OW, N = C/G·kh·kw.
+    ColumnsT,
+    /// The output gradient `[OC/G, OH, OW]` as seen from the input: K =
+    /// OC/G·kh·kw rows (oc, ki, kj), N = H·W columns (ih, iw), holding the
+    /// entry tap (ki, kj) carries to pixel (ih, iw), zero where none does.
+    Adjoint,
+}
+
+impl ConvGather {
+    /// The shaders' `B_CONV` code.
+    fn code(self) -> f64 {
+        match self {
+            ConvGather::Columns => 1.0,
+            ConvGather::ColumnsT => 2.0,
+            ConvGather::Adjoint => 3.0,
+        }
+    }
+}
+
+/// The B operand of one launch: a strided matrix per batch entry, or (with
+/// `conv`) a convolution operand gathered from the tensor at `offset`.
+struct BOperand {
+    /// Batch dims as a view of the broadcast batch shape (offset included).
+    view: Layout,
+    k: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+    offset: usize,
+    conv: Option<(ConvGather, ConvGeometry)>,
+}
+
+/// A convolution's B operand: the matrix `form` of geometry `geo`, `k` x
+/// `n` per batch entry, gathered on the fly from the dense tensor `src`,
+/// whose batch entry `i` (of the broadcast batch shape) starts at
+/// `batch.index_of(i)` (`batch` holds the gathered batch dims, their strides
+/// and the offset).
+pub(crate) struct ConvOperand<'a> {
+    pub src: &'a Buffer,
+    pub batch: Layout,
+    pub form: ConvGather,
+    pub geo: ConvGeometry,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// `a @ g` for `a` `[..batch, M, K]` and the gathered operand `g`. The
+/// caller (ops::conv) has checked `g.src`'s length.
+pub(crate) fn conv_matmul(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    g: &ConvOperand,
+) -> Result<(Buffer, Vec<usize>)> {
+    la.check_rank("conv2d")?;
+    a.check_len("conv2d", "weight", la.span(), 4)?;
+    let (ra, k, n) = (la.rank() - 2, g.k, g.n);
+    let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, g.batch.shape);
+    if la.shape[ra + 1] != k {
+        return Err(Error::invalid("conv2d", format!("inner dimensions differ for {}", shapes())));
+    }
+    let bshape = broadcast_shapes(&la.shape[..ra], &g.batch.shape)
+        .ok_or_else(|| Error::invalid("conv2d", format!("batch dims do not broadcast for {}", shapes())))?;
+    let va = Layout { shape: la.shape[..ra].to_vec(), strides: la.strides[..ra].to_vec(), offset: la.offset }
+        .broadcast_to(&bshape)?;
+    let view = g.batch.broadcast_to(&bshape)?;
+    let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: g.batch.offset, conv: Some((g.form, g.geo)) };
+    product(kernel, a, la, &va, g.src, &bop, bshape)
+}
+
+/// Records (or on the CPU backend computes) one batched product: `a` seen
+/// through `la` (its batch dims broadcast as `va`), B as `bop`.
+fn product(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    va: &Layout,
+    b: &Buffer,
+    bop: &BOperand,
+    batch: Vec<usize>,
+) -> Result<(Buffer, Vec<usize>)> {
     let dev = a.device();
     Buffer::check_same_device("matmul", dev, &[a, b])?;
-    let (batch, va, vb) = check_shapes(la, lb)?;
-    let (ra, rb) = (la.rank() - 2, lb.rank() - 2);
-    let (m, k, n) = (la.shape[ra], la.shape[ra + 1], lb.shape[rb + 1]);
-    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], lb.strides[rb], lb.strides[rb + 1]);
+    let vb = &bop.view;
+    let ra = la.rank() - 2;
+    let (m, k, n) = (la.shape[ra], bop.k, bop.n);
+    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], bop.rs, bop.cs);
     let batches = numel(&batch);
     let total = batches * m * n;
-    for elems in [total, la.span(), lb.span()] {
+    for elems in [total, la.span()] {
         super::check_u32("matmul", elems)?;
     }
     let mut shape = batch.clone();
@@ -169,10 +284,13 @@ pub fn matmul_with(
                 _ => false,
             };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let (tiles_m, tiles_n) = (m.div_ceil(TILE_M), n.div_ceil(TILE_N));
+            let (tile_m, tile_n) = tile(subgroup, m);
+            let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
             let workgroups = u32::try_from(batches * tiles_m * tiles_n)
                 .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {shape:?}")))?;
-            let params = Params::new()
+            let geo = bop.conv.map(|(_, geo)| geo);
+            let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
+            let mut params = Params::new()
                 .dims(&bshape)
                 .dims(&bstrides[0])
                 .dims(&bstrides[1])
@@ -183,30 +301,52 @@ pub fn matmul_with(
                 .u32(la.offset)
                 .u32(a_rs)
                 .u32(a_cs)
-                .u32(lb.offset)
+                .u32(bop.offset)
                 .u32(b_rs)
                 .u32(b_cs)
                 .u32(tiles_n)
                 .u32(tiles_m * tiles_n)
                 .u32(workgroups as usize);
+            for d in conv_dims {
+                params = params.u32(d);
+            }
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
-            let constants: &[(&str, f64)] = if subgroup {
-                &[
-                    ("A_MODE", load_mode(m, k, a_rs, a_cs, &va) as f64),
-                    ("B_MODE", load_mode(k, n, b_rs, b_cs, &vb) as f64),
+            let mut constants: Vec<(&str, f64)> = if subgroup {
+                let b_mode = if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, vb) };
+                vec![
+                    ("A_MODE", load_mode(m, k, a_rs, a_cs, va) as f64),
+                    ("B_MODE", b_mode as f64),
                     // Below 32 rows only the first m.div_ceil(8) row groups hold results.
                     ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
                 ]
             } else {
                 // Tile loads walk the unit-stride index of each operand, so
-                // plain and transposed operands both read contiguously.
-                &[("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_rs == 1 && b_cs != 1))]
+                // plain and transposed operands both read contiguously. A
+                // gathered B is contiguous along its columns for forms 1 and
+                // 3 (neighbouring pixels), along its rows for form 2.
+                let b_k_fast = match bop.conv {
+                    Some((form, _)) => form == ConvGather::ColumnsT,
+                    None => b_rs == 1 && b_cs != 1,
+                };
+                vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
             };
+            constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
+            if let Some((form, g)) = bop.conv {
+                constants.extend([
+                    ("B_CONV", form.code()),
+                    ("KH", g.kernel_h as f64),
+                    ("KW", g.kernel_w as f64),
+                    ("SH", g.stride_h as f64),
+                    ("SW", g.stride_w as f64),
+                    ("DH", g.dilation_h as f64),
+                    ("DW", g.dilation_w as f64),
+                ]);
+            }
             let (shader, entry) = if subgroup { ("matmul_subgroup", "main_subgroup") } else { ("matmul", "main") };
             g.launch(&Launch {
                 shader,
                 entry,
-                constants,
+                constants: &constants,
                 params: &params.0,
                 inputs: &[a.wgpu(), b.wgpu()],
                 outputs: &[out.wgpu()],
@@ -224,9 +364,18 @@ pub fn matmul_with(
             let s = |v: usize| v as isize;
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
+                // A gathered B is materialised per batch entry (the twin's
+                // job is to define the values, not to save memory).
+                let gathered = bop.conv.map(|(form, geo)| super::conv::gather_cpu(form, &geo, &xb[ob..], k, n));
+                let (pb, b_rs, b_cs) = match &gathered {
+                    Some(dense) => (dense.as_ptr(), n, 1),
+                    // SAFETY (of the add): `check_len` proved the view lies in `xb`.
+                    None => (unsafe { xb.as_ptr().add(ob) }, b_rs, b_cs),
+                };
                 // SAFETY: `check_len` proved that both views (every batch
                 // entry, M x K and K x N through their strides) lie inside
-                // the host slices, and `c` holds exactly M x N elements.
+                // the host slices, a gathered B holds K x N elements, and `c`
+                // holds exactly M x N elements.
                 unsafe {
                     matrixmultiply::sgemm(
                         m,
@@ -236,7 +385,7 @@ pub fn matmul_with(
                         xa.as_ptr().add(oa),
                         s(a_rs),
                         s(a_cs),
-                        xb.as_ptr().add(ob),
+                        pb,
                         s(b_rs),
                         s(b_cs),
                         0.0,
@@ -255,22 +404,46 @@ pub fn matmul_with(
 mod tests {
     use super::*;
 
-    /// The host's tile sizes must be the shader's, or launches miss tiles.
+    /// The shaders' default tiles are 64 x 64, and every tile the host picks
+    /// fits the kernels: whole register blocks, loads that divide among the
+    /// threads, workgroup memory within WebGPU's 16 KiB, and for the subgroup
+    /// kernel its 64-column, 32-rows-per-subgroup shape.
     #[test]
-    fn tile_sizes_match_the_shaders() {
+    fn host_tiles_fit_the_shaders() {
         for name in ["matmul", "matmul_subgroup"] {
             let src = crate::shaders::source(name);
             let module = naga::front::wgsl::parse_str(&src).expect("matmul shaders parse");
-            let value = |c: &str| {
+            let default = |c: &str| {
+                let (_, o) = module.overrides.iter().find(|(_, o)| o.name.as_deref() == Some(c)).expect(c);
+                match module.global_expressions[o.init.expect("a default")] {
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
+                    ref e => panic!("{c} is not a u32 literal: {e:?}"),
+                }
+            };
+            assert_eq!((default("TILE_M"), default("TILE_N")), (64, 64), "{name}");
+            let constant = |c: &str| {
                 let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some(c)).expect(c);
                 match module.global_expressions[k.init] {
-                    naga::Expression::Literal(naga::Literal::U32(v)) => v,
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
                     ref e => panic!("{c} is not a folded u32 literal: {e:?}"),
                 }
             };
-            assert_eq!((value("TILE_M") as usize, value("TILE_N") as usize), (TILE_M, TILE_N), "{name}");
             if name == "matmul_subgroup" {
-                assert_eq!(value("LANES"), SUBGROUP_LANES);
+                assert_eq!(constant("LANES"), SUBGROUP_LANES as usize);
+            }
+            let (tm, tn, bk) = (constant("TM"), constant("TN"), constant("BK"));
+            for m in [1, 16, 17, 32, 33, 64, 1000] {
+                let sub = name == "matmul_subgroup";
+                let (tile_m, tile_n) = tile(sub, m);
+                if sub {
+                    assert!(tile_n == 64 && tile_m % constant("SG_ROWS") == 0, "m = {m}");
+                    continue;
+                }
+                let threads = (tile_m / tm) * (tile_n / tn);
+                assert!(tile_m % tm == 0 && tile_n % tn == 0 && (tile_m / 4) % (tile_m / tm) == 0, "m = {m}");
+                assert!((bk * tile_m / 4) % threads == 0 && (bk * tile_n / 4) % threads == 0, "m = {m}");
+                assert!(bk * (tile_m + tile_n) * 4 <= 16 << 10, "m = {m}: workgroup memory");
+                assert!((32..=256).contains(&threads), "m = {m}: {threads} threads");
             }
         }
     }
