@@ -143,9 +143,10 @@ mod tests {
             match &module.types[ty].inner {
                 TypeInner::Scalar(Scalar::U32) => Some(Kind::U32),
                 TypeInner::Scalar(Scalar::F32) => Some(Kind::F32),
-                TypeInner::Array { base, size: ArraySize::Constant(n), .. } if n.get() == 2 => {
-                    match module.types[*base].inner {
-                        TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::U32 } => Some(Kind::Dims),
+                TypeInner::Array { base, size: ArraySize::Constant(n), .. } => {
+                    match (n.get(), &module.types[*base].inner) {
+                        (2, TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::U32 }) => Some(Kind::Dims),
+                        (4, TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::F32 }) => Some(Kind::F32x16),
                         _ => None,
                     }
                 }

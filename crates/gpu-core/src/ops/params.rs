@@ -18,6 +18,20 @@ pub(crate) enum Kind {
     F32,
     /// Up to eight sizes as `array<vec4<u32>, 2>` (16-byte aligned).
     Dims,
+    /// Sixteen floats as `array<vec4<f32>, 4>` (16-byte aligned).
+    F32x16,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl Kind {
+    /// (alignment, size) in bytes under WGSL's uniform layout rules.
+    fn align_size(self) -> (u32, u32) {
+        match self {
+            Kind::U32 | Kind::F32 => (4, 4),
+            Kind::Dims => (16, 4 * MAX_DIMS as u32),
+            Kind::F32x16 => (16, 64),
+        }
+    }
 }
 
 /// A shader's `struct Params` as the Rust side writes it.
@@ -28,19 +42,17 @@ pub(crate) struct ParamsDecl {
     pub fields: &'static [(&'static str, Kind)],
 }
 
+#[cfg_attr(not(test), allow(dead_code))]
 impl ParamsDecl {
-    /// The byte offset of each member under WGSL's uniform layout rules
-    /// (scalars 4-aligned, `array<vec4<u32>, 2>` 16-aligned and 32 bytes).
+    /// The byte offset of each member under WGSL's uniform layout rules.
     pub fn offsets(&self) -> Vec<u32> {
         let mut at = 0u32;
         self.fields
             .iter()
             .map(|(_, k)| {
-                if *k == Kind::Dims {
-                    at = at.next_multiple_of(16);
-                }
-                let o = at;
-                at += if *k == Kind::Dims { 4 * MAX_DIMS as u32 } else { 4 };
+                let (align, size) = k.align_size();
+                let o = at.next_multiple_of(align);
+                at = o + size;
                 o
             })
             .collect()
@@ -48,6 +60,7 @@ impl ParamsDecl {
 }
 
 /// Every declared `Params`, for the shader test.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::unary::PARAMS,
     &super::unary::GRAD_PARAMS,
@@ -55,6 +68,12 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::binary::WHERE_PARAMS,
     &super::cast::PARAMS,
     &super::fill::PARAMS,
+    &super::index::PARAMS,
+    &super::augment::PARAMS,
+    &super::softmax::PARAMS,
+    &super::pool::PARAMS,
+    &super::attention::PARAMS,
+    &super::recurrent::PARAMS,
 ];
 
 /// A kernel's uniform block, built word by word in the order of its WGSL
@@ -116,6 +135,16 @@ impl Params {
         self
     }
 
+    /// The next member, sixteen floats named `name` (see [`Kind::F32x16`]).
+    pub fn set_f32x16(mut self, name: &str, v: &[f32; 16]) -> Self {
+        self.expect(name, Kind::F32x16);
+        while !self.0.len().is_multiple_of(4) {
+            self.0.push(0);
+        }
+        self.0.extend(v.iter().map(|x| x.to_bits()));
+        self
+    }
+
     /// Unnamed `u32` (unchecked blocks).
     pub fn u32(self, v: usize) -> Self {
         self.set_u32("", v)
@@ -137,5 +166,31 @@ impl Params {
             assert_eq!(next, decl.fields.len(), "wgrad internal: {}'s Params written only in part", decl.shader);
         }
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECL: ParamsDecl = ParamsDecl { shader: "test", fields: &[("n", Kind::U32), ("alpha", Kind::F32)] };
+
+    #[test]
+    fn a_declared_writer_follows_its_declaration() {
+        let p = Params::of(&DECL).set_u32("n", 3).set_f32("alpha", 0.5);
+        assert_eq!(p.finish(), &[3, 0.5f32.to_bits()]);
+        // A member out of order, of the wrong kind, or left out panics.
+        assert!(std::panic::catch_unwind(|| Params::of(&DECL).set_f32("alpha", 0.5)).is_err());
+        assert!(std::panic::catch_unwind(|| Params::of(&DECL).set_f32("n", 1.0)).is_err());
+        assert!(std::panic::catch_unwind(|| Params::of(&DECL).set_u32("n", 3).finish().len()).is_err());
+    }
+
+    #[test]
+    fn offsets_follow_wgsl_alignment() {
+        let decl = ParamsDecl {
+            shader: "test",
+            fields: &[("n", Kind::U32), ("shape", Kind::Dims), ("x", Kind::F32), ("m", Kind::F32x16)],
+        };
+        assert_eq!(decl.offsets(), vec![0, 16, 48, 64]);
     }
 }
