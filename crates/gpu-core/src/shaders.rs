@@ -38,9 +38,12 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// Shader files that are include-only libraries.
 pub const LIBRARIES: &[&str] = &["common", "activations", "unary_helpers", "unary_fns", "binary_fns", "philox"];
 
+/// A generated source's builder.
+pub type Generator = fn() -> String;
+
 /// (name, generator) of the sources generated from the elementwise op tables
 /// rather than written as files; each is generated once per process.
-pub const GENERATED: &[(&str, fn() -> String)] =
+pub const GENERATED: &[(&str, Generator)] =
     &[("unary_fns", crate::ops::unary::wgsl_library), ("binary_fns", crate::ops::binary::wgsl_library)];
 
 /// The generated sources, built on first use and kept for the process (the
