@@ -1,5 +1,5 @@
 // Numerically safe activations shared by the elementwise kernels
-// (unary_fns.wgsl) and the fused recurrent cells (recurrent.wgsl).
+// (the generated unary_fns library) and the fused recurrent cells (recurrent.wgsl).
 
 fn sigmoid(v: f32) -> f32 {
     // Both branches stay finite for large |v|.

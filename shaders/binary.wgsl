@@ -1,13 +1,12 @@
 // Elementwise z = f(a, b) with NumPy broadcasting: both operands are read
 // through strided views (stride 0 on broadcast dims) and z is contiguous.
-// OP numbering is `BinaryOp::code` in gpu-core/src/ops/binary.rs.
+// f and its OP numbering come from the binary op table (gpu-core/src/ops/binary.rs),
+// generated as the `binary_fns` library.
 //#include common.wgsl
 
 // Rank after coalescing, fixed per pipeline so the index loop unrolls into
 // constant indexing (dynamic indexing of arrays is slow on many drivers).
 override RANK: u32 = 1u;
-
-override OP: u32 = 0u;
 
 struct Params {
     shape: array<vec4<u32>, 2>,
@@ -32,23 +31,7 @@ struct Params {
 override A_VEC: u32 = 1u;
 override B_VEC: u32 = 1u;
 
-fn f(x: f32, y: f32) -> f32 {
-    switch OP {
-        case 0u: { return x + y; }
-        case 1u: { return x - y; }
-        case 2u: { return x * y; }
-        case 3u: { return x / y; }
-        case 4u: { return pow_ieee(x, y); }
-        case 5u: { return max(x, y); }
-        case 6u: { return min(x, y); }
-        case 7u: { return select(0.0, 1.0, x == y); }
-        case 8u: { return select(0.0, 1.0, x < y); }
-        case 9u: { return select(0.0, 1.0, x <= y); }
-        case 10u: { return select(0.0, 1.0, x > y); }
-        case 11u: { return select(0.0, 1.0, x >= y); }
-        default: { return x; }
-    }
-}
+//#include binary_fns.wgsl
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

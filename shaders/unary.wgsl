@@ -1,5 +1,5 @@
 // Elementwise y = f(x) over contiguous f32; f is chosen by the override OP
-// (see unary_fns.wgsl).
+// (the generated unary_fns library).
 //#include common.wgsl
 
 struct Params {

@@ -1,5 +1,5 @@
 // Backward of an elementwise function: dx = g * f'(x), one fused pass
-// (f chosen by the override OP, see unary_fns.wgsl). y = f(x) is passed in
+// (f chosen by the override OP, the generated unary_fns library). y = f(x) is passed in
 // because several derivatives are cheapest in terms of the output.
 //#include common.wgsl
 

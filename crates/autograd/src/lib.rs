@@ -27,5 +27,5 @@ pub use ops::recurrent::{RecurrentKind, RecurrentOutput};
 pub use random::Generator;
 pub use tensor::Tensor;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
-pub use wgrad_gpu_core::ops::unary::UnaryOp;
+pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};
 pub use wgrad_gpu_core::{Device, Error, HostRng, Result};

@@ -1,5 +1,6 @@
 //! The WGSL kernel registry: every file of `shaders/`, embedded at compile
-//! time, with `//#include NAME.wgsl` lines resolved.
+//! time, plus the libraries generated from the op tables ([`GENERATED`]), with
+//! `//#include NAME.wgsl` lines resolved.
 //!
 //! WGSL has no include mechanism; this one-line directive is the small
 //! generator that lets kernels share helpers instead of copying them.
@@ -18,7 +19,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
     ("cast", include_str!("../../../shaders/cast.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
-    ("unary_fns", include_str!("../../../shaders/unary_fns.wgsl")),
+    ("unary_helpers", include_str!("../../../shaders/unary_helpers.wgsl")),
     ("unary_grad", include_str!("../../../shaders/unary_grad.wgsl")),
     ("binary", include_str!("../../../shaders/binary.wgsl")),
     ("where", include_str!("../../../shaders/where.wgsl")),
@@ -36,17 +37,35 @@ pub const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &["common", "activations", "unary_fns", "philox"];
+pub const LIBRARIES: &[&str] = &["common", "activations", "unary_helpers", "unary_fns", "binary_fns", "philox"];
 
-/// The raw text of a shader file.
+/// A generated source's builder.
+pub type Generator = fn() -> String;
+
+/// (name, generator) of the sources generated from the elementwise op tables
+/// rather than written as files; each is generated once per process.
+pub const GENERATED: &[(&str, Generator)] =
+    &[("unary_fns", crate::ops::unary::wgsl_library), ("binary_fns", crate::ops::binary::wgsl_library)];
+
+/// The generated sources, built on first use and kept for the process (the
+/// registry hands out `&'static str` like `include_str!` does).
+fn generated(name: &str) -> Option<&'static str> {
+    use std::sync::OnceLock;
+    static CACHE: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    let all = CACHE.get_or_init(|| GENERATED.iter().map(|(n, g)| (*n, g())).collect());
+    all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str())
+}
+
+/// The raw text of a shader file or generated library.
 ///
 /// # Panics
-/// For a name not in [`SOURCES`] (a bug in gpu-core, not a user error).
+/// For a name in neither [`SOURCES`] nor [`GENERATED`] (a bug in gpu-core, not a user error).
 pub fn raw(name: &str) -> &'static str {
     SOURCES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| *s)
+        .or_else(|| generated(name))
         .unwrap_or_else(|| panic!("wgrad internal: unknown shader {name:?}"))
 }
 
@@ -94,6 +113,78 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
             assert!(!module.entry_points.is_empty(), "{name}.wgsl has no entry point");
         }
+    }
+
+    /// The generated switches hold one case per table row, numbered by the
+    /// Rust side's `code()`, so WGSL and CPU twin cannot disagree on codes.
+    #[test]
+    fn generated_libraries_follow_the_op_tables() {
+        use crate::ops::{binary::BinaryOp, unary::UnaryOp};
+        let unary = source("unary");
+        for (i, op) in UnaryOp::EXAMPLES.iter().enumerate() {
+            assert_eq!(op.code() as usize, i, "{op:?} is not at its row");
+            // One case in f, one in df.
+            let case = format!("// {}\n        case {}u:", op.name(), op.code());
+            assert_eq!(unary.matches(&case).count(), 2, "{op:?} lacks its f/df cases:\n{unary}");
+        }
+        assert_eq!(unary.matches("case ").count(), 2 * UnaryOp::EXAMPLES.len());
+        let binary = source("binary");
+        for op in BinaryOp::ALL {
+            let case = format!("// {}\n        case {}u:", op.name(), op.code());
+            assert_eq!(binary.matches(&case).count(), 1, "{op:?} lacks its case:\n{binary}");
+        }
+        assert_eq!(binary.matches("case ").count(), BinaryOp::ALL.len());
+    }
+
+    /// Each declared `Params` (the Rust writers' side, `ops::params::DECLS`)
+    /// against its shader's `struct Params` as naga reflects it: the same
+    /// members in the same order, at the same byte offsets, of the same types.
+    #[test]
+    fn params_declarations_match_the_wgsl_structs() {
+        use crate::ops::{Kind, ParamsDecl};
+        use naga::{ArraySize, Scalar, TypeInner, VectorSize};
+        fn kind_of(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<Kind> {
+            match &module.types[ty].inner {
+                TypeInner::Scalar(Scalar::U32) => Some(Kind::U32),
+                TypeInner::Scalar(Scalar::F32) => Some(Kind::F32),
+                TypeInner::Array { base, size: ArraySize::Constant(n), .. } => {
+                    match (n.get(), &module.types[*base].inner) {
+                        (2, TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::U32 }) => Some(Kind::Dims),
+                        (4, TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::F32 }) => Some(Kind::F32x16),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        let check = |decl: &ParamsDecl| {
+            let src = source(decl.shader);
+            let module = naga::front::wgsl::parse_str(&src).expect("parses (checked above)");
+            let (_, ty) = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some("Params"))
+                .unwrap_or_else(|| panic!("{} has no struct Params", decl.shader));
+            let TypeInner::Struct { members, .. } = &ty.inner else { panic!("{}: Params is no struct", decl.shader) };
+            let wgsl: Vec<_> = members
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.offset, kind_of(&module, m.ty)))
+                .collect();
+            let rust: Vec<_> = decl
+                .fields
+                .iter()
+                .zip(decl.offsets())
+                .map(|((name, kind), offset)| (name.to_string(), offset, Some(*kind)))
+                .collect();
+            assert_eq!(wgsl, rust, "{}.wgsl's Params (left) differs from its Rust declaration (right)", decl.shader);
+        };
+        assert!(!crate::ops::params::DECLS.is_empty());
+        for decl in crate::ops::params::DECLS {
+            check(decl);
+        }
+        // The check can fail: a declaration with two members swapped does.
+        let swapped = ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("b", Kind::F32), ("a", Kind::F32)] };
+        assert!(std::panic::catch_unwind(|| check(&swapped)).is_err());
     }
 
     #[test]

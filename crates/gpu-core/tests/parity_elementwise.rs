@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::fill::{arange, fill};
-use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
+use wgrad_gpu_core::ops::unary::{unary, unary_grad, Domain, UnaryOp};
 use wgrad_gpu_core::Layout;
 
 #[test]
@@ -17,34 +17,11 @@ fn fill_and_arange_match() {
     assert_eq!(arange(&c, 4, 1.0, 2.0).unwrap().to_f32().unwrap(), vec![1.0, 3.0, 5.0, 7.0]);
 }
 
-const ALL_UNARY: &[UnaryOp] = &[
-    UnaryOp::Neg,
-    UnaryOp::Abs,
-    UnaryOp::Sign,
-    UnaryOp::Exp,
-    UnaryOp::Log,
-    UnaryOp::Sqrt,
-    UnaryOp::Rsqrt,
-    UnaryOp::Square,
-    UnaryOp::Reciprocal,
-    UnaryOp::Sin,
-    UnaryOp::Cos,
-    UnaryOp::Tanh,
-    UnaryOp::Sigmoid,
-    UnaryOp::Relu,
-    UnaryOp::LeakyRelu(0.01),
-    UnaryOp::Elu(1.0),
-    UnaryOp::Selu,
-    UnaryOp::Gelu,
-    UnaryOp::GeluTanh,
-    UnaryOp::Silu,
-    UnaryOp::Mish,
-    UnaryOp::Softplus { beta: 2.0, threshold: 20.0 },
-    UnaryOp::Clamp(-0.5, 0.75),
-    UnaryOp::Affine { scale: -1.5, shift: 0.25 },
-    UnaryOp::Powf(3.0),
-    UnaryOp::Powf(-0.5),
-];
+/// Every op of the unary table (its example arguments), plus a negative
+/// fractional power.
+fn all_unary() -> Vec<UnaryOp> {
+    UnaryOp::EXAMPLES.iter().copied().chain([UnaryOp::Powf(-0.5)]).collect()
+}
 
 #[test]
 fn every_unary_op_matches() {
@@ -57,7 +34,7 @@ fn every_unary_op_matches() {
             data[1] = 40.0; // overflow territory for exp-based activations
         }
         let positive: Vec<f32> = data.iter().map(|v| v.abs() + 0.1).collect();
-        for &op in ALL_UNARY {
+        for op in all_unary() {
             let input = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Powf(-0.5)) {
                 &positive
             } else {
@@ -79,11 +56,8 @@ fn every_unary_gradient_matches_twin_and_finite_differences() {
     // Keep away from kinks (0 for relu/abs/sign, clamp bounds) where the derivative jumps.
     let data: Vec<f32> = r.vec(n, -3.0, 3.0).iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect();
     let up = r.vec(n, -1.0, 1.0);
-    for &op in ALL_UNARY {
-        let input: Vec<f32> = if matches!(
-            op,
-            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal | UnaryOp::Powf(-0.5)
-        ) {
+    for op in all_unary() {
+        let input: Vec<f32> = if op.domain() == Domain::Positive || op == UnaryOp::Powf(-0.5) {
             data.iter().map(|v| v.abs() + 0.5).collect()
         } else if let UnaryOp::Clamp(lo, hi) = op {
             data.iter().map(|v| if (v - lo).abs() < 0.05 || (v - hi).abs() < 0.05 { v + 0.1 } else { *v }).collect()
@@ -155,21 +129,6 @@ fn one_op_over_more_than_65535_workgroups() {
     }
 }
 
-const ALL_BINARY: &[BinaryOp] = &[
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Pow,
-    BinaryOp::Maximum,
-    BinaryOp::Minimum,
-    BinaryOp::Eq,
-    BinaryOp::Lt,
-    BinaryOp::Le,
-    BinaryOp::Gt,
-    BinaryOp::Ge,
-];
-
 /// (shape a, shape b): same shape, broadcast on each side, scalars, zero-size, rank 5.
 const BROADCASTS: &[(&[usize], &[usize])] = &[
     (&[7], &[7]),
@@ -199,7 +158,7 @@ fn every_binary_op_broadcasts_like_the_twin() {
         let db: Vec<f32> = (0..lb.numel()).map(|_| r.below(5) as f32 - 2.0).collect();
         let (ag, ac) = both(&g, &c, &da);
         let (bg, bc) = both(&g, &c, &db);
-        for &op in ALL_BINARY {
+        for &op in BinaryOp::ALL {
             let (zg, shape) = binary(op, &ag, &la, &bg, &lb).unwrap();
             let (zc, shape_c) = binary(op, &ac, &la, &bc, &lb).unwrap();
             assert_eq!(shape, shape_c);

@@ -32,8 +32,8 @@
 //!
 //! The CPU twins accumulate in f64, the more exact side and so the oracle.
 
-use super::{f32s, f32s_mut, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{dispatch, f32s, f32s_mut, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
@@ -133,6 +133,23 @@ fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
     }
 }
 
+/// `attention.wgsl`'s `Params`.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "attention",
+    fields: &[
+        ("bh", Kind::U32),
+        ("heads", Kind::U32),
+        ("lq", Kind::U32),
+        ("lk", Kind::U32),
+        ("scale", Kind::F32),
+        ("blocks", Kind::U32),
+        ("mask_b", Kind::U32),
+        ("mask_h", Kind::U32),
+        ("mask_q", Kind::U32),
+        ("mask_k", Kind::U32),
+    ],
+};
+
 /// Records one `attention.wgsl` launch over `rows` rows per batch·head
 /// (query rows or key rows). `inputs` are q, k, v, then the entry's others;
 /// the mask goes in between as binding 4 (`q` as a placeholder the kernel
@@ -156,17 +173,17 @@ fn launch(
     // A size-1 dim's stride is never used (and may not fit in u32).
     let extent = [dims.batch, dims.heads, dims.lq, dims.lk];
     let strides = mask.map_or([0; 4], |(_, s)| std::array::from_fn(|i| if extent[i] == 1 { 0 } else { s[i] }));
-    let params = Params::new()
-        .u32(dims.bh())
-        .u32(dims.heads)
-        .u32(dims.lq)
-        .u32(dims.lk)
-        .f32(scale)
-        .u32(blocks)
-        .u32(strides[0])
-        .u32(strides[1])
-        .u32(strides[2])
-        .u32(strides[3]);
+    let params = Params::of(&PARAMS)
+        .set_u32("bh", dims.bh())
+        .set_u32("heads", dims.heads)
+        .set_u32("lq", dims.lq)
+        .set_u32("lk", dims.lk)
+        .set_f32("scale", scale)
+        .set_u32("blocks", blocks)
+        .set_u32("mask_b", strides[0])
+        .set_u32("mask_h", strides[1])
+        .set_u32("mask_q", strides[2])
+        .set_u32("mask_k", strides[3]);
     let flag = |f: bool| if f { 1.0 } else { 0.0 };
     let constants = [
         ("WG", wg as f64),
@@ -177,19 +194,10 @@ fn launch(
         ("HAS_MASK", flag(mask.is_some())),
     ];
     let placeholder = mask.map_or(inputs[0], |(m, _)| m);
-    let mut ins: Vec<&wgpu::Buffer> = inputs[..3].iter().map(|b| b.wgpu()).collect();
-    ins.push(placeholder.wgpu());
-    ins.extend(inputs[3..].iter().map(|b| b.wgpu()));
-    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader: "attention",
-        entry,
-        constants: &constants,
-        params: &params.0,
-        inputs: &ins,
-        outputs: &outs,
-        workgroups,
-    })
+    let mut ins: Vec<&Buffer> = inputs[..3].to_vec();
+    ins.push(placeholder);
+    ins.extend_from_slice(&inputs[3..]);
+    dispatch(g, "attention", entry, &constants, &params, &ins, outputs, workgroups)
 }
 
 /// The CPU twins' view of the operands: scores with masking, in f64.

@@ -20,8 +20,8 @@
 //! training run can notice.
 
 use super::random::{block, unit};
-use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// Most channels [`normalize`] takes (its means and stds live in the uniform block).
@@ -65,17 +65,42 @@ fn check_batch(op: &'static str, x: &Buffer, shape: [usize; 4]) -> Result<usize>
 
 /// The part of the uniform block every entry point reads.
 fn head(n: usize, shape: [usize; 4], seed: u64, offset: u64, size: usize, flip_p: f32) -> Params {
-    Params::new()
-        .u32(n)
-        .u32(shape[1])
-        .u32(shape[2])
-        .u32(shape[3])
-        .u32(seed as u32 as usize)
-        .u32((seed >> 32) as usize)
-        .u32(offset as u32 as usize)
-        .u32((offset >> 32) as usize)
-        .u32(size)
-        .f32(flip_p)
+    Params::of(&PARAMS)
+        .set_u32("n", n)
+        .set_u32("channels", shape[1])
+        .set_u32("h", shape[2])
+        .set_u32("w", shape[3])
+        .set_u32("key0", seed as u32 as usize)
+        .set_u32("key1", (seed >> 32) as usize)
+        .set_u32("ctr0", offset as u32 as usize)
+        .set_u32("ctr1", (offset >> 32) as usize)
+        .set_u32("size", size)
+        .set_f32("flip_p", flip_p)
+}
+
+/// `augment.wgsl`'s `Params`: [`head`]'s members, then `normalize`'s
+/// per-channel constants (zero for the other entries).
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "augment",
+    fields: &[
+        ("n", Kind::U32),
+        ("channels", Kind::U32),
+        ("h", Kind::U32),
+        ("w", Kind::U32),
+        ("key0", Kind::U32),
+        ("key1", Kind::U32),
+        ("ctr0", Kind::U32),
+        ("ctr1", Kind::U32),
+        ("size", Kind::U32),
+        ("flip_p", Kind::F32),
+        ("mean", Kind::F32x16),
+        ("inv_std", Kind::F32x16),
+    ],
+};
+
+/// [`head`] with `normalize`'s constants unused (zero).
+fn head_only(n: usize, shape: [usize; 4], seed: u64, offset: u64, size: usize, flip_p: f32) -> Params {
+    head(n, shape, seed, offset, size, flip_p).set_f32x16("mean", &[0.0; 16]).set_f32x16("inv_std", &[0.0; 16])
 }
 
 /// Random crop with zero padding, then a random horizontal flip, in one
@@ -99,7 +124,7 @@ pub fn crop_flip(x: &Buffer, shape: [usize; 4], pad: usize, flip_p: f32, seed: u
     let out = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "crop_flip", head(n, shape, seed, offset, pad, flip_p), x, &out, n),
+        |g| launch(g, "crop_flip", head_only(n, shape, seed, offset, pad, flip_p), x, &out, n),
         || {
             if n == 0 {
                 return;
@@ -126,15 +151,7 @@ pub fn crop_flip(x: &Buffer, shape: [usize; 4], pad: usize, flip_p: f32, seed: u
 
 /// The elementwise launch of one entry point of `augment.wgsl`.
 fn launch(g: &GpuContext, entry: &'static str, params: Params, x: &Buffer, out: &Buffer, n: usize) -> Result<()> {
-    g.launch(&Launch {
-        shader: "augment",
-        entry,
-        constants: &[],
-        params: &params.0,
-        inputs: &[x.wgpu()],
-        outputs: &[out.wgpu()],
-        workgroups: groups(n, 256),
-    })
+    dispatch(g, "augment", entry, &[], &params, &[x], &[out], groups(n, 256))
 }
 
 /// Cutout (DeVries & Taylor 2017): every channel of image `i` is zeroed on
@@ -152,7 +169,7 @@ pub fn cutout(x: &Buffer, shape: [usize; 4], size: usize, seed: u64, offset: u64
     let out = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "cutout", head(n, shape, seed, offset, size, 0.0), x, &out, n),
+        |g| launch(g, "cutout", head_only(n, shape, seed, offset, size, 0.0), x, &out, n),
         || {
             if n == 0 {
                 return;
@@ -204,11 +221,7 @@ pub fn normalize(x: &Buffer, shape: [usize; 4], mean: &[f32], std: &[f32]) -> Re
     run(
         dev,
         |g| {
-            // Two padding words bring the arrays to their 16-byte alignment.
-            let mut params = head(n, shape, 0, 0, 0, 0.0).u32(0).u32(0);
-            for v in m.iter().chain(&inv) {
-                params = params.f32(*v);
-            }
+            let params = head(n, shape, 0, 0, 0, 0.0).set_f32x16("mean", &m).set_f32x16("inv_std", &inv);
             launch(g, "normalize", params, x, &out, n)
         },
         || {

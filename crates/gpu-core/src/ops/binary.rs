@@ -1,65 +1,131 @@
 //! Elementwise binary ops with NumPy broadcasting (`shaders/binary.wgsl`)
 //! and the ternary select `where` (`shaders/where.wgsl`).
 
-use super::{f32s, f32s_mut, groups, launch_elementwise, run, Params};
-use crate::gpu::Launch;
+use super::table::{wgsl_switch, WgslRow};
+use super::{dispatch, f32s, f32s_mut, groups, launch_elementwise, run, Kind, Params, ParamsDecl};
 use crate::layout::{coalesce, Layout};
 use crate::{Buffer, Error, Result};
 
-/// A binary function. Comparisons give 1.0 / 0.0 masks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    /// a + b
-    Add,
-    /// a − b
-    Sub,
-    /// a · b
-    Mul,
-    /// a / b
-    Div,
-    /// a^b (IEEE pow: negative bases with integer exponents work)
-    Pow,
-    /// max(a, b)
-    Maximum,
-    /// min(a, b)
-    Minimum,
-    /// a == b
-    Eq,
-    /// a < b
-    Lt,
-    /// a ≤ b
-    Le,
-    /// a > b
-    Gt,
-    /// a ≥ b
-    Ge,
-}
-
-impl BinaryOp {
-    fn code(self) -> u32 {
-        self as u32
-    }
-
-    /// The CPU twin: f applied to one pair.
-    pub fn apply(self, a: f32, b: f32) -> f32 {
-        use BinaryOp::*;
-        let mask = |c: bool| if c { 1.0 } else { 0.0 };
-        match self {
-            Add => a + b,
-            Sub => a - b,
-            Mul => a * b,
-            Div => a / b,
-            Pow => a.powf(b),
-            Maximum => a.max(b),
-            Minimum => a.min(b),
-            Eq => mask(a == b),
-            Lt => mask(a < b),
-            Le => mask(a <= b),
-            Gt => mask(a > b),
-            Ge => mask(a >= b),
+/// Declares the binary op table: one row per op generates the [`BinaryOp`]
+/// enum, its `OP` codes (the row index), the CPU twin [`BinaryOp::apply`], the
+/// WGSL `f(x, y)` switch library (`binary_fns`, see [`wgsl_library`]) and
+/// [`BinaryOp::ALL`] for the test lists. Each row is the variant, its WGSL
+/// expression in `x`, `y` (the operands a, b), then `=>` and the Rust twin in
+/// the same names.
+macro_rules! binary_table {
+    (
+        ($x:ident, $y:ident)
+        $( $(#[doc = $doc:literal])* $name:ident: $wf:literal => $rf:expr; )*
+    ) => {
+        /// A binary function. Comparisons give 1.0 / 0.0 masks.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum BinaryOp {
+            $($(#[doc = $doc])* $name,)*
         }
+
+        /// The rows as the WGSL generator sees them, in code order.
+        const WGSL_F: &[WgslRow] = &[$(WgslRow { name: stringify!($name), fields: &[], body: $wf }),*];
+
+        impl BinaryOp {
+            /// Every op, in code order (for test lists).
+            pub const ALL: &[BinaryOp] = &[$(BinaryOp::$name),*];
+
+            /// The `OP` override value in `binary.wgsl`: the row index.
+            pub fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// The table's name of the op (its variant name).
+            pub fn name(self) -> &'static str {
+                WGSL_F[self.code() as usize].name
+            }
+
+            /// The CPU twin: f applied to one pair.
+            pub fn apply(self, $x: f32, $y: f32) -> f32 {
+                match self {
+                    $(BinaryOp::$name => $rf),*
+                }
+            }
+        }
+    };
+}
+
+/// 1.0 where `c` holds, else 0.0 (the Rust twin of WGSL `select(0.0, 1.0, c)`).
+fn mask(c: bool) -> f32 {
+    if c {
+        1.0
+    } else {
+        0.0
     }
 }
+
+binary_table! {
+    (x, y)
+    /// a + b
+    Add: "x + y" => x + y;
+    /// a − b
+    Sub: "x - y" => x - y;
+    /// a · b
+    Mul: "x * y" => x * y;
+    /// a / b
+    Div: "x / y" => x / y;
+    /// a^b (IEEE pow: negative bases with integer exponents work)
+    Pow: "pow_ieee(x, y)" => x.powf(y);
+    /// max(a, b)
+    Maximum: "max(x, y)" => x.max(y);
+    /// min(a, b)
+    Minimum: "min(x, y)" => x.min(y);
+    /// a == b
+    Eq: "select(0.0, 1.0, x == y)" => mask(x == y);
+    /// a < b
+    Lt: "select(0.0, 1.0, x < y)" => mask(x < y);
+    /// a ≤ b
+    Le: "select(0.0, 1.0, x <= y)" => mask(x <= y);
+    /// a > b
+    Gt: "select(0.0, 1.0, x > y)" => mask(x > y);
+    /// a ≥ b
+    Ge: "select(0.0, 1.0, x >= y)" => mask(x >= y);
+}
+
+/// The generated WGSL library `binary_fns`: `override OP` and the table's
+/// `f(a, b)` switch, included by `binary.wgsl` (which provides `pow_ieee`
+/// through `common.wgsl`).
+pub fn wgsl_library() -> String {
+    let mut s = String::from(
+        "// Generated from the binary op table (gpu-core/src/ops/binary.rs): do not edit.\n\
+         override OP: u32 = 0u;\n\n",
+    );
+    s += &wgsl_switch("f(x: f32, y: f32)", WGSL_F, "x");
+    s
+}
+
+/// `binary.wgsl`'s `Params`: the coalesced shape, each operand's strides and offset.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "binary",
+    fields: &[
+        ("shape", Kind::Dims),
+        ("a_strides", Kind::Dims),
+        ("b_strides", Kind::Dims),
+        ("n", Kind::U32),
+        ("a_offset", Kind::U32),
+        ("b_offset", Kind::U32),
+    ],
+};
+
+/// `where.wgsl`'s `Params`: as [`PARAMS`] with the condition operand first.
+pub(crate) const WHERE_PARAMS: ParamsDecl = ParamsDecl {
+    shader: "where",
+    fields: &[
+        ("shape", Kind::Dims),
+        ("c_strides", Kind::Dims),
+        ("a_strides", Kind::Dims),
+        ("b_strides", Kind::Dims),
+        ("n", Kind::U32),
+        ("c_offset", Kind::U32),
+        ("a_offset", Kind::U32),
+        ("b_offset", Kind::U32),
+    ],
+};
 
 /// Broadcasts operand views to their common shape, or a shape error naming the op.
 fn broadcast_all(op: &'static str, views: &[&Layout]) -> Result<(Vec<usize>, Vec<Layout>)> {
@@ -119,21 +185,18 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         dev,
         |g| {
             let (cs, st) = coalesce(&shape, &[&va.strides, &vb.strides]);
-            let params = Params::new().dims(&cs).dims(&st[0]).dims(&st[1]).u32(n).u32(va.offset).u32(vb.offset);
+            let params = Params::of(&PARAMS)
+                .set_dims("shape", &cs)
+                .set_dims("a_strides", &st[0])
+                .set_dims("b_strides", &st[1])
+                .set_u32("n", n)
+                .set_u32("a_offset", va.offset)
+                .set_u32("b_offset", vb.offset);
             let rank = ("RANK", cs.len() as f64);
             match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
                 Some(m) => {
                     let constants = [("OP", op.code() as f64), rank, ("A_VEC", m[0]), ("B_VEC", m[1])];
-                    let ins: [&wgpu::Buffer; 2] = [a.wgpu(), b.wgpu()];
-                    g.launch(&Launch {
-                        shader: "binary",
-                        entry: "main4",
-                        constants: &constants,
-                        params: &params.0,
-                        inputs: &ins,
-                        outputs: &[out.wgpu()],
-                        workgroups: groups(n / 4, 256),
-                    })
+                    dispatch(g, "binary", "main4", &constants, &params, &[a, b], &[&out], groups(n / 4, 256))
                 }
                 None => {
                     let constants = [("OP", op.code() as f64), rank];
@@ -172,15 +235,15 @@ pub fn where_select(
         dev,
         |g| {
             let (cs, st) = coalesce(&shape, &[&vc.strides, &va.strides, &vb.strides]);
-            let params = Params::new()
-                .dims(&cs)
-                .dims(&st[0])
-                .dims(&st[1])
-                .dims(&st[2])
-                .u32(n)
-                .u32(vc.offset)
-                .u32(va.offset)
-                .u32(vb.offset);
+            let params = Params::of(&WHERE_PARAMS)
+                .set_dims("shape", &cs)
+                .set_dims("c_strides", &st[0])
+                .set_dims("a_strides", &st[1])
+                .set_dims("b_strides", &st[2])
+                .set_u32("n", n)
+                .set_u32("c_offset", vc.offset)
+                .set_u32("a_offset", va.offset)
+                .set_u32("b_offset", vb.offset);
             launch_elementwise(g, "where", &[("RANK", cs.len() as f64)], params, &[cond, a, b], &[&out], n)
         },
         || {

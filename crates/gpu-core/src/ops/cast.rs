@@ -12,9 +12,11 @@
 
 use half::f16;
 
-use super::{groups, run, Params};
-use crate::gpu::Launch;
+use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
 use crate::{Buffer, Result};
+
+/// `cast.wgsl`'s `Params`: the element count.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl { shader: "cast", fields: &[("n", Kind::U32)] };
 
 /// Launches one entry of `cast.wgsl` over `ceil(n / 2)` words, or runs `cpu` on the CPU backend.
 fn launch(entry: &'static str, x: &Buffer, out: &Buffer, n: usize, cpu: impl FnOnce(&[u32], &mut [u32])) -> Result<()> {
@@ -23,15 +25,8 @@ fn launch(entry: &'static str, x: &Buffer, out: &Buffer, n: usize, cpu: impl FnO
     run(
         x.device(),
         |g| {
-            g.launch(&Launch {
-                shader: "cast",
-                entry,
-                constants: &[],
-                params: &Params::new().u32(n).0,
-                inputs: &[x.wgpu()],
-                outputs: &[out.wgpu()],
-                workgroups: groups(n.div_ceil(2), 256),
-            })
+            let params = Params::of(&PARAMS).set_u32("n", n);
+            dispatch(g, "cast", entry, &[], &params, &[x], &[out], groups(n.div_ceil(2), 256))
         },
         || cpu(&x.host(), &mut out.host_mut()),
     )

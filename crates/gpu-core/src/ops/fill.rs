@@ -1,9 +1,13 @@
 //! Constant fill and arange (`shaders/fill.wgsl`).
 
-use super::{f32s_mut, groups, run, Params};
-use crate::gpu::Launch;
+use super::{dispatch, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::{Buffer, Device, Result};
 
+/// `fill.wgsl`'s `Params`: the count and the entry's two constants.
+pub(crate) const PARAMS: ParamsDecl =
+    ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("a", Kind::F32), ("b", Kind::F32)] };
+
+/// Fills a new buffer of `n` f32 with `entry` of `fill.wgsl`, or with `cpu(i)` on the CPU backend.
 fn launch(
     device: &Device,
     entry: &'static str,
@@ -17,15 +21,8 @@ fn launch(
     run(
         device,
         |g| {
-            g.launch(&Launch {
-                shader: "fill",
-                entry,
-                constants: &[],
-                params: &Params::new().u32(n).f32(a).f32(b).0,
-                inputs: &[],
-                outputs: &[out.wgpu()],
-                workgroups: groups(n, 256),
-            })
+            let params = Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b);
+            dispatch(g, "fill", entry, &[], &params, &[], &[&out], groups(n, 256))
         },
         || {
             let mut h = out.host_mut();

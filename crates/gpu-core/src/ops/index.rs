@@ -7,8 +7,8 @@
 //! leaves the row zero. (Indices are u32, so a negative index that was cast
 //! from i32 is simply a large, out-of-range one.)
 
-use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 
@@ -56,6 +56,20 @@ fn check_index_shape(op: &'static str, dim: usize, shape: &[usize], index_shape:
     Ok(())
 }
 
+/// `index.wgsl`'s `Params`.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "index",
+    fields: &[
+        ("shape", Kind::Dims),
+        ("x_strides", Kind::Dims),
+        ("i_strides", Kind::Dims),
+        ("n", Kind::U32),
+        ("x_offset", Kind::U32),
+        ("dim_stride", Kind::U32),
+        ("dim_size", Kind::U32),
+    ],
+};
+
 /// The fields of `index.wgsl`'s `Params` besides the thread count; the
 /// stride sets are already coalesced over `shape`.
 #[derive(Default)]
@@ -70,24 +84,16 @@ struct Walk<'a> {
 
 /// Records one `index.wgsl` launch of `n` threads.
 fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Buffer], output: &Buffer) -> Result<()> {
-    let params = Params::new()
-        .dims(w.shape)
-        .dims(w.x_strides)
-        .dims(w.i_strides)
-        .u32(n)
-        .u32(w.x_offset)
-        .u32(w.dim_stride)
-        .u32(w.dim_size);
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader: "index",
-        entry,
-        constants: &[("RANK", w.shape.len() as f64)],
-        params: &params.0,
-        inputs: &ins,
-        outputs: &[output.wgpu()],
-        workgroups: groups(n, 256),
-    })
+    let params = Params::of(&PARAMS)
+        .set_dims("shape", w.shape)
+        .set_dims("x_strides", w.x_strides)
+        .set_dims("i_strides", w.i_strides)
+        .set_u32("n", n)
+        .set_u32("x_offset", w.x_offset)
+        .set_u32("dim_stride", w.dim_stride)
+        .set_u32("dim_size", w.dim_size);
+    let constants = [("RANK", w.shape.len() as f64)];
+    dispatch(g, "index", entry, &constants, &params, inputs, &[output], groups(n, 256))
 }
 
 /// The core of gather and index_select: output element with coordinates `c`

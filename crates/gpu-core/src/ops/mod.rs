@@ -19,45 +19,19 @@ pub mod index;
 pub mod matmul;
 pub mod norm;
 pub mod optim;
+pub(crate) mod params;
 pub mod pool;
 pub mod random;
 pub mod recurrent;
 pub mod reduce;
 pub mod softmax;
+mod table;
+
+pub(crate) use params::{Kind, Params, ParamsDecl};
 pub mod unary;
 
 use crate::gpu::{GpuContext, Launch};
-use crate::layout::MAX_DIMS;
 use crate::{Buffer, Device, Result};
-
-/// A kernel's uniform block, built word by word in the order of its WGSL `Params`.
-#[derive(Default)]
-pub(crate) struct Params(pub Vec<u32>);
-
-impl Params {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn u32(mut self, v: usize) -> Self {
-        self.0.push(u32::try_from(v).expect("wgrad: size exceeds u32 in a kernel parameter"));
-        self
-    }
-    pub fn f32(mut self, v: f32) -> Self {
-        self.0.push(v.to_bits());
-        self
-    }
-    /// Up to eight sizes as `array<vec4<u32>, 2>` (16-byte aligned, zero padded).
-    pub fn dims(mut self, v: &[usize]) -> Self {
-        assert!(v.len() <= MAX_DIMS, "wgrad internal: more than {MAX_DIMS} dims in kernel params");
-        while !self.0.len().is_multiple_of(4) {
-            self.0.push(0);
-        }
-        for i in 0..MAX_DIMS {
-            self = self.u32(v.get(i).copied().unwrap_or(0));
-        }
-        self
-    }
-}
 
 /// Workgroups needed for `n` threads in groups of `size`.
 pub(crate) fn groups(n: usize, size: usize) -> u32 {
@@ -97,7 +71,28 @@ pub(crate) fn run(device: &Device, gpu: impl FnOnce(&GpuContext) -> Result<()>, 
     }
 }
 
-/// Shorthand for a launch with the common elementwise shape: `main`, 256 threads.
+/// The one launch layer of the kernel files: records one launch of
+/// `shader`'s `entry` over `workgroups`, with the uniform block `params`
+/// (checked complete against its declaration, when it has one) and the
+/// buffers bound in order after it (inputs read-only, then outputs).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch(
+    g: &GpuContext,
+    shader: &'static str,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    params: &Params,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+    workgroups: u32,
+) -> Result<()> {
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    g.launch(&Launch { shader, entry, constants, params: params.finish(), inputs: &ins, outputs: &outs, workgroups })
+}
+
+/// [`dispatch`] with the common elementwise shape: entry `main`, one thread
+/// per element in workgroups of 256.
 pub(crate) fn launch_elementwise(
     g: &GpuContext,
     shader: &'static str,
@@ -107,17 +102,7 @@ pub(crate) fn launch_elementwise(
     outputs: &[&Buffer],
     n: usize,
 ) -> Result<()> {
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader,
-        entry: "main",
-        constants,
-        params: &params.0,
-        inputs: &ins,
-        outputs: &outs,
-        workgroups: groups(n, 256),
-    })
+    dispatch(g, shader, "main", constants, &params, inputs, outputs, groups(n, 256))
 }
 
 /// f32 view of host words.

@@ -12,8 +12,8 @@
 
 use std::ops::Range;
 
-use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// The argmax of a window with no in-bounds element (cannot happen within
@@ -160,32 +160,23 @@ impl Pool {
         n: usize,
     ) -> Result<()> {
         let (r, c) = (self.rows, self.cols);
-        let params = Params::new()
-            .u32(n)
-            .u32(r.size)
-            .u32(c.size)
-            .u32(r.out)
-            .u32(c.out)
-            .u32(r.kernel)
-            .u32(c.kernel)
-            .u32(r.stride)
-            .u32(c.stride)
-            .u32(r.pad)
-            .u32(c.pad)
-            .u32(r.dilation)
-            .u32(c.dilation)
-            .u32(self.count_include_pad as usize);
-        let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-        let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-        g.launch(&Launch {
-            shader: "pool",
-            entry,
-            constants: &[("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 })],
-            params: &params.0,
-            inputs: &ins,
-            outputs: &outs,
-            workgroups: groups(n, 256),
-        })
+        let params = Params::of(&PARAMS)
+            .set_u32("n", n)
+            .set_u32("h", r.size)
+            .set_u32("w", c.size)
+            .set_u32("oh", r.out)
+            .set_u32("ow", c.out)
+            .set_u32("kh", r.kernel)
+            .set_u32("kw", c.kernel)
+            .set_u32("sh", r.stride)
+            .set_u32("sw", c.stride)
+            .set_u32("ph", r.pad)
+            .set_u32("pw", c.pad)
+            .set_u32("dh", r.dilation)
+            .set_u32("dw", c.dilation)
+            .set_u32("count_include_pad", self.count_include_pad as usize);
+        let constants = [("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 })];
+        dispatch(g, "pool", entry, &constants, &params, inputs, outputs, groups(n, 256))
     }
 
     // ---- CPU twins: the kernels' loops, one output or input pixel at a time.
@@ -307,6 +298,27 @@ fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Resu
     let cols = Axis::adaptive(op, &format!("width of {shape:?}"), w, out.1)?;
     Pool { planes, rows, cols, count_include_pad: true }.check(op)
 }
+
+/// `pool.wgsl`'s `Params`: the threads, then (rows, cols) pairs of sizes and window.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "pool",
+    fields: &[
+        ("n", Kind::U32),
+        ("h", Kind::U32),
+        ("w", Kind::U32),
+        ("oh", Kind::U32),
+        ("ow", Kind::U32),
+        ("kh", Kind::U32),
+        ("kw", Kind::U32),
+        ("sh", Kind::U32),
+        ("sw", Kind::U32),
+        ("ph", Kind::U32),
+        ("pw", Kind::U32),
+        ("dh", Kind::U32),
+        ("dw", Kind::U32),
+        ("count_include_pad", Kind::U32),
+    ],
+};
 
 /// torch.nn.functional.max_pool2d with `return_indices=True` on the dense
 /// NCHW buffer `x` of `shape`: returns the pooled values, the u32 argmax of

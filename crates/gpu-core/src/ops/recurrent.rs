@@ -23,8 +23,8 @@
 //! bidirectional layer), and still writes `y[t]` at time index t. The CPU
 //! twins do the gate math in f64: the more exact side, a fair oracle.
 
-use super::{copy, f32s, f32s_mut, fill, groups, matmul, reduce, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
@@ -172,14 +172,14 @@ impl Dims {
     }
 
     fn params(&self, t: usize, has_bias: bool, has_rec: bool) -> Params {
-        Params::new()
-            .u32(t)
-            .u32(self.steps)
-            .u32(self.batch)
-            .u32(self.hidden)
-            .u32(self.reverse as usize)
-            .u32(has_bias as usize)
-            .u32(has_rec as usize)
+        Params::of(&PARAMS)
+            .set_u32("t", t)
+            .set_u32("steps", self.steps)
+            .set_u32("batch", self.batch)
+            .set_u32("hidden", self.hidden)
+            .set_u32("reverse", self.reverse as usize)
+            .set_u32("has_bias", has_bias as usize)
+            .set_u32("has_rec", has_rec as usize)
     }
 }
 
@@ -292,6 +292,20 @@ pub struct RecurrentGrads {
     pub dc0: Option<Buffer>,
 }
 
+/// `recurrent.wgsl`'s `Params`.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "recurrent",
+    fields: &[
+        ("t", Kind::U32),
+        ("steps", Kind::U32),
+        ("batch", Kind::U32),
+        ("hidden", Kind::U32),
+        ("reverse", Kind::U32),
+        ("has_bias", Kind::U32),
+        ("has_rec", Kind::U32),
+    ],
+};
+
 /// Records one fused kernel launch over the `B·H` units.
 fn launch(
     g: &GpuContext,
@@ -301,17 +315,8 @@ fn launch(
     inputs: &[&Buffer],
     outputs: &[&Buffer],
 ) -> Result<()> {
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader: "recurrent",
-        entry,
-        constants: &[("KIND", d.kind.code() as f64)],
-        params: &params.0,
-        inputs: &ins,
-        outputs: &outs,
-        workgroups: groups(d.bh(), WG),
-    })
+    let constants = [("KIND", d.kind.code() as f64)];
+    dispatch(g, "recurrent", entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
 }
 
 fn sigmoid(v: f64) -> f64 {

@@ -19,8 +19,8 @@
 //! `w_t` for a class target (0 when ignored), 1 for a probability row; the
 //! mean is `Σ loss / Σ weight` in both cases.
 
-use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// Threads per workgroup (the kernels' `WG` override) for rows longer than this.
@@ -46,6 +46,28 @@ fn check_rows(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// `softmax.wgsl`'s `Params`; the `ce_*` members are zero for softmax itself.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "softmax",
+    fields: &[
+        ("rows", Kind::U32),
+        ("cols", Kind::U32),
+        ("has_ignore", Kind::U32),
+        ("ignore", Kind::U32),
+        ("smoothing", Kind::F32),
+    ],
+};
+
+/// The block of `softmax_fwd` / `softmax_bwd`: the shape, no cross-entropy options.
+fn row_params(rows: usize, cols: usize) -> Params {
+    Params::of(&PARAMS)
+        .set_u32("rows", rows)
+        .set_u32("cols", cols)
+        .set_u32("has_ignore", 0)
+        .set_u32("ignore", 0)
+        .set_f32("smoothing", 0.0)
+}
+
 /// Records one `softmax.wgsl` launch of one workgroup per row.
 fn launch(
     g: &GpuContext,
@@ -56,17 +78,7 @@ fn launch(
     outputs: &[&Buffer],
     rows: usize,
 ) -> Result<()> {
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader: "softmax",
-        entry,
-        constants,
-        params: &params.0,
-        inputs: &ins,
-        outputs: &outs,
-        workgroups: groups(rows, 1),
-    })
+    dispatch(g, "softmax", entry, constants, &params, inputs, outputs, groups(rows, 1))
 }
 
 /// The CPU twin of the row statistics: (max, Σ exp(x − max)).
@@ -95,7 +107,7 @@ pub fn softmax_rows(x: &Buffer, rows: usize, cols: usize, log: bool) -> Result<B
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, "softmax_fwd", &constants, Params::new().u32(rows).u32(cols), &[x], &[&out], rows)
+            launch(g, "softmax_fwd", &constants, row_params(rows, cols), &[x], &[&out], rows)
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
@@ -133,7 +145,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, "softmax_bwd", &constants, Params::new().u32(rows).u32(cols), &[y, dy], &[&out], rows)
+            launch(g, "softmax_bwd", &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -234,12 +246,12 @@ impl CeArgs<'_> {
     }
 
     fn params(&self) -> Params {
-        Params::new()
-            .u32(self.rows)
-            .u32(self.cols)
-            .u32(self.ignore_index.is_some() as usize)
-            .u32(self.ignore_index.unwrap_or(0) as usize)
-            .f32(self.label_smoothing)
+        Params::of(&PARAMS)
+            .set_u32("rows", self.rows)
+            .set_u32("cols", self.cols)
+            .set_u32("has_ignore", self.ignore_index.is_some() as usize)
+            .set_u32("ignore", self.ignore_index.unwrap_or(0) as usize)
+            .set_f32("smoothing", self.label_smoothing)
     }
 
     fn constants(&self) -> [(&'static str, f64); 3] {

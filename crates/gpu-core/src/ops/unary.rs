@@ -1,72 +1,8 @@
 //! Elementwise unary functions (`shaders/unary.wgsl`): activations and math.
 
-use super::{f32s, f32s_mut, launch_elementwise, run, Params};
+use super::table::{field_uniforms, wgsl_switch, WgslRow};
+use super::{f32s, f32s_mut, launch_elementwise, run, Kind, Params, ParamsDecl};
 use crate::{Buffer, Result};
-
-/// A unary function. Parameterised ones carry their PyTorch arguments.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    /// -x
-    Neg,
-    /// |x|
-    Abs,
-    /// -1, 0 or 1
-    Sign,
-    /// e^x
-    Exp,
-    /// ln x
-    Log,
-    /// √x
-    Sqrt,
-    /// 1/√x
-    Rsqrt,
-    /// x²
-    Square,
-    /// 1/x
-    Reciprocal,
-    /// sin x
-    Sin,
-    /// cos x
-    Cos,
-    /// tanh x
-    Tanh,
-    /// 1/(1+e^-x)
-    Sigmoid,
-    /// max(x, 0)
-    Relu,
-    /// x if x > 0 else slope·x
-    LeakyRelu(f32),
-    /// x if x > 0 else alpha·(e^x − 1)
-    Elu(f32),
-    /// scale·(x if x > 0 else alpha·(e^x − 1)) with the self-normalising constants
-    Selu,
-    /// x·Φ(x), exact (erf) form
-    Gelu,
-    /// GELU's tanh approximation
-    GeluTanh,
-    /// x·sigmoid(x) (swish)
-    Silu,
-    /// x·tanh(softplus(x))
-    Mish,
-    /// ln(1+e^(beta·x))/beta, linear where beta·x > threshold
-    Softplus {
-        /// Sharpness (PyTorch default 1).
-        beta: f32,
-        /// Linear above this (PyTorch default 20).
-        threshold: f32,
-    },
-    /// min(max(x, lo), hi)
-    Clamp(f32, f32),
-    /// scale·x + shift: scalar add, sub, mul and div in one pass
-    Affine {
-        /// Multiplier.
-        scale: f32,
-        /// Addend.
-        shift: f32,
-    },
-    /// x^p for a scalar exponent (IEEE pow, so negative x with integer p works)
-    Powf(f32),
-}
 
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
@@ -102,147 +38,312 @@ fn sigmoid(v: f32) -> f32 {
     }
 }
 
-impl UnaryOp {
-    /// The `OP` override value in `unary.wgsl`.
-    fn code(self) -> u32 {
-        use UnaryOp::*;
-        match self {
-            Neg => 0,
-            Abs => 1,
-            Sign => 2,
-            Exp => 3,
-            Log => 4,
-            Sqrt => 5,
-            Rsqrt => 6,
-            Square => 7,
-            Reciprocal => 8,
-            Sin => 9,
-            Cos => 10,
-            Tanh => 11,
-            Sigmoid => 12,
-            Relu => 13,
-            LeakyRelu(_) => 14,
-            Elu(_) => 15,
-            Selu => 16,
-            Gelu => 17,
-            GeluTanh => 18,
-            Silu => 19,
-            Mish => 20,
-            Softplus { .. } => 21,
-            Clamp(..) => 22,
-            Affine { .. } => 23,
-            Powf(_) => 24,
+/// Declares the unary op table: from one row per op it generates the
+/// [`UnaryOp`] enum, its `OP` codes (the row index), the CPU twins
+/// [`UnaryOp::apply`] / [`UnaryOp::derivative`], the WGSL `f` / `df` switch
+/// library (`unary_fns`, see [`wgsl_library`]) and [`UnaryOp::EXAMPLES`] for the
+/// test lists (with [`UnaryOp::domain`]). Each row names its variant and fields (at most two `f32`, passed
+/// to the kernels as `p.alpha`, `p.beta`), example field values, an optional `[Domain]` tag, then `f:` and
+/// `df:` each as WGSL text followed by `=>` and the Rust twin. Both sides see
+/// the input as `v`, the output as `y` (in `df` only) and the fields by name.
+macro_rules! unary_table {
+    (
+        ($v:ident, $y:ident)
+        $(
+            $(#[doc = $doc:literal])*
+            $name:ident $(( $($ta:ident),* ))? $({ $($(#[doc = $fdoc:literal])* $sa:ident),* })?
+            example ($($ex:expr),*) $([$domain:ident])?
+            f: $wf:literal => $rf:expr;
+            df: $wdf:literal => $rdf:expr;
+        )*
+    ) => {
+        /// A unary function. Parameterised ones carry their PyTorch arguments.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum UnaryOp {
+            $(
+                $(#[doc = $doc])*
+                $name $(( $(f32_field!($ta)),* ))? $({ $($(#[doc = $fdoc])* $sa: f32),* })?,
+            )*
         }
-    }
 
-    /// The (alpha, beta) uniforms of parameterised ops.
-    fn args(self) -> (f32, f32) {
-        match self {
-            UnaryOp::LeakyRelu(a) | UnaryOp::Elu(a) => (a, 0.0),
-            UnaryOp::Softplus { beta, threshold } => (beta, threshold),
-            UnaryOp::Clamp(lo, hi) => (lo, hi),
-            UnaryOp::Affine { scale, shift } => (scale, shift),
-            UnaryOp::Powf(p) => (p, 0.0),
-            _ => (0.0, 0.0),
+        /// The `OP` code of each row: its position in the table.
+        #[repr(u32)]
+        #[allow(dead_code)]
+        enum Code {
+            $($name),*
         }
-    }
 
-    /// The CPU twin of the derivative: f'(v), given y = f(v).
-    pub fn derivative(self, v: f32, y: f32) -> f32 {
-        use UnaryOp::*;
-        let step = |c: bool, a: f32, b: f32| if c { a } else { b };
-        match self {
-            Neg => -1.0,
-            Abs => sign(v),
-            Sign => 0.0,
-            Exp => y,
-            Log => 1.0 / v,
-            Sqrt => 0.5 / y,
-            Rsqrt => -0.5 * y * y * y,
-            Square => 2.0 * v,
-            Reciprocal => -y * y,
-            Sin => v.cos(),
-            Cos => -v.sin(),
-            Tanh => 1.0 - y * y,
-            Sigmoid => y * (1.0 - y),
-            Relu => step(v > 0.0, 1.0, 0.0),
-            LeakyRelu(a) => step(v > 0.0, 1.0, a),
-            Elu(a) => step(v > 0.0, 1.0, y + a),
-            Selu => step(v > 0.0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA),
-            Gelu => {
+        /// The rows as the WGSL generator sees them, in code order.
+        const WGSL_F: &[WgslRow] = &[
+            $(WgslRow {
+                name: stringify!($name),
+                fields: &[$($(stringify!($ta)),*)? $($(stringify!($sa)),*)?],
+                body: $wf,
+            }),*
+        ];
+
+        /// The derivative rows, in code order.
+        const WGSL_DF: &[WgslRow] = &[
+            $(WgslRow {
+                name: stringify!($name),
+                fields: &[$($(stringify!($ta)),*)? $($(stringify!($sa)),*)?],
+                body: $wdf,
+            }),*
+        ];
+
+        impl UnaryOp {
+            /// One instance of every op (the table's example fields), for test lists.
+            pub const EXAMPLES: &[UnaryOp] = &[
+                $({
+                    #[allow(unused_variables, unused_mut)]
+                    let mut i = 0;
+                    #[allow(unused_variables)]
+                    let ex: &[f32] = &[$($ex),*];
+                    $($(let $ta = ex[{ i += 1; i - 1 }];)*)?
+                    $($(let $sa = ex[{ i += 1; i - 1 }];)*)?
+                    UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })?
+                }),*
+            ];
+
+            /// Where the op is defined and differentiable (the table's `[domain]`
+            /// tag, `Real` when absent): what gradient tests feed it.
+            pub fn domain(self) -> Domain {
+                match self {
+                    $(UnaryOp::$name { .. } => domain_of!($($domain)?)),*
+                }
+            }
+
+            /// The `OP` override value in `unary.wgsl` / `unary_grad.wgsl`.
+            pub fn code(self) -> u32 {
+                match self {
+                    $(UnaryOp::$name { .. } => Code::$name as u32),*
+                }
+            }
+
+            /// The table's name of the op (its variant name).
+            pub fn name(self) -> &'static str {
+                WGSL_F[self.code() as usize].name
+            }
+
+            /// The (alpha, beta) uniforms: the variant's fields in order.
+            fn args(self) -> (f32, f32) {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => field_uniforms(&[$($($ta),*)? $($($sa),*)?])),*
+                }
+            }
+
+            /// The CPU twin: f applied to one value.
+            #[allow(unused_variables)]
+            pub fn apply(self, $v: f32) -> f32 {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rf),*
+                }
+            }
+
+            /// The CPU twin of the derivative: f'(v), given y = f(v).
+            #[allow(unused_variables)]
+            pub fn derivative(self, $v: f32, $y: f32) -> f32 {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rdf),*
+                }
+            }
+        }
+    };
+}
+
+/// Where a unary op is defined and differentiable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Every real (kinks at isolated points at most).
+    Real,
+    /// Positive inputs only (log, sqrt, reciprocals).
+    Positive,
+    /// Piecewise constant: the derivative is zero wherever it exists.
+    Steps,
+}
+
+/// A row's domain tag in `unary_table!` (`Real` when absent).
+macro_rules! domain_of {
+    () => {
+        Domain::Real
+    };
+    ($d:ident) => {
+        Domain::$d
+    };
+}
+
+/// A tuple field's type in `unary_table!` (every field is an `f32`).
+macro_rules! f32_field {
+    ($t:ident) => {
+        f32
+    };
+}
+
+/// `step(c, a, b)`: `a` where `c` holds, else `b` (the Rust twin of WGSL `select(b, a, c)`).
+fn step(c: bool, a: f32, b: f32) -> f32 {
+    if c {
+        a
+    } else {
+        b
+    }
+}
+
+unary_table! {
+    (v, y)
+    /// -x
+    Neg example()
+        f: "-v" => -v;
+        df: "-1.0" => -1.0;
+    /// |x|
+    Abs example()
+        f: "abs(v)" => v.abs();
+        df: "sign(v)" => sign(v);
+    /// -1, 0 or 1
+    Sign example() [Steps]
+        f: "sign(v)" => sign(v);
+        df: "0.0" => 0.0;
+    /// e^x
+    Exp example()
+        f: "exp(v)" => v.exp();
+        df: "y" => y;
+    /// ln x
+    Log example() [Positive]
+        f: "log(v)" => v.ln();
+        df: "1.0 / v" => 1.0 / v;
+    /// √x
+    Sqrt example() [Positive]
+        f: "sqrt(v)" => v.sqrt();
+        df: "0.5 / y" => 0.5 / y;
+    /// 1/√x
+    Rsqrt example() [Positive]
+        f: "1.0 / sqrt(v)" => 1.0 / v.sqrt();
+        df: "-0.5 * y * y * y" => -0.5 * y * y * y;
+    /// x²
+    Square example()
+        f: "v * v" => v * v;
+        df: "2.0 * v" => 2.0 * v;
+    /// 1/x
+    Reciprocal example() [Positive]
+        f: "1.0 / v" => 1.0 / v;
+        df: "-y * y" => -y * y;
+    /// sin x
+    Sin example()
+        f: "sin(v)" => v.sin();
+        df: "cos(v)" => v.cos();
+    /// cos x
+    Cos example()
+        f: "cos(v)" => v.cos();
+        df: "-sin(v)" => -v.sin();
+    /// tanh x
+    Tanh example()
+        f: "tanh_stable(v)" => v.clamp(-15.0, 15.0).tanh();
+        df: "1.0 - y * y" => 1.0 - y * y;
+    /// 1/(1+e^-x)
+    Sigmoid example()
+        f: "sigmoid(v)" => sigmoid(v);
+        df: "y * (1.0 - y)" => y * (1.0 - y);
+    /// max(x, 0)
+    Relu example()
+        f: "max(v, 0.0)" => v.max(0.0);
+        df: "select(0.0, 1.0, v > 0.0)" => step(v > 0.0, 1.0, 0.0);
+    /// x if x > 0 else slope·x
+    LeakyRelu(slope) example(0.01)
+        f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
+        df: "select(slope, 1.0, v > 0.0)" => step(v > 0.0, 1.0, slope);
+    /// x if x > 0 else alpha·(e^x − 1)
+    Elu(alpha) example(1.0)
+        f: "select(alpha * (exp(v) - 1.0), v, v > 0.0)" => step(v > 0.0, v, alpha * (v.exp() - 1.0));
+        df: "select(y + alpha, 1.0, v > 0.0)" => step(v > 0.0, 1.0, y + alpha);
+    /// scale·(x if x > 0 else alpha·(e^x − 1)) with the self-normalising constants
+    Selu example()
+        f: "SELU_SCALE * select(SELU_ALPHA * (exp(v) - 1.0), v, v > 0.0)"
+            => SELU_SCALE * step(v > 0.0, v, SELU_ALPHA * (v.exp() - 1.0));
+        df: "select(y + SELU_SCALE * SELU_ALPHA, SELU_SCALE, v > 0.0)"
+            => step(v > 0.0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA);
+    /// x·Φ(x), exact (erf) form
+    Gelu example()
+        f: "0.5 * v * (1.0 + erf_approx(v * 0.7071067811865476))"
+            => 0.5 * v * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
+        df: "let cdf = 0.5 * (1.0 + erf_approx(v * 0.7071067811865476)); cdf + v * 0.3989422804014327 * exp(-0.5 * v * v)"
+            => {
                 let cdf = 0.5 * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
                 cdf + v * 0.398_942_3 * (-0.5 * v * v).exp()
-            }
-            GeluTanh => {
+            };
+    /// GELU's tanh approximation
+    GeluTanh example()
+        f: "0.5 * v * (1.0 + tanh_stable(0.7978845608028654 * (v + 0.044715 * v * v * v)))"
+            => 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh());
+        df: "let k = 0.7978845608028654; let t = tanh_stable(k * (v + 0.044715 * v * v * v)); \
+             0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v)"
+            => {
                 let k = 0.797_884_6;
                 let t = (k * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh();
                 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v)
-            }
-            Silu => {
+            };
+    /// x·sigmoid(x) (swish)
+    Silu example()
+        f: "v * sigmoid(v)" => v * sigmoid(v);
+        df: "let s = sigmoid(v); s * (1.0 + v * (1.0 - s))" => {
                 let s = sigmoid(v);
                 s * (1.0 + v * (1.0 - s))
-            }
-            Mish => {
+            };
+    /// x·tanh(softplus(x))
+    Mish example()
+        f: "v * tanh_stable(softplus1(v))" => v * softplus1(v).clamp(-15.0, 15.0).tanh();
+        df: "let t = tanh_stable(softplus1(v)); t + v * (1.0 - t * t) * sigmoid(v)" => {
                 let t = softplus1(v).clamp(-15.0, 15.0).tanh();
                 t + v * (1.0 - t * t) * sigmoid(v)
-            }
-            Softplus { beta, threshold } => step(beta * v > threshold, 1.0, sigmoid(beta * v)),
-            Clamp(lo, hi) => step(v >= lo && v <= hi, 1.0, 0.0),
-            Affine { scale, .. } => scale,
-            Powf(p) => p * v.powf(p - 1.0),
-        }
-    }
-
-    /// The CPU twin: f applied to one value.
-    pub fn apply(self, v: f32) -> f32 {
-        use UnaryOp::*;
-        match self {
-            Neg => -v,
-            Abs => v.abs(),
-            Sign => sign(v),
-            Exp => v.exp(),
-            Log => v.ln(),
-            Sqrt => v.sqrt(),
-            Rsqrt => 1.0 / v.sqrt(),
-            Square => v * v,
-            Reciprocal => 1.0 / v,
-            Sin => v.sin(),
-            Cos => v.cos(),
-            Tanh => v.clamp(-15.0, 15.0).tanh(),
-            Sigmoid => sigmoid(v),
-            Relu => v.max(0.0),
-            LeakyRelu(a) => {
-                if v > 0.0 {
-                    v
-                } else {
-                    a * v
-                }
-            }
-            Elu(a) => {
-                if v > 0.0 {
-                    v
-                } else {
-                    a * (v.exp() - 1.0)
-                }
-            }
-            Selu => SELU_SCALE * if v > 0.0 { v } else { SELU_ALPHA * (v.exp() - 1.0) },
-            Gelu => 0.5 * v * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2)),
-            GeluTanh => 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh()),
-            Silu => v * sigmoid(v),
-            Mish => v * softplus1(v).clamp(-15.0, 15.0).tanh(),
-            Softplus { beta, threshold } => {
-                if beta * v > threshold {
-                    v
-                } else {
-                    softplus1(beta * v) / beta
-                }
-            }
-            Clamp(lo, hi) => v.max(lo).min(hi),
-            Affine { scale, shift } => scale * v + shift,
-            Powf(p) => v.powf(p),
-        }
-    }
+            };
+    /// ln(1+e^(beta·x))/beta, linear where beta·x > threshold
+    Softplus {
+        /// Sharpness (PyTorch default 1).
+        beta,
+        /// Linear above this (PyTorch default 20).
+        threshold
+    } example(2.0, 20.0)
+        f: "select(softplus1(beta * v) / beta, v, beta * v > threshold)"
+            => step(beta * v > threshold, v, softplus1(beta * v) / beta);
+        df: "select(sigmoid(beta * v), 1.0, beta * v > threshold)"
+            => step(beta * v > threshold, 1.0, sigmoid(beta * v));
+    /// min(max(x, lo), hi)
+    Clamp(lo, hi) example(-0.5, 0.75)
+        f: "clamp(v, lo, hi)" => v.max(lo).min(hi);
+        df: "select(0.0, 1.0, v >= lo && v <= hi)" => step(v >= lo && v <= hi, 1.0, 0.0);
+    /// scale·x + shift: scalar add, sub, mul and div in one pass
+    Affine {
+        /// Multiplier.
+        scale,
+        /// Addend.
+        shift
+    } example(-1.5, 0.25)
+        f: "scale * v + shift" => scale * v + shift;
+        df: "scale" => scale;
+    /// x^p for a scalar exponent (IEEE pow, so negative x with integer p works)
+    Powf(exponent) example(3.0)
+        f: "pow_ieee(v, exponent)" => v.powf(exponent);
+        df: "exponent * pow_ieee(v, exponent - 1.0)" => exponent * v.powf(exponent - 1.0);
 }
+
+/// The generated WGSL library `unary_fns`: `override OP`, the helpers, and the
+/// table's `f(v)` / `df(v, y)` switches. Included by `unary.wgsl` and
+/// `unary_grad.wgsl`, whose `Params` provide `p.alpha` / `p.beta`.
+pub fn wgsl_library() -> String {
+    let mut s = String::from(
+        "// Generated from the unary op table (gpu-core/src/ops/unary.rs): do not edit.\n\
+         override OP: u32 = 0u;\n//#include unary_helpers.wgsl\n\n// y = f(v)\n",
+    );
+    s += &wgsl_switch("f(v: f32)", WGSL_F, "v");
+    s += "\n// f'(v), given y = f(v) where that is cheaper.\n";
+    s += &wgsl_switch("df(v: f32, y: f32)", WGSL_DF, "1.0");
+    s
+}
+
+/// `unary.wgsl`'s `Params`: the element count and the op's fields.
+pub(crate) const PARAMS: ParamsDecl =
+    ParamsDecl { shader: "unary", fields: &[("n", Kind::U32), ("alpha", Kind::F32), ("beta", Kind::F32)] };
+
+/// `unary_grad.wgsl`'s `Params` (the same members as [`PARAMS`]).
+pub(crate) const GRAD_PARAMS: ParamsDecl = ParamsDecl { shader: "unary_grad", fields: PARAMS.fields };
 
 /// `y[i] = op(x[i])` for the first `n` f32 of `x`.
 pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
@@ -258,7 +359,7 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
                 g,
                 "unary",
                 &[("OP", op.code() as f64)],
-                Params::new().u32(n).f32(a).f32(b),
+                Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b),
                 &[x],
                 &[&out],
                 n,
@@ -288,7 +389,7 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
     run(
         dev,
         |gpu| {
-            let params = Params::new().u32(n).f32(a).f32(b);
+            let params = Params::of(&GRAD_PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
             launch_elementwise(gpu, "unary_grad", &[("OP", op.code() as f64)], params, &[x, y, g], &[&out], n)
         },
         || {

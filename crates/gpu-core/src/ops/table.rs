@@ -1,0 +1,42 @@
+//! Shared machinery of the elementwise op tables (`unary_table!` in
+//! `unary.rs`, `binary_table!` in `binary.rs`): a table row's WGSL text turned
+//! into one `case` of a generated `switch`, so the WGSL library, the Rust enum,
+//! its codes and its CPU twin all come from the same row.
+
+/// One row of an op table as the WGSL generator sees it.
+pub(crate) struct WgslRow {
+    /// The variant name (for error messages and tests).
+    pub name: &'static str,
+    /// Fields of the variant, bound in order to the kernel's `p.alpha`, `p.beta`.
+    pub fields: &'static [&'static str],
+    /// The value: WGSL statements ending with a result expression (no `return`).
+    pub body: &'static str,
+}
+
+/// The uniforms that carry an op's fields, in field order.
+const FIELD_UNIFORMS: [&str; 2] = ["p.alpha", "p.beta"];
+
+/// `fn NAME(ARGS) -> f32 { switch OP { case CODE: { ... } ... } }` where the
+/// row index is the case code.
+pub(crate) fn wgsl_switch(signature: &str, rows: &[WgslRow], default: &str) -> String {
+    let mut s = format!("fn {signature} -> f32 {{\n    switch OP {{\n");
+    for (code, row) in rows.iter().enumerate() {
+        assert!(row.fields.len() <= FIELD_UNIFORMS.len(), "wgrad internal: op {} has too many fields", row.name);
+        let lets: String = row.fields.iter().zip(FIELD_UNIFORMS).map(|(f, u)| format!("let {f} = {u}; ")).collect();
+        let body = row.body.trim();
+        // Everything up to the last `;` is statements, the rest the result.
+        let (stmts, expr) = match body.rfind(';') {
+            Some(i) => (&body[..=i], body[i + 1..].trim()),
+            None => ("", body),
+        };
+        let stmts = if stmts.is_empty() { String::new() } else { format!("{stmts} ") };
+        s += &format!("        // {}\n        case {code}u: {{ {lets}{stmts}return {expr}; }}\n", row.name);
+    }
+    s += &format!("        default: {{ return {default}; }}\n    }}\n}}\n");
+    s
+}
+
+/// The value of each `f32` field of a variant, padded to the two uniforms.
+pub(crate) fn field_uniforms(fields: &[f32]) -> (f32, f32) {
+    (fields.first().copied().unwrap_or(0.0), fields.get(1).copied().unwrap_or(0.0))
+}
