@@ -17,7 +17,9 @@ pub use wgrad_autograd as autograd;
 pub use wgrad_autograd::{no_grad, DType, Generator, Tensor};
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;
-pub use wgrad_gpu_core::{profile, Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Profile, Result, StatsSnapshot};
+pub use wgrad_gpu_core::{
+    profile, Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Profile, Result, StatsSnapshot,
+};
 pub use wgrad_models as models;
 pub use wgrad_nn as nn;
 
