@@ -46,7 +46,7 @@ fn matmul_flops() -> (u64, u64) {
     (total, 2 * total - fwd[0])
 }
 
-fn op<'a>(p: &'a Profile, name: &str) -> wgrad_gpu_core::profile::Totals {
+fn op(p: &Profile, name: &str) -> wgrad_gpu_core::profile::Totals {
     p.by_op().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no op {name} in\n{p}")).1
 }
 
