@@ -5,11 +5,14 @@
 //! bench when `python3` with torch is available) and with the dispatches
 //! each step records.
 //!
-//! `cargo bench --bench conv`
+//! `cargo bench --bench conv [-- --profile]` (`--profile`: one step of each
+//! workload on the adapter under the step profiler, traces in `target/`)
 
 use std::time::Instant;
 
 mod common;
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use wgrad::autograd::{Conv2dOptions, Device, NormEpilogue, Tensor};
 
@@ -31,26 +34,30 @@ fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
     // step ends with a device synchronisation.
     let gy = Tensor::ones(&[32, 64, 32, 32], dev);
     let d0 = dev.stats().dispatches;
-    let conv = time_ms(reps, || {
+    let mut conv_step = || {
         x.conv2d(&w, None, &opts).backward_with(&gy);
         dev.synchronize().unwrap();
         x.zero_grad();
         w.zero_grad();
         0.0
-    });
+    };
+    let conv = time_ms(reps, &mut conv_step);
     let conv_launches = (dev.stats().dispatches - d0) / (reps as u64 + 1);
+    profiling::maybe_profile(dev, "conv", conv_step);
     let (rm, rv) = (Tensor::zeros(&[64], dev), Tensor::ones(&[64], dev));
     let (gamma, beta) = (Tensor::ones(&[64], dev).requires_grad_(), Tensor::zeros(&[64], dev).requires_grad_());
     let d0 = dev.stats().dispatches;
-    let bn = time_ms(reps, || {
+    let mut bn_step = || {
         // The fused form ResNet uses (normalise, affine and ReLU in one kernel).
         x.batch_norm_act(Some(&rm), Some(&rv), Some(&gamma), Some(&beta), true, 0.1, 1e-5, NormEpilogue::relu())
             .backward_with(&gy);
         dev.synchronize().unwrap();
         x.zero_grad();
         0.0
-    });
+    };
+    let bn = time_ms(reps, &mut bn_step);
     let bn_launches = (dev.stats().dispatches - d0) / (reps as u64 + 1);
+    profiling::maybe_profile(dev, "batch_norm_relu", bn_step);
     ((conv, conv_launches), (bn, bn_launches))
 }
 

@@ -5,8 +5,14 @@
 //! picks and on the CPU backend in the same run:
 //! - a chain of 1,000 elementwise ops on a [64] tensor, recorded then read once;
 //! - one training step of a 3-layer MLP (forward, MSE, backward, SGD).
+//!
+//! `--profile` runs one more MLP step on the adapter under the step profiler
+//! (table printed, trace in `target/mlp-profile.json`).
 
 use std::time::Instant;
+
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use wgrad::autograd::{no_grad, Device, Tensor};
 
@@ -63,7 +69,9 @@ fn mlp_step_time(dev: &Device) -> (f64, u64) {
     for _ in 0..reps {
         step();
     }
-    (t.elapsed().as_secs_f64() / reps as f64, per_step)
+    let per_step_time = t.elapsed().as_secs_f64() / reps as f64;
+    profiling::maybe_profile(dev, "mlp", step);
+    (per_step_time, per_step)
 }
 
 fn main() {

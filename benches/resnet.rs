@@ -13,6 +13,8 @@
 use std::time::Instant;
 
 mod common;
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
@@ -45,11 +47,7 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool) -> Measured {
     step(&mut opt);
     let first = t0.elapsed().as_secs_f64();
     if profile {
-        let (_, report) = dev.profile(|| step(&mut opt)).expect("profiled step");
-        println!("{report}");
-        let path = format!("{}/target/resnet-b{batch}-profile.json", env!("CARGO_MANIFEST_DIR"));
-        report.write_chrome_trace(&path).expect("write the trace");
-        println!("trace: {path}\n");
+        profiling::profile_step(dev, &format!("resnet-b{batch}"), || step(&mut opt));
     }
     dev.reset_peak();
     let before = dev.stats();
@@ -69,7 +67,7 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool) -> Measured {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let profile = args.iter().any(|a| a == "--profile");
+    let profile = profiling::requested();
     let batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let batches = if batches.is_empty() { vec![32, 128] } else { batches };
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");

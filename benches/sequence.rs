@@ -13,6 +13,8 @@
 use std::time::Instant;
 
 mod common;
+#[path = "common/profiling.rs"]
+mod profiling;
 
 use wgrad::autograd::RecurrentKind;
 use wgrad::models::{Gpt, GptConfig};
@@ -43,11 +45,7 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> (f64, f64) {
     }
     let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
     if run.profile {
-        let (_, report) = run.dev.profile(&mut step).expect("profiled step");
-        println!("{name}: {report}");
-        let path = format!("{}/target/{name}-profile.json", env!("CARGO_MANIFEST_DIR"));
-        report.write_chrome_trace(&path).expect("write the trace");
-        println!("trace: {path}\n");
+        profiling::profile_step(run.dev, name, &mut step);
     }
     (ms, warm)
 }
@@ -86,7 +84,7 @@ fn transformer(run: Run) -> (f64, f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let profile = args.iter().any(|a| a == "--profile");
+    let profile = profiling::requested();
     let steps = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
     let mut names: Vec<&str> =
         args.iter().map(String::as_str).filter(|a| matches!(*a, "lstm" | "transformer")).collect();

@@ -202,9 +202,19 @@ impl Device {
     /// at the end, so the times are complete.
     pub fn profile<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Profile)> {
         self.synchronize()?;
+        // Ends the profile even if `f` panics: a profiler left on would make
+        // every later launch pay for recording.
+        struct Stop<'a>(&'a Profiler);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.stop_quietly();
+            }
+        }
         self.inner.profiler.start();
+        let running = Stop(&self.inner.profiler);
         let r = f();
         let done = self.synchronize();
+        std::mem::forget(running);
         let profile = self.inner.profiler.stop(self.name());
         done?;
         Ok((r, profile))

@@ -118,6 +118,16 @@ impl Profiler {
         PENDING_ALLOC.with(|a| a.set(0));
     }
 
+    /// Ends recording without building a report (a region that panicked).
+    pub fn stop_quietly(&self) {
+        if self.active.swap(false, Relaxed) {
+            ACTIVE.fetch_sub(1, Relaxed);
+        }
+        if let Ok(mut s) = self.state.lock() {
+            *s = State::default();
+        }
+    }
+
     pub fn stop(&self, device: String) -> Profile {
         if self.active.swap(false, Relaxed) {
             ACTIVE.fetch_sub(1, Relaxed);
@@ -177,6 +187,11 @@ impl Profiler {
         }
         s.unlabeled_from = n;
     }
+}
+
+/// Whether a profile is running on `device` (inside [`Device::profile`](crate::Device::profile)).
+pub fn is_active(device: &crate::Device) -> bool {
+    device.inner.profiler.is_active()
 }
 
 /// Names the launches recorded on `device` since the previous label that no
