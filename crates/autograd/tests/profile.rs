@@ -71,8 +71,8 @@ fn check(dev: &Device) {
     assert_eq!(matmul_back.launches, 5, "two products per layer but the first\n{p}");
     assert_eq!(matmul_back.flops, bwd, "{p}");
     assert_eq!(p.total().flops, fwd + bwd, "only the matmuls declare FLOPs here\n{p}");
-    // Forward ops are named by autograd, backward rules get a scope each.
-    for name in ["unary", "unary backward", "add", "add backward"] {
+    // Forward ops are named by autograd (unary functions by their table row), backward rules get a scope each.
+    for name in ["relu", "relu backward", "tanh", "tanh backward", "add", "add backward"] {
         assert!(p.by_op().iter().any(|(n, t)| n == name && t.launches > 0), "no {name} in\n{p}");
     }
     assert!(p.total().bytes_allocated > 0 && p.total().bytes_moved > p.total().bytes_allocated, "{p}");

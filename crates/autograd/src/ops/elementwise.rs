@@ -8,6 +8,30 @@ use wgrad_gpu_core::{Error, Layout, Result};
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
+/// The op name a unary function records under (profiles, anomaly reports):
+/// its table name in PyTorch's snake case (`leaky_relu`, `gelu_tanh`), so a
+/// profile tells `relu` from `tanh`. Built once per table row.
+fn op_label(op: UnaryOp) -> &'static str {
+    use std::sync::OnceLock;
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        UnaryOp::EXAMPLES
+            .iter()
+            .map(|op| {
+                let mut s = String::new();
+                for (i, c) in op.name().chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        s.push('_');
+                    }
+                    s.push(c.to_ascii_lowercase());
+                }
+                &*Box::leak(s.into_boxed_str())
+            })
+            .collect()
+    });
+    labels[op.code() as usize]
+}
+
 impl Tensor {
     /// Applies an elementwise function; its backward is one fused kernel.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
@@ -15,7 +39,7 @@ impl Tensor {
         let n = self.numel();
         let shape = self.shape();
         let y = expect("unary", unary::unary(op, &self.dense_buffer(), n));
-        Tensor::from_op("unary", y, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
+        Tensor::from_op(op_label(op), y, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
             let dx = unary::unary_grad(op, &inputs[0].dense_buffer(), &out.dense_buffer(), &g.dense_buffer(), n);
             vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F32))]
         })
