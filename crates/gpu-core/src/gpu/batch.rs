@@ -47,6 +47,9 @@ pub(crate) struct Batch {
     encoder: Option<wgpu::CommandEncoder>,
     chunks: Vec<Chunk>,
     spare: Vec<wgpu::Buffer>,
+    /// Launches recorded since the last submit, counted as recorded (an
+    /// elementwise launch the fuser later merges counts too), so the
+    /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
     dispatches: usize,
     timing: Option<Timing>,
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
@@ -173,6 +176,7 @@ impl GpuContext {
         }
         let mut batch = self.batch.lock().unwrap();
         self.settle(&mut batch)?;
+        batch.dispatches += 1;
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
         self.encode(
             &mut batch,
@@ -195,12 +199,15 @@ impl GpuContext {
             return Ok(());
         }
         let mut batch = self.batch.lock().unwrap();
+        batch.dispatches += 1;
         if !self.fusion_enabled() {
             self.settle(&mut batch)?;
             return self.encode_deferred(&mut batch, &d);
         }
         batch.deferred.push(d);
-        if batch.deferred.len() >= MAX_RUN {
+        if batch.dispatches >= MAX_PENDING_DISPATCHES {
+            self.submit(&mut batch)?;
+        } else if batch.deferred.len() >= MAX_RUN {
             self.settle(&mut batch)?;
         }
         Ok(())
@@ -342,7 +349,6 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
         }
-        batch.dispatches += 1;
         self.stats().dispatched();
         let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
         if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
