@@ -124,7 +124,20 @@ impl Buffer {
     /// How many handles share this allocation (clones of this `Buffer`,
     /// held by tensors that view it). Optimizers write a parameter in place
     /// only when no other handle could observe the write.
+    ///
+    /// Elementwise launches the fuser has not encoded yet hold handles of the
+    /// buffers they read; they are encoded first, so they do not count.
     pub fn handle_count(&self) -> usize {
+        if let Some(g) = self.inner.device.gpu_ctx() {
+            // An error here is wgpu's and resurfaces at the next submit.
+            let _ = g.settle_now();
+        }
+        self.handles()
+    }
+
+    /// The raw handle count, pending launches included (the fuser's check,
+    /// made while it holds the batch).
+    pub(crate) fn handles(&self) -> usize {
         Arc::strong_count(&self.inner)
     }
 

@@ -194,6 +194,16 @@ impl Device {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())
     }
 
+    /// Encodes the elementwise launches the fuser holds back (see
+    /// docs/architecture.md, "The fuser"), without submitting: they release
+    /// the buffers they read. Chains recorded before and after do not fuse.
+    pub fn settle(&self) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.settle_now()?;
+        }
+        Ok(())
+    }
+
     /// Submits all recorded work now (nothing to do on the CPU backend).
     pub fn flush(&self) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {

@@ -158,8 +158,8 @@ const MAX_LEAVES: usize = 15;
 /// What one encoded launch binds and runs.
 struct Encode<'a> {
     kernel: &'a Kernel,
-    /// Profile family, made only while profiling.
-    name: &'a dyn Fn() -> String,
+    /// Its profile record, while profiling.
+    record: Option<usize>,
     label: &'static str,
     params: &'a [u32],
     inputs: &'a [&'a wgpu::Buffer],
@@ -178,11 +178,15 @@ impl GpuContext {
         self.settle(&mut batch)?;
         batch.dispatches += 1;
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
+        let record = self.profiler.is_active().then(|| {
+            let bytes = l.inputs.iter().chain(l.outputs).map(|b| b.size()).sum();
+            self.profiler.record(format!("{}:{}", l.shader, l.entry), bytes)
+        });
         self.encode(
             &mut batch,
             &Encode {
                 kernel: &kernel,
-                name: &|| format!("{}:{}", l.shader, l.entry),
+                record,
                 label: l.shader,
                 params: l.params,
                 inputs: l.inputs,
@@ -194,10 +198,14 @@ impl GpuContext {
 
     /// Records an elementwise launch the fuser may merge with its neighbours
     /// (see `fusion.rs`); with fusion off it is encoded at once, as [`launch`](Self::launch) would.
-    pub(crate) fn defer(&self, d: Deferred) -> Result<()> {
+    pub(crate) fn defer(&self, mut d: Deferred) -> Result<()> {
         if d.workgroups == 0 {
             return Ok(());
         }
+        d.record = self.profiler.is_active().then(|| {
+            let bytes = d.inputs.iter().chain([&d.output]).map(|b| super::pool::size_class(b.len_bytes())).sum();
+            self.profiler.record(format!("{}:{}", d.shader, d.entry), bytes)
+        });
         let mut batch = self.batch.lock().unwrap();
         batch.dispatches += 1;
         if !self.fusion_enabled() {
@@ -211,6 +219,12 @@ impl GpuContext {
             self.settle(&mut batch)?;
         }
         Ok(())
+    }
+
+    /// Encodes the deferred run now (without submitting).
+    pub(crate) fn settle_now(&self) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap();
+        self.settle(&mut batch)
     }
 
     /// Plans and encodes the deferred run: each launch that no consumer
@@ -264,7 +278,7 @@ impl GpuContext {
             batch,
             &Encode {
                 kernel: &kernel,
-                name: &|| format!("{}:{}", d.shader, d.entry),
+                record: d.record,
                 label: d.shader,
                 params: &d.params,
                 inputs: &inputs,
@@ -284,15 +298,21 @@ impl GpuContext {
         }
         let kernel = self.pipelines.generated(&self.device, &g.source, g.leaves.len(), 1);
         let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
+        let output = run[root].output.wgpu();
+        if let Some(r) = run[root].record {
+            let absorbed: Vec<usize> = g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();
+            let bytes = inputs.iter().chain([&output]).map(|b| b.size()).sum();
+            self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
+        }
         self.encode(
             batch,
             &Encode {
                 kernel: &kernel,
-                name: &|| format!("fused:{}", g.name),
+                record: run[root].record,
                 label: "wgrad fused",
                 params: &g.params,
                 inputs: &inputs,
-                outputs: &[run[root].output.wgpu()],
+                outputs: &[output],
                 workgroups: crate::ops::groups(run[root].fusable.n, 256),
             },
         )
@@ -301,11 +321,7 @@ impl GpuContext {
     /// Binds and dispatches one launch in the batch (submitting early when
     /// the batch is full).
     fn encode(&self, batch: &mut Batch, l: &Encode) -> Result<()> {
-        let record = self.profiler.is_active().then(|| {
-            let bytes = l.inputs.iter().chain(l.outputs).map(|b| b.size()).sum();
-            self.profiler.record((l.name)(), bytes)
-        });
-        let kernel = l.kernel;
+        let (kernel, record) = (l.kernel, l.record);
         // Timestamps around this launch's pass, when profiling on an adapter that has them.
         let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
             let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));

@@ -28,6 +28,8 @@ pub(crate) struct Generated {
     pub leaves: Vec<(usize, usize)>,
     /// The chain for profiles and debugging, e.g. `mul+add+relu`.
     pub name: String,
+    /// The run's launches it computes, producers first (the root last).
+    pub members: Vec<usize>,
 }
 
 struct Writer<'a> {
@@ -151,5 +153,5 @@ pub(crate) fn generate(run: &[Deferred], expr: &Expr, n: usize, max_leaves: usiz
     writeln!(src, "    if i >= {} {{\n        return;\n    }}", word(0)).unwrap();
     src += &w.body;
     writeln!(src, "    z[i] = {result};\n}}").unwrap();
-    Some(Generated { source: src, params: w.params, leaves: w.leaves, name: w.names.join("+") })
+    Some(Generated { source: src, params: w.params, leaves: w.leaves, name: w.names.join("+"), members: expr.launches() })
 }

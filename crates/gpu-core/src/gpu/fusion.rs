@@ -96,6 +96,9 @@ pub(crate) struct Deferred {
     pub output: Buffer,
     pub workgroups: u32,
     pub fusable: Fusable,
+    /// Its profile record, made when it was recorded (so that its op name,
+    /// scope and FLOPs are those of the op that recorded it), while profiling.
+    pub record: Option<usize>,
 }
 
 /// A value in a fused expression: launch `launch`'s input `slot` read from
@@ -109,6 +112,18 @@ pub(crate) enum Expr {
 }
 
 impl Expr {
+    /// The launches this expression evaluates, producers first.
+    pub fn launches(&self) -> Vec<usize> {
+        match self {
+            Expr::Leaf { .. } => Vec::new(),
+            Expr::Node { launch, args } => {
+                let mut v: Vec<usize> = args.iter().flat_map(Expr::launches).collect();
+                v.push(*launch);
+                v
+            }
+        }
+    }
+
     /// How many launches this expression merges.
     pub fn nodes(&self) -> usize {
         match self {
@@ -138,7 +153,7 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<(usize, usize)>> {
             // One reader, dense, same size, and no handle beyond the run's two.
             [(c, slot)] if run[c].fusable.access[slot] == Access::Dense
                 && run[c].fusable.n == run[p].fusable.n
-                && run[p].output.handle_count() == 2
+                && run[p].output.handles() == 2
                 && !run[p].output.is_backed() =>
             {
                 Some((c, slot))

@@ -117,6 +117,7 @@ pub(crate) fn dispatch_fusable(
         output: output.clone(),
         workgroups,
         fusable: what,
+        record: None,
     })
 }
 
