@@ -156,11 +156,18 @@ fn shared_and_read_back_intermediates_are_materialized() {
     let want: Vec<f32> = data.iter().map(|v| -(v.exp() * v.exp())).collect();
     assert_close("shared vs host", &yf.to_f32().unwrap()[..77], &want, 1e-5, 1e-6);
 
-    // The user keeps t1 and reads it after t2 was recorded: it is stored.
+    // The user keeps t1 and reads it after t2 was recorded: the fused
+    // launch also stores it (one launch, two outputs).
     let x = Buffer::from_f32(&fused, &data).unwrap();
-    let t1 = unary(UnaryOp::Exp, &x, 77).unwrap();
-    let t2 = unary(UnaryOp::Neg, &t1, 77).unwrap();
-    let (a, b) = (t1.to_f32().unwrap(), t2.to_f32().unwrap());
+    let mut t1 = None;
+    let (t2, n) = launches(&fused, || {
+        let kept = unary(UnaryOp::Exp, &x, 77).unwrap();
+        let t2 = unary(UnaryOp::Neg, &kept, 77).unwrap();
+        t1 = Some(kept);
+        t2
+    });
+    assert_eq!(n, 1, "exp stored by the launch that computes neg");
+    let (a, b) = (t1.unwrap().to_f32().unwrap(), t2.to_f32().unwrap());
     let want1: Vec<f32> = data.iter().map(|v| v.exp()).collect();
     assert_close("kept intermediate", &a[..77], &want1, 1e-5, 1e-6);
     assert_close("its consumer", &b[..77], &want1.iter().map(|v| -v).collect::<Vec<_>>(), 1e-5, 1e-6);

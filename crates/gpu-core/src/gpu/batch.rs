@@ -152,8 +152,9 @@ impl Batch {
 /// Longest run of deferred elementwise launches before the fuser settles it
 /// (bounds the planner's quadratic scans and the memory the run pins).
 const MAX_RUN: usize = 64;
-/// Most inputs of one fused kernel (also capped by the adapter's limit).
-const MAX_LEAVES: usize = 15;
+/// Most storage buffers (inputs and outputs) of one fused kernel (also
+/// capped by the adapter's limit).
+const MAX_BUFFERS: usize = 16;
 
 /// What one encoded launch binds and runs.
 struct Encode<'a> {
@@ -235,7 +236,7 @@ impl GpuContext {
         }
         let run = std::mem::take(&mut batch.deferred);
         let mut into = fusion::merges(&run);
-        let max_leaves = (self.limits.max_storage_buffers_per_shader_stage as usize).saturating_sub(1).min(MAX_LEAVES);
+        let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
         // Planned from the last launch back: splitting an oversized kernel
         // frees only earlier producers, which are then planned in turn.
         let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
@@ -245,7 +246,7 @@ impl GpuContext {
                 if expr.nodes() == 1 {
                     break;
                 }
-                match fused_wgsl::generate(&run, &expr, run[root].fusable.n, max_leaves) {
+                match fused_wgsl::generate(&run, &into, &expr, run[root].fusable.n, max_buffers) {
                     Some(g) => {
                         plans[root] = Some(g);
                         break;
@@ -296,12 +297,12 @@ impl GpuContext {
                 eprintln!("{}", g.source);
             }
         }
-        let kernel = self.pipelines.generated(&self.device, &g.source, g.leaves.len(), 1);
+        let kernel = self.pipelines.generated(&self.device, &g.source, g.leaves.len(), 1 + g.stored.len());
         let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
-        let output = run[root].output.wgpu();
+        let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
         if let Some(r) = run[root].record {
             let absorbed: Vec<usize> = g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();
-            let bytes = inputs.iter().chain([&output]).map(|b| b.size()).sum();
+            let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
             self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
         }
         self.encode(
@@ -312,7 +313,7 @@ impl GpuContext {
                 label: "wgrad fused",
                 params: &g.params,
                 inputs: &inputs,
-                outputs: &[output],
+                outputs: &outputs,
                 workgroups: crate::ops::groups(run[root].fusable.n, 256),
             },
         )

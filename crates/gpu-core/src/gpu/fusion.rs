@@ -11,9 +11,10 @@
 //! A producer P merges into its consumer C when
 //! - C reads P's output densely (element `i` of C reads element `i` of P,
 //!   the same element count): no index map to compose;
-//! - nothing but C reads it: no other launch of the run, no live handle
-//!   outside the run (the `Buffer` handle count is exactly P's own and C's),
-//!   so the value is never needed in memory and its buffer is never backed;
+//! - no other launch of the run reads it, so it is computed once, inside C;
+//!   when a tensor still holds it (a live handle outside the run: saved for
+//!   backward, kept by the user) the fused kernel also stores it, otherwise
+//!   the value lives in registers only and its buffer is never backed;
 //! - and, by construction, nothing between P and C writes P's inputs: a run
 //!   holds only elementwise launches, which write only their fresh outputs,
 //!   and every in-place kernel (an optimizer step, a running-statistics
@@ -133,9 +134,19 @@ impl Expr {
     }
 }
 
-/// Which producers merge into which consumer: `into[p] = Some((c, slot))`
-/// when launch `p` is computed inside launch `c` as its input `slot`.
-pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<(usize, usize)>> {
+/// Producer `p` is computed inside launch `consumer` as its input `slot`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Merge {
+    pub consumer: usize,
+    pub slot: usize,
+    /// Whether the fused kernel also writes `p`'s output to memory: a tensor
+    /// still holds it (saved for backward, kept by the user). When false the
+    /// value lives only in registers and its buffer is never backed.
+    pub store: bool,
+}
+
+/// Which producers merge into which consumer (`into[p]`).
+pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
     use std::collections::HashMap;
     let producer: HashMap<usize, usize> = run.iter().enumerate().map(|(i, d)| (d.output.id(), i)).collect();
     let mut uses: Vec<Vec<(usize, usize)>> = vec![Vec::new(); run.len()];
@@ -150,13 +161,13 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<(usize, usize)>> {
     }
     (0..run.len())
         .map(|p| match uses[p][..] {
-            // One reader, dense, same size, and no handle beyond the run's two.
-            [(c, slot)] if run[c].fusable.access[slot] == Access::Dense
-                && run[c].fusable.n == run[p].fusable.n
-                && run[p].output.handles() == 2
-                && !run[p].output.is_backed() =>
+            // One reader in the run, reading densely the same number of elements.
+            [(consumer, slot)] if run[consumer].fusable.access[slot] == Access::Dense
+                && run[consumer].fusable.n == run[p].fusable.n =>
             {
-                Some((c, slot))
+                // No handle beyond the run's two (P's and C's): never stored.
+                let store = run[p].output.handles() != 2 || run[p].output.is_backed();
+                Some(Merge { consumer, slot, store })
             }
             _ => None,
         })
@@ -164,9 +175,9 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<(usize, usize)>> {
 }
 
 /// The expression launch `root` computes once the merges in `into` are applied.
-pub(crate) fn expression(run: &[Deferred], into: &[Option<(usize, usize)>], root: usize) -> Expr {
+pub(crate) fn expression(run: &[Deferred], into: &[Option<Merge>], root: usize) -> Expr {
     let args = (0..run[root].inputs.len())
-        .map(|slot| match into.iter().position(|m| *m == Some((root, slot))) {
+        .map(|slot| match into.iter().position(|m| m.is_some_and(|m| m.consumer == root && m.slot == slot)) {
             Some(p) => expression(run, into, p),
             None => Expr::Leaf { launch: root, slot },
         })
@@ -177,11 +188,8 @@ pub(crate) fn expression(run: &[Deferred], into: &[Option<(usize, usize)>], root
 /// Undoes the merges into `root` (its producers run as launches of their
 /// own): used when a fused kernel would exceed the uniform block or the
 /// binding limit.
-pub(crate) fn split(into: &mut [Option<(usize, usize)>], root: usize) -> bool {
-    let mut any = false;
-    for m in into.iter_mut().filter(|m| matches!(m, Some((c, _)) if *c == root)) {
+pub(crate) fn split(into: &mut [Option<Merge>], root: usize) {
+    for m in into.iter_mut().filter(|m| m.is_some_and(|m| m.consumer == root)) {
         *m = None;
-        any = true;
     }
-    any
 }
