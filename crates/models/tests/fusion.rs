@@ -48,7 +48,12 @@ fn step<M: Module>(dev: &Device, model: &M, loss: impl FnOnce() -> Tensor) -> St
 /// absolute floor for gradients that cancel to about zero).
 fn compare(what: &str, fused: &Step, plain: &Step) {
     eprintln!("{what}: {} launches unfused, {} fused", plain.launches, fused.launches);
-    assert!((fused.loss - plain.loss).abs() <= 1e-6 * plain.loss.abs(), "{what}: loss {} vs {}", fused.loss, plain.loss);
+    assert!(
+        (fused.loss - plain.loss).abs() <= 1e-6 * plain.loss.abs(),
+        "{what}: loss {} vs {}",
+        fused.loss,
+        plain.loss
+    );
     for ((name, f), (_, p)) in fused.grads.iter().zip(&plain.grads) {
         let scale = p.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (i, (a, b)) in f.iter().zip(p).enumerate() {

@@ -301,7 +301,8 @@ impl GpuContext {
         let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
         let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
         if let Some(r) = run[root].record {
-            let absorbed: Vec<usize> = g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();
+            let absorbed: Vec<usize> =
+                g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();
             let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
             self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
         }

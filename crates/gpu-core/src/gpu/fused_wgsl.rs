@@ -88,7 +88,8 @@ impl Writer<'_> {
             Access::Dense => format!("l{k}[i]"),
             Access::Strided { shape, strides, offset } => {
                 // Unrolled strided index, innermost dim first (as `strided_offset`).
-                let mut f = format!("fn ix{k}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
+                let mut f =
+                    format!("fn ix{k}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
                 for d in (0..shape.len()).rev() {
                     let (s, t) = (self.push(shape[d] as u32), self.push(strides[d] as u32));
                     writeln!(f, "    o += (r % {s}) * {t};\n    r = r / {s};").unwrap();

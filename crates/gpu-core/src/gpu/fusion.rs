@@ -162,8 +162,9 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
     (0..run.len())
         .map(|p| match uses[p][..] {
             // One reader in the run, reading densely the same number of elements.
-            [(consumer, slot)] if run[consumer].fusable.access[slot] == Access::Dense
-                && run[consumer].fusable.n == run[p].fusable.n =>
+            [(consumer, slot)]
+                if run[consumer].fusable.access[slot] == Access::Dense
+                    && run[consumer].fusable.n == run[p].fusable.n =>
             {
                 // No handle beyond the run's two (P's and C's): never stored.
                 let store = run[p].output.handles() != 2 || run[p].output.is_backed();
