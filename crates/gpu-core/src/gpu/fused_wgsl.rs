@@ -184,3 +184,85 @@ pub(crate) fn generate(
         members: expr.launches(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::fusion::{expression, merges, Fusable};
+    use crate::ops::binary::BinaryOp;
+    use crate::ops::unary::UnaryOp;
+    use crate::{Buffer, Device};
+
+    /// A deferred launch for the planner (CPU buffers: only handles matter here).
+    fn deferred(node: Node, inputs: Vec<Buffer>, access: Vec<Access>, output: Buffer) -> Deferred {
+        let fusable = Fusable { node, n: 16, access };
+        let (shader, entry, constants, params, workgroups) = ("unary", "main", vec![], vec![], 1);
+        Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None }
+    }
+
+    fn validate(src: &str) {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("generated kernel does not parse:\n{}", e.emit_to_string(src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("generated kernel does not validate:\n{}", e.emit_to_string(src)));
+    }
+
+    /// `where(c, u'(x, b(u(x), yᵀ), g), s)` for every unary and binary row: the
+    /// planner merges the chain (storing `b`'s output, which a handle keeps)
+    /// and the generated kernel validates with naga, adapter or not.
+    #[test]
+    fn generated_chains_of_every_row_validate() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let strided = Access::Strided { shape: vec![4, 4], strides: vec![1, 4], offset: 0 };
+        let scalar = Access::Strided { shape: vec![16], strides: vec![0], offset: 3 };
+        for &u in UnaryOp::EXAMPLES {
+            for &b in BinaryOp::ALL {
+                let (x, y, g, c, s) = (buf(), buf(), buf(), buf(), buf());
+                let (t0, t1, t2, t3) = (buf(), buf(), buf(), buf());
+                let run = vec![
+                    deferred(Node::Unary(u), vec![x.clone()], vec![Access::Dense], t0.clone()),
+                    deferred(Node::Binary(b), vec![t0, y], vec![Access::Dense, strided.clone()], t1.clone()),
+                    deferred(Node::UnaryGrad(u), vec![x, t1.clone(), g], vec![Access::Dense; 3], t2.clone()),
+                    deferred(Node::Where, vec![c, t2, s], vec![Access::Dense, Access::Dense, scalar.clone()], t3),
+                ];
+                let into = merges(&run);
+                let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
+                assert_eq!(consumers, [Some((1, false)), Some((2, true)), Some((3, false)), None], "{u:?} {b:?}");
+                let expr = expression(&run, &into, 3);
+                let k = generate(&run, &into, &expr, 16, 16).expect("fits");
+                assert_eq!((k.leaves.len(), k.stored.as_slice()), (6, &[1][..]), "{u:?} {b:?}");
+                validate(&k.source);
+                drop(t1);
+            }
+        }
+    }
+
+    /// A kernel whose leaf index maps overflow the uniform block is refused
+    /// (the planner then splits it).
+    #[test]
+    fn oversized_kernels_are_refused() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let wide =
+            Access::Strided { shape: vec![1, 2, 1, 2, 1, 2, 1, 2], strides: vec![8, 4, 8, 2, 8, 1, 8, 0], offset: 0 };
+        let mut run = Vec::new();
+        let mut prev = buf();
+        for _ in 0..6 {
+            let out = buf();
+            run.push(deferred(
+                Node::Binary(BinaryOp::Add),
+                vec![prev, buf()],
+                vec![Access::Dense, wide.clone()],
+                out.clone(),
+            ));
+            prev = out;
+        }
+        drop(prev);
+        let into = merges(&run);
+        let expr = expression(&run, &into, run.len() - 1);
+        assert_eq!(expr.nodes(), 6);
+        assert!(generate(&run, &into, &expr, 16, 16).is_none(), "6 rank-8 leaves need 103 words");
+    }
+}
