@@ -180,7 +180,7 @@ impl Device {
 
     /// Turns the elementwise fuser on or off for launches recorded from now
     /// on (it starts on unless `WGRAD_FUSION=0`; the CPU backend never fuses).
-    /// Work recorded before is settled first, under the old setting.
+    /// Work recorded before is submitted first, under the old setting.
     pub fn set_fusion(&self, on: bool) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.flush()?;
