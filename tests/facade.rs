@@ -23,6 +23,9 @@ fn gpu_recording_submits_only_on_readback() {
     let Some(d) = wgrad::gpu_core::testing::fresh_gpu_or_skip("gpu_recording_submits_only_on_readback") else {
         return;
     };
+    // Counts launches as recorded: the fuser would hold these back until the
+    // readback (gpu-core's tests/fusion.rs counts fused launches).
+    d.set_fusion(false).unwrap();
     let l = Layout::contiguous(&[64]);
     let before = d.stats();
     let mut x = ops::fill::fill(&d, 64, 1.0).unwrap();

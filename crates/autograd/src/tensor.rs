@@ -395,6 +395,9 @@ impl Tensor {
             self.shape()
         );
         graph::backward(self, grad.detach(), retain_graph);
+        // The fuser's pending launches hold the saved activations they read:
+        // encode them now so that those are released with the graph.
+        self.device().settle().expect("wgrad: encoding the backward pass failed");
     }
 
     pub(crate) fn node_inputs(&self) -> Vec<Tensor> {

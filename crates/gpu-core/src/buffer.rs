@@ -1,7 +1,7 @@
 //! [`Buffer`]: a block of device memory (pooled wgpu buffer or host vector)
 //! that returns to its pool when the last handle drops.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::device::{Backend, Device};
 use crate::gpu::pool::{size_class, USAGE};
@@ -33,7 +33,10 @@ struct BufferInner {
 }
 
 enum Storage {
-    Gpu(Option<wgpu::Buffer>),
+    /// A pooled wgpu buffer of the size class, taken on first use (see
+    /// [`Buffer::wgpu`]): an intermediate the fuser keeps in registers is
+    /// never bound, so it never takes one.
+    Gpu(OnceLock<wgpu::Buffer>),
     /// Host words: u32-aligned so f32/u32/packed-f16 views are free.
     Cpu(RwLock<Vec<u32>>),
 }
@@ -62,19 +65,8 @@ impl Buffer {
             Backend::Gpu(g) => {
                 let class = size_class(bytes);
                 g.check_size("buffer", bytes)?;
-                let buf = match g.pool.take(class) {
-                    Some(b) => b,
-                    None => {
-                        device.inner.stats.buffer_created();
-                        g.device.create_buffer(&wgpu::BufferDescriptor {
-                            label: Some("wgrad"),
-                            size: class,
-                            usage: USAGE,
-                            mapped_at_creation: false,
-                        })
-                    }
-                };
-                (Storage::Gpu(Some(buf)), class)
+                // Charged now (the handle's logical size), backed on first use.
+                (Storage::Gpu(OnceLock::new()), class)
             }
             Backend::Cpu => {
                 device.inner.stats.buffer_created();
@@ -91,11 +83,10 @@ impl Buffer {
     pub fn from_bytes(device: &Device, data: &[u8]) -> Result<Buffer> {
         let b = Buffer::alloc(device, data.len() as u64)?;
         match &b.inner.storage {
-            Storage::Gpu(Some(w)) => device.gpu_ctx().expect("gpu storage").upload(w, data),
+            Storage::Gpu(_) => device.gpu_ctx().expect("gpu storage").upload(b.wgpu(), data)?,
             Storage::Cpu(v) => {
                 bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data)
             }
-            Storage::Gpu(None) => unreachable!("live buffer without storage"),
         }
         Ok(b)
     }
@@ -133,19 +124,31 @@ impl Buffer {
     /// How many handles share this allocation (clones of this `Buffer`,
     /// held by tensors that view it). Optimizers write a parameter in place
     /// only when no other handle could observe the write.
+    ///
+    /// Elementwise launches the fuser has not encoded yet hold handles of the
+    /// buffers they read; they are encoded first, so they do not count.
     pub fn handle_count(&self) -> usize {
+        if let Some(g) = self.inner.device.gpu_ctx() {
+            // An error here is wgpu's and resurfaces at the next submit.
+            let _ = g.settle_now();
+        }
+        self.handles()
+    }
+
+    /// The raw handle count, pending launches included (the fuser's check,
+    /// made while it holds the batch).
+    pub(crate) fn handles(&self) -> usize {
         Arc::strong_count(&self.inner)
     }
 
     /// Copies the contents to the host (submits pending work on a GPU).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         match &self.inner.storage {
-            Storage::Gpu(Some(w)) => self.inner.device.gpu_ctx().expect("gpu storage").read(w, self.inner.bytes),
+            Storage::Gpu(_) => self.inner.device.gpu_ctx().expect("gpu storage").read(self.wgpu(), self.inner.bytes),
             Storage::Cpu(v) => {
                 self.inner.device.inner.stats.read_back();
                 Ok(bytemuck::cast_slice::<u32, u8>(&v.read().unwrap())[..self.inner.bytes as usize].to_vec())
             }
-            Storage::Gpu(None) => unreachable!("live buffer without storage"),
         }
     }
 
@@ -164,11 +167,35 @@ impl Buffer {
         Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
     }
 
+    /// The wgpu buffer, taken from the pool (or created) on first use. Lazy
+    /// so that an intermediate the fuser computes in registers never holds
+    /// device memory; `buffers_created` counts real wgpu allocations, while
+    /// `bytes_live` is charged at [`Buffer::alloc`] for every live handle.
     pub(crate) fn wgpu(&self) -> &wgpu::Buffer {
-        match &self.inner.storage {
-            Storage::Gpu(Some(w)) => w,
-            _ => panic!("wgrad internal: GPU kernel given a CPU buffer"),
-        }
+        let (Storage::Gpu(cell), Some(g)) = (&self.inner.storage, self.inner.device.gpu_ctx()) else {
+            panic!("wgrad internal: GPU kernel given a CPU buffer")
+        };
+        cell.get_or_init(|| {
+            g.pool.take(self.inner.charged).unwrap_or_else(|| {
+                self.inner.device.inner.stats.buffer_created();
+                g.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad"),
+                    size: self.inner.charged,
+                    usage: USAGE,
+                    mapped_at_creation: false,
+                })
+            })
+        })
+    }
+
+    /// Whether device memory backs this buffer yet (see [`Buffer::wgpu`]).
+    pub(crate) fn is_backed(&self) -> bool {
+        matches!(&self.inner.storage, Storage::Gpu(c) if c.get().is_some())
+    }
+
+    /// An identity for this allocation (equal for handles that are [`same_as`](Self::same_as)).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// Host words of a CPU-backend buffer.

@@ -178,6 +178,32 @@ impl Device {
         self.inner.stats.reset_peak()
     }
 
+    /// Turns the elementwise fuser on or off for launches recorded from now
+    /// on (it starts on unless `WGRAD_FUSION=0`; the CPU backend never fuses).
+    /// Work recorded before is submitted first, under the old setting.
+    pub fn set_fusion(&self, on: bool) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.flush()?;
+            g.fusion.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether elementwise launches are fused (false on the CPU backend).
+    pub fn fusion(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())
+    }
+
+    /// Encodes the elementwise launches the fuser holds back (see
+    /// docs/architecture.md, "The fuser"), without submitting: they release
+    /// the buffers they read. Chains recorded before and after do not fuse.
+    pub fn settle(&self) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.settle_now()?;
+        }
+        Ok(())
+    }
+
     /// Submits all recorded work now (nothing to do on the CPU backend).
     pub fn flush(&self) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {

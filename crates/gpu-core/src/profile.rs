@@ -99,6 +99,8 @@ struct State {
     unlabeled_from: usize,
     /// Whether each launch was named by a scope (those keep their name).
     scoped: Vec<bool>,
+    /// Launches the fuser merged into another one (dropped from the report).
+    merged: Vec<bool>,
     started: Option<Instant>,
 }
 
@@ -133,7 +135,9 @@ impl Profiler {
             ACTIVE.fetch_sub(1, Relaxed);
         }
         let mut s = self.state.lock().unwrap();
-        let mut launches = std::mem::take(&mut s.launches);
+        let merged = std::mem::take(&mut s.merged);
+        let mut launches: Vec<Launch> =
+            std::mem::take(&mut s.launches).into_iter().zip(merged).filter(|(_, m)| !m).map(|(l, _)| l).collect();
         // GPU timestamps count from an arbitrary origin: start at the first launch.
         let origin = launches.iter().filter_map(|l| l.start_us).fold(f64::INFINITY, f64::min);
         if origin.is_finite() {
@@ -150,9 +154,38 @@ impl Profiler {
         let scope = SCOPES.with(|s| s.borrow().last().cloned());
         let mut s = self.state.lock().unwrap();
         s.scoped.push(scope.is_some());
+        s.merged.push(false);
         let op = scope.unwrap_or_else(|| family.clone());
         s.launches.push(Launch { family, op, bytes_moved, bytes_allocated, flops, start_us: None, dur_us: None });
         s.launches.len() - 1
+    }
+
+    /// Folds the records of launches the fuser merged (`absorbed`, in
+    /// evaluation order) into the record of the launch that computes them
+    /// (`root`): one launch of family `family` binding `bytes_moved` bytes,
+    /// whose op names the ops of the chain (`add+relu`), with their FLOPs
+    /// and allocations summed.
+    pub fn merge(&self, root: usize, absorbed: &[usize], family: String, bytes_moved: u64) {
+        let mut s = self.state.lock().unwrap();
+        // Records of a profile that has ended meanwhile are gone.
+        if absorbed.iter().chain([&root]).any(|&i| i >= s.launches.len()) {
+            return;
+        }
+        let mut ops: Vec<String> = Vec::new();
+        let (mut flops, mut bytes_allocated) = (0, 0);
+        for &i in absorbed.iter().chain([&root]) {
+            let l = &s.launches[i];
+            if ops.last() != Some(&l.op) {
+                ops.push(l.op.clone());
+            }
+            flops += l.flops;
+            bytes_allocated += l.bytes_allocated;
+            if i != root {
+                s.merged[i] = true;
+            }
+        }
+        let l = &mut s.launches[root];
+        *l = Launch { family, op: ops.join("+"), bytes_moved, bytes_allocated, flops, ..l.clone() };
     }
 
     /// Records a CPU-backend kernel that ran from `t0` until now.

@@ -100,7 +100,26 @@ fn profiles_the_cpu_backend() {
 #[test]
 fn profiles_the_gpu() {
     let Some(dev) = fresh_gpu_or_skip("profiles_the_gpu") else { return };
+    // One launch per op: the fuser would merge exp and add.
+    dev.set_fusion(false).unwrap();
     profile_on(&dev, ["unary:", "binary:", "matmul"]);
+}
+
+#[test]
+fn a_fused_launch_is_profiled_once_under_the_names_of_its_chain() {
+    let Some(dev) = fresh_gpu_or_skip("a_fused_launch_is_profiled_once_under_the_names_of_its_chain") else { return };
+    dev.set_fusion(true).unwrap();
+    let (x, a, b) = inputs();
+    let before = dev.stats();
+    let (_, p) = dev.profile(|| work(&dev, &x, &a, &b)).unwrap();
+    assert_eq!(dev.stats().dispatches - before.dispatches, 2);
+    assert_eq!(p.launches.len(), 2, "{p}");
+    let fused = &p.launches[0];
+    assert_eq!((fused.family.as_str(), fused.op.as_str()), ("fused:exp+add", "exp+add"), "{p}");
+    // exp's output is stored (the user reads it) and add's written: both allocations are its.
+    let out_bytes = (N * 4) as u64;
+    assert!(fused.bytes_allocated >= 2 * out_bytes, "{p}");
+    assert_eq!(p.launches[1].op, "my matmul");
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! submit, so recording a kernel costs no queue operation.
 
 use super::context::GpuContext;
-use super::pipelines::PARAMS_BYTES;
+use super::fused_wgsl::{self, Generated};
+use super::fusion::{self, Deferred};
+use super::pipelines::{Kernel, PARAMS_BYTES};
 use crate::{Error, Result};
 
 /// Slots in one parameter chunk (64 KiB).
@@ -45,8 +47,13 @@ pub(crate) struct Batch {
     encoder: Option<wgpu::CommandEncoder>,
     chunks: Vec<Chunk>,
     spare: Vec<wgpu::Buffer>,
+    /// Launches recorded since the last submit, counted as recorded (an
+    /// elementwise launch the fuser later merges counts too), so the
+    /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
     dispatches: usize,
     timing: Option<Timing>,
+    /// Elementwise launches recorded but not yet encoded (the fuser's run).
+    deferred: Vec<Deferred>,
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -142,18 +149,181 @@ impl Batch {
     }
 }
 
+/// Longest run of deferred elementwise launches before the fuser settles it
+/// (bounds the planner's quadratic scans and the memory the run pins).
+const MAX_RUN: usize = 64;
+/// Most storage buffers (inputs and outputs) of one fused kernel (also
+/// capped by the adapter's limit).
+const MAX_BUFFERS: usize = 16;
+
+/// What one encoded launch binds and runs.
+struct Encode<'a> {
+    kernel: &'a Kernel,
+    /// Its profile record, while profiling.
+    record: Option<usize>,
+    label: &'static str,
+    params: &'a [u32],
+    inputs: &'a [&'a wgpu::Buffer],
+    outputs: &'a [&'a wgpu::Buffer],
+    workgroups: u32,
+}
+
 impl GpuContext {
-    /// Records one kernel launch into the pending batch.
+    /// Records one kernel launch into the pending batch, after the deferred
+    /// elementwise run it may depend on.
     pub fn launch(&self, l: &Launch) -> Result<()> {
         if l.workgroups == 0 {
             return Ok(());
         }
+        let mut batch = self.batch.lock().unwrap();
+        self.settle(&mut batch)?;
+        batch.dispatches += 1;
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
         let record = self.profiler.is_active().then(|| {
             let bytes = l.inputs.iter().chain(l.outputs).map(|b| b.size()).sum();
             self.profiler.record(format!("{}:{}", l.shader, l.entry), bytes)
         });
+        self.encode(
+            &mut batch,
+            &Encode {
+                kernel: &kernel,
+                record,
+                label: l.shader,
+                params: l.params,
+                inputs: l.inputs,
+                outputs: l.outputs,
+                workgroups: l.workgroups,
+            },
+        )
+    }
+
+    /// Records an elementwise launch the fuser may merge with its neighbours
+    /// (see `fusion.rs`); with fusion off it is encoded at once, as [`launch`](Self::launch) would.
+    pub(crate) fn defer(&self, mut d: Deferred) -> Result<()> {
+        if d.workgroups == 0 {
+            return Ok(());
+        }
+        d.record = self.profiler.is_active().then(|| {
+            let bytes = d.inputs.iter().chain([&d.output]).map(|b| super::pool::size_class(b.len_bytes())).sum();
+            self.profiler.record(format!("{}:{}", d.shader, d.entry), bytes)
+        });
         let mut batch = self.batch.lock().unwrap();
+        batch.dispatches += 1;
+        if !self.fusion_enabled() {
+            self.settle(&mut batch)?;
+            return self.encode_deferred(&mut batch, &d);
+        }
+        batch.deferred.push(d);
+        if batch.dispatches >= MAX_PENDING_DISPATCHES {
+            self.submit(&mut batch)?;
+        } else if batch.deferred.len() >= MAX_RUN {
+            self.settle(&mut batch)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the deferred run now (without submitting).
+    pub(crate) fn settle_now(&self) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap();
+        self.settle(&mut batch)
+    }
+
+    /// Plans and encodes the deferred run: each launch that no consumer
+    /// absorbs becomes one launch, fused with the producers it absorbed.
+    fn settle(&self, batch: &mut Batch) -> Result<()> {
+        if batch.deferred.is_empty() {
+            return Ok(());
+        }
+        let run = std::mem::take(&mut batch.deferred);
+        let mut into = fusion::merges(&run);
+        let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
+        // Planned from the last launch back: splitting an oversized kernel
+        // frees only earlier producers, which are then planned in turn.
+        let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
+        for root in (0..run.len()).rev() {
+            while into[root].is_none() {
+                let expr = fusion::expression(&run, &into, root);
+                if expr.nodes() == 1 {
+                    break;
+                }
+                match fused_wgsl::generate(&run, &into, &expr, run[root].fusable.n, max_buffers) {
+                    Some(g) => {
+                        plans[root] = Some(g);
+                        break;
+                    }
+                    None => {
+                        fusion::split(&mut into, root);
+                    }
+                }
+            }
+        }
+        for (root, plan) in plans.iter().enumerate() {
+            if into[root].is_some() {
+                continue;
+            }
+            match plan {
+                None => self.encode_deferred(batch, &run[root])?,
+                Some(g) => self.encode_fused(batch, &run, root, g)?,
+            }
+        }
+        // Dropping the run drops the last handles of the absorbed
+        // intermediates, which were never backed by device memory.
+        Ok(())
+    }
+
+    /// Encodes a deferred launch as recorded (its own kernel).
+    fn encode_deferred(&self, batch: &mut Batch, d: &Deferred) -> Result<()> {
+        let kernel = self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1);
+        let inputs: Vec<&wgpu::Buffer> = d.inputs.iter().map(|b| b.wgpu()).collect();
+        self.encode(
+            batch,
+            &Encode {
+                kernel: &kernel,
+                record: d.record,
+                label: d.shader,
+                params: &d.params,
+                inputs: &inputs,
+                outputs: &[d.output.wgpu()],
+                workgroups: d.workgroups,
+            },
+        )
+    }
+
+    /// Encodes a generated kernel computing `run[root]` with its absorbed producers.
+    fn encode_fused(&self, batch: &mut Batch, run: &[Deferred], root: usize, g: &Generated) -> Result<()> {
+        if self.fusion_debug > 0 {
+            eprintln!("wgrad fuser: {} ({} inputs, {} elements)", g.name, g.leaves.len(), run[root].fusable.n);
+            if self.fusion_debug > 1 {
+                eprintln!("{}", g.source);
+            }
+        }
+        let kernel = self.pipelines.generated(&self.device, &g.source, g.leaves.len(), 1 + g.stored.len());
+        let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
+        let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
+        if let Some(r) = run[root].record {
+            let absorbed: Vec<usize> =
+                g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();
+            let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
+            self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
+        }
+        self.encode(
+            batch,
+            &Encode {
+                kernel: &kernel,
+                record: run[root].record,
+                label: "wgrad fused",
+                params: &g.params,
+                inputs: &inputs,
+                outputs: &outputs,
+                workgroups: crate::ops::groups(run[root].fusable.n, 256),
+            },
+        )
+    }
+
+    /// Binds and dispatches one launch in the batch (submitting early when
+    /// the batch is full).
+    fn encode(&self, batch: &mut Batch, l: &Encode) -> Result<()> {
+        let (kernel, record) = (l.kernel, l.record);
         // Timestamps around this launch's pass, when profiling on an adapter that has them.
         let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
             let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));
@@ -173,7 +343,7 @@ impl GpuContext {
             entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(l.shader),
+            label: Some(l.label),
             layout: &kernel.layout,
             entries: &entries,
         });
@@ -187,7 +357,7 @@ impl GpuContext {
             });
             let enc = batch.encoder(&self.device);
             let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.shader), timestamp_writes });
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.label), timestamp_writes });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
@@ -197,19 +367,18 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
         }
-        batch.dispatches += 1;
         self.stats().dispatched();
         let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
         if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
-            self.submit(&mut batch)?;
+            self.submit(batch)?;
         }
         Ok(())
     }
 
     /// Records a host-to-device copy into the batch (ordered with the kernels around it).
-    pub fn upload(&self, dst: &wgpu::Buffer, bytes: &[u8]) {
+    pub fn upload(&self, dst: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
-            return;
+            return Ok(());
         }
         use wgpu::util::DeviceExt;
         let mut padded;
@@ -226,7 +395,10 @@ impl GpuContext {
             usage: wgpu::BufferUsages::COPY_SRC,
         });
         let mut batch = self.batch.lock().unwrap();
+        // A deferred kernel may read `dst`'s previous contents.
+        self.settle(&mut batch)?;
         batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
+        Ok(())
     }
 
     /// Submits everything recorded so far (no-op when nothing is pending).
@@ -237,6 +409,7 @@ impl GpuContext {
     }
 
     fn submit(&self, batch: &mut Batch) -> Result<bool> {
+        self.settle(batch)?;
         batch.pass = None;
         let Some(mut encoder) = batch.encoder.take() else {
             return Ok(false);
@@ -303,6 +476,7 @@ impl GpuContext {
         });
         {
             let mut batch = self.batch.lock().unwrap();
+            self.settle(&mut batch)?;
             batch.encoder(&self.device).copy_buffer_to_buffer(src, 0, &staging, 0, size);
             self.submit(&mut batch)?;
         }

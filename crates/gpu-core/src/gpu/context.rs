@@ -1,6 +1,7 @@
 //! An open wgpu device: queue, adapter facts, pool, pipeline cache and the
 //! batch of recorded work.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::batch::Batch;
@@ -25,6 +26,11 @@ pub(crate) struct GpuContext {
     pub stats: Arc<Stats>,
     /// The owning device's profiler.
     pub profiler: Arc<Profiler>,
+    /// Whether elementwise launches are fused (`WGRAD_FUSION=0` turns it off;
+    /// `Device::set_fusion` changes it).
+    pub fusion: AtomicBool,
+    /// `WGRAD_FUSION_DEBUG`: 1 prints each fused chain, 2 also its WGSL.
+    pub fusion_debug: u8,
 }
 
 /// Optional features we use when the adapter offers them; none is required.
@@ -68,7 +74,14 @@ impl GpuContext {
             error,
             stats,
             profiler,
+            fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
+            fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
         })
+    }
+
+    /// Whether the fuser merges elementwise launches now.
+    pub fn fusion_enabled(&self) -> bool {
+        self.fusion.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> &Stats {

@@ -3,6 +3,8 @@
 
 pub(crate) mod batch;
 pub(crate) mod context;
+pub(crate) mod fused_wgsl;
+pub(crate) mod fusion;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 

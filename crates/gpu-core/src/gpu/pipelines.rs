@@ -33,6 +33,9 @@ pub(crate) struct PipelineCache {
     kernels: Mutex<HashMap<Key, Arc<Kernel>>>,
     layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    /// Kernels generated at run time (the fuser's), keyed by their source:
+    /// one expression structure, one source, one pipeline.
+    generated: Mutex<HashMap<String, Arc<Kernel>>>,
 }
 
 impl PipelineCache {
@@ -76,6 +79,37 @@ impl PipelineCache {
         });
         let k = Arc::new(Kernel { pipeline, layout });
         self.kernels.lock().unwrap().insert(key, k.clone());
+        k
+    }
+
+    /// The pipeline of a generated source's `main` (built on first use).
+    pub fn generated(&self, device: &wgpu::Device, source: &str, inputs: usize, outputs: usize) -> Arc<Kernel> {
+        if let Some(k) = self.generated.lock().unwrap().get(source) {
+            return k.clone();
+        }
+        let layout = self.layout(device, inputs, outputs);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("wgrad fused"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgrad fused"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("wgrad fused"),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let k = Arc::new(Kernel { pipeline, layout });
+        self.generated.lock().unwrap().insert(source.to_string(), k.clone());
         k
     }
 

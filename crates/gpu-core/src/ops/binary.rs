@@ -2,7 +2,8 @@
 //! and the ternary select `where` (`shaders/where.wgsl`).
 
 use super::table::{wgsl_switch, WgslRow};
-use super::{dispatch, f32s, f32s_mut, groups, launch_elementwise, run, Kind, Params, ParamsDecl};
+use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::layout::{coalesce, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -38,6 +39,11 @@ macro_rules! binary_table {
             /// The table's name of the op (its variant name).
             pub fn name(self) -> &'static str {
                 WGSL_F[self.code() as usize].name
+            }
+
+            /// The WGSL row of this op, for the fuser's generated kernels.
+            pub(crate) fn wgsl_row(self) -> &'static WgslRow {
+                &WGSL_F[self.code() as usize]
             }
 
             /// The CPU twin: f applied to one pair.
@@ -193,14 +199,16 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
                 .set_u32("a_offset", va.offset)
                 .set_u32("b_offset", vb.offset);
             let rank = ("RANK", cs.len() as f64);
+            let access = vec![Access::of(&cs, &st[0], va.offset), Access::of(&cs, &st[1], vb.offset)];
+            let what = Fusable { node: Node::Binary(op), n, access };
             match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
                 Some(m) => {
                     let constants = [("OP", op.code() as f64), rank, ("A_VEC", m[0]), ("B_VEC", m[1])];
-                    dispatch(g, "binary", "main4", &constants, &params, &[a, b], &[&out], groups(n / 4, 256))
+                    dispatch_fusable(g, "binary", "main4", &constants, &params, &[a, b], &out, groups(n / 4, 256), what)
                 }
                 None => {
                     let constants = [("OP", op.code() as f64), rank];
-                    launch_elementwise(g, "binary", &constants, params, &[a, b], &[&out], n)
+                    dispatch_fusable(g, "binary", "main", &constants, &params, &[a, b], &out, groups(n, 256), what)
                 }
             }
         },
@@ -244,7 +252,13 @@ pub fn where_select(
                 .set_u32("c_offset", vc.offset)
                 .set_u32("a_offset", va.offset)
                 .set_u32("b_offset", vb.offset);
-            launch_elementwise(g, "where", &[("RANK", cs.len() as f64)], params, &[cond, a, b], &[&out], n)
+            let access = [(&st[0], vc.offset), (&st[1], va.offset), (&st[2], vb.offset)]
+                .iter()
+                .map(|(strides, offset)| Access::of(&cs, strides, *offset))
+                .collect();
+            let what = Fusable { node: Node::Where, n, access };
+            let constants = [("RANK", cs.len() as f64)];
+            dispatch_fusable(g, "where", "main", &constants, &params, &[cond, a, b], &out, groups(n, 256), what)
         },
         || {
             let (hc, ha, hb, mut ho) = (cond.host(), a.host(), b.host(), out.host_mut());

@@ -30,6 +30,7 @@ mod table;
 pub(crate) use params::{Kind, Params, ParamsDecl};
 pub mod unary;
 
+use crate::gpu::fusion::{Deferred, Fusable};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Device, Result};
 
@@ -89,6 +90,35 @@ pub(crate) fn dispatch(
     let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
     let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
     g.launch(&Launch { shader, entry, constants, params: params.finish(), inputs: &ins, outputs: &outs, workgroups })
+}
+
+/// [`dispatch`] for an elementwise kernel with one output that the fuser may
+/// merge with its neighbours: `what` says what it computes and how it reads
+/// each input (see `gpu/fusion.rs`). With fusion off it is exactly [`dispatch`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch_fusable(
+    g: &GpuContext,
+    shader: &'static str,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    params: &Params,
+    inputs: &[&Buffer],
+    output: &Buffer,
+    workgroups: u32,
+    what: Fusable,
+) -> Result<()> {
+    debug_assert_eq!(what.access.len(), inputs.len());
+    g.defer(Deferred {
+        shader,
+        entry,
+        constants: constants.to_vec(),
+        params: params.finish().to_vec(),
+        inputs: inputs.iter().map(|&b| b.clone()).collect(),
+        output: output.clone(),
+        workgroups,
+        fusable: what,
+        record: None,
+    })
 }
 
 /// [`dispatch`] with the common elementwise shape: entry `main`, one thread

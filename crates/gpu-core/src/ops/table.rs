@@ -13,6 +13,19 @@ pub(crate) struct WgslRow {
     pub body: &'static str,
 }
 
+impl WgslRow {
+    /// The body as (statements, each followed by a space; result expression):
+    /// everything up to the last `;` is statements. Shared by the switch
+    /// libraries and the fuser's generated kernels (`gpu/fused_wgsl.rs`).
+    pub fn split(&self) -> (String, &'static str) {
+        let body = self.body.trim();
+        match body.rfind(';') {
+            Some(i) => (format!("{} ", &body[..=i]), body[i + 1..].trim()),
+            None => (String::new(), body),
+        }
+    }
+}
+
 /// The uniforms that carry an op's fields, in field order.
 const FIELD_UNIFORMS: [&str; 2] = ["p.alpha", "p.beta"];
 
@@ -23,13 +36,7 @@ pub(crate) fn wgsl_switch(signature: &str, rows: &[WgslRow], default: &str) -> S
     for (code, row) in rows.iter().enumerate() {
         assert!(row.fields.len() <= FIELD_UNIFORMS.len(), "wgrad internal: op {} has too many fields", row.name);
         let lets: String = row.fields.iter().zip(FIELD_UNIFORMS).map(|(f, u)| format!("let {f} = {u}; ")).collect();
-        let body = row.body.trim();
-        // Everything up to the last `;` is statements, the rest the result.
-        let (stmts, expr) = match body.rfind(';') {
-            Some(i) => (&body[..=i], body[i + 1..].trim()),
-            None => ("", body),
-        };
-        let stmts = if stmts.is_empty() { String::new() } else { format!("{stmts} ") };
+        let (stmts, expr) = row.split();
         s += &format!("        // {}\n        case {code}u: {{ {lets}{stmts}return {expr}; }}\n", row.name);
     }
     s += &format!("        default: {{ return {default}; }}\n    }}\n}}\n");

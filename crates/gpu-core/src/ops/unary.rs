@@ -1,7 +1,8 @@
 //! Elementwise unary functions (`shaders/unary.wgsl`): activations and math.
 
 use super::table::{field_uniforms, wgsl_switch, WgslRow};
-use super::{f32s, f32s_mut, launch_elementwise, run, Kind, Params, ParamsDecl};
+use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::{Buffer, Result};
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -125,8 +126,13 @@ macro_rules! unary_table {
                 WGSL_F[self.code() as usize].name
             }
 
+            /// The WGSL rows (`f`, `df`) of this op, for the fuser's generated kernels.
+            pub(crate) fn wgsl_rows(self) -> (&'static WgslRow, &'static WgslRow) {
+                (&WGSL_F[self.code() as usize], &WGSL_DF[self.code() as usize])
+            }
+
             /// The (alpha, beta) uniforms: the variant's fields in order.
-            fn args(self) -> (f32, f32) {
+            pub(crate) fn args(self) -> (f32, f32) {
                 match self {
                     $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => field_uniforms(&[$($($ta),*)? $($($sa),*)?])),*
                 }
@@ -355,15 +361,9 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
     run(
         dev,
         |g| {
-            launch_elementwise(
-                g,
-                "unary",
-                &[("OP", op.code() as f64)],
-                Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b),
-                &[x],
-                &[&out],
-                n,
-            )
+            let params = Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
+            let what = Fusable { node: Node::Unary(op), n, access: vec![Access::Dense] };
+            dispatch_fusable(g, "unary", "main", &[("OP", op.code() as f64)], &params, &[x], &out, groups(n, 256), what)
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
@@ -390,7 +390,9 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
         dev,
         |gpu| {
             let params = Params::of(&GRAD_PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
-            launch_elementwise(gpu, "unary_grad", &[("OP", op.code() as f64)], params, &[x, y, g], &[&out], n)
+            let what = Fusable { node: Node::UnaryGrad(op), n, access: vec![Access::Dense; 3] };
+            let constants = [("OP", op.code() as f64)];
+            dispatch_fusable(gpu, "unary_grad", "main", &constants, &params, &[x, y, g], &out, groups(n, 256), what)
         },
         || {
             let (xs, ys, gs, mut dx) = (x.host(), y.host(), g.host(), out.host_mut());

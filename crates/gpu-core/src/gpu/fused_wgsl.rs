@@ -1,0 +1,268 @@
+//! WGSL for one fused expression (see `fusion.rs`): a kernel with one thread
+//! per output element that reads each leaf through its own index map and
+//! evaluates the expression's nodes in registers.
+//!
+//! Node bodies come from the op tables' rows (`UnaryOp::wgsl_rows`,
+//! `BinaryOp::wgsl_row`), the same text the unfused kernels' switches are
+//! generated from, each wrapped in a function of its own so that the `let`s
+//! of two rows cannot collide. Everything that varies between launches of
+//! one structure (the size, op fields, leaf shapes, strides and offsets) is in
+//! the uniform block, so the source, and with it the compiled pipeline, is
+//! shared by every launch of that structure.
+
+use std::fmt::Write;
+
+use super::fusion::{Access, Deferred, Expr, Merge, Node};
+use super::pipelines::PARAMS_BYTES;
+
+/// Words of the uniform block (read by the kernel as `p.w[k / 4][k % 4]`).
+const WORDS: usize = PARAMS_BYTES as usize / 4;
+
+/// A generated kernel and the launch data it needs.
+pub(crate) struct Generated {
+    /// The full WGSL source (also the pipeline cache key).
+    pub source: String,
+    /// The uniform block.
+    pub params: Vec<u32>,
+    /// The bound inputs, as (launch, slot) of the run, in binding order.
+    pub leaves: Vec<(usize, usize)>,
+    /// The launches whose outputs it writes besides the root's, in binding
+    /// order after the root's output.
+    pub stored: Vec<usize>,
+    /// The chain for profiles and debugging, e.g. `mul+add+relu`.
+    pub name: String,
+    /// The run's launches it computes, producers first (the root last).
+    pub members: Vec<usize>,
+}
+
+struct Writer<'a> {
+    run: &'a [Deferred],
+    into: &'a [Option<Merge>],
+    stored: Vec<usize>,
+    fns: String,
+    body: String,
+    params: Vec<u32>,
+    leaves: Vec<(usize, usize)>,
+    names: Vec<String>,
+    temps: usize,
+}
+
+/// `p.w[..]` naming word `k` of the uniform block.
+fn word(k: usize) -> String {
+    format!("p.w[{}u][{}u]", k / 4, k % 4)
+}
+
+impl Writer<'_> {
+    /// Appends a word to the uniform block and returns its WGSL read.
+    fn push(&mut self, v: u32) -> String {
+        self.params.push(v);
+        word(self.params.len() - 1)
+    }
+
+    /// Emits the evaluation of `e` and returns the WGSL value naming it.
+    fn emit(&mut self, e: &Expr) -> String {
+        match e {
+            Expr::Leaf { launch, slot } => self.leaf(*launch, *slot),
+            Expr::Node { launch, args } => {
+                let vals: Vec<String> = args.iter().map(|a| self.emit(a)).collect();
+                let node = self.run[*launch].fusable.node;
+                self.names.push(node.name());
+                let f = format!("e{}", self.temps);
+                self.temps += 1;
+                self.node_fn(&f, node);
+                writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
+                if self.into[*launch].is_some_and(|m| m.store) {
+                    self.stored.push(*launch);
+                    writeln!(self.body, "    z{}[i] = {f}v;", self.stored.len()).unwrap();
+                }
+                format!("{f}v")
+            }
+        }
+    }
+
+    /// Binds launch `launch`'s input `slot` and returns its read at element `i`.
+    fn leaf(&mut self, launch: usize, slot: usize) -> String {
+        let k = self.leaves.len();
+        self.leaves.push((launch, slot));
+        match &self.run[launch].fusable.access[slot] {
+            Access::Dense => format!("l{k}[i]"),
+            Access::Strided { shape, strides, offset } => {
+                // Unrolled strided index, innermost dim first (as `strided_offset`).
+                let mut f =
+                    format!("fn ix{k}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
+                for d in (0..shape.len()).rev() {
+                    let (s, t) = (self.push(shape[d] as u32), self.push(strides[d] as u32));
+                    writeln!(f, "    o += (r % {s}) * {t};\n    r = r / {s};").unwrap();
+                }
+                f += "    return o;\n}\n";
+                self.fns += &f;
+                format!("l{k}[ix{k}(i)]")
+            }
+        }
+    }
+
+    /// Emits `fn NAME(..) -> f32` computing `node` from its table row.
+    fn node_fn(&mut self, name: &str, node: Node) {
+        let (signature, row, wrap) = match node {
+            Node::Unary(op) => ("v: f32", Some(op.wgsl_rows().0), None),
+            Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
+            Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
+            Node::Where => ("c: f32, a: f32, b: f32", None, None),
+        };
+        let Some(row) = row else {
+            writeln!(self.fns, "fn {name}({signature}) -> f32 {{ return select(b, a, c != 0.0); }}").unwrap();
+            return;
+        };
+        let mut lets = String::new();
+        if let Node::Unary(op) | Node::UnaryGrad(op) = node {
+            let (a, b) = op.args();
+            for (field, v) in row.fields.iter().zip([a, b]) {
+                let w = self.push(v.to_bits());
+                write!(lets, "let {field} = bitcast<f32>({w}); ").unwrap();
+            }
+        }
+        let (stmts, expr) = row.split();
+        let expr = match wrap {
+            Some(w) => format!("{w}({expr})"),
+            None => expr.to_string(),
+        };
+        writeln!(self.fns, "fn {name}({signature}) -> f32 {{ {lets}{stmts}return {expr}; }}").unwrap();
+    }
+}
+
+/// The kernel computing `expr` over `n` elements (writing the outputs that
+/// `into` says to store), or `None` when it needs more than `max_buffers`
+/// storage bindings or a larger uniform block than one slot.
+pub(crate) fn generate(
+    run: &[Deferred],
+    into: &[Option<Merge>],
+    expr: &Expr,
+    n: usize,
+    max_buffers: usize,
+) -> Option<Generated> {
+    let mut w = Writer {
+        run,
+        into,
+        stored: Vec::new(),
+        fns: String::new(),
+        body: String::new(),
+        params: vec![n as u32],
+        leaves: Vec::new(),
+        names: Vec::new(),
+        temps: 0,
+    };
+    let result = w.emit(expr);
+    if w.leaves.len() + 1 + w.stored.len() > max_buffers || w.params.len() > WORDS {
+        return None;
+    }
+    let mut src = format!("// Generated by the wgrad fuser: {}\n", w.names.join("+"));
+    src += &crate::shaders::source("common");
+    src += &crate::shaders::source("unary_helpers");
+    writeln!(src, "struct Params {{ w: array<vec4<u32>, {}> }}", WORDS / 4).unwrap();
+    src += "@group(0) @binding(0) var<uniform> p: Params;\n";
+    for k in 0..w.leaves.len() {
+        writeln!(src, "@group(0) @binding({}) var<storage, read> l{k}: array<f32>;", k + 1).unwrap();
+    }
+    for k in 0..=w.stored.len() {
+        writeln!(src, "@group(0) @binding({}) var<storage, read_write> z{k}: array<f32>;", w.leaves.len() + 1 + k)
+            .unwrap();
+    }
+    src += &w.fns;
+    src += "@compute @workgroup_size(256)\n\
+            fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, \
+            @builtin(local_invocation_index) lid: u32) {\n\
+            \x20   let i = linear_workgroup(wid, nwg) * 256u + lid;\n";
+    writeln!(src, "    if i >= {} {{\n        return;\n    }}", word(0)).unwrap();
+    src += &w.body;
+    writeln!(src, "    z0[i] = {result};\n}}").unwrap();
+    Some(Generated {
+        source: src,
+        params: w.params,
+        leaves: w.leaves,
+        stored: w.stored,
+        name: w.names.join("+"),
+        members: expr.launches(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::fusion::{expression, merges, Fusable};
+    use crate::ops::binary::BinaryOp;
+    use crate::ops::unary::UnaryOp;
+    use crate::{Buffer, Device};
+
+    /// A deferred launch for the planner (CPU buffers: only handles matter here).
+    fn deferred(node: Node, inputs: Vec<Buffer>, access: Vec<Access>, output: Buffer) -> Deferred {
+        let fusable = Fusable { node, n: 16, access };
+        let (shader, entry, constants, params, workgroups) = ("unary", "main", vec![], vec![], 1);
+        Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None }
+    }
+
+    fn validate(src: &str) {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("generated kernel does not parse:\n{}", e.emit_to_string(src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("generated kernel does not validate:\n{}", e.emit_to_string(src)));
+    }
+
+    /// `where(c, u'(x, b(u(x), yᵀ), g), s)` for every unary and binary row: the
+    /// planner merges the chain (storing `b`'s output, which a handle keeps)
+    /// and the generated kernel validates with naga, adapter or not.
+    #[test]
+    fn generated_chains_of_every_row_validate() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let strided = Access::Strided { shape: vec![4, 4], strides: vec![1, 4], offset: 0 };
+        let scalar = Access::Strided { shape: vec![16], strides: vec![0], offset: 3 };
+        for &u in UnaryOp::EXAMPLES {
+            for &b in BinaryOp::ALL {
+                let (x, y, g, c, s) = (buf(), buf(), buf(), buf(), buf());
+                let (t0, t1, t2, t3) = (buf(), buf(), buf(), buf());
+                let run = vec![
+                    deferred(Node::Unary(u), vec![x.clone()], vec![Access::Dense], t0.clone()),
+                    deferred(Node::Binary(b), vec![t0, y], vec![Access::Dense, strided.clone()], t1.clone()),
+                    deferred(Node::UnaryGrad(u), vec![x, t1.clone(), g], vec![Access::Dense; 3], t2.clone()),
+                    deferred(Node::Where, vec![c, t2, s], vec![Access::Dense, Access::Dense, scalar.clone()], t3),
+                ];
+                let into = merges(&run);
+                let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
+                assert_eq!(consumers, [Some((1, false)), Some((2, true)), Some((3, false)), None], "{u:?} {b:?}");
+                let expr = expression(&run, &into, 3);
+                let k = generate(&run, &into, &expr, 16, 16).expect("fits");
+                assert_eq!((k.leaves.len(), k.stored.as_slice()), (6, &[1][..]), "{u:?} {b:?}");
+                validate(&k.source);
+                drop(t1);
+            }
+        }
+    }
+
+    /// A kernel whose leaf index maps overflow the uniform block is refused
+    /// (the planner then splits it).
+    #[test]
+    fn oversized_kernels_are_refused() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let wide =
+            Access::Strided { shape: vec![1, 2, 1, 2, 1, 2, 1, 2], strides: vec![8, 4, 8, 2, 8, 1, 8, 0], offset: 0 };
+        let mut run = Vec::new();
+        let mut prev = buf();
+        for _ in 0..6 {
+            let out = buf();
+            run.push(deferred(
+                Node::Binary(BinaryOp::Add),
+                vec![prev, buf()],
+                vec![Access::Dense, wide.clone()],
+                out.clone(),
+            ));
+            prev = out;
+        }
+        drop(prev);
+        let into = merges(&run);
+        let expr = expression(&run, &into, run.len() - 1);
+        assert_eq!(expr.nodes(), 6);
+        assert!(generate(&run, &into, &expr, 16, 16).is_none(), "6 rank-8 leaves need 103 words");
+    }
+}

@@ -1,0 +1,196 @@
+//! The fuser's planner: which deferred elementwise launches merge into one
+//! generated kernel.
+//!
+//! Elementwise launches (unary, `unary_grad`, binary, `where`) are not
+//! encoded when recorded: the batch keeps them as a *run* of [`Deferred`]
+//! launches until any other command (another kernel, an upload, a copy, a
+//! readback, the submit) must be encoded after them. Then [`plan`] turns the
+//! run into expression trees, one per launch that must really run, and the
+//! batch encodes each tree as one launch (`fused_wgsl.rs` writes its kernel).
+//!
+//! A producer P merges into its consumer C when
+//! - C reads P's output densely (element `i` of C reads element `i` of P,
+//!   the same element count): no index map to compose;
+//! - no other launch of the run reads it, so it is computed once, inside C;
+//!   when a tensor still holds it (a live handle outside the run: saved for
+//!   backward, kept by the user) the fused kernel also stores it, otherwise
+//!   the value lives in registers only and its buffer is never backed;
+//! - and, by construction, nothing between P and C writes P's inputs: a run
+//!   holds only elementwise launches, which write only their fresh outputs,
+//!   and every in-place kernel (an optimizer step, a running-statistics
+//!   update, a copy) ends the run before it is encoded.
+
+use crate::ops::binary::BinaryOp;
+use crate::ops::unary::UnaryOp;
+use crate::Buffer;
+
+/// What one elementwise launch computes, as the fuser sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Node {
+    /// `f(x)` (inputs: x).
+    Unary(UnaryOp),
+    /// `g * f'(x)` given `y = f(x)` (inputs: x, y, g).
+    UnaryGrad(UnaryOp),
+    /// `f(a, b)` (inputs: a, b).
+    Binary(BinaryOp),
+    /// `c != 0 ? a : b` (inputs: c, a, b).
+    Where,
+}
+
+impl Node {
+    /// A short name for fused-kernel labels and profiles (`relu`, `add`, `relu'`).
+    pub fn name(self) -> String {
+        match self {
+            Node::Unary(op) => op.name().to_lowercase(),
+            Node::UnaryGrad(op) => format!("{}'", op.name().to_lowercase()),
+            Node::Binary(op) => op.name().to_lowercase(),
+            Node::Where => "where".into(),
+        }
+    }
+}
+
+/// How a launch reads one input for its output element `i`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Access {
+    /// Element `i`.
+    Dense,
+    /// Element `offset + Σ_d idx_d(i) · strides[d]` over the (coalesced) `shape`.
+    Strided { shape: Vec<usize>, strides: Vec<usize>, offset: usize },
+}
+
+impl Access {
+    /// The access of a view of `shape` with `strides` and `offset`: dense when
+    /// it is the contiguous row-major layout at offset 0.
+    pub fn of(shape: &[usize], strides: &[usize], offset: usize) -> Access {
+        let mut dense = offset == 0;
+        let mut expect = 1;
+        for d in (0..shape.len()).rev() {
+            dense &= shape[d] == 1 || strides[d] == expect;
+            expect *= shape[d];
+        }
+        if dense {
+            Access::Dense
+        } else {
+            Access::Strided { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+        }
+    }
+}
+
+/// The fuser's view of an elementwise launch: its node, its `n` outputs
+/// (written densely) and how it reads each input.
+#[derive(Clone, Debug)]
+pub(crate) struct Fusable {
+    pub node: Node,
+    pub n: usize,
+    pub access: Vec<Access>,
+}
+
+/// A recorded elementwise launch not yet encoded: the original launch (what
+/// runs when it fuses with nothing) and its [`Fusable`] description. Holds
+/// buffer handles, so its buffers stay alive until it is encoded.
+pub(crate) struct Deferred {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+    pub params: Vec<u32>,
+    pub inputs: Vec<Buffer>,
+    pub output: Buffer,
+    pub workgroups: u32,
+    pub fusable: Fusable,
+    /// Its profile record, made when it was recorded (so that its op name,
+    /// scope and FLOPs are those of the op that recorded it), while profiling.
+    pub record: Option<usize>,
+}
+
+/// A value in a fused expression: launch `launch`'s input `slot` read from
+/// memory, or the result of launch `launch` computed in place.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expr {
+    /// `run[launch].inputs[slot]`, read through `run[launch].fusable.access[slot]`.
+    Leaf { launch: usize, slot: usize },
+    /// `run[launch]`'s node applied to its arguments (one per input slot).
+    Node { launch: usize, args: Vec<Expr> },
+}
+
+impl Expr {
+    /// The launches this expression evaluates, producers first.
+    pub fn launches(&self) -> Vec<usize> {
+        match self {
+            Expr::Leaf { .. } => Vec::new(),
+            Expr::Node { launch, args } => {
+                let mut v: Vec<usize> = args.iter().flat_map(Expr::launches).collect();
+                v.push(*launch);
+                v
+            }
+        }
+    }
+
+    /// How many launches this expression merges.
+    pub fn nodes(&self) -> usize {
+        match self {
+            Expr::Leaf { .. } => 0,
+            Expr::Node { args, .. } => 1 + args.iter().map(Expr::nodes).sum::<usize>(),
+        }
+    }
+}
+
+/// Producer `p` is computed inside launch `consumer` as its input `slot`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Merge {
+    pub consumer: usize,
+    pub slot: usize,
+    /// Whether the fused kernel also writes `p`'s output to memory: a tensor
+    /// still holds it (saved for backward, kept by the user). When false the
+    /// value lives only in registers and its buffer is never backed.
+    pub store: bool,
+}
+
+/// Which producers merge into which consumer (`into[p]`).
+pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
+    use std::collections::HashMap;
+    let producer: HashMap<usize, usize> = run.iter().enumerate().map(|(i, d)| (d.output.id(), i)).collect();
+    let mut uses: Vec<Vec<(usize, usize)>> = vec![Vec::new(); run.len()];
+    for (c, d) in run.iter().enumerate() {
+        for (slot, b) in d.inputs.iter().enumerate() {
+            if let Some(&p) = producer.get(&b.id()) {
+                if p < c {
+                    uses[p].push((c, slot));
+                }
+            }
+        }
+    }
+    (0..run.len())
+        .map(|p| match uses[p][..] {
+            // One reader in the run, reading densely the same number of elements.
+            [(consumer, slot)]
+                if run[consumer].fusable.access[slot] == Access::Dense
+                    && run[consumer].fusable.n == run[p].fusable.n =>
+            {
+                // No handle beyond the run's two (P's and C's): never stored.
+                let store = run[p].output.handles() != 2 || run[p].output.is_backed();
+                Some(Merge { consumer, slot, store })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The expression launch `root` computes once the merges in `into` are applied.
+pub(crate) fn expression(run: &[Deferred], into: &[Option<Merge>], root: usize) -> Expr {
+    let args = (0..run[root].inputs.len())
+        .map(|slot| match into.iter().position(|m| m.is_some_and(|m| m.consumer == root && m.slot == slot)) {
+            Some(p) => expression(run, into, p),
+            None => Expr::Leaf { launch: root, slot },
+        })
+        .collect();
+    Expr::Node { launch: root, args }
+}
+
+/// Undoes the merges into `root` (its producers run as launches of their
+/// own): used when a fused kernel would exceed the uniform block or the
+/// binding limit.
+pub(crate) fn split(into: &mut [Option<Merge>], root: usize) {
+    for m in into.iter_mut().filter(|m| m.is_some_and(|m| m.consumer == root)) {
+        *m = None;
+    }
+}
