@@ -112,3 +112,39 @@ fn convolutions_match_the_reference() {
         }
     }
 }
+
+#[test]
+fn batch_norm_matches_the_reference() {
+    use wgrad_gpu_core::ops::batch_norm::{
+        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims,
+    };
+    let (f, r) = pair();
+    let mut rng = rng(4);
+    // [A, C, B]: odd sizes, B = 1 (BatchNorm1d), a shifted mean, and large.
+    for (outer, channels, inner, shift) in
+        [(1, 1, 2, 0.0), (3, 5, 7, 0.0), (4, 3, 1, 100.0), (2, 6, 9, 0.0), (32, 16, 256, 0.5)]
+    {
+        let d = ChannelDims { outer, channels, inner };
+        let n = outer * channels * inner;
+        let x: Vec<f32> = rng.vec(n, -2.0, 2.0).iter().map(|v| v + shift).collect();
+        let (gy, res) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let (w, b) = (rng.vec(channels, 0.5, 1.5), rng.vec(channels, -0.5, 0.5));
+        let run = |dev: &Device| {
+            let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
+            let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
+            let (stats, _) = batch_norm_stats(&x, d, 1e-5, None).unwrap();
+            let centre = Centre::Stats(&stats);
+            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true).unwrap();
+            let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre).unwrap();
+            let (dx, dres) =
+                batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true).unwrap();
+            let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false).unwrap();
+            [stats, y, sb, sw, dx, dres.unwrap(), dx_eval]
+        };
+        let (of, or) = (run(&f), run(&r));
+        let lens = [2 * channels, n, channels, channels, n, n, n];
+        for (i, what) in ["stats", "forward", "Σdy", "Σdy·xhat", "dx", "dres", "dx eval"].iter().enumerate() {
+            same(&format!("{d:?}: {what}"), &of[i], &or[i], lens[i], 1e-4, 1e-4);
+        }
+    }
+}

@@ -2,9 +2,10 @@
 //! the reference `ops::conv::gather_cpu` decodes every element through a
 //! closure; these write whole output rows, with the valid column range of
 //! each kernel tap worked out once per row so the inner loop is a slice copy
-//! (stride 1) or a strided load, and spread rows over all cores.
+//! (stride 1) or a strided load. They stay on the calling thread: the sgemm
+//! that follows is threaded, and rayon workers spinning beside its threads
+//! made a ResNet-20 step slower on 2 cores.
 
-use super::{par_chunks, GRAIN};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::matmul::ConvGather;
 
@@ -45,7 +46,7 @@ pub(crate) fn gather(
         ConvGather::Columns | ConvGather::ColumnsT => {
             // Column rows (c, ki, kj) of OH·OW entries each.
             let (rows, l) = if form == ConvGather::Columns { (k, n) } else { (n, k) };
-            par_chunks(&mut out[..rows * l], l, GRAIN, |start, chunk| {
+            let gather_rows = |start: usize, chunk: &mut [f32]| {
                 for (i, row) in chunk.chunks_exact_mut(l).enumerate() {
                     let (c, dy, dx) = tap(g, start / l + i);
                     let plane = &src[c * h * w..(c + 1) * h * w];
@@ -69,7 +70,8 @@ pub(crate) fn gather(
                         }
                     }
                 }
-            });
+            };
+            gather_rows(0, &mut out[..rows * l]);
             if form == ConvGather::Columns {
                 (n, 1)
             } else {
@@ -81,7 +83,7 @@ pub(crate) fn gather(
             // sends its value to the one pixel the tap covers (distinct
             // positions reach distinct pixels, so plain stores suffice).
             let plane_out = oh_n * ow_n;
-            par_chunks(&mut out[..k * n], n, GRAIN, |start, chunk| {
+            let scatter_rows = |start: usize, chunk: &mut [f32]| {
                 chunk.fill(0.0);
                 for (i, row) in chunk.chunks_exact_mut(n).enumerate() {
                     let (oc, dy, dx) = tap(g, start / n + i);
@@ -107,7 +109,8 @@ pub(crate) fn gather(
                         }
                     }
                 }
-            });
+            };
+            scatter_rows(0, &mut out[..k * n]);
             (n, 1)
         }
     }

@@ -14,6 +14,7 @@
 //! `tests/parity_fast_cpu.rs` checks the fast paths against the reference on
 //! awkward shapes (zero-size, odd, strided, large).
 
+pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 
