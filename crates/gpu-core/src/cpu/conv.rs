@@ -115,3 +115,70 @@ pub(crate) fn gather(
         }
     }
 }
+
+/// Scratch bound of [`product_shared_a`]: batch entries are gathered side by
+/// side in groups whose columns fit in this many floats (at least one entry).
+const SIDE_BY_SIDE_FLOATS: usize = 16 << 20;
+
+/// All batch entries of a gathered product whose A (`m` x `k`, strides
+/// `a_rs`, `a_cs`, starting at `a[0]`) is the same for every entry — a
+/// convolution's forward pass and input gradient with one group. Instead of
+/// one small sgemm per image (M = output channels is often 16), the
+/// entries' B matrices are laid side by side and multiplied by one wide
+/// sgemm, which keeps every core busy; the product is then split back into
+/// the per-entry `m` x `n` blocks of `out`. `entry(i)` is where entry `i`
+/// of `src` starts. `form` must not be `ColumnsT` (its A differs per entry).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_shared_a(
+    form: ConvGather,
+    g: &ConvGeometry,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (m, k, n): (usize, usize, usize),
+    src: &[f32],
+    entry: impl Fn(usize) -> usize,
+    out: &mut [f32],
+) {
+    debug_assert!(form != ConvGather::ColumnsT);
+    let batches = out.len() / (m * n).max(1);
+    let per = (SIDE_BY_SIDE_FLOATS / (k * n).max(1)).clamp(1, batches.max(1));
+    let (mut one, mut cols, mut prod) = (vec![0.0; k * n], Vec::new(), Vec::new());
+    for e0 in (0..batches).step_by(per) {
+        let e = per.min(batches - e0);
+        let width = e * n;
+        cols.resize(k * width, 0.0);
+        prod.resize(m * width, 0.0);
+        for j in 0..e {
+            gather(form, g, &src[entry(e0 + j)..], k, n, &mut one);
+            for (r, row) in one.chunks_exact(n).enumerate() {
+                cols[r * width + j * n..][..n].copy_from_slice(row);
+            }
+        }
+        // SAFETY: the caller proved A's `m` x `k` view through its strides
+        // lies in `a`; `cols` holds `k` x `width` and `prod` `m` x `width`
+        // elements, row-major.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                width,
+                1.0,
+                a.as_ptr(),
+                a_rs as isize,
+                a_cs as isize,
+                cols.as_ptr(),
+                width as isize,
+                1,
+                0.0,
+                prod.as_mut_ptr(),
+                width as isize,
+                1,
+            );
+        }
+        for j in 0..e {
+            let block = &mut out[(e0 + j) * m * n..][..m * n];
+            for (r, dst) in block.chunks_exact_mut(n).enumerate() {
+                dst.copy_from_slice(&prod[r * width + j * n..][..n]);
+            }
+        }
+    }
+}

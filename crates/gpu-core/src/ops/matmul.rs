@@ -366,6 +366,15 @@ fn product(
             // A gathered B is materialised per batch entry: by the reference
             // twin (which defines the values) into a fresh vector, by the
             // fast path into one reused scratch.
+            let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
+            match bop.conv {
+                Some((form, geo)) if fast && shared_a && batches > 1 && form != ConvGather::ColumnsT => {
+                    let a_view = (&xa[va.offset..], a_rs, a_cs);
+                    let entry = |i| vb.index_of(i);
+                    return crate::cpu::conv::product_shared_a(form, &geo, a_view, (m, k, n), xb, entry, xo);
+                }
+                _ => {}
+            }
             let mut scratch = Vec::new();
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
