@@ -182,3 +182,60 @@ pub(crate) fn product_shared_a(
         }
     }
 }
+
+/// The weight gradient `dW[g] = Σ_n dY[n, g] @ cols[n, g]ᵀ` as one sgemm
+/// per group whose inner dimension runs over all images (in groups of
+/// images bounded by the scratch size, accumulated into `dw`): the
+/// reference takes one product per image and sums them afterwards, which is
+/// many small products plus a reduction. `gy` is `[N, OC, OH·OW]`, `x`
+/// `[N, C, H, W]`, `dw` `[OC, C/G·kh·kw]`.
+pub(crate) fn weight_grad(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: &[f32], dw: &mut [f32]) {
+    let (groups, kc, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    let (ocg, cg, hw) = (out_channels / groups, g.group_channels(), g.in_h * g.in_w);
+    dw.fill(0.0);
+    if g.batch == 0 || l == 0 {
+        return;
+    }
+    let per = (SIDE_BY_SIDE_FLOATS / (kc * l).max(1)).clamp(1, g.batch);
+    let (mut one, mut cols, mut dys) = (vec![0.0; kc * l], Vec::new(), Vec::new());
+    for grp in 0..groups {
+        for n0 in (0..g.batch).step_by(per) {
+            let e = per.min(g.batch - n0);
+            let width = e * l;
+            cols.resize(kc * width, 0.0);
+            dys.resize(ocg * width, 0.0);
+            for j in 0..e {
+                let n = n0 + j;
+                gather(ConvGather::Columns, g, &x[(n * g.channels + grp * cg) * hw..], kc, l, &mut one);
+                for (r, row) in one.chunks_exact(l).enumerate() {
+                    cols[r * width + j * l..][..l].copy_from_slice(row);
+                }
+                for oc in 0..ocg {
+                    let from = &gy[(n * out_channels + grp * ocg + oc) * l..][..l];
+                    dys[oc * width + j * l..][..l].copy_from_slice(from);
+                }
+            }
+            // SAFETY: `dys` is `ocg` x `width` and `cols` `kc` x `width`
+            // row-major (read transposed as `width` x `kc`); group `grp`'s
+            // block of `dw` holds `ocg` x `kc` elements.
+            unsafe {
+                matrixmultiply::sgemm(
+                    ocg,
+                    width,
+                    kc,
+                    1.0,
+                    dys.as_ptr(),
+                    width as isize,
+                    1,
+                    cols.as_ptr(),
+                    1,
+                    width as isize,
+                    1.0,
+                    dw[grp * ocg * kc..][..ocg * kc].as_mut_ptr(),
+                    kc as isize,
+                    1,
+                );
+            }
+        }
+    }
+}
