@@ -202,7 +202,9 @@ fn conv_transpose_batches_above_the_binding_limit_are_split() {
 /// weight into Wᵀ order + one launch) and the weight gradient (one launch +
 /// the sum over the batch). The explicit lowering needs 2 forward and 6
 /// backward launches (im2col, col2im, the recomputed im2col), so a return to
-/// it fails here; the GPU run must match the CPU backend's count.
+/// it fails here; the GPU run must match the reference CPU twins' count. The
+/// fast CPU backend takes the weight gradient in one launch with the batch
+/// sum inside its sgemm, so its backward is one launch shorter.
 #[test]
 fn conv_forward_and_backward_launch_no_im2col_or_col2im() {
     for dev in backends("conv_forward_and_backward_launch_no_im2col_or_col2im") {
@@ -218,7 +220,8 @@ fn conv_forward_and_backward_launch_no_im2col_or_col2im() {
             y.backward_with(&gy);
             let s2 = dev.stats();
             let (fwd, bwd) = ((s1 - s0).dispatches, (s2 - s1).dispatches);
-            assert_eq!((fwd, bwd), (1, 4), "groups {groups} on {}: forward and backward launches", dev.name());
+            let want = if dev.is_gpu() || dev.is_cpu_reference() { (1, 4) } else { (1, 3) };
+            assert_eq!((fwd, bwd), want, "groups {groups} on {}: forward and backward launches", dev.name());
             assert!(x.grad().is_some() && w.grad().is_some());
         }
     }

@@ -34,6 +34,8 @@ pub(crate) struct DeviceInner {
     pub reason: String,
     /// Which CPU kernels run on the CPU backend (unused on a GPU).
     pub cpu_kernels: CpuKernels,
+    /// Freed host buffers of the CPU backend (unused on a GPU).
+    pub host_pool: crate::cpu::pool::HostPool,
     pub stats: Arc<Stats>,
     pub profiler: Arc<Profiler>,
 }
@@ -111,7 +113,9 @@ impl Device {
         let profiler = Arc::new(Profiler::default());
         let ctx = GpuContext::open(adapter, stats.clone(), profiler.clone())?;
         let backend = Backend::Gpu(Box::new(ctx));
-        Ok(Device { inner: Arc::new(DeviceInner { backend, reason, cpu_kernels: CpuKernels::Fast, stats, profiler }) })
+        let host_pool = Default::default();
+        let inner = DeviceInner { backend, reason, cpu_kernels: CpuKernels::Fast, host_pool, stats, profiler };
+        Ok(Device { inner: Arc::new(inner) })
     }
 
     /// Why this device was chosen (e.g. `auto: no hardware GPU ...`), for
@@ -144,6 +148,7 @@ impl Device {
                 backend: Backend::Cpu,
                 reason,
                 cpu_kernels,
+                host_pool: Default::default(),
                 stats: Arc::new(Stats::default()),
                 profiler: Arc::new(Profiler::default()),
             }),
@@ -268,7 +273,7 @@ impl Device {
     pub fn empty_cache(&self) -> u64 {
         match &self.inner.backend {
             Backend::Gpu(g) => g.pool.clear(),
-            Backend::Cpu => 0,
+            Backend::Cpu => self.inner.host_pool.clear(),
         }
     }
 

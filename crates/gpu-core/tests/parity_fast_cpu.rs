@@ -148,3 +148,18 @@ fn batch_norm_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn cpu_buffers_are_pooled_and_come_back_zeroed() {
+    let dev = Device::cpu();
+    let a = Buffer::from_f32(&dev, &[1.0; 1000]).unwrap();
+    let created = dev.stats().buffers_created;
+    drop(a);
+    let b = Buffer::alloc(&dev, 3990).unwrap();
+    assert_eq!(dev.stats().buffers_created, created, "the freed buffer was reused");
+    assert_eq!(b.to_bytes().unwrap(), vec![0u8; 3990], "a reused buffer reads as zeros");
+    drop(b);
+    assert!(dev.empty_cache() >= 4000);
+    let _c = Buffer::alloc(&dev, 4000).unwrap();
+    assert_eq!(dev.stats().buffers_created, created + 1, "an emptied pool allocates anew");
+}

@@ -17,6 +17,7 @@
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod pool;
 
 use rayon::prelude::*;
 
