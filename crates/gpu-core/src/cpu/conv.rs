@@ -116,9 +116,12 @@ pub(crate) fn gather(
     }
 }
 
-/// Scratch bound of [`product_shared_a`]: batch entries are gathered side by
-/// side in groups whose columns fit in this many floats (at least one entry).
-const SIDE_BY_SIDE_FLOATS: usize = 16 << 20;
+/// Scratch bound of [`product_shared_a`] and [`weight_grad`]: batch entries
+/// are gathered side by side in groups whose columns fit in this many floats
+/// (at least one entry). Kept near cache size: with 64 MB of columns the
+/// copies in and out cost more than the wide product saved (a 64-channel
+/// conv got 1.5x slower than one product per image).
+pub(crate) const SIDE_BY_SIDE_FLOATS: usize = 1 << 20;
 
 /// All batch entries of a gathered product whose A (`m` x `k`, strides
 /// `a_rs`, `a_cs`, starting at `a[0]`) is the same for every entry — a

@@ -368,7 +368,15 @@ fn product(
             // fast path into one reused scratch.
             let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
             match bop.conv {
-                Some((form, geo)) if fast && shared_a && batches > 1 && form != ConvGather::ColumnsT => {
+                // Only when at least two entries fit side by side in the
+                // scratch; larger products are wide enough on their own.
+                Some((form, geo))
+                    if fast
+                        && shared_a
+                        && batches > 1
+                        && form != ConvGather::ColumnsT
+                        && 2 * k * n <= crate::cpu::conv::SIDE_BY_SIDE_FLOATS =>
+                {
                     let a_view = (&xa[va.offset..], a_rs, a_cs);
                     let entry = |i| vb.index_of(i);
                     return crate::cpu::conv::product_shared_a(form, &geo, a_view, (m, k, n), xb, entry, xo);
