@@ -81,7 +81,7 @@ fn main() -> Result<()> {
     );
     let started = Instant::now();
     let dev = Device::from_env()?;
-    println!("device: {}", dev.name());
+    println!("device: {} ({})", dev.name(), dev.reason());
     let corpus = Corpus::load(args.run.text.as_deref(), args.run.eval_text.as_deref())?;
     let run = RunDir::create(&args.out_dir)?;
     std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;

@@ -123,7 +123,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let dev = Device::from_env()?;
-    println!("device: {}", dev.name());
+    println!("device: {} ({})", dev.name(), dev.reason());
     let (mut train, test) = datasets(&args)?;
     if let Some(n) = args.limit {
         train.labels.truncate(n);

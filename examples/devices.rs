@@ -38,7 +38,7 @@ fn main() -> Result<()> {
 
     let spec = DeviceSpec::from_env()?;
     let device = Device::from_spec(&spec).context("opening the device WGRAD_DEVICE asks for")?;
-    println!("\nWGRAD_DEVICE={spec:?} selects: {}", device.name());
+    println!("\nWGRAD_DEVICE={spec:?} selects: {} ({})", device.name(), device.reason());
 
     // One kernel end to end: upload, record, submit, read back.
     let x = Buffer::from_f32(&device, &[1.0, 2.0, 3.0])?;

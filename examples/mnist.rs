@@ -76,7 +76,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let dev = Device::from_env()?;
-    println!("device: {}", dev.name());
+    println!("device: {} ({})", dev.name(), dev.reason());
     let dir = args.data_dir.clone().unwrap_or_else(mnist::bundled_dir);
     let mut train = mnist::load(&dir, Split::Train)?;
     if let Some(n) = args.limit {

@@ -202,10 +202,16 @@ fn conv_transpose_batches_above_the_binding_limit_are_split() {
 /// weight into Wᵀ order + one launch) and the weight gradient (one launch +
 /// the sum over the batch). The explicit lowering needs 2 forward and 6
 /// backward launches (im2col, col2im, the recomputed im2col), so a return to
-/// it fails here; the GPU run must match the CPU backend's count.
+/// it fails here; the GPU run must match the reference CPU twins' count. The
+/// fast CPU backend takes the weight gradient in one launch with the batch
+/// sum inside its sgemm, so its backward is one launch shorter.
 #[test]
 fn conv_forward_and_backward_launch_no_im2col_or_col2im() {
-    for dev in backends("conv_forward_and_backward_launch_no_im2col_or_col2im") {
+    // A GPU of its own: the shared test GPU also counts the launches of
+    // tests running beside this one (a flaky (1, 5) on lavapipe).
+    let mut devices = vec![wgrad_gpu_core::Device::cpu()];
+    devices.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip("conv_forward_and_backward_launch_no_im2col_or_col2im"));
+    for dev in devices {
         for groups in [1, 2] {
             let x = rand(&[3, 4, 6, 5], 1, -1.0, 1.0, &dev).requires_grad_();
             let w = rand(&[6, 4 / groups, 3, 3], 2, -1.0, 1.0, &dev).requires_grad_();
@@ -218,7 +224,8 @@ fn conv_forward_and_backward_launch_no_im2col_or_col2im() {
             y.backward_with(&gy);
             let s2 = dev.stats();
             let (fwd, bwd) = ((s1 - s0).dispatches, (s2 - s1).dispatches);
-            assert_eq!((fwd, bwd), (1, 4), "groups {groups} on {}: forward and backward launches", dev.name());
+            let want = if dev.is_gpu() || dev.is_cpu_reference() { (1, 4) } else { (1, 3) };
+            assert_eq!((fwd, bwd), want, "groups {groups} on {}: forward and backward launches", dev.name());
             assert!(x.grad().is_some() && w.grad().is_some());
         }
     }

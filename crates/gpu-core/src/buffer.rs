@@ -44,6 +44,10 @@ enum Storage {
 impl Drop for BufferInner {
     fn drop(&mut self) {
         self.device.inner.stats.buffer_released(self.charged);
+        if let Storage::Cpu(v) = &mut self.storage {
+            let words = std::mem::take(v.get_mut().unwrap_or_else(|e| e.into_inner()));
+            self.device.inner.host_pool.put(words);
+        }
         if let (Storage::Gpu(b), Some(g)) = (&mut self.storage, self.device.gpu_ctx()) {
             if let Some(b) = b.take() {
                 g.pool.put(b);
@@ -69,9 +73,12 @@ impl Buffer {
                 (Storage::Gpu(OnceLock::new()), class)
             }
             Backend::Cpu => {
-                device.inner.stats.buffer_created();
                 let words = bytes.div_ceil(4) as usize;
-                (Storage::Cpu(RwLock::new(vec![0u32; words])), words as u64 * 4)
+                let (v, created) = device.inner.host_pool.take(words);
+                if created {
+                    device.inner.stats.buffer_created();
+                }
+                (Storage::Cpu(RwLock::new(v)), words as u64 * 4)
             }
         };
         device.inner.stats.buffer_acquired(charged);

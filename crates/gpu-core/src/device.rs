@@ -30,6 +30,12 @@ unsafe impl Sync for Device {}
 
 pub(crate) struct DeviceInner {
     pub backend: Backend,
+    /// Why this device was chosen, for logs ([`Device::reason`]).
+    pub reason: String,
+    /// Which CPU kernels run on the CPU backend (unused on a GPU).
+    pub cpu_kernels: CpuKernels,
+    /// Freed host buffers of the CPU backend (unused on a GPU).
+    pub host_pool: crate::cpu::pool::HostPool,
     pub stats: Arc<Stats>,
     pub profiler: Arc<Profiler>,
 }
@@ -37,6 +43,16 @@ pub(crate) struct DeviceInner {
 pub(crate) enum Backend {
     Gpu(Box<GpuContext>),
     Cpu,
+}
+
+/// The two roles of the CPU kernels (see `crate::cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CpuKernels {
+    /// The fast paths: threaded, vectorizable loops; what the CPU backend runs.
+    Fast,
+    /// The reference twins: the definitions, loop by loop, that the GPU
+    /// kernels and the fast paths are tested against.
+    Reference,
 }
 
 /// Facts about a device, for logs and the `devices` example.
@@ -74,27 +90,38 @@ impl Device {
         Self::from_spec(&DeviceSpec::from_env()?)
     }
 
-    /// Opens a device: `Auto` prefers a hardware GPU, then a software adapter,
-    /// then the CPU backend (printing one warning); `Gpu` and `Named` fail
-    /// instead of falling back.
+    /// Opens a device: `Auto` prefers a hardware GPU, else the fast CPU
+    /// backend (a software adapter such as lavapipe only by name or with
+    /// `Gpu`); `Gpu` and `Named` fail instead of falling back.
+    /// [`reason`](Self::reason) says why this device was chosen.
     pub fn from_spec(spec: &DeviceSpec) -> Result<Device> {
-        match pick_adapter(spec)? {
-            Some(adapter) => Self::from_adapter(&adapter),
-            None => {
-                if *spec == DeviceSpec::Auto {
-                    eprintln!("wgrad: warning: no GPU adapter found (is a Vulkan/Metal/DX12 driver installed?); using the CPU backend");
-                }
-                Ok(Self::cpu())
-            }
+        let (adapter, reason) = pick_adapter(spec)?;
+        match adapter {
+            Some(adapter) => Self::open(&adapter, reason),
+            None if *spec == DeviceSpec::CpuReference => Ok(Self::cpu_with(CpuKernels::Reference, reason)),
+            None => Ok(Self::cpu_with(CpuKernels::Fast, reason)),
         }
     }
 
     /// Opens a device on a given wgpu adapter.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Device> {
+        Self::open(adapter, "opened on a given adapter".into())
+    }
+
+    fn open(adapter: &wgpu::Adapter, reason: String) -> Result<Device> {
         let stats = Arc::new(Stats::default());
         let profiler = Arc::new(Profiler::default());
         let ctx = GpuContext::open(adapter, stats.clone(), profiler.clone())?;
-        Ok(Device { inner: Arc::new(DeviceInner { backend: Backend::Gpu(Box::new(ctx)), stats, profiler }) })
+        let backend = Backend::Gpu(Box::new(ctx));
+        let host_pool = Default::default();
+        let inner = DeviceInner { backend, reason, cpu_kernels: CpuKernels::Fast, host_pool, stats, profiler };
+        Ok(Device { inner: Arc::new(inner) })
+    }
+
+    /// Why this device was chosen (e.g. `auto: no hardware GPU ...`), for
+    /// the line examples print at start.
+    pub fn reason(&self) -> &str {
+        &self.inner.reason
     }
 
     /// The best GPU adapter; an error when there is none.
@@ -102,15 +129,36 @@ impl Device {
         Self::from_spec(&DeviceSpec::Gpu)
     }
 
-    /// A fresh CPU-backend device.
+    /// A fresh CPU-backend device running the fast kernels.
     pub fn cpu() -> Device {
+        Self::cpu_with(CpuKernels::Fast, "the CPU backend, opened directly".into())
+    }
+
+    /// A fresh CPU-backend device running the *reference* twins: each
+    /// kernel's definition, single-threaded and loop by loop (f64
+    /// accumulation where the kernel has it). It is the oracle the GPU
+    /// kernels and the fast CPU paths are tested against, not a way to train.
+    pub fn cpu_reference() -> Device {
+        Self::cpu_with(CpuKernels::Reference, "the reference CPU twins (a test oracle)".into())
+    }
+
+    fn cpu_with(cpu_kernels: CpuKernels, reason: String) -> Device {
         Device {
             inner: Arc::new(DeviceInner {
                 backend: Backend::Cpu,
+                reason,
+                cpu_kernels,
+                host_pool: Default::default(),
                 stats: Arc::new(Stats::default()),
                 profiler: Arc::new(Profiler::default()),
             }),
         }
+    }
+
+    /// True for a CPU-backend device that runs the reference twins
+    /// ([`Device::cpu_reference`]).
+    pub fn is_cpu_reference(&self) -> bool {
+        !self.is_gpu() && self.inner.cpu_kernels == CpuKernels::Reference
     }
 
     /// The process-wide device chosen by `WGRAD_DEVICE`, opened on first use.
@@ -133,6 +181,7 @@ impl Device {
     pub fn name(&self) -> String {
         match &self.inner.backend {
             Backend::Gpu(g) => g.info.name.clone(),
+            Backend::Cpu if self.inner.cpu_kernels == CpuKernels::Reference => "cpu-reference".into(),
             Backend::Cpu => "cpu".into(),
         }
     }
@@ -250,7 +299,7 @@ impl Device {
     pub fn empty_cache(&self) -> u64 {
         match &self.inner.backend {
             Backend::Gpu(g) => g.pool.clear(),
-            Backend::Cpu => 0,
+            Backend::Cpu => self.inner.host_pool.clear(),
         }
     }
 

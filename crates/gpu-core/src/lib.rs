@@ -14,6 +14,7 @@
 //! depend on any other wgrad crate. Shapes enter only as [`Layout`]s of views.
 
 pub mod buffer;
+mod cpu;
 pub mod device;
 pub mod error;
 mod gpu;

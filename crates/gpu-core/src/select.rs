@@ -5,24 +5,31 @@ use crate::{Error, Result};
 /// What the user asked for, usually from the `WGRAD_DEVICE` environment variable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
-    /// Best hardware GPU, else a software adapter, else the CPU backend (with a warning).
+    /// Best hardware GPU, else the fast CPU backend. A software adapter
+    /// (lavapipe, SwiftShader) is never picked here: on the same cores the
+    /// CPU backend is faster, so it is used only when asked for by name or
+    /// with [`DeviceSpec::Gpu`].
     Auto,
-    /// Any wgpu adapter; an error when there is none.
+    /// Any wgpu adapter, software ones included; an error when there is none.
     Gpu,
-    /// The plain-Rust CPU backend.
+    /// The CPU backend (its fast kernels).
     Cpu,
+    /// The CPU backend running the reference twins (`cpu-reference`): the
+    /// test oracle, and the "before" of the CPU benchmarks.
+    CpuReference,
     /// The first adapter whose name contains this text (case-insensitive).
     Named(String),
 }
 
 impl DeviceSpec {
-    /// Parses `gpu`, `cpu`, `auto`/empty, or an adapter-name substring.
+    /// Parses `gpu`, `cpu`, `cpu-reference`, `auto`/empty, or an adapter-name substring.
     pub fn parse(s: &str) -> Result<Self> {
         let t = s.trim();
         Ok(match t.to_ascii_lowercase().as_str() {
             "" | "auto" => DeviceSpec::Auto,
             "gpu" => DeviceSpec::Gpu,
             "cpu" => DeviceSpec::Cpu,
+            "cpu-reference" => DeviceSpec::CpuReference,
             _ if t.chars().any(|c| c.is_control()) => return Err(Error::BadDeviceSpec(s.into())),
             _ => DeviceSpec::Named(t.to_string()),
         })
@@ -113,10 +120,20 @@ fn rank(info: &wgpu::AdapterInfo) -> u8 {
     }
 }
 
-/// Picks an adapter for `spec`; `Ok(None)` means "use the CPU backend".
-pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
-    if *spec == DeviceSpec::Cpu {
-        return Ok(None);
+/// True for adapters that run on real GPU hardware (not a CPU rasteriser).
+fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type != wgpu::DeviceType::Cpu
+}
+
+/// Picks an adapter for `spec`, with the reason in words; `Ok((None, _))`
+/// means "use the CPU backend".
+pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, String)> {
+    match spec {
+        DeviceSpec::Cpu => return Ok((None, "WGRAD_DEVICE=cpu asks for the CPU backend".into())),
+        DeviceSpec::CpuReference => {
+            return Ok((None, "WGRAD_DEVICE=cpu-reference asks for the reference twins".into()))
+        }
+        _ => {}
     }
     let adapters = enumerate_adapters();
     let names = || {
@@ -128,13 +145,28 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
         }
     };
     match spec {
-        DeviceSpec::Auto => Ok(adapters.into_iter().next()),
+        DeviceSpec::Auto => {
+            let available = names();
+            Ok(match adapters.into_iter().find(|a| is_hardware(&a.get_info())) {
+                Some(a) => {
+                    let why = format!("auto: the best hardware GPU ({:?})", a.get_info().device_type);
+                    (Some(a), why)
+                }
+                None => (
+                    None,
+                    format!(
+                        "auto: no hardware GPU (adapters: {available}); the CPU backend is faster than a \
+                         software adapter (WGRAD_DEVICE=gpu picks one)"
+                    ),
+                ),
+            })
+        }
         DeviceSpec::Gpu => {
             let available = names();
             adapters
                 .into_iter()
                 .next()
-                .map(Some)
+                .map(|a| (Some(a), "WGRAD_DEVICE=gpu: the best wgpu adapter".to_string()))
                 .ok_or(Error::NoAdapter { wanted: "WGRAD_DEVICE=gpu".into(), available })
         }
         DeviceSpec::Named(n) => {
@@ -143,10 +175,10 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<Option<wgpu::Adapter>> {
             adapters
                 .into_iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                .map(Some)
+                .map(|a| (Some(a), format!("WGRAD_DEVICE={n}: the first adapter whose name contains it")))
                 .ok_or(Error::NoAdapter { wanted: format!("WGRAD_DEVICE={n}"), available })
         }
-        DeviceSpec::Cpu => unreachable!("handled above"),
+        DeviceSpec::Cpu | DeviceSpec::CpuReference => unreachable!("handled above"),
     }
 }
 
@@ -159,6 +191,7 @@ mod tests {
         assert_eq!(DeviceSpec::parse("").unwrap(), DeviceSpec::Auto);
         assert_eq!(DeviceSpec::parse("GPU").unwrap(), DeviceSpec::Gpu);
         assert_eq!(DeviceSpec::parse(" cpu ").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(DeviceSpec::parse("CPU-reference").unwrap(), DeviceSpec::CpuReference);
         assert_eq!(DeviceSpec::parse("llvmpipe").unwrap(), DeviceSpec::Named("llvmpipe".into()));
         assert!(DeviceSpec::parse("a\nb").is_err());
     }

@@ -4,9 +4,10 @@
 use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device};
 
-/// The two devices under comparison, or `None` when the GPU test is skipped.
+/// The two devices under comparison, the GPU and the reference CPU twins
+/// (the oracle), or `None` when the GPU test is skipped.
 pub fn devices(test: &str) -> Option<(Device, Device)> {
-    Some((gpu_or_skip(test)?, Device::cpu()))
+    Some((gpu_or_skip(test)?, Device::cpu_reference()))
 }
 
 /// Uploads the same f32 data to both devices.

@@ -201,7 +201,7 @@ fn fully_masked_rows_give_zeros() {
 
 #[test]
 fn hand_checked_values() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(wgrad_gpu_core::testing::gpu_or_skip("hand_checked_values"));
     for dev in devs {
         let what = format!("attention on {}", dev.name());
@@ -269,7 +269,7 @@ fn huge_scores_stay_finite() {
 
 #[test]
 fn empty_and_bad_sizes() {
-    let dev = Device::cpu();
+    let dev = Device::cpu_reference();
     let b = |n: usize| Buffer::from_f32(&dev, &vec![0.5; n]).unwrap();
     let d = dims(2, 1, 3, 4, 5, 6);
     let (q, k, v) = (b(2 * 3 * 5), b(2 * 4 * 5), b(2 * 4 * 6));

@@ -56,7 +56,7 @@ fn cutout_and_normalize_match_the_twin_bit_for_bit() {
 
 /// Every device to check the hand-made expectations on.
 fn all_devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
+    let mut v = vec![Device::cpu_reference()];
     v.extend(wgrad_gpu_core::testing::gpu_or_skip(test));
     v
 }
@@ -161,14 +161,14 @@ fn cutout_zeroes_exactly_the_square() {
         assert!(clipped, "some square should meet a border on a 9×11 image");
     }
     // size 0 copies.
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let y = cutout(&Buffer::from_f32(&c, &x).unwrap(), shape, 0, seed, offset).unwrap().to_f32().unwrap();
     assert_eq!(y, x);
 }
 
 #[test]
 fn normalize_values_and_errors() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[1.0, 2.0, 3.0, 4.0]).unwrap();
     let y = normalize(&x, [1, 2, 1, 2], &[1.0, 2.0], &[2.0, 0.5]).unwrap().to_f32().unwrap();
     assert_eq!(y, vec![0.0, 0.5, 2.0, 4.0]);

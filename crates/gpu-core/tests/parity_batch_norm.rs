@@ -170,7 +170,7 @@ fn large_offsets_keep_their_precision() {
 
 #[test]
 fn hand_checked_values() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(wgrad_gpu_core::testing::gpu_or_skip("batch_norm_hand_checked_values"));
     for dev in devs {
         let what = format!("batch_norm on {}", dev.name());
@@ -221,7 +221,7 @@ fn hand_checked_values() {
 
 #[test]
 fn zero_size_and_errors() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(wgrad_gpu_core::testing::gpu_or_skip("batch_norm_zero_size_and_errors"));
     for dev in devs {
         let empty = Buffer::from_f32(&dev, &[]).unwrap();

@@ -113,7 +113,7 @@ fn f16_round_trips_are_the_identity() {
 
 #[test]
 fn known_conversions() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[1.0, 65504.0, 65520.0, -1e6, 5.960_464_5e-8, 0.1, -2.0]).unwrap();
     let bits: Vec<u16> = f32_to_f16(&x, 7).unwrap().to_f16().unwrap().iter().map(|h| h.to_bits()).collect();
     assert_eq!(bits, [0x3c00, 0x7bff, 0x7c00, 0xfc00, 0x0001, 0x2e66, 0xc000]);
@@ -123,7 +123,7 @@ fn known_conversions() {
 
 #[test]
 fn casts_check_buffer_sizes() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[1.0; 3]).unwrap();
     assert!(f32_to_f16(&x, 4).unwrap_err().to_string().contains("f32_to_f16"));
     let h = Buffer::from_f16(&c, &[f16::ONE; 3]).unwrap();

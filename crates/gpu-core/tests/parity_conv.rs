@@ -152,7 +152,7 @@ fn implicit_conv_weight_grad_matches_twin_on_both_kernels() {
 /// replace: `W @ im2col(x)`, `col2im(Wᵀ @ dY)` and `Σ_n dY[n] @ im2col(x)[n]ᵀ`.
 #[test]
 fn implicit_twins_equal_the_im2col_lowering() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     for (k, (name, geo, oc)) in implicit_cases().into_iter().enumerate() {
         let (nx, nw, ny) = sizes(&geo, oc);
         let (groups, kk, l) = (geo.groups, geo.col_rows(), geo.out_h() * geo.out_w());
@@ -226,7 +226,7 @@ fn weight_grad_of_a_large_batch_runs_in_chunks() {
 /// The implicit ops reject what the explicit ones reject, naming the op.
 #[test]
 fn implicit_ops_check_their_operands() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     let geo = ConvGeometry::new(1, 2, (4, 4), (3, 3));
     let x = Buffer::from_f32(&cpu, &[0.0; 32]).unwrap();
     let w = Buffer::from_f32(&cpu, &[0.0; 36]).unwrap();
@@ -301,7 +301,7 @@ fn large_launches_fold_their_grid() {
 /// the weight with the columns is the convolution, computed here directly.
 #[test]
 fn cols_times_weight_is_the_direct_convolution() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     for (k, (name, geo)) in awkward().into_iter().enumerate() {
         let (oc_per_group, kk) = (2, geo.kernel_h * geo.kernel_w);
         let (cg, groups) = (geo.group_channels(), geo.groups);
@@ -345,7 +345,7 @@ fn cols_times_weight_is_the_direct_convolution() {
 /// the adjoint that a convolution's input gradient needs.
 #[test]
 fn col2im_is_the_adjoint_of_im2col() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     for (k, (name, geo)) in awkward().into_iter().enumerate() {
         let x = rng(110 + k as u64).vec(n_input(&geo), -1.0, 1.0);
         let c = rng(130 + k as u64).vec(n_cols(&geo), -1.0, 1.0);
@@ -359,7 +359,7 @@ fn col2im_is_the_adjoint_of_im2col() {
 
 #[test]
 fn padding_reads_zero_and_col2im_counts_overlaps() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     // A 2x2 input of ones, 2x2 kernel, pad 1: 3x3 outputs, and each pixel is
     // covered by all 4 taps.
     let geo = ConvGeometry {
@@ -378,7 +378,7 @@ fn padding_reads_zero_and_col2im_counts_overlaps() {
 
 #[test]
 fn bad_geometries_and_short_buffers_are_errors() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     let x = Buffer::from_f32(&cpu, &[0.0; 16]).unwrap();
     let too_big = ConvGeometry::new(1, 1, (4, 4), (5, 5));
     let msg = im2col(&x, &too_big).unwrap_err().to_string();

@@ -24,7 +24,7 @@ fn bytes_convert_per_channel_like_the_twin() {
 
 #[test]
 fn conversion_values_and_errors() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_bytes(&c, &[0, 255, 51, 255]).unwrap();
     // Two channels of two pixels each.
     let y = u8_to_f32(&x, 4, 2, &[0.0, 0.5], &[1.0, 0.5]).unwrap().to_f32().unwrap();

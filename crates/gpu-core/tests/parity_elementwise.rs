@@ -84,7 +84,7 @@ fn every_unary_gradient_matches_twin_and_finite_differences() {
 #[test]
 fn unary_reference_values() {
     // Values from PyTorch (torch.nn.functional, float64 then rounded).
-    let c = wgrad_gpu_core::Device::cpu();
+    let c = wgrad_gpu_core::Device::cpu_reference();
     let x = wgrad_gpu_core::Buffer::from_f32(&c, &[-1.0, 0.5, 2.0]).unwrap();
     let got = |op| unary(op, &x, 3).unwrap().to_f32().unwrap();
     wgrad_gpu_core::testing::assert_close(
@@ -188,7 +188,7 @@ fn binary_reads_strided_views() {
 
 #[test]
 fn binary_shape_errors_name_both_shapes() {
-    let c = wgrad_gpu_core::Device::cpu();
+    let c = wgrad_gpu_core::Device::cpu_reference();
     let a = wgrad_gpu_core::Buffer::from_f32(&c, &[0.0; 6]).unwrap();
     let err = binary(BinaryOp::Add, &a, &Layout::contiguous(&[2, 3]), &a, &Layout::contiguous(&[3, 2])).unwrap_err();
     let msg = err.to_string();

@@ -52,7 +52,7 @@ fn index_select_matches_along_each_dim() {
 #[test]
 fn index_select_twin_by_hand() {
     // torch.index_select(x, 0, [0, 2]) and (x, 1, [3, 3, 0]) on a 3×4 matrix.
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &(0..12).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
     let l = Layout::contiguous(&[3, 4]);
     let (y, s) = index_select(&x, &l, 0, &Buffer::from_u32(&c, &[0, 2]).unwrap(), 2).unwrap();
@@ -207,7 +207,7 @@ fn out_of_range_indices_behave_the_same_on_both_devices() {
 
 #[test]
 fn indexing_errors_name_the_op() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0; 6]).unwrap();
     let i = Buffer::from_u32(&c, &[0; 6]).unwrap();
     let l = Layout::contiguous(&[2, 3]);

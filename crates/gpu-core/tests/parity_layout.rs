@@ -43,7 +43,7 @@ fn contiguous_materialises_permutations_of_every_rank() {
 
 #[test]
 fn contiguous_twin_transposes_by_hand() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
     let t = Layout::contiguous(&[2, 3]).permute(&[1, 0]).unwrap();
     assert_eq!(contiguous(&x, &t).unwrap().to_f32().unwrap(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
@@ -143,7 +143,7 @@ fn copy_into_the_same_buffer_reads_before_writing() {
 
 #[test]
 fn copy_into_rejects_bad_views() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0; 12]).unwrap();
     let (a, b) = (Layout::contiguous(&[3, 4]), Layout::contiguous(&[4, 3]));
     let msg = copy_into(&x, &a, &x, &b).unwrap_err().to_string();
@@ -195,7 +195,7 @@ fn concat_along_first_middle_and_last_dims() {
 
 #[test]
 fn concat_twin_by_hand() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let a = Buffer::from_f32(&c, &[1.0, 2.0, 3.0, 4.0]).unwrap();
     let b = Buffer::from_f32(&c, &[5.0, 6.0]).unwrap();
     let (la, lb) = (Layout::contiguous(&[2, 2]), Layout::contiguous(&[2, 1]));
@@ -213,7 +213,7 @@ fn concat_twin_by_hand() {
 
 #[test]
 fn concat_errors_name_the_op_and_shapes() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0; 12]).unwrap();
     let (a, b) = (Layout::contiguous(&[2, 3]), Layout::contiguous(&[2, 4]));
     let msg = concat(&[(&x, &a), (&x, &b)], 0).unwrap_err().to_string();

@@ -59,7 +59,7 @@ fn operand(r: &mut wgrad_gpu_core::testing::Rng, shape: &[usize]) -> (Vec<f32>, 
 
 #[test]
 fn twin_matches_a_hand_computed_product() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     // [[1, 2, 3], [4, 5, 6]] @ [[7, 8], [9, 10], [11, 12]]
     let a = Buffer::from_f32(&c, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
     let b = Buffer::from_f32(&c, &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]).unwrap();
@@ -130,7 +130,7 @@ fn batches_broadcast_like_numpy() {
 #[test]
 fn batch_entries_are_independent_products() {
     // The twin's batch loop against single products of the same slices.
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let mut r = rng(12);
     let (a, la) = operand(&mut r, &[2, 1, 3, 4]);
     let (b, lb) = operand(&mut r, &[3, 4, 5]);
@@ -250,7 +250,7 @@ fn auto_picks_a_kernel_that_matches() {
 
 #[test]
 fn shape_errors_name_both_shapes() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0; 64]).unwrap();
     let l = Layout::contiguous;
     let cases: &[(&[usize], &[usize], &str)] =

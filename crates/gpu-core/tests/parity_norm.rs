@@ -55,7 +55,7 @@ fn large_offsets_keep_their_precision() {
 
 #[test]
 fn hand_checked_values() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(wgrad_gpu_core::testing::gpu_or_skip("hand_checked_values"));
     for dev in devs {
         let x = Buffer::from_f32(&dev, &[1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 4.0, 4.0]).unwrap();
@@ -85,7 +85,7 @@ fn hand_checked_values() {
 
 #[test]
 fn empty_and_bad_sizes() {
-    let dev = Device::cpu();
+    let dev = Device::cpu_reference();
     let x = Buffer::from_f32(&dev, &[0.0; 6]).unwrap();
     let (_, mean, _) = normalize_rows(&x, 0, 6, 1e-5).unwrap();
     assert_eq!(mean.len_bytes(), 0);

@@ -104,7 +104,7 @@ fn elements_past_n_are_left_alone() {
 fn one_adam_step_matches_the_formula() {
     // Step 1 from zero state: m = 0.1 g, v = 0.001 g², so the update is
     // lr · g / (|g| + eps·…) ≈ lr · sign(g) whatever the gradient's scale.
-    for dev in [Device::cpu()].into_iter().chain(wgrad_gpu_core::testing::gpu_or_skip("one_adam_step")) {
+    for dev in [Device::cpu_reference()].into_iter().chain(wgrad_gpu_core::testing::gpu_or_skip("one_adam_step")) {
         let p = upload(&dev, &[1.0, -2.0, 0.5]);
         let grad = upload(&dev, &[0.3, -40.0, 1e-3]);
         let (m, v) = (upload(&dev, &[0.0; 3]), upload(&dev, &[0.0; 3]));
@@ -117,7 +117,7 @@ fn one_adam_step_matches_the_formula() {
 
 #[test]
 fn bad_arguments_are_errors() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let p = upload(&c, &[1.0; 4]);
     let grad = upload(&c, &[1.0; 4]);
     let m = upload(&c, &[0.0; 4]);
@@ -129,7 +129,7 @@ fn bad_arguments_are_errors() {
     assert!(err(update(&adam, 0.1, 0.0, 1, &p, &p, &[&m, &grad], 4)).contains("also passed"));
     assert!(err(update(&adam, 0.1, 0.0, 1, &p, &grad, &[&m, &m], 4)).contains("also passed"));
     let sgd = Rule::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false };
-    let other = Device::cpu();
+    let other = Device::cpu_reference();
     let g2 = upload(&other, &[1.0; 4]);
     assert!(err(update(&sgd, 0.1, 0.0, 1, &p, &g2, &[], 4)).contains("different devices"));
     // n = 0 is a no-op.

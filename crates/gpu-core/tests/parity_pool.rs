@@ -118,7 +118,7 @@ fn adaptive_avg_pool_and_backward_match_twin() {
 
 /// Devices the hand-checked values run on: the CPU twin, plus the GPU when present.
 fn every_device(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
+    let mut v = vec![Device::cpu_reference()];
     v.extend(wgrad_gpu_core::testing::gpu_or_skip(test));
     v
 }
@@ -176,7 +176,7 @@ fn max_pool_ties_pick_the_first_and_nan_wins() {
 
 #[test]
 fn bad_geometry_is_an_error_naming_the_op() {
-    let dev = Device::cpu();
+    let dev = Device::cpu_reference();
     let x = Buffer::from_f32(&dev, &[0.0; 64]).unwrap();
     let msg = |e: wgrad_gpu_core::Error| e.to_string();
     let e = msg(max_pool2d(&x, &[4, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1)).unwrap_err());

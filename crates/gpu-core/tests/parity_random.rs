@@ -19,7 +19,7 @@ fn philox_matches_random123_known_answers() {
 #[test]
 fn uniform_words_follow_the_documented_scheme() {
     // Element i is word i % 4 of philox(counter = offset + i / 4, key = seed).
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let (seed, offset) = (0x0123_4567_89ab_cdef_u64, 0xffff_ffff_u64);
     let got = uniform(&c, 10, seed, offset, 0.0, 1.0).unwrap().to_f32().unwrap();
     for (i, &g) in got.iter().enumerate() {
@@ -83,7 +83,7 @@ fn check_statistics(dev: &Device) {
 
 #[test]
 fn samples_have_the_right_statistics() {
-    check_statistics(&Device::cpu());
+    check_statistics(&Device::cpu_reference());
     if let Some((g, _)) = devices("samples_have_the_right_statistics") {
         check_statistics(&g);
     }
@@ -91,7 +91,7 @@ fn samples_have_the_right_statistics() {
 
 #[test]
 fn offsets_and_seeds_give_fresh_streams() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let n = 1000;
     let draw = |seed, offset| uniform(&c, n, seed, offset, 0.0, 1.0).unwrap().to_f32().unwrap();
     let first = draw(1, 0);

@@ -189,7 +189,7 @@ fn reference(d: &Data, reverse: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 }
 
 fn cpu_and_gpu(test: &str) -> Vec<Device> {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(wgrad_gpu_core::testing::gpu_or_skip(test));
     devs
 }
@@ -393,7 +393,7 @@ fn empty_sequences_pass_the_state_through() {
 
 #[test]
 fn bad_arguments_are_errors() {
-    let dev = Device::cpu();
+    let dev = Device::cpu_reference();
     let up = |n: usize| Buffer::from_f32(&dev, &vec![0.1; n]).unwrap();
     let (t, b, h) = (3, 2, 4);
     let err = |kind: RecurrentKind, xw: usize, w: usize, bias: Option<usize>, c0: Option<usize>, h: usize| {

@@ -161,7 +161,7 @@ fn words(op: ReduceOp, data: &[f32], shape: &[usize], axes: &[usize], keepdim: b
         let n = s.iter().product::<usize>();
         (y.to_u32().unwrap()[..n].to_vec(), s)
     };
-    let cpu = run(&Device::cpu());
+    let cpu = run(&Device::cpu_reference());
     if let Some(g) = wgrad_gpu_core::testing::gpu_or_skip("reduce hand-checked values") {
         let gpu = run(&g);
         assert_eq!(gpu.1, cpu.1, "{op:?}: shape");
@@ -246,7 +246,7 @@ fn nan_propagates_like_pytorch() {
 
 #[test]
 fn zero_size_reductions_follow_pytorch() {
-    let cpu = Device::cpu();
+    let cpu = Device::cpu_reference();
     let devs: Vec<Device> = std::iter::once(cpu).chain(wgrad_gpu_core::testing::gpu_or_skip("zero-size")).collect();
     for d in &devs {
         let x = Buffer::from_f32(d, &[]).unwrap();
@@ -270,7 +270,7 @@ fn zero_size_reductions_follow_pytorch() {
 
 #[test]
 fn bad_axes_are_errors_naming_op_axes_and_shape() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let x = Buffer::from_f32(&c, &[0.0; 6]).unwrap();
     let view = Layout::contiguous(&[2, 3]);
     for axes in [&[2][..], &[0, 0], &[1, 0, 1]] {

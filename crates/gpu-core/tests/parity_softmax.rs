@@ -22,7 +22,7 @@ fn row_data(seed: u64, n: usize, large: bool) -> Vec<f32> {
 
 #[test]
 fn softmax_of_large_nearby_values_is_stable() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(devices("softmax_of_large_nearby_values_is_stable").map(|d| d.0));
     for d in devs {
         let x = Buffer::from_f32(&d, &[1000.0, 1001.0, 1002.0]).unwrap();
@@ -92,7 +92,7 @@ fn softmax_backward_matches_twin() {
 /// Central differences of `Σ dy · f(x)` on the CPU twin agree with the backward kernel.
 #[test]
 fn softmax_backward_twin_matches_finite_differences() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let (rows, cols) = (3, 5);
     let x = rng(7).vec(rows * cols, -2.0, 2.0);
     let dy = rng(8).vec(rows * cols, -1.0, 1.0);
@@ -269,7 +269,7 @@ fn cross_entropy_matches_twin_and_pytorch_formula() {
 /// The twin's gradient is the derivative of its loss (central differences).
 #[test]
 fn cross_entropy_backward_twin_matches_finite_differences() {
-    let c = Device::cpu();
+    let c = Device::cpu_reference();
     let (rows, cols) = (3, 4);
     let logits = rng(9).vec(rows * cols, -2.0, 2.0);
     let grad = rng(10).vec(rows, 0.5, 1.5);
@@ -300,7 +300,7 @@ fn cross_entropy_backward_twin_matches_finite_differences() {
 
 #[test]
 fn cross_entropy_flags_bad_targets_and_arguments() {
-    let mut devs = vec![Device::cpu()];
+    let mut devs = vec![Device::cpu_reference()];
     devs.extend(devices("cross_entropy_flags_bad_targets_and_arguments").map(|d| d.0));
     for d in devs {
         let x = Buffer::from_f32(&d, &[0.5, -1.0, 2.0, 0.0, 1.0, 3.0]).unwrap();
@@ -380,7 +380,7 @@ fn check_mask_statistics(dev: &Device) {
 
 #[test]
 fn dropout_masks_have_the_right_statistics() {
-    check_mask_statistics(&Device::cpu());
+    check_mask_statistics(&Device::cpu_reference());
     if let Some((g, _)) = devices("dropout_masks_have_the_right_statistics") {
         check_mask_statistics(&g);
     }

@@ -248,14 +248,20 @@ pub fn batch_norm_stats(
         || {
             let xs = x.host();
             let xs = f32s(&xs);
-            let mut moments = vec![(0.0f64, 0.0f64); c];
-            for (ch, m) in moments.iter_mut().enumerate() {
-                let values =
-                    || (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64));
-                let mean = values().sum::<f64>() / d.count() as f64;
-                let m2 = values().map(|v| (v - mean).powi(2)).sum::<f64>();
-                *m = (mean, m2);
-            }
+            let moments = if crate::cpu::fast(dev) {
+                crate::cpu::batch_norm::moments(xs, &d)
+            } else {
+                let mut moments = vec![(0.0f64, 0.0f64); c];
+                for (ch, m) in moments.iter_mut().enumerate() {
+                    let values = || {
+                        (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64))
+                    };
+                    let mean = values().sum::<f64>() / d.count() as f64;
+                    let m2 = values().map(|v| (v - mean).powi(2)).sum::<f64>();
+                    *m = (mean, m2);
+                }
+                moments
+            };
             let mut s = stats.host_mut();
             let s = f32s_mut(&mut s);
             for (ch, &(mean, m2)) in moments.iter().enumerate() {
@@ -377,6 +383,11 @@ pub fn batch_norm_forward(
             let w = weight.map(|b| b.host());
             let bi = bias.map(|b| b.host());
             let r = residual.map(|b| b.host());
+            if crate::cpu::fast(dev) {
+                let (w, bi, r) =
+                    (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_ref().map(|h| f32s(h)));
+                return crate::cpu::batch_norm::forward(xs, &d, &ms, w, bi, r, relu, &mut ys[..n]);
+            }
             for (i, out) in ys[..n].iter_mut().enumerate() {
                 let ch = channel(&d, i);
                 let (mean, rstd) = ms[ch];
@@ -475,14 +486,19 @@ pub fn batch_norm_grad_sums(
             let ys = relu_out.map(|b| b.host());
             let (gs, xs, db, dw) = (f32s(&gs), f32s(&xs), f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| f32s(h));
-            let mut acc = vec![(0.0f64, 0.0f64); c];
-            for (i, &xv) in xs[..n].iter().enumerate() {
-                let ch = channel(&d, i);
-                let gv = masked(gs, ys, i);
-                let (mean, rstd) = ms[ch];
-                acc[ch].0 += gv;
-                acc[ch].1 += gv * (xv as f64 - mean) * rstd;
-            }
+            let acc = if crate::cpu::fast(dev) {
+                crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
+            } else {
+                let mut acc = vec![(0.0f64, 0.0f64); c];
+                for (i, &xv) in xs[..n].iter().enumerate() {
+                    let ch = channel(&d, i);
+                    let gv = masked(gs, ys, i);
+                    let (mean, rstd) = ms[ch];
+                    acc[ch].0 += gv;
+                    acc[ch].1 += gv * (xv as f64 - mean) * rstd;
+                }
+                acc
+            };
             for (ch, (s, sx)) in acc.into_iter().enumerate() {
                 db[ch] = s as f32;
                 dw[ch] = sx as f32;
@@ -581,6 +597,12 @@ pub fn batch_norm_backward(
             let mut r = dres.as_ref().map(|b| b.host_mut());
             let (gs, xs, out) = (f32s(&gs), f32s(&xs), f32s_mut(&mut out));
             let ys = ys.as_ref().map(|h| f32s(h));
+            if crate::cpu::fast(dev) {
+                let w = w.as_ref().map(|h| f32s(h));
+                let s = s.as_ref().map(|(a, b)| (f32s(a), f32s(b)));
+                let r = r.as_mut().map(|h| &mut f32s_mut(h)[..n]);
+                return crate::cpu::batch_norm::backward(gs, xs, ys, &d, &ms, w, s, &mut out[..n], r);
+            }
             let m = d.count() as f64;
             for i in 0..n {
                 let ch = channel(&d, i);

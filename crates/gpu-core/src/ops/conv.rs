@@ -336,6 +336,22 @@ pub fn conv2d_weight_grad_with(
     if g.batch == 0 {
         return super::fill::fill(dev, n_w, 0.0);
     }
+    if crate::cpu::fast(dev) {
+        // The fast CPU path: one sgemm per group over all images, no
+        // per-image partials to sum (see `cpu::conv::weight_grad`).
+        let out = Buffer::alloc(dev, n_w as u64 * 4)?;
+        crate::profile::annotate_flops(2 * (n_w * g.batch * l) as u64);
+        run(
+            dev,
+            |_| unreachable!("the fast CPU path runs on the CPU backend only"),
+            || {
+                let (ys, xs, mut ws) = (gy.host(), x.host(), out.host_mut());
+                let dw = &mut f32s_mut(&mut ws)[..n_w];
+                crate::cpu::conv::weight_grad(g, out_channels, f32s(&ys), f32s(&xs), dw);
+            },
+        )?;
+        return Ok(out);
+    }
     let chunk = (WGRAD_CHUNK_BYTES / (n_w * 4).max(1)).clamp(1, g.batch);
     let mut partials = Vec::new();
     for n0 in (0..g.batch).step_by(chunk) {

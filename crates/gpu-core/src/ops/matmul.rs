@@ -362,13 +362,40 @@ fn product(
                 return;
             }
             let s = |v: usize| v as isize;
+            let fast = crate::cpu::fast(dev);
+            // A gathered B is materialised per batch entry: by the reference
+            // twin (which defines the values) into a fresh vector, by the
+            // fast path into one reused scratch.
+            let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
+            match bop.conv {
+                // Only when at least two entries fit side by side in the
+                // scratch; larger products are wide enough on their own.
+                Some((form, geo))
+                    if fast
+                        && shared_a
+                        && batches > 1
+                        && form != ConvGather::ColumnsT
+                        && 2 * k * n <= crate::cpu::conv::SIDE_BY_SIDE_FLOATS =>
+                {
+                    let a_view = (&xa[va.offset..], a_rs, a_cs);
+                    let entry = |i| vb.index_of(i);
+                    return crate::cpu::conv::product_shared_a(form, &geo, a_view, (m, k, n), xb, entry, xo);
+                }
+                _ => {}
+            }
+            let mut scratch = Vec::new();
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
-                // A gathered B is materialised per batch entry (the twin's
-                // job is to define the values, not to save memory).
-                let gathered = bop.conv.map(|(form, geo)| super::conv::gather_cpu(form, &geo, &xb[ob..], k, n));
-                let (pb, b_rs, b_cs) = match &gathered {
-                    Some(dense) => (dense.as_ptr(), n, 1),
+                let (pb, b_rs, b_cs) = match bop.conv {
+                    Some((form, geo)) if fast => {
+                        scratch.resize(k * n, 0.0);
+                        let (rs, cs) = crate::cpu::conv::gather(form, &geo, &xb[ob..], k, n, &mut scratch);
+                        (scratch.as_ptr(), rs, cs)
+                    }
+                    Some((form, geo)) => {
+                        scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
+                        (scratch.as_ptr(), n, 1)
+                    }
                     // SAFETY (of the add): `check_len` proved the view lies in `xb`.
                     None => (unsafe { xb.as_ptr().add(ob) }, b_rs, b_cs),
                 };

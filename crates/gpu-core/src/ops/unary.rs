@@ -153,6 +153,23 @@ macro_rules! unary_table {
                     $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rdf),*
                 }
             }
+
+            /// Hands `k` this op's function as a concrete closure (see
+            /// `BinaryOp::with_fn`).
+            #[allow(unused_variables)]
+            pub(crate) fn with_fn<K: crate::cpu::elementwise::Unary>(self, k: K) -> K::Out {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32| $rf)),*
+                }
+            }
+
+            /// Hands `k` this op's derivative `(v, y) -> f'(v)` as a concrete closure.
+            #[allow(unused_variables)]
+            pub(crate) fn with_derivative<K: crate::cpu::elementwise::Binary>(self, k: K) -> K::Out {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32, $y: f32| $rdf)),*
+                }
+            }
         }
     };
 }
@@ -367,6 +384,10 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
+            if crate::cpu::fast(dev) {
+                let out = &mut f32s_mut(&mut ys)[..n];
+                return op.with_fn(crate::cpu::elementwise::Map { x: &f32s(&xs)[..n], out });
+            }
             for (y, &v) in f32s_mut(&mut ys)[..n].iter_mut().zip(&f32s(&xs)[..n]) {
                 *y = op.apply(v);
             }
@@ -397,6 +418,11 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
         || {
             let (xs, ys, gs, mut dx) = (x.host(), y.host(), g.host(), out.host_mut());
             let (xs, ys, gs) = (f32s(&xs), f32s(&ys), f32s(&gs));
+            if crate::cpu::fast(dev) {
+                let out = &mut f32s_mut(&mut dx)[..n];
+                let (xs, ys, gs) = (&xs[..n], &ys[..n], &gs[..n]);
+                return op.with_derivative(crate::cpu::elementwise::ChainRule { x: xs, y: ys, g: gs, out });
+            }
             for (i, d) in f32s_mut(&mut dx)[..n].iter_mut().enumerate() {
                 *d = gs[i] * op.derivative(xs[i], ys[i]);
             }

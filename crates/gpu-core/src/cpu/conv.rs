@@ -1,0 +1,244 @@
+//! Fast gathers of the convolution operands (the CPU side of implicit GEMM):
+//! the reference `ops::conv::gather_cpu` decodes every element through a
+//! closure; these write whole output rows, with the valid column range of
+//! each kernel tap worked out once per row so the inner loop is a slice copy
+//! (stride 1) or a strided load. They stay on the calling thread: the sgemm
+//! that follows is threaded, and rayon workers spinning beside its threads
+//! made a ResNet-20 step slower on 2 cores.
+
+use crate::ops::conv::ConvGeometry;
+use crate::ops::matmul::ConvGather;
+
+/// The output columns `lo..hi` whose input column `o * stride + offset`
+/// lies in `0..len`, for `count` output columns.
+fn valid_range(count: usize, stride: usize, offset: isize, len: usize) -> (usize, usize) {
+    let lo = if offset >= 0 { 0 } else { (-offset) as usize }.div_ceil(stride);
+    let room = len as isize - offset;
+    let hi = if room <= 0 { 0 } else { (room as usize).div_ceil(stride) }.min(count);
+    (lo.min(hi), hi)
+}
+
+/// Tap `r` of a row index `(channel, ki, kj)`: the channel, and the vertical
+/// and horizontal offsets of the tap in input coordinates.
+fn tap(g: &ConvGeometry, r: usize) -> (usize, isize, isize) {
+    let taps = g.kernel_h * g.kernel_w;
+    let (c, ki, kj) = (r / taps, r % taps / g.kernel_w, r % g.kernel_w);
+    let dy = (ki * g.dilation_h) as isize - g.pad_top as isize;
+    let dx = (kj * g.dilation_w) as isize - g.pad_left as isize;
+    (c, dy, dx)
+}
+
+/// Writes the `k` x `n` matrix `form` of the batch entry starting at
+/// `src[0]` into `out` (`k * n` elements) and returns the (row, column)
+/// strides under which `out` is that matrix: the transposed form is left as
+/// columns and read transposed, which the sgemm accepts for free.
+pub(crate) fn gather(
+    form: ConvGather,
+    g: &ConvGeometry,
+    src: &[f32],
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+) -> (usize, usize) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    let (h, w) = (g.in_h, g.in_w);
+    match form {
+        ConvGather::Columns | ConvGather::ColumnsT => {
+            // Column rows (c, ki, kj) of OH·OW entries each.
+            let (rows, l) = if form == ConvGather::Columns { (k, n) } else { (n, k) };
+            let gather_rows = |start: usize, chunk: &mut [f32]| {
+                for (i, row) in chunk.chunks_exact_mut(l).enumerate() {
+                    let (c, dy, dx) = tap(g, start / l + i);
+                    let plane = &src[c * h * w..(c + 1) * h * w];
+                    let (lo, hi) = valid_range(ow_n, g.stride_w, dx, w);
+                    for (oh, dst) in row.chunks_exact_mut(ow_n).enumerate() {
+                        let ih = (oh * g.stride_h) as isize + dy;
+                        if ih < 0 || ih >= h as isize || lo == hi {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let line = &plane[ih as usize * w..][..w];
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let first = (lo * g.stride_w) as isize + dx;
+                        if g.stride_w == 1 {
+                            dst[lo..hi].copy_from_slice(&line[first as usize..][..hi - lo]);
+                        } else {
+                            for (j, d) in dst[lo..hi].iter_mut().enumerate() {
+                                *d = line[first as usize + j * g.stride_w];
+                            }
+                        }
+                    }
+                }
+            };
+            gather_rows(0, &mut out[..rows * l]);
+            if form == ConvGather::Columns {
+                (n, 1)
+            } else {
+                (1, k)
+            }
+        }
+        ConvGather::Adjoint => {
+            // Row (oc, ki, kj) over the input pixels: each output position
+            // sends its value to the one pixel the tap covers (distinct
+            // positions reach distinct pixels, so plain stores suffice).
+            let plane_out = oh_n * ow_n;
+            let scatter_rows = |start: usize, chunk: &mut [f32]| {
+                chunk.fill(0.0);
+                for (i, row) in chunk.chunks_exact_mut(n).enumerate() {
+                    let (oc, dy, dx) = tap(g, start / n + i);
+                    let grad = &src[oc * plane_out..(oc + 1) * plane_out];
+                    let (lo, hi) = valid_range(ow_n, g.stride_w, dx, w);
+                    if lo == hi {
+                        continue;
+                    }
+                    for oh in 0..oh_n {
+                        let ih = (oh * g.stride_h) as isize + dy;
+                        if ih < 0 || ih >= h as isize {
+                            continue;
+                        }
+                        let line = &mut row[ih as usize * w..][..w];
+                        let from = &grad[oh * ow_n..][lo..hi];
+                        let first = ((lo * g.stride_w) as isize + dx) as usize;
+                        if g.stride_w == 1 {
+                            line[first..first + (hi - lo)].copy_from_slice(from);
+                        } else {
+                            for (j, &v) in from.iter().enumerate() {
+                                line[first + j * g.stride_w] = v;
+                            }
+                        }
+                    }
+                }
+            };
+            scatter_rows(0, &mut out[..k * n]);
+            (n, 1)
+        }
+    }
+}
+
+/// Scratch bound of [`product_shared_a`] and [`weight_grad`]: batch entries
+/// are gathered side by side in groups whose columns fit in this many floats
+/// (at least one entry). Kept near cache size: with 64 MB of columns the
+/// copies in and out cost more than the wide product saved (a 64-channel
+/// conv got 1.5x slower than one product per image).
+pub(crate) const SIDE_BY_SIDE_FLOATS: usize = 1 << 20;
+
+/// All batch entries of a gathered product whose A (`m` x `k`, strides
+/// `a_rs`, `a_cs`, starting at `a[0]`) is the same for every entry — a
+/// convolution's forward pass and input gradient with one group. Instead of
+/// one small sgemm per image (M = output channels is often 16), the
+/// entries' B matrices are laid side by side and multiplied by one wide
+/// sgemm, which keeps every core busy; the product is then split back into
+/// the per-entry `m` x `n` blocks of `out`. `entry(i)` is where entry `i`
+/// of `src` starts. `form` must not be `ColumnsT` (its A differs per entry).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_shared_a(
+    form: ConvGather,
+    g: &ConvGeometry,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (m, k, n): (usize, usize, usize),
+    src: &[f32],
+    entry: impl Fn(usize) -> usize,
+    out: &mut [f32],
+) {
+    debug_assert!(form != ConvGather::ColumnsT);
+    let batches = out.len() / (m * n).max(1);
+    let per = (SIDE_BY_SIDE_FLOATS / (k * n).max(1)).clamp(1, batches.max(1));
+    let (mut one, mut cols, mut prod) = (vec![0.0; k * n], Vec::new(), Vec::new());
+    for e0 in (0..batches).step_by(per) {
+        let e = per.min(batches - e0);
+        let width = e * n;
+        cols.resize(k * width, 0.0);
+        prod.resize(m * width, 0.0);
+        for j in 0..e {
+            gather(form, g, &src[entry(e0 + j)..], k, n, &mut one);
+            for (r, row) in one.chunks_exact(n).enumerate() {
+                cols[r * width + j * n..][..n].copy_from_slice(row);
+            }
+        }
+        // SAFETY: the caller proved A's `m` x `k` view through its strides
+        // lies in `a`; `cols` holds `k` x `width` and `prod` `m` x `width`
+        // elements, row-major.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                width,
+                1.0,
+                a.as_ptr(),
+                a_rs as isize,
+                a_cs as isize,
+                cols.as_ptr(),
+                width as isize,
+                1,
+                0.0,
+                prod.as_mut_ptr(),
+                width as isize,
+                1,
+            );
+        }
+        for j in 0..e {
+            let block = &mut out[(e0 + j) * m * n..][..m * n];
+            for (r, dst) in block.chunks_exact_mut(n).enumerate() {
+                dst.copy_from_slice(&prod[r * width + j * n..][..n]);
+            }
+        }
+    }
+}
+
+/// The weight gradient `dW[g] = Σ_n dY[n, g] @ cols[n, g]ᵀ` as one sgemm
+/// per group whose inner dimension runs over all images (in groups of
+/// images bounded by the scratch size, accumulated into `dw`): the
+/// reference takes one product per image and sums them afterwards, which is
+/// many small products plus a reduction. `gy` is `[N, OC, OH·OW]`, `x`
+/// `[N, C, H, W]`, `dw` `[OC, C/G·kh·kw]`.
+pub(crate) fn weight_grad(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: &[f32], dw: &mut [f32]) {
+    let (groups, kc, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    let (ocg, cg, hw) = (out_channels / groups, g.group_channels(), g.in_h * g.in_w);
+    dw.fill(0.0);
+    if g.batch == 0 || l == 0 {
+        return;
+    }
+    let per = (SIDE_BY_SIDE_FLOATS / (kc * l).max(1)).clamp(1, g.batch);
+    let (mut one, mut cols, mut dys) = (vec![0.0; kc * l], Vec::new(), Vec::new());
+    for grp in 0..groups {
+        for n0 in (0..g.batch).step_by(per) {
+            let e = per.min(g.batch - n0);
+            let width = e * l;
+            cols.resize(kc * width, 0.0);
+            dys.resize(ocg * width, 0.0);
+            for j in 0..e {
+                let n = n0 + j;
+                gather(ConvGather::Columns, g, &x[(n * g.channels + grp * cg) * hw..], kc, l, &mut one);
+                for (r, row) in one.chunks_exact(l).enumerate() {
+                    cols[r * width + j * l..][..l].copy_from_slice(row);
+                }
+                for oc in 0..ocg {
+                    let from = &gy[(n * out_channels + grp * ocg + oc) * l..][..l];
+                    dys[oc * width + j * l..][..l].copy_from_slice(from);
+                }
+            }
+            // SAFETY: `dys` is `ocg` x `width` and `cols` `kc` x `width`
+            // row-major (read transposed as `width` x `kc`); group `grp`'s
+            // block of `dw` holds `ocg` x `kc` elements.
+            unsafe {
+                matrixmultiply::sgemm(
+                    ocg,
+                    width,
+                    kc,
+                    1.0,
+                    dys.as_ptr(),
+                    width as isize,
+                    1,
+                    cols.as_ptr(),
+                    1,
+                    width as isize,
+                    1.0,
+                    dw[grp * ocg * kc..][..ocg * kc].as_mut_ptr(),
+                    kc as isize,
+                    1,
+                );
+            }
+        }
+    }
+}

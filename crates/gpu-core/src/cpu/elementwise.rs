@@ -1,0 +1,104 @@
+//! Fast elementwise loops. The op tables (`BinaryOp::with_fn`,
+//! `UnaryOp::with_fn`) hand these a concrete closure per op, so each loop is
+//! compiled for that op and vectorizes over contiguous runs; work is split
+//! over all cores by [`par_chunks`].
+
+use super::{par_chunks, GRAIN};
+use crate::layout::{coalesce, Layout};
+
+/// A loop over a binary function, run by `BinaryOp::with_fn`.
+pub(crate) trait Binary {
+    /// What the loop returns.
+    type Out;
+    /// Runs the loop with `f`.
+    fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
+}
+
+/// A loop over a unary function, run by `UnaryOp::with_fn`.
+pub(crate) trait Unary {
+    /// What the loop returns.
+    type Out;
+    /// Runs the loop with `f`.
+    fn call<F: Fn(f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
+}
+
+/// `out[i] = f(x[i])` over equal-length slices.
+pub(crate) struct Map<'a> {
+    pub x: &'a [f32],
+    pub out: &'a mut [f32],
+}
+
+impl Unary for Map<'_> {
+    type Out = ();
+    fn call<F: Fn(f32) -> f32 + Copy + Sync>(self, f: F) {
+        let x = self.x;
+        par_chunks(self.out, 1, GRAIN, |start, out| {
+            for (o, &v) in out.iter_mut().zip(&x[start..]) {
+                *o = f(v);
+            }
+        });
+    }
+}
+
+/// `out[i] = g[i] * f'(x[i], y[i])`: the backward pass of a unary op.
+pub(crate) struct ChainRule<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub g: &'a [f32],
+    pub out: &'a mut [f32],
+}
+
+impl Binary for ChainRule<'_> {
+    type Out = ();
+    fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, df: F) {
+        let (x, y, g) = (self.x, self.y, self.g);
+        par_chunks(self.out, 1, GRAIN, |start, out| {
+            let (x, y, g) = (&x[start..], &y[start..], &g[start..]);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = g[i] * df(x[i], y[i]);
+            }
+        });
+    }
+}
+
+/// `out[i] = f(a[va(i)], b[vb(i)])` over the broadcast `shape`, with the two
+/// views already broadcast to it.
+pub(crate) struct Strided2<'a> {
+    pub shape: &'a [usize],
+    pub va: &'a Layout,
+    pub vb: &'a Layout,
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+    pub out: &'a mut [f32],
+}
+
+impl Binary for Strided2<'_> {
+    type Out = ();
+    fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, f: F) {
+        if self.out.is_empty() {
+            return;
+        }
+        // The innermost merged dim is a run both operands walk with one
+        // stride each (1 = contiguous, 0 = a broadcast value); the outer
+        // dims are decoded once per run, not per element.
+        let (cs, st) = coalesce(self.shape, &[&self.va.strides, &self.vb.strides]);
+        let r = cs.len() - 1;
+        let (run, sa, sb) = (cs[r], st[0][r], st[1][r]);
+        let outer =
+            |strides: &[usize], offset| Layout { shape: cs[..r].to_vec(), strides: strides[..r].to_vec(), offset };
+        let (oa, ob) = (outer(&st[0], self.va.offset), outer(&st[1], self.vb.offset));
+        let (a, b) = (self.a, self.b);
+        par_chunks(self.out, run, GRAIN, |start, out| {
+            for (i, o) in out.chunks_exact_mut(run).enumerate() {
+                let row = start / run + i;
+                let (a, b) = (&a[oa.index_of(row)..], &b[ob.index_of(row)..]);
+                match (sa, sb) {
+                    (1, 1) => o.iter_mut().zip(&a[..run]).zip(&b[..run]).for_each(|((o, &x), &y)| *o = f(x, y)),
+                    (1, 0) => o.iter_mut().zip(&a[..run]).for_each(|(o, &x)| *o = f(x, b[0])),
+                    (0, 1) => o.iter_mut().zip(&b[..run]).for_each(|(o, &y)| *o = f(a[0], y)),
+                    _ => o.iter_mut().enumerate().for_each(|(j, o)| *o = f(a[j * sa], b[j * sb])),
+                }
+            }
+        });
+    }
+}

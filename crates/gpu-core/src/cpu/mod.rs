@@ -1,0 +1,52 @@
+//! The CPU backend's two kinds of kernel.
+//!
+//! * **Reference twins** live next to each GPU launch in `ops/*.rs`: the
+//!   definition of the op, loop by loop and single-threaded (f64
+//!   accumulation where the kernel has it). They are the oracle: the GPU
+//!   kernels and the fast paths below are both tested against them, and
+//!   [`Device::cpu_reference`](crate::Device::cpu_reference) runs them.
+//! * **Fast paths** (this module and the `fast` branches of the op files) are
+//!   what [`Device::cpu`](crate::Device::cpu) runs: threaded over all cores
+//!   with rayon, dense loops over contiguous slices that the compiler
+//!   vectorizes, scratch reused instead of allocated per element. Where an op
+//!   has no fast path for a layout it runs its reference twin.
+//!
+//! `tests/parity_fast_cpu.rs` checks the fast paths against the reference on
+//! awkward shapes (zero-size, odd, strided, large).
+
+pub(crate) mod batch_norm;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod pool;
+
+use rayon::prelude::*;
+
+use crate::device::CpuKernels;
+use crate::Device;
+
+/// True when `dev` is a CPU backend running the fast paths (false on a GPU
+/// and on the reference device).
+pub(crate) fn fast(dev: &Device) -> bool {
+    !dev.is_gpu() && dev.inner.cpu_kernels == CpuKernels::Fast
+}
+
+/// Elements below which a loop stays on the calling thread: handing work to
+/// another core costs a few microseconds, about what a thread does to 16K
+/// floats.
+pub(crate) const GRAIN: usize = 1 << 14;
+
+/// Runs `f(start, chunk)` over consecutive chunks of `out` (`start` is the
+/// chunk's first index), on all cores when `out` is longer than `grain`
+/// elements; chunks are whole multiples of `unit` elements (a row), so `f`
+/// may work row by row.
+pub(crate) fn par_chunks<T: Send>(out: &mut [T], unit: usize, grain: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let unit = unit.max(1);
+    if out.len() <= grain || rayon::current_num_threads() == 1 {
+        f(0, out);
+        return;
+    }
+    // A few chunks per thread balance uneven cores without tiny tasks.
+    let per = out.len().div_ceil(4 * rayon::current_num_threads()).max(grain);
+    let chunk = per.div_ceil(unit) * unit;
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i * chunk, c));
+}

@@ -1,0 +1,166 @@
+//! The fast CPU paths (`Device::cpu`) against the reference twins
+//! (`Device::cpu_reference`) on awkward shapes: zero-size, odd, strided and
+//! broadcast views, and sizes large enough to be split over threads. Needs
+//! no GPU.
+
+mod common;
+use common::*;
+use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
+use wgrad_gpu_core::{Buffer, Device, Layout};
+
+/// The fast device and the reference device.
+fn pair() -> (Device, Device) {
+    (Device::cpu(), Device::cpu_reference())
+}
+
+/// Element counts: empty, tiny, odd, and past the threading grain.
+const COUNTS: &[usize] = &[0, 1, 7, 33, 1023, 70_001];
+
+#[test]
+fn unary_ops_and_their_gradients_match_the_reference() {
+    let (f, r) = pair();
+    let mut rng = rng(1);
+    for &n in COUNTS {
+        let (x, g) = (rng.vec(n, 0.1, 3.0), rng.vec(n, -1.0, 1.0));
+        let (xf, xr) = (Buffer::from_f32(&f, &x).unwrap(), Buffer::from_f32(&r, &x).unwrap());
+        let (gf, gr) = (Buffer::from_f32(&f, &g).unwrap(), Buffer::from_f32(&r, &g).unwrap());
+        for &op in UnaryOp::EXAMPLES {
+            let what = format!("{} n={n}", op.name());
+            let (yf, yr) = (unary(op, &xf, n).unwrap(), unary(op, &xr, n).unwrap());
+            same(&what, &yf, &yr, n, 1e-6, 1e-6);
+            let (df, dr) = (unary_grad(op, &xf, &yf, &gf, n).unwrap(), unary_grad(op, &xr, &yr, &gr, n).unwrap());
+            same(&format!("d {what}"), &df, &dr, n, 1e-6, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn binary_ops_match_the_reference_on_broadcast_and_strided_views() {
+    let (f, r) = pair();
+    let mut rng = rng(2);
+    // (a's buffer shape, a's view, b's buffer shape, b's view) as closures
+    // of the contiguous layout: plain, broadcast rows, channel bias, scalar,
+    // permuted (strided) and narrowed views, zero-size and large.
+    type View = fn(Layout) -> Layout;
+    type Case = (&'static str, Vec<usize>, View, Vec<usize>, View);
+    let id: View = |l| l;
+    let cases: Vec<Case> = vec![
+        ("same shape", vec![3, 5, 7], id, vec![3, 5, 7], id),
+        ("row broadcast", vec![9, 33], id, vec![33], id),
+        ("column broadcast", vec![9, 33], id, vec![9, 1], id),
+        ("channel bias", vec![4, 6, 5, 5], id, vec![1, 6, 1, 1], id),
+        ("scalar left", vec![1], id, vec![17, 3], id),
+        ("transposed", vec![5, 8], |l| l.permute(&[1, 0]).unwrap(), vec![8, 5], id),
+        ("narrowed", vec![6, 10], |l| l.narrow(1, 3, 5).unwrap(), vec![6, 5], id),
+        ("zero-size", vec![0, 4], id, vec![4], id),
+        ("large", vec![300, 257], id, vec![300, 257], id),
+        ("large broadcast", vec![64, 16, 81], id, vec![1, 16, 1], id),
+        ("large transposed", vec![257, 300], |l| l.permute(&[1, 0]).unwrap(), vec![300, 1], id),
+    ];
+    for (name, sa, va, sb, vb) in cases {
+        let (na, nb) = (sa.iter().product::<usize>(), sb.iter().product::<usize>());
+        let (a, b) = (rng.vec(na, 0.5, 2.0), rng.vec(nb, 0.5, 2.0));
+        let (la, lb) = (va(Layout::contiguous(&sa)), vb(Layout::contiguous(&sb)));
+        for &op in BinaryOp::ALL {
+            let run = |d: &Device| {
+                let (ba, bb) = (Buffer::from_f32(d, &a).unwrap(), Buffer::from_f32(d, &b).unwrap());
+                binary(op, &ba, &la, &bb, &lb).unwrap()
+            };
+            let ((yf, shape), (yr, shape_r)) = (run(&f), run(&r));
+            assert_eq!(shape, shape_r);
+            same(&format!("{} {name}", op.name()), &yf, &yr, shape.iter().product(), 1e-6, 0.0);
+        }
+    }
+}
+
+#[test]
+fn convolutions_match_the_reference() {
+    let (f, r) = pair();
+    let mut rng = rng(3);
+    let base = ConvGeometry::new(2, 4, (7, 6), (3, 3));
+    let pad = |g: ConvGeometry, p| ConvGeometry { pad_top: p, pad_bottom: p, pad_left: p, pad_right: p, ..g };
+    let cases = [
+        ("3x3 pad 1", pad(base, 1), 6),
+        ("stride 2 odd", ConvGeometry { in_h: 9, in_w: 7, stride_h: 2, stride_w: 2, ..pad(base, 1) }, 4),
+        ("dilation 2", ConvGeometry { dilation_h: 2, dilation_w: 3, ..pad(base, 2) }, 3),
+        ("groups", ConvGeometry { channels: 8, groups: 4, pad_left: 1, ..base }, 8),
+        ("depthwise stride 3", ConvGeometry { channels: 5, groups: 5, stride_w: 3, pad_top: 1, ..base }, 5),
+        ("asymmetric", ConvGeometry { kernel_h: 2, kernel_w: 4, pad_bottom: 3, pad_left: 2, ..base }, 2),
+        ("pad wider than input", ConvGeometry { in_w: 2, kernel_w: 1, pad_left: 3, pad_right: 4, ..base }, 2),
+        ("empty batch", ConvGeometry { batch: 0, ..pad(base, 1) }, 4),
+        ("large", pad(ConvGeometry::new(3, 16, (32, 32), (3, 3)), 1), 16),
+    ];
+    for (name, g, oc) in cases {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let x = rng.vec(g.input_shape().iter().product(), -1.0, 1.0);
+        let w = rng.vec(oc * g.col_rows(), -1.0, 1.0);
+        let gy = rng.vec(g.batch * oc * oh * ow, -1.0, 1.0);
+        let run = |d: &Device| {
+            let up = |v: &[f32]| Buffer::from_f32(d, v).unwrap();
+            let (x, w, gy) = (up(&x), up(&w), up(&gy));
+            [
+                conv2d(&x, &w, oc, &g).unwrap(),
+                conv2d_weight_grad(&gy, &x, oc, &g).unwrap(),
+                conv2d_input_grad(&gy, &w, oc, &g).unwrap(),
+            ]
+        };
+        let (yf, yr) = (run(&f), run(&r));
+        let sizes = [g.batch * oc * oh * ow, oc * g.col_rows(), g.input_shape().iter().product()];
+        for (i, what) in ["forward", "weight grad", "input grad"].iter().enumerate() {
+            same(&format!("{name}: {what}"), &yf[i], &yr[i], sizes[i], 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn batch_norm_matches_the_reference() {
+    use wgrad_gpu_core::ops::batch_norm::{
+        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims,
+    };
+    let (f, r) = pair();
+    let mut rng = rng(4);
+    // [A, C, B]: odd sizes, B = 1 (BatchNorm1d), a shifted mean, and large.
+    for (outer, channels, inner, shift) in
+        [(1, 1, 2, 0.0), (3, 5, 7, 0.0), (4, 3, 1, 100.0), (2, 6, 9, 0.0), (32, 16, 256, 0.5)]
+    {
+        let d = ChannelDims { outer, channels, inner };
+        let n = outer * channels * inner;
+        let x: Vec<f32> = rng.vec(n, -2.0, 2.0).iter().map(|v| v + shift).collect();
+        let (gy, res) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let (w, b) = (rng.vec(channels, 0.5, 1.5), rng.vec(channels, -0.5, 0.5));
+        let run = |dev: &Device| {
+            let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
+            let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
+            let (stats, _) = batch_norm_stats(&x, d, 1e-5, None).unwrap();
+            let centre = Centre::Stats(&stats);
+            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true).unwrap();
+            let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre).unwrap();
+            let (dx, dres) =
+                batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true).unwrap();
+            let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false).unwrap();
+            [stats, y, sb, sw, dx, dres.unwrap(), dx_eval]
+        };
+        let (of, or) = (run(&f), run(&r));
+        let lens = [2 * channels, n, channels, channels, n, n, n];
+        for (i, what) in ["stats", "forward", "Σdy", "Σdy·xhat", "dx", "dres", "dx eval"].iter().enumerate() {
+            same(&format!("{d:?}: {what}"), &of[i], &or[i], lens[i], 1e-4, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn cpu_buffers_are_pooled_and_come_back_zeroed() {
+    let dev = Device::cpu();
+    let a = Buffer::from_f32(&dev, &[1.0; 1000]).unwrap();
+    let created = dev.stats().buffers_created;
+    drop(a);
+    let b = Buffer::alloc(&dev, 3990).unwrap();
+    assert_eq!(dev.stats().buffers_created, created, "the freed buffer was reused");
+    assert_eq!(b.to_bytes().unwrap(), vec![0u8; 3990], "a reused buffer reads as zeros");
+    drop(b);
+    assert!(dev.empty_cache() >= 4000);
+    let _c = Buffer::alloc(&dev, 4000).unwrap();
+    assert_eq!(dev.stats().buffers_created, created + 1, "an emptied pool allocates anew");
+}
