@@ -164,3 +164,116 @@ fn cpu_buffers_are_pooled_and_come_back_zeroed() {
     let _c = Buffer::alloc(&dev, 4000).unwrap();
     assert_eq!(dev.stats().buffers_created, created + 1, "an emptied pool allocates anew");
 }
+
+/// Bit-for-bit equality of two buffers' first `n` words (the fast paths
+/// that add in the reference's order must give the reference's bits, NaNs
+/// included).
+fn identical(what: &str, fast: &Buffer, reference: &Buffer, n: usize) {
+    let (a, b) = (fast.to_u32().unwrap(), reference.to_u32().unwrap());
+    if let Some(i) = (0..n).find(|&i| a[i] != b[i]) {
+        panic!("{what}: word {i} of {n} differs: fast {:#x} vs reference {:#x}", a[i], b[i]);
+    }
+}
+
+#[test]
+fn pooling_matches_the_reference_bit_for_bit() {
+    use wgrad_gpu_core::ops::pool::{
+        adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+        max_pool2d_backward,
+    };
+    let (f, r) = pair();
+    let mut rng = rng(5);
+    // (shape, kernel, stride, padding, dilation): MNIST's 2x2, odd sizes
+    // with padding, dilation, overlapping windows, an empty batch, and
+    // enough planes to be split over threads.
+    type Case = ([usize; 4], (usize, usize), (usize, usize), (usize, usize), (usize, usize));
+    let cases: [Case; 6] = [
+        ([2, 3, 8, 8], (2, 2), (2, 2), (0, 0), (1, 1)),
+        ([1, 2, 7, 9], (3, 3), (2, 1), (1, 1), (1, 1)),
+        ([3, 1, 9, 8], (2, 3), (1, 2), (1, 0), (2, 2)),
+        ([2, 2, 5, 5], (3, 3), (1, 1), (1, 1), (1, 1)),
+        ([0, 4, 6, 6], (2, 2), (2, 2), (0, 0), (1, 1)),
+        ([32, 32, 26, 26], (2, 2), (2, 2), (0, 0), (1, 1)),
+    ];
+    for (shape, k, s, p, d) in cases {
+        let n: usize = shape.iter().product();
+        // Few distinct values, so windows hold ties, and a NaN now and then.
+        let x: Vec<f32> = rng
+            .vec(n, 0.0, 4.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 97 == 5 { f32::NAN } else { v.floor() })
+            .collect();
+        let run = |dev: &Device| {
+            let xb = Buffer::from_f32(dev, &x).unwrap();
+            let (y, arg, out_shape) = max_pool2d(&xb, &shape, k, s, p, d).unwrap();
+            let m: usize = out_shape.iter().product();
+            let g = Buffer::from_f32(dev, &(0..m).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect::<Vec<_>>()).unwrap();
+            let dx = max_pool2d_backward(&g, &arg, &shape, k, s, p, d).unwrap();
+            // Average pooling has no dilation: the dilated case instead
+            // divides by the in-bounds count (count_include_pad = false).
+            let (ya, avg_shape) = avg_pool2d(&xb, &shape, k, s, p, d == (1, 1)).unwrap();
+            let ma: usize = avg_shape.iter().product();
+            let ga = Buffer::from_f32(dev, &(0..ma).map(|i| i as f32 * 0.01).collect::<Vec<_>>()).unwrap();
+            let dxa = avg_pool2d_backward(&ga, &shape, k, s, p, d == (1, 1)).unwrap();
+            let (yd, _) = adaptive_avg_pool2d(&xb, &shape, (3, 2)).unwrap();
+            let gd = Buffer::from_f32(dev, &vec![0.5; shape[0] * shape[1] * 6]).unwrap();
+            let dxd = adaptive_avg_pool2d_backward(&gd, &shape, (3, 2)).unwrap();
+            ([y, arg, dx, ya, dxa, yd, dxd], (m, ma))
+        };
+        let ((of, (m, ma)), (or, _)) = (run(&f), run(&r));
+        let planes = shape[0] * shape[1];
+        let lens = [m, m, n, ma, n, planes * 6, n];
+        for (i, what) in
+            ["max", "argmax", "max grad", "avg", "avg grad", "adaptive", "adaptive grad"].iter().enumerate()
+        {
+            identical(&format!("{shape:?} k{k:?} s{s:?} p{p:?} d{d:?}: {what}"), &of[i], &or[i], lens[i]);
+        }
+    }
+}
+
+#[test]
+fn reductions_match_the_reference_bit_for_bit() {
+    use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
+    let (f, r) = pair();
+    let mut rng = rng(6);
+    type View = fn(Layout) -> Layout;
+    let id: View = |l| l;
+    // (buffer shape, view, axes): a bias gradient over N, H, W; rows and
+    // columns of a matrix; a permuted and a narrowed (offset) view; all
+    // axes; a scalar; zero outputs; large.
+    let cases: Vec<(Vec<usize>, View, Vec<usize>)> = vec![
+        (vec![4, 3, 5, 7], id, vec![0, 2, 3]),
+        (vec![9, 33], id, vec![1]),
+        (vec![9, 33], id, vec![0]),
+        (vec![6, 5, 4], |l| l.permute(&[2, 0, 1]).unwrap(), vec![1]),
+        (vec![7, 10], |l| l.narrow(1, 3, 5).unwrap(), vec![0]),
+        (vec![3, 4, 5], id, vec![]),
+        (vec![], id, vec![]),
+        (vec![0, 5], id, vec![1]),
+        (vec![32, 64, 11, 11], id, vec![0, 2, 3]),
+        (vec![300, 257], id, vec![0]),
+        (vec![70_001], id, vec![0]),
+    ];
+    let ops = [
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Max,
+        ReduceOp::Min,
+        ReduceOp::ArgMax,
+        ReduceOp::ArgMin,
+        ReduceOp::Var { correction: 1 },
+    ];
+    for (shape, view, axes) in cases {
+        let n = shape.iter().product();
+        let x: Vec<f32> =
+            rng.vec(n, -2.0, 2.0).iter().enumerate().map(|(i, v)| if i == 17 { f32::NAN } else { *v }).collect();
+        let layout = view(Layout::contiguous(&shape));
+        for op in ops {
+            let run = |d: &Device| reduce(op, &Buffer::from_f32(d, &x).unwrap(), &layout, &axes, false).unwrap();
+            let ((yf, out_shape), (yr, out_r)) = (run(&f), run(&r));
+            assert_eq!(out_shape, out_r);
+            identical(&format!("{} of {shape:?} over {axes:?}", op.name()), &yf, &yr, out_shape.iter().product());
+        }
+    }
+}

@@ -18,6 +18,8 @@ pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod pool;
+pub(crate) mod pooling;
+pub(crate) mod reduce;
 
 use rayon::prelude::*;
 

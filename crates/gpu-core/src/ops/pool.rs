@@ -13,12 +13,16 @@
 use std::ops::Range;
 
 use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::cpu::{
+    self,
+    pooling::{per_plane, per_plane1},
+};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// The argmax of a window with no in-bounds element (cannot happen within
 /// PyTorch's padding limit, but kernel and twin agree on it anyway).
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// One spatial dim of a pooling: input and output size and the window rule.
 #[derive(Clone, Copy, Debug)]
@@ -112,8 +116,8 @@ impl Axis {
 
 /// A pooling of `planes` = N·C images of `rows` × `cols`.
 #[derive(Clone, Copy, Debug)]
-struct Pool {
-    planes: usize,
+pub(crate) struct Pool {
+    pub(crate) planes: usize,
     rows: Axis,
     cols: Axis,
     count_include_pad: bool,
@@ -179,92 +183,118 @@ impl Pool {
         dispatch(g, "pool", entry, &constants, &params, inputs, outputs, groups(n, 256))
     }
 
-    // ---- CPU twins: the kernels' loops, one output or input pixel at a time.
+    /// The fast max pooling's window taps (rows, cols): each window's
+    /// in-bounds input indices in kernel order, as the reference scans them.
+    pub(crate) fn max_taps(&self) -> (cpu::pooling::Taps, cpu::pooling::Taps) {
+        let taps = |a: Axis| {
+            cpu::pooling::Taps::new(a.out, move |i| {
+                (0..a.kernel)
+                    .map(move |k| i * a.stride + k * a.dilation)
+                    .filter(move |&p| p >= a.pad && p < a.size + a.pad)
+                    .map(move |p| p - a.pad)
+            })
+        };
+        (taps(self.rows), taps(self.cols))
+    }
 
-    fn max_forward_cpu(&self, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
+    /// Input and output elements of one image plane.
+    pub(crate) fn plane_lens(&self) -> (usize, usize) {
+        (self.rows.size * self.cols.size, self.rows.out * self.cols.out)
+    }
+
+    // ---- CPU twins: the kernels' loops, one image plane at a time, one
+    // output (forward) or input (backward) pixel at a time, as the kernel's threads.
+
+    /// Max pooling of one plane: values and argmax per window.
+    fn max_forward_plane(&self, image: &[f32], out: &mut [f32], arg: &mut [u32]) {
         let (r, c) = (self.rows, self.cols);
-        for o in 0..self.out_len() {
-            let (ox, oy, plane) = (o % c.out, (o / c.out) % r.out, o / (c.out * r.out));
-            let image = &x[plane * r.size * c.size..][..r.size * c.size];
-            let (mut best, mut at) = (f32::NEG_INFINITY, NONE);
-            for ky in 0..r.kernel {
-                let yp = oy * r.stride + ky * r.dilation;
-                if yp < r.pad || yp >= r.size + r.pad {
-                    continue;
-                }
-                for kx in 0..c.kernel {
-                    let xp = ox * c.stride + kx * c.dilation;
-                    if xp < c.pad || xp >= c.size + c.pad {
+        for oy in 0..r.out {
+            for ox in 0..c.out {
+                let (mut best, mut at) = (f32::NEG_INFINITY, NONE);
+                for ky in 0..r.kernel {
+                    let yp = oy * r.stride + ky * r.dilation;
+                    if yp < r.pad || yp >= r.size + r.pad {
                         continue;
                     }
-                    let k = (yp - r.pad) * c.size + xp - c.pad;
-                    let v = image[k];
-                    if at == NONE || v > best || v.is_nan() {
-                        best = v;
-                        at = k as u32;
+                    for kx in 0..c.kernel {
+                        let xp = ox * c.stride + kx * c.dilation;
+                        if xp < c.pad || xp >= c.size + c.pad {
+                            continue;
+                        }
+                        let k = (yp - r.pad) * c.size + xp - c.pad;
+                        let v = image[k];
+                        if at == NONE || v > best || v.is_nan() {
+                            best = v;
+                            at = k as u32;
+                        }
                     }
                 }
+                out[oy * c.out + ox] = best;
+                arg[oy * c.out + ox] = at;
             }
-            out[o] = best;
-            arg[o] = at;
         }
     }
 
-    fn max_backward_cpu(&self, g: &[f32], arg: &[u32], dx: &mut [f32]) {
+    /// Max pooling's backward on one plane, as a gather per input pixel.
+    pub(crate) fn max_backward_plane(&self, g: &[f32], arg: &[u32], dx: &mut [f32]) {
         let (r, c) = (self.rows, self.cols);
-        for (i, d) in dx[..self.in_len()].iter_mut().enumerate() {
-            let (x, y, plane) = (i % c.size, (i / c.size) % r.size, i / (c.size * r.size));
-            let obase = plane * r.out * c.out;
-            let me = (y * c.size + x) as u32;
-            let mut acc = 0.0;
-            for oy in r.reaching(y, r.extent()) {
-                for ox in c.reaching(x, c.extent()) {
-                    let o = obase + oy * c.out + ox;
-                    if arg[o] == me {
-                        acc += g[o];
+        for y in 0..r.size {
+            for x in 0..c.size {
+                let me = (y * c.size + x) as u32;
+                let mut acc = 0.0;
+                for oy in r.reaching(y, r.extent()) {
+                    for ox in c.reaching(x, c.extent()) {
+                        let o = oy * c.out + ox;
+                        if arg[o] == me {
+                            acc += g[o];
+                        }
                     }
                 }
+                dx[y * c.size + x] = acc;
             }
-            *d = acc;
         }
     }
 
-    fn avg_forward_cpu(&self, x: &[f32], out: &mut [f32]) {
+    /// Average pooling of one plane.
+    pub(crate) fn avg_forward_plane(&self, image: &[f32], out: &mut [f32]) {
         let (r, c) = (self.rows, self.cols);
-        for (o, y_out) in out[..self.out_len()].iter_mut().enumerate() {
-            let (ox, oy, plane) = (o % c.out, (o / c.out) % r.out, o / (c.out * r.out));
-            let image = &x[plane * r.size * c.size..][..r.size * c.size];
-            let (wy, wx) = (r.avg_window(oy), c.avg_window(ox));
-            let mut acc = 0.0;
-            for y in wy.0..wy.1 {
-                for x in wx.0..wx.1 {
-                    acc += image[y * c.size + x];
+        for oy in 0..r.out {
+            let wy = r.avg_window(oy);
+            for ox in 0..c.out {
+                let wx = c.avg_window(ox);
+                let mut acc = 0.0;
+                for y in wy.0..wy.1 {
+                    for x in wx.0..wx.1 {
+                        acc += image[y * c.size + x];
+                    }
                 }
+                out[oy * c.out + ox] = acc / self.divisor(wy, wx);
             }
-            *y_out = acc / self.divisor(wy, wx);
         }
     }
 
-    fn avg_backward_cpu(&self, g: &[f32], dx: &mut [f32]) {
+    /// Average pooling's backward on one plane: each input pixel gathers
+    /// `grad / divisor` from the windows that hold it.
+    pub(crate) fn avg_backward_plane(&self, g: &[f32], dx: &mut [f32]) {
         let (r, c) = (self.rows, self.cols);
-        for (i, d) in dx[..self.in_len()].iter_mut().enumerate() {
-            let (x, y, plane) = (i % c.size, (i / c.size) % r.size, i / (c.size * r.size));
-            let obase = plane * r.out * c.out;
-            let mut acc = 0.0;
-            for oy in r.reaching(y, r.kernel) {
-                let wy = r.avg_window(oy);
-                if y < wy.0 || y >= wy.1 {
-                    continue;
-                }
-                for ox in c.reaching(x, c.kernel) {
-                    let wx = c.avg_window(ox);
-                    if x < wx.0 || x >= wx.1 {
+        for y in 0..r.size {
+            for x in 0..c.size {
+                let mut acc = 0.0;
+                for oy in r.reaching(y, r.kernel) {
+                    let wy = r.avg_window(oy);
+                    if y < wy.0 || y >= wy.1 {
                         continue;
                     }
-                    acc += g[obase + oy * c.out + ox] / self.divisor(wy, wx);
+                    for ox in c.reaching(x, c.kernel) {
+                        let wx = c.avg_window(ox);
+                        if x < wx.0 || x >= wx.1 {
+                            continue;
+                        }
+                        acc += g[oy * c.out + ox] / self.divisor(wy, wx);
+                    }
                 }
+                dx[y * c.size + x] = acc;
             }
-            *d = acc;
         }
     }
 }
@@ -349,7 +379,16 @@ pub fn max_pool2d(
         |g| pool.launch(g, "max_forward", &[x], &[&out, &arg], n),
         || {
             let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
-            pool.max_forward_cpu(f32s(&xs), f32s_mut(&mut ys), &mut is);
+            let (xs, (il, ol)) = (f32s(&xs), pool.plane_lens());
+            let outs = (&mut f32s_mut(&mut ys)[..n], ol);
+            let fast = cpu::fast(dev);
+            let taps = fast.then(|| pool.max_taps());
+            per_plane(fast, outs, (&mut is[..n], ol), |p, y, arg| match &taps {
+                Some((rows, cols)) => {
+                    cpu::pooling::max_forward_plane(rows, cols, pool.cols.size, &xs[p * il..][..il], y, arg)
+                }
+                None => pool.max_forward_plane(&xs[p * il..][..il], y, arg),
+            });
         },
     )?;
     Ok((out, arg, pool.out_shape(shape)))
@@ -380,7 +419,15 @@ pub fn max_pool2d_backward(
         |g| pool.launch(g, "max_backward", &[grad_out, argmax], &[&dx], n),
         || {
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
-            pool.max_backward_cpu(f32s(&gs), &is, f32s_mut(&mut ds));
+            let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
+            let fast = cpu::fast(dev);
+            per_plane1(fast, (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
+                let (g, arg) = (&gs[p * ol..][..ol], &is[p * ol..][..ol]);
+                match fast {
+                    true => cpu::pooling::max_backward_scatter(g, arg, d),
+                    false => pool.max_backward_plane(g, arg, d),
+                }
+            });
         },
     )?;
     Ok(dx)
@@ -396,7 +443,10 @@ fn avg_forward(op: &'static str, pool: Pool, x: &Buffer, shape: &[usize]) -> Res
         |g| pool.launch(g, "avg_forward", &[x], &[&out], n),
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            pool.avg_forward_cpu(f32s(&xs), f32s_mut(&mut ys));
+            let (xs, (il, ol)) = (f32s(&xs), pool.plane_lens());
+            per_plane1(cpu::fast(dev), (&mut f32s_mut(&mut ys)[..n], ol), |p, y| {
+                pool.avg_forward_plane(&xs[p * il..][..il], y)
+            });
         },
     )?;
     Ok((out, pool.out_shape(shape)))
@@ -412,7 +462,10 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer) -> Result<Buffe
         |g| pool.launch(g, "avg_backward", &[grad_out], &[&dx], n),
         || {
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
-            pool.avg_backward_cpu(f32s(&gs), f32s_mut(&mut ds));
+            let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
+            per_plane1(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
+                pool.avg_backward_plane(&gs[p * ol..][..ol], d)
+            });
         },
     )?;
     Ok(dx)

@@ -106,7 +106,7 @@ impl ReduceOp {
 
     /// The CPU twin: the output word for one reduced block (f32 bits, or the
     /// index for ArgMax/ArgMin). `values` must be non-empty for the selecting ops.
-    fn word(self, values: &[f32]) -> u32 {
+    pub(crate) fn word(self, values: &[f32]) -> u32 {
         let n = values.len() as f64;
         let sum = || values.iter().map(|&v| v as f64).sum::<f64>();
         match self {
@@ -251,6 +251,9 @@ pub fn reduce(
             let xs = super::f32s(&xs);
             let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
             let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
+            if crate::cpu::fast(dev) {
+                return crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
+            }
             let mut values = Vec::with_capacity(m);
             for (o, y) in ys[..n_out].iter_mut().enumerate() {
                 let base = kept.index_of(o);

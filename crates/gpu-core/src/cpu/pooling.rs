@@ -1,0 +1,108 @@
+//! Fast pooling: the reference's per-plane loops (`Pool::*_plane` in
+//! `ops/pool.rs`) with the N·C image planes split over all cores, and max
+//! pooling's backward as a scatter of each output gradient to its argmax,
+//! which adds the same terms in the same order as the reference's gather
+//! (windows in row-major order), so the results are bit-identical.
+
+use rayon::prelude::*;
+
+use super::GRAIN;
+use crate::ops::pool::NONE;
+
+/// Runs `f(plane, a_plane, b_plane)` for every plane of `a` (`a_len`
+/// elements each) and of `b` (`b_len` each; empty planes when `b` is empty):
+/// on all cores when `fast`, else in order on this thread (the reference).
+pub(crate) fn per_plane<T: Send, U: Send>(
+    fast: bool,
+    (a, a_len): (&mut [T], usize),
+    (b, b_len): (&mut [U], usize),
+    f: impl Fn(usize, &mut [T], &mut [U]) + Sync,
+) {
+    let b_len = if b.is_empty() { 0 } else { b_len };
+    let planes = a.len().checked_div(a_len).unwrap_or(0);
+    if !fast || planes * a_len <= GRAIN || rayon::current_num_threads() == 1 {
+        for (p, ap) in a.chunks_exact_mut(a_len.max(1)).enumerate() {
+            f(p, ap, &mut b[p * b_len..(p + 1) * b_len]);
+        }
+        return;
+    }
+    // A few tasks per thread; each task owns whole planes of both outputs.
+    let per = planes.div_ceil(4 * rayon::current_num_threads()).max(GRAIN.div_ceil(a_len));
+    let tasks = planes.div_ceil(per);
+    let b_chunks: Vec<&mut [U]> = match b_len {
+        0 => (0..tasks).map(|_| <&mut [U]>::default()).collect(),
+        _ => b.chunks_mut(per * b_len).collect(),
+    };
+    a.par_chunks_mut(per * a_len).zip(b_chunks).enumerate().for_each(|(t, (a, b))| {
+        for (i, ap) in a.chunks_exact_mut(a_len).enumerate() {
+            f(t * per + i, ap, &mut b[i * b_len..(i + 1) * b_len]);
+        }
+    });
+}
+
+/// The in-bounds input indices of each window along one axis, in kernel
+/// order: window `i` reads `idx[start[i]..start[i + 1]]`. Worked out once
+/// per launch, so the per-window loops do no bounds arithmetic.
+pub(crate) struct Taps {
+    start: Vec<usize>,
+    idx: Vec<usize>,
+}
+
+impl Taps {
+    /// Taps of `windows` windows, window `i` holding `of(i)`.
+    pub(crate) fn new<I: IntoIterator<Item = usize>>(windows: usize, of: impl Fn(usize) -> I) -> Taps {
+        let (mut start, mut idx) = (vec![0], Vec::new());
+        for i in 0..windows {
+            idx.extend(of(i));
+            start.push(idx.len());
+        }
+        Taps { start, idx }
+    }
+
+    fn of(&self, i: usize) -> &[usize] {
+        &self.idx[self.start[i]..self.start[i + 1]]
+    }
+}
+
+/// Max pooling of one plane of width `w` over the windows `rows` × `cols`:
+/// the reference's scan (same order, same tie and NaN rule) without its
+/// per-element bounds tests.
+pub(crate) fn max_forward_plane(rows: &Taps, cols: &Taps, w: usize, image: &[f32], out: &mut [f32], arg: &mut [u32]) {
+    let ow = cols.start.len() - 1;
+    for (oy, (out, arg)) in out.chunks_exact_mut(ow).zip(arg.chunks_exact_mut(ow)).enumerate() {
+        let ys = rows.of(oy);
+        for (ox, (o, a)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+            let (mut best, mut at) = (f32::NEG_INFINITY, NONE);
+            for &y in ys {
+                let line = &image[y * w..(y + 1) * w];
+                for &x in cols.of(ox) {
+                    let v = line[x];
+                    if at == NONE || v > best || v.is_nan() {
+                        best = v;
+                        at = (y * w + x) as u32;
+                    }
+                }
+            }
+            (*o, *a) = (best, at);
+        }
+    }
+}
+
+/// [`per_plane`] with one output.
+pub(crate) fn per_plane1<T: Send>(fast: bool, a: (&mut [T], usize), f: impl Fn(usize, &mut [T]) + Sync) {
+    per_plane(fast, a, (&mut [] as &mut [u8], 0), |p, a, _| f(p, a));
+}
+
+/// Max pooling's backward on one plane: `dx[arg[o]] += g[o]` for the
+/// plane's outputs in order (an argmax outside the plane, which only a
+/// window with no element could give, adds nothing, as in the gather).
+pub(crate) fn max_backward_scatter(g: &[f32], arg: &[u32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    for (&gv, &a) in g.iter().zip(arg) {
+        if a != NONE {
+            if let Some(d) = dx.get_mut(a as usize) {
+                *d += gv;
+            }
+        }
+    }
+}
