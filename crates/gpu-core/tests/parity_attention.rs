@@ -124,6 +124,23 @@ fn odd_sizes_match_twin() {
     }
 }
 
+/// The fast CPU path (per-head sgemms in f32, heads over threads) against
+/// the reference twin, on odd sizes, every mask shape, causal, the largest
+/// head dims, fully masked rows (key padding) and empty lengths. Needs no GPU.
+#[test]
+fn fast_cpu_matches_the_reference() {
+    let (f, r) = (Device::cpu(), Device::cpu_reference());
+    let mut seed = 100;
+    for (lq, lk) in [(1, 1), (7, 33), (33, 7), (100, 100), (0, 5), (5, 0)] {
+        for (mask, causal) in KINDS.iter().flat_map(|&m| [(m, false), (m, true)]) {
+            seed += 1;
+            check(&f, &r, &Case { dims: dims(3, 2, lq, lk, 7, 5), causal, mask }, seed);
+        }
+    }
+    check(&f, &r, &Case { dims: dims(1, 2, 9, 13, MAX_HEAD_DIM, MAX_HEAD_DIM), causal: true, mask: MaskKind::Rows }, 7);
+    check(&f, &r, &Case { dims: dims(16, 4, 64, 64, 32, 32), causal: true, mask: MaskKind::None }, 8);
+}
+
 #[test]
 fn every_mask_shape_with_and_without_causal() {
     let Some((g, c)) = devices("every_mask_shape_with_and_without_causal") else { return };

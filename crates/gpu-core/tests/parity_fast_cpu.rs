@@ -253,6 +253,9 @@ fn reductions_match_the_reference_bit_for_bit() {
         (vec![0, 5], id, vec![1]),
         (vec![32, 64, 11, 11], id, vec![0, 2, 3]),
         (vec![300, 257], id, vec![0]),
+        (vec![6, 40, 9], id, vec![1]),
+        (vec![5, 30], |l| l.narrow(1, 4, 20).unwrap(), vec![0]),
+        (vec![2048, 64], id, vec![0]),
         (vec![70_001], id, vec![0]),
     ];
     let ops = [
@@ -274,6 +277,49 @@ fn reductions_match_the_reference_bit_for_bit() {
             let ((yf, out_shape), (yr, out_r)) = (run(&f), run(&r));
             assert_eq!(out_shape, out_r);
             identical(&format!("{} of {shape:?} over {axes:?}", op.name()), &yf, &yr, out_shape.iter().product());
+        }
+    }
+}
+
+#[test]
+fn copies_match_the_reference_bit_for_bit() {
+    use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
+    let (f, r) = pair();
+    let mut rng = rng(7);
+    type View = fn(Layout) -> Layout;
+    // Source views: permuted, narrowed (offset), broadcast (stride 0),
+    // a scalar, zero-size, and large enough to be split over threads.
+    let views: Vec<(Vec<usize>, View)> = vec![
+        (vec![3, 4, 5], |l| l.permute(&[2, 0, 1]).unwrap()),
+        (vec![6, 11], |l| l.narrow(1, 2, 7).unwrap()),
+        (vec![1, 9], |l| Layout { shape: vec![5, 9], strides: vec![0, 1], offset: l.offset }),
+        (vec![1], |l| l),
+        (vec![0, 3], |l| l.permute(&[1, 0]).unwrap()),
+        (vec![300, 257], |l| l.permute(&[1, 0]).unwrap()),
+        (vec![64, 1200], |l| l.narrow(1, 100, 1000).unwrap()),
+    ];
+    for (shape, view) in views {
+        let n = shape.iter().product();
+        let x = rng.vec(n, -1.0, 1.0);
+        let l = view(Layout::contiguous(&shape));
+        let m = l.numel();
+        let run = |d: &Device| {
+            let xb = Buffer::from_f32(d, &x).unwrap();
+            let dense = contiguous(&xb, &l).unwrap();
+            // Into the middle of a wider buffer along the last dim: a
+            // destination view that is not dense.
+            let mut wide = l.shape.clone();
+            *wide.last_mut().unwrap_or(&mut 0) += 3;
+            let dst = Buffer::from_f32(d, &vec![7.0; wide.iter().product()]).unwrap();
+            let last = wide.len() - 1;
+            let dl = Layout::contiguous(&wide).narrow(last, 1, l.shape[last]).unwrap();
+            copy_into(&xb, &l, &dst, &dl).unwrap();
+            let (cat, _) = concat(&[(&xb, &l), (&dense, &Layout::contiguous(&l.shape))], 0).unwrap();
+            ([dense, dst, cat], wide.iter().product::<usize>())
+        };
+        let ((of, wide), (or, _)) = (run(&f), run(&r));
+        for (i, (what, len)) in [("contiguous", m), ("copy_into", wide), ("concat", 2 * m)].into_iter().enumerate() {
+            identical(&format!("{what} of {:?} strides {:?}", l.shape, l.strides), &of[i], &or[i], len);
         }
     }
 }

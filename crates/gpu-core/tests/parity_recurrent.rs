@@ -137,6 +137,26 @@ fn sequences_and_gradients_match_twin() {
     }
 }
 
+/// The fast CPU path (f32, rows over threads) against the reference twin
+/// (f64), with the same tolerances as the GPU kernel; B·H large enough for
+/// the rows to be split over threads.
+#[test]
+fn fast_cpu_sequences_match_the_reference() {
+    let (f, r) = (Device::cpu(), Device::cpu_reference());
+    let mut seed = 1000;
+    for kind in KINDS {
+        for (t, b, h) in [(1, 1, 7), (9, 3, 33), (5, 32, 64)] {
+            for extras in [false, true] {
+                seed += 1;
+                let data = Data::random(kind, t, b, h, extras, seed);
+                for reverse in [false, true] {
+                    compare_sequences(&f, &r, &data, reverse);
+                }
+            }
+        }
+    }
+}
+
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }

@@ -14,11 +14,14 @@
 //! `tests/parity_fast_cpu.rs` checks the fast paths against the reference on
 //! awkward shapes (zero-size, odd, strided, large).
 
+pub(crate) mod attention;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
+pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod pool;
 pub(crate) mod pooling;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 
 use rayon::prelude::*;

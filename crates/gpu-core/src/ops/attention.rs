@@ -30,7 +30,9 @@
 //! mask) combination compiles its own pipelines, which takes seconds on
 //! llvmpipe (Mesa caches them on disk).
 //!
-//! The CPU twins accumulate in f64, the more exact side and so the oracle.
+//! The CPU twins accumulate in f64, the more exact side and so the oracle;
+//! the fast CPU path (`cpu::attention`) uses sgemm over each head's score
+//! block in f32.
 
 use super::{dispatch, f32s, f32s_mut, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
@@ -273,6 +275,10 @@ pub fn attention_forward(
                 scale: scale as f64,
             };
             let (vs, os, ls) = (f32s(&hv), f32s_mut(&mut ho), f32s_mut(&mut hl));
+            if crate::cpu::fast(dev) {
+                let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
+                return crate::cpu::attention::forward(&x, os, ls);
+            }
             let AttnDims { lq, lk, dv, .. } = dims;
             for bh in 0..dims.bh() {
                 for i in 0..lq {
@@ -361,6 +367,12 @@ pub fn attention_backward(
                 scale: scale as f64,
             };
             let (vs, os, ls, gs) = (f32s(&hv), f32s(&ho), f32s(&hl), f32s(&hg));
+            if crate::cpu::fast(dev) {
+                let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
+                let (mut hq, mut hk, mut hv) = (dq.host_mut(), dk.host_mut(), dv.host_mut());
+                let (gq, gk, gv) = (f32s_mut(&mut hq), f32s_mut(&mut hk), f32s_mut(&mut hv));
+                return crate::cpu::attention::backward(&x, os, ls, gs, gq, gk, gv);
+            }
             let AttnDims { lq, lk, d, dv: w, .. } = dims;
             let (mut gq, mut gk, mut gv) = (vec![0.0f64; n_q], vec![0.0f64; n_k], vec![0.0f64; n_v]);
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();

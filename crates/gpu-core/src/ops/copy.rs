@@ -56,6 +56,9 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
         },
         || {
             let (s, mut d) = (src.host(), dst.host_mut());
+            if crate::cpu::fast(src.device()) {
+                return crate::cpu::copy::copy(&s, sl, &mut d, dl);
+            }
             for i in 0..n {
                 d[dl.index_of(i)] = s[sl.index_of(i)];
             }

@@ -21,7 +21,8 @@
 //!
 //! A reverse sequence runs t = T−1 down to 0 (the backward half of a
 //! bidirectional layer), and still writes `y[t]` at time index t. The CPU
-//! twins do the gate math in f64: the more exact side, a fair oracle.
+//! twins do the gate math in f64: the more exact side, a fair oracle (the fast
+//! CPU path, `cpu::recurrent`, works in f32 like the kernel).
 
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
@@ -32,7 +33,7 @@ use crate::{Buffer, Error, Result};
 const WG: usize = 256;
 /// Values the forward saves per (time, batch row, hidden unit) for the
 /// LSTM and GRU: LSTM i, f, g, o; GRU r, z, n and hn (the RNN saves none).
-const SAVED: usize = 4;
+pub(crate) const SAVED: usize = 4;
 
 /// Which recurrent cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,11 +81,11 @@ impl RecurrentKind {
 
 /// Sizes of one sequence, checked once.
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    kind: RecurrentKind,
-    steps: usize,
-    batch: usize,
-    hidden: usize,
+pub(crate) struct Dims {
+    pub(crate) kind: RecurrentKind,
+    pub(crate) steps: usize,
+    pub(crate) batch: usize,
+    pub(crate) hidden: usize,
     reverse: bool,
 }
 
@@ -111,16 +112,16 @@ impl Dims {
         Ok(d)
     }
 
-    fn bh(&self) -> usize {
+    pub(crate) fn bh(&self) -> usize {
         self.batch * self.hidden
     }
 
-    fn gh(&self) -> usize {
+    pub(crate) fn gh(&self) -> usize {
         self.kind.gates() * self.hidden
     }
 
     /// Slots of `states` holding the state before time `t` and after it.
-    fn slots(&self, t: usize) -> (usize, usize) {
+    pub(crate) fn slots(&self, t: usize) -> (usize, usize) {
         if self.reverse {
             (t + 1, t)
         } else {
@@ -354,6 +355,9 @@ fn cell_forward(
             let (mut hs, mut hg) = (states.host_mut(), saved.host_mut());
             let (xs, hws, bs) = (f32s(&hx), f32s(&hh), hb.as_ref().map(|b| f32s(b)));
             let (st, sv) = (f32s_mut(&mut hs), f32s_mut(&mut hg));
+            if crate::cpu::fast(xw.device()) {
+                return crate::cpu::recurrent::forward(d, t, xs, hws, bs, st, sv);
+            }
             let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
             let (prev, out) = d.slots(t);
             let c_off = (d.steps + 1) * bh;
@@ -432,6 +436,10 @@ fn cell_backward(
             let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
             let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
             let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
+            if crate::cpu::fast(dy.device()) {
+                let inputs = crate::cpu::recurrent::BackwardIn { dys, rec, st, sv };
+                return crate::cpu::recurrent::backward(d, t, &inputs, dx, dhws, ca);
+            }
             let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
             let (prev, out) = d.slots(t);
             let c_off = (d.steps + 1) * bh;

@@ -91,7 +91,7 @@ impl ReduceOp {
 
     /// Whether `b` (at index `ib`) replaces the running pick `a` (at `ia`):
     /// the same rule as `beats` in the kernel, whose threads meet indices out of order.
-    fn beats(self, b: f32, ib: usize, a: f32, ia: usize) -> bool {
+    pub(crate) fn beats(self, b: f32, ib: usize, a: f32, ia: usize) -> bool {
         if b.is_nan() || a.is_nan() {
             return b.is_nan() && (!a.is_nan() || ib < ia);
         }

@@ -1,0 +1,171 @@
+//! Fast attention: per batch·head (split over all cores) the scores as one
+//! sgemm `S = Q Kᵀ`, the masked softmax row by row, and the outputs and
+//! gradients as sgemms over the `Lq × Lk` probabilities, in f32 (the
+//! reference twin in `ops/attention.rs` accumulates in f64 and never holds
+//! the score matrix; this path holds one `Lq × Lk` block per running task).
+
+use rayon::prelude::*;
+
+use crate::ops::attention::AttnDims;
+
+/// A row-major `rows × cols` matrix view (or its transpose, by strides).
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+/// `data` as a row-major matrix of `cols` columns.
+fn rows(data: &[f32], cols: usize) -> Mat<'_> {
+    Mat { data, rs: cols, cs: 1 }
+}
+
+/// The transpose of the row-major matrix of `cols` columns in `data`.
+fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
+    Mat { data, rs: 1, cs: cols }
+}
+
+/// `c = alpha · a (m×k) @ b (k×n)`, `c` dense row-major (overwritten).
+fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |x: Mat, r: usize, c: usize| (r - 1) * x.rs + (c - 1) * x.cs;
+    assert!(k == 0 || (last(a, m, k) < a.data.len() && last(b, k, n) < b.data.len()));
+    assert!(c.len() >= m * n);
+    // SAFETY: the asserts above keep every index of the three views in bounds.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// What both passes share: the inputs and how a score is masked.
+pub(crate) struct Inputs<'a> {
+    /// `[B·H, Lq, D]`.
+    pub q: &'a [f32],
+    /// `[B·H, Lk, D]`.
+    pub k: &'a [f32],
+    /// `[B·H, Lk, Dv]`.
+    pub v: &'a [f32],
+    /// The additive mask and its (batch, head, query, key) strides.
+    pub mask: Option<(&'a [f32], [usize; 4])>,
+    /// Sizes.
+    pub dims: AttnDims,
+    /// Hide keys `j > i`.
+    pub causal: bool,
+    /// Score scale.
+    pub scale: f32,
+}
+
+impl Inputs<'_> {
+    /// The scaled, masked scores of batch·head `bh` into `s` (`Lq × Lk`),
+    /// −∞ where a key is hidden.
+    fn scores(&self, bh: usize, s: &mut [f32]) {
+        let AttnDims { heads, lq, lk, d, .. } = self.dims;
+        let (q, k) = (&self.q[bh * lq * d..][..lq * d], &self.k[bh * lk * d..][..lk * d]);
+        gemm(lq, d, lk, self.scale, rows(q, d), transposed(k, d), s);
+        for i in 0..lq {
+            let row = &mut s[i * lk..(i + 1) * lk];
+            if let Some((m, st)) = self.mask {
+                let base = (bh / heads) * st[0] + (bh % heads) * st[1] + i * st[2];
+                row.iter_mut().enumerate().for_each(|(j, x)| *x += m[base + j * st[3]]);
+            }
+            if self.causal && i + 1 < lk {
+                row[i + 1..].fill(f32::NEG_INFINITY);
+            }
+        }
+    }
+}
+
+/// Forward: `out [B·H, Lq, Dv]` and `lse [B·H, Lq]` (zeros and +∞ for a
+/// row whose keys are all hidden).
+pub(crate) fn forward(x: &Inputs, out: &mut [f32], lse: &mut [f32]) {
+    let AttnDims { lq, lk, dv, .. } = x.dims;
+    let bhs = x.dims.bh();
+    out[..bhs * lq * dv]
+        .par_chunks_mut((lq * dv).max(1))
+        .zip(lse[..bhs * lq].par_chunks_mut(lq.max(1)))
+        .enumerate()
+        .for_each(|(bh, (out, lse))| {
+            let mut p = vec![0.0f32; lq * lk];
+            x.scores(bh, &mut p);
+            for (i, l) in lse.iter_mut().enumerate() {
+                let row = &mut p[i * lk..(i + 1) * lk];
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if m == f32::NEG_INFINITY {
+                    row.fill(0.0);
+                    *l = f32::INFINITY;
+                    continue;
+                }
+                let mut sum = 0.0;
+                row.iter_mut().for_each(|s| {
+                    *s = (*s - m).exp();
+                    sum += *s;
+                });
+                row.iter_mut().for_each(|s| *s /= sum);
+                *l = m + sum.ln();
+            }
+            gemm(lq, lk, dv, 1.0, rows(&p, lk), rows(&x.v[bh * lk * dv..][..lk * dv], dv), out);
+        });
+}
+
+/// Backward: `(dq, dk, dv)` from the forward's `out`, `lse` and the output
+/// gradient `dout`.
+pub(crate) fn backward(
+    x: &Inputs,
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let AttnDims { lq, lk, d, dv: w, .. } = x.dims;
+    let bhs = x.dims.bh();
+    dq[..bhs * lq * d]
+        .par_chunks_mut((lq * d).max(1))
+        .zip(dk[..bhs * lk * d].par_chunks_mut((lk * d).max(1)))
+        .zip(dv[..bhs * lk * w].par_chunks_mut((lk * w).max(1)))
+        .enumerate()
+        .for_each(|(bh, ((dq, dk), dv))| {
+            let (o, g) = (&out[bh * lq * w..][..lq * w], &dout[bh * lq * w..][..lq * w]);
+            let (q, k, v) =
+                (&x.q[bh * lq * d..][..lq * d], &x.k[bh * lk * d..][..lk * d], &x.v[bh * lk * w..][..lk * w]);
+            // P = exp(S − lse), zero where hidden or the whole row is.
+            let mut p = vec![0.0f32; lq * lk];
+            x.scores(bh, &mut p);
+            for (i, &l) in lse[bh * lq..][..lq].iter().enumerate() {
+                p[i * lk..(i + 1) * lk]
+                    .iter_mut()
+                    .for_each(|s| *s = if l == f32::INFINITY { 0.0 } else { (*s - l).exp() });
+            }
+            // dV = Pᵀ dO; dP = dO Vᵀ; dS = P (dP − δ) · scale with δ_i = dO_i · O_i.
+            gemm(lk, lq, w, 1.0, transposed(&p, lk), rows(g, w), dv);
+            let mut ds = vec![0.0f32; lq * lk];
+            gemm(lq, w, lk, 1.0, rows(g, w), transposed(v, w), &mut ds);
+            for i in 0..lq {
+                let (dsr, pr) = (&mut ds[i * lk..(i + 1) * lk], &p[i * lk..(i + 1) * lk]);
+                let delta: f32 = g[i * w..][..w].iter().zip(&o[i * w..][..w]).map(|(a, b)| a * b).sum();
+                dsr.iter_mut().zip(pr).for_each(|(s, &pv)| *s = pv * (*s - delta) * x.scale);
+            }
+            // dQ = dS K; dK = dSᵀ Q.
+            gemm(lq, lk, d, 1.0, rows(&ds, lk), rows(k, d), dq);
+            gemm(lk, lq, d, 1.0, transposed(&ds, lk), rows(q, d), dk);
+        });
+}

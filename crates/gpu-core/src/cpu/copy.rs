@@ -1,0 +1,39 @@
+//! Fast strided copies: the two views' dims merged, each run of the
+//! innermost merged dim copied as a slice (or walked with one stride each),
+//! the outer index decoded once per run; runs split over all cores when the
+//! destination is dense. Words move unchanged, so the result is the
+//! reference's exactly.
+
+use super::{par_chunks, GRAIN};
+use crate::layout::{coalesce, Layout};
+
+/// `dst[dl[i]] = src[sl[i]]` for every element `i` of the common shape.
+pub(crate) fn copy(src: &[u32], sl: &Layout, dst: &mut [u32], dl: &Layout) {
+    let n = sl.numel();
+    if n == 0 {
+        return;
+    }
+    let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
+    let r = shape.len() - 1;
+    let (run, ss, ds) = (shape[r], st[0][r], st[1][r]);
+    let outer = |k: usize, offset| Layout { shape: shape[..r].to_vec(), strides: st[k][..r].to_vec(), offset };
+    let (os, od) = (outer(0, sl.offset), outer(1, dl.offset));
+    let copy_run = |from: usize, to: &mut [u32], step: usize| match ss {
+        1 if step == 1 => to[..run].copy_from_slice(&src[from..from + run]),
+        _ => to.iter_mut().step_by(step).take(run).enumerate().for_each(|(j, d)| *d = src[from + j * ss]),
+    };
+    if dl.is_dense_row_major() {
+        // Row `q` of the destination is `run` words at `dl.offset + q·run`.
+        par_chunks(&mut dst[dl.offset..dl.offset + n], run, GRAIN, |start, out| {
+            for (i, row) in out.chunks_exact_mut(run).enumerate() {
+                copy_run(os.index_of(start / run + i), row, 1);
+            }
+        });
+        return;
+    }
+    for q in 0..n / run {
+        let at = od.index_of(q);
+        let len = (run - 1) * ds + 1;
+        copy_run(os.index_of(q), &mut dst[at..at + len], ds.max(1));
+    }
+}
