@@ -90,7 +90,13 @@ fn convolutions_match_the_reference() {
         ("asymmetric", ConvGeometry { kernel_h: 2, kernel_w: 4, pad_bottom: 3, pad_left: 2, ..base }, 2),
         ("pad wider than input", ConvGeometry { in_w: 2, kernel_w: 1, pad_left: 3, pad_right: 4, ..base }, 2),
         ("empty batch", ConvGeometry { batch: 0, ..pad(base, 1) }, 4),
-        ("large", pad(ConvGeometry::new(3, 16, (32, 32), (3, 3)), 1), 16),
+        ("large (one image per task)", pad(ConvGeometry::new(3, 16, (32, 32), (3, 3)), 1), 16),
+        (
+            "grouped, per task",
+            ConvGeometry { channels: 8, groups: 2, ..pad(ConvGeometry::new(9, 8, (16, 16), (3, 3)), 1) },
+            6,
+        ),
+        ("wide (threaded sgemm per image)", pad(ConvGeometry::new(2, 64, (16, 32), (3, 3)), 1), 64),
     ];
     for (name, g, oc) in cases {
         let (oh, ow) = (g.out_h(), g.out_w());

@@ -370,6 +370,13 @@ fn product(
             match bop.conv {
                 // Only when at least two entries fit side by side in the
                 // scratch; larger products are wide enough on their own.
+                // Small products (ResNet-20's: 2.4M multiply-adds each) run
+                // one entry per core; a single one is too small to thread.
+                Some((form, geo)) if fast && batches > 1 && m * k * n <= crate::cpu::conv::PER_ENTRY_MAX_MACS => {
+                    let (a_at, b_at) = (|i| va.index_of(i), |i| vb.index_of(i));
+                    let a_view = (xa, a_rs, a_cs);
+                    return crate::cpu::conv::product_per_entry(form, &geo, a_view, a_at, (m, k, n), xb, b_at, xo);
+                }
                 Some((form, geo))
                     if fast
                         && shared_a
