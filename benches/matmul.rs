@@ -1,11 +1,14 @@
-//! f32 matmul throughput on the chosen adapter (`WGRAD_DEVICE`) and on the
-//! CPU twin, measured in the same run: `cargo bench --bench matmul`.
+//! f32 matmul throughput on the chosen adapter (`WGRAD_DEVICE`), on the
+//! CPU backend and in PyTorch (`benches/matmul_pytorch.py`, CPU), measured
+//! in the same run: `cargo bench --bench matmul`.
 //!
 //! `WGRAD_MATMUL_KERNEL=tiled` (or `subgroup`) measures that GPU kernel
 //! instead of the one the adapter gets by default.
 //!
 //! Each timing covers several back-to-back products plus a synchronize, so
 //! recording, submission and the device's work are all inside the clock.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -53,12 +56,23 @@ fn main() {
     let cpu = Device::cpu();
     let info = gpu.info();
     println!("adapter: {} ({}, {}), kernel: {:?}", info.name, info.backend, info.device_type, kernel.resolve(&gpu));
-    println!("{:>16} {:>12} {:>16} {:>8}", "M x K x N", "GPU GFLOP/s", "CPU twin GFLOP/s", "GPU/CPU");
+    let torch = common::pytorch("matmul_pytorch.py", &[]);
+    if let Err(e) = &torch {
+        println!("pytorch: not measured ({e})");
+    }
+    println!(
+        "{:>16} {:>12} {:>16} {:>16} {:>8} {:>10}",
+        "M x K x N", "GPU GFLOP/s", "CPU twin GFLOP/s", "PyTorch GFLOP/s", "GPU/CPU", "CPU/torch"
+    );
     let mut rng = Rng::new(7);
     for &(m, k, n) in SIZES {
         let (da, db) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
         let g = gflops(&gpu, kernel, (m, k, n), &da, &db);
         let c = gflops(&cpu, kernel, (m, k, n), &da, &db);
-        println!("{:>16} {g:>12.1} {c:>16.1} {:>8.2}", format!("{m}x{k}x{n}"), g / c);
+        let name = format!("{m}x{k}x{n}");
+        let t = common::lookup(&torch, &name);
+        // Of throughputs here: ours over PyTorch's, higher is better.
+        let vs = common::ratio(c, t);
+        println!("{name:>16} {g:>12.1} {c:>16.1} {:>16} {:>8.2} {vs:>10}", common::show(t), g / c);
     }
 }
