@@ -127,9 +127,10 @@ fn batch_norm_matches_the_reference() {
     };
     let (f, r) = pair();
     let mut rng = rng(4);
-    // [A, C, B]: odd sizes, B = 1 (BatchNorm1d), a shifted mean, and large.
+    // [A, C, B]: odd sizes, B = 1 (BatchNorm1d, layer norm's affine), a
+    // shifted mean, and large (B = 1 large: channels split over threads).
     for (outer, channels, inner, shift) in
-        [(1, 1, 2, 0.0), (3, 5, 7, 0.0), (4, 3, 1, 100.0), (2, 6, 9, 0.0), (32, 16, 256, 0.5)]
+        [(1, 1, 2, 0.0), (3, 5, 7, 0.0), (4, 3, 1, 100.0), (2, 6, 9, 0.0), (32, 16, 256, 0.5), (2048, 67, 1, 0.0)]
     {
         let d = ChannelDims { outer, channels, inner };
         let n = outer * channels * inner;
@@ -326,6 +327,52 @@ fn copies_match_the_reference_bit_for_bit() {
         let ((of, wide), (or, _)) = (run(&f), run(&r));
         for (i, (what, len)) in [("contiguous", m), ("copy_into", wide), ("concat", 2 * m)].into_iter().enumerate() {
             identical(&format!("{what} of {:?} strides {:?}", l.shape, l.strides), &of[i], &or[i], len);
+        }
+    }
+}
+
+#[test]
+fn gathers_and_scatters_match_the_reference_bit_for_bit() {
+    use wgrad_gpu_core::ops::index::{gather, index_select, scatter_add};
+    let (f, r) = pair();
+    let mut rng = rng(8);
+    // (x's buffer shape, view, dim): dense rows (an embedding table), a
+    // transposed view along its last dim, a narrowed 3-D view, and large.
+    type View = fn(Layout) -> Layout;
+    let cases: Vec<(Vec<usize>, View, usize, usize)> = vec![
+        (vec![10, 7], |l| l, 0, 13),
+        (vec![6, 9], |l| l.permute(&[1, 0]).unwrap(), 1, 5),
+        (vec![4, 8, 5], |l| l.narrow(1, 2, 5).unwrap(), 1, 9),
+        (vec![3, 2], |l| l, 0, 0),
+        (vec![300, 256], |l| l, 0, 2048),
+    ];
+    for (shape, view, dim, k) in cases {
+        let n = shape.iter().product();
+        let x = rng.vec(n, -1.0, 1.0);
+        let l = view(Layout::contiguous(&shape));
+        let size = l.shape[dim];
+        // Repeats and out-of-range ids (read as 0, skipped by scatter_add).
+        let ids: Vec<u32> =
+            (0..k).map(|i| if i % 11 == 3 { size as u32 + 2 } else { rng.below(size as u32) }).collect();
+        let mut gshape = l.shape.clone();
+        gshape[dim] = k.min(gshape[dim] + 1);
+        let gn: usize = gshape.iter().product();
+        let gids: Vec<u32> = (0..gn).map(|i| if i % 7 == 0 { size as u32 } else { rng.below(size as u32) }).collect();
+        let src = rng.vec(gn, -1.0, 1.0);
+        let run = |d: &Device| {
+            let xb = Buffer::from_f32(d, &x).unwrap();
+            let (sel, sel_shape) = index_select(&xb, &l, dim, &Buffer::from_u32(d, &ids).unwrap(), k).unwrap();
+            let gi = Buffer::from_u32(d, &gids).unwrap();
+            let gat = gather(&xb, &l, dim, &gi, &gshape).unwrap();
+            let dst = Buffer::from_f32(d, &vec![0.5; l.numel()]).unwrap();
+            scatter_add(&dst, &l.shape, dim, &gi, &Buffer::from_f32(d, &src).unwrap(), &gshape).unwrap();
+            ([sel, gat, dst], sel_shape.iter().product::<usize>())
+        };
+        let ((of, sn), (or, _)) = (run(&f), run(&r));
+        for (i, (what, len)) in
+            [("index_select", sn), ("gather", gn), ("scatter_add", l.numel())].into_iter().enumerate()
+        {
+            identical(&format!("{what} of {:?} along {dim}", l.shape), &of[i], &or[i], len);
         }
     }
 }

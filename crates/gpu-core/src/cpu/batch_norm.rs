@@ -34,8 +34,35 @@ fn masked(dy: f32, y: Option<f32>) -> f32 {
     }
 }
 
+/// For `[A, C]` data (`inner` 1, layer norm's affine and `BatchNorm1d`):
+/// `acc[c]` folded with `step(acc, index, c)` over the rows in order from
+/// `init`. Channels go to the cores in chunks, each sweeping every row over
+/// its chunk's contiguous columns (one channel per task would walk memory
+/// at a stride of C); each channel still adds in the reference's order.
+fn column_sweep<T: Copy + Send>(d: &ChannelDims, init: T, step: impl Fn(T, usize, usize) -> T + Sync) -> Vec<T> {
+    let c = d.channels;
+    let mut acc = vec![init; c];
+    par_chunks(&mut acc, 1, (GRAIN / d.outer.max(1)).max(1), |start, chunk| {
+        for a in 0..d.outer {
+            for (j, v) in chunk.iter_mut().enumerate() {
+                *v = step(*v, a * c + start + j, start + j);
+            }
+        }
+    });
+    acc
+}
+
 /// Per channel `(mean, Σ(x − mean)²)`, two passes in f64 as the reference.
 pub(crate) fn moments(xs: &[f32], d: &ChannelDims) -> Vec<(f64, f64)> {
+    if d.inner == 1 {
+        // The reference sums each one-element row with `Iterator::sum` and
+        // then the row sums: the same start value, the same order.
+        let zero: f64 = std::iter::empty::<f64>().sum();
+        let sums = column_sweep(d, zero, |acc, i, _| acc + (zero + xs[i] as f64));
+        let means: Vec<f64> = sums.iter().map(|s| s / d.count() as f64).collect();
+        let m2 = column_sweep(d, zero, |acc, i, c| acc + (zero + (xs[i] as f64 - means[c]).powi(2)));
+        return means.into_iter().zip(m2).collect();
+    }
     per_channel(d, |ch| {
         let mean = rows(d, ch).map(|r| xs[r].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / d.count() as f64;
         let m2 = rows(d, ch).map(|r| xs[r].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>();
@@ -51,6 +78,13 @@ pub(crate) fn grad_sums(
     d: &ChannelDims,
     ms: &[(f64, f64)],
 ) -> Vec<(f64, f64)> {
+    if d.inner == 1 {
+        return column_sweep(d, (0.0f64, 0.0f64), |(s, sx), i, c| {
+            let (mean, rstd) = ms[c];
+            let gv = masked(gs[i], ys.map(|y| y[i])) as f64;
+            (s + gv, sx + gv * (xs[i] as f64 - mean) * rstd)
+        });
+    }
     per_channel(d, |ch| {
         let (mean, rstd) = ms[ch];
         let (mut s, mut sx) = (0.0f64, 0.0f64);
@@ -68,6 +102,18 @@ pub(crate) fn grad_sums(
 /// Calls `f(ch, start, out_row)` for every row of `out` (`[A, C, B]`), the
 /// rows split over all cores; `start` is the row's first element index.
 fn each_row(out: &mut [f32], d: &ChannelDims, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    if d.inner == 1 {
+        // One-element rows: hand out whole `[C]` rows so the division by
+        // the row length happens once per C elements.
+        let c = d.channels.max(1);
+        return par_chunks(out, c, GRAIN, |start, chunk| {
+            for (i, row) in chunk.chunks_mut(c).enumerate() {
+                for (ch, y) in row.chunks_mut(1).enumerate() {
+                    f(ch, start + i * c + ch, y);
+                }
+            }
+        });
+    }
     let inner = d.inner.max(1);
     par_chunks(out, inner, GRAIN, |start, chunk| {
         for (i, row) in chunk.chunks_mut(inner).enumerate() {
@@ -89,10 +135,16 @@ pub(crate) fn forward(
     relu: bool,
     ys: &mut [f32],
 ) {
+    // (mean, scale, shift) per channel, in f32.
+    let consts: Vec<(f32, f32, f32)> = (0..d.channels)
+        .map(|ch| {
+            let (mean, rstd) = ms[ch];
+            let scale = (rstd * w.map_or(1.0, |w| w[ch] as f64)) as f32;
+            (mean as f32, scale, b.map_or(0.0, |b| b[ch]))
+        })
+        .collect();
     each_row(ys, d, |ch, at, row| {
-        let (mean, rstd) = ms[ch];
-        let scale = (rstd * w.map_or(1.0, |w| w[ch] as f64)) as f32;
-        let (mean, shift) = (mean as f32, b.map_or(0.0, |b| b[ch]));
+        let (mean, scale, shift) = consts[ch];
         let x = &xs[at..at + row.len()];
         row.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - mean) * scale + shift);
         if let Some(r) = r {
@@ -120,12 +172,19 @@ pub(crate) fn backward(
     dres: Option<&mut [f32]>,
 ) {
     let m = d.count() as f64;
+    // (a, b, k, mean) per channel, in f32: scale·(dy' − Σdy'/M −
+    // xhat·Σdy'xhat/M) = a·dy' − b − (x − mean)·k.
+    let consts: Vec<(f32, f32, f32, f32)> = (0..d.channels)
+        .map(|ch| {
+            let (mean, rstd) = ms[ch];
+            let scale = rstd * w.map_or(1.0, |w| w[ch] as f64);
+            let (b, k) =
+                sums.map_or((0.0, 0.0), |(sb, sw)| (scale * sb[ch] as f64 / m, scale * rstd * sw[ch] as f64 / m));
+            (scale as f32, b as f32, k as f32, mean as f32)
+        })
+        .collect();
     each_row(out, d, |ch, at, row| {
-        let (mean, rstd) = ms[ch];
-        let scale = rstd * w.map_or(1.0, |w| w[ch] as f64);
-        // scale·(dy' − Σdy'/M − xhat·Σdy'xhat/M) = a·dy' − b − (x − mean)·k.
-        let (b, k) = sums.map_or((0.0, 0.0), |(sb, sw)| (scale * sb[ch] as f64 / m, scale * rstd * sw[ch] as f64 / m));
-        let (a, b, k, mean) = (scale as f32, b as f32, k as f32, mean as f32);
+        let (a, b, k, mean) = consts[ch];
         let (g, x) = (&gs[at..at + row.len()], &xs[at..at + row.len()]);
         let y = ys.map(|ys| &ys[at..at + row.len()]);
         let dyp = |i: usize| masked(g[i], y.map(|y| y[i]));

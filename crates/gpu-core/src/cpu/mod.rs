@@ -19,6 +19,7 @@ pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod index;
 pub(crate) mod pool;
 pub(crate) mod pooling;
 pub(crate) mod recurrent;

@@ -135,6 +135,18 @@ fn gather_along(
         || {
             let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
             let xs = f32s(&hx);
+            if crate::cpu::fast(dev) {
+                let mut x_strides = layout.strides.clone();
+                x_strides[dim] = 0;
+                let walk = crate::cpu::index::GatherWalk {
+                    x_strides: &x_strides,
+                    x_offset: layout.offset,
+                    i_strides: index_strides,
+                    dim_stride,
+                    dim_size,
+                };
+                return crate::cpu::index::gather(&walk, xs, &hi, out_shape, &mut f32s_mut(&mut ho)[..n]);
+            }
             for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
                 let mut c = unravel(i, out_shape);
                 let j = hi[dot(&c, index_strides)] as usize;
@@ -241,6 +253,9 @@ pub fn scatter_add(
         || {
             let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
             let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
+            if crate::cpu::fast(dst.device()) {
+                return crate::cpu::index::scatter_add(d, dst_shape, dim, &hi, s, index_shape);
+            }
             for i in 0..n {
                 let j = hi[i] as usize;
                 if j < dim_size {
