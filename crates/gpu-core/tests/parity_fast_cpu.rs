@@ -376,3 +376,55 @@ fn gathers_and_scatters_match_the_reference_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn row_ops_match_the_reference_bit_for_bit() {
+    use wgrad_gpu_core::ops::norm::{normalize_rows, normalize_rows_backward};
+    use wgrad_gpu_core::ops::softmax::{
+        cross_entropy_rows, cross_entropy_rows_backward, softmax_rows, softmax_rows_backward, CeArgs, CeTarget,
+    };
+    let (f, r) = pair();
+    let mut rng = rng(9);
+    // (rows, cols): one row, odd, wide, and enough rows to split over threads.
+    for (rows, cols) in [(1, 1), (7, 33), (3, 1000), (2048, 67)] {
+        let n = rows * cols;
+        let (x, g) = (rng.vec(n, -4.0, 4.0), rng.vec(n, -1.0, 1.0));
+        let gr = rng.vec(rows, 0.1, 1.0);
+        // Class targets with an ignored class and one out of range; class
+        // weights; probability targets.
+        let classes: Vec<u32> =
+            (0..rows).map(|i| if i % 13 == 5 { cols as u32 } else { rng.below(cols as u32) }).collect();
+        let (cw, probs) = (rng.vec(cols, 0.5, 2.0), rng.vec(n, 0.0, 1.0));
+        let run = |d: &Device| {
+            let up = |v: &[f32]| Buffer::from_f32(d, v).unwrap();
+            let (xb, gb, rb) = (up(&x), up(&g), up(&gr));
+            let mut out = Vec::new();
+            for log in [false, true] {
+                let y = softmax_rows(&xb, rows, cols, log).unwrap();
+                out.push((softmax_rows_backward(&y, &gb, rows, cols, log).unwrap(), n));
+                out.push((y, n));
+            }
+            let (t, w, p) = (Buffer::from_u32(d, &classes).unwrap(), up(&cw), up(&probs));
+            let base = CeArgs {
+                rows,
+                cols,
+                target: CeTarget::Classes(&t),
+                weight: Some(&w),
+                ignore_index: Some(0),
+                label_smoothing: 0.1,
+            };
+            for args in [base, CeArgs { target: CeTarget::Probs(&p), weight: None, ignore_index: None, ..base }] {
+                let (loss, weight, pr) = cross_entropy_rows(&xb, &args).unwrap();
+                out.push((cross_entropy_rows_backward(&pr, &args, &rb).unwrap(), n));
+                out.extend([(loss, rows), (weight, rows), (pr, n)]);
+            }
+            let (y, mean, rstd) = normalize_rows(&xb, rows, cols, 1e-5).unwrap();
+            out.push((normalize_rows_backward(&gb, &y, &rstd, rows, cols).unwrap(), n));
+            out.extend([(y, n), (mean, rows), (rstd, rows)]);
+            out
+        };
+        for (i, ((a, len), (b, _))) in run(&f).iter().zip(run(&r).iter()).enumerate() {
+            identical(&format!("[{rows}, {cols}] result {i}"), a, b, *len);
+        }
+    }
+}

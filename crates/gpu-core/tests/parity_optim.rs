@@ -48,33 +48,48 @@ fn upload(d: &Device, v: &[f32]) -> Buffer {
     Buffer::from_f32(d, v).unwrap()
 }
 
-#[test]
-fn every_rule_matches_its_twin_over_three_steps() {
-    let Some((g, c)) = devices("every_rule_matches_its_twin_over_three_steps") else { return };
+/// Three steps of every rule variant on devices `a` and `b` from the same
+/// data; `check(what, a's buffer, b's buffer, n)` compares each result.
+fn three_steps_of_every_rule(a: &Device, b: &Device, check: impl Fn(&str, &Buffer, &Buffer, usize)) {
     let mut r = rng(11);
     for &n in &[1usize, 2, 4, 7, 33, 1023, 70_001] {
         for (rule, lr, wd) in variants() {
             let names = rule.state_names();
             let p0 = r.vec(n, -2.0, 2.0);
             let s0: Vec<Vec<f32>> = names.iter().map(|s| initial_state(s, &mut r, n)).collect();
-            let (pg, pc) = (upload(&g, &p0), upload(&c, &p0));
-            let sg: Vec<Buffer> = s0.iter().map(|v| upload(&g, v)).collect();
-            let sc: Vec<Buffer> = s0.iter().map(|v| upload(&c, v)).collect();
+            let (pa, pb) = (upload(a, &p0), upload(b, &p0));
+            let sa: Vec<Buffer> = s0.iter().map(|v| upload(a, v)).collect();
+            let sb: Vec<Buffer> = s0.iter().map(|v| upload(b, v)).collect();
             for step in 1..=3u64 {
                 let grad = r.vec(n, -1.5, 1.5);
-                let (gg, gc) = (upload(&g, &grad), upload(&c, &grad));
-                update(&rule, lr, wd, step, &pg, &gg, &sg.iter().collect::<Vec<_>>(), n).unwrap();
-                update(&rule, lr, wd, step, &pc, &gc, &sc.iter().collect::<Vec<_>>(), n).unwrap();
+                let (ga, gb) = (upload(a, &grad), upload(b, &grad));
+                update(&rule, lr, wd, step, &pa, &ga, &sa.iter().collect::<Vec<_>>(), n).unwrap();
+                update(&rule, lr, wd, step, &pb, &gb, &sb.iter().collect::<Vec<_>>(), n).unwrap();
             }
             let what = format!("{rule:?} lr={lr} wd={wd} n={n}");
-            same(&format!("{what}: parameter"), &pg, &pc, n, 1e-5, 1e-6);
+            check(&format!("{what}: parameter"), &pa, &pb, n);
             for (j, name) in names.iter().enumerate() {
-                same(&format!("{what}: {name}"), &sg[j], &sc[j], n, 1e-5, 1e-6);
+                check(&format!("{what}: {name}"), &sa[j], &sb[j], n);
             }
             // The update moved the parameter (a kernel that wrote nothing would pass the comparison).
-            assert_ne!(pc.to_f32().unwrap()[..n], p0[..], "{what}: parameter unchanged");
+            assert_ne!(pb.to_f32().unwrap()[..n], p0[..], "{what}: parameter unchanged");
         }
     }
+}
+
+#[test]
+fn every_rule_matches_its_twin_over_three_steps() {
+    let Some((g, c)) = devices("every_rule_matches_its_twin_over_three_steps") else { return };
+    three_steps_of_every_rule(&g, &c, |what, x, y, n| same(what, x, y, n, 1e-5, 1e-6));
+}
+
+/// The fast CPU update runs the reference's per-element rule over chunks
+/// on all cores: the same bits. Needs no GPU.
+#[test]
+fn fast_cpu_updates_equal_the_reference_bit_for_bit() {
+    three_steps_of_every_rule(&Device::cpu(), &Device::cpu_reference(), |what, x, y, n| {
+        assert_eq!(x.to_u32().unwrap()[..n], y.to_u32().unwrap()[..n], "{what}");
+    });
 }
 
 #[test]

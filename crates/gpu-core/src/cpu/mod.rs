@@ -20,6 +20,7 @@ pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod index;
+pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod pooling;
 pub(crate) mod recurrent;
@@ -40,6 +41,44 @@ pub(crate) fn fast(dev: &Device) -> bool {
 /// another core costs a few microseconds, about what a thread does to 16K
 /// floats.
 pub(crate) const GRAIN: usize = 1 << 14;
+
+/// Runs `f(row, a_row, b_row)` for every row of `a` (`a_len` elements
+/// each) and of `b` (`b_len` each; empty rows when `b` is empty): on all
+/// cores when `fast`, else in order on this thread. Rows are independent,
+/// so a reference loop run this way gives the same bits: the fast path of
+/// row-wise ops (pooling planes, softmax, cross-entropy, row norms).
+pub(crate) fn per_row2<T: Send, U: Send>(
+    fast: bool,
+    (a, a_len): (&mut [T], usize),
+    (b, b_len): (&mut [U], usize),
+    f: impl Fn(usize, &mut [T], &mut [U]) + Sync,
+) {
+    let b_len = if b.is_empty() { 0 } else { b_len };
+    let rows = a.len().checked_div(a_len).unwrap_or(0);
+    if !fast || rows * a_len <= GRAIN || rayon::current_num_threads() == 1 {
+        for (p, ap) in a.chunks_exact_mut(a_len.max(1)).enumerate() {
+            f(p, ap, &mut b[p * b_len..(p + 1) * b_len]);
+        }
+        return;
+    }
+    // A few tasks per thread; each task owns whole rows of both outputs.
+    let per = rows.div_ceil(4 * rayon::current_num_threads()).max(GRAIN.div_ceil(a_len));
+    let tasks = rows.div_ceil(per);
+    let b_chunks: Vec<&mut [U]> = match b_len {
+        0 => (0..tasks).map(|_| <&mut [U]>::default()).collect(),
+        _ => b.chunks_mut(per * b_len).collect(),
+    };
+    a.par_chunks_mut(per * a_len).zip(b_chunks).enumerate().for_each(|(t, (a, b))| {
+        for (i, ap) in a.chunks_exact_mut(a_len).enumerate() {
+            f(t * per + i, ap, &mut b[i * b_len..(i + 1) * b_len]);
+        }
+    });
+}
+
+/// [`per_row2`] with one output.
+pub(crate) fn per_row<T: Send>(fast: bool, a: (&mut [T], usize), f: impl Fn(usize, &mut [T]) + Sync) {
+    per_row2(fast, a, (&mut [] as &mut [u8], 0), |r, a, _| f(r, a));
+}
 
 /// Runs `f(start, chunk)` over consecutive chunks of `out` (`start` is the
 /// chunk's first index), on all cores when `out` is longer than `grain`

@@ -1,44 +1,11 @@
 //! Fast pooling: the reference's per-plane loops (`Pool::*_plane` in
-//! `ops/pool.rs`) with the N·C image planes split over all cores, and max
+//! `ops/pool.rs`) with the N·C image planes split over all cores
+//! ([`super::per_row2`]), and max
 //! pooling's backward as a scatter of each output gradient to its argmax,
 //! which adds the same terms in the same order as the reference's gather
 //! (windows in row-major order), so the results are bit-identical.
 
-use rayon::prelude::*;
-
-use super::GRAIN;
 use crate::ops::pool::NONE;
-
-/// Runs `f(plane, a_plane, b_plane)` for every plane of `a` (`a_len`
-/// elements each) and of `b` (`b_len` each; empty planes when `b` is empty):
-/// on all cores when `fast`, else in order on this thread (the reference).
-pub(crate) fn per_plane<T: Send, U: Send>(
-    fast: bool,
-    (a, a_len): (&mut [T], usize),
-    (b, b_len): (&mut [U], usize),
-    f: impl Fn(usize, &mut [T], &mut [U]) + Sync,
-) {
-    let b_len = if b.is_empty() { 0 } else { b_len };
-    let planes = a.len().checked_div(a_len).unwrap_or(0);
-    if !fast || planes * a_len <= GRAIN || rayon::current_num_threads() == 1 {
-        for (p, ap) in a.chunks_exact_mut(a_len.max(1)).enumerate() {
-            f(p, ap, &mut b[p * b_len..(p + 1) * b_len]);
-        }
-        return;
-    }
-    // A few tasks per thread; each task owns whole planes of both outputs.
-    let per = planes.div_ceil(4 * rayon::current_num_threads()).max(GRAIN.div_ceil(a_len));
-    let tasks = planes.div_ceil(per);
-    let b_chunks: Vec<&mut [U]> = match b_len {
-        0 => (0..tasks).map(|_| <&mut [U]>::default()).collect(),
-        _ => b.chunks_mut(per * b_len).collect(),
-    };
-    a.par_chunks_mut(per * a_len).zip(b_chunks).enumerate().for_each(|(t, (a, b))| {
-        for (i, ap) in a.chunks_exact_mut(a_len).enumerate() {
-            f(t * per + i, ap, &mut b[i * b_len..(i + 1) * b_len]);
-        }
-    });
-}
 
 /// The in-bounds input indices of each window along one axis, in kernel
 /// order: window `i` reads `idx[start[i]..start[i + 1]]`. Worked out once
@@ -86,11 +53,6 @@ pub(crate) fn max_forward_plane(rows: &Taps, cols: &Taps, w: usize, image: &[f32
             (*o, *a) = (best, at);
         }
     }
-}
-
-/// [`per_plane`] with one output.
-pub(crate) fn per_plane1<T: Send>(fast: bool, a: (&mut [T], usize), f: impl Fn(usize, &mut [T]) + Sync) {
-    per_plane(fast, a, (&mut [] as &mut [u8], 0), |p, a, _| f(p, a));
 }
 
 /// Max pooling's backward on one plane: `dx[arg[o]] += g[o]` for the

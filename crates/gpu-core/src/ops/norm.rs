@@ -12,6 +12,8 @@
 //! are deterministic); the CPU twin accumulates in f64, the more exact of the
 //! two and so a fair oracle.
 
+use crate::cpu::{self, per_row, per_row2};
+
 use super::{f32s, f32s_mut, groups, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
@@ -79,15 +81,21 @@ pub fn normalize_rows(x: &Buffer, rows: usize, cols: usize, eps: f32) -> Result<
         || {
             let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
             let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
-            for (r, (row, out)) in f32s(&xs)[..n].chunks_exact(cols).zip(ys.chunks_exact_mut(cols)).enumerate() {
+            let xs = f32s(&xs);
+            // Each row's (mean, rstd), stored below.
+            let mut stats = vec![(0.0f32, 0.0f32); rows];
+            per_row2(cpu::fast(dev), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
+                let row = &xs[r * cols..(r + 1) * cols];
                 let m = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
                 let var = row.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / cols as f64;
                 let s = 1.0 / (var + eps as f64).sqrt();
                 for (o, &v) in out.iter_mut().zip(row) {
                     *o = ((v as f64 - m) * s) as f32;
                 }
-                ms[r] = m as f32;
-                rs[r] = s as f32;
+                st[0] = (m as f32, s as f32);
+            });
+            for (r, (m, s)) in stats.into_iter().enumerate() {
+                (ms[r], rs[r]) = (m, s);
             }
         },
     )?;
@@ -112,14 +120,14 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));
-            for (r, out) in f32s_mut(&mut ds)[..n].chunks_exact_mut(cols).enumerate() {
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
                 let (g, yr) = (&gs[r * cols..][..cols], &ys[r * cols..][..cols]);
                 let mg = g.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
                 let mgy = g.iter().zip(yr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / cols as f64;
                 for ((d, &gv), &yv) in out.iter_mut().zip(g).zip(yr) {
                     *d = (rs[r] as f64 * (gv as f64 - mg - yv as f64 * mgy)) as f32;
                 }
-            }
+            });
         },
     )?;
     Ok(dx)

@@ -396,6 +396,10 @@ pub fn update(
             let gs = f32s(&hg);
             let ws = f32s_mut(&mut hp);
             let mut ss: Vec<&mut [f32]> = hs.iter_mut().map(|h| f32s_mut(h)).collect();
+            if crate::cpu::fast(dev) {
+                let one = |w, g, s: &mut [f32; 3]| update_one(rule, flags, &k, w, g, s);
+                return crate::cpu::optim::update(&mut ws[..n], &gs[..n], ss, one);
+            }
             for i in 0..n {
                 let mut s = [0.0f32; 3];
                 for (j, h) in ss.iter().enumerate() {

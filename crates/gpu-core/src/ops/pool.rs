@@ -13,10 +13,7 @@
 use std::ops::Range;
 
 use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
-use crate::cpu::{
-    self,
-    pooling::{per_plane, per_plane1},
-};
+use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -383,7 +380,7 @@ pub fn max_pool2d(
             let outs = (&mut f32s_mut(&mut ys)[..n], ol);
             let fast = cpu::fast(dev);
             let taps = fast.then(|| pool.max_taps());
-            per_plane(fast, outs, (&mut is[..n], ol), |p, y, arg| match &taps {
+            per_row2(fast, outs, (&mut is[..n], ol), |p, y, arg| match &taps {
                 Some((rows, cols)) => {
                     cpu::pooling::max_forward_plane(rows, cols, pool.cols.size, &xs[p * il..][..il], y, arg)
                 }
@@ -421,7 +418,7 @@ pub fn max_pool2d_backward(
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
             let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
             let fast = cpu::fast(dev);
-            per_plane1(fast, (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
+            per_row(fast, (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
                 let (g, arg) = (&gs[p * ol..][..ol], &is[p * ol..][..ol]);
                 match fast {
                     true => cpu::pooling::max_backward_scatter(g, arg, d),
@@ -444,7 +441,7 @@ fn avg_forward(op: &'static str, pool: Pool, x: &Buffer, shape: &[usize]) -> Res
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
             let (xs, (il, ol)) = (f32s(&xs), pool.plane_lens());
-            per_plane1(cpu::fast(dev), (&mut f32s_mut(&mut ys)[..n], ol), |p, y| {
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ys)[..n], ol), |p, y| {
                 pool.avg_forward_plane(&xs[p * il..][..il], y)
             });
         },
@@ -463,7 +460,7 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer) -> Result<Buffe
         || {
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
             let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
-            per_plane1(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
                 pool.avg_backward_plane(&gs[p * ol..][..ol], d)
             });
         },

@@ -19,6 +19,8 @@
 //! `w_t` for a class target (0 when ignored), 1 for a probability row; the
 //! mean is `Σ loss / Σ weight` in both cases.
 
+use crate::cpu::{self, per_row, per_row2};
+
 use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
@@ -111,15 +113,16 @@ pub fn softmax_rows(x: &Buffer, rows: usize, cols: usize, log: bool) -> Result<B
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
-            let rows_in = f32s(&hx)[..n].chunks_exact(cols);
-            for (xr, yr) in rows_in.zip(f32s_mut(&mut hy)[..n].chunks_exact_mut(cols)) {
+            let xs = f32s(&hx);
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
+                let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
                 let log_s = s.ln();
                 for (y, &v) in yr.iter_mut().zip(xr) {
                     let z = v - m;
                     *y = if log { z - log_s } else { z.exp() / s };
                 }
-            }
+            });
         },
     )?;
     Ok(out)
@@ -150,7 +153,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
             let (ys, gs) = (f32s(&hy), f32s(&hg));
-            for (r, dr) in f32s_mut(&mut hd)[..n].chunks_exact_mut(cols).enumerate() {
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
                 let (yr, gr) = (&ys[r * cols..(r + 1) * cols], &gs[r * cols..(r + 1) * cols]);
                 let s = if log {
                     gr.iter().map(|&g| g as f64).sum::<f64>() as f32
@@ -160,7 +163,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
                 for ((d, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
                     *d = if log { g - yv.exp() * s } else { yv * (g - s) };
                 }
-            }
+            });
         },
     )?;
     Ok(out)
@@ -337,23 +340,28 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
             let hw = args.weight.map(|w| w.host());
             let weights = hw.as_ref().map(|w| f32s(w));
             let (mut hl, mut hr, mut hp) = (loss.host_mut(), weight.host_mut(), probs.host_mut());
-            let (xs, ps) = (f32s(&hx), f32s_mut(&mut hp));
-            let cols = args.cols;
-            for r in 0..rows {
-                let rt = args.row_target(r, &ht, weights);
+            let (xs, ps) = (f32s(&hx), &mut f32s_mut(&mut hp)[..n]);
+            let (cols, ht) = (args.cols, &ht[..]);
+            // Each row's (loss, weight), stored below.
+            let mut lw = vec![(0.0f32, 0.0f32); rows];
+            per_row2(cpu::fast(dev), (ps, cols), (&mut lw, 1), |r, pr, lw| {
+                let rt = args.row_target(r, ht, weights);
                 let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
                 let log_s = s.ln();
                 let mut acc = 0.0f64;
                 for (c, &v) in xr.iter().enumerate() {
                     let z = v - m;
-                    ps[r * cols + c] = z.exp() / s;
+                    pr[c] = z.exp() / s;
                     if !rt.ignored && !rt.bad {
-                        acc += args.mass(r, c, rt, &ht, weights) as f64 * (z - log_s) as f64;
+                        acc += args.mass(r, c, rt, ht, weights) as f64 * (z - log_s) as f64;
                     }
                 }
-                f32s_mut(&mut hl)[r] = if rt.bad { f32::NAN } else { -acc as f32 };
-                f32s_mut(&mut hr)[r] = rt.w;
+                lw[0] = (if rt.bad { f32::NAN } else { -acc as f32 }, rt.w);
+            });
+            let (ls, ws) = (f32s_mut(&mut hl), f32s_mut(&mut hr));
+            for (r, (l, w)) in lw.into_iter().enumerate() {
+                (ls[r], ws[r]) = (l, w);
             }
         },
     )?;
@@ -391,12 +399,12 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
             let weights = hw.as_ref().map(|w| f32s(w));
             let (ps, gs) = (f32s(&hp), f32s(&hg));
             let mut hd = out.host_mut();
-            let cols = args.cols;
-            for (r, dr) in f32s_mut(&mut hd)[..n].chunks_exact_mut(cols).enumerate() {
-                let rt = args.row_target(r, &ht, weights);
-                let mass: f64 = (0..cols).map(|c| args.mass(r, c, rt, &ht, weights) as f64).sum();
+            let (cols, ht) = (args.cols, &ht[..]);
+            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
+                let rt = args.row_target(r, ht, weights);
+                let mass: f64 = (0..cols).map(|c| args.mass(r, c, rt, ht, weights) as f64).sum();
                 for (c, d) in dr.iter_mut().enumerate() {
-                    let q = args.mass(r, c, rt, &ht, weights);
+                    let q = args.mass(r, c, rt, ht, weights);
                     *d = if rt.bad {
                         f32::NAN
                     } else if rt.ignored {
@@ -405,7 +413,7 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
                         gs[r] * (ps[r * cols + c] * mass as f32 - q)
                     };
                 }
-            }
+            });
         },
     )?;
     Ok(out)
