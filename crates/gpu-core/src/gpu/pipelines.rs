@@ -13,6 +13,13 @@ use crate::shaders;
 /// Size of one kernel's parameter block (the largest WGSL `Params` struct).
 pub(crate) const PARAMS_BYTES: u64 = 256;
 
+/// `WGRAD_LOG_PIPELINES=1` prints every pipeline compilation and its time
+/// to stderr (what a slow first step spends its time on).
+fn log_pipelines() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WGRAD_LOG_PIPELINES").is_ok_and(|v| v == "1"))
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     shader: &'static str,
@@ -65,6 +72,7 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let t0 = std::time::Instant::now();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(shader),
             layout: Some(&pl),
@@ -77,6 +85,9 @@ impl PipelineCache {
             },
             cache: None,
         });
+        if log_pipelines() {
+            eprintln!("wgrad: compiled {shader}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+        }
         let k = Arc::new(Kernel { pipeline, layout });
         self.kernels.lock().unwrap().insert(key, k.clone());
         k
