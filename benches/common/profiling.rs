@@ -1,5 +1,6 @@
 //! `--profile` for the benches: one more step under the step profiler, its
-//! table printed and its Chrome trace written to `target/<name>-profile.json`.
+//! table printed and its Chrome trace written to `target/<name>-profile.json`
+//! (under `CARGO_TARGET_DIR` when that is set).
 //! Included with `#[path]` so that benches without `common` can take it.
 #![allow(dead_code)]
 
@@ -15,8 +16,11 @@ pub fn requested() -> bool {
 pub fn profile_step<R>(dev: &Device, name: &str, step: impl FnOnce() -> R) -> R {
     let (r, report) = dev.profile(step).expect("profiled step");
     println!("{name}: {report}");
-    let path = format!("{}/target/{name}-profile.json", env!("CARGO_MANIFEST_DIR"));
-    report.write_chrome_trace(&path).expect("write the trace");
+    // The target dir need not exist under the manifest (CARGO_TARGET_DIR).
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir} for the trace: {e}"));
+    let path = format!("{dir}/{name}-profile.json");
+    report.write_chrome_trace(&path).unwrap_or_else(|e| panic!("cannot write the trace {path}: {e}"));
     println!("trace: {path} (open in https://ui.perfetto.dev)\n");
     r
 }
