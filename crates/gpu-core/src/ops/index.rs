@@ -71,15 +71,18 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 };
 
 /// The fields of `index.wgsl`'s `Params` besides the thread count; the
-/// stride sets are already coalesced over `shape`.
+/// stride sets are already coalesced over `shape`. The fast CPU paths
+/// (`cpu::index`) walk the same description.
 #[derive(Default)]
-struct Walk<'a> {
-    shape: &'a [usize],
-    x_strides: &'a [usize],
-    i_strides: &'a [usize],
-    x_offset: usize,
-    dim_stride: usize,
-    dim_size: usize,
+pub(crate) struct Walk<'a> {
+    pub(crate) shape: &'a [usize],
+    /// Strides of the gathered-from (or scattered-to) tensor, the indexed dim zeroed.
+    pub(crate) x_strides: &'a [usize],
+    /// Strides of the index (unused by scatter_add, whose index is dense).
+    pub(crate) i_strides: &'a [usize],
+    pub(crate) x_offset: usize,
+    pub(crate) dim_stride: usize,
+    pub(crate) dim_size: usize,
 }
 
 /// Records one `index.wgsl` launch of `n` threads.
@@ -115,37 +118,20 @@ fn gather_along(
     let dim_size = layout.shape[dim];
     // A size-1 dim may carry any stride; only index 0 is in range there.
     let dim_stride = if dim_size > 1 { layout.strides[dim] } else { 0 };
+    // x's position = strided offset with dim zeroed + index · stride[dim].
+    let mut xs = layout.strides.clone();
+    xs[dim] = 0;
+    let (shape, st) = coalesce(out_shape, &[&xs, index_strides]);
+    let walk =
+        Walk { shape: &shape, x_strides: &st[0], i_strides: &st[1], x_offset: layout.offset, dim_stride, dim_size };
     run(
         dev,
-        |g| {
-            // x's position = strided offset with dim zeroed + index · stride[dim].
-            let mut xs = layout.strides.clone();
-            xs[dim] = 0;
-            let (shape, st) = coalesce(out_shape, &[&xs, index_strides]);
-            let walk = Walk {
-                shape: &shape,
-                x_strides: &st[0],
-                i_strides: &st[1],
-                x_offset: layout.offset,
-                dim_stride,
-                dim_size,
-            };
-            launch(g, "gather", &walk, n, &[index, x], &out)
-        },
+        |g| launch(g, "gather", &walk, n, &[index, x], &out),
         || {
             let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
             let xs = f32s(&hx);
             if crate::cpu::fast(dev) {
-                let mut x_strides = layout.strides.clone();
-                x_strides[dim] = 0;
-                let walk = crate::cpu::index::GatherWalk {
-                    x_strides: &x_strides,
-                    x_offset: layout.offset,
-                    i_strides: index_strides,
-                    dim_stride,
-                    dim_size,
-                };
-                return crate::cpu::index::gather(&walk, xs, &hi, out_shape, &mut f32s_mut(&mut ho)[..n]);
+                return crate::cpu::index::gather(&walk, xs, &hi, &mut f32s_mut(&mut ho)[..n]);
             }
             for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
                 let mut c = unravel(i, out_shape);
@@ -241,20 +227,18 @@ pub fn scatter_add(
     }
     let strides = contiguous_strides(dst_shape);
     let dim_size = dst_shape[dim];
+    let mut ds = strides.clone();
+    ds[dim] = 0;
+    let (shape, st) = coalesce(index_shape, &[&ds]);
+    let walk = Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
     run(
         dst.device(),
-        |g| {
-            let mut ds = strides.clone();
-            ds[dim] = 0;
-            let (shape, st) = coalesce(index_shape, &[&ds]);
-            let walk = Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
-            launch(g, "scatter_add", &walk, n, &[index, src], dst)
-        },
+        |g| launch(g, "scatter_add", &walk, n, &[index, src], dst),
         || {
             let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
             let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
             if crate::cpu::fast(dst.device()) {
-                return crate::cpu::index::scatter_add(d, dst_shape, dim, &hi, s, index_shape);
+                return crate::cpu::index::scatter_add(&walk, d, &hi[..n], &s[..n]);
             }
             for i in 0..n {
                 let j = hi[i] as usize;
