@@ -6,53 +6,12 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{gemm, Mat};
 use crate::ops::attention::AttnDims;
 
-/// A row-major `rows × cols` matrix view (or its transpose, by strides).
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-/// `data` as a row-major matrix of `cols` columns.
-fn rows(data: &[f32], cols: usize) -> Mat<'_> {
-    Mat { data, rs: cols, cs: 1 }
-}
-
-/// The transpose of the row-major matrix of `cols` columns in `data`.
-fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
-    Mat { data, rs: 1, cs: cols }
-}
-
 /// `c = alpha · a (m×k) @ b (k×n)`, `c` dense row-major (overwritten).
-fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |x: Mat, r: usize, c: usize| (r - 1) * x.rs + (c - 1) * x.cs;
-    assert!(k == 0 || (last(a, m, k) < a.data.len() && last(b, k, n) < b.data.len()));
-    assert!(c.len() >= m * n);
-    // SAFETY: the asserts above keep every index of the three views in bounds.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+fn product(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {
+    gemm((m, k, n), alpha, a, b, 0.0, c, n);
 }
 
 /// What both passes share: the inputs and how a score is masked.
@@ -79,7 +38,7 @@ impl Inputs<'_> {
     fn scores(&self, bh: usize, s: &mut [f32]) {
         let AttnDims { heads, lq, lk, d, .. } = self.dims;
         let (q, k) = (&self.q[bh * lq * d..][..lq * d], &self.k[bh * lk * d..][..lk * d]);
-        gemm(lq, d, lk, self.scale, rows(q, d), transposed(k, d), s);
+        product(lq, d, lk, self.scale, Mat::rows(q, d), Mat::transposed(k, d), s);
         for i in 0..lq {
             let row = &mut s[i * lk..(i + 1) * lk];
             if let Some((m, st)) = self.mask {
@@ -121,7 +80,7 @@ pub(crate) fn forward(x: &Inputs, out: &mut [f32], lse: &mut [f32]) {
                 row.iter_mut().for_each(|s| *s /= sum);
                 *l = m + sum.ln();
             }
-            gemm(lq, lk, dv, 1.0, rows(&p, lk), rows(&x.v[bh * lk * dv..][..lk * dv], dv), out);
+            product(lq, lk, dv, 1.0, Mat::rows(&p, lk), Mat::rows(&x.v[bh * lk * dv..][..lk * dv], dv), out);
         });
 }
 
@@ -156,16 +115,16 @@ pub(crate) fn backward(
                     .for_each(|s| *s = if l == f32::INFINITY { 0.0 } else { (*s - l).exp() });
             }
             // dV = Pᵀ dO; dP = dO Vᵀ; dS = P (dP − δ) · scale with δ_i = dO_i · O_i.
-            gemm(lk, lq, w, 1.0, transposed(&p, lk), rows(g, w), dv);
+            product(lk, lq, w, 1.0, Mat::transposed(&p, lk), Mat::rows(g, w), dv);
             let mut ds = vec![0.0f32; lq * lk];
-            gemm(lq, w, lk, 1.0, rows(g, w), transposed(v, w), &mut ds);
+            product(lq, w, lk, 1.0, Mat::rows(g, w), Mat::transposed(v, w), &mut ds);
             for i in 0..lq {
                 let (dsr, pr) = (&mut ds[i * lk..(i + 1) * lk], &p[i * lk..(i + 1) * lk]);
                 let delta: f32 = g[i * w..][..w].iter().zip(&o[i * w..][..w]).map(|(a, b)| a * b).sum();
                 dsr.iter_mut().zip(pr).for_each(|(s, &pv)| *s = pv * (*s - delta) * x.scale);
             }
             // dQ = dS K; dK = dSᵀ Q.
-            gemm(lq, lk, d, 1.0, rows(&ds, lk), rows(k, d), dq);
-            gemm(lk, lq, d, 1.0, transposed(&ds, lk), rows(q, d), dk);
+            product(lq, lk, d, 1.0, Mat::rows(&ds, lk), Mat::rows(k, d), dq);
+            product(lk, lq, d, 1.0, Mat::transposed(&ds, lk), Mat::rows(q, d), dk);
         });
 }

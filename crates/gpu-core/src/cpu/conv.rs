@@ -6,6 +6,7 @@
 //! that follows is threaded, and rayon workers spinning beside its threads
 //! made a ResNet-20 step slower on 2 cores.
 
+use super::gemm::{gemm, Mat};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::matmul::ConvGather;
 
@@ -156,27 +157,7 @@ pub(crate) fn product_shared_a(
                 cols[r * width + j * n..][..n].copy_from_slice(row);
             }
         }
-        // SAFETY: the caller proved A's `m` x `k` view through its strides
-        // lies in `a`; `cols` holds `k` x `width` and `prod` `m` x `width`
-        // elements, row-major.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                width,
-                1.0,
-                a.as_ptr(),
-                a_rs as isize,
-                a_cs as isize,
-                cols.as_ptr(),
-                width as isize,
-                1,
-                0.0,
-                prod.as_mut_ptr(),
-                width as isize,
-                1,
-            );
-        }
+        gemm((m, k, width), 1.0, Mat { data: a, rs: a_rs, cs: a_cs }, Mat::rows(&cols, width), 0.0, &mut prod, width);
         for j in 0..e {
             let block = &mut out[(e0 + j) * m * n..][..m * n];
             for (r, dst) in block.chunks_exact_mut(n).enumerate() {
@@ -213,28 +194,8 @@ pub(crate) fn product_per_entry(
         || vec![0.0f32; k * n],
         |scratch, (i, c)| {
             let (b_rs, b_cs) = gather(form, g, &src[b_at(i)..], k, n, scratch);
-            let a = &a[a_at(i)..];
-            assert!(m == 0 || k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len());
-            // SAFETY: A's `m` x `k` view lies in `a` (asserted), the
-            // scratch holds the gathered `k` x `n` B, `c` is `m` x `n`.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    a_rs as isize,
-                    a_cs as isize,
-                    scratch.as_ptr(),
-                    b_rs as isize,
-                    b_cs as isize,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
+            let a = Mat { data: &a[a_at(i)..], rs: a_rs, cs: a_cs };
+            gemm((m, k, n), 1.0, a, Mat { data: scratch, rs: b_rs, cs: b_cs }, 0.0, c, n);
         },
     );
 }
@@ -274,27 +235,9 @@ pub(crate) fn weight_grad(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: 
                     dys[oc * width + j * l..][..l].copy_from_slice(from);
                 }
             }
-            // SAFETY: `dys` is `ocg` x `width` and `cols` `kc` x `width`
-            // row-major (read transposed as `width` x `kc`); group `grp`'s
-            // block of `dw` holds `ocg` x `kc` elements.
-            unsafe {
-                matrixmultiply::sgemm(
-                    ocg,
-                    width,
-                    kc,
-                    1.0,
-                    dys.as_ptr(),
-                    width as isize,
-                    1,
-                    cols.as_ptr(),
-                    1,
-                    width as isize,
-                    1.0,
-                    dw[grp * ocg * kc..][..ocg * kc].as_mut_ptr(),
-                    kc as isize,
-                    1,
-                );
-            }
+            // dW[grp] += dys (ocg x width) @ colsᵀ (width x kc).
+            let dw = &mut dw[grp * ocg * kc..][..ocg * kc];
+            gemm((ocg, width, kc), 1.0, Mat::rows(&dys, width), Mat::transposed(&cols, width), 1.0, dw, kc);
         }
     }
 }
@@ -321,27 +264,9 @@ fn weight_grad_split(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: &[f32
                 for grp in 0..groups {
                     gather(ConvGather::Columns, g, &x[(n * g.channels + grp * cg) * hw..], kc, l, &mut cols);
                     let dy = &gy[(n * out_channels + grp * ocg) * l..][..ocg * l];
-                    // SAFETY: `dy` is `ocg` x `l` row-major, `cols` `kc` x `l`
-                    // row-major (read transposed as `l` x `kc`), and group
-                    // `grp`'s block of `acc` holds `ocg` x `kc` elements.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            ocg,
-                            l,
-                            kc,
-                            1.0,
-                            dy.as_ptr(),
-                            l as isize,
-                            1,
-                            cols.as_ptr(),
-                            1,
-                            l as isize,
-                            1.0,
-                            acc[grp * ocg * kc..][..ocg * kc].as_mut_ptr(),
-                            kc as isize,
-                            1,
-                        );
-                    }
+                    // acc[grp] += dY (ocg x l) @ colsᵀ (l x kc).
+                    let acc = &mut acc[grp * ocg * kc..][..ocg * kc];
+                    gemm((ocg, l, kc), 1.0, Mat::rows(dy, l), Mat::transposed(&cols, l), 1.0, acc, kc);
                 }
             }
             acc

@@ -19,6 +19,7 @@ pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod gemm;
 pub(crate) mod index;
 pub(crate) mod optim;
 pub(crate) mod pool;

@@ -6,6 +6,7 @@
 
 use super::conv::ConvGeometry;
 use super::{f32s, f32s_mut, run, Params};
+use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
@@ -361,7 +362,6 @@ fn product(
                 xo.fill(0.0);
                 return;
             }
-            let s = |v: usize| v as isize;
             let fast = crate::cpu::fast(dev);
             // A gathered B is materialised per batch entry: by the reference
             // twin (which defines the values) into a fresh vector, by the
@@ -393,41 +393,20 @@ fn product(
             let mut scratch = Vec::new();
             for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
                 let (oa, ob) = (va.index_of(i), vb.index_of(i));
-                let (pb, b_rs, b_cs) = match bop.conv {
+                // A gathered B is k x n in the scratch; a plain one is read in place.
+                let b = match bop.conv {
                     Some((form, geo)) if fast => {
                         scratch.resize(k * n, 0.0);
                         let (rs, cs) = crate::cpu::conv::gather(form, &geo, &xb[ob..], k, n, &mut scratch);
-                        (scratch.as_ptr(), rs, cs)
+                        Mat { data: &scratch, rs, cs }
                     }
                     Some((form, geo)) => {
                         scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
-                        (scratch.as_ptr(), n, 1)
+                        Mat::rows(&scratch, n)
                     }
-                    // SAFETY (of the add): `check_len` proved the view lies in `xb`.
-                    None => (unsafe { xb.as_ptr().add(ob) }, b_rs, b_cs),
+                    None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },
                 };
-                // SAFETY: `check_len` proved that both views (every batch
-                // entry, M x K and K x N through their strides) lie inside
-                // the host slices, a gathered B holds K x N elements, and `c`
-                // holds exactly M x N elements.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        xa.as_ptr().add(oa),
-                        s(a_rs),
-                        s(a_cs),
-                        pb,
-                        s(b_rs),
-                        s(b_cs),
-                        0.0,
-                        c.as_mut_ptr(),
-                        s(n),
-                        1,
-                    );
-                }
+                gemm((m, k, n), 1.0, Mat { data: &xa[oa..], rs: a_rs, cs: a_cs }, b, 0.0, c, n);
             }
         },
     )?;
