@@ -58,6 +58,18 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
+    /// One instance of every op (both variance corrections), for test lists.
+    pub const EXAMPLES: &[ReduceOp] = &[
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Max,
+        ReduceOp::Min,
+        ReduceOp::ArgMax,
+        ReduceOp::ArgMin,
+        ReduceOp::Var { correction: 0 },
+        ReduceOp::Var { correction: 1 },
+    ];
+
     /// The `OP` override value in `reduce.wgsl`.
     fn code(self) -> u32 {
         match self {
