@@ -98,19 +98,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// Operands as vec4 so that the subgroup kernel can load four elements at
-// once; `a_at` / `b_at` read single elements.
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+// Operands A (binding 1) and B (binding 2) and their readers: `a4` / `b4`
+// load four elements at once as f32, `a_at` / `b_at` single elements. The
+// f32 library below; `matmul_operands_f16*.wgsl` read f16 storage instead
+// (shaders.rs generates those variants by swapping this one line), and
+// everything after the load is f32, so f16 products accumulate in f32.
+//#include matmul_operands_f32.wgsl
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-fn a_at(i: u32) -> f32 {
-    return a[i / 4u][i % 4u];
-}
-
-fn b_at(i: u32) -> f32 {
-    return b[i / 4u][i % 4u];
-}
 
 // A gathered element splits into a tap part (channel, ki, kj: the rows of
 // forms 1 and 3, the columns of form 2) and a pixel part (the other index),

@@ -68,12 +68,12 @@ fn mask_depths(v: vec4<f32>, k: u32) -> vec4<f32> {
 fn load_a8(tl: Tile, r0: u32, k: u32, lane: u32) -> vec4<f32> {
     if A_MODE == 2u {
         let d = k + lane % 4u;
-        let v = a[a_index(tl, r0 + 4u * (lane / 4u), d) / 4u];
+        let v = a4(a_index(tl, r0 + 4u * (lane / 4u), d) / 4u);
         return select(vec4<f32>(0.0), v, d < p.k);
     }
     let row = r0 + lane;
     if A_MODE == 1u {
-        return mask_depths(a[a_index(tl, row, k) / 4u], k);
+        return mask_depths(a4(a_index(tl, row, k) / 4u), k);
     }
     var v: vec4<f32>;
     v.x = a_at(a_index(tl, row, k));
@@ -114,10 +114,10 @@ fn spread_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
 fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
     if B_MODE == 1u {
         return array<vec4<f32>, 4>(
-            select(vec4<f32>(0.0), b[b_index(tl, k, n) / 4u], k < p.k),
-            select(vec4<f32>(0.0), b[b_index(tl, k + 1u, n) / 4u], k + 1u < p.k),
-            select(vec4<f32>(0.0), b[b_index(tl, k + 2u, n) / 4u], k + 2u < p.k),
-            select(vec4<f32>(0.0), b[b_index(tl, k + 3u, n) / 4u], k + 3u < p.k),
+            select(vec4<f32>(0.0), b4(b_index(tl, k, n) / 4u), k < p.k),
+            select(vec4<f32>(0.0), b4(b_index(tl, k + 1u, n) / 4u), k + 1u < p.k),
+            select(vec4<f32>(0.0), b4(b_index(tl, k + 2u, n) / 4u), k + 2u < p.k),
+            select(vec4<f32>(0.0), b4(b_index(tl, k + 3u, n) / 4u), k + 3u < p.k),
         );
     }
     var t0: vec4<f32>;
@@ -126,10 +126,10 @@ fn load_b44(tl: Tile, k: u32, n: u32) -> array<vec4<f32>, 4> {
     var t3: vec4<f32>;
     if B_MODE == 2u {
         // One vec4 over the depths per column, transposed below.
-        t0 = b[b_index(tl, k, n) / 4u];
-        t1 = b[b_index(tl, k, n + 1u) / 4u];
-        t2 = b[b_index(tl, k, n + 2u) / 4u];
-        t3 = b[b_index(tl, k, n + 3u) / 4u];
+        t0 = b4(b_index(tl, k, n) / 4u);
+        t1 = b4(b_index(tl, k, n + 1u) / 4u);
+        t2 = b4(b_index(tl, k, n + 2u) / 4u);
+        t3 = b4(b_index(tl, k, n + 3u) / 4u);
     } else {
         for (var j = 0u; j < 4u; j++) {
             t0[j] = b_elem(tl, k + j, n);

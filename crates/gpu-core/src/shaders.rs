@@ -25,6 +25,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("where", include_str!("../../../shaders/where.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
+    ("matmul_operands_f32", include_str!("../../../shaders/matmul_operands_f32.wgsl")),
+    ("matmul_operands_f16", include_str!("../../../shaders/matmul_operands_f16.wgsl")),
+    ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
     ("copy", include_str!("../../../shaders/copy.wgsl")),
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
@@ -37,15 +40,56 @@ pub const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &["common", "activations", "unary_helpers", "unary_fns", "binary_fns", "philox"];
+pub const LIBRARIES: &[&str] = &[
+    "common",
+    "activations",
+    "unary_helpers",
+    "unary_fns",
+    "binary_fns",
+    "philox",
+    "matmul_operands_f32",
+    "matmul_operands_f16",
+    "matmul_operands_f16_native",
+];
 
 /// A generated source's builder.
 pub type Generator = fn() -> String;
 
-/// (name, generator) of the sources generated from the elementwise op tables
-/// rather than written as files; each is generated once per process.
-pub const GENERATED: &[(&str, Generator)] =
-    &[("unary_fns", crate::ops::unary::wgsl_library), ("binary_fns", crate::ops::binary::wgsl_library)];
+/// (name, generator) of the sources generated rather than written as files:
+/// the libraries built from the elementwise op tables, and the f16-storage
+/// variants of the matmul kernels (one swapped `//#include`, see
+/// [`variant`]). Each is generated once per process.
+pub const GENERATED: &[(&str, Generator)] = &[
+    ("unary_fns", crate::ops::unary::wgsl_library),
+    ("binary_fns", crate::ops::binary::wgsl_library),
+    ("matmul_f16", || variant("matmul", "matmul_operands_f32", "matmul_operands_f16", false)),
+    ("matmul_f16_native", || variant("matmul", "matmul_operands_f32", "matmul_operands_f16_native", true)),
+    ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
+    ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
+];
+
+/// Kernel variants among [`GENERATED`] (the rest are include-only libraries).
+pub const GENERATED_KERNELS: &[&str] =
+    &["matmul_f16", "matmul_f16_native", "matmul_subgroup_f16", "matmul_subgroup_f16_native"];
+
+/// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
+/// `//#include TO.wgsl`: the same kernel over other operand storage. With
+/// `enable_f16`, the text starts with `enable f16;` (WGSL wants directives
+/// before any declaration, and the files open with comments and includes).
+///
+/// # Panics
+/// When `shader` has no such line (a bug in this table, caught by the tests).
+fn variant(shader: &str, from: &str, to: &str, enable_f16: bool) -> String {
+    let (old, new) = (format!("//#include {from}.wgsl"), format!("//#include {to}.wgsl"));
+    let src = raw(shader);
+    assert_eq!(src.lines().filter(|l| l.trim() == old).count(), 1, "wgrad internal: {shader} must include {from} once");
+    let swapped = src.lines().map(|l| if l.trim() == old { new.as_str() } else { l }).collect::<Vec<_>>().join("\n");
+    if enable_f16 {
+        format!("enable f16;\n{swapped}\n")
+    } else {
+        swapped + "\n"
+    }
+}
 
 /// The generated sources, built on first use and kept for the process (the
 /// registry hands out `&'static str` like `include_str!` does).
@@ -103,7 +147,8 @@ mod tests {
     /// broken shader fails `cargo test` on any machine.
     #[test]
     fn every_shader_validates_with_naga() {
-        for (name, _) in SOURCES.iter().filter(|(n, _)| !LIBRARIES.contains(n)) {
+        let kernels = SOURCES.iter().map(|(n, _)| *n).filter(|n| !LIBRARIES.contains(n));
+        for name in kernels.chain(GENERATED_KERNELS.iter().copied()) {
             let src = source(name);
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(&src)));
@@ -185,6 +230,22 @@ mod tests {
         // The check can fail: a declaration with two members swapped does.
         let swapped = ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("b", Kind::F32), ("a", Kind::F32)] };
         assert!(std::panic::catch_unwind(|| check(&swapped)).is_err());
+    }
+
+    /// The f16 variants differ from their f32 kernels in the operand
+    /// library alone, and the native ones enable f16 before anything else.
+    #[test]
+    fn f16_variants_swap_only_the_operand_library() {
+        for (name, base) in [("matmul_f16", "matmul"), ("matmul_subgroup_f16_native", "matmul_subgroup")] {
+            let (v, f) = (source(name), source(base));
+            assert!(!v.contains("array<vec4<f32>>") && f.contains("array<vec4<f32>>"), "{name}");
+            let strip = |s: &str| s.lines().filter(|l| !l.contains("binding(1)") && !l.contains("binding(2)")).count();
+            assert!(strip(&v).abs_diff(strip(&f)) < 20, "{name} differs from {base} beyond its loads");
+        }
+        let native = source("matmul_subgroup_f16_native");
+        let first = native.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"));
+        assert_eq!(first, Some("enable f16;"));
+        assert_eq!(native.matches("enable f16;").count(), 1);
     }
 
     #[test]

@@ -50,7 +50,7 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
-use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulKernel};
+use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
@@ -249,7 +249,13 @@ impl ConvGeometry {
 
 /// Checks shared by the implicit-GEMM ops: a valid geometry, `out_channels`
 /// divisible by the groups, and dense buffers of the expected sizes.
-fn check_conv(op: &'static str, g: &ConvGeometry, out_channels: usize, bufs: &[(&Buffer, &str, usize)]) -> Result<()> {
+fn check_conv(
+    op: &'static str,
+    g: &ConvGeometry,
+    out_channels: usize,
+    operands: Operands,
+    bufs: &[(&Buffer, &str, usize)],
+) -> Result<()> {
     g.validate()?;
     if out_channels == 0 || !out_channels.is_multiple_of(g.groups) {
         return Err(Error::invalid(
@@ -258,7 +264,7 @@ fn check_conv(op: &'static str, g: &ConvGeometry, out_channels: usize, bufs: &[(
         ));
     }
     for &(b, what, n) in bufs {
-        b.check_len(op, what, n, 4)?;
+        b.check_len(op, what, n, operands.size())?;
         super::check_u32(op, n)?;
     }
     Ok(())
@@ -292,13 +298,31 @@ pub fn conv2d_with(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_config(MatmulConfig { kernel, ..MatmulConfig::default() }, x, w, out_channels, g)
+}
+
+/// [`conv2d`] of an f16 input and weight (packed, [`Buffer::from_f16`]'s
+/// layout): f32 products and sums, an f32 result.
+pub fn conv2d_f16(x: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
+    conv2d_config(MatmulConfig::f16(), x, w, out_channels, g)
+}
+
+/// [`conv2d`] with every choice of the product spelled out.
+pub fn conv2d_config(
+    cfg: MatmulConfig,
+    x: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
     let (_, n_w) = conv_sizes(g, out_channels);
-    check_conv("conv2d", g, out_channels, &[(x, "input", g.input_shape().iter().product()), (w, "weight", n_w)])?;
+    let n_x = g.input_shape().iter().product();
+    check_conv("conv2d", g, out_channels, cfg.operands, &[(x, "input", n_x), (w, "weight", n_w)])?;
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
     let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
     let batch = group_batches(g, g.channels, g.in_h * g.in_w);
     let cols = ConvOperand { src: x, batch, form: ConvGather::Columns, geo: *g, k, n: l };
-    Ok(conv_matmul(kernel, w, &wl, &cols)?.0)
+    Ok(conv_matmul(cfg, w, &wl, &cols)?.0)
 }
 
 /// Images per weight-gradient product: the per-image products of one launch
@@ -329,7 +353,13 @@ pub fn conv2d_weight_grad_with(
 ) -> Result<Buffer> {
     let (n_y, n_w) = conv_sizes(g, out_channels);
     let n_x = g.input_shape().iter().product();
-    check_conv("conv2d_weight_grad", g, out_channels, &[(gy, "output gradient", n_y), (x, "input", n_x)])?;
+    check_conv(
+        "conv2d_weight_grad",
+        g,
+        out_channels,
+        Operands::F32,
+        &[(gy, "output gradient", n_y), (x, "input", n_x)],
+    )?;
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
     let ocg = out_channels / groups;
     let dev = x.device();
@@ -365,7 +395,7 @@ pub fn conv2d_weight_grad_with(
         let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);
         batch.offset = n0 * g.channels * g.in_h * g.in_w;
         let cols_t = ConvOperand { src: x, batch, form: ConvGather::ColumnsT, geo: *g, k: l, n: k };
-        let (per_image, _) = conv_matmul(kernel, gy, &la, &cols_t)?;
+        let (per_image, _) = conv_matmul(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, &la, &cols_t)?;
         partials.push(if sub.batch == 1 {
             per_image
         } else {
@@ -403,7 +433,13 @@ pub fn conv2d_input_grad_with(
     g: &ConvGeometry,
 ) -> Result<Buffer> {
     let (n_y, n_w) = conv_sizes(g, out_channels);
-    check_conv("conv2d_input_grad", g, out_channels, &[(gy, "output gradient", n_y), (w, "weight", n_w)])?;
+    check_conv(
+        "conv2d_input_grad",
+        g,
+        out_channels,
+        Operands::F32,
+        &[(gy, "output gradient", n_y), (w, "weight", n_w)],
+    )?;
     let (groups, cg, taps) = (g.groups, g.group_channels(), g.kernel_h * g.kernel_w);
     let ocg = out_channels / groups;
     let (l, hw) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
@@ -413,7 +449,7 @@ pub fn conv2d_input_grad_with(
     let la = Layout::contiguous(&[1, groups, cg, ocg * taps]);
     let batch = group_batches(g, out_channels, l);
     let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
-    Ok(conv_matmul(kernel, &w_t, &la, &dy)?.0)
+    Ok(conv_matmul(MatmulConfig { kernel, ..MatmulConfig::default() }, &w_t, &la, &dy)?.0)
 }
 
 /// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`

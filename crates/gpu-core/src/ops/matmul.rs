@@ -43,6 +43,93 @@ pub enum MatmulKernel {
     Subgroup,
 }
 
+/// How the operands of a product are stored. The result is f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Operands {
+    /// f32, 4 bytes per element.
+    #[default]
+    F32,
+    /// f16, 2 bytes per element in [`Buffer::from_f16`]'s packed layout
+    /// (both operands). Elements are widened to f32 as they are loaded
+    /// (exactly), so products and sums are f32: mixed precision's "f16
+    /// inputs, f32 accumulation", with the result left in f32.
+    F16,
+}
+
+impl Operands {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Operands::F32 => 4,
+            Operands::F16 => 2,
+        }
+    }
+}
+
+/// How a GPU kernel reads f16 operands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HalfLoads {
+    /// [`Native`](Self::Native) where the device has `SHADER_F16`,
+    /// [`Packed`](Self::Packed) elsewhere.
+    #[default]
+    Auto,
+    /// WGSL's `f16` type (`enable f16;`).
+    Native,
+    /// u32 words unpacked with `unpack2x16float`: runs on every adapter.
+    Packed,
+}
+
+/// Everything that picks the kernel of a product besides its shapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatmulConfig {
+    /// The GPU kernel family.
+    pub kernel: MatmulKernel,
+    /// The operands' storage.
+    pub operands: Operands,
+    /// How f16 operands are read on a GPU (ignored for f32 and on the CPU backend).
+    pub half_loads: HalfLoads,
+}
+
+impl MatmulConfig {
+    /// The default configuration with f16 operands.
+    pub fn f16() -> Self {
+        MatmulConfig { operands: Operands::F16, ..Self::default() }
+    }
+
+    /// The shader (file or generated variant) and entry point on `g`.
+    fn shader(&self, g: &GpuContext, subgroup: bool) -> Result<(&'static str, &'static str)> {
+        let native = match (self.operands, self.half_loads) {
+            (Operands::F32, _) => None,
+            (Operands::F16, HalfLoads::Packed) => Some(false),
+            (Operands::F16, HalfLoads::Auto) => Some(g.features.contains(wgpu::Features::SHADER_F16)),
+            (Operands::F16, HalfLoads::Native) if g.features.contains(wgpu::Features::SHADER_F16) => Some(true),
+            (Operands::F16, HalfLoads::Native) => {
+                return Err(Error::invalid("matmul", format!("{} has no SHADER_F16 for native f16 loads", g.info.name)))
+            }
+        };
+        Ok(match (subgroup, native) {
+            (true, None) => ("matmul_subgroup", "main_subgroup"),
+            (true, Some(false)) => ("matmul_subgroup_f16", "main_subgroup"),
+            (true, Some(true)) => ("matmul_subgroup_f16_native", "main_subgroup"),
+            (false, None) => ("matmul", "main"),
+            (false, Some(false)) => ("matmul_f16", "main"),
+            (false, Some(true)) => ("matmul_f16_native", "main"),
+        })
+    }
+}
+
+/// f32 views of host operand words: borrowed for f32, widened (exactly)
+/// for f16, the CPU twin of the kernels' loads.
+fn host_f32(words: &[u32], operands: Operands) -> std::borrow::Cow<'_, [f32]> {
+    match operands {
+        Operands::F32 => std::borrow::Cow::Borrowed(f32s(words)),
+        Operands::F16 => {
+            let halves: &[half::f16] = bytemuck::cast_slice(words);
+            std::borrow::Cow::Owned(halves.iter().map(|h| h.to_f32()).collect())
+        }
+    }
+}
+
 /// True when the device runs `matmul_subgroup.wgsl`: subgroup operations
 /// enabled, and every subgroup exactly 8 lanes wide.
 fn subgroup_kernel_fits(g: &GpuContext) -> bool {
@@ -142,9 +229,26 @@ pub fn matmul_with(
     b: &Buffer,
     lb: &Layout,
 ) -> Result<(Buffer, Vec<usize>)> {
+    matmul_config(MatmulConfig { kernel, ..MatmulConfig::default() }, a, la, b, lb)
+}
+
+/// [`matmul`] of two f16 operands (packed, [`Buffer::from_f16`]'s layout):
+/// f32 products and sums, an f32 result.
+pub fn matmul_f16(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
+    matmul_config(MatmulConfig::f16(), a, la, b, lb)
+}
+
+/// [`matmul`] with every choice spelled out (tests and benchmarks).
+pub fn matmul_config(
+    cfg: MatmulConfig,
+    a: &Buffer,
+    la: &Layout,
+    b: &Buffer,
+    lb: &Layout,
+) -> Result<(Buffer, Vec<usize>)> {
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
-        buf.check_len("matmul", "operand", l.span(), 4)?;
+        buf.check_len("matmul", "operand", l.span(), cfg.operands.size())?;
         super::check_u32("matmul", l.span())?;
     }
     let (batch, va, vb) = check_shapes(la, lb)?;
@@ -158,7 +262,7 @@ pub fn matmul_with(
         offset: lb.offset,
         conv: None,
     };
-    product(kernel, a, la, &va, b, &bop, batch)
+    product(cfg, a, la, &va, b, &bop, batch)
 }
 
 /// How a convolution's B operand is gathered from its NCHW tensor (the
@@ -217,14 +321,9 @@ pub(crate) struct ConvOperand<'a> {
 
 /// `a @ g` for `a` `[..batch, M, K]` and the gathered operand `g`. The
 /// caller (ops::conv) has checked `g.src`'s length.
-pub(crate) fn conv_matmul(
-    kernel: MatmulKernel,
-    a: &Buffer,
-    la: &Layout,
-    g: &ConvOperand,
-) -> Result<(Buffer, Vec<usize>)> {
+pub(crate) fn conv_matmul(cfg: MatmulConfig, a: &Buffer, la: &Layout, g: &ConvOperand) -> Result<(Buffer, Vec<usize>)> {
     la.check_rank("conv2d")?;
-    a.check_len("conv2d", "weight", la.span(), 4)?;
+    a.check_len("conv2d", "weight", la.span(), cfg.operands.size())?;
     let (ra, k, n) = (la.rank() - 2, g.k, g.n);
     let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, g.batch.shape);
     if la.shape[ra + 1] != k {
@@ -236,13 +335,13 @@ pub(crate) fn conv_matmul(
         .broadcast_to(&bshape)?;
     let view = g.batch.broadcast_to(&bshape)?;
     let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: g.batch.offset, conv: Some((g.form, g.geo)) };
-    product(kernel, a, la, &va, g.src, &bop, bshape)
+    product(cfg, a, la, &va, g.src, &bop, bshape)
 }
 
 /// Records (or on the CPU backend computes) one batched product: `a` seen
 /// through `la` (its batch dims broadcast as `va`), B as `bop`.
 fn product(
-    kernel: MatmulKernel,
+    cfg: MatmulConfig,
     a: &Buffer,
     la: &Layout,
     va: &Layout,
@@ -271,7 +370,7 @@ fn product(
     run(
         dev,
         |g| {
-            let subgroup = match kernel.resolve(dev) {
+            let subgroup = match cfg.kernel.resolve(dev) {
                 MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
                 MatmulKernel::Subgroup => {
                     return Err(Error::invalid(
@@ -343,7 +442,7 @@ fn product(
                     ("DW", g.dilation_w as f64),
                 ]);
             }
-            let (shader, entry) = if subgroup { ("matmul_subgroup", "main_subgroup") } else { ("matmul", "main") };
+            let (shader, entry) = cfg.shader(g, subgroup)?;
             g.launch(&Launch {
                 shader,
                 entry,
@@ -356,7 +455,8 @@ fn product(
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
-            let (xa, xb, xo) = (f32s(&ha), f32s(&hb), &mut f32s_mut(&mut ho)[..total]);
+            let (wa, wb) = (host_f32(&ha, cfg.operands), host_f32(&hb, cfg.operands));
+            let (xa, xb, xo) = (&wa[..], &wb[..], &mut f32s_mut(&mut ho)[..total]);
             if k == 0 {
                 // An empty sum; the operands may hold no elements at all.
                 xo.fill(0.0);
