@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
-use crate::Tensor;
+use crate::{DType, Tensor};
 
 /// Maps (output gradient, inputs, output) to one optional gradient per input.
 pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync>;
@@ -85,10 +85,22 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
+/// `a + b` for two gradients of one tensor: f16 gradients (of an f16 cast
+/// read by two ops) are added in f32 and rounded once, like PyTorch's f16
+/// accumulation.
+fn accumulate(a: &Tensor, b: &Tensor) -> Tensor {
+    match a.dtype() {
+        DType::F16 => (&a.to_dtype(DType::F32) + &b.to_dtype(DType::F32)).to_dtype(DType::F16),
+        _ => a + b,
+    }
+}
+
 /// Backpropagates `grad` (shaped like `root`) through the graph of `root`,
 /// accumulating into the `.grad()` of every leaf that requires a gradient.
 pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
     let _guard = NoGradGuard::new();
+    // Each backward rule runs in the dtypes its forward recorded, never recast.
+    let _no_autocast = crate::autocast::AutocastGuard::new(false);
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     grads.insert(root.id(), grad);
     // Consuming the order drops our handle on each tensor once it is done.
@@ -128,7 +140,7 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
                 input.shape()
             );
             match grads.remove(&input.id()) {
-                Some(prev) => grads.insert(input.id(), &prev + &ig),
+                Some(prev) => grads.insert(input.id(), accumulate(&prev, &ig)),
                 None => grads.insert(input.id(), ig),
             };
         }

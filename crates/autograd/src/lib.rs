@@ -11,6 +11,7 @@
 //! This crate must not use wgpu directly (that is gpu-core's job) and knows
 //! nothing of layers, losses or optimizers (that is `nn`).
 
+pub mod autocast;
 mod dtype;
 pub mod gradcheck;
 mod graph;
@@ -18,6 +19,7 @@ mod ops;
 mod random;
 mod tensor;
 
+pub use autocast::{autocast, is_autocast_enabled, AutocastGuard};
 pub use dtype::DType;
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};

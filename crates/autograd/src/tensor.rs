@@ -86,6 +86,19 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
     ) -> Tensor {
+        Self::from_op_dtype(op, buffer, layout, DType::F32, inputs, backward)
+    }
+
+    /// [`from_op`](Self::from_op) for a result of another dtype (an f16 cast,
+    /// a view of one). Its gradient has that dtype too.
+    pub(crate) fn from_op_dtype(
+        op: &'static str,
+        buffer: Buffer,
+        layout: Layout,
+        dtype: DType,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
+    ) -> Tensor {
         // The launches this op just recorded carry its name in a profile.
         wgrad_gpu_core::profile::label_pending(buffer.device(), op);
         let needs_grad = graph::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
@@ -94,7 +107,7 @@ impl Tensor {
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
             backward: Box::new(backward) as BackwardFn,
         });
-        Self::make(buffer, layout, DType::F32, needs_grad, !needs_grad, node)
+        Self::make(buffer, layout, dtype, needs_grad, !needs_grad, node)
     }
 
     /// A result that never has a gradient (comparisons, argmax, integer data).
@@ -297,19 +310,25 @@ impl Tensor {
         self.to_vec()[0]
     }
 
-    /// Converts between F32 and F16 (a copy; differentiable only for F32 → F32).
+    /// Converts between F32 and F16 (a copy; f32 → f16 rounds to nearest
+    /// even, values past ±65504 become ±inf). Differentiable: the gradient
+    /// is cast back to the source's dtype, so gradients flow through the
+    /// casts that [`autocast`](crate::autocast) inserts.
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
-        if dtype == self.dtype() {
+        let from = self.dtype();
+        if dtype == from {
             return self.clone();
         }
         let n = self.numel();
         let src = self.dense_buffer();
-        let out = match (self.dtype(), dtype) {
-            (DType::F32, DType::F16) => cast::f32_to_f16(&src, n),
-            (DType::F16, DType::F32) => cast::f16_to_f32(&src, n),
+        let (op, out) = match (from, dtype) {
+            (DType::F32, DType::F16) => ("to_f16", cast::f32_to_f16(&src, n)),
+            (DType::F16, DType::F32) => ("to_f32", cast::f16_to_f32(&src, n)),
             (from, to) => panic!("to_dtype: no conversion from {from:?} to {to:?}"),
         };
-        Self::constant(expect("to_dtype", out), Layout::contiguous(&self.shape()), dtype)
+        let out = expect("to_dtype", out);
+        let layout = Layout::contiguous(&self.shape());
+        Self::from_op_dtype(op, out, layout, dtype, &[self], move |g, _, _| vec![Some(g.to_dtype(from))])
     }
 
     // ---- gradients ------------------------------------------------------

@@ -16,7 +16,7 @@
 //! A transposed convolution is the input gradient of a convolution, so its
 //! forward and backward are the same three ops with the roles exchanged.
 
-use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_f16, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
 use crate::tensor::expect;
@@ -178,10 +178,23 @@ fn dense(buffer: Buffer, shape: &[usize]) -> Tensor {
 }
 
 /// The checks every convolution makes on dtypes, devices, ranks and the bias.
-fn check_operands(op: &str, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, rank: usize, out_channels: usize) {
+fn check_operands(
+    op: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    rank: usize,
+    out_channels: usize,
+    operand_dtype: DType,
+) {
+    for t in [x, weight] {
+        t.expect_dtype(op, operand_dtype);
+    }
     for t in [Some(x), Some(weight), bias].into_iter().flatten() {
-        t.expect_dtype(op, DType::F32);
         x.expect_same_device(op, t);
+    }
+    if let Some(b) = bias {
+        b.expect_dtype(op, DType::F32);
     }
     let (xs, ws) = (x.shape(), weight.shape());
     let spatial = if rank == 4 { "H, W" } else { "L" };
@@ -227,10 +240,21 @@ impl Tensor {
     /// On shapes that do not fit (channels vs weight and groups, bias size,
     /// a kernel larger than the padded input), zero strides or dilations,
     /// non-F32 tensors or mixed devices, naming `conv2d` and the shapes.
+    ///
+    /// An F16 input and weight (or F32 ones under
+    /// [`autocast`](crate::autocast), which casts them) convolve with f16
+    /// loads and f32 sums; the result is F32 (the bias stays F32), and the
+    /// input and weight gradients are F16 like the operands (computed in
+    /// f32 from the widened operands, then rounded).
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
         const OP: &str = "conv2d";
+        if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
+            return x.conv2d(&w, bias, opts);
+        }
         let (xs, ws) = (self.shape(), weight.shape());
-        check_operands(OP, self, weight, bias, 4, ws.first().copied().unwrap_or(0));
+        let dtype = self.dtype();
+        let operand_dtype = if dtype == DType::F16 && weight.dtype() == DType::F16 { DType::F16 } else { DType::F32 };
+        check_operands(OP, self, weight, bias, 4, ws.first().copied().unwrap_or(0), operand_dtype);
         let groups = opts.groups;
         assert!(
             groups >= 1 && ws[0].is_multiple_of(groups),
@@ -263,19 +287,24 @@ impl Tensor {
         };
         or_panic(geo.validate());
         let (n, oc) = (xs[0], ws[0]);
-        let y = expect(OP, conv2d(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
+        let forward = if operand_dtype == DType::F16 { conv2d_f16 } else { conv2d };
+        let y = expect(OP, forward(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
         let y = add_bias(dense(y, &[n, oc, geo.out_h(), geo.out_w()]), bias);
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (buffer, layout) = y.buffer_and_layout();
         Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
             let gy_buf = gy.dense_buffer();
+            // f16 operands: widened (exactly) for the f32 gradient kernels,
+            // the gradients rounded back to f16.
+            let f32_of = |t: &Tensor| t.detach().to_dtype(DType::F32).dense_buffer();
+            let grad = |b: Buffer, shape: &[usize]| dense(b, shape).to_dtype(operand_dtype);
             let dx = inputs[0].requires_grad().then(|| {
-                dense(expect(OP, conv2d_input_grad(&gy_buf, &inputs[1].dense_buffer(), oc, &geo)), &geo.input_shape())
+                grad(expect(OP, conv2d_input_grad(&gy_buf, &f32_of(&inputs[1]), oc, &geo)), &geo.input_shape())
             });
             let dw = inputs[1]
                 .requires_grad()
-                .then(|| dense(expect(OP, conv2d_weight_grad(&gy_buf, &inputs[0].dense_buffer(), oc, &geo)), &ws));
+                .then(|| grad(expect(OP, conv2d_weight_grad(&gy_buf, &f32_of(&inputs[0]), oc, &geo)), &ws));
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })
@@ -297,7 +326,7 @@ impl Tensor {
         groups: usize,
     ) -> Tensor {
         let oc = weight.shape().first().copied().unwrap_or(0);
-        check_operands("conv1d", self, weight, bias, 3, oc);
+        check_operands("conv1d", self, weight, bias, 3, oc, DType::F32);
         let opts = Conv2dOptions {
             stride: (1, stride),
             padding: [0, 0, padding.0, padding.1],
@@ -323,7 +352,7 @@ impl Tensor {
         let (xs, ws) = (self.shape(), weight.shape());
         let groups = opts.groups;
         let oc = ws.get(1).copied().unwrap_or(0) * groups;
-        check_operands(OP, self, weight, bias, 4, oc);
+        check_operands(OP, self, weight, bias, 4, oc, DType::F32);
         assert!(
             groups >= 1 && xs[1].is_multiple_of(groups),
             "{OP}: input {xs:?} has {} channels, not divisible by groups = {groups}",

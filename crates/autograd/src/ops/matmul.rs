@@ -14,12 +14,21 @@ impl Tensor {
     }
 
     /// [`matmul`](Self::matmul) returning shape errors instead of panicking.
+    ///
+    /// Two F16 operands (or two F32 ones under [`autocast`](crate::autocast),
+    /// which casts them) multiply with f16 loads and f32 sums, and the
+    /// result is F32; their gradients are F16, like the operands.
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
+        if let Some([a, b]) = crate::autocast::f16_operands("matmul", [self, other]) {
+            return a.try_matmul(&b);
+        }
         let (sa, sb) = (self.shape(), other.shape());
-        for t in [self, other] {
-            if t.dtype() != DType::F32 {
-                return Err(Error::invalid("matmul", format!("expects f32 tensors, got {:?}", t.dtype())));
-            }
+        let (da, db) = (self.dtype(), other.dtype());
+        if !matches!((da, db), (DType::F32, DType::F32) | (DType::F16, DType::F16)) {
+            return Err(Error::invalid(
+                "matmul",
+                format!("expects two f32 or two f16 tensors, got {da:?} and {db:?} (see Tensor::to_dtype)"),
+            ));
         }
         if sa.is_empty() || sb.is_empty() {
             return Err(Error::invalid("matmul", format!("0-d operands: shapes {sa:?} and {sb:?}")));
@@ -47,14 +56,23 @@ impl Tensor {
     /// Both operands at least 2-D.
     fn matmul_2d(&self, other: &Tensor) -> Result<Tensor> {
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
-        let (c, shape) = matmul::matmul(&ba, &la, &bb, &lb)?;
+        let dtype = self.dtype();
+        let (c, shape) = match dtype {
+            DType::F16 => matmul::matmul_f16(&ba, &la, &bb, &lb)?,
+            _ => matmul::matmul(&ba, &la, &bb, &lb)?,
+        };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
         Ok(Tensor::from_op("matmul", c, Layout::contiguous(&shape), &[self, other], move |g, inputs, _| {
             let (a, b) = (&inputs[0], &inputs[1]);
+            // f16 operands: the (f32) output gradient is rounded to f16 and
+            // the products run like the forward one; each gradient is
+            // rounded to f16 after its batch sum, in the operand's dtype.
+            let g = g.to_dtype(dtype);
+            let back = |t: Tensor, shape: &[usize]| t.sum_to_shape(shape).to_dtype(dtype);
             // Only the operands that need a gradient get one: the first
             // layer's input (data) would otherwise cost a full product.
-            let ga = a.requires_grad().then(|| g.matmul(&b.transpose(-1, -2)).sum_to_shape(&sa));
-            let gb = b.requires_grad().then(|| a.transpose(-1, -2).matmul(g).sum_to_shape(&sb));
+            let ga = a.requires_grad().then(|| back(g.matmul(&b.transpose(-1, -2)), &sa));
+            let gb = b.requires_grad().then(|| back(a.transpose(-1, -2).matmul(&g), &sb));
             vec![ga, gb]
         }))
     }

@@ -19,7 +19,7 @@ impl Tensor {
         if !self.requires_grad() || !crate::is_grad_enabled() {
             return Tensor::constant_like(self, b, layout);
         }
-        Tensor::from_op(op, b, layout, &[self], move |g, _, _| vec![Some(back(g))])
+        Tensor::from_op_dtype(op, b, layout, self.dtype(), &[self], move |g, _, _| vec![Some(back(g))])
     }
 
     /// Same data in a new shape; free when the data is dense row-major, a copy otherwise.

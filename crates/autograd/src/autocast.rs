@@ -1,0 +1,154 @@
+//! Automatic mixed precision: inside [`autocast`], the ops of the policy
+//! table's f16 rows cast their f32 operands to f16 (casts recorded in the
+//! graph, so gradients flow back through them) and compute with f16 loads
+//! and f32 sums; every other op runs in f32 as before.
+//!
+//! Like `torch.autocast`, the state is per thread and scoped: [`autocast`]
+//! for a closure, [`AutocastGuard`] for a block, and nesting with
+//! `enabled = false` turns it off for a region. Parameters stay f32 (the
+//! master weights the optimizer updates); a backward pass always runs with
+//! autocast off, each op's backward in the dtypes its forward recorded.
+
+use std::cell::Cell;
+
+use crate::{DType, Tensor};
+
+/// Where an op runs under autocast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 operands are cast to f16 (loads of half the bytes; products and
+    /// sums in f32).
+    F16,
+    /// The op runs in f32 (f16 operands would be widened first).
+    F32,
+}
+
+/// One row of the autocast policy.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyRow {
+    /// The op, as `Tensor` names it (and as recorded graph nodes show it).
+    pub op: &'static str,
+    /// Where it runs under autocast.
+    pub precision: Precision,
+    /// Why, in a few words (docs/mixed-precision.md prints this table).
+    pub why: &'static str,
+}
+
+/// The autocast policy: PyTorch's CUDA lists, cut to wgrad's ops. Ops not
+/// listed run in f32, which is what PyTorch's f32 list asks for the ones
+/// that need range or precision; wgrad keeps the remaining "any dtype" ops
+/// in f32 too, because its elementwise kernels read and write f32 (see
+/// docs/mixed-precision.md for that difference).
+pub const POLICY: &[PolicyRow] = &[
+    PolicyRow { op: "matmul", precision: Precision::F16, why: "products: bandwidth- and FLOP-bound" },
+    PolicyRow {
+        op: "conv2d",
+        precision: Precision::F16,
+        why: "products (conv1d and Linear go through conv2d and matmul)",
+    },
+    PolicyRow { op: "softmax", precision: Precision::F32, why: "exp overflows f16's range" },
+    PolicyRow { op: "log_softmax", precision: Precision::F32, why: "exp/log of large ranges" },
+    PolicyRow { op: "cross_entropy", precision: Precision::F32, why: "log of small probabilities, sums" },
+    PolicyRow { op: "batch_norm", precision: Precision::F32, why: "statistics are sums of squares" },
+    PolicyRow { op: "layer_norm", precision: Precision::F32, why: "statistics are sums of squares" },
+    PolicyRow { op: "sum", precision: Precision::F32, why: "long sums lose f16's 11-bit precision" },
+    PolicyRow { op: "mean", precision: Precision::F32, why: "long sums lose f16's 11-bit precision" },
+    PolicyRow { op: "exp", precision: Precision::F32, why: "overflows past 11.1 in f16" },
+    PolicyRow { op: "log", precision: Precision::F32, why: "small inputs underflow in f16" },
+    PolicyRow { op: "attention", precision: Precision::F32, why: "fused softmax inside; no f16 kernel yet" },
+    PolicyRow {
+        op: "lstm",
+        precision: Precision::F32,
+        why: "recurrent state accumulates over steps; no f16 kernel yet",
+    },
+];
+
+/// Where `op` runs under autocast: its row's precision, f32 if unlisted.
+pub fn policy(op: &str) -> Precision {
+    POLICY.iter().find(|r| r.op == op).map_or(Precision::F32, |r| r.precision)
+}
+
+thread_local! {
+    static ENABLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether ops on this thread currently autocast.
+pub fn is_autocast_enabled() -> bool {
+    ENABLED.with(|e| e.get())
+}
+
+/// Sets this thread's autocast state until dropped, then restores the
+/// previous one (so guards nest).
+#[must_use = "autocast ends when the guard drops"]
+pub struct AutocastGuard {
+    previous: bool,
+}
+
+impl AutocastGuard {
+    /// Autocast on (`true`) or off (`false`) until the guard drops: an
+    /// `--amp` flag passes straight through.
+    pub fn new(enabled: bool) -> Self {
+        AutocastGuard { previous: ENABLED.with(|e| e.replace(enabled)) }
+    }
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        ENABLED.with(|e| e.set(self.previous));
+    }
+}
+
+/// Runs `f` with autocast on: `torch.autocast("cuda", torch.float16)`.
+///
+/// ```
+/// use wgrad_autograd::{autocast, DType, Device, Tensor};
+/// let dev = Device::cpu();
+/// let x = Tensor::ones(&[4, 8], &dev);
+/// let w = Tensor::ones(&[8, 2], &dev).requires_grad_();
+/// let y = autocast(|| x.matmul(&w)); // f16 operands, f32 sums and result
+/// assert_eq!(y.dtype(), DType::F32);
+/// y.sum_all().backward();
+/// assert_eq!(w.grad().unwrap().dtype(), DType::F32); // master weights stay f32
+/// ```
+pub fn autocast<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = AutocastGuard::new(true);
+    f()
+}
+
+/// The operands of `op` cast to f16 when autocast is on, `op` is on the
+/// policy's f16 list and every operand is f32; `None` otherwise (the op
+/// then runs as called).
+pub(crate) fn f16_operands<const N: usize>(op: &str, operands: [&Tensor; N]) -> Option<[Tensor; N]> {
+    let applies =
+        is_autocast_enabled() && policy(op) == Precision::F16 && operands.iter().all(|t| t.dtype() == DType::F32);
+    applies.then(|| operands.map(|t| t.to_dtype(DType::F16)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_nest_and_restore() {
+        assert!(!is_autocast_enabled());
+        autocast(|| {
+            assert!(is_autocast_enabled());
+            {
+                let _off = AutocastGuard::new(false);
+                assert!(!is_autocast_enabled());
+            }
+            assert!(is_autocast_enabled());
+        });
+        assert!(!is_autocast_enabled());
+    }
+
+    #[test]
+    fn the_policy_has_one_row_per_op() {
+        for (i, r) in POLICY.iter().enumerate() {
+            assert!(POLICY[..i].iter().all(|q| q.op != r.op), "{} listed twice", r.op);
+        }
+        assert_eq!(policy("matmul"), Precision::F16);
+        assert_eq!(policy("softmax"), Precision::F32);
+        assert_eq!(policy("not an op"), Precision::F32);
+    }
+}

@@ -1,0 +1,124 @@
+//! Autocast: which ops cast, what they compute, where gradients go, on every
+//! backend. Each expected value is built outside autocast from explicit
+//! casts, so a missing or extra rounding shows.
+
+mod common;
+use common::*;
+use wgrad_autograd::{autocast, AutocastGuard, Conv2dOptions, DType, Tensor};
+use wgrad_gpu_core::testing::assert_close;
+
+/// `t` rounded to f16 and back (the value an f16 operand carries).
+fn round16(t: &Tensor) -> Tensor {
+    t.detach().to_dtype(DType::F16).to_dtype(DType::F32)
+}
+
+#[test]
+fn matmul_casts_its_operands_and_returns_f32() {
+    for dev in backends("matmul_casts_its_operands_and_returns_f32") {
+        let x = rand(&[5, 37], 1, -3.0, 3.0, &dev);
+        let w = rand(&[37, 6], 2, -1.0, 1.0, &dev).requires_grad_();
+        let g = rand(&[5, 6], 3, -1e-3, 1e-3, &dev);
+        let y = autocast(|| x.matmul(&w));
+        assert_eq!(y.dtype(), DType::F32, "{}", dev.name());
+        // f32 sums of the f16-rounded operands.
+        let want = round16(&x).matmul(&round16(&w));
+        assert_close(&format!("forward on {}", dev.name()), &y.to_vec(), &want.to_vec(), 1e-6, 1e-6);
+        y.backward_with(&g);
+        let gw = w.grad().unwrap();
+        assert_eq!(gw.dtype(), DType::F32, "master weight gradient");
+        // The f16 operand's gradient: xᵀ (f16) @ g (rounded to f16), rounded to f16.
+        let want = round16(&round16(&x).t().matmul(&round16(&g)));
+        assert_close(&format!("grad on {}", dev.name()), &gw.to_vec(), &want.to_vec(), 0.0, 0.0);
+        // Not the f32 gradient: the rounding is really there.
+        let f32_grad = x.t().matmul(&g).to_vec();
+        assert!(gw.to_vec().iter().zip(&f32_grad).any(|(a, b)| a != b), "{}: no f16 rounding", dev.name());
+    }
+}
+
+#[test]
+fn conv2d_casts_and_its_gradients_are_rounded() {
+    for dev in backends("conv2d_casts_and_its_gradients_are_rounded") {
+        let x = rand(&[2, 3, 7, 6], 4, -1.0, 1.0, &dev).requires_grad_();
+        let w = rand(&[4, 3, 3, 3], 5, -0.5, 0.5, &dev).requires_grad_();
+        let b = rand(&[4], 6, -0.5, 0.5, &dev).requires_grad_();
+        let opts = Conv2dOptions { stride: (2, 1), padding: [1, 1, 0, 1], ..Default::default() };
+        let y = autocast(|| x.conv2d(&w, Some(&b), &opts));
+        assert_eq!(y.dtype(), DType::F32);
+        let (xr, wr) = (round16(&x).requires_grad_(), round16(&w).requires_grad_());
+        let want = xr.conv2d(&wr, Some(&b.detach()), &opts);
+        assert_close(&format!("forward on {}", dev.name()), &y.to_vec(), &want.to_vec(), 1e-6, 1e-6);
+        let g = rand(&y.shape(), 7, -1.0, 1.0, &dev);
+        y.backward_with(&g);
+        want.backward_with(&g);
+        for (got, reference, what) in [(&x, &xr, "input"), (&w, &wr, "weight")] {
+            let expect = round16(&reference.grad().unwrap());
+            assert_close(
+                &format!("{what} grad on {}", dev.name()),
+                &got.grad().unwrap().to_vec(),
+                &expect.to_vec(),
+                0.0,
+                0.0,
+            );
+        }
+        assert_eq!(b.grad().unwrap().dtype(), DType::F32);
+    }
+}
+
+#[test]
+fn unlisted_ops_and_disabled_regions_stay_f32() {
+    for dev in backends("unlisted_ops_and_disabled_regions_stay_f32") {
+        let x = rand(&[4, 9], 8, -3.0, 3.0, &dev);
+        let w = rand(&[9, 9], 9, -1.0, 1.0, &dev);
+        autocast(|| {
+            // softmax is on the f32 list: bit-identical to the f32 op.
+            assert_eq!(x.softmax(-1).to_vec(), x.detach().softmax(-1).to_vec());
+            let _off = AutocastGuard::new(false);
+            let exact = x.matmul(&w).to_vec();
+            drop(_off);
+            assert_ne!(x.matmul(&w).to_vec(), exact, "{}: autocast back on after the guard", dev.name());
+        });
+        assert_eq!(x.matmul(&w).to_vec(), x.matmul(&w).to_vec());
+    }
+}
+
+/// A backward pass run inside an autocast region does not recast the f32
+/// graph it walks: the gradients equal those of a backward outside.
+#[test]
+fn backward_inside_autocast_keeps_forward_dtypes() {
+    for dev in backends("backward_inside_autocast_keeps_forward_dtypes") {
+        let x = rand(&[3, 8], 10, -1.0, 1.0, &dev);
+        let w = rand(&[8, 2], 11, -1.0, 1.0, &dev).requires_grad_();
+        x.matmul(&w).sum_all().backward();
+        let outside = w.grad().unwrap().to_vec();
+        w.zero_grad();
+        let loss = x.matmul(&w).sum_all();
+        autocast(|| loss.backward());
+        assert_eq!(w.grad().unwrap().to_vec(), outside, "{}", dev.name());
+    }
+}
+
+/// The casts are differentiable both ways and an f16 tensor read twice
+/// gets the sum of its gradients.
+#[test]
+fn casts_pass_gradients_and_f16_gradients_accumulate() {
+    for dev in backends("casts_pass_gradients_and_f16_gradients_accumulate") {
+        let x = rand(&[6, 4], 12, -1.0, 1.0, &dev).requires_grad_();
+        let h = x.to_dtype(DType::F16);
+        assert!(h.requires_grad() && h.dtype() == DType::F16);
+        let w = rand(&[4, 3], 13, -1.0, 1.0, &dev).to_dtype(DType::F16);
+        // h is read by two products: its gradient is the (f16) sum of both.
+        let y = &h.matmul(&w) + &h.matmul(&w);
+        y.sum_all().backward();
+        let one = round16(&Tensor::ones(&[6, 3], &dev).matmul(&round16(&w).t()));
+        let want = round16(&(&one + &one));
+        assert_close(&format!("on {}", dev.name()), &x.grad().unwrap().to_vec(), &want.to_vec(), 0.0, 0.0);
+    }
+}
+
+#[test]
+fn mixed_dtypes_are_a_clear_error() {
+    let dev = wgrad_autograd::Device::cpu();
+    let a = Tensor::ones(&[2, 2], &dev);
+    let err = a.try_matmul(&a.to_dtype(DType::F16)).unwrap_err().to_string();
+    assert!(err.contains("F32 and F16") && err.contains("to_dtype"), "{err}");
+}
