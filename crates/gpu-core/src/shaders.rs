@@ -37,6 +37,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     ("recurrent", include_str!("../../../shaders/recurrent.wgsl")),
+    ("amp", include_str!("../../../shaders/amp.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.

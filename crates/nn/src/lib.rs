@@ -6,6 +6,7 @@
 //! Everything here is written with `wgrad-autograd` tensor ops; this crate
 //! launches no kernels of its own and knows nothing of datasets or models.
 
+pub mod amp;
 pub mod checkpoint;
 pub mod init;
 pub mod layers;

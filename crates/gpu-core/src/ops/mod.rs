@@ -5,6 +5,7 @@
 //! Every op takes and returns [`Buffer`]s on one device; on a
 //! GPU it records a launch and returns at once, on the CPU it runs.
 
+pub mod amp;
 pub mod attention;
 pub mod augment;
 pub mod batch_norm;

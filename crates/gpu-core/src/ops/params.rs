@@ -74,6 +74,7 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::pool::PARAMS,
     &super::attention::PARAMS,
     &super::recurrent::PARAMS,
+    &super::amp::PARAMS,
 ];
 
 /// A kernel's uniform block, built word by word in the order of its WGSL

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | any [`StateDict`](crate::state::StateDict) | [`save_state_dict`], [`load_state_dict`], [`write_temp`] + [`PendingSave::commit`] |
 //! | a model's parameters and buffers | [`save_module`], [`load_module`], [`module_state_dict`], [`load_module_state`] |
-//! | a whole training run | [`TrainingCheckpoint`] (model, optimizer, scheduler, RNGs, epoch, step, metrics) |
+//! | a whole training run | [`TrainingCheckpoint`] (model, optimizer, scheduler, optional grad scaler, RNGs, epoch, step, metrics) |
 //!
 //! # File layout
 //!
@@ -45,7 +45,11 @@
 //! `rng.<name>.seed` / `rng.<name>.offset` (decimal u64) and the model,
 //! optimizer and scheduler states under the prefixes `model.`, `optim.` and
 //! `sched.` (tensors and metadata alike); `model.`-stripped, the model part
-//! is an ordinary PyTorch state dict.
+//! is an ordinary PyTorch state dict. A run with mixed-precision loss
+//! scaling adds the [`GradScaler`](crate::amp::GradScaler)'s state under
+//! `scaler.` (PyTorch's keys: `scaler.scale`, `scaler.growth_factor`,
+//! `scaler.backoff_factor`, `scaler.growth_interval`,
+//! `scaler._growth_tracker`); files without it are still version 1.
 //!
 //! # Atomic writes
 //!

@@ -8,6 +8,7 @@ use wgrad_autograd::{Device, Generator};
 use super::format::{load_state_dict, save_state_dict};
 use super::module_io::{load_module_state_from, module_state_dict};
 use super::CheckpointError;
+use crate::amp::GradScaler;
 use crate::module::Module;
 use crate::optim::Optimizer;
 use crate::state::StateDict;
@@ -18,8 +19,9 @@ const KIND: &str = "training_checkpoint";
 const VERSION: &str = "1";
 
 /// A whole training run's state, saved as ONE safetensors file: model,
-/// optimizer and scheduler states, named random generators, epoch, step and
-/// the metrics history.
+/// optimizer and scheduler states, the mixed-precision grad scaler's state
+/// when there is one, named random generators, epoch, step and the metrics
+/// history.
 ///
 /// The file's keys are listed in the [module docs](super); the model part is
 /// an ordinary PyTorch state dict under the prefix `model.`.
@@ -50,6 +52,9 @@ pub struct TrainingCheckpoint {
     pub optimizer: StateDict,
     /// The LR scheduler's state (empty when there is none).
     pub scheduler: StateDict,
+    /// [`GradScaler::state_dict`] (empty when the run has no enabled
+    /// scaler); set by [`with_scaler`](Self::with_scaler).
+    pub scaler: StateDict,
     /// Random generators by name (data shuffling, augmentation, …); a
     /// generator's whole state is its seed and offset.
     pub rng: BTreeMap<String, Generator>,
@@ -79,6 +84,15 @@ impl TrainingCheckpoint {
         TrainingCheckpoint { model: module_state_dict(model), optimizer: optim, ..Default::default() }
     }
 
+    /// Adds `scaler`'s state (scale, growth tracker and factors), for runs
+    /// with mixed-precision loss scaling: `TrainingCheckpoint::capture(model,
+    /// opt).with_scaler(&scaler)`. A disabled scaler adds nothing, as its
+    /// PyTorch state dict is empty.
+    pub fn with_scaler(mut self, scaler: &GradScaler) -> Self {
+        self.scaler = scaler.state_dict();
+        self
+    }
+
     /// Everything as one state dict with the file's keys.
     pub fn to_state_dict(&self) -> StateDict {
         let mut s = StateDict::new();
@@ -94,6 +108,7 @@ impl TrainingCheckpoint {
         s.extend_prefixed("model", self.model.clone());
         s.extend_prefixed("optim", self.optimizer.clone());
         s.extend_prefixed("sched", self.scheduler.clone());
+        s.extend_prefixed("scaler", self.scaler.clone());
         s
     }
 
@@ -134,6 +149,7 @@ impl TrainingCheckpoint {
             model: state.sub("model"),
             optimizer: state.sub("optim"),
             scheduler: state.sub("sched"),
+            scaler: state.sub("scaler"),
             rng,
             epoch: number("epoch")?,
             step: number("step")?,
@@ -161,6 +177,25 @@ impl TrainingCheckpoint {
         load_module_state_from(&source, model, &self.model, true)?;
         optimizer.load_state_dict(&self.optimizer).map_err(|e| CheckpointError::State {
             context: format!("{}: restoring the optimizer", source.display()),
+            source: e,
+        })
+    }
+
+    /// Writes the saved grad-scaler state into `scaler` (see
+    /// [`with_scaler`](Self::with_scaler)); call it next to
+    /// [`restore`](Self::restore) when resuming a mixed-precision run.
+    ///
+    /// A disabled `scaler` and a checkpoint without scaler state go together
+    /// (nothing to do); any other mismatch is an error: a checkpoint without
+    /// scaler state for an enabled scaler (resuming would silently restart
+    /// the scale), or scaler state for a disabled one.
+    pub fn restore_scaler(&self, scaler: &mut GradScaler) -> Result<(), CheckpointError> {
+        if !scaler.is_enabled() && self.scaler.meta.is_empty() && self.scaler.tensors.is_empty() {
+            return Ok(());
+        }
+        let source = self.origin.clone().unwrap_or_else(|| PathBuf::from("<training checkpoint>"));
+        scaler.load_state_dict(&self.scaler).map_err(|e| CheckpointError::State {
+            context: format!("{}: restoring the grad scaler", source.display()),
             source: e,
         })
     }

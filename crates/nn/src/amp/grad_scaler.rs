@@ -1,0 +1,490 @@
+//! [`GradScaler`]: dynamic loss scaling (`torch.amp.GradScaler`).
+
+use wgrad_autograd::{DType, Device, Error, Result, Tensor};
+use wgrad_gpu_core::ops::{amp, copy};
+use wgrad_gpu_core::{Buffer, Layout};
+
+use crate::optim::Optimizer;
+use crate::state::StateDict;
+
+/// The hyper-parameters of a [`GradScaler`], with PyTorch's names and
+/// defaults (`GradScalerOptions::default()` is what `GradScaler::new()` uses).
+///
+/// The two factors are `f64` because PyTorch multiplies the f32 scale by
+/// them in double precision before rounding back to f32; keeping them wide
+/// makes a non-power-of-two factor give PyTorch's scale bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradScalerOptions {
+    /// The scale before the first step: large, since backing off costs only
+    /// a skipped step while a scale that is too small loses gradients.
+    pub init_scale: f32,
+    /// Multiplies the scale after `growth_interval` overflow-free steps in a
+    /// row (must be > 1), probing for the largest scale that does not overflow.
+    pub growth_factor: f64,
+    /// Multiplies the scale after a step with inf/NaN gradients (must be < 1).
+    pub backoff_factor: f64,
+    /// Overflow-free steps in a row before the scale grows (0: never grows).
+    pub growth_interval: u32,
+    /// `false` turns every method into a pass-through, so one training loop
+    /// serves both full- and mixed-precision runs.
+    pub enabled: bool,
+}
+
+impl Default for GradScalerOptions {
+    fn default() -> Self {
+        GradScalerOptions {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+            enabled: true,
+        }
+    }
+}
+
+impl GradScalerOptions {
+    /// Sets [`init_scale`](Self::init_scale).
+    pub fn init_scale(mut self, v: f32) -> Self {
+        self.init_scale = v;
+        self
+    }
+    /// Sets [`growth_factor`](Self::growth_factor).
+    pub fn growth_factor(mut self, v: f64) -> Self {
+        self.growth_factor = v;
+        self
+    }
+    /// Sets [`backoff_factor`](Self::backoff_factor).
+    pub fn backoff_factor(mut self, v: f64) -> Self {
+        self.backoff_factor = v;
+        self
+    }
+    /// Sets [`growth_interval`](Self::growth_interval).
+    pub fn growth_interval(mut self, v: u32) -> Self {
+        self.growth_interval = v;
+        self
+    }
+    /// Sets [`enabled`](Self::enabled).
+    pub fn enabled(mut self, v: bool) -> Self {
+        self.enabled = v;
+        self
+    }
+}
+
+/// Where one optimizer is in the current iteration (PyTorch's `OptState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Ready,
+    Unscaled,
+    Stepped,
+}
+
+/// One optimizer's progress since the last [`GradScaler::update`].
+struct OptimizerState {
+    /// The optimizer's parameter ids in group order: its identity (a
+    /// `&mut dyn Optimizer` has no stable address to key on).
+    key: Vec<u64>,
+    stage: Stage,
+    /// The overflow flag of each device its gradients live on (one
+    /// element, 0.0 or 1.0, written by the unscale kernel).
+    found_inf: Vec<(Device, Buffer)>,
+    /// The flags, once read back.
+    found: Option<bool>,
+}
+
+impl OptimizerState {
+    /// Whether any gradient overflowed, read back at most once.
+    fn found(&mut self) -> bool {
+        if let Some(f) = self.found {
+            return f;
+        }
+        let mut found = false;
+        for (_, b) in &self.found_inf {
+            let v = b.to_f32().unwrap_or_else(|e| panic!("GradScaler: reading found_inf back: {e}"));
+            found |= v[0] != 0.0;
+        }
+        self.found = Some(found);
+        found
+    }
+}
+
+/// Dynamic loss scaling for mixed-precision training, with the semantics
+/// of PyTorch's `torch.amp.GradScaler`.
+///
+/// Every iteration: [`scale`](Self::scale) the loss and backpropagate it,
+/// then [`step`](Self::step) (which unscales the gradients and steps the
+/// optimizer only when none of them is inf/NaN), then
+/// [`update`](Self::update) (which halves the scale after an overflow and
+/// doubles it after `growth_interval` clean steps). Call
+/// [`unscale_`](Self::unscale_) yourself between backward and `step` when
+/// something must see the true gradients first, e.g. gradient clipping.
+///
+/// Unscaling and the overflow check run on the device (one kernel launch
+/// per gradient, `wgrad_gpu_core::ops::amp::unscale_and_check`); the one
+/// value that comes back to the host per step is the overflow flag, read in
+/// `step`, which must know whether to step. Since the flag is on the host
+/// then anyway, the scale is kept there too and `update` costs nothing on
+/// the device; the kernel reads the inverse scale from a device buffer.
+///
+/// Differences from PyTorch: a second `unscale_` before `update` is a no-op
+/// instead of an error; optimizers are told apart by their parameters (two
+/// optimizers over the same parameters count as one), not by object
+/// identity; [`update_to`](Self::update_to) is PyTorch's `update(new_scale)`.
+///
+/// ```
+/// use wgrad_autograd::{Device, Tensor};
+/// use wgrad_nn::amp::GradScaler;
+/// use wgrad_nn::optim::{Optimizer, Sgd};
+///
+/// let dev = Device::cpu();
+/// let w = Tensor::from_vec(&[1.0, -2.0], &[2], &dev).requires_grad_();
+/// let mut opt = Sgd::new(vec![w.clone()], 0.1);
+/// let mut scaler = GradScaler::new();
+/// for _ in 0..3 {
+///     opt.zero_grad();
+///     let loss = (&w * &w).sum_all();
+///     scaler.scale(&loss).backward();
+///     scaler.step(&mut opt); // unscales, skips the step on inf/NaN
+///     scaler.update();
+/// }
+/// assert_eq!(scaler.get_scale(), 65536.0);
+/// // Three clean SGD steps on the true gradient: w ← 0.8·w each time.
+/// let w = w.to_vec();
+/// assert!((w[0] - 0.512).abs() < 1e-6 && (w[1] + 1.024).abs() < 1e-6);
+/// ```
+pub struct GradScaler {
+    opts: GradScalerOptions,
+    /// The current scale (PyTorch's `_scale`, an f32 tensor there).
+    scale: f32,
+    /// Overflow-free steps in a row since the scale last changed.
+    growth_tracker: u32,
+    /// `1/scale` on each device used so far, with the scale it was made for.
+    inv_scale: Vec<(Device, f32, Buffer)>,
+    /// Progress of each optimizer since the last update.
+    per_optimizer: Vec<OptimizerState>,
+}
+
+impl Default for GradScaler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for GradScaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GradScaler")
+            .field("options", &self.opts)
+            .field("scale", &self.scale)
+            .field("growth_tracker", &self.growth_tracker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GradScaler {
+    /// A scaler with PyTorch's defaults: scale 65536, ×2 after 2000 clean
+    /// steps, ×0.5 after an overflow.
+    pub fn new() -> Self {
+        Self::with_options(GradScalerOptions::default())
+    }
+
+    /// A scaler with the given hyper-parameters.
+    ///
+    /// # Panics
+    /// When enabled with `growth_factor <= 1` or `backoff_factor >= 1`
+    /// (PyTorch's checks).
+    pub fn with_options(opts: GradScalerOptions) -> Self {
+        if opts.enabled {
+            check_factors(opts.growth_factor, opts.backoff_factor).unwrap_or_else(|e| panic!("GradScaler: {e}"));
+        }
+        GradScaler {
+            opts,
+            scale: opts.init_scale,
+            growth_tracker: 0,
+            inv_scale: Vec::new(),
+            per_optimizer: Vec::new(),
+        }
+    }
+
+    /// Whether scaling is on; when it is not, every method passes through.
+    pub fn is_enabled(&self) -> bool {
+        self.opts.enabled
+    }
+
+    /// The current scale (1.0 when disabled, as in PyTorch). Free: the
+    /// scale lives on the host.
+    pub fn get_scale(&self) -> f32 {
+        if self.opts.enabled {
+            self.scale
+        } else {
+            1.0
+        }
+    }
+
+    /// The hyper-parameters in force (`init_scale` as constructed; the
+    /// others as last loaded by [`load_state_dict`](Self::load_state_dict)).
+    pub fn options(&self) -> &GradScalerOptions {
+        &self.opts
+    }
+
+    /// Overflow-free steps in a row since the scale last changed.
+    pub fn growth_tracker(&self) -> u32 {
+        self.growth_tracker
+    }
+
+    /// `loss · scale`, recorded in the graph, so that backpropagating it
+    /// yields gradients `scale` times larger, out of reach of underflow.
+    /// Returns `loss` itself when disabled.
+    pub fn scale(&self, loss: &Tensor) -> Tensor {
+        if !self.opts.enabled {
+            return loss.clone();
+        }
+        loss.mul_scalar(self.scale)
+    }
+
+    /// Divides the gradients of every group of `optimizer` by the scale, in
+    /// place on the device, and records on the device whether any of them
+    /// holds inf or NaN. Call it before anything that must see the true
+    /// gradients (clipping); [`step`](Self::step) calls it otherwise.
+    ///
+    /// At most once per optimizer per iteration takes effect: a second call
+    /// before [`update`](Self::update) does nothing (PyTorch raises). No
+    /// readback; parameters without a gradient are skipped.
+    ///
+    /// # Panics
+    /// After [`step`](Self::step) of the same iteration, or for a non-F32 gradient.
+    pub fn unscale_(&mut self, optimizer: &mut dyn Optimizer) {
+        if !self.opts.enabled {
+            return;
+        }
+        let i = self.state_index(&*optimizer);
+        match self.per_optimizer[i].stage {
+            Stage::Unscaled => return,
+            Stage::Stepped => panic!("GradScaler: unscale_() is being called after step()"),
+            Stage::Ready => {}
+        }
+        let _scope = wgrad_gpu_core::profile::scope(|| "GradScaler unscale_".to_string());
+        let mut found_inf: Vec<(Device, Buffer)> = Vec::new();
+        for group in optimizer.groups() {
+            for p in &group.params {
+                let Some(grad) = p.grad() else { continue };
+                assert!(
+                    grad.dtype() == DType::F32,
+                    "GradScaler: gradients must be F32 to unscale, got {:?}",
+                    grad.dtype()
+                );
+                let n = grad.numel();
+                if n == 0 {
+                    continue;
+                }
+                let dev = grad.device();
+                let flag = match found_inf.iter().find(|(d, _)| *d == dev) {
+                    Some((_, b)) => b.clone(),
+                    None => {
+                        let b = expect(Buffer::from_f32(&dev, &[0.0]));
+                        found_inf.push((dev.clone(), b.clone()));
+                        b
+                    }
+                };
+                let inv = self.inv_scale_on(&dev);
+                let buf = exclusive_buffer(&grad);
+                expect(amp::unscale_and_check(&buf, n, &inv, &flag));
+            }
+        }
+        let st = &mut self.per_optimizer[i];
+        st.found_inf = found_inf;
+        st.found = None;
+        st.stage = Stage::Unscaled;
+    }
+
+    /// Unscales `optimizer`'s gradients (unless [`unscale_`](Self::unscale_)
+    /// already did), reads the overflow flag back (the one readback of the
+    /// iteration) and calls `optimizer.step()` only when every gradient is
+    /// finite. Returns whether the optimizer stepped. When disabled, just
+    /// steps and returns `true`.
+    ///
+    /// # Panics
+    /// When called twice for one optimizer before [`update`](Self::update),
+    /// or when no parameter of `optimizer` has a gradient (PyTorch's "No inf
+    /// checks were recorded for this optimizer": usually a missing backward).
+    pub fn step(&mut self, optimizer: &mut dyn Optimizer) -> bool {
+        if !self.opts.enabled {
+            optimizer.step();
+            return true;
+        }
+        let i = self.state_index(&*optimizer);
+        match self.per_optimizer[i].stage {
+            Stage::Stepped => panic!("GradScaler: step() has already been called since the last update()"),
+            Stage::Ready => self.unscale_(optimizer),
+            Stage::Unscaled => {}
+        }
+        let st = &mut self.per_optimizer[i];
+        assert!(!st.found_inf.is_empty(), "GradScaler: no inf checks were recorded for this optimizer");
+        let stepped = !st.found();
+        st.stage = Stage::Stepped;
+        if stepped {
+            optimizer.step();
+        }
+        stepped
+    }
+
+    /// Adjusts the scale for the next iteration from this one's overflow
+    /// verdict (PyTorch's `_amp_update_scale_`): after an overflow the scale
+    /// is multiplied by `backoff_factor` and the growth count restarts;
+    /// otherwise the count grows, and on reaching `growth_interval` the
+    /// scale is multiplied by `growth_factor` (unless that would make it
+    /// infinite) and the count restarts. Then every optimizer is ready for
+    /// the next iteration. Costs no device work.
+    ///
+    /// # Panics
+    /// When no optimizer was unscaled since the last update ("No inf checks
+    /// were recorded prior to update").
+    pub fn update(&mut self) {
+        if !self.opts.enabled {
+            return;
+        }
+        let checked: Vec<&mut OptimizerState> =
+            self.per_optimizer.iter_mut().filter(|s| !s.found_inf.is_empty()).collect();
+        assert!(!checked.is_empty(), "GradScaler: no inf checks were recorded prior to update()");
+        let found = checked.into_iter().fold(false, |acc, s| s.found() | acc);
+        if found {
+            self.set_scale((self.scale as f64 * self.opts.backoff_factor) as f32);
+            self.growth_tracker = 0;
+        } else {
+            let successful = self.growth_tracker.saturating_add(1);
+            if successful == self.opts.growth_interval {
+                let grown = (self.scale as f64 * self.opts.growth_factor) as f32;
+                if grown.is_finite() {
+                    self.set_scale(grown);
+                }
+                self.growth_tracker = 0;
+            } else {
+                self.growth_tracker = successful;
+            }
+        }
+        self.per_optimizer.clear();
+    }
+
+    /// Sets the scale to `new_scale` instead of updating it from the
+    /// overflow verdict (PyTorch's `update(new_scale)`; the growth count is
+    /// left as it is), and readies every optimizer for the next iteration.
+    pub fn update_to(&mut self, new_scale: f32) {
+        if !self.opts.enabled {
+            return;
+        }
+        self.set_scale(new_scale);
+        self.per_optimizer.clear();
+    }
+
+    /// The state to resume with, under PyTorch's keys as metadata: `scale`,
+    /// `growth_factor`, `backoff_factor`, `growth_interval`,
+    /// `_growth_tracker`. Empty when disabled (as in PyTorch).
+    pub fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        if !self.opts.enabled {
+            return sd;
+        }
+        let m = &mut sd.meta;
+        m.insert("scale".into(), format!("{:?}", self.scale));
+        m.insert("growth_factor".into(), format!("{:?}", self.opts.growth_factor));
+        m.insert("backoff_factor".into(), format!("{:?}", self.opts.backoff_factor));
+        m.insert("growth_interval".into(), self.opts.growth_interval.to_string());
+        m.insert("_growth_tracker".into(), self.growth_tracker.to_string());
+        sd
+    }
+
+    /// Restores a [`state_dict`](Self::state_dict); on any error nothing
+    /// changes. Errors (like PyTorch) on a disabled scaler, an empty state
+    /// (saved from a disabled scaler), and on missing or malformed entries.
+    pub fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        const WHO: &str = "GradScaler::load_state_dict";
+        if !self.opts.enabled {
+            return Err(Error::invalid(WHO, "attempting to load the state of a disabled GradScaler"));
+        }
+        if state.meta.is_empty() && state.tensors.is_empty() {
+            return Err(Error::invalid(WHO, "the state is empty, possibly saved from a disabled GradScaler"));
+        }
+        let scale: f32 = get(state, "scale")?;
+        let growth_factor: f64 = get(state, "growth_factor")?;
+        let backoff_factor: f64 = get(state, "backoff_factor")?;
+        let growth_interval: u32 = get(state, "growth_interval")?;
+        let growth_tracker: u32 = get(state, "_growth_tracker")?;
+        check_factors(growth_factor, backoff_factor).map_err(|e| Error::invalid(WHO, e))?;
+        self.set_scale(scale);
+        self.opts.growth_factor = growth_factor;
+        self.opts.backoff_factor = backoff_factor;
+        self.opts.growth_interval = growth_interval;
+        self.growth_tracker = growth_tracker;
+        Ok(())
+    }
+
+    fn set_scale(&mut self, scale: f32) {
+        if scale.to_bits() != self.scale.to_bits() {
+            self.scale = scale;
+            self.inv_scale.clear();
+        }
+    }
+
+    /// `1/scale` in a one-element buffer on `dev`, computed as PyTorch does
+    /// (`scale.double().reciprocal().float()`), uploaded once per scale.
+    fn inv_scale_on(&mut self, dev: &Device) -> Buffer {
+        if let Some((_, _, b)) = self.inv_scale.iter().find(|(d, s, _)| d == dev && s.to_bits() == self.scale.to_bits())
+        {
+            return b.clone();
+        }
+        let inv = (1.0 / self.scale as f64) as f32;
+        let b = expect(Buffer::from_f32(dev, &[inv]));
+        self.inv_scale.retain(|(d, _, _)| d != dev);
+        self.inv_scale.push((dev.clone(), self.scale, b.clone()));
+        b
+    }
+
+    /// The index of `optimizer`'s state, created ready when new.
+    fn state_index(&mut self, optimizer: &dyn Optimizer) -> usize {
+        let key: Vec<u64> = optimizer.groups().iter().flat_map(|g| g.params.iter().map(|p| p.id())).collect();
+        if let Some(i) = self.per_optimizer.iter().position(|s| s.key == key) {
+            return i;
+        }
+        self.per_optimizer.push(OptimizerState { key, stage: Stage::Ready, found_inf: Vec::new(), found: None });
+        self.per_optimizer.len() - 1
+    }
+}
+
+fn check_factors(growth: f64, backoff: f64) -> std::result::Result<(), String> {
+    if growth.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(format!("the growth factor must be > 1.0, got {growth}"));
+    }
+    if backoff.partial_cmp(&1.0) != Some(std::cmp::Ordering::Less) {
+        return Err(format!("the backoff factor must be < 1.0, got {backoff}"));
+    }
+    Ok(())
+}
+
+/// The gradient's buffer, safe to unscale in place: its own when the
+/// gradient is the only holder and dense from offset 0, else a private
+/// copy the gradient is switched to. Backward may hand one buffer to
+/// several gradients (the two inputs of an add), and unscaling it in place
+/// once per holder would divide it twice.
+fn exclusive_buffer(grad: &Tensor) -> Buffer {
+    let (b, l) = grad.buffer_and_layout();
+    // Two handles: the gradient tensor's and `b`.
+    if l.is_contiguous() && b.handle_count() == 2 {
+        return b;
+    }
+    let private = expect(copy::contiguous(&b, &l));
+    drop(b);
+    grad.assign(&Tensor::from_parts(private.clone(), Layout::contiguous(&grad.shape()), DType::F32));
+    private
+}
+
+fn get<T: std::str::FromStr>(sd: &StateDict, key: &str) -> Result<T> {
+    let s = sd
+        .meta
+        .get(key)
+        .ok_or_else(|| Error::invalid("GradScaler::load_state_dict", format!("state lacks the entry {key:?}")))?;
+    s.parse()
+        .map_err(|_| Error::invalid("GradScaler::load_state_dict", format!("entry {key:?} = {s:?} is malformed")))
+}
+
+#[track_caller]
+fn expect<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("GradScaler: {e}"))
+}
