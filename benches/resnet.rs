@@ -6,9 +6,12 @@
 //! PyTorch CPU in the same run (when `python3` with torch is available), and
 //! the ratios are printed next to it.
 //!
-//! `cargo bench --bench resnet [-- BATCH...] [--profile]` (default batches 32
-//! and 128); `--profile` prints the step profiler's table for one step of
-//! each batch on the adapter and writes `target/resnet-b<BATCH>-profile.json`.
+//! `cargo bench --bench resnet [-- BATCH...] [--profile] [--amp]` (default
+//! batches 32 and 128); `--profile` prints the step profiler's table for one
+//! step of each batch on the adapter and writes
+//! `target/resnet-b<BATCH>-profile.json`; `--amp` adds a row per batch for
+//! the mixed-precision step (autocast forward, GradScaler), and PyTorch's
+//! autocast step next to it.
 
 use std::time::Instant;
 
@@ -17,6 +20,7 @@ mod common;
 mod profiling;
 
 use wgrad::models::{ResNet, Shortcut};
+use wgrad::nn::amp::{GradScaler, GradScalerOptions};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Optimizer, Sgd, SgdOptions};
 use wgrad::prelude::*;
@@ -29,7 +33,7 @@ struct Measured {
     peak_mb: f64,
 }
 
-fn bench(dev: &Device, batch: usize, steps: usize, profile: bool) -> Measured {
+fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> Measured {
     let t0 = Instant::now();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), dev);
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
@@ -37,11 +41,16 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool) -> Measured {
     let x = Tensor::randn(&[batch, 3, 32, 32], 1, dev);
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let y = Tensor::from_u32(&labels, &[batch], dev);
-    let step = |opt: &mut Sgd| {
-        let loss = CrossEntropyLoss::default().forward(&model.forward(&x), &y);
+    let mut scaler = GradScaler::with_options(GradScalerOptions::default().enabled(amp));
+    let mut step = |opt: &mut Sgd| {
+        let loss = {
+            let _autocast = AutocastGuard::new(amp);
+            CrossEntropyLoss::default().forward(&model.forward(&x), &y)
+        };
         opt.zero_grad();
-        loss.backward();
-        opt.step();
+        scaler.scale(&loss).backward();
+        scaler.step(opt);
+        scaler.update();
         loss.item()
     };
     step(&mut opt);
@@ -70,18 +79,29 @@ fn main() {
     let profile = profiling::requested();
     let batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let batches = if batches.is_empty() { vec![32, 128] } else { batches };
+    let amp = args.iter().any(|a| a == "--amp");
+    let modes: &[bool] = if amp { &[false, true] } else { &[false] };
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
-    let rows: Vec<(usize, Measured, Measured)> =
-        batches.iter().map(|&b| (b, bench(&gpu, b, 5, profile), bench(&cpu, b, 3, false))).collect();
-    let torch = common::pytorch("resnet_pytorch.py", &batches.iter().map(|b| b.to_string()).collect::<Vec<_>>());
+    let mut rows: Vec<(usize, bool, Measured, Measured)> = Vec::new();
+    for &b in &batches {
+        for &m in modes {
+            rows.push((b, m, bench(&gpu, b, 5, profile, m), bench(&cpu, b, 3, false, m)));
+        }
+    }
+    let mut torch_args: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
+    if amp {
+        torch_args.push("--amp".into());
+    }
+    let torch = common::pytorch("resnet_pytorch.py", &torch_args);
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");
     }
     println!("device: {}", gpu.name());
     println!(
-        "{:<6} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
         "batch",
+        "mode",
         "gpu ms",
         "first s",
         "dispatches",
@@ -92,10 +112,12 @@ fn main() {
         "cpu/torch",
         "gpu img/s"
     );
-    for (b, g, c) in rows {
-        let theirs = common::lookup(&torch, &format!("b{b}"));
+    for (b, m, g, c) in rows {
+        let mode = if m { "amp" } else { "f32" };
+        let key = if m { format!("b{b}-amp") } else { format!("b{b}") };
+        let theirs = common::lookup(&torch, &key);
         println!(
-            "{b:<6} {:>11.1} {:>11.2} {:>11} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
+            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
             g.ms,
             g.first_s,
             g.dispatches,

@@ -8,6 +8,8 @@
 //!
 //! `cargo run --release --example char_lstm -- --help`
 
+#[path = "common/amp.rs"]
+mod amp;
 mod common;
 #[path = "common/profiling.rs"]
 mod profiling;
@@ -21,7 +23,7 @@ use common::lm::{finish_round, report, Corpus, Tally, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
-use wgrad::nn::optim::{clip_grad_norm_, Adam, Optimizer};
+use wgrad::nn::optim::{Adam, Optimizer};
 use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean, TruncatedBptt};
 use wgrad::prelude::*;
 
@@ -104,6 +106,7 @@ fn main() -> Result<()> {
     let mut tbptt = TruncatedBptt::new();
     let mut tally = Tally::default();
     let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
+    let mut amp = amp::Amp::new(args.run.amp);
     let train_time = Instant::now();
     for round in 1..=rounds {
         let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
@@ -117,16 +120,15 @@ fn main() -> Result<()> {
             let (x, y) = streams.chunk(k, args.run.seq_len, &dev);
             let n = y.numel();
             let loss = profiler.step(&dev, || {
-                let (logits, state) = model.forward_with_state(&x, tbptt.state());
-                tbptt.carry(&state);
-                let loss = logits
-                    .reshape(&[n, corpus.vocab.len()])
-                    .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default());
-                loss.backward();
-                if args.run.clip > 0.0 {
-                    clip_grad_norm_(&model.parameters(), args.run.clip);
-                }
-                opt.step();
+                let loss = amp.forward(|| {
+                    let (logits, state) = model.forward_with_state(&x, tbptt.state());
+                    tbptt.carry(&state);
+                    logits
+                        .reshape(&[n, corpus.vocab.len()])
+                        .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default())
+                });
+                let params = model.parameters();
+                amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
                 opt.zero_grad();
                 loss
             });

@@ -21,6 +21,8 @@ use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiSte
 use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History, Progress, RunDir, RunningMean};
 use wgrad::prelude::*;
 
+#[path = "common/amp.rs"]
+mod amp;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -88,6 +90,10 @@ struct Args {
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
+    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
+    /// operands, f32 sums) and scale the loss with a GradScaler.
+    #[arg(long)]
+    amp: bool,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -172,9 +178,11 @@ fn main() -> Result<()> {
     let run = RunDir::create(&args.out_dir)?;
     let mut history = History::new();
     let mut start = 0;
+    let mut amp = amp::Amp::new(args.amp);
     if args.resume {
         let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
         ck.restore(&model, &mut opt)?;
+        ck.restore_scaler(&mut amp.scaler)?;
         sched.load_state_dict(&ck.scheduler)?;
         if let Some(g) = ck.rng.get("augment") {
             seeds.augment = *g;
@@ -197,11 +205,13 @@ fn main() -> Result<()> {
             let b = batch?;
             let x = augment.apply(&b.images, &mut seeds.augment);
             let (logits, loss) = profiler.step(&dev, || {
-                let logits = model.forward(&x);
-                let loss = loss_fn.forward(&logits, &b.labels);
+                let (logits, loss) = amp.forward(|| {
+                    let logits = model.forward(&x);
+                    let loss = loss_fn.forward(&logits, &b.labels);
+                    (logits, loss)
+                });
                 opt.zero_grad();
-                loss.backward();
-                opt.step();
+                amp.backward_step(&loss, &mut opt, None);
                 (logits, loss)
             });
             loss_avg.update_tensor(&loss.detach(), b.len);
@@ -223,7 +233,7 @@ fn main() -> Result<()> {
         };
         sched.step(&mut opt);
         progress.finish_epoch(&record);
-        let mut ck = TrainingCheckpoint::capture(&model, &opt);
+        let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
         ck.epoch = (epoch + 1) as u64;
         ck.scheduler = sched.state_dict();
         ck.rng.insert("augment".into(), seeds.augment);

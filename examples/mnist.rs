@@ -19,6 +19,8 @@ use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
+#[path = "common/amp.rs"]
+mod amp;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -61,6 +63,10 @@ struct Args {
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
+    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
+    /// operands, f32 sums) and scale the loss with a GradScaler.
+    #[arg(long)]
+    amp: bool,
 }
 
 fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<Sequential> {
@@ -98,9 +104,11 @@ fn main() -> Result<()> {
     let run = RunDir::create(&args.out_dir)?;
     let mut history = History::new();
     let mut start = 0;
+    let mut amp = amp::Amp::new(args.amp);
     if args.resume {
         let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
         ck.restore(&model, &mut opt)?;
+        ck.restore_scaler(&mut amp.scaler)?;
         (start, history) = (ck.epoch as usize, h);
         println!("resumed after epoch {start}");
     }
@@ -119,11 +127,13 @@ fn main() -> Result<()> {
         for batch in train_loader.epoch(epoch) {
             let b = batch?;
             let (logits, loss) = profiler.step(&dev, || {
-                let logits = model.forward(&b.images);
-                let loss = loss_fn.forward(&logits, &b.labels);
+                let (logits, loss) = amp.forward(|| {
+                    let logits = model.forward(&b.images);
+                    let loss = loss_fn.forward(&logits, &b.labels);
+                    (logits, loss)
+                });
                 opt.zero_grad();
-                loss.backward();
-                opt.step();
+                amp.backward_step(&loss, &mut opt, None);
                 (logits, loss)
             });
             // Metrics accumulate on the device: nothing is read back per step.
@@ -145,7 +155,7 @@ fn main() -> Result<()> {
             lr: opt.groups()[0].lr as f64,
         };
         progress.finish_epoch(&record);
-        let mut ck = TrainingCheckpoint::capture(&model, &opt);
+        let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
         ck.epoch = (epoch + 1) as u64;
         run.finish_epoch(&mut history, record, &ck, &model)?;
     }

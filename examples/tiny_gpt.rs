@@ -9,6 +9,8 @@
 //!
 //! `cargo run --release --example tiny_gpt -- --help`
 
+#[path = "common/amp.rs"]
+mod amp;
 mod common;
 #[path = "common/profiling.rs"]
 mod profiling;
@@ -22,7 +24,7 @@ use common::lm::{finish_round, report, Corpus, Tally, TextArgs};
 use wgrad::autograd::HostRng;
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
-use wgrad::nn::optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
+use wgrad::nn::optim::{AdamW, AdamWOptions, Optimizer};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler};
 use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean};
 use wgrad::prelude::*;
@@ -114,6 +116,7 @@ fn main() -> Result<()> {
     let max_start = corpus.train.len() - args.run.seq_len - 1;
     let mut tally = Tally::default();
     let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
+    let mut amp = amp::Amp::new(args.run.amp);
     let train_time = Instant::now();
     for round in 1..=rounds {
         let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
@@ -124,12 +127,9 @@ fn main() -> Result<()> {
                 (0..args.run.batch).map(|_| (rng.next_u64() % (max_start as u64 + 1)) as usize).collect();
             let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
             let loss = profiler.step(&dev, || {
-                let loss = model.loss(&x, &y);
-                loss.backward();
-                if args.run.clip > 0.0 {
-                    clip_grad_norm_(&model.parameters(), args.run.clip);
-                }
-                opt.step();
+                let loss = amp.forward(|| model.loss(&x, &y));
+                let params = model.parameters();
+                amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
                 opt.zero_grad();
                 loss
             });

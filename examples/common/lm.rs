@@ -154,6 +154,10 @@ pub struct TextArgs {
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     pub profile: bool,
+    /// Mixed precision: autocast the forward pass (f16 matmul operands, f32
+    /// sums) and scale the loss with a GradScaler.
+    #[arg(long)]
+    pub amp: bool,
 }
 
 /// The bookkeeping after each optimizer step: steps and characters so far,
