@@ -52,7 +52,11 @@ fn thirteen_scaled_steps_match_pytorch() {
         let mut opt = Sgd::with_options(
             params.clone(),
             num("lr") as f32,
-            SgdOptions { momentum: num("momentum") as f32, weight_decay: num("weight_decay") as f32, ..Default::default() },
+            SgdOptions {
+                momentum: num("momentum") as f32,
+                weight_decay: num("weight_decay") as f32,
+                ..Default::default()
+            },
         );
         let mut scaler = GradScaler::with_options(
             GradScalerOptions::default()

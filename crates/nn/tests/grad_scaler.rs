@@ -118,7 +118,7 @@ fn unscale_is_idempotent_and_clipping_sees_true_gradients() {
         s.unscale_(&mut opt);
         s.unscale_(&mut opt); // no effect
         assert_eq!(p.grad().unwrap().to_vec(), vec![3.0, 4.0]);
-        let norm = clip_grad_norm_(&[p.clone()], 1.0);
+        let norm = clip_grad_norm_(std::slice::from_ref(&p), 1.0);
         assert!((norm.item() - 5.0).abs() < 1e-5, "the true norm");
         assert!(s.step(&mut opt), "step does not unscale again");
         let got = p.to_vec();

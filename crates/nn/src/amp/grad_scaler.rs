@@ -195,13 +195,7 @@ impl GradScaler {
         if opts.enabled {
             check_factors(opts.growth_factor, opts.backoff_factor).unwrap_or_else(|e| panic!("GradScaler: {e}"));
         }
-        GradScaler {
-            opts,
-            scale: opts.init_scale,
-            growth_tracker: 0,
-            inv_scale: Vec::new(),
-            per_optimizer: Vec::new(),
-        }
+        GradScaler { opts, scale: opts.init_scale, growth_tracker: 0, inv_scale: Vec::new(), per_optimizer: Vec::new() }
     }
 
     /// Whether scaling is on; when it is not, every method passes through.
@@ -480,8 +474,7 @@ fn get<T: std::str::FromStr>(sd: &StateDict, key: &str) -> Result<T> {
         .meta
         .get(key)
         .ok_or_else(|| Error::invalid("GradScaler::load_state_dict", format!("state lacks the entry {key:?}")))?;
-    s.parse()
-        .map_err(|_| Error::invalid("GradScaler::load_state_dict", format!("entry {key:?} = {s:?} is malformed")))
+    s.parse().map_err(|_| Error::invalid("GradScaler::load_state_dict", format!("entry {key:?} = {s:?} is malformed")))
 }
 
 #[track_caller]
