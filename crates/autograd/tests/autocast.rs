@@ -122,3 +122,18 @@ fn mixed_dtypes_are_a_clear_error() {
     let err = a.try_matmul(&a.to_dtype(DType::F16)).unwrap_err().to_string();
     assert!(err.contains("F32 and F16") && err.contains("to_dtype"), "{err}");
 }
+
+/// docs/mixed-precision.md prints the policy: every row, with its precision.
+#[test]
+fn the_docs_list_every_policy_row() {
+    use wgrad_autograd::autocast::{Precision, POLICY};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/mixed-precision.md");
+    let doc = std::fs::read_to_string(path).expect("docs/mixed-precision.md");
+    for row in POLICY {
+        let line = doc.lines().find(|l| l.starts_with(&format!("| `{}` |", row.op)));
+        let line = line.unwrap_or_else(|| panic!("docs/mixed-precision.md lacks the row of {}", row.op));
+        let f16 = line.contains("f16 operands");
+        assert_eq!(f16, row.precision == Precision::F16, "{}: {line}", row.op);
+        assert!(line.contains(row.why), "{}: the docs' reason differs from the table's: {line}", row.op);
+    }
+}
