@@ -246,7 +246,7 @@ mod tests {
         let native = source("matmul_subgroup_f16_native");
         let first = native.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"));
         assert_eq!(first, Some("enable f16;"));
-        assert_eq!(native.matches("enable f16;").count(), 1);
+        assert_eq!(native.lines().filter(|l| l.trim() == "enable f16;").count(), 1);
     }
 
     #[test]
