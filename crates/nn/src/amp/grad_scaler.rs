@@ -1,10 +1,10 @@
 //! [`GradScaler`]: dynamic loss scaling (`torch.amp.GradScaler`).
 
 use wgrad_autograd::{DType, Device, Error, Result, Tensor};
-use wgrad_gpu_core::ops::{amp, copy};
-use wgrad_gpu_core::{Buffer, Layout};
+use wgrad_gpu_core::ops::amp;
+use wgrad_gpu_core::Buffer;
 
-use crate::optim::Optimizer;
+use crate::optim::{exclusive_buffer, Optimizer};
 use crate::state::StateDict;
 
 /// The hyper-parameters of a [`GradScaler`], with PyTorch's names and
@@ -279,6 +279,7 @@ impl GradScaler {
                     }
                 };
                 let inv = self.inv_scale_on(&dev);
+                // In place, on a buffer no other gradient shares.
                 let buf = exclusive_buffer(&grad);
                 expect(amp::unscale_and_check(&buf, n, &inv, &flag));
             }
@@ -450,23 +451,6 @@ fn check_factors(growth: f64, backoff: f64) -> std::result::Result<(), String> {
         return Err(format!("the backoff factor must be < 1.0, got {backoff}"));
     }
     Ok(())
-}
-
-/// The gradient's buffer, safe to unscale in place: its own when the
-/// gradient is the only holder and dense from offset 0, else a private
-/// copy the gradient is switched to. Backward may hand one buffer to
-/// several gradients (the two inputs of an add), and unscaling it in place
-/// once per holder would divide it twice.
-fn exclusive_buffer(grad: &Tensor) -> Buffer {
-    let (b, l) = grad.buffer_and_layout();
-    // Two handles: the gradient tensor's and `b`.
-    if l.is_contiguous() && b.handle_count() == 2 {
-        return b;
-    }
-    let private = expect(copy::contiguous(&b, &l));
-    drop(b);
-    grad.assign(&Tensor::from_parts(private.clone(), Layout::contiguous(&grad.shape()), DType::F32));
-    private
 }
 
 fn get<T: std::str::FromStr>(sd: &StateDict, key: &str) -> Result<T> {

@@ -275,10 +275,12 @@ impl<A: Algorithm> Fused<A> {
     }
 }
 
-/// The parameter's buffer, safe to write in place: its own when it is the
-/// only holder and its view is dense from offset 0, else a private copy
-/// that the parameter is switched to (see the module documentation).
-fn exclusive_buffer(p: &Tensor) -> Buffer {
+/// The tensor's buffer, safe to write in place: its own when the tensor is
+/// the only holder and its view is dense from offset 0, else a private copy
+/// that the tensor is switched to. Parameters (see the module documentation)
+/// and gradients (backward may hand one buffer to several gradients, which
+/// `GradScaler` would otherwise unscale twice) are updated in place through it.
+pub(crate) fn exclusive_buffer(p: &Tensor) -> Buffer {
     let (b, l) = p.buffer_and_layout();
     // Two handles: the parameter's and `b`.
     if l.is_contiguous() && b.handle_count() == 2 {

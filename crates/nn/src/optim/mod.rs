@@ -12,6 +12,7 @@ mod sgd;
 pub use adagrad::{AdaGrad, AdaGradOptions};
 pub use adam::{Adam, AdamOptions, AdamW, AdamWOptions};
 pub use clip::{clip_grad_norm_, clip_grad_value_};
+pub(crate) use fused::exclusive_buffer;
 pub use lion::{Lion, LionOptions};
 pub use rmsprop::{RmsProp, RmsPropOptions};
 pub use sgd::{Sgd, SgdOptions};
