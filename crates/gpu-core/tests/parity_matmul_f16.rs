@@ -29,6 +29,26 @@ fn configs(gpu: &Device) -> Vec<MatmulConfig> {
     out
 }
 
+/// Asserts that `a @ b` is exactly `want` on the twin and on every GPU
+/// variant (the cases whose result f32 represents exactly).
+#[track_caller]
+fn exactly_everywhere(
+    (g, c): (&Device, &Device),
+    (a, la): (&[f16], &Layout),
+    (b, lb): (&[f16], &Layout),
+    want: &[f32],
+) {
+    for dev in [c, g] {
+        let (ab, bb) = (Buffer::from_f16(dev, a).unwrap(), Buffer::from_f16(dev, b).unwrap());
+        let configs = if dev == c { vec![MatmulConfig::f16()] } else { configs(dev) };
+        for cfg in configs {
+            let (z, _) = matmul_config(cfg, &ab, la, &bb, lb).unwrap();
+            let got = &z.to_f32().unwrap()[..want.len()];
+            assert_close(&format!("{} {cfg:?}", dev.name()), got, want, 0.0, 0.0);
+        }
+    }
+}
+
 /// `n` f16 values: mostly uniform in [-2, 2), with every `extreme`-th one
 /// from f16's limits (largest finite, smallest subnormal, a subnormal run).
 fn halves(r: &mut wgrad_gpu_core::testing::Rng, n: usize, extreme: usize) -> Vec<f16> {
@@ -89,14 +109,7 @@ fn sums_are_not_rounded_to_f16() {
     a[0] = f16::ONE;
     let b = vec![f16::ONE; k];
     let (la, lb) = (Layout::contiguous(&[1, k]), Layout::contiguous(&[k, 1]));
-    for dev in [&c, &g] {
-        let (ab, bb) = (Buffer::from_f16(dev, &a).unwrap(), Buffer::from_f16(dev, &b).unwrap());
-        let configs = if dev == &c { vec![MatmulConfig::f16()] } else { configs(dev) };
-        for cfg in configs {
-            let (z, _) = matmul_config(cfg, &ab, &la, &bb, &lb).unwrap();
-            assert_eq!(z.to_f32().unwrap()[0], 3.0, "{} {cfg:?}", dev.name());
-        }
-    }
+    exactly_everywhere((&g, &c), (&a, &la), (&b, &lb), &[3.0]);
 }
 
 /// Infinite inputs give ±inf, inf · 0 gives NaN, and finite f16 products
@@ -110,14 +123,7 @@ fn infinities_and_overflow_follow_ieee() {
     let b = [h(1.0), h(0.0), h(1.0), h(2.0)];
     let (la, lb) = (Layout::contiguous(&[3, 2]), Layout::contiguous(&[2, 2]));
     let want = [f32::INFINITY, f32::NAN, 131008.0, 131008.0, f32::NEG_INFINITY, f32::NAN];
-    for dev in [&c, &g] {
-        let (ab, bb) = (Buffer::from_f16(dev, &a).unwrap(), Buffer::from_f16(dev, &b).unwrap());
-        let configs = if dev == &c { vec![MatmulConfig::f16()] } else { configs(dev) };
-        for cfg in configs {
-            let (z, _) = matmul_config(cfg, &ab, &la, &bb, &lb).unwrap();
-            assert_close(&format!("{} {cfg:?}", dev.name()), &z.to_f32().unwrap()[..6], &want, 0.0, 0.0);
-        }
-    }
+    exactly_everywhere((&g, &c), (&a, &la), (&b, &lb), &want);
 }
 
 /// Batched, broadcast and transposed f16 views (the vec4 load modes and the
@@ -202,12 +208,5 @@ fn subnormals_are_read_exactly() {
     let b = [f16::ONE, f16::from_f32(1024.0)];
     let (la, lb) = (Layout::contiguous(&[4, 1]), Layout::contiguous(&[1, 2]));
     let want: Vec<f32> = sub.iter().flat_map(|&v| [v, v * 1024.0]).collect();
-    for dev in [&c, &g] {
-        let (ab, bb) = (Buffer::from_f16(dev, &a).unwrap(), Buffer::from_f16(dev, &b).unwrap());
-        let configs = if dev == &c { vec![MatmulConfig::f16()] } else { configs(dev) };
-        for cfg in configs {
-            let (z, _) = matmul_config(cfg, &ab, &la, &bb, &lb).unwrap();
-            assert_close(&format!("{} {cfg:?}", dev.name()), &z.to_f32().unwrap()[..8], &want, 0.0, 0.0);
-        }
-    }
+    exactly_everywhere((&g, &c), (&a, &la), (&b, &lb), &want);
 }
