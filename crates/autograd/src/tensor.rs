@@ -257,10 +257,16 @@ impl Tensor {
     pub(crate) fn dense_buffer(&self) -> Buffer {
         let (b, l) = self.buffer_and_layout();
         if l.is_contiguous() {
-            b
-        } else {
-            expect("contiguous", copy::contiguous(&b, &l))
+            return b;
         }
+        if self.dtype() == DType::F16 {
+            // The copy kernels move 4-byte elements: widen the viewed span
+            // (exact), copy in f32, round back (exact: the values are f16).
+            let wide = expect("contiguous", cast::f16_to_f32(&b, l.span()));
+            let dense = expect("contiguous", copy::contiguous(&wide, &l));
+            return expect("contiguous", cast::f32_to_f16(&dense, l.numel()));
+        }
+        expect("contiguous", copy::contiguous(&b, &l))
     }
 
     fn read_words(&self) -> Result<Vec<u8>> {

@@ -137,3 +137,16 @@ fn the_docs_list_every_policy_row() {
         assert!(line.contains(row.why), "{}: the docs' reason differs from the table's: {line}", row.op);
     }
 }
+
+/// A strided f16 view copies correctly (the copy kernels move 4-byte
+/// elements; f16 views go through an exact widening).
+#[test]
+fn strided_f16_views_copy_their_elements() {
+    for dev in backends("strided_f16_views_copy_their_elements") {
+        let x = rand(&[3, 5], 14, -2.0, 2.0, &dev);
+        let h = x.to_dtype(DType::F16).t();
+        let want = round16(&x).t().contiguous().to_vec();
+        assert_eq!(h.contiguous().to_vec(), want, "{}", dev.name());
+        assert_eq!(h.contiguous().dtype(), DType::F16);
+    }
+}

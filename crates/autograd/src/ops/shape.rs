@@ -166,11 +166,11 @@ impl Tensor {
 
     /// Dense row-major data (a copy unless already contiguous).
     pub fn contiguous(&self) -> Tensor {
-        let (b, l) = self.buffer_and_layout();
+        let l = self.layout();
         if l.is_contiguous() {
             return self.clone();
         }
-        let out = expect("contiguous", copy::contiguous(&b, &l));
+        let out = self.dense_buffer();
         if self.dtype() != crate::DType::F32 {
             return Tensor::constant(out, Layout::contiguous(&l.shape), self.dtype());
         }
