@@ -58,3 +58,36 @@ fn f16_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         dst[i + 1u] = bitcast<u32>(v.y);
     }
 }
+
+// U32 <-> F32, one thread per element (both sides are 4-byte words).
+
+// The nearest f32 of a u32, ties to even like Rust's `as f32`: WGSL lets
+// f32(u32) round either way above 2^24, but both halves convert exactly and
+// one correctly rounded add rounds the sum once.
+@compute @workgroup_size(256)
+fn u32_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let v = src[i];
+    dst[i] = bitcast<u32>(f32(v >> 16u) * 65536.0 + f32(v & 0xffffu));
+}
+
+// Truncation toward zero, saturating like Rust's `as u32`: NaN and negatives
+// give 0, values from 2^32 up give 4294967295 (WGSL leaves those undefined).
+@compute @workgroup_size(256)
+fn f32_to_u32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let bits = src[i];
+    var r = 0u;
+    if bits >= 0x4f800000u && bits <= 0x7f800000u {
+        r = 0xffffffffu; // +2^32 and above, +inf
+    } else if bits < 0x4f800000u {
+        r = u32(bitcast<f32>(bits)); // [+0, 2^32)
+    } // negatives (sign bit set) and NaN stay 0
+    dst[i] = r;
+}

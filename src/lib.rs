@@ -14,7 +14,9 @@
 //! | [`nn`] | `Module`, layers, activations, losses, initialisation |
 
 pub use wgrad_autograd as autograd;
-pub use wgrad_autograd::{autocast, no_grad, AutocastGuard, DType, Generator, NormEpilogue, Tensor};
+pub use wgrad_autograd::{
+    autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, DType, Generator, NormEpilogue, Tensor,
+};
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;
 pub use wgrad_gpu_core::{
@@ -27,7 +29,10 @@ pub use wgrad_nn as nn;
 pub mod prelude {
     pub use crate::gpu_core::ops;
     pub use crate::nn::{Module, ModuleExt};
-    pub use crate::{autocast, no_grad, AutocastGuard, Buffer, DType, Device, DeviceSpec, Generator, Layout, Tensor};
+    pub use crate::{
+        autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, Buffer, DType, Device, DeviceSpec, Generator,
+        Layout, Tensor,
+    };
 }
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

@@ -116,10 +116,17 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
                  call backward_retain_graph() on the first backward if you need a second one"
             )
         });
+        // Kernels recorded from here on compute this node's gradients.
+        let _anomaly_scope = crate::anomaly::backward_of(node.op);
         let input_grads = {
             let _scope = wgrad_gpu_core::profile::scope(|| format!("{} backward", node.op));
             (node.backward)(&g, &node.inputs, &t.detach())
         };
+        if crate::anomaly::is_anomaly_enabled() {
+            let out = t.detach();
+            let from: Vec<&Tensor> = [&g].into_iter().chain(&node.inputs).chain([&out]).collect();
+            crate::anomaly::check_gradients(node.op, &from, &input_grads);
+        }
         assert_eq!(
             input_grads.len(),
             node.inputs.len(),

@@ -11,6 +11,7 @@
 //! This crate must not use wgpu directly (that is gpu-core's job) and knows
 //! nothing of layers, losses or optimizers (that is `nn`).
 
+pub mod anomaly;
 pub mod autocast;
 mod dtype;
 pub mod gradcheck;
@@ -19,6 +20,7 @@ mod ops;
 mod random;
 mod tensor;
 
+pub use anomaly::{detect_anomaly, is_anomaly_enabled, AnomalyGuard};
 pub use autocast::{autocast, is_autocast_enabled, AutocastGuard};
 pub use dtype::DType;
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};

@@ -107,7 +107,11 @@ impl Tensor {
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
             backward: Box::new(backward) as BackwardFn,
         });
-        Self::make(buffer, layout, dtype, needs_grad, !needs_grad, node)
+        let out = Self::make(buffer, layout, dtype, needs_grad, !needs_grad, node);
+        if crate::anomaly::is_anomaly_enabled() {
+            crate::anomaly::check(op, inputs, &out);
+        }
+        out
     }
 
     /// A result that never has a gradient (comparisons, argmax, integer data).
@@ -316,10 +320,16 @@ impl Tensor {
         self.to_vec()[0]
     }
 
-    /// Converts between F32 and F16 (a copy; f32 → f16 rounds to nearest
-    /// even, values past ±65504 become ±inf). Differentiable: the gradient
-    /// is cast back to the source's dtype, so gradients flow through the
-    /// casts that [`autocast`](crate::autocast) inserts.
+    /// Converts to another element type (a copy), like PyTorch's `.to(dtype)`:
+    /// - F32 → F16 rounds to nearest even; values past ±65504 become ±inf.
+    /// - F32 → U32 truncates toward zero and saturates (NaN and negatives
+    ///   give 0), like Rust's `as`; U32 → F32 is the nearest f32 (exact
+    ///   below 2^24). F16 ↔ U32 go through F32.
+    ///
+    /// Float-to-float casts are differentiable: the gradient is cast back to
+    /// the source's dtype, so gradients flow through the casts that
+    /// [`autocast`](crate::autocast) inserts. A U32 result or source has no
+    /// gradient (like PyTorch's integer tensors).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         let from = self.dtype();
         if dtype == from {
@@ -330,11 +340,25 @@ impl Tensor {
         let (op, out) = match (from, dtype) {
             (DType::F32, DType::F16) => ("to_f16", cast::f32_to_f16(&src, n)),
             (DType::F16, DType::F32) => ("to_f32", cast::f16_to_f32(&src, n)),
-            (from, to) => panic!("to_dtype: no conversion from {from:?} to {to:?}"),
+            (DType::U32, DType::F32) => ("to_f32", cast::u32_to_f32(&src, n)),
+            (DType::F32, DType::U32) => ("to_u32", cast::f32_to_u32(&src, n)),
+            (DType::F16, DType::U32) | (DType::U32, DType::F16) => {
+                return self.detach().to_dtype(DType::F32).to_dtype(dtype);
+            }
+            (DType::F32 | DType::F16 | DType::U32, _) => unreachable!("same dtype returned above"),
         };
         let out = expect("to_dtype", out);
         let layout = Layout::contiguous(&self.shape());
+        if from == DType::U32 || dtype == DType::U32 {
+            return Self::constant(out, layout, dtype);
+        }
         Self::from_op_dtype(op, out, layout, dtype, &[self], move |g, _, _| vec![Some(g.to_dtype(from))])
+    }
+
+    /// This tensor as F32 (PyTorch's `.float()`): masks and U32 class ids
+    /// become numbers that `sum`/`mean` take; a no-op for F32.
+    pub fn float(&self) -> Tensor {
+        self.to_dtype(DType::F32)
     }
 
     // ---- gradients ------------------------------------------------------

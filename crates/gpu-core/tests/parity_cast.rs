@@ -1,9 +1,10 @@
-//! f32 <-> f16 casts on packed storage: GPU vs the `half`-based CPU twin.
+//! Casts: f32 <-> f16 on packed storage against the `half`-based CPU twin,
+//! u32 <-> f32 against Rust's `as`.
 
 mod common;
 use common::*;
 use half::f16;
-use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
+use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16, f32_to_u32, u32_to_f32};
 use wgrad_gpu_core::{Buffer, Device};
 
 /// Values at f16's edges: signed zeros, the largest finite, the halfway point
@@ -129,4 +130,50 @@ fn casts_check_buffer_sizes() {
     let h = Buffer::from_f16(&c, &[f16::ONE; 3]).unwrap();
     assert!(f16_to_f32(&h, 4).unwrap_err().to_string().contains("f16_to_f32"));
     assert_eq!(f16_to_f32(&h, 3).unwrap().to_f32().unwrap(), [1.0; 3]);
+}
+
+#[test]
+fn u32_to_f32_rounds_to_nearest_even_like_as() {
+    let Some((g, c)) = devices("u32_to_f32_rounds_to_nearest_even_like_as") else { return };
+    let mut r = rng(7);
+    // Exact below 2^24; above, ties (2^24 + 1, 2^25 + 2) go to even.
+    let mut data = vec![0, 1, 9, (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, u32::MAX, u32::MAX - 128];
+    data.extend((0..1021).map(|_| r.below(1 << 16) << r.below(17) | r.below(1 << 16)));
+    for dev in [&g, &c] {
+        let n = data.len();
+        let y = u32_to_f32(&Buffer::from_u32(dev, &data).unwrap(), n).unwrap().to_f32().unwrap();
+        for (v, f) in data.iter().zip(&y) {
+            assert_eq!(f.to_bits(), (*v as f32).to_bits(), "{dev:?}: {v} -> {f}");
+        }
+    }
+}
+
+#[test]
+fn f32_to_u32_truncates_and_saturates_like_as() {
+    let Some((g, c)) = devices("f32_to_u32_truncates_and_saturates_like_as") else { return };
+    let mut data = vec![
+        0.0,
+        -0.0,
+        0.99,
+        1.5,
+        -1.5,
+        -1e-40,
+        1e-40,
+        16777217.0,
+        4294967040.0, // the largest f32 below 2^32
+        4294967296.0,
+        1e20,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+    ];
+    data.extend(spread(1000, 11).into_iter().map(|v| v.abs()));
+    for dev in [&g, &c] {
+        let n = data.len();
+        let y = f32_to_u32(&Buffer::from_f32(dev, &data).unwrap(), n).unwrap().to_u32().unwrap();
+        for (v, u) in data.iter().zip(&y) {
+            assert_eq!(*u, *v as u32, "{dev:?}: {v}");
+        }
+    }
 }

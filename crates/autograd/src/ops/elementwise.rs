@@ -155,11 +155,21 @@ impl Tensor {
     }
 
     /// A broadcasting binary op; an error (not a panic) for incompatible shapes.
+    ///
+    /// Comparisons also take U32 and F16 tensors (`pred.eq(&labels)` of two
+    /// class-id tensors), compared as f32: exact for f16 and for integers
+    /// below 2^24. Arithmetic takes F32 only.
     pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let name = op_name(op);
+        if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
+            return self.float().try_binary(op, &other.float());
+        }
         for t in [self, other] {
             if t.dtype() != DType::F32 {
-                return Err(Error::invalid(name, format!("expects f32 tensors, got {:?}", t.dtype())));
+                return Err(Error::invalid(
+                    name,
+                    format!("expects f32 tensors, got {:?} (convert with .float())", t.dtype()),
+                ));
             }
         }
         if self.device() != other.device() {
@@ -230,7 +240,8 @@ impl Tensor {
     pub fn minimum(&self, other: &Tensor) -> Tensor {
         self.binary(BinaryOp::Minimum, other)
     }
-    /// Mask (1.0 / 0.0) of `self == other`.
+    /// Mask (1.0 / 0.0, F32) of `self == other`; U32 and F16 operands
+    /// compare too, so accuracy reads `pred.eq(&labels).mean_all()`.
     pub fn eq(&self, other: &Tensor) -> Tensor {
         self.binary(BinaryOp::Eq, other)
     }

@@ -1,7 +1,8 @@
-//! f32 ↔ f16 casts (`shaders/cast.wgsl`) on packed f16 storage: 2 bytes per
-//! element, element `2k` in the low half of word `k`, and an odd count leaves
-//! the last word's high half zero. This is the layout of
-//! [`Buffer::from_f16`] / [`Buffer::to_f16`].
+//! Element type casts (`shaders/cast.wgsl`): f32 ↔ f16 on packed f16
+//! storage (2 bytes per element, element `2k` in the low half of word `k`,
+//! and an odd count leaves the last word's high half zero: the layout of
+//! [`Buffer::from_f16`] / [`Buffer::to_f16`]), and u32 ↔ f32 with Rust's
+//! `as` semantics (nearest, ties to even; truncating and saturating).
 //!
 //! The kernels use WGSL's core `pack2x16float` / `unpack2x16float` on u32
 //! words rather than the `f16` type, so they run on every adapter, with or
@@ -18,15 +19,22 @@ use crate::{Buffer, Result};
 /// `cast.wgsl`'s `Params`: the element count.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl { shader: "cast", fields: &[("n", Kind::U32)] };
 
-/// Launches one entry of `cast.wgsl` over `ceil(n / 2)` words, or runs `cpu` on the CPU backend.
-fn launch(entry: &'static str, x: &Buffer, out: &Buffer, n: usize, cpu: impl FnOnce(&[u32], &mut [u32])) -> Result<()> {
+/// Launches one entry of `cast.wgsl` with `threads` threads, or runs `cpu`
+/// on the CPU backend.
+fn launch(
+    entry: &'static str,
+    x: &Buffer,
+    out: &Buffer,
+    (n, threads): (usize, usize),
+    cpu: impl FnOnce(&[u32], &mut [u32]),
+) -> Result<()> {
     // Threads form element indices 2k up to n + 2·255 in u32.
     super::check_u32(entry, n + 512)?;
     run(
         x.device(),
         |g| {
             let params = Params::of(&PARAMS).set_u32("n", n);
-            dispatch(g, "cast", entry, &[], &params, &[x], &[out], groups(n.div_ceil(2), 256))
+            dispatch(g, "cast", entry, &[], &params, &[x], &[out], groups(threads, 256))
         },
         || cpu(&x.host(), &mut out.host_mut()),
     )
@@ -37,7 +45,7 @@ fn launch(entry: &'static str, x: &Buffer, out: &Buffer, n: usize, cpu: impl FnO
 pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f32_to_f16", "input", n, 4)?;
     let out = Buffer::alloc(x.device(), n as u64 * 2)?;
-    launch("f32_to_f16", x, &out, n, |xs, ys| {
+    launch("f32_to_f16", x, &out, (n, n.div_ceil(2)), |xs, ys| {
         let xs: &[f32] = bytemuck::cast_slice(&xs[..n]);
         for (y, pair) in ys.iter_mut().zip(xs.chunks(2)) {
             let half = |v: Option<&f32>| v.map_or(0, |&v| f16::from_f32(v).to_bits() as u32);
@@ -51,10 +59,34 @@ pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
 pub fn f16_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f16_to_f32", "input", n, 2)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
-    launch("f16_to_f32", x, &out, n, |xs, ys| {
+    launch("f16_to_f32", x, &out, (n, n.div_ceil(2)), |xs, ys| {
         let halves: &[f16] = bytemuck::cast_slice(xs);
         for (y, h) in ys[..n].iter_mut().zip(halves) {
             *y = h.to_f32().to_bits();
+        }
+    })?;
+    Ok(out)
+}
+
+/// The first `n` u32 of `x` as f32: the nearest value, ties to even (exact
+/// below 2^24), like Rust's `as f32`.
+pub fn u32_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
+    word_cast("u32_to_f32", x, n, |v| (v as f32).to_bits())
+}
+
+/// The first `n` f32 of `x` as u32, like Rust's `as u32`: truncated toward
+/// zero, NaN and negatives 0, 2^32 and above `u32::MAX`.
+pub fn f32_to_u32(x: &Buffer, n: usize) -> Result<Buffer> {
+    word_cast("f32_to_u32", x, n, |v| f32::from_bits(v) as u32)
+}
+
+/// A 4-byte to 4-byte cast, one thread per element; `twin` maps one word.
+fn word_cast(entry: &'static str, x: &Buffer, n: usize, twin: fn(u32) -> u32) -> Result<Buffer> {
+    x.check_len(entry, "input", n, 4)?;
+    let out = Buffer::alloc(x.device(), n as u64 * 4)?;
+    launch(entry, x, &out, (n, n), |xs, ys| {
+        for (y, &v) in ys[..n].iter_mut().zip(&xs[..n]) {
+            *y = twin(v);
         }
     })?;
     Ok(out)
