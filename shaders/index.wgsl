@@ -1,17 +1,21 @@
 // Indexing with u32 index buffers (gpu-core/src/ops/index.rs):
 //   gather      out[i] = x[pos(i)], which also serves index_select;
 //   scatter_add dst[pos(i)] += src[i], with a CAS-loop float atomic add;
-//   one_hot     out[r, c] = labels[r] == c.
+//   one_hot     out[r, c] = labels[r] == c;
+//   class_targets  nll_loss's targets made safe to look up: t (0 when out of
+//               range) and whether the row counts (in range, not ignored).
 //
 // gather and scatter_add never rebuild coordinates: the position of the
 // indexed element is the strided offset of i in a view whose stride along
 // `dim` is zeroed, plus index * stride[dim]. Where thread i reads its index
 // is another strided view (index_select: stride 1 along dim, 0 elsewhere).
 //
-// Out-of-range indices cannot raise errors here, so they have fixed meanings
-// that the CPU twins copy: gather reads 0.0, scatter_add skips the element,
-// one_hot leaves the row zero.
+// An out-of-range index is reported to the device's index-error record (the
+// next readback returns the error; index_check.wgsl) by gather and
+// scatter_add, and has a fixed meaning meanwhile: gather reads 0.0,
+// scatter_add skips the element, one_hot leaves the row zero.
 //#include common.wgsl
+//#include index_check.wgsl
 
 // Rank after coalescing, fixed per pipeline so the index loop unrolls into
 // constant indexing (dynamic indexing of arrays is slow on many drivers).
@@ -29,6 +33,11 @@ struct Params {
     dim_stride: u32,
     // Size of the indexed dim (classes for one_hot); indices at or past it are out of range.
     dim_size: u32,
+    // The op's site number for index errors (index_check.rs).
+    site: u32,
+    // class_targets: whether `ignore` is an ignored class index.
+    has_ignore: u32,
+    ignore: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,6 +48,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> acc: array<atomic<u32>>;
 @group(0) @binding(2) var<storage, read_write> hot: array<f32>;
+// gather and scatter_add: the index-error record.
+@group(0) @binding(4) var<storage, read_write> index_error: array<atomic<u32>>;
+// class_targets: safe targets, row weights, the index-error record.
+@group(0) @binding(2) var<storage, read_write> safe_out: array<u32>;
+@group(0) @binding(3) var<storage, read_write> keep_out: array<f32>;
 
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -50,6 +64,8 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var v = 0.0;
     if j < p.dim_size {
         v = x[p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride];
+    } else {
+        report_index(p.site, j, p.dim_size);
     }
     out[i] = v;
 }
@@ -76,6 +92,7 @@ fn scatter_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     let j = idx[i];
     if j >= p.dim_size {
+        report_index(p.site, j, p.dim_size);
         return;
     }
     atomic_add_f32(p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride, x[i]);
@@ -88,4 +105,20 @@ fn one_hot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     hot[i] = select(0.0, 1.0, idx[i / p.dim_size] == i % p.dim_size);
+}
+
+@compute @workgroup_size(256)
+fn class_targets(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    let t = idx[i];
+    let ignored = p.has_ignore == 1u && t == p.ignore;
+    let in_range = t < p.dim_size;
+    if !in_range && !ignored {
+        report_index(p.site, t, p.dim_size);
+    }
+    safe_out[i] = select(0u, t, in_range);
+    keep_out[i] = select(0.0, 1.0, in_range && !ignored);
 }

@@ -14,8 +14,10 @@
 //   probability rows y: q_c = w_c·((1 − e)·y_c + e / C)
 // loss = −Σ_c q_c·log p_c and dloss/dx_c = p_c·Σq − q_c. A class target
 // equal to the ignore index gives loss 0, weight 0 and a zero gradient; a
-// class target ≥ C (which PyTorch rejects) gives NaN loss, weight and gradient.
+// class target ≥ C (which PyTorch rejects) gives NaN loss, weight and
+// gradient, and ce_fwd reports it to the index-error record.
 //#include common.wgsl
+//#include index_check.wgsl
 
 // Threads per workgroup: 32 or 256 by row length (the host picks); a power of two for the tree.
 override WG: u32 = 256u;
@@ -34,6 +36,8 @@ struct Params {
     ignore: u32,
     // ce_*: label smoothing e in [0, 1].
     smoothing: f32,
+    // ce_fwd: the site number for index errors (index_check.rs).
+    site: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,6 +57,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> row_weight: array<f32>;
 @group(0) @binding(6) var<storage, read_write> probs_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> index_error: array<atomic<u32>>;
 @group(0) @binding(4) var<storage, read> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 
@@ -185,6 +190,9 @@ fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let base = row * p.cols;
     let rt = row_target(row);
+    if rt.bad && lid == 0u {
+        report_index(p.site, rt.t, p.cols);
+    }
     let st = row_stats(base, lid);
     let log_s = log(st.y);
     var acc = 0.0;

@@ -9,8 +9,7 @@ use wgrad_autograd::{BinaryOp, DType, Tensor};
 #[test]
 fn accuracy_is_the_mean_of_a_comparison_of_class_ids() {
     for dev in backends("accuracy_is_the_mean_of_a_comparison_of_class_ids") {
-        let logits =
-            Tensor::from_vec(&[0.1, 2.0, -1.0, 3.0, 0.0, 0.5, -2.0, -1.0, 4.0, 1.0, 1.5, 0.2], &[4, 3], &dev);
+        let logits = Tensor::from_vec(&[0.1, 2.0, -1.0, 3.0, 0.0, 0.5, -2.0, -1.0, 4.0, 1.0, 1.5, 0.2], &[4, 3], &dev);
         let labels = Tensor::from_u32(&[1, 2, 2, 1], &[4], &dev);
         let pred = logits.argmax(1, false);
         assert_eq!(pred.to_vec_u32(), [1, 0, 2, 1]);

@@ -48,6 +48,17 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// An op read a class id or index outside its dimension (found by the
+    /// kernel on a GPU, reported at the next readback; at once on the CPU).
+    #[error("{op}: index {index} is out of range for a dimension of size {size} (valid indices are 0..{size})")]
+    IndexOutOfRange {
+        /// The op that read it (`index_select`, `cross_entropy`, ...).
+        op: &'static str,
+        /// The offending index.
+        index: u64,
+        /// The size of the indexed dimension.
+        size: u64,
+    },
     /// Buffers from two different devices were combined.
     #[error("{op}: operands live on different devices ({a} and {b})")]
     DeviceMismatch {

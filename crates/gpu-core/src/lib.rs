@@ -19,6 +19,7 @@ pub mod device;
 pub mod error;
 mod gpu;
 mod host_rng;
+mod index_check;
 pub mod layout;
 pub mod ops;
 pub mod profile;

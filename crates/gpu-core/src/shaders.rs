@@ -30,6 +30,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
     ("copy", include_str!("../../../shaders/copy.wgsl")),
     ("index", include_str!("../../../shaders/index.wgsl")),
+    ("index_check", include_str!("../../../shaders/index_check.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
     ("norm", include_str!("../../../shaders/norm.wgsl")),
     ("batch_norm", include_str!("../../../shaders/batch_norm.wgsl")),
@@ -43,6 +44,7 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// Shader files that are include-only libraries.
 pub const LIBRARIES: &[&str] = &[
     "common",
+    "index_check",
     "activations",
     "unary_helpers",
     "unary_fns",

@@ -137,7 +137,8 @@ fn u32_to_f32_rounds_to_nearest_even_like_as() {
     let Some((g, c)) = devices("u32_to_f32_rounds_to_nearest_even_like_as") else { return };
     let mut r = rng(7);
     // Exact below 2^24; above, ties (2^24 + 1, 2^25 + 2) go to even.
-    let mut data = vec![0, 1, 9, (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, u32::MAX, u32::MAX - 128];
+    let mut data =
+        vec![0, 1, 9, (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, u32::MAX, u32::MAX - 128];
     data.extend((0..1021).map(|_| r.below(1 << 16) << r.below(17) | r.below(1 << 16)));
     for dev in [&g, &c] {
         let n = data.len();

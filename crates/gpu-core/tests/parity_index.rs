@@ -1,11 +1,12 @@
 //! GPU indexing kernels vs their CPU twins: index_select, gather, scatter_add
-//! and one_hot, including repeated and out-of-range indices.
+//! and one_hot, including repeated indices; out-of-range indices are errors
+//! (at once on the CPU, at the next readback on a GPU).
 
 mod common;
 use common::*;
 use wgrad_gpu_core::ops::index::{gather, index_select, one_hot, scatter_add};
-use wgrad_gpu_core::testing::Rng;
-use wgrad_gpu_core::{Buffer, Device, Layout};
+use wgrad_gpu_core::testing::{fresh_gpu_or_skip, Rng};
+use wgrad_gpu_core::{Buffer, Device, Error, Layout};
 
 /// Uploads the same u32 indices to both devices.
 fn both_u32(g: &Device, c: &Device, data: &[u32]) -> (Buffer, Buffer) {
@@ -176,33 +177,79 @@ fn one_hot_matches_for_one_and_many_classes() {
     }
 }
 
+/// `(op, index, size)` of an index error, or a panic naming what came instead.
+#[track_caller]
+fn index_error<T: std::fmt::Debug>(r: Result<T, Error>) -> (&'static str, u64, u64) {
+    match r {
+        Err(Error::IndexOutOfRange { op, index, size }) => (op, index, size),
+        other => panic!("expected an index error, got {other:?}"),
+    }
+}
+
 #[test]
-fn out_of_range_indices_behave_the_same_on_both_devices() {
-    let Some((g, c)) = devices("out_of_range_indices_behave_the_same_on_both_devices") else { return };
+fn out_of_range_indices_are_errors_on_both_devices() {
+    // A device of its own: the record it leaves must not reach other tests' reads.
+    let Some(g) = fresh_gpu_or_skip("out_of_range_indices_are_errors_on_both_devices") else { return };
+    let c = Device::cpu_reference();
+    let x = |d: &Device| Buffer::from_f32(d, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let l = Layout::contiguous(&[2, 3]);
+    // index_select: row 2 is past the end of dim 0 (size 2); u32::MAX (a cast -1) too.
+    let rows = |d: &Device| Buffer::from_u32(d, &[1, 2, u32::MAX]).unwrap();
+    assert_eq!(index_error(index_select(&x(&c), &l, 0, &rows(&c), 3)), ("index_select", 2, 2));
+    // On the GPU the op records, the next readback reports, the data keeps
+    // the fixed meaning (zeros) and the record is cleared by the report.
+    let (y, _) = index_select(&x(&g), &l, 0, &rows(&g), 3).unwrap();
+    assert_eq!(index_error(y.to_f32()), ("index_select", 2, 2), "the first bad index wins");
+    assert_eq!(y.to_f32().unwrap(), vec![4.0, 5.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+
+    // gather: index 7 along dim 1 (size 3).
+    let idx = |d: &Device| Buffer::from_u32(d, &[2, 1, 0, 7]).unwrap();
+    assert_eq!(index_error(gather(&x(&c), &l, 1, &idx(&c), &[2, 2])), ("gather", 7, 3));
+    let y = gather(&x(&g), &l, 1, &idx(&g), &[2, 2]).unwrap();
+    assert_eq!(index_error(y.to_f32()), ("gather", 7, 3));
+    assert_eq!(y.to_f32().unwrap(), vec![3.0, 2.0, 4.0, 0.0]);
+
+    // scatter_add: index 5 along dim 1 (size 3) is skipped on the GPU and reported.
+    let idx = |d: &Device| Buffer::from_u32(d, &[0, 5, 1, 2, 2, 0]).unwrap();
+    let src = |d: &Device| Buffer::from_f32(d, &[1.0, 10.0, 100.0, 1000.0, 2000.0, 3000.0]).unwrap();
+    let dst = |d: &Device| Buffer::from_f32(d, &[0.0; 6]).unwrap();
+    let dc = dst(&c);
+    assert_eq!(index_error(scatter_add(&dc, &[2, 3], 1, &idx(&c), &src(&c), &[2, 3])), ("scatter_add", 5, 3));
+    assert_eq!(dc.to_f32().unwrap(), vec![0.0; 6], "the CPU checks before writing anything");
+    let dg = dst(&g);
+    scatter_add(&dg, &[2, 3], 1, &idx(&g), &src(&g), &[2, 3]).unwrap();
+    assert_eq!(index_error(dg.to_f32()), ("scatter_add", 5, 3));
+    assert_eq!(dg.to_f32().unwrap(), vec![1.0, 100.0, 0.0, 3000.0, 0.0, 3000.0]);
+
+    // one_hot does not check: labels 3 and u32::MAX with 3 classes give zero rows.
     for dev in [&g, &c] {
-        let name = dev.name();
-        let x = Buffer::from_f32(dev, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
-        let l = Layout::contiguous(&[2, 3]);
-        // index_select: row 2 and u32::MAX (a cast -1) are past the end and read zeros.
-        let idx = Buffer::from_u32(dev, &[1, 2, u32::MAX]).unwrap();
-        let (y, _) = index_select(&x, &l, 0, &idx, 3).unwrap();
-        assert_eq!(y.to_f32().unwrap(), vec![4.0, 5.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "{name}");
-        // gather: index 3 along dim 1 (size 3) reads 0.0.
-        let idx = Buffer::from_u32(dev, &[2, 3, 0, 7]).unwrap();
-        let y = gather(&x, &l, 1, &idx, &[2, 2]).unwrap();
-        assert_eq!(y.to_f32().unwrap(), vec![3.0, 0.0, 4.0, 0.0], "{name}");
-        // scatter_add: out-of-range elements are skipped.
-        let dst = Buffer::from_f32(dev, &[0.0; 6]).unwrap();
-        let idx = Buffer::from_u32(dev, &[0, 5, 1, 2, 2, u32::MAX]).unwrap();
-        let src = Buffer::from_f32(dev, &[1.0, 10.0, 100.0, 1000.0, 2000.0, 3000.0]).unwrap();
-        scatter_add(&dst, &[2, 3], 1, &idx, &src, &[2, 3]).unwrap();
-        assert_eq!(dst.to_f32().unwrap(), vec![1.0, 100.0, 0.0, 0.0, 0.0, 3000.0], "{name}");
-        // one_hot: labels 3 and u32::MAX with 3 classes give zero rows.
         let labels = Buffer::from_u32(dev, &[2, 3, 0, u32::MAX]).unwrap();
         let y = one_hot(&labels, 4, 3).unwrap();
         let want = vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
-        assert_eq!(y.to_f32().unwrap(), want, "{name}");
+        assert_eq!(y.to_f32().unwrap(), want, "{}", dev.name());
     }
+}
+
+#[test]
+fn index_checks_ride_on_the_next_readback() {
+    // Valid indices: one submission and one readback, as without checks; a
+    // bad index recorded before a flush is still reported by the next read.
+    let Some(g) = fresh_gpu_or_skip("index_checks_ride_on_the_next_readback") else { return };
+    let x = Buffer::from_f32(&g, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let l = Layout::contiguous(&[2, 3]);
+    g.flush().unwrap();
+    let before = g.stats();
+    let (y, _) = index_select(&x, &l, 0, &Buffer::from_u32(&g, &[1, 0]).unwrap(), 2).unwrap();
+    assert_eq!(y.to_f32().unwrap(), vec![4.0, 5.0, 6.0, 1.0, 2.0, 3.0]);
+    let after = g.stats();
+    assert_eq!((after.submissions - before.submissions, after.readbacks - before.readbacks), (1, 1));
+
+    let (bad, _) = index_select(&x, &l, 0, &Buffer::from_u32(&g, &[9]).unwrap(), 1).unwrap();
+    g.flush().unwrap();
+    let unrelated = Buffer::from_f32(&g, &[7.0]).unwrap();
+    assert_eq!(index_error(unrelated.to_f32()), ("index_select", 9, 2));
+    assert_eq!(unrelated.to_f32().unwrap(), vec![7.0], "reported once");
+    assert_eq!(bad.to_f32().unwrap(), vec![0.0; 3]);
 }
 
 #[test]

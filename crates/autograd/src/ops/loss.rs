@@ -6,6 +6,7 @@
 //! `'mean'` divides the summed loss by the summed weight of the samples that
 //! count (their count without class weights; ignored samples weigh 0).
 
+use wgrad_gpu_core::ops::index::class_targets;
 use wgrad_gpu_core::ops::softmax::{self, CeArgs, CeTarget};
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -143,8 +144,9 @@ impl Tensor {
     /// `loss = −w[t]·self[t]` per sample, 0 where `t == ignore_index`
     /// (`torch.nn.functional.nll_loss`; `'mean'` divides by the summed `w[t]`
     /// of the samples that count). Composed of gather, index_select and where;
-    /// only `self` gets a gradient. A target ≥ C that is not ignored (an error
-    /// in PyTorch) contributes 0 and weighs 0.
+    /// only `self` gets a gradient. A target ≥ C that is not ignored is an
+    /// index error, as in PyTorch: on the CPU backend a panic here, on a GPU
+    /// at the next readback (`item`, `to_vec`), naming `nll_loss`.
     ///
     /// # Panics
     /// On shape, dtype or device mismatches.
@@ -184,10 +186,12 @@ impl Tensor {
             }
             None => keep.clone(),
         };
-        let t = target.reshape(&[m]);
-        // Out-of-range targets (the ignored -100 among them) read 0 in both lookups.
-        let counts = keep.index_select(0, &t);
-        let w_rows = class_w.index_select(0, &t);
+        // Targets safe to look up (an ignored -100 becomes 0) and whether each
+        // row counts; a target ≥ C that is not ignored is an index error.
+        let (safe, counts) = expect(OP, class_targets(&target.dense_buffer(), m, c, ignore_index));
+        let t = Tensor::constant(safe, Layout::contiguous(&[m]), DType::U32);
+        let counts = Tensor::constant(counts, Layout::contiguous(&[m]), DType::F32);
+        let w_rows = &class_w.index_select(0, &t) * &counts;
         let picked = x.gather(1, &t.reshape(&[m, 1])).reshape(&[m]);
         // `where` rather than a product, so an ignored −inf log-probability cannot make a NaN.
         let loss = Tensor::where_cond(&counts, &-(&picked * &w_rows), &Tensor::zeros(&[], &dev));

@@ -468,16 +468,24 @@ impl GpuContext {
             return Ok(Vec::new());
         }
         let size = bytes.next_multiple_of(4);
+        // The index-error record rides along when a validating kernel ran
+        // since the last readback: 16 more bytes, no submission of its own.
+        let check = self.index_checks_pending.swap(false, std::sync::atomic::Ordering::Relaxed);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad readback"),
-            size,
+            size: size + if check { 16 } else { 0 },
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         {
             let mut batch = self.batch.lock().unwrap();
             self.settle(&mut batch)?;
-            batch.encoder(&self.device).copy_buffer_to_buffer(src, 0, &staging, 0, size);
+            let encoder = batch.encoder(&self.device);
+            encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+            if check {
+                encoder.copy_buffer_to_buffer(&self.index_errors, 0, &staging, size, 16);
+                encoder.clear_buffer(&self.index_errors, 0, None);
+            }
             self.submit(&mut batch)?;
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -487,10 +495,17 @@ impl GpuContext {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
         self.take_error()?;
-        let out =
-            staging.get_mapped_range(..).map_err(|e| Error::Readback(format!("{e:?}")))?[..bytes as usize].to_vec();
+        let (out, record) = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(format!("{e:?}")))?;
+            let tail = &view[size as usize..];
+            let record: Option<[u32; 4]> = check.then(|| bytemuck::pod_read_unaligned(&tail[..16]));
+            (view[..bytes as usize].to_vec(), record)
+        };
         staging.unmap();
         self.stats().read_back();
+        if let Some(e) = record.and_then(crate::index_check::decode) {
+            return Err(e);
+        }
         Ok(out)
     }
 }

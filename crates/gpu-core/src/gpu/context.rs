@@ -31,6 +31,11 @@ pub(crate) struct GpuContext {
     pub fusion: AtomicBool,
     /// `WGRAD_FUSION_DEBUG`: 1 prints each fused chain, 2 also its WGSL.
     pub fusion_debug: u8,
+    /// The index-error record of `index_check.rs` (16 bytes, zeroed by wgpu
+    /// at creation and by each readback that copies it).
+    pub index_errors: wgpu::Buffer,
+    /// Whether a launch bound `index_errors` since the last readback read it.
+    pub index_checks_pending: AtomicBool,
 }
 
 /// Optional features we use when the adapter offers them; none is required.
@@ -62,6 +67,12 @@ impl GpuContext {
                 *slot = Some(e.to_string());
             }
         }));
+        let index_errors = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad index errors"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -76,7 +87,16 @@ impl GpuContext {
             profiler,
             fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+            index_errors,
+            index_checks_pending: AtomicBool::new(false),
         })
+    }
+
+    /// The index-error record, for a launch that validates indices: the next
+    /// readback will read it.
+    pub fn index_errors_for_launch(&self) -> &wgpu::Buffer {
+        self.index_checks_pending.store(true, Ordering::Relaxed);
+        &self.index_errors
     }
 
     /// Whether the fuser merges elementwise launches now.

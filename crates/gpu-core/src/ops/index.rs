@@ -1,14 +1,17 @@
 //! Indexing with u32 index buffers (`shaders/index.wgsl`): index_select,
 //! gather, scatter_add and one_hot, with PyTorch's semantics.
 //!
-//! A kernel cannot raise an error for an index past the end of its dim, so
-//! out-of-range indices have a fixed meaning shared by GPU and CPU twin:
-//! gather and index_select read 0.0, scatter_add skips the element, one_hot
-//! leaves the row zero. (Indices are u32, so a negative index that was cast
-//! from i32 is simply a large, out-of-range one.)
+//! An index past the end of its dim is an error ([`Error::IndexOutOfRange`],
+//! PyTorch's device-side assert): on the CPU backend the op returns it; on a
+//! GPU the kernel records it and the next readback returns it (see
+//! `index_check.rs`), while the kernel carries on with a fixed meaning:
+//! gather and index_select read 0.0, scatter_add skips the element. one_hot
+//! does not check: an out-of-range label gives an all-zero row on both.
+//! (Indices are u32, so a negative index cast from i32 is a large one.)
 
-use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, dispatch_checked, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
+use crate::index_check::{check_host, site};
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 
@@ -67,6 +70,9 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("x_offset", Kind::U32),
         ("dim_stride", Kind::U32),
         ("dim_size", Kind::U32),
+        ("site", Kind::U32),
+        ("has_ignore", Kind::U32),
+        ("ignore", Kind::U32),
     ],
 };
 
@@ -83,10 +89,20 @@ pub(crate) struct Walk<'a> {
     pub(crate) x_offset: usize,
     pub(crate) dim_stride: usize,
     pub(crate) dim_size: usize,
+    /// A class index that is not an error (class_targets only).
+    pub(crate) ignore: Option<u32>,
 }
 
-/// Records one `index.wgsl` launch of `n` threads.
-fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Buffer], output: &Buffer) -> Result<()> {
+/// Records one `index.wgsl` launch of `n` threads; `op` names the site that
+/// reports bad indices (`None` for one_hot, which does not check).
+fn launch(
+    g: &GpuContext,
+    (entry, op): (&'static str, Option<&'static str>),
+    w: &Walk,
+    n: usize,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+) -> Result<()> {
     let params = Params::of(&PARAMS)
         .set_dims("shape", w.shape)
         .set_dims("x_strides", w.x_strides)
@@ -94,9 +110,13 @@ fn launch(g: &GpuContext, entry: &'static str, w: &Walk, n: usize, inputs: &[&Bu
         .set_u32("n", n)
         .set_u32("x_offset", w.x_offset)
         .set_u32("dim_stride", w.dim_stride)
-        .set_u32("dim_size", w.dim_size);
+        .set_u32("dim_size", w.dim_size)
+        .set_u32("site", op.map_or(0, site))
+        .set_u32("has_ignore", w.ignore.is_some() as usize)
+        .set_u32("ignore", w.ignore.unwrap_or(0) as usize);
     let constants = [("RANK", w.shape.len() as f64)];
-    dispatch(g, "index", entry, &constants, &params, inputs, &[output], groups(n, 256))
+    let go = if op.is_some() { dispatch_checked } else { dispatch };
+    go(g, "index", entry, &constants, &params, inputs, outputs, groups(n, 256))
 }
 
 /// The core of gather and index_select: output element with coordinates `c`
@@ -107,13 +127,16 @@ fn gather_along(
     x: &Buffer,
     layout: &Layout,
     dim: usize,
-    index: &Buffer,
+    (index, n_index): (&Buffer, usize),
     index_strides: &[usize],
     out_shape: &[usize],
 ) -> Result<Buffer> {
     let n = numel(out_shape);
     super::check_u32(op, n)?;
     let dev = x.device();
+    if dev.gpu_ctx().is_none() {
+        check_host(op, index.host()[..n_index].iter().copied(), layout.shape[dim])?;
+    }
     let out = Buffer::alloc(dev, n as u64 * 4)?;
     let dim_size = layout.shape[dim];
     // A size-1 dim may carry any stride; only index 0 is in range there.
@@ -122,11 +145,18 @@ fn gather_along(
     let mut xs = layout.strides.clone();
     xs[dim] = 0;
     let (shape, st) = coalesce(out_shape, &[&xs, index_strides]);
-    let walk =
-        Walk { shape: &shape, x_strides: &st[0], i_strides: &st[1], x_offset: layout.offset, dim_stride, dim_size };
+    let walk = Walk {
+        shape: &shape,
+        x_strides: &st[0],
+        i_strides: &st[1],
+        x_offset: layout.offset,
+        dim_stride,
+        dim_size,
+        ignore: None,
+    };
     run(
         dev,
-        |g| launch(g, "gather", &walk, n, &[index, x], &out),
+        |g| launch(g, ("gather", Some(op)), &walk, n, &[index, x], &[&out]),
         || {
             let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
             let xs = f32s(&hx);
@@ -152,8 +182,8 @@ fn gather_along(
 /// along `dim`. Returns a dense buffer and its shape, which is `x`'s with
 /// `dim` replaced by `n_indices`.
 ///
-/// Indices may repeat. An index ≥ `layout.shape[dim]` selects a slice of
-/// 0.0 (a kernel cannot raise the error PyTorch would).
+/// Indices may repeat. An index ≥ `layout.shape[dim]` is an
+/// [`Error::IndexOutOfRange`] (see the module docs).
 pub fn index_select(
     x: &Buffer,
     layout: &Layout,
@@ -170,7 +200,7 @@ pub fn index_select(
     shape[dim] = n_indices;
     let mut index_strides = vec![0; shape.len()];
     index_strides[dim] = 1;
-    let out = gather_along(OP, x, layout, dim, indices, &index_strides, &shape)?;
+    let out = gather_along(OP, x, layout, dim, (indices, n_indices), &index_strides, &shape)?;
     Ok((out, shape))
 }
 
@@ -180,7 +210,7 @@ pub fn index_select(
 ///
 /// `index` is a dense u32 buffer of `index_shape`, which has `x`'s rank and
 /// sizes no larger than `x`'s except along `dim`. An index ≥
-/// `layout.shape[dim]` reads 0.0.
+/// `layout.shape[dim]` is an [`Error::IndexOutOfRange`].
 pub fn gather(x: &Buffer, layout: &Layout, dim: usize, index: &Buffer, index_shape: &[usize]) -> Result<Buffer> {
     const OP: &str = "gather";
     check_dim(OP, dim, &layout.shape)?;
@@ -188,7 +218,7 @@ pub fn gather(x: &Buffer, layout: &Layout, dim: usize, index: &Buffer, index_sha
     x.check_len(OP, "input", layout.span(), 4)?;
     index.check_len(OP, "index", numel(index_shape), 4)?;
     Buffer::check_same_device(OP, x.device(), &[index])?;
-    gather_along(OP, x, layout, dim, index, &contiguous_strides(index_shape), index_shape)
+    gather_along(OP, x, layout, dim, (index, numel(index_shape)), &contiguous_strides(index_shape), index_shape)
 }
 
 /// torch.Tensor.scatter_add_, in place on the dense buffer `dst` of
@@ -199,7 +229,8 @@ pub fn gather(x: &Buffer, layout: &Layout, dim: usize, index: &Buffer, index_sha
 /// `index` (u32) and `src` (f32) are dense buffers of `index_shape`, which
 /// has `dst`'s rank and sizes no larger than `dst_shape`'s except along
 /// `dim`; neither may share memory with `dst`. An index ≥ `dst_shape[dim]`
-/// is skipped.
+/// is an [`Error::IndexOutOfRange`] (on a GPU the element is skipped and
+/// the next readback reports it).
 ///
 /// On a GPU, elements that hit the same destination are added by atomics in
 /// whatever order the threads run, so results can differ from the CPU twin
@@ -231,9 +262,12 @@ pub fn scatter_add(
     ds[dim] = 0;
     let (shape, st) = coalesce(index_shape, &[&ds]);
     let walk = Walk { shape: &shape, x_strides: &st[0], dim_stride: strides[dim], dim_size, ..Walk::default() };
+    if dst.device().gpu_ctx().is_none() {
+        check_host(OP, index.host()[..n].iter().copied(), dim_size)?;
+    }
     run(
         dst.device(),
-        |g| launch(g, "scatter_add", &walk, n, &[index, src], dst),
+        |g| launch(g, ("scatter_add", Some(OP)), &walk, n, &[index, src], &[dst]),
         || {
             let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
             let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
@@ -264,7 +298,7 @@ pub fn one_hot(indices: &Buffer, n: usize, classes: usize) -> Result<Buffer> {
     let out = Buffer::alloc(dev, total as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "one_hot", &Walk { dim_size: classes, ..Walk::default() }, total, &[indices], &out),
+        |g| launch(g, ("one_hot", None), &Walk { dim_size: classes, ..Walk::default() }, total, &[indices], &[&out]),
         || {
             let (hi, mut ho) = (indices.host(), out.host_mut());
             let rows = f32s_mut(&mut ho)[..total].chunks_exact_mut(classes.max(1));
@@ -276,6 +310,40 @@ pub fn one_hot(indices: &Buffer, n: usize, classes: usize) -> Result<Buffer> {
         },
     )?;
     Ok(out)
+}
+
+/// nll_loss's class targets made safe to look up: for the first `n` u32
+/// of `targets`, a u32 buffer holding each target (0 where it is out of
+/// range) and an f32 buffer holding 1.0 where the row counts (in range and
+/// not `ignore`) and 0.0 elsewhere. A target ≥ `classes` that is not
+/// `ignore` is an [`Error::IndexOutOfRange`] of `nll_loss` (PyTorch's -100
+/// ignore index, past every class, is not).
+pub fn class_targets(targets: &Buffer, n: usize, classes: usize, ignore: Option<u32>) -> Result<(Buffer, Buffer)> {
+    const OP: &str = "nll_loss";
+    targets.check_len(OP, "targets", n, 4)?;
+    super::check_u32(OP, n)?;
+    let dev = targets.device();
+    let (safe, keep) = (Buffer::alloc(dev, n as u64 * 4)?, Buffer::alloc(dev, n as u64 * 4)?);
+    if n == 0 {
+        return Ok((safe, keep));
+    }
+    if dev.gpu_ctx().is_none() {
+        check_host(OP, targets.host()[..n].iter().copied().filter(|&t| Some(t) != ignore), classes)?;
+    }
+    let walk = Walk { dim_size: classes, ignore, ..Walk::default() };
+    run(
+        dev,
+        |g| launch(g, ("class_targets", Some(OP)), &walk, n, &[targets], &[&safe, &keep]),
+        || {
+            let (ht, mut hs, mut hk) = (targets.host(), safe.host_mut(), keep.host_mut());
+            for ((&t, s), k) in ht[..n].iter().zip(&mut hs[..n]).zip(&mut f32s_mut(&mut hk)[..n]) {
+                let in_range = (t as usize) < classes;
+                *s = if in_range { t } else { 0 };
+                *k = if in_range && Some(t) != ignore { 1.0 } else { 0.0 };
+            }
+        },
+    )?;
+    Ok((safe, keep))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 
 use crate::cpu::{self, per_row, per_row2};
 
-use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, dispatch_checked, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -57,6 +57,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("has_ignore", Kind::U32),
         ("ignore", Kind::U32),
         ("smoothing", Kind::F32),
+        ("site", Kind::U32),
     ],
 };
 
@@ -68,6 +69,7 @@ fn row_params(rows: usize, cols: usize) -> Params {
         .set_u32("has_ignore", 0)
         .set_u32("ignore", 0)
         .set_f32("smoothing", 0.0)
+        .set_u32("site", 0)
 }
 
 /// Records one `softmax.wgsl` launch of one workgroup per row.
@@ -255,6 +257,7 @@ impl CeArgs<'_> {
             .set_u32("has_ignore", self.ignore_index.is_some() as usize)
             .set_u32("ignore", self.ignore_index.unwrap_or(0) as usize)
             .set_f32("smoothing", self.label_smoothing)
+            .set_u32("site", crate::index_check::site("cross_entropy"))
     }
 
     fn constants(&self) -> [(&'static str, f64); 3] {
@@ -313,8 +316,10 @@ impl CeArgs<'_> {
 /// * the softmax probabilities `[rows, cols]`, which the backward needs.
 ///
 /// `'sum'` is `Σ loss`, `'mean'` is `Σ loss / Σ weight` and `'none'` the loss
-/// itself. A class target ≥ `cols` that is not the ignore index (PyTorch
-/// raises an error; a kernel cannot) makes that row's loss and weight NaN.
+/// itself. A class target ≥ `cols` that is not the ignore index is an
+/// [`Error::IndexOutOfRange`]: returned here on the CPU backend; on a GPU
+/// the kernel makes that row's loss and weight NaN and the next readback
+/// returns the error (see `index_check.rs`).
 pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buffer, Buffer)> {
     const OP: &str = "cross_entropy";
     let n = args.check(OP)?;
@@ -330,10 +335,16 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
     if rows == 0 {
         return Ok((loss, weight, probs));
     }
+    if let (CeTarget::Classes(t), None) = (args.target, dev.gpu_ctx()) {
+        let targets = t.host()[..rows].to_vec();
+        crate::index_check::check_host(OP, targets.into_iter().filter(|&t| args.ignore_index != Some(t)), args.cols)?;
+    }
     run(
         dev,
         |g| {
-            launch(g, "ce_fwd", &args.constants(), args.params(), &args.inputs(logits), &[&loss, &weight, &probs], rows)
+            let (params, outputs) = (args.params(), [&loss, &weight, &probs]);
+            let groups = groups(rows, 1);
+            dispatch_checked(g, "softmax", "ce_fwd", &args.constants(), &params, &args.inputs(logits), &outputs, groups)
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
