@@ -18,6 +18,7 @@ pub mod gradcheck;
 mod graph;
 mod ops;
 mod random;
+mod recover;
 mod tensor;
 
 pub use anomaly::{detect_anomaly, is_anomaly_enabled, AnomalyGuard};
@@ -29,6 +30,7 @@ pub use ops::loss::{CrossEntropyOptions, Reduction};
 pub use ops::norm::NormEpilogue;
 pub use ops::recurrent::{RecurrentKind, RecurrentOutput};
 pub use random::Generator;
+pub use recover::try_run;
 pub use tensor::Tensor;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};

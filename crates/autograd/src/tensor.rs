@@ -42,10 +42,11 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
-/// Unwraps a gpu-core result inside an infallible op, naming the op.
+/// Unwraps a gpu-core result inside an infallible op, naming the op (a
+/// panic that [`try_run`](crate::try_run) turns back into the error).
 #[track_caller]
 pub(crate) fn expect<T>(op: &str, r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{op}: {e}"))
+    r.unwrap_or_else(|e| crate::recover::raise(op, e))
 }
 
 impl Tensor {
@@ -308,7 +309,7 @@ impl Tensor {
         self.to_dtype(DType::F16)
             .read_words()
             .map(|b| b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect())
-            .unwrap_or_else(|e| panic!("to_vec_f16: {e}"))
+            .unwrap_or_else(|e| crate::recover::raise("to_vec_f16", e))
     }
 
     /// The value of a one-element tensor.

@@ -65,6 +65,7 @@ impl std::fmt::Debug for Buffer {
 impl Buffer {
     /// Allocates `bytes` bytes with unspecified contents (zeros on the CPU backend).
     pub fn alloc(device: &Device, bytes: u64) -> Result<Buffer> {
+        device.inner.budget.check(|| device.name(), bytes, device.inner.stats.bytes_live())?;
         let (storage, charged) = match &device.inner.backend {
             Backend::Gpu(g) => {
                 let class = size_class(bytes);

@@ -38,6 +38,8 @@ pub(crate) struct DeviceInner {
     pub host_pool: crate::cpu::pool::HostPool,
     pub stats: Arc<Stats>,
     pub profiler: Arc<Profiler>,
+    /// What allocations may hold in all (see `memory.rs`).
+    pub budget: crate::memory::Budget,
 }
 
 pub(crate) enum Backend {
@@ -95,6 +97,7 @@ impl Device {
     /// `Gpu`); `Gpu` and `Named` fail instead of falling back.
     /// [`reason`](Self::reason) says why this device was chosen.
     pub fn from_spec(spec: &DeviceSpec) -> Result<Device> {
+        crate::memory::Budget::initial(true)?; // a bad WGRAD_MEMORY_BUDGET is an error here
         let (adapter, reason) = pick_adapter(spec)?;
         match adapter {
             Some(adapter) => Self::open(&adapter, reason),
@@ -114,7 +117,8 @@ impl Device {
         let ctx = GpuContext::open(adapter, stats.clone(), profiler.clone())?;
         let backend = Backend::Gpu(Box::new(ctx));
         let host_pool = Default::default();
-        let inner = DeviceInner { backend, reason, cpu_kernels: CpuKernels::Fast, host_pool, stats, profiler };
+        let budget = crate::memory::Budget::initial(false)?;
+        let inner = DeviceInner { backend, reason, cpu_kernels: CpuKernels::Fast, host_pool, stats, profiler, budget };
         Ok(Device { inner: Arc::new(inner) })
     }
 
@@ -151,6 +155,9 @@ impl Device {
                 host_pool: Default::default(),
                 stats: Arc::new(Stats::default()),
                 profiler: Arc::new(Profiler::default()),
+                // A bad WGRAD_MEMORY_BUDGET cannot fail this constructor; it
+                // means no budget here, and `Device::from_env` reports it.
+                budget: crate::memory::Budget::initial(true).unwrap_or_else(|_| crate::memory::Budget::none()),
             }),
         }
     }
@@ -220,6 +227,21 @@ impl Device {
     /// The counters of this device.
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
+    }
+
+    /// The memory budget allocations are checked against, in bytes (`None`:
+    /// only the device's limits). See [`set_memory_budget`](Self::set_memory_budget).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.inner.budget.get()
+    }
+
+    /// Sets the memory budget: an allocation that would bring the bytes
+    /// held by live buffers past it fails with [`Error::OutOfMemory`](crate::Error::OutOfMemory)
+    /// before anything is written. `None` removes it. The default comes
+    /// from `WGRAD_MEMORY_BUDGET`, else (CPU backend) the machine's
+    /// available memory when the device opened.
+    pub fn set_memory_budget(&self, bytes: Option<u64>) {
+        self.inner.budget.set(bytes)
     }
 
     /// Restarts `bytes_peak` from the current `bytes_live`.

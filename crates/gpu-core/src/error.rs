@@ -1,7 +1,7 @@
 //! The error type of gpu-core: everything a user can get wrong at run time.
 
 /// Errors returned by device selection, allocation, kernel launches and readback.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// `WGRAD_DEVICE=gpu` (or a name) was requested and no adapter fits.
     #[error("no GPU adapter found but {wanted} was requested; adapters seen: {available}")]
@@ -34,7 +34,18 @@ pub enum Error {
         /// The limit's value.
         allowed: u64,
     },
-    /// The GPU reported an error (out of memory, validation) while running recorded work.
+    /// An allocation would pass the device's memory budget, or the driver
+    /// ran out of memory: lower the batch size and retry.
+    #[error("out of memory on {device}: {requested} bytes requested; {detail}")]
+    OutOfMemory {
+        /// The device's name.
+        device: String,
+        /// Bytes of the allocation that failed (0 when the driver did not say).
+        requested: u64,
+        /// The budget and use, or the driver's message.
+        detail: String,
+    },
+    /// The GPU reported an error (validation, device loss) while running recorded work.
     #[error("GPU error: {0}")]
     Gpu(String),
     /// Copying results back to the host failed.

@@ -21,6 +21,7 @@ mod gpu;
 mod host_rng;
 mod index_check;
 pub mod layout;
+pub mod memory;
 pub mod ops;
 pub mod profile;
 pub mod select;

@@ -49,6 +49,10 @@ impl Stats {
         self.bytes_peak.store(self.bytes_live.load(Relaxed), Relaxed);
     }
 
+    pub(crate) fn bytes_live(&self) -> u64 {
+        self.bytes_live.load(Relaxed)
+    }
+
     pub(crate) fn buffer_acquired(&self, bytes: u64) {
         let live = self.bytes_live.fetch_add(bytes, Relaxed) + bytes;
         self.bytes_peak.fetch_max(live, Relaxed);

@@ -169,7 +169,7 @@ impl ConvTranspose2dOptions {
 
 /// Panics with a gpu-core error as is (its message already names the op).
 fn or_panic<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
+    r.unwrap_or_else(|e| crate::recover::fail(e))
 }
 
 /// A gradient-free tensor over a dense buffer.

@@ -209,7 +209,7 @@ impl Tensor {
     }
 
     fn binary(&self, op: BinaryOp, other: &Tensor) -> Tensor {
-        self.try_binary(op, other).unwrap_or_else(|e| panic!("{e}"))
+        self.try_binary(op, other).unwrap_or_else(|e| crate::recover::fail(e))
     }
 
     /// Elementwise sum with broadcasting (also `a + b`).

@@ -10,7 +10,7 @@ impl Tensor {
     /// as a row (left) or column (right) vector and that dim is removed from
     /// the result; batch dims broadcast. Transposed views cost no copy.
     pub fn matmul(&self, other: &Tensor) -> Tensor {
-        self.try_matmul(other).unwrap_or_else(|e| panic!("{e}"))
+        self.try_matmul(other).unwrap_or_else(|e| crate::recover::fail(e))
     }
 
     /// [`matmul`](Self::matmul) returning shape errors instead of panicking.

@@ -24,7 +24,7 @@ impl Tensor {
 
     /// Same data in a new shape; free when the data is dense row-major, a copy otherwise.
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
-        self.try_reshape(shape).unwrap_or_else(|e| panic!("{e}"))
+        self.try_reshape(shape).unwrap_or_else(|e| crate::recover::fail(e))
     }
 
     /// [`reshape`](Self::reshape) returning an error for a wrong element count.

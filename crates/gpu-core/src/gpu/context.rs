@@ -112,7 +112,7 @@ impl GpuContext {
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap().take() {
             Some(msg) if msg.to_lowercase().contains("out of memory") => {
-                Err(Error::Gpu(format!("out of memory: {msg}")))
+                Err(Error::OutOfMemory { device: self.info.name.clone(), requested: 0, detail: msg })
             }
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
