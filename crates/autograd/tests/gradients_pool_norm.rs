@@ -128,3 +128,13 @@ fn group_norm_with_indivisible_groups_panics() {
 fn layer_norm_with_wrong_shape_panics() {
     Tensor::zeros(&[2, 4], &Device::cpu()).layer_norm(&[3], None, None, 1e-5);
 }
+
+#[test]
+fn rms_norm_and_rotary_gradients() {
+    gradcheck("rms_norm with weight", &[&[3, 4, 5], &[4, 5]], |x| x[0].rms_norm(&[4, 5], Some(&x[1]), 1e-6));
+    gradcheck("rms_norm without weight", &[&[2, 7]], |x| x[0].rms_norm(&[7], None, f32::EPSILON));
+    gradcheck("apply_rotary", &[&[2, 3, 6]], |x| {
+        let (cos, sin) = Tensor::rotary_tables(3, 6, 2, 10_000.0, &x[0].device());
+        x[0].apply_rotary(&cos, &sin)
+    });
+}

@@ -27,12 +27,12 @@ pub use layers::linear::Linear;
 pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
 
 pub use layers::misc::{Flatten, Identity};
-pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
+pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
 pub use layers::attention::{causal_mask, padding_mask, AttentionMask, MultiheadAttention};
 pub use layers::cell::{GRUCell, LSTMCell, RNNCell, RecurrentCell};
-pub use layers::positional::{LearnedPositionalEmbedding, SinusoidalPositionalEncoding};
+pub use layers::positional::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
 pub use layers::recurrent::{Recurrent, RecurrentConfig, RecurrentState, GRU, LSTM, RNN};
 pub use layers::seq2seq_attention::{AdditiveAttention, DotProductAttention};
 pub use layers::sequential::Sequential;

@@ -15,5 +15,6 @@ mod operators;
 mod pool;
 pub(crate) mod recurrent;
 mod reduce;
+mod rotary;
 mod shape;
 mod softmax;

@@ -207,6 +207,34 @@ impl Tensor {
         y.norm_affine(OP, d, weight, bias, normalized_shape).reshape(&shape)
     }
 
+    /// Root-mean-square normalisation over the trailing dims
+    /// `normalized_shape` (`F.rms_norm`, the norm of LLaMA-style models):
+    /// `x / sqrt(mean(x²) + eps) · weight`, no centring and no bias.
+    /// PyTorch's default eps (`None`) is f32's machine epsilon,
+    /// `f32::EPSILON`. Composed of elementwise ops and a mean, which the
+    /// fuser merges on a GPU; gradients come from their rules.
+    ///
+    /// # Panics
+    /// When `normalized_shape` is empty or is not the tail of the shape, or
+    /// `weight` has another shape.
+    pub fn rms_norm(&self, normalized_shape: &[usize], weight: Option<&Tensor>, eps: f32) -> Tensor {
+        const OP: &str = "rms_norm";
+        let shape = self.shape();
+        assert!(
+            !normalized_shape.is_empty() && normalized_shape.len() <= shape.len() && shape.ends_with(normalized_shape),
+            "{OP}: normalized_shape {normalized_shape:?} must be a non-empty tail of the input shape {shape:?}"
+        );
+        let axes: Vec<isize> = (shape.len() - normalized_shape.len()..shape.len()).map(|a| a as isize).collect();
+        let y = self * &self.square().mean(&axes, true).add_scalar(eps).rsqrt();
+        match weight {
+            Some(w) => {
+                assert_eq!(w.shape(), normalized_shape, "{OP}: weight shape must be normalized_shape");
+                &y * w
+            }
+            None => y,
+        }
+    }
+
     /// Group normalisation of `[N, C, *]` input (`F.group_norm`): the
     /// channels are split into `groups` groups of C/groups, each (sample,
     /// group) normalised over its channels and positions; then `weight` and

@@ -223,3 +223,46 @@ impl Module for GroupNorm {
         format!("GroupNorm({}, {}, eps={})", self.groups, c, self.eps)
     }
 }
+
+/// Root-mean-square normalisation over the trailing `normalized_shape`
+/// (`nn.RMSNorm`, LLaMA's norm): `x / sqrt(mean(x²) + eps) · weight`.
+pub struct RMSNorm {
+    /// The normalised trailing shape.
+    pub normalized_shape: Vec<usize>,
+    /// γ (ones), if elementwise affine.
+    pub weight: Option<Tensor>,
+    /// Added to the mean square; PyTorch's default (`eps=None`) is the
+    /// dtype's machine epsilon, `f32::EPSILON`.
+    pub eps: f32,
+}
+
+impl RMSNorm {
+    /// With a weight of ones and PyTorch's default eps.
+    pub fn new(normalized_shape: &[usize], device: &Device) -> Self {
+        RMSNorm {
+            normalized_shape: normalized_shape.to_vec(),
+            weight: Some(Tensor::ones(normalized_shape, device).requires_grad_()),
+            eps: f32::EPSILON,
+        }
+    }
+
+    /// Another eps (LLaMA uses 1e-6 or 1e-5).
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+}
+
+impl Module for RMSNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.rms_norm(&self.normalized_shape, self.weight.as_ref(), self.eps)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let Some(w) = &self.weight {
+            f(&join(prefix, "weight"), w);
+        }
+    }
+    fn describe(&self) -> String {
+        format!("RMSNorm({:?}, eps={})", self.normalized_shape, self.eps)
+    }
+}

@@ -92,3 +92,46 @@ impl Module for LearnedPositionalEmbedding {
         format!("LearnedPositionalEmbedding({}, {})", s[0], s[1])
     }
 }
+
+/// Rotary position embeddings (RoPE) for queries and keys of
+/// `[.., seq, head_dim]`: each pair of features `(i, i + d/2)` at position
+/// `p` rotates by `p·base^(-2i/d)`, so attention scores depend on relative
+/// positions (LLaMA, GPT-NeoX). Not a module: it has no parameters or state;
+/// attention applies it to q and k before the scores.
+pub struct RotaryEmbedding {
+    cos: Tensor,
+    sin: Tensor,
+    /// The rotated feature dim (even).
+    pub dim: usize,
+    /// Positions the tables cover.
+    pub max_len: usize,
+}
+
+impl RotaryEmbedding {
+    /// Tables for positions `0..max_len` of `dim` features with the usual base 10,000.
+    pub fn new(dim: usize, max_len: usize, device: &Device) -> Self {
+        Self::with_base(dim, max_len, 10_000.0, device)
+    }
+
+    /// [`new`](Self::new) with another base (longer contexts use larger ones).
+    pub fn with_base(dim: usize, max_len: usize, base: f64, device: &Device) -> Self {
+        let (cos, sin) = Tensor::rotary_tables(max_len, dim, 0, base, device);
+        RotaryEmbedding { cos, sin, dim, max_len }
+    }
+
+    /// `x` (`[.., seq, dim]`) rotated for positions `offset..offset + seq`:
+    /// `offset` is the number of tokens already cached when decoding.
+    ///
+    /// # Panics
+    /// When the positions pass `max_len` or the last dim is not `dim`.
+    pub fn apply(&self, x: &Tensor, offset: usize) -> Tensor {
+        let seq = x.shape()[x.dims().saturating_sub(2)];
+        assert!(
+            offset + seq <= self.max_len,
+            "RotaryEmbedding: positions {offset}..{} pass max_len {}",
+            offset + seq,
+            self.max_len
+        );
+        x.apply_rotary(&self.cos.narrow(0, offset, seq), &self.sin.narrow(0, offset, seq))
+    }
+}
