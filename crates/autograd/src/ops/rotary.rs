@@ -19,7 +19,7 @@ impl Tensor {
         let shape = self.shape();
         assert!(shape.len() >= 2, "{OP}: input must be [.., seq, dim], got {shape:?}");
         let (seq, d) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-        assert!(d % 2 == 0, "{OP}: the feature dim {d} must be even");
+        assert!(d.is_multiple_of(2), "{OP}: the feature dim {d} must be even");
         for t in [cos, sin] {
             assert_eq!(t.shape(), [seq, d], "{OP}: tables must be [seq, dim] = [{seq}, {d}]");
         }
@@ -34,7 +34,7 @@ impl Tensor {
     /// angle `p·base^(-2j/d)` for feature `j` and `j + d/2`. `base` is
     /// 10,000 in the paper and LLaMA. Computed in f64 on the host.
     pub fn rotary_tables(seq: usize, d: usize, offset: usize, base: f64, device: &crate::Device) -> (Tensor, Tensor) {
-        assert!(d % 2 == 0, "rotary_tables: the feature dim {d} must be even");
+        assert!(d.is_multiple_of(2), "rotary_tables: the feature dim {d} must be even");
         let half = d / 2;
         let angle = |p: usize, i: usize| (offset + p) as f64 * base.powf(-2.0 * (i % half) as f64 / d as f64);
         let table = |f: fn(f64) -> f64| -> Vec<f32> {
