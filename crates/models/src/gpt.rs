@@ -4,7 +4,7 @@
 //! over the vocabulary (optionally tied to the token embedding, as in GPT-2).
 
 use wgrad_autograd::{no_grad, Device, Generator, Tensor};
-use wgrad_nn::layers::attention::AttentionMask;
+use wgrad_nn::layers::attention::{AttentionMask, KvCache};
 use wgrad_nn::{
     Dropout, Embedding, FeedForwardActivation, LayerNorm, LearnedPositionalEmbedding, Linear, Module,
     TransformerConfig, TransformerEncoderLayer,
@@ -114,11 +114,7 @@ impl Gpt {
         for b in &self.blocks {
             x = b.forward_masked(&x, &causal);
         }
-        let x = self.ln_f.forward(&x);
-        match &self.head {
-            Some(h) => h.forward(&x),
-            None => x.matmul(&self.tok_emb.weight.t()),
-        }
+        self.head_logits(&self.ln_f.forward(&x))
     }
 
     /// Mean next-token cross-entropy of `ids [B, L]` against `targets [B, L]` (U32).
@@ -130,17 +126,77 @@ impl Gpt {
             .cross_entropy(&targets.reshape(&[b * l]), &wgrad_autograd::CrossEntropyOptions::default())
     }
 
+    /// Logits `[B, T, vocab]` of the T positions `ids [B, T]` that follow
+    /// those in `caches` (one [`KvCache`] per block, all the same length),
+    /// which grow by T: the last T positions of [`logits`](Self::logits) on
+    /// the whole sequence, without recomputing its prefix.
+    ///
+    /// # Panics
+    /// When `caches` has not one cache per block, or the positions pass the context.
+    pub fn logits_cached(&self, ids: &Tensor, caches: &mut [KvCache]) -> Tensor {
+        assert_eq!(caches.len(), self.blocks.len(), "Gpt: one KvCache per block");
+        let past = caches[0].len();
+        let mut x = self.drop.forward(&self.pos_emb.forward_at(&self.tok_emb.forward(ids), past));
+        for (b, cache) in self.blocks.iter().zip(caches.iter_mut()) {
+            x = b.forward_cached(&x, cache);
+        }
+        self.head_logits(&self.ln_f.forward(&x))
+    }
+
+    /// The output head on the final norm's output.
+    fn head_logits(&self, x: &Tensor) -> Tensor {
+        match &self.head {
+            Some(h) => h.forward(x),
+            None => x.matmul(&self.tok_emb.weight.t()),
+        }
+    }
+
     /// Continues `prompt` by `max_new` tokens, each drawn by `sampler` from
     /// the logits of the last position given the last `context` tokens. No
     /// gradient is recorded; call `eval()` first to switch dropout off.
-    /// (Each step recomputes the whole window: there is no key/value cache.)
+    ///
+    /// A key/value cache per block holds the positions seen so far, so each
+    /// new token costs one position's work. Positions are learned and
+    /// absolute, so once the sequence outgrows the context the window
+    /// slides and is recomputed from its new first token, as
+    /// [`generate_uncached`](Self::generate_uncached) does every step.
     ///
     /// # Panics
     /// For an empty prompt or ids outside the vocabulary.
     pub fn generate(&self, prompt: &[u32], max_new: usize, sampler: &mut Sampler, device: &Device) -> Vec<u32> {
-        assert!(!prompt.is_empty(), "Gpt::generate: the prompt must have at least one token");
-        let v = self.config.vocab;
-        assert!(prompt.iter().all(|&t| (t as usize) < v), "Gpt::generate: prompt ids must be < vocab {v}");
+        self.check_prompt(prompt);
+        let context = self.config.context;
+        let mut tokens = prompt.to_vec();
+        let mut caches = vec![KvCache::new(); self.blocks.len()];
+        no_grad(|| {
+            for _ in 0..max_new {
+                if caches[0].len() >= context {
+                    caches.iter_mut().for_each(KvCache::clear); // the window slides
+                }
+                let feed = if caches[0].is_empty() {
+                    &tokens[tokens.len().saturating_sub(context)..]
+                } else {
+                    &tokens[tokens.len() - 1..]
+                };
+                let ids = Tensor::from_u32(feed, &[1, feed.len()], device);
+                let last = self.logits_cached(&ids, &mut caches).narrow(1, feed.len() - 1, 1).to_vec();
+                tokens.push(sampler.sample(&last));
+            }
+        });
+        tokens
+    }
+
+    /// [`generate`](Self::generate) without a cache: every step recomputes
+    /// the whole window (the reference the cache is tested and benchmarked
+    /// against).
+    pub fn generate_uncached(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        sampler: &mut Sampler,
+        device: &Device,
+    ) -> Vec<u32> {
+        self.check_prompt(prompt);
         let mut tokens = prompt.to_vec();
         no_grad(|| {
             for _ in 0..max_new {
@@ -151,6 +207,12 @@ impl Gpt {
             }
         });
         tokens
+    }
+
+    fn check_prompt(&self, prompt: &[u32]) {
+        assert!(!prompt.is_empty(), "Gpt::generate: the prompt must have at least one token");
+        let v = self.config.vocab;
+        assert!(prompt.iter().all(|&t| (t as usize) < v), "Gpt::generate: prompt ids must be < vocab {v}");
     }
 }
 

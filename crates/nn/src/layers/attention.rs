@@ -53,6 +53,50 @@ impl<'a> AttentionMask<'a> {
     }
 }
 
+/// The projected keys and values `[B, L, E]` of the positions a
+/// [`MultiheadAttention`] has seen so far in cached decoding (one per layer).
+#[derive(Clone, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.shape()[1])
+    }
+
+    /// True before the first position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every position (a new sequence, or a window that slid).
+    pub fn clear(&mut self) {
+        self.kv = None;
+    }
+
+    /// Appends `[B, T, E]` keys and values; returns all cached ones.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
+        // One copy of the cache per step: far less than recomputing the
+        // prefix's projections, attention and feed-forward in every layer.
+        let kv = match self.kv.take() {
+            None => (k.contiguous(), v.contiguous()),
+            Some((pk, pv)) => {
+                assert_eq!(pk.shape()[0], k.shape()[0], "KvCache: batch size changed mid-sequence");
+                (Tensor::cat(&[&pk, k], 1), Tensor::cat(&[&pv, v], 1))
+            }
+        };
+        self.kv = Some(kv.clone());
+        kv
+    }
+}
+
 /// `nn.MultiheadAttention` with equal query, key and value widths: the packed
 /// `in_proj_weight [3E, E]` / `in_proj_bias [3E]` projections, `heads`
 /// parallel scaled dot-product attentions of width E/heads, then `out_proj`.
@@ -144,6 +188,36 @@ impl MultiheadAttention {
         let e = self.embed_dim();
         let (q, k, v) = (self.project(&q3, 0, e), self.project(&k3, e, e), self.project(&v3, 2 * e, e));
         restore(self.attend_projected(&q, &k, &v, mask))
+    }
+
+    /// Causal self-attention of `x` (`[B, T, E]`, batch-first or not: the
+    /// layout of [`self_attention`](Self::self_attention)), the T positions
+    /// that follow those in `cache`: their keys and values are appended to
+    /// the cache and each new position attends over every earlier one and
+    /// itself. Decoding one token then costs one position's projections
+    /// instead of the whole prefix's (Hugging Face's `past_key_values`).
+    ///
+    /// # Panics
+    /// When `x` is not 3-D or its batch differs from the cached one.
+    pub fn self_attention_cached(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+        assert_eq!(x.dims(), 3, "MultiheadAttention: the cached path takes [B, T, E] ([T, B, E]) input");
+        let (x3, restore) = self.to_batch_first(x, "query");
+        let e = self.embed_dim();
+        let qkv = self.project(&x3, 0, 3 * e);
+        let (q, k, v) = (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e));
+        let (past, t) = (cache.len(), q.shape()[1]);
+        let (k, v) = cache.append(&k, &v);
+        // New position i (absolute past + i) sees keys 0..=past + i: the
+        // kernel's causal mask when nothing is cached, no mask for one new
+        // position, else an explicit one (the kernel's aligns top-left).
+        let lk = past + t;
+        let explicit = (past > 0 && t > 1).then(|| {
+            let m: Vec<f32> =
+                (0..t * lk).map(|n| if n % lk > past + n / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+            Tensor::from_vec(&m, &[t, lk], &x.device())
+        });
+        let mask = AttentionMask { attn_mask: explicit.as_ref(), is_causal: past == 0, ..Default::default() };
+        restore(self.attend_projected(&q, &k, &v, &mask))
     }
 
     /// `x [B, L, E] @ in_proj_weight[rows]ᵀ + in_proj_bias[rows]`.

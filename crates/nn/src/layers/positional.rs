@@ -74,13 +74,28 @@ impl LearnedPositionalEmbedding {
     }
 }
 
+impl LearnedPositionalEmbedding {
+    /// `x [B, L, E]` plus rows `offset..offset + L` (positions after
+    /// `offset` cached ones, when decoding with a key/value cache).
+    ///
+    /// # Panics
+    /// When the positions pass the table.
+    pub fn forward_at(&self, x: &Tensor, offset: usize) -> Tensor {
+        let s = x.shape();
+        let max = self.weight.shape()[0];
+        assert!(
+            s.len() == 3 && offset + s[1] <= max,
+            "LearnedPositionalEmbedding: positions {offset}..{} of [B, L, E] {s:?} pass the table's {max}",
+            offset + s.get(1).copied().unwrap_or(0)
+        );
+        x + &self.weight.narrow(0, offset, s[1])
+    }
+}
+
 impl Module for LearnedPositionalEmbedding {
     /// `x [B, L, E]` plus the first L rows.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let s = x.shape();
-        let max = self.weight.shape()[0];
-        assert!(s.len() == 3 && s[1] <= max, "LearnedPositionalEmbedding: expects [B, L ≤ {max}, E], got {s:?}");
-        x + &self.weight.narrow(0, 0, s[1])
+        self.forward_at(x, 0)
     }
 
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {

@@ -9,7 +9,7 @@
 
 use wgrad_autograd::{Device, Generator, Tensor};
 
-use crate::layers::attention::{AttentionMask, MultiheadAttention};
+use crate::layers::attention::{AttentionMask, KvCache, MultiheadAttention};
 use crate::layers::dropout::Dropout;
 use crate::layers::linear::Linear;
 use crate::layers::norm::LayerNorm;
@@ -98,7 +98,13 @@ fn layer_norm(c: &TransformerConfig, device: &Device) -> LayerNorm {
 }
 
 /// A residual block `x + dropout(f(x))` placed around `norm` as the config says.
-fn residual(norm_first: bool, x: &Tensor, norm: &LayerNorm, drop: &Dropout, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+fn residual(
+    norm_first: bool,
+    x: &Tensor,
+    norm: &LayerNorm,
+    drop: &Dropout,
+    mut f: impl FnMut(&Tensor) -> Tensor,
+) -> Tensor {
     if norm_first {
         x + &drop.forward(&f(&norm.forward(x)))
     } else {
@@ -144,6 +150,18 @@ impl TransformerEncoderLayer {
     pub fn forward_masked(&self, src: &Tensor, mask: &AttentionMask) -> Tensor {
         let nf = self.config.norm_first;
         let x = residual(nf, src, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention(h, mask));
+        residual(nf, &x, &self.norm2, &self.dropout2, |h| self.ff.forward(h))
+    }
+
+    /// The layer under a causal mask on the positions `src` (`[B, T, E]`)
+    /// that follow those in `cache`, which grows by T (see
+    /// [`MultiheadAttention::self_attention_cached`]). Positions are
+    /// independent outside attention, so the result equals the last T
+    /// positions of [`forward_masked`](Self::forward_masked) on the whole
+    /// sequence with a causal mask.
+    pub fn forward_cached(&self, src: &Tensor, cache: &mut KvCache) -> Tensor {
+        let nf = self.config.norm_first;
+        let x = residual(nf, src, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention_cached(h, cache));
         residual(nf, &x, &self.norm2, &self.dropout2, |h| self.ff.forward(h))
     }
 }
