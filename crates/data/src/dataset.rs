@@ -1,37 +1,78 @@
-//! In-memory labelled image datasets, stored as bytes.
+//! The [`Dataset`] trait: what a [`DataLoader`](crate::DataLoader) reads
+//! items from, on its worker threads.
 
-/// Images as raw bytes `[len, C, H, W]` with one class label each.
-#[derive(Clone, Debug)]
-pub struct ImageDataset {
-    /// Pixel bytes, item after item.
-    pub images: Vec<u8>,
-    /// Class of each item.
-    pub labels: Vec<u32>,
-    /// `[C, H, W]` of one item.
-    pub item_shape: [usize; 3],
-    /// Number of classes.
-    pub classes: usize,
-}
+use crate::DataError;
 
-impl ImageDataset {
+/// Items addressed by index, like PyTorch's map-style `Dataset`.
+///
+/// The loader's workers call [`get_batch`](Dataset::get_batch) with one
+/// batch's indices, from several threads at once (hence `Send + Sync`), so
+/// slow work (decoding files, say) belongs in `get` and runs in parallel.
+///
+/// A dataset of points on a line, batched by a closure into host vectors that
+/// the caller's thread turns into tensors:
+///
+/// ```
+/// use std::sync::Arc;
+/// use wgrad_autograd::{Device, Tensor};
+/// use wgrad_data::{DataError, DataLoader, Dataset};
+///
+/// /// Points `(x, 2x + 1)` for `x` in [0, 1).
+/// struct Line {
+///     n: usize,
+/// }
+///
+/// impl Dataset for Line {
+///     type Item = (f32, f32);
+///
+///     fn len(&self) -> usize {
+///         self.n
+///     }
+///
+///     fn get(&self, i: usize) -> Result<(f32, f32), DataError> {
+///         let x = i as f32 / self.n as f32;
+///         Ok((x, 2.0 * x + 1.0))
+///     }
+/// }
+///
+/// let dev = Device::cpu();
+/// let loader = DataLoader::with_collate(Arc::new(Line { n: 100 }), 32, |items: Vec<(f32, f32)>| {
+///     Ok(items.into_iter().unzip::<f32, f32, Vec<f32>, Vec<f32>>())
+/// })
+/// .workers(2)
+/// .seed(7);
+/// let mut seen = 0;
+/// for batch in loader.epoch(0) {
+///     let (xs, ys) = batch?;
+///     // Tensors are made on the caller's thread, where device work belongs.
+///     let (x, y) = (Tensor::from_vec(&xs, &[xs.len(), 1], &dev), Tensor::from_vec(&ys, &[ys.len(), 1], &dev));
+///     assert_eq!(x.shape(), y.shape());
+///     seen += xs.len();
+/// }
+/// assert_eq!(seen, 100);
+/// # Ok::<(), DataError>(())
+/// ```
+pub trait Dataset: Send + Sync {
+    /// One item, as the collate step receives it.
+    type Item: Send;
+
     /// Number of items.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
+    fn len(&self) -> usize;
 
     /// True when there are no items.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// Bytes per item.
-    pub fn item_bytes(&self) -> usize {
-        self.item_shape.iter().product()
-    }
+    /// Item `index` (`index < len()`; implementations may panic otherwise,
+    /// as slice indexing does).
+    fn get(&self, index: usize) -> Result<Self::Item, DataError>;
 
-    /// The bytes of item `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        let b = self.item_bytes();
-        &self.images[i * b..(i + 1) * b]
+    /// The items at `indices`, in that order. The default calls
+    /// [`get`](Dataset::get) for each and names the failing index
+    /// ([`DataError::Item`]); override it when one read of many items is
+    /// cheaper than many reads of one (a database query, a file range).
+    fn get_batch(&self, indices: &[usize]) -> Result<Vec<Self::Item>, DataError> {
+        indices.iter().map(|&i| self.get(i).map_err(|e| e.at_item(i))).collect()
     }
 }

@@ -1,8 +1,8 @@
-//! Data errors: every one names the file and what is wrong with it.
+//! Data errors: every one names the file, item or batch it is about.
 
 use std::path::PathBuf;
 
-/// Something wrong with a dataset file or folder.
+/// Something wrong with a dataset file or folder, an item, or a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
@@ -33,10 +33,54 @@ pub enum DataError {
     /// A device error while uploading a batch.
     #[error(transparent)]
     Device(#[from] wgrad_gpu_core::Error),
+    /// Item `index` of a dataset could not be read (see
+    /// [`Dataset::get_batch`](crate::Dataset::get_batch)).
+    #[error("item {index}: {source}")]
+    Item {
+        /// The dataset index of the item.
+        index: usize,
+        /// Why.
+        source: Box<DataError>,
+    },
+    /// Batch `batch` of an epoch failed: every error a
+    /// [`DataLoader`](crate::DataLoader) epoch yields is one of these, so the
+    /// caller knows which batch is missing.
+    #[error("batch {batch}: {source}")]
+    Batch {
+        /// The position of the batch in its epoch, from 0.
+        batch: usize,
+        /// Why.
+        source: Box<DataError>,
+    },
+    /// Reading or collating a batch panicked in a loader worker; the panic
+    /// was caught there and its message kept.
+    #[error("panicked: {message}")]
+    Panic {
+        /// The panic message.
+        message: String,
+    },
+    /// Any other failure of a user's dataset or collate function (see
+    /// [`DataError::other`]).
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl DataError {
     pub(crate) fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
         DataError::Format { path: path.into(), what: what.into() }
+    }
+
+    /// Wraps any error, or a message (`DataError::other("bad row")`), for
+    /// datasets and collate functions whose failures fit no other variant.
+    pub fn other(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        DataError::Other(e.into())
+    }
+
+    pub(crate) fn at_item(self, index: usize) -> Self {
+        DataError::Item { index, source: Box::new(self) }
+    }
+
+    pub(crate) fn at_batch(self, batch: usize) -> Self {
+        DataError::Batch { batch, source: Box::new(self) }
     }
 }

@@ -1,10 +1,15 @@
 //! Image folders laid out like torchvision's `ImageFolder`: one sub-folder per
 //! class under a root, class indices in sorted folder-name order, PNG and JPEG
 //! files anywhere below each class folder.
+//!
+//! [`ImageFolder::open`] only lists the files; items are decoded when a
+//! [`DataLoader`](crate::DataLoader)'s workers ask for them (in parallel, and
+//! without holding the decoded dataset in memory), or all at once by
+//! [`ImageFolder::to_memory`].
 
 use std::path::{Path, PathBuf};
 
-use crate::{DataError, ImageDataset};
+use crate::{DataError, Dataset, ImageDataset, ImageItem, ImageSource};
 
 /// Channels of the decoded images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,15 +20,19 @@ pub enum Color {
     Gray,
 }
 
-/// A loaded image folder: the dataset plus what its labels and items mean.
+/// An image folder, listed but not decoded: a [`Dataset`] of
+/// [`ImageItem`]s that decodes each file when it is read, resized to one
+/// `[h, w]` and converted to one [`Color`].
 #[derive(Clone, Debug)]
 pub struct ImageFolder {
-    /// The images, resized to a common size, and their class indices.
-    pub dataset: ImageDataset,
     /// Class folder names; label `i` is `class_names[i]`.
     pub class_names: Vec<String>,
-    /// The file each item came from, in item order.
+    /// The file of each item, in item order.
     pub files: Vec<PathBuf>,
+    /// The class of each item.
+    pub labels: Vec<u32>,
+    size: [usize; 2],
+    color: Color,
 }
 
 /// File extensions read as images (compared case-insensitively); other files
@@ -95,35 +104,67 @@ pub fn decode(path: &Path, size: [usize; 2], color: Color) -> Result<Vec<u8>, Da
     })
 }
 
-/// Loads every image under `root/<class>/` resized to `size = [h, w]`; a
-/// file with an image extension that does not decode is an error naming it.
-pub fn load(root: &Path, size: [usize; 2], color: Color) -> Result<ImageFolder, DataError> {
-    assert!(size[0] > 0 && size[1] > 0, "image_folder::load: size must be positive, got {size:?}");
-    let class_dirs: Vec<PathBuf> = entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
-    if class_dirs.is_empty() {
-        return Err(DataError::format(root, "no class sub-folders"));
-    }
-    let mut class_names = Vec::new();
-    let mut files = Vec::new();
-    let mut labels = Vec::new();
-    for (k, d) in class_dirs.iter().enumerate() {
-        let before = files.len();
-        collect_images(d, &mut files)?;
-        if files.len() == before {
-            return Err(DataError::format(d, format!("class folder has no {} files", EXTENSIONS.join("/"))));
+impl ImageFolder {
+    /// Lists every image under `root/<class>/`, to be decoded as
+    /// `size = [h, w]` images of `color`. Folders without classes and class
+    /// folders without images are errors naming the folder; files are not
+    /// read yet, so a file that does not decode is an error of the batch
+    /// that holds it.
+    ///
+    /// # Panics
+    /// When `size` has a zero.
+    pub fn open(root: &Path, size: [usize; 2], color: Color) -> Result<Self, DataError> {
+        assert!(size[0] > 0 && size[1] > 0, "ImageFolder::open: size must be positive, got {size:?}");
+        let class_dirs: Vec<PathBuf> = entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+        if class_dirs.is_empty() {
+            return Err(DataError::format(root, "no class sub-folders"));
         }
-        labels.resize(files.len(), k as u32);
-        class_names.push(d.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let mut class_names = Vec::new();
+        let mut files = Vec::new();
+        let mut labels = Vec::new();
+        for (k, d) in class_dirs.iter().enumerate() {
+            let before = files.len();
+            collect_images(d, &mut files)?;
+            if files.len() == before {
+                return Err(DataError::format(d, format!("class folder has no {} files", EXTENSIONS.join("/"))));
+            }
+            labels.resize(files.len(), k as u32);
+            class_names.push(d.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+        Ok(ImageFolder { class_names, files, labels, size, color })
     }
-    let c = if color == Color::Rgb { 3 } else { 1 };
-    let mut images = Vec::with_capacity(files.len() * c * size[0] * size[1]);
-    for f in &files {
-        images.extend(decode(f, size, color)?);
+
+    /// Decodes every image, on this thread, into an in-memory dataset; a
+    /// file that does not decode is an error naming it.
+    pub fn to_memory(&self) -> Result<ImageDataset, DataError> {
+        let item_shape = self.item_shape();
+        let mut images = Vec::with_capacity(self.files.len() * item_shape.iter().product::<usize>());
+        for f in &self.files {
+            images.extend(decode(f, self.size, self.color)?);
+        }
+        Ok(ImageDataset { images, labels: self.labels.clone(), item_shape, classes: self.class_names.len() })
     }
-    let classes = class_names.len();
-    Ok(ImageFolder {
-        dataset: ImageDataset { images, labels, item_shape: [c, size[0], size[1]], classes },
-        class_names,
-        files,
-    })
+}
+
+impl Dataset for ImageFolder {
+    type Item = ImageItem;
+
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Decodes file `index`; panics when it is out of range.
+    fn get(&self, index: usize) -> Result<ImageItem, DataError> {
+        Ok(ImageItem { pixels: decode(&self.files[index], self.size, self.color)?, label: self.labels[index] })
+    }
+}
+
+impl ImageSource for ImageFolder {
+    fn item_shape(&self) -> [usize; 3] {
+        let channels = match self.color {
+            Color::Rgb => 3,
+            Color::Gray => 1,
+        };
+        [channels, self.size[0], self.size[1]]
+    }
 }

@@ -1,38 +1,51 @@
-//! Batching: a background thread gathers the next batch's bytes while the
-//! device trains on the current one; batches are uploaded as u8 and converted
-//! (and normalised) on the device.
+//! [`DataLoader`]: the batches of an epoch of any [`Dataset`], in a seeded
+//! order, read by worker threads and handed to the caller in order.
 
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use wgrad_autograd::{DType, Device, Tensor};
-use wgrad_gpu_core::ops::convert::u8_to_f32;
-use wgrad_gpu_core::{Buffer, HostRng, Layout, GOLDEN};
+use wgrad_autograd::Device;
+use wgrad_gpu_core::{HostRng, GOLDEN};
 
-use crate::{DataError, ImageDataset};
+use crate::batches::{Batches, Job};
+use crate::{Collate, Dataset, ImageCollate, ImageDataset, ImageSource};
 
-/// One batch on the device.
-#[derive(Debug)]
-pub struct Batch {
-    /// `[n, C, H, W]` f32, scaled to [0, 1] and normalised.
-    pub images: Tensor,
-    /// `[n]` U32 class labels.
-    pub labels: Tensor,
-    /// Items in this batch (the last may be partial).
-    pub len: usize,
-}
-
-/// Iterates a dataset in batches, like PyTorch's `DataLoader` with one worker.
-#[derive(Clone)]
-pub struct DataLoader {
-    dataset: Arc<ImageDataset>,
+/// Iterates a dataset in batches, like PyTorch's `DataLoader`.
+///
+/// Batch `k` of an epoch holds items `order[k * batch_size..]` of
+/// [`epoch_order`], whatever the number of workers: workers only change how
+/// fast batches arrive, never what they hold or in which order.
+///
+/// [`DataLoader::new`] batches labelled images ([`ImageSource`]: the
+/// in-memory [`ImageDataset`], a lazy
+/// [`ImageFolder`](crate::image_folder::ImageFolder)) into device
+/// [`Batch`](crate::Batch)es; [`DataLoader::with_collate`] batches any
+/// [`Dataset`] with any [`Collate`] step, a closure included.
+pub struct DataLoader<D = ImageDataset, C = ImageCollate> {
+    dataset: Arc<D>,
+    collate: Arc<C>,
     batch_size: usize,
     shuffle: bool,
     drop_last: bool,
     seed: u64,
-    mean: Vec<f32>,
-    std: Vec<f32>,
-    device: Device,
+    workers: usize,
+    prefetch: Option<usize>,
+}
+
+// Not derived: the derive would demand `D: Clone` and `C: Clone`, which the
+// shared `Arc`s do not need.
+impl<D, C> Clone for DataLoader<D, C> {
+    fn clone(&self) -> Self {
+        DataLoader {
+            dataset: self.dataset.clone(),
+            collate: self.collate.clone(),
+            batch_size: self.batch_size,
+            shuffle: self.shuffle,
+            drop_last: self.drop_last,
+            seed: self.seed,
+            workers: self.workers,
+            prefetch: self.prefetch,
+        }
+    }
 }
 
 /// The order of items in `epoch`: a seeded Fisher–Yates shuffle (SplitMix64 of
@@ -46,24 +59,52 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-impl DataLoader {
-    /// Shuffled batches of `batch_size` (last one partial), scaled to [0, 1].
-    pub fn new(dataset: Arc<ImageDataset>, batch_size: usize, device: &Device) -> Self {
+impl<D: ImageSource> DataLoader<D, ImageCollate> {
+    /// Shuffled batches of `batch_size` images (the last one partial) as f32
+    /// in [0, 1] on `device`: bytes are gathered on a worker, uploaded as u8
+    /// and converted on the device.
+    ///
+    /// # Panics
+    /// When `batch_size` is 0.
+    pub fn new(dataset: Arc<D>, batch_size: usize, device: &Device) -> Self {
+        let collate = ImageCollate::new(dataset.item_shape(), device);
+        Self::with_collate(dataset, batch_size, collate)
+    }
+
+    /// Per-channel normalisation after scaling to [0, 1]: `(x - mean) / std`.
+    ///
+    /// # Panics
+    /// When there is not one mean and one std per channel.
+    pub fn normalize(mut self, mean: &[f32], std: &[f32]) -> Self {
+        self.collate = Arc::new(self.collate.as_ref().clone().normalize(mean, std));
+        self
+    }
+}
+
+impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
+    /// Shuffled batches of `batch_size` items (the last one partial), each
+    /// made by `collate`: a [`Collate`] or a closure
+    /// `Fn(Vec<D::Item>) -> Result<B, DataError>` (see [`Dataset`] for an
+    /// example).
+    ///
+    /// # Panics
+    /// When `batch_size` is 0.
+    pub fn with_collate(dataset: Arc<D>, batch_size: usize, collate: C) -> Self {
         assert!(batch_size > 0, "DataLoader: batch_size must be positive");
-        let channels = dataset.item_shape[0];
         DataLoader {
             dataset,
+            collate: Arc::new(collate),
             batch_size,
             shuffle: true,
             drop_last: false,
             seed: 0,
-            mean: vec![0.0; channels],
-            std: vec![1.0; channels],
-            device: device.clone(),
+            workers: 1,
+            prefetch: None,
         }
     }
 
-    /// Whether to reshuffle every epoch (default true).
+    /// Whether to reshuffle every epoch (default true); without, batches
+    /// follow the dataset's order.
     pub fn shuffle(mut self, on: bool) -> Self {
         self.shuffle = on;
         self
@@ -81,18 +122,35 @@ impl DataLoader {
         self
     }
 
-    /// Per-channel normalisation after scaling to [0, 1]: `(x - mean) / std`.
-    pub fn normalize(mut self, mean: &[f32], std: &[f32]) -> Self {
-        assert_eq!(mean.len(), self.dataset.item_shape[0], "normalize: one mean per channel");
-        assert_eq!(std.len(), mean.len(), "normalize: one std per channel");
-        self.mean = mean.to_vec();
-        self.std = std.to_vec();
+    /// Threads reading and collating batches (default 1, which overlaps
+    /// loading with the caller's work). 0 reads each batch on the caller's
+    /// thread when it is asked for, as PyTorch's `num_workers=0` does.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Most batches read ahead of the caller: claimed by a worker and not
+    /// yet returned by the iterator (default 2 per worker, PyTorch's
+    /// `prefetch_factor`). Fewer than the workers leaves some of them idle.
+    /// Ignored with 0 workers.
+    ///
+    /// # Panics
+    /// When `depth` is 0.
+    pub fn prefetch(mut self, depth: usize) -> Self {
+        assert!(depth > 0, "DataLoader: prefetch depth must be positive");
+        self.prefetch = Some(depth);
         self
     }
 
     /// The dataset.
-    pub fn dataset(&self) -> &ImageDataset {
+    pub fn dataset(&self) -> &D {
         &self.dataset
+    }
+
+    /// The collate step.
+    pub fn collate(&self) -> &C {
+        &self.collate
     }
 
     /// Batches per epoch.
@@ -104,56 +162,31 @@ impl DataLoader {
             n.div_ceil(self.batch_size)
         }
     }
+}
 
-    /// The batches of one epoch; the next batch is prepared on a background
-    /// thread while the caller uses the current one.
-    pub fn epoch(&self, epoch: usize) -> Batches {
-        let order = if self.shuffle {
-            epoch_order(self.dataset.len(), self.seed, epoch)
-        } else {
-            (0..self.dataset.len()).collect()
+impl<D, C> DataLoader<D, C>
+where
+    D: Dataset + 'static,
+    C: Collate<D::Item> + 'static,
+    C::Host: 'static,
+{
+    /// The batches of one epoch, exactly [`num_batches`](Self::num_batches)
+    /// of them: batch `k` is `Err(DataError::Batch { batch: k, .. })` when
+    /// reading, collating or uploading it failed or panicked, and the
+    /// iteration goes on with batch `k + 1` (stop with `?`, or skip).
+    ///
+    /// Workers start reading at once; dropping the iterator stops them and
+    /// waits for the batches they are in the middle of.
+    pub fn epoch(&self, epoch: usize) -> Batches<D, C> {
+        let len = self.dataset.len();
+        let order = if self.shuffle { epoch_order(len, self.seed, epoch) } else { (0..len).collect() };
+        let job = Job {
+            dataset: self.dataset.clone(),
+            collate: self.collate.clone(),
+            order,
+            batch_size: self.batch_size,
+            count: self.num_batches(),
         };
-        let (tx, rx) = sync_channel::<(Vec<u8>, Vec<u32>)>(2);
-        let (ds, bs, batches) = (self.dataset.clone(), self.batch_size, self.num_batches());
-        std::thread::spawn(move || {
-            for chunk in order.chunks(bs).take(batches) {
-                let mut bytes = Vec::with_capacity(chunk.len() * ds.item_bytes());
-                for &i in chunk {
-                    bytes.extend_from_slice(ds.image(i));
-                }
-                let labels = chunk.iter().map(|&i| ds.labels[i]).collect();
-                if tx.send((bytes, labels)).is_err() {
-                    return; // the consumer stopped early
-                }
-            }
-        });
-        Batches { rx, loader: self.clone() }
-    }
-
-    fn upload(&self, bytes: &[u8], labels: &[u32]) -> Result<Batch, DataError> {
-        let n = labels.len();
-        let [c, h, w] = self.dataset.item_shape;
-        let raw = Buffer::from_bytes(&self.device, bytes)?;
-        let x = u8_to_f32(&raw, bytes.len(), h * w, &self.mean, &self.std)?;
-        Ok(Batch {
-            images: Tensor::from_parts(x, Layout::contiguous(&[n, c, h, w]), DType::F32),
-            labels: Tensor::from_u32(labels, &[n], &self.device),
-            len: n,
-        })
-    }
-}
-
-/// The batches of one epoch (see [`DataLoader::epoch`]).
-pub struct Batches {
-    rx: Receiver<(Vec<u8>, Vec<u32>)>,
-    loader: DataLoader,
-}
-
-impl Iterator for Batches {
-    type Item = Result<Batch, DataError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (bytes, labels) = self.rx.recv().ok()?;
-        Some(self.loader.upload(&bytes, &labels))
+        Batches::start(job, self.workers, self.prefetch.unwrap_or(2 * self.workers))
     }
 }

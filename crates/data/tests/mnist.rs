@@ -95,6 +95,21 @@ fn loader_batches_shuffles_with_a_seed_and_converts_on_the_device() {
 }
 
 #[test]
+fn image_batches_do_not_depend_on_the_number_of_workers() {
+    let ds = Arc::new(mnist::load(&mnist::bundled_dir(), Split::Test).unwrap());
+    let epoch = |workers| -> Vec<(Vec<u32>, Vec<f32>)> {
+        let loader = DataLoader::new(ds.clone(), 300, &Device::cpu()).seed(2).workers(workers);
+        loader.epoch(1).map(|b| b.unwrap()).map(|b| (b.labels.to_vec_u32(), b.images.to_vec())).collect()
+    };
+    let one = epoch(1);
+    assert_eq!(one.len(), 7);
+    for workers in [2, 4] {
+        // Not assert_eq: a mismatch would print millions of pixels.
+        assert!(epoch(workers) == one, "{workers} workers give other batches than 1");
+    }
+}
+
+#[test]
 fn gpu_batches_match_cpu_batches() {
     let Some(gpu) = wgrad_gpu_core::testing::gpu_or_skip("gpu_batches_match_cpu_batches") else { return };
     let ds = Arc::new(mnist::load(&mnist::bundled_dir(), Split::Test).unwrap());
