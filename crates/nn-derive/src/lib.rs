@@ -5,7 +5,8 @@
 //! and cannot forget one in `set_training` or the state dict. `forward` and
 //! `describe` stay hand-written in `impl Module`. The generated code names
 //! `::wgrad_nn`, so the deriving crate must depend on `wgrad-nn` under that
-//! name (inside wgrad-nn itself, `extern crate self as wgrad_nn` provides it).
+//! name (inside wgrad-nn itself, `extern crate self as wgrad_nn` provides it),
+//! or name the path on the struct: `#[module(crate = "wgrad::nn")]`.
 //!
 //! See the `Module` derive's documentation in wgrad-nn for the attributes.
 
@@ -80,7 +81,24 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     if fields.iter().filter(|f| matches!(f.kind, Kind::Training)).count() > 1 {
         return Err(syn::Error::new(input.span(), "#[derive(Module)]: at most one #[training] field"));
     }
-    Ok(generate(input, &fields))
+    Ok(generate(input, &fields, &krate(input)?))
+}
+
+/// The path of wgrad-nn: `::wgrad_nn`, or `#[module(crate = "wgrad::nn")]` on
+/// the struct for crates that reach it through the `wgrad` facade only.
+fn krate(input: &DeriveInput) -> syn::Result<syn::Path> {
+    let mut path: syn::Path = syn::parse_quote!(::wgrad_nn);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("module")) {
+        attr.parse_nested_meta(|m| {
+            if m.path.is_ident("crate") {
+                path = m.value()?.parse::<LitStr>()?.parse()?;
+                Ok(())
+            } else {
+                Err(m.error("expected `crate = \"path::to::wgrad_nn\"`"))
+            }
+        })?;
+    }
+    Ok(path)
 }
 
 /// The field's role from its attributes; `None` for plain data.
@@ -191,10 +209,10 @@ fn mentions(ty: &syn::Type, words: &[&str]) -> Option<String> {
     walk(quote!(#ty), words)
 }
 
-fn generate(input: &DeriveInput, fields: &[Field]) -> TokenStream2 {
+fn generate(input: &DeriveInput, fields: &[Field], krate: &syn::Path) -> TokenStream2 {
     let ident = &input.ident;
     let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
-    let d = quote!(::wgrad_nn::module::__derive);
+    let d = quote!(#krate::module::__derive);
     // A field's value: the field itself, or what its `via` method returns.
     let value = |f: &Field, via: &Option<Ident>| {
         let m = &f.member;
@@ -203,8 +221,10 @@ fn generate(input: &DeriveInput, fields: &[Field]) -> TokenStream2 {
             None => quote_spanned!(f.span=> &self.#m),
         }
     };
-    let mut params = Vec::new();
-    let mut buffers = Vec::new();
+    // PyTorch lists a module's own tensors before its children's (pre-order
+    // over modules), whatever order `__init__` assigned them in.
+    let (mut params, mut child_params) = (Vec::new(), Vec::new());
+    let (mut buffers, mut child_buffers) = (Vec::new(), Vec::new());
     let mut training = Vec::new();
     let mut children = Vec::new();
     for f in fields {
@@ -219,15 +239,18 @@ fn generate(input: &DeriveInput, fields: &[Field]) -> TokenStream2 {
                 buffers.push(quote_spanned!(f.span=> #d::Tensors::visit(#v, &#d::join(prefix, #name), f);));
             }
             Kind::Child { name } => {
-                params
+                child_params
                     .push(quote_spanned!(f.span=> #d::Child::visit_parameters(&self.#m, &#d::join(prefix, #name), f);));
-                buffers.push(quote_spanned!(f.span=> #d::Child::visit_buffers(&self.#m, &#d::join(prefix, #name), f);));
+                child_buffers
+                    .push(quote_spanned!(f.span=> #d::Child::visit_buffers(&self.#m, &#d::join(prefix, #name), f);));
                 training.push(quote_spanned!(f.span=> #d::Child::set_training(&mut self.#m, training);));
                 children.push(quote_spanned!(f.span=> #d::Child::collect(&self.#m, #name, &mut out);));
             }
             Kind::Training => training.push(quote_spanned!(f.span=> self.#m = training;)),
         }
     }
+    params.extend(child_params);
+    buffers.extend(child_buffers);
     // Methods with nothing to do keep the trait's defaults, which also keeps
     // unused-argument warnings out of the user's crate.
     let tensor = quote!(#d::Tensor);
@@ -248,7 +271,7 @@ fn generate(input: &DeriveInput, fields: &[Field]) -> TokenStream2 {
     });
     let children_fn = (!children.is_empty()).then(|| {
         quote! {
-            fn children(&self) -> ::std::vec::Vec<(::std::string::String, &dyn ::wgrad_nn::module::Module)> {
+            fn children(&self) -> ::std::vec::Vec<(::std::string::String, &dyn #krate::module::Module)> {
                 let mut out = ::std::vec::Vec::new();
                 #(#children)*
                 out
@@ -257,7 +280,7 @@ fn generate(input: &DeriveInput, fields: &[Field]) -> TokenStream2 {
     });
     quote! {
         #[automatically_derived]
-        impl #impl_g ::wgrad_nn::module::ModuleFields for #ident #ty_g #where_c {
+        impl #impl_g #krate::module::ModuleFields for #ident #ty_g #where_c {
             #visit_parameters
             #visit_buffers
             #set_training

@@ -64,8 +64,12 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// `#[module(flatten)]` drops the field's name, so a `Vec` of layers is named
 /// `0.weight`, ... (`nn.Sequential`) and a helper struct's children join its
 /// parent's; `#[buffer(via = method)]` reads the tensor from `self.method()`
-/// (state that is folded in lazily). Names and order are the fields' names in
-/// declaration order, so declare them in PyTorch's registration order.
+/// (state that is folded in lazily).
+///
+/// Order follows PyTorch's: a module's own parameters (buffers) in field
+/// declaration order, then its children's in declaration order, so declare
+/// children in the order PyTorch's `__init__` registers them. A flattened
+/// child counts as a child at its position.
 ///
 /// An unmarked field whose type mentions `Tensor` or `Module`, or one named
 /// `training`, is a compile error: it is almost always a forgotten parameter,
@@ -73,7 +77,12 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// cannot be detected, so mark every child with `#[module]`.
 ///
 /// The expansion names `::wgrad_nn`, so the crate must depend on `wgrad-nn`
-/// under that name.
+/// under that name, or say where it is on the struct:
+/// `#[module(crate = "wgrad::nn")]` for a crate that depends on the `wgrad`
+/// facade only. Calling `visit_parameters`, `set_training` or `children` on
+/// a concrete type needs [`ModuleFields`] in scope (it is in `wgrad_nn::*`
+/// and `wgrad::prelude`); `ModuleExt`'s `named_parameters`, `train`/`eval`
+/// need only `ModuleExt`.
 ///
 /// ```
 /// use wgrad_nn::{BatchNorm1d, Dropout, Linear, Module, ModuleExt};
