@@ -5,6 +5,15 @@
 //!
 //! Everything here is written with `wgrad-autograd` tensor ops; this crate
 //! launches no kernels of its own and knows nothing of datasets or models.
+//!
+//! # Writing a module
+//!
+//! Put `#[derive(Module)]` on the struct and mark its fields (`#[module]`
+//! children, `#[param]`, `#[buffer]`, `#[training]`, `#[skip]`); the derive
+//! writes [`ModuleFields`] (PyTorch's names and order, the state dict,
+//! `train()`/`eval()` for every child) and you write `forward` and
+//! `describe` in `impl Module`. See [`derive@Module`] for the attributes and
+//! an example with `Vec` and `Option` children.
 
 // The derive's expansion names `::wgrad_nn`, also inside this crate.
 extern crate self as wgrad_nn;
@@ -134,10 +143,11 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// };
 /// let mut net = Net { blocks: vec![block(&mut gen, true), block(&mut gen, false)], scale: Tensor::ones(&[4], &dev) };
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// // As in PyTorch, a module's own parameters come before its children's.
 /// assert_eq!(
 ///     names,
-///     ["blocks.0.fc.weight", "blocks.0.fc.bias", "blocks.0.norm.weight", "blocks.0.norm.bias",
-///      "blocks.1.fc.weight", "blocks.1.fc.bias", "scale"]
+///     ["scale", "blocks.0.fc.weight", "blocks.0.fc.bias", "blocks.0.norm.weight", "blocks.0.norm.bias",
+///      "blocks.1.fc.weight", "blocks.1.fc.bias"]
 /// );
 /// net.eval(); // reaches both Dropouts and the BatchNorm
 /// ```
