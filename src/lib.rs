@@ -28,7 +28,7 @@ pub use wgrad_nn as nn;
 /// The names most programs use.
 pub mod prelude {
     pub use crate::gpu_core::ops;
-    pub use crate::nn::{Module, ModuleExt};
+    pub use crate::nn::{Module, ModuleExt, ModuleFields};
     pub use crate::{
         autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, Buffer, DType, Device, DeviceSpec, Generator,
         Layout, Tensor,

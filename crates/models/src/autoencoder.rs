@@ -11,7 +11,6 @@
 
 use wgrad_autograd::{ConvTranspose2dOptions, Device, Generator, Reduction, Tensor};
 use wgrad_nn::loss::BCELoss;
-use wgrad_nn::module::join;
 use wgrad_nn::{Conv2d, Conv2dOptions, ConvTranspose2d, Flatten, Linear, Module, ReLU, Sequential, Sigmoid};
 
 /// Pixels of one 28x28 image.
@@ -42,6 +41,7 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Tensor {
 
 /// Reshapes dim 1 into `shape` (`nn.Unflatten(1, shape)`), to turn the
 /// decoder's dense features back into feature maps.
+#[derive(Module)]
 struct Unflatten(Vec<usize>);
 
 impl Module for Unflatten {
@@ -59,10 +59,13 @@ impl Module for Unflatten {
 /// `decoder` maps back to `[N, 1, 28, 28]` probabilities (sigmoid output).
 /// Parameters are named `encoder.<i>.weight`, `decoder.<i>.bias`, ... as two
 /// `nn.Sequential` fields in PyTorch.
+#[derive(Module)]
 pub struct Autoencoder {
     /// Image to code.
+    #[module]
     pub encoder: Sequential,
     /// Code to pixel probabilities.
+    #[module]
     pub decoder: Sequential,
     latent: usize,
     kind: &'static str,
@@ -136,15 +139,8 @@ impl Module for Autoencoder {
     fn forward(&self, x: &Tensor) -> Tensor {
         self.decode(&self.encode(x))
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.encoder.visit_parameters(&join(prefix, "encoder"), f);
-        self.decoder.visit_parameters(&join(prefix, "decoder"), f);
-    }
     fn describe(&self) -> String {
         format!("Autoencoder({}, latent={})", self.kind, self.latent)
-    }
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("encoder".into(), &self.encoder as &dyn Module), ("decoder".into(), &self.decoder as &dyn Module)]
     }
 }
 
@@ -152,16 +148,22 @@ impl Module for Autoencoder {
 /// hidden) + ReLU, then `fc21` → mu and `fc22` → log-variance (hidden →
 /// latent); the decoder is `fc3` (latent → hidden) + ReLU, `fc4` (hidden →
 /// 784) + sigmoid. Parameter names are those of the example.
+#[derive(Module)]
 pub struct Vae {
     /// Encoder hidden layer.
+    #[module]
     pub fc1: Linear,
     /// Hidden → mean of q(z|x).
+    #[module]
     pub fc21: Linear,
     /// Hidden → log-variance of q(z|x).
+    #[module]
     pub fc22: Linear,
     /// Decoder hidden layer.
+    #[module]
     pub fc3: Linear,
     /// Hidden → pixel logits.
+    #[module]
     pub fc4: Linear,
     latent: usize,
 }
@@ -237,20 +239,7 @@ impl Module for Vae {
     fn forward(&self, x: &Tensor) -> Tensor {
         self.decode(&self.encode(x).0)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (name, l) in
-            [("fc1", &self.fc1), ("fc21", &self.fc21), ("fc22", &self.fc22), ("fc3", &self.fc3), ("fc4", &self.fc4)]
-        {
-            l.visit_parameters(&join(prefix, name), f);
-        }
-    }
     fn describe(&self) -> String {
         format!("VAE(hidden={}, latent={})", self.fc1.weight.shape()[0], self.latent)
-    }
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        [("fc1", &self.fc1), ("fc21", &self.fc21), ("fc22", &self.fc22), ("fc3", &self.fc3), ("fc4", &self.fc4)]
-            .into_iter()
-            .map(|(n, l)| (n.to_string(), l as &dyn Module))
-            .collect()
     }
 }

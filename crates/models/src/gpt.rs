@@ -43,18 +43,25 @@ impl GptConfig {
 /// The model. Parameter names: `tok_emb.weight`, `pos_emb.weight`,
 /// `blocks.{i}.…` (those of `nn.TransformerEncoderLayer`), `ln_f.weight`,
 /// `ln_f.bias`, `head.weight` (absent when tied).
+#[derive(Module)]
 pub struct Gpt {
     config: GptConfig,
     /// Token embedding `[vocab, width]`.
+    #[module]
     pub tok_emb: Embedding,
     /// Position embedding `[context, width]`.
+    #[module]
     pub pos_emb: LearnedPositionalEmbedding,
+    #[module]
     drop: Dropout,
     /// The Transformer blocks (pre-LN, GELU, batch-first).
+    #[module]
     pub blocks: Vec<TransformerEncoderLayer>,
     /// The final LayerNorm.
+    #[module]
     pub ln_f: LayerNorm,
     /// The output head `[vocab, width]`, without bias; `None` when tied.
+    #[module]
     pub head: Option<Linear>,
 }
 
@@ -222,44 +229,11 @@ impl Module for Gpt {
         self.logits(ids)
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        let p = |n: &str| wgrad_nn::module::join(prefix, n);
-        self.tok_emb.visit_parameters(&p("tok_emb"), f);
-        self.pos_emb.visit_parameters(&p("pos_emb"), f);
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.visit_parameters(&p(&format!("blocks.{i}")), f);
-        }
-        self.ln_f.visit_parameters(&p("ln_f"), f);
-        if let Some(h) = &self.head {
-            h.visit_parameters(&p("head"), f);
-        }
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.drop.set_training(training);
-        for b in &mut self.blocks {
-            b.set_training(training);
-        }
-    }
-
     fn describe(&self) -> String {
         let c = &self.config;
         format!(
             "Gpt(vocab={}, context={}, layers={}, heads={}, width={}, tie_weights={})",
             c.vocab, c.context, c.layers, c.heads, c.width, c.tie_weights
         )
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        let mut v: Vec<(String, &dyn Module)> =
-            vec![("tok_emb".into(), &self.tok_emb), ("pos_emb".into(), &self.pos_emb)];
-        for (i, b) in self.blocks.iter().enumerate() {
-            v.push((format!("blocks.{i}"), b));
-        }
-        v.push(("ln_f".into(), &self.ln_f));
-        if let Some(h) = &self.head {
-            v.push(("head".into(), h));
-        }
-        v
     }
 }

@@ -2,7 +2,6 @@
 //! ImageNet-shape ResNet-18/34/50 with torchvision's parameter names.
 
 use wgrad_autograd::{Device, Generator, Tensor};
-use wgrad_nn::module::join;
 use wgrad_nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Linear, MaxPool2d, Module, Sequential};
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, gen: &mut Generator, dev: &Device) -> Conv2d {
@@ -20,13 +19,23 @@ pub enum Shortcut {
 }
 
 /// Two 3x3 convolutions with a residual connection (`BasicBlock`).
+#[derive(Module)]
 pub struct BasicBlock {
+    #[module]
     conv1: Conv2d,
+    #[module]
     bn1: BatchNorm2d,
+    #[module]
     conv2: Conv2d,
+    #[module]
     bn2: BatchNorm2d,
-    /// Projection shortcut (`shortcut` in CIFAR code, `downsample` in torchvision).
-    projection: Option<(String, Sequential)>,
+    /// Projection shortcut as CIFAR code names it; at most one of `shortcut`
+    /// and `downsample` is set.
+    #[module]
+    shortcut: Option<Sequential>,
+    /// Projection shortcut as torchvision names it.
+    #[module]
+    downsample: Option<Sequential>,
     /// Channels to zero-pad on each side for option A.
     zero_pad: Option<usize>,
 }
@@ -34,6 +43,9 @@ pub struct BasicBlock {
 impl BasicBlock {
     /// A block from `cin` to `cout` channels; `name` is what the projection is
     /// called in PyTorch (`shortcut` or `downsample`).
+    ///
+    /// # Panics
+    /// When a projection is needed and `name` is neither.
     pub fn new(
         cin: usize,
         cout: usize,
@@ -49,15 +61,22 @@ impl BasicBlock {
             (true, Shortcut::ZeroPad) => (None, Some((cout - cin) / 2)),
             (true, Shortcut::Projection) => {
                 let s = Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new_2d(cout, dev));
-                (Some((name.to_string(), s)), None)
+                (Some(s), None)
             }
+        };
+        let (shortcut, downsample) = match (projection, name) {
+            (None, _) => (None, None),
+            (p @ Some(_), "shortcut") => (p, None),
+            (p @ Some(_), "downsample") => (None, p),
+            (Some(_), other) => panic!("BasicBlock: the projection is `shortcut` or `downsample`, got `{other}`"),
         };
         BasicBlock {
             conv1: conv(cin, cout, 3, stride, gen, dev),
             bn1: BatchNorm2d::new_2d(cout, dev),
             conv2: conv(cout, cout, 3, 1, gen, dev),
             bn2: BatchNorm2d::new_2d(cout, dev),
-            projection,
+            shortcut,
+            downsample,
             zero_pad,
         }
     }
@@ -68,8 +87,8 @@ impl Module for BasicBlock {
         // BN+ReLU and BN+add+ReLU are one fused kernel each.
         let out = self.bn1.forward_relu(&self.conv1.forward(x));
         let out = self.conv2.forward(&out);
-        let short = match (&self.projection, self.zero_pad) {
-            (Some((_, p)), _) => p.forward(x),
+        let short = match (self.shortcut.as_ref().or(self.downsample.as_ref()), self.zero_pad) {
+            (Some(p), _) => p.forward(x),
             (None, Some(pad)) => {
                 // x[:, :, ::2, ::2] with `pad` zero channels on each side, as the paper's option A.
                 let sub = x.slice_step(2, 0, 2).slice_step(3, 0, 2);
@@ -82,29 +101,6 @@ impl Module for BasicBlock {
         };
         self.bn2.forward_add_relu(&out, &short)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.conv1.visit_parameters(&join(prefix, "conv1"), f);
-        self.bn1.visit_parameters(&join(prefix, "bn1"), f);
-        self.conv2.visit_parameters(&join(prefix, "conv2"), f);
-        self.bn2.visit_parameters(&join(prefix, "bn2"), f);
-        if let Some((n, p)) = &self.projection {
-            p.visit_parameters(&join(prefix, n), f);
-        }
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.bn1.visit_buffers(&join(prefix, "bn1"), f);
-        self.bn2.visit_buffers(&join(prefix, "bn2"), f);
-        if let Some((n, p)) = &self.projection {
-            p.visit_buffers(&join(prefix, n), f);
-        }
-    }
-    fn set_training(&mut self, on: bool) {
-        self.bn1.set_training(on);
-        self.bn2.set_training(on);
-        if let Some((_, p)) = &mut self.projection {
-            p.set_training(on);
-        }
-    }
     fn describe(&self) -> String {
         let w = self.conv1.weight.shape();
         format!("BasicBlock({} -> {}, stride {:?})", w[1], w[0], self.conv1.options.stride)
@@ -112,9 +108,21 @@ impl Module for BasicBlock {
 }
 
 /// 1x1 reduce, 3x3, 1x1 expand (x4) with a residual connection (`Bottleneck`, torchvision v1.5: stride on the 3x3).
+#[derive(Module)]
 pub struct Bottleneck {
-    convs: [Conv2d; 3],
-    bns: [BatchNorm2d; 3],
+    #[module]
+    conv1: Conv2d,
+    #[module]
+    bn1: BatchNorm2d,
+    #[module]
+    conv2: Conv2d,
+    #[module]
+    bn2: BatchNorm2d,
+    #[module]
+    conv3: Conv2d,
+    #[module]
+    bn3: BatchNorm2d,
+    #[module]
     downsample: Option<Sequential>,
 }
 
@@ -125,12 +133,12 @@ impl Bottleneck {
         let downsample = (stride != 1 || cin != cout)
             .then(|| Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new_2d(cout, dev)));
         Bottleneck {
-            convs: [
-                conv(cin, width, 1, 1, gen, dev),
-                conv(width, width, 3, stride, gen, dev),
-                conv(width, cout, 1, 1, gen, dev),
-            ],
-            bns: [BatchNorm2d::new_2d(width, dev), BatchNorm2d::new_2d(width, dev), BatchNorm2d::new_2d(cout, dev)],
+            conv1: conv(cin, width, 1, 1, gen, dev),
+            bn1: BatchNorm2d::new_2d(width, dev),
+            conv2: conv(width, width, 3, stride, gen, dev),
+            bn2: BatchNorm2d::new_2d(width, dev),
+            conv3: conv(width, cout, 1, 1, gen, dev),
+            bn3: BatchNorm2d::new_2d(cout, dev),
             downsample,
         }
     }
@@ -138,54 +146,49 @@ impl Bottleneck {
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut out = x.clone();
-        for i in 0..2 {
-            out = self.bns[i].forward_relu(&self.convs[i].forward(&out));
-        }
+        let out = self.bn1.forward_relu(&self.conv1.forward(x));
+        let out = self.bn2.forward_relu(&self.conv2.forward(&out));
         let short = self.downsample.as_ref().map_or_else(|| x.clone(), |d| d.forward(x));
-        self.bns[2].forward_add_relu(&self.convs[2].forward(&out), &short)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for i in 0..3 {
-            self.convs[i].visit_parameters(&join(prefix, &format!("conv{}", i + 1)), f);
-            self.bns[i].visit_parameters(&join(prefix, &format!("bn{}", i + 1)), f);
-        }
-        if let Some(d) = &self.downsample {
-            d.visit_parameters(&join(prefix, "downsample"), f);
-        }
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for i in 0..3 {
-            self.bns[i].visit_buffers(&join(prefix, &format!("bn{}", i + 1)), f);
-        }
-        if let Some(d) = &self.downsample {
-            d.visit_buffers(&join(prefix, "downsample"), f);
-        }
-    }
-    fn set_training(&mut self, on: bool) {
-        for b in &mut self.bns {
-            b.set_training(on);
-        }
-        if let Some(d) = &mut self.downsample {
-            d.set_training(on);
-        }
+        self.bn3.forward_add_relu(&self.conv3.forward(&out), &short)
     }
     fn describe(&self) -> String {
-        let w = self.convs[0].weight.shape();
+        let w = self.conv1.weight.shape();
         format!("Bottleneck({} -> {})", w[1], w[0] * 4)
     }
 }
 
 /// A ResNet: stem, stages of residual blocks, global average pooling, a linear head.
+#[derive(Module)]
 pub struct ResNet {
-    stem_conv: Conv2d,
-    stem_bn: BatchNorm2d,
-    /// Parameter names of the stem's convolution and batch norm.
-    stem_names: [&'static str; 2],
-    layers: Vec<Sequential>,
+    #[module]
+    conv1: Conv2d,
+    #[module]
+    bn1: BatchNorm2d,
+    #[module]
+    layer1: Sequential,
+    #[module]
+    layer2: Sequential,
+    #[module]
+    layer3: Sequential,
+    /// Only the ImageNet shape has a fourth stage.
+    #[module]
+    layer4: Option<Sequential>,
     pool: AdaptiveAvgPool2d,
-    head: Linear,
-    head_name: &'static str,
+    /// The head as the CIFAR definition names it; exactly one of `linear`
+    /// and `fc` is set.
+    #[module]
+    linear: Option<Linear>,
+    /// The head as torchvision names it (the ImageNet shape).
+    #[module]
+    fc: Option<Linear>,
+}
+
+/// Stage `layer1`, `layer2`, ... of `stages`, which the constructors build in a loop.
+fn take_stages(stages: Vec<Sequential>) -> (Sequential, Sequential, Sequential, Option<Sequential>) {
+    let mut it = stages.into_iter();
+    let mut next = || it.next().expect("ResNet: at least three stages");
+    let (a, b, c) = (next(), next(), next());
+    (a, b, c, it.next())
 }
 
 impl ResNet {
@@ -207,14 +210,17 @@ impl ResNet {
             }
             layers.push(s);
         }
+        let (layer1, layer2, layer3, layer4) = take_stages(layers);
         ResNet {
-            stem_conv,
-            stem_bn,
-            stem_names: ["conv1", "bn1"],
-            layers,
+            conv1: stem_conv,
+            bn1: stem_bn,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
             pool: AdaptiveAvgPool2d((1, 1)),
-            head: Linear::new(64, classes, true, gen, dev),
-            head_name: "linear",
+            linear: Some(Linear::new(64, classes, true, gen, dev)),
+            fc: None,
         }
     }
 
@@ -243,56 +249,43 @@ impl ResNet {
             }
             layers.push(s);
         }
+        let (layer1, layer2, layer3, layer4) = take_stages(layers);
         ResNet {
-            stem_conv,
-            stem_bn,
-            stem_names: ["conv1", "bn1"],
-            layers,
+            conv1: stem_conv,
+            bn1: stem_bn,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
             pool: AdaptiveAvgPool2d((1, 1)),
-            head: Linear::new(cin, classes, true, gen, dev),
-            head_name: "fc",
+            linear: None,
+            fc: Some(Linear::new(cin, classes, true, gen, dev)),
         }
     }
 
     fn imagenet_stem(&self) -> bool {
-        self.head_name == "fc"
+        self.fc.is_some()
+    }
+
+    fn stages(&self) -> impl Iterator<Item = &Sequential> {
+        [&self.layer1, &self.layer2, &self.layer3].into_iter().chain(self.layer4.as_ref())
     }
 }
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Tensor {
         // The stem's ReLU is fused into its batch norm.
-        let mut h = self.stem_bn.forward_relu(&self.stem_conv.forward(x));
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x));
         if self.imagenet_stem() {
             h = MaxPool2d { kernel: (3, 3), stride: (2, 2), padding: (1, 1), dilation: (1, 1) }.forward(&h);
         }
-        for l in &self.layers {
+        for l in self.stages() {
             h = l.forward(&h);
         }
-        self.head.forward(&self.pool.forward(&h).flatten(1, -1))
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.stem_conv.visit_parameters(&join(prefix, self.stem_names[0]), f);
-        self.stem_bn.visit_parameters(&join(prefix, self.stem_names[1]), f);
-        for (i, l) in self.layers.iter().enumerate() {
-            l.visit_parameters(&join(prefix, &format!("layer{}", i + 1)), f);
-        }
-        self.head.visit_parameters(&join(prefix, self.head_name), f);
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.stem_bn.visit_buffers(&join(prefix, self.stem_names[1]), f);
-        for (i, l) in self.layers.iter().enumerate() {
-            l.visit_buffers(&join(prefix, &format!("layer{}", i + 1)), f);
-        }
-    }
-    fn set_training(&mut self, on: bool) {
-        self.stem_conv.set_training(on);
-        self.stem_bn.set_training(on);
-        for l in &mut self.layers {
-            l.set_training(on);
-        }
+        let head = self.linear.as_ref().or(self.fc.as_ref()).expect("ResNet: a head");
+        head.forward(&self.pool.forward(&h).flatten(1, -1))
     }
     fn describe(&self) -> String {
-        format!("ResNet({} stages)", self.layers.len())
+        format!("ResNet({} stages)", self.stages().count())
     }
 }

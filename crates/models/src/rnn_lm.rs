@@ -35,14 +35,19 @@ impl RnnLmConfig {
 /// The model. Parameter names: `embedding.weight`, `rnn.weight_ih_l0`, …
 /// (those of `nn.LSTM`), `head.weight`, `head.bias` — the same module names
 /// as the PyTorch script in `benches/lstm_pytorch.py`.
+#[derive(Module)]
 pub struct RnnLm {
     config: RnnLmConfig,
     /// Token embedding.
+    #[module]
     pub embedding: Embedding,
     /// The batch-first recurrent stack.
+    #[module]
     pub rnn: Recurrent,
+    #[module]
     drop: Dropout,
     /// Output layer `[vocab, hidden]`.
+    #[module]
     pub head: Linear,
 }
 
@@ -104,31 +109,11 @@ impl Module for RnnLm {
         self.forward_with_state(ids, None).0
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        let p = |n: &str| wgrad_nn::module::join(prefix, n);
-        self.embedding.visit_parameters(&p("embedding"), f);
-        self.rnn.visit_parameters(&p("rnn"), f);
-        self.head.visit_parameters(&p("head"), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.rnn.set_training(training);
-        self.drop.set_training(training);
-    }
-
     fn describe(&self) -> String {
         let c = &self.config;
         format!(
             "RnnLm(vocab={}, embed={}, hidden={}, layers={}, kind={:?}, dropout={})",
             c.vocab, c.embed, c.hidden, c.layers, c.kind, c.dropout
         )
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("embedding".into(), &self.embedding as &dyn Module),
-            ("rnn".into(), &self.rnn),
-            ("head".into(), &self.head),
-        ]
     }
 }

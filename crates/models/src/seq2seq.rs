@@ -38,18 +38,25 @@ pub struct Seq2SeqConfig {
 
 /// The encoder-decoder. Parameter names: `src_emb`, `encoder` (a GRU),
 /// `tgt_emb`, `decoder` (a GRU cell), `attention` (additive only), `out`.
+#[derive(Module)]
 pub struct Seq2Seq {
     config: Seq2SeqConfig,
     /// Source embedding.
+    #[module]
     pub src_emb: Embedding,
     /// Batch-first one-layer GRU over the source.
+    #[module]
     pub encoder: GRU,
     /// Target embedding.
+    #[module]
     pub tgt_emb: Embedding,
     /// Decoder cell; input = target embedding ⊕ context.
+    #[module]
     pub decoder: RecurrentCell,
+    #[module(rename = "attention")]
     additive: Option<AdditiveAttention>,
     /// Output layer over decoder state ⊕ context.
+    #[module]
     pub out: Linear,
 }
 
@@ -171,18 +178,6 @@ impl Module for Seq2Seq {
     /// returns the encoder outputs.
     fn forward(&self, src: &Tensor) -> Tensor {
         self.encode(src, None).memory
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        let p = |n: &str| wgrad_nn::module::join(prefix, n);
-        self.src_emb.visit_parameters(&p("src_emb"), f);
-        self.encoder.visit_parameters(&p("encoder"), f);
-        self.tgt_emb.visit_parameters(&p("tgt_emb"), f);
-        self.decoder.visit_parameters(&p("decoder"), f);
-        if let Some(a) = &self.additive {
-            a.visit_parameters(&p("attention"), f);
-        }
-        self.out.visit_parameters(&p("out"), f);
     }
 
     fn describe(&self) -> String {

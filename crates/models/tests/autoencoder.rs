@@ -5,7 +5,7 @@ use wgrad_autograd::gradcheck::{check_gradients, GradCheck};
 use wgrad_autograd::{Device, Generator, Tensor};
 use wgrad_models::{kl_divergence, reconstruction_loss, Autoencoder, Vae};
 use wgrad_nn::optim::{Adam, Optimizer};
-use wgrad_nn::{Module, ModuleExt};
+use wgrad_nn::{Module, ModuleExt, ModuleFields};
 
 /// The CPU backend, plus the GPU when one opens (required with `WGRAD_REQUIRE_GPU=1`).
 fn backends() -> Vec<Device> {

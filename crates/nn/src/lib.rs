@@ -5,6 +5,18 @@
 //!
 //! Everything here is written with `wgrad-autograd` tensor ops; this crate
 //! launches no kernels of its own and knows nothing of datasets or models.
+//!
+//! # Writing a module
+//!
+//! Put `#[derive(Module)]` on the struct and mark its fields (`#[module]`
+//! children, `#[param]`, `#[buffer]`, `#[training]`, `#[skip]`); the derive
+//! writes [`ModuleFields`] (PyTorch's names and order, the state dict,
+//! `train()`/`eval()` for every child) and you write `forward` and
+//! `describe` in `impl Module`. See [`derive@Module`] for the attributes and
+//! an example with `Vec` and `Option` children.
+
+// The derive's expansion names `::wgrad_nn`, also inside this crate.
+extern crate self as wgrad_nn;
 
 pub mod amp;
 pub mod checkpoint;
@@ -39,6 +51,104 @@ pub use layers::sequential::Sequential;
 pub use layers::transformer::{
     FeedForwardActivation, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
 };
-pub use module::{Module, ModuleExt};
+pub use module::{Module, ModuleExt, ModuleFields};
 pub use wgrad_autograd::RecurrentKind;
 pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
+/// `#[derive(Module)]`: writes [`ModuleFields`] (parameters, buffers,
+/// training mode, children) from a struct's fields; `forward` and `describe`
+/// stay in a hand-written `impl Module`.
+///
+/// Field attributes (every field is plain data unless marked):
+///
+/// | attribute | field type | contributes |
+/// |---|---|---|
+/// | `#[param]` | `Tensor`, `Option<Tensor>`, `Vec<Tensor>` | parameters named after the field (`None` skipped, elements `.0`, `.1`, ...) |
+/// | `#[buffer]` | the same | buffers (running statistics) |
+/// | `#[module]` | a `Module`, `Box<dyn Module>`, `Option<_>` or `Vec<_>` of them | a child: its parameters and buffers under `field.`, `set_training` reaches it, listed by `children()`; `Vec` elements are `field.0`, `field.1`, ... like `nn.ModuleList` |
+/// | `#[training]` | `bool` | set by `set_training` |
+/// | `#[skip]` | anything | nothing (a constant tensor that is not state) |
+///
+/// Options: `#[param(rename = "in_proj_weight")]`, `#[buffer(rename = "...")]`
+/// and `#[module(rename = "0")]` use PyTorch's name instead of the field's;
+/// `#[module(flatten)]` drops the field's name, so a `Vec` of layers is named
+/// `0.weight`, ... (`nn.Sequential`) and a helper struct's children join its
+/// parent's; `#[buffer(via = method)]` reads the tensor from `self.method()`
+/// (state that is folded in lazily).
+///
+/// Order follows PyTorch's: a module's own parameters (buffers) in field
+/// declaration order, then its children's in declaration order, so declare
+/// children in the order PyTorch's `__init__` registers them. A flattened
+/// child counts as a child at its position.
+///
+/// An unmarked field whose type mentions `Tensor` or `Module`, or one named
+/// `training`, is a compile error: it is almost always a forgotten parameter,
+/// child or mode flag. A child of a type that mentions neither (`Linear`)
+/// cannot be detected, so mark every child with `#[module]`.
+///
+/// The expansion names `::wgrad_nn`, so the crate must depend on `wgrad-nn`
+/// under that name, or say where it is on the struct:
+/// `#[module(crate = "wgrad::nn")]` for a crate that depends on the `wgrad`
+/// facade only. Calling `visit_parameters`, `set_training` or `children` on
+/// a concrete type needs [`ModuleFields`] in scope (it is in `wgrad_nn::*`
+/// and `wgrad::prelude`); `ModuleExt`'s `named_parameters`, `train`/`eval`
+/// need only `ModuleExt`.
+///
+/// ```
+/// use wgrad_nn::{BatchNorm1d, Dropout, Linear, Module, ModuleExt};
+/// use wgrad_autograd::{Device, Generator, Tensor};
+///
+/// #[derive(Module)]
+/// struct Block {
+///     #[module]
+///     fc: Linear,
+///     #[module]
+///     norm: Option<BatchNorm1d>,
+///     #[module]
+///     drop: Dropout,
+/// }
+///
+/// impl Module for Block {
+///     fn forward(&self, x: &Tensor) -> Tensor {
+///         let h = self.fc.forward(x);
+///         let h = match &self.norm { Some(n) => n.forward(&h), None => h };
+///         self.drop.forward(&h.relu())
+///     }
+///     fn describe(&self) -> String {
+///         "Block".into()
+///     }
+/// }
+///
+/// #[derive(Module)]
+/// struct Net {
+///     #[module]
+///     blocks: Vec<Block>,
+///     #[param]
+///     scale: Tensor,
+/// }
+///
+/// impl Module for Net {
+///     fn forward(&self, x: &Tensor) -> Tensor {
+///         self.blocks.iter().fold(x.clone(), |h, b| b.forward(&h)) * &self.scale
+///     }
+///     fn describe(&self) -> String {
+///         "Net".into()
+///     }
+/// }
+///
+/// let (dev, mut gen) = (Device::cpu(), Generator::new(0));
+/// let block = |gen: &mut Generator, norm: bool| Block {
+///     fc: Linear::new(4, 4, true, gen, &dev),
+///     norm: norm.then(|| BatchNorm1d::new_1d(4, &dev)),
+///     drop: Dropout::new(0.1, gen),
+/// };
+/// let mut net = Net { blocks: vec![block(&mut gen, true), block(&mut gen, false)], scale: Tensor::ones(&[4], &dev) };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// // As in PyTorch, a module's own parameters come before its children's.
+/// assert_eq!(
+///     names,
+///     ["scale", "blocks.0.fc.weight", "blocks.0.fc.bias", "blocks.0.norm.weight", "blocks.0.norm.bias",
+///      "blocks.1.fc.weight", "blocks.1.fc.bias"]
+/// );
+/// net.eval(); // reaches both Dropouts and the BatchNorm
+/// ```
+pub use wgrad_nn_derive::Module;

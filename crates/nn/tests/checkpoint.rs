@@ -115,16 +115,15 @@ fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
 }
 
 /// A module with one U32 buffer, to load integer data into.
+#[derive(Module)]
 struct Indexed {
+    #[buffer]
     idx: Tensor,
 }
 
 impl Module for Indexed {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.clone()
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&module::join(prefix, "idx"), &self.idx);
     }
     fn describe(&self) -> String {
         "Indexed".into()

@@ -2,13 +2,13 @@
 
 use wgrad_autograd::{Device, Tensor};
 
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Defines a parameterless activation module that calls one Tensor method.
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, $method:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default)]
+        #[derive(Clone, Copy, Debug, Default, Module)]
         pub struct $name;
 
         impl Module for $name {
@@ -39,7 +39,7 @@ activation!(/// Hyperbolic tangent.
 pub type Swish = SiLU;
 
 /// x if x > 0 else slope·x (PyTorch default slope 0.01).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct LeakyReLU(pub f32);
 
 impl Default for LeakyReLU {
@@ -58,7 +58,7 @@ impl Module for LeakyReLU {
 }
 
 /// x if x > 0 else alpha·(eˣ − 1) (PyTorch default alpha 1).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct ELU(pub f32);
 
 impl Default for ELU {
@@ -77,7 +77,7 @@ impl Module for ELU {
 }
 
 /// GELU, exact (erf) by default or the tanh approximation.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Module)]
 pub struct GELU {
     /// Use the tanh approximation (`approximate='tanh'`).
     pub tanh: bool,
@@ -97,7 +97,7 @@ impl Module for GELU {
 }
 
 /// ln(1 + e^(beta·x))/beta, linear above `threshold` (PyTorch defaults 1, 20).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Softplus {
     /// Sharpness.
     pub beta: f32,
@@ -121,8 +121,10 @@ impl Module for Softplus {
 }
 
 /// Leaky ReLU with a learned slope: one per channel (dim 1) or a single one.
+#[derive(Module)]
 pub struct PReLU {
     /// `[num_parameters]`, initialised to 0.25 like PyTorch.
+    #[param]
     pub weight: Tensor,
 }
 
@@ -147,16 +149,13 @@ impl Module for PReLU {
         let pos = x.relu();
         &pos + &(&a * &(x - &pos))
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-    }
     fn describe(&self) -> String {
         format!("PReLU(num_parameters={})", self.weight.numel())
     }
 }
 
 /// Softmax along `dim` (`nn.Softmax(dim)`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Softmax(pub isize);
 
 impl Module for Softmax {
@@ -169,7 +168,7 @@ impl Module for Softmax {
 }
 
 /// Log-softmax along `dim` (`nn.LogSoftmax(dim)`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct LogSoftmax(pub isize);
 
 impl Module for LogSoftmax {

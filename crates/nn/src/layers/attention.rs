@@ -14,7 +14,7 @@ use wgrad_autograd::{Device, Generator, Tensor};
 
 use crate::init;
 use crate::layers::linear::Linear;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// An additive `[lq, lk]` mask with −∞ above the diagonal: query i sees keys
 /// j ≤ i (`nn.Transformer.generate_square_subsequent_mask` for lq = lk).
@@ -100,18 +100,23 @@ impl KvCache {
 /// `nn.MultiheadAttention` with equal query, key and value widths: the packed
 /// `in_proj_weight [3E, E]` / `in_proj_bias [3E]` projections, `heads`
 /// parallel scaled dot-product attentions of width E/heads, then `out_proj`.
+#[derive(Module)]
 pub struct MultiheadAttention {
     /// `[3·embed_dim, embed_dim]`: the query, key and value projections stacked.
+    #[param]
     pub in_proj_weight: Tensor,
     /// `[3·embed_dim]`, if the layer has biases.
+    #[param]
     pub in_proj_bias: Option<Tensor>,
     /// The output projection.
+    #[module]
     pub out_proj: Linear,
     heads: usize,
     /// Dropout probability on the attention weights (training only).
     pub dropout: f32,
     /// Inputs and outputs are `[B, L, E]` instead of `[L, B, E]`.
     pub batch_first: bool,
+    #[training]
     training: bool,
     gen: Mutex<Generator>,
 }
@@ -309,18 +314,6 @@ impl Module for MultiheadAttention {
         self.self_attention(x, &AttentionMask::default())
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "in_proj_weight"), &self.in_proj_weight);
-        if let Some(b) = &self.in_proj_bias {
-            f(&join(prefix, "in_proj_bias"), b);
-        }
-        self.out_proj.visit_parameters(&join(prefix, "out_proj"), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
     fn describe(&self) -> String {
         format!(
             "MultiheadAttention(embed_dim={}, num_heads={}, dropout={}, batch_first={})",
@@ -329,9 +322,5 @@ impl Module for MultiheadAttention {
             self.dropout,
             self.batch_first
         )
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("out_proj".into(), &self.out_proj as &dyn Module)]
     }
 }

@@ -7,20 +7,25 @@
 use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// One recurrent step: `weight_ih [G·H, I]`, `weight_hh [G·H, H]` and
 /// optional `bias_ih`, `bias_hh [G·H]` (G = 1, 4, 3 for RNN, LSTM, GRU),
 /// initialised U(−1/√H, 1/√H) as in PyTorch.
+#[derive(Module)]
 pub struct RecurrentCell {
     kind: RecurrentKind,
     /// `[G·H, input_size]`.
+    #[param]
     pub weight_ih: Tensor,
     /// `[G·H, hidden_size]`.
+    #[param]
     pub weight_hh: Tensor,
     /// `[G·H]`, if the cell has biases.
+    #[param]
     pub bias_ih: Option<Tensor>,
     /// `[G·H]`, if the cell has biases.
+    #[param]
     pub bias_hh: Option<Tensor>,
 }
 
@@ -99,15 +104,6 @@ impl Module for RecurrentCell {
     /// The new hidden state from a zero state.
     fn forward(&self, x: &Tensor) -> Tensor {
         self.step(x, None).0
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight_ih"), &self.weight_ih);
-        f(&join(prefix, "weight_hh"), &self.weight_hh);
-        if let (Some(bi), Some(bh)) = (&self.bias_ih, &self.bias_hh) {
-            f(&join(prefix, "bias_ih"), bi);
-            f(&join(prefix, "bias_hh"), bh);
-        }
     }
 
     fn describe(&self) -> String {

@@ -3,7 +3,7 @@
 use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Device, Generator, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Weight and bias with PyTorch's default initialisation (kaiming_uniform a=√5,
 /// bias ±1/√fan_in, fan_in from the weight's dims 1..).
@@ -19,18 +19,14 @@ fn params(shape: &[usize], bias: bool, gen: &mut Generator, device: &Device) -> 
     (weight, bias)
 }
 
-fn visit(prefix: &str, w: &Tensor, b: &Option<Tensor>, f: &mut dyn FnMut(&str, &Tensor)) {
-    f(&join(prefix, "weight"), w);
-    if let Some(b) = b {
-        f(&join(prefix, "bias"), b);
-    }
-}
-
 /// 2-D convolution: weight `[out, in/groups, kh, kw]`, bias `[out]` (`nn.Conv2d`).
+#[derive(Module)]
 pub struct Conv2d {
     /// `[out_channels, in_channels / groups, kh, kw]`.
+    #[param]
     pub weight: Tensor,
     /// `[out_channels]`.
+    #[param]
     pub bias: Option<Tensor>,
     /// Stride, padding (incl. asymmetric / same), dilation, groups.
     pub options: Conv2dOptions,
@@ -61,9 +57,6 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        visit(prefix, &self.weight, &self.bias, f)
-    }
     fn describe(&self) -> String {
         let s = self.weight.shape();
         let o = &self.options;
@@ -81,10 +74,13 @@ impl Module for Conv2d {
 }
 
 /// 1-D convolution over `[N, C, L]`: weight `[out, in/groups, k]` (`nn.Conv1d`).
+#[derive(Module)]
 pub struct Conv1d {
     /// `[out_channels, in_channels / groups, k]`.
+    #[param]
     pub weight: Tensor,
     /// `[out_channels]`.
+    #[param]
     pub bias: Option<Tensor>,
     /// Step along the sequence.
     pub stride: usize,
@@ -118,9 +114,6 @@ impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv1d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.dilation, self.groups)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        visit(prefix, &self.weight, &self.bias, f)
-    }
     fn describe(&self) -> String {
         let s = self.weight.shape();
         format!("Conv1d({}, {}, kernel_size={}, stride={})", s[1] * self.groups, s[0], s[2], self.stride)
@@ -128,10 +121,13 @@ impl Module for Conv1d {
 }
 
 /// Transposed 2-D convolution: weight `[in, out/groups, kh, kw]` (`nn.ConvTranspose2d`).
+#[derive(Module)]
 pub struct ConvTranspose2d {
     /// `[in_channels, out_channels / groups, kh, kw]`.
+    #[param]
     pub weight: Tensor,
     /// `[out_channels]`.
+    #[param]
     pub bias: Option<Tensor>,
     /// Stride, padding, output padding, dilation, groups.
     pub options: ConvTranspose2dOptions,
@@ -160,9 +156,6 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv_transpose2d(&self.weight, self.bias.as_ref(), &self.options)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        visit(prefix, &self.weight, &self.bias, f)
     }
     fn describe(&self) -> String {
         let s = self.weight.shape();

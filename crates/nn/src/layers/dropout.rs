@@ -4,14 +4,16 @@ use std::sync::Mutex;
 
 use wgrad_autograd::{Generator, Tensor};
 
-use crate::module::Module;
+use crate::Module;
 
 /// Zeroes each element with probability `p` in training and scales the rest
 /// by 1/(1−p); the identity in evaluation. The mask comes from the layer's
 /// own counter-based generator, so a seed reproduces it on GPU and CPU.
+#[derive(Module)]
 pub struct Dropout {
     /// Drop probability.
     pub p: f32,
+    #[training]
     training: bool,
     gen: Mutex<Generator>,
 }
@@ -38,9 +40,6 @@ impl Dropout {
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.dropout(self.p, self.training, &mut self.gen.lock().unwrap())
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
     }
     fn describe(&self) -> String {
         format!("Dropout(p={})", self.p)

@@ -3,11 +3,13 @@
 use wgrad_autograd::{Device, Generator, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Maps U32 ids to rows of `weight [num_embeddings, dim]` (init N(0, 1) like PyTorch).
+#[derive(Module)]
 pub struct Embedding {
     /// `[num_embeddings, embedding_dim]`.
+    #[param]
     pub weight: Tensor,
     /// Row that stays zero and receives no gradient.
     pub padding_idx: Option<u32>,
@@ -30,9 +32,6 @@ impl Embedding {
 impl Module for Embedding {
     fn forward(&self, ids: &Tensor) -> Tensor {
         ids.embedding(&self.weight, self.padding_idx)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
     }
     fn describe(&self) -> String {
         let s = self.weight.shape();

@@ -3,13 +3,16 @@
 use wgrad_autograd::{Device, Generator, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// `y = x Wᵀ + b` with `weight [out, in]` and `bias [out]`, like `nn.Linear`.
+#[derive(Module)]
 pub struct Linear {
     /// `[out_features, in_features]`.
+    #[param]
     pub weight: Tensor,
     /// `[out_features]`, if the layer has a bias.
+    #[param]
     pub bias: Option<Tensor>,
 }
 
@@ -33,13 +36,6 @@ impl Module for Linear {
         match &self.bias {
             Some(b) => y + b,
             None => y,
-        }
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b);
         }
     }
 

@@ -2,10 +2,10 @@
 
 use wgrad_autograd::Tensor;
 
-use crate::module::Module;
+use crate::Module;
 
 /// Flattens dims `start..=end` (PyTorch defaults 1 and -1).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Flatten {
     /// First dim to flatten.
     pub start: isize,
@@ -29,7 +29,7 @@ impl Module for Flatten {
 }
 
 /// Returns its input.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Module)]
 pub struct Identity;
 
 impl Module for Identity {

@@ -4,23 +4,29 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use wgrad_autograd::{Device, NormEpilogue, Tensor};
 
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Batch normalisation over the channel dim of `[N, C]`/`[N, C, L]`
 /// (`BatchNorm1d`) or `[N, C, H, W]` (`BatchNorm2d`): batch statistics with the
 /// biased variance in training, running statistics (momentum 0.1, unbiased
 /// variance) in evaluation, as PyTorch.
+#[derive(Module)]
 pub struct BatchNorm {
     /// Scale γ `[C]` (ones), if affine.
+    #[param]
     pub weight: Option<Tensor>,
     /// Shift β `[C]` (zeros), if affine.
+    #[param]
     pub bias: Option<Tensor>,
     /// Running mean `[C]` (a buffer).
+    #[buffer]
     pub running_mean: Tensor,
     /// Running variance `[C]` (a buffer).
+    #[buffer]
     pub running_var: Tensor,
     /// Batches seen in training (a buffer, as PyTorch's `num_batches_tracked`),
     /// up to `pending`; read it with [`BatchNorm::num_batches_tracked`].
+    #[buffer(rename = "num_batches_tracked", via = num_batches_tracked)]
     tracked: Tensor,
     /// Training batches not yet added to `tracked`: counted on the host so
     /// that a training step launches no kernel for the counter; added when
@@ -31,6 +37,7 @@ pub struct BatchNorm {
     /// Added to the variance (PyTorch default 1e-5).
     pub eps: f32,
     rank: usize,
+    #[training]
     training: bool,
 }
 
@@ -115,32 +122,21 @@ impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_with(x, NormEpilogue::default())
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f(&join(prefix, "weight"), w);
-            f(&join(prefix, "bias"), b);
-        }
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "running_mean"), &self.running_mean);
-        f(&join(prefix, "running_var"), &self.running_var);
-        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked());
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
     fn describe(&self) -> String {
         format!("BatchNorm{}d({}, eps={}, momentum={})", self.rank, self.running_mean.numel(), self.eps, self.momentum)
     }
 }
 
 /// Layer normalisation over the trailing `normalized_shape` dims (`nn.LayerNorm`).
+#[derive(Module)]
 pub struct LayerNorm {
     /// The normalised trailing shape.
     pub normalized_shape: Vec<usize>,
     /// γ (ones), if elementwise affine.
+    #[param]
     pub weight: Option<Tensor>,
     /// β (zeros), if elementwise affine.
+    #[param]
     pub bias: Option<Tensor>,
     /// Added to the variance (PyTorch default 1e-5).
     pub eps: f32,
@@ -162,12 +158,6 @@ impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm(&self.normalized_shape, self.weight.as_ref(), self.bias.as_ref(), self.eps)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f(&join(prefix, "weight"), w);
-            f(&join(prefix, "bias"), b);
-        }
-    }
     fn describe(&self) -> String {
         format!("LayerNorm({:?}, eps={})", self.normalized_shape, self.eps)
     }
@@ -175,12 +165,15 @@ impl Module for LayerNorm {
 
 /// Group normalisation of `[N, C, *]` over groups of channels (`nn.GroupNorm`);
 /// with `groups == channels` it is instance normalisation.
+#[derive(Module)]
 pub struct GroupNorm {
     /// Number of channel groups.
     pub groups: usize,
     /// γ `[C]` (ones).
+    #[param]
     pub weight: Option<Tensor>,
     /// β `[C]` (zeros).
+    #[param]
     pub bias: Option<Tensor>,
     /// Added to the variance (PyTorch default 1e-5).
     pub eps: f32,
@@ -211,12 +204,6 @@ impl GroupNorm {
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.group_norm(self.groups, self.weight.as_ref(), self.bias.as_ref(), self.eps)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            f(&join(prefix, "weight"), w);
-            f(&join(prefix, "bias"), b);
-        }
     }
     fn describe(&self) -> String {
         let c = self.weight.as_ref().map(|w| w.numel()).unwrap_or(0);

@@ -2,10 +2,10 @@
 
 use wgrad_autograd::Tensor;
 
-use crate::module::Module;
+use crate::Module;
 
 /// Max over windows (`nn.MaxPool2d`); stride defaults to the kernel size.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct MaxPool2d {
     /// Window (h, w).
     pub kernel: (usize, usize),
@@ -34,7 +34,7 @@ impl Module for MaxPool2d {
 }
 
 /// Mean over windows (`nn.AvgPool2d`, count_include_pad true by default).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct AvgPool2d {
     /// Window (h, w).
     pub kernel: (usize, usize),
@@ -63,7 +63,7 @@ impl Module for AvgPool2d {
 }
 
 /// Mean over adaptive windows to a fixed output size; `(1, 1)` is global average pooling.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct AdaptiveAvgPool2d(pub (usize, usize));
 
 impl Module for AdaptiveAvgPool2d {

@@ -4,13 +4,17 @@
 use wgrad_autograd::{Device, Generator, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Adds the sinusoids of "Attention Is All You Need" to `[B, L, E]`
 /// (batch-first) or `[L, B, E]` input: `pe[pos, 2i] = sin(pos / 10000^(2i/E))`,
 /// `pe[pos, 2i+1] = cos(...)`. The table is computed, not learned, and is not
 /// part of the state dict.
+#[derive(Module)]
 pub struct SinusoidalPositionalEncoding {
+    // A constant recomputed by `new`, not state: PyTorch tutorials register
+    // it as a buffer, but it stays out of this layer's state dict.
+    #[skip]
     pe: Tensor,
     /// Input is `[B, L, E]` (else `[L, B, E]`).
     pub batch_first: bool,
@@ -60,8 +64,10 @@ impl Module for SinusoidalPositionalEncoding {
 
 /// A learned `weight [max_len, d_model]` table (GPT-2's `wpe`), initialised
 /// N(0, 0.02²); adds row `pos` to position `pos` of `[B, L, E]` input.
+#[derive(Module)]
 pub struct LearnedPositionalEmbedding {
     /// `[max_len, d_model]`.
+    #[param]
     pub weight: Tensor,
 }
 
@@ -96,10 +102,6 @@ impl Module for LearnedPositionalEmbedding {
     /// `x [B, L, E]` plus the first L rows.
     fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_at(x, 0)
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
     }
 
     fn describe(&self) -> String {

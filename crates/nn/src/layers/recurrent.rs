@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
 
 use crate::init;
-use crate::module::{join, Module};
+use crate::module::{join, Module, ModuleFields};
 
 /// Sizes and options of a recurrent layer, PyTorch's constructor arguments.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -307,11 +307,9 @@ fn kind_name(kind: RecurrentKind) -> &'static str {
     }
 }
 
-impl Module for Recurrent {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with_state(x, None).0
-    }
-
+// Hand-written: PyTorch's names (`weight_ih_l0_reverse`) are computed from
+// the layer and direction indices, not taken from fields.
+impl ModuleFields for Recurrent {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         for (l, layer) in self.layers.iter().enumerate() {
             for (d, dir) in layer.iter().enumerate() {
@@ -328,6 +326,12 @@ impl Module for Recurrent {
 
     fn set_training(&mut self, training: bool) {
         self.training = training;
+    }
+}
+
+impl Module for Recurrent {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_with_state(x, None).0
     }
 
     fn describe(&self) -> String {

@@ -10,7 +10,7 @@
 use wgrad_autograd::{Device, Generator, Tensor};
 
 use crate::layers::linear::Linear;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Softmax of `scores [B, S]` plus `mask`, and the weighted sum of `values [B, S, D]`.
 fn context(scores: Tensor, values: &Tensor, mask: Option<&Tensor>) -> (Tensor, Tensor) {
@@ -34,12 +34,16 @@ fn check(name: &str, query: &Tensor, keys: &Tensor, dq: usize, dk: usize) {
 
 /// `score(q, k) = vᵀ tanh(W_q q + W_k k)`: a one-hidden-layer network scores
 /// each source position against the decoder state.
+#[derive(Module)]
 pub struct AdditiveAttention {
     /// Query projection `[A, Dq]`, no bias.
+    #[module]
     pub query: Linear,
     /// Key projection `[A, Dk]` with bias.
+    #[module]
     pub key: Linear,
     /// Score vector `[1, A]`, no bias.
+    #[module]
     pub v: Linear,
 }
 
@@ -90,12 +94,6 @@ impl Module for AdditiveAttention {
         self.attend(&x.mean(&[1], false), x, None).0
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.query.visit_parameters(&join(prefix, "query"), f);
-        self.key.visit_parameters(&join(prefix, "key"), f);
-        self.v.visit_parameters(&join(prefix, "v"), f);
-    }
-
     fn describe(&self) -> String {
         let (a, dq) = (self.query.weight.shape()[0], self.query.weight.shape()[1]);
         format!("AdditiveAttention(query={dq}, key={}, attn_dim={a})", self.key.weight.shape()[1])
@@ -104,7 +102,7 @@ impl Module for AdditiveAttention {
 
 /// `score(q, k) = q·k`, optionally scaled by 1/√D (Luong's "dot" score;
 /// query and keys share a width). No parameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct DotProductAttention {
     /// Divide scores by √D.
     pub scaled: bool,

@@ -2,11 +2,12 @@
 
 use wgrad_autograd::Tensor;
 
-use crate::module::{join, Module};
+use crate::Module;
 
 /// Applies its modules in order; children are named `0`, `1`, ... as in PyTorch.
-#[derive(Default)]
+#[derive(Default, Module)]
 pub struct Sequential {
+    #[module(flatten)]
     layers: Vec<Box<dyn Module>>,
 }
 
@@ -49,29 +50,7 @@ impl Module for Sequential {
         self.layers.iter().fold(x.clone(), |h, m| m.forward(&h))
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (i, m) in self.layers.iter().enumerate() {
-            m.visit_parameters(&join(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (i, m) in self.layers.iter().enumerate() {
-            m.visit_buffers(&join(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn set_training(&mut self, training: bool) {
-        for m in &mut self.layers {
-            m.set_training(training);
-        }
-    }
-
     fn describe(&self) -> String {
         format!("Sequential({} layers)", self.layers.len())
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        self.layers.iter().enumerate().map(|(i, m)| (i.to_string(), m.as_ref())).collect()
     }
 }

@@ -13,7 +13,7 @@ use crate::layers::attention::{AttentionMask, KvCache, MultiheadAttention};
 use crate::layers::dropout::Dropout;
 use crate::layers::linear::Linear;
 use crate::layers::norm::LayerNorm;
-use crate::module::{join, Module};
+use crate::Module;
 
 /// The feed-forward block's nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +64,15 @@ impl TransformerConfig {
 }
 
 /// `linear2(dropout(act(linear1(x))))`, the position-wise feed-forward block.
+/// The layers flatten it (`#[module(flatten)]`): PyTorch registers
+/// `linear1`, `dropout`, `linear2` on the layer itself.
+#[derive(Module)]
 struct FeedForward {
+    #[module]
     linear1: Linear,
+    #[module]
     dropout: Dropout,
+    #[module]
     linear2: Linear,
     activation: FeedForwardActivation,
 }
@@ -80,7 +86,9 @@ impl FeedForward {
             activation: c.activation,
         }
     }
+}
 
+impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.linear1.forward(x);
         let h = match self.activation {
@@ -88,6 +96,10 @@ impl FeedForward {
             FeedForwardActivation::Gelu => h.gelu(),
         };
         self.linear2.forward(&self.dropout.forward(&h))
+    }
+
+    fn describe(&self) -> String {
+        format!("FeedForward(activation={:?})", self.activation)
     }
 }
 
@@ -113,15 +125,22 @@ fn residual(
 }
 
 /// Self-attention then feed-forward, each in a residual block.
+#[derive(Module)]
 pub struct TransformerEncoderLayer {
     /// The self-attention.
+    #[module]
     pub self_attn: MultiheadAttention,
+    #[module(flatten)]
     ff: FeedForward,
     /// Norm of the attention block.
+    #[module]
     pub norm1: LayerNorm,
     /// Norm of the feed-forward block.
+    #[module]
     pub norm2: LayerNorm,
+    #[module]
     dropout1: Dropout,
+    #[module]
     dropout2: Dropout,
     config: TransformerConfig,
 }
@@ -171,52 +190,37 @@ impl Module for TransformerEncoderLayer {
         self.forward_masked(x, &AttentionMask::default())
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.self_attn.visit_parameters(&join(prefix, "self_attn"), f);
-        self.ff.linear1.visit_parameters(&join(prefix, "linear1"), f);
-        self.ff.linear2.visit_parameters(&join(prefix, "linear2"), f);
-        self.norm1.visit_parameters(&join(prefix, "norm1"), f);
-        self.norm2.visit_parameters(&join(prefix, "norm2"), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.self_attn.set_training(training);
-        for d in [&mut self.ff.dropout, &mut self.dropout1, &mut self.dropout2] {
-            d.set_training(training);
-        }
-    }
-
     fn describe(&self) -> String {
         describe("TransformerEncoderLayer", &self.config)
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("self_attn".into(), &self.self_attn as &dyn Module),
-            ("linear1".into(), &self.ff.linear1),
-            ("linear2".into(), &self.ff.linear2),
-            ("norm1".into(), &self.norm1),
-            ("norm2".into(), &self.norm2),
-        ]
     }
 }
 
 /// Masked self-attention, cross-attention over the encoder's memory, then
 /// feed-forward, each in a residual block.
+#[derive(Module)]
 pub struct TransformerDecoderLayer {
     /// Self-attention over the target sequence.
+    #[module]
     pub self_attn: MultiheadAttention,
     /// Attention of the target over the memory.
+    #[module]
     pub multihead_attn: MultiheadAttention,
+    #[module(flatten)]
     ff: FeedForward,
     /// Norms of the three blocks.
+    #[module]
     pub norm1: LayerNorm,
     /// See `norm1`.
+    #[module]
     pub norm2: LayerNorm,
     /// See `norm1`.
+    #[module]
     pub norm3: LayerNorm,
+    #[module]
     dropout1: Dropout,
+    #[module]
     dropout2: Dropout,
+    #[module]
     dropout3: Dropout,
     config: TransformerConfig,
 }
@@ -268,38 +272,8 @@ impl Module for TransformerDecoderLayer {
         self.forward_with_memory(x, x, &AttentionMask::causal(), &AttentionMask::default())
     }
 
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.self_attn.visit_parameters(&join(prefix, "self_attn"), f);
-        self.multihead_attn.visit_parameters(&join(prefix, "multihead_attn"), f);
-        self.ff.linear1.visit_parameters(&join(prefix, "linear1"), f);
-        self.ff.linear2.visit_parameters(&join(prefix, "linear2"), f);
-        self.norm1.visit_parameters(&join(prefix, "norm1"), f);
-        self.norm2.visit_parameters(&join(prefix, "norm2"), f);
-        self.norm3.visit_parameters(&join(prefix, "norm3"), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.self_attn.set_training(training);
-        self.multihead_attn.set_training(training);
-        for d in [&mut self.ff.dropout, &mut self.dropout1, &mut self.dropout2, &mut self.dropout3] {
-            d.set_training(training);
-        }
-    }
-
     fn describe(&self) -> String {
         describe("TransformerDecoderLayer", &self.config)
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("self_attn".into(), &self.self_attn as &dyn Module),
-            ("multihead_attn".into(), &self.multihead_attn),
-            ("linear1".into(), &self.ff.linear1),
-            ("linear2".into(), &self.ff.linear2),
-            ("norm1".into(), &self.norm1),
-            ("norm2".into(), &self.norm2),
-            ("norm3".into(), &self.norm3),
-        ]
     }
 }
 
