@@ -213,10 +213,12 @@ impl Module for GroupNorm {
 
 /// Root-mean-square normalisation over the trailing `normalized_shape`
 /// (`nn.RMSNorm`, LLaMA's norm): `x / sqrt(mean(x²) + eps) · weight`.
+#[derive(Module)]
 pub struct RMSNorm {
     /// The normalised trailing shape.
     pub normalized_shape: Vec<usize>,
     /// γ (ones), if elementwise affine.
+    #[param]
     pub weight: Option<Tensor>,
     /// Added to the mean square; PyTorch's default (`eps=None`) is the
     /// dtype's machine epsilon, `f32::EPSILON`.
@@ -243,11 +245,6 @@ impl RMSNorm {
 impl Module for RMSNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.rms_norm(&self.normalized_shape, self.weight.as_ref(), self.eps)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        if let Some(w) = &self.weight {
-            f(&join(prefix, "weight"), w);
-        }
     }
     fn describe(&self) -> String {
         format!("RMSNorm({:?}, eps={})", self.normalized_shape, self.eps)
