@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use wgrad::nn::{Module, RMSNorm, RotaryEmbedding};
+use wgrad::nn::{Module, ModuleExt, RMSNorm, RotaryEmbedding};
 use wgrad::prelude::*;
 
 /// `f(x)` for the case's input, then the fixture's weighted-sum loss:
@@ -66,4 +66,32 @@ fn rotation_preserves_norms_and_scores_depend_on_relative_position() {
     assert!((score(3, 1) - score(1, 3)).abs() > 1e-3, "not symmetric in general");
     let norm = |t: &Tensor| t.square().sum_all().item();
     assert!((norm(&rope.apply(&q, 5)) - norm(&q)).abs() < 1e-4);
+}
+
+#[test]
+fn attention_weights_match_pytorch() {
+    let c = &fixture("lm_pieces.json")["attention_weights"];
+    for dev in devices("attention_weights_match_pytorch") {
+        let heads = c["heads"].as_u64().unwrap() as usize;
+        let mut m = wgrad::nn::MultiheadAttention::new(8, heads, 0.0, true, false, &mut Generator::new(0), &dev);
+        m.eval();
+        for (name, p) in m.named_parameters() {
+            p.assign(&Tensor::from_vec(&floats(&c["params"][name.as_str()]), &p.shape(), &dev));
+        }
+        let t = |k: &str| Tensor::from_vec(&floats(&c[k]), &shape(&c[&format!("{k}_shape")]), &dev);
+        let (q, kv) = (t("q"), t("kv"));
+        let lengths: Vec<usize> =
+            c["lengths"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let pad = wgrad::nn::padding_mask(&lengths, kv.shape()[0], &dev);
+        let mask = wgrad::nn::AttentionMask { key_padding_mask: Some(&pad), ..Default::default() };
+        let close = |what: &str, got: &Tensor, want: &str| {
+            assert_eq!(got.shape(), shape(&c[&format!("{want}_shape")]), "{what}");
+            wgrad::gpu_core::testing::assert_close(what, &got.to_vec(), &floats(&c[want]), 1e-4, 1e-6)
+        };
+        let (out, avg) = m.attend_with_weights(&q, &kv, &kv, &mask, true);
+        wgrad::gpu_core::testing::assert_close("output", &out.to_vec(), &floats(&c["out"]), 1e-4, 1e-6);
+        close(&format!("averaged weights on {}", dev.name()), &avg, "weights");
+        let (_, per_head) = m.attend_with_weights(&q, &kv, &kv, &mask, false);
+        close(&format!("per-head weights on {}", dev.name()), &per_head, "head_weights");
+    }
 }

@@ -264,6 +264,22 @@ impl MultiheadAttention {
 
     /// Splits heads, attends, merges heads and applies `out_proj`.
     fn attend_projected(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Tensor {
+        self.attend_projected_weights(q, k, v, mask, false).0
+    }
+
+    /// Splits heads, attends, merges heads and applies `out_proj`; with
+    /// `need_weights`, also the attention weights `[B, heads, Lq, Lk]`
+    /// (after dropout, as PyTorch returns them). The fused kernel never
+    /// forms the weights, so asking for them (or dropout in training) takes
+    /// the composite path: scores, softmax, dropout, product.
+    fn attend_projected_weights(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttentionMask,
+        need_weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let (b, lq, e) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         let lk = k.shape()[1];
         assert_eq!(k.shape()[0], b, "MultiheadAttention: query batch {b} vs key batch {}", k.shape()[0]);
@@ -271,7 +287,8 @@ impl MultiheadAttention {
         let split = |t: &Tensor, l: usize| t.reshape(&[b, l, h, e / h]).permute(&[0, 2, 1, 3]);
         let (q, k, v) = (split(q, lq), split(k, lk), split(v, lk));
         let additive = self.combined_mask(mask, b, lq, lk);
-        let out = if self.training && self.dropout > 0.0 {
+        let dropout = self.training && self.dropout > 0.0;
+        let (out, weights) = if dropout || need_weights {
             let scale = 1.0 / ((e / h) as f32).sqrt();
             let mut scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
             if let Some(m) = &additive {
@@ -280,13 +297,41 @@ impl MultiheadAttention {
             if mask.is_causal {
                 scores = scores + causal_mask(lq, lk, &q.device());
             }
-            let weights = scores.softmax(-1).dropout(self.dropout, true, &mut self.gen.lock().unwrap());
-            weights.matmul(&v)
+            let mut weights = scores.softmax(-1);
+            if dropout {
+                weights = weights.dropout(self.dropout, true, &mut self.gen.lock().unwrap());
+            }
+            (weights.matmul(&v), Some(weights))
         } else {
-            q.scaled_dot_product_attention(&k, &v, additive.as_ref(), mask.is_causal, None)
+            (q.scaled_dot_product_attention(&k, &v, additive.as_ref(), mask.is_causal, None), None)
         };
         let merged = out.permute(&[0, 2, 1, 3]).reshape(&[b, lq, e]);
-        self.out_proj.forward(&merged)
+        (self.out_proj.forward(&merged), weights)
+    }
+
+    /// [`attend`](Self::attend) that also returns the attention weights,
+    /// PyTorch's `need_weights=True`: `[B, Lq, Lk]` averaged over the heads
+    /// when `average` (PyTorch's default), else `[B, heads, Lq, Lk]`;
+    /// batch-first whatever `batch_first` says, and without the batch dim
+    /// for unbatched input, as PyTorch returns them.
+    pub fn attend_with_weights(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        mask: &AttentionMask,
+        average: bool,
+    ) -> (Tensor, Tensor) {
+        let (q3, restore) = self.to_batch_first(query, "query");
+        let (k3, _) = self.to_batch_first(key, "key");
+        let (v3, _) = self.to_batch_first(value, "value");
+        let e = self.embed_dim();
+        let (q, k, v) = (self.project(&q3, 0, e), self.project(&k3, e, e), self.project(&v3, 2 * e, e));
+        let (out, weights) = self.attend_projected_weights(&q, &k, &v, mask, true);
+        let weights = weights.expect("asked for");
+        let weights = if average { weights.mean(&[1], false) } else { weights };
+        let weights = if query.dims() == 2 { weights.squeeze(0) } else { weights };
+        (restore(out), weights)
     }
 
     /// One additive mask broadcastable to `[B, heads, Lq, Lk]`, or `None`.
