@@ -45,7 +45,7 @@ impl std::fmt::Debug for Tensor {
 /// Unwraps a gpu-core result inside an infallible op, naming the op.
 #[track_caller]
 pub(crate) fn expect<T>(op: &str, r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{op}: {e}"))
+    r.unwrap_or_else(|e| panic!("{}", e.in_op(op)))
 }
 
 impl Tensor {
