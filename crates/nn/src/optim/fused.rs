@@ -83,10 +83,12 @@ pub(crate) trait Algorithm: Clone {
     fn validate(&self) -> std::result::Result<(), String>;
 }
 
-/// `return Err(message)` from a `validate` unless `cond` holds.
+/// `return Err(message)` from a `validate` unless `cond` holds (NaN fails
+/// comparisons, so a NaN hyper-parameter is refused too).
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($fmt)+));
         }
     };
