@@ -23,7 +23,7 @@ thread_local! {
 /// Panics with `op: error`, leaving the typed error for [`try_run`].
 #[track_caller]
 pub(crate) fn raise(op: &str, e: Error) -> ! {
-    raise_as(format!("{op}: {e}"), e)
+    raise_as(e.in_op(op), e)
 }
 
 /// Panics with the error's own message (it names its op), leaving the typed

@@ -127,6 +127,35 @@ fn shape_errors_name_the_op_and_both_shapes() {
     let _ = Tensor::zeros(&[2, 3], &dev) + Tensor::zeros(&[3, 2], &dev);
 }
 
+/// The message of the panic `f` raises.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("expected a panic");
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap()
+}
+
+#[test]
+fn error_messages_say_each_thing_once() {
+    let dev = wgrad_autograd::Device::cpu();
+    assert_eq!(
+        panic_message(|| drop(Tensor::from_vec(&[1.0, 2.0, 3.0], &[2, 2], &dev))),
+        "from_vec: 3 values do not fill shape [2, 2] (4 elements)"
+    );
+    let (a, b) = (Tensor::zeros(&[3, 4], &dev), Tensor::zeros(&[5, 6], &dev));
+    assert_eq!(
+        a.try_matmul(&b).unwrap_err().to_string(),
+        "matmul: inner dimensions differ (4 vs 5) for shapes [3, 4] and [5, 6]"
+    );
+    // A 1-D operand is reshaped: the caller's shapes are added, once.
+    assert_eq!(
+        Tensor::zeros(&[4], &dev).try_matmul(&b).unwrap_err().to_string(),
+        "matmul: inner dimensions differ (4 vs 5) for shapes [1, 4] and [5, 6] (operands of shapes [4] and [5, 6])"
+    );
+    assert_eq!(
+        panic_message(|| drop(a.matmul(&b))),
+        "matmul: inner dimensions differ (4 vs 5) for shapes [3, 4] and [5, 6]"
+    );
+}
+
 #[test]
 fn try_forms_return_errors() {
     let dev = wgrad_autograd::Device::cpu();

@@ -108,7 +108,7 @@ fn take(gen: &mut Generator, images: usize) -> u64 {
 
 #[track_caller]
 fn ok(op: &str, r: wgrad_gpu_core::Result<Buffer>) -> Buffer {
-    r.unwrap_or_else(|e| panic!("{op}: {e}"))
+    r.unwrap_or_else(|e| panic!("{}", e.in_op(op)))
 }
 
 /// A mixed batch from [`mixup`].

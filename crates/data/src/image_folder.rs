@@ -71,14 +71,39 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     Ok(())
 }
 
+/// The most pixels one byte of a PNG or JPEG file can describe: PNG packs
+/// at most 8 pixels a byte before deflate, which expands at most 1032:1;
+/// JPEG spends at least one bit on every 8x8 block (512 pixels a byte).
+pub const MAX_PIXELS_PER_BYTE: u64 = 8 * 1032;
+
 /// Decodes one file into `[C, h, w]` bytes.
+///
+/// The size in the file's header is checked against the file's length
+/// before anything is decoded, so a damaged or malicious header cannot make
+/// the decoder allocate for an image the file cannot hold.
 pub fn decode(path: &Path, size: [usize; 2], color: Color) -> Result<Vec<u8>, DataError> {
-    let img = image::ImageReader::open(path)
-        .map_err(io(path))?
-        .with_guessed_format()
-        .map_err(io(path))?
-        .decode()
-        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let cannot = |e: image::ImageError| DataError::format(path, format!("cannot decode image: {e}"));
+    let reader = || -> Result<_, DataError> {
+        let mut r = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+        if let Ok(f) = image::ImageFormat::from_path(path) {
+            r.set_format(f);
+        }
+        // The contents decide when they name a format; the extension otherwise.
+        r.with_guessed_format().map_err(io(path))
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(cannot)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS_PER_BYTE * bytes.len() as u64 {
+        return Err(DataError::format(
+            path,
+            format!(
+                "the header says {w}x{h} pixels, more than a {}-byte PNG or JPEG can hold (damaged header?)",
+                bytes.len()
+            ),
+        ));
+    }
+    let img = reader()?.decode().map_err(cannot)?;
     let [h, w] = size;
     let (h32, w32) = (h as u32, w as u32);
     // Triangle (bilinear) like torchvision's default Resize interpolation.

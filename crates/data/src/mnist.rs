@@ -56,15 +56,20 @@ pub fn parse_idx_u8(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize
     }
     let sizes: Vec<usize> =
         (0..dims).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize).collect();
-    let n: usize = sizes.iter().product();
     let data = &bytes[header..];
-    if data.len() < n {
-        return Err(DataError::format(
+    // Checked: three u32 sizes can overflow even a 64-bit product, and a
+    // wrapped product would pass the length check with sizes that lie.
+    match sizes.iter().try_fold(1usize, |n, &s| n.checked_mul(s)) {
+        Some(n) if n <= data.len() => Ok((sizes, data[..n].to_vec())),
+        n => Err(DataError::format(
             path,
-            format!("truncated: header promises {sizes:?} = {n} bytes, file has {}", data.len()),
-        ));
+            format!(
+                "truncated: header promises {sizes:?} = {} bytes, file has {}",
+                n.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                data.len()
+            ),
+        )),
     }
-    Ok((sizes, data[..n].to_vec()))
 }
 
 fn file(dir: &Path, stem: &str) -> PathBuf {
@@ -83,6 +88,12 @@ pub fn load(dir: &Path, split: Split) -> Result<ImageDataset, DataError> {
         (file(dir, &format!("{prefix}-images-idx3-ubyte")), file(dir, &format!("{prefix}-labels-idx1-ubyte")));
     let (isz, images) = parse_idx_u8(&ip, &read_file(&ip)?, 3)?;
     let (lsz, labels) = parse_idx_u8(&lp, &read_file(&lp)?, 1)?;
+    if isz[1] == 0 || isz[2] == 0 {
+        return Err(DataError::format(
+            &ip,
+            format!("images of {}x{} pixels: both sizes must be positive", isz[1], isz[2]),
+        ));
+    }
     if isz[0] != lsz[0] {
         return Err(DataError::format(&lp, format!("{} labels for {} images in {}", lsz[0], isz[0], ip.display())));
     }

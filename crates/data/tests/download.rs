@@ -2,12 +2,14 @@
 //! download with extraction, truncated transfers and their resume, checksum
 //! mismatches, HTTP errors. Nothing here touches the internet.
 
-use std::io::{Read, Write};
+mod common {
+    pub mod download;
+}
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
+use common::download::{cut, gzip, ok, partial, range_start, serve, tar};
 use wgrad_data::cifar::{self, Split};
 use wgrad_data::download::{self, Checksum, Source};
 use wgrad_data::DataError;
@@ -19,74 +21,6 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-/// Serves at most `max_requests` connections (then stops; also after 20 s
-/// without them) with `respond(request head) -> raw response bytes`. Returns
-/// the base URL and a handle yielding the request heads seen.
-fn serve(max_requests: usize, respond: impl Fn(&str) -> Vec<u8> + Send + 'static) -> (String, JoinHandle<Vec<String>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut heads = Vec::new();
-        while heads.len() < max_requests && Instant::now() < deadline {
-            let mut stream = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                }
-                Err(e) => panic!("accept: {e}"),
-            };
-            stream.set_nonblocking(false).unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            // The client may give up mid-body (that is what some tests check).
-            let _ = stream.write_all(&respond(&head));
-            let _ = stream.flush();
-            heads.push(head);
-        }
-        heads
-    });
-    (url, handle)
-}
-
-fn ok(body: &[u8]) -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
-    r.extend_from_slice(body);
-    r
-}
-
-/// Promises the whole body but sends only `sent` bytes, then closes.
-fn cut(body: &[u8], sent: usize) -> Vec<u8> {
-    let mut r = ok(body);
-    r.truncate(r.len() - body.len() + sent);
-    r
-}
-
-/// The `bytes=N-` start of a Range header, if any.
-fn range_start(head: &str) -> Option<usize> {
-    let line = head.lines().find(|l| l.to_ascii_lowercase().starts_with("range:"))?;
-    line.split('=').nth(1)?.trim().trim_end_matches('-').parse().ok()
-}
-
-fn partial(body: &[u8], from: usize) -> Vec<u8> {
-    let mut r = format!(
-        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len() - 1,
-        body.len(),
-        body.len() - from
-    )
-    .into_bytes();
-    r.extend_from_slice(&body[from..]);
-    r
-}
-
 /// A CIFAR-10-shaped archive: `cifar-10-batches-bin/` with one tiny record
 /// per batch file (label = batch number) and two test records.
 fn cifar_archive() -> Vec<u8> {
@@ -95,19 +29,11 @@ fn cifar_archive() -> Vec<u8> {
         r.extend((0..cifar::IMAGE_BYTES).map(|i| (i % 256) as u8));
         r
     };
-    let mut files: Vec<(String, Vec<u8>)> = (1..=5).map(|b| (format!("data_batch_{b}.bin"), rec(b))).collect();
-    files.push(("test_batch.bin".into(), [rec(7), rec(8)].concat()));
-    files.push(("batches.meta.txt".into(), b"airplane\nautomobile\n".to_vec()));
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), &data[..]).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap()
+    let dir = "cifar-10-batches-bin";
+    let mut files: Vec<(String, Vec<u8>)> = (1..=5).map(|b| (format!("{dir}/data_batch_{b}.bin"), rec(b))).collect();
+    files.push((format!("{dir}/test_batch.bin"), [rec(7), rec(8)].concat()));
+    files.push((format!("{dir}/batches.meta.txt"), b"airplane\nautomobile\n".to_vec()));
+    gzip(&tar(&files))
 }
 
 fn names_in(dir: &Path) -> Vec<String> {

@@ -90,4 +90,27 @@ impl Error {
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Invalid { op, msg: msg.into() }
     }
+
+    /// The message prefixed with `op: `, for a caller reporting a failure
+    /// of `op`; an [`Error::Invalid`] of `op` itself already starts that
+    /// way and is not prefixed twice (`from_vec: from_vec: ...`).
+    pub fn in_op(&self, op: &str) -> String {
+        match self {
+            Error::Invalid { op: own, .. } if *own == op => self.to_string(),
+            _ => format!("{op}: {self}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn in_op_names_the_op_once() {
+        let own = Error::invalid("from_vec", "3 values do not fill shape [2, 2] (4 elements)");
+        assert_eq!(own.in_op("from_vec"), "from_vec: 3 values do not fill shape [2, 2] (4 elements)");
+        assert_eq!(own.in_op("to_dtype"), "to_dtype: from_vec: 3 values do not fill shape [2, 2] (4 elements)");
+        assert_eq!(Error::Gpu("lost".into()).in_op("rand"), "rand: GPU error: lost");
+    }
 }

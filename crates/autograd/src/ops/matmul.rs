@@ -39,7 +39,11 @@ impl Tensor {
         let a = if sa.len() == 1 { self.reshape(&[1, sa[0]]) } else { self.clone() };
         let b = if sb.len() == 1 { other.reshape(&[sb[0], 1]) } else { other.clone() };
         let out = a.matmul_2d(&b).map_err(|e| match e {
-            Error::Invalid { msg, .. } => Error::invalid("matmul", format!("{msg} (shapes {sa:?} and {sb:?})")),
+            // The kernel's message names the 2-D shapes it saw; the caller's
+            // own shapes differ only where a 1-D operand was reshaped.
+            Error::Invalid { msg, .. } if sa.len() == 1 || sb.len() == 1 => {
+                Error::invalid("matmul", format!("{msg} (operands of shapes {sa:?} and {sb:?})"))
+            }
             e => e,
         })?;
         // Drop the dims that the 1-D operands were given: M (second to last), then N (last).

@@ -208,6 +208,14 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<HostFile, CheckpointError> {
     let data = &bytes[LEN_BYTES + n as usize..];
     let mut tensors = BTreeMap::new();
     for (name, info) in metadata.tensors() {
+        // safetensors checks the element count, which a zero size keeps
+        // small; the other sizes still multiply into the strides.
+        if info.shape.iter().filter(|&&d| d != 0).try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+            return Err(CheckpointError::invalid(
+                path,
+                format!("tensor {name:?} has shape {:?}, whose sizes multiply past 2^64", info.shape),
+            ));
+        }
         let (start, end) = info.data_offsets;
         let Some(host) = HostData::decode(info.dtype, &data[start..end]) else {
             return Err(CheckpointError::UnsupportedDtype {

@@ -2,7 +2,7 @@
 
 use wgrad_gpu_core::ops::optim::Rule;
 
-use super::fused::{fused_optimizer, Algorithm, Field};
+use super::fused::{ensure, fused_optimizer, Algorithm, Field};
 
 /// Hyper-parameters of [`AdaGrad`], with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,15 +55,16 @@ impl Algorithm for AdaGradOptions {
         ]
     }
 
-    fn validate(&self) {
-        assert!(self.lr_decay >= 0.0, "AdaGrad: invalid lr_decay {}", self.lr_decay);
-        assert!(self.weight_decay >= 0.0, "AdaGrad: invalid weight_decay {}", self.weight_decay);
-        assert!(
+    fn validate(&self) -> Result<(), String> {
+        ensure!(self.lr_decay >= 0.0, "invalid lr_decay {}", self.lr_decay);
+        ensure!(self.weight_decay >= 0.0, "invalid weight_decay {}", self.weight_decay);
+        ensure!(
             self.initial_accumulator_value >= 0.0,
-            "AdaGrad: invalid initial_accumulator_value {}",
+            "invalid initial_accumulator_value {}",
             self.initial_accumulator_value
         );
-        assert!(self.eps >= 0.0, "AdaGrad: invalid eps {}", self.eps);
+        ensure!(self.eps >= 0.0, "invalid eps {}", self.eps);
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use wgrad_gpu_core::ops::optim::Rule;
 
-use super::fused::{fused_optimizer, Algorithm, Field};
+use super::fused::{ensure, fused_optimizer, Algorithm, Field};
 
 /// Hyper-parameters of [`Adam`], with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,11 +45,12 @@ impl Default for AdamWOptions {
     }
 }
 
-fn validate(who: &str, betas: (f32, f32), eps: f32, weight_decay: f32) {
-    assert!(eps >= 0.0, "{who}: invalid eps {eps}");
-    assert!((0.0..1.0).contains(&betas.0), "{who}: invalid beta1 {}", betas.0);
-    assert!((0.0..1.0).contains(&betas.1), "{who}: invalid beta2 {}", betas.1);
-    assert!(weight_decay >= 0.0, "{who}: invalid weight_decay {weight_decay}");
+fn validate(betas: (f32, f32), eps: f32, weight_decay: f32) -> Result<(), String> {
+    ensure!(eps >= 0.0, "invalid eps {eps}");
+    ensure!((0.0..1.0).contains(&betas.0), "invalid beta1 {}", betas.0);
+    ensure!((0.0..1.0).contains(&betas.1), "invalid beta2 {}", betas.1);
+    ensure!(weight_decay >= 0.0, "invalid weight_decay {weight_decay}");
+    Ok(())
 }
 
 /// Implements [`Algorithm`] for an Adam-family options struct.
@@ -77,8 +78,8 @@ macro_rules! adam_algorithm {
                 ]
             }
 
-            fn validate(&self) {
-                validate($name, self.betas, self.eps, self.weight_decay);
+            fn validate(&self) -> Result<(), String> {
+                validate(self.betas, self.eps, self.weight_decay)
             }
         }
     };

@@ -77,9 +77,23 @@ pub(crate) trait Algorithm: Clone {
     /// The optimizer-wide hyper-parameters by name (not lr / weight decay,
     /// which belong to the groups).
     fn fields(&mut self) -> Vec<(&'static str, Field<'_>)>;
-    /// Panics like PyTorch's constructors on out-of-range hyper-parameters.
-    fn validate(&self);
+    /// What is out of range among the hyper-parameters, if anything
+    /// (without the optimizer's name): constructors panic with it, as
+    /// PyTorch's raise, and `load_state_dict` returns it as an error.
+    fn validate(&self) -> std::result::Result<(), String>;
 }
+
+/// `return Err(message)` from a `validate` unless `cond` holds (NaN fails
+/// comparisons, so a NaN hyper-parameter is refused too).
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+pub(crate) use ensure;
 
 /// One parameter's optimizer state.
 struct Slot {
@@ -97,15 +111,24 @@ pub(crate) struct Fused<A: Algorithm> {
     slots: HashMap<u64, Slot>,
 }
 
+fn check_hyper(lr: f32, weight_decay: f32) -> std::result::Result<(), String> {
+    ensure!(lr >= 0.0, "invalid learning rate {lr}");
+    ensure!(weight_decay >= 0.0, "invalid weight_decay {weight_decay}");
+    Ok(())
+}
+
 fn check_group(who: &str, g: &ParamGroup) {
-    assert!(g.lr >= 0.0, "{who}: invalid learning rate {}", g.lr);
-    assert!(g.weight_decay >= 0.0, "{who}: invalid weight_decay {}", g.weight_decay);
+    if let Err(m) = check_hyper(g.lr, g.weight_decay) {
+        panic!("{who}: {m}");
+    }
 }
 
 impl<A: Algorithm> Fused<A> {
     /// Checks the options, the groups and that no parameter appears twice.
     pub fn new(groups: Vec<ParamGroup>, opts: A) -> Self {
-        opts.validate();
+        if let Err(m) = opts.validate() {
+            panic!("{}: {m}", A::NAME);
+        }
         let mut seen = HashSet::new();
         for g in &groups {
             check_group(A::NAME, g);
@@ -220,6 +243,8 @@ impl<A: Algorithm> Fused<A> {
             }
             let lr: f32 = get(sd, &format!("param_groups.{gi}.lr"))?;
             let wd: f32 = get(sd, &format!("param_groups.{gi}.weight_decay"))?;
+            // Checked here: the next step would panic on them.
+            check_hyper(lr, wd).map_err(|m| saved_out_of_range(who, &m))?;
             group_hyper.push((lr, wd));
         }
         let mut opts = self.opts.clone();
@@ -236,6 +261,10 @@ impl<A: Algorithm> Fused<A> {
         for (i, p) in params.iter().enumerate() {
             let Some(step) = sd.meta.get(&format!("state.{i}.step")) else { continue };
             let step: u64 = step.parse().map_err(|_| malformed(&format!("state.{i}.step"), step))?;
+            if step == u64::MAX {
+                // The next update counts one more.
+                return Err(saved_out_of_range(who, &format!("step count {step} of parameter {i}")));
+            }
             let mut bufs = Vec::new();
             for name in &names {
                 let key = format!("state.{i}.{name}");
@@ -264,7 +293,7 @@ impl<A: Algorithm> Fused<A> {
                 ));
             }
         }
-        opts.validate();
+        opts.validate().map_err(|m| saved_out_of_range(who, &m))?;
         self.opts = opts;
         for (g, (lr, wd)) in self.groups.iter_mut().zip(group_hyper) {
             g.lr = lr;
@@ -302,6 +331,10 @@ fn to_device_copy(t: &Tensor, p: &Tensor) -> Result<Buffer> {
     } else {
         Buffer::from_f32(&dev, &t.try_to_vec()?)
     }
+}
+
+fn saved_out_of_range(who: &'static str, what: &str) -> Error {
+    Error::invalid(who, format!("{what} in the saved state"))
 }
 
 fn malformed(key: &str, value: &str) -> Error {

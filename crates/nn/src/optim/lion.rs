@@ -4,7 +4,7 @@
 
 use wgrad_gpu_core::ops::optim::Rule;
 
-use super::fused::{fused_optimizer, Algorithm, Field};
+use super::fused::{ensure, fused_optimizer, Algorithm, Field};
 
 /// Hyper-parameters of [`Lion`], with the paper's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,10 +34,11 @@ impl Algorithm for LionOptions {
         vec![("beta1", Field::F32(&mut self.betas.0)), ("beta2", Field::F32(&mut self.betas.1))]
     }
 
-    fn validate(&self) {
-        assert!((0.0..=1.0).contains(&self.betas.0), "Lion: invalid beta1 {}", self.betas.0);
-        assert!((0.0..=1.0).contains(&self.betas.1), "Lion: invalid beta2 {}", self.betas.1);
-        assert!(self.weight_decay >= 0.0, "Lion: invalid weight_decay {}", self.weight_decay);
+    fn validate(&self) -> Result<(), String> {
+        ensure!((0.0..=1.0).contains(&self.betas.0), "invalid beta1 {}", self.betas.0);
+        ensure!((0.0..=1.0).contains(&self.betas.1), "invalid beta2 {}", self.betas.1);
+        ensure!(self.weight_decay >= 0.0, "invalid weight_decay {}", self.weight_decay);
+        Ok(())
     }
 }
 

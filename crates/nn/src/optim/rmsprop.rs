@@ -2,7 +2,7 @@
 
 use wgrad_gpu_core::ops::optim::Rule;
 
-use super::fused::{fused_optimizer, Algorithm, Field};
+use super::fused::{ensure, fused_optimizer, Algorithm, Field};
 
 /// Hyper-parameters of [`RmsProp`], with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,11 +43,12 @@ impl Algorithm for RmsPropOptions {
         ]
     }
 
-    fn validate(&self) {
-        assert!(self.alpha >= 0.0, "RMSProp: invalid alpha {}", self.alpha);
-        assert!(self.eps >= 0.0, "RMSProp: invalid eps {}", self.eps);
-        assert!(self.momentum >= 0.0, "RMSProp: invalid momentum {}", self.momentum);
-        assert!(self.weight_decay >= 0.0, "RMSProp: invalid weight_decay {}", self.weight_decay);
+    fn validate(&self) -> Result<(), String> {
+        ensure!(self.alpha >= 0.0, "invalid alpha {}", self.alpha);
+        ensure!(self.eps >= 0.0, "invalid eps {}", self.eps);
+        ensure!(self.momentum >= 0.0, "invalid momentum {}", self.momentum);
+        ensure!(self.weight_decay >= 0.0, "invalid weight_decay {}", self.weight_decay);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use wgrad_gpu_core::ops::optim::Rule;
 
-use super::fused::{fused_optimizer, Algorithm, Field};
+use super::fused::{ensure, fused_optimizer, Algorithm, Field};
 
 /// Hyper-parameters of [`Sgd`], with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,13 +40,14 @@ impl Algorithm for SgdOptions {
         ]
     }
 
-    fn validate(&self) {
-        assert!(self.momentum >= 0.0, "SGD: invalid momentum {}", self.momentum);
-        assert!(self.weight_decay >= 0.0, "SGD: invalid weight_decay {}", self.weight_decay);
-        assert!(
+    fn validate(&self) -> Result<(), String> {
+        ensure!(self.momentum >= 0.0, "invalid momentum {}", self.momentum);
+        ensure!(self.weight_decay >= 0.0, "invalid weight_decay {}", self.weight_decay);
+        ensure!(
             !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
-            "SGD: Nesterov momentum requires a momentum and zero dampening"
+            "Nesterov momentum requires a momentum and zero dampening"
         );
+        Ok(())
     }
 }
 

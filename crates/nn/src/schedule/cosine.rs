@@ -4,7 +4,7 @@ use std::f64::consts::PI;
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -90,7 +90,7 @@ impl LrScheduler for CosineAnnealingLR {
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
         const WHO: &str = "CosineAnnealingLR::load_state_dict";
         check_kind(sd, WHO, "CosineAnnealingLR")?;
-        let t_max: usize = get(sd, WHO, "t_max")?;
+        let t_max = get_count(sd, WHO, "t_max")?;
         if t_max == 0 {
             return Err(Error::invalid(WHO, "t_max must be positive"));
         }
@@ -98,7 +98,7 @@ impl LrScheduler for CosineAnnealingLR {
         *self = CosineAnnealingLR {
             t_max,
             eta_min: get(sd, WHO, "eta_min")?,
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };

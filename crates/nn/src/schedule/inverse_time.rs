@@ -2,7 +2,7 @@
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -89,7 +89,7 @@ impl LrScheduler for InverseTimeDecay {
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
         const WHO: &str = "InverseTimeDecay::load_state_dict";
         check_kind(sd, WHO, "InverseTimeDecay")?;
-        let decay_steps: usize = get(sd, WHO, "decay_steps")?;
+        let decay_steps = get_count(sd, WHO, "decay_steps")?;
         let decay_rate: f64 = get(sd, WHO, "decay_rate")?;
         if decay_steps == 0 || !(decay_rate >= 0.0 && decay_rate.is_finite()) {
             return Err(Error::invalid(WHO, format!("bad decay_steps {decay_steps} or decay_rate {decay_rate}")));
@@ -99,7 +99,7 @@ impl LrScheduler for InverseTimeDecay {
             decay_rate,
             decay_steps,
             staircase: get(sd, WHO, "staircase")?,
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };

@@ -259,6 +259,22 @@ pub(crate) fn get<T: FromStr>(sd: &StateDict, who: &'static str, key: &str) -> R
     s.parse().map_err(|_| Error::invalid(who, format!("entry {key:?} = {s:?} is malformed")))
 }
 
+/// The largest step count or step-valued option a saved schedule may hold:
+/// f64 counts exactly up to it, and the schedules' integer arithmetic
+/// (`last_epoch + 1`, `2 * t_max`) cannot overflow below it. A damaged
+/// checkpoint's larger value is an error on load instead of a panic on a
+/// later step.
+pub(crate) const MAX_COUNT: usize = 1 << 53;
+
+/// Reads a step count (or a step-valued option), at most [`MAX_COUNT`].
+pub(crate) fn get_count(sd: &StateDict, who: &'static str, key: &str) -> Result<usize> {
+    let n: usize = get(sd, who, key)?;
+    if n > MAX_COUNT {
+        return Err(Error::invalid(who, format!("entry {key:?} = {n} is larger than any run's step count (2^53)")));
+    }
+    Ok(n)
+}
+
 /// Reads a comma-separated list.
 pub(crate) fn get_list<T: FromStr>(sd: &StateDict, who: &'static str, key: &str) -> Result<Vec<T>> {
     let s = sd.meta.get(key).ok_or_else(|| Error::invalid(who, format!("state lacks the entry {key:?}")))?;

@@ -4,7 +4,7 @@ use std::f64::consts::PI;
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -192,7 +192,7 @@ impl LrScheduler for OneCycleLR {
             "linear" => Anneal::Linear,
             other => return Err(Error::invalid(WHO, format!("unknown anneal strategy {other:?}"))),
         };
-        let total_steps: usize = get(sd, WHO, "total_steps")?;
+        let total_steps = get_count(sd, WHO, "total_steps")?;
         let pct_start: f64 = get(sd, WHO, "pct_start")?;
         if total_steps == 0 || !(0.0..=1.0).contains(&pct_start) {
             return Err(Error::invalid(WHO, format!("bad total_steps {total_steps} or pct_start {pct_start}")));
@@ -208,7 +208,7 @@ impl LrScheduler for OneCycleLR {
                 final_div_factor: get(sd, WHO, "final_div_factor")?,
                 three_phase: get(sd, WHO, "three_phase")?,
             },
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             lrs: Lrs::load(WHO, sd, n)?,
         };
         Ok(())

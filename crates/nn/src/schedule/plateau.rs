@@ -2,7 +2,7 @@
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -228,17 +228,17 @@ impl LrScheduler for ReduceLROnPlateau {
             options: PlateauOptions {
                 mode,
                 factor,
-                patience: get(sd, WHO, "patience")?,
+                patience: get_count(sd, WHO, "patience")?,
                 threshold: get(sd, WHO, "threshold")?,
                 threshold_mode,
-                cooldown: get(sd, WHO, "cooldown")?,
+                cooldown: get_count(sd, WHO, "cooldown")?,
                 min_lr: get_f64s(sd, WHO, "min_lrs", n)?,
                 eps: get(sd, WHO, "eps")?,
             },
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             best: get(sd, WHO, "best")?,
-            num_bad_epochs: get(sd, WHO, "num_bad_epochs")?,
-            cooldown_counter: get(sd, WHO, "cooldown_counter")?,
+            num_bad_epochs: get_count(sd, WHO, "num_bad_epochs")?,
+            cooldown_counter: get_count(sd, WHO, "cooldown_counter")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };

@@ -2,7 +2,7 @@
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, get_list, new_state, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, get_list, new_state, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -67,7 +67,7 @@ impl LrScheduler for StepLR {
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
         const WHO: &str = "StepLR::load_state_dict";
         check_kind(sd, WHO, "StepLR")?;
-        let step_size: usize = get(sd, WHO, "step_size")?;
+        let step_size = get_count(sd, WHO, "step_size")?;
         if step_size == 0 {
             return Err(Error::invalid(WHO, "step_size must be positive"));
         }
@@ -75,7 +75,7 @@ impl LrScheduler for StepLR {
         *self = StepLR {
             step_size,
             gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };
@@ -159,7 +159,7 @@ impl LrScheduler for MultiStepLR {
         *self = MultiStepLR {
             milestones,
             gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };
@@ -220,7 +220,7 @@ impl LrScheduler for ExponentialLR {
         let n = self.lrs.len();
         *self = ExponentialLR {
             gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get(sd, WHO, "last_epoch")?,
+            last_epoch: get_count(sd, WHO, "last_epoch")?,
             base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
             lrs: Lrs::load(WHO, sd, n)?,
         };

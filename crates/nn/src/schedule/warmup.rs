@@ -2,7 +2,7 @@
 
 use wgrad_autograd::{Error, Result};
 
-use super::{check_kind, get, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -157,8 +157,8 @@ impl<S: LrScheduler> LrScheduler for LinearWarmup<S> {
             return Err(Error::invalid(WHO, format!("start_factor must lie in [0, 1], got {start_factor}")));
         }
         let n = self.lrs.len();
-        let warmup_steps = get(sd, WHO, "warmup_steps")?;
-        let last_epoch = get(sd, WHO, "last_epoch")?;
+        let warmup_steps = get_count(sd, WHO, "warmup_steps")?;
+        let last_epoch = get_count(sd, WHO, "last_epoch")?;
         let base_lrs = get_f64s(sd, WHO, "base_lrs", n)?;
         let lrs = Lrs::load(WHO, sd, n)?;
         // Last, so a failure leaves this scheduler as it was (the inner one
