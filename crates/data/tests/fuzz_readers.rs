@@ -23,7 +23,7 @@ use common::fuzz::{apply, assert_names, assert_proportionate, config, damage, gu
 use proptest::prelude::*;
 use wgrad_data::cifar::{self, Label100};
 use wgrad_data::download::{self, Checksum, Source};
-use wgrad_data::image_folder::{self, Color};
+use wgrad_data::image_folder::{Color, ImageFolder};
 use wgrad_data::mnist::{self, Split};
 use wgrad_data::{text, DataError, ImageDataset};
 
@@ -47,6 +47,14 @@ fn assert_consistent(ds: &ImageDataset) {
 
 /// Checks a reader's outcome: `Ok` passes `check`; an error is a file error
 /// (not a download or device one) whose message names `file`.
+/// An image folder of [5, 4] images listed and decoded (the lazy folder's
+/// decode is the one its loader workers run).
+fn load_folder(root: &Path, color: Color) -> Result<(ImageFolder, ImageDataset), DataError> {
+    let folder = ImageFolder::open(root, [5, 4], color)?;
+    let dataset = folder.to_memory()?;
+    Ok((folder, dataset))
+}
+
 fn check_outcome<T>(result: Result<T, DataError>, file: &Path, check: impl FnOnce(T)) {
     match result {
         Ok(v) => check(v),
@@ -169,14 +177,14 @@ proptest! {
         std::fs::write(&file, &bytes).unwrap();
         let color = if gray { Color::Gray } else { Color::Rgb };
         let root = dir.clone();
-        let (result, largest) = guarded(move || image_folder::load(&root, [5, 4], color));
+        let (result, largest) = guarded(move || load_folder(&root, color));
         // PNG packs at most 8 pixels a byte and deflate expands at most
         // 1032:1; decoding to 8-byte RGBA16 pixels is the most a decoder
         // may then hold for them.
-        assert_proportionate("image_folder::load", largest, bytes.len(), 8 * 1032 * 8);
-        check_outcome(result, &file, |f| {
-            assert_consistent(&f.dataset);
-            assert_eq!(f.dataset.item_shape, [if gray { 1 } else { 3 }, 5, 4]);
+        assert_proportionate("ImageFolder::to_memory", largest, bytes.len(), 8 * 1032 * 8);
+        check_outcome(result, &file, |(f, dataset)| {
+            assert_consistent(&dataset);
+            assert_eq!(dataset.item_shape, [if gray { 1 } else { 3 }, 5, 4]);
             assert_eq!(f.files, vec![file.clone()]);
         });
         std::fs::remove_dir_all(&dir).unwrap();
@@ -300,7 +308,7 @@ fn jpeg_header_claiming_more_pixels_than_the_file_holds_is_an_error() {
     std::fs::write(&file, &jpeg).unwrap();
     let root = dir.clone();
     // The decoder used to allocate the 4000x4000 RGB image (48 MB) first.
-    let (result, largest) = guarded(move || image_folder::load(&root, [5, 4], Color::Rgb));
+    let (result, largest) = guarded(move || load_folder(&root, Color::Rgb));
     let e = result.unwrap_err().to_string();
     assert_eq!(
         e,
