@@ -129,6 +129,9 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        (**self).random_stream()
+    }
 }
 
 /// Joins a name prefix and a field name with a dot.
