@@ -11,6 +11,8 @@
 #[path = "common/amp.rs"]
 mod amp;
 mod common;
+#[path = "common/control.rs"]
+mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -19,10 +21,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, Corpus, Tally, TextArgs};
+use common::lm::{finish_round, report, resume, save_on_stop, Corpus, Tally, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
+use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{Adam, Optimizer};
 use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean, TruncatedBptt};
 use wgrad::prelude::*;
@@ -91,7 +94,10 @@ fn main() -> Result<()> {
     let mut seeds = seed_everything(args.run.seed);
     let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
     config.dropout = args.dropout;
-    let mut model = RnnLm::new(config, &mut seeds.model, &dev);
+    let mut model =
+        control::guard("building the model", &[("--hidden", args.hidden), ("--layers", args.layers)], || {
+            RnnLm::new(config, &mut seeds.model, &dev)
+        })?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
 
@@ -107,9 +113,26 @@ fn main() -> Result<()> {
     let mut tally = Tally::default();
     let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
     let mut amp = amp::Amp::new(args.run.amp);
+    if args.run.resume {
+        let (ck, h) = resume(&run, &dev)?;
+        ck.restore(&model, &mut opt)?; // the dropout streams too
+        ck.restore_scaler(&mut amp.scaler)?;
+        // The data position is the step count; the carried state goes with it.
+        tbptt.load_state_dict(&ck.extra);
+        (history, tally.step) = (h, ck.step as usize);
+    }
+    // Everything the loop carries from step to step, for an exact resume.
+    let checkpoint = |model: &RnnLm, opt: &Adam, amp: &amp::Amp, tbptt: &TruncatedBptt, step, round| {
+        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
+        ck.extra = tbptt.state_dict();
+        (ck.step, ck.epoch) = (step as u64, round as u64);
+        ck
+    };
+    let stop = control::Stop::install();
+    let sizes = [("--batch", args.run.batch), ("--seq-len", args.run.seq_len), ("--hidden", args.hidden)];
     let train_time = Instant::now();
-    for round in 1..=rounds {
-        let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
+    for round in tally.step / args.run.eval_every + 1..=rounds {
+        let round_steps = (round * args.run.eval_every).min(args.run.steps) - tally.step;
         progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
         model.train();
         for _ in 0..round_steps {
@@ -119,26 +142,33 @@ fn main() -> Result<()> {
             }
             let (x, y) = streams.chunk(k, args.run.seq_len, &dev);
             let n = y.numel();
-            let loss = profiler.step(&dev, || {
-                let loss = amp.forward(|| {
-                    let (logits, state) = model.forward_with_state(&x, tbptt.state());
-                    tbptt.carry(&state);
-                    logits
-                        .reshape(&[n, corpus.vocab.len()])
-                        .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default())
-                });
-                let params = model.parameters();
-                amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
-                opt.zero_grad();
-                loss
-            });
+            let loss = control::guard("the training step", &sizes, || {
+                profiler.step(&dev, || {
+                    let loss = amp.forward(|| {
+                        let (logits, state) = model.forward_with_state(&x, tbptt.state());
+                        tbptt.carry(&state);
+                        logits
+                            .reshape(&[n, corpus.vocab.len()])
+                            .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default())
+                    });
+                    let params = model.parameters();
+                    amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
+                    opt.zero_grad();
+                    loss
+                })
+            })?;
             tally.record(&loss, n, &mut progress);
+            if stop.requested() {
+                drop(progress);
+                return save_on_stop(&run, &checkpoint(&model, &opt, &amp, &tbptt, tally.step, round - 1));
+            }
         }
         model.eval();
-        let val = stream_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev);
-        let lr = opt.groups()[0].lr as f64;
-        let (step, train_loss) = (tally.step as u64, tally.take_round_loss());
-        finish_round(&run, &mut history, &mut progress, round, step, train_loss, val, lr, &model, &opt)?;
+        let val = control::guard("evaluation", &sizes, || {
+            stream_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev)
+        })?;
+        let ck = checkpoint(&model, &opt, &amp, &tbptt, tally.step, round);
+        finish_round(&run, &mut history, &mut progress, (tally.take_round_loss(), val), &ck, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
     let mut sampler =

@@ -12,18 +12,21 @@
 #[path = "common/amp.rs"]
 mod amp;
 mod common;
+#[path = "common/control.rs"]
+mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use common::lm::{finish_round, report, Corpus, Tally, TextArgs};
+use common::lm::{finish_round, report, resume, save_on_stop, Corpus, Tally, TextArgs};
 use wgrad::autograd::HostRng;
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
+use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{AdamW, AdamWOptions, Optimizer};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler};
 use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean};
@@ -98,7 +101,10 @@ fn main() -> Result<()> {
     let mut config = GptConfig::new(corpus.vocab.len(), args.run.seq_len, args.layers, args.heads, args.width);
     config.dropout = args.dropout;
     config.tie_weights = args.tie_weights;
-    let mut model = Gpt::new(config, &mut seeds.model, &dev);
+    let mut model =
+        control::guard("building the model", &[("--width", args.width), ("--layers", args.layers)], || {
+            Gpt::new(config, &mut seeds.model, &dev)
+        })?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let opts = AdamWOptions { weight_decay: args.weight_decay, ..Default::default() };
     let mut opt = AdamW::with_options(model.parameters(), args.lr, opts);
@@ -117,30 +123,56 @@ fn main() -> Result<()> {
     let mut tally = Tally::default();
     let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
     let mut amp = amp::Amp::new(args.run.amp);
+    if args.run.resume {
+        let (ck, h) = resume(&run, &dev)?;
+        ck.restore(&model, &mut opt)?; // the dropout streams too
+        sched.load_state_dict(&ck.scheduler)?;
+        ck.restore_scaler(&mut amp.scaler)?;
+        let batches = ck.rng.get("batches").context("the checkpoint has no batch sampler state")?;
+        (rng, history, tally.step) = (HostRng(batches.seed), h, ck.step as usize);
+    }
+    // Everything the loop carries from step to step, for an exact resume.
+    let checkpoint = |model: &Gpt, opt: &AdamW, sched: &dyn LrScheduler, amp: &amp::Amp, rng: HostRng, step, round| {
+        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
+        ck.scheduler = sched.state_dict();
+        // A HostRng's whole state is one u64, kept as a generator's seed.
+        ck.rng.insert("batches".into(), Generator { seed: rng.0, offset: 0 });
+        (ck.step, ck.epoch) = (step as u64, round as u64);
+        ck
+    };
+    let stop = control::Stop::install();
+    let sizes = [("--batch", args.run.batch), ("--seq-len", args.run.seq_len), ("--width", args.width)];
     let train_time = Instant::now();
-    for round in 1..=rounds {
-        let round_steps = args.run.eval_every.min(args.run.steps - tally.step);
+    for round in tally.step / args.run.eval_every + 1..=rounds {
+        let round_steps = (round * args.run.eval_every).min(args.run.steps) - tally.step;
         progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
         model.train();
         for _ in 0..round_steps {
             let starts: Vec<usize> =
                 (0..args.run.batch).map(|_| (rng.next_u64() % (max_start as u64 + 1)) as usize).collect();
             let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
-            let loss = profiler.step(&dev, || {
-                let loss = amp.forward(|| model.loss(&x, &y));
-                let params = model.parameters();
-                amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
-                opt.zero_grad();
-                loss
-            });
+            let loss = control::guard("the training step", &sizes, || {
+                profiler.step(&dev, || {
+                    let loss = amp.forward(|| model.loss(&x, &y));
+                    let params = model.parameters();
+                    amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
+                    opt.zero_grad();
+                    loss
+                })
+            })?;
             sched.step(&mut opt);
             tally.record(&loss, y.numel(), &mut progress);
+            if stop.requested() {
+                drop(progress);
+                return save_on_stop(&run, &checkpoint(&model, &opt, &sched, &amp, rng, tally.step, round - 1));
+            }
         }
         model.eval();
-        let val = window_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev);
-        let lr = opt.groups()[0].lr as f64;
-        let (step, train_loss) = (tally.step as u64, tally.take_round_loss());
-        finish_round(&run, &mut history, &mut progress, round, step, train_loss, val, lr, &model, &opt)?;
+        let val = control::guard("evaluation", &sizes, || {
+            window_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev)
+        })?;
+        let ck = checkpoint(&model, &opt, &sched, &amp, rng, tally.step, round);
+        finish_round(&run, &mut history, &mut progress, (tally.take_round_loss(), val), &ck, &model, &opt)?;
     }
     let secs = train_time.elapsed().as_secs_f64();
     let mut sampler =

@@ -61,27 +61,46 @@ pub fn perplexity_line(what: &str, nats: f64) -> String {
     format!("{what}: loss {nats:.4} nats/char, perplexity {:.3}, {:.3} bits/char", nats.exp(), nats / 2f64.ln())
 }
 
-/// Ends evaluation round `round`: prints, records, checkpoints, redraws the curves.
-#[allow(clippy::too_many_arguments)]
+/// Ends evaluation round `ck.epoch`: prints, records, saves the checkpoint
+/// `ck` (taken after step `ck.step`), redraws the curves.
 pub fn finish_round(
     run: &RunDir,
     history: &mut History,
     progress: &mut Progress,
-    round: usize,
-    steps: u64,
-    train_loss: f64,
-    val_loss: f64,
-    lr: f64,
+    (train_loss, val_loss): (f64, f64),
+    ck: &TrainingCheckpoint,
     model: &dyn Module,
     opt: &dyn Optimizer,
 ) -> Result<()> {
-    let record = EpochRecord { epoch: round, train_loss, train_acc: None, val_loss: Some(val_loss), val_acc: None, lr };
+    let lr = opt.groups()[0].lr as f64;
+    let record = EpochRecord {
+        epoch: ck.epoch as usize,
+        train_loss,
+        train_acc: None,
+        val_loss: Some(val_loss),
+        val_acc: None,
+        lr,
+    };
     progress.finish_epoch(&record);
-    progress.println(&perplexity_line(&format!("  step {steps} validation"), val_loss));
-    let mut ck = TrainingCheckpoint::capture(model, opt);
-    ck.epoch = round as u64;
-    ck.step = steps;
-    run.finish_epoch(history, record, &ck, model).context("saving the run")?;
+    progress.println(&perplexity_line(&format!("  step {} validation", ck.step), val_loss));
+    run.finish_epoch(history, record, ck, model).context("saving the run")?;
+    Ok(())
+}
+
+/// Loads `<out-dir>/last.safetensors` and the history for `--resume`;
+/// the caller restores what its loop keeps (model, optimizer, schedule,
+/// scaler, data position).
+pub fn resume(run: &RunDir, device: &wgrad::Device) -> Result<(TrainingCheckpoint, History)> {
+    let (ck, history) = run.resume(device).with_context(|| format!("resuming from {}", run.last().display()))?;
+    println!("resuming after step {} (round {})", ck.step, ck.epoch);
+    Ok((ck, history))
+}
+
+/// Ctrl-C: saves `ck` (taken after step `ck.step`, in the middle of round
+/// `ck.epoch + 1`) as the resumable checkpoint and says how to go on.
+pub fn save_on_stop(run: &RunDir, ck: &TrainingCheckpoint) -> Result<()> {
+    ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
+    println!("{}", crate::control::resume_hint(&format!("step {}", ck.step)));
     Ok(())
 }
 
@@ -148,6 +167,10 @@ pub struct TextArgs {
     /// Text the sample starts from.
     #[arg(long, default_value = "HAMLET.\n")]
     pub prompt: String,
+    /// Continue from <out-dir>/last.safetensors (written every
+    /// `--eval-every` steps and on Ctrl-C).
+    #[arg(long)]
+    pub resume: bool,
     /// No progress bar (summary lines only).
     #[arg(long)]
     pub quiet: bool,

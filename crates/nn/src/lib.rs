@@ -51,7 +51,7 @@ pub use layers::sequential::Sequential;
 pub use layers::transformer::{
     FeedForwardActivation, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
 };
-pub use module::{Module, ModuleExt, ModuleFields};
+pub use module::{module_generators, set_module_generators, Module, ModuleExt, ModuleFields};
 pub use wgrad_autograd::RecurrentKind;
 pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// `#[derive(Module)]`: writes [`ModuleFields`] (parameters, buffers,

@@ -1,6 +1,9 @@
 //! The [`Module`] trait: a layer or model with parameters, buffers and a mode.
 
-use wgrad_autograd::Tensor;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use wgrad_autograd::{Generator, Tensor};
 
 /// A building block of models, like `torch.nn.Module`.
 ///
@@ -37,6 +40,48 @@ pub trait Module: ModuleFields + Send + Sync {
 
     /// A one-line description, e.g. `Linear(in_features=4, out_features=2)`.
     fn describe(&self) -> String;
+
+    /// The random stream this layer itself draws from while training
+    /// (dropout masks), not its children's; `None` for deterministic layers.
+    /// [`module_generators`] collects them so a checkpoint can save them: a
+    /// resumed run then draws the masks an uninterrupted one would.
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        None
+    }
+}
+
+/// Every random stream in `module`'s tree by module path (`blocks.0.dropout1`;
+/// the root's own stream under `""`), in [`ModuleFields::children`] order.
+pub fn module_generators(module: &dyn Module) -> BTreeMap<String, Generator> {
+    let mut out = BTreeMap::new();
+    visit_streams(module, "", &mut |name, g| {
+        out.insert(name.to_string(), *g.lock().unwrap());
+    });
+    out
+}
+
+/// Sets the streams [`module_generators`] returned (names it does not find in
+/// `module` are ignored, streams it has no entry for are left as they are,
+/// so checkpoints written before streams were saved still load). Returns how
+/// many were set.
+pub fn set_module_generators(module: &dyn Module, streams: &BTreeMap<String, Generator>) -> usize {
+    let mut set = 0;
+    visit_streams(module, "", &mut |name, g| {
+        if let Some(saved) = streams.get(name) {
+            *g.lock().unwrap() = *saved;
+            set += 1;
+        }
+    });
+    set
+}
+
+fn visit_streams(m: &dyn Module, prefix: &str, f: &mut dyn FnMut(&str, &Mutex<Generator>)) {
+    if let Some(g) = m.random_stream() {
+        f(prefix, g);
+    }
+    for (name, child) in m.children() {
+        visit_streams(child, &join(prefix, &name), f);
+    }
 }
 
 /// What a module holds, under PyTorch's names: the half of [`Module`] that
@@ -83,6 +128,9 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        (**self).random_stream()
     }
 }
 

@@ -9,7 +9,7 @@ use super::format::{load_state_dict, save_state_dict};
 use super::module_io::{load_module_state_from, module_state_dict};
 use super::CheckpointError;
 use crate::amp::GradScaler;
-use crate::module::Module;
+use crate::module::{module_generators, set_module_generators, Module};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -57,7 +57,13 @@ pub struct TrainingCheckpoint {
     pub scaler: StateDict,
     /// Random generators by name (data shuffling, augmentation, …); a
     /// generator's whole state is its seed and offset.
+    /// [`capture`](Self::capture) adds the model's own streams (dropout
+    /// masks) as `model.<module path>`, and [`restore`](Self::restore) puts
+    /// them back.
     pub rng: BTreeMap<String, Generator>,
+    /// Other tensors a run carries from step to step (a truncated-BPTT
+    /// hidden state), saved under the prefix `extra.`; empty when unused.
+    pub extra: StateDict,
     /// Epochs completed.
     pub epoch: u64,
     /// Optimizer steps taken.
@@ -81,7 +87,8 @@ impl TrainingCheckpoint {
         for t in optim.tensors.values_mut() {
             *t = t.detach();
         }
-        TrainingCheckpoint { model: module_state_dict(model), optimizer: optim, ..Default::default() }
+        let rng = module_generators(model).into_iter().map(|(path, g)| (model_stream_key(&path), g)).collect();
+        TrainingCheckpoint { model: module_state_dict(model), optimizer: optim, rng, ..Default::default() }
     }
 
     /// Adds `scaler`'s state (scale, growth tracker and factors), for runs
@@ -109,6 +116,7 @@ impl TrainingCheckpoint {
         s.extend_prefixed("optim", self.optimizer.clone());
         s.extend_prefixed("sched", self.scheduler.clone());
         s.extend_prefixed("scaler", self.scaler.clone());
+        s.extend_prefixed("extra", self.extra.clone());
         s
     }
 
@@ -150,6 +158,7 @@ impl TrainingCheckpoint {
             optimizer: state.sub("optim"),
             scheduler: state.sub("sched"),
             scaler: state.sub("scaler"),
+            extra: state.sub("extra"),
             rng,
             epoch: number("epoch")?,
             step: number("step")?,
@@ -170,11 +179,17 @@ impl TrainingCheckpoint {
     }
 
     /// Writes the model state into `model` (strictly: every name and shape
-    /// must match) and the optimizer state into `optimizer`. The scheduler
-    /// state, generators, epoch and step are fields for the caller to use.
+    /// must match), the model's random streams (those `capture` saved) and
+    /// the optimizer state into `optimizer`. The scheduler state, the other
+    /// generators, epoch and step are fields for the caller to use.
     pub fn restore(&self, model: &dyn Module, optimizer: &mut dyn Optimizer) -> Result<(), CheckpointError> {
         let source = self.origin.clone().unwrap_or_else(|| PathBuf::from("<training checkpoint>"));
         load_module_state_from(&source, model, &self.model, true)?;
+        let streams = module_generators(model)
+            .into_keys()
+            .filter_map(|path| self.rng.get(&model_stream_key(&path)).map(|g| (path, *g)))
+            .collect();
+        set_module_generators(model, &streams);
         optimizer.load_state_dict(&self.optimizer).map_err(|e| CheckpointError::State {
             context: format!("{}: restoring the optimizer", source.display()),
             source: e,
@@ -198,5 +213,14 @@ impl TrainingCheckpoint {
             context: format!("{}: restoring the grad scaler", source.display()),
             source: e,
         })
+    }
+}
+
+/// The `rng` key of the model stream at module path `path`.
+fn model_stream_key(path: &str) -> String {
+    if path.is_empty() {
+        "model".into()
+    } else {
+        format!("model.{path}")
     }
 }

@@ -354,6 +354,10 @@ impl MultiheadAttention {
 }
 
 impl Module for MultiheadAttention {
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        Some(&self.gen)
+    }
+
     /// Unmasked self-attention.
     fn forward(&self, x: &Tensor) -> Tensor {
         self.self_attention(x, &AttentionMask::default())

@@ -38,6 +38,10 @@ impl Dropout {
 }
 
 impl Module for Dropout {
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        Some(&self.gen)
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
         x.dropout(self.p, self.training, &mut self.gen.lock().unwrap())
     }

@@ -330,6 +330,10 @@ impl ModuleFields for Recurrent {
 }
 
 impl Module for Recurrent {
+    fn random_stream(&self) -> Option<&Mutex<Generator>> {
+        Some(&self.gen)
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_with_state(x, None).0
     }

@@ -6,6 +6,7 @@
 use std::ops::Range;
 
 use crate::layers::recurrent::RecurrentState;
+use crate::state::StateDict;
 
 /// Carries a recurrent state across chunks, detached.
 ///
@@ -41,6 +42,27 @@ impl TruncatedBptt {
     /// Forgets the state (a new, unrelated sequence follows).
     pub fn reset(&mut self) {
         self.state = None;
+    }
+
+    /// The carried state as tensors `h` and (LSTM) `c`, empty for the zero
+    /// state: a run resumed mid-sequence must start its next chunk from the
+    /// same state, so it belongs in the checkpoint (`TrainingCheckpoint::extra`).
+    pub fn state_dict(&self) -> StateDict {
+        let mut s = StateDict::new();
+        if let Some(st) = &self.state {
+            s.tensors.insert("h".into(), st.h.clone());
+            if let Some(c) = &st.c {
+                s.tensors.insert("c".into(), c.clone());
+            }
+        }
+        s
+    }
+
+    /// Restores [`state_dict`](Self::state_dict)'s state (the zero state
+    /// when it holds no `h`).
+    pub fn load_state_dict(&mut self, state: &StateDict) {
+        self.state =
+            state.tensors.get("h").map(|h| RecurrentState { h: h.clone(), c: state.tensors.get("c").cloned() });
     }
 
     /// Consecutive ranges of at most `chunk` covering `0..len` (the last one
