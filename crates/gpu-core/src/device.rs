@@ -97,7 +97,7 @@ impl Device {
     /// `Gpu`); `Gpu` and `Named` fail instead of falling back.
     /// [`reason`](Self::reason) says why this device was chosen.
     pub fn from_spec(spec: &DeviceSpec) -> Result<Device> {
-        crate::memory::Budget::initial(true)?; // a bad WGRAD_MEMORY_BUDGET is an error here
+        crate::memory::from_env()?; // a bad WGRAD_MEMORY_BUDGET is an error here, not a silent "no budget"
         let (adapter, reason) = pick_adapter(spec)?;
         match adapter {
             Some(adapter) => Self::open(&adapter, reason),

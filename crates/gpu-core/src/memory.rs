@@ -26,12 +26,10 @@ pub(crate) struct Budget(AtomicU64);
 impl Budget {
     /// The budget a new device starts with (see the module docs).
     pub fn initial(cpu: bool) -> Result<Budget> {
-        let bytes = match std::env::var(ENV_VAR) {
-            Ok(v) => Some(parse(&v).ok_or_else(|| {
-                Error::invalid("memory budget", format!("{ENV_VAR}={v:?} is not a byte count such as 4G or 512M"))
-            })?),
-            Err(_) if cpu => available_memory(),
-            Err(_) => None,
+        let bytes = match from_env()? {
+            Some(b) => Some(b),
+            None if cpu => available_memory(),
+            None => None,
         };
         Ok(Budget(AtomicU64::new(bytes.unwrap_or(u64::MAX))))
     }
@@ -63,6 +61,17 @@ impl Budget {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// The budget `WGRAD_MEMORY_BUDGET` sets, if any; an error naming the
+/// variable when it is not a byte count.
+pub(crate) fn from_env() -> Result<Option<u64>> {
+    match std::env::var(ENV_VAR) {
+        Ok(v) => parse(&v).map(Some).ok_or_else(|| {
+            Error::invalid("memory budget", format!("{ENV_VAR}={v:?} is not a byte count such as 4G or 512M"))
+        }),
+        Err(_) => Ok(None),
     }
 }
 

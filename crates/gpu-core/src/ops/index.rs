@@ -9,7 +9,7 @@
 //! does not check: an out-of-range label gives an all-zero row on both.
 //! (Indices are u32, so a negative index cast from i32 is a large one.)
 
-use super::{dispatch, dispatch_checked, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::index_check::{check_host, site};
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
@@ -115,8 +115,7 @@ fn launch(
         .set_u32("has_ignore", w.ignore.is_some() as usize)
         .set_u32("ignore", w.ignore.unwrap_or(0) as usize);
     let constants = [("RANK", w.shape.len() as f64)];
-    let go = if op.is_some() { dispatch_checked } else { dispatch };
-    go(g, "index", entry, &constants, &params, inputs, outputs, groups(n, 256))
+    dispatch_indexed(g, ("index", entry), &constants, &params, inputs, outputs, groups(n, 256), op.is_some())
 }
 
 /// The core of gather and index_select: output element with coordinates `c`

@@ -88,11 +88,14 @@ pub(crate) fn dispatch(
     outputs: &[&Buffer],
     workgroups: u32,
 ) -> Result<()> {
-    bind_and_launch(g, (shader, entry), constants, params, inputs, outputs, workgroups, false)
+    dispatch_indexed(g, (shader, entry), constants, params, inputs, outputs, workgroups, false)
 }
 
+/// [`dispatch`] that, with `check_indices`, also binds the device's
+/// index-error record after `outputs`, for a kernel that validates indices
+/// (`index_check.rs`); the next readback then reads the record.
 #[allow(clippy::too_many_arguments)]
-fn bind_and_launch(
+pub(crate) fn dispatch_indexed(
     g: &GpuContext,
     (shader, entry): (&'static str, &'static str),
     constants: &[(&'static str, f64)],
@@ -100,30 +103,14 @@ fn bind_and_launch(
     inputs: &[&Buffer],
     outputs: &[&Buffer],
     workgroups: u32,
-    checked: bool,
+    check_indices: bool,
 ) -> Result<()> {
     let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
     let mut outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    if checked {
+    if check_indices {
         outs.push(g.index_errors_for_launch());
     }
     g.launch(&Launch { shader, entry, constants, params: params.finish(), inputs: &ins, outputs: &outs, workgroups })
-}
-
-/// [`dispatch`] for a kernel that validates indices (`index_check.rs`): the
-/// device's index-error record is bound after `outputs`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn dispatch_checked(
-    g: &GpuContext,
-    shader: &'static str,
-    entry: &'static str,
-    constants: &[(&'static str, f64)],
-    params: &Params,
-    inputs: &[&Buffer],
-    outputs: &[&Buffer],
-    workgroups: u32,
-) -> Result<()> {
-    bind_and_launch(g, (shader, entry), constants, params, inputs, outputs, workgroups, true)
 }
 
 /// [`dispatch`] for an elementwise kernel with one output that the fuser may

@@ -21,7 +21,7 @@
 
 use crate::cpu::{self, per_row, per_row2};
 
-use super::{dispatch, dispatch_checked, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -336,15 +336,24 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
         return Ok((loss, weight, probs));
     }
     if let (CeTarget::Classes(t), None) = (args.target, dev.gpu_ctx()) {
-        let targets = t.host()[..rows].to_vec();
-        crate::index_check::check_host(OP, targets.into_iter().filter(|&t| args.ignore_index != Some(t)), args.cols)?;
+        let targets = t.host();
+        let counted = targets[..rows].iter().copied().filter(|&t| args.ignore_index != Some(t));
+        crate::index_check::check_host(OP, counted, args.cols)?;
     }
     run(
         dev,
         |g| {
-            let (params, outputs) = (args.params(), [&loss, &weight, &probs]);
-            let groups = groups(rows, 1);
-            dispatch_checked(g, "softmax", "ce_fwd", &args.constants(), &params, &args.inputs(logits), &outputs, groups)
+            let (params, outputs, inputs) = (args.params(), [&loss, &weight, &probs], args.inputs(logits));
+            dispatch_indexed(
+                g,
+                ("softmax", "ce_fwd"),
+                &args.constants(),
+                &params,
+                &inputs,
+                &outputs,
+                groups(rows, 1),
+                true,
+            )
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
