@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use wgrad::prelude::*;
 
 /// `tests/fixtures/<name>` parsed as JSON.
 pub fn fixture(name: &str) -> Value {
@@ -31,8 +30,5 @@ pub fn shape(v: &Value) -> Vec<usize> {
 }
 
 /// The CPU backend, plus the test GPU when there is one (a loud skip otherwise).
-pub fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(wgrad::gpu_core::testing::gpu_or_skip(test));
-    v
-}
+#[allow(unused_imports)] // not every test file runs on both backends
+pub use wgrad::gpu_core::testing::backends as devices;

@@ -3,14 +3,9 @@
 
 use wgrad_autograd::gradcheck::{check_gradients, GradCheck};
 use wgrad_autograd::{Device, Tensor};
-use wgrad_gpu_core::testing::{gpu_or_skip, Rng};
-
-/// The CPU backend, plus the test GPU when there is one (loud skip otherwise).
-pub fn backends(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
-}
+#[allow(unused_imports)] // not every test file runs on both backends
+pub use wgrad_gpu_core::testing::backends;
+use wgrad_gpu_core::testing::Rng;
 
 /// Seeded random tensor in [lo, hi).
 pub fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32, dev: &Device) -> Tensor {

@@ -6,7 +6,7 @@
 mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use wgrad_autograd::{CrossEntropyOptions, Device, Error, Reduction, Tensor};
-use wgrad_gpu_core::testing::fresh_gpu_or_skip;
+use wgrad_gpu_core::testing::fresh_backends;
 
 /// The error `f`'s result reports: from the op itself (CPU: a panic) or
 /// from reading the result (GPU).
@@ -23,16 +23,10 @@ fn reported(dev: &Device, f: impl FnOnce() -> Tensor) -> String {
     }
 }
 
-fn devices(test: &str) -> Vec<Device> {
-    // A GPU of its own: the error it records must not reach other tests' reads.
-    let mut v = vec![Device::cpu()];
-    v.extend(fresh_gpu_or_skip(test));
-    v
-}
-
 #[test]
 fn bad_class_ids_and_embedding_ids_name_the_op_value_and_range() {
-    for dev in devices("bad_class_ids_and_embedding_ids_name_the_op_value_and_range") {
+    // A GPU of its own: the error it records must not reach other tests' reads.
+    for dev in fresh_backends("bad_class_ids_and_embedding_ids_name_the_op_value_and_range") {
         let logits = Tensor::randn(&[3, 10], 1, &dev).requires_grad_();
         let target = Tensor::from_u32(&[1, 12, 0], &[3], &dev);
         let msg = reported(&dev, || logits.cross_entropy(&target, &CrossEntropyOptions::default()));

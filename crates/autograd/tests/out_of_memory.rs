@@ -6,7 +6,7 @@
 mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use wgrad_autograd::{try_run, Device, Error, Tensor};
-use wgrad_gpu_core::testing::fresh_gpu_or_skip;
+use wgrad_gpu_core::testing::{fresh_backends, fresh_gpu_or_skip};
 
 /// One step of a two-layer MLP on `batch` rows; returns (loss, grad of w1).
 fn step(batch: usize, w1: &Tensor, w2: &Tensor, dev: &Device) -> (f32, Vec<f32>) {
@@ -24,9 +24,7 @@ fn params(dev: &Device) -> (Tensor, Tensor) {
 
 #[test]
 fn a_step_past_the_budget_fails_cleanly_and_a_smaller_one_runs() {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(fresh_gpu_or_skip("a_step_past_the_budget_fails_cleanly_and_a_smaller_one_runs"));
-    for dev in devs {
+    for dev in fresh_backends("a_step_past_the_budget_fails_cleanly_and_a_smaller_one_runs") {
         let (w1, w2) = params(&dev);
         let held = dev.stats().bytes_live;
         // 8 MiB: the 16,384-row step needs 16 MiB for one activation.

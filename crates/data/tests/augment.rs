@@ -3,7 +3,7 @@
 
 use wgrad_autograd::{CrossEntropyOptions, Device, Generator, Tensor};
 use wgrad_data::{mixup, Augment};
-use wgrad_gpu_core::testing::{gpu_or_skip, Rng};
+use wgrad_gpu_core::testing::{backends as devices, Rng};
 
 const SHAPE: [usize; 4] = [4, 3, 16, 16];
 
@@ -15,12 +15,6 @@ fn batch(device: &Device, seed: u64) -> (Vec<f32>, Tensor) {
 
 fn pipeline() -> Augment {
     Augment::new().crop_flip(4, 0.5).normalize(&[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26]).cutout(8)
-}
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {

@@ -38,6 +38,23 @@ pub fn fresh_gpu_or_skip(test: &str) -> Option<Device> {
     Some(Device::gpu().expect("a GPU opened once opens again"))
 }
 
+/// The devices a backend-generic test runs on: the CPU backend, then the
+/// shared test GPU when there is one (see [`gpu_or_skip`]).
+pub fn backends(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu_or_skip(test));
+    v
+}
+
+/// [`backends`] with a GPU device of the test's own, for tests that read
+/// exact counters or leave device-wide state behind (an index-error record)
+/// that other tests' readbacks must not see.
+pub fn fresh_backends(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(fresh_gpu_or_skip(test));
+    v
+}
+
 /// True when `WGRAD_REQUIRE_GPU` is set to a true value.
 pub fn require_gpu() -> bool {
     matches!(std::env::var("WGRAD_REQUIRE_GPU").as_deref(), Ok("1") | Ok("true") | Ok("yes"))

@@ -3,22 +3,10 @@
 
 use wgrad_autograd::gradcheck::{check_gradients, GradCheck};
 use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_gpu_core::testing::fresh_backends;
 use wgrad_models::{kl_divergence, reconstruction_loss, Autoencoder, Vae};
 use wgrad_nn::optim::{Adam, Optimizer};
 use wgrad_nn::{Module, ModuleExt, ModuleFields};
-
-/// The CPU backend, plus the GPU when one opens (required with `WGRAD_REQUIRE_GPU=1`).
-fn backends() -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    match Device::gpu() {
-        Ok(d) => v.push(d),
-        Err(e) if std::env::var("WGRAD_REQUIRE_GPU").is_ok_and(|s| s == "1") => {
-            panic!("WGRAD_REQUIRE_GPU=1 but no GPU adapter could be opened: {e}")
-        }
-        Err(_) => eprintln!("*** no GPU adapter: GPU half of this test skipped ***"),
-    }
-    v
-}
 
 /// Seeded stand-in digits in [0, 1]: a bright blob whose position depends on
 /// the image, over faint noise, so there is structure to learn.
@@ -102,7 +90,7 @@ fn kl_term_matches_the_closed_form() {
     let expected: f64 =
         mu.iter().zip(&lv).map(|(&m, &l)| -0.5 * (1.0 + l as f64 - (m as f64).powi(2) - (l as f64).exp())).sum::<f64>()
             / 2.0;
-    for dev in backends() {
+    for dev in fresh_backends("kl_term_matches_the_closed_form") {
         let kl = kl_divergence(&Tensor::from_vec(&mu, &[2, 3], &dev), &Tensor::from_vec(&lv, &[2, 3], &dev)).item();
         assert!((kl as f64 - expected).abs() < 1e-5 * expected.abs(), "{}: {kl} vs {expected}", dev.name());
         // The prior itself is at zero divergence.
@@ -119,7 +107,7 @@ fn kl_term_matches_the_closed_form() {
 
 #[test]
 fn reparameterisation_is_reproducible_and_differentiable_in_mu_and_logvar() {
-    for dev in backends() {
+    for dev in fresh_backends("reparameterisation_is_reproducible_and_differentiable_in_mu_and_logvar") {
         let gen = Generator::new(42);
         let mu = Tensor::from_vec(&[0.3, -0.8, 1.2, 0.0, 0.5, -0.1], &[2, 3], &dev);
         let lv = Tensor::from_vec(&[-0.5, 0.2, 0.0, 0.7, -1.1, 0.4], &[2, 3], &dev);
@@ -141,7 +129,7 @@ fn reparameterisation_is_reproducible_and_differentiable_in_mu_and_logvar() {
 
 #[test]
 fn a_few_adam_steps_lower_the_losses() {
-    for dev in backends() {
+    for dev in fresh_backends("a_few_adam_steps_lower_the_losses") {
         let x = images(8, &dev);
         let mut g = Generator::new(3);
         let vae = Vae::new(32, 4, &mut g, &dev);

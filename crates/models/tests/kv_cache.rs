@@ -5,15 +5,9 @@
 //! the same tokens as without, also after the window slides past the context.
 
 use wgrad_autograd::{Device, Generator, Tensor};
-use wgrad_gpu_core::testing::{assert_close, gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, backends as devices};
 use wgrad_models::*;
 use wgrad_nn::{AttentionMask, KvCache, ModuleExt, TransformerConfig, TransformerEncoderLayer};
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
-}
 
 #[test]
 fn a_layer_fed_in_chunks_equals_the_causal_pass() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use wgrad_autograd::{no_grad, DType, Device, Generator, Tensor};
-use wgrad_gpu_core::testing::{gpu_or_skip, Rng};
+use wgrad_gpu_core::testing::{backends, Rng};
 use wgrad_nn::checkpoint::{
     load_module, load_module_state, load_state_dict, module_state_dict, save_module, save_state_dict, write_temp,
     CheckpointError, TrainingCheckpoint,
@@ -15,12 +15,6 @@ use wgrad_nn::loss::MSELoss;
 use wgrad_nn::optim::{Optimizer, ParamGroup};
 use wgrad_nn::state::StateDict;
 use wgrad_nn::*;
-
-fn backends(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
-}
 
 /// A fresh, empty directory of this test's own under the target dir.
 fn scratch(test: &str) -> PathBuf {

@@ -3,15 +3,9 @@
 //! parameter, no readback, no submission), on every backend.
 
 use wgrad_autograd::{Device, Tensor};
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, backends, fresh_gpu_or_skip, gpu_or_skip};
 use wgrad_nn::optim::*;
 use wgrad_nn::state::StateDict;
-
-fn backends(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
-}
 
 fn param(v: &[f32], dev: &Device) -> Tensor {
     Tensor::from_vec(v, &[v.len()], dev).requires_grad_()

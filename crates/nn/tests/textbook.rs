@@ -1,15 +1,9 @@
 //! Worked examples from the textbooks, as unit tests on every backend.
 
 use wgrad_autograd::{Device, Tensor};
-use wgrad_gpu_core::testing::{assert_close, gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, backends};
 use wgrad_nn::loss::{BCELoss, HuberLoss, L1Loss, MSELoss};
 use wgrad_nn::{MaxPool2d, Module, Softmax};
-
-fn backends(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_or_skip(test));
-    v
-}
 
 #[test]
 fn max_pool_of_the_4x4_example() {
