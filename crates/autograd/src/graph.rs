@@ -102,6 +102,7 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
     // Each backward rule runs in the dtypes its forward recorded, never recast.
     let _no_autocast = crate::autocast::AutocastGuard::new(false);
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
+    let grad = if grad.dtype() == root.dtype() { grad } else { grad.to_dtype(root.dtype()) };
     grads.insert(root.id(), grad);
     // Consuming the order drops our handle on each tensor once it is done.
     for t in topological_order(root) {
@@ -138,6 +139,9 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
             if !input.requires_grad() {
                 continue;
             }
+            // A gradient has its tensor's dtype (an f16 activation gets an
+            // f16 gradient even from a rule that computed it in f32).
+            let ig = if ig.dtype() == input.dtype() { ig } else { ig.to_dtype(input.dtype()) };
             assert_eq!(
                 ig.shape(),
                 input.shape(),

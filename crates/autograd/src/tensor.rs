@@ -247,6 +247,23 @@ impl Tensor {
         );
     }
 
+    /// `self` as F32 for an op whose kernels compute in f32: an F16 tensor
+    /// is widened (a recorded cast, exact, so its gradient flows back as
+    /// f16), an F32 one passes through. This is how f16 activations (the
+    /// results of products under [`autocast`](crate::autocast)) reach ops
+    /// that have no f16 kernel, as PyTorch's autocast widens inputs of its
+    /// f32 ops.
+    ///
+    /// # Panics
+    /// For U32 tensors, naming `op`.
+    pub(crate) fn f32_input(&self, op: &str) -> Tensor {
+        if self.dtype() == DType::F16 {
+            return self.to_dtype(DType::F32);
+        }
+        self.expect_dtype(op, DType::F32);
+        self.clone()
+    }
+
     pub(crate) fn expect_same_device(&self, op: &str, other: &Tensor) {
         assert!(
             self.device() == other.device(),
@@ -264,14 +281,24 @@ impl Tensor {
         if l.is_contiguous() {
             return b;
         }
-        if self.dtype() == DType::F16 {
-            // The copy kernels move 4-byte elements: widen the viewed span
-            // (exact), copy in f32, round back (exact: the values are f16).
-            let wide = expect("contiguous", cast::f16_to_f32(&b, l.span()));
-            let dense = expect("contiguous", copy::contiguous(&wide, &l));
-            return expect("contiguous", cast::f32_to_f16(&dense, l.numel()));
+        let (words, l) = self.f32_words();
+        let dense = expect("contiguous", copy::contiguous(&words, &l));
+        match self.dtype() {
+            // Round back: exact, the values are f16.
+            DType::F16 => expect("contiguous", cast::f32_to_f16(&dense, l.numel())),
+            _ => dense,
         }
-        expect("contiguous", copy::contiguous(&b, &l))
+    }
+
+    /// The buffer and view in 4-byte elements, for the copy kernels (which
+    /// move 4-byte words): an f16 tensor's viewed span is widened to f32
+    /// (exact; the view indexes the widened buffer the same way).
+    pub(crate) fn f32_words(&self) -> (Buffer, Layout) {
+        let (b, l) = self.buffer_and_layout();
+        if self.dtype() != DType::F16 {
+            return (b, l);
+        }
+        (expect("contiguous", cast::f16_to_f32(&b, l.span())), l)
     }
 
     fn read_words(&self) -> Result<Vec<u8>> {

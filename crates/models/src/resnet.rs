@@ -94,7 +94,8 @@ impl Module for BasicBlock {
                 let sub = x.slice_step(2, 0, 2).slice_step(3, 0, 2);
                 let mut zshape = sub.shape();
                 zshape[1] = pad;
-                let z = Tensor::zeros(&zshape, &x.device());
+                // In x's dtype, so an f16 activation stays f16 through the cat.
+                let z = Tensor::zeros(&zshape, &x.device()).to_dtype(x.dtype());
                 Tensor::cat(&[&z, &sub, &z], 1)
             }
             (None, None) => x.clone(),

@@ -16,7 +16,12 @@
 //! A transposed convolution is the input gradient of a convolution, so its
 //! forward and backward are the same three ops with the roles exchanged.
 
-use wgrad_gpu_core::ops::conv::{conv2d, conv2d_f16, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::cast;
+use wgrad_gpu_core::ops::conv::{
+    conv2d, conv2d_f16, conv2d_input_grad, conv2d_input_grad_config, conv2d_weight_grad, conv2d_weight_grad_config,
+    ConvGeometry,
+};
+use wgrad_gpu_core::ops::matmul::MatmulConfig;
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
 use crate::tensor::expect;
@@ -243,9 +248,10 @@ impl Tensor {
     ///
     /// An F16 input and weight (or F32 ones under
     /// [`autocast`](crate::autocast), which casts them) convolve with f16
-    /// loads and f32 sums; the result is F32 (the bias stays F32), and the
-    /// input and weight gradients are F16 like the operands (computed in
-    /// f32 from the widened operands, then rounded).
+    /// loads and f32 sums; the F32 bias is added to the sums, and the result
+    /// is rounded once to F16, as PyTorch's f16 convolution returns. The
+    /// backward kernels read the f16 output gradient and operands (f32
+    /// sums), and the input and weight gradients are F16 like the operands.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
@@ -293,18 +299,31 @@ impl Tensor {
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let (buffer, layout) = y.buffer_and_layout();
-        Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
+        // f16 operands give an f16 activation: the f32 sums (bias included)
+        // are rounded once and dropped, so only the f16 copy stays alive for
+        // the ops downstream and their backward.
+        let buffer = match operand_dtype {
+            DType::F16 => expect(OP, cast::f32_to_f16(&buffer, layout.numel())),
+            _ => buffer,
+        };
+        let cfg = match operand_dtype {
+            DType::F16 => MatmulConfig::f16(),
+            _ => MatmulConfig::default(),
+        };
+        Tensor::from_op_dtype(OP, buffer, layout, operand_dtype, &inputs, move |gy, inputs, _| {
+            // `gy` has the output's dtype, so the f16 kernels read the f16
+            // gradient and operands as they are; their f32 results are
+            // rounded to the operands' dtype.
             let gy_buf = gy.dense_buffer();
-            // f16 operands: widened (exactly) for the f32 gradient kernels,
-            // the gradients rounded back to f16.
-            let f32_of = |t: &Tensor| t.detach().to_dtype(DType::F32).dense_buffer();
             let grad = |b: Buffer, shape: &[usize]| dense(b, shape).to_dtype(operand_dtype);
             let dx = inputs[0].requires_grad().then(|| {
-                grad(expect(OP, conv2d_input_grad(&gy_buf, &f32_of(&inputs[1]), oc, &geo)), &geo.input_shape())
+                let w = inputs[1].dense_buffer();
+                grad(expect(OP, conv2d_input_grad_config(cfg, &gy_buf, &w, oc, &geo)), &geo.input_shape())
             });
-            let dw = inputs[1]
-                .requires_grad()
-                .then(|| grad(expect(OP, conv2d_weight_grad(&gy_buf, &f32_of(&inputs[0]), oc, &geo)), &ws));
+            let dw = inputs[1].requires_grad().then(|| {
+                let x = inputs[0].dense_buffer();
+                grad(expect(OP, conv2d_weight_grad_config(cfg, &gy_buf, &x, oc, &geo)), &ws)
+            });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })

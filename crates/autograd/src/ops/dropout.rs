@@ -22,6 +22,9 @@ impl Tensor {
     pub fn dropout(&self, p: f32, training: bool, gen: &mut Generator) -> Tensor {
         const OP: &str = "dropout";
         assert!((0.0..=1.0).contains(&p), "{OP}: probability must be in [0, 1], got {p}");
+        if self.dtype() == DType::F16 {
+            return self.f32_input(OP).dropout(p, training, gen);
+        }
         self.expect_dtype(OP, DType::F32);
         if !training || p == 0.0 {
             return self.clone();

@@ -35,6 +35,9 @@ fn op_label(op: UnaryOp) -> &'static str {
 impl Tensor {
     /// Applies an elementwise function; its backward is one fused kernel.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
+        if self.dtype() == DType::F16 {
+            return self.f32_input("unary").unary(op);
+        }
         self.expect_dtype("unary", DType::F32);
         let n = self.numel();
         let shape = self.shape();
@@ -158,11 +161,18 @@ impl Tensor {
     ///
     /// Comparisons also take U32 and F16 tensors (`pred.eq(&labels)` of two
     /// class-id tensors), compared as f32: exact for f16 and for integers
-    /// below 2^24. Arithmetic takes F32 only.
+    /// below 2^24. Arithmetic takes F32 and F16; wgrad's arithmetic kernels
+    /// are f32, so F16 operands are widened (a recorded cast) and the result
+    /// is F32. U32 operands are an error (convert with `.float()`).
     pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let name = op_name(op);
         if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
             return self.float().try_binary(op, &other.float());
+        }
+        if self.dtype() == DType::F16 || other.dtype() == DType::F16 {
+            // f16 arithmetic promotes to f32 (wgrad's binary kernels are f32).
+            let widen = |t: &Tensor| if t.dtype() == DType::F16 { t.to_dtype(DType::F32) } else { t.clone() };
+            return widen(self).try_binary(op, &widen(other));
         }
         for t in [self, other] {
             if t.dtype() != DType::F32 {
@@ -264,6 +274,9 @@ impl Tensor {
 
     /// `cond != 0 ? a : b`, broadcasting all three (`torch.where`).
     pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        if [cond, a, b].iter().any(|t| t.dtype() == DType::F16) {
+            return Tensor::where_cond(&cond.f32_input("where"), &a.f32_input("where"), &b.f32_input("where"));
+        }
         for t in [cond, a, b] {
             t.expect_dtype("where", DType::F32);
             t.expect_same_device("where", a);

@@ -79,6 +79,9 @@ impl Tensor {
     /// targets, or label smoothing outside `[0, 1]`.
     pub fn cross_entropy(&self, target: &Tensor, opts: &CrossEntropyOptions) -> Tensor {
         const OP: &str = "cross_entropy";
+        if self.dtype() == DType::F16 {
+            return self.f32_input(OP).cross_entropy(target, opts);
+        }
         self.expect_dtype(OP, DType::F32);
         self.expect_same_device(OP, target);
         let (x, batch, c) = self.classes_last(OP);
@@ -158,6 +161,9 @@ impl Tensor {
         reduction: Reduction,
     ) -> Tensor {
         const OP: &str = "nll_loss";
+        if self.dtype() == DType::F16 {
+            return self.f32_input(OP).nll_loss(target, weight, ignore_index, reduction);
+        }
         self.expect_dtype(OP, DType::F32);
         target.expect_dtype(OP, DType::U32);
         self.expect_same_device(OP, target);

@@ -52,6 +52,9 @@ impl Tensor {
     /// returns `y` (shape `[rows, cols]`, differentiable) and the per-row mean
     /// and rstd (`[rows]`, constants).
     fn normalize_rows_op(&self, op: &'static str, rows: usize, cols: usize, eps: f32) -> (Tensor, Tensor, Tensor) {
+        if self.dtype() == DType::F16 {
+            return self.f32_input(op).normalize_rows_op(op, rows, cols, eps);
+        }
         self.expect_dtype(op, DType::F32);
         let x = self.reshape(&[rows, cols]);
         let (y, mean, rstd) = expect(op, norm::normalize_rows(&x.dense_buffer(), rows, cols, eps));

@@ -18,10 +18,10 @@ type Pair = (usize, usize);
 impl Tensor {
     /// The input as a 4-D tensor and whether it was unbatched `[C, H, W]`.
     fn pool_input(&self, op: &str) -> (Tensor, bool) {
-        self.expect_dtype(op, DType::F32);
-        match self.dims() {
-            4 => (self.clone(), false),
-            3 => (self.unsqueeze(0), true),
+        let x = self.f32_input(op);
+        match x.dims() {
+            4 => (x, false),
+            3 => (x.unsqueeze(0), true),
             _ => panic!("{op}: expects an [N, C, H, W] or [C, H, W] tensor, got shape {:?}", self.shape()),
         }
     }

@@ -38,6 +38,10 @@ impl Tensor {
 
     /// Reduction whose gradient is `g` broadcast back times `scale(inputs, out)`.
     fn reduce_op(&self, op: ReduceOp, axes: &[isize], keepdim: bool) -> Tensor {
+        if self.dtype() == DType::F16 {
+            // f16 sums widen first: long sums lose f16's precision.
+            return self.f32_input(op.name()).reduce_op(op, axes, keepdim);
+        }
         let ax = self.axes(op.name(), axes);
         let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
         let in_shape = self.shape();
@@ -107,7 +111,7 @@ impl Tensor {
 
     fn arg(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Tensor {
         let ax = [self.dim_index(op.name(), axis)];
-        let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
+        let (buf, shape) = self.f32_input(op.name()).reduce_raw(op, &ax, keepdim);
         Tensor::constant(buf, Layout::contiguous(&shape), DType::U32)
     }
 

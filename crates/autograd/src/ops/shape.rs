@@ -106,6 +106,9 @@ impl Tensor {
         layout.strides[d] *= step;
         let len = layout.shape[d];
         self.view_op("slice_step", layout, move |g| {
+            // The copy kernels move f32 words: an f16 gradient is widened
+            // (the graph rounds the result back to f16, exactly).
+            let g = g.f32_input("slice_step backward");
             let out = expect("slice_step backward", fill::fill(&g.device(), shape.iter().product(), 0.0));
             let mut region = Layout::contiguous(&shape);
             region.offset += start * region.strides[d];
@@ -124,6 +127,10 @@ impl Tensor {
 
     /// Zeros of `shape` with `self` written at `start` along `dim` (narrow's backward).
     fn pad_into(&self, shape: &[usize], dim: usize, start: usize) -> Tensor {
+        if self.dtype() == crate::DType::F16 {
+            // The copy kernels move f32 words; zeros and f16 values widen exactly.
+            return self.f32_input("pad").pad_into(shape, dim, start);
+        }
         let dev = self.device();
         let out = expect("narrow backward", fill::fill(&dev, shape.iter().product(), 0.0));
         let full = Layout::contiguous(shape);
@@ -171,24 +178,38 @@ impl Tensor {
             return self.clone();
         }
         let out = self.dense_buffer();
-        if self.dtype() != crate::DType::F32 {
+        if self.dtype() == crate::DType::U32 {
             return Tensor::constant(out, Layout::contiguous(&l.shape), self.dtype());
         }
-        Tensor::from_op("contiguous", out, Layout::contiguous(&l.shape), &[self], |g, _, _| vec![Some(g.clone())])
+        Tensor::from_op_dtype("contiguous", out, Layout::contiguous(&l.shape), self.dtype(), &[self], |g, _, _| {
+            vec![Some(g.clone())]
+        })
     }
 
-    /// Joins tensors along `dim`; shapes must agree elsewhere.
+    /// Joins tensors along `dim`; shapes must agree elsewhere. F16 and F32
+    /// parts together give F32 (PyTorch's promotion); F16 parts alone give
+    /// F16.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Tensor {
+        use crate::DType;
         assert!(!tensors.is_empty(), "cat: needs at least one tensor");
+        let dtype = tensors[0].dtype();
+        if tensors.iter().any(|t| t.dtype() != dtype) {
+            let wide: Vec<Tensor> = tensors.iter().map(|t| t.f32_input("cat")).collect();
+            return Tensor::cat(&wide.iter().collect::<Vec<_>>(), dim);
+        }
         let d = tensors[0].dim_index("cat", dim);
-        let parts: Vec<_> = tensors.iter().map(|t| t.buffer_and_layout()).collect();
+        let parts: Vec<_> = tensors.iter().map(|t| t.f32_words()).collect();
         let refs: Vec<_> = parts.iter().map(|(b, l)| (b, l)).collect();
         let (out, shape) = expect("cat", copy::concat(&refs, d));
+        let out = match dtype {
+            DType::F16 => expect("cat", wgrad_gpu_core::ops::cast::f32_to_f16(&out, shape.iter().product())),
+            _ => out,
+        };
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
-        if tensors.iter().any(|t| t.dtype() != crate::DType::F32) {
-            return Tensor::constant(out, Layout::contiguous(&shape), tensors[0].dtype());
+        if dtype == DType::U32 {
+            return Tensor::constant(out, Layout::contiguous(&shape), dtype);
         }
-        Tensor::from_op("cat", out, Layout::contiguous(&shape), tensors, move |g, _, _| {
+        Tensor::from_op_dtype("cat", out, Layout::contiguous(&shape), dtype, tensors, move |g, _, _| {
             let mut start = 0;
             sizes
                 .iter()

@@ -22,6 +22,9 @@ impl Tensor {
     }
 
     fn softmax_along(&self, op: &'static str, dim: isize, log: bool) -> Tensor {
+        if self.dtype() == DType::F16 {
+            return self.f32_input(op).softmax_along(op, dim, log);
+        }
         self.expect_dtype(op, DType::F32);
         let d = self.dim_index(op, dim);
         let rank = self.dims();

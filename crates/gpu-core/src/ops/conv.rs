@@ -50,7 +50,7 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
-use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
+use super::matmul::{conv_matmul, host_f32, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
@@ -351,13 +351,27 @@ pub fn conv2d_weight_grad_with(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_weight_grad_config(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, x, out_channels, g)
+}
+
+/// [`conv2d_weight_grad`] with every choice of the product spelled out:
+/// with `cfg.operands` F16, `gy` and `x` are packed f16 (an f16 activation
+/// and its f16 gradient, as mixed precision records them), read with f32
+/// sums; the result is f32 either way.
+pub fn conv2d_weight_grad_config(
+    cfg: MatmulConfig,
+    gy: &Buffer,
+    x: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
     let (n_y, n_w) = conv_sizes(g, out_channels);
     let n_x = g.input_shape().iter().product();
     check_conv(
         "conv2d_weight_grad",
         g,
         out_channels,
-        Operands::F32,
+        cfg.operands,
         &[(gy, "output gradient", n_y), (x, "input", n_x)],
     )?;
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
@@ -377,7 +391,8 @@ pub fn conv2d_weight_grad_with(
             || {
                 let (ys, xs, mut ws) = (gy.host(), x.host(), out.host_mut());
                 let dw = &mut f32s_mut(&mut ws)[..n_w];
-                crate::cpu::conv::weight_grad(g, out_channels, f32s(&ys), f32s(&xs), dw);
+                let (ys, xs) = (host_f32(&ys, cfg.operands), host_f32(&xs, cfg.operands));
+                crate::cpu::conv::weight_grad(g, out_channels, &ys[..n_y], &xs[..n_x], dw);
             },
         )?;
         return Ok(out);
@@ -395,7 +410,7 @@ pub fn conv2d_weight_grad_with(
         let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);
         batch.offset = n0 * g.channels * g.in_h * g.in_w;
         let cols_t = ConvOperand { src: x, batch, form: ConvGather::ColumnsT, geo: *g, k: l, n: k };
-        let (per_image, _) = conv_matmul(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, &la, &cols_t)?;
+        let (per_image, _) = conv_matmul(cfg, gy, &la, &cols_t)?;
         partials.push(if sub.batch == 1 {
             per_image
         } else {
@@ -432,12 +447,25 @@ pub fn conv2d_input_grad_with(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_input_grad_config(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, w, out_channels, g)
+}
+
+/// [`conv2d_input_grad`] with every choice of the product spelled out:
+/// with `cfg.operands` F16, `gy` and `w` are packed f16, read with f32 sums;
+/// the result is f32 either way.
+pub fn conv2d_input_grad_config(
+    cfg: MatmulConfig,
+    gy: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
     let (n_y, n_w) = conv_sizes(g, out_channels);
     check_conv(
         "conv2d_input_grad",
         g,
         out_channels,
-        Operands::F32,
+        cfg.operands,
         &[(gy, "output gradient", n_y), (w, "weight", n_w)],
     )?;
     let (groups, cg, taps) = (g.groups, g.group_channels(), g.kernel_h * g.kernel_w);
@@ -445,11 +473,19 @@ pub fn conv2d_input_grad_with(
     let (l, hw) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
     // [G, OC/G, C/G, taps] -> [G, C/G, OC/G, taps]: rows of Wᵀ per group.
     let w_view = Layout::contiguous(&[groups, ocg, cg, taps]).permute(&[0, 2, 1, 3])?;
-    let w_t = super::copy::contiguous(w, &w_view)?;
+    let w_t = match cfg.operands {
+        Operands::F32 => super::copy::contiguous(w, &w_view)?,
+        // The copy kernels move 4-byte words: transpose the (small) weight
+        // widened, then round back (exact: the values are f16).
+        Operands::F16 => {
+            let wide = super::copy::contiguous(&super::cast::f16_to_f32(w, n_w)?, &w_view)?;
+            super::cast::f32_to_f16(&wide, n_w)?
+        }
+    };
     let la = Layout::contiguous(&[1, groups, cg, ocg * taps]);
     let batch = group_batches(g, out_channels, l);
     let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
-    Ok(conv_matmul(MatmulConfig { kernel, ..MatmulConfig::default() }, &w_t, &la, &dy)?.0)
+    Ok(conv_matmul(cfg, &w_t, &la, &dy)?.0)
 }
 
 /// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`

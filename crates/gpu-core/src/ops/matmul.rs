@@ -120,7 +120,7 @@ impl MatmulConfig {
 
 /// f32 views of host operand words: borrowed for f32, widened (exactly)
 /// for f16, the CPU twin of the kernels' loads.
-fn host_f32(words: &[u32], operands: Operands) -> std::borrow::Cow<'_, [f32]> {
+pub(crate) fn host_f32(words: &[u32], operands: Operands) -> std::borrow::Cow<'_, [f32]> {
     match operands {
         Operands::F32 => std::borrow::Cow::Borrowed(f32s(words)),
         Operands::F16 => {
