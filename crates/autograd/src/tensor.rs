@@ -364,7 +364,14 @@ impl Tensor {
             return self.clone();
         }
         let n = self.numel();
-        let src = self.dense_buffer();
+        // A cast is elementwise, so casting the viewed span and keeping the
+        // view gives the same elements. Views no larger than their element
+        // count (`w.t()`, as `Linear` passes its weight; broadcasts) take
+        // that path: no copy into row-major order before the cast.
+        let (b, l) = self.buffer_and_layout();
+        let (src, layout) =
+            if l.span() <= n { (b, l) } else { (self.dense_buffer(), Layout::contiguous(&self.shape())) };
+        let n = layout.span();
         let (op, out) = match (from, dtype) {
             (DType::F32, DType::F16) => ("to_f16", cast::f32_to_f16(&src, n)),
             (DType::F16, DType::F32) => ("to_f32", cast::f16_to_f32(&src, n)),
@@ -376,7 +383,6 @@ impl Tensor {
             (DType::F32 | DType::F16 | DType::U32, _) => unreachable!("same dtype returned above"),
         };
         let out = expect("to_dtype", out);
-        let layout = Layout::contiguous(&self.shape());
         if from == DType::U32 || dtype == DType::U32 {
             return Self::constant(out, layout, dtype);
         }

@@ -186,3 +186,28 @@ fn strided_f16_views_copy_their_elements() {
         assert_eq!(h.contiguous().dtype(), DType::F16);
     }
 }
+
+/// Casting a transposed or broadcast view casts the viewed span and keeps
+/// the view (no row-major copy first): same elements and gradient as
+/// casting the dense copy.
+#[test]
+fn casts_of_views_keep_the_view() {
+    for dev in backends("casts_of_views_keep_the_view") {
+        let w = rand(&[4, 7], 22, -2.0, 2.0, &dev).requires_grad_();
+        let b = rand(&[1, 7], 23, -2.0, 2.0, &dev).requires_grad_();
+        let g = rand(&[7, 4], 24, -1.0, 1.0, &dev);
+        let cases: [(&str, &Tensor, Box<dyn Fn(&Tensor) -> Tensor>); 2] =
+            [("t()", &w, Box::new(|t: &Tensor| t.t())), ("expand", &b, Box::new(|t: &Tensor| t.t().expand(&[7, 4])))];
+        for (what, leaf, view) in cases {
+            let fast = view(leaf).to_dtype(DType::F16);
+            let slow = view(leaf).contiguous().to_dtype(DType::F16);
+            assert_eq!(fast.to_vec(), slow.to_vec(), "{what} on {}", dev.name());
+            (&fast.to_dtype(DType::F32) * &g).sum_all().backward();
+            let got = leaf.grad().unwrap().to_vec();
+            leaf.zero_grad();
+            (&slow.to_dtype(DType::F32) * &g).sum_all().backward();
+            assert_eq!(got, leaf.grad().unwrap().to_vec(), "{what} gradient on {}", dev.name());
+            leaf.zero_grad();
+        }
+    }
+}
