@@ -558,3 +558,25 @@ fn training_checkpoint_file_layout_and_errors() {
         "{e}"
     );
 }
+
+/// A save deletes the temporaries that killed writers left beside its
+/// target (their process is gone), and keeps those of a live process (a
+/// save of this process under way) and those of other targets.
+#[test]
+fn a_save_removes_stale_temporaries_of_its_target() {
+    let dir = scratch("a_save_removes_stale_temporaries_of_its_target");
+    let path = dir.join("model.safetensors");
+    // Above Linux's largest pid (2^22): never a running process.
+    let dead = ".model.safetensors.4294967.0.tmp";
+    let live = format!(".model.safetensors.{}.999.tmp", std::process::id());
+    let other = ".other.safetensors.4294967.0.tmp";
+    for f in [dead, live.as_str(), other] {
+        std::fs::write(dir.join(f), b"partial").unwrap();
+    }
+    save_module(&path, &mlp(1, &Device::cpu())).unwrap();
+    let files = files_in(&dir);
+    assert!(!files.iter().any(|f| f == dead), "stale temporary kept: {files:?}");
+    assert!(files.iter().any(|f| *f == live), "a live process's temporary was deleted: {files:?}");
+    assert!(files.iter().any(|f| f == other), "another target's temporary was deleted: {files:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

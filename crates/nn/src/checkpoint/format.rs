@@ -296,6 +296,7 @@ impl PendingSave {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| CheckpointError::io(dir, "syncing the directory after the rename", e))?;
         }
+        remove_stale_temporaries(&self.target);
         Ok(())
     }
 }
@@ -313,6 +314,34 @@ fn directory_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// Deletes the temporaries that killed writers left beside `target`
+/// (`.<name>.<pid>.<n>.tmp` of a process that no longer runs), once a save
+/// has put a complete checkpoint in place. Best effort: a file that cannot
+/// be read or removed is left alone. Where the system cannot tell whether a
+/// process runs (no `/proc`), only temporaries untouched for a day go.
+fn remove_stale_temporaries(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let Ok(entries) = std::fs::read_dir(directory_of(target)) else { return };
+    let prefix = format!(".{name}.");
+    let has_proc = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")) else { continue };
+        let Some(Ok(pid)) = rest.split_once('.').map(|(pid, _)| pid.parse::<u32>()) else { continue };
+        let stale = if pid == std::process::id() {
+            false // a save of this process may be under way
+        } else if has_proc {
+            !Path::new("/proc").join(pid.to_string()).exists()
+        } else {
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            age.is_some_and(|a| a.as_secs() > 24 * 3600)
+        };
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -58,7 +58,8 @@
 //! to disk (`fsync`), then renamed over the target, and on Unix the
 //! directory is synced so the rename itself survives a power cut. A crash at
 //! any point leaves either the previous checkpoint or the new one, never a
-//! mix; at worst a stale `.tmp` file remains. Tensors are read back from the
+//! mix; at worst a stale `.tmp` file remains, and the next save to the same
+//! path deletes it (a temporary of a process that no longer runs). Tensors are read back from the
 //! device one at a time while writing, so saving needs host memory for one
 //! tensor, not the whole model.
 //!
