@@ -23,6 +23,8 @@ use wgrad::prelude::*;
 
 #[path = "common/amp.rs"]
 mod amp;
+#[path = "common/control.rs"]
+mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -177,7 +179,9 @@ fn main() -> Result<()> {
 
     let run = RunDir::create(&args.out_dir)?;
     let mut history = History::new();
-    let mut start = 0;
+    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
+    let (mut start, mut skip) = (0, 0);
+    let nb = train_loader.num_batches();
     let mut amp = amp::Amp::new(args.amp);
     if args.resume {
         let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
@@ -188,8 +192,23 @@ fn main() -> Result<()> {
             seeds.augment = *g;
         }
         (start, history) = (ck.epoch as usize, h);
-        println!("resumed after epoch {start}");
+        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
+        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
+        match skip {
+            0 => println!("resumed after epoch {start}"),
+            _ => println!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
+        }
     }
+    // Everything the loop carries between steps, for an exact resume.
+    let checkpoint = |model: &ResNet, opt: &Sgd, amp: &amp::Amp, sched: &dyn LrScheduler, augment, epoch, step| {
+        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
+        (ck.epoch, ck.step) = (epoch as u64, step as u64);
+        ck.scheduler = sched.state_dict();
+        ck.rng.insert("augment".into(), augment);
+        ck
+    };
+    let stop = control::Stop::install();
+    let sizes = [("--batch-size", args.batch_size)];
 
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
@@ -199,26 +218,38 @@ fn main() -> Result<()> {
     let mut first_step = None;
     for epoch in start..args.epochs {
         model.train();
-        progress.start_epoch(epoch + 1, train_loader.dataset().len() as u64);
+        let first = std::mem::take(&mut skip);
+        let seen = (first * args.batch_size).min(train_loader.dataset().len());
+        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
         let (mut loss_avg, mut acc) = (RunningMean::new(), Accuracy::new());
-        for batch in train_loader.epoch(epoch) {
+        for (k, batch) in train_loader.epoch_from(epoch, first).enumerate() {
             let b = batch?;
             let x = augment.apply(&b.images, &mut seeds.augment);
-            let (logits, loss) = profiler.step(&dev, || {
-                let (logits, loss) = amp.forward(|| {
-                    let logits = model.forward(&x);
-                    let loss = loss_fn.forward(&logits, &b.labels);
+            let (logits, loss) = control::guard("the training step", &sizes, || {
+                profiler.step(&dev, || {
+                    let (logits, loss) = amp.forward(|| {
+                        let logits = model.forward(&x);
+                        let loss = loss_fn.forward(&logits, &b.labels);
+                        (logits, loss)
+                    });
+                    opt.zero_grad();
+                    amp.backward_step(&loss, &mut opt, None);
                     (logits, loss)
-                });
-                opt.zero_grad();
-                amp.backward_step(&loss, &mut opt, None);
-                (logits, loss)
-            });
+                })
+            })?;
             loss_avg.update_tensor(&loss.detach(), b.len);
             acc.update(&logits.detach(), &b.labels);
             dev.flush()?;
             first_step.get_or_insert_with(|| started.elapsed());
             progress.advance(b.len as u64);
+            if stop.requested() {
+                drop(progress);
+                let done = first + k + 1;
+                let ck = checkpoint(&model, &opt, &amp, &*sched, seeds.augment, epoch, epoch * nb + done);
+                ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
+                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
+                return Ok(());
+            }
         }
         model.eval();
         let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
@@ -233,10 +264,7 @@ fn main() -> Result<()> {
         };
         sched.step(&mut opt);
         progress.finish_epoch(&record);
-        let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
-        ck.epoch = (epoch + 1) as u64;
-        ck.scheduler = sched.state_dict();
-        ck.rng.insert("augment".into(), seeds.augment);
+        let ck = checkpoint(&model, &opt, &amp, &*sched, seeds.augment, epoch + 1, (epoch + 1) * nb);
         run.finish_epoch(&mut history, record, &ck, &model)?;
     }
     drop(progress);

@@ -21,6 +21,8 @@ use wgrad::prelude::*;
 
 #[path = "common/amp.rs"]
 mod amp;
+#[path = "common/control.rs"]
+mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -103,15 +105,24 @@ fn main() -> Result<()> {
 
     let run = RunDir::create(&args.out_dir)?;
     let mut history = History::new();
-    let mut start = 0;
+    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
+    let (mut start, mut skip) = (0, 0);
     let mut amp = amp::Amp::new(args.amp);
     if args.resume {
         let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
         ck.restore(&model, &mut opt)?;
         ck.restore_scaler(&mut amp.scaler)?;
+        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
+        let nb = train_loader.num_batches();
         (start, history) = (ck.epoch as usize, h);
-        println!("resumed after epoch {start}");
+        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
+        match skip {
+            0 => println!("resumed after epoch {start}"),
+            _ => println!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
+        }
     }
+    let stop = control::Stop::install();
+    let sizes = [("--batch-size", args.batch_size)];
 
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
@@ -122,26 +133,40 @@ fn main() -> Result<()> {
     let mut first_step = None;
     for epoch in start..args.epochs {
         model.train();
-        progress.start_epoch(epoch + 1, train_loader.dataset().len() as u64);
+        let first = std::mem::take(&mut skip);
+        let seen = (first * args.batch_size).min(train_loader.dataset().len());
+        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
         let (mut loss_avg, mut acc) = (RunningMean::new(), Accuracy::new());
-        for batch in train_loader.epoch(epoch) {
+        for (k, batch) in train_loader.epoch_from(epoch, first).enumerate() {
             let b = batch?;
-            let (logits, loss) = profiler.step(&dev, || {
-                let (logits, loss) = amp.forward(|| {
-                    let logits = model.forward(&b.images);
-                    let loss = loss_fn.forward(&logits, &b.labels);
+            let (logits, loss) = control::guard("the training step", &sizes, || {
+                profiler.step(&dev, || {
+                    let (logits, loss) = amp.forward(|| {
+                        let logits = model.forward(&b.images);
+                        let loss = loss_fn.forward(&logits, &b.labels);
+                        (logits, loss)
+                    });
+                    opt.zero_grad();
+                    amp.backward_step(&loss, &mut opt, None);
                     (logits, loss)
-                });
-                opt.zero_grad();
-                amp.backward_step(&loss, &mut opt, None);
-                (logits, loss)
-            });
+                })
+            })?;
             // Metrics accumulate on the device: nothing is read back per step.
             loss_avg.update_tensor(&loss.detach(), b.len);
             acc.update(&logits.detach(), &b.labels);
             dev.flush()?; // submit this step so the device works while the next is recorded
             first_step.get_or_insert_with(|| started.elapsed());
             progress.advance(b.len as u64);
+            if stop.requested() {
+                drop(progress);
+                // Completed epochs plus the batches done in this one: --resume continues at the next batch.
+                let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
+                let done = first + k + 1;
+                (ck.epoch, ck.step) = (epoch as u64, (epoch * train_loader.num_batches() + done) as u64);
+                ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
+                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
+                return Ok(());
+            }
         }
         model.eval();
         let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
@@ -156,7 +181,7 @@ fn main() -> Result<()> {
         };
         progress.finish_epoch(&record);
         let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
-        ck.epoch = (epoch + 1) as u64;
+        (ck.epoch, ck.step) = ((epoch + 1) as u64, ((epoch + 1) * train_loader.num_batches()) as u64);
         run.finish_epoch(&mut history, record, &ck, &model)?;
     }
     drop(progress);

@@ -137,18 +137,19 @@ where
     C: Collate<D::Item> + 'static,
     C::Host: 'static,
 {
-    /// Starts `workers` threads reading at most `depth` batches ahead (or
-    /// none with 0 workers).
-    pub(crate) fn start(job: Job<D, C>, workers: usize, depth: usize) -> Self {
+    /// Starts `workers` threads reading batches `first..` at most `depth`
+    /// batches ahead (or none with 0 workers).
+    pub(crate) fn start(job: Job<D, C>, first: usize, workers: usize, depth: usize) -> Self {
         let job = Arc::new(job);
+        let first = first.min(job.count);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { claimed: 0, taken: 0, slots: VecDeque::new(), stop: false }),
+            state: Mutex::new(State { claimed: first, taken: first, slots: VecDeque::new(), stop: false }),
             filled: Condvar::new(),
             room: Condvar::new(),
         });
         // Where the OS refuses threads, fewer workers (or, with none, the
         // caller's thread) read the same batches.
-        let threads: Vec<JoinHandle<()>> = (0..workers.min(job.count))
+        let threads: Vec<JoinHandle<()>> = (0..workers.min(job.count - first))
             .map_while(|i| {
                 let (job, shared) = (job.clone(), shared.clone());
                 let spawned = std::thread::Builder::new()
@@ -158,7 +159,7 @@ where
             })
             .collect();
         let pool = (!threads.is_empty()).then_some(Pool { shared, threads });
-        Batches { job, pool, next: 0 }
+        Batches { job, pool, next: first }
     }
 }
 

@@ -178,6 +178,14 @@ where
     /// Workers start reading at once; dropping the iterator stops them and
     /// waits for the batches they are in the middle of.
     pub fn epoch(&self, epoch: usize) -> Batches<D, C> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches `first..` of epoch `epoch`: the rest of an epoch that a
+    /// run stopped in the middle of (a mid-epoch checkpoint's resume). They
+    /// are exactly the batches [`epoch`](Self::epoch) yields from position
+    /// `first` on, numbered the same, and the skipped ones are never read.
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> Batches<D, C> {
         let len = self.dataset.len();
         let order = if self.shuffle { epoch_order(len, self.seed, epoch) } else { (0..len).collect() };
         let job = Job {
@@ -187,6 +195,6 @@ where
             batch_size: self.batch_size,
             count: self.num_batches(),
         };
-        Batches::start(job, self.workers, self.prefetch.unwrap_or(2 * self.workers))
+        Batches::start(job, first, self.workers, self.prefetch.unwrap_or(2 * self.workers))
     }
 }

@@ -94,6 +94,29 @@ fn batches_do_not_depend_on_the_number_of_workers() {
     assert_eq!(loader(&Arc::new(Numbers::new(0)), 4).workers(2).epoch(0).count(), 0);
 }
 
+/// `epoch_from(e, k)` is the tail of `epoch(e)` from batch k, for every
+/// worker count, without reading the skipped batches; errors keep their
+/// batch numbers.
+#[test]
+fn epoch_from_resumes_an_epoch_without_reading_the_skipped_batches() {
+    for workers in [0, 1, 3] {
+        let ds = Arc::new(Numbers { len: 103, fail: Some((37, Fail::Err)), ..Default::default() });
+        let l = loader(&ds, 10).seed(4).workers(workers);
+        let full: Vec<Result<Vec<usize>, String>> = l.epoch(2).map(|r| r.map_err(|e| e.to_string())).collect();
+        let clean = Arc::new(Numbers::new(103));
+        for first in [0, 1, 6, 10, 11, 50] {
+            let tail = l.epoch_from(2, first);
+            assert_eq!(tail.len(), 11usize.saturating_sub(first), "{workers} workers, from {first}");
+            let got: Vec<Result<Vec<usize>, String>> = tail.map(|r| r.map_err(|e| e.to_string())).collect();
+            assert_eq!(got, full[first.min(11)..], "{workers} workers, from {first}");
+            let reads = clean.reads();
+            assert_eq!(loader(&clean, 10).workers(workers).epoch_from(0, first).count(), 11usize.saturating_sub(first));
+            let tail_items = 103usize.saturating_sub(10 * first);
+            assert_eq!(clean.reads() - reads, tail_items, "{workers} workers: only the tail is read");
+        }
+    }
+}
+
 /// The batch that holds item 37 in epoch 0 of seed 5, batches of 8.
 fn batch_of_37() -> usize {
     epoch_order(100, 5, 0).iter().position(|&i| i == 37).unwrap() / 8
