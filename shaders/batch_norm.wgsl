@@ -17,7 +17,14 @@
 // fixed order and a fixed tree, so results are the same bits on every run
 // (no atomics). Statistics combine (count, mean, M2) triples with Welford's
 // update and Chan's pairwise formula: no E[x²] - E[x]² cancellation.
+//
+// The activations (x, dy, y, residual; the outputs y, dx, dres) are read and
+// written only through the functions of the storage library included below
+// (f32 here; shaders.rs makes the f16 variants by swapping that one line).
+// Statistics, weight, bias and the sums are f32 in every variant, and so is
+// all arithmetic.
 //#include common.wgsl
+//#include batch_norm_io_f32.wgsl
 
 // Threads per level-2 workgroup (the host picks 64 or 256); a power of two
 // because the tree halves it.
@@ -56,22 +63,19 @@ struct Params {
 //   grad_partial           dy, x, y, stats, part_out
 //   grad_final             part_in, dbias_out, dweight_out
 //   backward(_res)         dy, x, y, stats, weight, dbias, dweight, dx, [dres]
-@group(0) @binding(1) var<storage, read> x_in: array<f32>;
+// (the activation bindings are declared by the storage library).
 @group(0) @binding(1) var<storage, read> part_in: array<vec2<f32>>;
-@group(0) @binding(1) var<storage, read> dy_in: array<f32>;
 @group(0) @binding(1) var<storage, read> eval_mean_in: array<f32>;
 
 @group(0) @binding(2) var<storage, read_write> stats_part_out: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> run_mean_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dbias_out: array<f32>;
 @group(0) @binding(2) var<storage, read> stats_in: array<f32>;
-@group(0) @binding(2) var<storage, read> x_in2: array<f32>;
 @group(0) @binding(2) var<storage, read> eval_var_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> final_stats_out: array<f32>;
 
 @group(0) @binding(3) var<storage, read> run_var_in: array<f32>;
 @group(0) @binding(3) var<storage, read> weight_in: array<f32>;
-@group(0) @binding(3) var<storage, read> y_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> eval_stats_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dweight_out: array<f32>;
 
@@ -80,18 +84,31 @@ struct Params {
 @group(0) @binding(4) var<storage, read> stats_in4: array<f32>;
 
 @group(0) @binding(5) var<storage, read_write> run_mean_out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y_out: array<f32>;
-@group(0) @binding(5) var<storage, read> res_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_part_out: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read> weight_in5: array<f32>;
 
 @group(0) @binding(6) var<storage, read_write> run_var_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y_res_out: array<f32>;
 @group(0) @binding(6) var<storage, read> dbias_in: array<f32>;
 
 @group(0) @binding(7) var<storage, read> dweight_in: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx_out: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dres_out: array<f32>;
+
+// Element i of an input activation, for the reductions (whose threads walk
+// columns): lane i % LANES of unit i / LANES.
+fn x_at(i: u32) -> f32 {
+    return x_unit(i / LANES)[i % LANES];
+}
+
+fn dy_at(i: u32) -> f32 {
+    return dy_unit(i / LANES)[i % LANES];
+}
+
+fn x2_at(i: u32) -> f32 {
+    return x2_unit(i / LANES)[i % LANES];
+}
+
+fn y_at(i: u32) -> f32 {
+    return y_unit(i / LANES)[i % LANES];
+}
 
 var<workgroup> tree: array<vec4<f32>, WG>;
 
@@ -132,7 +149,7 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var m2 = 0.0;
     var n = 0.0;
     for (var a = s.a0; a < s.a1; a++) {
-        let v = x_in[a * cols + s.k];
+        let v = x_at(a * cols + s.k);
         n += 1.0;
         let d = v - mean;
         mean += d / n;
@@ -158,8 +175,8 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var acc = vec2<f32>(0.0, 0.0);
     for (var a = s.a0; a < s.a1; a++) {
         let i = a * cols + s.k;
-        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i])).x;
-        acc += vec2<f32>(g, g * ((x_in2[i] - ms.x) * ms.y));
+        let g = masked(vec4<f32>(dy_at(i)), vec4<f32>(y_at(i))).x;
+        acc += vec2<f32>(g, g * ((x2_at(i) - ms.x) * ms.y));
     }
     grad_part_out[gid] = acc;
 }
@@ -290,19 +307,12 @@ fn eval_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // ---- elementwise ------------------------------------------------------------
-// One element per thread, or (entries ending in 4, when B is a multiple of 4)
-// four neighbours of one channel per thread with vec4 loads. The math is
-// written once on vec4; the scalar entries use lane x (compilers drop the rest).
-
-@group(0) @binding(1) var<storage, read> x4_in: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> dy4_in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> x4_in2: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> y4_in: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> y4_out: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> res4_in: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> y4_res_out: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> dx4_out: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> dres4_out: array<vec4<f32>>;
+// The scalar entries give each thread one unit of LANES elements (one in
+// f32, two in f16: a whole storage word, so no two threads store into one
+// word), each element in its own channel; the entries ending in 4 (when B
+// is a multiple of 4) give it four neighbours of one channel with vec4
+// loads. The math is written once on vec4; the scalar entries use lane x
+// (compilers drop the rest).
 
 // Channel of flat element i.
 fn channel_of(i: u32) -> u32 {
@@ -311,6 +321,11 @@ fn channel_of(i: u32) -> u32 {
 
 fn total() -> u32 {
     return p.outer * p.channels * p.inner;
+}
+
+// Units of LANES elements (the last one part-used when LANES does not divide the total).
+fn units() -> u32 {
+    return (total() + LANES - 1u) / LANES;
 }
 
 // act(xhat · weight + bias + extra) in channel c. The statistics, weight and
@@ -334,19 +349,33 @@ fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
     return v;
 }
 
+// The forward of unit t with `extra` (the residual's unit, or zeros) added;
+// lanes past the end stay 0.
+fn forward_unit(t: u32, extra: vec2<f32>) -> vec2<f32> {
+    let x = x_unit(t);
+    var y = vec2<f32>(0.0);
+    for (var l = 0u; l < LANES; l++) {
+        let i = t * LANES + l;
+        if i < total() {
+            y[l] = affine(vec4<f32>(x[l]), vec4<f32>(extra[l]), channel_of(i)).x;
+        }
+    }
+    return y;
+}
+
 @compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = global_id(wid, nwg, lid);
-    if i < total() {
-        y_out[i] = affine(vec4<f32>(x_in[i]), vec4<f32>(0.0), channel_of(i)).x;
+    let t = global_id(wid, nwg, lid);
+    if t < units() {
+        store_y(t, forward_unit(t, vec2<f32>(0.0)));
     }
 }
 
 @compute @workgroup_size(256)
 fn forward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = global_id(wid, nwg, lid);
-    if i < total() {
-        y_res_out[i] = affine(vec4<f32>(x_in[i]), vec4<f32>(res_in[i]), channel_of(i)).x;
+    let t = global_id(wid, nwg, lid);
+    if t < units() {
+        store_y_res(t, forward_unit(t, res_unit(t)));
     }
 }
 
@@ -354,7 +383,7 @@ fn forward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        y4_out[i] = affine(x4_in[i], vec4<f32>(0.0), channel_of(4u * i));
+        store_y_quad(i, affine(x_quad(i), vec4<f32>(0.0), channel_of(4u * i)));
     }
 }
 
@@ -362,7 +391,7 @@ fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn forward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        y4_res_out[i] = affine(x4_in[i], res4_in[i], channel_of(4u * i));
+        store_y_res_quad(i, affine(x_quad(i), res_quad(i), channel_of(4u * i)));
     }
 }
 
@@ -395,22 +424,44 @@ fn input_grad(g: vec4<f32>, x: vec4<f32>, c: u32) -> vec4<f32> {
     return scale * g;
 }
 
+// dx and dy' (the residual's gradient) of one unit.
+struct UnitGrads {
+    dx: vec2<f32>,
+    g: vec2<f32>,
+}
+
+// The backward of unit t; lanes past the end stay 0.
+fn backward_unit(t: u32) -> UnitGrads {
+    let dy = dy_unit(t);
+    let y = y_unit(t);
+    let x = x2_unit(t);
+    var out: UnitGrads;
+    for (var l = 0u; l < LANES; l++) {
+        let i = t * LANES + l;
+        if i < total() {
+            let g = masked(vec4<f32>(dy[l]), vec4<f32>(y[l])).x;
+            out.dx[l] = input_grad(vec4<f32>(g), vec4<f32>(x[l]), channel_of(i)).x;
+            out.g[l] = g;
+        }
+    }
+    return out;
+}
+
 @compute @workgroup_size(256)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = global_id(wid, nwg, lid);
-    if i < total() {
-        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i]));
-        dx_out[i] = input_grad(g, vec4<f32>(x_in2[i]), channel_of(i)).x;
+    let t = global_id(wid, nwg, lid);
+    if t < units() {
+        store_dx(t, backward_unit(t).dx);
     }
 }
 
 @compute @workgroup_size(256)
 fn backward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = global_id(wid, nwg, lid);
-    if i < total() {
-        let g = masked(vec4<f32>(dy_in[i]), vec4<f32>(y_in[i]));
-        dx_out[i] = input_grad(g, vec4<f32>(x_in2[i]), channel_of(i)).x;
-        dres_out[i] = g.x;
+    let t = global_id(wid, nwg, lid);
+    if t < units() {
+        let r = backward_unit(t);
+        store_dx(t, r.dx);
+        store_dres(t, r.g);
     }
 }
 
@@ -418,8 +469,8 @@ fn backward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 fn backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        let g = masked(dy4_in[i], y4_in[i]);
-        dx4_out[i] = input_grad(g, x4_in2[i], channel_of(4u * i));
+        let g = masked(dy_quad(i), y_quad(i));
+        store_dx_quad(i, input_grad(g, x2_quad(i), channel_of(4u * i)));
     }
 }
 
@@ -427,8 +478,8 @@ fn backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 fn backward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        let g = masked(dy4_in[i], y4_in[i]);
-        dx4_out[i] = input_grad(g, x4_in2[i], channel_of(4u * i));
-        dres4_out[i] = g;
+        let g = masked(dy_quad(i), y_quad(i));
+        store_dx_quad(i, input_grad(g, x2_quad(i), channel_of(4u * i)));
+        store_dres_quad(i, g);
     }
 }

@@ -19,8 +19,12 @@ pub enum Precision {
     /// f32 operands are cast to f16 (loads of half the bytes; products and
     /// sums in f32).
     F16,
-    /// The op runs in f32 (f16 operands would be widened first).
+    /// The op runs in f32: f16 inputs are widened first (a recorded cast).
     F32,
+    /// The op runs in its input's dtype: an f16 activation is read and
+    /// written as f16 with f32 math inside (statistics, sums), an f32 one
+    /// stays f32; nothing is cast.
+    Input,
 }
 
 /// One row of the autocast policy.
@@ -36,20 +40,25 @@ pub struct PolicyRow {
 
 /// The autocast policy: PyTorch's CUDA lists, cut to wgrad's ops. Ops not
 /// listed run in f32, which is what PyTorch's f32 list asks for the ones
-/// that need range or precision; wgrad keeps the remaining "any dtype" ops
-/// in f32 too, because its elementwise kernels read and write f32 (see
+/// that need range or precision; wgrad widens the remaining "any dtype"
+/// ops' f16 inputs too (elementwise, pooling), except the data movers (views,
+/// `cat`, `contiguous`) and batch norm, which keep f16 (see
 /// docs/mixed-precision.md for that difference).
 pub const POLICY: &[PolicyRow] = &[
     PolicyRow { op: "matmul", precision: Precision::F16, why: "products: bandwidth- and FLOP-bound" },
     PolicyRow {
         op: "conv2d",
         precision: Precision::F16,
-        why: "products (conv1d and Linear go through conv2d and matmul)",
+        why: "products; the result is an f16 activation (conv1d goes through conv2d)",
     },
     PolicyRow { op: "softmax", precision: Precision::F32, why: "exp overflows f16's range" },
     PolicyRow { op: "log_softmax", precision: Precision::F32, why: "exp/log of large ranges" },
     PolicyRow { op: "cross_entropy", precision: Precision::F32, why: "log of small probabilities, sums" },
-    PolicyRow { op: "batch_norm", precision: Precision::F32, why: "statistics are sums of squares" },
+    PolicyRow {
+        op: "batch_norm",
+        precision: Precision::Input,
+        why: "f16 activations in and out; statistics are f32 sums of squares",
+    },
     PolicyRow { op: "layer_norm", precision: Precision::F32, why: "statistics are sums of squares" },
     PolicyRow { op: "sum", precision: Precision::F32, why: "long sums lose f16's 11-bit precision" },
     PolicyRow { op: "mean", precision: Precision::F32, why: "long sums lose f16's 11-bit precision" },

@@ -34,6 +34,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("pool", include_str!("../../../shaders/pool.wgsl")),
     ("norm", include_str!("../../../shaders/norm.wgsl")),
     ("batch_norm", include_str!("../../../shaders/batch_norm.wgsl")),
+    ("batch_norm_io_f32", include_str!("../../../shaders/batch_norm_io_f32.wgsl")),
+    ("batch_norm_io_f16", include_str!("../../../shaders/batch_norm_io_f16.wgsl")),
+    ("batch_norm_io_f16_native", include_str!("../../../shaders/batch_norm_io_f16_native.wgsl")),
+    ("batch_norm_io_f16_common", include_str!("../../../shaders/batch_norm_io_f16_common.wgsl")),
+    ("f16_bits", include_str!("../../../shaders/f16_bits.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
@@ -53,6 +58,11 @@ pub const LIBRARIES: &[&str] = &[
     "matmul_operands_f32",
     "matmul_operands_f16",
     "matmul_operands_f16_native",
+    "batch_norm_io_f32",
+    "batch_norm_io_f16",
+    "batch_norm_io_f16_native",
+    "batch_norm_io_f16_common",
+    "f16_bits",
 ];
 
 /// A generated source's builder.
@@ -60,8 +70,8 @@ pub type Generator = fn() -> String;
 
 /// (name, generator) of the sources generated rather than written as files:
 /// the libraries built from the elementwise op tables, and the f16-storage
-/// variants of the matmul kernels (one swapped `//#include`, see
-/// [`variant`]). Each is generated once per process.
+/// variants of the matmul and batch-norm kernels (one swapped `//#include`,
+/// see [`variant`]). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_fns", crate::ops::unary::wgsl_library),
     ("binary_fns", crate::ops::binary::wgsl_library),
@@ -69,6 +79,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_f16_native", || variant("matmul", "matmul_operands_f32", "matmul_operands_f16_native", true)),
     ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
+    ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
+    ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
 ];
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
@@ -241,10 +253,37 @@ mod tests {
             let strip = |s: &str| s.lines().filter(|l| !l.contains("binding(1)") && !l.contains("binding(2)")).count();
             assert!(strip(&v).abs_diff(strip(&f)) < 20, "{name} differs from {base} beyond its loads");
         }
-        let native = source("matmul_subgroup_f16_native");
-        let first = native.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"));
-        assert_eq!(first, Some("enable f16;"));
-        assert_eq!(native.lines().filter(|l| l.trim() == "enable f16;").count(), 1);
+        for name in ["matmul_subgroup_f16_native", "batch_norm_f16_native"] {
+            let native = source(name);
+            let first = native.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"));
+            assert_eq!(first, Some("enable f16;"), "{name}");
+            assert_eq!(native.lines().filter(|l| l.trim() == "enable f16;").count(), 1, "{name}");
+        }
+    }
+
+    /// The batch-norm kernels touch activations only through their storage
+    /// library: the kernel file declares no f32 activation binding of its
+    /// own, and the f16 variants differ from it in the included library
+    /// alone (no f32 array at an activation binding).
+    #[test]
+    fn batch_norm_variants_swap_only_the_storage_library() {
+        const ACTIVATIONS: [&str; 9] =
+            ["x_in", "dy_in", "x_in2", "y_in", "res_in", "y_out", "y_res_out", "dx_out", "dres_out"];
+        let declares = |l: &str| l.contains("var<storage") && ACTIVATIONS.iter().any(|n| l.contains(&format!(" {n}:")));
+        let base = raw("batch_norm");
+        assert!(!base.lines().any(declares), "batch_norm.wgsl declares an activation binding itself");
+        assert_eq!(source("batch_norm").lines().filter(|l| declares(l)).count(), ACTIVATIONS.len());
+        let body = |s: &str| -> Vec<String> {
+            s.lines().filter(|l| !l.starts_with("//#include") && l.trim() != "enable f16;").map(String::from).collect()
+        };
+        for name in ["batch_norm_f16", "batch_norm_f16_native"] {
+            assert_eq!(body(raw(name)), body(base), "{name} differs from batch_norm beyond its include");
+            let src = source(name);
+            let activations: Vec<&str> = src.lines().filter(|l| declares(l)).collect();
+            assert_eq!(activations.len(), ACTIVATIONS.len(), "{name}");
+            assert!(activations.iter().all(|l| !l.contains("f32")), "{name}: an f32 activation:\n{activations:#?}");
+            assert!(!src.contains("array<vec4<f32>>"), "{name} keeps an f32 vec4 activation");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use wgrad_gpu_core::ops::batch_norm::{
     batch_norm_backward, batch_norm_eval_stats, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre,
     ChannelDims, Running,
 };
+use wgrad_gpu_core::ops::operands::Operands::F32;
 use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -48,8 +49,8 @@ fn check_stats(g: &Device, c: &Device, x: &[f32], d: ChannelDims, what: &str) ->
     let (rvg, rvc) = both(g, c, &r.vec(ch, 0.5, 2.0));
     let running = d.count() > 1;
     let run = |m, v| running.then_some(Running { mean: m, var: v, momentum: 0.1 });
-    let (sg, ng) = batch_norm_stats(&xg, d, 1e-5, run(&rmg, &rvg)).unwrap();
-    let (sc, nc) = batch_norm_stats(&xc, d, 1e-5, run(&rmc, &rvc)).unwrap();
+    let (sg, ng) = batch_norm_stats(&xg, d, 1e-5, run(&rmg, &rvg), F32).unwrap();
+    let (sc, nc) = batch_norm_stats(&xc, d, 1e-5, run(&rmc, &rvc), F32).unwrap();
     same(&format!("{what}: stats"), &sg, &sc, 2 * ch, 1e-4, 1e-5);
     if let (Some((mg, vg)), Some((mc, vc))) = (ng, nc) {
         same(&format!("{what}: running_mean"), &mg, &mc, ch, 1e-5, 1e-6);
@@ -87,10 +88,12 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
         {
             let what = format!("{what} normalized={normalized} affine={affine} residual={residual} relu={relu}");
             let pick = |b, on: bool| on.then_some(b);
-            let yg = batch_norm_forward(&xg, d, cg, pick(&wg, affine), pick(&bg, affine), pick(&resg, residual), relu)
-                .unwrap();
-            let yc = batch_norm_forward(&xc, d, cc, pick(&wc, affine), pick(&bc, affine), pick(&resc, residual), relu)
-                .unwrap();
+            let yg =
+                batch_norm_forward(&xg, d, cg, pick(&wg, affine), pick(&bg, affine), pick(&resg, residual), relu, F32)
+                    .unwrap();
+            let yc =
+                batch_norm_forward(&xc, d, cc, pick(&wc, affine), pick(&bc, affine), pick(&resc, residual), relu, F32)
+                    .unwrap();
             same(&format!("{what}: y"), &yg, &yc, n, 1e-4, 1e-5);
             if relu {
                 assert!(host(&yc, n).iter().all(|&v| v >= 0.0), "{what}: ReLU output has negatives");
@@ -99,8 +102,8 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
             // Backward from the same output on both sides (it decides the ReLU mask).
             let (ygb, ycb) = both(g, c, &host(&yc, n));
             let (og, oc) = (pick(&ygb, relu), pick(&ycb, relu));
-            let (dbg, dwg) = batch_norm_grad_sums(&dyg, &xg, og, d, cg).unwrap();
-            let (dbc, dwc) = batch_norm_grad_sums(&dyc, &xc, oc, d, cc).unwrap();
+            let (dbg, dwg) = batch_norm_grad_sums(&dyg, &xg, og, d, cg, F32).unwrap();
+            let (dbc, dwc) = batch_norm_grad_sums(&dyc, &xc, oc, d, cc, F32).unwrap();
             same(&format!("{what}: Σdy'"), &dbg, &dbc, ch, 1e-4, 1e-4);
             same(&format!("{what}: Σdy'·xhat"), &dwg, &dwc, ch, 1e-4, 1e-4);
             let (dbg, dbc) = both(g, c, &host(&dbc, ch));
@@ -119,6 +122,7 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
                     pick(&wg, affine),
                     train.then_some((&dbg, &dwg)),
                     residual,
+                    F32,
                 )
                 .unwrap();
                 let (dxc, drc) = batch_norm_backward(
@@ -130,6 +134,7 @@ fn check_rest(g: &Device, c: &Device, x: &[f32], stats: &[f32], d: ChannelDims, 
                     pick(&wc, affine),
                     train.then_some((&dbc, &dwc)),
                     residual,
+                    F32,
                 )
                 .unwrap();
                 same(&format!("{what}: dx"), &dxg, &dxc, n, 1e-4, 1e-4);
@@ -180,7 +185,7 @@ fn hand_checked_values() {
         let rm = Buffer::from_f32(&dev, &[0.0, 1.0]).unwrap();
         let rv = Buffer::from_f32(&dev, &[1.0, 2.0]).unwrap();
         let (stats, running) =
-            batch_norm_stats(&x, d, 0.0, Some(Running { mean: &rm, var: &rv, momentum: 0.1 })).unwrap();
+            batch_norm_stats(&x, d, 0.0, Some(Running { mean: &rm, var: &rv, momentum: 0.1 }), F32).unwrap();
         // Means 3.5 and 5.5, biased variance 4.25, unbiased 17/3.
         let s = 1.0 / 4.25f32.sqrt();
         assert_close(&what, &stats.to_f32().unwrap()[..4], &[3.5, 5.5, s, s], 1e-6, 0.0);
@@ -192,7 +197,7 @@ fn hand_checked_values() {
         // weight 2, bias -1, ReLU: channel 0's xhat is (-2.5, -1.5, 1.5, 2.5)·s.
         let w = Buffer::from_f32(&dev, &[2.0, 1.0]).unwrap();
         let b = Buffer::from_f32(&dev, &[-1.0, 0.0]).unwrap();
-        let y = batch_norm_forward(&x, d, Centre::Stats(&stats), Some(&w), Some(&b), None, true).unwrap();
+        let y = batch_norm_forward(&x, d, Centre::Stats(&stats), Some(&w), Some(&b), None, true, F32).unwrap();
         let relu = |v: f32| v.max(0.0);
         let want = [
             relu(-5.0 * s - 1.0),
@@ -208,13 +213,14 @@ fn hand_checked_values() {
 
         // dy = 1 everywhere: the sums count the unmasked outputs and add their xhat.
         let ones = Buffer::from_f32(&dev, &[1.0; 8]).unwrap();
-        let (db, dw) = batch_norm_grad_sums(&ones, &x, Some(&y), d, Centre::Stats(&stats)).unwrap();
+        let (db, dw) = batch_norm_grad_sums(&ones, &x, Some(&y), d, Centre::Stats(&stats), F32).unwrap();
         assert_close(&what, &db.to_f32().unwrap()[..2], &[2.0, 2.0], 1e-6, 1e-7);
         assert_close(&what, &dw.to_f32().unwrap()[..2], &[4.0 * s, 4.0 * s], 1e-6, 1e-7);
         // Without the mask a constant dy is removed entirely by the centring.
-        let (db, dw) = batch_norm_grad_sums(&ones, &x, None, d, Centre::Stats(&stats)).unwrap();
+        let (db, dw) = batch_norm_grad_sums(&ones, &x, None, d, Centre::Stats(&stats), F32).unwrap();
         let (dx, _) =
-            batch_norm_backward(&ones, &x, None, d, Centre::Stats(&stats), Some(&w), Some((&db, &dw)), false).unwrap();
+            batch_norm_backward(&ones, &x, None, d, Centre::Stats(&stats), Some(&w), Some((&db, &dw)), false, F32)
+                .unwrap();
         assert_close(&what, &dx.to_f32().unwrap()[..8], &[0.0; 8], 0.0, 1e-6);
     }
 }
@@ -228,18 +234,18 @@ fn zero_size_and_errors() {
         let d = ChannelDims { outer: 0, channels: 3, inner: 4 };
         // No values per channel: no statistics (PyTorch returns an empty output and
         // leaves the running statistics alone; autograd does that without calling this).
-        let err = batch_norm_stats(&empty, d, 1e-5, None).unwrap_err().to_string();
+        let err = batch_norm_stats(&empty, d, 1e-5, None, F32).unwrap_err().to_string();
         assert!(err.contains("no values per channel"), "{err}");
         // The elementwise kernels and the sums accept empty input.
         let stats = Buffer::from_f32(&dev, &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
-        batch_norm_forward(&empty, d, Centre::Stats(&stats), None, None, None, true).unwrap();
-        let (db, dw) = batch_norm_grad_sums(&empty, &empty, None, d, Centre::Stats(&stats)).unwrap();
+        batch_norm_forward(&empty, d, Centre::Stats(&stats), None, None, None, true, F32).unwrap();
+        let (db, dw) = batch_norm_grad_sums(&empty, &empty, None, d, Centre::Stats(&stats), F32).unwrap();
         assert_close("empty sums", &db.to_f32().unwrap()[..3], &[0.0; 3], 0.0, 0.0);
         assert_close("empty sums", &dw.to_f32().unwrap()[..3], &[0.0; 3], 0.0, 0.0);
         // Short buffers are errors naming the op.
         let x = Buffer::from_f32(&dev, &[1.0; 5]).unwrap();
         let d = ChannelDims { outer: 2, channels: 1, inner: 3 };
-        let err = batch_norm_stats(&x, d, 1e-5, None).unwrap_err().to_string();
+        let err = batch_norm_stats(&x, d, 1e-5, None, F32).unwrap_err().to_string();
         assert!(err.contains("batch_norm_stats"), "{err}");
         let short = Buffer::from_f32(&dev, &[0.0]).unwrap();
         let err = batch_norm_forward(
@@ -250,6 +256,7 @@ fn zero_size_and_errors() {
             None,
             None,
             false,
+            F32,
         )
         .unwrap_err()
         .to_string();

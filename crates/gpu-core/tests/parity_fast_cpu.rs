@@ -123,7 +123,7 @@ fn convolutions_match_the_reference() {
 #[test]
 fn batch_norm_matches_the_reference() {
     use wgrad_gpu_core::ops::batch_norm::{
-        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims,
+        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Operands,
     };
     let (f, r) = pair();
     let mut rng = rng(4);
@@ -140,13 +140,14 @@ fn batch_norm_matches_the_reference() {
         let run = |dev: &Device| {
             let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
             let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
-            let (stats, _) = batch_norm_stats(&x, d, 1e-5, None).unwrap();
+            let (stats, _) = batch_norm_stats(&x, d, 1e-5, None, Operands::F32).unwrap();
             let centre = Centre::Stats(&stats);
-            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true).unwrap();
-            let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre).unwrap();
+            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, Operands::F32).unwrap();
+            let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre, Operands::F32).unwrap();
             let (dx, dres) =
-                batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true).unwrap();
-            let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false).unwrap();
+                batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true, Operands::F32)
+                    .unwrap();
+            let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false, Operands::F32).unwrap();
             [stats, y, sb, sw, dx, dres.unwrap(), dx_eval]
         };
         let (of, or) = (run(&f), run(&r));

@@ -12,7 +12,7 @@
 //! norm is the same fused kernel on already normalised input, so their
 //! weight and bias gradients are parallel two-level column sums too.
 
-use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Running};
+use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Operands, Running};
 use wgrad_gpu_core::ops::norm;
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -74,6 +74,11 @@ impl Tensor {
     /// statistics depend on `self` (batch norm in training); otherwise the
     /// input gradient is `weight · rstd · dy'`. Weight and bias gradients are
     /// the per-channel sums of dy' and dy'·xhat, two launches.
+    ///
+    /// `self` (and the residual, of the same dtype) may be F16 (batch norm
+    /// under mixed precision): the output and the input and residual
+    /// gradients are then F16 too, computed in f32 from the widened values
+    /// and rounded; weight, bias, statistics and their gradients stay F32.
     #[allow(clippy::too_many_arguments)]
     fn channel_affine(
         &self,
@@ -87,12 +92,17 @@ impl Tensor {
         epilogue: NormEpilogue,
     ) -> Tensor {
         let shape = self.shape();
+        let dtype = self.dtype();
+        let io = activation_storage(dtype);
+        if let Some(r) = epilogue.residual {
+            assert_eq!(r.dtype(), dtype, "wgrad internal: {op}'s residual is not cast to the input's dtype");
+        }
         let wb = weight.map(|w| w.dense_buffer());
         let bb = bias.map(|b| b.dense_buffer());
         let rb = epilogue.residual.map(|r| r.dense_buffer());
         let relu = epilogue.relu;
         let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
-        let y = expect(op, bn::batch_norm_forward(&x, d, centre, wb.as_ref(), bb.as_ref(), rb.as_ref(), relu));
+        let y = expect(op, bn::batch_norm_forward(&x, d, centre, wb.as_ref(), bb.as_ref(), rb.as_ref(), relu, io));
 
         // Input slots: x, then weight, bias and residual where given.
         let present = [weight, bias, epilogue.residual];
@@ -108,14 +118,14 @@ impl Tensor {
         let n_in = inputs.len();
         let layout = Layout::contiguous(&shape);
         let grad_shape = shape.clone();
-        Tensor::from_op(op, y, layout, &inputs, move |g, inputs, out| {
+        Tensor::from_op_dtype(op, y, layout, dtype, &inputs, move |g, inputs, out| {
             let wants = |i: Option<usize>| i.is_some_and(|i| inputs[i].requires_grad());
-            let dy = g.dense_buffer();
+            let dy = g.to_dtype(dtype).dense_buffer();
             let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
             let y = relu.then(|| out.dense_buffer());
             let mut grads: Vec<Option<Tensor>> = vec![None; n_in];
             let sums = (training || wants(wi) || wants(bi))
-                .then(|| expect(op, bn::batch_norm_grad_sums(&dy, &x, y.as_ref(), d, centre)));
+                .then(|| expect(op, bn::batch_norm_grad_sums(&dy, &x, y.as_ref(), d, centre, io)));
             if let Some((db, dw)) = &sums {
                 let param = |b: &Buffer| Tensor::from_parts(b.clone(), Layout::contiguous(&[d.channels]), DType::F32);
                 if let Some(i) = bi {
@@ -137,9 +147,10 @@ impl Tensor {
                         wb.as_ref(),
                         sums.as_ref().filter(|_| training).map(|(a, b)| (a, b)),
                         ri.is_some(),
+                        io,
                     ),
                 );
-                let dense = |b| Tensor::from_parts(b, Layout::contiguous(&grad_shape), DType::F32);
+                let dense = |b| Tensor::from_parts(b, Layout::contiguous(&grad_shape), dtype);
                 grads[0] = Some(dense(dx));
                 if let (Some(i), Some(r)) = (ri, dres) {
                     grads[i] = Some(dense(r));
@@ -275,6 +286,12 @@ impl Tensor {
     /// PyTorch's default eps is 1e-5. An empty batch gives an empty output
     /// and leaves the running statistics alone, as PyTorch.
     ///
+    /// The input may be F16 (mixed precision, like cuDNN's batch norm under
+    /// PyTorch's AMP): the kernels read it as f16 and compute statistics and
+    /// everything else in f32; the output is F16 (rounded to nearest even),
+    /// the input gradient F16, while the running statistics, weight and bias
+    /// (and their gradients) stay F32.
+    ///
     /// # Panics
     /// For input of rank below 2; statistics, weight or bias not shaped
     /// `[C]`; evaluation without running statistics; training with one value
@@ -300,8 +317,14 @@ impl Tensor {
     /// residual gradients in one). Same semantics, and gradients, as the
     /// unfused ops (`torch.relu(F.batch_norm(..) + residual)`).
     ///
+    /// With an F16 input the output is F16 (see [`Tensor::batch_norm`]); a
+    /// residual of the other float dtype is cast to the input's
+    /// ([`Tensor::to_dtype`], so its gradient flows back through the cast),
+    /// and the residual gradient has the input's dtype.
+    ///
     /// # Panics
-    /// As [`Tensor::batch_norm`], and for a residual of another shape.
+    /// As [`Tensor::batch_norm`], and for a residual of another shape or a
+    /// non-float one.
     #[allow(clippy::too_many_arguments)]
     pub fn batch_norm_act(
         &self,
@@ -315,7 +338,11 @@ impl Tensor {
         epilogue: NormEpilogue,
     ) -> Tensor {
         const OP: &str = "batch_norm";
-        self.expect_dtype(OP, DType::F32);
+        let dtype = self.dtype();
+        assert!(
+            matches!(dtype, DType::F32 | DType::F16),
+            "{OP}: expects F32 or F16 input, got {dtype:?} (use .to_dtype(DType::F32))"
+        );
         let shape = self.shape();
         assert!(shape.len() >= 2, "{OP}: expects [N, C] or [N, C, *] input, got shape {shape:?}");
         let d = ChannelDims::of_shape(&shape);
@@ -332,8 +359,16 @@ impl Tensor {
         if let Some(r) = epilogue.residual {
             assert_eq!(r.shape(), shape, "{OP}: residual has shape {:?}, expected the input's {shape:?}", r.shape());
             self.expect_same_device(OP, r);
-            r.expect_dtype(OP, DType::F32);
+            assert!(
+                matches!(r.dtype(), DType::F32 | DType::F16),
+                "{OP}: expects an F32 or F16 residual, got {:?}",
+                r.dtype()
+            );
         }
+        // The residual in the input's dtype (a recorded cast when it differs).
+        let residual = epilogue.residual.map(|r| r.to_dtype(dtype));
+        let epilogue = NormEpilogue { residual: residual.as_ref(), relu: epilogue.relu };
+        let io = activation_storage(dtype);
         let x = self.dense_buffer();
         let stats = if training {
             if d.count() == 0 {
@@ -349,7 +384,7 @@ impl Tensor {
             let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
             let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
             let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
-            let (stats, new) = expect(OP, bn::batch_norm_stats(&x, d, eps, running));
+            let (stats, new) = expect(OP, bn::batch_norm_stats(&x, d, eps, running, io));
             if let Some((m, v)) = new {
                 let fresh = |b| Tensor::constant(b, Layout::contiguous(&[c]), DType::F32);
                 no_grad(|| {
@@ -369,7 +404,13 @@ impl Tensor {
 
     /// Training batch norm of an empty batch: an empty output, still
     /// connected to weight, bias and residual (their gradients are zeros).
+    /// F16 input (and residual) goes through F32 and back.
     fn batch_norm_empty(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, epilogue: NormEpilogue) -> Tensor {
+        if self.dtype() == DType::F16 {
+            let residual = epilogue.residual.map(|r| r.to_dtype(DType::F32));
+            let epilogue = NormEpilogue { residual: residual.as_ref(), relu: epilogue.relu };
+            return self.to_dtype(DType::F32).batch_norm_empty(weight, bias, epilogue).to_dtype(DType::F16);
+        }
         let view = channel_view(&self.shape());
         let mut y = self.clone();
         if let Some(w) = weight {
@@ -385,6 +426,14 @@ impl Tensor {
             y = y.relu();
         }
         y
+    }
+}
+
+/// How the batch-norm kernels store a tensor of `dtype` (F32 or F16).
+fn activation_storage(dtype: DType) -> Operands {
+    match dtype {
+        DType::F16 => Operands::F16,
+        _ => Operands::F32,
     }
 }
 

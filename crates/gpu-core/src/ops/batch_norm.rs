@@ -13,7 +13,22 @@
 //! gradient sums `Σdy'` and `Σdy'·xhat` as two `[C]` buffers, which are the
 //! bias and weight gradients as they are. The CPU twins accumulate in f64, the more exact of the
 //! two and so a fair oracle.
+//!
+//! Activations may be stored as f16 (mixed precision, as cuDNN's batch norm
+//! under PyTorch's AMP): with `io` [`Operands::F16`] the inputs `x`, `dy`,
+//! the saved ReLU output and the residual are packed f16, and the outputs
+//! `y`, `dx` and the residual gradient are written packed f16, rounded to
+//! nearest even from the f32 result (±inf past ±65504, NaN stays NaN: the
+//! rounding of [`cast::f32_to_f16`](super::cast::f32_to_f16)). Statistics,
+//! weight, bias, running statistics and the gradient sums stay f32, and so
+//! does all arithmetic: loads widen exactly. The GPU runs the same kernels
+//! with another storage library (`shaders/batch_norm_io_f16.wgsl`, packed
+//! u32 words, or `_native.wgsl`, WGSL's `f16` where the adapter has
+//! `SHADER_F16`; [`with_half_loads`](super::operands::with_half_loads)
+//! forces one), and the CPU twins widen and round with the `half` crate.
 
+use super::operands::{host_f32, thread_half_loads, HostOutput};
+pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
@@ -69,12 +84,13 @@ impl ChannelDims {
         self.inner.is_multiple_of(4)
     }
 
-    /// Elements per elementwise thread.
-    fn lanes(&self) -> usize {
-        if self.vec4() {
-            4
-        } else {
-            1
+    /// Elements per elementwise thread: four neighbours (vec4), else one
+    /// f32 element or one f16 word of two elements (the storage library's `LANES`).
+    fn lanes(&self, io: Operands) -> usize {
+        match (self.vec4(), io) {
+            (true, _) => 4,
+            (false, Operands::F32) => 1,
+            (false, Operands::F16) => 2,
         }
     }
 
@@ -147,6 +163,7 @@ fn channel(d: &ChannelDims, i: usize) -> usize {
 }
 
 struct Kernel<'a> {
+    shader: &'static str,
     entry: &'static str,
     constants: Vec<(&'static str, f64)>,
     params: Params,
@@ -159,13 +176,25 @@ fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
     let ins: Vec<&wgpu::Buffer> = k.inputs.iter().map(|b| b.wgpu()).collect();
     let outs: Vec<&wgpu::Buffer> = k.outputs.iter().map(|b| b.wgpu()).collect();
     g.launch(&Launch {
-        shader: "batch_norm",
+        shader: k.shader,
         entry: k.entry,
         constants: &k.constants,
         params: &k.params.0,
         inputs: &ins,
         outputs: &outs,
         workgroups: k.workgroups,
+    })
+}
+
+/// The kernel file for activations stored as `io` on `g`: `batch_norm.wgsl`,
+/// or its f16 variant with native or packed loads (this thread's
+/// [`HalfLoads`], `Auto` unless [`with_half_loads`](super::operands::with_half_loads)
+/// says otherwise). The kernels that read no activation always use the f32 file.
+fn io_shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str> {
+    Ok(match io {
+        Operands::F32 => "batch_norm",
+        Operands::F16 if thread_half_loads().native(g, op)? => "batch_norm_f16_native",
+        Operands::F16 => "batch_norm_f16",
     })
 }
 
@@ -179,7 +208,7 @@ fn level2_wg(d: &ChannelDims) -> f64 {
     }
 }
 
-/// Training statistics of `x` (`[A, C, B]`): returns the `[mean; rstd]`
+/// Training statistics of `x` (`[A, C, B]`, stored as `io`): returns the `[mean; rstd]`
 /// buffer (`2·C`, biased variance, `rstd = 1/sqrt(var + eps)`) and, when
 /// `running` is given, new running mean and variance buffers
 /// (`(1 − momentum)·running + momentum·stat`, with the *unbiased* variance,
@@ -192,13 +221,14 @@ pub fn batch_norm_stats(
     d: ChannelDims,
     eps: f32,
     running: Option<Running>,
+    io: Operands,
 ) -> Result<(Buffer, Option<(Buffer, Buffer)>)> {
     const OP: &str = "batch_norm_stats";
     let n = d.check(OP)?;
     if d.count() == 0 || d.channels == 0 {
         return Err(Error::invalid(OP, format!("{d:?} has no values per channel to take statistics of")));
     }
-    x.check_len(OP, "input", n, 4)?;
+    x.check_len(OP, "input", n, io.size())?;
     let dev = x.device();
     let c = d.channels;
     if let Some(r) = &running {
@@ -220,6 +250,7 @@ pub fn batch_norm_stats(
             launch(
                 g,
                 Kernel {
+                    shader: io_shader(g, io, OP)?,
                     entry: "stats_partial",
                     constants: vec![],
                     params: d.params(eps, momentum),
@@ -236,6 +267,7 @@ pub fn batch_norm_stats(
             launch(
                 g,
                 Kernel {
+                    shader: "batch_norm",
                     entry,
                     constants: vec![("WG", wg)],
                     params: d.params(eps, momentum),
@@ -247,7 +279,8 @@ pub fn batch_norm_stats(
         },
         || {
             let xs = x.host();
-            let xs = f32s(&xs);
+            let xs = host_f32(&xs, io);
+            let xs: &[f32] = &xs;
             let moments = if crate::cpu::fast(dev) {
                 crate::cpu::batch_norm::moments(xs, &d)
             } else {
@@ -299,6 +332,7 @@ pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: 
             launch(
                 g,
                 Kernel {
+                    shader: "batch_norm",
                     entry: "eval_stats",
                     constants: vec![],
                     params: d.params(eps, 0.0),
@@ -323,7 +357,9 @@ pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: 
 /// The fused forward, one launch: `y = act(xhat · weight + bias + residual)`
 /// per element of `x` (`[A, C, B]`), with `weight`/`bias` (`[C]`) and
 /// `residual` (same shape as `x`) each optional, and `act` a ReLU when
-/// `relu` (NaN stays NaN, as `torch.relu`).
+/// `relu` (NaN stays NaN, as `torch.relu`). `x`, `residual` and the
+/// returned `y` are stored as `io`.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
     x: &Buffer,
     d: ChannelDims,
@@ -332,19 +368,22 @@ pub fn batch_norm_forward(
     bias: Option<&Buffer>,
     residual: Option<&Buffer>,
     relu: bool,
+    io: Operands,
 ) -> Result<Buffer> {
     const OP: &str = "batch_norm_forward";
     let n = d.check(OP)?;
-    x.check_len(OP, "input", n, 4)?;
+    x.check_len(OP, "input", n, io.size())?;
     centre.check(OP, &d)?;
     let dev = x.device();
-    for (b, what, len) in [(weight, "weight", d.channels), (bias, "bias", d.channels), (residual, "residual", n)] {
+    for (b, what, len, size) in
+        [(weight, "weight", d.channels, 4), (bias, "bias", d.channels, 4), (residual, "residual", n, io.size())]
+    {
         if let Some(b) = b {
-            b.check_len(OP, what, len, 4)?;
+            b.check_len(OP, what, len, size)?;
             Buffer::check_same_device(OP, dev, &[b])?;
         }
     }
-    let y = Buffer::alloc(dev, n as u64 * 4)?;
+    let y = Buffer::alloc(dev, n as u64 * io.size())?;
     run(
         dev,
         |g| {
@@ -357,6 +396,7 @@ pub fn batch_norm_forward(
             launch(
                 g,
                 Kernel {
+                    shader: io_shader(g, io, OP)?,
                     entry: match (d.vec4(), residual.is_some()) {
                         (false, false) => "forward",
                         (false, true) => "forward_res",
@@ -372,40 +412,43 @@ pub fn batch_norm_forward(
                     params: d.params(0.0, 0.0),
                     inputs,
                     outputs: vec![&y],
-                    workgroups: groups(n / d.lanes(), 256),
+                    workgroups: groups(n.div_ceil(d.lanes(io)), 256),
                 },
             )
         },
         || {
             let ms = centre.host(d.channels);
             let (xs, mut ys) = (x.host(), y.host_mut());
-            let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
+            let xs = host_f32(&xs, io);
+            let mut out = HostOutput::new(&mut ys, n, io);
             let w = weight.map(|b| b.host());
             let bi = bias.map(|b| b.host());
             let r = residual.map(|b| b.host());
+            let r = r.as_ref().map(|h| host_f32(h, io));
+            let (w, bi, r) = (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_deref());
             if crate::cpu::fast(dev) {
-                let (w, bi, r) =
-                    (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_ref().map(|h| f32s(h)));
-                return crate::cpu::batch_norm::forward(xs, &d, &ms, w, bi, r, relu, &mut ys[..n]);
+                crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values());
+            } else {
+                for (i, out) in out.values().iter_mut().enumerate() {
+                    let ch = channel(&d, i);
+                    let (mean, rstd) = ms[ch];
+                    let mut v = (xs[i] as f64 - mean) * rstd;
+                    if let Some(w) = w {
+                        v *= w[ch] as f64;
+                    }
+                    if let Some(b) = bi {
+                        v += b[ch] as f64;
+                    }
+                    if let Some(r) = r {
+                        v += r[i] as f64;
+                    }
+                    if relu && v < 0.0 {
+                        v = 0.0;
+                    }
+                    *out = v as f32;
+                }
             }
-            for (i, out) in ys[..n].iter_mut().enumerate() {
-                let ch = channel(&d, i);
-                let (mean, rstd) = ms[ch];
-                let mut v = (xs[i] as f64 - mean) * rstd;
-                if let Some(w) = &w {
-                    v *= f32s(w)[ch] as f64;
-                }
-                if let Some(b) = &bi {
-                    v += f32s(b)[ch] as f64;
-                }
-                if let Some(r) = &r {
-                    v += f32s(r)[i] as f64;
-                }
-                if relu && v < 0.0 {
-                    v = 0.0;
-                }
-                *out = v as f32;
-            }
+            out.finish();
         },
     )?;
     Ok(y)
@@ -423,22 +466,23 @@ fn masked(dy: &[f32], y: Option<&[f32]>, i: usize) -> f64 {
 /// The per-channel gradient sums, two launches: returns `(Σdy', Σdy'·xhat)`
 /// (`[C]` each), which are the bias and the weight gradients. `dy'` is `dy`, or,
 /// when `relu_out` (the forward's output) is given, `dy` masked by
-/// `relu_out > 0`.
+/// `relu_out > 0`. `dy`, `x` and `relu_out` are stored as `io`; the sums are f32.
 pub fn batch_norm_grad_sums(
     dy: &Buffer,
     x: &Buffer,
     relu_out: Option<&Buffer>,
     d: ChannelDims,
     centre: Centre,
+    io: Operands,
 ) -> Result<(Buffer, Buffer)> {
     const OP: &str = "batch_norm_grad_sums";
     let n = d.check(OP)?;
     let dev = dy.device();
-    dy.check_len(OP, "output gradient", n, 4)?;
-    x.check_len(OP, "input", n, 4)?;
+    dy.check_len(OP, "output gradient", n, io.size())?;
+    x.check_len(OP, "input", n, io.size())?;
     Buffer::check_same_device(OP, dev, &[x])?;
     if let Some(y) = relu_out {
-        y.check_len(OP, "output", n, 4)?;
+        y.check_len(OP, "output", n, io.size())?;
         Buffer::check_same_device(OP, dev, &[y])?;
     }
     centre.check(OP, &d)?;
@@ -460,6 +504,7 @@ pub fn batch_norm_grad_sums(
             launch(
                 g,
                 Kernel {
+                    shader: io_shader(g, io, OP)?,
                     entry: "grad_partial",
                     constants: constants.clone(),
                     params: d.params(0.0, 0.0),
@@ -471,6 +516,7 @@ pub fn batch_norm_grad_sums(
             launch(
                 g,
                 Kernel {
+                    shader: "batch_norm",
                     entry: "grad_final",
                     constants: vec![("WG", level2_wg(&d))],
                     params: d.params(0.0, 0.0),
@@ -484,8 +530,9 @@ pub fn batch_norm_grad_sums(
             let ms = centre.host(c);
             let (gs, xs, mut db, mut dw) = (dy.host(), x.host(), dbias.host_mut(), dweight.host_mut());
             let ys = relu_out.map(|b| b.host());
-            let (gs, xs, db, dw) = (f32s(&gs), f32s(&xs), f32s_mut(&mut db), f32s_mut(&mut dw));
-            let ys = ys.as_ref().map(|h| f32s(h));
+            let (gs, xs, db, dw) = (host_f32(&gs, io), host_f32(&xs, io), f32s_mut(&mut db), f32s_mut(&mut dw));
+            let ys = ys.as_ref().map(|h| host_f32(h, io));
+            let (gs, xs, ys): (&[f32], &[f32], _) = (&gs, &xs, ys.as_deref());
             let acc = if crate::cpu::fast(dev) {
                 crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
             } else {
@@ -514,6 +561,8 @@ pub fn batch_norm_grad_sums(
 /// values per channel; without, the per-channel affine one `dx = w·rstd·dy'`
 /// (evaluation, or a normalised input whose statistics are handled
 /// elsewhere). Also returns `dy'`, the residual's gradient, when `residual`.
+/// `dy`, `x`, `relu_out` and both results are stored as `io`; weight and
+/// sums are f32.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     dy: &Buffer,
@@ -524,30 +573,31 @@ pub fn batch_norm_backward(
     weight: Option<&Buffer>,
     sums: Option<(&Buffer, &Buffer)>,
     residual: bool,
+    io: Operands,
 ) -> Result<(Buffer, Option<Buffer>)> {
     const OP: &str = "batch_norm_backward";
     let n = d.check(OP)?;
     let dev = dy.device();
-    dy.check_len(OP, "output gradient", n, 4)?;
-    x.check_len(OP, "input", n, 4)?;
+    dy.check_len(OP, "output gradient", n, io.size())?;
+    x.check_len(OP, "input", n, io.size())?;
     centre.check(OP, &d)?;
     let (dbias, dweight) = (sums.map(|s| s.0), sums.map(|s| s.1));
-    for (b, what, len) in [
-        (relu_out, "output", n),
-        (weight, "weight", d.channels),
-        (dbias, "Σdy'", d.channels),
-        (dweight, "Σdy'·xhat", d.channels),
+    for (b, what, len, size) in [
+        (relu_out, "output", n, io.size()),
+        (weight, "weight", d.channels, 4),
+        (dbias, "Σdy'", d.channels, 4),
+        (dweight, "Σdy'·xhat", d.channels, 4),
     ] {
         if let Some(b) = b {
-            b.check_len(OP, what, len, 4)?;
+            b.check_len(OP, what, len, size)?;
             Buffer::check_same_device(OP, dev, &[b])?;
         }
     }
     if sums.is_some() && matches!(centre, Centre::Normalized) {
         return Err(Error::invalid(OP, "the training formula needs the batch statistics (Centre::Stats)"));
     }
-    let dx = Buffer::alloc(dev, n as u64 * 4)?;
-    let dres = if residual { Some(Buffer::alloc(dev, n as u64 * 4)?) } else { None };
+    let dx = Buffer::alloc(dev, n as u64 * io.size())?;
+    let dres = if residual { Some(Buffer::alloc(dev, n as u64 * io.size())?) } else { None };
     run(
         dev,
         |g| {
@@ -560,6 +610,7 @@ pub fn batch_norm_backward(
             launch(
                 g,
                 Kernel {
+                    shader: io_shader(g, io, OP)?,
                     entry: match (d.vec4(), residual) {
                         (false, false) => "backward",
                         (false, true) => "backward_res",
@@ -583,42 +634,51 @@ pub fn batch_norm_backward(
                         dweight.unwrap_or(x),
                     ],
                     outputs,
-                    workgroups: groups(n / d.lanes(), 256),
+                    workgroups: groups(n.div_ceil(d.lanes(io)), 256),
                 },
             )
         },
         || {
             let c = d.channels;
             let ms = centre.host(c);
-            let (gs, xs, mut out) = (dy.host(), x.host(), dx.host_mut());
+            let (gs, xs, mut dxh) = (dy.host(), x.host(), dx.host_mut());
+            let (gs, xs) = (host_f32(&gs, io), host_f32(&xs, io));
             let ys = relu_out.map(|b| b.host());
+            let ys = ys.as_ref().map(|h| host_f32(h, io));
+            let ys = ys.as_deref();
             let w = weight.map(|b| b.host());
+            let w = w.as_ref().map(|h| f32s(h));
             let s = sums.map(|(a, b)| (a.host(), b.host()));
-            let mut r = dres.as_ref().map(|b| b.host_mut());
-            let (gs, xs, out) = (f32s(&gs), f32s(&xs), f32s_mut(&mut out));
-            let ys = ys.as_ref().map(|h| f32s(h));
+            let s = s.as_ref().map(|(a, b)| (f32s(a), f32s(b)));
+            let mut rh = dres.as_ref().map(|b| b.host_mut());
+            let mut out = HostOutput::new(&mut dxh, n, io);
+            let mut rout = rh.as_mut().map(|h| HostOutput::new(h, n, io));
             if crate::cpu::fast(dev) {
-                let w = w.as_ref().map(|h| f32s(h));
-                let s = s.as_ref().map(|(a, b)| (f32s(a), f32s(b)));
-                let r = r.as_mut().map(|h| &mut f32s_mut(h)[..n]);
-                return crate::cpu::batch_norm::backward(gs, xs, ys, &d, &ms, w, s, &mut out[..n], r);
-            }
-            let m = d.count() as f64;
-            for i in 0..n {
-                let ch = channel(&d, i);
-                let gv = masked(gs, ys, i);
-                let (mean, rstd) = ms[ch];
-                let scale = rstd * w.as_ref().map_or(1.0, |w| f32s(w)[ch] as f64);
-                out[i] = match &s {
-                    Some((sb, sw)) => {
-                        let xhat = (xs[i] as f64 - mean) * rstd;
-                        scale * (gv - f32s(sb)[ch] as f64 / m - xhat * f32s(sw)[ch] as f64 / m)
+                let r = rout.as_mut().map(|r| r.values());
+                crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r);
+            } else {
+                let m = d.count() as f64;
+                let (o, mut r) = (out.values(), rout.as_mut().map(|r| r.values()));
+                for (i, o) in o.iter_mut().enumerate() {
+                    let ch = channel(&d, i);
+                    let gv = masked(&gs, ys, i);
+                    let (mean, rstd) = ms[ch];
+                    let scale = rstd * w.map_or(1.0, |w| w[ch] as f64);
+                    *o = match s {
+                        Some((sb, sw)) => {
+                            let xhat = (xs[i] as f64 - mean) * rstd;
+                            scale * (gv - sb[ch] as f64 / m - xhat * sw[ch] as f64 / m)
+                        }
+                        None => scale * gv,
+                    } as f32;
+                    if let Some(r) = &mut r {
+                        r[i] = gv as f32;
                     }
-                    None => scale * gv,
-                } as f32;
-                if let Some(r) = &mut r {
-                    f32s_mut(r)[i] = gv as f32;
                 }
+            }
+            out.finish();
+            if let Some(r) = rout {
+                r.finish();
             }
         },
     )?;

@@ -50,7 +50,8 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
-use super::matmul::{conv_matmul, host_f32, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
+use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
+use super::operands::host_f32;
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};

@@ -5,7 +5,8 @@
 //! and is read in place, never copied.
 
 use super::conv::ConvGeometry;
-use super::{f32s, f32s_mut, run, Params};
+use super::operands::host_f32;
+use super::{f32s_mut, run, Params};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
@@ -43,41 +44,7 @@ pub enum MatmulKernel {
     Subgroup,
 }
 
-/// How the operands of a product are stored. The result is f32 either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Operands {
-    /// f32, 4 bytes per element.
-    #[default]
-    F32,
-    /// f16, 2 bytes per element in [`Buffer::from_f16`]'s packed layout
-    /// (both operands). Elements are widened to f32 as they are loaded
-    /// (exactly), so products and sums are f32: mixed precision's "f16
-    /// inputs, f32 accumulation", with the result left in f32.
-    F16,
-}
-
-impl Operands {
-    /// Bytes per element.
-    pub fn size(self) -> u64 {
-        match self {
-            Operands::F32 => 4,
-            Operands::F16 => 2,
-        }
-    }
-}
-
-/// How a GPU kernel reads f16 operands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HalfLoads {
-    /// [`Native`](Self::Native) where the device has `SHADER_F16`,
-    /// [`Packed`](Self::Packed) elsewhere.
-    #[default]
-    Auto,
-    /// WGSL's `f16` type (`enable f16;`).
-    Native,
-    /// u32 words unpacked with `unpack2x16float`: runs on every adapter.
-    Packed,
-}
+pub use super::operands::{HalfLoads, Operands};
 
 /// Everything that picks the kernel of a product besides its shapes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,14 +65,9 @@ impl MatmulConfig {
 
     /// The shader (file or generated variant) and entry point on `g`.
     fn shader(&self, g: &GpuContext, subgroup: bool) -> Result<(&'static str, &'static str)> {
-        let native = match (self.operands, self.half_loads) {
-            (Operands::F32, _) => None,
-            (Operands::F16, HalfLoads::Packed) => Some(false),
-            (Operands::F16, HalfLoads::Auto) => Some(g.features.contains(wgpu::Features::SHADER_F16)),
-            (Operands::F16, HalfLoads::Native) if g.features.contains(wgpu::Features::SHADER_F16) => Some(true),
-            (Operands::F16, HalfLoads::Native) => {
-                return Err(Error::invalid("matmul", format!("{} has no SHADER_F16 for native f16 loads", g.info.name)))
-            }
+        let native = match self.operands {
+            Operands::F32 => None,
+            Operands::F16 => Some(self.half_loads.native(g, "matmul")?),
         };
         Ok(match (subgroup, native) {
             (true, None) => ("matmul_subgroup", "main_subgroup"),
@@ -115,18 +77,6 @@ impl MatmulConfig {
             (false, Some(false)) => ("matmul_f16", "main"),
             (false, Some(true)) => ("matmul_f16_native", "main"),
         })
-    }
-}
-
-/// f32 views of host operand words: borrowed for f32, widened (exactly)
-/// for f16, the CPU twin of the kernels' loads.
-pub(crate) fn host_f32(words: &[u32], operands: Operands) -> std::borrow::Cow<'_, [f32]> {
-    match operands {
-        Operands::F32 => std::borrow::Cow::Borrowed(f32s(words)),
-        Operands::F16 => {
-            let halves: &[half::f16] = bytemuck::cast_slice(words);
-            std::borrow::Cow::Owned(halves.iter().map(|h| h.to_f32()).collect())
-        }
     }
 }
 

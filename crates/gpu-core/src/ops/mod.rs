@@ -19,6 +19,7 @@ pub mod fill;
 pub mod index;
 pub mod matmul;
 pub mod norm;
+pub mod operands;
 pub mod optim;
 pub(crate) mod params;
 pub mod pool;
