@@ -4,6 +4,7 @@
 // input and output are declared u32 so no float value passes through a load
 // or store that could canonicalise it.
 //#include common.wgsl
+//#include half.wgsl
 
 struct Params {
     n: u32,
@@ -12,22 +13,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
-
-// f16 bits of an f32, rounding to nearest even. WGSL leaves pack2x16float
-// indeterminate outside f16's finite range, so overflow and NaN are spelled
-// out here: every adapter then gives IEEE's ±inf and a quiet NaN.
-fn half_bits(bits: u32) -> u32 {
-    let sign = (bits >> 16u) & 0x8000u;
-    let mag = bits & 0x7fffffffu;
-    if mag > 0x7f800000u {
-        return sign | 0x7e00u;
-    }
-    // 65520 (0x477ff000) is the halfway point above f16's largest 65504 and rounds (to even) up to inf.
-    if mag >= 0x477ff000u {
-        return sign | 0x7c00u;
-    }
-    return pack2x16float(vec2<f32>(bitcast<f32>(bits), 0.0)) & 0xffffu;
-}
 
 // One thread per output word: elements 2k and 2k+1; an odd n leaves the last high half zero.
 @compute @workgroup_size(256)

@@ -18,6 +18,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("philox", include_str!("../../../shaders/philox.wgsl")),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
     ("cast", include_str!("../../../shaders/cast.wgsl")),
+    ("half", include_str!("../../../shaders/half.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
     ("unary_helpers", include_str!("../../../shaders/unary_helpers.wgsl")),
     ("unary_grad", include_str!("../../../shaders/unary_grad.wgsl")),
@@ -50,6 +51,7 @@ pub const SOURCES: &[(&str, &str)] = &[
 pub const LIBRARIES: &[&str] = &[
     "common",
     "index_check",
+    "half",
     "activations",
     "unary_helpers",
     "unary_fns",

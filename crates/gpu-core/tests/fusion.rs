@@ -1,10 +1,13 @@
 //! The elementwise fuser: fused results equal unfused ones and the CPU
 //! twin, chains become one launch, and the hazards (shared intermediates,
-//! intermediates the user reads, in-place writes) keep values right.
+//! intermediates the user reads, in-place writes) keep values right. The f16
+//! casts join chains: widened leaves and narrowing roots, bit-exactly.
 
 mod common;
 use common::*;
+use half::f16;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
+use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::copy::copy_into;
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, Domain, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
@@ -197,4 +200,230 @@ fn an_in_place_write_between_producer_and_consumer_blocks_fusion() {
     let want: Vec<f32> = data.iter().map(|v| (-v).exp()).collect();
     assert_close("fused", &yf.to_f32().unwrap()[..50], &want, 1e-5, 1e-6);
     assert_close("fused vs unfused", &yf.to_f32().unwrap(), &yp.to_f32().unwrap(), 1e-6, 1e-7);
+}
+
+// ---- f16 casts in fused chains --------------------------------------------
+
+/// f16 values at the type's limits (signed zeros, ±65504, the smallest and
+/// largest subnormals, the smallest normal, ±inf, quiet and signalling NaN,
+/// a NaN with payload) then random bit patterns (every class again), `n` in all.
+fn halves(n: usize, seed: u64) -> Vec<f16> {
+    let edges =
+        [0x0000, 0x8000, 0x7bff, 0xfbff, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xfe42];
+    let mut r = rng(seed);
+    let random = std::iter::repeat_with(move || r.below(1 << 16) as u16);
+    edges.into_iter().chain(random).take(n).map(f16::from_bits).collect()
+}
+
+/// Bit-exact f32 comparison, any NaN matching any NaN; `skip(i)` exempts an element.
+#[track_caller]
+fn same_bits(what: &str, got: &[f32], want: &[f32], skip: impl Fn(usize) -> bool) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = skip(i) || if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
+        assert!(ok, "{what}: element {i}: got {g} ({:#010x}), want {w} ({:#010x})", g.to_bits(), w.to_bits());
+    }
+}
+
+/// Bit-exact comparison of f16 results, any NaN matching any NaN.
+#[track_caller]
+fn same_halves(what: &str, got: &[f16], want: &[f16]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
+        assert!(ok, "{what}: element {i}: got {:#06x} ({g}), want {:#06x} ({w})", g.to_bits(), w.to_bits());
+    }
+}
+
+/// Sizes for the cast chains: the awkward ones, and one past a workgroup of words.
+fn cast_sizes() -> impl Iterator<Item = usize> {
+    SIZES.iter().copied().chain([4097])
+}
+
+#[test]
+fn widened_f16_leaves_fuse_bit_exactly() {
+    let Some((fused, plain, cpu)) = trio("widened_f16_leaves_fuse_bit_exactly") else { return };
+    for n in cast_sizes() {
+        let (xh, zh) = (halves(n, n as u64), halves(n, 1000 + n as u64));
+        let y = rng(7).vec(n, -2.0, 2.0);
+        let dense = Layout::contiguous(&[n]);
+        // relu(widen(x)): two launches unfused, one fused.
+        let relu = |dev: &Device| {
+            let x = Buffer::from_f16(dev, &xh).unwrap();
+            launches(dev, || unary(UnaryOp::Relu, &f16_to_f32(&x, n).unwrap(), n).unwrap())
+        };
+        // (|widen(x)| + widen(z)) · y: five launches unfused, one fused. No
+        // multiply feeds an add, so no contraction into an fma can differ.
+        let chain = |dev: &Device| {
+            let (x, z) = (Buffer::from_f16(dev, &xh).unwrap(), Buffer::from_f16(dev, &zh).unwrap());
+            let y = Buffer::from_f32(dev, &y).unwrap();
+            launches(dev, || {
+                let ax = unary(UnaryOp::Abs, &f16_to_f32(&x, n).unwrap(), n).unwrap();
+                let s = binary(BinaryOp::Add, &ax, &dense, &f16_to_f32(&z, n).unwrap(), &dense).unwrap().0;
+                binary(BinaryOp::Mul, &s, &dense, &y, &dense).unwrap().0
+            })
+        };
+        let busy = (n > 0) as u64;
+        for (what, f, launches_fused, launches_plain) in
+            [("relu(widen(x))", &relu as &dyn Fn(&Device) -> (Buffer, u64), 1, 2), ("(|x| + z)·y", &chain, 1, 5)]
+        {
+            let what = format!("{what}, n={n}");
+            let ((rf, nf), (rp, np), (rc, _)) = (f(&fused), f(&plain), f(&cpu));
+            assert_eq!((nf, np), (launches_fused * busy, launches_plain * busy), "{what}: launches fused / unfused");
+            let (rf, rp, rc) = (rf.to_f32().unwrap(), rp.to_f32().unwrap(), rc.to_f32().unwrap());
+            same_bits(&format!("{what}: fused vs unfused"), &rf, &rp, |_| false);
+            // WGSL leaves max(NaN, 0) open; the CPU twin's f32::max gives 0.
+            let relu_of_nan = |i: usize| what.starts_with("relu") && xh[i].is_nan();
+            same_bits(&format!("{what}: fused vs CPU"), &rf, &rc, relu_of_nan);
+        }
+    }
+}
+
+#[test]
+fn widened_values_fuse_through_strided_and_broadcast_reads() {
+    let Some((fused, plain, cpu)) = trio("widened_values_fuse_through_strided_and_broadcast_reads") else { return };
+    // widen(xᵀ) + widen(row) over [5, 7]: xᵀ is [7, 5] storage viewed transposed,
+    // the row broadcasts over the rows. Neither widened copy is ever written.
+    let (xh, rowh) = (halves(R * C, 21), halves(C, 22));
+    let run = |dev: &Device| {
+        let (xt, row) = (Buffer::from_f16(dev, &xh).unwrap(), Buffer::from_f16(dev, &rowh).unwrap());
+        let x_view = Layout::contiguous(&[C, R]).permute(&[1, 0]).unwrap();
+        launches(dev, || {
+            let (wx, wrow) = (f16_to_f32(&xt, R * C).unwrap(), f16_to_f32(&row, C).unwrap());
+            binary(BinaryOp::Add, &wx, &x_view, &wrow, &Layout::contiguous(&[1, C])).unwrap().0
+        })
+    };
+    let ((yf, nf), (yp, np), (yc, _)) = (run(&fused), run(&plain), run(&cpu));
+    assert_eq!((nf, np), (1, 3), "launches fused / unfused");
+    let (f, p, c) = (yf.to_f32().unwrap(), yp.to_f32().unwrap(), yc.to_f32().unwrap());
+    same_bits("strided f16 leaves: fused vs unfused", &f, &p, |_| false);
+    same_bits("strided f16 leaves: fused vs CPU", &f, &c, |_| false);
+    let want: Vec<f32> = (0..R * C).map(|i| xh[(i % C) * R + i / C].to_f32() + rowh[i % C].to_f32()).collect();
+    same_bits("strided f16 leaves: fused vs host", &f, &want, |_| false);
+}
+
+#[test]
+fn widened_values_a_tensor_holds_are_still_stored() {
+    let Some((fused, plain, _)) = trio("widened_values_a_tensor_holds_are_still_stored") else { return };
+    let n = 33;
+    let xh = halves(n, 5);
+    let widened: Vec<f32> = xh.iter().map(|h| h.to_f32()).collect();
+    // A kept widen read densely: one launch that also stores the f32 copy.
+    // Read through a broadcast instead, it runs alone: the kept copy is whole.
+    for (broadcast, launches_fused) in [(false, 1), (true, 2)] {
+        let what = if broadcast { "kept widen read through a broadcast" } else { "kept widen read densely" };
+        let run = |dev: &Device| {
+            let x = Buffer::from_f16(dev, &xh).unwrap();
+            let two = Buffer::from_f32(dev, &[0.5, -1.0]).unwrap();
+            let mut kept = None;
+            let (y, k) = launches(dev, || {
+                let t = f16_to_f32(&x, n).unwrap();
+                let y = match broadcast {
+                    false => unary(UnaryOp::Neg, &t, n).unwrap(),
+                    true => {
+                        binary(BinaryOp::Add, &t, &Layout::contiguous(&[1, n]), &two, &Layout::contiguous(&[2, 1]))
+                            .unwrap()
+                            .0
+                    }
+                };
+                kept = Some(t);
+                y
+            });
+            (kept.unwrap().to_f32().unwrap(), y.to_f32().unwrap(), k)
+        };
+        let ((tf, yf, nf), (tp, yp, np)) = (run(&fused), run(&plain));
+        assert_eq!((nf, np), (launches_fused, 2), "{what}: launches fused / unfused");
+        same_bits(&format!("{what}: the kept copy"), &tf, &widened, |_| false);
+        same_bits(&format!("{what}: the kept copy vs unfused"), &tf, &tp, |_| false);
+        same_bits(&format!("{what}: its consumer vs unfused"), &yf, &yp, |_| false);
+    }
+}
+
+#[test]
+fn fused_widens_take_no_memory() {
+    let Some((fused, plain, _)) = trio("fused_widens_take_no_memory") else { return };
+    let run = |dev: &Device| {
+        let x = Buffer::from_f16(dev, &halves(1000, 8)).unwrap();
+        dev.flush().unwrap();
+        let before = dev.stats();
+        let y = unary(UnaryOp::Relu, &f16_to_f32(&x, 1000).unwrap(), 1000).unwrap();
+        let out = y.to_f32().unwrap();
+        (out, (dev.stats() - before).buffers_created)
+    };
+    let ((f, fb), (p, pb)) = (run(&fused), run(&plain));
+    same_bits("relu(widen(x))", &f, &p, |_| false);
+    assert_eq!((fb, pb), (1, 2), "buffers created fused (the result only) / unfused (the f32 copy too)");
+}
+
+/// f32 addends that push f16 values to and past its limits: to 65504 + 15.99
+/// (rounds back to 65504) and 65504 + 16 (the halfway point: rounds to even,
+/// inf), below -65504, into ties in the subnormals, and NaN / inf operands.
+fn addends(n: usize, seed: u64) -> Vec<f32> {
+    let edges = [0.0, -0.0, 15.99, 16.0, -16.0, 8.0, -2.980_232_2e-8, 1e-8, f32::NAN, f32::INFINITY, 1e6, -1e6];
+    let random = rng(seed).vec(n, -4.0, 4.0);
+    edges.into_iter().cycle().take(n.min(3 * edges.len())).chain(random).take(n).collect()
+}
+
+#[test]
+fn narrowing_roots_store_packed_f16_bit_exactly() {
+    let Some((fused, plain, cpu)) = trio("narrowing_roots_store_packed_f16_bit_exactly") else { return };
+    for n in cast_sizes() {
+        // The f16 edges three times over (13 of them against 12 addends, so
+        // 65504 meets both 15.99 and 16, the smallest subnormal a tie), then random.
+        let edges = halves(13, 0).into_iter().cycle().take(n.min(39));
+        let ah: Vec<f16> = edges.chain(halves(n, 40 + n as u64).into_iter().skip(13)).take(n).collect();
+        let b = addends(n, n as u64);
+        let dense = Layout::contiguous(&[n]);
+        // narrow(widen(a) + b): three launches unfused, one fused (one thread per word).
+        let run = |dev: &Device| {
+            let (a, b) = (Buffer::from_f16(dev, &ah).unwrap(), Buffer::from_f32(dev, &b).unwrap());
+            let mut kept = None;
+            let (h, k) = launches(dev, || {
+                let s = binary(BinaryOp::Add, &f16_to_f32(&a, n).unwrap(), &dense, &b, &dense).unwrap().0;
+                let h = f32_to_f16(&s, n).unwrap();
+                // Kept on every third size: the fused kernel also stores the f32 sum.
+                if n % 3 == 0 {
+                    kept = Some(s);
+                }
+                h
+            });
+            (h.to_f16().unwrap(), kept.map(|s| s.to_f32().unwrap()), k)
+        };
+        let ((hf, sf, nf), (hp, sp, np), (hc, sc, _)) = (run(&fused), run(&plain), run(&cpu));
+        let busy = (n > 0) as u64;
+        assert_eq!((nf, np), (busy, 3 * busy), "n={n}: launches fused / unfused");
+        assert_eq!(hf.len(), n);
+        same_halves(&format!("n={n}: fused vs unfused"), &hf, &hp);
+        same_halves(&format!("n={n}: fused vs CPU"), &hf, &hc);
+        if let (Some(sf), Some(sp), Some(sc)) = (sf, sp, sc) {
+            same_bits(&format!("n={n}: kept sum vs unfused"), &sf, &sp, |_| false);
+            same_bits(&format!("n={n}: kept sum vs CPU"), &sf, &sc, |_| false);
+        }
+        if n >= 36 {
+            let overflowed = hf.iter().filter(|h| h.is_infinite()).count();
+            assert!(overflowed >= 3, "n={n}: the edges overflow to inf ({overflowed} did)");
+        }
+    }
+}
+
+#[test]
+fn a_narrowed_value_widened_again_is_read_from_memory() {
+    let Some((fused, plain, cpu)) = trio("a_narrowed_value_widened_again_is_read_from_memory") else { return };
+    let n = 1023;
+    let data: Vec<f32> = rng(9).vec(n, -70000.0, 70000.0);
+    let dense = Layout::contiguous(&[n]);
+    // widen(narrow(relu(x))) + x: the narrow ends one kernel (relu + narrow),
+    // the widen starts the next (widen + add).
+    let run = |dev: &Device| {
+        let x = Buffer::from_f32(dev, &data).unwrap();
+        launches(dev, || {
+            let h = f32_to_f16(&unary(UnaryOp::Relu, &x, n).unwrap(), n).unwrap();
+            binary(BinaryOp::Add, &f16_to_f32(&h, n).unwrap(), &dense, &x, &dense).unwrap().0
+        })
+    };
+    let ((yf, nf), (yp, np), (yc, _)) = (run(&fused), run(&plain), run(&cpu));
+    assert_eq!((nf, np), (2, 4), "launches fused / unfused");
+    let (f, p, c) = (yf.to_f32().unwrap(), yp.to_f32().unwrap(), yc.to_f32().unwrap());
+    same_bits("round trip: fused vs unfused", &f, &p, |_| false);
+    same_bits("round trip: fused vs CPU", &f, &c, |_| false);
 }

@@ -315,7 +315,7 @@ impl GpuContext {
                 params: &g.params,
                 inputs: &inputs,
                 outputs: &outputs,
-                workgroups: crate::ops::groups(run[root].fusable.n, 256),
+                workgroups: crate::ops::groups(g.threads, 256),
             },
         )
     }

@@ -2,6 +2,13 @@
 //! per output element that reads each leaf through its own index map and
 //! evaluates the expression's nodes in registers.
 //!
+//! The expression is evaluated by `fn tree(i) -> f32` (element `i`, storing
+//! the intermediates a tensor holds on the way). `main` stores its value at
+//! `i`, or, when the root narrows to f16, runs one thread per output word
+//! `k`, evaluates elements `2k` and `2k + 1` and stores the packed pair
+//! (`half_bits` of `half.wgsl`, the same rounding as `cast.wgsl`). f16 leaves
+//! (a widen's input) are bound as `array<u32>` and read with `half_at`.
+//!
 //! Node bodies come from the op tables' rows (`UnaryOp::wgsl_rows`,
 //! `BinaryOp::wgsl_row`), the same text the unfused kernels' switches are
 //! generated from, each wrapped in a function of its own so that the `let`s
@@ -31,6 +38,9 @@ pub(crate) struct Generated {
     pub stored: Vec<usize>,
     /// The chain for profiles and debugging, e.g. `mul+add+relu`.
     pub name: String,
+    /// Threads to launch: the element count, or the word count when the
+    /// root narrows to packed f16.
+    pub threads: usize,
     /// The run's launches it computes, producers first (the root last).
     pub members: Vec<usize>,
 }
@@ -45,6 +55,8 @@ struct Writer<'a> {
     leaves: Vec<(usize, usize)>,
     names: Vec<String>,
     temps: usize,
+    /// Index maps composed from consumers' reads (`jx0`, `jx1`, ..).
+    maps: usize,
 }
 
 /// `p.w[..]` naming word `k` of the uniform block.
@@ -59,46 +71,82 @@ impl Writer<'_> {
         word(self.params.len() - 1)
     }
 
-    /// Emits the evaluation of `e` and returns the WGSL value naming it.
-    fn emit(&mut self, e: &Expr) -> String {
+    /// Emits the evaluation of `e` at element `at` (a WGSL u32) and returns
+    /// the WGSL value naming it.
+    fn emit(&mut self, e: &Expr, at: &str) -> String {
+        let run = self.run;
         match e {
-            Expr::Leaf { launch, slot } => self.leaf(*launch, *slot),
+            Expr::Leaf { launch, slot } => self.leaf(*launch, *slot, at),
             Expr::Node { launch, args } => {
-                let vals: Vec<String> = args.iter().map(|a| self.emit(a)).collect();
-                let node = self.run[*launch].fusable.node;
+                let mut vals = Vec::new();
+                for (slot, a) in args.iter().enumerate() {
+                    // A producer read through an index map (only a widen that
+                    // is not stored, see `merges`) is evaluated at the mapped element.
+                    let access = &run[*launch].fusable.access[slot];
+                    let at = match (a, access) {
+                        (Expr::Node { .. }, Access::Strided { .. }) => {
+                            let m = self.maps;
+                            self.maps += 1;
+                            let f = self.index_fn(&format!("jx{m}"), access);
+                            writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
+                            format!("j{m}")
+                        }
+                        _ => at.to_string(),
+                    };
+                    vals.push(self.emit(a, &at));
+                }
+                let node = run[*launch].fusable.node;
                 self.names.push(node.name());
                 let f = format!("e{}", self.temps);
                 self.temps += 1;
-                self.node_fn(&f, node);
-                writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
+                if node == Node::Widen {
+                    // The leaf read already widened it.
+                    writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
+                } else {
+                    self.node_fn(&f, node);
+                    writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
+                }
                 if self.into[*launch].is_some_and(|m| m.store) {
+                    debug_assert_eq!(at, "i", "a stored value is read densely");
                     self.stored.push(*launch);
-                    writeln!(self.body, "    z{}[i] = {f}v;", self.stored.len()).unwrap();
+                    writeln!(self.body, "    z{}[{at}] = {f}v;", self.stored.len()).unwrap();
                 }
                 format!("{f}v")
             }
         }
     }
 
-    /// Binds launch `launch`'s input `slot` and returns its read at element `i`.
-    fn leaf(&mut self, launch: usize, slot: usize) -> String {
-        let k = self.leaves.len();
-        self.leaves.push((launch, slot));
-        match &self.run[launch].fusable.access[slot] {
-            Access::Dense => format!("l{k}[i]"),
-            Access::Strided { shape, strides, offset } => {
-                // Unrolled strided index, innermost dim first (as `strided_offset`).
-                let mut f =
-                    format!("fn ix{k}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
-                for d in (0..shape.len()).rev() {
-                    let (s, t) = (self.push(shape[d] as u32), self.push(strides[d] as u32));
-                    writeln!(f, "    o += (r % {s}) * {t};\n    r = r / {s};").unwrap();
-                }
-                f += "    return o;\n}\n";
-                self.fns += &f;
-                format!("l{k}[ix{k}(i)]")
-            }
+    /// Emits `fn NAME(i: u32) -> u32`, the element `access` reads for
+    /// element `i` (its shape, strides and offset in the uniform block), and
+    /// returns NAME; the identity for a dense access.
+    fn index_fn(&mut self, name: &str, access: &Access) -> String {
+        let Access::Strided { shape, strides, offset } = access else {
+            return String::new();
+        };
+        // Unrolled strided index, innermost dim first (as `strided_offset`).
+        let mut f =
+            format!("fn {name}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
+        for d in (0..shape.len()).rev() {
+            let (s, t) = (self.push(shape[d] as u32), self.push(strides[d] as u32));
+            writeln!(f, "    o += (r % {s}) * {t};\n    r = r / {s};").unwrap();
         }
+        f += "    return o;\n}\n";
+        self.fns += &f;
+        name.to_string()
+    }
+
+    /// Binds launch `launch`'s input `slot` and returns its read for element
+    /// `at`: an f32, or a widen's f16 input widened.
+    fn leaf(&mut self, launch: usize, slot: usize, at: &str) -> String {
+        let (run, k) = (self.run, self.leaves.len());
+        self.leaves.push((launch, slot));
+        let f = self.index_fn(&format!("ix{k}"), &run[launch].fusable.access[slot]);
+        let ix = if f.is_empty() { at.to_string() } else { format!("{f}({at})") };
+        if run[launch].fusable.node != Node::Widen {
+            return format!("l{k}[{ix}]");
+        }
+        writeln!(self.body, "    let h{k} = {ix};").unwrap();
+        format!("half_at(l{k}[h{k} / 2u], h{k})")
     }
 
     /// Emits `fn NAME(..) -> f32` computing `node` from its table row.
@@ -108,6 +156,7 @@ impl Writer<'_> {
             Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
+            Node::Widen | Node::Narrow => unreachable!("wgrad internal: casts are leaf reads and root stores"),
         };
         let Some(row) = row else {
             writeln!(self.fns, "fn {name}({signature}) -> f32 {{ return select(b, a, c != 0.0); }}").unwrap();
@@ -150,37 +199,61 @@ pub(crate) fn generate(
         leaves: Vec::new(),
         names: Vec::new(),
         temps: 0,
+        maps: 0,
     };
-    let result = w.emit(expr);
+    // A root that narrows is the store: the tree computes its f32 input.
+    let narrow = match expr {
+        Expr::Node { launch, args } if run[*launch].fusable.node == Node::Narrow => Some(&args[0]),
+        _ => None,
+    };
+    let result = w.emit(narrow.unwrap_or(expr), "i");
+    if narrow.is_some() {
+        w.names.push(Node::Narrow.name());
+    }
     if w.leaves.len() + 1 + w.stored.len() > max_buffers || w.params.len() > WORDS {
         return None;
     }
     let mut src = format!("// Generated by the wgrad fuser: {}\n", w.names.join("+"));
     src += &crate::shaders::source("common");
     src += &crate::shaders::source("unary_helpers");
+    src += &crate::shaders::source("half");
     writeln!(src, "struct Params {{ w: array<vec4<u32>, {}> }}", WORDS / 4).unwrap();
     src += "@group(0) @binding(0) var<uniform> p: Params;\n";
-    for k in 0..w.leaves.len() {
-        writeln!(src, "@group(0) @binding({}) var<storage, read> l{k}: array<f32>;", k + 1).unwrap();
+    for (k, &(launch, _)) in w.leaves.iter().enumerate() {
+        let ty = if run[launch].fusable.node == Node::Widen { "u32" } else { "f32" };
+        writeln!(src, "@group(0) @binding({}) var<storage, read> l{k}: array<{ty}>;", k + 1).unwrap();
     }
     for k in 0..=w.stored.len() {
-        writeln!(src, "@group(0) @binding({}) var<storage, read_write> z{k}: array<f32>;", w.leaves.len() + 1 + k)
+        let ty = if k == 0 && narrow.is_some() { "u32" } else { "f32" };
+        writeln!(src, "@group(0) @binding({}) var<storage, read_write> z{k}: array<{ty}>;", w.leaves.len() + 1 + k)
             .unwrap();
     }
     src += &w.fns;
+    writeln!(src, "fn tree(i: u32) -> f32 {{\n{}    return {result};\n}}", w.body).unwrap();
     src += "@compute @workgroup_size(256)\n\
             fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, \
             @builtin(local_invocation_index) lid: u32) {\n\
-            \x20   let i = linear_workgroup(wid, nwg) * 256u + lid;\n";
-    writeln!(src, "    if i >= {} {{\n        return;\n    }}", word(0)).unwrap();
-    src += &w.body;
-    writeln!(src, "    z0[i] = {result};\n}}").unwrap();
+            \x20   let t = linear_workgroup(wid, nwg) * 256u + lid;\n";
+    let n_word = word(0);
+    if narrow.is_some() {
+        // One thread per word: elements 2t and 2t + 1 (masked past n), stored whole.
+        writeln!(
+            src,
+            "    let i = 2u * t;\n    if i >= {n_word} {{\n        return;\n    }}\n    var hi = 0u;\n    \
+             if i + 1u < {n_word} {{\n        hi = half_bits(bitcast<u32>(tree(i + 1u)));\n    }}\n    \
+             z0[t] = half_bits(bitcast<u32>(tree(i))) | (hi << 16u);\n}}"
+        )
+        .unwrap();
+    } else {
+        writeln!(src, "    if t >= {n_word} {{\n        return;\n    }}\n    z0[t] = tree(t);\n}}").unwrap();
+    }
     Some(Generated {
         source: src,
         params: w.params,
         leaves: w.leaves,
         stored: w.stored,
         name: w.names.join("+"),
+        threads: if narrow.is_some() { n.div_ceil(2) } else { n },
         members: expr.launches(),
     })
 }
@@ -237,6 +310,77 @@ mod tests {
                 drop(t1);
             }
         }
+    }
+
+    /// `narrow(relu(widen(x)) + widen(y)ᵀ)`: both widens merge (the second
+    /// through the consumer's transposed read, being stored by nothing), the
+    /// narrow is the root, and the kernel reads two packed f16 leaves, runs
+    /// one thread per word and validates with naga.
+    #[test]
+    fn cast_trees_read_f16_leaves_and_store_packed_words() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let transposed = Access::Strided { shape: vec![4, 4], strides: vec![1, 4], offset: 0 };
+        let (x, y, t0, t1, t2, t3) = (buf(), buf(), buf(), buf(), buf(), buf());
+        let run = vec![
+            deferred(Node::Widen, vec![x], vec![Access::Dense], t0.clone()),
+            deferred(Node::Unary(UnaryOp::Relu), vec![t0], vec![Access::Dense], t1.clone()),
+            deferred(Node::Widen, vec![y], vec![Access::Dense], t2.clone()),
+            deferred(Node::Binary(BinaryOp::Add), vec![t1, t2], vec![Access::Dense, transposed], t3.clone()),
+            deferred(Node::Narrow, vec![t3], vec![Access::Dense], buf()),
+        ];
+        let into = merges(&run);
+        let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
+        assert_eq!(consumers, [Some((1, false)), Some((3, false)), Some((3, false)), Some((4, false)), None]);
+        let expr = expression(&run, &into, 4);
+        assert_eq!(expr.nodes(), 5);
+        for n in [16, 15] {
+            let k = generate(&run, &into, &expr, n, 16).expect("fits");
+            assert_eq!((k.leaves.as_slice(), k.stored.len(), k.threads), (&[(0, 0), (2, 0)][..], 0, 8));
+            assert_eq!(k.name, "f16_to_f32+relu+f16_to_f32+add+f32_to_f16");
+            for decl in ["l0: array<u32>", "l1: array<u32>", "z0: array<u32>", "fn jx0(i: u32)"] {
+                assert!(k.source.contains(decl), "{decl} missing:\n{}", k.source);
+            }
+            assert!(k.source.contains("z0[t] = half_bits(bitcast<u32>(tree(i)))"), "{}", k.source);
+            validate(&k.source);
+        }
+    }
+
+    /// Where the casts do not merge: a narrow's packed output feeds nothing
+    /// in registers, and a widen a tensor still holds (so stored whole) is
+    /// not read through a consumer's index map; read densely, it merges and
+    /// its f32 copy is an extra output.
+    #[test]
+    fn casts_merge_only_where_their_types_and_stores_allow() {
+        let dev = Device::cpu();
+        let buf = || Buffer::alloc(&dev, 64).unwrap();
+        let broadcast = Access::Strided { shape: vec![4, 4], strides: vec![0, 1], offset: 0 };
+        let (x, h, w, kept) = (buf(), buf(), buf(), buf());
+        let run = vec![
+            deferred(Node::Unary(UnaryOp::Neg), vec![x.clone()], vec![Access::Dense], buf()),
+            deferred(Node::Narrow, vec![x.clone()], vec![Access::Dense], h.clone()),
+            deferred(Node::Widen, vec![h], vec![Access::Dense], w.clone()),
+            deferred(Node::Widen, vec![x.clone()], vec![Access::Dense], kept.clone()),
+            deferred(Node::Binary(BinaryOp::Mul), vec![w, kept.clone()], vec![Access::Dense, broadcast], buf()),
+        ];
+        let into = merges(&run);
+        let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
+        assert_eq!(consumers, [None, None, Some((4, false)), None, None], "kept widen read through a broadcast");
+
+        let (y, t) = (buf(), buf());
+        let run = vec![
+            deferred(Node::Widen, vec![x], vec![Access::Dense], kept.clone()),
+            deferred(Node::Binary(BinaryOp::Mul), vec![kept.clone(), y], vec![Access::Dense; 2], t.clone()),
+            deferred(Node::Narrow, vec![t], vec![Access::Dense], buf()),
+        ];
+        let into = merges(&run);
+        let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
+        assert_eq!(consumers, [Some((1, true)), Some((2, false)), None], "kept widen read densely");
+        let k = generate(&run, &into, &expression(&run, &into, 2), 16, 16).expect("fits");
+        assert_eq!((k.stored.as_slice(), k.threads), (&[0][..], 8));
+        assert!(k.source.contains("z1: array<f32>") && k.source.contains("z1[i] = e0v;"), "{}", k.source);
+        validate(&k.source);
+        drop(kept);
     }
 
     /// A kernel whose leaf index maps overflow the uniform block is refused

@@ -1,8 +1,8 @@
 //! The fuser's planner: which deferred elementwise launches merge into one
 //! generated kernel.
 //!
-//! Elementwise launches (unary, `unary_grad`, binary, `where`) are not
-//! encoded when recorded: the batch keeps them as a *run* of [`Deferred`]
+//! Elementwise launches (unary, `unary_grad`, binary, `where`, and the float
+//! casts `f16_to_f32` / `f32_to_f16`) are not encoded when recorded: the batch keeps them as a *run* of [`Deferred`]
 //! launches until any other command (another kernel, an upload, a copy, a
 //! readback, the submit) must be encoded after them. Then [`plan`] turns the
 //! run into expression trees, one per launch that must really run, and the
@@ -19,6 +19,21 @@
 //!   holds only elementwise launches, which write only their fresh outputs,
 //!   and every in-place kernel (an optimizer step, a running-statistics
 //!   update, a copy) ends the run before it is encoded.
+//!
+//! The casts add element types to the picture. Every value in registers is
+//! an f32; packed f16 storage (two halves per u32 word) appears only at the
+//! edges of a tree:
+//! - a *widen* ([`Node::Widen`], `f16_to_f32`) reads its f16 input as a leaf
+//!   (`half_at(l[j / 2], j)`), so `relu(widen(x16))` never writes the f32
+//!   copy unless a tensor still holds it. Widening moves no element, so its
+//!   consumer may read it through any index map `A` (a strided or broadcast
+//!   view, a shorter count) when it is not stored: the f16 leaf is then read
+//!   at `A(i)`, and its dense f16 leaf becomes a strided one;
+//! - a *narrow* ([`Node::Narrow`], `f32_to_f16`) is only ever a tree's root
+//!   (its packed output is read by nothing in registers), and that tree runs
+//!   one thread per output word: each evaluates elements `2k` and `2k + 1`
+//!   (the second masked past `n`) and stores the word whole, since two
+//!   threads storing halves of one word would race.
 
 use crate::ops::binary::BinaryOp;
 use crate::ops::unary::UnaryOp;
@@ -35,6 +50,11 @@ pub(crate) enum Node {
     Binary(BinaryOp),
     /// `c != 0 ? a : b` (inputs: c, a, b).
     Where,
+    /// An f16 widened to f32, exactly (inputs: x, packed f16).
+    Widen,
+    /// An f32 rounded to f16, nearest even, ±inf past ±65504 (inputs: x);
+    /// its output is packed f16.
+    Narrow,
 }
 
 impl Node {
@@ -45,6 +65,8 @@ impl Node {
             Node::UnaryGrad(op) => format!("{}'", op.name().to_lowercase()),
             Node::Binary(op) => op.name().to_lowercase(),
             Node::Where => "where".into(),
+            Node::Widen => "f16_to_f32".into(),
+            Node::Narrow => "f32_to_f16".into(),
         }
     }
 }
@@ -160,17 +182,23 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
         }
     }
     (0..run.len())
-        .map(|p| match uses[p][..] {
-            // One reader in the run, reading densely the same number of elements.
-            [(consumer, slot)]
-                if run[consumer].fusable.access[slot] == Access::Dense
-                    && run[consumer].fusable.n == run[p].fusable.n =>
-            {
-                // No handle beyond the run's two (P's and C's): never stored.
-                let store = run[p].output.handles() != 2 || run[p].output.is_backed();
-                Some(Merge { consumer, slot, store })
-            }
-            _ => None,
+        .map(|p| {
+            // One reader in the run.
+            let [(consumer, slot)] = uses[p][..] else { return None };
+            let c = &run[consumer].fusable;
+            // No handle beyond the run's two (P's and C's): never stored.
+            let store = run[p].output.handles() != 2 || run[p].output.is_backed();
+            // Reading densely the same number of elements: no index map to compose.
+            let aligned = c.access[slot] == Access::Dense && c.n == run[p].fusable.n;
+            let fits = match run[p].fusable.node {
+                // Packed f16 output: only ever a root.
+                Node::Narrow => false,
+                // Moves no element: read through C's map, unless all of it is stored.
+                Node::Widen => aligned || !store,
+                _ => aligned,
+            };
+            // A widen's input is f16, which no value in registers is.
+            (fits && c.node != Node::Widen).then_some(Merge { consumer, slot, store })
         })
         .collect()
 }

@@ -10,19 +10,26 @@
 //! undefined outside f16's finite range, the kernel maps overflow to ±inf and
 //! NaN to a quiet NaN itself; in range it rounds to nearest even like the CPU
 //! twin (the `half` crate).
+//!
+//! The two float casts are elementwise launches the fuser may merge with
+//! their neighbours on a GPU (`gpu/fusion.rs`): a widen into the kernel that
+//! consumes it (which then reads the f16 input directly), a narrow as the
+//! packed store of the kernel that produces its input. The CPU backend runs
+//! them eagerly, as it runs everything.
 
 use half::f16;
 
-use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, dispatch_fusable, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::{Buffer, Result};
 
 /// `cast.wgsl`'s `Params`: the element count.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl { shader: "cast", fields: &[("n", Kind::U32)] };
 
-/// Launches one entry of `cast.wgsl` with `threads` threads, or runs `cpu`
-/// on the CPU backend.
+/// Launches one entry of `cast.wgsl` with `threads` threads (deferred for
+/// the fuser as `fuse` when given), or runs `cpu` on the CPU backend.
 fn launch(
-    entry: &'static str,
+    (entry, fuse): (&'static str, Option<Node>),
     x: &Buffer,
     out: &Buffer,
     (n, threads): (usize, usize),
@@ -34,7 +41,14 @@ fn launch(
         x.device(),
         |g| {
             let params = Params::of(&PARAMS).set_u32("n", n);
-            dispatch(g, "cast", entry, &[], &params, &[x], &[out], groups(threads, 256))
+            let workgroups = groups(threads, 256);
+            match fuse {
+                Some(node) => {
+                    let what = Fusable { node, n, access: vec![Access::Dense] };
+                    dispatch_fusable(g, "cast", entry, &[], &params, &[x], out, workgroups, what)
+                }
+                None => dispatch(g, "cast", entry, &[], &params, &[x], &[out], workgroups),
+            }
         },
         || cpu(&x.host(), &mut out.host_mut()),
     )
@@ -45,7 +59,7 @@ fn launch(
 pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f32_to_f16", "input", n, 4)?;
     let out = Buffer::alloc(x.device(), n as u64 * 2)?;
-    launch("f32_to_f16", x, &out, (n, n.div_ceil(2)), |xs, ys| {
+    launch(("f32_to_f16", Some(Node::Narrow)), x, &out, (n, n.div_ceil(2)), |xs, ys| {
         let xs: &[f32] = bytemuck::cast_slice(&xs[..n]);
         for (y, pair) in ys.iter_mut().zip(xs.chunks(2)) {
             let half = |v: Option<&f32>| v.map_or(0, |&v| f16::from_f32(v).to_bits() as u32);
@@ -59,7 +73,7 @@ pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
 pub fn f16_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f16_to_f32", "input", n, 2)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
-    launch("f16_to_f32", x, &out, (n, n.div_ceil(2)), |xs, ys| {
+    launch(("f16_to_f32", Some(Node::Widen)), x, &out, (n, n.div_ceil(2)), |xs, ys| {
         let halves: &[f16] = bytemuck::cast_slice(xs);
         for (y, h) in ys[..n].iter_mut().zip(halves) {
             *y = h.to_f32().to_bits();
@@ -84,7 +98,7 @@ pub fn f32_to_u32(x: &Buffer, n: usize) -> Result<Buffer> {
 fn word_cast(entry: &'static str, x: &Buffer, n: usize, twin: fn(u32) -> u32) -> Result<Buffer> {
     x.check_len(entry, "input", n, 4)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
-    launch(entry, x, &out, (n, n), |xs, ys| {
+    launch((entry, None), x, &out, (n, n), |xs, ys| {
         for (y, &v) in ys[..n].iter_mut().zip(&xs[..n]) {
             *y = twin(v);
         }
