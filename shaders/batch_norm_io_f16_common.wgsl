@@ -1,10 +1,10 @@
 // What the f16 batch-norm activation libraries share (batch_norm_io_f16.wgsl,
 // packed loads, and batch_norm_io_f16_native.wgsl, WGSL's f16 loads): the
 // outputs, stored as packed u32 words in both (one unit is one word, so each
-// thread owns the words it writes; the rounding is f16_bits.wgsl's, not
+// thread owns the words it writes; the rounding is half.wgsl's, not
 // f16(x), whose rounding WGSL leaves open), and the vec4 entries' quads:
 // quad q is units 2q and 2q + 1.
-//#include f16_bits.wgsl
+//#include half.wgsl
 
 @group(0) @binding(5) var<storage, read_write> y_out: array<u32>;
 @group(0) @binding(6) var<storage, read_write> y_res_out: array<u32>;

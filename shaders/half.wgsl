@@ -1,6 +1,6 @@
 // Packed f16 storage (two halves per u32 word, element 2k in the low half),
-// shared by cast.wgsl and the fuser's generated kernels (which read f16
-// leaves and store f16 roots with these). Core WGSL only: no SHADER_F16.
+// shared by cast.wgsl, the batch-norm f16 libraries and the fuser's
+// generated kernels (which read f16 leaves and store f16 roots with these). Core WGSL only: no SHADER_F16.
 
 // f16 bits of an f32, rounding to nearest even. WGSL leaves pack2x16float
 // indeterminate outside f16's finite range, so overflow and NaN are spelled
@@ -15,7 +15,17 @@ fn half_bits(bits: u32) -> u32 {
     if mag >= 0x477ff000u {
         return sign | 0x7c00u;
     }
+    // Above 65504 (0x477fe000) and below that point: 65504, spelled out for the same reason.
+    if mag > 0x477fe000u {
+        return sign | 0x7bffu;
+    }
     return pack2x16float(vec2<f32>(bitcast<f32>(bits), 0.0)) & 0xffffu;
+}
+
+// Two values rounded into one word, x in the low half (element 2k of the
+// packed layout), y in the high half.
+fn pack_halves(v: vec2<f32>) -> u32 {
+    return half_bits(bitcast<u32>(v.x)) | (half_bits(bitcast<u32>(v.y)) << 16u);
 }
 
 // Element `i` of packed f16 storage, widened (exactly), given its word

@@ -125,11 +125,15 @@ pub fn autocast<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The operands of `op` cast to f16 when autocast is on, `op` is on the
-/// policy's f16 list and every operand is f32; `None` otherwise (the op
-/// then runs as called).
+/// policy's f16 list, every operand is a float and at least one is f32 (an
+/// f16 activation from the layer before stays as it is); `None` otherwise
+/// (the op then runs as called).
 pub(crate) fn f16_operands<const N: usize>(op: &str, operands: [&Tensor; N]) -> Option<[Tensor; N]> {
-    let applies =
-        is_autocast_enabled() && policy(op) == Precision::F16 && operands.iter().all(|t| t.dtype() == DType::F32);
+    let floats = operands.iter().all(|t| matches!(t.dtype(), DType::F32 | DType::F16));
+    let applies = is_autocast_enabled()
+        && policy(op) == Precision::F16
+        && floats
+        && operands.iter().any(|t| t.dtype() == DType::F32);
     applies.then(|| operands.map(|t| t.to_dtype(DType::F16)))
 }
 

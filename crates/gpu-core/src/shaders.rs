@@ -39,7 +39,6 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("batch_norm_io_f16", include_str!("../../../shaders/batch_norm_io_f16.wgsl")),
     ("batch_norm_io_f16_native", include_str!("../../../shaders/batch_norm_io_f16_native.wgsl")),
     ("batch_norm_io_f16_common", include_str!("../../../shaders/batch_norm_io_f16_common.wgsl")),
-    ("f16_bits", include_str!("../../../shaders/f16_bits.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
@@ -64,7 +63,6 @@ pub const LIBRARIES: &[&str] = &[
     "batch_norm_io_f16",
     "batch_norm_io_f16_native",
     "batch_norm_io_f16_common",
-    "f16_bits",
 ];
 
 /// A generated source's builder.
