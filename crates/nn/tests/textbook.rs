@@ -1,6 +1,6 @@
 //! Worked examples from the textbooks, as unit tests on every backend.
 
-use wgrad_autograd::{Device, Tensor};
+use wgrad_autograd::Tensor;
 use wgrad_gpu_core::testing::{assert_close, backends};
 use wgrad_nn::loss::{BCELoss, HuberLoss, L1Loss, MSELoss};
 use wgrad_nn::{MaxPool2d, Module, Softmax};
