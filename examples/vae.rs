@@ -14,10 +14,13 @@ use clap::Parser;
 use wgrad::data::mnist::{self, Split};
 use wgrad::data::DataLoader;
 use wgrad::models::{Autoencoder, Vae};
+use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{Adam, Optimizer};
-use wgrad::nn::train::{seed_everything, EpochRecord, History, Progress, RunningMean};
+use wgrad::nn::train::{seed_everything, EpochRecord, History, Progress, RunDir, RunningMean};
 use wgrad::prelude::*;
 
+#[path = "common/control.rs"]
+mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -49,9 +52,12 @@ struct Args {
     /// Folder with MNIST IDX files (gzipped or not); default: the bundled MNIST-10k.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Where reconstructions.png, samples.png, history.csv and curves.png go.
+    /// Where checkpoints, reconstructions.png, samples.png, history.csv and curves.png go.
     #[arg(long, default_value = "runs/vae")]
     out_dir: PathBuf,
+    /// Continue from <out-dir>/last.safetensors (also mid-epoch, after Ctrl-C).
+    #[arg(long)]
+    resume: bool,
     /// Use only the first N training digits (quick smoke runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -158,25 +164,55 @@ fn main() -> Result<()> {
     let mut noise = seeds.augment;
     let eval_noise = seeds.extra;
 
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let run = RunDir::create(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
     let mut history = History::new();
+    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
+    let (mut start, mut skip) = (0, 0);
+    let nb = train_loader.num_batches();
+    if args.resume {
+        let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
+        ck.restore(net, &mut opt)?;
+        if let Some(g) = ck.rng.get("noise") {
+            noise = *g;
+        }
+        (start, history) = (ck.epoch as usize, h);
+        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
+        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
+        match skip {
+            0 => println!("resumed after epoch {start}"),
+            _ => println!("resumed in epoch {} after batch {skip} (its train loss covers the rest)", start + 1),
+        }
+    }
+    // Everything the loop carries between steps, for an exact resume.
+    let checkpoint = |opt: &Adam, noise: Generator, epoch: usize, step: usize| {
+        let mut ck = TrainingCheckpoint::capture(net, opt);
+        (ck.epoch, ck.step) = (epoch as u64, step as u64);
+        ck.rng.insert("noise".into(), noise);
+        ck
+    };
+    let stop = control::Stop::install();
+    let sizes = [("--batch-size", args.batch_size)];
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
         progress = progress.without_bar();
     }
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
-    for epoch in 0..args.epochs {
-        progress.start_epoch(epoch + 1, train_loader.dataset().len() as u64);
+    for epoch in start..args.epochs {
+        let first = std::mem::take(&mut skip);
+        let seen = (first * args.batch_size).min(train_loader.dataset().len());
+        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
         let (mut total_avg, mut recon_avg, mut kl_avg) = (RunningMean::new(), RunningMean::new(), RunningMean::new());
-        for (i, batch) in train_loader.epoch(epoch).enumerate() {
+        for (i, batch) in train_loader.epoch_from(epoch, first).enumerate() {
             let b = batch?;
-            let (total, recon, kl) = profiler.step(&dev, || {
-                let (total, recon, kl) = model.loss(&b.images, &mut noise);
-                opt.zero_grad();
-                total.backward();
-                opt.step();
-                (total, recon, kl)
-            });
+            let (total, recon, kl) = control::guard("the training step", &sizes, || {
+                profiler.step(&dev, || {
+                    let (total, recon, kl) = model.loss(&b.images, &mut noise);
+                    opt.zero_grad();
+                    total.backward();
+                    opt.step();
+                    (total, recon, kl)
+                })
+            })?;
             total_avg.update_tensor(&total.detach(), b.len);
             recon_avg.update_tensor(&recon.detach(), b.len);
             if let Some(k) = &kl {
@@ -187,6 +223,15 @@ fn main() -> Result<()> {
             if i % 20 == 19 {
                 // One read-back every 20 steps keeps the bar informative without stalling the device each step.
                 progress.set_message(format!("loss {:.2}", total_avg.mean()));
+            }
+            if stop.requested() {
+                drop(progress);
+                let done = first + i + 1;
+                checkpoint(&opt, noise, epoch, epoch * nb + done)
+                    .save(run.last())
+                    .context("saving the checkpoint after Ctrl-C")?;
+                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
+                return Ok(());
             }
         }
         let mut val = RunningMean::new();
@@ -206,8 +251,9 @@ fn main() -> Result<()> {
             val_acc: None,
             lr: opt.groups()[0].lr as f64,
         };
-        history.push(record.clone());
         progress.finish_epoch(&record);
+        // Saves last.safetensors (and best.safetensors), history.csv and curves.png.
+        run.finish_epoch(&mut history, record, &checkpoint(&opt, noise, epoch + 1, (epoch + 1) * nb), net)?;
         if kl_avg.count() > 0 {
             progress.println(&format!(
                 "          reconstruction (BCE per image) {:.2}  KL {:.2}",
@@ -217,10 +263,6 @@ fn main() -> Result<()> {
         }
     }
     drop(progress);
-    history.save_csv(args.out_dir.join("history.csv"))?;
-    if !history.is_empty() {
-        history.save_png(args.out_dir.join("curves.png"), 1200, 500)?;
-    }
 
     // 16 test digits: two pairs of rows, originals above their reconstructions.
     let (originals, recon) = no_grad(|| -> Result<(Vec<f32>, Vec<f32>)> {

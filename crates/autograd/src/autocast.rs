@@ -39,10 +39,10 @@ pub struct PolicyRow {
 }
 
 /// The autocast policy: PyTorch's CUDA lists, cut to wgrad's ops. Ops not
-/// listed run in f32, which is what PyTorch's f32 list asks for the ones
-/// that need range or precision; wgrad widens the remaining "any dtype"
-/// ops' f16 inputs too (elementwise, pooling), except the data movers (views,
-/// `cat`, `contiguous`) and batch norm, which keep f16 (see
+/// listed run in their inputs' dtype, as in PyTorch: elementwise ops, the
+/// data movers (views, `cat`, `contiguous`) and batch norm keep f16. The
+/// ops without f16 kernels (pooling, layer norm, losses, reductions,
+/// embedding, attention) widen f16 inputs and return f32 (see
 /// docs/mixed-precision.md for that difference).
 pub const POLICY: &[PolicyRow] = &[
     PolicyRow { op: "matmul", precision: Precision::F16, why: "products: bandwidth- and FLOP-bound" },
@@ -122,6 +122,13 @@ impl Drop for AutocastGuard {
 pub fn autocast<R>(f: impl FnOnce() -> R) -> R {
     let _guard = AutocastGuard::new(true);
     f()
+}
+
+/// Whether autocast asks `op` to run in f32 now: autocast is on and the
+/// policy lists `op` as f32 (an f16 input is then widened, as PyTorch's
+/// autocast does for its f32 list). Unlisted ops run in their inputs' dtype.
+pub(crate) fn wants_f32(op: &str) -> bool {
+    is_autocast_enabled() && POLICY.iter().any(|r| r.op == op && r.precision == Precision::F32)
 }
 
 /// The operands of `op` cast to f16 when autocast is on, `op` is on the

@@ -2,8 +2,9 @@
 
 use wgrad_gpu_core::layout::broadcast_shapes;
 use wgrad_gpu_core::ops::binary::{self, BinaryOp};
+use wgrad_gpu_core::ops::cast;
 use wgrad_gpu_core::ops::unary::{self, UnaryOp};
-use wgrad_gpu_core::{Error, Layout, Result};
+use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::tensor::expect;
 use crate::{DType, Tensor};
@@ -34,9 +35,18 @@ fn op_label(op: UnaryOp) -> &'static str {
 
 impl Tensor {
     /// Applies an elementwise function; its backward is one fused kernel.
+    ///
+    /// An F16 tensor gives an F16 result (PyTorch's dtype), computed in f32:
+    /// the fuser merges the widening, the function and the rounding into
+    /// one kernel that reads and writes f16. Under
+    /// [`autocast`](crate::autocast), the policy's f32 ops (`exp`, `log`)
+    /// widen instead and return F32.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
         if self.dtype() == DType::F16 {
-            return self.f32_input("unary").unary(op);
+            if crate::autocast::wants_f32(op_label(op)) {
+                return self.f32_input("unary").unary(op);
+            }
+            return self.unary_f16(op);
         }
         self.expect_dtype("unary", DType::F32);
         let n = self.numel();
@@ -45,6 +55,20 @@ impl Tensor {
         Tensor::from_op(op_label(op), y, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
             let dx = unary::unary_grad(op, &inputs[0].dense_buffer(), &out.dense_buffer(), &g.dense_buffer(), n);
             vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F32))]
+        })
+    }
+
+    /// [`unary`](Self::unary) of an F16 tensor: widen, the f32 kernel, round
+    /// (three launches the GPU fuser runs as one); the backward likewise.
+    fn unary_f16(&self, op: UnaryOp) -> Tensor {
+        let n = self.numel();
+        let shape = self.shape();
+        let y = expect("unary", in_f32(n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
+        let layout = Layout::contiguous(&shape);
+        Tensor::from_op_dtype(op_label(op), y, layout, DType::F16, &[self], move |g, inputs, out| {
+            let (x, y, g16) = (inputs[0].dense_buffer(), out.dense_buffer(), g.dense_buffer());
+            let dx = in_f32(n, &[&x, &y, &g16], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
+            vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F16))]
         })
     }
 
@@ -169,10 +193,13 @@ impl Tensor {
         if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
             return self.float().try_binary(op, &other.float());
         }
-        if self.dtype() == DType::F16 || other.dtype() == DType::F16 {
-            // f16 arithmetic promotes to f32 (wgrad's binary kernels are f32).
-            let widen = |t: &Tensor| if t.dtype() == DType::F16 { t.to_dtype(DType::F32) } else { t.clone() };
-            return widen(self).try_binary(op, &widen(other));
+        match (self.dtype(), other.dtype()) {
+            (DType::F16, DType::F16) => return self.try_binary_f16(op, other),
+            // f16 with f32 promotes to f32, as in PyTorch.
+            (DType::F16, DType::F32) | (DType::F32, DType::F16) => {
+                return self.f32_input(name).try_binary(op, &other.f32_input(name))
+            }
+            _ => {}
         }
         for t in [self, other] {
             if t.dtype() != DType::F32 {
@@ -199,22 +226,36 @@ impl Tensor {
             return Ok(Tensor::constant(z, layout, DType::F32));
         }
         Ok(Tensor::from_op(name, z, layout, &[self, other], move |g, inputs, out| {
-            let (a, b) = (&inputs[0], &inputs[1]);
-            let (ga, gb) = match op {
-                BinaryOp::Add => (g.clone(), g.clone()),
-                BinaryOp::Sub => (g.clone(), g.neg()),
-                BinaryOp::Mul => (g * b, g * a),
-                BinaryOp::Div => (g / b, -(g * out) / b),
-                BinaryOp::Pow => (g * b * a.pow(&b.add_scalar(-1.0)), g * out * a.log()),
-                // Ties split the gradient evenly, as PyTorch does.
-                BinaryOp::Maximum | BinaryOp::Minimum => {
-                    let wins = if op == BinaryOp::Maximum { a.gt(b) } else { a.lt(b) };
-                    let share = &wins + &a.eq(b).mul_scalar(0.5);
-                    (g * &share, g * &share.affine(-1.0, 1.0))
-                }
-                _ => unreachable!("comparisons have no gradient"),
-            };
-            vec![Some(ga.sum_to_shape(&sa)), Some(gb.sum_to_shape(&sb))]
+            binary_grads(op, g, inputs, out, (&sa, &sb))
+        }))
+    }
+
+    /// Arithmetic on two F16 tensors: an F16 result computed in f32 (widen
+    /// both, the f32 kernel, round once: one fused kernel on a GPU). The
+    /// gradients are F16 ops of the same kind.
+    fn try_binary_f16(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        let name = op_name(op);
+        if self.device() != other.device() {
+            return Err(Error::invalid(
+                name,
+                format!("tensors on {} and {}", self.device().name(), other.device().name()),
+            ));
+        }
+        let (sa, sb) = (self.shape(), other.shape());
+        let Some(shape) = broadcast_shapes(&sa, &sb) else {
+            return Err(Error::invalid(name, format!("shapes {sa:?} and {sb:?} cannot be broadcast together")));
+        };
+        // The viewed spans widen (exact) and keep their views, so broadcast
+        // and strided operands need no copy.
+        let ((ba, la), (bb, lb)) = (self.f32_words(), other.f32_words());
+        let n: usize = shape.iter().product();
+        let (z, _) = binary::binary(op, &ba, &la, &bb, &lb)?;
+        drop((ba, bb));
+        let z = cast::f32_to_f16(&z, n)?;
+        // The same rules as f32, on F16 tensors (so the gradients are F16).
+        let layout = Layout::contiguous(&shape);
+        Ok(Tensor::from_op_dtype(name, z, layout, DType::F16, &[self, other], move |g, inputs, out| {
+            binary_grads(op, g, inputs, out, (&sa, &sb))
         }))
     }
 
@@ -293,6 +334,50 @@ impl Tensor {
             ]
         })
     }
+}
+
+/// The gradients of `out = op(a, b)` (`inputs = [a, b]`, of shapes `sa`,
+/// `sb` before broadcasting) from the output gradient `g`, as tensor ops in
+/// the operands' dtype.
+fn binary_grads(
+    op: BinaryOp,
+    g: &Tensor,
+    inputs: &[Tensor],
+    out: &Tensor,
+    (sa, sb): (&[usize], &[usize]),
+) -> Vec<Option<Tensor>> {
+    let (a, b) = (&inputs[0], &inputs[1]);
+    let (ga, gb) = match op {
+        BinaryOp::Add => (g.clone(), g.clone()),
+        BinaryOp::Sub => (g.clone(), g.neg()),
+        BinaryOp::Mul => (g * b, g * a),
+        BinaryOp::Div => (g / b, -(g * out) / b),
+        BinaryOp::Pow => (g * b * a.pow(&b.add_scalar(-1.0)), g * out * a.log()),
+        // Ties split the gradient evenly, as PyTorch does.
+        BinaryOp::Maximum | BinaryOp::Minimum => {
+            let wins = if op == BinaryOp::Maximum { a.gt(b) } else { a.lt(b) };
+            let share = &wins + &a.eq(b).mul_scalar(0.5);
+            (g * &share, g * &share.affine(-1.0, 1.0))
+        }
+        _ => unreachable!("comparisons have no gradient"),
+    };
+    vec![Some(ga.sum_to_shape(sa)), Some(gb.sum_to_shape(sb))]
+}
+
+/// Runs the f32 kernel `f` on f16 operands (`n` elements each, packed):
+/// widens them, runs `f`, rounds its result to f16. The f32 buffers are
+/// dropped at once, so on a GPU the fuser merges the three steps into one
+/// kernel that reads and writes f16.
+fn in_f32<const N: usize>(
+    n: usize,
+    halves: &[&Buffer; N],
+    f: impl FnOnce([&Buffer; N]) -> Result<Buffer>,
+) -> Result<Buffer> {
+    let wide: Vec<Buffer> = halves.iter().map(|h| cast::f16_to_f32(h, n)).collect::<Result<_>>()?;
+    let refs: [&Buffer; N] = std::array::from_fn(|i| &wide[i]);
+    let y = f(refs)?;
+    drop(wide);
+    cast::f32_to_f16(&y, n)
 }
 
 fn is_comparison(op: BinaryOp) -> bool {
