@@ -8,6 +8,9 @@ use common::*;
 use wgrad_autograd::{autocast, DType, Tensor};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 
+/// A named tensor function.
+type Case = (&'static str, Box<dyn Fn(&Tensor) -> Tensor>);
+
 /// `t` rounded to f16 and back.
 fn round16(t: &Tensor) -> Tensor {
     t.detach().to_dtype(DType::F16).to_dtype(DType::F32)
@@ -18,13 +21,13 @@ fn unary_ops_on_f16_round_the_f32_result_once() {
     for dev in backends("unary_ops_on_f16_round_the_f32_result_once") {
         let x = rand(&[3, 37], 30, -4.0, 4.0, &dev);
         let h = x.to_dtype(DType::F16);
-        let ops: [(&str, fn(&Tensor) -> Tensor); 6] = [
-            ("relu", |t| t.relu()),
-            ("tanh", |t| t.tanh()),
-            ("sigmoid", |t| t.sigmoid()),
-            ("gelu", |t| t.gelu()),
-            ("exp", |t| t.exp()),
-            ("affine", |t| t.affine(3.0, -1.0)),
+        let ops: [Case; 6] = [
+            ("relu", Box::new(|t| t.relu())),
+            ("tanh", Box::new(|t| t.tanh())),
+            ("sigmoid", Box::new(|t| t.sigmoid())),
+            ("gelu", Box::new(|t| t.gelu())),
+            ("exp", Box::new(|t| t.exp())),
+            ("affine", Box::new(|t| t.affine(3.0, -1.0))),
         ];
         for (what, f) in ops {
             let y = f(&h);
@@ -92,12 +95,11 @@ fn f16_elementwise_ops_are_one_fused_dispatch() {
     let Some(dev) = fresh_gpu_or_skip("f16_elementwise_ops_are_one_fused_dispatch") else { return };
     let (a, b) = (rand(&[33, 31], 35, -2.0, 2.0, &dev), rand(&[33, 31], 36, -2.0, 2.0, &dev));
     let (ah, bh) = (a.to_dtype(DType::F16), b.to_dtype(DType::F16));
-    let cases: [(&str, Box<dyn Fn() -> Tensor>); 2] =
-        [("relu", Box::new(|| ah.relu())), ("mul", Box::new(|| &ah * &bh))];
+    let cases: [Case; 2] = [("relu", Box::new(|t| t.relu())), ("mul", Box::new(move |t| t * &bh))];
     for (what, f) in cases {
         dev.flush().unwrap();
         let before = dev.stats().dispatches;
-        let y = f();
+        let y = f(&ah);
         dev.flush().unwrap();
         assert_eq!(dev.stats().dispatches - before, 1, "{what}");
         assert_eq!(y.dtype(), DType::F16);
