@@ -196,8 +196,8 @@ fn casts_of_views_keep_the_view() {
         let w = rand(&[4, 7], 22, -2.0, 2.0, &dev).requires_grad_();
         let b = rand(&[1, 7], 23, -2.0, 2.0, &dev).requires_grad_();
         let g = rand(&[7, 4], 24, -1.0, 1.0, &dev);
-        let cases: [(&str, &Tensor, Box<dyn Fn(&Tensor) -> Tensor>); 2] =
-            [("t()", &w, Box::new(|t: &Tensor| t.t())), ("expand", &b, Box::new(|t: &Tensor| t.t().expand(&[7, 4])))];
+        type View = fn(&Tensor) -> Tensor;
+        let cases: [(&str, &Tensor, View); 2] = [("t()", &w, |t| t.t()), ("expand", &b, |t| t.t().expand(&[7, 4]))];
         for (what, leaf, view) in cases {
             let fast = view(leaf).to_dtype(DType::F16);
             let slow = view(leaf).contiguous().to_dtype(DType::F16);
