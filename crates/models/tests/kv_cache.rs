@@ -4,7 +4,7 @@
 //! cached logits match its full logits, and `generate` with the cache picks
 //! the same tokens as without, also after the window slides past the context.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Generator, Tensor};
 use wgrad_gpu_core::testing::{assert_close, backends as devices};
 use wgrad_models::*;
 use wgrad_nn::{AttentionMask, KvCache, ModuleExt, TransformerConfig, TransformerEncoderLayer};

@@ -576,7 +576,7 @@ fn a_save_removes_stale_temporaries_of_its_target() {
     save_module(&path, &mlp(1, &Device::cpu())).unwrap();
     let files = files_in(&dir);
     assert!(!files.iter().any(|f| f == dead), "stale temporary kept: {files:?}");
-    assert!(files.iter().any(|f| *f == live), "a live process's temporary was deleted: {files:?}");
+    assert!(files.contains(&live), "a live process's temporary was deleted: {files:?}");
     assert!(files.iter().any(|f| f == other), "another target's temporary was deleted: {files:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
