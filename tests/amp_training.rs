@@ -13,27 +13,43 @@ use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Adam, Optimizer, Sgd, SgdOptions};
 use wgrad::prelude::*;
 
-/// Per-step losses of `steps` Adam steps on a fixed synthetic batch.
-fn losses(dev: &Device, amp: bool, steps: usize) -> (Vec<f32>, GradScaler) {
-    let model = mnist_cnn(&mut Generator::new(3), dev);
-    let mut opt = Adam::new(model.parameters(), 2e-3);
+/// Per-step losses of `steps` optimizer steps of `model` on the fixed batch
+/// `(x, y)`, with autocast and loss scaling when `amp`.
+fn curve(
+    model: &dyn Module,
+    opt: &mut dyn Optimizer,
+    (x, y): (&Tensor, &Tensor),
+    amp: bool,
+    steps: usize,
+) -> (Vec<f32>, GradScaler) {
     let mut scaler = GradScaler::with_options(wgrad::nn::amp::GradScalerOptions::default().enabled(amp));
-    let x = Tensor::randn(&[16, 1, 28, 28], 7, dev);
-    let labels: Vec<u32> = (0..16).map(|i| (i * 7 % 10) as u32).collect();
-    let y = Tensor::from_u32(&labels, &[16], dev);
     let mut out = Vec::new();
     for _ in 0..steps {
         let loss = {
             let _autocast = AutocastGuard::new(amp);
-            CrossEntropyLoss::default().forward(&model.forward(&x), &y)
+            CrossEntropyLoss::default().forward(&model.forward(x), y)
         };
         opt.zero_grad();
         scaler.scale(&loss).backward();
-        assert!(scaler.step(&mut opt), "no overflow expected at these magnitudes");
+        assert!(scaler.step(opt), "no overflow expected at these magnitudes");
         scaler.update();
         out.push(loss.item());
     }
     (out, scaler)
+}
+
+/// A batch of `n` random images of `shape` with labels `i * mult % 10`.
+fn batch(shape: &[usize], seed: u64, mult: usize, dev: &Device) -> (Tensor, Tensor) {
+    let labels: Vec<u32> = (0..shape[0]).map(|i| (i * mult % 10) as u32).collect();
+    (Tensor::randn(shape, seed, dev), Tensor::from_u32(&labels, &[shape[0]], dev))
+}
+
+/// Per-step losses of `steps` Adam steps of the MNIST CNN on a fixed synthetic batch.
+fn losses(dev: &Device, amp: bool, steps: usize) -> (Vec<f32>, GradScaler) {
+    let model = mnist_cnn(&mut Generator::new(3), dev);
+    let mut opt = Adam::new(model.parameters(), 2e-3);
+    let (x, y) = batch(&[16, 1, 28, 28], 7, 7, dev);
+    curve(&model, &mut opt, (&x, &y), amp, steps)
 }
 
 /// Tolerance: 2% of the f32 loss plus 0.01 per step. f16 operands carry
@@ -65,23 +81,8 @@ fn resnet_losses(dev: &Device, amp: bool, steps: usize) -> Vec<f32> {
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(5), dev);
     let opts = SgdOptions { momentum: 0.9, ..Default::default() };
     let mut opt = Sgd::with_options(model.parameters(), 0.05, opts);
-    let mut scaler = GradScaler::with_options(wgrad::nn::amp::GradScalerOptions::default().enabled(amp));
-    let x = Tensor::randn(&[8, 3, 16, 16], 11, dev);
-    let labels: Vec<u32> = (0..8).map(|i| (i * 3 % 10) as u32).collect();
-    let y = Tensor::from_u32(&labels, &[8], dev);
-    let mut out = Vec::new();
-    for _ in 0..steps {
-        let loss = {
-            let _autocast = AutocastGuard::new(amp);
-            CrossEntropyLoss::default().forward(&model.forward(&x), &y)
-        };
-        opt.zero_grad();
-        scaler.scale(&loss).backward();
-        assert!(scaler.step(&mut opt), "no overflow expected at these magnitudes");
-        scaler.update();
-        out.push(loss.item());
-    }
-    out
+    let (x, y) = batch(&[8, 3, 16, 16], 11, 3, dev);
+    curve(&model, &mut opt, (&x, &y), amp, steps).0
 }
 
 /// ResNet-20 with f16 activations: tolerance 3% of the f32 loss plus 0.02

@@ -28,3 +28,14 @@ pub fn rng(seed: u64) -> Rng {
 
 /// The awkward sizes every kernel is checked on.
 pub const SIZES: &[usize] = &[0, 1, 7, 33, 1023];
+
+/// Bit-exact comparison of f16 results, with any NaN matching any NaN.
+#[track_caller]
+#[allow(dead_code)] // not every test file compares halves
+pub fn same_halves(what: &str, got: &[half::f16], want: &[half::f16]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
+        assert!(ok, "{what}: element {i}: got {:#06x} ({g}), want {:#06x} ({w})", g.to_bits(), w.to_bits());
+    }
+}

@@ -225,16 +225,6 @@ fn same_bits(what: &str, got: &[f32], want: &[f32], skip: impl Fn(usize) -> bool
     }
 }
 
-/// Bit-exact comparison of f16 results, any NaN matching any NaN.
-#[track_caller]
-fn same_halves(what: &str, got: &[f16], want: &[f16]) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let ok = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
-        assert!(ok, "{what}: element {i}: got {:#06x} ({g}), want {:#06x} ({w})", g.to_bits(), w.to_bits());
-    }
-}
-
 /// Sizes for the cast chains: the awkward ones, and one past a workgroup of words.
 fn cast_sizes() -> impl Iterator<Item = usize> {
     SIZES.iter().copied().chain([4097])

@@ -50,16 +50,6 @@ fn spread(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Bit-exact comparison of f16 results, with any NaN matching any NaN.
-#[track_caller]
-fn same_halves(what: &str, got: &[f16], want: &[f16]) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let ok = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
-        assert!(ok, "{what}: element {i}: got {:#06x} ({g}), want {:#06x} ({w})", g.to_bits(), w.to_bits());
-    }
-}
-
 #[test]
 fn f32_to_f16_matches_twin_bit_exactly() {
     // lavapipe's pack2x16float rounds to nearest even like `half`, so no ulp slack is needed.
