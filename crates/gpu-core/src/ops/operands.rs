@@ -144,3 +144,20 @@ impl<'a> HostOutput<'a> {
         }
     }
 }
+
+/// The shader of a kernel whose input `x` is read through
+/// `load_x_f32.wgsl` (softmax, row norm, reduce): `names[0]` for f32
+/// storage, `names[1]` (packed loads) or `names[2]` (WGSL's f16, by this
+/// thread's [`HalfLoads`]) for f16.
+pub(crate) fn load_x_shader(
+    g: &GpuContext,
+    names: [&'static str; 3],
+    io: Operands,
+    op: &'static str,
+) -> Result<&'static str> {
+    Ok(match io {
+        Operands::F32 => names[0],
+        Operands::F16 if thread_half_loads().native(g, op)? => names[2],
+        Operands::F16 => names[1],
+    })
+}
