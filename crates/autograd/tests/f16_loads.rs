@@ -13,12 +13,15 @@ use half::f16;
 use wgrad_autograd::{autocast, CrossEntropyOptions, DType, Device, Tensor};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 
+/// A tensor function.
+type Op = Box<dyn Fn(&Tensor) -> Tensor>;
+
 /// A named tensor function.
-type Case = (&'static str, Box<dyn Fn(&Tensor) -> Tensor>);
+type Case = (&'static str, Op);
 
 /// The cases: each op on awkward shapes, along the last axis and others
 /// (strided f16 views), with F32 weights and targets where the op has them.
-fn cases(dev: &Device) -> Vec<(&'static str, Vec<usize>, Box<dyn Fn(&Tensor) -> Tensor>)> {
+fn cases(dev: &Device) -> Vec<(&'static str, Vec<usize>, Op)> {
     let d = dev.clone();
     let classes = Tensor::from_u32(&[0, 6, 3, 1, 5], &[5], dev);
     let classes3 = Tensor::from_u32(&[0, 2, 4, 1, 3, 0], &[2, 3], dev);

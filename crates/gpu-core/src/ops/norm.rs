@@ -38,8 +38,7 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
 
 fn launch(
     g: &GpuContext,
-    shader: &'static str,
-    entry: &'static str,
+    (shader, entry): (&'static str, &'static str),
     rows: usize,
     cols: usize,
     eps: f32,
@@ -97,7 +96,7 @@ pub fn normalize_rows_io(
         dev,
         |g| {
             let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP)?;
-            launch(g, shader, "normalize_rows", rows, cols, eps, &[x], &[&y, &mean, &rstd])
+            launch(g, (shader, "normalize_rows"), rows, cols, eps, &[x], &[&y, &mean, &rstd])
         },
         || {
             let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
@@ -137,7 +136,7 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
     let dx = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "norm", "normalize_rows_backward", rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
+        |g| launch(g, ("norm", "normalize_rows_backward"), rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));

@@ -83,8 +83,7 @@ fn shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str
 /// Records one `softmax.wgsl` launch of one workgroup per row.
 fn launch(
     g: &GpuContext,
-    shader: &'static str,
-    entry: &'static str,
+    (shader, entry): (&'static str, &'static str),
     constants: &[(&'static str, f64)],
     params: Params,
     inputs: &[&Buffer],
@@ -128,7 +127,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, shader(g, io, OP)?, "softmax_fwd", &constants, row_params(rows, cols), &[x], &[&out], rows)
+            launch(g, (shader(g, io, OP)?, "softmax_fwd"), &constants, row_params(rows, cols), &[x], &[&out], rows)
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
@@ -167,7 +166,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, "softmax", "softmax_bwd", &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
+            launch(g, ("softmax", "softmax_bwd"), &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -437,7 +436,7 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
         dev,
         |g| {
             let [a, b, c] = args.inputs(probs);
-            launch(g, "softmax", "ce_bwd", &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
+            launch(g, ("softmax", "ce_bwd"), &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
         },
         || {
             let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());
