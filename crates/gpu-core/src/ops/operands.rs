@@ -1,8 +1,9 @@
 //! Storage of activations and operands: f32, or f16 in [`Buffer::from_f16`]'s
 //! packed layout, which the kernels widen to f32 on load (mixed precision's
 //! "f16 storage, f32 arithmetic"). Shared by the kernel families that take
-//! f16 data (matmul and convolution operands, batch norm's activations),
-//! with the CPU twins' widening and rounding.
+//! f16 data (matmul and convolution operands, batch norm's activations, the
+//! f16 inputs of softmax, cross-entropy, row norm and reductions), with the
+//! CPU twins' widening and rounding.
 //!
 //! [`Buffer::from_f16`]: crate::Buffer::from_f16
 
@@ -76,7 +77,8 @@ thread_local! {
 
 /// Runs `f` with `loads` as this thread's way of reading f16 data in the
 /// kernels that take an [`Operands`] without a configuration of their own
-/// (batch norm; matmul and convolution use their config's `half_loads`),
+/// (batch norm, softmax, cross-entropy, row norm, reductions; matmul and
+/// convolution use their config's `half_loads`),
 /// then restores the previous choice (also when `f` panics). The default is
 /// [`HalfLoads::Auto`]; tests and benchmarks use this to run both the
 /// packed and the native kernels on one adapter. The choice is read when an
