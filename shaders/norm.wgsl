@@ -8,6 +8,7 @@
 // bits on every run. The variance takes a second pass over the centred
 // values (no E[x²] - E[x]² cancellation).
 //#include common.wgsl
+//#include load_x_f32.wgsl
 
 // Threads per workgroup (the host picks 32 or 256 by row length); a power of
 // two because the tree halves it.
@@ -20,11 +21,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// x (forward) or dy (backward).
+// Forward: x, read with load_x (load_x_f32.wgsl, or an f16 library in the
+// f16-input variants). Backward: dy.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 // Each entry point statically uses only its own bindings, so the globals
 // below may share binding numbers with different types:
-//   forward   src = x, y_out, mean_out, rstd_out
+//   forward   x, y_out, mean_out, rstd_out
 //   backward  src = dy, y_in, rstd_in, dx
 @group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
 @group(0) @binding(2) var<storage, read> y_in: array<f32>;
@@ -62,7 +64,7 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let n = f32(p.cols);
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        s += src[base + j];
+        s += load_x(base + j);
     }
     let m0 = tree_sum2(lid, vec2<f32>(s, 0.0)).x / n;
     // Second pass about the rounded mean m0: the deviations' own mean `shift`
@@ -71,14 +73,14 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     // large values would lose.
     var q = vec2<f32>(0.0, 0.0);
     for (var j = lid; j < p.cols; j += WG) {
-        let d = src[base + j] - m0;
+        let d = load_x(base + j) - m0;
         q += vec2<f32>(d, d * d);
     }
     let moments = tree_sum2(lid, q) / n;
     let shift = moments.x;
     let rstd = 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps);
     for (var j = lid; j < p.cols; j += WG) {
-        y_out[base + j] = ((src[base + j] - m0) - shift) * rstd;
+        y_out[base + j] = ((load_x(base + j) - m0) - shift) * rstd;
     }
     if lid == 0u {
         mean_out[r] = m0 + shift;

@@ -5,6 +5,7 @@
 // a sum is the same number on every run. OP numbering is `ReduceOp::code` in
 // gpu-core/src/ops/reduce.rs.
 //#include common.wgsl
+//#include load_x_f32.wgsl
 
 override OP: u32 = 0u;
 // Threads per workgroup (the host picks 32 or 256 by reduction length); a
@@ -37,7 +38,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// The input x (binding 1) is read with load_x: load_x_f32.wgsl, or an f16
+// library in the f16-input variants (element offsets either way).
 // f32 bits for value results, indices for ArgMax/ArgMin.
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
 
@@ -75,7 +77,7 @@ fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
 }
 
 fn load(base: u32, j: u32) -> f32 {
-    return x[base + strided_offset(j, RED_RANK, p.red_shape, p.red_strides)];
+    return load_x(base + strided_offset(j, RED_RANK, p.red_shape, p.red_strides));
 }
 
 // The workgroup's total of one value per thread. Ends with a barrier so that

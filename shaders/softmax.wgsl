@@ -18,6 +18,7 @@
 // gradient, and ce_fwd reports it to the index-error record.
 //#include common.wgsl
 //#include index_check.wgsl
+//#include load_x_f32.wgsl
 
 // Threads per workgroup: 32 or 256 by row length (the host picks); a power of two for the tree.
 override WG: u32 = 256u;
@@ -43,8 +44,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 // Each entry point statically uses only its own bindings, so the globals
 // below may share binding numbers with different types.
-// softmax_fwd and ce_fwd: the input rows (logits).
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// softmax_fwd and ce_fwd: the input rows (logits) x, read with load_x
+// (load_x_f32.wgsl, or an f16 library in the f16-input variants).
 @group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
 // softmax_bwd
 @group(0) @binding(1) var<storage, read> y_in: array<f32>;
@@ -93,12 +94,12 @@ fn tree(lid: u32, v: f32, take_max: bool) -> f32 {
 fn row_stats(base: u32, lid: u32) -> vec2<f32> {
     var m = neg_inf();
     for (var j = lid; j < p.cols; j += WG) {
-        m = max(m, x[base + j]);
+        m = max(m, load_x(base + j));
     }
     m = tree(lid, m, true);
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        s += exp(x[base + j] - m);
+        s += exp(load_x(base + j) - m);
     }
     return vec2<f32>(m, tree(lid, s, false));
 }
@@ -115,7 +116,7 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let log_s = log(st.y);
     for (var j = lid; j < p.cols; j += WG) {
         // (x − max) is exact for nearby values, so large magnitudes keep their precision.
-        let z = x[base + j] - st.x;
+        let z = load_x(base + j) - st.x;
         y_out[base + j] = select(exp(z) / st.y, z - log_s, LOG == 1u);
     }
 }
@@ -197,7 +198,7 @@ fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let log_s = log(st.y);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        let z = x[base + j] - st.x;
+        let z = load_x(base + j) - st.x;
         probs_out[base + j] = exp(z) / st.y;
         if !rt.ignored && !rt.bad {
             acc += target_mass(row, j, rt) * (z - log_s);

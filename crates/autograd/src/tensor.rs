@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::{cast, copy, fill};
 use wgrad_gpu_core::{Buffer, Device, Layout, Result};
 
@@ -262,6 +263,21 @@ impl Tensor {
         }
         self.expect_dtype(op, DType::F32);
         self.clone()
+    }
+
+    /// The storage of `self` for an op whose kernels read f16 inputs
+    /// directly and compute in f32 (softmax, cross-entropy, row norm,
+    /// reductions): [`Operands::F16`] for an F16 tensor, so no widened copy
+    /// is made or kept, [`Operands::F32`] for an F32 one.
+    ///
+    /// # Panics
+    /// For U32 tensors, naming `op`.
+    pub(crate) fn float_storage(&self, op: &str) -> Operands {
+        if self.dtype() == DType::F16 {
+            return Operands::F16;
+        }
+        self.expect_dtype(op, DType::F32);
+        Operands::F32
     }
 
     pub(crate) fn expect_same_device(&self, op: &str, other: &Tensor) {

@@ -44,6 +44,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     ("recurrent", include_str!("../../../shaders/recurrent.wgsl")),
     ("amp", include_str!("../../../shaders/amp.wgsl")),
+    ("load_x_f32", include_str!("../../../shaders/load_x_f32.wgsl")),
+    ("load_x_f16", include_str!("../../../shaders/load_x_f16.wgsl")),
+    ("load_x_f16_native", include_str!("../../../shaders/load_x_f16_native.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.
@@ -63,6 +66,9 @@ pub const LIBRARIES: &[&str] = &[
     "batch_norm_io_f16",
     "batch_norm_io_f16_native",
     "batch_norm_io_f16_common",
+    "load_x_f32",
+    "load_x_f16",
+    "load_x_f16_native",
 ];
 
 /// A generated source's builder.
@@ -70,7 +76,8 @@ pub type Generator = fn() -> String;
 
 /// (name, generator) of the sources generated rather than written as files:
 /// the libraries built from the elementwise op tables, and the f16-storage
-/// variants of the matmul and batch-norm kernels (one swapped `//#include`,
+/// variants of the matmul and batch-norm kernels and the f16-input variants
+/// of softmax, row norm and reduce (one swapped `//#include`,
 /// see [`variant`]). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_fns", crate::ops::unary::wgsl_library),
@@ -81,6 +88,12 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
     ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
     ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
+    ("softmax_f16", || variant("softmax", "load_x_f32", "load_x_f16", false)),
+    ("softmax_f16_native", || variant("softmax", "load_x_f32", "load_x_f16_native", true)),
+    ("norm_f16", || variant("norm", "load_x_f32", "load_x_f16", false)),
+    ("norm_f16_native", || variant("norm", "load_x_f32", "load_x_f16_native", true)),
+    ("reduce_f16", || variant("reduce", "load_x_f32", "load_x_f16", false)),
+    ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
 ];
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by

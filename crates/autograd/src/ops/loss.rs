@@ -79,10 +79,9 @@ impl Tensor {
     /// targets, or label smoothing outside `[0, 1]`.
     pub fn cross_entropy(&self, target: &Tensor, opts: &CrossEntropyOptions) -> Tensor {
         const OP: &str = "cross_entropy";
-        if self.dtype() == DType::F16 {
-            return self.f32_input(OP).cross_entropy(target, opts);
-        }
-        self.expect_dtype(OP, DType::F32);
+        // F16 logits are read as f16 (no widened copy); the loss is F32 and
+        // the logits' gradient (f32 math) is rounded to F16.
+        let (dtype, io) = (self.dtype(), self.float_storage(OP));
         self.expect_same_device(OP, target);
         let (x, batch, c) = self.classes_last(OP);
         let m = x.shape()[0];
@@ -129,14 +128,11 @@ impl Tensor {
             ignore_index: opts.ignore_index,
             label_smoothing: opts.label_smoothing,
         };
-        let (loss, weight, probs) = expect(OP, softmax::cross_entropy_rows(&x.dense_buffer(), &saved.args()));
+        let (loss, weight, probs) = expect(OP, softmax::cross_entropy_rows_io(&x.dense_buffer(), io, &saved.args()));
         let loss = Tensor::from_op(OP, loss, Layout::contiguous(&[m]), &[&x], move |g, _, _| {
             let dx = softmax::cross_entropy_rows_backward(&probs, &saved.args(), &g.dense_buffer());
-            vec![Some(Tensor::from_parts(
-                expect("cross_entropy backward", dx),
-                Layout::contiguous(&[m, c]),
-                DType::F32,
-            ))]
+            let dx = Tensor::from_parts(expect("cross_entropy backward", dx), Layout::contiguous(&[m, c]), DType::F32);
+            vec![Some(dx.to_dtype(dtype))]
         });
         let weight = Tensor::constant(weight, Layout::contiguous(&[m]), DType::F32);
         reduce_weighted(&loss, &weight, &batch, opts.reduction)

@@ -52,16 +52,16 @@ impl Tensor {
     /// returns `y` (shape `[rows, cols]`, differentiable) and the per-row mean
     /// and rstd (`[rows]`, constants).
     fn normalize_rows_op(&self, op: &'static str, rows: usize, cols: usize, eps: f32) -> (Tensor, Tensor, Tensor) {
-        if self.dtype() == DType::F16 {
-            return self.f32_input(op).normalize_rows_op(op, rows, cols, eps);
-        }
-        self.expect_dtype(op, DType::F32);
+        // An F16 input is read as f16 (no widened copy); y, mean and rstd
+        // are F32, and the input's gradient (f32 math) is rounded to F16.
+        let (dtype, io) = (self.dtype(), self.float_storage(op));
         let x = self.reshape(&[rows, cols]);
-        let (y, mean, rstd) = expect(op, norm::normalize_rows(&x.dense_buffer(), rows, cols, eps));
+        let (y, mean, rstd) = expect(op, norm::normalize_rows_io(&x.dense_buffer(), io, rows, cols, eps));
         let saved_rstd = rstd.clone();
         let y = Tensor::from_op(op, y, Layout::contiguous(&[rows, cols]), &[&x], move |g, _, out| {
             let dx = norm::normalize_rows_backward(&g.dense_buffer(), &out.dense_buffer(), &saved_rstd, rows, cols);
-            vec![Some(Tensor::from_parts(expect(op, dx), Layout::contiguous(&[rows, cols]), DType::F32))]
+            let dx = Tensor::from_parts(expect(op, dx), Layout::contiguous(&[rows, cols]), DType::F32);
+            vec![Some(dx.to_dtype(dtype))]
         });
         let stat = |b| Tensor::constant(b, Layout::contiguous(&[rows]), DType::F32);
         (y, stat(mean), stat(rstd))

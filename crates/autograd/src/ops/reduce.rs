@@ -21,10 +21,12 @@ impl Tensor {
         v
     }
 
+    /// The reduction's buffer and shape; an F16 view is read as f16 by the
+    /// kernel (no widened copy), the result is f32 (u32 for the arg ops).
     fn reduce_raw(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> (wgrad_gpu_core::Buffer, Vec<usize>) {
-        self.expect_dtype(op.name(), DType::F32);
+        let io = self.float_storage(op.name());
         let (b, l) = self.buffer_and_layout();
-        expect(op.name(), reduce::reduce(op, &b, &l, axes, keepdim))
+        expect(op.name(), reduce::reduce_io(op, &b, io, &l, axes, keepdim))
     }
 
     /// The shape `self` has after reducing `axes` with keepdim.
@@ -37,11 +39,10 @@ impl Tensor {
     }
 
     /// Reduction whose gradient is `g` broadcast back times `scale(inputs, out)`.
+    /// An F16 input is read as f16 and reduced in f32 (long sums would lose
+    /// f16's precision): the result is F32, and the input's gradient (f32
+    /// math) is rounded to F16 by the graph.
     fn reduce_op(&self, op: ReduceOp, axes: &[isize], keepdim: bool) -> Tensor {
-        if self.dtype() == DType::F16 {
-            // f16 sums widen first: long sums lose f16's precision.
-            return self.f32_input(op.name()).reduce_op(op, axes, keepdim);
-        }
         let ax = self.axes(op.name(), axes);
         let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
         let in_shape = self.shape();
@@ -111,7 +112,7 @@ impl Tensor {
 
     fn arg(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Tensor {
         let ax = [self.dim_index(op.name(), axis)];
-        let (buf, shape) = self.f32_input(op.name()).reduce_raw(op, &ax, keepdim);
+        let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
         Tensor::constant(buf, Layout::contiguous(&shape), DType::U32)
     }
 

@@ -1,6 +1,8 @@
 //! Softmax and log-softmax along any axis: the axis is moved last (a view),
 //! made contiguous, and handed to gpu-core's row kernels; the result is
 //! permuted back. The backward is one fused row kernel from the saved output.
+//! An F16 input is read as f16 by the kernel (no widened copy); the output is
+//! F32 and the input's gradient, computed in f32, is rounded to F16.
 
 use wgrad_gpu_core::ops::softmax;
 use wgrad_gpu_core::Layout;
@@ -22,10 +24,7 @@ impl Tensor {
     }
 
     fn softmax_along(&self, op: &'static str, dim: isize, log: bool) -> Tensor {
-        if self.dtype() == DType::F16 {
-            return self.f32_input(op).softmax_along(op, dim, log);
-        }
-        self.expect_dtype(op, DType::F32);
+        self.float_storage(op);
         let d = self.dim_index(op, dim);
         let rank = self.dims();
         if rank == 0 || d == rank - 1 {
@@ -45,11 +44,13 @@ impl Tensor {
         let shape = self.shape();
         let cols = shape.last().copied().unwrap_or(1);
         let rows = self.numel().checked_div(cols).unwrap_or(0);
-        let y = expect(op, softmax::softmax_rows(&self.dense_buffer(), rows, cols, log));
+        let (dtype, io) = (self.dtype(), self.float_storage(op));
+        let y = expect(op, softmax::softmax_rows_io(&self.dense_buffer(), io, rows, cols, log));
         let layout = Layout::contiguous(&shape);
         Tensor::from_op(op, y, layout.clone(), &[self], move |g, _, out| {
             let dx = softmax::softmax_rows_backward(&out.dense_buffer(), &g.dense_buffer(), rows, cols, log);
-            vec![Some(Tensor::from_parts(expect(op, dx), layout.clone(), DType::F32))]
+            // f32 math; an F16 input gets its gradient rounded once.
+            vec![Some(Tensor::from_parts(expect(op, dx), layout.clone(), DType::F32).to_dtype(dtype))]
         })
     }
 }

@@ -14,6 +14,8 @@
 
 use crate::cpu::{self, per_row, per_row2};
 
+pub use super::operands::Operands;
+use super::operands::{host_f32, load_x_shader};
 use super::{f32s, f32s_mut, groups, run, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
@@ -36,7 +38,7 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
 
 fn launch(
     g: &GpuContext,
-    entry: &'static str,
+    (shader, entry): (&'static str, &'static str),
     rows: usize,
     cols: usize,
     eps: f32,
@@ -48,7 +50,7 @@ fn launch(
     let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
     let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
     g.launch(&Launch {
-        shader: "norm",
+        shader,
         entry,
         constants: &[("WG", wg as f64)],
         params: &params.0,
@@ -68,20 +70,38 @@ fn launch(
 /// corrected two-pass algorithm): rows with a large mean and a small spread
 /// keep their precision in f32.
 pub fn normalize_rows(x: &Buffer, rows: usize, cols: usize, eps: f32) -> Result<(Buffer, Buffer, Buffer)> {
+    normalize_rows_io(x, Operands::F32, rows, cols, eps)
+}
+
+/// [`normalize_rows`] of `x` stored as `io`: with [`Operands::F16`] the
+/// input is packed f16 ([`Buffer::from_f16`](crate::Buffer::from_f16)'s layout), widened exactly as
+/// it is loaded; the arithmetic and the three results stay f32, so the
+/// results equal [`normalize_rows`] of the widened values and
+/// [`normalize_rows_backward`] applies unchanged.
+pub fn normalize_rows_io(
+    x: &Buffer,
+    io: Operands,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<(Buffer, Buffer, Buffer)> {
     const OP: &str = "normalize_rows";
     let n = check_sizes(OP, rows, cols)?;
-    x.check_len(OP, "input", n, 4)?;
+    x.check_len(OP, "input", n, io.size())?;
     let dev = x.device();
     let y = Buffer::alloc(dev, n as u64 * 4)?;
     let mean = Buffer::alloc(dev, rows as u64 * 4)?;
     let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "normalize_rows", rows, cols, eps, &[x], &[&y, &mean, &rstd]),
+        |g| {
+            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP)?;
+            launch(g, (shader, "normalize_rows"), rows, cols, eps, &[x], &[&y, &mean, &rstd])
+        },
         || {
             let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
             let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
-            let xs = f32s(&xs);
+            let xs = host_f32(&xs, io);
             // Each row's (mean, rstd), stored below.
             let mut stats = vec![(0.0f32, 0.0f32); rows];
             per_row2(cpu::fast(dev), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
@@ -116,7 +136,7 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
     let dx = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, "normalize_rows_backward", rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
+        |g| launch(g, ("norm", "normalize_rows_backward"), rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));

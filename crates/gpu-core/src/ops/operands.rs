@@ -1,8 +1,9 @@
 //! Storage of activations and operands: f32, or f16 in [`Buffer::from_f16`]'s
 //! packed layout, which the kernels widen to f32 on load (mixed precision's
 //! "f16 storage, f32 arithmetic"). Shared by the kernel families that take
-//! f16 data (matmul and convolution operands, batch norm's activations),
-//! with the CPU twins' widening and rounding.
+//! f16 data (matmul and convolution operands, batch norm's activations, the
+//! f16 inputs of softmax, cross-entropy, row norm and reductions), with the
+//! CPU twins' widening and rounding.
 //!
 //! [`Buffer::from_f16`]: crate::Buffer::from_f16
 
@@ -76,7 +77,8 @@ thread_local! {
 
 /// Runs `f` with `loads` as this thread's way of reading f16 data in the
 /// kernels that take an [`Operands`] without a configuration of their own
-/// (batch norm; matmul and convolution use their config's `half_loads`),
+/// (batch norm, softmax, cross-entropy, row norm, reductions; matmul and
+/// convolution use their config's `half_loads`),
 /// then restores the previous choice (also when `f` panics). The default is
 /// [`HalfLoads::Auto`]; tests and benchmarks use this to run both the
 /// packed and the native kernels on one adapter. The choice is read when an
@@ -143,4 +145,21 @@ impl<'a> HostOutput<'a> {
             }
         }
     }
+}
+
+/// The shader of a kernel whose input `x` is read through
+/// `load_x_f32.wgsl` (softmax, row norm, reduce): `names[0]` for f32
+/// storage, `names[1]` (packed loads) or `names[2]` (WGSL's f16, by this
+/// thread's [`HalfLoads`]) for f16.
+pub(crate) fn load_x_shader(
+    g: &GpuContext,
+    names: [&'static str; 3],
+    io: Operands,
+    op: &'static str,
+) -> Result<&'static str> {
+    Ok(match io {
+        Operands::F32 => names[0],
+        Operands::F16 if thread_half_loads().native(g, op)? => names[2],
+        Operands::F16 => names[1],
+    })
 }

@@ -6,6 +6,8 @@
 //! deterministic run to run. The CPU twin accumulates sums in f64, making it
 //! the more exact of the two and a fair oracle for the kernel.
 
+pub use super::operands::Operands;
+use super::operands::{host_f32, load_x_shader};
 use super::{groups, run, Params};
 use crate::gpu::Launch;
 use crate::layout::{coalesce, numel, Layout};
@@ -164,6 +166,22 @@ pub fn reduce(
     axes: &[usize],
     keepdim: bool,
 ) -> Result<(Buffer, Vec<usize>)> {
+    reduce_io(op, x, Operands::F32, layout, axes, keepdim)
+}
+
+/// [`reduce`] of a view of `x` stored as `io`: with [`Operands::F16`] `x`
+/// is packed f16 ([`Buffer::from_f16`](crate::Buffer::from_f16)'s layout;
+/// `layout` counts elements, i.e. halves), widened exactly as it is loaded.
+/// The arithmetic and the result stay f32 (u32 for ArgMax/ArgMin), so the
+/// result equals [`reduce`] of the widened values.
+pub fn reduce_io(
+    op: ReduceOp,
+    x: &Buffer,
+    io: Operands,
+    layout: &Layout,
+    axes: &[usize],
+    keepdim: bool,
+) -> Result<(Buffer, Vec<usize>)> {
     let name = op.name();
     let rank = layout.rank();
     let mut reduced = vec![axes.is_empty(); rank];
@@ -177,7 +195,7 @@ pub fn reduce(
         reduced[a] = true;
     }
     layout.check_rank(name)?;
-    x.check_len(name, "input", layout.span(), 4)?;
+    x.check_len(name, "input", layout.span(), io.size())?;
 
     let pick = |want: bool| -> (Vec<usize>, Vec<usize>) {
         (0..rank).filter(|&d| reduced[d] == want).map(|d| (layout.shape[d], layout.strides[d])).unzip()
@@ -243,8 +261,9 @@ pub fn reduce(
                 .f32(dof as f32)
                 .u32(chunk)
                 .u32(chunks);
+            let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name)?;
             g.launch(&Launch {
-                shader: "reduce",
+                shader,
                 entry: if serial { "serial" } else { "main" },
                 constants: &[
                     ("OP", op.code() as f64),
@@ -260,7 +279,8 @@ pub fn reduce(
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            let xs = super::f32s(&xs);
+            let xs = host_f32(&xs, io);
+            let xs = &xs[..];
             let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
             let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
             if crate::cpu::fast(dev) {

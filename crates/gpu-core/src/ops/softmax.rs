@@ -21,6 +21,8 @@
 
 use crate::cpu::{self, per_row, per_row2};
 
+pub use super::operands::Operands;
+use super::operands::{host_f32, load_x_shader};
 use super::{dispatch, dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
@@ -72,17 +74,23 @@ fn row_params(rows: usize, cols: usize) -> Params {
         .set_u32("site", 0)
 }
 
+/// `softmax.wgsl` or its f16-input variant (the logits `x` of `softmax_fwd`
+/// and `ce_fwd` in f16 storage).
+fn shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str> {
+    load_x_shader(g, ["softmax", "softmax_f16", "softmax_f16_native"], io, op)
+}
+
 /// Records one `softmax.wgsl` launch of one workgroup per row.
 fn launch(
     g: &GpuContext,
-    entry: &'static str,
+    (shader, entry): (&'static str, &'static str),
     constants: &[(&'static str, f64)],
     params: Params,
     inputs: &[&Buffer],
     outputs: &[&Buffer],
     rows: usize,
 ) -> Result<()> {
-    dispatch(g, "softmax", entry, constants, &params, inputs, outputs, groups(rows, 1))
+    dispatch(g, shader, entry, constants, &params, inputs, outputs, groups(rows, 1))
 }
 
 /// The CPU twin of the row statistics: (max, Σ exp(x − max)).
@@ -98,9 +106,17 @@ fn row_stats(row: &[f32]) -> (f32, f32) {
 ///
 /// As in PyTorch, a row holding +∞ or only −∞ gives NaN.
 pub fn softmax_rows(x: &Buffer, rows: usize, cols: usize, log: bool) -> Result<Buffer> {
+    softmax_rows_io(x, Operands::F32, rows, cols, log)
+}
+
+/// [`softmax_rows`] of `x` stored as `io`: with [`Operands::F16`] the input
+/// is packed f16 ([`Buffer::from_f16`](crate::Buffer::from_f16)'s layout), widened exactly as it is
+/// loaded; the arithmetic and the output stay f32, so the result equals
+/// [`softmax_rows`] of the widened values.
+pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: bool) -> Result<Buffer> {
     const OP: &str = "softmax";
     let n = check_rows(OP, rows, cols)?;
-    x.check_len(OP, "input", n, 4)?;
+    x.check_len(OP, "input", n, io.size())?;
     let dev = x.device();
     let out = Buffer::alloc(dev, n as u64 * 4)?;
     if n == 0 {
@@ -111,11 +127,11 @@ pub fn softmax_rows(x: &Buffer, rows: usize, cols: usize, log: bool) -> Result<B
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, "softmax_fwd", &constants, row_params(rows, cols), &[x], &[&out], rows)
+            launch(g, (shader(g, io, OP)?, "softmax_fwd"), &constants, row_params(rows, cols), &[x], &[&out], rows)
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
-            let xs = f32s(&hx);
+            let xs = host_f32(&hx, io);
             per_row(cpu::fast(dev), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
                 let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
@@ -150,7 +166,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, "softmax_bwd", &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
+            launch(g, ("softmax", "softmax_bwd"), &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -321,9 +337,18 @@ impl CeArgs<'_> {
 /// the kernel makes that row's loss and weight NaN and the next readback
 /// returns the error (see `index_check.rs`).
 pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buffer, Buffer)> {
+    cross_entropy_rows_io(logits, Operands::F32, args)
+}
+
+/// [`cross_entropy_rows`] of `logits` stored as `io`: with
+/// [`Operands::F16`] the logits are packed f16 ([`Buffer::from_f16`](crate::Buffer::from_f16)'s
+/// layout), widened exactly as they are loaded; targets, weights, the
+/// arithmetic and all three results stay f32, so [`cross_entropy_rows_backward`]
+/// applies unchanged.
+pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Result<(Buffer, Buffer, Buffer)> {
     const OP: &str = "cross_entropy";
     let n = args.check(OP)?;
-    logits.check_len(OP, "logits", n, 4)?;
+    logits.check_len(OP, "logits", n, io.size())?;
     let dev = logits.device();
     let mut others = vec![args.target.buffer()];
     others.extend(args.weight);
@@ -346,7 +371,7 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
             let (params, outputs, inputs) = (args.params(), [&loss, &weight, &probs], args.inputs(logits));
             dispatch_indexed(
                 g,
-                ("softmax", "ce_fwd"),
+                (shader(g, io, OP)?, "ce_fwd"),
                 &args.constants(),
                 &params,
                 &inputs,
@@ -360,7 +385,7 @@ pub fn cross_entropy_rows(logits: &Buffer, args: &CeArgs) -> Result<(Buffer, Buf
             let hw = args.weight.map(|w| w.host());
             let weights = hw.as_ref().map(|w| f32s(w));
             let (mut hl, mut hr, mut hp) = (loss.host_mut(), weight.host_mut(), probs.host_mut());
-            let (xs, ps) = (f32s(&hx), &mut f32s_mut(&mut hp)[..n]);
+            let (xs, ps) = (host_f32(&hx, io), &mut f32s_mut(&mut hp)[..n]);
             let (cols, ht) = (args.cols, &ht[..]);
             // Each row's (loss, weight), stored below.
             let mut lw = vec![(0.0f32, 0.0f32); rows];
@@ -411,7 +436,7 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
         dev,
         |g| {
             let [a, b, c] = args.inputs(probs);
-            launch(g, "ce_bwd", &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
+            launch(g, ("softmax", "ce_bwd"), &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
         },
         || {
             let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());
