@@ -9,7 +9,13 @@
 // Both backward passes are gathers: one thread per input pixel walks the few
 // windows that can reach it, in a fixed order. No atomics, so gradients are
 // the same bits on every run.
+//
+// The values (src, out, dx) are read and written through pool_io_f32.wgsl;
+// shaders.rs swaps that include for the f16 libraries (pool_f16,
+// pool_f16_native). Arithmetic is f32 either way, and each thread computes
+// the LANES elements of its unit (two per f16 word), each from its own window.
 //#include common.wgsl
+//#include pool_io_f32.wgsl
 
 // Adaptive average windows: start = floor(i * H / OH), end = ceil((i + 1) * H / OH).
 override ADAPTIVE: bool = false;
@@ -34,16 +40,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// The input (forward) or the output gradient (backward).
-@group(0) @binding(1) var<storage, read> src: array<f32>;
 // Each entry point statically uses only its own bindings, so the globals
-// below may share binding numbers with different types:
+// may share binding numbers with different types (src at 1, out at 2 and dx
+// at 3 are the storage library's):
 //   max_forward  src, out, arg_out     max_backward  src, arg_in, dx
 //   avg_forward  src, out              avg_backward  src, out (= dx)
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> arg_in: array<u32>;
 @group(0) @binding(3) var<storage, read_write> arg_out: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 // Argmax of a window without a single in-bounds element (never equals a pixel).
 const NONE: u32 = 0xffffffffu;
@@ -100,12 +103,13 @@ fn avg_divisor(wy: vec3<u32>, wx: vec3<u32>) -> f32 {
     return f32((wy.y - wy.x) * (wx.y - wx.x));
 }
 
-@compute @workgroup_size(256)
-fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let o = thread_id(wid, nwg, lid);
-    if o >= p.n {
-        return;
-    }
+// Element l of a unit: `v` with lane l set to `x`.
+fn set_lane(v: vec2<f32>, l: u32, x: f32) -> vec2<f32> {
+    return select(vec2<f32>(v.x, x), vec2<f32>(x, v.y), l == 0u);
+}
+
+// Max pooling's output element o: its value and argmax, written to arg_out[o].
+fn max_at(o: u32) -> f32 {
     let ox = o % p.ow;
     let oy = (o / p.ow) % p.oh;
     let base = (o / (p.ow * p.oh)) * p.h * p.w;
@@ -124,7 +128,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 continue;
             }
             let x = xp - p.pw;
-            let v = src[base + y * p.w + x];
+            let v = load_src(base + y * p.w + x);
             // PyTorch's rule: a larger value or any NaN takes over.
             if arg == NONE || v > best || is_nan(v) {
                 best = v;
@@ -132,16 +136,13 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    out[o] = best;
     arg_out[o] = arg;
+    return best;
 }
 
-@compute @workgroup_size(256)
-fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = thread_id(wid, nwg, lid);
-    if i >= p.n {
-        return;
-    }
+// Max pooling's input gradient at element i: the f32 sum of the output
+// gradients whose argmax it is.
+fn max_grad_at(i: u32) -> f32 {
     let x = i % p.w;
     let y = (i / p.w) % p.h;
     let obase = (i / (p.w * p.h)) * p.oh * p.ow;
@@ -153,19 +154,15 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         for (var ox = rx.x; ox < rx.y; ox++) {
             let o = obase + oy * p.ow + ox;
             if arg_in[o] == me {
-                acc += src[o];
+                acc += load_src(o);
             }
         }
     }
-    dx[i] = acc;
+    return acc;
 }
 
-@compute @workgroup_size(256)
-fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let o = thread_id(wid, nwg, lid);
-    if o >= p.n {
-        return;
-    }
+// Average pooling's output element o.
+fn avg_at(o: u32) -> f32 {
     let ox = o % p.ow;
     let oy = (o / p.ow) % p.oh;
     let base = (o / (p.ow * p.oh)) * p.h * p.w;
@@ -174,18 +171,14 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var acc = 0.0;
     for (var y = wy.x; y < wy.y; y++) {
         for (var x = wx.x; x < wx.y; x++) {
-            acc += src[base + y * p.w + x];
+            acc += load_src(base + y * p.w + x);
         }
     }
-    out[o] = acc / avg_divisor(wy, wx);
+    return acc / avg_divisor(wy, wx);
 }
 
-@compute @workgroup_size(256)
-fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = thread_id(wid, nwg, lid);
-    if i >= p.n {
-        return;
-    }
+// Average pooling's input gradient at element i.
+fn avg_grad_at(i: u32) -> f32 {
     let x = i % p.w;
     let y = (i / p.w) % p.h;
     let obase = (i / (p.w * p.h)) * p.oh * p.ow;
@@ -202,8 +195,62 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             if x < wx.x || x >= wx.y {
                 continue;
             }
-            acc += src[obase + oy * p.ow + ox] / avg_divisor(wy, wx);
+            acc += load_src(obase + oy * p.ow + ox) / avg_divisor(wy, wx);
         }
     }
-    out[i] = acc;
+    return acc;
+}
+
+// Threads are units of LANES elements (p.n counts elements); lanes past
+// p.n stay 0.
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_id(wid, nwg, lid);
+    if t * LANES >= p.n {
+        return;
+    }
+    var v = vec2<f32>(0.0);
+    for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
+        v = set_lane(v, l, max_at(t * LANES + l));
+    }
+    store_out(t, v);
+}
+
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_id(wid, nwg, lid);
+    if t * LANES >= p.n {
+        return;
+    }
+    var v = vec2<f32>(0.0);
+    for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
+        v = set_lane(v, l, max_grad_at(t * LANES + l));
+    }
+    store_dx(t, v);
+}
+
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_id(wid, nwg, lid);
+    if t * LANES >= p.n {
+        return;
+    }
+    var v = vec2<f32>(0.0);
+    for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
+        v = set_lane(v, l, avg_at(t * LANES + l));
+    }
+    store_out(t, v);
+}
+
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_id(wid, nwg, lid);
+    if t * LANES >= p.n {
+        return;
+    }
+    var v = vec2<f32>(0.0);
+    for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
+        v = set_lane(v, l, avg_grad_at(t * LANES + l));
+    }
+    store_out(t, v);
 }

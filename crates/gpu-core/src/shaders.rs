@@ -33,6 +33,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
+    ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
+    ("pool_io_f16", include_str!("../../../shaders/pool_io_f16.wgsl")),
+    ("pool_io_f16_native", include_str!("../../../shaders/pool_io_f16_native.wgsl")),
+    ("pool_io_f16_common", include_str!("../../../shaders/pool_io_f16_common.wgsl")),
     ("norm", include_str!("../../../shaders/norm.wgsl")),
     ("batch_norm", include_str!("../../../shaders/batch_norm.wgsl")),
     ("batch_norm_io_f32", include_str!("../../../shaders/batch_norm_io_f32.wgsl")),
@@ -69,6 +73,10 @@ pub const LIBRARIES: &[&str] = &[
     "load_x_f32",
     "load_x_f16",
     "load_x_f16_native",
+    "pool_io_f32",
+    "pool_io_f16",
+    "pool_io_f16_native",
+    "pool_io_f16_common",
 ];
 
 /// A generated source's builder.
@@ -76,9 +84,9 @@ pub type Generator = fn() -> String;
 
 /// (name, generator) of the sources generated rather than written as files:
 /// the libraries built from the elementwise op tables, and the f16-storage
-/// variants of the matmul and batch-norm kernels and the f16-input variants
-/// of softmax, row norm and reduce (one swapped `//#include`,
-/// see [`variant`]). Each is generated once per process.
+/// variants of the matmul, batch-norm and pooling kernels and the
+/// f16-input variants of softmax, row norm and reduce (one swapped
+/// `//#include`, see [`variant`]). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_fns", crate::ops::unary::wgsl_library),
     ("binary_fns", crate::ops::binary::wgsl_library),
@@ -94,6 +102,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("norm_f16_native", || variant("norm", "load_x_f32", "load_x_f16_native", true)),
     ("reduce_f16", || variant("reduce", "load_x_f32", "load_x_f16", false)),
     ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
+    ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
+    ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
 ];
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
@@ -297,6 +307,23 @@ mod tests {
             assert!(activations.iter().all(|l| !l.contains("f32")), "{name}: an f32 activation:\n{activations:#?}");
             assert!(!src.contains("array<vec4<f32>>"), "{name} keeps an f32 vec4 activation");
         }
+    }
+
+    /// The pooling kernels read and write values only through their storage
+    /// library; the f16 variants differ in that include alone and keep no
+    /// f32 array.
+    #[test]
+    fn pool_variants_swap_only_the_storage_library() {
+        let base = raw("pool");
+        assert!(!base.lines().any(|l| l.contains("array<f32>")), "pool.wgsl declares f32 storage itself");
+        let body = |s: &str| -> Vec<String> {
+            s.lines().filter(|l| !l.starts_with("//#include") && l.trim() != "enable f16;").map(String::from).collect()
+        };
+        for name in ["pool_f16", "pool_f16_native"] {
+            assert_eq!(body(raw(name)), body(base), "{name} differs from pool beyond its include");
+            assert!(!source(name).contains("array<f32>"), "{name} keeps an f32 array");
+        }
+        assert!(source("pool_f16_native").contains("array<f16>"));
     }
 
     #[test]

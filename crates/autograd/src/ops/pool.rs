@@ -6,8 +6,14 @@
 //! the kernel size, its `padding` to `(0, 0)` and `dilation` to `(1, 1)`;
 //! here they are always passed, so `F.max_pool2d(x, 2)` is
 //! `x.max_pool2d((2, 2), (2, 2), (0, 0), (1, 1))`.
+//!
+//! F16 input (mixed precision: autocast's convolutions return f16
+//! activations) runs the f16 kernels: read as f16, f32 arithmetic (an
+//! average sums in f32 and rounds once, a maximum is exact), an F16 result
+//! and an F16 input gradient, like PyTorch's f16 pooling. Nothing is widened
+//! or kept in f32 for the backward pass.
 
-use wgrad_gpu_core::ops::pool;
+use wgrad_gpu_core::ops::pool::{self, Operands};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
@@ -16,19 +22,25 @@ use crate::{DType, Tensor};
 type Pair = (usize, usize);
 
 impl Tensor {
-    /// The input as a 4-D tensor and whether it was unbatched `[C, H, W]`.
-    fn pool_input(&self, op: &str) -> (Tensor, bool) {
-        let x = self.f32_input(op);
+    /// The input as a 4-D tensor, whether it was unbatched `[C, H, W]`, and
+    /// how the kernels store its values (F32 or F16, the tensor's dtype).
+    fn pool_input(&self, op: &str) -> (Tensor, bool, Operands) {
+        let io = match self.dtype() {
+            DType::F16 => Operands::F16,
+            DType::F32 => Operands::F32,
+            other => panic!("{op}: expects F32 or F16 tensors, got {other:?} (use .to_dtype(DType::F32))"),
+        };
+        let x = self.clone();
         match x.dims() {
-            4 => (x, false),
-            3 => (x.unsqueeze(0), true),
+            4 => (x, false, io),
+            3 => (x.unsqueeze(0), true, io),
             _ => panic!("{op}: expects an [N, C, H, W] or [C, H, W] tensor, got shape {:?}", self.shape()),
         }
     }
 
-    /// Records a pooling of the 4-D `x4` whose output is `out`; `back` maps
-    /// the dense output gradient to the dense input gradient. Drops the batch
-    /// dim again for unbatched input.
+    /// Records a pooling of the 4-D `x4` whose output is `out` (of `x4`'s
+    /// dtype); `back` maps the dense output gradient to the dense input
+    /// gradient, both of that dtype. Drops the batch dim again for unbatched input.
     fn pool_result(
         x4: &Tensor,
         unbatched: bool,
@@ -37,10 +49,12 @@ impl Tensor {
         out_shape: &[usize],
         back: impl Fn(&Buffer, &[usize]) -> wgrad_gpu_core::Result<Buffer> + Send + Sync + 'static,
     ) -> Tensor {
-        let y = Tensor::from_op(op, out, Layout::contiguous(out_shape), &[x4], move |g, inputs, _| {
+        let dtype = x4.dtype();
+        let y = Tensor::from_op_dtype(op, out, Layout::contiguous(out_shape), dtype, &[x4], move |g, inputs, _| {
             let shape = inputs[0].shape();
+            let g = if g.dtype() == dtype { g.clone() } else { g.to_dtype(dtype) };
             let dx = expect(op, back(&g.dense_buffer(), &shape));
-            vec![Some(Tensor::from_parts(dx, Layout::contiguous(&shape), DType::F32))]
+            vec![Some(Tensor::from_parts(dx, Layout::contiguous(&shape), dtype))]
         });
         if unbatched {
             y.squeeze(0)
@@ -55,7 +69,7 @@ impl Tensor {
     /// (the first one on ties).
     ///
     /// # Panics
-    /// For input that is not 3-D or 4-D F32, or a window that does not fit.
+    /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
         self.max_pool2d_with_indices(kernel, stride, padding, dilation).0
     }
@@ -71,16 +85,16 @@ impl Tensor {
         dilation: Pair,
     ) -> (Tensor, Tensor) {
         const OP: &str = "max_pool2d";
-        let (x4, unbatched) = self.pool_input(OP);
+        let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
         let (out, arg, out_shape) =
-            expect(OP, pool::max_pool2d(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation));
+            expect(OP, pool::max_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
         let mut idx = Tensor::constant(arg.clone(), Layout::contiguous(&out_shape), DType::U32);
         if unbatched {
             idx = idx.squeeze(0);
         }
         let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
-            pool::max_pool2d_backward(g, &arg, in_shape, kernel, stride, padding, dilation)
+            pool::max_pool2d_backward_io(g, &arg, in_shape, kernel, stride, padding, dilation, io)
         });
         (y, idx)
     }
@@ -91,15 +105,15 @@ impl Tensor {
     /// default, true), else by the number of elements inside the input.
     ///
     /// # Panics
-    /// For input that is not 3-D or 4-D F32, or a window that does not fit.
+    /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn avg_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, count_include_pad: bool) -> Tensor {
         const OP: &str = "avg_pool2d";
-        let (x4, unbatched) = self.pool_input(OP);
+        let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
         let (out, out_shape) =
-            expect(OP, pool::avg_pool2d(&x4.dense_buffer(), &shape, kernel, stride, padding, count_include_pad));
+            expect(OP, pool::avg_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, count_include_pad, io));
         Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
-            pool::avg_pool2d_backward(g, in_shape, kernel, stride, padding, count_include_pad)
+            pool::avg_pool2d_backward_io(g, in_shape, kernel, stride, padding, count_include_pad, io)
         })
     }
 
@@ -109,14 +123,14 @@ impl Tensor {
     /// average pooling.
     ///
     /// # Panics
-    /// For input that is not 3-D or 4-D F32, or a zero output size.
+    /// For input that is not 3-D or 4-D F32 or F16, or a zero output size.
     pub fn adaptive_avg_pool2d(&self, out_size: Pair) -> Tensor {
         const OP: &str = "adaptive_avg_pool2d";
-        let (x4, unbatched) = self.pool_input(OP);
+        let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
-        let (out, out_shape) = expect(OP, pool::adaptive_avg_pool2d(&x4.dense_buffer(), &shape, out_size));
+        let (out, out_shape) = expect(OP, pool::adaptive_avg_pool2d_io(&x4.dense_buffer(), &shape, out_size, io));
         Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
-            pool::adaptive_avg_pool2d_backward(g, in_shape, out_size)
+            pool::adaptive_avg_pool2d_backward_io(g, in_shape, out_size, io)
         })
     }
 }

@@ -9,10 +9,22 @@
 //! bit in summation order. (Max pooling's backward could instead be
 //! `index::scatter_add` of the gradient at the argmax, but its float atomics
 //! add in thread order: results would vary run to run.)
+//!
+//! Values may be stored as f16 (mixed precision: the `*_io` functions with
+//! [`Operands::F16`]): the input (or output gradient) is widened exactly,
+//! the arithmetic is f32 (an average sums in f32 and rounds once, a maximum
+//! is exact), and the output (or input gradient) is f16, rounded to nearest
+//! even. The argmax stays u32. The GPU kernels are `pool.wgsl` with its
+//! storage include swapped (`pool_f16`, `pool_f16_native`, see
+//! [`HalfLoads`](super::operands::HalfLoads) and
+//! [`with_half_loads`](super::operands::with_half_loads)); each thread owns a
+//! whole packed word (two elements, each from its own window).
 
 use std::ops::Range;
 
-use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+pub use super::operands::Operands;
+use super::operands::{host_f32, thread_half_loads, HostOutput};
+use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
@@ -151,10 +163,14 @@ impl Pool {
         Ok(*self)
     }
 
-    /// Records one `pool.wgsl` launch of `n` threads.
+    /// Records one `pool.wgsl` launch over `n` elements with values stored
+    /// as `io` (one thread per element, or per word of two for f16).
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         g: &GpuContext,
+        op: &'static str,
+        io: Operands,
         entry: &'static str,
         inputs: &[&Buffer],
         outputs: &[&Buffer],
@@ -177,7 +193,12 @@ impl Pool {
             .set_u32("dw", c.dilation)
             .set_u32("count_include_pad", self.count_include_pad as usize);
         let constants = [("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 })];
-        dispatch(g, "pool", entry, &constants, &params, inputs, outputs, groups(n, 256))
+        let (shader, lanes) = match io {
+            Operands::F32 => ("pool", 1),
+            Operands::F16 if thread_half_loads().native(g, op)? => ("pool_f16_native", 2),
+            Operands::F16 => ("pool_f16", 2),
+        };
+        dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(n.div_ceil(lanes), 256))
     }
 
     /// The fast max pooling's window taps (rows, cols): each window's
@@ -365,27 +386,42 @@ pub fn max_pool2d(
     padding: (usize, usize),
     dilation: (usize, usize),
 ) -> Result<(Buffer, Buffer, Vec<usize>)> {
+    max_pool2d_io(x, shape, kernel, stride, padding, dilation, Operands::F32)
+}
+
+/// [`max_pool2d`] with `x` and the returned values stored as `io` (for
+/// [`Operands::F16`] both f16: the maximum of f16 values is exact).
+pub fn max_pool2d_io(
+    x: &Buffer,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    io: Operands,
+) -> Result<(Buffer, Buffer, Vec<usize>)> {
     const OP: &str = "max_pool2d";
     let pool = fixed_pool(OP, shape, kernel, stride, padding, dilation, false)?;
-    x.check_len(OP, "input", pool.in_len(), 4)?;
+    x.check_len(OP, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
     let dev = x.device();
-    let (out, arg) = (Buffer::alloc(dev, n as u64 * 4)?, Buffer::alloc(dev, n as u64 * 4)?);
+    let (out, arg) = (Buffer::alloc(dev, n as u64 * io.size())?, Buffer::alloc(dev, n as u64 * 4)?);
     run(
         dev,
-        |g| pool.launch(g, "max_forward", &[x], &[&out, &arg], n),
+        |g| pool.launch(g, OP, io, "max_forward", &[x], &[&out, &arg], n),
         || {
             let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
-            let (xs, (il, ol)) = (f32s(&xs), pool.plane_lens());
-            let outs = (&mut f32s_mut(&mut ys)[..n], ol);
+            let (xs, (il, ol)) = (host_f32(&xs, io), pool.plane_lens());
+            let mut y = HostOutput::new(&mut ys, n, io);
             let fast = cpu::fast(dev);
             let taps = fast.then(|| pool.max_taps());
-            per_row2(fast, outs, (&mut is[..n], ol), |p, y, arg| match &taps {
+            per_row2(fast, (y.values(), ol), (&mut is[..n], ol), |p, y, arg| match &taps {
                 Some((rows, cols)) => {
                     cpu::pooling::max_forward_plane(rows, cols, pool.cols.size, &xs[p * il..][..il], y, arg)
                 }
                 None => pool.max_forward_plane(&xs[p * il..][..il], y, arg),
             });
+            y.finish();
         },
     )?;
     Ok((out, arg, pool.out_shape(shape)))
@@ -403,66 +439,90 @@ pub fn max_pool2d_backward(
     padding: (usize, usize),
     dilation: (usize, usize),
 ) -> Result<Buffer> {
+    max_pool2d_backward_io(grad_out, argmax, in_shape, kernel, stride, padding, dilation, Operands::F32)
+}
+
+/// [`max_pool2d_backward`] with the output gradient and the returned input
+/// gradient stored as `io` (for [`Operands::F16`]: summed in f32, rounded once).
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool2d_backward_io(
+    grad_out: &Buffer,
+    argmax: &Buffer,
+    in_shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    io: Operands,
+) -> Result<Buffer> {
     const OP: &str = "max_pool2d_backward";
     let pool = fixed_pool(OP, in_shape, kernel, stride, padding, dilation, false)?;
-    grad_out.check_len(OP, "output gradient", pool.out_len(), 4)?;
+    grad_out.check_len(OP, "output gradient", pool.out_len(), io.size())?;
     argmax.check_len(OP, "argmax", pool.out_len(), 4)?;
     let dev = grad_out.device();
     Buffer::check_same_device(OP, dev, &[argmax])?;
     let n = pool.in_len();
-    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    let dx = Buffer::alloc(dev, n as u64 * io.size())?;
     run(
         dev,
-        |g| pool.launch(g, "max_backward", &[grad_out, argmax], &[&dx], n),
+        |g| pool.launch(g, OP, io, "max_backward", &[grad_out, argmax], &[&dx], n),
         || {
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
-            let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
+            let (gs, (il, ol)) = (host_f32(&gs, io), pool.plane_lens());
+            let mut d = HostOutput::new(&mut ds, n, io);
             let fast = cpu::fast(dev);
-            per_row(fast, (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
+            per_row(fast, (d.values(), il), |p, d| {
                 let (g, arg) = (&gs[p * ol..][..ol], &is[p * ol..][..ol]);
                 match fast {
                     true => cpu::pooling::max_backward_scatter(g, arg, d),
                     false => pool.max_backward_plane(g, arg, d),
                 }
             });
+            d.finish();
         },
     )?;
     Ok(dx)
 }
 
-fn avg_forward(op: &'static str, pool: Pool, x: &Buffer, shape: &[usize]) -> Result<(Buffer, Vec<usize>)> {
-    x.check_len(op, "input", pool.in_len(), 4)?;
+fn avg_forward(
+    op: &'static str,
+    pool: Pool,
+    x: &Buffer,
+    shape: &[usize],
+    io: Operands,
+) -> Result<(Buffer, Vec<usize>)> {
+    x.check_len(op, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
     let dev = x.device();
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc(dev, n as u64 * io.size())?;
     run(
         dev,
-        |g| pool.launch(g, "avg_forward", &[x], &[&out], n),
+        |g| pool.launch(g, op, io, "avg_forward", &[x], &[&out], n),
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            let (xs, (il, ol)) = (f32s(&xs), pool.plane_lens());
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ys)[..n], ol), |p, y| {
-                pool.avg_forward_plane(&xs[p * il..][..il], y)
-            });
+            let (xs, (il, ol)) = (host_f32(&xs, io), pool.plane_lens());
+            let mut y = HostOutput::new(&mut ys, n, io);
+            per_row(cpu::fast(dev), (y.values(), ol), |p, y| pool.avg_forward_plane(&xs[p * il..][..il], y));
+            y.finish();
         },
     )?;
     Ok((out, pool.out_shape(shape)))
 }
 
-fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer) -> Result<Buffer> {
-    grad_out.check_len(op, "output gradient", pool.out_len(), 4)?;
+fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer, io: Operands) -> Result<Buffer> {
+    grad_out.check_len(op, "output gradient", pool.out_len(), io.size())?;
     let n = pool.in_len();
     let dev = grad_out.device();
-    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    let dx = Buffer::alloc(dev, n as u64 * io.size())?;
     run(
         dev,
-        |g| pool.launch(g, "avg_backward", &[grad_out], &[&dx], n),
+        |g| pool.launch(g, op, io, "avg_backward", &[grad_out], &[&dx], n),
         || {
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
-            let (gs, (il, ol)) = (f32s(&gs), pool.plane_lens());
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], il), |p, d| {
-                pool.avg_backward_plane(&gs[p * ol..][..ol], d)
-            });
+            let (gs, (il, ol)) = (host_f32(&gs, io), pool.plane_lens());
+            let mut d = HostOutput::new(&mut ds, n, io);
+            per_row(cpu::fast(dev), (d.values(), il), |p, d| pool.avg_backward_plane(&gs[p * ol..][..ol], d));
+            d.finish();
         },
     )?;
     Ok(dx)
@@ -483,8 +543,22 @@ pub fn avg_pool2d(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> Result<(Buffer, Vec<usize>)> {
+    avg_pool2d_io(x, shape, kernel, stride, padding, count_include_pad, Operands::F32)
+}
+
+/// [`avg_pool2d`] with `x` and the returned values stored as `io` (for
+/// [`Operands::F16`]: each window summed and divided in f32, rounded once).
+pub fn avg_pool2d_io(
+    x: &Buffer,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    count_include_pad: bool,
+    io: Operands,
+) -> Result<(Buffer, Vec<usize>)> {
     const OP: &str = "avg_pool2d";
-    avg_forward(OP, fixed_pool(OP, shape, kernel, stride, padding, (1, 1), count_include_pad)?, x, shape)
+    avg_forward(OP, fixed_pool(OP, shape, kernel, stride, padding, (1, 1), count_include_pad)?, x, shape, io)
 }
 
 /// Backward of [`avg_pool2d`]: the dense input gradient of `in_shape`, each
@@ -497,8 +571,22 @@ pub fn avg_pool2d_backward(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> Result<Buffer> {
+    avg_pool2d_backward_io(grad_out, in_shape, kernel, stride, padding, count_include_pad, Operands::F32)
+}
+
+/// [`avg_pool2d_backward`] with the output gradient and the returned input
+/// gradient stored as `io` (f32 sums, rounded once for f16).
+pub fn avg_pool2d_backward_io(
+    grad_out: &Buffer,
+    in_shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    count_include_pad: bool,
+    io: Operands,
+) -> Result<Buffer> {
     const OP: &str = "avg_pool2d_backward";
-    avg_backward(OP, fixed_pool(OP, in_shape, kernel, stride, padding, (1, 1), count_include_pad)?, grad_out)
+    avg_backward(OP, fixed_pool(OP, in_shape, kernel, stride, padding, (1, 1), count_include_pad)?, grad_out, io)
 }
 
 /// torch.nn.functional.adaptive_avg_pool2d on the dense NCHW buffer `x` of
@@ -507,14 +595,36 @@ pub fn avg_pool2d_backward(
 /// sizes do not divide). Returns the values and `[N, C, OH, OW]`. Global
 /// average pooling is `out_size = (1, 1)`.
 pub fn adaptive_avg_pool2d(x: &Buffer, shape: &[usize], out_size: (usize, usize)) -> Result<(Buffer, Vec<usize>)> {
+    adaptive_avg_pool2d_io(x, shape, out_size, Operands::F32)
+}
+
+/// [`adaptive_avg_pool2d`] with `x` and the returned values stored as `io`
+/// (f32 sums, rounded once for f16).
+pub fn adaptive_avg_pool2d_io(
+    x: &Buffer,
+    shape: &[usize],
+    out_size: (usize, usize),
+    io: Operands,
+) -> Result<(Buffer, Vec<usize>)> {
     const OP: &str = "adaptive_avg_pool2d";
-    avg_forward(OP, adaptive_pool(OP, shape, out_size)?, x, shape)
+    avg_forward(OP, adaptive_pool(OP, shape, out_size)?, x, shape, io)
 }
 
 /// Backward of [`adaptive_avg_pool2d`]: the dense input gradient of `in_shape`.
 pub fn adaptive_avg_pool2d_backward(grad_out: &Buffer, in_shape: &[usize], out_size: (usize, usize)) -> Result<Buffer> {
+    adaptive_avg_pool2d_backward_io(grad_out, in_shape, out_size, Operands::F32)
+}
+
+/// [`adaptive_avg_pool2d_backward`] with the output gradient and the returned
+/// input gradient stored as `io`.
+pub fn adaptive_avg_pool2d_backward_io(
+    grad_out: &Buffer,
+    in_shape: &[usize],
+    out_size: (usize, usize),
+    io: Operands,
+) -> Result<Buffer> {
     const OP: &str = "adaptive_avg_pool2d_backward";
-    avg_backward(OP, adaptive_pool(OP, in_shape, out_size)?, grad_out)
+    avg_backward(OP, adaptive_pool(OP, in_shape, out_size)?, grad_out, io)
 }
 
 #[cfg(test)]
