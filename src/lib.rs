@@ -25,9 +25,37 @@ pub use wgrad_gpu_core::{
 pub use wgrad_models as models;
 pub use wgrad_nn as nn;
 
-/// The names most programs use.
+/// The names most programs use: tensors and devices, the common layers,
+/// losses, optimizers and schedules, autocast and its `GradScaler`.
+///
+/// ```
+/// use wgrad::prelude::*;
+///
+/// let dev = Device::cpu();
+/// let mut gen = Generator::new(0);
+/// let model = Sequential::new().add(Linear::new(4, 8, true, &mut gen, &dev)).add(ReLU).add(Linear::new(8, 2, true, &mut gen, &dev));
+/// let mut opt = Adam::new(model.parameters(), 1e-2);
+/// let (x, y) = (Tensor::randn(&[16, 4], 1, &dev), Tensor::randn(&[16, 2], 2, &dev));
+/// let loss = MSELoss::default().forward(&model.forward(&x), &y);
+/// opt.zero_grad();
+/// loss.backward();
+/// opt.step();
+/// ```
 pub mod prelude {
     pub use crate::gpu_core::ops;
+    pub use crate::nn::amp::GradScaler;
+    pub use crate::nn::loss::{
+        BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+    };
+    pub use crate::nn::optim::{clip_grad_norm_, AdaGrad, Adam, AdamW, Lion, Optimizer, ParamGroup, RmsProp, Sgd};
+    pub use crate::nn::schedule::{
+        CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, MultiStepLR, OneCycleLR, ReduceLROnPlateau, StepLR,
+    };
+    pub use crate::nn::{
+        AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Conv2dOptions, ConvTranspose2d,
+        Dropout, Embedding, Flatten, GroupNorm, Identity, LayerNorm, LeakyReLU, Linear, MaxPool2d, MultiheadAttention,
+        RMSNorm, ReLU, Sequential, SiLU, Sigmoid, Softmax, Tanh, TransformerEncoderLayer, GELU, GRU, LSTM, RNN,
+    };
     pub use crate::nn::{Module, ModuleExt, ModuleFields};
     pub use crate::{
         autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, Buffer, DType, Device, DeviceSpec, Generator,
