@@ -185,27 +185,24 @@ impl Tensor {
     ///
     /// Comparisons also take U32 and F16 tensors (`pred.eq(&labels)` of two
     /// class-id tensors), compared as f32: exact for f16 and for integers
-    /// below 2^24. Arithmetic takes F32 and F16; wgrad's arithmetic kernels
-    /// are f32, so F16 operands are widened (a recorded cast) and the result
-    /// is F32. U32 operands are an error (convert with `.float()`).
+    /// below 2^24; they return F32 masks. Arithmetic on two F16 tensors
+    /// returns F16 (computed in f32, rounded once: one fused kernel that
+    /// reads and writes f16 on a GPU); F16 with F32 promotes to F32, as in
+    /// PyTorch. U32 operands are an error (convert with `.float()`).
     pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let name = op_name(op);
         if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
             return self.float().try_binary(op, &other.float());
         }
-        match (self.dtype(), other.dtype()) {
-            (DType::F16, DType::F16) => return self.try_binary_f16(op, other),
-            // f16 with f32 promotes to f32, as in PyTorch.
-            (DType::F16, DType::F32) | (DType::F32, DType::F16) => {
-                return self.f32_input(name).try_binary(op, &other.f32_input(name))
-            }
-            _ => {}
+        if let (DType::F16, DType::F32) | (DType::F32, DType::F16) = (self.dtype(), other.dtype()) {
+            return self.f32_input(name).try_binary(op, &other.f32_input(name));
         }
+        let dtype = self.dtype();
         for t in [self, other] {
-            if t.dtype() != DType::F32 {
+            if !matches!(t.dtype(), DType::F32 | DType::F16) {
                 return Err(Error::invalid(
                     name,
-                    format!("expects f32 tensors, got {:?} (convert with .float())", t.dtype()),
+                    format!("expects f32 or f16 tensors, got {:?} (convert with .float())", t.dtype()),
                 ));
             }
         }
@@ -219,42 +216,22 @@ impl Tensor {
         if broadcast_shapes(&sa, &sb).is_none() {
             return Err(Error::invalid(name, format!("shapes {sa:?} and {sb:?} cannot be broadcast together")));
         }
-        let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
+        // f16 operands: the viewed spans widen (exactly) and keep their
+        // views, so broadcast and strided operands need no copy.
+        let ((ba, la), (bb, lb)) = (self.f32_words(), other.f32_words());
         let (z, shape) = binary::binary(op, &ba, &la, &bb, &lb)?;
+        drop((ba, bb));
         let layout = Layout::contiguous(&shape);
         if is_comparison(op) {
             return Ok(Tensor::constant(z, layout, DType::F32));
         }
-        Ok(Tensor::from_op(name, z, layout, &[self, other], move |g, inputs, out| {
-            binary_grads(op, g, inputs, out, (&sa, &sb))
-        }))
-    }
-
-    /// Arithmetic on two F16 tensors: an F16 result computed in f32 (widen
-    /// both, the f32 kernel, round once: one fused kernel on a GPU). The
-    /// gradients are F16 ops of the same kind.
-    fn try_binary_f16(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
-        let name = op_name(op);
-        if self.device() != other.device() {
-            return Err(Error::invalid(
-                name,
-                format!("tensors on {} and {}", self.device().name(), other.device().name()),
-            ));
-        }
-        let (sa, sb) = (self.shape(), other.shape());
-        let Some(shape) = broadcast_shapes(&sa, &sb) else {
-            return Err(Error::invalid(name, format!("shapes {sa:?} and {sb:?} cannot be broadcast together")));
+        let z = match dtype {
+            DType::F16 => cast::f32_to_f16(&z, layout.numel())?,
+            _ => z,
         };
-        // The viewed spans widen (exact) and keep their views, so broadcast
-        // and strided operands need no copy.
-        let ((ba, la), (bb, lb)) = (self.f32_words(), other.f32_words());
-        let n: usize = shape.iter().product();
-        let (z, _) = binary::binary(op, &ba, &la, &bb, &lb)?;
-        drop((ba, bb));
-        let z = cast::f32_to_f16(&z, n)?;
-        // The same rules as f32, on F16 tensors (so the gradients are F16).
-        let layout = Layout::contiguous(&shape);
-        Ok(Tensor::from_op_dtype(name, z, layout, DType::F16, &[self, other], move |g, inputs, out| {
+        // The rules are tensor ops in the operands' dtype, so f16 gradients
+        // are f16.
+        Ok(Tensor::from_op_dtype(name, z, layout, dtype, &[self, other], move |g, inputs, out| {
             binary_grads(op, g, inputs, out, (&sa, &sb))
         }))
     }
