@@ -265,19 +265,20 @@ impl Tensor {
         self.clone()
     }
 
-    /// The storage of `self` for an op whose kernels read f16 inputs
-    /// directly and compute in f32 (softmax, cross-entropy, row norm,
-    /// reductions): [`Operands::F16`] for an F16 tensor, so no widened copy
-    /// is made or kept, [`Operands::F32`] for an F32 one.
+    /// The storage of `self` for an op whose kernels read (or read and
+    /// write) f16 directly and compute in f32 (batch norm, pooling, softmax,
+    /// cross-entropy, row norm, reductions): [`Operands::F16`] for an F16
+    /// tensor, so no widened copy is made or kept, [`Operands::F32`] for an
+    /// F32 one.
     ///
     /// # Panics
     /// For U32 tensors, naming `op`.
     pub(crate) fn float_storage(&self, op: &str) -> Operands {
-        if self.dtype() == DType::F16 {
-            return Operands::F16;
+        match self.dtype() {
+            DType::F16 => Operands::F16,
+            DType::F32 => Operands::F32,
+            other => panic!("{op}: expects F32 or F16 tensors, got {other:?} (use .to_dtype(DType::F32))"),
         }
-        self.expect_dtype(op, DType::F32);
-        Operands::F32
     }
 
     pub(crate) fn expect_same_device(&self, op: &str, other: &Tensor) {

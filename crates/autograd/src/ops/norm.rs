@@ -12,7 +12,7 @@
 //! norm is the same fused kernel on already normalised input, so their
 //! weight and bias gradients are parallel two-level column sums too.
 
-use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Operands, Running};
+use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Running};
 use wgrad_gpu_core::ops::norm;
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -93,7 +93,7 @@ impl Tensor {
     ) -> Tensor {
         let shape = self.shape();
         let dtype = self.dtype();
-        let io = activation_storage(dtype);
+        let io = self.float_storage(op);
         if let Some(r) = epilogue.residual {
             assert_eq!(r.dtype(), dtype, "wgrad internal: {op}'s residual is not cast to the input's dtype");
         }
@@ -368,7 +368,7 @@ impl Tensor {
         // The residual in the input's dtype (a recorded cast when it differs).
         let residual = epilogue.residual.map(|r| r.to_dtype(dtype));
         let epilogue = NormEpilogue { residual: residual.as_ref(), relu: epilogue.relu };
-        let io = activation_storage(dtype);
+        let io = self.float_storage(OP);
         let x = self.dense_buffer();
         let stats = if training {
             if d.count() == 0 {
@@ -426,14 +426,6 @@ impl Tensor {
             y = y.relu();
         }
         y
-    }
-}
-
-/// How the batch-norm kernels store a tensor of `dtype` (F32 or F16).
-fn activation_storage(dtype: DType) -> Operands {
-    match dtype {
-        DType::F16 => Operands::F16,
-        _ => Operands::F32,
     }
 }
 

@@ -25,11 +25,7 @@ impl Tensor {
     /// The input as a 4-D tensor, whether it was unbatched `[C, H, W]`, and
     /// how the kernels store its values (F32 or F16, the tensor's dtype).
     fn pool_input(&self, op: &str) -> (Tensor, bool, Operands) {
-        let io = match self.dtype() {
-            DType::F16 => Operands::F16,
-            DType::F32 => Operands::F32,
-            other => panic!("{op}: expects F32 or F16 tensors, got {other:?} (use .to_dtype(DType::F32))"),
-        };
+        let io = self.float_storage(op);
         let x = self.clone();
         match x.dims() {
             4 => (x, false, io),
