@@ -31,11 +31,70 @@ pub const SIZES: &[usize] = &[0, 1, 7, 33, 1023];
 
 /// Bit-exact comparison of f16 results, with any NaN matching any NaN.
 #[track_caller]
-#[allow(dead_code)] // not every test file compares halves
 pub fn same_halves(what: &str, got: &[half::f16], want: &[half::f16]) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let ok = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
         assert!(ok, "{what}: element {i}: got {:#06x} ({g}), want {:#06x} ({w})", g.to_bits(), w.to_bits());
     }
+}
+
+/// f16 values widened to f32 (exactly).
+pub fn widen(v: &[half::f16]) -> Vec<f32> {
+    v.iter().map(|h| h.to_f32()).collect()
+}
+
+/// Distance in f16 ulps (±0 alike); `None` when exactly one side is NaN or
+/// infinite, or they are different infinities.
+pub fn ulps(a: half::f16, b: half::f16) -> Option<u32> {
+    if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
+        return ((a.is_nan() && b.is_nan()) || a == b).then_some(0);
+    }
+    let ordered = |h: half::f16| {
+        let bits = h.to_bits() as i32;
+        if bits & 0x8000 != 0 {
+            -(bits & 0x7fff)
+        } else {
+            bits
+        }
+    };
+    Some(ordered(a).abs_diff(ordered(b)))
+}
+
+/// One way of running an f16 kernel: a device and (on a GPU) how f16 is loaded.
+#[derive(Clone, Copy)]
+pub struct HalfRun<'a> {
+    pub dev: &'a Device,
+    pub loads: wgrad_gpu_core::ops::operands::HalfLoads,
+}
+
+impl HalfRun<'_> {
+    pub fn name(&self) -> String {
+        format!("{} {:?}", self.dev.name(), self.loads)
+    }
+
+    /// `f` under this run's f16 loads.
+    pub fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        wgrad_gpu_core::ops::operands::with_half_loads(self.loads, f)
+    }
+}
+
+/// Every f16 run: the reference twin first (the oracle), the fast CPU
+/// backend, then the GPU's packed loads and (with SHADER_F16, which
+/// lavapipe offers) its native ones.
+pub fn half_runs<'a>(reference: &'a Device, fast: &'a Device, gpu: Option<&'a Device>) -> Vec<HalfRun<'a>> {
+    use wgrad_gpu_core::ops::operands::HalfLoads;
+    let mut v = vec![HalfRun { dev: reference, loads: HalfLoads::Auto }, HalfRun { dev: fast, loads: HalfLoads::Auto }];
+    if let Some(g) = gpu {
+        v.push(HalfRun { dev: g, loads: HalfLoads::Packed });
+        if g.has_shader_f16() {
+            v.push(HalfRun { dev: g, loads: HalfLoads::Native });
+        } else {
+            eprintln!("{} has no SHADER_F16: native f16 loads not run", g.name());
+        }
+        if g.name().contains("llvmpipe") {
+            assert!(g.has_shader_f16(), "lavapipe offers SHADER_F16, so both f16 loads run");
+        }
+    }
+    v
 }

@@ -79,30 +79,8 @@ impl Run<'_> {
     }
 }
 
-fn widen(v: &[f16]) -> Vec<f32> {
-    v.iter().map(|h| h.to_f32()).collect()
-}
-
 fn floats(b: &Buffer, n: usize) -> Vec<f32> {
     b.to_f32().unwrap()[..n].to_vec()
-}
-
-/// Distance in f16 ulps (±0 the same value), or `None` when one side is
-/// NaN or infinite and the other is not the same.
-fn ulps(a: f16, b: f16) -> Option<u32> {
-    if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
-        let same = (a.is_nan() && b.is_nan()) || a == b;
-        return same.then_some(0);
-    }
-    let ordered = |h: f16| {
-        let bits = h.to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    Some(ordered(a).abs_diff(ordered(b)))
 }
 
 /// f16 results within one ulp of `want`, or (for a value of cancellation

@@ -9,10 +9,12 @@
 //! counts so the last word is half used, strided and offset views for the
 //! reductions) and values reach f16's limits (±65504, subnormals).
 
+mod common;
+use common::{half_runs, widen, HalfRun};
 use half::f16;
 use wgrad_gpu_core::layout::Layout;
 use wgrad_gpu_core::ops::norm::normalize_rows_io;
-use wgrad_gpu_core::ops::operands::{with_half_loads, HalfLoads, Operands};
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::reduce::{reduce_io, ReduceOp};
 use wgrad_gpu_core::ops::softmax::{cross_entropy_rows_io, softmax_rows_io, CeArgs, CeTarget};
 use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
@@ -21,43 +23,14 @@ use wgrad_gpu_core::{Buffer, Device};
 /// (rows, cols): 1, 7, 33 and 1023 columns, odd totals.
 const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 1), (5, 7), (1, 33), (3, 33), (2, 1023), (3, 1023), (1, 300)];
 
-/// A device and how its GPU kernels load f16.
-#[derive(Clone, Copy)]
-struct Run<'a> {
-    dev: &'a Device,
-    loads: HalfLoads,
-}
-
-impl Run<'_> {
-    fn name(&self) -> String {
-        format!("{} {:?}", self.dev.name(), self.loads)
-    }
-
-    /// `f` under this run's f16 loads.
-    fn with<R>(&self, f: impl FnOnce() -> R) -> R {
-        with_half_loads(self.loads, f)
-    }
-}
-
 /// The reference twin, the fast CPU backend and the GPU (packed loads, and
 /// native ones where the adapter has SHADER_F16), or `None` without a GPU.
 fn devices(test: &str) -> Option<(Device, Device, Device)> {
     Some((Device::cpu_reference(), Device::cpu(), gpu_or_skip(test)?))
 }
 
-fn runs<'a>(devs: &'a (Device, Device, Device)) -> Vec<Run<'a>> {
-    let (reference, fast, gpu) = devs;
-    let mut v = vec![
-        Run { dev: reference, loads: HalfLoads::Auto },
-        Run { dev: fast, loads: HalfLoads::Auto },
-        Run { dev: gpu, loads: HalfLoads::Packed },
-    ];
-    if gpu.has_shader_f16() {
-        v.push(Run { dev: gpu, loads: HalfLoads::Native });
-    } else {
-        eprintln!("{} has no SHADER_F16: native f16 loads not run", gpu.name());
-    }
-    v
+fn runs<'a>(devs: &'a (Device, Device, Device)) -> Vec<HalfRun<'a>> {
+    half_runs(&devs.0, &devs.1, Some(&devs.2))
 }
 
 /// `n` f16 values: mostly in [-4, 4), every 5th a large one up to ±65504,
@@ -80,10 +53,6 @@ fn values(seed: u64, n: usize, spread: f32) -> Vec<f16> {
             f16::from_f32(v)
         })
         .collect()
-}
-
-fn widen(v: &[f16]) -> Vec<f32> {
-    v.iter().map(|h| h.to_f32()).collect()
 }
 
 /// The same bits (NaN payloads aside).

@@ -13,7 +13,7 @@
 mod common;
 use common::*;
 use half::f16;
-use wgrad_gpu_core::ops::operands::{with_half_loads, HalfLoads, Operands};
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::pool::{
     adaptive_avg_pool2d_backward_io, adaptive_avg_pool2d_io, avg_pool2d_backward_io, avg_pool2d_io,
     max_pool2d_backward_io, max_pool2d_io,
@@ -121,29 +121,8 @@ fn halves(r: &mut wgrad_gpu_core::testing::Rng, n: usize, lo: f32, hi: f32) -> V
         .collect()
 }
 
-fn widen(v: &[f16]) -> Vec<f32> {
-    v.iter().map(|h| h.to_f32()).collect()
-}
-
 fn round(v: &[f32]) -> Vec<f16> {
     v.iter().map(|&x| f16::from_f32(x)).collect()
-}
-
-/// Distance in f16 ulps (±0 alike); `None` when exactly one side is NaN or
-/// infinite, or they are different infinities.
-fn ulps(a: f16, b: f16) -> Option<u32> {
-    if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
-        return ((a.is_nan() && b.is_nan()) || a == b).then_some(0);
-    }
-    let ordered = |h: f16| {
-        let bits = h.to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    Some(ordered(a).abs_diff(ordered(b)))
 }
 
 #[track_caller]
@@ -166,38 +145,10 @@ fn read_halves(what: &str, b: &Buffer, n: usize) -> Vec<f16> {
     b.to_f16().unwrap()[..n].to_vec()
 }
 
-/// One f16 way of running the ops.
-struct Run<'a> {
-    dev: &'a Device,
-    loads: HalfLoads,
-}
-
-impl Run<'_> {
-    fn name(&self) -> String {
-        format!("{} {:?}", self.dev.name(), self.loads)
-    }
-}
-
-fn f16_runs<'a>(reference: &'a Device, fast: &'a Device, gpu: Option<&'a Device>) -> Vec<Run<'a>> {
-    let mut v = vec![Run { dev: reference, loads: HalfLoads::Auto }, Run { dev: fast, loads: HalfLoads::Auto }];
-    if let Some(g) = gpu {
-        v.push(Run { dev: g, loads: HalfLoads::Packed });
-        if g.has_shader_f16() {
-            v.push(Run { dev: g, loads: HalfLoads::Native });
-        } else {
-            eprintln!("{} has no SHADER_F16: native f16 loads not run", g.name());
-        }
-        if g.name().contains("llvmpipe") {
-            assert!(g.has_shader_f16(), "lavapipe offers SHADER_F16, so both f16 loads run");
-        }
-    }
-    v
-}
-
 /// Runs `pool` on f16 `x` (and output gradient `gy`) in every f16 run and
 /// compares with the reference twin's f32 kernels on the widened values,
 /// rounded; on a GPU also with its own f32 kernels, rounded.
-fn check(runs: &[Run], what: &str, shape: &[usize], pool: Pool, x: &[f16], gy: impl FnOnce(usize) -> Vec<f16>) {
+fn check(runs: &[HalfRun], what: &str, shape: &[usize], pool: Pool, x: &[f16], gy: impl FnOnce(usize) -> Vec<f16>) {
     let reference = runs[0].dev;
     let (y32, arg32, out_shape) = pool.forward(&Buffer::from_f32(reference, &widen(x)).unwrap(), shape, Operands::F32);
     let n_out: usize = out_shape.iter().product();
@@ -211,7 +162,7 @@ fn check(runs: &[Run], what: &str, shape: &[usize], pool: Pool, x: &[f16], gy: i
         let what = format!("{what} [{}]", run.name());
         let dev = run.dev;
         let (xb, gb) = (Buffer::from_f16(dev, x).unwrap(), Buffer::from_f16(dev, &gy).unwrap());
-        let (y, arg, dx) = with_half_loads(run.loads, || {
+        let (y, arg, dx) = run.with(|| {
             let (y, arg, s) = pool.forward(&xb, shape, Operands::F16);
             assert_eq!(s, out_shape, "{what}: shape");
             let dx = pool.backward(&gb, arg.as_ref(), shape, Operands::F16);
@@ -244,7 +195,7 @@ fn devices3(test: &str) -> (Device, Device, Option<Device>) {
 #[test]
 fn f16_pooling_matches_the_f32_kernels_rounded() {
     let (reference, fast, gpu) = devices3("f16_pooling_matches_the_f32_kernels_rounded");
-    let runs = f16_runs(&reference, &fast, gpu.as_ref());
+    let runs = half_runs(&reference, &fast, gpu.as_ref());
     let all = cases();
     let odd = |s: &[usize]| s.iter().product::<usize>() % 2 == 1;
     assert!(all.iter().any(|(s, _)| odd(s)), "an odd input count");
@@ -271,13 +222,13 @@ fn f16_pooling_matches_the_f32_kernels_rounded() {
 #[test]
 fn f16_pooling_limits_sum_in_f32() {
     let (reference, fast, gpu) = devices3("f16_pooling_limits_sum_in_f32");
-    let runs = f16_runs(&reference, &fast, gpu.as_ref());
+    let runs = half_runs(&reference, &fast, gpu.as_ref());
     let h = |v: &[f32]| round(v);
     let tiny = 2f32.powi(-11);
     for run in &runs {
         let dev = run.dev;
         let what = run.name();
-        with_half_loads(run.loads, || {
+        run.with(|| {
             let buf = |v: &[f32]| Buffer::from_f16(dev, &h(v)).unwrap();
             // 60000 · 4 overflows f16 (65504) but not f32: the average is 60000.
             let x = buf(&[60000.0, 60000.0, 60000.0, 60000.0, -65504.0]);
