@@ -3,6 +3,7 @@
 use wgrad_gpu_core::layout::broadcast_shapes;
 use wgrad_gpu_core::ops::binary::{self, BinaryOp};
 use wgrad_gpu_core::ops::cast;
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::unary::{self, UnaryOp};
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
@@ -42,33 +43,17 @@ impl Tensor {
     /// [`autocast`](crate::autocast), the policy's f32 ops (`exp`, `log`)
     /// widen instead and return F32.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        if self.dtype() == DType::F16 {
-            if crate::autocast::wants_f32(op_label(op)) {
-                return self.f32_input("unary").unary(op);
-            }
-            return self.unary_f16(op);
+        if self.dtype() == DType::F16 && crate::autocast::wants_f32(op_label(op)) {
+            return self.f32_input("unary").unary(op);
         }
-        self.expect_dtype("unary", DType::F32);
+        let (dtype, io) = (self.dtype(), self.float_storage("unary"));
         let n = self.numel();
-        let shape = self.shape();
-        let y = expect("unary", unary::unary(op, &self.dense_buffer(), n));
-        Tensor::from_op(op_label(op), y, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
-            let dx = unary::unary_grad(op, &inputs[0].dense_buffer(), &out.dense_buffer(), &g.dense_buffer(), n);
-            vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F32))]
-        })
-    }
-
-    /// [`unary`](Self::unary) of an F16 tensor: widen, the f32 kernel, round
-    /// (three launches the GPU fuser runs as one); the backward likewise.
-    fn unary_f16(&self, op: UnaryOp) -> Tensor {
-        let n = self.numel();
-        let shape = self.shape();
-        let y = expect("unary", in_f32(n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
-        let layout = Layout::contiguous(&shape);
-        Tensor::from_op_dtype(op_label(op), y, layout, DType::F16, &[self], move |g, inputs, out| {
-            let (x, y, g16) = (inputs[0].dense_buffer(), out.dense_buffer(), g.dense_buffer());
-            let dx = in_f32(n, &[&x, &y, &g16], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
-            vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), DType::F16))]
+        let layout = Layout::contiguous(&self.shape());
+        let y = expect("unary", in_f32(io, n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
+        Tensor::from_op_dtype(op_label(op), y, layout, dtype, &[self], move |g, inputs, out| {
+            let (x, y, gb) = (inputs[0].dense_buffer(), out.dense_buffer(), g.dense_buffer());
+            let dx = in_f32(io, n, &[&x, &y, &gb], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
+            vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), dtype))]
         })
     }
 
@@ -341,16 +326,20 @@ fn binary_grads(
     vec![Some(ga.sum_to_shape(sa)), Some(gb.sum_to_shape(sb))]
 }
 
-/// Runs the f32 kernel `f` on f16 operands (`n` elements each, packed):
-/// widens them, runs `f`, rounds its result to f16. The f32 buffers are
-/// dropped at once, so on a GPU the fuser merges the three steps into one
-/// kernel that reads and writes f16.
+/// Runs the f32 kernel `f` on `n`-element operands stored as `io`: as they
+/// are for f32; for f16 widened, then `f`'s result rounded to f16. The f32
+/// buffers are dropped at once, so on a GPU the fuser merges the three
+/// steps into one kernel that reads and writes f16.
 fn in_f32<const N: usize>(
+    io: Operands,
     n: usize,
-    halves: &[&Buffer; N],
+    inputs: &[&Buffer; N],
     f: impl FnOnce([&Buffer; N]) -> Result<Buffer>,
 ) -> Result<Buffer> {
-    let wide: Vec<Buffer> = halves.iter().map(|h| cast::f16_to_f32(h, n)).collect::<Result<_>>()?;
+    if io == Operands::F32 {
+        return f(*inputs);
+    }
+    let wide: Vec<Buffer> = inputs.iter().map(|h| cast::f16_to_f32(h, n)).collect::<Result<_>>()?;
     let refs: [&Buffer; N] = std::array::from_fn(|i| &wide[i]);
     let y = f(refs)?;
     drop(wide);
