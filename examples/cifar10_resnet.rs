@@ -25,6 +25,8 @@ use wgrad::prelude::*;
 mod amp;
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/epochs.rs"]
+mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -191,13 +193,8 @@ fn main() -> Result<()> {
         if let Some(g) = ck.rng.get("augment") {
             seeds.augment = *g;
         }
-        (start, history) = (ck.epoch as usize, h);
-        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
-        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
-        match skip {
-            0 => println!("resumed after epoch {start}"),
-            _ => println!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
-        }
+        history = h;
+        (start, skip) = epochs::resume_point(&ck, nb);
     }
     // Everything the loop carries between steps, for an exact resume.
     let checkpoint = |model: &ResNet, opt: &Sgd, amp: &amp::Amp, sched: &dyn LrScheduler, augment, epoch, step| {
@@ -246,9 +243,7 @@ fn main() -> Result<()> {
                 drop(progress);
                 let done = first + k + 1;
                 let ck = checkpoint(&model, &opt, &amp, &*sched, seeds.augment, epoch, epoch * nb + done);
-                ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
-                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
-                return Ok(());
+                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
             }
         }
         model.eval();

@@ -23,6 +23,8 @@ use wgrad::prelude::*;
 mod amp;
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/epochs.rs"]
+mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -112,14 +114,8 @@ fn main() -> Result<()> {
         let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
         ck.restore(&model, &mut opt)?;
         ck.restore_scaler(&mut amp.scaler)?;
-        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
-        let nb = train_loader.num_batches();
-        (start, history) = (ck.epoch as usize, h);
-        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
-        match skip {
-            0 => println!("resumed after epoch {start}"),
-            _ => println!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
-        }
+        history = h;
+        (start, skip) = epochs::resume_point(&ck, train_loader.num_batches());
     }
     let stop = control::Stop::install();
     let sizes = [("--batch-size", args.batch_size)];
@@ -163,9 +159,7 @@ fn main() -> Result<()> {
                 let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
                 let done = first + k + 1;
                 (ck.epoch, ck.step) = (epoch as u64, (epoch * train_loader.num_batches() + done) as u64);
-                ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
-                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
-                return Ok(());
+                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
             }
         }
         model.eval();

@@ -21,6 +21,8 @@ use wgrad::prelude::*;
 
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/epochs.rs"]
+mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -175,13 +177,8 @@ fn main() -> Result<()> {
         if let Some(g) = ck.rng.get("noise") {
             noise = *g;
         }
-        (start, history) = (ck.epoch as usize, h);
-        // A checkpoint saved mid-epoch counts more steps than its completed epochs hold.
-        skip = (ck.step as usize).saturating_sub(start * nb).min(nb);
-        match skip {
-            0 => println!("resumed after epoch {start}"),
-            _ => println!("resumed in epoch {} after batch {skip} (its train loss covers the rest)", start + 1),
-        }
+        history = h;
+        (start, skip) = epochs::resume_point(&ck, nb);
     }
     // Everything the loop carries between steps, for an exact resume.
     let checkpoint = |opt: &Adam, noise: Generator, epoch: usize, step: usize| {
@@ -227,11 +224,8 @@ fn main() -> Result<()> {
             if stop.requested() {
                 drop(progress);
                 let done = first + i + 1;
-                checkpoint(&opt, noise, epoch, epoch * nb + done)
-                    .save(run.last())
-                    .context("saving the checkpoint after Ctrl-C")?;
-                println!("{}", control::resume_hint(&format!("batch {done} of epoch {}", epoch + 1)));
-                return Ok(());
+                let ck = checkpoint(&opt, noise, epoch, epoch * nb + done);
+                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
             }
         }
         let mut val = RunningMean::new();
