@@ -1,6 +1,8 @@
 //! RMSNorm and rotary position embeddings against PyTorch (fixture
 //! `tests/fixtures/lm_pieces.json`, made by `tests/fixtures/gen_lm_pieces.py`):
-//! outputs and input gradients within 1e-4 relative, on CPU and GPU.
+//! outputs and input gradients within 1e-4 relative, on CPU and GPU; the
+//! attention weights `nn.MultiheadAttention` returns, and its form with
+//! key/value widths of their own (`kdim`/`vdim`).
 
 mod common;
 use common::*;
@@ -94,4 +96,65 @@ fn attention_weights_match_pytorch() {
         let (_, per_head) = m.attend_with_weights(&q, &kv, &kv, &mask, false);
         close(&format!("per-head weights on {}", dev.name()), &per_head, "head_weights");
     }
+}
+
+#[test]
+fn attention_with_kdim_and_vdim_matches_pytorch() {
+    let c = &fixture("lm_pieces.json")["kv_dims"];
+    let dim = |k: &str| c[k].as_u64().unwrap() as usize;
+    for dev in devices("attention_with_kdim_and_vdim_matches_pytorch") {
+        let opts = MultiheadAttentionOptions::default().kdim(dim("kdim")).vdim(dim("vdim")).batch_first(true);
+        let m = MultiheadAttention::with_options(dim("embed_dim"), dim("heads"), opts, &mut Generator::new(0), &dev);
+        let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let want: Vec<String> =
+            c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(names, want, "PyTorch's parameter names and order");
+        for (name, p) in m.named_parameters() {
+            p.assign(&Tensor::from_vec(&floats(&c["params"][name.as_str()]), &p.shape(), &dev));
+        }
+        let input =
+            |i: usize| Tensor::from_vec(&floats(&c["inputs"][i]), &shape(&c["shapes"][i]), &dev).requires_grad_();
+        let (q, k, v) = (input(0), input(1), input(2));
+        let lengths: Vec<usize> =
+            c["lengths"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let pad = wgrad::nn::padding_mask(&lengths, k.shape()[1], &dev);
+        let mask = wgrad::nn::AttentionMask { key_padding_mask: Some(&pad), ..Default::default() };
+        let out = m.attend(&q, &k, &v, &mask);
+        let close = |what: &str, got: &[f32], want: &Value| {
+            wgrad::gpu_core::testing::assert_close(&format!("{what} on {}", dev.name()), got, &floats(want), 1e-4, 1e-6)
+        };
+        assert_eq!(out.shape(), shape(&c["out_shape"]));
+        close("output", &out.to_vec(), &c["out"]);
+        let n = out.numel();
+        let w: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 / (n - 1) as f32).collect();
+        (&out * &Tensor::from_vec(&w, &out.shape(), &dev)).sum_all().backward();
+        for (i, (what, t)) in [("query", &q), ("key", &k), ("value", &v)].into_iter().enumerate() {
+            close(&format!("{what} gradient"), &t.grad().unwrap().to_vec(), &c["grads"][i]);
+        }
+        for (name, p) in m.named_parameters() {
+            close(&format!("{name} gradient"), &p.grad().unwrap().to_vec(), &c["param_grads"][name.as_str()]);
+        }
+    }
+}
+
+#[test]
+fn attention_with_other_key_widths_rejects_self_attention_and_wrong_widths() {
+    let dev = Device::cpu();
+    let opts = MultiheadAttentionOptions::default().kdim(6).vdim(5);
+    let m = MultiheadAttention::with_options(8, 2, opts, &mut Generator::new(0), &dev);
+    assert_eq!((m.embed_dim(), m.kdim(), m.vdim()), (8, 6, 5));
+    assert!(m.describe().contains("kdim=6, vdim=5"), "{}", m.describe());
+    let x = Tensor::zeros(&[3, 1, 8], &dev);
+    fn msg(f: impl FnOnce()) -> String {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("must panic");
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+    let self_attn = msg(|| {
+        m.self_attention(&x, &Default::default());
+    });
+    assert!(self_attn.contains("kdim (6) and vdim (5)"), "{self_attn}");
+    let wrong_key = msg(|| {
+        m.attend(&x, &x, &Tensor::zeros(&[3, 1, 5], &dev), &Default::default());
+    });
+    assert!(wrong_key.contains("key must be [L, B, 6]"), "{wrong_key}");
 }

@@ -42,7 +42,9 @@ pub use layers::misc::{Flatten, Identity};
 pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
-pub use layers::attention::{causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention};
+pub use layers::attention::{
+    causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention, MultiheadAttentionOptions,
+};
 pub use layers::cell::{GRUCell, LSTMCell, RNNCell, RecurrentCell};
 pub use layers::positional::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
 pub use layers::recurrent::{Recurrent, RecurrentConfig, RecurrentState, GRU, LSTM, RNN};

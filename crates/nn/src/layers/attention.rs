@@ -97,14 +97,30 @@ impl KvCache {
     }
 }
 
-/// `nn.MultiheadAttention` with equal query, key and value widths: the packed
-/// `in_proj_weight [3E, E]` / `in_proj_bias [3E]` projections, `heads`
+/// `nn.MultiheadAttention`: query, key and value projections, `heads`
 /// parallel scaled dot-product attentions of width E/heads, then `out_proj`.
+///
+/// With equal query, key and value widths the projections are packed in one
+/// `in_proj_weight [3E, E]` (one matmul makes q, k and v in self-attention);
+/// with other key/value widths (`kdim`/`vdim`, see [`MultiheadAttentionOptions`])
+/// they are `q_proj_weight [E, E]`, `k_proj_weight [E, kdim]` and
+/// `v_proj_weight [E, vdim]`, as PyTorch names them. The bias is always the
+/// packed `in_proj_bias [3E]`.
 #[derive(Module)]
 pub struct MultiheadAttention {
-    /// `[3·embed_dim, embed_dim]`: the query, key and value projections stacked.
+    /// `[3·embed_dim, embed_dim]`: the query, key and value projections
+    /// stacked; `None` when the key or value width differs from E.
     #[param]
-    pub in_proj_weight: Tensor,
+    pub in_proj_weight: Option<Tensor>,
+    /// `[embed_dim, embed_dim]` when the projections are separate.
+    #[param]
+    pub q_proj_weight: Option<Tensor>,
+    /// `[embed_dim, kdim]` when the projections are separate.
+    #[param]
+    pub k_proj_weight: Option<Tensor>,
+    /// `[embed_dim, vdim]` when the projections are separate.
+    #[param]
+    pub v_proj_weight: Option<Tensor>,
     /// `[3·embed_dim]`, if the layer has biases.
     #[param]
     pub in_proj_bias: Option<Tensor>,
@@ -119,6 +135,56 @@ pub struct MultiheadAttention {
     #[training]
     training: bool,
     gen: Mutex<Generator>,
+}
+
+/// The optional arguments of [`MultiheadAttention`], with PyTorch's
+/// defaults: no attention dropout, biases, time-major `[L, B, E]` inputs,
+/// key and value widths equal to the model width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MultiheadAttentionOptions {
+    /// Dropout probability on the attention weights (training only).
+    pub dropout: f32,
+    /// Projections with biases.
+    pub bias: bool,
+    /// Inputs and outputs are `[B, L, E]`.
+    pub batch_first: bool,
+    /// Width of the key input; `None` is the model width.
+    pub kdim: Option<usize>,
+    /// Width of the value input; `None` is the model width.
+    pub vdim: Option<usize>,
+}
+
+impl Default for MultiheadAttentionOptions {
+    fn default() -> Self {
+        MultiheadAttentionOptions { dropout: 0.0, bias: true, batch_first: false, kdim: None, vdim: None }
+    }
+}
+
+impl MultiheadAttentionOptions {
+    /// Sets the attention dropout probability.
+    pub fn dropout(self, p: f32) -> Self {
+        MultiheadAttentionOptions { dropout: p, ..self }
+    }
+
+    /// Sets whether the projections have biases.
+    pub fn bias(self, bias: bool) -> Self {
+        MultiheadAttentionOptions { bias, ..self }
+    }
+
+    /// Sets whether inputs and outputs are batch-first.
+    pub fn batch_first(self, batch_first: bool) -> Self {
+        MultiheadAttentionOptions { batch_first, ..self }
+    }
+
+    /// Sets the key input's width (PyTorch's `kdim`).
+    pub fn kdim(self, kdim: usize) -> Self {
+        MultiheadAttentionOptions { kdim: Some(kdim), ..self }
+    }
+
+    /// Sets the value input's width (PyTorch's `vdim`).
+    pub fn vdim(self, vdim: usize) -> Self {
+        MultiheadAttentionOptions { vdim: Some(vdim), ..self }
+    }
 }
 
 impl MultiheadAttention {
@@ -136,25 +202,62 @@ impl MultiheadAttention {
         gen: &mut Generator,
         device: &Device,
     ) -> Self {
+        let opts = MultiheadAttentionOptions { dropout, bias, batch_first, ..Default::default() };
+        Self::with_options(embed_dim, heads, opts, gen, device)
+    }
+
+    /// A layer with the given options, e.g. cross-attention over a memory of
+    /// another width: `MultiheadAttentionOptions::default().kdim(6).vdim(5)`.
+    /// Initialised as PyTorch does: xavier-uniform projection weights (the
+    /// packed one as one matrix, separate ones each), zero biases,
+    /// `out_proj.weight` like a Linear layer's.
+    ///
+    /// # Panics
+    /// When `heads` does not divide `embed_dim`, a width is zero, or dropout
+    /// is outside [0, 1].
+    pub fn with_options(
+        embed_dim: usize,
+        heads: usize,
+        opts: MultiheadAttentionOptions,
+        gen: &mut Generator,
+        device: &Device,
+    ) -> Self {
         assert!(
             heads > 0 && embed_dim > 0 && embed_dim.is_multiple_of(heads),
             "MultiheadAttention: embed_dim {embed_dim} must be a positive multiple of heads {heads}"
         );
+        let dropout = opts.dropout;
         assert!((0.0..=1.0).contains(&dropout), "MultiheadAttention: dropout must be in [0, 1], got {dropout}");
-        let in_proj_weight = Tensor::zeros(&[3 * embed_dim, embed_dim], device).requires_grad_();
-        init::xavier_uniform_(&in_proj_weight, 1.0, gen);
-        let in_proj_bias = bias.then(|| Tensor::zeros(&[3 * embed_dim], device).requires_grad_());
-        let out_proj = Linear::new(embed_dim, embed_dim, bias, gen, device);
+        let (kdim, vdim) = (opts.kdim.unwrap_or(embed_dim), opts.vdim.unwrap_or(embed_dim));
+        assert!(kdim > 0 && vdim > 0, "MultiheadAttention: kdim {kdim} and vdim {vdim} must be positive");
+        let weight = |rows: usize, cols: usize, gen: &mut Generator| {
+            let w = Tensor::zeros(&[rows, cols], device).requires_grad_();
+            init::xavier_uniform_(&w, 1.0, gen);
+            w
+        };
+        // PyTorch draws the packed weight, or q, k, v in that order.
+        let (in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight) = if kdim == embed_dim && vdim == embed_dim {
+            (Some(weight(3 * embed_dim, embed_dim, gen)), None, None, None)
+        } else {
+            let q = weight(embed_dim, embed_dim, gen);
+            let k = weight(embed_dim, kdim, gen);
+            (None, Some(q), Some(k), Some(weight(embed_dim, vdim, gen)))
+        };
+        let in_proj_bias = opts.bias.then(|| Tensor::zeros(&[3 * embed_dim], device).requires_grad_());
+        let out_proj = Linear::new(embed_dim, embed_dim, opts.bias, gen, device);
         if let Some(b) = &out_proj.bias {
             init::zeros_(b);
         }
         MultiheadAttention {
             in_proj_weight,
+            q_proj_weight,
+            k_proj_weight,
+            v_proj_weight,
             in_proj_bias,
             out_proj,
             heads,
             dropout,
-            batch_first,
+            batch_first: opts.batch_first,
             training: true,
             gen: Mutex::new(gen.fork()),
         }
@@ -162,7 +265,17 @@ impl MultiheadAttention {
 
     /// The model width E.
     pub fn embed_dim(&self) -> usize {
-        self.in_proj_weight.shape()[1]
+        self.out_proj.weight.shape()[0]
+    }
+
+    /// The key input's width (`kdim`; the model width unless set).
+    pub fn kdim(&self) -> usize {
+        self.k_proj_weight.as_ref().map_or(self.embed_dim(), |w| w.shape()[1])
+    }
+
+    /// The value input's width (`vdim`; the model width unless set).
+    pub fn vdim(&self) -> usize {
+        self.v_proj_weight.as_ref().map_or(self.embed_dim(), |w| w.shape()[1])
     }
 
     /// Number of heads.
@@ -173,10 +286,8 @@ impl MultiheadAttention {
     /// Self-attention of `x` (`[L, B, E]`, `[B, L, E]` batch-first, or `[L, E]`)
     /// under `mask`: one packed matmul makes q, k and v.
     pub fn self_attention(&self, x: &Tensor, mask: &AttentionMask) -> Tensor {
-        let (x3, restore) = self.to_batch_first(x, "query");
-        let e = self.embed_dim();
-        let qkv = self.project(&x3, 0, 3 * e);
-        let (q, k, v) = (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e));
+        let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
+        let (q, k, v) = self.project_self(&x3);
         restore(self.attend_projected(&q, &k, &v, mask))
     }
 
@@ -187,11 +298,10 @@ impl MultiheadAttention {
     /// # Panics
     /// On width or batch mismatches, or masks of the wrong shape.
     pub fn attend(&self, query: &Tensor, key: &Tensor, value: &Tensor, mask: &AttentionMask) -> Tensor {
-        let (q3, restore) = self.to_batch_first(query, "query");
-        let (k3, _) = self.to_batch_first(key, "key");
-        let (v3, _) = self.to_batch_first(value, "value");
-        let e = self.embed_dim();
-        let (q, k, v) = (self.project(&q3, 0, e), self.project(&k3, e, e), self.project(&v3, 2 * e, e));
+        let (q3, restore) = self.to_batch_first(query, "query", self.embed_dim());
+        let (k3, _) = self.to_batch_first(key, "key", self.kdim());
+        let (v3, _) = self.to_batch_first(value, "value", self.vdim());
+        let (q, k, v) = (self.project(&q3, 0), self.project(&k3, 1), self.project(&v3, 2));
         restore(self.attend_projected(&q, &k, &v, mask))
     }
 
@@ -206,10 +316,8 @@ impl MultiheadAttention {
     /// When `x` is not 3-D or its batch differs from the cached one.
     pub fn self_attention_cached(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
         assert_eq!(x.dims(), 3, "MultiheadAttention: the cached path takes [B, T, E] ([T, B, E]) input");
-        let (x3, restore) = self.to_batch_first(x, "query");
-        let e = self.embed_dim();
-        let qkv = self.project(&x3, 0, 3 * e);
-        let (q, k, v) = (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e));
+        let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
+        let (q, k, v) = self.project_self(&x3);
         let (past, t) = (cache.len(), q.shape()[1]);
         let (k, v) = cache.append(&k, &v);
         // New position i (absolute past + i) sees keys 0..=past + i: the
@@ -225,19 +333,54 @@ impl MultiheadAttention {
         restore(self.attend_projected(&q, &k, &v, &mask))
     }
 
-    /// `x [B, L, E] @ in_proj_weight[rows]ᵀ + in_proj_bias[rows]`.
-    fn project(&self, x: &Tensor, start: usize, len: usize) -> Tensor {
-        let y = x.matmul(&self.in_proj_weight.narrow(0, start, len).t());
+    /// Self-attention's q, k and v of `x [B, L, E]`: one packed matmul when
+    /// the projections are packed (then narrowed), else three.
+    ///
+    /// # Panics
+    /// When the key or value width differs from the model width: the one
+    /// input cannot be both.
+    fn project_self(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let e = self.embed_dim();
+        match &self.in_proj_weight {
+            Some(w) => {
+                let mut qkv = x.matmul(&w.t());
+                if let Some(b) = &self.in_proj_bias {
+                    qkv = qkv + b;
+                }
+                (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e))
+            }
+            None => {
+                assert!(
+                    self.kdim() == e && self.vdim() == e,
+                    "MultiheadAttention: self-attention needs kdim ({}) and vdim ({}) equal to embed_dim ({e}); \
+                     use `attend` with key and value inputs of those widths",
+                    self.kdim(),
+                    self.vdim()
+                );
+                (self.project(x, 0), self.project(x, 1), self.project(x, 2))
+            }
+        }
+    }
+
+    /// Projection `which` (0 query, 1 key, 2 value) of `x [B, L, width]`:
+    /// `x @ Wᵀ + in_proj_bias[which·E..(which+1)·E]`.
+    fn project(&self, x: &Tensor, which: usize) -> Tensor {
+        let e = self.embed_dim();
+        let w = match (&self.in_proj_weight, [&self.q_proj_weight, &self.k_proj_weight, &self.v_proj_weight][which]) {
+            (Some(packed), _) => packed.narrow(0, which * e, e),
+            (None, Some(w)) => w.clone(),
+            (None, None) => unreachable!("MultiheadAttention has packed or separate projections"),
+        };
+        let y = x.matmul(&w.t());
         match &self.in_proj_bias {
-            Some(b) => y + b.narrow(0, start, len),
+            Some(b) => y + b.narrow(0, which * e, e),
             None => y,
         }
     }
 
     /// Views `x` as `[B, L, E]`; returns it and the inverse for the output.
-    fn to_batch_first(&self, x: &Tensor, what: &str) -> (Tensor, impl Fn(Tensor) -> Tensor) {
+    fn to_batch_first(&self, x: &Tensor, what: &str, e: usize) -> (Tensor, impl Fn(Tensor) -> Tensor) {
         let shape = x.shape();
-        let e = self.embed_dim();
         assert!(
             matches!(shape.len(), 2 | 3) && shape[shape.len() - 1] == e,
             "MultiheadAttention: {what} must be [L, B, {e}] ([B, L, {e}] batch-first) or [L, {e}], got {shape:?}"
@@ -322,11 +465,10 @@ impl MultiheadAttention {
         mask: &AttentionMask,
         average: bool,
     ) -> (Tensor, Tensor) {
-        let (q3, restore) = self.to_batch_first(query, "query");
-        let (k3, _) = self.to_batch_first(key, "key");
-        let (v3, _) = self.to_batch_first(value, "value");
-        let e = self.embed_dim();
-        let (q, k, v) = (self.project(&q3, 0, e), self.project(&k3, e, e), self.project(&v3, 2 * e, e));
+        let (q3, restore) = self.to_batch_first(query, "query", self.embed_dim());
+        let (k3, _) = self.to_batch_first(key, "key", self.kdim());
+        let (v3, _) = self.to_batch_first(value, "value", self.vdim());
+        let (q, k, v) = (self.project(&q3, 0), self.project(&k3, 1), self.project(&v3, 2));
         let (out, weights) = self.attend_projected_weights(&q, &k, &v, mask, true);
         let weights = weights.expect("asked for");
         let weights = if average { weights.mean(&[1], false) } else { weights };
@@ -364,8 +506,12 @@ impl Module for MultiheadAttention {
     }
 
     fn describe(&self) -> String {
+        let dims = match self.in_proj_weight {
+            Some(_) => String::new(),
+            None => format!(", kdim={}, vdim={}", self.kdim(), self.vdim()),
+        };
         format!(
-            "MultiheadAttention(embed_dim={}, num_heads={}, dropout={}, batch_first={})",
+            "MultiheadAttention(embed_dim={}, num_heads={}, dropout={}, batch_first={}{dims})",
             self.embed_dim(),
             self.heads,
             self.dropout,
