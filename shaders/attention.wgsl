@@ -22,6 +22,10 @@
 // gradient row is a gather by its owner, so there are no atomics and results
 // are the same bits on every run.
 //
+// q, k, v, the output, its gradient and dq, dk, dv are stored as f32, or
+// as f16 in the generated variants (attention_f16*, one swapped include:
+// attention_io_f32.wgsl); the mask, lse and delta and all arithmetic are f32.
+//
 // Hidden entries (causal, past the end, or a −inf mask) are exactly −inf
 // scores and contribute exactly 0. A row with every key hidden gets out = 0,
 // lse = +inf and zero gradients (PyTorch gives NaN there).
@@ -67,25 +71,20 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
+// Bindings 1-3 (q, k, v), 5 (out / o), 7 (dout) and 8-10 (dq, dk, dv), with
+// their readers and stores: the f32 library below; shaders.rs swaps this
+// line for the f16 ones.
+//#include attention_io_f32.wgsl
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 // Each entry point statically uses only its own bindings, so the globals
-// below may share binding numbers with different types:
+// below (and the io library's) may share binding numbers with different types:
 //   forward  q, k, v, mask, out, lse_out
 //   dq       q, k, v, mask, o, lse, dout, dq, delta_out
 //   dkv      q, k, v, mask, o (unused), lse, dout, delta, dk, dv
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read> o: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse_out: array<f32>;
 @group(0) @binding(6) var<storage, read> lse: array<f32>;
-@group(0) @binding(7) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(8) var<storage, read> delta: array<f32>;
 @group(0) @binding(9) var<storage, read_write> delta_out: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dv: array<f32>;
 
 // ---- rows ------------------------------------------------------------------
 
@@ -99,46 +98,53 @@ fn live(x: vec4<f32>, c: u32, n: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), x, vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
 }
 
-// Chunk c of a row of each operand (width D or DV): one vec4 load when rows
-// are whole vec4s, else four element reads.
+// Chunk c of a row of each operand (width D or DV): one vector load when
+// rows are whole vec4s, else four element reads.
 fn q_at(row: u32, c: u32) -> vec4<f32> {
     if D % 4u == 0u {
-        return q[row * D4 + c];
+        return q_vec(row * D4 + c);
     }
     let i = chunk_index(row, c, D);
-    return live(vec4<f32>(q[i.x / 4u][i.x % 4u], q[i.y / 4u][i.y % 4u], q[i.z / 4u][i.z % 4u], q[i.w / 4u][i.w % 4u]), c, D);
+    return live(vec4<f32>(q_elem(i.x), q_elem(i.y), q_elem(i.z), q_elem(i.w)), c, D);
 }
 
 fn k_at(row: u32, c: u32) -> vec4<f32> {
     if D % 4u == 0u {
-        return k[row * D4 + c];
+        return k_vec(row * D4 + c);
     }
     let i = chunk_index(row, c, D);
-    return live(vec4<f32>(k[i.x / 4u][i.x % 4u], k[i.y / 4u][i.y % 4u], k[i.z / 4u][i.z % 4u], k[i.w / 4u][i.w % 4u]), c, D);
+    return live(vec4<f32>(k_elem(i.x), k_elem(i.y), k_elem(i.z), k_elem(i.w)), c, D);
 }
 
 fn v_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return v[row * DV4 + c];
+        return v_vec(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(v[i.x / 4u][i.x % 4u], v[i.y / 4u][i.y % 4u], v[i.z / 4u][i.z % 4u], v[i.w / 4u][i.w % 4u]), c, DV);
+    return live(vec4<f32>(v_elem(i.x), v_elem(i.y), v_elem(i.z), v_elem(i.w)), c, DV);
 }
 
 fn dout_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return dout[row * DV4 + c];
+        return dout_vec(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(dout[i.x / 4u][i.x % 4u], dout[i.y / 4u][i.y % 4u], dout[i.z / 4u][i.z % 4u], dout[i.w / 4u][i.w % 4u]), c, DV);
+    return live(vec4<f32>(dout_elem(i.x), dout_elem(i.y), dout_elem(i.z), dout_elem(i.w)), c, DV);
 }
 
 fn o_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return o[row * DV4 + c];
+        return o_vec(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(o[i.x / 4u][i.x % 4u], o[i.y / 4u][i.y % 4u], o[i.z / 4u][i.z % 4u], o[i.w / 4u][i.w % 4u]), c, DV);
+    return live(vec4<f32>(o_elem(i.x), o_elem(i.y), o_elem(i.z), o_elem(i.w)), c, DV);
+}
+
+// Element e (and e + 1, clamped into the row) of row r of a per-invocation
+// array of width n (n4 chunks): the pair a store unit takes.
+fn pair(a: ptr<function, array<vec4<f32>, CAP>>, r: u32, n4: u32, n: u32, e: u32) -> vec2<f32> {
+    let e1 = min(e + 1u, n - 1u);
+    return vec2<f32>((*a)[r * n4 + e / 4u][e % 4u], (*a)[r * n4 + e1 / 4u][e1 % 4u]);
 }
 
 // Chunk c of four rows as the columns of a matrix: `x * m` is the four dot
@@ -296,8 +302,8 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         }
         let row = t.bh * p.lq + qi[r];
         let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-        for (var e = 0u; e < DV; e++) {
-            out[row * DV + e] = acc[r * DV4 + e / 4u][e % 4u] * inv;
+        for (var e = 0u; e < DV; e += LANES) {
+            store_out((row * DV + e) / LANES, pair(&acc, r, DV4, DV, e) * inv);
         }
         lse_out[row] = select(bitcast<f32>(0x7f800000u), m[r] + log(l[r]), l[r] > 0.0);
     }
@@ -361,8 +367,8 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             continue;
         }
         let row = t.bh * p.lq + qi[r];
-        for (var e = 0u; e < D; e++) {
-            dq[row * D + e] = acc[r * D4 + e / 4u][e % 4u] * p.scale;
+        for (var e = 0u; e < D; e += LANES) {
+            store_dq((row * D + e) / LANES, pair(&acc, r, D4, D, e) * p.scale);
         }
         delta_out[row] = dsum[r];
     }
@@ -435,11 +441,11 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
             continue;
         }
         let row = t.bh * p.lk + ki[r];
-        for (var e = 0u; e < D; e++) {
-            dk[row * D + e] = gk[r * D4 + e / 4u][e % 4u] * p.scale;
+        for (var e = 0u; e < D; e += LANES) {
+            store_dk((row * D + e) / LANES, pair(&gk, r, D4, D, e) * p.scale);
         }
-        for (var e = 0u; e < DV; e++) {
-            dv[row * DV + e] = gv[r * DV4 + e / 4u][e % 4u];
+        for (var e = 0u; e < DV; e += LANES) {
+            store_dv((row * DV + e) / LANES, pair(&gv, r, DV4, DV, e));
         }
     }
 }

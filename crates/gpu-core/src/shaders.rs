@@ -46,6 +46,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
+    ("attention_io_f32", include_str!("../../../shaders/attention_io_f32.wgsl")),
+    ("attention_io_f16", include_str!("../../../shaders/attention_io_f16.wgsl")),
+    ("attention_io_f16_native", include_str!("../../../shaders/attention_io_f16_native.wgsl")),
+    ("attention_io_f16_common", include_str!("../../../shaders/attention_io_f16_common.wgsl")),
     ("recurrent", include_str!("../../../shaders/recurrent.wgsl")),
     ("amp", include_str!("../../../shaders/amp.wgsl")),
     ("load_x_f32", include_str!("../../../shaders/load_x_f32.wgsl")),
@@ -77,6 +81,10 @@ pub const LIBRARIES: &[&str] = &[
     "pool_io_f16",
     "pool_io_f16_native",
     "pool_io_f16_common",
+    "attention_io_f32",
+    "attention_io_f16",
+    "attention_io_f16_native",
+    "attention_io_f16_common",
 ];
 
 /// A generated source's builder.
@@ -84,7 +92,7 @@ pub type Generator = fn() -> String;
 
 /// (name, generator) of the sources generated rather than written as files:
 /// the libraries built from the elementwise op tables, and the f16-storage
-/// variants of the matmul, batch-norm and pooling kernels and the
+/// variants of the matmul, batch-norm, pooling and attention kernels and the
 /// f16-input variants of softmax, row norm and reduce (one swapped
 /// `//#include`, see [`variant`]). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
@@ -104,6 +112,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
     ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
     ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
+    ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
+    ("attention_f16_native", || variant("attention", "attention_io_f32", "attention_io_f16_native", true)),
 ];
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by

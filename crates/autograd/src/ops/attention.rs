@@ -5,8 +5,13 @@
 //! The `Lq × Lk` attention matrix never exists: the forward keeps a running
 //! softmax per query row and saves only the output and each row's
 //! log-sum-exp; the backward recomputes the probabilities from those.
+//!
+//! F16 q, k and v (or F32 ones under autocast, which casts them) are read as
+//! f16 by the kernels, with f32 arithmetic, and give an F16 output and F16
+//! gradients, rounded once, as PyTorch's f16 attention does.
 
 use wgrad_gpu_core::ops::attention::{self, AttnDims};
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
@@ -34,10 +39,16 @@ impl Tensor {
     /// (every score −∞) outputs zeros and passes zero gradients. Head dims
     /// are limited to 256.
     ///
+    /// F16 `q`, `k` and `v` (or F32 ones under [`autocast`](crate::autocast),
+    /// which casts them) give an F16 result: f16 loads, f32 arithmetic, one
+    /// rounding, and F16 gradients. Odd head dims take f16 inputs through
+    /// a widening cast and return F32 (the kernels store whole f16 pairs).
+    ///
     /// # Panics
     /// For ranks other than 2 to 4, leading dims or head dims that differ,
-    /// k and v of different lengths, non-f32 tensors, tensors on different
-    /// devices, a mask that does not broadcast, or head dims above 256.
+    /// k and v of different lengths, tensors that are not F32 or F16 or mix
+    /// the two, tensors on different devices, a mask that does not
+    /// broadcast, or head dims above 256.
     pub fn scaled_dot_product_attention(
         &self,
         k: &Tensor,
@@ -47,8 +58,23 @@ impl Tensor {
         scale: Option<f32>,
     ) -> Tensor {
         let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
+        let even = |s: &[usize]| s.last().is_some_and(|n| n % 2 == 0);
+        if even(&qs) && even(&vs) {
+            if let Some([q, k, v]) = crate::autocast::f16_operands("attention", [self, k, v]) {
+                return q.scaled_dot_product_attention(&k, &v, mask, causal, scale);
+            }
+        }
+        let dtypes = [self.dtype(), k.dtype(), v.dtype()];
+        let io = match dtypes {
+            [DType::F16, DType::F16, DType::F16] if even(&qs) && even(&vs) => Operands::F16,
+            [DType::F16, DType::F16, DType::F16] => {
+                let [q, k, v] = [self, k, v].map(|t| t.f32_input(OP));
+                return q.scaled_dot_product_attention(&k, &v, mask, causal, scale);
+            }
+            [DType::F32, DType::F32, DType::F32] => Operands::F32,
+            _ => panic!("{OP}: q, k and v must all be F32 or all F16, got {dtypes:?}"),
+        };
         for t in [self, k, v] {
-            t.expect_dtype(OP, DType::F32);
             self.expect_same_device(OP, t);
         }
         let rank = qs.len();
@@ -77,14 +103,15 @@ impl Tensor {
         });
         let (q_buf, k_buf, v_buf) = (self.dense_buffer(), k.dense_buffer(), v.dense_buffer());
         let (out, lse) =
-            expect(OP, attention::attention_forward(&q_buf, &k_buf, &v_buf, view(&mask), dims, causal, scale));
+            expect(OP, attention::attention_forward_io(&q_buf, &k_buf, &v_buf, view(&mask), dims, causal, scale, io));
         let mut out_shape = lead.to_vec();
         out_shape.extend([lq, dv]);
         let shapes = [qs, ks, vs];
         // The backward reuses the dense operands (copies only for views,
         // such as the head-split q, k, v of multi-head attention).
-        Tensor::from_op(OP, out, Layout::contiguous(&out_shape), &[self, k, v], move |g, _, out| {
-            let grads = attention::attention_backward(
+        let dtype = dtypes[0];
+        Tensor::from_op_dtype(OP, out, Layout::contiguous(&out_shape), dtype, &[self, k, v], move |g, _, out| {
+            let grads = attention::attention_backward_io(
                 &q_buf,
                 &k_buf,
                 &v_buf,
@@ -95,12 +122,13 @@ impl Tensor {
                 dims,
                 causal,
                 scale,
+                io,
             );
             let (dq, dk, dv) = expect(OP, grads);
             [dq, dk, dv]
                 .into_iter()
                 .zip(&shapes)
-                .map(|(b, s)| Some(Tensor::from_parts(b, Layout::contiguous(s), DType::F32)))
+                .map(|(b, s)| Some(Tensor::from_parts(b, Layout::contiguous(s), dtype)))
                 .collect()
         })
     }

@@ -30,11 +30,18 @@
 //! mask) combination compiles its own pipelines, which takes seconds on
 //! llvmpipe (Mesa caches them on disk).
 //!
+//! q, k, v, the output, its gradient and dq, dk, dv may be stored as f16
+//! ([`Operands::F16`], the `_io` forms; head dims must be even so that each
+//! row starts on a whole u32 word): loads widen exactly, all arithmetic is
+//! f32 (f64 in the twins), and the results are rounded once; the mask and
+//! lse stay f32.
+//!
 //! The CPU twins accumulate in f64, the more exact side and so the oracle;
 //! the fast CPU path (`cpu::attention`) uses sgemm over each head's score
 //! block in f32.
 
-use super::{dispatch, f32s, f32s_mut, run, Kind, Params, ParamsDecl};
+use super::operands::{host_f32, load_x_shader, HostOutput, Operands};
+use super::{dispatch, f32s, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -87,11 +94,15 @@ fn check(
     v: &Buffer,
     mask: Option<AttnMask>,
     dims: &AttnDims,
+    io: Operands,
 ) -> Result<[usize; 4]> {
     let AttnDims { batch, heads, lq, lk, d, dv } = *dims;
     for (name, n) in [("q/k head dim d", d), ("v head dim dv", dv)] {
         if n == 0 || n > MAX_HEAD_DIM {
             return Err(Error::invalid(op, format!("{name} is {n}; the kernel supports 1..={MAX_HEAD_DIM}")));
+        }
+        if io == Operands::F16 && n % 2 == 1 {
+            return Err(Error::invalid(op, format!("{name} is {n}; f16 storage needs even head dims")));
         }
     }
     let overflow = || Error::invalid(op, format!("sizes {dims:?} overflow"));
@@ -104,9 +115,9 @@ fn check(
         super::check_u32(op, n + 4)?;
     }
     let dev = q.device();
-    q.check_len(op, "q", sizes[0], 4)?;
-    k.check_len(op, "k", sizes[1], 4)?;
-    v.check_len(op, "v", sizes[2], 4)?;
+    q.check_len(op, "q", sizes[0], io.size())?;
+    k.check_len(op, "k", sizes[1], io.size())?;
+    v.check_len(op, "v", sizes[2], io.size())?;
     Buffer::check_same_device(op, dev, &[k, v])?;
     if let Some((m, strides)) = mask {
         Buffer::check_same_device(op, dev, &[m])?;
@@ -159,6 +170,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 #[allow(clippy::too_many_arguments)]
 fn launch(
     g: &GpuContext,
+    io: Operands,
     entry: &'static str,
     dims: &AttnDims,
     rows: usize,
@@ -199,7 +211,8 @@ fn launch(
     let mut ins: Vec<&Buffer> = inputs[..3].to_vec();
     ins.push(placeholder);
     ins.extend_from_slice(&inputs[3..]);
-    dispatch(g, "attention", entry, &constants, &params, &ins, outputs, workgroups)
+    let shader = load_x_shader(g, ["attention", "attention_f16", "attention_f16_native"], io, entry)?;
+    dispatch(g, shader, entry, &constants, &params, &ins, outputs, workgroups)
 }
 
 /// The CPU twins' view of the operands: scores with masking, in f64.
@@ -250,10 +263,27 @@ pub fn attention_forward(
     causal: bool,
     scale: f32,
 ) -> Result<(Buffer, Buffer)> {
+    attention_forward_io(q, k, v, mask, dims, causal, scale, Operands::F32)
+}
+
+/// [`attention_forward`] with q, k, v and the output stored as `io`: for
+/// [`Operands::F16`] (packed, [`Buffer::from_f16`]'s layout; even head dims)
+/// the f32 result is rounded once to f16; lse is f32 either way.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_io(
+    q: &Buffer,
+    k: &Buffer,
+    v: &Buffer,
+    mask: Option<AttnMask>,
+    dims: AttnDims,
+    causal: bool,
+    scale: f32,
+    io: Operands,
+) -> Result<(Buffer, Buffer)> {
     const OP: &str = "attention_forward";
-    let [_, _, _, n_out] = check(OP, q, k, v, mask, &dims)?;
+    let [_, _, _, n_out] = check(OP, q, k, v, mask, &dims, io)?;
     let dev = q.device();
-    let out = Buffer::alloc(dev, n_out as u64 * 4)?;
+    let out = Buffer::alloc(dev, n_out as u64 * io.size())?;
     let lse = Buffer::alloc(dev, (dims.bh() * dims.lq) as u64 * 4)?;
     if dims.bh() * dims.lq == 0 {
         return Ok((out, lse));
@@ -262,22 +292,25 @@ pub fn attention_forward(
     crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
     run(
         dev,
-        |g| launch(g, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse]),
+        |g| launch(g, io, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse]),
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (mut ho, mut hl) = (out.host_mut(), lse.host_mut());
+            let (qs, ks, vs) = (host_f32(&hq, io), host_f32(&hk, io), host_f32(&hv, io));
             let h = Host {
-                q: f32s(&hq),
-                k: f32s(&hk),
+                q: &qs,
+                k: &ks,
                 mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
                 dims,
                 causal,
                 scale: scale as f64,
             };
-            let (vs, os, ls) = (f32s(&hv), f32s_mut(&mut ho), f32s_mut(&mut hl));
+            let mut out_vals = HostOutput::new(&mut ho, n_out, io);
+            let (vs, os, ls) = (&vs[..], out_vals.values(), super::f32s_mut(&mut hl));
             if crate::cpu::fast(dev) {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
-                return crate::cpu::attention::forward(&x, os, ls);
+                crate::cpu::attention::forward(&x, os, ls);
+                return out_vals.finish();
             }
             let AttnDims { lq, lk, dv, .. } = dims;
             for bh in 0..dims.bh() {
@@ -305,6 +338,7 @@ pub fn attention_forward(
                     ls[bh * lq + i] = (m + l.ln()) as f32;
                 }
             }
+            out_vals.finish();
         },
     )?;
     Ok((out, lse))
@@ -327,17 +361,40 @@ pub fn attention_backward(
     causal: bool,
     scale: f32,
 ) -> Result<(Buffer, Buffer, Buffer)> {
+    attention_backward_io(q, k, v, out, lse, dout, mask, dims, causal, scale, Operands::F32)
+}
+
+/// Backward of [`attention_forward_io`]: from its inputs, its `out` and `lse`,
+/// and the output gradient `dout [B·H, Lq, Dv]`, returns `(dq, dk, dv)`
+/// shaped like `q`, `k` and `v`. The mask is a constant (no gradient).
+/// Rows whose keys are all hidden contribute nothing. With `io`
+/// [`Operands::F16`], q, k, v, `out` and `dout` are f16 and so are the
+/// gradients (rounded once); lse is f32.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_io(
+    q: &Buffer,
+    k: &Buffer,
+    v: &Buffer,
+    out: &Buffer,
+    lse: &Buffer,
+    dout: &Buffer,
+    mask: Option<AttnMask>,
+    dims: AttnDims,
+    causal: bool,
+    scale: f32,
+    io: Operands,
+) -> Result<(Buffer, Buffer, Buffer)> {
     const OP: &str = "attention_backward";
-    let [n_q, n_k, n_v, n_out] = check(OP, q, k, v, mask, &dims)?;
+    let [n_q, n_k, n_v, n_out] = check(OP, q, k, v, mask, &dims, io)?;
     let rows = dims.bh() * dims.lq;
-    out.check_len(OP, "out", n_out, 4)?;
-    dout.check_len(OP, "output gradient", n_out, 4)?;
+    out.check_len(OP, "out", n_out, io.size())?;
+    dout.check_len(OP, "output gradient", n_out, io.size())?;
     lse.check_len(OP, "lse", rows, 4)?;
     let dev = q.device();
     Buffer::check_same_device(OP, dev, &[out, lse, dout])?;
-    let dq = Buffer::alloc(dev, n_q as u64 * 4)?;
-    let dk = Buffer::alloc(dev, n_k as u64 * 4)?;
-    let dv = Buffer::alloc(dev, n_v as u64 * 4)?;
+    let dq = Buffer::alloc(dev, n_q as u64 * io.size())?;
+    let dk = Buffer::alloc(dev, n_k as u64 * io.size())?;
+    let dv = Buffer::alloc(dev, n_v as u64 * io.size())?;
     if n_q == 0 && n_k == 0 {
         return Ok((dq, dk, dv));
     }
@@ -351,27 +408,34 @@ pub fn attention_backward(
             let delta = Buffer::alloc(dev, rows.max(1) as u64 * 4)?;
             let common = [q, k, v];
             let ins = [common.as_slice(), &[out, lse, dout]].concat();
-            launch(g, "attention_backward_dq", &dims, dims.lq, mask, causal, scale, &ins, &[&dq, &delta])?;
+            launch(g, io, "attention_backward_dq", &dims, dims.lq, mask, causal, scale, &ins, &[&dq, &delta])?;
             let ins = [common.as_slice(), &[out, lse, dout, &delta]].concat();
-            launch(g, "attention_backward_dkv", &dims, dims.lk, mask, causal, scale, &ins, &[&dk, &dv])
+            launch(g, io, "attention_backward_dkv", &dims, dims.lk, mask, causal, scale, &ins, &[&dk, &dv])
         },
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (ho, hl, hg) = (out.host(), lse.host(), dout.host());
+            let (qs, ks, vs) = (host_f32(&hq, io), host_f32(&hk, io), host_f32(&hv, io));
             let h = Host {
-                q: f32s(&hq),
-                k: f32s(&hk),
+                q: &qs,
+                k: &ks,
                 mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
                 dims,
                 causal,
                 scale: scale as f64,
             };
-            let (vs, os, ls, gs) = (f32s(&hv), f32s(&ho), f32s(&hl), f32s(&hg));
+            let (os, gs) = (host_f32(&ho, io), host_f32(&hg, io));
+            let (vs, os, ls, gs) = (&vs[..], &os[..], f32s(&hl), &gs[..]);
+            let (mut hq, mut hk, mut hv) = (dq.host_mut(), dk.host_mut(), dv.host_mut());
+            let (mut oq, mut ok, mut ov) = (
+                HostOutput::new(&mut hq, n_q, io),
+                HostOutput::new(&mut hk, n_k, io),
+                HostOutput::new(&mut hv, n_v, io),
+            );
             if crate::cpu::fast(dev) {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
-                let (mut hq, mut hk, mut hv) = (dq.host_mut(), dk.host_mut(), dv.host_mut());
-                let (gq, gk, gv) = (f32s_mut(&mut hq), f32s_mut(&mut hk), f32s_mut(&mut hv));
-                return crate::cpu::attention::backward(&x, os, ls, gs, gq, gk, gv);
+                crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
+                return [oq, ok, ov].into_iter().for_each(HostOutput::finish);
             }
             let AttnDims { lq, lk, d, dv: w, .. } = dims;
             let (mut gq, mut gk, mut gv) = (vec![0.0f64; n_q], vec![0.0f64; n_k], vec![0.0f64; n_v]);
@@ -401,10 +465,12 @@ pub fn attention_backward(
                     }
                 }
             }
-            for (buf, vals) in [(&dq, gq), (&dk, gk), (&dv, gv)] {
-                for (o, x) in f32s_mut(&mut buf.host_mut()).iter_mut().zip(vals) {
+            for (out, vals) in [(oq, gq), (ok, gk), (ov, gv)] {
+                let mut out = out;
+                for (o, x) in out.values().iter_mut().zip(vals) {
                     *o = x as f32;
                 }
+                out.finish();
             }
         },
     )?;
