@@ -1,11 +1,12 @@
 //! Elementwise ops on f16 tensors: F16 in, F16 out (PyTorch's dtype),
 //! computed in f32 and rounded once; gradients F16; f16 with f32 promotes
-//! to f32; under autocast the policy's f32 ops (exp, log) widen. On a GPU
-//! the widen, the op and the rounding are one fused kernel.
+//! to f32; under autocast the policy's f32 ops (exp, log) widen. Dropout
+//! on f16 keeps f16 with the f32 input's mask. On a GPU the widen, the op
+//! and the rounding are one fused kernel.
 
 mod common;
 use common::*;
-use wgrad_autograd::{autocast, DType, Tensor};
+use wgrad_autograd::{autocast, DType, Generator, Tensor};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 
 /// A named tensor function.
@@ -103,5 +104,34 @@ fn f16_elementwise_ops_are_one_fused_dispatch() {
         dev.flush().unwrap();
         assert_eq!(dev.stats().dispatches - before, 1, "{what}");
         assert_eq!(y.dtype(), DType::F16);
+    }
+}
+
+/// F16 dropout: the F32 input's mask (same generator state), the kept
+/// values `x / (1 − p)` computed in f32 and rounded once, F16 output and an
+/// F16 gradient (the same mask and scale, rounded); the generator advances
+/// as for F32.
+#[test]
+fn dropout_on_f16_keeps_f16_with_the_same_mask() {
+    for dev in backends("dropout_on_f16_keeps_f16_with_the_same_mask") {
+        let x = rand(&[5, 29], 40, -3.0, 3.0, &dev).requires_grad_();
+        let p = 0.3;
+        let (mut g32, mut g16) = (Generator { seed: 9, offset: 4 }, Generator { seed: 9, offset: 4 });
+        let y32 = round16(&x).dropout(p, true, &mut g32);
+        let y16 = x.to_dtype(DType::F16).dropout(p, true, &mut g16);
+        assert_eq!(g16.offset, g32.offset, "the generator advances alike");
+        assert_eq!(y16.dtype(), DType::F16);
+        assert_eq!(y16.to_vec(), round16(&y32).to_vec(), "{}: round(x · mask / (1 − p))", dev.name());
+        let gy = rand(&[5, 29], 41, -1.0, 1.0, &dev);
+        y16.backward_with(&gy.to_dtype(DType::F16));
+        let mask: Vec<f32> = y32.to_vec().iter().map(|&v| if v == 0.0 { 0.0 } else { 1.0 / (1.0 - p) }).collect();
+        let want: Vec<f32> = round16(&gy).to_vec().iter().zip(&mask).map(|(g, m)| g * m).collect();
+        let want = round16(&Tensor::from_vec(&want, &[5, 29], &dev)).to_vec();
+        assert_eq!(x.grad().unwrap().to_vec(), want, "{}: gradient", dev.name());
+        // Eval mode and p = 0 are the identity, p = 1 zeros, all F16.
+        let h = x.detach().to_dtype(DType::F16);
+        assert_eq!(h.dropout(0.5, false, &mut g16).dtype(), DType::F16);
+        let zeros = h.dropout(1.0, true, &mut g16);
+        assert_eq!((zeros.dtype(), zeros.to_vec()), (DType::F16, vec![0.0; 5 * 29]));
     }
 }

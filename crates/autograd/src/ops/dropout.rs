@@ -1,7 +1,8 @@
 //! Inverted dropout with a mask from the counter-based Philox stream, so a
 //! generator state reproduces the same mask on the GPU and the CPU backend.
 
-use wgrad_gpu_core::ops::random;
+use wgrad_gpu_core::ops::binary::{self, BinaryOp};
+use wgrad_gpu_core::ops::{cast, random};
 use wgrad_gpu_core::Layout;
 
 use crate::tensor::expect;
@@ -17,15 +18,16 @@ impl Tensor {
     /// advances like [`Generator::uniform`] for `numel` values (only when a
     /// mask is drawn, i.e. `0 < p < 1` in training, as in PyTorch).
     ///
+    /// An F16 input gives an F16 output: `x · mask · 1/(1 − p)` computed in
+    /// f32 and rounded once (as PyTorch's f16 dropout does), with the same
+    /// mask as an F32 input would get, and an F16 gradient.
+    ///
     /// # Panics
-    /// When `p` is outside `[0, 1]` or `self` is not F32.
+    /// When `p` is outside `[0, 1]` or `self` is not F32 or F16.
     pub fn dropout(&self, p: f32, training: bool, gen: &mut Generator) -> Tensor {
         const OP: &str = "dropout";
         assert!((0.0..=1.0).contains(&p), "{OP}: probability must be in [0, 1], got {p}");
-        if self.dtype() == DType::F16 {
-            return self.f32_input(OP).dropout(p, training, gen);
-        }
-        self.expect_dtype(OP, DType::F32);
+        self.float_storage(OP);
         if !training || p == 0.0 {
             return self.clone();
         }
@@ -36,6 +38,17 @@ impl Tensor {
         let at = gen.offset;
         gen.offset += random::counters_used(n);
         let mask = expect(OP, random::dropout_mask(&self.device(), n, p, gen.seed, at));
-        self * &Tensor::constant(mask, Layout::contiguous(&self.shape()), DType::F32)
+        let layout = Layout::contiguous(&self.shape());
+        if self.dtype() == DType::F32 {
+            return self * &Tensor::constant(mask, layout, DType::F32);
+        }
+        // f16: the widened span, the product and the rounding (one fused
+        // kernel on a GPU); only the f16 output and the mask stay alive.
+        let (x, lx) = self.f32_words();
+        let (y, _) = expect(OP, binary::binary(BinaryOp::Mul, &x, &lx, &mask, &layout));
+        let y = expect(OP, cast::f32_to_f16(&y, n));
+        let mask = Tensor::constant(mask, layout.clone(), DType::F32);
+        // The rule's f32 product is rounded to f16 by the graph (the input's dtype).
+        Tensor::from_op_dtype(OP, y, layout, DType::F16, &[self], move |g, _, _| vec![Some(g * &mask)])
     }
 }
