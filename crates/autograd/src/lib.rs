@@ -34,4 +34,4 @@ pub use recover::try_run;
 pub use tensor::Tensor;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};
-pub use wgrad_gpu_core::{Device, Error, HostRng, Result};
+pub use wgrad_gpu_core::{Device, Error, HostRng, Result, GOLDEN};

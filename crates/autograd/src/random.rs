@@ -33,9 +33,24 @@ impl Generator {
     }
 
     fn advance(&mut self, n: usize) -> u64 {
+        self.take((n as u64).div_ceil(4))
+    }
+
+    /// Reserves `counters` counter blocks for a kernel that draws its own
+    /// numbers (dropout masks, augmentations): returns the first one and
+    /// advances past them, so the next draw is independent.
+    pub fn take(&mut self, counters: u64) -> u64 {
         let at = self.offset;
-        self.offset += (n as u64).div_ceil(4);
+        self.offset = self.offset.wrapping_add(counters);
         at
+    }
+
+    /// The four Philox words of the next counter block, on the host (the
+    /// words the kernels would draw there); advances by one block. For
+    /// decisions made on the host, such as a mixup permutation.
+    pub fn next_block(&mut self) -> [u32; 4] {
+        let at = self.take(1);
+        wgrad_gpu_core::ops::augment::draws(self.seed, at, 0)
     }
 
     /// Uniform values in `[lo, hi)`.

@@ -1,6 +1,7 @@
 //! Data augmentation of device batches: an [`Augment`] pipeline (random crop
 //! with zero padding + horizontal flip, per-channel normalisation, cutout)
-//! run as gpu-core kernels, and [`mixup`].
+//! run on the device through autograd's image ops (`Tensor::try_random_crop_flip`
+//! and friends, constants without gradient history), and [`mixup`].
 //!
 //! Every random decision comes from a [`Generator`]: a call reads the
 //! Philox counters from `gen.offset` on and advances `offset` past them, so
@@ -8,8 +9,6 @@
 //! whole run, on a GPU and on the CPU backend alike.
 
 use wgrad_autograd::{DType, Generator, Tensor};
-use wgrad_gpu_core::ops::{augment, copy};
-use wgrad_gpu_core::{Buffer, Layout};
 
 /// A per-batch augmentation pipeline, applied in the order crop+flip,
 /// normalize, cutout (the usual CIFAR recipe; DeVries & Taylor cut out after
@@ -69,7 +68,7 @@ impl Augment {
 
     /// Augments an F32 `[N, C, H, W]` batch on its device: a new tensor
     /// without gradient history. Each random step consumes
-    /// [`augment::counters_used(N)`](augment::counters_used) counters of
+    /// [`Tensor::augment_counters(N)`](Tensor::augment_counters) counters of
     /// `gen` (crop+flip first, then cutout).
     ///
     /// # Panics
@@ -83,32 +82,19 @@ impl Augment {
             "{OP}: expects an F32 [N, C, H, W] batch, got {:?} {shape:?}",
             images.dtype()
         );
-        let s = [shape[0], shape[1], shape[2], shape[3]];
-        let (b, l) = images.buffer_and_layout();
-        let mut x = if l.is_contiguous() { b } else { ok(OP, copy::contiguous(&b, &l)) };
+        let ok = |r: wgrad_autograd::Result<Tensor>| r.unwrap_or_else(|e| panic!("{}", e.in_op(OP)));
+        let mut x = images.detach();
         if self.crop_pad > 0 || self.flip_p > 0.0 {
-            x = ok(OP, augment::crop_flip(&x, s, self.crop_pad, self.flip_p, gen.seed, take(gen, s[0])));
+            x = ok(x.try_random_crop_flip(self.crop_pad, self.flip_p, gen));
         }
         if !self.mean.is_empty() {
-            x = ok(OP, augment::normalize(&x, s, &self.mean, &self.std));
+            x = ok(x.try_normalize_channels(&self.mean, &self.std));
         }
         if self.cutout > 0 {
-            x = ok(OP, augment::cutout(&x, s, self.cutout, gen.seed, take(gen, s[0])));
+            x = ok(x.try_cutout(self.cutout, gen));
         }
-        Tensor::from_parts(x, Layout::contiguous(&shape), DType::F32)
+        x
     }
-}
-
-/// The first counter of a draw for `images` images; advances `gen` past it.
-fn take(gen: &mut Generator, images: usize) -> u64 {
-    let at = gen.offset;
-    gen.offset = gen.offset.wrapping_add(augment::counters_used(images));
-    at
-}
-
-#[track_caller]
-fn ok(op: &str, r: wgrad_gpu_core::Result<Buffer>) -> Buffer {
-    r.unwrap_or_else(|e| panic!("{}", e.in_op(op)))
 }
 
 /// A mixed batch from [`mixup`].
@@ -182,8 +168,7 @@ struct HostStream<'a> {
 impl HostStream<'_> {
     fn word(&mut self) -> u32 {
         if self.used == 4 {
-            self.words = augment::draws(self.gen.seed, self.gen.offset, 0);
-            self.gen.offset = self.gen.offset.wrapping_add(1);
+            self.words = self.gen.next_block();
             self.used = 0;
         }
         self.used += 1;

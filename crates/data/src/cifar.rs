@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 pub use crate::mnist::Split;
-use wgrad_gpu_core::HostRng;
+use wgrad_autograd::HostRng;
 
 use crate::{DataError, ImageDataset};
 

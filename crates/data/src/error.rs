@@ -32,7 +32,7 @@ pub enum DataError {
     },
     /// A device error while uploading a batch.
     #[error(transparent)]
-    Device(#[from] wgrad_gpu_core::Error),
+    Device(#[from] wgrad_autograd::Error),
     /// Item `index` of a dataset could not be read (see
     /// [`Dataset::get_batch`](crate::Dataset::get_batch)).
     #[error("item {index}: {source}")]

@@ -2,9 +2,7 @@
 //! a worker, then uploads them as u8 and converts (and normalises) them on
 //! the device, a quarter of the transfer of f32 pixels.
 
-use wgrad_autograd::{DType, Device, Tensor};
-use wgrad_gpu_core::ops::convert::u8_to_f32;
-use wgrad_gpu_core::{Buffer, Layout};
+use wgrad_autograd::{Device, Tensor};
 
 use crate::{Collate, DataError, ImageItem};
 
@@ -92,12 +90,7 @@ impl Collate<ImageItem> for ImageCollate {
     fn upload(&self, host: HostImages) -> Result<Batch, DataError> {
         let n = host.labels.len();
         let [c, h, w] = self.item_shape;
-        let raw = Buffer::from_bytes(&self.device, &host.bytes)?;
-        let x = u8_to_f32(&raw, host.bytes.len(), h * w, &self.mean, &self.std)?;
-        Ok(Batch {
-            images: Tensor::from_parts(x, Layout::contiguous(&[n, c, h, w]), DType::F32),
-            labels: Tensor::from_u32(&host.labels, &[n], &self.device),
-            len: n,
-        })
+        let images = Tensor::try_from_u8_images(&host.bytes, [n, c, h, w], &self.mean, &self.std, &self.device)?;
+        Ok(Batch { images, labels: Tensor::from_u32(&host.labels, &[n], &self.device), len: n })
     }
 }

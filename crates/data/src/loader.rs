@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wgrad_autograd::Device;
-use wgrad_gpu_core::{HostRng, GOLDEN};
+use wgrad_autograd::{HostRng, GOLDEN};
 
 use crate::batches::{Batches, Job};
 use crate::{Collate, Dataset, ImageCollate, ImageDataset, ImageSource};

@@ -7,6 +7,7 @@ pub(crate) mod conv;
 mod dropout;
 mod elementwise;
 mod embedding;
+mod images;
 mod index;
 pub(crate) mod loss;
 mod matmul;
