@@ -142,14 +142,24 @@ impl Tensor {
 
     /// u32 data (indices, labels) with a shape.
     pub fn from_u32(data: &[u32], shape: &[usize], device: &Device) -> Tensor {
-        expect("from_u32", check_len("from_u32", data.len(), shape));
-        Self::from_parts(expect("from_u32", Buffer::from_u32(device, data)), Layout::contiguous(shape), DType::U32)
+        expect("from_u32", Self::try_from_u32(data, shape, device))
+    }
+
+    /// [`from_u32`](Self::from_u32) with errors (lengths, device memory) returned.
+    pub fn try_from_u32(data: &[u32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len("from_u32", data.len(), shape)?;
+        Ok(Self::from_parts(Buffer::from_u32(device, data)?, Layout::contiguous(shape), DType::U32))
     }
 
     /// f16 data with a shape (stored as f16; see [`Tensor::to_dtype`]).
     pub fn from_f16(data: &[half::f16], shape: &[usize], device: &Device) -> Tensor {
-        expect("from_f16", check_len("from_f16", data.len(), shape));
-        Self::from_parts(expect("from_f16", Buffer::from_f16(device, data)), Layout::contiguous(shape), DType::F16)
+        expect("from_f16", Self::try_from_f16(data, shape, device))
+    }
+
+    /// [`from_f16`](Self::from_f16) with errors (lengths, device memory) returned.
+    pub fn try_from_f16(data: &[half::f16], shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len("from_f16", data.len(), shape)?;
+        Ok(Self::from_parts(Buffer::from_f16(device, data)?, Layout::contiguous(shape), DType::F16))
     }
 
     /// A tensor filled with `value`.
@@ -438,6 +448,32 @@ impl Tensor {
     pub fn detach(&self) -> Tensor {
         let (b, l) = self.buffer_and_layout();
         Self::make(b, l, self.dtype(), false, true, None)
+    }
+
+    /// A copy of the elements in a new, contiguous buffer on the same
+    /// device, cut from the graph (`t.detach().clone()` in PyTorch): later
+    /// in-place updates of `self` (an optimizer step, a checkpoint load) do
+    /// not reach it. Any dtype; f16 is copied exactly.
+    pub fn deep_copy(&self) -> Tensor {
+        expect("deep_copy", self.try_deep_copy())
+    }
+
+    /// [`deep_copy`](Self::deep_copy) with device errors returned.
+    pub fn try_deep_copy(&self) -> Result<Tensor> {
+        let (b, l) = self.buffer_and_layout();
+        let shape = l.shape.clone();
+        let n = l.numel();
+        let words = match self.dtype() {
+            // The copy kernel moves 32-bit words: a contiguous, word-aligned
+            // f16 tensor is copied as words, other f16 views widen and round
+            // back (exact).
+            DType::F16 if l.is_contiguous() && l.offset % 2 == 0 && n % 2 == 0 => {
+                copy::contiguous(&b, &Layout { offset: l.offset / 2, ..Layout::contiguous(&[n / 2]) })?
+            }
+            DType::F16 => return Ok(self.detach().to_dtype(DType::F32).contiguous().to_dtype(DType::F16).detach()),
+            _ => copy::contiguous(&b, &l)?,
+        };
+        Ok(Self::constant(words, Layout::contiguous(&shape), self.dtype()))
     }
 
     /// The accumulated gradient, if a backward pass reached this leaf.

@@ -217,3 +217,32 @@ fn assign_updates_a_parameter_in_place() {
         assert!(alias.requires_grad() && alias.is_leaf());
     }
 }
+
+/// `deep_copy` gives the elements in a new contiguous buffer, same dtype,
+/// cut from the graph: for F32 views, U32, word-aligned F16 (copied as
+/// words) and F16 views that are not (odd counts, odd offsets).
+#[test]
+fn deep_copies_own_their_data() {
+    for dev in backends("deep_copies_own_their_data") {
+        let x = Tensor::arange(0.0, 15.0, 1.0, &dev).reshape(&[3, 5]).requires_grad_();
+        let h = x.detach().to_dtype(DType::F16);
+        let cases = [
+            ("f32 transposed", x.t()),
+            ("f32 dense", x.clone()),
+            ("u32", Tensor::from_u32(&[7, 8, 9], &[3], &dev)),
+            ("f16 dense, odd count", h.clone()),
+            ("f16 even count at an odd offset", h.reshape(&[15]).narrow(0, 1, 4)),
+            ("f16 even count at an even offset", h.reshape(&[15]).narrow(0, 2, 6)),
+            ("f16 transposed", h.t()),
+        ];
+        for (what, t) in cases {
+            let c = t.deep_copy();
+            assert_eq!((c.dtype(), c.shape()), (t.dtype(), t.shape()), "{what}");
+            assert_eq!(c.to_vec(), t.to_vec(), "{what} on {}", dev.name());
+            assert!(!c.requires_grad(), "{what}: cut from the graph");
+            let ((cb, cl), (tb, _)) = (c.buffer_and_layout(), t.buffer_and_layout());
+            assert!(!cb.same_as(&tb), "{what}: a new buffer");
+            assert!(cl.is_contiguous() && cl.offset == 0, "{what}: contiguous");
+        }
+    }
+}

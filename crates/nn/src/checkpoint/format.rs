@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use half::{bf16, f16};
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use wgrad_autograd::Device;
 use wgrad_autograd::{DType, Tensor};
-use wgrad_gpu_core::{Buffer, Device, Layout};
 
 use super::CheckpointError;
 use crate::state::StateDict;
@@ -94,25 +94,26 @@ impl HostData {
     /// refusing only conversions that would invent integers: floats into U32
     /// and integers outside U32's range. `Err(msg)` says why.
     pub(crate) fn upload(&self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor, String> {
-        let buffer = match (dtype, self) {
-            (DType::F32, d) => Buffer::from_f32(device, &d.to_f32()),
-            (DType::F16, HostData::F16(v)) => Buffer::from_f16(device, v),
+        let tensor = match (dtype, self) {
+            (DType::F32, d) => Tensor::try_from_vec(&d.to_f32(), shape, device),
+            (DType::F16, HostData::F16(v)) => Tensor::try_from_f16(v, shape, device),
             (DType::F16, HostData::F64(v)) => {
-                Buffer::from_f16(device, &v.iter().map(|&x| f16::from_f64(x)).collect::<Vec<_>>())
+                Tensor::try_from_f16(&v.iter().map(|&x| f16::from_f64(x)).collect::<Vec<_>>(), shape, device)
             }
-            (DType::F16, d) => Buffer::from_f16(device, &d.to_f32().into_iter().map(f16::from_f32).collect::<Vec<_>>()),
-            (DType::U32, HostData::U32(v)) => Buffer::from_u32(device, v),
+            (DType::F16, d) => {
+                Tensor::try_from_f16(&d.to_f32().into_iter().map(f16::from_f32).collect::<Vec<_>>(), shape, device)
+            }
+            (DType::U32, HostData::U32(v)) => Tensor::try_from_u32(v, shape, device),
             (DType::U32, HostData::I64(v)) => {
                 let out: Result<Vec<u32>, String> = v
                     .iter()
                     .map(|&x| u32::try_from(x).map_err(|_| format!("value {x} does not fit the model's U32 tensor")))
                     .collect();
-                Buffer::from_u32(device, &out?)
+                Tensor::try_from_u32(&out?, shape, device)
             }
             (DType::U32, d) => return Err(format!("{} data cannot be loaded into a U32 tensor", d.name())),
         };
-        let buffer = buffer.map_err(|e| e.to_string())?;
-        Ok(Tensor::from_parts(buffer, Layout::contiguous(shape), dtype))
+        tensor.map_err(|e| e.to_string())
     }
 
     fn to_le_bytes(&self) -> Vec<u8> {

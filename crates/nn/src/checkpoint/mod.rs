@@ -77,8 +77,8 @@
 //! Everything returns [`CheckpointError`] (a `thiserror` enum, so `?` turns it
 //! into `anyhow::Error` or any `Box<dyn Error>`). It also converts into
 //! [`std::io::Error`] (I/O failures keep their kind, format problems become
-//! `InvalidData`) and into [`wgrad_gpu_core::Error`] (as `Error::Invalid` with
-//! op `checkpoint`), and a [`wgrad_gpu_core::Error`] from a device or an
+//! `InvalidData`) and into [`wgrad_autograd::Error`] (as `Error::Invalid` with
+//! op `checkpoint`), and a [`wgrad_autograd::Error`] from a device or an
 //! optimizer's `load_state_dict` converts into it.
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
@@ -173,7 +173,7 @@ pub enum CheckpointError {
         context: String,
         /// The underlying error.
         #[source]
-        source: wgrad_gpu_core::Error,
+        source: wgrad_autograd::Error,
     },
 }
 
@@ -221,8 +221,8 @@ fn describe_mismatch(
     parts.join("; ")
 }
 
-impl From<wgrad_gpu_core::Error> for CheckpointError {
-    fn from(source: wgrad_gpu_core::Error) -> Self {
+impl From<wgrad_autograd::Error> for CheckpointError {
+    fn from(source: wgrad_autograd::Error) -> Self {
         CheckpointError::State { context: "checkpoint state".into(), source }
     }
 }
@@ -238,8 +238,8 @@ impl From<CheckpointError> for std::io::Error {
     }
 }
 
-impl From<CheckpointError> for wgrad_gpu_core::Error {
+impl From<CheckpointError> for wgrad_autograd::Error {
     fn from(e: CheckpointError) -> Self {
-        wgrad_gpu_core::Error::invalid("checkpoint", e.to_string())
+        wgrad_autograd::Error::invalid("checkpoint", e.to_string())
     }
 }

@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use wgrad_autograd::{DType, Tensor};
-use wgrad_gpu_core::ops::copy;
-use wgrad_gpu_core::Layout;
+use wgrad_autograd::Tensor;
 
 use super::format::{read_file, save_state_dict, HostData, HostTensor};
 use super::CheckpointError;
@@ -118,12 +116,9 @@ impl Source for Tensor {
         Tensor::shape(self)
     }
     fn materialize(&self, like: &Tensor) -> Result<Tensor, String> {
-        // A copy on the device when nothing needs converting; copy::contiguous
-        // works in 32-bit words, so F16 takes the host route.
-        if self.dtype() == like.dtype() && self.dtype() != DType::F16 && self.device() == like.device() {
-            let (b, l) = self.buffer_and_layout();
-            let out = copy::contiguous(&b, &l).map_err(|e| e.to_string())?;
-            return Ok(Tensor::from_parts(out, Layout::contiguous(&l.shape), self.dtype()));
+        // A copy on the device when nothing needs converting.
+        if self.dtype() == like.dtype() && self.device() == like.device() {
+            return self.try_deep_copy().map_err(|e| e.to_string());
         }
         let host = HostData::read(self).map_err(|e| e.to_string())?;
         host.upload(&Tensor::shape(self), like.dtype(), &like.device())

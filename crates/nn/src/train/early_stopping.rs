@@ -3,9 +3,7 @@
 //! than keep those of the last (which are, by construction, `patience`
 //! epochs past the best and usually worse).
 
-use wgrad_autograd::{DType, Error, Result, Tensor};
-use wgrad_gpu_core::ops::copy;
-use wgrad_gpu_core::Layout;
+use wgrad_autograd::{Error, Result, Tensor};
 
 use crate::module::Module;
 use crate::state::StateDict;
@@ -56,19 +54,6 @@ pub struct EarlyStopping {
     best_state: Option<StateDict>,
 }
 
-/// A copy of `t` in a new buffer on its device (never aliasing `t`).
-fn device_copy(t: &Tensor) -> Tensor {
-    let (b, l) = t.buffer_and_layout();
-    match t.dtype() {
-        // The copy kernel moves 32-bit words; f16 data goes through f32 (exact).
-        DType::F16 => t.to_dtype(DType::F32).to_dtype(DType::F16),
-        dtype => {
-            let out = copy::contiguous(&b, &l).unwrap_or_else(|e| panic!("EarlyStopping copy: {e}"));
-            Tensor::from_parts(out, Layout::contiguous(&l.shape), dtype)
-        }
-    }
-}
-
 /// The model's parameters and buffers under their PyTorch names.
 fn named_state(model: &dyn Module) -> Vec<(String, Tensor)> {
     // Visited directly: `ModuleExt` is implemented for `dyn Module + 'static` only.
@@ -83,7 +68,7 @@ fn named_state(model: &dyn Module) -> Vec<(String, Tensor)> {
 pub fn snapshot(model: &dyn Module) -> StateDict {
     let mut s = StateDict::new();
     for (name, t) in named_state(model) {
-        s.tensors.insert(name, device_copy(&t));
+        s.tensors.insert(name, Tensor::deep_copy(&t));
     }
     s
 }
@@ -115,7 +100,7 @@ pub fn restore(model: &dyn Module, state: &StateDict) -> Result<()> {
         }
     }
     for (name, t) in &targets {
-        t.assign(&device_copy(&state.tensors[name]));
+        t.assign(&Tensor::deep_copy(&state.tensors[name]));
     }
     Ok(())
 }
