@@ -42,7 +42,7 @@ fn model(seed: u64, dev: &Device) -> Sequential {
     let mut g = Generator::new(seed);
     Sequential::new()
         .add(Conv2d::new(3, 4, 3, Conv2dOptions::new().padding(1), true, &mut g, dev))
-        .add(BatchNorm2d::new_2d(4, dev))
+        .add(BatchNorm2d::new(4, dev))
         .add(ReLU)
         .add(Flatten::default())
         .add(Linear::new(4 * 5 * 5, 3, true, &mut g, dev))

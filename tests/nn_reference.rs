@@ -139,7 +139,7 @@ fn cnn(dev: &Device) -> Sequential {
     let mut g = Generator::new(0);
     Sequential::new()
         .add(Conv2d::new(3, 4, 3, Conv2dOptions::new().padding(1), true, &mut g, dev))
-        .add(BatchNorm2d::new_2d(4, dev))
+        .add(BatchNorm2d::new(4, dev))
         .add(ReLU)
         .add(MaxPool2d::new(2))
         .add(Conv2d::new(4, 6, 3, Conv2dOptions::new().padding(1).groups(2), true, &mut g, dev))

@@ -110,11 +110,12 @@ fn recurrent_layers_match_pytorch() {
                 .bidirectional(case["bidirectional"].as_bool().unwrap())
                 .batch_first(case["batch_first"].as_bool().unwrap())
                 .bias(case["bias"].as_bool().unwrap_or(true));
-            let m = match kind {
-                "rnn_tanh" => RNN::rnn(config, false, &mut g, &dev),
-                "rnn_relu" => RNN::rnn(config, true, &mut g, &dev),
-                "lstm" => LSTM::lstm(config, &mut g, &dev),
-                "gru" => GRU::gru(config, &mut g, &dev),
+            // The distinct types share one implementation (`Recurrent`).
+            let m: Recurrent = match kind {
+                "rnn_tanh" => RNN::new(config, &mut g, &dev).into(),
+                "rnn_relu" => RNN::relu(config, &mut g, &dev).into(),
+                "lstm" => LSTM::new(config, &mut g, &dev).into(),
+                "gru" => GRU::new(config, &mut g, &dev).into(),
                 other => panic!("unknown fixture kind {other}"),
             };
             load(case, &m, &dev);

@@ -60,7 +60,7 @@ impl BasicBlock {
             (false, _) => (None, None),
             (true, Shortcut::ZeroPad) => (None, Some((cout - cin) / 2)),
             (true, Shortcut::Projection) => {
-                let s = Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new_2d(cout, dev));
+                let s = Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new(cout, dev));
                 (Some(s), None)
             }
         };
@@ -72,9 +72,9 @@ impl BasicBlock {
         };
         BasicBlock {
             conv1: conv(cin, cout, 3, stride, gen, dev),
-            bn1: BatchNorm2d::new_2d(cout, dev),
+            bn1: BatchNorm2d::new(cout, dev),
             conv2: conv(cout, cout, 3, 1, gen, dev),
-            bn2: BatchNorm2d::new_2d(cout, dev),
+            bn2: BatchNorm2d::new(cout, dev),
             shortcut,
             downsample,
             zero_pad,
@@ -132,14 +132,14 @@ impl Bottleneck {
     pub fn new(cin: usize, width: usize, stride: usize, gen: &mut Generator, dev: &Device) -> Self {
         let cout = width * 4;
         let downsample = (stride != 1 || cin != cout)
-            .then(|| Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new_2d(cout, dev)));
+            .then(|| Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new(cout, dev)));
         Bottleneck {
             conv1: conv(cin, width, 1, 1, gen, dev),
-            bn1: BatchNorm2d::new_2d(width, dev),
+            bn1: BatchNorm2d::new(width, dev),
             conv2: conv(width, width, 3, stride, gen, dev),
-            bn2: BatchNorm2d::new_2d(width, dev),
+            bn2: BatchNorm2d::new(width, dev),
             conv3: conv(width, cout, 1, 1, gen, dev),
-            bn3: BatchNorm2d::new_2d(cout, dev),
+            bn3: BatchNorm2d::new(cout, dev),
             downsample,
         }
     }
@@ -199,7 +199,7 @@ impl ResNet {
     pub fn cifar(depth: usize, classes: usize, shortcut: Shortcut, gen: &mut Generator, dev: &Device) -> Self {
         assert!(depth >= 8 && (depth - 2).is_multiple_of(6), "ResNet::cifar: depth must be 6n+2, got {depth}");
         let n = (depth - 2) / 6;
-        let (stem_conv, stem_bn) = (conv(3, 16, 3, 1, gen, dev), BatchNorm2d::new_2d(16, dev));
+        let (stem_conv, stem_bn) = (conv(3, 16, 3, 1, gen, dev), BatchNorm2d::new(16, dev));
         let mut layers = Vec::new();
         let mut cin = 16;
         for (stage, &width) in [16, 32, 64].iter().enumerate() {
@@ -233,7 +233,7 @@ impl ResNet {
             _ => panic!("ResNet::imagenet: depth 18, 34 or 50, got {depth}"),
         };
         let stem_conv = Conv2d::new(3, 64, 7, Conv2dOptions::new().stride(2).padding(3), false, gen, dev);
-        let stem_bn = BatchNorm2d::new_2d(64, dev);
+        let stem_bn = BatchNorm2d::new(64, dev);
         let mut layers = Vec::new();
         let mut cin = 64;
         for (stage, (&n, width)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {

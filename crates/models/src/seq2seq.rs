@@ -80,7 +80,7 @@ impl Seq2Seq {
         Seq2Seq {
             config: c,
             src_emb: Embedding::new(c.src_vocab, c.embed, None, gen, device),
-            encoder: GRU::gru(RecurrentConfig::new(c.embed, c.hidden).batch_first(true), gen, device),
+            encoder: GRU::new(RecurrentConfig::new(c.embed, c.hidden).batch_first(true), gen, device),
             tgt_emb: Embedding::new(c.tgt_vocab, c.embed, None, gen, device),
             decoder: RecurrentCell::new(RecurrentKind::Gru, c.embed + c.hidden, c.hidden, true, gen, device),
             additive: (c.attention == AttentionScore::Additive)

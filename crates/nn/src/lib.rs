@@ -38,16 +38,17 @@ pub use layers::embedding::Embedding;
 pub use layers::linear::Linear;
 pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
 
+pub use layers::classes::{BatchNorm1d, BatchNorm2d, GRUCell, LSTMCell, RNNCell, GRU, LSTM, RNN};
 pub use layers::misc::{Flatten, Identity};
-pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm};
+pub use layers::norm::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
 pub use layers::attention::{
     causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention, MultiheadAttentionOptions,
 };
-pub use layers::cell::{GRUCell, LSTMCell, RNNCell, RecurrentCell};
+pub use layers::cell::RecurrentCell;
 pub use layers::positional::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
-pub use layers::recurrent::{Recurrent, RecurrentConfig, RecurrentState, GRU, LSTM, RNN};
+pub use layers::recurrent::{Recurrent, RecurrentConfig, RecurrentState};
 pub use layers::seq2seq_attention::{AdditiveAttention, DotProductAttention};
 pub use layers::sequential::Sequential;
 pub use layers::transformer::{
@@ -140,7 +141,7 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// let (dev, mut gen) = (Device::cpu(), Generator::new(0));
 /// let block = |gen: &mut Generator, norm: bool| Block {
 ///     fc: Linear::new(4, 4, true, gen, &dev),
-///     norm: norm.then(|| BatchNorm1d::new_1d(4, &dev)),
+///     norm: norm.then(|| BatchNorm1d::new(4, &dev)),
 ///     drop: Dropout::new(0.1, gen),
 /// };
 /// let mut net = Net { blocks: vec![block(&mut gen, true), block(&mut gen, false)], scale: Tensor::ones(&[4], &dev) };

@@ -371,8 +371,8 @@ fn strict_loading_lists_every_offending_tensor_and_changes_nothing() {
     assert_ne!(after[1].1, before[1].1);
 
     // A matching file loads strictly, buffers included.
-    let bn = Sequential::new().add(BatchNorm2d::new_2d(3, &dev));
-    let mut src = Sequential::new().add(BatchNorm2d::new_2d(3, &dev));
+    let bn = Sequential::new().add(BatchNorm2d::new(3, &dev));
+    let mut src = Sequential::new().add(BatchNorm2d::new(3, &dev));
     src.train();
     src.forward(&Tensor::from_vec(&Rng::new(1).vec(2 * 3 * 2 * 2, -1.0, 2.0), &[2, 3, 2, 2], &dev));
     save_module(dir.join("bn.safetensors"), &src).unwrap();

@@ -92,7 +92,7 @@ fn net(seed: u64, dev: &Device) -> Net {
     let g = &mut gen;
     let block = |norm: bool, g: &mut Generator| Block {
         conv: Conv2d::new(2, 3, 3, Conv2dOptions::new(), true, g, dev),
-        bn: norm.then(|| BatchNorm2d::new_2d(3, dev)),
+        bn: norm.then(|| BatchNorm2d::new(3, dev)),
         drop: Dropout::new(0.5, g),
     };
     let blocks = vec![block(true, g), block(false, g)];

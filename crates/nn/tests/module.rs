@@ -72,8 +72,7 @@ fn activations_forward_like_their_tensor_methods() {
 fn train_and_eval_reach_nested_dropout_and_batch_norm() {
     let dev = Device::cpu();
     let mut g = Generator::new(9);
-    let mut m =
-        Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new_1d(4, &dev));
+    let mut m = Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new(4, &dev));
     let x = Tensor::ones(&[64, 4], &dev);
     m.train();
     let y = m.get(0).forward(&x).to_vec();
@@ -91,7 +90,7 @@ fn train_and_eval_reach_nested_dropout_and_batch_norm() {
 #[test]
 fn batch_norm_counts_batches_without_a_kernel_per_step() {
     let dev = Device::cpu();
-    let bn = BatchNorm1d::new_1d(3, &dev);
+    let bn = BatchNorm1d::new(3, &dev);
     let x = Tensor::randn(&[8, 3], 1, &dev);
     bn.forward(&x);
     let before = dev.stats().dispatches;
@@ -121,4 +120,38 @@ fn dropout_stream_can_be_saved_and_restored() {
     assert_ne!(d.generator(), saved, "the stream advances per mask");
     d.set_generator(saved);
     assert_eq!(d.forward(&x).to_vec(), first, "restoring the stream repeats the mask");
+}
+
+/// PyTorch's distinct classes are distinct types over one implementation:
+/// each builds its own kind, with the shared type's names and behaviour.
+#[test]
+fn distinct_classes_build_their_own_kind() {
+    let dev = Device::cpu();
+    let g = &mut Generator::new(1);
+    let config = RecurrentConfig::new(3, 4);
+    let kinds = [
+        (RNN::new(config, g, &dev).kind(), RecurrentKind::RnnTanh),
+        (RNN::relu(config, g, &dev).kind(), RecurrentKind::RnnRelu),
+        (LSTM::new(config, g, &dev).kind(), RecurrentKind::Lstm),
+        (GRU::new(config, g, &dev).kind(), RecurrentKind::Gru),
+    ];
+    for (got, want) in kinds {
+        assert_eq!(got, want);
+    }
+    let (lstm, shared) =
+        (LSTM::new(config, &mut Generator::new(2), &dev), Recurrent::lstm(config, &mut Generator::new(2), &dev));
+    fn names(m: &(dyn Module + 'static)) -> Vec<(String, Vec<f32>)> {
+        m.named_parameters().into_iter().map(|(n, t)| (n, t.to_vec())).collect()
+    }
+    assert_eq!(names(&lstm), names(&shared), "the same names and values as the shared type");
+    assert_eq!(lstm.describe(), shared.describe());
+    let x = Tensor::ones(&[2, 3], &dev);
+    let (h, c) = LSTMCell::new(3, 4, g, &dev).step(&x, None);
+    assert_eq!((h.shape(), c.map(|c| c.shape())), (vec![2, 4], Some(vec![2, 4])), "an LSTM cell has a cell state");
+    assert!(GRUCell::new(3, 4, g, &dev).step(&x, None).1.is_none(), "a GRU cell has none");
+    assert_eq!(BatchNorm2d::new(3, &dev).forward(&Tensor::ones(&[2, 3, 2, 2], &dev)).shape(), vec![2, 3, 2, 2]);
+    let wrong = std::panic::catch_unwind(|| {
+        BatchNorm1d::new(3, &Device::cpu()).forward(&Tensor::ones(&[2, 3, 2, 2], &Device::cpu()))
+    });
+    assert!(wrong.is_err(), "BatchNorm1d rejects [N, C, H, W] input, as PyTorch's does");
 }

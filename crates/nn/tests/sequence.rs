@@ -23,13 +23,13 @@ fn parameter_names_and_counts_match_pytorch() {
     let dev = Device::cpu();
     let mut g = Generator::new(0);
     // nn.LSTM(10, 20, num_layers=2, bidirectional=True): 4·20·(10+20+2)·2 + 4·20·(40+20+2)·2 = 15,040.
-    let lstm = LSTM::lstm(RecurrentConfig::new(10, 20).layers(2).bidirectional(true), &mut g, &dev);
+    let lstm = LSTM::new(RecurrentConfig::new(10, 20).layers(2).bidirectional(true), &mut g, &dev);
     assert_eq!(lstm.num_parameters(), 15_040);
     let names: Vec<String> = lstm.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(&names[..5], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l0_reverse"]);
     assert_eq!(lstm.named_parameters()[8].1.shape(), [80, 40]); // weight_ih_l1 reads both directions
                                                                 // nn.GRU(8, 16, bias=False): 3·16·(8+16) = 1,152.
-    let gru = GRU::gru(RecurrentConfig::new(8, 16).bias(false), &mut g, &dev);
+    let gru = GRU::new(RecurrentConfig::new(8, 16).bias(false), &mut g, &dev);
     assert_eq!(gru.num_parameters(), 1_152);
     assert_eq!(gru.describe(), "GRU(8, 16, bias=False)");
     // nn.MultiheadAttention(16, 4): 3·16·16 + 3·16 + 16·16 + 16 = 1,088.
@@ -73,7 +73,7 @@ fn batch_first_and_unbatched_agree_with_time_major() {
 #[test]
 fn state_carries_over_chunks_and_tbptt_cuts_the_graph() {
     for dev in backends("state_carries_over_chunks_and_tbptt_cuts_the_graph") {
-        let m = LSTM::lstm(RecurrentConfig::new(3, 4).layers(2), &mut Generator::new(3), &dev);
+        let m = LSTM::new(RecurrentConfig::new(3, 4).layers(2), &mut Generator::new(3), &dev);
         let x = rand(&[6, 2, 3], 4, &dev);
         // Two chunks with the state carried equal one pass over the whole sequence.
         let (whole, _) = m.forward_with_state(&x, None);
@@ -103,7 +103,7 @@ fn state_carries_over_chunks_and_tbptt_cuts_the_graph() {
 #[test]
 fn inter_layer_dropout_only_in_training() {
     let dev = Device::cpu();
-    let mut m = GRU::gru(RecurrentConfig::new(3, 8).layers(2).dropout(0.5), &mut Generator::new(5), &dev);
+    let mut m = GRU::new(RecurrentConfig::new(3, 8).layers(2).dropout(0.5), &mut Generator::new(5), &dev);
     let x = rand(&[5, 2, 3], 6, &dev);
     let a = m.forward(&x).to_vec();
     let b = m.forward(&x).to_vec();
@@ -111,7 +111,7 @@ fn inter_layer_dropout_only_in_training() {
     m.eval();
     assert_eq!(m.forward(&x).to_vec(), m.forward(&x).to_vec());
     // One layer has no inter-layer dropout at all.
-    let one = GRU::gru(RecurrentConfig::new(3, 8).dropout(0.5), &mut Generator::new(5), &dev);
+    let one = GRU::new(RecurrentConfig::new(3, 8).dropout(0.5), &mut Generator::new(5), &dev);
     assert_eq!(one.forward(&x).to_vec(), one.forward(&x).to_vec());
 }
 
@@ -247,7 +247,7 @@ fn seq2seq_attention_scorers() {
 #[should_panic(expected = "LSTM: expects input [T, B, 3]")]
 fn wrong_input_width_is_a_clear_error() {
     let dev = Device::cpu();
-    let m = LSTM::lstm(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
+    let m = LSTM::new(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
     m.forward(&Tensor::zeros(&[2, 2, 5], &dev));
 }
 
@@ -255,7 +255,7 @@ fn wrong_input_width_is_a_clear_error() {
 #[should_panic(expected = "a cell state is given exactly when the layer is an LSTM")]
 fn lstm_state_without_cell_is_a_clear_error() {
     let dev = Device::cpu();
-    let m = LSTM::lstm(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
+    let m = LSTM::new(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
     let s = RecurrentState { h: Tensor::zeros(&[1, 2, 4], &dev), c: None };
     m.forward_with_state(&Tensor::zeros(&[2, 2, 3], &dev), Some(&s));
 }

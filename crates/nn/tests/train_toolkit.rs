@@ -390,7 +390,7 @@ fn epoch_summary_line_reads_well() {
 
 fn model(dev: &Device) -> Sequential {
     let mut g = Generator::new(7);
-    Sequential::new().add(Linear::new(3, 2, true, &mut g, dev)).add(BatchNorm1d::new_1d(2, dev))
+    Sequential::new().add(Linear::new(3, 2, true, &mut g, dev)).add(BatchNorm1d::new(2, dev))
 }
 
 /// Every parameter and buffer of `m`, flattened, in name order.

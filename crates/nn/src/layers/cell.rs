@@ -29,13 +29,6 @@ pub struct RecurrentCell {
     pub bias_hh: Option<Tensor>,
 }
 
-/// `nn.RNNCell`.
-pub type RNNCell = RecurrentCell;
-/// `nn.LSTMCell`.
-pub type LSTMCell = RecurrentCell;
-/// `nn.GRUCell`.
-pub type GRUCell = RecurrentCell;
-
 impl RecurrentCell {
     /// A cell of `kind` mapping `input_size` features to `hidden_size`.
     ///

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod attention;
 pub mod cell;
+pub mod classes;
 pub mod conv;
 pub mod dropout;
 pub mod embedding;

@@ -9,7 +9,8 @@ use crate::Module;
 /// Batch normalisation over the channel dim of `[N, C]`/`[N, C, L]`
 /// (`BatchNorm1d`) or `[N, C, H, W]` (`BatchNorm2d`): batch statistics with the
 /// biased variance in training, running statistics (momentum 0.1, unbiased
-/// variance) in evaluation, as PyTorch.
+/// variance) in evaluation, as PyTorch. Users build it as
+/// [`BatchNorm1d`](crate::BatchNorm1d) or [`BatchNorm2d`](crate::BatchNorm2d).
 #[derive(Module)]
 pub struct BatchNorm {
     /// Scale γ `[C]` (ones), if affine.
@@ -40,11 +41,6 @@ pub struct BatchNorm {
     #[training]
     training: bool,
 }
-
-/// `nn.BatchNorm1d`: input `[N, C]` or `[N, C, L]`.
-pub type BatchNorm1d = BatchNorm;
-/// `nn.BatchNorm2d`: input `[N, C, H, W]`.
-pub type BatchNorm2d = BatchNorm;
 
 impl BatchNorm {
     fn with_rank(channels: usize, rank: usize, device: &Device) -> Self {

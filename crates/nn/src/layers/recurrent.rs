@@ -131,13 +131,6 @@ pub struct Recurrent {
     gen: Mutex<Generator>,
 }
 
-/// `nn.RNN`: a [`Recurrent`] with tanh or ReLU cells.
-pub type RNN = Recurrent;
-/// `nn.LSTM`: a [`Recurrent`] with LSTM cells (gates i, f, g, o).
-pub type LSTM = Recurrent;
-/// `nn.GRU`: a [`Recurrent`] with GRU cells (gates r, z, n).
-pub type GRU = Recurrent;
-
 impl Recurrent {
     /// An Elman RNN, `h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`, or with
     /// ReLU when `relu` (PyTorch's `nonlinearity='relu'`).
