@@ -4,7 +4,7 @@ use std::f64::consts::PI;
 
 use wgrad_autograd::Result;
 
-use super::reflect::{self, Field, Reflect, choice};
+use super::reflect::{self, choice, Field, Reflect};
 use super::{per_group, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;

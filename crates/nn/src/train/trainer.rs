@@ -535,10 +535,15 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                     if done < batches_per_epoch && stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
                         drop(progress);
                         if let Some(run) = &run {
-                            let ck = capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch, done, steps));
+                            let ck =
+                                capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch, done, steps));
                             ck.save(run.last())?;
                         }
-                        return Ok(Fit { history, outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done }, steps });
+                        return Ok(Fit {
+                            history,
+                            outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done },
+                            steps,
+                        });
                     }
                 }
             }
@@ -591,8 +596,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             }
             if stopped {
                 let es = early.as_ref().expect("stopped by early stopping");
-                let best_epoch =
-                    es.restore_best(model.as_dyn()).map_err(|e| FitError::device("restoring the best parameters", e))?;
+                let best_epoch = es
+                    .restore_best(model.as_dyn())
+                    .map_err(|e| FitError::device("restoring the best parameters", e))?;
                 return Ok(Fit { history, outcome: Outcome::EarlyStopped { epoch: epoch + 1, best_epoch }, steps });
             }
         }
