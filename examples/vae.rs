@@ -237,7 +237,8 @@ fn main() -> Result<()> {
         if kl.count() > 0 {
             println!("          reconstruction (BCE per image) {:.2}  KL {:.2}", r.mean(), kl.mean());
         }
-        (r.reset(), kl.reset());
+        r.reset();
+        kl.reset();
     })
     .run_dir(run.clone())
     .resume(args.resume)
