@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgrad_autograd::{Device, Generator, Tensor};
 use wgrad_gpu_core::testing::{assert_close, backends};
+use wgrad_nn::checkpoint::TrainingCheckpoint;
 use wgrad_nn::loss::MSELoss;
 use wgrad_nn::optim::{Adam, Optimizer, Sgd};
 use wgrad_nn::schedule::{ExponentialLR, LrScheduler, StepLR};
@@ -213,6 +214,17 @@ fn stop_mid_epoch_then_resume_equals_the_uninterrupted_run() {
         let (got, got_val) = resumable_run(&dev, &split, true, None);
         assert_eq!(got, want, "{}: parameters", dev.name());
         assert_eq!(got_val, want_val, "{}: validation losses", dev.name());
+
+        // A checkpoint written by the examples' hand-written loops (no
+        // `trainer.batch`: one optimizer step a batch) resumes as well.
+        let old = temp_run(&format!("old-{tag}"));
+        resumable_run(&dev, &old, false, Some(9));
+        let mut ck = TrainingCheckpoint::load(old.last(), &dev).unwrap();
+        assert_eq!(ck.extra.meta.remove("trainer.batch").as_deref(), Some("3"));
+        assert_eq!((ck.epoch, ck.step), (1, 9));
+        ck.save(old.last()).unwrap();
+        let (got, got_val) = resumable_run(&dev, &old, true, None);
+        assert_eq!((got, got_val), (want, want_val), "{}: resumed from a hand-written loop's checkpoint", dev.name());
     }
 }
 
