@@ -126,7 +126,7 @@ fn main() -> Result<()> {
     .progress(progress)
     .samples_per_epoch(train_loader.dataset().len())
     .around_step(|step| {
-        profiler.step(&dev, || step());
+        profiler.step(&dev, &mut *step);
         first_step.get_or_insert_with(|| started.elapsed());
     })
     .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))

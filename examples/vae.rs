@@ -245,7 +245,7 @@ fn main() -> Result<()> {
     .stop_flag(stop.flag())
     .progress(progress)
     .samples_per_epoch(train_loader.dataset().len())
-    .around_step(|step| profiler.step(&dev, || step()))
+    .around_step(|step| profiler.step(&dev, &mut *step))
     .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
     .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
     if let Outcome::Interrupted { epoch, batches } = fit.outcome {
