@@ -310,3 +310,55 @@ fn resume_without_a_run_folder_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("resume needs a run_dir"), "{err}");
 }
+
+#[test]
+fn amp_with_clipping_equals_the_hand_written_mixed_precision_loop() {
+    use wgrad_autograd::AutocastGuard;
+    use wgrad_nn::amp::{GradScaler, GradScalerOptions};
+    const B: usize = 8;
+    for dev in backends("amp_with_clipping_equals_the_hand_written_mixed_precision_loop") {
+        let data = dataset(&dev);
+        // PyTorch's recipe: autocast forward, scaled backward, unscale, clip, step, update.
+        let hand = model(&dev, false);
+        let mut opt = Adam::new(hand.parameters(), 0.01);
+        let mut scaler = GradScaler::with_options(GradScalerOptions::default().init_scale(1024.0));
+        for epoch in 0..2 {
+            for batch in batches(&data, B, epoch, 0, &dev) {
+                let (x, y) = batch.unwrap();
+                let loss = {
+                    let _autocast = AutocastGuard::new(true);
+                    MSELoss::default().forward(&hand.forward(&x), &y)
+                };
+                opt.zero_grad();
+                scaler.scale(&loss).backward();
+                scaler.unscale_(&mut opt);
+                wgrad_nn::optim::clip_grad_norm_(&hand.parameters(), 0.5);
+                scaler.step(&mut opt);
+                scaler.update();
+            }
+        }
+
+        let mut fitted = model(&dev, false);
+        let mut opt2 = Adam::new(fitted.parameters(), 0.01);
+        let fit = Trainer::new(&mut fitted, &mut opt2, step)
+            .epochs(2)
+            .amp(true)
+            .grad_scaler(GradScaler::with_options(GradScalerOptions::default().init_scale(1024.0)))
+            .clip_grad_norm(0.5)
+            .quiet()
+            .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
+            .unwrap();
+        assert_eq!(fit.outcome, Outcome::Completed);
+        assert_eq!(bits(&fitted), bits(&hand), "{}: parameters after 2 mixed-precision epochs", dev.name());
+        // Autocast really ran: the f32 loop ends elsewhere.
+        let mut plain = model(&dev, false);
+        let mut opt3 = Adam::new(plain.parameters(), 0.01);
+        Trainer::new(&mut plain, &mut opt3, step)
+            .epochs(2)
+            .clip_grad_norm(0.5)
+            .quiet()
+            .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
+            .unwrap();
+        assert_ne!(bits(&plain), bits(&hand), "{}: autocast changed nothing", dev.name());
+    }
+}

@@ -309,6 +309,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
 
     /// Mixed precision: the step closure runs under autocast and the loss is
     /// scaled by a default [`GradScaler`] (when `enabled`; else plain f32).
+    /// It replaces the scaler: call [`grad_scaler`](Self::grad_scaler) after
+    /// it for other scaler options.
     pub fn amp(mut self, enabled: bool) -> Self {
         self.autocast = enabled;
         self.scaler = GradScaler::with_options(GradScalerOptions::default().enabled(enabled));
