@@ -225,6 +225,9 @@ fn stop_mid_epoch_then_resume_equals_the_uninterrupted_run() {
         ck.save(old.last()).unwrap();
         let (got, got_val) = resumable_run(&dev, &old, true, None);
         assert_eq!((got, got_val), (want, want_val), "{}: resumed from a hand-written loop's checkpoint", dev.name());
+        for run in [whole, split, old] {
+            std::fs::remove_dir_all(run.last().parent().unwrap()).unwrap();
+        }
     }
 }
 
