@@ -4,6 +4,7 @@
 //! `cargo run --release --example cifar10_resnet -- --help`
 //! Offline smoke run: `... -- --synthetic --epochs 1`.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,21 +13,16 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use wgrad::data::cifar::{load_cifar10, synthetic, Split};
 use wgrad::data::download::{default_cache_dir, ensure_cifar10};
-use wgrad::data::{Augment, DataLoader, ImageDataset};
+use wgrad::data::{Augment, Batch, DataLoader, ImageDataset};
 use wgrad::models::{ResNet, Shortcut};
-use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::loss::CrossEntropyLoss;
-use wgrad::nn::optim::{Optimizer, ParamGroup, Sgd, SgdOptions};
+use wgrad::nn::optim::{ParamGroup, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
-use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History, Progress, RunDir, RunningMean};
+use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Every, Outcome, Progress, RunDir, StepOutput, Trainer};
 use wgrad::prelude::*;
 
-#[path = "common/amp.rs"]
-mod amp;
 #[path = "common/control.rs"]
 mod control;
-#[path = "common/epochs.rs"]
-mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -180,90 +176,48 @@ fn main() -> Result<()> {
     let loss_fn = CrossEntropyLoss::default();
 
     let run = RunDir::create(&args.out_dir)?;
-    let mut history = History::new();
-    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
-    let (mut start, mut skip) = (0, 0);
-    let nb = train_loader.num_batches();
-    let mut amp = amp::Amp::new(args.amp);
-    if args.resume {
-        let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
-        ck.restore(&model, &mut opt)?;
-        ck.restore_scaler(&mut amp.scaler)?;
-        sched.load_state_dict(&ck.scheduler)?;
-        if let Some(g) = ck.rng.get("augment") {
-            seeds.augment = *g;
-        }
-        history = h;
-        (start, skip) = epochs::resume_point(&ck, nb);
-    }
-    // Everything the loop carries between steps, for an exact resume.
-    let checkpoint = |model: &ResNet, opt: &Sgd, amp: &amp::Amp, sched: &dyn LrScheduler, augment, epoch, step| {
-        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
-        (ck.epoch, ck.step) = (epoch as u64, step as u64);
-        ck.scheduler = sched.state_dict();
-        ck.rng.insert("augment".into(), augment);
-        ck
-    };
     let stop = control::Stop::install();
-    let sizes = [("--batch-size", args.batch_size)];
-
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
         progress = progress.without_bar();
     }
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
-    for epoch in start..args.epochs {
-        model.train();
-        let first = std::mem::take(&mut skip);
-        let seen = (first * args.batch_size).min(train_loader.dataset().len());
-        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
-        let (mut loss_avg, mut acc) = (RunningMean::new(), Accuracy::new());
-        for (k, batch) in train_loader.epoch_from(epoch, first).enumerate() {
-            let b = batch?;
-            let x = augment.apply(&b.images, &mut seeds.augment);
-            let (logits, loss) = control::guard("the training step", &sizes, || {
-                profiler.step(&dev, || {
-                    let (logits, loss) = amp.forward(|| {
-                        let logits = model.forward(&x);
-                        let loss = loss_fn.forward(&logits, &b.labels);
-                        (logits, loss)
-                    });
-                    opt.zero_grad();
-                    amp.backward_step(&loss, &mut opt, None);
-                    (logits, loss)
-                })
-            })?;
-            loss_avg.update_tensor(&loss.detach(), b.len);
-            acc.update(&logits.detach(), &b.labels);
-            dev.flush()?;
-            first_step.get_or_insert_with(|| started.elapsed());
-            progress.advance(b.len as u64);
-            if stop.requested() {
-                drop(progress);
-                let done = first + k + 1;
-                let ck = checkpoint(&model, &opt, &amp, &*sched, seeds.augment, epoch, epoch * nb + done);
-                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
-            }
-        }
-        model.eval();
+    // The augmentation's random stream (checkpointed for an exact resume).
+    let augment_rng = Cell::new(seeds.augment);
+    let fit = Trainer::new(&mut model, &mut opt, |m: &ResNet, b: Batch| {
+        let mut g = augment_rng.get();
+        let x = augment.apply(&b.images, &mut g);
+        augment_rng.set(g);
+        let logits = m.forward(&x);
+        let loss = loss_fn.forward(&logits, &b.labels);
+        StepOutput::new(loss, b.len).with_accuracy(&logits, &b.labels)
+    })
+    .epochs(args.epochs)
+    .schedule(&mut sched, Every::Epoch)
+    .amp(args.amp)
+    .rng("augment", &augment_rng)
+    .evaluate(|m| {
         let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-        let (val_loss, val_acc) = evaluate(&model, batches, |logits, y| loss_fn.forward(logits, y))?;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: loss_avg.mean(),
-            train_acc: Some(acc.value()),
-            val_loss: Some(val_loss),
-            val_acc: Some(val_acc),
-            lr: opt.groups()[0].lr as f64,
-        };
-        sched.step(&mut opt);
-        progress.finish_epoch(&record);
-        let ck = checkpoint(&model, &opt, &amp, &*sched, seeds.augment, epoch + 1, (epoch + 1) * nb);
-        run.finish_epoch(&mut history, record, &ck, &model)?;
+        let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
+        Ok(Evaluation { loss, accuracy: Some(acc) })
+    })
+    .run_dir(run.clone())
+    .resume(args.resume)
+    .stop_flag(stop.flag())
+    .progress(progress)
+    .samples_per_epoch(train_loader.dataset().len())
+    .around_step(|step| {
+        profiler.step(&dev, &mut *step);
+        first_step.get_or_insert_with(|| started.elapsed());
+    })
+    .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
+    .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+    if let Outcome::Interrupted { epoch, batches } = fit.outcome {
+        println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
+        return Ok(());
     }
-    drop(progress);
-    if let Some(r) = history.last() {
+    if let Some(r) = fit.history.last() {
         println!(
             "final test accuracy {:.2}%; first step after {:.1?}; peak device memory {:.1} MB",
             100.0 * r.val_acc.unwrap_or(0.0),

@@ -7,24 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use wgrad::data::mnist::{self, Split};
-use wgrad::data::DataLoader;
+use wgrad::data::{Batch, DataLoader};
 use wgrad::models::{lenet5, mlp, mnist_cnn};
-use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::loss::CrossEntropyLoss;
-use wgrad::nn::optim::{Adam, Optimizer};
-use wgrad::nn::train::{evaluate, seed_everything, Accuracy, EpochRecord, History, Progress, RunDir, RunningMean};
+use wgrad::nn::optim::Adam;
+use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Outcome, Progress, RunDir, StepOutput, Trainer};
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
-#[path = "common/amp.rs"]
-mod amp;
 #[path = "common/control.rs"]
 mod control;
-#[path = "common/epochs.rs"]
-mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -106,84 +101,46 @@ fn main() -> Result<()> {
     let loss_fn = CrossEntropyLoss::default();
 
     let run = RunDir::create(&args.out_dir)?;
-    let mut history = History::new();
-    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
-    let (mut start, mut skip) = (0, 0);
-    let mut amp = amp::Amp::new(args.amp);
-    if args.resume {
-        let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
-        ck.restore(&model, &mut opt)?;
-        ck.restore_scaler(&mut amp.scaler)?;
-        history = h;
-        (start, skip) = epochs::resume_point(&ck, train_loader.num_batches());
-    }
     let stop = control::Stop::install();
-    let sizes = [("--batch-size", args.batch_size)];
-
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
         progress = progress.without_bar();
     }
-
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
-    for epoch in start..args.epochs {
-        model.train();
-        let first = std::mem::take(&mut skip);
-        let seen = (first * args.batch_size).min(train_loader.dataset().len());
-        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
-        let (mut loss_avg, mut acc) = (RunningMean::new(), Accuracy::new());
-        for (k, batch) in train_loader.epoch_from(epoch, first).enumerate() {
-            let b = batch?;
-            let (logits, loss) = control::guard("the training step", &sizes, || {
-                profiler.step(&dev, || {
-                    let (logits, loss) = amp.forward(|| {
-                        let logits = model.forward(&b.images);
-                        let loss = loss_fn.forward(&logits, &b.labels);
-                        (logits, loss)
-                    });
-                    opt.zero_grad();
-                    amp.backward_step(&loss, &mut opt, None);
-                    (logits, loss)
-                })
-            })?;
-            // Metrics accumulate on the device: nothing is read back per step.
-            loss_avg.update_tensor(&loss.detach(), b.len);
-            acc.update(&logits.detach(), &b.labels);
-            dev.flush()?; // submit this step so the device works while the next is recorded
-            first_step.get_or_insert_with(|| started.elapsed());
-            progress.advance(b.len as u64);
-            if stop.requested() {
-                drop(progress);
-                // Completed epochs plus the batches done in this one: --resume continues at the next batch.
-                let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
-                let done = first + k + 1;
-                (ck.epoch, ck.step) = (epoch as u64, (epoch * train_loader.num_batches() + done) as u64);
-                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
-            }
-        }
-        model.eval();
+    let fit = Trainer::new(&mut model, &mut opt, |m: &Sequential, b: Batch| {
+        let logits = m.forward(&b.images);
+        let loss = loss_fn.forward(&logits, &b.labels);
+        StepOutput::new(loss, b.len).with_accuracy(&logits, &b.labels)
+    })
+    .epochs(args.epochs)
+    .amp(args.amp)
+    .evaluate(|m| {
         let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-        let (val_loss, val_acc) = evaluate(&model, batches, |logits, y| loss_fn.forward(logits, y))?;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: loss_avg.mean(),
-            train_acc: Some(acc.value()),
-            val_loss: Some(val_loss),
-            val_acc: Some(val_acc),
-            lr: opt.groups()[0].lr as f64,
-        };
-        progress.finish_epoch(&record);
-        let mut ck = TrainingCheckpoint::capture(&model, &opt).with_scaler(&amp.scaler);
-        (ck.epoch, ck.step) = ((epoch + 1) as u64, ((epoch + 1) * train_loader.num_batches()) as u64);
-        run.finish_epoch(&mut history, record, &ck, &model)?;
+        let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
+        Ok(Evaluation { loss, accuracy: Some(acc) })
+    })
+    .run_dir(run.clone())
+    .resume(args.resume)
+    .stop_flag(stop.flag())
+    .progress(progress)
+    .samples_per_epoch(train_loader.dataset().len())
+    .around_step(|step| {
+        profiler.step(&dev, &mut *step);
+        first_step.get_or_insert_with(|| started.elapsed());
+    })
+    .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
+    .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+
+    if let Outcome::Interrupted { epoch, batches } = fit.outcome {
+        println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
+        return Ok(());
     }
-    drop(progress);
-    if let Some(r) = history.last() {
+    if let Some(r) = fit.history.last() {
         println!(
             "final test accuracy {:.2}% (best val loss at epoch {}); first step after {:.1?}; peak device memory {:.1} MB",
             100.0 * r.val_acc.unwrap_or(0.0),
-            history.best_epoch().map_or(0, |b| b.epoch),
+            fit.history.best_epoch().map_or(0, |b| b.epoch),
             first_step.unwrap_or_default(),
             dev.stats().bytes_peak as f64 / 1e6
         );

@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release --example vae -- --help`
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,17 +13,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use wgrad::data::mnist::{self, Split};
-use wgrad::data::DataLoader;
+use wgrad::data::{Batch, DataLoader};
 use wgrad::models::{Autoencoder, Vae};
-use wgrad::nn::checkpoint::TrainingCheckpoint;
-use wgrad::nn::optim::{Adam, Optimizer};
-use wgrad::nn::train::{seed_everything, EpochRecord, History, Progress, RunDir, RunningMean};
+use wgrad::nn::optim::Adam;
+use wgrad::nn::train::{
+    seed_everything, BoxError, Evaluation, Outcome, Progress, RunDir, RunningMean, StepOutput, Trainer,
+};
+use wgrad::nn::ModuleFields;
 use wgrad::prelude::*;
 
 #[path = "common/control.rs"]
 mod control;
-#[path = "common/epochs.rs"]
-mod epochs;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -109,6 +110,38 @@ impl Model {
     }
 }
 
+/// The model is the active variant (its parameter names, random streams and
+/// training mode), so the Trainer and checkpoints see the bare network.
+impl ModuleFields for Model {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.module().visit_parameters(prefix, f)
+    }
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.module().visit_buffers(prefix, f)
+    }
+    fn set_training(&mut self, training: bool) {
+        match self {
+            Model::Vae(m) => m.set_training(training),
+            Model::Ae(m) => m.set_training(training),
+        }
+    }
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        self.module().children()
+    }
+}
+
+impl Module for Model {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.module().forward(x)
+    }
+    fn describe(&self) -> String {
+        self.module().describe()
+    }
+    fn random_stream(&self) -> Option<&std::sync::Mutex<Generator>> {
+        self.module().random_stream()
+    }
+}
+
 /// Writes `[n, 1, 28, 28]` images in [0, 1] (row-major in `pixels`) as a
 /// grayscale PNG of `cols` columns, each digit scaled up 2x with a 2-pixel gap.
 fn write_grid(path: &Path, pixels: &[f32], n: usize, cols: usize) -> Result<()> {
@@ -157,106 +190,69 @@ fn main() -> Result<()> {
     let test_loader = DataLoader::new(Arc::new(test), 500, &dev).shuffle(false);
 
     let mut seeds = seed_everything(args.seed);
-    let model = Model::build(&args, &mut seeds.model, &dev)?;
-    let net = model.module();
-    println!("model: {} ({} parameters)", net.describe(), net.num_parameters());
-    let mut opt = Adam::new(net.parameters(), args.lr);
-    // The sampling noise of training; evaluation restarts one fixed stream so
-    // every epoch's validation loss sees the same noise.
-    let mut noise = seeds.augment;
+    let mut model = Model::build(&args, &mut seeds.model, &dev)?;
+    println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
+    let mut opt = Adam::new(model.parameters(), args.lr);
+    // The sampling noise of training (checkpointed); evaluation restarts one
+    // fixed stream so every epoch's validation loss sees the same noise.
+    let noise = Cell::new(seeds.augment);
     let eval_noise = seeds.extra;
 
     let run = RunDir::create(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
-    let mut history = History::new();
-    // `skip`: batches of epoch `start` already trained (a run stopped by Ctrl-C mid-epoch).
-    let (mut start, mut skip) = (0, 0);
-    let nb = train_loader.num_batches();
-    if args.resume {
-        let (ck, h) = run.resume(&dev).with_context(|| format!("resuming from {}", run.last().display()))?;
-        ck.restore(net, &mut opt)?;
-        if let Some(g) = ck.rng.get("noise") {
-            noise = *g;
-        }
-        history = h;
-        (start, skip) = epochs::resume_point(&ck, nb);
-    }
-    // Everything the loop carries between steps, for an exact resume.
-    let checkpoint = |opt: &Adam, noise: Generator, epoch: usize, step: usize| {
-        let mut ck = TrainingCheckpoint::capture(net, opt);
-        (ck.epoch, ck.step) = (epoch as u64, step as u64);
-        ck.rng.insert("noise".into(), noise);
-        ck
-    };
     let stop = control::Stop::install();
-    let sizes = [("--batch-size", args.batch_size)];
     let mut progress = Progress::new(args.epochs);
     if args.quiet {
         progress = progress.without_bar();
     }
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
-    for epoch in start..args.epochs {
-        let first = std::mem::take(&mut skip);
-        let seen = (first * args.batch_size).min(train_loader.dataset().len());
-        progress.start_epoch(epoch + 1, (train_loader.dataset().len() - seen) as u64);
-        let (mut total_avg, mut recon_avg, mut kl_avg) = (RunningMean::new(), RunningMean::new(), RunningMean::new());
-        for (i, batch) in train_loader.epoch_from(epoch, first).enumerate() {
-            let b = batch?;
-            let (total, recon, kl) = control::guard("the training step", &sizes, || {
-                profiler.step(&dev, || {
-                    let (total, recon, kl) = model.loss(&b.images, &mut noise);
-                    opt.zero_grad();
-                    total.backward();
-                    opt.step();
-                    (total, recon, kl)
-                })
-            })?;
-            total_avg.update_tensor(&total.detach(), b.len);
-            recon_avg.update_tensor(&recon.detach(), b.len);
-            if let Some(k) = &kl {
-                kl_avg.update_tensor(&k.detach(), b.len);
-            }
-            dev.flush()?;
-            progress.advance(b.len as u64);
-            if i % 20 == 19 {
-                // One read-back every 20 steps keeps the bar informative without stalling the device each step.
-                progress.set_message(format!("loss {:.2}", total_avg.mean()));
-            }
-            if stop.requested() {
-                drop(progress);
-                let done = first + i + 1;
-                let ck = checkpoint(&opt, noise, epoch, epoch * nb + done);
-                return epochs::save_on_stop(&ck, &run.last(), epoch, done);
-            }
+    // The VAE's two terms, printed under each epoch's summary.
+    let terms = RefCell::new((RunningMean::new(), RunningMean::new()));
+    let fit = Trainer::new(&mut model, &mut opt, |m: &Model, b: Batch| {
+        let mut g = noise.get();
+        let (total, recon, kl) = m.loss(&b.images, &mut g);
+        noise.set(g);
+        if let Some(k) = &kl {
+            let (r, kls) = &mut *terms.borrow_mut();
+            r.update_tensor(&recon.detach(), b.len);
+            kls.update_tensor(&k.detach(), b.len);
         }
+        StepOutput::new(total, b.len)
+    })
+    .epochs(args.epochs)
+    .rng("noise", &noise)
+    .evaluate(|m| {
         let mut val = RunningMean::new();
-        no_grad(|| -> Result<()> {
+        no_grad(|| -> Result<(), BoxError> {
             let mut g = eval_noise;
             for batch in test_loader.epoch(0) {
                 let b = batch?;
-                val.update_tensor(&model.loss(&b.images, &mut g).0, b.len);
+                val.update_tensor(&m.loss(&b.images, &mut g).0, b.len);
             }
             Ok(())
         })?;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: total_avg.mean(),
-            train_acc: None,
-            val_loss: Some(val.mean()),
-            val_acc: None,
-            lr: opt.groups()[0].lr as f64,
-        };
-        progress.finish_epoch(&record);
-        // Saves last.safetensors (and best.safetensors), history.csv and curves.png.
-        run.finish_epoch(&mut history, record, &checkpoint(&opt, noise, epoch + 1, (epoch + 1) * nb), net)?;
-        if kl_avg.count() > 0 {
-            progress.println(&format!(
-                "          reconstruction (BCE per image) {:.2}  KL {:.2}",
-                recon_avg.mean(),
-                kl_avg.mean()
-            ));
+        Ok(Evaluation { loss: val.mean(), accuracy: None })
+    })
+    .on_epoch_end(|_| {
+        let (r, kl) = &mut *terms.borrow_mut();
+        if kl.count() > 0 {
+            println!("          reconstruction (BCE per image) {:.2}  KL {:.2}", r.mean(), kl.mean());
         }
+        r.reset();
+        kl.reset();
+    })
+    .run_dir(run.clone())
+    .resume(args.resume)
+    .stop_flag(stop.flag())
+    .progress(progress)
+    .samples_per_epoch(train_loader.dataset().len())
+    .around_step(|step| profiler.step(&dev, &mut *step))
+    .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
+    .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+    if let Outcome::Interrupted { epoch, batches } = fit.outcome {
+        println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
+        return Ok(());
     }
-    drop(progress);
+    let net = model.module();
 
     // 16 test digits: two pairs of rows, originals above their reconstructions.
     let (originals, recon) = no_grad(|| -> Result<(Vec<f32>, Vec<f32>)> {
@@ -282,7 +278,7 @@ fn main() -> Result<()> {
         write_grid(&samples_png, &samples, 64, 8)?;
         println!("wrote {}", samples_png.display());
     }
-    if let Some(r) = history.last() {
+    if let Some(r) = fit.history.last() {
         println!(
             "final train loss {:.2}, test loss {:.2} (per image); total time {:.1?}; peak device memory {:.1} MB",
             r.train_loss,

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use wgrad::nn::train::FitError;
 use wgrad::Error;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -26,8 +27,15 @@ impl Stop {
     }
 
     /// Whether Ctrl-C was pressed: check at the end of each step.
+    #[allow(dead_code)] // each example includes this file and uses a part of it
     pub fn requested(&self) -> bool {
         STOP.load(Ordering::SeqCst)
+    }
+
+    /// The flag Ctrl-C sets, for `Trainer::stop_flag`.
+    #[allow(dead_code)]
+    pub fn flag(&self) -> &'static AtomicBool {
+        &STOP
     }
 }
 
@@ -51,12 +59,28 @@ pub fn resume_hint(what: &str) -> String {
 /// it into an error instead of a panic. Out of memory (or a buffer past a
 /// device limit) names the flags that set the memory use, `(flag, value)`,
 /// so the message says what to lower.
+#[allow(dead_code)]
 pub fn guard<R>(what: &str, flags: &[(&str, usize)], f: impl FnOnce() -> R) -> anyhow::Result<R> {
     wgrad::try_run(f).map_err(|e| match e {
-        Error::OutOfMemory { .. } | Error::LimitExceeded { .. } => {
-            let lower: Vec<String> = flags.iter().map(|(flag, v)| format!("{flag} (now {v})")).collect();
-            anyhow::anyhow!("{what} ran out of device memory: {e}\nlower {} and run again", lower.join(" or "))
-        }
+        e if is_oom(&e) => out_of_memory(what, &e, flags),
         e => anyhow::Error::new(e).context(what.to_string()),
     })
+}
+
+/// A `Trainer::fit` error; out of memory names the flags as [`guard`] does.
+#[allow(dead_code)]
+pub fn fit_error(e: FitError, flags: &[(&str, usize)]) -> anyhow::Error {
+    match e {
+        FitError::Device { context, source } if is_oom(&source) => out_of_memory(&context, &source, flags),
+        e => anyhow::Error::new(e),
+    }
+}
+
+fn is_oom(e: &Error) -> bool {
+    matches!(e, Error::OutOfMemory { .. } | Error::LimitExceeded { .. })
+}
+
+fn out_of_memory(what: &str, e: &Error, flags: &[(&str, usize)]) -> anyhow::Error {
+    let lower: Vec<String> = flags.iter().map(|(flag, v)| format!("{flag} (now {v})")).collect();
+    anyhow::anyhow!("{what} ran out of device memory: {e}\nlower {} and run again", lower.join(" or "))
 }

@@ -439,3 +439,100 @@ fn a_group_added_after_construction_is_a_clear_panic() {
     opt.groups.push(ParamGroup::new(vec![], 1.0, 0.0));
     s.step(&mut opt);
 }
+
+/// A state dict as the hand-written `state_dict`s wrote it (keys, float
+/// format, choice names), before the field reflection derived them.
+fn old_state(entries: &[(&str, &str)]) -> StateDict {
+    let mut sd = StateDict::new();
+    for (k, v) in entries {
+        sd.meta.insert(k.to_string(), v.to_string());
+    }
+    sd
+}
+
+#[test]
+fn states_in_the_earlier_hand_written_format_load_and_save_unchanged() {
+    let cases: Vec<(Factory, StateDict)> = vec![
+        (
+            |o| Box::new(ReduceLROnPlateau::new(o, PlateauOptions::default())),
+            old_state(&[
+                ("kind", "ReduceLROnPlateau"),
+                ("mode", "max"),
+                ("factor", "0.5"),
+                ("patience", "3"),
+                ("threshold", "0.01"),
+                ("threshold_mode", "abs"),
+                ("cooldown", "2"),
+                ("min_lrs", "0.001,0.0"),
+                ("eps", "1e-8"),
+                ("last_epoch", "7"),
+                ("best", "0.25"),
+                ("num_bad_epochs", "1"),
+                ("cooldown_counter", "0"),
+                ("base_lrs", "0.1,0.02"),
+                ("last_lr", "0.05,0.01"),
+            ]),
+        ),
+        (
+            |o| Box::new(OneCycleLR::new(o, &[1.0], 10, OneCycleOptions::default())),
+            old_state(&[
+                ("kind", "OneCycleLR"),
+                ("max_lrs", "0.4,0.2"),
+                ("total_steps", "30"),
+                ("pct_start", "0.25"),
+                ("anneal", "linear"),
+                ("div_factor", "25.0"),
+                ("final_div_factor", "10000.0"),
+                ("three_phase", "true"),
+                ("last_epoch", "4"),
+                ("last_lr", "0.2,0.1"),
+            ]),
+        ),
+        (
+            |o| Box::new(MultiStepLR::new(o, &[2], 0.1)),
+            old_state(&[
+                ("kind", "MultiStepLR"),
+                ("milestones", "0,3,7,7"),
+                ("gamma", "0.5"),
+                ("last_epoch", "3"),
+                ("base_lrs", "0.1,0.02"),
+                ("last_lr", "0.025,0.005"),
+            ]),
+        ),
+        (
+            |o| {
+                let inner = InverseTimeDecay::new(o, 0.5, 2, false);
+                Box::new(LinearWarmup::new(o, inner, 3, 0.5))
+            },
+            old_state(&[
+                ("kind", "LinearWarmup"),
+                ("warmup_steps", "6"),
+                ("start_factor", "0.1"),
+                ("last_epoch", "2"),
+                ("base_lrs", "0.1,0.02"),
+                ("last_lr", "0.04,0.008"),
+                ("inner.kind", "InverseTimeDecay"),
+                ("inner.decay_rate", "0.7"),
+                ("inner.decay_steps", "3"),
+                ("inner.staircase", "true"),
+                ("inner.last_epoch", "0"),
+                ("inner.base_lrs", "0.1,0.02"),
+                ("inner.last_lr", "0.1,0.02"),
+            ]),
+        ),
+    ];
+    for (make, old) in cases {
+        let mut opt = Stub::new(&[0.1, 0.02]);
+        let mut s = make(&mut opt);
+        s.load_state_dict(&old).unwrap();
+        assert_eq!(s.state_dict().meta, old.meta);
+    }
+    // Every field is in the state: a key missing from an old-format state is an error.
+    let mut opt = Stub::new(&[0.1, 0.02]);
+    let mut s = StepLR::new(&mut opt, 4, 0.5);
+    let mut sd = s.state_dict();
+    let keys: Vec<&str> = sd.meta.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["base_lrs", "gamma", "kind", "last_epoch", "last_lr", "step_size"]);
+    sd.meta.remove("gamma");
+    assert!(s.load_state_dict(&sd).unwrap_err().to_string().contains("\"gamma\""));
+}

@@ -50,6 +50,10 @@
 //! `scaler.` (PyTorch's keys: `scaler.scale`, `scaler.growth_factor`,
 //! `scaler.backoff_factor`, `scaler.growth_interval`,
 //! `scaler._growth_tracker`); files without it are still version 1.
+//! [`Trainer`](crate::train::Trainer) runs add, under `extra.`, the
+//! early-stopping tracker (`extra.early_stopping.`) and
+//! `extra.trainer.batch`, the batches of the current epoch already trained
+//! (nonzero in a checkpoint saved on a stop request mid-epoch).
 //!
 //! # Atomic writes
 //!

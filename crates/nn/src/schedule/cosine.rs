@@ -2,9 +2,10 @@
 
 use std::f64::consts::PI;
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, Field, Reflect};
+use super::{LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -78,30 +79,32 @@ impl LrScheduler for CosineAnnealingLR {
     }
 
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("CosineAnnealingLR");
-        put(&mut sd, "t_max", self.t_max);
-        put(&mut sd, "eta_min", self.eta_min);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "CosineAnnealingLR::load_state_dict";
-        check_kind(sd, WHO, "CosineAnnealingLR")?;
-        let t_max = get_count(sd, WHO, "t_max")?;
-        if t_max == 0 {
-            return Err(Error::invalid(WHO, "t_max must be positive"));
+        reflect::load(self, sd)
+    }
+}
+
+impl Reflect for CosineAnnealingLR {
+    const KIND: &'static str = "CosineAnnealingLR";
+    const WHO: &'static str = "CosineAnnealingLR::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("t_max", Field::Count(&mut self.t_max)),
+            ("eta_min", Field::F64(&mut self.eta_min)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
+        if self.t_max == 0 {
+            return Err("t_max must be positive".into());
         }
-        let n = self.lrs.len();
-        *self = CosineAnnealingLR {
-            t_max,
-            eta_min: get(sd, WHO, "eta_min")?,
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
         Ok(())
     }
 }

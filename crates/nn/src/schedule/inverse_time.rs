@@ -1,8 +1,9 @@
 //! [`InverseTimeDecay`].
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, Field, Reflect};
+use super::{LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -76,33 +77,35 @@ impl LrScheduler for InverseTimeDecay {
     }
 
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("InverseTimeDecay");
-        put(&mut sd, "decay_rate", self.decay_rate);
-        put(&mut sd, "decay_steps", self.decay_steps);
-        put(&mut sd, "staircase", self.staircase);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "InverseTimeDecay::load_state_dict";
-        check_kind(sd, WHO, "InverseTimeDecay")?;
-        let decay_steps = get_count(sd, WHO, "decay_steps")?;
-        let decay_rate: f64 = get(sd, WHO, "decay_rate")?;
-        if decay_steps == 0 || !(decay_rate >= 0.0 && decay_rate.is_finite()) {
-            return Err(Error::invalid(WHO, format!("bad decay_steps {decay_steps} or decay_rate {decay_rate}")));
+        reflect::load(self, sd)
+    }
+}
+
+impl Reflect for InverseTimeDecay {
+    const KIND: &'static str = "InverseTimeDecay";
+    const WHO: &'static str = "InverseTimeDecay::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("decay_rate", Field::F64(&mut self.decay_rate)),
+            ("decay_steps", Field::Count(&mut self.decay_steps)),
+            ("staircase", Field::Bool(&mut self.staircase)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    /// The denominator `1 + rate * t / steps` must stay positive and finite.
+    fn check(&mut self) -> std::result::Result<(), String> {
+        let (steps, rate) = (self.decay_steps, self.decay_rate);
+        if steps == 0 || !(rate >= 0.0 && rate.is_finite()) {
+            return Err(format!("bad decay_steps {steps} or decay_rate {rate}"));
         }
-        let n = self.lrs.len();
-        *self = InverseTimeDecay {
-            decay_rate,
-            decay_steps,
-            staircase: get(sd, WHO, "staircase")?,
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
         Ok(())
     }
 }

@@ -57,13 +57,16 @@
 //!
 //! [`LrScheduler::state_dict`] holds metadata only (counters, base lrs, the
 //! current exact lrs, best values, hyper-parameters and a `kind` tag checked
-//! on load). As in PyTorch, the groups' current lrs live in the optimizer's
+//! on load), derived from each scheduler's field list (`reflect.rs`, the
+//! schedulers' counterpart of the optimizers' `Field`), so saving and
+//! loading cannot disagree. As in PyTorch, the groups' current lrs live in the optimizer's
 //! state too: restore both, the scheduler after constructing it.
 
 mod cosine;
 mod inverse_time;
 mod one_cycle;
 mod plateau;
+mod reflect;
 mod step;
 mod warmup;
 
@@ -74,10 +77,7 @@ pub use plateau::{PlateauMode, PlateauOptions, ReduceLROnPlateau, ThresholdMode}
 pub use step::{ExponentialLR, MultiStepLR, StepLR};
 pub use warmup::LinearWarmup;
 
-use std::fmt::Debug;
-use std::str::FromStr;
-
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
 use crate::optim::Optimizer;
 use crate::state::StateDict;
@@ -152,8 +152,8 @@ impl<S: LrScheduler + ?Sized> LrScheduler for Box<S> {
 /// so a recursive schedule can tell its own value from one set outside.
 #[derive(Clone, Debug)]
 pub(crate) struct Lrs {
-    exact: Vec<f64>,
-    written: Vec<f32>,
+    pub(crate) exact: Vec<f64>,
+    pub(crate) written: Vec<f32>,
 }
 
 impl Lrs {
@@ -202,17 +202,6 @@ impl Lrs {
     pub(crate) fn len(&self) -> usize {
         self.written.len()
     }
-
-    /// Stores the exact lrs as `last_lr`.
-    pub(crate) fn save(&self, sd: &mut StateDict) {
-        put_list(sd, "last_lr", &self.exact);
-    }
-
-    /// Reads what [`save`](Self::save) stored, for `groups` groups.
-    pub(crate) fn load(who: &'static str, sd: &StateDict, groups: usize) -> Result<Lrs> {
-        let exact = get_f64s(sd, who, "last_lr", groups)?;
-        Ok(Lrs { written: exact.iter().map(|&l| l as f32).collect(), exact })
-    }
 }
 
 /// One value for every group (`[v]`) or one per group, as PyTorch's
@@ -223,77 +212,4 @@ pub(crate) fn per_group(who: &str, what: &str, values: &[f64], groups: usize) ->
         n if n == groups => values.to_vec(),
         n => panic!("{who}: expected 1 or {groups} values of {what} (one per parameter group), got {n}"),
     }
-}
-
-/// Starts a state dict tagged with the scheduler's kind.
-pub(crate) fn new_state(kind: &str) -> StateDict {
-    let mut sd = StateDict::new();
-    sd.meta.insert("kind".into(), kind.into());
-    sd
-}
-
-/// Fails unless the state was saved by a scheduler of this kind.
-pub(crate) fn check_kind(sd: &StateDict, who: &'static str, kind: &str) -> Result<()> {
-    let got: String = get(sd, who, "kind")?;
-    if got != kind {
-        return Err(Error::invalid(who, format!("state was saved by a {got}, not a {kind}")));
-    }
-    Ok(())
-}
-
-/// Stores a value in the metadata. `Debug` prints floats in their shortest
-/// round-trip form (`inf` included), so a load restores them bit for bit.
-pub(crate) fn put(sd: &mut StateDict, key: &str, value: impl Debug) {
-    sd.meta.insert(key.into(), format!("{value:?}"));
-}
-
-/// Stores values as a comma-separated list.
-pub(crate) fn put_list<T: Debug>(sd: &mut StateDict, key: &str, values: &[T]) {
-    let s: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
-    sd.meta.insert(key.into(), s.join(","));
-}
-
-/// Reads one metadata value.
-pub(crate) fn get<T: FromStr>(sd: &StateDict, who: &'static str, key: &str) -> Result<T> {
-    let s = sd.meta.get(key).ok_or_else(|| Error::invalid(who, format!("state lacks the entry {key:?}")))?;
-    s.parse().map_err(|_| Error::invalid(who, format!("entry {key:?} = {s:?} is malformed")))
-}
-
-/// The largest step count or step-valued option a saved schedule may hold:
-/// f64 counts exactly up to it, and the schedules' integer arithmetic
-/// (`last_epoch + 1`, `2 * t_max`) cannot overflow below it. A damaged
-/// checkpoint's larger value is an error on load instead of a panic on a
-/// later step.
-pub(crate) const MAX_COUNT: usize = 1 << 53;
-
-/// Reads a step count (or a step-valued option), at most [`MAX_COUNT`].
-pub(crate) fn get_count(sd: &StateDict, who: &'static str, key: &str) -> Result<usize> {
-    let n: usize = get(sd, who, key)?;
-    if n > MAX_COUNT {
-        return Err(Error::invalid(who, format!("entry {key:?} = {n} is larger than any run's step count (2^53)")));
-    }
-    Ok(n)
-}
-
-/// Reads a comma-separated list.
-pub(crate) fn get_list<T: FromStr>(sd: &StateDict, who: &'static str, key: &str) -> Result<Vec<T>> {
-    let s = sd.meta.get(key).ok_or_else(|| Error::invalid(who, format!("state lacks the entry {key:?}")))?;
-    if s.is_empty() {
-        return Ok(vec![]);
-    }
-    s.split(',')
-        .map(|v| v.parse().map_err(|_| Error::invalid(who, format!("entry {key:?} = {s:?} is malformed"))))
-        .collect()
-}
-
-/// Reads a list of floats that must hold one value per group.
-pub(crate) fn get_f64s(sd: &StateDict, who: &'static str, key: &str, groups: usize) -> Result<Vec<f64>> {
-    let v: Vec<f64> = get_list(sd, who, key)?;
-    if v.len() != groups {
-        return Err(Error::invalid(
-            who,
-            format!("entry {key:?} holds {} values but the scheduler drives {groups} parameter groups", v.len()),
-        ));
-    }
-    Ok(v)
 }

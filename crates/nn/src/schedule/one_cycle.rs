@@ -2,9 +2,10 @@
 
 use std::f64::consts::PI;
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, choice, Field, Reflect};
+use super::{per_group, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -170,47 +171,40 @@ impl LrScheduler for OneCycleLR {
     }
 
     fn state_dict(&self) -> StateDict {
-        let o = &self.options;
-        let mut sd = new_state("OneCycleLR");
-        put_list(&mut sd, "max_lrs", &self.max_lrs);
-        put(&mut sd, "total_steps", self.total_steps);
-        put(&mut sd, "pct_start", o.pct_start);
-        sd.meta.insert("anneal".into(), if o.anneal == Anneal::Cos { "cos" } else { "linear" }.into());
-        put(&mut sd, "div_factor", o.div_factor);
-        put(&mut sd, "final_div_factor", o.final_div_factor);
-        put(&mut sd, "three_phase", o.three_phase);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "OneCycleLR::load_state_dict";
-        check_kind(sd, WHO, "OneCycleLR")?;
-        let anneal = match get::<String>(sd, WHO, "anneal")?.as_str() {
-            "cos" => Anneal::Cos,
-            "linear" => Anneal::Linear,
-            other => return Err(Error::invalid(WHO, format!("unknown anneal strategy {other:?}"))),
-        };
-        let total_steps = get_count(sd, WHO, "total_steps")?;
-        let pct_start: f64 = get(sd, WHO, "pct_start")?;
-        if total_steps == 0 || !(0.0..=1.0).contains(&pct_start) {
-            return Err(Error::invalid(WHO, format!("bad total_steps {total_steps} or pct_start {pct_start}")));
+        reflect::load(self, sd)
+    }
+}
+
+choice!(Anneal { Cos => "cos", Linear => "linear" });
+
+impl Reflect for OneCycleLR {
+    const KIND: &'static str = "OneCycleLR";
+    const WHO: &'static str = "OneCycleLR::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        let o = &mut self.options;
+        vec![
+            ("max_lrs", Field::PerGroup(&mut self.max_lrs)),
+            ("total_steps", Field::Count(&mut self.total_steps)),
+            ("pct_start", Field::F64(&mut o.pct_start)),
+            ("anneal", Field::Choice(&mut o.anneal)),
+            ("div_factor", Field::F64(&mut o.div_factor)),
+            ("final_div_factor", Field::F64(&mut o.final_div_factor)),
+            ("three_phase", Field::Bool(&mut o.three_phase)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
+        let (total, pct) = (self.total_steps, self.options.pct_start);
+        if total == 0 || !(0.0..=1.0).contains(&pct) {
+            return Err(format!("bad total_steps {total} or pct_start {pct}"));
         }
-        let n = self.lrs.len();
-        *self = OneCycleLR {
-            max_lrs: get_f64s(sd, WHO, "max_lrs", n)?,
-            total_steps,
-            options: OneCycleOptions {
-                pct_start,
-                anneal,
-                div_factor: get(sd, WHO, "div_factor")?,
-                final_div_factor: get(sd, WHO, "final_div_factor")?,
-                three_phase: get(sd, WHO, "three_phase")?,
-            },
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! [`ReduceLROnPlateau`].
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, new_state, per_group, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, choice, Field, Reflect};
+use super::{per_group, LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -186,62 +187,45 @@ impl LrScheduler for ReduceLROnPlateau {
     }
 
     fn state_dict(&self) -> StateDict {
-        let o = &self.options;
-        let mut sd = new_state("ReduceLROnPlateau");
-        sd.meta.insert("mode".into(), if o.mode == PlateauMode::Min { "min" } else { "max" }.into());
-        put(&mut sd, "factor", o.factor);
-        put(&mut sd, "patience", o.patience);
-        put(&mut sd, "threshold", o.threshold);
-        let tm = if o.threshold_mode == ThresholdMode::Rel { "rel" } else { "abs" };
-        sd.meta.insert("threshold_mode".into(), tm.into());
-        put(&mut sd, "cooldown", o.cooldown);
-        put_list(&mut sd, "min_lrs", &o.min_lr);
-        put(&mut sd, "eps", o.eps);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put(&mut sd, "best", self.best);
-        put(&mut sd, "num_bad_epochs", self.num_bad_epochs);
-        put(&mut sd, "cooldown_counter", self.cooldown_counter);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "ReduceLROnPlateau::load_state_dict";
-        check_kind(sd, WHO, "ReduceLROnPlateau")?;
-        let mode = match get::<String>(sd, WHO, "mode")?.as_str() {
-            "min" => PlateauMode::Min,
-            "max" => PlateauMode::Max,
-            other => return Err(Error::invalid(WHO, format!("unknown mode {other:?}"))),
-        };
-        let threshold_mode = match get::<String>(sd, WHO, "threshold_mode")?.as_str() {
-            "rel" => ThresholdMode::Rel,
-            "abs" => ThresholdMode::Abs,
-            other => return Err(Error::invalid(WHO, format!("unknown threshold mode {other:?}"))),
-        };
-        let factor: f64 = get(sd, WHO, "factor")?;
-        if factor >= 1.0 {
-            return Err(Error::invalid(WHO, format!("factor must be < 1, got {factor}")));
+        reflect::load(self, sd)
+    }
+}
+
+choice!(PlateauMode { Min => "min", Max => "max" });
+choice!(ThresholdMode { Rel => "rel", Abs => "abs" });
+
+impl Reflect for ReduceLROnPlateau {
+    const KIND: &'static str = "ReduceLROnPlateau";
+    const WHO: &'static str = "ReduceLROnPlateau::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        let o = &mut self.options;
+        vec![
+            ("mode", Field::Choice(&mut o.mode)),
+            ("factor", Field::F64(&mut o.factor)),
+            ("patience", Field::Count(&mut o.patience)),
+            ("threshold", Field::F64(&mut o.threshold)),
+            ("threshold_mode", Field::Choice(&mut o.threshold_mode)),
+            ("cooldown", Field::Count(&mut o.cooldown)),
+            ("min_lrs", Field::PerGroup(&mut o.min_lr)),
+            ("eps", Field::F64(&mut o.eps)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("best", Field::F64(&mut self.best)),
+            ("num_bad_epochs", Field::Count(&mut self.num_bad_epochs)),
+            ("cooldown_counter", Field::Count(&mut self.cooldown_counter)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
+        if self.options.factor >= 1.0 {
+            return Err(format!("factor must be < 1, got {}", self.options.factor));
         }
-        let n = self.lrs.len();
-        *self = ReduceLROnPlateau {
-            options: PlateauOptions {
-                mode,
-                factor,
-                patience: get_count(sd, WHO, "patience")?,
-                threshold: get(sd, WHO, "threshold")?,
-                threshold_mode,
-                cooldown: get_count(sd, WHO, "cooldown")?,
-                min_lr: get_f64s(sd, WHO, "min_lrs", n)?,
-                eps: get(sd, WHO, "eps")?,
-            },
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            best: get(sd, WHO, "best")?,
-            num_bad_epochs: get_count(sd, WHO, "num_bad_epochs")?,
-            cooldown_counter: get_count(sd, WHO, "cooldown_counter")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
         Ok(())
     }
 }

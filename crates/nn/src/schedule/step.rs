@@ -1,8 +1,9 @@
 //! Multiplicative decays: [`StepLR`], [`MultiStepLR`], [`ExponentialLR`].
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, get_list, new_state, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, Field, Reflect};
+use super::{LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -55,31 +56,11 @@ impl LrScheduler for StepLR {
     }
 
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("StepLR");
-        put(&mut sd, "step_size", self.step_size);
-        put(&mut sd, "gamma", self.gamma);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "StepLR::load_state_dict";
-        check_kind(sd, WHO, "StepLR")?;
-        let step_size = get_count(sd, WHO, "step_size")?;
-        if step_size == 0 {
-            return Err(Error::invalid(WHO, "step_size must be positive"));
-        }
-        let n = self.lrs.len();
-        *self = StepLR {
-            step_size,
-            gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
-        Ok(())
+        reflect::load(self, sd)
     }
 }
 
@@ -141,29 +122,11 @@ impl LrScheduler for MultiStepLR {
     }
 
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("MultiStepLR");
-        put_list(&mut sd, "milestones", &self.milestones);
-        put(&mut sd, "gamma", self.gamma);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "MultiStepLR::load_state_dict";
-        check_kind(sd, WHO, "MultiStepLR")?;
-        let mut milestones: Vec<usize> = get_list(sd, WHO, "milestones")?;
-        milestones.sort_unstable();
-        let n = self.lrs.len();
-        *self = MultiStepLR {
-            milestones,
-            gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
-        Ok(())
+        reflect::load(self, sd)
     }
 }
 
@@ -206,24 +169,71 @@ impl LrScheduler for ExponentialLR {
     }
 
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("ExponentialLR");
-        put(&mut sd, "gamma", self.gamma);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
-        sd
+        reflect::save(self)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "ExponentialLR::load_state_dict";
-        check_kind(sd, WHO, "ExponentialLR")?;
-        let n = self.lrs.len();
-        *self = ExponentialLR {
-            gamma: get(sd, WHO, "gamma")?,
-            last_epoch: get_count(sd, WHO, "last_epoch")?,
-            base_lrs: get_f64s(sd, WHO, "base_lrs", n)?,
-            lrs: Lrs::load(WHO, sd, n)?,
-        };
+        reflect::load(self, sd)
+    }
+}
+
+impl Reflect for StepLR {
+    const KIND: &'static str = "StepLR";
+    const WHO: &'static str = "StepLR::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("step_size", Field::Count(&mut self.step_size)),
+            ("gamma", Field::F64(&mut self.gamma)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
+        if self.step_size == 0 {
+            return Err("step_size must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl Reflect for MultiStepLR {
+    const KIND: &'static str = "MultiStepLR";
+    const WHO: &'static str = "MultiStepLR::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("milestones", Field::Counts(&mut self.milestones)),
+            ("gamma", Field::F64(&mut self.gamma)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    /// Sorts the milestones (the decay counts hits, in any order).
+    fn check(&mut self) -> std::result::Result<(), String> {
+        self.milestones.sort_unstable();
+        Ok(())
+    }
+}
+
+impl Reflect for ExponentialLR {
+    const KIND: &'static str = "ExponentialLR";
+    const WHO: &'static str = "ExponentialLR::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("gamma", Field::F64(&mut self.gamma)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! [`LinearWarmup`].
 
-use wgrad_autograd::{Error, Result};
+use wgrad_autograd::Result;
 
-use super::{check_kind, get, get_count, get_f64s, new_state, put, put_list, LrScheduler, Lrs};
+use super::reflect::{self, Field, Reflect};
+use super::{LrScheduler, Lrs};
 use crate::optim::Optimizer;
 use crate::state::StateDict;
 
@@ -29,6 +30,13 @@ use crate::state::StateDict;
 #[derive(Clone, Debug)]
 pub struct LinearWarmup<S> {
     inner: S,
+    own: Warmup,
+}
+
+/// [`LinearWarmup`]'s own state (the wrapped schedule aside), a value of
+/// its own so it can be reflected (and cloned) whatever the inner schedule.
+#[derive(Clone, Debug)]
+struct Warmup {
     warmup_steps: usize,
     start_factor: f64,
     last_epoch: usize,
@@ -56,10 +64,10 @@ impl<S: LrScheduler> LinearWarmup<S> {
             lrs.len(),
             base_lrs.len()
         );
-        let mut w = LinearWarmup { inner, warmup_steps, start_factor, last_epoch: 0, base_lrs, lrs };
+        let mut w = LinearWarmup { inner, own: Warmup { warmup_steps, start_factor, last_epoch: 0, base_lrs, lrs } };
         if warmup_steps > 0 {
             let first = w.warmup_lrs(0);
-            w.lrs.write(WHO, opt, first);
+            w.own.lrs.write(WHO, opt, first);
         }
         w
     }
@@ -71,24 +79,24 @@ impl<S: LrScheduler> LinearWarmup<S> {
 
     /// Steps taken since construction (`SequentialLR`'s `last_epoch`).
     pub fn last_epoch(&self) -> usize {
-        self.last_epoch
+        self.own.last_epoch
     }
 
     fn warmup_lrs(&self, t: usize) -> Vec<f64> {
-        let f = self.start_factor + (1.0 - self.start_factor) * t as f64 / self.warmup_steps as f64;
-        self.base_lrs.iter().map(|b| b * f).collect()
+        let f = self.own.start_factor + (1.0 - self.own.start_factor) * t as f64 / self.own.warmup_steps as f64;
+        self.own.base_lrs.iter().map(|b| b * f).collect()
     }
 
     /// Takes the next step; passes it on (with the metric, if any) once the
     /// warm-up is over.
     fn advance(&mut self, opt: &mut dyn Optimizer, metric: Option<f32>) {
         const WHO: &str = "LinearWarmup::step";
-        self.last_epoch += 1;
-        let t = self.last_epoch;
-        if t < self.warmup_steps {
+        self.own.last_epoch += 1;
+        let t = self.own.last_epoch;
+        if t < self.own.warmup_steps {
             let lrs = self.warmup_lrs(t);
-            self.lrs.write(WHO, opt, lrs);
-        } else if t == self.warmup_steps {
+            self.own.lrs.write(WHO, opt, lrs);
+        } else if t == self.own.warmup_steps {
             // The inner schedule's step 0: the lrs it set when built, which
             // it still holds exactly, so it carries on from its own values.
             let inner = self.inner.last_lr();
@@ -125,47 +133,55 @@ impl<S: LrScheduler> LrScheduler for LinearWarmup<S> {
     }
 
     fn last_lr(&self) -> Vec<f32> {
-        if self.last_epoch >= self.warmup_steps {
+        if self.own.last_epoch >= self.own.warmup_steps {
             self.inner.last_lr()
         } else {
-            self.lrs.last()
+            self.own.lrs.last()
         }
     }
 
     fn base_lrs(&self) -> Vec<f64> {
-        self.base_lrs.clone()
+        self.own.base_lrs.clone()
     }
 
     /// Its own counters and base lrs, with the wrapped schedule's state
     /// under `inner.`.
     fn state_dict(&self) -> StateDict {
-        let mut sd = new_state("LinearWarmup");
-        put(&mut sd, "warmup_steps", self.warmup_steps);
-        put(&mut sd, "start_factor", self.start_factor);
-        put(&mut sd, "last_epoch", self.last_epoch);
-        put_list(&mut sd, "base_lrs", &self.base_lrs);
-        self.lrs.save(&mut sd);
+        let mut sd = reflect::save(&self.own);
         sd.extend_prefixed("inner", self.inner.state_dict());
         sd
     }
 
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<()> {
-        const WHO: &str = "LinearWarmup::load_state_dict";
-        check_kind(sd, WHO, "LinearWarmup")?;
-        let start_factor: f64 = get(sd, WHO, "start_factor")?;
-        if !(0.0..=1.0).contains(&start_factor) {
-            return Err(Error::invalid(WHO, format!("start_factor must lie in [0, 1], got {start_factor}")));
-        }
-        let n = self.lrs.len();
-        let warmup_steps = get_count(sd, WHO, "warmup_steps")?;
-        let last_epoch = get_count(sd, WHO, "last_epoch")?;
-        let base_lrs = get_f64s(sd, WHO, "base_lrs", n)?;
-        let lrs = Lrs::load(WHO, sd, n)?;
-        // Last, so a failure leaves this scheduler as it was (the inner one
-        // validates before it changes anything too).
+        // Its own state is checked first and set last, so a failure leaves
+        // this scheduler as it was (the inner one validates before it
+        // changes anything too).
+        let mut own = self.own.clone();
+        reflect::load(&mut own, sd)?;
         self.inner.load_state_dict(&sd.sub("inner"))?;
-        (self.warmup_steps, self.start_factor, self.last_epoch, self.base_lrs, self.lrs) =
-            (warmup_steps, start_factor, last_epoch, base_lrs, lrs);
+        self.own = own;
+        Ok(())
+    }
+}
+
+impl Reflect for Warmup {
+    const KIND: &'static str = "LinearWarmup";
+    const WHO: &'static str = "LinearWarmup::load_state_dict";
+
+    fn fields(&mut self) -> Vec<(&'static str, Field<'_>)> {
+        vec![
+            ("warmup_steps", Field::Count(&mut self.warmup_steps)),
+            ("start_factor", Field::F64(&mut self.start_factor)),
+            ("last_epoch", Field::Count(&mut self.last_epoch)),
+            ("base_lrs", Field::PerGroup(&mut self.base_lrs)),
+            ("last_lr", Field::Lrs(&mut self.lrs)),
+        ]
+    }
+
+    fn check(&mut self) -> std::result::Result<(), String> {
+        if !(0.0..=1.0).contains(&self.start_factor) {
+            return Err(format!("start_factor must lie in [0, 1], got {}", self.start_factor));
+        }
         Ok(())
     }
 }

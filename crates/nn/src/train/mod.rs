@@ -3,7 +3,10 @@
 //! ([`progress`]), the run's history as CSV and a PNG of its curves
 //! ([`history`]), early stopping that restores the best parameters
 //! ([`early_stopping`]), one-seed reproducibility ([`seed`]) and truncated
-//! back-propagation through time for recurrent models ([`tbptt`]).
+//! back-propagation through time for recurrent models ([`tbptt`]), and
+//! [`Trainer`] ([`trainer`]), which puts them together into one `fit` call.
+//! The loop below is what the Trainer runs; writing it by hand stays fully
+//! supported (for anything the Trainer does not offer).
 //!
 //! A typical epoch:
 //!
@@ -32,6 +35,7 @@ pub mod progress;
 pub mod run_dir;
 pub mod seed;
 pub mod tbptt;
+pub mod trainer;
 
 pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
 pub use history::{EpochRecord, History};
@@ -41,3 +45,4 @@ pub use run_dir::{evaluate, RunDir};
 
 pub use seed::{seed_everything, Seeds};
 pub use tbptt::TruncatedBptt;
+pub use trainer::{BoxError, Evaluation, Every, Fit, FitError, Outcome, StepOutput, Trainer};

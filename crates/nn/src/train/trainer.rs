@@ -1,0 +1,635 @@
+//! [`Trainer`]: the training loop every example repeats, as one builder —
+//! epochs, an LR schedule stepped per batch or per epoch, gradient
+//! accumulation, gradient clipping, mixed precision (autocast and a
+//! [`GradScaler`]), evaluation and early stopping, a checkpoint per epoch
+//! and on a stop request with exact `resume`, and the progress bar and
+//! history CSV/PNG of the rest of this toolkit.
+//!
+//! It is a convenience, not a framework: it calls the same public pieces a
+//! hand-written loop calls (the module docs of [`train`](super) show one),
+//! in the same order, so a Trainer run equals that loop bit for bit (the
+//! tests check it) and anything it does not offer is a hand-written loop
+//! away.
+//!
+//! One optimizer step, with `k` = [`accumulate`](Trainer::accumulate):
+//!
+//! ```text
+//! for each of k micro-batches:            // the step closure, under autocast with amp
+//!     loss = step(model, batch).loss
+//!     scaler.scale(loss / k).backward()   // `/ k` only when k > 1
+//! scaler.unscale_(opt); clip_grad_norm_   // with clip_grad_norm
+//! scaler.step(opt); scaler.update(); opt.zero_grad()
+//! schedule.step(opt)                      // with a per-step schedule
+//! ```
+//!
+//! A disabled scaler (no `amp`) passes everything through, so without
+//! `amp` this is `loss.backward(); opt.step()`. At the end of an epoch a
+//! short last group (`k` not dividing the batches) still steps, its
+//! gradients scaled by `1 / k` too, as the usual PyTorch loop does.
+//!
+//! # Checkpoints and resume
+//!
+//! With a [`run_dir`](Trainer::run_dir), every epoch ends with
+//! [`RunDir::finish_epoch`] (`last.safetensors`, `best.safetensors`,
+//! `history.csv`, `curves.png`). The checkpoint holds the model (and its
+//! dropout streams), optimizer, scheduler (`sched.`), grad scaler
+//! (`scaler.`), early-stopping tracker (`extra.early_stopping.`), completed
+//! epochs, optimizer steps, and the batches of the current epoch already
+//! trained (`extra.trainer.batch`, for a checkpoint written on a stop).
+//! Data order comes from the data closure, which is given the epoch: a
+//! deterministic loader (`DataLoader::epoch_from`) makes resuming exact.
+//!
+//! A stop request ([`stop_flag`](Trainer::stop_flag), set by a Ctrl-C
+//! handler) is honoured at the end of the next optimizer step: the state is
+//! saved as `last.safetensors` and [`fit`](Trainer::fit) returns
+//! [`Outcome::Interrupted`]; [`resume`](Trainer::resume) continues at the
+//! next batch. (At an epoch's last step the epoch first ends as usual.)
+//! The training metrics of a resumed epoch cover its remaining batches.
+
+use std::cell::Cell;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
+
+use super::{Accuracy, EarlyStopping, EpochRecord, History, Progress, RunDir, RunningMean};
+use crate::amp::{GradScaler, GradScalerOptions};
+use crate::checkpoint::{CheckpointError, TrainingCheckpoint};
+use crate::module::{Module, ModuleExt};
+use crate::optim::{clip_grad_norm_, Optimizer};
+use crate::schedule::LrScheduler;
+
+/// Any error a data source or an evaluation closure returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why [`Trainer::fit`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// A device error inside a step or an evaluation (out of memory, a
+    /// device limit, an invalid argument), or a saved state that does not
+    /// fit the scheduler or the early-stopping tracker.
+    #[error("{context}: {source}")]
+    Device {
+        /// What was running: `the training step`, `the evaluation`, ...
+        context: String,
+        /// The device's error.
+        #[source]
+        source: wgrad_autograd::Error,
+    },
+    /// Saving or restoring a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Writing or reading the run folder failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The data source or the evaluation closure returned an error.
+    #[error("{context}: {source}")]
+    Other {
+        /// What was running.
+        context: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// The options contradict each other (`resume` without a run folder, an
+    /// optimizer without parameters).
+    #[error("Trainer: {0}")]
+    Config(String),
+}
+
+impl FitError {
+    /// Whether the device ran out of memory (or past one of its limits):
+    /// the caller can then name the flag that sets the batch size.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            FitError::Device {
+                source: wgrad_autograd::Error::OutOfMemory { .. } | wgrad_autograd::Error::LimitExceeded { .. },
+                ..
+            }
+        )
+    }
+
+    fn device(context: &str, source: wgrad_autograd::Error) -> Self {
+        FitError::Device { context: context.into(), source }
+    }
+}
+
+/// What the step closure returns for one (micro-)batch.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// The batch's mean loss (a 0-d tensor that requires grad).
+    pub loss: Tensor,
+    /// Samples in the batch: the weight of its loss in the epoch's mean.
+    pub samples: usize,
+    /// Logits and labels, for the epoch's training accuracy.
+    pub accuracy: Option<(Tensor, Tensor)>,
+}
+
+impl StepOutput {
+    /// The loss of a batch of `samples` samples.
+    pub fn new(loss: Tensor, samples: usize) -> Self {
+        StepOutput { loss, samples, accuracy: None }
+    }
+
+    /// Also counts the batch towards the training accuracy (on the device).
+    pub fn with_accuracy(mut self, logits: &Tensor, labels: &Tensor) -> Self {
+        self.accuracy = Some((logits.detach(), labels.clone()));
+        self
+    }
+}
+
+/// What the evaluation closure returns once per epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The validation loss (early stopping, plateau schedules and the best
+    /// checkpoint follow it).
+    pub loss: f64,
+    /// The validation accuracy, if the task has one.
+    pub accuracy: Option<f64>,
+}
+
+/// When a [`Trainer`]'s LR schedule steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Every {
+    /// After every optimizer step (warm-up, 1cycle).
+    Step,
+    /// After every epoch, with the validation loss (or the training loss
+    /// without evaluation) for metric-driven schedules.
+    Epoch,
+}
+
+/// How a [`Trainer::fit`] run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All epochs ran.
+    Completed,
+    /// Early stopping ended the run after `epoch` (from 1); the model holds
+    /// the parameters of `best_epoch` again.
+    EarlyStopped {
+        /// The last epoch trained.
+        epoch: usize,
+        /// The epoch whose parameters were restored.
+        best_epoch: Option<usize>,
+    },
+    /// The stop flag ended the run after `batches` batches of `epoch` (from
+    /// 1); with a run folder its state is in `last.safetensors`.
+    Interrupted {
+        /// The epoch that was running.
+        epoch: usize,
+        /// Its batches trained.
+        batches: usize,
+    },
+}
+
+/// What [`Trainer::fit`] returns.
+#[derive(Clone, Debug)]
+pub struct Fit {
+    /// One record per completed epoch (those of a resumed run's earlier
+    /// part included).
+    pub history: History,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// Optimizer steps taken in all (a resumed run's included).
+    pub steps: u64,
+}
+
+type StepFn<'a, M, B> = Box<dyn FnMut(&M, B) -> StepOutput + 'a>;
+type EvalFn<'a, M> = Box<dyn FnMut(&M) -> Result<Evaluation, BoxError> + 'a>;
+type AroundFn<'a> = Box<dyn FnMut(&mut dyn FnMut()) + 'a>;
+type EpochFn<'a> = Box<dyn FnMut(&EpochRecord) + 'a>;
+
+/// A training loop as a builder: the model, the optimizer and a step
+/// closure (batch → loss), then options, then [`fit`](Self::fit).
+///
+/// ```
+/// use wgrad_autograd::{Device, Generator, Tensor};
+/// use wgrad_nn::loss::MSELoss;
+/// use wgrad_nn::optim::Sgd;
+/// use wgrad_nn::train::{StepOutput, Trainer};
+/// use wgrad_nn::{Linear, Module, ModuleExt};
+///
+/// let dev = Device::cpu();
+/// let mut model = Linear::new(3, 1, true, &mut Generator::new(0), &dev);
+/// let mut opt = Sgd::new(model.parameters(), 0.1);
+/// let x = Tensor::from_vec(&[1.0, 2.0, 3.0, 0.5, -1.0, 2.0], &[2, 3], &dev);
+/// let y = Tensor::from_vec(&[1.0, -1.0], &[2, 1], &dev);
+/// let fit = Trainer::new(&mut model, &mut opt, |m: &Linear, (x, y): (Tensor, Tensor)| {
+///     StepOutput::new(MSELoss::default().forward(&m.forward(&x), &y), 2)
+/// })
+/// .epochs(3)
+/// .quiet()
+/// .fit(1, |_epoch, _skip| [Ok::<_, std::io::Error>((x.clone(), y.clone()))])
+/// .unwrap();
+/// assert_eq!(fit.history.len(), 3);
+/// assert!(fit.history.records[2].train_loss < fit.history.records[0].train_loss);
+/// ```
+pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
+    model: &'a mut M,
+    opt: &'a mut dyn Optimizer,
+    step: StepFn<'a, M, B>,
+    epochs: usize,
+    schedule: Option<(&'a mut dyn LrScheduler, Every)>,
+    accumulate: usize,
+    clip: Option<f32>,
+    autocast: bool,
+    scaler: GradScaler,
+    eval: Option<EvalFn<'a, M>>,
+    early: Option<&'a mut EarlyStopping>,
+    run: Option<RunDir>,
+    resume: bool,
+    stop: Option<&'a AtomicBool>,
+    progress: Option<Progress>,
+    quiet: bool,
+    around: Option<AroundFn<'a>>,
+    on_epoch: Option<EpochFn<'a>>,
+    rngs: Vec<(String, &'a Cell<Generator>)>,
+    samples: u64,
+}
+
+impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
+    /// Trains `model` with `opt`; `step` runs the forward pass of one batch
+    /// and returns its loss (the Trainer does backward and the update).
+    /// Defaults: 1 epoch, no schedule, no accumulation, clipping, amp,
+    /// evaluation, checkpoints or stop flag; a progress bar and summary lines.
+    pub fn new(model: &'a mut M, opt: &'a mut dyn Optimizer, step: impl FnMut(&M, B) -> StepOutput + 'a) -> Self {
+        Trainer {
+            model,
+            opt,
+            step: Box::new(step),
+            epochs: 1,
+            schedule: None,
+            accumulate: 1,
+            clip: None,
+            autocast: false,
+            scaler: GradScaler::with_options(GradScalerOptions::default().enabled(false)),
+            eval: None,
+            early: None,
+            run: None,
+            resume: false,
+            stop: None,
+            progress: None,
+            quiet: false,
+            around: None,
+            on_epoch: None,
+            rngs: Vec::new(),
+            samples: 0,
+        }
+    }
+
+    /// Epochs to train in all (a resumed run continues up to it).
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Steps `schedule` after every optimizer step or every epoch.
+    pub fn schedule(mut self, schedule: &'a mut dyn LrScheduler, every: Every) -> Self {
+        self.schedule = Some((schedule, every));
+        self
+    }
+
+    /// Sums the gradients of `k` micro-batches (each loss scaled by `1 / k`)
+    /// per optimizer step: the step of one batch `k` times larger.
+    ///
+    /// # Panics
+    /// If `k` is 0.
+    pub fn accumulate(mut self, k: usize) -> Self {
+        assert!(k > 0, "Trainer::accumulate: k must be at least 1");
+        self.accumulate = k;
+        self
+    }
+
+    /// Clips the global L2 norm of the (unscaled) gradients to `max_norm`
+    /// before each optimizer step ([`clip_grad_norm_`]).
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Self {
+        self.clip = Some(max_norm);
+        self
+    }
+
+    /// Mixed precision: the step closure runs under autocast and the loss is
+    /// scaled by a default [`GradScaler`] (when `enabled`; else plain f32).
+    /// It replaces the scaler: call [`grad_scaler`](Self::grad_scaler) after
+    /// it for other scaler options.
+    pub fn amp(mut self, enabled: bool) -> Self {
+        self.autocast = enabled;
+        self.scaler = GradScaler::with_options(GradScalerOptions::default().enabled(enabled));
+        self
+    }
+
+    /// Uses `scaler` for loss scaling (its options, or a restored state).
+    pub fn grad_scaler(mut self, scaler: GradScaler) -> Self {
+        self.scaler = scaler;
+        self
+    }
+
+    /// Runs `eval` (the model in evaluation mode) after every epoch.
+    pub fn evaluate(mut self, eval: impl FnMut(&M) -> Result<Evaluation, BoxError> + 'a) -> Self {
+        self.eval = Some(Box::new(eval));
+        self
+    }
+
+    /// Stops when `stopper` says so (fed the validation loss, or the
+    /// training loss without evaluation) and restores its best parameters.
+    pub fn early_stopping(mut self, stopper: &'a mut EarlyStopping) -> Self {
+        self.early = Some(stopper);
+        self
+    }
+
+    /// Checkpoints, best model, history and curves go to `run`.
+    pub fn run_dir(mut self, run: RunDir) -> Self {
+        self.run = Some(run);
+        self
+    }
+
+    /// Continues the run in the run folder (its `last.safetensors` and
+    /// history) instead of starting afresh, when `resume` is set.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Ends the run (after saving) at the end of the first optimizer step
+    /// that finds `flag` set.
+    pub fn stop_flag(mut self, flag: &'a AtomicBool) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Reports through `progress` instead of a default [`Progress`].
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// No bar and no summary lines.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// The training samples of one epoch, for the bar's length and ETA.
+    pub fn samples_per_epoch(mut self, samples: usize) -> Self {
+        self.samples = samples as u64;
+        self
+    }
+
+    /// Runs every training step (forward, backward and, when due, the
+    /// optimizer step) inside `around`, which must call the function it is
+    /// given exactly once: to profile or time a step.
+    pub fn around_step(mut self, around: impl FnMut(&mut dyn FnMut()) + 'a) -> Self {
+        self.around = Some(Box::new(around));
+        self
+    }
+
+    /// Calls `f` with every epoch's record once it is saved (to print
+    /// metrics the record has no column for).
+    pub fn on_epoch_end(mut self, f: impl FnMut(&EpochRecord) + 'a) -> Self {
+        self.on_epoch = Some(Box::new(f));
+        self
+    }
+
+    /// Saves `generator` (one the step closure draws from, e.g. a VAE's
+    /// noise) in checkpoints as `rng.<name>` and restores it on resume.
+    pub fn rng(mut self, name: &str, generator: &'a Cell<Generator>) -> Self {
+        self.rngs.push((name.to_string(), generator));
+        self
+    }
+
+    /// Trains. `data(epoch, skip)` gives the batches of `epoch` (from 0)
+    /// without its first `skip` (nonzero only when resuming mid-epoch);
+    /// there are `batches_per_epoch` of them in a whole epoch.
+    pub fn fit<I, E>(self, batches_per_epoch: usize, mut data: impl FnMut(usize, usize) -> I) -> Result<Fit, FitError>
+    where
+        I: IntoIterator<Item = Result<B, E>>,
+        E: Into<BoxError>,
+    {
+        let Trainer {
+            model,
+            opt,
+            mut step,
+            epochs,
+            mut schedule,
+            accumulate: k,
+            clip,
+            autocast,
+            mut scaler,
+            mut eval,
+            mut early,
+            run,
+            resume,
+            stop,
+            progress,
+            quiet,
+            mut around,
+            mut on_epoch,
+            rngs,
+            samples,
+        } = self;
+        let params: Vec<Tensor> = opt.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
+        let dev = params
+            .first()
+            .map(|p| p.device())
+            .ok_or_else(|| FitError::Config("the optimizer has no parameters".into()))?;
+
+        let mut history = History::new();
+        let (mut start, mut skip, mut steps) = (0, 0, 0u64);
+        if resume {
+            let run = run.as_ref().ok_or_else(|| FitError::Config("resume needs a run_dir".into()))?;
+            let (ck, h) = run.resume(&dev)?;
+            ck.restore(model.as_dyn(), opt)?;
+            for (name, g) in &rngs {
+                match ck.rng.get(name) {
+                    Some(saved) => g.set(*saved),
+                    None => return Err(FitError::Config(format!("the checkpoint has no generator {name:?}"))),
+                }
+            }
+            ck.restore_scaler(&mut scaler)?;
+            if let Some((s, _)) = &mut schedule {
+                s.load_state_dict(&ck.scheduler).map_err(|e| FitError::device("restoring the LR schedule", e))?;
+            }
+            if let Some(es) = &mut early {
+                es.load_state_dict(&ck.extra.sub("early_stopping"))
+                    .map_err(|e| FitError::device("restoring early stopping", e))?;
+            }
+            history = h;
+            (start, steps) = (ck.epoch as usize, ck.step);
+            skip = match ck.extra.meta.get("trainer.batch") {
+                Some(b) => b.parse().map_err(|_| FitError::Config(format!("bad trainer.batch {b:?}")))?,
+                // Written by a hand-written loop: one optimizer step a batch.
+                None => (ck.step as usize).saturating_sub(start * batches_per_epoch),
+            };
+            skip = skip.min(batches_per_epoch);
+        }
+        let mut progress = match (quiet, progress) {
+            (true, _) => None,
+            (false, Some(p)) => Some(p),
+            (false, None) => Some(Progress::new(epochs)),
+        };
+        if let (true, Some(p)) = (resume, &progress) {
+            p.println(&match skip {
+                0 => format!("resumed after epoch {start}"),
+                _ => format!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
+            });
+        }
+
+        opt.zero_grad();
+        for epoch in start..epochs {
+            model.set_training(true);
+            let first = std::mem::take(&mut skip);
+            if let Some(p) = &mut progress {
+                // A resumed partial epoch's length is unknown in samples.
+                p.start_epoch(epoch + 1, if first == 0 { samples } else { 0 });
+            }
+            let (mut loss_avg, mut acc) = (RunningMean::new(), None::<Accuracy>);
+            let (mut done, mut micro) = (first, 0);
+            for batch in data(epoch, first) {
+                let batch = batch.map_err(|e| FitError::Other {
+                    context: format!("reading batch {} of epoch {}", done + 1, epoch + 1),
+                    source: e.into(),
+                })?;
+                // A short last group at the end of the epoch steps too.
+                let due = micro + 1 == k || done + 1 >= batches_per_epoch;
+                let (mut batch, mut out) = (Some(batch), None);
+                let mut body = || {
+                    let Some(batch) = batch.take() else { return };
+                    let o = {
+                        let _autocast = AutocastGuard::new(autocast);
+                        step(&*model, batch)
+                    };
+                    let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
+                    scaler.scale(&loss).backward();
+                    if due {
+                        if let Some(max_norm) = clip {
+                            scaler.unscale_(opt);
+                            clip_grad_norm_(&params, max_norm);
+                        }
+                        scaler.step(opt);
+                        scaler.update();
+                        opt.zero_grad();
+                        if let Some((s, Every::Step)) = &mut schedule {
+                            s.step(opt);
+                        }
+                    }
+                    out = Some(o);
+                };
+                try_run(|| match &mut around {
+                    Some(a) => a(&mut body),
+                    None => body(),
+                })
+                .map_err(|e| FitError::device("the training step", e))?;
+                let o = out.ok_or_else(|| FitError::Config("around_step did not run the step".into()))?;
+                loss_avg.update_tensor(&o.loss.detach(), o.samples);
+                if let Some((logits, labels)) = &o.accuracy {
+                    acc.get_or_insert_with(Accuracy::new).update(logits, labels);
+                }
+                // Submits this step so the device works while the next is recorded.
+                dev.flush().map_err(|e| FitError::device("the training step", e))?;
+                if let Some(p) = &mut progress {
+                    p.advance(o.samples as u64);
+                }
+                done += 1;
+                micro = if due { 0 } else { micro + 1 };
+                if due {
+                    steps += 1;
+                    // A stop at the epoch's last batch lets the epoch finish
+                    // (evaluation, record, checkpoint) below.
+                    if done < batches_per_epoch && stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                        drop(progress);
+                        if let Some(run) = &run {
+                            let ck =
+                                capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch, done, steps));
+                            ck.save(run.last())?;
+                        }
+                        return Ok(Fit {
+                            history,
+                            outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done },
+                            steps,
+                        });
+                    }
+                }
+            }
+
+            if micro != 0 {
+                // Gradients summed but never applied: the data gave fewer
+                // batches than it said.
+                return Err(FitError::Config(format!(
+                    "epoch {} gave {done} batches, not the {batches_per_epoch} fit was told",
+                    epoch + 1
+                )));
+            }
+            let val = match &mut eval {
+                Some(eval) => {
+                    model.set_training(false);
+                    let r = try_run(|| eval(&*model)).map_err(|e| FitError::device("the evaluation", e))?;
+                    model.set_training(true);
+                    Some(r.map_err(|e| FitError::Other { context: "the evaluation".into(), source: e })?)
+                }
+                None => None,
+            };
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: loss_avg.mean(),
+                train_acc: acc.map(|a| a.value()),
+                val_loss: val.map(|v| v.loss),
+                val_acc: val.and_then(|v| v.accuracy),
+                lr: opt.groups()[0].lr as f64,
+            };
+            let metric = record.val_loss.unwrap_or(record.train_loss);
+            if let Some((s, Every::Epoch)) = &mut schedule {
+                s.step_with(metric as f32, opt);
+            }
+            let stopped = early.as_mut().map(|es| es.step(epoch + 1, metric, model.as_dyn())).is_some_and(|o| o.stop);
+            if let Some(p) = &mut progress {
+                p.finish_epoch(&record);
+            }
+            match &run {
+                Some(run) => {
+                    let ck = capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch + 1, 0, steps));
+                    run.finish_epoch(&mut history, record.clone(), &ck, model.as_dyn())?;
+                }
+                None => history.push(record.clone()),
+            }
+            if let Some(f) = &mut on_epoch {
+                f(&record);
+            }
+            if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Ok(Fit { history, outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done }, steps });
+            }
+            if stopped {
+                let es = early.as_ref().expect("stopped by early stopping");
+                let best_epoch = es
+                    .restore_best(model.as_dyn())
+                    .map_err(|e| FitError::device("restoring the best parameters", e))?;
+                return Ok(Fit { history, outcome: Outcome::EarlyStopped { epoch: epoch + 1, best_epoch }, steps });
+            }
+        }
+        Ok(Fit { history, outcome: Outcome::Completed, steps })
+    }
+}
+
+/// The state of a checkpoint taken `batch` batches into `epoch` (0-based;
+/// the completed epochs), after `steps` optimizer steps.
+fn capture(
+    model: &dyn Module,
+    opt: &dyn Optimizer,
+    scaler: &GradScaler,
+    schedule: &Option<(&mut dyn LrScheduler, Every)>,
+    early: &Option<&mut EarlyStopping>,
+    rngs: &[(String, &Cell<Generator>)],
+    (epoch, batch, steps): (usize, usize, u64),
+) -> TrainingCheckpoint {
+    let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(scaler);
+    if let Some((s, _)) = schedule {
+        ck.scheduler = s.state_dict();
+    }
+    if let Some(es) = early {
+        ck.extra.extend_prefixed("early_stopping", es.state_dict());
+    }
+    for (name, g) in rngs {
+        ck.rng.insert(name.clone(), g.get());
+    }
+    ck.extra.meta.insert("trainer.batch".into(), batch.to_string());
+    (ck.epoch, ck.step) = (epoch as u64, steps);
+    ck
+}

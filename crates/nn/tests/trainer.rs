@@ -1,0 +1,367 @@
+//! `Trainer::fit` against the hand-written loop it replaces: bit-identical
+//! parameters on every backend, gradient accumulation equal to one large
+//! batch, a stop mid-epoch plus `resume` equal to an uninterrupted run,
+//! early stopping that restores the best epoch, the schedule stepped the
+//! right number of times, and out-of-memory returned as an error.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_gpu_core::testing::{assert_close, backends};
+use wgrad_nn::checkpoint::TrainingCheckpoint;
+use wgrad_nn::loss::MSELoss;
+use wgrad_nn::optim::{Adam, Optimizer, Sgd};
+use wgrad_nn::schedule::{ExponentialLR, LrScheduler, StepLR};
+use wgrad_nn::train::{EarlyStopping, Evaluation, Every, Mode, Outcome, RunDir, StepOutput, Trainer};
+use wgrad_nn::{Dropout, Linear, Module, ModuleExt, Sequential, Tanh};
+
+const FEATURES: usize = 5;
+const SAMPLES: usize = 48;
+
+/// Regression data: `SAMPLES` rows of inputs and targets, seeded.
+fn dataset(dev: &Device) -> (Vec<f32>, Vec<f32>) {
+    let x = Tensor::randn(&[SAMPLES, FEATURES], 11, dev).to_vec();
+    let y = Tensor::randn(&[SAMPLES, 1], 12, dev).to_vec();
+    (x, y)
+}
+
+/// Batches of `b` rows of epoch `epoch`, in an order that depends on the
+/// epoch (a rotation), from batch `skip` on.
+fn batches(
+    data: &(Vec<f32>, Vec<f32>),
+    b: usize,
+    epoch: usize,
+    skip: usize,
+    dev: &Device,
+) -> Vec<Result<(Tensor, Tensor), std::io::Error>> {
+    let order: Vec<usize> = (0..SAMPLES).map(|i| (i + 7 * epoch) % SAMPLES).collect();
+    order
+        .chunks(b)
+        .skip(skip)
+        .map(|rows| {
+            let x: Vec<f32> = rows.iter().flat_map(|&r| data.0[r * FEATURES..(r + 1) * FEATURES].to_vec()).collect();
+            let y: Vec<f32> = rows.iter().map(|&r| data.1[r]).collect();
+            Ok((Tensor::from_vec(&x, &[rows.len(), FEATURES], dev), Tensor::from_vec(&y, &[rows.len(), 1], dev)))
+        })
+        .collect()
+}
+
+/// A small MLP, with dropout when `dropout` (its stream is part of the
+/// state a resume must restore).
+fn model(dev: &Device, dropout: bool) -> Sequential {
+    let mut g = Generator::new(3);
+    let mut m = Sequential::new().add(Linear::new(FEATURES, 16, true, &mut g, dev)).add(Tanh);
+    if dropout {
+        m = m.add(Dropout::new(0.2, &mut g));
+    }
+    m.add(Linear::new(16, 1, true, &mut g, dev))
+}
+
+fn step(m: &Sequential, (x, y): (Tensor, Tensor)) -> StepOutput {
+    let n = x.shape()[0];
+    StepOutput::new(MSELoss::default().forward(&m.forward(&x), &y), n)
+}
+
+fn params(m: &Sequential) -> Vec<Vec<f32>> {
+    m.parameters().iter().map(|p| p.to_vec()).collect()
+}
+
+fn bits(m: &Sequential) -> Vec<Vec<u32>> {
+    params(m).iter().map(|v| v.iter().map(|f| f.to_bits()).collect()).collect()
+}
+
+#[test]
+fn fit_equals_the_hand_written_loop_bit_for_bit() {
+    const EPOCHS: usize = 3;
+    const B: usize = 8;
+    for dev in backends("fit_equals_the_hand_written_loop_bit_for_bit") {
+        let data = dataset(&dev);
+
+        // The loop of the train module's docs, with clipping and a per-step schedule.
+        let hand = model(&dev, false);
+        let mut opt = Adam::new(hand.parameters(), 0.01);
+        let mut sched = ExponentialLR::new(&mut opt, 0.97);
+        let mut losses = vec![];
+        for epoch in 0..EPOCHS {
+            let mut sum = 0.0;
+            for batch in batches(&data, B, epoch, 0, &dev) {
+                let (x, y) = batch.unwrap();
+                let loss = MSELoss::default().forward(&hand.forward(&x), &y);
+                opt.zero_grad();
+                loss.backward();
+                wgrad_nn::optim::clip_grad_norm_(&hand.parameters(), 0.5);
+                opt.step();
+                sched.step(&mut opt);
+                sum += loss.item() as f64 * x.shape()[0] as f64;
+            }
+            losses.push(sum / SAMPLES as f64);
+        }
+
+        let mut fitted = model(&dev, false);
+        let mut opt2 = Adam::new(fitted.parameters(), 0.01);
+        let mut sched2 = ExponentialLR::new(&mut opt2, 0.97);
+        let fit = Trainer::new(&mut fitted, &mut opt2, step)
+            .epochs(EPOCHS)
+            .schedule(&mut sched2, Every::Step)
+            .clip_grad_norm(0.5)
+            .quiet()
+            .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
+            .unwrap();
+        assert_eq!(fit.outcome, Outcome::Completed);
+        assert_eq!(fit.steps, (EPOCHS * SAMPLES / B) as u64);
+        assert_eq!(bits(&fitted), bits(&hand), "{}: parameters after {EPOCHS} epochs", dev.name());
+        assert_eq!(opt2.groups()[0].lr, opt.groups()[0].lr);
+        let got: Vec<f64> = fit.history.records.iter().map(|r| r.train_loss).collect();
+        for (g, w) in got.iter().zip(&losses) {
+            assert!((g - w).abs() <= 1e-5 * w.abs(), "{}: train loss {g} vs {w}", dev.name());
+        }
+    }
+}
+
+#[test]
+fn accumulating_k_micro_batches_equals_one_batch_k_times_larger() {
+    const K: usize = 4;
+    const B: usize = 3;
+    for dev in backends("accumulating_k_micro_batches_equals_one_batch_k_times_larger") {
+        let data = dataset(&dev);
+        let run = |b: usize, k: usize| {
+            let mut m = model(&dev, false);
+            let mut opt = Sgd::new(m.parameters(), 0.1);
+            let fit = Trainer::new(&mut m, &mut opt, step)
+                .epochs(2)
+                .accumulate(k)
+                .quiet()
+                .fit(SAMPLES / b, |e, s| batches(&data, b, e, s, &dev))
+                .unwrap();
+            (params(&m), fit.steps, fit.history.records[1].train_loss)
+        };
+        let (micro, micro_steps, micro_loss) = run(B, K);
+        let (big, big_steps, big_loss) = run(B * K, 1);
+        assert_eq!(micro_steps, big_steps);
+        assert_eq!(micro_steps, (2 * SAMPLES / (B * K)) as u64);
+        for (i, (g, w)) in micro.iter().zip(&big).enumerate() {
+            assert_close(&format!("{}: parameter {i}", dev.name()), g, w, 1e-5, 1e-6);
+        }
+        assert!((micro_loss - big_loss).abs() < 1e-5 * big_loss, "epoch loss {micro_loss} vs {big_loss}");
+        // And it is not the same as k separate steps.
+        let (separate, _, _) = run(B, 1);
+        assert!(separate != big, "the test would not see a missing accumulation");
+    }
+}
+
+fn temp_run(name: &str) -> RunDir {
+    let dir = std::env::temp_dir().join(format!("wgrad-trainer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    RunDir::create(&dir).unwrap()
+}
+
+/// A run with everything that has state: Adam, a per-step schedule, dropout,
+/// evaluation, early stopping (patient enough not to stop), a run folder.
+/// `stop_after`: set the stop flag after that many batches.
+fn resumable_run(dev: &Device, run: &RunDir, resume: bool, stop_after: Option<usize>) -> (Vec<Vec<u32>>, Vec<f64>) {
+    const B: usize = 8;
+    let data = dataset(dev);
+    let mut m = model(dev, true);
+    let mut opt = Adam::new(m.parameters(), 0.01);
+    let mut sched = ExponentialLR::new(&mut opt, 0.95);
+    let mut stopper = EarlyStopping::new(10, 0.0, Mode::Min);
+    let flag = AtomicBool::new(false);
+    let seen = RefCell::new(0);
+    let fit = Trainer::new(&mut m, &mut opt, |m: &Sequential, b| {
+        *seen.borrow_mut() += 1;
+        if stop_after == Some(*seen.borrow()) {
+            flag.store(true, Ordering::SeqCst);
+        }
+        step(m, b)
+    })
+    .epochs(4)
+    .schedule(&mut sched, Every::Step)
+    .early_stopping(&mut stopper)
+    .evaluate(|m| {
+        let (x, y) = batches(&data, SAMPLES, 0, 0, dev).remove(0)?;
+        let loss = wgrad_autograd::no_grad(|| MSELoss::default().forward(&m.forward(&x), &y).item());
+        Ok(Evaluation { loss: loss as f64, accuracy: None })
+    })
+    .run_dir(run.clone())
+    .resume(resume)
+    .stop_flag(&flag)
+    .quiet()
+    .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, dev))
+    .unwrap();
+    if let (Some(n), false) = (stop_after, resume) {
+        let per_epoch = SAMPLES / B;
+        assert_eq!(fit.outcome, Outcome::Interrupted { epoch: n / per_epoch + 1, batches: n % per_epoch });
+    }
+    let val: Vec<f64> = fit.history.records.iter().map(|r| r.val_loss.unwrap()).collect();
+    (bits(&m), val)
+}
+
+#[test]
+fn stop_mid_epoch_then_resume_equals_the_uninterrupted_run() {
+    for dev in backends("stop_mid_epoch_then_resume_equals_the_uninterrupted_run") {
+        let tag = if dev.is_gpu() { "gpu" } else { "cpu" };
+        let whole = temp_run(&format!("whole-{tag}"));
+        let (want, want_val) = resumable_run(&dev, &whole, false, None);
+        assert_eq!(want_val.len(), 4);
+
+        // Stopped in epoch 2 (after 3 of its 6 batches), resumed, stopped
+        // again at the last batch of epoch 3 (which still ends with its
+        // evaluation and checkpoint), resumed to the end.
+        let split = temp_run(&format!("split-{tag}"));
+        resumable_run(&dev, &split, false, Some(9));
+        resumable_run(&dev, &split, true, Some(9));
+        let (got, got_val) = resumable_run(&dev, &split, true, None);
+        assert_eq!(got, want, "{}: parameters", dev.name());
+        assert_eq!(got_val, want_val, "{}: validation losses", dev.name());
+
+        // A checkpoint written by the examples' hand-written loops (no
+        // `trainer.batch`: one optimizer step a batch) resumes as well.
+        let old = temp_run(&format!("old-{tag}"));
+        resumable_run(&dev, &old, false, Some(9));
+        let mut ck = TrainingCheckpoint::load(old.last(), &dev).unwrap();
+        assert_eq!(ck.extra.meta.remove("trainer.batch").as_deref(), Some("3"));
+        assert_eq!((ck.epoch, ck.step), (1, 9));
+        ck.save(old.last()).unwrap();
+        let (got, got_val) = resumable_run(&dev, &old, true, None);
+        assert_eq!((got, got_val), (want, want_val), "{}: resumed from a hand-written loop's checkpoint", dev.name());
+        for run in [whole, split, old] {
+            std::fs::remove_dir_all(run.last().parent().unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_restores_the_best_epoch() {
+    let dev = Device::cpu();
+    let data = dataset(&dev);
+    let mut m = model(&dev, false);
+    let mut opt = Sgd::new(m.parameters(), 0.05);
+    let mut stopper = EarlyStopping::new(2, 0.0, Mode::Min);
+    // Scripted validation losses: best at epoch 2, then two bad epochs.
+    let script = [1.0, 0.5, 0.7, 0.8, 0.9, 0.1];
+    let (epoch, snapshots) = (RefCell::new(0), RefCell::new(vec![]));
+    let fit = Trainer::new(&mut m, &mut opt, step)
+        .epochs(6)
+        .early_stopping(&mut stopper)
+        .evaluate(|m| {
+            snapshots.borrow_mut().push(params(m));
+            *epoch.borrow_mut() += 1;
+            Ok(Evaluation { loss: script[*epoch.borrow() - 1], accuracy: None })
+        })
+        .quiet()
+        .fit(SAMPLES / 8, |e, s| batches(&data, 8, e, s, &dev))
+        .unwrap();
+    assert_eq!(fit.outcome, Outcome::EarlyStopped { epoch: 4, best_epoch: Some(2) });
+    assert_eq!(fit.history.len(), 4);
+    let snapshots = snapshots.into_inner();
+    assert_eq!(params(&m), snapshots[1], "the parameters of epoch 2");
+    assert_ne!(snapshots[3], snapshots[1]);
+}
+
+#[test]
+fn the_schedule_steps_once_per_optimizer_step_or_per_epoch() {
+    let dev = Device::cpu();
+    let data = dataset(&dev);
+    // 48 samples in batches of 5: 10 batches, the last one short; k = 3
+    // gives 4 optimizer steps an epoch (3 + 3 + 3 + 1).
+    for (every, k, want) in [(Every::Step, 3, 3 * 4), (Every::Step, 1, 3 * 10), (Every::Epoch, 3, 3)] {
+        let mut m = model(&dev, false);
+        let mut opt = Sgd::new(m.parameters(), 0.05);
+        let mut sched = StepLR::new(&mut opt, 1000, 0.5);
+        let fit = Trainer::new(&mut m, &mut opt, step)
+            .epochs(3)
+            .accumulate(k)
+            .schedule(&mut sched, every)
+            .quiet()
+            .fit(10, |e, s| batches(&data, 5, e, s, &dev))
+            .unwrap();
+        assert_eq!(sched.last_epoch(), want, "{every:?}, k = {k}");
+        if every == Every::Step {
+            assert_eq!(fit.steps as usize, want);
+        }
+    }
+}
+
+#[test]
+fn out_of_memory_is_an_error_that_says_so() {
+    let dev = Device::cpu();
+    let data = dataset(&dev);
+    let mut m = model(&dev, false);
+    let mut opt = Sgd::new(m.parameters(), 0.05);
+    // Made before the budget: only the step itself allocates afterwards.
+    let ready: Vec<(Tensor, Tensor)> = batches(&data, 8, 0, 0, &dev).into_iter().map(Result::unwrap).collect();
+    dev.set_memory_budget(Some(1));
+    let err = Trainer::new(&mut m, &mut opt, step)
+        .quiet()
+        .fit(ready.len(), |_, _| ready.iter().map(|b| Ok::<_, std::io::Error>(b.clone())).collect::<Vec<_>>())
+        .unwrap_err();
+    dev.set_memory_budget(None);
+    assert!(err.is_out_of_memory(), "{err}");
+    assert!(err.to_string().contains("the training step"), "{err}");
+}
+
+#[test]
+fn resume_without_a_run_folder_is_a_clear_error() {
+    let dev = Device::cpu();
+    let mut m = model(&dev, false);
+    let mut opt = Sgd::new(m.parameters(), 0.05);
+    let err = Trainer::new(&mut m, &mut opt, step)
+        .resume(true)
+        .quiet()
+        .fit(1, |_, _| Vec::<Result<(Tensor, Tensor), std::io::Error>>::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("resume needs a run_dir"), "{err}");
+}
+
+#[test]
+fn amp_with_clipping_equals_the_hand_written_mixed_precision_loop() {
+    use wgrad_autograd::AutocastGuard;
+    use wgrad_nn::amp::{GradScaler, GradScalerOptions};
+    const B: usize = 8;
+    for dev in backends("amp_with_clipping_equals_the_hand_written_mixed_precision_loop") {
+        let data = dataset(&dev);
+        // PyTorch's recipe: autocast forward, scaled backward, unscale, clip, step, update.
+        let hand = model(&dev, false);
+        let mut opt = Adam::new(hand.parameters(), 0.01);
+        let mut scaler = GradScaler::with_options(GradScalerOptions::default().init_scale(1024.0));
+        for epoch in 0..2 {
+            for batch in batches(&data, B, epoch, 0, &dev) {
+                let (x, y) = batch.unwrap();
+                let loss = {
+                    let _autocast = AutocastGuard::new(true);
+                    MSELoss::default().forward(&hand.forward(&x), &y)
+                };
+                opt.zero_grad();
+                scaler.scale(&loss).backward();
+                scaler.unscale_(&mut opt);
+                wgrad_nn::optim::clip_grad_norm_(&hand.parameters(), 0.5);
+                scaler.step(&mut opt);
+                scaler.update();
+            }
+        }
+
+        let mut fitted = model(&dev, false);
+        let mut opt2 = Adam::new(fitted.parameters(), 0.01);
+        let fit = Trainer::new(&mut fitted, &mut opt2, step)
+            .epochs(2)
+            .amp(true)
+            .grad_scaler(GradScaler::with_options(GradScalerOptions::default().init_scale(1024.0)))
+            .clip_grad_norm(0.5)
+            .quiet()
+            .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
+            .unwrap();
+        assert_eq!(fit.outcome, Outcome::Completed);
+        assert_eq!(bits(&fitted), bits(&hand), "{}: parameters after 2 mixed-precision epochs", dev.name());
+        // Autocast really ran: the f32 loop ends elsewhere.
+        let mut plain = model(&dev, false);
+        let mut opt3 = Adam::new(plain.parameters(), 0.01);
+        Trainer::new(&mut plain, &mut opt3, step)
+            .epochs(2)
+            .clip_grad_norm(0.5)
+            .quiet()
+            .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
+            .unwrap();
+        assert_ne!(bits(&plain), bits(&hand), "{}: autocast changed nothing", dev.name());
+    }
+}
