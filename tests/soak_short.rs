@@ -24,7 +24,7 @@ const WARMUP: usize = 10;
 fn flat_after_warmup(model: &str, steps: usize) {
     for dev in fresh_backends(&format!("soak_short::{model}")) {
         let mut lp = soak::build(model, steps, &dev);
-        let result = soak::soak(&mut *lp, &dev, (steps, WARMUP, 1), &mut |_| {});
+        let result = soak::soak(&mut *lp, &dev, (steps, WARMUP, 1), None, &mut |_| {});
         if let Err(why) = result.verdict() {
             panic!("{model} on {}: {why}\n({})\nsamples: {:?}", dev.name(), lp.describe(), result.after);
         }
@@ -80,7 +80,7 @@ impl soak::Loop for Leaky {
 fn a_tensor_leaked_every_step_fails_the_soak() {
     let dev = Device::cpu();
     let mut lp = Leaky { inner: soak::build("char_lstm", STEPS, &dev), kept: Vec::new(), dev: dev.clone() };
-    let result = soak::soak(&mut lp, &dev, (STEPS, WARMUP, 1), &mut |_| {});
+    let result = soak::soak(&mut lp, &dev, (STEPS, WARMUP, 1), None, &mut |_| {});
     let why = result.verdict().expect_err("a leak must not pass");
     assert!(why.contains("buffers_created grew by 30"), "{why}");
     assert!(result.live_growth() >= 30 * 64, "{why}");

@@ -469,35 +469,52 @@ pub struct Soak {
     pub after: Vec<Sample>,
     /// Steps per second after warm-up (sampling included, negligible).
     pub steps_per_s: f64,
+    /// Steps run (fewer than asked when a deadline stopped the run).
+    pub steps_run: usize,
 }
 
 /// Runs `steps` steps of `lp` on `dev`: `warmup` steps, then samples every
 /// `every` steps (and at the last), each sample also passed to `seen` as it
-/// is taken (progress of a long run).
+/// is taken (progress of a long run). With a `deadline` the run stops at the
+/// first step that ends past it, sampled there: a shorter soak whose
+/// [`Soak::steps_run`] says how far it got.
 pub fn soak(
     lp: &mut dyn Loop,
     dev: &Device,
     (steps, warmup, every): (usize, usize, usize),
+    deadline: Option<Instant>,
     seen: &mut dyn FnMut(&Sample),
 ) -> Soak {
     assert!(warmup < steps && every > 0, "soak: warm-up {warmup} must be below the {steps} steps");
-    for _ in 0..warmup {
+    let late = || deadline.is_some_and(|d| Instant::now() >= d);
+    for s in 1..=warmup {
         lp.step();
+        if late() {
+            let warm = Sample { step: s, stats: dev.stats() };
+            seen(&warm);
+            return Soak { warm, after: Vec::new(), steps_per_s: 0.0, steps_run: s };
+        }
     }
     let warm = Sample { step: warmup, stats: dev.stats() };
     seen(&warm);
     let mut after = Vec::new();
     let t = Instant::now();
+    let mut steps_run = warmup;
     for s in warmup + 1..=steps {
         lp.step();
-        if (s - warmup).is_multiple_of(every) || s == steps {
+        steps_run = s;
+        let stop = late();
+        if (s - warmup).is_multiple_of(every) || s == steps || stop {
             let sample = Sample { step: s, stats: dev.stats() };
             seen(&sample);
             after.push(sample);
         }
+        if stop {
+            break;
+        }
     }
-    let steps_per_s = (steps - warmup) as f64 / t.elapsed().as_secs_f64();
-    Soak { warm, after, steps_per_s }
+    let steps_per_s = (steps_run - warmup) as f64 / t.elapsed().as_secs_f64();
+    Soak { warm, after, steps_per_s, steps_run }
 }
 
 impl Soak {
