@@ -133,13 +133,15 @@ fn main() {
     for (model, backend, r, ok) in &rows {
         let (lmin, lmax) = r.live_range();
         let (bmin, bmax) = r.buffers_range();
+        // A run stopped in warm-up has no samples to range over.
+        let range = |lo, hi| if r.after.is_empty() { "-".to_string() } else { format!("{lo}..{hi}") };
         println!(
             "{model:<15} {backend:<4} {:>6} {:>12} {:>9} {:>25} {:>17} {:>10} {:>8} {:>12} {:>8.2} {:>5}",
             r.steps_run,
             r.warm.stats.bytes_live,
             r.warm.stats.buffers_created,
-            format!("{lmin}..{lmax}"),
-            format!("{bmin}..{bmax}"),
+            range(lmin, lmax),
+            range(bmin, bmax),
             r.live_growth(),
             r.buffers_growth(),
             r.last().bytes_peak,

@@ -13,6 +13,8 @@ mod amp;
 #[path = "../benches/common/soak.rs"]
 mod soak;
 
+use std::time::Instant;
+
 use wgrad::gpu_core::testing::fresh_backends;
 use wgrad::prelude::*;
 
@@ -84,4 +86,21 @@ fn a_tensor_leaked_every_step_fails_the_soak() {
     let why = result.verdict().expect_err("a leak must not pass");
     assert!(why.contains("buffers_created grew by 30"), "{why}");
     assert!(result.live_growth() >= 30 * 64, "{why}");
+}
+
+/// A deadline stops a soak at the step reached and says how far it got; one
+/// that passes during warm-up leaves nothing sampled after it.
+#[test]
+fn a_deadline_stops_the_soak_at_the_step_reached() {
+    let dev = Device::cpu();
+    let mut lp = soak::build("tiny_gpt", STEPS, &dev);
+    let result = soak::soak(&mut *lp, &dev, (STEPS, WARMUP, 1), Some(Instant::now()), &mut |_| {});
+    assert_eq!(result.steps_run, 1);
+    assert_eq!(result.warm.step, 1);
+    assert!(result.after.is_empty());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+    let result = soak::soak(&mut *lp, &dev, (STEPS, WARMUP, 7), Some(deadline), &mut |s| seen.push(s.step));
+    assert_eq!(result.steps_run, STEPS);
+    assert_eq!(seen, [10, 17, 24, 31, 38, 40]);
 }
