@@ -167,9 +167,14 @@ fn epilogue_matches_the_twin_on_awkward_shapes() {
     let Some((g, c)) = devices("epilogue_matches_the_twin_on_awkward_shapes") else { return };
     let fast = Device::cpu();
     let mut r = rng(131);
-    for (la, lb, nbias, groups, name) in shapes() {
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate() {
         let p = problem(&mut r, la, lb, nbias.max(64 * groups));
-        for case in Case::all(groups) {
+        // Two of the six epilogues per shape, all six over the shapes (every
+        // one costs lavapipe a pipeline per kernel variant).
+        // Case::all's order: f32 output (none, rows, columns), then f16.
+        const PICK: [(usize, usize); 8] = [(0, 3), (1, 5), (2, 4), (3, 1), (5, 4), (1, 4), (4, 2), (3, 0)];
+        let cases = Case::all(groups);
+        for case in [cases[PICK[i].0], cases[PICK[i].1]] {
             for storage in [Operands::F32, Operands::F16] {
                 let twin = p.run(&c, MatmulConfig { operands: storage, ..MatmulConfig::default() }, case);
                 let runs: Vec<(&Device, MatmulConfig)> = configs(&g)
@@ -198,9 +203,10 @@ fn fused_f16_store_is_the_f32_result_rounded() {
     let Some((g, c)) = devices("fused_f16_store_is_the_f32_result_rounded") else { return };
     let fast = Device::cpu();
     let mut r = rng(132);
-    for (la, lb, nbias, groups, name) in shapes() {
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate() {
         let p = problem(&mut r, la, lb, nbias.max(64 * groups));
-        for case in Case::all(groups).into_iter().filter(|c| c.output == Operands::F16) {
+        let f16_cases: Vec<Case> = Case::all(groups).into_iter().filter(|c| c.output == Operands::F16).collect();
+        for case in [f16_cases[i % f16_cases.len()]] {
             for dev in [&g, &c, &fast] {
                 for cfg in configs(dev) {
                     let what = format!("{name} {case:?} {} {cfg:?}", dev.name());
@@ -273,7 +279,7 @@ fn convolution_forms_store_bias_and_f16() {
     let fast = Device::cpu();
     let mut r = rng(133);
     let oc = 9;
-    for (batch, odd) in [(1, false), (2, false), (2, true), (3, true)] {
+    for (batch, odd) in [(1, false), (2, true)] {
         let geo = geometry(batch, odd);
         let (n_x, n_w) = (geo.input_shape().iter().product::<usize>(), oc * geo.col_rows());
         let n_y = batch * oc * geo.out_h() * geo.out_w();
