@@ -139,7 +139,10 @@ fn within_an_ulp(what: &str, got: &[f32], want: &[f32]) {
 /// needed, bias groups). Tiles not filled (M, K, N off 64/16/128), an odd N
 /// (the f16 fallback), broadcast batches with a bias per group of batch
 /// entries, transposed and sliced operands.
-fn shapes() -> Vec<((Layout, usize), (Layout, usize), usize, usize, &'static str)> {
+/// A shape case: A (view, span), B (view, span), bias values, bias groups, name.
+type Shape = ((Layout, usize), (Layout, usize), usize, usize, &'static str);
+
+fn shapes() -> Vec<Shape> {
     let c = |s: &[usize]| (Layout::contiguous(s), s.iter().product::<usize>());
     let t = |s: &[usize]| {
         // Stored with the last two dims swapped, viewed back transposed.
@@ -243,9 +246,9 @@ fn limits_round_like_the_half_crate() {
     let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F16 };
     let want: Vec<f32> = (0..m * n).map(|i| f16::from_f32(rows[i / n] * cols[i % n] + bias[i % n]).to_f32()).collect();
     assert!(want.iter().any(|v| v.is_infinite()), "the case must overflow");
-    assert!(want.iter().any(|&v| v == 65504.0), "the case must reach the largest finite f16");
+    assert!(want.contains(&65504.0), "the case must reach the largest finite f16");
     assert!(want.iter().any(|&v| v != 0.0 && v.abs() < 6.1e-5), "the case must produce subnormals");
-    assert!(want.iter().any(|&v| v == 0.0), "the case must underflow");
+    assert!(want.contains(&0.0), "the case must underflow");
     for dev in [&c, &g] {
         // f32 operands only: these values are not all f16-exact.
         for cfg in configs(dev).into_iter().filter(|cfg| cfg.operands == Operands::F32) {
