@@ -258,9 +258,10 @@ fn limits_round_like_the_half_crate() {
     }
 }
 
-/// A small grouped, strided, dilated, padded geometry whose output plane
-/// has `out_h·out_w` pixels; `odd` picks an odd pixel count (the f16
-/// fallback) or an even one.
+/// A small grouped, strided, dilated, padded geometry. `odd` picks an
+/// input 7 wide: 30 output pixels (even: form 1 stores f16 itself) over a
+/// 63-pixel input (odd: form 3 falls back to the cast); otherwise 8 wide:
+/// 35 output pixels (form 1 falls back) over 72 (form 3 stores f16).
 fn geometry(batch: usize, odd: bool) -> ConvGeometry {
     let mut geo = ConvGeometry::new(batch, 6, (9, if odd { 7 } else { 8 }), (3, 2));
     geo.stride_h = 2;
@@ -340,7 +341,9 @@ fn fused_epilogues_are_one_launch() {
         g.flush().unwrap();
         (z, g.stats().dispatches - before)
     };
-    let geo = geometry(2, false);
+    // 30 output pixels: an even N.
+    let geo = geometry(2, true);
+    assert_eq!(geo.out_h() * geo.out_w(), 30);
     let oc = 9;
     let x = upload(&g, &vec![0.5; geo.input_shape().iter().product()], Operands::F16);
     let w = upload(&g, &vec![0.25; oc * geo.col_rows()], Operands::F16);
