@@ -16,7 +16,12 @@
 // view of an NCHW tensor through a convolution geometry, gathered element
 // by element by `b_value` in both kernels' loaders, so no column buffer is
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
+//
+// Epilogue (both kernels, in `store4`): the f32 sums may get a bias added
+// (BIAS) and be stored rounded once to packed f16 (F16_OUT) instead of as
+// f32, so a layer's bias and its f16 activation cost no further launch.
 //#include common.wgsl
+//#include half.wgsl
 
 // Output tile of one workgroup (both kernels; the host picks them and
 // divides by them). 64 x 64 by default; products with few rows (a
@@ -68,6 +73,19 @@ override SW: u32 = 1u;
 override DH: u32 = 1u;
 override DW: u32 = 1u;
 
+// Bias added to the f32 sums before they are stored. 0: none; 1: one value
+// per output row (a convolution's output channel in its [OC, pixels]
+// product); 2: one per output column (Linear's x @ Wᵀ). Batch entry `e`
+// reads the slice starting at (e % bias_batches) * M (rows) or * N
+// (columns): a grouped convolution's groups take consecutive slices.
+override BIAS: u32 = 0u;
+// Store C as packed f16 (two halves per word, element 2k low), each value
+// rounded once to nearest even (half.wgsl) after the bias. The host sets it
+// only for even N: every batch entry and row then starts on a word and the
+// columns that exist come in pairs, so each thread writes whole words (an
+// odd N takes the f32 store and a cast instead).
+override F16_OUT: bool = false;
+
 struct Params {
     // Coalesced broadcast batch shape and each operand's strides over it.
     batch_shape: array<vec4<u32>, 2>,
@@ -95,6 +113,8 @@ struct Params {
     conv_out_w: u32,
     conv_pad_top: u32,
     conv_pad_left: u32,
+    // Batch entries with their own bias slice (see BIAS); at least 1.
+    bias_batches: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -104,7 +124,10 @@ struct Params {
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include matmul_operands_f32.wgsl
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// The bias (BIAS > 0; the host binds some other buffer when there is none)
+// and C, as words: f32 bits, or two f16 halves (F16_OUT).
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<u32>;
 
 // A gathered element splits into a tap part (channel, ki, kj: the rows of
 // forms 1 and 3, the columns of form 2) and a pixel part (the other index),
@@ -187,6 +210,8 @@ struct Tile {
     a_base: u32,
     b_base: u32,
     c_base: u32,
+    // Where this batch entry's bias slice starts.
+    bias_base: u32,
 }
 
 fn tile_of(wg: u32) -> Tile {
@@ -198,18 +223,46 @@ fn tile_of(wg: u32) -> Tile {
     tl.a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
     tl.b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
     tl.c_base = batch * p.m * p.n;
+    tl.bias_base = (batch % p.bias_batches) * select(p.n, p.m, BIAS == 1u);
     return tl;
 }
 
-// Writes the columns col.. of `v` that exist to row `row` of C.
-fn store4(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
+// The sums of row `row`, columns col..col + 3, plus their bias (BIAS).
+fn with_bias(tl: Tile, row: u32, col: u32, sums: vec4<f32>) -> vec4<f32> {
+    if BIAS == 1u {
+        return sums + vec4<f32>(bias[tl.bias_base + row]);
+    }
+    if BIAS == 2u {
+        // Columns beyond N read the last one; they are not stored.
+        let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
+        let last = vec4<u32>(tl.bias_base + p.n - 1u);
+        let i = min(at, last);
+        return sums + vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
+    }
+    return sums;
+}
+
+// Writes the columns col.. (col a multiple of 4) of the sums `s` that
+// exist to row `row` of C, through the epilogue.
+fn store4(tl: Tile, row: u32, col: u32, s: vec4<f32>) {
     if row >= p.m {
         return;
     }
+    let v = with_bias(tl, row, col, s);
     let i = tl.c_base + row * p.n + col;
+    if F16_OUT {
+        // i is even (N is); the columns that exist come in pairs.
+        if col < p.n {
+            c[i / 2u] = pack_halves(v.xy);
+        }
+        if col + 2u < p.n {
+            c[i / 2u + 1u] = pack_halves(v.zw);
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         if col + j < p.n {
-            c[i + j] = v[j];
+            c[i + j] = bitcast<u32>(v[j]);
         }
     }
 }

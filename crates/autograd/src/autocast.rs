@@ -45,7 +45,16 @@ pub struct PolicyRow {
 /// ops without f16 kernels (nll_loss, embedding) widen f16 inputs and return
 /// f32 (see docs/mixed-precision.md).
 pub const POLICY: &[PolicyRow] = &[
-    PolicyRow { op: "matmul", precision: Precision::F16, why: "products: bandwidth- and FLOP-bound" },
+    PolicyRow {
+        op: "matmul",
+        precision: Precision::F16,
+        why: "products: bandwidth- and FLOP-bound; the result is f16, rounded once from the f32 sums",
+    },
+    PolicyRow {
+        op: "linear",
+        precision: Precision::F16,
+        why: "x @ Wᵀ + b in one launch: the f32 bias is added to the sums, then one rounding to f16",
+    },
     PolicyRow {
         op: "conv2d",
         precision: Precision::F16,
@@ -118,8 +127,8 @@ impl Drop for AutocastGuard {
 /// let dev = Device::cpu();
 /// let x = Tensor::ones(&[4, 8], &dev);
 /// let w = Tensor::ones(&[8, 2], &dev).requires_grad_();
-/// let y = autocast(|| x.matmul(&w)); // f16 operands, f32 sums and result
-/// assert_eq!(y.dtype(), DType::F32);
+/// let y = autocast(|| x.matmul(&w)); // f16 operands, f32 sums, f16 result
+/// assert_eq!(y.dtype(), DType::F16);
 /// y.sum_all().backward();
 /// assert_eq!(w.grad().unwrap().dtype(), DType::F32); // master weights stay f32
 /// ```

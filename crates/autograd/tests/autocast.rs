@@ -13,16 +13,16 @@ fn round16(t: &Tensor) -> Tensor {
 }
 
 #[test]
-fn matmul_casts_its_operands_and_returns_f32() {
-    for dev in backends("matmul_casts_its_operands_and_returns_f32") {
+fn matmul_casts_its_operands_and_returns_f16() {
+    for dev in backends("matmul_casts_its_operands_and_returns_f16") {
         let x = rand(&[5, 37], 1, -3.0, 3.0, &dev);
         let w = rand(&[37, 6], 2, -1.0, 1.0, &dev).requires_grad_();
         let g = rand(&[5, 6], 3, -1e-3, 1e-3, &dev);
         let y = autocast(|| x.matmul(&w));
-        assert_eq!(y.dtype(), DType::F32, "{}", dev.name());
-        // f32 sums of the f16-rounded operands.
-        let want = round16(&x).matmul(&round16(&w));
-        assert_close(&format!("forward on {}", dev.name()), &y.to_vec(), &want.to_vec(), 1e-6, 1e-6);
+        // PyTorch's dtype: f32 sums of the f16-rounded operands, rounded once.
+        assert_eq!(y.dtype(), DType::F16, "{}", dev.name());
+        let want = round16(&round16(&x).matmul(&round16(&w)));
+        assert_close(&format!("forward on {}", dev.name()), &y.to_vec(), &want.to_vec(), 0.0, 0.0);
         y.backward_with(&g);
         let gw = w.grad().unwrap();
         assert_eq!(gw.dtype(), DType::F32, "master weight gradient");
@@ -33,6 +33,119 @@ fn matmul_casts_its_operands_and_returns_f32() {
         let f32_grad = x.t().matmul(&g).to_vec();
         assert!(gw.to_vec().iter().zip(&f32_grad).any(|(a, b)| a != b), "{}: no f16 rounding", dev.name());
     }
+}
+
+/// `Tensor::linear` (and so `nn::Linear`) under autocast: x @ Wᵀ + b with
+/// the f32 bias added to the f32 sums and one rounding, returning f16;
+/// gradients in the operands' dtype (the f32 leaves get f32 ones), each the
+/// f32 computation on the f16 values rounded once. Batched input, an odd
+/// feature count (the fallback store) and an even one.
+#[test]
+fn linear_under_autocast_returns_f16_with_rounded_gradients() {
+    for dev in backends("linear_under_autocast_returns_f16_with_rounded_gradients") {
+        for out in [6, 7] {
+            let x = rand(&[2, 5, 37], 30, -3.0, 3.0, &dev).requires_grad_();
+            let w = rand(&[out, 37], 31, -1.0, 1.0, &dev).requires_grad_();
+            let b = rand(&[out], 32, -1.0, 1.0, &dev).requires_grad_();
+            let g = rand(&[2, 5, out], 33, -1.0, 1.0, &dev);
+            let y = autocast(|| x.linear(&w, Some(&b)));
+            assert_eq!((y.dtype(), y.shape()), (DType::F16, vec![2, 5, out]), "{}", dev.name());
+            let (xr, wr) = (round16(&x).requires_grad_(), round16(&w).requires_grad_());
+            let br = b.detach().requires_grad_();
+            let want = &xr.matmul(&wr.t()) + &br;
+            let what = |s: &str| format!("{s} out={out} on {}", dev.name());
+            assert_close(&what("forward"), &y.to_vec(), &round16(&want).to_vec(), 0.0, 0.0);
+            y.backward_with(&g);
+            want.backward_with(&round16(&g));
+            for (got, reference, name) in [(&x, &xr, "input"), (&w, &wr, "weight")] {
+                let grad = got.grad().unwrap();
+                assert_eq!(grad.dtype(), DType::F32, "{name}: the f32 leaf's gradient");
+                let expect = round16(&reference.grad().unwrap()).to_vec();
+                assert_close(&what(name), &grad.to_vec(), &expect, 1e-3, 1e-6);
+            }
+            let gb = b.grad().unwrap();
+            assert_eq!(gb.dtype(), DType::F32);
+            assert_close(&what("bias"), &gb.to_vec(), &br.grad().unwrap().to_vec(), 1e-6, 1e-6);
+        }
+    }
+}
+
+/// Without autocast, linear is matmul plus a broadcast bias, and its
+/// gradients pass a finite-difference check.
+#[test]
+fn linear_is_matmul_plus_bias_and_gradchecks() {
+    for dev in backends("linear_is_matmul_plus_bias_and_gradchecks") {
+        let x = rand(&[3, 4, 9], 40, -1.0, 1.0, &dev);
+        let w = rand(&[5, 9], 41, -1.0, 1.0, &dev);
+        let b = rand(&[5], 42, -1.0, 1.0, &dev);
+        let y = x.linear(&w, Some(&b));
+        assert_eq!((y.dtype(), y.shape()), (DType::F32, vec![3, 4, 5]));
+        let want = &x.matmul(&w.t()) + &b;
+        assert_close(&format!("on {}", dev.name()), &y.to_vec(), &want.to_vec(), 1e-6, 1e-6);
+        assert_eq!(x.linear(&w, None).to_vec(), x.matmul(&w.t()).to_vec());
+    }
+    gradcheck("linear_gradcheck", &[&[4, 7], &[3, 7], &[3]], |t| t[0].linear(&t[1], Some(&t[2])));
+    gradcheck("linear_1d_gradcheck", &[&[7], &[5, 7], &[5]], |t| t[0].linear(&t[1], Some(&t[2])));
+}
+
+/// Under autocast, a product of a broadcast operand (its gradient summed
+/// over batch dims) still gives gradients within f16 rounding of f32's,
+/// and every output dtype downstream of an f16 matmul works: the f32-list
+/// ops and the ops that widen.
+#[test]
+fn autocast_matmul_gradients_stay_close_to_f32() {
+    for dev in backends("autocast_matmul_gradients_stay_close_to_f32") {
+        let a = rand(&[3, 4, 8], 50, -1.0, 1.0, &dev).requires_grad_();
+        let b = rand(&[8, 6], 51, -1.0, 1.0, &dev).requires_grad_();
+        let run = |amp: bool| {
+            let _g = AutocastGuard::new(amp);
+            let y = a.matmul(&b);
+            let loss = &(&y.softmax(-1) * &y.relu()).sum_all() + &y.log_softmax(-1).mean_all();
+            loss.backward();
+            let grads = (a.grad().unwrap().to_vec(), b.grad().unwrap().to_vec());
+            a.zero_grad();
+            b.zero_grad();
+            (loss.item(), grads)
+        };
+        let (l32, (ga32, gb32)) = run(false);
+        let (l16, (ga16, gb16)) = run(true);
+        assert_close(&format!("loss on {}", dev.name()), &[l16], &[l32], 1e-2, 1e-2);
+        assert_close(&format!("a grad on {}", dev.name()), &ga16, &ga32, 1e-2, 1e-2);
+        assert_close(&format!("b grad on {}", dev.name()), &gb16, &gb32, 1e-2, 1e-2);
+    }
+}
+
+/// On a fresh GPU: a convolution with bias on f16 operands is one launch
+/// (f32 sums, bias and the f16 rounding in the product's store), an f32
+/// convolution with bias is one, and so is linear with bias on f16
+/// operands (the casts of f32 operands under autocast are launches of
+/// their own, so the operands are f16 already here).
+#[test]
+fn fused_forwards_are_one_launch() {
+    let Some(dev) = wgrad_gpu_core::testing::fresh_gpu_or_skip("fused_forwards_are_one_launch") else { return };
+    let count = |f: &dyn Fn() -> Tensor| {
+        dev.flush().unwrap();
+        let before = dev.stats().dispatches;
+        let y = f();
+        dev.flush().unwrap();
+        (y, dev.stats().dispatches - before)
+    };
+    let x = rand(&[2, 3, 8, 8], 60, -1.0, 1.0, &dev);
+    let w = rand(&[4, 3, 3, 3], 61, -0.5, 0.5, &dev);
+    let b = rand(&[4], 62, -0.5, 0.5, &dev);
+    let (xh, wh) = (x.to_dtype(DType::F16), w.to_dtype(DType::F16));
+    let opts = Conv2dOptions::new().padding(1);
+    let (y, n) = count(&|| xh.conv2d(&wh, Some(&b), &opts));
+    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 conv2d with bias");
+    let (y, n) = count(&|| x.conv2d(&w, Some(&b), &opts));
+    assert_eq!((n, y.dtype()), (1, DType::F32), "f32 conv2d with bias");
+    let (a, lw, lb) =
+        (rand(&[5, 16], 63, -1.0, 1.0, &dev), rand(&[6, 16], 64, -1.0, 1.0, &dev), rand(&[6], 65, -1.0, 1.0, &dev));
+    let (ah, lwh) = (a.to_dtype(DType::F16), lw.to_dtype(DType::F16));
+    let (y, n) = count(&|| ah.linear(&lwh, Some(&lb)));
+    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 linear with bias");
+    let (y, n) = count(&|| autocast(|| ah.matmul(&lwh.t())));
+    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 matmul");
 }
 
 #[test]

@@ -16,12 +16,10 @@
 //! A transposed convolution is the input gradient of a convolution, so its
 //! forward and backward are the same three ops with the roles exchanged.
 
-use wgrad_gpu_core::ops::cast;
 use wgrad_gpu_core::ops::conv::{
-    conv2d, conv2d_f16, conv2d_input_grad, conv2d_input_grad_config, conv2d_weight_grad, conv2d_weight_grad_config,
-    ConvGeometry,
+    conv2d, conv2d_epilogue, conv2d_input_grad_epilogue, conv2d_weight_grad, conv2d_weight_grad_output, ConvGeometry,
 };
-use wgrad_gpu_core::ops::matmul::MatmulConfig;
+use wgrad_gpu_core::ops::matmul::{BiasAxis, Epilogue, MatmulConfig, Operands};
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
 use crate::tensor::expect;
@@ -177,9 +175,24 @@ fn or_panic<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| crate::recover::fail(e))
 }
 
-/// A gradient-free tensor over a dense buffer.
+/// A gradient-free f32 tensor over a dense buffer.
 fn dense(buffer: Buffer, shape: &[usize]) -> Tensor {
-    Tensor::constant(buffer, Layout::contiguous(shape), DType::F32)
+    dense_as(buffer, shape, DType::F32)
+}
+
+/// A gradient-free tensor of `dtype` over a dense buffer.
+fn dense_as(buffer: Buffer, shape: &[usize], dtype: DType) -> Tensor {
+    Tensor::constant(buffer, Layout::contiguous(shape), dtype)
+}
+
+/// The product epilogue that adds `bias` (one value per output channel,
+/// `groups` slices) to the sums and stores them as `output`.
+fn epilogue(bias: Option<&Buffer>, groups: usize, output: Operands) -> Epilogue<'_> {
+    let epi = Epilogue { output, ..Epilogue::default() };
+    match bias {
+        Some(b) => epi.with_bias(b, BiasAxis::Rows, groups),
+        None => epi,
+    }
 }
 
 /// The checks every convolution makes on dtypes, devices, ranks and the bias.
@@ -214,14 +227,6 @@ fn check_operands(
     }
 }
 
-/// `y + bias` broadcast over `[N, OC, H, W]`, on gradient-free operands.
-fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
-    match bias {
-        Some(b) => &y + &b.detach().reshape(&[b.numel(), 1, 1]),
-        None => y,
-    }
-}
-
 /// The bias gradient: `dY [N, OC, ...]` summed over everything but channels.
 fn bias_grad(gy: &Tensor, n: usize, oc: usize) -> Tensor {
     gy.reshape(&[n, oc, gy.numel() / (n * oc).max(1)]).sum(&[0, 2], false)
@@ -249,9 +254,11 @@ impl Tensor {
     /// An F16 input and weight (or F32 ones under
     /// [`autocast`](crate::autocast), which casts them) convolve with f16
     /// loads and f32 sums; the F32 bias is added to the sums, and the result
-    /// is rounded once to F16, as PyTorch's f16 convolution returns. The
-    /// backward kernels read the f16 output gradient and operands (f32
-    /// sums), and the input and weight gradients are F16 like the operands.
+    /// is rounded once to F16, as PyTorch's f16 convolution returns, all in
+    /// the product's one launch (its epilogue). The backward kernels read
+    /// the f16 output gradient and operands (f32 sums), and store the input
+    /// and weight gradients as F16 like the operands (the weight gradient of
+    /// a batch is summed over the images in f32, then rounded).
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
@@ -293,36 +300,31 @@ impl Tensor {
         };
         or_panic(geo.validate());
         let (n, oc) = (xs[0], ws[0]);
-        let forward = if operand_dtype == DType::F16 { conv2d_f16 } else { conv2d };
-        let y = expect(OP, forward(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
-        let y = add_bias(dense(y, &[n, oc, geo.out_h(), geo.out_w()]), bias);
+        // f16 operands give an f16 activation: the f32 sums (bias included)
+        // are rounded once as they are stored, so no f32 copy ever exists.
+        let (cfg, storage) = match operand_dtype {
+            DType::F16 => (MatmulConfig::f16(), Operands::F16),
+            _ => (MatmulConfig::default(), Operands::F32),
+        };
+        let bias_buf = bias.map(|b| b.dense_buffer());
+        let epi = epilogue(bias_buf.as_ref(), groups, storage);
+        let y = expect(OP, conv2d_epilogue(cfg, &epi, &self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
-        let (buffer, layout) = y.buffer_and_layout();
-        // f16 operands give an f16 activation: the f32 sums (bias included)
-        // are rounded once and dropped, so only the f16 copy stays alive for
-        // the ops downstream and their backward.
-        let buffer = match operand_dtype {
-            DType::F16 => expect(OP, cast::f32_to_f16(&buffer, layout.numel())),
-            _ => buffer,
-        };
-        let cfg = match operand_dtype {
-            DType::F16 => MatmulConfig::f16(),
-            _ => MatmulConfig::default(),
-        };
-        Tensor::from_op_dtype(OP, buffer, layout, operand_dtype, &inputs, move |gy, inputs, _| {
+        let layout = Layout::contiguous(&[n, oc, geo.out_h(), geo.out_w()]);
+        Tensor::from_op_dtype(OP, y, layout, operand_dtype, &inputs, move |gy, inputs, _| {
             // `gy` has the output's dtype, so the f16 kernels read the f16
-            // gradient and operands as they are; their f32 results are
-            // rounded to the operands' dtype.
+            // gradient and operands as they are, and store the gradients in
+            // the operands' dtype.
             let gy_buf = gy.dense_buffer();
-            let grad = |b: Buffer, shape: &[usize]| dense(b, shape).to_dtype(operand_dtype);
+            let grad = |b: Buffer, shape: &[usize]| dense_as(b, shape, operand_dtype);
             let dx = inputs[0].requires_grad().then(|| {
-                let w = inputs[1].dense_buffer();
-                grad(expect(OP, conv2d_input_grad_config(cfg, &gy_buf, &w, oc, &geo)), &geo.input_shape())
+                let (w, epi) = (inputs[1].dense_buffer(), epilogue(None, 1, storage));
+                grad(expect(OP, conv2d_input_grad_epilogue(cfg, &epi, &gy_buf, &w, oc, &geo)), &geo.input_shape())
             });
             let dw = inputs[1].requires_grad().then(|| {
                 let x = inputs[0].dense_buffer();
-                grad(expect(OP, conv2d_weight_grad_config(cfg, &gy_buf, &x, oc, &geo)), &ws)
+                grad(expect(OP, conv2d_weight_grad_output(cfg, storage, &gy_buf, &x, oc, &geo)), &ws)
             });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
@@ -442,12 +444,15 @@ impl Tensor {
         // `xs[1]` output channels; its gradients are that convolution's
         // forward (for x) and weight gradient (for w).
         let (n, cin) = (xs[0], xs[1]);
-        let y = expect(OP, conv2d_input_grad(&self.dense_buffer(), &weight.dense_buffer(), cin, &geo));
-        let y = add_bias(dense(y, &geo.input_shape()), bias);
+        // The bias is added in the product's store (one value per output channel).
+        let bias_buf = bias.map(|b| b.dense_buffer());
+        let epi = epilogue(bias_buf.as_ref(), groups, Operands::F32);
+        let (x_buf, w_buf) = (self.dense_buffer(), weight.dense_buffer());
+        let y = expect(OP, conv2d_input_grad_epilogue(MatmulConfig::default(), &epi, &x_buf, &w_buf, cin, &geo));
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
-        let (buffer, layout) = y.buffer_and_layout();
-        Tensor::from_op(OP, buffer, layout, &inputs, move |gy, inputs, _| {
+        let layout = Layout::contiguous(&geo.input_shape());
+        Tensor::from_op(OP, y, layout, &inputs, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
             let dx = x.requires_grad().then(|| dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo)), &xs));

@@ -1,7 +1,9 @@
-//! Matrix products: batched with broadcasting, 1-D operands like `torch.matmul`.
+//! Matrix products: batched with broadcasting, 1-D operands like
+//! `torch.matmul`; and `linear` (`x @ Wᵀ + b`), whose bias is added in the
+//! product's store (the matmul kernels' epilogue).
 
-use wgrad_gpu_core::ops::matmul;
-use wgrad_gpu_core::{Error, Layout, Result};
+use wgrad_gpu_core::ops::matmul::{self, BiasAxis, Epilogue, MatmulConfig, Operands};
+use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::{DType, Tensor};
 
@@ -17,7 +19,8 @@ impl Tensor {
     ///
     /// Two F16 operands (or two F32 ones under [`autocast`](crate::autocast),
     /// which casts them) multiply with f16 loads and f32 sums, and the
-    /// result is F32; their gradients are F16, like the operands.
+    /// result is F16 (each value rounded once as it is stored), as PyTorch
+    /// returns; their gradients are F16, like the operands.
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
         if let Some([a, b]) = crate::autocast::f16_operands("matmul", [self, other]) {
             return a.try_matmul(&b);
@@ -59,25 +62,106 @@ impl Tensor {
 
     /// Both operands at least 2-D.
     fn matmul_2d(&self, other: &Tensor) -> Result<Tensor> {
+        self.product(other, None, self.dtype())
+    }
+
+    /// `self @ other` (both at least 2-D, both F32 or both F16), plus `bias`
+    /// (F32, one value per output column) added to the f32 sums, stored as
+    /// `out` (F32, or F16 for F16 operands): one launch (an F16 result of
+    /// odd width takes a cast too). Records op "matmul" without a bias,
+    /// "linear" with one.
+    fn product(&self, other: &Tensor, bias: Option<&Tensor>, out: DType) -> Result<Tensor> {
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
-        let (c, shape) = match dtype {
-            DType::F16 => matmul::matmul_f16(&ba, &la, &bb, &lb)?,
-            _ => matmul::matmul(&ba, &la, &bb, &lb)?,
+        let (cfg, storage) = match dtype {
+            DType::F16 => (MatmulConfig::f16(), if out == DType::F16 { Operands::F16 } else { Operands::F32 }),
+            _ => (MatmulConfig::default(), Operands::F32),
         };
+        let bias_buf: Option<Buffer> = bias.map(|b| b.dense_buffer());
+        let mut epi = Epilogue { output: storage, ..Epilogue::default() };
+        if let Some(b) = &bias_buf {
+            epi = epi.with_bias(b, BiasAxis::Columns, 1);
+        }
+        let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
+        let out = if storage == Operands::F16 { DType::F16 } else { DType::F32 };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
-        Ok(Tensor::from_op("matmul", c, Layout::contiguous(&shape), &[self, other], move |g, inputs, _| {
+        let op = if bias.is_some() { "linear" } else { "matmul" };
+        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias].into_iter().flatten().collect();
+        let layout = Layout::contiguous(&shape);
+        Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, _| {
             let (a, b) = (&inputs[0], &inputs[1]);
-            // f16 operands: the (f32) output gradient is rounded to f16 and
-            // the products run like the forward one; each gradient is
-            // rounded to f16 after its batch sum, in the operand's dtype.
+            // f16 operands: the output gradient is read as f16 and the
+            // products run like the forward one, each gradient rounded to
+            // f16 once: in the product's store, or after the batch sum
+            // where an operand was broadcast.
             let g = g.to_dtype(dtype);
-            let back = |t: Tensor, shape: &[usize]| t.sum_to_shape(shape).to_dtype(dtype);
+            // Both gradient products have the output's batch dims.
+            let out_batch = g.shape()[..g.dims() - 2].to_vec();
+            let back = |x: &Tensor, y: &Tensor, shape: &[usize]| {
+                if out_batch == shape[..shape.len() - 2] {
+                    x.matmul(y)
+                } else {
+                    let sum = x.product(y, None, DType::F32).unwrap_or_else(|e| crate::recover::fail(e));
+                    sum.sum_to_shape(shape).to_dtype(dtype)
+                }
+            };
             // Only the operands that need a gradient get one: the first
             // layer's input (data) would otherwise cost a full product.
-            let ga = a.requires_grad().then(|| back(g.matmul(&b.transpose(-1, -2)), &sa));
-            let gb = b.requires_grad().then(|| back(a.transpose(-1, -2).matmul(&g), &sb));
-            vec![ga, gb]
+            let ga = a.requires_grad().then(|| back(&g, &b.transpose(-1, -2), &sa));
+            let gb = b.requires_grad().then(|| back(&a.transpose(-1, -2), &g, &sb));
+            // The bias gradient: the output gradient summed over the rows.
+            let gbias = inputs.get(2).map(|_| {
+                let cols = g.shape()[g.dims() - 1];
+                g.reshape(&[g.numel() / cols.max(1), cols]).sum(&[0], false).to_dtype(DType::F32)
+            });
+            let mut grads = vec![ga, gb];
+            grads.extend(gbias.map(Some));
+            grads
         }))
+    }
+
+    /// `self @ weightᵀ + bias` for `self` `[.., in]`, `weight` `[out, in]`,
+    /// `bias` `[out]`: PyTorch's `F.linear`, returning `[.., out]`. The bias
+    /// is added to the product's f32 sums as they are stored (one launch).
+    ///
+    /// F16 operands (or F32 ones under [`autocast`](crate::autocast), which
+    /// casts them; the bias stays F32) give an F16 result rounded once from
+    /// the f32 sums plus the bias, as PyTorch's autocast linear returns f16.
+    ///
+    /// # Panics
+    /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
+    /// dtypes or devices, naming `linear`.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        const OP: &str = "linear";
+        if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
+            return x.linear(&w, bias);
+        }
+        let (xs, ws) = (self.shape(), weight.shape());
+        assert!(ws.len() == 2, "{OP}: weight shape {ws:?} must be [out_features, in_features]");
+        assert!(
+            xs.last() == Some(&ws[1]),
+            "{OP}: input shape {xs:?} must end in in_features = {} (weight {ws:?})",
+            ws[1]
+        );
+        if let Some(b) = bias {
+            b.expect_dtype(OP, DType::F32);
+            self.expect_same_device(OP, b);
+            assert!(b.shape() == [ws[0]], "{OP}: bias shape {:?} must be [{}] (weight {ws:?})", b.shape(), ws[0]);
+        }
+        if xs.len() != 2 {
+            // [.., in] as rows of a matrix, and the rows back.
+            let rows = xs[..xs.len() - 1].iter().product();
+            let y = self.reshape(&[rows, ws[1]]).linear(weight, bias);
+            let mut shape = xs[..xs.len() - 1].to_vec();
+            shape.push(ws[0]);
+            return y.reshape(&shape);
+        }
+        let (da, db) = (self.dtype(), weight.dtype());
+        assert!(
+            matches!((da, db), (DType::F32, DType::F32) | (DType::F16, DType::F16)),
+            "{OP}: expects two f32 or two f16 tensors, got {da:?} and {db:?} (see Tensor::to_dtype)"
+        );
+        self.expect_same_device(OP, weight);
+        self.product(&weight.t(), bias, da).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }

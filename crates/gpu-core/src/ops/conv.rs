@@ -50,8 +50,8 @@
 //! directly (batch dims broadcast), and the product `[N, groups, OC/groups,
 //! OH * OW]` *is* the NCHW output.
 
-use super::matmul::{conv_matmul, ConvGather, ConvOperand, MatmulConfig, MatmulKernel, Operands};
-use super::operands::host_f32;
+use super::matmul::{conv_matmul, ConvGather, ConvOperand, Epilogue, MatmulConfig, MatmulKernel, Operands};
+use super::operands::{host_f32, HostOutput};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, Params};
 use crate::gpu::{GpuContext, Launch};
@@ -316,6 +316,22 @@ pub fn conv2d_config(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_epilogue(cfg, &Epilogue::default(), x, w, out_channels, g)
+}
+
+/// [`conv2d_config`] through an [`Epilogue`]: the bias (one value per
+/// output channel: [`BiasAxis::Rows`](super::matmul::BiasAxis::Rows) with `groups` slices) added to the f32
+/// sums and/or the output stored as f16 (rounded once), all in the one
+/// launch. An odd `OH·OW` with an f16 output takes a cast afterwards
+/// (see [`matmul_epilogue`](super::matmul::matmul_epilogue)).
+pub fn conv2d_epilogue(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    x: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
     let (_, n_w) = conv_sizes(g, out_channels);
     let n_x = g.input_shape().iter().product();
     check_conv("conv2d", g, out_channels, cfg.operands, &[(x, "input", n_x), (w, "weight", n_w)])?;
@@ -323,7 +339,7 @@ pub fn conv2d_config(
     let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
     let batch = group_batches(g, g.channels, g.in_h * g.in_w);
     let cols = ConvOperand { src: x, batch, form: ConvGather::Columns, geo: *g, k, n: l };
-    Ok(conv_matmul(cfg, w, &wl, &cols)?.0)
+    Ok(conv_matmul(cfg, epi, w, &wl, &cols)?.0)
 }
 
 /// Images per weight-gradient product: the per-image products of one launch
@@ -366,6 +382,28 @@ pub fn conv2d_weight_grad_config(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_weight_grad_output(cfg, Operands::F32, gy, x, out_channels, g)
+}
+
+/// [`conv2d_weight_grad_config`] with the result stored as `output` (f16:
+/// the f32 sum rounded once). With one image (and an even `C/G·kh·kw`) the
+/// product's epilogue rounds it; otherwise the per-image products are summed
+/// in f32 first and the sum is cast (rounding before the sum would round
+/// every image's term).
+pub fn conv2d_weight_grad_output(
+    cfg: MatmulConfig,
+    output: Operands,
+    gy: &Buffer,
+    x: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
+    let (_, n_w) = conv_sizes(g, out_channels);
+    if output == Operands::F16 && g.batch != 1 {
+        let sum = conv2d_weight_grad_output(cfg, Operands::F32, gy, x, out_channels, g)?;
+        return super::cast::f32_to_f16(&sum, n_w);
+    }
+    let epi = Epilogue { output, ..Epilogue::default() };
     let (n_y, n_w) = conv_sizes(g, out_channels);
     let n_x = g.input_shape().iter().product();
     check_conv(
@@ -384,16 +422,17 @@ pub fn conv2d_weight_grad_config(
     if crate::cpu::fast(dev) {
         // The fast CPU path: one sgemm per group over all images, no
         // per-image partials to sum (see `cpu::conv::weight_grad`).
-        let out = Buffer::alloc(dev, n_w as u64 * 4)?;
+        let out = Buffer::alloc(dev, n_w as u64 * output.size())?;
         crate::profile::annotate_flops(2 * (n_w * g.batch * l) as u64);
         run(
             dev,
             |_| unreachable!("the fast CPU path runs on the CPU backend only"),
             || {
                 let (ys, xs, mut ws) = (gy.host(), x.host(), out.host_mut());
-                let dw = &mut f32s_mut(&mut ws)[..n_w];
+                let mut dw = HostOutput::new(&mut ws, n_w, output);
                 let (ys, xs) = (host_f32(&ys, cfg.operands), host_f32(&xs, cfg.operands));
-                crate::cpu::conv::weight_grad(g, out_channels, &ys[..n_y], &xs[..n_x], dw);
+                crate::cpu::conv::weight_grad(g, out_channels, &ys[..n_y], &xs[..n_x], dw.values());
+                dw.finish();
             },
         )?;
         return Ok(out);
@@ -411,7 +450,7 @@ pub fn conv2d_weight_grad_config(
         let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);
         batch.offset = n0 * g.channels * g.in_h * g.in_w;
         let cols_t = ConvOperand { src: x, batch, form: ConvGather::ColumnsT, geo: *g, k: l, n: k };
-        let (per_image, _) = conv_matmul(cfg, gy, &la, &cols_t)?;
+        let (per_image, _) = conv_matmul(cfg, &epi, gy, &la, &cols_t)?;
         partials.push(if sub.batch == 1 {
             per_image
         } else {
@@ -461,6 +500,20 @@ pub fn conv2d_input_grad_config(
     out_channels: usize,
     g: &ConvGeometry,
 ) -> Result<Buffer> {
+    conv2d_input_grad_epilogue(cfg, &Epilogue::default(), gy, w, out_channels, g)
+}
+
+/// [`conv2d_input_grad_config`] through an [`Epilogue`]: an f16 result
+/// rounded once in the store, and/or a bias per input channel
+/// ([`BiasAxis::Rows`](super::matmul::BiasAxis::Rows), `groups` slices: a transposed convolution's bias).
+pub fn conv2d_input_grad_epilogue(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    gy: &Buffer,
+    w: &Buffer,
+    out_channels: usize,
+    g: &ConvGeometry,
+) -> Result<Buffer> {
     let (n_y, n_w) = conv_sizes(g, out_channels);
     check_conv(
         "conv2d_input_grad",
@@ -486,7 +539,7 @@ pub fn conv2d_input_grad_config(
     let la = Layout::contiguous(&[1, groups, cg, ocg * taps]);
     let batch = group_batches(g, out_channels, l);
     let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
-    Ok(conv_matmul(cfg, &w_t, &la, &dy)?.0)
+    Ok(conv_matmul(cfg, epi, &w_t, &la, &dy)?.0)
 }
 
 /// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`

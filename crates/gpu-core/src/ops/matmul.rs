@@ -5,8 +5,8 @@
 //! and is read in place, never copied.
 
 use super::conv::ConvGeometry;
-use super::operands::host_f32;
-use super::{f32s_mut, run, Params};
+use super::operands::{host_f32, HostOutput};
+use super::{run, Params};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
@@ -44,6 +44,7 @@ pub enum MatmulKernel {
     Subgroup,
 }
 
+pub use super::epilogue::{Bias, BiasAxis, Epilogue};
 pub use super::operands::{HalfLoads, Operands};
 
 /// Everything that picks the kernel of a product besides its shapes.
@@ -196,6 +197,21 @@ pub fn matmul_config(
     b: &Buffer,
     lb: &Layout,
 ) -> Result<(Buffer, Vec<usize>)> {
+    matmul_epilogue(cfg, &Epilogue::default(), a, la, b, lb)
+}
+
+/// [`matmul_config`] through an [`Epilogue`]: a bias added to the f32 sums
+/// and/or the result stored as f16 (rounded once), in the product's own
+/// launch. An f16 result of odd N is stored as f32 and cast (a second
+/// launch; packed f16 stores need whole words).
+pub fn matmul_epilogue(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    a: &Buffer,
+    la: &Layout,
+    b: &Buffer,
+    lb: &Layout,
+) -> Result<(Buffer, Vec<usize>)> {
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
         buf.check_len("matmul", "operand", l.span(), cfg.operands.size())?;
@@ -212,7 +228,7 @@ pub fn matmul_config(
         offset: lb.offset,
         conv: None,
     };
-    product(cfg, a, la, &va, b, &bop, batch)
+    product(cfg, epi, a, la, &va, b, &bop, batch)
 }
 
 /// How a convolution's B operand is gathered from its NCHW tensor (the
@@ -271,7 +287,13 @@ pub(crate) struct ConvOperand<'a> {
 
 /// `a @ g` for `a` `[..batch, M, K]` and the gathered operand `g`. The
 /// caller (ops::conv) has checked `g.src`'s length.
-pub(crate) fn conv_matmul(cfg: MatmulConfig, a: &Buffer, la: &Layout, g: &ConvOperand) -> Result<(Buffer, Vec<usize>)> {
+pub(crate) fn conv_matmul(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    a: &Buffer,
+    la: &Layout,
+    g: &ConvOperand,
+) -> Result<(Buffer, Vec<usize>)> {
     la.check_rank("conv2d")?;
     a.check_len("conv2d", "weight", la.span(), cfg.operands.size())?;
     let (ra, k, n) = (la.rank() - 2, g.k, g.n);
@@ -285,13 +307,16 @@ pub(crate) fn conv_matmul(cfg: MatmulConfig, a: &Buffer, la: &Layout, g: &ConvOp
         .broadcast_to(&bshape)?;
     let view = g.batch.broadcast_to(&bshape)?;
     let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: g.batch.offset, conv: Some((g.form, g.geo)) };
-    product(cfg, a, la, &va, g.src, &bop, bshape)
+    product(cfg, epi, a, la, &va, g.src, &bop, bshape)
 }
 
 /// Records (or on the CPU backend computes) one batched product: `a` seen
-/// through `la` (its batch dims broadcast as `va`), B as `bop`.
+/// through `la` (its batch dims broadcast as `va`), B as `bop`, stored
+/// through `epi`.
+#[allow(clippy::too_many_arguments)]
 fn product(
     cfg: MatmulConfig,
+    epi: &Epilogue,
     a: &Buffer,
     la: &Layout,
     va: &Layout,
@@ -310,9 +335,14 @@ fn product(
     for elems in [total, la.span()] {
         super::check_u32("matmul", elems)?;
     }
+    epi.check("matmul", dev, (batches, m, n))?;
+    if epi.needs_cast(n) {
+        let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
+        return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
+    }
     let mut shape = batch.clone();
     shape.extend([m, n]);
-    let out = Buffer::alloc(dev, total as u64 * 4)?;
+    let out = Buffer::alloc(dev, total as u64 * epi.output.size())?;
     if total == 0 {
         return Ok((out, shape));
     }
@@ -360,6 +390,7 @@ fn product(
             for d in conv_dims {
                 params = params.u32(d);
             }
+            params = params.u32(epi.bias_batches());
             let flag = |f: bool| if f { 1.0 } else { 0.0 };
             let mut constants: Vec<(&str, f64)> = if subgroup {
                 let b_mode = if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, vb) };
@@ -381,6 +412,7 @@ fn product(
                 vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
             };
             constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
+            constants.extend(epi.constants(n));
             if let Some((form, g)) = bop.conv {
                 constants.extend([
                     ("B_CONV", form.code()),
@@ -398,7 +430,8 @@ fn product(
                 entry,
                 constants: &constants,
                 params: &params.0,
-                inputs: &[a.wgpu(), b.wgpu()],
+                // Without a bias the kernel never reads binding 3: A fills it.
+                inputs: &[a.wgpu(), b.wgpu(), epi.bias.map_or(a, |b| b.values).wgpu()],
                 outputs: &[out.wgpu()],
                 workgroups,
             })
@@ -406,61 +439,78 @@ fn product(
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
             let (wa, wb) = (host_f32(&ha, cfg.operands), host_f32(&hb, cfg.operands));
-            let (xa, xb, xo) = (&wa[..], &wb[..], &mut f32s_mut(&mut ho)[..total]);
-            if k == 0 {
-                // An empty sum; the operands may hold no elements at all.
-                xo.fill(0.0);
-                return;
-            }
+            let mut stored = HostOutput::new(&mut ho, total, epi.output);
             let fast = crate::cpu::fast(dev);
-            // A gathered B is materialised per batch entry: by the reference
-            // twin (which defines the values) into a fresh vector, by the
-            // fast path into one reused scratch.
-            let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
-            match bop.conv {
-                // Only when at least two entries fit side by side in the
-                // scratch; larger products are wide enough on their own.
-                // Small products (ResNet-20's: 2.4M multiply-adds each) run
-                // one entry per core; a single one is too small to thread.
-                Some((form, geo)) if fast && batches > 1 && m * k * n <= crate::cpu::conv::PER_ENTRY_MAX_MACS => {
-                    let (a_at, b_at) = (|i| va.index_of(i), |i| vb.index_of(i));
-                    let a_view = (xa, a_rs, a_cs);
-                    return crate::cpu::conv::product_per_entry(form, &geo, a_view, a_at, (m, k, n), xb, b_at, xo);
-                }
-                Some((form, geo))
-                    if fast
-                        && shared_a
-                        && batches > 1
-                        && form != ConvGather::ColumnsT
-                        && 2 * k * n <= crate::cpu::conv::SIDE_BY_SIDE_FLOATS =>
-                {
-                    let a_view = (&xa[va.offset..], a_rs, a_cs);
-                    let entry = |i| vb.index_of(i);
-                    return crate::cpu::conv::product_shared_a(form, &geo, a_view, (m, k, n), xb, entry, xo);
-                }
-                _ => {}
-            }
-            let mut scratch = Vec::new();
-            for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
-                let (oa, ob) = (va.index_of(i), vb.index_of(i));
-                // A gathered B is k x n in the scratch; a plain one is read in place.
-                let b = match bop.conv {
-                    Some((form, geo)) if fast => {
-                        scratch.resize(k * n, 0.0);
-                        let (rs, cs) = crate::cpu::conv::gather(form, &geo, &xb[ob..], k, n, &mut scratch);
-                        Mat { data: &scratch, rs, cs }
-                    }
-                    Some((form, geo)) => {
-                        scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
-                        Mat::rows(&scratch, n)
-                    }
-                    None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },
-                };
-                gemm((m, k, n), 1.0, Mat { data: &xa[oa..], rs: a_rs, cs: a_cs }, b, 0.0, c, n);
-            }
+            sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
+            epi.add_bias_cpu(stored.values(), (m, n));
+            stored.finish();
         },
     )?;
     Ok((out, shape))
+}
+
+/// The CPU twin of the kernels' sums: `xo` (`batches` entries of `m x n`)
+/// gets `a @ b` for each batch entry.
+fn sums_cpu(
+    fast: bool,
+    (xa, la, va): (&[f32], &Layout, &Layout),
+    (xb, bop): (&[f32], &BOperand),
+    (batches, m, k, n): (usize, usize, usize, usize),
+    xo: &mut [f32],
+) {
+    let vb = &bop.view;
+    let ra = la.rank() - 2;
+    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], bop.rs, bop.cs);
+    if k == 0 {
+        // An empty sum; the operands may hold no elements at all.
+        xo.fill(0.0);
+        return;
+    }
+    // A gathered B is materialised per batch entry: by the reference
+    // twin (which defines the values) into a fresh vector, by the
+    // fast path into one reused scratch.
+    let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
+    match bop.conv {
+        // Only when at least two entries fit side by side in the
+        // scratch; larger products are wide enough on their own.
+        // Small products (ResNet-20's: 2.4M multiply-adds each) run
+        // one entry per core; a single one is too small to thread.
+        Some((form, geo)) if fast && batches > 1 && m * k * n <= crate::cpu::conv::PER_ENTRY_MAX_MACS => {
+            let (a_at, b_at) = (|i| va.index_of(i), |i| vb.index_of(i));
+            let a_view = (xa, a_rs, a_cs);
+            return crate::cpu::conv::product_per_entry(form, &geo, a_view, a_at, (m, k, n), xb, b_at, xo);
+        }
+        Some((form, geo))
+            if fast
+                && shared_a
+                && batches > 1
+                && form != ConvGather::ColumnsT
+                && 2 * k * n <= crate::cpu::conv::SIDE_BY_SIDE_FLOATS =>
+        {
+            let a_view = (&xa[va.offset..], a_rs, a_cs);
+            let entry = |i| vb.index_of(i);
+            return crate::cpu::conv::product_shared_a(form, &geo, a_view, (m, k, n), xb, entry, xo);
+        }
+        _ => {}
+    }
+    let mut scratch = Vec::new();
+    for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
+        let (oa, ob) = (va.index_of(i), vb.index_of(i));
+        // A gathered B is k x n in the scratch; a plain one is read in place.
+        let b = match bop.conv {
+            Some((form, geo)) if fast => {
+                scratch.resize(k * n, 0.0);
+                let (rs, cs) = crate::cpu::conv::gather(form, &geo, &xb[ob..], k, n, &mut scratch);
+                Mat { data: &scratch, rs, cs }
+            }
+            Some((form, geo)) => {
+                scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
+                Mat::rows(&scratch, n)
+            }
+            None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },
+        };
+        gemm((m, k, n), 1.0, Mat { data: &xa[oa..], rs: a_rs, cs: a_cs }, b, 0.0, c, n);
+    }
 }
 
 #[cfg(test)]

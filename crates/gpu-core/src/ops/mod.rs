@@ -15,6 +15,7 @@ pub mod conv;
 pub mod convert;
 
 pub mod copy;
+pub mod epilogue;
 pub mod fill;
 pub mod index;
 pub mod matmul;

@@ -1,0 +1,136 @@
+//! The matmul kernels' epilogue: what happens to a product's f32 sums as
+//! they are stored (`store4` in `shaders/matmul.wgsl`, shared by both kernel
+//! families). A bias may be added (a convolution's per-output-channel bias,
+//! a Linear layer's per-feature one) and the result may be stored rounded
+//! once to packed f16 (mixed precision's f16 activations), so neither costs
+//! a launch of its own or an f32 intermediate buffer.
+//!
+//! The CPU twin has the same semantics: f32 sums, plus the bias in f32, then
+//! one rounding to nearest even (the `half` crate, as `shaders/half.wgsl`).
+
+use super::operands::Operands;
+use crate::{Buffer, Error, Result};
+
+/// Which index of the product a bias value belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasAxis {
+    /// One value per output row: a convolution's output channel in its
+    /// `[OC, pixels]` product (the shaders' `BIAS = 1`).
+    Rows,
+    /// One value per output column: a Linear layer's `x @ Wᵀ` (`BIAS = 2`).
+    Columns,
+}
+
+/// A bias added to a product's f32 sums before they are stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Bias<'a> {
+    /// The values, f32.
+    pub values: &'a Buffer,
+    /// Rows or columns.
+    pub axis: BiasAxis,
+    /// Consecutive batch entries that read consecutive slices of `values`
+    /// (entry `e` reads slice `e % groups`): a grouped convolution's groups,
+    /// whose products are batch entries. 1 when every entry reads the same
+    /// M (or N) values.
+    pub groups: usize,
+}
+
+/// What the store does with the f32 sums. The default stores them as they
+/// are, as f32.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Added to the sums first, if any.
+    pub bias: Option<Bias<'a>>,
+    /// The result's storage: f32, or f16 rounded once from the f32 sums
+    /// (bias included).
+    pub output: Operands,
+}
+
+impl<'a> Epilogue<'a> {
+    /// No bias, an f16 result.
+    pub fn f16() -> Self {
+        Epilogue { bias: None, output: Operands::F16 }
+    }
+
+    /// This epilogue with `bias` added.
+    pub fn with_bias(self, values: &'a Buffer, axis: BiasAxis, groups: usize) -> Self {
+        Epilogue { bias: Some(Bias { values, axis, groups }), ..self }
+    }
+
+    /// Whether the store writes f16 for a product `n` columns wide. Packed
+    /// f16 stores write whole 32-bit words, which a thread owns only when N
+    /// is even; an odd N is stored as f32 and cast (see [`needs_cast`](Self::needs_cast)).
+    pub(crate) fn stores_f16(&self, n: usize) -> bool {
+        self.output == Operands::F16 && n.is_multiple_of(2)
+    }
+
+    /// Whether an f16 result needs the fallback: the f32 store, then a cast.
+    pub(crate) fn needs_cast(&self, n: usize) -> bool {
+        self.output == Operands::F16 && !self.stores_f16(n)
+    }
+
+    /// This epilogue with an f32 result (the fallback's first half).
+    pub(crate) fn as_f32(&self) -> Self {
+        Epilogue { output: Operands::F32, ..*self }
+    }
+
+    /// The shaders' override constants (`BIAS`, `F16_OUT`).
+    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 2] {
+        let bias = match self.bias.map(|b| b.axis) {
+            None => 0.0,
+            Some(BiasAxis::Rows) => 1.0,
+            Some(BiasAxis::Columns) => 2.0,
+        };
+        [("BIAS", bias), ("F16_OUT", if self.stores_f16(n) { 1.0 } else { 0.0 })]
+    }
+
+    /// The shaders' `bias_batches` parameter.
+    pub(crate) fn bias_batches(&self) -> usize {
+        self.bias.map_or(1, |b| b.groups.max(1))
+    }
+
+    /// Errors (naming `op`) when the bias is not an f32 buffer of
+    /// `groups · M` (rows) or `groups · N` (columns) values on `device`, or
+    /// `groups` does not divide the batch entries.
+    pub(crate) fn check(
+        &self,
+        op: &'static str,
+        device: &crate::Device,
+        (batches, m, n): (usize, usize, usize),
+    ) -> Result<()> {
+        let Some(b) = self.bias else { return Ok(()) };
+        Buffer::check_same_device(op, device, &[b.values])?;
+        if b.groups == 0 || !batches.is_multiple_of(b.groups) {
+            return Err(Error::invalid(
+                op,
+                format!("bias groups = {} must divide the {batches} batch entries of the product", b.groups),
+            ));
+        }
+        let per = match b.axis {
+            BiasAxis::Rows => m,
+            BiasAxis::Columns => n,
+        };
+        b.values.check_len(op, "bias", b.groups * per, 4)
+    }
+
+    /// The CPU twin of the bias: adds it to `sums` (`batches` entries of
+    /// `m x n`, f32) in place. The rounding is `operands::HostOutput`'s.
+    pub(crate) fn add_bias_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+        let Some(b) = self.bias else { return };
+        if m * n == 0 {
+            return;
+        }
+        let host = b.values.host();
+        let bias = super::f32s(&host);
+        let groups = b.groups.max(1);
+        for (e, c) in sums.chunks_exact_mut(m * n).enumerate() {
+            let g = e % groups;
+            for (i, row) in c.chunks_exact_mut(n).enumerate() {
+                match b.axis {
+                    BiasAxis::Rows => row.iter_mut().for_each(|v| *v += bias[g * m + i]),
+                    BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
+                }
+            }
+        }
+    }
+}
