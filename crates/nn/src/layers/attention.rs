@@ -343,10 +343,7 @@ impl MultiheadAttention {
         let e = self.embed_dim();
         match &self.in_proj_weight {
             Some(w) => {
-                let mut qkv = x.matmul(&w.t());
-                if let Some(b) = &self.in_proj_bias {
-                    qkv = qkv + b;
-                }
+                let qkv = x.linear(w, self.in_proj_bias.as_ref());
                 (qkv.narrow(-1, 0, e), qkv.narrow(-1, e, e), qkv.narrow(-1, 2 * e, e))
             }
             None => {
@@ -363,7 +360,8 @@ impl MultiheadAttention {
     }
 
     /// Projection `which` (0 query, 1 key, 2 value) of `x [B, L, width]`:
-    /// `x @ Wᵀ + in_proj_bias[which·E..(which+1)·E]`.
+    /// `x @ Wᵀ + in_proj_bias[which·E..(which+1)·E]`, one fused launch
+    /// ([`Tensor::linear`]; f16 under autocast).
     fn project(&self, x: &Tensor, which: usize) -> Tensor {
         let e = self.embed_dim();
         let w = match (&self.in_proj_weight, [&self.q_proj_weight, &self.k_proj_weight, &self.v_proj_weight][which]) {
@@ -371,11 +369,8 @@ impl MultiheadAttention {
             (None, Some(w)) => w.clone(),
             (None, None) => unreachable!("MultiheadAttention has packed or separate projections"),
         };
-        let y = x.matmul(&w.t());
-        match &self.in_proj_bias {
-            Some(b) => y + b.narrow(0, which * e, e),
-            None => y,
-        }
+        let bias = self.in_proj_bias.as_ref().map(|b| b.narrow(0, which * e, e));
+        x.linear(&w, bias.as_ref())
     }
 
     /// Views `x` as `[B, L, E]`; returns it and the inverse for the output.
