@@ -39,6 +39,21 @@ pub fn same_halves(what: &str, got: &[half::f16], want: &[half::f16]) {
     }
 }
 
+/// f32 values rounded to f16 (nearest even), as the kernels' stores do.
+pub fn round(v: &[f32]) -> Vec<half::f16> {
+    v.iter().map(|&x| half::f16::from_f32(x)).collect()
+}
+
+/// Each f16 result within `max_ulps` f16 ulps of the wanted one.
+#[track_caller]
+pub fn within(what: &str, got: &[half::f16], want: &[half::f16], max_ulps: u32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = ulps(g, w).is_some_and(|u| u <= max_ulps);
+        assert!(ok, "{what}: element {i}: got {g} ({:#06x}), want {w} ({:#06x})", g.to_bits(), w.to_bits());
+    }
+}
+
 /// f16 values widened to f32 (exactly).
 pub fn widen(v: &[half::f16]) -> Vec<f32> {
     v.iter().map(|h| h.to_f32()).collect()

@@ -121,19 +121,6 @@ fn halves(r: &mut wgrad_gpu_core::testing::Rng, n: usize, lo: f32, hi: f32) -> V
         .collect()
 }
 
-fn round(v: &[f32]) -> Vec<f16> {
-    v.iter().map(|&x| f16::from_f32(x)).collect()
-}
-
-#[track_caller]
-fn within(what: &str, got: &[f16], want: &[f16], max_ulps: u32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let ok = ulps(g, w).is_some_and(|u| u <= max_ulps);
-        assert!(ok, "{what}: element {i}: got {g} ({:#06x}), want {w} ({:#06x})", g.to_bits(), w.to_bits());
-    }
-}
-
 /// The first `n` f16 values of a packed buffer, after checking that an odd
 /// count leaves the last word's high half 0.
 #[track_caller]

@@ -344,10 +344,7 @@ pub fn attention_forward_io(
     Ok((out, lse))
 }
 
-/// Backward of [`attention_forward`]: from its inputs, its `out` and `lse`,
-/// and the output gradient `dout [B·H, Lq, Dv]`, returns `(dq, dk, dv)`
-/// shaped like `q`, `k` and `v`. The mask is a constant (no gradient).
-/// Rows whose keys are all hidden contribute nothing.
+/// Backward of [`attention_forward`]: [`attention_backward_io`] with f32 storage.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     q: &Buffer,
