@@ -2,24 +2,33 @@
 // shared by cast.wgsl, the batch-norm f16 libraries and the fuser's
 // generated kernels (which read f16 leaves and store f16 roots with these). Core WGSL only: no SHADER_F16.
 
-// f16 bits of an f32, rounding to nearest even. WGSL leaves pack2x16float
-// indeterminate outside f16's finite range, so overflow and NaN are spelled
-// out here: every adapter then gives IEEE's ±inf and a quiet NaN.
+// f16 bits of an f32, rounding to nearest even, in integer arithmetic
+// only: WGSL leaves pack2x16float indeterminate outside f16's finite range,
+// and llvmpipe (lavapipe) runs it per lane, which made a GEMM whose store
+// rounds to f16 several times slower than its f32 store. Every adapter then
+// gives IEEE's ±inf, a quiet NaN and exact subnormals.
 fn half_bits(bits: u32) -> u32 {
     let sign = (bits >> 16u) & 0x8000u;
     let mag = bits & 0x7fffffffu;
-    if mag > 0x7f800000u {
-        return sign | 0x7e00u;
-    }
-    // 65520 (0x477ff000) is the halfway point above f16's largest 65504 and rounds (to even) up to inf.
-    if mag >= 0x477ff000u {
-        return sign | 0x7c00u;
-    }
-    // Above 65504 (0x477fe000) and below that point: 65504, spelled out for the same reason.
-    if mag > 0x477fe000u {
-        return sign | 0x7bffu;
-    }
-    return pack2x16float(vec2<f32>(bitcast<f32>(bits), 0.0)) & 0xffffu;
+    // Normal f16 (from 2^-14): rebias the exponent (127 → 15) and round the
+    // 13 dropped mantissa bits to nearest even; a carry moves into the
+    // exponent (65504 < x < 65520 stays 65504, 65520 and up become inf).
+    let m = mag - 0x38000000u;
+    let normal = (m + 0xfffu + ((m >> 13u) & 1u)) >> 13u;
+    // Subnormal f16: the value in units of 2^-24, the 24-bit significand
+    // shifted right by 126 − exponent, rounded to nearest even; shifts past
+    // 24 (below 2^-25, which ties to even 0) give 0.
+    let shift = min(126u - min(mag >> 23u, 126u), 31u);
+    let significand = (mag & 0x7fffffu) | 0x800000u;
+    let kept = select(0u, significand >> shift, shift < 25u);
+    let rest = significand & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    let up = select(0u, 1u, shift < 26u && (rest > half || (rest == half && (kept & 1u) == 1u)));
+    let subnormal = kept + up;
+    var h = select(subnormal, normal, mag >= 0x38800000u);
+    h = select(h, 0x7c00u, mag >= 0x477ff000u);
+    h = select(h, 0x7e00u, mag > 0x7f800000u);
+    return sign | h;
 }
 
 // Two values rounded into one word, x in the low half (element 2k of the

@@ -52,7 +52,7 @@ fn spread(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn f32_to_f16_matches_twin_bit_exactly() {
-    // lavapipe's pack2x16float rounds to nearest even like `half`, so no ulp slack is needed.
+    // half.wgsl rounds to nearest even in integer arithmetic, like `half`: no ulp slack.
     let Some((g, c)) = devices("f32_to_f16_matches_twin_bit_exactly") else { return };
     let mut cases: Vec<Vec<f32>> = SIZES.iter().map(|&n| spread(n, n as u64)).collect();
     cases.push(edge_values());
@@ -64,6 +64,30 @@ fn f32_to_f16_matches_twin_bit_exactly() {
         assert_eq!(hg.len_bytes(), 2 * n as u64);
         same_halves(&format!("f32_to_f16 n={n}"), &hg.to_f16().unwrap(), &hc.to_f16().unwrap());
     }
+}
+
+/// The GPU's integer rounding (`half.wgsl`) against `half` on every
+/// rounding decision f16 has: for each finite non-negative half (and its
+/// negative), the half itself, the exact midpoint to the next half (a tie:
+/// to even), and the f32 values one ulp either side of that midpoint.
+#[test]
+fn f32_to_f16_rounds_every_midpoint_like_half() {
+    let Some((g, c)) = devices("f32_to_f16_rounds_every_midpoint_like_half") else { return };
+    let mut data = Vec::new();
+    for bits in 0..0x7c00u16 {
+        let (lo, hi) = (f16::from_bits(bits).to_f32(), f16::from_bits(bits + 1).to_f32());
+        let mid = (lo as f64 + hi as f64) / 2.0;
+        let mid = mid as f32; // exact: f16 midpoints have at most 12 significant bits
+        for v in [lo, mid, f32::from_bits(mid.to_bits() - 1), f32::from_bits(mid.to_bits() + 1)] {
+            data.extend([v, -v]);
+        }
+    }
+    let n = data.len();
+    let (xg, xc) = both(&g, &c, &data);
+    let (hg, hc) = (f32_to_f16(&xg, n).unwrap(), f32_to_f16(&xc, n).unwrap());
+    let want: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+    same_halves("f32_to_f16 on the CPU twin", &hc.to_f16().unwrap()[..n], &want);
+    same_halves("f32_to_f16 on the GPU", &hg.to_f16().unwrap()[..n], &want);
 }
 
 #[test]
