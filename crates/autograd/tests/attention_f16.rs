@@ -16,25 +16,6 @@ fn halves(shape: &[usize], seed: u64, dev: &Device) -> Vec<f32> {
     rand(shape, seed, -1.0, 1.0, dev).to_vec().iter().map(|&x| f16::from_f32(x).to_f32()).collect()
 }
 
-/// Within one f16 ulp of the F32 value rounded (and an f16 value itself).
-#[track_caller]
-fn within_an_ulp(what: &str, got: &[f32], want_f32: &[f32]) {
-    assert_eq!(got.len(), want_f32.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want_f32).enumerate() {
-        let (gh, wh) = (f16::from_f32(g), f16::from_f32(w));
-        assert_eq!(gh.to_f32(), g, "{what}: element {i} ({g}) is no f16 value");
-        let key = |h: f16| {
-            let b = h.to_bits() as i32;
-            if b & 0x8000 != 0 {
-                -(b & 0x7fff)
-            } else {
-                b
-            }
-        };
-        assert!(key(gh).abs_diff(key(wh)) <= 1, "{what}: element {i}: got {g}, want {wh}");
-    }
-}
-
 /// `[B, H, L, D]` q, k, v with `[lq, lk, d, dv]` lengths and head dims, a
 /// `[Lq, Lk]` additive mask when `masked`; runs F16 and F32 and compares
 /// outputs and leaf gradients.
@@ -65,7 +46,7 @@ fn compare(dev: &Device, [lq, lk, d, dv]: [usize; 4], causal: bool, masked: bool
     let (d16, y16, g16) = run(true);
     let (d32, y32, g32) = run(false);
     assert_eq!((d16, d32), (DType::F16, DType::F32), "{what}: output dtypes");
-    within_an_ulp(&format!("{what}: output"), &y16, &y32);
+    close_to_f16_ulps(&format!("{what}: output"), &y16, &y32, 1);
     for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(g16.iter().zip(&g32)) {
         // Each gradient is rounded once, from sums over the rounded output
         // and output gradient: close to the F32 op's, not within an ulp.

@@ -59,3 +59,27 @@ pub fn grid(shape: &[usize], seed: u64, shift: f32, dev: &Device) -> Tensor {
     }
     Tensor::from_vec(&v, shape, dev)
 }
+
+/// Within `ulps` f16 ulps of the F32 result rounded to f16 (infinities equal).
+#[track_caller]
+pub fn close_to_f16_ulps(what: &str, got: &[f32], want_f32: &[f32], ulps: u16) {
+    assert_eq!(got.len(), want_f32.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want_f32).enumerate() {
+        let (gh, wh) = (half::f16::from_f32(g), half::f16::from_f32(w));
+        assert_eq!(gh.to_f32(), g, "{what}: element {i} ({g}) is no f16 value");
+        let ok = if gh.is_infinite() || wh.is_infinite() {
+            gh == wh
+        } else {
+            let key = |h: half::f16| {
+                let b = h.to_bits() as i32;
+                if b & 0x8000 != 0 {
+                    -(b & 0x7fff)
+                } else {
+                    b
+                }
+            };
+            key(gh).abs_diff(key(wh)) <= ulps as u32
+        };
+        assert!(ok, "{what}: element {i}: got {g}, want {wh} (the F32 op's value rounded)");
+    }
+}

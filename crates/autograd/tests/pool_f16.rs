@@ -24,30 +24,6 @@ fn halves(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Within `ulps` f16 ulps of the F32 result rounded to f16 (infinities equal).
-#[track_caller]
-fn close_to_f16(what: &str, got: &[f32], want_f32: &[f32], ulps: u16) {
-    assert_eq!(got.len(), want_f32.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want_f32).enumerate() {
-        let (gh, wh) = (f16::from_f32(g), f16::from_f32(w));
-        assert_eq!(gh.to_f32(), g, "{what}: element {i} ({g}) is no f16 value");
-        let ok = if gh.is_infinite() || wh.is_infinite() {
-            gh == wh
-        } else {
-            let key = |h: f16| {
-                let b = h.to_bits() as i32;
-                if b & 0x8000 != 0 {
-                    -(b & 0x7fff)
-                } else {
-                    b
-                }
-            };
-            key(gh).abs_diff(key(wh)) <= ulps as u32
-        };
-        assert!(ok, "{what}: element {i}: got {g}, want {wh} (the F32 op's value rounded)");
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Max(Pair, Pair, Pair, Pair),
@@ -96,9 +72,9 @@ fn compare(dev: &Device, shape: &[usize], op: Op, seed: u64) {
     let (d32, s32, y32, g32) = run(false);
     assert_eq!((d16, d32), (DType::F16, DType::F32), "{what}: output dtypes");
     assert_eq!(s16, s32, "{what}: shapes");
-    close_to_f16(&format!("{what}: y"), &y16, &y32, op.ulps());
+    close_to_f16_ulps(&format!("{what}: y"), &y16, &y32, op.ulps());
     // The F16 input's gradient is F16 (the cast's backward widens it exactly).
-    close_to_f16(&format!("{what}: grad"), &g16, &g32, op.ulps());
+    close_to_f16_ulps(&format!("{what}: grad"), &g16, &g32, op.ulps());
 }
 
 #[test]
