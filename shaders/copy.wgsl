@@ -2,7 +2,8 @@
 // view goes to element i of the destination view. Serves contiguous(),
 // copy_into() and concat() in gpu-core/src/ops/copy.rs, which coalesce both
 // stride sets first. Elements move as 32-bit words, so f32 and u32 data copy
-// bit-exactly (NaN payloads included).
+// bit-exactly (NaN payloads included); with HALF they are 16-bit halves of
+// words (f16), moved just as exactly.
 //#include common.wgsl
 
 // Rank after coalescing, fixed per pipeline so the index loop unrolls into
@@ -12,6 +13,12 @@ override RANK: u32 = 1u;
 // Set when the destination is dense from dst_offset (every contiguous()),
 // which saves the second index walk, half the kernel's integer divisions.
 override DENSE_DST: bool = false;
+
+// f16 elements, two per word (element 2w in the low half of word w). Only
+// into a dense destination: thread i then owns output word i whole, so no
+// two threads write one word (halves cannot be stored alone). Offsets and
+// strides count elements; dst_offset counts words.
+override HALF: bool = false;
 
 struct Params {
     shape: array<vec4<u32>, 2>,
@@ -26,9 +33,27 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
+// Source element e (row-major over `shape`) of an f16 view, in the low 16 bits.
+fn half_at(e: u32) -> u32 {
+    let s = p.src_offset + strided_offset(e, RANK, p.shape, p.src_strides);
+    return (src[s >> 1u] >> ((s & 1u) * 16u)) & 0xFFFFu;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * 256u + lid;
+    if HALF {
+        let e = 2u * i;
+        if e >= p.n {
+            return;
+        }
+        var w = half_at(e);
+        if e + 1u < p.n {
+            w |= half_at(e + 1u) << 16u;
+        }
+        dst[p.dst_offset + i] = w;
+        return;
+    }
     if i >= p.n {
         return;
     }

@@ -42,8 +42,8 @@ pub struct PolicyRow {
 /// listed run in their inputs' dtype, as in PyTorch: elementwise ops,
 /// pooling, the data movers (views, `cat`, `contiguous`) and batch norm keep
 /// f16. The f32 rows read f16 inputs in their kernels and return f32; the
-/// ops without f16 kernels (nll_loss, embedding) widen f16 inputs and return
-/// f32 (see docs/mixed-precision.md).
+/// ops without f16 kernels (nll_loss) widen f16 inputs and return f32 (see
+/// docs/mixed-precision.md).
 pub const POLICY: &[PolicyRow] = &[
     PolicyRow {
         op: "matmul",

@@ -308,12 +308,9 @@ impl Tensor {
         if l.is_contiguous() {
             return b;
         }
-        let (words, l) = self.f32_words();
-        let dense = expect("contiguous", copy::contiguous(&words, &l));
         match self.dtype() {
-            // Round back: exact, the values are f16.
-            DType::F16 => expect("contiguous", cast::f32_to_f16(&dense, l.numel())),
-            _ => dense,
+            DType::F16 => expect("contiguous", copy::contiguous_f16(&b, &l)),
+            _ => expect("contiguous", copy::contiguous(&b, &l)),
         }
     }
 
@@ -462,15 +459,8 @@ impl Tensor {
     pub fn try_deep_copy(&self) -> Result<Tensor> {
         let (b, l) = self.buffer_and_layout();
         let shape = l.shape.clone();
-        let n = l.numel();
         let words = match self.dtype() {
-            // The copy kernel moves 32-bit words: a contiguous, word-aligned
-            // f16 tensor is copied as words, other f16 views widen and round
-            // back (exact).
-            DType::F16 if l.is_contiguous() && l.offset % 2 == 0 && n % 2 == 0 => {
-                copy::contiguous(&b, &Layout { offset: l.offset / 2, ..Layout::contiguous(&[n / 2]) })?
-            }
-            DType::F16 => return Ok(self.detach().to_dtype(DType::F32).contiguous().to_dtype(DType::F16).detach()),
+            DType::F16 => copy::contiguous_f16(&b, &l)?,
             _ => copy::contiguous(&b, &l)?,
         };
         Ok(Self::constant(words, Layout::contiguous(&shape), self.dtype()))

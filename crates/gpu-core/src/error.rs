@@ -95,9 +95,12 @@ impl Error {
     /// of `op`; an [`Error::Invalid`] of `op` itself already starts that
     /// way and is not prefixed twice (`from_vec: from_vec: ...`).
     pub fn in_op(&self, op: &str) -> String {
-        match self {
-            Error::Invalid { op: own, .. } if *own == op => self.to_string(),
-            _ => format!("{op}: {self}"),
+        // Errors that carry their op (invalid arguments, bad indices) already
+        // start with its name.
+        let own = self.to_string();
+        match own.strip_prefix(op) {
+            Some(rest) if rest.starts_with(": ") => own,
+            _ => format!("{op}: {own}"),
         }
     }
 }
@@ -112,5 +115,8 @@ mod tests {
         assert_eq!(own.in_op("from_vec"), "from_vec: 3 values do not fill shape [2, 2] (4 elements)");
         assert_eq!(own.in_op("to_dtype"), "to_dtype: from_vec: 3 values do not fill shape [2, 2] (4 elements)");
         assert_eq!(Error::Gpu("lost".into()).in_op("rand"), "rand: GPU error: lost");
+        let bad = Error::IndexOutOfRange { op: "index_select", index: 6, size: 4 };
+        assert_eq!(bad.in_op("index_select").matches("index_select").count(), 1, "{}", bad.in_op("index_select"));
+        assert!(bad.in_op("embedding").starts_with("embedding: index_select: "));
     }
 }

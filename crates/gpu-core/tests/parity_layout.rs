@@ -3,9 +3,9 @@
 
 mod common;
 use common::*;
-use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
+use wgrad_gpu_core::ops::copy::{concat, contiguous, contiguous_f16, copy_into};
 use wgrad_gpu_core::ops::fill::arange;
-use wgrad_gpu_core::testing::Rng;
+use wgrad_gpu_core::testing::{fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// A seeded random permutation of `0..n`.
@@ -241,4 +241,56 @@ fn copy_over_more_than_65535_workgroups() {
         let (c, r) = (i / rows, i % rows);
         assert_eq!(y[i].to_bits(), xs[r * cols + c].to_bits(), "element {i}");
     }
+}
+
+/// Random f16 bit patterns, NaN payloads, infinities, -0 and subnormals included.
+fn random_halves(r: &mut Rng, n: usize) -> Vec<half::f16> {
+    (0..n).map(|_| half::f16::from_bits(r.below(1 << 16) as u16)).collect()
+}
+
+/// f16 views of every kind (permuted, narrowed at odd offsets, broadcast,
+/// odd element counts), made dense by one launch on the GPU and by both CPU
+/// twins, bit-exactly equal to the halves the view names.
+#[test]
+fn contiguous_f16_moves_every_half_bit_exactly() {
+    let gpu = fresh_gpu_or_skip("contiguous_f16_moves_every_half_bit_exactly");
+    let devices: Vec<Device> =
+        [Some(Device::cpu_reference()), Some(Device::cpu()), gpu].into_iter().flatten().collect();
+    let mut r = rng(16);
+    let base = Layout::contiguous(&[5, 7, 3]);
+    let data = random_halves(&mut r, base.numel() + 1);
+    let views = [
+        ("permuted", base.permute(&[2, 0, 1]).unwrap()),
+        ("narrowed at an odd offset", base.narrow(0, 1, 3).unwrap().narrow(2, 1, 1).unwrap()),
+        ("transposed narrow", base.narrow(1, 2, 5).unwrap().permute(&[1, 2, 0]).unwrap()),
+        ("broadcast column", Layout::contiguous(&[5, 1]).broadcast_to(&[5, 9]).unwrap()),
+        ("one element at offset 3", Layout { offset: 3, ..Layout::contiguous(&[1]) }),
+        ("odd dense tail", Layout { offset: 1, ..Layout::contiguous(&[7, 15]) }),
+        ("empty", base.narrow(0, 2, 0).unwrap()),
+    ];
+    for dev in &devices {
+        let x = Buffer::from_f16(dev, &data).unwrap();
+        for (what, view) in &views {
+            let n = view.numel();
+            let before = dev.stats().dispatches;
+            let y = contiguous_f16(&x, view).unwrap();
+            let launches = dev.stats().dispatches - before;
+            let got = y.to_f16().unwrap();
+            assert!(got.len() >= n, "{what}: {} halves for {n}", got.len());
+            let want: Vec<u16> = (0..n).map(|i| data[view.index_of(i)].to_bits()).collect();
+            let got: Vec<u16> = got[..n].iter().map(|h| h.to_bits()).collect();
+            assert_eq!(got, want, "{what} on {}", dev.name());
+            if dev.is_gpu() {
+                assert_eq!(launches, u64::from(n > 0), "{what}: one launch on {}", dev.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn contiguous_f16_rejects_a_view_past_the_buffer() {
+    let c = Device::cpu_reference();
+    let x = Buffer::from_f16(&c, &[half::f16::ONE; 6]).unwrap();
+    let err = contiguous_f16(&x, &Layout::contiguous(&[3, 3])).unwrap_err().to_string();
+    assert!(err.contains("contiguous (f16)") && err.contains("input buffer has"), "{err}");
 }

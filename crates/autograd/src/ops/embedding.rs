@@ -16,18 +16,32 @@ impl Tensor {
     /// gets none, as in PyTorch (its forward value is returned unchanged).
     /// An id ≥ `num` (an error in PyTorch) reads a zero row and adds nothing.
     ///
+    /// An F16 table gives F16 rows and an F16 gradient (summed in f32,
+    /// rounded once); with an even `dim` the rows are gathered as whole
+    /// words, one launch and no widened copy of the table.
+    ///
     /// # Panics
-    /// When `ids` is not U32, `weight` not a 2-D F32 table, or the devices differ.
+    /// When `ids` is not U32, `weight` not a 2-D F32 or F16 table, or the devices differ.
     pub fn embedding(&self, weight: &Tensor, padding_idx: Option<u32>) -> Tensor {
         const OP: &str = "embedding";
         self.expect_dtype(OP, DType::U32);
-        weight.expect_dtype(OP, DType::F32);
         self.expect_same_device(OP, weight);
         let ws = weight.shape();
         assert_eq!(ws.len(), 2, "{OP}: weight must be [num, dim], got shape {ws:?}");
         let (num, dim) = (ws[0], ws[1]);
         let k = self.numel();
         let ids = self.dense_buffer();
+        if weight.dtype() == DType::F16 {
+            let pad = padding_idx.map(|p| p as usize).filter(|&p| p < num);
+            let Some(rows) = weight.select_rows_f16(OP, &ids, k, pad) else {
+                // Odd widths: through f32, both casts exact.
+                return self.embedding(&weight.to_dtype(DType::F32), padding_idx).to_dtype(DType::F16);
+            };
+            let mut shape = self.shape();
+            shape.push(dim);
+            return rows.reshape(&shape);
+        }
+        weight.expect_dtype(OP, DType::F32);
         let (b, l) = weight.buffer_and_layout();
         let (out, _) = expect(OP, index::index_select(&b, &l, 0, &ids, k));
         let mut shape = self.shape();

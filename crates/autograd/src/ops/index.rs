@@ -2,7 +2,7 @@
 //! tensors; out-of-range indices read 0 / are skipped (kernels cannot raise).
 
 use wgrad_gpu_core::ops::{copy, index};
-use wgrad_gpu_core::Layout;
+use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
 use crate::{DType, Tensor};
@@ -13,9 +13,18 @@ impl Tensor {
         indices.expect_dtype("index_select indices", DType::U32);
         assert_eq!(indices.dims(), 1, "index_select: indices must be 1-D, got shape {:?}", indices.shape());
         let d = self.dim_index("index_select", dim);
-        let (b, l) = self.buffer_and_layout();
         let k = indices.numel();
         let idx = indices.dense_buffer();
+        if self.dtype() == DType::F16 {
+            if d == 0 {
+                if let Some(out) = self.select_rows_f16("index_select", &idx, k, None) {
+                    return out;
+                }
+            }
+            // Rows that are not whole words: through f32 (exact both ways).
+            return self.to_dtype(DType::F32).index_select(dim, indices).to_dtype(DType::F16);
+        }
+        let (b, l) = self.buffer_and_layout();
         let (out, shape) = expect("index_select", index::index_select(&b, &l, d, &idx, k));
         if self.dtype() != DType::F32 {
             return Tensor::constant(out, Layout::contiguous(&shape), self.dtype());
@@ -29,6 +38,44 @@ impl Tensor {
             let full_index = indices.reshape(&view).expand(&g.shape()).contiguous();
             vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &full_index, g))]
         })
+    }
+
+    /// Rows `ids` (a dense U32 buffer of `k` ids) of an F16 tensor whose
+    /// rows are whole 32-bit words (dense, even row width, even offset),
+    /// gathered as words by the f32 kernel: one launch, no widening, bits
+    /// moved unchanged. `None` for other layouts. The gradient adds the f16
+    /// output gradient into the selected rows in f32 and rounds once; row
+    /// `frozen` (embedding's padding row) gets none.
+    pub(crate) fn select_rows_f16(
+        &self,
+        op: &'static str,
+        ids: &Buffer,
+        k: usize,
+        frozen: Option<usize>,
+    ) -> Option<Tensor> {
+        let (b, l) = self.buffer_and_layout();
+        let shape = l.shape.clone();
+        let rows = *shape.first()?;
+        let width: usize = shape[1..].iter().product();
+        if !l.is_contiguous() || l.offset % 2 != 0 || width % 2 != 0 || width == 0 {
+            return None;
+        }
+        let words = Layout { offset: l.offset / 2, ..Layout::contiguous(&[rows, width / 2]) };
+        let (out, _) = expect(op, index::index_select(&b, &words, 0, ids, k));
+        let mut out_shape = shape.clone();
+        out_shape[0] = k;
+        let ids = Tensor::constant(ids.clone(), Layout::contiguous(&[k]), DType::U32);
+        Some(Tensor::from_op_dtype(op, out, Layout::contiguous(&out_shape), DType::F16, &[self], move |g, _, _| {
+            let g = g.to_dtype(DType::F32).reshape(&[k, width]);
+            let index = ids.reshape(&[k, 1]).expand(&[k, width]).contiguous();
+            let mut gw = Tensor::zeros(&[rows, width], &g.device()).scatter_add(0, &index, &g);
+            if let Some(p) = frozen {
+                let mut keep = vec![1.0; rows];
+                keep[p] = 0.0;
+                gw = &gw * &Tensor::from_vec(&keep, &[rows, 1], &g.device());
+            }
+            vec![Some(gw.reshape(&shape).to_dtype(DType::F16))]
+        }))
     }
 
     /// `out[i][j] = self[index[i][j]][j]` for dim 0, etc. (`torch.gather`).

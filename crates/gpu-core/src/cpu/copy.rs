@@ -7,8 +7,9 @@
 use super::{par_chunks, GRAIN};
 use crate::layout::{coalesce, Layout};
 
-/// `dst[dl[i]] = src[sl[i]]` for every element `i` of the common shape.
-pub(crate) fn copy(src: &[u32], sl: &Layout, dst: &mut [u32], dl: &Layout) {
+/// `dst[dl[i]] = src[sl[i]]` for every element `i` of the common shape;
+/// elements are words (f32, u32) or halves of words (f16, as `u16`).
+pub(crate) fn copy<T: Copy + Send + Sync>(src: &[T], sl: &Layout, dst: &mut [T], dl: &Layout) {
     let n = sl.numel();
     if n == 0 {
         return;
@@ -18,7 +19,7 @@ pub(crate) fn copy(src: &[u32], sl: &Layout, dst: &mut [u32], dl: &Layout) {
     let (run, ss, ds) = (shape[r], st[0][r], st[1][r]);
     let outer = |k: usize, offset| Layout { shape: shape[..r].to_vec(), strides: st[k][..r].to_vec(), offset };
     let (os, od) = (outer(0, sl.offset), outer(1, dl.offset));
-    let copy_run = |from: usize, to: &mut [u32], step: usize| match ss {
+    let copy_run = |from: usize, to: &mut [T], step: usize| match ss {
         1 if step == 1 => to[..run].copy_from_slice(&src[from..from + run]),
         _ => to.iter_mut().step_by(step).take(run).enumerate().for_each(|(j, d)| *d = src[from + j * ss]),
     };

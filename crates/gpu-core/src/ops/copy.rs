@@ -3,7 +3,8 @@
 //!
 //! One kernel does all three: element `i` (row-major) of a source view goes
 //! to element `i` of a destination view of the same shape. Elements move as
-//! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly.
+//! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly; f16 views
+//! (two halves per word) are made dense by [`contiguous_f16`], as exactly.
 
 use super::{launch_elementwise, run, Params};
 use crate::layout::{coalesce, numel, Layout};
@@ -78,6 +79,46 @@ pub fn contiguous(x: &Buffer, layout: &Layout) -> Result<Buffer> {
     super::check_u32("contiguous", n)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
     copy_raw(x, layout, &out, &Layout::contiguous(&layout.shape))?;
+    Ok(out)
+}
+
+/// [`contiguous`] for f16 data: `layout` counts 16-bit elements, two per
+/// word (element `2w` in the low half of word `w`), and the result is a dense
+/// f16 buffer of `ceil(n / 2)` words (an odd count leaves the last high half
+/// zero). One launch; halves are moved, not converted, so every bit pattern
+/// (NaN payloads, subnormals, -0) survives.
+pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
+    const OP: &str = "contiguous (f16)";
+    layout.check_rank(OP)?;
+    x.check_len(OP, "input", layout.span(), 2)?;
+    let n = layout.numel();
+    super::check_u32(OP, n)?;
+    let out = Buffer::alloc(x.device(), n.div_ceil(2) as u64 * 4)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    run(
+        x.device(),
+        |g| {
+            let (shape, st) = coalesce(&layout.shape, &[&layout.strides]);
+            // dst_strides are unused with a dense destination.
+            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(layout.offset).u32(0);
+            let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
+            // One thread per output word.
+            launch_elementwise(g, "copy", &constants, params, &[x], &[&out], n.div_ceil(2))
+        },
+        || {
+            let (s, mut d) = (x.host(), out.host_mut());
+            let (s, d): (&[u16], &mut [u16]) = (bytemuck::cast_slice(&s), bytemuck::cast_slice_mut(&mut d));
+            let dense = Layout::contiguous(&layout.shape);
+            if crate::cpu::fast(x.device()) {
+                return crate::cpu::copy::copy(s, layout, d, &dense);
+            }
+            for (i, h) in d[..n].iter_mut().enumerate() {
+                *h = s[layout.index_of(i)];
+            }
+        },
+    )?;
     Ok(out)
 }
 
