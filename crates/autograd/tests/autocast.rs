@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use wgrad_autograd::{autocast, AutocastGuard, Conv2dOptions, DType, Tensor};
+use wgrad_gpu_core::ops::matmul::MatmulKernel;
 use wgrad_gpu_core::testing::assert_close;
 
 /// `t` rounded to f16 and back (the value an f16 operand carries).
@@ -119,10 +120,12 @@ fn autocast_matmul_gradients_stay_close_to_f32() {
 /// (f32 sums, bias and the f16 rounding in the product's store), an f32
 /// convolution with bias is one, and so is linear with bias on f16
 /// operands (the casts of f32 operands under autocast are launches of
-/// their own, so the operands are f16 already here).
+/// their own, so the operands are f16 already here). Where the subgroup
+/// kernel runs (CPU adapters) the f16 rounding is a cast of its own.
 #[test]
 fn fused_forwards_are_one_launch() {
     let Some(dev) = wgrad_gpu_core::testing::fresh_gpu_or_skip("fused_forwards_are_one_launch") else { return };
+    let f16_launches = if MatmulKernel::Auto.rounds_f16_in_store(&dev) { 1 } else { 2 };
     let count = |f: &dyn Fn() -> Tensor| {
         dev.flush().unwrap();
         let before = dev.stats().dispatches;
@@ -136,16 +139,16 @@ fn fused_forwards_are_one_launch() {
     let (xh, wh) = (x.to_dtype(DType::F16), w.to_dtype(DType::F16));
     let opts = Conv2dOptions::new().padding(1);
     let (y, n) = count(&|| xh.conv2d(&wh, Some(&b), &opts));
-    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 conv2d with bias");
+    assert_eq!((n, y.dtype()), (f16_launches, DType::F16), "f16 conv2d with bias");
     let (y, n) = count(&|| x.conv2d(&w, Some(&b), &opts));
     assert_eq!((n, y.dtype()), (1, DType::F32), "f32 conv2d with bias");
     let (a, lw, lb) =
         (rand(&[5, 16], 63, -1.0, 1.0, &dev), rand(&[6, 16], 64, -1.0, 1.0, &dev), rand(&[6], 65, -1.0, 1.0, &dev));
     let (ah, lwh) = (a.to_dtype(DType::F16), lw.to_dtype(DType::F16));
     let (y, n) = count(&|| ah.linear(&lwh, Some(&lb)));
-    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 linear with bias");
+    assert_eq!((n, y.dtype()), (f16_launches, DType::F16), "f16 linear with bias");
     let (y, n) = count(&|| autocast(|| ah.matmul(&lwh.t())));
-    assert_eq!((n, y.dtype()), (1, DType::F16), "f16 matmul");
+    assert_eq!((n, y.dtype()), (f16_launches, DType::F16), "f16 matmul");
 }
 
 #[test]

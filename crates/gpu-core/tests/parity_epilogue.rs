@@ -328,12 +328,27 @@ fn convolution_forms_store_bias_and_f16() {
     }
 }
 
-/// Launches on a fresh GPU: a convolution with bias and f16 output is one
-/// launch, as is a product with a column bias and an even N; an odd N
-/// takes the f32 store and a cast (two), and gives the same bits.
+/// Launches on a fresh GPU: with the tiled kernel a convolution with bias
+/// and f16 output is one launch, as is a product with a column bias and an
+/// even N; an odd N takes the f32 store and a cast (two), and gives the
+/// same bits. The subgroup kernel (CPU adapters) always stores f32 and
+/// casts: two launches, the same bits.
 #[test]
 fn fused_epilogues_are_one_launch() {
     let Some(g) = fresh_gpu_or_skip("fused_epilogues_are_one_launch") else { return };
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup] {
+        if kernel.runs_on(&g) {
+            launches_of_f16_epilogues(&g, kernel);
+        } else {
+            eprintln!("{} cannot run {kernel:?}: its launches not counted", g.name());
+        }
+    }
+}
+
+fn launches_of_f16_epilogues(g: &Device, kernel: MatmulKernel) {
+    let fused = kernel.rounds_f16_in_store(g);
+    assert_eq!(fused, kernel == MatmulKernel::Tiled);
+    let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
     let count = |f: &dyn Fn() -> Buffer| {
         g.synchronize().unwrap();
         let before = g.stats().dispatches;
@@ -345,21 +360,21 @@ fn fused_epilogues_are_one_launch() {
     let geo = geometry(2, true);
     assert_eq!(geo.out_h() * geo.out_w(), 30);
     let oc = 9;
-    let x = upload(&g, &vec![0.5; geo.input_shape().iter().product()], Operands::F16);
-    let w = upload(&g, &vec![0.25; oc * geo.col_rows()], Operands::F16);
-    let bias = Buffer::from_f32(&g, &[1.0; 16]).unwrap();
+    let x = upload(g, &vec![0.5; geo.input_shape().iter().product()], Operands::F16);
+    let w = upload(g, &vec![0.25; oc * geo.col_rows()], Operands::F16);
+    let bias = Buffer::from_f32(g, &[1.0; 16]).unwrap();
     let epi = Epilogue::f16().with_bias(&bias, BiasAxis::Rows, geo.groups);
-    let (_, n) = count(&|| conv2d_epilogue(MatmulConfig::f16(), &epi, &x, &w, oc, &geo).unwrap());
-    assert_eq!(n, 1, "conv2d with bias and f16 output");
-    for (cols, launches) in [(16, 1), (15, 2)] {
-        let a = upload(&g, &vec![0.5; 8 * 16], Operands::F16);
-        let b = upload(&g, &(0..16 * cols).map(|i| i as f32 / 64.0).collect::<Vec<_>>(), Operands::F16);
+    let (_, n) = count(&|| conv2d_epilogue(cfg, &epi, &x, &w, oc, &geo).unwrap());
+    assert_eq!(n, if fused { 1 } else { 2 }, "{kernel:?}: conv2d with bias and f16 output");
+    for (cols, launches) in [(16, if fused { 1 } else { 2 }), (15, 2)] {
+        let a = upload(g, &vec![0.5; 8 * 16], Operands::F16);
+        let b = upload(g, &(0..16 * cols).map(|i| i as f32 / 64.0).collect::<Vec<_>>(), Operands::F16);
         let (la, lb) = (Layout::contiguous(&[8, 16]), Layout::contiguous(&[16, cols]));
         let epi = Epilogue::f16().with_bias(&bias, BiasAxis::Columns, 1);
-        let (z, n) = count(&|| matmul_epilogue(MatmulConfig::f16(), &epi, &a, &la, &b, &lb).unwrap().0);
-        assert_eq!(n, launches, "matmul with column bias and f16 output, N = {cols}");
+        let (z, n) = count(&|| matmul_epilogue(cfg, &epi, &a, &la, &b, &lb).unwrap().0);
+        assert_eq!(n, launches, "{kernel:?}: matmul with column bias and f16 output, N = {cols}");
         let f32_epi = Epilogue { output: Operands::F32, ..epi };
-        let (sums, _) = matmul_epilogue(MatmulConfig::f16(), &f32_epi, &a, &la, &b, &lb).unwrap();
+        let (sums, _) = matmul_epilogue(cfg, &f32_epi, &a, &la, &b, &lb).unwrap();
         let want = f32_to_f16(&sums, 8 * cols).unwrap().to_f16().unwrap();
         same_halves(&format!("N = {cols}"), &z.to_f16().unwrap()[..8 * cols], &want[..8 * cols]);
     }

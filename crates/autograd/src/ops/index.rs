@@ -57,7 +57,7 @@ impl Tensor {
         let shape = l.shape.clone();
         let rows = *shape.first()?;
         let width: usize = shape[1..].iter().product();
-        if !l.is_contiguous() || l.offset % 2 != 0 || width % 2 != 0 || width == 0 {
+        if !l.is_contiguous() || !l.offset.is_multiple_of(2) || !width.is_multiple_of(2) || width == 0 {
             return None;
         }
         let words = Layout { offset: l.offset / 2, ..Layout::contiguous(&[rows, width / 2]) };

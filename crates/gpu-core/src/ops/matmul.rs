@@ -99,6 +99,16 @@ impl MatmulKernel {
         }
     }
 
+    /// Whether an f16 result is rounded in the product's own store (one
+    /// launch) on `device`: yes for the tiled kernel and the CPU backend's
+    /// twin. The subgroup kernel (CPU adapters) stores f32 sums and a cast
+    /// rounds them, because llvmpipe ran the rounding store 2-4x slower
+    /// than the whole f32 product (docs/performance.md, "Matmul epilogue");
+    /// the extra pass over the result is far cheaper there.
+    pub fn rounds_f16_in_store(self, device: &crate::Device) -> bool {
+        device.gpu_ctx().is_none() || self.resolve(device) != MatmulKernel::Subgroup
+    }
+
     /// The kernel this choice runs on `device`: [`Auto`](Self::Auto)
     /// resolved on a GPU, anything else unchanged.
     pub fn resolve(self, device: &crate::Device) -> MatmulKernel {
@@ -336,7 +346,7 @@ fn product(
         super::check_u32("matmul", elems)?;
     }
     epi.check("matmul", dev, (batches, m, n))?;
-    if epi.needs_cast(n) {
+    if epi.needs_cast(n) || (epi.stores_f16(n) && !cfg.kernel.rounds_f16_in_store(dev)) {
         let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
         return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
     }
