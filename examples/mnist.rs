@@ -28,7 +28,7 @@ mod profiling;
 #[command(
     after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
 )]
-struct Args {
+pub(crate) struct Args {
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -78,7 +78,11 @@ fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<Sequential> {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/example_resume.rs`).
+pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
