@@ -8,26 +8,24 @@
 //!
 //! `cargo run --release --example char_lstm -- --help`
 
-#[path = "common/amp.rs"]
-mod amp;
 mod common;
 #[path = "common/control.rs"]
 mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, resume, save_on_stop, Corpus, Tally, TextArgs};
+use common::lm::{report, setup, train, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
 use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
-use wgrad::nn::checkpoint::TrainingCheckpoint;
-use wgrad::nn::optim::{Adam, Optimizer};
-use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean, TruncatedBptt};
+use wgrad::nn::optim::Adam;
+use wgrad::nn::train::{seed_everything, Evaluation, RunningMean, StepOutput, Trainer, TruncatedBptt};
 use wgrad::prelude::*;
 
 /// Train a character-level LSTM language model.
@@ -80,16 +78,8 @@ fn stream_loss(model: &RnnLm, ids: &[u32], batch: usize, seq_len: usize, dev: &D
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        args.run.steps > 0 && args.run.eval_every > 0 && args.run.seq_len > 0 && args.run.batch > 0,
-        "sizes must be positive"
-    );
     let started = Instant::now();
-    let dev = Device::from_env()?;
-    println!("device: {} ({})", dev.name(), dev.reason());
-    let corpus = Corpus::load(args.run.text.as_deref(), args.run.eval_text.as_deref())?;
-    let run = RunDir::create(&args.out_dir)?;
-    std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
+    let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
     let mut seeds = seed_everything(args.run.seed);
     let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
@@ -101,83 +91,33 @@ fn main() -> Result<()> {
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
 
+    let (seq_len, vocab) = (args.run.seq_len, corpus.vocab.len());
     let streams = Streams::new(&corpus.train, args.run.batch);
-    let chunks = streams.chunks(args.run.seq_len);
-    let rounds = args.run.steps.div_ceil(args.run.eval_every);
-    let mut progress = Progress::new(rounds);
-    if args.run.quiet {
-        progress = progress.without_bar();
-    }
-    let mut history = History::new();
-    let mut tbptt = TruncatedBptt::new();
-    let mut tally = Tally::default();
-    let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
-    let mut amp = amp::Amp::new(args.run.amp);
-    if args.run.resume {
-        let (ck, h) = resume(&run, &dev)?;
-        ck.restore(&model, &mut opt)?; // the dropout streams too
-        ck.restore_scaler(&mut amp.scaler)?;
-        // The data position is the step count; the carried state goes with it.
-        tbptt.load_state_dict(&ck.extra);
-        (history, tally.step) = (h, ck.step as usize);
-    }
-    // Everything the loop carries from step to step, for an exact resume.
-    let checkpoint = |model: &RnnLm, opt: &Adam, amp: &amp::Amp, tbptt: &TruncatedBptt, step, round| {
-        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
-        ck.extra = tbptt.state_dict();
-        (ck.step, ck.epoch) = (step as u64, round as u64);
-        ck
-    };
-    let stop = control::Stop::install();
-    let sizes = [("--batch", args.run.batch), ("--seq-len", args.run.seq_len), ("--hidden", args.hidden)];
-    let train_time = Instant::now();
-    for round in tally.step / args.run.eval_every + 1..=rounds {
-        let round_steps = (round * args.run.eval_every).min(args.run.steps) - tally.step;
-        progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
-        model.train();
-        for _ in 0..round_steps {
-            let k = tally.step % chunks;
-            if k == 0 {
-                tbptt.reset(); // a new pass over the streams starts from the zero state
-            }
-            let (x, y) = streams.chunk(k, args.run.seq_len, &dev);
-            let n = y.numel();
-            let loss = control::guard("the training step", &sizes, || {
-                profiler.step(&dev, || {
-                    let loss = amp.forward(|| {
-                        let (logits, state) = model.forward_with_state(&x, tbptt.state());
-                        tbptt.carry(&state);
-                        logits
-                            .reshape(&[n, corpus.vocab.len()])
-                            .cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default())
-                    });
-                    let params = model.parameters();
-                    amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
-                    opt.zero_grad();
-                    loss
-                })
-            })?;
-            tally.record(&loss, n, &mut progress);
-            if stop.requested() {
-                drop(progress);
-                return save_on_stop(&run, &checkpoint(&model, &opt, &amp, &tbptt, tally.step, round - 1));
-            }
+    let chunks = streams.chunks(seq_len);
+    // Step i trains chunk i mod chunks; the state carries from chunk to chunk.
+    let batch = |i: usize| (i % chunks, streams.chunk(i % chunks, seq_len, &dev));
+    let tbptt = RefCell::new(TruncatedBptt::new());
+    let trainer = Trainer::new(&mut model, &mut opt, |m: &RnnLm, (k, (x, y)): (usize, (Tensor, Tensor))| {
+        if k == 0 {
+            tbptt.borrow_mut().reset(); // a new pass over the streams starts from the zero state
         }
-        model.eval();
-        let val = control::guard("evaluation", &sizes, || {
-            stream_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev)
-        })?;
-        let ck = checkpoint(&model, &opt, &amp, &tbptt, tally.step, round);
-        finish_round(&run, &mut history, &mut progress, (tally.take_round_loss(), val), &ck, &model, &opt)?;
-    }
-    let secs = train_time.elapsed().as_secs_f64();
+        let (logits, state) = m.forward_with_state(&x, tbptt.borrow().state());
+        tbptt.borrow_mut().carry(&state);
+        let n = y.numel();
+        StepOutput::new(logits.reshape(&[n, vocab]).cross_entropy(&y.reshape(&[n]), &CrossEntropyOptions::default()), n)
+    })
+    .state("tbptt", &tbptt)
+    .evaluate(|m| Ok(Evaluation { loss: stream_loss(m, &corpus.val, args.run.batch, seq_len, &dev), accuracy: None }));
+    let sizes = [("--batch", args.run.batch), ("--seq-len", seq_len), ("--hidden", args.hidden)];
+    let Some(trained) = train(trainer, &args.run, (&run, &dev), &sizes, &batch)? else { return Ok(()) };
+
+    model.eval(); // the Trainer leaves it training
     let mut sampler =
         Sampler::new(Sampling { temperature: args.run.temperature, top_k: args.run.top_k }, args.run.seed);
     report(
         &corpus,
-        &history,
-        (tally.step, tally.tokens, secs),
-        |ids| stream_loss(&model, ids, args.run.batch, args.run.seq_len, &dev),
+        &trained,
+        |ids| stream_loss(&model, ids, args.run.batch, seq_len, &dev),
         &args.run.prompt,
         |prompt| model.generate(prompt, args.run.sample_len, &mut sampler, &dev),
     );

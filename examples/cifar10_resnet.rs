@@ -94,6 +94,9 @@ struct Args {
     /// operands, f32 sums) and scale the loss with a GradScaler.
     #[arg(long)]
     amp: bool,
+    /// DataLoader threads (0: read on the training thread); results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -141,8 +144,9 @@ fn main() -> Result<()> {
         test.len(),
         if args.synthetic { " (synthetic)" } else { "" }
     );
-    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).seed(args.seed);
-    let test_loader = DataLoader::new(Arc::new(test), 500, &dev).shuffle(false).normalize(&MEAN, &STD);
+    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).workers(args.workers).seed(args.seed);
+    let test_loader =
+        DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&MEAN, &STD);
     let augment = Augment::new().crop_flip(4, 0.5).normalize(&MEAN, &STD);
 
     let mut seeds = seed_everything(args.seed);

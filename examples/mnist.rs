@@ -66,6 +66,9 @@ pub(crate) struct Args {
     /// operands, f32 sums) and scale the loss with a GradScaler.
     #[arg(long)]
     amp: bool,
+    /// DataLoader threads (0: read on the training thread); results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<Sequential> {
@@ -95,8 +98,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let test = mnist::load(&dir, Split::Test)?;
     println!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());
     let (mean, std) = ([0.1307], [0.3081]);
-    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).seed(args.seed).normalize(&mean, &std);
-    let test_loader = DataLoader::new(Arc::new(test), 500, &dev).shuffle(false).normalize(&mean, &std);
+    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev)
+        .workers(args.workers)
+        .seed(args.seed)
+        .normalize(&mean, &std);
+    let test_loader =
+        DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&mean, &std);
 
     let mut seeds = seed_everything(args.seed);
     let mut model = build(&args.model, &mut seeds.model, &dev)?;

@@ -9,27 +9,25 @@
 //!
 //! `cargo run --release --example tiny_gpt -- --help`
 
-#[path = "common/amp.rs"]
-mod amp;
 mod common;
 #[path = "common/control.rs"]
 mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use common::lm::{finish_round, report, resume, save_on_stop, Corpus, Tally, TextArgs};
+use common::lm::{report, setup, train, TextArgs};
 use wgrad::autograd::HostRng;
 use wgrad::data::text::windows;
 use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
-use wgrad::nn::checkpoint::TrainingCheckpoint;
-use wgrad::nn::optim::{AdamW, AdamWOptions, Optimizer};
-use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler};
-use wgrad::nn::train::{seed_everything, History, Progress, RunDir, RunningMean};
+use wgrad::nn::optim::{AdamW, AdamWOptions};
+use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup};
+use wgrad::nn::train::{seed_everything, Evaluation, Every, RunningMean, StepOutput, Trainer};
 use wgrad::prelude::*;
 
 /// Train a small GPT on characters.
@@ -86,16 +84,8 @@ fn window_loss(model: &Gpt, ids: &[u32], batch: usize, len: usize, dev: &Device)
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        args.run.steps > 0 && args.run.eval_every > 0 && args.run.seq_len > 0 && args.run.batch > 0,
-        "sizes must be positive"
-    );
     let started = Instant::now();
-    let dev = Device::from_env()?;
-    println!("device: {} ({})", dev.name(), dev.reason());
-    let corpus = Corpus::load(args.run.text.as_deref(), args.run.eval_text.as_deref())?;
-    let run = RunDir::create(&args.out_dir)?;
-    std::fs::write(args.out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
+    let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
     let mut seeds = seed_everything(args.run.seed);
     let mut config = GptConfig::new(corpus.vocab.len(), args.run.seq_len, args.layers, args.heads, args.width);
@@ -112,76 +102,30 @@ fn main() -> Result<()> {
         CosineAnnealingLR::new(&mut opt, args.run.steps.saturating_sub(args.warmup).max(1), args.lr as f64 * 0.1);
     let mut sched = LinearWarmup::new(&mut opt, cosine, args.warmup, 0.01);
 
-    let rounds = args.run.steps.div_ceil(args.run.eval_every);
-    let mut progress = Progress::new(rounds);
-    if args.run.quiet {
-        progress = progress.without_bar();
-    }
-    let mut history = History::new();
-    let mut rng = HostRng::new(args.run.seed ^ 0x5EED);
-    let max_start = corpus.train.len() - args.run.seq_len - 1;
-    let mut tally = Tally::default();
-    let mut profiler = profiling::StepProfiler::new(args.run.profile, args.out_dir.join("profile.json"));
-    let mut amp = amp::Amp::new(args.run.amp);
-    if args.run.resume {
-        let (ck, h) = resume(&run, &dev)?;
-        ck.restore(&model, &mut opt)?; // the dropout streams too
-        sched.load_state_dict(&ck.scheduler)?;
-        ck.restore_scaler(&mut amp.scaler)?;
-        let batches = ck.rng.get("batches").context("the checkpoint has no batch sampler state")?;
-        (rng, history, tally.step) = (HostRng(batches.seed), h, ck.step as usize);
-    }
-    // Everything the loop carries from step to step, for an exact resume.
-    let checkpoint = |model: &Gpt, opt: &AdamW, sched: &dyn LrScheduler, amp: &amp::Amp, rng: HostRng, step, round| {
-        let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(&amp.scaler);
-        ck.scheduler = sched.state_dict();
-        // A HostRng's whole state is one u64, kept as a generator's seed.
-        ck.rng.insert("batches".into(), Generator { seed: rng.0, offset: 0 });
-        (ck.step, ck.epoch) = (step as u64, round as u64);
-        ck
+    // Batches are random windows drawn from one host stream (checkpointed).
+    let (seq_len, max_start) = (args.run.seq_len, corpus.train.len() - args.run.seq_len - 1);
+    let rng = RefCell::new(HostRng::new(args.run.seed ^ 0x5EED));
+    let batch = |_step: usize| {
+        let starts: Vec<usize> =
+            (0..args.run.batch).map(|_| (rng.borrow_mut().next_u64() % (max_start as u64 + 1)) as usize).collect();
+        windows(&corpus.train, &starts, seq_len, &dev)
     };
-    let stop = control::Stop::install();
-    let sizes = [("--batch", args.run.batch), ("--seq-len", args.run.seq_len), ("--width", args.width)];
-    let train_time = Instant::now();
-    for round in tally.step / args.run.eval_every + 1..=rounds {
-        let round_steps = (round * args.run.eval_every).min(args.run.steps) - tally.step;
-        progress.start_epoch(round, (round_steps * args.run.batch * args.run.seq_len) as u64);
-        model.train();
-        for _ in 0..round_steps {
-            let starts: Vec<usize> =
-                (0..args.run.batch).map(|_| (rng.next_u64() % (max_start as u64 + 1)) as usize).collect();
-            let (x, y) = windows(&corpus.train, &starts, args.run.seq_len, &dev);
-            let loss = control::guard("the training step", &sizes, || {
-                profiler.step(&dev, || {
-                    let loss = amp.forward(|| model.loss(&x, &y));
-                    let params = model.parameters();
-                    amp.backward_step(&loss, &mut opt, (args.run.clip > 0.0).then_some((&params[..], args.run.clip)));
-                    opt.zero_grad();
-                    loss
-                })
-            })?;
-            sched.step(&mut opt);
-            tally.record(&loss, y.numel(), &mut progress);
-            if stop.requested() {
-                drop(progress);
-                return save_on_stop(&run, &checkpoint(&model, &opt, &sched, &amp, rng, tally.step, round - 1));
-            }
-        }
-        model.eval();
-        let val = control::guard("evaluation", &sizes, || {
-            window_loss(&model, &corpus.val, args.run.batch, args.run.seq_len, &dev)
-        })?;
-        let ck = checkpoint(&model, &opt, &sched, &amp, rng, tally.step, round);
-        finish_round(&run, &mut history, &mut progress, (tally.take_round_loss(), val), &ck, &model, &opt)?;
-    }
-    let secs = train_time.elapsed().as_secs_f64();
+    let trainer = Trainer::new(&mut model, &mut opt, |m: &Gpt, (x, y): (Tensor, Tensor)| {
+        StepOutput::new(m.loss(&x, &y), y.numel())
+    })
+    .schedule(&mut sched, Every::Step)
+    .state("batches", &rng)
+    .evaluate(|m| Ok(Evaluation { loss: window_loss(m, &corpus.val, args.run.batch, seq_len, &dev), accuracy: None }));
+    let sizes = [("--batch", args.run.batch), ("--seq-len", seq_len), ("--width", args.width)];
+    let Some(trained) = train(trainer, &args.run, (&run, &dev), &sizes, &batch)? else { return Ok(()) };
+
+    model.eval(); // the Trainer leaves it training
     let mut sampler =
         Sampler::new(Sampling { temperature: args.run.temperature, top_k: args.run.top_k }, args.run.seed);
     report(
         &corpus,
-        &history,
-        (tally.step, tally.tokens, secs),
-        |ids| window_loss(&model, ids, args.run.batch, args.run.seq_len, &dev),
+        &trained,
+        |ids| window_loss(&model, ids, args.run.batch, seq_len, &dev),
         &args.run.prompt,
         |prompt| model.generate(prompt, args.run.sample_len, &mut sampler, &dev),
     );

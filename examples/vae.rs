@@ -70,6 +70,9 @@ struct Args {
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
+    /// DataLoader threads (0: read on the training thread); results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 /// The model being trained; the autoencoder has no KL term and no prior.
@@ -186,8 +189,8 @@ fn main() -> Result<()> {
     let test = mnist::load(&dir, Split::Test)?;
     println!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());
     // No normalisation: the BCE targets are the pixel intensities in [0, 1].
-    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).seed(args.seed);
-    let test_loader = DataLoader::new(Arc::new(test), 500, &dev).shuffle(false);
+    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).workers(args.workers).seed(args.seed);
+    let test_loader = DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false);
 
     let mut seeds = seed_everything(args.seed);
     let mut model = Model::build(&args, &mut seeds.model, &dev)?;

@@ -5,7 +5,9 @@
 //!
 //! The children are this test binary re-run on `sigint_child` with
 //! `WGRAD_SIGINT_CHILD` naming a folder (and `WGRAD_SIGINT_IGNORE` set for a
-//! loop that never checks the flag); without the variable it does nothing.
+//! loop that never checks the flag, `WGRAD_SIGINT_TRAINER` for the
+//! examples' own path: `Trainer::stop_flag` with a run folder); without the
+//! variable it does nothing.
 #![cfg(unix)]
 
 #[path = "../examples/common/control.rs"]
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{Optimizer, Sgd};
+use wgrad::nn::train::{Outcome, RunDir, StepOutput, Trainer};
 use wgrad::nn::Linear;
 use wgrad::prelude::*;
 
@@ -27,6 +30,9 @@ const CHILD_ENV: &str = "WGRAD_SIGINT_CHILD";
 fn sigint_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
     let dir = PathBuf::from(dir);
+    if std::env::var_os("WGRAD_SIGINT_TRAINER").is_some() {
+        return trainer_child(&dir);
+    }
     let ignore = std::env::var_os("WGRAD_SIGINT_IGNORE").is_some();
     let stop = control::Stop::install();
     let dev = Device::cpu();
@@ -52,14 +58,53 @@ fn sigint_child() {
     panic!("no Ctrl-C arrived");
 }
 
+/// Batches a Trainer epoch reads in `trainer_child` (more than it reaches).
+const EPOCH: usize = 1 << 20;
+
+/// The examples' path: a Trainer run with a run folder and the Ctrl-C flag
+/// (`max_steps` bounds it when resumed, or when no Ctrl-C comes).
+fn trainer_run(dir: &Path, resume: bool, max_steps: u64, ready: impl Fn()) -> (wgrad::nn::train::Fit, Linear) {
+    let stop = control::Stop::install();
+    let dev = Device::cpu();
+    let mut model = Linear::new(32, 32, true, &mut Generator::new(0), &dev);
+    let mut opt = Sgd::new(model.parameters(), 1e-2);
+    let fit = Trainer::new(&mut model, &mut opt, |m: &Linear, x: Tensor| {
+        ready();
+        StepOutput::new(m.forward(&x).square().mean_all(), 8)
+    })
+    .run_dir(RunDir::create(dir).unwrap())
+    .resume(resume)
+    .stop_flag(stop.flag())
+    .max_steps(max_steps)
+    .quiet()
+    .fit(EPOCH, |_, skip| (skip..EPOCH).map(|i| Ok::<_, std::io::Error>(Tensor::randn(&[8, 32], i as u64, &dev))))
+    .unwrap();
+    (fit, model)
+}
+
+fn trainer_child(dir: &Path) {
+    let ready = || {
+        if !dir.join("ready").exists() {
+            std::fs::write(dir.join("ready"), b"").unwrap();
+        }
+    };
+    let (fit, _) = trainer_run(dir, false, 1 << 40, ready);
+    assert!(matches!(fit.outcome, Outcome::Interrupted { epoch: 1, .. }), "{:?}", fit.outcome);
+    println!("{}", control::resume_hint(&format!("step {}", fit.steps)));
+}
+
 fn spawn(dir: &Path, ignore: bool) -> Child {
+    spawn_with(dir, if ignore { Some("WGRAD_SIGINT_IGNORE") } else { None })
+}
+
+fn spawn_with(dir: &Path, var: Option<&str>) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["sigint_child", "--exact", "--nocapture"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if ignore {
-        cmd.env("WGRAD_SIGINT_IGNORE", "1");
+    if let Some(var) = var {
+        cmd.env(var, "1");
     }
     let child = cmd.spawn().unwrap();
     let t = Instant::now();
@@ -107,6 +152,30 @@ fn first_ctrl_c_finishes_the_step_saves_and_exits_successfully() {
     let ck = TrainingCheckpoint::load(dir.join("last.safetensors"), &Device::cpu()).expect("a checkpoint was written");
     assert!(ck.step > 0);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn first_ctrl_c_stops_a_trainer_run_at_the_end_of_a_step_and_it_resumes() {
+    let dir = folder("trainer");
+    let child = spawn_with(&dir, Some("WGRAD_SIGINT_TRAINER"));
+    sigint(&child);
+    let status = wait(child);
+    assert!(status.success(), "exit status {status}");
+    let dev = Device::cpu();
+    let ck = TrainingCheckpoint::load(dir.join("last.safetensors"), &dev).expect("a checkpoint was written");
+    assert!(ck.step > 0);
+    // Mid-epoch, after whole steps: the batch position is the step count.
+    assert_eq!((ck.epoch, ck.extra.meta["trainer.batch"].parse::<u64>().unwrap()), (0, ck.step));
+
+    // Resumed for 3 more steps, it equals a run of them all uninterrupted.
+    let (fit, resumed) = trainer_run(&dir, true, ck.step + 3, || {});
+    assert_eq!((fit.outcome, fit.steps), (Outcome::Completed, ck.step + 3));
+    let whole_dir = folder("trainer-whole");
+    let (_, whole) = trainer_run(&whole_dir, false, ck.step + 3, || {});
+    assert_eq!(resumed.weight.to_vec(), whole.weight.to_vec());
+    for d in [dir, whole_dir] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
 
 #[test]

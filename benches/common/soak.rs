@@ -2,8 +2,9 @@
 //! a small size, run step after step while the device counters are sampled,
 //! and the verdict on whether memory stayed flat. Shared by `benches/soak.rs`
 //! (5,000 steps) and `tests/soak_short.rs` (the CI-sized check); both include
-//! `examples/common/amp.rs` as `crate::amp`, so the step is the examples' own
-//! autocast/GradScaler path (off here: the f32 step, as the examples default).
+//! `examples/common/amp.rs` as `crate::amp`, the autocast/GradScaler recipe
+//! the examples run through `Trainer::amp` (off here: the f32 step, as the
+//! examples default).
 //!
 //! Each loop does what its example does per step: the batch from the same
 //! kind of source (the DataLoader over bundled MNIST or synthetic CIFAR, the

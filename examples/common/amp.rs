@@ -1,9 +1,10 @@
-//! `--amp` for the examples: PyTorch's mixed-precision recipe. The forward
-//! pass runs under autocast (f16 operands for matmul and convolution, f32
-//! sums), and a `GradScaler` scales the loss before backward, unscales the
-//! gradients on the device, skips the step when they overflowed and adapts
-//! the scale. Without `--amp` both are pass-throughs: the f32 step exactly.
-//! Included with `#[path]` so each example takes only what it uses.
+//! PyTorch's mixed-precision recipe as a hand-written step, the one the
+//! examples' `--amp` runs through `Trainer::amp`. The forward pass runs
+//! under autocast (f16 operands for matmul and convolution, f32 sums), and
+//! a `GradScaler` scales the loss before backward, unscales the gradients
+//! on the device, skips the step when they overflowed and adapts the scale.
+//! Without `--amp` both are pass-throughs: the f32 step exactly. The soak
+//! test and bench include it with `#[path]` for their hand-written loops.
 
 use wgrad::nn::amp::{GradScaler, GradScalerOptions};
 use wgrad::nn::optim::{clip_grad_norm_, Optimizer};

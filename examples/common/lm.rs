@@ -1,16 +1,19 @@
 //! What the `char_lstm` and `tiny_gpt` examples share: the corpus (the
 //! bundled Shakespeare or `--text`, its last 10% held out, an optional
-//! `--eval-text`), the end-of-round bookkeeping (history, curves,
-//! checkpoints) and the perplexity report.
+//! `--eval-text`), the Trainer options of a run counted in steps
+//! ([`train`]) and the perplexity report.
 
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use wgrad::data::text::{bundled_corpus, read_text, split_tail, CharVocab};
-use wgrad::nn::optim::Optimizer;
-use wgrad::nn::train::{EpochRecord, History, Progress, RunDir, RunningMean};
-use wgrad::nn::{checkpoint::TrainingCheckpoint, Module};
-use wgrad::Tensor;
+use wgrad::nn::train::{History, Outcome, Progress, RunDir, Trainer};
+use wgrad::nn::ModuleExt;
+use wgrad::prelude::Device;
 
 /// The training text as ids, split, plus an optional extra evaluation text.
 pub struct Corpus {
@@ -61,60 +64,98 @@ pub fn perplexity_line(what: &str, nats: f64) -> String {
     format!("{what}: loss {nats:.4} nats/char, perplexity {:.3}, {:.3} bits/char", nats.exp(), nats / 2f64.ln())
 }
 
-/// Ends evaluation round `ck.epoch`: prints, records, saves the checkpoint
-/// `ck` (taken after step `ck.step`), redraws the curves.
-pub fn finish_round(
-    run: &RunDir,
-    history: &mut History,
-    progress: &mut Progress,
-    (train_loss, val_loss): (f64, f64),
-    ck: &TrainingCheckpoint,
-    model: &dyn Module,
-    opt: &dyn Optimizer,
-) -> Result<()> {
-    let lr = opt.groups()[0].lr as f64;
-    let record = EpochRecord {
-        epoch: ck.epoch as usize,
-        train_loss,
-        train_acc: None,
-        val_loss: Some(val_loss),
-        val_acc: None,
-        lr,
-    };
-    progress.finish_epoch(&record);
-    progress.println(&perplexity_line(&format!("  step {} validation", ck.step), val_loss));
-    run.finish_epoch(history, record, ck, model).context("saving the run")?;
-    Ok(())
+/// Opens the device, loads the corpus, creates the run folder with the
+/// vocabulary in it, after checking the sizes.
+pub fn setup(args: &TextArgs, out_dir: &Path) -> Result<(Device, Corpus, RunDir)> {
+    anyhow::ensure!(
+        args.steps > 0 && args.eval_every > 0 && args.seq_len > 0 && args.batch > 0,
+        "sizes must be positive"
+    );
+    let dev = Device::from_env()?;
+    println!("device: {} ({})", dev.name(), dev.reason());
+    let corpus = Corpus::load(args.text.as_deref(), args.eval_text.as_deref())?;
+    let run = RunDir::create(out_dir)?;
+    std::fs::write(out_dir.join("vocab.txt"), corpus.vocab.as_string())?;
+    Ok((dev, corpus, run))
 }
 
-/// Loads `<out-dir>/last.safetensors` and the history for `--resume`;
-/// the caller restores what its loop keeps (model, optimizer, schedule,
-/// scaler, data position).
-pub fn resume(run: &RunDir, device: &wgrad::Device) -> Result<(TrainingCheckpoint, History)> {
-    let (ck, history) = run.resume(device).with_context(|| format!("resuming from {}", run.last().display()))?;
-    println!("resuming after step {} (round {})", ck.step, ck.epoch);
-    Ok((ck, history))
+/// What [`train`] returns after a run that was not stopped by Ctrl-C.
+pub struct Trained {
+    /// The rounds' records (a resumed run's earlier ones included).
+    pub history: History,
+    /// Optimizer steps in all.
+    pub steps: u64,
+    /// Target characters trained on by this process.
+    pub tokens: u64,
+    /// Seconds this process trained (evaluations included).
+    pub secs: f64,
 }
 
-/// Ctrl-C: saves `ck` (taken after step `ck.step`, in the middle of round
-/// `ck.epoch + 1`) as the resumable checkpoint and says how to go on.
-pub fn save_on_stop(run: &RunDir, ck: &TrainingCheckpoint) -> Result<()> {
-    ck.save(run.last()).context("saving the checkpoint after Ctrl-C")?;
-    println!("{}", crate::control::resume_hint(&format!("step {}", ck.step)));
-    Ok(())
+/// Runs `trainer` for `--steps` optimizer steps in rounds ("epochs") of
+/// `--eval-every`, each ending with validation, a checkpoint and the curves;
+/// with clipping, `--amp`, `--resume`, Ctrl-C, `--profile` and the bar
+/// showing the loss every 10 steps. `batch(i)` makes the training batch of
+/// global step `i`. `None` when Ctrl-C stopped the run (the checkpoint is
+/// saved); `sizes` are the flags an out-of-memory error names.
+pub fn train<'a, M: ModuleExt + ?Sized, B>(
+    trainer: Trainer<'a, M, B>,
+    args: &'a TextArgs,
+    (run, dev): (&RunDir, &'a Device),
+    sizes: &[(&str, usize)],
+    batch: &'a dyn Fn(usize) -> B,
+) -> Result<Option<Trained>> {
+    let every = args.eval_every;
+    let mut progress = Progress::new(args.steps.div_ceil(every));
+    if args.quiet {
+        progress = progress.without_bar();
+    }
+    let trainer = if args.clip > 0.0 { trainer.clip_grad_norm(args.clip) } else { trainer };
+    let mut profiler = crate::profiling::StepProfiler::new(args.profile, run.last().with_file_name("profile.json"));
+    // Shared with the callback, which must own what it uses.
+    let tokens = Rc::new(Cell::new(0));
+    let counted = tokens.clone();
+    let stop = crate::control::Stop::install();
+    let started = Instant::now();
+    let fit = trainer
+        .epochs(args.steps.div_ceil(every))
+        .max_steps(args.steps as u64)
+        .amp(args.amp)
+        .run_dir(run.clone())
+        .resume(args.resume)
+        .stop_flag(stop.flag())
+        .progress(progress)
+        .samples_per_epoch(every * args.batch * args.seq_len)
+        .around_step(move |step| profiler.step(dev, &mut *step))
+        .on_batch_end(move |b| {
+            counted.set(counted.get() + b.samples as u64);
+            if let (Some(p), true) = (b.progress, b.steps.is_multiple_of(10)) {
+                p.set_message(format!("step {} loss {:.4}", b.steps, b.loss.item()));
+            }
+        })
+        .on_epoch_end(move |r| {
+            let step = (r.epoch * every).min(args.steps);
+            println!("{}", perplexity_line(&format!("  step {step} validation"), r.val_loss.unwrap_or(f64::NAN)));
+        })
+        .fit(every, |epoch, skip| (epoch * every + skip..(epoch + 1) * every).map(|i| Ok::<_, Infallible>(batch(i))))
+        .map_err(|e| crate::control::fit_error(e, sizes))?;
+    if let Outcome::Interrupted { .. } = fit.outcome {
+        println!("{}", crate::control::resume_hint(&format!("step {}", fit.steps)));
+        return Ok(None);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Some(Trained { history: fit.history, steps: fit.steps, tokens: tokens.get(), secs }))
 }
 
 /// Ends a run: throughput, best validation loss, the loss on `--eval-text`
 /// (by `eval`), and a sample continuing `prompt` (by `generate`).
 pub fn report(
     corpus: &Corpus,
-    history: &History,
-    (steps, tokens, secs): (usize, u64, f64),
+    Trained { history, steps, tokens, secs }: &Trained,
     eval: impl Fn(&[u32]) -> f64,
     prompt: &str,
     generate: impl FnOnce(&[u32]) -> Vec<u32>,
 ) {
-    println!("trained {steps} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", tokens as f64 / secs);
+    println!("trained {steps} steps, {tokens} characters in {secs:.1} s: {:.0} characters/s", *tokens as f64 / secs);
     let best = history.best_epoch().and_then(|r| r.val_loss).unwrap_or(f64::NAN);
     println!("{}", perplexity_line("best validation", best));
     if let Some((path, ids)) = &corpus.eval {
@@ -181,34 +222,4 @@ pub struct TextArgs {
     /// sums) and scale the loss with a GradScaler.
     #[arg(long)]
     pub amp: bool,
-}
-
-/// The bookkeeping after each optimizer step: steps and characters so far,
-/// the round's mean training loss (kept on the device), and the progress bar
-/// with the latest loss every 10 steps (reading it back costs a sync).
-#[derive(Default)]
-pub struct Tally {
-    /// Optimizer steps taken.
-    pub step: usize,
-    /// Target characters trained on.
-    pub tokens: u64,
-    round_loss: RunningMean,
-}
-
-impl Tally {
-    /// Counts one step whose `loss` averaged over `n` target characters.
-    pub fn record(&mut self, loss: &Tensor, n: usize, progress: &mut Progress) {
-        self.round_loss.update_tensor(loss, n);
-        self.step += 1;
-        self.tokens += n as u64;
-        progress.advance(n as u64);
-        if self.step.is_multiple_of(10) {
-            progress.set_message(format!("step {} loss {:.4}", self.step, loss.item()));
-        }
-    }
-
-    /// The mean training loss since the last call (one evaluation round).
-    pub fn take_round_loss(&mut self) -> f64 {
-        std::mem::take(&mut self.round_loss).mean()
-    }
 }

@@ -2,18 +2,24 @@
 //! parameters on every backend, gradient accumulation equal to one large
 //! batch, a stop mid-epoch plus `resume` equal to an uninterrupted run,
 //! early stopping that restores the best epoch, the schedule stepped the
-//! right number of times, and out-of-memory returned as an error.
+//! right number of times, out-of-memory returned as an error, a step budget
+//! that ends a run inside an epoch, state carried between steps restored on
+//! resume, and the per-batch callback.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Device, Generator, HostRng, Tensor};
 use wgrad_gpu_core::testing::{assert_close, backends};
 use wgrad_nn::checkpoint::TrainingCheckpoint;
+use wgrad_nn::layers::recurrent::RecurrentState;
 use wgrad_nn::loss::MSELoss;
 use wgrad_nn::optim::{Adam, Optimizer, Sgd};
 use wgrad_nn::schedule::{ExponentialLR, LrScheduler, StepLR};
-use wgrad_nn::train::{EarlyStopping, Evaluation, Every, Mode, Outcome, RunDir, StepOutput, Trainer};
+use wgrad_nn::state::StateDict;
+use wgrad_nn::train::{
+    BoxError, EarlyStopping, Evaluation, Every, Mode, Outcome, RunDir, Stateful, StepOutput, Trainer, TruncatedBptt,
+};
 use wgrad_nn::{Dropout, Linear, Module, ModuleExt, Sequential, Tanh};
 
 const FEATURES: usize = 5;
@@ -363,5 +369,216 @@ fn amp_with_clipping_equals_the_hand_written_mixed_precision_loop() {
             .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev))
             .unwrap();
         assert_ne!(bits(&plain), bits(&hand), "{}: autocast changed nothing", dev.name());
+    }
+}
+
+#[test]
+fn stop_in_the_first_epoch_then_resume_equals_the_uninterrupted_run() {
+    // Stopped before any epoch ended: the run folder has a checkpoint but no history yet.
+    let dev = Device::cpu();
+    let whole = temp_run("first-whole");
+    let want = resumable_run(&dev, &whole, false, None);
+    let split = temp_run("first-split");
+    resumable_run(&dev, &split, false, Some(2));
+    assert!(!split.history_csv().exists());
+    assert_eq!(resumable_run(&dev, &split, true, None), want);
+    for run in [whole, split] {
+        std::fs::remove_dir_all(run.last().parent().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn max_steps_ends_the_run_inside_an_epoch_without_reading_a_batch_more() {
+    const B: usize = 8;
+    let dev = Device::cpu();
+    let data = dataset(&dev);
+    // 6 batches an epoch; 9 steps end in the middle of the second.
+    let hand = model(&dev, false);
+    let mut opt = Sgd::new(hand.parameters(), 0.05);
+    let all = batches(&data, B, 0, 0, &dev).into_iter().chain(batches(&data, B, 1, 0, &dev));
+    for batch in all.take(9) {
+        let (x, y) = batch.unwrap();
+        MSELoss::default().forward(&hand.forward(&x), &y).backward();
+        opt.step();
+        opt.zero_grad();
+    }
+
+    let mut m = model(&dev, false);
+    let mut opt2 = Sgd::new(m.parameters(), 0.05);
+    let (read, evaluations) = (Cell::new(0), Cell::new(0));
+    let fit = Trainer::new(&mut m, &mut opt2, step)
+        .epochs(4)
+        .max_steps(9)
+        .evaluate(|_| {
+            evaluations.set(evaluations.get() + 1);
+            Ok(Evaluation { loss: 1.0, accuracy: None })
+        })
+        .quiet()
+        .fit(SAMPLES / B, |e, s| batches(&data, B, e, s, &dev).into_iter().inspect(|_| read.set(read.get() + 1)))
+        .unwrap();
+    assert_eq!(fit.outcome, Outcome::Completed);
+    assert_eq!((fit.steps, fit.history.len(), evaluations.get()), (9, 2, 2), "the cut epoch is evaluated and recorded");
+    assert_eq!(read.get(), 9, "batches taken from the data");
+    assert_eq!(bits(&m), bits(&hand));
+}
+
+/// What a step carries to the next batch, as truncated BPTT carries the
+/// recurrent state: here the previous batch's loss, detached, added to the
+/// next batch's inputs.
+#[derive(Default)]
+struct Carry(Option<Tensor>);
+
+impl Stateful for Carry {
+    fn state_dict(&self) -> StateDict {
+        let mut s = StateDict::new();
+        if let Some(t) = &self.0 {
+            s.tensors.insert("carry".into(), t.clone());
+        }
+        s
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<(), BoxError> {
+        self.0 = state.tensors.get("carry").cloned();
+        Ok(())
+    }
+}
+
+/// A run whose batches are random rows drawn from a host stream and whose
+/// step carries a tensor from batch to batch; both are registered with
+/// `Trainer::state` when `with_state`. The stream starts from `seed`.
+fn carrying_run(
+    dev: &Device,
+    run: &RunDir,
+    (resume, stop_after): (bool, Option<usize>),
+    seed: u64,
+    with_state: bool,
+) -> Vec<Vec<u32>> {
+    const B: usize = 8;
+    let data = dataset(dev);
+    let (rng, carry) = (RefCell::new(HostRng::new(seed)), RefCell::new(Carry::default()));
+    let mut m = model(dev, false);
+    let mut opt = Adam::new(m.parameters(), 0.01);
+    let (flag, seen) = (AtomicBool::new(false), Cell::new(0));
+    let step = |m: &Sequential, (x, y): (Tensor, Tensor)| {
+        seen.set(seen.get() + 1);
+        if stop_after == Some(seen.get()) {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let x = match &carry.borrow().0 {
+            Some(c) => &x + c,
+            None => x,
+        };
+        let out = step(m, (x, y));
+        carry.borrow_mut().0 = Some(out.loss.detach());
+        out
+    };
+    // Drawn lazily: the stream's state when a checkpoint is taken is that
+    // after the batches trained so far.
+    let draw = || {
+        let rows: Vec<usize> = (0..B).map(|_| (rng.borrow_mut().next_u64() % SAMPLES as u64) as usize).collect();
+        let x: Vec<f32> = rows.iter().flat_map(|&r| data.0[r * FEATURES..(r + 1) * FEATURES].to_vec()).collect();
+        let y: Vec<f32> = rows.iter().map(|&r| data.1[r]).collect();
+        Ok::<_, std::io::Error>((Tensor::from_vec(&x, &[B, FEATURES], dev), Tensor::from_vec(&y, &[B, 1], dev)))
+    };
+    let mut trainer = Trainer::new(&mut m, &mut opt, step).epochs(3);
+    if with_state {
+        trainer = trainer.state("batches", &rng).state("carry", &carry);
+    }
+    let fit = trainer
+        .run_dir(run.clone())
+        .resume(resume)
+        .stop_flag(&flag)
+        .quiet()
+        .fit(SAMPLES / B, |_, skip| (skip..SAMPLES / B).map(|_| draw()))
+        .unwrap();
+    assert_eq!(fit.outcome == Outcome::Completed, stop_after.is_none());
+    bits(&m)
+}
+
+#[test]
+fn state_carried_between_steps_is_checkpointed_and_restored() {
+    let dev = Device::cpu();
+    let whole = temp_run("carry-whole");
+    let want = carrying_run(&dev, &whole, (false, None), 1, true);
+    // Stopped mid-epoch with a carried tensor and a half-used stream,
+    // resumed from another seed and nothing carried: all from the checkpoint.
+    let split = temp_run("carry-split");
+    carrying_run(&dev, &split, (false, Some(8)), 1, true);
+    let ck = TrainingCheckpoint::load(split.last(), &dev).unwrap();
+    assert!(ck.extra.tensors.contains_key("carry.carry") && ck.extra.meta.contains_key("batches.state"));
+    assert_eq!(carrying_run(&dev, &split, (true, None), 2, true), want);
+    // Without the states the resumed run draws other batches: the test sees it.
+    let blind = temp_run("carry-blind");
+    carrying_run(&dev, &blind, (false, Some(8)), 1, false);
+    assert_ne!(carrying_run(&dev, &blind, (true, None), 2, false), want);
+    for run in [whole, split, blind] {
+        std::fs::remove_dir_all(run.last().parent().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_reserved_or_repeated_state_name_is_a_clear_error() {
+    let dev = Device::cpu();
+    for names in [["trainer", "a"], ["a", "a"]] {
+        let (a, b) = (RefCell::new(HostRng::new(0)), RefCell::new(HostRng::new(1)));
+        let mut m = model(&dev, false);
+        let mut opt = Sgd::new(m.parameters(), 0.05);
+        let err = Trainer::new(&mut m, &mut opt, step)
+            .state(names[0], &a)
+            .state(names[1], &b)
+            .quiet()
+            .fit(1, |_, _| Vec::<Result<(Tensor, Tensor), std::io::Error>>::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("reserved or used twice"), "{err}");
+    }
+}
+
+#[test]
+fn truncated_bptt_state_round_trips_through_stateful() {
+    let dev = Device::cpu();
+    let h = Tensor::randn(&[2, 3, 4], 5, &dev);
+    let c = Tensor::randn(&[2, 3, 4], 6, &dev);
+    let mut tbptt = TruncatedBptt::new();
+    tbptt.carry(&RecurrentState { h: h.clone(), c: Some(c.clone()) });
+    let saved = Stateful::state_dict(&tbptt);
+    let mut back = TruncatedBptt::new();
+    Stateful::load_state_dict(&mut back, &saved).unwrap();
+    let st = back.state().expect("a state");
+    assert_eq!((st.h.to_vec(), st.c.as_ref().unwrap().to_vec()), (h.to_vec(), c.to_vec()));
+    // The zero state saves nothing and restores as the zero state.
+    Stateful::load_state_dict(&mut back, &Stateful::state_dict(&TruncatedBptt::new())).unwrap();
+    assert!(back.state().is_none());
+}
+
+#[test]
+fn on_batch_end_sees_every_batch_and_its_optimizer_step() {
+    let dev = Device::cpu();
+    let data = dataset(&dev);
+    let mut m = model(&dev, false);
+    let mut opt = Sgd::new(m.parameters(), 0.05);
+    let (losses, seen) = (RefCell::new(vec![]), RefCell::new(vec![]));
+    // 10 batches of 5 (the last short) in micro-batches of 3: steps after
+    // batches 3, 6, 9 and 10.
+    let fit = Trainer::new(&mut m, &mut opt, |m: &Sequential, b| {
+        let out = step(m, b);
+        losses.borrow_mut().push(out.loss.item());
+        out
+    })
+    .epochs(2)
+    .accumulate(3)
+    .quiet()
+    .on_batch_end(|b| seen.borrow_mut().push((b.epoch, b.batch, b.steps, b.stepped, b.loss.item(), b.samples)))
+    .fit(10, |e, s| batches(&data, 5, e, s, &dev))
+    .unwrap();
+    let seen = seen.into_inner();
+    assert_eq!(seen.len(), 20);
+    assert_eq!(fit.steps, 8);
+    for (i, &(epoch, batch, steps, stepped, loss, samples)) in seen.iter().enumerate() {
+        let (e, b) = (i / 10 + 1, i % 10 + 1);
+        let due = b % 3 == 0 || b == 10;
+        let before = (e - 1) * 4 + (b - 1) / 3;
+        assert_eq!((epoch, batch, stepped, steps), (e, b, due, (before + due as usize) as u64), "batch {i}");
+        assert_eq!(samples, if b == 10 { 3 } else { 5 });
+        assert_eq!(loss, losses.borrow()[i], "the batch's own loss");
     }
 }

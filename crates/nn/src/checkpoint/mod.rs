@@ -53,7 +53,10 @@
 //! [`Trainer`](crate::train::Trainer) runs add, under `extra.`, the
 //! early-stopping tracker (`extra.early_stopping.`) and
 //! `extra.trainer.batch`, the batches of the current epoch already trained
-//! (nonzero in a checkpoint saved on a stop request mid-epoch).
+//! (nonzero in a checkpoint saved on a stop request mid-epoch), and each
+//! state registered with [`Trainer::state`](crate::train::Trainer::state)
+//! under `extra.<name>.` (the text examples: `extra.tbptt.h`/`.c`, the
+//! LSTM's carried state; `extra.batches.state`, the GPT's batch stream).
 //!
 //! # Atomic writes
 //!

@@ -2,8 +2,9 @@
 //! device ([`metrics`]), a progress bar and per-epoch summary lines
 //! ([`progress`]), the run's history as CSV and a PNG of its curves
 //! ([`history`]), early stopping that restores the best parameters
-//! ([`early_stopping`]), one-seed reproducibility ([`seed`]) and truncated
-//! back-propagation through time for recurrent models ([`tbptt`]), and
+//! ([`early_stopping`]), one-seed reproducibility ([`seed`]), truncated
+//! back-propagation through time for recurrent models ([`tbptt`]), state a
+//! loop carries between steps into checkpoints ([`stateful`]), and
 //! [`Trainer`] ([`trainer`]), which puts them together into one `fit` call.
 //! The loop below is what the Trainer runs; writing it by hand stays fully
 //! supported (for anything the Trainer does not offer).
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod progress;
 pub mod run_dir;
 pub mod seed;
+pub mod stateful;
 pub mod tbptt;
 pub mod trainer;
 
@@ -44,5 +46,6 @@ pub use progress::{EpochSummary, Progress};
 pub use run_dir::{evaluate, RunDir};
 
 pub use seed::{seed_everything, Seeds};
+pub use stateful::Stateful;
 pub use tbptt::TruncatedBptt;
-pub use trainer::{BoxError, Evaluation, Every, Fit, FitError, Outcome, StepOutput, Trainer};
+pub use trainer::{BatchEnd, BoxError, Evaluation, Every, Fit, FitError, Outcome, StepOutput, Trainer};

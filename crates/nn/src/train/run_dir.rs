@@ -66,10 +66,14 @@ impl RunDir {
         Ok(is_best)
     }
 
-    /// For `--resume`: the last checkpoint and the history up to its epoch.
+    /// For `--resume`: the last checkpoint and the history up to its epoch
+    /// (empty for a run stopped in its first epoch, which wrote no history).
     pub fn resume(&self, device: &Device) -> io::Result<(TrainingCheckpoint, History)> {
         let ck = TrainingCheckpoint::load(self.last(), device)?;
         let csv = self.history_csv();
+        if ck.epoch == 0 && !csv.exists() {
+            return Ok((ck, History::new()));
+        }
         let mut history =
             History::load_csv(&csv).map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", csv.display())))?;
         history.truncate_to_epoch(ck.epoch as usize);

@@ -45,14 +45,25 @@
 //! [`Outcome::Interrupted`]; [`resume`](Trainer::resume) continues at the
 //! next batch. (At an epoch's last step the epoch first ends as usual.)
 //! The training metrics of a resumed epoch cover its remaining batches.
+//!
+//! Whatever else the step or data closures carry from batch to batch (a
+//! recurrent state, the stream that draws random batches) joins the
+//! checkpoint through [`state`](Trainer::state), as `extra.<name>.`.
+//!
+//! # Runs counted in steps
+//!
+//! A language model's run is usually a budget of optimizer steps with an
+//! evaluation every so many: make an "epoch" that many batches and set
+//! [`max_steps`](Trainer::max_steps); the epoch that reaches the budget
+//! ends there (evaluated, recorded and checkpointed like any other).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
-use super::{Accuracy, EarlyStopping, EpochRecord, History, Progress, RunDir, RunningMean};
+use super::{Accuracy, EarlyStopping, EpochRecord, History, Progress, RunDir, RunningMean, Stateful};
 use crate::amp::{GradScaler, GradScalerOptions};
 use crate::checkpoint::{CheckpointError, TrainingCheckpoint};
 use crate::module::{Module, ModuleExt};
@@ -139,6 +150,30 @@ impl StepOutput {
     }
 }
 
+/// What an [`on_batch_end`](Trainer::on_batch_end) callback sees after
+/// every (micro-)batch.
+#[non_exhaustive]
+pub struct BatchEnd<'p> {
+    /// The epoch (from 1).
+    pub epoch: usize,
+    /// Batches of this epoch trained, this one included (a resumed epoch
+    /// counts the skipped ones too).
+    pub batch: usize,
+    /// Optimizer steps taken in all (a resumed run's included).
+    pub steps: u64,
+    /// Whether this batch ended an optimizer step (always, without
+    /// accumulation).
+    pub stepped: bool,
+    /// The batch's loss, detached (reading it back costs a sync: do it
+    /// every few batches, not every one).
+    pub loss: &'p Tensor,
+    /// Samples in the batch ([`StepOutput::samples`]).
+    pub samples: usize,
+    /// The progress display (none when quiet), for a message after the bar
+    /// or a line above it.
+    pub progress: Option<&'p Progress>,
+}
+
 /// What the evaluation closure returns once per epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
@@ -198,6 +233,9 @@ type StepFn<'a, M, B> = Box<dyn FnMut(&M, B) -> StepOutput + 'a>;
 type EvalFn<'a, M> = Box<dyn FnMut(&M) -> Result<Evaluation, BoxError> + 'a>;
 type AroundFn<'a> = Box<dyn FnMut(&mut dyn FnMut()) + 'a>;
 type EpochFn<'a> = Box<dyn FnMut(&EpochRecord) + 'a>;
+type BatchFn<'a> = Box<dyn FnMut(&BatchEnd) + 'a>;
+/// Names the Trainer's own entries in the checkpoint's `extra` use.
+const RESERVED: [&str; 2] = ["trainer", "early_stopping"];
 
 /// A training loop as a builder: the model, the optimizer and a step
 /// closure (batch → loss), then options, then [`fit`](Self::fit).
@@ -243,7 +281,10 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     quiet: bool,
     around: Option<AroundFn<'a>>,
     on_epoch: Option<EpochFn<'a>>,
+    on_batch: Option<BatchFn<'a>>,
     rngs: Vec<(String, &'a Cell<Generator>)>,
+    states: Vec<(String, &'a RefCell<dyn Stateful + 'a>)>,
+    max_steps: Option<u64>,
     samples: u64,
 }
 
@@ -272,7 +313,10 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             quiet: false,
             around: None,
             on_epoch: None,
+            on_batch: None,
             rngs: Vec::new(),
+            states: Vec::new(),
+            max_steps: None,
             samples: 0,
         }
     }
@@ -389,6 +433,35 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         self
     }
 
+    /// Calls `f` after every batch (its optimizer step included, when the
+    /// batch ends one): to show the running loss on the bar, count tokens,
+    /// log every few steps.
+    pub fn on_batch_end(mut self, f: impl FnMut(&BatchEnd) + 'a) -> Self {
+        self.on_batch = Some(Box::new(f));
+        self
+    }
+
+    /// Ends training after `steps` optimizer steps in all (a resumed run's
+    /// included): the epoch that reaches them ends early, and is evaluated,
+    /// recorded and checkpointed as a whole one (its checkpoint resumes
+    /// with the next epoch). With [`epochs`](Self::epochs) too, whichever
+    /// comes first ends the run.
+    pub fn max_steps(mut self, steps: u64) -> Self {
+        self.max_steps = Some(steps);
+        self
+    }
+
+    /// Saves `state` (something the step or data closure carries from batch
+    /// to batch: a recurrent state, the stream that draws the batches) in
+    /// checkpoints under `extra.<name>.` and restores it on resume. The
+    /// closures share it through the `RefCell`; the Trainer borrows it only
+    /// between batches. `name` must be unique, and neither `trainer` nor
+    /// `early_stopping` (the Trainer's own entries).
+    pub fn state<S: Stateful + 'a>(mut self, name: &str, state: &'a RefCell<S>) -> Self {
+        self.states.push((name.to_string(), state));
+        self
+    }
+
     /// Saves `generator` (one the step closure draws from, e.g. a VAE's
     /// noise) in checkpoints as `rng.<name>` and restores it on resume.
     pub fn rng(mut self, name: &str, generator: &'a Cell<Generator>) -> Self {
@@ -423,9 +496,17 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             quiet,
             mut around,
             mut on_epoch,
+            mut on_batch,
             rngs,
+            states,
+            max_steps,
             samples,
         } = self;
+        for (i, (name, _)) in states.iter().enumerate() {
+            if RESERVED.contains(&name.as_str()) || states[..i].iter().any(|(n, _)| n == name) {
+                return Err(FitError::Config(format!("state name {name:?} is reserved or used twice")));
+            }
+        }
         let params: Vec<Tensor> = opt.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
         let dev = params
             .first()
@@ -445,6 +526,12 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 }
             }
             ck.restore_scaler(&mut scaler)?;
+            for (name, s) in &states {
+                s.borrow_mut().load_state_dict(&ck.extra.sub(name)).map_err(|source| FitError::Other {
+                    context: format!("restoring the state {name:?} from the checkpoint"),
+                    source,
+                })?;
+            }
             if let Some((s, _)) = &mut schedule {
                 s.load_state_dict(&ck.scheduler).map_err(|e| FitError::device("restoring the LR schedule", e))?;
             }
@@ -473,13 +560,24 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             });
         }
 
+        let budget_spent = |steps: u64| max_steps.is_some_and(|m| steps >= m);
         opt.zero_grad();
         for epoch in start..epochs {
+            if budget_spent(steps) {
+                break;
+            }
             model.set_training(true);
             let first = std::mem::take(&mut skip);
             if let Some(p) = &mut progress {
+                // The batches this epoch will train: all of them, unless the
+                // step budget ends it first.
+                let planned = match max_steps {
+                    Some(m) => batches_per_epoch.min(first.saturating_add(((m - steps) as usize).saturating_mul(k))),
+                    None => batches_per_epoch,
+                };
                 // A resumed partial epoch's length is unknown in samples.
-                p.start_epoch(epoch + 1, if first == 0 { samples } else { 0 });
+                let len = if first == 0 { samples * planned as u64 / batches_per_epoch.max(1) as u64 } else { 0 };
+                p.start_epoch(epoch + 1, len);
             }
             let (mut loss_avg, mut acc) = (RunningMean::new(), None::<Accuracy>);
             let (mut done, mut micro) = (first, 0);
@@ -519,7 +617,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 })
                 .map_err(|e| FitError::device("the training step", e))?;
                 let o = out.ok_or_else(|| FitError::Config("around_step did not run the step".into()))?;
-                loss_avg.update_tensor(&o.loss.detach(), o.samples);
+                let loss = o.loss.detach();
+                loss_avg.update_tensor(&loss, o.samples);
                 if let Some((logits, labels)) = &o.accuracy {
                     acc.get_or_insert_with(Accuracy::new).update(logits, labels);
                 }
@@ -532,13 +631,32 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 micro = if due { 0 } else { micro + 1 };
                 if due {
                     steps += 1;
+                }
+                if let Some(f) = &mut on_batch {
+                    f(&BatchEnd {
+                        epoch: epoch + 1,
+                        batch: done,
+                        steps,
+                        stepped: due,
+                        loss: &loss,
+                        samples: o.samples,
+                        progress: progress.as_ref(),
+                    });
+                }
+                if due {
+                    let last = done >= batches_per_epoch || budget_spent(steps);
                     // A stop at the epoch's last batch lets the epoch finish
                     // (evaluation, record, checkpoint) below.
-                    if done < batches_per_epoch && stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                    if !last && stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
                         drop(progress);
                         if let Some(run) = &run {
-                            let ck =
-                                capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch, done, steps));
+                            let ck = capture(
+                                model.as_dyn(),
+                                &*opt,
+                                &scaler,
+                                (&schedule, &early, &rngs, &states),
+                                (epoch, done, steps),
+                            );
                             ck.save(run.last())?;
                         }
                         return Ok(Fit {
@@ -546,6 +664,11 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                             outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done },
                             steps,
                         });
+                    }
+                    if budget_spent(steps) {
+                        // Not one batch more: the data may draw it from a
+                        // stream whose state the checkpoint below saves.
+                        break;
                     }
                 }
             }
@@ -585,7 +708,13 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             }
             match &run {
                 Some(run) => {
-                    let ck = capture(model.as_dyn(), &*opt, &scaler, &schedule, &early, &rngs, (epoch + 1, 0, steps));
+                    let ck = capture(
+                        model.as_dyn(),
+                        &*opt,
+                        &scaler,
+                        (&schedule, &early, &rngs, &states),
+                        (epoch + 1, 0, steps),
+                    );
                     run.finish_epoch(&mut history, record.clone(), &ck, model.as_dyn())?;
                 }
                 None => history.push(record.clone()),
@@ -608,15 +737,21 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     }
 }
 
+/// What a checkpoint holds besides the model, optimizer and scaler.
+type Extras<'r, 'a> = (
+    &'r Option<(&'a mut dyn LrScheduler, Every)>,
+    &'r Option<&'a mut EarlyStopping>,
+    &'r [(String, &'a Cell<Generator>)],
+    &'r [(String, &'a RefCell<dyn Stateful + 'a>)],
+);
+
 /// The state of a checkpoint taken `batch` batches into `epoch` (0-based;
 /// the completed epochs), after `steps` optimizer steps.
 fn capture(
     model: &dyn Module,
     opt: &dyn Optimizer,
     scaler: &GradScaler,
-    schedule: &Option<(&mut dyn LrScheduler, Every)>,
-    early: &Option<&mut EarlyStopping>,
-    rngs: &[(String, &Cell<Generator>)],
+    (schedule, early, rngs, states): Extras,
     (epoch, batch, steps): (usize, usize, u64),
 ) -> TrainingCheckpoint {
     let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(scaler);
@@ -628,6 +763,9 @@ fn capture(
     }
     for (name, g) in rngs {
         ck.rng.insert(name.clone(), g.get());
+    }
+    for (name, s) in states {
+        ck.extra.extend_prefixed(name, s.borrow().state_dict());
     }
     ck.extra.meta.insert("trainer.batch".into(), batch.to_string());
     (ck.epoch, ck.step) = (epoch as u64, steps);
