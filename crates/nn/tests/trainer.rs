@@ -548,6 +548,14 @@ fn truncated_bptt_state_round_trips_through_stateful() {
     // The zero state saves nothing and restores as the zero state.
     Stateful::load_state_dict(&mut back, &Stateful::state_dict(&TruncatedBptt::new())).unwrap();
     assert!(back.state().is_none());
+    // A checkpoint from before the state carried its `carried` entry (the
+    // old char_lstm's) is an error, not a silent restart from zero.
+    let mut old = TruncatedBptt::state_dict(&tbptt);
+    let err = Stateful::load_state_dict(&mut back, &old).unwrap_err().to_string();
+    assert!(err.contains("no `carried` entry"), "{err}");
+    old.meta.insert("carried".into(), "yes".into());
+    old.tensors.clear();
+    assert!(Stateful::load_state_dict(&mut back, &old).unwrap_err().to_string().contains("no `h`"));
 }
 
 #[test]

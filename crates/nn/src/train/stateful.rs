@@ -19,16 +19,30 @@ pub trait Stateful {
     fn load_state_dict(&mut self, state: &StateDict) -> Result<(), BoxError>;
 }
 
-/// The carried recurrent state (`h`, and `c` for an LSTM); none saved is
-/// the zero state, as at the start of a pass.
+/// The carried recurrent state (`h`, and `c` for an LSTM), plus the
+/// metadata `carried` (`yes`/`no`: the zero state, as at the start of a
+/// pass), so that a checkpoint without the entry (written before the
+/// state was saved this way) is an error rather than a silent zero state.
 impl Stateful for TruncatedBptt {
     fn state_dict(&self) -> StateDict {
-        TruncatedBptt::state_dict(self)
+        let mut s = TruncatedBptt::state_dict(self);
+        let carried = if s.tensors.contains_key("h") { "yes" } else { "no" };
+        s.meta.insert("carried".into(), carried.into());
+        s
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<(), BoxError> {
-        TruncatedBptt::load_state_dict(self, state);
-        Ok(())
+        match state.meta.get("carried").map(String::as_str) {
+            Some("yes") if !state.tensors.contains_key("h") => Err("the carried state has no `h` tensor".into()),
+            Some("yes" | "no") => {
+                TruncatedBptt::load_state_dict(self, state);
+                Ok(())
+            }
+            Some(other) => Err(format!("`carried` is {other:?}, not yes or no").into()),
+            None => Err("no `carried` entry for the recurrent state (a checkpoint from before the \
+                         Trainer saved it; resuming it would restart from a zero state)"
+                .into()),
+        }
     }
 }
 
