@@ -19,6 +19,7 @@ pub mod epilogue;
 pub mod fill;
 pub mod index;
 pub mod matmul;
+mod matmul_split;
 pub mod norm;
 pub mod operands;
 pub mod optim;
