@@ -228,7 +228,7 @@ impl Device {
     }
 
     /// Lowers the binding limit of a GPU device to `bytes` (rounded down to
-    /// whole words; `None`: the adapter's own), as `WGRAD_MAX_BINDING_BYTES`
+    /// 16 bytes; `None`: the adapter's own), as `WGRAD_MAX_BINDING_BYTES`
     /// does when the device opens. Ops then split work that would bind more
     /// (see docs/reliability.md), so tests can exercise the splitting on
     /// small tensors. Pending work is submitted first and the buffer pool

@@ -136,7 +136,8 @@ fn split_matmul_equals_the_cpu_twin_and_the_unsplit_product() {
     let cpu = Device::cpu_reference();
     for cfg in configs(&small) {
         for (i, case) in cases().iter().enumerate() {
-            let what = format!("{} {:?} {:?} bias {:?} out {:?}", case.what, cfg.kernel, cfg.operands, case.bias, case.output);
+            let what =
+                format!("{} {:?} {:?} bias {:?} out {:?}", case.what, cfg.kernel, cfg.operands, case.bias, case.output);
             let seed = 100 + i as u64;
             let (got, launches) = run(&small, cfg, case, seed);
             let (unsplit, one) = run(&whole, cfg, case, seed);
@@ -164,7 +165,8 @@ fn products_that_fit_keep_one_launch() {
     for cfg in configs(&small) {
         let (got, launches) = run(&small, cfg, &case, 7);
         assert_eq!(launches, 1, "{cfg:?}");
-        let (want, _) = run(&Device::cpu_reference(), MatmulConfig { operands: cfg.operands, ..MatmulConfig::default() }, &case, 7);
+        let (want, _) =
+            run(&Device::cpu_reference(), MatmulConfig { operands: cfg.operands, ..MatmulConfig::default() }, &case, 7);
         assert_close("fits", &got, &want, 2e-3, 1e-4);
     }
 }
@@ -194,10 +196,18 @@ fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
     let a = Buffer::from_f32(&small, &[1.0; 6]).unwrap();
     let bias = Buffer::from_f32(&small, &[0.0; 2000]).unwrap();
     let epi = Epilogue::default().with_bias(&bias, BiasAxis::Columns, 2);
-    let e = matmul_epilogue(MatmulConfig::default(), &epi, &a, &Layout::contiguous(&[2, 1, 1]), &big, &Layout::contiguous(&[1, 1000]));
+    let e = matmul_epilogue(
+        MatmulConfig::default(),
+        &epi,
+        &a,
+        &Layout::contiguous(&[2, 1, 1]),
+        &big,
+        &Layout::contiguous(&[1, 1000]),
+    );
     limit_error(e.unwrap_err(), "matmul");
     // The device keeps working.
     let (z, _) =
-        wgrad_gpu_core::ops::matmul::matmul(&a, &Layout::contiguous(&[2, 3]), &a, &Layout::contiguous(&[3, 2])).unwrap();
+        wgrad_gpu_core::ops::matmul::matmul(&a, &Layout::contiguous(&[2, 3]), &a, &Layout::contiguous(&[3, 2]))
+            .unwrap();
     assert_eq!(z.to_f32().unwrap(), vec![3.0; 4]);
 }

@@ -378,7 +378,10 @@ impl GpuContext {
                     }))
                 }
                 None if b.size() > limit => Err(Error::LimitExceeded {
-                    what: format!("kernel `{}` binding one of its buffers whole (this op does not split its work)", l.label),
+                    what: format!(
+                        "kernel `{}` binding one of its buffers whole (this op does not split its work)",
+                        l.label
+                    ),
                     needed: b.size(),
                     limit: "max_storage_buffer_binding_size",
                     allowed: limit,

@@ -44,10 +44,10 @@ pub(crate) struct GpuContext {
 }
 
 /// The binding limit to use on an adapter whose own is `adapter`: a lower
-/// `requested` one rounded down to whole words (at least one), else the
+/// `requested` one rounded down to 16 bytes (at least 16), else the
 /// adapter's.
 pub(crate) fn binding_limit(adapter: u64, requested: Option<u64>) -> u64 {
-    requested.map_or(adapter, |r| (r / 4 * 4).clamp(4, adapter))
+    requested.map_or(adapter, |r| (r / 16 * 16).clamp(16, adapter))
 }
 
 /// `WGRAD_MAX_BINDING_BYTES`, if set to a number of bytes.
@@ -105,7 +105,10 @@ impl GpuContext {
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             index_errors,
             index_checks_pending: AtomicBool::new(false),
-            max_binding: AtomicU64::new(binding_limit(limits.max_storage_buffer_binding_size, binding_limit_from_env())),
+            max_binding: AtomicU64::new(binding_limit(
+                limits.max_storage_buffer_binding_size,
+                binding_limit_from_env(),
+            )),
             limits,
         })
     }
@@ -168,7 +171,7 @@ impl GpuContext {
         let class = super::pool::size_class(bytes);
         let limit = self.binding_limit();
         if bytes <= limit && class > limit {
-            bytes.max(4).next_multiple_of(4)
+            bytes.max(16).next_multiple_of(16)
         } else {
             class
         }

@@ -439,9 +439,8 @@ impl Job<'_> {
         let strides = |i: usize| &self.bstrides[i][part.level..];
         let (tile_m, tile_n) = tile(self.subgroup, m);
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
-        let workgroups = u32::try_from(batches * tiles_m * tiles_n).map_err(|_| {
-            Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}"))
-        })?;
+        let workgroups = u32::try_from(batches * tiles_m * tiles_n)
+            .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
         let geo = bop.conv.map(|(_, geo)| geo);
         let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
         let mut params = Params::new()
@@ -472,7 +471,8 @@ impl Job<'_> {
                 strides: strides.to_vec(),
                 offset,
             };
-            let b_mode = if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))) };
+            let b_mode =
+                if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))) };
             vec![
                 ("A_MODE", load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) as f64),
                 ("B_MODE", b_mode as f64),
@@ -596,7 +596,8 @@ impl Job<'_> {
         let (obytes, esize) = (epi.output.size(), self.cfg.operands.size());
         let batch_parts = |s: &[usize]| q.dims.iter().zip(&s[q.level..]).map(|(&d, &s)| (d, s)).collect::<Vec<_>>();
         // The bias of this piece's rows or columns: the kernel reads it from
-        // the start of its binding, so a piece starting further gets a copy.
+        // the start of its binding, so a piece starting at an unaligned
+        // byte gets a copy.
         let bias_part;
         let bias: Option<(&Buffer, Option<Window>)> = match epi.bias {
             Some(b) => {
@@ -604,8 +605,8 @@ impl Job<'_> {
                     BiasAxis::Rows => (q.rows.start, rows),
                     BiasAxis::Columns => (q.cols.start, cols),
                 };
-                if start == 0 {
-                    None
+                if (start as u64 * 4).is_multiple_of(p.align) {
+                    Some((b.values, Some(window(start, len, 4, p.align).0)))
                 } else {
                     bias_part = Buffer::alloc(dev, len as u64 * 4)?;
                     g.copy_range(b.values.wgpu(), start as u64 * 4, bias_part.wgpu(), 0, len as u64 * 4)?;
@@ -637,7 +638,7 @@ impl Job<'_> {
             let direct = !split_k && whole_rows && (first as u64 * obytes).is_multiple_of(p.align);
             let scratch;
             let out = if direct {
-                (self.out, Some(Window { offset: first as u64 * obytes, size: step_bytes.next_multiple_of(4) }))
+                (self.out, Some(Window { offset: first as u64 * obytes, size: step_bytes.next_multiple_of(16) }))
             } else {
                 scratch = Buffer::alloc(dev, step_bytes)?;
                 (&scratch, None)

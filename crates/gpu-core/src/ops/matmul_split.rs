@@ -105,7 +105,7 @@ impl Planner {
         let mut b = batch(&self.b_strides);
         b.extend([(ks, self.b_rs), (cols, self.b_cs)]);
         let entries: usize = dims.iter().product();
-        let slack = self.align + 4;
+        let slack = self.align + 16;
         [
             extent(&a) as u64 * self.operand_bytes + slack,
             extent(&b) as u64 * self.operand_bytes + slack,
@@ -142,15 +142,7 @@ impl Planner {
         Ok(pieces)
     }
 
-    fn plan_level(
-        &self,
-        op: &str,
-        level: usize,
-        a: usize,
-        b: usize,
-        entry: usize,
-        out: &mut Vec<Piece>,
-    ) -> Result<()> {
+    fn plan_level(&self, op: &str, level: usize, a: usize, b: usize, entry: usize, out: &mut Vec<Piece>) -> Result<()> {
         let (m, k, n) = (self.m, self.k, self.n);
         let whole = || vec![0..k];
         if level < self.dims.len() {
@@ -225,13 +217,15 @@ impl Planner {
 }
 
 /// The window binding elements `[start, start + len)` of `elem_bytes` each:
-/// the byte offset rounded down to `align` and the size up to whole words,
-/// and the element shift to subtract from offsets into it.
+/// the byte offset rounded down to `align` and the size up to 16 bytes
+/// (kernels that read vec4s need whole ones; buffers are backed in
+/// multiples of 16, so the window stays inside), and the element shift to
+/// subtract from offsets into it.
 pub(crate) fn window(start: usize, len: usize, elem_bytes: u64, align: u64) -> (crate::gpu::batch::Window, usize) {
     let first = start as u64 * elem_bytes;
     let offset = first / align * align;
     let end = (start + len) as u64 * elem_bytes;
-    let size = (end - offset).next_multiple_of(4).max(4);
+    let size = (end - offset).next_multiple_of(16).max(16);
     (crate::gpu::batch::Window { offset, size }, (offset / elem_bytes) as usize)
 }
 
@@ -336,8 +330,8 @@ mod tests {
     fn windows_start_aligned_and_cover_their_elements() {
         let (w, shift) = window(37, 10, 4, 32);
         assert_eq!((w.offset, shift), (128, 32));
-        assert!(w.offset + w.size >= 47 * 4 && w.size % 4 == 0);
+        assert!(w.offset + w.size >= 47 * 4 && w.size % 16 == 0);
         let (w, shift) = window(3, 3, 2, 32);
-        assert_eq!((w.offset, w.size, shift), (0, 12, 0));
+        assert_eq!((w.offset, w.size, shift), (0, 16, 0));
     }
 }

@@ -28,6 +28,7 @@ pub mod pool;
 pub mod random;
 pub mod recurrent;
 pub mod reduce;
+mod reduce_split;
 pub mod softmax;
 mod table;
 
