@@ -13,6 +13,7 @@ use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
+use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
 use wgrad_gpu_core::ops::softmax::softmax_rows;
 use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
@@ -210,4 +211,39 @@ fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
         wgrad_gpu_core::ops::matmul::matmul(&a, &Layout::contiguous(&[2, 3]), &a, &Layout::contiguous(&[3, 2]))
             .unwrap();
     assert_eq!(z.to_f32().unwrap(), vec![3.0; 4]);
+}
+
+#[test]
+fn sums_over_views_past_the_limit_split_along_a_reduced_axis() {
+    let Some(small) = limited("sums_over_views_past_the_limit_split_along_a_reduced_axis") else { return };
+    let cpu = Device::cpu_reference();
+    let data = rng(9).vec(300 * 7, -1.0, 1.0);
+    let sum = |dev: &Device, layout: &Layout, axes: &[usize], op: ReduceOp| {
+        let x = Buffer::from_f32(dev, &data).unwrap();
+        dev.flush().unwrap();
+        let before = dev.stats().dispatches;
+        let (y, shape) = reduce(op, &x, layout, axes, false)?;
+        let n: usize = shape.iter().product();
+        let launches = dev.stats().dispatches - before;
+        Ok::<_, Error>((y.to_f32().unwrap()[..n].to_vec(), launches))
+    };
+    let rows = Layout::contiguous(&[300, 7]);
+    // A bias gradient (rows summed), a strided view (every other row of a
+    // transposed [7, 150]), and the sum of everything.
+    let strided = Layout { shape: vec![7, 150], strides: vec![1, 14], offset: 0 };
+    for (what, layout, axes) in
+        [("rows", &rows, &[0][..]), ("transposed, every other row", &strided, &[1][..]), ("all", &rows, &[][..])]
+    {
+        let (got, launches) = sum(&small, layout, axes, ReduceOp::Sum).unwrap();
+        let (want, _) = sum(&cpu, layout, axes, ReduceOp::Sum).unwrap();
+        assert!(launches > 1, "{what}: {launches} launches");
+        assert_close(what, &got, &want, 1e-5, 1e-5);
+    }
+    // Summing each row of 7 cannot be cut along a reduced axis into pieces
+    // that fit; other reductions do not split.
+    for (op, layout, axes, name) in [(ReduceOp::Sum, &rows, &[1][..], "sum"), (ReduceOp::Max, &rows, &[0][..], "max")] {
+        let e = sum(&small, layout, axes, op).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::LimitExceeded { .. }) && msg.contains(name), "{msg}");
+    }
 }
