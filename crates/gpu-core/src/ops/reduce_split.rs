@@ -1,8 +1,11 @@
 //! Sums over views too large for one storage binding: the view is cut
-//! along a reduced axis into sub-views that each fit (see
-//! `matmul_split.rs` for the limit), each is summed, and the partial sums
-//! are added in a fixed order (deterministic). Only [`ReduceOp::Sum`]
-//! splits; the other reductions return `LimitExceeded` naming themselves.
+//! into sub-views that each fit (see `matmul_split.rs` for the limit),
+//! along the axis whose elements lie furthest apart among the reduced axes
+//! and the first kept axis. Cut along a reduced axis, the pieces' partial
+//! sums are added in a fixed order (deterministic); cut along the first
+//! kept axis, each piece is a contiguous run of the result, copied into
+//! place. Only [`ReduceOp::Sum`] splits; the other reductions return
+//! `LimitExceeded` naming themselves.
 
 use super::operands::Operands;
 use super::reduce::{reduce_io, ReduceOp};
@@ -14,9 +17,9 @@ pub(crate) fn view_bytes(l: &Layout, io: Operands, align: u64) -> u64 {
     (l.span() - l.offset) as u64 * io.size() + align + 16
 }
 
-/// The sum of `layout` over the `reduced` axes as partial sums of
-/// sub-views along one reduced axis, or `None` when the view fits or
-/// cannot be cut along a reduced axis (no reduced axis longer than 1).
+/// The sum of `layout` over the `reduced` axes, split into sub-views, or
+/// `None` when the view fits or no axis can be cut (every candidate has
+/// length 1). The result is contiguous, `n_out` values.
 pub(crate) fn split_sum(
     x: &Buffer,
     io: Operands,
@@ -27,9 +30,12 @@ pub(crate) fn split_sum(
     if view_bytes(layout, io, align) <= limit {
         return None;
     }
-    // The reduced axis whose elements lie furthest apart: cutting it shrinks
-    // each piece's span the most.
-    let d = (0..layout.rank()).filter(|&d| reduced[d] && layout.shape[d] > 1).max_by_key(|&d| layout.strides[d])?;
+    let rank = layout.rank();
+    // The kept axis whose cut leaves each piece a contiguous run of the result.
+    let first_kept = (0..rank).find(|&d| !reduced[d] && layout.shape[d] > 1);
+    let d = (0..rank)
+        .filter(|&d| (reduced[d] && layout.shape[d] > 1) || Some(d) == first_kept)
+        .max_by_key(|&d| layout.strides[d])?;
     let len = layout.shape[d];
     let sub = |start: usize, n: usize| {
         let mut s = layout.clone();
@@ -48,21 +54,31 @@ pub(crate) fn split_sum(
             hi = mid - 1;
         }
     }
-    let axes: Vec<usize> = (0..layout.rank()).filter(|&a| reduced[a]).collect();
+    let axes: Vec<usize> = (0..rank).filter(|&a| reduced[a]).collect();
+    let pieces = (0..len).step_by(lo).map(|start| (start, lo.min(len - start)));
     let run = || -> Result<Buffer> {
+        if !reduced[d] {
+            // Results of the kept axis' ranges, each copied into place.
+            let n_out: usize = (0..rank).filter(|&a| !reduced[a]).map(|a| layout.shape[a]).product();
+            let per = (n_out / len) as u64 * 4;
+            let out = Buffer::alloc(x.device(), n_out as u64 * 4)?;
+            let g = x.device().gpu_ctx().expect("split sums run on a GPU");
+            for (start, n) in pieces {
+                let (part, _) = reduce_io(ReduceOp::Sum, x, io, &sub(start, n), &axes, true)?;
+                g.copy_range(part.wgpu(), 0, out.wgpu(), start as u64 * per, n as u64 * per)?;
+            }
+            return Ok(out);
+        }
         let mut total: Option<Buffer> = None;
-        let mut n_out = 0;
-        for start in (0..len).step_by(lo) {
-            let (part, shape) = reduce_io(ReduceOp::Sum, x, io, &sub(start, lo.min(len - start)), &axes, true)?;
-            n_out = shape.iter().product();
-            let flat = Layout::contiguous(&[n_out]);
+        for (start, n) in pieces {
+            let (part, shape) = reduce_io(ReduceOp::Sum, x, io, &sub(start, n), &axes, true)?;
+            let flat = Layout::contiguous(&[shape.iter().product()]);
             total = Some(match total {
                 None => part,
                 Some(t) => super::binary::binary(super::binary::BinaryOp::Add, &t, &flat, &part, &flat)?.0,
             });
         }
-        let _ = n_out;
-        Ok(total.expect("a reduced axis longer than 1 gives at least one piece"))
+        Ok(total.expect("an axis longer than 1 gives at least one piece"))
     };
     Some(run())
 }
