@@ -144,7 +144,7 @@ impl Planner {
 
     fn plan_level(&self, op: &str, level: usize, a: usize, b: usize, entry: usize, out: &mut Vec<Piece>) -> Result<()> {
         let (m, k, n) = (self.m, self.k, self.n);
-        let whole = || vec![0..k];
+        let whole = || std::iter::once(0..k).collect::<Vec<_>>();
         if level < self.dims.len() {
             let d = self.dims[level];
             let inner: usize = self.dims[level + 1..].iter().product();
