@@ -13,6 +13,7 @@ use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
+use wgrad_gpu_core::ops::optim::{update, Rule};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
 use wgrad_gpu_core::ops::softmax::softmax_rows;
 use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
@@ -250,4 +251,35 @@ fn sums_over_views_past_the_limit_split_along_a_reduced_axis() {
         let msg = e.to_string();
         assert!(matches!(e, Error::LimitExceeded { .. }) && msg.contains(name), "{msg}");
     }
+}
+
+#[test]
+fn optimizer_updates_past_the_limit_run_in_ranges() {
+    let Some(small) = limited("optimizer_updates_past_the_limit_run_in_ranges") else { return };
+    // 1001 elements (4004 bytes): at least two ranges, the last not a whole vec4.
+    let n = 1001;
+    let rule = Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: true, decoupled: true };
+    let step = |dev: &Device| {
+        let mut r = rng(11);
+        let (w, g) = (r.vec(n, -1.0, 1.0), r.vec(n, -1.0, 1.0));
+        let param = Buffer::from_f32(dev, &w).unwrap();
+        let grad = Buffer::from_f32(dev, &g).unwrap();
+        let state: Vec<Buffer> = (0..3).map(|_| Buffer::from_f32(dev, &vec![0.0; n]).unwrap()).collect();
+        let refs: Vec<&Buffer> = state.iter().collect();
+        dev.flush().unwrap();
+        let before = dev.stats().dispatches;
+        for t in 1..=3 {
+            update(&rule, 1e-2, 0.1, t, &param, &grad, &refs, n).unwrap();
+        }
+        let launches = dev.stats().dispatches - before;
+        let mut out = param.to_f32().unwrap()[..n].to_vec();
+        for s in &state {
+            out.extend_from_slice(&s.to_f32().unwrap()[..n]);
+        }
+        (out, launches)
+    };
+    let (got, launches) = step(&small);
+    let (want, _) = step(&Device::cpu_reference());
+    assert!(launches >= 6 && launches % 3 == 0, "{launches} launches: at least two ranges a step");
+    assert_close("Adam past the binding limit", &got, &want, 1e-5, 1e-6);
 }
