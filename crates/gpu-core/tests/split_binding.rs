@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry};
+use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::ops::optim::{update, Rule};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
@@ -282,4 +283,18 @@ fn optimizer_updates_past_the_limit_run_in_ranges() {
     let (want, _) = step(&Device::cpu_reference());
     assert!(launches >= 6 && launches % 3 == 0, "{launches} launches: at least two ranges a step");
     assert_close("Adam past the binding limit", &got, &want, 1e-5, 1e-6);
+}
+
+#[test]
+fn constant_fills_past_the_limit_run_in_ranges_and_arange_fails() {
+    let Some(small) = limited("constant_fills_past_the_limit_run_in_ranges_and_arange_fails") else { return };
+    let n = 1001;
+    small.flush().unwrap();
+    let before = small.stats().dispatches;
+    let y = fill(&small, n, 0.25).unwrap();
+    assert!(small.stats().dispatches - before >= 2, "a fill of 4004 bytes splits");
+    assert_eq!(y.to_f32().unwrap()[..n], vec![0.25; n][..]);
+    let e = arange(&small, n, 0.0, 1.0).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::LimitExceeded { .. }) && msg.contains("fill"), "{msg}");
 }
