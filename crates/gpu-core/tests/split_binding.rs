@@ -5,8 +5,9 @@
 //! rows, split-K) and equals the CPU twin and the unsplit GPU product on
 //! awkward shapes: partial chunks, broadcast batches, transposed operands,
 //! f16 operands, the epilogue's bias and f16 store, both kernel families,
-//! and ranges of columns for rows too wide to bind.
-//! Ops that cannot split return `LimitExceeded` naming themselves.
+//! and ranges of columns for rows too wide to bind. Sums, optimizer updates
+//! and constant fills split too; ops that cannot split return
+//! `LimitExceeded` naming themselves.
 
 mod common;
 use common::*;
