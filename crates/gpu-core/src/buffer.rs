@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::device::{Backend, Device};
-use crate::gpu::pool::{size_class, USAGE};
+use crate::gpu::pool::USAGE;
 use crate::{Error, Result};
 
 /// Untyped device memory. Cloning shares the same memory.
@@ -68,8 +68,8 @@ impl Buffer {
         device.inner.budget.check(|| device.name(), bytes, device.inner.stats.bytes_live())?;
         let (storage, charged) = match &device.inner.backend {
             Backend::Gpu(g) => {
-                let class = size_class(bytes);
                 g.check_size("buffer", bytes)?;
+                let class = g.backing_size(bytes);
                 // Charged now (the handle's logical size), backed on first use.
                 (Storage::Gpu(OnceLock::new()), class)
             }

@@ -217,11 +217,32 @@ impl Device {
 
     /// The largest buffer one kernel binding may use, in bytes (cheap: for
     /// hot paths that must stay under it; [`info`](Self::info) has the rest).
+    /// The adapter's `max_storage_buffer_binding_size`, unless
+    /// `WGRAD_MAX_BINDING_BYTES` or [`set_max_binding_bytes`](Self::set_max_binding_bytes)
+    /// lowered it.
     pub fn max_binding_bytes(&self) -> u64 {
         match &self.inner.backend {
-            Backend::Gpu(g) => g.limits.max_storage_buffer_binding_size,
+            Backend::Gpu(g) => g.binding_limit(),
             Backend::Cpu => isize::MAX as u64,
         }
+    }
+
+    /// Lowers the binding limit of a GPU device to `bytes` (rounded down to
+    /// 16 bytes; `None`: the adapter's own), as `WGRAD_MAX_BINDING_BYTES`
+    /// does when the device opens. Ops then split work that would bind more
+    /// (see docs/reliability.md), so tests can exercise the splitting on
+    /// small tensors. Pending work is submitted first and the buffer pool
+    /// emptied, so every buffer from now on is sized for the new limit.
+    /// The CPU backend has no binding limit and ignores this.
+    pub fn set_max_binding_bytes(&self, bytes: Option<u64>) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.flush()?;
+            g.pool.clear();
+            let adapter = g.limits.max_storage_buffer_binding_size;
+            let limit = crate::gpu::context::binding_limit(adapter, bytes);
+            g.max_binding.store(limit, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The counters of this device.

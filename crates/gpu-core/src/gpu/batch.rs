@@ -69,6 +69,16 @@ pub(crate) struct Launch<'a> {
     pub workgroups: u32,
 }
 
+/// A sub-range of a buffer bound in place of the whole: `offset` bytes in
+/// (a multiple of the adapter's `min_storage_buffer_offset_alignment`),
+/// `size` bytes long (a multiple of 4, at most the binding limit). Ops that
+/// split work too large for one binding bind windows (see `ops/split.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub offset: u64,
+    pub size: u64,
+}
+
 /// Splits a linear workgroup count into an (x, y) grid within the per-dimension limit.
 pub(crate) fn fold_grid(n: u32) -> (u32, u32) {
     if n <= MAX_GRID_DIM {
@@ -165,6 +175,9 @@ struct Encode<'a> {
     params: &'a [u32],
     inputs: &'a [&'a wgpu::Buffer],
     outputs: &'a [&'a wgpu::Buffer],
+    /// Per binding (inputs then outputs), a window to bind instead of the
+    /// whole buffer; missing entries bind the whole buffer.
+    windows: &'a [Option<Window>],
     workgroups: u32,
 }
 
@@ -172,6 +185,12 @@ impl GpuContext {
     /// Records one kernel launch into the pending batch, after the deferred
     /// elementwise run it may depend on.
     pub fn launch(&self, l: &Launch) -> Result<()> {
+        self.launch_windows(l, &[])
+    }
+
+    /// [`launch`](Self::launch) binding `windows[i]` (when `Some`) instead
+    /// of the whole buffer `i` (inputs, then outputs).
+    pub(crate) fn launch_windows(&self, l: &Launch, windows: &[Option<Window>]) -> Result<()> {
         if l.workgroups == 0 {
             return Ok(());
         }
@@ -192,6 +211,7 @@ impl GpuContext {
                 params: l.params,
                 inputs: l.inputs,
                 outputs: l.outputs,
+                windows,
                 workgroups: l.workgroups,
             },
         )
@@ -202,6 +222,19 @@ impl GpuContext {
     pub(crate) fn defer(&self, mut d: Deferred) -> Result<()> {
         if d.workgroups == 0 {
             return Ok(());
+        }
+        // Elementwise kernels bind whole buffers: one past the binding
+        // limit is this op's error now, not the fused kernel's at a later
+        // settle (a buffer's logical size is above the limit exactly when
+        // its backing is; see `GpuContext::backing_size`).
+        let limit = self.binding_limit();
+        if let Some(big) = d.inputs.iter().chain([&d.output]).find(|b| b.len_bytes() > limit) {
+            return Err(Error::LimitExceeded {
+                what: format!("kernel `{}` binding a buffer whole (elementwise ops do not split their work)", d.shader),
+                needed: big.len_bytes(),
+                limit: "max_storage_buffer_binding_size",
+                allowed: limit,
+            });
         }
         d.record = self.profiler.is_active().then(|| {
             let bytes = d.inputs.iter().chain([&d.output]).map(|b| super::pool::size_class(b.len_bytes())).sum();
@@ -284,6 +317,7 @@ impl GpuContext {
                 params: &d.params,
                 inputs: &inputs,
                 outputs: &[d.output.wgpu()],
+                windows: &[],
                 workgroups: d.workgroups,
             },
         )
@@ -315,6 +349,7 @@ impl GpuContext {
                 params: &g.params,
                 inputs: &inputs,
                 outputs: &outputs,
+                windows: &[],
                 workgroups: crate::ops::groups(g.threads, 256),
             },
         )
@@ -324,6 +359,36 @@ impl GpuContext {
     /// the batch is full).
     fn encode(&self, batch: &mut Batch, l: &Encode) -> Result<()> {
         let (kernel, record) = (l.kernel, l.record);
+        // Checked before anything is recorded: a buffer past the binding
+        // limit bound whole is the error of an op that cannot split its
+        // work, not a wgpu validation failure at submit.
+        let limit = self.binding_limit();
+        let bindings: Vec<wgpu::BindingResource> = l
+            .inputs
+            .iter()
+            .chain(l.outputs)
+            .enumerate()
+            .map(|(i, b)| match l.windows.get(i).copied().flatten() {
+                Some(w) => {
+                    debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
+                    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: w.offset,
+                        size: wgpu::BufferSize::new(w.size),
+                    }))
+                }
+                None if b.size() > limit => Err(Error::LimitExceeded {
+                    what: format!(
+                        "kernel `{}` binding one of its buffers whole (this op does not split its work)",
+                        l.label
+                    ),
+                    needed: b.size(),
+                    limit: "max_storage_buffer_binding_size",
+                    allowed: limit,
+                }),
+                None => Ok(b.as_entire_binding()),
+            })
+            .collect::<Result<_>>()?;
         // Timestamps around this launch's pass, when profiling on an adapter that has them.
         let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
             let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));
@@ -339,8 +404,8 @@ impl GpuContext {
                 size: wgpu::BufferSize::new(PARAMS_BYTES),
             }),
         }];
-        for (i, b) in l.inputs.iter().chain(l.outputs).enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
+        for (i, resource) in bindings.into_iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(l.label),
@@ -398,6 +463,28 @@ impl GpuContext {
         // A deferred kernel may read `dst`'s previous contents.
         self.settle(&mut batch)?;
         batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
+        Ok(())
+    }
+
+    /// Records a device-side copy of `size` bytes from `src` at `src_offset`
+    /// to `dst` at `dst_offset` (all multiples of 4), ordered with the
+    /// kernels around it. Copies bind nothing, so the binding limit does
+    /// not apply.
+    pub(crate) fn copy_range(
+        &self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) -> Result<()> {
+        if size == 0 {
+            return Ok(());
+        }
+        let mut batch = self.batch.lock().unwrap();
+        // A deferred kernel may write `src` or read `dst`'s previous contents.
+        self.settle(&mut batch)?;
+        batch.encoder(&self.device).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
         Ok(())
     }
 

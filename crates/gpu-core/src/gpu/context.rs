@@ -1,7 +1,7 @@
 //! An open wgpu device: queue, adapter facts, pool, pipeline cache and the
 //! batch of recorded work.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::batch::Batch;
@@ -36,6 +36,23 @@ pub(crate) struct GpuContext {
     pub index_errors: wgpu::Buffer,
     /// Whether a launch bound `index_errors` since the last readback read it.
     pub index_checks_pending: AtomicBool,
+    /// The largest storage binding wgrad lets one launch use, in bytes: the
+    /// adapter's `max_storage_buffer_binding_size`, or less when
+    /// `WGRAD_MAX_BINDING_BYTES` or `Device::set_max_binding_bytes` lowers
+    /// it (so tests can make ops split their work on small tensors).
+    pub max_binding: AtomicU64,
+}
+
+/// The binding limit to use on an adapter whose own is `adapter`: a lower
+/// `requested` one rounded down to 16 bytes (at least 16), else the
+/// adapter's.
+pub(crate) fn binding_limit(adapter: u64, requested: Option<u64>) -> u64 {
+    requested.map_or(adapter, |r| (r / 16 * 16).clamp(16, adapter))
+}
+
+/// `WGRAD_MAX_BINDING_BYTES`, if set to a number of bytes.
+fn binding_limit_from_env() -> Option<u64> {
+    std::env::var("WGRAD_MAX_BINDING_BYTES").ok().and_then(|v| v.trim().parse().ok())
 }
 
 /// Optional features we use when the adapter offers them; none is required.
@@ -77,7 +94,6 @@ impl GpuContext {
             device,
             queue,
             info,
-            limits,
             features,
             pool: Pool::default(),
             pipelines: PipelineCache::default(),
@@ -89,6 +105,11 @@ impl GpuContext {
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             index_errors,
             index_checks_pending: AtomicBool::new(false),
+            max_binding: AtomicU64::new(binding_limit(
+                limits.max_storage_buffer_binding_size,
+                binding_limit_from_env(),
+            )),
+            limits,
         })
     }
 
@@ -119,9 +140,18 @@ impl GpuContext {
         }
     }
 
-    /// Checks a buffer size against the adapter's limits before allocating it.
+    /// The largest storage binding one launch may use, in bytes (see
+    /// [`GpuContext::max_binding`]).
+    pub fn binding_limit(&self) -> u64 {
+        self.max_binding.load(Ordering::Relaxed)
+    }
+
+    /// Checks a buffer size against the adapter's `max_buffer_size` before
+    /// allocating it. Buffers above the binding limit are allowed: the ops
+    /// that can split their work bind sub-ranges of them, and a launch that
+    /// would bind one whole fails with [`Error::LimitExceeded`] naming its
+    /// kernel (see `batch.rs`).
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit_bind = self.limits.max_storage_buffer_binding_size;
         if bytes > self.limits.max_buffer_size {
             return Err(Error::LimitExceeded {
                 what: what.into(),
@@ -130,14 +160,20 @@ impl GpuContext {
                 allowed: self.limits.max_buffer_size,
             });
         }
-        if bytes > limit_bind {
-            return Err(Error::LimitExceeded {
-                what: what.into(),
-                needed: bytes,
-                limit: "max_storage_buffer_binding_size",
-                allowed: limit_bind,
-            });
-        }
         Ok(())
+    }
+
+    /// The size of the device buffer holding `bytes` logical bytes: the
+    /// pool's size class, but never past the binding limit for a buffer
+    /// that fits under it (rounding up must not make a bindable tensor
+    /// unbindable).
+    pub fn backing_size(&self, bytes: u64) -> u64 {
+        let class = super::pool::size_class(bytes);
+        let limit = self.binding_limit();
+        if bytes <= limit && class > limit {
+            bytes.max(16).next_multiple_of(16)
+        } else {
+            class
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Constant fill and arange (`shaders/fill.wgsl`).
 
 use super::{dispatch, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::batch::Window;
+use crate::gpu::Launch;
 use crate::{Buffer, Device, Result};
 
 /// `fill.wgsl`'s `Params`: the count and the entry's two constants.
@@ -21,8 +23,33 @@ fn launch(
     run(
         device,
         |g| {
-            let params = Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b);
-            dispatch(g, "fill", entry, &[], &params, &[], &[&out], groups(n, 256))
+            let limit = g.binding_limit();
+            if entry != "fill" || out.wgpu().size() <= limit {
+                let params = Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b);
+                return dispatch(g, "fill", entry, &[], &params, &[], &[&out], groups(n, 256));
+            }
+            // A constant does not depend on the index: a buffer past the
+            // binding limit is filled a window at a time. (arange does, and
+            // restarting it at an offset would round differently: it fails
+            // naming its kernel.)
+            let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
+            let step = ((limit - 16) / align * align / 4) as usize;
+            for start in (0..n).step_by(step) {
+                let len = step.min(n - start);
+                let params = Params::of(&PARAMS).set_u32("n", len).set_f32("a", a).set_f32("b", b);
+                let window = Window { offset: start as u64 * 4, size: (len as u64 * 4).next_multiple_of(16) };
+                let launch = Launch {
+                    shader: "fill",
+                    entry,
+                    constants: &[],
+                    params: params.finish(),
+                    inputs: &[],
+                    outputs: &[out.wgpu()],
+                    workgroups: groups(len, 256),
+                };
+                g.launch_windows(&launch, &[Some(window)])?;
+            }
+            Ok(())
         },
         || {
             let mut h = out.host_mut();
@@ -34,7 +61,8 @@ fn launch(
     Ok(out)
 }
 
-/// `n` copies of `value`.
+/// `n` copies of `value` (in ranges of elements, one launch each, when the
+/// buffer is past the device's binding limit).
 pub fn fill(device: &Device, n: usize, value: f32) -> Result<Buffer> {
     launch(device, "fill", n, value, 0.0, |_| value)
 }

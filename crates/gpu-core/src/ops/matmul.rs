@@ -5,9 +5,11 @@
 //! and is read in place, never copied.
 
 use super::conv::ConvGeometry;
+use super::matmul_split::{window, Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::{run, Params};
 use crate::cpu::gemm::{gemm, Mat};
+use crate::gpu::batch::Window;
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
@@ -339,7 +341,6 @@ fn product(
     let vb = &bop.view;
     let ra = la.rank() - 2;
     let (m, k, n) = (la.shape[ra], bop.k, bop.n);
-    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], bop.rs, bop.cs);
     let batches = numel(&batch);
     let total = batches * m * n;
     for elems in [total, la.span()] {
@@ -374,77 +375,15 @@ fn product(
                 _ => false,
             };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let (tile_m, tile_n) = tile(subgroup, m);
-            let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
-            let workgroups = u32::try_from(batches * tiles_m * tiles_n)
-                .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {shape:?}")))?;
-            let geo = bop.conv.map(|(_, geo)| geo);
-            let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
-            let mut params = Params::new()
-                .dims(&bshape)
-                .dims(&bstrides[0])
-                .dims(&bstrides[1])
-                .u32(m)
-                .u32(n)
-                .u32(k)
-                .u32(bshape.len())
-                .u32(la.offset)
-                .u32(a_rs)
-                .u32(a_cs)
-                .u32(bop.offset)
-                .u32(b_rs)
-                .u32(b_cs)
-                .u32(tiles_n)
-                .u32(tiles_m * tiles_n)
-                .u32(workgroups as usize);
-            for d in conv_dims {
-                params = params.u32(d);
+            let job = Job { g, cfg, subgroup, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
+            let limit = g.binding_limit();
+            let bias_big = epi.bias.is_some_and(|bias| bias.values.wgpu().size() > limit);
+            if [a, b, &out].iter().all(|x| x.wgpu().size() <= limit) && !bias_big {
+                // Everything fits: one launch binding whole buffers.
+                let whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
+                return job.launch(epi, &whole, Binds::default());
             }
-            params = params.u32(epi.bias_batches());
-            let flag = |f: bool| if f { 1.0 } else { 0.0 };
-            let mut constants: Vec<(&str, f64)> = if subgroup {
-                let b_mode = if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, vb) };
-                vec![
-                    ("A_MODE", load_mode(m, k, a_rs, a_cs, va) as f64),
-                    ("B_MODE", b_mode as f64),
-                    // Below 32 rows only the first m.div_ceil(8) row groups hold results.
-                    ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
-                ]
-            } else {
-                // Tile loads walk the unit-stride index of each operand, so
-                // plain and transposed operands both read contiguously. A
-                // gathered B is contiguous along its columns for forms 1 and
-                // 3 (neighbouring pixels), along its rows for form 2.
-                let b_k_fast = match bop.conv {
-                    Some((form, _)) => form == ConvGather::ColumnsT,
-                    None => b_rs == 1 && b_cs != 1,
-                };
-                vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
-            };
-            constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
-            constants.extend(epi.constants(n));
-            if let Some((form, g)) = bop.conv {
-                constants.extend([
-                    ("B_CONV", form.code()),
-                    ("KH", g.kernel_h as f64),
-                    ("KW", g.kernel_w as f64),
-                    ("SH", g.stride_h as f64),
-                    ("SW", g.stride_w as f64),
-                    ("DH", g.dilation_h as f64),
-                    ("DW", g.dilation_w as f64),
-                ]);
-            }
-            let (shader, entry) = cfg.shader(g, subgroup)?;
-            g.launch(&Launch {
-                shader,
-                entry,
-                constants: &constants,
-                params: &params.0,
-                // Without a bias the kernel never reads binding 3: A fills it.
-                inputs: &[a.wgpu(), b.wgpu(), epi.bias.map_or(a, |b| b.values).wgpu()],
-                outputs: &[out.wgpu()],
-                workgroups,
-            })
+            job.split(epi, &bshape, shape.as_slice())
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
@@ -457,6 +396,301 @@ fn product(
         },
     )?;
     Ok((out, shape))
+}
+
+/// One product as recorded on a GPU: everything a launch of it needs
+/// besides the share of the work and the windows bound.
+struct Job<'a> {
+    g: &'a GpuContext,
+    cfg: MatmulConfig,
+    subgroup: bool,
+    la: &'a Layout,
+    bop: &'a BOperand,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &'a Buffer,
+    b: &'a Buffer,
+    out: &'a Buffer,
+    /// A's and B's strides over the coalesced batch shape.
+    bstrides: &'a [Vec<usize>],
+}
+
+/// One launch's share: batch dims `dims` (the coalesced ones from `level`
+/// on), operand offsets relative to their windows, and M, K and N.
+struct Part<'a> {
+    dims: &'a [usize],
+    level: usize,
+    a_offset: usize,
+    b_offset: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// The buffers and windows one launch binds in place of the job's whole
+/// A, B, bias and output (each `None`: the job's own, whole).
+#[derive(Default)]
+struct Binds<'a> {
+    a: Option<Window>,
+    b: Option<Window>,
+    bias: Option<(&'a Buffer, Option<Window>)>,
+    out: Option<(&'a Buffer, Option<Window>)>,
+}
+
+impl Job<'_> {
+    /// Records one launch of the kernel over `part`, stored through `epi`.
+    fn launch(&self, epi: &Epilogue, part: &Part, binds: Binds) -> Result<()> {
+        let (g, bop) = (self.g, self.bop);
+        let (m, k, n) = (part.m, part.k, part.n);
+        let ra = self.la.rank() - 2;
+        let (a_rs, a_cs, b_rs, b_cs) = (self.la.strides[ra], self.la.strides[ra + 1], bop.rs, bop.cs);
+        let batches: usize = part.dims.iter().product();
+        let strides = |i: usize| &self.bstrides[i][part.level..];
+        let (tile_m, tile_n) = tile(self.subgroup, m);
+        let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
+        let workgroups = u32::try_from(batches * tiles_m * tiles_n)
+            .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
+        let geo = bop.conv.map(|(_, geo)| geo);
+        let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
+        let mut params = Params::new()
+            .dims(part.dims)
+            .dims(strides(0))
+            .dims(strides(1))
+            .u32(m)
+            .u32(n)
+            .u32(k)
+            .u32(part.dims.len())
+            .u32(part.a_offset)
+            .u32(a_rs)
+            .u32(a_cs)
+            .u32(part.b_offset)
+            .u32(b_rs)
+            .u32(b_cs)
+            .u32(tiles_n)
+            .u32(tiles_m * tiles_n)
+            .u32(workgroups as usize);
+        for d in conv_dims {
+            params = params.u32(d);
+        }
+        params = params.u32(epi.bias_batches());
+        let flag = |f: bool| if f { 1.0 } else { 0.0 };
+        let mut constants: Vec<(&str, f64)> = if self.subgroup {
+            let view = |offset: usize, strides: &[usize]| Layout {
+                shape: part.dims.to_vec(),
+                strides: strides.to_vec(),
+                offset,
+            };
+            let b_mode =
+                if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))) };
+            vec![
+                ("A_MODE", load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) as f64),
+                ("B_MODE", b_mode as f64),
+                // Below 32 rows only the first m.div_ceil(8) row groups hold results.
+                ("ROW_GROUPS", m.div_ceil(8).min(4) as f64),
+            ]
+        } else {
+            // Tile loads walk the unit-stride index of each operand, so
+            // plain and transposed operands both read contiguously. A
+            // gathered B is contiguous along its columns for forms 1 and
+            // 3 (neighbouring pixels), along its rows for form 2.
+            let b_k_fast = match bop.conv {
+                Some((form, _)) => form == ConvGather::ColumnsT,
+                None => b_rs == 1 && b_cs != 1,
+            };
+            vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
+        };
+        constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
+        constants.extend(epi.constants(n));
+        if let Some((form, g)) = bop.conv {
+            constants.extend([
+                ("B_CONV", form.code()),
+                ("KH", g.kernel_h as f64),
+                ("KW", g.kernel_w as f64),
+                ("SH", g.stride_h as f64),
+                ("SW", g.stride_w as f64),
+                ("DH", g.dilation_h as f64),
+                ("DW", g.dilation_w as f64),
+            ]);
+        }
+        let (shader, entry) = self.cfg.shader(g, self.subgroup)?;
+        // Without a bias the kernel never reads binding 3: A (its window) fills it.
+        let (bias, bias_window) = match (binds.bias, epi.bias) {
+            (Some(b), _) => b,
+            (None, Some(b)) => (b.values, None),
+            (None, None) => (self.a, binds.a),
+        };
+        let (out, out_window) = binds.out.unwrap_or((self.out, None));
+        let windows = [binds.a, binds.b, bias_window, out_window];
+        g.launch_windows(
+            &Launch {
+                shader,
+                entry,
+                constants: &constants,
+                params: &params.0,
+                inputs: &[self.a.wgpu(), self.b.wgpu(), bias.wgpu()],
+                outputs: &[out.wgpu()],
+                workgroups,
+            },
+            &windows,
+        )
+    }
+
+    /// Records the product as several launches, each binding at most the
+    /// binding limit (see `matmul_split.rs`).
+    fn split(&self, epi: &Epilogue, bshape: &[usize], shape: &[usize]) -> Result<()> {
+        let (g, n) = (self.g, self.n);
+        let too_large = |why: &str| Error::LimitExceeded {
+            what: format!("matmul of shape {shape:?}: {why}"),
+            needed: self.a.len_bytes().max(self.b.len_bytes()).max(self.out.len_bytes()),
+            limit: "max_storage_buffer_binding_size",
+            allowed: g.binding_limit(),
+        };
+        if self.bop.conv.is_some() {
+            return Err(Error::LimitExceeded {
+                what: format!("conv2d (its implicit-GEMM product of shape {shape:?}; convolutions are not split: lower the batch size)"),
+                needed: self.b.len_bytes().max(self.out.len_bytes()),
+                limit: "max_storage_buffer_binding_size",
+                allowed: g.binding_limit(),
+            });
+        }
+        if epi.bias.is_some_and(|b| b.groups > 1) {
+            return Err(too_large("a product with a grouped bias is not split"));
+        }
+        let ra = self.la.rank() - 2;
+        let esize = self.cfg.operands.size();
+        let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
+        let planner = Planner {
+            dims: bshape.to_vec(),
+            a_strides: self.bstrides[0].clone(),
+            b_strides: self.bstrides[1].clone(),
+            a_offset: self.la.offset,
+            b_offset: self.bop.offset,
+            a_rs: self.la.strides[ra],
+            a_cs: self.la.strides[ra + 1],
+            b_rs: self.bop.rs,
+            b_cs: self.bop.cs,
+            m: self.m,
+            k: self.k,
+            n,
+            operand_bytes: esize,
+            out_bytes: epi.output.size(),
+            bias_columns: match epi.bias {
+                Some(b) if b.axis == BiasAxis::Columns => 4,
+                _ => 0,
+            },
+            bias_rows: match epi.bias {
+                Some(b) if b.axis == BiasAxis::Rows => 4,
+                _ => 0,
+            },
+            limit: g.binding_limit(),
+            align,
+        };
+        for piece in planner.plan(&format!("matmul of shape {shape:?}"))? {
+            self.piece(epi, &planner, &piece)?;
+        }
+        Ok(())
+    }
+
+    /// Records one piece of a split product: its launch (one per K range,
+    /// their partial sums added), into the output directly when its rows
+    /// are whole and start at an aligned byte, else into a scratch buffer
+    /// copied there (row by row for a range of columns).
+    fn piece(&self, epi: &Epilogue, p: &Planner, q: &Piece) -> Result<()> {
+        let (g, n) = (self.g, self.n);
+        let dev = self.a.device();
+        let entries: usize = q.dims.iter().product::<usize>().max(1);
+        let (rows, cols) = (q.rows.len(), q.cols.len());
+        let count = entries * rows * cols;
+        let first = q.entry * self.m * n + q.rows.start * n + q.cols.start;
+        let (obytes, esize) = (epi.output.size(), self.cfg.operands.size());
+        let batch_parts = |s: &[usize]| q.dims.iter().zip(&s[q.level..]).map(|(&d, &s)| (d, s)).collect::<Vec<_>>();
+        // The bias of this piece's rows or columns: the kernel reads it from
+        // the start of its binding, so a piece starting at an unaligned
+        // byte gets a copy.
+        let bias_part;
+        let bias: Option<(&Buffer, Option<Window>)> = match epi.bias {
+            Some(b) => {
+                let (start, len) = match b.axis {
+                    BiasAxis::Rows => (q.rows.start, rows),
+                    BiasAxis::Columns => (q.cols.start, cols),
+                };
+                if (start as u64 * 4).is_multiple_of(p.align) {
+                    Some((b.values, Some(window(start, len, 4, p.align).0)))
+                } else {
+                    bias_part = Buffer::alloc(dev, len as u64 * 4)?;
+                    g.copy_range(b.values.wgpu(), start as u64 * 4, bias_part.wgpu(), 0, len as u64 * 4)?;
+                    Some((&bias_part, None))
+                }
+            }
+            None => None,
+        };
+        let split_k = q.ks.len() > 1;
+        let whole_rows = cols == n;
+        let mut partials = Vec::with_capacity(q.ks.len());
+        for (i, ks) in q.ks.iter().enumerate() {
+            let a0 = q.a + q.rows.start * p.a_rs + ks.start * p.a_cs;
+            let b0 = q.b + ks.start * p.b_rs + q.cols.start * p.b_cs;
+            let mut a_parts = batch_parts(&p.a_strides);
+            a_parts.extend([(rows, p.a_rs), (ks.len(), p.a_cs)]);
+            let mut b_parts = batch_parts(&p.b_strides);
+            b_parts.extend([(ks.len(), p.b_rs), (cols, p.b_cs)]);
+            let span = |parts: &[(usize, usize)]| parts.iter().map(|&(d, s)| (d - 1) * s).sum::<usize>() + 1;
+            let (aw, a_shift) = window(a0, span(&a_parts), esize, p.align);
+            let (bw, b_shift) = window(b0, span(&b_parts), esize, p.align);
+            // Split-K partials are f32 sums; the bias goes in once, with the first.
+            let step_epi = if split_k {
+                Epilogue { bias: if i == 0 { epi.bias } else { None }, output: Operands::F32 }
+            } else {
+                *epi
+            };
+            let step_bytes = count as u64 * step_epi.output.size();
+            let direct = !split_k && whole_rows && (first as u64 * obytes).is_multiple_of(p.align);
+            let scratch;
+            let out = if direct {
+                (self.out, Some(Window { offset: first as u64 * obytes, size: step_bytes.next_multiple_of(16) }))
+            } else {
+                scratch = Buffer::alloc(dev, step_bytes)?;
+                (&scratch, None)
+            };
+            let binds = Binds {
+                a: Some(aw),
+                b: Some(bw),
+                bias: if step_epi.bias.is_some() { bias } else { None },
+                out: Some(out),
+            };
+            let part = Part {
+                dims: &q.dims,
+                level: q.level,
+                a_offset: a0 - a_shift,
+                b_offset: b0 - b_shift,
+                m: rows,
+                k: ks.len(),
+                n: cols,
+            };
+            self.launch(&step_epi, &part, binds)?;
+            if !direct {
+                partials.push(out.0.clone());
+            }
+        }
+        let Some(mut sum) = partials.first().cloned() else { return Ok(()) };
+        let flat = Layout::contiguous(&[count]);
+        for part in &partials[1..] {
+            sum = super::binary::binary(super::binary::BinaryOp::Add, &sum, &flat, part, &flat)?.0;
+        }
+        if split_k && epi.output == Operands::F16 {
+            sum = super::cast::f32_to_f16(&sum, count)?;
+        }
+        if whole_rows {
+            return g.copy_range(sum.wgpu(), 0, self.out.wgpu(), first as u64 * obytes, count as u64 * obytes);
+        }
+        for r in 0..rows {
+            let src = (r * cols) as u64 * obytes;
+            let dst = (first + r * n) as u64 * obytes;
+            g.copy_range(sum.wgpu(), src, self.out.wgpu(), dst, cols as u64 * obytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// The CPU twin of the kernels' sums: `xo` (`batches` entries of `m x n`)

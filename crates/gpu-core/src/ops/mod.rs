@@ -19,6 +19,7 @@ pub mod epilogue;
 pub mod fill;
 pub mod index;
 pub mod matmul;
+mod matmul_split;
 pub mod norm;
 pub mod operands;
 pub mod optim;
@@ -27,6 +28,7 @@ pub mod pool;
 pub mod random;
 pub mod recurrent;
 pub mod reduce;
+mod reduce_split;
 pub mod softmax;
 mod table;
 

@@ -21,6 +21,7 @@
 //! form, so `0.9f32` enters `1 − β1ᵗ` as Python's `0.9` does.
 
 use super::{f32s, f32s_mut, groups, run, Params};
+use crate::gpu::batch::Window;
 use crate::gpu::Launch;
 use crate::{Buffer, Error, Result};
 
@@ -309,6 +310,8 @@ fn update_one(rule: &Rule, f: Flags, k: &Scalars, x: f32, g: f32, s: &mut [f32; 
 /// group's.
 ///
 /// One kernel launch (on the CPU backend, one pass); nothing is read back.
+/// Buffers past the device's binding limit are updated in ranges of
+/// elements, one launch each.
 /// State buffers start as PyTorch creates them (zeros; AdaGrad's `sum` at
 /// its initial accumulator value); SGD's momentum buffer is overwritten with
 /// the gradient at step 1, so it may start with any contents.
@@ -357,18 +360,6 @@ pub fn update(
     run(
         dev,
         |g| {
-            let params = Params::new()
-                .u32(n)
-                .u32(n.div_ceil(4))
-                .u32(k.first as usize)
-                .f32(k.lr)
-                .f32(k.weight_decay)
-                .f32(k.decay)
-                .f32(k.eps)
-                .f32(k.c[0])
-                .f32(k.c[1])
-                .f32(k.c[2])
-                .f32(k.c[3]);
             let constants = [
                 ("ALGO", rule.algo() as f64),
                 ("MOMENTUM", flags.momentum as u32 as f64),
@@ -379,15 +370,44 @@ pub fn update(
                 ("EPS_INSIDE", flags.eps_inside as u32 as f64),
             ];
             let outputs: Vec<&wgpu::Buffer> = [param].iter().chain(state).map(|b| b.wgpu()).collect();
-            g.launch(&Launch {
-                shader: "optim",
-                entry: ["state0", "state1", "state2", "state3"][state.len()],
-                constants: &constants,
-                params: &params.0,
-                inputs: &[grad.wgpu()],
-                outputs: &outputs,
-                workgroups: groups(n.div_ceil(4), 256),
-            })
+            // Every element's update reads and writes only its own index, so
+            // buffers past the binding limit are updated a range of
+            // elements at a time, each launch binding the same window of
+            // every buffer (ranges start at aligned bytes and whole vec4s).
+            let limit = g.binding_limit();
+            let split = all.iter().any(|b| b.wgpu().size() > limit);
+            let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
+            let step = if split { ((limit - 16) / align * align / 4) as usize } else { n };
+            for start in (0..n).step_by(step.max(1)) {
+                let len = step.min(n - start);
+                let params = Params::new()
+                    .u32(len)
+                    .u32(len.div_ceil(4))
+                    .u32(k.first as usize)
+                    .f32(k.lr)
+                    .f32(k.weight_decay)
+                    .f32(k.decay)
+                    .f32(k.eps)
+                    .f32(k.c[0])
+                    .f32(k.c[1])
+                    .f32(k.c[2])
+                    .f32(k.c[3]);
+                let window = Window { offset: start as u64 * 4, size: (len as u64 * 4).next_multiple_of(16) };
+                let windows = vec![split.then_some(window); 1 + outputs.len()];
+                g.launch_windows(
+                    &Launch {
+                        shader: "optim",
+                        entry: ["state0", "state1", "state2", "state3"][state.len()],
+                        constants: &constants,
+                        params: &params.0,
+                        inputs: &[grad.wgpu()],
+                        outputs: &outputs,
+                        workgroups: groups(len.div_ceil(4), 256),
+                    },
+                    &windows,
+                )?;
+            }
+            Ok(())
         },
         || {
             let hg = grad.host();

@@ -220,6 +220,33 @@ pub fn reduce_io(
         let value = if op == ReduceOp::Sum { 0.0 } else { f32::NAN };
         return Ok((super::fill::fill(dev, n_out, value)?, out_shape));
     }
+    // A view past the binding limit: sums split into sub-views that fit;
+    // other reductions bind a window of the view, or fail naming the op.
+    let window = match dev.gpu_ctx() {
+        Some(g) if x.len_bytes() > g.binding_limit() => {
+            let (limit, align) = (g.binding_limit(), (g.limits.min_storage_buffer_offset_alignment as u64).max(16));
+            if op == ReduceOp::Sum {
+                if let Some(sum) = super::reduce_split::split_sum(x, io, layout, &reduced, (limit, align)) {
+                    return Ok((sum?, out_shape));
+                }
+            }
+            if super::reduce_split::view_bytes(layout, io, align) > limit {
+                return Err(Error::LimitExceeded {
+                    what: format!(
+                        "{name} over a view of shape {:?} (only sums over a reduced axis split)",
+                        layout.shape
+                    ),
+                    needed: (layout.span() - layout.offset) as u64 * io.size(),
+                    limit: "max_storage_buffer_binding_size",
+                    allowed: limit,
+                });
+            }
+            let (w, shift) =
+                super::matmul_split::window(layout.offset, layout.span() - layout.offset, io.size(), align);
+            Some((w, shift))
+        }
+        _ => None,
+    };
     // Small reductions get small workgroups: with one workgroup per output,
     // 256 threads for 7 elements would leave 249 of them idle.
     let wg = if m > LARGE_WG { LARGE_WG } else { SMALL_WG };
@@ -257,25 +284,28 @@ pub fn reduce_io(
                 .dims(&rst[0])
                 .u32(n_out)
                 .u32(m)
-                .u32(layout.offset)
+                .u32(layout.offset - window.map_or(0, |(_, shift)| shift))
                 .f32(dof as f32)
                 .u32(chunk)
                 .u32(chunks);
             let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name)?;
-            g.launch(&Launch {
-                shader,
-                entry: if serial { "serial" } else { "main" },
-                constants: &[
-                    ("OP", op.code() as f64),
-                    ("WG", wg as f64),
-                    ("KEPT_RANK", ks.len() as f64),
-                    ("RED_RANK", rs.len() as f64),
-                ],
-                params: &params.0,
-                inputs: &[x.wgpu()],
-                outputs: &[out.wgpu()],
-                workgroups: if serial { groups(chunks * n_out, 64) } else { groups(n_out, 1) },
-            })
+            g.launch_windows(
+                &Launch {
+                    shader,
+                    entry: if serial { "serial" } else { "main" },
+                    constants: &[
+                        ("OP", op.code() as f64),
+                        ("WG", wg as f64),
+                        ("KEPT_RANK", ks.len() as f64),
+                        ("RED_RANK", rs.len() as f64),
+                    ],
+                    params: &params.0,
+                    inputs: &[x.wgpu()],
+                    outputs: &[out.wgpu()],
+                    workgroups: if serial { groups(chunks * n_out, 64) } else { groups(n_out, 1) },
+                },
+                &[window.map(|(w, _)| w)],
+            )
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
