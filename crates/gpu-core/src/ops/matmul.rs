@@ -347,7 +347,11 @@ fn product(
         super::check_u32("matmul", elems)?;
     }
     epi.check("matmul", dev, (batches, m, n))?;
-    if epi.needs_cast(n) || (epi.stores_f16(n) && !cfg.kernel.rounds_f16_in_store(dev)) {
+    // The subgroup family's f32-then-cast path, unless its f32 sums could
+    // not be bound whole by the cast (which does not split): then the
+    // fused store, slower on llvmpipe but able to split.
+    let cast_fits = dev.gpu_ctx().is_none_or(|g| total as u64 * 4 <= g.binding_limit());
+    if epi.needs_cast(n) || (epi.stores_f16(n) && !cfg.kernel.rounds_f16_in_store(dev) && cast_fits) {
         let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
         return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
     }
