@@ -228,6 +228,13 @@ impl ConvGeometry {
     /// The `conv.wgsl` override constants: the kernel geometry, and whether
     /// threads take whole rows (`rows`).
     fn constants(&self, rows: bool) -> [(&'static str, f64); 7] {
+        let [kh, kw, sh, sw, dh, dw] = self.kernel_constants();
+        [kh, kw, sh, sw, dh, dw, ("ROWS", if rows { 1.0 } else { 0.0 })]
+    }
+
+    /// The kernel geometry as the override constants `conv.wgsl` and the
+    /// implicit-GEMM matmul share (`KH`, `KW`, `SH`, `SW`, `DH`, `DW`).
+    pub(crate) fn kernel_constants(&self) -> [(&'static str, f64); 6] {
         [
             ("KH", self.kernel_h as f64),
             ("KW", self.kernel_w as f64),
@@ -235,7 +242,6 @@ impl ConvGeometry {
             ("SW", self.stride_w as f64),
             ("DH", self.dilation_h as f64),
             ("DW", self.dilation_w as f64),
-            ("ROWS", if rows { 1.0 } else { 0.0 }),
         ]
     }
 

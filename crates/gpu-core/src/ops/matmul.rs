@@ -507,15 +507,8 @@ impl Job<'_> {
         constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
         constants.extend(epi.constants(n));
         if let Some((form, g)) = bop.conv {
-            constants.extend([
-                ("B_CONV", form.code()),
-                ("KH", g.kernel_h as f64),
-                ("KW", g.kernel_w as f64),
-                ("SH", g.stride_h as f64),
-                ("SW", g.stride_w as f64),
-                ("DH", g.dilation_h as f64),
-                ("DW", g.dilation_w as f64),
-            ]);
+            constants.push(("B_CONV", form.code()));
+            constants.extend(g.kernel_constants());
         }
         let (shader, entry) = self.cfg.shader(g, self.subgroup)?;
         // Without a bias the kernel never reads binding 3: A (its window) fills it.
