@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::batch::Batch;
+use super::batch::{Batch, Window};
 use super::pipelines::PipelineCache;
 use super::pool::Pool;
 use crate::profile::Profiler;
@@ -144,6 +144,33 @@ impl GpuContext {
     /// [`GpuContext::max_binding`]).
     pub fn binding_limit(&self) -> u64 {
         self.max_binding.load(Ordering::Relaxed)
+    }
+
+    /// Where a bound window may start: the adapter's
+    /// `min_storage_buffer_offset_alignment`, at least 16 bytes (whole vec4s).
+    pub fn window_align(&self) -> u64 {
+        (self.limits.min_storage_buffer_offset_alignment as u64).max(16)
+    }
+
+    /// Ranges of a buffer of `n` f32 elements for kernels in which element
+    /// `i` reads and writes index `i` only (constant fills, optimizer
+    /// updates): `(start, len, window)` with `window` the bytes to bind,
+    /// each within the binding limit; one range binding nothing special
+    /// (`None`) when `bytes` fits whole.
+    pub(crate) fn element_ranges(&self, n: usize, bytes: u64) -> Vec<(usize, usize, Option<Window>)> {
+        let limit = self.binding_limit();
+        if bytes <= limit {
+            return vec![(0, n, None)];
+        }
+        let align = self.window_align();
+        let step = (((limit - 16) / align * align / 4) as usize).max(1);
+        (0..n)
+            .step_by(step)
+            .map(|start| {
+                let len = step.min(n - start);
+                (start, len, Some(Window { offset: start as u64 * 4, size: (len as u64 * 4).next_multiple_of(16) }))
+            })
+            .collect()
     }
 
     /// Checks a buffer size against the adapter's `max_buffer_size` before

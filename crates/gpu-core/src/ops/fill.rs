@@ -1,7 +1,6 @@
 //! Constant fill and arange (`shaders/fill.wgsl`).
 
 use super::{dispatch, f32s_mut, groups, run, Kind, Params, ParamsDecl};
-use crate::gpu::batch::Window;
 use crate::gpu::Launch;
 use crate::{Buffer, Device, Result};
 
@@ -23,8 +22,7 @@ fn launch(
     run(
         device,
         |g| {
-            let limit = g.binding_limit();
-            if entry != "fill" || out.wgpu().size() <= limit {
+            if entry != "fill" || out.wgpu().size() <= g.binding_limit() {
                 let params = Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b);
                 return dispatch(g, "fill", entry, &[], &params, &[], &[&out], groups(n, 256));
             }
@@ -32,12 +30,8 @@ fn launch(
             // binding limit is filled a window at a time. (arange does, and
             // restarting it at an offset would round differently: it fails
             // naming its kernel.)
-            let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
-            let step = ((limit - 16) / align * align / 4) as usize;
-            for start in (0..n).step_by(step) {
-                let len = step.min(n - start);
+            for (_, len, window) in g.element_ranges(n, out.wgpu().size()) {
                 let params = Params::of(&PARAMS).set_u32("n", len).set_f32("a", a).set_f32("b", b);
-                let window = Window { offset: start as u64 * 4, size: (len as u64 * 4).next_multiple_of(16) };
                 let launch = Launch {
                     shader: "fill",
                     entry,
@@ -47,7 +41,7 @@ fn launch(
                     outputs: &[out.wgpu()],
                     workgroups: groups(len, 256),
                 };
-                g.launch_windows(&launch, &[Some(window)])?;
+                g.launch_windows(&launch, &[window])?;
             }
             Ok(())
         },

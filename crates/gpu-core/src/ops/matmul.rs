@@ -556,7 +556,7 @@ impl Job<'_> {
         }
         let ra = self.la.rank() - 2;
         let esize = self.cfg.operands.size();
-        let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
+        let align = g.window_align();
         let planner = Planner {
             dims: bshape.to_vec(),
             a_strides: self.bstrides[0].clone(),

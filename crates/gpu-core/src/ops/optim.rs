@@ -21,7 +21,6 @@
 //! form, so `0.9f32` enters `1 − β1ᵗ` as Python's `0.9` does.
 
 use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::batch::Window;
 use crate::gpu::Launch;
 use crate::{Buffer, Error, Result};
 
@@ -374,12 +373,8 @@ pub fn update(
             // buffers past the binding limit are updated a range of
             // elements at a time, each launch binding the same window of
             // every buffer (ranges start at aligned bytes and whole vec4s).
-            let limit = g.binding_limit();
-            let split = all.iter().any(|b| b.wgpu().size() > limit);
-            let align = (g.limits.min_storage_buffer_offset_alignment as u64).max(16);
-            let step = if split { ((limit - 16) / align * align / 4) as usize } else { n };
-            for start in (0..n).step_by(step.max(1)) {
-                let len = step.min(n - start);
+            let bytes = all.iter().map(|b| b.wgpu().size()).max().unwrap_or(0);
+            for (_, len, window) in g.element_ranges(n, bytes) {
                 let params = Params::new()
                     .u32(len)
                     .u32(len.div_ceil(4))
@@ -392,8 +387,7 @@ pub fn update(
                     .f32(k.c[1])
                     .f32(k.c[2])
                     .f32(k.c[3]);
-                let window = Window { offset: start as u64 * 4, size: (len as u64 * 4).next_multiple_of(16) };
-                let windows = vec![split.then_some(window); 1 + outputs.len()];
+                let windows = vec![window; 1 + outputs.len()];
                 g.launch_windows(
                     &Launch {
                         shader: "optim",

@@ -224,7 +224,7 @@ pub fn reduce_io(
     // other reductions bind a window of the view, or fail naming the op.
     let window = match dev.gpu_ctx() {
         Some(g) if x.len_bytes() > g.binding_limit() => {
-            let (limit, align) = (g.binding_limit(), (g.limits.min_storage_buffer_offset_alignment as u64).max(16));
+            let (limit, align) = (g.binding_limit(), g.window_align());
             if op == ReduceOp::Sum {
                 if let Some(sum) = super::reduce_split::split_sum(x, io, layout, &reduced, (limit, align)) {
                     return Ok((sum?, out_shape));
