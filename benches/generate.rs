@@ -12,14 +12,14 @@ use std::time::Instant;
 
 mod common;
 
-use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
+use wgrad::models::{Gpt, Sampler, Sampling};
 use wgrad::prelude::*;
 
 const CONFIG: (usize, usize, usize, usize, usize) = (65, 256, 4, 4, 128); // vocab, context, layers, heads, width
 
 fn tokens_per_s(dev: &Device, new: usize, cached: bool) -> f64 {
     let (vocab, context, layers, heads, width) = CONFIG;
-    let mut model = Gpt::new(GptConfig::new(vocab, context, layers, heads, width), &mut Generator::new(0), dev);
+    let mut model = Gpt::builder(vocab, context).layers(layers).heads(heads).width(width).build(&mut Init::new(dev, 0));
     model.eval();
     let prompt: Vec<u32> = (0..16).map(|i| (i * 7) % vocab as u32).collect();
     let run = |n: usize| {

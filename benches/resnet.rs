@@ -35,7 +35,7 @@ struct Measured {
 
 fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> Measured {
     let t0 = Instant::now();
-    let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), dev);
+    let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(dev, 0));
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
     let mut opt = Sgd::with_options(model.parameters(), 0.1, opts);
     let x = Tensor::randn(&[batch, 3, 32, 32], 1, dev);

@@ -16,10 +16,8 @@ mod common;
 #[path = "common/profiling.rs"]
 mod profiling;
 
-use wgrad::autograd::RecurrentKind;
-use wgrad::models::{Gpt, GptConfig};
+use wgrad::models::Gpt;
 use wgrad::nn::optim::{Adam, AdamW, Optimizer};
-use wgrad::nn::{Recurrent, RecurrentConfig};
 use wgrad::prelude::*;
 
 /// What to run: timed steps, and whether to profile one more.
@@ -52,8 +50,8 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> (f64, f64) {
 
 fn lstm(run: Run) -> (f64, f64) {
     let dev = run.dev;
-    let mut g = Generator::new(0);
-    let m = Recurrent::new(RecurrentKind::Lstm, RecurrentConfig::new(128, 256), &mut g, dev);
+    let mut init = Init::new(dev, 0);
+    let m = LSTM::builder(128, 256).build(&mut init);
     let x = Tensor::randn(&[64, 32, 128], 1, dev);
     let mut opt = Adam::new(m.parameters(), 1e-3);
     timed(run, "lstm", || {
@@ -67,8 +65,8 @@ fn lstm(run: Run) -> (f64, f64) {
 
 fn transformer(run: Run) -> (f64, f64) {
     let dev = run.dev;
-    let mut g = Generator::new(0);
-    let model = Gpt::new(GptConfig::new(256, 128, 2, 4, 256), &mut g, dev);
+    let mut init = Init::new(dev, 0);
+    let model = Gpt::builder(256, 128).layers(2).heads(4).width(256).build(&mut init);
     let ids: Vec<u32> = (0..16 * 128).map(|i| (i * 7919 % 256) as u32).collect();
     let tgt: Vec<u32> = (0..16 * 128).map(|i| (i * 104_729 % 256) as u32).collect();
     let (x, y) = (Tensor::from_u32(&ids, &[16, 128], dev), Tensor::from_u32(&tgt, &[16, 128], dev));

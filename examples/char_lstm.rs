@@ -81,12 +81,12 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
-    let mut seeds = seed_everything(args.run.seed);
+    let seeds = seed_everything(args.run.seed);
     let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
     config.dropout = args.dropout;
     let mut model =
         control::guard("building the model", &[("--hidden", args.hidden), ("--layers", args.layers)], || {
-            RnnLm::new(config, &mut seeds.model, &dev)
+            RnnLm::new(config, &mut Init::from_generator(&dev, seeds.model))
         })?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);

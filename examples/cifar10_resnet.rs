@@ -116,14 +116,14 @@ fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
     Ok((load_cifar10(&dir, Split::Train)?, load_cifar10(&dir, Split::Test)?))
 }
 
-fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<ResNet> {
+fn build(name: &str, init: &mut Init) -> Result<ResNet> {
     Ok(match name {
-        "resnet18" => ResNet::imagenet(18, 10, gen, dev),
+        "resnet18" => ResNet::imagenet(18, 10, init),
         n => {
             let depth: usize =
                 n.strip_prefix("resnet").and_then(|d| d.parse().ok()).context("--model resnet20|32|44|56|110|18")?;
             anyhow::ensure!(depth >= 8 && (depth - 2).is_multiple_of(6), "CIFAR ResNets have depth 6n+2, got {depth}");
-            ResNet::cifar(depth, 10, Shortcut::ZeroPad, gen, dev)
+            ResNet::cifar(depth, 10, Shortcut::ZeroPad, init)
         }
     })
 }
@@ -149,8 +149,8 @@ fn main() -> Result<()> {
         DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&MEAN, &STD);
     let augment = Augment::new().crop_flip(4, 0.5).normalize(&MEAN, &STD);
 
-    let mut seeds = seed_everything(args.seed);
-    let mut model = build(&args.model, &mut seeds.model, &dev)?;
+    let seeds = seed_everything(args.seed);
+    let mut model = build(&args.model, &mut Init::from_generator(&dev, seeds.model))?;
     println!("model: {} ({} parameters)", args.model, model.num_parameters());
     // Optionally exempt batch-norm parameters and biases from weight decay.
     let (mut decay, mut no_decay) = (Vec::new(), Vec::new());

@@ -71,11 +71,11 @@ pub(crate) struct Args {
     workers: usize,
 }
 
-fn build(name: &str, gen: &mut Generator, dev: &Device) -> Result<Sequential> {
+fn build(name: &str, init: &mut Init) -> Result<Sequential> {
     Ok(match name {
-        "cnn" => mnist_cnn(gen, dev),
-        "lenet" => lenet5(gen, dev),
-        "mlp" => mlp(&[784, 128, 10], gen, dev),
+        "cnn" => mnist_cnn(init),
+        "lenet" => lenet5(init),
+        "mlp" => mlp(&[784, 128, 10], init),
         other => anyhow::bail!("unknown --model {other:?} (cnn, lenet, mlp)"),
     })
 }
@@ -105,8 +105,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let test_loader =
         DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&mean, &std);
 
-    let mut seeds = seed_everything(args.seed);
-    let mut model = build(&args.model, &mut seeds.model, &dev)?;
+    let seeds = seed_everything(args.seed);
+    let mut model = build(&args.model, &mut Init::from_generator(&dev, seeds.model))?;
     println!("model: {} ({} parameters)", args.model, model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
     let loss_fn = CrossEntropyLoss::default();

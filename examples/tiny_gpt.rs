@@ -24,7 +24,7 @@ use clap::Parser;
 use common::lm::{report, setup, train, TextArgs};
 use wgrad::autograd::HostRng;
 use wgrad::data::text::windows;
-use wgrad::models::{Gpt, GptConfig, Sampler, Sampling};
+use wgrad::models::{Gpt, Sampler, Sampling};
 use wgrad::nn::optim::{AdamW, AdamWOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup};
 use wgrad::nn::train::{seed_everything, Evaluation, Every, RunningMean, StepOutput, Trainer};
@@ -87,13 +87,14 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
-    let mut seeds = seed_everything(args.run.seed);
-    let mut config = GptConfig::new(corpus.vocab.len(), args.run.seq_len, args.layers, args.heads, args.width);
+    let seeds = seed_everything(args.run.seed);
+    let mut config =
+        Gpt::builder(corpus.vocab.len(), args.run.seq_len).layers(args.layers).heads(args.heads).width(args.width);
     config.dropout = args.dropout;
     config.tie_weights = args.tie_weights;
     let mut model =
         control::guard("building the model", &[("--width", args.width), ("--layers", args.layers)], || {
-            Gpt::new(config, &mut seeds.model, &dev)
+            config.build(&mut Init::from_generator(&dev, seeds.model))
         })?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let opts = AdamWOptions { weight_decay: args.weight_decay, ..Default::default() };

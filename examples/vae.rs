@@ -82,11 +82,11 @@ enum Model {
 }
 
 impl Model {
-    fn build(args: &Args, gen: &mut Generator, dev: &Device) -> Result<Model> {
+    fn build(args: &Args, init: &mut Init) -> Result<Model> {
         Ok(match args.model.as_str() {
-            "vae" => Model::Vae(Vae::new(400, args.latent, gen, dev)),
-            "ae" => Model::Ae(Autoencoder::mlp(400, args.latent, gen, dev)),
-            "conv-ae" => Model::Ae(Autoencoder::conv(args.latent, gen, dev)),
+            "vae" => Model::Vae(Vae::new(400, args.latent, init)),
+            "ae" => Model::Ae(Autoencoder::mlp(400, args.latent, init)),
+            "conv-ae" => Model::Ae(Autoencoder::conv(args.latent, init)),
             other => anyhow::bail!("unknown --model {other:?} (vae, ae, conv-ae)"),
         })
     }
@@ -192,8 +192,8 @@ fn main() -> Result<()> {
     let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).workers(args.workers).seed(args.seed);
     let test_loader = DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false);
 
-    let mut seeds = seed_everything(args.seed);
-    let mut model = Model::build(&args, &mut seeds.model, &dev)?;
+    let seeds = seed_everything(args.seed);
+    let mut model = Model::build(&args, &mut Init::from_generator(&dev, seeds.model))?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
     // The sampling noise of training (checkpointed); evaluation restarts one

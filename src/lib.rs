@@ -32,8 +32,11 @@ pub use wgrad_nn as nn;
 /// use wgrad::prelude::*;
 ///
 /// let dev = Device::cpu();
-/// let mut gen = Generator::new(0);
-/// let model = Sequential::new().add(Linear::new(4, 8, true, &mut gen, &dev)).add(ReLU).add(Linear::new(8, 2, true, &mut gen, &dev));
+/// let mut init = Init::new(&dev, 0);
+/// let model = Sequential::new()
+///     .add(Linear::builder(4, 8).build(&mut init))
+///     .add(ReLU)
+///     .add(Linear::builder(8, 2).build(&mut init));
 /// let mut opt = Adam::new(model.parameters(), 1e-2);
 /// let (x, y) = (Tensor::randn(&[16, 4], 1, &dev), Tensor::randn(&[16, 2], 2, &dev));
 /// let loss = MSELoss::default().forward(&model.forward(&x), &y);
@@ -53,9 +56,9 @@ pub mod prelude {
     };
     pub use crate::nn::{
         AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Conv2dOptions, ConvTranspose2d,
-        Dropout, Embedding, Flatten, GroupNorm, Identity, LayerNorm, LeakyReLU, Linear, MaxPool2d, MultiheadAttention,
-        MultiheadAttentionOptions, RMSNorm, ReLU, Sequential, SiLU, Sigmoid, Softmax, Tanh, TransformerEncoderLayer,
-        GELU, GRU, LSTM, RNN,
+        Dropout, Embedding, Flatten, GroupNorm, Identity, Init, LayerNorm, LeakyReLU, Linear, MaxPool2d,
+        MultiheadAttention, RMSNorm, ReLU, Sequential, SiLU, Sigmoid, Softmax, Tanh, TransformerDecoderLayer,
+        TransformerEncoderLayer, GELU, GRU, LSTM, RNN,
     };
     pub use crate::nn::{Module, ModuleExt, ModuleFields};
     pub use crate::{

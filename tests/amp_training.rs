@@ -8,7 +8,7 @@
 
 mod common;
 use common::devices;
-use wgrad::models::{mnist_cnn, Gpt, GptConfig, ResNet, Shortcut};
+use wgrad::models::{mnist_cnn, Gpt, ResNet, Shortcut};
 use wgrad::nn::amp::GradScaler;
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Adam, Optimizer, Sgd, SgdOptions};
@@ -47,7 +47,7 @@ fn batch(shape: &[usize], seed: u64, mult: usize, dev: &Device) -> (Tensor, Tens
 
 /// Per-step losses of `steps` Adam steps of the MNIST CNN on a fixed synthetic batch.
 fn losses(dev: &Device, amp: bool, steps: usize) -> (Vec<f32>, GradScaler) {
-    let model = mnist_cnn(&mut Generator::new(3), dev);
+    let model = mnist_cnn(&mut Init::new(dev, 3));
     let mut opt = Adam::new(model.parameters(), 2e-3);
     let (x, y) = batch(&[16, 1, 28, 28], 7, 7, dev);
     curve(&model, &mut opt, (&x, &y), amp, steps)
@@ -79,7 +79,7 @@ fn amp_follows_the_f32_loss_curve() {
 /// synthetic batch of 16x16 images (small, so the test stays fast; the
 /// network is the CIFAR one).
 fn resnet_losses(dev: &Device, amp: bool, steps: usize) -> Vec<f32> {
-    let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(5), dev);
+    let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(dev, 5));
     let opts = SgdOptions { momentum: 0.9, ..Default::default() };
     let mut opt = Sgd::with_options(model.parameters(), 0.05, opts);
     let (x, y) = batch(&[8, 3, 16, 16], 11, 3, dev);
@@ -109,7 +109,7 @@ fn amp_resnet20_follows_the_f32_loss_curve() {
 /// Per-step losses of a 2-block GPT (width 16, 2 heads of 8) trained with
 /// Adam on a fixed batch of token windows (next-token targets).
 fn gpt_losses(dev: &Device, amp: bool, steps: usize) -> Vec<f32> {
-    let model = Gpt::new(GptConfig::new(16, 8, 2, 2, 16), &mut Generator::new(9), dev);
+    let model = Gpt::builder(16, 8).layers(2).heads(2).width(16).build(&mut Init::new(dev, 9));
     let mut opt = Adam::new(model.parameters(), 3e-3);
     let tokens: Vec<u32> = (0..4 * 9).map(|i| (i * 7 + i / 9) as u32 % 16).collect();
     let window = |start: usize| -> Vec<u32> { (0..4).flat_map(|b| tokens[b * 9 + start..][..8].to_vec()).collect() };

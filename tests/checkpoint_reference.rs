@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 use wgrad::gpu_core::testing::gpu_or_skip;
 use wgrad::nn::checkpoint::{load_module, save_module};
-use wgrad::nn::{BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Linear, ReLU, Sequential};
+use wgrad::nn::{BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential};
 use wgrad::prelude::*;
 
 fn backends(test: &str) -> Vec<Device> {
@@ -39,13 +39,13 @@ fn sizes(v: &Value) -> Vec<usize> {
 /// The wgrad twin of the script's `nn.Sequential(Conv2d(3,4,3,padding=1),
 /// BatchNorm2d(4), ReLU(), Flatten(), Linear(100, 3))`.
 fn model(seed: u64, dev: &Device) -> Sequential {
-    let mut g = Generator::new(seed);
+    let mut init = Init::new(dev, seed);
     Sequential::new()
-        .add(Conv2d::new(3, 4, 3, Conv2dOptions::new().padding(1), true, &mut g, dev))
-        .add(BatchNorm2d::new(4, dev))
+        .add(Conv2d::builder(3, 4, 3).padding(1).build(&mut init))
+        .add(BatchNorm2d::builder(4).build(&mut init))
         .add(ReLU)
         .add(Flatten::default())
-        .add(Linear::new(4 * 5 * 5, 3, true, &mut g, dev))
+        .add(Linear::builder(4 * 5 * 5, 3).build(&mut init))
 }
 
 #[test]

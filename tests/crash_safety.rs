@@ -36,12 +36,12 @@ struct Run {
 
 impl Run {
     fn new(dev: &Device) -> Run {
-        let mut gen = Generator::new(11);
+        let mut init = Init::new(dev, 11);
         let model = Sequential::new()
-            .add(Linear::new(256, 768, true, &mut gen, dev))
+            .add(Linear::builder(256, 768).build(&mut init))
             .add(ReLU)
-            .add(Dropout::new(0.2, &mut gen))
-            .add(Linear::new(768, 256, true, &mut gen, dev));
+            .add(Dropout::builder(0.2).build(&mut init))
+            .add(Linear::builder(768, 256).build(&mut init));
         let opt = Adam::new(model.parameters(), 1e-3);
         Run { model, opt, step: 0 }
     }

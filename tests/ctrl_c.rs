@@ -36,7 +36,7 @@ fn sigint_child() {
     let ignore = std::env::var_os("WGRAD_SIGINT_IGNORE").is_some();
     let stop = control::Stop::install();
     let dev = Device::cpu();
-    let model = Linear::new(32, 32, true, &mut Generator::new(0), &dev);
+    let model = Linear::builder(32, 32).build(&mut Init::new(&dev, 0));
     let mut opt = Sgd::new(model.parameters(), 1e-2);
     std::fs::write(dir.join("ready"), b"").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -66,7 +66,7 @@ const EPOCH: usize = 1 << 20;
 fn trainer_run(dir: &Path, resume: bool, max_steps: u64, ready: impl Fn()) -> (wgrad::nn::train::Fit, Linear) {
     let stop = control::Stop::install();
     let dev = Device::cpu();
-    let mut model = Linear::new(32, 32, true, &mut Generator::new(0), &dev);
+    let mut model = Linear::builder(32, 32).build(&mut Init::new(&dev, 0));
     let mut opt = Sgd::new(model.parameters(), 1e-2);
     let fit = Trainer::new(&mut model, &mut opt, |m: &Linear, x: Tensor| {
         ready();

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use wgrad::nn::{Module, ModuleExt, RMSNorm, RotaryEmbedding};
+use wgrad::nn::{Init, Module, ModuleExt, RMSNorm, RotaryEmbedding};
 use wgrad::prelude::*;
 
 /// `f(x)` for the case's input, then the fixture's weighted-sum loss:
@@ -32,10 +32,15 @@ fn rms_norm_matches_pytorch() {
     for dev in devices("rms_norm_matches_pytorch") {
         for case in fx["rms_norm"].as_array().unwrap() {
             let normalized = shape(&case["normalized_shape"]);
-            let mut m = RMSNorm::new(&normalized, &dev).eps(case["eps"].as_f64().unwrap() as f32);
+            let mut m =
+                RMSNorm::builder(&normalized).eps(case["eps"].as_f64().unwrap() as f32).build(&mut Init::new(&dev, 0));
             m.weight = case["weight"].as_array().map(|_| Tensor::from_vec(&floats(&case["weight"]), &normalized, &dev));
             if case["name"] == "rms_default_eps" {
-                assert_eq!(RMSNorm::new(&normalized, &dev).eps, m.eps, "PyTorch's default eps");
+                assert_eq!(
+                    RMSNorm::builder(&normalized).build(&mut Init::new(&dev, 0)).eps,
+                    m.eps,
+                    "PyTorch's default eps"
+                );
             }
             check(case, &dev, |x| m.forward(x));
         }
@@ -50,7 +55,9 @@ fn rotary_embeddings_match_pytorch() {
             let s = shape(&case["shapes"][0]);
             let (seq, d) = (s[s.len() - 2], s[s.len() - 1]);
             let offset = case["offset"].as_u64().unwrap() as usize;
-            let rope = RotaryEmbedding::with_base(d, offset + seq + 5, case["base"].as_f64().unwrap(), &dev);
+            let rope = RotaryEmbedding::builder(d, offset + seq + 5)
+                .base(case["base"].as_f64().unwrap())
+                .build(&mut Init::new(&dev, 0));
             check(case, &dev, |x| rope.apply(x, offset));
         }
     }
@@ -61,7 +68,7 @@ fn rotation_preserves_norms_and_scores_depend_on_relative_position() {
     // What RoPE is for: rotating q at position m and k at n makes q·k a
     // function of m - n only.
     let dev = Device::cpu();
-    let rope = RotaryEmbedding::new(8, 16, &dev);
+    let rope = RotaryEmbedding::builder(8, 16).build(&mut Init::new(&dev, 0));
     let (q, k) = (Tensor::randn(&[1, 8], 1, &dev), Tensor::randn(&[1, 8], 2, &dev));
     let score = |m: usize, n: usize| rope.apply(&q, m).matmul(&rope.apply(&k, n).t()).item();
     assert!((score(3, 1) - score(9, 7)).abs() < 1e-4, "{} vs {}", score(3, 1), score(9, 7));
@@ -75,7 +82,7 @@ fn attention_weights_match_pytorch() {
     let c = &fixture("lm_pieces.json")["attention_weights"];
     for dev in devices("attention_weights_match_pytorch") {
         let heads = c["heads"].as_u64().unwrap() as usize;
-        let mut m = wgrad::nn::MultiheadAttention::new(8, heads, 0.0, true, false, &mut Generator::new(0), &dev);
+        let mut m = wgrad::nn::MultiheadAttention::builder(8, heads).build(&mut Init::new(&dev, 0));
         m.eval();
         for (name, p) in m.named_parameters() {
             p.assign(&Tensor::from_vec(&floats(&c["params"][name.as_str()]), &p.shape(), &dev));
@@ -103,8 +110,11 @@ fn attention_with_kdim_and_vdim_matches_pytorch() {
     let c = &fixture("lm_pieces.json")["kv_dims"];
     let dim = |k: &str| c[k].as_u64().unwrap() as usize;
     for dev in devices("attention_with_kdim_and_vdim_matches_pytorch") {
-        let opts = MultiheadAttentionOptions::default().kdim(dim("kdim")).vdim(dim("vdim")).batch_first(true);
-        let m = MultiheadAttention::with_options(dim("embed_dim"), dim("heads"), opts, &mut Generator::new(0), &dev);
+        let m = MultiheadAttention::builder(dim("embed_dim"), dim("heads"))
+            .kdim(dim("kdim"))
+            .vdim(dim("vdim"))
+            .batch_first(true)
+            .build(&mut Init::new(&dev, 0));
         let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
         let want: Vec<String> =
             c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -140,8 +150,7 @@ fn attention_with_kdim_and_vdim_matches_pytorch() {
 #[test]
 fn attention_with_other_key_widths_rejects_self_attention_and_wrong_widths() {
     let dev = Device::cpu();
-    let opts = MultiheadAttentionOptions::default().kdim(6).vdim(5);
-    let m = MultiheadAttention::with_options(8, 2, opts, &mut Generator::new(0), &dev);
+    let m = MultiheadAttention::builder(8, 2).kdim(6).vdim(5).build(&mut Init::new(&dev, 0));
     assert_eq!((m.embed_dim(), m.kdim(), m.vdim()), (8, 6, 5));
     assert!(m.describe().contains("kdim=6, vdim=5"), "{}", m.describe());
     let x = Tensor::zeros(&[3, 1, 8], &dev);

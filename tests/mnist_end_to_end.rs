@@ -25,7 +25,7 @@ fn one_epoch_on_2000_bundled_digits_learns() {
     let norm = |l: DataLoader| l.normalize(&[0.1307], &[0.3081]);
     let train_loader = norm(DataLoader::new(Arc::new(train), 32, &dev).seed(0));
     let test_loader = norm(DataLoader::new(Arc::new(test), 500, &dev).shuffle(false));
-    let mut model = mnist_cnn(&mut Generator::new(0), &dev);
+    let mut model = mnist_cnn(&mut Init::new(&dev, 0));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     model.train();
     for batch in train_loader.epoch(0) {

@@ -70,8 +70,8 @@ fn linear_and_prelu_match_pytorch() {
     let f = fixture("nn.json");
     for dev in devices("linear_and_prelu_match_pytorch") {
         let c = &f["linear"];
-        let mut gen = Generator::new(0);
-        let lin = Linear::new(5, 3, true, &mut gen, &dev);
+        let mut init = Init::new(&dev, 0);
+        let lin = Linear::builder(5, 3).build(&mut init);
         no_grad(|| {
             lin.weight.assign(&Tensor::from_vec(&floats(&c["weight"]), &[3, 5], &dev));
             lin.bias.as_ref().unwrap().assign(&Tensor::from_vec(&floats(&c["bias"]), &[3], &dev));
@@ -85,7 +85,7 @@ fn linear_and_prelu_match_pytorch() {
         close("linear grad b", &lin.bias.as_ref().unwrap().grad().unwrap().to_vec(), &floats(&c["grad_bias"]));
 
         let c = &f["prelu"];
-        let pre = PReLU::new(3, &dev);
+        let pre = PReLU::builder(3).build(&mut init);
         no_grad(|| pre.weight.assign(&Tensor::from_vec(&floats(&c["weight"]), &[3], &dev)));
         let x = Tensor::from_vec(&floats(&c["x"]), &[2, 3, 4], &dev).requires_grad_();
         let out = pre.forward(&x);
@@ -136,19 +136,19 @@ fn losses_match_pytorch() {
 
 /// The same small CNN as the fixture, built from wgrad layers.
 fn cnn(dev: &Device) -> Sequential {
-    let mut g = Generator::new(0);
+    let mut init = Init::new(dev, 0);
     Sequential::new()
-        .add(Conv2d::new(3, 4, 3, Conv2dOptions::new().padding(1), true, &mut g, dev))
-        .add(BatchNorm2d::new(4, dev))
+        .add(Conv2d::builder(3, 4, 3).padding(1).build(&mut init))
+        .add(BatchNorm2d::builder(4).build(&mut init))
         .add(ReLU)
         .add(MaxPool2d::new(2))
-        .add(Conv2d::new(4, 6, 3, Conv2dOptions::new().padding(1).groups(2), true, &mut g, dev))
+        .add(Conv2d::builder(4, 6, 3).padding(1).groups(2).build(&mut init))
         .add(GELU::default())
         .add(AdaptiveAvgPool2d((2, 2)))
         .add(Flatten::default())
-        .add(Dropout::new(0.0, &mut g))
-        .add(Linear::new(24, 5, true, &mut g, dev))
-        .add(LayerNorm::new(&[5], dev))
+        .add(Dropout::builder(0.0).build(&mut init))
+        .add(Linear::builder(24, 5).build(&mut init))
+        .add(LayerNorm::builder(&[5]).build(&mut init))
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn pytorch_resnet20_logits_match() {
     let mut devices = vec![Device::cpu()];
     devices.extend(wgrad::gpu_core::testing::gpu_or_skip("pytorch_resnet20_logits_match"));
     for dev in devices {
-        let mut model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(0), &dev);
+        let mut model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(&dev, 0));
         assert_eq!(model.num_parameters(), meta["num_parameters"].as_u64().unwrap() as usize);
         let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
         let want: Vec<String> =

@@ -84,14 +84,14 @@ fn recurrent_layers_match_pytorch() {
         for case in f["recurrent"].as_array().unwrap() {
             let kind = case["kind"].as_str().unwrap();
             let t = |k: &str| tensor(&case["inputs"][k], &dev);
-            let mut g = Generator::new(0);
+            let mut init = Init::new(&dev, 0);
             if kind.ends_with("_cell") {
                 let k = match kind {
                     "lstm_cell" => RecurrentKind::Lstm,
                     "gru_cell" => RecurrentKind::Gru,
                     _ => RecurrentKind::RnnTanh,
                 };
-                let cell = RecurrentCell::new(k, 4, 6, true, &mut g, &dev);
+                let cell = RecurrentCell::builder(k, 4, 6).build(&mut init);
                 load(case, &cell, &dev);
                 let (x, h) = (t("x"), t("h"));
                 if k == RecurrentKind::Lstm {
@@ -105,17 +105,18 @@ fn recurrent_layers_match_pytorch() {
                 }
                 continue;
             }
-            let config = RecurrentConfig::new(4, 6)
-                .layers(case["layers"].as_u64().unwrap() as usize)
-                .bidirectional(case["bidirectional"].as_bool().unwrap())
-                .batch_first(case["batch_first"].as_bool().unwrap())
-                .bias(case["bias"].as_bool().unwrap_or(true));
+            fn options<L>(b: RecurrentBuilder<L>, case: &Value) -> RecurrentBuilder<L> {
+                b.num_layers(case["layers"].as_u64().unwrap() as usize)
+                    .bidirectional(case["bidirectional"].as_bool().unwrap())
+                    .batch_first(case["batch_first"].as_bool().unwrap())
+                    .bias(case["bias"].as_bool().unwrap_or(true))
+            }
             // The distinct types share one implementation (`Recurrent`).
             let m: Recurrent = match kind {
-                "rnn_tanh" => RNN::new(config, &mut g, &dev).into(),
-                "rnn_relu" => RNN::relu(config, &mut g, &dev).into(),
-                "lstm" => LSTM::new(config, &mut g, &dev).into(),
-                "gru" => GRU::new(config, &mut g, &dev).into(),
+                "rnn_tanh" => options(RNN::builder(4, 6), case).build(&mut init).into(),
+                "rnn_relu" => options(RNN::builder(4, 6), case).relu(true).build(&mut init).into(),
+                "lstm" => options(LSTM::builder(4, 6), case).build(&mut init).into(),
+                "gru" => options(GRU::builder(4, 6), case).build(&mut init).into(),
                 other => panic!("unknown fixture kind {other}"),
             };
             load(case, &m, &dev);
@@ -144,7 +145,7 @@ fn multihead_attention_matches_pytorch() {
         for case in f["attention"].as_array().unwrap() {
             let heads = case["heads"].as_u64().unwrap() as usize;
             let batch_first = case["batch_first"].as_bool().unwrap();
-            let mut m = MultiheadAttention::new(8, heads, 0.0, true, batch_first, &mut Generator::new(0), &dev);
+            let mut m = MultiheadAttention::builder(8, heads).batch_first(batch_first).build(&mut Init::new(&dev, 0));
             m.eval();
             load(case, &m, &dev);
             let t = |k: &str| tensor(&case["inputs"][k], &dev);
@@ -182,25 +183,27 @@ fn transformer_layers_match_pytorch() {
     for dev in devices("transformer_layers_match_pytorch") {
         for case in f["transformer"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
-            let mut config = TransformerConfig::new(8, case["heads"].as_u64().unwrap() as usize);
-            config.dim_feedforward = case["ffn"].as_u64().unwrap() as usize;
-            config.dropout = 0.0;
-            config.batch_first = true;
-            config.norm_first = case["norm_first"].as_bool().unwrap();
-            config.activation = match case["activation"].as_str().unwrap() {
-                "gelu" => FeedForwardActivation::Gelu,
-                _ => FeedForwardActivation::Relu,
-            };
+            let heads = case["heads"].as_u64().unwrap() as usize;
+            fn options<L>(b: TransformerBuilder<L>, case: &Value) -> TransformerBuilder<L> {
+                b.dim_feedforward(case["ffn"].as_u64().unwrap() as usize)
+                    .dropout(0.0)
+                    .batch_first(true)
+                    .norm_first(case["norm_first"].as_bool().unwrap())
+                    .activation(match case["activation"].as_str().unwrap() {
+                        "gelu" => FeedForwardActivation::Gelu,
+                        _ => FeedForwardActivation::Relu,
+                    })
+            }
             let t = |k: &str| tensor(&case["inputs"][k], &dev);
-            let mut g = Generator::new(0);
+            let mut init = Init::new(&dev, 0);
             if name.starts_with("encoder") {
-                let layer = TransformerEncoderLayer::new(config, &mut g, &dev);
+                let layer = options(TransformerEncoderLayer::builder(8, heads), case).build(&mut init);
                 load(case, &layer, &dev);
                 let x = t("x");
                 let out = layer.forward_masked(&x, &AttentionMask::causal());
                 check(case, &layer, &[("x", &x)], &[("out", out)], &dev);
             } else {
-                let layer = TransformerDecoderLayer::new(config, &mut g, &dev);
+                let layer = options(TransformerDecoderLayer::builder(8, heads), case).build(&mut init);
                 load(case, &layer, &dev);
                 let (tgt, mem) = (t("tgt"), t("memory"));
                 let lengths: Vec<usize> =

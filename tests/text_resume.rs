@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use wgrad::autograd::{CrossEntropyOptions, HostRng};
 use wgrad::data::text::{windows, Streams};
-use wgrad::models::{Gpt, GptConfig, RnnLm, RnnLmConfig};
+use wgrad::models::{Gpt, RnnLm, RnnLmConfig};
 use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{Adam, AdamW, Optimizer};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler};
@@ -41,9 +41,9 @@ struct GptRun {
 
 impl GptRun {
     fn new(seed: u64, dev: &Device) -> Self {
-        let mut config = GptConfig::new(VOCAB, 8, 1, 2, 16);
+        let mut config = Gpt::builder(VOCAB, 8).layers(1).heads(2).width(16);
         config.dropout = 0.25;
-        let model = Gpt::new(config, &mut Generator::new(seed), dev);
+        let model = config.build(&mut Init::new(dev, seed));
         let mut opt = AdamW::new(model.parameters(), 3e-3);
         let cosine = CosineAnnealingLR::new(&mut opt, 10, 3e-4);
         let sched = LinearWarmup::new(&mut opt, cosine, 2, 0.1);
@@ -89,7 +89,7 @@ impl LstmRun {
     fn new(seed: u64, dev: &Device) -> Self {
         let mut config = RnnLmConfig::lstm(VOCAB, 8, 16, 2);
         config.dropout = 0.3;
-        let model = RnnLm::new(config, &mut Generator::new(seed), dev);
+        let model = RnnLm::new(config, &mut Init::new(dev, seed));
         let opt = Adam::new(model.parameters(), 3e-3);
         LstmRun { model, opt, tbptt: TruncatedBptt::new(), step: 0 }
     }

@@ -21,7 +21,7 @@ use wgrad::autograd::{CrossEntropyOptions, HostRng};
 use wgrad::data::cifar::synthetic;
 use wgrad::data::text::{bundled_corpus, read_text, split_tail, windows, CharVocab, Streams};
 use wgrad::data::{mnist, Augment, Batch, Batches, DataLoader, ImageCollate, ImageDataset};
-use wgrad::models::{mnist_cnn, Gpt, GptConfig, ResNet, RnnLm, RnnLmConfig, Shortcut, Vae};
+use wgrad::models::{mnist_cnn, Gpt, ResNet, RnnLm, RnnLmConfig, Shortcut, Vae};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Adam, AdamW, AdamWOptions, Optimizer, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
@@ -112,7 +112,7 @@ struct Mnist {
 
 impl Mnist {
     fn new(dev: &Device) -> Self {
-        let model = mnist_cnn(&mut Generator::new(0), dev);
+        let model = mnist_cnn(&mut Init::new(dev, 0));
         let opt = Adam::new(model.parameters(), 1e-3);
         let loader = DataLoader::new(Arc::new(mnist_subset(MNIST_DIGITS)), MNIST_BATCH, dev)
             .seed(0)
@@ -177,7 +177,7 @@ struct Cifar {
 
 impl Cifar {
     fn new(dev: &Device) -> Self {
-        let model = ResNet::cifar(CIFAR_DEPTH, 10, Shortcut::ZeroPad, &mut Generator::new(0), dev);
+        let model = ResNet::cifar(CIFAR_DEPTH, 10, Shortcut::ZeroPad, &mut Init::new(dev, 0));
         let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
         let mut opt = Sgd::with_options(model.parameters(), 0.1, opts);
         // Milestones far apart so the lr changes a few times in a soak.
@@ -281,7 +281,7 @@ struct CharLstm {
 impl CharLstm {
     fn new(dev: &Device) -> Self {
         let (train, vocab) = corpus();
-        let model = RnnLm::new(RnnLmConfig::lstm(vocab, 16, 32, 2), &mut Generator::new(0), dev);
+        let model = RnnLm::new(RnnLmConfig::lstm(vocab, 16, 32, 2), &mut Init::new(dev, 0));
         let opt = Adam::new(model.parameters(), 2e-3);
         let streams = Streams::new(&train, TEXT_BATCH);
         let chunks = streams.chunks(TEXT_LEN);
@@ -340,7 +340,7 @@ struct TinyGpt {
 impl TinyGpt {
     fn new(total_steps: usize, dev: &Device) -> Self {
         let (train, vocab) = corpus();
-        let model = Gpt::new(GptConfig::new(vocab, TEXT_LEN, 2, 2, 32), &mut Generator::new(0), dev);
+        let model = Gpt::builder(vocab, TEXT_LEN).layers(2).heads(2).width(32).build(&mut Init::new(dev, 0));
         let opts = AdamWOptions { weight_decay: 0.01, ..Default::default() };
         let mut opt = AdamW::with_options(model.parameters(), 1e-3, opts);
         let warmup = 50.min(total_steps / 2);
@@ -395,7 +395,7 @@ struct VaeLoop {
 
 impl VaeLoop {
     fn new(dev: &Device) -> Self {
-        let model = Vae::new(400, 20, &mut Generator::new(0), dev);
+        let model = Vae::new(400, 20, &mut Init::new(dev, 0));
         let opt = Adam::new(model.parameters(), 1e-3);
         let loader = DataLoader::new(Arc::new(mnist_subset(MNIST_DIGITS)), MNIST_BATCH, dev).seed(0);
         VaeLoop {

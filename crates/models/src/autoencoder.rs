@@ -9,9 +9,9 @@
 //! defines (so their balance does not change with the batch size), and the
 //! batch mean keeps the learning rate independent of the batch size.
 
-use wgrad_autograd::{ConvTranspose2dOptions, Device, Generator, Reduction, Tensor};
+use wgrad_autograd::{ConvTranspose2dOptions, Generator, Reduction, Tensor};
 use wgrad_nn::loss::BCELoss;
-use wgrad_nn::{Conv2d, Conv2dOptions, ConvTranspose2d, Flatten, Linear, Module, ReLU, Sequential, Sigmoid};
+use wgrad_nn::{Conv2d, Conv2dOptions, ConvTranspose2d, Flatten, Init, Linear, Module, ReLU, Sequential, Sigmoid};
 
 /// Pixels of one 28x28 image.
 const PIXELS: usize = 28 * 28;
@@ -74,16 +74,16 @@ pub struct Autoencoder {
 impl Autoencoder {
     /// Flatten → Linear(784, hidden) → ReLU → Linear(hidden, latent), mirrored
     /// by Linear(latent, hidden) → ReLU → Linear(hidden, 784) → Sigmoid.
-    pub fn mlp(hidden: usize, latent: usize, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn mlp(hidden: usize, latent: usize, init: &mut Init) -> Self {
         let encoder = Sequential::new()
             .add(Flatten::default())
-            .add(Linear::new(PIXELS, hidden, true, gen, dev))
+            .add(Linear::builder(PIXELS, hidden).build(init))
             .add(ReLU)
-            .add(Linear::new(hidden, latent, true, gen, dev));
+            .add(Linear::builder(hidden, latent).build(init));
         let decoder = Sequential::new()
-            .add(Linear::new(latent, hidden, true, gen, dev))
+            .add(Linear::builder(latent, hidden).build(init))
             .add(ReLU)
-            .add(Linear::new(hidden, PIXELS, true, gen, dev))
+            .add(Linear::builder(hidden, PIXELS).build(init))
             .add(Sigmoid)
             .add(Unflatten(vec![1, 28, 28]));
         Autoencoder { encoder, decoder, latent, kind: "mlp" }
@@ -92,23 +92,23 @@ impl Autoencoder {
     /// Two stride-2 3x3 convolutions (16, 32 channels: 28 → 14 → 7) and a
     /// Linear to `latent`; the decoder mirrors them with transposed
     /// convolutions (output padding 1 restores the even sizes).
-    pub fn conv(latent: usize, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn conv(latent: usize, init: &mut Init) -> Self {
         let down = Conv2dOptions::new().stride(2).padding(1);
         let up = ConvTranspose2dOptions::new().stride(2).padding(1).output_padding(1);
         let encoder = Sequential::new()
-            .add(Conv2d::new(1, 16, 3, down, true, gen, dev))
+            .add(Conv2d::builder(1, 16, 3).options(down).build(init))
             .add(ReLU)
-            .add(Conv2d::new(16, 32, 3, down, true, gen, dev))
+            .add(Conv2d::builder(16, 32, 3).options(down).build(init))
             .add(ReLU)
             .add(Flatten::default())
-            .add(Linear::new(32 * 7 * 7, latent, true, gen, dev));
+            .add(Linear::builder(32 * 7 * 7, latent).build(init));
         let decoder = Sequential::new()
-            .add(Linear::new(latent, 32 * 7 * 7, true, gen, dev))
+            .add(Linear::builder(latent, 32 * 7 * 7).build(init))
             .add(ReLU)
             .add(Unflatten(vec![32, 7, 7]))
-            .add(ConvTranspose2d::new(32, 16, 3, up, gen, dev))
+            .add(ConvTranspose2d::builder(32, 16, 3).options(up).build(init))
             .add(ReLU)
-            .add(ConvTranspose2d::new(16, 1, 3, up, gen, dev))
+            .add(ConvTranspose2d::builder(16, 1, 3).options(up).build(init))
             .add(Sigmoid);
         Autoencoder { encoder, decoder, latent, kind: "conv" }
     }
@@ -170,20 +170,20 @@ pub struct Vae {
 
 impl Vae {
     /// A VAE with `hidden` units and a `latent`-dimensional code.
-    pub fn new(hidden: usize, latent: usize, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn new(hidden: usize, latent: usize, init: &mut Init) -> Self {
         Vae {
-            fc1: Linear::new(PIXELS, hidden, true, gen, dev),
-            fc21: Linear::new(hidden, latent, true, gen, dev),
-            fc22: Linear::new(hidden, latent, true, gen, dev),
-            fc3: Linear::new(latent, hidden, true, gen, dev),
-            fc4: Linear::new(hidden, PIXELS, true, gen, dev),
+            fc1: Linear::builder(PIXELS, hidden).build(init),
+            fc21: Linear::builder(hidden, latent).build(init),
+            fc22: Linear::builder(hidden, latent).build(init),
+            fc3: Linear::builder(latent, hidden).build(init),
+            fc4: Linear::builder(hidden, PIXELS).build(init),
             latent,
         }
     }
 
     /// PyTorch example's sizes: 400 hidden units, 20 latent dims (652,824 parameters).
-    pub fn mnist(gen: &mut Generator, dev: &Device) -> Self {
-        Vae::new(400, 20, gen, dev)
+    pub fn mnist(init: &mut Init) -> Self {
+        Vae::new(400, 20, init)
     }
 
     /// Width of the code.

@@ -3,11 +3,11 @@
 //! self-attention and GELU feed-forward, a final LayerNorm and a linear head
 //! over the vocabulary (optionally tied to the token embedding, as in GPT-2).
 
-use wgrad_autograd::{no_grad, Device, Generator, Tensor};
+use wgrad_autograd::{no_grad, Device, Tensor};
 use wgrad_nn::layers::attention::{AttentionMask, KvCache};
 use wgrad_nn::{
-    Dropout, Embedding, FeedForwardActivation, LayerNorm, LearnedPositionalEmbedding, Linear, Module,
-    TransformerConfig, TransformerEncoderLayer,
+    Dropout, Embedding, FeedForwardActivation, Init, LayerNorm, LearnedPositionalEmbedding, Linear, Module,
+    TransformerEncoderLayer,
 };
 
 use crate::sampling::Sampler;
@@ -33,10 +33,53 @@ pub struct GptConfig {
     pub tie_weights: bool,
 }
 
+impl Gpt {
+    /// A model over `vocab` token ids seeing `context` positions, with
+    /// GPT-2 small's shape unless set (12 layers, 12 heads, width 768,
+    /// `ffn = 4·width`), no dropout, untied weights.
+    pub fn builder(vocab: usize, context: usize) -> GptConfig {
+        GptConfig { vocab, context, layers: 12, heads: 12, width: 768, ffn: 0, dropout: 0.0, tie_weights: false }
+    }
+}
+
 impl GptConfig {
-    /// A config with `ffn = 4·width`, no dropout and untied weights.
-    pub fn new(vocab: usize, context: usize, layers: usize, heads: usize, width: usize) -> Self {
-        GptConfig { vocab, context, layers, heads, width, ffn: 4 * width, dropout: 0.0, tie_weights: false }
+    /// Transformer blocks (default 12).
+    pub fn layers(self, layers: usize) -> Self {
+        GptConfig { layers, ..self }
+    }
+
+    /// Attention heads per block (default 12; must divide the width).
+    pub fn heads(self, heads: usize) -> Self {
+        GptConfig { heads, ..self }
+    }
+
+    /// Model width (default 768).
+    pub fn width(self, width: usize) -> Self {
+        GptConfig { width, ..self }
+    }
+
+    /// Feed-forward hidden width (default `4·width`).
+    pub fn ffn(self, ffn: usize) -> Self {
+        GptConfig { ffn, ..self }
+    }
+
+    /// Dropout after embeddings, on attention weights and in each block (default 0).
+    pub fn dropout(self, dropout: f32) -> Self {
+        GptConfig { dropout, ..self }
+    }
+
+    /// Use the token embedding's transpose as the output head (default false).
+    pub fn tie_weights(self, tie_weights: bool) -> Self {
+        GptConfig { tie_weights, ..self }
+    }
+
+    /// The model, initialised like GPT-2: N(0, 0.02²) embeddings, PyTorch's
+    /// defaults for the blocks and the head.
+    ///
+    /// # Panics
+    /// For zero sizes or heads that do not divide the width.
+    pub fn build(self, init: &mut Init) -> Gpt {
+        Gpt::new(self, init)
     }
 }
 
@@ -71,31 +114,32 @@ impl Gpt {
     ///
     /// # Panics
     /// For zero sizes or heads that do not divide the width.
-    pub fn new(config: GptConfig, gen: &mut Generator, device: &Device) -> Self {
-        let c = config;
+    fn new(config: GptConfig, init: &mut Init) -> Self {
+        let ffn = if config.ffn == 0 { 4 * config.width } else { config.ffn };
+        let c = GptConfig { ffn, ..config };
         assert!(c.vocab > 0 && c.context > 0 && c.layers > 0 && c.width > 0, "Gpt: sizes must be positive: {c:?}");
-        let tok_emb = Embedding::new(c.vocab, c.width, None, gen, device);
-        wgrad_nn::init::normal_(&tok_emb.weight, 0.0, 0.02, gen);
-        let pos_emb = LearnedPositionalEmbedding::new(c.context, c.width, gen, device);
-        let block = TransformerConfig {
-            d_model: c.width,
-            heads: c.heads,
-            dim_feedforward: c.ffn,
-            dropout: c.dropout,
-            activation: FeedForwardActivation::Gelu,
-            layer_norm_eps: 1e-5,
-            batch_first: true,
-            norm_first: true,
-        };
-        let blocks = (0..c.layers).map(|_| TransformerEncoderLayer::new(block, gen, device)).collect();
+        let tok_emb = Embedding::builder(c.vocab, c.width).build(init);
+        wgrad_nn::init::normal_(&tok_emb.weight, 0.0, 0.02, init.generator());
+        let pos_emb = LearnedPositionalEmbedding::builder(c.context, c.width).build(init);
+        let blocks = (0..c.layers)
+            .map(|_| {
+                TransformerEncoderLayer::builder(c.width, c.heads)
+                    .dim_feedforward(c.ffn)
+                    .dropout(c.dropout)
+                    .activation(FeedForwardActivation::Gelu)
+                    .batch_first(true)
+                    .norm_first(true)
+                    .build(init)
+            })
+            .collect();
         Gpt {
             config: c,
             tok_emb,
             pos_emb,
-            drop: Dropout::new(c.dropout, gen),
+            drop: Dropout::builder(c.dropout).build(init),
             blocks,
-            ln_f: LayerNorm::new(&[c.width], device),
-            head: (!c.tie_weights).then(|| Linear::new(c.width, c.vocab, false, gen, device)),
+            ln_f: LayerNorm::builder(&[c.width]).build(init),
+            head: (!c.tie_weights).then(|| Linear::builder(c.width, c.vocab).bias(false).build(init)),
         }
     }
 

@@ -24,3 +24,5 @@ pub use resnet::{BasicBlock, Bottleneck, ResNet, Shortcut};
 pub use rnn_lm::{RnnLm, RnnLmConfig};
 pub use sampling::{Sampler, Sampling};
 pub use seq2seq::{AttentionScore, Encoded, Seq2Seq, Seq2SeqConfig, Seq2SeqDecoder};
+/// The construction context every model constructor takes (re-exported from `wgrad-nn`).
+pub use wgrad_nn::Init;

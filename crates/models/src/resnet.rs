@@ -1,11 +1,11 @@
 //! Residual networks: the CIFAR family of He et al. 2016 (depth 6n+2) and the
 //! ImageNet-shape ResNet-18/34/50 with torchvision's parameter names.
 
-use wgrad_autograd::{Device, Generator, Tensor};
-use wgrad_nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Linear, MaxPool2d, Module, Sequential};
+use wgrad_autograd::Tensor;
+use wgrad_nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Init, Linear, MaxPool2d, Module, Sequential};
 
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, gen: &mut Generator, dev: &Device) -> Conv2d {
-    Conv2d::new(cin, cout, k, Conv2dOptions::new().stride(stride).padding(k / 2), false, gen, dev)
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, init: &mut Init) -> Conv2d {
+    Conv2d::builder(cin, cout, k).stride(stride).padding(k / 2).bias(false).build(init)
 }
 
 /// How a block matches shapes when it changes width or resolution.
@@ -46,21 +46,14 @@ impl BasicBlock {
     ///
     /// # Panics
     /// When a projection is needed and `name` is neither.
-    pub fn new(
-        cin: usize,
-        cout: usize,
-        stride: usize,
-        shortcut: Shortcut,
-        name: &str,
-        gen: &mut Generator,
-        dev: &Device,
-    ) -> Self {
+    pub fn new(cin: usize, cout: usize, stride: usize, shortcut: Shortcut, name: &str, init: &mut Init) -> Self {
         let needs = stride != 1 || cin != cout;
         let (projection, zero_pad) = match (needs, shortcut) {
             (false, _) => (None, None),
             (true, Shortcut::ZeroPad) => (None, Some((cout - cin) / 2)),
             (true, Shortcut::Projection) => {
-                let s = Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new(cout, dev));
+                let s =
+                    Sequential::new().add(conv(cin, cout, 1, stride, init)).add(BatchNorm2d::builder(cout).build(init));
                 (Some(s), None)
             }
         };
@@ -71,10 +64,10 @@ impl BasicBlock {
             (Some(_), other) => panic!("BasicBlock: the projection is `shortcut` or `downsample`, got `{other}`"),
         };
         BasicBlock {
-            conv1: conv(cin, cout, 3, stride, gen, dev),
-            bn1: BatchNorm2d::new(cout, dev),
-            conv2: conv(cout, cout, 3, 1, gen, dev),
-            bn2: BatchNorm2d::new(cout, dev),
+            conv1: conv(cin, cout, 3, stride, init),
+            bn1: BatchNorm2d::builder(cout).build(init),
+            conv2: conv(cout, cout, 3, 1, init),
+            bn2: BatchNorm2d::builder(cout).build(init),
             shortcut,
             downsample,
             zero_pad,
@@ -129,17 +122,18 @@ pub struct Bottleneck {
 
 impl Bottleneck {
     /// A block from `cin` channels to `4 * width`.
-    pub fn new(cin: usize, width: usize, stride: usize, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn new(cin: usize, width: usize, stride: usize, init: &mut Init) -> Self {
         let cout = width * 4;
-        let downsample = (stride != 1 || cin != cout)
-            .then(|| Sequential::new().add(conv(cin, cout, 1, stride, gen, dev)).add(BatchNorm2d::new(cout, dev)));
+        let downsample = (stride != 1 || cin != cout).then(|| {
+            Sequential::new().add(conv(cin, cout, 1, stride, init)).add(BatchNorm2d::builder(cout).build(init))
+        });
         Bottleneck {
-            conv1: conv(cin, width, 1, 1, gen, dev),
-            bn1: BatchNorm2d::new(width, dev),
-            conv2: conv(width, width, 3, stride, gen, dev),
-            bn2: BatchNorm2d::new(width, dev),
-            conv3: conv(width, cout, 1, 1, gen, dev),
-            bn3: BatchNorm2d::new(cout, dev),
+            conv1: conv(cin, width, 1, 1, init),
+            bn1: BatchNorm2d::builder(width).build(init),
+            conv2: conv(width, width, 3, stride, init),
+            bn2: BatchNorm2d::builder(width).build(init),
+            conv3: conv(width, cout, 1, 1, init),
+            bn3: BatchNorm2d::builder(cout).build(init),
             downsample,
         }
     }
@@ -196,17 +190,17 @@ impl ResNet {
     /// CIFAR ResNet of depth `6n + 2` (20, 32, 44, 56, 110): 16/32/64 channels,
     /// names as the common PyTorch CIFAR definition (`conv1`, `bn1`,
     /// `layer1.0.conv1`, ..., `linear`).
-    pub fn cifar(depth: usize, classes: usize, shortcut: Shortcut, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn cifar(depth: usize, classes: usize, shortcut: Shortcut, init: &mut Init) -> Self {
         assert!(depth >= 8 && (depth - 2).is_multiple_of(6), "ResNet::cifar: depth must be 6n+2, got {depth}");
         let n = (depth - 2) / 6;
-        let (stem_conv, stem_bn) = (conv(3, 16, 3, 1, gen, dev), BatchNorm2d::new(16, dev));
+        let (stem_conv, stem_bn) = (conv(3, 16, 3, 1, init), BatchNorm2d::builder(16).build(init));
         let mut layers = Vec::new();
         let mut cin = 16;
         for (stage, &width) in [16, 32, 64].iter().enumerate() {
             let mut s = Sequential::new();
             for b in 0..n {
                 let stride = if b == 0 && stage > 0 { 2 } else { 1 };
-                s = s.add(BasicBlock::new(cin, width, stride, shortcut, "shortcut", gen, dev));
+                s = s.add(BasicBlock::new(cin, width, stride, shortcut, "shortcut", init));
                 cin = width;
             }
             layers.push(s);
@@ -220,20 +214,20 @@ impl ResNet {
             layer3,
             layer4,
             pool: AdaptiveAvgPool2d((1, 1)),
-            linear: Some(Linear::new(64, classes, true, gen, dev)),
+            linear: Some(Linear::builder(64, classes).build(init)),
             fc: None,
         }
     }
 
     /// ImageNet-shape ResNet-18/34 (basic blocks) or 50 (bottlenecks) with torchvision's names.
-    pub fn imagenet(depth: usize, classes: usize, gen: &mut Generator, dev: &Device) -> Self {
+    pub fn imagenet(depth: usize, classes: usize, init: &mut Init) -> Self {
         let blocks: [usize; 4] = match depth {
             18 => [2, 2, 2, 2],
             34 | 50 => [3, 4, 6, 3],
             _ => panic!("ResNet::imagenet: depth 18, 34 or 50, got {depth}"),
         };
-        let stem_conv = Conv2d::new(3, 64, 7, Conv2dOptions::new().stride(2).padding(3), false, gen, dev);
-        let stem_bn = BatchNorm2d::new(64, dev);
+        let stem_conv = Conv2d::builder(3, 64, 7).stride(2).padding(3).bias(false).build(init);
+        let stem_bn = BatchNorm2d::builder(64).build(init);
         let mut layers = Vec::new();
         let mut cin = 64;
         for (stage, (&n, width)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {
@@ -241,10 +235,10 @@ impl ResNet {
             for b in 0..n {
                 let stride = if b == 0 && stage > 0 { 2 } else { 1 };
                 if depth == 50 {
-                    s = s.add(Bottleneck::new(cin, width, stride, gen, dev));
+                    s = s.add(Bottleneck::new(cin, width, stride, init));
                     cin = width * 4;
                 } else {
-                    s = s.add(BasicBlock::new(cin, width, stride, Shortcut::Projection, "downsample", gen, dev));
+                    s = s.add(BasicBlock::new(cin, width, stride, Shortcut::Projection, "downsample", init));
                     cin = width;
                 }
             }
@@ -260,7 +254,7 @@ impl ResNet {
             layer4,
             pool: AdaptiveAvgPool2d((1, 1)),
             linear: None,
-            fc: Some(Linear::new(cin, classes, true, gen, dev)),
+            fc: Some(Linear::builder(cin, classes).build(init)),
         }
     }
 

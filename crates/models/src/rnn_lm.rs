@@ -3,8 +3,8 @@
 //! head over the vocabulary, trained with truncated BPTT and sampled one
 //! token at a time with the recurrent state carried along.
 
-use wgrad_autograd::{no_grad, Device, Generator, RecurrentKind, Tensor};
-use wgrad_nn::{Dropout, Embedding, Linear, Module, Recurrent, RecurrentConfig, RecurrentState};
+use wgrad_autograd::{no_grad, Device, RecurrentKind, Tensor};
+use wgrad_nn::{Dropout, Embedding, Init, Linear, Module, Recurrent, RecurrentState};
 
 use crate::sampling::Sampler;
 
@@ -53,15 +53,18 @@ pub struct RnnLm {
 
 impl RnnLm {
     /// A model with PyTorch's default initialisations.
-    pub fn new(config: RnnLmConfig, gen: &mut Generator, device: &Device) -> Self {
+    pub fn new(config: RnnLmConfig, init: &mut Init) -> Self {
         let c = config;
-        let rnn_config = RecurrentConfig::new(c.embed, c.hidden).layers(c.layers).dropout(c.dropout).batch_first(true);
         RnnLm {
             config: c,
-            embedding: Embedding::new(c.vocab, c.embed, None, gen, device),
-            rnn: Recurrent::new(c.kind, rnn_config, gen, device),
-            drop: Dropout::new(c.dropout, gen),
-            head: Linear::new(c.hidden, c.vocab, true, gen, device),
+            embedding: Embedding::builder(c.vocab, c.embed).build(init),
+            rnn: Recurrent::builder(c.kind, c.embed, c.hidden)
+                .num_layers(c.layers)
+                .dropout(c.dropout)
+                .batch_first(true)
+                .build(init),
+            drop: Dropout::builder(c.dropout).build(init),
+            head: Linear::builder(c.hidden, c.vocab).build(init),
         }
     }
 

@@ -5,10 +5,8 @@
 //! [`greedy_search`](crate::decoding::greedy_search) or
 //! [`beam_search`](crate::decoding::beam_search) through [`Seq2Seq::decoder`].
 
-use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
-use wgrad_nn::{
-    AdditiveAttention, DotProductAttention, Embedding, Linear, Module, RecurrentCell, RecurrentConfig, GRU,
-};
+use wgrad_autograd::{RecurrentKind, Tensor};
+use wgrad_nn::{AdditiveAttention, DotProductAttention, Embedding, Init, Linear, Module, RecurrentCell, GRU};
 
 use crate::decoding::StepDecoder;
 
@@ -75,17 +73,17 @@ pub struct Encoded {
 
 impl Seq2Seq {
     /// A model with PyTorch's default initialisations.
-    pub fn new(config: Seq2SeqConfig, gen: &mut Generator, device: &Device) -> Self {
+    pub fn new(config: Seq2SeqConfig, init: &mut Init) -> Self {
         let c = config;
         Seq2Seq {
             config: c,
-            src_emb: Embedding::new(c.src_vocab, c.embed, None, gen, device),
-            encoder: GRU::new(RecurrentConfig::new(c.embed, c.hidden).batch_first(true), gen, device),
-            tgt_emb: Embedding::new(c.tgt_vocab, c.embed, None, gen, device),
-            decoder: RecurrentCell::new(RecurrentKind::Gru, c.embed + c.hidden, c.hidden, true, gen, device),
+            src_emb: Embedding::builder(c.src_vocab, c.embed).build(init),
+            encoder: GRU::builder(c.embed, c.hidden).batch_first(true).build(init),
+            tgt_emb: Embedding::builder(c.tgt_vocab, c.embed).build(init),
+            decoder: RecurrentCell::builder(RecurrentKind::Gru, c.embed + c.hidden, c.hidden).build(init),
             additive: (c.attention == AttentionScore::Additive)
-                .then(|| AdditiveAttention::new(c.hidden, c.hidden, c.hidden, gen, device)),
-            out: Linear::new(2 * c.hidden, c.tgt_vocab, true, gen, device),
+                .then(|| AdditiveAttention::builder(c.hidden, c.hidden, c.hidden).build(init)),
+            out: Linear::builder(2 * c.hidden, c.tgt_vocab).build(init),
         }
     }
 

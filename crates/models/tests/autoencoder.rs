@@ -6,7 +6,7 @@ use wgrad_autograd::{Device, Generator, Tensor};
 use wgrad_gpu_core::testing::fresh_backends;
 use wgrad_models::{kl_divergence, reconstruction_loss, Autoencoder, Vae};
 use wgrad_nn::optim::{Adam, Optimizer};
-use wgrad_nn::{Module, ModuleExt, ModuleFields};
+use wgrad_nn::{Init, Module, ModuleExt, ModuleFields};
 
 /// Seeded stand-in digits in [0, 1]: a bright blob whose position depends on
 /// the image, over faint noise, so there is structure to learn.
@@ -27,7 +27,7 @@ fn images(n: usize, dev: &Device) -> Tensor {
 #[test]
 fn vae_has_the_pytorch_example_names_counts_and_shapes() {
     let dev = Device::cpu();
-    let vae = Vae::mnist(&mut Generator::new(0), &dev);
+    let vae = Vae::mnist(&mut Init::new(&dev, 0));
     assert_eq!(vae.num_parameters(), 652_824);
     let names: Vec<String> = vae.named_parameters().into_iter().map(|(n, _)| n).collect();
     let expected: Vec<String> = ["fc1", "fc21", "fc22", "fc3", "fc4"]
@@ -53,8 +53,8 @@ fn vae_has_the_pytorch_example_names_counts_and_shapes() {
 #[test]
 fn autoencoders_reconstruct_the_input_shape() {
     let dev = Device::cpu();
-    let mut g = Generator::new(0);
-    let mlp = Autoencoder::mlp(64, 8, &mut g, &dev);
+    let mut init = Init::new(&dev, 0);
+    let mlp = Autoencoder::mlp(64, 8, &mut init);
     let names: Vec<String> = mlp.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
@@ -70,7 +70,7 @@ fn autoencoders_reconstruct_the_input_shape() {
         ]
     );
     assert_eq!(mlp.num_parameters(), 784 * 64 + 64 + 64 * 8 + 8 + 8 * 64 + 64 + 64 * 784 + 784);
-    let conv = Autoencoder::conv(10, &mut g, &dev);
+    let conv = Autoencoder::conv(10, &mut init);
     assert!(conv.named_parameters().iter().any(|(n, _)| n == "decoder.5.weight"));
     for (ae, latent) in [(&mlp, 8), (&conv, 10)] {
         let x = images(2, &dev);
@@ -131,13 +131,13 @@ fn reparameterisation_is_reproducible_and_differentiable_in_mu_and_logvar() {
 fn a_few_adam_steps_lower_the_losses() {
     for dev in fresh_backends("a_few_adam_steps_lower_the_losses") {
         let x = images(8, &dev);
-        let mut g = Generator::new(3);
-        let vae = Vae::new(32, 4, &mut g, &dev);
+        let mut init = Init::new(&dev, 3);
+        let vae = Vae::new(32, 4, &mut init);
         let eval = Generator::new(99);
         let before = vae.loss(&x, &mut eval.clone()).0.item();
         let mut opt = Adam::new(vae.parameters(), 3e-3);
         for _ in 0..15 {
-            let (total, _, _) = vae.loss(&x, &mut g);
+            let (total, _, _) = vae.loss(&x, init.generator());
             opt.zero_grad();
             total.backward();
             opt.step();
@@ -145,7 +145,7 @@ fn a_few_adam_steps_lower_the_losses() {
         let after = vae.loss(&x, &mut eval.clone()).0.item();
         assert!(after < 0.9 * before, "{}: VAE loss {before} -> {after}", dev.name());
 
-        let ae = Autoencoder::conv(4, &mut g, &dev);
+        let ae = Autoencoder::conv(4, &mut init);
         let before = ae.loss(&x).item();
         let mut opt = Adam::new(ae.parameters(), 3e-3);
         for _ in 0..15 {

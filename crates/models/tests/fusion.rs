@@ -2,9 +2,9 @@
 //! and gradients, fewer launches. Prints the launch counts (the numbers in
 //! docs/performance.md).
 
-use wgrad_autograd::{Device, Generator, Tensor};
-use wgrad_models::{Gpt, GptConfig, ResNet, Shortcut};
-use wgrad_nn::{Module, ModuleExt};
+use wgrad_autograd::{Device, Tensor};
+use wgrad_models::{Gpt, ResNet, Shortcut};
+use wgrad_nn::{Init, Module, ModuleExt};
 
 /// A fresh GPU device with fusion `on`, or `None` (skipped) without an adapter.
 fn gpu(on: bool, test: &str) -> Option<Device> {
@@ -70,7 +70,7 @@ fn compare(what: &str, fused: &Step, plain: &Step) {
 fn a_transformer_step_is_the_same_fused_and_unfused() {
     let run = |on: bool| {
         let dev = gpu(on, "a_transformer_step_is_the_same_fused_and_unfused")?;
-        let model = Gpt::new(GptConfig::new(50, 16, 2, 2, 32), &mut Generator::new(7), &dev);
+        let model = Gpt::builder(50, 16).layers(2).heads(2).width(32).build(&mut Init::new(&dev, 7));
         let ids: Vec<u32> = (0..2 * 16).map(|i| (i * 7 % 50) as u32).collect();
         let targets: Vec<u32> = (0..2 * 16).map(|i| (i * 11 % 50) as u32).collect();
         let (ids, targets) = (Tensor::from_u32(&ids, &[2, 16], &dev), Tensor::from_u32(&targets, &[2, 16], &dev));
@@ -84,7 +84,7 @@ fn a_transformer_step_is_the_same_fused_and_unfused() {
 fn a_resnet20_step_is_the_same_fused_and_unfused() {
     let run = |on: bool| {
         let dev = gpu(on, "a_resnet20_step_is_the_same_fused_and_unfused")?;
-        let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Generator::new(3), &dev);
+        let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(&dev, 3));
         let x = Tensor::randn(&[2, 3, 32, 32], 5, &dev);
         let y = Tensor::from_u32(&[3, 8], &[2], &dev);
         let opts = wgrad_autograd::CrossEntropyOptions::default();

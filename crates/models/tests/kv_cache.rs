@@ -4,17 +4,19 @@
 //! cached logits match its full logits, and `generate` with the cache picks
 //! the same tokens as without, also after the window slides past the context.
 
-use wgrad_autograd::{Generator, Tensor};
+use wgrad_autograd::Tensor;
 use wgrad_gpu_core::testing::{assert_close, backends as devices};
 use wgrad_models::*;
-use wgrad_nn::{AttentionMask, KvCache, ModuleExt, TransformerConfig, TransformerEncoderLayer};
+use wgrad_nn::{AttentionMask, Init, KvCache, ModuleExt, TransformerEncoderLayer};
 
 #[test]
 fn a_layer_fed_in_chunks_equals_the_causal_pass() {
     for dev in devices("a_layer_fed_in_chunks_equals_the_causal_pass") {
         for norm_first in [true, false] {
-            let config = TransformerConfig { batch_first: true, norm_first, ..TransformerConfig::new(16, 4) };
-            let mut layer = TransformerEncoderLayer::new(config, &mut Generator::new(1), &dev);
+            let mut layer = TransformerEncoderLayer::builder(16, 4)
+                .batch_first(true)
+                .norm_first(norm_first)
+                .build(&mut Init::new(&dev, 1));
             layer.eval();
             let x = Tensor::randn(&[2, 9, 16], 2, &dev);
             let full = layer.forward_masked(&x, &AttentionMask::causal()).to_vec();
@@ -36,8 +38,8 @@ fn a_layer_fed_in_chunks_equals_the_causal_pass() {
 fn cached_gpt_logits_and_generation_match_the_recomputing_path() {
     for dev in devices("cached_gpt_logits_and_generation_match_the_recomputing_path") {
         for tie_weights in [false, true] {
-            let config = GptConfig { tie_weights, ..GptConfig::new(11, 12, 2, 2, 16) };
-            let mut model = Gpt::new(config, &mut Generator::new(3), &dev);
+            let config = GptConfig { tie_weights, ..Gpt::builder(11, 12).layers(2).heads(2).width(16) };
+            let mut model = config.build(&mut Init::new(&dev, 3));
             model.eval();
             let tokens: Vec<u32> = (0..9).map(|i| (i * 7 + 3) % 11).collect();
             let full = model.logits(&Tensor::from_u32(&tokens, &[1, 9], &dev)).to_vec();

@@ -4,10 +4,10 @@
 //! with either attention scorer learns to reverse short sequences, decoded
 //! greedily and by beam search.
 
-use wgrad_autograd::{CrossEntropyOptions, Device, Generator, Tensor};
+use wgrad_autograd::{CrossEntropyOptions, Device, Tensor};
 use wgrad_models::*;
 use wgrad_nn::optim::{clip_grad_norm_, Adam, Optimizer};
-use wgrad_nn::ModuleExt;
+use wgrad_nn::{Init, ModuleExt};
 
 /// Inputs and next-token targets `[B, L]` cut from the periodic stream 0 1 2 3 0 1 2 3 ...
 fn periodic(batch: usize, len: usize, dev: &Device) -> (Tensor, Tensor) {
@@ -19,10 +19,10 @@ fn periodic(batch: usize, len: usize, dev: &Device) -> (Tensor, Tensor) {
 #[test]
 fn gpt_names_tying_and_learning() {
     let dev = Device::cpu();
-    let mut g = Generator::new(0);
-    let config = GptConfig::new(5, 8, 1, 2, 16);
-    let untied = Gpt::new(config, &mut g, &dev);
-    let tied = Gpt::new(GptConfig { tie_weights: true, ..config }, &mut g, &dev);
+    let mut init = Init::new(&dev, 0);
+    let config = Gpt::builder(5, 8).layers(1).heads(2).width(16);
+    let untied = config.build(&mut init);
+    let tied = GptConfig { tie_weights: true, ..config }.build(&mut init);
     assert_eq!(untied.num_parameters() - tied.num_parameters(), 5 * 16);
     let names: Vec<String> = untied.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[0], "tok_emb.weight");
@@ -51,7 +51,7 @@ fn gpt_names_tying_and_learning() {
 #[test]
 fn lstm_language_model_learns_and_generates() {
     let dev = Device::cpu();
-    let mut model = RnnLm::new(RnnLmConfig::lstm(4, 8, 16, 2), &mut Generator::new(1), &dev);
+    let mut model = RnnLm::new(RnnLmConfig::lstm(4, 8, 16, 2), &mut Init::new(&dev, 1));
     let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[..3], ["embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0"]);
     let (x, y) = periodic(4, 8, &dev);
@@ -104,7 +104,7 @@ fn seq2seq_learns_to_reverse_with_both_scorers() {
     let dev = Device::cpu();
     for attention in [AttentionScore::Additive, AttentionScore::Dot] {
         let config = Seq2SeqConfig { src_vocab: 8, tgt_vocab: 8, embed: 16, hidden: 32, attention };
-        let model = Seq2Seq::new(config, &mut Generator::new(2), &dev);
+        let model = Seq2Seq::new(config, &mut Init::new(&dev, 2));
         let mut opt = Adam::new(model.parameters(), 1e-2);
         for step in 0..150 {
             let (src, tgt_in, tgt_out, _) = reverse_batch(32, step, &dev);

@@ -20,6 +20,7 @@ extern crate self as wgrad_nn;
 
 pub mod amp;
 pub mod checkpoint;
+pub mod construction;
 pub mod init;
 pub mod layers;
 pub mod loss;
@@ -29,30 +30,38 @@ pub mod schedule;
 pub mod state;
 pub mod train;
 
+pub use construction::{Built, Init};
 pub use layers::activation::{
-    LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU, SELU,
+    LeakyReLU, LogSoftmax, Mish, PReLU, PReLUBuilder, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh, ELU, GELU,
+    SELU,
 };
-pub use layers::conv::{Conv1d, Conv2d, ConvTranspose2d};
-pub use layers::dropout::Dropout;
-pub use layers::embedding::Embedding;
-pub use layers::linear::Linear;
+pub use layers::conv::{Conv1d, Conv1dBuilder, Conv2d, Conv2dBuilder, ConvTranspose2d, ConvTranspose2dBuilder};
+pub use layers::dropout::{Dropout, DropoutBuilder};
+pub use layers::embedding::{Embedding, EmbeddingBuilder};
+pub use layers::linear::{Linear, LinearBuilder};
 pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
 
 pub use layers::classes::{BatchNorm1d, BatchNorm2d, GRUCell, LSTMCell, RNNCell, GRU, LSTM, RNN};
 pub use layers::misc::{Flatten, Identity};
-pub use layers::norm::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
+pub use layers::norm::{
+    BatchNorm, BatchNormBuilder, BatchNormOptions, GroupNorm, GroupNormBuilder, LayerNorm, LayerNormBuilder, RMSNorm,
+    RMSNormBuilder,
+};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
 pub use layers::attention::{
-    causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention, MultiheadAttentionOptions,
+    causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention, MultiheadAttentionBuilder,
 };
-pub use layers::cell::RecurrentCell;
-pub use layers::positional::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
-pub use layers::recurrent::{Recurrent, RecurrentConfig, RecurrentState};
-pub use layers::seq2seq_attention::{AdditiveAttention, DotProductAttention};
+pub use layers::cell::{CellBuilder, CellOptions, RecurrentCell};
+pub use layers::positional::{
+    LearnedPositionalBuilder, LearnedPositionalEmbedding, RotaryBuilder, RotaryEmbedding, SinusoidalBuilder,
+    SinusoidalPositionalEncoding,
+};
+pub use layers::recurrent::{Recurrent, RecurrentBuilder, RecurrentConfig, RecurrentOptions, RecurrentState};
+pub use layers::seq2seq_attention::{AdditiveAttention, AdditiveAttentionBuilder, DotProductAttention};
 pub use layers::sequential::Sequential;
 pub use layers::transformer::{
-    FeedForwardActivation, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
+    FeedForwardActivation, TransformerBuilder, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
 };
 pub use module::{module_generators, set_module_generators, Module, ModuleExt, ModuleFields};
 pub use wgrad_autograd::RecurrentKind;
@@ -97,8 +106,8 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// need only `ModuleExt`.
 ///
 /// ```
-/// use wgrad_nn::{BatchNorm1d, Dropout, Linear, Module, ModuleExt};
-/// use wgrad_autograd::{Device, Generator, Tensor};
+/// use wgrad_nn::{BatchNorm1d, Dropout, Init, Linear, Module, ModuleExt};
+/// use wgrad_autograd::{Device, Tensor};
 ///
 /// #[derive(Module)]
 /// struct Block {
@@ -138,13 +147,14 @@ pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 ///     }
 /// }
 ///
-/// let (dev, mut gen) = (Device::cpu(), Generator::new(0));
-/// let block = |gen: &mut Generator, norm: bool| Block {
-///     fc: Linear::new(4, 4, true, gen, &dev),
-///     norm: norm.then(|| BatchNorm1d::new(4, &dev)),
-///     drop: Dropout::new(0.1, gen),
+/// let dev = Device::cpu();
+/// let mut init = Init::new(&dev, 0);
+/// let block = |init: &mut Init, norm: bool| Block {
+///     fc: Linear::builder(4, 4).build(init),
+///     norm: norm.then(|| BatchNorm1d::builder(4).build(init)),
+///     drop: Dropout::builder(0.1).build(init),
 /// };
-/// let mut net = Net { blocks: vec![block(&mut gen, true), block(&mut gen, false)], scale: Tensor::ones(&[4], &dev) };
+/// let mut net = Net { blocks: vec![block(&mut init, true), block(&mut init, false)], scale: Tensor::ones(&[4], &dev) };
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// // As in PyTorch, a module's own parameters come before its children's.
 /// assert_eq!(

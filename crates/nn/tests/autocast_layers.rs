@@ -4,12 +4,9 @@
 //! within f16 rounding of the f32 run, and every parameter gets a finite f32
 //! gradient. (Text models: attention, layer norm, the LSTM/GRU, embeddings.)
 
-use wgrad_autograd::{autocast, DType, Device, Generator, Tensor};
+use wgrad_autograd::{autocast, DType, Device, RecurrentKind, Tensor};
 use wgrad_gpu_core::testing::{assert_close, backends};
-use wgrad_nn::{
-    Embedding, Linear, Module, ModuleExt, MultiheadAttention, Recurrent, RecurrentConfig, TransformerConfig,
-    TransformerEncoderLayer,
-};
+use wgrad_nn::{Embedding, Init, Linear, Module, ModuleExt, MultiheadAttention, Recurrent, TransformerEncoderLayer};
 
 /// Forward (`f32` and under autocast) and backward of `forward` on `x`:
 /// outputs close, every parameter's gradient f32 and finite.
@@ -34,30 +31,27 @@ fn rand(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
 #[test]
 fn layers_run_under_autocast() {
     for dev in backends("layers_run_under_autocast") {
-        let mut gen = Generator::new(7);
+        let mut init = Init::new(&dev, 7);
         // Linear: one fused launch, f16 out (odd and even widths).
         for out in [5, 6] {
-            let lin = Linear::new(9, out, true, &mut gen, &dev);
+            let lin = Linear::builder(9, out).build(&mut init);
             let x = rand(&[4, 3, 9], 1, &dev);
             assert_eq!(autocast(|| lin.forward(&x)).dtype(), DType::F16);
             check(&format!("linear {out}"), &dev, lin.parameters(), &|| lin.forward(&x));
         }
         // A post-LN transformer encoder layer: attention, layer norm, FFN.
-        let mut cfg = TransformerConfig::new(8, 2);
-        cfg.dim_feedforward = 16;
-        cfg.dropout = 0.0;
-        let enc = TransformerEncoderLayer::new(cfg, &mut gen, &dev);
+        let enc = TransformerEncoderLayer::builder(8, 2).dim_feedforward(16).dropout(0.0).build(&mut init);
         let x = rand(&[5, 2, 8], 2, &dev);
         check("transformer encoder layer", &dev, enc.parameters(), &|| enc.forward(&x));
-        let mha = MultiheadAttention::new(8, 2, 0.0, true, true, &mut gen, &dev);
+        let mha = MultiheadAttention::builder(8, 2).batch_first(true).build(&mut init);
         let xb = rand(&[2, 5, 8], 3, &dev);
         check("multihead attention", &dev, mha.parameters(), &|| mha.forward(&xb));
         // Recurrent layers after an embedding and a Linear.
-        let emb = Embedding::new(11, 6, None, &mut gen, &dev);
-        let proj = Linear::new(6, 6, true, &mut gen, &dev);
+        let emb = Embedding::builder(11, 6).build(&mut init);
+        let proj = Linear::builder(6, 6).build(&mut init);
         let ids = Tensor::from_u32(&[1, 4, 10, 0, 3, 3], &[3, 2], &dev);
-        let lstm = Recurrent::lstm(RecurrentConfig::new(6, 5), &mut gen, &dev);
-        let gru = Recurrent::gru(RecurrentConfig::new(6, 5), &mut gen, &dev);
+        let lstm = Recurrent::builder(RecurrentKind::Lstm, 6, 5).build(&mut init);
+        let gru = Recurrent::builder(RecurrentKind::Gru, 6, 5).build(&mut init);
         for (name, rnn) in [("lstm", &lstm), ("gru", &gru)] {
             let mut params = rnn.parameters();
             params.extend(proj.parameters());

@@ -41,8 +41,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn mlp(seed: u64, dev: &Device) -> Sequential {
-    let mut g = Generator::new(seed);
-    Sequential::new().add(Linear::new(4, 6, true, &mut g, dev)).add(ReLU).add(Linear::new(6, 3, true, &mut g, dev))
+    let mut init = Init::new(dev, seed);
+    Sequential::new().add(Linear::builder(4, 6).build(&mut init)).add(ReLU).add(Linear::builder(6, 3).build(&mut init))
 }
 
 /// Every tensor of a module by name, as host values.
@@ -323,6 +323,7 @@ fn corrupt_files_give_clear_errors_naming_the_path() {
 #[test]
 fn strict_loading_lists_every_offending_tensor_and_changes_nothing() {
     let dev = Device::cpu();
+    let mut init = Init::new(&dev, 0);
     let dir = scratch("strict");
     let path = dir.join("other.safetensors");
     let mut s = module_state_dict(&mlp(1, &dev));
@@ -371,8 +372,8 @@ fn strict_loading_lists_every_offending_tensor_and_changes_nothing() {
     assert_ne!(after[1].1, before[1].1);
 
     // A matching file loads strictly, buffers included.
-    let bn = Sequential::new().add(BatchNorm2d::new(3, &dev));
-    let mut src = Sequential::new().add(BatchNorm2d::new(3, &dev));
+    let bn = Sequential::new().add(BatchNorm2d::builder(3).build(&mut init));
+    let mut src = Sequential::new().add(BatchNorm2d::builder(3).build(&mut init));
     src.train();
     src.forward(&Tensor::from_vec(&Rng::new(1).vec(2 * 3 * 2 * 2, -1.0, 2.0), &[2, 3, 2, 2], &dev));
     save_module(dir.join("bn.safetensors"), &src).unwrap();
@@ -550,7 +551,7 @@ fn training_checkpoint_file_layout_and_errors() {
     assert!(e.contains(&plain.display().to_string()) && e.contains("not a wgrad training checkpoint"), "{e}");
 
     // Restoring into another architecture names the file and the tensors.
-    let other = Sequential::new().add(Linear::new(4, 5, true, &mut Generator::new(0), &dev));
+    let other = Sequential::new().add(Linear::builder(4, 5).build(&mut Init::new(&dev, 0)));
     let mut other_opt = Momentum::new(other.parameters(), 0.1, 0.9);
     let e = back.restore(&other, &mut other_opt).unwrap_err().to_string();
     assert!(

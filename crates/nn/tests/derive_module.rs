@@ -25,7 +25,7 @@
 //! (`bias` is assigned after `blocks` but, as in PyTorch, a module's own
 //! parameters come before its children's.)
 
-use wgrad_autograd::{no_grad, Device, Generator, Tensor};
+use wgrad_autograd::{no_grad, Device, Tensor};
 use wgrad_nn::checkpoint::{load_module, load_state_dict, save_module};
 use wgrad_nn::*;
 
@@ -88,26 +88,26 @@ impl Module for Net {
 }
 
 fn net(seed: u64, dev: &Device) -> Net {
-    let mut gen = Generator::new(seed);
-    let g = &mut gen;
-    let block = |norm: bool, g: &mut Generator| Block {
-        conv: Conv2d::new(2, 3, 3, Conv2dOptions::new(), true, g, dev),
-        bn: norm.then(|| BatchNorm2d::new(3, dev)),
-        drop: Dropout::new(0.5, g),
+    let mut init = Init::new(dev, seed);
+    let init = &mut init;
+    let block = |norm: bool, init: &mut Init| Block {
+        conv: Conv2d::builder(2, 3, 3).build(init),
+        bn: norm.then(|| BatchNorm2d::builder(3).build(init)),
+        drop: Dropout::builder(0.5).build(init),
     };
-    let blocks = vec![block(true, g), block(false, g)];
+    let blocks = vec![block(true, init), block(false, init)];
     let layers: Vec<Box<dyn Module>> = vec![
-        Box::new(Linear::new(4, 4, true, g, dev)),
-        Box::new(Dropout::new(0.5, g)),
-        Box::new(Linear::new(4, 2, true, g, dev)),
+        Box::new(Linear::builder(4, 4).build(init)),
+        Box::new(Dropout::builder(0.5).build(init)),
+        Box::new(Linear::builder(4, 2).build(init)),
     ];
     Net {
-        scale: g.normal(&[3], 0.0, 1.0, dev).requires_grad_(),
+        scale: init.generator().normal(&[3], 0.0, 1.0, dev).requires_grad_(),
         blocks,
-        bias: Some(g.normal(&[3], 0.0, 1.0, dev).requires_grad_()),
+        bias: Some(init.generator().normal(&[3], 0.0, 1.0, dev).requires_grad_()),
         gate: None,
         step: Tensor::full(&[], seed as f32, dev),
-        head: Some(Linear::new(3, 4, true, g, dev)),
+        head: Some(Linear::builder(3, 4).build(init)),
         layers,
         cache: Tensor::zeros(&[5], dev),
         training: true,

@@ -40,8 +40,8 @@ fn case_dir(tag: &str) -> PathBuf {
 }
 
 fn mlp(dev: &Device) -> Sequential {
-    let mut g = Generator::new(3);
-    Sequential::new().add(Linear::new(4, 3, true, &mut g, dev)).add(ReLU).add(Linear::new(3, 2, true, &mut g, dev))
+    let mut init = Init::new(dev, 3);
+    Sequential::new().add(Linear::builder(4, 3).build(&mut init)).add(ReLU).add(Linear::builder(3, 2).build(&mut init))
 }
 
 fn optimizer(model: &Sequential) -> Sgd {

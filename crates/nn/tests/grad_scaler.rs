@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Device, Tensor};
 use wgrad_gpu_core::testing::{fresh_gpu_or_skip, gpu_or_skip};
 use wgrad_nn::amp::{GradScaler, GradScalerOptions};
 use wgrad_nn::checkpoint::TrainingCheckpoint;
 use wgrad_nn::optim::{clip_grad_norm_, Optimizer, Sgd, SgdOptions};
 use wgrad_nn::state::StateDict;
-use wgrad_nn::{Linear, ModuleExt};
+use wgrad_nn::{Init, Linear, ModuleExt};
 
 fn backends(test: &str) -> Vec<Device> {
     let mut v = vec![Device::cpu(), Device::cpu_reference()];
@@ -247,7 +247,7 @@ fn the_state_dict_round_trips_with_pytorchs_keys() {
 fn a_training_checkpoint_carries_the_scaler() {
     for dev in backends("a_training_checkpoint_carries_the_scaler") {
         let dir = scratch(&format!("ck_{}", if dev.is_gpu() { "gpu" } else { "cpu" }));
-        let model = Linear::new(2, 1, true, &mut Generator::new(7), &dev);
+        let model = Linear::builder(2, 1).build(&mut Init::new(&dev, 7));
         let mut opt = Sgd::new(model.parameters(), 0.1);
         let scaler = trained_scaler(&dev);
         let path = dir.join("last.safetensors");

@@ -1,15 +1,15 @@
 //! Module plumbing: PyTorch names and order, parameter counts, modes, summary.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Device, Tensor};
 use wgrad_nn::*;
 
 fn mlp(dev: &Device) -> Sequential {
-    let mut g = Generator::new(0);
+    let mut init = Init::new(dev, 0);
     Sequential::new()
-        .add(Linear::new(4, 8, true, &mut g, dev))
+        .add(Linear::builder(4, 8).build(&mut init))
         .add(ReLU)
-        .add(Sequential::new().add(Linear::new(8, 8, false, &mut g, dev)).add(Tanh))
-        .add(Linear::new(8, 2, true, &mut g, dev))
+        .add(Sequential::new().add(Linear::builder(8, 8).bias(false).build(&mut init)).add(Tanh))
+        .add(Linear::builder(8, 2).build(&mut init))
 }
 
 #[test]
@@ -35,8 +35,8 @@ fn summary_lists_layers_shapes_and_counts() {
 #[test]
 fn linear_default_init_follows_pytorch_bounds() {
     let dev = Device::cpu();
-    let mut g = Generator::new(3);
-    let l = Linear::new(400, 300, true, &mut g, &dev);
+    let mut init = Init::new(&dev, 3);
+    let l = Linear::builder(400, 300).build(&mut init);
     let bound = 1.0 / 400f32.sqrt();
     let w = l.weight.to_vec();
     assert!(w.iter().all(|v| v.abs() <= bound));
@@ -59,20 +59,23 @@ fn same_seed_same_model() {
 #[test]
 fn activations_forward_like_their_tensor_methods() {
     let dev = Device::cpu();
+    let mut init = Init::new(&dev, 0);
     let x = Tensor::from_vec(&[-1.0, 0.5], &[2], &dev);
     assert_eq!(ReLU.forward(&x).to_vec(), vec![0.0, 0.5]);
     assert_eq!(LeakyReLU(0.1).forward(&x).to_vec(), vec![-0.1, 0.5]);
     assert_eq!(Identity.forward(&x).to_vec(), x.to_vec());
     assert_eq!(Flatten::default().forward(&Tensor::zeros(&[2, 3, 4], &dev)).shape(), vec![2, 12]);
-    let p = PReLU::new(1, &dev);
+    let p = PReLU::builder(1).build(&mut init);
     assert_eq!(p.forward(&x).to_vec(), vec![-0.25, 0.5]);
 }
 
 #[test]
 fn train_and_eval_reach_nested_dropout_and_batch_norm() {
     let dev = Device::cpu();
-    let mut g = Generator::new(9);
-    let mut m = Sequential::new().add(Sequential::new().add(Dropout::new(0.5, &mut g))).add(BatchNorm1d::new(4, &dev));
+    let mut init = Init::new(&dev, 9);
+    let mut m = Sequential::new()
+        .add(Sequential::new().add(Dropout::builder(0.5).build(&mut init)))
+        .add(BatchNorm1d::builder(4).build(&mut init));
     let x = Tensor::ones(&[64, 4], &dev);
     m.train();
     let y = m.get(0).forward(&x).to_vec();
@@ -90,7 +93,8 @@ fn train_and_eval_reach_nested_dropout_and_batch_norm() {
 #[test]
 fn batch_norm_counts_batches_without_a_kernel_per_step() {
     let dev = Device::cpu();
-    let bn = BatchNorm1d::new(3, &dev);
+    let mut init = Init::new(&dev, 0);
+    let bn = BatchNorm1d::builder(3).build(&mut init);
     let x = Tensor::randn(&[8, 3], 1, &dev);
     bn.forward(&x);
     let before = dev.stats().dispatches;
@@ -113,7 +117,8 @@ fn batch_norm_counts_batches_without_a_kernel_per_step() {
 #[test]
 fn dropout_stream_can_be_saved_and_restored() {
     let dev = Device::cpu();
-    let d = Dropout::new(0.5, &mut Generator::new(1));
+    let mut init = Init::new(&dev, 0);
+    let d = Dropout::builder(0.5).build(&mut init);
     let x = Tensor::ones(&[256], &dev);
     let saved = d.generator();
     let first = d.forward(&x).to_vec();
@@ -127,31 +132,34 @@ fn dropout_stream_can_be_saved_and_restored() {
 #[test]
 fn distinct_classes_build_their_own_kind() {
     let dev = Device::cpu();
-    let g = &mut Generator::new(1);
-    let config = RecurrentConfig::new(3, 4);
+    let mut init = Init::new(&dev, 1);
     let kinds = [
-        (RNN::new(config, g, &dev).kind(), RecurrentKind::RnnTanh),
-        (RNN::relu(config, g, &dev).kind(), RecurrentKind::RnnRelu),
-        (LSTM::new(config, g, &dev).kind(), RecurrentKind::Lstm),
-        (GRU::new(config, g, &dev).kind(), RecurrentKind::Gru),
+        (RNN::builder(3, 4).build(&mut init).kind(), RecurrentKind::RnnTanh),
+        (RNN::builder(3, 4).relu(true).build(&mut init).kind(), RecurrentKind::RnnRelu),
+        (LSTM::builder(3, 4).build(&mut init).kind(), RecurrentKind::Lstm),
+        (GRU::builder(3, 4).build(&mut init).kind(), RecurrentKind::Gru),
     ];
     for (got, want) in kinds {
         assert_eq!(got, want);
     }
-    let (lstm, shared) =
-        (LSTM::new(config, &mut Generator::new(2), &dev), Recurrent::lstm(config, &mut Generator::new(2), &dev));
+    let (lstm, shared) = (
+        LSTM::builder(3, 4).build(&mut Init::new(&dev, 2)),
+        Recurrent::builder(RecurrentKind::Lstm, 3, 4).build(&mut Init::new(&dev, 2)),
+    );
     fn names(m: &(dyn Module + 'static)) -> Vec<(String, Vec<f32>)> {
         m.named_parameters().into_iter().map(|(n, t)| (n, t.to_vec())).collect()
     }
     assert_eq!(names(&lstm), names(&shared), "the same names and values as the shared type");
     assert_eq!(lstm.describe(), shared.describe());
     let x = Tensor::ones(&[2, 3], &dev);
-    let (h, c) = LSTMCell::new(3, 4, g, &dev).step(&x, None);
+    let (h, c) = LSTMCell::builder(3, 4).build(&mut init).step(&x, None);
     assert_eq!((h.shape(), c.map(|c| c.shape())), (vec![2, 4], Some(vec![2, 4])), "an LSTM cell has a cell state");
-    assert!(GRUCell::new(3, 4, g, &dev).step(&x, None).1.is_none(), "a GRU cell has none");
-    assert_eq!(BatchNorm2d::new(3, &dev).forward(&Tensor::ones(&[2, 3, 2, 2], &dev)).shape(), vec![2, 3, 2, 2]);
-    let wrong = std::panic::catch_unwind(|| {
-        BatchNorm1d::new(3, &Device::cpu()).forward(&Tensor::ones(&[2, 3, 2, 2], &Device::cpu()))
-    });
+    assert!(GRUCell::builder(3, 4).build(&mut init).step(&x, None).1.is_none(), "a GRU cell has none");
+    assert_eq!(
+        BatchNorm2d::builder(3).build(&mut init).forward(&Tensor::ones(&[2, 3, 2, 2], &dev)).shape(),
+        vec![2, 3, 2, 2]
+    );
+    let bn1 = BatchNorm1d::builder(3).build(&mut init);
+    let wrong = std::panic::catch_unwind(|| bn1.forward(&Tensor::ones(&[2, 3, 2, 2], &Device::cpu())));
     assert!(wrong.is_err(), "BatchNorm1d rejects [N, C, H, W] input, as PyTorch's does");
 }

@@ -10,7 +10,7 @@ use wgrad_gpu_core::DeviceSpec;
 use wgrad_nn::checkpoint::TrainingCheckpoint;
 use wgrad_nn::loss::MSELoss;
 use wgrad_nn::optim::{Adam, Optimizer};
-use wgrad_nn::{Linear, Module, ModuleExt, ReLU, Sequential};
+use wgrad_nn::{Init, Linear, Module, ModuleExt, ReLU, Sequential};
 
 const N: usize = 5;
 const M: usize = 4;
@@ -20,8 +20,11 @@ fn device(spec: &str) -> Device {
 }
 
 fn model(dev: &Device) -> Sequential {
-    let mut g = Generator::new(7);
-    Sequential::new().add(Linear::new(6, 12, true, &mut g, dev)).add(ReLU).add(Linear::new(12, 2, true, &mut g, dev))
+    let mut init = Init::new(dev, 7);
+    Sequential::new()
+        .add(Linear::builder(6, 12).build(&mut init))
+        .add(ReLU)
+        .add(Linear::builder(12, 2).build(&mut init))
 }
 
 /// One step on a batch drawn from `data` (a generator, so the data stream is

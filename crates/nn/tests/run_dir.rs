@@ -1,10 +1,10 @@
 //! RunDir's end-of-epoch bookkeeping and resume, and `evaluate`.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Device, Tensor};
 use wgrad_nn::checkpoint::TrainingCheckpoint;
 use wgrad_nn::optim::Sgd;
 use wgrad_nn::train::{evaluate, EpochRecord, History, RunDir};
-use wgrad_nn::{Linear, ModuleExt};
+use wgrad_nn::{Init, Linear, ModuleExt};
 
 fn record(epoch: usize, val_loss: f64) -> EpochRecord {
     EpochRecord { epoch, train_loss: 1.0, train_acc: Some(0.5), val_loss: Some(val_loss), val_acc: Some(0.6), lr: 0.1 }
@@ -16,7 +16,7 @@ fn finish_epoch_writes_the_run_and_resume_reads_it_back() {
     let dir = std::env::temp_dir().join(format!("wgrad-rundir-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let run = RunDir::create(&dir).unwrap();
-    let model = Linear::new(3, 2, true, &mut Generator::new(0), &dev);
+    let model = Linear::builder(3, 2).build(&mut Init::new(&dev, 0));
     let opt = Sgd::new(model.parameters(), 0.1);
     let mut history = History::new();
     let mut bests = Vec::new();

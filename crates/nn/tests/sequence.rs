@@ -2,7 +2,7 @@
 //! unbatched), state handling and truncated BPTT, parameter names and counts,
 //! masks, positional encodings, the seq2seq attention scorers, and errors.
 
-use wgrad_autograd::{no_grad, Device, Generator, RecurrentKind, Tensor};
+use wgrad_autograd::{no_grad, Device, RecurrentKind, Tensor};
 use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
 use wgrad_nn::train::TruncatedBptt;
 use wgrad_nn::*;
@@ -21,35 +21,35 @@ fn rand(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
 #[test]
 fn parameter_names_and_counts_match_pytorch() {
     let dev = Device::cpu();
-    let mut g = Generator::new(0);
+    let mut init = Init::new(&dev, 0);
     // nn.LSTM(10, 20, num_layers=2, bidirectional=True): 4·20·(10+20+2)·2 + 4·20·(40+20+2)·2 = 15,040.
-    let lstm = LSTM::new(RecurrentConfig::new(10, 20).layers(2).bidirectional(true), &mut g, &dev);
+    let lstm = LSTM::builder(10, 20).num_layers(2).bidirectional(true).build(&mut init);
     assert_eq!(lstm.num_parameters(), 15_040);
     let names: Vec<String> = lstm.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(&names[..5], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l0_reverse"]);
     assert_eq!(lstm.named_parameters()[8].1.shape(), [80, 40]); // weight_ih_l1 reads both directions
                                                                 // nn.GRU(8, 16, bias=False): 3·16·(8+16) = 1,152.
-    let gru = GRU::new(RecurrentConfig::new(8, 16).bias(false), &mut g, &dev);
+    let gru = GRU::builder(8, 16).bias(false).build(&mut init);
     assert_eq!(gru.num_parameters(), 1_152);
     assert_eq!(gru.describe(), "GRU(8, 16, bias=False)");
     // nn.MultiheadAttention(16, 4): 3·16·16 + 3·16 + 16·16 + 16 = 1,088.
-    let mha = MultiheadAttention::new(16, 4, 0.0, true, true, &mut g, &dev);
+    let mha = MultiheadAttention::builder(16, 4).batch_first(true).build(&mut init);
     assert_eq!(mha.num_parameters(), 1_088);
     // nn.TransformerEncoderLayer(16, 4, 32): 1,088 + (16·32 + 32) + (32·16 + 16) + 4·16 = 2,224.
-    let mut c = TransformerConfig::new(16, 4);
-    c.dim_feedforward = 32;
-    assert_eq!(TransformerEncoderLayer::new(c, &mut g, &dev).num_parameters(), 2_224);
+    let enc = TransformerEncoderLayer::builder(16, 4).dim_feedforward(32).build(&mut init);
+    assert_eq!(enc.num_parameters(), 2_224);
     // Decoder: another attention and norm: 2,224 + 1,088 + 32.
-    assert_eq!(TransformerDecoderLayer::new(c, &mut g, &dev).num_parameters(), 3_344);
+    let dec = TransformerDecoderLayer::builder(16, 4).dim_feedforward(32).build(&mut init);
+    assert_eq!(dec.num_parameters(), 3_344);
 }
 
 #[test]
 fn batch_first_and_unbatched_agree_with_time_major() {
     for dev in backends("batch_first_and_unbatched_agree_with_time_major") {
         for kind in [RecurrentKind::RnnTanh, RecurrentKind::Lstm, RecurrentKind::Gru] {
-            let cfg = RecurrentConfig::new(3, 5).layers(2).bidirectional(true);
-            let tm = Recurrent::new(kind, cfg, &mut Generator::new(1), &dev);
-            let bf = Recurrent::new(kind, cfg.batch_first(true), &mut Generator::new(1), &dev);
+            let cfg = Recurrent::builder(kind, 3, 5).num_layers(2).bidirectional(true);
+            let tm = cfg.build(&mut Init::new(&dev, 1));
+            let bf = cfg.batch_first(true).build(&mut Init::new(&dev, 1));
             let x = rand(&[4, 2, 3], 2, &dev);
             let (y_tm, s_tm) = tm.forward_with_state(&x, None);
             let (y_bf, s_bf) = bf.forward_with_state(&x.transpose(0, 1), None);
@@ -73,7 +73,7 @@ fn batch_first_and_unbatched_agree_with_time_major() {
 #[test]
 fn state_carries_over_chunks_and_tbptt_cuts_the_graph() {
     for dev in backends("state_carries_over_chunks_and_tbptt_cuts_the_graph") {
-        let m = LSTM::new(RecurrentConfig::new(3, 4).layers(2), &mut Generator::new(3), &dev);
+        let m = LSTM::builder(3, 4).num_layers(2).build(&mut Init::new(&dev, 3));
         let x = rand(&[6, 2, 3], 4, &dev);
         // Two chunks with the state carried equal one pass over the whole sequence.
         let (whole, _) = m.forward_with_state(&x, None);
@@ -103,7 +103,7 @@ fn state_carries_over_chunks_and_tbptt_cuts_the_graph() {
 #[test]
 fn inter_layer_dropout_only_in_training() {
     let dev = Device::cpu();
-    let mut m = GRU::new(RecurrentConfig::new(3, 8).layers(2).dropout(0.5), &mut Generator::new(5), &dev);
+    let mut m = GRU::builder(3, 8).num_layers(2).dropout(0.5).build(&mut Init::new(&dev, 5));
     let x = rand(&[5, 2, 3], 6, &dev);
     let a = m.forward(&x).to_vec();
     let b = m.forward(&x).to_vec();
@@ -111,7 +111,7 @@ fn inter_layer_dropout_only_in_training() {
     m.eval();
     assert_eq!(m.forward(&x).to_vec(), m.forward(&x).to_vec());
     // One layer has no inter-layer dropout at all.
-    let one = GRU::new(RecurrentConfig::new(3, 8).dropout(0.5), &mut Generator::new(5), &dev);
+    let one = GRU::builder(3, 8).dropout(0.5).build(&mut Init::new(&dev, 5));
     assert_eq!(one.forward(&x).to_vec(), one.forward(&x).to_vec());
 }
 
@@ -119,8 +119,8 @@ fn inter_layer_dropout_only_in_training() {
 fn cells_match_one_step_of_the_layer() {
     for dev in backends("cells_match_one_step_of_the_layer") {
         for kind in [RecurrentKind::RnnRelu, RecurrentKind::Lstm, RecurrentKind::Gru] {
-            let layer = Recurrent::new(kind, RecurrentConfig::new(3, 4), &mut Generator::new(7), &dev);
-            let cell = RecurrentCell::new(kind, 3, 4, true, &mut Generator::new(8), &dev);
+            let layer = Recurrent::builder(kind, 3, 4).build(&mut Init::new(&dev, 7));
+            let cell = RecurrentCell::builder(kind, 3, 4).build(&mut Init::new(&dev, 8));
             for ((_, p), (_, q)) in layer.named_parameters().iter().zip(cell.named_parameters()) {
                 no_grad(|| q.assign(p));
             }
@@ -142,7 +142,7 @@ fn attention_masks_and_padding() {
         );
         let pad = padding_mask(&[2, 0], 2, &dev).to_vec();
         assert_eq!(pad, [0.0, 0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]);
-        let mut mha = MultiheadAttention::new(6, 3, 0.0, true, true, &mut Generator::new(1), &dev);
+        let mut mha = MultiheadAttention::builder(6, 3).batch_first(true).build(&mut Init::new(&dev, 1));
         mha.eval();
         // Padding keys must not change the output: compare 3 real keys with 3 + 2 garbage keys masked.
         let q = rand(&[1, 2, 6], 1, &dev);
@@ -164,7 +164,7 @@ fn attention_masks_and_padding() {
         let y1 = mha.self_attention(&x.narrow(1, 0, 1), &AttentionMask::default());
         assert_close("causal first row", &y.narrow(1, 0, 1).to_vec(), &y1.to_vec(), 1e-5, 1e-6);
         // Time-major input gives the transposed result.
-        let mut tm = MultiheadAttention::new(6, 3, 0.0, true, false, &mut Generator::new(1), &dev);
+        let mut tm = MultiheadAttention::builder(6, 3).build(&mut Init::new(&dev, 1));
         tm.eval();
         let y_tm = tm.self_attention(&x.transpose(0, 1), &AttentionMask::causal());
         assert_close("time-major", &y_tm.transpose(0, 1).to_vec(), &y.to_vec(), 1e-6, 1e-6);
@@ -174,7 +174,7 @@ fn attention_masks_and_padding() {
 #[test]
 fn attention_dropout_is_active_only_in_training() {
     let dev = Device::cpu();
-    let mut mha = MultiheadAttention::new(8, 2, 0.5, true, true, &mut Generator::new(2), &dev);
+    let mut mha = MultiheadAttention::builder(8, 2).dropout(0.5).batch_first(true).build(&mut Init::new(&dev, 2));
     let x = rand(&[2, 5, 8], 5, &dev);
     let a = mha.forward(&x).to_vec();
     assert_ne!(a, mha.forward(&x).to_vec());
@@ -182,7 +182,7 @@ fn attention_dropout_is_active_only_in_training() {
     let e = mha.forward(&x).to_vec();
     assert_eq!(e, mha.forward(&x).to_vec());
     // With p = 0 the training (composite) path and the fused path agree.
-    let mut plain = MultiheadAttention::new(8, 2, 0.0, true, true, &mut Generator::new(2), &dev);
+    let mut plain = MultiheadAttention::builder(8, 2).batch_first(true).build(&mut Init::new(&dev, 2));
     for ((_, p), (_, q)) in mha.named_parameters().iter().zip(plain.named_parameters()) {
         no_grad(|| q.assign(p));
     }
@@ -193,16 +193,16 @@ fn attention_dropout_is_active_only_in_training() {
 #[test]
 fn positional_encodings() {
     let dev = Device::cpu();
-    let pe = SinusoidalPositionalEncoding::new(6, 10, true, &dev);
+    let pe = SinusoidalPositionalEncoding::builder(6, 10).batch_first(true).build(&mut Init::new(&dev, 0));
     let e = pe.encodings(3).to_vec();
     // pos 0: sin 0 = 0, cos 0 = 1; pos 2, i = 2: sin(2 / 10000^(2/6)).
     assert_eq!(&e[..6], &[0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
     assert!((e[12 + 2] - (2.0f64 / 10000f64.powf(2.0 / 6.0)).sin() as f32).abs() < 1e-6);
     let x = Tensor::zeros(&[2, 3, 6], &dev);
     assert_eq!(pe.forward(&x).narrow(0, 1, 1).to_vec(), e);
-    let tm = SinusoidalPositionalEncoding::new(6, 10, false, &dev);
+    let tm = SinusoidalPositionalEncoding::builder(6, 10).build(&mut Init::new(&dev, 0));
     assert_eq!(tm.forward(&Tensor::zeros(&[3, 2, 6], &dev)).narrow(1, 0, 1).to_vec(), e);
-    let learned = LearnedPositionalEmbedding::new(10, 6, &mut Generator::new(0), &dev);
+    let learned = LearnedPositionalEmbedding::builder(10, 6).build(&mut Init::new(&dev, 0));
     assert_eq!(learned.named_parameters()[0].0, "weight");
     let y = learned.forward(&x);
     assert_eq!(y.narrow(0, 0, 1).to_vec(), learned.weight.narrow(0, 0, 3).to_vec());
@@ -233,7 +233,7 @@ fn seq2seq_attention_scorers() {
                 assert!((ctx.to_vec()[b * 3 + d] - want).abs() < 1e-5);
             }
         }
-        let add = AdditiveAttention::new(3, 3, 5, &mut Generator::new(3), &dev);
+        let add = AdditiveAttention::builder(3, 3, 5).build(&mut Init::new(&dev, 3));
         let (ctx, w) = add.attend(&q, &keys, Some(&mask));
         assert_eq!((ctx.shape(), w.shape()), (vec![2, 3], vec![2, 4]));
         let wv = w.to_vec();
@@ -247,7 +247,7 @@ fn seq2seq_attention_scorers() {
 #[should_panic(expected = "LSTM: expects input [T, B, 3]")]
 fn wrong_input_width_is_a_clear_error() {
     let dev = Device::cpu();
-    let m = LSTM::new(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
+    let m = LSTM::builder(3, 4).build(&mut Init::new(&dev, 0));
     m.forward(&Tensor::zeros(&[2, 2, 5], &dev));
 }
 
@@ -255,7 +255,7 @@ fn wrong_input_width_is_a_clear_error() {
 #[should_panic(expected = "a cell state is given exactly when the layer is an LSTM")]
 fn lstm_state_without_cell_is_a_clear_error() {
     let dev = Device::cpu();
-    let m = LSTM::new(RecurrentConfig::new(3, 4), &mut Generator::new(0), &dev);
+    let m = LSTM::builder(3, 4).build(&mut Init::new(&dev, 0));
     let s = RecurrentState { h: Tensor::zeros(&[1, 2, 4], &dev), c: None };
     m.forward_with_state(&Tensor::zeros(&[2, 2, 3], &dev), Some(&s));
 }
@@ -263,5 +263,5 @@ fn lstm_state_without_cell_is_a_clear_error() {
 #[test]
 #[should_panic(expected = "embed_dim 10 must be a positive multiple of heads 4")]
 fn heads_must_divide_the_width() {
-    MultiheadAttention::new(10, 4, 0.0, true, true, &mut Generator::new(0), &Device::cpu());
+    MultiheadAttention::builder(10, 4).batch_first(true).build(&mut Init::new(&Device::cpu(), 0));
 }

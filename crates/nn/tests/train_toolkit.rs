@@ -5,14 +5,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wgrad_autograd::{CrossEntropyOptions, Device, Generator, Tensor};
+use wgrad_autograd::{CrossEntropyOptions, Device, Tensor};
 use wgrad_gpu_core::ops::copy;
 use wgrad_gpu_core::testing::gpu_or_skip;
 use wgrad_gpu_core::Layout;
 use wgrad_nn::train::early_stopping::snapshot;
 use wgrad_nn::train::metrics::{correct_count, perplexity, top_k_correct};
 use wgrad_nn::train::*;
-use wgrad_nn::{BatchNorm1d, Linear, ModuleExt, Sequential};
+use wgrad_nn::{BatchNorm1d, Init, Linear, ModuleExt, Sequential};
 
 /// The CPU backend, plus the test GPU when there is one (loud skip otherwise).
 fn backends(test: &str) -> Vec<Device> {
@@ -389,8 +389,8 @@ fn epoch_summary_line_reads_well() {
 // ---- early stopping ---------------------------------------------------------
 
 fn model(dev: &Device) -> Sequential {
-    let mut g = Generator::new(7);
-    Sequential::new().add(Linear::new(3, 2, true, &mut g, dev)).add(BatchNorm1d::new(2, dev))
+    let mut init = Init::new(dev, 7);
+    Sequential::new().add(Linear::builder(3, 2).build(&mut init)).add(BatchNorm1d::builder(2).build(&mut init))
 }
 
 /// Every parameter and buffer of `m`, flattened, in name order.
@@ -495,7 +495,7 @@ fn early_stopping_state_round_trips_and_restore_checks_shapes() {
     back.restore_best(&m).unwrap();
     assert_eq!(values(&m), best);
 
-    let other = Sequential::new().add(Linear::new(4, 2, true, &mut Generator::new(1), &dev));
+    let other = Sequential::new().add(Linear::builder(4, 2).build(&mut Init::new(&dev, 1)));
     let err = back.restore_best(&other).unwrap_err().to_string();
     assert!(err.contains("0.weight"), "{err}");
     let direct = snapshot(&m);
@@ -522,8 +522,8 @@ fn one_seed_reproduces_every_stream() {
     // The same seed builds the same model.
     let dev = Device::cpu();
     let build = || {
-        let mut s = seed_everything(5);
-        Linear::new(6, 3, true, &mut s.model, &dev)
+        let s = seed_everything(5);
+        Linear::builder(6, 3).build(&mut Init::from_generator(&dev, s.model))
     };
     let (m1, m2) = (build(), build());
     assert_eq!(m1.named_parameters()[0].1.to_vec(), m2.named_parameters()[0].1.to_vec());

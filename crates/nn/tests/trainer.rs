@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wgrad_autograd::{Device, Generator, HostRng, Tensor};
+use wgrad_autograd::{Device, HostRng, Tensor};
 use wgrad_gpu_core::testing::{assert_close, backends};
 use wgrad_nn::checkpoint::TrainingCheckpoint;
 use wgrad_nn::layers::recurrent::RecurrentState;
@@ -20,7 +20,7 @@ use wgrad_nn::state::StateDict;
 use wgrad_nn::train::{
     BoxError, EarlyStopping, Evaluation, Every, Mode, Outcome, RunDir, Stateful, StepOutput, Trainer, TruncatedBptt,
 };
-use wgrad_nn::{Dropout, Linear, Module, ModuleExt, Sequential, Tanh};
+use wgrad_nn::{Dropout, Init, Linear, Module, ModuleExt, Sequential, Tanh};
 
 const FEATURES: usize = 5;
 const SAMPLES: usize = 48;
@@ -56,12 +56,12 @@ fn batches(
 /// A small MLP, with dropout when `dropout` (its stream is part of the
 /// state a resume must restore).
 fn model(dev: &Device, dropout: bool) -> Sequential {
-    let mut g = Generator::new(3);
-    let mut m = Sequential::new().add(Linear::new(FEATURES, 16, true, &mut g, dev)).add(Tanh);
+    let mut init = Init::new(dev, 3);
+    let mut m = Sequential::new().add(Linear::builder(FEATURES, 16).build(&mut init)).add(Tanh);
     if dropout {
-        m = m.add(Dropout::new(0.2, &mut g));
+        m = m.add(Dropout::builder(0.2).build(&mut init));
     }
-    m.add(Linear::new(16, 1, true, &mut g, dev))
+    m.add(Linear::builder(16, 1).build(&mut init))
 }
 
 fn step(m: &Sequential, (x, y): (Tensor, Tensor)) -> StepOutput {

@@ -1,6 +1,8 @@
 //! Activation modules: thin wrappers over the Tensor methods.
 
-use wgrad_autograd::{Device, Tensor};
+use wgrad_autograd::Tensor;
+
+use crate::construction::{setters, Init};
 
 use crate::Module;
 
@@ -129,9 +131,28 @@ pub struct PReLU {
 }
 
 impl PReLU {
-    /// `num_parameters` is 1 or the channel count.
-    pub fn new(num_parameters: usize, device: &Device) -> Self {
-        PReLU { weight: Tensor::full(&[num_parameters], 0.25, device).requires_grad_() }
+    /// `nn.PReLU(num_parameters)`: 1 or the channel count, slopes 0.25.
+    pub fn builder(num_parameters: usize) -> PReLUBuilder {
+        PReLUBuilder { num_parameters, init: 0.25 }
+    }
+}
+
+/// Options of a [`PReLU`]; [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PReLUBuilder {
+    num_parameters: usize,
+    init: f32,
+}
+
+impl PReLUBuilder {
+    setters! {
+        /// The slopes' initial value (default 0.25).
+        init: f32,
+    }
+
+    /// The layer.
+    pub fn build(self, init: &mut Init) -> PReLU {
+        PReLU { weight: Tensor::full(&[self.num_parameters], self.init, init.device()).requires_grad_() }
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use wgrad_autograd::{Device, Generator, Tensor};
 
-use crate::init;
+use crate::construction::{setters, Init};
 use crate::layers::linear::Linear;
 use crate::Module;
 
@@ -102,7 +102,7 @@ impl KvCache {
 ///
 /// With equal query, key and value widths the projections are packed in one
 /// `in_proj_weight [3E, E]` (one matmul makes q, k and v in self-attention);
-/// with other key/value widths (`kdim`/`vdim`, see [`MultiheadAttentionOptions`])
+/// with other key/value widths (`kdim`/`vdim`, see [`MultiheadAttentionBuilder`])
 /// they are `q_proj_weight [E, E]`, `k_proj_weight [E, kdim]` and
 /// `v_proj_weight [E, vdim]`, as PyTorch names them. The bias is always the
 /// packed `in_proj_bias [3E]`.
@@ -137,116 +137,88 @@ pub struct MultiheadAttention {
     gen: Mutex<Generator>,
 }
 
-/// The optional arguments of [`MultiheadAttention`], with PyTorch's
-/// defaults: no attention dropout, biases, time-major `[L, B, E]` inputs,
-/// key and value widths equal to the model width.
+/// Options of a [`MultiheadAttention`] layer, with PyTorch's defaults: no
+/// attention dropout, biases, time-major `[L, B, E]` inputs, key and value
+/// widths equal to the model width; [`build`](Self::build) makes it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MultiheadAttentionOptions {
-    /// Dropout probability on the attention weights (training only).
-    pub dropout: f32,
-    /// Projections with biases.
-    pub bias: bool,
-    /// Inputs and outputs are `[B, L, E]`.
-    pub batch_first: bool,
-    /// Width of the key input; `None` is the model width.
-    pub kdim: Option<usize>,
-    /// Width of the value input; `None` is the model width.
-    pub vdim: Option<usize>,
-}
-
-impl Default for MultiheadAttentionOptions {
-    fn default() -> Self {
-        MultiheadAttentionOptions { dropout: 0.0, bias: true, batch_first: false, kdim: None, vdim: None }
-    }
-}
-
-impl MultiheadAttentionOptions {
-    /// Sets the attention dropout probability.
-    pub fn dropout(self, p: f32) -> Self {
-        MultiheadAttentionOptions { dropout: p, ..self }
-    }
-
-    /// Sets whether the projections have biases.
-    pub fn bias(self, bias: bool) -> Self {
-        MultiheadAttentionOptions { bias, ..self }
-    }
-
-    /// Sets whether inputs and outputs are batch-first.
-    pub fn batch_first(self, batch_first: bool) -> Self {
-        MultiheadAttentionOptions { batch_first, ..self }
-    }
-
-    /// Sets the key input's width (PyTorch's `kdim`).
-    pub fn kdim(self, kdim: usize) -> Self {
-        MultiheadAttentionOptions { kdim: Some(kdim), ..self }
-    }
-
-    /// Sets the value input's width (PyTorch's `vdim`).
-    pub fn vdim(self, vdim: usize) -> Self {
-        MultiheadAttentionOptions { vdim: Some(vdim), ..self }
-    }
+pub struct MultiheadAttentionBuilder {
+    embed_dim: usize,
+    num_heads: usize,
+    dropout: f32,
+    bias: bool,
+    batch_first: bool,
+    kdim: Option<usize>,
+    vdim: Option<usize>,
 }
 
 impl MultiheadAttention {
-    /// PyTorch's initialisation: xavier-uniform `in_proj_weight`, zero biases,
-    /// `out_proj.weight` like a Linear layer's.
-    ///
-    /// # Panics
-    /// When `heads` does not divide `embed_dim`, or dropout is outside [0, 1].
-    pub fn new(
-        embed_dim: usize,
-        heads: usize,
+    /// `nn.MultiheadAttention(embed_dim, num_heads)`.
+    pub fn builder(embed_dim: usize, num_heads: usize) -> MultiheadAttentionBuilder {
+        MultiheadAttentionBuilder {
+            embed_dim,
+            num_heads,
+            dropout: 0.0,
+            bias: true,
+            batch_first: false,
+            kdim: None,
+            vdim: None,
+        }
+    }
+}
+
+impl MultiheadAttentionBuilder {
+    setters! {
+        /// Dropout probability on the attention weights (default 0).
         dropout: f32,
+        /// Whether the projections have biases (default true).
         bias: bool,
+        /// Inputs and outputs are `[B, L, E]` (default false: `[L, B, E]`).
         batch_first: bool,
-        gen: &mut Generator,
-        device: &Device,
-    ) -> Self {
-        let opts = MultiheadAttentionOptions { dropout, bias, batch_first, ..Default::default() };
-        Self::with_options(embed_dim, heads, opts, gen, device)
     }
 
-    /// A layer with the given options, e.g. cross-attention over a memory of
-    /// another width: `MultiheadAttentionOptions::default().kdim(6).vdim(5)`.
-    /// Initialised as PyTorch does: xavier-uniform projection weights (the
-    /// packed one as one matrix, separate ones each), zero biases,
-    /// `out_proj.weight` like a Linear layer's.
+    /// The key input's width (PyTorch's `kdim`; default the model width).
+    pub fn kdim(self, kdim: usize) -> Self {
+        MultiheadAttentionBuilder { kdim: Some(kdim), ..self }
+    }
+
+    /// The value input's width (PyTorch's `vdim`; default the model width).
+    pub fn vdim(self, vdim: usize) -> Self {
+        MultiheadAttentionBuilder { vdim: Some(vdim), ..self }
+    }
+
+    /// The layer, initialised as PyTorch does: xavier-uniform projection
+    /// weights (the packed one as one matrix, separate ones each in q, k, v
+    /// order), zero biases, `out_proj.weight` like a Linear layer's.
     ///
     /// # Panics
-    /// When `heads` does not divide `embed_dim`, a width is zero, or dropout
-    /// is outside [0, 1].
-    pub fn with_options(
-        embed_dim: usize,
-        heads: usize,
-        opts: MultiheadAttentionOptions,
-        gen: &mut Generator,
-        device: &Device,
-    ) -> Self {
+    /// When `num_heads` does not divide `embed_dim`, a width is zero, or
+    /// dropout is outside [0, 1].
+    pub fn build(self, init: &mut Init) -> MultiheadAttention {
+        let (embed_dim, heads) = (self.embed_dim, self.num_heads);
         assert!(
             heads > 0 && embed_dim > 0 && embed_dim.is_multiple_of(heads),
             "MultiheadAttention: embed_dim {embed_dim} must be a positive multiple of heads {heads}"
         );
-        let dropout = opts.dropout;
+        let dropout = self.dropout;
         assert!((0.0..=1.0).contains(&dropout), "MultiheadAttention: dropout must be in [0, 1], got {dropout}");
-        let (kdim, vdim) = (opts.kdim.unwrap_or(embed_dim), opts.vdim.unwrap_or(embed_dim));
+        let (kdim, vdim) = (self.kdim.unwrap_or(embed_dim), self.vdim.unwrap_or(embed_dim));
         assert!(kdim > 0 && vdim > 0, "MultiheadAttention: kdim {kdim} and vdim {vdim} must be positive");
-        let weight = |rows: usize, cols: usize, gen: &mut Generator| {
-            let w = Tensor::zeros(&[rows, cols], device).requires_grad_();
-            init::xavier_uniform_(&w, 1.0, gen);
+        let weight = |rows: usize, cols: usize, init: &mut Init| {
+            let w = Tensor::zeros(&[rows, cols], init.device()).requires_grad_();
+            crate::init::xavier_uniform_(&w, 1.0, init.generator());
             w
         };
-        // PyTorch draws the packed weight, or q, k, v in that order.
         let (in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight) = if kdim == embed_dim && vdim == embed_dim {
-            (Some(weight(3 * embed_dim, embed_dim, gen)), None, None, None)
+            (Some(weight(3 * embed_dim, embed_dim, init)), None, None, None)
         } else {
-            let q = weight(embed_dim, embed_dim, gen);
-            let k = weight(embed_dim, kdim, gen);
-            (None, Some(q), Some(k), Some(weight(embed_dim, vdim, gen)))
+            let q = weight(embed_dim, embed_dim, init);
+            let k = weight(embed_dim, kdim, init);
+            (None, Some(q), Some(k), Some(weight(embed_dim, vdim, init)))
         };
-        let in_proj_bias = opts.bias.then(|| Tensor::zeros(&[3 * embed_dim], device).requires_grad_());
-        let out_proj = Linear::new(embed_dim, embed_dim, opts.bias, gen, device);
+        let in_proj_bias = self.bias.then(|| Tensor::zeros(&[3 * embed_dim], init.device()).requires_grad_());
+        let out_proj = Linear::builder(embed_dim, embed_dim).bias(self.bias).build(init);
         if let Some(b) = &out_proj.bias {
-            init::zeros_(b);
+            crate::init::zeros_(b);
         }
         MultiheadAttention {
             in_proj_weight,
@@ -257,12 +229,14 @@ impl MultiheadAttention {
             out_proj,
             heads,
             dropout,
-            batch_first: opts.batch_first,
+            batch_first: self.batch_first,
             training: true,
-            gen: Mutex::new(gen.fork()),
+            gen: Mutex::new(init.generator().fork()),
         }
     }
+}
 
+impl MultiheadAttention {
     /// The model width E.
     pub fn embed_dim(&self) -> usize {
         self.out_proj.weight.shape()[0]

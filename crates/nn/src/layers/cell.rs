@@ -4,9 +4,12 @@
 //! A cell step is [`Tensor::recurrent`] over a sequence of length one, so it
 //! runs the same fused gate kernels as the sequence layers.
 
-use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
+use std::marker::PhantomData;
 
-use crate::init;
+use wgrad_autograd::{RecurrentKind, Tensor};
+
+use crate::construction::{copy_builder, Built, Init};
+
 use crate::Module;
 
 /// One recurrent step: `weight_ih [G·H, I]`, `weight_hh [G·H, H]` and
@@ -29,33 +32,83 @@ pub struct RecurrentCell {
     pub bias_hh: Option<Tensor>,
 }
 
-impl RecurrentCell {
-    /// A cell of `kind` mapping `input_size` features to `hidden_size`.
+/// What [`RecurrentCell::new`] builds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CellOptions {
+    /// RNN (tanh or ReLU), LSTM or GRU.
+    pub kind: RecurrentKind,
+    /// Input features.
+    pub input_size: usize,
+    /// Hidden-state features.
+    pub hidden_size: usize,
+    /// With `bias_ih` and `bias_hh`.
+    pub bias: bool,
+}
+
+/// Options of an [`RNNCell`](crate::RNNCell), [`LSTMCell`](crate::LSTMCell),
+/// [`GRUCell`](crate::GRUCell) or a [`RecurrentCell`] of a kind chosen at run
+/// time (`L`); [`build`](Self::build) makes it.
+pub struct CellBuilder<L> {
+    options: CellOptions,
+    class: PhantomData<fn() -> L>,
+}
+copy_builder!(CellBuilder);
+
+impl<L> CellBuilder<L> {
+    pub(crate) fn new(kind: RecurrentKind, input_size: usize, hidden_size: usize) -> Self {
+        CellBuilder { options: CellOptions { kind, input_size, hidden_size, bias: true }, class: PhantomData }
+    }
+
+    /// Whether the cell has biases (default true).
+    pub fn bias(mut self, yes: bool) -> Self {
+        self.options.bias = yes;
+        self
+    }
+}
+
+impl<L: Built<CellOptions>> CellBuilder<L> {
+    /// The cell, every weight and bias drawn from U(−1/√H, 1/√H) in
+    /// PyTorch's order.
     ///
     /// # Panics
     /// For zero sizes.
-    pub fn new(
-        kind: RecurrentKind,
-        input_size: usize,
-        hidden_size: usize,
-        bias: bool,
-        gen: &mut Generator,
-        device: &Device,
-    ) -> Self {
+    pub fn build(self, init: &mut Init) -> L {
+        L::built(self.options, init)
+    }
+}
+
+impl crate::construction::sealed::Sealed for RecurrentCell {}
+
+impl Built<CellOptions> for RecurrentCell {
+    fn built(options: CellOptions, init: &mut Init) -> Self {
+        RecurrentCell::new(options, init)
+    }
+}
+
+impl RecurrentCell {
+    /// A cell whose kind is chosen at run time; otherwise use
+    /// [`RNNCell`](crate::RNNCell), [`LSTMCell`](crate::LSTMCell) or
+    /// [`GRUCell`](crate::GRUCell).
+    pub fn builder(kind: RecurrentKind, input_size: usize, hidden_size: usize) -> CellBuilder<RecurrentCell> {
+        CellBuilder::new(kind, input_size, hidden_size)
+    }
+
+    pub(crate) fn new(o: CellOptions, init: &mut Init) -> Self {
+        let (kind, input_size, hidden_size) = (o.kind, o.input_size, o.hidden_size);
         assert!(input_size > 0 && hidden_size > 0, "RecurrentCell: sizes must be positive");
         let rows = kind.gates() * hidden_size;
         let bound = 1.0 / (hidden_size as f32).sqrt();
         let mut param = |shape: &[usize]| {
-            let t = Tensor::zeros(shape, device).requires_grad_();
-            init::uniform_(&t, -bound, bound, gen);
+            let t = Tensor::zeros(shape, init.device()).requires_grad_();
+            crate::init::uniform_(&t, -bound, bound, init.generator());
             t
         };
         RecurrentCell {
             kind,
             weight_ih: param(&[rows, input_size]),
             weight_hh: param(&[rows, hidden_size]),
-            bias_ih: bias.then(|| param(&[rows])),
-            bias_hh: bias.then(|| param(&[rows])),
+            bias_ih: o.bias.then(|| param(&[rows])),
+            bias_hh: o.bias.then(|| param(&[rows])),
         }
     }
 

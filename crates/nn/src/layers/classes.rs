@@ -9,11 +9,12 @@
 
 use std::sync::Mutex;
 
-use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
+use wgrad_autograd::{Generator, RecurrentKind, Tensor};
 
-use crate::layers::cell::RecurrentCell;
-use crate::layers::norm::BatchNorm;
-use crate::layers::recurrent::{Recurrent, RecurrentConfig};
+use crate::construction::{Built, Init};
+use crate::layers::cell::{CellBuilder, CellOptions, RecurrentCell};
+use crate::layers::norm::{BatchNorm, BatchNormBuilder, BatchNormOptions};
+use crate::layers::recurrent::{Recurrent, RecurrentBuilder, RecurrentOptions};
 use crate::{Module, ModuleFields};
 
 /// A distinct type `$name` over the shared implementation `$inner`.
@@ -103,65 +104,93 @@ class_type!(
     GRUCell(RecurrentCell)
 );
 
+/// `impl Built<O> for $class` making it from the shared implementation's
+/// constructor `$make` (a closure of the options and the context).
+macro_rules! built {
+    ($($class:ident($options:ty) => $make:expr;)*) => {
+        $(
+            impl crate::construction::sealed::Sealed for $class {}
+            impl Built<$options> for $class {
+                fn built(options: $options, init: &mut Init) -> Self {
+                    let make: fn($options, &mut Init) -> _ = $make;
+                    $class(make(options, init))
+                }
+            }
+        )*
+    };
+}
+
+built! {
+    BatchNorm1d(BatchNormOptions) => |o, init| BatchNorm::new(1, o, init.device());
+    BatchNorm2d(BatchNormOptions) => |o, init| BatchNorm::new(2, o, init.device());
+    RNN(RecurrentOptions) => Recurrent::new;
+    LSTM(RecurrentOptions) => Recurrent::new;
+    GRU(RecurrentOptions) => Recurrent::new;
+    RNNCell(CellOptions) => RecurrentCell::new;
+    LSTMCell(CellOptions) => RecurrentCell::new;
+    GRUCell(CellOptions) => RecurrentCell::new;
+}
+
 impl BatchNorm1d {
-    /// `BatchNorm1d(channels)` with PyTorch's defaults (affine, momentum
-    /// 0.1, eps 1e-5).
-    pub fn new(channels: usize, device: &Device) -> Self {
-        BatchNorm1d(BatchNorm::new_1d(channels, device))
+    /// `nn.BatchNorm1d(num_features)`: eps 1e-5, momentum 0.1, affine.
+    pub fn builder(num_features: usize) -> BatchNormBuilder<BatchNorm1d> {
+        BatchNormBuilder::new(num_features)
     }
 }
 
 impl BatchNorm2d {
-    /// `BatchNorm2d(channels)` with PyTorch's defaults (affine, momentum
-    /// 0.1, eps 1e-5).
-    pub fn new(channels: usize, device: &Device) -> Self {
-        BatchNorm2d(BatchNorm::new_2d(channels, device))
+    /// `nn.BatchNorm2d(num_features)`: eps 1e-5, momentum 0.1, affine.
+    pub fn builder(num_features: usize) -> BatchNormBuilder<BatchNorm2d> {
+        BatchNormBuilder::new(num_features)
     }
 }
 
 impl RNN {
-    /// `nn.RNN` with tanh cells (PyTorch's default `nonlinearity`).
-    pub fn new(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        RNN(Recurrent::rnn(config, false, gen, device))
+    /// `nn.RNN(input_size, hidden_size)`: tanh cells (ReLU ones with
+    /// [`relu`](RecurrentBuilder::relu)), one layer, biases, time-major.
+    pub fn builder(input_size: usize, hidden_size: usize) -> RecurrentBuilder<RNN> {
+        RecurrentBuilder::new(RecurrentKind::RnnTanh, input_size, hidden_size)
     }
+}
 
-    /// `nn.RNN(nonlinearity='relu')`.
-    pub fn relu(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        RNN(Recurrent::rnn(config, true, gen, device))
+impl RecurrentBuilder<RNN> {
+    /// ReLU cells instead of tanh (PyTorch's `nonlinearity='relu'`).
+    pub fn relu(self, yes: bool) -> Self {
+        self.kind(if yes { RecurrentKind::RnnRelu } else { RecurrentKind::RnnTanh })
     }
 }
 
 impl LSTM {
-    /// `nn.LSTM` with `config`'s sizes and options.
-    pub fn new(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        LSTM(Recurrent::lstm(config, gen, device))
+    /// `nn.LSTM(input_size, hidden_size)`: one layer, biases, time-major.
+    pub fn builder(input_size: usize, hidden_size: usize) -> RecurrentBuilder<LSTM> {
+        RecurrentBuilder::new(RecurrentKind::Lstm, input_size, hidden_size)
     }
 }
 
 impl GRU {
-    /// `nn.GRU` with `config`'s sizes and options.
-    pub fn new(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        GRU(Recurrent::gru(config, gen, device))
+    /// `nn.GRU(input_size, hidden_size)`: one layer, biases, time-major.
+    pub fn builder(input_size: usize, hidden_size: usize) -> RecurrentBuilder<GRU> {
+        RecurrentBuilder::new(RecurrentKind::Gru, input_size, hidden_size)
     }
 }
 
 impl RNNCell {
-    /// `nn.RNNCell(input_size, hidden_size)` with biases (tanh).
-    pub fn new(input_size: usize, hidden_size: usize, gen: &mut Generator, device: &Device) -> Self {
-        RNNCell(RecurrentCell::new(RecurrentKind::RnnTanh, input_size, hidden_size, true, gen, device))
+    /// `nn.RNNCell(input_size, hidden_size)` (tanh, biases).
+    pub fn builder(input_size: usize, hidden_size: usize) -> CellBuilder<RNNCell> {
+        CellBuilder::new(RecurrentKind::RnnTanh, input_size, hidden_size)
     }
 }
 
 impl LSTMCell {
-    /// `nn.LSTMCell(input_size, hidden_size)` with biases.
-    pub fn new(input_size: usize, hidden_size: usize, gen: &mut Generator, device: &Device) -> Self {
-        LSTMCell(RecurrentCell::new(RecurrentKind::Lstm, input_size, hidden_size, true, gen, device))
+    /// `nn.LSTMCell(input_size, hidden_size)` (biases).
+    pub fn builder(input_size: usize, hidden_size: usize) -> CellBuilder<LSTMCell> {
+        CellBuilder::new(RecurrentKind::Lstm, input_size, hidden_size)
     }
 }
 
 impl GRUCell {
-    /// `nn.GRUCell(input_size, hidden_size)` with biases.
-    pub fn new(input_size: usize, hidden_size: usize, gen: &mut Generator, device: &Device) -> Self {
-        GRUCell(RecurrentCell::new(RecurrentKind::Gru, input_size, hidden_size, true, gen, device))
+    /// `nn.GRUCell(input_size, hidden_size)` (biases).
+    pub fn builder(input_size: usize, hidden_size: usize) -> CellBuilder<GRUCell> {
+        CellBuilder::new(RecurrentKind::Gru, input_size, hidden_size)
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use wgrad_autograd::{Generator, Tensor};
 
+use crate::construction::Init;
 use crate::Module;
 
 /// Zeroes each element with probability `p` in training and scales the rest
@@ -19,10 +20,10 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// A dropout layer whose stream is forked from `gen`.
-    pub fn new(p: f32, gen: &mut Generator) -> Self {
-        assert!((0.0..=1.0).contains(&p), "Dropout: p must be in [0, 1], got {p}");
-        Dropout { p, training: true, gen: Mutex::new(gen.fork()) }
+    /// `nn.Dropout(p)`; its mask stream is forked from the context's
+    /// generator at [`build`](DropoutBuilder::build).
+    pub fn builder(p: f32) -> DropoutBuilder {
+        DropoutBuilder { p }
     }
 
     /// The layer's random stream (its whole state), e.g. to store in a
@@ -34,6 +35,25 @@ impl Dropout {
     /// Restores the layer's random stream.
     pub fn set_generator(&self, gen: Generator) {
         *self.gen.lock().unwrap() = gen;
+    }
+}
+
+/// Options of a [`Dropout`] layer (only `p`, given to
+/// [`Dropout::builder`]); [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutBuilder {
+    p: f32,
+}
+
+impl DropoutBuilder {
+    /// The layer, its stream forked from `init`'s generator.
+    ///
+    /// # Panics
+    /// When `p` is outside [0, 1].
+    pub fn build(self, init: &mut Init) -> Dropout {
+        let p = self.p;
+        assert!((0.0..=1.0).contains(&p), "Dropout: p must be in [0, 1], got {p}");
+        Dropout { p, training: true, gen: Mutex::new(init.generator().fork()) }
     }
 }
 

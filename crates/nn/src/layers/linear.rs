@@ -1,7 +1,8 @@
 //! Fully connected layer.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::Tensor;
 
+use crate::construction::{setters, Init};
 use crate::init;
 use crate::Module;
 
@@ -16,14 +17,37 @@ pub struct Linear {
     pub bias: Option<Tensor>,
 }
 
+/// Options of a [`Linear`] layer; [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearBuilder {
+    in_features: usize,
+    out_features: usize,
+    bias: bool,
+}
+
 impl Linear {
-    /// A layer with PyTorch's default initialisation (kaiming_uniform a=√5; bias ±1/√in).
-    pub fn new(in_features: usize, out_features: usize, bias: bool, gen: &mut Generator, device: &Device) -> Self {
-        let weight = Tensor::zeros(&[out_features, in_features], device).requires_grad_();
-        init::default_weight_(&weight, gen);
-        let bias = bias.then(|| {
-            let b = Tensor::zeros(&[out_features], device).requires_grad_();
-            init::default_bias_(&b, in_features, gen);
+    /// `nn.Linear(in_features, out_features)`: with a bias unless
+    /// [`bias(false)`](LinearBuilder::bias).
+    pub fn builder(in_features: usize, out_features: usize) -> LinearBuilder {
+        LinearBuilder { in_features, out_features, bias: true }
+    }
+}
+
+impl LinearBuilder {
+    setters! {
+        /// Whether the layer adds a learned bias (default true).
+        bias: bool,
+    }
+
+    /// The layer with PyTorch's default initialisation (kaiming_uniform
+    /// a=√5; bias ±1/√in), drawn weight first.
+    pub fn build(self, init: &mut Init) -> Linear {
+        let (i, o) = (self.in_features, self.out_features);
+        let weight = Tensor::zeros(&[o, i], init.device()).requires_grad_();
+        init::default_weight_(&weight, init.generator());
+        let bias = self.bias.then(|| {
+            let b = Tensor::zeros(&[o], init.device()).requires_grad_();
+            init::default_bias_(&b, i, init.generator());
             b
         });
         Linear { weight, bias }

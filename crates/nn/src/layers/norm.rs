@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use wgrad_autograd::{Device, NormEpilogue, Tensor};
 
+use std::marker::PhantomData;
+
+use crate::construction::{copy_builder, setters, Built, Init};
 use crate::Module;
 
 /// Batch normalisation over the channel dim of `[N, C]`/`[N, C, L]`
@@ -42,17 +45,77 @@ pub struct BatchNorm {
     training: bool,
 }
 
+/// The options of a batch norm layer, with PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormOptions {
+    /// Channels C.
+    pub num_features: usize,
+    /// Added to the variance (default 1e-5).
+    pub eps: f32,
+    /// Running-statistics momentum (default 0.1).
+    pub momentum: f32,
+    /// Learned scale and shift (default true).
+    pub affine: bool,
+}
+
+/// Options of a [`BatchNorm1d`](crate::BatchNorm1d) or
+/// [`BatchNorm2d`](crate::BatchNorm2d) (`L`); [`build`](Self::build) makes it.
+pub struct BatchNormBuilder<L> {
+    options: BatchNormOptions,
+    class: PhantomData<fn() -> L>,
+}
+copy_builder!(BatchNormBuilder);
+
+impl<L> BatchNormBuilder<L> {
+    /// PyTorch's defaults for `num_features` channels.
+    pub(crate) fn new(num_features: usize) -> Self {
+        let options = BatchNormOptions { num_features, eps: 1e-5, momentum: 0.1, affine: true };
+        BatchNormBuilder { options, class: PhantomData }
+    }
+
+    /// Added to the variance (default 1e-5).
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.options.eps = eps;
+        self
+    }
+
+    /// Running-statistics momentum (default 0.1).
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.options.momentum = momentum;
+        self
+    }
+
+    /// Learned scale γ and shift β (default true).
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.options.affine = affine;
+        self
+    }
+}
+
+impl<L: Built<BatchNormOptions>> BatchNormBuilder<L> {
+    /// The layer: γ ones, β zeros, running mean 0 and variance 1.
+    pub fn build(self, init: &mut Init) -> L {
+        L::built(self.options, init)
+    }
+}
+
 impl BatchNorm {
-    fn with_rank(channels: usize, rank: usize, device: &Device) -> Self {
+    /// The shared layer for inputs of `rank` spatial dims (1 or 2).
+    ///
+    /// # Panics
+    /// For zero channels.
+    pub(crate) fn new(rank: usize, o: BatchNormOptions, device: &Device) -> Self {
+        let channels = o.num_features;
+        assert!(channels > 0, "BatchNorm: num_features must be positive");
         BatchNorm {
-            weight: Some(Tensor::ones(&[channels], device).requires_grad_()),
-            bias: Some(Tensor::zeros(&[channels], device).requires_grad_()),
+            weight: o.affine.then(|| Tensor::ones(&[channels], device).requires_grad_()),
+            bias: o.affine.then(|| Tensor::zeros(&[channels], device).requires_grad_()),
             running_mean: Tensor::zeros(&[channels], device),
             running_var: Tensor::ones(&[channels], device),
             tracked: Tensor::zeros(&[], device),
             pending: AtomicU64::new(0),
-            momentum: 0.1,
-            eps: 1e-5,
+            momentum: o.momentum,
+            eps: o.eps,
             rank,
             training: true,
         }
@@ -68,16 +131,6 @@ impl BatchNorm {
             wgrad_autograd::no_grad(|| self.tracked.assign(&(&self.tracked + k as f32)));
         }
         self.tracked.clone()
-    }
-
-    /// `BatchNorm1d(channels)` with PyTorch's defaults.
-    pub fn new_1d(channels: usize, device: &Device) -> Self {
-        Self::with_rank(channels, 1, device)
-    }
-
-    /// `BatchNorm2d(channels)` with PyTorch's defaults.
-    pub fn new_2d(channels: usize, device: &Device) -> Self {
-        Self::with_rank(channels, 2, device)
     }
 }
 
@@ -138,14 +191,50 @@ pub struct LayerNorm {
     pub eps: f32,
 }
 
+/// Options of a [`LayerNorm`]; [`build`](Self::build) makes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormBuilder {
+    normalized_shape: Vec<usize>,
+    eps: f32,
+    elementwise_affine: bool,
+    bias: bool,
+}
+
 impl LayerNorm {
-    /// With affine parameters and eps 1e-5.
-    pub fn new(normalized_shape: &[usize], device: &Device) -> Self {
-        LayerNorm {
+    /// `nn.LayerNorm(normalized_shape)`: eps 1e-5, learned weight and bias.
+    pub fn builder(normalized_shape: &[usize]) -> LayerNormBuilder {
+        LayerNormBuilder {
             normalized_shape: normalized_shape.to_vec(),
-            weight: Some(Tensor::ones(normalized_shape, device).requires_grad_()),
-            bias: Some(Tensor::zeros(normalized_shape, device).requires_grad_()),
             eps: 1e-5,
+            elementwise_affine: true,
+            bias: true,
+        }
+    }
+}
+
+impl LayerNormBuilder {
+    setters! {
+        /// Added to the variance (default 1e-5).
+        eps: f32,
+        /// Learned weight (and bias) over the normalised shape (default true).
+        elementwise_affine: bool,
+        /// A learned bias when affine (default true).
+        bias: bool,
+    }
+
+    /// The layer: weight ones, bias zeros.
+    ///
+    /// # Panics
+    /// For an empty or zero-sized normalised shape.
+    pub fn build(self, init: &mut Init) -> LayerNorm {
+        let shape = self.normalized_shape;
+        assert!(!shape.is_empty() && !shape.contains(&0), "LayerNorm: normalized_shape {shape:?} must be non-empty");
+        let affine = self.elementwise_affine;
+        LayerNorm {
+            weight: affine.then(|| Tensor::ones(&shape, init.device()).requires_grad_()),
+            bias: (affine && self.bias).then(|| Tensor::zeros(&shape, init.device()).requires_grad_()),
+            normalized_shape: shape,
+            eps: self.eps,
         }
     }
 }
@@ -175,25 +264,48 @@ pub struct GroupNorm {
     pub eps: f32,
 }
 
+/// Options of a [`GroupNorm`]; [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupNormBuilder {
+    num_groups: usize,
+    num_channels: usize,
+    eps: f32,
+    affine: bool,
+}
+
 impl GroupNorm {
-    /// `GroupNorm(groups, channels)` with affine parameters.
-    pub fn new(groups: usize, channels: usize, device: &Device) -> Self {
+    /// `nn.GroupNorm(num_groups, num_channels)`: eps 1e-5, affine. With
+    /// `num_groups == num_channels` it is `nn.InstanceNorm2d(affine=True)`
+    /// without running statistics.
+    pub fn builder(num_groups: usize, num_channels: usize) -> GroupNormBuilder {
+        GroupNormBuilder { num_groups, num_channels, eps: 1e-5, affine: true }
+    }
+}
+
+impl GroupNormBuilder {
+    setters! {
+        /// Added to the variance (default 1e-5).
+        eps: f32,
+        /// Learned per-channel scale and shift (default true).
+        affine: bool,
+    }
+
+    /// The layer: weight ones, bias zeros.
+    ///
+    /// # Panics
+    /// When the channels do not split into the groups.
+    pub fn build(self, init: &mut Init) -> GroupNorm {
+        let (groups, channels) = (self.num_groups, self.num_channels);
         assert!(
-            groups > 0 && channels.is_multiple_of(groups),
+            groups > 0 && channels > 0 && channels.is_multiple_of(groups),
             "GroupNorm: {channels} channels do not split into {groups} groups"
         );
         GroupNorm {
             groups,
-            weight: Some(Tensor::ones(&[channels], device).requires_grad_()),
-            bias: Some(Tensor::zeros(&[channels], device).requires_grad_()),
-            eps: 1e-5,
+            weight: self.affine.then(|| Tensor::ones(&[channels], init.device()).requires_grad_()),
+            bias: self.affine.then(|| Tensor::zeros(&[channels], init.device()).requires_grad_()),
+            eps: self.eps,
         }
-    }
-
-    /// Instance normalisation (one group per channel) with affine parameters,
-    /// like `nn.InstanceNorm2d(affine=True)` without running statistics.
-    pub fn instance_norm(channels: usize, device: &Device) -> Self {
-        Self::new(channels, channels, device)
     }
 }
 
@@ -221,20 +333,42 @@ pub struct RMSNorm {
     pub eps: f32,
 }
 
+/// Options of an [`RMSNorm`]; [`build`](Self::build) makes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RMSNormBuilder {
+    normalized_shape: Vec<usize>,
+    eps: f32,
+    elementwise_affine: bool,
+}
+
 impl RMSNorm {
-    /// With a weight of ones and PyTorch's default eps.
-    pub fn new(normalized_shape: &[usize], device: &Device) -> Self {
-        RMSNorm {
-            normalized_shape: normalized_shape.to_vec(),
-            weight: Some(Tensor::ones(normalized_shape, device).requires_grad_()),
-            eps: f32::EPSILON,
-        }
+    /// `nn.RMSNorm(normalized_shape)`: a learned weight, PyTorch's default
+    /// eps (`f32::EPSILON`; LLaMA uses 1e-6 or 1e-5).
+    pub fn builder(normalized_shape: &[usize]) -> RMSNormBuilder {
+        RMSNormBuilder { normalized_shape: normalized_shape.to_vec(), eps: f32::EPSILON, elementwise_affine: true }
+    }
+}
+
+impl RMSNormBuilder {
+    setters! {
+        /// Added to the mean square (default `f32::EPSILON`).
+        eps: f32,
+        /// A learned weight (default true).
+        elementwise_affine: bool,
     }
 
-    /// Another eps (LLaMA uses 1e-6 or 1e-5).
-    pub fn eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
+    /// The layer: weight ones.
+    ///
+    /// # Panics
+    /// For an empty or zero-sized normalised shape.
+    pub fn build(self, init: &mut Init) -> RMSNorm {
+        let shape = self.normalized_shape;
+        assert!(!shape.is_empty() && !shape.contains(&0), "RMSNorm: normalized_shape {shape:?} must be non-empty");
+        RMSNorm {
+            weight: self.elementwise_affine.then(|| Tensor::ones(&shape, init.device()).requires_grad_()),
+            normalized_shape: shape,
+            eps: self.eps,
+        }
     }
 }
 

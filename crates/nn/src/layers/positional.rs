@@ -1,9 +1,9 @@
 //! Positional encodings: attention is blind to order, so each position's
 //! embedding gets a position signal added, fixed (sinusoidal) or learned.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::{Device, Tensor};
 
-use crate::init;
+use crate::construction::{setters, Init};
 use crate::Module;
 
 /// Adds the sinusoids of "Attention Is All You Need" to `[B, L, E]`
@@ -21,8 +21,14 @@ pub struct SinusoidalPositionalEncoding {
 }
 
 impl SinusoidalPositionalEncoding {
-    /// The table for positions `0..max_len` of width `d_model`.
-    pub fn new(d_model: usize, max_len: usize, batch_first: bool, device: &Device) -> Self {
+    /// The table for positions `0..max_len` of width `d_model`, for
+    /// time-major `[L, B, E]` input unless
+    /// [`batch_first`](SinusoidalBuilder::batch_first).
+    pub fn builder(d_model: usize, max_len: usize) -> SinusoidalBuilder {
+        SinusoidalBuilder { d_model, max_len, batch_first: false }
+    }
+
+    fn new(d_model: usize, max_len: usize, batch_first: bool, device: &Device) -> Self {
         let mut v = vec![0f32; max_len * d_model];
         for pos in 0..max_len {
             for i in 0..d_model {
@@ -62,6 +68,26 @@ impl Module for SinusoidalPositionalEncoding {
     }
 }
 
+/// Options of a [`SinusoidalPositionalEncoding`]; [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SinusoidalBuilder {
+    d_model: usize,
+    max_len: usize,
+    batch_first: bool,
+}
+
+impl SinusoidalBuilder {
+    setters! {
+        /// `[B, L, E]` input (default false: `[L, B, E]`).
+        batch_first: bool,
+    }
+
+    /// The table (constant: it draws nothing from the generator).
+    pub fn build(self, init: &mut Init) -> SinusoidalPositionalEncoding {
+        SinusoidalPositionalEncoding::new(self.d_model, self.max_len, self.batch_first, init.device())
+    }
+}
+
 /// A learned `weight [max_len, d_model]` table (GPT-2's `wpe`), initialised
 /// N(0, 0.02²); adds row `pos` to position `pos` of `[B, L, E]` input.
 #[derive(Module)]
@@ -72,10 +98,24 @@ pub struct LearnedPositionalEmbedding {
 }
 
 impl LearnedPositionalEmbedding {
-    /// A table for positions `0..max_len`.
-    pub fn new(max_len: usize, d_model: usize, gen: &mut Generator, device: &Device) -> Self {
-        let weight = Tensor::zeros(&[max_len, d_model], device).requires_grad_();
-        init::normal_(&weight, 0.0, 0.02, gen);
+    /// A table for positions `0..max_len`; [`build`](LearnedPositionalBuilder::build) makes it.
+    pub fn builder(max_len: usize, d_model: usize) -> LearnedPositionalBuilder {
+        LearnedPositionalBuilder { max_len, d_model }
+    }
+}
+
+/// The sizes of a [`LearnedPositionalEmbedding`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnedPositionalBuilder {
+    max_len: usize,
+    d_model: usize,
+}
+
+impl LearnedPositionalBuilder {
+    /// The table, drawn N(0, 0.02²).
+    pub fn build(self, init: &mut Init) -> LearnedPositionalEmbedding {
+        let weight = Tensor::zeros(&[self.max_len, self.d_model], init.device()).requires_grad_();
+        crate::init::normal_(&weight, 0.0, 0.02, init.generator());
         LearnedPositionalEmbedding { weight }
     }
 }
@@ -110,6 +150,27 @@ impl Module for LearnedPositionalEmbedding {
     }
 }
 
+/// Options of a [`RotaryEmbedding`]; [`build`](Self::build) makes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RotaryBuilder {
+    dim: usize,
+    max_len: usize,
+    base: f64,
+}
+
+impl RotaryBuilder {
+    setters! {
+        /// The frequency base (default 10,000; longer contexts use larger ones).
+        base: f64,
+    }
+
+    /// The cos/sin tables (constant: nothing is drawn from the generator).
+    pub fn build(self, init: &mut Init) -> RotaryEmbedding {
+        let (cos, sin) = Tensor::rotary_tables(self.max_len, self.dim, 0, self.base, init.device());
+        RotaryEmbedding { cos, sin, dim: self.dim, max_len: self.max_len }
+    }
+}
+
 /// Rotary position embeddings (RoPE) for queries and keys of
 /// `[.., seq, head_dim]`: each pair of features `(i, i + d/2)` at position
 /// `p` rotates by `p·base^(-2i/d)`, so attention scores depend on relative
@@ -125,15 +186,10 @@ pub struct RotaryEmbedding {
 }
 
 impl RotaryEmbedding {
-    /// Tables for positions `0..max_len` of `dim` features with the usual base 10,000.
-    pub fn new(dim: usize, max_len: usize, device: &Device) -> Self {
-        Self::with_base(dim, max_len, 10_000.0, device)
-    }
-
-    /// [`new`](Self::new) with another base (longer contexts use larger ones).
-    pub fn with_base(dim: usize, max_len: usize, base: f64, device: &Device) -> Self {
-        let (cos, sin) = Tensor::rotary_tables(max_len, dim, 0, base, device);
-        RotaryEmbedding { cos, sin, dim, max_len }
+    /// Tables for positions `0..max_len` of `dim` features, base 10,000
+    /// unless [`base`](RotaryBuilder::base) says otherwise.
+    pub fn builder(dim: usize, max_len: usize) -> RotaryBuilder {
+        RotaryBuilder { dim, max_len, base: 10_000.0 }
     }
 
     /// `x` (`[.., seq, dim]`) rotated for positions `offset..offset + seq`:

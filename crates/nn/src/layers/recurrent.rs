@@ -10,9 +10,11 @@
 
 use std::sync::Mutex;
 
-use wgrad_autograd::{Device, Generator, RecurrentKind, Tensor};
+use std::marker::PhantomData;
 
-use crate::init;
+use wgrad_autograd::{Generator, RecurrentKind, Tensor};
+
+use crate::construction::{copy_builder, Built, Init};
 use crate::module::{join, Module, ModuleFields};
 
 /// Sizes and options of a recurrent layer, PyTorch's constructor arguments.
@@ -35,49 +37,6 @@ pub struct RecurrentConfig {
 }
 
 impl RecurrentConfig {
-    /// One unidirectional layer with biases, time-major: PyTorch's defaults.
-    pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        RecurrentConfig {
-            input_size,
-            hidden_size,
-            num_layers: 1,
-            bias: true,
-            batch_first: false,
-            dropout: 0.0,
-            bidirectional: false,
-        }
-    }
-
-    /// Sets the number of stacked layers.
-    pub fn layers(mut self, n: usize) -> Self {
-        self.num_layers = n;
-        self
-    }
-
-    /// Sets batch-first input and output.
-    pub fn batch_first(mut self, yes: bool) -> Self {
-        self.batch_first = yes;
-        self
-    }
-
-    /// Sets the inter-layer dropout probability.
-    pub fn dropout(mut self, p: f32) -> Self {
-        self.dropout = p;
-        self
-    }
-
-    /// Makes the layer bidirectional.
-    pub fn bidirectional(mut self, yes: bool) -> Self {
-        self.bidirectional = yes;
-        self
-    }
-
-    /// Sets whether the layer has biases.
-    pub fn bias(mut self, yes: bool) -> Self {
-        self.bias = yes;
-        self
-    }
-
     fn directions(&self) -> usize {
         if self.bidirectional {
             2
@@ -115,8 +74,9 @@ struct Direction {
     b_hh: Option<Tensor>,
 }
 
-/// A multi-layer RNN, LSTM or GRU. Construct with [`Recurrent::rnn`],
-/// [`Recurrent::lstm`] or [`Recurrent::gru`] (or the aliases [`RNN`],
+/// A multi-layer RNN, LSTM or GRU: the implementation shared by
+/// [`RNN`](crate::RNN), [`LSTM`](crate::LSTM) and [`GRU`](crate::GRU), which
+/// are what users build (or [`Recurrent::builder`] for a kind chosen at run time).
 /// [`LSTM`], [`GRU`]).
 ///
 /// [`Module::forward`] returns the output sequence only; use
@@ -131,30 +91,106 @@ pub struct Recurrent {
     gen: Mutex<Generator>,
 }
 
-impl Recurrent {
-    /// An Elman RNN, `h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`, or with
-    /// ReLU when `relu` (PyTorch's `nonlinearity='relu'`).
-    pub fn rnn(config: RecurrentConfig, relu: bool, gen: &mut Generator, device: &Device) -> Self {
-        let kind = if relu { RecurrentKind::RnnRelu } else { RecurrentKind::RnnTanh };
-        Self::new(kind, config, gen, device)
+/// What [`Recurrent::new`] builds: the cell type and the sizes and options.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecurrentOptions {
+    /// RNN (tanh or ReLU), LSTM or GRU.
+    pub kind: RecurrentKind,
+    /// Sizes and options.
+    pub config: RecurrentConfig,
+}
+
+/// Options of an [`RNN`](crate::RNN), [`LSTM`](crate::LSTM), [`GRU`](crate::GRU)
+/// or a [`Recurrent`] of a kind chosen at run time (`L`), with PyTorch's
+/// defaults; [`build`](Self::build) makes it.
+pub struct RecurrentBuilder<L> {
+    options: RecurrentOptions,
+    class: PhantomData<fn() -> L>,
+}
+copy_builder!(RecurrentBuilder);
+
+impl<L> RecurrentBuilder<L> {
+    /// One unidirectional layer with biases, time-major, no dropout.
+    pub(crate) fn new(kind: RecurrentKind, input_size: usize, hidden_size: usize) -> Self {
+        let config = RecurrentConfig {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            batch_first: false,
+            dropout: 0.0,
+            bidirectional: false,
+        };
+        RecurrentBuilder { options: RecurrentOptions { kind, config }, class: PhantomData }
     }
 
-    /// An LSTM.
-    pub fn lstm(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        Self::new(RecurrentKind::Lstm, config, gen, device)
+    pub(crate) fn kind(mut self, kind: RecurrentKind) -> Self {
+        self.options.kind = kind;
+        self
     }
 
-    /// A GRU.
-    pub fn gru(config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        Self::new(RecurrentKind::Gru, config, gen, device)
+    /// Stacked layers (default 1); layer `l + 1` reads layer `l`'s output.
+    pub fn num_layers(mut self, n: usize) -> Self {
+        self.options.config.num_layers = n;
+        self
     }
 
-    /// A layer of `kind`, every weight and bias drawn from U(−1/√H, 1/√H) as in PyTorch.
+    /// Whether the layers have `bias_ih` and `bias_hh` (default true).
+    pub fn bias(mut self, yes: bool) -> Self {
+        self.options.config.bias = yes;
+        self
+    }
+
+    /// `[batch, time, features]` input and output (default false: time-major).
+    pub fn batch_first(mut self, yes: bool) -> Self {
+        self.options.config.batch_first = yes;
+        self
+    }
+
+    /// Dropout on each layer's output except the last, in training (default 0).
+    pub fn dropout(mut self, p: f32) -> Self {
+        self.options.config.dropout = p;
+        self
+    }
+
+    /// Also run each layer backwards in time (default false).
+    pub fn bidirectional(mut self, yes: bool) -> Self {
+        self.options.config.bidirectional = yes;
+        self
+    }
+}
+
+impl<L: Built<RecurrentOptions>> RecurrentBuilder<L> {
+    /// The layer, every weight and bias drawn from U(−1/√H, 1/√H) in
+    /// PyTorch's order.
     ///
     /// # Panics
     /// For zero sizes or layers, or a dropout probability outside [0, 1].
-    pub fn new(kind: RecurrentKind, config: RecurrentConfig, gen: &mut Generator, device: &Device) -> Self {
-        let c = config;
+    pub fn build(self, init: &mut Init) -> L {
+        L::built(self.options, init)
+    }
+}
+
+impl crate::construction::sealed::Sealed for Recurrent {}
+
+impl Built<RecurrentOptions> for Recurrent {
+    fn built(options: RecurrentOptions, init: &mut Init) -> Self {
+        Recurrent::new(options, init)
+    }
+}
+
+impl Recurrent {
+    /// A layer whose kind is chosen at run time (a model that is an LSTM or
+    /// a GRU by configuration); otherwise use [`RNN`](crate::RNN),
+    /// [`LSTM`](crate::LSTM) or [`GRU`](crate::GRU).
+    pub fn builder(kind: RecurrentKind, input_size: usize, hidden_size: usize) -> RecurrentBuilder<Recurrent> {
+        RecurrentBuilder::new(kind, input_size, hidden_size)
+    }
+
+    /// The layer of `options.kind`, every weight and bias drawn from
+    /// U(−1/√H, 1/√H) as in PyTorch.
+    pub(crate) fn new(options: RecurrentOptions, init: &mut Init) -> Self {
+        let (kind, c) = (options.kind, options.config);
         assert!(
             c.input_size > 0 && c.hidden_size > 0 && c.num_layers > 0,
             "{}: input_size, hidden_size and num_layers must be positive, got {c:?}",
@@ -164,8 +200,8 @@ impl Recurrent {
         let (h, g) = (c.hidden_size, kind.gates());
         let bound = 1.0 / (h as f32).sqrt();
         let mut param = |shape: &[usize]| {
-            let t = Tensor::zeros(shape, device).requires_grad_();
-            init::uniform_(&t, -bound, bound, gen);
+            let t = Tensor::zeros(shape, init.device()).requires_grad_();
+            crate::init::uniform_(&t, -bound, bound, init.generator());
             t
         };
         let layers = (0..c.num_layers)
@@ -181,7 +217,7 @@ impl Recurrent {
                     .collect()
             })
             .collect();
-        Recurrent { kind, config: c, layers, training: true, gen: Mutex::new(gen.fork()) }
+        Recurrent { kind, config: c, layers, training: true, gen: Mutex::new(init.generator().fork()) }
     }
 
     /// The layer's sizes and options.

@@ -7,7 +7,9 @@
 //! padded source positions, and return the context `[B, Dk]` and the
 //! attention weights `[B, S]` (to plot alignments).
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use wgrad_autograd::Tensor;
+
+use crate::construction::Init;
 
 use crate::layers::linear::Linear;
 use crate::Module;
@@ -47,14 +49,30 @@ pub struct AdditiveAttention {
     pub v: Linear,
 }
 
-impl AdditiveAttention {
-    /// Scorer for queries of width `dq`, keys of width `dk`, hidden width `attn_dim`.
-    pub fn new(dq: usize, dk: usize, attn_dim: usize, gen: &mut Generator, device: &Device) -> Self {
+/// The sizes of an [`AdditiveAttention`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdditiveAttentionBuilder {
+    dq: usize,
+    dk: usize,
+    attn_dim: usize,
+}
+
+impl AdditiveAttentionBuilder {
+    /// The scorer: PyTorch-default Linear layers `query` (no bias), `key`, `v` (no bias), in that order.
+    pub fn build(self, init: &mut Init) -> AdditiveAttention {
         AdditiveAttention {
-            query: Linear::new(dq, attn_dim, false, gen, device),
-            key: Linear::new(dk, attn_dim, true, gen, device),
-            v: Linear::new(attn_dim, 1, false, gen, device),
+            query: Linear::builder(self.dq, self.attn_dim).bias(false).build(init),
+            key: Linear::builder(self.dk, self.attn_dim).build(init),
+            v: Linear::builder(self.attn_dim, 1).bias(false).build(init),
         }
+    }
+}
+
+impl AdditiveAttention {
+    /// Scorer for queries of width `dq`, keys of width `dk`, hidden width
+    /// `attn_dim` (Bahdanau et al.).
+    pub fn builder(dq: usize, dk: usize, attn_dim: usize) -> AdditiveAttentionBuilder {
+        AdditiveAttentionBuilder { dq, dk, attn_dim }
     }
 
     /// Projects the keys once per source sentence (`[B, S, A]`); pass the

@@ -7,7 +7,11 @@
 //! normalises each block's input and leaves the residual path untouched,
 //! which trains deep stacks without warm-up tricks.
 
-use wgrad_autograd::{Device, Generator, Tensor};
+use std::marker::PhantomData;
+
+use wgrad_autograd::Tensor;
+
+use crate::construction::{copy_builder, Built, Init};
 
 use crate::layers::attention::{AttentionMask, KvCache, MultiheadAttention};
 use crate::layers::dropout::Dropout;
@@ -46,20 +50,77 @@ pub struct TransformerConfig {
     pub norm_first: bool,
 }
 
-impl TransformerConfig {
-    /// PyTorch's defaults for `d_model` and `heads`: FFN 2048, dropout 0.1,
-    /// ReLU, eps 1e-5, time-major, post-LN.
-    pub fn new(d_model: usize, heads: usize) -> Self {
-        TransformerConfig {
+/// Options of a [`TransformerEncoderLayer`] or [`TransformerDecoderLayer`]
+/// (`L`), with PyTorch's defaults: feed-forward width 2048, dropout 0.1,
+/// ReLU, LayerNorm eps 1e-5, time-major, post-LN; [`build`](Self::build)
+/// makes it.
+pub struct TransformerBuilder<L> {
+    config: TransformerConfig,
+    class: PhantomData<fn() -> L>,
+}
+copy_builder!(TransformerBuilder);
+
+impl<L> TransformerBuilder<L> {
+    fn new(d_model: usize, nhead: usize) -> Self {
+        let config = TransformerConfig {
             d_model,
-            heads,
+            heads: nhead,
             dim_feedforward: 2048,
             dropout: 0.1,
             activation: FeedForwardActivation::Relu,
             layer_norm_eps: 1e-5,
             batch_first: false,
             norm_first: false,
-        }
+        };
+        TransformerBuilder { config, class: PhantomData }
+    }
+
+    /// Hidden width of the feed-forward block (default 2048).
+    pub fn dim_feedforward(mut self, width: usize) -> Self {
+        self.config.dim_feedforward = width;
+        self
+    }
+
+    /// Dropout on attention weights, after each block and inside the
+    /// feed-forward block (default 0.1).
+    pub fn dropout(mut self, p: f32) -> Self {
+        self.config.dropout = p;
+        self
+    }
+
+    /// The feed-forward nonlinearity (default ReLU).
+    pub fn activation(mut self, activation: FeedForwardActivation) -> Self {
+        self.config.activation = activation;
+        self
+    }
+
+    /// LayerNorm eps (default 1e-5).
+    pub fn layer_norm_eps(mut self, eps: f32) -> Self {
+        self.config.layer_norm_eps = eps;
+        self
+    }
+
+    /// `[B, L, E]` inputs and outputs (default false: `[L, B, E]`).
+    pub fn batch_first(mut self, yes: bool) -> Self {
+        self.config.batch_first = yes;
+        self
+    }
+
+    /// Pre-LN instead of post-LN (default false).
+    pub fn norm_first(mut self, yes: bool) -> Self {
+        self.config.norm_first = yes;
+        self
+    }
+}
+
+impl<L: Built<TransformerConfig>> TransformerBuilder<L> {
+    /// The layer, initialised like PyTorch's (parameters drawn in its
+    /// registration order).
+    ///
+    /// # Panics
+    /// When the heads do not divide `d_model`, or dropout is outside [0, 1].
+    pub fn build(self, init: &mut Init) -> L {
+        L::built(self.config, init)
     }
 }
 
@@ -78,11 +139,11 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn new(c: &TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
+    fn new(c: &TransformerConfig, init: &mut Init) -> Self {
         FeedForward {
-            linear1: Linear::new(c.d_model, c.dim_feedforward, true, gen, device),
-            dropout: Dropout::new(c.dropout, gen),
-            linear2: Linear::new(c.dim_feedforward, c.d_model, true, gen, device),
+            linear1: Linear::builder(c.d_model, c.dim_feedforward).build(init),
+            dropout: Dropout::builder(c.dropout).build(init),
+            linear2: Linear::builder(c.dim_feedforward, c.d_model).build(init),
             activation: c.activation,
         }
     }
@@ -103,10 +164,12 @@ impl Module for FeedForward {
     }
 }
 
-fn layer_norm(c: &TransformerConfig, device: &Device) -> LayerNorm {
-    let mut n = LayerNorm::new(&[c.d_model], device);
-    n.eps = c.layer_norm_eps;
-    n
+fn layer_norm(c: &TransformerConfig, init: &mut Init) -> LayerNorm {
+    LayerNorm::builder(&[c.d_model]).eps(c.layer_norm_eps).build(init)
+}
+
+fn attention(c: &TransformerConfig, init: &mut Init) -> MultiheadAttention {
+    MultiheadAttention::builder(c.d_model, c.heads).dropout(c.dropout).batch_first(c.batch_first).build(init)
 }
 
 /// A residual block `x + dropout(f(x))` placed around `norm` as the config says.
@@ -146,18 +209,9 @@ pub struct TransformerEncoderLayer {
 }
 
 impl TransformerEncoderLayer {
-    /// A layer initialised like PyTorch's.
-    pub fn new(config: TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
-        let c = config;
-        TransformerEncoderLayer {
-            self_attn: MultiheadAttention::new(c.d_model, c.heads, c.dropout, true, c.batch_first, gen, device),
-            ff: FeedForward::new(&c, gen, device),
-            norm1: layer_norm(&c, device),
-            norm2: layer_norm(&c, device),
-            dropout1: Dropout::new(c.dropout, gen),
-            dropout2: Dropout::new(c.dropout, gen),
-            config: c,
-        }
+    /// `nn.TransformerEncoderLayer(d_model, nhead)`.
+    pub fn builder(d_model: usize, nhead: usize) -> TransformerBuilder<TransformerEncoderLayer> {
+        TransformerBuilder::new(d_model, nhead)
     }
 
     /// The layer's configuration.
@@ -226,24 +280,9 @@ pub struct TransformerDecoderLayer {
 }
 
 impl TransformerDecoderLayer {
-    /// A layer initialised like PyTorch's.
-    pub fn new(config: TransformerConfig, gen: &mut Generator, device: &Device) -> Self {
-        let c = config;
-        let attn = |gen: &mut Generator| {
-            MultiheadAttention::new(c.d_model, c.heads, c.dropout, true, c.batch_first, gen, device)
-        };
-        TransformerDecoderLayer {
-            self_attn: attn(gen),
-            multihead_attn: attn(gen),
-            ff: FeedForward::new(&c, gen, device),
-            norm1: layer_norm(&c, device),
-            norm2: layer_norm(&c, device),
-            norm3: layer_norm(&c, device),
-            dropout1: Dropout::new(c.dropout, gen),
-            dropout2: Dropout::new(c.dropout, gen),
-            dropout3: Dropout::new(c.dropout, gen),
-            config: c,
-        }
+    /// `nn.TransformerDecoderLayer(d_model, nhead)`.
+    pub fn builder(d_model: usize, nhead: usize) -> TransformerBuilder<TransformerDecoderLayer> {
+        TransformerBuilder::new(d_model, nhead)
     }
 
     /// The layer on `tgt` attending to `memory`, with the target's mask
@@ -282,4 +321,39 @@ fn describe(name: &str, c: &TransformerConfig) -> String {
         "{name}(d_model={}, nhead={}, dim_feedforward={}, dropout={}, activation={:?}, norm_first={})",
         c.d_model, c.heads, c.dim_feedforward, c.dropout, c.activation, c.norm_first
     )
+}
+
+impl crate::construction::sealed::Sealed for TransformerEncoderLayer {}
+
+impl Built<TransformerConfig> for TransformerEncoderLayer {
+    fn built(c: TransformerConfig, init: &mut Init) -> Self {
+        TransformerEncoderLayer {
+            self_attn: attention(&c, init),
+            ff: FeedForward::new(&c, init),
+            norm1: layer_norm(&c, init),
+            norm2: layer_norm(&c, init),
+            dropout1: Dropout::builder(c.dropout).build(init),
+            dropout2: Dropout::builder(c.dropout).build(init),
+            config: c,
+        }
+    }
+}
+
+impl crate::construction::sealed::Sealed for TransformerDecoderLayer {}
+
+impl Built<TransformerConfig> for TransformerDecoderLayer {
+    fn built(c: TransformerConfig, init: &mut Init) -> Self {
+        TransformerDecoderLayer {
+            self_attn: attention(&c, init),
+            multihead_attn: attention(&c, init),
+            ff: FeedForward::new(&c, init),
+            norm1: layer_norm(&c, init),
+            norm2: layer_norm(&c, init),
+            norm3: layer_norm(&c, init),
+            dropout1: Dropout::builder(c.dropout).build(init),
+            dropout2: Dropout::builder(c.dropout).build(init),
+            dropout3: Dropout::builder(c.dropout).build(init),
+            config: c,
+        }
+    }
 }

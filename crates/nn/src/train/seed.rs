@@ -10,14 +10,15 @@
 //! ```
 //! use wgrad_autograd::Device;
 //! use wgrad_nn::train::seed::seed_everything;
-//! use wgrad_nn::{Dropout, Linear, Sequential};
+//! use wgrad_nn::{Dropout, Init, Linear, Sequential};
 //!
 //! let dev = Device::cpu();
-//! let mut seeds = seed_everything(42);
+//! let seeds = seed_everything(42);
 //! // Parameter init draws from `model`; each Dropout forks its mask stream from it.
+//! let mut init = Init::from_generator(&dev, seeds.model);
 //! let net = Sequential::new()
-//!     .add(Linear::new(4, 8, true, &mut seeds.model, &dev))
-//!     .add(Dropout::new(0.1, &mut seeds.model));
+//!     .add(Linear::builder(4, 8).build(&mut init))
+//!     .add(Dropout::builder(0.1).build(&mut init));
 //! // Host-side shuffling: a seed per epoch, independent of what ran before.
 //! let order_seed = seeds.epoch_seed(3);
 //! # let _ = (net, order_seed);

@@ -248,7 +248,7 @@ const RESERVED: [&str; 2] = ["trainer", "early_stopping"];
 /// use wgrad_nn::{Linear, Module, ModuleExt};
 ///
 /// let dev = Device::cpu();
-/// let mut model = Linear::new(3, 1, true, &mut Generator::new(0), &dev);
+/// let mut model = Linear::builder(3, 1).build(&mut Init::new(&dev, 0));
 /// let mut opt = Sgd::new(model.parameters(), 0.1);
 /// let x = Tensor::from_vec(&[1.0, 2.0, 3.0, 0.5, -1.0, 2.0], &[2, 3], &dev);
 /// let y = Tensor::from_vec(&[1.0, -1.0], &[2, 1], &dev);
