@@ -285,6 +285,11 @@ impl TransformerDecoderLayer {
         TransformerBuilder::new(d_model, nhead)
     }
 
+    /// The layer's configuration.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.config
+    }
+
     /// The layer on `tgt` attending to `memory`, with the target's mask
     /// (usually causal) and the memory's (usually key padding).
     pub fn forward_with_memory(
