@@ -76,3 +76,13 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../docs/getting-started.md")]
 #[cfg(doctest)]
 pub struct GettingStartedDoctests;
+
+/// The layer reference's code blocks (the construction style), compiled and run as doctests.
+#[doc = include_str!("../docs/nn.md")]
+#[cfg(doctest)]
+pub struct NnReferenceDoctests;
+
+/// The mixed-precision guide's code blocks, compiled and run as doctests.
+#[doc = include_str!("../docs/mixed-precision.md")]
+#[cfg(doctest)]
+pub struct MixedPrecisionDoctests;

@@ -13,7 +13,7 @@
 //! let conv = Conv2d::builder(3, 16, 3).stride(2).padding(1).bias(false).build(&mut init);
 //! let fc = Linear::builder(16, 10).build(&mut init);
 //! assert!(conv.bias.is_none() && fc.bias.is_some());
-//! assert_eq!(conv.parameter_count() + fc.parameter_count(), 16 * 3 * 9 + 16 * 10 + 10);
+//! assert_eq!(conv.num_parameters() + fc.num_parameters(), 16 * 3 * 9 + 16 * 10 + 10);
 //! ```
 
 use wgrad_autograd::{Device, Generator};

@@ -6,6 +6,13 @@
 //! Everything here is written with `wgrad-autograd` tensor ops; this crate
 //! launches no kernels of its own and knows nothing of datasets or models.
 //!
+//! # Building layers
+//!
+//! Every layer is built one way: `X::builder(required sizes)`, named options
+//! with PyTorch's defaults, `.build(&mut init)`, where [`Init`] carries the
+//! device and the seeded generator (see [`construction`]):
+//! `Conv2d::builder(3, 16, 3).stride(2).padding(1).bias(false).build(&mut init)`.
+//!
 //! # Writing a module
 //!
 //! Put `#[derive(Module)]` on the struct and mark its fields (`#[module]`

@@ -241,11 +241,11 @@ const RESERVED: [&str; 2] = ["trainer", "early_stopping"];
 /// closure (batch → loss), then options, then [`fit`](Self::fit).
 ///
 /// ```
-/// use wgrad_autograd::{Device, Generator, Tensor};
+/// use wgrad_autograd::{Device, Tensor};
 /// use wgrad_nn::loss::MSELoss;
 /// use wgrad_nn::optim::Sgd;
 /// use wgrad_nn::train::{StepOutput, Trainer};
-/// use wgrad_nn::{Linear, Module, ModuleExt};
+/// use wgrad_nn::{Init, Linear, Module, ModuleExt};
 ///
 /// let dev = Device::cpu();
 /// let mut model = Linear::builder(3, 1).build(&mut Init::new(&dev, 0));
