@@ -235,6 +235,12 @@ fn main() -> Result<()> {
         })?;
         Ok(Evaluation { loss: val.mean(), accuracy: None })
     })
+    .on_batch_end(|b| {
+        // The batch loss on the bar every 20 batches (each read is a sync).
+        if let (0, Some(p)) = (b.batch % 20, b.progress) {
+            p.set_message(format!("loss {:.2}", b.loss.item()));
+        }
+    })
     .on_epoch_end(|_| {
         let (r, kl) = &mut *terms.borrow_mut();
         if kl.count() > 0 {
