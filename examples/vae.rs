@@ -164,15 +164,8 @@ fn write_grid(path: &Path, pixels: &[f32], n: usize, cols: usize) -> Result<()> 
             }
         }
     }
-    let file =
-        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let mut enc = png::Encoder::new(file, w as u32, h as u32);
-    enc.set_color(png::ColorType::Grayscale);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header()?;
-    writer.write_image_data(&img)?;
-    writer.finish()?;
-    Ok(())
+    let grid = image::GrayImage::from_raw(w as u32, h as u32, img).context("grid buffer size")?;
+    grid.save(path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn main() -> Result<()> {
