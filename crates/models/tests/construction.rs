@@ -221,22 +221,98 @@ fn panic_message(f: impl FnOnce()) -> String {
 fn bad_options_fail_at_build_time_naming_the_layer() {
     let dev = Device::cpu();
     let mut init = Init::new(&dev, 0);
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Init)>)> = vec![
-        ("Conv2d", Box::new(|i| drop(Conv2d::builder(6, 4, 3).groups(4).build(i)))),
-        ("Conv2d", Box::new(|i| drop(Conv2d::builder(0, 4, 3).build(i)))),
-        ("Conv1d", Box::new(|i| drop(Conv1d::builder(3, 4, 3).groups(2).build(i)))),
-        ("ConvTranspose2d", Box::new(|i| drop(ConvTranspose2d::builder(4, 3, 3).groups(2).build(i)))),
-        ("Embedding", Box::new(|i| drop(Embedding::builder(5, 3).padding_idx(5).build(i)))),
-        ("MultiheadAttention", Box::new(|i| drop(MultiheadAttention::builder(10, 4).build(i)))),
-        ("MultiheadAttention", Box::new(|i| drop(MultiheadAttention::builder(8, 2).dropout(1.5).build(i)))),
-        ("LSTM", Box::new(|i| drop(LSTM::builder(3, 0).build(i)))),
-        ("GRU", Box::new(|i| drop(GRU::builder(3, 4).dropout(-0.1).build(i)))),
-        ("GroupNorm", Box::new(|i| drop(GroupNorm::builder(3, 4).build(i)))),
-        ("LayerNorm", Box::new(|i| drop(LayerNorm::builder(&[]).build(i)))),
-        ("BatchNorm", Box::new(|i| drop(BatchNorm2d::builder(0).build(i)))),
-        ("Dropout", Box::new(|i| drop(Dropout::builder(1.5).build(i)))),
-        ("RecurrentCell", Box::new(|i| drop(GRUCell::builder(0, 4).build(i)))),
-        ("Gpt", Box::new(|i| drop(Gpt::builder(5, 8).layers(0).build(i)))),
+    type Build = Box<dyn FnOnce(&mut Init)>;
+    let cases: Vec<(&str, Build)> = vec![
+        (
+            "Conv2d",
+            Box::new(|i| {
+                Conv2d::builder(6, 4, 3).groups(4).build(i);
+            }),
+        ),
+        (
+            "Conv2d",
+            Box::new(|i| {
+                Conv2d::builder(0, 4, 3).build(i);
+            }),
+        ),
+        (
+            "Conv1d",
+            Box::new(|i| {
+                Conv1d::builder(3, 4, 3).groups(2).build(i);
+            }),
+        ),
+        (
+            "ConvTranspose2d",
+            Box::new(|i| {
+                ConvTranspose2d::builder(4, 3, 3).groups(2).build(i);
+            }),
+        ),
+        (
+            "Embedding",
+            Box::new(|i| {
+                Embedding::builder(5, 3).padding_idx(5).build(i);
+            }),
+        ),
+        (
+            "MultiheadAttention",
+            Box::new(|i| {
+                MultiheadAttention::builder(10, 4).build(i);
+            }),
+        ),
+        (
+            "MultiheadAttention",
+            Box::new(|i| {
+                MultiheadAttention::builder(8, 2).dropout(1.5).build(i);
+            }),
+        ),
+        (
+            "LSTM",
+            Box::new(|i| {
+                LSTM::builder(3, 0).build(i);
+            }),
+        ),
+        (
+            "GRU",
+            Box::new(|i| {
+                GRU::builder(3, 4).dropout(-0.1).build(i);
+            }),
+        ),
+        (
+            "GroupNorm",
+            Box::new(|i| {
+                GroupNorm::builder(3, 4).build(i);
+            }),
+        ),
+        (
+            "LayerNorm",
+            Box::new(|i| {
+                LayerNorm::builder(&[]).build(i);
+            }),
+        ),
+        (
+            "BatchNorm",
+            Box::new(|i| {
+                BatchNorm2d::builder(0).build(i);
+            }),
+        ),
+        (
+            "Dropout",
+            Box::new(|i| {
+                Dropout::builder(1.5).build(i);
+            }),
+        ),
+        (
+            "RecurrentCell",
+            Box::new(|i| {
+                GRUCell::builder(0, 4).build(i);
+            }),
+        ),
+        (
+            "Gpt",
+            Box::new(|i| {
+                Gpt::builder(5, 8).layers(0).build(i);
+            }),
+        ),
     ];
     for (layer, build) in cases {
         let msg = panic_message(|| build(&mut init));

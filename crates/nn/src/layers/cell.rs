@@ -32,7 +32,7 @@ pub struct RecurrentCell {
     pub bias_hh: Option<Tensor>,
 }
 
-/// What [`RecurrentCell::new`] builds.
+/// What a [`CellBuilder`] builds: the cell type, sizes and bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CellOptions {
     /// RNN (tanh or ReLU), LSTM or GRU.

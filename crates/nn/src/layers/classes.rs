@@ -80,7 +80,7 @@ class_type!(
     BatchNorm2d(BatchNorm)
 );
 class_type!(
-    /// `nn.RNN`: an Elman RNN (tanh cells, or ReLU ones from [`RNN::relu`]).
+    /// `nn.RNN`: an Elman RNN (tanh cells, or ReLU ones with [`RecurrentBuilder::relu`]).
     RNN(Recurrent)
 );
 class_type!(

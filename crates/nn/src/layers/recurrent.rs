@@ -77,7 +77,6 @@ struct Direction {
 /// A multi-layer RNN, LSTM or GRU: the implementation shared by
 /// [`RNN`](crate::RNN), [`LSTM`](crate::LSTM) and [`GRU`](crate::GRU), which
 /// are what users build (or [`Recurrent::builder`] for a kind chosen at run time).
-/// [`LSTM`], [`GRU`]).
 ///
 /// [`Module::forward`] returns the output sequence only; use
 /// [`forward_with_state`](Self::forward_with_state) for initial and final
@@ -91,7 +90,7 @@ pub struct Recurrent {
     gen: Mutex<Generator>,
 }
 
-/// What [`Recurrent::new`] builds: the cell type and the sizes and options.
+/// What a [`RecurrentBuilder`] builds: the cell type and the sizes and options.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RecurrentOptions {
     /// RNN (tanh or ReLU), LSTM or GRU.
