@@ -23,7 +23,7 @@ use clap::Parser;
 use common::lm::{report, setup, train, TextArgs};
 use wgrad::autograd::CrossEntropyOptions;
 use wgrad::data::text::Streams;
-use wgrad::models::{RnnLm, RnnLmConfig, Sampler, Sampling};
+use wgrad::models::{RnnLm, Sampler, Sampling};
 use wgrad::nn::optim::Adam;
 use wgrad::nn::train::{seed_everything, Evaluation, RunningMean, StepOutput, Trainer, TruncatedBptt};
 use wgrad::prelude::*;
@@ -82,11 +82,10 @@ fn main() -> Result<()> {
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
     let seeds = seed_everything(args.run.seed);
-    let mut config = RnnLmConfig::lstm(corpus.vocab.len(), args.embed, args.hidden, args.layers);
-    config.dropout = args.dropout;
+    let config = RnnLm::builder(corpus.vocab.len()).embed(args.embed).hidden(args.hidden).layers(args.layers);
     let mut model =
         control::guard("building the model", &[("--hidden", args.hidden), ("--layers", args.layers)], || {
-            RnnLm::new(config, &mut Init::from_generator(&dev, seeds.model))
+            config.dropout(args.dropout).build(&mut Init::from_generator(&dev, seeds.model))
         })?;
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);

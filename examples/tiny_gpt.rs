@@ -88,10 +88,12 @@ fn main() -> Result<()> {
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
     let seeds = seed_everything(args.run.seed);
-    let mut config =
-        Gpt::builder(corpus.vocab.len(), args.run.seq_len).layers(args.layers).heads(args.heads).width(args.width);
-    config.dropout = args.dropout;
-    config.tie_weights = args.tie_weights;
+    let config = Gpt::builder(corpus.vocab.len(), args.run.seq_len)
+        .layers(args.layers)
+        .heads(args.heads)
+        .width(args.width)
+        .dropout(args.dropout)
+        .tie_weights(args.tie_weights);
     let mut model =
         control::guard("building the model", &[("--width", args.width), ("--layers", args.layers)], || {
             config.build(&mut Init::from_generator(&dev, seeds.model))

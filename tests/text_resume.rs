@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use wgrad::autograd::{CrossEntropyOptions, HostRng};
 use wgrad::data::text::{windows, Streams};
-use wgrad::models::{Gpt, RnnLm, RnnLmConfig};
+use wgrad::models::{Gpt, RnnLm};
 use wgrad::nn::checkpoint::TrainingCheckpoint;
 use wgrad::nn::optim::{Adam, AdamW, Optimizer};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler};
@@ -41,9 +41,7 @@ struct GptRun {
 
 impl GptRun {
     fn new(seed: u64, dev: &Device) -> Self {
-        let mut config = Gpt::builder(VOCAB, 8).layers(1).heads(2).width(16);
-        config.dropout = 0.25;
-        let model = config.build(&mut Init::new(dev, seed));
+        let model = Gpt::builder(VOCAB, 8).layers(1).heads(2).width(16).dropout(0.25).build(&mut Init::new(dev, seed));
         let mut opt = AdamW::new(model.parameters(), 3e-3);
         let cosine = CosineAnnealingLR::new(&mut opt, 10, 3e-4);
         let sched = LinearWarmup::new(&mut opt, cosine, 2, 0.1);
@@ -87,9 +85,7 @@ struct LstmRun {
 
 impl LstmRun {
     fn new(seed: u64, dev: &Device) -> Self {
-        let mut config = RnnLmConfig::lstm(VOCAB, 8, 16, 2);
-        config.dropout = 0.3;
-        let model = RnnLm::new(config, &mut Init::new(dev, seed));
+        let model = RnnLm::builder(VOCAB).embed(8).hidden(16).layers(2).dropout(0.3).build(&mut Init::new(dev, seed));
         let opt = Adam::new(model.parameters(), 3e-3);
         LstmRun { model, opt, tbptt: TruncatedBptt::new(), step: 0 }
     }

@@ -21,7 +21,7 @@ use wgrad::autograd::{CrossEntropyOptions, HostRng};
 use wgrad::data::cifar::synthetic;
 use wgrad::data::text::{bundled_corpus, read_text, split_tail, windows, CharVocab, Streams};
 use wgrad::data::{mnist, Augment, Batch, Batches, DataLoader, ImageCollate, ImageDataset};
-use wgrad::models::{mnist_cnn, Gpt, ResNet, RnnLm, RnnLmConfig, Shortcut, Vae};
+use wgrad::models::{mnist_cnn, Gpt, ResNet, RnnLm, Shortcut, Vae};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Adam, AdamW, AdamWOptions, Optimizer, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
@@ -281,7 +281,7 @@ struct CharLstm {
 impl CharLstm {
     fn new(dev: &Device) -> Self {
         let (train, vocab) = corpus();
-        let model = RnnLm::new(RnnLmConfig::lstm(vocab, 16, 32, 2), &mut Init::new(dev, 0));
+        let model = RnnLm::builder(vocab).embed(16).hidden(32).layers(2).build(&mut Init::new(dev, 0));
         let opt = Adam::new(model.parameters(), 2e-3);
         let streams = Streams::new(&train, TEXT_BATCH);
         let chunks = streams.chunks(TEXT_LEN);

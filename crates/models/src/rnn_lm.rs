@@ -25,10 +25,43 @@ pub struct RnnLmConfig {
     pub kind: RecurrentKind,
 }
 
+impl RnnLm {
+    /// A model over `vocab` token ids: a 2-layer LSTM, embedding 128 and
+    /// hidden 256 wide, no dropout, unless set.
+    pub fn builder(vocab: usize) -> RnnLmConfig {
+        RnnLmConfig { vocab, embed: 128, hidden: 256, layers: 2, dropout: 0.0, kind: RecurrentKind::Lstm }
+    }
+}
+
 impl RnnLmConfig {
-    /// An LSTM model without dropout.
-    pub fn lstm(vocab: usize, embed: usize, hidden: usize, layers: usize) -> Self {
-        RnnLmConfig { vocab, embed, hidden, layers, dropout: 0.0, kind: RecurrentKind::Lstm }
+    /// Embedding width (default 128).
+    pub fn embed(self, embed: usize) -> Self {
+        RnnLmConfig { embed, ..self }
+    }
+
+    /// Hidden width of each recurrent layer (default 256).
+    pub fn hidden(self, hidden: usize) -> Self {
+        RnnLmConfig { hidden, ..self }
+    }
+
+    /// Stacked recurrent layers (default 2).
+    pub fn layers(self, layers: usize) -> Self {
+        RnnLmConfig { layers, ..self }
+    }
+
+    /// Dropout between recurrent layers and before the head (default 0).
+    pub fn dropout(self, dropout: f32) -> Self {
+        RnnLmConfig { dropout, ..self }
+    }
+
+    /// The cell (default LSTM).
+    pub fn kind(self, kind: RecurrentKind) -> Self {
+        RnnLmConfig { kind, ..self }
+    }
+
+    /// The model with PyTorch's default initialisations.
+    pub fn build(self, init: &mut Init) -> RnnLm {
+        RnnLm::new(self, init)
     }
 }
 
@@ -52,8 +85,7 @@ pub struct RnnLm {
 }
 
 impl RnnLm {
-    /// A model with PyTorch's default initialisations.
-    pub fn new(config: RnnLmConfig, init: &mut Init) -> Self {
+    fn new(config: RnnLmConfig, init: &mut Init) -> Self {
         let c = config;
         RnnLm {
             config: c,

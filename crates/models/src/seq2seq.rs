@@ -34,6 +34,36 @@ pub struct Seq2SeqConfig {
     pub attention: AttentionScore,
 }
 
+impl Seq2Seq {
+    /// A model from `src_vocab` to `tgt_vocab` ids: embeddings and GRUs 128
+    /// wide (PyTorch's seq2seq tutorial), additive attention, unless set.
+    pub fn builder(src_vocab: usize, tgt_vocab: usize) -> Seq2SeqConfig {
+        Seq2SeqConfig { src_vocab, tgt_vocab, embed: 128, hidden: 128, attention: AttentionScore::Additive }
+    }
+}
+
+impl Seq2SeqConfig {
+    /// Embedding width of both vocabularies (default 128).
+    pub fn embed(self, embed: usize) -> Self {
+        Seq2SeqConfig { embed, ..self }
+    }
+
+    /// Hidden width of encoder and decoder (default 128).
+    pub fn hidden(self, hidden: usize) -> Self {
+        Seq2SeqConfig { hidden, ..self }
+    }
+
+    /// The attention scorer (default additive).
+    pub fn attention(self, attention: AttentionScore) -> Self {
+        Seq2SeqConfig { attention, ..self }
+    }
+
+    /// The model with PyTorch's default initialisations.
+    pub fn build(self, init: &mut Init) -> Seq2Seq {
+        Seq2Seq::new(self, init)
+    }
+}
+
 /// The encoder-decoder. Parameter names: `src_emb`, `encoder` (a GRU),
 /// `tgt_emb`, `decoder` (a GRU cell), `attention` (additive only), `out`.
 #[derive(Module)]
@@ -72,8 +102,7 @@ pub struct Encoded {
 }
 
 impl Seq2Seq {
-    /// A model with PyTorch's default initialisations.
-    pub fn new(config: Seq2SeqConfig, init: &mut Init) -> Self {
+    fn new(config: Seq2SeqConfig, init: &mut Init) -> Self {
         let c = config;
         Seq2Seq {
             config: c,

@@ -81,7 +81,7 @@ fn built(dev: &Device) -> Vec<(&'static str, String)> {
         ("additive", fingerprint(&AdditiveAttention::builder(3, 4, 5).build(&mut i(13)))),
         ("gpt", fingerprint(&Gpt::builder(11, 8).layers(2).heads(2).width(16).tie_weights(true).build(&mut i(14)))),
         ("resnet20", fingerprint(&ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut i(15)))),
-        ("rnn_lm", fingerprint(&RnnLm::new(RnnLmConfig::lstm(9, 4, 6, 2), &mut i(16)))),
+        ("rnn_lm", fingerprint(&RnnLm::builder(9).embed(4).hidden(6).layers(2).build(&mut i(16)))),
         ("vae", fingerprint(&Vae::new(32, 4, &mut i(17)))),
         ("mnist_cnn", fingerprint(&mnist_cnn(&mut i(18)))),
     ];

@@ -38,7 +38,7 @@ fn a_layer_fed_in_chunks_equals_the_causal_pass() {
 fn cached_gpt_logits_and_generation_match_the_recomputing_path() {
     for dev in devices("cached_gpt_logits_and_generation_match_the_recomputing_path") {
         for tie_weights in [false, true] {
-            let config = GptConfig { tie_weights, ..Gpt::builder(11, 12).layers(2).heads(2).width(16) };
+            let config = Gpt::builder(11, 12).layers(2).heads(2).width(16).tie_weights(tie_weights);
             let mut model = config.build(&mut Init::new(&dev, 3));
             model.eval();
             let tokens: Vec<u32> = (0..9).map(|i| (i * 7 + 3) % 11).collect();

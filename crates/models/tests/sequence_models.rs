@@ -22,7 +22,7 @@ fn gpt_names_tying_and_learning() {
     let mut init = Init::new(&dev, 0);
     let config = Gpt::builder(5, 8).layers(1).heads(2).width(16);
     let untied = config.build(&mut init);
-    let tied = GptConfig { tie_weights: true, ..config }.build(&mut init);
+    let tied = config.tie_weights(true).build(&mut init);
     assert_eq!(untied.num_parameters() - tied.num_parameters(), 5 * 16);
     let names: Vec<String> = untied.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[0], "tok_emb.weight");
@@ -51,7 +51,7 @@ fn gpt_names_tying_and_learning() {
 #[test]
 fn lstm_language_model_learns_and_generates() {
     let dev = Device::cpu();
-    let mut model = RnnLm::new(RnnLmConfig::lstm(4, 8, 16, 2), &mut Init::new(&dev, 1));
+    let mut model = RnnLm::builder(4).embed(8).hidden(16).layers(2).build(&mut Init::new(&dev, 1));
     let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[..3], ["embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0"]);
     let (x, y) = periodic(4, 8, &dev);
@@ -103,8 +103,7 @@ fn reverse_batch(n: usize, seed: u64, dev: &Device) -> (Tensor, Tensor, Tensor, 
 fn seq2seq_learns_to_reverse_with_both_scorers() {
     let dev = Device::cpu();
     for attention in [AttentionScore::Additive, AttentionScore::Dot] {
-        let config = Seq2SeqConfig { src_vocab: 8, tgt_vocab: 8, embed: 16, hidden: 32, attention };
-        let model = Seq2Seq::new(config, &mut Init::new(&dev, 2));
+        let model = Seq2Seq::builder(8, 8).embed(16).hidden(32).attention(attention).build(&mut Init::new(&dev, 2));
         let mut opt = Adam::new(model.parameters(), 1e-2);
         for step in 0..150 {
             let (src, tgt_in, tgt_out, _) = reverse_batch(32, step, &dev);
