@@ -88,8 +88,16 @@ impl PartialEq for Device {
 
 impl Device {
     /// Opens the device `WGRAD_DEVICE` asks for (see [`Device::from_spec`]).
+    /// On a GPU it also keeps the pipeline manifest: the kernels an earlier
+    /// run compiled start compiling now, in the background, and the new
+    /// ones this run compiles are added (`WGRAD_PIPELINE_CACHE=off` turns
+    /// it off; see docs/performance.md, "The first step").
     pub fn from_env() -> Result<Device> {
-        Self::from_spec(&DeviceSpec::from_env()?)
+        let dev = Self::from_spec(&DeviceSpec::from_env()?)?;
+        if let Some(g) = dev.gpu_ctx() {
+            *g.warmup.lock().unwrap() = crate::gpu::warmup::start(g);
+        }
+        Ok(dev)
     }
 
     /// Opens a device: `Auto` prefers a hardware GPU, else the fast CPU
@@ -349,6 +357,23 @@ impl Device {
     /// Whether the device supports `f16` arithmetic in shaders (storage casts work everywhere).
     pub fn has_shader_f16(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.features.contains(wgpu::Features::SHADER_F16))
+    }
+
+    /// Kernels (pipelines) compiled on this device so far, in the
+    /// foreground or by the manifest's warm-up; 0 on the CPU backend. A
+    /// first step's compile work, which later steps do not repeat.
+    pub fn pipelines_compiled(&self) -> u64 {
+        self.gpu_ctx().map_or(0, |g| g.pipelines.compiled.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Waits until the background compilation of the pipeline manifest's
+    /// kernels (see [`from_env`](Self::from_env)) is done; at once when
+    /// there is none. For a program that wants its first step timed
+    /// without compile work, and for tests.
+    pub fn finish_pipeline_warmup(&self) {
+        if let Some(w) = self.gpu_ctx().and_then(|g| g.warmup.lock().unwrap().take()) {
+            w.wait();
+        }
     }
 
     pub(crate) fn gpu_ctx(&self) -> Option<&GpuContext> {

@@ -18,7 +18,10 @@ pub(crate) struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub pool: Pool,
-    pub pipelines: PipelineCache,
+    pub pipelines: Arc<PipelineCache>,
+    /// Compiling the pipeline manifest's kernels in the background, if
+    /// [`warmup::start`](super::warmup::start) was called (stopped on drop).
+    pub warmup: Mutex<Option<super::warmup::Warmup>>,
     pub batch: Mutex<Batch>,
     /// The first error wgpu reported outside a call we could return it from.
     pub error: Arc<Mutex<Option<String>>>,
@@ -60,6 +63,15 @@ fn wanted_features() -> wgpu::Features {
     wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY
 }
 
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        // The warm-up threads compile with this device: let them stop first.
+        if let Some(w) = self.warmup.lock().unwrap().take() {
+            w.finish();
+        }
+    }
+}
+
 impl GpuContext {
     pub fn open(adapter: &wgpu::Adapter, stats: Arc<Stats>, profiler: Arc<Profiler>) -> Result<Self> {
         let info = adapter.get_info();
@@ -96,7 +108,8 @@ impl GpuContext {
             info,
             features,
             pool: Pool::default(),
-            pipelines: PipelineCache::default(),
+            pipelines: Arc::default(),
+            warmup: Mutex::new(None),
             batch: Mutex::new(Batch::default()),
             error,
             stats,

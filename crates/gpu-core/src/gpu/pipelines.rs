@@ -6,7 +6,7 @@
 //! arena), then the read-only inputs, then the read-write outputs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::shaders;
 
@@ -20,13 +20,20 @@ fn log_pipelines() -> bool {
     *ON.get_or_init(|| std::env::var("WGRAD_LOG_PIPELINES").is_ok_and(|v| v == "1"))
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
-    shader: &'static str,
-    entry: &'static str,
-    constants: Vec<(&'static str, u64)>,
-    inputs: usize,
-    outputs: usize,
+/// A pipeline's identity: a registry shader's entry point under override
+/// constants, or a generated (fused) kernel's whole source.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Key {
+    /// A kernel of `shaders/` (or a generated library variant).
+    Registry {
+        shader: &'static str,
+        entry: &'static str,
+        constants: Vec<(&'static str, u64)>,
+        inputs: usize,
+        outputs: usize,
+    },
+    /// A fused elementwise kernel: one expression structure, one source.
+    Generated { source: String, inputs: usize, outputs: usize },
 }
 
 /// A ready pipeline and the layout its bind groups are made from.
@@ -35,14 +42,25 @@ pub(crate) struct Kernel {
     pub layout: Arc<wgpu::BindGroupLayout>,
 }
 
+/// A slot a pipeline is compiled into once: a second thread asking for the
+/// same key while the first compiles it waits for that compilation.
+type Slot = Arc<OnceLock<Arc<Kernel>>>;
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    kernels: Mutex<HashMap<Key, Arc<Kernel>>>,
+    kernels: Mutex<HashMap<Key, Slot>>,
+    /// Generated kernels by source, looked up without building a [`Key`]
+    /// (a fused launch should not copy its source).
+    generated: Mutex<HashMap<String, Slot>>,
     layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
-    /// Kernels generated at run time (the fuser's), keyed by their source:
-    /// one expression structure, one source, one pipeline.
-    generated: Mutex<HashMap<String, Arc<Kernel>>>,
+    /// Where the keys first compiled in this process are written, when the
+    /// device keeps a pipeline manifest (see `warmup.rs`).
+    pub(crate) manifest: Mutex<Option<std::fs::File>>,
+    /// The keys the manifest lists already (not written again).
+    pub(crate) listed: Mutex<std::collections::HashSet<Key>>,
+    /// Pipelines compiled so far, by any thread.
+    pub(crate) compiled: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineCache {
@@ -55,73 +73,106 @@ impl PipelineCache {
         inputs: usize,
         outputs: usize,
     ) -> Arc<Kernel> {
-        let key = Key {
-            shader,
-            entry,
-            constants: constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
-            inputs,
-            outputs,
-        };
-        if let Some(k) = self.kernels.lock().unwrap().get(&key) {
-            return k.clone();
+        let constants = constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
+        self.kernel(device, Key::Registry { shader, entry, constants, inputs, outputs })
+    }
+
+    /// The pipeline of a generated source's `main` (built on first use).
+    pub fn generated(&self, device: &wgpu::Device, source: &str, inputs: usize, outputs: usize) -> Arc<Kernel> {
+        let found = self.generated.lock().unwrap().get(source).and_then(|slot| slot.get().cloned());
+        found.unwrap_or_else(|| self.kernel(device, Key::Generated { source: source.to_string(), inputs, outputs }))
+    }
+
+    /// The pipeline of `key`, compiled on first use (by this thread, or
+    /// waited for when another is compiling it).
+    fn kernel(&self, device: &wgpu::Device, key: Key) -> Arc<Kernel> {
+        self.obtain(device, key, true)
+    }
+
+    /// Compiles `key` ahead of its first use (the manifest's warm-up), unless
+    /// it is compiled or being compiled already.
+    pub(crate) fn warm(&self, device: &wgpu::Device, key: Key) {
+        self.obtain(device, key, false);
+    }
+
+    /// The pipeline of `key`; a first compilation is listed in the manifest
+    /// when `record` (the warm-up's come from it).
+    fn obtain(&self, device: &wgpu::Device, key: Key, record: bool) -> Arc<Kernel> {
+        let slot = self.slot(&key);
+        slot.get_or_init(|| {
+            let kernel = self.compile(device, &key);
+            let new = record && !self.listed.lock().unwrap().contains(&key);
+            if let (true, Some(file)) = (new, self.manifest.lock().unwrap().as_mut()) {
+                // A cache: a line that cannot be written costs a slower
+                // first step next time, nothing else.
+                let _ = super::warmup::append(file, &key);
+            }
+            kernel
+        })
+        .clone()
+    }
+
+    /// The slot of `key` (created empty on first use).
+    fn slot(&self, key: &Key) -> Slot {
+        match key {
+            Key::Generated { source, .. } => {
+                let mut map = self.generated.lock().unwrap();
+                match map.get(source) {
+                    Some(slot) => slot.clone(),
+                    None => map.entry(source.clone()).or_default().clone(),
+                }
+            }
+            Key::Registry { .. } => {
+                let mut map = self.kernels.lock().unwrap();
+                match map.get(key) {
+                    Some(slot) => slot.clone(),
+                    None => map.entry(key.clone()).or_default().clone(),
+                }
+            }
         }
+    }
+
+    fn compile(&self, device: &wgpu::Device, key: &Key) -> Arc<Kernel> {
+        self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        let (inputs, outputs) = match key {
+            Key::Registry { inputs, outputs, .. } | Key::Generated { inputs, outputs, .. } => (*inputs, *outputs),
+        };
         let layout = self.layout(device, inputs, outputs);
-        let module = self.module(device, shader);
+        let (label, module, entry, constants) = match key {
+            Key::Registry { shader, entry, constants, .. } => {
+                let constants: Vec<(&str, f64)> = constants.iter().map(|&(n, b)| (n, f64::from_bits(b))).collect();
+                (*shader, self.module(device, shader), *entry, constants)
+            }
+            Key::Generated { source, .. } => {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("wgrad fused"),
+                    source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+                });
+                ("wgrad fused", Arc::new(module), "main", Vec::new())
+            }
+        };
         let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(shader),
+            label: Some(label),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let t0 = std::time::Instant::now();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(shader),
+            label: Some(label),
             layout: Some(&pl),
             module: &module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
+                constants: &constants,
                 // Kernels initialise the workgroup memory they read.
                 zero_initialize_workgroup_memory: false,
             },
             cache: None,
         });
         if log_pipelines() {
-            eprintln!("wgrad: compiled {shader}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+            eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
-        let k = Arc::new(Kernel { pipeline, layout });
-        self.kernels.lock().unwrap().insert(key, k.clone());
-        k
-    }
-
-    /// The pipeline of a generated source's `main` (built on first use).
-    pub fn generated(&self, device: &wgpu::Device, source: &str, inputs: usize, outputs: usize) -> Arc<Kernel> {
-        if let Some(k) = self.generated.lock().unwrap().get(source) {
-            return k.clone();
-        }
-        let layout = self.layout(device, inputs, outputs);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("wgrad fused"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("wgrad fused"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("wgrad fused"),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        let k = Arc::new(Kernel { pipeline, layout });
-        self.generated.lock().unwrap().insert(source.to_string(), k.clone());
-        k
+        Arc::new(Kernel { pipeline, layout })
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

@@ -1,0 +1,230 @@
+//! The pipeline manifest: the pipelines a program compiled on an adapter are
+//! listed in a small file, and the next process compiles them on background
+//! threads while it loads data and builds its model, so its first step waits
+//! for few of them. On lavapipe a matmul variant takes about 0.35 s to
+//! compile and a ResNet-20 step needs 19 of them; a GPU driver is faster but
+//! a Transformer needs many more.
+//!
+//! Only [`Device::from_env`](crate::Device::from_env) keeps a manifest (the
+//! examples, the benches, user programs); devices opened otherwise (the
+//! tests') never read or write one. `WGRAD_PIPELINE_CACHE=off` turns it off;
+//! another value is the directory to keep it in (default
+//! `$XDG_CACHE_HOME/wgrad`, else `~/.cache/wgrad`). The file is named after
+//! the adapter, its driver, the wgrad version and the shader sources, so a
+//! change to any of them starts a new list. A line that does not parse, or
+//! names a shader, entry point or constant the sources do not have, is
+//! skipped: a stale or damaged manifest costs a slower first step, never an
+//! error. Fused kernels (generated at run time) are not listed: their
+//! sources are long and each compiles in milliseconds.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use super::context::GpuContext;
+use super::pipelines::Key;
+use crate::shaders;
+
+/// Most lines read from a manifest (a bound on the work a damaged or
+/// ever-growing file can cause).
+const MAX_ENTRIES: usize = 4096;
+
+/// The background compilation of a manifest's pipelines.
+pub(crate) struct Warmup {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Warmup {
+    /// Stops after the pipelines being compiled and waits for the threads
+    /// (the device must outlive them).
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait();
+    }
+
+    /// Waits until every listed pipeline is compiled.
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The manifest directory `WGRAD_PIPELINE_CACHE` names, or the default;
+/// `None` when it is `off` (or `0`) or no home directory is known.
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var("WGRAD_PIPELINE_CACHE") {
+        Ok(v) if matches!(v.trim(), "off" | "0" | "") => None,
+        Ok(v) => Some(PathBuf::from(v)),
+        Err(_) => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("wgrad")),
+    }
+}
+
+/// FNV-1a of what makes a compiled pipeline list valid: the adapter, its
+/// driver, the wgrad version and every shader source.
+fn fingerprint(info: &wgpu::AdapterInfo) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |s: &str| {
+        for b in s.bytes().chain([0]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    eat(&info.name);
+    eat(&format!("{:?}", info.backend));
+    eat(&info.driver);
+    eat(&info.driver_info);
+    eat(env!("CARGO_PKG_VERSION"));
+    for (name, src) in shaders::SOURCES {
+        eat(name);
+        eat(src);
+    }
+    h
+}
+
+/// One manifest line for a registry key; `None` for a generated one.
+fn line(key: &Key) -> Option<String> {
+    let Key::Registry { shader, entry, constants, inputs, outputs } = key else { return None };
+    let constants: Vec<String> = constants.iter().map(|(n, bits)| format!("{n}={bits:x}")).collect();
+    Some(format!("{shader}\t{entry}\t{inputs}\t{outputs}\t{}\n", constants.join(",")))
+}
+
+/// Appends `key`'s line to the manifest.
+pub(crate) fn append(file: &mut std::fs::File, key: &Key) -> std::io::Result<()> {
+    match line(key) {
+        Some(l) => file.write_all(l.as_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// `s` as a `&'static str`: the names of entry points and constants that
+/// manifest keys carry (a few dozen per program, kept for the process).
+fn intern(s: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock().unwrap();
+    if let Some(n) = names.get(s) {
+        return n;
+    }
+    let n: &'static str = Box::leak(s.to_string().into_boxed_str());
+    names.insert(n);
+    n
+}
+
+/// The key of a manifest line, if it names a shader of the registry, an
+/// entry point it defines and override constants it declares.
+fn parse(line: &str) -> Option<Key> {
+    let mut f = line.split('\t');
+    let (shader, entry, inputs, outputs, constants) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let shader = shaders::SOURCES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(shaders::GENERATED.iter().map(|(n, _)| *n))
+        .find(|n| *n == shader)?;
+    let source = shaders::source(shader);
+    let declares = |what: &str| source.contains(what);
+    if !declares(&format!("fn {entry}(")) {
+        return None;
+    }
+    let mut parsed = Vec::new();
+    for c in constants.split(',').filter(|c| !c.is_empty()) {
+        let (name, bits) = c.split_once('=')?;
+        if !declares(&format!("override {name}")) {
+            return None;
+        }
+        parsed.push((intern(name), u64::from_str_radix(bits, 16).ok()?));
+    }
+    let (inputs, outputs) = (inputs.parse().ok()?, outputs.parse().ok()?);
+    if inputs + outputs > 16 {
+        return None;
+    }
+    Some(Key::Registry { shader, entry: intern(entry), constants: parsed, inputs, outputs })
+}
+
+/// Opens (creating) the manifest of `ctx`'s adapter for appending, and
+/// starts compiling the pipelines it lists on background threads. `None`
+/// when manifests are off or the directory cannot be used (then nothing is
+/// recorded either).
+pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
+    let dir = cache_dir()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("pipelines-{:016x}.txt", fingerprint(&ctx.info)));
+    let mut seen = HashSet::new();
+    let mut keys = Vec::new();
+    if let Ok(file) = std::fs::File::open(&path) {
+        for l in std::io::BufReader::new(file).lines().map_while(|l| l.ok()).take(MAX_ENTRIES) {
+            if let Some(key) = parse(&l) {
+                if seen.insert(key.clone()) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    *ctx.pipelines.manifest.lock().unwrap() = Some(file);
+    *ctx.pipelines.listed.lock().unwrap() = seen;
+    if keys.is_empty() {
+        return None;
+    }
+    // Leave a core to the program (it loads data and builds its model now).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 8);
+    // From the last kernel the earlier run first used backwards: the program
+    // compiles what it needs first itself (the forward pass's kernels) while
+    // these threads start at the backward pass's and the optimizer's; a
+    // thread that asks for a kernel another is compiling waits for it.
+    let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(keys)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = (0..threads)
+        .map(|_| {
+            let (queue, stop) = (queue.clone(), stop.clone());
+            let (pipelines, device) = (ctx.pipelines.clone(), ctx.device.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(key) = queue.lock().unwrap().pop_back() else { break };
+                    pipelines.warm(&device, key);
+                }
+            })
+        })
+        .collect();
+    Some(Warmup { stop, threads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_stale_ones_are_skipped() {
+        let key = Key::Registry {
+            shader: "matmul",
+            entry: "main",
+            constants: vec![("TILE_M", 64f64.to_bits()), ("BIAS", 2f64.to_bits())],
+            inputs: 3,
+            outputs: 1,
+        };
+        let l = line(&key).unwrap();
+        assert_eq!(parse(l.trim_end()), Some(key));
+        // A shader, an entry point or a constant the sources do not have,
+        // and lines that do not parse, are skipped.
+        for bad in [
+            "no_such_shader\tmain\t3\t1\t",
+            "matmul\tno_such_entry\t3\t1\t",
+            "matmul\tmain\t3\t1\tNO_SUCH_CONSTANT=0",
+            "matmul\tmain\tx\t1\t",
+            "matmul\tmain\t3\t1\tTILE_M=zz",
+            "matmul\tmain",
+            "",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        let generated = Key::Generated { source: "fn main() {}".into(), inputs: 1, outputs: 1 };
+        assert_eq!(line(&generated), None);
+    }
+}
