@@ -18,8 +18,9 @@
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //
 // Epilogue (both kernels, in `store4`): the f32 sums may get a bias added
-// (BIAS) and be stored rounded once to packed f16 (F16_OUT) instead of as
-// f32, so a layer's bias and its f16 activation cost no further launch.
+// (BIAS), then a ReLU (ACT = 1), and be stored rounded once to packed f16
+// (F16_OUT) instead of as f32, so a layer's bias, its ReLU and its f16
+// activation cost no further launch.
 //#include common.wgsl
 //#include half.wgsl
 
@@ -79,6 +80,8 @@ override DW: u32 = 1u;
 // reads the slice starting at (e % bias_batches) * M (rows) or * N
 // (columns): a grouped convolution's groups take consecutive slices.
 override BIAS: u32 = 0u;
+// 1: ReLU after the bias.
+override ACT: u32 = 0u;
 // Store C as packed f16 (two halves per word, element 2k low), each value
 // rounded once to nearest even (half.wgsl) after the bias. The host sets it
 // only for even N: every batch entry and row then starts on a word and the
@@ -248,7 +251,10 @@ fn store4(tl: Tile, row: u32, col: u32, s: vec4<f32>) {
     if row >= p.m {
         return;
     }
-    let v = with_bias(tl, row, col, s);
+    var v = with_bias(tl, row, col, s);
+    if ACT == 1u {
+        v = max(v, vec4<f32>(0.0));
+    }
     let i = tl.c_base + row * p.n + col;
     if F16_OUT {
         // i is even (N is); the columns that exist come in pairs.

@@ -61,6 +61,7 @@ fn read(z: &Buffer, n: usize, storage: Operands) -> Vec<f32> {
 struct Case {
     bias: Option<(BiasAxis, usize)>,
     output: Operands,
+    relu: bool,
 }
 
 impl Case {
@@ -68,14 +69,14 @@ impl Case {
         let mut v = Vec::new();
         for output in [Operands::F32, Operands::F16] {
             for bias in [None, Some((BiasAxis::Rows, groups)), Some((BiasAxis::Columns, 1))] {
-                v.push(Case { bias, output });
+                v.push(Case { bias, output, relu: false });
             }
         }
         v
     }
 
     fn epilogue<'a>(&self, bias: &'a Buffer) -> Epilogue<'a> {
-        let epi = Epilogue { output: self.output, ..Epilogue::default() };
+        let epi = Epilogue { output: self.output, relu: self.relu, ..Epilogue::default() };
         match self.bias {
             Some((axis, groups)) => epi.with_bias(bias, axis, groups),
             None => epi,
@@ -199,6 +200,54 @@ fn epilogue_matches_the_twin_on_awkward_shapes() {
     }
 }
 
+/// The ReLU after the bias (a Linear → ReLU block in one launch): every
+/// kernel family and f16 load against the twin, whose values are the plain
+/// epilogue's clamped at 0; f16 results are the f32 ones rounded once.
+#[test]
+fn relu_epilogue_matches_the_twin() {
+    let Some((g, c)) = devices("relu_epilogue_matches_the_twin") else { return };
+    let mut r = rng(907);
+    // Every other shape, alternating the output storage and the bias (each
+    // case costs lavapipe a pipeline per kernel variant).
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let p = problem(&mut r, la, lb, nbias.max(64 * groups));
+        let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i % 3];
+        for output in [[Operands::F32, Operands::F16][i / 2 % 2]] {
+            let case = Case { bias, output, relu: true };
+            let f32_cfg = MatmulConfig::default();
+            let twin = p.run(&c, f32_cfg, case);
+            let plain = p.run(&c, f32_cfg, Case { output: Operands::F32, relu: false, ..case });
+            let clamped: Vec<f32> = plain.iter().map(|v| v.max(0.0)).collect();
+            match output {
+                Operands::F32 => assert_eq!(twin, clamped, "{name}: the twin's ReLU"),
+                Operands::F16 => within_an_ulp(&format!("{name}: the twin's ReLU, f16"), &twin, &clamped),
+            }
+            assert!(twin.contains(&0.0) && twin.iter().any(|&v| v > 0.0), "{name}: both signs");
+            for cfg in configs(&g) {
+                let what = format!("{name} {case:?} {cfg:?}");
+                let got = p.run(&g, cfg, case);
+                match output {
+                    Operands::F32 => assert_close(&what, &got, &twin, 1e-5, 1e-4),
+                    Operands::F16 => within_an_ulp(&what, &got, &twin),
+                }
+            }
+        }
+    }
+    // Split along K past a tiny binding limit: the ReLU applies once, to the whole sum.
+    let Some(small) = fresh_gpu_or_skip("relu_epilogue_matches_the_twin (split)") else { return };
+    small.set_max_binding_bytes(Some(4096)).unwrap();
+    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
+    let p = problem(&mut r, la, lb, 8);
+    for output in [Operands::F32, Operands::F16] {
+        let case = Case { bias: Some((BiasAxis::Columns, 1)), output, relu: true };
+        let (twin, got) = (p.run(&c, MatmulConfig::default(), case), p.run(&small, MatmulConfig::default(), case));
+        match output {
+            Operands::F32 => assert_close("split-K relu", &got, &twin, 1e-4, 1e-3),
+            Operands::F16 => within_an_ulp("split-K relu f16", &got, &twin),
+        }
+    }
+}
+
 /// On every backend and kernel, the fused f16 store is bit-equal to the f32
 /// store rounded by the cast kernel: one rounding, the same rounding.
 #[test]
@@ -243,7 +292,7 @@ fn limits_round_like_the_half_crate() {
         lb: Layout::contiguous(&[1, n]),
         bias: bias.to_vec(),
     };
-    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F16 };
+    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F16, relu: false };
     let want: Vec<f32> = (0..m * n).map(|i| f16::from_f32(rows[i / n] * cols[i % n] + bias[i % n]).to_f32()).collect();
     assert!(want.iter().any(|v| v.is_infinite()), "the case must overflow");
     assert!(want.contains(&65504.0), "the case must reach the largest finite f16");

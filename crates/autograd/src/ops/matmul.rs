@@ -62,7 +62,7 @@ impl Tensor {
 
     /// Both operands at least 2-D.
     fn matmul_2d(&self, other: &Tensor) -> Result<Tensor> {
-        self.product(other, None, self.dtype())
+        self.product(other, None, self.dtype(), false)
     }
 
     /// `self @ other` (both at least 2-D, both F32 or both F16), plus `bias`
@@ -70,7 +70,7 @@ impl Tensor {
     /// `out` (F32, or F16 for F16 operands): one launch (an F16 result of
     /// odd width takes a cast too). Records op "matmul" without a bias,
     /// "linear" with one.
-    fn product(&self, other: &Tensor, bias: Option<&Tensor>, out: DType) -> Result<Tensor> {
+    fn product(&self, other: &Tensor, bias: Option<&Tensor>, out: DType, relu: bool) -> Result<Tensor> {
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
         let (cfg, storage) = match dtype {
@@ -82,14 +82,23 @@ impl Tensor {
         if let Some(b) = &bias_buf {
             epi = epi.with_bias(b, BiasAxis::Columns, 1);
         }
+        if relu {
+            epi = epi.with_relu();
+        }
         let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
         let out = if storage == Operands::F16 { DType::F16 } else { DType::F32 };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
-        let op = if bias.is_some() { "linear" } else { "matmul" };
+        let op = match (bias.is_some(), relu) {
+            (_, true) => "linear_relu",
+            (true, false) => "linear",
+            (false, false) => "matmul",
+        };
         let inputs: Vec<&Tensor> = [Some(self), Some(other), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&shape);
-        Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, _| {
+        Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, y| {
             let (a, b) = (&inputs[0], &inputs[1]);
+            // Through the ReLU first: y > 0 exactly where its input was.
+            let g = if relu { g.relu_grad_from_output(y) } else { g.clone() };
             // f16 operands: the output gradient is read as f16 and the
             // products run like the forward one, each gradient rounded to
             // f16 once: in the product's store, or after the batch sum
@@ -101,7 +110,7 @@ impl Tensor {
                 if out_batch == shape[..shape.len() - 2] {
                     x.matmul(y)
                 } else {
-                    let sum = x.product(y, None, DType::F32).unwrap_or_else(|e| crate::recover::fail(e));
+                    let sum = x.product(y, None, DType::F32, false).unwrap_or_else(|e| crate::recover::fail(e));
                     sum.sum_to_shape(shape).to_dtype(dtype)
                 }
             };
@@ -132,9 +141,26 @@ impl Tensor {
     /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
     /// dtypes or devices, naming `linear`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        self.linear_with(weight, bias, false)
+    }
+
+    /// `relu(self.linear(weight, bias))` with the ReLU applied in the
+    /// product's store: one launch and no pre-activation tensor (the
+    /// backward masks the gradient with the output, which is positive
+    /// exactly where the pre-activation was). F16 operands, or F32 ones
+    /// under autocast, take the two-op path.
+    ///
+    /// # Panics
+    /// As [`linear`](Self::linear).
+    pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        self.linear_with(weight, bias, true)
+    }
+
+    fn linear_with(&self, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Tensor {
         const OP: &str = "linear";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
-            return x.linear(&w, bias);
+            let y = x.linear(&w, bias);
+            return if relu { y.relu() } else { y };
         }
         let (xs, ws) = (self.shape(), weight.shape());
         assert!(ws.len() == 2, "{OP}: weight shape {ws:?} must be [out_features, in_features]");
@@ -151,7 +177,7 @@ impl Tensor {
         if xs.len() != 2 {
             // [.., in] as rows of a matrix, and the rows back.
             let rows = xs[..xs.len() - 1].iter().product();
-            let y = self.reshape(&[rows, ws[1]]).linear(weight, bias);
+            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, relu);
             let mut shape = xs[..xs.len() - 1].to_vec();
             shape.push(ws[0]);
             return y.reshape(&shape);
@@ -162,6 +188,10 @@ impl Tensor {
             "{OP}: expects two f32 or two f16 tensors, got {da:?} and {db:?} (see Tensor::to_dtype)"
         );
         self.expect_same_device(OP, weight);
-        self.product(&weight.t(), bias, da).unwrap_or_else(|e| crate::recover::fail(e))
+        if relu && da == DType::F16 {
+            // The mask would read the f16 output; the plain path is exact.
+            return self.linear_with(weight, bias, false).relu();
+        }
+        self.product(&weight.t(), bias, da, relu).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }

@@ -1,12 +1,14 @@
 //! The matmul kernels' epilogue: what happens to a product's f32 sums as
 //! they are stored (`store4` in `shaders/matmul.wgsl`, shared by both kernel
 //! families). A bias may be added (a convolution's per-output-channel bias,
-//! a Linear layer's per-feature one) and the result may be stored rounded
-//! once to packed f16 (mixed precision's f16 activations), so neither costs
-//! a launch of its own or an f32 intermediate buffer.
+//! a Linear layer's per-feature one), a ReLU applied (a Linear → ReLU
+//! block), and the result may be stored rounded once to packed f16 (mixed
+//! precision's f16 activations), so none of them costs a launch of its own
+//! or an intermediate buffer.
 //!
-//! The CPU twin has the same semantics: f32 sums, plus the bias in f32, then
-//! one rounding to nearest even (the `half` crate, as `shaders/half.wgsl`).
+//! The CPU twin has the same semantics: f32 sums, plus the bias in f32, the
+//! ReLU, then one rounding to nearest even (the `half` crate, as
+//! `shaders/half.wgsl`).
 
 use super::operands::Operands;
 use crate::{Buffer, Error, Result};
@@ -41,6 +43,8 @@ pub struct Bias<'a> {
 pub struct Epilogue<'a> {
     /// Added to the sums first, if any.
     pub bias: Option<Bias<'a>>,
+    /// `max(v, 0)` after the bias (the shaders' `ACT = 1`).
+    pub relu: bool,
     /// The result's storage: f32, or f16 rounded once from the f32 sums
     /// (bias included).
     pub output: Operands,
@@ -49,7 +53,12 @@ pub struct Epilogue<'a> {
 impl<'a> Epilogue<'a> {
     /// No bias, an f16 result.
     pub fn f16() -> Self {
-        Epilogue { bias: None, output: Operands::F16 }
+        Epilogue { output: Operands::F16, ..Epilogue::default() }
+    }
+
+    /// This epilogue with a ReLU after the bias.
+    pub fn with_relu(self) -> Self {
+        Epilogue { relu: true, ..self }
     }
 
     /// This epilogue with `bias` added.
@@ -74,14 +83,15 @@ impl<'a> Epilogue<'a> {
         Epilogue { output: Operands::F32, ..*self }
     }
 
-    /// The shaders' override constants (`BIAS`, `F16_OUT`).
-    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 2] {
+    /// The shaders' override constants (`BIAS`, `ACT`, `F16_OUT`).
+    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 3] {
         let bias = match self.bias.map(|b| b.axis) {
             None => 0.0,
             Some(BiasAxis::Rows) => 1.0,
             Some(BiasAxis::Columns) => 2.0,
         };
-        [("BIAS", bias), ("F16_OUT", if self.stores_f16(n) { 1.0 } else { 0.0 })]
+        let flag = |f: bool| if f { 1.0 } else { 0.0 };
+        [("BIAS", bias), ("ACT", flag(self.relu)), ("F16_OUT", flag(self.stores_f16(n)))]
     }
 
     /// The shaders' `bias_batches` parameter.
@@ -113,9 +123,17 @@ impl<'a> Epilogue<'a> {
         b.values.check_len(op, "bias", b.groups * per, 4)
     }
 
-    /// The CPU twin of the bias: adds it to `sums` (`batches` entries of
-    /// `m x n`, f32) in place. The rounding is `operands::HostOutput`'s.
-    pub(crate) fn add_bias_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+    /// The CPU twin of the epilogue before the rounding: the bias, then the
+    /// ReLU, on `sums` (`batches` entries of `m x n`, f32) in place. The
+    /// rounding is `operands::HostOutput`'s.
+    pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+        self.add_bias_cpu(sums, (m, n));
+        if self.relu {
+            sums.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+
+    fn add_bias_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
         let Some(b) = self.bias else { return };
         if m * n == 0 {
             return;

@@ -395,7 +395,7 @@ fn product(
             let mut stored = HostOutput::new(&mut ho, total, epi.output);
             let fast = crate::cpu::fast(dev);
             sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
-            epi.add_bias_cpu(stored.values(), (m, n));
+            epi.apply_cpu(stored.values(), (m, n));
             stored.finish();
         },
     )?;
@@ -636,8 +636,9 @@ impl Job<'_> {
             let (aw, a_shift) = window(a0, span(&a_parts), esize, p.align);
             let (bw, b_shift) = window(b0, span(&b_parts), esize, p.align);
             // Split-K partials are f32 sums; the bias goes in once, with the first.
+            // The ReLU, like the rounding, waits for the whole sum.
             let step_epi = if split_k {
-                Epilogue { bias: if i == 0 { epi.bias } else { None }, output: Operands::F32 }
+                Epilogue { bias: if i == 0 { epi.bias } else { None }, relu: false, output: Operands::F32 }
             } else {
                 *epi
             };
@@ -674,6 +675,9 @@ impl Job<'_> {
         let flat = Layout::contiguous(&[count]);
         for part in &partials[1..] {
             sum = super::binary::binary(super::binary::BinaryOp::Add, &sum, &flat, part, &flat)?.0;
+        }
+        if split_k && epi.relu {
+            sum = super::unary::unary(super::unary::UnaryOp::Relu, &sum, count)?;
         }
         if split_k && epi.output == Operands::F16 {
             sum = super::cast::f32_to_f16(&sum, count)?;

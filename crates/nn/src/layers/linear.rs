@@ -54,6 +54,14 @@ impl LinearBuilder {
     }
 }
 
+impl Linear {
+    /// `relu(self.forward(x))` with the ReLU applied as the product is
+    /// stored (one launch, no pre-activation tensor): a Linear → ReLU block.
+    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        x.linear_relu(&self.weight, self.bias.as_ref())
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Tensor {
         // One launch: the bias is added in the product's store (and under

@@ -151,10 +151,10 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.linear1.forward(x);
         let h = match self.activation {
-            FeedForwardActivation::Relu => h.relu(),
-            FeedForwardActivation::Gelu => h.gelu(),
+            // The ReLU in the product's store: one launch.
+            FeedForwardActivation::Relu => self.linear1.forward_relu(x),
+            FeedForwardActivation::Gelu => self.linear1.forward(x).gelu(),
         };
         self.linear2.forward(&self.dropout.forward(&h))
     }
