@@ -261,7 +261,7 @@ impl Tensor {
     /// `self` as F32 for an op whose kernels compute in f32: an F16 tensor
     /// is widened (a recorded cast, exact, so its gradient flows back as
     /// f16), an F32 one passes through. This is how f16 activations (the
-    /// results of products under [`autocast`](crate::autocast)) reach ops
+    /// results of products under [`autocast`](crate::autocast())) reach ops
     /// that have no f16 kernel, as PyTorch's autocast widens inputs of its
     /// f32 ops.
     ///
@@ -380,7 +380,7 @@ impl Tensor {
     ///
     /// Float-to-float casts are differentiable: the gradient is cast back to
     /// the source's dtype, so gradients flow through the casts that
-    /// [`autocast`](crate::autocast) inserts. A U32 result or source has no
+    /// [`autocast`](crate::autocast()) inserts. A U32 result or source has no
     /// gradient (like PyTorch's integer tensors).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         let from = self.dtype();

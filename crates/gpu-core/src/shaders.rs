@@ -94,7 +94,7 @@ pub type Generator = fn() -> String;
 /// the libraries built from the elementwise op tables, and the f16-storage
 /// variants of the matmul, batch-norm, pooling and attention kernels and the
 /// f16-input variants of softmax, row norm and reduce (one swapped
-/// `//#include`, see [`variant`]). Each is generated once per process.
+/// `//#include`, see `variant`). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_fns", crate::ops::unary::wgsl_library),
     ("binary_fns", crate::ops::binary::wgsl_library),

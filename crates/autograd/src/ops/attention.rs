@@ -39,7 +39,7 @@ impl Tensor {
     /// (every score −∞) outputs zeros and passes zero gradients. Head dims
     /// are limited to 256.
     ///
-    /// F16 `q`, `k` and `v` (or F32 ones under [`autocast`](crate::autocast),
+    /// F16 `q`, `k` and `v` (or F32 ones under [`autocast`](crate::autocast()),
     /// which casts them) give an F16 result: f16 loads, f32 arithmetic, one
     /// rounding, and F16 gradients. Odd head dims take f16 inputs through
     /// a widening cast and return F32 (the kernels store whole f16 pairs).

@@ -252,7 +252,7 @@ impl Tensor {
     /// non-F32 tensors or mixed devices, naming `conv2d` and the shapes.
     ///
     /// An F16 input and weight (or F32 ones under
-    /// [`autocast`](crate::autocast), which casts them) convolve with f16
+    /// [`autocast`](crate::autocast()), which casts them) convolve with f16
     /// loads and f32 sums; the F32 bias is added to the sums, and the result
     /// is rounded once to F16, as PyTorch's f16 convolution returns, all in
     /// the product's one launch (its epilogue). The backward kernels read

@@ -40,7 +40,7 @@ impl Tensor {
     /// An F16 tensor gives an F16 result (PyTorch's dtype), computed in f32:
     /// the fuser merges the widening, the function and the rounding into
     /// one kernel that reads and writes f16. Under
-    /// [`autocast`](crate::autocast), the policy's f32 ops (`exp`, `log`)
+    /// [`autocast`](crate::autocast()), the policy's f32 ops (`exp`, `log`)
     /// widen instead and return F32.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
         if self.dtype() == DType::F16 && crate::autocast::wants_f32(op_label(op)) {

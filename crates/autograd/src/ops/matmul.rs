@@ -17,7 +17,7 @@ impl Tensor {
 
     /// [`matmul`](Self::matmul) returning shape errors instead of panicking.
     ///
-    /// Two F16 operands (or two F32 ones under [`autocast`](crate::autocast),
+    /// Two F16 operands (or two F32 ones under [`autocast`](crate::autocast()),
     /// which casts them) multiply with f16 loads and f32 sums, and the
     /// result is F16 (each value rounded once as it is stored), as PyTorch
     /// returns; their gradients are F16, like the operands.
@@ -133,7 +133,7 @@ impl Tensor {
     /// `bias` `[out]`: PyTorch's `F.linear`, returning `[.., out]`. The bias
     /// is added to the product's f32 sums as they are stored (one launch).
     ///
-    /// F16 operands (or F32 ones under [`autocast`](crate::autocast), which
+    /// F16 operands (or F32 ones under [`autocast`](crate::autocast()), which
     /// casts them; the bias stays F32) give an F16 result rounded once from
     /// the f32 sums plus the bias, as PyTorch's autocast linear returns f16.
     ///
