@@ -21,8 +21,9 @@ use wgrad_autograd::{Device, Generator};
 /// The construction context: the device parameters live on and the seeded
 /// generator they are drawn from. Layers draw in construction order, exactly
 /// as PyTorch's constructors do, so the same seed gives the same parameters
-/// on every backend.
-#[derive(Clone, Debug)]
+/// on every backend. Not `Clone`: two copies would draw the same numbers
+/// for different layers; pass `&mut init` along instead.
+#[derive(Debug)]
 pub struct Init {
     device: Device,
     generator: Generator,
