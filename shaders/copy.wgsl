@@ -27,6 +27,10 @@ struct Params {
     n: u32,
     src_offset: u32,
     dst_offset: u32,
+    // The first element of a range of a copy past the binding limit (0 for
+    // a whole copy and for HALF); the offsets are then relative to the
+    // windows bound (ops/copy.rs), wrapping below zero.
+    base: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -57,10 +61,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i >= p.n {
         return;
     }
-    let s = p.src_offset + strided_offset(i, RANK, p.shape, p.src_strides);
-    var d = p.dst_offset + i;
+    let e = p.base + i;
+    let s = p.src_offset + strided_offset(e, RANK, p.shape, p.src_strides);
+    var d = p.dst_offset + e;
     if !DENSE_DST {
-        d = p.dst_offset + strided_offset(i, RANK, p.shape, p.dst_strides);
+        d = p.dst_offset + strided_offset(e, RANK, p.shape, p.dst_strides);
     }
     dst[d] = src[s];
 }

@@ -15,9 +15,17 @@
 override WG: u32 = 256u;
 
 struct Params {
+    // The rows [row0, rows) this launch computes, one workgroup each.
     rows: u32,
     cols: u32,
     eps: f32,
+    // Ranges of rows past the binding limit (ops/rows.rs): the first row and
+    // where the windows of [rows, cols] f32 buffers, of x, and of per-row
+    // vectors start (0 for a whole launch).
+    row0: u32,
+    mat_shift: u32,
+    x_shift: u32,
+    vec_shift: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,15 +64,16 @@ fn tree_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so returning keeps the barriers legal.
-    let r = linear_workgroup(wid, nwg);
+    let r = p.row0 + linear_workgroup(wid, nwg);
     if r >= p.rows {
         return;
     }
-    let base = r * p.cols;
+    let base = r * p.cols - p.mat_shift;
+    let xb = r * p.cols - p.x_shift;
     let n = f32(p.cols);
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        s += load_x(base + j);
+        s += load_x(xb + j);
     }
     let m0 = tree_sum2(lid, vec2<f32>(s, 0.0)).x / n;
     // Second pass about the rounded mean m0: the deviations' own mean `shift`
@@ -73,35 +82,35 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     // large values would lose.
     var q = vec2<f32>(0.0, 0.0);
     for (var j = lid; j < p.cols; j += WG) {
-        let d = load_x(base + j) - m0;
+        let d = load_x(xb + j) - m0;
         q += vec2<f32>(d, d * d);
     }
     let moments = tree_sum2(lid, q) / n;
     let shift = moments.x;
     let rstd = 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps);
     for (var j = lid; j < p.cols; j += WG) {
-        y_out[base + j] = ((load_x(base + j) - m0) - shift) * rstd;
+        y_out[base + j] = ((load_x(xb + j) - m0) - shift) * rstd;
     }
     if lid == 0u {
-        mean_out[r] = m0 + shift;
-        rstd_out[r] = rstd;
+        mean_out[r - p.vec_shift] = m0 + shift;
+        rstd_out[r - p.vec_shift] = rstd;
     }
 }
 
 @compute @workgroup_size(WG)
 fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = linear_workgroup(wid, nwg);
+    let r = p.row0 + linear_workgroup(wid, nwg);
     if r >= p.rows {
         return;
     }
-    let base = r * p.cols;
+    let base = r * p.cols - p.mat_shift;
     var s = vec2<f32>(0.0, 0.0);
     for (var j = lid; j < p.cols; j += WG) {
         let g = src[base + j];
         s += vec2<f32>(g, g * y_in[base + j]);
     }
     let means = tree_sum2(lid, s) / f32(p.cols);
-    let rstd = rstd_in[r];
+    let rstd = rstd_in[r - p.vec_shift];
     for (var j = lid; j < p.cols; j += WG) {
         dx[base + j] = rstd * (src[base + j] - means.x - y_in[base + j] * means.y);
     }

@@ -30,6 +30,7 @@ override TARGET: u32 = 0u;
 override HAS_WEIGHT: u32 = 0u;
 
 struct Params {
+    // The rows [row0, rows) this launch computes, one workgroup each.
     rows: u32,
     cols: u32,
     // ce_*: whether `ignore` is an ignored class index.
@@ -39,6 +40,14 @@ struct Params {
     smoothing: f32,
     // ce_fwd: the site number for index errors (index_check.rs).
     site: u32,
+    // Work past the binding limit runs in ranges of rows (ops/softmax.rs),
+    // each binding windows of its buffers: the first row, and the element
+    // each kind of binding's window starts at (0 for a whole launch):
+    // [rows, cols] f32 buffers, the input x (f32 or f16), per-row vectors.
+    row0: u32,
+    mat_shift: u32,
+    x_shift: u32,
+    vec_shift: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -91,15 +100,24 @@ fn tree(lid: u32, v: f32, take_max: bool) -> f32 {
 }
 
 // (max, Σ exp(x − max)) of the row of `x` starting at `base`.
-fn row_stats(base: u32, lid: u32) -> vec2<f32> {
+// Where row `row` starts in the [rows, cols] windows and in x's.
+fn row_base(row: u32) -> u32 {
+    return row * p.cols - p.mat_shift;
+}
+
+fn x_base(row: u32) -> u32 {
+    return row * p.cols - p.x_shift;
+}
+
+fn row_stats(xb: u32, lid: u32) -> vec2<f32> {
     var m = neg_inf();
     for (var j = lid; j < p.cols; j += WG) {
-        m = max(m, load_x(base + j));
+        m = max(m, load_x(xb + j));
     }
     m = tree(lid, m, true);
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        s += exp(load_x(base + j) - m);
+        s += exp(load_x(xb + j) - m);
     }
     return vec2<f32>(m, tree(lid, s, false));
 }
@@ -107,27 +125,27 @@ fn row_stats(base: u32, lid: u32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so returning keeps the barriers legal.
-    let row = linear_workgroup(wid, nwg);
+    let row = p.row0 + linear_workgroup(wid, nwg);
     if row >= p.rows {
         return;
     }
-    let base = row * p.cols;
-    let st = row_stats(base, lid);
+    let base = row_base(row);
+    let st = row_stats(x_base(row), lid);
     let log_s = log(st.y);
     for (var j = lid; j < p.cols; j += WG) {
         // (x − max) is exact for nearby values, so large magnitudes keep their precision.
-        let z = load_x(base + j) - st.x;
+        let z = load_x(x_base(row) + j) - st.x;
         y_out[base + j] = select(exp(z) / st.y, z - log_s, LOG == 1u);
     }
 }
 
 @compute @workgroup_size(WG)
 fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = linear_workgroup(wid, nwg);
+    let row = p.row0 + linear_workgroup(wid, nwg);
     if row >= p.rows {
         return;
     }
-    let base = row * p.cols;
+    let base = row_base(row);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
         acc += select(dy[base + j] * y_in[base + j], dy[base + j], LOG == 1u);
@@ -160,7 +178,7 @@ fn row_target(row: u32) -> RowTarget {
     if TARGET == 1u {
         return RowTarget(0u, 1.0, false, false);
     }
-    let t = targets[row];
+    let t = targets[row - p.vec_shift];
     if p.has_ignore == 1u && t == p.ignore {
         return RowTarget(t, 0.0, true, false);
     }
@@ -174,7 +192,7 @@ fn row_target(row: u32) -> RowTarget {
 fn target_mass(row: u32, c: u32, rt: RowTarget) -> f32 {
     let spread = p.smoothing / f32(p.cols);
     if TARGET == 1u {
-        return class_weight(c) * ((1.0 - p.smoothing) * bitcast<f32>(targets[row * p.cols + c]) + spread);
+        return class_weight(c) * ((1.0 - p.smoothing) * bitcast<f32>(targets[row_base(row) + c]) + spread);
     }
     var q = spread * class_weight(c);
     if c == rt.t {
@@ -185,20 +203,20 @@ fn target_mass(row: u32, c: u32, rt: RowTarget) -> f32 {
 
 @compute @workgroup_size(WG)
 fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = linear_workgroup(wid, nwg);
+    let row = p.row0 + linear_workgroup(wid, nwg);
     if row >= p.rows {
         return;
     }
-    let base = row * p.cols;
+    let base = row_base(row);
     let rt = row_target(row);
     if rt.bad && lid == 0u {
         report_index(p.site, rt.t, p.cols);
     }
-    let st = row_stats(base, lid);
+    let st = row_stats(x_base(row), lid);
     let log_s = log(st.y);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        let z = load_x(base + j) - st.x;
+        let z = load_x(x_base(row) + j) - st.x;
         probs_out[base + j] = exp(z) / st.y;
         if !rt.ignored && !rt.bad {
             acc += target_mass(row, j, rt) * (z - log_s);
@@ -206,25 +224,25 @@ fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let total = tree(lid, acc, false);
     if lid == 0u {
-        loss[row] = select(-total, nan(), rt.bad);
-        row_weight[row] = rt.w;
+        loss[row - p.vec_shift] = select(-total, nan(), rt.bad);
+        row_weight[row - p.vec_shift] = rt.w;
     }
 }
 
 @compute @workgroup_size(WG)
 fn ce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = linear_workgroup(wid, nwg);
+    let row = p.row0 + linear_workgroup(wid, nwg);
     if row >= p.rows {
         return;
     }
-    let base = row * p.cols;
+    let base = row_base(row);
     let rt = row_target(row);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
         acc += target_mass(row, j, rt);
     }
     let mass = tree(lid, acc, false);
-    let g = grad[row];
+    let g = grad[row - p.vec_shift];
     for (var j = lid; j < p.cols; j += WG) {
         var d = g * (probs_in[base + j] * mass - target_mass(row, j, rt));
         if rt.ignored {

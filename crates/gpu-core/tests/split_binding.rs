@@ -6,8 +6,9 @@
 //! awkward shapes: partial chunks, broadcast batches, transposed operands,
 //! f16 operands, the epilogue's bias and f16 store, both kernel families,
 //! and ranges of columns for rows too wide to bind. Sums, optimizer updates
-//! and constant fills split too; ops that cannot split return
-//! `LimitExceeded` naming themselves.
+//! fills, aranges and random numbers split too (elementwise ops and copies:
+//! `split_elementwise.rs`; row kernels: `split_rows.rs`);
+//! ops that cannot split return `LimitExceeded` naming themselves.
 
 mod common;
 use common::*;
@@ -16,9 +17,8 @@ use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry};
 use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::ops::optim::{update, Rule};
+use wgrad_gpu_core::ops::random::{dropout_mask, normal, uniform};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
-use wgrad_gpu_core::ops::softmax::softmax_rows;
-use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
 
@@ -188,9 +188,8 @@ fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
     let big = Buffer::from_f32(&small, &data).unwrap();
     assert_eq!(big.to_f32().unwrap(), data);
-    // Elementwise ops bind whole buffers: the error comes from the op.
-    limit_error(unary(UnaryOp::Exp, &big, 1000).unwrap_err(), "unary");
-    limit_error(softmax_rows(&big, 10, 100, false).unwrap_err(), "softmax");
+    // (Elementwise ops run in ranges: tests/split_elementwise.rs; softmax
+    // and cross-entropy in ranges of rows: tests/split_rows.rs.)
     // Convolutions are not split.
     let geo = ConvGeometry::new(2, 4, (16, 16), (3, 3));
     let x = Buffer::from_f32(&small, &rng(3).vec(2 * 4 * 16 * 16, -1.0, 1.0)).unwrap();
@@ -287,15 +286,28 @@ fn optimizer_updates_past_the_limit_run_in_ranges() {
 }
 
 #[test]
-fn constant_fills_past_the_limit_run_in_ranges_and_arange_fails() {
-    let Some(small) = limited("constant_fills_past_the_limit_run_in_ranges_and_arange_fails") else { return };
+fn fills_aranges_and_random_numbers_past_the_limit_run_in_ranges() {
+    let Some(small) = limited("fills_aranges_and_random_numbers_past_the_limit_run_in_ranges") else { return };
+    let cpu = Device::cpu_reference();
+    // 1001 elements (4004 bytes): at least two ranges, the last not a whole Philox block.
     let n = 1001;
+    let make = |dev: &Device| {
+        let mut out = Vec::new();
+        out.extend(fill(dev, n, 0.25).unwrap().to_f32().unwrap()[..n].to_vec());
+        out.extend(arange(dev, n, -3.0, 0.37).unwrap().to_f32().unwrap()[..n].to_vec());
+        out.extend(uniform(dev, n, 7, 5, -1.0, 2.0).unwrap().to_f32().unwrap()[..n].to_vec());
+        out.extend(normal(dev, n, 7, 1 << 33, 0.5, 2.0).unwrap().to_f32().unwrap()[..n].to_vec());
+        out.extend(dropout_mask(dev, n, 0.3, 9, 11).unwrap().to_f32().unwrap()[..n].to_vec());
+        out
+    };
     small.flush().unwrap();
     let before = small.stats().dispatches;
-    let y = fill(&small, n, 0.25).unwrap();
-    assert!(small.stats().dispatches - before >= 2, "a fill of 4004 bytes splits");
-    assert_eq!(y.to_f32().unwrap()[..n], vec![0.25; n][..]);
-    let e = arange(&small, n, 0.0, 1.0).unwrap_err();
-    let msg = e.to_string();
-    assert!(matches!(e, Error::LimitExceeded { .. }) && msg.contains("fill"), "{msg}");
+    let got = make(&small);
+    assert!(small.stats().dispatches - before >= 10, "five fills of 4004 bytes split");
+    let want = make(&cpu);
+    // Same counters, same formulas: the same numbers (normal's log/cos within rounding).
+    assert_close("fills past the binding limit", &got, &want, 1e-5, 1e-6);
+    let same_bits =
+        |r: std::ops::Range<usize>| got[r.clone()].iter().zip(&want[r]).all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same_bits(0..3 * n) && same_bits(4 * n..5 * n), "fill, arange, uniform and the mask are exact");
 }

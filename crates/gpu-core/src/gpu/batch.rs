@@ -9,6 +9,7 @@ use super::context::GpuContext;
 use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
 use super::pipelines::{Kernel, PARAMS_BYTES};
+use super::split::{self, LeafRead};
 use crate::{Error, Result};
 
 /// Slots in one parameter chunk (64 KiB).
@@ -77,6 +78,19 @@ pub(crate) struct Launch<'a> {
 pub(crate) struct Window {
     pub offset: u64,
     pub size: u64,
+}
+
+/// The window binding elements `[start, start + len)` of `elem_bytes` each:
+/// the byte offset rounded down to `align` and the size up to 16 bytes
+/// (kernels that read vec4s need whole ones; buffers are backed in
+/// multiples of 16, so the window stays inside), and the element shift to
+/// subtract from offsets into it.
+pub(crate) fn window(start: usize, len: usize, elem_bytes: u64, align: u64) -> (Window, usize) {
+    let first = start as u64 * elem_bytes;
+    let offset = first / align * align;
+    let end = (start + len) as u64 * elem_bytes;
+    let size = (end - offset).next_multiple_of(16).max(16);
+    (Window { offset, size }, (offset / elem_bytes) as usize)
 }
 
 /// Splits a linear workgroup count into an (x, y) grid within the per-dimension limit.
@@ -223,18 +237,29 @@ impl GpuContext {
         if d.workgroups == 0 {
             return Ok(());
         }
-        // Elementwise kernels bind whole buffers: one past the binding
-        // limit is this op's error now, not the fused kernel's at a later
-        // settle (a buffer's logical size is above the limit exactly when
-        // its backing is; see `GpuContext::backing_size`).
+        // A launch past the binding limit runs in ranges (`split.rs`); one
+        // whose reads cannot be cut into ranges is this op's error now, not
+        // the fused kernel's at a later settle (a buffer's logical size is
+        // above the limit exactly when its backing is; see
+        // `GpuContext::backing_size`).
         let limit = self.binding_limit();
         if let Some(big) = d.inputs.iter().chain([&d.output]).find(|b| b.len_bytes() > limit) {
-            return Err(Error::LimitExceeded {
-                what: format!("kernel `{}` binding a buffer whole (elementwise ops do not split their work)", d.shader),
-                needed: big.len_bytes(),
-                limit: "max_storage_buffer_binding_size",
-                allowed: limit,
-            });
+            let half = d.fusable.node == fusion::Node::Widen;
+            let reads: Vec<LeafRead> =
+                d.fusable.access.iter().map(|a| LeafRead { maps: vec![a.clone()], half }).collect();
+            let narrow = d.fusable.node == fusion::Node::Narrow;
+            if split::plan(d.fusable.n, narrow, &reads, limit, self.window_align()).is_none() {
+                return Err(Error::LimitExceeded {
+                    what: format!(
+                        "kernel `{}` reading a view of which even {} outputs reach across more than the binding limit",
+                        d.shader,
+                        self.window_align() / 4
+                    ),
+                    needed: big.len_bytes(),
+                    limit: "max_storage_buffer_binding_size",
+                    allowed: limit,
+                });
+            }
         }
         d.record = self.profiler.is_active().then(|| {
             let bytes = d.inputs.iter().chain([&d.output]).map(|b| super::pool::size_class(b.len_bytes())).sum();
@@ -244,7 +269,7 @@ impl GpuContext {
         batch.dispatches += 1;
         if !self.fusion_enabled() {
             self.settle(&mut batch)?;
-            return self.encode_deferred(&mut batch, &d);
+            return self.encode_alone(&mut batch, std::slice::from_ref(&d));
         }
         batch.deferred.push(d);
         if batch.dispatches >= MAX_PENDING_DISPATCHES {
@@ -295,7 +320,7 @@ impl GpuContext {
                 continue;
             }
             match plan {
-                None => self.encode_deferred(batch, &run[root])?,
+                None => self.encode_alone(batch, std::slice::from_ref(&run[root]))?,
                 Some(g) => self.encode_fused(batch, &run, root, g)?,
             }
         }
@@ -323,7 +348,25 @@ impl GpuContext {
         )
     }
 
-    /// Encodes a generated kernel computing `run[root]` with its absorbed producers.
+    /// Encodes the one deferred launch in `alone` by itself: as recorded,
+    /// or, when it binds a buffer past the binding limit, as the generated
+    /// kernel, which runs in ranges.
+    fn encode_alone(&self, batch: &mut Batch, alone: &[Deferred]) -> Result<()> {
+        let d = &alone[0];
+        let limit = self.binding_limit();
+        if d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
+            return self.encode_deferred(batch, d);
+        }
+        let into = [None];
+        let expr = fusion::expression(alone, &into, 0);
+        let g = fused_wgsl::generate(alone, &into, &expr, d.fusable.n, MAX_BUFFERS)
+            .expect("wgrad internal: one elementwise launch fits a generated kernel");
+        self.encode_fused(batch, alone, 0, &g)
+    }
+
+    /// Encodes a generated kernel computing `run[root]` with its absorbed
+    /// producers: one launch, or one per range when a buffer it binds is
+    /// past the binding limit (`split.rs`).
     fn encode_fused(&self, batch: &mut Batch, run: &[Deferred], root: usize, g: &Generated) -> Result<()> {
         if self.fusion_debug > 0 {
             eprintln!("wgrad fuser: {} ({} inputs, {} elements)", g.name, g.leaves.len(), run[root].fusable.n);
@@ -340,19 +383,63 @@ impl GpuContext {
             let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
             self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
         }
-        self.encode(
-            batch,
-            &Encode {
-                kernel: &kernel,
-                record: run[root].record,
-                label: "wgrad fused",
-                params: &g.params,
-                inputs: &inputs,
-                outputs: &outputs,
-                windows: &[],
-                workgroups: crate::ops::groups(g.threads, 256),
-            },
-        )
+        let limit = self.binding_limit();
+        if inputs.iter().chain(&outputs).all(|b| b.size() <= limit) {
+            return self.encode(
+                batch,
+                &Encode {
+                    kernel: &kernel,
+                    record: run[root].record,
+                    label: "wgrad fused",
+                    params: &g.params,
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    windows: &[],
+                    workgroups: crate::ops::groups(g.threads, 256),
+                },
+            );
+        }
+        let n = run[root].fusable.n;
+        let ranges =
+            split::plan(n, g.narrow, &g.reads, limit, self.window_align()).ok_or_else(|| Error::LimitExceeded {
+                what: format!("fused kernel `{}` reading a view too wide to split", g.name),
+                needed: inputs.iter().chain(&outputs).map(|b| b.size()).max().unwrap_or(0),
+                limit: "max_storage_buffer_binding_size",
+                allowed: limit,
+            })?;
+        for (k, r) in ranges.iter().enumerate() {
+            let mut params = g.params.clone();
+            (params[0], params[1]) = (r.len as u32, r.start as u32);
+            for (&w, &(_, shift)) in g.shift_words.iter().zip(&r.leaves) {
+                params[w] = shift as u32;
+            }
+            let windows: Vec<Option<Window>> = r
+                .leaves
+                .iter()
+                .map(|l| Some(l.0))
+                .chain([Some(r.out)])
+                .chain(g.stored.iter().map(|_| Some(r.stored)))
+                .collect();
+            if k > 0 {
+                // The first range was counted when the launch was recorded.
+                batch.dispatches += 1;
+            }
+            let threads = if g.narrow { r.len.div_ceil(2) } else { r.len };
+            self.encode(
+                batch,
+                &Encode {
+                    kernel: &kernel,
+                    record: if k == 0 { run[root].record } else { None },
+                    label: "wgrad fused",
+                    params: &params,
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    windows: &windows,
+                    workgroups: crate::ops::groups(threads, 256),
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Binds and dispatches one launch in the batch (submitting early when

@@ -9,6 +9,13 @@
 //! (`half_bits` of `half.wgsl`, the same rounding as `cast.wgsl`). f16 leaves
 //! (a widen's input) are bound as `array<u32>` and read with `half_at`.
 //!
+//! The same kernel also runs over a range of the elements with windows of
+//! its buffers bound (`split.rs`, for buffers past the binding limit): word
+//! 0 of the uniform block is the range's length, word 1 its first element
+//! (the `base` added to the thread index), and each leaf has a word holding
+//! the first word of its window, subtracted from every index into it; a
+//! whole launch has base and shifts 0.
+//!
 //! Node bodies come from the op tables' rows (`UnaryOp::wgsl_rows`,
 //! `BinaryOp::wgsl_row`), the same text the unfused kernels' switches are
 //! generated from, each wrapped in a function of its own so that the `let`s
@@ -21,6 +28,7 @@ use std::fmt::Write;
 
 use super::fusion::{Access, Deferred, Expr, Merge, Node};
 use super::pipelines::PARAMS_BYTES;
+use super::split::LeafRead;
 
 /// Words of the uniform block (read by the kernel as `p.w[k / 4][k % 4]`).
 const WORDS: usize = PARAMS_BYTES as usize / 4;
@@ -33,6 +41,12 @@ pub(crate) struct Generated {
     pub params: Vec<u32>,
     /// The bound inputs, as (launch, slot) of the run, in binding order.
     pub leaves: Vec<(usize, usize)>,
+    /// How each leaf is read (for the windows of a split launch).
+    pub reads: Vec<LeafRead>,
+    /// The uniform word of each leaf's window start.
+    pub shift_words: Vec<usize>,
+    /// Whether the root narrows to packed f16.
+    pub narrow: bool,
     /// The launches whose outputs it writes besides the root's, in binding
     /// order after the root's output.
     pub stored: Vec<usize>,
@@ -53,6 +67,11 @@ struct Writer<'a> {
     body: String,
     params: Vec<u32>,
     leaves: Vec<(usize, usize)>,
+    reads: Vec<LeafRead>,
+    shift_words: Vec<usize>,
+    /// The index maps of the consumers the expression being emitted is
+    /// read through, outermost first.
+    outer: Vec<Access>,
     names: Vec<String>,
     temps: usize,
     /// Index maps composed from consumers' reads (`jx0`, `jx1`, ..).
@@ -83,17 +102,21 @@ impl Writer<'_> {
                     // A producer read through an index map (only a widen that
                     // is not stored, see `merges`) is evaluated at the mapped element.
                     let access = &run[*launch].fusable.access[slot];
-                    let at = match (a, access) {
-                        (Expr::Node { .. }, Access::Strided { .. }) => {
-                            let m = self.maps;
-                            self.maps += 1;
-                            let f = self.index_fn(&format!("jx{m}"), access);
-                            writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
-                            format!("j{m}")
-                        }
-                        _ => at.to_string(),
+                    let mapped = matches!((a, access), (Expr::Node { .. }, Access::Strided { .. }));
+                    let at = if mapped {
+                        let m = self.maps;
+                        self.maps += 1;
+                        let f = self.index_fn(&format!("jx{m}"), access);
+                        writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
+                        self.outer.push(access.clone());
+                        format!("j{m}")
+                    } else {
+                        at.to_string()
                     };
                     vals.push(self.emit(a, &at));
+                    if mapped {
+                        self.outer.pop();
+                    }
                 }
                 let node = run[*launch].fusable.node;
                 self.names.push(node.name());
@@ -109,7 +132,7 @@ impl Writer<'_> {
                 if self.into[*launch].is_some_and(|m| m.store) {
                     debug_assert_eq!(at, "i", "a stored value is read densely");
                     self.stored.push(*launch);
-                    writeln!(self.body, "    z{}[{at}] = {f}v;", self.stored.len()).unwrap();
+                    writeln!(self.body, "    z{}[{at} - {}] = {f}v;", self.stored.len(), word(1)).unwrap();
                 }
                 format!("{f}v")
             }
@@ -140,13 +163,19 @@ impl Writer<'_> {
     fn leaf(&mut self, launch: usize, slot: usize, at: &str) -> String {
         let (run, k) = (self.run, self.leaves.len());
         self.leaves.push((launch, slot));
-        let f = self.index_fn(&format!("ix{k}"), &run[launch].fusable.access[slot]);
+        let access = &run[launch].fusable.access[slot];
+        let half = run[launch].fusable.node == Node::Widen;
+        let maps = self.outer.iter().chain([access]).cloned().collect();
+        self.reads.push(LeafRead { maps, half });
+        let shift = self.push(0);
+        self.shift_words.push(self.params.len() - 1);
+        let f = self.index_fn(&format!("ix{k}"), access);
         let ix = if f.is_empty() { at.to_string() } else { format!("{f}({at})") };
-        if run[launch].fusable.node != Node::Widen {
-            return format!("l{k}[{ix}]");
+        if !half {
+            return format!("l{k}[{ix} - {shift}]");
         }
         writeln!(self.body, "    let h{k} = {ix};").unwrap();
-        format!("half_at(l{k}[h{k} / 2u], h{k})")
+        format!("half_at(l{k}[h{k} / 2u - {shift}], h{k})")
     }
 
     /// Emits `fn NAME(..) -> f32` computing `node` from its table row.
@@ -195,8 +224,12 @@ pub(crate) fn generate(
         stored: Vec::new(),
         fns: String::new(),
         body: String::new(),
-        params: vec![n as u32],
+        // The element count and the first element (0 unless split).
+        params: vec![n as u32, 0],
         leaves: Vec::new(),
+        reads: Vec::new(),
+        shift_words: Vec::new(),
+        outer: Vec::new(),
         names: Vec::new(),
         temps: 0,
         maps: 0,
@@ -234,23 +267,26 @@ pub(crate) fn generate(
             fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, \
             @builtin(local_invocation_index) lid: u32) {\n\
             \x20   let t = linear_workgroup(wid, nwg) * 256u + lid;\n";
-    let n_word = word(0);
+    let (n_word, base) = (word(0), word(1));
     if narrow.is_some() {
         // One thread per word: elements 2t and 2t + 1 (masked past n), stored whole.
         writeln!(
             src,
-            "    let i = 2u * t;\n    if i >= {n_word} {{\n        return;\n    }}\n    var hi = 0u;\n    \
-             if i + 1u < {n_word} {{\n        hi = half_bits(bitcast<u32>(tree(i + 1u)));\n    }}\n    \
+            "    let e = 2u * t;\n    if e >= {n_word} {{\n        return;\n    }}\n    let i = {base} + e;\n    \
+             var hi = 0u;\n    if e + 1u < {n_word} {{\n        hi = half_bits(bitcast<u32>(tree(i + 1u)));\n    }}\n    \
              z0[t] = half_bits(bitcast<u32>(tree(i))) | (hi << 16u);\n}}"
         )
         .unwrap();
     } else {
-        writeln!(src, "    if t >= {n_word} {{\n        return;\n    }}\n    z0[t] = tree(t);\n}}").unwrap();
+        writeln!(src, "    if t >= {n_word} {{\n        return;\n    }}\n    z0[t] = tree({base} + t);\n}}").unwrap();
     }
     Some(Generated {
         source: src,
         params: w.params,
         leaves: w.leaves,
+        reads: w.reads,
+        shift_words: w.shift_words,
+        narrow: narrow.is_some(),
         stored: w.stored,
         name: w.names.join("+"),
         threads: if narrow.is_some() { n.div_ceil(2) } else { n },
@@ -378,7 +414,7 @@ mod tests {
         assert_eq!(consumers, [Some((1, true)), Some((2, false)), None], "kept widen read densely");
         let k = generate(&run, &into, &expression(&run, &into, 2), 16, 16).expect("fits");
         assert_eq!((k.stored.as_slice(), k.threads), (&[0][..], 8));
-        assert!(k.source.contains("z1: array<f32>") && k.source.contains("z1[i] = e0v;"), "{}", k.source);
+        assert!(k.source.contains("z1: array<f32>") && k.source.contains("z1[i - p.w[0u][1u]] = e0v;"), "{}", k.source);
         validate(&k.source);
         drop(kept);
     }
@@ -407,6 +443,6 @@ mod tests {
         let into = merges(&run);
         let expr = expression(&run, &into, run.len() - 1);
         assert_eq!(expr.nodes(), 6);
-        assert!(generate(&run, &into, &expr, 16, 16).is_none(), "6 rank-8 leaves need 103 words");
+        assert!(generate(&run, &into, &expr, 16, 16).is_none(), "6 rank-8 leaves need 110 words");
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
+pub(crate) mod split;
 pub(crate) mod warmup;
 
 pub(crate) use batch::Launch;

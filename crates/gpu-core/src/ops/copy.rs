@@ -6,7 +6,10 @@
 //! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly; f16 views
 //! (two halves per word) are made dense by [`contiguous_f16`], as exactly.
 
-use super::{launch_elementwise, run, Params};
+use super::{groups, launch_elementwise, run, Params};
+use crate::gpu::fusion::Access;
+use crate::gpu::split::{self, LeafRead};
+use crate::gpu::Launch;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -51,9 +54,52 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
         |g| {
             let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
             let dense_dst = shape.len() == 1 && st[1][0] == 1;
-            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(sl.offset).u32(dl.offset);
             let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64)];
-            launch_elementwise(g, "copy", &constants, params, &[src], &[dst], n)
+            let params = |n, src_offset, dst_offset, base| {
+                Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(src_offset).u32(dst_offset).u32(base)
+            };
+            let limit = g.binding_limit();
+            if src.len_bytes() <= limit && dst.len_bytes() <= limit {
+                return launch_elementwise(
+                    g,
+                    "copy",
+                    &constants,
+                    params(n, sl.offset, dl.offset, 0),
+                    &[src],
+                    &[dst],
+                    n,
+                );
+            }
+            // Past the binding limit: ranges of elements, each binding the
+            // windows its source and destination elements lie in.
+            let read =
+                |strides: &[usize], offset| LeafRead { maps: vec![Access::of(&shape, strides, offset)], half: false };
+            let reads = [read(&st[0], sl.offset), read(&st[1], dl.offset)];
+            let ranges =
+                split::ranges_reading(n, &reads, limit, g.window_align(), 1).ok_or_else(|| Error::LimitExceeded {
+                    what:
+                        "kernel `copy` with views whose every element range reaches across more than the binding limit"
+                            .into(),
+                    needed: src.len_bytes().max(dst.len_bytes()),
+                    limit: "max_storage_buffer_binding_size",
+                    allowed: limit,
+                })?;
+            // Offsets relative to the windows, wrapping in u32 as the kernel does.
+            let rel = |offset: usize, shift: usize| (offset as u32).wrapping_sub(shift as u32) as usize;
+            for (start, len, w) in ranges {
+                let p = params(len, rel(sl.offset, w[0].1), rel(dl.offset, w[1].1), start);
+                let launch = Launch {
+                    shader: "copy",
+                    entry: "main",
+                    constants: &constants,
+                    params: p.finish(),
+                    inputs: &[src.wgpu()],
+                    outputs: &[dst.wgpu()],
+                    workgroups: groups(len, 256),
+                };
+                g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
+            }
+            Ok(())
         },
         || {
             let (s, mut d) = (src.host(), dst.host_mut());
@@ -102,7 +148,7 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
         |g| {
             let (shape, st) = coalesce(&layout.shape, &[&layout.strides]);
             // dst_strides are unused with a dense destination.
-            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(layout.offset).u32(0);
+            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(layout.offset).u32(0).u32(0);
             let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
             // One thread per output word.
             launch_elementwise(g, "copy", &constants, params, &[x], &[&out], n.div_ceil(2))

@@ -6,7 +6,7 @@ use crate::{Buffer, Device, Result};
 
 /// `fill.wgsl`'s `Params`: the count and the entry's two constants.
 pub(crate) const PARAMS: ParamsDecl =
-    ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("a", Kind::F32), ("b", Kind::F32)] };
+    ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("a", Kind::F32), ("b", Kind::F32), ("base", Kind::U32)] };
 
 /// Fills a new buffer of `n` f32 with `entry` of `fill.wgsl`, or with `cpu(i)` on the CPU backend.
 fn launch(
@@ -22,16 +22,15 @@ fn launch(
     run(
         device,
         |g| {
-            if entry != "fill" || out.wgpu().size() <= g.binding_limit() {
-                let params = Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b);
-                return dispatch(g, "fill", entry, &[], &params, &[], &[&out], groups(n, 256));
+            let params =
+                |n, base| Params::of(&PARAMS).set_u32("n", n).set_f32("a", a).set_f32("b", b).set_u32("base", base);
+            if out.wgpu().size() <= g.binding_limit() {
+                return dispatch(g, "fill", entry, &[], &params(n, 0), &[], &[&out], groups(n, 256));
             }
-            // A constant does not depend on the index: a buffer past the
-            // binding limit is filled a window at a time. (arange does, and
-            // restarting it at an offset would round differently: it fails
-            // naming its kernel.)
-            for (_, len, window) in g.element_ranges(n, out.wgpu().size()) {
-                let params = Params::of(&PARAMS).set_u32("n", len).set_f32("a", a).set_f32("b", b);
+            // Past the binding limit: a window at a time, each launch told
+            // the index its window starts at (arange's values depend on it).
+            for (start, len, window) in g.element_ranges(n, out.wgpu().size()) {
+                let params = params(len, start);
                 let launch = Launch {
                     shader: "fill",
                     entry,
@@ -61,7 +60,8 @@ pub fn fill(device: &Device, n: usize, value: f32) -> Result<Buffer> {
     launch(device, "fill", n, value, 0.0, |_| value)
 }
 
-/// `start, start + step, ...` (`n` values), computed as `start + i * step` like PyTorch.
+/// `start, start + step, ...` (`n` values), computed as `start + i * step`
+/// like PyTorch (in ranges of elements past the binding limit, as [`fill`]).
 pub fn arange(device: &Device, n: usize, start: f32, step: f32) -> Result<Buffer> {
     launch(device, "arange", n, start, step, |i| start + i as f32 * step)
 }

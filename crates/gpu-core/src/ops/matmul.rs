@@ -5,11 +5,11 @@
 //! and is read in place, never copied.
 
 use super::conv::ConvGeometry;
-use super::matmul_split::{window, Piece, Planner};
+use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::{run, Params};
 use crate::cpu::gemm::{gemm, Mat};
-use crate::gpu::batch::Window;
+use crate::gpu::batch::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};

@@ -216,22 +216,10 @@ impl Planner {
     }
 }
 
-/// The window binding elements `[start, start + len)` of `elem_bytes` each:
-/// the byte offset rounded down to `align` and the size up to 16 bytes
-/// (kernels that read vec4s need whole ones; buffers are backed in
-/// multiples of 16, so the window stays inside), and the element shift to
-/// subtract from offsets into it.
-pub(crate) fn window(start: usize, len: usize, elem_bytes: u64, align: u64) -> (crate::gpu::batch::Window, usize) {
-    let first = start as u64 * elem_bytes;
-    let offset = first / align * align;
-    let end = (start + len) as u64 * elem_bytes;
-    let size = (end - offset).next_multiple_of(16).max(16);
-    (crate::gpu::batch::Window { offset, size }, (offset / elem_bytes) as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::batch::window;
 
     fn planner(dims: &[usize], (m, k, n): (usize, usize, usize), limit: u64) -> Planner {
         // Contiguous A [dims, M, K], B [K, N] shared by every entry.

@@ -29,6 +29,7 @@ pub mod random;
 pub mod recurrent;
 pub mod reduce;
 mod reduce_split;
+mod rows;
 pub mod softmax;
 mod table;
 

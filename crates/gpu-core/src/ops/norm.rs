@@ -16,8 +16,9 @@ use crate::cpu::{self, per_row, per_row2};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
-use super::{f32s, f32s_mut, groups, run, Params};
-use crate::gpu::{GpuContext, Launch};
+use super::rows::{launch_rows, Bind, RowLaunch};
+use super::{f32s, f32s_mut, run, Params};
+use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
 /// Threads per workgroup for rows longer than this (the kernel's `WG`).
@@ -36,28 +37,20 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// Records `entry` of `shader` (`norm.wgsl` or an f16-input variant) over
+/// `rows` rows (in ranges of rows past the binding limit, see `rows.rs`).
 fn launch(
     g: &GpuContext,
-    (shader, entry): (&'static str, &'static str),
-    rows: usize,
-    cols: usize,
+    kernel: (&'static str, &'static str),
+    (rows, cols): (usize, usize),
     eps: f32,
-    inputs: &[&Buffer],
-    outputs: &[&Buffer],
+    inputs: &[(&Buffer, Bind)],
+    outputs: &[(&Buffer, Bind)],
 ) -> Result<()> {
     let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
     let params = Params::new().u32(rows).u32(cols).f32(eps);
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    let outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader,
-        entry,
-        constants: &[("WG", wg as f64)],
-        params: &params.0,
-        inputs: &ins,
-        outputs: &outs,
-        workgroups: groups(rows, 1),
-    })
+    let l = RowLaunch { kernel, constants: &[("WG", wg as f64)], params, rows, cols, check_indices: false };
+    launch_rows(g, l, inputs, outputs)
 }
 
 /// Normalises each of the `rows` contiguous rows of `cols` f32 in `x`:
@@ -96,7 +89,8 @@ pub fn normalize_rows_io(
         dev,
         |g| {
             let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP)?;
-            launch(g, (shader, "normalize_rows"), rows, cols, eps, &[x], &[&y, &mean, &rstd])
+            let outputs = [(&y, Bind::Rows), (&mean, Bind::PerRow), (&rstd, Bind::PerRow)];
+            launch(g, (shader, "normalize_rows"), (rows, cols), eps, &[(x, Bind::X(io))], &outputs)
         },
         || {
             let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
@@ -136,7 +130,10 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
     let dx = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
-        |g| launch(g, ("norm", "normalize_rows_backward"), rows, cols, 0.0, &[dy, y, rstd], &[&dx]),
+        |g| {
+            let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow)];
+            launch(g, ("norm", "normalize_rows_backward"), (rows, cols), 0.0, &inputs, &[(&dx, Bind::Rows)])
+        },
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));

@@ -79,7 +79,7 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
 
 /// A kernel's uniform block, built word by word in the order of its WGSL
 /// `Params`; checked against a [`ParamsDecl`] when made by [`Params::of`].
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Params(
     /// The words (read directly by kernels not yet declared).
     pub Vec<u32>,

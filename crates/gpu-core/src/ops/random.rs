@@ -107,28 +107,35 @@ fn generate(device: &Device, dist: Dist, n: usize, seed: u64, offset: u64, a: f3
     // The kernel forms indices up to 4·ceil(n/4) in u32.
     super::check_u32("random", n + 4)?;
     let out = Buffer::alloc(device, n as u64 * 4)?;
-    let quads = n.div_ceil(4);
     run(
         device,
         |g| {
-            let params = Params::new()
-                .u32(n)
-                .u32(quads)
-                .u32(seed as u32 as usize)
-                .u32((seed >> 32) as usize)
-                .u32(offset as u32 as usize)
-                .u32((offset >> 32) as usize)
-                .f32(a)
-                .f32(b);
-            g.launch(&Launch {
-                shader: "random",
-                entry: "main",
-                constants: &[("DIST", dist as u32 as f64)],
-                params: &params.0,
-                inputs: &[],
-                outputs: &[out.wgpu()],
-                workgroups: groups(quads, 256),
-            })
+            // Past the binding limit the buffer is written a window at a
+            // time; windows start at multiples of 16 bytes (4 elements), so
+            // each starts on a Philox block, whose counter is offset + block.
+            for (start, len, window) in g.element_ranges(n, out.wgpu().size()) {
+                let (quads, counter) = (len.div_ceil(4), offset.wrapping_add(start as u64 / 4));
+                let params = Params::new()
+                    .u32(len)
+                    .u32(quads)
+                    .u32(seed as u32 as usize)
+                    .u32((seed >> 32) as usize)
+                    .u32(counter as u32 as usize)
+                    .u32((counter >> 32) as usize)
+                    .f32(a)
+                    .f32(b);
+                let launch = Launch {
+                    shader: "random",
+                    entry: "main",
+                    constants: &[("DIST", dist as u32 as f64)],
+                    params: &params.0,
+                    inputs: &[],
+                    outputs: &[out.wgpu()],
+                    workgroups: groups(quads, 256),
+                };
+                g.launch_windows(&launch, &[window])?;
+            }
+            Ok(())
         },
         || {
             let mut h = out.host_mut();

@@ -241,8 +241,7 @@ pub fn reduce_io(
                     allowed: limit,
                 });
             }
-            let (w, shift) =
-                super::matmul_split::window(layout.offset, layout.span() - layout.offset, io.size(), align);
+            let (w, shift) = crate::gpu::batch::window(layout.offset, layout.span() - layout.offset, io.size(), align);
             Some((w, shift))
         }
         _ => None,

@@ -23,7 +23,8 @@ use crate::cpu::{self, per_row, per_row2};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
-use super::{dispatch, dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::rows::{launch_rows, Bind, RowLaunch};
+use super::{f32s, f32s_mut, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -60,6 +61,11 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("ignore", Kind::U32),
         ("smoothing", Kind::F32),
         ("site", Kind::U32),
+        // Appended by `rows::launch_rows`.
+        ("row0", Kind::U32),
+        ("mat_shift", Kind::U32),
+        ("x_shift", Kind::U32),
+        ("vec_shift", Kind::U32),
     ],
 };
 
@@ -78,19 +84,6 @@ fn row_params(rows: usize, cols: usize) -> Params {
 /// and `ce_fwd` in f16 storage).
 fn shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str> {
     load_x_shader(g, ["softmax", "softmax_f16", "softmax_f16_native"], io, op)
-}
-
-/// Records one `softmax.wgsl` launch of one workgroup per row.
-fn launch(
-    g: &GpuContext,
-    (shader, entry): (&'static str, &'static str),
-    constants: &[(&'static str, f64)],
-    params: Params,
-    inputs: &[&Buffer],
-    outputs: &[&Buffer],
-    rows: usize,
-) -> Result<()> {
-    dispatch(g, shader, entry, constants, &params, inputs, outputs, groups(rows, 1))
 }
 
 /// The CPU twin of the row statistics: (max, Σ exp(x − max)).
@@ -127,7 +120,16 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, (shader(g, io, OP)?, "softmax_fwd"), &constants, row_params(rows, cols), &[x], &[&out], rows)
+            let kernel = (shader(g, io, OP)?, "softmax_fwd");
+            let l = RowLaunch {
+                kernel,
+                constants: &constants,
+                params: row_params(rows, cols),
+                rows,
+                cols,
+                check_indices: false,
+            };
+            launch_rows(g, l, &[(x, Bind::X(io))], &[(&out, Bind::Rows)])
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
@@ -166,7 +168,16 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         dev,
         |g| {
             let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            launch(g, ("softmax", "softmax_bwd"), &constants, row_params(rows, cols), &[y, dy], &[&out], rows)
+            let kernel = ("softmax", "softmax_bwd");
+            let l = RowLaunch {
+                kernel,
+                constants: &constants,
+                params: row_params(rows, cols),
+                rows,
+                cols,
+                check_indices: false,
+            };
+            launch_rows(g, l, &[(y, Bind::Rows), (dy, Bind::Rows)], &[(&out, Bind::Rows)])
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -284,10 +295,18 @@ impl CeArgs<'_> {
         ]
     }
 
-    /// The kernel's bindings 1 to 3: `first`, the target, and the weights (or
-    /// `first` again as a placeholder the kernel never reads).
-    fn inputs<'b>(&'b self, first: &'b Buffer) -> [&'b Buffer; 3] {
-        [first, self.target.buffer(), self.weight.unwrap_or(first)]
+    /// The kernel's bindings 1 to 3: `first` (bound as `bind`), the target,
+    /// and the weights (or `first` again as a placeholder the kernel never reads).
+    fn inputs<'b>(&'b self, first: &'b Buffer, bind: Bind) -> [(&'b Buffer, Bind); 3] {
+        let target = match self.target {
+            CeTarget::Classes(t) => (t, Bind::PerRow),
+            CeTarget::Probs(t) => (t, Bind::Rows),
+        };
+        let weight = match self.weight {
+            Some(w) => (w, Bind::Whole),
+            None => (first, bind),
+        };
+        [(first, bind), target, weight]
     }
 
     fn row_target(&self, r: usize, targets: &[u32], weights: Option<&[f32]>) -> RowTarget {
@@ -368,17 +387,17 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
     run(
         dev,
         |g| {
-            let (params, outputs, inputs) = (args.params(), [&loss, &weight, &probs], args.inputs(logits));
-            dispatch_indexed(
-                g,
-                (shader(g, io, OP)?, "ce_fwd"),
-                &args.constants(),
-                &params,
-                &inputs,
-                &outputs,
-                groups(rows, 1),
-                true,
-            )
+            let (kernel, constants) = ((shader(g, io, OP)?, "ce_fwd"), args.constants());
+            let l = RowLaunch {
+                kernel,
+                constants: &constants,
+                params: args.params(),
+                rows,
+                cols: args.cols,
+                check_indices: true,
+            };
+            let outputs = [(&loss, Bind::PerRow), (&weight, Bind::PerRow), (&probs, Bind::Rows)];
+            launch_rows(g, l, &args.inputs(logits, Bind::X(io)), &outputs)
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
@@ -435,8 +454,18 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
     run(
         dev,
         |g| {
-            let [a, b, c] = args.inputs(probs);
-            launch(g, ("softmax", "ce_bwd"), &args.constants(), args.params(), &[a, b, c, grad], &[&out], rows)
+            let [a, b, c] = args.inputs(probs, Bind::Rows);
+            let constants = args.constants();
+            let kernel = ("softmax", "ce_bwd");
+            let l = RowLaunch {
+                kernel,
+                constants: &constants,
+                params: args.params(),
+                rows,
+                cols: args.cols,
+                check_indices: false,
+            };
+            launch_rows(g, l, &[a, b, c, (grad, Bind::PerRow)], &[(&out, Bind::Rows)])
         },
         || {
             let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());

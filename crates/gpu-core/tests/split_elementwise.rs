@@ -1,0 +1,176 @@
+//! Elementwise work too large for one storage binding: with the device's
+//! binding limit lowered to 2 KiB, unary and binary ops, their gradients,
+//! `where`, the float casts and fused chains of them run as several launches
+//! over ranges of their output (each binding windows of its buffers) and
+//! equal the CPU twin, with fusion on and off, on dense, broadcast, strided
+//! and f16 operands; so do strided copies (`contiguous`, `copy_into`,
+//! `concat`). An elementwise op reading a view whose every range of 64
+//! outputs reaches across more than the limit (a transposed read of a
+//! large tensor) is the op's `LimitExceeded`; a copy of it runs in short ranges.
+
+mod common;
+use common::*;
+use half::f16;
+use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
+use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
+use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
+use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::{Buffer, Device, Error, Layout};
+
+/// The lowered binding limit: every case below binds more in one launch.
+const LIMIT: u64 = 2048;
+
+/// A fresh GPU whose binding limit is [`LIMIT`].
+fn limited(test: &str) -> Option<Device> {
+    let dev = fresh_gpu_or_skip(test)?;
+    dev.set_max_binding_bytes(Some(LIMIT)).unwrap();
+    Some(dev)
+}
+
+/// 3,001 f32 (12 KB, odd so the last range is partial and not a whole word of halves).
+const N: usize = 3001;
+
+fn strided(shape: &[usize], strides: &[usize], offset: usize) -> Layout {
+    Layout { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+}
+
+/// Each case on a device: its result as f32.
+type Case = (&'static str, fn(&Device) -> Vec<f32>);
+
+fn upload(dev: &Device, seed: u64, n: usize) -> Buffer {
+    Buffer::from_f32(dev, &rng(seed).vec(n, -2.0, 2.0)).unwrap()
+}
+
+fn read(b: &Buffer, n: usize) -> Vec<f32> {
+    b.to_f32().unwrap()[..n].to_vec()
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("exp", |d| read(&unary(UnaryOp::Exp, &upload(d, 1, N), N).unwrap(), N)),
+        ("tanh backward", |d| {
+            let (x, g) = (upload(d, 2, N), upload(d, 3, N));
+            let y = unary(UnaryOp::Tanh, &x, N).unwrap();
+            read(&unary_grad(UnaryOp::Tanh, &x, &y, &g, N).unwrap(), N)
+        }),
+        ("add, a row broadcast over [30, 101]", |d| {
+            let (a, b) = (upload(d, 4, 3030), upload(d, 5, 101));
+            let (z, _) =
+                binary(BinaryOp::Add, &a, &Layout::contiguous(&[30, 101]), &b, &strided(&[30, 101], &[0, 1], 0))
+                    .unwrap();
+            read(&z, 3030)
+        }),
+        ("mul, every other element at an offset", |d| {
+            let (a, b) = (upload(d, 6, N), upload(d, 7, 2 * N + 5));
+            let (z, _) = binary(BinaryOp::Mul, &a, &Layout::contiguous(&[N]), &b, &strided(&[N], &[2], 5)).unwrap();
+            read(&z, N)
+        }),
+        ("where with a scalar branch", |d| {
+            let (c, b) = (upload(d, 8, N), upload(d, 9, N));
+            let (c, _) = binary(BinaryOp::Gt, &c, &Layout::contiguous(&[N]), &b, &Layout::contiguous(&[N])).unwrap();
+            let s = Buffer::from_f32(d, &[0.5]).unwrap();
+            let dense = Layout::contiguous(&[N]);
+            let (z, _) = where_select(&c, &dense, &s, &strided(&[N], &[0], 0), &b, &dense).unwrap();
+            read(&z, N)
+        }),
+        ("f32 -> f16 -> f32", |d| {
+            let h = f32_to_f16(&upload(d, 10, N), N).unwrap();
+            read(&f16_to_f32(&h, N).unwrap(), N)
+        }),
+        ("f16 leaf read at an odd offset", |d| {
+            let data: Vec<f16> = rng(11).vec(N + 3, -2.0, 2.0).into_iter().map(f16::from_f32).collect();
+            let h = Buffer::from_f16(d, &data).unwrap();
+            let w = f16_to_f32(&h, N + 3).unwrap();
+            let (z, _) =
+                binary(BinaryOp::Add, &w, &strided(&[N], &[1], 3), &upload(d, 12, N), &Layout::contiguous(&[N]))
+                    .unwrap();
+            read(&z, N)
+        }),
+        ("relu(exp(x) * y + z) with exp(x) kept", |d| {
+            let (x, y, z) = (upload(d, 13, N), upload(d, 14, N), upload(d, 15, N));
+            let dense = Layout::contiguous(&[N]);
+            let e = unary(UnaryOp::Exp, &x, N).unwrap();
+            let (m, _) = binary(BinaryOp::Mul, &e, &dense, &y, &dense).unwrap();
+            let (s, _) = binary(BinaryOp::Add, &m, &dense, &z, &dense).unwrap();
+            let r = unary(UnaryOp::Relu, &s, N).unwrap();
+            drop((m, s));
+            let mut out = read(&r, N);
+            out.extend(read(&e, N));
+            out
+        }),
+        ("f16 store of a fused sum", |d| {
+            let (x, y) = (upload(d, 16, N), upload(d, 17, N));
+            let dense = Layout::contiguous(&[N]);
+            let (s, _) = binary(BinaryOp::Sub, &x, &dense, &y, &dense).unwrap();
+            let h = f32_to_f16(&s, N).unwrap();
+            drop(s);
+            h.to_f16().unwrap()[..N].iter().map(|v| v.to_f32()).collect()
+        }),
+        ("contiguous of a narrowed, strided view", |d| {
+            // Columns 3..53 of every other row of a [120, 60] tensor.
+            let x = upload(d, 18, 120 * 60);
+            read(&contiguous(&x, &strided(&[60, 50], &[120, 1], 3)).unwrap(), 3000)
+        }),
+        ("contiguous of a broadcast row", |d| {
+            let x = upload(d, 19, 101);
+            read(&contiguous(&x, &strided(&[30, 101], &[0, 1], 0)).unwrap(), 3030)
+        }),
+        ("copy_into every third element of a destination", |d| {
+            let (x, y) = (upload(d, 20, N), upload(d, 21, 3 * N));
+            copy_into(&x, &Layout::contiguous(&[N]), &y, &strided(&[N], &[3], 1)).unwrap();
+            read(&y, 3 * N)
+        }),
+        ("concat along the last dim", |d| {
+            let (a, b) = (upload(d, 22, 40 * 37), upload(d, 23, 40 * 40));
+            let (z, _) =
+                concat(&[(&a, &Layout::contiguous(&[40, 37])), (&b, &Layout::contiguous(&[40, 40]))], 1).unwrap();
+            read(&z, 40 * 77)
+        }),
+    ]
+}
+
+#[test]
+fn elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin() {
+    let Some(small) = limited("elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin") else { return };
+    let cpu = Device::cpu_reference();
+    for fusion in [true, false] {
+        small.set_fusion(fusion).unwrap();
+        for (what, case) in cases() {
+            small.flush().unwrap();
+            let before = small.stats().dispatches;
+            let got = case(&small);
+            let launches = small.stats().dispatches - before;
+            let want = case(&cpu);
+            let what = format!("{what} (fusion {fusion})");
+            assert_close(&what, &got, &want, 1e-6, 1e-6);
+            // Uploads are not launches; every case binds 12 KB somewhere, so
+            // some launch split into at least 6 ranges of at most 2 KiB.
+            assert!(launches >= 6, "{what}: {launches} launches");
+        }
+    }
+}
+
+#[test]
+fn a_read_too_wide_to_split_is_the_ops_limit_error() {
+    let Some(small) = limited("a_read_too_wide_to_split_is_the_ops_limit_error") else { return };
+    // A [30, 101] tensor read transposed: each output row reaches across all of it.
+    let a = upload(&small, 20, 3030);
+    let b = upload(&small, 21, 3030);
+    let t = strided(&[101, 30], &[1, 101], 0);
+    let e = binary(BinaryOp::Add, &a, &t, &b, &Layout::contiguous(&[101, 30])).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::LimitExceeded { .. }), "{msg}");
+    assert!(msg.contains("binary") && msg.contains("max_storage_buffer_binding_size"), "{msg}");
+    // A copy has no aligned output to keep, so its ranges may be as short
+    // as one element: the transposed copy runs in many short ranges.
+    let y = read(&contiguous(&a, &t).unwrap(), 3030);
+    let x = read(&a, 3030);
+    let want: Vec<f32> = (0..3030).map(|i| x[(i % 30) * 101 + i / 30]).collect();
+    assert_eq!(y, want, "transposed copy");
+    // The device keeps working, and the same sum read densely splits.
+    let (z, _) = binary(BinaryOp::Add, &a, &Layout::contiguous(&[3030]), &b, &Layout::contiguous(&[3030])).unwrap();
+    let (x, y) = (a.to_f32().unwrap(), b.to_f32().unwrap());
+    let want: Vec<f32> = x.iter().zip(&y).take(3030).map(|(p, q)| p + q).collect();
+    assert_close("dense sum", &read(&z, 3030), &want, 1e-6, 1e-6);
+}

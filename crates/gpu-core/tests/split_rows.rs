@@ -1,0 +1,168 @@
+//! Row kernels past the storage-binding limit: with the limit lowered to
+//! 2 KiB, softmax, log-softmax (f32 and f16 input), their backward, the
+//! fused cross-entropy forward and backward (class targets with weights,
+//! an ignored class and label smoothing; probability targets) and the row
+//! normalisation under layer/group/instance norm (f32 and f16 input,
+//! forward and backward) run in ranges of whole rows, each binding windows
+//! of its buffers, and equal the CPU twin. A row that alone is past the limit is `LimitExceeded`; an
+//! out-of-range class in a later range is still reported.
+
+mod common;
+use common::*;
+use half::f16;
+use wgrad_gpu_core::ops::norm::{normalize_rows_backward, normalize_rows_io};
+use wgrad_gpu_core::ops::softmax::{
+    cross_entropy_rows_backward, cross_entropy_rows_io, softmax_rows_backward, softmax_rows_io, CeArgs, CeTarget,
+    Operands,
+};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::{Buffer, Device, Error};
+
+const LIMIT: u64 = 2048;
+
+fn limited(test: &str) -> Option<Device> {
+    let dev = fresh_gpu_or_skip(test)?;
+    dev.set_max_binding_bytes(Some(LIMIT)).unwrap();
+    Some(dev)
+}
+
+/// 37 rows of 50 (7,400 bytes): several ranges, the last partial, rows
+/// starting at unaligned bytes.
+const ROWS: usize = 37;
+const COLS: usize = 50;
+
+fn logits(dev: &Device, io: Operands) -> Buffer {
+    let v = rng(1).vec(ROWS * COLS, -4.0, 4.0);
+    match io {
+        Operands::F32 => Buffer::from_f32(dev, &v).unwrap(),
+        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
+    }
+}
+
+fn read(b: &Buffer, n: usize) -> Vec<f32> {
+    b.to_f32().unwrap()[..n].to_vec()
+}
+
+/// Softmax and log-softmax forward and backward on `dev`, concatenated;
+/// and the launches they took.
+fn softmaxes(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let n = ROWS * COLS;
+    let (x, dy) = (logits(dev, io), Buffer::from_f32(dev, &rng(2).vec(n, -1.0, 1.0)).unwrap());
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let mut out = Vec::new();
+    for log in [false, true] {
+        let y = softmax_rows_io(&x, io, ROWS, COLS, log).unwrap();
+        let dx = softmax_rows_backward(&y, &dy, ROWS, COLS, log).unwrap();
+        out.extend(read(&y, n));
+        out.extend(read(&dx, n));
+    }
+    (out, dev.stats().dispatches - before)
+}
+
+/// Cross-entropy forward (loss, weight, probabilities) and backward.
+fn cross_entropy(dev: &Device, probs_target: bool) -> (Vec<f32>, u64) {
+    let n = ROWS * COLS;
+    let x = logits(dev, Operands::F32);
+    let classes: Vec<u32> = (0..ROWS as u32).map(|r| (r * 7) % COLS as u32).collect();
+    let target = if probs_target {
+        let mut p = rng(3).vec(n, 0.0, 1.0);
+        for row in p.chunks_mut(COLS) {
+            let s: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        Buffer::from_f32(dev, &p).unwrap()
+    } else {
+        Buffer::from_u32(dev, &classes).unwrap()
+    };
+    let weight = Buffer::from_f32(dev, &rng(4).vec(COLS, 0.5, 2.0)).unwrap();
+    let grad = Buffer::from_f32(dev, &rng(5).vec(ROWS, -1.0, 1.0)).unwrap();
+    let args = CeArgs {
+        rows: ROWS,
+        cols: COLS,
+        target: if probs_target { CeTarget::Probs(&target) } else { CeTarget::Classes(&target) },
+        weight: Some(&weight),
+        ignore_index: (!probs_target).then_some(14),
+        label_smoothing: 0.1,
+    };
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let (loss, w, probs) = cross_entropy_rows_io(&x, Operands::F32, &args).unwrap();
+    let dx = cross_entropy_rows_backward(&probs, &args, &grad).unwrap();
+    let mut out = read(&loss, ROWS);
+    out.extend(read(&w, ROWS));
+    out.extend(read(&probs, n));
+    out.extend(read(&dx, n));
+    (out, dev.stats().dispatches - before)
+}
+
+/// Row normalisation forward (y, mean, rstd) and backward.
+fn normalization(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let n = ROWS * COLS;
+    let (x, dy) = (logits(dev, io), Buffer::from_f32(dev, &rng(7).vec(n, -1.0, 1.0)).unwrap());
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let (y, mean, rstd) = normalize_rows_io(&x, io, ROWS, COLS, 1e-5).unwrap();
+    let dx = normalize_rows_backward(&dy, &y, &rstd, ROWS, COLS).unwrap();
+    let mut out = read(&y, n);
+    out.extend(read(&mean, ROWS));
+    out.extend(read(&rstd, ROWS));
+    out.extend(read(&dx, n));
+    (out, dev.stats().dispatches - before)
+}
+
+#[test]
+fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
+    let Some(small) = limited("row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin") else {
+        return;
+    };
+    let cpu = Device::cpu_reference();
+    for io in [Operands::F32, Operands::F16] {
+        let (got, launches) = softmaxes(&small, io);
+        let (want, _) = softmaxes(&cpu, io);
+        assert_close(&format!("softmax family, {io:?} input"), &got, &want, 1e-5, 1e-6);
+        // Four kernels over 7,400-byte buffers: at least 4 ranges each.
+        assert!(launches >= 16, "{io:?}: {launches} launches");
+    }
+    for probs in [false, true] {
+        let (got, launches) = cross_entropy(&small, probs);
+        let (want, _) = cross_entropy(&cpu, probs);
+        assert_close(&format!("cross-entropy, probability targets {probs}"), &got, &want, 1e-5, 1e-6);
+        assert!(launches >= 8, "{launches} launches");
+    }
+    for io in [Operands::F32, Operands::F16] {
+        let (got, launches) = normalization(&small, io);
+        let (want, _) = normalization(&cpu, io);
+        assert_close(&format!("row normalisation, {io:?} input"), &got, &want, 1e-4, 1e-5);
+        assert!(launches >= 8, "{io:?}: {launches} launches");
+    }
+}
+
+#[test]
+fn a_row_past_the_limit_is_an_error_and_bad_classes_are_still_reported() {
+    let Some(small) = limited("a_row_past_the_limit_is_an_error_and_bad_classes_are_still_reported") else {
+        return;
+    };
+    // One row of 600 values (2,400 bytes) cannot be split.
+    let x = Buffer::from_f32(&small, &rng(6).vec(2 * 600, -1.0, 1.0)).unwrap();
+    let e = softmax_rows_io(&x, Operands::F32, 2, 600, false).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::LimitExceeded { .. }) && msg.contains("softmax"), "{msg}");
+    // A class past the vocabulary in the last range of rows.
+    let x = logits(&small, Operands::F32);
+    let mut classes: Vec<u32> = vec![3; ROWS];
+    classes[ROWS - 1] = COLS as u32 + 2;
+    let t = Buffer::from_u32(&small, &classes).unwrap();
+    let args = CeArgs {
+        rows: ROWS,
+        cols: COLS,
+        target: CeTarget::Classes(&t),
+        weight: None,
+        ignore_index: None,
+        label_smoothing: 0.0,
+    };
+    let (loss, _, _) = cross_entropy_rows_io(&x, Operands::F32, &args).unwrap();
+    let e = loss.to_f32().unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::IndexOutOfRange { .. }) && msg.contains(&format!("{}", COLS + 2)), "{msg}");
+}
