@@ -84,7 +84,7 @@ pub(crate) fn plan(n: usize, narrow: bool, leaves: &[LeafRead], limit: u64, alig
     Some(
         ranges
             .into_iter()
-            .map(|(start, len, mut windows)| {
+            .map(|Cut { start, len, mut windows }| {
                 let stored = windows.pop().expect("stored window").0;
                 let out = windows.pop().expect("output window").0;
                 Range { start, len, leaves: windows, out, stored }
@@ -93,18 +93,20 @@ pub(crate) fn plan(n: usize, narrow: bool, leaves: &[LeafRead], limit: u64, alig
     )
 }
 
-/// Ranges `(start, len, windows)` of `[0, n)`, of one length that is a
+/// A range of elements and the window of each buffer it binds (with the
+/// word each window starts at), as [`ranges_reading`] plans them.
+pub(crate) struct Cut {
+    pub start: usize,
+    pub len: usize,
+    pub windows: Vec<(Window, usize)>,
+}
+
+/// Ranges of `[0, n)`, of one length that is a
 /// multiple of `unit` (the last shorter), such that the window of each
 /// buffer `reads` describes (the span its maps reach over the range, in
 /// f32 words or packed halves, and the word it starts at) fits `limit`:
 /// the longest such length, or `None` when not even `unit` fits.
-pub(crate) fn ranges_reading(
-    n: usize,
-    reads: &[LeafRead],
-    limit: u64,
-    align: u64,
-    unit: usize,
-) -> Option<Vec<(usize, usize, Vec<(Window, usize)>)>> {
+pub(crate) fn ranges_reading(n: usize, reads: &[LeafRead], limit: u64, align: u64, unit: usize) -> Option<Vec<Cut>> {
     let mut len = ((limit.checked_sub(16)? / 4) as usize) / unit * unit;
     while len >= unit {
         if let Some(ranges) = ranges_of(n, len, reads, limit, align) {
@@ -116,13 +118,7 @@ pub(crate) fn ranges_reading(
 }
 
 /// The ranges of `len` elements, or `None` when a window of one exceeds `limit`.
-fn ranges_of(
-    n: usize,
-    len: usize,
-    reads: &[LeafRead],
-    limit: u64,
-    align: u64,
-) -> Option<Vec<(usize, usize, Vec<(Window, usize)>)>> {
+fn ranges_of(n: usize, len: usize, reads: &[LeafRead], limit: u64, align: u64) -> Option<Vec<Cut>> {
     (0..n)
         .step_by(len)
         .map(|start| {
@@ -135,7 +131,7 @@ fn ranges_of(
                     window(lo, hi - lo, 4, align)
                 })
                 .collect();
-            windows.iter().all(|w| w.0.size <= limit).then_some((start, len, windows))
+            windows.iter().all(|w| w.0.size <= limit).then_some(Cut { start, len, windows })
         })
         .collect()
 }

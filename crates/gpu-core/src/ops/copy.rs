@@ -86,7 +86,7 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
                 })?;
             // Offsets relative to the windows, wrapping in u32 as the kernel does.
             let rel = |offset: usize, shift: usize| (offset as u32).wrapping_sub(shift as u32) as usize;
-            for (start, len, w) in ranges {
+            for split::Cut { start, len, windows: w } in ranges {
                 let p = params(len, rel(sl.offset, w[0].1), rel(dl.offset, w[1].1), start);
                 let launch = Launch {
                     shader: "copy",
