@@ -38,6 +38,11 @@ struct Params {
     // class_targets: whether `ignore` is an ignored class index.
     has_ignore: u32,
     ignore: u32,
+    // gather past the binding limit (ops/index.rs) runs in ranges of its
+    // output: the range's first element, and where the index's window
+    // starts (both 0 for a whole launch and for the other entries).
+    base: u32,
+    i_shift: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,18 +61,19 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wid, nwg) * 256u + lid;
-    if i >= p.n {
+    let t = linear_workgroup(wid, nwg) * 256u + lid;
+    if t >= p.n {
         return;
     }
-    let j = idx[strided_offset(i, RANK, p.shape, p.i_strides)];
+    let i = p.base + t;
+    let j = idx[strided_offset(i, RANK, p.shape, p.i_strides) - p.i_shift];
     var v = 0.0;
     if j < p.dim_size {
         v = x[p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride];
     } else {
         report_index(p.site, j, p.dim_size);
     }
-    out[i] = v;
+    out[t] = v;
 }
 
 // WGSL has no float atomics: retry a compare-exchange on the bit pattern

@@ -4,7 +4,8 @@
 //! over ranges of their output (each binding windows of its buffers) and
 //! equal the CPU twin, with fusion on and off, on dense, broadcast, strided
 //! and f16 operands; so do strided copies (`contiguous`, `copy_into`,
-//! `concat`). An elementwise op reading a view whose every range of 64
+//! `concat`) and gathers (`index_select`, an embedding lookup, and
+//! `gather`) whose output or indices are past the limit. An elementwise op reading a view whose every range of 64
 //! outputs reaches across more than the limit (a transposed read of a
 //! large tensor) is the op's `LimitExceeded`; a copy of it runs in short ranges.
 
@@ -14,6 +15,7 @@ use half::f16;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
+use wgrad_gpu_core::ops::index::{gather, index_select};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
@@ -121,6 +123,19 @@ fn cases() -> Vec<Case> {
             copy_into(&x, &Layout::contiguous(&[N]), &y, &strided(&[N], &[3], 1)).unwrap();
             read(&y, 3 * N)
         }),
+        ("index_select: an embedding lookup of 300 rows of 10", |d| {
+            let table = upload(d, 24, 40 * 10);
+            let ids: Vec<u32> = (0..300u32).map(|i| (i * 17 + 3) % 40).collect();
+            let ids = Buffer::from_u32(d, &ids).unwrap();
+            let (z, _) = index_select(&table, &Layout::contiguous(&[40, 10]), 0, &ids, 300).unwrap();
+            read(&z, 3000)
+        }),
+        ("gather along the last dim of a [60, 7] tensor (which fits)", |d| {
+            let x = upload(d, 25, 60 * 7);
+            let idx: Vec<u32> = (0..60 * 50u32).map(|i| (i * 5 + i / 50) % 7).collect();
+            let idx = Buffer::from_u32(d, &idx).unwrap();
+            read(&gather(&x, &Layout::contiguous(&[60, 7]), 1, &idx, &[60, 50]).unwrap(), 3000)
+        }),
         ("concat along the last dim", |d| {
             let (a, b) = (upload(d, 22, 40 * 37), upload(d, 23, 40 * 40));
             let (z, _) =
@@ -168,6 +183,15 @@ fn a_read_too_wide_to_split_is_the_ops_limit_error() {
     let x = read(&a, 3030);
     let want: Vec<f32> = (0..3030).map(|i| x[(i % 30) * 101 + i / 30]).collect();
     assert_eq!(y, want, "transposed copy");
+    // An index out of range in a later range of a split gather is still
+    // the next readback's error.
+    let mut ids: Vec<u32> = vec![1; 3000];
+    ids[2999] = 50;
+    let ids = Buffer::from_u32(&small, &ids).unwrap();
+    let table = upload(&small, 26, 40);
+    let (z, _) = index_select(&table, &Layout::contiguous(&[40, 1]), 0, &ids, 3000).unwrap();
+    let e = z.to_f32().unwrap_err();
+    assert!(matches!(e, Error::IndexOutOfRange { index: 50, .. }), "{e}");
     // The device keeps working, and the same sum read densely splits.
     let (z, _) = binary(BinaryOp::Add, &a, &Layout::contiguous(&[3030]), &b, &Layout::contiguous(&[3030])).unwrap();
     let (x, y) = (a.to_f32().unwrap(), b.to_f32().unwrap());

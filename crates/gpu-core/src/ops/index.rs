@@ -10,7 +10,9 @@
 //! (Indices are u32, so a negative index cast from i32 is a large one.)
 
 use super::{dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
-use crate::gpu::GpuContext;
+use crate::gpu::fusion::Access;
+use crate::gpu::split::{self, LeafRead};
+use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
@@ -73,6 +75,8 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("site", Kind::U32),
         ("has_ignore", Kind::U32),
         ("ignore", Kind::U32),
+        ("base", Kind::U32),
+        ("i_shift", Kind::U32),
     ],
 };
 
@@ -103,19 +107,71 @@ fn launch(
     inputs: &[&Buffer],
     outputs: &[&Buffer],
 ) -> Result<()> {
-    let params = Params::of(&PARAMS)
-        .set_dims("shape", w.shape)
-        .set_dims("x_strides", w.x_strides)
-        .set_dims("i_strides", w.i_strides)
-        .set_u32("n", n)
-        .set_u32("x_offset", w.x_offset)
-        .set_u32("dim_stride", w.dim_stride)
-        .set_u32("dim_size", w.dim_size)
-        .set_u32("site", op.map_or(0, site))
-        .set_u32("has_ignore", w.ignore.is_some() as usize)
-        .set_u32("ignore", w.ignore.unwrap_or(0) as usize);
+    let params = |n, base, i_shift| {
+        Params::of(&PARAMS)
+            .set_dims("shape", w.shape)
+            .set_dims("x_strides", w.x_strides)
+            .set_dims("i_strides", w.i_strides)
+            .set_u32("n", n)
+            .set_u32("x_offset", w.x_offset)
+            .set_u32("dim_stride", w.dim_stride)
+            .set_u32("dim_size", w.dim_size)
+            .set_u32("site", op.map_or(0, site))
+            .set_u32("has_ignore", w.ignore.is_some() as usize)
+            .set_u32("ignore", w.ignore.unwrap_or(0) as usize)
+            .set_u32("base", base)
+            .set_u32("i_shift", i_shift)
+    };
     let constants = [("RANK", w.shape.len() as f64)];
-    dispatch_indexed(g, ("index", entry), &constants, &params, inputs, outputs, groups(n, 256), op.is_some())
+    let limit = g.binding_limit();
+    let fits = inputs.iter().chain(outputs).all(|b| b.len_bytes() <= limit);
+    if fits || entry != "gather" {
+        let params = params(n, 0, 0);
+        return dispatch_indexed(
+            g,
+            ("index", entry),
+            &constants,
+            &params,
+            inputs,
+            outputs,
+            groups(n, 256),
+            op.is_some(),
+        );
+    }
+    // A gather whose index or output is past the binding limit runs in
+    // ranges of its output, binding the windows of the output and of the
+    // indices the range reads; x, read where the indices say, stays whole
+    // (and must fit).
+    let (index, x, out) = (inputs[0], inputs[1], outputs[0]);
+    let align = g.window_align();
+    let reads = [
+        LeafRead { maps: vec![Access::of(w.shape, w.i_strides, 0)], half: false },
+        LeafRead { maps: vec![Access::Dense], half: false },
+    ];
+    let ranges =
+        split::ranges_reading(n, &reads, limit, align, (align / 4) as usize).ok_or_else(|| Error::LimitExceeded {
+            what: format!("kernel `index:gather` ({}) with indices too far apart to split", op.unwrap_or("gather")),
+            needed: index.len_bytes().max(out.len_bytes()),
+            limit: "max_storage_buffer_binding_size",
+            allowed: limit,
+        })?;
+    let ins = [index.wgpu(), x.wgpu()];
+    let outs = [out.wgpu(), g.index_errors_for_launch()];
+    for split::Cut { start, len, windows } in ranges {
+        let params = params(len, start, windows[0].1);
+        let launch = Launch {
+            shader: "index",
+            entry,
+            constants: &constants,
+            params: params.finish(),
+            inputs: &ins,
+            outputs: &outs,
+            workgroups: groups(len, 256),
+        };
+        // The output window starts at `start` exactly (ranges are aligned).
+        g.launch_windows(&launch, &[Some(windows[0].0), None, Some(windows[1].0), None])?;
+    }
+    Ok(())
 }
 
 /// The core of gather and index_select: output element with coordinates `c`
