@@ -292,7 +292,15 @@ pub fn attention_forward_io(
     crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
     run(
         dev,
-        |g| launch(g, io, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse]),
+        |g| {
+            let mut all = vec![q, k, v, &out, &lse];
+            all.extend(mask.map(|m| m.0));
+            if super::attention_split::needed(g, &all) {
+                let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
+                return super::attention_split::forward(g, &call, &out, &lse);
+            }
+            launch(g, io, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse])
+        },
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (mut ho, mut hl) = (out.host_mut(), lse.host_mut());
@@ -400,6 +408,12 @@ pub fn attention_backward_io(
     run(
         dev,
         |g| {
+            let mut all = vec![q, k, v, out, lse, dout, &dq, &dk, &dv];
+            all.extend(mask.map(|m| m.0));
+            if super::attention_split::needed(g, &all) {
+                let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
+                return super::attention_split::backward(g, &call, (out, lse, dout), (&dq, &dk, &dv));
+            }
             // With no query rows the dq launch is empty and the dkv pass
             // still writes the (zero) dk and dv.
             let delta = Buffer::alloc(dev, rows.max(1) as u64 * 4)?;

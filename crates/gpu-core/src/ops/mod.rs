@@ -7,6 +7,7 @@
 
 pub mod amp;
 pub mod attention;
+mod attention_split;
 pub mod augment;
 pub mod batch_norm;
 pub mod binary;
