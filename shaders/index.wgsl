@@ -38,9 +38,10 @@ struct Params {
     // class_targets: whether `ignore` is an ignored class index.
     has_ignore: u32,
     ignore: u32,
-    // gather past the binding limit (ops/index.rs) runs in ranges of its
-    // output: the range's first element, and where the index's window
-    // starts (both 0 for a whole launch and for the other entries).
+    // gather and scatter_add past the binding limit (ops/index.rs) run in
+    // ranges of the threads: the range's first thread, and where the
+    // gather's index window starts (0 for a whole launch and the other
+    // entries; a scatter's index and source windows start at the range).
     base: u32,
     i_shift: u32,
 }
@@ -92,16 +93,17 @@ fn atomic_add_f32(k: u32, v: f32) {
 // Index and src are contiguous with the walked shape, so both are read at i.
 @compute @workgroup_size(256)
 fn scatter_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wid, nwg) * 256u + lid;
-    if i >= p.n {
+    let t = linear_workgroup(wid, nwg) * 256u + lid;
+    if t >= p.n {
         return;
     }
-    let j = idx[i];
+    let j = idx[t];
     if j >= p.dim_size {
         report_index(p.site, j, p.dim_size);
         return;
     }
-    atomic_add_f32(p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride, x[i]);
+    let i = p.base + t;
+    atomic_add_f32(p.x_offset + strided_offset(i, RANK, p.shape, p.x_strides) + j * p.dim_stride, x[t]);
 }
 
 @compute @workgroup_size(256)

@@ -4,12 +4,17 @@
 //! an ignored class and label smoothing; probability targets) and the row
 //! normalisation under layer/group/instance norm (f32 and f16 input,
 //! forward and backward) run in ranges of whole rows, each binding windows
-//! of its buffers, and equal the CPU twin. A row that alone is past the limit is `LimitExceeded`; an
+//! of its buffers, and equal the CPU twin. So do the batch-norm kernels
+//! that apply layer norm's affine part (forward with residual and ReLU,
+//! gradient sums, affine input gradient), on chunks of rows. A row that alone is past the limit is `LimitExceeded`; an
 //! out-of-range class in a later range is still reported.
 
 mod common;
 use common::*;
 use half::f16;
+use wgrad_gpu_core::ops::batch_norm::{
+    batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, Centre, ChannelDims,
+};
 use wgrad_gpu_core::ops::norm::{normalize_rows_backward, normalize_rows_io};
 use wgrad_gpu_core::ops::softmax::{
     cross_entropy_rows_backward, cross_entropy_rows_io, softmax_rows_backward, softmax_rows_io, CeArgs, CeTarget,
@@ -111,6 +116,46 @@ fn normalization(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     (out, dev.stats().dispatches - before)
 }
 
+/// The batch-norm kernels on `[A, C, B]` = [81, 5, 3] (odd rows, so f16
+/// chunks start on even rows): forward with stats, weight, bias, residual
+/// and ReLU; the gradient sums; the affine input gradient with the
+/// residual's.
+fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let d = ChannelDims { outer: 81, channels: 5, inner: 3 };
+    let n = 81 * 15;
+    let act = |v: &[f32]| match io {
+        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
+        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
+    };
+    let back = |b: &Buffer| -> Vec<f32> {
+        match io {
+            Operands::F32 => read(b, n),
+            Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
+        }
+    };
+    let (x, res, dy) =
+        (act(&rng(8).vec(n, -2.0, 2.0)), act(&rng(9).vec(n, -1.0, 1.0)), act(&rng(10).vec(n, -1.0, 1.0)));
+    let mut stats = rng(11).vec(5, -0.5, 0.5);
+    stats.extend(rng(12).vec(5, 0.5, 2.0));
+    let stats = Buffer::from_f32(dev, &stats).unwrap();
+    let (w, b) = (
+        Buffer::from_f32(dev, &rng(13).vec(5, 0.5, 1.5)).unwrap(),
+        Buffer::from_f32(dev, &rng(14).vec(5, -1.0, 1.0)).unwrap(),
+    );
+    let centre = Centre::Stats(&stats);
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, io).unwrap();
+    let (db, dw) = batch_norm_grad_sums(&dy, &x, Some(&y), d, centre, io).unwrap();
+    let (dx, dres) = batch_norm_backward(&dy, &x, Some(&y), d, centre, Some(&w), None, true, io).unwrap();
+    let mut out = back(&y);
+    out.extend(read(&db, 5));
+    out.extend(read(&dw, 5));
+    out.extend(back(&dx));
+    out.extend(back(&dres.expect("the residual's gradient")));
+    (out, dev.stats().dispatches - before)
+}
+
 #[test]
 fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
     let Some(small) = limited("row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin") else {
@@ -134,6 +179,11 @@ fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
         let (got, launches) = normalization(&small, io);
         let (want, _) = normalization(&cpu, io);
         assert_close(&format!("row normalisation, {io:?} input"), &got, &want, 1e-4, 1e-5);
+        assert!(launches >= 8, "{io:?}: {launches} launches");
+        let (got, launches) = affine(&small, io);
+        let (want, _) = affine(&cpu, io);
+        let tol = if io == Operands::F16 { 2e-3 } else { 1e-5 };
+        assert_close(&format!("batch-norm affine kernels, {io:?}"), &got, &want, tol, tol);
         assert!(launches >= 8, "{io:?}: {launches} launches");
     }
 }

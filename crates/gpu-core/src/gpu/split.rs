@@ -101,39 +101,49 @@ pub(crate) struct Cut {
     pub windows: Vec<(Window, usize)>,
 }
 
-/// Ranges of `[0, n)`, of one length that is a
-/// multiple of `unit` (the last shorter), such that the window of each
-/// buffer `reads` describes (the span its maps reach over the range, in
-/// f32 words or packed halves, and the word it starts at) fits `limit`:
-/// the longest such length, or `None` when not even `unit` fits.
+/// Ranges of `[0, n)` covering it in order, each as long as possible (a
+/// multiple of `unit` elements, except the last) such that the window of
+/// each buffer `reads` describes (the span its maps reach over the range,
+/// in f32 words or packed halves, and the word it starts at) fits `limit`;
+/// `None` when not even `unit` elements fit somewhere. Greedy, so ranges
+/// end where a read would jump (at the end of a transposed row, say).
 pub(crate) fn ranges_reading(n: usize, reads: &[LeafRead], limit: u64, align: u64, unit: usize) -> Option<Vec<Cut>> {
-    let mut len = ((limit.checked_sub(16)? / 4) as usize) / unit * unit;
-    while len >= unit {
-        if let Some(ranges) = ranges_of(n, len, reads, limit, align) {
-            return Some(ranges);
-        }
-        len = len / 2 / unit * unit;
+    let most = (limit.checked_sub(16)? / 4) as usize / unit;
+    if most == 0 {
+        return None;
     }
-    None
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let left = n - start;
+        let cut = |units: usize| cut_at(start, (units * unit).min(left), reads, limit, align);
+        // Spans only grow with the length: binary search for the most units that fit.
+        let (mut lo, mut hi) = (1, most.min(left.div_ceil(unit)));
+        let mut best = cut(1)?;
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            match cut(mid) {
+                Some(c) => (lo, best) = (mid, c),
+                None => hi = mid - 1,
+            }
+        }
+        start += best.len;
+        cuts.push(best);
+    }
+    Some(cuts)
 }
 
-/// The ranges of `len` elements, or `None` when a window of one exceeds `limit`.
-fn ranges_of(n: usize, len: usize, reads: &[LeafRead], limit: u64, align: u64) -> Option<Vec<Cut>> {
-    (0..n)
-        .step_by(len)
-        .map(|start| {
-            let len = len.min(n - start);
-            let windows: Vec<(Window, usize)> = reads
-                .iter()
-                .map(|read| {
-                    let (lo, hi) = span(&read.maps, start, len);
-                    let (lo, hi) = if read.half { (lo / 2, (hi - 1) / 2 + 1) } else { (lo, hi) };
-                    window(lo, hi - lo, 4, align)
-                })
-                .collect();
-            windows.iter().all(|w| w.0.size <= limit).then_some(Cut { start, len, windows })
+/// The range `[start, start + len)` and its windows, or `None` when one exceeds `limit`.
+fn cut_at(start: usize, len: usize, reads: &[LeafRead], limit: u64, align: u64) -> Option<Cut> {
+    let windows: Vec<(Window, usize)> = reads
+        .iter()
+        .map(|read| {
+            let (lo, hi) = span(&read.maps, start, len);
+            let (lo, hi) = if read.half { (lo / 2, (hi - 1) / 2 + 1) } else { (lo, hi) };
+            window(lo, hi - lo, 4, align)
         })
-        .collect()
+        .collect();
+    windows.iter().all(|w| w.0.size <= limit).then_some(Cut { start, len, windows })
 }
 
 #[cfg(test)]
@@ -211,5 +221,16 @@ mod tests {
         // A transposed read: every range of output rows reaches across the input.
         let transposed = [LeafRead { maps: vec![strided(&[64, 64], &[1, 64], 0)], half: false }];
         assert_eq!(plan(4096, false, &transposed, limit, align), None);
+        // A copy (unit 1) still splits it: its ranges end at each output
+        // row's end, a few per row.
+        let cuts = ranges_reading(4096, &transposed, 4096, align, 1).expect("copies split");
+        assert!((64..=6 * 64).contains(&cuts.len()), "{} ranges", cuts.len());
+        let mut next = 0;
+        for c in &cuts {
+            assert_eq!(c.start, next);
+            next += c.len;
+            assert!(c.windows.iter().all(|w| w.0.size <= 4096));
+        }
+        assert_eq!(next, 4096);
     }
 }

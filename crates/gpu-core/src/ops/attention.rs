@@ -295,7 +295,7 @@ pub fn attention_forward_io(
         |g| {
             let mut all = vec![q, k, v, &out, &lse];
             all.extend(mask.map(|m| m.0));
-            if super::attention_split::needed(g, &all) {
+            if super::past_limit(g, &all) {
                 let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
                 return super::attention_split::forward(g, &call, &out, &lse);
             }
@@ -410,7 +410,7 @@ pub fn attention_backward_io(
         |g| {
             let mut all = vec![q, k, v, out, lse, dout, &dq, &dk, &dv];
             all.extend(mask.map(|m| m.0));
-            if super::attention_split::needed(g, &all) {
+            if super::past_limit(g, &all) {
                 let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
                 return super::attention_split::backward(g, &call, (out, lse, dout), (&dq, &dk, &dv));
             }

@@ -15,12 +15,6 @@ use super::operands::Operands;
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
-/// Whether any of `buffers` is past `g`'s binding limit.
-pub(crate) fn needed(g: &GpuContext, buffers: &[&Buffer]) -> bool {
-    let limit = g.binding_limit();
-    buffers.iter().any(|b| b.len_bytes() > limit)
-}
-
 /// Consecutive batch·heads `[first, first + count)` and their sizes.
 struct Chunk {
     first: usize,

@@ -393,6 +393,9 @@ pub fn batch_norm_forward(
             };
             let mut inputs = vec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
             inputs.extend(residual);
+            if super::past_limit(g, &[x, &y]) {
+                return super::batch_norm_split::forward(g, x, d, centre, (weight, bias, residual), relu, io, &y);
+            }
             launch(
                 g,
                 Kernel {
@@ -495,6 +498,11 @@ pub fn batch_norm_grad_sums(
     run(
         dev,
         |g| {
+            if super::past_limit(g, &[dy, x]) {
+                let (db, dw) = super::batch_norm_split::grad_sums(g, (dy, x, relu_out), d, centre, io)?;
+                g.copy_range(db.wgpu(), 0, dbias.wgpu(), 0, c as u64 * 4)?;
+                return g.copy_range(dw.wgpu(), 0, dweight.wgpu(), 0, c as u64 * 4);
+            }
             let (_, chunks) = d.plan();
             let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
             let stats = match centre {
@@ -607,6 +615,12 @@ pub fn batch_norm_backward(
             };
             let mut outputs = vec![&dx];
             outputs.extend(dres.as_ref());
+            // The affine gradient splits; the training one (whose formula
+            // needs every row's sums) binds its tensors whole.
+            if sums.is_none() && super::past_limit(g, &[dy, x, &dx]) {
+                let (ins, outs) = ((dy, x, relu_out), (&dx, dres.as_ref()));
+                return super::batch_norm_split::backward(g, ins, d, centre, weight, io, outs);
+            }
             launch(
                 g,
                 Kernel {

@@ -125,7 +125,7 @@ fn launch(
     let constants = [("RANK", w.shape.len() as f64)];
     let limit = g.binding_limit();
     let fits = inputs.iter().chain(outputs).all(|b| b.len_bytes() <= limit);
-    if fits || entry != "gather" {
+    if fits || !matches!(entry, "gather" | "scatter_add") {
         let params = params(n, 0, 0);
         return dispatch_indexed(
             g,
@@ -141,16 +141,20 @@ fn launch(
     // A gather whose index or output is past the binding limit runs in
     // ranges of its output, binding the windows of the output and of the
     // indices the range reads; x, read where the indices say, stays whole
-    // (and must fit).
+    // (and must fit). A scatter_add likewise in ranges of its index and
+    // source (read densely), its destination whole.
     let (index, x, out) = (inputs[0], inputs[1], outputs[0]);
     let align = g.window_align();
+    let gathers = entry == "gather";
+    let i_map = if gathers { Access::of(w.shape, w.i_strides, 0) } else { Access::Dense };
     let reads = [
-        LeafRead { maps: vec![Access::of(w.shape, w.i_strides, 0)], half: false },
+        LeafRead { maps: vec![i_map], half: false },
+        // The output of a gather, the source of a scatter.
         LeafRead { maps: vec![Access::Dense], half: false },
     ];
     let ranges =
         split::ranges_reading(n, &reads, limit, align, (align / 4) as usize).ok_or_else(|| Error::LimitExceeded {
-            what: format!("kernel `index:gather` ({}) with indices too far apart to split", op.unwrap_or("gather")),
+            what: format!("kernel `index:{entry}` ({}) with indices too far apart to split", op.unwrap_or(entry)),
             needed: index.len_bytes().max(out.len_bytes()),
             limit: "max_storage_buffer_binding_size",
             allowed: limit,
@@ -168,8 +172,10 @@ fn launch(
             outputs: &outs,
             workgroups: groups(len, 256),
         };
-        // The output window starts at `start` exactly (ranges are aligned).
-        g.launch_windows(&launch, &[Some(windows[0].0), None, Some(windows[1].0), None])?;
+        // Dense windows start at `start` exactly (ranges are aligned).
+        let (idx, dense) = (Some(windows[0].0), Some(windows[1].0));
+        let bound = if gathers { [idx, None, dense, None] } else { [idx, dense, None, None] };
+        g.launch_windows(&launch, &bound)?;
     }
     Ok(())
 }

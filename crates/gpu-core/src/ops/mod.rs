@@ -10,6 +10,7 @@ pub mod attention;
 mod attention_split;
 pub mod augment;
 pub mod batch_norm;
+mod batch_norm_split;
 pub mod binary;
 pub mod cast;
 pub mod conv;
@@ -40,6 +41,13 @@ pub mod unary;
 use crate::gpu::fusion::{Deferred, Fusable};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Device, Result};
+
+/// Whether any of `buffers` is past `g`'s binding limit (the ops that split
+/// their work then take their split path).
+pub(crate) fn past_limit(g: &GpuContext, buffers: &[&Buffer]) -> bool {
+    let limit = g.binding_limit();
+    buffers.iter().any(|b| b.len_bytes() > limit)
+}
 
 /// Workgroups needed for `n` threads in groups of `size`.
 pub(crate) fn groups(n: usize, size: usize) -> u32 {

@@ -1,0 +1,79 @@
+//! A whole GPT training step on a GPU whose binding limit is lowered to
+//! 8 KiB (`Device::set_max_binding_bytes`): activations, logits, attention
+//! tensors, feed-forward weights and their gradients and optimizer states are
+//! past it, so every op on the path splits its work (products, elementwise
+//! chains, copies, layer norm and its affine part, attention,
+//! cross-entropy, the embedding's lookup and backward, sums, AdamW). The
+//! loss and every gradient equal the unlimited GPU's and the CPU backend's.
+
+use wgrad_autograd::{Device, Tensor};
+use wgrad_gpu_core::testing::{fresh_gpu_or_skip, gpu_or_skip};
+use wgrad_models::Gpt;
+use wgrad_nn::optim::{AdamW, Optimizer};
+use wgrad_nn::{Init, ModuleExt};
+
+const LR: f32 = 1e-2;
+
+/// One step's loss, gradients and updated parameters, and its launches.
+struct Step {
+    loss: f32,
+    grads: Vec<(String, Vec<f32>)>,
+    params: Vec<Vec<f32>>,
+    launches: u64,
+}
+
+/// One AdamW step of a 2-layer GPT (vocab 50, width 32, FFN 128, 2 heads)
+/// on 8 sequences of 16.
+fn train_step(dev: &Device) -> Step {
+    let model = Gpt::builder(50, 16).layers(2).heads(2).width(32).build(&mut Init::new(dev, 7));
+    let ids: Vec<u32> = (0..8 * 16).map(|i| (i * 7 % 50) as u32).collect();
+    let targets: Vec<u32> = (0..8 * 16).map(|i| (i * 11 % 50) as u32).collect();
+    let (ids, targets) = (Tensor::from_u32(&ids, &[8, 16], dev), Tensor::from_u32(&targets, &[8, 16], dev));
+    let mut opt = AdamW::new(model.parameters(), LR);
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let loss = model.loss(&ids, &targets);
+    opt.zero_grad();
+    loss.backward();
+    let grads =
+        model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().expect("a gradient").to_vec())).collect();
+    opt.step();
+    let loss = loss.item();
+    let launches = dev.stats().dispatches - before;
+    let params = model.parameters().iter().map(|p| p.to_vec()).collect();
+    Step { loss, grads, params, launches }
+}
+
+/// Gradients within 1e-4 relative plus 1e-5 of the tensor's largest
+/// (a bias whose gradient cancels to rounding noise compares by that floor).
+fn same(what: &str, got: &Step, want: &Step) {
+    assert!((got.loss - want.loss).abs() <= 1e-5 * want.loss.abs(), "{what}: loss {} vs {}", got.loss, want.loss);
+    for ((name, g), (_, w)) in got.grads.iter().zip(&want.grads) {
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * b.abs() + 1e-5 * scale, "{what}: grad of {name}[{i}]: {a} vs {b}");
+        }
+    }
+    // AdamW's first step moves each value by about ±LR whatever its
+    // gradient's size, so noise-level gradients may differ in sign.
+    for (p, q) in got.params.iter().zip(&want.params) {
+        for (a, b) in p.iter().zip(q) {
+            assert!(a.is_finite() && (a - b).abs() <= 2.5 * LR, "{what}: updated value {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn a_gpt_step_past_the_binding_limit_equals_the_unlimited_step() {
+    let Some(small) = fresh_gpu_or_skip("a_gpt_step_past_the_binding_limit_equals_the_unlimited_step") else {
+        return;
+    };
+    small.set_max_binding_bytes(Some(8192)).unwrap();
+    let whole = gpu_or_skip("gpt split").unwrap();
+    let split = train_step(&small);
+    let unsplit = train_step(&whole);
+    eprintln!("GPT step: {} launches with an 8 KiB binding limit, {} without", split.launches, unsplit.launches);
+    assert!(split.launches > unsplit.launches, "nothing split");
+    same("vs the unlimited GPU", &split, &unsplit);
+    same("vs the CPU", &split, &train_step(&Device::cpu()));
+}
