@@ -6,14 +6,14 @@
 //! awkward shapes: partial chunks, broadcast batches, transposed operands,
 //! f16 operands, the epilogue's bias and f16 store, both kernel families,
 //! and ranges of columns for rows too wide to bind. Sums, optimizer updates
-//! fills, aranges and random numbers split too (elementwise ops and copies:
+//! convolutions run on chunks of images; fills, aranges and random numbers split too (elementwise ops and copies:
 //! `split_elementwise.rs`; row kernels: `split_rows.rs`);
 //! ops that cannot split return `LimitExceeded` naming themselves.
 
 mod common;
 use common::*;
 use half::f16;
-use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_epilogue, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
 use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::ops::optim::{update, Rule};
@@ -310,4 +310,39 @@ fn fills_aranges_and_random_numbers_past_the_limit_run_in_ranges() {
     let same_bits =
         |r: std::ops::Range<usize>| got[r.clone()].iter().zip(&want[r]).all(|(a, b)| a.to_bits() == b.to_bits());
     assert!(same_bits(0..3 * n) && same_bits(4 * n..5 * n), "fill, arange, uniform and the mask are exact");
+}
+
+/// Forward (with a bias), input gradient and weight gradient of a 3x3 conv,
+/// stride 2 (so the input gradient gathers a strided dY), on 12 images.
+fn convolution(dev: &Device) -> (Vec<f32>, u64) {
+    let mut geo = ConvGeometry::new(12, 3, (9, 8), (3, 3));
+    (geo.pad_top, geo.pad_left, geo.pad_bottom, geo.pad_right) = (1, 1, 1, 1);
+    geo.stride_h = 2;
+    let (oc, l) = (4, geo.out_h() * geo.out_w());
+    let mut r = rng(12);
+    let up = |v: Vec<f32>| Buffer::from_f32(dev, &v).unwrap();
+    let (x, w, bias) = (up(r.vec(12 * 3 * 72, -1.0, 1.0)), up(r.vec(oc * 27, -1.0, 1.0)), up(r.vec(oc, -1.0, 1.0)));
+    let gy = up(r.vec(12 * oc * l, -1.0, 1.0));
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let epi = Epilogue::default().with_bias(&bias, BiasAxis::Rows, 1);
+    let y = conv2d_epilogue(MatmulConfig::default(), &epi, &x, &w, oc, &geo).unwrap();
+    let dx = conv2d_input_grad(&gy, &w, oc, &geo).unwrap();
+    let dw = conv2d_weight_grad(&gy, &x, oc, &geo).unwrap();
+    let mut out = y.to_f32().unwrap()[..12 * oc * l].to_vec();
+    out.extend(&dx.to_f32().unwrap()[..12 * 3 * 72]);
+    out.extend(&dw.to_f32().unwrap()[..oc * 27]);
+    (out, dev.stats().dispatches - before)
+}
+
+#[test]
+fn convolutions_past_the_limit_run_on_chunks_of_images() {
+    let Some(small) = limited("convolutions_past_the_limit_run_on_chunks_of_images") else { return };
+    let whole = gpu_or_skip("conv split").unwrap();
+    let (got, launches) = convolution(&small);
+    let (unsplit, one) = convolution(&whole);
+    let (want, _) = convolution(&Device::cpu_reference());
+    assert_close("conv vs the CPU twin", &got, &want, 1e-5, 1e-5);
+    assert_close("conv vs unsplit", &got, &unsplit, 1e-5, 1e-5);
+    assert!(launches > one, "{launches} launches, {one} unsplit");
 }

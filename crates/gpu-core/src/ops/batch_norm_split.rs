@@ -13,53 +13,16 @@
 
 use super::batch_norm::{batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, Centre, ChannelDims};
 use super::binary::{binary, BinaryOp};
+use super::chunks::{chunks, Chunk, Rows};
 use super::operands::Operands;
 use crate::gpu::GpuContext;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
-/// Rows of A per chunk, and the chunks `(first row, rows)`.
-fn chunks(op: &'static str, g: &GpuContext, d: &ChannelDims, io: Operands) -> Result<Vec<(usize, usize)>> {
-    let row = (d.channels * d.inner) as u64 * io.size();
-    let limit = g.binding_limit();
-    // Copies move whole 4-byte words: with f16 rows of odd length, chunks
-    // start on even rows.
-    let step = if row.is_multiple_of(4) { 1 } else { 2 };
-    let per = (limit.saturating_sub(16) / row.max(1)) as usize / step * step;
-    if per == 0 {
-        return Err(Error::LimitExceeded {
-            what: format!("{op}: rows of {} values ({d:?})", d.channels * d.inner),
-            needed: row * step as u64,
-            limit: "max_storage_buffer_binding_size",
-            allowed: limit,
-        });
-    }
-    Ok((0..d.outer).step_by(per).map(|a| (a, per.min(d.outer - a))).collect())
-}
-
-/// Bytes of `rows` rows, rounded up to whole words (buffers are backed in
-/// multiples of 16 bytes, so the rounding stays inside them).
-fn bytes(d: &ChannelDims, rows: usize, io: Operands) -> u64 {
-    ((rows * d.channels * d.inner) as u64 * io.size()).next_multiple_of(4)
-}
-
-/// Rows `[a, a + rows)` of a dense `[A, C, B]` buffer, copied into one of their own.
-fn slice(g: &GpuContext, buf: &Buffer, d: &ChannelDims, (a, rows): (usize, usize), io: Operands) -> Result<Buffer> {
-    let part = Buffer::alloc(buf.device(), bytes(d, rows, io))?;
-    g.copy_range(buf.wgpu(), bytes(d, a, io), part.wgpu(), 0, bytes(d, rows, io))?;
-    Ok(part)
-}
-
-/// Copies a chunk's result into its rows of `dst`.
-fn place(
-    g: &GpuContext,
-    part: &Buffer,
-    dst: &Buffer,
-    d: &ChannelDims,
-    (a, rows): (usize, usize),
-    io: Operands,
-) -> Result<()> {
-    g.copy_range(part.wgpu(), 0, dst.wgpu(), bytes(d, a, io), bytes(d, rows, io))
+/// The chunks of rows of A, and the layout of one row of the activations.
+fn plan(what: &str, g: &GpuContext, d: &ChannelDims, io: Operands) -> Result<(Vec<Chunk>, Rows)> {
+    let rows = Rows { row: (d.channels * d.inner) as u64 * io.size() };
+    Ok((chunks(g, &format!("{what}: rows of A of {d:?}"), d.outer, &[rows.row], 1)?, rows))
 }
 
 /// The statistics stay whole; a normalised input has none.
@@ -79,11 +42,12 @@ pub(crate) fn forward(
     io: Operands,
     y: &Buffer,
 ) -> Result<()> {
-    for c in chunks("batch_norm_forward", g, &d, io)? {
-        let xc = slice(g, x, &d, c, io)?;
-        let rc = residual.map(|r| slice(g, r, &d, c, io)).transpose()?;
-        let yc = batch_norm_forward(&xc, sub_dims(&d, c.1), centre, weight, bias, rc.as_ref(), relu, io)?;
-        place(g, &yc, y, &d, c, io)?;
+    let (cs, rows) = plan("batch_norm_forward", g, &d, io)?;
+    for c in cs {
+        let xc = rows.slice(g, x, c)?;
+        let rc = residual.map(|r| rows.slice(g, r, c)).transpose()?;
+        let yc = batch_norm_forward(&xc, sub_dims(&d, c.count), centre, weight, bias, rc.as_ref(), relu, io)?;
+        rows.place(g, &yc, y, c)?;
     }
     Ok(())
 }
@@ -98,10 +62,11 @@ pub(crate) fn grad_sums(
 ) -> Result<(Buffer, Buffer)> {
     let channels = Layout::contiguous(&[d.channels]);
     let mut total: Option<(Buffer, Buffer)> = None;
-    for c in chunks("batch_norm_grad_sums", g, &d, io)? {
-        let (gc, xc) = (slice(g, dy, &d, c, io)?, slice(g, x, &d, c, io)?);
-        let yc = relu_out.map(|y| slice(g, y, &d, c, io)).transpose()?;
-        let (db, dw) = batch_norm_grad_sums(&gc, &xc, yc.as_ref(), sub_dims(&d, c.1), centre, io)?;
+    let (cs, rows) = plan("batch_norm_grad_sums", g, &d, io)?;
+    for c in cs {
+        let (gc, xc) = (rows.slice(g, dy, c)?, rows.slice(g, x, c)?);
+        let yc = relu_out.map(|y| rows.slice(g, y, c)).transpose()?;
+        let (db, dw) = batch_norm_grad_sums(&gc, &xc, yc.as_ref(), sub_dims(&d, c.count), centre, io)?;
         total = Some(match total {
             None => (db, dw),
             Some((b, w)) => {
@@ -125,14 +90,15 @@ pub(crate) fn backward(
     io: Operands,
     (dx, dres): (&Buffer, Option<&Buffer>),
 ) -> Result<()> {
-    for c in chunks("batch_norm_backward", g, &d, io)? {
-        let (gc, xc) = (slice(g, dy, &d, c, io)?, slice(g, x, &d, c, io)?);
-        let yc = relu_out.map(|y| slice(g, y, &d, c, io)).transpose()?;
-        let dims = sub_dims(&d, c.1);
+    let (cs, rows) = plan("batch_norm_backward", g, &d, io)?;
+    for c in cs {
+        let (gc, xc) = (rows.slice(g, dy, c)?, rows.slice(g, x, c)?);
+        let yc = relu_out.map(|y| rows.slice(g, y, c)).transpose()?;
+        let dims = sub_dims(&d, c.count);
         let (dxc, dresc) = batch_norm_backward(&gc, &xc, yc.as_ref(), dims, centre, weight, None, dres.is_some(), io)?;
-        place(g, &dxc, dx, &d, c, io)?;
+        rows.place(g, &dxc, dx, c)?;
         if let (Some(part), Some(dst)) = (dresc, dres) {
-            place(g, &part, dst, &d, c, io)?;
+            rows.place(g, &part, dst, c)?;
         }
     }
     Ok(())

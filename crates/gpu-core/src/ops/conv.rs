@@ -342,6 +342,12 @@ pub fn conv2d_epilogue(
     let n_x = g.input_shape().iter().product();
     check_conv("conv2d", g, out_channels, cfg.operands, &[(x, "input", n_x), (w, "weight", n_w)])?;
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    if let Some(gpu) = x.device().gpu_ctx() {
+        let y_bytes = (g.batch * out_channels * l) as u64 * epi.output.size();
+        if super::conv_split::needed(gpu, &[x.len_bytes(), y_bytes]) {
+            return super::conv_split::forward(gpu, (cfg, epi), x, w, out_channels, g);
+        }
+    }
     let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
     let batch = group_batches(g, g.channels, g.in_h * g.in_w);
     let cols = ConvOperand { src: x, batch, form: ConvGather::Columns, geo: *g, k, n: l };
@@ -424,6 +430,11 @@ pub fn conv2d_weight_grad_output(
     let dev = x.device();
     if g.batch == 0 {
         return super::fill::fill(dev, n_w, 0.0);
+    }
+    if let Some(gpu) = dev.gpu_ctx() {
+        if super::conv_split::needed(gpu, &[gy.len_bytes(), x.len_bytes(), (g.batch * n_w) as u64 * 4]) {
+            return super::conv_split::weight_grad(gpu, cfg, (gy, x), out_channels, g, n_w);
+        }
     }
     if crate::cpu::fast(dev) {
         // The fast CPU path: one sgemm per group over all images, no
@@ -531,6 +542,12 @@ pub fn conv2d_input_grad_epilogue(
     let (groups, cg, taps) = (g.groups, g.group_channels(), g.kernel_h * g.kernel_w);
     let ocg = out_channels / groups;
     let (l, hw) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
+    if let Some(gpu) = gy.device().gpu_ctx() {
+        let dx_bytes = (g.batch * g.channels * hw) as u64 * epi.output.size();
+        if super::conv_split::needed(gpu, &[gy.len_bytes(), dx_bytes]) {
+            return super::conv_split::input_grad(gpu, (cfg, epi), gy, w, out_channels, g);
+        }
+    }
     // [G, OC/G, C/G, taps] -> [G, C/G, OC/G, taps]: rows of Wᵀ per group.
     let w_view = Layout::contiguous(&[groups, ocg, cg, taps]).permute(&[0, 2, 1, 3])?;
     let w_t = match cfg.operands {

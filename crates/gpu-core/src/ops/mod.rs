@@ -13,7 +13,9 @@ pub mod batch_norm;
 mod batch_norm_split;
 pub mod binary;
 pub mod cast;
+mod chunks;
 pub mod conv;
+mod conv_split;
 pub mod convert;
 
 pub mod copy;
