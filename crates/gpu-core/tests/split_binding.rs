@@ -6,7 +6,7 @@
 //! awkward shapes: partial chunks, broadcast batches, transposed operands,
 //! f16 operands, the epilogue's bias and f16 store, both kernel families,
 //! and ranges of columns for rows too wide to bind. Sums, optimizer updates
-//! convolutions run on chunks of images; fills, aranges and random numbers split too (elementwise ops and copies:
+//! convolutions and poolings run on chunks of images (or planes); fills, aranges and random numbers split too (elementwise ops and copies:
 //! `split_elementwise.rs`; row kernels: `split_rows.rs`);
 //! ops that cannot split return `LimitExceeded` naming themselves.
 
@@ -17,6 +17,9 @@ use wgrad_gpu_core::ops::conv::{conv2d, conv2d_epilogue, conv2d_input_grad, conv
 use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::ops::optim::{update, Rule};
+use wgrad_gpu_core::ops::pool::{
+    adaptive_avg_pool2d_io, avg_pool2d_backward_io, avg_pool2d_io, max_pool2d_backward_io, max_pool2d_io,
+};
 use wgrad_gpu_core::ops::random::{dropout_mask, normal, uniform};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
@@ -345,4 +348,50 @@ fn convolutions_past_the_limit_run_on_chunks_of_images() {
     assert_close("conv vs the CPU twin", &got, &want, 1e-5, 1e-5);
     assert_close("conv vs unsplit", &got, &unsplit, 1e-5, 1e-5);
     assert!(launches > one, "{launches} launches, {one} unsplit");
+}
+
+/// Max pooling (values, argmax, input gradient), average pooling with
+/// padding (forward, backward) and adaptive average pooling of [8, 3, 9, 7]
+/// stored as `io` (63-value planes: f16 chunks start on even planes).
+fn pooling(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let shape = [8, 3, 9, 7];
+    let n = 8 * 3 * 63;
+    let mut r = rng(13);
+    let x = upload(dev, &r.vec(n, -1.0, 1.0), io);
+    let back = |b: &Buffer, n: usize| -> Vec<f32> {
+        match io {
+            Operands::F32 => b.to_f32().unwrap()[..n].to_vec(),
+            Operands::F16 => widen(&b.to_f16().unwrap()[..n]),
+        }
+    };
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let (y, arg, out_shape) = max_pool2d_io(&x, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
+    let m: usize = out_shape.iter().product();
+    let gy = upload(dev, &r.vec(m, -1.0, 1.0), io);
+    let dx = max_pool2d_backward_io(&gy, &arg, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
+    let (a, a_shape) = avg_pool2d_io(&x, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
+    let am: usize = a_shape.iter().product();
+    let ga = upload(dev, &r.vec(am, -1.0, 1.0), io);
+    let da = avg_pool2d_backward_io(&ga, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
+    let (ad, _) = adaptive_avg_pool2d_io(&x, &shape, (2, 3), io).unwrap();
+    let mut out = back(&y, m);
+    out.extend(arg.to_u32().unwrap()[..m].iter().map(|&i| i as f32));
+    out.extend(back(&dx, n));
+    out.extend(back(&a, am));
+    out.extend(back(&da, n));
+    out.extend(back(&ad, 8 * 3 * 6));
+    (out, dev.stats().dispatches - before)
+}
+
+#[test]
+fn poolings_past_the_limit_run_on_chunks_of_planes() {
+    let Some(small) = limited("poolings_past_the_limit_run_on_chunks_of_planes") else { return };
+    for io in [Operands::F32, Operands::F16] {
+        let (got, launches) = pooling(&small, io);
+        let (want, _) = pooling(&Device::cpu_reference(), io);
+        let tol = if io == Operands::F16 { 1e-3 } else { 1e-6 };
+        assert_close(&format!("pooling, {io:?}"), &got, &want, tol, tol);
+        assert!(launches > 5, "{io:?}: {launches} launches for five poolings: nothing split");
+    }
 }

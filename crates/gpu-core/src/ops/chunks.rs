@@ -5,7 +5,7 @@
 //! Used by `attention_split.rs`, `batch_norm_split.rs` and `conv_split.rs`.
 
 use crate::gpu::GpuContext;
-use crate::{Buffer, Error, Result};
+use crate::{Buffer, Device, Error, Result};
 
 /// Rows `[first, first + count)`.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,11 @@ impl Rows {
     /// in multiples of 16 bytes, so the rounding stays inside them).
     fn bytes(self, rows: usize) -> u64 {
         (rows as u64 * self.row).next_multiple_of(4)
+    }
+
+    /// A buffer for a chunk's rows (a result to [`place`](Self::place)).
+    pub fn alloc(self, dev: &Device, c: Chunk) -> Result<Buffer> {
+        Buffer::alloc(dev, self.bytes(c.count))
     }
 
     /// The chunk's rows of `buf`, copied into a buffer of their own.

@@ -22,6 +22,7 @@
 
 use std::ops::Range;
 
+use super::chunks::{chunks, Rows};
 pub use super::operands::Operands;
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
@@ -176,6 +177,10 @@ impl Pool {
         outputs: &[&Buffer],
         n: usize,
     ) -> Result<()> {
+        let all: Vec<&Buffer> = inputs.iter().chain(outputs).copied().collect();
+        if super::past_limit(g, &all) {
+            return self.launch_chunks(g, (op, io, entry), inputs, outputs, n);
+        }
         let (r, c) = (self.rows, self.cols);
         let params = Params::of(&PARAMS)
             .set_u32("n", n)
@@ -199,6 +204,36 @@ impl Pool {
             Operands::F16 => ("pool_f16", 2),
         };
         dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(n.div_ceil(lanes), 256))
+    }
+
+    /// [`launch`](Self::launch) past the binding limit: planes are
+    /// independent and every buffer holds the same number of bytes per
+    /// plane, so the launch runs on copies of chunks of planes
+    /// (`chunks.rs`), its results copied into place.
+    fn launch_chunks(
+        &self,
+        g: &GpuContext,
+        (op, io, entry): (&'static str, Operands, &'static str),
+        inputs: &[&Buffer],
+        outputs: &[&Buffer],
+        n: usize,
+    ) -> Result<()> {
+        let planes = self.planes;
+        let rows: Vec<Rows> =
+            inputs.iter().chain(outputs).map(|b| Rows { row: b.len_bytes() / planes as u64 }).collect();
+        let sizes: Vec<u64> = rows.iter().map(|r| r.row).collect();
+        let (in_rows, out_rows) = rows.split_at(inputs.len());
+        for c in chunks(g, &format!("{op}: one plane"), planes, &sizes, 1)? {
+            let ins = inputs.iter().zip(in_rows).map(|(b, r)| r.slice(g, b, c)).collect::<Result<Vec<_>>>()?;
+            let outs = out_rows.iter().map(|r| r.alloc(inputs[0].device(), c)).collect::<Result<Vec<_>>>()?;
+            let sub = Pool { planes: c.count, ..*self };
+            let (ins_ref, outs_ref): (Vec<&Buffer>, Vec<&Buffer>) = (ins.iter().collect(), outs.iter().collect());
+            sub.launch(g, op, io, entry, &ins_ref, &outs_ref, n / planes * c.count)?;
+            for ((part, dst), r) in outs.iter().zip(outputs).zip(out_rows) {
+                r.place(g, part, dst, c)?;
+            }
+        }
+        Ok(())
     }
 
     /// The fast max pooling's window taps (rows, cols): each window's
