@@ -113,3 +113,17 @@ pub fn half_runs<'a>(reference: &'a Device, fast: &'a Device, gpu: Option<&'a De
     }
     v
 }
+
+/// A fresh GPU whose binding limit is lowered to `bytes` (the split tests:
+/// small tensors past it), or `None` when the GPU test is skipped.
+pub fn limited_gpu(test: &str, bytes: u64) -> Option<Device> {
+    let dev = wgrad_gpu_core::testing::fresh_gpu_or_skip(test)?;
+    dev.set_max_binding_bytes(Some(bytes)).unwrap();
+    assert_eq!(dev.max_binding_bytes(), bytes);
+    Some(dev)
+}
+
+/// The first `n` f32 of `b`.
+pub fn f32s_of(b: &Buffer, n: usize) -> Vec<f32> {
+    b.to_f32().unwrap()[..n].to_vec()
+}

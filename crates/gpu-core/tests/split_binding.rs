@@ -22,19 +22,11 @@ use wgrad_gpu_core::ops::pool::{
 };
 use wgrad_gpu_core::ops::random::{dropout_mask, normal, uniform};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
 
 /// The lowered binding limit: every case below binds more in one launch.
 const LIMIT: u64 = 2048;
-
-/// A fresh GPU whose binding limit is [`LIMIT`].
-fn limited(test: &str) -> Option<Device> {
-    let dev = fresh_gpu_or_skip(test)?;
-    dev.set_max_binding_bytes(Some(LIMIT)).unwrap();
-    assert_eq!(dev.max_binding_bytes(), LIMIT);
-    Some(dev)
-}
 
 /// One product: A and B as views of their stored data, an epilogue.
 #[derive(Clone, Debug)]
@@ -138,7 +130,7 @@ fn configs(dev: &Device) -> Vec<MatmulConfig> {
 
 #[test]
 fn split_matmul_equals_the_cpu_twin_and_the_unsplit_product() {
-    let Some(small) = limited("split_matmul_equals_the_cpu_twin_and_the_unsplit_product") else { return };
+    let Some(small) = limited_gpu("split_matmul_equals_the_cpu_twin_and_the_unsplit_product", LIMIT) else { return };
     let whole = gpu_or_skip("split_matmul").unwrap();
     let cpu = Device::cpu_reference();
     for cfg in configs(&small) {
@@ -161,7 +153,7 @@ fn split_matmul_equals_the_cpu_twin_and_the_unsplit_product() {
 
 #[test]
 fn products_that_fit_keep_one_launch() {
-    let Some(small) = limited("products_that_fit_keep_one_launch") else { return };
+    let Some(small) = limited_gpu("products_that_fit_keep_one_launch", LIMIT) else { return };
     let case = Case {
         what: "fits",
         a: dense(&[2, 5, 7]),
@@ -180,7 +172,7 @@ fn products_that_fit_keep_one_launch() {
 
 #[test]
 fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
-    let Some(small) = limited("ops_that_cannot_split_return_limit_exceeded_naming_the_op") else { return };
+    let Some(small) = limited_gpu("ops_that_cannot_split_return_limit_exceeded_naming_the_op", LIMIT) else { return };
     let limit_error = |e: Error, op: &str| {
         let msg = e.to_string();
         assert!(matches!(e, Error::LimitExceeded { .. }), "{msg}");
@@ -220,7 +212,7 @@ fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
 
 #[test]
 fn sums_over_views_past_the_limit_split_along_a_reduced_axis() {
-    let Some(small) = limited("sums_over_views_past_the_limit_split_along_a_reduced_axis") else { return };
+    let Some(small) = limited_gpu("sums_over_views_past_the_limit_split_along_a_reduced_axis", LIMIT) else { return };
     let cpu = Device::cpu_reference();
     let data = rng(9).vec(300 * 7, -1.0, 1.0);
     let sum = |dev: &Device, layout: &Layout, axes: &[usize], op: ReduceOp| {
@@ -259,7 +251,7 @@ fn sums_over_views_past_the_limit_split_along_a_reduced_axis() {
 
 #[test]
 fn optimizer_updates_past_the_limit_run_in_ranges() {
-    let Some(small) = limited("optimizer_updates_past_the_limit_run_in_ranges") else { return };
+    let Some(small) = limited_gpu("optimizer_updates_past_the_limit_run_in_ranges", LIMIT) else { return };
     // 1001 elements (4004 bytes): at least two ranges, the last not a whole vec4.
     let n = 1001;
     let rule = Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: true, decoupled: true };
@@ -290,7 +282,9 @@ fn optimizer_updates_past_the_limit_run_in_ranges() {
 
 #[test]
 fn fills_aranges_and_random_numbers_past_the_limit_run_in_ranges() {
-    let Some(small) = limited("fills_aranges_and_random_numbers_past_the_limit_run_in_ranges") else { return };
+    let Some(small) = limited_gpu("fills_aranges_and_random_numbers_past_the_limit_run_in_ranges", LIMIT) else {
+        return;
+    };
     let cpu = Device::cpu_reference();
     // 1001 elements (4004 bytes): at least two ranges, the last not a whole Philox block.
     let n = 1001;
@@ -340,7 +334,7 @@ fn convolution(dev: &Device) -> (Vec<f32>, u64) {
 
 #[test]
 fn convolutions_past_the_limit_run_on_chunks_of_images() {
-    let Some(small) = limited("convolutions_past_the_limit_run_on_chunks_of_images") else { return };
+    let Some(small) = limited_gpu("convolutions_past_the_limit_run_on_chunks_of_images", LIMIT) else { return };
     let whole = gpu_or_skip("conv split").unwrap();
     let (got, launches) = convolution(&small);
     let (unsplit, one) = convolution(&whole);
@@ -386,7 +380,7 @@ fn pooling(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
 
 #[test]
 fn poolings_past_the_limit_run_on_chunks_of_planes() {
-    let Some(small) = limited("poolings_past_the_limit_run_on_chunks_of_planes") else { return };
+    let Some(small) = limited_gpu("poolings_past_the_limit_run_on_chunks_of_planes", LIMIT) else { return };
     for io in [Operands::F32, Operands::F16] {
         let (got, launches) = pooling(&small, io);
         let (want, _) = pooling(&Device::cpu_reference(), io);

@@ -18,18 +18,11 @@ use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
 use wgrad_gpu_core::ops::index::{gather, index_select, scatter_add};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
 
 /// The lowered binding limit: every case below binds more in one launch.
 const LIMIT: u64 = 2048;
-
-/// A fresh GPU whose binding limit is [`LIMIT`].
-fn limited(test: &str) -> Option<Device> {
-    let dev = fresh_gpu_or_skip(test)?;
-    dev.set_max_binding_bytes(Some(LIMIT)).unwrap();
-    Some(dev)
-}
 
 /// 3,001 f32 (12 KB, odd so the last range is partial and not a whole word of halves).
 const N: usize = 3001;
@@ -45,29 +38,25 @@ fn upload(dev: &Device, seed: u64, n: usize) -> Buffer {
     Buffer::from_f32(dev, &rng(seed).vec(n, -2.0, 2.0)).unwrap()
 }
 
-fn read(b: &Buffer, n: usize) -> Vec<f32> {
-    b.to_f32().unwrap()[..n].to_vec()
-}
-
 fn cases() -> Vec<Case> {
     vec![
-        ("exp", |d| read(&unary(UnaryOp::Exp, &upload(d, 1, N), N).unwrap(), N)),
+        ("exp", |d| f32s_of(&unary(UnaryOp::Exp, &upload(d, 1, N), N).unwrap(), N)),
         ("tanh backward", |d| {
             let (x, g) = (upload(d, 2, N), upload(d, 3, N));
             let y = unary(UnaryOp::Tanh, &x, N).unwrap();
-            read(&unary_grad(UnaryOp::Tanh, &x, &y, &g, N).unwrap(), N)
+            f32s_of(&unary_grad(UnaryOp::Tanh, &x, &y, &g, N).unwrap(), N)
         }),
         ("add, a row broadcast over [30, 101]", |d| {
             let (a, b) = (upload(d, 4, 3030), upload(d, 5, 101));
             let (z, _) =
                 binary(BinaryOp::Add, &a, &Layout::contiguous(&[30, 101]), &b, &strided(&[30, 101], &[0, 1], 0))
                     .unwrap();
-            read(&z, 3030)
+            f32s_of(&z, 3030)
         }),
         ("mul, every other element at an offset", |d| {
             let (a, b) = (upload(d, 6, N), upload(d, 7, 2 * N + 5));
             let (z, _) = binary(BinaryOp::Mul, &a, &Layout::contiguous(&[N]), &b, &strided(&[N], &[2], 5)).unwrap();
-            read(&z, N)
+            f32s_of(&z, N)
         }),
         ("where with a scalar branch", |d| {
             let (c, b) = (upload(d, 8, N), upload(d, 9, N));
@@ -75,11 +64,11 @@ fn cases() -> Vec<Case> {
             let s = Buffer::from_f32(d, &[0.5]).unwrap();
             let dense = Layout::contiguous(&[N]);
             let (z, _) = where_select(&c, &dense, &s, &strided(&[N], &[0], 0), &b, &dense).unwrap();
-            read(&z, N)
+            f32s_of(&z, N)
         }),
         ("f32 -> f16 -> f32", |d| {
             let h = f32_to_f16(&upload(d, 10, N), N).unwrap();
-            read(&f16_to_f32(&h, N).unwrap(), N)
+            f32s_of(&f16_to_f32(&h, N).unwrap(), N)
         }),
         ("f16 leaf read at an odd offset", |d| {
             let data: Vec<f16> = rng(11).vec(N + 3, -2.0, 2.0).into_iter().map(f16::from_f32).collect();
@@ -88,7 +77,7 @@ fn cases() -> Vec<Case> {
             let (z, _) =
                 binary(BinaryOp::Add, &w, &strided(&[N], &[1], 3), &upload(d, 12, N), &Layout::contiguous(&[N]))
                     .unwrap();
-            read(&z, N)
+            f32s_of(&z, N)
         }),
         ("relu(exp(x) * y + z) with exp(x) kept", |d| {
             let (x, y, z) = (upload(d, 13, N), upload(d, 14, N), upload(d, 15, N));
@@ -98,8 +87,8 @@ fn cases() -> Vec<Case> {
             let (s, _) = binary(BinaryOp::Add, &m, &dense, &z, &dense).unwrap();
             let r = unary(UnaryOp::Relu, &s, N).unwrap();
             drop((m, s));
-            let mut out = read(&r, N);
-            out.extend(read(&e, N));
+            let mut out = f32s_of(&r, N);
+            out.extend(f32s_of(&e, N));
             out
         }),
         ("f16 store of a fused sum", |d| {
@@ -113,29 +102,29 @@ fn cases() -> Vec<Case> {
         ("contiguous of a narrowed, strided view", |d| {
             // Columns 3..53 of every other row of a [120, 60] tensor.
             let x = upload(d, 18, 120 * 60);
-            read(&contiguous(&x, &strided(&[60, 50], &[120, 1], 3)).unwrap(), 3000)
+            f32s_of(&contiguous(&x, &strided(&[60, 50], &[120, 1], 3)).unwrap(), 3000)
         }),
         ("contiguous of a broadcast row", |d| {
             let x = upload(d, 19, 101);
-            read(&contiguous(&x, &strided(&[30, 101], &[0, 1], 0)).unwrap(), 3030)
+            f32s_of(&contiguous(&x, &strided(&[30, 101], &[0, 1], 0)).unwrap(), 3030)
         }),
         ("copy_into every third element of a destination", |d| {
             let (x, y) = (upload(d, 20, N), upload(d, 21, 3 * N));
             copy_into(&x, &Layout::contiguous(&[N]), &y, &strided(&[N], &[3], 1)).unwrap();
-            read(&y, 3 * N)
+            f32s_of(&y, 3 * N)
         }),
         ("index_select: an embedding lookup of 300 rows of 10", |d| {
             let table = upload(d, 24, 40 * 10);
             let ids: Vec<u32> = (0..300u32).map(|i| (i * 17 + 3) % 40).collect();
             let ids = Buffer::from_u32(d, &ids).unwrap();
             let (z, _) = index_select(&table, &Layout::contiguous(&[40, 10]), 0, &ids, 300).unwrap();
-            read(&z, 3000)
+            f32s_of(&z, 3000)
         }),
         ("gather along the last dim of a [60, 7] tensor (which fits)", |d| {
             let x = upload(d, 25, 60 * 7);
             let idx: Vec<u32> = (0..60 * 50u32).map(|i| (i * 5 + i / 50) % 7).collect();
             let idx = Buffer::from_u32(d, &idx).unwrap();
-            read(&gather(&x, &Layout::contiguous(&[60, 7]), 1, &idx, &[60, 50]).unwrap(), 3000)
+            f32s_of(&gather(&x, &Layout::contiguous(&[60, 7]), 1, &idx, &[60, 50]).unwrap(), 3000)
         }),
         ("scatter_add: an embedding gradient from 300 rows of 10", |d| {
             let dst = Buffer::from_f32(d, &[0.0; 400]).unwrap();
@@ -143,20 +132,22 @@ fn cases() -> Vec<Case> {
             let index: Vec<u32> = ids.iter().flat_map(|&i| [i; 10]).collect();
             let index = Buffer::from_u32(d, &index).unwrap();
             scatter_add(&dst, &[40, 10], 0, &index, &upload(d, 27, 3000), &[300, 10]).unwrap();
-            read(&dst, 400)
+            f32s_of(&dst, 400)
         }),
         ("concat along the last dim", |d| {
             let (a, b) = (upload(d, 22, 40 * 37), upload(d, 23, 40 * 40));
             let (z, _) =
                 concat(&[(&a, &Layout::contiguous(&[40, 37])), (&b, &Layout::contiguous(&[40, 40]))], 1).unwrap();
-            read(&z, 40 * 77)
+            f32s_of(&z, 40 * 77)
         }),
     ]
 }
 
 #[test]
 fn elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin() {
-    let Some(small) = limited("elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin") else { return };
+    let Some(small) = limited_gpu("elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin", LIMIT) else {
+        return;
+    };
     let cpu = Device::cpu_reference();
     for fusion in [true, false] {
         small.set_fusion(fusion).unwrap();
@@ -178,7 +169,7 @@ fn elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin() {
 
 #[test]
 fn a_read_too_wide_to_split_is_the_ops_limit_error() {
-    let Some(small) = limited("a_read_too_wide_to_split_is_the_ops_limit_error") else { return };
+    let Some(small) = limited_gpu("a_read_too_wide_to_split_is_the_ops_limit_error", LIMIT) else { return };
     // A [30, 101] tensor read transposed: each output row reaches across all of it.
     let a = upload(&small, 20, 3030);
     let b = upload(&small, 21, 3030);
@@ -189,8 +180,8 @@ fn a_read_too_wide_to_split_is_the_ops_limit_error() {
     assert!(msg.contains("binary") && msg.contains("max_storage_buffer_binding_size"), "{msg}");
     // A copy has no aligned output to keep, so its ranges may be as short
     // as one element: the transposed copy runs in many short ranges.
-    let y = read(&contiguous(&a, &t).unwrap(), 3030);
-    let x = read(&a, 3030);
+    let y = f32s_of(&contiguous(&a, &t).unwrap(), 3030);
+    let x = f32s_of(&a, 3030);
     let want: Vec<f32> = (0..3030).map(|i| x[(i % 30) * 101 + i / 30]).collect();
     assert_eq!(y, want, "transposed copy");
     // An index out of range in a later range of a split gather is still
@@ -206,5 +197,5 @@ fn a_read_too_wide_to_split_is_the_ops_limit_error() {
     let (z, _) = binary(BinaryOp::Add, &a, &Layout::contiguous(&[3030]), &b, &Layout::contiguous(&[3030])).unwrap();
     let (x, y) = (a.to_f32().unwrap(), b.to_f32().unwrap());
     let want: Vec<f32> = x.iter().zip(&y).take(3030).map(|(p, q)| p + q).collect();
-    assert_close("dense sum", &read(&z, 3030), &want, 1e-6, 1e-6);
+    assert_close("dense sum", &f32s_of(&z, 3030), &want, 1e-6, 1e-6);
 }

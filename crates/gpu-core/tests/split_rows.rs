@@ -20,16 +20,10 @@ use wgrad_gpu_core::ops::softmax::{
     cross_entropy_rows_backward, cross_entropy_rows_io, softmax_rows_backward, softmax_rows_io, CeArgs, CeTarget,
     Operands,
 };
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device, Error};
 
 const LIMIT: u64 = 2048;
-
-fn limited(test: &str) -> Option<Device> {
-    let dev = fresh_gpu_or_skip(test)?;
-    dev.set_max_binding_bytes(Some(LIMIT)).unwrap();
-    Some(dev)
-}
 
 /// 37 rows of 50 (7,400 bytes): several ranges, the last partial, rows
 /// starting at unaligned bytes.
@@ -44,10 +38,6 @@ fn logits(dev: &Device, io: Operands) -> Buffer {
     }
 }
 
-fn read(b: &Buffer, n: usize) -> Vec<f32> {
-    b.to_f32().unwrap()[..n].to_vec()
-}
-
 /// Softmax and log-softmax forward and backward on `dev`, concatenated;
 /// and the launches they took.
 fn softmaxes(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
@@ -59,8 +49,8 @@ fn softmaxes(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     for log in [false, true] {
         let y = softmax_rows_io(&x, io, ROWS, COLS, log).unwrap();
         let dx = softmax_rows_backward(&y, &dy, ROWS, COLS, log).unwrap();
-        out.extend(read(&y, n));
-        out.extend(read(&dx, n));
+        out.extend(f32s_of(&y, n));
+        out.extend(f32s_of(&dx, n));
     }
     (out, dev.stats().dispatches - before)
 }
@@ -94,10 +84,10 @@ fn cross_entropy(dev: &Device, probs_target: bool) -> (Vec<f32>, u64) {
     let before = dev.stats().dispatches;
     let (loss, w, probs) = cross_entropy_rows_io(&x, Operands::F32, &args).unwrap();
     let dx = cross_entropy_rows_backward(&probs, &args, &grad).unwrap();
-    let mut out = read(&loss, ROWS);
-    out.extend(read(&w, ROWS));
-    out.extend(read(&probs, n));
-    out.extend(read(&dx, n));
+    let mut out = f32s_of(&loss, ROWS);
+    out.extend(f32s_of(&w, ROWS));
+    out.extend(f32s_of(&probs, n));
+    out.extend(f32s_of(&dx, n));
     (out, dev.stats().dispatches - before)
 }
 
@@ -109,10 +99,10 @@ fn normalization(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let before = dev.stats().dispatches;
     let (y, mean, rstd) = normalize_rows_io(&x, io, ROWS, COLS, 1e-5).unwrap();
     let dx = normalize_rows_backward(&dy, &y, &rstd, ROWS, COLS).unwrap();
-    let mut out = read(&y, n);
-    out.extend(read(&mean, ROWS));
-    out.extend(read(&rstd, ROWS));
-    out.extend(read(&dx, n));
+    let mut out = f32s_of(&y, n);
+    out.extend(f32s_of(&mean, ROWS));
+    out.extend(f32s_of(&rstd, ROWS));
+    out.extend(f32s_of(&dx, n));
     (out, dev.stats().dispatches - before)
 }
 
@@ -129,7 +119,7 @@ fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     };
     let back = |b: &Buffer| -> Vec<f32> {
         match io {
-            Operands::F32 => read(b, n),
+            Operands::F32 => f32s_of(b, n),
             Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
         }
     };
@@ -149,8 +139,8 @@ fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let (db, dw) = batch_norm_grad_sums(&dy, &x, Some(&y), d, centre, io).unwrap();
     let (dx, dres) = batch_norm_backward(&dy, &x, Some(&y), d, centre, Some(&w), None, true, io).unwrap();
     let mut out = back(&y);
-    out.extend(read(&db, 5));
-    out.extend(read(&dw, 5));
+    out.extend(f32s_of(&db, 5));
+    out.extend(f32s_of(&dw, 5));
     out.extend(back(&dx));
     out.extend(back(&dres.expect("the residual's gradient")));
     (out, dev.stats().dispatches - before)
@@ -158,7 +148,7 @@ fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
 
 #[test]
 fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
-    let Some(small) = limited("row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin") else {
+    let Some(small) = limited_gpu("row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin", LIMIT) else {
         return;
     };
     let cpu = Device::cpu_reference();
@@ -190,7 +180,7 @@ fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
 
 #[test]
 fn a_row_past_the_limit_is_an_error_and_bad_classes_are_still_reported() {
-    let Some(small) = limited("a_row_past_the_limit_is_an_error_and_bad_classes_are_still_reported") else {
+    let Some(small) = limited_gpu("a_row_past_the_limit_is_an_error_and_bad_classes_are_still_reported", LIMIT) else {
         return;
     };
     // One row of 600 values (2,400 bytes) cannot be split.

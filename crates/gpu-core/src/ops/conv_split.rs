@@ -26,6 +26,23 @@ fn image(channels: usize, plane: usize, io: Operands) -> Rows {
     Rows { row: (channels * plane) as u64 * io.size() }
 }
 
+/// `op` (an image-wise convolution of `batch` images) on chunks of images:
+/// `input` has `rows.0` bytes an image, the result `rows.1`.
+fn per_image(
+    g: &GpuContext,
+    what: &str,
+    input: &Buffer,
+    (batch, rows): (usize, (Rows, Rows)),
+    op: impl Fn(&Buffer, usize) -> Result<Buffer>,
+) -> Result<Buffer> {
+    let (ir, or) = rows;
+    let out = Buffer::alloc(input.device(), batch as u64 * or.row)?;
+    for c in chunks(g, what, batch, &[ir.row, or.row], 1)? {
+        or.place(g, &op(&ir.slice(g, input, c)?, c.count)?, &out, c)?;
+    }
+    Ok(out)
+}
+
 /// [`conv2d_epilogue`] on chunks of images.
 pub(crate) fn forward(
     g: &GpuContext,
@@ -35,17 +52,11 @@ pub(crate) fn forward(
     out_channels: usize,
     geo: &ConvGeometry,
 ) -> Result<Buffer> {
-    let (xr, yr) = (
-        image(geo.channels, geo.in_h * geo.in_w, cfg.operands),
-        image(out_channels, geo.out_h() * geo.out_w(), epi.output),
-    );
-    let y = Buffer::alloc(x.device(), geo.batch as u64 * yr.row)?;
-    for c in chunks(g, "conv2d: one image of the input or output", geo.batch, &[xr.row, yr.row], 1)? {
-        let sub = ConvGeometry { batch: c.count, ..*geo };
-        let part = conv2d_epilogue(cfg, epi, &xr.slice(g, x, c)?, w, out_channels, &sub)?;
-        yr.place(g, &part, &y, c)?;
-    }
-    Ok(y)
+    let xr = image(geo.channels, geo.in_h * geo.in_w, cfg.operands);
+    let yr = image(out_channels, geo.out_h() * geo.out_w(), epi.output);
+    per_image(g, "conv2d: one image of the input or output", x, (geo.batch, (xr, yr)), |xc, n| {
+        conv2d_epilogue(cfg, epi, xc, w, out_channels, &ConvGeometry { batch: n, ..*geo })
+    })
 }
 
 /// [`conv2d_input_grad_epilogue`] on chunks of images.
@@ -59,13 +70,9 @@ pub(crate) fn input_grad(
 ) -> Result<Buffer> {
     let gr = image(out_channels, geo.out_h() * geo.out_w(), cfg.operands);
     let dr = image(geo.channels, geo.in_h * geo.in_w, epi.output);
-    let dx = Buffer::alloc(gy.device(), geo.batch as u64 * dr.row)?;
-    for c in chunks(g, "conv2d_input_grad: one image of the gradients", geo.batch, &[gr.row, dr.row], 1)? {
-        let sub = ConvGeometry { batch: c.count, ..*geo };
-        let part = conv2d_input_grad_epilogue(cfg, epi, &gr.slice(g, gy, c)?, w, out_channels, &sub)?;
-        dr.place(g, &part, &dx, c)?;
-    }
-    Ok(dx)
+    per_image(g, "conv2d_input_grad: one image of the gradients", gy, (geo.batch, (gr, dr)), |gc, n| {
+        conv2d_input_grad_epilogue(cfg, epi, gc, w, out_channels, &ConvGeometry { batch: n, ..*geo })
+    })
 }
 
 /// The f32 [`conv2d_weight_grad_output`] on chunks of images, their sums added in order.

@@ -86,6 +86,21 @@ fn shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str
     load_x_shader(g, ["softmax", "softmax_f16", "softmax_f16_native"], io, op)
 }
 
+/// One `softmax_fwd` / `softmax_bwd` launch over `rows` rows (in ranges of
+/// rows past the binding limit, see `rows.rs`).
+fn launch_softmax(
+    g: &GpuContext,
+    kernel: (&'static str, &'static str),
+    (rows, cols, log): (usize, usize, bool),
+    inputs: &[(&Buffer, Bind)],
+    outputs: &[(&Buffer, Bind)],
+) -> Result<()> {
+    let constants = [("WG", workgroup_size(cols) as f64), ("LOG", log as u32 as f64)];
+    let params = row_params(rows, cols);
+    let l = RowLaunch { kernel, constants: &constants, params, rows, cols, check_indices: false };
+    launch_rows(g, l, inputs, outputs)
+}
+
 /// The CPU twin of the row statistics: (max, Σ exp(x − max)).
 fn row_stats(row: &[f32]) -> (f32, f32) {
     let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -115,21 +130,11 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
     if n == 0 {
         return Ok(out);
     }
-    let wg = workgroup_size(cols);
     run(
         dev,
         |g| {
-            let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
             let kernel = (shader(g, io, OP)?, "softmax_fwd");
-            let l = RowLaunch {
-                kernel,
-                constants: &constants,
-                params: row_params(rows, cols),
-                rows,
-                cols,
-                check_indices: false,
-            };
-            launch_rows(g, l, &[(x, Bind::X(io))], &[(&out, Bind::Rows)])
+            launch_softmax(g, kernel, (rows, cols, log), &[(x, Bind::X(io))], &[(&out, Bind::Rows)])
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
@@ -163,21 +168,11 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
     if n == 0 {
         return Ok(out);
     }
-    let wg = workgroup_size(cols);
     run(
         dev,
         |g| {
-            let constants = [("WG", wg as f64), ("LOG", log as u32 as f64)];
-            let kernel = ("softmax", "softmax_bwd");
-            let l = RowLaunch {
-                kernel,
-                constants: &constants,
-                params: row_params(rows, cols),
-                rows,
-                cols,
-                check_indices: false,
-            };
-            launch_rows(g, l, &[(y, Bind::Rows), (dy, Bind::Rows)], &[(&out, Bind::Rows)])
+            let inputs = [(y, Bind::Rows), (dy, Bind::Rows)];
+            launch_softmax(g, ("softmax", "softmax_bwd"), (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -309,6 +304,22 @@ impl CeArgs<'_> {
         [(first, bind), target, weight]
     }
 
+    /// One `ce_fwd` / `ce_bwd` launch over the rows (in ranges of rows past
+    /// the binding limit, see `rows.rs`); the forward checks its class
+    /// indices.
+    fn launch(
+        &self,
+        g: &GpuContext,
+        kernel: (&'static str, &'static str),
+        inputs: &[(&Buffer, Bind)],
+        outputs: &[(&Buffer, Bind)],
+    ) -> Result<()> {
+        let constants = self.constants();
+        let (rows, cols, check_indices) = (self.rows, self.cols, kernel.1 == "ce_fwd");
+        let l = RowLaunch { kernel, constants: &constants, params: self.params(), rows, cols, check_indices };
+        launch_rows(g, l, inputs, outputs)
+    }
+
     fn row_target(&self, r: usize, targets: &[u32], weights: Option<&[f32]>) -> RowTarget {
         if matches!(self.target, CeTarget::Probs(_)) {
             return RowTarget { t: 0, w: 1.0, ignored: false, bad: false };
@@ -387,17 +398,8 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
     run(
         dev,
         |g| {
-            let (kernel, constants) = ((shader(g, io, OP)?, "ce_fwd"), args.constants());
-            let l = RowLaunch {
-                kernel,
-                constants: &constants,
-                params: args.params(),
-                rows,
-                cols: args.cols,
-                check_indices: true,
-            };
             let outputs = [(&loss, Bind::PerRow), (&weight, Bind::PerRow), (&probs, Bind::Rows)];
-            launch_rows(g, l, &args.inputs(logits, Bind::X(io)), &outputs)
+            args.launch(g, (shader(g, io, OP)?, "ce_fwd"), &args.inputs(logits, Bind::X(io)), &outputs)
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
@@ -450,22 +452,11 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
     if n == 0 {
         return Ok(out);
     }
-    let rows = args.rows;
     run(
         dev,
         |g| {
             let [a, b, c] = args.inputs(probs, Bind::Rows);
-            let constants = args.constants();
-            let kernel = ("softmax", "ce_bwd");
-            let l = RowLaunch {
-                kernel,
-                constants: &constants,
-                params: args.params(),
-                rows,
-                cols: args.cols,
-                check_indices: false,
-            };
-            launch_rows(g, l, &[a, b, c, (grad, Bind::PerRow)], &[(&out, Bind::Rows)])
+            args.launch(g, ("softmax", "ce_bwd"), &[a, b, c, (grad, Bind::PerRow)], &[(&out, Bind::Rows)])
         },
         || {
             let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());
