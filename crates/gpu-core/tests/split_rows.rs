@@ -6,14 +6,16 @@
 //! forward and backward) run in ranges of whole rows, each binding windows
 //! of its buffers, and equal the CPU twin. So do the batch-norm kernels
 //! that apply layer norm's affine part (forward with residual and ReLU,
-//! gradient sums, affine input gradient), on chunks of rows. A row that alone is past the limit is `LimitExceeded`; an
+//! gradient sums, affine input gradient) and batch norm's training step
+//! (statistics with the running update, the training input gradient), on
+//! chunks of rows. A row that alone is past the limit is `LimitExceeded`; an
 //! out-of-range class in a later range is still reported.
 
 mod common;
 use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::batch_norm::{
-    batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, Centre, ChannelDims,
+    batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Running,
 };
 use wgrad_gpu_core::ops::norm::{normalize_rows_backward, normalize_rows_io};
 use wgrad_gpu_core::ops::softmax::{
@@ -146,6 +148,43 @@ fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     (out, dev.stats().dispatches - before)
 }
 
+/// Batch norm's training step on [81, 5, 3]: statistics with the running
+/// update, the forward, the gradient sums and the training input gradient.
+fn batch_norm_training(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let d = ChannelDims { outer: 81, channels: 5, inner: 3 };
+    let n = 81 * 15;
+    let act = |v: &[f32]| match io {
+        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
+        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
+    };
+    let back = |b: &Buffer| -> Vec<f32> {
+        match io {
+            Operands::F32 => f32s_of(b, n),
+            Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
+        }
+    };
+    // Values far from 0 with a small spread: a variance that E[x²] − E[x]² would lose.
+    let x: Vec<f32> = rng(15).vec(n, 2.0, 3.0);
+    let (x, dy) = (act(&x), act(&rng(16).vec(n, -1.0, 1.0)));
+    let up = |v: Vec<f32>| Buffer::from_f32(dev, &v).unwrap();
+    let (rm, rv, w) = (up(rng(17).vec(5, -1.0, 1.0)), up(rng(18).vec(5, 0.5, 2.0)), up(rng(19).vec(5, 0.5, 1.5)));
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let running = Running { mean: &rm, var: &rv, momentum: 0.1 };
+    let (stats, new) = batch_norm_stats(&x, d, 1e-5, Some(running), io).unwrap();
+    let (new_mean, new_var) = new.expect("running statistics");
+    let centre = Centre::Stats(&stats);
+    let y = batch_norm_forward(&x, d, centre, Some(&w), None, None, false, io).unwrap();
+    let (db, dw) = batch_norm_grad_sums(&dy, &x, None, d, centre, io).unwrap();
+    let (dx, _) = batch_norm_backward(&dy, &x, None, d, centre, Some(&w), Some((&db, &dw)), false, io).unwrap();
+    let mut out = f32s_of(&stats, 10);
+    out.extend(f32s_of(&new_mean, 5));
+    out.extend(f32s_of(&new_var, 5));
+    out.extend(back(&y));
+    out.extend(back(&dx));
+    (out, dev.stats().dispatches - before)
+}
+
 #[test]
 fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
     let Some(small) = limited_gpu("row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin", LIMIT) else {
@@ -174,6 +213,11 @@ fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
         let (want, _) = affine(&cpu, io);
         let tol = if io == Operands::F16 { 2e-3 } else { 1e-5 };
         assert_close(&format!("batch-norm affine kernels, {io:?}"), &got, &want, tol, tol);
+        assert!(launches >= 8, "{io:?}: {launches} launches");
+        let (got, launches) = batch_norm_training(&small, io);
+        let (want, _) = batch_norm_training(&cpu, io);
+        let tol = if io == Operands::F16 { 4e-3 } else { 1e-4 };
+        assert_close(&format!("batch-norm training step, {io:?}"), &got, &want, tol, tol);
         assert!(launches >= 8, "{io:?}: {launches} launches");
     }
 }

@@ -245,6 +245,10 @@ pub fn batch_norm_stats(
     run(
         dev,
         |g| {
+            if super::past_limit(g, &[x]) {
+                let new = new_running.as_ref().map(|(m, v)| (m, v));
+                return super::batch_norm_split::stats(g, x, d, (eps, running), io, (&stats, new));
+            }
             let (_, chunks) = d.plan();
             let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
             launch(
@@ -615,11 +619,9 @@ pub fn batch_norm_backward(
             };
             let mut outputs = vec![&dx];
             outputs.extend(dres.as_ref());
-            // The affine gradient splits; the training one (whose formula
-            // needs every row's sums) binds its tensors whole.
-            if sums.is_none() && super::past_limit(g, &[dy, x, &dx]) {
+            if super::past_limit(g, &[dy, x, &dx]) {
                 let (ins, outs) = ((dy, x, relu_out), (&dx, dres.as_ref()));
-                return super::batch_norm_split::backward(g, ins, d, centre, weight, io, outs);
+                return super::batch_norm_split::backward(g, ins, d, centre, (weight, sums), io, outs);
             }
             launch(
                 g,
