@@ -38,10 +38,10 @@ struct Params {
     // class_targets: whether `ignore` is an ignored class index.
     has_ignore: u32,
     ignore: u32,
-    // gather and scatter_add past the binding limit (ops/index.rs) run in
-    // ranges of the threads: the range's first thread, and where the
-    // gather's index window starts (0 for a whole launch and the other
-    // entries; a scatter's index and source windows start at the range).
+    // Past the binding limit (ops/index.rs) every entry runs in ranges of
+    // its threads: the range's first thread, and where the index window of
+    // a gather or one_hot starts (0 for a whole launch; the other windows
+    // start at the range's first thread, so they are read at t).
     base: u32,
     i_shift: u32,
 }
@@ -108,11 +108,12 @@ fn scatter_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256)
 fn one_hot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wid, nwg) * 256u + lid;
-    if i >= p.n {
+    let t = linear_workgroup(wid, nwg) * 256u + lid;
+    if t >= p.n {
         return;
     }
-    hot[i] = select(0.0, 1.0, idx[i / p.dim_size] == i % p.dim_size);
+    let i = p.base + t;
+    hot[t] = select(0.0, 1.0, idx[i / p.dim_size - p.i_shift] == i % p.dim_size);
 }
 
 @compute @workgroup_size(256)
@@ -121,6 +122,7 @@ fn class_targets(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if i >= p.n {
         return;
     }
+    // Windows start at the range's first thread: read and written at i.
     let t = idx[i];
     let ignored = p.has_ignore == 1u && t == p.ignore;
     let in_range = t < p.dim_size;

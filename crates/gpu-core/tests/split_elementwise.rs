@@ -4,9 +4,9 @@
 //! over ranges of their output (each binding windows of its buffers) and
 //! equal the CPU twin, with fusion on and off, on dense, broadcast, strided
 //! and f16 operands; so do strided copies (`contiguous`, `copy_into`,
-//! `concat`), gathers (`index_select`, an embedding lookup, and `gather`)
-//! and `scatter_add` (the lookup's backward) whose indices, outputs or
-//! sources are past the limit. An elementwise op reading a view whose every range of 64
+//! `concat`), gathers (`index_select`, an embedding lookup, and `gather`),
+//! `scatter_add` (the lookup's backward), `one_hot` and `class_targets`
+//! whose indices, outputs or sources are past the limit. An elementwise op reading a view whose every range of 64
 //! outputs reaches across more than the limit (a transposed read of a
 //! large tensor) is the op's `LimitExceeded`; a copy of it runs in short ranges.
 
@@ -16,7 +16,7 @@ use half::f16;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
-use wgrad_gpu_core::ops::index::{gather, index_select, scatter_add};
+use wgrad_gpu_core::ops::index::{class_targets, gather, index_select, one_hot, scatter_add};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
@@ -133,6 +133,17 @@ fn cases() -> Vec<Case> {
             let index = Buffer::from_u32(d, &index).unwrap();
             scatter_add(&dst, &[40, 10], 0, &index, &upload(d, 27, 3000), &[300, 10]).unwrap();
             f32s_of(&dst, 400)
+        }),
+        ("one_hot of 300 rows of 11 classes", |d| {
+            let ids: Vec<u32> = (0..300u32).map(|i| (i * 7) % 13).collect();
+            f32s_of(&one_hot(&Buffer::from_u32(d, &ids).unwrap(), 300, 11).unwrap(), 3300)
+        }),
+        ("class_targets of 3,000 targets, some ignored", |d| {
+            let t: Vec<u32> = (0..3000u32).map(|i| if i % 17 == 0 { 99 } else { i % 10 }).collect();
+            let (safe, keep) = class_targets(&Buffer::from_u32(d, &t).unwrap(), 3000, 10, Some(99)).unwrap();
+            let mut v: Vec<f32> = safe.to_u32().unwrap()[..3000].iter().map(|&x| x as f32).collect();
+            v.extend(f32s_of(&keep, 3000));
+            v
         }),
         ("concat along the last dim", |d| {
             let (a, b) = (upload(d, 22, 40 * 37), upload(d, 23, 40 * 40));

@@ -10,6 +10,7 @@
 //! (Indices are u32, so a negative index cast from i32 is a large one.)
 
 use super::{dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use crate::gpu::batch::Window;
 use crate::gpu::fusion::Access;
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
@@ -124,44 +125,44 @@ fn launch(
     };
     let constants = [("RANK", w.shape.len() as f64)];
     let limit = g.binding_limit();
-    let fits = inputs.iter().chain(outputs).all(|b| b.len_bytes() <= limit);
-    if fits || !matches!(entry, "gather" | "scatter_add") {
+    if inputs.iter().chain(outputs).all(|b| b.len_bytes() <= limit) {
         let params = params(n, 0, 0);
-        return dispatch_indexed(
-            g,
-            ("index", entry),
-            &constants,
-            &params,
-            inputs,
-            outputs,
-            groups(n, 256),
-            op.is_some(),
-        );
+        let workgroups = groups(n, 256);
+        return dispatch_indexed(g, ("index", entry), &constants, &params, inputs, outputs, workgroups, op.is_some());
     }
-    // A gather whose index or output is past the binding limit runs in
-    // ranges of its output, binding the windows of the output and of the
-    // indices the range reads; x, read where the indices say, stays whole
-    // (and must fit). A scatter_add likewise in ranges of its index and
-    // source (read densely), its destination whole.
-    let (index, x, out) = (inputs[0], inputs[1], outputs[0]);
+    // Past the binding limit: ranges of the threads, each binding the
+    // windows of what it reads and writes at its own index (starting at the
+    // range, which is aligned) and of the indices it reads through a map
+    // (a gather's view, one_hot's row); the tensor the indices address (a
+    // gather's x, a scatter's destination) stays whole and must fit.
+    let dense = || LeafRead { maps: vec![Access::Dense], half: false };
+    let mapped = |a: Access| LeafRead { maps: vec![a], half: false };
+    // What each binding (inputs, outputs) reads or writes: the window of
+    // that read, or the whole buffer.
+    let (reads, slots) = match entry {
+        "gather" => (vec![mapped(Access::of(w.shape, w.i_strides, 0)), dense()], vec![Some(0), None, Some(1)]),
+        "scatter_add" => (vec![dense(), dense()], vec![Some(0), Some(1), None]),
+        "one_hot" => {
+            let rows = Access::Strided { shape: vec![n / w.dim_size, w.dim_size], strides: vec![1, 0], offset: 0 };
+            (vec![mapped(rows), dense()], vec![Some(0), Some(1)])
+        }
+        _ => (vec![dense(), dense(), dense()], vec![Some(0), Some(1), Some(2)]),
+    };
     let align = g.window_align();
-    let gathers = entry == "gather";
-    let i_map = if gathers { Access::of(w.shape, w.i_strides, 0) } else { Access::Dense };
-    let reads = [
-        LeafRead { maps: vec![i_map], half: false },
-        // The output of a gather, the source of a scatter.
-        LeafRead { maps: vec![Access::Dense], half: false },
-    ];
     let ranges =
         split::ranges_reading(n, &reads, limit, align, (align / 4) as usize).ok_or_else(|| Error::LimitExceeded {
             what: format!("kernel `index:{entry}` ({}) with indices too far apart to split", op.unwrap_or(entry)),
-            needed: index.len_bytes().max(out.len_bytes()),
+            needed: inputs.iter().chain(outputs).map(|b| b.len_bytes()).max().unwrap_or(0),
             limit: "max_storage_buffer_binding_size",
             allowed: limit,
         })?;
-    let ins = [index.wgpu(), x.wgpu()];
-    let outs = [out.wgpu(), g.index_errors_for_launch()];
+    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
+    let mut outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    if op.is_some() {
+        outs.push(g.index_errors_for_launch());
+    }
     for split::Cut { start, len, windows } in ranges {
+        // The index window's start matters only where it is read through a map.
         let params = params(len, start, windows[0].1);
         let launch = Launch {
             shader: "index",
@@ -172,10 +173,9 @@ fn launch(
             outputs: &outs,
             workgroups: groups(len, 256),
         };
-        // Dense windows start at `start` exactly (ranges are aligned).
-        let (idx, dense) = (Some(windows[0].0), Some(windows[1].0));
-        let bound = if gathers { [idx, None, dense, None] } else { [idx, dense, None, None] };
-        g.launch_windows(&launch, &bound)?;
+        let mut bind: Vec<Option<Window>> = slots.iter().map(|s| s.map(|k: usize| windows[k].0)).collect();
+        bind.resize(ins.len() + outs.len(), None);
+        g.launch_windows(&launch, &bind)?;
     }
     Ok(())
 }
