@@ -389,3 +389,17 @@ fn poolings_past_the_limit_run_on_chunks_of_planes() {
         assert!(launches > 5, "{io:?}: {launches} launches for five poolings: nothing split");
     }
 }
+
+#[test]
+fn an_odd_width_f16_product_past_the_limit_splits_its_sums_and_its_cast() {
+    let Some(small) = limited_gpu("an_odd_width_f16_product_past_the_limit_splits_its_sums_and_its_cast", LIMIT) else {
+        return;
+    };
+    // [3, 50] @ [50, 401]: 1,203 results, odd rows, stored as f16 through an
+    // f32 sum (4,812 bytes) and a cast (2,406 bytes), both past the limit.
+    let case = Case { what: "odd f16", a: dense(&[3, 50]), b: dense(&[50, 401]), bias: None, output: Operands::F16 };
+    let (got, launches) = run(&small, MatmulConfig::default(), &case, 21);
+    let (want, _) = run(&Device::cpu_reference(), MatmulConfig::default(), &case, 21);
+    assert!(launches > 2, "{launches} launches");
+    assert_close("odd-width f16 product", &got, &want, 2e-3, 1e-4);
+}
