@@ -28,7 +28,7 @@ struct Params {
     src_offset: u32,
     dst_offset: u32,
     // The first element of a range of a copy past the binding limit (0 for
-    // a whole copy and for HALF); the offsets are then relative to the
+    // a whole copy; even for HALF); the offsets are then relative to the
     // windows bound (ops/copy.rs), wrapping below zero.
     base: u32,
 }
@@ -51,9 +51,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if e >= p.n {
             return;
         }
-        var w = half_at(e);
+        var w = half_at(p.base + e);
         if e + 1u < p.n {
-            w |= half_at(e + 1u) << 16u;
+            w |= half_at(p.base + e + 1u) << 16u;
         }
         dst[p.dst_offset + i] = w;
         return;

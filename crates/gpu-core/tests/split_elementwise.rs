@@ -15,7 +15,7 @@ use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
-use wgrad_gpu_core::ops::copy::{concat, contiguous, copy_into};
+use wgrad_gpu_core::ops::copy::{concat, contiguous, contiguous_f16, copy_into};
 use wgrad_gpu_core::ops::index::{class_targets, gather, index_select, one_hot, scatter_add};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::assert_close;
@@ -103,6 +103,12 @@ fn cases() -> Vec<Case> {
             // Columns 3..53 of every other row of a [120, 60] tensor.
             let x = upload(d, 18, 120 * 60);
             f32s_of(&contiguous(&x, &strided(&[60, 50], &[120, 1], 3)).unwrap(), 3000)
+        }),
+        ("contiguous_f16 of a narrowed, strided view (odd offset)", |d| {
+            let data: Vec<f16> = rng(28).vec(120 * 61, -2.0, 2.0).into_iter().map(f16::from_f32).collect();
+            let x = Buffer::from_f16(d, &data).unwrap();
+            let y = contiguous_f16(&x, &strided(&[60, 51], &[121, 1], 3)).unwrap();
+            y.to_f16().unwrap()[..60 * 51].iter().map(|h| h.to_f32()).collect()
         }),
         ("contiguous of a broadcast row", |d| {
             let x = upload(d, 19, 101);

@@ -75,15 +75,8 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
             let read =
                 |strides: &[usize], offset| LeafRead { maps: vec![Access::of(&shape, strides, offset)], half: false };
             let reads = [read(&st[0], sl.offset), read(&st[1], dl.offset)];
-            let ranges =
-                split::ranges_reading(n, &reads, limit, g.window_align(), 1).ok_or_else(|| Error::LimitExceeded {
-                    what:
-                        "kernel `copy` with views whose every element range reaches across more than the binding limit"
-                            .into(),
-                    needed: src.len_bytes().max(dst.len_bytes()),
-                    limit: "max_storage_buffer_binding_size",
-                    allowed: limit,
-                })?;
+            let ranges = split::ranges_reading(n, &reads, limit, g.window_align(), 1)
+                .ok_or_else(|| too_wide(src.len_bytes().max(dst.len_bytes()), limit))?;
             // Offsets relative to the windows, wrapping in u32 as the kernel does.
             let rel = |offset: usize, shift: usize| (offset as u32).wrapping_sub(shift as u32) as usize;
             for split::Cut { start, len, windows: w } in ranges {
@@ -113,6 +106,17 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
     )
 }
 
+/// The error of a copy whose views reach across more than the binding
+/// limit even for the shortest range.
+fn too_wide(needed: u64, limit: u64) -> Error {
+    Error::LimitExceeded {
+        what: "kernel `copy` with views whose every element range reaches across more than the binding limit".into(),
+        needed,
+        limit: "max_storage_buffer_binding_size",
+        allowed: limit,
+    }
+}
+
 /// Materialises any view (permuted, narrowed with an offset, broadcast) as a
 /// new dense row-major buffer of `layout.numel()` 32-bit elements.
 ///
@@ -131,8 +135,9 @@ pub fn contiguous(x: &Buffer, layout: &Layout) -> Result<Buffer> {
 /// [`contiguous`] for f16 data: `layout` counts 16-bit elements, two per
 /// word (element `2w` in the low half of word `w`), and the result is a dense
 /// f16 buffer of `ceil(n / 2)` words (an odd count leaves the last high half
-/// zero). One launch; halves are moved, not converted, so every bit pattern
-/// (NaN payloads, subnormals, -0) survives.
+/// zero). One launch (ranges of words past the binding limit); halves are
+/// moved, not converted, so every bit pattern (NaN payloads, subnormals, -0)
+/// survives.
 pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
     const OP: &str = "contiguous (f16)";
     layout.check_rank(OP)?;
@@ -148,10 +153,40 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
         |g| {
             let (shape, st) = coalesce(&layout.shape, &[&layout.strides]);
             // dst_strides are unused with a dense destination.
-            let params = Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(layout.offset).u32(0).u32(0);
+            let params = |n, src_offset, base| {
+                Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(src_offset).u32(0).u32(base)
+            };
             let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
-            // One thread per output word.
-            launch_elementwise(g, "copy", &constants, params, &[x], &[&out], n.div_ceil(2))
+            let limit = g.binding_limit();
+            if x.len_bytes() <= limit && out.len_bytes() <= limit {
+                // One thread per output word.
+                let p = params(n, layout.offset, 0);
+                return launch_elementwise(g, "copy", &constants, p, &[x], &[&out], n.div_ceil(2));
+            }
+            // Past the binding limit: ranges of whole output words starting
+            // on the alignment, each binding the words its halves lie in.
+            let reads = [
+                LeafRead { maps: vec![Access::of(&shape, &st[0], layout.offset)], half: true },
+                LeafRead { maps: vec![Access::Dense], half: true },
+            ];
+            let align = g.window_align();
+            let ranges = split::ranges_reading(n, &reads, limit, align, (align / 2) as usize)
+                .ok_or_else(|| too_wide(x.len_bytes().max(out.len_bytes()), limit))?;
+            for split::Cut { start, len, windows: w } in ranges {
+                // The source offset in halves, relative to its window's first word.
+                let p = params(len, (layout.offset as u32).wrapping_sub(2 * w[0].1 as u32) as usize, start);
+                let launch = Launch {
+                    shader: "copy",
+                    entry: "main",
+                    constants: &constants,
+                    params: p.finish(),
+                    inputs: &[x.wgpu()],
+                    outputs: &[out.wgpu()],
+                    workgroups: groups(len.div_ceil(2), 256),
+                };
+                g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
+            }
+            Ok(())
         },
         || {
             let (s, mut d) = (x.host(), out.host_mut());
