@@ -89,6 +89,9 @@ impl Tensor {
             None => assert!(!lstm, "{OP}: lstm needs c0, the initial cell state"),
         }
 
+        if let Some(per) = batch_chunk(&self.device(), (t, b, h), g, lstm) {
+            return self.recurrent_in_chunks(kind, (w_hh, b_hh), (h0, c0), reverse, per);
+        }
         let w_buf = w_hh.dense_buffer();
         let (bias_buf, c0_buf) = (b_hh.map(Tensor::dense_buffer), c0.map(Tensor::dense_buffer));
         let saved = expect(
@@ -140,4 +143,46 @@ impl Tensor {
             c_n: lstm.then(|| slot(t + 1 + last)),
         }
     }
+
+    /// [`recurrent`](Self::recurrent) on chunks of `per` batch rows, whose
+    /// sequences are independent: each chunk's input and initial states
+    /// are narrowed views, its outputs are concatenated, and autograd adds
+    /// the chunks' gradients of the shared weights.
+    fn recurrent_in_chunks(
+        &self,
+        kind: RecurrentKind,
+        (w_hh, b_hh): (&Tensor, Option<&Tensor>),
+        (h0, c0): (&Tensor, Option<&Tensor>),
+        reverse: bool,
+        per: usize,
+    ) -> RecurrentOutput {
+        let b = self.shape()[1];
+        let parts: Vec<RecurrentOutput> = (0..b)
+            .step_by(per)
+            .map(|b0| {
+                let n = per.min(b - b0);
+                let (h, c) = (h0.narrow(0, b0, n), c0.map(|c| c.narrow(0, b0, n)));
+                self.narrow(1, b0, n).recurrent(kind, w_hh, b_hh, &h, c.as_ref(), reverse)
+            })
+            .collect();
+        let cat =
+            |f: &dyn Fn(&RecurrentOutput) -> &Tensor, dim| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), dim);
+        RecurrentOutput {
+            output: cat(&|p| &p.output, 1),
+            h_n: cat(&|p| &p.h_n, 0),
+            c_n: parts[0].c_n.is_some().then(|| cat(&|p| p.c_n.as_ref().expect("an LSTM's c_n"), 0)),
+        }
+    }
+}
+
+/// Batch rows per chunk when a recurrent sequence's buffers (the input
+/// projection `[T, B, G·H]`, the states `[K, T+1, B, H]`, the saved gates
+/// `[T, B, 4H]`) are past the device's binding limit, which gpu-core's
+/// per-step kernels bind whole; `None` when they fit or one row does not.
+fn batch_chunk(dev: &crate::Device, (t, b, h): (usize, usize, usize), g: usize, lstm: bool) -> Option<usize> {
+    let limit = dev.max_binding_bytes();
+    let k = if lstm { 2 } else { 1 };
+    let row = [t * g * h, k * (t + 1) * h, t * 4 * h].into_iter().max().unwrap_or(1).max(1) as u64 * 4;
+    let per = (limit.saturating_sub(16) / row) as usize;
+    (b as u64 * row > limit && per > 0 && per < b).then_some(per)
 }
