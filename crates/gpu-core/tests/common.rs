@@ -1,6 +1,7 @@
 //! Shared by the parity tests: run the same op on the GPU and on the CPU twin.
 #![allow(dead_code)]
 
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -126,4 +127,20 @@ pub fn limited_gpu(test: &str, bytes: u64) -> Option<Device> {
 /// The first `n` f32 of `b`.
 pub fn f32s_of(b: &Buffer, n: usize) -> Vec<f32> {
     b.to_f32().unwrap()[..n].to_vec()
+}
+
+/// `v` stored as `io` (f16: rounded to nearest).
+pub fn upload_as(dev: &Device, v: &[f32], io: Operands) -> Buffer {
+    match io {
+        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
+        Operands::F16 => Buffer::from_f16(dev, &round(v)).unwrap(),
+    }
+}
+
+/// The first `n` values of `b` stored as `io`, as f32.
+pub fn values_as(b: &Buffer, n: usize, io: Operands) -> Vec<f32> {
+    match io {
+        Operands::F32 => f32s_of(b, n),
+        Operands::F16 => widen(&b.to_f16().unwrap()[..n]),
+    }
 }

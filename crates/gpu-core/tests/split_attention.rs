@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use half::f16;
 use wgrad_gpu_core::ops::attention::{attention_backward_io, attention_forward_io, AttnDims};
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
@@ -17,20 +16,6 @@ const LIMIT: u64 = 2048;
 /// 3 batch entries of 4 heads: q is 3,456 bytes in f32, k 4,224.
 const DIMS: AttnDims = AttnDims { batch: 3, heads: 4, lq: 9, lk: 11, d: 8, dv: 6 };
 
-fn upload(dev: &Device, v: &[f32], io: Operands) -> Buffer {
-    match io {
-        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
-        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
-    }
-}
-
-fn read(b: &Buffer, n: usize, io: Operands) -> Vec<f32> {
-    match io {
-        Operands::F32 => b.to_f32().unwrap()[..n].to_vec(),
-        Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
-    }
-}
-
 /// Forward (out, lse) and backward (dq, dk, dv) on `dev`, concatenated,
 /// with a key-padding mask `[B, 1, 1, Lk]` or causal; and the launches.
 fn attention(dev: &Device, io: Operands, masked: bool) -> (Vec<f32>, u64) {
@@ -39,11 +24,11 @@ fn attention(dev: &Device, io: Operands, masked: bool) -> (Vec<f32>, u64) {
     let mut r = rng(if masked { 1 } else { 2 });
     let (nq, nk, nv, no) = (bh * d.lq * d.d, bh * d.lk * d.d, bh * d.lk * d.dv, bh * d.lq * d.dv);
     let (q, k, v) = (
-        upload(dev, &r.vec(nq, -1.0, 1.0), io),
-        upload(dev, &r.vec(nk, -1.0, 1.0), io),
-        upload(dev, &r.vec(nv, -1.0, 1.0), io),
+        upload_as(dev, &r.vec(nq, -1.0, 1.0), io),
+        upload_as(dev, &r.vec(nk, -1.0, 1.0), io),
+        upload_as(dev, &r.vec(nv, -1.0, 1.0), io),
     );
-    let dout = upload(dev, &r.vec(no, -1.0, 1.0), io);
+    let dout = upload_as(dev, &r.vec(no, -1.0, 1.0), io);
     // Batch entry b hides its last b keys.
     let pad: Vec<f32> = (0..d.batch * d.lk).map(|i| if i % d.lk + i / d.lk >= d.lk { -1e9 } else { 0.0 }).collect();
     let pad = Buffer::from_f32(dev, &pad).unwrap();
@@ -52,11 +37,11 @@ fn attention(dev: &Device, io: Operands, masked: bool) -> (Vec<f32>, u64) {
     let before = dev.stats().dispatches;
     let (out, lse) = attention_forward_io(&q, &k, &v, mask, d, !masked, 0.35, io).unwrap();
     let (dq, dk, dv) = attention_backward_io(&q, &k, &v, &out, &lse, &dout, mask, d, !masked, 0.35, io).unwrap();
-    let mut all = read(&out, no, io);
+    let mut all = values_as(&out, no, io);
     all.extend(lse.to_f32().unwrap()[..bh * d.lq].to_vec());
-    all.extend(read(&dq, nq, io));
-    all.extend(read(&dk, nk, io));
-    all.extend(read(&dv, nv, io));
+    all.extend(values_as(&dq, nq, io));
+    all.extend(values_as(&dk, nk, io));
+    all.extend(values_as(&dv, nv, io));
     (all, dev.stats().dispatches - before)
 }
 

@@ -12,7 +12,6 @@
 
 mod common;
 use common::*;
-use half::f16;
 use wgrad_gpu_core::ops::conv::{conv2d, conv2d_epilogue, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
 use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
@@ -80,13 +79,6 @@ fn cases() -> Vec<Case> {
     v
 }
 
-fn upload(dev: &Device, v: &[f32], storage: Operands) -> Buffer {
-    match storage {
-        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
-        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
-    }
-}
-
 /// Runs `case` with `cfg` on `dev`; returns the result as f32 and the
 /// launches it took.
 fn run(dev: &Device, cfg: MatmulConfig, case: &Case, seed: u64) -> (Vec<f32>, u64) {
@@ -99,7 +91,7 @@ fn run(dev: &Device, cfg: MatmulConfig, case: &Case, seed: u64) -> (Vec<f32>, u6
         _ => n,
     };
     let bias_data = r.vec(bias_len, -1.0, 1.0);
-    let (a, b) = (upload(dev, &a_data, cfg.operands), upload(dev, &b_data, cfg.operands));
+    let (a, b) = (upload_as(dev, &a_data, cfg.operands), upload_as(dev, &b_data, cfg.operands));
     let bias = Buffer::from_f32(dev, &bias_data).unwrap();
     let mut epi = Epilogue { output: case.output, ..Epilogue::default() };
     if let Some(axis) = case.bias {
@@ -351,22 +343,17 @@ fn pooling(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let shape = [8, 3, 9, 7];
     let n = 8 * 3 * 63;
     let mut r = rng(13);
-    let x = upload(dev, &r.vec(n, -1.0, 1.0), io);
-    let back = |b: &Buffer, n: usize| -> Vec<f32> {
-        match io {
-            Operands::F32 => b.to_f32().unwrap()[..n].to_vec(),
-            Operands::F16 => widen(&b.to_f16().unwrap()[..n]),
-        }
-    };
+    let x = upload_as(dev, &r.vec(n, -1.0, 1.0), io);
+    let back = |b: &Buffer, n: usize| values_as(b, n, io);
     dev.flush().unwrap();
     let before = dev.stats().dispatches;
     let (y, arg, out_shape) = max_pool2d_io(&x, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
     let m: usize = out_shape.iter().product();
-    let gy = upload(dev, &r.vec(m, -1.0, 1.0), io);
+    let gy = upload_as(dev, &r.vec(m, -1.0, 1.0), io);
     let dx = max_pool2d_backward_io(&gy, &arg, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
     let (a, a_shape) = avg_pool2d_io(&x, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
     let am: usize = a_shape.iter().product();
-    let ga = upload(dev, &r.vec(am, -1.0, 1.0), io);
+    let ga = upload_as(dev, &r.vec(am, -1.0, 1.0), io);
     let da = avg_pool2d_backward_io(&ga, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
     let (ad, _) = adaptive_avg_pool2d_io(&x, &shape, (2, 3), io).unwrap();
     let mut out = back(&y, m);

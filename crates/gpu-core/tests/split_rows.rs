@@ -13,7 +13,6 @@
 
 mod common;
 use common::*;
-use half::f16;
 use wgrad_gpu_core::ops::batch_norm::{
     batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Running,
 };
@@ -33,11 +32,7 @@ const ROWS: usize = 37;
 const COLS: usize = 50;
 
 fn logits(dev: &Device, io: Operands) -> Buffer {
-    let v = rng(1).vec(ROWS * COLS, -4.0, 4.0);
-    match io {
-        Operands::F32 => Buffer::from_f32(dev, &v).unwrap(),
-        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
-    }
+    upload_as(dev, &rng(1).vec(ROWS * COLS, -4.0, 4.0), io)
 }
 
 /// Softmax and log-softmax forward and backward on `dev`, concatenated;
@@ -115,16 +110,8 @@ fn normalization(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
 fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let d = ChannelDims { outer: 81, channels: 5, inner: 3 };
     let n = 81 * 15;
-    let act = |v: &[f32]| match io {
-        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
-        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
-    };
-    let back = |b: &Buffer| -> Vec<f32> {
-        match io {
-            Operands::F32 => f32s_of(b, n),
-            Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
-        }
-    };
+    let act = |v: &[f32]| upload_as(dev, v, io);
+    let back = |b: &Buffer| values_as(b, n, io);
     let (x, res, dy) =
         (act(&rng(8).vec(n, -2.0, 2.0)), act(&rng(9).vec(n, -1.0, 1.0)), act(&rng(10).vec(n, -1.0, 1.0)));
     let mut stats = rng(11).vec(5, -0.5, 0.5);
@@ -153,16 +140,8 @@ fn affine(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
 fn batch_norm_training(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let d = ChannelDims { outer: 81, channels: 5, inner: 3 };
     let n = 81 * 15;
-    let act = |v: &[f32]| match io {
-        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
-        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
-    };
-    let back = |b: &Buffer| -> Vec<f32> {
-        match io {
-            Operands::F32 => f32s_of(b, n),
-            Operands::F16 => b.to_f16().unwrap()[..n].iter().map(|h| h.to_f32()).collect(),
-        }
-    };
+    let act = |v: &[f32]| upload_as(dev, v, io);
+    let back = |b: &Buffer| values_as(b, n, io);
     // Values far from 0 with a small spread: a variance that E[x²] − E[x]² would lose.
     let x: Vec<f32> = rng(15).vec(n, 2.0, 3.0);
     let (x, dy) = (act(&x), act(&rng(16).vec(n, -1.0, 1.0)));

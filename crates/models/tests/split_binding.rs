@@ -37,8 +37,7 @@ fn train_step(dev: &Device) -> Step {
     let loss = model.loss(&ids, &targets);
     opt.zero_grad();
     loss.backward();
-    let grads =
-        model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().expect("a gradient").to_vec())).collect();
+    let grads = gradients(&model);
     opt.step();
     let loss = loss.item();
     let launches = dev.stats().dispatches - before;
@@ -65,17 +64,28 @@ fn same(what: &str, got: &Step, want: &Step) {
     }
 }
 
+/// `step` on a fresh GPU whose binding limit is `limit` bytes and on one
+/// with the adapter's (fresh, so the launch counts are `step`'s alone),
+/// after checking that the first took more launches; `None` without a GPU.
+fn limited_and_whole(test: &str, limit: u64, step: fn(&Device) -> Step) -> Option<(Step, Step)> {
+    let small = fresh_gpu_or_skip(test)?;
+    small.set_max_binding_bytes(Some(limit)).unwrap();
+    let whole = fresh_gpu_or_skip(test)?;
+    let (split, unsplit) = (step(&small), step(&whole));
+    eprintln!("{test}: {} launches with a {limit}-byte binding limit, {} without", split.launches, unsplit.launches);
+    assert!(split.launches > unsplit.launches, "{test}: nothing split");
+    Some((split, unsplit))
+}
+
+/// Every parameter's gradient, by name.
+fn gradients(model: &impl ModuleExt) -> Vec<(String, Vec<f32>)> {
+    model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().expect("a gradient").to_vec())).collect()
+}
+
 #[test]
 fn a_gpt_step_past_the_binding_limit_equals_the_unlimited_step() {
-    let Some(small) = fresh_gpu_or_skip("a_gpt_step_past_the_binding_limit_equals_the_unlimited_step") else {
-        return;
-    };
-    small.set_max_binding_bytes(Some(8192)).unwrap();
-    let whole = fresh_gpu_or_skip("gpt split").unwrap();
-    let split = train_step(&small);
-    let unsplit = train_step(&whole);
-    eprintln!("GPT step: {} launches with an 8 KiB binding limit, {} without", split.launches, unsplit.launches);
-    assert!(split.launches > unsplit.launches, "nothing split");
+    let test = "a_gpt_step_past_the_binding_limit_equals_the_unlimited_step";
+    let Some((split, unsplit)) = limited_and_whole(test, 8192, train_step) else { return };
     same("vs the unlimited GPU", &split, &unsplit);
     same("vs the CPU", &split, &train_step(&Device::cpu()));
 }
@@ -90,25 +100,17 @@ fn resnet_step(dev: &Device) -> Step {
     let before = dev.stats().dispatches;
     let loss = model.forward(&x).cross_entropy(&y, &wgrad_autograd::CrossEntropyOptions::default());
     loss.backward();
-    let grads =
-        model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().expect("a gradient").to_vec())).collect();
+    let grads = gradients(&model);
     let (loss, launches) = (loss.item(), dev.stats().dispatches - before);
     Step { loss, grads, params: vec![], launches }
 }
 
 #[test]
 fn a_resnet_step_past_the_binding_limit_equals_the_unlimited_step() {
-    let Some(small) = fresh_gpu_or_skip("a_resnet_step_past_the_binding_limit_equals_the_unlimited_step") else {
-        return;
-    };
+    let test = "a_resnet_step_past_the_binding_limit_equals_the_unlimited_step";
     // One image's largest activation is 64 KiB (six are past the limit), the
     // largest weight 144 KiB (it fits: weights are not split).
-    small.set_max_binding_bytes(Some(256 << 10)).unwrap();
-    let whole = fresh_gpu_or_skip("resnet split").unwrap();
-    let split = resnet_step(&small);
-    let unsplit = resnet_step(&whole);
-    eprintln!("ResNet-20 step: {} launches with a 256 KiB binding limit, {} without", split.launches, unsplit.launches);
-    assert!(split.launches > unsplit.launches, "nothing split");
+    let Some((split, unsplit)) = limited_and_whole(test, 256 << 10, resnet_step) else { return };
     same("vs the unlimited GPU", &split, &unsplit);
     // Against the CPU backend the loss agrees; gradients through 19 batch
     // norms of 6 images drift by up to a few percent in the first layer

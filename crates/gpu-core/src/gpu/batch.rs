@@ -304,7 +304,7 @@ impl GpuContext {
                 if expr.nodes() == 1 {
                     break;
                 }
-                match fused_wgsl::generate(&run, &into, &expr, run[root].fusable.n, max_buffers) {
+                match self.generate(&run, &into, (root, &expr), max_buffers) {
                     Some(g) => {
                         plans[root] = Some(g);
                         break;
@@ -359,9 +359,31 @@ impl GpuContext {
         }
         let into = [None];
         let expr = fusion::expression(alone, &into, 0);
-        let g = fused_wgsl::generate(alone, &into, &expr, d.fusable.n, MAX_BUFFERS)
+        let g = self
+            .generate(alone, &into, (0, &expr), MAX_BUFFERS)
             .expect("wgrad internal: one elementwise launch fits a generated kernel");
         self.encode_fused(batch, alone, 0, &g)
+    }
+
+    /// The kernel for `expr`: the plain one, or, when a buffer it binds is
+    /// past the binding limit, the ranged one (`fused_wgsl.rs`), generated
+    /// only then so that work that fits pays nothing for ranges.
+    fn generate(
+        &self,
+        run: &[Deferred],
+        into: &[Option<fusion::Merge>],
+        (root, expr): (usize, &fusion::Expr),
+        max_buffers: usize,
+    ) -> Option<Generated> {
+        let n = run[root].fusable.n;
+        let g = fused_wgsl::generate(run, into, expr, n, (max_buffers, false))?;
+        let limit = self.binding_limit();
+        let inputs = g.leaves.iter().map(|&(l, s)| &run[l].inputs[s]);
+        let outputs = [root].into_iter().chain(g.stored.iter().copied()).map(|l| &run[l].output);
+        if inputs.chain(outputs).all(|b| b.len_bytes() <= limit) {
+            return Some(g);
+        }
+        fused_wgsl::generate(run, into, expr, n, (max_buffers, true))
     }
 
     /// Encodes a generated kernel computing `run[root]` with its absorbed
@@ -384,7 +406,7 @@ impl GpuContext {
             self.profiler.merge(r, &absorbed, format!("fused:{}", g.name), bytes);
         }
         let limit = self.binding_limit();
-        if inputs.iter().chain(&outputs).all(|b| b.size() <= limit) {
+        if !g.ranged {
             return self.encode(
                 batch,
                 &Encode {

@@ -9,12 +9,13 @@
 //! (`half_bits` of `half.wgsl`, the same rounding as `cast.wgsl`). f16 leaves
 //! (a widen's input) are bound as `array<u32>` and read with `half_at`.
 //!
-//! The same kernel also runs over a range of the elements with windows of
-//! its buffers bound (`split.rs`, for buffers past the binding limit): word
-//! 0 of the uniform block is the range's length, word 1 its first element
-//! (the `base` added to the thread index), and each leaf has a word holding
-//! the first word of its window, subtracted from every index into it; a
-//! whole launch has base and shifts 0.
+//! A *ranged* kernel (generated only when a buffer it binds is past the
+//! binding limit, see `split.rs`) runs over a range of the elements with
+//! windows of its buffers bound: word 0 of the uniform block is the range's
+//! length, word 1 its first element (the `base` added to the thread index),
+//! and each leaf has a word holding the first word of its window,
+//! subtracted from every index into it. Kernels of work that fits carry
+//! none of this.
 //!
 //! Node bodies come from the op tables' rows (`UnaryOp::wgsl_rows`,
 //! `BinaryOp::wgsl_row`), the same text the unfused kernels' switches are
@@ -41,9 +42,11 @@ pub(crate) struct Generated {
     pub params: Vec<u32>,
     /// The bound inputs, as (launch, slot) of the run, in binding order.
     pub leaves: Vec<(usize, usize)>,
-    /// How each leaf is read (for the windows of a split launch).
+    /// Whether it runs in ranges (see the module docs).
+    pub ranged: bool,
+    /// How each leaf is read, for the windows of a ranged kernel (empty otherwise).
     pub reads: Vec<LeafRead>,
-    /// The uniform word of each leaf's window start.
+    /// The uniform word of each leaf's window start (ranged kernels).
     pub shift_words: Vec<usize>,
     /// Whether the root narrows to packed f16.
     pub narrow: bool,
@@ -61,6 +64,7 @@ pub(crate) struct Generated {
 
 struct Writer<'a> {
     run: &'a [Deferred],
+    ranged: bool,
     into: &'a [Option<Merge>],
     stored: Vec<usize>,
     fns: String,
@@ -108,13 +112,15 @@ impl Writer<'_> {
                         self.maps += 1;
                         let f = self.index_fn(&format!("jx{m}"), access);
                         writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
-                        self.outer.push(access.clone());
+                        if self.ranged {
+                            self.outer.push(access.clone());
+                        }
                         format!("j{m}")
                     } else {
                         at.to_string()
                     };
                     vals.push(self.emit(a, &at));
-                    if mapped {
+                    if mapped && self.ranged {
                         self.outer.pop();
                     }
                 }
@@ -132,7 +138,8 @@ impl Writer<'_> {
                 if self.into[*launch].is_some_and(|m| m.store) {
                     debug_assert_eq!(at, "i", "a stored value is read densely");
                     self.stored.push(*launch);
-                    writeln!(self.body, "    z{}[{at} - {}] = {f}v;", self.stored.len(), word(1)).unwrap();
+                    let at = if self.ranged { format!("{at} - {}", word(1)) } else { at.to_string() };
+                    writeln!(self.body, "    z{}[{at}] = {f}v;", self.stored.len()).unwrap();
                 }
                 format!("{f}v")
             }
@@ -165,17 +172,23 @@ impl Writer<'_> {
         self.leaves.push((launch, slot));
         let access = &run[launch].fusable.access[slot];
         let half = run[launch].fusable.node == Node::Widen;
-        let maps = self.outer.iter().chain([access]).cloned().collect();
-        self.reads.push(LeafRead { maps, half });
-        let shift = self.push(0);
-        self.shift_words.push(self.params.len() - 1);
+        // A ranged kernel subtracts where the leaf's window starts.
+        let shift = if self.ranged {
+            let maps = self.outer.iter().chain([access]).cloned().collect();
+            self.reads.push(LeafRead { maps, half });
+            let w = self.push(0);
+            self.shift_words.push(self.params.len() - 1);
+            format!(" - {w}")
+        } else {
+            String::new()
+        };
         let f = self.index_fn(&format!("ix{k}"), access);
         let ix = if f.is_empty() { at.to_string() } else { format!("{f}({at})") };
         if !half {
-            return format!("l{k}[{ix} - {shift}]");
+            return format!("l{k}[{ix}{shift}]");
         }
         writeln!(self.body, "    let h{k} = {ix};").unwrap();
-        format!("half_at(l{k}[h{k} / 2u - {shift}], h{k})")
+        format!("half_at(l{k}[h{k} / 2u{shift}], h{k})")
     }
 
     /// Emits `fn NAME(..) -> f32` computing `node` from its table row.
@@ -209,23 +222,25 @@ impl Writer<'_> {
 }
 
 /// The kernel computing `expr` over `n` elements (writing the outputs that
-/// `into` says to store), or `None` when it needs more than `max_buffers`
-/// storage bindings or a larger uniform block than one slot.
+/// `into` says to store), `ranged` or not (see the module docs), or `None`
+/// when it needs more than `max_buffers` storage bindings or a larger
+/// uniform block than one slot.
 pub(crate) fn generate(
     run: &[Deferred],
     into: &[Option<Merge>],
     expr: &Expr,
     n: usize,
-    max_buffers: usize,
+    (max_buffers, ranged): (usize, bool),
 ) -> Option<Generated> {
     let mut w = Writer {
         run,
+        ranged,
         into,
         stored: Vec::new(),
         fns: String::new(),
         body: String::new(),
-        // The element count and the first element (0 unless split).
-        params: vec![n as u32, 0],
+        // The element count, and a ranged kernel's first element.
+        params: if ranged { vec![n as u32, 0] } else { vec![n as u32] },
         leaves: Vec::new(),
         reads: Vec::new(),
         shift_words: Vec::new(),
@@ -267,23 +282,25 @@ pub(crate) fn generate(
             fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, \
             @builtin(local_invocation_index) lid: u32) {\n\
             \x20   let t = linear_workgroup(wid, nwg) * 256u + lid;\n";
-    let (n_word, base) = (word(0), word(1));
+    let n_word = word(0);
+    let base = if ranged { format!("{} + ", word(1)) } else { String::new() };
     if narrow.is_some() {
         // One thread per word: elements 2t and 2t + 1 (masked past n), stored whole.
         writeln!(
             src,
-            "    let e = 2u * t;\n    if e >= {n_word} {{\n        return;\n    }}\n    let i = {base} + e;\n    \
+            "    let e = 2u * t;\n    if e >= {n_word} {{\n        return;\n    }}\n    let i = {base}e;\n    \
              var hi = 0u;\n    if e + 1u < {n_word} {{\n        hi = half_bits(bitcast<u32>(tree(i + 1u)));\n    }}\n    \
              z0[t] = half_bits(bitcast<u32>(tree(i))) | (hi << 16u);\n}}"
         )
         .unwrap();
     } else {
-        writeln!(src, "    if t >= {n_word} {{\n        return;\n    }}\n    z0[t] = tree({base} + t);\n}}").unwrap();
+        writeln!(src, "    if t >= {n_word} {{\n        return;\n    }}\n    z0[t] = tree({base}t);\n}}").unwrap();
     }
     Some(Generated {
         source: src,
         params: w.params,
         leaves: w.leaves,
+        ranged,
         reads: w.reads,
         shift_words: w.shift_words,
         narrow: narrow.is_some(),
@@ -340,9 +357,13 @@ mod tests {
                 let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
                 assert_eq!(consumers, [Some((1, false)), Some((2, true)), Some((3, false)), None], "{u:?} {b:?}");
                 let expr = expression(&run, &into, 3);
-                let k = generate(&run, &into, &expr, 16, 16).expect("fits");
+                let k = generate(&run, &into, &expr, 16, (16, false)).expect("fits");
                 assert_eq!((k.leaves.len(), k.stored.as_slice()), (6, &[1][..]), "{u:?} {b:?}");
                 validate(&k.source);
+                // The ranged variant (past the binding limit) validates too.
+                let r = generate(&run, &into, &expr, 16, (16, true)).expect("fits");
+                assert_eq!((r.reads.len(), r.shift_words.len()), (6, 6), "{u:?} {b:?}");
+                validate(&r.source);
                 drop(t1);
             }
         }
@@ -371,7 +392,7 @@ mod tests {
         let expr = expression(&run, &into, 4);
         assert_eq!(expr.nodes(), 5);
         for n in [16, 15] {
-            let k = generate(&run, &into, &expr, n, 16).expect("fits");
+            let k = generate(&run, &into, &expr, n, (16, false)).expect("fits");
             assert_eq!((k.leaves.as_slice(), k.stored.len(), k.threads), (&[(0, 0), (2, 0)][..], 0, 8));
             assert_eq!(k.name, "f16_to_f32+relu+f16_to_f32+add+f32_to_f16");
             for decl in ["l0: array<u32>", "l1: array<u32>", "z0: array<u32>", "fn jx0(i: u32)"] {
@@ -379,6 +400,9 @@ mod tests {
             }
             assert!(k.source.contains("z0[t] = half_bits(bitcast<u32>(tree(i)))"), "{}", k.source);
             validate(&k.source);
+            let r = generate(&run, &into, &expr, n, (16, true)).expect("fits");
+            assert!(r.narrow && r.source.contains("h0 / 2u - p.w["), "{}", r.source);
+            validate(&r.source);
         }
     }
 
@@ -412,9 +436,9 @@ mod tests {
         let into = merges(&run);
         let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
         assert_eq!(consumers, [Some((1, true)), Some((2, false)), None], "kept widen read densely");
-        let k = generate(&run, &into, &expression(&run, &into, 2), 16, 16).expect("fits");
+        let k = generate(&run, &into, &expression(&run, &into, 2), 16, (16, false)).expect("fits");
         assert_eq!((k.stored.as_slice(), k.threads), (&[0][..], 8));
-        assert!(k.source.contains("z1: array<f32>") && k.source.contains("z1[i - p.w[0u][1u]] = e0v;"), "{}", k.source);
+        assert!(k.source.contains("z1: array<f32>") && k.source.contains("z1[i] = e0v;"), "{}", k.source);
         validate(&k.source);
         drop(kept);
     }
@@ -443,6 +467,6 @@ mod tests {
         let into = merges(&run);
         let expr = expression(&run, &into, run.len() - 1);
         assert_eq!(expr.nodes(), 6);
-        assert!(generate(&run, &into, &expr, 16, 16).is_none(), "6 rank-8 leaves need 110 words");
+        assert!(generate(&run, &into, &expr, 16, (16, false)).is_none(), "6 rank-8 leaves need 103 words");
     }
 }

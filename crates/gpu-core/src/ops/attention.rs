@@ -293,9 +293,7 @@ pub fn attention_forward_io(
     run(
         dev,
         |g| {
-            let mut all = vec![q, k, v, &out, &lse];
-            all.extend(mask.map(|m| m.0));
-            if super::past_limit(g, &all) {
+            if super::past_limit(g, [q, k, v, &out, &lse].into_iter().chain(mask.map(|m| m.0))) {
                 let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
                 return super::attention_split::forward(g, &call, &out, &lse);
             }
@@ -408,9 +406,8 @@ pub fn attention_backward_io(
     run(
         dev,
         |g| {
-            let mut all = vec![q, k, v, out, lse, dout, &dq, &dk, &dv];
-            all.extend(mask.map(|m| m.0));
-            if super::past_limit(g, &all) {
+            let all = [q, k, v, out, lse, dout, &dq, &dk, &dv];
+            if super::past_limit(g, all.into_iter().chain(mask.map(|m| m.0))) {
                 let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
                 return super::attention_split::backward(g, &call, (out, lse, dout), (&dq, &dk, &dv));
             }

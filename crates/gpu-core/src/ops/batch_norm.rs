@@ -245,7 +245,7 @@ pub fn batch_norm_stats(
     run(
         dev,
         |g| {
-            if super::past_limit(g, &[x]) {
+            if super::past_limit(g, [x]) {
                 let new = new_running.as_ref().map(|(m, v)| (m, v));
                 return super::batch_norm_split::stats(g, x, d, (eps, running), io, (&stats, new));
             }
@@ -397,7 +397,7 @@ pub fn batch_norm_forward(
             };
             let mut inputs = vec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
             inputs.extend(residual);
-            if super::past_limit(g, &[x, &y]) {
+            if super::past_limit(g, [x, &y]) {
                 return super::batch_norm_split::forward(g, x, d, centre, (weight, bias, residual), relu, io, &y);
             }
             launch(
@@ -502,7 +502,7 @@ pub fn batch_norm_grad_sums(
     run(
         dev,
         |g| {
-            if super::past_limit(g, &[dy, x]) {
+            if super::past_limit(g, [dy, x]) {
                 let (db, dw) = super::batch_norm_split::grad_sums(g, (dy, x, relu_out), d, centre, io)?;
                 g.copy_range(db.wgpu(), 0, dbias.wgpu(), 0, c as u64 * 4)?;
                 return g.copy_range(dw.wgpu(), 0, dweight.wgpu(), 0, c as u64 * 4);
@@ -619,7 +619,7 @@ pub fn batch_norm_backward(
             };
             let mut outputs = vec![&dx];
             outputs.extend(dres.as_ref());
-            if super::past_limit(g, &[dy, x, &dx]) {
+            if super::past_limit(g, [dy, x, &dx]) {
                 let (ins, outs) = ((dy, x, relu_out), (&dx, dres.as_ref()));
                 return super::batch_norm_split::backward(g, ins, d, centre, (weight, sums), io, outs);
             }

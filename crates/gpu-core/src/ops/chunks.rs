@@ -23,7 +23,7 @@ pub(crate) fn chunks(g: &GpuContext, what: &str, total: usize, row_bytes: &[u64]
     let limit = g.binding_limit();
     let widest = row_bytes.iter().copied().max().unwrap_or(1).max(1);
     let odd = row_bytes.iter().any(|b| !b.is_multiple_of(4));
-    let step = if odd { unit * 2 / gcd(unit, 2) } else { unit };
+    let step = if odd && unit % 2 == 1 { 2 * unit } else { unit };
     let per = (limit.saturating_sub(16) / widest) as usize / step * step;
     if per == 0 {
         return Err(Error::LimitExceeded {
@@ -34,14 +34,6 @@ pub(crate) fn chunks(g: &GpuContext, what: &str, total: usize, row_bytes: &[u64]
         });
     }
     Ok((0..total).step_by(per).map(|first| Chunk { first, count: per.min(total - first) }).collect())
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// A dense tensor of rows of `row` bytes.

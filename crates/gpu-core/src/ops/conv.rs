@@ -344,7 +344,7 @@ pub fn conv2d_epilogue(
     let (groups, k, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
     if let Some(gpu) = x.device().gpu_ctx() {
         let y_bytes = (g.batch * out_channels * l) as u64 * epi.output.size();
-        if super::conv_split::needed(gpu, &[x.len_bytes(), y_bytes]) {
+        if super::past_limit(gpu, [x]) || y_bytes > gpu.binding_limit() {
             return super::conv_split::forward(gpu, (cfg, epi), x, w, out_channels, g);
         }
     }
@@ -432,7 +432,8 @@ pub fn conv2d_weight_grad_output(
         return super::fill::fill(dev, n_w, 0.0);
     }
     if let Some(gpu) = dev.gpu_ctx() {
-        if super::conv_split::needed(gpu, &[gy.len_bytes(), x.len_bytes(), (g.batch * n_w) as u64 * 4]) {
+        // The per-image products are summed afterwards: n_w values an image.
+        if super::past_limit(gpu, [gy, x]) || (g.batch * n_w) as u64 * 4 > gpu.binding_limit() {
             return super::conv_split::weight_grad(gpu, cfg, (gy, x), out_channels, g, n_w);
         }
     }
@@ -544,7 +545,7 @@ pub fn conv2d_input_grad_epilogue(
     let (l, hw) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
     if let Some(gpu) = gy.device().gpu_ctx() {
         let dx_bytes = (g.batch * g.channels * hw) as u64 * epi.output.size();
-        if super::conv_split::needed(gpu, &[gy.len_bytes(), dx_bytes]) {
+        if super::past_limit(gpu, [gy]) || dx_bytes > gpu.binding_limit() {
             return super::conv_split::input_grad(gpu, (cfg, epi), gy, w, out_channels, g);
         }
     }

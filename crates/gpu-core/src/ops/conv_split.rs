@@ -15,12 +15,6 @@ use crate::gpu::GpuContext;
 use crate::layout::Layout;
 use crate::{Buffer, Result};
 
-/// Whether a convolution with these per-image tensor sizes (bytes of all
-/// images) needs chunks on `g`.
-pub(crate) fn needed(g: &GpuContext, bytes: &[u64]) -> bool {
-    bytes.iter().any(|&b| b > g.binding_limit())
-}
-
 /// Bytes of one image of `channels` planes of `plane` values stored as `io`.
 fn image(channels: usize, plane: usize, io: Operands) -> Rows {
     Rows { row: (channels * plane) as u64 * io.size() }

@@ -9,7 +9,7 @@
 use super::{groups, launch_elementwise, run, Params};
 use crate::gpu::fusion::Access;
 use crate::gpu::split::{self, LeafRead};
-use crate::gpu::Launch;
+use crate::gpu::{GpuContext, Launch};
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -55,44 +55,14 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
             let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
             let dense_dst = shape.len() == 1 && st[1][0] == 1;
             let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64)];
-            let params = |n, src_offset, dst_offset, base| {
-                Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(src_offset).u32(dst_offset).u32(base)
+            let params = |n, [src_shift, dst_shift]: [usize; 2], base| {
+                let (so, d) = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
+                Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(so).u32(d).u32(base)
             };
-            let limit = g.binding_limit();
-            if src.len_bytes() <= limit && dst.len_bytes() <= limit {
-                return launch_elementwise(
-                    g,
-                    "copy",
-                    &constants,
-                    params(n, sl.offset, dl.offset, 0),
-                    &[src],
-                    &[dst],
-                    n,
-                );
-            }
-            // Past the binding limit: ranges of elements, each binding the
-            // windows its source and destination elements lie in.
             let read =
                 |strides: &[usize], offset| LeafRead { maps: vec![Access::of(&shape, strides, offset)], half: false };
             let reads = [read(&st[0], sl.offset), read(&st[1], dl.offset)];
-            let ranges = split::ranges_reading(n, &reads, limit, g.window_align(), 1)
-                .ok_or_else(|| too_wide(src.len_bytes().max(dst.len_bytes()), limit))?;
-            // Offsets relative to the windows, wrapping in u32 as the kernel does.
-            let rel = |offset: usize, shift: usize| (offset as u32).wrapping_sub(shift as u32) as usize;
-            for split::Cut { start, len, windows: w } in ranges {
-                let p = params(len, rel(sl.offset, w[0].1), rel(dl.offset, w[1].1), start);
-                let launch = Launch {
-                    shader: "copy",
-                    entry: "main",
-                    constants: &constants,
-                    params: p.finish(),
-                    inputs: &[src.wgpu()],
-                    outputs: &[dst.wgpu()],
-                    workgroups: groups(len, 256),
-                };
-                g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
-            }
-            Ok(())
+            launch_copy(g, (src, dst), &constants, (n, false), &reads, params)
         },
         || {
             let (s, mut d) = (src.host(), dst.host_mut());
@@ -106,15 +76,57 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
     )
 }
 
-/// The error of a copy whose views reach across more than the binding
-/// limit even for the shortest range.
-fn too_wide(needed: u64, limit: u64) -> Error {
-    Error::LimitExceeded {
+/// `offset` relative to a window starting `shift` elements in, wrapping in
+/// u32 as the kernel's index arithmetic does.
+fn rel(offset: usize, shift: usize) -> usize {
+    (offset as u32).wrapping_sub(shift as u32) as usize
+}
+
+/// Records `copy.wgsl` over `n` elements (f32 words, or with `half` f16
+/// halves, one thread per output word): one launch, or, when `src` or `dst`
+/// is past the binding limit, one per range of elements, each binding the
+/// windows that `reads` (source, destination) reach. `params(len, shifts,
+/// base)` is the uniform block of a launch over `len` elements from `base`
+/// whose windows start `shifts` elements in (zeros for a whole launch).
+fn launch_copy(
+    g: &GpuContext,
+    (src, dst): (&Buffer, &Buffer),
+    constants: &[(&'static str, f64)],
+    (n, half): (usize, bool),
+    reads: &[LeafRead; 2],
+    params: impl Fn(usize, [usize; 2], usize) -> Params,
+) -> Result<()> {
+    let threads = |len: usize| if half { len.div_ceil(2) } else { len };
+    let limit = g.binding_limit();
+    if src.len_bytes() <= limit && dst.len_bytes() <= limit {
+        return launch_elementwise(g, "copy", constants, params(n, [0, 0], 0), &[src], &[dst], threads(n));
+    }
+    // Halves are stored a word at a time, so ranges start on whole,
+    // aligned output words.
+    let align = g.window_align();
+    let unit = if half { (align / 2) as usize } else { 1 };
+    let ranges = split::ranges_reading(n, reads, limit, align, unit).ok_or_else(|| Error::LimitExceeded {
         what: "kernel `copy` with views whose every element range reaches across more than the binding limit".into(),
-        needed,
+        needed: src.len_bytes().max(dst.len_bytes()),
         limit: "max_storage_buffer_binding_size",
         allowed: limit,
+    })?;
+    // Window starts in elements: halves are two a word.
+    let per_word = if half { 2 } else { 1 };
+    for split::Cut { start, len, windows: w } in ranges {
+        let p = params(len, [w[0].1 * per_word, w[1].1 * per_word], start);
+        let launch = Launch {
+            shader: "copy",
+            entry: "main",
+            constants,
+            params: p.finish(),
+            inputs: &[src.wgpu()],
+            outputs: &[dst.wgpu()],
+            workgroups: groups(threads(len), 256),
+        };
+        g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
     }
+    Ok(())
 }
 
 /// Materialises any view (permuted, narrowed with an offset, broadcast) as a
@@ -153,40 +165,16 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
         |g| {
             let (shape, st) = coalesce(&layout.shape, &[&layout.strides]);
             // dst_strides are unused with a dense destination.
-            let params = |n, src_offset, base| {
-                Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(src_offset).u32(0).u32(base)
+            let params = |n, [src_shift, _]: [usize; 2], base| {
+                let so = rel(layout.offset, src_shift);
+                Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(so).u32(0).u32(base)
             };
             let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
-            let limit = g.binding_limit();
-            if x.len_bytes() <= limit && out.len_bytes() <= limit {
-                // One thread per output word.
-                let p = params(n, layout.offset, 0);
-                return launch_elementwise(g, "copy", &constants, p, &[x], &[&out], n.div_ceil(2));
-            }
-            // Past the binding limit: ranges of whole output words starting
-            // on the alignment, each binding the words its halves lie in.
             let reads = [
                 LeafRead { maps: vec![Access::of(&shape, &st[0], layout.offset)], half: true },
                 LeafRead { maps: vec![Access::Dense], half: true },
             ];
-            let align = g.window_align();
-            let ranges = split::ranges_reading(n, &reads, limit, align, (align / 2) as usize)
-                .ok_or_else(|| too_wide(x.len_bytes().max(out.len_bytes()), limit))?;
-            for split::Cut { start, len, windows: w } in ranges {
-                // The source offset in halves, relative to its window's first word.
-                let p = params(len, (layout.offset as u32).wrapping_sub(2 * w[0].1 as u32) as usize, start);
-                let launch = Launch {
-                    shader: "copy",
-                    entry: "main",
-                    constants: &constants,
-                    params: p.finish(),
-                    inputs: &[x.wgpu()],
-                    outputs: &[out.wgpu()],
-                    workgroups: groups(len.div_ceil(2), 256),
-                };
-                g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
-            }
-            Ok(())
+            launch_copy(g, (x, &out), &constants, (n, true), &reads, params)
         },
         || {
             let (s, mut d) = (x.host(), out.host_mut());

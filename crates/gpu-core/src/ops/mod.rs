@@ -46,9 +46,9 @@ use crate::{Buffer, Device, Result};
 
 /// Whether any of `buffers` is past `g`'s binding limit (the ops that split
 /// their work then take their split path).
-pub(crate) fn past_limit(g: &GpuContext, buffers: &[&Buffer]) -> bool {
+pub(crate) fn past_limit<'a>(g: &GpuContext, buffers: impl IntoIterator<Item = &'a Buffer>) -> bool {
     let limit = g.binding_limit();
-    buffers.iter().any(|b| b.len_bytes() > limit)
+    buffers.into_iter().any(|b| b.len_bytes() > limit)
 }
 
 /// Workgroups needed for `n` threads in groups of `size`.

@@ -177,8 +177,7 @@ impl Pool {
         outputs: &[&Buffer],
         n: usize,
     ) -> Result<()> {
-        let all: Vec<&Buffer> = inputs.iter().chain(outputs).copied().collect();
-        if super::past_limit(g, &all) {
+        if super::past_limit(g, inputs.iter().chain(outputs).copied()) {
             return self.launch_chunks(g, (op, io, entry), inputs, outputs, n);
         }
         let (r, c) = (self.rows, self.cols);
