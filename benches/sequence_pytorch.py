@@ -5,7 +5,9 @@ with the same shapes: prints one line per benchmark, `NAME ms_per_step`.
   Transformer: GPT of 2 pre-LN blocks, d_model 256, 4 heads, FFN 1024, seq 128,
                batch 16, vocab 256; forward + backward + AdamW.
 
-python3 benches/sequence_pytorch.py [lstm] [transformer] [--steps N]
+python3 benches/sequence_pytorch.py [lstm] [transformer] [--steps N] [--device cuda]
+
+On CUDA: fp32 with TF32 off, and the clock is read after a synchronize.
 """
 import sys
 import time
@@ -14,19 +16,29 @@ import torch
 import torch.nn as nn
 
 torch.manual_seed(0)
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+DEV = torch.device("cpu")
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def timed(step, steps):
     step()  # warm-up
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return (time.perf_counter() - t) * 1e3 / steps
 
 
 def lstm(steps):
-    m = nn.LSTM(128, 256)
-    x = torch.randn(64, 32, 128)
+    m = nn.LSTM(128, 256).to(DEV)
+    x = torch.randn(64, 32, 128, device=DEV)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
 
     def step():
@@ -53,16 +65,16 @@ class Gpt(nn.Module):
     def forward(self, ids):
         L = ids.shape[1]
         x = self.tok_emb(ids) + self.pos_emb.weight[:L]
-        mask = nn.Transformer.generate_square_subsequent_mask(L)
+        mask = nn.Transformer.generate_square_subsequent_mask(L, device=ids.device)
         for b in self.blocks:
             x = b(x, src_mask=mask, is_causal=True)
         return self.head(self.ln_f(x))
 
 
 def transformer(steps):
-    m = Gpt()
-    ids = torch.randint(0, 256, (16, 128))
-    tgt = torch.randint(0, 256, (16, 128))
+    m = Gpt().to(DEV)
+    ids = torch.randint(0, 256, (16, 128), device=DEV)
+    tgt = torch.randint(0, 256, (16, 128), device=DEV)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
 
     def step():
@@ -79,7 +91,9 @@ if __name__ == "__main__":
     steps = 10
     if "--steps" in args:
         steps = int(args[args.index("--steps") + 1])
+    if "--device" in args:
+        DEV = torch.device(args[args.index("--device") + 1])
     names = [a for a in args if a in ("lstm", "transformer")] or ["lstm", "transformer"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(f"torch {torch.__version__} on {DEV}, {torch.get_num_threads()} threads", flush=True)
     for n in names:
         print(n, f"{ {'lstm': lstm, 'transformer': transformer}[n](steps):.2f}", flush=True)
