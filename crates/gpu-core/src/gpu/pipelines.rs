@@ -20,6 +20,39 @@ fn log_pipelines() -> bool {
     *ON.get_or_init(|| std::env::var("WGRAD_LOG_PIPELINES").is_ok_and(|v| v == "1"))
 }
 
+/// `WGRAD_LOOP_BOUNDING=1` keeps wgpu's loop bounding in every shader (see
+/// [`create_module`]); for measuring what turning it off gains.
+fn force_loop_bounding() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WGRAD_LOOP_BOUNDING").is_ok_and(|v| v == "1"))
+}
+
+/// Whether `src` has a loop whose end no counter bounds: the compare-and-swap
+/// retry loops (`loop { ... atomicCompareExchangeWeak ... }`). Every other
+/// loop of our kernels counts up to a bound read from a uniform or constant.
+fn has_retry_loop(src: &str) -> bool {
+    src.contains("loop {")
+}
+
+/// Compiles WGSL into a module. wgpu's default checks add a 64-bit counter
+/// to every loop so that a loop without an end cannot be optimised into
+/// undefined behaviour; that counter also stops drivers from unrolling our
+/// fixed-trip loops, which then index the register blocks dynamically (into
+/// local memory): on an NVIDIA H100 the tiled matmul ran at 3% of cuBLAS
+/// with it (docs/performance.md). Our loops all end, so we turn it off for
+/// every shader without a retry loop; bounds checks stay on.
+pub(crate) fn create_module(device: &wgpu::Device, label: &str, src: &str) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(src.into()) };
+    if force_loop_bounding() || has_retry_loop(src) {
+        return device.create_shader_module(desc);
+    }
+    let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+    // SAFETY: the only check relaxed is loop bounding, and `has_retry_loop`
+    // sends every shader with a loop not bounded by a counter to the checked
+    // path; bounds checks remain, so no shader reads or writes past a binding.
+    unsafe { device.create_shader_module_trusted(desc, checks) }
+}
+
 /// A pipeline's identity: a registry shader's entry point under override
 /// constants, or a generated (fused) kernel's whole source.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -145,11 +178,7 @@ impl PipelineCache {
                 (*shader, self.module(device, shader), *entry, constants)
             }
             Key::Generated { source, .. } => {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("wgrad fused"),
-                    source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
-                });
-                ("wgrad fused", Arc::new(module), "main", Vec::new())
+                ("wgrad fused", Arc::new(create_module(device, "wgrad fused", source)), "main", Vec::new())
             }
         };
         let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -177,15 +206,7 @@ impl PipelineCache {
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {
         let mut m = self.modules.lock().unwrap();
-        m.entry(shader)
-            .or_insert_with(|| {
-                let src = shaders::source(shader);
-                Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                }))
-            })
-            .clone()
+        m.entry(shader).or_insert_with(|| Arc::new(create_module(device, shader, &shaders::source(shader)))).clone()
     }
 
     fn layout(&self, device: &wgpu::Device, inputs: usize, outputs: usize) -> Arc<wgpu::BindGroupLayout> {
@@ -220,5 +241,28 @@ impl PipelineCache {
                 }))
             })
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_retry_loop;
+    use crate::shaders;
+
+    /// Loop bounding is turned off only where every loop counts to a bound:
+    /// a `loop {` in a kernel must be a compare-and-swap retry (which keeps
+    /// the bounding), and the hot kernels must not carry one by accident.
+    #[test]
+    fn loop_bounding_stays_only_on_retry_loops() {
+        for (name, _) in shaders::SOURCES.iter().filter(|(n, _)| !shaders::LIBRARIES.contains(n)) {
+            let src = shaders::source(name);
+            if has_retry_loop(&src) {
+                assert!(src.contains("atomicCompareExchangeWeak"), "{name}: a `loop {{` that is not a retry loop");
+            }
+        }
+        for name in ["matmul", "matmul_subgroup", "conv", "attention", "recurrent", "batch_norm"] {
+            assert!(!has_retry_loop(&shaders::source(name)), "{name}");
+        }
+        assert!(has_retry_loop(&shaders::source("index")));
     }
 }
