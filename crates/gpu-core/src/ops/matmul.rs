@@ -14,20 +14,69 @@ use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
-/// The output tile (rows, columns) of one workgroup for a product with `m`
-/// rows: the `TILE_M` x `TILE_N` overrides of `shaders/matmul.wgsl`. Few
+/// The output tile (rows, columns) of one workgroup for an `m` x `n`
+/// product: the `TILE_M` x `TILE_N` overrides of `shaders/matmul.wgsl`. Few
 /// rows (convolutions with 16 or 32 output channels) get flat tiles, so no
-/// work goes to rows beyond M; the subgroup kernel's tile is 64 columns wide,
-/// computed by one subgroup (`ROW_GROUPS` groups of 8 rows).
-fn tile(subgroup: bool, m: usize) -> (usize, usize) {
-    match (subgroup, m) {
+/// work goes to rows beyond M; wide products get 64 x 128 tiles (128
+/// threads), which on an NVIDIA H100 ran twice as fast as 64 x 64 at 2048^3
+/// and as fast at 1024^3 (docs/performance.md). The subgroup kernel's tile
+/// is 64 columns wide, computed by one subgroup (`ROW_GROUPS` groups of 8
+/// rows).
+/// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
+fn tile(subgroup: bool, m: usize, n: usize) -> Result<(usize, usize)> {
+    if !subgroup {
+        if let Some(t) = tile_override().map_err(|e| Error::invalid("matmul", e))? {
+            return Ok(t);
+        }
+    }
+    Ok(match (subgroup, m) {
         (true, ..=32) => (32, 64),
         (true, _) => (64, 64),
         (false, ..=16) => (16, 128),
         (false, ..=32) => (32, 128),
+        (false, _) if n > 64 => (64, 128),
         (false, _) => (64, 64),
-    }
+    })
 }
+
+/// `shaders/matmul.wgsl`'s register block (`TM` = `TN`) and staged depth
+/// (`BK`); a test checks them against the shader.
+const TILED_BLOCK: usize = 8;
+const TILED_BK: usize = 16;
+
+/// Whether the tiled kernel can run an `m` x `n` output tile: whole
+/// register blocks, 32 to 256 threads, tile loads that divide evenly among
+/// the threads, and both staged tiles within WebGPU's 16 KiB of workgroup
+/// memory.
+fn tiled_fits(m: usize, n: usize) -> bool {
+    let threads = (m / TILED_BLOCK) * (n / TILED_BLOCK);
+    m % TILED_BLOCK == 0
+        && n % TILED_BLOCK == 0
+        && (32..=256).contains(&threads)
+        && (TILED_BK * m / 4) % threads == 0
+        && (TILED_BK * n / 4) % threads == 0
+        && TILED_BK * (m + n) * 4 <= 16 << 10
+}
+
+/// `WGRAD_MATMUL_TILE=MxN` (e.g. `128x128`): one output tile for every
+/// product of the tiled kernel, for tuning on a new GPU (`cargo bench
+/// --bench matmul`); unset, [`tile`] picks by shape.
+fn tile_override() -> std::result::Result<Option<(usize, usize)>, String> {
+    static TILE: std::sync::OnceLock<std::result::Result<Option<(usize, usize)>, String>> = std::sync::OnceLock::new();
+    TILE.get_or_init(|| {
+        let Ok(v) = std::env::var("WGRAD_MATMUL_TILE") else { return Ok(None) };
+        let parsed = v.split_once('x').and_then(|(m, n)| Some((m.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((m, n)) if tiled_fits(m, n) => Ok(Some((m, n))),
+            _ => Err(format!(
+                "WGRAD_MATMUL_TILE={v:?} is not a tile the kernel can run: MxN, multiples of 8, \
+                 32-256 threads (M/8 x N/8), M and N dividing 256, M + N <= 256"
+            )),
+        }
+    })
+    .clone()
+}
+
 /// The subgroup size `matmul_subgroup.wgsl` is written for.
 const SUBGROUP_LANES: u32 = 8;
 
@@ -451,7 +500,7 @@ impl Job<'_> {
         let (a_rs, a_cs, b_rs, b_cs) = (self.la.strides[ra], self.la.strides[ra + 1], bop.rs, bop.cs);
         let batches: usize = part.dims.iter().product();
         let strides = |i: usize| &self.bstrides[i][part.level..];
-        let (tile_m, tile_n) = tile(self.subgroup, m);
+        let (tile_m, tile_n) = tile(self.subgroup, m, n)?;
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
             .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
@@ -789,20 +838,26 @@ mod tests {
             if name == "matmul_subgroup" {
                 assert_eq!(constant("LANES"), SUBGROUP_LANES as usize);
             }
-            let (tm, tn, bk) = (constant("TM"), constant("TN"), constant("BK"));
-            for m in [1, 16, 17, 32, 33, 64, 1000] {
-                let sub = name == "matmul_subgroup";
-                let (tile_m, tile_n) = tile(sub, m);
-                if sub {
-                    assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= 8, "m = {m}");
-                    continue;
-                }
-                let threads = (tile_m / tm) * (tile_n / tn);
-                assert!(tile_m % tm == 0 && tile_n % tn == 0 && (tile_m / 4) % (tile_m / tm) == 0, "m = {m}");
-                assert!((bk * tile_m / 4) % threads == 0 && (bk * tile_n / 4) % threads == 0, "m = {m}");
-                assert!(bk * (tile_m + tile_n) * 4 <= 16 << 10, "m = {m}: workgroup memory");
-                assert!((32..=256).contains(&threads), "m = {m}: {threads} threads");
+            if name == "matmul" {
+                assert_eq!((constant("TM"), constant("TN"), constant("BK")), (TILED_BLOCK, TILED_BLOCK, TILED_BK));
             }
+            for (m, n) in [1, 16, 17, 32, 33, 64, 1000].into_iter().flat_map(|m| [(m, 1), (m, 64), (m, 65), (m, 4096)])
+            {
+                let sub = name == "matmul_subgroup";
+                let (tile_m, tile_n) = tile(sub, m, n).unwrap();
+                if sub {
+                    assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= 8, "{m} x {n}");
+                } else {
+                    assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
+                }
+            }
+        }
+        // The tiles worth trying on big GPUs fit; odd ones do not.
+        for (m, n) in [(128, 128), (64, 128), (128, 64), (16, 128)] {
+            assert!(tiled_fits(m, n), "{m} x {n}");
+        }
+        for (m, n) in [(256, 128), (8, 8), (48, 64), (64, 20)] {
+            assert!(!tiled_fits(m, n), "{m} x {n}");
         }
     }
 
