@@ -32,6 +32,7 @@ pub use ops::recurrent::{RecurrentKind, RecurrentOutput};
 pub use random::Generator;
 pub use recover::try_run;
 pub use tensor::Tensor;
+pub use wgrad_gpu_core::ops::attention::AttentionPath;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};
 pub use wgrad_gpu_core::{Device, Error, HostRng, Result, GOLDEN};

@@ -1,11 +1,13 @@
 //! Fused scaled-dot-product attention: finite-difference gradients for q, k
 //! and v, and agreement with the composite `softmax(q kᵀ·scale + mask) v`
 //! built from existing ops (forward and gradients), on the CPU backend and
-//! on the GPU.
+//! on the GPU. The fused kernels are asked for explicitly (`sdpa_fused`): CPU
+//! adapters would otherwise take the op's own composite path, which the
+//! last tests check against them.
 
 mod common;
 use common::*;
-use wgrad_autograd::{Device, Tensor};
+use wgrad_autograd::{AttentionPath, Device, Tensor};
 use wgrad_gpu_core::testing::assert_close;
 
 /// `[Lq, Lk]` additive mask hiding keys j > i (PyTorch's is_causal).
@@ -18,6 +20,11 @@ fn causal_mask(lq: usize, lk: usize, dev: &Device) -> Tensor {
 fn padding_mask(batch: usize, lk: usize, dev: &Device) -> Tensor {
     let m: Vec<f32> = (0..batch * lk).map(|e| if e % lk + e / lk >= lk { f32::NEG_INFINITY } else { 0.0 }).collect();
     Tensor::from_vec(&m, &[batch, 1, 1, lk], dev)
+}
+
+/// The op on its fused kernels, whatever the device prefers.
+fn sdpa_fused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool, scale: Option<f32>) -> Tensor {
+    q.scaled_dot_product_attention_with(k, v, mask, causal, scale, AttentionPath::Fused)
 }
 
 /// The reference built from matmul and softmax.
@@ -39,7 +46,7 @@ fn gradients_with_and_without_causal() {
     for (heads, causal) in [(1, false), (3, true), (3, false), (1, true)] {
         let (q, k, v): (&[usize], &[usize], &[usize]) = (&[2, heads, 5, 3], &[2, heads, 6, 3], &[2, heads, 6, 2]);
         gradcheck(&format!("sdpa heads {heads} causal {causal}"), &[q, k, v], move |x| {
-            x[0].scaled_dot_product_attention(&x[1], &x[2], None, causal, None)
+            sdpa_fused(&x[0], &x[1], &x[2], None, causal, None)
         });
     }
 }
@@ -52,7 +59,7 @@ fn gradients_with_a_padding_mask() {
             &[&[2, 3, 7, 5], &[2, 3, 4, 5], &[2, 3, 4, 3]],
             move |x| {
                 let mask = padding_mask(2, 4, &x[0].device());
-                x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&mask), causal, Some(0.7))
+                sdpa_fused(&x[0], &x[1], &x[2], Some(&mask), causal, Some(0.7))
             },
         );
     }
@@ -60,9 +67,7 @@ fn gradients_with_a_padding_mask() {
 
 #[test]
 fn gradients_of_unbatched_and_three_d_inputs() {
-    gradcheck("sdpa [L, D]", &[&[4, 3], &[5, 3], &[5, 4]], |x| {
-        x[0].scaled_dot_product_attention(&x[1], &x[2], None, true, None)
-    });
+    gradcheck("sdpa [L, D]", &[&[4, 3], &[5, 3], &[5, 4]], |x| sdpa_fused(&x[0], &x[1], &x[2], None, true, None));
     gradcheck("sdpa [N, L, D] with an [L, L] mask", &[&[3, 4, 2], &[3, 4, 2], &[3, 4, 3]], |x| {
         let dev = x[0].device();
         let mask = Tensor::from_vec(
@@ -70,7 +75,7 @@ fn gradients_of_unbatched_and_three_d_inputs() {
             &[4, 4],
             &dev,
         );
-        x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&mask), false, None)
+        sdpa_fused(&x[0], &x[1], &x[2], Some(&mask), false, None)
     });
 }
 
@@ -85,7 +90,7 @@ fn compare(what: &str, shapes: [&[usize]; 3], mask: Option<&dyn Fn(&Device) -> T
         let run = |fused: bool| {
             let [q, k, v] = [0, 1, 2].map(|i| inputs[i].detach().requires_grad_());
             let out = if fused {
-                q.scaled_dot_product_attention(&k, &v, mask.as_ref(), causal, Some(scale))
+                sdpa_fused(&q, &k, &v, mask.as_ref(), causal, Some(scale))
             } else {
                 composite(&q, &k, &v, mask.as_ref(), causal, scale)
             };
@@ -133,18 +138,18 @@ fn masks_are_read_through_views() {
             rand(&[2, 3, 6, 2], 3, -1.0, 1.0, &dev),
         );
         let base = rand(&[2, 6], 4, -2.0, 2.0, &dev);
-        let want = q.scaled_dot_product_attention(&k, &v, Some(&base.contiguous().reshape(&[2, 1, 1, 6])), false, None);
+        let want = sdpa_fused(&q, &k, &v, Some(&base.contiguous().reshape(&[2, 1, 1, 6])), false, None);
         // An expanded (stride 0) view and a view at an offset give the same.
         let expanded = base.reshape(&[2, 1, 1, 6]).expand(&[2, 3, 4, 6]);
         let at_offset =
             Tensor::cat(&[&rand(&[1, 6], 9, 0.0, 1.0, &dev), &base], 0).narrow(0, 1, 2).reshape(&[2, 1, 1, 6]);
         for (name, m) in [("expanded", expanded), ("offset", at_offset)] {
-            let got = q.scaled_dot_product_attention(&k, &v, Some(&m), false, None);
+            let got = sdpa_fused(&q, &k, &v, Some(&m), false, None);
             assert_close(&format!("mask {name} on {}", dev.name()), &got.to_vec(), &want.to_vec(), 1e-6, 1e-6);
         }
         // Default scale is 1/sqrt(D).
-        let explicit = q.scaled_dot_product_attention(&k, &v, None, true, Some(1.0 / 5f32.sqrt()));
-        let default = q.scaled_dot_product_attention(&k, &v, None, true, None);
+        let explicit = sdpa_fused(&q, &k, &v, None, true, Some(1.0 / 5f32.sqrt()));
+        let default = sdpa_fused(&q, &k, &v, None, true, None);
         assert_close("default scale", &default.to_vec(), &explicit.to_vec(), 0.0, 0.0);
         assert_eq!(default.shape(), vec![2, 3, 4, 2]);
     }
@@ -158,7 +163,7 @@ fn fully_masked_rows_give_zeros_and_zero_gradients() {
         // Query row 1 sees no key.
         let m: Vec<f32> = (0..15).map(|e| if e / 5 == 1 { f32::NEG_INFINITY } else { 0.0 }).collect();
         let mask = Tensor::from_vec(&m, &[3, 5], &dev);
-        let out = q.scaled_dot_product_attention(&k, &v, Some(&mask), false, None);
+        let out = sdpa_fused(&q, &k, &v, Some(&mask), false, None);
         out.sum_all().backward();
         let (o, dq) = (out.to_vec(), q.grad().unwrap().to_vec());
         for h in 0..2 {
@@ -175,7 +180,7 @@ fn fully_masked_rows_give_zeros_and_zero_gradients() {
 fn mismatched_head_dims_panic() {
     let dev = Device::cpu();
     let (q, k) = (Tensor::zeros(&[2, 4, 3], &dev), Tensor::zeros(&[2, 4, 5], &dev));
-    q.scaled_dot_product_attention(&k, &k, None, false, None);
+    sdpa_fused(&q, &k, &k, None, false, None);
 }
 
 #[test]
@@ -183,7 +188,7 @@ fn mismatched_head_dims_panic() {
 fn unbroadcastable_mask_panics() {
     let dev = Device::cpu();
     let q = Tensor::zeros(&[2, 4, 3], &dev);
-    q.scaled_dot_product_attention(&q, &q, Some(&Tensor::zeros(&[3, 4], &dev)), false, None);
+    sdpa_fused(&q, &q, &q, Some(&Tensor::zeros(&[3, 4], &dev)), false, None);
 }
 
 #[test]
@@ -191,5 +196,71 @@ fn unbroadcastable_mask_panics() {
 fn oversized_head_dims_panic() {
     let dev = Device::cpu();
     let q = Tensor::zeros(&[2, 300], &dev);
-    q.scaled_dot_product_attention(&q, &q, None, false, None);
+    sdpa_fused(&q, &q, &q, None, false, None);
+}
+
+/// The op's own composite path equals the fused kernels, values and
+/// gradients, with and without the causal bias (including Lq ≠ Lk).
+#[test]
+fn composite_path_matches_fused() {
+    for dev in backends("composite_path_matches_fused") {
+        for (shapes, causal) in [
+            ([&[2, 3, 7, 5][..], &[2, 3, 33, 5], &[2, 3, 33, 4]], false),
+            ([&[2, 3, 33, 5][..], &[2, 3, 7, 5], &[2, 3, 7, 4]], true),
+            ([&[9, 8][..], &[9, 8], &[9, 6]], true),
+        ] {
+            let what = format!("{shapes:?} causal {causal} on {}", dev.name());
+            let inputs: Vec<Tensor> =
+                shapes.iter().enumerate().map(|(i, s)| rand(s, 40 + i as u64, -1.0, 1.0, &dev)).collect();
+            let run = |path: AttentionPath| {
+                let [q, k, v] = [0, 1, 2].map(|i| inputs[i].detach().requires_grad_());
+                let out = q.scaled_dot_product_attention_with(&k, &v, None, causal, Some(0.6), path);
+                let w = rand(&out.shape(), 98, 0.5, 1.5, &dev);
+                (&out * &w).sum_all().backward();
+                (out.to_vec(), [&q, &k, &v].map(|t| t.grad().expect("gradient").to_vec()))
+            };
+            let (want, want_grads) = run(AttentionPath::Fused);
+            let (got, grads) = run(AttentionPath::Composite);
+            assert_close(&format!("{what}: out"), &got, &want, 1e-4, 1e-5);
+            for (name, (g, w)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want_grads)) {
+                assert_close(&format!("{what}: {name}"), g, w, 1e-3, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn composite_path_gradients() {
+    for causal in [false, true] {
+        gradcheck(&format!("composite sdpa causal {causal}"), &[&[2, 2, 5, 3], &[2, 2, 6, 3], &[2, 2, 6, 2]], |x| {
+            x[0].scaled_dot_product_attention_with(&x[1], &x[2], None, causal, None, AttentionPath::Composite)
+        });
+    }
+}
+
+/// `Auto` follows the device: the composite form (several launches) on a
+/// CPU adapter, the one fused launch on other GPUs; a mask always runs fused.
+#[test]
+fn auto_path_follows_the_device() {
+    let Some(dev) = wgrad_gpu_core::testing::fresh_gpu_or_skip("auto_path_follows_the_device") else { return };
+    let [q, k, v] = [1, 2, 3].map(|s| rand(&[2, 2, 6, 4], s, -1.0, 1.0, &dev));
+    let mask = Tensor::zeros(&[6, 6], &dev);
+    let launches = |mask: Option<&Tensor>| {
+        dev.synchronize().unwrap();
+        let before = dev.stats().dispatches;
+        let y = q.scaled_dot_product_attention(&k, &v, mask, true, None);
+        dev.synchronize().unwrap();
+        drop(y);
+        dev.stats().dispatches - before
+    };
+    let (unmasked, masked) = (launches(None), launches(Some(&mask)));
+    assert_eq!(masked, 1, "a mask runs the fused kernel");
+    match dev.attention_path() {
+        AttentionPath::Composite => assert!(unmasked >= 3, "composite: {unmasked} launches"),
+        path => assert_eq!((path, unmasked), (AttentionPath::Fused, 1)),
+    }
+    dev.set_attention_path(AttentionPath::Fused);
+    assert_eq!(launches(None), 1, "set_attention_path(Fused)");
+    dev.set_attention_path(AttentionPath::Composite);
+    assert!(launches(None) >= 3, "set_attention_path(Composite)");
 }

@@ -294,6 +294,33 @@ impl Device {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())
     }
 
+    /// Chooses how attention is computed from now on (it starts as
+    /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
+    /// backend, which always runs its fused twin.
+    pub fn set_attention_path(&self, path: crate::ops::attention::AttentionPath) {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.attention.store(path.code(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The attention path this device runs, resolved:
+    /// [`Fused`](crate::ops::attention::AttentionPath::Fused) or
+    /// [`Composite`](crate::ops::attention::AttentionPath::Composite)
+    /// (`Auto` picks the composite form on CPU adapters, which run the
+    /// subgroup matmul; the size and mask conditions are the op's).
+    pub fn attention_path(&self) -> crate::ops::attention::AttentionPath {
+        use crate::ops::attention::AttentionPath;
+        use crate::ops::matmul::MatmulKernel;
+        let Backend::Gpu(g) = &self.inner.backend else { return AttentionPath::Fused };
+        match AttentionPath::from_code(g.attention.load(std::sync::atomic::Ordering::Relaxed)) {
+            AttentionPath::Auto if MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
+                AttentionPath::Composite
+            }
+            AttentionPath::Auto => AttentionPath::Fused,
+            p => p,
+        }
+    }
+
     /// Encodes the elementwise launches the fuser holds back (see
     /// docs/architecture.md, "The fuser"), without submitting: they release
     /// the buffers they read. Chains recorded before and after do not fuse.

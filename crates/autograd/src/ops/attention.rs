@@ -10,7 +10,7 @@
 //! f16 by the kernels, with f32 arithmetic, and give an F16 output and F16
 //! gradients, rounded once, as PyTorch's f16 attention does.
 
-use wgrad_gpu_core::ops::attention::{self, AttnDims};
+use wgrad_gpu_core::ops::attention::{self, AttentionPath, AttnDims};
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -18,6 +18,10 @@ use crate::tensor::expect;
 use crate::{DType, Tensor};
 
 const OP: &str = "scaled_dot_product_attention";
+
+/// Largest score matrix (`B·H·Lq·Lk` elements, 64 MiB of f32) the composite
+/// form builds; larger attention runs fused whatever the device prefers.
+const COMPOSITE_MAX_SCORES: usize = 1 << 24;
 
 impl Tensor {
     /// `softmax(q kᵀ · scale + mask) v` with `self` as the queries `q
@@ -57,11 +61,32 @@ impl Tensor {
         causal: bool,
         scale: Option<f32>,
     ) -> Tensor {
+        self.scaled_dot_product_attention_with(k, v, mask, causal, scale, AttentionPath::Auto)
+    }
+
+    /// [`scaled_dot_product_attention`](Self::scaled_dot_product_attention)
+    /// computed the way `path` says: [`AttentionPath::Auto`] follows the
+    /// device ([`Device::attention_path`](crate::Device::attention_path):
+    /// the composite form on CPU adapters, the fused kernels elsewhere),
+    /// `Fused` always runs the fused kernels, `Composite` builds
+    /// `softmax(q kᵀ · scale) v` from matmul and softmax. Only unmasked
+    /// F32 attention whose score matrix has at most 2^24 elements takes the
+    /// composite form; anything else runs fused. Both give the same values
+    /// within rounding (tested).
+    pub fn scaled_dot_product_attention_with(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: Option<f32>,
+        path: AttentionPath,
+    ) -> Tensor {
         let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
         let even = |s: &[usize]| s.last().is_some_and(|n| n % 2 == 0);
         if even(&qs) && even(&vs) {
             if let Some([q, k, v]) = crate::autocast::f16_operands("attention", [self, k, v]) {
-                return q.scaled_dot_product_attention(&k, &v, mask, causal, scale);
+                return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
             }
         }
         let dtypes = [self.dtype(), k.dtype(), v.dtype()];
@@ -69,7 +94,7 @@ impl Tensor {
             [DType::F16, DType::F16, DType::F16] if even(&qs) && even(&vs) => Operands::F16,
             [DType::F16, DType::F16, DType::F16] => {
                 let [q, k, v] = [self, k, v].map(|t| t.f32_input(OP));
-                return q.scaled_dot_product_attention(&k, &v, mask, causal, scale);
+                return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
             }
             [DType::F32, DType::F32, DType::F32] => Operands::F32,
             _ => panic!("{OP}: q, k and v must all be F32 or all F16, got {dtypes:?}"),
@@ -97,6 +122,20 @@ impl Tensor {
         };
         let dims = AttnDims { batch, heads, lq, lk, d, dv };
         let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+        // Masked rows could lose every key, where the fused kernel's zeros
+        // and the composite's NaN differ; only unmasked attention switches.
+        let scores = batch * heads * lq * lk;
+        if io == Operands::F32
+            && mask.is_none()
+            && scores > 0
+            && scores <= COMPOSITE_MAX_SCORES
+            && match path {
+                AttentionPath::Auto => self.device().attention_path() == AttentionPath::Composite,
+                p => p == AttentionPath::Composite,
+            }
+        {
+            return composite(self, k, v, causal, scale);
+        }
         let mask = mask.map(|m| {
             self.expect_same_device(OP, m);
             mask_strides(m, lead, lq, lk)
@@ -132,6 +171,26 @@ impl Tensor {
                 .collect()
         })
     }
+}
+
+/// `softmax(q kᵀ · scale) v` from matmul and softmax, the device's
+/// [`AttentionPath::Composite`]; autograd differentiates it op by op.
+/// `causal` adds a `[Lq, Lk]` bias of −∞ above the diagonal, uploaded
+/// with the op (no launch); `Lk ≥ 1`, so every query row keeps key 0.
+fn composite(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: f32) -> Tensor {
+    // F32 in, F32 out, as the fused kernels: under autocast the products
+    // would round to f16 (attention reaches here in F32 only when its head
+    // dims are odd, which autocast leaves in F32).
+    let _f32 = crate::AutocastGuard::new(false);
+    let scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
+    let scores = if causal {
+        let (lq, lk) = (q.size(-2), k.size(-2));
+        let bias: Vec<f32> = (0..lq * lk).map(|e| if e % lk > e / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+        &scores + &Tensor::from_vec(&bias, &[lq, lk], &q.device())
+    } else {
+        scores
+    };
+    scores.softmax(-1).matmul(v)
 }
 
 /// The borrowed form gpu-core takes.

@@ -1,7 +1,7 @@
 //! An open wgpu device: queue, adapter facts, pool, pipeline cache and the
 //! batch of recorded work.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::batch::{Batch, Window};
@@ -34,6 +34,9 @@ pub(crate) struct GpuContext {
     pub fusion: AtomicBool,
     /// `WGRAD_FUSION_DEBUG`: 1 prints each fused chain, 2 also its WGSL.
     pub fusion_debug: u8,
+    /// How attention is computed, an `AttentionPath` code (`WGRAD_ATTENTION`;
+    /// `Device::set_attention_path` changes it).
+    pub attention: AtomicU8,
     /// The index-error record of `index_check.rs` (16 bytes, zeroed by wgpu
     /// at creation and by each readback that copies it).
     pub index_errors: wgpu::Buffer,
@@ -116,6 +119,7 @@ impl GpuContext {
             profiler,
             fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+            attention: AtomicU8::new(crate::ops::attention::AttentionPath::from_env().code()),
             index_errors,
             index_checks_pending: AtomicBool::new(false),
             max_binding: AtomicU64::new(binding_limit(
