@@ -19,6 +19,18 @@
 
 // Adaptive average windows: start = floor(i * H / OH), end = ceil((i + 1) * H / OH).
 override ADAPTIVE: bool = false;
+// Window geometry: kernel, stride and dilation per dim (unused by adaptive
+// windows). Constants, not uniforms, so the window loops unroll and the
+// divisions by the stride are by a constant: on llvmpipe, where every
+// lane-divergent loop and division is scalarised, max pooling's backward ran
+// about twice as fast (docs/performance.md). Each geometry is a pipeline of
+// its own; models use one or two.
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
 
 struct Params {
     // Threads: output elements (forward) or input elements (backward).
@@ -115,15 +127,15 @@ fn max_at(o: u32) -> f32 {
     let base = (o / (p.ow * p.oh)) * p.h * p.w;
     var best = bitcast<f32>(0xff800000u);
     var arg = NONE;
-    for (var ky = 0u; ky < p.kh; ky++) {
+    for (var ky = 0u; ky < KH; ky++) {
         // Padded coordinate; rows inside the padding are skipped (they read as -inf).
-        let yp = oy * p.sh + ky * p.dh;
+        let yp = oy * SH + ky * DH;
         if yp < p.ph || yp >= p.h + p.ph {
             continue;
         }
         let y = yp - p.ph;
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let xp = ox * p.sw + kx * p.dw;
+        for (var kx = 0u; kx < KW; kx++) {
+            let xp = ox * SW + kx * DW;
             if xp < p.pw || xp >= p.w + p.pw {
                 continue;
             }
@@ -146,8 +158,8 @@ fn max_grad_at(i: u32) -> f32 {
     let x = i % p.w;
     let y = (i / p.w) % p.h;
     let obase = (i / (p.w * p.h)) * p.oh * p.ow;
-    let ry = reaching(y, p.h, p.oh, (p.kh - 1u) * p.dh + 1u, p.sh, p.ph);
-    let rx = reaching(x, p.w, p.ow, (p.kw - 1u) * p.dw + 1u, p.sw, p.pw);
+    let ry = reaching(y, p.h, p.oh, (KH - 1u) * DH + 1u, SH, p.ph);
+    let rx = reaching(x, p.w, p.ow, (KW - 1u) * DW + 1u, SW, p.pw);
     let me = y * p.w + x;
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
@@ -166,8 +178,8 @@ fn avg_at(o: u32) -> f32 {
     let ox = o % p.ow;
     let oy = (o / p.ow) % p.oh;
     let base = (o / (p.ow * p.oh)) * p.h * p.w;
-    let wy = avg_window(oy, p.h, p.oh, p.kh, p.sh, p.ph);
-    let wx = avg_window(ox, p.w, p.ow, p.kw, p.sw, p.pw);
+    let wy = avg_window(oy, p.h, p.oh, KH, SH, p.ph);
+    let wx = avg_window(ox, p.w, p.ow, KW, SW, p.pw);
     var acc = 0.0;
     for (var y = wy.x; y < wy.y; y++) {
         for (var x = wx.x; x < wx.y; x++) {
@@ -182,16 +194,16 @@ fn avg_grad_at(i: u32) -> f32 {
     let x = i % p.w;
     let y = (i / p.w) % p.h;
     let obase = (i / (p.w * p.h)) * p.oh * p.ow;
-    let ry = reaching(y, p.h, p.oh, p.kh, p.sh, p.ph);
-    let rx = reaching(x, p.w, p.ow, p.kw, p.sw, p.pw);
+    let ry = reaching(y, p.h, p.oh, KH, SH, p.ph);
+    let rx = reaching(x, p.w, p.ow, KW, SW, p.pw);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
-        let wy = avg_window(oy, p.h, p.oh, p.kh, p.sh, p.ph);
+        let wy = avg_window(oy, p.h, p.oh, KH, SH, p.ph);
         if y < wy.x || y >= wy.y {
             continue;
         }
         for (var ox = rx.x; ox < rx.y; ox++) {
-            let wx = avg_window(ox, p.w, p.ow, p.kw, p.sw, p.pw);
+            let wx = avg_window(ox, p.w, p.ow, KW, SW, p.pw);
             if x < wx.x || x >= wx.y {
                 continue;
             }
