@@ -48,6 +48,21 @@ pub trait Module: ModuleFields + Send + Sync {
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         None
     }
+
+    /// `relu(self.forward(x))` with the ReLU fused into this layer's own
+    /// kernel (Linear, Conv2d: the product's store), or `None` for layers
+    /// that cannot. [`Sequential`](crate::Sequential) calls it for a layer
+    /// followed by [`ReLU`](crate::ReLU): one launch less forward, and no
+    /// pre-activation kept for the backward.
+    fn forward_relu_fused(&self, _x: &Tensor) -> Option<Tensor> {
+        None
+    }
+
+    /// True for [`ReLU`](crate::ReLU), the activation `Sequential` fuses
+    /// into the layer before it.
+    fn is_relu(&self) -> bool {
+        false
+    }
 }
 
 /// Every random stream in `module`'s tree by module path (`blocks.0.dropout1`;
@@ -131,6 +146,12 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         (**self).random_stream()
+    }
+    fn forward_relu_fused(&self, x: &Tensor) -> Option<Tensor> {
+        (**self).forward_relu_fused(x)
+    }
+    fn is_relu(&self) -> bool {
+        (**self).is_relu()
     }
 }
 

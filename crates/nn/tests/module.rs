@@ -163,3 +163,40 @@ fn distinct_classes_build_their_own_kind() {
     let wrong = std::panic::catch_unwind(|| bn1.forward(&Tensor::ones(&[2, 3, 2, 2], &Device::cpu())));
     assert!(wrong.is_err(), "BatchNorm1d rejects [N, C, H, W] input, as PyTorch's does");
 }
+
+/// A Linear or Conv2d followed by ReLU in a Sequential runs as one op, the
+/// ReLU in the product's store: the same values and gradients, bit for bit,
+/// as applying the layers one at a time, and one launch fewer per pair.
+#[test]
+fn sequential_fuses_relu_into_the_layer_before_it() {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip("sequential_fuses_relu_into_the_layer_before_it"));
+    for dev in devs {
+        let mut init = Init::new(&dev, 3);
+        let m = Sequential::new()
+            .add(Conv2d::builder(2, 4, 3).padding(1).build(&mut init))
+            .add(ReLU)
+            .add(Flatten::default())
+            .add(Linear::builder(4 * 5 * 5, 6).build(&mut init))
+            .add(ReLU)
+            .add(Linear::builder(6, 3).build(&mut init));
+        let x = Tensor::randn(&[2, 2, 5, 5], 7, &dev);
+        let run = |fused: bool| {
+            m.zero_grad();
+            dev.synchronize().unwrap();
+            let before = dev.stats().dispatches;
+            let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
+            let out = y.to_vec();
+            let forward_launches = dev.stats().dispatches - before;
+            y.square().sum_all().backward();
+            let grads: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.grad().expect("gradient").to_vec()).collect();
+            (out, grads, forward_launches)
+        };
+        let (fused, plain) = (run(true), run(false));
+        assert!(fused.0.iter().any(|&v| v != 0.0), "{}: a non-trivial output", dev.name());
+        assert_eq!((&fused.0, &fused.1), (&plain.0, &plain.1), "{}: values and gradients", dev.name());
+        if dev.is_gpu() {
+            assert_eq!(fused.2 + 2, plain.2, "two ReLUs fused into their layers");
+        }
+    }
+}

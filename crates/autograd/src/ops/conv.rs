@@ -260,13 +260,31 @@ impl Tensor {
     /// and weight gradients as F16 like the operands (the weight gradient of
     /// a batch is summed over the images in f32, then rounded).
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
+        self.conv2d_with(weight, bias, opts, false)
+    }
+
+    /// `relu(conv2d(..))` in the convolution's one launch: the ReLU is
+    /// applied in the product's store, and the backward masks the output
+    /// gradient with the output (y > 0 exactly where the sums were), so no
+    /// pre-activation is kept. Same values as `conv2d(..).relu()`, bit for
+    /// bit (tested). F16 operands (and autocast) take the two-op path.
+    pub fn conv2d_relu(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
+        self.conv2d_with(weight, bias, opts, true)
+    }
+
+    fn conv2d_with(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions, relu: bool) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
-            return x.conv2d(&w, bias, opts);
+            let y = x.conv2d(&w, bias, opts);
+            return if relu { y.relu() } else { y };
         }
         let (xs, ws) = (self.shape(), weight.shape());
         let dtype = self.dtype();
         let operand_dtype = if dtype == DType::F16 && weight.dtype() == DType::F16 { DType::F16 } else { DType::F32 };
+        if relu && operand_dtype == DType::F16 {
+            // The mask would read the f16 output; the plain path is exact.
+            return self.conv2d_with(weight, bias, opts, false).relu();
+        }
         check_operands(OP, self, weight, bias, 4, ws.first().copied().unwrap_or(0), operand_dtype);
         let groups = opts.groups;
         assert!(
@@ -307,12 +325,19 @@ impl Tensor {
             _ => (MatmulConfig::default(), Operands::F32),
         };
         let bias_buf = bias.map(|b| b.dense_buffer());
-        let epi = epilogue(bias_buf.as_ref(), groups, storage);
+        let mut epi = epilogue(bias_buf.as_ref(), groups, storage);
+        if relu {
+            epi = epi.with_relu();
+        }
         let y = expect(OP, conv2d_epilogue(cfg, &epi, &self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&[n, oc, geo.out_h(), geo.out_w()]);
-        Tensor::from_op_dtype(OP, y, layout, operand_dtype, &inputs, move |gy, inputs, _| {
+        let op = if relu { "conv2d_relu" } else { OP };
+        Tensor::from_op_dtype(op, y, layout, operand_dtype, &inputs, move |gy, inputs, y| {
+            // Through the ReLU first: y > 0 exactly where its input was.
+            let masked = relu.then(|| gy.relu_grad_from_output(y));
+            let gy = masked.as_ref().unwrap_or(gy);
             // `gy` has the output's dtype, so the f16 kernels read the f16
             // gradient and operands as they are, and store the gradients in
             // the operands' dtype.

@@ -8,7 +8,7 @@ use crate::Module;
 
 /// Defines a parameterless activation module that calls one Tensor method.
 macro_rules! activation {
-    ($(#[$doc:meta])* $name:ident, $method:ident) => {
+    ($(#[$doc:meta])* $name:ident, $method:ident $(, $extra:item)*) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, Module)]
         pub struct $name;
@@ -20,12 +20,13 @@ macro_rules! activation {
             fn describe(&self) -> String {
                 concat!(stringify!($name), "()").to_string()
             }
+            $($extra)*
         }
     };
 }
 
 activation!(/// max(x, 0)
-    ReLU, relu);
+    ReLU, relu, fn is_relu(&self) -> bool { true });
 activation!(/// Scaled ELU with the self-normalising constants.
     SELU, selu);
 activation!(/// x·sigmoid(x), also known as swish.

@@ -111,6 +111,9 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
     }
+    fn forward_relu_fused(&self, x: &Tensor) -> Option<Tensor> {
+        Some(x.conv2d_relu(&self.weight, self.bias.as_ref(), &self.options))
+    }
     fn describe(&self) -> String {
         let s = self.weight.shape();
         let o = &self.options;

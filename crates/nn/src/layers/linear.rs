@@ -69,6 +69,10 @@ impl Module for Linear {
         x.linear(&self.weight, self.bias.as_ref())
     }
 
+    fn forward_relu_fused(&self, x: &Tensor) -> Option<Tensor> {
+        Some(self.forward_relu(x))
+    }
+
     fn describe(&self) -> String {
         let s = self.weight.shape();
         format!("Linear(in_features={}, out_features={}, bias={})", s[1], s[0], self.bias.is_some())

@@ -46,8 +46,30 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// Each layer in turn; a layer followed by [`ReLU`](crate::ReLU) that can
+    /// fuse it ([`Module::forward_relu_fused`]: Linear, Conv2d) runs both
+    /// as one op, the ReLU applied in its kernel's store (same values).
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.layers.iter().fold(x.clone(), |h, m| m.forward(&h))
+        let mut h = x.clone();
+        let mut i = 0;
+        while i < self.layers.len() {
+            let m = &self.layers[i];
+            let fused = match self.layers.get(i + 1) {
+                Some(next) if next.is_relu() => m.forward_relu_fused(&h),
+                _ => None,
+            };
+            match fused {
+                Some(y) => {
+                    h = y;
+                    i += 2;
+                }
+                None => {
+                    h = m.forward(&h);
+                    i += 1;
+                }
+            }
+        }
+        h
     }
 
     fn describe(&self) -> String {
