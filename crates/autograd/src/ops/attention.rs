@@ -6,6 +6,12 @@
 //! softmax per query row and saves only the output and each row's
 //! log-sum-exp; the backward recomputes the probabilities from those.
 //!
+//! On a CPU adapter (lavapipe) unmasked F32 attention is instead built from
+//! matmul and softmax ([`AttentionPath::Composite`]): llvmpipe runs the
+//! subgroup matmul faster than the fused kernels, whose lane-divergent loads
+//! it turns into loops over the SIMD lanes. `..._with` picks the path
+//! explicitly.
+//!
 //! F16 q, k and v (or F32 ones under autocast, which casts them) are read as
 //! f16 by the kernels, with f32 arithmetic, and give an F16 output and F16
 //! gradients, rounded once, as PyTorch's f16 attention does.
