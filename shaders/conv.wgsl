@@ -13,12 +13,7 @@
 // The kernel geometry is fixed per pipeline: a model has few distinct
 // (kernel, stride, dilation) triples, and constant divisors turn the index
 // arithmetic's divisions into multiplies (emulated per lane on CPU drivers).
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
+//#include window.wgsl
 // im2col: one thread per output row instead of per element (CPU adapters,
 // where per-element index decoding dominates; GPUs keep per-element threads
 // so that neighbouring threads write neighbouring addresses).

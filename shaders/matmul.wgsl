@@ -65,14 +65,8 @@ override B_K_FAST: bool = false;
 //    likewise for w), zero where no output position maps there (input
 //    gradient, transposed convolution).
 override B_CONV: u32 = 0u;
-// Kernel taps, stride and dilation of a gathered B: constants per pipeline
-// so that the index arithmetic divides by constants.
-override KH: u32 = 1u;
-override KW: u32 = 1u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
+// Kernel taps, stride and dilation of a gathered B.
+//#include window.wgsl
 
 // Bias added to the f32 sums before they are stored. 0: none; 1: one value
 // per output row (a convolution's output channel in its [OC, pixels]

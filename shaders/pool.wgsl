@@ -19,18 +19,9 @@
 
 // Adaptive average windows: start = floor(i * H / OH), end = ceil((i + 1) * H / OH).
 override ADAPTIVE: bool = false;
-// Window geometry: kernel, stride and dilation per dim (unused by adaptive
-// windows). Constants, not uniforms, so the window loops unroll and the
-// divisions by the stride are by a constant: on llvmpipe, where every
-// lane-divergent loop and division is scalarised, max pooling's backward ran
-// about twice as fast (docs/performance.md). Each geometry is a pipeline of
-// its own; models use one or two.
-override KH: u32 = 1u;
-override KW: u32 = 1u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
+// Window geometry (unused by adaptive windows); each geometry is a
+// pipeline of its own, and models use one or two.
+//#include window.wgsl
 
 struct Params {
     // Threads: output elements (forward) or input elements (backward).

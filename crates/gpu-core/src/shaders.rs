@@ -9,6 +9,7 @@
 /// (`common`) are libraries for `//#include`.
 pub const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../../shaders/common.wgsl")),
+    ("window", include_str!("../../../shaders/window.wgsl")),
     ("activations", include_str!("../../../shaders/activations.wgsl")),
     ("fill", include_str!("../../../shaders/fill.wgsl")),
     ("convert", include_str!("../../../shaders/convert.wgsl")),
@@ -60,6 +61,7 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// Shader files that are include-only libraries.
 pub const LIBRARIES: &[&str] = &[
     "common",
+    "window",
     "index_check",
     "half",
     "activations",

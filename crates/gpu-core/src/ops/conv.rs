@@ -232,17 +232,14 @@ impl ConvGeometry {
         [kh, kw, sh, sw, dh, dw, ("ROWS", if rows { 1.0 } else { 0.0 })]
     }
 
-    /// The kernel geometry as the override constants `conv.wgsl` and the
-    /// implicit-GEMM matmul share (`KH`, `KW`, `SH`, `SW`, `DH`, `DW`).
+    /// The kernel geometry as the `window.wgsl` override constants that
+    /// `conv.wgsl` and the implicit-GEMM matmul share.
     pub(crate) fn kernel_constants(&self) -> [(&'static str, f64); 6] {
-        [
-            ("KH", self.kernel_h as f64),
-            ("KW", self.kernel_w as f64),
-            ("SH", self.stride_h as f64),
-            ("SW", self.stride_w as f64),
-            ("DH", self.dilation_h as f64),
-            ("DW", self.dilation_w as f64),
-        ]
+        super::window_constants(
+            (self.kernel_h, self.kernel_w),
+            (self.stride_h, self.stride_w),
+            (self.dilation_h, self.dilation_w),
+        )
     }
 
     /// The input pixel `(ih, iw)` at padded coordinates `(ph, pw)`, or `None`

@@ -52,6 +52,24 @@ pub(crate) fn past_limit<'a>(g: &GpuContext, buffers: impl IntoIterator<Item = &
 }
 
 /// Workgroups needed for `n` threads in groups of `size`.
+/// `shaders/window.wgsl`'s override constants (`KH`, `KW`, `SH`, `SW`,
+/// `DH`, `DW`) for a window of `taps` per (rows, columns), with these
+/// strides and dilations: the convolutions' and pooling's geometry.
+pub(crate) fn window_constants(
+    taps: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+) -> [(&'static str, f64); 6] {
+    [
+        ("KH", taps.0 as f64),
+        ("KW", taps.1 as f64),
+        ("SH", stride.0 as f64),
+        ("SW", stride.1 as f64),
+        ("DH", dilation.0 as f64),
+        ("DW", dilation.1 as f64),
+    ]
+}
+
 pub(crate) fn groups(n: usize, size: usize) -> u32 {
     u32::try_from(n.div_ceil(size)).expect("wgrad: too many workgroups for one launch")
 }

@@ -198,15 +198,9 @@ impl Pool {
             .set_u32("count_include_pad", self.count_include_pad as usize);
         // Adaptive windows have no kernel (0): 1 keeps the shader's
         // `KH - 1` override expressions from wrapping at pipeline creation.
-        let constants = [
-            ("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 }),
-            ("KH", r.kernel.max(1) as f64),
-            ("KW", c.kernel.max(1) as f64),
-            ("SH", r.stride as f64),
-            ("SW", c.stride as f64),
-            ("DH", r.dilation as f64),
-            ("DW", c.dilation as f64),
-        ];
+        let [kh, kw, sh, sw, dh, dw] =
+            super::window_constants((r.kernel.max(1), c.kernel.max(1)), (r.stride, c.stride), (r.dilation, c.dilation));
+        let constants = [("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 }), kh, kw, sh, sw, dh, dw];
         let (shader, lanes) = match io {
             Operands::F32 => ("pool", 1),
             Operands::F16 if thread_half_loads().native(g, op)? => ("pool_f16_native", 2),
