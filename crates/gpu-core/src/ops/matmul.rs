@@ -207,9 +207,12 @@ fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)
 /// How `matmul_subgroup.wgsl` reads one operand (its `A_MODE` / `B_MODE`):
 /// 1 when the row stride is 1 (vec4 along rows), 2 when the column stride is
 /// 1 (vec4 along columns), 0 (element by element) otherwise or when a vec4
-/// would straddle a 16-byte boundary. A stride of a size-1 dim never matters.
+/// would straddle a 16-byte boundary. A stride of a size-1 dim never matters,
+/// batch dims included: a plain 2-D product is planned with one batch entry
+/// of stride 1, which must not send it to element-by-element loads.
 fn load_mode(rows: usize, cols: usize, rs: usize, cs: usize, batch: &Layout) -> u32 {
-    let aligned = batch.offset.is_multiple_of(4) && batch.strides.iter().all(|s| s.is_multiple_of(4));
+    let aligned = batch.offset.is_multiple_of(4)
+        && batch.strides.iter().zip(&batch.shape).all(|(s, &len)| len == 1 || s.is_multiple_of(4));
     let unit = |s: usize, len: usize| s == 1 || len == 1;
     let quad = |s: usize, len: usize| s.is_multiple_of(4) || len == 1;
     if aligned && unit(cs, cols) && quad(rs, rows) {
@@ -873,6 +876,10 @@ mod tests {
         assert_eq!(load_mode(5, 8, 8, 1, &batch(2, &[])), 0); // misaligned offset
         assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[40, 0])), 1);
         assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[42])), 0); // misaligned batch stride
+                                                                // One batch entry: its stride is irrelevant (a plain 2-D product).
+        let single = Layout { shape: vec![1], strides: vec![1], offset: 0 };
+        assert_eq!(load_mode(5, 8, 8, 1, &single), 1);
+        assert_eq!(load_mode(8, 5, 1, 8, &single), 2);
         assert_eq!(load_mode(5, 8, 16, 2, &plain), 0); // no unit stride
     }
 
