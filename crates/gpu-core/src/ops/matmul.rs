@@ -50,11 +50,11 @@ const TILED_BK: usize = 16;
 /// memory.
 fn tiled_fits(m: usize, n: usize) -> bool {
     let threads = (m / TILED_BLOCK) * (n / TILED_BLOCK);
-    m % TILED_BLOCK == 0
-        && n % TILED_BLOCK == 0
+    m.is_multiple_of(TILED_BLOCK)
+        && n.is_multiple_of(TILED_BLOCK)
         && (32..=256).contains(&threads)
-        && (TILED_BK * m / 4) % threads == 0
-        && (TILED_BK * n / 4) % threads == 0
+        && (TILED_BK * m / 4).is_multiple_of(threads)
+        && (TILED_BK * n / 4).is_multiple_of(threads)
         && TILED_BK * (m + n) * 4 <= 16 << 10
 }
 
