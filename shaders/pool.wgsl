@@ -30,14 +30,9 @@ struct Params {
     w: u32,
     oh: u32,
     ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
+    // Padding; kernel, stride and dilation are the window.wgsl constants.
     ph: u32,
     pw: u32,
-    dh: u32,
-    dw: u32,
     // avg: 1 when padded positions count in the divisor.
     count_include_pad: u32,
 }

@@ -187,14 +187,8 @@ impl Pool {
             .set_u32("w", c.size)
             .set_u32("oh", r.out)
             .set_u32("ow", c.out)
-            .set_u32("kh", r.kernel)
-            .set_u32("kw", c.kernel)
-            .set_u32("sh", r.stride)
-            .set_u32("sw", c.stride)
             .set_u32("ph", r.pad)
             .set_u32("pw", c.pad)
-            .set_u32("dh", r.dilation)
-            .set_u32("dw", c.dilation)
             .set_u32("count_include_pad", self.count_include_pad as usize);
         // Adaptive windows have no kernel (0): 1 keeps the shader's
         // `KH - 1` override expressions from wrapping at pipeline creation.
@@ -385,7 +379,8 @@ fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Resu
     Pool { planes, rows, cols, count_include_pad: true }.check(op)
 }
 
-/// `pool.wgsl`'s `Params`: the threads, then (rows, cols) pairs of sizes and window.
+/// `pool.wgsl`'s `Params`: the threads, then (rows, cols) pairs of sizes and
+/// padding (the rest of the window is override constants, `window_constants`).
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     shader: "pool",
     fields: &[
@@ -394,14 +389,8 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("w", Kind::U32),
         ("oh", Kind::U32),
         ("ow", Kind::U32),
-        ("kh", Kind::U32),
-        ("kw", Kind::U32),
-        ("sh", Kind::U32),
-        ("sw", Kind::U32),
         ("ph", Kind::U32),
         ("pw", Kind::U32),
-        ("dh", Kind::U32),
-        ("dw", Kind::U32),
         ("count_include_pad", Kind::U32),
     ],
 };
