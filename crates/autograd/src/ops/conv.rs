@@ -275,8 +275,7 @@ impl Tensor {
     fn conv2d_with(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions, relu: bool) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
-            let y = x.conv2d(&w, bias, opts);
-            return if relu { y.relu() } else { y };
+            return x.conv2d_with(&w, bias, opts, relu);
         }
         let (xs, ws) = (self.shape(), weight.shape());
         let dtype = self.dtype();

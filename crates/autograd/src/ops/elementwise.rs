@@ -59,13 +59,13 @@ impl Tensor {
 
     /// The gradient `self` (F32) through a ReLU whose output is `y`: `self`
     /// where `y > 0`, else 0, in one (fusable) launch. `y > 0` exactly where
-    /// the ReLU's input was, so a fused Linear + ReLU needs no
-    /// pre-activation (`Tensor::linear_relu`).
+    /// the ReLU's input was, so a product with the ReLU in its store needs
+    /// no pre-activation (`Tensor::linear_relu`, `Tensor::conv2d_relu`).
     pub(crate) fn relu_grad_from_output(&self, y: &Tensor) -> Tensor {
         let n = self.numel();
         let (yb, gb) = (y.dense_buffer(), self.dense_buffer());
         let dx = unary::unary_grad(UnaryOp::Relu, &yb, &yb, &gb, n);
-        Tensor::from_parts(expect("linear_relu backward", dx), Layout::contiguous(&self.shape()), DType::F32)
+        Tensor::from_parts(expect("relu-in-store backward", dx), Layout::contiguous(&self.shape()), DType::F32)
     }
 
     /// -x
