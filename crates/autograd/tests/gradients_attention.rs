@@ -264,3 +264,18 @@ fn auto_path_follows_the_device() {
     dev.set_attention_path(AttentionPath::Composite);
     assert!(launches(None) >= 3, "set_attention_path(Composite)");
 }
+
+/// Head dims the fused kernels refuse panic whichever path the device
+/// prefers, so a program that runs on a CPU adapter runs on a GPU too.
+#[test]
+fn oversized_head_dims_panic_on_every_path() {
+    for dev in backends("oversized_head_dims_panic_on_every_path") {
+        for path in [AttentionPath::Auto, AttentionPath::Composite] {
+            let q = Tensor::zeros(&[2, 300], &dev);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                q.scaled_dot_product_attention_with(&q, &q, None, false, None, path)
+            }));
+            assert!(r.is_err(), "{path:?} on {}: head dim 300 must panic", dev.name());
+        }
+    }
+}

@@ -16,7 +16,7 @@
 //! f16 by the kernels, with f32 arithmetic, and give an F16 output and F16
 //! gradients, rounded once, as PyTorch's f16 attention does.
 
-use wgrad_gpu_core::ops::attention::{self, AttentionPath, AttnDims};
+use wgrad_gpu_core::ops::attention::{self, AttentionPath, AttnDims, MAX_HEAD_DIM};
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -130,9 +130,12 @@ impl Tensor {
         let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
         // Masked rows could lose every key, where the fused kernel's zeros
         // and the composite's NaN differ; only unmasked attention switches.
+        // Head dims the kernels refuse panic on every device alike.
         let scores = batch * heads * lq * lk;
+        let dims_ok = [d, dv].iter().all(|n| (1..=MAX_HEAD_DIM).contains(n));
         if io == Operands::F32
             && mask.is_none()
+            && dims_ok
             && scores > 0
             && scores <= COMPOSITE_MAX_SCORES
             && match path {
