@@ -182,6 +182,16 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// An additive `[lq, lk]` mask with −∞ above the diagonal: query i sees
+    /// keys j ≤ i (PyTorch's `is_causal`, top-left aligned;
+    /// `nn.Transformer.generate_square_subsequent_mask` for lq = lk).
+    pub fn causal_mask(lq: usize, lk: usize, device: &crate::Device) -> Tensor {
+        let v: Vec<f32> = (0..lq * lk).map(|i| if i % lk > i / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
+        Tensor::from_vec(&v, &[lq, lk], device)
+    }
+}
+
 /// `softmax(q kᵀ · scale) v` from matmul and softmax, the device's
 /// [`AttentionPath::Composite`]; autograd differentiates it op by op.
 /// `causal` adds a `[Lq, Lk]` bias of −∞ above the diagonal, uploaded
@@ -192,13 +202,7 @@ fn composite(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: f32) -> Te
     // dims are odd, which autocast leaves in F32).
     let _f32 = crate::AutocastGuard::new(false);
     let scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
-    let scores = if causal {
-        let (lq, lk) = (q.size(-2), k.size(-2));
-        let bias: Vec<f32> = (0..lq * lk).map(|e| if e % lk > e / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
-        &scores + &Tensor::from_vec(&bias, &[lq, lk], &q.device())
-    } else {
-        scores
-    };
+    let scores = if causal { &scores + &Tensor::causal_mask(q.size(-2), k.size(-2), &q.device()) } else { scores };
     scores.softmax(-1).matmul(v)
 }
 

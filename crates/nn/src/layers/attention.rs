@@ -19,8 +19,7 @@ use crate::Module;
 /// An additive `[lq, lk]` mask with −∞ above the diagonal: query i sees keys
 /// j ≤ i (`nn.Transformer.generate_square_subsequent_mask` for lq = lk).
 pub fn causal_mask(lq: usize, lk: usize, device: &Device) -> Tensor {
-    let v: Vec<f32> = (0..lq * lk).map(|i| if i % lk > i / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
-    Tensor::from_vec(&v, &[lq, lk], device)
+    Tensor::causal_mask(lq, lk, device)
 }
 
 /// An additive key-padding mask `[batch, max_len]` for sequences of the given
