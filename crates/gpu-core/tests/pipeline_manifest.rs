@@ -37,8 +37,11 @@ fn the_manifest_lists_compiled_kernels_and_warms_the_next_device() {
     std::env::set_var("WGRAD_DEVICE", "gpu");
     let manifest = || {
         let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        assert_eq!(files.len(), 1, "one manifest per adapter: {files:?}");
-        std::fs::read_to_string(&files[0]).unwrap()
+        let ours: Vec<_> = files.iter().filter(|f| !f.to_string_lossy().contains("other-program")).collect();
+        assert_eq!(ours.len(), 1, "one manifest per adapter and program: {files:?}");
+        let name = ours[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("pipelines-pipeline_manifest-"), "named after the program: {name}");
+        std::fs::read_to_string(ours[0]).unwrap()
     };
 
     // A first run compiles in the foreground and lists what it compiled.
@@ -49,6 +52,16 @@ fn the_manifest_lists_compiled_kernels_and_warms_the_next_device() {
     drop(first);
     let listed = manifest();
     assert_eq!(listed.lines().count() as u64, compiled, "every compiled kernel is listed once:\n{listed}");
+
+    // Another program's manifest on the same adapter is not this one's
+    // business: its kernels are not compiled here.
+    let foreign = ["unary\tmain\t1\t1\tOP=0\n", "random\tmain\t0\t1\tDIST=0\n"];
+    for line in foreign {
+        assert!(!listed.contains(line.split('\t').take(2).collect::<Vec<_>>().join("\t").as_str()), "{line:?}");
+    }
+    let ours = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().file_name();
+    let theirs = ours.to_string_lossy().replacen("pipeline_manifest", "other-program", 1);
+    std::fs::write(dir.join(theirs), foreign.concat()).unwrap();
 
     // The next device compiles them before they are asked for; the same
     // work then compiles nothing, gives the same numbers, and the list
@@ -63,7 +76,7 @@ fn the_manifest_lists_compiled_kernels_and_warms_the_next_device() {
 
     // A damaged manifest (garbage, an unknown shader, a stale constant)
     // is skipped line by line: the device works and gives the same numbers.
-    let path = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let path = dir.join(&ours);
     let damaged =
         format!("{listed}\u{0}garbage\nno_such_shader\tmain\t1\t1\t\nmatmul\tmain\t3\t1\tNOT_AN_OVERRIDE=0\n");
     std::fs::write(&path, damaged).unwrap();

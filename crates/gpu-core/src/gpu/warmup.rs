@@ -10,8 +10,12 @@
 //! tests') never read or write one. `WGRAD_PIPELINE_CACHE=off` turns it off;
 //! another value is the directory to keep it in (default
 //! `$XDG_CACHE_HOME/wgrad`, else `~/.cache/wgrad`). The file is named after
-//! the adapter, its driver, the wgrad version and the shader sources, so a
-//! change to any of them starts a new list. A line that does not parse, or
+//! the program (its executable's name) and a hash of the adapter, its
+//! driver, the wgrad version and the shader sources, so a change to any of
+//! them starts a new list, and a program never compiles another's kernels
+//! (with one list per adapter, a small program on a 2-core lavapipe host
+//! spent a core for its first seconds compiling the ~120 kernels the
+//! benches had listed, while its own kernels ran on the other). A line that does not parse, or
 //! names a shader, entry point or constant the sources do not have, is
 //! skipped: a stale or damaged manifest costs a slower first step, never an
 //! error. Fused kernels (generated at run time) are not listed: their
@@ -90,6 +94,24 @@ fn fingerprint(info: &wgpu::AdapterInfo) -> u64 {
     h
 }
 
+/// The running program's name for its manifest's file name: its
+/// executable's stem, restricted to ASCII letters, digits, `-` and `_`.
+fn program() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_deref().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
+    let name: String = stem
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "program".into()
+    } else {
+        name
+    }
+}
+
 /// One manifest line for a registry key; `None` for a generated one.
 fn line(key: &Key) -> Option<String> {
     let Key::Registry { shader, entry, constants, inputs, outputs } = key else { return None };
@@ -155,7 +177,7 @@ fn parse(line: &str) -> Option<Key> {
 pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
     let dir = cache_dir()?;
     std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join(format!("pipelines-{:016x}.txt", fingerprint(&ctx.info)));
+    let path = dir.join(format!("pipelines-{}-{:016x}.txt", program(), fingerprint(&ctx.info)));
     let mut seen = HashSet::new();
     let mut keys = Vec::new();
     if let Ok(file) = std::fs::File::open(&path) {
