@@ -294,6 +294,23 @@ impl Device {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())
     }
 
+    /// Chooses whether the subgroup matmul (the kernel family of CPU
+    /// adapters such as lavapipe) reads f32 operands through textures from
+    /// now on (it starts as `WGRAD_TEXTURE_OPERANDS` says, on when unset).
+    /// The results are the same either way; no effect on GPUs, whose kernel
+    /// family reads buffers, or on the CPU backend.
+    pub fn set_texture_operands(&self, on: bool) {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.texture_operands.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the subgroup matmul (CPU adapters) reads f32 operands
+    /// through textures; false on the CPU backend.
+    pub fn texture_operands(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.texture_operands.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Chooses how attention is computed from now on (it starts as
     /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
     /// backend, which always runs its fused twin.

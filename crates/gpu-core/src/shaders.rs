@@ -30,6 +30,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("matmul_operands_f32", include_str!("../../../shaders/matmul_operands_f32.wgsl")),
     ("matmul_operands_f16", include_str!("../../../shaders/matmul_operands_f16.wgsl")),
     ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
+    ("matmul_operands_tex", include_str!("../../../shaders/matmul_operands_tex.wgsl")),
     ("copy", include_str!("../../../shaders/copy.wgsl")),
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
@@ -72,6 +73,7 @@ pub const LIBRARIES: &[&str] = &[
     "matmul_operands_f32",
     "matmul_operands_f16",
     "matmul_operands_f16_native",
+    "matmul_operands_tex",
     "batch_norm_io_f32",
     "batch_norm_io_f16",
     "batch_norm_io_f16_native",
@@ -104,6 +106,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_f16_native", || variant("matmul", "matmul_operands_f32", "matmul_operands_f16_native", true)),
     ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
+    ("matmul_tex", || variant("matmul", "matmul_operands_f32", "matmul_operands_tex", false)),
+    ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
     ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
     ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
     ("softmax_f16", || variant("softmax", "load_x_f32", "load_x_f16", false)),
@@ -117,6 +121,20 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
     ("attention_f16_native", || variant("attention", "attention_io_f32", "attention_io_f16_native", true)),
 ];
+
+/// Kernels whose first two inputs (bindings 1 and 2) are r32float textures
+/// rather than storage buffers: the matmul over texture operands (see
+/// `shaders/matmul_operands_tex.wgsl`). The host copies the buffers in.
+pub const TEXTURE_OPERANDS: &[&str] = &["matmul_tex", "matmul_subgroup_tex"];
+
+/// How many leading inputs of `shader` are bound as textures.
+pub fn texture_inputs(shader: &str) -> usize {
+    if TEXTURE_OPERANDS.contains(&shader) {
+        2
+    } else {
+        0
+    }
+}
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
 /// `//#include TO.wgsl`: the same kernel over other operand storage. With

@@ -55,6 +55,8 @@ pub(crate) struct Batch {
     timing: Option<Timing>,
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
     deferred: Vec<Deferred>,
+    /// The textures that texture-operand kernels read (kept across batches).
+    staging: super::texture_operands::Staging,
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -134,6 +136,22 @@ impl Batch {
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
         })
+    }
+
+    /// Records the copy of `buffer` (or its `window`) into the operand
+    /// texture of `slot` (outside the compute pass) and returns its view.
+    fn stage_texture(
+        &mut self,
+        device: &wgpu::Device,
+        slot: usize,
+        buffer: &wgpu::Buffer,
+        window: Option<Window>,
+    ) -> wgpu::TextureView {
+        self.pass = None;
+        let encoder = self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+        });
+        self.staging.stage(device, encoder, slot, buffer, window)
     }
 
     /// The open compute pass, begun on first use. Launches share one pass:
@@ -472,12 +490,17 @@ impl GpuContext {
         // limit bound whole is the error of an op that cannot split its
         // work, not a wgpu validation failure at submit.
         let limit = self.binding_limit();
+        // Texture operands are copied in first (see `texture_operands.rs`).
+        let views: Vec<wgpu::TextureView> = (0..kernel.textures)
+            .map(|i| batch.stage_texture(&self.device, i, l.inputs[i], l.windows.get(i).copied().flatten()))
+            .collect();
         let bindings: Vec<wgpu::BindingResource> = l
             .inputs
             .iter()
             .chain(l.outputs)
             .enumerate()
             .map(|(i, b)| match l.windows.get(i).copied().flatten() {
+                _ if i < views.len() => Ok(wgpu::BindingResource::TextureView(&views[i])),
                 Some(w) => {
                     debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
                     Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {

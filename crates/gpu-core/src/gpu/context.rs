@@ -37,6 +37,10 @@ pub(crate) struct GpuContext {
     /// How attention is computed, an `AttentionPath` code (`WGRAD_ATTENTION`;
     /// `Device::set_attention_path` changes it).
     pub attention: AtomicU8,
+    /// Whether the subgroup matmul reads f32 operands through textures
+    /// (`WGRAD_TEXTURE_OPERANDS=0` turns it off; `Device::set_texture_operands`
+    /// changes it; see `texture_operands.rs`).
+    pub texture_operands: AtomicBool,
     /// The index-error record of `index_check.rs` (16 bytes, zeroed by wgpu
     /// at creation and by each readback that copies it).
     pub index_errors: wgpu::Buffer,
@@ -120,6 +124,9 @@ impl GpuContext {
             fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             attention: AtomicU8::new(crate::ops::attention::AttentionPath::from_env().code()),
+            texture_operands: AtomicBool::new(
+                std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0"),
+            ),
             index_errors,
             index_checks_pending: AtomicBool::new(false),
             max_binding: AtomicU64::new(binding_limit(

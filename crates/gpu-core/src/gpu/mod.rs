@@ -8,6 +8,7 @@ pub(crate) mod fusion;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod split;
+pub(crate) mod texture_operands;
 pub(crate) mod warmup;
 
 pub(crate) use batch::Launch;

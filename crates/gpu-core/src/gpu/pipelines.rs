@@ -73,6 +73,9 @@ pub(crate) enum Key {
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: Arc<wgpu::BindGroupLayout>,
+    /// How many leading inputs are bound as r32float textures (copied in
+    /// from the launch's buffers, see `texture_operands.rs`).
+    pub textures: usize,
 }
 
 /// A slot a pipeline is compiled into once: a second thread asking for the
@@ -85,7 +88,7 @@ pub(crate) struct PipelineCache {
     /// Generated kernels by source, looked up without building a [`Key`]
     /// (a fused launch should not copy its source).
     generated: Mutex<HashMap<String, Slot>>,
-    layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
+    layouts: Mutex<HashMap<(usize, usize, usize), Arc<wgpu::BindGroupLayout>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     /// Where the keys first compiled in this process are written, when the
     /// device keeps a pipeline manifest (see `warmup.rs`).
@@ -171,7 +174,11 @@ impl PipelineCache {
         let (inputs, outputs) = match key {
             Key::Registry { inputs, outputs, .. } | Key::Generated { inputs, outputs, .. } => (*inputs, *outputs),
         };
-        let layout = self.layout(device, inputs, outputs);
+        let textures = match key {
+            Key::Registry { shader, .. } => shaders::texture_inputs(shader),
+            Key::Generated { .. } => 0,
+        };
+        let layout = self.layout(device, inputs, outputs, textures);
         let (label, module, entry, constants) = match key {
             Key::Registry { shader, entry, constants, .. } => {
                 let constants: Vec<(&str, f64)> = constants.iter().map(|&(n, b)| (n, f64::from_bits(b))).collect();
@@ -201,7 +208,7 @@ impl PipelineCache {
         if log_pipelines() {
             eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
-        Arc::new(Kernel { pipeline, layout })
+        Arc::new(Kernel { pipeline, layout, textures })
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {
@@ -209,9 +216,17 @@ impl PipelineCache {
         m.entry(shader).or_insert_with(|| Arc::new(create_module(device, shader, &shaders::source(shader)))).clone()
     }
 
-    fn layout(&self, device: &wgpu::Device, inputs: usize, outputs: usize) -> Arc<wgpu::BindGroupLayout> {
+    /// The layout of `inputs` read-only and `outputs` read-write storage
+    /// buffers, the first `textures` inputs being r32float textures instead.
+    fn layout(
+        &self,
+        device: &wgpu::Device,
+        inputs: usize,
+        outputs: usize,
+        textures: usize,
+    ) -> Arc<wgpu::BindGroupLayout> {
         let mut l = self.layouts.lock().unwrap();
-        l.entry((inputs, outputs))
+        l.entry((inputs, outputs, textures))
             .or_insert_with(|| {
                 let storage = |binding: usize, read_only: bool| wgpu::BindGroupLayoutEntry {
                     binding: binding as u32,
@@ -233,7 +248,17 @@ impl PipelineCache {
                     },
                     count: None,
                 }];
-                entries.extend((0..inputs).map(|i| storage(1 + i, true)));
+                let texture = |binding: usize| wgpu::BindGroupLayoutEntry {
+                    binding: binding as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                };
+                entries.extend((0..inputs).map(|i| if i < textures { texture(1 + i) } else { storage(1 + i, true) }));
                 entries.extend((0..outputs).map(|i| storage(1 + inputs + i, false)));
                 Arc::new(device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some("wgrad kernel"),

@@ -132,6 +132,18 @@ impl MatmulConfig {
     }
 }
 
+/// Whether a subgroup-kernel launch reads its f32 operands (each a buffer
+/// and the window bound of it, if any) through textures: on unless the
+/// device turned it off, and when both fit a texture (see
+/// `gpu/texture_operands.rs`).
+fn textured(g: &GpuContext, operands: [(&Buffer, Option<Window>); 2]) -> bool {
+    g.texture_operands.load(std::sync::atomic::Ordering::Relaxed)
+        && operands.iter().all(|(b, w)| {
+            let bytes = w.map_or(b.wgpu().size(), |w| w.size);
+            crate::gpu::texture_operands::fits(bytes, &g.limits)
+        })
+}
+
 /// True when the device runs `matmul_subgroup.wgsl`: subgroup operations
 /// enabled, and every subgroup exactly 8 lanes wide.
 fn subgroup_kernel_fits(g: &GpuContext) -> bool {
@@ -562,7 +574,10 @@ impl Job<'_> {
             constants.push(("B_CONV", form.code()));
             constants.extend(g.kernel_constants());
         }
-        let (shader, entry) = self.cfg.shader(g, self.subgroup)?;
+        let (mut shader, entry) = self.cfg.shader(g, self.subgroup)?;
+        if shader == "matmul_subgroup" && textured(g, [(self.a, binds.a), (self.b, binds.b)]) {
+            shader = "matmul_subgroup_tex";
+        }
         // Without a bias the kernel never reads binding 3: A (its window) fills it.
         let (bias, bias_window) = match (binds.bias, epi.bias) {
             (Some(b), _) => b,

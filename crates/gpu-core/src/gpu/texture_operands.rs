@@ -1,0 +1,119 @@
+//! Operands read through textures: before a launch of a kernel listed in
+//! [`shaders::TEXTURE_OPERANDS`](crate::shaders::TEXTURE_OPERANDS), each of
+//! its texture inputs is copied from the launch's buffer (or bound window)
+//! into an r32float texture [`TEX_WIDTH`] texels wide, element `i` at texel
+//! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel then fetches texels instead
+//! of loading from a storage buffer.
+//!
+//! Only the subgroup matmul on CPU adapters takes this path: on llvmpipe
+//! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
+//! stalling loop over the lanes, a texel fetch one AVX2 gather, 8x cheaper
+//! per element (docs/performance.md, "Where llvmpipe's matmul time goes").
+//! GPUs keep their buffers: the copies would be pure overhead there.
+//!
+//! The textures are kept per input slot and grown on demand; reusing one
+//! for the next launch is safe because wgpu orders the next copy after the
+//! kernels that read it.
+
+use super::batch::Window;
+
+/// Texels per texture row: a row is 16 KiB, a multiple of the 256 bytes
+/// per row buffer-to-texture copies need. `shaders/matmul_operands_tex.wgsl`
+/// has the same constant (a test checks).
+pub(crate) const TEX_WIDTH: u32 = 4096;
+
+/// The textures of the two operand slots, kept between launches.
+#[derive(Default)]
+pub(crate) struct Staging {
+    slots: [Option<(wgpu::Texture, wgpu::TextureView)>; 2],
+}
+
+/// Whether `bytes` of f32 operand fit a texture of the adapter's largest
+/// height (4096 x 16384 texels, 256 MiB, on lavapipe).
+pub(crate) fn fits(bytes: u64, limits: &wgpu::Limits) -> bool {
+    bytes.div_ceil(4) <= TEX_WIDTH as u64 * limits.max_texture_dimension_2d as u64
+}
+
+impl Staging {
+    /// Records the copy of `window` of `buffer` (whole when `None`) into the
+    /// texture of `slot` (grown when too small) and returns its view. The
+    /// window's offset and size are multiples of 16 bytes (buffers are
+    /// backed in multiples of 16, windows start on the offset alignment).
+    pub fn stage(
+        &mut self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        slot: usize,
+        buffer: &wgpu::Buffer,
+        window: Option<Window>,
+    ) -> wgpu::TextureView {
+        let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
+        let texels = (w.size / 4).max(1) as u32;
+        let rows = texels.div_ceil(TEX_WIDTH);
+        let big_enough = self.slots[slot].as_ref().is_some_and(|(t, _)| t.height() >= rows);
+        if !big_enough {
+            // Grown to a power of two of rows, so a program settles on a few sizes.
+            let height = rows.next_power_of_two().min(device.limits().max_texture_dimension_2d);
+            let texture = device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("wgrad operand texture"),
+                size: wgpu::Extent3d { width: TEX_WIDTH, height, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::R32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            self.slots[slot] = Some((texture, view));
+        }
+        let (texture, view) = self.slots[slot].as_ref().unwrap();
+        let row_bytes = TEX_WIDTH as u64 * 4;
+        let (full, rest) = (texels / TEX_WIDTH, texels % TEX_WIDTH);
+        let mut copy = |offset: u64, origin_y: u32, width: u32, height: u32| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y: origin_y, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+            );
+        };
+        if full > 0 {
+            copy(w.offset, 0, TEX_WIDTH, full);
+        }
+        if rest > 0 {
+            copy(w.offset + full as u64 * row_bytes, full, rest, 1);
+        }
+        view.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shader_library_uses_the_same_row_width() {
+        let src = crate::shaders::raw("matmul_operands_tex");
+        assert!(src.contains(&format!("const TEX_WIDTH: u32 = {TEX_WIDTH}u;")), "{src}");
+        assert!((TEX_WIDTH * 4).is_multiple_of(256), "rows must be whole 256-byte copy rows");
+    }
+
+    #[test]
+    fn operands_fit_up_to_the_texture_height() {
+        let limits = wgpu::Limits { max_texture_dimension_2d: 16384, ..wgpu::Limits::default() };
+        assert!(fits(4 * 4096 * 16384, &limits));
+        assert!(!fits(4 * 4096 * 16384 + 4, &limits));
+    }
+}

@@ -1,0 +1,155 @@
+//! The subgroup matmul reading its f32 operands through textures
+//! (`gpu/texture_operands.rs`, on by default on CPU adapters) gives the same
+//! bits as reading them from storage buffers, on awkward shapes: a single
+//! element, operands spanning several texture rows with a partial last one,
+//! transposed and broadcast operands, offsets into the buffers, bound windows
+//! of a split product, the epilogue, and the three gathered forms of a
+//! strided convolution. The launches do run the texture kernel (profiled
+//! family `matmul_subgroup_tex`), and turning the path off runs the buffer
+//! kernel.
+
+mod common;
+use common::*;
+use wgrad_gpu_core::ops::conv::{conv2d_config, conv2d_input_grad_config, conv2d_weight_grad_config, ConvGeometry};
+use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel};
+use wgrad_gpu_core::testing::fresh_gpu_or_skip;
+use wgrad_gpu_core::{Buffer, Device, Layout};
+
+fn subgroup() -> MatmulConfig {
+    MatmulConfig { kernel: MatmulKernel::Subgroup, ..MatmulConfig::default() }
+}
+
+/// A product's operands: storage sizes and the views read.
+struct Case {
+    what: &'static str,
+    a: (usize, Layout),
+    b: (usize, Layout),
+    bias: bool,
+}
+
+fn view(shape: &[usize], strides: &[usize], offset: usize) -> Layout {
+    Layout { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+}
+
+fn dense(shape: &[usize]) -> (usize, Layout) {
+    (shape.iter().product(), Layout::contiguous(shape))
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case { what: "one element", a: dense(&[1, 1]), b: dense(&[1, 1]), bias: false },
+        // B is 9,100 values: three texture rows of 4,096, the last partial.
+        Case { what: "several texture rows", a: dense(&[67, 130]), b: dense(&[130, 70]), bias: true },
+        Case {
+            what: "transposed, offset",
+            a: (3 + 40 * 30, view(&[30, 40], &[1, 30], 3)),
+            b: (5 + 26 * 40, view(&[40, 26], &[1, 40], 5)),
+            bias: false,
+        },
+        Case { what: "broadcast batch", a: dense(&[3, 1, 17, 9]), b: dense(&[4, 9, 18]), bias: true },
+    ]
+}
+
+/// `case` on `dev` with texture operands `on` or off: the result's bits and
+/// the profiled kernel families.
+fn product(dev: &Device, case: &Case, on: bool) -> (Vec<u32>, Vec<String>) {
+    dev.set_texture_operands(on);
+    let mut r = rng(7);
+    let (a, b) = (r.vec(case.a.0, -1.0, 1.0), r.vec(case.b.0, -1.0, 1.0));
+    let n = case.b.1.shape[case.b.1.rank() - 1];
+    let (a, b, bias) = (
+        Buffer::from_f32(dev, &a).unwrap(),
+        Buffer::from_f32(dev, &b).unwrap(),
+        Buffer::from_f32(dev, &r.vec(n, -1.0, 1.0)).unwrap(),
+    );
+    let epi = if case.bias { Epilogue::default().with_bias(&bias, BiasAxis::Columns, 1) } else { Epilogue::default() };
+    let ((c, shape), p) =
+        dev.profile(|| matmul_epilogue(subgroup(), &epi, &a, &case.a.1, &b, &case.b.1).unwrap()).unwrap();
+    let total: usize = shape.iter().product();
+    let bits = c.to_f32().unwrap()[..total].iter().map(|v| v.to_bits()).collect();
+    (bits, p.launches.iter().map(|l| l.family.clone()).collect())
+}
+
+/// Forward, input gradient and weight gradient of a 3x3 stride-2 padded
+/// convolution with texture operands `on` or off: the results' bits and the
+/// profiled kernel families.
+fn convolution(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+    dev.set_texture_operands(on);
+    let mut geo = ConvGeometry::new(3, 5, (11, 9), (3, 3));
+    (geo.pad_top, geo.pad_left, geo.pad_bottom, geo.pad_right) = (1, 1, 1, 1);
+    (geo.stride_h, geo.stride_w) = (2, 2);
+    let (oc, l) = (6, geo.out_h() * geo.out_w());
+    let mut r = rng(11);
+    let up = |v: Vec<f32>| Buffer::from_f32(dev, &v).unwrap();
+    let (x, w, gy) =
+        (up(r.vec(3 * 5 * 99, -1.0, 1.0)), up(r.vec(oc * 45, -1.0, 1.0)), up(r.vec(3 * oc * l, -1.0, 1.0)));
+    let (outs, p) = dev
+        .profile(|| {
+            [
+                (conv2d_config(subgroup(), &x, &w, oc, &geo).unwrap(), 3 * oc * l),
+                (conv2d_input_grad_config(subgroup(), &gy, &w, oc, &geo).unwrap(), 3 * 5 * 99),
+                (conv2d_weight_grad_config(subgroup(), &gy, &x, oc, &geo).unwrap(), oc * 45),
+            ]
+        })
+        .unwrap();
+    let bits = outs.iter().flat_map(|(b, n)| b.to_f32().unwrap()[..*n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    (bits.collect(), p.launches.iter().map(|l| l.family.clone()).collect())
+}
+
+/// The device, when it runs the subgroup kernel (the only one with texture
+/// operands); a loud skip otherwise.
+fn subgroup_gpu(test: &str) -> Option<Device> {
+    let dev = fresh_gpu_or_skip(test)?;
+    if !MatmulKernel::Subgroup.runs_on(&dev) {
+        eprintln!("SKIPPED {test}: this adapter does not run the subgroup matmul (no 8-lane subgroups)");
+        return None;
+    }
+    Some(dev)
+}
+
+fn assert_families(what: &str, families: &[String], on: bool) {
+    let matmuls: Vec<&String> = families.iter().filter(|f| f.starts_with("matmul")).collect();
+    assert!(!matmuls.is_empty(), "{what}: no matmul launch in {families:?}");
+    for f in matmuls {
+        assert_eq!(f.starts_with("matmul_subgroup_tex"), on, "{what} with texture operands {on}: {f}");
+    }
+}
+
+#[test]
+fn texture_operands_give_the_buffer_kernels_bits() {
+    let Some(dev) = subgroup_gpu("texture_operands_give_the_buffer_kernels_bits") else { return };
+    for case in cases() {
+        let (tex, tex_families) = product(&dev, &case, true);
+        let (buf, buf_families) = product(&dev, &case, false);
+        assert_families(case.what, &tex_families, true);
+        assert_families(case.what, &buf_families, false);
+        assert!(tex == buf, "{}: texture and buffer operands differ", case.what);
+    }
+    let (tex, tex_families) = convolution(&dev, true);
+    let (buf, buf_families) = convolution(&dev, false);
+    assert_families("convolution", &tex_families, true);
+    assert_families("convolution", &buf_families, false);
+    assert!(tex == buf, "convolution: texture and buffer operands differ");
+}
+
+#[test]
+fn split_products_copy_their_windows() {
+    // With a 2 KiB binding limit each launch binds windows of A and B at
+    // offsets into them: the texture copies start there.
+    let Some(dev) = subgroup_gpu("split_products_copy_their_windows") else { return };
+    dev.set_max_binding_bytes(Some(2048)).unwrap();
+    let case = Case { what: "split", a: dense(&[2, 50, 9]), b: dense(&[9, 30]), bias: false };
+    let (tex, families) = product(&dev, &case, true);
+    assert!(families.len() > 1, "expected a split: {families:?}");
+    assert_families("split", &families, true);
+    let (buf, _) = product(&dev, &case, false);
+    assert!(tex == buf, "split: texture and buffer operands differ");
+    let whole = Device::cpu_reference();
+    let mut r = rng(7);
+    let (a, b) = (r.vec(900, -1.0, 1.0), r.vec(270, -1.0, 1.0));
+    let (a, b) = (Buffer::from_f32(&whole, &a).unwrap(), Buffer::from_f32(&whole, &b).unwrap());
+    let (c, _) = matmul_epilogue(MatmulConfig::default(), &Epilogue::default(), &a, &case.a.1, &b, &case.b.1).unwrap();
+    let want = c.to_f32().unwrap()[..3000].to_vec();
+    let got: Vec<f32> = tex.iter().map(|b| f32::from_bits(*b)).collect();
+    wgrad_gpu_core::testing::assert_close("split vs the CPU twin", &got, &want, 1e-5, 1e-5);
+}
