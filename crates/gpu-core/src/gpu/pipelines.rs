@@ -3,7 +3,10 @@
 //!
 //! Binding convention of every kernel: `@binding(0)` is a 256-byte uniform of
 //! sizes and strides (bound with a dynamic offset into the batch's parameter
-//! arena), then the read-only inputs, then the read-write outputs.
+//! arena), then the read-only inputs, then the read-write outputs. The
+//! kernels in `shaders::TEXTURE_OPERANDS` take their first two inputs as
+//! r32float textures instead (filled from the launch's buffers, see
+//! `texture_operands.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
