@@ -20,10 +20,12 @@
 //   row to every lane: one A load per 32 values used, not per 4;
 // - each lane accumulates a 64 x 8 block, updated row by row over four
 //   depths, so a row's accumulators are loaded and stored once per 4 depths.
-//   Loads dominate (each is a loop over the lanes), so the block is as tall
-//   as the tile: every B value loaded feeds 64 rows. Going from 32 to 64 rows
-//   per lane took a 1024^3 product from 10.3 to 14.4 GFLOP/s on a Zen 3 host
-//   (AVX2), where the earlier 32-row block ran at a fifth of its Zen 4 speed;
+//   The block is as tall as the tile (ROW_GROUPS x 8 rows, up to 64).
+//   While operands came from storage buffers, whose lane-divergent loads
+//   dominated, 64 rows paid (a 1024^3 product 10.3 -> 14.4 GFLOP/s on a Zen
+//   3 host); with texture operands (matmul_operands_tex.wgsl, the f32 path
+//   on CPU adapters) the host caps it at 32 rows, as fast and half the
+//   compile time (ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
 // - private arrays are only indexed by constants: the register block is
 //   spelled out in small helpers instead of loops.
 //#include matmul.wgsl

@@ -21,22 +21,41 @@ use crate::{Buffer, Error, Result};
 /// threads), which on an NVIDIA H100 ran twice as fast as 64 x 64 at 2048^3
 /// and as fast at 1024^3 (docs/performance.md). The subgroup kernel's tile
 /// is 64 columns wide, computed by one subgroup (`ROW_GROUPS` groups of 8
-/// rows).
+/// rows): 32 rows with texture operands (`textures`, see
+/// [`SUBGROUP_TEXTURE_ROW_GROUPS`]), else 64 (32 for products of at most
+/// 32 rows).
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
-fn tile(subgroup: bool, m: usize, n: usize) -> Result<(usize, usize)> {
+fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, usize)> {
     if !subgroup {
         if let Some(t) = tile_override().map_err(|e| Error::invalid("matmul", e))? {
             return Ok(t);
         }
     }
     Ok(match (subgroup, m) {
-        (true, ..=32) => (32, 64),
-        (true, _) => (64, 64),
+        (true, _) => (8 * subgroup_row_groups(textures), 64),
         (false, ..=16) => (16, 128),
         (false, ..=32) => (32, 128),
         (false, _) if n > 64 => (64, 128),
         (false, _) => (64, 64),
     })
+}
+
+/// Most groups of 8 rows one subgroup computes when its operands are
+/// textures (the subgroup kernel's `ROW_GROUPS` goes up to 8, used with
+/// buffer operands, whose stalling per-lane loads a 64-row block amortises
+/// best). With texture operands a 64-row block ran no faster than a 32-row
+/// one on lavapipe and took twice as long to compile: a cold ResNet-20
+/// first step 46 -> 27 s, a cold Transformer step 26 -> 15 s, steps the
+/// same within noise (docs/performance.md, "Texture operands").
+const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
+
+/// The subgroup kernel's largest `ROW_GROUPS` for buffer or texture operands.
+fn subgroup_row_groups(textures: bool) -> usize {
+    if textures {
+        SUBGROUP_TEXTURE_ROW_GROUPS
+    } else {
+        8
+    }
 }
 
 /// `shaders/matmul.wgsl`'s register block (`TM` = `TN`) and staged depth
@@ -515,7 +534,10 @@ impl Job<'_> {
         let (a_rs, a_cs, b_rs, b_cs) = (self.la.strides[ra], self.la.strides[ra + 1], bop.rs, bop.cs);
         let batches: usize = part.dims.iter().product();
         let strides = |i: usize| &self.bstrides[i][part.level..];
-        let (tile_m, tile_n) = tile(self.subgroup, m, n)?;
+        // f32 operands of the subgroup kernel are read through textures.
+        let textures =
+            self.subgroup && self.cfg.operands == Operands::F32 && textured(g, [(self.a, binds.a), (self.b, binds.b)]);
+        let (tile_m, tile_n) = tile(self.subgroup, textures, m, n)?;
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
             .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
@@ -555,7 +577,7 @@ impl Job<'_> {
                 ("A_MODE", load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) as f64),
                 ("B_MODE", b_mode as f64),
                 // Below 64 rows only the first m.div_ceil(8) row groups hold results.
-                ("ROW_GROUPS", m.div_ceil(8).min(8) as f64),
+                ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(textures)) as f64),
             ]
         } else {
             // Tile loads walk the unit-stride index of each operand, so
@@ -575,7 +597,7 @@ impl Job<'_> {
             constants.extend(g.kernel_constants());
         }
         let (mut shader, entry) = self.cfg.shader(g, self.subgroup)?;
-        if shader == "matmul_subgroup" && textured(g, [(self.a, binds.a), (self.b, binds.b)]) {
+        if textures {
             shader = "matmul_subgroup_tex";
         }
         // Without a bias the kernel never reads binding 3: A (its window) fills it.
@@ -862,9 +884,19 @@ mod tests {
             for (m, n) in [1, 16, 17, 32, 33, 64, 1000].into_iter().flat_map(|m| [(m, 1), (m, 64), (m, 65), (m, 4096)])
             {
                 let sub = name == "matmul_subgroup";
-                let (tile_m, tile_n) = tile(sub, m, n).unwrap();
+                for textures in [false, true] {
+                    let (tile_m, tile_n) = tile(sub, textures, m, n).unwrap();
+                    if sub {
+                        let groups = subgroup_row_groups(textures);
+                        assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= groups, "{m} x {n}");
+                        assert!(groups <= 8, "the shader has 8 row groups at most");
+                    } else {
+                        assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
+                    }
+                }
+                let (tile_m, tile_n) = tile(sub, false, m, n).unwrap();
                 if sub {
-                    assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= 8, "{m} x {n}");
+                    assert_eq!(tile_n, 64, "{m} x {n}");
                 } else {
                     assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
                 }
