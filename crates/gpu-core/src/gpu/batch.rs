@@ -147,10 +147,8 @@ impl Batch {
         buffer: &wgpu::Buffer,
         window: Option<Window>,
     ) -> wgpu::TextureView {
-        self.pass = None;
-        let encoder = self.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
-        });
+        self.encoder(device);
+        let encoder = self.encoder.as_mut().expect("the pending encoder exists");
         self.staging.stage(device, encoder, slot, buffer, window)
     }
 
