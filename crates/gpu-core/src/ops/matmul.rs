@@ -21,9 +21,8 @@ use crate::{Buffer, Error, Result};
 /// threads), which on an NVIDIA H100 ran twice as fast as 64 x 64 at 2048^3
 /// and as fast at 1024^3 (docs/performance.md). The subgroup kernel's tile
 /// is 64 columns wide, computed by one subgroup (`ROW_GROUPS` groups of 8
-/// rows): 32 rows with texture operands (`textures`, see
-/// [`SUBGROUP_TEXTURE_ROW_GROUPS`]), else 64 (32 for products of at most
-/// 32 rows).
+/// rows, see [`subgroup_row_groups`]): 32 rows with texture operands or
+/// for products of at most 32 rows, else 64.
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
 fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, usize)> {
     if !subgroup {
@@ -32,7 +31,7 @@ fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, us
         }
     }
     Ok(match (subgroup, m) {
-        (true, _) => (8 * subgroup_row_groups(textures), 64),
+        (true, _) => (8 * subgroup_row_groups(textures, m), 64),
         (false, ..=16) => (16, 128),
         (false, ..=32) => (32, 128),
         (false, _) if n > 64 => (64, 128),
@@ -49,10 +48,14 @@ fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, us
 /// same within noise (docs/performance.md, "Texture operands").
 const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
 
-/// The subgroup kernel's largest `ROW_GROUPS` for buffer or texture operands.
-fn subgroup_row_groups(textures: bool) -> usize {
+/// The subgroup kernel's largest `ROW_GROUPS` (its tile is 8 times as many
+/// rows tall) for an `m`-row product with buffer or texture operands: 4
+/// with textures or when 4 cover all rows, else 8.
+fn subgroup_row_groups(textures: bool, m: usize) -> usize {
     if textures {
         SUBGROUP_TEXTURE_ROW_GROUPS
+    } else if m <= 32 {
+        4
     } else {
         8
     }
@@ -577,7 +580,7 @@ impl Job<'_> {
                 ("A_MODE", load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) as f64),
                 ("B_MODE", b_mode as f64),
                 // Below 64 rows only the first m.div_ceil(8) row groups hold results.
-                ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(textures)) as f64),
+                ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(textures, m)) as f64),
             ]
         } else {
             // Tile loads walk the unit-stride index of each operand, so
@@ -887,7 +890,7 @@ mod tests {
                 for textures in [false, true] {
                     let (tile_m, tile_n) = tile(sub, textures, m, n).unwrap();
                     if sub {
-                        let groups = subgroup_row_groups(textures);
+                        let groups = subgroup_row_groups(textures, m);
                         assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= groups, "{m} x {n}");
                         assert!(groups <= 8, "the shader has 8 row groups at most");
                     } else {
