@@ -15,9 +15,9 @@
 //! them starts a new list, and a program never compiles another's kernels
 //! (with one list per adapter, a small program on a 2-core lavapipe host
 //! spent a core for its first seconds compiling the ~120 kernels the
-//! benches had listed, while its own kernels ran on the other). A line that does not parse, or
-//! names a shader, entry point or constant the sources do not have, is
-//! skipped: a stale or damaged manifest costs a slower first step, never an
+//! benches had listed, while its own kernels ran on the other). A line that
+//! does not parse, or names a shader, entry point or constant the sources
+//! do not have, is skipped: a stale or damaged manifest costs a slower first step, never an
 //! error. Fused kernels (generated at run time) are not listed: their
 //! sources are long and each compiles in milliseconds.
 
