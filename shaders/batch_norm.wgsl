@@ -63,34 +63,28 @@ struct Params {
 //   grad_partial           dy, x, y, stats, part_out
 //   grad_final             part_in, dbias_out, dweight_out
 //   backward(_res)         dy, x, y, stats, weight, dbias, dweight, dx, [dres]
-// (the activation bindings are declared by the storage library).
+// (the activation bindings and the per-channel inputs of forward,
+// grad_partial and backward are declared by the storage library).
 @group(0) @binding(1) var<storage, read> part_in: array<vec2<f32>>;
 @group(0) @binding(1) var<storage, read> eval_mean_in: array<f32>;
 
 @group(0) @binding(2) var<storage, read_write> stats_part_out: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> run_mean_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dbias_out: array<f32>;
-@group(0) @binding(2) var<storage, read> stats_in: array<f32>;
 @group(0) @binding(2) var<storage, read> eval_var_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> final_stats_out: array<f32>;
 
 @group(0) @binding(3) var<storage, read> run_var_in: array<f32>;
-@group(0) @binding(3) var<storage, read> weight_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> eval_stats_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dweight_out: array<f32>;
 
 @group(0) @binding(4) var<storage, read_write> run_stats_out: array<f32>;
-@group(0) @binding(4) var<storage, read> bias_in: array<f32>;
-@group(0) @binding(4) var<storage, read> stats_in4: array<f32>;
 
 @group(0) @binding(5) var<storage, read_write> run_mean_out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_part_out: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> weight_in5: array<f32>;
 
 @group(0) @binding(6) var<storage, read_write> run_var_out: array<f32>;
-@group(0) @binding(6) var<storage, read> dbias_in: array<f32>;
 
-@group(0) @binding(7) var<storage, read> dweight_in: array<f32>;
 
 // Element i of an input activation, for the reductions (whose threads walk
 // columns): lane i % LANES of unit i / LANES.
@@ -170,7 +164,7 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let c = s.k / p.inner;
     var ms = vec2<f32>(0.0, 1.0);
     if CENTRE == 1u {
-        ms = vec2<f32>(stats_in4[c], stats_in4[p.channels + c]);
+        ms = vec2<f32>(bwd_stat(c), bwd_stat(p.channels + c));
     }
     var acc = vec2<f32>(0.0, 0.0);
     for (var a = s.a0; a < s.a1; a++) {
@@ -333,13 +327,13 @@ fn units() -> u32 {
 fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
     var v = x;
     if CENTRE == 1u {
-        v = (x - stats_in[c]) * stats_in[p.channels + c];
+        v = (x - fwd_stat(c)) * fwd_stat(p.channels + c);
     }
     if HAS_WEIGHT {
-        v *= weight_in[c];
+        v *= fwd_weight(c);
     }
     if HAS_BIAS {
-        v += bias_in[c];
+        v += fwd_bias(c);
     }
     v += extra;
     if RELU {
@@ -409,17 +403,17 @@ fn input_grad(g: vec4<f32>, x: vec4<f32>, c: u32) -> vec4<f32> {
     var mean = 0.0;
     var scale = 1.0;
     if CENTRE == 1u {
-        mean = stats_in4[c];
-        scale = stats_in4[p.channels + c];
+        mean = bwd_stat(c);
+        scale = bwd_stat(p.channels + c);
     }
     let rstd = scale;
     if HAS_WEIGHT {
-        scale *= weight_in5[c];
+        scale *= bwd_weight(c);
     }
     if TRAIN {
         let m = f32(p.outer * p.inner);
         let xhat = (x - mean) * rstd;
-        return scale * (g - dbias_in[c] / m - xhat * (dweight_in[c] / m));
+        return scale * (g - bwd_dbias(c) / m - xhat * (bwd_dweight(c) / m));
     }
     return scale * g;
 }

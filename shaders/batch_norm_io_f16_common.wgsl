@@ -5,6 +5,7 @@
 // f16(x), whose rounding WGSL leaves open), and the vec4 entries' quads:
 // quad q is units 2q and 2q + 1.
 //#include half.wgsl
+//#include batch_norm_channels_f32.wgsl
 
 @group(0) @binding(5) var<storage, read_write> y_out: array<u32>;
 @group(0) @binding(6) var<storage, read_write> y_res_out: array<u32>;

@@ -10,26 +10,20 @@
 // so no two threads write the same word. The vec4 entries' quad q is
 // elements 4q..4q+3 (B a multiple of 4, so whole units).
 const LANES: u32 = 1u;
+//#include batch_norm_out_f32.wgsl
+//#include batch_norm_channels_f32.wgsl
 
 @group(0) @binding(1) var<storage, read> x_in: array<f32>;
 @group(0) @binding(1) var<storage, read> dy_in: array<f32>;
 @group(0) @binding(2) var<storage, read> x_in2: array<f32>;
 @group(0) @binding(3) var<storage, read> y_in: array<f32>;
 @group(0) @binding(5) var<storage, read> res_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y_res_out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx_out: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dres_out: array<f32>;
 
 @group(0) @binding(1) var<storage, read> x4_in: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> dy4_in: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> x4_in2: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> y4_in: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> res4_in: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> y4_out: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> y4_res_out: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> dx4_out: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> dres4_out: array<vec4<f32>>;
 
 // Unit t of each input (bindings: x 1 in stats and forward, dy 1, x 2 and
 // y 3 in the gradient entries, residual 5).
@@ -72,37 +66,4 @@ fn y_quad(q: u32) -> vec4<f32> {
 
 fn res_quad(q: u32) -> vec4<f32> {
     return res4_in[q];
-}
-
-// Unit t (quad q) of each output.
-fn store_y(t: u32, v: vec2<f32>) {
-    y_out[t] = v.x;
-}
-
-fn store_y_res(t: u32, v: vec2<f32>) {
-    y_res_out[t] = v.x;
-}
-
-fn store_dx(t: u32, v: vec2<f32>) {
-    dx_out[t] = v.x;
-}
-
-fn store_dres(t: u32, v: vec2<f32>) {
-    dres_out[t] = v.x;
-}
-
-fn store_y_quad(q: u32, v: vec4<f32>) {
-    y4_out[q] = v;
-}
-
-fn store_y_res_quad(q: u32, v: vec4<f32>) {
-    y4_res_out[q] = v;
-}
-
-fn store_dx_quad(q: u32, v: vec4<f32>) {
-    dx4_out[q] = v;
-}
-
-fn store_dres_quad(q: u32, v: vec4<f32>) {
-    dres4_out[q] = v;
 }

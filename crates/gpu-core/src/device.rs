@@ -295,18 +295,19 @@ impl Device {
     }
 
     /// Chooses whether the subgroup matmul (the kernel family of CPU
-    /// adapters such as lavapipe) reads f32 operands through textures from
-    /// now on (it starts as `WGRAD_TEXTURE_OPERANDS` says, on when unset).
-    /// The results are the same either way; no effect on GPUs, whose kernel
-    /// family reads buffers, or on the CPU backend.
+    /// adapters such as lavapipe) and the batch-norm kernels read f32 inputs
+    /// through textures from now on. It starts on for CPU adapters unless
+    /// `WGRAD_TEXTURE_OPERANDS=0`, off on GPUs (where the copies into the
+    /// textures are pure overhead). The results are the same either way; no
+    /// effect on the CPU backend.
     pub fn set_texture_operands(&self, on: bool) {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.texture_operands.store(on, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
-    /// Whether the subgroup matmul (CPU adapters) reads f32 operands
-    /// through textures; false on the CPU backend.
+    /// Whether the subgroup matmul and the batch-norm kernels read f32
+    /// inputs through textures (CPU adapters); false on the CPU backend.
     pub fn texture_operands(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.texture_operands.load(std::sync::atomic::Ordering::Relaxed))
     }

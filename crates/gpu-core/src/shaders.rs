@@ -31,6 +31,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("matmul_operands_f16", include_str!("../../../shaders/matmul_operands_f16.wgsl")),
     ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
     ("matmul_operands_tex", include_str!("../../../shaders/matmul_operands_tex.wgsl")),
+    ("texels", include_str!("../../../shaders/texels.wgsl")),
     ("copy", include_str!("../../../shaders/copy.wgsl")),
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
@@ -45,6 +46,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("batch_norm_io_f16", include_str!("../../../shaders/batch_norm_io_f16.wgsl")),
     ("batch_norm_io_f16_native", include_str!("../../../shaders/batch_norm_io_f16_native.wgsl")),
     ("batch_norm_io_f16_common", include_str!("../../../shaders/batch_norm_io_f16_common.wgsl")),
+    ("batch_norm_io_tex", include_str!("../../../shaders/batch_norm_io_tex.wgsl")),
+    ("batch_norm_out_f32", include_str!("../../../shaders/batch_norm_out_f32.wgsl")),
+    ("batch_norm_channels_f32", include_str!("../../../shaders/batch_norm_channels_f32.wgsl")),
+    ("batch_norm_channels_tex", include_str!("../../../shaders/batch_norm_channels_tex.wgsl")),
     ("conv", include_str!("../../../shaders/conv.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
@@ -74,10 +79,15 @@ pub const LIBRARIES: &[&str] = &[
     "matmul_operands_f16",
     "matmul_operands_f16_native",
     "matmul_operands_tex",
+    "texels",
     "batch_norm_io_f32",
     "batch_norm_io_f16",
     "batch_norm_io_f16_native",
     "batch_norm_io_f16_common",
+    "batch_norm_io_tex",
+    "batch_norm_out_f32",
+    "batch_norm_channels_f32",
+    "batch_norm_channels_tex",
     "load_x_f32",
     "load_x_f16",
     "load_x_f16_native",
@@ -110,6 +120,7 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
     ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
     ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
+    ("batch_norm_tex", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_tex", false)),
     ("softmax_f16", || variant("softmax", "load_x_f32", "load_x_f16", false)),
     ("softmax_f16_native", || variant("softmax", "load_x_f32", "load_x_f16_native", true)),
     ("norm_f16", || variant("norm", "load_x_f32", "load_x_f16", false)),
@@ -122,18 +133,36 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("attention_f16_native", || variant("attention", "attention_io_f32", "attention_io_f16_native", true)),
 ];
 
-/// Kernels whose first two inputs (bindings 1 and 2) are r32float textures
-/// rather than storage buffers: the matmul over texture operands (see
-/// `shaders/matmul_operands_tex.wgsl`). The host copies the buffers in.
-pub const TEXTURE_OPERANDS: &[&str] = &["matmul_tex", "matmul_subgroup_tex"];
+/// Kernels that read some of their inputs through r32float textures rather
+/// than storage buffers (`shaders/texels.wgsl`; the host copies the launch's
+/// buffers in, `gpu/texture_operands.rs`): (shader, entry point or `*` for
+/// all, the input indices bound as textures — input `i` is binding `1 + i`).
+/// Entries of a listed shader not named here read buffers only.
+pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
+    ("matmul_tex", "*", &[0, 1]),
+    ("matmul_subgroup_tex", "*", &[0, 1]),
+    // x, and in the forward its statistics, weight, bias and residual (all inputs).
+    ("batch_norm_tex", "stats_partial", &[0]),
+    ("batch_norm_tex", "forward", &[0, 1, 2, 3]),
+    ("batch_norm_tex", "forward4", &[0, 1, 2, 3]),
+    ("batch_norm_tex", "forward_res", &[0, 1, 2, 3, 4]),
+    ("batch_norm_tex", "forward4_res", &[0, 1, 2, 3, 4]),
+    // dy, x, the saved ReLU output, statistics; in backward also weight and
+    // the gradient sums (all inputs).
+    ("batch_norm_tex", "grad_partial", &[0, 1, 2, 3]),
+    ("batch_norm_tex", "backward", &[0, 1, 2, 3, 4, 5, 6]),
+    ("batch_norm_tex", "backward4", &[0, 1, 2, 3, 4, 5, 6]),
+    ("batch_norm_tex", "backward_res", &[0, 1, 2, 3, 4, 5, 6]),
+    ("batch_norm_tex", "backward4_res", &[0, 1, 2, 3, 4, 5, 6]),
+];
 
-/// How many leading inputs of `shader` are bound as textures.
-pub fn texture_inputs(shader: &str) -> usize {
-    if TEXTURE_OPERANDS.contains(&shader) {
-        2
-    } else {
-        0
-    }
+/// The inputs of `shader`'s `entry` bound as textures, as a bit mask over
+/// input indices (bit `i`: binding `1 + i`).
+pub fn texture_inputs(shader: &str, entry: &str) -> u32 {
+    TEXTURE_OPERANDS
+        .iter()
+        .find(|(s, e, _)| *s == shader && (*e == "*" || *e == entry))
+        .map_or(0, |(_, _, inputs)| inputs.iter().fold(0, |m, &i| m | 1 << i))
 }
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
@@ -329,6 +358,16 @@ mod tests {
         let body = |s: &str| -> Vec<String> {
             s.lines().filter(|l| !l.starts_with("//#include") && l.trim() != "enable f16;").map(String::from).collect()
         };
+        let tex = source("batch_norm_tex");
+        assert_eq!(
+            body(raw("batch_norm_tex")),
+            body(base),
+            "batch_norm_tex differs from batch_norm beyond its include"
+        );
+        assert_eq!(tex.lines().filter(|l| declares(l)).count(), 4, "batch_norm_tex: only its outputs are buffers");
+        let textures =
+            |l: &str| l.contains("texture_2d<f32>") && ACTIVATIONS.iter().any(|n| l.contains(&format!(" {n}:")));
+        assert_eq!(tex.lines().filter(|l| textures(l)).count(), 5, "batch_norm_tex: its inputs are textures");
         for name in ["batch_norm_f16", "batch_norm_f16_native"] {
             assert_eq!(body(raw(name)), body(base), "{name} differs from batch_norm beyond its include");
             let src = source(name);
@@ -354,6 +393,42 @@ mod tests {
             assert!(!source(name).contains("array<f32>"), "{name} keeps an f32 array");
         }
         assert!(source("pool_f16_native").contains("array<f16>"));
+    }
+
+    /// Each entry point of a shader in `TEXTURE_OPERANDS` reads textures at
+    /// exactly the bindings the table lists for it (as naga reflects which
+    /// globals the entry uses), so the layout the host builds from the table
+    /// matches the kernel; every texture is of the r32float kind the host
+    /// fills (sampled f32, 2D).
+    #[test]
+    fn texture_inputs_match_the_kernels() {
+        use naga::{ImageClass, ImageDimension, TypeInner};
+        let mut shaders: Vec<&str> = TEXTURE_OPERANDS.iter().map(|(s, _, _)| *s).collect();
+        shaders.dedup();
+        let mut checked = 0;
+        for shader in shaders {
+            let src = source(shader);
+            let module = naga::front::wgsl::parse_str(&src).expect("parses (checked above)");
+            let info =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                    .validate(&module)
+                    .expect("validates (checked above)");
+            for (k, ep) in module.entry_points.iter().enumerate() {
+                let uses = info.get_entry_point(k);
+                let mut mask = 0u32;
+                for (h, var) in module.global_variables.iter() {
+                    let (used, Some(b)) = (!uses[h].is_empty(), &var.binding) else { continue };
+                    if let (true, TypeInner::Image { dim, arrayed, class }) = (used, &module.types[var.ty].inner) {
+                        assert_eq!((*dim, *arrayed), (ImageDimension::D2, false), "{shader}:{}", ep.name);
+                        assert!(matches!(class, ImageClass::Sampled { multi: false, .. }), "{shader}:{}", ep.name);
+                        mask |= 1 << (b.binding - 1);
+                    }
+                }
+                assert_eq!(mask, texture_inputs(shader, &ep.name), "{shader}:{} texture inputs", ep.name);
+                checked += (mask != 0) as usize;
+            }
+        }
+        assert!(checked >= 11, "only {checked} entries read textures");
     }
 
     #[test]

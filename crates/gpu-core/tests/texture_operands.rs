@@ -6,10 +6,15 @@
 //! of a split product, the epilogue, and the three gathered forms of a
 //! strided convolution. The launches do run the texture kernel (profiled
 //! family `matmul_subgroup_tex`), and turning the path off runs the buffer
-//! kernel.
+//! kernel. The batch-norm kernels reading x, dy, the ReLU output and the
+//! residual through textures (`batch_norm_tex`) give their buffer kernels'
+//! bits the same way, for the vec4 and the scalar entries.
 
 mod common;
 use common::*;
+use wgrad_gpu_core::ops::batch_norm::{
+    batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Running,
+};
 use wgrad_gpu_core::ops::conv::{conv2d_config, conv2d_input_grad_config, conv2d_weight_grad_config, ConvGeometry};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;
@@ -152,4 +157,62 @@ fn split_products_copy_their_windows() {
     let want = c.to_f32().unwrap()[..3000].to_vec();
     let got: Vec<f32> = tex.iter().map(|b| f32::from_bits(*b)).collect();
     wgrad_gpu_core::testing::assert_close("split vs the CPU twin", &got, &want, 1e-5, 1e-5);
+}
+
+/// Every batch-norm kernel that reads activations, on `d` with texture
+/// inputs `on` or off: statistics with the running update, the forward with
+/// and without residual, the gradient sums and the training input gradient
+/// with the residual's; the results' bits and the profiled kernel families.
+fn batch_norm(dev: &Device, d: ChannelDims, on: bool) -> (Vec<u32>, Vec<String>) {
+    use wgrad_gpu_core::ops::operands::Operands::F32;
+    dev.set_texture_operands(on);
+    let (n, c) = (d.numel(), d.channels);
+    let mut r = rng(13);
+    let up = |v: Vec<f32>| Buffer::from_f32(dev, &v).unwrap();
+    let (x, res, dy) = (up(r.vec(n, -2.0, 2.0)), up(r.vec(n, -1.0, 1.0)), up(r.vec(n, -1.0, 1.0)));
+    let (w, b, rm, rv) =
+        (up(r.vec(c, -2.0, 2.0)), up(r.vec(c, -1.0, 1.0)), up(r.vec(c, -1.0, 1.0)), up(r.vec(c, 0.5, 2.0)));
+    let (outs, p) = dev
+        .profile(|| {
+            let running = Running { mean: &rm, var: &rv, momentum: 0.1 };
+            let (stats, new) = batch_norm_stats(&x, d, 1e-5, Some(running), F32).unwrap();
+            let (new_mean, new_var) = new.unwrap();
+            let centre = Centre::Stats(&stats);
+            let plain = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), None, false, F32).unwrap();
+            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, F32).unwrap();
+            let (db, dw) = batch_norm_grad_sums(&dy, &x, Some(&y), d, centre, F32).unwrap();
+            let (dx, dres) =
+                batch_norm_backward(&dy, &x, Some(&y), d, centre, Some(&w), Some((&db, &dw)), true, F32).unwrap();
+            let dres = dres.unwrap();
+            [(stats, 2 * c), (new_mean, c), (new_var, c), (plain, n), (y, n), (db, c), (dw, c), (dx, n), (dres, n)]
+        })
+        .unwrap();
+    let bits = outs.iter().flat_map(|(b, n)| b.to_f32().unwrap()[..*n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    (bits.collect(), p.launches.iter().map(|l| l.family.clone()).collect())
+}
+
+#[test]
+fn batch_norm_texture_inputs_give_the_buffer_kernels_bits() {
+    let Some(dev) = fresh_gpu_or_skip("batch_norm_texture_inputs_give_the_buffer_kernels_bits") else { return };
+    // Planes of a multiple of 4 (the vec4 entries) and of 35 (the scalar
+    // ones); 4 x 3 x 1,000 values span three texture rows, the last partial.
+    for (outer, channels, inner) in [(3, 5, 12), (2, 3, 35), (4, 3, 1000)] {
+        let d = ChannelDims { outer, channels, inner };
+        let (tex, tex_families) = batch_norm(&dev, d, true);
+        let (buf, buf_families) = batch_norm(&dev, d, false);
+        assert!(tex == buf, "{d:?}: texture and buffer inputs differ");
+        // The kernels that read activations are the textured ones exactly
+        // when the path is on; the per-channel finishing kernels never are.
+        for (families, on) in [(&tex_families, true), (&buf_families, false)] {
+            let reading: Vec<&String> = families
+                .iter()
+                .filter(|f| ["stats_partial", "forward", "grad_partial", "backward"].iter().any(|e| f.contains(e)))
+                .collect();
+            assert_eq!(reading.len(), 5, "{d:?}: {families:?}");
+            for f in reading {
+                assert_eq!(f.starts_with("batch_norm_tex:"), on, "{d:?} with texture inputs {on}: {f}");
+            }
+            assert!(families.iter().any(|f| f.starts_with("batch_norm:stats_final")), "{families:?}");
+        }
+    }
 }

@@ -488,17 +488,27 @@ impl GpuContext {
         // limit bound whole is the error of an op that cannot split its
         // work, not a wgpu validation failure at submit.
         let limit = self.binding_limit();
-        // Texture operands are copied in first (see `texture_operands.rs`).
-        let views: Vec<wgpu::TextureView> = (0..kernel.textures)
-            .map(|i| batch.stage_texture(&self.device, i, l.inputs[i], l.windows.get(i).copied().flatten()))
-            .collect();
+        // Texture operands are copied in first (see `texture_operands.rs`);
+        // an input bound twice (a placeholder for an unused one) is copied once.
+        let mut views: Vec<Option<wgpu::TextureView>> = vec![None; l.inputs.len()];
+        for i in (0..l.inputs.len()).filter(|i| kernel.textures >> i & 1 == 1) {
+            let source = (l.inputs[i], l.windows.get(i).copied().flatten());
+            let earlier =
+                (0..i).find(|&j| views[j].is_some() && (l.inputs[j], l.windows.get(j).copied().flatten()) == source);
+            views[i] = Some(match earlier {
+                Some(j) => views[j].clone().unwrap(),
+                None => batch.stage_texture(&self.device, i, source.0, source.1),
+            });
+        }
         let bindings: Vec<wgpu::BindingResource> = l
             .inputs
             .iter()
             .chain(l.outputs)
             .enumerate()
             .map(|(i, b)| match l.windows.get(i).copied().flatten() {
-                _ if i < views.len() => Ok(wgpu::BindingResource::TextureView(&views[i])),
+                _ if views.get(i).is_some_and(Option::is_some) => {
+                    Ok(wgpu::BindingResource::TextureView(views[i].as_ref().unwrap()))
+                }
                 Some(w) => {
                     debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
                     Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -37,9 +37,10 @@ pub(crate) struct GpuContext {
     /// How attention is computed, an `AttentionPath` code (`WGRAD_ATTENTION`;
     /// `Device::set_attention_path` changes it).
     pub attention: AtomicU8,
-    /// Whether the subgroup matmul reads f32 operands through textures
-    /// (`WGRAD_TEXTURE_OPERANDS=0` turns it off; `Device::set_texture_operands`
-    /// changes it; see `texture_operands.rs`).
+    /// Whether the subgroup matmul and the batch-norm kernels read f32
+    /// inputs through textures: on for CPU adapters (`WGRAD_TEXTURE_OPERANDS=0`
+    /// turns it off; `Device::set_texture_operands` changes it; see
+    /// `texture_operands.rs`).
     pub texture_operands: AtomicBool,
     /// The index-error record of `index_check.rs` (16 bytes, zeroed by wgpu
     /// at creation and by each readback that copies it).
@@ -109,6 +110,9 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // Texture operands pay on CPU adapters only (see texture_operands.rs).
+        let texture_operands = info.device_type == wgpu::DeviceType::Cpu
+            && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
         Ok(GpuContext {
             device,
             queue,
@@ -124,9 +128,7 @@ impl GpuContext {
             fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             attention: AtomicU8::new(crate::ops::attention::AttentionPath::from_env().code()),
-            texture_operands: AtomicBool::new(
-                std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0"),
-            ),
+            texture_operands: AtomicBool::new(texture_operands),
             index_errors,
             index_checks_pending: AtomicBool::new(false),
             max_binding: AtomicU64::new(binding_limit(

@@ -4,7 +4,7 @@
 //! Binding convention of every kernel: `@binding(0)` is a 256-byte uniform of
 //! sizes and strides (bound with a dynamic offset into the batch's parameter
 //! arena), then the read-only inputs, then the read-write outputs. The
-//! kernels in `shaders::TEXTURE_OPERANDS` take their first two inputs as
+//! kernels in `shaders::TEXTURE_OPERANDS` take the inputs listed there as
 //! r32float textures instead (filled from the launch's buffers, see
 //! `texture_operands.rs`).
 
@@ -76,9 +76,9 @@ pub(crate) enum Key {
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: Arc<wgpu::BindGroupLayout>,
-    /// How many leading inputs are bound as r32float textures (copied in
-    /// from the launch's buffers, see `texture_operands.rs`).
-    pub textures: usize,
+    /// The inputs bound as r32float textures, a bit mask over input indices
+    /// (copied in from the launch's buffers, see `texture_operands.rs`).
+    pub textures: u32,
 }
 
 /// A slot a pipeline is compiled into once: a second thread asking for the
@@ -91,7 +91,7 @@ pub(crate) struct PipelineCache {
     /// Generated kernels by source, looked up without building a [`Key`]
     /// (a fused launch should not copy its source).
     generated: Mutex<HashMap<String, Slot>>,
-    layouts: Mutex<HashMap<(usize, usize, usize), Arc<wgpu::BindGroupLayout>>>,
+    layouts: Mutex<HashMap<(usize, usize, u32), Arc<wgpu::BindGroupLayout>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     /// Where the keys first compiled in this process are written, when the
     /// device keeps a pipeline manifest (see `warmup.rs`).
@@ -178,7 +178,7 @@ impl PipelineCache {
             Key::Registry { inputs, outputs, .. } | Key::Generated { inputs, outputs, .. } => (*inputs, *outputs),
         };
         let textures = match key {
-            Key::Registry { shader, .. } => shaders::texture_inputs(shader),
+            Key::Registry { shader, entry, .. } => shaders::texture_inputs(shader, entry),
             Key::Generated { .. } => 0,
         };
         let layout = self.layout(device, inputs, outputs, textures);
@@ -220,13 +220,13 @@ impl PipelineCache {
     }
 
     /// The layout of `inputs` read-only and `outputs` read-write storage
-    /// buffers, the first `textures` inputs being r32float textures instead.
+    /// buffers, the inputs in the bit mask `textures` being r32float textures instead.
     fn layout(
         &self,
         device: &wgpu::Device,
         inputs: usize,
         outputs: usize,
-        textures: usize,
+        textures: u32,
     ) -> Arc<wgpu::BindGroupLayout> {
         let mut l = self.layouts.lock().unwrap();
         l.entry((inputs, outputs, textures))
@@ -261,7 +261,13 @@ impl PipelineCache {
                     },
                     count: None,
                 };
-                entries.extend((0..inputs).map(|i| if i < textures { texture(1 + i) } else { storage(1 + i, true) }));
+                entries.extend((0..inputs).map(|i| {
+                    if textures >> i & 1 == 1 {
+                        texture(1 + i)
+                    } else {
+                        storage(1 + i, true)
+                    }
+                }));
                 entries.extend((0..outputs).map(|i| storage(1 + inputs + i, false)));
                 Arc::new(device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some("wgrad kernel"),

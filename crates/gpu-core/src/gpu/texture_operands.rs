@@ -3,13 +3,14 @@
 //! its texture inputs is copied from the launch's buffer (or bound window)
 //! into an r32float texture [`TEX_WIDTH`] texels wide, element `i` at texel
 //! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel then fetches texels instead
-//! of loading from a storage buffer.
+//! of loading from a storage buffer (`shaders/texels.wgsl`).
 //!
-//! Only the subgroup matmul on CPU adapters takes this path: on llvmpipe
-//! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
-//! stalling loop over the lanes, a texel fetch one AVX2 gather, 8x cheaper
-//! per element (docs/performance.md, "Where llvmpipe's matmul time goes").
-//! GPUs keep their buffers: the copies would be pure overhead there.
+//! Only CPU adapters take this path (the subgroup matmul and the batch-norm
+//! kernels, see [`wanted`]): on llvmpipe (Mesa 22.3) a storage-buffer load
+//! whose address differs per lane is a stalling loop over the lanes, a texel
+//! fetch one AVX2 gather, 8x cheaper per element (docs/performance.md,
+//! "Where llvmpipe's matmul time goes"). GPUs keep their buffers: the
+//! copies would be pure overhead there.
 //!
 //! The textures are kept per input slot and grown on demand; reusing one
 //! for the next launch is safe because wgpu orders the next copy after the
@@ -18,14 +19,21 @@
 use super::batch::Window;
 
 /// Texels per texture row: a row is 16 KiB, a multiple of the 256 bytes
-/// per row buffer-to-texture copies need. `shaders/matmul_operands_tex.wgsl`
-/// has the same constant (a test checks).
+/// per row buffer-to-texture copies need. `shaders/texels.wgsl` has the
+/// same constant (a test checks).
 pub(crate) const TEX_WIDTH: u32 = 4096;
 
-/// The textures of the two operand slots, kept between launches.
+/// The textures of the input slots (by input index), kept between launches.
 #[derive(Default)]
 pub(crate) struct Staging {
-    slots: [Option<(wgpu::Texture, wgpu::TextureView)>; 2],
+    slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
+}
+
+/// Whether a launch on `g` reads its f32 inputs of `bytes` each through
+/// textures: the device has the path on (CPU adapters, unless turned off)
+/// and every input fits a texture.
+pub(crate) fn wanted(g: &crate::gpu::GpuContext, bytes: impl IntoIterator<Item = u64>) -> bool {
+    g.texture_operands.load(std::sync::atomic::Ordering::Relaxed) && bytes.into_iter().all(|b| fits(b, &g.limits))
 }
 
 /// Whether `bytes` of f32 operand fit a texture of the adapter's largest
@@ -50,6 +58,9 @@ impl Staging {
         let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
         let texels = (w.size / 4).max(1) as u32;
         let rows = texels.div_ceil(TEX_WIDTH);
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, || None);
+        }
         let big_enough = self.slots[slot].as_ref().is_some_and(|(t, _)| t.height() >= rows);
         if !big_enough {
             // Grown to a power of two of rows, so a program settles on a few sizes.
@@ -105,7 +116,7 @@ mod tests {
 
     #[test]
     fn the_shader_library_uses_the_same_row_width() {
-        let src = crate::shaders::raw("matmul_operands_tex");
+        let src = crate::shaders::raw("texels");
         assert!(src.contains(&format!("const TEX_WIDTH: u32 = {TEX_WIDTH}u;")), "{src}");
         assert!((TEX_WIDTH * 4).is_multiple_of(256), "rows must be whole 256-byte copy rows");
     }

@@ -186,12 +186,16 @@ fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
     })
 }
 
-/// The kernel file for activations stored as `io` on `g`: `batch_norm.wgsl`,
-/// or its f16 variant with native or packed loads (this thread's
-/// [`HalfLoads`], `Auto` unless [`with_half_loads`](super::operands::with_half_loads)
-/// says otherwise). The kernels that read no activation always use the f32 file.
-fn io_shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str> {
+/// The kernel file for activations stored as `io` on `g`, whose inputs of
+/// `n` elements are read: `batch_norm.wgsl`, its variant reading f32 inputs
+/// through textures where the device wants that (CPU adapters, see
+/// `gpu/texture_operands.rs`), or its f16 variant with native or packed
+/// loads (this thread's [`HalfLoads`], `Auto` unless
+/// [`with_half_loads`](super::operands::with_half_loads) says otherwise).
+/// The kernels that read no activation always use the f32 file.
+fn io_shader(g: &GpuContext, io: Operands, op: &'static str, n: usize) -> Result<&'static str> {
     Ok(match io {
+        Operands::F32 if crate::gpu::texture_operands::wanted(g, [n as u64 * 4]) => "batch_norm_tex",
         Operands::F32 => "batch_norm",
         Operands::F16 if thread_half_loads().native(g, op)? => "batch_norm_f16_native",
         Operands::F16 => "batch_norm_f16",
@@ -254,7 +258,7 @@ pub fn batch_norm_stats(
             launch(
                 g,
                 Kernel {
-                    shader: io_shader(g, io, OP)?,
+                    shader: io_shader(g, io, OP, n)?,
                     entry: "stats_partial",
                     constants: vec![],
                     params: d.params(eps, momentum),
@@ -403,7 +407,7 @@ pub fn batch_norm_forward(
             launch(
                 g,
                 Kernel {
-                    shader: io_shader(g, io, OP)?,
+                    shader: io_shader(g, io, OP, n)?,
                     entry: match (d.vec4(), residual.is_some()) {
                         (false, false) => "forward",
                         (false, true) => "forward_res",
@@ -516,7 +520,7 @@ pub fn batch_norm_grad_sums(
             launch(
                 g,
                 Kernel {
-                    shader: io_shader(g, io, OP)?,
+                    shader: io_shader(g, io, OP, n)?,
                     entry: "grad_partial",
                     constants: constants.clone(),
                     params: d.params(0.0, 0.0),
@@ -626,7 +630,7 @@ pub fn batch_norm_backward(
             launch(
                 g,
                 Kernel {
-                    shader: io_shader(g, io, OP)?,
+                    shader: io_shader(g, io, OP, n)?,
                     entry: match (d.vec4(), residual) {
                         (false, false) => "backward",
                         (false, true) => "backward_res",

@@ -155,15 +155,10 @@ impl MatmulConfig {
 }
 
 /// Whether a subgroup-kernel launch reads its f32 operands (each a buffer
-/// and the window bound of it, if any) through textures: on unless the
-/// device turned it off, and when both fit a texture (see
+/// and the window bound of it, if any) through textures (see
 /// `gpu/texture_operands.rs`).
 fn textured(g: &GpuContext, operands: [(&Buffer, Option<Window>); 2]) -> bool {
-    g.texture_operands.load(std::sync::atomic::Ordering::Relaxed)
-        && operands.iter().all(|(b, w)| {
-            let bytes = w.map_or(b.wgpu().size(), |w| w.size);
-            crate::gpu::texture_operands::fits(bytes, &g.limits)
-        })
+    crate::gpu::texture_operands::wanted(g, operands.iter().map(|(b, w)| w.map_or(b.wgpu().size(), |w| w.size)))
 }
 
 /// True when the device runs `matmul_subgroup.wgsl`: subgroup operations
