@@ -62,6 +62,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("load_x_f32", include_str!("../../../shaders/load_x_f32.wgsl")),
     ("load_x_f16", include_str!("../../../shaders/load_x_f16.wgsl")),
     ("load_x_f16_native", include_str!("../../../shaders/load_x_f16_native.wgsl")),
+    ("load_x_tex", include_str!("../../../shaders/load_x_tex.wgsl")),
 ];
 
 /// Shader files that are include-only libraries.
@@ -91,6 +92,7 @@ pub const LIBRARIES: &[&str] = &[
     "load_x_f32",
     "load_x_f16",
     "load_x_f16_native",
+    "load_x_tex",
     "pool_io_f32",
     "pool_io_f16",
     "pool_io_f16_native",
@@ -127,6 +129,9 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("norm_f16_native", || variant("norm", "load_x_f32", "load_x_f16_native", true)),
     ("reduce_f16", || variant("reduce", "load_x_f32", "load_x_f16", false)),
     ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
+    ("softmax_tex", || variant("softmax", "load_x_f32", "load_x_tex", false)),
+    ("norm_tex", || variant("norm", "load_x_f32", "load_x_tex", false)),
+    ("reduce_tex", || variant("reduce", "load_x_f32", "load_x_tex", false)),
     ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
     ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
     ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
@@ -154,6 +159,11 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("batch_norm_tex", "backward4", &[0, 1, 2, 3, 4, 5, 6]),
     ("batch_norm_tex", "backward_res", &[0, 1, 2, 3, 4, 5, 6]),
     ("batch_norm_tex", "backward4_res", &[0, 1, 2, 3, 4, 5, 6]),
+    // x of the row and reduction kernels (load_x_tex.wgsl).
+    ("softmax_tex", "softmax_fwd", &[0]),
+    ("softmax_tex", "ce_fwd", &[0]),
+    ("norm_tex", "normalize_rows", &[0]),
+    ("reduce_tex", "*", &[0]),
 ];
 
 /// The inputs of `shader`'s `entry` bound as textures, as a bit mask over
@@ -163,6 +173,12 @@ pub fn texture_inputs(shader: &str, entry: &str) -> u32 {
         .iter()
         .find(|(s, e, _)| *s == shader && (*e == "*" || *e == entry))
         .map_or(0, |(_, _, inputs)| inputs.iter().fold(0, |m, &i| m | 1 << i))
+}
+
+/// The variant of `shader` that reads inputs through textures (its name
+/// with `_tex`), if [`TEXTURE_OPERANDS`] lists one.
+pub fn texture_variant(shader: &str) -> Option<&'static str> {
+    TEXTURE_OPERANDS.iter().map(|(s, _, _)| *s).find(|s| s.strip_suffix("_tex") == Some(shader))
 }
 
 /// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
@@ -405,6 +421,12 @@ mod tests {
         use naga::{ImageClass, ImageDimension, TypeInner};
         let mut shaders: Vec<&str> = TEXTURE_OPERANDS.iter().map(|(s, _, _)| *s).collect();
         shaders.dedup();
+        for shader in &shaders {
+            // Each is the `_tex` variant of a kernel (found by that name).
+            let base = shader.strip_suffix("_tex").expect("texture variants are named NAME_tex");
+            assert_eq!(texture_variant(base), Some(*shader));
+            raw(base);
+        }
         let mut checked = 0;
         for shader in shaders {
             let src = source(shader);

@@ -8,7 +8,9 @@
 //! family `matmul_subgroup_tex`), and turning the path off runs the buffer
 //! kernel. The batch-norm kernels reading x, dy, the ReLU output and the
 //! residual through textures (`batch_norm_tex`) give their buffer kernels'
-//! bits the same way, for the vec4 and the scalar entries.
+//! bits the same way, for the vec4 and the scalar entries, and so do the
+//! row and reduction kernels reading `x` through a texture (`softmax_tex`,
+//! `norm_tex`, `reduce_tex`).
 
 mod common;
 use common::*;
@@ -213,6 +215,63 @@ fn batch_norm_texture_inputs_give_the_buffer_kernels_bits() {
                 assert_eq!(f.starts_with("batch_norm_tex:"), on, "{d:?} with texture inputs {on}: {f}");
             }
             assert!(families.iter().any(|f| f.starts_with("batch_norm:stats_final")), "{families:?}");
+        }
+    }
+}
+
+/// Softmax, cross-entropy, row normalisation and reductions (one thread per
+/// output over a strided view, and a workgroup per output over a long axis)
+/// with texture inputs `on` or off: the results' bits and the profiled
+/// families of the kernels that read x.
+fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+    use wgrad_gpu_core::ops::norm::normalize_rows;
+    use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
+    use wgrad_gpu_core::ops::softmax::{cross_entropy_rows, softmax_rows, CeArgs, CeTarget};
+    dev.set_texture_operands(on);
+    let (rows, cols) = (37, 300);
+    let mut r = rng(17);
+    let x = Buffer::from_f32(dev, &r.vec(rows * cols, -3.0, 3.0)).unwrap();
+    let classes: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % cols as u32).collect();
+    let t = Buffer::from_u32(dev, &classes).unwrap();
+    let (outs, p) = dev
+        .profile(|| {
+            let args = CeArgs {
+                rows,
+                cols,
+                target: CeTarget::Classes(&t),
+                weight: None,
+                ignore_index: None,
+                label_smoothing: 0.1,
+            };
+            let sm = softmax_rows(&x, rows, cols, true).unwrap();
+            let (loss, _, probs) = cross_entropy_rows(&x, &args).unwrap();
+            let (y, mean, rstd) = normalize_rows(&x, rows, cols, 1e-5).unwrap();
+            // The transposed view [cols, rows]: strided loads per output.
+            let t_view = view(&[cols, rows], &[1, cols], 0);
+            let (over_rows, _) = reduce(ReduceOp::Sum, &x, &t_view, &[1], false).unwrap();
+            let (over_all, _) = reduce(ReduceOp::Max, &x, &Layout::contiguous(&[rows * cols]), &[0], false).unwrap();
+            let n = rows * cols;
+            [(sm, n), (loss, rows), (probs, n), (y, n), (mean, rows), (rstd, rows), (over_rows, cols), (over_all, 1)]
+        })
+        .unwrap();
+    let bits = outs.iter().flat_map(|(b, n)| b.to_f32().unwrap()[..*n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    let reading = ["softmax_fwd", "ce_fwd", "normalize_rows", "reduce"];
+    let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| reading.iter().any(|e| f.contains(e)));
+    (bits.collect(), families.collect())
+}
+
+#[test]
+fn row_and_reduction_kernels_read_x_through_textures_with_the_same_bits() {
+    let Some(dev) = fresh_gpu_or_skip("row_and_reduction_kernels_read_x_through_textures_with_the_same_bits") else {
+        return;
+    };
+    let (tex, tex_families) = rows_and_reductions(&dev, true);
+    let (buf, buf_families) = rows_and_reductions(&dev, false);
+    assert!(tex == buf, "texture and buffer inputs differ");
+    for (families, on) in [(&tex_families, true), (&buf_families, false)] {
+        assert_eq!(families.len(), 5, "{families:?}");
+        for f in families {
+            assert_eq!(f.split(':').next().unwrap().ends_with("_tex"), on, "texture inputs {on}: {f}");
         }
     }
 }

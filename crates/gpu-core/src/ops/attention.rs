@@ -260,7 +260,7 @@ fn launch(
     let mut ins: Vec<&Buffer> = inputs[..3].to_vec();
     ins.push(placeholder);
     ins.extend_from_slice(&inputs[3..]);
-    let shader = load_x_shader(g, ["attention", "attention_f16", "attention_f16_native"], io, entry)?;
+    let shader = load_x_shader(g, ["attention", "attention_f16", "attention_f16_native"], io, entry, inputs[0])?;
     dispatch(g, shader, entry, &constants, &params, &ins, outputs, workgroups)
 }
 

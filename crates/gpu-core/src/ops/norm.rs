@@ -88,7 +88,7 @@ pub fn normalize_rows_io(
     run(
         dev,
         |g| {
-            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP)?;
+            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP, x)?;
             let outputs = [(&y, Bind::Rows), (&mean, Bind::PerRow), (&rstd, Bind::PerRow)];
             launch(g, (shader, "normalize_rows"), (rows, cols), eps, &[(x, Bind::X(io))], &outputs)
         },

@@ -148,17 +148,21 @@ impl<'a> HostOutput<'a> {
 }
 
 /// The shader of a kernel whose input `x` is read through
-/// `load_x_f32.wgsl` (softmax, row norm, reduce): `names[0]` for f32
-/// storage, `names[1]` (packed loads) or `names[2]` (WGSL's f16, by this
-/// thread's [`HalfLoads`]) for f16.
+/// `load_x_f32.wgsl` (softmax, row norm, reduce, attention): `names[0]` for
+/// f32 storage (or its variant reading `x` through a texture, where the
+/// device wants that: CPU adapters, see `gpu/texture_operands.rs`),
+/// `names[1]` (packed loads) or `names[2]` (WGSL's f16, by this thread's
+/// [`HalfLoads`]) for f16.
 pub(crate) fn load_x_shader(
     g: &GpuContext,
     names: [&'static str; 3],
     io: Operands,
     op: &'static str,
+    x: &crate::Buffer,
 ) -> Result<&'static str> {
+    let textured = || crate::gpu::texture_operands::wanted(g, [x.len_bytes()]);
     Ok(match io {
-        Operands::F32 => names[0],
+        Operands::F32 => crate::shaders::texture_variant(names[0]).filter(|_| textured()).unwrap_or(names[0]),
         Operands::F16 if thread_half_loads().native(g, op)? => names[2],
         Operands::F16 => names[1],
     })

@@ -287,7 +287,7 @@ pub fn reduce_io(
                 .f32(dof as f32)
                 .u32(chunk)
                 .u32(chunks);
-            let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name)?;
+            let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name, x)?;
             g.launch_windows(
                 &Launch {
                     shader,

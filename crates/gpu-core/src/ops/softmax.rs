@@ -82,8 +82,8 @@ fn row_params(rows: usize, cols: usize) -> Params {
 
 /// `softmax.wgsl` or its f16-input variant (the logits `x` of `softmax_fwd`
 /// and `ce_fwd` in f16 storage).
-fn shader(g: &GpuContext, io: Operands, op: &'static str) -> Result<&'static str> {
-    load_x_shader(g, ["softmax", "softmax_f16", "softmax_f16_native"], io, op)
+fn shader(g: &GpuContext, io: Operands, op: &'static str, x: &Buffer) -> Result<&'static str> {
+    load_x_shader(g, ["softmax", "softmax_f16", "softmax_f16_native"], io, op, x)
 }
 
 /// One `softmax_fwd` / `softmax_bwd` launch over `rows` rows (in ranges of
@@ -133,7 +133,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
     run(
         dev,
         |g| {
-            let kernel = (shader(g, io, OP)?, "softmax_fwd");
+            let kernel = (shader(g, io, OP, x)?, "softmax_fwd");
             launch_softmax(g, kernel, (rows, cols, log), &[(x, Bind::X(io))], &[(&out, Bind::Rows)])
         },
         || {
@@ -399,7 +399,7 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
         dev,
         |g| {
             let outputs = [(&loss, Bind::PerRow), (&weight, Bind::PerRow), (&probs, Bind::Rows)];
-            args.launch(g, (shader(g, io, OP)?, "ce_fwd"), &args.inputs(logits, Bind::X(io)), &outputs)
+            args.launch(g, (shader(g, io, OP, logits)?, "ce_fwd"), &args.inputs(logits, Bind::X(io)), &outputs)
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());

@@ -1,0 +1,11 @@
+// The input `x` (binding 1) of the row and reduction kernels read through a
+// texture (CPU adapters, f32 input; see texels.wgsl): shaders.rs swaps
+// load_x_f32.wgsl for this file to make `reduce_tex`, `softmax_tex` and
+// `norm_tex`, and lists the entries that read x in TEXTURE_OPERANDS.
+//#include texels.wgsl
+@group(0) @binding(1) var x_src: texture_2d<f32>;
+
+// Element i of x.
+fn load_x(i: u32) -> f32 {
+    return texel(x_src, i);
+}
