@@ -18,12 +18,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// The operands a and b (bindings 1 and 2), read with a_at / a4 and b_at /
+// b4: storage buffers here, textures in `binary_tex` (shaders.rs swaps the include).
+//#include operands_f32.wgsl
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
-// The same buffers as vec4 for `main4` (each entry uses only its own globals).
-@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+// The output as vec4 for `main4` (each entry uses only its own globals).
 @group(0) @binding(3) var<storage, read_write> z4: array<vec4<f32>>;
 
 // How `main4` reads an operand along the innermost dim: 1 = four contiguous
@@ -41,7 +40,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let ia = p.a_offset + strided_offset(i, RANK, p.shape, p.a_strides);
     let ib = p.b_offset + strided_offset(i, RANK, p.shape, p.b_strides);
-    z[i] = f(a[ia], b[ib]);
+    z[i] = f(a_at(ia), b_at(ib));
 }
 
 fn f4(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
@@ -61,13 +60,12 @@ fn main4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
     let ia = p.a_offset + strided_offset(4u * i, RANK, p.shape, p.a_strides);
     let ib = p.b_offset + strided_offset(4u * i, RANK, p.shape, p.b_strides);
-    // Only the vec4 views are used here (one binding, one type per entry);
-    // pooled buffers are whole multiples of 16 bytes, so every element has one.
-    var x = a4[ia / 4u];
+    // Pooled buffers are whole multiples of 16 bytes, so every element has one.
+    var x = a4(ia / 4u);
     if A_VEC == 0u {
         x = vec4<f32>(x[ia % 4u]);
     }
-    var y = b4[ib / 4u];
+    var y = b4(ib / 4u);
     if B_VEC == 0u {
         y = vec4<f32>(y[ib % 4u]);
     }

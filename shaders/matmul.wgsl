@@ -120,7 +120,7 @@ struct Params {
 // f32 library below; `matmul_operands_f16*.wgsl` read f16 storage instead
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
-//#include matmul_operands_f32.wgsl
+//#include operands_f32.wgsl
 // The bias (BIAS > 0; the host binds some other buffer when there is none)
 // and C, as words: f32 bits, or two f16 halves (F16_OUT).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

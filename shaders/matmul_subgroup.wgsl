@@ -23,7 +23,7 @@
 //   The block is as tall as the tile (ROW_GROUPS x 8 rows, up to 64).
 //   While operands came from storage buffers, whose lane-divergent loads
 //   dominated, 64 rows paid (a 1024^3 product 10.3 -> 14.4 GFLOP/s on a Zen
-//   3 host); with texture operands (matmul_operands_tex.wgsl, the f32 path
+//   3 host); with texture operands (operands_tex.wgsl, the f32 path
 //   on CPU adapters) the host caps it at 32 rows, as fast and half the
 //   compile time (ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
 // - private arrays are only indexed by constants: the register block is

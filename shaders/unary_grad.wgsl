@@ -10,9 +10,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> y: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
+//#include unary_grad_inputs_f32.wgsl
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
 //#include unary_fns.wgsl
@@ -21,6 +19,6 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * 256u + lid;
     if i < p.n {
-        dx[i] = g[i] * df(x[i], y[i]);
+        dx[i] = g_at(i) * df(x_at(i), y_at(i));
     }
 }

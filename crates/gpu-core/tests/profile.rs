@@ -100,8 +100,10 @@ fn profiles_the_cpu_backend() {
 #[test]
 fn profiles_the_gpu() {
     let Some(dev) = fresh_gpu_or_skip("profiles_the_gpu") else { return };
-    // One launch per op: the fuser would merge exp and add.
+    // One launch per op: the fuser would merge exp and add. Buffer inputs,
+    // so the families are `unary`/`binary` on CPU adapters too (not `_tex`).
     dev.set_fusion(false).unwrap();
+    dev.set_texture_operands(false);
     profile_on(&dev, ["unary:", "binary:", "matmul"]);
 }
 

@@ -10,7 +10,8 @@
 //! residual through textures (`batch_norm_tex`) give their buffer kernels'
 //! bits the same way, for the vec4 and the scalar entries, and so do the
 //! row and reduction kernels reading `x` through a texture (`softmax_tex`,
-//! `norm_tex`, `reduce_tex`).
+//! `norm_tex`, `reduce_tex`) and the unfused elementwise kernels
+//! (`unary_tex`, `unary_grad_tex`, `binary_tex` with broadcasting).
 
 mod common;
 use common::*;
@@ -224,10 +225,14 @@ fn batch_norm_texture_inputs_give_the_buffer_kernels_bits() {
 /// with texture inputs `on` or off: the results' bits and the profiled
 /// families of the kernels that read x.
 fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+    use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
     use wgrad_gpu_core::ops::norm::normalize_rows;
     use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
     use wgrad_gpu_core::ops::softmax::{cross_entropy_rows, softmax_rows, CeArgs, CeTarget};
+    use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
     dev.set_texture_operands(on);
+    // One launch per op, so each kernel's own inputs are compared.
+    dev.set_fusion(false).unwrap();
     let (rows, cols) = (37, 300);
     let mut r = rng(17);
     let x = Buffer::from_f32(dev, &r.vec(rows * cols, -3.0, 3.0)).unwrap();
@@ -251,25 +256,50 @@ fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
             let (over_rows, _) = reduce(ReduceOp::Sum, &x, &t_view, &[1], false).unwrap();
             let (over_all, _) = reduce(ReduceOp::Max, &x, &Layout::contiguous(&[rows * cols]), &[0], false).unwrap();
             let n = rows * cols;
-            [(sm, n), (loss, rows), (probs, n), (y, n), (mean, rows), (rstd, rows), (over_rows, cols), (over_all, 1)]
+            // Elementwise: a unary op and its gradient, a binary op with a
+            // broadcast row at an odd offset (the scalar entry) and a
+            // same-shape one (the vec4 entry: 300 columns).
+            let gelu = unary(UnaryOp::GeluTanh, &x, n).unwrap();
+            let dgelu = unary_grad(UnaryOp::GeluTanh, &x, &gelu, &sm, n).unwrap();
+            let shape = [rows, cols];
+            let row = view(&[rows, cols], &[0, 1], 5);
+            let (bcast, _) = binary(BinaryOp::Mul, &x, &Layout::contiguous(&shape), &probs, &row).unwrap();
+            let (same, _) =
+                binary(BinaryOp::Sub, &x, &Layout::contiguous(&shape), &y, &Layout::contiguous(&shape)).unwrap();
+            [
+                (sm, n),
+                (loss, rows),
+                (probs, n),
+                (y, n),
+                (mean, rows),
+                (rstd, rows),
+                (over_rows, cols),
+                (over_all, 1),
+                (gelu, n),
+                (dgelu, n),
+                (bcast, n),
+                (same, n),
+            ]
         })
         .unwrap();
     let bits = outs.iter().flat_map(|(b, n)| b.to_f32().unwrap()[..*n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-    let reading = ["softmax_fwd", "ce_fwd", "normalize_rows", "reduce"];
+    let reading = ["softmax_fwd", "ce_fwd", "normalize_rows", "reduce", "unary", "binary"];
     let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| reading.iter().any(|e| f.contains(e)));
     (bits.collect(), families.collect())
 }
 
 #[test]
-fn row_and_reduction_kernels_read_x_through_textures_with_the_same_bits() {
-    let Some(dev) = fresh_gpu_or_skip("row_and_reduction_kernels_read_x_through_textures_with_the_same_bits") else {
+fn row_reduction_and_elementwise_kernels_read_textures_with_the_same_bits() {
+    let Some(dev) = fresh_gpu_or_skip("row_reduction_and_elementwise_kernels_read_textures_with_the_same_bits") else {
         return;
     };
     let (tex, tex_families) = rows_and_reductions(&dev, true);
     let (buf, buf_families) = rows_and_reductions(&dev, false);
     assert!(tex == buf, "texture and buffer inputs differ");
     for (families, on) in [(&tex_families, true), (&buf_families, false)] {
-        assert_eq!(families.len(), 5, "{families:?}");
+        assert_eq!(families.len(), 9, "{families:?}");
+        assert!(families.iter().any(|f| f.contains("binary") && f.ends_with(":main4")), "{families:?}");
+        assert!(families.iter().any(|f| f.contains("binary") && f.ends_with(":main")), "{families:?}");
         for f in families {
             assert_eq!(f.split(':').next().unwrap().ends_with("_tex"), on, "texture inputs {on}: {f}");
         }

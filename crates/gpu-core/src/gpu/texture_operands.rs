@@ -5,8 +5,8 @@
 //! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel then fetches texels instead
 //! of loading from a storage buffer (`shaders/texels.wgsl`).
 //!
-//! Only CPU adapters take this path (the subgroup matmul and the batch-norm
-//! kernels, see [`wanted`]): on llvmpipe (Mesa 22.3) a storage-buffer load
+//! Only CPU adapters take this path (the subgroup matmul, batch norm, the
+//! row, reduction and elementwise kernels; see [`wanted`]): on llvmpipe (Mesa 22.3) a storage-buffer load
 //! whose address differs per lane is a stalling loop over the lanes, a texel
 //! fetch one AVX2 gather, 8x cheaper per element (docs/performance.md,
 //! "Where llvmpipe's matmul time goes"). GPUs keep their buffers: the
@@ -40,6 +40,17 @@ pub(crate) fn wanted(g: &crate::gpu::GpuContext, bytes: impl IntoIterator<Item =
 /// height (4096 x 16384 texels, 256 MiB, on lavapipe).
 pub(crate) fn fits(bytes: u64, limits: &wgpu::Limits) -> bool {
     bytes.div_ceil(4) <= TEX_WIDTH as u64 * limits.max_texture_dimension_2d as u64
+}
+
+/// `shader`, or its variant reading inputs through textures
+/// ([`shaders::texture_variant`](crate::shaders::texture_variant)) when
+/// there is one and the device [`wanted`] it for inputs of `bytes` each.
+pub(crate) fn variant_for(
+    g: &crate::gpu::GpuContext,
+    shader: &'static str,
+    bytes: impl IntoIterator<Item = u64>,
+) -> &'static str {
+    crate::shaders::texture_variant(shader).filter(|_| wanted(g, bytes)).unwrap_or(shader)
 }
 
 impl Staging {

@@ -4,6 +4,7 @@
 use super::table::{wgsl_switch, WgslRow};
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
+use crate::gpu::texture_operands::variant_for;
 use crate::layout::{coalesce, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -210,14 +211,15 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
             let rank = ("RANK", cs.len() as f64);
             let access = vec![Access::of(&cs, &st[0], va.offset), Access::of(&cs, &st[1], vb.offset)];
             let what = Fusable { node: Node::Binary(op), n, access };
+            let shader = variant_for(g, "binary", [a, b].map(Buffer::len_bytes));
             match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
                 Some(m) => {
                     let constants = [("OP", op.code() as f64), rank, ("A_VEC", m[0]), ("B_VEC", m[1])];
-                    dispatch_fusable(g, "binary", "main4", &constants, &params, &[a, b], &out, groups(n / 4, 256), what)
+                    dispatch_fusable(g, shader, "main4", &constants, &params, &[a, b], &out, groups(n / 4, 256), what)
                 }
                 None => {
                     let constants = [("OP", op.code() as f64), rank];
-                    dispatch_fusable(g, "binary", "main", &constants, &params, &[a, b], &out, groups(n, 256), what)
+                    dispatch_fusable(g, shader, "main", &constants, &params, &[a, b], &out, groups(n, 256), what)
                 }
             }
         },

@@ -160,9 +160,8 @@ pub(crate) fn load_x_shader(
     op: &'static str,
     x: &crate::Buffer,
 ) -> Result<&'static str> {
-    let textured = || crate::gpu::texture_operands::wanted(g, [x.len_bytes()]);
     Ok(match io {
-        Operands::F32 => crate::shaders::texture_variant(names[0]).filter(|_| textured()).unwrap_or(names[0]),
+        Operands::F32 => crate::gpu::texture_operands::variant_for(g, names[0], [x.len_bytes()]),
         Operands::F16 if thread_half_loads().native(g, op)? => names[2],
         Operands::F16 => names[1],
     })

@@ -3,6 +3,7 @@
 use super::table::{field_uniforms, wgsl_switch, WgslRow};
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
+use crate::gpu::texture_operands::variant_for;
 use crate::{Buffer, Result};
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -380,7 +381,8 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
         |g| {
             let params = Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
             let what = Fusable { node: Node::Unary(op), n, access: vec![Access::Dense] };
-            dispatch_fusable(g, "unary", "main", &[("OP", op.code() as f64)], &params, &[x], &out, groups(n, 256), what)
+            let shader = variant_for(g, "unary", [x.len_bytes()]);
+            dispatch_fusable(g, shader, "main", &[("OP", op.code() as f64)], &params, &[x], &out, groups(n, 256), what)
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
@@ -413,7 +415,8 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
             let params = Params::of(&GRAD_PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
             let what = Fusable { node: Node::UnaryGrad(op), n, access: vec![Access::Dense; 3] };
             let constants = [("OP", op.code() as f64)];
-            dispatch_fusable(gpu, "unary_grad", "main", &constants, &params, &[x, y, g], &out, groups(n, 256), what)
+            let shader = variant_for(gpu, "unary_grad", [x, y, g].map(Buffer::len_bytes));
+            dispatch_fusable(gpu, shader, "main", &constants, &params, &[x, y, g], &out, groups(n, 256), what)
         },
         || {
             let (xs, ys, gs, mut dx) = (x.host(), y.host(), g.host(), out.host_mut());

@@ -1,5 +1,6 @@
-// The matmul operands read through textures (the subgroup kernel on CPU
-// adapters, f32 operands; see texels.wgsl for why and how they are laid out).
+// The operands of operands_f32.wgsl read through textures (the subgroup
+// matmul and the binary kernel on CPU adapters; see texels.wgsl for why and
+// how they are laid out).
 //#include texels.wgsl
 
 @group(0) @binding(1) var a: texture_2d<f32>;
