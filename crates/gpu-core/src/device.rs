@@ -294,8 +294,9 @@ impl Device {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())
     }
 
-    /// Chooses whether the subgroup matmul (the kernel family of CPU
-    /// adapters such as lavapipe) and the batch-norm kernels read f32 inputs
+    /// Chooses whether the load-bound kernels (the subgroup matmul, the
+    /// kernel family of CPU adapters such as lavapipe; batch norm, softmax,
+    /// row norm, reductions and unfused elementwise ops) read f32 inputs
     /// through textures from now on. It starts on for CPU adapters unless
     /// `WGRAD_TEXTURE_OPERANDS=0`, off on GPUs (where the copies into the
     /// textures are pure overhead). The results are the same either way; no
@@ -306,8 +307,9 @@ impl Device {
         }
     }
 
-    /// Whether the subgroup matmul and the batch-norm kernels read f32
-    /// inputs through textures (CPU adapters); false on the CPU backend.
+    /// Whether the load-bound kernels read f32 inputs through textures (see
+    /// [`set_texture_operands`](Self::set_texture_operands)); false on the
+    /// CPU backend.
     pub fn texture_operands(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.texture_operands.load(std::sync::atomic::Ordering::Relaxed))
     }

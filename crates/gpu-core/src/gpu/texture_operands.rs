@@ -6,11 +6,11 @@
 //! of loading from a storage buffer (`shaders/texels.wgsl`).
 //!
 //! Only CPU adapters take this path (the subgroup matmul, batch norm, the
-//! row, reduction and elementwise kernels; see [`wanted`]): on llvmpipe (Mesa 22.3) a storage-buffer load
-//! whose address differs per lane is a stalling loop over the lanes, a texel
-//! fetch one AVX2 gather, 8x cheaper per element (docs/performance.md,
-//! "Where llvmpipe's matmul time goes"). GPUs keep their buffers: the
-//! copies would be pure overhead there.
+//! row, reduction and elementwise kernels; see [`wanted`]): on llvmpipe
+//! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
+//! stalling loop over the lanes, a texel fetch one AVX2 gather, 8x cheaper
+//! per element (docs/performance.md, "Where llvmpipe's matmul time goes").
+//! GPUs keep their buffers: the copies would be pure overhead there.
 //!
 //! The textures are kept per input slot and grown on demand; reusing one
 //! for the next launch is safe because wgpu orders the next copy after the
