@@ -490,7 +490,11 @@ impl GpuContext {
         let limit = self.binding_limit();
         // Texture operands are copied in first (see `texture_operands.rs`);
         // an input bound twice (a placeholder for an unused one) is copied once.
-        let mut views: Vec<Option<wgpu::TextureView>> = vec![None; l.inputs.len()];
+        // (Empty, so no allocation, for the kernels that read buffers only.)
+        let mut views: Vec<Option<wgpu::TextureView>> = Vec::new();
+        if kernel.textures != 0 {
+            views.resize(l.inputs.len(), None);
+        }
         for i in (0..l.inputs.len()).filter(|i| kernel.textures >> i & 1 == 1) {
             let source = (l.inputs[i], l.windows.get(i).copied().flatten());
             let earlier =
@@ -506,9 +510,7 @@ impl GpuContext {
             .chain(l.outputs)
             .enumerate()
             .map(|(i, b)| match l.windows.get(i).copied().flatten() {
-                _ if views.get(i).is_some_and(Option::is_some) => {
-                    Ok(wgpu::BindingResource::TextureView(views[i].as_ref().unwrap()))
-                }
+                _ if let Some(Some(view)) = views.get(i) => Ok(wgpu::BindingResource::TextureView(view)),
                 Some(w) => {
                     debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
                     Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -50,7 +50,8 @@ pub(crate) fn variant_for(
     shader: &'static str,
     bytes: impl IntoIterator<Item = u64>,
 ) -> &'static str {
-    crate::shaders::texture_variant(shader).filter(|_| wanted(g, bytes)).unwrap_or(shader)
+    // The device's flag first: GPUs (off) skip the table lookup per op.
+    wanted(g, bytes).then(|| crate::shaders::texture_variant(shader)).flatten().unwrap_or(shader)
 }
 
 impl Staging {
