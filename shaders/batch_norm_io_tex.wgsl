@@ -10,11 +10,11 @@ const LANES: u32 = 1u;
 //#include batch_norm_out_f32.wgsl
 //#include batch_norm_channels_tex.wgsl
 
-@group(0) @binding(1) var x_in: texture_2d<f32>;
-@group(0) @binding(1) var dy_in: texture_2d<f32>;
-@group(0) @binding(2) var x_in2: texture_2d<f32>;
-@group(0) @binding(3) var y_in: texture_2d<f32>;
-@group(0) @binding(5) var res_in: texture_2d<f32>;
+@group(0) @binding(1) var x_in: texture_storage_2d<r32float, read>;
+@group(0) @binding(1) var dy_in: texture_storage_2d<r32float, read>;
+@group(0) @binding(2) var x_in2: texture_storage_2d<r32float, read>;
+@group(0) @binding(3) var y_in: texture_storage_2d<r32float, read>;
+@group(0) @binding(5) var res_in: texture_storage_2d<r32float, read>;
 
 fn x_unit(t: u32) -> vec2<f32> {
     return vec2<f32>(texel(x_in, t), 0.0);

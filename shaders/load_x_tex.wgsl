@@ -3,7 +3,7 @@
 // load_x_f32.wgsl for this file to make `reduce_tex`, `softmax_tex` and
 // `norm_tex`, and lists the entries that read x in TEXTURE_OPERANDS.
 //#include texels.wgsl
-@group(0) @binding(1) var x_src: texture_2d<f32>;
+@group(0) @binding(1) var x_src: texture_storage_2d<r32float, read>;
 
 // Element i of x.
 fn load_x(i: u32) -> f32 {

@@ -3,8 +3,8 @@
 // how they are laid out).
 //#include texels.wgsl
 
-@group(0) @binding(1) var a: texture_2d<f32>;
-@group(0) @binding(2) var b: texture_2d<f32>;
+@group(0) @binding(1) var a: texture_storage_2d<r32float, read>;
+@group(0) @binding(2) var b: texture_storage_2d<r32float, read>;
 
 fn a_at(i: u32) -> f32 {
     return texel(a, i);

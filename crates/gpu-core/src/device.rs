@@ -300,9 +300,11 @@ impl Device {
     /// through textures from now on. It starts on for CPU adapters unless
     /// `WGRAD_TEXTURE_OPERANDS=0`, off on GPUs (where the copies into the
     /// textures are pure overhead). The results are the same either way; no
-    /// effect on the CPU backend.
+    /// effect on the CPU backend, nor on an adapter that cannot bind
+    /// r32float storage textures read-only (WebGPU guarantees it).
     pub fn set_texture_operands(&self, on: bool) {
         if let Backend::Gpu(g) = &self.inner.backend {
+            let on = on && crate::gpu::texture_operands::supported(g.features);
             g.texture_operands.store(on, std::sync::atomic::Ordering::Relaxed);
         }
     }

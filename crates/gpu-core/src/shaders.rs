@@ -392,8 +392,10 @@ mod tests {
             "batch_norm_tex differs from batch_norm beyond its include"
         );
         assert_eq!(tex.lines().filter(|l| declares(l)).count(), 4, "batch_norm_tex: only its outputs are buffers");
-        let textures =
-            |l: &str| l.contains("texture_2d<f32>") && ACTIVATIONS.iter().any(|n| l.contains(&format!(" {n}:")));
+        let textures = |l: &str| {
+            l.contains("texture_storage_2d<r32float, read>")
+                && ACTIVATIONS.iter().any(|n| l.contains(&format!(" {n}:")))
+        };
         assert_eq!(tex.lines().filter(|l| textures(l)).count(), 5, "batch_norm_tex: its inputs are textures");
         for name in ["batch_norm_f16", "batch_norm_f16_native"] {
             assert_eq!(body(raw(name)), body(base), "{name} differs from batch_norm beyond its include");
@@ -453,7 +455,15 @@ mod tests {
                     let (used, Some(b)) = (!uses[h].is_empty(), &var.binding) else { continue };
                     if let (true, TypeInner::Image { dim, arrayed, class }) = (used, &module.types[var.ty].inner) {
                         assert_eq!((*dim, *arrayed), (ImageDimension::D2, false), "{shader}:{}", ep.name);
-                        assert!(matches!(class, ImageClass::Sampled { multi: false, .. }), "{shader}:{}", ep.name);
+                        assert!(
+                            matches!(
+                                class,
+                                ImageClass::Storage { format: naga::StorageFormat::R32Float, access }
+                                    if *access == naga::StorageAccess::LOAD
+                            ),
+                            "{shader}:{}: operand textures are read-only r32float storage textures",
+                            ep.name
+                        );
                         mask |= 1 << (b.binding - 1);
                     }
                 }

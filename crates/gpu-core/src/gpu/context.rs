@@ -112,6 +112,7 @@ impl GpuContext {
         });
         // Texture operands pay on CPU adapters only (see texture_operands.rs).
         let texture_operands = info.device_type == wgpu::DeviceType::Cpu
+            && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
         Ok(GpuContext {
             device,

@@ -2,14 +2,16 @@
 //! [`shaders::TEXTURE_OPERANDS`](crate::shaders::TEXTURE_OPERANDS), each of
 //! its texture inputs is copied from the launch's buffer (or bound window)
 //! into an r32float texture [`TEX_WIDTH`] texels wide, element `i` at texel
-//! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel then fetches texels instead
-//! of loading from a storage buffer (`shaders/texels.wgsl`).
+//! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel binds it as a read-only
+//! storage texture and loads texels instead of buffer elements
+//! (`shaders/texels.wgsl`).
 //!
 //! Only CPU adapters take this path (the subgroup matmul, batch norm, the
 //! row, reduction and elementwise kernels; see [`wanted`]): on llvmpipe
 //! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
-//! stalling loop over the lanes, a texel fetch one AVX2 gather, 8x cheaper
-//! per element (docs/performance.md, "Where llvmpipe's matmul time goes").
+//! stalling loop over the lanes, a storage-texture load one inlined AVX2
+//! gather (docs/performance.md, "Where llvmpipe's matmul time goes" and
+//! "Storage textures instead of sampled ones").
 //! GPUs keep their buffers: the copies would be pure overhead there.
 //!
 //! The textures are kept per input slot and grown on demand; reusing one
@@ -27,6 +29,18 @@ pub(crate) const TEX_WIDTH: u32 = 4096;
 #[derive(Default)]
 pub(crate) struct Staging {
     slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
+}
+
+/// The texture format operands are copied into.
+pub(crate) const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
+
+/// Whether a device with `features` can bind [`FORMAT`] as a read-only
+/// storage texture (WebGPU guarantees it; checked so that an adapter
+/// without it reads buffers instead of failing validation).
+pub(crate) fn supported(features: wgpu::Features) -> bool {
+    let f = FORMAT.guaranteed_format_features(features);
+    f.allowed_usages.contains(wgpu::TextureUsages::STORAGE_BINDING)
+        && f.flags.contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
 }
 
 /// Whether a launch on `g` reads its f32 inputs of `bytes` each through
@@ -83,8 +97,8 @@ impl Staging {
                 mip_level_count: 1,
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::R32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                format: FORMAT,
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             });
             let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
@@ -131,6 +145,11 @@ mod tests {
         let src = crate::shaders::raw("texels");
         assert!(src.contains(&format!("const TEX_WIDTH: u32 = {TEX_WIDTH}u;")), "{src}");
         assert!((TEX_WIDTH * 4).is_multiple_of(256), "rows must be whole 256-byte copy rows");
+    }
+
+    #[test]
+    fn webgpu_guarantees_read_only_storage_textures_of_the_format() {
+        assert!(supported(wgpu::Features::empty()));
     }
 
     #[test]
