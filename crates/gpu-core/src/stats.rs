@@ -12,6 +12,8 @@ pub struct Stats {
     submissions: AtomicU64,
     dispatches: AtomicU64,
     readbacks: AtomicU64,
+    texture_copies: AtomicU64,
+    texture_reuses: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -29,6 +31,12 @@ pub struct StatsSnapshot {
     pub dispatches: u64,
     /// Copies of device data back to the host.
     pub readbacks: u64,
+    /// Buffers (or windows) copied into operand textures (CPU adapters; see
+    /// `Device::set_texture_operands`).
+    pub texture_copies: u64,
+    /// Operand textures bound again without a copy, their buffer unwritten
+    /// since.
+    pub texture_reuses: u64,
 }
 
 impl Stats {
@@ -41,6 +49,8 @@ impl Stats {
             submissions: self.submissions.load(Relaxed),
             dispatches: self.dispatches.load(Relaxed),
             readbacks: self.readbacks.load(Relaxed),
+            texture_copies: self.texture_copies.load(Relaxed),
+            texture_reuses: self.texture_reuses.load(Relaxed),
         }
     }
 
@@ -72,6 +82,10 @@ impl Stats {
     pub(crate) fn read_back(&self) {
         self.readbacks.fetch_add(1, Relaxed);
     }
+    pub(crate) fn texture_staged(&self, copied: bool) {
+        let counter = if copied { &self.texture_copies } else { &self.texture_reuses };
+        counter.fetch_add(1, Relaxed);
+    }
 }
 
 impl std::ops::Sub for StatsSnapshot {
@@ -85,6 +99,8 @@ impl std::ops::Sub for StatsSnapshot {
             submissions: self.submissions - before.submissions,
             dispatches: self.dispatches - before.dispatches,
             readbacks: self.readbacks - before.readbacks,
+            texture_copies: self.texture_copies - before.texture_copies,
+            texture_reuses: self.texture_reuses - before.texture_reuses,
         }
     }
 }

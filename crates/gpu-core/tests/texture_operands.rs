@@ -305,3 +305,48 @@ fn row_reduction_and_elementwise_kernels_read_textures_with_the_same_bits() {
         }
     }
 }
+
+/// Two products sharing their weight, an in-place SGD update of the weight,
+/// and a third product: with texture operands on, the second product binds
+/// the weight's texture again (no copy), the third copies the updated
+/// weight; on `dev` with textures `on` or off: the three results' bits and
+/// the (copies, reuses) counters.
+fn reuse_then_update(dev: &Device, on: bool) -> (Vec<u32>, (u64, u64)) {
+    use wgrad_gpu_core::ops::optim::{update, Rule};
+    dev.set_texture_operands(on);
+    let mut r = rng(21);
+    let up = |v: Vec<f32>| Buffer::from_f32(dev, &v).unwrap();
+    let (a1, a2, w, g) = (
+        up(r.vec(33 * 20, -1.0, 1.0)),
+        up(r.vec(33 * 20, -1.0, 1.0)),
+        up(r.vec(20 * 24, -1.0, 1.0)),
+        up(r.vec(480, -1.0, 1.0)),
+    );
+    let (la, lw) = (Layout::contiguous(&[33, 20]), Layout::contiguous(&[20, 24]));
+    let mm = |a: &Buffer| matmul_epilogue(subgroup(), &Epilogue::default(), a, &la, &w, &lw).unwrap().0;
+    let before = dev.stats();
+    let (c1, c2) = (mm(&a1), mm(&a2));
+    let sgd = Rule::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false };
+    update(&sgd, 0.5, 0.0, 1, &w, &g, &[], 480).unwrap();
+    let c3 = mm(&a1);
+    let bits: Vec<u32> = [c1, c2, c3]
+        .iter()
+        .flat_map(|c| c.to_f32().unwrap()[..33 * 24].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        .collect();
+    let d = dev.stats() - before;
+    (bits, (d.texture_copies, d.texture_reuses))
+}
+
+#[test]
+fn textures_are_reused_until_their_buffer_is_written() {
+    let Some(dev) = subgroup_gpu("textures_are_reused_until_their_buffer_is_written") else { return };
+    let (tex, (copies, reuses)) = reuse_then_update(&dev, true);
+    let (buf, (no_copies, no_reuses)) = reuse_then_update(&dev, false);
+    // a1, w; a2 (w reused); a1 (reused: nothing wrote it), w (updated: copied).
+    assert_eq!((copies, reuses), (4, 2), "texture copies and reuses");
+    assert_eq!((no_copies, no_reuses), (0, 0), "buffers only with textures off");
+    assert!(tex == buf, "a reused or updated texture gave other bits than the buffers");
+    // The update must show: the third product differs from the first.
+    let third = 2 * 33 * 24;
+    assert!(tex[..33 * 24] != tex[third..], "the third product did not see the updated weight");
+}

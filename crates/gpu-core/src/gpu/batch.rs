@@ -133,23 +133,28 @@ impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
-        self.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
-        })
+        self.encoder.get_or_insert_with(|| Self::new_encoder(device))
     }
 
-    /// Records the copy of `buffer` (or its `window`) into the operand
-    /// texture of `slot` (outside the compute pass) and returns its view.
+    fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+    }
+
+    /// The view of an operand texture holding `buffer` (or its `window`):
+    /// one that already does, or one it is copied into now (outside the
+    /// compute pass, which the copy ends). Also returns whether it copied.
     fn stage_texture(
         &mut self,
         device: &wgpu::Device,
-        slot: usize,
         buffer: &wgpu::Buffer,
         window: Option<Window>,
-    ) -> wgpu::TextureView {
+    ) -> (wgpu::TextureView, bool) {
+        if let Some(view) = self.staging.holding(buffer, window) {
+            return (view, false);
+        }
         self.encoder(device);
         let encoder = self.encoder.as_mut().expect("the pending encoder exists");
-        self.staging.stage(device, encoder, slot, buffer, window)
+        (self.staging.copy_in(device, encoder, buffer, window), true)
     }
 
     /// The open compute pass, begun on first use. Launches share one pass:
@@ -488,21 +493,25 @@ impl GpuContext {
         // limit bound whole is the error of an op that cannot split its
         // work, not a wgpu validation failure at submit.
         let limit = self.binding_limit();
-        // Texture operands are copied in first (see `texture_operands.rs`);
-        // an input bound twice (a placeholder for an unused one) is copied once.
-        // (Empty, so no allocation, for the kernels that read buffers only.)
+        // Texture operands are copied in first, unless a texture still
+        // holds them (see `texture_operands.rs`; an input bound twice, a
+        // placeholder for an unused one, is copied once). (Empty, so no
+        // allocation, for the kernels that read buffers only.)
         let mut views: Vec<Option<wgpu::TextureView>> = Vec::new();
         if kernel.textures != 0 {
             views.resize(l.inputs.len(), None);
+            batch.staging.next_launch();
         }
         for i in (0..l.inputs.len()).filter(|i| kernel.textures >> i & 1 == 1) {
-            let source = (l.inputs[i], l.windows.get(i).copied().flatten());
-            let earlier =
-                (0..i).find(|&j| views[j].is_some() && (l.inputs[j], l.windows.get(j).copied().flatten()) == source);
-            views[i] = Some(match earlier {
-                Some(j) => views[j].clone().unwrap(),
-                None => batch.stage_texture(&self.device, i, source.0, source.1),
-            });
+            let (view, copied) = batch.stage_texture(&self.device, l.inputs[i], l.windows.get(i).copied().flatten());
+            self.stats().texture_staged(copied);
+            views[i] = Some(view);
+        }
+        // What the launch writes is no longer what any texture holds.
+        if !batch.staging.is_empty() {
+            for o in l.outputs {
+                batch.staging.written(o);
+            }
         }
         let bindings: Vec<wgpu::BindingResource> = l
             .inputs
@@ -604,6 +613,7 @@ impl GpuContext {
         let mut batch = self.batch.lock().unwrap();
         // A deferred kernel may read `dst`'s previous contents.
         self.settle(&mut batch)?;
+        batch.staging.written(dst);
         batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
         Ok(())
     }
@@ -626,6 +636,7 @@ impl GpuContext {
         let mut batch = self.batch.lock().unwrap();
         // A deferred kernel may write `src` or read `dst`'s previous contents.
         self.settle(&mut batch)?;
+        batch.staging.written(dst);
         batch.encoder(&self.device).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
         Ok(())
     }

@@ -14,9 +14,12 @@
 //! "Storage textures instead of sampled ones").
 //! GPUs keep their buffers: the copies would be pure overhead there.
 //!
-//! The textures are kept per input slot and grown on demand; reusing one
-//! for the next launch is safe because wgpu orders the next copy after the
-//! kernels that read it.
+//! The textures are kept per device (at most [`MAX_TEXTURES`], grown on
+//! demand) and remember which buffer they hold: a launch reading a buffer
+//! that no launch, upload or copy has written since its last copy binds
+//! that texture again (`Stats::texture_reuses`). Replacing a texture's
+//! contents is safe while earlier launches of the batch still read it:
+//! wgpu orders the copy after them.
 
 use super::batch::Window;
 
@@ -25,10 +28,33 @@ use super::batch::Window;
 /// same constant (a test checks).
 pub(crate) const TEX_WIDTH: u32 = 4096;
 
-/// The textures of the input slots (by input index), kept between launches.
+/// Most operand textures kept per device: enough for the inputs of one
+/// launch (batch norm's backward reads seven) plus the recent operands a
+/// step reads again (x, dy, a convolution's weight).
+const MAX_TEXTURES: usize = 12;
+
+/// One operand texture and what it holds.
+struct Entry {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    /// The buffer (and window) whose contents it holds, unchanged since the
+    /// copy; `None` once that buffer may have been written. The handle
+    /// keeps the buffer's identity from being reused while it is cached.
+    holds: Option<(wgpu::Buffer, Window)>,
+    /// The launch that last read it (least recently used is replaced first).
+    used: u64,
+}
+
+/// The operand textures, kept across launches and batches. A texture that
+/// holds a buffer nothing has written since its copy is bound again
+/// without a new copy (a layer's activations are read by several kernels in
+/// a row); [`Staging::written`] forgets the textures of a buffer that a
+/// launch, upload or copy writes.
 #[derive(Default)]
 pub(crate) struct Staging {
-    slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
+    entries: Vec<Entry>,
+    /// The launch being encoded (its own inputs are never replaced).
+    launch: u64,
 }
 
 /// The texture format operands are copied into.
@@ -69,42 +95,53 @@ pub(crate) fn variant_for(
 }
 
 impl Staging {
-    /// Records the copy of `window` of `buffer` (whole when `None`) into the
-    /// texture of `slot` (grown when too small) and returns its view. The
+    /// Starts the inputs of a new launch.
+    pub fn next_launch(&mut self) {
+        self.launch += 1;
+    }
+
+    /// Forgets what `buffer` held in any texture: it is about to be written.
+    pub fn written(&mut self, buffer: &wgpu::Buffer) {
+        for e in &mut self.entries {
+            if e.holds.as_ref().is_some_and(|(b, _)| b == buffer) {
+                e.holds = None;
+            }
+        }
+    }
+
+    /// Whether any texture holds a buffer's contents (nothing to forget
+    /// otherwise: GPUs never stage, and skip [`written`](Self::written)).
+    pub fn is_empty(&self) -> bool {
+        self.entries.iter().all(|e| e.holds.is_none())
+    }
+
+    /// The view of a texture that holds `window` of `buffer` (whole when
+    /// `None`) unchanged since its copy, if one does.
+    pub fn holding(&mut self, buffer: &wgpu::Buffer, window: Option<Window>) -> Option<wgpu::TextureView> {
+        let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
+        let e = self.entries.iter_mut().find(|e| e.holds.as_ref().is_some_and(|(b, h)| b == buffer && *h == w))?;
+        e.used = self.launch;
+        Some(e.view.clone())
+    }
+
+    /// Records the copy of `window` of `buffer` (whole when `None`) into a
+    /// texture ([`slot_for`](Self::slot_for)) and returns its view. The
     /// window's offset and size are multiples of 16 bytes (buffers are
     /// backed in multiples of 16, windows start on the offset alignment).
-    pub fn stage(
+    pub fn copy_in(
         &mut self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        slot: usize,
         buffer: &wgpu::Buffer,
         window: Option<Window>,
     ) -> wgpu::TextureView {
         let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
+        let launch = self.launch;
         let texels = (w.size / 4).max(1) as u32;
         let rows = texels.div_ceil(TEX_WIDTH);
-        if self.slots.len() <= slot {
-            self.slots.resize_with(slot + 1, || None);
-        }
-        let big_enough = self.slots[slot].as_ref().is_some_and(|(t, _)| t.height() >= rows);
-        if !big_enough {
-            // Grown to a power of two of rows, so a program settles on a few sizes.
-            let height = rows.next_power_of_two().min(device.limits().max_texture_dimension_2d);
-            let texture = device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("wgrad operand texture"),
-                size: wgpu::Extent3d { width: TEX_WIDTH, height, depth_or_array_layers: 1 },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: FORMAT,
-                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            });
-            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-            self.slots[slot] = Some((texture, view));
-        }
-        let (texture, view) = self.slots[slot].as_ref().unwrap();
+        let i = self.slot_for(device, rows);
+        let e = &mut self.entries[i];
+        (e.holds, e.used) = (Some((buffer.clone(), w)), launch);
         let row_bytes = TEX_WIDTH as u64 * 4;
         let (full, rest) = (texels / TEX_WIDTH, texels % TEX_WIDTH);
         let mut copy = |offset: u64, origin_y: u32, width: u32, height: u32| {
@@ -118,7 +155,7 @@ impl Staging {
                     },
                 },
                 wgpu::TexelCopyTextureInfo {
-                    texture,
+                    texture: &e.texture,
                     mip_level: 0,
                     origin: wgpu::Origin3d { x: 0, y: origin_y, z: 0 },
                     aspect: wgpu::TextureAspect::All,
@@ -132,7 +169,46 @@ impl Staging {
         if rest > 0 {
             copy(w.offset + full as u64 * row_bytes, full, rest, 1);
         }
-        view.clone()
+        e.view.clone()
+    }
+
+    /// The texture to copy `rows` rows into: the least recently used one
+    /// that this launch does not read, grown when too small, or a new one
+    /// while there are fewer than [`MAX_TEXTURES`]. (Replacing a texture an
+    /// earlier launch of the batch reads is safe: wgpu orders the copy
+    /// after that launch.)
+    fn slot_for(&mut self, device: &wgpu::Device, rows: u32) -> usize {
+        let launch = self.launch;
+        let free = |e: &&Entry| e.used != launch;
+        let fitting = self.entries.iter().enumerate().filter(|(_, e)| free(e) && e.texture.height() >= rows);
+        let reuse = fitting.min_by_key(|(_, e)| (e.holds.is_some(), e.used)).map(|(i, _)| i);
+        if let Some(i) = reuse.filter(|&i| self.entries[i].holds.is_none() || self.entries.len() >= MAX_TEXTURES) {
+            return i;
+        }
+        // Grown to a power of two of rows, so a program settles on a few sizes.
+        let height = rows.next_power_of_two().min(device.limits().max_texture_dimension_2d);
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("wgrad operand texture"),
+            size: wgpu::Extent3d { width: TEX_WIDTH, height, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: FORMAT,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let entry = Entry { texture, view, holds: None, used: launch };
+        if self.entries.len() < MAX_TEXTURES {
+            self.entries.push(entry);
+            return self.entries.len() - 1;
+        }
+        let i = (0..self.entries.len())
+            .filter(|&i| self.entries[i].used != launch)
+            .min_by_key(|&i| self.entries[i].used)
+            .expect("wgrad internal: a launch reads fewer than MAX_TEXTURES textures");
+        self.entries[i] = entry;
+        i
     }
 }
 
