@@ -133,11 +133,9 @@ impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
-        self.encoder.get_or_insert_with(|| Self::new_encoder(device))
-    }
-
-    fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
-        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+        })
     }
 
     /// The view of an operand texture holding `buffer` (or its `window`):
@@ -149,6 +147,7 @@ impl Batch {
         buffer: &wgpu::Buffer,
         window: Option<Window>,
     ) -> (wgpu::TextureView, bool) {
+        let window = window.unwrap_or(Window { offset: 0, size: buffer.size() });
         if let Some(view) = self.staging.holding(buffer, window) {
             return (view, false);
         }
@@ -508,10 +507,8 @@ impl GpuContext {
             views[i] = Some(view);
         }
         // What the launch writes is no longer what any texture holds.
-        if !batch.staging.is_empty() {
-            for o in l.outputs {
-                batch.staging.written(o);
-            }
+        for o in l.outputs {
+            batch.staging.written(o);
         }
         let bindings: Vec<wgpu::BindingResource> = l
             .inputs

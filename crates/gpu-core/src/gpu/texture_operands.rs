@@ -101,6 +101,7 @@ impl Staging {
     }
 
     /// Forgets what `buffer` held in any texture: it is about to be written.
+    /// (No work on GPUs, which never stage a texture.)
     pub fn written(&mut self, buffer: &wgpu::Buffer) {
         for e in &mut self.entries {
             if e.holds.as_ref().is_some_and(|(b, _)| b == buffer) {
@@ -109,33 +110,25 @@ impl Staging {
         }
     }
 
-    /// Whether any texture holds a buffer's contents (nothing to forget
-    /// otherwise: GPUs never stage, and skip [`written`](Self::written)).
-    pub fn is_empty(&self) -> bool {
-        self.entries.iter().all(|e| e.holds.is_none())
-    }
-
-    /// The view of a texture that holds `window` of `buffer` (whole when
-    /// `None`) unchanged since its copy, if one does.
-    pub fn holding(&mut self, buffer: &wgpu::Buffer, window: Option<Window>) -> Option<wgpu::TextureView> {
-        let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
+    /// The view of a texture that holds window `w` of `buffer` unchanged
+    /// since its copy, if one does.
+    pub fn holding(&mut self, buffer: &wgpu::Buffer, w: Window) -> Option<wgpu::TextureView> {
         let e = self.entries.iter_mut().find(|e| e.holds.as_ref().is_some_and(|(b, h)| b == buffer && *h == w))?;
         e.used = self.launch;
         Some(e.view.clone())
     }
 
-    /// Records the copy of `window` of `buffer` (whole when `None`) into a
-    /// texture ([`slot_for`](Self::slot_for)) and returns its view. The
-    /// window's offset and size are multiples of 16 bytes (buffers are
-    /// backed in multiples of 16, windows start on the offset alignment).
+    /// Records the copy of window `w` of `buffer` into a texture
+    /// ([`slot_for`](Self::slot_for)) and returns its view. The window's
+    /// offset and size are multiples of 16 bytes (buffers are backed in
+    /// multiples of 16, windows start on the offset alignment).
     pub fn copy_in(
         &mut self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
-        window: Option<Window>,
+        w: Window,
     ) -> wgpu::TextureView {
-        let w = window.unwrap_or(Window { offset: 0, size: buffer.size() });
         let launch = self.launch;
         let texels = (w.size / 4).max(1) as u32;
         let rows = texels.div_ceil(TEX_WIDTH);
@@ -172,17 +165,15 @@ impl Staging {
         e.view.clone()
     }
 
-    /// The texture to copy `rows` rows into: the least recently used one
-    /// that this launch does not read, grown when too small, or a new one
-    /// while there are fewer than [`MAX_TEXTURES`]. (Replacing a texture an
-    /// earlier launch of the batch reads is safe: wgpu orders the copy
-    /// after that launch.)
+    /// The texture to copy `rows` rows into: one this launch does not read
+    /// ([`lru`](Self::lru)) that is tall enough, a new one while there are
+    /// fewer than [`MAX_TEXTURES`] (rather than replacing what a texture
+    /// holds), else a new one in place of the least recently used.
+    /// (Replacing a texture an earlier launch of the batch reads is safe:
+    /// wgpu orders the copy after that launch.)
     fn slot_for(&mut self, device: &wgpu::Device, rows: u32) -> usize {
-        let launch = self.launch;
-        let free = |e: &&Entry| e.used != launch;
-        let fitting = self.entries.iter().enumerate().filter(|(_, e)| free(e) && e.texture.height() >= rows);
-        let reuse = fitting.min_by_key(|(_, e)| (e.holds.is_some(), e.used)).map(|(i, _)| i);
-        if let Some(i) = reuse.filter(|&i| self.entries[i].holds.is_none() || self.entries.len() >= MAX_TEXTURES) {
+        let full = self.entries.len() >= MAX_TEXTURES;
+        if let Some(i) = self.lru(rows).filter(|&i| full || self.entries[i].holds.is_none()) {
             return i;
         }
         // Grown to a power of two of rows, so a program settles on a few sizes.
@@ -198,17 +189,22 @@ impl Staging {
             view_formats: &[],
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let entry = Entry { texture, view, holds: None, used: launch };
-        if self.entries.len() < MAX_TEXTURES {
+        let entry = Entry { texture, view, holds: None, used: self.launch };
+        if !full {
             self.entries.push(entry);
             return self.entries.len() - 1;
         }
-        let i = (0..self.entries.len())
-            .filter(|&i| self.entries[i].used != launch)
-            .min_by_key(|&i| self.entries[i].used)
-            .expect("wgrad internal: a launch reads fewer than MAX_TEXTURES textures");
+        let i = self.lru(0).expect("wgrad internal: a launch reads fewer than MAX_TEXTURES textures");
         self.entries[i] = entry;
         i
+    }
+
+    /// Of the textures at least `rows` tall that this launch does not read,
+    /// an empty one, else the least recently used.
+    fn lru(&self, rows: u32) -> Option<usize> {
+        let candidates = self.entries.iter().enumerate();
+        let free = candidates.filter(|(_, e)| e.used != self.launch && e.texture.height() >= rows);
+        free.min_by_key(|(_, e)| (e.holds.is_some(), e.used)).map(|(i, _)| i)
     }
 }
 
