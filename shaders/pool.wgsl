@@ -10,9 +10,9 @@
 // windows that can reach it, in a fixed order. No atomics, so gradients are
 // the same bits on every run.
 //
-// The values (src, out, dx) are read and written through pool_io_f32.wgsl;
-// shaders.rs swaps that include for the f16 libraries (pool_f16,
-// pool_f16_native). Arithmetic is f32 either way, and each thread computes
+// The values (src, out, dx) and the argmax max_backward reads are read and
+// written through pool_io_f32.wgsl; shaders.rs swaps that include for the
+// f16 libraries (pool_f16, pool_f16_native) or the texture one (pool_tex). Arithmetic is f32 either way, and each thread computes
 // the LANES elements of its unit (two per f16 word), each from its own window.
 //#include common.wgsl
 //#include pool_io_f32.wgsl
@@ -22,14 +22,20 @@ override ADAPTIVE: bool = false;
 // Window geometry (unused by adaptive windows); each geometry is a
 // pipeline of its own, and models use one or two.
 //#include window.wgsl
+// The plane: input (H, W) and output (OH, OW) sizes. Constants, like the
+// window, so that splitting a thread's element index into plane, row and
+// column divides by constants (a multiply and shift, vectorised; a division
+// by a uniform is three scalar `div`s per lane on CPU drivers and a long
+// sequence on GPUs). A model pools a few plane sizes; the batch (planes)
+// stays a run-time size.
+override H: u32 = 1u;
+override W: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
 
 struct Params {
     // Threads: output elements (forward) or input elements (backward).
     n: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
     // Padding; kernel, stride and dilation are the window.wgsl constants.
     ph: u32,
     pw: u32,
@@ -39,11 +45,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Each entry point statically uses only its own bindings, so the globals
-// may share binding numbers with different types (src at 1, out at 2 and dx
-// at 3 are the storage library's):
+// may share binding numbers with different types (src at 1, arg_in and out
+// at 2 and dx at 3 are the storage library's):
 //   max_forward  src, out, arg_out     max_backward  src, arg_in, dx
 //   avg_forward  src, out              avg_backward  src, out (= dx)
-@group(0) @binding(2) var<storage, read> arg_in: array<u32>;
 @group(0) @binding(3) var<storage, read_write> arg_out: array<u32>;
 
 // Argmax of a window without a single in-bounds element (never equals a pixel).
@@ -108,29 +113,29 @@ fn set_lane(v: vec2<f32>, l: u32, x: f32) -> vec2<f32> {
 
 // Max pooling's output element o: its value and argmax, written to arg_out[o].
 fn max_at(o: u32) -> f32 {
-    let ox = o % p.ow;
-    let oy = (o / p.ow) % p.oh;
-    let base = (o / (p.ow * p.oh)) * p.h * p.w;
+    let ox = o % OW;
+    let oy = (o / OW) % OH;
+    let base = (o / (OW * OH)) * H * W;
     var best = bitcast<f32>(0xff800000u);
     var arg = NONE;
     for (var ky = 0u; ky < KH; ky++) {
         // Padded coordinate; rows inside the padding are skipped (they read as -inf).
         let yp = oy * SH + ky * DH;
-        if yp < p.ph || yp >= p.h + p.ph {
+        if yp < p.ph || yp >= H + p.ph {
             continue;
         }
         let y = yp - p.ph;
         for (var kx = 0u; kx < KW; kx++) {
             let xp = ox * SW + kx * DW;
-            if xp < p.pw || xp >= p.w + p.pw {
+            if xp < p.pw || xp >= W + p.pw {
                 continue;
             }
             let x = xp - p.pw;
-            let v = load_src(base + y * p.w + x);
+            let v = load_src(base + y * W + x);
             // PyTorch's rule: a larger value or any NaN takes over.
             if arg == NONE || v > best || is_nan(v) {
                 best = v;
-                arg = y * p.w + x;
+                arg = y * W + x;
             }
         }
     }
@@ -141,17 +146,31 @@ fn max_at(o: u32) -> f32 {
 // Max pooling's input gradient at element i: the f32 sum of the output
 // gradients whose argmax it is.
 fn max_grad_at(i: u32) -> f32 {
-    let x = i % p.w;
-    let y = (i / p.w) % p.h;
-    let obase = (i / (p.w * p.h)) * p.oh * p.ow;
-    let ry = reaching(y, p.h, p.oh, (KH - 1u) * DH + 1u, SH, p.ph);
-    let rx = reaching(x, p.w, p.ow, (KW - 1u) * DW + 1u, SW, p.pw);
-    let me = y * p.w + x;
+    let x = i % W;
+    let y = (i / W) % H;
+    let obase = (i / (W * H)) * OH * OW;
+    let me = y * W + x;
+    let eh = (KH - 1u) * DH + 1u;
+    let ew = (KW - 1u) * DW + 1u;
+    if SH >= eh && SW >= ew {
+        // Windows that do not overlap (pooling's usual stride = kernel): the
+        // pixel lies in at most one window, found by a division by the
+        // constant stride, and the gather below is one branch-free select.
+        let yp = y + p.ph;
+        let xp = x + p.pw;
+        let oy = yp / SH;
+        let ox = xp / SW;
+        let inside = yp - oy * SH < eh && xp - ox * SW < ew && oy < OH && ox < OW;
+        let o = obase + min(oy, OH - 1u) * OW + min(ox, OW - 1u);
+        return select(0.0, load_src(o), inside && load_arg(o) == me);
+    }
+    let ry = reaching(y, H, OH, eh, SH, p.ph);
+    let rx = reaching(x, W, OW, ew, SW, p.pw);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
         for (var ox = rx.x; ox < rx.y; ox++) {
-            let o = obase + oy * p.ow + ox;
-            if arg_in[o] == me {
+            let o = obase + oy * OW + ox;
+            if load_arg(o) == me {
                 acc += load_src(o);
             }
         }
@@ -161,15 +180,15 @@ fn max_grad_at(i: u32) -> f32 {
 
 // Average pooling's output element o.
 fn avg_at(o: u32) -> f32 {
-    let ox = o % p.ow;
-    let oy = (o / p.ow) % p.oh;
-    let base = (o / (p.ow * p.oh)) * p.h * p.w;
-    let wy = avg_window(oy, p.h, p.oh, KH, SH, p.ph);
-    let wx = avg_window(ox, p.w, p.ow, KW, SW, p.pw);
+    let ox = o % OW;
+    let oy = (o / OW) % OH;
+    let base = (o / (OW * OH)) * H * W;
+    let wy = avg_window(oy, H, OH, KH, SH, p.ph);
+    let wx = avg_window(ox, W, OW, KW, SW, p.pw);
     var acc = 0.0;
     for (var y = wy.x; y < wy.y; y++) {
         for (var x = wx.x; x < wx.y; x++) {
-            acc += load_src(base + y * p.w + x);
+            acc += load_src(base + y * W + x);
         }
     }
     return acc / avg_divisor(wy, wx);
@@ -177,23 +196,23 @@ fn avg_at(o: u32) -> f32 {
 
 // Average pooling's input gradient at element i.
 fn avg_grad_at(i: u32) -> f32 {
-    let x = i % p.w;
-    let y = (i / p.w) % p.h;
-    let obase = (i / (p.w * p.h)) * p.oh * p.ow;
-    let ry = reaching(y, p.h, p.oh, KH, SH, p.ph);
-    let rx = reaching(x, p.w, p.ow, KW, SW, p.pw);
+    let x = i % W;
+    let y = (i / W) % H;
+    let obase = (i / (W * H)) * OH * OW;
+    let ry = reaching(y, H, OH, KH, SH, p.ph);
+    let rx = reaching(x, W, OW, KW, SW, p.pw);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
-        let wy = avg_window(oy, p.h, p.oh, KH, SH, p.ph);
+        let wy = avg_window(oy, H, OH, KH, SH, p.ph);
         if y < wy.x || y >= wy.y {
             continue;
         }
         for (var ox = rx.x; ox < rx.y; ox++) {
-            let wx = avg_window(ox, p.w, p.ow, KW, SW, p.pw);
+            let wx = avg_window(ox, W, OW, KW, SW, p.pw);
             if x < wx.x || x >= wx.y {
                 continue;
             }
-            acc += load_src(obase + oy * p.ow + ox) / avg_divisor(wy, wx);
+            acc += load_src(obase + oy * OW + ox) / avg_divisor(wy, wx);
         }
     }
     return acc;

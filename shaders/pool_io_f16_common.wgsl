@@ -5,6 +5,7 @@
 // half.wgsl's nearest-even rounding (pack2x16float is undefined outside
 // f16's range).
 //#include half.wgsl
+//#include pool_arg_buffer.wgsl
 const LANES: u32 = 2u;
 
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;

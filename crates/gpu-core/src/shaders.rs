@@ -37,6 +37,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
     ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
+    ("pool_io_tex", include_str!("../../../shaders/pool_io_tex.wgsl")),
+    ("pool_out_f32", include_str!("../../../shaders/pool_out_f32.wgsl")),
+    ("pool_arg_buffer", include_str!("../../../shaders/pool_arg_buffer.wgsl")),
     ("pool_io_f16", include_str!("../../../shaders/pool_io_f16.wgsl")),
     ("pool_io_f16_native", include_str!("../../../shaders/pool_io_f16_native.wgsl")),
     ("pool_io_f16_common", include_str!("../../../shaders/pool_io_f16_common.wgsl")),
@@ -98,6 +101,9 @@ pub const LIBRARIES: &[&str] = &[
     "unary_grad_inputs_f32",
     "unary_grad_inputs_tex",
     "pool_io_f32",
+    "pool_io_tex",
+    "pool_out_f32",
+    "pool_arg_buffer",
     "pool_io_f16",
     "pool_io_f16_native",
     "pool_io_f16_common",
@@ -139,6 +145,7 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_tex", || variant("unary", "load_x_f32", "load_x_tex", false)),
     ("unary_grad_tex", || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
     ("binary_tex", || variant("binary", "operands_f32", "operands_tex", false)),
+    ("pool_tex", || variant("pool", "pool_io_f32", "pool_io_tex", false)),
     ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
     ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
     ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
@@ -175,6 +182,9 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("unary_tex", "*", &[0]),
     ("unary_grad_tex", "*", &[0, 1, 2]),
     ("binary_tex", "*", &[0, 1]),
+    // Pooling's src; max pooling's backward also reads its argmax there.
+    ("pool_tex", "max_backward", &[0, 1]),
+    ("pool_tex", "*", &[0]),
 ];
 
 /// The inputs of `shader`'s `entry` bound as textures, as a bit mask over

@@ -22,6 +22,12 @@ const FIXED: &[(&[usize], Pair, Pair, Pair, Pair)] = &[
     (&[3, 2, 1, 1], (1, 1), (1, 1), (0, 0), (1, 1)),
     // more threads than one workgroup
     (&[2, 4, 33, 35], (3, 3), (2, 2), (1, 1), (1, 1)),
+    // windows that do not overlap (max backward's one-window path): the
+    // usual 2×2/2 over an odd height (its last row in no window), with more
+    // argmax entries than one 4,096-texel texture row
+    (&[2, 8, 41, 40], (2, 2), (2, 2), (0, 0), (1, 1)),
+    // gaps between windows (stride > kernel) and padding
+    (&[1, 3, 10, 11], (2, 3), (3, 3), (1, 1), (1, 1)),
 ];
 
 /// Dilated windows (max pooling only).

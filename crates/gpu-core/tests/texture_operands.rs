@@ -350,3 +350,51 @@ fn textures_are_reused_until_their_buffer_is_written() {
     let third = 2 * 33 * 24;
     assert!(tex[..33 * 24] != tex[third..], "the third product did not see the updated weight");
 }
+
+/// Max pooling forward and backward and average pooling forward and
+/// backward on `dev` with texture operands `on` or off: the results' bits
+/// (the argmax as its u32 bits) and the pooling launches' families. The
+/// argmax has more entries than one texture row holds, and max pooling's
+/// backward reads it through a texture (u32 bits in r32float texels).
+fn pooling(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+    use wgrad_gpu_core::ops::pool::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
+    dev.set_texture_operands(on);
+    let mut r = rng(23);
+    // 2×2/2 windows (max backward's one-window path) and 3×3/2 padded ones
+    // (overlapping: the gather over several windows).
+    let shape = [2, 9, 27, 33];
+    let n = shape.iter().product::<usize>();
+    let x = Buffer::from_f32(dev, &r.vec(n, -2.0, 2.0)).unwrap();
+    let (outs, p) = dev
+        .profile(|| {
+            let mut outs = Vec::new();
+            for (k, s, pad) in [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))] {
+                let (y, arg, out_shape) = max_pool2d(&x, &shape, k, s, pad, (1, 1)).unwrap();
+                let m = out_shape.iter().product::<usize>();
+                let dy = Buffer::from_f32(dev, &r.vec(m, -1.0, 1.0)).unwrap();
+                let dx = max_pool2d_backward(&dy, &arg, &shape, k, s, pad, (1, 1)).unwrap();
+                let (avg, _) = avg_pool2d(&x, &shape, k, s, pad, false).unwrap();
+                let davg = avg_pool2d_backward(&dy, &shape, k, s, pad, false).unwrap();
+                outs.extend([(y, m), (arg, m), (dx, n), (avg, m), (davg, n)]);
+            }
+            outs
+        })
+        .unwrap();
+    let bits = outs.iter().flat_map(|(b, n)| b.to_u32().unwrap()[..*n].to_vec()).collect();
+    let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| f.starts_with("pool")).collect();
+    (bits, families)
+}
+
+#[test]
+fn pooling_reads_textures_with_the_same_bits() {
+    let Some(dev) = fresh_gpu_or_skip("pooling_reads_textures_with_the_same_bits") else { return };
+    let (tex, tex_families) = pooling(&dev, true);
+    let (buf, buf_families) = pooling(&dev, false);
+    assert!(tex == buf, "texture and buffer inputs differ");
+    for (families, on) in [(&tex_families, true), (&buf_families, false)] {
+        assert_eq!(families.len(), 8, "{families:?}");
+        for f in families {
+            assert_eq!(f.starts_with("pool_tex:"), on, "texture inputs {on}: {f}");
+        }
+    }
+}

@@ -183,10 +183,6 @@ impl Pool {
         let (r, c) = (self.rows, self.cols);
         let params = Params::of(&PARAMS)
             .set_u32("n", n)
-            .set_u32("h", r.size)
-            .set_u32("w", c.size)
-            .set_u32("oh", r.out)
-            .set_u32("ow", c.out)
             .set_u32("ph", r.pad)
             .set_u32("pw", c.pad)
             .set_u32("count_include_pad", self.count_include_pad as usize);
@@ -194,9 +190,13 @@ impl Pool {
         // `KH - 1` override expressions from wrapping at pipeline creation.
         let [kh, kw, sh, sw, dh, dw] =
             super::window_constants((r.kernel.max(1), c.kernel.max(1)), (r.stride, c.stride), (r.dilation, c.dilation));
-        let constants = [("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 }), kh, kw, sh, sw, dh, dw];
+        let [h, w, oh, ow] = [("H", r.size), ("W", c.size), ("OH", r.out), ("OW", c.out)].map(|(k, v)| (k, v as f64));
+        let constants = [("ADAPTIVE", if r.adaptive { 1.0 } else { 0.0 }), kh, kw, sh, sw, dh, dw, h, w, oh, ow];
         let (shader, lanes) = match io {
-            Operands::F32 => ("pool", 1),
+            Operands::F32 => {
+                let bytes = inputs.iter().map(|b| b.len_bytes());
+                (crate::gpu::texture_operands::variant_for(g, "pool", bytes), 1)
+            }
             Operands::F16 if thread_half_loads().native(g, op)? => ("pool_f16_native", 2),
             Operands::F16 => ("pool_f16", 2),
         };
@@ -379,20 +379,11 @@ fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Resu
     Pool { planes, rows, cols, count_include_pad: true }.check(op)
 }
 
-/// `pool.wgsl`'s `Params`: the threads, then (rows, cols) pairs of sizes and
-/// padding (the rest of the window is override constants, `window_constants`).
+/// `pool.wgsl`'s `Params`: the threads, then the (rows, cols) padding (the
+/// rest of the window and the plane sizes are override constants).
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     shader: "pool",
-    fields: &[
-        ("n", Kind::U32),
-        ("h", Kind::U32),
-        ("w", Kind::U32),
-        ("oh", Kind::U32),
-        ("ow", Kind::U32),
-        ("ph", Kind::U32),
-        ("pw", Kind::U32),
-        ("count_include_pad", Kind::U32),
-    ],
+    fields: &[("n", Kind::U32), ("ph", Kind::U32), ("pw", Kind::U32), ("count_include_pad", Kind::U32)],
 };
 
 /// torch.nn.functional.max_pool2d with `return_indices=True` on the dense
