@@ -76,8 +76,14 @@ fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
     return select((vb < va), (vb > va), OP == 2u || OP == 4u);
 }
 
-fn load(base: u32, j: u32) -> f32 {
-    return load_x(base + strided_offset(j, RED_RANK, p.red_shape, p.red_strides));
+// The reduced elements from j, `step` at a time (see Walk in common.wgsl):
+// `load_x(base + w.off)` then `red_next(&w)`.
+fn red_walk(j: u32, step: u32) -> Walk {
+    return walk_from(j, step, RED_RANK, p.red_shape, p.red_strides);
+}
+
+fn red_next(w: ptr<function, Walk>) {
+    walk_next(w, RED_RANK, p.red_shape, p.red_strides);
 }
 
 // The workgroup's total of one value per thread. Ends with a barrier so that
@@ -114,8 +120,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if OP >= 2u && OP <= 5u {
         var bv = 0.0;
         var bi = NONE;
+        var w = red_walk(lid, WG);
         for (var j = lid; j < p.m; j += WG) {
-            let v = load(base, j);
+            let v = load_x(base + w.off);
+            red_next(&w);
             if beats(v, j, bv, bi) {
                 bv = v;
                 bi = j;
@@ -138,8 +146,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     var acc = 0.0;
+    var w = red_walk(lid, WG);
     for (var j = lid; j < p.m; j += WG) {
-        acc += load(base, j);
+        acc += load_x(base + w.off);
+        red_next(&w);
     }
     let total = tree_sum(lid, acc);
     if OP == 0u {
@@ -153,8 +163,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     // Var, second pass: squared deviations from the mean (no E[x²] - E[x]² cancellation).
     var dev = 0.0;
+    w = red_walk(lid, WG);
     for (var j = lid; j < p.m; j += WG) {
-        let d = load(base, j) - mean;
+        let d = load_x(base + w.off) - mean;
+        red_next(&w);
         dev += d * d;
     }
     store(o, lid, variance(tree_sum(lid, dev)));
@@ -186,8 +198,10 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if OP >= 2u && OP <= 5u {
         var bv = 0.0;
         var bi = NONE;
+        var w = red_walk(0u, 1u);
         for (var j = 0u; j < p.m; j++) {
-            let v = load(base, j);
+            let v = load_x(base + w.off);
+            red_next(&w);
             if beats(v, j, bv, bi) {
                 bv = v;
                 bi = j;
@@ -201,10 +215,12 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     // block sums keeps the error near the tree reduction's. (Kahan's
     // compensation is no use here: drivers may reassociate it away.)
     var acc = 0.0;
+    var w = red_walk(lo, 1u);
     for (var j0 = lo; j0 < hi; j0 += 32u) {
         var part = 0.0;
         for (var j = j0; j < min(j0 + 32u, hi); j++) {
-            part += load(base, j);
+            part += load_x(base + w.off);
+            red_next(&w);
         }
         acc += part;
     }
@@ -218,8 +234,10 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
     var dev = 0.0;
+    w = red_walk(0u, 1u);
     for (var j = 0u; j < p.m; j++) {
-        let d = load(base, j) - mean;
+        let d = load_x(base + w.off) - mean;
+        red_next(&w);
         dev += d * d;
     }
     y[o] = bitcast<u32>(variance(dev));

@@ -45,6 +45,10 @@ const CASES: &[(&[usize], &[usize])] = &[
     (&[2, 3, 4, 5], &[0, 2, 3]),
     (&[2, 3, 4, 5], &[]),
     (&[5, 7, 1, 9], &[2]),
+    // Non-adjacent reduced axes longer than a workgroup (a bias gradient over
+    // N, H, W): each thread's walk carries across the inner dim.
+    (&[8, 3, 10, 13], &[0, 2, 3]),
+    (&[33, 5, 70], &[0, 2]),
     // Column reductions (outputs along the unit-stride axis), one thread per column.
     (&[33, 130], &[0]),
     (&[2048, 300], &[0]),
