@@ -28,23 +28,20 @@ fn strided_offset(i: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<
     return off;
 }
 
-// A walk through a strided view's elements in row-major order, `step`
-// elements at a time, with no division per element: the multi-index is kept
-// and advanced digit by digit with carries (strided_offset divides by every
-// dim per element, which CPU drivers scalarise and GPUs emulate). `step` is
-// held as digits of the same mixed radix; a walk that passes the view's end
-// wraps, so its user stops by counting elements.
+// A walk through a view's elements in row-major order, `step` elements at a
+// time, with no division per element: the multi-index is kept and advanced
+// digit by digit with carries (strided_offset divides by every dim per
+// element, which CPU drivers scalarise and GPUs emulate). `step` is held as
+// digits of the same mixed radix; a walk that passes the view's end wraps,
+// so its user stops by counting elements.
 struct Walk {
     idx: array<u32, 8>,
     step: array<u32, 8>,
-    // Buffer index of the current element.
-    off: u32,
 }
 
-// The walk from element i (row-major) of a strided view, `step` at a time.
-fn walk_from(i: u32, step: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 2>) -> Walk {
+// The walk from element i (row-major over `shape`), `step` at a time.
+fn walk_from(i: u32, step: u32, rank: u32, shape: array<vec4<u32>, 2>) -> Walk {
     var sh = shape;
-    var st = strides;
     var w: Walk;
     var rem = i;
     var srem = step;
@@ -53,7 +50,6 @@ fn walk_from(i: u32, step: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: 
         let n = sh[d / 4u][d % 4u];
         w.idx[d] = rem % n;
         w.step[d] = srem % n;
-        w.off += w.idx[d] * st[d / 4u][d % 4u];
         rem = rem / n;
         srem = srem / n;
     }
@@ -62,20 +58,26 @@ fn walk_from(i: u32, step: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: 
 
 // Moves `w` on by its step (one compare and subtract per dim: a digit plus a
 // step digit plus a carry is below twice the dim).
-fn walk_next(w: ptr<function, Walk>, rank: u32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 2>) {
+fn walk_next(w: ptr<function, Walk>, rank: u32, shape: array<vec4<u32>, 2>) {
     var sh = shape;
-    var st = strides;
     var carry = 0u;
-    var off = 0u;
     for (var k = 0u; k < rank; k++) {
         let d = rank - 1u - k;
         let n = sh[d / 4u][d % 4u];
         let v = (*w).idx[d] + (*w).step[d] + carry;
         carry = select(0u, 1u, v >= n);
         (*w).idx[d] = v - carry * n;
-        off += (*w).idx[d] * st[d / 4u][d % 4u];
     }
-    (*w).off = off;
+}
+
+// Buffer index (before the view's offset) of the walk's element in a view with `strides`.
+fn walk_offset(w: Walk, rank: u32, strides: array<vec4<u32>, 2>) -> u32 {
+    var st = strides;
+    var off = 0u;
+    for (var d = 0u; d < rank; d++) {
+        off += w.idx[d] * st[d / 4u][d % 4u];
+    }
+    return off;
 }
 
 // IEEE pow for every sign of the base (WGSL's pow is undefined for x <= 0).

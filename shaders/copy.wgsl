@@ -14,6 +14,11 @@ override RANK: u32 = 1u;
 // which saves the second index walk, half the kernel's integer divisions.
 override DENSE_DST: bool = false;
 
+// Elements per thread of the 32-bit path (set by ops/copy.rs): a thread
+// finds its first element's place with a division per dim and walks to the
+// next ones with a compare per dim (Walk in common.wgsl).
+override RUN: u32 = 1u;
+
 // f16 elements, two per word (element 2w in the low half of word w). Only
 // into a dense destination: thread i then owns output word i whole, so no
 // two threads write one word (halves cannot be stored alone). Offsets and
@@ -58,14 +63,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         dst[p.dst_offset + i] = w;
         return;
     }
-    if i >= p.n {
+    let first = RUN * i;
+    if first >= p.n {
         return;
     }
-    let e = p.base + i;
-    let s = p.src_offset + strided_offset(e, RANK, p.shape, p.src_strides);
-    var d = p.dst_offset + e;
-    if !DENSE_DST {
-        d = p.dst_offset + strided_offset(e, RANK, p.shape, p.dst_strides);
+    var w = walk_from(p.base + first, 1u, RANK, p.shape);
+    for (var e = p.base + first; e < p.base + min(first + RUN, p.n); e++) {
+        let s = p.src_offset + walk_offset(w, RANK, p.src_strides);
+        var d = p.dst_offset + e;
+        if !DENSE_DST {
+            d = p.dst_offset + walk_offset(w, RANK, p.dst_strides);
+        }
+        dst[d] = src[s];
+        walk_next(&w, RANK, p.shape);
     }
-    dst[d] = src[s];
 }

@@ -77,13 +77,17 @@ fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
 }
 
 // The reduced elements from j, `step` at a time (see Walk in common.wgsl):
-// `load_x(base + w.off)` then `red_next(&w)`.
+// `red_load(base, w)` then `red_next(&w)`.
 fn red_walk(j: u32, step: u32) -> Walk {
-    return walk_from(j, step, RED_RANK, p.red_shape, p.red_strides);
+    return walk_from(j, step, RED_RANK, p.red_shape);
 }
 
 fn red_next(w: ptr<function, Walk>) {
-    walk_next(w, RED_RANK, p.red_shape, p.red_strides);
+    walk_next(w, RED_RANK, p.red_shape);
+}
+
+fn red_load(base: u32, w: Walk) -> f32 {
+    return load_x(base + walk_offset(w, RED_RANK, p.red_strides));
 }
 
 // The workgroup's total of one value per thread. Ends with a barrier so that
@@ -122,7 +126,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var bi = NONE;
         var w = red_walk(lid, WG);
         for (var j = lid; j < p.m; j += WG) {
-            let v = load_x(base + w.off);
+            let v = red_load(base, w);
             red_next(&w);
             if beats(v, j, bv, bi) {
                 bv = v;
@@ -148,7 +152,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc = 0.0;
     var w = red_walk(lid, WG);
     for (var j = lid; j < p.m; j += WG) {
-        acc += load_x(base + w.off);
+        acc += red_load(base, w);
         red_next(&w);
     }
     let total = tree_sum(lid, acc);
@@ -165,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var dev = 0.0;
     w = red_walk(lid, WG);
     for (var j = lid; j < p.m; j += WG) {
-        let d = load_x(base + w.off) - mean;
+        let d = red_load(base, w) - mean;
         red_next(&w);
         dev += d * d;
     }
@@ -200,7 +204,7 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         var bi = NONE;
         var w = red_walk(0u, 1u);
         for (var j = 0u; j < p.m; j++) {
-            let v = load_x(base + w.off);
+            let v = red_load(base, w);
             red_next(&w);
             if beats(v, j, bv, bi) {
                 bv = v;
@@ -219,7 +223,7 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     for (var j0 = lo; j0 < hi; j0 += 32u) {
         var part = 0.0;
         for (var j = j0; j < min(j0 + 32u, hi); j++) {
-            part += load_x(base + w.off);
+            part += red_load(base, w);
             red_next(&w);
         }
         acc += part;
@@ -236,7 +240,7 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var dev = 0.0;
     w = red_walk(0u, 1u);
     for (var j = 0u; j < p.m; j++) {
-        let d = load_x(base + w.off) - mean;
+        let d = red_load(base, w) - mean;
         red_next(&w);
         dev += d * d;
     }

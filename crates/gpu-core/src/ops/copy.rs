@@ -76,6 +76,11 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
     )
 }
 
+/// Elements each thread of a 32-bit copy moves (`RUN` in `copy.wgsl`): its
+/// first element's place costs a division per dim, the next ones a compare
+/// per dim.
+const RUN: usize = 4;
+
 /// `offset` relative to a window starting `shift` elements in, wrapping in
 /// u32 as the kernel's index arithmetic does.
 fn rel(offset: usize, shift: usize) -> usize {
@@ -96,7 +101,11 @@ fn launch_copy(
     reads: &[LeafRead; 2],
     params: impl Fn(usize, [usize; 2], usize) -> Params,
 ) -> Result<()> {
-    let threads = |len: usize| if half { len.div_ceil(2) } else { len };
+    // A 32-bit copy's threads move RUN consecutive elements each.
+    let run = [("RUN", RUN as f64)];
+    let constants: Vec<_> = constants.iter().chain(if half { &[][..] } else { &run }).copied().collect();
+    let constants = &constants[..];
+    let threads = |len: usize| if half { len.div_ceil(2) } else { len.div_ceil(RUN) };
     let limit = g.binding_limit();
     if src.len_bytes() <= limit && dst.len_bytes() <= limit {
         return launch_elementwise(g, "copy", constants, params(n, [0, 0], 0), &[src], &[dst], threads(n));
