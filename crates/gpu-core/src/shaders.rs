@@ -36,6 +36,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
+    ("copy_src_buffer", include_str!("../../../shaders/copy_src_buffer.wgsl")),
+    ("copy_src_tex", include_str!("../../../shaders/copy_src_tex.wgsl")),
     ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
     ("pool_io_tex", include_str!("../../../shaders/pool_io_tex.wgsl")),
     ("pool_out_f32", include_str!("../../../shaders/pool_out_f32.wgsl")),
@@ -100,6 +102,8 @@ pub const LIBRARIES: &[&str] = &[
     "load_x_tex",
     "unary_grad_inputs_f32",
     "unary_grad_inputs_tex",
+    "copy_src_buffer",
+    "copy_src_tex",
     "pool_io_f32",
     "pool_io_tex",
     "pool_out_f32",
@@ -146,6 +150,7 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("unary_grad_tex", || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
     ("binary_tex", || variant("binary", "operands_f32", "operands_tex", false)),
     ("pool_tex", || variant("pool", "pool_io_f32", "pool_io_tex", false)),
+    ("copy_tex", || variant("copy", "copy_src_buffer", "copy_src_tex", false)),
     ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
     ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
     ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
@@ -185,6 +190,8 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     // Pooling's src; max pooling's backward also reads its argmax there.
     ("pool_tex", "max_backward", &[0, 1]),
     ("pool_tex", "*", &[0]),
+    // The copy's source words (any 32-bit data, or packed f16).
+    ("copy_tex", "*", &[0]),
 ];
 
 /// The inputs of `shader`'s `entry` bound as textures, as a bit mask over

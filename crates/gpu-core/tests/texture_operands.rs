@@ -398,3 +398,48 @@ fn pooling_reads_textures_with_the_same_bits() {
         }
     }
 }
+
+/// `contiguous` of a permuted, narrowed view, `copy_into` a strided
+/// destination and `contiguous_f16` of a permuted f16 view, on data full of
+/// odd bit patterns (NaN payloads, subnormals, -0, u32 indices), with texture
+/// operands `on` or off: the results' words and the copy launches' families.
+fn copies(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+    use wgrad_gpu_core::ops::copy::{contiguous, contiguous_f16, copy_into};
+    dev.set_texture_operands(on);
+    let n = 7 * 33 * 40;
+    // Every word a different pattern, among them NaNs with payloads
+    // (0x7fc0_0000 | k) and subnormals (k < 2^23).
+    let words: Vec<u32> = (0..n as u32).map(|k| k.wrapping_mul(0x9e37_79b9) ^ (k % 3) << 30).collect();
+    let x = Buffer::from_u32(dev, &words).unwrap();
+    let view = Layout::contiguous(&[7, 33, 40]).narrow(1, 2, 29).unwrap().permute(&[2, 0, 1]).unwrap();
+    let (outs, p) = dev
+        .profile(|| {
+            let a = contiguous(&x, &view).unwrap();
+            let dst = Buffer::from_u32(dev, &vec![0; 2 * view.numel()]).unwrap();
+            // Every other word of dst, from word 1.
+            let strided = self::view(&view.shape, &[2 * 7 * 29, 2 * 29, 2], 1);
+            copy_into(&x, &view, &dst, &strided).unwrap();
+            // The same words as f16 halves: twice as many elements.
+            let halves = Layout::contiguous(&[14, 33, 40]).permute(&[1, 2, 0]).unwrap();
+            let h = contiguous_f16(&x, &halves).unwrap();
+            [(a, view.numel()), (dst, 2 * view.numel()), (h, n)]
+        })
+        .unwrap();
+    let bits = outs.iter().flat_map(|(b, n)| b.to_u32().unwrap()[..*n].to_vec()).collect();
+    let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| f.starts_with("copy")).collect();
+    (bits, families)
+}
+
+#[test]
+fn copies_read_textures_with_the_same_bits() {
+    let Some(dev) = fresh_gpu_or_skip("copies_read_textures_with_the_same_bits") else { return };
+    let (tex, tex_families) = copies(&dev, true);
+    let (buf, buf_families) = copies(&dev, false);
+    assert!(tex == buf, "texture and buffer sources differ");
+    for (families, on) in [(&tex_families, true), (&buf_families, false)] {
+        assert_eq!(families.len(), 3, "{families:?}");
+        for f in families {
+            assert_eq!(f.starts_with("copy_tex:"), on, "texture inputs {on}: {f}");
+        }
+    }
+}

@@ -107,8 +107,9 @@ fn launch_copy(
     let constants = &constants[..];
     let threads = |len: usize| if half { len.div_ceil(2) } else { len.div_ceil(RUN) };
     let limit = g.binding_limit();
+    let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes().min(limit)]);
     if src.len_bytes() <= limit && dst.len_bytes() <= limit {
-        return launch_elementwise(g, "copy", constants, params(n, [0, 0], 0), &[src], &[dst], threads(n));
+        return launch_elementwise(g, shader, constants, params(n, [0, 0], 0), &[src], &[dst], threads(n));
     }
     // Halves are stored a word at a time, so ranges start on whole,
     // aligned output words.
@@ -125,7 +126,7 @@ fn launch_copy(
     for split::Cut { start, len, windows: w } in ranges {
         let p = params(len, [w[0].1 * per_word, w[1].1 * per_word], start);
         let launch = Launch {
-            shader: "copy",
+            shader,
             entry: "main",
             constants,
             params: p.finish(),
