@@ -30,14 +30,14 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Forward: x, read with load_x (load_x_f32.wgsl, or an f16 library in the
-// f16-input variants). Backward: dy.
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+// f16-input variants). Backward: dy and y, read with load_dy and load_y
+// (row_grads_f32.wgsl, or textures in norm_tex).
+//#include row_grads_f32.wgsl
 // Each entry point statically uses only its own bindings, so the globals
 // below may share binding numbers with different types:
 //   forward   x, y_out, mean_out, rstd_out
-//   backward  src = dy, y_in, rstd_in, dx
+//   backward  dy, y, rstd_in, dx
 @group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
-@group(0) @binding(2) var<storage, read> y_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(3) var<storage, read> rstd_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
@@ -106,12 +106,12 @@ fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     let base = r * p.cols - p.mat_shift;
     var s = vec2<f32>(0.0, 0.0);
     for (var j = lid; j < p.cols; j += WG) {
-        let g = src[base + j];
-        s += vec2<f32>(g, g * y_in[base + j]);
+        let g = load_dy(base + j);
+        s += vec2<f32>(g, g * load_y(base + j));
     }
     let means = tree_sum2(lid, s) / f32(p.cols);
     let rstd = rstd_in[r - p.vec_shift];
     for (var j = lid; j < p.cols; j += WG) {
-        dx[base + j] = rstd * (src[base + j] - means.x - y_in[base + j] * means.y);
+        dx[base + j] = rstd * (load_dy(base + j) - means.x - load_y(base + j) * means.y);
     }
 }

@@ -56,9 +56,9 @@ struct Params {
 // softmax_fwd and ce_fwd: the input rows (logits) x, read with load_x
 // (load_x_f32.wgsl, or an f16 library in the f16-input variants).
 @group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
-// softmax_bwd
-@group(0) @binding(1) var<storage, read> y_in: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+// softmax_bwd: dy and y, read with load_dy and load_y (row_grads_f32.wgsl,
+// or textures in softmax_tex), and dx.
+//#include row_grads_f32.wgsl
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 // ce_fwd and ce_bwd
 @group(0) @binding(1) var<storage, read> probs_in: array<f32>;
@@ -148,12 +148,13 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let base = row_base(row);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        acc += select(dy[base + j] * y_in[base + j], dy[base + j], LOG == 1u);
+        let g = load_dy(base + j);
+        acc += select(g * load_y(base + j), g, LOG == 1u);
     }
     let s = tree(lid, acc, false);
     for (var j = lid; j < p.cols; j += WG) {
-        let yj = y_in[base + j];
-        let g = dy[base + j];
+        let yj = load_y(base + j);
+        let g = load_dy(base + j);
         dx[base + j] = select(yj * (g - s), g - exp(yj) * s, LOG == 1u);
     }
 }

@@ -36,6 +36,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index", include_str!("../../../shaders/index.wgsl")),
     ("index_check", include_str!("../../../shaders/index_check.wgsl")),
     ("pool", include_str!("../../../shaders/pool.wgsl")),
+    ("row_grads_f32", include_str!("../../../shaders/row_grads_f32.wgsl")),
+    ("row_grads_tex", include_str!("../../../shaders/row_grads_tex.wgsl")),
     ("copy_src_buffer", include_str!("../../../shaders/copy_src_buffer.wgsl")),
     ("copy_src_tex", include_str!("../../../shaders/copy_src_tex.wgsl")),
     ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
@@ -102,6 +104,8 @@ pub const LIBRARIES: &[&str] = &[
     "load_x_tex",
     "unary_grad_inputs_f32",
     "unary_grad_inputs_tex",
+    "row_grads_f32",
+    "row_grads_tex",
     "copy_src_buffer",
     "copy_src_tex",
     "pool_io_f32",
@@ -143,8 +147,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("norm_f16_native", || variant("norm", "load_x_f32", "load_x_f16_native", true)),
     ("reduce_f16", || variant("reduce", "load_x_f32", "load_x_f16", false)),
     ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
-    ("softmax_tex", || variant("softmax", "load_x_f32", "load_x_tex", false)),
-    ("norm_tex", || variant("norm", "load_x_f32", "load_x_tex", false)),
+    ("softmax_tex", || variant_swaps("softmax", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
+    ("norm_tex", || variant_swaps("norm", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
     ("reduce_tex", || variant("reduce", "load_x_f32", "load_x_tex", false)),
     ("unary_tex", || variant("unary", "load_x_f32", "load_x_tex", false)),
     ("unary_grad_tex", || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
@@ -182,6 +186,9 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("softmax_tex", "softmax_fwd", &[0]),
     ("softmax_tex", "ce_fwd", &[0]),
     ("norm_tex", "normalize_rows", &[0]),
+    // dy and y of the row backward passes (row_grads_tex.wgsl).
+    ("softmax_tex", "softmax_bwd", &[0, 1]),
+    ("norm_tex", "normalize_rows_backward", &[0, 1]),
     ("reduce_tex", "*", &[0]),
     // The elementwise kernels' inputs (fused chains keep their buffers).
     ("unary_tex", "*", &[0]),
@@ -217,10 +224,22 @@ pub fn texture_variant(shader: &str) -> Option<&'static str> {
 /// # Panics
 /// When `shader` has no such line (a bug in this table, caught by the tests).
 fn variant(shader: &str, from: &str, to: &str, enable_f16: bool) -> String {
-    let (old, new) = (format!("//#include {from}.wgsl"), format!("//#include {to}.wgsl"));
-    let src = raw(shader);
-    assert_eq!(src.lines().filter(|l| l.trim() == old).count(), 1, "wgrad internal: {shader} must include {from} once");
-    let swapped = src.lines().map(|l| if l.trim() == old { new.as_str() } else { l }).collect::<Vec<_>>().join("\n");
+    variant_swaps(shader, &[(from, to)], enable_f16)
+}
+
+/// The row kernels' texture variants also read their backward inputs through textures.
+const ROW_GRADS_TEX: (&str, &str) = ("row_grads_f32", "row_grads_tex");
+
+/// [`variant`] with several includes swapped, each `(from, to)`.
+fn variant_swaps(shader: &str, swaps: &[(&str, &str)], enable_f16: bool) -> String {
+    let mut lines: Vec<String> = raw(shader).lines().map(str::to_string).collect();
+    for (from, to) in swaps {
+        let old = format!("//#include {from}.wgsl");
+        let at: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == old).collect();
+        assert_eq!(at.len(), 1, "wgrad internal: {shader} must include {from} once");
+        lines[at[0]] = format!("//#include {to}.wgsl");
+    }
+    let swapped = lines.join("\n");
     if enable_f16 {
         format!("enable f16;\n{swapped}\n")
     } else {

@@ -9,9 +9,11 @@
 //! kernel. The batch-norm kernels reading x, dy, the ReLU output and the
 //! residual through textures (`batch_norm_tex`) give their buffer kernels'
 //! bits the same way, for the vec4 and the scalar entries, and so do the
-//! row and reduction kernels reading `x` through a texture (`softmax_tex`,
-//! `norm_tex`, `reduce_tex`) and the unfused elementwise kernels
-//! (`unary_tex`, `unary_grad_tex`, `binary_tex` with broadcasting).
+//! row and reduction kernels reading `x` (and the row backward passes `dy`
+//! and `y`) through a texture (`softmax_tex`, `norm_tex`, `reduce_tex`), the
+//! unfused elementwise kernels (`unary_tex`, `unary_grad_tex`, `binary_tex`
+//! with broadcasting), pooling (`pool_tex`, the argmax as u32 bits) and
+//! copies (`copy_tex`, any 32-bit or f16 bit patterns).
 
 mod common;
 use common::*;
@@ -226,9 +228,9 @@ fn batch_norm_texture_inputs_give_the_buffer_kernels_bits() {
 /// families of the kernels that read x.
 fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
     use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
-    use wgrad_gpu_core::ops::norm::normalize_rows;
+    use wgrad_gpu_core::ops::norm::{normalize_rows, normalize_rows_backward};
     use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
-    use wgrad_gpu_core::ops::softmax::{cross_entropy_rows, softmax_rows, CeArgs, CeTarget};
+    use wgrad_gpu_core::ops::softmax::{cross_entropy_rows, softmax_rows, softmax_rows_backward, CeArgs, CeTarget};
     use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
     dev.set_texture_operands(on);
     // One launch per op, so each kernel's own inputs are compared.
@@ -251,6 +253,10 @@ fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
             let sm = softmax_rows(&x, rows, cols, true).unwrap();
             let (loss, _, probs) = cross_entropy_rows(&x, &args).unwrap();
             let (y, mean, rstd) = normalize_rows(&x, rows, cols, 1e-5).unwrap();
+            // The backward passes read dy and y (row_grads_tex.wgsl); `probs`
+            // stands in for an incoming gradient.
+            let dsm = softmax_rows_backward(&sm, &probs, rows, cols, false).unwrap();
+            let dnorm = normalize_rows_backward(&probs, &y, &rstd, rows, cols).unwrap();
             // The transposed view [cols, rows]: strided loads per output.
             let t_view = view(&[cols, rows], &[1, cols], 0);
             let (over_rows, _) = reduce(ReduceOp::Sum, &x, &t_view, &[1], false).unwrap();
@@ -273,6 +279,8 @@ fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
                 (y, n),
                 (mean, rows),
                 (rstd, rows),
+                (dsm, n),
+                (dnorm, n),
                 (over_rows, cols),
                 (over_all, 1),
                 (gelu, n),
@@ -283,7 +291,7 @@ fn rows_and_reductions(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
         })
         .unwrap();
     let bits = outs.iter().flat_map(|(b, n)| b.to_f32().unwrap()[..*n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-    let reading = ["softmax_fwd", "ce_fwd", "normalize_rows", "reduce", "unary", "binary"];
+    let reading = ["softmax_fwd", "softmax_bwd", "ce_fwd", "normalize_rows", "reduce", "unary", "binary"];
     let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| reading.iter().any(|e| f.contains(e)));
     (bits.collect(), families.collect())
 }
@@ -297,7 +305,7 @@ fn row_reduction_and_elementwise_kernels_read_textures_with_the_same_bits() {
     let (buf, buf_families) = rows_and_reductions(&dev, false);
     assert!(tex == buf, "texture and buffer inputs differ");
     for (families, on) in [(&tex_families, true), (&buf_families, false)] {
-        assert_eq!(families.len(), 9, "{families:?}");
+        assert_eq!(families.len(), 11, "{families:?}");
         assert!(families.iter().any(|f| f.contains("binary") && f.ends_with(":main4")), "{families:?}");
         assert!(families.iter().any(|f| f.contains("binary") && f.ends_with(":main")), "{families:?}");
         for f in families {

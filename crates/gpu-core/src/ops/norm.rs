@@ -132,7 +132,8 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
         dev,
         |g| {
             let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow)];
-            launch(g, ("norm", "normalize_rows_backward"), (rows, cols), 0.0, &inputs, &[(&dx, Bind::Rows)])
+            let shader = crate::gpu::texture_operands::variant_for(g, "norm", [n as u64 * 4; 2]);
+            launch(g, (shader, "normalize_rows_backward"), (rows, cols), 0.0, &inputs, &[(&dx, Bind::Rows)])
         },
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());

@@ -171,8 +171,9 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
     run(
         dev,
         |g| {
-            let inputs = [(y, Bind::Rows), (dy, Bind::Rows)];
-            launch_softmax(g, ("softmax", "softmax_bwd"), (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
+            let inputs = [(dy, Bind::Rows), (y, Bind::Rows)];
+            let shader = crate::gpu::texture_operands::variant_for(g, "softmax", [n as u64 * 4; 2]);
+            launch_softmax(g, (shader, "softmax_bwd"), (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
