@@ -361,10 +361,10 @@ fn textures_are_reused_until_their_buffer_is_written() {
 
 /// Max pooling forward and backward and average pooling forward and
 /// backward on `dev` with texture operands `on` or off: the results' bits
-/// (the argmax as its u32 bits) and the pooling launches' families. The
+/// (the argmax as its u32 bits) and the launches' families. The
 /// argmax has more entries than one texture row holds, and max pooling's
 /// backward reads it through a texture (u32 bits in r32float texels).
-fn pooling(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+fn pooling(dev: &Device, on: bool) -> Run {
     use wgrad_gpu_core::ops::pool::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
     dev.set_texture_operands(on);
     let mut r = rng(23);
@@ -388,21 +388,36 @@ fn pooling(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
             outs
         })
         .unwrap();
-    let bits = outs.iter().flat_map(|(b, n)| b.to_u32().unwrap()[..*n].to_vec()).collect();
-    let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| f.starts_with("pool")).collect();
-    (bits, families)
+    words_and_families(&outs, &p)
 }
 
 #[test]
 fn pooling_reads_textures_with_the_same_bits() {
-    let Some(dev) = fresh_gpu_or_skip("pooling_reads_textures_with_the_same_bits") else { return };
-    let (tex, tex_families) = pooling(&dev, true);
-    let (buf, buf_families) = pooling(&dev, false);
-    assert!(tex == buf, "texture and buffer inputs differ");
-    for (families, on) in [(&tex_families, true), (&buf_families, false)] {
-        assert_eq!(families.len(), 8, "{families:?}");
-        for f in families {
-            assert_eq!(f.starts_with("pool_tex:"), on, "texture inputs {on}: {f}");
+    same_bits_on_and_off("pooling_reads_textures_with_the_same_bits", "pool", 8, pooling);
+}
+
+/// A case's results as words, and the families of its launches.
+type Run = (Vec<u32>, Vec<String>);
+
+/// The first `n` words of each result, and the profiled launches' families.
+fn words_and_families(outs: &[(Buffer, usize)], p: &wgrad_gpu_core::Profile) -> Run {
+    let words = outs.iter().flat_map(|(b, n)| b.to_u32().unwrap()[..*n].to_vec()).collect();
+    (words, p.launches.iter().map(|l| l.family.clone()).collect())
+}
+
+/// Runs `case` on a fresh device with texture operands on and then off: the
+/// results must be the same words, and each of the `count` launches of the
+/// kernel `shader` must run its `_tex` variant exactly when textures are on.
+fn same_bits_on_and_off(test: &str, shader: &str, count: usize, case: fn(&Device, bool) -> Run) {
+    let Some(dev) = fresh_gpu_or_skip(test) else { return };
+    let (tex, tex_families) = case(&dev, true);
+    let (buf, buf_families) = case(&dev, false);
+    assert!(tex == buf, "{test}: texture and buffer inputs differ");
+    for (families, on) in [(tex_families, true), (buf_families, false)] {
+        let mine: Vec<String> = families.into_iter().filter(|f| f.starts_with(shader)).collect();
+        assert_eq!(mine.len(), count, "{test}: {mine:?}");
+        for f in mine {
+            assert_eq!(f.starts_with(&format!("{shader}_tex:")), on, "{test}: texture inputs {on}: {f}");
         }
     }
 }
@@ -410,13 +425,13 @@ fn pooling_reads_textures_with_the_same_bits() {
 /// `contiguous` of a permuted, narrowed view, `copy_into` a strided
 /// destination and `contiguous_f16` of a permuted f16 view, on data full of
 /// odd bit patterns (NaN payloads, subnormals, -0, u32 indices), with texture
-/// operands `on` or off: the results' words and the copy launches' families.
-fn copies(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
+/// operands `on` or off: the results' words and the launches' families.
+fn copies(dev: &Device, on: bool) -> Run {
     use wgrad_gpu_core::ops::copy::{contiguous, contiguous_f16, copy_into};
     dev.set_texture_operands(on);
     let n = 7 * 33 * 40;
-    // Every word a different pattern, among them NaNs with payloads
-    // (0x7fc0_0000 | k) and subnormals (k < 2^23).
+    // Hashed words: about 1 in 256 has an all-ones exponent (a NaN with a
+    // payload, or infinity) and 1 in 256 a zero one (subnormal or zero).
     let words: Vec<u32> = (0..n as u32).map(|k| k.wrapping_mul(0x9e37_79b9) ^ (k % 3) << 30).collect();
     let x = Buffer::from_u32(dev, &words).unwrap();
     let view = Layout::contiguous(&[7, 33, 40]).narrow(1, 2, 29).unwrap().permute(&[2, 0, 1]).unwrap();
@@ -433,21 +448,10 @@ fn copies(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
             [(a, view.numel()), (dst, 2 * view.numel()), (h, n)]
         })
         .unwrap();
-    let bits = outs.iter().flat_map(|(b, n)| b.to_u32().unwrap()[..*n].to_vec()).collect();
-    let families = p.launches.iter().map(|l| l.family.clone()).filter(|f| f.starts_with("copy")).collect();
-    (bits, families)
+    words_and_families(&outs, &p)
 }
 
 #[test]
 fn copies_read_textures_with_the_same_bits() {
-    let Some(dev) = fresh_gpu_or_skip("copies_read_textures_with_the_same_bits") else { return };
-    let (tex, tex_families) = copies(&dev, true);
-    let (buf, buf_families) = copies(&dev, false);
-    assert!(tex == buf, "texture and buffer sources differ");
-    for (families, on) in [(&tex_families, true), (&buf_families, false)] {
-        assert_eq!(families.len(), 3, "{families:?}");
-        for f in families {
-            assert_eq!(f.starts_with("copy_tex:"), on, "texture inputs {on}: {f}");
-        }
-    }
+    same_bits_on_and_off("copies_read_textures_with_the_same_bits", "copy", 3, copies);
 }

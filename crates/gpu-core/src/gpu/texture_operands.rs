@@ -7,7 +7,10 @@
 //! (`shaders/texels.wgsl`).
 //!
 //! Only CPU adapters take this path (the subgroup matmul, batch norm, the
-//! row, reduction and elementwise kernels; see [`wanted`]): on llvmpipe
+//! row kernels and their backward passes, reductions, elementwise kernels,
+//! pooling and copies; see [`wanted`]). Textures hold bits: u32 data (an
+//! argmax, a copy's words) travels through the r32float texels unchanged
+//! and is bitcast back. On llvmpipe
 //! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
 //! stalling loop over the lanes, a storage-texture load one inlined AVX2
 //! gather (docs/performance.md, "Where llvmpipe's matmul time goes" and
