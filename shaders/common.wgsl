@@ -7,25 +7,11 @@ fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
 
-// Entry `d` of eight sizes packed as two vec4 (uniform arrays need 16-byte strides).
-fn dim_of(packed: array<vec4<u32>, 2>, d: u32) -> u32 {
-    var v = packed;
-    return v[d / 4u][d % 4u];
-}
-
-// Buffer index of the i-th element (row-major order) of a strided view.
+// Buffer index of the i-th element (row-major order) of a strided view: a
+// division per dim. Kernels that visit many elements of one view walk it
+// instead (Walk below).
 fn strided_offset(i: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 2>) -> u32 {
-    var sh = shape;
-    var st = strides;
-    var rem = i;
-    var off = 0u;
-    for (var k = 0u; k < rank; k++) {
-        let d = rank - 1u - k;
-        let n = sh[d / 4u][d % 4u];
-        off += (rem % n) * st[d / 4u][d % 4u];
-        rem = rem / n;
-    }
-    return off;
+    return walk_offset(walk_from(i, 0u, rank, shape), rank, strides);
 }
 
 // A walk through a view's elements in row-major order, `step` elements at a

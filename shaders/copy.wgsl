@@ -11,7 +11,7 @@
 override RANK: u32 = 1u;
 
 // Set when the destination is dense from dst_offset (every contiguous()),
-// which saves the second index walk, half the kernel's integer divisions.
+// which saves the destination's offsets (and, for f16, its divisions).
 override DENSE_DST: bool = false;
 
 // Elements per thread of the 32-bit path (set by ops/copy.rs): a thread

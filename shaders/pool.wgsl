@@ -12,8 +12,9 @@
 //
 // The values (src, out, dx) and the argmax max_backward reads are read and
 // written through pool_io_f32.wgsl; shaders.rs swaps that include for the
-// f16 libraries (pool_f16, pool_f16_native) or the texture one (pool_tex). Arithmetic is f32 either way, and each thread computes
-// the LANES elements of its unit (two per f16 word), each from its own window.
+// f16 libraries (pool_f16, pool_f16_native) or the texture one (pool_tex).
+// Arithmetic is f32 either way, and each thread computes the LANES elements
+// of its unit (two per f16 word), each from its own window.
 //#include common.wgsl
 //#include pool_io_f32.wgsl
 

@@ -54,7 +54,8 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
         |g| {
             let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
             let dense_dst = shape.len() == 1 && st[1][0] == 1;
-            let constants = [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64)];
+            let constants =
+                [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64), ("RUN", RUN as f64)];
             let params = |n, [src_shift, dst_shift]: [usize; 2], base| {
                 let (so, d) = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
                 Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(so).u32(d).u32(base)
@@ -76,9 +77,9 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
     )
 }
 
-/// Elements each thread of a 32-bit copy moves (`RUN` in `copy.wgsl`): its
-/// first element's place costs a division per dim, the next ones a compare
-/// per dim.
+/// Elements each thread of a 32-bit copy moves (the `RUN` constant of
+/// `copy.wgsl`): its first element's place costs a division per dim, the
+/// next ones a compare per dim.
 const RUN: usize = 4;
 
 /// `offset` relative to a window starting `shift` elements in, wrapping in
@@ -101,10 +102,8 @@ fn launch_copy(
     reads: &[LeafRead; 2],
     params: impl Fn(usize, [usize; 2], usize) -> Params,
 ) -> Result<()> {
-    // A 32-bit copy's threads move RUN consecutive elements each.
-    let run = [("RUN", RUN as f64)];
-    let constants: Vec<_> = constants.iter().chain(if half { &[][..] } else { &run }).copied().collect();
-    let constants = &constants[..];
+    // A 32-bit copy's threads move RUN consecutive elements each (its
+    // caller sets the constant), an f16 copy's one word of two.
     let threads = |len: usize| if half { len.div_ceil(2) } else { len.div_ceil(RUN) };
     let limit = g.binding_limit();
     let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes().min(limit)]);
