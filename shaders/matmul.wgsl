@@ -18,8 +18,8 @@
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //
 // Epilogue (both kernels, in `store4`): the f32 sums may get a bias added
-// (BIAS), then a ReLU (ACT = 1), and be stored rounded once to packed f16
-// (F16_OUT) instead of as f32, so a layer's bias, its ReLU and its f16
+// (p.bias_axis), then a ReLU (p.relu), and be stored rounded once to packed
+// f16 (F16_OUT) instead of as f32, so a layer's bias, its ReLU and its f16
 // activation cost no further launch.
 //#include common.wgsl
 //#include half.wgsl
@@ -68,14 +68,6 @@ override B_CONV: u32 = 0u;
 // Kernel taps, stride and dilation of a gathered B.
 //#include window.wgsl
 
-// Bias added to the f32 sums before they are stored. 0: none; 1: one value
-// per output row (a convolution's output channel in its [OC, pixels]
-// product); 2: one per output column (Linear's x @ Wᵀ). Batch entry `e`
-// reads the slice starting at (e % bias_batches) * M (rows) or * N
-// (columns): a grouped convolution's groups take consecutive slices.
-override BIAS: u32 = 0u;
-// 1: ReLU after the bias.
-override ACT: u32 = 0u;
 // Store C as packed f16 (two halves per word, element 2k low), each value
 // rounded once to nearest even (half.wgsl) after the bias. The host sets it
 // only for even N: every batch entry and row then starts on a word and the
@@ -110,8 +102,19 @@ struct Params {
     conv_out_w: u32,
     conv_pad_top: u32,
     conv_pad_left: u32,
-    // Batch entries with their own bias slice (see BIAS); at least 1.
+    // Bias added to the f32 sums before they are stored. 0: none; 1: one
+    // value per output row (a convolution's output channel in its
+    // [OC, pixels] product); 2: one per output column (Linear's x @ Wᵀ).
+    // Batch entry `e` reads the slice starting at (e % bias_batches) * M
+    // (rows) or * N (columns): a grouped convolution's groups take
+    // consecutive slices. The bias and the ReLU are parameters, not
+    // override constants: a branch per stored row costs nothing measurable,
+    // while each constant doubled the pipelines a model compiles (1-2 s of
+    // LLVM each on a CPU adapter's first step).
+    bias_axis: u32,
     bias_batches: u32,
+    // 1: ReLU after the bias.
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -121,7 +124,7 @@ struct Params {
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include operands_f32.wgsl
-// The bias (BIAS > 0; the host binds some other buffer when there is none)
+// The bias (bias_axis > 0; the host binds some other buffer when there is none)
 // and C, as words: f32 bits, or two f16 halves (F16_OUT).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<u32>;
@@ -220,34 +223,46 @@ fn tile_of(wg: u32) -> Tile {
     tl.a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
     tl.b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
     tl.c_base = batch * p.m * p.n;
-    tl.bias_base = (batch % p.bias_batches) * select(p.n, p.m, BIAS == 1u);
+    tl.bias_base = (batch % p.bias_batches) * select(p.n, p.m, p.bias_axis == 1u);
     return tl;
 }
 
-// The sums of row `row`, columns col..col + 3, plus their bias (BIAS).
-fn with_bias(tl: Tile, row: u32, col: u32, sums: vec4<f32>) -> vec4<f32> {
-    if BIAS == 1u {
-        return sums + vec4<f32>(bias[tl.bias_base + row]);
+// The bias of columns col..col + 3 (bias_axis 2, else zero). Columns
+// beyond N read the last one; they are not stored.
+fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
+    if p.bias_axis != 2u {
+        return vec4<f32>(0.0);
     }
-    if BIAS == 2u {
-        // Columns beyond N read the last one; they are not stored.
-        let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
-        let last = vec4<u32>(tl.bias_base + p.n - 1u);
-        let i = min(at, last);
-        return sums + vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
+    let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
+    let i = min(at, vec4<u32>(tl.bias_base + p.n - 1u));
+    return vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
+}
+
+// The bias of row `row` (bias_axis 1, else zero), clamped into the matrix.
+fn row_bias(tl: Tile, row: u32) -> f32 {
+    if p.bias_axis != 1u {
+        return 0.0;
     }
-    return sums;
+    return bias[tl.bias_base + min(row, p.m - 1u)];
+}
+
+// The f32 sums plus their bias `b`, then the ReLU when p.relu is set.
+fn epilogue(sums: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    let v = sums + b;
+    return select(v, max(v, vec4<f32>(0.0)), p.relu != 0u);
 }
 
 // Writes the columns col.. (col a multiple of 4) of the sums `s` that
 // exist to row `row` of C, through the epilogue.
 fn store4(tl: Tile, row: u32, col: u32, s: vec4<f32>) {
+    store_c(tl, row, col, epilogue(s, column_bias(tl, col) + vec4<f32>(row_bias(tl, row))));
+}
+
+// Writes the columns col.. (col a multiple of 4) of `v`, the epilogue's
+// result, that exist to row `row` of C.
+fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     if row >= p.m {
         return;
-    }
-    var v = with_bias(tl, row, col, s);
-    if ACT == 1u {
-        v = max(v, vec4<f32>(0.0));
     }
     let i = tl.c_base + row * p.n + col;
     if F16_OUT {

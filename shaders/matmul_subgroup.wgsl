@@ -248,22 +248,25 @@ fn fma_group(g: array<Row, 8>, v: vec4<f32>, bb: BBlock) -> array<Row, 8> {
     );
 }
 
-// Row `row` of C, columns n.. and n + 32...
-fn store_row(tl: Tile, r: Row, row: u32, n: u32) {
-    store4(tl, row, n, r.lo);
-    store4(tl, row, n + 32u, r.hi);
+// Row `row` of C, columns n.. and n + 32.., through the epilogue; `cb`
+// holds the bias of those columns (`column_bias`, read once per lane: the
+// columns are the same in every row).
+fn store_row(tl: Tile, r: Row, row: u32, n: u32, cb: Row) {
+    let rb = vec4<f32>(row_bias(tl, row));
+    store_c(tl, row, n, epilogue(r.lo, cb.lo + rb));
+    store_c(tl, row, n + 32u, epilogue(r.hi, cb.hi + rb));
 }
 
 // Rows r0..r0 + 7 (a loop over `g` would index it dynamically).
-fn store_group(tl: Tile, g: array<Row, 8>, r0: u32, n: u32) {
-    store_row(tl, g[0], r0, n);
-    store_row(tl, g[1], r0 + 1u, n);
-    store_row(tl, g[2], r0 + 2u, n);
-    store_row(tl, g[3], r0 + 3u, n);
-    store_row(tl, g[4], r0 + 4u, n);
-    store_row(tl, g[5], r0 + 5u, n);
-    store_row(tl, g[6], r0 + 6u, n);
-    store_row(tl, g[7], r0 + 7u, n);
+fn store_group(tl: Tile, g: array<Row, 8>, r0: u32, n: u32, cb: Row) {
+    store_row(tl, g[0], r0, n, cb);
+    store_row(tl, g[1], r0 + 1u, n, cb);
+    store_row(tl, g[2], r0 + 2u, n, cb);
+    store_row(tl, g[3], r0 + 3u, n, cb);
+    store_row(tl, g[4], r0 + 4u, n, cb);
+    store_row(tl, g[5], r0 + 5u, n, cb);
+    store_row(tl, g[6], r0 + 6u, n, cb);
+    store_row(tl, g[7], r0 + 7u, n, cb);
 }
 
 @compute @workgroup_size(LANES)
@@ -321,26 +324,27 @@ fn main_subgroup(
             acc7 = fma_group(acc7, load_a8(tl, r0 + 56u, k, lane), bb);
         }
     }
-    store_group(tl, acc0, r0, n);
+    let cb = Row(column_bias(tl, n), column_bias(tl, n + 32u));
+    store_group(tl, acc0, r0, n, cb);
     if ROW_GROUPS > 1u {
-        store_group(tl, acc1, r0 + 8u, n);
+        store_group(tl, acc1, r0 + 8u, n, cb);
     }
     if ROW_GROUPS > 2u {
-        store_group(tl, acc2, r0 + 16u, n);
+        store_group(tl, acc2, r0 + 16u, n, cb);
     }
     if ROW_GROUPS > 3u {
-        store_group(tl, acc3, r0 + 24u, n);
+        store_group(tl, acc3, r0 + 24u, n, cb);
     }
     if ROW_GROUPS > 4u {
-        store_group(tl, acc4, r0 + 32u, n);
+        store_group(tl, acc4, r0 + 32u, n, cb);
     }
     if ROW_GROUPS > 5u {
-        store_group(tl, acc5, r0 + 40u, n);
+        store_group(tl, acc5, r0 + 40u, n, cb);
     }
     if ROW_GROUPS > 6u {
-        store_group(tl, acc6, r0 + 48u, n);
+        store_group(tl, acc6, r0 + 48u, n, cb);
     }
     if ROW_GROUPS > 7u {
-        store_group(tl, acc7, r0 + 56u, n);
+        store_group(tl, acc7, r0 + 56u, n, cb);
     }
 }

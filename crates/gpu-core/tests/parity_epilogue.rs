@@ -429,6 +429,42 @@ fn launches_of_f16_epilogues(g: &Device, kernel: MatmulKernel) {
     }
 }
 
+/// The bias and the ReLU are kernel parameters, not pipeline constants: on
+/// a fresh GPU the f32 epilogues of one product (none, rows, columns, each
+/// with and without ReLU) share one pipeline per kernel family, and
+/// recorded back to back in one batch, read only at the end, each launch
+/// still gets its own bias and ReLU (the twin's values).
+#[test]
+fn epilogues_share_a_pipeline_and_keep_their_own_parameters() {
+    let Some(g) = fresh_gpu_or_skip("epilogues_share_a_pipeline_and_keep_their_own_parameters") else { return };
+    let c = Device::cpu_reference();
+    let p =
+        problem(&mut rng(211), (Layout::contiguous(&[19, 23]), 19 * 23), (Layout::contiguous(&[23, 37]), 23 * 37), 64);
+    let mut cases = Vec::new();
+    for relu in [false, true] {
+        for bias in [None, Some((BiasAxis::Rows, 1)), Some((BiasAxis::Columns, 1))] {
+            cases.push(Case { bias, output: Operands::F32, relu });
+        }
+    }
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup].into_iter().filter(|k| k.runs_on(&g)) {
+        let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
+        let (a, b) = (upload(&g, &p.a, Operands::F32), upload(&g, &p.b, Operands::F32));
+        let bias = Buffer::from_f32(&g, &p.bias).unwrap();
+        g.synchronize().unwrap();
+        let (compiled, submitted) = (g.pipelines_compiled(), g.stats().submissions);
+        let results: Vec<Buffer> = cases
+            .iter()
+            .map(|case| matmul_epilogue(cfg, &case.epilogue(&bias), &a, &p.la, &b, &p.lb).unwrap().0)
+            .collect();
+        assert_eq!(g.stats().submissions, submitted, "{kernel:?}: recorded, not submitted");
+        assert_eq!(g.pipelines_compiled() - compiled, 1, "{kernel:?}: one pipeline for six epilogues");
+        for (case, z) in cases.iter().zip(&results) {
+            let twin = p.run(&c, MatmulConfig::default(), *case);
+            assert_close(&format!("{kernel:?} {case:?}"), &read(z, 19 * 37, Operands::F32), &twin, 1e-5, 1e-4);
+        }
+    }
+}
+
 /// A bias of the wrong length, on another device or with groups that do
 /// not divide the batch is an error naming the op, not a kernel fault.
 #[test]

@@ -602,10 +602,14 @@ impl GpuContext {
             padded.resize(bytes.len().next_multiple_of(4), 0);
             &padded[..]
         };
+        // Mappable, so wgpu writes `contents` into it directly: a buffer
+        // that is not gets a hidden staging buffer and a copy that takes the
+        // queue's pending-writes lock, which a submit on another thread
+        // holds (`primer.rs`) for as long as lavapipe's submit blocks.
         let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgrad upload"),
             contents,
-            usage: wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
         });
         let mut batch = self.batch.lock().unwrap();
         // A deferred kernel may read `dst`'s previous contents.

@@ -114,13 +114,17 @@ impl GpuContext {
         let texture_operands = info.device_type == wgpu::DeviceType::Cpu
             && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
+        let pipelines = Arc::new(PipelineCache::default());
+        if super::primer::wanted(info.device_type) {
+            let _ = pipelines.primer.set(super::primer::Primer::new(&device, &queue));
+        }
         Ok(GpuContext {
             device,
             queue,
             info,
             features,
             pool: Pool::default(),
-            pipelines: Arc::default(),
+            pipelines,
             warmup: Mutex::new(None),
             batch: Mutex::new(Batch::default()),
             error,

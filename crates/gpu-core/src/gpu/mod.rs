@@ -7,6 +7,7 @@ pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
+pub(crate) mod primer;
 pub(crate) mod split;
 pub(crate) mod texture_operands;
 pub(crate) mod warmup;

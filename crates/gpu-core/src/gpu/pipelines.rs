@@ -100,6 +100,11 @@ pub(crate) struct PipelineCache {
     pub(crate) listed: Mutex<std::collections::HashSet<Key>>,
     /// Pipelines compiled so far, by any thread.
     pub(crate) compiled: std::sync::atomic::AtomicU64,
+    /// Set on CPU adapters: each new pipeline gets a dispatch of zero
+    /// workgroups right away, so the driver compiles it now (`primer.rs`).
+    pub(crate) primer: OnceLock<super::primer::Primer>,
+    /// Pipelines primed so far.
+    pub(crate) primed: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineCache {
@@ -211,7 +216,12 @@ impl PipelineCache {
         if log_pipelines() {
             eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
-        Arc::new(Kernel { pipeline, layout, textures })
+        let kernel = Arc::new(Kernel { pipeline, layout, textures });
+        if let Some(primer) = self.primer.get() {
+            primer.prime(device, &kernel, inputs, outputs);
+            self.primed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        kernel
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

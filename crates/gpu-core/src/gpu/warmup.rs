@@ -227,7 +227,7 @@ mod tests {
         let key = Key::Registry {
             shader: "matmul",
             entry: "main",
-            constants: vec![("TILE_M", 64f64.to_bits()), ("BIAS", 2f64.to_bits())],
+            constants: vec![("TILE_M", 64f64.to_bits()), ("F16_OUT", 1f64.to_bits())],
             inputs: 3,
             outputs: 1,
         };

@@ -17,9 +17,9 @@ use crate::{Buffer, Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BiasAxis {
     /// One value per output row: a convolution's output channel in its
-    /// `[OC, pixels]` product (the shaders' `BIAS = 1`).
+    /// `[OC, pixels]` product (the shaders' `bias_axis = 1`).
     Rows,
-    /// One value per output column: a Linear layer's `x @ Wᵀ` (`BIAS = 2`).
+    /// One value per output column: a Linear layer's `x @ Wᵀ` (`bias_axis = 2`).
     Columns,
 }
 
@@ -43,7 +43,7 @@ pub struct Bias<'a> {
 pub struct Epilogue<'a> {
     /// Added to the sums first, if any.
     pub bias: Option<Bias<'a>>,
-    /// `max(v, 0)` after the bias (the shaders' `ACT = 1`).
+    /// `max(v, 0)` after the bias (the shaders' `relu` parameter).
     pub relu: bool,
     /// The result's storage: f32, or f16 rounded once from the f32 sums
     /// (bias included).
@@ -83,20 +83,21 @@ impl<'a> Epilogue<'a> {
         Epilogue { output: Operands::F32, ..*self }
     }
 
-    /// The shaders' override constants (`BIAS`, `ACT`, `F16_OUT`).
-    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 3] {
-        let bias = match self.bias.map(|b| b.axis) {
-            None => 0.0,
-            Some(BiasAxis::Rows) => 1.0,
-            Some(BiasAxis::Columns) => 2.0,
-        };
-        let flag = |f: bool| if f { 1.0 } else { 0.0 };
-        [("BIAS", bias), ("ACT", flag(self.relu)), ("F16_OUT", flag(self.stores_f16(n)))]
+    /// The shaders' override constant (`F16_OUT`: the store's type). The
+    /// bias and the ReLU are parameters ([`params`](Self::params)), so they
+    /// add no pipelines.
+    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 1] {
+        [("F16_OUT", if self.stores_f16(n) { 1.0 } else { 0.0 })]
     }
 
-    /// The shaders' `bias_batches` parameter.
-    pub(crate) fn bias_batches(&self) -> usize {
-        self.bias.map_or(1, |b| b.groups.max(1))
+    /// The shaders' `bias_axis`, `bias_batches` and `relu` parameters.
+    pub(crate) fn params(&self) -> [usize; 3] {
+        let axis = match self.bias.map(|b| b.axis) {
+            None => 0,
+            Some(BiasAxis::Rows) => 1,
+            Some(BiasAxis::Columns) => 2,
+        };
+        [axis, self.bias.map_or(1, |b| b.groups.max(1)), usize::from(self.relu)]
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of

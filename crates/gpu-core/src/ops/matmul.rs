@@ -561,7 +561,9 @@ impl Job<'_> {
         for d in conv_dims {
             params = params.u32(d);
         }
-        params = params.u32(epi.bias_batches());
+        for v in epi.params() {
+            params = params.u32(v);
+        }
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         let mut constants: Vec<(&str, f64)> = if self.subgroup {
             let view = |offset: usize, strides: &[usize]| Layout {

@@ -1,0 +1,136 @@
+//! Driver compilation started as soon as a pipeline exists, on CPU adapters.
+//!
+//! llvmpipe (Mesa 22.3) turns a pipeline into machine code at its first
+//! dispatch, on lavapipe's queue thread, not at `create_compute_pipeline`:
+//! a step records every kernel, submits once, and only then does the queue
+//! thread compile them, one after the other, while the host waits (a cold
+//! Transformer step: 3.6 s creating pipelines on the host, then 12 s of LLVM
+//! on the queue thread; docs/performance.md, "Cold first steps"). So each
+//! new pipeline is *primed*: one dispatch of zero workgroups, on dummy
+//! bindings of the right kinds, in a submission of its own. It runs
+//! nothing, but the queue thread compiles the kernel then, while the host
+//! goes on creating the next pipelines and recording the step. A zero-sized
+//! dispatch writes nothing, and it is ordered before the pending batch's
+//! submit only by the queue, which the batch does not depend on.
+//!
+//! The submissions go through a thread of their own: lavapipe's
+//! `vkQueueSubmit` blocks while its queue thread is busy (here: compiling
+//! the previous primed kernel), and the host thread must not wait there.
+//!
+//! The machine code llvmpipe builds depends on the bound textures' format
+//! and whether their sizes are powers of two; the dummy texture is 1 x 1
+//! r32float and operand textures are 4096 texels wide and a power of two
+//! tall (`texture_operands.rs`), so the primed code is the one later used.
+//!
+//! Only CPU adapters prime (`GpuContext::open`): GPU drivers compile at
+//! pipeline creation, where the dummy submission would be pure overhead.
+//! `WGRAD_PRIME=0` turns it off (for measuring it).
+
+use std::sync::{mpsc, Mutex};
+
+use super::pipelines::{Kernel, PARAMS_BYTES};
+
+/// Bytes of each dummy storage buffer: every storage binding of our kernels
+/// is a runtime-sized array of elements of at most 16 bytes.
+const DUMMY_BYTES: u64 = 256;
+
+/// The queue and the dummy resources primed dispatches bind.
+pub(crate) struct Primer {
+    /// To the thread that submits the primed dispatches (it ends when this
+    /// sender is dropped with the primer).
+    submit: Mutex<mpsc::Sender<wgpu::CommandBuffer>>,
+    params: wgpu::Buffer,
+    /// Bound for every read-only buffer input (read-only bindings may alias).
+    input: wgpu::Buffer,
+    /// One per read-write binding (a buffer written through two bindings of
+    /// one dispatch would be a usage conflict), grown on demand.
+    outputs: Mutex<Vec<wgpu::Buffer>>,
+    texture: wgpu::TextureView,
+}
+
+/// Whether a device on an adapter of `kind` primes its new pipelines.
+pub(crate) fn wanted(kind: wgpu::DeviceType) -> bool {
+    kind == wgpu::DeviceType::Cpu && std::env::var("WGRAD_PRIME").map_or(true, |v| v.trim() != "0")
+}
+
+fn dummy_buffer(device: &wgpu::Device, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgrad primer"),
+        size,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+impl Primer {
+    pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Primer {
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("wgrad primer"),
+            size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: super::texture_operands::FORMAT,
+            usage: wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let (submit, primed) = mpsc::channel::<wgpu::CommandBuffer>();
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name("wgrad primer".into())
+            .spawn(move || {
+                for commands in primed {
+                    queue.submit([commands]);
+                }
+            })
+            .expect("wgrad: cannot start the pipeline primer thread");
+        Primer {
+            submit: Mutex::new(submit),
+            params: dummy_buffer(device, PARAMS_BYTES, wgpu::BufferUsages::UNIFORM),
+            input: dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE),
+            outputs: Mutex::new(Vec::new()),
+            texture: texture.create_view(&wgpu::TextureViewDescriptor::default()),
+        }
+    }
+
+    /// Submits one zero-workgroup dispatch of `kernel` (`inputs` read-only
+    /// bindings, those in its texture mask textures, then `outputs`
+    /// read-write ones).
+    pub(crate) fn prime(&self, device: &wgpu::Device, kernel: &Kernel, inputs: usize, outputs: usize) {
+        let mut written = self.outputs.lock().unwrap();
+        while written.len() < outputs {
+            written.push(dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE));
+        }
+        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.params,
+            offset: 0,
+            size: wgpu::BufferSize::new(PARAMS_BYTES),
+        });
+        let reads = (0..inputs).map(|i| match kernel.textures >> i & 1 {
+            1 => wgpu::BindingResource::TextureView(&self.texture),
+            _ => self.input.as_entire_binding(),
+        });
+        let writes = written[..outputs].iter().map(|b| b.as_entire_binding());
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
+            .chain(reads)
+            .chain(writes)
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+            .collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgrad primer"),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad primer") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[0]);
+            pass.dispatch_workgroups(0, 1, 1);
+        }
+        // The thread lives as long as the sender; a send cannot fail before.
+        let _ = self.submit.lock().unwrap().send(encoder.finish());
+    }
+}
