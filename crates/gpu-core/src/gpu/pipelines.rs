@@ -79,6 +79,12 @@ pub(crate) struct Kernel {
     /// The inputs bound as r32float textures, a bit mask over input indices
     /// (copied in from the launch's buffers, see `texture_operands.rs`).
     pub textures: u32,
+    /// Its read-only and read-write bindings after the parameters.
+    pub inputs: usize,
+    pub outputs: usize,
+    /// Set once the program first asked for it (and it was primed, where
+    /// the device primes; see `primer.rs`).
+    pub requested: std::sync::atomic::AtomicBool,
 }
 
 /// A slot a pipeline is compiled into once: a second thread asking for the
@@ -100,10 +106,11 @@ pub(crate) struct PipelineCache {
     pub(crate) listed: Mutex<std::collections::HashSet<Key>>,
     /// Pipelines compiled so far, by any thread.
     pub(crate) compiled: std::sync::atomic::AtomicU64,
-    /// Set on CPU adapters: each new pipeline gets a dispatch of zero
-    /// workgroups right away, so the driver compiles it now (`primer.rs`).
+    /// Set on CPU adapters: each pipeline gets a dispatch of zero
+    /// workgroups when the program first asks for it, so the driver
+    /// compiles it then (`primer.rs`).
     pub(crate) primer: OnceLock<super::primer::Primer>,
-    /// Pipelines primed so far.
+    /// Pipelines primed so far (each once).
     pub(crate) primed: std::sync::atomic::AtomicU64,
 }
 
@@ -128,9 +135,19 @@ impl PipelineCache {
     }
 
     /// The pipeline of `key`, compiled on first use (by this thread, or
-    /// waited for when another is compiling it).
+    /// waited for when another is compiling it). The first request primes
+    /// it where the device primes: a kernel the manifest's warm-up compiled
+    /// but this run never asks for costs the driver no compilation.
     fn kernel(&self, device: &wgpu::Device, key: Key) -> Arc<Kernel> {
-        self.obtain(device, key, true)
+        let kernel = self.obtain(device, key, true);
+        if let Some(primer) = self.primer.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            if !kernel.requested.load(Relaxed) && !kernel.requested.swap(true, Relaxed) {
+                primer.prime(device, &kernel);
+                self.primed.fetch_add(1, Relaxed);
+            }
+        }
+        kernel
     }
 
     /// Compiles `key` ahead of its first use (the manifest's warm-up), unless
@@ -216,12 +233,7 @@ impl PipelineCache {
         if log_pipelines() {
             eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
-        let kernel = Arc::new(Kernel { pipeline, layout, textures });
-        if let Some(primer) = self.primer.get() {
-            primer.prime(device, &kernel, inputs, outputs);
-            self.primed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        kernel
+        Arc::new(Kernel { pipeline, layout, textures, inputs, outputs, requested: Default::default() })
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

@@ -1,4 +1,5 @@
-//! Driver compilation started as soon as a pipeline exists, on CPU adapters.
+//! Driver compilation started as soon as a program asks for a pipeline, on
+//! CPU adapters.
 //!
 //! llvmpipe (Mesa 22.3) turns a pipeline into machine code at its first
 //! dispatch, on lavapipe's queue thread, not at `create_compute_pipeline`:
@@ -6,7 +7,9 @@
 //! thread compile them, one after the other, while the host waits (a cold
 //! Transformer step: 3.6 s creating pipelines on the host, then 12 s of LLVM
 //! on the queue thread; docs/performance.md, "Cold first steps"). So each
-//! new pipeline is *primed*: one dispatch of zero workgroups, on dummy
+//! pipeline is *primed* when the program first asks for it (not when the
+//! manifest's warm-up creates it: a kernel this run never dispatches should
+//! cost no compilation): one dispatch of zero workgroups, on dummy
 //! bindings of the right kinds, in a submission of its own. It runs
 //! nothing, but the queue thread compiles the kernel then, while the host
 //! goes on creating the next pipelines and recording the step. A zero-sized
@@ -93,10 +96,10 @@ impl Primer {
         }
     }
 
-    /// Submits one zero-workgroup dispatch of `kernel` (`inputs` read-only
-    /// bindings, those in its texture mask textures, then `outputs`
-    /// read-write ones).
-    pub(crate) fn prime(&self, device: &wgpu::Device, kernel: &Kernel, inputs: usize, outputs: usize) {
+    /// Submits one zero-workgroup dispatch of `kernel` (on its read-only
+    /// bindings, those in its texture mask textures, then its read-write ones).
+    pub(crate) fn prime(&self, device: &wgpu::Device, kernel: &Kernel) {
+        let (inputs, outputs) = (kernel.inputs, kernel.outputs);
         let mut written = self.outputs.lock().unwrap();
         while written.len() < outputs {
             written.push(dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE));
