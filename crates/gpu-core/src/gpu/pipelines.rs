@@ -79,8 +79,9 @@ pub(crate) struct Kernel {
     /// The inputs bound as r32float textures, a bit mask over input indices
     /// (copied in from the launch's buffers, see `texture_operands.rs`).
     pub textures: u32,
-    /// Its read-only and read-write bindings after the parameters.
+    /// Its read-only bindings after the parameters.
     pub inputs: usize,
+    /// Its read-write bindings, after the inputs.
     pub outputs: usize,
     /// Set once the program first asked for it (and it was primed, where
     /// the device primes; see `primer.rs`).

@@ -5,7 +5,7 @@
 //! dispatch, on lavapipe's queue thread, not at `create_compute_pipeline`:
 //! a step records every kernel, submits once, and only then does the queue
 //! thread compile them, one after the other, while the host waits (a cold
-//! Transformer step: 3.6 s creating pipelines on the host, then 12 s of LLVM
+//! Transformer step: 3.6 s creating pipelines on the host, then 10 s of LLVM
 //! on the queue thread; docs/performance.md, "Cold first steps"). So each
 //! pipeline is *primed* when the program first asks for it (not when the
 //! manifest's warm-up creates it: a kernel this run never dispatches should
@@ -23,7 +23,12 @@
 //! The machine code llvmpipe builds depends on the bound textures' format
 //! and whether their sizes are powers of two; the dummy texture is 1 x 1
 //! r32float and operand textures are 4096 texels wide and a power of two
-//! tall (`texture_operands.rs`), so the primed code is the one later used.
+//! tall (`texture_operands.rs`), so the primed code should be the one later
+//! used (the cold steps got shorter, which says it is; not checked inside
+//! Mesa). One side effect is not understood: after priming, lavapipe's
+//! timestamps put texture-reading kernels' time on their neighbours, so
+//! `Device::profile` adds a caveat and the benches' `--profile` turns
+//! priming off.
 //!
 //! Only CPU adapters prime (`GpuContext::open`): GPU drivers compile at
 //! pipeline creation, where the dummy submission would be pure overhead.
