@@ -45,18 +45,14 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Each entry point statically uses only its own bindings, so the globals
-// below share binding numbers with different types:
+// share binding numbers with different types:
 //   cell_forward   xw, hw, bias, states, saved
 //   cell_backward  dy, dh_rec, states_in, saved_in, dxw, dhw, carry
-@group(0) @binding(1) var<storage, read> xw: array<f32>;
-@group(0) @binding(2) var<storage, read> hw: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+// The inputs and their `load_*` readers (buffers, or textures in the
+// `_tex` variant on CPU adapters):
+//#include recurrent_inputs_f32.wgsl
 @group(0) @binding(4) var<storage, read_write> states: array<f32>;
 @group(0) @binding(5) var<storage, read_write> saved: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> dh_rec: array<f32>;
-@group(0) @binding(3) var<storage, read> states_in: array<f32>;
-@group(0) @binding(4) var<storage, read> saved_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dxw: array<f32>;
 // GRU only (a placeholder otherwise: dhw = dxw for the RNN and LSTM).
 @group(0) @binding(6) var<storage, read_write> dhw: array<f32>;
@@ -83,9 +79,9 @@ fn slots() -> vec2<u32> {
 
 // Gate block k of hw (+ b_hh) for thread (b, j), w0 = b·G·H + j.
 fn hw_at(w0: u32, j: u32, k: u32) -> f32 {
-    var v = hw[w0 + k * p.hidden];
+    var v = load_hw(w0 + k * p.hidden);
     if p.has_bias != 0u {
-        v += bias[k * p.hidden + j];
+        v += load_bias(k * p.hidden + j);
     }
     return v;
 }
@@ -109,10 +105,10 @@ fn cell_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let out = slot.y * bh + i;
     switch KIND {
         case 2u: {
-            let ig = sigmoid(xw[x0] + hw_at(w0, j, 0u));
-            let fg = sigmoid(xw[x0 + hd] + hw_at(w0, j, 1u));
-            let gg = tanh_stable(xw[x0 + 2u * hd] + hw_at(w0, j, 2u));
-            let og = sigmoid(xw[x0 + 3u * hd] + hw_at(w0, j, 3u));
+            let ig = sigmoid(load_xw(x0) + hw_at(w0, j, 0u));
+            let fg = sigmoid(load_xw(x0 + hd) + hw_at(w0, j, 1u));
+            let gg = tanh_stable(load_xw(x0 + 2u * hd) + hw_at(w0, j, 2u));
+            let og = sigmoid(load_xw(x0 + 3u * hd) + hw_at(w0, j, 3u));
             let c_off = (p.steps + 1u) * bh;
             let c = fg * states[c_off + prev] + ig * gg;
             states[c_off + out] = c;
@@ -123,10 +119,10 @@ fn cell_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             saved[s0 + 3u * hd] = og;
         }
         case 3u: {
-            let r = sigmoid(xw[x0] + hw_at(w0, j, 0u));
-            let z = sigmoid(xw[x0 + hd] + hw_at(w0, j, 1u));
+            let r = sigmoid(load_xw(x0) + hw_at(w0, j, 0u));
+            let z = sigmoid(load_xw(x0 + hd) + hw_at(w0, j, 1u));
             let hn = hw_at(w0, j, 2u);
-            let n = tanh_stable(xw[x0 + 2u * hd] + r * hn);
+            let n = tanh_stable(load_xw(x0 + 2u * hd) + r * hn);
             states[out] = (1.0 - z) * n + z * states[prev];
             saved[s0] = r;
             saved[s0 + hd] = z;
@@ -134,7 +130,7 @@ fn cell_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             saved[s0 + 3u * hd] = hn;
         }
         default: {
-            let v = xw[x0] + hw_at(w0, j, 0u);
+            let v = load_xw(x0) + hw_at(w0, j, 0u);
             states[out] = select(tanh_stable(v), max(v, 0.0), KIND == 1u);
         }
     }
@@ -155,35 +151,35 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let slot = slots();
     let prev = slot.x * bh + i;
     let out = slot.y * bh + i;
-    var dh = dy[p.t * bh + i] + carry[i];
+    var dh = load_dy(p.t * bh + i) + carry[i];
     if p.has_rec != 0u {
-        dh += dh_rec[i];
+        dh += load_dh_rec(i);
     }
     // Only the GRU has a path from h_prev to h that bypasses W_hh.
     carry[i] = 0.0;
     switch KIND {
         case 2u: {
-            let ig = saved_in[s0];
-            let fg = saved_in[s0 + hd];
-            let gg = saved_in[s0 + 2u * hd];
-            let og = saved_in[s0 + 3u * hd];
+            let ig = load_saved(s0);
+            let fg = load_saved(s0 + hd);
+            let gg = load_saved(s0 + 2u * hd);
+            let og = load_saved(s0 + 3u * hd);
             let c_off = (p.steps + 1u) * bh;
-            let tc = tanh_stable(states_in[c_off + out]);
+            let tc = tanh_stable(load_states(c_off + out));
             let dc = carry[bh + i] + dh * og * (1.0 - tc * tc);
             dxw[x0] = dc * gg * ig * (1.0 - ig);
-            dxw[x0 + hd] = dc * states_in[c_off + prev] * fg * (1.0 - fg);
+            dxw[x0 + hd] = dc * load_states(c_off + prev) * fg * (1.0 - fg);
             dxw[x0 + 2u * hd] = dc * ig * (1.0 - gg * gg);
             dxw[x0 + 3u * hd] = dh * tc * og * (1.0 - og);
             carry[bh + i] = dc * fg;
         }
         case 3u: {
-            let r = saved_in[s0];
-            let z = saved_in[s0 + hd];
-            let n = saved_in[s0 + 2u * hd];
-            let hn = saved_in[s0 + 3u * hd];
+            let r = load_saved(s0);
+            let z = load_saved(s0 + hd);
+            let n = load_saved(s0 + 2u * hd);
+            let hn = load_saved(s0 + 3u * hd);
             let dn = dh * (1.0 - z) * (1.0 - n * n);
             let dr = dn * hn * r * (1.0 - r);
-            let dz = dh * (states_in[prev] - n) * z * (1.0 - z);
+            let dz = dh * (load_states(prev) - n) * z * (1.0 - z);
             dxw[x0] = dr;
             dxw[x0 + hd] = dz;
             dxw[x0 + 2u * hd] = dn;
@@ -193,7 +189,7 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             carry[i] = dh * z;
         }
         default: {
-            let h = states_in[out];
+            let h = load_states(out);
             dxw[x0] = select(dh * (1.0 - h * h), select(0.0, dh, h > 0.0), KIND == 1u);
         }
     }

@@ -40,6 +40,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("row_grads_tex", include_str!("../../../shaders/row_grads_tex.wgsl")),
     ("copy_src_buffer", include_str!("../../../shaders/copy_src_buffer.wgsl")),
     ("copy_src_tex", include_str!("../../../shaders/copy_src_tex.wgsl")),
+    ("recurrent_inputs_f32", include_str!("../../../shaders/recurrent_inputs_f32.wgsl")),
+    ("recurrent_inputs_tex", include_str!("../../../shaders/recurrent_inputs_tex.wgsl")),
     ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
     ("pool_io_tex", include_str!("../../../shaders/pool_io_tex.wgsl")),
     ("pool_out_f32", include_str!("../../../shaders/pool_out_f32.wgsl")),
@@ -108,6 +110,8 @@ pub const LIBRARIES: &[&str] = &[
     "row_grads_tex",
     "copy_src_buffer",
     "copy_src_tex",
+    "recurrent_inputs_f32",
+    "recurrent_inputs_tex",
     "pool_io_f32",
     "pool_io_tex",
     "pool_out_f32",
@@ -155,6 +159,7 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("binary_tex", || variant("binary", "operands_f32", "operands_tex", false)),
     ("pool_tex", || variant("pool", "pool_io_f32", "pool_io_tex", false)),
     ("copy_tex", || variant("copy", "copy_src_buffer", "copy_src_tex", false)),
+    ("recurrent_tex", || variant("recurrent", "recurrent_inputs_f32", "recurrent_inputs_tex", false)),
     ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
     ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
     ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
@@ -199,6 +204,9 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("pool_tex", "*", &[0]),
     // The copy's source words (any 32-bit data, or packed f16).
     ("copy_tex", "*", &[0]),
+    // The recurrent cells' inputs (recurrent_inputs_tex.wgsl).
+    ("recurrent_tex", "cell_forward", &[0, 1, 2]),
+    ("recurrent_tex", "cell_backward", &[0, 1, 2, 3]),
 ];
 
 /// The inputs of `shader`'s `entry` bound as textures, as a bit mask over

@@ -455,3 +455,50 @@ fn copies(dev: &Device, on: bool) -> Run {
 fn copies_read_textures_with_the_same_bits() {
     same_bits_on_and_off("copies_read_textures_with_the_same_bits", "copy", 3, copies);
 }
+
+/// An LSTM (with `b_hh`), a GRU (with `b_hh`, reversed) and a ReLU RNN
+/// (without: its bias binding is a placeholder) run forward and backward
+/// with texture operands `on` or off: every state, saved gate and gradient
+/// as words, and the launches' families.
+fn recurrences(dev: &Device, on: bool) -> Run {
+    use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
+    dev.set_texture_operands(on);
+    let (t, b, h) = (3, 2, 5);
+    let data = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n).map(|i| (((i * 37 + seed * 11) % 23) as f32 - 11.0) / 16.0).collect()
+    };
+    let kinds =
+        [(RecurrentKind::Lstm, true, false), (RecurrentKind::Gru, true, true), (RecurrentKind::RnnRelu, false, false)];
+    let (outs, p) = dev
+        .profile(|| {
+            let mut outs = Vec::new();
+            for (i, (kind, with_bias, reverse)) in kinds.into_iter().enumerate() {
+                let gh = kind.gates() * h;
+                let xw = Buffer::from_f32(dev, &data(t * b * gh, i)).unwrap();
+                let w_hh = Buffer::from_f32(dev, &data(gh * h, i + 3)).unwrap();
+                let b_hh = with_bias.then(|| Buffer::from_f32(dev, &data(gh, i + 5)).unwrap());
+                let h0 = Buffer::from_f32(dev, &data(b * h, i + 7)).unwrap();
+                let c0 = (kind == RecurrentKind::Lstm).then(|| Buffer::from_f32(dev, &data(b * h, i + 9)).unwrap());
+                let saved =
+                    recurrent_forward(kind, &xw, &w_hh, b_hh.as_ref(), &h0, c0.as_ref(), t, b, h, reverse).unwrap();
+                let dy = Buffer::from_f32(dev, &data(t * b * h, i + 13)).unwrap();
+                let g = recurrent_backward(&saved, &w_hh, &dy, None, None).unwrap();
+                let states = saved.states_shape().iter().product();
+                outs.push((saved.states().clone(), states));
+                if let Some(gates) = saved.gates() {
+                    outs.push((gates.clone(), t * b * 4 * h));
+                }
+                outs.extend([(g.dxw, t * b * gh), (g.dw_hh, gh * h), (g.dh0, b * h)]);
+                outs.extend(g.db_hh.map(|d| (d, gh)).into_iter().chain(g.dc0.map(|d| (d, b * h))));
+            }
+            outs
+        })
+        .unwrap();
+    words_and_families(&outs, &p)
+}
+
+#[test]
+fn recurrent_cells_read_textures_with_the_same_bits() {
+    // Three kinds, three steps each way.
+    same_bits_on_and_off("recurrent_cells_read_textures_with_the_same_bits", "recurrent", 18, recurrences);
+}

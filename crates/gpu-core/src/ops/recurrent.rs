@@ -317,7 +317,11 @@ fn launch(
     outputs: &[&Buffer],
 ) -> Result<()> {
     let constants = [("KIND", d.kind.code() as f64)];
-    dispatch(g, "recurrent", entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
+    // On CPU adapters the inputs are read through textures: a whole-sequence
+    // input (xw, dy, the states, the saved gates) is copied once and bound
+    // again at every step while nothing writes it (texture_operands.rs).
+    let shader = crate::gpu::texture_operands::variant_for(g, "recurrent", inputs.iter().map(|b| b.len_bytes()));
+    dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
 }
 
 fn sigmoid(v: f64) -> f64 {
