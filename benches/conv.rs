@@ -91,8 +91,6 @@ fn parts(dev: &Device, reps: usize) -> [f64; 3] {
 }
 
 fn main() {
-    // Before the device opens: `--profile` turns pipeline priming off.
-    profiling::requested();
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
     let (gc, gb) = run(&gpu, 3);

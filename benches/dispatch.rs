@@ -75,8 +75,6 @@ fn mlp_step_time(dev: &Device) -> (f64, u64) {
 }
 
 fn main() {
-    // Before the device opens: `--profile` turns pipeline priming off.
-    profiling::requested();
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
     println!("device: {}", gpu.name());

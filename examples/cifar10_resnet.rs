@@ -131,7 +131,6 @@ fn build(name: &str, init: &mut Init) -> Result<ResNet> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
-    profiling::before_device(args.profile);
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
     let (mut train, test) = datasets(&args)?;

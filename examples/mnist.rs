@@ -87,7 +87,6 @@ fn main() -> Result<()> {
 /// The whole run (also driven end to end by `tests/example_resume.rs`).
 pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    profiling::before_device(args.profile);
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
     let dir = args.data_dir.clone().unwrap_or_else(mnist::bundled_dir);

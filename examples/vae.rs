@@ -171,7 +171,6 @@ fn write_grid(path: &Path, pixels: &[f32], n: usize, cols: usize) -> Result<()> 
 fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
-    profiling::before_device(args.profile);
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
     let dir = args.data_dir.clone().unwrap_or_else(mnist::bundled_dir);

@@ -6,17 +6,9 @@
 
 use wgrad::autograd::Device;
 
-/// Whether the bench was started with `--profile`. If so, pipeline priming
-/// is turned off for the process (`WGRAD_PRIME=0`; call this before opening
-/// the device): after it, lavapipe's timestamps put texture-reading
-/// kernels' time on their neighbours (docs/performance.md, "Cold first
-/// steps").
+/// Whether the bench was started with `--profile`.
 pub fn requested() -> bool {
-    let on = std::env::args().any(|a| a == "--profile");
-    if on {
-        std::env::set_var("WGRAD_PRIME", "0");
-    }
-    on
+    std::env::args().any(|a| a == "--profile")
 }
 
 /// Runs `step` once under the profiler on `dev`, prints the table and writes

@@ -71,7 +71,6 @@ pub fn setup(args: &TextArgs, out_dir: &Path) -> Result<(Device, Corpus, RunDir)
         args.steps > 0 && args.eval_every > 0 && args.seq_len > 0 && args.batch > 0,
         "sizes must be positive"
     );
-    crate::profiling::before_device(args.profile);
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
     let corpus = Corpus::load(args.text.as_deref(), args.eval_text.as_deref())?;

@@ -10,16 +10,6 @@ use wgrad::prelude::Device;
 /// Which step gets profiled: late enough that pipelines and the pool are warm.
 const PROFILED_STEP: usize = 10;
 
-/// Call before opening the device when a step will be profiled: turns off
-/// pipeline priming (`WGRAD_PRIME=0`, `gpu-core/src/gpu/primer.rs`), after
-/// which lavapipe's timestamps put texture-reading kernels' time on their
-/// neighbours (docs/performance.md, "Cold first steps").
-pub fn before_device(enabled: bool) {
-    if enabled {
-        std::env::set_var("WGRAD_PRIME", "0");
-    }
-}
-
 /// Counts training steps and profiles one of them when asked to.
 pub struct StepProfiler {
     enabled: bool,

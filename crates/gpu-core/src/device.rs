@@ -390,13 +390,7 @@ impl Device {
         let r = f();
         let done = self.synchronize();
         std::mem::forget(running);
-        let mut profile = self.inner.profiler.stop(self.name());
-        if self.pipelines_primed() > 0 && profile.timed {
-            profile.caveat = Some(
-                "pipelines were primed on this device (WGRAD_PRIME): lavapipe then times texture-reading kernels \
-                 short and bills their neighbours; open the device with WGRAD_PRIME=0 for per-kernel times",
-            );
-        }
+        let profile = self.inner.profiler.stop(self.name());
         done?;
         Ok((r, profile))
     }

@@ -83,12 +83,6 @@ pub struct Profile {
     pub launches: Vec<Launch>,
     /// Whether launch durations were measured.
     pub timed: bool,
-    /// Why the durations may mislead, printed under the heading: set when
-    /// the device primed pipelines (`Device::pipelines_primed`), after
-    /// which lavapipe's timestamps put texture-reading kernels' time on
-    /// their neighbours (wall time is unaffected; `WGRAD_PRIME=0` before
-    /// the device opens gives exact kernel times).
-    pub caveat: Option<&'static str>,
 }
 
 /// Per-device profiler state, shared by the device and its GPU context.
@@ -150,7 +144,7 @@ impl Profiler {
             launches.iter_mut().for_each(|l| l.start_us = l.start_us.map(|t| t - origin));
         }
         let timed = !launches.is_empty() && launches.iter().all(|l| l.dur_us.is_some());
-        Profile { device, launches, timed, caveat: None }
+        Profile { device, launches, timed }
     }
 
     /// Records a launch; returns its index (for GPU timestamps filled in later).
@@ -416,9 +410,6 @@ impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let how = if self.timed { "device time from timestamps" } else { "no device timer: launches and bytes only" };
         writeln!(f, "profile on {} ({} launches; {how})", self.device, self.launches.len())?;
-        if let Some(caveat) = self.caveat {
-            writeln!(f, "caveat: {caveat}")?;
-        }
         self.table(f, "kernel family", &self.by_family())?;
         writeln!(f)?;
         self.table(f, "op", &self.by_op())

@@ -42,12 +42,7 @@ fn new_pipelines_are_primed_on_cpu_adapters_and_change_nothing() {
     let cpu_adapter = on.info().device_type == "Cpu";
     let expected = if cpu_adapter { on.pipelines_compiled() } else { 0 };
     assert_eq!(on.pipelines_primed(), expected, "{}: every new pipeline primed on CPU adapters only", on.name());
-    // A second run compiles nothing new, so primes nothing; its profile
-    // warns that lavapipe's kernel times are unreliable after priming.
-    let (again, profile) = on.profile(|| work(&on)).unwrap();
-    assert_eq!(again, want);
+    // A second run compiles nothing new, so primes nothing.
+    assert_eq!(work(&on), want);
     assert_eq!(on.pipelines_primed(), expected);
-    assert_eq!(profile.caveat.is_some(), cpu_adapter && profile.timed, "{profile}");
-    let (_, exact) = off.profile(|| work(&off)).unwrap();
-    assert!(exact.caveat.is_none(), "{exact}");
 }

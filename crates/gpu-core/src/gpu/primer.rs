@@ -20,15 +20,13 @@
 //! `vkQueueSubmit` blocks while its queue thread is busy (here: compiling
 //! the previous primed kernel), and the host thread must not wait there.
 //!
-//! The machine code llvmpipe builds depends on the bound textures' format
-//! and whether their sizes are powers of two; the dummy texture is 1 x 1
-//! r32float and operand textures are 4096 texels wide and a power of two
-//! tall (`texture_operands.rs`), so the primed code should be the one later
-//! used (the cold steps got shorter, which says it is; not checked inside
-//! Mesa). One side effect is not understood: after priming, lavapipe's
-//! timestamps put texture-reading kernels' time on their neighbours, so
-//! `Device::profile` adds a caveat and the benches' `--profile` turns
-//! priming off.
+//! llvmpipe builds a kernel's machine code for the kind of textures bound
+//! at the dispatch, so the dummy texture is made by the same function as
+//! the operand textures (`texture_operands::operand_texture`). A first
+//! version bound a 1 x 1 texture without `COPY_DST`: every texture-reading
+//! kernel was then compiled twice, and lavapipe's timestamps put its later
+//! run time on its neighbours (a profiled LSTM step showed the matmul at
+//! 15-37 ms instead of about 240 ms).
 //!
 //! Only CPU adapters prime (`GpuContext::open`): GPU drivers compile at
 //! pipeline creation, where the dummy submission would be pure overhead.
@@ -72,16 +70,8 @@ fn dummy_buffer(device: &wgpu::Device, size: u64, usage: wgpu::BufferUsages) -> 
 
 impl Primer {
     pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Primer {
-        let texture = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("wgrad primer"),
-            size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: super::texture_operands::FORMAT,
-            usage: wgpu::TextureUsages::STORAGE_BINDING,
-            view_formats: &[],
-        });
+        // One row, made like every operand texture (`operand_texture`).
+        let (_texture, texture) = super::texture_operands::operand_texture(device, 1);
         let (submit, primed) = mpsc::channel::<wgpu::CommandBuffer>();
         let queue = queue.clone();
         std::thread::Builder::new()
@@ -97,7 +87,7 @@ impl Primer {
             params: dummy_buffer(device, PARAMS_BYTES, wgpu::BufferUsages::UNIFORM),
             input: dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE),
             outputs: Mutex::new(Vec::new()),
-            texture: texture.create_view(&wgpu::TextureViewDescriptor::default()),
+            texture,
         }
     }
 

@@ -63,6 +63,27 @@ pub(crate) struct Staging {
 /// The texture format operands are copied into.
 pub(crate) const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
 
+/// A new operand texture `height` rows of [`TEX_WIDTH`] texels (a power of
+/// two), and its view. The pipeline primer makes its dummy texture here too:
+/// llvmpipe compiles a kernel for the kind of texture bound at its first
+/// dispatch, and a dummy made without `COPY_DST` got every texture-reading
+/// kernel compiled twice and its later timestamps wrong (docs/performance.md,
+/// "Cold first steps").
+pub(crate) fn operand_texture(device: &wgpu::Device, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("wgrad operand texture"),
+        size: wgpu::Extent3d { width: TEX_WIDTH, height, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: FORMAT,
+        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+    (texture, view)
+}
+
 /// Whether a device with `features` can bind [`FORMAT`] as a read-only
 /// storage texture (WebGPU guarantees it; checked so that an adapter
 /// without it reads buffers instead of failing validation).
@@ -181,17 +202,7 @@ impl Staging {
         }
         // Grown to a power of two of rows, so a program settles on a few sizes.
         let height = rows.next_power_of_two().min(device.limits().max_texture_dimension_2d);
-        let texture = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("wgrad operand texture"),
-            size: wgpu::Extent3d { width: TEX_WIDTH, height, depth_or_array_layers: 1 },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: FORMAT,
-            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let (texture, view) = operand_texture(device, height);
         let entry = Entry { texture, view, holds: None, used: self.launch };
         if !full {
             self.entries.push(entry);
