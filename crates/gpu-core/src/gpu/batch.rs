@@ -544,22 +544,7 @@ impl GpuContext {
             (t.set.clone(), 2 * (t.records.len() as u32 - 1))
         });
         let (chunk, offset) = batch.push_params(&self.device, l.params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &batch.chunks[chunk].buffer,
-                offset: 0,
-                size: wgpu::BufferSize::new(PARAMS_BYTES),
-            }),
-        }];
-        for (i, resource) in bindings.into_iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(l.label),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
+        let bind_group = kernel.bind_group(&self.device, l.label, &batch.chunks[chunk].buffer, bindings);
         let (x, y) = fold_grid(l.workgroups);
         if let Some((set, i)) = &timed {
             // A profiled launch gets a pass of its own, bracketed by timestamps.

@@ -83,9 +83,38 @@ pub(crate) struct Kernel {
     pub inputs: usize,
     /// Its read-write bindings, after the inputs.
     pub outputs: usize,
-    /// Set once the program first asked for it (and it was primed, where
-    /// the device primes; see `primer.rs`).
+    /// Whether it has been primed (set at the program's first request, on
+    /// devices that prime; see `primer.rs`).
     pub requested: std::sync::atomic::AtomicBool,
+}
+
+impl Kernel {
+    /// A bind group for this kernel (the binding convention above): a
+    /// [`PARAMS_BYTES`] window of `params` at binding 0, bound with a
+    /// dynamic offset, then `resources` (inputs, then outputs) from binding 1.
+    pub fn bind_group<'a>(
+        &self,
+        device: &wgpu::Device,
+        label: &str,
+        params: &'a wgpu::Buffer,
+        resources: impl IntoIterator<Item = wgpu::BindingResource<'a>>,
+    ) -> wgpu::BindGroup {
+        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: params,
+            offset: 0,
+            size: wgpu::BufferSize::new(PARAMS_BYTES),
+        });
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
+            .chain(resources)
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+            .collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
 }
 
 /// A slot a pipeline is compiled into once: a second thread asking for the

@@ -99,27 +99,12 @@ impl Primer {
         while written.len() < outputs {
             written.push(dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE));
         }
-        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.params,
-            offset: 0,
-            size: wgpu::BufferSize::new(PARAMS_BYTES),
-        });
         let reads = (0..inputs).map(|i| match kernel.textures >> i & 1 {
             1 => wgpu::BindingResource::TextureView(&self.texture),
             _ => self.input.as_entire_binding(),
         });
         let writes = written[..outputs].iter().map(|b| b.as_entire_binding());
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
-            .chain(reads)
-            .chain(writes)
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
-            .collect();
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgrad primer"),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
+        let bind_group = kernel.bind_group(device, "wgrad primer", &self.params, reads.chain(writes));
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad primer") });
         {
