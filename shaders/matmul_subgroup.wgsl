@@ -27,7 +27,11 @@
 //   on CPU adapters) the host caps it at 32 rows, as fast and half the
 //   compile time (ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
 // - private arrays are only indexed by constants: the register block is
-//   spelled out in small helpers instead of loops.
+//   spelled out in small helpers instead of loops;
+// - products at most 32 columns wide (a convolution's weight gradient with
+//   one input channel: 9 columns; a classifier's 10 outputs) get 32-column
+//   tiles (`TILE_N` 32): each lane keeps one column group, so no work goes
+//   to a second group of 32 columns that would never be stored.
 //#include matmul.wgsl
 
 // Lanes per subgroup the kernel is written for.
@@ -223,13 +227,15 @@ struct Row {
 fn fma_row(r: Row, x: vec4<f32>, bb: BBlock) -> Row {
     var o = r;
     o.lo = fma(vec4(x.x), bb.lo[0], o.lo);
-    o.hi = fma(vec4(x.x), bb.hi[0], o.hi);
     o.lo = fma(vec4(x.y), bb.lo[1], o.lo);
-    o.hi = fma(vec4(x.y), bb.hi[1], o.hi);
     o.lo = fma(vec4(x.z), bb.lo[2], o.lo);
-    o.hi = fma(vec4(x.z), bb.hi[2], o.hi);
     o.lo = fma(vec4(x.w), bb.lo[3], o.lo);
-    o.hi = fma(vec4(x.w), bb.hi[3], o.hi);
+    if TILE_N > 32u {
+        o.hi = fma(vec4(x.x), bb.hi[0], o.hi);
+        o.hi = fma(vec4(x.y), bb.hi[1], o.hi);
+        o.hi = fma(vec4(x.z), bb.hi[2], o.hi);
+        o.hi = fma(vec4(x.w), bb.hi[3], o.hi);
+    }
     return o;
 }
 
@@ -248,13 +254,15 @@ fn fma_group(g: array<Row, 8>, v: vec4<f32>, bb: BBlock) -> array<Row, 8> {
     );
 }
 
-// Row `row` of C, columns n.. and n + 32.., through the epilogue; `cb`
-// holds the bias of those columns (`column_bias`, read once per lane: the
-// columns are the same in every row).
+// Row `row` of C, columns n.. and (in 64-column tiles) n + 32.., through
+// the epilogue; `cb` holds the bias of those columns (`column_bias`, read
+// once per lane: the columns are the same in every row).
 fn store_row(tl: Tile, r: Row, row: u32, n: u32, cb: Row) {
     let rb = vec4<f32>(row_bias(tl, row));
     store_c(tl, row, n, epilogue(r.lo, cb.lo + rb));
-    store_c(tl, row, n + 32u, epilogue(r.hi, cb.hi + rb));
+    if TILE_N > 32u {
+        store_c(tl, row, n + 32u, epilogue(r.hi, cb.hi + rb));
+    }
 }
 
 // Rows r0..r0 + 7 (a loop over `g` would index it dynamically).
@@ -281,8 +289,8 @@ fn main_subgroup(
     }
     let tl = tile_of(wg);
     let r0 = tl.m0;
-    // Lane l owns columns n0 + 4l.. and n0 + 32 + 4l..: neighbouring lanes
-    // read neighbouring 16 bytes of a B row.
+    // Lane l owns columns n0 + 4l.. and (64-column tiles) n0 + 32 + 4l..:
+    // neighbouring lanes read neighbouring 16 bytes of a B row.
     let n = tl.n0 + 4u * lane;
     // Accumulators of rows r0 + 8i.. (private arrays indexed by constants only).
     var acc0: array<Row, 8>;
@@ -297,10 +305,16 @@ fn main_subgroup(
     var cols_hi: ConvCols;
     if pixels_hoisted() {
         cols_lo = conv_cols(n);
-        cols_hi = conv_cols(n + 32u);
+        if TILE_N > 32u {
+            cols_hi = conv_cols(n + 32u);
+        }
     }
     for (var k = 0u; k < p.k; k += 4u) {
-        let bb = BBlock(load_b44(tl, k, n, cols_lo), load_b44(tl, k, n + 32u, cols_hi));
+        var bb: BBlock;
+        bb.lo = load_b44(tl, k, n, cols_lo);
+        if TILE_N > 32u {
+            bb.hi = load_b44(tl, k, n + 32u, cols_hi);
+        }
         acc0 = fma_group(acc0, load_a8(tl, r0, k, lane), bb);
         if ROW_GROUPS > 1u {
             acc1 = fma_group(acc1, load_a8(tl, r0 + 8u, k, lane), bb);
@@ -324,7 +338,10 @@ fn main_subgroup(
             acc7 = fma_group(acc7, load_a8(tl, r0 + 56u, k, lane), bb);
         }
     }
-    let cb = Row(column_bias(tl, n), column_bias(tl, n + 32u));
+    var cb = Row(column_bias(tl, n), vec4<f32>(0.0));
+    if TILE_N > 32u {
+        cb.hi = column_bias(tl, n + 32u);
+    }
     store_group(tl, acc0, r0, n, cb);
     if ROW_GROUPS > 1u {
         store_group(tl, acc1, r0 + 8u, n, cb);

@@ -76,12 +76,16 @@ fn twin_matches_a_hand_computed_product() {
 
 /// (M, K, N) from {1, 7, 33, 64, 65, 1023}: every size on every axis, no
 /// two axes alike, and one large cube; plus M of 9, 16, 24 and 32, where the
-/// subgroup kernel computes only 2, 2, 3 and 4 of its row groups.
+/// subgroup kernel computes only 2, 2, 3 and 4 of its row groups, and N of
+/// 32 and 29 over several row tiles (the subgroup kernel's 32-column tiles,
+/// full and ragged; N of 33 above takes 64-column tiles again).
 const SHAPES: &[(usize, usize, usize)] = &[
     (9, 64, 7),
     (16, 33, 65),
     (24, 7, 33),
     (32, 5, 70),
+    (70, 12, 32),
+    (40, 9, 29),
     (1, 7, 33),
     (7, 33, 1),
     (33, 1, 7),

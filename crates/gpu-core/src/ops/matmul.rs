@@ -22,7 +22,9 @@ use crate::{Buffer, Error, Result};
 /// and as fast at 1024^3 (docs/performance.md). The subgroup kernel's tile
 /// is 64 columns wide, computed by one subgroup (`ROW_GROUPS` groups of 8
 /// rows, see [`subgroup_row_groups`]): 32 rows with texture operands or
-/// for products of at most 32 rows, else 64.
+/// for products of at most 32 rows, else 64; products of at most 32
+/// columns get 32-column tiles (half the work: a one-channel convolution's
+/// weight gradient has 9 columns).
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
 fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, usize)> {
     if !subgroup {
@@ -31,7 +33,7 @@ fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, us
         }
     }
     Ok(match (subgroup, m) {
-        (true, _) => (8 * subgroup_row_groups(textures, m), 64),
+        (true, _) => (8 * subgroup_row_groups(textures, m), if n <= 32 { 32 } else { 64 }),
         (false, ..=16) => (16, 128),
         (false, ..=32) => (32, 128),
         (false, _) if n > 64 => (64, 128),
@@ -888,7 +890,8 @@ mod tests {
                     let (tile_m, tile_n) = tile(sub, textures, m, n).unwrap();
                     if sub {
                         let groups = subgroup_row_groups(textures, m);
-                        assert!(tile_n == 64 && tile_m % 8 == 0 && tile_m / 8 <= groups, "{m} x {n}");
+                        let width = if n <= 32 { 32 } else { 64 };
+                        assert!(tile_n == width && tile_m % 8 == 0 && tile_m / 8 <= groups, "{m} x {n}");
                         assert!(groups <= 8, "the shader has 8 row groups at most");
                     } else {
                         assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
@@ -896,7 +899,7 @@ mod tests {
                 }
                 let (tile_m, tile_n) = tile(sub, false, m, n).unwrap();
                 if sub {
-                    assert_eq!(tile_n, 64, "{m} x {n}");
+                    assert_eq!(tile_n, if n <= 32 { 32 } else { 64 }, "{m} x {n}");
                 } else {
                     assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
                 }
