@@ -123,13 +123,17 @@ fn spread_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
 // of a convolution's gathered B (B_CONV 1, 3), decoded once per kernel
 // instead of at every depth step: llvmpipe hoists nothing out of loops,
 // and a pixel divides by the run-time plane width, eight scalar divisions
-// per decode on x86. Used for products of at most two row groups only
-// (`load_b44`): there the decode was a third of the time (ResNet-20's
-// 16-channel forward convolutions 1.6x faster, Zen 3 host), while the
-// 32-row tiles ran a third slower with it on the same host, for a reason
-// the generated code did not show (fewer instructions, no spills added).
+// per decode on x86. Used for tiles of at most four row groups (32 rows,
+// every tile with texture operands): the decode was a third of the time of
+// ResNet-20's 16-channel forward convolutions (1.6x faster, Zen 3 host).
+// For 32-row tiles an early measurement (before texture operands, on a
+// noisy host) had them a third slower with it; the minimum over 8-15
+// profiled steps of each kernel (session 15) has them faster: MNIST's
+// second convolution forward 5.1 -> 4.5 ms and input gradient 7.5 -> 6.4
+// ms, ResNet-20's 32- and 64-channel stages 4-35% faster per kernel, none
+// slower by more than 1%. 64-row tiles (buffer operands only) were not measured again.
 fn pixels_hoisted() -> bool {
-    return (B_CONV == 1u || B_CONV == 3u) && ROW_GROUPS <= 2u;
+    return (B_CONV == 1u || B_CONV == 3u) && ROW_GROUPS <= 4u;
 }
 
 struct ConvCols {
