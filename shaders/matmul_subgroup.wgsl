@@ -119,57 +119,87 @@ fn spread_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
     return array<vec4<f32>, 8>(w0, w1, w2, w3, w4, w5, w6, w7);
 }
 
-// The pixels of a lane's four columns n..n + 3 (clamped into the matrix)
-// of a convolution's gathered B (B_CONV 1, 3), decoded once per kernel
-// instead of at every depth step: llvmpipe hoists nothing out of loops,
-// and a pixel divides by the run-time plane width, eight scalar divisions
-// per decode on x86. Used for tiles of at most four row groups (32 rows,
-// every tile with texture operands): the decode was a third of the time of
-// ResNet-20's 16-channel forward convolutions (1.6x faster, Zen 3 host).
-// For 32-row tiles an early measurement (before texture operands, on a
-// noisy host) had them a third slower with it; the minimum over 8-15
-// profiled steps of each kernel (session 15) has them faster: MNIST's
-// second convolution forward 5.1 -> 4.5 ms and input gradient 7.5 -> 6.4
-// ms, ResNet-20's 32- and 64-channel stages 4-35% faster per kernel, none
-// slower by more than 1%. 64-row tiles (buffer operands only) were not measured again.
-fn pixels_hoisted() -> bool {
-    return (B_CONV == 1u || B_CONV == 3u) && ROW_GROUPS <= 4u;
+// The column halves of a lane's four columns n..n + 3 (clamped into the
+// matrix) of a convolution's gathered B (`columns_hoisted`): their pixels
+// (forms 1, 3) or their taps (form 2), decoded once per kernel instead of
+// at every depth step: llvmpipe hoists nothing out of loops, and a pixel
+// divides by the run-time plane width, eight scalar divisions per decode
+// on x86 (a tap divides by constants). Used for tiles of at most four row
+// groups (32 rows, every tile with texture operands): the decode was a
+// third of the time of ResNet-20's 16-channel forward convolutions (1.6x
+// faster, Zen 3 host). For 32-row tiles an early measurement (before
+// texture operands, on a noisy host) had them a third slower with it; the
+// minimum over 8-15 profiled steps of each kernel (session 15) has them
+// faster: MNIST's second convolution forward 5.1 -> 4.5 ms and input
+// gradient 7.5 -> 6.4 ms, ResNet-20's 32- and 64-channel stages 4-35%
+// faster per kernel, none slower by more than 1%. 64-row tiles (buffer
+// operands only) were not measured again.
+fn columns_hoisted() -> bool {
+    return B_CONV > 0u && ROW_GROUPS <= 4u;
 }
 
+// Only the pixels (forms 1, 3) or only the taps (form 2) are used.
 struct ConvCols {
     p0: ConvPixel,
     p1: ConvPixel,
     p2: ConvPixel,
     p3: ConvPixel,
+    t0: ConvTap,
+    t1: ConvTap,
+    t2: ConvTap,
+    t3: ConvTap,
 }
 
 fn conv_cols(n: u32) -> ConvCols {
     let last = p.n - 1u;
-    return ConvCols(
-        conv_pixel(min(n, last)),
-        conv_pixel(min(n + 1u, last)),
-        conv_pixel(min(n + 2u, last)),
-        conv_pixel(min(n + 3u, last)),
-    );
+    let n0 = min(n, last);
+    let n1 = min(n + 1u, last);
+    let n2 = min(n + 2u, last);
+    let n3 = min(n + 3u, last);
+    var cc: ConvCols;
+    if B_CONV == 2u {
+        cc.t0 = conv_tap(n0);
+        cc.t1 = conv_tap(n1);
+        cc.t2 = conv_tap(n2);
+        cc.t3 = conv_tap(n3);
+    } else {
+        cc.p0 = conv_pixel(n0);
+        cc.p1 = conv_pixel(n1);
+        cc.p2 = conv_pixel(n2);
+        cc.p3 = conv_pixel(n3);
+    }
+    return cc;
 }
 
-// Depth k of the four columns of `cc`, zero past K: the row's tap is
-// decoded once for the four.
+// Depth k of the four columns of `cc`, zero past K: the row's half (its
+// tap, or for form 2 its pixel) is decoded once for the four.
 fn conv_row4(tl: Tile, k: u32, cc: ConvCols) -> vec4<f32> {
-    let t = conv_tap(min(k, p.k - 1u));
-    let v = vec4(
-        conv_gather(tl.b_base, t, cc.p0),
-        conv_gather(tl.b_base, t, cc.p1),
-        conv_gather(tl.b_base, t, cc.p2),
-        conv_gather(tl.b_base, t, cc.p3),
-    );
+    let row = min(k, p.k - 1u);
+    var v: vec4<f32>;
+    if B_CONV == 2u {
+        let s = conv_pixel(row);
+        v = vec4(
+            conv_gather(tl.b_base, cc.t0, s),
+            conv_gather(tl.b_base, cc.t1, s),
+            conv_gather(tl.b_base, cc.t2, s),
+            conv_gather(tl.b_base, cc.t3, s),
+        );
+    } else {
+        let t = conv_tap(row);
+        v = vec4(
+            conv_gather(tl.b_base, t, cc.p0),
+            conv_gather(tl.b_base, t, cc.p1),
+            conv_gather(tl.b_base, t, cc.p2),
+            conv_gather(tl.b_base, t, cc.p3),
+        );
+    }
     return select(vec4<f32>(0.0), v, k < p.k);
 }
 
 // Columns n..n + 3 of B at depths k..k + 3, one vec4 over the columns per
-// depth (`cc`: those columns' pixels, for a gathered B of forms 1 and 3).
+// depth (`cc`: those columns' decoded halves, for a gathered B).
 fn load_b44(tl: Tile, k: u32, n: u32, cc: ConvCols) -> array<vec4<f32>, 4> {
-    if pixels_hoisted() {
+    if columns_hoisted() {
         return array<vec4<f32>, 4>(
             conv_row4(tl, k, cc),
             conv_row4(tl, k + 1u, cc),
@@ -307,7 +337,7 @@ fn main_subgroup(
     var acc7: array<Row, 8>;
     var cols_lo: ConvCols;
     var cols_hi: ConvCols;
-    if pixels_hoisted() {
+    if columns_hoisted() {
         cols_lo = conv_cols(n);
         if TILE_N > 32u {
             cols_hi = conv_cols(n + 32u);
