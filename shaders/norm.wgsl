@@ -7,6 +7,9 @@
 // order and combine partial sums with a fixed tree, so results are the same
 // bits on every run. The variance takes a second pass over the centred
 // values (no E[x²] - E[x]² cancellation).
+// `normalize_rows_serial` / `normalize_rows_backward_serial` (CPU adapters,
+// many rows): one thread per row, SERIAL_ROWS rows a workgroup, columns in
+// order, no workgroup memory and no barrier (see softmax.wgsl).
 //#include common.wgsl
 //#include load_x_f32.wgsl
 
@@ -61,6 +64,58 @@ fn tree_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     return total;
 }
 
+// The column loops below visit j = first, first + step, ...: (lid, WG) in a
+// workgroup per row, (0, 1) in a thread per row. `total` combines the
+// threads' partial sums of a row: `tree_sum2`, or nothing for one thread.
+
+// Σ x over one thread's columns of the row of x starting at `xb`.
+fn part_sum(xb: u32, first: u32, step: u32) -> f32 {
+    var s = 0.0;
+    for (var j = first; j < p.cols; j += step) {
+        s += load_x(xb + j);
+    }
+    return s;
+}
+
+// (Σ d, Σ d²) of one thread's deviations d = x - m0.
+fn part_moments(xb: u32, m0: f32, first: u32, step: u32) -> vec2<f32> {
+    var q = vec2<f32>(0.0, 0.0);
+    for (var j = first; j < p.cols; j += step) {
+        let d = load_x(xb + j) - m0;
+        q += vec2<f32>(d, d * d);
+    }
+    return q;
+}
+
+// Row r's rstd from its rounded mean m0 and the deviations' mean moments.
+// Second pass about the rounded mean m0: the deviations' own mean `shift`
+// is the rounding error of m0 (the corrected two-pass algorithm), so
+// y = ((x - m0) - shift) * rstd keeps the digits that an f32 mean of large
+// values would lose.
+struct RowNorm {
+    m0: f32,
+    shift: f32,
+    rstd: f32,
+}
+
+fn row_norm(m0: f32, moments: vec2<f32>) -> RowNorm {
+    let shift = moments.x;
+    return RowNorm(m0, shift, 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps));
+}
+
+// Writes one thread's columns of y; the first thread also the statistics.
+fn write_norm(r: u32, nr: RowNorm, first: u32, step: u32) {
+    let base = r * p.cols - p.mat_shift;
+    let xb = r * p.cols - p.x_shift;
+    for (var j = first; j < p.cols; j += step) {
+        y_out[base + j] = ((load_x(xb + j) - nr.m0) - nr.shift) * nr.rstd;
+    }
+    if first == 0u {
+        mean_out[r - p.vec_shift] = nr.m0 + nr.shift;
+        rstd_out[r - p.vec_shift] = nr.rstd;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so returning keeps the barriers legal.
@@ -68,32 +123,43 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if r >= p.rows {
         return;
     }
-    let base = r * p.cols - p.mat_shift;
     let xb = r * p.cols - p.x_shift;
     let n = f32(p.cols);
-    var s = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
-        s += load_x(xb + j);
+    let m0 = tree_sum2(lid, vec2<f32>(part_sum(xb, lid, WG), 0.0)).x / n;
+    write_norm(r, row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n), lid, WG);
+}
+
+// Rows per workgroup of the `*_serial` entries (ops/rows.rs: SERIAL_ROWS).
+const SERIAL_ROWS: u32 = 64u;
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn normalize_rows_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    if r >= p.rows {
+        return;
     }
-    let m0 = tree_sum2(lid, vec2<f32>(s, 0.0)).x / n;
-    // Second pass about the rounded mean m0: the deviations' own mean `shift`
-    // is the rounding error of m0 (the corrected two-pass algorithm), so
-    // y = ((x - m0) - shift) * rstd keeps the digits that an f32 mean of
-    // large values would lose.
-    var q = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < p.cols; j += WG) {
-        let d = load_x(xb + j) - m0;
-        q += vec2<f32>(d, d * d);
+    let xb = r * p.cols - p.x_shift;
+    let n = f32(p.cols);
+    let m0 = part_sum(xb, 0u, 1u) / n;
+    write_norm(r, row_norm(m0, part_moments(xb, m0, 0u, 1u) / n), 0u, 1u);
+}
+
+// (Σ dy, Σ dy·y) over one thread's columns of the row starting at `base`.
+fn part_grads(base: u32, first: u32, step: u32) -> vec2<f32> {
+    var s = vec2<f32>(0.0, 0.0);
+    for (var j = first; j < p.cols; j += step) {
+        let g = load_dy(base + j);
+        s += vec2<f32>(g, g * load_y(base + j));
     }
-    let moments = tree_sum2(lid, q) / n;
-    let shift = moments.x;
-    let rstd = 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps);
-    for (var j = lid; j < p.cols; j += WG) {
-        y_out[base + j] = ((load_x(xb + j) - m0) - shift) * rstd;
-    }
-    if lid == 0u {
-        mean_out[r - p.vec_shift] = m0 + shift;
-        rstd_out[r - p.vec_shift] = rstd;
+    return s;
+}
+
+// Writes one thread's columns of dx given the row's (mean dy, mean dy·y).
+fn write_norm_grad(r: u32, means: vec2<f32>, first: u32, step: u32) {
+    let base = r * p.cols - p.mat_shift;
+    let rstd = rstd_in[r - p.vec_shift];
+    for (var j = first; j < p.cols; j += step) {
+        dx[base + j] = rstd * (load_dy(base + j) - means.x - load_y(base + j) * means.y);
     }
 }
 
@@ -104,14 +170,14 @@ fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         return;
     }
     let base = r * p.cols - p.mat_shift;
-    var s = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < p.cols; j += WG) {
-        let g = load_dy(base + j);
-        s += vec2<f32>(g, g * load_y(base + j));
+    write_norm_grad(r, tree_sum2(lid, part_grads(base, lid, WG)) / f32(p.cols), lid, WG);
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn normalize_rows_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    if r >= p.rows {
+        return;
     }
-    let means = tree_sum2(lid, s) / f32(p.cols);
-    let rstd = rstd_in[r - p.vec_shift];
-    for (var j = lid; j < p.cols; j += WG) {
-        dx[base + j] = rstd * (load_dy(base + j) - means.x - load_y(base + j) * means.y);
-    }
+    write_norm_grad(r, part_grads(r * p.cols - p.mat_shift, 0u, 1u) / f32(p.cols), 0u, 1u);
 }

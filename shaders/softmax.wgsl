@@ -6,6 +6,11 @@
 //   ce_bwd       its gradient with respect to the logits.
 // One workgroup per row: threads stride over the columns and combine their
 // partial results with a fixed tree, so results are the same on every run.
+// `softmax_fwd_serial` / `softmax_bwd_serial` (CPU adapters, many rows): one
+// thread per row, SERIAL_ROWS rows a workgroup, columns in order. They need
+// no workgroup memory and no barrier: on llvmpipe a barrier turns the whole
+// shader into a coroutine and a workgroup of 32 threads per short row left
+// the attention softmax at ~85 cycles an element (docs/performance.md).
 //
 // Cross-entropy follows torch.nn.functional.cross_entropy. Each row has a
 // target distribution q over the classes (with class weights w, smoothing e,
@@ -99,7 +104,6 @@ fn tree(lid: u32, v: f32, take_max: bool) -> f32 {
     return r;
 }
 
-// (max, Σ exp(x − max)) of the row of `x` starting at `base`.
 // Where row `row` starts in the [rows, cols] windows and in x's.
 fn row_base(row: u32) -> u32 {
     return row * p.cols - p.mat_shift;
@@ -109,17 +113,44 @@ fn x_base(row: u32) -> u32 {
     return row * p.cols - p.x_shift;
 }
 
-fn row_stats(xb: u32, lid: u32) -> vec2<f32> {
+// The column loops below visit j = first, first + step, ...: (lid, WG) in a
+// workgroup per row, (0, 1) in a thread per row.
+
+// Max of one thread's columns of the row of x starting at `xb`.
+fn part_max(xb: u32, first: u32, step: u32) -> f32 {
     var m = neg_inf();
-    for (var j = lid; j < p.cols; j += WG) {
+    for (var j = first; j < p.cols; j += step) {
         m = max(m, load_x(xb + j));
     }
-    m = tree(lid, m, true);
+    return m;
+}
+
+// Σ exp(x − m) over one thread's columns.
+fn part_sum_exp(xb: u32, m: f32, first: u32, step: u32) -> f32 {
     var s = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
+    for (var j = first; j < p.cols; j += step) {
         s += exp(load_x(xb + j) - m);
     }
-    return vec2<f32>(m, tree(lid, s, false));
+    return s;
+}
+
+// (max, Σ exp(x − max)) of the row of `x` starting at `xb`, by the workgroup.
+fn row_stats(xb: u32, lid: u32) -> vec2<f32> {
+    let m = tree(lid, part_max(xb, lid, WG), true);
+    return vec2<f32>(m, tree(lid, part_sum_exp(xb, m, lid, WG), false));
+}
+
+// Writes one thread's columns of softmax (log-softmax) of row `row`, whose
+// statistics are `st`.
+fn write_softmax(row: u32, st: vec2<f32>, first: u32, step: u32) {
+    let base = row_base(row);
+    let xb = x_base(row);
+    let log_s = log(st.y);
+    for (var j = first; j < p.cols; j += step) {
+        // (x − max) is exact for nearby values, so large magnitudes keep their precision.
+        let z = load_x(xb + j) - st.x;
+        y_out[base + j] = select(exp(z) / st.y, z - log_s, LOG == 1u);
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -129,13 +160,39 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if row >= p.rows {
         return;
     }
-    let base = row_base(row);
-    let st = row_stats(x_base(row), lid);
-    let log_s = log(st.y);
-    for (var j = lid; j < p.cols; j += WG) {
-        // (x − max) is exact for nearby values, so large magnitudes keep their precision.
-        let z = load_x(x_base(row) + j) - st.x;
-        y_out[base + j] = select(exp(z) / st.y, z - log_s, LOG == 1u);
+    write_softmax(row, row_stats(x_base(row), lid), lid, WG);
+}
+
+// Rows per workgroup of the `*_serial` entries (ops/softmax.rs: SERIAL_ROWS).
+const SERIAL_ROWS: u32 = 64u;
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn softmax_fwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    if row >= p.rows {
+        return;
+    }
+    let xb = x_base(row);
+    let m = part_max(xb, 0u, 1u);
+    write_softmax(row, vec2<f32>(m, part_sum_exp(xb, m, 0u, 1u)), 0u, 1u);
+}
+
+// One thread's part of the backward row sum: Σ dy·y (Σ dy for log-softmax).
+fn part_bwd_sum(base: u32, first: u32, step: u32) -> f32 {
+    var acc = 0.0;
+    for (var j = first; j < p.cols; j += step) {
+        let g = load_dy(base + j);
+        acc += select(g * load_y(base + j), g, LOG == 1u);
+    }
+    return acc;
+}
+
+// Writes one thread's columns of dx given the row sum `s`.
+fn write_bwd(base: u32, s: f32, first: u32, step: u32) {
+    for (var j = first; j < p.cols; j += step) {
+        let yj = load_y(base + j);
+        let g = load_dy(base + j);
+        dx[base + j] = select(yj * (g - s), g - exp(yj) * s, LOG == 1u);
     }
 }
 
@@ -146,17 +203,17 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         return;
     }
     let base = row_base(row);
-    var acc = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
-        let g = load_dy(base + j);
-        acc += select(g * load_y(base + j), g, LOG == 1u);
+    write_bwd(base, tree(lid, part_bwd_sum(base, lid, WG), false), lid, WG);
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn softmax_bwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    if row >= p.rows {
+        return;
     }
-    let s = tree(lid, acc, false);
-    for (var j = lid; j < p.cols; j += WG) {
-        let yj = load_y(base + j);
-        let g = load_dy(base + j);
-        dx[base + j] = select(yj * (g - s), g - exp(yj) * s, LOG == 1u);
-    }
+    let base = row_base(row);
+    write_bwd(base, part_bwd_sum(base, 0u, 1u), 0u, 1u);
 }
 
 fn class_weight(c: u32) -> f32 {

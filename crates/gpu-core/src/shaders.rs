@@ -189,11 +189,15 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("batch_norm_tex", "backward4_res", &[0, 1, 2, 3, 4, 5, 6]),
     // x of the row and reduction kernels (load_x_tex.wgsl).
     ("softmax_tex", "softmax_fwd", &[0]),
+    ("softmax_tex", "softmax_fwd_serial", &[0]),
     ("softmax_tex", "ce_fwd", &[0]),
     ("norm_tex", "normalize_rows", &[0]),
+    ("norm_tex", "normalize_rows_serial", &[0]),
     // dy and y of the row backward passes (row_grads_tex.wgsl).
     ("softmax_tex", "softmax_bwd", &[0, 1]),
+    ("softmax_tex", "softmax_bwd_serial", &[0, 1]),
     ("norm_tex", "normalize_rows_backward", &[0, 1]),
+    ("norm_tex", "normalize_rows_backward_serial", &[0, 1]),
     ("reduce_tex", "*", &[0]),
     // The elementwise kernels' inputs (fused chains keep their buffers).
     ("unary_tex", "*", &[0]),

@@ -11,7 +11,9 @@ use wgrad_gpu_core::ops::softmax::{
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error};
 
-const ROWS: &[usize] = &[1, 7, 33];
+/// 130 rows run one thread per row on CPU adapters (`softmax_*_serial`,
+/// 64 rows a workgroup, the last one ragged); fewer, a workgroup per row.
+const ROWS: &[usize] = &[1, 7, 33, 130];
 const COLS: &[usize] = &[1, 7, 33, 1023, 5000];
 
 /// Row data in [-6, 6), or spread over ±5000 (far past exp's f32 range) when `large`.
@@ -399,5 +401,36 @@ fn dropout_masks_have_the_right_statistics() {
     check_mask_statistics(&Device::cpu_reference());
     if let Some((g, _)) = devices("dropout_masks_have_the_right_statistics") {
         check_mask_statistics(&g);
+    }
+}
+
+/// On CPU adapters the row kernels (softmax and the row norm, forward and
+/// backward) run one thread per row (`*_serial` entries) from 64 rows on and
+/// a workgroup per row below; GPUs always take a workgroup per row. The
+/// parity tests above cover both sizes; this checks that both entries ran.
+#[test]
+fn row_kernels_pick_thread_per_row_on_cpu_adapters() {
+    use wgrad_gpu_core::ops::norm::{normalize_rows, normalize_rows_backward};
+    let Some((g, _)) = devices("row_kernels_pick_thread_per_row_on_cpu_adapters") else { return };
+    let cpu_adapter = g.info().device_type == "Cpu";
+    for rows in [63, 64] {
+        let cols = 10;
+        let x = Buffer::from_f32(&g, &rng(9).vec(rows * cols, -2.0, 2.0)).unwrap();
+        let (_, p) = g
+            .profile(|| {
+                let y = softmax_rows(&x, rows, cols, false).unwrap();
+                softmax_rows_backward(&y, &x, rows, cols, false).unwrap();
+                let (y, _, rstd) = normalize_rows(&x, rows, cols, 1e-5).unwrap();
+                normalize_rows_backward(&x, &y, &rstd, rows, cols).unwrap();
+            })
+            .unwrap();
+        let entries: Vec<String> =
+            p.launches.iter().map(|l| l.family.rsplit(':').next().unwrap().to_string()).collect();
+        let serial = cpu_adapter && rows >= 64;
+        let want: Vec<String> = ["softmax_fwd", "softmax_bwd", "normalize_rows", "normalize_rows_backward"]
+            .iter()
+            .map(|e| if serial { format!("{e}_serial") } else { e.to_string() })
+            .collect();
+        assert_eq!(entries, want, "{rows} rows on {}", g.name());
     }
 }

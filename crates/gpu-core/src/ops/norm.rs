@@ -38,10 +38,11 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
 }
 
 /// Records `entry` of `shader` (`norm.wgsl` or an f16-input variant) over
-/// `rows` rows (in ranges of rows past the binding limit, see `rows.rs`).
+/// `rows` rows (in ranges of rows past the binding limit, see `rows.rs`),
+/// or its thread-per-row twin `serial` where `rows.rs` picks that.
 fn launch(
     g: &GpuContext,
-    kernel: (&'static str, &'static str),
+    (shader, [entry, serial]): (&'static str, [&'static str; 2]),
     (rows, cols): (usize, usize),
     eps: f32,
     inputs: &[(&Buffer, Bind)],
@@ -49,7 +50,15 @@ fn launch(
 ) -> Result<()> {
     let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
     let params = Params::new().u32(rows).u32(cols).f32(eps);
-    let l = RowLaunch { kernel, constants: &[("WG", wg as f64)], params, rows, cols, check_indices: false };
+    let l = RowLaunch {
+        kernel: (shader, entry),
+        constants: &[("WG", wg as f64)],
+        params,
+        rows,
+        cols,
+        check_indices: false,
+        serial_entry: Some(serial),
+    };
     launch_rows(g, l, inputs, outputs)
 }
 
@@ -90,7 +99,14 @@ pub fn normalize_rows_io(
         |g| {
             let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP, x)?;
             let outputs = [(&y, Bind::Rows), (&mean, Bind::PerRow), (&rstd, Bind::PerRow)];
-            launch(g, (shader, "normalize_rows"), (rows, cols), eps, &[(x, Bind::X(io))], &outputs)
+            launch(
+                g,
+                (shader, ["normalize_rows", "normalize_rows_serial"]),
+                (rows, cols),
+                eps,
+                &[(x, Bind::X(io))],
+                &outputs,
+            )
         },
         || {
             let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
@@ -133,7 +149,8 @@ pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usi
         |g| {
             let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow)];
             let shader = crate::gpu::texture_operands::variant_for(g, "norm", [n as u64 * 4; 2]);
-            launch(g, (shader, "normalize_rows_backward"), (rows, cols), 0.0, &inputs, &[(&dx, Bind::Rows)])
+            let entries = ["normalize_rows_backward", "normalize_rows_backward_serial"];
+            launch(g, (shader, entries), (rows, cols), 0.0, &inputs, &[(&dx, Bind::Rows)])
         },
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());

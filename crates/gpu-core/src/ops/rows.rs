@@ -40,9 +40,27 @@ pub(crate) struct RowLaunch<'a> {
     pub cols: usize,
     /// Also bind the index-error record (ce_fwd).
     pub check_indices: bool,
+    /// The kernel's thread-per-row entry point (`*_serial`, [`SERIAL_ROWS`]
+    /// rows a workgroup), if it has one: used on CPU adapters (see
+    /// [`thread_per_row`]) when the launch is not cut into ranges of rows.
+    pub serial_entry: Option<&'static str>,
 }
 
-/// Records `l`'s kernel over its rows, one workgroup each: one launch, or,
+/// Rows per workgroup of the thread-per-row entries (`SERIAL_ROWS` in the
+/// shaders that have them).
+pub(crate) const SERIAL_ROWS: usize = 64;
+
+/// Whether a row kernel with a thread-per-row entry uses it: on CPU adapters
+/// (where a barrier makes the whole shader a coroutine, and a workgroup per
+/// short row leaves most of its SIMD lanes idle), once there are rows for a
+/// whole workgroup of them. Fewer rows keep the workgroup-per-row entry, so
+/// a CPU adapter runs both (the tests use both).
+fn thread_per_row(g: &GpuContext, rows: usize) -> bool {
+    g.info.device_type == wgpu::DeviceType::Cpu && rows >= SERIAL_ROWS
+}
+
+/// Records `l`'s kernel over its rows, one workgroup each (or, see
+/// `serial_entry`, one thread each): one launch, or,
 /// when a buffer is past the binding limit, one launch per range of rows
 /// binding windows of the buffers (the kernel subtracts where each window
 /// starts), as long as one row fits.
@@ -62,7 +80,12 @@ pub(crate) fn launch_rows(
         let (ins, outs): (Vec<&Buffer>, Vec<&Buffer>) =
             (inputs.iter().map(|b| b.0).collect(), outputs.iter().map(|b| b.0).collect());
         let params = ranged(0, [0; 3]);
-        return dispatch_indexed(g, l.kernel, l.constants, &params, &ins, &outs, groups(rows, 1), l.check_indices);
+        let (kernel, per_group) = match l.serial_entry {
+            Some(entry) if thread_per_row(g, rows) => ((l.kernel.0, entry), SERIAL_ROWS),
+            _ => (l.kernel, 1),
+        };
+        let workgroups = groups(rows, per_group);
+        return dispatch_indexed(g, kernel, l.constants, &params, &ins, &outs, workgroups, l.check_indices);
     }
     let align = g.window_align();
     // A window of whole rows starts up to `align` bytes early and ends on 16.

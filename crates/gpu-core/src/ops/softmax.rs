@@ -87,17 +87,26 @@ fn shader(g: &GpuContext, io: Operands, op: &'static str, x: &Buffer) -> Result<
 }
 
 /// One `softmax_fwd` / `softmax_bwd` launch over `rows` rows (in ranges of
-/// rows past the binding limit, see `rows.rs`).
+/// rows past the binding limit, see `rows.rs`); `entries` are the
+/// workgroup-per-row and the thread-per-row entry points.
 fn launch_softmax(
     g: &GpuContext,
-    kernel: (&'static str, &'static str),
+    (shader, [entry, serial]): (&'static str, [&'static str; 2]),
     (rows, cols, log): (usize, usize, bool),
     inputs: &[(&Buffer, Bind)],
     outputs: &[(&Buffer, Bind)],
 ) -> Result<()> {
     let constants = [("WG", workgroup_size(cols) as f64), ("LOG", log as u32 as f64)];
     let params = row_params(rows, cols);
-    let l = RowLaunch { kernel, constants: &constants, params, rows, cols, check_indices: false };
+    let l = RowLaunch {
+        kernel: (shader, entry),
+        constants: &constants,
+        params,
+        rows,
+        cols,
+        check_indices: false,
+        serial_entry: Some(serial),
+    };
     launch_rows(g, l, inputs, outputs)
 }
 
@@ -133,7 +142,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
     run(
         dev,
         |g| {
-            let kernel = (shader(g, io, OP, x)?, "softmax_fwd");
+            let kernel = (shader(g, io, OP, x)?, ["softmax_fwd", "softmax_fwd_serial"]);
             launch_softmax(g, kernel, (rows, cols, log), &[(x, Bind::X(io))], &[(&out, Bind::Rows)])
         },
         || {
@@ -173,7 +182,8 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         |g| {
             let inputs = [(dy, Bind::Rows), (y, Bind::Rows)];
             let shader = crate::gpu::texture_operands::variant_for(g, "softmax", [n as u64 * 4; 2]);
-            launch_softmax(g, (shader, "softmax_bwd"), (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
+            let kernel = (shader, ["softmax_bwd", "softmax_bwd_serial"]);
+            launch_softmax(g, kernel, (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
         },
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
@@ -317,7 +327,15 @@ impl CeArgs<'_> {
     ) -> Result<()> {
         let constants = self.constants();
         let (rows, cols, check_indices) = (self.rows, self.cols, kernel.1 == "ce_fwd");
-        let l = RowLaunch { kernel, constants: &constants, params: self.params(), rows, cols, check_indices };
+        let l = RowLaunch {
+            kernel,
+            constants: &constants,
+            params: self.params(),
+            rows,
+            cols,
+            check_indices,
+            serial_entry: None,
+        };
         launch_rows(g, l, inputs, outputs)
     }
 
