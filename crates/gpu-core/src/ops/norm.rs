@@ -8,9 +8,10 @@
 //! contiguous rows, has its own kernels (`batch_norm.rs`), which also apply
 //! the affine weight and bias of all the norms.
 //!
-//! The GPU gives each row one workgroup with a fixed reduction tree (results
-//! are deterministic); the CPU twin accumulates in f64, the more exact of the
-//! two and so a fair oracle.
+//! The GPU gives each row one workgroup with a fixed reduction tree, or on
+//! CPU adapters one thread that walks the row in order (`rows.rs`,
+//! `thread_per_row`); either way results are deterministic. The CPU twin
+//! accumulates in f64, the more exact of them and so a fair oracle.
 
 use crate::cpu::{self, per_row, per_row2};
 

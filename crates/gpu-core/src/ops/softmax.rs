@@ -2,7 +2,9 @@
 //! `[rows, cols]` data (`shaders/softmax.wgsl`), with their backward kernels.
 //!
 //! The GPU kernels give each row one workgroup whose threads combine partial
-//! results with a fixed tree (deterministic run to run). Both sides subtract
+//! results with a fixed tree (deterministic run to run); on CPU adapters
+//! softmax and its backward give each row one thread instead (`rows.rs`,
+//! `thread_per_row`; cross-entropy keeps the workgroup). Both sides subtract
 //! the row maximum before exponentiating, so `[1000, 1001, 1002]` is as
 //! harmless as `[0, 1, 2]`. The CPU twins accumulate sums in f64, making them
 //! the more exact of the two and a fair oracle for the kernels.
