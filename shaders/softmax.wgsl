@@ -163,7 +163,7 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     write_softmax(row, row_stats(x_base(row), lid), lid, WG);
 }
 
-// Rows per workgroup of the `*_serial` entries (ops/softmax.rs: SERIAL_ROWS).
+// Rows per workgroup of the `*_serial` entries (ops/rows.rs: SERIAL_ROWS).
 const SERIAL_ROWS: u32 = 64u;
 
 @compute @workgroup_size(SERIAL_ROWS)
