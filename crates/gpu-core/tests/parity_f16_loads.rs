@@ -21,7 +21,8 @@ use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device};
 
 /// (rows, cols): 1, 7, 33 and 1023 columns, odd totals.
-const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 1), (5, 7), (1, 33), (3, 33), (2, 1023), (3, 1023), (1, 300)];
+/// 70 rows: the row kernels' thread-per-row entries on CPU adapters.
+const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 1), (5, 7), (1, 33), (3, 33), (2, 1023), (3, 1023), (1, 300), (70, 9)];
 
 /// The reference twin, the fast CPU backend and the GPU (packed loads, and
 /// native ones where the adapter has SHADER_F16), or `None` without a GPU.
