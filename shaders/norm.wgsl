@@ -8,9 +8,9 @@
 // bits on every run. The variance takes a second pass over the centred
 // values (no E[x²] - E[x]² cancellation).
 // `normalize_rows_serial` / `normalize_rows_backward_serial` (CPU adapters,
-// many rows): one thread per row, SERIAL_ROWS rows a workgroup, columns in
-// order, no workgroup memory and no barrier (see softmax.wgsl).
+// many rows): one thread per row, columns in order (row_serial.wgsl).
 //#include common.wgsl
+//#include row_serial.wgsl
 //#include load_x_f32.wgsl
 
 // Threads per workgroup (the host picks 32 or 256 by row length); a power of
@@ -129,12 +129,9 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     write_norm(r, row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n), lid, WG);
 }
 
-// Rows per workgroup of the `*_serial` entries (ops/rows.rs: SERIAL_ROWS).
-const SERIAL_ROWS: u32 = 64u;
-
 @compute @workgroup_size(SERIAL_ROWS)
 fn normalize_rows_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    let r = serial_row(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -175,7 +172,7 @@ fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
 
 @compute @workgroup_size(SERIAL_ROWS)
 fn normalize_rows_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    let r = serial_row(wid, nwg, lid);
     if r >= p.rows {
         return;
     }

@@ -7,10 +7,9 @@
 // One workgroup per row: threads stride over the columns and combine their
 // partial results with a fixed tree, so results are the same on every run.
 // `softmax_fwd_serial` / `softmax_bwd_serial` (CPU adapters, many rows): one
-// thread per row, SERIAL_ROWS rows a workgroup, columns in order. They need
-// no workgroup memory and no barrier: on llvmpipe a barrier turns the whole
-// shader into a coroutine and a workgroup of 32 threads per short row left
-// the attention softmax at ~85 cycles an element (docs/performance.md).
+// thread per row, columns in order (row_serial.wgsl); a workgroup of 32
+// threads per short row had left llvmpipe's attention softmax at ~85 cycles
+// an element (docs/performance.md).
 //
 // Cross-entropy follows torch.nn.functional.cross_entropy. Each row has a
 // target distribution q over the classes (with class weights w, smoothing e,
@@ -22,6 +21,7 @@
 // class target ≥ C (which PyTorch rejects) gives NaN loss, weight and
 // gradient, and ce_fwd reports it to the index-error record.
 //#include common.wgsl
+//#include row_serial.wgsl
 //#include index_check.wgsl
 //#include load_x_f32.wgsl
 
@@ -163,12 +163,9 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     write_softmax(row, row_stats(x_base(row), lid), lid, WG);
 }
 
-// Rows per workgroup of the `*_serial` entries (ops/rows.rs: SERIAL_ROWS).
-const SERIAL_ROWS: u32 = 64u;
-
 @compute @workgroup_size(SERIAL_ROWS)
 fn softmax_fwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    let row = serial_row(wid, nwg, lid);
     if row >= p.rows {
         return;
     }
@@ -208,7 +205,7 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(SERIAL_ROWS)
 fn softmax_bwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = p.row0 + linear_workgroup(wid, nwg) * SERIAL_ROWS + lid;
+    let row = serial_row(wid, nwg, lid);
     if row >= p.rows {
         return;
     }

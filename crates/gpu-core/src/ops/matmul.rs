@@ -856,7 +856,7 @@ mod tests {
     /// The shaders' default tiles are 64 x 64, and every tile the host picks
     /// fits the kernels: whole register blocks, loads that divide among the
     /// threads, workgroup memory within WebGPU's 16 KiB, and for the subgroup
-    /// kernel its 64-column, 32-rows-per-subgroup shape.
+    /// kernel its 64-column (32 for narrow products), 8-rows-per-group shape.
     #[test]
     fn host_tiles_fit_the_shaders() {
         for name in ["matmul", "matmul_subgroup"] {

@@ -58,7 +58,7 @@ fn launch(
         rows,
         cols,
         check_indices: false,
-        serial_entry: Some(serial),
+        serial_entry: Some((serial, &[])),
     };
     launch_rows(g, l, inputs, outputs)
 }

@@ -41,13 +41,15 @@ pub(crate) struct RowLaunch<'a> {
     /// Also bind the index-error record (ce_fwd).
     pub check_indices: bool,
     /// The kernel's thread-per-row entry point (`*_serial`, [`SERIAL_ROWS`]
-    /// rows a workgroup), if it has one: used on CPU adapters (see
-    /// [`thread_per_row`]) when the launch is not cut into ranges of rows.
-    pub serial_entry: Option<&'static str>,
+    /// rows a workgroup) and its constants, if it has one: used on CPU
+    /// adapters (see [`thread_per_row`]) when the launch is not cut into
+    /// ranges of rows. Its own constants because it has no use for the
+    /// workgroup entry's `WG`, which would only key more pipelines.
+    pub serial_entry: Option<(&'static str, &'a [(&'static str, f64)])>,
 }
 
-/// Rows per workgroup of the thread-per-row entries (`SERIAL_ROWS` in the
-/// shaders that have them).
+/// Rows per workgroup of the thread-per-row entries (`SERIAL_ROWS` in
+/// `shaders/row_serial.wgsl`; a test checks the two agree).
 pub(crate) const SERIAL_ROWS: usize = 64;
 
 /// Whether a row kernel with a thread-per-row entry uses it: on CPU adapters
@@ -80,12 +82,12 @@ pub(crate) fn launch_rows(
         let (ins, outs): (Vec<&Buffer>, Vec<&Buffer>) =
             (inputs.iter().map(|b| b.0).collect(), outputs.iter().map(|b| b.0).collect());
         let params = ranged(0, [0; 3]);
-        let (kernel, per_group) = match l.serial_entry {
-            Some(entry) if thread_per_row(g, rows) => ((l.kernel.0, entry), SERIAL_ROWS),
-            _ => (l.kernel, 1),
+        let (kernel, constants, per_group) = match l.serial_entry {
+            Some((entry, constants)) if thread_per_row(g, rows) => ((l.kernel.0, entry), constants, SERIAL_ROWS),
+            _ => (l.kernel, l.constants, 1),
         };
         let workgroups = groups(rows, per_group);
-        return dispatch_indexed(g, kernel, l.constants, &params, &ins, &outs, workgroups, l.check_indices);
+        return dispatch_indexed(g, kernel, constants, &params, &ins, &outs, workgroups, l.check_indices);
     }
     let align = g.window_align();
     // A window of whole rows starts up to `align` bytes early and ends on 16.
@@ -133,4 +135,24 @@ pub(crate) fn launch_rows(
 /// The storage of the kernel's x binding (f32 when it has none).
 fn inputs_x(inputs: &[(&Buffer, Bind)]) -> Operands {
     inputs.iter().find_map(|b| if let Bind::X(io) = b.1 { Some(io) } else { None }).unwrap_or(Operands::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The host counts thread-per-row workgroups with the rows per
+    /// workgroup the shaders use (a mismatch would skip or double rows).
+    #[test]
+    fn serial_rows_match_the_shaders() {
+        for name in ["softmax", "norm"] {
+            let src = crate::shaders::source(name);
+            let module = naga::front::wgsl::parse_str(&src).expect("row shaders parse");
+            let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some("SERIAL_ROWS")).expect(name);
+            match module.global_expressions[k.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => {
+                    assert_eq!(v as usize, super::SERIAL_ROWS, "{name}")
+                }
+                ref e => panic!("{name}: SERIAL_ROWS is not a u32 literal: {e:?}"),
+            }
+        }
+    }
 }

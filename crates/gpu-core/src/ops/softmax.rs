@@ -98,7 +98,8 @@ fn launch_softmax(
     inputs: &[(&Buffer, Bind)],
     outputs: &[(&Buffer, Bind)],
 ) -> Result<()> {
-    let constants = [("WG", workgroup_size(cols) as f64), ("LOG", log as u32 as f64)];
+    let log = ("LOG", log as u32 as f64);
+    let (constants, serial_constants) = ([("WG", workgroup_size(cols) as f64), log], [log]);
     let params = row_params(rows, cols);
     let l = RowLaunch {
         kernel: (shader, entry),
@@ -107,7 +108,7 @@ fn launch_softmax(
         rows,
         cols,
         check_indices: false,
-        serial_entry: Some(serial),
+        serial_entry: Some((serial, &serial_constants)),
     };
     launch_rows(g, l, inputs, outputs)
 }
