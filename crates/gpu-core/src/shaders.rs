@@ -291,6 +291,19 @@ pub fn source(name: &str) -> String {
     out
 }
 
+/// The value of the `u32` module constant `name` of `shader` (parsed with its
+/// includes), for the tests that hold host constants to their WGSL twins.
+#[cfg(test)]
+pub(crate) fn u32_constant(shader: &str, name: &str) -> usize {
+    let src = source(shader);
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{shader}: {e}"));
+    let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some(name)).expect(name);
+    match module.global_expressions[k.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
+        ref e => panic!("{shader}: {name} is not a folded u32 literal: {e:?}"),
+    }
+}
+
 fn expand(name: &str, out: &mut String, included: &mut Vec<String>) {
     for line in raw(name).lines() {
         match line.trim().strip_prefix("//#include ") {

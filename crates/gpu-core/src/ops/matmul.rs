@@ -870,13 +870,7 @@ mod tests {
                 }
             };
             assert_eq!((default("TILE_M"), default("TILE_N")), (64, 64), "{name}");
-            let constant = |c: &str| {
-                let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some(c)).expect(c);
-                match module.global_expressions[k.init] {
-                    naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
-                    ref e => panic!("{c} is not a folded u32 literal: {e:?}"),
-                }
-            };
+            let constant = |c: &str| crate::shaders::u32_constant(name, c);
             if name == "matmul_subgroup" {
                 assert_eq!(constant("LANES"), SUBGROUP_LANES as usize);
             }

@@ -144,15 +144,7 @@ mod tests {
     #[test]
     fn serial_rows_match_the_shaders() {
         for name in ["softmax", "norm"] {
-            let src = crate::shaders::source(name);
-            let module = naga::front::wgsl::parse_str(&src).expect("row shaders parse");
-            let (_, k) = module.constants.iter().find(|(_, k)| k.name.as_deref() == Some("SERIAL_ROWS")).expect(name);
-            match module.global_expressions[k.init] {
-                naga::Expression::Literal(naga::Literal::U32(v)) => {
-                    assert_eq!(v as usize, super::SERIAL_ROWS, "{name}")
-                }
-                ref e => panic!("{name}: SERIAL_ROWS is not a u32 literal: {e:?}"),
-            }
+            assert_eq!(crate::shaders::u32_constant(name, "SERIAL_ROWS"), super::SERIAL_ROWS, "{name}");
         }
     }
 }
