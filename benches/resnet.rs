@@ -1,8 +1,9 @@
 //! ResNet-20 training step (forward, cross-entropy, backward, SGD momentum)
 //! on 3x32x32 images: ms/step and images/s on the adapter `WGRAD_DEVICE` picks
 //! and on the CPU backend, plus the time to the first step (pipeline
-//! compilation included), the dispatches one step records and the peak
-//! device memory of a step. `benches/resnet_pytorch.py` times the same step in
+//! compilation included), the dispatches one step records, the bytes it
+//! copies into operand textures (CPU adapters) and the peak device memory
+//! of a step. `benches/resnet_pytorch.py` times the same step in
 //! PyTorch CPU in the same run (when `python3` with torch is available), and
 //! the ratios are printed next to it.
 //!
@@ -30,6 +31,7 @@ struct Measured {
     ms: f64,
     first_s: f64,
     dispatches: u64,
+    texture_mb: f64,
     peak_mb: f64,
 }
 
@@ -70,6 +72,7 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
         ms,
         first_s: first,
         dispatches: (after.dispatches - before.dispatches) / steps as u64,
+        texture_mb: (after.texture_bytes - before.texture_bytes) as f64 / 1e6 / steps as f64,
         peak_mb: after.bytes_peak as f64 / 1e6,
     }
 }
@@ -99,12 +102,13 @@ fn main() {
     }
     println!("device: {}", gpu.name());
     println!(
-        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
         "batch",
         "mode",
         "gpu ms",
         "first s",
         "dispatches",
+        "texture MB",
         "peak MB",
         "cpu ms",
         "pytorch ms",
@@ -117,10 +121,11 @@ fn main() {
         let key = if m { format!("b{b}-amp") } else { format!("b{b}") };
         let theirs = common::lookup(&torch, &key);
         println!(
-            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
+            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>11.1} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
             g.ms,
             g.first_s,
             g.dispatches,
+            g.texture_mb,
             g.peak_mb,
             c.ms,
             common::show(theirs),

@@ -28,27 +28,44 @@ struct Run<'a> {
     profile: bool,
 }
 
-/// Mean ms of `step` over `steps` runs after one warm-up; and the warm-up's
-/// seconds. With `--profile`, one more step runs under the step profiler,
-/// whose table is printed and whose trace goes to `target/<name>-profile.json`.
-fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> (f64, f64) {
+/// One bench's figures: mean step ms, the first step's seconds, and per
+/// step the kernel launches and the bytes copied into operand textures
+/// (host-independent counters; textures on CPU adapters only).
+struct Measured {
+    ms: f64,
+    first_s: f64,
+    dispatches: u64,
+    texture_mb: f64,
+}
+
+/// Times `step` over `steps` runs after one warm-up. With `--profile`, one
+/// more step runs under the step profiler, whose table is printed and whose
+/// trace goes to `target/<name>-profile.json`.
+fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
     let steps = run.steps;
     let t0 = Instant::now();
     let first = step();
     assert!(first.is_finite(), "loss is not finite");
-    let warm = t0.elapsed().as_secs_f64();
+    let first_s = t0.elapsed().as_secs_f64();
+    let before = run.dev.stats();
     let t = Instant::now();
     for _ in 0..steps {
         step();
     }
     let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let done = run.dev.stats() - before;
     if run.profile {
         profiling::profile_step(run.dev, name, &mut step);
     }
-    (ms, warm)
+    Measured {
+        ms,
+        first_s,
+        dispatches: done.dispatches / steps as u64,
+        texture_mb: done.texture_bytes as f64 / 1e6 / steps as f64,
+    }
 }
 
-fn lstm(run: Run) -> (f64, f64) {
+fn lstm(run: Run) -> Measured {
     let dev = run.dev;
     let mut init = Init::new(dev, 0);
     let m = LSTM::builder(128, 256).build(&mut init);
@@ -63,7 +80,7 @@ fn lstm(run: Run) -> (f64, f64) {
     })
 }
 
-fn transformer(run: Run) -> (f64, f64) {
+fn transformer(run: Run) -> Measured {
     let dev = run.dev;
     let mut init = Init::new(dev, 0);
     let model = Gpt::builder(256, 128).layers(2).heads(4).width(256).build(&mut init);
@@ -91,12 +108,11 @@ fn main() {
     }
     let dev = Device::from_env().expect("open WGRAD_DEVICE");
     println!("device: {}", dev.name());
-    let ours: Vec<(&str, f64, f64)> = names
+    let ours: Vec<(&str, Measured)> = names
         .iter()
         .map(|&n| {
             let run = Run { dev: &dev, steps, profile };
-            let (ms, first) = if n == "lstm" { lstm(run) } else { transformer(run) };
-            (n, ms, first)
+            (n, if n == "lstm" { lstm(run) } else { transformer(run) })
         })
         .collect();
     let mut py_args: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -106,14 +122,20 @@ fn main() {
         println!("pytorch: not measured ({why})");
     }
     println!(
-        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16}",
-        "bench", "wgrad ms", "first step s", "pytorch ms", "ratio", "wgrad tokens/s"
+        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16} {:>11} {:>14}",
+        "bench", "wgrad ms", "first step s", "pytorch ms", "ratio", "wgrad tokens/s", "dispatches", "texture MB"
     );
-    for (n, ms, first) in ours {
+    for (n, m) in ours {
         let theirs = common::lookup(&torch, n);
         // Both steps see 2,048 tokens: LSTM 64 x 32, Transformer 128 x 16.
         let tokens = 2048.0;
+        let (ms, first) = (m.ms, m.first_s);
         let (t, r) = (common::show(theirs), common::ratio(ms, theirs));
-        println!("{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0}", tokens / ms * 1e3);
+        println!(
+            "{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0} {:>11} {:>14.1}",
+            tokens / ms * 1e3,
+            m.dispatches,
+            m.texture_mb
+        );
     }
 }

@@ -13,6 +13,7 @@ pub struct Stats {
     dispatches: AtomicU64,
     readbacks: AtomicU64,
     texture_copies: AtomicU64,
+    texture_bytes: AtomicU64,
     texture_reuses: AtomicU64,
 }
 
@@ -34,6 +35,10 @@ pub struct StatsSnapshot {
     /// Buffers (or windows) copied into operand textures (CPU adapters; see
     /// `Device::set_texture_operands`).
     pub texture_copies: u64,
+    /// Bytes those copies moved: on llvmpipe each is a `memcpy` on the queue
+    /// thread while the kernel threads wait, so this is part of a step's
+    /// cost that kernel timestamps do not show.
+    pub texture_bytes: u64,
     /// Operand textures bound again without a copy, their buffer unwritten
     /// since.
     pub texture_reuses: u64,
@@ -50,6 +55,7 @@ impl Stats {
             dispatches: self.dispatches.load(Relaxed),
             readbacks: self.readbacks.load(Relaxed),
             texture_copies: self.texture_copies.load(Relaxed),
+            texture_bytes: self.texture_bytes.load(Relaxed),
             texture_reuses: self.texture_reuses.load(Relaxed),
         }
     }
@@ -82,9 +88,18 @@ impl Stats {
     pub(crate) fn read_back(&self) {
         self.readbacks.fetch_add(1, Relaxed);
     }
-    pub(crate) fn texture_staged(&self, copied: bool) {
-        let counter = if copied { &self.texture_copies } else { &self.texture_reuses };
-        counter.fetch_add(1, Relaxed);
+    /// One texture operand bound: `copied` bytes copied into it, or `None`
+    /// when it already held them.
+    pub(crate) fn texture_staged(&self, copied: Option<u64>) {
+        match copied {
+            Some(bytes) => {
+                self.texture_copies.fetch_add(1, Relaxed);
+                self.texture_bytes.fetch_add(bytes, Relaxed);
+            }
+            None => {
+                self.texture_reuses.fetch_add(1, Relaxed);
+            }
+        }
     }
 }
 
@@ -100,6 +115,7 @@ impl std::ops::Sub for StatsSnapshot {
             dispatches: self.dispatches - before.dispatches,
             readbacks: self.readbacks - before.readbacks,
             texture_copies: self.texture_copies - before.texture_copies,
+            texture_bytes: self.texture_bytes - before.texture_bytes,
             texture_reuses: self.texture_reuses - before.texture_reuses,
         }
     }

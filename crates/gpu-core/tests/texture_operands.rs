@@ -3,7 +3,8 @@
 //! bits as reading them from storage buffers, on awkward shapes: a single
 //! element, operands spanning several texture rows with a partial last one,
 //! transposed and broadcast operands, offsets into the buffers, bound windows
-//! of a split product, the epilogue, and the three gathered forms of a
+//! of a split product, rows in the middle of long buffers (only the elements
+//! a product reads are copied), the epilogue, and the three gathered forms of a
 //! strided convolution. The launches do run the texture kernel (profiled
 //! family `matmul_subgroup_tex`), and turning the path off runs the buffer
 //! kernel. The batch-norm kernels reading x, dy, the ReLU output and the
@@ -57,7 +58,20 @@ fn cases() -> Vec<Case> {
             bias: false,
         },
         Case { what: "broadcast batch", a: dense(&[3, 1, 17, 9]), b: dense(&[4, 9, 18]), bias: true },
+        long_buffers(),
     ]
+}
+
+/// A recurrent step's product: 5 rows in the middle of a 200-row buffer
+/// (at an unaligned element offset) times a transposed block deep inside
+/// another; the launch copies only the windows around them into textures.
+fn long_buffers() -> Case {
+    Case {
+        what: "rows of long buffers",
+        a: (200 * 24 + 7, view(&[5, 24], &[24, 1], 117 * 24 + 7)),
+        b: (3 + 24 * 31 * 10, view(&[24, 31], &[1, 24], 3 + 24 * 31 * 6)),
+        bias: true,
+    }
 }
 
 /// `case` on `dev` with texture operands `on` or off: the result's bits and
@@ -140,6 +154,24 @@ fn texture_operands_give_the_buffer_kernels_bits() {
     assert_families("convolution", &tex_families, true);
     assert_families("convolution", &buf_families, false);
     assert!(tex == buf, "convolution: texture and buffer operands differ");
+}
+
+#[test]
+fn products_copy_only_the_elements_they_read() {
+    let Some(dev) = subgroup_gpu("products_copy_only_the_elements_they_read") else { return };
+    let case = long_buffers();
+    let before = dev.stats();
+    let (_, families) = product(&dev, &case, true);
+    let copied = (dev.stats() - before).texture_bytes;
+    assert_families(case.what, &families, true);
+    // A's 120 and B's 744 elements (the bias stays a buffer), each window
+    // widened by at most the offset alignment (256 bytes at most in
+    // Vulkan) and 16 bytes.
+    let read = 4 * (5 * 24 + 24 * 31) as u64;
+    let slack = 2 * (256 + 16);
+    assert!(copied >= read && copied <= read + slack, "copied {copied} bytes into textures for {read} read");
+    let whole = 4 * (case.a.0 + case.b.0) as u64;
+    assert!(copied < whole / 4, "copied {copied} bytes, the operands' buffers hold {whole}");
 }
 
 #[test]

@@ -140,20 +140,21 @@ impl Batch {
 
     /// The view of an operand texture holding `buffer` (or its `window`):
     /// one that already does, or one it is copied into now (outside the
-    /// compute pass, which the copy ends). Also returns whether it copied.
+    /// compute pass, which the copy ends). Also returns the bytes it
+    /// copied, `None` when it copied nothing.
     fn stage_texture(
         &mut self,
         device: &wgpu::Device,
         buffer: &wgpu::Buffer,
         window: Option<Window>,
-    ) -> (wgpu::TextureView, bool) {
+    ) -> (wgpu::TextureView, Option<u64>) {
         let window = window.unwrap_or(Window { offset: 0, size: buffer.size() });
         if let Some(view) = self.staging.holding(buffer, window) {
-            return (view, false);
+            return (view, None);
         }
         self.encoder(device);
         let encoder = self.encoder.as_mut().expect("the pending encoder exists");
-        (self.staging.copy_in(device, encoder, buffer, window), true)
+        (self.staging.copy_in(device, encoder, buffer, window), Some(window.size))
     }
 
     /// The open compute pass, begun on first use. Launches share one pass:

@@ -466,9 +466,11 @@ fn product(
             let limit = g.binding_limit();
             let bias_big = epi.bias.is_some_and(|bias| bias.values.wgpu().size() > limit);
             if [a, b, &out].iter().all(|x| x.wgpu().size() <= limit) && !bias_big {
-                // Everything fits: one launch binding whole buffers.
-                let whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
-                return job.launch(epi, &whole, Binds::default());
+                // Everything fits: one launch binding whole buffers, or the
+                // spans of A and B where they go through textures.
+                let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
+                let binds = job.texture_spans(&mut whole);
+                return job.launch(epi, &whole, binds);
             }
             job.split(epi, &bshape, shape.as_slice())
         },
@@ -526,6 +528,42 @@ struct Binds<'a> {
 }
 
 impl Job<'_> {
+    /// Where the operands go through textures, windows of A and B around
+    /// the elements their views reach (B's unless it is a convolution's
+    /// gathered image), with `part`'s offsets made relative to them; no
+    /// windows elsewhere. A texture operand is copied in whole, and a
+    /// recurrent layer's per-step product reads one step's rows of a
+    /// whole-sequence buffer that every step writes: bound whole, the LSTM
+    /// bench copied 800 MB a step (docs/performance.md, "Texture copies
+    /// of what a product reads").
+    fn texture_spans(&self, part: &mut Part) -> Binds<'static> {
+        let mut binds = Binds::default();
+        if !self.subgroup || self.cfg.operands != Operands::F32 || part.k == 0 {
+            return binds;
+        }
+        let (ra, bop, align) = (self.la.rank() - 2, self.bop, self.g.window_align());
+        let span = |strides: &[usize], rows: (usize, usize), cols: (usize, usize)| {
+            let batch = part.dims.iter().zip(strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>();
+            batch + (rows.0 - 1) * rows.1 + (cols.0 - 1) * cols.1 + 1
+        };
+        let (la, lb) = (
+            span(&self.bstrides[0], (part.m, self.la.strides[ra]), (part.k, self.la.strides[ra + 1])),
+            span(&self.bstrides[1], (part.k, bop.rs), (part.n, bop.cs)),
+        );
+        let (aw, a_shift) = window(part.a_offset, la, 4, align);
+        let (bw, b_shift) = window(part.b_offset, lb, 4, align);
+        let b_spanned = bop.conv.is_none();
+        let sizes = [aw.size, if b_spanned { bw.size } else { self.b.wgpu().size() }];
+        if !crate::gpu::texture_operands::wanted(self.g, sizes) {
+            return binds;
+        }
+        (binds.a, part.a_offset) = (Some(aw), part.a_offset - a_shift);
+        if b_spanned {
+            (binds.b, part.b_offset) = (Some(bw), part.b_offset - b_shift);
+        }
+        binds
+    }
+
     /// Records one launch of the kernel over `part`, stored through `epi`.
     fn launch(&self, epi: &Epilogue, part: &Part, binds: Binds) -> Result<()> {
         let (g, bop) = (self.g, self.bop);
