@@ -116,6 +116,24 @@ fn inter_layer_dropout_only_in_training() {
 }
 
 #[test]
+fn the_input_bias_rides_in_the_projection() {
+    // b_ih is added in the store of the input projection: the forward
+    // records no add over the whole [T·B, 4H] product, for the layer and
+    // the cell, on the CPU backend and the adapter.
+    for dev in backends("the_input_bias_rides_in_the_projection") {
+        let mut init = Init::new(&dev, 0);
+        let (layer, cell) = (LSTM::builder(6, 5).build(&mut init), LSTMCell::builder(6, 5).build(&mut init));
+        for (what, x, m) in
+            [("LSTM", rand(&[4, 3, 6], 1, &dev), &layer as &dyn Module), ("LSTMCell", rand(&[3, 6], 2, &dev), &cell)]
+        {
+            let (_, p) = dev.profile(|| m.forward(&x).to_vec()).unwrap();
+            let ops: Vec<&str> = p.launches.iter().map(|l| l.op.as_str()).collect();
+            assert!(ops.contains(&"linear") && !ops.contains(&"add"), "{what} on {}: {ops:?}", dev.name());
+        }
+    }
+}
+
+#[test]
 fn cells_match_one_step_of_the_layer() {
     for dev in backends("cells_match_one_step_of_the_layer") {
         for kind in [RecurrentKind::RnnRelu, RecurrentKind::Lstm, RecurrentKind::Gru] {

@@ -6,7 +6,7 @@
 
 use std::marker::PhantomData;
 
-use wgrad_autograd::{RecurrentKind, Tensor};
+use wgrad_autograd::{DType, RecurrentKind, Tensor};
 
 use crate::construction::{copy_builder, Built, Init};
 
@@ -136,10 +136,9 @@ impl RecurrentCell {
             }
             None => (zeros(), lstm.then(zeros)),
         };
-        let mut xw = x.matmul(&self.weight_ih.t());
-        if let Some(bias) = &self.bias_ih {
-            xw = xw + bias;
-        }
+        // The input bias rides in the product's store (one launch fewer);
+        // the recurrence reads f32 (under autocast the product is f16).
+        let xw = x.linear(&self.weight_ih, self.bias_ih.as_ref()).to_dtype(DType::F32);
         let xw = xw.reshape(&[1, b, self.kind.gates() * h]);
         let r = xw.recurrent(self.kind, &self.weight_hh, self.bias_hh.as_ref(), &h0, c0.as_ref(), false);
         (r.h_n, r.c_n)

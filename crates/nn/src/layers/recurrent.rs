@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use std::marker::PhantomData;
 
-use wgrad_autograd::{Generator, RecurrentKind, Tensor};
+use wgrad_autograd::{DType, Generator, RecurrentKind, Tensor};
 
 use crate::construction::{copy_builder, Built, Init};
 use crate::module::{join, Module, ModuleFields};
@@ -284,10 +284,10 @@ impl Recurrent {
                     (RecurrentKind::Lstm, None) => zeros.clone(),
                     _ => None,
                 };
-                let mut xw = flat.matmul(&dir.w_ih.t());
-                if let Some(b) = &dir.b_ih {
-                    xw = xw + b;
-                }
+                // The input bias rides in the product's store: no separate
+                // add over the whole [T·B, G·H] projection. The recurrence
+                // reads f32 (under autocast the product is f16).
+                let xw = flat.linear(&dir.w_ih, dir.b_ih.as_ref()).to_dtype(DType::F32);
                 let xw = xw.reshape(&[t, batch, self.kind.gates() * c.hidden_size]);
                 let r = xw.recurrent(self.kind, &dir.w_hh, dir.b_hh.as_ref(), &h0, c0.as_ref(), d == 1);
                 outs.push(r.output);
