@@ -212,6 +212,10 @@ struct Tile {
     c_base: u32,
     // Where this batch entry's bias slice starts.
     bias_base: u32,
+    // This batch entry's last element of A and of (a strided) B: where the
+    // subgroup kernel's strided loads (modes 3) stop.
+    a_last: u32,
+    b_last: u32,
 }
 
 fn tile_of(wg: u32) -> Tile {
@@ -224,6 +228,8 @@ fn tile_of(wg: u32) -> Tile {
     tl.b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
     tl.c_base = batch * p.m * p.n;
     tl.bias_base = (batch % p.bias_batches) * select(p.n, p.m, p.bias_axis == 1u);
+    tl.a_last = tl.a_base + (p.m - 1u) * p.a_rs + (p.k - 1u) * p.a_cs;
+    tl.b_last = tl.b_base + (p.k - 1u) * p.b_rs + (p.n - 1u) * p.b_cs;
     return tl;
 }
 

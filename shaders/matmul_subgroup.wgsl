@@ -42,7 +42,13 @@ const LANES: u32 = 8u;
 // rows (A row-major: k contiguous; B row-major: n contiguous), vec4 loads.
 // 2: unit stride along columns (A transposed: m contiguous; B transposed: k
 // contiguous), vec4 loads. Modes 1 and 2 need the other stride, the batch
-// strides and the offset to be multiples of 4.
+// strides and the offset to be multiples of 4. 3: any strides, a lane's four
+// elements spaced by the run-time stride from one clamped index (each
+// clamped to the view's last element). The host uses 3 for every texture
+// operand: a texel is fetched alone whatever the layout, so the modes only
+// differ in index arithmetic, and one variant instead of three (a layer's
+// forward, input-gradient and weight-gradient products) saves a pipeline
+// compile of 1.5-2 s each on llvmpipe.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 // Groups of eight rows the subgroup computes: TILE_M / 8, or fewer when the
@@ -81,6 +87,12 @@ fn load_a8(tl: Tile, r0: u32, k: u32, lane: u32) -> vec4<f32> {
         return select(vec4<f32>(0.0), v, d < p.k);
     }
     let row = r0 + lane;
+    if A_MODE == 3u {
+        let i = a_index(tl, row, k);
+        let s = p.a_cs;
+        let v = vec4(a_at(i), a_at(min(i + s, tl.a_last)), a_at(min(i + 2u * s, tl.a_last)), a_at(min(i + 3u * s, tl.a_last)));
+        return mask_depths(v, k);
+    }
     if A_MODE == 1u {
         return mask_depths(a4(a_index(tl, row, k) / 4u), k);
     }
@@ -196,6 +208,15 @@ fn conv_row4(tl: Tile, k: u32, cc: ConvCols) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, k < p.k);
 }
 
+// Columns n..n + 3 of B at depth k (mode 3): spaced by the column stride
+// from the clamped first, each clamped to B's last element (columns past N
+// read some element of B; they are not stored).
+fn b_strided4(tl: Tile, k: u32, n: u32) -> vec4<f32> {
+    let i = b_index(tl, k, n);
+    let s = p.b_cs;
+    return vec4(b_at(i), b_at(min(i + s, tl.b_last)), b_at(min(i + 2u * s, tl.b_last)), b_at(min(i + 3u * s, tl.b_last)));
+}
+
 // Columns n..n + 3 of B at depths k..k + 3, one vec4 over the columns per
 // depth (`cc`: those columns' decoded halves, for a gathered B).
 fn load_b44(tl: Tile, k: u32, n: u32, cc: ConvCols) -> array<vec4<f32>, 4> {
@@ -205,6 +226,14 @@ fn load_b44(tl: Tile, k: u32, n: u32, cc: ConvCols) -> array<vec4<f32>, 4> {
             conv_row4(tl, k + 1u, cc),
             conv_row4(tl, k + 2u, cc),
             conv_row4(tl, k + 3u, cc),
+        );
+    }
+    if B_MODE == 3u {
+        return array<vec4<f32>, 4>(
+            select(vec4<f32>(0.0), b_strided4(tl, k, n), k < p.k),
+            select(vec4<f32>(0.0), b_strided4(tl, k + 1u, n), k + 1u < p.k),
+            select(vec4<f32>(0.0), b_strided4(tl, k + 2u, n), k + 2u < p.k),
+            select(vec4<f32>(0.0), b_strided4(tl, k + 3u, n), k + 3u < p.k),
         );
     }
     if B_MODE == 1u {

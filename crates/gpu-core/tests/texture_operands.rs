@@ -156,6 +156,39 @@ fn texture_operands_give_the_buffer_kernels_bits() {
     assert!(tex == buf, "convolution: texture and buffer operands differ");
 }
 
+/// A linear layer's forward (`x @ Wᵀ`), input gradient (`dy @ W`) and
+/// weight gradient (`dyᵀ @ x`), plus a product with both operands
+/// transposed and one with row strides that are not multiples of 4: with
+/// texture operands every layout is read the same way (mode 3 in
+/// matmul_subgroup.wgsl), so same-shaped products of any layout share one
+/// pipeline (one LLVM JIT on llvmpipe, 1-2 s on a cold first step), and
+/// each still gives the buffer kernel's bits.
+#[test]
+fn texture_products_share_one_pipeline_whatever_their_layouts() {
+    let Some(dev) = subgroup_gpu("texture_products_share_one_pipeline_whatever_their_layouts") else { return };
+    // Multiples of 4, so the buffer kernel would pick vec4 modes 1 and 2
+    // for the dense and transposed layouts and mode 0 for the odd strides.
+    let (m, k, n) = (20, 36, 44);
+    let layouts = [
+        ("row-major", dense(&[m, k]), dense(&[k, n])),
+        ("B transposed (x @ Wᵀ)", dense(&[m, k]), (n * k, view(&[k, n], &[1, k], 0))),
+        ("A transposed (dyᵀ @ x)", (k * m, view(&[m, k], &[1, m], 0)), dense(&[k, n])),
+        ("both transposed", (k * m, view(&[m, k], &[1, m], 0)), (n * k, view(&[k, n], &[1, k], 0))),
+        ("odd strides, offsets", (3 + m * 37, view(&[m, k], &[37, 1], 3)), (1 + k * 47, view(&[k, n], &[47, 1], 1))),
+    ];
+    let cases: Vec<Case> = layouts.into_iter().map(|(what, a, b)| Case { what, a, b, bias: false }).collect();
+    // The texture kernel's buffer twins first (they compile their own
+    // pipelines), then the texture products on a cache that has none.
+    let buffers: Vec<Vec<u32>> = cases.iter().map(|c| product(&dev, c, false).0).collect();
+    let before = dev.pipelines_compiled();
+    for (case, buf) in cases.iter().zip(&buffers) {
+        let (tex, families) = product(&dev, case, true);
+        assert_families(case.what, &families, true);
+        assert!(&tex == buf, "{}: texture and buffer operands differ", case.what);
+    }
+    assert_eq!(dev.pipelines_compiled() - before, 1, "one texture pipeline for {} layouts", cases.len());
+}
+
 #[test]
 fn products_copy_only_the_elements_they_read() {
     let Some(dev) = subgroup_gpu("products_copy_only_the_elements_they_read") else { return };

@@ -611,10 +611,17 @@ impl Job<'_> {
                 strides: strides.to_vec(),
                 offset,
             };
-            let b_mode =
-                if bop.conv.is_some() { 0 } else { load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))) };
+            // Texture operands take mode 3 whatever their strides: a texel
+            // is fetched alone either way, and one pipeline per product form
+            // instead of one per layout saves llvmpipe a JIT (matmul_subgroup.wgsl).
+            let b_mode = match (bop.conv.is_some(), textures) {
+                (true, _) => 0,
+                (false, true) => 3,
+                (false, false) => load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))),
+            };
+            let a_mode = if textures { 3 } else { load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) };
             vec![
-                ("A_MODE", load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) as f64),
+                ("A_MODE", a_mode as f64),
                 ("B_MODE", b_mode as f64),
                 // Below 64 rows only the first m.div_ceil(8) row groups hold results.
                 ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(textures, m)) as f64),
