@@ -65,7 +65,12 @@ override B_K_FAST: bool = false;
 //    likewise for w), zero where no output position maps there (input
 //    gradient, transposed convolution).
 override B_CONV: u32 = 0u;
-// Kernel taps, stride and dilation of a gathered B.
+// Kernel taps, stride and dilation of a gathered B. Forms 1 and 2 take the
+// stride from the parameters instead (SH = SW = 1 here): it only scales an
+// output pixel once per decoded column, so a model's strided and unstrided
+// layers share their forward and weight-gradient pipelines (each one a JIT
+// of 1-2 s on a CPU adapter's cold first step). Form 3 divides by the stride
+// for every element it gathers, so there it stays a constant.
 //#include window.wgsl
 
 // Store C as packed f16 (two halves per word, element 2k low), each value
@@ -102,6 +107,9 @@ struct Params {
     conv_out_w: u32,
     conv_pad_top: u32,
     conv_pad_left: u32,
+    // Forms 1 and 2: the stride (form 3 uses the SH, SW constants).
+    conv_stride_h: u32,
+    conv_stride_w: u32,
     // Bias added to the f32 sums before they are stored. 0: none; 1: one
     // value per output row (a convolution's output channel in its
     // [OC, pixels] product); 2: one per output column (Linear's x @ Wᵀ).
@@ -141,8 +149,8 @@ struct ConvTap {
     dw: u32,
 }
 
-// Forms 1, 2: the output position's top-left input pixel (oh * SH - pad_top,
-// ow * SW - pad_left). Form 3: the input pixel in padded coordinates.
+// Forms 1, 2: the output position's top-left input pixel (oh * stride_h -
+// pad_top, ow * stride_w - pad_left). Form 3: the input pixel in padded coordinates.
 struct ConvPixel {
     h: u32,
     w: u32,
@@ -157,7 +165,10 @@ fn conv_pixel(q: u32) -> ConvPixel {
     if B_CONV == 3u {
         return ConvPixel(q / p.conv_in_w + p.conv_pad_top, q % p.conv_in_w + p.conv_pad_left);
     }
-    return ConvPixel((q / p.conv_out_w) * SH - p.conv_pad_top, (q % p.conv_out_w) * SW - p.conv_pad_left);
+    return ConvPixel(
+        (q / p.conv_out_w) * p.conv_stride_h - p.conv_pad_top,
+        (q % p.conv_out_w) * p.conv_stride_w - p.conv_pad_left,
+    );
 }
 
 // Where in its plane the element under the tap lies (`line`, `col`; for

@@ -391,3 +391,54 @@ fn bad_geometries_and_short_buffers_are_errors() {
     let msg = col2im(&x, &ConvGeometry::new(1, 1, (4, 4), (3, 3))).unwrap_err().to_string();
     assert!(msg.starts_with("col2im") && msg.contains("columns buffer"), "{msg}");
 }
+
+/// The forward and weight-gradient gathers take the stride as a parameter,
+/// so a strided layer compiles no pipeline of its own for them (each one
+/// an LLVM JIT of 1-2 s on a CPU adapter's cold first step); the input
+/// gradient's gather divides by the stride and keeps it a constant. Both
+/// strides still match the CPU twin, on a fresh device of each kernel family.
+#[test]
+fn strided_layers_share_forward_and_weight_gradient_pipelines() {
+    let cpu = Device::cpu_reference();
+    let probe = match wgrad_gpu_core::testing::fresh_gpu_or_skip("strided_layers_share_pipelines") {
+        Some(g) => g,
+        None => return,
+    };
+    for kernel in kernels(&probe) {
+        let Some(gpu) = wgrad_gpu_core::testing::fresh_gpu_or_skip("strided_layers_share_pipelines") else { return };
+        // 20 x 20 inputs: 400 and 100 output pixels, both over 64, so both
+        // strides get the same tiles on every kernel family.
+        let geo = |stride: usize| ConvGeometry {
+            stride_h: stride,
+            stride_w: stride,
+            pad_top: 1,
+            pad_bottom: 1,
+            pad_left: 1,
+            pad_right: 1,
+            ..ConvGeometry::new(2, 5, (20, 20), (3, 3))
+        };
+        let oc = 12;
+        let mut compiled = Vec::new();
+        for (k, geo) in [geo(1), geo(2)].into_iter().enumerate() {
+            let (nx, nw, ny) = sizes(&geo, oc);
+            let mut r = rng(800 + k as u64);
+            let (xg, xc) = both(&gpu, &cpu, &r.vec(nx, -1.0, 1.0));
+            let (wg, wc) = both(&gpu, &cpu, &r.vec(nw, -1.0, 1.0));
+            let (gg, gc) = both(&gpu, &cpu, &r.vec(ny, -1.0, 1.0));
+            let what = |op: &str| format!("{kernel:?} {op}, stride {}", geo.stride_h);
+            let before = gpu.pipelines_compiled();
+            let y = conv2d_with(kernel, &xg, &wg, oc, &geo).unwrap();
+            let dw = conv2d_weight_grad_with(kernel, &gg, &xg, oc, &geo).unwrap();
+            let forward_and_weight = gpu.pipelines_compiled() - before;
+            let dx = conv2d_input_grad_with(kernel, &gg, &wg, oc, &geo).unwrap();
+            compiled.push((forward_and_weight, gpu.pipelines_compiled() - before - forward_and_weight));
+            same(&what("conv2d"), &y, &conv2d(&xc, &wc, oc, &geo).unwrap(), ny, 1e-5, atol(geo.col_rows()));
+            let pixels = geo.batch * geo.out_h() * geo.out_w();
+            same(&what("weight grad"), &dw, &conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap(), nw, 1e-5, atol(pixels));
+            same(&what("input grad"), &dx, &conv2d_input_grad(&gc, &wc, oc, &geo).unwrap(), nx, 1e-5, atol(oc * 9));
+        }
+        assert!(compiled[0].0 >= 2 && compiled[0].1 >= 1, "{kernel:?}: stride 1 compiled {:?}", compiled[0]);
+        // Stride 2: only the input gradient's gather is a pipeline of its own.
+        assert_eq!(compiled[1], (0, 1), "{kernel:?}: stride 2 (forward and weight gradient, input gradient)");
+    }
+}

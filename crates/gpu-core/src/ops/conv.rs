@@ -232,14 +232,24 @@ impl ConvGeometry {
         [kh, kw, sh, sw, dh, dw, ("ROWS", if rows { 1.0 } else { 0.0 })]
     }
 
-    /// The kernel geometry as the `window.wgsl` override constants that
-    /// `conv.wgsl` and the implicit-GEMM matmul share.
-    pub(crate) fn kernel_constants(&self) -> [(&'static str, f64); 6] {
+    /// The kernel geometry as the `window.wgsl` override constants of
+    /// `conv.wgsl` (the implicit-GEMM matmul takes [`gather_constants`](Self::gather_constants)).
+    fn kernel_constants(&self) -> [(&'static str, f64); 6] {
         super::window_constants(
             (self.kernel_h, self.kernel_w),
             (self.stride_h, self.stride_w),
             (self.dilation_h, self.dilation_w),
         )
+    }
+
+    /// The window constants of the implicit-GEMM matmul's gathered B: the
+    /// stride is a parameter of the forward and weight-gradient gathers
+    /// (left at 1 here, so strided layers share their pipelines) and a
+    /// constant of the input gradient's `adjoint` gather, which divides by it
+    /// (matmul.wgsl, `B_CONV`).
+    pub(crate) fn gather_constants(&self, adjoint: bool) -> [(&'static str, f64); 6] {
+        let stride = if adjoint { (self.stride_h, self.stride_w) } else { (1, 1) };
+        super::window_constants((self.kernel_h, self.kernel_w), stride, (self.dilation_h, self.dilation_w))
     }
 
     /// The input pixel `(ih, iw)` at padded coordinates `(ph, pw)`, or `None`

@@ -580,7 +580,8 @@ impl Job<'_> {
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
             .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
         let geo = bop.conv.map(|(_, geo)| geo);
-        let conv_dims = geo.map_or([0; 6], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left]);
+        let conv_dims = geo
+            .map_or([0; 8], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left, g.stride_h, g.stride_w]);
         let mut params = Params::new()
             .dims(part.dims)
             .dims(strides(0))
@@ -641,7 +642,7 @@ impl Job<'_> {
         constants.extend(epi.constants(n));
         if let Some((form, g)) = bop.conv {
             constants.push(("B_CONV", form.code()));
-            constants.extend(g.kernel_constants());
+            constants.extend(g.gather_constants(form == ConvGather::Adjoint));
         }
         let (mut shader, entry) = self.cfg.shader(g, self.subgroup)?;
         if textures {
