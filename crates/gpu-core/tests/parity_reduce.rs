@@ -58,6 +58,11 @@ const CASES: &[(&[usize], &[usize])] = &[
     (&[129, 128], &[0]),
     (&[8193, 130], &[0]),
     (&[2, 1000, 136], &[0, 1]),
+    // One thread per output on CPU adapters (64 outputs or more): rows
+    // longer than a workgroup, past SERIAL_MAX_LONG, and a two-axis walk.
+    (&[100, 300], &[1]),
+    (&[64, 5000], &[1]),
+    (&[4, 70, 33], &[0, 2]),
 ];
 
 #[test]
@@ -272,4 +277,26 @@ fn bad_axes_are_errors_naming_op_axes_and_shape() {
     }
     let short = Buffer::from_f32(&c, &[0.0; 5]).unwrap();
     assert!(reduce(ReduceOp::Sum, &short, &view, &[], false).is_err());
+}
+
+/// On CPU adapters a reduction with 64 outputs or more runs one thread per
+/// output (`serial`), whatever its length: a workgroup per output pays a
+/// barrier tree that makes llvmpipe run the shader as a coroutine. Fewer
+/// outputs, and every GPU, keep a workgroup per output for long rows.
+#[test]
+fn long_reductions_pick_a_thread_per_output_on_cpu_adapters() {
+    // A device of its own: the profile must not see the other tests' launches.
+    let Some(g) = wgrad_gpu_core::testing::fresh_gpu_or_skip("long_reductions_pick_a_thread_per_output") else {
+        return;
+    };
+    let cpu_adapter = g.info().device_type == "Cpu";
+    for rows in [63, 64] {
+        let cols = 300;
+        let x = Buffer::from_f32(&g, &rng(5).vec(rows * cols, -1.0, 1.0)).unwrap();
+        let view = Layout::contiguous(&[rows, cols]);
+        let (_, p) = g.profile(|| reduce(ReduceOp::Sum, &x, &view, &[1], false).unwrap()).unwrap();
+        let entries: Vec<&str> = p.launches.iter().map(|l| l.family.rsplit(':').next().unwrap()).collect();
+        let want = if cpu_adapter && rows >= 64 { "serial" } else { "main" };
+        assert_eq!(entries, [want], "{rows} rows of {cols} on {}", g.name());
+    }
 }
