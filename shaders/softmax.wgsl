@@ -6,8 +6,8 @@
 //   ce_bwd       its gradient with respect to the logits.
 // One workgroup per row: threads stride over the columns and combine their
 // partial results with a fixed tree, so results are the same on every run.
-// `softmax_fwd_serial` / `softmax_bwd_serial` (CPU adapters, many rows): one
-// thread per row, columns in order (row_serial.wgsl); a workgroup of 32
+// The `*_serial` entries (CPU adapters, many rows): one thread per row,
+// columns in order (row_serial.wgsl); a workgroup of 32
 // threads per short row had left llvmpipe's attention softmax at ~85 cycles
 // an element (docs/performance.md).
 //
@@ -256,31 +256,79 @@ fn target_mass(row: u32, c: u32, rt: RowTarget) -> f32 {
     return q;
 }
 
-@compute @workgroup_size(WG)
-fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = p.row0 + linear_workgroup(wid, nwg);
-    if row >= p.rows {
-        return;
-    }
+// One thread's columns of the forward: writes their probabilities and
+// returns their part of Σ q·log p.
+fn ce_fwd_part(row: u32, rt: RowTarget, st: vec2<f32>, first: u32, step: u32) -> f32 {
     let base = row_base(row);
-    let rt = row_target(row);
-    if rt.bad && lid == 0u {
-        report_index(p.site, rt.t, p.cols);
-    }
-    let st = row_stats(x_base(row), lid);
     let log_s = log(st.y);
     var acc = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
+    for (var j = first; j < p.cols; j += step) {
         let z = load_x(x_base(row) + j) - st.x;
         probs_out[base + j] = exp(z) / st.y;
         if !rt.ignored && !rt.bad {
             acc += target_mass(row, j, rt) * (z - log_s);
         }
     }
-    let total = tree(lid, acc, false);
+    return acc;
+}
+
+// The row's loss from Σ q·log p, and its weight.
+fn ce_store(row: u32, rt: RowTarget, total: f32) {
+    loss[row - p.vec_shift] = select(-total, nan(), rt.bad);
+    row_weight[row - p.vec_shift] = rt.w;
+}
+
+@compute @workgroup_size(WG)
+fn ce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = p.row0 + linear_workgroup(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let rt = row_target(row);
+    if rt.bad && lid == 0u {
+        report_index(p.site, rt.t, p.cols);
+    }
+    let st = row_stats(x_base(row), lid);
+    let total = tree(lid, ce_fwd_part(row, rt, st, lid, WG), false);
     if lid == 0u {
-        loss[row - p.vec_shift] = select(-total, nan(), rt.bad);
-        row_weight[row - p.vec_shift] = rt.w;
+        ce_store(row, rt, total);
+    }
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn ce_fwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = serial_row(wid, nwg, lid);
+    if row >= p.rows {
+        return;
+    }
+    let rt = row_target(row);
+    if rt.bad {
+        report_index(p.site, rt.t, p.cols);
+    }
+    let xb = x_base(row);
+    let m = part_max(xb, 0u, 1u);
+    ce_store(row, rt, ce_fwd_part(row, rt, vec2<f32>(m, part_sum_exp(xb, m, 0u, 1u)), 0u, 1u));
+}
+
+// One thread's part of Σ_c q_c.
+fn ce_mass_part(row: u32, rt: RowTarget, first: u32, step: u32) -> f32 {
+    var acc = 0.0;
+    for (var j = first; j < p.cols; j += step) {
+        acc += target_mass(row, j, rt);
+    }
+    return acc;
+}
+
+// Writes one thread's columns of dlogits = g · (p · Σq − q).
+fn ce_bwd_write(row: u32, rt: RowTarget, mass: f32, first: u32, step: u32) {
+    let base = row_base(row);
+    let g = grad[row - p.vec_shift];
+    for (var j = first; j < p.cols; j += step) {
+        var d = g * (probs_in[base + j] * mass - target_mass(row, j, rt));
+        if rt.ignored {
+            d = 0.0;
+        }
+        dlogits[base + j] = select(d, nan(), rt.bad);
     }
 }
 
@@ -290,19 +338,16 @@ fn ce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if row >= p.rows {
         return;
     }
-    let base = row_base(row);
     let rt = row_target(row);
-    var acc = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
-        acc += target_mass(row, j, rt);
+    ce_bwd_write(row, rt, tree(lid, ce_mass_part(row, rt, lid, WG), false), lid, WG);
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn ce_bwd_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = serial_row(wid, nwg, lid);
+    if row >= p.rows {
+        return;
     }
-    let mass = tree(lid, acc, false);
-    let g = grad[row - p.vec_shift];
-    for (var j = lid; j < p.cols; j += WG) {
-        var d = g * (probs_in[base + j] * mass - target_mass(row, j, rt));
-        if rt.ignored {
-            d = 0.0;
-        }
-        dlogits[base + j] = select(d, nan(), rt.bad);
-    }
+    let rt = row_target(row);
+    ce_bwd_write(row, rt, ce_mass_part(row, rt, 0u, 1u), 0u, 1u);
 }

@@ -193,6 +193,7 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("softmax_tex", "softmax_fwd", &[0]),
     ("softmax_tex", "softmax_fwd_serial", &[0]),
     ("softmax_tex", "ce_fwd", &[0]),
+    ("softmax_tex", "ce_fwd_serial", &[0]),
     ("norm_tex", "normalize_rows", &[0]),
     ("norm_tex", "normalize_rows_serial", &[0]),
     // dy and y of the row backward passes (row_grads_tex.wgsl).

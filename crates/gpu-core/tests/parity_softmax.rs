@@ -417,21 +417,66 @@ fn row_kernels_pick_thread_per_row_on_cpu_adapters() {
     for rows in [63, 64] {
         let cols = 10;
         let x = Buffer::from_f32(&g, &rng(9).vec(rows * cols, -2.0, 2.0)).unwrap();
+        let classes = Buffer::from_u32(&g, &(0..rows as u32).map(|r| r % cols as u32).collect::<Vec<_>>()).unwrap();
+        let ones = Buffer::from_f32(&g, &vec![1.0; rows]).unwrap();
         let (_, p) = g
             .profile(|| {
                 let y = softmax_rows(&x, rows, cols, false).unwrap();
                 softmax_rows_backward(&y, &x, rows, cols, false).unwrap();
                 let (y, _, rstd) = normalize_rows(&x, rows, cols, 1e-5).unwrap();
                 normalize_rows_backward(&x, &y, &rstd, rows, cols).unwrap();
+                let args = CeArgs {
+                    rows,
+                    cols,
+                    target: CeTarget::Classes(&classes),
+                    weight: None,
+                    ignore_index: None,
+                    label_smoothing: 0.0,
+                };
+                let (_, _, probs) = cross_entropy_rows(&x, &args).unwrap();
+                cross_entropy_rows_backward(&probs, &args, &ones).unwrap();
             })
             .unwrap();
         let entries: Vec<String> =
             p.launches.iter().map(|l| l.family.rsplit(':').next().unwrap().to_string()).collect();
         let serial = cpu_adapter && rows >= 64;
-        let want: Vec<String> = ["softmax_fwd", "softmax_bwd", "normalize_rows", "normalize_rows_backward"]
-            .iter()
-            .map(|e| if serial { format!("{e}_serial") } else { e.to_string() })
-            .collect();
+        let want: Vec<String> =
+            ["softmax_fwd", "softmax_bwd", "normalize_rows", "normalize_rows_backward", "ce_fwd", "ce_bwd"]
+                .iter()
+                .map(|e| if serial { format!("{e}_serial") } else { e.to_string() })
+                .collect();
         assert_eq!(entries, want, "{rows} rows on {}", g.name());
+    }
+}
+
+/// The thread-per-row cross-entropy (CPU adapters, 64 rows or more) reports
+/// an out-of-range class like the workgroup entry: the index error at the
+/// next readback, that row's loss, weight and gradient NaN, the others finite.
+#[test]
+fn cross_entropy_thread_per_row_flags_bad_targets() {
+    // A device of its own: the index error it records must not reach other tests' reads.
+    let Some(g) = fresh_gpu_or_skip("cross_entropy_thread_per_row_flags_bad_targets") else { return };
+    let (rows, cols) = (70, 3);
+    let x = Buffer::from_f32(&g, &rng(12).vec(rows * cols, -2.0, 2.0)).unwrap();
+    let mut classes: Vec<u32> = (0..rows as u32).map(|r| r % 3).collect();
+    classes[65] = 7;
+    let t = Buffer::from_u32(&g, &classes).unwrap();
+    let args =
+        CeArgs { rows, cols, target: CeTarget::Classes(&t), weight: None, ignore_index: None, label_smoothing: 0.0 };
+    let (loss, weight, probs) = cross_entropy_rows(&x, &args).unwrap();
+    match loss.to_f32() {
+        Err(Error::IndexOutOfRange { op: "cross_entropy", index: 7, size: 3 }) => {}
+        other => panic!("expected the index error, got {other:?}"),
+    }
+    let (loss, weight) = (loss.to_f32().unwrap(), weight.to_f32().unwrap());
+    for r in 0..rows {
+        let bad = r == 65;
+        assert_eq!(loss[r].is_nan(), bad, "row {r}: loss {}", loss[r]);
+        assert_eq!(weight[r].is_nan(), bad, "row {r}: weight {}", weight[r]);
+    }
+    let dx = cross_entropy_rows_backward(&probs, &args, &Buffer::from_f32(&g, &vec![1.0; rows]).unwrap()).unwrap();
+    let dx = dx.to_f32().unwrap();
+    for (i, v) in dx[..rows * cols].iter().enumerate() {
+        assert_eq!(v.is_nan(), i / cols == 65, "dlogits[{i}] = {v}");
     }
 }

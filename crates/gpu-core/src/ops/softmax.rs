@@ -3,8 +3,8 @@
 //!
 //! The GPU kernels give each row one workgroup whose threads combine partial
 //! results with a fixed tree (deterministic run to run); on CPU adapters
-//! softmax and its backward give each row one thread instead (`rows.rs`,
-//! `thread_per_row`; cross-entropy keeps the workgroup). Both sides subtract
+//! softmax, cross-entropy and their backward passes give each row one
+//! thread instead (`rows.rs`, `thread_per_row`). Both sides subtract
 //! the row maximum before exponentiating, so `[1000, 1001, 1002]` is as
 //! harmless as `[0, 1, 2]`. The CPU twins accumulate sums in f64, making them
 //! the more exact of the two and a fair oracle for the kernels.
@@ -330,6 +330,8 @@ impl CeArgs<'_> {
     ) -> Result<()> {
         let constants = self.constants();
         let (rows, cols, check_indices) = (self.rows, self.cols, kernel.1 == "ce_fwd");
+        // The thread-per-row entry needs no `WG` (the first constant).
+        let serial = if check_indices { "ce_fwd_serial" } else { "ce_bwd_serial" };
         let l = RowLaunch {
             kernel,
             constants: &constants,
@@ -337,7 +339,7 @@ impl CeArgs<'_> {
             rows,
             cols,
             check_indices,
-            serial_entry: None,
+            serial_entry: Some((serial, &constants[1..])),
         };
         launch_rows(g, l, inputs, outputs)
     }
