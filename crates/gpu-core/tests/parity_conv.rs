@@ -48,7 +48,6 @@ fn awkward() -> Vec<(&'static str, ConvGeometry)> {
 fn implicit_cases() -> Vec<(String, ConvGeometry, usize)> {
     let mut v: Vec<(String, ConvGeometry, usize)> =
         awkward().into_iter().map(|(n, g)| (n.to_string(), g, g.groups * (2 + g.groups % 3))).collect();
-    let pad1 = |g: ConvGeometry| ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..g };
     for (c, oc) in [(1, 16), (3, 16), (16, 16), (17, 5), (33, 32)] {
         v.push((format!("C={c} OC={oc} 3x3 pad 1 N=3 9x11"), pad1(ConvGeometry::new(3, c, (9, 11), (3, 3))), oc));
     }
@@ -81,6 +80,11 @@ fn implicit_cases() -> Vec<(String, ConvGeometry, usize)> {
     (r.pad_left, r.pad_right) = (4, 0);
     v.push(("row4 pad left 4 (whole vec4 of padding)".into(), r, 3));
     v
+}
+
+/// `g` with one pixel of zero padding on every side.
+fn pad1(g: ConvGeometry) -> ConvGeometry {
+    ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..g }
 }
 
 /// The matmul kernel families to force: both where the adapter can run them.
@@ -411,11 +415,7 @@ fn strided_layers_share_forward_and_weight_gradient_pipelines() {
         let geo = |stride: usize| ConvGeometry {
             stride_h: stride,
             stride_w: stride,
-            pad_top: 1,
-            pad_bottom: 1,
-            pad_left: 1,
-            pad_right: 1,
-            ..ConvGeometry::new(2, 5, (20, 20), (3, 3))
+            ..pad1(ConvGeometry::new(2, 5, (20, 20), (3, 3)))
         };
         let oc = 12;
         let mut compiled = Vec::new();

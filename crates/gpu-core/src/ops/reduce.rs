@@ -23,9 +23,6 @@ const SERIAL_MAX_SHORT: usize = 16;
 const SERIAL_MIN_OUTPUTS: usize = 4096;
 /// See `SERIAL_MIN_OUTPUTS`.
 const SERIAL_MAX_LONG: usize = 4096;
-/// On CPU adapters, reductions with at least this many outputs (one serial
-/// workgroup's worth) run one thread per output however long they are.
-const SERIAL_MIN_OUTPUTS_CPU: usize = 64;
 /// Outputs along the unit-stride axis run one thread each from this many
 /// outputs on (enough threads for a CPU adapter or a GPU's few SMs).
 const SERIAL_MIN_COLUMNS: usize = 128;
@@ -258,16 +255,15 @@ pub fn reduce_io(
     // neighbouring addresses, while a workgroup per output would read one
     // element per row at a stride of C (about 10x slower on lavapipe).
     let columns = kept_strides.last() == Some(&1) && n_out >= SERIAL_MIN_COLUMNS;
-    // On CPU adapters a workgroup per output is slow whatever its size: its
-    // barrier tree turns the whole shader into a coroutine on llvmpipe, so
-    // from one full workgroup of outputs on, each output takes a thread
-    // (`[1024, 676]` summed over rows: 5.9 -> 0.5 ms, a 64-channel bias
-    // gradient 0.6 -> 0.4 ms; docs/performance.md). Fewer outputs keep the
-    // workgroups, which spread over the host's cores.
-    let cpu_adapter = dev.gpu_ctx().is_some_and(|g| g.info.device_type == wgpu::DeviceType::Cpu);
+    // On CPU adapters a workgroup per output is slow whatever its length,
+    // as for the row kernels: from as many outputs as they need, each output
+    // takes a thread however long it is (`[1024, 676]` summed over rows:
+    // 5.9 -> 0.5 ms, a 64-channel bias gradient 0.6 -> 0.4 ms;
+    // docs/performance.md). Fewer outputs keep the workgroups, which spread
+    // over the host's cores.
     let serial = m <= SERIAL_MAX_SHORT
         || ((n_out >= SERIAL_MIN_OUTPUTS || columns) && m <= SERIAL_MAX_LONG)
-        || (cpu_adapter && n_out >= SERIAL_MIN_OUTPUTS_CPU);
+        || dev.gpu_ctx().is_some_and(|g| super::rows::thread_per_row(g, n_out));
     // The kernel's loop index j steps by wg past m, and offsets are u32.
     super::check_u32(name, layout.span().max(m + wg))?;
 

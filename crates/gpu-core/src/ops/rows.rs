@@ -52,12 +52,13 @@ pub(crate) struct RowLaunch<'a> {
 /// `shaders/row_serial.wgsl`; a test checks the two agree).
 pub(crate) const SERIAL_ROWS: usize = 64;
 
-/// Whether a row kernel with a thread-per-row entry uses it: on CPU adapters
-/// (where a barrier makes the whole shader a coroutine, and a workgroup per
-/// short row leaves most of its SIMD lanes idle), once there are rows for a
-/// whole workgroup of them. Fewer rows keep the workgroup-per-row entry, so
-/// a CPU adapter runs both (the tests use both).
-fn thread_per_row(g: &GpuContext, rows: usize) -> bool {
+/// Whether a row kernel with a thread-per-row entry uses it (and whether a
+/// reduction with `rows` outputs takes one thread per output, `reduce.rs`):
+/// on CPU adapters (where a barrier makes the whole shader a coroutine, and
+/// a workgroup per short row leaves most of its SIMD lanes idle), once there
+/// are rows for a whole workgroup of them. Fewer rows keep the
+/// workgroup-per-row entry, so a CPU adapter runs both (the tests use both).
+pub(crate) fn thread_per_row(g: &GpuContext, rows: usize) -> bool {
     g.info.device_type == wgpu::DeviceType::Cpu && rows >= SERIAL_ROWS
 }
 

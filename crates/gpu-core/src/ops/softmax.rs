@@ -296,12 +296,10 @@ impl CeArgs<'_> {
             .set_u32("site", crate::index_check::site("cross_entropy"))
     }
 
-    fn constants(&self) -> [(&'static str, f64); 3] {
-        [
-            ("WG", workgroup_size(self.cols) as f64),
-            ("TARGET", self.target.code() as f64),
-            ("HAS_WEIGHT", self.weight.is_some() as u32 as f64),
-        ]
+    /// The constants both entries of a kernel take (the workgroup entry
+    /// adds its `WG`).
+    fn constants(&self) -> [(&'static str, f64); 2] {
+        [("TARGET", self.target.code() as f64), ("HAS_WEIGHT", self.weight.is_some() as u32 as f64)]
     }
 
     /// The kernel's bindings 1 to 3: `first` (bound as `bind`), the target,
@@ -319,27 +317,28 @@ impl CeArgs<'_> {
     }
 
     /// One `ce_fwd` / `ce_bwd` launch over the rows (in ranges of rows past
-    /// the binding limit, see `rows.rs`); the forward checks its class
+    /// the binding limit, see `rows.rs`); `entries` are the workgroup-per-row
+    /// and the thread-per-row entry points. The forward checks its class
     /// indices.
     fn launch(
         &self,
         g: &GpuContext,
-        kernel: (&'static str, &'static str),
+        (shader, [entry, serial]): (&'static str, [&'static str; 2]),
         inputs: &[(&Buffer, Bind)],
         outputs: &[(&Buffer, Bind)],
     ) -> Result<()> {
-        let constants = self.constants();
-        let (rows, cols, check_indices) = (self.rows, self.cols, kernel.1 == "ce_fwd");
-        // The thread-per-row entry needs no `WG` (the first constant).
-        let serial = if check_indices { "ce_fwd_serial" } else { "ce_bwd_serial" };
+        let shared = self.constants();
+        let [target, weight] = shared;
+        let constants = [("WG", workgroup_size(self.cols) as f64), target, weight];
+        let (rows, cols, check_indices) = (self.rows, self.cols, entry == "ce_fwd");
         let l = RowLaunch {
-            kernel,
+            kernel: (shader, entry),
             constants: &constants,
             params: self.params(),
             rows,
             cols,
             check_indices,
-            serial_entry: Some((serial, &constants[1..])),
+            serial_entry: Some((serial, &shared)),
         };
         launch_rows(g, l, inputs, outputs)
     }
@@ -423,7 +422,12 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
         dev,
         |g| {
             let outputs = [(&loss, Bind::PerRow), (&weight, Bind::PerRow), (&probs, Bind::Rows)];
-            args.launch(g, (shader(g, io, OP, logits)?, "ce_fwd"), &args.inputs(logits, Bind::X(io)), &outputs)
+            args.launch(
+                g,
+                (shader(g, io, OP, logits)?, ["ce_fwd", "ce_fwd_serial"]),
+                &args.inputs(logits, Bind::X(io)),
+                &outputs,
+            )
         },
         || {
             let (hx, ht) = (logits.host(), args.target.buffer().host());
@@ -480,7 +484,12 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
         dev,
         |g| {
             let [a, b, c] = args.inputs(probs, Bind::Rows);
-            args.launch(g, ("softmax", "ce_bwd"), &[a, b, c, (grad, Bind::PerRow)], &[(&out, Bind::Rows)])
+            args.launch(
+                g,
+                ("softmax", ["ce_bwd", "ce_bwd_serial"]),
+                &[a, b, c, (grad, Bind::PerRow)],
+                &[(&out, Bind::Rows)],
+            )
         },
         || {
             let (hp, ht, hg) = (probs.host(), args.target.buffer().host(), grad.host());
