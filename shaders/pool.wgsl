@@ -1,7 +1,11 @@
 // 2-D pooling over dense NCHW data seen as [planes, H, W] (planes = N * C),
 // with PyTorch's semantics; the CPU twins are in gpu-core/src/ops/pool.rs.
 //   max_forward   out = max over a dilated window (padding reads as -inf),
-//                 argmax = y * W + x of the max (first on ties, NaN wins)
+//                 argmax = y * W + x of the max (first on ties, NaN wins);
+//                 with p.relu, the max of relu(x) (= relu of the max), its
+//                 argmax NONE where that max is not positive, so the backward
+//                 below applies ReLU's derivative too (relu then max pooling
+//                 in one launch each way, same bits as the two ops)
 //   max_backward  dx[y, x] = Σ g over the windows whose argmax is (y, x)
 //   avg_forward   out = Σ window / divisor (fixed or, with ADAPTIVE, adaptive windows)
 //   avg_backward  dx[y, x] = Σ g / divisor over the windows holding (y, x)
@@ -42,6 +46,8 @@ struct Params {
     pw: u32,
     // avg: 1 when padded positions count in the divisor.
     count_include_pad: u32,
+    // max_forward: 1 to pool relu(x) (the ReLU before the pooling, fused).
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -132,13 +138,23 @@ fn max_at(o: u32) -> f32 {
                 continue;
             }
             let x = xp - p.pw;
-            let v = load_src(base + y * W + x);
+            var v = load_src(base + y * W + x);
+            if p.relu != 0u {
+                // The ReLU op's own expression (unary table): the same bits.
+                v = max(v, 0.0);
+            }
             // PyTorch's rule: a larger value or any NaN takes over.
             if arg == NONE || v > best || is_nan(v) {
                 best = v;
                 arg = y * W + x;
             }
         }
+    }
+    // ReLU's derivative is 0 where its output is not positive: such a
+    // window's maximum passes no gradient back (a window with no element
+    // keeps its -inf, as the two ops would give).
+    if p.relu != 0u && !(best > 0.0) {
+        arg = NONE;
     }
     arg_out[o] = arg;
     return best;

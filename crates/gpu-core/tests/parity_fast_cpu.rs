@@ -187,7 +187,7 @@ fn identical(what: &str, fast: &Buffer, reference: &Buffer, n: usize) {
 fn pooling_matches_the_reference_bit_for_bit() {
     use wgrad_gpu_core::ops::pool::{
         adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
-        max_pool2d_backward,
+        max_pool2d_backward, max_pool2d_relu_io, Operands,
     };
     let (f, r) = pair();
     let mut rng = rng(5);
@@ -206,8 +206,9 @@ fn pooling_matches_the_reference_bit_for_bit() {
     for (shape, k, s, p, d) in cases {
         let n: usize = shape.iter().product();
         // Few distinct values, so windows hold ties, and a NaN now and then.
+        // Negatives for the fused ReLU's all-zero windows.
         let x: Vec<f32> = rng
-            .vec(n, 0.0, 4.0)
+            .vec(n, -2.0, 4.0)
             .iter()
             .enumerate()
             .map(|(i, v)| if i % 97 == 5 { f32::NAN } else { v.floor() })
@@ -227,14 +228,26 @@ fn pooling_matches_the_reference_bit_for_bit() {
             let (yd, _) = adaptive_avg_pool2d(&xb, &shape, (3, 2)).unwrap();
             let gd = Buffer::from_f32(dev, &vec![0.5; shape[0] * shape[1] * 6]).unwrap();
             let dxd = adaptive_avg_pool2d_backward(&gd, &shape, (3, 2)).unwrap();
-            ([y, arg, dx, ya, dxa, yd, dxd], (m, ma))
+            let (yr, argr, _) = max_pool2d_relu_io(&xb, &shape, k, s, p, d, Operands::F32).unwrap();
+            let dxr = max_pool2d_backward(&g, &argr, &shape, k, s, p, d).unwrap();
+            ([y, arg, dx, ya, dxa, yd, dxd, yr, argr, dxr], (m, ma))
         };
         let ((of, (m, ma)), (or, _)) = (run(&f), run(&r));
         let planes = shape[0] * shape[1];
-        let lens = [m, m, n, ma, n, planes * 6, n];
-        for (i, what) in
-            ["max", "argmax", "max grad", "avg", "avg grad", "adaptive", "adaptive grad"].iter().enumerate()
-        {
+        let lens = [m, m, n, ma, n, planes * 6, n, m, m, n];
+        let names = [
+            "max",
+            "argmax",
+            "max grad",
+            "avg",
+            "avg grad",
+            "adaptive",
+            "adaptive grad",
+            "relu max",
+            "relu argmax",
+            "relu max grad",
+        ];
+        for (i, what) in names.iter().enumerate() {
             identical(&format!("{shape:?} k{k:?} s{s:?} p{p:?} d{d:?}: {what}"), &of[i], &or[i], lens[i]);
         }
     }

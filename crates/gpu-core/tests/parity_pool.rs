@@ -71,6 +71,47 @@ fn max_pool_and_backward_match_twin() {
     }
 }
 
+/// `relu(max_pool2d(x))` in one launch: kernel vs twin, and both vs
+/// max pooling of `relu(x)` (the same values; that argmax where the maximum
+/// is positive, none where it is not, so the backward passes no gradient
+/// there, ReLU's derivative).
+#[test]
+fn relu_max_pool_matches_twin_and_pooling_the_relu() {
+    use wgrad_gpu_core::ops::pool::{max_pool2d_relu_io, Operands};
+    let Some((g, c)) = devices("relu_max_pool_matches_twin_and_pooling_the_relu") else { return };
+    let mut r = rng(23);
+    let (mut positive, mut zero) = (0, 0);
+    for &(shape, k, s, p, d) in FIXED.iter().chain(DILATED) {
+        let what = format!("relu_max_pool2d {shape:?} k{k:?} s{s:?} p{p:?} d{d:?}");
+        let x = data(&mut r, numel(shape), true);
+        let (xg, xc) = both(&g, &c, &x);
+        let (yg, ig, sg) = max_pool2d_relu_io(&xg, shape, k, s, p, d, Operands::F32).unwrap();
+        let (yc, ic, sc) = max_pool2d_relu_io(&xc, shape, k, s, p, d, Operands::F32).unwrap();
+        assert_eq!(sg, sc, "{what}: shapes");
+        let n = numel(&sg);
+        let (values, args) = (yc.to_f32().unwrap()[..n].to_vec(), ic.to_u32().unwrap()[..n].to_vec());
+        assert_eq!(yg.to_u32().unwrap()[..n], yc.to_u32().unwrap()[..n], "{what}: values");
+        assert_eq!(ig.to_u32().unwrap()[..n], args, "{what}: argmax");
+
+        let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        let (y0, i0, _) = max_pool2d(&Buffer::from_f32(&c, &relu).unwrap(), shape, k, s, p, d).unwrap();
+        let (y0, i0) = (y0.to_f32().unwrap(), i0.to_u32().unwrap());
+        positive += values.iter().filter(|&&v| v > 0.0).count();
+        zero += values.iter().filter(|&&v| v == 0.0).count();
+        for o in 0..n {
+            assert_eq!(values[o].to_bits(), y0[o].to_bits(), "{what}: value {o}");
+            let want = if y0[o] > 0.0 { i0[o] } else { u32::MAX };
+            assert_eq!(args[o], want, "{what}: argmax {o} of a window with maximum {}", y0[o]);
+        }
+
+        let (gg, gc) = both(&g, &c, &r.vec(n, -1.0, 1.0));
+        let dg = max_pool2d_backward(&gg, &ig, shape, k, s, p, d).unwrap();
+        let dc = max_pool2d_backward(&gc, &ic, shape, k, s, p, d).unwrap();
+        same(&format!("{what}: backward"), &dg, &dc, numel(shape), 1e-6, 1e-6);
+    }
+    assert!(positive > 100 && zero > 100, "windows with a positive maximum {positive}, without {zero}");
+}
+
 #[test]
 fn avg_pool_and_backward_match_twin() {
     let Some((g, c)) = devices("avg_pool_and_backward_match_twin") else { return };

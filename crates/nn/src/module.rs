@@ -63,6 +63,22 @@ pub trait Module: ModuleFields + Send + Sync {
     fn is_relu(&self) -> bool {
         false
     }
+
+    /// `self.forward(&x.relu())`; layers that a ReLU commutes with fuse it
+    /// into their own kernel instead ([`MaxPool2d`](crate::MaxPool2d): the
+    /// maximum of ReLUs is the ReLU of the maximum, and its window argmax
+    /// then carries ReLU's derivative, so the ReLU costs no pass at all,
+    /// forward or backward).
+    fn forward_after_relu(&self, x: &Tensor) -> Tensor {
+        self.forward(&x.relu())
+    }
+
+    /// True for layers whose [`forward_after_relu`](Self::forward_after_relu)
+    /// fuses the ReLU: [`Sequential`](crate::Sequential) gives a ReLU
+    /// followed by such a layer to that layer rather than to the one before.
+    fn fuses_relu_before(&self) -> bool {
+        false
+    }
 }
 
 /// Every random stream in `module`'s tree by module path (`blocks.0.dropout1`;
@@ -152,6 +168,12 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn is_relu(&self) -> bool {
         (**self).is_relu()
+    }
+    fn forward_after_relu(&self, x: &Tensor) -> Tensor {
+        (**self).forward_after_relu(x)
+    }
+    fn fuses_relu_before(&self) -> bool {
+        (**self).fuses_relu_before()
     }
 }
 

@@ -200,3 +200,56 @@ fn sequential_fuses_relu_into_the_layer_before_it() {
         }
     }
 }
+
+/// A ReLU followed by MaxPool2d goes to the pooling, not to the layer before
+/// (`Tensor::relu_max_pool2d`: its argmax carries ReLU's derivative): the
+/// same values and gradients, bit for bit, as the layers one at a time, and
+/// per ReLU one launch fewer forward and one fewer backward (the conv+ReLU
+/// fusion saves the forward launch only; its backward masks the gradient).
+#[test]
+fn sequential_gives_a_relu_before_max_pooling_to_the_pooling() {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip(
+        "sequential_gives_a_relu_before_max_pooling_to_the_pooling",
+    ));
+    for dev in devs {
+        let mut init = Init::new(&dev, 4);
+        // MNIST's CNN in small, and a chain that starts with the ReLU.
+        let cnn = Sequential::new()
+            .add(Conv2d::builder(1, 4, 3).build(&mut init))
+            .add(ReLU)
+            .add(MaxPool2d::new(2))
+            .add(Conv2d::builder(4, 6, 3).build(&mut init))
+            .add(ReLU)
+            .add(MaxPool2d::new(2))
+            .add(Flatten::default())
+            .add(Linear::builder(6 * 2 * 2, 3).build(&mut init));
+        let head = Sequential::new().add(ReLU).add(MaxPool2d::new(2)).add(Flatten::default());
+        for (m, fewer) in [(&cnn, 2), (&head, 1)] {
+            let x = Tensor::randn(&[2, 1, 14, 14], 8, &dev).requires_grad_();
+            let run = |fused: bool| {
+                m.zero_grad();
+                x.zero_grad();
+                dev.synchronize().unwrap();
+                let before = dev.stats().dispatches;
+                let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
+                let out = y.to_vec();
+                let forward = dev.stats().dispatches - before;
+                y.square().sum_all().backward();
+                let mut grads: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.grad().unwrap().to_vec()).collect();
+                grads.push(x.grad().expect("input gradient").to_vec());
+                let backward = dev.stats().dispatches - before - forward;
+                (out, grads, forward, backward)
+            };
+            let (fused, plain) = (run(true), run(false));
+            let what = format!("{} on {}", m.describe(), dev.name());
+            assert!(fused.0.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
+            assert_eq!((&fused.0, &fused.1), (&plain.0, &plain.1), "{what}: values and gradients");
+            if dev.is_gpu() {
+                // Layer by layer, the conv+ReLU pairs are not fused either.
+                assert_eq!(fused.2 + fewer, plain.2, "{what}: forward launches");
+                assert_eq!(fused.3 + fewer, plain.3, "{what}: backward launches");
+            }
+        }
+    }
+}

@@ -80,16 +80,35 @@ impl Tensor {
         padding: Pair,
         dilation: Pair,
     ) -> (Tensor, Tensor) {
-        const OP: &str = "max_pool2d";
-        let (x4, unbatched, io) = self.pool_input(OP);
+        self.max_pool2d_fused("max_pool2d", (kernel, stride, padding, dilation), false)
+    }
+
+    /// `self.relu().max_pool2d(..)` (equal to `max_pool2d(..).relu()`: the
+    /// maximum of ReLUs is the ReLU of the maximum) in one launch each way,
+    /// with the same values and gradients bit for bit (tested). The
+    /// backward is the pooling's gather alone: a window whose maximum is
+    /// not positive passes no gradient, which is ReLU's derivative, so no
+    /// masking pass over the larger input runs.
+    /// wgrad-nn's `Sequential` runs a ReLU followed by `MaxPool2d` this way.
+    ///
+    /// # Panics
+    /// As [`max_pool2d`](Self::max_pool2d).
+    pub fn relu_max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
+        self.max_pool2d_fused("relu_max_pool2d", (kernel, stride, padding, dilation), true).0
+    }
+
+    fn max_pool2d_fused(&self, op: &'static str, window: (Pair, Pair, Pair, Pair), relu: bool) -> (Tensor, Tensor) {
+        let (kernel, stride, padding, dilation) = window;
+        let (x4, unbatched, io) = self.pool_input(op);
         let shape = x4.shape();
+        let forward = if relu { pool::max_pool2d_relu_io } else { pool::max_pool2d_io };
         let (out, arg, out_shape) =
-            expect(OP, pool::max_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
+            expect(op, forward(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
         let mut idx = Tensor::constant(arg.clone(), Layout::contiguous(&out_shape), DType::U32);
         if unbatched {
             idx = idx.squeeze(0);
         }
-        let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+        let y = Self::pool_result(&x4, unbatched, op, out, &out_shape, move |g, in_shape| {
             pool::max_pool2d_backward_io(g, &arg, in_shape, kernel, stride, padding, dilation, io)
         });
         (y, idx)

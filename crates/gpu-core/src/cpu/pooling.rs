@@ -31,10 +31,18 @@ impl Taps {
     }
 }
 
-/// Max pooling of one plane of width `w` over the windows `rows` × `cols`:
-/// the reference's scan (same order, same tie and NaN rule) without its
-/// per-element bounds tests.
-pub(crate) fn max_forward_plane(rows: &Taps, cols: &Taps, w: usize, image: &[f32], out: &mut [f32], arg: &mut [u32]) {
+/// Max pooling of one plane of width `w` over the windows `rows` × `cols`
+/// (of `relu(image)` when `relu`): the reference's scan (same order, same
+/// tie and NaN rule) without its per-element bounds tests.
+pub(crate) fn max_forward_plane(
+    rows: &Taps,
+    cols: &Taps,
+    w: usize,
+    relu: bool,
+    image: &[f32],
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
     let ow = cols.start.len() - 1;
     for (oy, (out, arg)) in out.chunks_exact_mut(ow).zip(arg.chunks_exact_mut(ow)).enumerate() {
         let ys = rows.of(oy);
@@ -43,15 +51,27 @@ pub(crate) fn max_forward_plane(rows: &Taps, cols: &Taps, w: usize, image: &[f32
             for &y in ys {
                 let line = &image[y * w..(y + 1) * w];
                 for &x in cols.of(ox) {
-                    let v = line[x];
+                    let v = if relu { line[x].max(0.0) } else { line[x] };
                     if at == NONE || v > best || v.is_nan() {
                         best = v;
                         at = (y * w + x) as u32;
                     }
                 }
             }
-            (*o, *a) = (best, at);
+            (*o, *a) = (best, relu_arg(relu, best, at));
         }
+    }
+}
+
+/// The argmax a window stores: with the ReLU fused, [`NONE`] where the
+/// maximum is not positive (ReLU's derivative there is 0, so the window
+/// passes no gradient back).
+pub(crate) fn relu_arg(relu: bool, best: f32, at: u32) -> u32 {
+    // `best > 0` is false for a NaN too (whose ReLU derivative is 0).
+    if !relu || best > 0.0 {
+        at
+    } else {
+        NONE
     }
 }
 

@@ -131,6 +131,9 @@ pub(crate) struct Pool {
     rows: Axis,
     cols: Axis,
     count_include_pad: bool,
+    /// Max pooling of `relu(x)` (the ReLU before it fused), an argmax of
+    /// [`NONE`] where the maximum is not positive.
+    relu: bool,
 }
 
 impl Pool {
@@ -185,7 +188,8 @@ impl Pool {
             .set_u32("n", n)
             .set_u32("ph", r.pad)
             .set_u32("pw", c.pad)
-            .set_u32("count_include_pad", self.count_include_pad as usize);
+            .set_u32("count_include_pad", self.count_include_pad as usize)
+            .set_u32("relu", self.relu as usize);
         // Adaptive windows have no kernel (0): 1 keeps the shader's
         // `KH - 1` override expressions from wrapping at pipeline creation.
         let [kh, kw, sh, sw, dh, dw] =
@@ -272,7 +276,8 @@ impl Pool {
                             continue;
                         }
                         let k = (yp - r.pad) * c.size + xp - c.pad;
-                        let v = image[k];
+                        // The ReLU op's own twin (unary table): the same bits.
+                        let v = if self.relu { image[k].max(0.0) } else { image[k] };
                         if at == NONE || v > best || v.is_nan() {
                             best = v;
                             at = k as u32;
@@ -280,7 +285,7 @@ impl Pool {
                     }
                 }
                 out[oy * c.out + ox] = best;
-                arg[oy * c.out + ox] = at;
+                arg[oy * c.out + ox] = cpu::pooling::relu_arg(self.relu, best, at);
             }
         }
     }
@@ -369,21 +374,28 @@ fn fixed_pool(
     let (planes, h, w) = nchw(op, shape)?;
     let rows = Axis::fixed(op, &format!("height of {shape:?}"), h, kernel.0, stride.0, padding.0, dilation.0)?;
     let cols = Axis::fixed(op, &format!("width of {shape:?}"), w, kernel.1, stride.1, padding.1, dilation.1)?;
-    Pool { planes, rows, cols, count_include_pad }.check(op)
+    Pool { planes, rows, cols, count_include_pad, relu: false }.check(op)
 }
 
 fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Result<Pool> {
     let (planes, h, w) = nchw(op, shape)?;
     let rows = Axis::adaptive(op, &format!("height of {shape:?}"), h, out.0)?;
     let cols = Axis::adaptive(op, &format!("width of {shape:?}"), w, out.1)?;
-    Pool { planes, rows, cols, count_include_pad: true }.check(op)
+    Pool { planes, rows, cols, count_include_pad: true, relu: false }.check(op)
 }
 
 /// `pool.wgsl`'s `Params`: the threads, then the (rows, cols) padding (the
-/// rest of the window and the plane sizes are override constants).
+/// rest of the window and the plane sizes are override constants), the
+/// average's divisor rule and max pooling's fused ReLU.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     shader: "pool",
-    fields: &[("n", Kind::U32), ("ph", Kind::U32), ("pw", Kind::U32), ("count_include_pad", Kind::U32)],
+    fields: &[
+        ("n", Kind::U32),
+        ("ph", Kind::U32),
+        ("pw", Kind::U32),
+        ("count_include_pad", Kind::U32),
+        ("relu", Kind::U32),
+    ],
 };
 
 /// torch.nn.functional.max_pool2d with `return_indices=True` on the dense
@@ -418,15 +430,47 @@ pub fn max_pool2d_io(
     dilation: (usize, usize),
     io: Operands,
 ) -> Result<(Buffer, Buffer, Vec<usize>)> {
-    const OP: &str = "max_pool2d";
-    let pool = fixed_pool(OP, shape, kernel, stride, padding, dilation, false)?;
-    x.check_len(OP, "input", pool.in_len(), io.size())?;
+    max_forward("max_pool2d", x, shape, (kernel, stride, padding, dilation), io, false)
+}
+
+/// `relu(max_pool2d(x))`, which equals `max_pool2d(relu(x))` bit for bit
+/// (the maximum of ReLUs is the ReLU of the maximum, ties and NaNs
+/// included), in one launch: the window maxima of `relu(x)`, stored as
+/// `io`, and an argmax that is [`NONE`] wherever that maximum is not
+/// positive. [`max_pool2d_backward_io`] with that argmax is then ReLU's
+/// backward and the pooling's in one launch, where the two ops would take a
+/// pass over the four times larger input gradient to mask it.
+pub fn max_pool2d_relu_io(
+    x: &Buffer,
+    shape: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    io: Operands,
+) -> Result<(Buffer, Buffer, Vec<usize>)> {
+    max_forward("max_pool2d_relu", x, shape, (kernel, stride, padding, dilation), io, true)
+}
+
+/// A max pooling window: kernel, stride, padding and dilation, each (h, w).
+type Window = ((usize, usize), (usize, usize), (usize, usize), (usize, usize));
+
+fn max_forward(
+    op: &'static str,
+    x: &Buffer,
+    shape: &[usize],
+    (kernel, stride, padding, dilation): Window,
+    io: Operands,
+    relu: bool,
+) -> Result<(Buffer, Buffer, Vec<usize>)> {
+    let pool = Pool { relu, ..fixed_pool(op, shape, kernel, stride, padding, dilation, false)? };
+    x.check_len(op, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
     let dev = x.device();
     let (out, arg) = (Buffer::alloc(dev, n as u64 * io.size())?, Buffer::alloc(dev, n as u64 * 4)?);
     run(
         dev,
-        |g| pool.launch(g, OP, io, "max_forward", &[x], &[&out, &arg], n),
+        |g| pool.launch(g, op, io, "max_forward", &[x], &[&out, &arg], n),
         || {
             let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
             let (xs, (il, ol)) = (host_f32(&xs, io), pool.plane_lens());
@@ -435,7 +479,7 @@ pub fn max_pool2d_io(
             let taps = fast.then(|| pool.max_taps());
             per_row2(fast, (y.values(), ol), (&mut is[..n], ol), |p, y, arg| match &taps {
                 Some((rows, cols)) => {
-                    cpu::pooling::max_forward_plane(rows, cols, pool.cols.size, &xs[p * il..][..il], y, arg)
+                    cpu::pooling::max_forward_plane(rows, cols, pool.cols.size, relu, &xs[p * il..][..il], y, arg)
                 }
                 None => pool.max_forward_plane(&xs[p * il..][..il], y, arg),
             });

@@ -46,16 +46,25 @@ impl Sequential {
 }
 
 impl Module for Sequential {
-    /// Each layer in turn; a layer followed by [`ReLU`](crate::ReLU) that can
-    /// fuse it ([`Module::forward_relu_fused`]: Linear, Conv2d) runs both
-    /// as one op, the ReLU applied in its kernel's store (same values).
+    /// Each layer in turn, with a [`ReLU`](crate::ReLU) fused into a
+    /// neighbour (same values): into the layer after it when that layer
+    /// takes it ([`Module::fuses_relu_before`]: MaxPool2d, whose backward
+    /// then applies ReLU's derivative for free), else into the layer before
+    /// when that one can ([`Module::forward_relu_fused`]: Linear, Conv2d,
+    /// the ReLU applied in the product's store).
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
         let mut i = 0;
-        while i < self.layers.len() {
-            let m = &self.layers[i];
-            let fused = match self.layers.get(i + 1) {
-                Some(next) if next.is_relu() => m.forward_relu_fused(&h),
+        let layer = |i: usize| self.layers.get(i).map(|m| m.as_ref());
+        let relu_goes_on = |i: usize| layer(i).is_some_and(|m| m.fuses_relu_before());
+        while let Some(m) = layer(i) {
+            if m.is_relu() && relu_goes_on(i + 1) {
+                h = self.layers[i + 1].forward_after_relu(&h);
+                i += 2;
+                continue;
+            }
+            let fused = match layer(i + 1) {
+                Some(next) if next.is_relu() && !relu_goes_on(i + 2) => m.forward_relu_fused(&h),
                 _ => None,
             };
             match fused {
