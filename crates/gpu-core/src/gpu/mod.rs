@@ -8,6 +8,7 @@ pub(crate) mod fusion;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod primer;
+pub(crate) mod specialize;
 pub(crate) mod split;
 pub(crate) mod texture_operands;
 pub(crate) mod warmup;

@@ -45,7 +45,13 @@ fn has_retry_loop(src: &str) -> bool {
 /// with it (docs/performance.md). Our loops all end, so we turn it off for
 /// every shader without a retry loop; bounds checks stay on.
 pub(crate) fn create_module(device: &wgpu::Device, label: &str, src: &str) -> wgpu::ShaderModule {
-    let desc = wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(src.into()) };
+    module_from(device, label, src, wgpu::ShaderSource::Wgsl(src.into()))
+}
+
+/// [`create_module`] of `source`, the IR or text of WGSL `src` (whose loops
+/// decide the checks).
+fn module_from(device: &wgpu::Device, label: &str, src: &str, source: wgpu::ShaderSource) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(label), source };
     if force_loop_bounding() || has_retry_loop(src) {
         return device.create_shader_module(desc);
     }
@@ -129,6 +135,9 @@ pub(crate) struct PipelineCache {
     generated: Mutex<HashMap<String, Slot>>,
     layouts: Mutex<HashMap<(usize, usize, u32), Arc<wgpu::BindGroupLayout>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    /// Registry shaders parsed for specialisation (`specialize.rs`); `None`
+    /// where naga rejected one (its pipelines take the WGSL path).
+    parsed: Mutex<HashMap<&'static str, Option<Arc<super::specialize::Parsed>>>>,
     /// Where the keys first compiled in this process are written, when the
     /// device keeps a pipeline manifest (see `warmup.rs`).
     pub(crate) manifest: Mutex<Option<std::fs::File>>,
@@ -234,13 +243,19 @@ impl PipelineCache {
             Key::Generated { .. } => 0,
         };
         let layout = self.layout(device, inputs, outputs, textures);
-        let (label, module, entry, constants) = match key {
+        // `constants` name the variant (logged); `applied` are the ones
+        // wgpu still has to apply (none once the module is specialised).
+        let (label, module, entry, constants, applied) = match key {
             Key::Registry { shader, entry, constants, .. } => {
                 let constants: Vec<(&str, f64)> = constants.iter().map(|&(n, b)| (n, f64::from_bits(b))).collect();
-                (*shader, self.module(device, shader), *entry, constants)
+                match self.specialized(device, shader, entry, &constants) {
+                    Some(module) => (*shader, Arc::new(module), *entry, constants, Vec::new()),
+                    None => (*shader, self.module(device, shader), *entry, constants.clone(), constants),
+                }
             }
             Key::Generated { source, .. } => {
-                ("wgrad fused", Arc::new(create_module(device, "wgrad fused", source)), "main", Vec::new())
+                let module = Arc::new(create_module(device, "wgrad fused", source));
+                ("wgrad fused", module, "main", Vec::new(), Vec::new())
             }
         };
         let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -254,7 +269,7 @@ impl PipelineCache {
             module: &module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
+                constants: &applied,
                 // Kernels initialise the workgroup memory they read.
                 zero_initialize_workgroup_memory: false,
             },
@@ -264,6 +279,29 @@ impl PipelineCache {
             eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
         Arc::new(Kernel { pipeline, layout, textures, inputs, outputs, requested: Default::default() })
+    }
+
+    /// `shader`'s module for `entry` under `constants`, specialised
+    /// (`specialize.rs`): `None` when naga cannot apply them, and with
+    /// `WGRAD_SPECIALIZE=0`.
+    fn specialized(
+        &self,
+        device: &wgpu::Device,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Option<wgpu::ShaderModule> {
+        static OFF: OnceLock<bool> = OnceLock::new();
+        if *OFF.get_or_init(|| std::env::var("WGRAD_SPECIALIZE").is_ok_and(|v| v.trim() == "0")) {
+            return None;
+        }
+        let parsed = {
+            let mut m = self.parsed.lock().unwrap();
+            m.entry(shader).or_insert_with(|| super::specialize::parse(&shaders::source(shader)).map(Arc::new)).clone()
+        }?;
+        let module = super::specialize::specialize(&parsed, entry, constants)?;
+        let source = wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module));
+        Some(module_from(device, shader, &shaders::source(shader), source))
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

@@ -1,0 +1,246 @@
+//! Override constants applied before the driver sees a kernel, and the
+//! branches they decide removed.
+//!
+//! A kernel's variants differ by WGSL `override` constants (a matmul's tile,
+//! row groups, gather form, f16 store). Handed to wgpu as WGSL plus
+//! constants, every variant reached the driver with all the code of the
+//! others behind branches on constants: the subgroup matmul stores up to 64
+//! rows of which a variant uses 8-32, and each store carries an f16 path
+//! that f32 products never take. Drivers inline all of it before they
+//! fold those branches away; lavapipe spent 0.3-0.45 s creating each
+//! matmul pipeline, most of it on code it then discarded
+//! (docs/performance.md, "Specialised kernels").
+//!
+//! So a registry kernel is parsed once, and each pipeline gets its own
+//! module: naga applies the constants (`process_overrides`, as wgpu would
+//! at pipeline creation, keeping only the entry point and what it calls),
+//! then [`prune`] replaces every `if` whose condition became a constant by
+//! the block it takes, and unreachable functions are dropped. The code
+//! that remains is the code the driver would have run; results do not
+//! change. This module must not change what a kernel computes: it only
+//! removes statements no invocation can reach.
+
+use wgpu::naga::back::pipeline_constants::process_overrides;
+use wgpu::naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use wgpu::naga::{Block, Expression, Literal, Module, Statement};
+
+/// A registry shader parsed and validated once, specialised per pipeline.
+pub(crate) struct Parsed {
+    module: Module,
+    info: ModuleInfo,
+}
+
+/// Parses and validates `source`; `None` when naga rejects it (the caller
+/// then hands wgpu the WGSL, which reports the error its usual way).
+pub(crate) fn parse(source: &str) -> Option<Parsed> {
+    let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).ok()?;
+    Some(Parsed { module, info })
+}
+
+/// `parsed` with `constants` applied for compute entry point `entry`, its
+/// constant branches pruned and unused functions dropped; `None` when a
+/// constant does not apply (wgpu then reports it from the WGSL path).
+pub(crate) fn specialize(parsed: &Parsed, entry: &str, constants: &[(&str, f64)]) -> Option<Module> {
+    let mut values = wgpu::naga::back::PipelineConstants::default();
+    for &(name, value) in constants {
+        values.insert(name.to_string(), value);
+    }
+    let stage = Some((wgpu::naga::ShaderStage::Compute, entry));
+    let (module, _) = process_overrides(&parsed.module, &parsed.info, stage, &values).ok()?;
+    let mut module = module.into_owned();
+    // A condition is decided when it is a bool literal, or a constant whose
+    // value is one (overrides become constants).
+    let globals = module.global_expressions.clone();
+    let constants = module.constants.clone();
+    let literal = |e: &Expression| match e {
+        Expression::Literal(Literal::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let decided = |e: &Expression| match e {
+        Expression::Constant(c) => literal(&globals[constants[*c].init]),
+        e => literal(e),
+    };
+    let functions = module.functions.iter_mut().map(|(_, f)| f);
+    for f in functions.chain(module.entry_points.iter_mut().map(|ep| &mut ep.function)) {
+        let body = std::mem::take(&mut f.body);
+        let exprs = &f.expressions;
+        f.body = prune(body, &|h| decided(&exprs[h]));
+        // Names only label `let` values for debuggers, but compaction keeps
+        // every named expression alive, and one whose `let` sat in a pruned
+        // branch would be kept without its statement (invalid IR).
+        f.named_expressions.clear();
+    }
+    // Drops the expressions, calls and functions only pruned code used.
+    wgpu::naga::compact::compact(&mut module, wgpu::naga::compact::KeepUnused::No);
+    Some(module)
+}
+
+/// `block` with every `if` whose condition `decided` knows replaced by the
+/// branch it takes, in nested blocks too; statements after a branch that
+/// ends in a `return`, `break` or `continue` are dropped (never reached).
+pub(crate) fn prune(block: Block, decided: &dyn Fn(wgpu::naga::Handle<Expression>) -> Option<bool>) -> Block {
+    let mut out = Block::with_capacity(block.len());
+    for (statement, span) in block.span_into_iter() {
+        match statement {
+            Statement::If { condition, accept, reject } => match decided(condition) {
+                Some(taken) => {
+                    let inner = prune(if taken { accept } else { reject }, decided);
+                    let ends = inner.last().is_some_and(terminates);
+                    out.extend_block(inner);
+                    if ends {
+                        break;
+                    }
+                }
+                None => out.push(
+                    Statement::If { condition, accept: prune(accept, decided), reject: prune(reject, decided) },
+                    span,
+                ),
+            },
+            Statement::Block(b) => out.push(Statement::Block(prune(b, decided)), span),
+            Statement::Loop { body, continuing, break_if } => out.push(
+                Statement::Loop { body: prune(body, decided), continuing: prune(continuing, decided), break_if },
+                span,
+            ),
+            Statement::Switch { selector, cases } => {
+                let cases =
+                    cases.into_iter().map(|c| wgpu::naga::SwitchCase { body: prune(c.body, decided), ..c }).collect();
+                out.push(Statement::Switch { selector, cases }, span)
+            }
+            s => {
+                let ends = terminates(&s);
+                out.push(s, span);
+                if ends {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Statements after which nothing in the same block runs.
+fn terminates(s: &Statement) -> bool {
+    matches!(s, Statement::Return { .. } | Statement::Break | Statement::Continue | Statement::Kill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statements in `block` and its nested blocks, and the `if`s among
+    /// them, with each call counted as its callee's body (as a driver
+    /// inlines it).
+    fn count(module: &Module, block: &Block) -> (usize, usize) {
+        let mut n = (0, 0);
+        for s in block.iter() {
+            let inner: Vec<&Block> = match s {
+                Statement::If { accept, reject, .. } => {
+                    n.1 += 1;
+                    vec![accept, reject]
+                }
+                Statement::Block(b) => vec![b],
+                Statement::Loop { body, continuing, .. } => vec![body, continuing],
+                Statement::Switch { cases, .. } => cases.iter().map(|c| &c.body).collect(),
+                Statement::Call { function, .. } => vec![&module.functions[*function].body],
+                _ => vec![],
+            };
+            n.0 += 1;
+            for b in inner {
+                let (s, i) = count(module, b);
+                n = (n.0 + s, n.1 + i);
+            }
+        }
+        n
+    }
+
+    /// The entry point's statements and `if`s, callees inlined.
+    fn entry_counts(module: &Module) -> (usize, usize) {
+        count(module, &module.entry_points[0].function.body)
+    }
+
+    const SOURCE: &str = "
+        override WIDE: bool = false;
+        override GROUPS: u32 = 1u;
+        @group(0) @binding(0) var<storage, read_write> out: array<u32>;
+        fn wide_part(i: u32) -> u32 {
+            return i * 3u + 1u;
+        }
+        @compute @workgroup_size(1)
+        fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+            var v = id.x;
+            if WIDE {
+                v = wide_part(v);
+            }
+            if GROUPS > 1u {
+                v += 2u;
+                if GROUPS > 2u {
+                    out[1] = v;
+                    return;
+                }
+            }
+            if id.x > 3u {
+                v += 1u;
+            }
+            out[0] = v;
+        }
+        @compute @workgroup_size(1)
+        fn other() {
+            out[2] = 7u;
+        }
+    ";
+
+    #[test]
+    fn constant_branches_are_pruned_and_runtime_ones_kept() {
+        let parsed = parse(SOURCE).expect("parses");
+        let narrow = specialize(&parsed, "main", &[("WIDE", 0.0), ("GROUPS", 1.0)]).unwrap();
+        // Only the branch on the invocation id is left; the other entry
+        // point and the function only the pruned branch called are gone.
+        assert_eq!(entry_counts(&narrow).1, 1);
+        assert_eq!(narrow.entry_points.len(), 1);
+        assert!(narrow.functions.is_empty(), "wide_part is unreachable");
+        assert!(narrow.overrides.is_empty());
+
+        let wide = specialize(&parsed, "main", &[("WIDE", 1.0), ("GROUPS", 3.0)]).unwrap();
+        assert_eq!(wide.functions.len(), 1, "wide_part is called");
+        // GROUPS > 2 returns: the branch on the id after it is unreachable.
+        assert_eq!(entry_counts(&wide).1, 0);
+
+        // Both validate as wgpu will.
+        for m in [&narrow, &wide] {
+            Validator::new(ValidationFlags::all(), Capabilities::all()).validate(m).expect("valid IR");
+        }
+        assert!(specialize(&parsed, "main", &[("NO_SUCH", 1.0)]).is_none(), "an unknown constant");
+    }
+
+    /// The subgroup matmul with one row group and f32 stores: the code of
+    /// seven more row groups and of the f16 store is gone before a driver
+    /// sees it (it was most of what lavapipe compiled).
+    #[test]
+    fn a_narrow_matmul_variant_keeps_a_fraction_of_the_kernel() {
+        let parsed = parse(&crate::shaders::source("matmul_subgroup_tex")).expect("parses");
+        let constants = [("A_MODE", 3.0), ("B_MODE", 3.0), ("ROW_GROUPS", 1.0), ("TILE_M", 8.0), ("TILE_N", 32.0)];
+        let narrow = specialize(&parsed, "main_subgroup", &constants).unwrap();
+        let widest = [("A_MODE", 3.0), ("B_MODE", 3.0), ("ROW_GROUPS", 8.0), ("TILE_M", 64.0), ("TILE_N", 64.0)];
+        let wide = specialize(&parsed, "main_subgroup", &widest).unwrap();
+        let f16 = specialize(&parsed, "main_subgroup", &[widest.as_slice(), &[("F16_OUT", 1.0)]].concat()).unwrap();
+        let (n, w, h) = (entry_counts(&narrow).0, entry_counts(&wide).0, entry_counts(&f16).0);
+        // What wgpu handed the driver before: the constants applied, every branch kept.
+        let mut values = wgpu::naga::back::PipelineConstants::default();
+        for (name, value) in constants {
+            values.insert(name.to_string(), value);
+        }
+        let stage = Some((wgpu::naga::ShaderStage::Compute, "main_subgroup"));
+        let unpruned = process_overrides(&parsed.module, &parsed.info, stage, &values).unwrap().0;
+        let before = entry_counts(&unpruned).0;
+        eprintln!(
+            "statements, calls inlined: {before} unpruned, {n} one row group, {w} eight, {h} eight with f16 stores"
+        );
+        assert!(n * 4 < before, "one row group: {n} statements of {before}");
+        assert!(n * 2 < w, "one row group: {n} statements, eight: {w}");
+        assert!(w < h, "f32 stores: {w} statements, f16: {h}");
+        for m in [&narrow, &wide, &f16] {
+            Validator::new(ValidationFlags::all(), Capabilities::all()).validate(m).expect("valid IR");
+        }
+    }
+}
