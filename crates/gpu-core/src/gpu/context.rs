@@ -114,7 +114,7 @@ impl GpuContext {
         let texture_operands = info.device_type == wgpu::DeviceType::Cpu
             && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
-        let pipelines = Arc::new(PipelineCache::default());
+        let pipelines = Arc::new(PipelineCache::from_env());
         if super::primer::wanted(info.device_type) {
             let _ = pipelines.primer.set(super::primer::Primer::new(&device, &queue));
         }

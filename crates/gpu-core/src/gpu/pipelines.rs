@@ -138,6 +138,9 @@ pub(crate) struct PipelineCache {
     /// Registry shaders parsed for specialisation (`specialize.rs`); `None`
     /// where naga rejected one (its pipelines take the WGSL path).
     parsed: Mutex<HashMap<&'static str, Option<Arc<super::specialize::Parsed>>>>,
+    /// False with `WGRAD_SPECIALIZE=0` when the device was opened: wgpu
+    /// then gets the WGSL and the constants.
+    pub(crate) specialize: bool,
     /// Where the keys first compiled in this process are written, when the
     /// device keeps a pipeline manifest (see `warmup.rs`).
     pub(crate) manifest: Mutex<Option<std::fs::File>>,
@@ -281,9 +284,16 @@ impl PipelineCache {
         Arc::new(Kernel { pipeline, layout, textures, inputs, outputs, requested: Default::default() })
     }
 
-    /// `shader`'s module for `entry` under `constants`, specialised
-    /// (`specialize.rs`): `None` when naga cannot apply them, and with
+    /// The pipeline cache of a device being opened: specialising unless
     /// `WGRAD_SPECIALIZE=0`.
+    pub(crate) fn from_env() -> Self {
+        let specialize = std::env::var("WGRAD_SPECIALIZE").map_or(true, |v| v.trim() != "0");
+        PipelineCache { specialize, ..Default::default() }
+    }
+
+    /// `shader`'s module for `entry` under `constants`, specialised
+    /// (`specialize.rs`): `None` when naga cannot apply them, and when the
+    /// device does not specialise.
     fn specialized(
         &self,
         device: &wgpu::Device,
@@ -291,8 +301,7 @@ impl PipelineCache {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Option<wgpu::ShaderModule> {
-        static OFF: OnceLock<bool> = OnceLock::new();
-        if *OFF.get_or_init(|| std::env::var("WGRAD_SPECIALIZE").is_ok_and(|v| v.trim() == "0")) {
+        if !self.specialize {
             return None;
         }
         let parsed = {
