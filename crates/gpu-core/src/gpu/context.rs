@@ -151,6 +151,13 @@ impl GpuContext {
         &self.index_errors
     }
 
+    /// A CPU adapter (lavapipe's llvmpipe, WARP): the kernels that have a
+    /// variant for CPU drivers (the subgroup matmul, thread-per-row and
+    /// texture-operand kernels, attention's mapping, im2col by rows) pick it here.
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Whether the fuser merges elementwise launches now.
     pub fn fusion_enabled(&self) -> bool {
         self.fusion.load(Ordering::Relaxed)

@@ -188,7 +188,7 @@ fn check(
 /// 4), and every loaded chunk of the other side serves all of them. GPUs
 /// broadcast those loads cheaply and want threads and registers instead.
 fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
-    if g.info.device_type == wgpu::DeviceType::Cpu {
+    if g.is_cpu_adapter() {
         (CPU_WG, (CAP / dims.d.max(dims.dv).div_ceil(4)).clamp(1, 4))
     } else {
         (GPU_WG, 1)

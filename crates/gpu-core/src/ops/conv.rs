@@ -668,7 +668,7 @@ fn launch(
     // col2im keeps per-element threads everywhere: its row form (a pixel loop
     // around the tap loops) summed wrongly for a 32x32 kernel on lavapipe
     // (Mesa 22.3), while the per-element form is exact.
-    let by_rows = entry == "im2col" && gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let by_rows = entry == "im2col" && gpu.is_cpu_adapter();
     let n = if by_rows { rows } else { elems };
     gpu.launch(&Launch {
         shader: "conv",

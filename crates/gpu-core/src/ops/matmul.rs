@@ -196,7 +196,7 @@ impl MatmulKernel {
     pub fn resolve(self, device: &crate::Device) -> MatmulKernel {
         match (self, device.gpu_ctx()) {
             (MatmulKernel::Auto, Some(g)) => {
-                if g.info.device_type == wgpu::DeviceType::Cpu && subgroup_kernel_fits(g) {
+                if g.is_cpu_adapter() && subgroup_kernel_fits(g) {
                     MatmulKernel::Subgroup
                 } else {
                     MatmulKernel::Tiled

@@ -59,7 +59,7 @@ pub(crate) const SERIAL_ROWS: usize = 64;
 /// are rows for a whole workgroup of them. Fewer rows keep the
 /// workgroup-per-row entry, so a CPU adapter runs both (the tests use both).
 pub(crate) fn thread_per_row(g: &GpuContext, rows: usize) -> bool {
-    g.info.device_type == wgpu::DeviceType::Cpu && rows >= SERIAL_ROWS
+    g.is_cpu_adapter() && rows >= SERIAL_ROWS
 }
 
 /// Records `l`'s kernel over its rows, one workgroup each (or, see
