@@ -213,6 +213,29 @@ mod tests {
         assert!(specialize(&parsed, "main", &[("NO_SUCH", 1.0)]).is_none(), "an unknown constant");
     }
 
+    /// Every entry point of every registry kernel specialises to IR that
+    /// validates: the f16-native kernels too, which lavapipe (no
+    /// SHADER_F16) never compiles in CI. (Without values naga keeps the
+    /// overrides, and wgpu applies their defaults.)
+    #[test]
+    fn every_kernel_specialises_to_valid_ir() {
+        let names =
+            crate::shaders::SOURCES.iter().map(|(n, _)| *n).chain(crate::shaders::GENERATED.iter().map(|(n, _)| *n));
+        let mut entries = 0;
+        for name in names.filter(|n| !crate::shaders::LIBRARIES.contains(n)) {
+            let parsed = parse(&crate::shaders::source(name)).unwrap_or_else(|| panic!("{name} does not parse"));
+            for ep in &parsed.module.entry_points {
+                let m = specialize(&parsed, &ep.name, &[])
+                    .unwrap_or_else(|| panic!("{name}:{} does not specialise", ep.name));
+                let valid = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&m);
+                assert!(valid.is_ok(), "{name}:{}: {valid:?}", ep.name);
+                assert_eq!(m.entry_points.len(), 1, "{name}:{}", ep.name);
+                entries += 1;
+            }
+        }
+        assert!(entries > 100, "{entries} entry points");
+    }
+
     /// The subgroup matmul with one row group and f32 stores: the code of
     /// seven more row groups and of the f16 store is gone before a driver
     /// sees it (it was most of what lavapipe compiled).
