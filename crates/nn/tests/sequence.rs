@@ -3,7 +3,7 @@
 //! masks, positional encodings, the seq2seq attention scorers, and errors.
 
 use wgrad_autograd::{no_grad, Device, RecurrentKind, Tensor};
-use wgrad_gpu_core::testing::{assert_close, gpu_or_skip, Rng};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip, Rng};
 use wgrad_nn::train::TruncatedBptt;
 use wgrad_nn::*;
 
@@ -119,8 +119,12 @@ fn inter_layer_dropout_only_in_training() {
 fn the_input_bias_rides_in_the_projection() {
     // b_ih is added in the store of the input projection: the forward
     // records no add over the whole [T·B, 4H] product, for the layer and
-    // the cell, on the CPU backend and the adapter.
-    for dev in backends("the_input_bias_rides_in_the_projection") {
+    // the cell, on the CPU backend and the adapter. A GPU device of the
+    // test's own: the profile counts every launch on its device, and other
+    // tests share the common one.
+    let mut devs = vec![Device::cpu()];
+    devs.extend(fresh_gpu_or_skip("the_input_bias_rides_in_the_projection"));
+    for dev in devs {
         let mut init = Init::new(&dev, 0);
         let (layer, cell) = (LSTM::builder(6, 5).build(&mut init), LSTMCell::builder(6, 5).build(&mut init));
         for (what, x, m) in
