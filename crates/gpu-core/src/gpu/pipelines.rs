@@ -33,7 +33,7 @@ fn force_loop_bounding() -> bool {
 /// Whether `src` has a loop whose end no counter bounds: the compare-and-swap
 /// retry loops (`loop { ... atomicCompareExchangeWeak ... }`). Every other
 /// loop of our kernels counts up to a bound read from a uniform or constant.
-fn has_retry_loop(src: &str) -> bool {
+pub(crate) fn has_retry_loop(src: &str) -> bool {
     src.contains("loop {")
 }
 
@@ -45,14 +45,14 @@ fn has_retry_loop(src: &str) -> bool {
 /// with it (docs/performance.md). Our loops all end, so we turn it off for
 /// every shader without a retry loop; bounds checks stay on.
 pub(crate) fn create_module(device: &wgpu::Device, label: &str, src: &str) -> wgpu::ShaderModule {
-    module_from(device, label, src, wgpu::ShaderSource::Wgsl(src.into()))
+    module_from(device, label, has_retry_loop(src), wgpu::ShaderSource::Wgsl(src.into()))
 }
 
-/// [`create_module`] of `source`, the IR or text of WGSL `src` (whose loops
-/// decide the checks).
-fn module_from(device: &wgpu::Device, label: &str, src: &str, source: wgpu::ShaderSource) -> wgpu::ShaderModule {
+/// [`create_module`] of `source`, WGSL or IR, given whether its WGSL had a
+/// retry loop (which keeps wgpu's loop bounding).
+fn module_from(device: &wgpu::Device, label: &str, retry_loop: bool, source: wgpu::ShaderSource) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor { label: Some(label), source };
-    if force_loop_bounding() || has_retry_loop(src) {
+    if force_loop_bounding() || retry_loop {
         return device.create_shader_module(desc);
     }
     let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
@@ -310,7 +310,7 @@ impl PipelineCache {
         }?;
         let module = super::specialize::specialize(&parsed, entry, constants)?;
         let source = wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module));
-        Some(module_from(device, shader, &shaders::source(shader), source))
+        Some(module_from(device, shader, parsed.retry_loop, source))
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

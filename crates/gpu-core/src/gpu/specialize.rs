@@ -28,6 +28,9 @@ use wgpu::naga::{Block, Expression, Literal, Module, Statement};
 pub(crate) struct Parsed {
     module: Module,
     info: ModuleInfo,
+    /// Whether the WGSL has a retry loop (`pipelines::create_module`: such
+    /// a shader keeps wgpu's loop bounding).
+    pub(crate) retry_loop: bool,
 }
 
 /// Parses and validates `source`; `None` when naga rejects it (the caller
@@ -35,7 +38,7 @@ pub(crate) struct Parsed {
 pub(crate) fn parse(source: &str) -> Option<Parsed> {
     let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).ok()?;
-    Some(Parsed { module, info })
+    Some(Parsed { module, info, retry_loop: super::pipelines::has_retry_loop(source) })
 }
 
 /// `parsed` with `constants` applied for compute entry point `entry`, its
@@ -51,18 +54,16 @@ pub(crate) fn specialize(parsed: &Parsed, entry: &str, constants: &[(&str, f64)]
     let mut module = module.into_owned();
     // A condition is decided when it is a bool literal, or a constant whose
     // value is one (overrides become constants).
-    let globals = module.global_expressions.clone();
-    let constants = module.constants.clone();
+    let Module { constants, global_expressions, functions, entry_points, .. } = &mut module;
     let literal = |e: &Expression| match e {
         Expression::Literal(Literal::Bool(b)) => Some(*b),
         _ => None,
     };
     let decided = |e: &Expression| match e {
-        Expression::Constant(c) => literal(&globals[constants[*c].init]),
+        Expression::Constant(c) => literal(&global_expressions[constants[*c].init]),
         e => literal(e),
     };
-    let functions = module.functions.iter_mut().map(|(_, f)| f);
-    for f in functions.chain(module.entry_points.iter_mut().map(|ep| &mut ep.function)) {
+    for f in functions.iter_mut().map(|(_, f)| f).chain(entry_points.iter_mut().map(|ep| &mut ep.function)) {
         let body = std::mem::take(&mut f.body);
         let exprs = &f.expressions;
         f.body = prune(body, &|h| decided(&exprs[h]));
