@@ -25,13 +25,17 @@
 //   dominated, 64 rows paid (a 1024^3 product 10.3 -> 14.4 GFLOP/s on a Zen
 //   3 host); with texture operands (operands_tex.wgsl, the f32 path
 //   on CPU adapters) the host caps it at 32 rows, as fast and half the
-//   compile time (ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
+//   compile time, and a convolution's gathered product at 16 rows, a
+//   little slower for half again (a cold first step is mostly compile
+//   time; ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
 // - private arrays are only indexed by constants: the register block is
 //   spelled out in small helpers instead of loops;
 // - products at most 32 columns wide (a convolution's weight gradient with
 //   one input channel: 9 columns; a classifier's 10 outputs) get 32-column
-//   tiles (`TILE_N` 32): each lane keeps one column group, so no work goes
-//   to a second group of 32 columns that would never be stored.
+//   tiles (`TILE_N` 32) when their operands are buffers: each lane keeps one
+//   column group, so no work goes to a second group of 32 columns that
+//   would never be stored. With texture operands the host keeps 64 (one
+//   pipeline fewer to compile per narrow product form).
 //#include matmul.wgsl
 
 // Lanes per subgroup the kernel is written for.

@@ -21,24 +21,40 @@ use crate::{Buffer, Error, Result};
 /// threads), which on an NVIDIA H100 ran twice as fast as 64 x 64 at 2048^3
 /// and as fast at 1024^3 (docs/performance.md). The subgroup kernel's tile
 /// is 64 columns wide, computed by one subgroup (`ROW_GROUPS` groups of 8
-/// rows, see [`subgroup_row_groups`]): 32 rows with texture operands or
-/// for products of at most 32 rows, else 64; products of at most 32
-/// columns get 32-column tiles (half the work: a one-channel convolution's
-/// weight gradient has 9 columns).
+/// rows, see [`subgroup_row_groups`]); with buffer operands, products of
+/// at most 32 columns get 32-column tiles (half the work: a one-channel
+/// convolution's weight gradient has 9 columns). Texture operands always
+/// take 64-column tiles: each narrow product was a pipeline of its own,
+/// and a CPU adapter's cold first step is its pipelines' compile time
+/// (docs/performance.md, "Fewer, smaller kernels for a cold first step").
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
-fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, usize)> {
+fn tile(subgroup: bool, reads: Reads, m: usize, n: usize) -> Result<(usize, usize)> {
     if !subgroup {
         if let Some(t) = tile_override().map_err(|e| Error::invalid("matmul", e))? {
             return Ok(t);
         }
     }
     Ok(match (subgroup, m) {
-        (true, _) => (8 * subgroup_row_groups(textures, m), if n <= 32 { 32 } else { 64 }),
+        (true, _) => (8 * subgroup_row_groups(reads, m), if n <= 32 && reads == Reads::Buffers { 32 } else { 64 }),
         (false, ..=16) => (16, 128),
         (false, ..=32) => (32, 128),
         (false, _) if n > 64 => (64, 128),
         (false, _) => (64, 64),
     })
+}
+
+/// How a subgroup-kernel launch reads its operands, as far as its tile
+/// goes (the tiled kernel ignores it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reads {
+    /// Storage buffers.
+    Buffers,
+    /// Textures (`operands_tex.wgsl`, CPU adapters), B a strided matrix;
+    /// `small` when the product has fewer than [`SMALL_PRODUCT`]
+    /// multiply-adds.
+    Textures { small: bool },
+    /// Textures, B gathered from a convolution's tensor (`B_CONV` > 0).
+    ConvTextures,
 }
 
 /// Most groups of 8 rows one subgroup computes when its operands are
@@ -50,16 +66,32 @@ fn tile(subgroup: bool, textures: bool, m: usize, n: usize) -> Result<(usize, us
 /// same within noise (docs/performance.md, "Texture operands").
 const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
 
+/// The same for a convolution's gathered products: 16 rows, so that
+/// convolutions with 16, 32 and 64 output channels (ResNet-20's three
+/// stages) share pipelines of half the code. A CPU adapter's cold first
+/// step is mostly its pipelines' compile time: ResNet-20's fell from
+/// 11.1-11.5 s to 4.7 s (with 64-column tiles only), for convolutions with
+/// 64 output channels 15-20% slower (docs/performance.md, "Fewer, smaller
+/// kernels for a cold first step"). Plain products keep 32 rows: a
+/// recurrent step's or attention's batch of 32 rows ran 10% slower in two
+/// tiles; small ones ([`SMALL_PRODUCT`]) take 16 rows too.
+const SUBGROUP_CONV_TEXTURE_ROW_GROUPS: usize = 2;
+
+/// Multiply-adds below which a plain product read through textures takes
+/// the 16-row tiles of convolutions: a classifier's products take well
+/// under a millisecond in either tile, while each pipeline of their own
+/// cost ResNet-20's cold first step 0.5-0.9 s.
+const SMALL_PRODUCT: usize = 1 << 20;
+
 /// The subgroup kernel's largest `ROW_GROUPS` (its tile is 8 times as many
-/// rows tall) for an `m`-row product with buffer or texture operands: 4
-/// with textures or when 4 cover all rows, else 8.
-fn subgroup_row_groups(textures: bool, m: usize) -> usize {
-    if textures {
-        SUBGROUP_TEXTURE_ROW_GROUPS
-    } else if m <= 32 {
-        4
-    } else {
-        8
+/// rows tall) for an `m`-row product read as `reads`: the texture caps
+/// above, else 4 when 4 cover all rows, else 8.
+fn subgroup_row_groups(reads: Reads, m: usize) -> usize {
+    match reads {
+        Reads::ConvTextures | Reads::Textures { small: true } => SUBGROUP_CONV_TEXTURE_ROW_GROUPS,
+        Reads::Textures { small: false } => SUBGROUP_TEXTURE_ROW_GROUPS,
+        Reads::Buffers if m <= 32 => 4,
+        Reads::Buffers => 8,
     }
 }
 
@@ -575,7 +607,12 @@ impl Job<'_> {
         // f32 operands of the subgroup kernel are read through textures.
         let textures =
             self.subgroup && self.cfg.operands == Operands::F32 && textured(g, [(self.a, binds.a), (self.b, binds.b)]);
-        let (tile_m, tile_n) = tile(self.subgroup, textures, m, n)?;
+        let reads = match (textures, bop.conv.is_some()) {
+            (false, _) => Reads::Buffers,
+            (true, false) => Reads::Textures { small: m * n * k < SMALL_PRODUCT },
+            (true, true) => Reads::ConvTextures,
+        };
+        let (tile_m, tile_n) = tile(self.subgroup, reads, m, n)?;
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
             .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
@@ -625,7 +662,7 @@ impl Job<'_> {
                 ("A_MODE", a_mode as f64),
                 ("B_MODE", b_mode as f64),
                 // Below 64 rows only the first m.div_ceil(8) row groups hold results.
-                ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(textures, m)) as f64),
+                ("ROW_GROUPS", m.div_ceil(8).min(subgroup_row_groups(reads, m)) as f64),
             ]
         } else {
             // Tile loads walk the unit-stride index of each operand, so
@@ -926,18 +963,19 @@ mod tests {
             for (m, n) in [1, 16, 17, 32, 33, 64, 1000].into_iter().flat_map(|m| [(m, 1), (m, 64), (m, 65), (m, 4096)])
             {
                 let sub = name == "matmul_subgroup";
-                for textures in [false, true] {
-                    let (tile_m, tile_n) = tile(sub, textures, m, n).unwrap();
+                let textures = [Reads::Textures { small: false }, Reads::Textures { small: true }];
+                for reads in [Reads::Buffers, Reads::ConvTextures].into_iter().chain(textures) {
+                    let (tile_m, tile_n) = tile(sub, reads, m, n).unwrap();
                     if sub {
-                        let groups = subgroup_row_groups(textures, m);
-                        let width = if n <= 32 { 32 } else { 64 };
+                        let groups = subgroup_row_groups(reads, m);
+                        let width = if n <= 32 && reads == Reads::Buffers { 32 } else { 64 };
                         assert!(tile_n == width && tile_m % 8 == 0 && tile_m / 8 <= groups, "{m} x {n}");
                         assert!(groups <= 8, "the shader has 8 row groups at most");
                     } else {
                         assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
                     }
                 }
-                let (tile_m, tile_n) = tile(sub, false, m, n).unwrap();
+                let (tile_m, tile_n) = tile(sub, Reads::Buffers, m, n).unwrap();
                 if sub {
                     assert_eq!(tile_n, if n <= 32 { 32 } else { 64 }, "{m} x {n}");
                 } else {
