@@ -76,9 +76,12 @@ fn twin_matches_a_hand_computed_product() {
 
 /// (M, K, N) from {1, 7, 33, 64, 65, 1023}: every size on every axis, no
 /// two axes alike, and one large cube; plus M of 9, 16, 24 and 32, where the
-/// subgroup kernel computes only 2, 2, 3 and 4 of its row groups, and N of
-/// 32 and 29 over several row tiles (the subgroup kernel's 32-column tiles,
-/// full and ragged; N of 33 above takes 64-column tiles again).
+/// subgroup kernel computes only 2, 2, 3 and 4 of its row groups (with
+/// buffer operands; texture operands cap small products at 2 and others at
+/// 4), and N of 32 and 29 over several row tiles (the subgroup kernel's
+/// 32-column tiles with buffer operands, full and ragged; N of 33 above
+/// takes 64-column tiles again; tests/texture_operands.rs runs both kinds
+/// of operand).
 const SHAPES: &[(usize, usize, usize)] = &[
     (9, 64, 7),
     (16, 33, 65),

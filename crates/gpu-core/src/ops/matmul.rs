@@ -992,6 +992,24 @@ mod tests {
         }
     }
 
+    /// With texture operands (CPU adapters) a model's convolutions with
+    /// 16, 32 and 64 output channels take the same tile, so they share
+    /// pipelines (a cold first step is their compile time), as do narrow
+    /// and wide products; large plain products keep 32-row tiles.
+    #[test]
+    fn texture_products_share_tiles_across_channel_counts() {
+        let rows = |reads, m: usize| 8 * m.div_ceil(8).min(subgroup_row_groups(reads, m));
+        for m in [16, 32, 64] {
+            assert_eq!(rows(Reads::ConvTextures, m), 16, "{m} output channels");
+            assert_eq!(rows(Reads::Textures { small: true }, m), 16, "{m} rows");
+        }
+        assert_eq!(rows(Reads::Textures { small: false }, 32), 32);
+        for reads in [Reads::ConvTextures, Reads::Textures { small: true }, Reads::Textures { small: false }] {
+            assert_eq!(tile(true, reads, 16, 9).unwrap().1, 64, "{reads:?}");
+        }
+        assert_eq!(tile(true, Reads::Buffers, 16, 9).unwrap().1, 32);
+    }
+
     #[test]
     fn load_modes_follow_strides_and_alignment() {
         let batch =
