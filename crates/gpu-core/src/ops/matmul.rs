@@ -77,10 +77,11 @@ const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
 /// tiles; small ones ([`SMALL_PRODUCT`]) take 16 rows too.
 const SUBGROUP_CONV_TEXTURE_ROW_GROUPS: usize = 2;
 
-/// Multiply-adds below which a plain product read through textures takes
-/// the 16-row tiles of convolutions: a classifier's products take well
-/// under a millisecond in either tile, while each pipeline of their own
-/// cost ResNet-20's cold first step 0.5-0.9 s.
+/// Multiply-adds (over all batch entries of the launch) below which a
+/// plain product read through textures takes the 16-row tiles of
+/// convolutions: a classifier's products take well under a millisecond in
+/// either tile, while each pipeline of their own cost ResNet-20's cold
+/// first step 0.5-0.9 s.
 const SMALL_PRODUCT: usize = 1 << 20;
 
 /// The subgroup kernel's largest `ROW_GROUPS` (its tile is 8 times as many
@@ -609,7 +610,7 @@ impl Job<'_> {
             self.subgroup && self.cfg.operands == Operands::F32 && textured(g, [(self.a, binds.a), (self.b, binds.b)]);
         let reads = match (textures, bop.conv.is_some()) {
             (false, _) => Reads::Buffers,
-            (true, false) => Reads::Textures { small: m * n * k < SMALL_PRODUCT },
+            (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },
             (true, true) => Reads::ConvTextures,
         };
         let (tile_m, tile_n) = tile(self.subgroup, reads, m, n)?;
