@@ -453,13 +453,13 @@ pub fn max_pool2d_relu_io(
 }
 
 /// A max pooling window: kernel, stride, padding and dilation, each (h, w).
-type Window = ((usize, usize), (usize, usize), (usize, usize), (usize, usize));
+type PoolWindow = ((usize, usize), (usize, usize), (usize, usize), (usize, usize));
 
 fn max_forward(
     op: &'static str,
     x: &Buffer,
     shape: &[usize],
-    (kernel, stride, padding, dilation): Window,
+    (kernel, stride, padding, dilation): PoolWindow,
     io: Operands,
     relu: bool,
 ) -> Result<(Buffer, Buffer, Vec<usize>)> {
