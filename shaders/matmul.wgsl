@@ -17,10 +17,11 @@
 // by element by `b_value` in both kernels' loaders, so no column buffer is
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //
-// Epilogue (both kernels, in `store4`): the f32 sums may get a bias added
-// (p.bias_axis), then a ReLU (p.relu), and be stored rounded once to packed
-// f16 (F16_OUT) instead of as f32, so a layer's bias, its ReLU and its f16
-// activation cost no further launch.
+// Epilogue (both kernels, in `store4`): the f32 sums may be scaled
+// (p.scale), get a bias added (p.bias_axis), then a ReLU (p.relu), and be
+// stored rounded once to packed f16 (F16_OUT) instead of as f32, so
+// attention's score scale, a layer's bias, its ReLU and its f16 activation
+// cost no further launch.
 //#include common.wgsl
 //#include half.wgsl
 
@@ -123,6 +124,8 @@ struct Params {
     bias_batches: u32,
     // 1: ReLU after the bias.
     relu: u32,
+    // Multiplies the sums before the bias (1.0: none).
+    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -263,9 +266,10 @@ fn row_bias(tl: Tile, row: u32) -> f32 {
     return bias[tl.bias_base + min(row, p.m - 1u)];
 }
 
-// The f32 sums plus their bias `b`, then the ReLU when p.relu is set.
+// The f32 sums times p.scale plus their bias `b`, then the ReLU when
+// p.relu is set.
 fn epilogue(sums: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    let v = sums + b;
+    let v = p.scale * sums + b;
     return select(v, max(v, vec4<f32>(0.0)), p.relu != 0u);
 }
 

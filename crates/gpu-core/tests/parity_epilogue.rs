@@ -62,6 +62,7 @@ struct Case {
     bias: Option<(BiasAxis, usize)>,
     output: Operands,
     relu: bool,
+    scale: Option<f32>,
 }
 
 impl Case {
@@ -69,14 +70,14 @@ impl Case {
         let mut v = Vec::new();
         for output in [Operands::F32, Operands::F16] {
             for bias in [None, Some((BiasAxis::Rows, groups)), Some((BiasAxis::Columns, 1))] {
-                v.push(Case { bias, output, relu: false });
+                v.push(Case { bias, output, relu: false, scale: None });
             }
         }
         v
     }
 
     fn epilogue<'a>(&self, bias: &'a Buffer) -> Epilogue<'a> {
-        let epi = Epilogue { output: self.output, relu: self.relu, ..Epilogue::default() };
+        let epi = Epilogue { output: self.output, relu: self.relu, scale: self.scale, ..Epilogue::default() };
         match self.bias {
             Some((axis, groups)) => epi.with_bias(bias, axis, groups),
             None => epi,
@@ -213,7 +214,7 @@ fn relu_epilogue_matches_the_twin() {
         let p = problem(&mut r, la, lb, nbias.max(64 * groups));
         let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i % 3];
         for output in [[Operands::F32, Operands::F16][i / 2 % 2]] {
-            let case = Case { bias, output, relu: true };
+            let case = Case { bias, output, relu: true, scale: None };
             let f32_cfg = MatmulConfig::default();
             let twin = p.run(&c, f32_cfg, case);
             let plain = p.run(&c, f32_cfg, Case { output: Operands::F32, relu: false, ..case });
@@ -239,13 +240,64 @@ fn relu_epilogue_matches_the_twin() {
     let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
     let p = problem(&mut r, la, lb, 8);
     for output in [Operands::F32, Operands::F16] {
-        let case = Case { bias: Some((BiasAxis::Columns, 1)), output, relu: true };
+        let case = Case { bias: Some((BiasAxis::Columns, 1)), output, relu: true, scale: None };
         let (twin, got) = (p.run(&c, MatmulConfig::default(), case), p.run(&small, MatmulConfig::default(), case));
         match output {
             Operands::F32 => assert_close("split-K relu", &got, &twin, 1e-4, 1e-3),
             Operands::F16 => within_an_ulp("split-K relu f16", &got, &twin),
         }
     }
+}
+
+/// The scale before the bias (attention's `q kᵀ · scale` in one launch):
+/// the twin's values are the plain sums times the scale plus the bias, and
+/// every kernel family and f16 load matches the twin, split along K too
+/// (each partial scaled, the bias once).
+#[test]
+fn scaled_epilogue_matches_the_twin() {
+    let Some((g, c)) = devices("scaled_epilogue_matches_the_twin") else { return };
+    let mut r = rng(911);
+    let scale = -0.37;
+    // Every other shape, alternating the bias, the ReLU and the output storage.
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let p = problem(&mut r, la, lb, nbias.max(64 * groups));
+        let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i / 2 % 3];
+        let (relu, output) = (i % 4 == 2, [Operands::F32, Operands::F16][i / 4]);
+        let case = Case { bias, output, relu, scale: Some(scale) };
+        let f32_cfg = MatmulConfig::default();
+        let twin = p.run(&c, f32_cfg, Case { output: Operands::F32, ..case });
+        let sums = p.run(&c, f32_cfg, Case { bias: None, relu: false, output: Operands::F32, scale: None });
+        let biased = p.run(&c, f32_cfg, Case { relu: false, output: Operands::F32, scale: None, ..case });
+        let want: Vec<f32> = sums
+            .iter()
+            .zip(&biased)
+            .map(|(&s, &sb)| {
+                let v = scale * s + (sb - s);
+                if relu {
+                    v.max(0.0)
+                } else {
+                    v
+                }
+            })
+            .collect();
+        assert_close(&format!("{name}: the twin's scale"), &twin, &want, 1e-5, 1e-4);
+        let twin = p.run(&c, f32_cfg, case);
+        for cfg in configs(&g) {
+            let what = format!("{name} {case:?} {cfg:?}");
+            let got = p.run(&g, cfg, case);
+            match output {
+                Operands::F32 => assert_close(&what, &got, &twin, 1e-5, 1e-4),
+                Operands::F16 => within_an_ulp(&what, &got, &twin),
+            }
+        }
+    }
+    let Some(small) = fresh_gpu_or_skip("scaled_epilogue_matches_the_twin (split)") else { return };
+    small.set_max_binding_bytes(Some(4096)).unwrap();
+    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
+    let p = problem(&mut r, la, lb, 8);
+    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F32, relu: false, scale: Some(scale) };
+    let (twin, got) = (p.run(&c, MatmulConfig::default(), case), p.run(&small, MatmulConfig::default(), case));
+    assert_close("split-K scale", &got, &twin, 1e-4, 1e-3);
 }
 
 /// On every backend and kernel, the fused f16 store is bit-equal to the f32
@@ -292,7 +344,7 @@ fn limits_round_like_the_half_crate() {
         lb: Layout::contiguous(&[1, n]),
         bias: bias.to_vec(),
     };
-    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F16, relu: false };
+    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F16, relu: false, scale: None };
     let want: Vec<f32> = (0..m * n).map(|i| f16::from_f32(rows[i / n] * cols[i % n] + bias[i % n]).to_f32()).collect();
     assert!(want.iter().any(|v| v.is_infinite()), "the case must overflow");
     assert!(want.contains(&65504.0), "the case must reach the largest finite f16");
@@ -443,7 +495,7 @@ fn epilogues_share_a_pipeline_and_keep_their_own_parameters() {
     let mut cases = Vec::new();
     for relu in [false, true] {
         for bias in [None, Some((BiasAxis::Rows, 1)), Some((BiasAxis::Columns, 1))] {
-            cases.push(Case { bias, output: Operands::F32, relu });
+            cases.push(Case { bias, output: Operands::F32, relu, scale: None });
         }
     }
     for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup].into_iter().filter(|k| k.runs_on(&g)) {

@@ -201,7 +201,7 @@ fn composite(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: f32) -> Te
     // would round to f16 (attention reaches here in F32 only when its head
     // dims are odd, which autocast leaves in F32).
     let _f32 = crate::AutocastGuard::new(false);
-    let scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
+    let scores = q.matmul_scaled(&k.transpose(-1, -2), scale);
     let scores = if causal { &scores + &Tensor::causal_mask(q.size(-2), k.size(-2), &q.device()) } else { scores };
     scores.softmax(-1).matmul(v)
 }

@@ -22,8 +22,21 @@ impl Tensor {
     /// result is F16 (each value rounded once as it is stored), as PyTorch
     /// returns; their gradients are F16, like the operands.
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
+        self.try_matmul_scaled(other, None)
+    }
+
+    /// `scale · (self @ other)` with the scale applied to the f32 sums in
+    /// the product's store: one launch where `matmul` then `mul_scalar`
+    /// take two, and the same for each gradient product (attention's
+    /// `q kᵀ · scale`). Rules, dtypes and panics as [`matmul`](Self::matmul).
+    pub fn matmul_scaled(&self, other: &Tensor, scale: f32) -> Tensor {
+        self.try_matmul_scaled(other, Some(scale)).unwrap_or_else(|e| crate::recover::fail(e))
+    }
+
+    /// [`matmul`](Self::matmul), times `scale` when given.
+    fn try_matmul_scaled(&self, other: &Tensor, scale: Option<f32>) -> Result<Tensor> {
         if let Some([a, b]) = crate::autocast::f16_operands("matmul", [self, other]) {
-            return a.try_matmul(&b);
+            return a.try_matmul_scaled(&b, scale);
         }
         let (sa, sb) = (self.shape(), other.shape());
         let (da, db) = (self.dtype(), other.dtype());
@@ -41,7 +54,7 @@ impl Tensor {
         }
         let a = if sa.len() == 1 { self.reshape(&[1, sa[0]]) } else { self.clone() };
         let b = if sb.len() == 1 { other.reshape(&[sb[0], 1]) } else { other.clone() };
-        let out = a.matmul_2d(&b).map_err(|e| match e {
+        let out = a.product(&b, None, a.dtype(), false, scale).map_err(|e| match e {
             // The kernel's message names the 2-D shapes it saw; the caller's
             // own shapes differ only where a 1-D operand was reshaped.
             Error::Invalid { msg, .. } if sa.len() == 1 || sb.len() == 1 => {
@@ -60,17 +73,19 @@ impl Tensor {
         Ok(if shape == out.shape() { out } else { out.reshape(&shape) })
     }
 
-    /// Both operands at least 2-D.
-    fn matmul_2d(&self, other: &Tensor) -> Result<Tensor> {
-        self.product(other, None, self.dtype(), false)
-    }
-
-    /// `self @ other` (both at least 2-D, both F32 or both F16), plus `bias`
-    /// (F32, one value per output column) added to the f32 sums, stored as
-    /// `out` (F32, or F16 for F16 operands): one launch (an F16 result of
-    /// odd width takes a cast too). Records op "matmul" without a bias,
-    /// "linear" with one.
-    fn product(&self, other: &Tensor, bias: Option<&Tensor>, out: DType, relu: bool) -> Result<Tensor> {
+    /// `self @ other` (both at least 2-D, both F32 or both F16), its f32
+    /// sums times `scale` (if any), plus `bias` (F32, one value per output
+    /// column), then the ReLU (if `relu`), stored as `out` (F32, or F16 for
+    /// F16 operands): one launch (an F16 result of odd width takes a cast
+    /// too). Records op "matmul" without a bias, "linear" with one.
+    fn product(
+        &self,
+        other: &Tensor,
+        bias: Option<&Tensor>,
+        out: DType,
+        relu: bool,
+        scale: Option<f32>,
+    ) -> Result<Tensor> {
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
         let (cfg, storage) = match dtype {
@@ -78,7 +93,7 @@ impl Tensor {
             _ => (MatmulConfig::default(), Operands::F32),
         };
         let bias_buf: Option<Buffer> = bias.map(|b| b.dense_buffer());
-        let mut epi = Epilogue { output: storage, ..Epilogue::default() };
+        let mut epi = Epilogue { output: storage, scale, ..Epilogue::default() };
         if let Some(b) = &bias_buf {
             epi = epi.with_bias(b, BiasAxis::Columns, 1);
         }
@@ -106,11 +121,12 @@ impl Tensor {
             let g = g.to_dtype(dtype);
             // Both gradient products have the output's batch dims.
             let out_batch = g.shape()[..g.dims() - 2].to_vec();
+            // A scaled product's gradients are scaled products too.
             let back = |x: &Tensor, y: &Tensor, shape: &[usize]| {
                 if out_batch == shape[..shape.len() - 2] {
-                    x.matmul(y)
+                    x.try_matmul_scaled(y, scale).unwrap_or_else(|e| crate::recover::fail(e))
                 } else {
-                    let sum = x.product(y, None, DType::F32, false).unwrap_or_else(|e| crate::recover::fail(e));
+                    let sum = x.product(y, None, DType::F32, false, scale).unwrap_or_else(|e| crate::recover::fail(e));
                     sum.sum_to_shape(shape).to_dtype(dtype)
                 }
             };
@@ -192,6 +208,6 @@ impl Tensor {
             // The mask would read the f16 output; the plain path is exact.
             return self.linear_with(weight, bias, false).relu();
         }
-        self.product(&weight.t(), bias, da, relu).unwrap_or_else(|e| crate::recover::fail(e))
+        self.product(&weight.t(), bias, da, relu, None).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }

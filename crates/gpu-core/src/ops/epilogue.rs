@@ -1,16 +1,17 @@
 //! The matmul kernels' epilogue: what happens to a product's f32 sums as
 //! they are stored (`store4` in `shaders/matmul.wgsl`, shared by both kernel
-//! families). A bias may be added (a convolution's per-output-channel bias,
-//! a Linear layer's per-feature one), a ReLU applied (a Linear → ReLU
-//! block), and the result may be stored rounded once to packed f16 (mixed
-//! precision's f16 activations), so none of them costs a launch of its own
-//! or an intermediate buffer.
+//! families). The sums may be scaled (attention's `q kᵀ · scale`), a bias
+//! added (a convolution's per-output-channel bias, a Linear layer's
+//! per-feature one), a ReLU applied (a Linear → ReLU block), and the result
+//! stored rounded once to packed f16 (mixed precision's f16 activations),
+//! so none of them costs a launch of its own or an intermediate buffer.
 //!
-//! The CPU twin has the same semantics: f32 sums, plus the bias in f32, the
-//! ReLU, then one rounding to nearest even (the `half` crate, as
-//! `shaders/half.wgsl`).
+//! The CPU twin has the same semantics: f32 sums, times the scale in f32,
+//! plus the bias in f32, the ReLU, then one rounding to nearest even (the
+//! `half` crate, as `shaders/half.wgsl`).
 
 use super::operands::Operands;
+use super::Params;
 use crate::{Buffer, Error, Result};
 
 /// Which index of the product a bias value belongs to.
@@ -41,7 +42,9 @@ pub struct Bias<'a> {
 /// are, as f32.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
-    /// Added to the sums first, if any.
+    /// Multiplies the sums first (`None`: 1, the sums as they are).
+    pub scale: Option<f32>,
+    /// Added to the (scaled) sums, if any.
     pub bias: Option<Bias<'a>>,
     /// `max(v, 0)` after the bias (the shaders' `relu` parameter).
     pub relu: bool,
@@ -59,6 +62,11 @@ impl<'a> Epilogue<'a> {
     /// This epilogue with a ReLU after the bias.
     pub fn with_relu(self) -> Self {
         Epilogue { relu: true, ..self }
+    }
+
+    /// This epilogue with the sums multiplied by `scale` before the bias.
+    pub fn with_scale(self, scale: f32) -> Self {
+        Epilogue { scale: Some(scale), ..self }
     }
 
     /// This epilogue with `bias` added.
@@ -84,20 +92,25 @@ impl<'a> Epilogue<'a> {
     }
 
     /// The shaders' override constant (`F16_OUT`: the store's type). The
-    /// bias and the ReLU are parameters ([`params`](Self::params)), so they
-    /// add no pipelines.
+    /// scale, the bias and the ReLU are parameters ([`params`](Self::params)),
+    /// so they add no pipelines.
     pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 1] {
         [("F16_OUT", if self.stores_f16(n) { 1.0 } else { 0.0 })]
     }
 
-    /// The shaders' `bias_axis`, `bias_batches` and `relu` parameters.
-    pub(crate) fn params(&self) -> [usize; 3] {
+    /// `params` followed by the shaders' `bias_axis`, `bias_batches`,
+    /// `relu` and `scale` parameters.
+    pub(crate) fn params(&self, params: Params) -> Params {
         let axis = match self.bias.map(|b| b.axis) {
             None => 0,
             Some(BiasAxis::Rows) => 1,
             Some(BiasAxis::Columns) => 2,
         };
-        [axis, self.bias.map_or(1, |b| b.groups.max(1)), usize::from(self.relu)]
+        params
+            .u32(axis)
+            .u32(self.bias.map_or(1, |b| b.groups.max(1)))
+            .u32(usize::from(self.relu))
+            .f32(self.scale.unwrap_or(1.0))
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of
@@ -124,10 +137,13 @@ impl<'a> Epilogue<'a> {
         b.values.check_len(op, "bias", b.groups * per, 4)
     }
 
-    /// The CPU twin of the epilogue before the rounding: the bias, then the
-    /// ReLU, on `sums` (`batches` entries of `m x n`, f32) in place. The
-    /// rounding is `operands::HostOutput`'s.
+    /// The CPU twin of the epilogue before the rounding: the scale, the
+    /// bias, then the ReLU, on `sums` (`batches` entries of `m x n`, f32) in
+    /// place. The rounding is `operands::HostOutput`'s.
     pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+        if let Some(scale) = self.scale {
+            sums.iter_mut().for_each(|v| *v *= scale);
+        }
         self.add_bias_cpu(sums, (m, n));
         if self.relu {
             sums.iter_mut().for_each(|v| *v = v.max(0.0));

@@ -640,9 +640,7 @@ impl Job<'_> {
         for d in conv_dims {
             params = params.u32(d);
         }
-        for v in epi.params() {
-            params = params.u32(v);
-        }
+        params = epi.params(params);
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         let mut constants: Vec<(&str, f64)> = if self.subgroup {
             let view = |offset: usize, strides: &[usize]| Layout {
@@ -810,10 +808,12 @@ impl Job<'_> {
             let span = |parts: &[(usize, usize)]| parts.iter().map(|&(d, s)| (d - 1) * s).sum::<usize>() + 1;
             let (aw, a_shift) = window(a0, span(&a_parts), esize, p.align);
             let (bw, b_shift) = window(b0, span(&b_parts), esize, p.align);
-            // Split-K partials are f32 sums; the bias goes in once, with the first.
-            // The ReLU, like the rounding, waits for the whole sum.
+            // Split-K partials are f32 sums, each scaled (the scale is
+            // linear); the bias goes in once, with the first. The ReLU, like
+            // the rounding, waits for the whole sum.
             let step_epi = if split_k {
-                Epilogue { bias: if i == 0 { epi.bias } else { None }, relu: false, output: Operands::F32 }
+                let bias = if i == 0 { epi.bias } else { None };
+                Epilogue { bias, relu: false, output: Operands::F32, ..*epi }
             } else {
                 *epi
             };
