@@ -18,10 +18,11 @@
 // ever written (see gpu-core/src/ops/conv.rs for the three forms).
 //
 // Epilogue (both kernels, in `store4`): the f32 sums may be scaled
-// (p.scale), get a bias added (p.bias_axis), then a ReLU (p.relu), and be
-// stored rounded once to packed f16 (F16_OUT) instead of as f32, so
-// attention's score scale, a layer's bias, its ReLU and its f16 activation
-// cost no further launch.
+// (p.scale), get a bias added (p.bias_axis), then a ReLU (p.relu), then a
+// residual (p.residual, f32 stores only), and be stored rounded once to
+// packed f16 (F16_OUT) instead of as f32, so attention's score scale, a
+// layer's bias, its ReLU, a residual connection's add and an f16
+// activation cost no further launch.
 //#include common.wgsl
 //#include half.wgsl
 
@@ -126,6 +127,9 @@ struct Params {
     relu: u32,
     // Multiplies the sums before the bias (1.0: none).
     scale: f32,
+    // 1: `residual` (the output's shape, dense f32) is added last, after
+    // the ReLU (a residual connection's x + f(x)). Only with f32 stores.
+    residual: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -135,10 +139,12 @@ struct Params {
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include operands_f32.wgsl
-// The bias (bias_axis > 0; the host binds some other buffer when there is none)
-// and C, as words: f32 bits, or two f16 halves (F16_OUT).
+// The bias (bias_axis > 0), the residual (p.residual; the host binds some
+// other buffer when there is none) and C, as words: f32 bits, or two f16
+// halves (F16_OUT).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<u32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<u32>;
 
 // A gathered element splits into a tap part (channel, ki, kj: the rows of
 // forms 1 and 3, the columns of form 2) and a pixel part (the other index),
@@ -298,7 +304,11 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     }
     for (var j = 0u; j < 4u; j++) {
         if col + j < p.n {
-            c[i + j] = bitcast<u32>(v[j]);
+            var x = v[j];
+            if p.residual != 0u {
+                x += residual[i + j];
+            }
+            c[i + j] = bitcast<u32>(x);
         }
     }
 }

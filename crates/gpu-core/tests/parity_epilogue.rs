@@ -300,6 +300,71 @@ fn scaled_epilogue_matches_the_twin() {
     assert_close("split-K scale", &got, &twin, 1e-4, 1e-3);
 }
 
+/// The residual added last (a Transformer block's `x + f(x)` in the
+/// product's launch): every kernel family against the twin, whose values
+/// are the epilogue's without it plus the residual; f16 results and
+/// products split past the binding limit add it after the product, with
+/// the same values; one launch where it is fused.
+#[test]
+fn residual_epilogue_matches_the_twin() {
+    let Some((g, c)) = devices("residual_epilogue_matches_the_twin") else { return };
+    let mut r = rng(919);
+    let run = |dev: &Device, p: &Problem, cfg: MatmulConfig, case: Case, res: &[f32]| {
+        let (ab, bb) = (upload(dev, &p.a, cfg.operands), upload(dev, &p.b, cfg.operands));
+        let (bias, res) = (Buffer::from_f32(dev, &p.bias).unwrap(), Buffer::from_f32(dev, res).unwrap());
+        let before = dev.stats().dispatches;
+        let (z, shape) =
+            matmul_epilogue(cfg, &case.epilogue(&bias).with_residual(&res), &ab, &p.la, &bb, &p.lb).unwrap();
+        let launches = dev.stats().dispatches - before;
+        (read(&z, shape.iter().product(), case.output), launches)
+    };
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let p = problem(&mut r, la, lb, nbias.max(64 * groups));
+        let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i / 2 % 3];
+        let case = Case { bias, output: Operands::F32, relu: i % 4 == 1, scale: None };
+        let f32_cfg = MatmulConfig::default();
+        let plain = p.run(&c, f32_cfg, case);
+        let res: Vec<f32> = (0..plain.len()).map(|_| r.uniform(-3.0, 3.0)).collect();
+        let want: Vec<f32> = plain.iter().zip(&res).map(|(v, r)| v + r).collect();
+        let (twin, _) = run(&c, &p, f32_cfg, case, &res);
+        assert_eq!(twin, want, "{name}: the twin adds the residual last");
+        for cfg in configs(&g) {
+            let what = format!("{name} {case:?} {cfg:?}");
+            let (got, launches) = run(&g, &p, cfg, case, &res);
+            assert_close(&what, &got, &twin, 1e-5, 1e-4);
+            assert_eq!(launches, 1, "{what}: the residual rides in the store");
+            let f16 = Case { output: Operands::F16, ..case };
+            let (got, _) = run(&g, &p, cfg, f16, &res);
+            within_an_ulp(&format!("{what} f16"), &got, &run(&c, &p, f32_cfg, f16, &res).0);
+        }
+    }
+    let Some(small) = fresh_gpu_or_skip("residual_epilogue_matches_the_twin (split)") else { return };
+    small.set_max_binding_bytes(Some(4096)).unwrap();
+    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
+    let p = problem(&mut r, la, lb, 8);
+    let res: Vec<f32> = (0..15).map(|_| r.uniform(-3.0, 3.0)).collect();
+    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F32, relu: true, scale: Some(0.5) };
+    let (twin, got) =
+        (run(&c, &p, MatmulConfig::default(), case, &res).0, run(&small, &p, MatmulConfig::default(), case, &res).0);
+    assert_close("split-K residual", &got, &twin, 1e-4, 1e-3);
+}
+
+/// A residual of the wrong length or on another device is an error naming it.
+#[test]
+fn bad_residuals_are_errors() {
+    let dev = Device::cpu();
+    let (a, b) = (Buffer::from_f32(&dev, &[1.0; 6]).unwrap(), Buffer::from_f32(&dev, &[1.0; 6]).unwrap());
+    let (la, lb) = (Layout::contiguous(&[2, 3]), Layout::contiguous(&[3, 2]));
+    let short = Buffer::from_f32(&dev, &[0.0; 3]).unwrap();
+    let epi = Epilogue::default().with_residual(&short);
+    let e = matmul_epilogue(MatmulConfig::default(), &epi, &a, &la, &b, &lb).unwrap_err().to_string();
+    assert!(e.contains("residual"), "{e}");
+    let other = Device::cpu_reference();
+    let elsewhere = Buffer::from_f32(&other, &[0.0; 4]).unwrap();
+    let epi = Epilogue::default().with_residual(&elsewhere);
+    assert!(matmul_epilogue(MatmulConfig::default(), &epi, &a, &la, &b, &lb).is_err());
+}
+
 /// On every backend and kernel, the fused f16 store is bit-equal to the f32
 /// store rounded by the cast kernel: one rounding, the same rounding.
 #[test]

@@ -86,6 +86,13 @@ impl Tensor {
         relu: bool,
         scale: Option<f32>,
     ) -> Result<Tensor> {
+        self.product_into(other, Store { bias, out, relu, scale, residual: None })
+    }
+
+    /// [`product`](Self::product) stored through `store`, which may also
+    /// add a residual last (F32, the output's shape): op "linear_residual".
+    fn product_into(&self, other: &Tensor, store: Store) -> Result<Tensor> {
+        let Store { bias, out, relu, scale, residual } = store;
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
         let (cfg, storage) = match dtype {
@@ -93,9 +100,13 @@ impl Tensor {
             _ => (MatmulConfig::default(), Operands::F32),
         };
         let bias_buf: Option<Buffer> = bias.map(|b| b.dense_buffer());
+        let residual_buf: Option<Buffer> = residual.map(|r| r.dense_buffer());
         let mut epi = Epilogue { output: storage, scale, ..Epilogue::default() };
         if let Some(b) = &bias_buf {
             epi = epi.with_bias(b, BiasAxis::Columns, 1);
+        }
+        if let Some(r) = &residual_buf {
+            epi = epi.with_residual(r);
         }
         if relu {
             epi = epi.with_relu();
@@ -103,12 +114,14 @@ impl Tensor {
         let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
         let out = if storage == Operands::F16 { DType::F16 } else { DType::F32 };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
-        let op = match (bias.is_some(), relu) {
-            (_, true) => "linear_relu",
-            (true, false) => "linear",
-            (false, false) => "matmul",
+        let op = match (bias.is_some(), relu, residual.is_some()) {
+            (_, _, true) => "linear_residual",
+            (_, true, false) => "linear_relu",
+            (true, false, false) => "linear",
+            (false, false, false) => "matmul",
         };
-        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias].into_iter().flatten().collect();
+        let (has_bias, has_residual) = (bias.is_some(), residual.is_some());
+        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias, residual].into_iter().flatten().collect();
         let layout = Layout::contiguous(&shape);
         Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, y| {
             let (a, b) = (&inputs[0], &inputs[1]);
@@ -135,12 +148,16 @@ impl Tensor {
             let ga = a.requires_grad().then(|| back(&g, &b.transpose(-1, -2), &sa));
             let gb = b.requires_grad().then(|| back(&a.transpose(-1, -2), &g, &sb));
             // The bias gradient: the output gradient summed over the rows.
-            let gbias = inputs.get(2).map(|_| {
+            let gbias = has_bias.then(|| {
                 let cols = g.shape()[g.dims() - 1];
                 g.reshape(&[g.numel() / cols.max(1), cols]).sum(&[0], false).to_dtype(DType::F32)
             });
             let mut grads = vec![ga, gb];
             grads.extend(gbias.map(Some));
+            // The residual was added last: its gradient is the output's.
+            if has_residual {
+                grads.push(Some(g.clone()));
+            }
             grads
         }))
     }
@@ -157,7 +174,22 @@ impl Tensor {
     /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
     /// dtypes or devices, naming `linear`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, false)
+        self.linear_with(weight, bias, false, None)
+    }
+
+    /// `residual + self.linear(weight, bias)` with the residual added in the
+    /// product's store, after the bias: one launch where the two ops take
+    /// two, and no intermediate tensor (a Transformer block's `x + f(x)`
+    /// whose `f` ends in a Linear). The residual's gradient is the output's.
+    /// F32 operands and a residual of the output's shape and dtype take the
+    /// fused path; anything else (F16 operands, autocast, broadcasting) the
+    /// two ops.
+    ///
+    /// # Panics
+    /// As [`linear`](Self::linear), and as `+` for a residual that does not
+    /// broadcast to the output.
+    pub fn linear_residual(&self, weight: &Tensor, bias: Option<&Tensor>, residual: &Tensor) -> Tensor {
+        self.linear_with(weight, bias, false, Some(residual))
     }
 
     /// `relu(self.linear(weight, bias))` with the ReLU applied in the
@@ -169,14 +201,18 @@ impl Tensor {
     /// # Panics
     /// As [`linear`](Self::linear).
     pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, true)
+        self.linear_with(weight, bias, true, None)
     }
 
-    fn linear_with(&self, weight: &Tensor, bias: Option<&Tensor>, relu: bool) -> Tensor {
+    /// `linear`, then the ReLU if `relu`, then plus `residual` if given
+    /// (never both: the ReLU's backward reads the output).
+    fn linear_with(&self, weight: &Tensor, bias: Option<&Tensor>, relu: bool, residual: Option<&Tensor>) -> Tensor {
         const OP: &str = "linear";
+        debug_assert!(!(relu && residual.is_some()));
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
             let y = x.linear(&w, bias);
-            return if relu { y.relu() } else { y };
+            let y = if relu { y.relu() } else { y };
+            return residual.map_or_else(|| y.clone(), |r| r + &y);
         }
         let (xs, ws) = (self.shape(), weight.shape());
         assert!(ws.len() == 2, "{OP}: weight shape {ws:?} must be [out_features, in_features]");
@@ -190,13 +226,21 @@ impl Tensor {
             self.expect_same_device(OP, b);
             assert!(b.shape() == [ws[0]], "{OP}: bias shape {:?} must be [{}] (weight {ws:?})", b.shape(), ws[0]);
         }
+        let mut out_shape = xs[..xs.len() - 1].to_vec();
+        out_shape.push(ws[0]);
+        if let Some(r) = residual {
+            let fused = r.shape() == out_shape && r.dtype() == DType::F32 && self.dtype() == DType::F32;
+            if !fused {
+                return r + &self.linear_with(weight, bias, false, None);
+            }
+            self.expect_same_device(OP, r);
+        }
         if xs.len() != 2 {
             // [.., in] as rows of a matrix, and the rows back.
             let rows = xs[..xs.len() - 1].iter().product();
-            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, relu);
-            let mut shape = xs[..xs.len() - 1].to_vec();
-            shape.push(ws[0]);
-            return y.reshape(&shape);
+            let residual = residual.map(|r| r.reshape(&[rows, ws[0]]));
+            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, relu, residual.as_ref());
+            return y.reshape(&out_shape);
         }
         let (da, db) = (self.dtype(), weight.dtype());
         assert!(
@@ -206,8 +250,19 @@ impl Tensor {
         self.expect_same_device(OP, weight);
         if relu && da == DType::F16 {
             // The mask would read the f16 output; the plain path is exact.
-            return self.linear_with(weight, bias, false).relu();
+            return self.linear_with(weight, bias, false, None).relu();
         }
-        self.product(&weight.t(), bias, da, relu, None).unwrap_or_else(|e| crate::recover::fail(e))
+        let store = Store { bias, out: da, relu, scale: None, residual };
+        self.product_into(&weight.t(), store).unwrap_or_else(|e| crate::recover::fail(e))
     }
+}
+
+/// What a product's store does besides storing: [`Tensor::product_into`].
+#[derive(Clone, Copy)]
+struct Store<'a> {
+    bias: Option<&'a Tensor>,
+    out: DType,
+    relu: bool,
+    scale: Option<f32>,
+    residual: Option<&'a Tensor>,
 }

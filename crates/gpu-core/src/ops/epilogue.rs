@@ -2,13 +2,14 @@
 //! they are stored (`store4` in `shaders/matmul.wgsl`, shared by both kernel
 //! families). The sums may be scaled (attention's `q kᵀ · scale`), a bias
 //! added (a convolution's per-output-channel bias, a Linear layer's
-//! per-feature one), a ReLU applied (a Linear → ReLU block), and the result
-//! stored rounded once to packed f16 (mixed precision's f16 activations),
-//! so none of them costs a launch of its own or an intermediate buffer.
+//! per-feature one), a ReLU applied (a Linear → ReLU block), a residual
+//! added (a Transformer block's `x + f(x)`), and the result stored rounded
+//! once to packed f16 (mixed precision's f16 activations), so none of them
+//! costs a launch of its own or an intermediate buffer.
 //!
 //! The CPU twin has the same semantics: f32 sums, times the scale in f32,
-//! plus the bias in f32, the ReLU, then one rounding to nearest even (the
-//! `half` crate, as `shaders/half.wgsl`).
+//! plus the bias in f32, the ReLU, plus the residual, then one rounding to
+//! nearest even (the `half` crate, as `shaders/half.wgsl`).
 
 use super::operands::Operands;
 use super::Params;
@@ -48,6 +49,11 @@ pub struct Epilogue<'a> {
     pub bias: Option<Bias<'a>>,
     /// `max(v, 0)` after the bias (the shaders' `relu` parameter).
     pub relu: bool,
+    /// Added last, after the ReLU: f32, the result's shape, dense (a
+    /// residual connection's `x` in `x + f(x)`). In the store for f32
+    /// results that one launch writes whole; otherwise one add after the
+    /// product.
+    pub residual: Option<&'a Buffer>,
     /// The result's storage: f32, or f16 rounded once from the f32 sums
     /// (bias included).
     pub output: Operands,
@@ -67,6 +73,16 @@ impl<'a> Epilogue<'a> {
     /// This epilogue with the sums multiplied by `scale` before the bias.
     pub fn with_scale(self, scale: f32) -> Self {
         Epilogue { scale: Some(scale), ..self }
+    }
+
+    /// This epilogue with `residual` added last.
+    pub fn with_residual(self, residual: &'a Buffer) -> Self {
+        Epilogue { residual: Some(residual), ..self }
+    }
+
+    /// This epilogue without its residual (the add then follows the product).
+    pub(crate) fn without_residual(&self) -> Self {
+        Epilogue { residual: None, ..*self }
     }
 
     /// This epilogue with `bias` added.
@@ -99,7 +115,7 @@ impl<'a> Epilogue<'a> {
     }
 
     /// `params` followed by the shaders' `bias_axis`, `bias_batches`,
-    /// `relu` and `scale` parameters.
+    /// `relu`, `scale` and `residual` parameters.
     pub(crate) fn params(&self, params: Params) -> Params {
         let axis = match self.bias.map(|b| b.axis) {
             None => 0,
@@ -111,17 +127,23 @@ impl<'a> Epilogue<'a> {
             .u32(self.bias.map_or(1, |b| b.groups.max(1)))
             .u32(usize::from(self.relu))
             .f32(self.scale.unwrap_or(1.0))
+            .u32(usize::from(self.residual.is_some()))
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of
-    /// `groups · M` (rows) or `groups · N` (columns) values on `device`, or
-    /// `groups` does not divide the batch entries.
+    /// `groups · M` (rows) or `groups · N` (columns) values on `device`,
+    /// `groups` does not divide the batch entries, or the residual is not
+    /// `batches · M · N` f32 values on `device`.
     pub(crate) fn check(
         &self,
         op: &'static str,
         device: &crate::Device,
         (batches, m, n): (usize, usize, usize),
     ) -> Result<()> {
+        if let Some(r) = self.residual {
+            Buffer::check_same_device(op, device, &[r])?;
+            r.check_len(op, "residual", batches * m * n, 4)?;
+        }
         let Some(b) = self.bias else { return Ok(()) };
         Buffer::check_same_device(op, device, &[b.values])?;
         if b.groups == 0 || !batches.is_multiple_of(b.groups) {
@@ -138,8 +160,8 @@ impl<'a> Epilogue<'a> {
     }
 
     /// The CPU twin of the epilogue before the rounding: the scale, the
-    /// bias, then the ReLU, on `sums` (`batches` entries of `m x n`, f32) in
-    /// place. The rounding is `operands::HostOutput`'s.
+    /// bias, the ReLU, then the residual, on `sums` (`batches` entries of
+    /// `m x n`, f32) in place. The rounding is `operands::HostOutput`'s.
     pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
         if let Some(scale) = self.scale {
             sums.iter_mut().for_each(|v| *v *= scale);
@@ -147,6 +169,10 @@ impl<'a> Epilogue<'a> {
         self.add_bias_cpu(sums, (m, n));
         if self.relu {
             sums.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        if let Some(r) = self.residual {
+            let host = r.host();
+            sums.iter_mut().zip(super::f32s(&host)).for_each(|(v, r)| *v += r);
         }
     }
 

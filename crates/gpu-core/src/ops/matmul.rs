@@ -463,6 +463,29 @@ fn product(
         super::check_u32("matmul", elems)?;
     }
     epi.check("matmul", dev, (batches, m, n))?;
+    // The store adds a residual only where one launch writes the whole f32
+    // result; an f16 result or a product split past the binding limit
+    // adds it after.
+    if let Some(r) = epi.residual {
+        let one_launch = dev.gpu_ctx().is_none_or(|g| {
+            let limit = g.binding_limit();
+            let bias_big = epi.bias.is_some_and(|bias| bias.values.wgpu().size() > limit);
+            [a, b, r].iter().all(|x| x.wgpu().size() <= limit) && total as u64 * 4 <= limit && !bias_big
+        });
+        if epi.output != Operands::F32 || !one_launch {
+            let (y, shape) = product(cfg, &epi.without_residual(), a, la, va, b, bop, batch)?;
+            let (y_view, r_view) = (Layout::contiguous(&shape), Layout::contiguous(&shape));
+            let sum = match epi.output {
+                Operands::F32 => super::binary::binary(super::binary::BinaryOp::Add, &y, &y_view, r, &r_view)?.0,
+                Operands::F16 => {
+                    let wide = super::cast::f16_to_f32(&y, total)?;
+                    let sum = super::binary::binary(super::binary::BinaryOp::Add, &wide, &y_view, r, &r_view)?.0;
+                    super::cast::f32_to_f16(&sum, total)?
+                }
+            };
+            return Ok((sum, shape));
+        }
+    }
     // The subgroup family's f32-then-cast path, unless its f32 sums could
     // not be bound whole by the cast (which does not split): then the
     // fused store, slower on llvmpipe but able to split.
@@ -684,21 +707,26 @@ impl Job<'_> {
         if textures {
             shader = "matmul_subgroup_tex";
         }
-        // Without a bias the kernel never reads binding 3: A (its window) fills it.
+        // Without a bias the kernel never reads binding 3, nor binding 4
+        // without a residual: A (its window) fills them.
         let (bias, bias_window) = match (binds.bias, epi.bias) {
             (Some(b), _) => b,
             (None, Some(b)) => (b.values, None),
             (None, None) => (self.a, binds.a),
         };
+        // A residual is indexed like the whole output (product() keeps it
+        // away from split launches, which store windows).
+        debug_assert!(epi.residual.is_none() || binds.out.is_none());
+        let (residual, residual_window) = epi.residual.map_or((self.a, binds.a), |r| (r, None));
         let (out, out_window) = binds.out.unwrap_or((self.out, None));
-        let windows = [binds.a, binds.b, bias_window, out_window];
+        let windows = [binds.a, binds.b, bias_window, residual_window, out_window];
         g.launch_windows(
             &Launch {
                 shader,
                 entry,
                 constants: &constants,
                 params: &params.0,
-                inputs: &[self.a.wgpu(), self.b.wgpu(), bias.wgpu()],
+                inputs: &[self.a.wgpu(), self.b.wgpu(), bias.wgpu(), residual.wgpu()],
                 outputs: &[out.wgpu()],
                 workgroups,
             },

@@ -261,7 +261,17 @@ impl MultiheadAttention {
     pub fn self_attention(&self, x: &Tensor, mask: &AttentionMask) -> Tensor {
         let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
         let (q, k, v) = self.project_self(&x3);
-        restore(self.attend_projected(&q, &k, &v, mask))
+        restore(self.attend_projected(&q, &k, &v, mask, None))
+    }
+
+    /// `residual + self.self_attention(x, mask)` with the residual (the
+    /// shape of `x`) added as `out_proj`'s product is stored: a residual
+    /// block's `x + attn(norm(x))` without a launch for the add.
+    pub fn self_attention_residual(&self, x: &Tensor, mask: &AttentionMask, residual: &Tensor) -> Tensor {
+        let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
+        let (r3, _) = self.to_batch_first(residual, "residual", self.embed_dim());
+        let (q, k, v) = self.project_self(&x3);
+        restore(self.attend_projected(&q, &k, &v, mask, Some(&r3)))
     }
 
     /// Attention of `query` over `key`/`value` (cross-attention: the decoder
@@ -275,7 +285,7 @@ impl MultiheadAttention {
         let (k3, _) = self.to_batch_first(key, "key", self.kdim());
         let (v3, _) = self.to_batch_first(value, "value", self.vdim());
         let (q, k, v) = (self.project(&q3, 0), self.project(&k3, 1), self.project(&v3, 2));
-        restore(self.attend_projected(&q, &k, &v, mask))
+        restore(self.attend_projected(&q, &k, &v, mask, None))
     }
 
     /// Causal self-attention of `x` (`[B, T, E]`, batch-first or not: the
@@ -303,7 +313,7 @@ impl MultiheadAttention {
             Tensor::from_vec(&m, &[t, lk], &x.device())
         });
         let mask = AttentionMask { attn_mask: explicit.as_ref(), is_causal: past == 0, ..Default::default() };
-        restore(self.attend_projected(&q, &k, &v, &mask))
+        restore(self.attend_projected(&q, &k, &v, &mask, None))
     }
 
     /// Self-attention's q, k and v of `x [B, L, E]`: one packed matmul when
@@ -373,9 +383,17 @@ impl MultiheadAttention {
         (x3, restore)
     }
 
-    /// Splits heads, attends, merges heads and applies `out_proj`.
-    fn attend_projected(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Tensor {
-        self.attend_projected_weights(q, k, v, mask, false).0
+    /// Splits heads, attends, merges heads and applies `out_proj`, adding
+    /// `residual` (`[B, Lq, E]`) in its store if given.
+    fn attend_projected(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttentionMask,
+        residual: Option<&Tensor>,
+    ) -> Tensor {
+        self.attend_projected_weights(q, k, v, mask, false, residual).0
     }
 
     /// Splits heads, attends, merges heads and applies `out_proj`; with
@@ -390,6 +408,7 @@ impl MultiheadAttention {
         v: &Tensor,
         mask: &AttentionMask,
         need_weights: bool,
+        residual: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
         let (b, lq, e) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         let lk = k.shape()[1];
@@ -401,7 +420,7 @@ impl MultiheadAttention {
         let dropout = self.training && self.dropout > 0.0;
         let (out, weights) = if dropout || need_weights {
             let scale = 1.0 / ((e / h) as f32).sqrt();
-            let mut scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
+            let mut scores = q.matmul_scaled(&k.transpose(-1, -2), scale);
             if let Some(m) = &additive {
                 scores = scores + m;
             }
@@ -417,7 +436,7 @@ impl MultiheadAttention {
             (q.scaled_dot_product_attention(&k, &v, additive.as_ref(), mask.is_causal, None), None)
         };
         let merged = out.permute(&[0, 2, 1, 3]).reshape(&[b, lq, e]);
-        (self.out_proj.forward(&merged), weights)
+        (self.out_proj.forward_residual(&merged, residual), weights)
     }
 
     /// [`attend`](Self::attend) that also returns the attention weights,
@@ -437,7 +456,7 @@ impl MultiheadAttention {
         let (k3, _) = self.to_batch_first(key, "key", self.kdim());
         let (v3, _) = self.to_batch_first(value, "value", self.vdim());
         let (q, k, v) = (self.project(&q3, 0), self.project(&k3, 1), self.project(&v3, 2));
-        let (out, weights) = self.attend_projected_weights(&q, &k, &v, mask, true);
+        let (out, weights) = self.attend_projected_weights(&q, &k, &v, mask, true, None);
         let weights = weights.expect("asked for");
         let weights = if average { weights.mean(&[1], false) } else { weights };
         let weights = if query.dims() == 2 { weights.squeeze(0) } else { weights };

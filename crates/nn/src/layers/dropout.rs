@@ -57,6 +57,15 @@ impl DropoutBuilder {
     }
 }
 
+impl Dropout {
+    /// Whether [`forward`](Module::forward) returns its input unchanged:
+    /// in eval mode, or with `p = 0` (a residual block then adds its
+    /// input in the producing product's store).
+    pub fn is_identity(&self) -> bool {
+        !self.training || self.p == 0.0
+    }
+}
+
 impl Module for Dropout {
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         Some(&self.gen)

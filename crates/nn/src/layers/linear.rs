@@ -60,6 +60,16 @@ impl Linear {
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
         x.linear_relu(&self.weight, self.bias.as_ref())
     }
+
+    /// `residual + self.forward(x)` with the residual added as the product
+    /// is stored (one launch): the last layer of a residual block's branch.
+    /// `None` is [`forward`](Module::forward).
+    pub fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Tensor {
+        match residual {
+            Some(r) => x.linear_residual(&self.weight, self.bias.as_ref(), r),
+            None => x.linear(&self.weight, self.bias.as_ref()),
+        }
+    }
 }
 
 impl Module for Linear {

@@ -149,14 +149,21 @@ impl FeedForward {
     }
 }
 
-impl Module for FeedForward {
-    fn forward(&self, x: &Tensor) -> Tensor {
+impl FeedForward {
+    /// `residual + self.forward(x)`, the residual added in `linear2`'s store.
+    fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Tensor {
         let h = match self.activation {
             // The ReLU in the product's store: one launch.
             FeedForwardActivation::Relu => self.linear1.forward_relu(x),
             FeedForwardActivation::Gelu => self.linear1.forward(x).gelu(),
         };
-        self.linear2.forward(&self.dropout.forward(&h))
+        self.linear2.forward_residual(&self.dropout.forward(&h), residual)
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_residual(x, None)
     }
 
     fn describe(&self) -> String {
@@ -172,18 +179,44 @@ fn attention(c: &TransformerConfig, init: &mut Init) -> MultiheadAttention {
     MultiheadAttention::builder(c.d_model, c.heads).dropout(c.dropout).batch_first(c.batch_first).build(init)
 }
 
-/// A residual block `x + dropout(f(x))` placed around `norm` as the config says.
+/// A residual block `x + dropout(f(x))` placed around `norm` as the config
+/// says. `f(h, r)` computes the branch on `h`; when dropout is the identity
+/// it is handed `r = Some(x)` to add in its last product's store (no
+/// launch for the block's add), else `None` and the add follows.
 fn residual(
     norm_first: bool,
     x: &Tensor,
     norm: &LayerNorm,
     drop: &Dropout,
-    mut f: impl FnMut(&Tensor) -> Tensor,
+    mut f: impl FnMut(&Tensor, Option<&Tensor>) -> Tensor,
 ) -> Tensor {
+    let branch = |h: &Tensor, f: &mut dyn FnMut(&Tensor, Option<&Tensor>) -> Tensor| {
+        if drop.is_identity() {
+            f(h, Some(x))
+        } else {
+            x + &drop.forward(&f(h, None))
+        }
+    };
     if norm_first {
-        x + &drop.forward(&f(&norm.forward(x)))
+        branch(&norm.forward(x), &mut f)
     } else {
-        norm.forward(&(x + &drop.forward(&f(x))))
+        norm.forward(&branch(x, &mut f))
+    }
+}
+
+/// `y`, plus `r` if given: a branch with no product to add `r` in.
+fn plus(y: Tensor, r: Option<&Tensor>) -> Tensor {
+    match r {
+        Some(r) => r + &y,
+        None => y,
+    }
+}
+
+/// Self-attention as a residual block's branch (`r` added in `out_proj`'s store).
+fn self_attention_branch(attn: &MultiheadAttention, h: &Tensor, mask: &AttentionMask, r: Option<&Tensor>) -> Tensor {
+    match r {
+        Some(r) => attn.self_attention_residual(h, mask, r),
+        None => attn.self_attention(h, mask),
     }
 }
 
@@ -222,8 +255,9 @@ impl TransformerEncoderLayer {
     /// The layer on `src` under `mask` (`src_mask`, `src_key_padding_mask`, `is_causal`).
     pub fn forward_masked(&self, src: &Tensor, mask: &AttentionMask) -> Tensor {
         let nf = self.config.norm_first;
-        let x = residual(nf, src, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention(h, mask));
-        residual(nf, &x, &self.norm2, &self.dropout2, |h| self.ff.forward(h))
+        let x =
+            residual(nf, src, &self.norm1, &self.dropout1, |h, r| self_attention_branch(&self.self_attn, h, mask, r));
+        residual(nf, &x, &self.norm2, &self.dropout2, |h, r| self.ff.forward_residual(h, r))
     }
 
     /// The layer under a causal mask on the positions `src` (`[B, T, E]`)
@@ -234,8 +268,10 @@ impl TransformerEncoderLayer {
     /// sequence with a causal mask.
     pub fn forward_cached(&self, src: &Tensor, cache: &mut KvCache) -> Tensor {
         let nf = self.config.norm_first;
-        let x = residual(nf, src, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention_cached(h, cache));
-        residual(nf, &x, &self.norm2, &self.dropout2, |h| self.ff.forward(h))
+        let x = residual(nf, src, &self.norm1, &self.dropout1, |h, r| {
+            plus(self.self_attn.self_attention_cached(h, cache), r)
+        });
+        residual(nf, &x, &self.norm2, &self.dropout2, |h, r| self.ff.forward_residual(h, r))
     }
 }
 
@@ -300,11 +336,13 @@ impl TransformerDecoderLayer {
         memory_mask: &AttentionMask,
     ) -> Tensor {
         let nf = self.config.norm_first;
-        let x = residual(nf, tgt, &self.norm1, &self.dropout1, |h| self.self_attn.self_attention(h, tgt_mask));
-        let x = residual(nf, &x, &self.norm2, &self.dropout2, |h| {
-            self.multihead_attn.attend(h, memory, memory, memory_mask)
+        let x = residual(nf, tgt, &self.norm1, &self.dropout1, |h, r| {
+            self_attention_branch(&self.self_attn, h, tgt_mask, r)
         });
-        residual(nf, &x, &self.norm3, &self.dropout3, |h| self.ff.forward(h))
+        let x = residual(nf, &x, &self.norm2, &self.dropout2, |h, r| {
+            plus(self.multihead_attn.attend(h, memory, memory, memory_mask), r)
+        });
+        residual(nf, &x, &self.norm3, &self.dropout3, |h, r| self.ff.forward_residual(h, r))
     }
 }
 
