@@ -19,7 +19,7 @@
 //
 // Epilogue (both kernels, in `store4`): the f32 sums may be scaled
 // (p.scale), get a bias added (p.bias_axis), then a ReLU (p.relu), then a
-// residual (p.residual, f32 stores only), and be stored rounded once to
+// residual (RESIDUAL, f32 stores only), and be stored rounded once to
 // packed f16 (F16_OUT) instead of as f32, so attention's score scale, a
 // layer's bias, its ReLU, a residual connection's add and an f16
 // activation cost no further launch.
@@ -81,6 +81,12 @@ override B_CONV: u32 = 0u;
 // columns that exist come in pairs, so each thread writes whole words (an
 // odd N takes the f32 store and a cast instead).
 override F16_OUT: bool = false;
+// `residual` (the output's shape, dense f32) is added last, after the ReLU
+// (a residual connection's x + f(x)); f32 stores only. A constant, unlike
+// the bias and the ReLU: only a few products take it (a Transformer
+// block's last), and as a parameter its branch in every store slowed
+// ResNet-20's convolutions on lavapipe by 3-4%.
+override RESIDUAL: bool = false;
 
 struct Params {
     // Coalesced broadcast batch shape and each operand's strides over it.
@@ -127,9 +133,6 @@ struct Params {
     relu: u32,
     // Multiplies the sums before the bias (1.0: none).
     scale: f32,
-    // 1: `residual` (the output's shape, dense f32) is added last, after
-    // the ReLU (a residual connection's x + f(x)). Only with f32 stores.
-    residual: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -139,7 +142,7 @@ struct Params {
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include operands_f32.wgsl
-// The bias (bias_axis > 0), the residual (p.residual; the host binds some
+// The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
 // other buffer when there is none) and C, as words: f32 bits, or two f16
 // halves (F16_OUT).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -305,7 +308,7 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         if col + j < p.n {
             var x = v[j];
-            if p.residual != 0u {
+            if RESIDUAL {
                 x += residual[i + j];
             }
             c[i + j] = bitcast<u32>(x);

@@ -107,15 +107,17 @@ impl<'a> Epilogue<'a> {
         Epilogue { output: Operands::F32, ..*self }
     }
 
-    /// The shaders' override constant (`F16_OUT`: the store's type). The
-    /// scale, the bias and the ReLU are parameters ([`params`](Self::params)),
-    /// so they add no pipelines.
-    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 1] {
-        [("F16_OUT", if self.stores_f16(n) { 1.0 } else { 0.0 })]
+    /// The shaders' override constants (`F16_OUT`: the store's type;
+    /// `RESIDUAL`). The scale, the bias and the ReLU are parameters
+    /// ([`params`](Self::params)), so they add no pipelines; a residual
+    /// does (the few products that take one).
+    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 2] {
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        [("F16_OUT", flag(self.stores_f16(n))), ("RESIDUAL", flag(self.residual.is_some()))]
     }
 
     /// `params` followed by the shaders' `bias_axis`, `bias_batches`,
-    /// `relu`, `scale` and `residual` parameters.
+    /// `relu` and `scale` parameters.
     pub(crate) fn params(&self, params: Params) -> Params {
         let axis = match self.bias.map(|b| b.axis) {
             None => 0,
@@ -127,7 +129,6 @@ impl<'a> Epilogue<'a> {
             .u32(self.bias.map_or(1, |b| b.groups.max(1)))
             .u32(usize::from(self.relu))
             .f32(self.scale.unwrap_or(1.0))
-            .u32(usize::from(self.residual.is_some()))
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of
