@@ -137,6 +137,29 @@ fn within_an_ulp(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+/// `got` against the twin's `want`: close for f32 results, within an ulp for f16.
+#[track_caller]
+fn matches(output: Operands, what: &str, got: &[f32], want: &[f32], (rtol, atol): (f32, f32)) {
+    match output {
+        Operands::F32 => assert_close(what, got, want, rtol, atol),
+        Operands::F16 => within_an_ulp(what, got, want),
+    }
+}
+
+/// `case` on every kernel family and f16 load of `g` against the twin's `twin`.
+#[track_caller]
+fn every_config_matches(g: &Device, p: &Problem, case: Case, twin: &[f32], name: &str) {
+    for cfg in configs(g) {
+        let what = format!("{name} {case:?} {cfg:?}");
+        matches(case.output, &what, &p.run(g, cfg, case), twin, (1e-5, 1e-4));
+    }
+}
+
+/// A product split along K past a 4 KiB binding limit (`[3, 2000] @ [2000, 5]`).
+fn split_k_problem(r: &mut Rng) -> Problem {
+    problem(r, (Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000), 8)
+}
+
 /// The shapes: (a layout and its span, b layout and its span, bias values
 /// needed, bias groups). Tiles not filled (M, K, N off 64/16/128), an odd N
 /// (the f16 fallback), broadcast batches with a bias per group of batch
@@ -213,39 +236,27 @@ fn relu_epilogue_matches_the_twin() {
     for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate().filter(|(i, _)| i % 2 == 1) {
         let p = problem(&mut r, la, lb, nbias.max(64 * groups));
         let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i % 3];
-        for output in [[Operands::F32, Operands::F16][i / 2 % 2]] {
-            let case = Case { bias, output, relu: true, scale: None };
-            let f32_cfg = MatmulConfig::default();
-            let twin = p.run(&c, f32_cfg, case);
-            let plain = p.run(&c, f32_cfg, Case { output: Operands::F32, relu: false, ..case });
-            let clamped: Vec<f32> = plain.iter().map(|v| v.max(0.0)).collect();
-            match output {
-                Operands::F32 => assert_eq!(twin, clamped, "{name}: the twin's ReLU"),
-                Operands::F16 => within_an_ulp(&format!("{name}: the twin's ReLU, f16"), &twin, &clamped),
-            }
-            assert!(twin.contains(&0.0) && twin.iter().any(|&v| v > 0.0), "{name}: both signs");
-            for cfg in configs(&g) {
-                let what = format!("{name} {case:?} {cfg:?}");
-                let got = p.run(&g, cfg, case);
-                match output {
-                    Operands::F32 => assert_close(&what, &got, &twin, 1e-5, 1e-4),
-                    Operands::F16 => within_an_ulp(&what, &got, &twin),
-                }
-            }
+        let output = [Operands::F32, Operands::F16][i / 2 % 2];
+        let case = Case { bias, output, relu: true, scale: None };
+        let f32_cfg = MatmulConfig::default();
+        let twin = p.run(&c, f32_cfg, case);
+        let plain = p.run(&c, f32_cfg, Case { output: Operands::F32, relu: false, ..case });
+        let clamped: Vec<f32> = plain.iter().map(|v| v.max(0.0)).collect();
+        match output {
+            Operands::F32 => assert_eq!(twin, clamped, "{name}: the twin's ReLU"),
+            Operands::F16 => within_an_ulp(&format!("{name}: the twin's ReLU, f16"), &twin, &clamped),
         }
+        assert!(twin.contains(&0.0) && twin.iter().any(|&v| v > 0.0), "{name}: both signs");
+        every_config_matches(&g, &p, case, &twin, name);
     }
     // Split along K past a tiny binding limit: the ReLU applies once, to the whole sum.
     let Some(small) = fresh_gpu_or_skip("relu_epilogue_matches_the_twin (split)") else { return };
     small.set_max_binding_bytes(Some(4096)).unwrap();
-    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
-    let p = problem(&mut r, la, lb, 8);
+    let p = split_k_problem(&mut r);
     for output in [Operands::F32, Operands::F16] {
         let case = Case { bias: Some((BiasAxis::Columns, 1)), output, relu: true, scale: None };
         let (twin, got) = (p.run(&c, MatmulConfig::default(), case), p.run(&small, MatmulConfig::default(), case));
-        match output {
-            Operands::F32 => assert_close("split-K relu", &got, &twin, 1e-4, 1e-3),
-            Operands::F16 => within_an_ulp("split-K relu f16", &got, &twin),
-        }
+        matches(output, &format!("split-K relu {output:?}"), &got, &twin, (1e-4, 1e-3));
     }
 }
 
@@ -281,20 +292,11 @@ fn scaled_epilogue_matches_the_twin() {
             })
             .collect();
         assert_close(&format!("{name}: the twin's scale"), &twin, &want, 1e-5, 1e-4);
-        let twin = p.run(&c, f32_cfg, case);
-        for cfg in configs(&g) {
-            let what = format!("{name} {case:?} {cfg:?}");
-            let got = p.run(&g, cfg, case);
-            match output {
-                Operands::F32 => assert_close(&what, &got, &twin, 1e-5, 1e-4),
-                Operands::F16 => within_an_ulp(&what, &got, &twin),
-            }
-        }
+        every_config_matches(&g, &p, case, &p.run(&c, f32_cfg, case), name);
     }
     let Some(small) = fresh_gpu_or_skip("scaled_epilogue_matches_the_twin (split)") else { return };
     small.set_max_binding_bytes(Some(4096)).unwrap();
-    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
-    let p = problem(&mut r, la, lb, 8);
+    let p = split_k_problem(&mut r);
     let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F32, relu: false, scale: Some(scale) };
     let (twin, got) = (p.run(&c, MatmulConfig::default(), case), p.run(&small, MatmulConfig::default(), case));
     assert_close("split-K scale", &got, &twin, 1e-4, 1e-3);
@@ -343,8 +345,7 @@ fn residual_epilogue_matches_the_twin() {
     }
     let Some(small) = fresh_gpu_or_skip("residual_epilogue_matches_the_twin (split)") else { return };
     small.set_max_binding_bytes(Some(4096)).unwrap();
-    let (la, lb) = ((Layout::contiguous(&[3, 2000]), 6000), (Layout::contiguous(&[2000, 5]), 10_000));
-    let p = problem(&mut r, la, lb, 8);
+    let p = split_k_problem(&mut r);
     let res: Vec<f32> = (0..15).map(|_| r.uniform(-3.0, 3.0)).collect();
     let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F32, relu: true, scale: Some(0.5) };
     let (twin, got) =
