@@ -172,3 +172,22 @@ fn backward_skips_the_gradient_of_operands_that_need_none() {
     );
     assert!(param.grad().is_some() && data.grad().is_none());
 }
+
+#[test]
+fn a_means_gradient_is_scaled_before_it_is_broadcast() {
+    // On a CPU device of its own, whose counters see every buffer: the
+    // backward of mean_all scales the one-element gradient, then broadcasts
+    // it, so the only full-size buffer it makes is the input's gradient
+    // (scaling the broadcast made a second one: the broadcast copied out).
+    let dev = Device::cpu();
+    let x = Tensor::randn(&[64, 48], 3, &dev).requires_grad_();
+    let loss = x.mean_all();
+    drop(loss.item());
+    let full = 64 * 48 * 4;
+    let before = dev.stats();
+    loss.backward();
+    let grad = x.grad().expect("x needs a gradient");
+    let after = dev.stats();
+    assert!(after.bytes_peak - before.bytes_peak < full + full / 2, "{} bytes", after.bytes_peak - before.bytes_peak);
+    assert!(grad.to_vec().iter().all(|&v| v == 1.0 / (64.0 * 48.0)));
+}

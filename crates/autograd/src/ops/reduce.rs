@@ -49,11 +49,14 @@ impl Tensor {
         let kept = self.kept_shape(&ax);
         let count: usize = ax.iter().map(|&a| in_shape[a]).product();
         Tensor::from_op(op.name(), buf, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
+            // The mean's scale goes on the reduced gradient, before it is
+            // broadcast: one multiply per output, not per input element
+            // (a launch over the whole input on a device), same values.
+            let g = if op == ReduceOp::Mean { g.mul_scalar(1.0 / count as f32) } else { g.clone() };
             let g = g.reshape(&kept).expand(&in_shape);
             let x = &inputs[0];
             let gx = match op {
-                ReduceOp::Sum => g,
-                ReduceOp::Mean => g.mul_scalar(1.0 / count as f32),
+                ReduceOp::Sum | ReduceOp::Mean => g,
                 // Ties share the gradient evenly (PyTorch's amax/amin rule).
                 ReduceOp::Max | ReduceOp::Min => {
                     let hit = x.eq(&out.reshape(&kept));
