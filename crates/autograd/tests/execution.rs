@@ -182,7 +182,7 @@ fn a_means_gradient_is_scaled_before_it_is_broadcast() {
     let dev = Device::cpu();
     let x = Tensor::randn(&[64, 48], 3, &dev).requires_grad_();
     let loss = x.mean_all();
-    drop(loss.item());
+    let _ = loss.item();
     let full = 64 * 48 * 4;
     let before = dev.stats();
     loss.backward();
