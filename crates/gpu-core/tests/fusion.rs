@@ -417,3 +417,42 @@ fn a_narrowed_value_widened_again_is_read_from_memory() {
     same_bits("round trip: fused vs unfused", &f, &p, |_| false);
     same_bits("round trip: fused vs CPU", &f, &c, |_| false);
 }
+
+/// A dense copy of a strided view (`copy::contiguous`: transposed, narrowed
+/// at an offset, broadcast) joins the chain that reads it: `tanh` of the
+/// view and `tanh'` with a copied gradient are one launch each, bit for bit
+/// the unfused copy-then-kernel values. A copy that nothing elementwise
+/// reads still runs as itself.
+#[test]
+fn copies_of_strided_views_fuse_into_their_readers() {
+    use wgrad_gpu_core::ops::copy::contiguous;
+    let Some((fused, plain, cpu)) = trio("copies_of_strided_views_fuse_into_their_readers") else { return };
+    let data: Vec<f32> = (0..6 * 40).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let views = [
+        ("transposed", Layout::contiguous(&[40, 6]).permute(&[1, 0]).unwrap()),
+        ("narrowed at an offset", Layout::contiguous(&[6, 40]).narrow(0, 2, 3).unwrap()),
+        ("broadcast", Layout { shape: vec![5, 40], strides: vec![0, 1], offset: 80 }),
+    ];
+    for (name, view) in &views {
+        let n = view.numel();
+        let run = |dev: &Device| {
+            let x = Buffer::from_f32(dev, &data).unwrap();
+            let (y, forward) = launches(dev, || unary(UnaryOp::Tanh, &contiguous(&x, view).unwrap(), n).unwrap());
+            let (dx, backward) = launches(dev, || {
+                let xs = contiguous(&x, view).unwrap();
+                let g = contiguous(&x, view).unwrap();
+                unary_grad(UnaryOp::Tanh, &xs, &y, &g, n).unwrap()
+            });
+            let (copy, alone) = launches(dev, || contiguous(&x, view).unwrap());
+            (y.to_f32().unwrap(), dx.to_f32().unwrap(), copy.to_f32().unwrap(), [forward, backward, alone])
+        };
+        let (f, p, c) = (run(&fused), run(&plain), run(&cpu));
+        for (what, got, want) in [("tanh", &f.0, &p.0), ("tanh'", &f.1, &p.1), ("copy", &f.2, &p.2)] {
+            assert_eq!(got, want, "{name}: {what} fused against unfused");
+        }
+        assert_close(&format!("{name}: tanh against the twin"), &f.0, &c.0, 1e-6, 1e-6);
+        assert_eq!(f.2, c.2, "{name}: the copy against the twin");
+        assert_eq!(p.3, [2, 3, 1], "{name}: unfused launches");
+        assert_eq!(f.3, [1, 1, 1], "{name}: fused launches");
+    }
+}

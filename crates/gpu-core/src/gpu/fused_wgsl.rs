@@ -128,8 +128,8 @@ impl Writer<'_> {
                 self.names.push(node.name());
                 let f = format!("e{}", self.temps);
                 self.temps += 1;
-                if node == Node::Widen {
-                    // The leaf read already widened it.
+                if matches!(node, Node::Widen | Node::Gather) {
+                    // The leaf read already widened (or gathered) it.
                     writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
                 } else {
                     self.node_fn(&f, node);
@@ -198,7 +198,9 @@ impl Writer<'_> {
             Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
-            Node::Widen | Node::Narrow => unreachable!("wgrad internal: casts are leaf reads and root stores"),
+            Node::Widen | Node::Narrow | Node::Gather => {
+                unreachable!("wgrad internal: casts and gathers are leaf reads and root stores")
+            }
         };
         let Some(row) = row else {
             writeln!(self.fns, "fn {name}({signature}) -> f32 {{ return select(b, a, c != 0.0); }}").unwrap();

@@ -29,6 +29,10 @@
 //!   consumer may read it through any index map `A` (a strided or broadcast
 //!   view, a shorter count) when it is not stored: the f16 leaf is then read
 //!   at `A(i)`, and its dense f16 leaf becomes a strided one;
+//! - a *gather* ([`Node::Gather`], `copy::contiguous` of a strided view)
+//!   reads its input as a leaf through the view's index map and computes
+//!   nothing, so `relu(contiguous(xᵀ))` reads xᵀ in place; it merges only
+//!   into a consumer that reads it densely;
 //! - a *narrow* ([`Node::Narrow`], `f32_to_f16`) is only ever a tree's root
 //!   (its packed output is read by nothing in registers), and that tree runs
 //!   one thread per output word: each evaluates elements `2k` and `2k + 1`
@@ -55,6 +59,9 @@ pub(crate) enum Node {
     /// An f32 rounded to f16, nearest even, ±inf past ±65504 (inputs: x);
     /// its output is packed f16.
     Narrow,
+    /// A strided view copied out dense, word for word (inputs: x, read
+    /// through its access): `copy::contiguous`.
+    Gather,
 }
 
 impl Node {
@@ -67,6 +74,7 @@ impl Node {
             Node::Where => "where".into(),
             Node::Widen => "f16_to_f32".into(),
             Node::Narrow => "f32_to_f16".into(),
+            Node::Gather => "contiguous".into(),
         }
     }
 }

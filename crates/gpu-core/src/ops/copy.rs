@@ -6,8 +6,8 @@
 //! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly; f16 views
 //! (two halves per word) are made dense by [`contiguous_f16`], as exactly.
 
-use super::{groups, launch_elementwise, run, Params};
-use crate::gpu::fusion::Access;
+use super::{dispatch_fusable, groups, launch_elementwise, run, Params};
+use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{coalesce, numel, Layout};
@@ -45,6 +45,14 @@ fn is_non_overlapping(l: &Layout) -> bool {
 /// buffers (wgpu forbids binding one buffer as both read and read-write, and
 /// the CPU twin would lock it twice).
 fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> {
+    copy_words(src, sl, (dst, dl), false)
+}
+
+/// [`copy_raw`]; with `gather` (`dst` is a fresh dense buffer only this copy
+/// writes: [`contiguous`]) the launch is deferred as the fuser's
+/// [`Node::Gather`], so an elementwise consumer reads the view in place and
+/// the copy is never made (when it fuses with nothing, this same launch runs).
+fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: bool) -> Result<()> {
     let n = sl.numel();
     if n == 0 {
         return Ok(());
@@ -60,6 +68,14 @@ fn copy_raw(src: &Buffer, sl: &Layout, dst: &Buffer, dl: &Layout) -> Result<()> 
                 let (so, d) = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
                 Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(so).u32(d).u32(base)
             };
+            let limit = g.binding_limit();
+            if gather && src.len_bytes() <= limit && dst.len_bytes() <= limit {
+                let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes()]);
+                let what = Fusable { node: Node::Gather, n, access: vec![Access::of(&shape, &st[0], sl.offset)] };
+                let p = params(n, [0, 0], 0);
+                let workgroups = groups(n.div_ceil(RUN), 256);
+                return dispatch_fusable(g, shader, "main", &constants, &p, &[src], dst, workgroups, what);
+            }
             let read =
                 |strides: &[usize], offset| LeafRead { maps: vec![Access::of(&shape, strides, offset)], half: false };
             let reads = [read(&st[0], sl.offset), read(&st[1], dl.offset)];
@@ -149,7 +165,7 @@ pub fn contiguous(x: &Buffer, layout: &Layout) -> Result<Buffer> {
     let n = layout.numel();
     super::check_u32("contiguous", n)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
-    copy_raw(x, layout, &out, &Layout::contiguous(&layout.shape))?;
+    copy_words(x, layout, (&out, &Layout::contiguous(&layout.shape)), true)?;
     Ok(out)
 }
 
