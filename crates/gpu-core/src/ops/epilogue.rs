@@ -50,9 +50,10 @@ pub struct Epilogue<'a> {
     /// `max(v, 0)` after the bias (the shaders' `relu` parameter).
     pub relu: bool,
     /// Added last, after the ReLU: f32, the result's shape, dense (a
-    /// residual connection's `x` in `x + f(x)`). In the store for f32
-    /// results that one launch writes whole; otherwise one add after the
-    /// product.
+    /// residual connection's `x` in `x + f(x)`). In the store of an f32
+    /// result one launch writes whole (an f16 result is such an f32 store
+    /// and a cast: one rounding); a product split past the binding limit
+    /// adds it after.
     pub residual: Option<&'a Buffer>,
     /// The result's storage: f32, or f16 rounded once from the f32 sums
     /// (bias included).

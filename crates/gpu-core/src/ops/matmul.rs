@@ -463,36 +463,32 @@ fn product(
         super::check_u32("matmul", elems)?;
     }
     epi.check("matmul", dev, (batches, m, n))?;
-    // The store adds a residual only where one launch writes the whole f32
-    // result; an f16 result or a product split past the binding limit
-    // adds it after.
+    // The subgroup family's f32-then-cast path, unless its f32 sums could
+    // not be bound whole by the cast (which does not split): then the
+    // fused store, slower on llvmpipe but able to split. An f16 result with
+    // a residual takes it too: the residual joins the f32 sums, and the
+    // sum is rounded once.
+    let cast_fits = dev.gpu_ctx().is_none_or(|g| total as u64 * 4 <= g.binding_limit());
+    let f32_first = !cfg.kernel.rounds_f16_in_store(dev) || epi.residual.is_some();
+    if epi.needs_cast(n) || (epi.stores_f16(n) && f32_first && cast_fits) {
+        let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
+        return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
+    }
+    // The store adds a residual where one launch writes the whole f32
+    // result; a product split past the binding limit (or an f16 result too
+    // large for the cast) adds it after.
     if let Some(r) = epi.residual {
-        let one_launch = dev.gpu_ctx().is_none_or(|g| {
-            let limit = g.binding_limit();
-            let bias_big = epi.bias.is_some_and(|bias| bias.values.wgpu().size() > limit);
-            [a, b, r].iter().all(|x| x.wgpu().size() <= limit) && total as u64 * 4 <= limit && !bias_big
-        });
-        if epi.output != Operands::F32 || !one_launch {
+        let whole = dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total as u64 * 4));
+        if epi.output != Operands::F32 || !whole {
             let (y, shape) = product(cfg, &epi.without_residual(), a, la, va, b, bop, batch)?;
             let (y_view, r_view) = (Layout::contiguous(&shape), Layout::contiguous(&shape));
+            let add = |y: &Buffer| super::binary::binary(super::binary::BinaryOp::Add, y, &y_view, r, &r_view);
             let sum = match epi.output {
-                Operands::F32 => super::binary::binary(super::binary::BinaryOp::Add, &y, &y_view, r, &r_view)?.0,
-                Operands::F16 => {
-                    let wide = super::cast::f16_to_f32(&y, total)?;
-                    let sum = super::binary::binary(super::binary::BinaryOp::Add, &wide, &y_view, r, &r_view)?.0;
-                    super::cast::f32_to_f16(&sum, total)?
-                }
+                Operands::F32 => add(&y)?.0,
+                Operands::F16 => super::cast::f32_to_f16(&add(&super::cast::f16_to_f32(&y, total)?)?.0, total)?,
             };
             return Ok((sum, shape));
         }
-    }
-    // The subgroup family's f32-then-cast path, unless its f32 sums could
-    // not be bound whole by the cast (which does not split): then the
-    // fused store, slower on llvmpipe but able to split.
-    let cast_fits = dev.gpu_ctx().is_none_or(|g| total as u64 * 4 <= g.binding_limit());
-    if epi.needs_cast(n) || (epi.stores_f16(n) && !cfg.kernel.rounds_f16_in_store(dev) && cast_fits) {
-        let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
-        return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
     }
     let mut shape = batch.clone();
     shape.extend([m, n]);
@@ -519,9 +515,7 @@ fn product(
             };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
             let job = Job { g, cfg, subgroup, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
-            let limit = g.binding_limit();
-            let bias_big = epi.bias.is_some_and(|bias| bias.values.wgpu().size() > limit);
-            if [a, b, &out].iter().all(|x| x.wgpu().size() <= limit) && !bias_big {
+            if binds_whole(g, epi, (a, b), out.wgpu().size()) {
                 // Everything fits: one launch binding whole buffers, or the
                 // spans of A and B where they go through textures.
                 let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
@@ -541,6 +535,15 @@ fn product(
         },
     )?;
     Ok((out, shape))
+}
+
+/// Whether one launch binds a product's buffers whole: A, B, the
+/// epilogue's bias and residual, and an output of `out_bytes`, each within
+/// the binding limit (otherwise the product runs in pieces, `Job::split`).
+fn binds_whole(g: &GpuContext, epi: &Epilogue, (a, b): (&Buffer, &Buffer), out_bytes: u64) -> bool {
+    let limit = g.binding_limit();
+    let epilogue = epi.bias.map(|bias| bias.values).into_iter().chain(epi.residual);
+    out_bytes <= limit && [a, b].into_iter().chain(epilogue).all(|x| x.wgpu().size() <= limit)
 }
 
 /// One product as recorded on a GPU: everything a launch of it needs
