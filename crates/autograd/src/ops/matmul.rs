@@ -54,7 +54,7 @@ impl Tensor {
         }
         let a = if sa.len() == 1 { self.reshape(&[1, sa[0]]) } else { self.clone() };
         let b = if sb.len() == 1 { other.reshape(&[sb[0], 1]) } else { other.clone() };
-        let out = a.product(&b, None, a.dtype(), false, scale).map_err(|e| match e {
+        let out = a.product(&b, Store { scale, ..Store::plain(a.dtype()) }).map_err(|e| match e {
             // The kernel's message names the 2-D shapes it saw; the caller's
             // own shapes differ only where a 1-D operand was reshaped.
             Error::Invalid { msg, .. } if sa.len() == 1 || sb.len() == 1 => {
@@ -73,25 +73,14 @@ impl Tensor {
         Ok(if shape == out.shape() { out } else { out.reshape(&shape) })
     }
 
-    /// `self @ other` (both at least 2-D, both F32 or both F16), its f32
-    /// sums times `scale` (if any), plus `bias` (F32, one value per output
-    /// column), then the ReLU (if `relu`), stored as `out` (F32, or F16 for
-    /// F16 operands): one launch (an F16 result of odd width takes a cast
-    /// too). Records op "matmul" without a bias, "linear" with one.
-    fn product(
-        &self,
-        other: &Tensor,
-        bias: Option<&Tensor>,
-        out: DType,
-        relu: bool,
-        scale: Option<f32>,
-    ) -> Result<Tensor> {
-        self.product_into(other, Store { bias, out, relu, scale, residual: None })
-    }
-
-    /// [`product`](Self::product) stored through `store`, which may also
-    /// add a residual last (F32, the output's shape): op "linear_residual".
-    fn product_into(&self, other: &Tensor, store: Store) -> Result<Tensor> {
+    /// `self @ other` (both at least 2-D, both F32 or both F16) through
+    /// `store`: its f32 sums times the scale (if any), plus the bias (F32,
+    /// one value per output column), then the ReLU, then plus the residual
+    /// (F32, the output's shape), stored as `store.out` (F32, or F16 for F16
+    /// operands): one launch (an F16 result of odd width takes a cast too).
+    /// Records op "matmul" without a bias, "linear" with one,
+    /// "linear_relu" / "linear_residual" with those.
+    fn product(&self, other: &Tensor, store: Store) -> Result<Tensor> {
         let Store { bias, out, relu, scale, residual } = store;
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
@@ -139,7 +128,8 @@ impl Tensor {
                 if out_batch == shape[..shape.len() - 2] {
                     x.try_matmul_scaled(y, scale).unwrap_or_else(|e| crate::recover::fail(e))
                 } else {
-                    let sum = x.product(y, None, DType::F32, false, scale).unwrap_or_else(|e| crate::recover::fail(e));
+                    let store = Store { scale, ..Store::plain(DType::F32) };
+                    let sum = x.product(y, store).unwrap_or_else(|e| crate::recover::fail(e));
                     sum.sum_to_shape(shape).to_dtype(dtype)
                 }
             };
@@ -212,7 +202,10 @@ impl Tensor {
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
             let y = x.linear(&w, bias);
             let y = if relu { y.relu() } else { y };
-            return residual.map_or_else(|| y.clone(), |r| r + &y);
+            return match residual {
+                Some(r) => r + &y,
+                None => y,
+            };
         }
         let (xs, ws) = (self.shape(), weight.shape());
         assert!(ws.len() == 2, "{OP}: weight shape {ws:?} must be [out_features, in_features]");
@@ -253,11 +246,11 @@ impl Tensor {
             return self.linear_with(weight, bias, false, None).relu();
         }
         let store = Store { bias, out: da, relu, scale: None, residual };
-        self.product_into(&weight.t(), store).unwrap_or_else(|e| crate::recover::fail(e))
+        self.product(&weight.t(), store).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }
 
-/// What a product's store does besides storing: [`Tensor::product_into`].
+/// What a product's store does besides storing: [`Tensor::product`].
 #[derive(Clone, Copy)]
 struct Store<'a> {
     bias: Option<&'a Tensor>,
@@ -265,4 +258,11 @@ struct Store<'a> {
     relu: bool,
     scale: Option<f32>,
     residual: Option<&'a Tensor>,
+}
+
+impl Store<'_> {
+    /// The sums as they are, stored as `out`.
+    fn plain(out: DType) -> Self {
+        Store { bias: None, out, relu: false, scale: None, residual: None }
+    }
 }
