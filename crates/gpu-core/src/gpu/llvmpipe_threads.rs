@@ -19,7 +19,7 @@ use std::sync::Once;
 
 /// The variable Mesa's llvmpipe reads once per process, when the driver
 /// is first loaded.
-pub(crate) const VAR: &str = "LP_NUM_THREADS";
+const VAR: &str = "LP_NUM_THREADS";
 
 /// Worker threads per core that wgrad asks llvmpipe for.
 const THREADS_PER_CORE: usize = 4;

@@ -259,19 +259,23 @@ impl MultiheadAttention {
     /// Self-attention of `x` (`[L, B, E]`, `[B, L, E]` batch-first, or `[L, E]`)
     /// under `mask`: one packed matmul makes q, k and v.
     pub fn self_attention(&self, x: &Tensor, mask: &AttentionMask) -> Tensor {
-        let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
-        let (q, k, v) = self.project_self(&x3);
-        restore(self.attend_projected(&q, &k, &v, mask, None))
+        self.self_attention_plus(x, mask, None)
     }
 
     /// `residual + self.self_attention(x, mask)` with the residual (the
     /// shape of `x`) added as `out_proj`'s product is stored: a residual
     /// block's `x + attn(norm(x))` without a launch for the add.
     pub fn self_attention_residual(&self, x: &Tensor, mask: &AttentionMask, residual: &Tensor) -> Tensor {
+        self.self_attention_plus(x, mask, Some(residual))
+    }
+
+    /// [`self_attention`](Self::self_attention), plus `residual` in
+    /// `out_proj`'s store when given.
+    pub(crate) fn self_attention_plus(&self, x: &Tensor, mask: &AttentionMask, residual: Option<&Tensor>) -> Tensor {
         let (x3, restore) = self.to_batch_first(x, "query", self.embed_dim());
-        let (r3, _) = self.to_batch_first(residual, "residual", self.embed_dim());
+        let r3 = residual.map(|r| self.to_batch_first(r, "residual", self.embed_dim()).0);
         let (q, k, v) = self.project_self(&x3);
-        restore(self.attend_projected(&q, &k, &v, mask, Some(&r3)))
+        restore(self.attend_projected(&q, &k, &v, mask, r3.as_ref()))
     }
 
     /// Attention of `query` over `key`/`value` (cross-attention: the decoder

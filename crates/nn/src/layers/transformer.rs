@@ -188,19 +188,14 @@ fn residual(
     x: &Tensor,
     norm: &LayerNorm,
     drop: &Dropout,
-    mut f: impl FnMut(&Tensor, Option<&Tensor>) -> Tensor,
+    f: impl FnOnce(&Tensor, Option<&Tensor>) -> Tensor,
 ) -> Tensor {
-    let branch = |h: &Tensor, f: &mut dyn FnMut(&Tensor, Option<&Tensor>) -> Tensor| {
-        if drop.is_identity() {
-            f(h, Some(x))
-        } else {
-            x + &drop.forward(&f(h, None))
-        }
-    };
+    let h = if norm_first { norm.forward(x) } else { x.clone() };
+    let y = if drop.is_identity() { f(&h, Some(x)) } else { x + &drop.forward(&f(&h, None)) };
     if norm_first {
-        branch(&norm.forward(x), &mut f)
+        y
     } else {
-        norm.forward(&branch(x, &mut f))
+        norm.forward(&y)
     }
 }
 
@@ -209,14 +204,6 @@ fn plus(y: Tensor, r: Option<&Tensor>) -> Tensor {
     match r {
         Some(r) => r + &y,
         None => y,
-    }
-}
-
-/// Self-attention as a residual block's branch (`r` added in `out_proj`'s store).
-fn self_attention_branch(attn: &MultiheadAttention, h: &Tensor, mask: &AttentionMask, r: Option<&Tensor>) -> Tensor {
-    match r {
-        Some(r) => attn.self_attention_residual(h, mask, r),
-        None => attn.self_attention(h, mask),
     }
 }
 
@@ -255,8 +242,7 @@ impl TransformerEncoderLayer {
     /// The layer on `src` under `mask` (`src_mask`, `src_key_padding_mask`, `is_causal`).
     pub fn forward_masked(&self, src: &Tensor, mask: &AttentionMask) -> Tensor {
         let nf = self.config.norm_first;
-        let x =
-            residual(nf, src, &self.norm1, &self.dropout1, |h, r| self_attention_branch(&self.self_attn, h, mask, r));
+        let x = residual(nf, src, &self.norm1, &self.dropout1, |h, r| self.self_attn.self_attention_plus(h, mask, r));
         residual(nf, &x, &self.norm2, &self.dropout2, |h, r| self.ff.forward_residual(h, r))
     }
 
@@ -336,9 +322,8 @@ impl TransformerDecoderLayer {
         memory_mask: &AttentionMask,
     ) -> Tensor {
         let nf = self.config.norm_first;
-        let x = residual(nf, tgt, &self.norm1, &self.dropout1, |h, r| {
-            self_attention_branch(&self.self_attn, h, tgt_mask, r)
-        });
+        let x =
+            residual(nf, tgt, &self.norm1, &self.dropout1, |h, r| self.self_attn.self_attention_plus(h, tgt_mask, r));
         let x = residual(nf, &x, &self.norm2, &self.dropout2, |h, r| {
             plus(self.multihead_attn.attend(h, memory, memory, memory_mask), r)
         });
