@@ -304,9 +304,9 @@ fn scaled_epilogue_matches_the_twin() {
 
 /// The residual added last (a Transformer block's `x + f(x)` in the
 /// product's launch): every kernel family against the twin, whose values
-/// are the epilogue's without it plus the residual; f16 results and
-/// products split past the binding limit add it after the product, with
-/// the same values; one launch where it is fused.
+/// are the epilogue's without it plus the residual; f16 results (the f32
+/// store and a cast) and products split past the binding limit (an add
+/// after the product) give the same values; one launch where it is fused.
 #[test]
 fn residual_epilogue_matches_the_twin() {
     let Some((g, c)) = devices("residual_epilogue_matches_the_twin") else { return };
