@@ -133,6 +133,19 @@ struct Params {
     relu: u32,
     // Multiplies the sums before the bias (1.0: none).
     scale: f32,
+    // The recurrent cell the `_cell` variants store (matmul_store_cell.wgsl;
+    // zero for every other product): hidden size H, then element offsets
+    // into the whole-sequence buffers for the step's time t: of xw[t]
+    // (also dxw[t] and the saved gates[t]), of the state slots before and
+    // after t in `states`, of the cell-state block there, of dy[t]; and 1
+    // when b_hh is bound.
+    cell_hidden: u32,
+    cell_x: u32,
+    cell_prev: u32,
+    cell_out: u32,
+    cell_c: u32,
+    cell_dy: u32,
+    cell_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -142,12 +155,10 @@ struct Params {
 // (shaders.rs generates those variants by swapping this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include operands_f32.wgsl
-// The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
-// other buffer when there is none) and C, as words: f32 bits, or two f16
-// halves (F16_OUT).
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<u32>;
+// What happens to the sums as they are stored, with the bindings it needs
+// (3 and up): the epilogue below (bias, ReLU, residual, f16), or in the
+// `_cell` variants a recurrent cell (matmul_store_cell.wgsl).
+//#include matmul_store.wgsl
 
 // A gathered element splits into a tap part (channel, ki, kj: the rows of
 // forms 1 and 3, the columns of form 2) and a pixel part (the other index),
@@ -256,64 +267,10 @@ fn tile_of(wg: u32) -> Tile {
     return tl;
 }
 
-// The bias of columns col..col + 3 (bias_axis 2, else zero). Columns
-// beyond N read the last one; they are not stored.
-fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
-    if p.bias_axis != 2u {
-        return vec4<f32>(0.0);
-    }
-    let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
-    let i = min(at, vec4<u32>(tl.bias_base + p.n - 1u));
-    return vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
-}
-
-// The bias of row `row` (bias_axis 1, else zero), clamped into the matrix.
-fn row_bias(tl: Tile, row: u32) -> f32 {
-    if p.bias_axis != 1u {
-        return 0.0;
-    }
-    return bias[tl.bias_base + min(row, p.m - 1u)];
-}
-
-// The f32 sums times p.scale plus their bias `b`, then the ReLU when
-// p.relu is set.
-fn epilogue(sums: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    let v = p.scale * sums + b;
-    return select(v, max(v, vec4<f32>(0.0)), p.relu != 0u);
-}
-
 // Writes the columns col.. (col a multiple of 4) of the sums `s` that
 // exist to row `row` of C, through the epilogue.
 fn store4(tl: Tile, row: u32, col: u32, s: vec4<f32>) {
-    store_c(tl, row, col, epilogue(s, column_bias(tl, col) + vec4<f32>(row_bias(tl, row))));
-}
-
-// Writes the columns col.. (col a multiple of 4) of `v`, the epilogue's
-// result, that exist to row `row` of C.
-fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
-    if row >= p.m {
-        return;
-    }
-    let i = tl.c_base + row * p.n + col;
-    if F16_OUT {
-        // i is even (N is); the columns that exist come in pairs.
-        if col < p.n {
-            c[i / 2u] = pack_halves(v.xy);
-        }
-        if col + 2u < p.n {
-            c[i / 2u + 1u] = pack_halves(v.zw);
-        }
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        if col + j < p.n {
-            var x = v[j];
-            if RESIDUAL {
-                x += residual[i + j];
-            }
-            c[i + j] = bitcast<u32>(x);
-        }
-    }
+    store_sums(tl, row, col, s, column_bias(tl, col) + vec4<f32>(row_bias(tl, row)));
 }
 
 // k-major tiles: As[k][m], Bs[k][n]. A thread's rows (columns) at one k are

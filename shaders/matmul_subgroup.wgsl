@@ -326,14 +326,24 @@ fn fma_group(g: array<Row, 8>, v: vec4<f32>, bb: BBlock) -> array<Row, 8> {
 // once per lane: the columns are the same in every row).
 fn store_row(tl: Tile, r: Row, row: u32, n: u32, cb: Row) {
     let rb = vec4<f32>(row_bias(tl, row));
-    store_c(tl, row, n, epilogue(r.lo, cb.lo + rb));
+    store_sums(tl, row, n, r.lo, cb.lo + rb);
     if TILE_N > 32u {
-        store_c(tl, row, n + 32u, epilogue(r.hi, cb.hi + rb));
+        store_sums(tl, row, n + 32u, r.hi, cb.hi + rb);
     }
 }
 
-// Rows r0..r0 + 7 (a loop over `g` would index it dynamically).
+// Rows r0..r0 + 7 (a loop over `g` would index it dynamically). A store
+// whose code is large (STORE_LOOP, the `_cell` variants' recurrent cell)
+// takes the loop instead: the copy `g` goes to scratch memory once per
+// group, and the store is compiled 2 instead of 16 times per row group
+// (unrolled, the LSTM backward's store made llvmpipe spend 20 s compiling).
 fn store_group(tl: Tile, g: array<Row, 8>, r0: u32, n: u32, cb: Row) {
+    if STORE_LOOP {
+        for (var r = 0u; r < 8u; r++) {
+            store_row(tl, g[r], r0 + r, n, cb);
+        }
+        return;
+    }
     store_row(tl, g[0], r0, n, cb);
     store_row(tl, g[1], r0 + 1u, n, cb);
     store_row(tl, g[2], r0 + 2u, n, cb);

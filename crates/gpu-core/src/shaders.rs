@@ -27,6 +27,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("where", include_str!("../../../shaders/where.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
+    ("matmul_store", include_str!("../../../shaders/matmul_store.wgsl")),
+    ("matmul_store_cell", include_str!("../../../shaders/matmul_store_cell.wgsl")),
+    ("cell_inputs_f32", include_str!("../../../shaders/cell_inputs_f32.wgsl")),
+    ("cell_inputs_tex", include_str!("../../../shaders/cell_inputs_tex.wgsl")),
     ("operands_f32", include_str!("../../../shaders/operands_f32.wgsl")),
     ("matmul_operands_f16", include_str!("../../../shaders/matmul_operands_f16.wgsl")),
     ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
@@ -144,6 +148,15 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
     ("matmul_tex", || variant("matmul", "operands_f32", "operands_tex", false)),
     ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
+    // An LSTM step's cell in the product's store (matmul_store_cell.wgsl):
+    // for GPUs, and for CPU adapters with buffer or texture inputs.
+    ("matmul_cell", || variant("matmul", "matmul_store", "matmul_store_cell", false)),
+    ("matmul_subgroup_cell", || variant("matmul_subgroup", "matmul", "matmul_cell", false)),
+    ("matmul_store_cell_tex", || variant("matmul_store_cell", "cell_inputs_f32", "cell_inputs_tex", false)),
+    ("matmul_cell_tex", || {
+        variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_cell_tex")], false)
+    }),
+    ("matmul_subgroup_cell_tex", || variant("matmul_subgroup", "matmul", "matmul_cell_tex", false)),
     ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
     ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
     ("batch_norm_tex", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_tex", false)),
@@ -176,6 +189,8 @@ pub const GENERATED: &[(&str, Generator)] = &[
 pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("matmul_tex", "*", &[0, 1]),
     ("matmul_subgroup_tex", "*", &[0, 1]),
+    // A and B, and the cell's inputs (cell_inputs_tex.wgsl).
+    ("matmul_subgroup_cell_tex", "*", &[0, 1, 2, 3, 4]),
     // x, and in the forward its statistics, weight, bias and residual (all inputs).
     ("batch_norm_tex", "stats_partial", &[0]),
     ("batch_norm_tex", "forward", &[0, 1, 2, 3]),

@@ -60,6 +60,22 @@ pub struct Epilogue<'a> {
     pub output: Operands,
 }
 
+/// An LSTM step's cell run in its recurrent product's store instead of an
+/// epilogue (`matmul::cell_product`, `shaders/matmul_store_cell.wgsl`,
+/// whose header says what each binding holds): the store reads `inputs`
+/// (bindings 3-5) and writes `outputs` (6-8) instead of a result.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CellStore<'a> {
+    /// The cell's backward (`CELL` 2) rather than its forward (1).
+    pub backward: bool,
+    pub inputs: [&'a Buffer; 3],
+    pub outputs: [&'a Buffer; 3],
+    /// The shader's `cell_*` parameters, in order: hidden size, offsets
+    /// of xw[t], of the state slots before and after t, of the cell-state
+    /// block and of dy[t]; 1 when b_hh is bound.
+    pub params: [usize; 7],
+}
+
 impl<'a> Epilogue<'a> {
     /// No bias, an f16 result.
     pub fn f16() -> Self {

@@ -152,6 +152,7 @@ pub enum MatmulKernel {
     Subgroup,
 }
 
+pub(crate) use super::epilogue::CellStore;
 pub use super::epilogue::{Bias, BiasAxis, Epilogue};
 pub use super::operands::{HalfLoads, Operands};
 
@@ -537,6 +538,73 @@ fn product(
     Ok((out, shape))
 }
 
+/// Whether [`cell_product`] runs on `dev`: a GPU whose per-stage limits
+/// hold its bindings (8 storage buffers, or 5 storage textures besides 3
+/// buffers where a CPU adapter reads through textures) and binds each of
+/// `buffers` (every buffer the launches bind) whole.
+pub(crate) fn cell_product_runs(dev: &crate::Device, buffers: &[&Buffer]) -> bool {
+    let Some(g) = dev.gpu_ctx() else { return false };
+    let l = &g.limits;
+    let textures = g.texture_operands.load(std::sync::atomic::Ordering::Relaxed);
+    let fits = if textures {
+        l.max_storage_textures_per_shader_stage >= 5 && l.max_storage_buffers_per_shader_stage >= 3
+    } else {
+        l.max_storage_buffers_per_shader_stage >= 8
+    };
+    fits && buffers.iter().all(|b| b.wgpu().size() <= g.binding_limit())
+}
+
+/// Records `a @ b` (2-D views, f32) on a GPU, on `kernel`, with an LSTM
+/// step's cell in its store instead of a result ([`CellStore`]): one
+/// launch, nothing allocated. The caller has checked [`cell_product_runs`] for every
+/// buffer; an error when the product is not 2-D or `dev` is no GPU.
+pub(crate) fn cell_product(
+    kernel: MatmulKernel,
+    a: &Buffer,
+    la: &Layout,
+    b: &Buffer,
+    lb: &Layout,
+    cell: CellStore,
+) -> Result<()> {
+    const OP: &str = "recurrent_step";
+    let dev = a.device();
+    let Some(g) = dev.gpu_ctx() else {
+        return Err(Error::invalid(OP, "a cell in the product's store runs on a GPU only"));
+    };
+    if la.rank() != 2 || lb.rank() != 2 || la.shape[1] != lb.shape[0] {
+        return Err(Error::invalid(OP, format!("expects 2-D operands, got {:?} @ {:?}", la.shape, lb.shape)));
+    }
+    for (buf, l) in [(a, la), (b, lb)] {
+        buf.check_len(OP, "operand", l.span(), 4)?;
+    }
+    let (m, k, n) = (la.shape[0], la.shape[1], lb.shape[1]);
+    if m * n == 0 {
+        return Ok(());
+    }
+    crate::profile::annotate_flops(2 * (m * n * k) as u64);
+    let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
+    let subgroup = match kernel.resolve(dev) {
+        MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
+        MatmulKernel::Subgroup => return Err(Error::invalid(OP, "the subgroup kernel does not run on this device")),
+        _ => false,
+    };
+    let bop = BOperand {
+        view: Layout { shape: vec![], strides: vec![], offset: lb.offset },
+        k,
+        n,
+        rs: lb.strides[0],
+        cs: lb.strides[1],
+        offset: lb.offset,
+        conv: None,
+    };
+    let (bshape, bstrides) = coalesce(&[], &[&[], &[]]);
+    let out = cell.outputs[0];
+    let job = Job { g, cfg, subgroup, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
+    let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: lb.offset, m, k, n };
+    let binds = Binds { cell: Some(cell), ..job.texture_spans(&mut whole) };
+    job.launch(&Epilogue::default(), &whole, binds)
+}
+
 /// Whether one launch binds a product's buffers whole: A, B, the
 /// epilogue's bias and residual, and an output of `out_bytes`, each within
 /// the binding limit (otherwise the product runs in pieces, `Job::split`).
@@ -584,6 +652,8 @@ struct Binds<'a> {
     b: Option<Window>,
     bias: Option<(&'a Buffer, Option<Window>)>,
     out: Option<(&'a Buffer, Option<Window>)>,
+    /// A recurrent cell stored instead of the result (`cell_product`).
+    cell: Option<CellStore<'a>>,
 }
 
 impl Job<'_> {
@@ -625,6 +695,7 @@ impl Job<'_> {
 
     /// Records one launch of the kernel over `part`, stored through `epi`.
     fn launch(&self, epi: &Epilogue, part: &Part, binds: Binds) -> Result<()> {
+        let cell = binds.cell;
         let (g, bop) = (self.g, self.bop);
         let (m, k, n) = (part.m, part.k, part.n);
         let ra = self.la.rank() - 2;
@@ -632,8 +703,10 @@ impl Job<'_> {
         let batches: usize = part.dims.iter().product();
         let strides = |i: usize| &self.bstrides[i][part.level..];
         // f32 operands of the subgroup kernel are read through textures.
-        let textures =
-            self.subgroup && self.cfg.operands == Operands::F32 && textured(g, [(self.a, binds.a), (self.b, binds.b)]);
+        let textures = self.subgroup
+            && self.cfg.operands == Operands::F32
+            && textured(g, [(self.a, binds.a), (self.b, binds.b)])
+            && cell.is_none_or(|c| crate::gpu::texture_operands::wanted(g, c.inputs.map(|b| b.wgpu().size())));
         let reads = match (textures, bop.conv.is_some()) {
             (false, _) => Reads::Buffers,
             (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },
@@ -667,6 +740,9 @@ impl Job<'_> {
             params = params.u32(d);
         }
         params = epi.params(params);
+        for v in cell.map_or([0; 7], |c| c.params) {
+            params = params.u32(v);
+        }
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         let mut constants: Vec<(&str, f64)> = if self.subgroup {
             let view = |offset: usize, strides: &[usize]| Layout {
@@ -709,6 +785,28 @@ impl Job<'_> {
         let (mut shader, entry) = self.cfg.shader(g, self.subgroup)?;
         if textures {
             shader = "matmul_subgroup_tex";
+        }
+        if let Some(c) = cell {
+            shader = match (self.subgroup, textures) {
+                (true, true) => "matmul_subgroup_cell_tex",
+                (true, false) => "matmul_subgroup_cell",
+                (false, _) => "matmul_cell",
+            };
+            constants.push(("CELL", if c.backward { 2.0 } else { 1.0 }));
+            let [i3, i4, i5] = c.inputs.map(Buffer::wgpu);
+            let [o6, o7, o8] = c.outputs.map(Buffer::wgpu);
+            return g.launch_windows(
+                &Launch {
+                    shader,
+                    entry,
+                    constants: &constants,
+                    params: &params.0,
+                    inputs: &[self.a.wgpu(), self.b.wgpu(), i3, i4, i5],
+                    outputs: &[o6, o7, o8],
+                    workgroups,
+                },
+                &[binds.a, binds.b],
+            );
         }
         // Without a bias the kernel never reads binding 3, nor binding 4
         // without a residual: A (its window) fills them.
@@ -862,6 +960,7 @@ impl Job<'_> {
                 b: Some(bw),
                 bias: if step_epi.bias.is_some() { bias } else { None },
                 out: Some(out),
+                cell: None,
             };
             let part = Part {
                 dims: &q.dims,

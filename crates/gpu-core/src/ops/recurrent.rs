@@ -24,6 +24,7 @@
 //! twins do the gate math in f64: the more exact side, a fair oracle (the fast
 //! CPU path, `cpu::recurrent`, works in f32 like the kernel).
 
+use super::matmul::MatmulKernel;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::layout::Layout;
@@ -555,6 +556,10 @@ pub fn recurrent_forward(
     // The RNN's `saved` binding needs a buffer; a word suffices, it is never touched.
     let placeholder = if gates.is_none() { Some(Buffer::alloc(dev, 4)?) } else { None };
     let saved_buf = gates.as_ref().or(placeholder.as_ref()).expect("gates or placeholder");
+    if let Some(kernel) = cell_in_store(&d, &[xw, w_hh, h0, &states, saved_buf]) {
+        forward_in_store(kernel, &d, xw, w_hh, b_hh, h0, &states, saved_buf)?;
+        return Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates });
+    }
     // W_hhᵀ as a view: [H, G·H] with strides (1, H).
     let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
     for i in 0..t {
@@ -563,6 +568,61 @@ pub fn recurrent_forward(
         cell_forward(&d, time, xw, &hw, b_hh, &states, saved_buf)?;
     }
     Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates })
+}
+
+/// Whether an LSTM sequence runs each step's cell in its recurrent
+/// product's store (`matmul::cell_product`), and on which kernel family:
+/// one launch per step instead of two, each way. On GPUs with fusion on
+/// (`Device::set_fusion`), when the launches can bind `buffers` whole;
+/// otherwise (`None`) the product and the cell kernel of `recurrent.wgsl`
+/// run apart. Unit tests choose for themselves (`tests::FORCED`).
+fn cell_in_store(d: &Dims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
+    let lstm = d.kind == RecurrentKind::Lstm;
+    #[cfg(test)]
+    if let Some(forced) = tests::FORCED.with(std::cell::Cell::get) {
+        return forced.filter(|_| lstm);
+    }
+    let dev = buffers[0].device();
+    let on = lstm && dev.gpu_ctx().is_some_and(GpuContext::fusion_enabled) && matmul::cell_product_runs(dev, buffers);
+    on.then_some(MatmulKernel::Auto)
+}
+
+/// The LSTM forward with each step's cell in the store of the product
+/// `h_prev @ W_hhᵀ`, whose W_hh has its rows interleaved per unit (row
+/// 4u + k is gate k of unit u, a copy made once) so that the four columns
+/// a store holds are one unit's gates. The new h also goes to one of two
+/// `[B, H]` buffers, the next step's A.
+#[allow(clippy::too_many_arguments)]
+fn forward_in_store(
+    kernel: MatmulKernel,
+    d: &Dims,
+    xw: &Buffer,
+    w_hh: &Buffer,
+    b_hh: Option<&Buffer>,
+    h0: &Buffer,
+    states: &Buffer,
+    saved: &Buffer,
+) -> Result<()> {
+    let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
+    // [G, H, H] read as [H, G, H]: row u·G + k is row k·H + u of W_hh.
+    let interleave = Layout { shape: vec![h, 4, h], strides: vec![h, h * h, 1], offset: 0 };
+    let w_il = copy::contiguous(w_hh, &interleave)?;
+    let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
+    let next = [Buffer::alloc(xw.device(), bh as u64 * 4)?, Buffer::alloc(xw.device(), bh as u64 * 4)?];
+    let a_view = Layout::contiguous(&[d.batch, h]);
+    for i in 0..d.steps {
+        let time = d.time(i);
+        let (prev, out) = d.slots(time);
+        let a = if i == 0 { h0 } else { &next[(i - 1) % 2] };
+        let cell = matmul::CellStore {
+            backward: false,
+            inputs: [b_hh.unwrap_or(xw), xw, xw],
+            outputs: [states, saved, &next[i % 2]],
+            params: [h, time * d.batch * gh, prev * bh, out * bh, (d.steps + 1) * bh, 0, b_hh.is_some() as usize],
+        };
+        matmul::cell_product(kernel, a, &a_view, &w_il, &w_t, cell)?;
+    }
+    Ok(())
 }
 
 /// Errors unless a cell state is given exactly for the LSTM.
@@ -628,7 +688,14 @@ pub fn recurrent_backward(
     let dhw_all = dhw.as_ref().unwrap_or(&dxw);
     let w_view = Layout::contiguous(&[gh, h]);
     let mut rec: Option<Buffer> = None;
-    for i in (0..t).rev() {
+    let in_store = {
+        let gates = saved.gates.as_ref().unwrap_or(&saved.states);
+        cell_in_store(&d, &[dy, w_hh, &saved.states, gates, &dxw, &carry])
+    };
+    if let Some(kernel) = in_store.filter(|_| t > 0) {
+        rec = Some(backward_in_store(kernel, &d, saved, w_hh, dy, &dxw, &carry, &placeholder)?);
+    }
+    for i in (0..t).rev().filter(|_| in_store.is_none()) {
         let time = d.time(i);
         cell_backward(&d, time, dy, rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
         let mut row = Layout::contiguous(&[b, gh]);
@@ -664,9 +731,123 @@ pub fn recurrent_backward(
     Ok(RecurrentGrads { dxw, dw_hh, db_hh, dh0, dc0 })
 }
 
+/// The LSTM backward with each step's cell in the store of the product
+/// that gives it dh_rec (`dgates_{t'} @ W_hh`, t' the step processed
+/// before): the first step processed (which carries dh_n) runs the cell
+/// kernel, every other step one launch, and a last plain product gives
+/// dh0, which this returns. The gate gradients also go to one of two
+/// `[B, 4H]` buffers, the next product's A.
+#[allow(clippy::too_many_arguments)]
+fn backward_in_store(
+    kernel: MatmulKernel,
+    d: &Dims,
+    saved: &RecurrentSaved,
+    w_hh: &Buffer,
+    dy: &Buffer,
+    dxw: &Buffer,
+    carry: &Buffer,
+    placeholder: &Buffer,
+) -> Result<Buffer> {
+    let (t, b, h, gh, bh) = (d.steps, d.batch, d.hidden, d.gh(), d.bh());
+    let gates = saved.gates.as_ref().expect("the LSTM saves its gates");
+    let row = |time: usize| {
+        let mut l = Layout::contiguous(&[b, gh]);
+        l.offset = time * b * gh;
+        l
+    };
+    let first = d.time(t - 1);
+    cell_backward(d, first, dy, None, saved, dxw, None, carry, placeholder)?;
+    let w_view = Layout::contiguous(&[gh, h]);
+    let a_view = Layout::contiguous(&[b, gh]);
+    let dg = if t > 1 {
+        [copy::contiguous(dxw, &row(first))?, Buffer::alloc(dy.device(), (b * gh) as u64 * 4)?]
+    } else {
+        [placeholder.clone(), placeholder.clone()]
+    };
+    for (n, i) in (0..t - 1).rev().enumerate() {
+        let time = d.time(i);
+        let (prev, out) = d.slots(time);
+        let [read, write] = if n % 2 == 0 { [&dg[0], &dg[1]] } else { [&dg[1], &dg[0]] };
+        let cell = matmul::CellStore {
+            backward: true,
+            inputs: [gates, dy, &saved.states],
+            outputs: [dxw, carry, write],
+            params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, time * bh, 0],
+        };
+        matmul::cell_product(kernel, read, &a_view, w_hh, &w_view, cell)?;
+    }
+    Ok(matmul::matmul(dxw, &row(d.time(0)), w_hh, &w_view)?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close, fresh_gpu_or_skip, Rng};
+    use crate::Device;
+
+    thread_local! {
+        /// Set by a test: the kernel of the cell-in-store products
+        /// (`Some(None)`: the two-launch path) instead of the device's choice.
+        pub(super) static FORCED: std::cell::Cell<Option<Option<MatmulKernel>>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Everything an LSTM sequence computes, read back (states, saved
+    /// gates, then the gradients of xw, W_hh, b_hh, h0 and c0), and the
+    /// launches it recorded, on the path `forced` picks.
+    fn lstm_run(
+        dev: &Device,
+        (t, b, h): (usize, usize, usize),
+        reverse: bool,
+        forced: Option<MatmulKernel>,
+    ) -> (Vec<Vec<f32>>, u64) {
+        let mut r = Rng::new((t * 131 + b * 17 + h) as u64);
+        let s = 1.0 / (h as f32).sqrt();
+        let mut up = |n: usize, lo: f32, hi: f32| Buffer::from_f32(dev, &r.vec(n, lo, hi)).unwrap();
+        let (xw, w, bias) = (up(t * b * 4 * h, -1.0, 1.0), up(4 * h * h, -s, s), up(4 * h, -0.5, 0.5));
+        let (h0, c0, dy) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0), up(t * b * h, -1.0, 1.0));
+        let (dh_n, dc_n) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0));
+        dev.synchronize().unwrap();
+        FORCED.with(|f| f.set(Some(forced)));
+        let before = dev.stats().dispatches;
+        let saved =
+            recurrent_forward(RecurrentKind::Lstm, &xw, &w, Some(&bias), &h0, Some(&c0), t, b, h, reverse).unwrap();
+        let g = recurrent_backward(&saved, &w, &dy, Some(&dh_n), Some(&dc_n)).unwrap();
+        dev.synchronize().unwrap();
+        FORCED.with(|f| f.set(None));
+        let launches = dev.stats().dispatches - before;
+        let bufs = [saved.states(), saved.gates().unwrap(), &g.dxw, &g.dw_hh, g.db_hh.as_ref().unwrap(), &g.dh0];
+        let mut out: Vec<Vec<f32>> = bufs.iter().map(|x| x.to_f32().unwrap()).collect();
+        out.push(g.dc0.unwrap().to_f32().unwrap());
+        (out, launches)
+    }
+
+    /// The LSTM with each step's cell in its recurrent product's store, on
+    /// both kernel families (the tiled one is the GPUs'; it runs on any
+    /// adapter), matches the two-launch path: states, saved gates and every
+    /// gradient, both directions, awkward sizes (H not a multiple of 4, more
+    /// batch rows than one tile), T = 1; and it records 2T − 3 launches
+    /// fewer (T − 1 each way, less the interleaved W_hh copy and the first
+    /// gate gradients' copy). Fails when the store's cell math or offsets
+    /// are wrong, or when the path is not taken.
+    #[test]
+    fn lstm_cell_in_the_products_store_matches_the_two_launch_path() {
+        let Some(dev) = fresh_gpu_or_skip("lstm_cell_in_the_products_store_matches_the_two_launch_path") else {
+            return;
+        };
+        let names = ["states", "gates", "dxw", "dw_hh", "db_hh", "dh0", "dc0"];
+        for ((t, b, h), reverse) in [((5, 3, 7), false), ((4, 2, 5), true), ((1, 2, 3), false), ((3, 33, 6), false)] {
+            let (want, two) = lstm_run(&dev, (t, b, h), reverse, None);
+            for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup].into_iter().filter(|k| k.runs_on(&dev)) {
+                let (got, one) = lstm_run(&dev, (t, b, h), reverse, Some(kernel));
+                for ((name, g), w) in names.iter().zip(&got).zip(&want) {
+                    assert_close(&format!("{kernel:?} T={t} B={b} H={h} reverse={reverse}: {name}"), g, w, 1e-5, 1e-5);
+                }
+                if t >= 2 {
+                    assert_eq!(one + 2 * t as u64 - 3, two, "{kernel:?} T={t}: launches");
+                }
+            }
+        }
+    }
 
     /// The shader's `KIND` numbering is `RecurrentKind::code`.
     #[test]

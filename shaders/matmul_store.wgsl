@@ -1,0 +1,73 @@
+// The store of a product's f32 sums (matmul.wgsl and matmul_subgroup.wgsl
+// call `store_sums` with four consecutive columns, `col` a multiple of 4):
+// the epilogue. The `_cell` variants of the matmul swap this file for
+// matmul_store_cell.wgsl, which stores a recurrent cell's results instead.
+// The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
+// other buffer when there is none) and C, as words: f32 bits, or two f16
+// halves (F16_OUT).
+// The subgroup kernel's stores are unrolled (store_group).
+const STORE_LOOP: bool = false;
+
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<u32>;
+
+// The bias of columns col..col + 3 (bias_axis 2, else zero). Columns
+// beyond N read the last one; they are not stored.
+fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
+    if p.bias_axis != 2u {
+        return vec4<f32>(0.0);
+    }
+    let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
+    let i = min(at, vec4<u32>(tl.bias_base + p.n - 1u));
+    return vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
+}
+
+// The bias of row `row` (bias_axis 1, else zero), clamped into the matrix.
+fn row_bias(tl: Tile, row: u32) -> f32 {
+    if p.bias_axis != 1u {
+        return 0.0;
+    }
+    return bias[tl.bias_base + min(row, p.m - 1u)];
+}
+
+// The f32 sums times p.scale plus their bias `b`, then the ReLU when
+// p.relu is set.
+fn epilogue(sums: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    let v = p.scale * sums + b;
+    return select(v, max(v, vec4<f32>(0.0)), p.relu != 0u);
+}
+
+// Writes the columns col.. (col a multiple of 4) of `v`, the epilogue's
+// result, that exist to row `row` of C.
+fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    let i = tl.c_base + row * p.n + col;
+    if F16_OUT {
+        // i is even (N is); the columns that exist come in pairs.
+        if col < p.n {
+            c[i / 2u] = pack_halves(v.xy);
+        }
+        if col + 2u < p.n {
+            c[i / 2u + 1u] = pack_halves(v.zw);
+        }
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < p.n {
+            var x = v[j];
+            if RESIDUAL {
+                x += residual[i + j];
+            }
+            c[i + j] = bitcast<u32>(x);
+        }
+    }
+}
+
+// Writes the sums `s` of columns col.. of row `row`, with `b` their bias
+// (`column_bias` + `row_bias`), through the epilogue.
+fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
+    store_c(tl, row, col, epilogue(s, b));
+}

@@ -1,0 +1,117 @@
+// An LSTM step's cell run in the store of its recurrent product, in place
+// of matmul_store.wgsl (the matmul's `_cell` variants): the product's sums
+// never reach memory and the cell costs no launch of its own. The math is
+// recurrent.wgsl's, for one time t per launch (offsets in p.cell_*):
+//
+// CELL 1, forward: the product is h_prev @ W_hhᵀ with W_hh's rows
+//   interleaved per hidden unit (row 4u + k is gate k of unit u), so the
+//   four consecutive columns a store gets are one unit's gates i, f, g, o.
+//   It adds xw[t] and b_hh (gate-major, as PyTorch lays them out), writes
+//   c and h into `states`, the gates into `saved`, and h again into `h_next`
+//   (the next step's A: a launch may not read the buffer it writes, and the
+//   states are written).
+// CELL 2, backward: the product is dgates_{t'} @ W_hh for the step t'
+//   processed before t, so column u of its sums is unit u's dh_rec at t.
+//   With dy[t] it runs the cell backward and writes dxw[t] (gate-major),
+//   the new dc carry and the gate gradients again into `dg_next`, the next
+//   step's A. (The h carry is zero here: only the first step processed,
+//   run by recurrent.wgsl, sees dh_n.)
+//
+// Bindings: 3-5 read (buffers, or textures in the `_tex` variant), 6-8
+// read-write:
+//   CELL 1: 3 b_hh (any buffer when p.cell_bias is 0), 4 xw, 5 unused;
+//           6 states, 7 saved, 8 h_next.
+//   CELL 2: 3 saved, 4 dy, 5 states; 6 dxw, 7 carry ([2, B, H]: h, c), 8 dg_next.
+//#include activations.wgsl
+//#include cell_inputs_f32.wgsl
+@group(0) @binding(6) var<storage, read_write> out6: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out7: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out8: array<f32>;
+
+// The cell is large: the subgroup kernel stores its rows in a loop.
+const STORE_LOOP: bool = true;
+
+// 1: LSTM forward, 2: LSTM backward.
+override CELL: u32 = 1u;
+
+// The cell variants take no bias through the epilogue's path.
+fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn row_bias(tl: Tile, row: u32) -> f32 {
+    return 0.0;
+}
+
+// Row `row` (a batch row) at columns col..col + 3 of the sums `s`.
+fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
+    if row >= p.m || col >= p.n {
+        return;
+    }
+    if CELL == 1u {
+        lstm_forward(row, col / 4u, s);
+        return;
+    }
+    // Backward: four units, those that exist (H need not be a multiple of 4).
+    for (var q = 0u; q < 4u; q++) {
+        if col + q < p.n {
+            lstm_backward(row, col + q, s[q]);
+        }
+    }
+}
+
+// Unit u of batch row b at time t, from its four gate sums of h_prev @ W_hhᵀ.
+fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
+    let hd = p.cell_hidden;
+    let x0 = p.cell_x + b * 4u * hd + u;
+    // Read either way (a select, not a branch on a uniform: lavapipe would
+    // compile a copy of the kernel per value; docs/performance.md).
+    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
+    let xw = vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
+    let a = s + xw + select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
+    let ig = sigmoid(a.x);
+    let fg = sigmoid(a.y);
+    let gg = tanh_stable(a.z);
+    let og = sigmoid(a.w);
+    let i = b * hd + u;
+    let c = fg * out6[p.cell_c + p.cell_prev + i] + ig * gg;
+    let h = og * tanh_stable(c);
+    out6[p.cell_c + p.cell_out + i] = c;
+    out6[p.cell_out + i] = h;
+    out8[i] = h;
+    out7[x0] = ig;
+    out7[x0 + hd] = fg;
+    out7[x0 + 2u * hd] = gg;
+    out7[x0 + 3u * hd] = og;
+}
+
+// Unit u of batch row b at time t, with dh_rec its sum of dgates @ W_hh.
+fn lstm_backward(b: u32, u: u32, dh_rec: f32) {
+    let hd = p.cell_hidden;
+    let bh = p.m * hd;
+    let i = b * hd + u;
+    let x0 = p.cell_x + b * 4u * hd + u;
+    let dh = load4(p.cell_dy + i) + dh_rec;
+    let ig = load3(x0);
+    let fg = load3(x0 + hd);
+    let gg = load3(x0 + 2u * hd);
+    let og = load3(x0 + 3u * hd);
+    let tc = tanh_stable(load5(p.cell_c + p.cell_out + i));
+    let dc = out7[bh + i] + dh * og * (1.0 - tc * tc);
+    let d = vec4(
+        dc * gg * ig * (1.0 - ig),
+        dc * load5(p.cell_c + p.cell_prev + i) * fg * (1.0 - fg),
+        dc * ig * (1.0 - gg * gg),
+        dh * tc * og * (1.0 - og),
+    );
+    out6[x0] = d.x;
+    out6[x0 + hd] = d.y;
+    out6[x0 + 2u * hd] = d.z;
+    out6[x0 + 3u * hd] = d.w;
+    out7[bh + i] = dc * fg;
+    let g0 = b * 4u * hd + u;
+    out8[g0] = d.x;
+    out8[g0 + hd] = d.y;
+    out8[g0 + 2u * hd] = d.z;
+    out8[g0 + 3u * hd] = d.w;
+}
