@@ -7,21 +7,22 @@
 //   interleaved per hidden unit (row 4u + k is gate k of unit u), so the
 //   four consecutive columns a store gets are one unit's gates i, f, g, o.
 //   It adds xw[t] and b_hh (gate-major, as PyTorch lays them out), writes
-//   c and h into `states`, the gates into `saved`, and h again into `h_next`
-//   (the next step's A: a launch may not read the buffer it writes, and the
-//   states are written).
+//   c and h into `states`, the gates into `saved`, and (NEXT) h again into
+//   `h_next`, the next step's A: a launch may not bind a buffer it writes
+//   as an input, and the states are written.
 // CELL 2, backward: the product is dgates_{t'} @ W_hh for the step t'
 //   processed before t, so column u of its sums is unit u's dh_rec at t.
 //   With dy[t] it runs the cell backward and writes dxw[t] (gate-major),
-//   the new dc carry and the gate gradients again into `dg_next`, the next
-//   step's A. (The h carry is zero here: only the first step processed,
+//   the new dc carry and (NEXT) the gate gradients again into `dg_next`, the
+//   next step's A. (The h carry is zero here: only the first step processed,
 //   run by recurrent.wgsl, sees dh_n.)
 //
 // Bindings: 3-5 read (buffers, or textures in the `_tex` variant), 6-8
 // read-write:
 //   CELL 1: 3 b_hh (any buffer when p.cell_bias is 0), 4 xw, 5 unused;
-//           6 states, 7 saved, 8 h_next.
-//   CELL 2: 3 saved, 4 dy, 5 states; 6 dxw, 7 carry ([2, B, H]: h, c), 8 dg_next.
+//           6 states, 7 saved, 8 h_next (unused without NEXT).
+//   CELL 2: 3 saved, 4 dy, 5 states; 6 dxw, 7 carry ([2, B, H]: h, c),
+//           8 dg_next (unused without NEXT).
 //#include activations.wgsl
 //#include cell_inputs_f32.wgsl
 @group(0) @binding(6) var<storage, read_write> out6: array<f32>;
@@ -33,10 +34,23 @@ const STORE_LOOP: bool = true;
 
 // 1: LSTM forward, 2: LSTM backward.
 override CELL: u32 = 1u;
+// Whether the store also writes the next step's A (binding 8). Off where
+// A is read through a texture (CPU adapters): the texture is a copy made
+// before the launch, so A can be the states or dxw rows themselves.
+override NEXT: bool = true;
 
-// The cell variants take no bias through the epilogue's path.
+// Forward: b_hh of the unit whose gates are columns col..col + 3 (zero
+// without one). The subgroup kernel asks once per lane, not per row.
 fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
-    return vec4<f32>(0.0);
+    if CELL != 1u {
+        return vec4<f32>(0.0);
+    }
+    let u = col / 4u;
+    let hd = p.cell_hidden;
+    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
+    // A select, not a branch on a uniform: lavapipe would compile a copy of
+    // the kernel per value (docs/performance.md, "lavapipe's uniform inlining").
+    return select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
 }
 
 fn row_bias(tl: Tile, row: u32) -> f32 {
@@ -49,7 +63,7 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
         return;
     }
     if CELL == 1u {
-        lstm_forward(row, col / 4u, s);
+        lstm_forward(row, col / 4u, s + b);
         return;
     }
     // Backward: four units, those that exist (H need not be a multiple of 4).
@@ -60,15 +74,12 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
     }
 }
 
-// Unit u of batch row b at time t, from its four gate sums of h_prev @ W_hhᵀ.
+// Unit u of batch row b at time t, from its four gate sums of
+// h_prev @ W_hhᵀ + b_hh.
 fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     let hd = p.cell_hidden;
     let x0 = p.cell_x + b * 4u * hd + u;
-    // Read either way (a select, not a branch on a uniform: lavapipe would
-    // compile a copy of the kernel per value; docs/performance.md).
-    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
-    let xw = vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
-    let a = s + xw + select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
+    let a = s + vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
     let ig = sigmoid(a.x);
     let fg = sigmoid(a.y);
     let gg = tanh_stable(a.z);
@@ -78,7 +89,9 @@ fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     let h = og * tanh_stable(c);
     out6[p.cell_c + p.cell_out + i] = c;
     out6[p.cell_out + i] = h;
-    out8[i] = h;
+    if NEXT {
+        out8[i] = h;
+    }
     out7[x0] = ig;
     out7[x0 + hd] = fg;
     out7[x0 + 2u * hd] = gg;
@@ -109,9 +122,11 @@ fn lstm_backward(b: u32, u: u32, dh_rec: f32) {
     out6[x0 + 2u * hd] = d.z;
     out6[x0 + 3u * hd] = d.w;
     out7[bh + i] = dc * fg;
-    let g0 = b * 4u * hd + u;
-    out8[g0] = d.x;
-    out8[g0 + hd] = d.y;
-    out8[g0 + 2u * hd] = d.z;
-    out8[g0 + 3u * hd] = d.w;
+    if NEXT {
+        let g0 = b * 4u * hd + u;
+        out8[g0] = d.x;
+        out8[g0 + hd] = d.y;
+        out8[g0 + 2u * hd] = d.z;
+        out8[g0 + 3u * hd] = d.w;
+    }
 }

@@ -564,6 +564,8 @@ fn recurrences(dev: &Device, on: bool) -> Run {
 
 #[test]
 fn recurrent_cells_read_textures_with_the_same_bits() {
-    // Three kinds, three steps each way.
-    same_bits_on_and_off("recurrent_cells_read_textures_with_the_same_bits", "recurrent", 18, recurrences);
+    // Three kinds, three steps each way; the LSTM's steps run in its
+    // products' stores (matmul_subgroup_cell[_tex], bits compared here too)
+    // but the first backward one.
+    same_bits_on_and_off("recurrent_cells_read_textures_with_the_same_bits", "recurrent", 13, recurrences);
 }

@@ -69,7 +69,12 @@ pub(crate) struct CellStore<'a> {
     /// The cell's backward (`CELL` 2) rather than its forward (1).
     pub backward: bool,
     pub inputs: [&'a Buffer; 3],
+    /// The last is the next step's A, written only with `next` (the
+    /// shader's `NEXT`); without it any buffer not otherwise bound.
     pub outputs: [&'a Buffer; 3],
+    /// Write the next step's A: needed unless A is read through a texture
+    /// ([`cell_reads_textures`](super::matmul::cell_reads_textures)).
+    pub next: bool,
     /// The shader's `cell_*` parameters, in order: hidden size, offsets
     /// of xw[t], of the state slots before and after t, of the cell-state
     /// block and of dy[t]; 1 when b_hh is bound.

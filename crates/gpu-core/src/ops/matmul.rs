@@ -554,6 +554,18 @@ pub(crate) fn cell_product_runs(dev: &crate::Device, buffers: &[&Buffer]) -> boo
     fits && buffers.iter().all(|b| b.wgpu().size() <= g.binding_limit())
 }
 
+/// Whether a [`cell_product`] on `kernel` reads its operands and inputs
+/// (whole `buffers` or windows of them) through textures: then A may be a
+/// view of a buffer the launch writes, and the store need not write the
+/// next A ([`CellStore::next`]).
+pub(crate) fn cell_reads_textures(kernel: MatmulKernel, dev: &crate::Device, buffers: &[&Buffer]) -> bool {
+    dev.gpu_ctx().is_some_and(|g| {
+        kernel.resolve(dev) == MatmulKernel::Subgroup
+            && subgroup_kernel_fits(g)
+            && crate::gpu::texture_operands::wanted(g, buffers.iter().map(|b| b.wgpu().size()))
+    })
+}
+
 /// Records `a @ b` (2-D views, f32) on a GPU, on `kernel`, with an LSTM
 /// step's cell in its store instead of a result ([`CellStore`]): one
 /// launch, nothing allocated. The caller has checked [`cell_product_runs`] for every
@@ -792,7 +804,13 @@ impl Job<'_> {
                 (true, false) => "matmul_subgroup_cell",
                 (false, _) => "matmul_cell",
             };
-            constants.push(("CELL", if c.backward { 2.0 } else { 1.0 }));
+            if !c.next && !textures {
+                return Err(Error::invalid(
+                    "recurrent_step",
+                    "a cell store that does not write the next A needs A read through a texture",
+                ));
+            }
+            constants.extend([("CELL", if c.backward { 2.0 } else { 1.0 }), ("NEXT", flag(c.next))]);
             let [i3, i4, i5] = c.inputs.map(Buffer::wgpu);
             let [o6, o7, o8] = c.outputs.map(Buffer::wgpu);
             return g.launch_windows(

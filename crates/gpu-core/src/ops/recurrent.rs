@@ -608,16 +608,24 @@ fn forward_in_store(
     let interleave = Layout { shape: vec![h, 4, h], strides: vec![h, h * h, 1], offset: 0 };
     let w_il = copy::contiguous(w_hh, &interleave)?;
     let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
-    let next = [Buffer::alloc(xw.device(), bh as u64 * 4)?, Buffer::alloc(xw.device(), bh as u64 * 4)?];
-    let a_view = Layout::contiguous(&[d.batch, h]);
+    // Read through textures (copies), A can be h_prev's slot of the states
+    // the launch writes; bound as a buffer it must be another buffer.
+    let textures = matmul::cell_reads_textures(kernel, xw.device(), &[xw, &w_il, states, b_hh.unwrap_or(xw)]);
+    let len = if textures { 4 } else { bh as u64 * 4 };
+    let next = [Buffer::alloc(xw.device(), len)?, Buffer::alloc(xw.device(), len)?];
     for i in 0..d.steps {
         let time = d.time(i);
         let (prev, out) = d.slots(time);
-        let a = if i == 0 { h0 } else { &next[(i - 1) % 2] };
+        let (a, a_view) = match (textures, i) {
+            (true, _) => (states, d.slot_view(0, prev)),
+            (false, 0) => (h0, Layout::contiguous(&[d.batch, h])),
+            (false, _) => (&next[(i - 1) % 2], Layout::contiguous(&[d.batch, h])),
+        };
         let cell = matmul::CellStore {
             backward: false,
             inputs: [b_hh.unwrap_or(xw), xw, xw],
             outputs: [states, saved, &next[i % 2]],
+            next: !textures,
             params: [h, time * d.batch * gh, prev * bh, out * bh, (d.steps + 1) * bh, 0, b_hh.is_some() as usize],
         };
         matmul::cell_product(kernel, a, &a_view, &w_il, &w_t, cell)?;
@@ -759,7 +767,10 @@ fn backward_in_store(
     cell_backward(d, first, dy, None, saved, dxw, None, carry, placeholder)?;
     let w_view = Layout::contiguous(&[gh, h]);
     let a_view = Layout::contiguous(&[b, gh]);
-    let dg = if t > 1 {
+    // Read through textures, A can be the dxw rows the previous launch
+    // wrote; bound as a buffer it must be a copy (one, then the store's).
+    let textures = matmul::cell_reads_textures(kernel, dy.device(), &[gates, dy, &saved.states, dxw, w_hh]);
+    let dg = if t > 1 && !textures {
         [copy::contiguous(dxw, &row(first))?, Buffer::alloc(dy.device(), (b * gh) as u64 * 4)?]
     } else {
         [placeholder.clone(), placeholder.clone()]
@@ -768,13 +779,15 @@ fn backward_in_store(
         let time = d.time(i);
         let (prev, out) = d.slots(time);
         let [read, write] = if n % 2 == 0 { [&dg[0], &dg[1]] } else { [&dg[1], &dg[0]] };
+        let (a, view) = if textures { (dxw, row(d.time(i + 1))) } else { (read, a_view.clone()) };
         let cell = matmul::CellStore {
             backward: true,
             inputs: [gates, dy, &saved.states],
             outputs: [dxw, carry, write],
+            next: !textures,
             params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, time * bh, 0],
         };
-        matmul::cell_product(kernel, read, &a_view, w_hh, &w_view, cell)?;
+        matmul::cell_product(kernel, a, &view, w_hh, &w_view, cell)?;
     }
     Ok(matmul::matmul(dxw, &row(d.time(0)), w_hh, &w_view)?.0)
 }
@@ -826,8 +839,8 @@ mod tests {
     /// adapter), matches the two-launch path: states, saved gates and every
     /// gradient, both directions, awkward sizes (H not a multiple of 4, more
     /// batch rows than one tile), T = 1; and it records 2T − 3 launches
-    /// fewer (T − 1 each way, less the interleaved W_hh copy and the first
-    /// gate gradients' copy). Fails when the store's cell math or offsets
+    /// fewer (T − 1 each way, less the interleaved W_hh copy and, where A
+    /// is a buffer, the first gate gradients' copy). Fails when the store's cell math or offsets
     /// are wrong, or when the path is not taken.
     #[test]
     fn lstm_cell_in_the_products_store_matches_the_two_launch_path() {
@@ -842,8 +855,11 @@ mod tests {
                 for ((name, g), w) in names.iter().zip(&got).zip(&want) {
                     assert_close(&format!("{kernel:?} T={t} B={b} H={h} reverse={reverse}: {name}"), g, w, 1e-5, 1e-5);
                 }
+                // Through textures the first gate gradients need no copy.
+                let probe = Buffer::alloc(&dev, 4).unwrap();
+                let textures = matmul::cell_reads_textures(kernel, &dev, &[&probe]) as u64;
                 if t >= 2 {
-                    assert_eq!(one + 2 * t as u64 - 3, two, "{kernel:?} T={t}: launches");
+                    assert_eq!(one + 2 * t as u64 - 3 + textures, two, "{kernel:?} T={t}: launches");
                 }
             }
         }
