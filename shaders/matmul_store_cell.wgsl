@@ -39,18 +39,11 @@ override CELL: u32 = 1u;
 // before the launch, so A can be the states or dxw rows themselves.
 override NEXT: bool = true;
 
-// Forward: b_hh of the unit whose gates are columns col..col + 3 (zero
-// without one). The subgroup kernel asks once per lane, not per row.
+// The cell variants add no bias through the epilogue's path (the forward
+// reads b_hh in its store: read here, once per lane, its select made the
+// forward launch 10x slower on lavapipe).
 fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
-    if CELL != 1u {
-        return vec4<f32>(0.0);
-    }
-    let u = col / 4u;
-    let hd = p.cell_hidden;
-    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
-    // A select, not a branch on a uniform: lavapipe would compile a copy of
-    // the kernel per value (docs/performance.md, "lavapipe's uniform inlining").
-    return select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
+    return vec4<f32>(0.0);
 }
 
 fn row_bias(tl: Tile, row: u32) -> f32 {
@@ -63,7 +56,7 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
         return;
     }
     if CELL == 1u {
-        lstm_forward(row, col / 4u, s + b);
+        lstm_forward(row, col / 4u, s);
         return;
     }
     // Backward: four units, those that exist (H need not be a multiple of 4).
@@ -74,12 +67,15 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
     }
 }
 
-// Unit u of batch row b at time t, from its four gate sums of
-// h_prev @ W_hhᵀ + b_hh.
+// Unit u of batch row b at time t, from its four gate sums of h_prev @ W_hhᵀ.
 fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     let hd = p.cell_hidden;
     let x0 = p.cell_x + b * 4u * hd + u;
-    let a = s + vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
+    // Read either way (a select, not a branch on a uniform: lavapipe would
+    // compile a copy of the kernel per value; docs/performance.md).
+    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
+    let xw = vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
+    let a = s + xw + select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
     let ig = sigmoid(a.x);
     let fg = sigmoid(a.y);
     let gg = tanh_stable(a.z);
