@@ -287,9 +287,18 @@ impl Recurrent {
                 // The input bias rides in the product's store: no separate
                 // add over the whole [T·B, G·H] projection. The recurrence
                 // reads f32 (under autocast the product is f16).
-                let xw = flat.linear(&dir.w_ih, dir.b_ih.as_ref()).to_dtype(DType::F32);
+                // Where b_hh adds to the gates exactly as b_ih does (not
+                // the GRU, whose reset gate scales b_hn), both ride in that
+                // store as one sum: the recurrent steps read no bias, and the
+                // backward sums the gate gradients over all rows once, not
+                // twice (the sum's gradient goes to both unchanged).
+                let (b_ih, b_hh) = match (&dir.b_ih, &dir.b_hh) {
+                    (Some(bi), Some(bh)) if self.kind != RecurrentKind::Gru => (Some(bi + bh), None),
+                    (bi, bh) => (bi.clone(), bh.as_ref()),
+                };
+                let xw = flat.linear(&dir.w_ih, b_ih.as_ref()).to_dtype(DType::F32);
                 let xw = xw.reshape(&[t, batch, self.kind.gates() * c.hidden_size]);
-                let r = xw.recurrent(self.kind, &dir.w_hh, dir.b_hh.as_ref(), &h0, c0.as_ref(), d == 1);
+                let r = xw.recurrent(self.kind, &dir.w_hh, b_hh, &h0, c0.as_ref(), d == 1);
                 outs.push(r.output);
                 hs.push(r.h_n);
                 cs.extend(r.c_n);
