@@ -41,6 +41,8 @@ struct Params {
     has_bias: u32,
     // cell_backward: 1 when dh_rec holds the previous launch's matmul (else a placeholder).
     has_rec: u32,
+    // cell_backward: where dy ([T, B, H]) starts in its buffer.
+    dy_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -151,7 +153,7 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let slot = slots();
     let prev = slot.x * bh + i;
     let out = slot.y * bh + i;
-    var dh = load_dy(p.t * bh + i) + carry[i];
+    var dh = load_dy(p.dy_offset + p.t * bh + i) + carry[i];
     if p.has_rec != 0u {
         dh += load_dh_rec(i);
     }

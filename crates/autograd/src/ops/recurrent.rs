@@ -11,7 +11,7 @@
 //! how they add up in the recurrence.
 
 use wgrad_gpu_core::ops::copy;
-use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward};
+use wgrad_gpu_core::ops::recurrent::{recurrent_backward_at, recurrent_forward};
 use wgrad_gpu_core::Layout;
 
 pub use wgrad_gpu_core::ops::recurrent::RecurrentKind;
@@ -119,12 +119,12 @@ impl Tensor {
                 let l = expect(OP, packed.narrow(0, s, 1));
                 expect(OP, copy::contiguous(&gb, &l))
             };
-            // dy: the output slots. The gradient of h_n is already in it,
-            // except when T = 0 and h_n is h0's slot alone.
-            let dy = if start == 0 { gb.clone() } else { expect(OP, copy::contiguous(&gb, &saved.output_layout())) };
+            // dy: the output slots, read in place. The gradient of h_n is
+            // already in it, except when T = 0 and h_n is h0's slot alone.
+            let dy = (&gb, saved.output_layout().offset);
             let dh_n = (t == 0).then(|| slot(last));
             let dc_n = lstm.then(|| slot(t + 1 + last));
-            let grads = expect(OP, recurrent_backward(&saved, &w_buf, &dy, dh_n.as_ref(), dc_n.as_ref()));
+            let grads = expect(OP, recurrent_backward_at(&saved, &w_buf, dy, dh_n.as_ref(), dc_n.as_ref()));
             let dense = |buf, shape: &[usize]| Some(Tensor::from_parts(buf, Layout::contiguous(shape), DType::F32));
             let mut out =
                 vec![dense(grads.dxw, &[t, b, g * h]), dense(grads.dw_hh, &[g * h, h]), dense(grads.dh0, &[b, h])];

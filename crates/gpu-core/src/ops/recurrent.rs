@@ -173,7 +173,7 @@ impl Dims {
         l
     }
 
-    fn params(&self, t: usize, has_bias: bool, has_rec: bool) -> Params {
+    fn params(&self, t: usize, has_bias: bool, has_rec: bool, dy_offset: usize) -> Params {
         Params::of(&PARAMS)
             .set_u32("t", t)
             .set_u32("steps", self.steps)
@@ -182,6 +182,7 @@ impl Dims {
             .set_u32("reverse", self.reverse as usize)
             .set_u32("has_bias", has_bias as usize)
             .set_u32("has_rec", has_rec as usize)
+            .set_u32("dy_offset", dy_offset)
     }
 }
 
@@ -305,6 +306,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("reverse", Kind::U32),
         ("has_bias", Kind::U32),
         ("has_rec", Kind::U32),
+        ("dy_offset", Kind::U32),
     ],
 };
 
@@ -349,7 +351,7 @@ fn cell_forward(
                 g,
                 d,
                 "cell_forward",
-                d.params(t, b_hh.is_some(), false),
+                d.params(t, b_hh.is_some(), false, 0),
                 &[xw, hw, b_hh.unwrap_or(hw)],
                 &[states, saved],
             )
@@ -410,7 +412,7 @@ fn cell_forward(
 fn cell_backward(
     d: &Dims,
     t: usize,
-    dy: &Buffer,
+    (dy, dy_offset): (&Buffer, usize),
     dh_rec: Option<&Buffer>,
     saved: &RecurrentSaved,
     dxw: &Buffer,
@@ -427,7 +429,7 @@ fn cell_backward(
                 g,
                 d,
                 "cell_backward",
-                d.params(t, false, dh_rec.is_some()),
+                d.params(t, false, dh_rec.is_some(), dy_offset),
                 &ins,
                 &[dxw, dhw.unwrap_or(placeholder), carry],
             )
@@ -437,7 +439,7 @@ fn cell_backward(
             let (hr, hg) = (dh_rec.map(|b| b.host()), saved.gates.as_ref().map(|b| b.host()));
             let (mut hdx, mut hc) = (dxw.host_mut(), carry.host_mut());
             let mut hdh = dhw.map(|b| b.host_mut());
-            let (dys, st) = (f32s(&hy), f32s(&hs));
+            let (dys, st) = (&f32s(&hy)[dy_offset..], f32s(&hs));
             let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
             let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
             let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
@@ -660,10 +662,26 @@ pub fn recurrent_backward(
     dh_n: Option<&Buffer>,
     dc_n: Option<&Buffer>,
 ) -> Result<RecurrentGrads> {
+    recurrent_backward_at(saved, w_hh, (dy, 0), dh_n, dc_n)
+}
+
+/// [`recurrent_backward`] with `dy` starting at element `offset` of its
+/// buffer: the gradient of the outputs where it lies in the gradient of all
+/// the [`states`](RecurrentSaved::states) (at
+/// [`output_layout`](RecurrentSaved::output_layout)'s offset), read in
+/// place instead of copied out.
+pub fn recurrent_backward_at(
+    saved: &RecurrentSaved,
+    w_hh: &Buffer,
+    (dy, offset): (&Buffer, usize),
+    dh_n: Option<&Buffer>,
+    dc_n: Option<&Buffer>,
+) -> Result<RecurrentGrads> {
     const OP: &str = "recurrent_backward";
     let d = saved.dims;
     let (t, b, h, gh, bh) = (d.steps, d.batch, d.hidden, d.gh(), d.bh());
-    dy.check_len(OP, "dy [T, B, H]", t * bh, 4)?;
+    dy.check_len(OP, "dy [T, B, H] from its offset", offset + t * bh, 4)?;
+    super::check_u32(OP, offset + t * bh)?;
     w_hh.check_len(OP, "w_hh [G·H, H]", gh * h, 4)?;
     if let Some(g) = dh_n {
         g.check_len(OP, "dh_n [B, H]", bh, 4)?;
@@ -701,11 +719,11 @@ pub fn recurrent_backward(
         cell_in_store(&d, &[dy, w_hh, &saved.states, gates, &dxw, &carry])
     };
     if let Some(kernel) = in_store.filter(|_| t > 0) {
-        rec = Some(backward_in_store(kernel, &d, saved, w_hh, dy, &dxw, &carry, &placeholder)?);
+        rec = Some(backward_in_store(kernel, &d, saved, w_hh, (dy, offset), &dxw, &carry, &placeholder)?);
     }
     for i in (0..t).rev().filter(|_| in_store.is_none()) {
         let time = d.time(i);
-        cell_backward(&d, time, dy, rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
+        cell_backward(&d, time, (dy, offset), rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
         let mut row = Layout::contiguous(&[b, gh]);
         row.offset = time * b * gh;
         rec = Some(matmul::matmul(dhw_all, &row, w_hh, &w_view)?.0);
@@ -751,7 +769,7 @@ fn backward_in_store(
     d: &Dims,
     saved: &RecurrentSaved,
     w_hh: &Buffer,
-    dy: &Buffer,
+    (dy, offset): (&Buffer, usize),
     dxw: &Buffer,
     carry: &Buffer,
     placeholder: &Buffer,
@@ -764,7 +782,7 @@ fn backward_in_store(
         l
     };
     let first = d.time(t - 1);
-    cell_backward(d, first, dy, None, saved, dxw, None, carry, placeholder)?;
+    cell_backward(d, first, (dy, offset), None, saved, dxw, None, carry, placeholder)?;
     let w_view = Layout::contiguous(&[gh, h]);
     let a_view = Layout::contiguous(&[b, gh]);
     // Read through textures, A can be the dxw rows the previous launch
@@ -785,7 +803,7 @@ fn backward_in_store(
             inputs: [gates, dy, &saved.states],
             outputs: [dxw, carry, write],
             next: !textures,
-            params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, time * bh, 0],
+            params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, offset + time * bh, 0],
         };
         matmul::cell_product(kernel, a, &view, w_hh, &w_view, cell)?;
     }
