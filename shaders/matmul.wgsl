@@ -137,15 +137,13 @@ struct Params {
     // zero for every other product): hidden size H, then element offsets
     // into the whole-sequence buffers for the step's time t: of xw[t]
     // (also dxw[t] and the saved gates[t]), of the state slots before and
-    // after t in `states`, of the cell-state block there, of dy[t]; and 1
-    // when b_hh is bound.
+    // after t in `states`, of the cell-state block there, and of dy[t].
     cell_hidden: u32,
     cell_x: u32,
     cell_prev: u32,
     cell_out: u32,
     cell_c: u32,
     cell_dy: u32,
-    cell_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -19,7 +19,7 @@
 //
 // Bindings: 3-5 read (buffers, or textures in the `_tex` variant), 6-8
 // read-write:
-//   CELL 1: 3 b_hh (any buffer when p.cell_bias is 0), 4 xw, 5 unused;
+//   CELL 1: 3 b_hh (unused without CELL_BIAS), 4 xw, 5 unused;
 //           6 states, 7 saved, 8 h_next (unused without NEXT).
 //   CELL 2: 3 saved, 4 dy, 5 states; 6 dxw, 7 carry ([2, B, H]: h, c),
 //           8 dg_next (unused without NEXT).
@@ -38,6 +38,11 @@ override CELL: u32 = 1u;
 // A is read through a texture (CPU adapters): the texture is a copy made
 // before the launch, so A can be the states or dxw rows themselves.
 override NEXT: bool = true;
+// Forward: b_hh is bound and added. A constant: as a select on a parameter
+// every store read four bias texels it then dropped, and the LSTM layers
+// give b_hh to the input product instead (nn's Recurrent), so a model
+// compiles one of the two variants.
+override CELL_BIAS: bool = false;
 
 // The cell variants add no bias through the epilogue's path (the forward
 // reads b_hh in its store: read here, once per lane, its select made the
@@ -71,11 +76,10 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
 fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     let hd = p.cell_hidden;
     let x0 = p.cell_x + b * 4u * hd + u;
-    // Read either way (a select, not a branch on a uniform: lavapipe would
-    // compile a copy of the kernel per value; docs/performance.md).
-    let bias = vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
-    let xw = vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
-    let a = s + xw + select(vec4<f32>(0.0), bias, p.cell_bias != 0u);
+    var a = s + vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
+    if CELL_BIAS {
+        a += vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
+    }
     let ig = sigmoid(a.x);
     let fg = sigmoid(a.y);
     let gg = tanh_stable(a.z);

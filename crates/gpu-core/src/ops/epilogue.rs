@@ -75,10 +75,12 @@ pub(crate) struct CellStore<'a> {
     /// Write the next step's A: needed unless A is read through a texture
     /// ([`cell_reads_textures`](super::matmul::cell_reads_textures)).
     pub next: bool,
+    /// Forward: `inputs[0]` is b_hh, added to the gates (`CELL_BIAS`).
+    pub bias: bool,
     /// The shader's `cell_*` parameters, in order: hidden size, offsets
     /// of xw[t], of the state slots before and after t, of the cell-state
-    /// block and of dy[t]; 1 when b_hh is bound.
-    pub params: [usize; 7],
+    /// block and of dy[t].
+    pub params: [usize; 6],
 }
 
 impl<'a> Epilogue<'a> {

@@ -752,7 +752,7 @@ impl Job<'_> {
             params = params.u32(d);
         }
         params = epi.params(params);
-        for v in cell.map_or([0; 7], |c| c.params) {
+        for v in cell.map_or([0; 6], |c| c.params) {
             params = params.u32(v);
         }
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
@@ -810,7 +810,11 @@ impl Job<'_> {
                     "a cell store that does not write the next A needs A read through a texture",
                 ));
             }
-            constants.extend([("CELL", if c.backward { 2.0 } else { 1.0 }), ("NEXT", flag(c.next))]);
+            constants.extend([
+                ("CELL", if c.backward { 2.0 } else { 1.0 }),
+                ("NEXT", flag(c.next)),
+                ("CELL_BIAS", flag(c.bias)),
+            ]);
             let [i3, i4, i5] = c.inputs.map(Buffer::wgpu);
             let [o6, o7, o8] = c.outputs.map(Buffer::wgpu);
             return g.launch_windows(

@@ -628,7 +628,8 @@ fn forward_in_store(
             inputs: [b_hh.unwrap_or(xw), xw, xw],
             outputs: [states, saved, &next[i % 2]],
             next: !textures,
-            params: [h, time * d.batch * gh, prev * bh, out * bh, (d.steps + 1) * bh, 0, b_hh.is_some() as usize],
+            bias: b_hh.is_some(),
+            params: [h, time * d.batch * gh, prev * bh, out * bh, (d.steps + 1) * bh, 0],
         };
         matmul::cell_product(kernel, a, &a_view, &w_il, &w_t, cell)?;
     }
@@ -803,7 +804,8 @@ fn backward_in_store(
             inputs: [gates, dy, &saved.states],
             outputs: [dxw, carry, write],
             next: !textures,
-            params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, offset + time * bh, 0],
+            bias: false,
+            params: [h, time * b * gh, prev * bh, out * bh, (t + 1) * bh, offset + time * bh],
         };
         matmul::cell_product(kernel, a, &view, w_hh, &w_view, cell)?;
     }
