@@ -7,7 +7,9 @@
 //! and ONE fused kernel for everything after it, `b_hh` included; the backward
 //! step is one fused kernel and one matmul `dh_prev = dhw_t @ W_hh`, and the
 //! weight gradient is a single matmul over all steps after the loop. On a GPU
-//! the sequence only records launches: nothing is read back.
+//! the sequence only records launches: nothing is read back. There the
+//! LSTM runs each step's cell in the store of its product instead
+//! (`shaders/matmul_store_cell.wgsl`): one launch per step each way.
 //!
 //! PyTorch's gate math, per direction, with `a = xw_t + h_prev W_hhᵀ + b_hh`
 //! split into gate blocks of `H`:
@@ -592,8 +594,9 @@ fn cell_in_store(d: &Dims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
 /// The LSTM forward with each step's cell in the store of the product
 /// `h_prev @ W_hhᵀ`, whose W_hh has its rows interleaved per unit (row
 /// 4u + k is gate k of unit u, a copy made once) so that the four columns
-/// a store holds are one unit's gates. The new h also goes to one of two
-/// `[B, H]` buffers, the next step's A.
+/// a store holds are one unit's gates. Where A is bound as a buffer (GPUs)
+/// the new h also goes to one of two `[B, H]` buffers, the next step's A;
+/// read through a texture (CPU adapters), A is h_prev's slot of the states.
 #[allow(clippy::too_many_arguments)]
 fn forward_in_store(
     kernel: MatmulKernel,
@@ -762,8 +765,9 @@ pub fn recurrent_backward_at(
 /// that gives it dh_rec (`dgates_{t'} @ W_hh`, t' the step processed
 /// before): the first step processed (which carries dh_n) runs the cell
 /// kernel, every other step one launch, and a last plain product gives
-/// dh0, which this returns. The gate gradients also go to one of two
-/// `[B, 4H]` buffers, the next product's A.
+/// dh0, which this returns. Where A is bound as a buffer (GPUs) the gate
+/// gradients also go to one of two `[B, 4H]` buffers, the next product's
+/// A; read through a texture (CPU adapters), A is the dxw rows themselves.
 #[allow(clippy::too_many_arguments)]
 fn backward_in_store(
     kernel: MatmulKernel,
