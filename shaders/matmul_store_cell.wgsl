@@ -1,7 +1,7 @@
 // An LSTM step's cell run in the store of its recurrent product, in place
 // of matmul_store.wgsl (the matmul's `_cell` variants): the product's sums
 // never reach memory and the cell costs no launch of its own. The math is
-// recurrent.wgsl's, for one time t per launch (offsets in p.cell_*):
+// lstm_cell.wgsl's (as in recurrent.wgsl), for one time t per launch (offsets in p.cell_*):
 //
 // CELL 1, forward: the product is h_prev @ W_hhᵀ with W_hh's rows
 //   interleaved per hidden unit (row 4u + k is gate k of unit u), so the
@@ -23,7 +23,7 @@
 //           6 states, 7 saved, 8 h_next (unused without NEXT).
 //   CELL 2: 3 saved, 4 dy, 5 states; 6 dxw, 7 carry ([2, B, H]: h, c),
 //           8 dg_next (unused without NEXT).
-//#include activations.wgsl
+//#include lstm_cell.wgsl
 //#include cell_inputs_f32.wgsl
 @group(0) @binding(6) var<storage, read_write> out6: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out7: array<f32>;
@@ -80,22 +80,17 @@ fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     if CELL_BIAS {
         a += vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
     }
-    let ig = sigmoid(a.x);
-    let fg = sigmoid(a.y);
-    let gg = tanh_stable(a.z);
-    let og = sigmoid(a.w);
     let i = b * hd + u;
-    let c = fg * out6[p.cell_c + p.cell_prev + i] + ig * gg;
-    let h = og * tanh_stable(c);
-    out6[p.cell_c + p.cell_out + i] = c;
-    out6[p.cell_out + i] = h;
+    let step = lstm_step(a, out6[p.cell_c + p.cell_prev + i]);
+    out6[p.cell_c + p.cell_out + i] = step.c;
+    out6[p.cell_out + i] = step.h;
     if NEXT {
-        out8[i] = h;
+        out8[i] = step.h;
     }
-    out7[x0] = ig;
-    out7[x0 + hd] = fg;
-    out7[x0 + 2u * hd] = gg;
-    out7[x0 + 3u * hd] = og;
+    out7[x0] = step.gates.x;
+    out7[x0 + hd] = step.gates.y;
+    out7[x0 + 2u * hd] = step.gates.z;
+    out7[x0 + 3u * hd] = step.gates.w;
 }
 
 // Unit u of batch row b at time t, with dh_rec its sum of dgates @ W_hh.
@@ -105,28 +100,19 @@ fn lstm_backward(b: u32, u: u32, dh_rec: f32) {
     let i = b * hd + u;
     let x0 = p.cell_x + b * 4u * hd + u;
     let dh = load4(p.cell_dy + i) + dh_rec;
-    let ig = load3(x0);
-    let fg = load3(x0 + hd);
-    let gg = load3(x0 + 2u * hd);
-    let og = load3(x0 + 3u * hd);
-    let tc = tanh_stable(load5(p.cell_c + p.cell_out + i));
-    let dc = out7[bh + i] + dh * og * (1.0 - tc * tc);
-    let d = vec4(
-        dc * gg * ig * (1.0 - ig),
-        dc * load5(p.cell_c + p.cell_prev + i) * fg * (1.0 - fg),
-        dc * ig * (1.0 - gg * gg),
-        dh * tc * og * (1.0 - og),
-    );
-    out6[x0] = d.x;
-    out6[x0 + hd] = d.y;
-    out6[x0 + 2u * hd] = d.z;
-    out6[x0 + 3u * hd] = d.w;
-    out7[bh + i] = dc * fg;
+    let gates = vec4(load3(x0), load3(x0 + hd), load3(x0 + 2u * hd), load3(x0 + 3u * hd));
+    let c = load5(p.cell_c + p.cell_out + i);
+    let g = lstm_step_grad(gates, c, load5(p.cell_c + p.cell_prev + i), dh, out7[bh + i]);
+    out6[x0] = g.d.x;
+    out6[x0 + hd] = g.d.y;
+    out6[x0 + 2u * hd] = g.d.z;
+    out6[x0 + 3u * hd] = g.d.w;
+    out7[bh + i] = g.dc_prev;
     if NEXT {
         let g0 = b * 4u * hd + u;
-        out8[g0] = d.x;
-        out8[g0 + hd] = d.y;
-        out8[g0 + 2u * hd] = d.z;
-        out8[g0 + 3u * hd] = d.w;
+        out8[g0] = g.d.x;
+        out8[g0 + hd] = g.d.y;
+        out8[g0 + 2u * hd] = g.d.z;
+        out8[g0 + 3u * hd] = g.d.w;
     }
 }

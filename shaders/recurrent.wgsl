@@ -61,7 +61,7 @@ struct Params {
 // [2, B, H]: carry_h, then carry_c (LSTM).
 @group(0) @binding(7) var<storage, read_write> carry: array<f32>;
 
-//#include activations.wgsl
+//#include lstm_cell.wgsl
 
 fn gates() -> u32 {
     switch KIND {
@@ -107,18 +107,16 @@ fn cell_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let out = slot.y * bh + i;
     switch KIND {
         case 2u: {
-            let ig = sigmoid(load_xw(x0) + hw_at(w0, j, 0u));
-            let fg = sigmoid(load_xw(x0 + hd) + hw_at(w0, j, 1u));
-            let gg = tanh_stable(load_xw(x0 + 2u * hd) + hw_at(w0, j, 2u));
-            let og = sigmoid(load_xw(x0 + 3u * hd) + hw_at(w0, j, 3u));
+            let xw = vec4(load_xw(x0), load_xw(x0 + hd), load_xw(x0 + 2u * hd), load_xw(x0 + 3u * hd));
+            let hw = vec4(hw_at(w0, j, 0u), hw_at(w0, j, 1u), hw_at(w0, j, 2u), hw_at(w0, j, 3u));
             let c_off = (p.steps + 1u) * bh;
-            let c = fg * states[c_off + prev] + ig * gg;
-            states[c_off + out] = c;
-            states[out] = og * tanh_stable(c);
-            saved[s0] = ig;
-            saved[s0 + hd] = fg;
-            saved[s0 + 2u * hd] = gg;
-            saved[s0 + 3u * hd] = og;
+            let step = lstm_step(xw + hw, states[c_off + prev]);
+            states[c_off + out] = step.c;
+            states[out] = step.h;
+            saved[s0] = step.gates.x;
+            saved[s0 + hd] = step.gates.y;
+            saved[s0 + 2u * hd] = step.gates.z;
+            saved[s0 + 3u * hd] = step.gates.w;
         }
         case 3u: {
             let r = sigmoid(load_xw(x0) + hw_at(w0, j, 0u));
@@ -161,18 +159,14 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     carry[i] = 0.0;
     switch KIND {
         case 2u: {
-            let ig = load_saved(s0);
-            let fg = load_saved(s0 + hd);
-            let gg = load_saved(s0 + 2u * hd);
-            let og = load_saved(s0 + 3u * hd);
+            let gates = vec4(load_saved(s0), load_saved(s0 + hd), load_saved(s0 + 2u * hd), load_saved(s0 + 3u * hd));
             let c_off = (p.steps + 1u) * bh;
-            let tc = tanh_stable(load_states(c_off + out));
-            let dc = carry[bh + i] + dh * og * (1.0 - tc * tc);
-            dxw[x0] = dc * gg * ig * (1.0 - ig);
-            dxw[x0 + hd] = dc * load_states(c_off + prev) * fg * (1.0 - fg);
-            dxw[x0 + 2u * hd] = dc * ig * (1.0 - gg * gg);
-            dxw[x0 + 3u * hd] = dh * tc * og * (1.0 - og);
-            carry[bh + i] = dc * fg;
+            let g = lstm_step_grad(gates, load_states(c_off + out), load_states(c_off + prev), dh, carry[bh + i]);
+            dxw[x0] = g.d.x;
+            dxw[x0 + hd] = g.d.y;
+            dxw[x0 + 2u * hd] = g.d.z;
+            dxw[x0 + 3u * hd] = g.d.w;
+            carry[bh + i] = g.dc_prev;
         }
         case 3u: {
             let r = load_saved(s0);
