@@ -538,15 +538,14 @@ fn product(
     Ok((out, shape))
 }
 
-/// Whether [`cell_product`] runs on `dev`: a GPU whose per-stage limits
-/// hold its bindings (8 storage buffers, or 5 storage textures besides 3
-/// buffers where a CPU adapter reads through textures) and binds each of
-/// `buffers` (every buffer the launches bind) whole.
-pub(crate) fn cell_product_runs(dev: &crate::Device, buffers: &[&Buffer]) -> bool {
+/// Whether a [`cell_product`] on `kernel` runs on `dev` binding each of
+/// `buffers` (every buffer its launches bind) whole: a GPU whose per-stage
+/// limits hold its bindings, 8 storage buffers, or 5 storage textures and
+/// 3 buffers where it reads through textures ([`cell_reads_textures`]).
+pub(crate) fn cell_product_runs(kernel: MatmulKernel, dev: &crate::Device, buffers: &[&Buffer]) -> bool {
     let Some(g) = dev.gpu_ctx() else { return false };
     let l = &g.limits;
-    let textures = g.texture_operands.load(std::sync::atomic::Ordering::Relaxed);
-    let fits = if textures {
+    let fits = if cell_reads_textures(kernel, dev, buffers) {
         l.max_storage_textures_per_shader_stage >= 5 && l.max_storage_buffers_per_shader_stage >= 3
     } else {
         l.max_storage_buffers_per_shader_stage >= 8
@@ -815,20 +814,15 @@ impl Job<'_> {
                 ("NEXT", flag(c.next)),
                 ("CELL_BIAS", flag(c.bias)),
             ]);
+        }
+        let launch = |inputs: &[&wgpu::Buffer], outputs: &[&wgpu::Buffer], windows: &[Option<Window>]| {
+            let l = Launch { shader, entry, constants: &constants, params: &params.0, inputs, outputs, workgroups };
+            g.launch_windows(&l, windows)
+        };
+        if let Some(c) = cell {
             let [i3, i4, i5] = c.inputs.map(Buffer::wgpu);
             let [o6, o7, o8] = c.outputs.map(Buffer::wgpu);
-            return g.launch_windows(
-                &Launch {
-                    shader,
-                    entry,
-                    constants: &constants,
-                    params: &params.0,
-                    inputs: &[self.a.wgpu(), self.b.wgpu(), i3, i4, i5],
-                    outputs: &[o6, o7, o8],
-                    workgroups,
-                },
-                &[binds.a, binds.b],
-            );
+            return launch(&[self.a.wgpu(), self.b.wgpu(), i3, i4, i5], &[o6, o7, o8], &[binds.a, binds.b]);
         }
         // Without a bias the kernel never reads binding 3, nor binding 4
         // without a residual: A (its window) fills them.
@@ -843,18 +837,7 @@ impl Job<'_> {
         let (residual, residual_window) = epi.residual.map_or((self.a, binds.a), |r| (r, None));
         let (out, out_window) = binds.out.unwrap_or((self.out, None));
         let windows = [binds.a, binds.b, bias_window, residual_window, out_window];
-        g.launch_windows(
-            &Launch {
-                shader,
-                entry,
-                constants: &constants,
-                params: &params.0,
-                inputs: &[self.a.wgpu(), self.b.wgpu(), bias.wgpu(), residual.wgpu()],
-                outputs: &[out.wgpu()],
-                workgroups,
-            },
-            &windows,
-        )
+        launch(&[self.a.wgpu(), self.b.wgpu(), bias.wgpu(), residual.wgpu()], &[out.wgpu()], &windows)
     }
 
     /// Records the product as several launches, each binding at most the

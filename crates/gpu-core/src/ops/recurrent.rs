@@ -132,6 +132,14 @@ impl Dims {
         }
     }
 
+    /// `[B, G·H]` view of time `t`'s rows of a whole-sequence `[T, B, G·H]`
+    /// buffer (xw, dxw).
+    fn gate_rows(&self, t: usize) -> Layout {
+        let mut l = Layout::contiguous(&[self.batch, self.gh()]);
+        l.offset = t * self.batch * self.gh();
+        l
+    }
+
     /// Slot of the initial state.
     fn first_slot(&self) -> usize {
         if self.reverse {
@@ -586,9 +594,9 @@ fn cell_in_store(d: &Dims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
     if let Some(forced) = tests::FORCED.with(std::cell::Cell::get) {
         return forced.filter(|_| lstm);
     }
-    let dev = buffers[0].device();
-    let on = lstm && dev.gpu_ctx().is_some_and(GpuContext::fusion_enabled) && matmul::cell_product_runs(dev, buffers);
-    on.then_some(MatmulKernel::Auto)
+    let (dev, kernel) = (buffers[0].device(), MatmulKernel::Auto);
+    let on = lstm && dev.gpu_ctx().is_some_and(GpuContext::fusion_enabled);
+    (on && matmul::cell_product_runs(kernel, dev, buffers)).then_some(kernel)
 }
 
 /// The LSTM forward with each step's cell in the store of the product
@@ -728,9 +736,7 @@ pub fn recurrent_backward_at(
     for i in (0..t).rev().filter(|_| in_store.is_none()) {
         let time = d.time(i);
         cell_backward(&d, time, (dy, offset), rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
-        let mut row = Layout::contiguous(&[b, gh]);
-        row.offset = time * b * gh;
-        rec = Some(matmul::matmul(dhw_all, &row, w_hh, &w_view)?.0);
+        rec = Some(matmul::matmul(dhw_all, &d.gate_rows(time), w_hh, &w_view)?.0);
     }
     let dh0 = match rec {
         None => copy::contiguous(&carry, &carry_h)?,
@@ -781,11 +787,6 @@ fn backward_in_store(
 ) -> Result<Buffer> {
     let (t, b, h, gh, bh) = (d.steps, d.batch, d.hidden, d.gh(), d.bh());
     let gates = saved.gates.as_ref().expect("the LSTM saves its gates");
-    let row = |time: usize| {
-        let mut l = Layout::contiguous(&[b, gh]);
-        l.offset = time * b * gh;
-        l
-    };
     let first = d.time(t - 1);
     cell_backward(d, first, (dy, offset), None, saved, dxw, None, carry, placeholder)?;
     let w_view = Layout::contiguous(&[gh, h]);
@@ -794,7 +795,7 @@ fn backward_in_store(
     // wrote; bound as a buffer it must be a copy (one, then the store's).
     let textures = matmul::cell_reads_textures(kernel, dy.device(), &[gates, dy, &saved.states, dxw, w_hh]);
     let dg = if t > 1 && !textures {
-        [copy::contiguous(dxw, &row(first))?, Buffer::alloc(dy.device(), (b * gh) as u64 * 4)?]
+        [copy::contiguous(dxw, &d.gate_rows(first))?, Buffer::alloc(dy.device(), (b * gh) as u64 * 4)?]
     } else {
         [placeholder.clone(), placeholder.clone()]
     };
@@ -802,7 +803,7 @@ fn backward_in_store(
         let time = d.time(i);
         let (prev, out) = d.slots(time);
         let [read, write] = if n % 2 == 0 { [&dg[0], &dg[1]] } else { [&dg[1], &dg[0]] };
-        let (a, view) = if textures { (dxw, row(d.time(i + 1))) } else { (read, a_view.clone()) };
+        let (a, view) = if textures { (dxw, d.gate_rows(d.time(i + 1))) } else { (read, a_view.clone()) };
         let cell = matmul::CellStore {
             backward: true,
             inputs: [gates, dy, &saved.states],
@@ -813,7 +814,7 @@ fn backward_in_store(
         };
         matmul::cell_product(kernel, a, &view, w_hh, &w_view, cell)?;
     }
-    Ok(matmul::matmul(dxw, &row(d.time(0)), w_hh, &w_view)?.0)
+    Ok(matmul::matmul(dxw, &d.gate_rows(d.time(0)), w_hh, &w_view)?.0)
 }
 
 #[cfg(test)]
