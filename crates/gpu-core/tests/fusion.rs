@@ -456,3 +456,61 @@ fn copies_of_strided_views_fuse_into_their_readers() {
         assert_eq!(f.3, [1, 1, 1], "{name}: fused launches");
     }
 }
+
+/// Narrow's backward (`copy::pad`): one launch where it was a fill and a
+/// copy, the same words as the twin's fill-and-copy, for regions along the
+/// first, a middle and the last dim (empty, at the start, at the end) and
+/// strided sources; and the pads of a tensor's parts summed in one launch.
+#[test]
+fn pads_are_one_launch_and_fuse_into_their_sum() {
+    use wgrad_gpu_core::ops::copy::pad;
+    let Some((fused, plain, cpu)) = trio("pads_are_one_launch_and_fuse_into_their_sum") else { return };
+    let data: Vec<f32> = (0..6 * 5 * 7).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let shape = [6, 5, 7];
+    // (what, source view, dim, start): the view's shape is `shape` but for `dim`.
+    let cases = [
+        ("first dim, middle", Layout::contiguous(&[3, 5, 7]), 0, 2),
+        ("first dim, at the start", Layout::contiguous(&[4, 5, 7]), 0, 0),
+        ("middle dim, at the end", Layout::contiguous(&[6, 2, 7]), 1, 3),
+        ("last dim, transposed source", Layout::contiguous(&[3, 5, 6]).permute(&[2, 1, 0]).unwrap(), 2, 4),
+        ("middle dim, narrowed source at an offset", Layout::contiguous(&[6, 5, 7]).narrow(1, 1, 3).unwrap(), 1, 1),
+        ("empty region", Layout::contiguous(&[6, 0, 7]), 1, 5),
+        ("the whole tensor", Layout::contiguous(&[6, 5, 7]), 2, 0),
+    ];
+    for (name, view, dim, start) in &cases {
+        let run = |dev: &Device| {
+            let x = Buffer::from_f32(dev, &data).unwrap();
+            let (y, n) = launches(dev, || pad(&x, view, &shape, *dim, *start).unwrap());
+            (y.to_f32().unwrap(), n)
+        };
+        let (f, p, c) = (run(&fused), run(&plain), run(&cpu));
+        assert_eq!(f.0, c.0, "{name}: fused against the twin");
+        assert_eq!(p.0, c.0, "{name}: unfused against the twin");
+        assert!(c.0.iter().any(|&v| v != 0.0) || view.numel() == 0, "{name}: the twin copies something");
+        assert_eq!((f.1, p.1), (1, 1), "{name}: one launch each");
+    }
+    // q, k, v cut from one [6, 5, 3·7] projection: their gradients padded
+    // back and summed are the three gradients side by side (a `cat`).
+    let parts: Vec<Vec<f32>> = (0..3).map(|k| data.iter().map(|v| v * (k + 1) as f32 - k as f32).collect()).collect();
+    let run = |dev: &Device| {
+        let bufs: Vec<Buffer> = parts.iter().map(|p| Buffer::from_f32(dev, p).unwrap()).collect();
+        let part = Layout::contiguous(&shape);
+        let full = [6, 5, 21];
+        let dense = Layout::contiguous(&full);
+        launches(dev, || {
+            let pads: Vec<Buffer> = (0..3).map(|k| pad(&bufs[k], &part, &full, 2, 7 * k).unwrap()).collect();
+            let (s, _) = binary(BinaryOp::Add, &pads[0], &dense, &pads[1], &dense).unwrap();
+            binary(BinaryOp::Add, &s, &dense, &pads[2], &dense).unwrap().0
+        })
+    };
+    let ((f, nf), (p, np), (c, _)) = (run(&fused), run(&plain), run(&cpu));
+    let (f, p, c) = (f.to_f32().unwrap(), p.to_f32().unwrap(), c.to_f32().unwrap());
+    let want: Vec<f32> = (0..6 * 5)
+        .flat_map(|r| (0..3).flat_map(move |k| (0..7).map(move |j| (k, r * 7 + j))))
+        .map(|(k, i)| parts[k][i])
+        .collect();
+    assert_eq!(c, want, "the twin's sum is the parts side by side");
+    assert_eq!(f, want, "fused");
+    assert_eq!(p, want, "unfused");
+    assert_eq!((nf, np), (1, 5), "three pads and two adds: launches fused and unfused");
+}

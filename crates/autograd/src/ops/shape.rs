@@ -131,12 +131,9 @@ impl Tensor {
             // The copy kernels move f32 words; zeros and f16 values widen exactly.
             return self.f32_input("pad").pad_into(shape, dim, start);
         }
-        let dev = self.device();
-        let out = expect("narrow backward", fill::fill(&dev, shape.iter().product(), 0.0));
-        let full = Layout::contiguous(shape);
-        let region = expect("narrow backward", full.narrow(dim, start, self.shape()[dim]));
         let (b, l) = self.buffer_and_layout();
-        expect("narrow backward", copy::copy_into(&b, &l, &out, &region));
+        let out = expect("narrow backward", copy::pad(&b, &l, shape, dim, start));
+        let full = Layout::contiguous(shape);
         let my_shape = self.shape();
         Tensor::from_op("pad", out, full, &[self], move |g, _, _| {
             vec![Some(g.narrow(dim as isize, start, my_shape[dim]))]

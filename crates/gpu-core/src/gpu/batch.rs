@@ -352,6 +352,7 @@ impl GpuContext {
 
     /// Encodes a deferred launch as recorded (its own kernel).
     fn encode_deferred(&self, batch: &mut Batch, d: &Deferred) -> Result<()> {
+        debug_assert!(!matches!(d.fusable.node, fusion::Node::Pad { .. }), "a pad has no kernel of its own");
         let kernel = self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1);
         let inputs: Vec<&wgpu::Buffer> = d.inputs.iter().map(|b| b.wgpu()).collect();
         self.encode(
@@ -370,12 +371,14 @@ impl GpuContext {
     }
 
     /// Encodes the one deferred launch in `alone` by itself: as recorded,
-    /// or, when it binds a buffer past the binding limit, as the generated
-    /// kernel, which runs in ranges.
+    /// or, when it binds a buffer past the binding limit (or is a pad, which
+    /// has no kernel of its own), as the generated kernel, which runs in
+    /// ranges when it must.
     fn encode_alone(&self, batch: &mut Batch, alone: &[Deferred]) -> Result<()> {
         let d = &alone[0];
         let limit = self.binding_limit();
-        if d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
+        let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
+        if !pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
             return self.encode_deferred(batch, d);
         }
         let into = [None];
@@ -403,6 +406,12 @@ impl GpuContext {
         let outputs = [root].into_iter().chain(g.stored.iter().copied()).map(|l| &run[l].output);
         if inputs.chain(outputs).all(|b| b.len_bytes() <= limit) {
             return Some(g);
+        }
+        // A pad's map wraps below its region, which ranges do not model: it
+        // is only deferred when its own buffers fit, so alone it never gets
+        // here, and merged it is split off and runs alone.
+        if expr.launches().iter().any(|&l| matches!(run[l].fusable.node, fusion::Node::Pad { .. })) {
+            return None;
         }
         fused_wgsl::generate(run, into, expr, n, (max_buffers, true))
     }

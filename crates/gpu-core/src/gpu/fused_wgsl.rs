@@ -131,6 +131,21 @@ impl Writer<'_> {
                 if matches!(node, Node::Widen | Node::Gather) {
                     // The leaf read already widened (or gathered) it.
                     writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
+                } else if let Node::Pad { inner, dim, lo, hi } = node {
+                    // The leaf is read inside the region only (outside it
+                    // the map's wrapped offset points nowhere).
+                    let inside = if inner * dim == run[*launch].fusable.n {
+                        // The padded dim is outermost: a range of elements.
+                        let (a, b) = (self.push((lo * inner) as u32), self.push((hi * inner) as u32));
+                        format!("{at} >= {a} && {at} < {b}")
+                    } else {
+                        let (s, d) = (self.push(inner as u32), self.push(dim as u32));
+                        let (a, b) = (self.push(lo as u32), self.push(hi as u32));
+                        writeln!(self.body, "    let {f}q = ({at} / {s}) % {d};").unwrap();
+                        format!("{f}q >= {a} && {f}q < {b}")
+                    };
+                    writeln!(self.body, "    var {f}v = 0.0;\n    if {inside} {{\n        {f}v = {};\n    }}", vals[0])
+                        .unwrap();
                 } else {
                     self.node_fn(&f, node);
                     writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
@@ -154,11 +169,19 @@ impl Writer<'_> {
             return String::new();
         };
         // Unrolled strided index, innermost dim first (as `strided_offset`).
+        // What is left of `i` at the outermost dim is its index there
+        // (`i` < the element count), so that dim costs no division: integer
+        // division is a scalar loop per lane on CPU drivers and an emulated
+        // sequence on GPUs, and a view at an offset (one coalesced dim)
+        // then reads `offset + i · stride` with none at all.
         let mut f =
             format!("fn {name}(i: u32) -> u32 {{\n    var r = i;\n    var o = {};\n", self.push(*offset as u32));
-        for d in (0..shape.len()).rev() {
+        for d in (1..shape.len()).rev() {
             let (s, t) = (self.push(shape[d] as u32), self.push(strides[d] as u32));
             writeln!(f, "    o += (r % {s}) * {t};\n    r = r / {s};").unwrap();
+        }
+        if !shape.is_empty() {
+            writeln!(f, "    o += r * {};", self.push(strides[0] as u32)).unwrap();
         }
         f += "    return o;\n}\n";
         self.fns += &f;
@@ -198,7 +221,7 @@ impl Writer<'_> {
             Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
-            Node::Widen | Node::Narrow | Node::Gather => {
+            Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } => {
                 unreachable!("wgrad internal: casts and gathers are leaf reads and root stores")
             }
         };

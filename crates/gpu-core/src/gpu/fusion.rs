@@ -38,6 +38,17 @@
 //!   one thread per output word: each evaluates elements `2k` and `2k + 1`
 //!   (the second masked past `n`) and stores the word whole, since two
 //!   threads storing halves of one word would race.
+//!
+//! A *pad* ([`Node::Pad`], `copy::pad`: a view written into zeros, narrow's
+//! backward) is a gather whose map reaches its input only inside a region:
+//! outside it the element is 0 and nothing is read. It is a leaf read like
+//! a gather (nothing merges into it) and merges into a consumer that reads
+//! it densely, so the gradients of a tensor's narrowed parts (an
+//! attention's q, k and v cut from one projection) add up in one launch
+//! instead of a fill, a copy and an add per part. It has no kernel of its
+//! own: alone, it runs as a generated kernel of one node, and it is only
+//! deferred when its buffers fit one binding (its map's offset wraps in u32
+//! below the region, which the ranged kernels' windows do not model).
 
 use crate::ops::binary::BinaryOp;
 use crate::ops::unary::UnaryOp;
@@ -62,6 +73,19 @@ pub(crate) enum Node {
     /// A strided view copied out dense, word for word (inputs: x, read
     /// through its access): `copy::contiguous`.
     Gather,
+    /// A view written into zeros (inputs: x, read through its access):
+    /// element `i` is read when `lo <= (i / inner) % dim < hi`, else 0
+    /// (`copy::pad`, narrow's backward).
+    Pad {
+        /// Elements per step of the padded dim (the product of the dims after it).
+        inner: usize,
+        /// Size of the padded dim.
+        dim: usize,
+        /// The region along it: `lo..hi`.
+        lo: usize,
+        /// See `lo`.
+        hi: usize,
+    },
 }
 
 impl Node {
@@ -75,6 +99,7 @@ impl Node {
             Node::Widen => "f16_to_f32".into(),
             Node::Narrow => "f32_to_f16".into(),
             Node::Gather => "contiguous".into(),
+            Node::Pad { .. } => "pad".into(),
         }
     }
 }
@@ -205,8 +230,10 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
                 Node::Widen => aligned || !store,
                 _ => aligned,
             };
-            // A widen's input is f16, which no value in registers is.
-            (fits && c.node != Node::Widen).then_some(Merge { consumer, slot, store })
+            // A widen's input is f16, which no value in registers is; a pad
+            // reads its input only inside its region, as a leaf.
+            let leaf_reader = matches!(c.node, Node::Widen | Node::Pad { .. });
+            (fits && !leaf_reader).then_some(Merge { consumer, slot, store })
         })
         .collect()
 }

@@ -253,6 +253,52 @@ pub fn copy_into(src: &Buffer, src_layout: &Layout, dst: &Buffer, dst_layout: &L
     copy_raw(src, src_layout, dst, dst_layout)
 }
 
+/// Zeros of `shape` with the view `(src, layout)` written at `start` along
+/// `dim`: narrow's backward (`layout`'s shape is `shape` but for `dim`,
+/// where the view's `len` elements land at `start..start + len`).
+///
+/// On a GPU one launch, deferred as the fuser's [`Node::Pad`] so that an
+/// elementwise consumer (the sum of a tensor's narrowed parts' gradients)
+/// reads it in place; the CPU backend, and views past the binding limit,
+/// fill zeros and copy the view in.
+pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: usize) -> Result<Buffer> {
+    const OP: &str = "pad";
+    check_view(OP, "source", src, layout)?;
+    let fits = layout.shape.len() == shape.len()
+        && dim < shape.len()
+        && (0..shape.len()).all(|d| d == dim || layout.shape[d] == shape[d])
+        && start + layout.shape[dim] <= shape[dim];
+    if !fits {
+        return Err(Error::invalid(
+            OP,
+            format!("a view of shape {:?} does not fit into {shape:?} at {start} along dim {dim}", layout.shape),
+        ));
+    }
+    let (n, dev) = (numel(shape), src.device());
+    super::check_u32(OP, n)?;
+    if let Some(g) = dev.gpu_ctx() {
+        let limit = g.binding_limit();
+        if n > 0 && src.len_bytes() <= limit && n as u64 * 4 <= limit {
+            let out = Buffer::alloc(dev, n as u64 * 4)?;
+            let (cs, st) = coalesce(shape, &[&layout.strides]);
+            // Element i of the output reads the view at its index along
+            // `dim` minus `start`: the same strides from an offset that
+            // wraps below zero in u32, as the kernel's arithmetic does.
+            let offset = rel(layout.offset, start * layout.strides[dim]);
+            let (lo, hi) = (start, start + layout.shape[dim]);
+            let node = Node::Pad { inner: numel(&shape[dim + 1..]), dim: shape[dim], lo, hi };
+            let what = Fusable { node, n, access: vec![Access::of(&cs, &st[0], offset)] };
+            // No kernel of its own: it always runs generated (`gpu/batch.rs`).
+            dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
+            return Ok(out);
+        }
+    }
+    let out = super::fill::fill(dev, n, 0.0)?;
+    let full = Layout::contiguous(shape);
+    copy_into(src, layout, &out, &full.narrow(dim, start, layout.shape[dim])?)?;
+    Ok(out)
+}
+
 /// Concatenates views along `dim` (torch.cat) into a new dense buffer;
 /// returns it and its shape.
 ///
