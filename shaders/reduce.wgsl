@@ -28,11 +28,13 @@ struct Params {
     // Reduced elements per output, at least 1 (the host fills empty reductions).
     m: u32,
     offset: u32,
-    // Var's divisor max(m - correction, 0).
+    // Mean's divisor (m, or for the second launch of a chunked mean the
+    // first's m) and Var's, max(m - correction, 0).
     dof: f32,
-    // `serial` sums: each thread folds `chunk` reduced elements of one of
-    // `chunks` consecutive ranges and writes partial sum (range, output) at
-    // range · n_out + output. Other ops and short sums: chunks = 1, chunk = m.
+    // Sums in chunks: each thread (`serial`) or workgroup (`main`) folds
+    // `chunk` reduced elements of one of `chunks` consecutive ranges and
+    // writes partial sum (range, output) at range · n_out + output, which a
+    // second launch sums. Other ops and short sums: chunks = 1, chunk = m.
     chunk: u32,
     chunks: u32,
 }
@@ -115,10 +117,16 @@ fn store(o: u32, lid: u32, v: f32) {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so returning keeps the barriers legal.
-    let o = linear_workgroup(wid, nwg);
-    if o >= p.n_out {
+    // Workgroup `w` folds output o's range (w / n_out) of `chunk` elements:
+    // a long sum over few outputs (a loss's mean over a whole tensor) then
+    // spreads over many workgroups instead of one per output.
+    let w_id = linear_workgroup(wid, nwg);
+    if w_id >= p.n_out * p.chunks {
         return;
     }
+    let o = w_id % p.n_out;
+    let lo = (w_id / p.n_out) * p.chunk;
+    let hi = min(p.m, lo + p.chunk);
     let base = p.offset + strided_offset(o, KEPT_RANK, p.kept_shape, p.kept_strides);
 
     if OP >= 2u && OP <= 5u {
@@ -150,21 +158,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     var acc = 0.0;
-    var w = red_walk(lid, WG);
-    for (var j = lid; j < p.m; j += WG) {
+    var w = red_walk(lo + lid, WG);
+    for (var j = lo + lid; j < hi; j += WG) {
         acc += red_load(base, w);
         red_next(&w);
     }
     let total = tree_sum(lid, acc);
     if OP == 0u {
-        store(o, lid, total);
+        store(w_id, lid, total);
+        return;
+    }
+    if OP == 1u {
+        store(o, lid, total / p.dof);
         return;
     }
     let mean = total / f32(p.m);
-    if OP == 1u {
-        store(o, lid, mean);
-        return;
-    }
     // Var, second pass: squared deviations from the mean (no E[x²] - E[x]² cancellation).
     var dev = 0.0;
     w = red_walk(lid, WG);
@@ -232,11 +240,11 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         y[t] = bitcast<u32>(acc);
         return;
     }
-    let mean = acc / f32(p.m);
     if OP == 1u {
-        y[o] = bitcast<u32>(mean);
+        y[o] = bitcast<u32>(acc / p.dof);
         return;
     }
+    let mean = acc / f32(p.m);
     var dev = 0.0;
     w = red_walk(0u, 1u);
     for (var j = 0u; j < p.m; j++) {

@@ -63,6 +63,13 @@ const CASES: &[(&[usize], &[usize])] = &[
     (&[100, 300], &[1]),
     (&[64, 5000], &[1]),
     (&[4, 70, 33], &[0, 2]),
+    // Long sums and means over few outputs run on a workgroup per chunk of
+    // 8,192 elements, then a sum of the partials: a last chunk of a few
+    // elements, one output, and a walk over non-adjacent axes from a
+    // chunk's start.
+    (&[3, 40_970], &[1]),
+    (&[70_000], &[]),
+    (&[2, 300, 5, 60], &[1, 3]),
 ];
 
 #[test]
@@ -298,5 +305,28 @@ fn long_reductions_pick_a_thread_per_output_on_cpu_adapters() {
         let entries: Vec<&str> = p.launches.iter().map(|l| l.family.rsplit(':').next().unwrap()).collect();
         let want = if cpu_adapter && rows >= 64 { "serial" } else { "main" };
         assert_eq!(entries, [want], "{rows} rows of {cols} on {}", g.name());
+    }
+}
+
+#[test]
+fn long_sums_over_few_outputs_spread_over_workgroups() {
+    // A device of its own: the profile must not see the other tests' launches.
+    let Some(g) = wgrad_gpu_core::testing::fresh_gpu_or_skip("long_sums_over_few_outputs_spread_over_workgroups")
+    else {
+        return;
+    };
+    let c = Device::cpu_reference();
+    // A loss's mean over a whole [64, 32, 256] tensor, read through a view
+    // at an offset, as an LSTM's outputs are.
+    let base = Layout::contiguous(&[65, 32, 256]);
+    let view = base.narrow(0, 1, 64).unwrap();
+    let data = rng(15).vec(base.numel(), -1.0, 1.0);
+    let (xg, xc) = both(&g, &c, &data);
+    for op in [ReduceOp::Sum, ReduceOp::Mean] {
+        let ((yg, _), p) = g.profile(|| reduce(op, &xg, &view, &[], false).unwrap()).unwrap();
+        let (yc, _) = reduce(op, &xc, &view, &[], false).unwrap();
+        same(&format!("{op:?}"), &yg, &yc, 1, 1e-5, 1e-6);
+        // One workgroup per output would be one launch.
+        assert_eq!(p.launches.len(), 2, "{op:?}: the chunks' partial sums, then one launch adding them");
     }
 }

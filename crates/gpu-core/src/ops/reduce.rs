@@ -31,6 +31,13 @@ const SERIAL_MIN_COLUMNS: usize = 128;
 /// are summed by a second, short reduction, so a `[2048, 256]` column sum
 /// runs on 8,192 threads instead of 256 walking 2,048 rows each.
 const COLUMN_CHUNK: usize = 64;
+/// Elements one workgroup folds in the first launch of a long sum or mean
+/// over fewer than `FEW_OUTPUTS` outputs (a loss's mean over a whole
+/// tensor): a `[64, 32, 256]` mean runs on 64 workgroups instead of one,
+/// and a second launch adds their partial sums.
+const ROW_CHUNK: usize = 8192;
+/// See `ROW_CHUNK`.
+const FEW_OUTPUTS: usize = 64;
 /// Threads per workgroup for short reductions: one warp/wavefront, the
 /// smallest group that keeps hardware lanes busy. Only two sizes, so only two
 /// pipelines per op get compiled.
@@ -182,6 +189,21 @@ pub fn reduce_io(
     axes: &[usize],
     keepdim: bool,
 ) -> Result<(Buffer, Vec<usize>)> {
+    reduce_divided(op, x, io, layout, axes, keepdim, None)
+}
+
+/// [`reduce_io`], with Mean dividing by `divisor` instead of the count of
+/// reduced elements: the second launch of a chunked mean, whose elements
+/// are the first launch's partial sums.
+fn reduce_divided(
+    op: ReduceOp,
+    x: &Buffer,
+    io: Operands,
+    layout: &Layout,
+    axes: &[usize],
+    keepdim: bool,
+    divisor: Option<usize>,
+) -> Result<(Buffer, Vec<usize>)> {
     let name = op.name();
     let rank = layout.rank();
     let mut reduced = vec![axes.is_empty(); rank];
@@ -267,20 +289,26 @@ pub fn reduce_io(
     // The kernel's loop index j steps by wg past m, and offsets are u32.
     super::check_u32(name, layout.span().max(m + wg))?;
 
-    // Long column sums on a GPU: chunk partials here, their sum below.
-    let chunks = if serial && columns && op == ReduceOp::Sum && m > 2 * COLUMN_CHUNK && dev.is_gpu() {
-        m.div_ceil(COLUMN_CHUNK)
+    // Long column sums, and long sums and means over few outputs, on a GPU:
+    // chunk partials here, their sum (or mean) below.
+    let sums = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && dev.is_gpu();
+    let chunk = if serial && columns && op == ReduceOp::Sum && m > 2 * COLUMN_CHUNK && dev.is_gpu() {
+        COLUMN_CHUNK
+    } else if !serial && sums && n_out < FEW_OUTPUTS && m > 2 * ROW_CHUNK {
+        ROW_CHUNK
     } else {
-        1
+        m
     };
-    let chunk = if chunks > 1 { COLUMN_CHUNK } else { m };
+    let chunks = m.div_ceil(chunk);
+    // The first launch of a chunked mean sums.
+    let first = if chunks > 1 { ReduceOp::Sum } else { op };
     let out = Buffer::alloc(dev, (chunks * n_out) as u64 * 4)?;
     run(
         dev,
         |g| {
             let (ks, kst) = coalesce(&kept_shape, &[&kept_strides]);
             let (rs, rst) = coalesce(&red_shape, &[&red_strides]);
-            let dof = m.saturating_sub(match op {
+            let dof = divisor.unwrap_or(m).saturating_sub(match op {
                 ReduceOp::Var { correction } => correction,
                 _ => 0,
             });
@@ -301,7 +329,7 @@ pub fn reduce_io(
                     shader,
                     entry: if serial { "serial" } else { "main" },
                     constants: &[
-                        ("OP", op.code() as f64),
+                        ("OP", first.code() as f64),
                         // The serial entry has no workgroup of WG threads: one key for it.
                         ("WG", if serial { SMALL_WG } else { wg } as f64),
                         ("KEPT_RANK", ks.len() as f64),
@@ -310,7 +338,7 @@ pub fn reduce_io(
                     params: &params.0,
                     inputs: &[x.wgpu()],
                     outputs: &[out.wgpu()],
-                    workgroups: if serial { groups(chunks * n_out, 64) } else { groups(n_out, 1) },
+                    workgroups: if serial { groups(chunks * n_out, 64) } else { groups(chunks * n_out, 1) },
                 },
                 &[window.map(|(w, _)| w)],
             )
@@ -334,8 +362,9 @@ pub fn reduce_io(
         },
     )?;
     if chunks > 1 {
-        let (sums, _) = reduce(ReduceOp::Sum, &out, &Layout::contiguous(&[chunks, n_out]), &[0], false)?;
-        return Ok((sums, out_shape));
+        let partials = Layout::contiguous(&[chunks, n_out]);
+        let (total, _) = reduce_divided(op, &out, Operands::F32, &partials, &[0], false, Some(m))?;
+        return Ok((total, out_shape));
     }
     Ok((out, out_shape))
 }
