@@ -101,64 +101,59 @@ impl Writer<'_> {
         match e {
             Expr::Leaf { launch, slot } => self.leaf(*launch, *slot, at),
             Expr::Node { launch, args } => {
-                let mut vals = Vec::new();
-                for (slot, a) in args.iter().enumerate() {
-                    // A producer read through an index map (only a widen that
-                    // is not stored, see `merges`) is evaluated at the mapped element.
-                    let access = &run[*launch].fusable.access[slot];
-                    let mapped = matches!((a, access), (Expr::Node { .. }, Access::Strided { .. }));
-                    let at = if mapped {
-                        let m = self.maps;
-                        self.maps += 1;
-                        let f = self.index_fn(&format!("jx{m}"), access);
-                        writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
-                        if self.ranged {
-                            self.outer.push(access.clone());
-                        }
-                        format!("j{m}")
-                    } else {
-                        at.to_string()
-                    };
-                    vals.push(self.emit(a, &at));
-                    if mapped && self.ranged {
-                        self.outer.pop();
-                    }
-                }
                 let node = run[*launch].fusable.node;
-                self.names.push(node.name());
-                let f = format!("e{}", self.temps);
-                self.temps += 1;
-                if matches!(node, Node::Widen | Node::Gather) {
-                    // The leaf read already widened (or gathered) it.
-                    writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
-                } else if let Node::Pad { inner, dim, lo, hi } = node {
-                    // The leaf is read inside the region only (outside it
-                    // the map's wrapped offset points nowhere).
-                    let inside = if inner * dim == run[*launch].fusable.n {
-                        // The padded dim is outermost: a range of elements.
-                        let (a, b) = (self.push((lo * inner) as u32), self.push((hi * inner) as u32));
-                        format!("{at} >= {a} && {at} < {b}")
-                    } else {
-                        let (s, d) = (self.push(inner as u32), self.push(dim as u32));
-                        let (a, b) = (self.push(lo as u32), self.push(hi as u32));
-                        writeln!(self.body, "    let {f}q = ({at} / {s}) % {d};").unwrap();
-                        format!("{f}q >= {a} && {f}q < {b}")
-                    };
-                    writeln!(self.body, "    var {f}v = 0.0;\n    if {inside} {{\n        {f}v = {};\n    }}", vals[0])
-                        .unwrap();
-                } else {
-                    self.node_fn(&f, node);
-                    writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
-                }
+                let f =
+                    if matches!(node, Node::Pad { .. }) { self.pad(*launch, at) } else { self.node(*launch, args, at) };
                 if self.into[*launch].is_some_and(|m| m.store) {
                     debug_assert_eq!(at, "i", "a stored value is read densely");
                     self.stored.push(*launch);
                     let at = if self.ranged { format!("{at} - {}", word(1)) } else { at.to_string() };
-                    writeln!(self.body, "    z{}[{at}] = {f}v;", self.stored.len()).unwrap();
+                    writeln!(self.body, "    z{}[{at}] = {f};", self.stored.len()).unwrap();
                 }
-                format!("{f}v")
+                f
             }
         }
+    }
+
+    /// Emits launch `launch`'s node applied to its arguments `args` at
+    /// element `at` and returns the WGSL value naming it.
+    fn node(&mut self, launch: usize, args: &[Expr], at: &str) -> String {
+        let run = self.run;
+        let mut vals = Vec::new();
+        for (slot, a) in args.iter().enumerate() {
+            // A producer read through an index map (only a widen that
+            // is not stored, see `merges`) is evaluated at the mapped element.
+            let access = &run[launch].fusable.access[slot];
+            let mapped = matches!((a, access), (Expr::Node { .. }, Access::Strided { .. }));
+            let at = if mapped {
+                let m = self.maps;
+                self.maps += 1;
+                let f = self.index_fn(&format!("jx{m}"), access);
+                writeln!(self.body, "    let j{m} = {f}({at});").unwrap();
+                if self.ranged {
+                    self.outer.push(access.clone());
+                }
+                format!("j{m}")
+            } else {
+                at.to_string()
+            };
+            vals.push(self.emit(a, &at));
+            if mapped && self.ranged {
+                self.outer.pop();
+            }
+        }
+        let node = run[launch].fusable.node;
+        self.names.push(node.name());
+        let f = format!("e{}", self.temps);
+        self.temps += 1;
+        if matches!(node, Node::Widen | Node::Gather) {
+            // The leaf read already widened (or gathered) it.
+            writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
+        } else {
+            self.node_fn(&f, node);
+            writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
+        }
+        format!("{f}v")
     }
 
     /// Emits `fn NAME(i: u32) -> u32`, the element `access` reads for
@@ -186,6 +181,58 @@ impl Writer<'_> {
         f += "    return o;\n}\n";
         self.fns += &f;
         name.to_string()
+    }
+
+    /// Emits pad `launch` (its input a leaf: nothing merges into a pad) at
+    /// element `at` and returns the WGSL value naming it. Its access is
+    /// `[outer, dim, inner]` with the view's strides (`copy::pad`), so the
+    /// region test and the read share their divisions: none when the
+    /// padded dim is outermost and the view dense across it and the dims
+    /// after it, one when `inner` is 1 or `outer` is 1, two otherwise
+    /// (integer division is a scalar loop per lane on CPU drivers and an
+    /// emulated sequence on GPUs).
+    fn pad(&mut self, launch: usize, at: &str) -> String {
+        let d = &self.run[launch];
+        let (Node::Pad { inner, dim, lo, hi }, [Access::Strided { shape, strides, offset }]) =
+            (d.fusable.node, &d.fusable.access[..])
+        else {
+            unreachable!("wgrad internal: a pad reads its input through [outer, dim, inner]")
+        };
+        debug_assert!(!self.ranged, "pads are only deferred when their buffers fit one binding");
+        let (outer, [so, sd, si]) = (shape[0], [strides[0], strides[1], strides[2]]);
+        self.names.push(d.fusable.node.name());
+        let f = format!("e{}", self.temps);
+        self.temps += 1;
+        let k = self.leaves.len();
+        self.leaves.push((launch, 0));
+        let off = self.push(*offset as u32);
+        if outer == 1 && sd == inner * si {
+            // A range of elements, read at a fixed distance.
+            let (a, b) = (self.push((lo * inner) as u32), self.push((hi * inner) as u32));
+            let s = self.push(si as u32);
+            writeln!(self.body, "    var {f}v = 0.0;\n    if {at} >= {a} && {at} < {b} {{\n        {f}v = l{k}[{off} + {at} * {s}];\n    }}").unwrap();
+            return format!("{f}v");
+        }
+        // at = (o · dim + q) · inner + r
+        let a = if inner == 1 { at.to_string() } else { format!("({at} / {})", self.push(inner as u32)) };
+        writeln!(self.body, "    let {f}a = {a};").unwrap();
+        let dim_w = self.push(dim as u32);
+        let (q, o) = if outer == 1 {
+            (format!("{f}a"), "0u".to_string())
+        } else {
+            writeln!(self.body, "    let {f}o = {f}a / {dim_w};").unwrap();
+            (format!("({f}a - {f}o * {dim_w})"), format!("{f}o"))
+        };
+        let r = if inner == 1 { "0u".to_string() } else { format!("({at} - {f}a * {})", self.push(inner as u32)) };
+        let (a_w, b_w) = (self.push(lo as u32), self.push(hi as u32));
+        let (so, sd, si) = (self.push(so as u32), self.push(sd as u32), self.push(si as u32));
+        writeln!(
+            self.body,
+            "    let {f}q = {q};\n    var {f}v = 0.0;\n    if {f}q >= {a_w} && {f}q < {b_w} {{\n        \
+             {f}v = l{k}[{off} + {o} * {so} + {f}q * {sd} + {r} * {si}];\n    }}"
+        )
+        .unwrap();
+        format!("{f}v")
     }
 
     /// Binds launch `launch`'s input `slot` and returns its read for element

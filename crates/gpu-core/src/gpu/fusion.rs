@@ -73,9 +73,10 @@ pub(crate) enum Node {
     /// A strided view copied out dense, word for word (inputs: x, read
     /// through its access): `copy::contiguous`.
     Gather,
-    /// A view written into zeros (inputs: x, read through its access):
-    /// element `i` is read when `lo <= (i / inner) % dim < hi`, else 0
-    /// (`copy::pad`, narrow's backward).
+    /// A view written into zeros (inputs: x, read through its access,
+    /// always `[outer, dim, inner]` with the view's strides and an offset
+    /// wrapped below `lo`): element `i` is read when `lo <= (i / inner) %
+    /// dim < hi`, else 0 (`copy::pad`, narrow's backward).
     Pad {
         /// Elements per step of the padded dim (the product of the dims after it).
         inner: usize,

@@ -259,8 +259,9 @@ pub fn copy_into(src: &Buffer, src_layout: &Layout, dst: &Buffer, dst_layout: &L
 ///
 /// On a GPU one launch, deferred as the fuser's [`Node::Pad`] so that an
 /// elementwise consumer (the sum of a tensor's narrowed parts' gradients)
-/// reads it in place; the CPU backend, and views past the binding limit,
-/// fill zeros and copy the view in.
+/// reads it in place; the CPU backend, views past the binding limit and
+/// views whose dims before or after `dim` do not coalesce into one (a
+/// permuted gradient) fill zeros and copy the view in.
 pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: usize) -> Result<Buffer> {
     const OP: &str = "pad";
     check_view(OP, "source", src, layout)?;
@@ -276,18 +277,29 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
     }
     let (n, dev) = (numel(shape), src.device());
     super::check_u32(OP, n)?;
-    if let Some(g) = dev.gpu_ctx() {
+    // The view as [outer, len, inner]: the dims before and after `dim`
+    // each coalesced into one (a gradient is usually dense), or `None`.
+    let one = |dims: std::ops::Range<usize>| -> Option<(usize, usize)> {
+        let (cs, st) = coalesce(&layout.shape[dims.clone()], &[&layout.strides[dims]]);
+        match cs.len() {
+            0 => Some((1, 0)),
+            1 => Some((cs[0], st[0][0])),
+            _ => None,
+        }
+    };
+    let three = one(0..dim).zip(one(dim + 1..shape.len()));
+    if let (Some(g), Some(((outer, so), (inner, si)))) = (dev.gpu_ctx(), three) {
         let limit = g.binding_limit();
         if n > 0 && src.len_bytes() <= limit && n as u64 * 4 <= limit {
             let out = Buffer::alloc(dev, n as u64 * 4)?;
-            let (cs, st) = coalesce(shape, &[&layout.strides]);
-            // Element i of the output reads the view at its index along
-            // `dim` minus `start`: the same strides from an offset that
-            // wraps below zero in u32, as the kernel's arithmetic does.
-            let offset = rel(layout.offset, start * layout.strides[dim]);
-            let (lo, hi) = (start, start + layout.shape[dim]);
-            let node = Node::Pad { inner: numel(&shape[dim + 1..]), dim: shape[dim], lo, hi };
-            let what = Fusable { node, n, access: vec![Access::of(&cs, &st[0], offset)] };
+            // Element (o, q, r) of the output reads the view at (o, q -
+            // start, r): the view's strides from an offset that wraps below
+            // zero in u32, as the kernel's arithmetic does.
+            let sd = layout.strides[dim];
+            let offset = rel(layout.offset, start * sd);
+            let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim] };
+            let access = Access::Strided { shape: vec![outer, shape[dim], inner], strides: vec![so, sd, si], offset };
+            let what = Fusable { node, n, access: vec![access] };
             // No kernel of its own: it always runs generated (`gpu/batch.rs`).
             dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
             return Ok(out);
