@@ -145,12 +145,13 @@ impl Layout {
         Ok(out)
     }
 
-    /// The same elements viewed with `shape`, without copying.
-    ///
-    /// Only a dense row-major view (at any offset) can be reshaped for free;
-    /// any other view is an error, and the caller materialises it with
-    /// `ops::copy::contiguous` first. Empty views reshape freely, since no
-    /// element's position can be wrong.
+    /// The same elements viewed with `shape`, without copying, as PyTorch's
+    /// `view`: each run of dims that `shape` splits or merges must be dense
+    /// within itself (a narrowed last dim split into heads is a view; a
+    /// transposed pair merged into one is not). Any other view is an
+    /// error, and the caller materialises it with `ops::copy::contiguous`
+    /// first. Empty views reshape freely, since no element's position can
+    /// be wrong.
     pub fn reshape(&self, shape: &[usize]) -> Result<Layout> {
         if numel(shape) != self.numel() {
             return Err(Error::invalid(
@@ -164,16 +165,54 @@ impl Layout {
                 ),
             ));
         }
-        if self.numel() != 0 && !self.is_dense_row_major() {
-            return Err(Error::invalid(
+        if self.numel() == 0 || self.is_dense_row_major() {
+            return Ok(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset });
+        }
+        match self.view_strides(shape) {
+            Some(strides) => Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset }),
+            None => Err(Error::invalid(
                 "reshape",
                 format!(
-                    "cannot view {:?} with strides {:?} as {:?}: not dense row-major; make it contiguous first",
+                    "cannot view {:?} with strides {:?} as {:?}: the dims it merges are not dense together; \
+                     make it contiguous first",
                     self.shape, self.strides, shape
                 ),
-            ));
+            )),
         }
-        Ok(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset })
+    }
+
+    /// The strides of `shape` over the same elements (same count, non-zero),
+    /// or `None` when some run of merged dims is not dense within itself:
+    /// PyTorch's `computeStride`. The old dims are walked from the last in
+    /// chunks that are each one strided block; the new dims must tile each
+    /// chunk exactly.
+    fn view_strides(&self, shape: &[usize]) -> Option<Vec<usize>> {
+        let (old, st) = (&self.shape, &self.strides);
+        if old.is_empty() {
+            return Some(contiguous_strides(shape));
+        }
+        let mut strides = vec![0; shape.len()];
+        let mut view_d = shape.len();
+        let mut base = st[old.len() - 1];
+        let (mut chunk, mut viewed) = (1, 1);
+        for d in (0..old.len()).rev() {
+            chunk *= old[d];
+            // A chunk ends where the dim before is not this block's continuation.
+            if d == 0 || (old[d - 1] != 1 && st[d - 1] != chunk * base) {
+                while view_d > 0 && (viewed < chunk || shape[view_d - 1] == 1) {
+                    view_d -= 1;
+                    strides[view_d] = viewed * base;
+                    viewed *= shape[view_d];
+                }
+                if viewed != chunk {
+                    return None;
+                }
+                if d > 0 {
+                    (base, chunk, viewed) = (st[d - 1], 1, 1);
+                }
+            }
+        }
+        (view_d == 0).then_some(strides)
     }
 
     pub(crate) fn check_rank(&self, op: &'static str) -> Result<()> {
@@ -262,6 +301,29 @@ mod tests {
         assert_eq!(st, vec![vec![12, 1], vec![0, 1]]);
         let (s, st) = coalesce(&[1, 1], &[&[1, 1]]);
         assert_eq!((s, st), (vec![1], vec![vec![1]]));
+    }
+
+    #[test]
+    fn reshape_views_split_and_merge_dense_runs_like_pytorch() {
+        // q cut from a packed [B, T, 3E] projection, split into heads: a view.
+        let qkv = Layout::contiguous(&[2, 5, 3 * 8]);
+        let q = qkv.narrow(2, 8, 8).unwrap();
+        let heads = q.reshape(&[2, 5, 4, 2]).unwrap();
+        assert_eq!((heads.strides.clone(), heads.offset), (vec![120, 24, 2, 1], 8));
+        // Merging the batch and time dims back is a view too (their run is dense).
+        let rows = q.reshape(&[10, 8]).unwrap();
+        assert_eq!(rows.strides, vec![24, 1]);
+        // Size-1 dims anywhere.
+        assert_eq!(q.reshape(&[1, 2, 5, 1, 8]).unwrap().strides[1..3], [120, 24]);
+        // A transposed pair merged is not; split alone it is.
+        let t = Layout::contiguous(&[4, 6]).permute(&[1, 0]).unwrap();
+        assert!(t.reshape(&[24]).is_err());
+        assert_eq!(t.reshape(&[2, 3, 4]).unwrap().strides, vec![3, 1, 6]);
+        // Every element lands where the copy-then-reshape would put it.
+        for (l, shape) in [(&heads, &[10, 4, 2][..]), (&q, &[5, 2, 8]), (&t, &[3, 2, 2, 2])] {
+            let v = l.reshape(shape).unwrap();
+            assert!((0..l.numel()).all(|i| v.index_of(i) == l.index_of(i)), "{:?} as {shape:?}", l.shape);
+        }
     }
 
     #[test]

@@ -134,9 +134,20 @@ impl Tensor {
                 }
             };
             // Only the operands that need a gradient get one: the first
-            // layer's input (data) would otherwise cost a full product.
-            let ga = a.requires_grad().then(|| back(&g, &b.transpose(-1, -2), &sa));
-            let gb = b.requires_grad().then(|| back(&a.transpose(-1, -2), &g, &sb));
+            // layer's input (data) would otherwise cost a full product. An
+            // operand that is a transposed view (a Linear's Wᵀ, attention's
+            // Kᵀ) gets its gradient as the transpose of the product in the
+            // other order (dB = (gᵀ A)ᵀ, same sums), so the transpose that
+            // made it hands its tensor a dense gradient instead of one that
+            // would be copied to accumulate it.
+            let ga = a.requires_grad().then(|| match is_transposed(a) {
+                true => back(b, &g.transpose(-1, -2), &swapped(&sa)).transpose(-1, -2),
+                false => back(&g, &b.transpose(-1, -2), &sa),
+            });
+            let gb = b.requires_grad().then(|| match is_transposed(b) {
+                true => back(&g.transpose(-1, -2), a, &swapped(&sb)).transpose(-1, -2),
+                false => back(&a.transpose(-1, -2), &g, &sb),
+            });
             // The bias gradient: the output gradient summed over the rows.
             let gbias = has_bias.then(|| {
                 let cols = g.shape()[g.dims() - 1];
@@ -265,4 +276,20 @@ impl Store<'_> {
     fn plain(out: DType) -> Self {
         Store { bias: None, out, relu: false, scale: None, residual: None }
     }
+}
+
+/// Whether `t`'s last two dims are a transposed dense matrix (column-major:
+/// rows one element apart), as `w.t()` is.
+fn is_transposed(t: &Tensor) -> bool {
+    let l = t.layout();
+    let d = l.rank();
+    d >= 2 && l.shape[d - 2] > 1 && l.shape[d - 1] > 1 && l.strides[d - 2] == 1 && l.strides[d - 1] == l.shape[d - 2]
+}
+
+/// `shape` with its last two dims swapped.
+fn swapped(shape: &[usize]) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    let d = s.len();
+    s.swap(d - 2, d - 1);
+    s
 }

@@ -22,7 +22,8 @@ impl Tensor {
         Tensor::from_op_dtype(op, b, layout, self.dtype(), &[self], move |g, _, _| vec![Some(back(g))])
     }
 
-    /// Same data in a new shape; free when the data is dense row-major, a copy otherwise.
+    /// Same data in a new shape: a view when the dims it splits or merges
+    /// are dense together (PyTorch's `view` rule), a copy otherwise.
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
         self.try_reshape(shape).unwrap_or_else(|e| crate::recover::fail(e))
     }
@@ -37,9 +38,16 @@ impl Tensor {
                 format!("cannot view shape {from:?} ({} elements) as {shape:?} ({n} elements)", self.numel()),
             ));
         }
-        let layout = self.layout();
-        let src = if layout.is_dense_row_major() { self.clone() } else { self.contiguous() };
-        let new = src.layout().reshape(shape)?;
+        // A view when the dims it splits or merges are dense together (a
+        // narrowed projection split into heads), else a copy first.
+        let (src, new) = match self.layout().reshape(shape) {
+            Ok(view) => (self.clone(), view),
+            Err(_) => {
+                let dense = self.contiguous();
+                let view = dense.layout().reshape(shape)?;
+                (dense, view)
+            }
+        };
         Ok(src.view_op("reshape", new, move |g| g.reshape(&from)))
     }
 

@@ -184,27 +184,41 @@ impl Writer<'_> {
     }
 
     /// Emits pad `launch` (its input a leaf: nothing merges into a pad) at
-    /// element `at` and returns the WGSL value naming it. Its access is
-    /// `[outer, dim, inner]` with the view's strides (`copy::pad`), so the
-    /// region test and the read share their divisions: none when the
+    /// element `at` and returns the WGSL value naming it. When its access
+    /// is `[outer, dim, inner]` with the view's strides (`copy::pad`, for
+    /// views that coalesce so) the region test and the read share their
+    /// divisions: none when the
     /// padded dim is outermost and the view dense across it and the dims
     /// after it, one when `inner` is 1 or `outer` is 1, two otherwise
     /// (integer division is a scalar loop per lane on CPU drivers and an
     /// emulated sequence on GPUs).
     fn pad(&mut self, launch: usize, at: &str) -> String {
         let d = &self.run[launch];
-        let (Node::Pad { inner, dim, lo, hi }, [Access::Strided { shape, strides, offset }]) =
+        let (Node::Pad { inner, dim, lo, hi }, [access @ Access::Strided { shape, strides, offset }]) =
             (d.fusable.node, &d.fusable.access[..])
         else {
-            unreachable!("wgrad internal: a pad reads its input through [outer, dim, inner]")
+            unreachable!("wgrad internal: a pad reads its input through a strided map")
         };
         debug_assert!(!self.ranged, "pads are only deferred when their buffers fit one binding");
-        let (outer, [so, sd, si]) = (shape[0], [strides[0], strides[1], strides[2]]);
         self.names.push(d.fusable.node.name());
         let f = format!("e{}", self.temps);
         self.temps += 1;
         let k = self.leaves.len();
         self.leaves.push((launch, 0));
+        if !(shape.len() == 3 && shape[1] == dim && shape[2] == inner) {
+            // Any other view: the region test, then the read through its map.
+            let ix = self.index_fn(&format!("ix{k}"), access);
+            let (s, dw) = (self.push(inner as u32), self.push(dim as u32));
+            let (a, b) = (self.push(lo as u32), self.push(hi as u32));
+            writeln!(
+                self.body,
+                "    let {f}q = ({at} / {s}) % {dw};\n    var {f}v = 0.0;\n    if {f}q >= {a} && {f}q < {b} {{\n        \
+                 {f}v = l{k}[{ix}({at})];\n    }}"
+            )
+            .unwrap();
+            return format!("{f}v");
+        }
+        let (outer, [so, sd, si]) = (shape[0], [strides[0], strides[1], strides[2]]);
         let off = self.push(*offset as u32);
         if outer == 1 && sd == inner * si {
             // A range of elements, read at a fixed distance.

@@ -259,9 +259,8 @@ pub fn copy_into(src: &Buffer, src_layout: &Layout, dst: &Buffer, dst_layout: &L
 ///
 /// On a GPU one launch, deferred as the fuser's [`Node::Pad`] so that an
 /// elementwise consumer (the sum of a tensor's narrowed parts' gradients)
-/// reads it in place; the CPU backend, views past the binding limit and
-/// views whose dims before or after `dim` do not coalesce into one (a
-/// permuted gradient) fill zeros and copy the view in.
+/// reads it in place; the CPU backend and views past the binding limit
+/// fill zeros and copy the view in.
 pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: usize) -> Result<Buffer> {
     const OP: &str = "pad";
     check_view(OP, "source", src, layout)?;
@@ -287,8 +286,7 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
             _ => None,
         }
     };
-    let three = one(0..dim).zip(one(dim + 1..shape.len()));
-    if let (Some(g), Some(((outer, so), (inner, si)))) = (dev.gpu_ctx(), three) {
+    if let Some(g) = dev.gpu_ctx() {
         let limit = g.binding_limit();
         if n > 0 && src.len_bytes() <= limit && n as u64 * 4 <= limit {
             let out = Buffer::alloc(dev, n as u64 * 4)?;
@@ -297,8 +295,18 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
             // zero in u32, as the kernel's arithmetic does.
             let sd = layout.strides[dim];
             let offset = rel(layout.offset, start * sd);
+            let inner = numel(&shape[dim + 1..]);
+            let access = match one(0..dim).zip(one(dim + 1..shape.len())) {
+                Some(((outer, so), (_, si))) => {
+                    Access::Strided { shape: vec![outer, shape[dim], inner], strides: vec![so, sd, si], offset }
+                }
+                // Any other view: its map over the whole output.
+                None => {
+                    let (cs, st) = coalesce(shape, &[&layout.strides]);
+                    Access::Strided { shape: cs, strides: st[0].clone(), offset }
+                }
+            };
             let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim] };
-            let access = Access::Strided { shape: vec![outer, shape[dim], inner], strides: vec![so, sd, si], offset };
             let what = Fusable { node, n, access: vec![access] };
             // No kernel of its own: it always runs generated (`gpu/batch.rs`).
             dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
