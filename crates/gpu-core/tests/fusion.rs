@@ -524,4 +524,28 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
     assert_eq!(f, want, "fused");
     assert_eq!(p, want, "unfused");
     assert_eq!((nf, np), (1, 5), "three pads and two adds: launches fused and unfused");
+    // The same parts stored transposed ([6, 7, 5] viewed as [6, 5, 7]) and
+    // copied out dense first, as a permuted gradient is: each copy merges
+    // into its pad, read through the copy's map.
+    let transposed: Vec<Vec<f32>> = parts
+        .iter()
+        .map(|p| (0..6 * 7 * 5).map(|i| (i / 35, i % 35 / 5, i % 5)).map(|(a, c, b)| p[(a * 5 + b) * 7 + c]).collect())
+        .collect();
+    let run = |dev: &Device| {
+        use wgrad_gpu_core::ops::copy::contiguous;
+        let bufs: Vec<Buffer> = transposed.iter().map(|p| Buffer::from_f32(dev, p).unwrap()).collect();
+        let view = Layout::contiguous(&[6, 7, 5]).permute(&[0, 2, 1]).unwrap();
+        let (part, full) = (Layout::contiguous(&shape), [6, 5, 21]);
+        let dense = Layout::contiguous(&full);
+        launches(dev, || {
+            let pads: Vec<Buffer> =
+                (0..3).map(|k| pad(&contiguous(&bufs[k], &view).unwrap(), &part, &full, 2, 7 * k).unwrap()).collect();
+            let (s, _) = binary(BinaryOp::Add, &pads[0], &dense, &pads[1], &dense).unwrap();
+            binary(BinaryOp::Add, &s, &dense, &pads[2], &dense).unwrap().0
+        })
+    };
+    let ((f, nf), (p, np)) = (run(&fused), run(&plain));
+    assert_eq!(f.to_f32().unwrap(), want, "copies merged into pads");
+    assert_eq!(p.to_f32().unwrap(), want, "copies and pads unfused");
+    assert_eq!((nf, np), (1, 8), "three copies, three pads and two adds: launches fused and unfused");
 }

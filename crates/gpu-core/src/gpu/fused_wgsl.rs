@@ -27,7 +27,7 @@
 
 use std::fmt::Write;
 
-use super::fusion::{Access, Deferred, Expr, Merge, Node};
+use super::fusion::{reads_blocks, Access, Deferred, Expr, Merge, Node};
 use super::pipelines::PARAMS_BYTES;
 use super::split::LeafRead;
 
@@ -102,8 +102,11 @@ impl Writer<'_> {
             Expr::Leaf { launch, slot } => self.leaf(*launch, *slot, at),
             Expr::Node { launch, args } => {
                 let node = run[*launch].fusable.node;
-                let f =
-                    if matches!(node, Node::Pad { .. }) { self.pad(*launch, at) } else { self.node(*launch, args, at) };
+                let f = if matches!(node, Node::Pad { .. }) {
+                    self.pad(*launch, &args[0], at)
+                } else {
+                    self.node(*launch, args, at)
+                };
                 if self.into[*launch].is_some_and(|m| m.store) {
                     debug_assert_eq!(at, "i", "a stored value is read densely");
                     self.stored.push(*launch);
@@ -192,7 +195,7 @@ impl Writer<'_> {
     /// after it, one when `inner` is 1 or `outer` is 1, two otherwise
     /// (integer division is a scalar loop per lane on CPU drivers and an
     /// emulated sequence on GPUs).
-    fn pad(&mut self, launch: usize, at: &str) -> String {
+    fn pad(&mut self, launch: usize, arg: &Expr, at: &str) -> String {
         let d = &self.run[launch];
         let (Node::Pad { inner, dim, lo, hi }, [access @ Access::Strided { shape, strides, offset }]) =
             (d.fusable.node, &d.fusable.access[..])
@@ -203,10 +206,11 @@ impl Writer<'_> {
         self.names.push(d.fusable.node.name());
         let f = format!("e{}", self.temps);
         self.temps += 1;
-        let k = self.leaves.len();
-        self.leaves.push((launch, 0));
-        if !(shape.len() == 3 && shape[1] == dim && shape[2] == inner) {
-            // Any other view: the region test, then the read through its map.
+        if !reads_blocks(d) {
+            // Any other view (a leaf: see `merges`): the region test, then
+            // the read through its map.
+            let k = self.leaves.len();
+            self.leaves.push((launch, 0));
             let ix = self.index_fn(&format!("ix{k}"), access);
             let (s, dw) = (self.push(inner as u32), self.push(dim as u32));
             let (a, b) = (self.push(lo as u32), self.push(hi as u32));
@@ -220,32 +224,46 @@ impl Writer<'_> {
         }
         let (outer, [so, sd, si]) = (shape[0], [strides[0], strides[1], strides[2]]);
         let off = self.push(*offset as u32);
-        if outer == 1 && sd == inner * si {
+        let (inside, index) = if outer == 1 && sd == inner * si {
             // A range of elements, read at a fixed distance.
             let (a, b) = (self.push((lo * inner) as u32), self.push((hi * inner) as u32));
             let s = self.push(si as u32);
-            writeln!(self.body, "    var {f}v = 0.0;\n    if {at} >= {a} && {at} < {b} {{\n        {f}v = l{k}[{off} + {at} * {s}];\n    }}").unwrap();
-            return format!("{f}v");
-        }
-        // at = (o · dim + q) · inner + r
-        let a = if inner == 1 { at.to_string() } else { format!("({at} / {})", self.push(inner as u32)) };
-        writeln!(self.body, "    let {f}a = {a};").unwrap();
-        let dim_w = self.push(dim as u32);
-        let (q, o) = if outer == 1 {
-            (format!("{f}a"), "0u".to_string())
+            (format!("{at} >= {a} && {at} < {b}"), format!("{off} + {at} * {s}"))
         } else {
-            writeln!(self.body, "    let {f}o = {f}a / {dim_w};").unwrap();
-            (format!("({f}a - {f}o * {dim_w})"), format!("{f}o"))
+            // at = (o · dim + q) · inner + r
+            let a = if inner == 1 { at.to_string() } else { format!("({at} / {})", self.push(inner as u32)) };
+            writeln!(self.body, "    let {f}a = {a};").unwrap();
+            let dim_w = self.push(dim as u32);
+            let (q, o) = if outer == 1 {
+                (format!("{f}a"), "0u".to_string())
+            } else {
+                writeln!(self.body, "    let {f}o = {f}a / {dim_w};").unwrap();
+                (format!("({f}a - {f}o * {dim_w})"), format!("{f}o"))
+            };
+            let r = if inner == 1 { "0u".to_string() } else { format!("({at} - {f}a * {})", self.push(inner as u32)) };
+            writeln!(self.body, "    let {f}q = {q};").unwrap();
+            let (a_w, b_w) = (self.push(lo as u32), self.push(hi as u32));
+            let (so, sd, si) = (self.push(so as u32), self.push(sd as u32), self.push(si as u32));
+            (format!("{f}q >= {a_w} && {f}q < {b_w}"), format!("{off} + {o} * {so} + {f}q * {sd} + {r} * {si}"))
         };
-        let r = if inner == 1 { "0u".to_string() } else { format!("({at} - {f}a * {})", self.push(inner as u32)) };
-        let (a_w, b_w) = (self.push(lo as u32), self.push(hi as u32));
-        let (so, sd, si) = (self.push(so as u32), self.push(sd as u32), self.push(si as u32));
-        writeln!(
-            self.body,
-            "    let {f}q = {q};\n    var {f}v = 0.0;\n    if {f}q >= {a_w} && {f}q < {b_w} {{\n        \
-             {f}v = l{k}[{off} + {o} * {so} + {f}q * {sd} + {r} * {si}];\n    }}"
-        )
-        .unwrap();
+        let (prelude, value) = match arg {
+            Expr::Leaf { .. } => {
+                let k = self.leaves.len();
+                self.leaves.push((launch, 0));
+                (String::new(), format!("l{k}[{index}]"))
+            }
+            // A gather merged into the pad: evaluated, inside the region
+            // only, at the element of its output the pad reads.
+            gather => {
+                let j = format!("{f}s");
+                let start = self.body.len();
+                let v = self.emit(gather, &j);
+                let lines = self.body.split_off(start);
+                (format!("        let {j} = {index};\n{lines}"), v)
+            }
+        };
+        writeln!(self.body, "    var {f}v = 0.0;\n    if {inside} {{\n{prelude}        {f}v = {value};\n    }}")
+            .unwrap();
         format!("{f}v")
     }
 
@@ -400,7 +418,7 @@ pub(crate) fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fusion::{expression, merges, Fusable};
+    use crate::gpu::fusion::{expression, merges, reads_blocks, Fusable};
     use crate::ops::binary::BinaryOp;
     use crate::ops::unary::UnaryOp;
     use crate::{Buffer, Device};

@@ -41,9 +41,10 @@
 //!
 //! A *pad* ([`Node::Pad`], `copy::pad`: a view written into zeros, narrow's
 //! backward) is a gather whose map reaches its input only inside a region:
-//! outside it the element is 0 and nothing is read. It is a leaf read like
-//! a gather (nothing merges into it) and merges into a consumer that reads
-//! it densely, so the gradients of a tensor's narrowed parts (an
+//! outside it the element is 0 and nothing is read. It reads a leaf, or a
+//! gather it absorbs (the dense copy of a permuted gradient, read through
+//! the gather's map at the element the pad wants), and merges into a
+//! consumer that reads it densely, so the gradients of a tensor's narrowed parts (an
 //! attention's q, k and v cut from one projection) add up in one launch
 //! instead of a fill, a copy and an add per part. It has no kernel of its
 //! own: alone, it runs as a generated kernel of one node, and it is only
@@ -229,14 +230,34 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
                 Node::Narrow => false,
                 // Moves no element: read through C's map, unless all of it is stored.
                 Node::Widen => aligned || !store,
+                // Computes nothing: a pad that reads it as blocks reads its
+                // input through its map (a gradient copied out of a
+                // permuted view, then padded: one launch, one read).
+                Node::Gather => aligned || (!store && reads_blocks(&run[consumer])),
                 _ => aligned,
             };
             // A widen's input is f16, which no value in registers is; a pad
-            // reads its input only inside its region, as a leaf.
-            let leaf_reader = matches!(c.node, Node::Widen | Node::Pad { .. });
-            (fits && !leaf_reader).then_some(Merge { consumer, slot, store })
+            // reads nothing but a leaf or a gather, and only inside its region.
+            let takes = match c.node {
+                Node::Widen => false,
+                Node::Pad { .. } => run[p].fusable.node == Node::Gather,
+                _ => true,
+            };
+            (fits && takes).then_some(Merge { consumer, slot, store })
         })
         .collect()
+}
+
+/// Whether `d` is a pad reading its input as `[outer, dim, inner]` blocks
+/// (`copy::pad` for views whose dims before and after the padded one
+/// coalesce, which a dense input's always do).
+pub(crate) fn reads_blocks(d: &Deferred) -> bool {
+    match (d.fusable.node, &d.fusable.access[..]) {
+        (Node::Pad { inner, dim, .. }, [Access::Strided { shape, .. }]) => {
+            shape.len() == 3 && shape[1] == dim && shape[2] == inner
+        }
+        _ => false,
+    }
 }
 
 /// The expression launch `root` computes once the merges in `into` are applied.
