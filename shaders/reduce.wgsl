@@ -28,13 +28,13 @@ struct Params {
     // Reduced elements per output, at least 1 (the host fills empty reductions).
     m: u32,
     offset: u32,
-    // Mean's divisor (m, or for the second launch of a chunked mean the
-    // first's m) and Var's, max(m - correction, 0).
+    // Var's divisor max(m - correction, 0).
     dof: f32,
-    // Sums in chunks: each thread (`serial`) or workgroup (`main`) folds
-    // `chunk` reduced elements of one of `chunks` consecutive ranges and
-    // writes partial sum (range, output) at range · n_out + output, which a
-    // second launch sums. Other ops and short sums: chunks = 1, chunk = m.
+    // Sums and means in chunks: each thread (`serial`, sums) or workgroup
+    // (`main`) folds `chunk` reduced elements of one of `chunks` consecutive
+    // ranges and writes partial sum (range, output) at range · n_out +
+    // output (a mean's divided by m), which a second launch sums. Other ops
+    // and short reductions: chunks = 1, chunk = m.
     chunk: u32,
     chunks: u32,
 }
@@ -168,11 +168,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         store(w_id, lid, total);
         return;
     }
+    let mean = total / f32(p.m);
     if OP == 1u {
-        store(o, lid, total / p.dof);
+        store(w_id, lid, mean);
         return;
     }
-    let mean = total / f32(p.m);
     // Var, second pass: squared deviations from the mean (no E[x²] - E[x]² cancellation).
     var dev = 0.0;
     w = red_walk(lid, WG);
@@ -240,11 +240,11 @@ fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         y[t] = bitcast<u32>(acc);
         return;
     }
+    let mean = acc / f32(p.m);
     if OP == 1u {
-        y[o] = bitcast<u32>(acc / p.dof);
+        y[o] = bitcast<u32>(mean);
         return;
     }
-    let mean = acc / f32(p.m);
     var dev = 0.0;
     w = red_walk(0u, 1u);
     for (var j = 0u; j < p.m; j++) {

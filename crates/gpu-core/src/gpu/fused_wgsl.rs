@@ -418,7 +418,7 @@ pub(crate) fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fusion::{expression, merges, reads_blocks, Fusable};
+    use crate::gpu::fusion::{expression, merges, Fusable};
     use crate::ops::binary::BinaryOp;
     use crate::ops::unary::UnaryOp;
     use crate::{Buffer, Device};

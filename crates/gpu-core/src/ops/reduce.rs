@@ -189,21 +189,6 @@ pub fn reduce_io(
     axes: &[usize],
     keepdim: bool,
 ) -> Result<(Buffer, Vec<usize>)> {
-    reduce_divided(op, x, io, layout, axes, keepdim, None)
-}
-
-/// [`reduce_io`], with Mean dividing by `divisor` instead of the count of
-/// reduced elements: the second launch of a chunked mean, whose elements
-/// are the first launch's partial sums.
-fn reduce_divided(
-    op: ReduceOp,
-    x: &Buffer,
-    io: Operands,
-    layout: &Layout,
-    axes: &[usize],
-    keepdim: bool,
-    divisor: Option<usize>,
-) -> Result<(Buffer, Vec<usize>)> {
     let name = op.name();
     let rank = layout.rank();
     let mut reduced = vec![axes.is_empty(); rank];
@@ -290,7 +275,7 @@ fn reduce_divided(
     super::check_u32(name, layout.span().max(m + wg))?;
 
     // Long column sums, and long sums and means over few outputs, on a GPU:
-    // chunk partials here, their sum (or mean) below.
+    // chunk partials here (a mean's each divided by m), their sum below.
     let sums = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && dev.is_gpu();
     let chunk = if serial && columns && op == ReduceOp::Sum && m > 2 * COLUMN_CHUNK && dev.is_gpu() {
         COLUMN_CHUNK
@@ -300,15 +285,13 @@ fn reduce_divided(
         m
     };
     let chunks = m.div_ceil(chunk);
-    // The first launch of a chunked mean sums.
-    let first = if chunks > 1 { ReduceOp::Sum } else { op };
     let out = Buffer::alloc(dev, (chunks * n_out) as u64 * 4)?;
     run(
         dev,
         |g| {
             let (ks, kst) = coalesce(&kept_shape, &[&kept_strides]);
             let (rs, rst) = coalesce(&red_shape, &[&red_strides]);
-            let dof = divisor.unwrap_or(m).saturating_sub(match op {
+            let dof = m.saturating_sub(match op {
                 ReduceOp::Var { correction } => correction,
                 _ => 0,
             });
@@ -329,7 +312,7 @@ fn reduce_divided(
                     shader,
                     entry: if serial { "serial" } else { "main" },
                     constants: &[
-                        ("OP", first.code() as f64),
+                        ("OP", op.code() as f64),
                         // The serial entry has no workgroup of WG threads: one key for it.
                         ("WG", if serial { SMALL_WG } else { wg } as f64),
                         ("KEPT_RANK", ks.len() as f64),
@@ -362,8 +345,8 @@ fn reduce_divided(
         },
     )?;
     if chunks > 1 {
-        let partials = Layout::contiguous(&[chunks, n_out]);
-        let (total, _) = reduce_divided(op, &out, Operands::F32, &partials, &[0], false, Some(m))?;
+        // A chunked mean's partials are each divided by m already.
+        let (total, _) = reduce(ReduceOp::Sum, &out, &Layout::contiguous(&[chunks, n_out]), &[0], false)?;
         return Ok((total, out_shape));
     }
     Ok((out, out_shape))
