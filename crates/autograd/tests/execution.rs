@@ -191,3 +191,34 @@ fn a_means_gradient_is_scaled_before_it_is_broadcast() {
     assert!(after.bytes_peak - before.bytes_peak < full + full / 2, "{} bytes", after.bytes_peak - before.bytes_peak);
     assert!(grad.to_vec().iter().all(|&v| v == 1.0 / (64.0 * 48.0)));
 }
+
+#[test]
+fn a_linear_weights_gradient_is_computed_dense() {
+    // On the CPU backend, where every kernel launch is counted as it runs:
+    // `x @ Wᵀ`'s weight gradient comes out of its product dense, so
+    // accumulating it into W.grad copies nothing (it was computed as
+    // `xᵀg`, whose transpose the accumulation copied: one launch more).
+    let dev = Device::cpu();
+    let w = Tensor::randn(&[6, 8], 1, &dev).requires_grad_();
+    let x = Tensor::randn(&[16, 8], 2, &dev);
+    let launches = |y: Tensor| {
+        let loss = y.sum_all();
+        let before = dev.stats();
+        loss.backward();
+        w.zero_grad();
+        (dev.stats() - before).dispatches
+    };
+    // The same product with Wᵀ made dense in the forward: its gradient
+    // flows through the copy's backward (a view), not through a transpose.
+    let through_transpose = launches(x.matmul(&w.t()));
+    let through_copy = launches(x.matmul(&w.t().contiguous()));
+    assert!(
+        through_transpose < through_copy,
+        "dW through Wᵀ: {through_transpose} launches, through a dense copy of Wᵀ: {through_copy}"
+    );
+    let loss = x.matmul(&w.t()).square().sum_all();
+    loss.backward();
+    let want = x.t().matmul(&(x.matmul(&w.t()) * 2.0)).t().to_vec();
+    let got = w.grad().expect("W needs a gradient").to_vec();
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4 * b.abs().max(1.0)), "{got:?} vs {want:?}");
+}

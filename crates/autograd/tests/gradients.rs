@@ -65,6 +65,13 @@ fn matmul_with_transposes_batches_and_vectors() {
     gradcheck("batch broadcast", &[&[2, 1, 3, 4], &[3, 4, 2]], |x| x[0].matmul(&x[1]));
     gradcheck("vector @ matrix", &[&[4], &[4, 3]], |x| x[0].matmul(&x[1]));
     gradcheck("matrix @ vector", &[&[3, 4], &[4]], |x| x[0].matmul(&x[1]));
+    // Transposed operands get their gradient as the transpose of the
+    // product in the other order: batched, and broadcast over the batch.
+    gradcheck("batched b^T", &[&[2, 3, 4], &[2, 5, 4]], |x| x[0].matmul(&x[1].transpose(-1, -2)));
+    gradcheck("batched a^T", &[&[2, 4, 3], &[2, 4, 5]], |x| x[0].transpose(-1, -2).matmul(&x[1]));
+    gradcheck("broadcast b^T", &[&[2, 3, 4], &[5, 4]], |x| x[0].matmul(&x[1].t()));
+    gradcheck("broadcast a^T", &[&[4, 3], &[2, 4, 5]], |x| x[0].t().matmul(&x[1]));
+    gradcheck("linear", &[&[6, 4], &[5, 4], &[5]], |x| x[0].linear(&x[1], Some(&x[2])));
 }
 
 #[test]
@@ -72,6 +79,14 @@ fn views_slices_and_joins() {
     gradcheck("reshape", &[&[2, 6]], |x| x[0].reshape(&[3, 4]) * 2.0);
     gradcheck("permute", &[&[2, 3, 4]], |x| x[0].permute(&[2, 0, 1]).contiguous() * 2.0);
     gradcheck("reshape of a transpose", &[&[3, 4]], |x| x[0].t().reshape(&[12]).square());
+    // Heads split out of a narrowed projection (a view), then merged back
+    // after a permute (a copy), as attention does; the parts' gradients
+    // meet in the projection's.
+    gradcheck("heads of a packed projection", &[&[2, 3, 12]], |x| {
+        let heads = |k: usize| x[0].narrow(-1, 4 * k, 4).reshape(&[2, 3, 2, 2]).permute(&[0, 2, 1, 3]);
+        let (q, k, v) = (heads(0), heads(1), heads(2));
+        (&(&q * &k) + &v.exp()).permute(&[0, 2, 1, 3]).reshape(&[2, 3, 4]).square()
+    });
     gradcheck("narrow", &[&[4, 5]], |x| x[0].narrow(1, 1, 3).square());
     gradcheck("narrow of narrow", &[&[6, 5]], |x| x[0].narrow(0, 1, 4).narrow(1, 2, 2).exp());
     gradcheck("expand", &[&[3, 1]], |x| x[0].expand(&[2, 3, 4]).square());
