@@ -257,7 +257,7 @@ pub fn copy_into(src: &Buffer, src_layout: &Layout, dst: &Buffer, dst_layout: &L
 /// `dim`: narrow's backward (`layout`'s shape is `shape` but for `dim`,
 /// where the view's `len` elements land at `start..start + len`).
 ///
-/// On a GPU one launch, deferred as the fuser's [`Node::Pad`] so that an
+/// On a GPU one launch, deferred as the fuser's pad node (`gpu/fusion.rs`) so that an
 /// elementwise consumer (the sum of a tensor's narrowed parts' gradients)
 /// reads it in place; the CPU backend and views past the binding limit
 /// fill zeros and copy the view in.
