@@ -44,12 +44,12 @@
 //! outside it the element is 0 and nothing is read. It reads a leaf, or a
 //! gather it absorbs (the dense copy of a permuted gradient, read through
 //! the gather's map at the element the pad wants), and merges into a
-//! consumer that reads it densely, so the gradients of a tensor's narrowed parts (an
-//! attention's q, k and v cut from one projection) add up in one launch
-//! instead of a fill, a copy and an add per part. It has no kernel of its
-//! own: alone, it runs as a generated kernel of one node, and it is only
-//! deferred when its buffers fit one binding (its map's offset wraps in u32
-//! below the region, which the ranged kernels' windows do not model).
+//! consumer that reads it densely, so the gradients of a tensor's narrowed
+//! parts (attention's q, k and v cut from one projection) add up in one
+//! launch instead of a fill, a copy and an add per part. It has no kernel
+//! of its own: alone, it runs as a generated kernel of one node, and it is
+//! only deferred when its buffers fit one binding (its map's offset wraps
+//! in u32 below the region, which the ranged kernels' windows do not model).
 
 use crate::ops::binary::BinaryOp;
 use crate::ops::unary::UnaryOp;
@@ -74,10 +74,12 @@ pub(crate) enum Node {
     /// A strided view copied out dense, word for word (inputs: x, read
     /// through its access): `copy::contiguous`.
     Gather,
-    /// A view written into zeros (inputs: x, read through its access,
-    /// always `[outer, dim, inner]` with the view's strides and an offset
-    /// wrapped below `lo`): element `i` is read when `lo <= (i / inner) %
-    /// dim < hi`, else 0 (`copy::pad`, narrow's backward).
+    /// A view written into zeros (inputs: x, read through its access:
+    /// `[outer, dim, inner]` blocks with the view's strides when those dims
+    /// coalesce, see [`reads_blocks`], else the view's map over the whole
+    /// output; either from an offset wrapped below `lo`): element `i` is
+    /// read when `lo <= (i / inner) % dim < hi`, else 0 (`copy::pad`,
+    /// narrow's backward).
     Pad {
         /// Elements per step of the padded dim (the product of the dims after it).
         inner: usize,
