@@ -549,3 +549,49 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
     assert_eq!(p.to_f32().unwrap(), want, "copies and pads unfused");
     assert_eq!((nf, np), (1, 8), "three copies, three pads and two adds: launches fused and unfused");
 }
+
+/// A sum or mean over a dense tensor's trailing dims evaluates the
+/// elementwise tree producing its input (a prologue): bit-identical to the
+/// unfused launches, close to the twin; a held intermediate is still
+/// stored; short rows (one 32-thread workgroup each) keep their own launch.
+#[test]
+fn reductions_evaluate_their_elementwise_input() {
+    use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
+    let Some((fused, plain, cpu)) = trio("reductions_evaluate_their_elementwise_input") else { return };
+    // (what, shape, reduced axes, fused launches, unfused launches)
+    let cases: [(&str, &[usize], &[usize], u64, u64); 4] = [
+        // mean((a − b)²) over 70,000 elements: 9 chunks, then their sum.
+        ("a loss's mean", &[70_000], &[], 2, 4),
+        ("mean over rows", &[3, 1000], &[1], 1, 3),
+        ("sum over two trailing dims", &[2, 30, 40], &[1, 2], 1, 3),
+        ("short rows", &[5, 100], &[1], 2, 3),
+    ];
+    for (name, shape, axes, want_fused, want_plain) in cases {
+        let n: usize = shape.iter().product();
+        let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| ((i * 11 % 23) as f32 - 11.0) / 7.0).collect();
+        let dense = Layout::contiguous(shape);
+        let op = if axes.len() == 1 { ReduceOp::Mean } else { ReduceOp::Sum };
+        let run = |dev: &Device, hold: bool| {
+            let (xa, xb) = (Buffer::from_f32(dev, &a).unwrap(), Buffer::from_f32(dev, &b).unwrap());
+            let mut held = None;
+            let (y, count) = launches(dev, || {
+                let (d, _) = binary(BinaryOp::Sub, &xa, &dense, &xb, &dense).unwrap();
+                let sq = unary(UnaryOp::Square, &d, n).unwrap();
+                if hold {
+                    held = Some(sq.clone());
+                }
+                reduce(op, &sq, &dense, axes, false).unwrap().0
+            });
+            (y.to_f32().unwrap(), count, held.map(|h| h.to_f32().unwrap()))
+        };
+        let ((f, nf, _), (p, np, _), (c, _, _)) = (run(&fused, false), run(&plain, false), run(&cpu, false));
+        assert_eq!(f, p, "{name}: fused against unfused");
+        assert_close(&format!("{name}: against the twin"), &f, &c, 1e-5, 1e-5);
+        assert_eq!((nf, np), (want_fused, want_plain), "{name}: launches fused and unfused");
+        let ((fh, nh, sq), (ph, _, psq)) = (run(&fused, true), run(&plain, true));
+        assert_eq!(fh, ph, "{name}: with the square held");
+        assert_eq!(sq, psq, "{name}: the held square is stored");
+        assert_eq!(nh, want_fused, "{name}: a held intermediate costs no launch");
+    }
+}

@@ -300,7 +300,7 @@ impl Writer<'_> {
             Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
-            Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } => {
+            Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } | Node::Reduce { .. } => {
                 unreachable!("wgrad internal: casts and gathers are leaf reads and root stores")
             }
         };
@@ -358,10 +358,29 @@ pub(crate) fn generate(
         Expr::Node { launch, args } if run[*launch].fusable.node == Node::Narrow => Some(&args[0]),
         _ => None,
     };
-    let result = w.emit(narrow.unwrap_or(expr), "i");
-    if narrow.is_some() {
-        w.names.push(Node::Narrow.name());
+    // A reduction root: the tree computes the element it adds.
+    let reduce = match expr {
+        Expr::Node { launch, args } => match run[*launch].fusable.node {
+            node @ Node::Reduce { .. } => Some((node, &args[0])),
+            _ => None,
+        },
+        Expr::Leaf { .. } => None,
+    };
+    if reduce.is_some() && ranged {
+        // Its input fits one binding (`ops::reduce` defers it only then); a
+        // leaf of its tree past the limit runs the tree on its own.
+        return None;
     }
+    let result = w.emit(narrow.or(reduce.map(|r| r.1)).unwrap_or(expr), "i");
+    if let Some(node) = narrow.map(|_| Node::Narrow).or(reduce.map(|r| r.0)) {
+        w.names.push(node.name());
+    }
+    // A reduction's sizes, as uniform words (the source depends on none).
+    let reduce_words = reduce.map(|(node, _)| {
+        let Node::Reduce { mean, rows, m, chunk, chunks } = node else { unreachable!() };
+        let ws = [rows * chunks, rows, chunk, m].map(|v| w.push(v as u32));
+        (mean, ws)
+    });
     if w.leaves.len() + 1 + w.stored.len() > max_buffers || w.params.len() > WORDS {
         return None;
     }
@@ -388,7 +407,21 @@ pub(crate) fn generate(
             \x20   let t = linear_workgroup(wid, nwg) * 256u + lid;\n";
     let n_word = word(0);
     let base = if ranged { format!("{} + ", word(1)) } else { String::new() };
-    if narrow.is_some() {
+    if let Some((mean, [groups, rows, chunk, m])) = reduce_words {
+        // reduce.wgsl's `main` (WG 256) over the tree's elements, in its order.
+        let total = if mean { format!("sv[0] / f32({m})") } else { "sv[0]".to_string() };
+        src.insert_str(src.find("fn tree(").expect("the tree is written"), "var<workgroup> sv: array<f32, 256>;\n");
+        writeln!(
+            src,
+            "    let w = linear_workgroup(wid, nwg);\n    if w >= {groups} {{\n        return;\n    }}\n    \
+             let o = w % {rows};\n    let lo = (w / {rows}) * {chunk};\n    let hi = min({m}, lo + {chunk});\n    \
+             var acc = 0.0;\n    for (var j = lo + lid; j < hi; j += 256u) {{\n        acc += tree(o * {m} + j);\n    }}\n    \
+             sv[lid] = acc;\n    workgroupBarrier();\n    for (var s = 128u; s > 0u; s = s >> 1u) {{\n        \
+             if lid < s {{\n            sv[lid] = sv[lid] + sv[lid + s];\n        }}\n        workgroupBarrier();\n    }}\n    \
+             if lid == 0u {{\n        z0[w] = {total};\n    }}\n}}"
+        )
+        .unwrap();
+    } else if narrow.is_some() {
         // One thread per word: elements 2t and 2t + 1 (masked past n), stored whole.
         writeln!(
             src,
@@ -410,7 +443,11 @@ pub(crate) fn generate(
         narrow: narrow.is_some(),
         stored: w.stored,
         name: w.names.join("+"),
-        threads: if narrow.is_some() { n.div_ceil(2) } else { n },
+        threads: match (narrow, reduce) {
+            (Some(_), _) => n.div_ceil(2),
+            (_, Some((Node::Reduce { rows, chunks, .. }, _))) => rows * chunks * 256,
+            _ => n,
+        },
         members: expr.launches(),
     })
 }

@@ -39,6 +39,16 @@
 //!   (the second masked past `n`) and stores the word whole, since two
 //!   threads storing halves of one word would race.
 //!
+//! A *reduction* ([`Node::Reduce`], a sum or mean over the trailing dims
+//! of a dense tensor) is recorded through the fuser too, so that the
+//! elementwise tree producing its input is evaluated inside it, a
+//! prologue: `mean((a - b)²)` is one launch (plus the short sum of a long
+//! reduction's partials), which reads a and b and writes no difference or
+//! square unless a tensor holds them (each element is visited once, so a
+//! held intermediate is stored as in any fused kernel). Alone it runs the
+//! kernel it was recorded with; merged, its generated kernel adds in the
+//! same order as `reduce.wgsl`'s `main`, so results are bit-identical.
+//!
 //! A *pad* ([`Node::Pad`], `copy::pad`: a view written into zeros, narrow's
 //! backward) is a gather whose map reaches its input only inside a region:
 //! outside it the element is 0 and nothing is read. It reads a leaf, or a
@@ -90,6 +100,24 @@ pub(crate) enum Node {
         /// See `lo`.
         hi: usize,
     },
+    /// The sum (or mean) of each of `rows` runs of `m` consecutive
+    /// elements of a dense input (inputs: x, read densely; `n` = rows · m),
+    /// in `chunks` ranges of `chunk` per row: `reduce.wgsl`'s `main` with
+    /// 256 threads, whose partial sums (a mean's divided by m) are its
+    /// output. Only ever a root: an elementwise tree producing its input
+    /// is evaluated inside it, a prologue (`ops::reduce`).
+    Reduce {
+        /// Divide by m.
+        mean: bool,
+        /// Outputs.
+        rows: usize,
+        /// Elements per output.
+        m: usize,
+        /// Elements per workgroup.
+        chunk: usize,
+        /// Workgroups per output.
+        chunks: usize,
+    },
 }
 
 impl Node {
@@ -104,6 +132,7 @@ impl Node {
             Node::Narrow => "f32_to_f16".into(),
             Node::Gather => "contiguous".into(),
             Node::Pad { .. } => "pad".into(),
+            Node::Reduce { mean, .. } => if mean { "mean" } else { "sum" }.into(),
         }
     }
 }
@@ -228,8 +257,8 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
             // Reading densely the same number of elements: no index map to compose.
             let aligned = c.access[slot] == Access::Dense && c.n == run[p].fusable.n;
             let fits = match run[p].fusable.node {
-                // Packed f16 output: only ever a root.
-                Node::Narrow => false,
+                // Packed f16 output, or partial sums: only ever a root.
+                Node::Narrow | Node::Reduce { .. } => false,
                 // Moves no element: read through C's map, unless all of it is stored.
                 Node::Widen => aligned || !store,
                 // Computes nothing: a pad that reads it as blocks reads its

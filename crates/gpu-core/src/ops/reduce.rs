@@ -8,7 +8,8 @@
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
-use super::{groups, run, Params};
+use super::{dispatch_fusable, groups, run, Params};
+use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
@@ -307,6 +308,28 @@ pub fn reduce_io(
                 .u32(chunk)
                 .u32(chunks);
             let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name, x)?;
+            // A sum or mean over the trailing dims of a dense f32 tensor (a
+            // loss's mean, a row sum) goes through the fuser, which can
+            // evaluate the elementwise tree producing x inside it (a
+            // prologue; `gpu/fusion.rs`). Alone it is this same launch.
+            let trailing = layout.offset == 0
+                && layout.is_contiguous()
+                && rst[0][..] == [1][..]
+                && (n_out == 1 || (kst[0][..] == [m][..] && rs.len() == 1));
+            if !serial && wg == LARGE_WG && io == Operands::F32 && window.is_none() && trailing {
+                if let ReduceOp::Sum | ReduceOp::Mean = op {
+                    let node = Node::Reduce { mean: op == ReduceOp::Mean, rows: n_out, m, chunk, chunks };
+                    let what = Fusable { node, n: n_out * m, access: vec![Access::Dense] };
+                    let constants = [
+                        ("OP", op.code() as f64),
+                        ("WG", wg as f64),
+                        ("KEPT_RANK", ks.len() as f64),
+                        ("RED_RANK", rs.len() as f64),
+                    ];
+                    let workgroups = groups(chunks * n_out, 1);
+                    return dispatch_fusable(g, shader, "main", &constants, &params, &[x], &out, workgroups, what);
+                }
+            }
             g.launch_windows(
                 &Launch {
                     shader,
