@@ -559,7 +559,8 @@ fn reductions_evaluate_their_elementwise_input() {
     use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
     let Some((fused, plain, cpu)) = trio("reductions_evaluate_their_elementwise_input") else { return };
     // (what, shape, reduced axes, fused launches, unfused launches)
-    let cases: [(&str, &[usize], &[usize], u64, u64); 4] = [
+    type Case<'a> = (&'a str, &'a [usize], &'a [usize], u64, u64);
+    let cases: [Case; 4] = [
         // mean((a − b)²) over 70,000 elements: 9 chunks, then their sum.
         ("a loss's mean", &[70_000], &[], 2, 4),
         ("mean over rows", &[3, 1000], &[1], 1, 3),
