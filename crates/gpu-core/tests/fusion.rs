@@ -548,6 +548,30 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
     assert_eq!(f.to_f32().unwrap(), want, "copies merged into pads");
     assert_eq!(p.to_f32().unwrap(), want, "copies and pads unfused");
     assert_eq!((nf, np), (1, 8), "three copies, three pads and two adds: launches fused and unfused");
+    // A computed gradient padded (an LSTM's outputs' gradient into the
+    // gradient of all its states): one launch, evaluated inside the region
+    // only; a held value in the tree is still stored.
+    for hold in [false, true] {
+        let run = |dev: &Device| {
+            let x = Buffer::from_f32(dev, &parts[0]).unwrap();
+            let n = 6 * 5 * 7;
+            let mut held = None;
+            let (y, count) = launches(dev, || {
+                let t = unary(UnaryOp::Tanh, &x, n).unwrap();
+                let s = unary(UnaryOp::Square, &t, n).unwrap();
+                if hold {
+                    held = Some(t.clone());
+                }
+                pad(&s, &Layout::contiguous(&shape).permute(&[1, 0, 2]).unwrap(), &[5, 8, 7], 1, 1).unwrap()
+            });
+            (y.to_f32().unwrap(), count, held.map(|h| h.to_f32().unwrap()))
+        };
+        let ((f, nf, fh), (p, np, ph), (c, _, _)) = (run(&fused), run(&plain), run(&cpu));
+        assert_eq!(f, p, "tanh² padded (held: {hold}): fused against unfused");
+        assert_close("tanh² padded against the twin", &f, &c, 1e-6, 1e-6);
+        assert_eq!(fh, ph, "the held tanh is stored");
+        assert_eq!((nf, np), (1, 3), "tanh, square and pad: launches fused and unfused (held: {hold})");
+    }
 }
 
 /// A sum or mean over a dense tensor's trailing dims evaluates the

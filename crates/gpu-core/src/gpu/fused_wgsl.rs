@@ -108,7 +108,9 @@ impl Writer<'_> {
                     self.node(*launch, args, at)
                 };
                 if self.into[*launch].is_some_and(|m| m.store) {
-                    debug_assert_eq!(at, "i", "a stored value is read densely");
+                    // Read densely, or inside a pad, which visits each
+                    // element of its input once.
+                    debug_assert!(at == "i" || !self.ranged, "a stored value is read densely");
                     self.stored.push(*launch);
                     let at = if self.ranged { format!("{at} - {}", word(1)) } else { at.to_string() };
                     writeln!(self.body, "    z{}[{at}] = {f};", self.stored.len()).unwrap();
@@ -186,15 +188,15 @@ impl Writer<'_> {
         name.to_string()
     }
 
-    /// Emits pad `launch` (its input a leaf: nothing merges into a pad) at
-    /// element `at` and returns the WGSL value naming it. When its access
-    /// is `[outer, dim, inner]` with the view's strides (`copy::pad`, for
-    /// views that coalesce so) the region test and the read share their
-    /// divisions: none when the
+    /// Emits pad `launch` (reading `arg`: a leaf, or the tree computing
+    /// its input when it reads it as blocks) at element `at` and returns
+    /// the WGSL value naming it. When its access is `[outer, dim, inner]`
+    /// with the view's strides (`copy::pad`, for views that coalesce so)
+    /// the region test and the read share their divisions: none when the
     /// padded dim is outermost and the view dense across it and the dims
-    /// after it, one when `inner` is 1 or `outer` is 1, two otherwise
-    /// (integer division is a scalar loop per lane on CPU drivers and an
-    /// emulated sequence on GPUs).
+    /// after it, one when `inner` or `outer` is 1, two otherwise (integer
+    /// division is a scalar loop per lane on CPU drivers and an emulated
+    /// sequence on GPUs).
     fn pad(&mut self, launch: usize, arg: &Expr, at: &str) -> String {
         let d = &self.run[launch];
         let (Node::Pad { inner, dim, lo, hi }, [access @ Access::Strided { shape, strides, offset }]) =
@@ -252,12 +254,13 @@ impl Writer<'_> {
                 self.leaves.push((launch, 0));
                 (String::new(), format!("l{k}[{index}]"))
             }
-            // A gather merged into the pad: evaluated, inside the region
-            // only, at the element of its output the pad reads.
-            gather => {
+            // The tree computing the pad's input (`merges`): evaluated,
+            // inside the region only, at the element of its output the
+            // pad reads.
+            tree => {
                 let j = format!("{f}s");
                 let start = self.body.len();
-                let v = self.emit(gather, &j);
+                let v = self.emit(tree, &j);
                 let lines = self.body.split_off(start);
                 (format!("        let {j} = {index};\n{lines}"), v)
             }

@@ -51,9 +51,10 @@
 //!
 //! A *pad* ([`Node::Pad`], `copy::pad`: a view written into zeros, narrow's
 //! backward) is a gather whose map reaches its input only inside a region:
-//! outside it the element is 0 and nothing is read. It reads a leaf, or a
-//! gather it absorbs (the dense copy of a permuted gradient, read through
-//! the gather's map at the element the pad wants), and merges into a
+//! outside it the element is 0 and nothing is read. It reads a leaf, or,
+//! when it reads its input as blocks, the tree that computes it, evaluated
+//! at the element the pad wants (a gradient, or the dense copy of a
+//! permuted one read through the gather's map), and merges into a
 //! consumer that reads it densely, so the gradients of a tensor's narrowed
 //! parts (attention's q, k and v cut from one projection) add up in one
 //! launch instead of a fill, a copy and an add per part. It has no kernel
@@ -261,20 +262,15 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
                 Node::Narrow | Node::Reduce { .. } => false,
                 // Moves no element: read through C's map, unless all of it is stored.
                 Node::Widen => aligned || !store,
-                // Computes nothing: a pad that reads it as blocks reads its
-                // input through its map (a gradient copied out of a
-                // permuted view, then padded: one launch, one read).
-                Node::Gather => aligned || (!store && reads_blocks(&run[consumer])),
+                // A pad reading its input as blocks evaluates it at the
+                // element it wants, inside its region only, each element
+                // once (a gradient computed, or copied out of a permuted
+                // view, then padded: one launch).
+                _ if !store && reads_blocks(&run[consumer]) => true,
                 _ => aligned,
             };
-            // A widen's input is f16, which no value in registers is; a pad
-            // reads nothing but a leaf or a gather, and only inside its region.
-            let takes = match c.node {
-                Node::Widen => false,
-                Node::Pad { .. } => run[p].fusable.node == Node::Gather,
-                _ => true,
-            };
-            (fits && takes).then_some(Merge { consumer, slot, store })
+            // A widen's input is f16, which no value in registers is.
+            (fits && c.node != Node::Widen).then_some(Merge { consumer, slot, store })
         })
         .collect()
 }
