@@ -407,12 +407,6 @@ impl GpuContext {
         if inputs.chain(outputs).all(|b| b.len_bytes() <= limit) {
             return Some(g);
         }
-        // A pad's map wraps below its region, which ranges do not model: it
-        // is only deferred when its own buffers fit, so alone it never gets
-        // here, and merged it is split off and runs alone.
-        if expr.launches().iter().any(|&l| matches!(run[l].fusable.node, fusion::Node::Pad { .. })) {
-            return None;
-        }
         fused_wgsl::generate(run, into, expr, n, (max_buffers, true))
     }
 

@@ -369,9 +369,12 @@ pub(crate) fn generate(
         },
         Expr::Leaf { .. } => None,
     };
-    if reduce.is_some() && ranged {
-        // Its input fits one binding (`ops::reduce` defers it only then); a
-        // leaf of its tree past the limit runs the tree on its own.
+    // Pads and reductions are deferred only when their own buffers fit one
+    // binding (a pad's map wraps below its region, which ranges do not
+    // model; a reduction's workgroups are not elements): one whose tree
+    // reads a leaf past the limit has the tree split off, to run alone.
+    let unranged = |l: &usize| matches!(run[*l].fusable.node, Node::Pad { .. } | Node::Reduce { .. });
+    if ranged && expr.launches().iter().any(unranged) {
         return None;
     }
     let result = w.emit(narrow.or(reduce.map(|r| r.1)).unwrap_or(expr), "i");

@@ -308,43 +308,38 @@ pub fn reduce_io(
                 .u32(chunk)
                 .u32(chunks);
             let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name, x)?;
+            let constants = [
+                ("OP", op.code() as f64),
+                // The serial entry has no workgroup of WG threads: one key for it.
+                ("WG", if serial { SMALL_WG } else { wg } as f64),
+                ("KEPT_RANK", ks.len() as f64),
+                ("RED_RANK", rs.len() as f64),
+            ];
+            let (entry, workgroups) =
+                if serial { ("serial", groups(chunks * n_out, 64)) } else { ("main", groups(chunks * n_out, 1)) };
             // A sum or mean over the trailing dims of a dense f32 tensor (a
-            // loss's mean, a row sum) goes through the fuser, which can
-            // evaluate the elementwise tree producing x inside it (a
-            // prologue; `gpu/fusion.rs`). Alone it is this same launch.
-            let trailing = layout.offset == 0
-                && layout.is_contiguous()
+            // loss's mean, a row sum) in 256-thread workgroups goes through
+            // the fuser, which can evaluate the elementwise tree producing x
+            // inside it (a prologue; `gpu/fusion.rs`). Alone it is this same
+            // launch.
+            let trailing = layout.is_contiguous()
                 && rst[0][..] == [1][..]
                 && (n_out == 1 || (kst[0][..] == [m][..] && rs.len() == 1));
-            if !serial && wg == LARGE_WG && io == Operands::F32 && window.is_none() && trailing {
-                if let ReduceOp::Sum | ReduceOp::Mean = op {
-                    let node = Node::Reduce { mean: op == ReduceOp::Mean, rows: n_out, m, chunk, chunks };
-                    let what = Fusable { node, n: n_out * m, access: vec![Access::Dense] };
-                    let constants = [
-                        ("OP", op.code() as f64),
-                        ("WG", wg as f64),
-                        ("KEPT_RANK", ks.len() as f64),
-                        ("RED_RANK", rs.len() as f64),
-                    ];
-                    let workgroups = groups(chunks * n_out, 1);
-                    return dispatch_fusable(g, shader, "main", &constants, &params, &[x], &out, workgroups, what);
-                }
+            let sum_or_mean = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
+            if !serial && wg == LARGE_WG && sum_or_mean && io == Operands::F32 && window.is_none() && trailing {
+                let node = Node::Reduce { mean: op == ReduceOp::Mean, rows: n_out, m, chunk, chunks };
+                let what = Fusable { node, n: n_out * m, access: vec![Access::Dense] };
+                return dispatch_fusable(g, shader, entry, &constants, &params, &[x], &out, workgroups, what);
             }
             g.launch_windows(
                 &Launch {
                     shader,
-                    entry: if serial { "serial" } else { "main" },
-                    constants: &[
-                        ("OP", op.code() as f64),
-                        // The serial entry has no workgroup of WG threads: one key for it.
-                        ("WG", if serial { SMALL_WG } else { wg } as f64),
-                        ("KEPT_RANK", ks.len() as f64),
-                        ("RED_RANK", rs.len() as f64),
-                    ],
+                    entry,
+                    constants: &constants,
                     params: &params.0,
                     inputs: &[x.wgpu()],
                     outputs: &[out.wgpu()],
-                    workgroups: if serial { groups(chunks * n_out, 64) } else { groups(chunks * n_out, 1) },
+                    workgroups,
                 },
                 &[window.map(|(w, _)| w)],
             )
