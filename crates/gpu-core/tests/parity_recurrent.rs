@@ -139,7 +139,7 @@ fn sequences_and_gradients_match_twin() {
     }
 }
 
-/// `recurrent_backward_at` reads dy in place at an offset into a larger
+/// `recurrent_backward_at` reads dy (and dh_n, dc_n) in place at an offset into a larger
 /// buffer (as autograd does inside the gradient of all the states): the
 /// same gradients, bit for bit, as a dense dy, on every backend and kind
 /// (the LSTM's steps in the products' stores on a GPU). Fails when an
@@ -156,12 +156,28 @@ fn dy_is_read_in_place_at_its_offset() {
             // dy after 21 words of noise, with noise after it too.
             let pad = vec![9.0f32; 21];
             let wide = up(&[pad.clone(), data.dy.clone(), pad].concat());
-            let at = recurrent_backward_at(&saved, &w, (&wide, 21), dh_n.as_ref(), dc_n.as_ref()).unwrap();
-            let mut pairs = vec![(&dense.dxw, &at.dxw), (&dense.dw_hh, &at.dw_hh), (&dense.dh0, &at.dh0)];
-            pairs.extend(dense.db_hh.as_ref().zip(at.db_hh.as_ref()));
-            pairs.extend(dense.dc0.as_ref().zip(at.dc0.as_ref()));
-            for (x, y) in pairs {
-                assert_eq!(x.to_f32().unwrap(), y.to_f32().unwrap(), "{} on {}", kind.name(), dev.name());
+            let at = recurrent_backward_at(
+                &saved,
+                &w,
+                (&wide, 21),
+                dh_n.as_ref().map(|g| (g, 0)),
+                dc_n.as_ref().map(|g| (g, 0)),
+            )
+            .unwrap();
+            // dh_n and dc_n in place too: after dy in one buffer, between noise.
+            let finals: Vec<f32> = [data.dh_n.clone(), data.dc_n.clone()].into_iter().flatten().flatten().collect();
+            let all = up(&[vec![9.0f32; 21], data.dy.clone(), vec![9.0; 5], finals, vec![9.0; 3]].concat());
+            let after_dy = 21 + data.dy.len() + 5;
+            let dh_at = data.dh_n.as_ref().map(|_| (&all, after_dy));
+            let dc_at = data.dc_n.as_ref().map(|_| (&all, after_dy + data.dh_n.as_ref().map_or(0, Vec::len)));
+            let all_at = recurrent_backward_at(&saved, &w, (&all, 21), dh_at, dc_at).unwrap();
+            for got in [&at, &all_at] {
+                let mut pairs = vec![(&dense.dxw, &got.dxw), (&dense.dw_hh, &got.dw_hh), (&dense.dh0, &got.dh0)];
+                pairs.extend(dense.db_hh.as_ref().zip(got.db_hh.as_ref()));
+                pairs.extend(dense.dc0.as_ref().zip(got.dc0.as_ref()));
+                for (x, y) in pairs {
+                    assert_eq!(x.to_f32().unwrap(), y.to_f32().unwrap(), "{} on {}", kind.name(), dev.name());
+                }
             }
         }
     }

@@ -10,7 +10,6 @@
 //! element as the gradient of the last output processed, which is exactly
 //! how they add up in the recurrence.
 
-use wgrad_gpu_core::ops::copy;
 use wgrad_gpu_core::ops::recurrent::{recurrent_backward_at, recurrent_forward};
 use wgrad_gpu_core::Layout;
 
@@ -115,16 +114,14 @@ impl Tensor {
         let (has_bias, states) = (b_hh.is_some(), saved.states().clone());
         let all_states = Tensor::from_op(OP, states, packed.clone(), &all, move |grad, _, _| {
             let gb = grad.dense_buffer();
-            let slot = |s: usize| {
-                let l = expect(OP, packed.narrow(0, s, 1));
-                expect(OP, copy::contiguous(&gb, &l))
-            };
-            // dy: the output slots, read in place. The gradient of h_n is
-            // already in it, except when T = 0 and h_n is h0's slot alone.
+            // Each read in place: dy, the output slots, and the final
+            // states' slots. The gradient of h_n is already in dy, except
+            // when T = 0 and h_n is h0's slot alone.
+            let slot = |s: usize| (&gb, s * b * h);
             let dy = (&gb, saved.output_layout().offset);
             let dh_n = (t == 0).then(|| slot(last));
             let dc_n = lstm.then(|| slot(t + 1 + last));
-            let grads = expect(OP, recurrent_backward_at(&saved, &w_buf, dy, dh_n.as_ref(), dc_n.as_ref()));
+            let grads = expect(OP, recurrent_backward_at(&saved, &w_buf, dy, dh_n, dc_n));
             let dense = |buf, shape: &[usize]| Some(Tensor::from_parts(buf, Layout::contiguous(shape), DType::F32));
             let mut out =
                 vec![dense(grads.dxw, &[t, b, g * h]), dense(grads.dw_hh, &[g * h, h]), dense(grads.dh0, &[b, h])];

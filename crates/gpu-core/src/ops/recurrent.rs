@@ -674,20 +674,20 @@ pub fn recurrent_backward(
     dh_n: Option<&Buffer>,
     dc_n: Option<&Buffer>,
 ) -> Result<RecurrentGrads> {
-    recurrent_backward_at(saved, w_hh, (dy, 0), dh_n, dc_n)
+    recurrent_backward_at(saved, w_hh, (dy, 0), dh_n.map(|g| (g, 0)), dc_n.map(|g| (g, 0)))
 }
 
-/// [`recurrent_backward`] with `dy` starting at element `offset` of its
-/// buffer: the gradient of the outputs where it lies in the gradient of all
-/// the [`states`](RecurrentSaved::states) (at
-/// [`output_layout`](RecurrentSaved::output_layout)'s offset), read in
-/// place instead of copied out.
+/// [`recurrent_backward`] with `dy`, `dh_n` and `dc_n` each starting at an
+/// element offset of its buffer: where they lie in the gradient of all the
+/// [`states`](RecurrentSaved::states) (dy at
+/// [`output_layout`](RecurrentSaved::output_layout)'s offset, the final
+/// states at their slots), read in place instead of copied out.
 pub fn recurrent_backward_at(
     saved: &RecurrentSaved,
     w_hh: &Buffer,
     (dy, offset): (&Buffer, usize),
-    dh_n: Option<&Buffer>,
-    dc_n: Option<&Buffer>,
+    dh_n: Option<(&Buffer, usize)>,
+    dc_n: Option<(&Buffer, usize)>,
 ) -> Result<RecurrentGrads> {
     const OP: &str = "recurrent_backward";
     let d = saved.dims;
@@ -695,34 +695,41 @@ pub fn recurrent_backward_at(
     dy.check_len(OP, "dy [T, B, H] from its offset", offset + t * bh, 4)?;
     super::check_u32(OP, offset + t * bh)?;
     w_hh.check_len(OP, "w_hh [G·H, H]", gh * h, 4)?;
-    if let Some(g) = dh_n {
-        g.check_len(OP, "dh_n [B, H]", bh, 4)?;
+    if let Some((g, at)) = dh_n {
+        g.check_len(OP, "dh_n [B, H] from its offset", at + bh, 4)?;
     }
     if dc_n.is_some() && d.kind != RecurrentKind::Lstm {
         return Err(Error::invalid(OP, format!("dc_n given for {}, which has no cell state", d.kind.name())));
     }
-    if let Some(g) = dc_n {
-        g.check_len(OP, "dc_n [B, H]", bh, 4)?;
+    if let Some((g, at)) = dc_n {
+        g.check_len(OP, "dc_n [B, H] from its offset", at + bh, 4)?;
     }
     let dev = saved.states.device();
     let mut all = vec![w_hh, dy];
-    all.extend(dh_n.into_iter().chain(dc_n));
+    all.extend(dh_n.into_iter().chain(dc_n).map(|(g, _)| g));
     Buffer::check_same_device(OP, dev, &all)?;
 
     let dxw = Buffer::alloc(dev, (t * b * gh) as u64 * 4)?;
     let dhw = if d.kind == RecurrentKind::Gru { Some(Buffer::alloc(dev, (t * b * gh) as u64 * 4)?) } else { None };
     let placeholder = Buffer::alloc(dev, 4)?;
-    // carry = [carry_h; carry_c], starting as [dh_n; dc_n].
-    let carry = fill::fill(dev, 2 * bh, 0.0)?;
+    // carry = [carry_h; carry_c], starting as [dh_n; dc_n] (zeros where
+    // not given): the first given padded into both slots, the second
+    // copied into its own.
     let bh_view = Layout::contiguous(&[b, h]);
     let carry_h = bh_view.clone();
-    let mut carry_c = bh_view.clone();
-    carry_c.offset = bh;
-    for (g, dst) in [(dh_n, &carry_h), (dc_n, &carry_c)] {
-        if let Some(g) = g {
-            copy::copy_into(g, &bh_view, &carry, dst)?;
+    let carry_c = Layout { offset: bh, ..bh_view.clone() };
+    let slot = |at: usize| Layout { shape: vec![1, b, h], strides: vec![bh, h, 1], offset: at };
+    let carry = match (dh_n, dc_n) {
+        (None, None) => fill::fill(dev, 2 * bh, 0.0)?,
+        (None, Some((g, at))) => copy::pad(g, &slot(at), &[2, b, h], 0, 1)?,
+        (Some((g, at)), c) => {
+            let carry = copy::pad(g, &slot(at), &[2, b, h], 0, 0)?;
+            if let Some((gc, at)) = c {
+                copy::copy_into(gc, &Layout { offset: at, ..bh_view.clone() }, &carry, &carry_c)?;
+            }
+            carry
         }
-    }
+    };
     let dhw_all = dhw.as_ref().unwrap_or(&dxw);
     let w_view = Layout::contiguous(&[gh, h]);
     let mut rec: Option<Buffer> = None;
