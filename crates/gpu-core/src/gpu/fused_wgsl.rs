@@ -199,7 +199,7 @@ impl Writer<'_> {
     /// sequence on GPUs).
     fn pad(&mut self, launch: usize, arg: &Expr, at: &str) -> String {
         let d = &self.run[launch];
-        let (Node::Pad { inner, dim, lo, hi }, [access @ Access::Strided { shape, strides, offset }]) =
+        let (Node::Pad { inner, dim, lo, hi }, [Access::Strided { shape, strides, offset }]) =
             (d.fusable.node, &d.fusable.access[..])
         else {
             unreachable!("wgrad internal: a pad reads its input through a strided map")
@@ -210,16 +210,14 @@ impl Writer<'_> {
         self.temps += 1;
         if !reads_blocks(d) {
             // Any other view (a leaf: see `merges`): the region test, then
-            // the read through its map.
-            let k = self.leaves.len();
-            self.leaves.push((launch, 0));
-            let ix = self.index_fn(&format!("ix{k}"), access);
+            // the leaf's read through its map.
             let (s, dw) = (self.push(inner as u32), self.push(dim as u32));
             let (a, b) = (self.push(lo as u32), self.push(hi as u32));
+            let value = self.leaf(launch, 0, at);
             writeln!(
                 self.body,
                 "    let {f}q = ({at} / {s}) % {dw};\n    var {f}v = 0.0;\n    if {f}q >= {a} && {f}q < {b} {{\n        \
-                 {f}v = l{k}[{ix}({at})];\n    }}"
+                 {f}v = {value};\n    }}"
             )
             .unwrap();
             return format!("{f}v");
@@ -406,6 +404,9 @@ pub(crate) fn generate(
             .unwrap();
     }
     src += &w.fns;
+    if reduce.is_some() {
+        src += "var<workgroup> sv: array<f32, 256>;\n";
+    }
     writeln!(src, "fn tree(i: u32) -> f32 {{\n{}    return {result};\n}}", w.body).unwrap();
     src += "@compute @workgroup_size(256)\n\
             fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, \
@@ -416,7 +417,6 @@ pub(crate) fn generate(
     if let Some((mean, [groups, rows, chunk, m])) = reduce_words {
         // reduce.wgsl's `main` (WG 256) over the tree's elements, in its order.
         let total = if mean { format!("sv[0] / f32({m})") } else { "sv[0]".to_string() };
-        src.insert_str(src.find("fn tree(").expect("the tree is written"), "var<workgroup> sv: array<f32, 256>;\n");
         writeln!(
             src,
             "    let w = linear_workgroup(wid, nwg);\n    if w >= {groups} {{\n        return;\n    }}\n    \
