@@ -347,17 +347,22 @@ pub fn matmul_epilogue(
         super::check_u32("matmul", l.span())?;
     }
     let (batch, va, vb) = check_shapes(la, lb)?;
+    product(cfg, epi, a, la, &va, b, &strided_b(lb, vb), batch)
+}
+
+/// B as the strided matrix in `lb`'s last two dims, its batch dims seen
+/// as `view` (from [`check_shapes`]).
+fn strided_b(lb: &Layout, view: Layout) -> BOperand {
     let rb = lb.rank() - 2;
-    let bop = BOperand {
-        view: vb,
+    BOperand {
+        view,
         k: lb.shape[rb],
         n: lb.shape[rb + 1],
         rs: lb.strides[rb],
         cs: lb.strides[rb + 1],
         offset: lb.offset,
         conv: None,
-    };
-    product(cfg, epi, a, la, &va, b, &bop, batch)
+    }
 }
 
 /// How a convolution's B operand is gathered from its NCHW tensor (the
@@ -582,7 +587,8 @@ pub(crate) fn cell_product(
     let Some(g) = dev.gpu_ctx() else {
         return Err(Error::invalid(OP, "a cell in the product's store runs on a GPU only"));
     };
-    if la.rank() != 2 || lb.rank() != 2 || la.shape[1] != lb.shape[0] {
+    let (batch, _, vb) = check_shapes(la, lb)?;
+    if !batch.is_empty() {
         return Err(Error::invalid(OP, format!("expects 2-D operands, got {:?} @ {:?}", la.shape, lb.shape)));
     }
     for (buf, l) in [(a, la), (b, lb)] {
@@ -599,15 +605,7 @@ pub(crate) fn cell_product(
         MatmulKernel::Subgroup => return Err(Error::invalid(OP, "the subgroup kernel does not run on this device")),
         _ => false,
     };
-    let bop = BOperand {
-        view: Layout { shape: vec![], strides: vec![], offset: lb.offset },
-        k,
-        n,
-        rs: lb.strides[0],
-        cs: lb.strides[1],
-        offset: lb.offset,
-        conv: None,
-    };
+    let bop = strided_b(lb, vb);
     let (bshape, bstrides) = coalesce(&[], &[&[], &[]]);
     let out = cell.outputs[0];
     let job = Job { g, cfg, subgroup, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
