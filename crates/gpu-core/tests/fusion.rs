@@ -572,6 +572,23 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
         assert_eq!(fh, ph, "the held tanh is stored");
         assert_eq!((nf, np), (1, 3), "tanh, square and pad: launches fused and unfused (held: {hold})");
     }
+    // A pad reading only part of a computed tree's output (a narrowed view
+    // of it) must not leave a held value in the tree partly stored.
+    let run = |dev: &Device| {
+        let x = Buffer::from_f32(dev, &parts[0]).unwrap();
+        let n = 6 * 5 * 7;
+        let mut held = None;
+        let (y, _) = launches(dev, || {
+            let t = unary(UnaryOp::Tanh, &x, n).unwrap();
+            let s = unary(UnaryOp::Square, &t, n).unwrap();
+            held = Some(t.clone());
+            pad(&s, &Layout::contiguous(&shape).narrow(1, 1, 3).unwrap(), &[6, 4, 7], 1, 0).unwrap()
+        });
+        (y.to_f32().unwrap(), held.unwrap().to_f32().unwrap())
+    };
+    let ((f, fh), (p, ph)) = (run(&fused), run(&plain));
+    assert_eq!(f, p, "a narrowed tree padded: fused against unfused");
+    assert_eq!(fh, ph, "a narrowed tree padded: the held tanh is stored whole");
 }
 
 /// A sum or mean over a dense tensor's trailing dims evaluates the

@@ -27,7 +27,7 @@
 
 use std::fmt::Write;
 
-use super::fusion::{reads_blocks, Access, Deferred, Expr, Merge, Node};
+use super::fusion::{reads_blocks, stores_partly, Access, Deferred, Expr, Merge, Node};
 use super::pipelines::PARAMS_BYTES;
 use super::split::LeafRead;
 
@@ -108,8 +108,8 @@ impl Writer<'_> {
                     self.node(*launch, args, at)
                 };
                 if self.into[*launch].is_some_and(|m| m.store) {
-                    // Read densely, or inside a pad, which visits each
-                    // element of its input once.
+                    // Read densely, or inside a pad that visits each
+                    // element of its input once (`stores_partly`).
                     debug_assert!(at == "i" || !self.ranged, "a stored value is read densely");
                     self.stored.push(*launch);
                     let at = if self.ranged { format!("{at} - {}", word(1)) } else { at.to_string() };
@@ -199,7 +199,7 @@ impl Writer<'_> {
     /// sequence on GPUs).
     fn pad(&mut self, launch: usize, arg: &Expr, at: &str) -> String {
         let d = &self.run[launch];
-        let (Node::Pad { inner, dim, lo, hi }, [Access::Strided { shape, strides, offset }]) =
+        let (Node::Pad { inner, dim, lo, hi, .. }, [Access::Strided { shape, strides, offset }]) =
             (d.fusable.node, &d.fusable.access[..])
         else {
             unreachable!("wgrad internal: a pad reads its input through a strided map")
@@ -370,9 +370,10 @@ pub(crate) fn generate(
     // Pads and reductions are deferred only when their own buffers fit one
     // binding (a pad's map wraps below its region, which ranges do not
     // model; a reduction's workgroups are not elements): one whose tree
-    // reads a leaf past the limit has the tree split off, to run alone.
+    // reads a leaf past the limit has the tree split off, to run alone. So
+    // does a pad that would store part of a held value (`stores_partly`).
     let unranged = |l: &usize| matches!(run[*l].fusable.node, Node::Pad { .. } | Node::Reduce { .. });
-    if ranged && expr.launches().iter().any(unranged) {
+    if (ranged && expr.launches().iter().any(unranged)) || stores_partly(run, into, expr) {
         return None;
     }
     let result = w.emit(narrow.or(reduce.map(|r| r.1)).unwrap_or(expr), "i");

@@ -100,6 +100,11 @@ pub(crate) enum Node {
         lo: usize,
         /// See `lo`.
         hi: usize,
+        /// Whether the view is every element of its buffer exactly once (a
+        /// permutation of it, as a gradient is): only then may a tree
+        /// evaluated inside the pad store a value a tensor holds, since
+        /// elements the pad never reads would be left unwritten.
+        covers: bool,
     },
     /// The sum (or mean) of each of `rows` runs of `m` consecutive
     /// elements of a dense input (inputs: x, read densely; `n` = rows · m),
@@ -273,6 +278,19 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
             (fits && c.node != Node::Widen).then_some(Merge { consumer, slot, store })
         })
         .collect()
+}
+
+/// Whether `expr` holds a pad that does not read every element of its
+/// input's buffer once (`covers`) and whose input is a tree storing a value
+/// (some of which the pad would never compute): such a kernel is not
+/// generated, and the pad's producers run as launches of their own.
+pub(crate) fn stores_partly(run: &[Deferred], into: &[Option<Merge>], expr: &Expr) -> bool {
+    let Expr::Node { launch, args } = expr else { return false };
+    let stored = |l: &usize| into[*l].is_some_and(|m| m.store);
+    match run[*launch].fusable.node {
+        Node::Pad { covers: false, .. } => args[0].launches().iter().any(stored),
+        _ => args.iter().any(|a| stores_partly(run, into, a)),
+    }
 }
 
 /// Whether `d` is a pad reading its input as `[outer, dim, inner]` blocks

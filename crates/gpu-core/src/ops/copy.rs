@@ -306,7 +306,9 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
                     Access::Strided { shape: cs, strides: st[0].clone(), offset }
                 }
             };
-            let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim] };
+            let covers =
+                layout.offset == 0 && numel(&layout.shape) as u64 * 4 == src.len_bytes() && is_non_overlapping(layout);
+            let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim], covers };
             let what = Fusable { node, n, access: vec![access] };
             // No kernel of its own: it always runs generated (`gpu/batch.rs`).
             dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
