@@ -548,24 +548,28 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
     assert_eq!(f.to_f32().unwrap(), want, "copies merged into pads");
     assert_eq!(p.to_f32().unwrap(), want, "copies and pads unfused");
     assert_eq!((nf, np), (1, 8), "three copies, three pads and two adds: launches fused and unfused");
+    // tanh² of the first part, its view padded into `full` at `start` along
+    // dim 1, the tanh held when asked: (result, launches, the held tanh).
+    let tanh_square_padded = |dev: &Device, view: &Layout, full: &[usize], start: usize, hold: bool| {
+        let x = Buffer::from_f32(dev, &parts[0]).unwrap();
+        let n = 6 * 5 * 7;
+        let mut held = None;
+        let (y, count) = launches(dev, || {
+            let t = unary(UnaryOp::Tanh, &x, n).unwrap();
+            let s = unary(UnaryOp::Square, &t, n).unwrap();
+            if hold {
+                held = Some(t.clone());
+            }
+            pad(&s, view, full, 1, start).unwrap()
+        });
+        (y.to_f32().unwrap(), count, held.map(|h| h.to_f32().unwrap()))
+    };
     // A computed gradient padded (an LSTM's outputs' gradient into the
     // gradient of all its states): one launch, evaluated inside the region
     // only; a held value in the tree is still stored.
+    let permuted = Layout::contiguous(&shape).permute(&[1, 0, 2]).unwrap();
     for hold in [false, true] {
-        let run = |dev: &Device| {
-            let x = Buffer::from_f32(dev, &parts[0]).unwrap();
-            let n = 6 * 5 * 7;
-            let mut held = None;
-            let (y, count) = launches(dev, || {
-                let t = unary(UnaryOp::Tanh, &x, n).unwrap();
-                let s = unary(UnaryOp::Square, &t, n).unwrap();
-                if hold {
-                    held = Some(t.clone());
-                }
-                pad(&s, &Layout::contiguous(&shape).permute(&[1, 0, 2]).unwrap(), &[5, 8, 7], 1, 1).unwrap()
-            });
-            (y.to_f32().unwrap(), count, held.map(|h| h.to_f32().unwrap()))
-        };
+        let run = |dev: &Device| tanh_square_padded(dev, &permuted, &[5, 8, 7], 1, hold);
         let ((f, nf, fh), (p, np, ph), (c, _, _)) = (run(&fused), run(&plain), run(&cpu));
         assert_eq!(f, p, "tanh² padded (held: {hold}): fused against unfused");
         assert_close("tanh² padded against the twin", &f, &c, 1e-6, 1e-6);
@@ -574,17 +578,10 @@ fn pads_are_one_launch_and_fuse_into_their_sum() {
     }
     // A pad reading only part of a computed tree's output (a narrowed view
     // of it) must not leave a held value in the tree partly stored.
+    let narrowed = Layout::contiguous(&shape).narrow(1, 1, 3).unwrap();
     let run = |dev: &Device| {
-        let x = Buffer::from_f32(dev, &parts[0]).unwrap();
-        let n = 6 * 5 * 7;
-        let mut held = None;
-        let (y, _) = launches(dev, || {
-            let t = unary(UnaryOp::Tanh, &x, n).unwrap();
-            let s = unary(UnaryOp::Square, &t, n).unwrap();
-            held = Some(t.clone());
-            pad(&s, &Layout::contiguous(&shape).narrow(1, 1, 3).unwrap(), &[6, 4, 7], 1, 0).unwrap()
-        });
-        (y.to_f32().unwrap(), held.unwrap().to_f32().unwrap())
+        let (y, _, held) = tanh_square_padded(dev, &narrowed, &[6, 4, 7], 0, true);
+        (y, held.unwrap())
     };
     let ((f, fh), (p, ph)) = (run(&fused), run(&plain));
     assert_eq!(f, p, "a narrowed tree padded: fused against unfused");
