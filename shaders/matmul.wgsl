@@ -133,6 +133,12 @@ struct Params {
     relu: u32,
     // Multiplies the sums before the bias (1.0: none).
     scale: f32,
+    // The `_act` variants' op fields (unary_fns.wgsl reads them as p.alpha,
+    // p.beta) and whether they store the values before the op (zero
+    // elsewhere; matmul_store_act.wgsl).
+    alpha: f32,
+    beta: f32,
+    save_pre: u32,
     // The recurrent cell the `_cell` variants store (matmul_store_cell.wgsl;
     // zero for every other product): hidden size H, then element offsets
     // into the whole-sequence buffers for the step's time t: of xw[t]

@@ -1,6 +1,7 @@
 // The store of a product's f32 sums (matmul.wgsl and matmul_subgroup.wgsl
 // call `store_sums` with four consecutive columns, `col` a multiple of 4):
-// the epilogue. The `_cell` variants of the matmul swap this file for
+// the epilogue. The `_act` variants swap its last include for
+// matmul_store_sums_act.wgsl (any unary op after the bias); the `_cell` variants of the matmul swap this file for
 // matmul_store_cell.wgsl, which stores a recurrent cell's results instead.
 // The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
 // other buffer when there is none) and C, as words: f32 bits, or two f16
@@ -66,8 +67,7 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-// Writes the sums `s` of columns col.. of row `row`, with `b` their bias
-// (`column_bias` + `row_bias`), through the epilogue.
-fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
-    store_c(tl, row, col, epilogue(s, b));
-}
+// `store_sums`, the function the kernels call: the epilogue as above, or
+// in the `_act` variants an activation from the unary op table after it
+// (matmul_store_sums_act.wgsl).
+//#include matmul_store_sums.wgsl

@@ -29,6 +29,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
     ("matmul_store", include_str!("../../../shaders/matmul_store.wgsl")),
+    ("matmul_store_sums", include_str!("../../../shaders/matmul_store_sums.wgsl")),
+    ("matmul_store_sums_act", include_str!("../../../shaders/matmul_store_sums_act.wgsl")),
     ("matmul_store_cell", include_str!("../../../shaders/matmul_store_cell.wgsl")),
     ("cell_inputs_f32", include_str!("../../../shaders/cell_inputs_f32.wgsl")),
     ("cell_inputs_tex", include_str!("../../../shaders/cell_inputs_tex.wgsl")),
@@ -99,6 +101,9 @@ pub const LIBRARIES: &[&str] = &[
     "matmul_operands_f16_native",
     "operands_tex",
     "matmul_store",
+    "matmul_store_sums",
+    "matmul_store_sums_act",
+    "matmul_store_act",
     "matmul_store_cell",
     "matmul_store_cell_tex",
     "cell_inputs_f32",
@@ -155,6 +160,14 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
     ("matmul_tex", || variant("matmul", "operands_f32", "operands_tex", false)),
     ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
+    // A unary op after the epilogue (matmul_store_sums_act.wgsl), f32 results.
+    ("matmul_store_act", || variant("matmul_store", "matmul_store_sums", "matmul_store_sums_act", false)),
+    ("matmul_act", || variant("matmul", "matmul_store", "matmul_store_act", false)),
+    ("matmul_subgroup_act", || variant("matmul_subgroup", "matmul", "matmul_act", false)),
+    ("matmul_act_tex", || {
+        variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_act")], false)
+    }),
+    ("matmul_subgroup_act_tex", || variant("matmul_subgroup", "matmul", "matmul_act_tex", false)),
     // An LSTM step's cell in the product's store (matmul_store_cell.wgsl):
     // for GPUs, and for CPU adapters with buffer or texture inputs.
     ("matmul_cell", || variant("matmul", "matmul_store", "matmul_store_cell", false)),
@@ -196,6 +209,7 @@ pub const GENERATED: &[(&str, Generator)] = &[
 pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("matmul_tex", "*", &[0, 1]),
     ("matmul_subgroup_tex", "*", &[0, 1]),
+    ("matmul_subgroup_act_tex", "*", &[0, 1]),
     // A and B, and the cell's inputs (cell_inputs_tex.wgsl).
     ("matmul_subgroup_cell_tex", "*", &[0, 1, 2, 3, 4]),
     // x, and in the forward its statistics, weight, bias and residual (all inputs).

@@ -13,8 +13,9 @@ use half::f16;
 use wgrad_gpu_core::ops::cast::f32_to_f16;
 use wgrad_gpu_core::ops::conv::{conv2d_epilogue, conv2d_input_grad_epilogue, conv2d_weight_grad_output, ConvGeometry};
 use wgrad_gpu_core::ops::matmul::{
-    matmul_epilogue, BiasAxis, Epilogue, HalfLoads, MatmulConfig, MatmulKernel, Operands,
+    matmul_activation, matmul_epilogue, BiasAxis, Epilogue, HalfLoads, MatmulConfig, MatmulKernel, Operands,
 };
+use wgrad_gpu_core::ops::unary::UnaryOp;
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
@@ -352,6 +353,92 @@ fn residual_epilogue_matches_the_twin() {
     let (twin, got) =
         (run(&c, &p, MatmulConfig::default(), case, &res).0, run(&small, &p, MatmulConfig::default(), case, &res).0);
     assert_close("split-K residual", &got, &twin, 1e-4, 1e-3);
+}
+
+/// An op of the unary table in the store (`matmul_activation`, a Linear
+/// followed by a GELU in one launch): on every f32 kernel family, the
+/// values before the op equal the plain epilogue's on the same device bit
+/// for bit, and the result is the twin's op of them plus the residual; one
+/// launch where fused, with or without the values kept; f16 results and
+/// products split past the binding limit (the op as a launch of its own)
+/// give the same values.
+#[test]
+fn activation_epilogue_matches_the_twin() {
+    let Some((g, c)) = devices("activation_epilogue_matches_the_twin") else { return };
+    let alone = fresh_gpu_or_skip("activation_epilogue_matches_the_twin (launches)").unwrap();
+    let mut r = rng(929);
+    let ops = [UnaryOp::Gelu, UnaryOp::LeakyRelu(0.2), UnaryOp::Tanh, UnaryOp::Softplus { beta: 2.0, threshold: 3.0 }];
+    // (result, values before the op, launches)
+    let run = |dev: &Device, p: &Problem, cfg: MatmulConfig, case: Case, op: UnaryOp, res: Option<&[f32]>| {
+        let (ab, bb) = (upload(dev, &p.a, cfg.operands), upload(dev, &p.b, cfg.operands));
+        let bias = Buffer::from_f32(dev, &p.bias).unwrap();
+        let res = res.map(|v| Buffer::from_f32(dev, v).unwrap());
+        let epi = case.epilogue(&bias);
+        let epi = match &res {
+            Some(rb) => epi.with_residual(rb),
+            None => epi,
+        };
+        dev.synchronize().unwrap();
+        let before = dev.stats().dispatches;
+        let (y, pre, shape) = matmul_activation(cfg, &epi, op, true, (&ab, &p.la), (&bb, &p.lb)).unwrap();
+        dev.flush().unwrap();
+        let launches = dev.stats().dispatches - before;
+        let n = shape.iter().product();
+        (read(&y, n, case.output), read(&pre.unwrap(), n, case.output), launches)
+    };
+    for (i, (la, lb, nbias, groups, name)) in shapes().into_iter().enumerate() {
+        let p = problem(&mut r, la, lb, nbias.max(64 * groups));
+        let bias = [None, Some((BiasAxis::Columns, 1)), Some((BiasAxis::Rows, groups))][i % 3];
+        let case = Case { bias, output: Operands::F32, relu: false, scale: [None, Some(0.5)][i / 3 % 2] };
+        let op = ops[i % ops.len()];
+        let f32_cfg = MatmulConfig::default();
+        let plain = p.run(&c, f32_cfg, case);
+        let res: Vec<f32> = (0..plain.len()).map(|_| r.uniform(-3.0, 3.0)).collect();
+        let res = (i % 2 == 1).then_some(&res[..]);
+        let (twin, twin_pre, _) = run(&c, &p, f32_cfg, case, op, res);
+        assert_eq!(twin_pre, plain, "{name}: the twin keeps the values before the op");
+        let want: Vec<f32> = plain.iter().enumerate().map(|(j, &v)| op.apply(v) + res.map_or(0.0, |r| r[j])).collect();
+        assert_eq!(twin, want, "{name}: the twin applies {op:?}, then adds the residual");
+        for cfg in configs(&g).into_iter().filter(|cfg| cfg.operands == Operands::F32) {
+            let what = format!("{name} {op:?} {case:?} {cfg:?}");
+            let (got, pre, _) = run(&g, &p, cfg, case, op, res);
+            assert_eq!(pre, p.run(&g, cfg, case), "{what}: the values before the op are the plain store's");
+            let from_pre: Vec<f32> =
+                pre.iter().enumerate().map(|(j, &v)| op.apply(v) + res.map_or(0.0, |r| r[j])).collect();
+            assert_close(&what, &got, &from_pre, 1e-5, 1e-5);
+            assert_close(&what, &got, &twin, 1e-5, 1e-4);
+            let (_, _, launches) = run(&alone, &p, cfg, case, op, res);
+            assert_eq!(launches, 1, "{what}: the op rides in the store");
+        }
+        if i % 4 == 0 {
+            // f16 results: the product, then the op on the widened values.
+            let f16 = Case { output: Operands::F16, ..case };
+            let cfg = MatmulConfig::f16();
+            let (got, pre, _) = run(&g, &p, cfg, f16, op, res);
+            let want: Vec<f32> = pre.iter().map(|&v| op.apply(v)).collect();
+            within_an_ulp(&format!("{name} f16"), &got, &want);
+        }
+    }
+    // Kept or not, the result is the same; without it there is no buffer.
+    let p = problem(&mut r, (Layout::contiguous(&[9, 20]), 180), (Layout::contiguous(&[20, 11]), 220), 11);
+    let (ab, bb) = (Buffer::from_f32(&g, &p.a).unwrap(), Buffer::from_f32(&g, &p.b).unwrap());
+    let epi = Epilogue::default();
+    let cfg = MatmulConfig::default();
+    let (y, pre, _) = matmul_activation(cfg, &epi, UnaryOp::Gelu, false, (&ab, &p.la), (&bb, &p.lb)).unwrap();
+    assert!(pre.is_none());
+    let (kept, _, _) = matmul_activation(cfg, &epi, UnaryOp::Gelu, true, (&ab, &p.la), (&bb, &p.lb)).unwrap();
+    assert_eq!(y.to_f32().unwrap(), kept.to_f32().unwrap(), "keeping the values before the op changes nothing");
+    let e = matmul_activation(cfg, &epi.with_relu(), UnaryOp::Gelu, false, (&ab, &p.la), (&bb, &p.lb));
+    assert!(e.unwrap_err().to_string().contains("activation"));
+    // Split past a 4 KiB binding limit: the product, then the op.
+    let Some(small) = fresh_gpu_or_skip("activation_epilogue_matches_the_twin (split)") else { return };
+    small.set_max_binding_bytes(Some(4096)).unwrap();
+    let p = split_k_problem(&mut r);
+    let case = Case { bias: Some((BiasAxis::Columns, 1)), output: Operands::F32, relu: false, scale: Some(0.5) };
+    let (twin, twin_pre, _) = run(&c, &p, MatmulConfig::default(), case, UnaryOp::Silu, None);
+    let (got, pre, _) = run(&small, &p, MatmulConfig::default(), case, UnaryOp::Silu, None);
+    assert_close("split-K activation", &got, &twin, 1e-4, 1e-3);
+    assert_close("split-K values before it", &pre, &twin_pre, 1e-4, 1e-3);
 }
 
 /// A residual of the wrong length or on another device is an error naming it.

@@ -3,6 +3,7 @@
 //! product's store (the matmul kernels' epilogue).
 
 use wgrad_gpu_core::ops::matmul::{self, BiasAxis, Epilogue, MatmulConfig, Operands};
+use wgrad_gpu_core::ops::unary::{self, UnaryOp};
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::{DType, Tensor};
@@ -75,13 +76,16 @@ impl Tensor {
 
     /// `self @ other` (both at least 2-D, both F32 or both F16) through
     /// `store`: its f32 sums times the scale (if any), plus the bias (F32,
-    /// one value per output column), then the ReLU, then plus the residual
-    /// (F32, the output's shape), stored as `store.out` (F32, or F16 for F16
-    /// operands): one launch (an F16 result of odd width takes a cast too).
-    /// Records op "matmul" without a bias, "linear" with one,
-    /// "linear_relu" / "linear_residual" with those.
+    /// one value per output column), then the activation, then plus the
+    /// residual (F32, the output's shape), stored as `store.out` (F32, or F16
+    /// for F16 operands): one launch (an F16 result of odd width takes a cast
+    /// too). Records op "matmul" without a bias, "linear" with one,
+    /// "linear_relu" / "linear_activation" / "linear_residual" with those.
     fn product(&self, other: &Tensor, store: Store) -> Result<Tensor> {
-        let Store { bias, out, relu, scale, residual } = store;
+        let Store { bias, out, activation, scale, residual } = store;
+        let relu = activation == Some(UnaryOp::Relu);
+        // Any other op keeps the values before it for its gradient.
+        let other_op = activation.filter(|_| !relu);
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
         let (cfg, storage) = match dtype {
@@ -100,12 +104,23 @@ impl Tensor {
         if relu {
             epi = epi.with_relu();
         }
-        let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
+        let (c, pre, shape) = match other_op {
+            Some(op) => {
+                let keep = crate::graph::is_grad_enabled()
+                    && [Some(self), Some(other), bias, residual].into_iter().flatten().any(Tensor::requires_grad);
+                matmul::matmul_activation(cfg, &epi, op, keep, (&ba, &la), (&bb, &lb))?
+            }
+            None => {
+                let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
+                (c, None, shape)
+            }
+        };
         let out = if storage == Operands::F16 { DType::F16 } else { DType::F32 };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
-        let op = match (bias.is_some(), relu, residual.is_some()) {
+        let op = match (bias.is_some(), activation.is_some(), residual.is_some()) {
             (_, _, true) => "linear_residual",
-            (_, true, false) => "linear_relu",
+            (_, true, false) if relu => "linear_relu",
+            (_, true, false) => "linear_activation",
             (true, false, false) => "linear",
             (false, false, false) => "matmul",
         };
@@ -114,8 +129,18 @@ impl Tensor {
         let layout = Layout::contiguous(&shape);
         Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, y| {
             let (a, b) = (&inputs[0], &inputs[1]);
-            // Through the ReLU first: y > 0 exactly where its input was.
-            let g = if relu { g.relu_grad_from_output(y) } else { g.clone() };
+            // Through the activation first: y > 0 exactly where a ReLU's
+            // input was; any other op reads the values kept before it.
+            let g = match (other_op, &pre) {
+                (Some(op), Some(pre)) => {
+                    let n = g.numel();
+                    let dx = unary::unary_grad(op, pre, &y.dense_buffer(), &g.dense_buffer(), n);
+                    let dx = crate::tensor::expect("linear_activation backward", dx);
+                    Tensor::from_parts(dx, Layout::contiguous(&g.shape()), DType::F32)
+                }
+                _ if relu => g.relu_grad_from_output(y),
+                _ => g.clone(),
+            };
             // f16 operands: the output gradient is read as f16 and the
             // products run like the forward one, each gradient rounded to
             // f16 once: in the product's store, or after the batch sum
@@ -175,7 +200,7 @@ impl Tensor {
     /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
     /// dtypes or devices, naming `linear`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, false, None)
+        self.linear_with(weight, bias, None, None)
     }
 
     /// `residual + self.linear(weight, bias)` with the residual added in the
@@ -190,7 +215,7 @@ impl Tensor {
     /// As [`linear`](Self::linear), and as `+` for a residual that does not
     /// broadcast to the output.
     pub fn linear_residual(&self, weight: &Tensor, bias: Option<&Tensor>, residual: &Tensor) -> Tensor {
-        self.linear_with(weight, bias, false, Some(residual))
+        self.linear_with(weight, bias, None, Some(residual))
     }
 
     /// `relu(self.linear(weight, bias))` with the ReLU applied in the
@@ -202,17 +227,42 @@ impl Tensor {
     /// # Panics
     /// As [`linear`](Self::linear).
     pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, true, None)
+        self.linear_with(weight, bias, Some(UnaryOp::Relu), None)
     }
 
-    /// `linear`, then the ReLU if `relu`, then plus `residual` if given
+    /// `op(self.linear(weight, bias))` for any op of the unary table (a
+    /// feed-forward block's GELU) with the op applied in the product's
+    /// store: one launch instead of two, and the product's sums never read
+    /// back. The values before the op are stored beside the result when a
+    /// gradient will need them (the op's derivative reads them), not under
+    /// [`no_grad`](crate::no_grad) or for inputs without gradients. ReLU
+    /// takes [`linear_relu`](Self::linear_relu)'s path (no values kept).
+    /// F16 operands, or F32 ones under autocast, take the two-op path. Same
+    /// values and gradients as `op(linear(..))` (within f32 rounding).
+    ///
+    /// # Panics
+    /// As [`linear`](Self::linear).
+    pub fn linear_activation(&self, weight: &Tensor, bias: Option<&Tensor>, op: UnaryOp) -> Tensor {
+        self.linear_with(weight, bias, Some(op), None)
+    }
+
+    /// `linear`, then `activation` if any, then plus `residual` if given
     /// (never both: the ReLU's backward reads the output).
-    fn linear_with(&self, weight: &Tensor, bias: Option<&Tensor>, relu: bool, residual: Option<&Tensor>) -> Tensor {
+    fn linear_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        activation: Option<UnaryOp>,
+        residual: Option<&Tensor>,
+    ) -> Tensor {
         const OP: &str = "linear";
-        debug_assert!(!(relu && residual.is_some()));
+        debug_assert!(!(activation.is_some() && residual.is_some()));
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
             let y = x.linear(&w, bias);
-            let y = if relu { y.relu() } else { y };
+            let y = match activation {
+                Some(op) => y.unary(op),
+                None => y,
+            };
             return match residual {
                 Some(r) => r + &y,
                 None => y,
@@ -235,7 +285,7 @@ impl Tensor {
         if let Some(r) = residual {
             let fused = r.shape() == out_shape && r.dtype() == DType::F32 && self.dtype() == DType::F32;
             if !fused {
-                return r + &self.linear_with(weight, bias, false, None);
+                return r + &self.linear_with(weight, bias, None, None);
             }
             self.expect_same_device(OP, r);
         }
@@ -243,7 +293,7 @@ impl Tensor {
             // [.., in] as rows of a matrix, and the rows back.
             let rows = xs[..xs.len() - 1].iter().product();
             let residual = residual.map(|r| r.reshape(&[rows, ws[0]]));
-            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, relu, residual.as_ref());
+            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, activation, residual.as_ref());
             return y.reshape(&out_shape);
         }
         let (da, db) = (self.dtype(), weight.dtype());
@@ -252,11 +302,12 @@ impl Tensor {
             "{OP}: expects two f32 or two f16 tensors, got {da:?} and {db:?} (see Tensor::to_dtype)"
         );
         self.expect_same_device(OP, weight);
-        if relu && da == DType::F16 {
-            // The mask would read the f16 output; the plain path is exact.
-            return self.linear_with(weight, bias, false, None).relu();
+        if let Some(op) = activation.filter(|_| da == DType::F16) {
+            // A ReLU's mask would read the f16 output, any other op's
+            // gradient f16 values before it; the plain path is exact.
+            return self.linear_with(weight, bias, None, None).unary(op);
         }
-        let store = Store { bias, out: da, relu, scale: None, residual };
+        let store = Store { bias, out: da, activation, scale: None, residual };
         self.product(&weight.t(), store).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }
@@ -266,7 +317,9 @@ impl Tensor {
 struct Store<'a> {
     bias: Option<&'a Tensor>,
     out: DType,
-    relu: bool,
+    /// ReLU (in the store, its mask read from the output) or any other op
+    /// of the unary table (the values before it kept for its gradient).
+    activation: Option<UnaryOp>,
     scale: Option<f32>,
     residual: Option<&'a Tensor>,
 }
@@ -274,7 +327,7 @@ struct Store<'a> {
 impl Store<'_> {
     /// The sums as they are, stored as `out`.
     fn plain(out: DType) -> Self {
-        Store { bias: None, out, relu: false, scale: None, residual: None }
+        Store { bias: None, out, activation: None, scale: None, residual: None }
     }
 }
 

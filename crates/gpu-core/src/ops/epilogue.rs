@@ -12,6 +12,7 @@
 //! nearest even (the `half` crate, as `shaders/half.wgsl`).
 
 use super::operands::Operands;
+use super::unary::UnaryOp;
 use super::Params;
 use crate::{Buffer, Error, Result};
 
@@ -49,6 +50,15 @@ pub struct Epilogue<'a> {
     pub bias: Option<Bias<'a>>,
     /// `max(v, 0)` after the bias (the shaders' `relu` parameter).
     pub relu: bool,
+    /// Any other op of the unary table after the bias (the matmul's `_act`
+    /// variants, a pipeline per op; a Linear followed by a GELU), before
+    /// the residual; not with `relu`. f32 results of products one launch
+    /// binds whole only: [`matmul_activation`](super::matmul::matmul_activation)
+    /// runs the op as a launch of its own otherwise.
+    pub activation: Option<UnaryOp>,
+    /// With `activation`: also store the values before it here (f32, the
+    /// result's shape), which the op's gradient reads.
+    pub pre: Option<&'a Buffer>,
     /// Added last, after the ReLU: f32, the result's shape, dense (a
     /// residual connection's `x` in `x + f(x)`). In the store of an f32
     /// result one launch writes whole (an f16 result is such an f32 store
@@ -140,9 +150,15 @@ impl<'a> Epilogue<'a> {
         [("F16_OUT", flag(self.stores_f16(n))), ("RESIDUAL", flag(self.residual.is_some()))]
     }
 
+    /// The `_act` variants' constant (`OP`, the table code), if any.
+    pub(crate) fn activation_constants(&self) -> Option<(&'static str, f64)> {
+        self.activation.map(|op| ("OP", op.code() as f64))
+    }
+
     /// `params` followed by the shaders' `bias_axis`, `bias_batches`,
-    /// `relu` and `scale` parameters.
+    /// `relu`, `scale`, `alpha`, `beta` and `save_pre` parameters.
     pub(crate) fn params(&self, params: Params) -> Params {
+        let (alpha, beta) = self.activation.map_or((0.0, 0.0), UnaryOp::args);
         let axis = match self.bias.map(|b| b.axis) {
             None => 0,
             Some(BiasAxis::Rows) => 1,
@@ -153,6 +169,9 @@ impl<'a> Epilogue<'a> {
             .u32(self.bias.map_or(1, |b| b.groups.max(1)))
             .u32(usize::from(self.relu))
             .f32(self.scale.unwrap_or(1.0))
+            .f32(alpha)
+            .f32(beta)
+            .u32(usize::from(self.pre.is_some()))
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of
@@ -168,6 +187,16 @@ impl<'a> Epilogue<'a> {
         if let Some(r) = self.residual {
             Buffer::check_same_device(op, device, &[r])?;
             r.check_len(op, "residual", batches * m * n, 4)?;
+        }
+        if self.activation.is_some() && self.relu {
+            return Err(Error::invalid(op, "an epilogue takes a ReLU or another activation, not both"));
+        }
+        if self.pre.is_some() && self.activation.is_none() {
+            return Err(Error::invalid(op, "values before an activation are stored only with one"));
+        }
+        if let Some(pre) = self.pre {
+            Buffer::check_same_device(op, device, &[pre])?;
+            pre.check_len(op, "pre-activation", batches * m * n, 4)?;
         }
         let Some(b) = self.bias else { return Ok(()) };
         Buffer::check_same_device(op, device, &[b.values])?;
@@ -185,7 +214,8 @@ impl<'a> Epilogue<'a> {
     }
 
     /// The CPU twin of the epilogue before the rounding: the scale, the
-    /// bias, the ReLU, then the residual, on `sums` (`batches` entries of
+    /// bias, the ReLU or the activation (the values before it copied to
+    /// `pre`), then the residual, on `sums` (`batches` entries of
     /// `m x n`, f32) in place. The rounding is `operands::HostOutput`'s.
     pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
         if let Some(scale) = self.scale {
@@ -194,6 +224,12 @@ impl<'a> Epilogue<'a> {
         self.add_bias_cpu(sums, (m, n));
         if self.relu {
             sums.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        if let Some(pre) = self.pre {
+            super::f32s_mut(&mut pre.host_mut())[..sums.len()].copy_from_slice(sums);
+        }
+        if let Some(op) = self.activation {
+            sums.iter_mut().for_each(|v| *v = op.apply(*v));
         }
         if let Some(r) = self.residual {
             let host = r.host();

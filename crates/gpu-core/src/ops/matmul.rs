@@ -7,6 +7,7 @@
 use super::conv::ConvGeometry;
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
+use super::unary::UnaryOp;
 use super::{run, Params};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
@@ -348,6 +349,61 @@ pub fn matmul_epilogue(
     }
     let (batch, va, vb) = check_shapes(la, lb)?;
     product(cfg, epi, a, la, &va, b, &strided_b(lb, vb), batch)
+}
+
+/// `op(a @ b)` through `epi` with the op of the unary table in the store
+/// (after the scale and bias, before the residual): the result and the
+/// values before the op (the product as `epi` alone would store it, which
+/// the op's gradient reads), or `None` for those without `keep_pre`. One
+/// launch where it binds its buffers whole and stores f32; otherwise (f16
+/// results, products split past the binding limit) the product, then the
+/// op as a launch of its own, with the same values.
+///
+/// # Errors
+/// As [`matmul_epilogue`], and for an `epi` that already has a ReLU or an
+/// activation.
+pub fn matmul_activation(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    op: UnaryOp,
+    keep_pre: bool,
+    (a, la): (&Buffer, &Layout),
+    (b, lb): (&Buffer, &Layout),
+) -> Result<(Buffer, Option<Buffer>, Vec<usize>)> {
+    if epi.relu || epi.activation.is_some() {
+        return Err(Error::invalid("matmul", "matmul_activation takes an epilogue without an activation"));
+    }
+    for l in [la, lb] {
+        l.check_rank("matmul")?;
+    }
+    let (batch, _, _) = check_shapes(la, lb)?;
+    let total = numel(&batch) * la.shape[la.rank() - 2] * lb.shape[lb.rank() - 1];
+    let dev = a.device();
+    let fused =
+        epi.output == Operands::F32 && dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total as u64 * 4));
+    if !fused {
+        // The residual joins after the op: the product stores the values before it.
+        let plain = epi.without_residual();
+        let (pre, shape) = matmul_epilogue(cfg, &plain, a, la, b, lb)?;
+        let wide = match epi.output {
+            Operands::F32 => pre.clone(),
+            Operands::F16 => super::cast::f16_to_f32(&pre, total)?,
+        };
+        let mut y = super::unary::unary(op, &wide, total)?;
+        if let Some(r) = epi.residual {
+            let l = Layout::contiguous(&shape);
+            y = super::binary::binary(super::binary::BinaryOp::Add, &y, &l, r, &l)?.0;
+        }
+        if epi.output == Operands::F16 {
+            y = super::cast::f32_to_f16(&y, total)?;
+        }
+        return Ok((y, keep_pre.then_some(pre), shape));
+    }
+    super::check_u32("matmul", total)?;
+    let pre = if keep_pre { Some(Buffer::alloc(dev, total as u64 * 4)?) } else { None };
+    let with_op = Epilogue { activation: Some(op), pre: pre.as_ref(), ..*epi };
+    let (y, shape) = matmul_epilogue(cfg, &with_op, a, la, b, lb)?;
+    Ok((y, pre, shape))
 }
 
 /// B as the strided matrix in `lb`'s last two dims, its batch dims seen
@@ -795,6 +851,14 @@ impl Job<'_> {
         if textures {
             shader = "matmul_subgroup_tex";
         }
+        if let Some(act) = epi.activation_constants() {
+            shader = match (self.subgroup, textures) {
+                (true, true) => "matmul_subgroup_act_tex",
+                (true, false) => "matmul_subgroup_act",
+                (false, _) => "matmul_act",
+            };
+            constants.push(act);
+        }
         if let Some(c) = cell {
             shader = match (self.subgroup, textures) {
                 (true, true) => "matmul_subgroup_cell_tex",
@@ -834,8 +898,18 @@ impl Job<'_> {
         debug_assert!(epi.residual.is_none() || binds.out.is_none());
         let (residual, residual_window) = epi.residual.map_or((self.a, binds.a), |r| (r, None));
         let (out, out_window) = binds.out.unwrap_or((self.out, None));
+        let inputs = [self.a.wgpu(), self.b.wgpu(), bias.wgpu(), residual.wgpu()];
+        if epi.activation.is_some() {
+            // The `_act` variants also write the values before the op
+            // (binding 6); without `pre` they never do, and C fills it.
+            // Activations run only where one launch binds C whole.
+            debug_assert!(binds.out.is_none());
+            let pre = epi.pre.unwrap_or(out);
+            let windows = [binds.a, binds.b, bias_window, residual_window, None, None];
+            return launch(&inputs, &[out.wgpu(), pre.wgpu()], &windows);
+        }
         let windows = [binds.a, binds.b, bias_window, residual_window, out_window];
-        launch(&[self.a.wgpu(), self.b.wgpu(), bias.wgpu(), residual.wgpu()], &[out.wgpu()], &windows)
+        launch(&inputs, &[out.wgpu()], &windows)
     }
 
     /// Records the product as several launches, each binding at most the

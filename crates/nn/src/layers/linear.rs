@@ -1,6 +1,6 @@
 //! Fully connected layer.
 
-use wgrad_autograd::Tensor;
+use wgrad_autograd::{Tensor, UnaryOp};
 
 use crate::construction::{setters, Init};
 use crate::init;
@@ -59,6 +59,13 @@ impl Linear {
     /// stored (one launch, no pre-activation tensor): a Linear → ReLU block.
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
         x.linear_relu(&self.weight, self.bias.as_ref())
+    }
+
+    /// `op(self.forward(x))` for any op of the unary table, applied as the
+    /// product is stored (one launch; the values before the op kept beside
+    /// the result when a gradient needs them): a Linear → GELU block.
+    pub fn forward_activation(&self, x: &Tensor, op: UnaryOp) -> Tensor {
+        x.linear_activation(&self.weight, self.bias.as_ref(), op)
     }
 
     /// `residual + self.forward(x)` with the residual added as the product

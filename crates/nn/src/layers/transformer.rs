@@ -9,7 +9,7 @@
 
 use std::marker::PhantomData;
 
-use wgrad_autograd::Tensor;
+use wgrad_autograd::{Tensor, UnaryOp};
 
 use crate::construction::{copy_builder, Built, Init};
 
@@ -153,9 +153,9 @@ impl FeedForward {
     /// `residual + self.forward(x)`, the residual added in `linear2`'s store.
     fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Tensor {
         let h = match self.activation {
-            // The ReLU in the product's store: one launch.
+            // The activation in the product's store: one launch.
             FeedForwardActivation::Relu => self.linear1.forward_relu(x),
-            FeedForwardActivation::Gelu => self.linear1.forward(x).gelu(),
+            FeedForwardActivation::Gelu => self.linear1.forward_activation(x, UnaryOp::Gelu),
         };
         self.linear2.forward_residual(&self.dropout.forward(&h), residual)
     }
