@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use wgrad_autograd::{Generator, Tensor};
+use wgrad_autograd::{Generator, Tensor, UnaryOp};
 
 /// A building block of models, like `torch.nn.Module`.
 ///
@@ -62,6 +62,22 @@ pub trait Module: ModuleFields + Send + Sync {
     /// into the layer before it.
     fn is_relu(&self) -> bool {
         false
+    }
+
+    /// The op of the unary table this layer applies elementwise, for the
+    /// activation layers ([`GELU`](crate::GELU), [`Tanh`](crate::Tanh),
+    /// ...); `None` for every other layer. [`Sequential`](crate::Sequential)
+    /// fuses it into the layer before when that one can
+    /// ([`forward_activation_fused`](Self::forward_activation_fused)).
+    fn unary_op(&self) -> Option<UnaryOp> {
+        None
+    }
+
+    /// `op(self.forward(x))` with `op` applied in this layer's own kernel
+    /// (Linear: the product's store, the values before the op kept for the
+    /// gradient), or `None` for layers that cannot.
+    fn forward_activation_fused(&self, _x: &Tensor, _op: UnaryOp) -> Option<Tensor> {
+        None
     }
 
     /// `self.forward(&x.relu())`; layers that a ReLU commutes with fuse it

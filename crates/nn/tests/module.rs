@@ -201,6 +201,50 @@ fn sequential_fuses_relu_into_the_layer_before_it() {
     }
 }
 
+/// Any other activation layer after a Linear goes into its store
+/// (`Tensor::linear_activation`): values and gradients as the layers one at
+/// a time (the op evaluated by the store instead of its own kernel, so
+/// within f32 rounding), one forward launch fewer per fused pair; an
+/// activation after a layer that cannot take it runs alone.
+#[test]
+fn sequential_fuses_other_activations_into_a_linear_before_them() {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip(
+        "sequential_fuses_other_activations_into_a_linear_before_them",
+    ));
+    for dev in devs {
+        let mut init = Init::new(&dev, 5);
+        let m = Sequential::new()
+            .add(Linear::builder(7, 9).build(&mut init))
+            .add(GELU::default())
+            .add(Linear::builder(9, 8).build(&mut init))
+            .add(LeakyReLU(0.2))
+            .add(LayerNorm::builder(&[8]).build(&mut init))
+            .add(Tanh)
+            .add(Linear::builder(8, 3).build(&mut init));
+        let x = Tensor::randn(&[5, 7], 9, &dev);
+        let run = |fused: bool| {
+            m.zero_grad();
+            dev.synchronize().unwrap();
+            let before = dev.stats().dispatches;
+            let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
+            let out = y.to_vec();
+            let forward_launches = dev.stats().dispatches - before;
+            y.square().sum_all().backward();
+            let grads: Vec<f32> = m.parameters().iter().flat_map(|p| p.grad().expect("gradient").to_vec()).collect();
+            (out, grads, forward_launches)
+        };
+        let (fused, plain) = (run(true), run(false));
+        let what = dev.name();
+        assert!(fused.0.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
+        wgrad_gpu_core::testing::assert_close(&format!("{what}: values"), &fused.0, &plain.0, 1e-5, 1e-6);
+        wgrad_gpu_core::testing::assert_close(&format!("{what}: gradients"), &fused.1, &plain.1, 1e-5, 1e-6);
+        if dev.is_gpu() {
+            assert_eq!(fused.2 + 2, plain.2, "{what}: GELU and LeakyReLU fused, Tanh after LayerNorm not");
+        }
+    }
+}
+
 /// A ReLU followed by MaxPool2d goes to the pooling, not to the layer before
 /// (`Tensor::relu_max_pool2d`: its argmax carries ReLU's derivative): the
 /// same values and gradients, bit for bit, as the layers one at a time, and

@@ -1,24 +1,27 @@
 //! Activation modules: thin wrappers over the Tensor methods.
 
-use wgrad_autograd::Tensor;
+use wgrad_autograd::{Tensor, UnaryOp};
 
 use crate::construction::{setters, Init};
 
 use crate::Module;
 
-/// Defines a parameterless activation module that calls one Tensor method.
+/// Defines a parameterless activation module applying one op of the unary table.
 macro_rules! activation {
-    ($(#[$doc:meta])* $name:ident, $method:ident $(, $extra:item)*) => {
+    ($(#[$doc:meta])* $name:ident, $op:ident $(, $extra:item)*) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, Module)]
         pub struct $name;
 
         impl Module for $name {
             fn forward(&self, x: &Tensor) -> Tensor {
-                x.$method()
+                x.unary(UnaryOp::$op)
             }
             fn describe(&self) -> String {
                 concat!(stringify!($name), "()").to_string()
+            }
+            fn unary_op(&self) -> Option<UnaryOp> {
+                Some(UnaryOp::$op)
             }
             $($extra)*
         }
@@ -26,17 +29,17 @@ macro_rules! activation {
 }
 
 activation!(/// max(x, 0)
-    ReLU, relu, fn is_relu(&self) -> bool { true });
+    ReLU, Relu, fn is_relu(&self) -> bool { true });
 activation!(/// Scaled ELU with the self-normalising constants.
-    SELU, selu);
+    SELU, Selu);
 activation!(/// x·sigmoid(x), also known as swish.
-    SiLU, silu);
+    SiLU, Silu);
 activation!(/// x·tanh(softplus(x)).
-    Mish, mish);
+    Mish, Mish);
 activation!(/// Logistic sigmoid.
-    Sigmoid, sigmoid);
+    Sigmoid, Sigmoid);
 activation!(/// Hyperbolic tangent.
-    Tanh, tanh);
+    Tanh, Tanh);
 
 /// Swish is SiLU.
 pub type Swish = SiLU;
@@ -53,7 +56,10 @@ impl Default for LeakyReLU {
 
 impl Module for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.leaky_relu(self.0)
+        x.unary(UnaryOp::LeakyRelu(self.0))
+    }
+    fn unary_op(&self) -> Option<UnaryOp> {
+        Some(UnaryOp::LeakyRelu(self.0))
     }
     fn describe(&self) -> String {
         format!("LeakyReLU(negative_slope={})", self.0)
@@ -72,7 +78,10 @@ impl Default for ELU {
 
 impl Module for ELU {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.elu(self.0)
+        x.unary(UnaryOp::Elu(self.0))
+    }
+    fn unary_op(&self) -> Option<UnaryOp> {
+        Some(UnaryOp::Elu(self.0))
     }
     fn describe(&self) -> String {
         format!("ELU(alpha={})", self.0)
@@ -86,13 +95,22 @@ pub struct GELU {
     pub tanh: bool,
 }
 
+impl GELU {
+    fn op(&self) -> UnaryOp {
+        if self.tanh {
+            UnaryOp::GeluTanh
+        } else {
+            UnaryOp::Gelu
+        }
+    }
+}
+
 impl Module for GELU {
     fn forward(&self, x: &Tensor) -> Tensor {
-        if self.tanh {
-            x.gelu_tanh()
-        } else {
-            x.gelu()
-        }
+        x.unary(self.op())
+    }
+    fn unary_op(&self) -> Option<UnaryOp> {
+        Some(self.op())
     }
     fn describe(&self) -> String {
         format!("GELU(approximate='{}')", if self.tanh { "tanh" } else { "none" })
@@ -116,7 +134,10 @@ impl Default for Softplus {
 
 impl Module for Softplus {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.unary(wgrad_autograd::UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
+        x.unary(self.unary_op().expect("an op"))
+    }
+    fn unary_op(&self) -> Option<UnaryOp> {
+        Some(UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
     }
     fn describe(&self) -> String {
         format!("Softplus(beta={}, threshold={})", self.beta, self.threshold)

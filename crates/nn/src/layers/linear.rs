@@ -90,6 +90,10 @@ impl Module for Linear {
         Some(self.forward_relu(x))
     }
 
+    fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
+        Some(self.forward_activation(x, op))
+    }
+
     fn describe(&self) -> String {
         let s = self.weight.shape();
         format!("Linear(in_features={}, out_features={}, bias={})", s[1], s[0], self.bias.is_some())

@@ -51,7 +51,9 @@ impl Module for Sequential {
     /// takes it ([`Module::fuses_relu_before`]: MaxPool2d, whose backward
     /// then applies ReLU's derivative for free), else into the layer before
     /// when that one can ([`Module::forward_relu_fused`]: Linear, Conv2d,
-    /// the ReLU applied in the product's store).
+    /// the ReLU applied in the product's store). Any other activation layer
+    /// ([`Module::unary_op`]: GELU, Tanh, ...) goes into a Linear before it
+    /// the same way ([`Module::forward_activation_fused`]).
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
         let mut i = 0;
@@ -64,8 +66,9 @@ impl Module for Sequential {
                 continue;
             }
             let fused = match layer(i + 1) {
-                Some(next) if next.is_relu() && !relu_goes_on(i + 2) => m.forward_relu_fused(&h),
-                _ => None,
+                Some(next) if next.is_relu() => (!relu_goes_on(i + 2)).then(|| m.forward_relu_fused(&h)).flatten(),
+                Some(next) => next.unary_op().and_then(|op| m.forward_activation_fused(&h, op)),
+                None => None,
             };
             match fused {
                 Some(y) => {
