@@ -6,8 +6,6 @@
 // The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
 // other buffer when there is none) and C, as words: f32 bits, or two f16
 // halves (F16_OUT).
-// The subgroup kernel's stores are unrolled (store_group).
-const STORE_LOOP: bool = false;
 
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
