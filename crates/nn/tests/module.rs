@@ -1,6 +1,7 @@
 //! Module plumbing: PyTorch names and order, parameter counts, modes, summary.
 
 use wgrad_autograd::{Device, Tensor};
+use wgrad_gpu_core::testing::assert_close;
 use wgrad_nn::*;
 
 fn mlp(dev: &Device) -> Sequential {
@@ -169,9 +170,7 @@ fn distinct_classes_build_their_own_kind() {
 /// as applying the layers one at a time, and one launch fewer per pair.
 #[test]
 fn sequential_fuses_relu_into_the_layer_before_it() {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip("sequential_fuses_relu_into_the_layer_before_it"));
-    for dev in devs {
+    for dev in cpu_and_fresh_gpu("sequential_fuses_relu_into_the_layer_before_it") {
         let mut init = Init::new(&dev, 3);
         let m = Sequential::new()
             .add(Conv2d::builder(2, 4, 3).padding(1).build(&mut init))
@@ -181,23 +180,49 @@ fn sequential_fuses_relu_into_the_layer_before_it() {
             .add(ReLU)
             .add(Linear::builder(6, 3).build(&mut init));
         let x = Tensor::randn(&[2, 2, 5, 5], 7, &dev);
-        let run = |fused: bool| {
-            m.zero_grad();
-            dev.synchronize().unwrap();
-            let before = dev.stats().dispatches;
-            let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
-            let out = y.to_vec();
-            let forward_launches = dev.stats().dispatches - before;
-            y.square().sum_all().backward();
-            let grads: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.grad().expect("gradient").to_vec()).collect();
-            (out, grads, forward_launches)
-        };
-        let (fused, plain) = (run(true), run(false));
-        assert!(fused.0.iter().any(|&v| v != 0.0), "{}: a non-trivial output", dev.name());
-        assert_eq!((&fused.0, &fused.1), (&plain.0, &plain.1), "{}: values and gradients", dev.name());
+        let (fused, plain) = (Pass::run(&m, &x, true), Pass::run(&m, &x, false));
+        assert!(fused.out.iter().any(|&v| v != 0.0), "{}: a non-trivial output", dev.name());
+        assert_eq!((&fused.out, &fused.grads), (&plain.out, &plain.grads), "{}: values and gradients", dev.name());
         if dev.is_gpu() {
-            assert_eq!(fused.2 + 2, plain.2, "two ReLUs fused into their layers");
+            assert_eq!(fused.forward + 2, plain.forward, "two ReLUs fused into their layers");
         }
+    }
+}
+
+/// The CPU backend, and a GPU of the test's own (launches are counted).
+fn cpu_and_fresh_gpu(test: &str) -> Vec<Device> {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip(test));
+    devs
+}
+
+/// One pass of a `Sequential` forward and backward (of the output's sum of
+/// squares): whole, with its fusions, or layer by layer.
+struct Pass {
+    out: Vec<f32>,
+    /// The parameters' gradients, then the input's if it takes one.
+    grads: Vec<Vec<f32>>,
+    forward: u64,
+    backward: u64,
+}
+
+impl Pass {
+    fn run(m: &Sequential, x: &Tensor, fused: bool) -> Pass {
+        let dev = x.device();
+        m.zero_grad();
+        x.zero_grad();
+        dev.synchronize().unwrap();
+        let before = dev.stats().dispatches;
+        let y = if fused { m.forward(x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
+        let out = y.to_vec();
+        let forward = dev.stats().dispatches - before;
+        y.square().sum_all().backward();
+        let mut grads: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.grad().expect("gradient").to_vec()).collect();
+        if x.requires_grad() {
+            grads.push(x.grad().expect("input gradient").to_vec());
+        }
+        let backward = dev.stats().dispatches - before - forward;
+        Pass { out, grads, forward, backward }
     }
 }
 
@@ -208,11 +233,7 @@ fn sequential_fuses_relu_into_the_layer_before_it() {
 /// activation after a layer that cannot take it runs alone.
 #[test]
 fn sequential_fuses_other_activations_into_a_linear_before_them() {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip(
-        "sequential_fuses_other_activations_into_a_linear_before_them",
-    ));
-    for dev in devs {
+    for dev in cpu_and_fresh_gpu("sequential_fuses_other_activations_into_a_linear_before_them") {
         let mut init = Init::new(&dev, 5);
         let m = Sequential::new()
             .add(Linear::builder(7, 9).build(&mut init))
@@ -223,24 +244,13 @@ fn sequential_fuses_other_activations_into_a_linear_before_them() {
             .add(Tanh)
             .add(Linear::builder(8, 3).build(&mut init));
         let x = Tensor::randn(&[5, 7], 9, &dev);
-        let run = |fused: bool| {
-            m.zero_grad();
-            dev.synchronize().unwrap();
-            let before = dev.stats().dispatches;
-            let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
-            let out = y.to_vec();
-            let forward_launches = dev.stats().dispatches - before;
-            y.square().sum_all().backward();
-            let grads: Vec<f32> = m.parameters().iter().flat_map(|p| p.grad().expect("gradient").to_vec()).collect();
-            (out, grads, forward_launches)
-        };
-        let (fused, plain) = (run(true), run(false));
+        let (fused, plain) = (Pass::run(&m, &x, true), Pass::run(&m, &x, false));
         let what = dev.name();
-        assert!(fused.0.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
-        wgrad_gpu_core::testing::assert_close(&format!("{what}: values"), &fused.0, &plain.0, 1e-5, 1e-6);
-        wgrad_gpu_core::testing::assert_close(&format!("{what}: gradients"), &fused.1, &plain.1, 1e-5, 1e-6);
+        assert!(fused.out.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
+        assert_close(&format!("{what}: values"), &fused.out, &plain.out, 1e-5, 1e-6);
+        assert_close(&format!("{what}: gradients"), &fused.grads.concat(), &plain.grads.concat(), 1e-5, 1e-6);
         if dev.is_gpu() {
-            assert_eq!(fused.2 + 2, plain.2, "{what}: GELU and LeakyReLU fused, Tanh after LayerNorm not");
+            assert_eq!(fused.forward + 2, plain.forward, "{what}: GELU and LeakyReLU fused, Tanh after LayerNorm not");
         }
     }
 }
@@ -252,11 +262,7 @@ fn sequential_fuses_other_activations_into_a_linear_before_them() {
 /// fusion saves the forward launch only; its backward masks the gradient).
 #[test]
 fn sequential_gives_a_relu_before_max_pooling_to_the_pooling() {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(wgrad_gpu_core::testing::fresh_gpu_or_skip(
-        "sequential_gives_a_relu_before_max_pooling_to_the_pooling",
-    ));
-    for dev in devs {
+    for dev in cpu_and_fresh_gpu("sequential_gives_a_relu_before_max_pooling_to_the_pooling") {
         let mut init = Init::new(&dev, 4);
         // MNIST's CNN in small, and a chain that starts with the ReLU.
         let cnn = Sequential::new()
@@ -271,28 +277,14 @@ fn sequential_gives_a_relu_before_max_pooling_to_the_pooling() {
         let head = Sequential::new().add(ReLU).add(MaxPool2d::new(2)).add(Flatten::default());
         for (m, fewer) in [(&cnn, 2), (&head, 1)] {
             let x = Tensor::randn(&[2, 1, 14, 14], 8, &dev).requires_grad_();
-            let run = |fused: bool| {
-                m.zero_grad();
-                x.zero_grad();
-                dev.synchronize().unwrap();
-                let before = dev.stats().dispatches;
-                let y = if fused { m.forward(&x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
-                let out = y.to_vec();
-                let forward = dev.stats().dispatches - before;
-                y.square().sum_all().backward();
-                let mut grads: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.grad().unwrap().to_vec()).collect();
-                grads.push(x.grad().expect("input gradient").to_vec());
-                let backward = dev.stats().dispatches - before - forward;
-                (out, grads, forward, backward)
-            };
-            let (fused, plain) = (run(true), run(false));
+            let (fused, plain) = (Pass::run(m, &x, true), Pass::run(m, &x, false));
             let what = format!("{} on {}", m.describe(), dev.name());
-            assert!(fused.0.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
-            assert_eq!((&fused.0, &fused.1), (&plain.0, &plain.1), "{what}: values and gradients");
+            assert!(fused.out.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
+            assert_eq!((&fused.out, &fused.grads), (&plain.out, &plain.grads), "{what}: values and gradients");
             if dev.is_gpu() {
                 // Layer by layer, the conv+ReLU pairs are not fused either.
-                assert_eq!(fused.2 + fewer, plain.2, "{what}: forward launches");
-                assert_eq!(fused.3 + fewer, plain.3, "{what}: backward launches");
+                assert_eq!(fused.forward + fewer, plain.forward, "{what}: forward launches");
+                assert_eq!(fused.backward + fewer, plain.backward, "{what}: backward launches");
             }
         }
     }
