@@ -379,8 +379,9 @@ pub fn matmul_activation(
     let (batch, _, _) = check_shapes(la, lb)?;
     let total = numel(&batch) * la.shape[la.rank() - 2] * lb.shape[lb.rank() - 1];
     let dev = a.device();
-    let fused =
-        epi.output == Operands::F32 && dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total as u64 * 4));
+    // The result's buffer as the pool will hand it out (its size class).
+    let out_bytes = crate::gpu::pool::size_class(total as u64 * 4);
+    let fused = epi.output == Operands::F32 && dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), out_bytes));
     if !fused {
         // The residual joins after the op: the product stores the values before it.
         let plain = epi.without_residual();
@@ -583,6 +584,11 @@ fn product(
                 let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
                 let binds = job.texture_spans(&mut whole);
                 return job.launch(epi, &whole, binds);
+            }
+            if epi.activation.is_some() {
+                // Split launches store windows; the values before the op are
+                // bound whole (matmul_activation checks first).
+                return Err(Error::invalid("matmul", "an activation in the store needs the product bound whole"));
             }
             job.split(epi, &bshape, shape.as_slice())
         },
