@@ -2,6 +2,10 @@
 // (gpu-core/src/ops/norm.rs holds the CPU twins; batch norm has batch_norm.wgsl):
 //   forward   y = (x - mean) * rstd, rstd = 1 / sqrt(biased var + eps), per row
 //   backward  dx = rstd * (dy - mean(dy) - y * mean(dy * y)), per row
+// and with layer norm's affine in the same launches (`*_affine`: one weight
+// and bias per column):
+//   forward   y as above, z = y * w + b
+//   backward  the same dx with dy * w in place of dy (dz's gradient)
 //
 // One workgroup per contiguous row. Threads stride over the row in a fixed
 // order and combine partial sums with a fixed tree, so results are the same
@@ -45,6 +49,20 @@ struct Params {
 @group(0) @binding(3) var<storage, read> rstd_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+// The affine entries (their inputs come first, so the rest move up):
+//   forward   x, w, b, y, z, mean, rstd
+//   backward  dy, y, rstd, w, dx
+@group(0) @binding(2) var<storage, read> aff_w: array<f32>;
+@group(0) @binding(3) var<storage, read> aff_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> aff_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> aff_z: array<f32>;
+@group(0) @binding(6) var<storage, read_write> aff_mean: array<f32>;
+@group(0) @binding(7) var<storage, read_write> aff_rstd: array<f32>;
+@group(0) @binding(4) var<storage, read> affb_w: array<f32>;
+@group(0) @binding(5) var<storage, read_write> affb_dx: array<f32>;
+
+// The affine forward adds the bias (else binds the weight there).
+override BIAS: bool = true;
 
 var<workgroup> part: array<vec2<f32>, WG>;
 
@@ -116,6 +134,41 @@ fn write_norm(r: u32, nr: RowNorm, first: u32, step: u32) {
     }
 }
 
+// Row r's statistics, from a workgroup per row.
+fn stats_wg(r: u32, lid: u32) -> RowNorm {
+    let xb = r * p.cols - p.x_shift;
+    let n = f32(p.cols);
+    let m0 = tree_sum2(lid, vec2<f32>(part_sum(xb, lid, WG), 0.0)).x / n;
+    return row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n);
+}
+
+// Row r's statistics, from one thread.
+fn stats_serial(r: u32) -> RowNorm {
+    let xb = r * p.cols - p.x_shift;
+    let n = f32(p.cols);
+    let m0 = part_sum(xb, 0u, 1u) / n;
+    return row_norm(m0, part_moments(xb, m0, 0u, 1u) / n);
+}
+
+// write_norm with the affine: y and z = y * w + b.
+fn write_norm_affine(r: u32, nr: RowNorm, first: u32, step: u32) {
+    let base = r * p.cols - p.mat_shift;
+    let xb = r * p.cols - p.x_shift;
+    for (var j = first; j < p.cols; j += step) {
+        let y = ((load_x(xb + j) - nr.m0) - nr.shift) * nr.rstd;
+        aff_y[base + j] = y;
+        var z = y * aff_w[j];
+        if BIAS {
+            z += aff_b[j];
+        }
+        aff_z[base + j] = z;
+    }
+    if first == 0u {
+        aff_mean[r - p.vec_shift] = nr.m0 + nr.shift;
+        aff_rstd[r - p.vec_shift] = nr.rstd;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so returning keeps the barriers legal.
@@ -123,10 +176,7 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if r >= p.rows {
         return;
     }
-    let xb = r * p.cols - p.x_shift;
-    let n = f32(p.cols);
-    let m0 = tree_sum2(lid, vec2<f32>(part_sum(xb, lid, WG), 0.0)).x / n;
-    write_norm(r, row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n), lid, WG);
+    write_norm(r, stats_wg(r, lid), lid, WG);
 }
 
 @compute @workgroup_size(SERIAL_ROWS)
@@ -135,10 +185,25 @@ fn normalize_rows_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     if r >= p.rows {
         return;
     }
-    let xb = r * p.cols - p.x_shift;
-    let n = f32(p.cols);
-    let m0 = part_sum(xb, 0u, 1u) / n;
-    write_norm(r, row_norm(m0, part_moments(xb, m0, 0u, 1u) / n), 0u, 1u);
+    write_norm(r, stats_serial(r), 0u, 1u);
+}
+
+@compute @workgroup_size(WG)
+fn normalize_rows_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = p.row0 + linear_workgroup(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    write_norm_affine(r, stats_wg(r, lid), lid, WG);
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn normalize_rows_affine_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = serial_row(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    write_norm_affine(r, stats_serial(r), 0u, 1u);
 }
 
 // (Σ dy, Σ dy·y) over one thread's columns of the row starting at `base`.
@@ -160,6 +225,25 @@ fn write_norm_grad(r: u32, means: vec2<f32>, first: u32, step: u32) {
     }
 }
 
+// part_grads and write_norm_grad of the affine backward: dy * w for dy.
+fn part_grads_affine(base: u32, first: u32, step: u32) -> vec2<f32> {
+    var s = vec2<f32>(0.0, 0.0);
+    for (var j = first; j < p.cols; j += step) {
+        let g = load_dy(base + j) * affb_w[j];
+        s += vec2<f32>(g, g * load_y(base + j));
+    }
+    return s;
+}
+
+fn write_norm_grad_affine(r: u32, means: vec2<f32>, first: u32, step: u32) {
+    let base = r * p.cols - p.mat_shift;
+    let rstd = rstd_in[r - p.vec_shift];
+    for (var j = first; j < p.cols; j += step) {
+        let g = load_dy(base + j) * affb_w[j];
+        affb_dx[base + j] = rstd * (g - means.x - load_y(base + j) * means.y);
+    }
+}
+
 @compute @workgroup_size(WG)
 fn normalize_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = p.row0 + linear_workgroup(wid, nwg);
@@ -177,4 +261,23 @@ fn normalize_rows_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builti
         return;
     }
     write_norm_grad(r, part_grads(r * p.cols - p.mat_shift, 0u, 1u) / f32(p.cols), 0u, 1u);
+}
+
+@compute @workgroup_size(WG)
+fn normalize_rows_affine_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = p.row0 + linear_workgroup(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.cols - p.mat_shift;
+    write_norm_grad_affine(r, tree_sum2(lid, part_grads_affine(base, lid, WG)) / f32(p.cols), lid, WG);
+}
+
+@compute @workgroup_size(SERIAL_ROWS)
+fn normalize_rows_affine_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = serial_row(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    write_norm_grad_affine(r, part_grads_affine(r * p.cols - p.mat_shift, 0u, 1u) / f32(p.cols), 0u, 1u);
 }

@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use wgrad_gpu_core::ops::norm::{normalize_rows, normalize_rows_backward};
+use wgrad_gpu_core::ops::norm::{
+    normalize_rows, normalize_rows_affine_backward, normalize_rows_affine_io, normalize_rows_backward, Operands,
+};
 use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -39,6 +41,79 @@ fn normalize_rows_and_backward_match_twin() {
             let dy = r.vec(rows * cols, -1.0, 1.0);
             check(&g, &c, &x, &dy, rows, cols, 1e-5);
         }
+    }
+}
+
+/// Layer norm's affine in the normalisation's launches: on both devices,
+/// `y`, `mean` and `rstd` are the plain kernel's bit for bit, `z` is
+/// `y · w + b` from that `y`, and the backward is the plain backward of
+/// `dz · w`; one launch each way on a GPU. Rows short and long (a thread
+/// per row and a workgroup per row on CPU adapters), with and without a
+/// bias, f32 and f16 input.
+#[test]
+fn affine_rows_match_the_plain_kernel_and_the_twin() {
+    let Some((g, c)) = devices("affine_rows_match_the_plain_kernel_and_the_twin") else { return };
+    let mut r = rng(32);
+    for (i, (rows, cols)) in [(3, 7), (70, 33), (5, 300), (1, 1)].into_iter().enumerate() {
+        let x = r.vec(rows * cols, -3.0, 3.0);
+        let (w, b) = (r.vec(cols, -2.0, 2.0), r.vec(cols, -1.0, 1.0));
+        let dz = r.vec(rows * cols, -1.0, 1.0);
+        let with_bias = i % 2 == 0;
+        let io = if i == 2 { Operands::F16 } else { Operands::F32 };
+        let what = format!("affine {rows}×{cols} bias={with_bias} {io:?}");
+        let mut outs = Vec::new();
+        for dev in [&g, &c] {
+            let xb = match io {
+                Operands::F32 => Buffer::from_f32(dev, &x).unwrap(),
+                Operands::F16 => {
+                    Buffer::from_f16(dev, &x.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()).unwrap()
+                }
+            };
+            let (wb, bb) = (Buffer::from_f32(dev, &w).unwrap(), Buffer::from_f32(dev, &b).unwrap());
+            let (y, z, mean, rstd) =
+                normalize_rows_affine_io(&xb, io, (rows, cols, 1e-5), &wb, with_bias.then_some(&bb)).unwrap();
+            let (py, pm, pr) = wgrad_gpu_core::ops::norm::normalize_rows_io(&xb, io, rows, cols, 1e-5).unwrap();
+            let n = rows * cols;
+            let read = |b: &Buffer, len: usize| b.to_f32().unwrap()[..len].to_vec();
+            let (yv, zv) = (read(&y, n), read(&z, n));
+            assert_eq!(yv, read(&py, n), "{what} on {}: y is the plain kernel's", dev.name());
+            assert_eq!(read(&mean, rows), read(&pm, rows), "{what} on {}: mean", dev.name());
+            assert_eq!(read(&rstd, rows), read(&pr, rows), "{what} on {}: rstd", dev.name());
+            let want: Vec<f32> = yv
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| v * w[k % cols] + if with_bias { b[k % cols] } else { 0.0 })
+                .collect();
+            assert_close(&format!("{what} on {}: z", dev.name()), &zv, &want, 1e-6, 1e-6);
+            let dzb = Buffer::from_f32(dev, &dz).unwrap();
+            let dx = normalize_rows_affine_backward(&dzb, &y, &rstd, &wb, (rows, cols)).unwrap();
+            let dxv = read(&dx, n);
+            let scaled: Vec<f32> = dz.iter().enumerate().map(|(k, &v)| v * w[k % cols]).collect();
+            let plain =
+                normalize_rows_backward(&Buffer::from_f32(dev, &scaled).unwrap(), &y, &rstd, rows, cols).unwrap();
+            assert_close(&format!("{what} on {}: dx", dev.name()), &dxv, &read(&plain, n), 1e-5, 1e-6);
+            outs.push((yv, zv, dxv));
+        }
+        assert_close(&format!("{what}: y, GPU vs twin"), &outs[0].0, &outs[1].0, 1e-4, 1e-5);
+        assert_close(&format!("{what}: z, GPU vs twin"), &outs[0].1, &outs[1].1, 1e-4, 1e-5);
+        assert_close(&format!("{what}: dx, GPU vs twin"), &outs[0].2, &outs[1].2, 1e-4, 1e-5);
+    }
+    // Launches counted on a device of the test's own.
+    let Some(alone) = wgrad_gpu_core::testing::fresh_gpu_or_skip("affine rows (launches)") else { return };
+    for (rows, cols) in [(70, 33), (5, 300)] {
+        let x = Buffer::from_f32(&alone, &r.vec(rows * cols, -3.0, 3.0)).unwrap();
+        let w = Buffer::from_f32(&alone, &r.vec(cols, -2.0, 2.0)).unwrap();
+        let dz = Buffer::from_f32(&alone, &r.vec(rows * cols, -1.0, 1.0)).unwrap();
+        alone.synchronize().unwrap();
+        let before = alone.stats().dispatches;
+        let (y, _, _, rstd) = normalize_rows_affine_io(&x, Operands::F32, (rows, cols, 1e-5), &w, Some(&w)).unwrap();
+        let forward = alone.stats().dispatches - before;
+        drop(normalize_rows_affine_backward(&dz, &y, &rstd, &w, (rows, cols)).unwrap().to_f32().unwrap());
+        assert_eq!(
+            (forward, alone.stats().dispatches - before - forward),
+            (1, 1),
+            "{rows}×{cols}: one launch each way"
+        );
     }
 }
 

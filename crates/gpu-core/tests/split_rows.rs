@@ -16,7 +16,9 @@ use common::*;
 use wgrad_gpu_core::ops::batch_norm::{
     batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Running,
 };
-use wgrad_gpu_core::ops::norm::{normalize_rows_backward, normalize_rows_io};
+use wgrad_gpu_core::ops::norm::{
+    normalize_rows_affine_backward, normalize_rows_affine_io, normalize_rows_backward, normalize_rows_io,
+};
 use wgrad_gpu_core::ops::softmax::{
     cross_entropy_rows_backward, cross_entropy_rows_io, softmax_rows_backward, softmax_rows_io, CeArgs, CeTarget,
     Operands,
@@ -97,6 +99,26 @@ fn normalization(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let (y, mean, rstd) = normalize_rows_io(&x, io, ROWS, COLS, 1e-5).unwrap();
     let dx = normalize_rows_backward(&dy, &y, &rstd, ROWS, COLS).unwrap();
     let mut out = f32s_of(&y, n);
+    out.extend(f32s_of(&mean, ROWS));
+    out.extend(f32s_of(&rstd, ROWS));
+    out.extend(f32s_of(&dx, n));
+    (out, dev.stats().dispatches - before)
+}
+
+/// Layer norm's fused affine rows: forward (y, z, mean, rstd) and backward.
+fn affine_rows(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
+    let n = ROWS * COLS;
+    let (x, dz) = (logits(dev, io), Buffer::from_f32(dev, &rng(8).vec(n, -1.0, 1.0)).unwrap());
+    let (w, b) = (
+        Buffer::from_f32(dev, &rng(9).vec(COLS, -2.0, 2.0)).unwrap(),
+        Buffer::from_f32(dev, &rng(10).vec(COLS, -1.0, 1.0)).unwrap(),
+    );
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let (y, z, mean, rstd) = normalize_rows_affine_io(&x, io, (ROWS, COLS, 1e-5), &w, Some(&b)).unwrap();
+    let dx = normalize_rows_affine_backward(&dz, &y, &rstd, &w, (ROWS, COLS)).unwrap();
+    let mut out = f32s_of(&y, n);
+    out.extend(f32s_of(&z, n));
     out.extend(f32s_of(&mean, ROWS));
     out.extend(f32s_of(&rstd, ROWS));
     out.extend(f32s_of(&dx, n));
@@ -187,6 +209,10 @@ fn row_kernels_past_the_limit_run_in_ranges_of_rows_and_equal_the_twin() {
         let (got, launches) = normalization(&small, io);
         let (want, _) = normalization(&cpu, io);
         assert_close(&format!("row normalisation, {io:?} input"), &got, &want, 1e-4, 1e-5);
+        assert!(launches >= 8, "{io:?}: {launches} launches");
+        let (got, launches) = affine_rows(&small, io);
+        let (want, _) = affine_rows(&cpu, io);
+        assert_close(&format!("layer norm's affine rows, {io:?} input"), &got, &want, 1e-4, 1e-5);
         assert!(launches >= 8, "{io:?}: {launches} launches");
         let (got, launches) = affine(&small, io);
         let (want, _) = affine(&cpu, io);
