@@ -162,6 +162,38 @@ fn layer_norm_affine_matches_broadcasting_ops() {
     }
 }
 
+/// Layer norm with its affine is one launch forward (normalise, scale,
+/// shift) and three backward (the input gradient, and the two-level
+/// per-column sums of the weight and bias gradients); two without an input
+/// gradient. Normalising and scaling as separate ops took two and four.
+#[test]
+fn layer_norm_launch_count() {
+    let Some(dev) = fresh_gpu_or_skip("layer_norm_launch_count") else { return };
+    for (rows, input_grad) in [(300, true), (7, false)] {
+        let x = rand(&[rows, 33], 31, -1.0, 1.0, &dev);
+        let x = if input_grad { x.requires_grad_() } else { x };
+        let w = rand(&[33], 32, 0.5, 1.5, &dev).requires_grad_();
+        let b = rand(&[33], 33, -0.5, 0.5, &dev).requires_grad_();
+        let gy = rand(&[rows, 33], 34, -1.0, 1.0, &dev);
+        dev.synchronize().unwrap();
+        let before = dev.stats().dispatches;
+        let y = x.layer_norm(&[33], Some(&w), Some(&b), 1e-5);
+        drop(y.to_vec());
+        let forward = dev.stats().dispatches - before;
+        y.backward_with(&gy);
+        drop((w.grad().unwrap().to_vec(), b.grad().unwrap().to_vec()));
+        if input_grad {
+            drop(x.grad().unwrap().to_vec());
+        }
+        let backward = dev.stats().dispatches - before - forward;
+        assert_eq!(
+            (forward, backward),
+            (1, if input_grad { 3 } else { 2 }),
+            "{rows} rows, input gradient {input_grad}"
+        );
+    }
+}
+
 /// A training BN+ReLU is 3 launches forward (two for the statistics and the
 /// running update, one fused normalise+affine+ReLU) and 3 backward (two for
 /// the per-channel sums, one for the input gradient), whatever the shape.

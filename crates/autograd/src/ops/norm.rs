@@ -8,12 +8,16 @@
 //! statistics and running update in two launches, one fused forward
 //! (normalise, affine, optional residual add and ReLU: see
 //! [`NormEpilogue`]), and a backward of three launches whose per-channel sums
-//! are the weight and bias gradients. The affine part of layer and group
-//! norm is the same fused kernel on already normalised input, so their
-//! weight and bias gradients are parallel two-level column sums too.
+//! are the weight and bias gradients. Layer norm with a weight applies it
+//! (and its bias) in the normalisation's own launch, and its backward
+//! scales the output gradient inside the row backward; group norm's affine
+//! (per channel, not per column) is batch norm's kernel on already
+//! normalised input. Either way the weight and bias gradients are parallel
+//! two-level column sums.
 
 use wgrad_gpu_core::ops::batch_norm::{self as bn, Centre, ChannelDims, Running};
 use wgrad_gpu_core::ops::norm;
+use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
@@ -216,9 +220,67 @@ impl Tensor {
         );
         let cols: usize = normalized_shape.iter().product();
         let rows: usize = shape[..shape.len() - normalized_shape.len()].iter().product();
+        if let Some(w) = weight {
+            return self.layer_norm_affine((rows, cols), normalized_shape, w, bias, eps).reshape(&shape);
+        }
         let (y, _, _) = self.normalize_rows_op(OP, rows, cols, eps);
         let d = ChannelDims { outer: rows, channels: cols, inner: 1 };
         y.norm_affine(OP, d, weight, bias, normalized_shape).reshape(&shape)
+    }
+
+    /// Layer norm with a weight (and maybe a bias) in the normalisation's own
+    /// launches (gpu-core's `normalize_rows_affine_io`): one launch forward;
+    /// backward, the input gradient in one (the row backward of `dz · w`)
+    /// and the weight and bias gradients as per-column sums of `dz · y` and
+    /// `dz` (two launches, batch norm's parallel sums), where the two-op form
+    /// takes two and four. `y`, the normalised input, is kept for them.
+    fn layer_norm_affine(
+        &self,
+        (rows, cols): (usize, usize),
+        normalized_shape: &[usize],
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Tensor {
+        const OP: &str = "layer_norm";
+        let prepare = |t: &Tensor, what: &str| {
+            assert_eq!(
+                t.shape(),
+                normalized_shape,
+                "{OP}: {what} has shape {:?}, expected {normalized_shape:?}",
+                t.shape()
+            );
+            self.expect_same_device(OP, t);
+            t.expect_dtype(OP, DType::F32);
+            t.reshape(&[cols])
+        };
+        let (w, b) = (prepare(weight, "weight"), bias.map(|b| prepare(b, "bias")));
+        let (dtype, io) = (self.dtype(), self.float_storage(OP));
+        let x = self.reshape(&[rows, cols]);
+        let wb = w.dense_buffer();
+        let bb = b.as_ref().map(Tensor::dense_buffer);
+        let (y, z, _, rstd) =
+            expect(OP, norm::normalize_rows_affine_io(&x.dense_buffer(), io, (rows, cols, eps), &wb, bb.as_ref()));
+        let inputs: Vec<&Tensor> = [Some(&x), Some(&w), b.as_ref()].into_iter().flatten().collect();
+        Tensor::from_op(OP, z, Layout::contiguous(&[rows, cols]), &inputs, move |g, inputs, _| {
+            let dz = g.dense_buffer();
+            let mut grads: Vec<Option<Tensor>> = vec![None; inputs.len()];
+            if inputs[0].requires_grad() {
+                let dx = expect(OP, norm::normalize_rows_affine_backward(&dz, &y, &rstd, &wb, (rows, cols)));
+                grads[0] = Some(Tensor::from_parts(dx, Layout::contiguous(&[rows, cols]), DType::F32).to_dtype(dtype));
+            }
+            if inputs[1..].iter().any(Tensor::requires_grad) {
+                let d = ChannelDims { outer: rows, channels: cols, inner: 1 };
+                let (db, dw) =
+                    expect(OP, bn::batch_norm_grad_sums(&dz, &y, None, d, Centre::Normalized, Operands::F32));
+                let param = |b: Buffer| Some(Tensor::from_parts(b, Layout::contiguous(&[cols]), DType::F32));
+                grads[1] = param(dw);
+                if grads.len() > 2 {
+                    grads[2] = param(db);
+                }
+            }
+            grads
+        })
     }
 
     /// Root-mean-square normalisation over the trailing dims
