@@ -273,10 +273,11 @@ impl Tensor {
                 let d = ChannelDims { outer: rows, channels: cols, inner: 1 };
                 let (db, dw) =
                     expect(OP, bn::batch_norm_grad_sums(&dz, &y, None, d, Centre::Normalized, Operands::F32));
-                let param = |b: Buffer| Some(Tensor::from_parts(b, Layout::contiguous(&[cols]), DType::F32));
-                grads[1] = param(dw);
-                if grads.len() > 2 {
-                    grads[2] = param(db);
+                let param = |b: Buffer| Tensor::from_parts(b, Layout::contiguous(&[cols]), DType::F32);
+                for (i, sums) in [(1, dw), (2, db)] {
+                    if inputs.get(i).is_some_and(Tensor::requires_grad) {
+                        grads[i] = Some(param(sums));
+                    }
                 }
             }
             grads
