@@ -194,6 +194,29 @@ fn layer_norm_launch_count() {
     }
 }
 
+/// A frozen weight gets no gradient while the bias and the input do (the
+/// same values as with the weight trainable).
+#[test]
+fn layer_norm_frozen_weight_gets_no_gradient() {
+    for dev in backends("layer_norm_frozen_weight_gets_no_gradient") {
+        let x = rand(&[6, 9], 41, -1.0, 1.0, &dev).requires_grad_();
+        let frozen = rand(&[9], 42, 0.5, 1.5, &dev);
+        let trained = frozen.clone().detach().requires_grad_();
+        let b = rand(&[9], 43, -0.5, 0.5, &dev).requires_grad_();
+        let gy = rand(&[6, 9], 44, -1.0, 1.0, &dev);
+        let mut seen = Vec::new();
+        for w in [&frozen, &trained] {
+            x.zero_grad();
+            b.zero_grad();
+            x.layer_norm(&[9], Some(w), Some(&b), 1e-5).backward_with(&gy);
+            seen.push((x.grad().unwrap().to_vec(), b.grad().unwrap().to_vec()));
+        }
+        assert!(frozen.grad().is_none(), "on {}: the frozen weight has no gradient", dev.name());
+        assert!(trained.grad().is_some());
+        assert_eq!(seen[0], seen[1], "on {}", dev.name());
+    }
+}
+
 /// A training BN+ReLU is 3 launches forward (two for the statistics and the
 /// running update, one fused normalise+affine+ReLU) and 3 backward (two for
 /// the per-channel sums, one for the input gradient), whatever the shape.
