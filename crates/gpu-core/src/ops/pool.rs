@@ -436,7 +436,7 @@ pub fn max_pool2d_io(
 /// `relu(max_pool2d(x))`, which equals `max_pool2d(relu(x))` bit for bit
 /// (the maximum of ReLUs is the ReLU of the maximum, ties and NaNs
 /// included), in one launch: the window maxima of `relu(x)`, stored as
-/// `io`, and an argmax that is [`NONE`] wherever that maximum is not
+/// `io`, and an argmax that is `u32::MAX` (no element) wherever that maximum is not
 /// positive. [`max_pool2d_backward_io`] with that argmax is then ReLU's
 /// backward and the pooling's in one launch, where the two ops would take a
 /// pass over the four times larger input gradient to mask it.
