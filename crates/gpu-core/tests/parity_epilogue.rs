@@ -432,6 +432,13 @@ fn activation_epilogue_matches_the_twin() {
     assert_eq!(y.to_f32().unwrap(), kept.to_f32().unwrap(), "keeping the values before the op changes nothing");
     let e = matmul_activation(cfg, &epi.with_relu(), UnaryOp::Gelu, false, (&ab, &p.la), (&bb, &p.lb));
     assert!(e.unwrap_err().to_string().contains("activation"));
+    // A convolution's store takes ReLU only.
+    let geo = geometry(1, false);
+    let x = Buffer::from_f32(&g, &vec![0.5; geo.input_shape().iter().product()]).unwrap();
+    let w = Buffer::from_f32(&g, &vec![0.25; 6 * geo.col_rows()]).unwrap();
+    let gelu = Epilogue { activation: Some(UnaryOp::Gelu), ..Epilogue::default() };
+    let e = conv2d_epilogue(cfg, &gelu, &x, &w, 6, &geo).unwrap_err().to_string();
+    assert!(e.contains("conv2d") && e.contains("ReLU only"), "{e}");
     // Split past a 4 KiB binding limit: the product, then the op.
     let Some(small) = fresh_gpu_or_skip("activation_epilogue_matches_the_twin (split)") else { return };
     small.set_max_binding_bytes(Some(4096)).unwrap();

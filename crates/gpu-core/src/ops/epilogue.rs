@@ -52,9 +52,10 @@ pub struct Epilogue<'a> {
     pub relu: bool,
     /// Any other op of the unary table after the bias (the matmul's `_act`
     /// variants, a pipeline per op; a Linear followed by a GELU), before
-    /// the residual; not with `relu`. f32 results of products one launch
-    /// binds whole only: [`matmul_activation`](super::matmul::matmul_activation)
-    /// runs the op as a launch of its own otherwise.
+    /// the residual; not with `relu`, and not in a convolution's store.
+    /// f32 results of products one launch binds whole only:
+    /// [`matmul_activation`](super::matmul::matmul_activation) runs the op
+    /// as a launch of its own otherwise.
     pub activation: Option<UnaryOp>,
     /// With `activation`: also store the values before it here (f32, the
     /// result's shape), which the op's gradient reads.

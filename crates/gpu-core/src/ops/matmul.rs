@@ -487,6 +487,11 @@ pub(crate) fn conv_matmul(
 ) -> Result<(Buffer, Vec<usize>)> {
     la.check_rank("conv2d")?;
     a.check_len("conv2d", "weight", la.span(), cfg.operands.size())?;
+    if epi.activation.is_some() {
+        // Its values before the op would be stored relative to each piece
+        // of a split convolution; ReLU (`relu`) is the convolutions' one.
+        return Err(Error::invalid("conv2d", "a convolution's store applies ReLU only, not other activations"));
+    }
     let (ra, k, n) = (la.rank() - 2, g.k, g.n);
     let shapes = || format!("{:?} and gathered [{:?}, {k}, {n}]", la.shape, g.batch.shape);
     if la.shape[ra + 1] != k {
