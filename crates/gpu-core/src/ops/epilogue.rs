@@ -2,13 +2,15 @@
 //! they are stored (`store4` in `shaders/matmul.wgsl`, shared by both kernel
 //! families). The sums may be scaled (attention's `q kᵀ · scale`), a bias
 //! added (a convolution's per-output-channel bias, a Linear layer's
-//! per-feature one), a ReLU applied (a Linear → ReLU block), a residual
+//! per-feature one), a ReLU applied (a Linear → ReLU block) or, in the
+//! `_act` variants, any other op of the unary table (a Linear → GELU
+//! block; `matmul::matmul_activation`), a residual
 //! added (a Transformer block's `x + f(x)`), and the result stored rounded
 //! once to packed f16 (mixed precision's f16 activations), so none of them
 //! costs a launch of its own or an intermediate buffer.
 //!
 //! The CPU twin has the same semantics: f32 sums, times the scale in f32,
-//! plus the bias in f32, the ReLU, plus the residual, then one rounding to
+//! plus the bias in f32, the ReLU or the op, plus the residual, then one rounding to
 //! nearest even (the `half` crate, as `shaders/half.wgsl`).
 
 use super::operands::Operands;
