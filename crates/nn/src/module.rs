@@ -49,33 +49,19 @@ pub trait Module: ModuleFields + Send + Sync {
         None
     }
 
-    /// `relu(self.forward(x))` with the ReLU fused into this layer's own
-    /// kernel (Linear, Conv2d: the product's store), or `None` for layers
-    /// that cannot. [`Sequential`](crate::Sequential) calls it for a layer
-    /// followed by [`ReLU`](crate::ReLU): one launch less forward, and no
-    /// pre-activation kept for the backward.
-    fn forward_relu_fused(&self, _x: &Tensor) -> Option<Tensor> {
-        None
-    }
-
-    /// True for [`ReLU`](crate::ReLU), the activation `Sequential` fuses
-    /// into the layer before it.
-    fn is_relu(&self) -> bool {
-        false
-    }
-
     /// The op of the unary table this layer applies elementwise, for the
-    /// activation layers ([`GELU`](crate::GELU), [`Tanh`](crate::Tanh),
-    /// ...); `None` for every other layer. [`Sequential`](crate::Sequential)
-    /// fuses it into the layer before when that one can
-    /// ([`forward_activation_fused`](Self::forward_activation_fused)).
+    /// activation layers ([`ReLU`](crate::ReLU), [`GELU`](crate::GELU),
+    /// [`Tanh`](crate::Tanh), ...); `None` for every other layer.
+    /// [`Sequential`](crate::Sequential) fuses it into the layer before when
+    /// that one can ([`forward_activation_fused`](Self::forward_activation_fused)).
     fn unary_op(&self) -> Option<UnaryOp> {
         None
     }
 
-    /// `op(self.forward(x))` with `op` applied in this layer's own kernel
-    /// (Linear: the product's store, the values before the op kept for the
-    /// gradient), or `None` for layers that cannot.
+    /// `op(self.forward(x))` with `op` applied in this layer's own kernel,
+    /// or `None` where it cannot: Linear takes any op in its product's
+    /// store (for ReLU nothing is kept for the backward, for any other op
+    /// the values before it), Conv2d takes ReLU. One launch less forward.
     fn forward_activation_fused(&self, _x: &Tensor, _op: UnaryOp) -> Option<Tensor> {
         None
     }
@@ -179,11 +165,11 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         (**self).random_stream()
     }
-    fn forward_relu_fused(&self, x: &Tensor) -> Option<Tensor> {
-        (**self).forward_relu_fused(x)
+    fn unary_op(&self) -> Option<UnaryOp> {
+        (**self).unary_op()
     }
-    fn is_relu(&self) -> bool {
-        (**self).is_relu()
+    fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
+        (**self).forward_activation_fused(x, op)
     }
     fn forward_after_relu(&self, x: &Tensor) -> Tensor {
         (**self).forward_after_relu(x)

@@ -8,7 +8,7 @@ use crate::Module;
 
 /// Defines a parameterless activation module applying one op of the unary table.
 macro_rules! activation {
-    ($(#[$doc:meta])* $name:ident, $op:ident $(, $extra:item)*) => {
+    ($(#[$doc:meta])* $name:ident, $op:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, Module)]
         pub struct $name;
@@ -23,13 +23,12 @@ macro_rules! activation {
             fn unary_op(&self) -> Option<UnaryOp> {
                 Some(UnaryOp::$op)
             }
-            $($extra)*
         }
     };
 }
 
 activation!(/// max(x, 0)
-    ReLU, Relu, fn is_relu(&self) -> bool { true });
+    ReLU, Relu);
 activation!(/// Scaled ELU with the self-normalising constants.
     SELU, Selu);
 activation!(/// x·sigmoid(x), also known as swish.

@@ -86,10 +86,6 @@ impl Module for Linear {
         x.linear(&self.weight, self.bias.as_ref())
     }
 
-    fn forward_relu_fused(&self, x: &Tensor) -> Option<Tensor> {
-        Some(self.forward_relu(x))
-    }
-
     fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
         Some(self.forward_activation(x, op))
     }

@@ -1,6 +1,6 @@
 //! A chain of modules.
 
-use wgrad_autograd::Tensor;
+use wgrad_autograd::{Tensor, UnaryOp};
 
 use crate::Module;
 
@@ -50,24 +50,25 @@ impl Module for Sequential {
     /// neighbour (same values): into the layer after it when that layer
     /// takes it ([`Module::fuses_relu_before`]: MaxPool2d, whose backward
     /// then applies ReLU's derivative for free), else into the layer before
-    /// when that one can ([`Module::forward_relu_fused`]: Linear, Conv2d,
-    /// the ReLU applied in the product's store). Any other activation layer
-    /// ([`Module::unary_op`]: GELU, Tanh, ...) goes into a Linear before it
-    /// the same way ([`Module::forward_activation_fused`]).
+    /// when that one can; so does any other activation layer
+    /// ([`Module::unary_op`]: GELU, Tanh, ...;
+    /// [`Module::forward_activation_fused`]: Linear takes any op, Conv2d
+    /// ReLU, in the product's store).
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
         let mut i = 0;
         let layer = |i: usize| self.layers.get(i).map(|m| m.as_ref());
         let relu_goes_on = |i: usize| layer(i).is_some_and(|m| m.fuses_relu_before());
         while let Some(m) = layer(i) {
-            if m.is_relu() && relu_goes_on(i + 1) {
+            if m.unary_op() == Some(UnaryOp::Relu) && relu_goes_on(i + 1) {
                 h = self.layers[i + 1].forward_after_relu(&h);
                 i += 2;
                 continue;
             }
-            let fused = match layer(i + 1) {
-                Some(next) if next.is_relu() => (!relu_goes_on(i + 2)).then(|| m.forward_relu_fused(&h)).flatten(),
-                Some(next) => next.unary_op().and_then(|op| m.forward_activation_fused(&h, op)),
+            let fused = match layer(i + 1).and_then(|next| next.unary_op()) {
+                // That ReLU goes to the layer after it instead.
+                Some(UnaryOp::Relu) if relu_goes_on(i + 2) => None,
+                Some(op) => m.forward_activation_fused(&h, op),
                 None => None,
             };
             match fused {
