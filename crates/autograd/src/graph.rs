@@ -32,6 +32,12 @@ pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
 
+/// Whether an op on `inputs` is recorded for the backward: gradients are
+/// enabled and some input requires one.
+pub(crate) fn records(inputs: &[&crate::Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
 /// Runs `f` without recording gradients, like `with torch.no_grad():`.
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     let _guard = NoGradGuard::new();

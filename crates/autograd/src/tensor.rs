@@ -103,7 +103,7 @@ impl Tensor {
     ) -> Tensor {
         // The launches this op just recorded carry its name in a profile.
         wgrad_gpu_core::profile::label_pending(buffer.device(), op);
-        let needs_grad = graph::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let needs_grad = graph::records(inputs);
         let node = needs_grad.then(|| Node {
             op,
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),

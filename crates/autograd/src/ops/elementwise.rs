@@ -62,10 +62,16 @@ impl Tensor {
     /// the ReLU's input was, so a product with the ReLU in its store needs
     /// no pre-activation (`Tensor::linear_relu`, `Tensor::conv2d_relu`).
     pub(crate) fn relu_grad_from_output(&self, y: &Tensor) -> Tensor {
-        let n = self.numel();
-        let (yb, gb) = (y.dense_buffer(), self.dense_buffer());
-        let dx = unary::unary_grad(UnaryOp::Relu, &yb, &yb, &gb, n);
-        Tensor::from_parts(expect("relu-in-store backward", dx), Layout::contiguous(&self.shape()), DType::F32)
+        self.grad_through(UnaryOp::Relu, &y.dense_buffer(), y)
+    }
+
+    /// The gradient `self` (F32) through `op`, whose input was `x` (dense
+    /// f32 of `self`'s shape) and output `y`: one fusable launch. For an op
+    /// applied in a product's store (`Tensor::linear_activation`), whose
+    /// input is no tensor of its own.
+    pub(crate) fn grad_through(&self, op: UnaryOp, x: &Buffer, y: &Tensor) -> Tensor {
+        let dx = unary::unary_grad(op, x, &y.dense_buffer(), &self.dense_buffer(), self.numel());
+        Tensor::from_parts(expect("activation-in-store backward", dx), Layout::contiguous(&self.shape()), DType::F32)
     }
 
     /// -x

@@ -3,7 +3,7 @@
 //! product's store (the matmul kernels' epilogue).
 
 use wgrad_gpu_core::ops::matmul::{self, BiasAxis, Epilogue, MatmulConfig, Operands};
-use wgrad_gpu_core::ops::unary::{self, UnaryOp};
+use wgrad_gpu_core::ops::unary::UnaryOp;
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::{DType, Tensor};
@@ -104,10 +104,10 @@ impl Tensor {
         if relu {
             epi = epi.with_relu();
         }
+        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias, residual].into_iter().flatten().collect();
         let (c, pre, shape) = match other_op {
             Some(op) => {
-                let keep = crate::graph::is_grad_enabled()
-                    && [Some(self), Some(other), bias, residual].into_iter().flatten().any(Tensor::requires_grad);
+                let keep = crate::graph::records(&inputs);
                 matmul::matmul_activation(cfg, &epi, op, keep, (&ba, &la), (&bb, &lb))?
             }
             None => {
@@ -125,19 +125,13 @@ impl Tensor {
             (false, false, false) => "matmul",
         };
         let (has_bias, has_residual) = (bias.is_some(), residual.is_some());
-        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias, residual].into_iter().flatten().collect();
         let layout = Layout::contiguous(&shape);
         Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, y| {
             let (a, b) = (&inputs[0], &inputs[1]);
             // Through the activation first: y > 0 exactly where a ReLU's
             // input was; any other op reads the values kept before it.
             let g = match (other_op, &pre) {
-                (Some(op), Some(pre)) => {
-                    let n = g.numel();
-                    let dx = unary::unary_grad(op, pre, &y.dense_buffer(), &g.dense_buffer(), n);
-                    let dx = crate::tensor::expect("linear_activation backward", dx);
-                    Tensor::from_parts(dx, Layout::contiguous(&g.shape()), DType::F32)
-                }
+                (Some(op), Some(pre)) => g.grad_through(op, pre, y),
                 _ if relu => g.relu_grad_from_output(y),
                 _ => g.clone(),
             };
