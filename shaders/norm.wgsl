@@ -2,10 +2,10 @@
 // (gpu-core/src/ops/norm.rs holds the CPU twins; batch norm has batch_norm.wgsl):
 //   forward   y = (x - mean) * rstd, rstd = 1 / sqrt(biased var + eps), per row
 //   backward  dx = rstd * (dy - mean(dy) - y * mean(dy * y)), per row
-// and with layer norm's affine in the same launches (`*_affine`: one weight
-// and bias per column):
-//   forward   y as above, z = y * w + b
-//   backward  the same dx with dy * w in place of dy (dz's gradient)
+// and with layer norm's affine in the same launches (AFFINE; one weight and
+// bias per column):
+//   forward   y as above, and z = y * w + b
+//   backward  the same dx with dy * w in place of dy (z's gradient)
 //
 // One workgroup per contiguous row. Threads stride over the row in a fixed
 // order and combine partial sums with a fixed tree, so results are the same
@@ -42,27 +42,22 @@ struct Params {
 //#include row_grads_f32.wgsl
 // Each entry point statically uses only its own bindings, so the globals
 // below may share binding numbers with different types:
-//   forward   x, y_out, mean_out, rstd_out
-//   backward  dy, y, rstd_in, dx
-@group(0) @binding(2) var<storage, read_write> y_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(3) var<storage, read> rstd_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-// The affine entries (their inputs come first, so the rest move up):
 //   forward   x, w, b, y, z, mean, rstd
 //   backward  dy, y, rstd, w, dx
-@group(0) @binding(2) var<storage, read> aff_w: array<f32>;
-@group(0) @binding(3) var<storage, read> aff_b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> aff_y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> aff_z: array<f32>;
-@group(0) @binding(6) var<storage, read_write> aff_mean: array<f32>;
-@group(0) @binding(7) var<storage, read_write> aff_rstd: array<f32>;
-@group(0) @binding(4) var<storage, read> affb_w: array<f32>;
-@group(0) @binding(5) var<storage, read_write> affb_dx: array<f32>;
+// (w, b and z are neither read nor written below their AFFINE level: the
+// host binds some other buffer there.)
+@group(0) @binding(2) var<storage, read> w_fwd: array<f32>;
+@group(0) @binding(3) var<storage, read> b_fwd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> z_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(4) var<storage, read> w_bwd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-// The affine forward adds the bias (else binds the weight there).
-override BIAS: bool = true;
+// 0: no affine; 1: a weight; 2: a weight and a bias.
+override AFFINE: u32 = 0u;
 
 var<workgroup> part: array<vec2<f32>, WG>;
 
@@ -121,51 +116,24 @@ fn row_norm(m0: f32, moments: vec2<f32>) -> RowNorm {
     return RowNorm(m0, shift, 1.0 / sqrt(max(moments.y - shift * shift, 0.0) + p.eps));
 }
 
-// Writes one thread's columns of y; the first thread also the statistics.
+// Writes one thread's columns of y (and z); the first thread also the statistics.
 fn write_norm(r: u32, nr: RowNorm, first: u32, step: u32) {
     let base = r * p.cols - p.mat_shift;
     let xb = r * p.cols - p.x_shift;
     for (var j = first; j < p.cols; j += step) {
-        y_out[base + j] = ((load_x(xb + j) - nr.m0) - nr.shift) * nr.rstd;
+        let y = ((load_x(xb + j) - nr.m0) - nr.shift) * nr.rstd;
+        y_out[base + j] = y;
+        if AFFINE > 0u {
+            var z = y * w_fwd[j];
+            if AFFINE > 1u {
+                z += b_fwd[j];
+            }
+            z_out[base + j] = z;
+        }
     }
     if first == 0u {
         mean_out[r - p.vec_shift] = nr.m0 + nr.shift;
         rstd_out[r - p.vec_shift] = nr.rstd;
-    }
-}
-
-// Row r's statistics, from a workgroup per row.
-fn stats_wg(r: u32, lid: u32) -> RowNorm {
-    let xb = r * p.cols - p.x_shift;
-    let n = f32(p.cols);
-    let m0 = tree_sum2(lid, vec2<f32>(part_sum(xb, lid, WG), 0.0)).x / n;
-    return row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n);
-}
-
-// Row r's statistics, from one thread.
-fn stats_serial(r: u32) -> RowNorm {
-    let xb = r * p.cols - p.x_shift;
-    let n = f32(p.cols);
-    let m0 = part_sum(xb, 0u, 1u) / n;
-    return row_norm(m0, part_moments(xb, m0, 0u, 1u) / n);
-}
-
-// write_norm with the affine: y and z = y * w + b.
-fn write_norm_affine(r: u32, nr: RowNorm, first: u32, step: u32) {
-    let base = r * p.cols - p.mat_shift;
-    let xb = r * p.cols - p.x_shift;
-    for (var j = first; j < p.cols; j += step) {
-        let y = ((load_x(xb + j) - nr.m0) - nr.shift) * nr.rstd;
-        aff_y[base + j] = y;
-        var z = y * aff_w[j];
-        if BIAS {
-            z += aff_b[j];
-        }
-        aff_z[base + j] = z;
-    }
-    if first == 0u {
-        aff_mean[r - p.vec_shift] = nr.m0 + nr.shift;
-        aff_rstd[r - p.vec_shift] = nr.rstd;
     }
 }
 
@@ -176,7 +144,10 @@ fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if r >= p.rows {
         return;
     }
-    write_norm(r, stats_wg(r, lid), lid, WG);
+    let xb = r * p.cols - p.x_shift;
+    let n = f32(p.cols);
+    let m0 = tree_sum2(lid, vec2<f32>(part_sum(xb, lid, WG), 0.0)).x / n;
+    write_norm(r, row_norm(m0, tree_sum2(lid, part_moments(xb, m0, lid, WG)) / n), lid, WG);
 }
 
 @compute @workgroup_size(SERIAL_ROWS)
@@ -185,62 +156,36 @@ fn normalize_rows_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     if r >= p.rows {
         return;
     }
-    write_norm(r, stats_serial(r), 0u, 1u);
+    let xb = r * p.cols - p.x_shift;
+    let n = f32(p.cols);
+    let m0 = part_sum(xb, 0u, 1u) / n;
+    write_norm(r, row_norm(m0, part_moments(xb, m0, 0u, 1u) / n), 0u, 1u);
 }
 
-@compute @workgroup_size(WG)
-fn normalize_rows_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = p.row0 + linear_workgroup(wid, nwg);
-    if r >= p.rows {
-        return;
+// Column j of the row's output gradient at `at`: dy, or dy * w (AFFINE).
+fn grad_at(at: u32, j: u32) -> f32 {
+    if AFFINE > 0u {
+        return load_dy(at) * w_bwd[j];
     }
-    write_norm_affine(r, stats_wg(r, lid), lid, WG);
+    return load_dy(at);
 }
 
-@compute @workgroup_size(SERIAL_ROWS)
-fn normalize_rows_affine_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = serial_row(wid, nwg, lid);
-    if r >= p.rows {
-        return;
-    }
-    write_norm_affine(r, stats_serial(r), 0u, 1u);
-}
-
-// (Σ dy, Σ dy·y) over one thread's columns of the row starting at `base`.
+// (Σ g, Σ g·y) over one thread's columns of the row starting at `base`.
 fn part_grads(base: u32, first: u32, step: u32) -> vec2<f32> {
     var s = vec2<f32>(0.0, 0.0);
     for (var j = first; j < p.cols; j += step) {
-        let g = load_dy(base + j);
+        let g = grad_at(base + j, j);
         s += vec2<f32>(g, g * load_y(base + j));
     }
     return s;
 }
 
-// Writes one thread's columns of dx given the row's (mean dy, mean dy·y).
+// Writes one thread's columns of dx given the row's (mean g, mean g·y).
 fn write_norm_grad(r: u32, means: vec2<f32>, first: u32, step: u32) {
     let base = r * p.cols - p.mat_shift;
     let rstd = rstd_in[r - p.vec_shift];
     for (var j = first; j < p.cols; j += step) {
-        dx[base + j] = rstd * (load_dy(base + j) - means.x - load_y(base + j) * means.y);
-    }
-}
-
-// part_grads and write_norm_grad of the affine backward: dy * w for dy.
-fn part_grads_affine(base: u32, first: u32, step: u32) -> vec2<f32> {
-    var s = vec2<f32>(0.0, 0.0);
-    for (var j = first; j < p.cols; j += step) {
-        let g = load_dy(base + j) * affb_w[j];
-        s += vec2<f32>(g, g * load_y(base + j));
-    }
-    return s;
-}
-
-fn write_norm_grad_affine(r: u32, means: vec2<f32>, first: u32, step: u32) {
-    let base = r * p.cols - p.mat_shift;
-    let rstd = rstd_in[r - p.vec_shift];
-    for (var j = first; j < p.cols; j += step) {
-        let g = load_dy(base + j) * affb_w[j];
-        affb_dx[base + j] = rstd * (g - means.x - load_y(base + j) * means.y);
+        dx[base + j] = rstd * (grad_at(base + j, j) - means.x - load_y(base + j) * means.y);
     }
 }
 
@@ -261,23 +206,4 @@ fn normalize_rows_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builti
         return;
     }
     write_norm_grad(r, part_grads(r * p.cols - p.mat_shift, 0u, 1u) / f32(p.cols), 0u, 1u);
-}
-
-@compute @workgroup_size(WG)
-fn normalize_rows_affine_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = p.row0 + linear_workgroup(wid, nwg);
-    if r >= p.rows {
-        return;
-    }
-    let base = r * p.cols - p.mat_shift;
-    write_norm_grad_affine(r, tree_sum2(lid, part_grads_affine(base, lid, WG)) / f32(p.cols), lid, WG);
-}
-
-@compute @workgroup_size(SERIAL_ROWS)
-fn normalize_rows_affine_backward_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = serial_row(wid, nwg, lid);
-    if r >= p.rows {
-        return;
-    }
-    write_norm_grad_affine(r, part_grads_affine(r * p.cols - p.mat_shift, 0u, 1u) / f32(p.cols), 0u, 1u);
 }

@@ -232,15 +232,11 @@ pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
     ("softmax_tex", "ce_fwd_serial", &[0]),
     ("norm_tex", "normalize_rows", &[0]),
     ("norm_tex", "normalize_rows_serial", &[0]),
-    ("norm_tex", "normalize_rows_affine", &[0]),
-    ("norm_tex", "normalize_rows_affine_serial", &[0]),
     // dy and y of the row backward passes (row_grads_tex.wgsl).
     ("softmax_tex", "softmax_bwd", &[0, 1]),
     ("softmax_tex", "softmax_bwd_serial", &[0, 1]),
     ("norm_tex", "normalize_rows_backward", &[0, 1]),
     ("norm_tex", "normalize_rows_backward_serial", &[0, 1]),
-    ("norm_tex", "normalize_rows_affine_backward", &[0, 1]),
-    ("norm_tex", "normalize_rows_affine_backward_serial", &[0, 1]),
     ("reduce_tex", "*", &[0]),
     // The elementwise kernels' inputs (fused chains keep their buffers).
     ("unary_tex", "*", &[0]),

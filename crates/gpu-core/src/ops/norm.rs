@@ -40,28 +40,27 @@ fn check_sizes(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
 
 /// Records `entry` of `shader` (`norm.wgsl` or an f16-input variant) over
 /// `rows` rows (in ranges of rows past the binding limit, see `rows.rs`),
-/// or its thread-per-row twin `serial` where `rows.rs` picks that.
-/// `bias`: the affine entries' `BIAS` constant (`None` for the others).
+/// or its thread-per-row twin `serial` where `rows.rs` picks that, with
+/// the kernel's `AFFINE` level (0: none, 1: a weight, 2: and a bias).
 fn launch(
     g: &GpuContext,
     (shader, [entry, serial]): (&'static str, [&'static str; 2]),
-    (rows, cols): (usize, usize),
-    (eps, bias): (f32, Option<bool>),
+    (rows, cols, eps): (usize, usize, f32),
+    affine: usize,
     inputs: &[(&Buffer, Bind)],
     outputs: &[(&Buffer, Bind)],
 ) -> Result<()> {
     let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
     let params = Params::new().u32(rows).u32(cols).f32(eps);
-    let bias: Vec<(&str, f64)> = bias.map(|b| ("BIAS", if b { 1.0 } else { 0.0 })).into_iter().collect();
-    let constants: Vec<(&str, f64)> = [("WG", wg as f64)].into_iter().chain(bias.iter().copied()).collect();
+    let level = ("AFFINE", affine as f64);
     let l = RowLaunch {
         kernel: (shader, entry),
-        constants: &constants,
+        constants: &[("WG", wg as f64), level],
         params,
         rows,
         cols,
         check_indices: false,
-        serial_entry: Some((serial, &bias)),
+        serial_entry: Some((serial, &[level])),
     };
     launch_rows(g, l, inputs, outputs)
 }
@@ -91,31 +90,73 @@ pub fn normalize_rows_io(
     cols: usize,
     eps: f32,
 ) -> Result<(Buffer, Buffer, Buffer)> {
-    const OP: &str = "normalize_rows";
-    let n = check_sizes(OP, rows, cols)?;
-    x.check_len(OP, "input", n, io.size())?;
+    let (y, _, mean, rstd) = normalize("normalize_rows", x, io, (rows, cols, eps), None)?;
+    Ok((y, mean, rstd))
+}
+
+/// [`normalize_rows_io`] with layer norm's affine in the same launch:
+/// besides `y`, `mean` and `rstd` it writes `z = y · weight + bias`, one
+/// weight and bias per column (f32, `cols` each; the bias optional).
+/// Returns `(y, z, mean, rstd)`; keep `y` and `rstd` for
+/// [`normalize_rows_affine_backward`] (and `y` for the weight's gradient).
+pub fn normalize_rows_affine_io(
+    x: &Buffer,
+    io: Operands,
+    (rows, cols, eps): (usize, usize, f32),
+    weight: &Buffer,
+    bias: Option<&Buffer>,
+) -> Result<(Buffer, Buffer, Buffer, Buffer)> {
+    let (y, z, mean, rstd) = normalize("layer_norm", x, io, (rows, cols, eps), Some((weight, bias)))?;
+    Ok((y, z.expect("an affine normalisation writes z"), mean, rstd))
+}
+
+/// The forward of both: `y`, `z` with an affine, `mean`, `rstd`.
+fn normalize(
+    op: &'static str,
+    x: &Buffer,
+    io: Operands,
+    (rows, cols, eps): (usize, usize, f32),
+    affine: Option<(&Buffer, Option<&Buffer>)>,
+) -> Result<(Buffer, Option<Buffer>, Buffer, Buffer)> {
+    let n = check_sizes(op, rows, cols)?;
+    x.check_len(op, "input", n, io.size())?;
     let dev = x.device();
+    if let Some((w, b)) = affine {
+        w.check_len(op, "weight", cols, 4)?;
+        Buffer::check_same_device(op, dev, &[w])?;
+        if let Some(b) = b {
+            b.check_len(op, "bias", cols, 4)?;
+            Buffer::check_same_device(op, dev, &[b])?;
+        }
+    }
     let y = Buffer::alloc(dev, n as u64 * 4)?;
+    let z = affine.map(|_| Buffer::alloc(dev, n as u64 * 4)).transpose()?;
     let mean = Buffer::alloc(dev, rows as u64 * 4)?;
     let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
     run(
         dev,
         |g| {
-            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP, x)?;
-            let outputs = [(&y, Bind::Rows), (&mean, Bind::PerRow), (&rstd, Bind::PerRow)];
-            launch(
-                g,
-                (shader, ["normalize_rows", "normalize_rows_serial"]),
-                (rows, cols),
-                (eps, None),
-                &[(x, Bind::X(io))],
-                &outputs,
-            )
+            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, op, x)?;
+            // What the kernel does not read (a weight, a bias) x fills, and
+            // y the z it does not write.
+            let (w, b) = affine.map_or((None, None), |(w, b)| (Some(w), b));
+            let level = usize::from(w.is_some()) + usize::from(b.is_some());
+            let xb = (x, Bind::X(io));
+            let inputs = [xb, w.map_or(xb, |w| (w, Bind::Whole)), b.map_or(xb, |b| (b, Bind::Whole))];
+            let outputs = [
+                (&y, Bind::Rows),
+                (z.as_ref().unwrap_or(&y), Bind::Rows),
+                (&mean, Bind::PerRow),
+                (&rstd, Bind::PerRow),
+            ];
+            let entries = ["normalize_rows", "normalize_rows_serial"];
+            launch(g, (shader, entries), (rows, cols, eps), level, &inputs, &outputs)
         },
         || {
-            let (xs, mut ys, mut ms, mut rs) = (x.host(), y.host_mut(), mean.host_mut(), rstd.host_mut());
-            let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
+            let xs = x.host();
             let xs = host_f32(&xs, io);
+            let (mut ys, mut ms, mut rs) = (y.host_mut(), mean.host_mut(), rstd.host_mut());
+            let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
             // Each row's (mean, rstd), stored below.
             let mut stats = vec![(0.0f32, 0.0f32); rows];
             per_row2(cpu::fast(dev), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
@@ -124,36 +165,78 @@ pub fn normalize_rows_io(
             for (r, (m, s)) in stats.into_iter().enumerate() {
                 (ms[r], rs[r]) = (m, s);
             }
+            if let (Some((w, b)), Some(z)) = (affine, &z) {
+                let (ws, bs, mut zs) = (w.host(), b.map(Buffer::host), z.host_mut());
+                let (ws, bs) = (f32s(&ws), bs.as_ref().map(|b| f32s(b)));
+                for (zr, yr) in f32s_mut(&mut zs)[..n].chunks_exact_mut(cols).zip(ys[..n].chunks_exact(cols)) {
+                    for (j, (zv, &yv)) in zr.iter_mut().zip(yr).enumerate() {
+                        *zv = yv * ws[j] + bs.map_or(0.0, |b| b[j]);
+                    }
+                }
+            }
         },
     )?;
-    Ok((y, mean, rstd))
+    Ok((y, z, mean, rstd))
 }
 
 /// Backward of [`normalize_rows`] in one fused pass: per row,
 /// `dx = rstd · (dy − mean(dy) − y · mean(dy · y))`, from the output
 /// gradient `dy`, the forward output `y` and its `rstd`.
 pub fn normalize_rows_backward(dy: &Buffer, y: &Buffer, rstd: &Buffer, rows: usize, cols: usize) -> Result<Buffer> {
-    const OP: &str = "normalize_rows_backward";
-    let n = check_sizes(OP, rows, cols)?;
-    dy.check_len(OP, "output gradient", n, 4)?;
-    y.check_len(OP, "output", n, 4)?;
-    rstd.check_len(OP, "rstd", rows, 4)?;
+    normalize_backward("normalize_rows_backward", dy, y, rstd, None, (rows, cols))
+}
+
+/// Backward of [`normalize_rows_affine_io`]'s `z` with respect to `x`, in
+/// one pass: [`normalize_rows_backward`] of `dz · weight`. (The weight's
+/// and bias's gradients are per-column sums of `dz · y` and `dz`.)
+pub fn normalize_rows_affine_backward(
+    dz: &Buffer,
+    y: &Buffer,
+    rstd: &Buffer,
+    weight: &Buffer,
+    (rows, cols): (usize, usize),
+) -> Result<Buffer> {
+    normalize_backward("layer_norm backward", dz, y, rstd, Some(weight), (rows, cols))
+}
+
+/// The backward of both: the gradient `g` of `y` is `dy`, or `dy · weight`.
+fn normalize_backward(
+    op: &'static str,
+    dy: &Buffer,
+    y: &Buffer,
+    rstd: &Buffer,
+    weight: Option<&Buffer>,
+    (rows, cols): (usize, usize),
+) -> Result<Buffer> {
+    let n = check_sizes(op, rows, cols)?;
+    dy.check_len(op, "output gradient", n, 4)?;
+    y.check_len(op, "output", n, 4)?;
+    rstd.check_len(op, "rstd", rows, 4)?;
     let dev = dy.device();
-    Buffer::check_same_device(OP, dev, &[y, rstd])?;
+    Buffer::check_same_device(op, dev, &[y, rstd])?;
+    if let Some(w) = weight {
+        w.check_len(op, "weight", cols, 4)?;
+        Buffer::check_same_device(op, dev, &[w])?;
+    }
     let dx = Buffer::alloc(dev, n as u64 * 4)?;
     run(
         dev,
         |g| {
-            let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow)];
+            // Without a weight rstd fills its binding, unread.
+            let w = weight.map_or((rstd, Bind::PerRow), |w| (w, Bind::Whole));
+            let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow), w];
             let shader = crate::gpu::texture_operands::variant_for(g, "norm", [n as u64 * 4; 2]);
             let entries = ["normalize_rows_backward", "normalize_rows_backward_serial"];
-            launch(g, (shader, entries), (rows, cols), (0.0, None), &inputs, &[(&dx, Bind::Rows)])
+            let level = usize::from(weight.is_some());
+            launch(g, (shader, entries), (rows, cols, 0.0), level, &inputs, &[(&dx, Bind::Rows)])
         },
         || {
             let (gs, ys, rs, mut ds) = (dy.host(), y.host(), rstd.host(), dx.host_mut());
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));
+            let ws = weight.map(Buffer::host);
+            let ws = ws.as_ref().map(|w| &f32s(w)[..cols]);
             per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
-                norm_grad_row_cpu(&gs[r * cols..][..cols], &ys[r * cols..][..cols], rs[r], out);
+                norm_grad_row_cpu(&gs[r * cols..][..cols], ws, &ys[r * cols..][..cols], rs[r], out);
             });
         },
     )?;
@@ -172,111 +255,14 @@ fn normalize_row_cpu(row: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
     (m as f32, s as f32)
 }
 
-/// The twin of one row's backward, `dx` from `g` (the gradient of `y`).
-fn norm_grad_row_cpu(g: &[f32], y: &[f32], rstd: f32, dx: &mut [f32]) {
-    let cols = g.len() as f64;
-    let mg = g.iter().map(|&v| v as f64).sum::<f64>() / cols;
-    let mgy = g.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / cols;
-    for ((d, &gv), &yv) in dx.iter_mut().zip(g).zip(y) {
-        *d = (rstd as f64 * (gv as f64 - mg - yv as f64 * mgy)) as f32;
+/// The twin of one row's backward, `dx` from `dy` (times the weight `w`,
+/// in f32 as the kernel does, when given), in f64.
+fn norm_grad_row_cpu(dy: &[f32], w: Option<&[f32]>, y: &[f32], rstd: f32, dx: &mut [f32]) {
+    let cols = dy.len() as f64;
+    let g = |j: usize| w.map_or(dy[j], |w| dy[j] * w[j]) as f64;
+    let mg = (0..dy.len()).map(g).sum::<f64>() / cols;
+    let mgy = (0..dy.len()).map(|j| g(j) * y[j] as f64).sum::<f64>() / cols;
+    for (j, d) in dx.iter_mut().enumerate() {
+        *d = (rstd as f64 * (g(j) - mg - y[j] as f64 * mgy)) as f32;
     }
-}
-
-/// [`normalize_rows_io`] with layer norm's affine in the same launch:
-/// besides `y`, `mean` and `rstd` it writes `z = y · weight + bias`, one
-/// weight and bias per column (f32, `cols` each; the bias optional).
-/// Returns `(y, z, mean, rstd)`; keep `y` and `rstd` for
-/// [`normalize_rows_affine_backward`] (and `y` for the weight's gradient).
-pub fn normalize_rows_affine_io(
-    x: &Buffer,
-    io: Operands,
-    (rows, cols, eps): (usize, usize, f32),
-    weight: &Buffer,
-    bias: Option<&Buffer>,
-) -> Result<(Buffer, Buffer, Buffer, Buffer)> {
-    const OP: &str = "layer_norm";
-    let n = check_sizes(OP, rows, cols)?;
-    x.check_len(OP, "input", n, io.size())?;
-    weight.check_len(OP, "weight", cols, 4)?;
-    if let Some(b) = bias {
-        b.check_len(OP, "bias", cols, 4)?;
-    }
-    let dev = x.device();
-    Buffer::check_same_device(OP, dev, &[weight])?;
-    Buffer::check_same_device(OP, dev, bias.as_slice())?;
-    let y = Buffer::alloc(dev, n as u64 * 4)?;
-    let z = Buffer::alloc(dev, n as u64 * 4)?;
-    let mean = Buffer::alloc(dev, rows as u64 * 4)?;
-    let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
-    run(
-        dev,
-        |g| {
-            let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, OP, x)?;
-            // Without a bias the kernel never reads it: the weight fills its binding.
-            let inputs = [(x, Bind::X(io)), (weight, Bind::Whole), (bias.unwrap_or(weight), Bind::Whole)];
-            let outputs = [(&y, Bind::Rows), (&z, Bind::Rows), (&mean, Bind::PerRow), (&rstd, Bind::PerRow)];
-            let entries = ["normalize_rows_affine", "normalize_rows_affine_serial"];
-            launch(g, (shader, entries), (rows, cols), (eps, Some(bias.is_some())), &inputs, &outputs)
-        },
-        || {
-            let (xs, ws) = (x.host(), weight.host());
-            let bs = bias.map(|b| b.host());
-            let (mut ys, mut zs, mut ms, mut rs) = (y.host_mut(), z.host_mut(), mean.host_mut(), rstd.host_mut());
-            let (ys, zs, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut zs), f32s_mut(&mut ms), f32s_mut(&mut rs));
-            let (xs, ws) = (host_f32(&xs, io), f32s(&ws));
-            let bs = bs.as_ref().map(|b| f32s(b));
-            let mut stats = vec![(0.0f32, 0.0f32); rows];
-            per_row2(cpu::fast(dev), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
-                st[0] = normalize_row_cpu(&xs[r * cols..(r + 1) * cols], eps, out);
-            });
-            for (zr, yr) in zs[..n].chunks_exact_mut(cols).zip(ys[..n].chunks_exact(cols)) {
-                for (j, (zv, &yv)) in zr.iter_mut().zip(yr).enumerate() {
-                    *zv = yv * ws[j] + bs.map_or(0.0, |b| b[j]);
-                }
-            }
-            for (r, (m, s)) in stats.into_iter().enumerate() {
-                (ms[r], rs[r]) = (m, s);
-            }
-        },
-    )?;
-    Ok((y, z, mean, rstd))
-}
-
-/// Backward of [`normalize_rows_affine_io`]'s `z` with respect to `x`, in
-/// one pass: [`normalize_rows_backward`] of `dz · weight`. (The weight's
-/// and bias's gradients are per-column sums of `dz · y` and `dz`.)
-pub fn normalize_rows_affine_backward(
-    dz: &Buffer,
-    y: &Buffer,
-    rstd: &Buffer,
-    weight: &Buffer,
-    (rows, cols): (usize, usize),
-) -> Result<Buffer> {
-    const OP: &str = "layer_norm backward";
-    let n = check_sizes(OP, rows, cols)?;
-    dz.check_len(OP, "output gradient", n, 4)?;
-    y.check_len(OP, "normalised input", n, 4)?;
-    rstd.check_len(OP, "rstd", rows, 4)?;
-    weight.check_len(OP, "weight", cols, 4)?;
-    let dev = dz.device();
-    Buffer::check_same_device(OP, dev, &[y, rstd, weight])?;
-    let dx = Buffer::alloc(dev, n as u64 * 4)?;
-    run(
-        dev,
-        |g| {
-            let inputs = [(dz, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow), (weight, Bind::Whole)];
-            let shader = crate::gpu::texture_operands::variant_for(g, "norm", [n as u64 * 4; 2]);
-            let entries = ["normalize_rows_affine_backward", "normalize_rows_affine_backward_serial"];
-            launch(g, (shader, entries), (rows, cols), (0.0, None), &inputs, &[(&dx, Bind::Rows)])
-        },
-        || {
-            let (gs, ys, rs, ws, mut ds) = (dz.host(), y.host(), rstd.host(), weight.host(), dx.host_mut());
-            let (gs, ys, rs, ws) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs), f32s(&ws));
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
-                let g: Vec<f32> = gs[r * cols..][..cols].iter().zip(ws).map(|(&a, &w)| a * w).collect();
-                norm_grad_row_cpu(&g, &ys[r * cols..][..cols], rs[r], out);
-            });
-        },
-    )?;
-    Ok(dx)
 }
