@@ -29,9 +29,6 @@
 @group(0) @binding(7) var<storage, read_write> out7: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out8: array<f32>;
 
-// The cell is large: the subgroup kernel stores its rows in a loop.
-const STORE_LOOP: bool = true;
-
 // 1: LSTM forward, 2: LSTM backward.
 override CELL: u32 = 1u;
 // Whether the store also writes the next step's A (binding 8). Off where

@@ -8,11 +8,6 @@
 //#include unary_fns.wgsl
 @group(0) @binding(6) var<storage, read_write> pre: array<f32>;
 
-// The subgroup kernel stores its rows in a loop (store_group): unrolled,
-// its 64 stores per tile each inlined the op four times, and a GELU
-// variant took 1.7 s to compile on llvmpipe.
-const STORE_LOOP: bool = true;
-
 // Writes the sums `s` of columns col.. of row `row`, with `b` their bias,
 // through the epilogue (p.relu is off) and the op.
 fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {

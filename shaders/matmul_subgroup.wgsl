@@ -351,26 +351,14 @@ fn pick_if(a: Row, b: Row, take_b: bool) -> Row {
     return Row(select(a.lo, b.lo, take_b), select(a.hi, b.hi, take_b));
 }
 
-// Rows r0..r0 + 7 (a loop over `g` would index it dynamically). A store
-// whose code is large (STORE_LOOP, the `_cell` variants' recurrent cell)
-// takes the loop instead: the copy `g` goes to scratch memory once per
-// group, and the store is compiled 2 instead of 16 times per row group
-// (unrolled, the LSTM backward's store made llvmpipe spend 20 s compiling).
+// Rows r0..r0 + 7, in a loop: the store is compiled 2 instead of 16
+// times per row group (unrolled, the LSTM backward's cell store made
+// llvmpipe spend 20 s compiling, a GELU store 1.7 s), and with the row
+// picked by selects it runs as fast as unrolled (session 22).
 fn store_group(tl: Tile, g: array<Row, 8>, r0: u32, n: u32, cb: Row) {
-    if STORE_LOOP {
-        for (var r = 0u; r < 8u; r++) {
-            store_row(tl, pick_row(g, r), r0 + r, n, cb);
-        }
-        return;
+    for (var r = 0u; r < 8u; r++) {
+        store_row(tl, pick_row(g, r), r0 + r, n, cb);
     }
-    store_row(tl, g[0], r0, n, cb);
-    store_row(tl, g[1], r0 + 1u, n, cb);
-    store_row(tl, g[2], r0 + 2u, n, cb);
-    store_row(tl, g[3], r0 + 3u, n, cb);
-    store_row(tl, g[4], r0 + 4u, n, cb);
-    store_row(tl, g[5], r0 + 5u, n, cb);
-    store_row(tl, g[6], r0 + 6u, n, cb);
-    store_row(tl, g[7], r0 + 7u, n, cb);
 }
 
 @compute @workgroup_size(LANES)
