@@ -379,9 +379,7 @@ pub fn matmul_activation(
     let (batch, _, _) = check_shapes(la, lb)?;
     let total = numel(&batch) * la.shape[la.rank() - 2] * lb.shape[lb.rank() - 1];
     let dev = a.device();
-    // The result's buffer as the pool will hand it out (its size class).
-    let out_bytes = crate::gpu::pool::size_class(total as u64 * 4);
-    let fused = epi.output == Operands::F32 && dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), out_bytes));
+    let fused = epi.output == Operands::F32 && dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total));
     if !fused {
         // The residual joins after the op: the product stores the values before it.
         let plain = epi.without_residual();
@@ -546,7 +544,7 @@ fn product(
     // result; a product split past the binding limit (or an f16 result too
     // large for the cast) adds it after.
     if let Some(r) = epi.residual {
-        let whole = dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total as u64 * 4));
+        let whole = dev.gpu_ctx().is_none_or(|g| binds_whole(g, epi, (a, b), total));
         if epi.output != Operands::F32 || !whole {
             let (y, shape) = product(cfg, &epi.without_residual(), a, la, va, b, bop, batch)?;
             let (y_view, r_view) = (Layout::contiguous(&shape), Layout::contiguous(&shape));
@@ -583,7 +581,7 @@ fn product(
             };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
             let job = Job { g, cfg, subgroup, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
-            if binds_whole(g, epi, (a, b), out.wgpu().size()) {
+            if binds_whole(g, epi, (a, b), total) {
                 // Everything fits: one launch binding whole buffers, or the
                 // spans of A and B where they go through textures.
                 let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: bop.offset, m, k, n };
@@ -682,12 +680,15 @@ pub(crate) fn cell_product(
 }
 
 /// Whether one launch binds a product's buffers whole: A, B, the
-/// epilogue's bias and residual, and an output of `out_bytes`, each within
-/// the binding limit (otherwise the product runs in pieces, `Job::split`).
-fn binds_whole(g: &GpuContext, epi: &Epilogue, (a, b): (&Buffer, &Buffer), out_bytes: u64) -> bool {
+/// epilogue's bias and residual, and an output of `total` elements stored
+/// as `epi.output`, each within the binding limit (otherwise the product
+/// runs in pieces, `Job::split`). The output is judged by its bytes: the
+/// pool never rounds a buffer that fits the limit past it
+/// (`GpuContext::backing_size`), so every caller decides the same.
+fn binds_whole(g: &GpuContext, epi: &Epilogue, (a, b): (&Buffer, &Buffer), total: usize) -> bool {
     let limit = g.binding_limit();
     let epilogue = epi.bias.map(|bias| bias.values).into_iter().chain(epi.residual);
-    out_bytes <= limit && [a, b].into_iter().chain(epilogue).all(|x| x.wgpu().size() <= limit)
+    total as u64 * epi.output.size() <= limit && [a, b].into_iter().chain(epilogue).all(|x| x.wgpu().size() <= limit)
 }
 
 /// One product as recorded on a GPU: everything a launch of it needs
