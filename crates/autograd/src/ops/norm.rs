@@ -164,6 +164,26 @@ impl Tensor {
         })
     }
 
+    /// A norm's weight and bias (each optional), checked to be F32 of shape
+    /// `want` on `self`'s device, flattened.
+    ///
+    /// # Panics
+    /// Naming `op`, for another shape, dtype or device.
+    fn affine_params(
+        &self,
+        op: &str,
+        (weight, bias): (Option<&Tensor>, Option<&Tensor>),
+        want: &[usize],
+    ) -> (Option<Tensor>, Option<Tensor>) {
+        let prepare = |t: &Tensor, what: &str| {
+            assert_eq!(t.shape(), want, "{op}: {what} has shape {:?}, expected {want:?}", t.shape());
+            self.expect_same_device(op, t);
+            t.expect_dtype(op, DType::F32);
+            t.reshape(&[want.iter().product()])
+        };
+        (weight.map(|w| prepare(w, "weight")), bias.map(|b| prepare(b, "bias")))
+    }
+
     /// `self · weight + bias` on normalised `[A, C, B]` data, each optional
     /// (the affine part of layer and group norm), reshaped back to `self`'s shape.
     fn norm_affine(
@@ -177,13 +197,7 @@ impl Tensor {
         if weight.is_none() && bias.is_none() {
             return self.clone();
         }
-        let prepare = |t: &Tensor, what: &str| {
-            assert_eq!(t.shape(), want, "{op}: {what} has shape {:?}, expected {want:?}", t.shape());
-            self.expect_same_device(op, t);
-            t.expect_dtype(op, DType::F32);
-            t.reshape(&[d.channels])
-        };
-        let (w, b) = (weight.map(|w| prepare(w, "weight")), bias.map(|b| prepare(b, "bias")));
+        let (w, b) = self.affine_params(op, (weight, bias), want);
         let y = self.channel_affine(
             op,
             self.dense_buffer(),
@@ -243,18 +257,8 @@ impl Tensor {
         eps: f32,
     ) -> Tensor {
         const OP: &str = "layer_norm";
-        let prepare = |t: &Tensor, what: &str| {
-            assert_eq!(
-                t.shape(),
-                normalized_shape,
-                "{OP}: {what} has shape {:?}, expected {normalized_shape:?}",
-                t.shape()
-            );
-            self.expect_same_device(OP, t);
-            t.expect_dtype(OP, DType::F32);
-            t.reshape(&[cols])
-        };
-        let (w, b) = (prepare(weight, "weight"), bias.map(|b| prepare(b, "bias")));
+        let (w, b) = self.affine_params(OP, (Some(weight), bias), normalized_shape);
+        let w = w.expect("a weight");
         let (dtype, io) = (self.dtype(), self.float_storage(OP));
         let x = self.reshape(&[rows, cols]);
         let wb = w.dense_buffer();

@@ -133,7 +133,7 @@ impl Default for Softplus {
 
 impl Module for Softplus {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.unary(self.unary_op().expect("an op"))
+        x.unary(UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
     }
     fn unary_op(&self) -> Option<UnaryOp> {
         Some(UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
