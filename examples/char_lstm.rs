@@ -30,10 +30,8 @@ use wgrad::prelude::*;
 
 /// Train a character-level LSTM language model.
 #[derive(Parser, Debug)]
-#[command(
-    after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
-)]
-struct Args {
+#[command(after_help = DeviceSpec::HELP)]
+pub(crate) struct Args {
     #[command(flatten)]
     run: TextArgs,
     /// Recurrent layers.
@@ -77,7 +75,11 @@ fn stream_loss(model: &RnnLm, ids: &[u32], batch: usize, seq_len: usize, dev: &D
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/examples.rs`).
+pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 

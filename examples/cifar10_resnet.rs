@@ -32,10 +32,9 @@ const STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
 /// Train a ResNet on CIFAR-10 (He et al. 2016 recipe).
 #[derive(Parser, Debug)]
-#[command(after_help = "Expected: ResNet-20 reaches 91.25% test accuracy (8.75% error) with the paper's schedule \
-(SGD 0.9, wd 1e-4, lr 0.1 divided by 10 at 50% and 75% of ~182 epochs, batch 128).\n\
-WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device.")]
-struct Args {
+#[command(after_help = format!("Expected: ResNet-20 reaches 91.25% test accuracy (8.75% error) with the paper's \
+schedule (SGD 0.9, wd 1e-4, lr 0.1 divided by 10 at 50% and 75% of ~182 epochs, batch 128).\n{}", DeviceSpec::HELP))]
+pub(crate) struct Args {
     /// resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR, option A) or resnet18 (ImageNet shape).
     #[arg(long, default_value = "resnet20")]
     model: String,
@@ -129,7 +128,11 @@ fn build(name: &str, init: &mut Init) -> Result<ResNet> {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/examples.rs`).
+pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());

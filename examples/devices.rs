@@ -4,24 +4,20 @@
 //! Usage: `cargo run --release --example devices [-- --help]`
 
 use anyhow::{Context, Result};
+use clap::Parser;
 use wgrad::prelude::*;
 
-const HELP: &str = "\
-devices: list compute adapters and check that wgrad can run a kernel
-
-USAGE:
-    cargo run --release --example devices
-
-ENVIRONMENT:
-    WGRAD_DEVICE   auto (default) | gpu | cpu | <adapter-name substring>
-                   auto: best hardware GPU, then a software adapter (lavapipe),
-                   then the CPU backend with a warning; gpu: fail if none.";
+/// List the compute adapters wgpu sees and check that wgrad can run a kernel on the chosen device.
+#[derive(Parser, Debug)]
+#[command(after_help = DeviceSpec::HELP)]
+pub(crate) struct Args {}
 
 fn main() -> Result<()> {
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        return Ok(());
-    }
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/examples.rs`).
+pub(crate) fn run(_args: Args) -> Result<()> {
     let adapters = wgrad::gpu_core::list_adapters();
     if adapters.is_empty() {
         println!("No wgpu adapter found (Vulkan/Metal/DX12). On Linux: apt-get install mesa-vulkan-drivers");

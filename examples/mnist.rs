@@ -25,9 +25,7 @@ mod profiling;
 
 /// Train a CNN on the MNIST digits that ship with wgrad.
 #[derive(Parser, Debug)]
-#[command(
-    after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
-)]
+#[command(after_help = DeviceSpec::HELP)]
 pub(crate) struct Args {
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
@@ -84,7 +82,7 @@ fn main() -> Result<()> {
     run(Args::parse())
 }
 
-/// The whole run (also driven end to end by `tests/example_resume.rs`).
+/// The whole run (also driven end to end by `tests/examples.rs`).
 pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let dev = Device::from_env()?;

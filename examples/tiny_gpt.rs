@@ -32,10 +32,8 @@ use wgrad::prelude::*;
 
 /// Train a small GPT on characters.
 #[derive(Parser, Debug)]
-#[command(
-    after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
-)]
-struct Args {
+#[command(after_help = DeviceSpec::HELP)]
+pub(crate) struct Args {
     #[command(flatten)]
     run: TextArgs,
     /// Transformer blocks.
@@ -83,7 +81,11 @@ fn window_loss(model: &Gpt, ids: &[u32], batch: usize, len: usize, dev: &Device)
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/examples.rs`).
+pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 

@@ -29,10 +29,8 @@ mod profiling;
 
 /// Train a VAE (or an autoencoder) on the MNIST digits that ship with wgrad.
 #[derive(Parser, Debug)]
-#[command(
-    after_help = "WGRAD_DEVICE=gpu|cpu|<adapter name> picks the device (default: best GPU, else the CPU backend)."
-)]
-struct Args {
+#[command(after_help = DeviceSpec::HELP)]
+pub(crate) struct Args {
     /// Epochs to train (10 take about a minute on lavapipe).
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -169,7 +167,11 @@ fn write_grid(path: &Path, pixels: &[f32], n: usize, cols: usize) -> Result<()> 
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    run(Args::parse())
+}
+
+/// The whole run (also driven end to end by `tests/examples.rs`).
+pub(crate) fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());

@@ -110,11 +110,12 @@ pub fn train<'a, M: ModuleExt + ?Sized, B>(
         progress = progress.without_bar();
     }
     let trainer = if args.clip > 0.0 { trainer.clip_grad_norm(args.clip) } else { trainer };
-    let mut profiler = crate::profiling::StepProfiler::new(args.profile, run.last().with_file_name("profile.json"));
+    let mut profiler =
+        super::super::profiling::StepProfiler::new(args.profile, run.last().with_file_name("profile.json"));
     // Shared with the callback, which must own what it uses.
     let tokens = Rc::new(Cell::new(0));
     let counted = tokens.clone();
-    let stop = crate::control::Stop::install();
+    let stop = super::super::control::Stop::install();
     let started = Instant::now();
     let fit = trainer
         .epochs(args.steps.div_ceil(every))
@@ -137,9 +138,9 @@ pub fn train<'a, M: ModuleExt + ?Sized, B>(
             println!("{}", perplexity_line(&format!("  step {step} validation"), r.val_loss.unwrap_or(f64::NAN)));
         })
         .fit(every, |epoch, skip| (epoch * every + skip..(epoch + 1) * every).map(|i| Ok::<_, Infallible>(batch(i))))
-        .map_err(|e| crate::control::fit_error(e, sizes))?;
+        .map_err(|e| super::super::control::fit_error(e, sizes))?;
     if let Outcome::Interrupted { .. } = fit.outcome {
-        println!("{}", crate::control::resume_hint(&format!("step {}", fit.steps)));
+        println!("{}", super::super::control::resume_hint(&format!("step {}", fit.steps)));
         return Ok(None);
     }
     let secs = started.elapsed().as_secs_f64();

@@ -22,6 +22,13 @@ pub enum DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// What `WGRAD_DEVICE` accepts, for a program's `--help` (the examples
+    /// print it, so their help cannot drift from [`DeviceSpec::parse`]).
+    pub const HELP: &'static str = "WGRAD_DEVICE picks the device: auto (default: the best hardware GPU, else the \
+CPU backend; a software adapter such as lavapipe only when asked for), gpu (any adapter, software ones included; an \
+error when there is none), cpu (the CPU backend), cpu-reference (its single-threaded reference kernels), or a part \
+of an adapter's name (e.g. nvidia, llvmpipe).";
+
     /// Parses `gpu`, `cpu`, `cpu-reference`, `auto`/empty, or an adapter-name substring.
     pub fn parse(s: &str) -> Result<Self> {
         let t = s.trim();
@@ -197,5 +204,13 @@ mod tests {
         assert_eq!(DeviceSpec::parse("CPU-reference").unwrap(), DeviceSpec::CpuReference);
         assert_eq!(DeviceSpec::parse("llvmpipe").unwrap(), DeviceSpec::Named("llvmpipe".into()));
         assert!(DeviceSpec::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn help_names_every_keyword_parse_accepts() {
+        for word in ["auto", "gpu", "cpu", "cpu-reference"] {
+            assert!(DeviceSpec::HELP.contains(&format!("{word} (")), "HELP does not explain {word:?}");
+            assert_ne!(DeviceSpec::parse(word).unwrap(), DeviceSpec::Named(word.into()), "{word} is a keyword");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wgrad_autograd::{CrossEntropyOptions, Device, Tensor};
+use wgrad_autograd::{no_grad, CrossEntropyOptions, DType, Device, Tensor};
 use wgrad_gpu_core::ops::copy;
 use wgrad_gpu_core::testing::gpu_or_skip;
 use wgrad_gpu_core::Layout;
@@ -186,6 +186,65 @@ fn perplexity_is_exp_of_token_weighted_cross_entropy() {
             p.update(&logits.cross_entropy(&targets, &CrossEntropyOptions::default()), n);
         }
         assert!(close(p.value(), vocab as f64, 1e-5), "{} on {}", p.value(), dev.name());
+    }
+}
+
+/// Kernel launches `f` causes, its inputs already computed (`f` reads its
+/// result back, so whatever it recorded has run).
+fn launches(dev: &Device, f: impl FnOnce() -> Vec<f32>) -> (Vec<f32>, u64) {
+    let before = dev.stats();
+    let v = f();
+    (v, (dev.stats() - before).dispatches)
+}
+
+/// The logits a forward pass under autocast returns are F16: every metric
+/// takes them and counts what the F32 logits give (compared in f32, as
+/// PyTorch does), with one cast launch at most; F32 logits get no cast.
+#[test]
+fn metrics_take_f16_logits_and_losses() {
+    let logits = logits_for(&Y_PRED, CLASSES);
+    for dev in backends("metrics_take_f16_logits_and_losses") {
+        let x32 = Tensor::from_vec(&logits, &[Y_PRED.len(), CLASSES], &dev);
+        let x16 = x32.to_dtype(DType::F16);
+        let y = Tensor::from_u32(&Y_TRUE, &[Y_TRUE.len()], &dev);
+        let _ = (x16.to_vec(), y.to_vec()); // inputs ready before counting
+
+        let (hits32, n32) = launches(&dev, || correct_count(&x32, &y).to_vec());
+        let (hits16, n16) = launches(&dev, || correct_count(&x16, &y).to_vec());
+        // The metric's own ops, written out: what F32 logits must cost.
+        let (direct, n_direct) = launches(&dev, || {
+            no_grad(|| {
+                let pred = x32.argmax(1, false).one_hot(CLASSES);
+                pred.gather(1, &y.reshape(&[Y_TRUE.len(), 1])).sum_all().to_vec()
+            })
+        });
+        assert_eq!((hits32.clone(), hits16), (vec![6.0], vec![6.0]), "on {}", dev.name());
+        assert_eq!(direct, hits32);
+        assert_eq!(n32, n_direct, "F32 logits must not be cast (on {})", dev.name());
+        assert!(n16 <= n32 + 1, "F16 logits: {n16} launches vs {n32} for F32 (on {})", dev.name());
+
+        let mut cm = ConfusionMatrix::new(CLASSES);
+        cm.update(&x16, &y);
+        sklearn_report_checks(&cm.report());
+        let mut acc = Accuracy::new();
+        acc.update(&x16, &y);
+        assert_eq!((acc.correct(), acc.total()), (6, 10), "on {}", dev.name());
+        let mut topk = TopKAccuracy::new(&[1, 2]);
+        topk.update(&x16, &y);
+        let mut topk32 = TopKAccuracy::new(&[1, 2]);
+        topk32.update(&x32, &y);
+        assert_eq!(topk.values(), topk32.values(), "on {}", dev.name());
+
+        // Losses under autocast may be F16 too; the sums stay F32.
+        let mut mean = RunningMean::new();
+        mean.update_tensor(&Tensor::scalar(2.5, &dev).to_dtype(DType::F16), 3);
+        mean.update_tensor(&Tensor::scalar(0.5, &dev), 1);
+        assert!(close(mean.mean(), 8.0 / 4.0, 1e-7), "{} on {}", mean.mean(), dev.name());
+        let mut p = Perplexity::new();
+        let ce = x16.cross_entropy(&y, &CrossEntropyOptions::default()).to_dtype(DType::F16);
+        p.update(&ce, Y_TRUE.len());
+        let want = x32.cross_entropy(&y, &CrossEntropyOptions::default()).item() as f64;
+        assert!(close(p.mean_cross_entropy(), want, 2e-3), "{} vs {want} on {}", p.mean_cross_entropy(), dev.name());
     }
 }
 

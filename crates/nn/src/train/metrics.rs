@@ -4,14 +4,18 @@
 //!
 //! # Where the work happens
 //!
-//! The `update` methods take the batch's logits `[N, C]` (F32) and labels
-//! `[N]` (U32) as device tensors and *record* a few kernels that count hits
+//! The `update` methods take the batch's logits `[N, C]` (F32, or the F16
+//! that a forward pass under autocast returns) and labels `[N]` (U32) as
+//! device tensors and *record* a few kernels that count hits
 //! into an accumulator tensor on the same device; nothing is read back, so a
 //! training step stays one submitted command batch. The value is read back
 //! once, when asked for (`value`, `mean`, `report`): one sync per epoch,
 //! or per batch if the caller asks every batch (e.g. to show a live loss).
 //! Every accumulator also has an `update_host` twin for predictions that
 //! already live in host memory.
+//!
+//! F16 logits are compared in f32 on the device, as PyTorch's metrics do (one
+//! cast launch; F32 logits are used as they are), and a loss may be F16 too.
 //!
 //! Device counts are f32 sums of 0/1 values, exact up to 2^24 (16.7 million)
 //! per accumulator cell; the loss sum is an f32 sum of per-batch values, so
@@ -26,17 +30,22 @@ use std::fmt;
 
 use wgrad_autograd::{no_grad, DType, Tensor};
 
-/// Checks a `[N, C]` F32 logits / `[N]` U32 labels pair and returns `(N, C)`.
-fn check_batch(op: &str, logits: &Tensor, labels: &Tensor) -> (usize, usize) {
+/// Checks a `[N, C]` F32/F16 logits / `[N]` U32 labels pair and returns
+/// `(N, C, logits)`, the logits detached and in F32 (a cast only for F16).
+fn check_batch(op: &str, logits: &Tensor, labels: &Tensor) -> (usize, usize, Tensor) {
     let (ls, ys) = (logits.shape(), labels.shape());
     assert!(
         ls.len() == 2 && ys.len() == 1 && ls[0] == ys[0],
         "{op}: expects logits [N, C] and labels [N], got logits {ls:?} and labels {ys:?}"
     );
-    assert!(logits.dtype() == DType::F32, "{op}: logits must be F32, got {:?}", logits.dtype());
+    assert!(
+        matches!(logits.dtype(), DType::F32 | DType::F16),
+        "{op}: logits must be F32 or F16, got {:?}",
+        logits.dtype()
+    );
     assert!(labels.dtype() == DType::U32, "{op}: labels must be U32 class indices, got {:?}", labels.dtype());
     assert!(ls[1] > 0, "{op}: logits {ls:?} have no classes");
-    (ls[0], ls[1])
+    (ls[0], ls[1], no_grad(|| logits.detach().to_dtype(DType::F32)))
 }
 
 /// Adds `batch` to a device accumulator (the first batch becomes it).
@@ -51,14 +60,14 @@ fn accumulate(acc: &mut Option<Tensor>, batch: Tensor) {
 /// equals the label, as a 0-d F32 tensor on the logits' device (no sync).
 ///
 /// # Panics
-/// When shapes or dtypes do not fit `[N, C]` F32 logits and `[N]` U32 labels.
+/// When shapes or dtypes do not fit `[N, C]` F32/F16 logits and `[N]` U32 labels.
 pub fn correct_count(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (n, c) = check_batch("correct_count", logits, labels);
+    let (n, c, logits) = check_batch("correct_count", logits, labels);
     no_grad(|| {
         if n == 0 {
             return Tensor::zeros(&[], &logits.device());
         }
-        let pred = logits.detach().argmax(1, false);
+        let pred = logits.argmax(1, false);
         // One-hot rows of the predictions, read at the label's column: 1 for a hit.
         pred.one_hot(c).gather(1, &labels.reshape(&[n, 1])).sum_all()
     })
@@ -75,7 +84,7 @@ pub fn correct_count(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// # Panics
 /// When shapes or dtypes do not fit, or `ks` is empty or holds a zero.
 pub fn top_k_correct(logits: &Tensor, labels: &Tensor, ks: &[usize]) -> Tensor {
-    let (n, _) = check_batch("top_k_correct", logits, labels);
+    let (n, _, logits) = check_batch("top_k_correct", logits, labels);
     assert!(
         !ks.is_empty() && ks.iter().all(|&k| k > 0),
         "top_k_correct: ks must be non-empty and positive, got {ks:?}"
@@ -85,7 +94,6 @@ pub fn top_k_correct(logits: &Tensor, labels: &Tensor, ks: &[usize]) -> Tensor {
         if n == 0 {
             return Tensor::zeros(&[ks.len()], &dev);
         }
-        let logits = logits.detach();
         let target = logits.gather(1, &labels.reshape(&[n, 1]));
         // How many classes beat the label: its 0-based rank, [N, 1].
         let rank = logits.gt(&target).sum(&[1], true);
@@ -101,12 +109,12 @@ pub fn top_k_correct(logits: &Tensor, labels: &Tensor, ks: &[usize]) -> Tensor {
 /// # Panics
 /// When shapes or dtypes do not fit.
 pub fn confusion_counts(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (n, c) = check_batch("confusion_counts", logits, labels);
+    let (n, c, logits) = check_batch("confusion_counts", logits, labels);
     no_grad(|| {
         if n == 0 {
             return Tensor::zeros(&[c, c], &logits.device());
         }
-        let pred = logits.detach().argmax(1, false).one_hot(c);
+        let pred = logits.argmax(1, false).one_hot(c);
         labels.one_hot(c).t().matmul(&pred)
     })
 }
@@ -136,16 +144,18 @@ impl RunningMean {
     /// over `n` samples, without reading it back: the weighted sum stays on
     /// its device until [`mean`](Self::mean).
     ///
+    /// An F16 value (a loss computed under autocast) is summed in F32.
+    ///
     /// # Panics
-    /// When `value` has more or fewer than one element, or is not F32.
+    /// When `value` has more or fewer than one element, or is not F32 or F16.
     pub fn update_tensor(&mut self, value: &Tensor, n: usize) {
         assert!(
-            value.numel() == 1 && value.dtype() == DType::F32,
-            "RunningMean::update_tensor: expects one F32 value, got {:?} {:?}",
+            value.numel() == 1 && matches!(value.dtype(), DType::F32 | DType::F16),
+            "RunningMean::update_tensor: expects one F32 or F16 value, got {:?} {:?}",
             value.shape(),
             value.dtype()
         );
-        let weighted = no_grad(|| value.detach().reshape(&[]).mul_scalar(n as f32));
+        let weighted = no_grad(|| value.detach().reshape(&[]).to_dtype(DType::F32).mul_scalar(n as f32));
         accumulate(&mut self.device_sum, weighted);
         self.count += n;
     }
