@@ -11,6 +11,8 @@
 //! run ends with status 0, writes the files the docs promise and reports
 //! finite losses, not what it learns (tests/mnist_end_to_end.rs does that).
 #![cfg(unix)]
+// Each example brings its own copy of examples/common/*, as its binary does.
+#![allow(clippy::duplicate_mod)]
 
 #[allow(dead_code)]
 #[path = "../examples/char_lstm.rs"]

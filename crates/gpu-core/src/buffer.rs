@@ -64,22 +64,34 @@ impl std::fmt::Debug for Buffer {
 
 impl Buffer {
     /// Allocates `bytes` bytes with unspecified contents (zeros on the CPU backend).
+    ///
+    /// What is charged to `bytes_live` and checked against the memory
+    /// budget is the allocation's size class, what the pool really holds.
     pub fn alloc(device: &Device, bytes: u64) -> Result<Buffer> {
-        device.inner.budget.check(|| device.name(), bytes, device.inner.stats.bytes_live())?;
+        let live = device.inner.stats.bytes_live();
+        let budget = &device.inner.budget;
         let (storage, charged) = match &device.inner.backend {
             Backend::Gpu(g) => {
-                g.check_size("buffer", bytes)?;
                 let class = g.backing_size(bytes);
+                budget.check(|| device.name(), class, live)?;
+                g.check_size("buffer", bytes)?;
                 // Charged now (the handle's logical size), backed on first use.
                 (Storage::Gpu(OnceLock::new()), class)
             }
             Backend::Cpu => {
+                if bytes > isize::MAX as u64 {
+                    let (what, limit, allowed) = ("buffer".into(), "max_buffer_size", isize::MAX as u64);
+                    return Err(Error::LimitExceeded { what, needed: bytes, limit, allowed });
+                }
                 let words = bytes.div_ceil(4) as usize;
-                let (v, created) = device.inner.host_pool.take(words);
+                let class = crate::cpu::pool::class_words(words) as u64 * 4;
+                budget.check(|| device.name(), class, live)?;
+                // Pooled vectors are resident too: room is made for this one.
+                let (v, created) = device.inner.host_pool.take(words, budget.room(live));
                 if created {
                     device.inner.stats.buffer_created();
                 }
-                (Storage::Cpu(RwLock::new(v)), words as u64 * 4)
+                (Storage::Cpu(RwLock::new(v)), class)
             }
         };
         device.inner.stats.buffer_acquired(charged);
@@ -150,29 +162,46 @@ impl Buffer {
     }
 
     /// Copies the contents to the host (submits pending work on a GPU).
+    ///
+    /// On the CPU backend the copy is host memory beside the buffer: it is
+    /// checked against the memory budget (and counted in `bytes_live`)
+    /// while it is made, so a copy that does not fit is
+    /// [`Error::OutOfMemory`] rather than a kill by the operating system.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        match &self.inner.storage {
-            Storage::Gpu(_) => self.inner.device.gpu_ctx().expect("gpu storage").read(self.wgpu(), self.inner.bytes),
-            Storage::Cpu(v) => {
-                self.inner.device.inner.stats.read_back();
-                Ok(bytemuck::cast_slice::<u32, u8>(&v.read().unwrap())[..self.inner.bytes as usize].to_vec())
-            }
-        }
+        self.read(|bytes| bytes)
     }
 
     /// Copies the contents to the host as f32.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+        self.read(|bytes| bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Copies the contents to the host as u32.
     pub fn to_u32(&self) -> Result<Vec<u32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+        self.read(|bytes| bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Copies the contents to the host as f16.
     pub fn to_f16(&self) -> Result<Vec<half::f16>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+        self.read(|bytes| bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The contents as `T`s: on a GPU the bytes read back, converted by
+    /// `from_gpu`; on the CPU backend one copy, straight from the host
+    /// words, under a [`Reservation`](crate::memory::Reservation).
+    fn read<T: bytemuck::Pod>(&self, from_gpu: impl FnOnce(Vec<u8>) -> Vec<T>) -> Result<Vec<T>> {
+        let bytes = self.inner.bytes as usize;
+        match &self.inner.storage {
+            Storage::Gpu(_) => {
+                let ctx = self.inner.device.gpu_ctx().expect("gpu storage");
+                Ok(from_gpu(ctx.read(self.wgpu(), self.inner.bytes)?))
+            }
+            Storage::Cpu(v) => {
+                let _held = crate::memory::Reservation::new(&self.inner.device, self.inner.bytes)?;
+                self.inner.device.inner.stats.read_back();
+                Ok(bytemuck::pod_collect_to_vec(&bytemuck::cast_slice::<u32, u8>(&v.read().unwrap())[..bytes]))
+            }
+        }
     }
 
     /// The wgpu buffer, taken from the pool (or created) on first use. Lazy

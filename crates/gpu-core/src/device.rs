@@ -265,7 +265,10 @@ impl Device {
     }
 
     /// Sets the memory budget: an allocation that would bring the bytes
-    /// held by live buffers past it fails with [`Error::OutOfMemory`](crate::Error::OutOfMemory)
+    /// held by live buffers (in their size classes; on the CPU backend also
+    /// the host copies its kernels and readbacks make, see
+    /// [`StatsSnapshot::transient_bytes`]) past it fails with
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory)
     /// before anything is written. `None` removes it. The default comes
     /// from `WGRAD_MEMORY_BUDGET`, else (CPU backend) the machine's
     /// available memory when the device opened.

@@ -15,12 +15,16 @@ pub struct Stats {
     texture_copies: AtomicU64,
     texture_bytes: AtomicU64,
     texture_reuses: AtomicU64,
+    transient_bytes: AtomicU64,
+    transient_peak: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// Bytes in buffers held by live handles (pooled free buffers are not counted).
+    /// Bytes in buffers held by live handles, in their allocation's size
+    /// class (pooled free buffers are not counted), plus on the CPU backend
+    /// the `transient_bytes` its kernels hold at this moment.
     pub bytes_live: u64,
     /// The largest `bytes_live` seen since the device was created or `reset_peak`.
     pub bytes_peak: u64,
@@ -42,6 +46,14 @@ pub struct StatsSnapshot {
     /// Operand textures bound again without a copy, their buffer unwritten
     /// since.
     pub texture_reuses: u64,
+    /// Host memory the CPU backend holds beyond its buffers at this moment:
+    /// a kernel's f16 operands widened to f32 or f16 results before
+    /// rounding, a readback's copy while it is made. Checked against the
+    /// memory budget and counted in `bytes_live` while held (0 on a GPU).
+    pub transient_bytes: u64,
+    /// The largest `transient_bytes` seen since the device was created or
+    /// `reset_peak`.
+    pub transient_peak: u64,
 }
 
 impl Stats {
@@ -57,12 +69,15 @@ impl Stats {
             texture_copies: self.texture_copies.load(Relaxed),
             texture_bytes: self.texture_bytes.load(Relaxed),
             texture_reuses: self.texture_reuses.load(Relaxed),
+            transient_bytes: self.transient_bytes.load(Relaxed),
+            transient_peak: self.transient_peak.load(Relaxed),
         }
     }
 
     /// Restarts peak tracking from the current live bytes.
     pub fn reset_peak(&self) {
         self.bytes_peak.store(self.bytes_live.load(Relaxed), Relaxed);
+        self.transient_peak.store(self.transient_bytes.load(Relaxed), Relaxed);
     }
 
     pub(crate) fn bytes_live(&self) -> u64 {
@@ -75,6 +90,16 @@ impl Stats {
     }
     pub(crate) fn buffer_released(&self, bytes: u64) {
         self.bytes_live.fetch_sub(bytes, Relaxed);
+    }
+    /// Transient host bytes taken (also live bytes; see `memory::Reservation`).
+    pub(crate) fn transient_acquired(&self, bytes: u64) {
+        let t = self.transient_bytes.fetch_add(bytes, Relaxed) + bytes;
+        self.transient_peak.fetch_max(t, Relaxed);
+        self.buffer_acquired(bytes);
+    }
+    pub(crate) fn transient_released(&self, bytes: u64) {
+        self.transient_bytes.fetch_sub(bytes, Relaxed);
+        self.buffer_released(bytes);
     }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);
@@ -105,7 +130,8 @@ impl Stats {
 
 impl std::ops::Sub for StatsSnapshot {
     type Output = StatsSnapshot;
-    /// Difference of two snapshots (`after - before`); `bytes_*` are taken from `self`.
+    /// Difference of two snapshots (`after - before`); `bytes_*` and
+    /// `transient_*` are taken from `self`.
     fn sub(self, before: StatsSnapshot) -> StatsSnapshot {
         StatsSnapshot {
             bytes_live: self.bytes_live,
@@ -117,6 +143,8 @@ impl std::ops::Sub for StatsSnapshot {
             texture_copies: self.texture_copies - before.texture_copies,
             texture_bytes: self.texture_bytes - before.texture_bytes,
             texture_reuses: self.texture_reuses - before.texture_reuses,
+            transient_bytes: self.transient_bytes,
+            transient_peak: self.transient_peak,
         }
     }
 }

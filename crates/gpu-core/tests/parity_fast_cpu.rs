@@ -262,7 +262,7 @@ fn reductions_match_the_reference_bit_for_bit() {
     let id: View = |l| l;
     // (buffer shape, view, axes): a bias gradient over N, H, W; rows and
     // columns of a matrix; a permuted and a narrowed (offset) view; all
-    // axes; a scalar; zero outputs; large.
+    // axes; a scalar; zero outputs; large; long column runs.
     let cases: Vec<(Vec<usize>, View, Vec<usize>)> = vec![
         (vec![4, 3, 5, 7], id, vec![0, 2, 3]),
         (vec![9, 33], id, vec![1]),
@@ -278,6 +278,9 @@ fn reductions_match_the_reference_bit_for_bit() {
         (vec![5, 30], |l| l.narrow(1, 4, 20).unwrap(), vec![0]),
         (vec![2048, 64], id, vec![0]),
         (vec![70_001], id, vec![0]),
+        // Column runs longer than the fast path folds at a time (2048).
+        (vec![3, 5000], id, vec![0]),
+        (vec![2, 3, 4500], |l| l.narrow(2, 7, 4400).unwrap(), vec![1]),
     ];
     for (shape, view, axes) in cases {
         let n = shape.iter().product();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wgrad_autograd::{no_grad, CrossEntropyOptions, DType, Device, Tensor};
 use wgrad_gpu_core::ops::copy;
-use wgrad_gpu_core::testing::gpu_or_skip;
+use wgrad_gpu_core::testing::{fresh_backends, gpu_or_skip};
 use wgrad_gpu_core::Layout;
 use wgrad_nn::train::early_stopping::snapshot;
 use wgrad_nn::train::metrics::{correct_count, perplexity, top_k_correct};
@@ -203,7 +203,8 @@ fn launches(dev: &Device, f: impl FnOnce() -> Vec<f32>) -> (Vec<f32>, u64) {
 #[test]
 fn metrics_take_f16_logits_and_losses() {
     let logits = logits_for(&Y_PRED, CLASSES);
-    for dev in backends("metrics_take_f16_logits_and_losses") {
+    // Devices of this test's own: it counts their launches.
+    for dev in fresh_backends("metrics_take_f16_logits_and_losses") {
         let x32 = Tensor::from_vec(&logits, &[Y_PRED.len(), CLASSES], &dev);
         let x16 = x32.to_dtype(DType::F16);
         let y = Tensor::from_u32(&Y_TRUE, &[Y_TRUE.len()], &dev);

@@ -6,14 +6,23 @@
 //!   accumulator and the reduced elements are visited in order, a whole
 //!   contiguous run of outputs at a time (one pass over memory, vectorized,
 //!   instead of one strided walk per output);
-//! * otherwise each reduced block is gathered run by run (the reduced dims
-//!   merged, the innermost run copied as a slice) and handed to `word`.
+//! * otherwise each reduced block is walked run by run (the reduced dims
+//!   merged, the innermost run read as a slice) and folded by `word_of`,
+//!   in place: nothing is copied out, so a sum over a whole tensor needs
+//!   no memory beyond the tensor.
 //!
-//! Outputs are split over all cores either way.
+//! Outputs are split over all cores either way; the scratch a task keeps
+//! (running accumulators of a column run) is bounded by [`COLUMNS`], not by
+//! the tensor.
 
 use super::{par_chunks, GRAIN};
 use crate::layout::{coalesce, Layout};
 use crate::ops::reduce::ReduceOp;
+
+/// Outputs one pass of the column path accumulates at a time: its scratch
+/// (a few values per output) stays this size however long the run, and each
+/// reduced row is still read in runs of this many contiguous elements.
+const COLUMNS: usize = 2048;
 
 /// `out[o] = op(block o)` where block `o` holds the `m` elements of `xs` at
 /// `kept.index_of(o) + block.index_of(j)`, `j < m`.
@@ -36,20 +45,17 @@ pub(crate) fn reduce(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Layout, m:
     let r = rs.len() - 1;
     let (run, stride) = (rs[r], rst[0][r]);
     let rows = Layout { shape: rs[..r].to_vec(), strides: rst[0][..r].to_vec(), offset: block.offset };
-    let n_rows = m / run.max(1);
+    let (n_rows, rows) = (m / run.max(1), &rows);
     par_chunks(out, 1, grain, |start, out| {
-        let mut values = Vec::with_capacity(m);
         for (i, y) in out.iter_mut().enumerate() {
             let base = kept.index_of(start + i);
-            values.clear();
-            for row in 0..n_rows {
-                let at = base + rows.index_of(row);
-                match stride {
-                    1 => values.extend_from_slice(&xs[at..at + run]),
-                    _ => values.extend((0..run).map(|j| xs[at + j * stride])),
-                }
-            }
-            *y = op.word(&values);
+            let values = || {
+                (0..n_rows).flat_map(move |row| {
+                    let at = base + rows.index_of(row);
+                    (0..run).map(move |j| xs[at + j * stride])
+                })
+            };
+            *y = op.word_of(m, values);
         }
     });
 }
@@ -57,6 +63,13 @@ pub(crate) fn reduce(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Layout, m:
 /// `out.len()` outputs whose blocks start at consecutive addresses from
 /// `base`: element `j` of output `i` is `xs[base + i + block.index_of(j)]`.
 fn columns(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out: &mut [u32]) {
+    for (c, out) in out.chunks_mut(COLUMNS).enumerate() {
+        columns_run(op, xs, base + c * COLUMNS, block, m, out);
+    }
+}
+
+/// [`columns`] for at most [`COLUMNS`] outputs.
+fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out: &mut [u32]) {
     let len = out.len();
     let row = |j: usize| &xs[base + block.index_of(j)..][..len];
     // The reference sums with `Iterator::sum`, whose start value (±0.0)
@@ -65,30 +78,35 @@ fn columns(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out:
     match op {
         ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Var { .. } => {
             let n = m as f64;
-            let mut sum = vec![zero; len];
+            let mut sum = [zero; COLUMNS];
+            let sum = &mut sum[..len];
             for j in 0..m {
                 sum.iter_mut().zip(row(j)).for_each(|(a, &v)| *a += v as f64);
             }
-            let words: Vec<f32> = match op {
-                ReduceOp::Sum => sum.iter().map(|&s| s as f32).collect(),
-                ReduceOp::Mean => sum.iter().map(|&s| (s / n) as f32).collect(),
+            let word = |v: f64| (v as f32).to_bits();
+            match op {
+                ReduceOp::Sum => out.iter_mut().zip(&*sum).for_each(|(o, &s)| *o = word(s)),
+                ReduceOp::Mean => out.iter_mut().zip(&*sum).for_each(|(o, &s)| *o = word(s / n)),
                 ReduceOp::Var { correction } => {
-                    let mean: Vec<f64> = sum.iter().map(|&s| s / n).collect();
-                    let mut m2 = vec![zero; len];
+                    sum.iter_mut().for_each(|s| *s /= n);
+                    let mean = &*sum;
+                    let mut m2 = [zero; COLUMNS];
+                    let m2 = &mut m2[..len];
                     for j in 0..m {
-                        for ((a, &v), &mu) in m2.iter_mut().zip(row(j)).zip(&mean) {
+                        for ((a, &v), &mu) in m2.iter_mut().zip(row(j)).zip(mean) {
                             *a += (v as f64 - mu).powi(2);
                         }
                     }
                     let dof = m.saturating_sub(correction) as f64;
-                    m2.iter().map(|&s| (s / dof) as f32).collect()
+                    out.iter_mut().zip(&*m2).for_each(|(o, &s)| *o = word(s / dof));
                 }
                 _ => unreachable!(),
-            };
-            out.iter_mut().zip(words).for_each(|(o, w)| *o = w.to_bits());
+            }
         }
         _ => {
-            let mut best: Vec<(f32, usize)> = row(0).iter().map(|&v| (v, 0)).collect();
+            let mut best = [(0.0f32, 0usize); COLUMNS];
+            let best = &mut best[..len];
+            best.iter_mut().zip(row(0)).for_each(|(b, &v)| *b = (v, 0));
             for j in 1..m {
                 for (b, &v) in best.iter_mut().zip(row(j)) {
                     if op.beats(v, j, b.0, b.1) {
@@ -96,7 +114,7 @@ fn columns(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out:
                     }
                 }
             }
-            for (o, (v, j)) in out.iter_mut().zip(best) {
+            for (o, &(v, j)) in out.iter_mut().zip(&*best) {
                 *o = match op {
                     ReduceOp::ArgMax | ReduceOp::ArgMin => j as u32,
                     _ => v.to_bits(),

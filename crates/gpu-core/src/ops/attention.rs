@@ -90,8 +90,9 @@ impl AttentionPath {
     }
 }
 
-use super::{dispatch, f32s, run, Kind, Params, ParamsDecl};
+use super::{dispatch, f32s, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
+use crate::memory::HostVec;
 use crate::{Buffer, Error, Result};
 
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
@@ -339,7 +340,7 @@ pub fn attention_forward_io(
     }
     // Scores (q kᵀ) and the weighted sum of values, ignoring what masks skip.
     crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
-    run(
+    run_fallible(
         dev,
         |g| {
             if super::past_limit(g, [q, k, v, &out, &lse].into_iter().chain(mask.map(|m| m.0))) {
@@ -351,7 +352,7 @@ pub fn attention_forward_io(
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (mut ho, mut hl) = (out.host_mut(), lse.host_mut());
-            let (qs, ks, vs) = (host_f32(&hq, io), host_f32(&hk, io), host_f32(&hv, io));
+            let (qs, ks, vs) = (host_f32(dev, &hq, io)?, host_f32(dev, &hk, io)?, host_f32(dev, &hv, io)?);
             let h = Host {
                 q: &qs,
                 k: &ks,
@@ -360,12 +361,13 @@ pub fn attention_forward_io(
                 causal,
                 scale: scale as f64,
             };
-            let mut out_vals = HostOutput::new(&mut ho, n_out, io);
+            let mut out_vals = HostOutput::new(dev, &mut ho, n_out, io)?;
             let (vs, os, ls) = (&vs[..], out_vals.values(), super::f32s_mut(&mut hl));
             if crate::cpu::fast(dev) {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::forward(&x, os, ls);
-                return out_vals.finish();
+                out_vals.finish();
+                return Ok(());
             }
             let AttnDims { lq, lk, dv, .. } = dims;
             for bh in 0..dims.bh() {
@@ -394,6 +396,7 @@ pub fn attention_forward_io(
                 }
             }
             out_vals.finish();
+            Ok(())
         },
     )?;
     Ok((out, lse))
@@ -452,7 +455,7 @@ pub fn attention_backward_io(
     }
     // Both passes recompute the scores; dP, dq, dk and dv are one product each.
     crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
-    run(
+    run_fallible(
         dev,
         |g| {
             let all = [q, k, v, out, lse, dout, &dq, &dk, &dv];
@@ -472,7 +475,7 @@ pub fn attention_backward_io(
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (ho, hl, hg) = (out.host(), lse.host(), dout.host());
-            let (qs, ks, vs) = (host_f32(&hq, io), host_f32(&hk, io), host_f32(&hv, io));
+            let (qs, ks, vs) = (host_f32(dev, &hq, io)?, host_f32(dev, &hk, io)?, host_f32(dev, &hv, io)?);
             let h = Host {
                 q: &qs,
                 k: &ks,
@@ -481,21 +484,27 @@ pub fn attention_backward_io(
                 causal,
                 scale: scale as f64,
             };
-            let (os, gs) = (host_f32(&ho, io), host_f32(&hg, io));
+            let (os, gs) = (host_f32(dev, &ho, io)?, host_f32(dev, &hg, io)?);
             let (vs, os, ls, gs) = (&vs[..], &os[..], f32s(&hl), &gs[..]);
             let (mut hq, mut hk, mut hv) = (dq.host_mut(), dk.host_mut(), dv.host_mut());
             let (mut oq, mut ok, mut ov) = (
-                HostOutput::new(&mut hq, n_q, io),
-                HostOutput::new(&mut hk, n_k, io),
-                HostOutput::new(&mut hv, n_v, io),
+                HostOutput::new(dev, &mut hq, n_q, io)?,
+                HostOutput::new(dev, &mut hk, n_k, io)?,
+                HostOutput::new(dev, &mut hv, n_v, io)?,
             );
             if crate::cpu::fast(dev) {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
-                return [oq, ok, ov].into_iter().for_each(HostOutput::finish);
+                [oq, ok, ov].into_iter().for_each(HostOutput::finish);
+                return Ok(());
             }
             let AttnDims { lq, lk, d, dv: w, .. } = dims;
-            let (mut gq, mut gk, mut gv) = (vec![0.0f64; n_q], vec![0.0f64; n_k], vec![0.0f64; n_v]);
+            // f64 sums of the reference: twice the gradients, so counted.
+            let (mut gq, mut gk, mut gv) = (
+                HostVec::filled(dev, n_q, 0.0f64)?,
+                HostVec::filled(dev, n_k, 0.0f64)?,
+                HostVec::filled(dev, n_v, 0.0f64)?,
+            );
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
             for bh in 0..dims.bh() {
                 for i in 0..lq {
@@ -524,11 +533,12 @@ pub fn attention_backward_io(
             }
             for (out, vals) in [(oq, gq), (ok, gk), (ov, gv)] {
                 let mut out = out;
-                for (o, x) in out.values().iter_mut().zip(vals) {
+                for (o, &x) in out.values().iter_mut().zip(vals.iter()) {
                     *o = x as f32;
                 }
                 out.finish();
             }
+            Ok(())
         },
     )?;
     Ok((dq, dk, dv))

@@ -29,7 +29,7 @@
 
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
-use super::{f32s, f32s_mut, groups, run, Params};
+use super::{f32s, f32s_mut, groups, run, run_fallible, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
 
@@ -245,7 +245,7 @@ pub fn batch_norm_stats(
         None => None,
     };
     let momentum = running.map_or(0.0, |r| r.momentum);
-    run(
+    run_fallible(
         dev,
         |g| {
             if super::past_limit(g, [x]) {
@@ -286,7 +286,7 @@ pub fn batch_norm_stats(
         },
         || {
             let xs = x.host();
-            let xs = host_f32(&xs, io);
+            let xs = host_f32(dev, &xs, io)?;
             let xs: &[f32] = &xs;
             let moments = if crate::cpu::fast(dev) {
                 crate::cpu::batch_norm::moments(xs, &d)
@@ -318,6 +318,7 @@ pub fn batch_norm_stats(
                     ov[ch] = (keep * rv[ch] as f64 + r.momentum as f64 * unbiased) as f32;
                 }
             }
+            Ok(())
         },
     )?;
     Ok((stats, new_running))
@@ -391,7 +392,7 @@ pub fn batch_norm_forward(
         }
     }
     let y = Buffer::alloc(dev, n as u64 * io.size())?;
-    run(
+    run_fallible(
         dev,
         |g| {
             let stats = match centre {
@@ -429,12 +430,12 @@ pub fn batch_norm_forward(
         || {
             let ms = centre.host(d.channels);
             let (xs, mut ys) = (x.host(), y.host_mut());
-            let xs = host_f32(&xs, io);
-            let mut out = HostOutput::new(&mut ys, n, io);
+            let xs = host_f32(dev, &xs, io)?;
+            let mut out = HostOutput::new(dev, &mut ys, n, io)?;
             let w = weight.map(|b| b.host());
             let bi = bias.map(|b| b.host());
             let r = residual.map(|b| b.host());
-            let r = r.as_ref().map(|h| host_f32(h, io));
+            let r = r.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (w, bi, r) = (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_deref());
             if crate::cpu::fast(dev) {
                 crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values());
@@ -459,6 +460,7 @@ pub fn batch_norm_forward(
                 }
             }
             out.finish();
+            Ok(())
         },
     )?;
     Ok(y)
@@ -502,7 +504,7 @@ pub fn batch_norm_grad_sums(
     }
     let (dbias, dweight) = (Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?);
     let constants = vec![("CENTRE", centre.code()), ("RELU", relu_out.is_some() as u8 as f64)];
-    run(
+    run_fallible(
         dev,
         |g| {
             if super::past_limit(g, [dy, x]) {
@@ -545,8 +547,9 @@ pub fn batch_norm_grad_sums(
             let ms = centre.host(c);
             let (gs, xs, mut db, mut dw) = (dy.host(), x.host(), dbias.host_mut(), dweight.host_mut());
             let ys = relu_out.map(|b| b.host());
-            let (gs, xs, db, dw) = (host_f32(&gs, io), host_f32(&xs, io), f32s_mut(&mut db), f32s_mut(&mut dw));
-            let ys = ys.as_ref().map(|h| host_f32(h, io));
+            let (gs, xs, db, dw) =
+                (host_f32(dev, &gs, io)?, host_f32(dev, &xs, io)?, f32s_mut(&mut db), f32s_mut(&mut dw));
+            let ys = ys.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (gs, xs, ys): (&[f32], &[f32], _) = (&gs, &xs, ys.as_deref());
             let acc = if crate::cpu::fast(dev) {
                 crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
@@ -565,6 +568,7 @@ pub fn batch_norm_grad_sums(
                 db[ch] = s as f32;
                 dw[ch] = sx as f32;
             }
+            Ok(())
         },
     )?;
     Ok((dbias, dweight))
@@ -613,7 +617,7 @@ pub fn batch_norm_backward(
     }
     let dx = Buffer::alloc(dev, n as u64 * io.size())?;
     let dres = if residual { Some(Buffer::alloc(dev, n as u64 * io.size())?) } else { None };
-    run(
+    run_fallible(
         dev,
         |g| {
             let stats = match centre {
@@ -661,17 +665,17 @@ pub fn batch_norm_backward(
             let c = d.channels;
             let ms = centre.host(c);
             let (gs, xs, mut dxh) = (dy.host(), x.host(), dx.host_mut());
-            let (gs, xs) = (host_f32(&gs, io), host_f32(&xs, io));
+            let (gs, xs) = (host_f32(dev, &gs, io)?, host_f32(dev, &xs, io)?);
             let ys = relu_out.map(|b| b.host());
-            let ys = ys.as_ref().map(|h| host_f32(h, io));
+            let ys = ys.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let ys = ys.as_deref();
             let w = weight.map(|b| b.host());
             let w = w.as_ref().map(|h| f32s(h));
             let s = sums.map(|(a, b)| (a.host(), b.host()));
             let s = s.as_ref().map(|(a, b)| (f32s(a), f32s(b)));
             let mut rh = dres.as_ref().map(|b| b.host_mut());
-            let mut out = HostOutput::new(&mut dxh, n, io);
-            let mut rout = rh.as_mut().map(|h| HostOutput::new(h, n, io));
+            let mut out = HostOutput::new(dev, &mut dxh, n, io)?;
+            let mut rout = rh.as_mut().map(|h| HostOutput::new(dev, h, n, io)).transpose()?;
             if crate::cpu::fast(dev) {
                 let r = rout.as_mut().map(|r| r.values());
                 crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r);
@@ -699,6 +703,7 @@ pub fn batch_norm_backward(
             if let Some(r) = rout {
                 r.finish();
             }
+            Ok(())
         },
     )?;
     Ok((dx, dres))

@@ -53,7 +53,7 @@
 use super::matmul::{conv_matmul, ConvGather, ConvOperand, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use super::operands::{host_f32, HostOutput};
 use super::reduce::{reduce, ReduceOp};
-use super::{f32s, f32s_mut, run, Params};
+use super::{f32s, f32s_mut, run, run_fallible, Params};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
@@ -449,15 +449,16 @@ pub fn conv2d_weight_grad_output(
         // per-image partials to sum (see `cpu::conv::weight_grad`).
         let out = Buffer::alloc(dev, n_w as u64 * output.size())?;
         crate::profile::annotate_flops(2 * (n_w * g.batch * l) as u64);
-        run(
+        run_fallible(
             dev,
             |_| unreachable!("the fast CPU path runs on the CPU backend only"),
             || {
                 let (ys, xs, mut ws) = (gy.host(), x.host(), out.host_mut());
-                let mut dw = HostOutput::new(&mut ws, n_w, output);
-                let (ys, xs) = (host_f32(&ys, cfg.operands), host_f32(&xs, cfg.operands));
+                let mut dw = HostOutput::new(dev, &mut ws, n_w, output)?;
+                let (ys, xs) = (host_f32(dev, &ys, cfg.operands)?, host_f32(dev, &xs, cfg.operands)?);
                 crate::cpu::conv::weight_grad(g, out_channels, &ys[..n_y], &xs[..n_x], dw.values());
                 dw.finish();
+                Ok(())
             },
         )?;
         return Ok(out);

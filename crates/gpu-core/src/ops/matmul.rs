@@ -8,7 +8,7 @@ use super::conv::ConvGeometry;
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
-use super::{run, Params};
+use super::{run_fallible, Params};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
 use crate::gpu::{GpuContext, Launch};
@@ -563,7 +563,7 @@ fn product(
         return Ok((out, shape));
     }
     crate::profile::annotate_flops(2 * total as u64 * k as u64);
-    run(
+    run_fallible(
         dev,
         |g| {
             let subgroup = match cfg.kernel.resolve(dev) {
@@ -597,12 +597,13 @@ fn product(
         },
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
-            let (wa, wb) = (host_f32(&ha, cfg.operands), host_f32(&hb, cfg.operands));
-            let mut stored = HostOutput::new(&mut ho, total, epi.output);
+            let (wa, wb) = (host_f32(dev, &ha, cfg.operands)?, host_f32(dev, &hb, cfg.operands)?);
+            let mut stored = HostOutput::new(dev, &mut ho, total, epi.output)?;
             let fast = crate::cpu::fast(dev);
             sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
             epi.apply_cpu(stored.values(), (m, n));
             stored.finish();
+            Ok(())
         },
     )?;
     Ok((out, shape))

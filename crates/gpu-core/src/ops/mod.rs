@@ -87,22 +87,36 @@ pub(crate) fn check_u32(op: &'static str, n: usize) -> Result<()> {
 /// op file, e.g. `cpu:conv`).
 #[track_caller]
 pub(crate) fn run(device: &Device, gpu: impl FnOnce(&GpuContext) -> Result<()>, cpu: impl FnOnce()) -> Result<()> {
+    run_fallible(device, gpu, || {
+        cpu();
+        Ok(())
+    })
+}
+
+/// [`run`] for a CPU twin that can fail: one that takes host memory beyond
+/// its buffers ([`operands::host_f32`], [`operands::HostOutput`]) under the
+/// memory budget, before it writes anything.
+#[track_caller]
+pub(crate) fn run_fallible(
+    device: &Device,
+    gpu: impl FnOnce(&GpuContext) -> Result<()>,
+    cpu: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     match device.gpu_ctx() {
         Some(g) => gpu(g),
         None => {
             device.inner.stats.dispatched();
             let profiler = &device.inner.profiler;
             if !profiler.is_active() {
-                cpu();
-                return Ok(());
+                return cpu();
             }
             let file = std::panic::Location::caller().file();
             let family = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
             crate::profile::take_host_bytes();
             let t0 = std::time::Instant::now();
-            cpu();
+            let done = cpu();
             profiler.record_host(format!("cpu:{family}"), crate::profile::take_host_bytes(), t0);
-            Ok(())
+            done
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::cpu::{self, per_row, per_row2};
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
 use super::rows::{launch_rows, Bind, RowLaunch};
-use super::{f32s, f32s_mut, run, Params};
+use super::{f32s, f32s_mut, run, run_fallible, Params};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -133,7 +133,7 @@ fn normalize(
     let z = affine.map(|_| Buffer::alloc(dev, n as u64 * 4)).transpose()?;
     let mean = Buffer::alloc(dev, rows as u64 * 4)?;
     let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
-    run(
+    run_fallible(
         dev,
         |g| {
             let shader = load_x_shader(g, ["norm", "norm_f16", "norm_f16_native"], io, op, x)?;
@@ -154,7 +154,7 @@ fn normalize(
         },
         || {
             let xs = x.host();
-            let xs = host_f32(&xs, io);
+            let xs = host_f32(dev, &xs, io)?;
             let (mut ys, mut ms, mut rs) = (y.host_mut(), mean.host_mut(), rstd.host_mut());
             let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
             // Each row's (mean, rstd), stored below.
@@ -174,6 +174,7 @@ fn normalize(
                     }
                 }
             }
+            Ok(())
         },
     )?;
     Ok((y, z, mean, rstd))

@@ -7,14 +7,14 @@
 //!
 //! [`Buffer::from_f16`]: crate::Buffer::from_f16
 
-use std::borrow::Cow;
 use std::cell::Cell;
 
 use half::f16;
 
 use super::{f32s, f32s_mut};
 use crate::gpu::GpuContext;
-use crate::{Error, Result};
+use crate::memory::HostVec;
+use crate::{Device, Error, Result};
 
 /// How activations or operands are stored. Arithmetic is f32 either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,31 +101,53 @@ pub(crate) fn thread_half_loads() -> HalfLoads {
 
 /// f32 views of host words: borrowed for f32, widened (exactly) for f16, the
 /// CPU twin of the kernels' loads. An f16 view has two elements per word
-/// (an odd count's unused last half included).
-pub(crate) fn host_f32(words: &[u32], storage: Operands) -> Cow<'_, [f32]> {
-    match storage {
-        Operands::F32 => Cow::Borrowed(f32s(words)),
+/// (an odd count's unused last half included). The widened copy is host
+/// memory beside the buffer, taken under the budget of `device` (an
+/// [`Error::OutOfMemory`] when it does not fit; see `memory.rs`).
+pub(crate) fn host_f32<'a>(device: &Device, words: &'a [u32], storage: Operands) -> Result<HostF32<'a>> {
+    Ok(match storage {
+        Operands::F32 => HostF32::Borrowed(f32s(words)),
         Operands::F16 => {
             let halves: &[f16] = bytemuck::cast_slice(words);
-            Cow::Owned(halves.iter().map(|h| h.to_f32()).collect())
+            HostF32::Widened(HostVec::collect(device, halves.len(), halves.iter().map(|h| h.to_f32()))?)
+        }
+    })
+}
+
+/// What [`host_f32`] gives: the words themselves, or their widened copy.
+pub(crate) enum HostF32<'a> {
+    Borrowed(&'a [f32]),
+    Widened(HostVec<f32>),
+}
+
+impl std::ops::Deref for HostF32<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            HostF32::Borrowed(v) => v,
+            HostF32::Widened(v) => v,
         }
     }
 }
 
 /// An f32 view of the first `n` elements of an output's host words, the CPU
 /// twin of the kernels' stores: the words themselves for f32; for f16 a
-/// scratch vector that [`finish`](Self::finish) rounds into them (to nearest
+/// scratch vector (taken under the device's budget, as [`host_f32`]'s
+/// copies) that [`finish`](Self::finish) rounds into them (to nearest
 /// even, ±inf past ±65504, NaN stays NaN; an odd count's unused last half 0).
 pub(crate) struct HostOutput<'a> {
     words: &'a mut [u32],
     n: usize,
-    scratch: Option<Vec<f32>>,
+    scratch: Option<HostVec<f32>>,
 }
 
 impl<'a> HostOutput<'a> {
-    pub(crate) fn new(words: &'a mut [u32], n: usize, storage: Operands) -> Self {
-        let scratch = (storage == Operands::F16).then(|| vec![0.0; n]);
-        HostOutput { words, n, scratch }
+    pub(crate) fn new(device: &Device, words: &'a mut [u32], n: usize, storage: Operands) -> Result<Self> {
+        let scratch = match storage {
+            Operands::F16 => Some(HostVec::filled(device, n, 0.0)?),
+            Operands::F32 => None,
+        };
+        Ok(HostOutput { words, n, scratch })
     }
 
     /// The `n` values to fill.

@@ -25,7 +25,7 @@ use std::ops::Range;
 use super::chunks::{chunks, Rows};
 pub use super::operands::Operands;
 use super::operands::{host_f32, thread_half_loads, HostOutput};
-use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
@@ -468,13 +468,13 @@ fn max_forward(
     let n = pool.out_len();
     let dev = x.device();
     let (out, arg) = (Buffer::alloc(dev, n as u64 * io.size())?, Buffer::alloc(dev, n as u64 * 4)?);
-    run(
+    run_fallible(
         dev,
         |g| pool.launch(g, op, io, "max_forward", &[x], &[&out, &arg], n),
         || {
             let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
-            let (xs, (il, ol)) = (host_f32(&xs, io), pool.plane_lens());
-            let mut y = HostOutput::new(&mut ys, n, io);
+            let (xs, (il, ol)) = (host_f32(dev, &xs, io)?, pool.plane_lens());
+            let mut y = HostOutput::new(dev, &mut ys, n, io)?;
             let fast = cpu::fast(dev);
             let taps = fast.then(|| pool.max_taps());
             per_row2(fast, (y.values(), ol), (&mut is[..n], ol), |p, y, arg| match &taps {
@@ -484,6 +484,7 @@ fn max_forward(
                 None => pool.max_forward_plane(&xs[p * il..][..il], y, arg),
             });
             y.finish();
+            Ok(())
         },
     )?;
     Ok((out, arg, pool.out_shape(shape)))
@@ -525,13 +526,13 @@ pub fn max_pool2d_backward_io(
     Buffer::check_same_device(OP, dev, &[argmax])?;
     let n = pool.in_len();
     let dx = Buffer::alloc(dev, n as u64 * io.size())?;
-    run(
+    run_fallible(
         dev,
         |g| pool.launch(g, OP, io, "max_backward", &[grad_out, argmax], &[&dx], n),
         || {
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
-            let (gs, (il, ol)) = (host_f32(&gs, io), pool.plane_lens());
-            let mut d = HostOutput::new(&mut ds, n, io);
+            let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());
+            let mut d = HostOutput::new(dev, &mut ds, n, io)?;
             let fast = cpu::fast(dev);
             per_row(fast, (d.values(), il), |p, d| {
                 let (g, arg) = (&gs[p * ol..][..ol], &is[p * ol..][..ol]);
@@ -541,6 +542,7 @@ pub fn max_pool2d_backward_io(
                 }
             });
             d.finish();
+            Ok(())
         },
     )?;
     Ok(dx)
@@ -557,15 +559,16 @@ fn avg_forward(
     let n = pool.out_len();
     let dev = x.device();
     let out = Buffer::alloc(dev, n as u64 * io.size())?;
-    run(
+    run_fallible(
         dev,
         |g| pool.launch(g, op, io, "avg_forward", &[x], &[&out], n),
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            let (xs, (il, ol)) = (host_f32(&xs, io), pool.plane_lens());
-            let mut y = HostOutput::new(&mut ys, n, io);
+            let (xs, (il, ol)) = (host_f32(dev, &xs, io)?, pool.plane_lens());
+            let mut y = HostOutput::new(dev, &mut ys, n, io)?;
             per_row(cpu::fast(dev), (y.values(), ol), |p, y| pool.avg_forward_plane(&xs[p * il..][..il], y));
             y.finish();
+            Ok(())
         },
     )?;
     Ok((out, pool.out_shape(shape)))
@@ -576,15 +579,16 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer, io: Operands) -
     let n = pool.in_len();
     let dev = grad_out.device();
     let dx = Buffer::alloc(dev, n as u64 * io.size())?;
-    run(
+    run_fallible(
         dev,
         |g| pool.launch(g, op, io, "avg_backward", &[grad_out], &[&dx], n),
         || {
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
-            let (gs, (il, ol)) = (host_f32(&gs, io), pool.plane_lens());
-            let mut d = HostOutput::new(&mut ds, n, io);
+            let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());
+            let mut d = HostOutput::new(dev, &mut ds, n, io)?;
             per_row(cpu::fast(dev), (d.values(), il), |p, d| pool.avg_backward_plane(&gs[p * ol..][..ol], d));
             d.finish();
+            Ok(())
         },
     )?;
     Ok(dx)

@@ -8,7 +8,7 @@
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
-use super::{dispatch_fusable, groups, run, Params};
+use super::{dispatch_fusable, groups, run_fallible, Params};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
 use crate::layout::{coalesce, numel, Layout};
@@ -127,29 +127,34 @@ impl ReduceOp {
     }
 
     /// The CPU twin: the output word for one reduced block (f32 bits, or the
-    /// index for ArgMax/ArgMin). `values` must be non-empty for the selecting ops.
-    pub(crate) fn word(self, values: &[f32]) -> u32 {
-        let n = values.len() as f64;
-        let sum = || values.iter().map(|&v| v as f64).sum::<f64>();
+    /// index for ArgMax/ArgMin) of the `m` values `values()` yields in
+    /// order, read where they lie (a block is never copied out: a sum over
+    /// a whole tensor needs no memory beside it). A variance walks them
+    /// twice, every other op once. `m` must be non-zero for the selecting ops.
+    pub(crate) fn word_of<I: Iterator<Item = f32>>(self, m: usize, values: impl Fn() -> I) -> u32 {
+        let n = m as f64;
+        let sum = || values().map(|v| v as f64).sum::<f64>();
         match self {
             ReduceOp::Sum => (sum() as f32).to_bits(),
             ReduceOp::Mean => ((sum() / n) as f32).to_bits(),
             ReduceOp::Var { correction } => {
                 let mean = sum() / n;
-                let m2: f64 = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
-                let dof = values.len().saturating_sub(correction) as f64;
+                let m2: f64 = values().map(|v| (v as f64 - mean).powi(2)).sum();
+                let dof = m.saturating_sub(correction) as f64;
                 ((m2 / dof) as f32).to_bits()
             }
             _ => {
-                let mut best = 0;
-                for (i, &v) in values.iter().enumerate().skip(1) {
-                    if self.beats(v, i, values[best], best) {
-                        best = i;
+                let mut it = values();
+                let first = it.next().expect("a selecting reduction over at least one value");
+                let (mut best, mut at) = (first, 0);
+                for (i, v) in it.enumerate() {
+                    if self.beats(v, i + 1, best, at) {
+                        (best, at) = (v, i + 1);
                     }
                 }
                 match self {
-                    ReduceOp::ArgMax | ReduceOp::ArgMin => best as u32,
-                    _ => values[best].to_bits(),
+                    ReduceOp::ArgMax | ReduceOp::ArgMin => at as u32,
+                    _ => best.to_bits(),
                 }
             }
         }
@@ -287,7 +292,7 @@ pub fn reduce_io(
     };
     let chunks = m.div_ceil(chunk);
     let out = Buffer::alloc(dev, (chunks * n_out) as u64 * 4)?;
-    run(
+    run_fallible(
         dev,
         |g| {
             let (ks, kst) = coalesce(&kept_shape, &[&kept_strides]);
@@ -346,20 +351,21 @@ pub fn reduce_io(
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            let xs = host_f32(&xs, io);
+            // The input is read in place; only f16 storage is widened first.
+            let xs = host_f32(dev, &xs, io)?;
             let xs = &xs[..];
             let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
             let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
             if crate::cpu::fast(dev) {
-                return crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
+                crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
+                return Ok(());
             }
-            let mut values = Vec::with_capacity(m);
+            let block = &block;
             for (o, y) in ys[..n_out].iter_mut().enumerate() {
                 let base = kept.index_of(o);
-                values.clear();
-                values.extend((0..m).map(|j| xs[base + block.index_of(j)]));
-                *y = op.word(&values);
+                *y = op.word_of(m, || (0..m).map(move |j| xs[base + block.index_of(j)]));
             }
+            Ok(())
         },
     )?;
     if chunks > 1 {

@@ -26,7 +26,7 @@ use crate::cpu::{self, per_row, per_row2};
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
 use super::rows::{launch_rows, Bind, RowLaunch};
-use super::{f32s, f32s_mut, run, Kind, Params, ParamsDecl};
+use super::{f32s, f32s_mut, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
 
@@ -142,7 +142,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
     if n == 0 {
         return Ok(out);
     }
-    run(
+    run_fallible(
         dev,
         |g| {
             let kernel = (shader(g, io, OP, x)?, ["softmax_fwd", "softmax_fwd_serial"]);
@@ -150,7 +150,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
         },
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
-            let xs = host_f32(&hx, io);
+            let xs = host_f32(dev, &hx, io)?;
             per_row(cpu::fast(dev), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
                 let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
@@ -160,6 +160,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
                     *y = if log { z - log_s } else { z.exp() / s };
                 }
             });
+            Ok(())
         },
     )?;
     Ok(out)
@@ -418,7 +419,7 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
         let counted = targets[..rows].iter().copied().filter(|&t| args.ignore_index != Some(t));
         crate::index_check::check_host(OP, counted, args.cols)?;
     }
-    run(
+    run_fallible(
         dev,
         |g| {
             let outputs = [(&loss, Bind::PerRow), (&weight, Bind::PerRow), (&probs, Bind::Rows)];
@@ -434,7 +435,7 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
             let hw = args.weight.map(|w| w.host());
             let weights = hw.as_ref().map(|w| f32s(w));
             let (mut hl, mut hr, mut hp) = (loss.host_mut(), weight.host_mut(), probs.host_mut());
-            let (xs, ps) = (host_f32(&hx, io), &mut f32s_mut(&mut hp)[..n]);
+            let (xs, ps) = (host_f32(dev, &hx, io)?, &mut f32s_mut(&mut hp)[..n]);
             let (cols, ht) = (args.cols, &ht[..]);
             // Each row's (loss, weight), stored below.
             let mut lw = vec![(0.0f32, 0.0f32); rows];
@@ -457,6 +458,7 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
             for (r, (l, w)) in lw.into_iter().enumerate() {
                 (ls[r], ws[r]) = (l, w);
             }
+            Ok(())
         },
     )?;
     Ok((loss, weight, probs))
