@@ -6,17 +6,24 @@
 //! - a chain of 1,000 elementwise ops on a [64] tensor, recorded then read once;
 //! - one training step of a 3-layer MLP (forward, MSE, backward, SGD).
 //!
+//! Each line also gives the host's cost per launch (see `common/host.rs`):
+//! inside the recorder (recording + submitting), and all the host did
+//! (wall time less the waits for the device).
+//!
 //! `--profile` runs one more MLP step on the adapter under the step profiler
 //! (table printed, trace in `target/mlp-profile.json`).
 
 use std::time::Instant;
 
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/profiling.rs"]
 mod profiling;
 
 use wgrad::autograd::{no_grad, Device, Tensor};
 
-fn chain(dev: &Device, len: usize) -> f64 {
+/// Seconds per run, and the host cost per launch over the timed runs.
+fn chain(dev: &Device, len: usize) -> (f64, host::HostCost) {
     let x = Tensor::arange(0.0, 64.0, 1.0, dev);
     let run = || {
         let mut y = x.clone();
@@ -27,14 +34,17 @@ fn chain(dev: &Device, len: usize) -> f64 {
     };
     run(); // warm-up: pipelines compiled, pool filled
     let reps = 5;
+    let before = dev.stats();
     let t = Instant::now();
     for _ in 0..reps {
         run();
     }
-    t.elapsed().as_secs_f64() / reps as f64
+    let wall = t.elapsed().as_secs_f64();
+    (wall / reps as f64, host::per_launch(&(dev.stats() - before), wall))
 }
 
-fn mlp_step_time(dev: &Device) -> (f64, u64) {
+/// Seconds per step, launches per step, and the host cost per launch.
+fn mlp_step_time(dev: &Device) -> (f64, u64, host::HostCost) {
     let p: Vec<Tensor> = [(64, 128), (128, 128), (128, 10)]
         .iter()
         .enumerate()
@@ -65,13 +75,15 @@ fn mlp_step_time(dev: &Device) -> (f64, u64) {
     step();
     let per_step = dev.stats().dispatches - before;
     let reps = 20;
+    let before = dev.stats();
     let t = Instant::now();
     for _ in 0..reps {
         step();
     }
-    let per_step_time = t.elapsed().as_secs_f64() / reps as f64;
+    let wall = t.elapsed().as_secs_f64();
+    let cost = host::per_launch(&(dev.stats() - before), wall);
     profiling::maybe_profile(dev, "mlp", step);
-    (per_step_time, per_step)
+    (wall / reps as f64, per_step, cost)
 }
 
 fn main() {
@@ -79,9 +91,13 @@ fn main() {
     let cpu = Device::cpu();
     println!("device: {}", gpu.name());
     println!("{:<34} {:>14} {:>14}", "workload", gpu.name().chars().take(14).collect::<String>(), "cpu backend");
-    let (g, c) = (chain(&gpu, 1000), chain(&cpu, 1000));
+    let ((g, gh), (c, _)) = (chain(&gpu, 1000), chain(&cpu, 1000));
     println!("{:<34} {:>11.1} us {:>11.1} us", "1000-op chain, per op", g * 1e3, c * 1e3);
-    let ((g, n), (c, _)) = (mlp_step_time(&gpu), mlp_step_time(&cpu));
+    println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
+    println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
+    let ((g, n, gh), (c, _, _)) = (mlp_step_time(&gpu), mlp_step_time(&cpu));
     println!("{:<34} {:>11.2} ms {:>11.2} ms", format!("MLP step ({n} kernels)"), g * 1e3, c * 1e3);
     println!("{:<34} {:>11.1} us {:>11.1} us", "MLP step, per kernel", g * 1e6 / n as f64, c * 1e6 / n as f64);
+    println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
+    println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
 }

@@ -17,6 +17,8 @@
 use std::time::Instant;
 
 mod common;
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -33,6 +35,7 @@ struct Measured {
     dispatches: u64,
     texture_mb: f64,
     peak_mb: f64,
+    host: host::HostCost,
 }
 
 fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> Measured {
@@ -66,9 +69,11 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
     for _ in 0..steps {
         step(&mut opt);
     }
-    let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let wall = t.elapsed().as_secs_f64();
+    let ms = wall * 1e3 / steps as f64;
     let after = dev.stats();
     Measured {
+        host: host::per_launch(&(after - before), wall),
         ms,
         first_s: first,
         dispatches: (after.dispatches - before.dispatches) / steps as u64,
@@ -102,12 +107,14 @@ fn main() {
     }
     println!("device: {}", gpu.name());
     println!(
-        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>13} {:>13} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
         "batch",
         "mode",
         "gpu ms",
         "first s",
         "dispatches",
+        "host us/l rec",
+        "host us/l all",
         "texture MB",
         "peak MB",
         "cpu ms",
@@ -121,10 +128,13 @@ fn main() {
         let key = if m { format!("b{b}-amp") } else { format!("b{b}") };
         let theirs = common::lookup(&torch, &key);
         println!(
-            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>11.1} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} {:>10.1}",
+            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>13.1} {:>13.1} {:>11.1} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} \
+             {:>10.1}",
             g.ms,
             g.first_s,
             g.dispatches,
+            g.host.record_us,
+            g.host.busy_us,
             g.texture_mb,
             g.peak_mb,
             c.ms,

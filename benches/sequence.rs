@@ -13,6 +13,8 @@
 use std::time::Instant;
 
 mod common;
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -36,6 +38,7 @@ struct Measured {
     first_s: f64,
     dispatches: u64,
     texture_mb: f64,
+    host: host::HostCost,
 }
 
 /// Times `step` over `steps` runs after one warm-up. With `--profile`, one
@@ -52,7 +55,8 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
     for _ in 0..steps {
         step();
     }
-    let ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let wall = t.elapsed().as_secs_f64();
+    let ms = wall * 1e3 / steps as f64;
     let done = run.dev.stats() - before;
     if run.profile {
         profiling::profile_step(run.dev, name, &mut step);
@@ -62,6 +66,7 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
         first_s,
         dispatches: done.dispatches / steps as u64,
         texture_mb: done.texture_bytes as f64 / 1e6 / steps as f64,
+        host: host::per_launch(&done, wall),
     }
 }
 
@@ -122,8 +127,17 @@ fn main() {
         println!("pytorch: not measured ({why})");
     }
     println!(
-        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16} {:>11} {:>14}",
-        "bench", "wgrad ms", "first step s", "pytorch ms", "ratio", "wgrad tokens/s", "dispatches", "texture MB"
+        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16} {:>11} {:>14} {:>14} {:>14}",
+        "bench",
+        "wgrad ms",
+        "first step s",
+        "pytorch ms",
+        "ratio",
+        "wgrad tokens/s",
+        "dispatches",
+        "texture MB",
+        "host us/l rec",
+        "host us/l all"
     );
     for (n, m) in ours {
         let theirs = common::lookup(&torch, n);
@@ -132,10 +146,12 @@ fn main() {
         let (ms, first) = (m.ms, m.first_s);
         let (t, r) = (common::show(theirs), common::ratio(ms, theirs));
         println!(
-            "{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0} {:>11} {:>14.1}",
+            "{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0} {:>11} {:>14.1} {:>14.1} {:>14.1}",
             tokens / ms * 1e3,
             m.dispatches,
-            m.texture_mb
+            m.texture_mb,
+            m.host.record_us,
+            m.host.busy_us
         );
     }
 }

@@ -368,6 +368,7 @@ impl Device {
     pub fn synchronize(&self) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.flush()?;
+            let _host = crate::gpu::host_clock::enter(&g.stats, crate::stats::HostPhase::Wait);
             g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| crate::Error::Gpu(e.to_string()))?;
             g.take_error()?;
         }

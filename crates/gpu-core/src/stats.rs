@@ -1,7 +1,22 @@
 //! Counters that make the execution model testable: how many submissions,
-//! dispatches and readbacks a piece of code causes, and how much memory it holds.
+//! dispatches and readbacks a piece of code causes, how much memory it
+//! holds, and (on a GPU) where the host's time went.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What the host was doing for a GPU device (see `gpu/host_clock.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HostPhase {
+    /// Recording launches and copies: the fuser's planning, pipeline
+    /// lookups, bind groups, encoding.
+    Record,
+    /// Submitting a batch: parameter blocks written, the command buffer
+    /// finished and queued.
+    Submit,
+    /// Waiting for the device: a readback's map, timestamps.
+    Wait,
+}
 
 /// Live counters of one device. Cheap to update from any thread.
 #[derive(Debug, Default)]
@@ -17,6 +32,9 @@ pub struct Stats {
     texture_reuses: AtomicU64,
     transient_bytes: AtomicU64,
     transient_peak: AtomicU64,
+    host_record_ns: AtomicU64,
+    host_submit_ns: AtomicU64,
+    host_wait_ns: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -54,6 +72,16 @@ pub struct StatsSnapshot {
     /// The largest `transient_bytes` seen since the device was created or
     /// `reset_peak`.
     pub transient_peak: u64,
+    /// Host nanoseconds spent recording GPU work (launches, the fuser,
+    /// copies, uploads), submission excluded; 0 on the CPU backend, whose
+    /// kernels run as they are called.
+    pub host_record_ns: u64,
+    /// Host nanoseconds spent submitting batches to the GPU queue.
+    pub host_submit_ns: u64,
+    /// Host nanoseconds spent waiting for the GPU (readbacks). A step's
+    /// wall time minus this is its host cost; when that exceeds the
+    /// device's time, the host is what bounds the step.
+    pub host_wait_ns: u64,
 }
 
 impl Stats {
@@ -71,6 +99,9 @@ impl Stats {
             texture_reuses: self.texture_reuses.load(Relaxed),
             transient_bytes: self.transient_bytes.load(Relaxed),
             transient_peak: self.transient_peak.load(Relaxed),
+            host_record_ns: self.host_record_ns.load(Relaxed),
+            host_submit_ns: self.host_submit_ns.load(Relaxed),
+            host_wait_ns: self.host_wait_ns.load(Relaxed),
         }
     }
 
@@ -100,6 +131,14 @@ impl Stats {
     pub(crate) fn transient_released(&self, bytes: u64) {
         self.transient_bytes.fetch_sub(bytes, Relaxed);
         self.buffer_released(bytes);
+    }
+    pub(crate) fn add_host_time(&self, phase: HostPhase, d: Duration) {
+        let counter = match phase {
+            HostPhase::Record => &self.host_record_ns,
+            HostPhase::Submit => &self.host_submit_ns,
+            HostPhase::Wait => &self.host_wait_ns,
+        };
+        counter.fetch_add(d.as_nanos() as u64, Relaxed);
     }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);
@@ -145,6 +184,9 @@ impl std::ops::Sub for StatsSnapshot {
             texture_reuses: self.texture_reuses - before.texture_reuses,
             transient_bytes: self.transient_bytes,
             transient_peak: self.transient_peak,
+            host_record_ns: self.host_record_ns - before.host_record_ns,
+            host_submit_ns: self.host_submit_ns - before.host_submit_ns,
+            host_wait_ns: self.host_wait_ns - before.host_wait_ns,
         }
     }
 }

@@ -145,3 +145,28 @@ fn unlabelled_launches_keep_their_family_and_scopes_nest() {
     let ops: Vec<&str> = p.launches.iter().map(|l| l.op.as_str()).collect();
     assert_eq!(ops, ["outer", "inner", "cpu:unary"]);
 }
+
+/// `Stats` splits the host's time for a GPU into recording, submitting and
+/// waiting, each charged once (their sum fits in the wall time); the CPU
+/// backend, whose kernels run as they are called, records none.
+#[test]
+fn host_time_is_split_into_recording_submitting_and_waiting() {
+    let (x, a, b) = inputs();
+    let cpu = Device::cpu();
+    let before = cpu.stats();
+    work(&cpu, &x, &a, &b);
+    let d = cpu.stats() - before;
+    assert_eq!((d.host_record_ns, d.host_submit_ns, d.host_wait_ns), (0, 0, 0), "{d:?}");
+
+    let Some(dev) = fresh_gpu_or_skip("host_time_is_split_into_recording_submitting_and_waiting") else { return };
+    work(&dev, &x, &a, &b); // pipelines compiled
+    let before = dev.stats();
+    let t = std::time::Instant::now();
+    work(&dev, &x, &a, &b);
+    let wall = t.elapsed().as_nanos() as u64;
+    let d = dev.stats() - before;
+    assert!(d.host_record_ns > 0 && d.host_submit_ns > 0 && d.host_wait_ns > 0, "{d:?}");
+    assert!(d.host_record_ns + d.host_submit_ns + d.host_wait_ns <= wall, "{d:?} within {wall} ns");
+    // Three readbacks, each with a submit and a wait.
+    assert!(d.readbacks == 3 && d.submissions >= 3, "{d:?}");
+}

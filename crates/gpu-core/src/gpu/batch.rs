@@ -8,8 +8,10 @@
 use super::context::GpuContext;
 use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
+use super::host_clock;
 use super::pipelines::{Kernel, PARAMS_BYTES};
 use super::split::{self, LeafRead};
+use crate::stats::HostPhase;
 use crate::{Error, Result};
 
 /// Slots in one parameter chunk (64 KiB).
@@ -229,6 +231,7 @@ impl GpuContext {
         if l.workgroups == 0 {
             return Ok(());
         }
+        let _host = host_clock::enter(&self.stats, HostPhase::Record);
         let mut batch = self.batch.lock().unwrap();
         self.settle(&mut batch)?;
         batch.dispatches += 1;
@@ -258,6 +261,7 @@ impl GpuContext {
         if d.workgroups == 0 {
             return Ok(());
         }
+        let _host = host_clock::enter(&self.stats, HostPhase::Record);
         // A launch past the binding limit runs in ranges (`split.rs`); one
         // whose reads cannot be cut into ranges is this op's error now, not
         // the fused kernel's at a later settle (a buffer's logical size is
@@ -582,6 +586,7 @@ impl GpuContext {
         if bytes.is_empty() {
             return Ok(());
         }
+        let _host = host_clock::enter(&self.stats, HostPhase::Record);
         use wgpu::util::DeviceExt;
         let mut padded;
         let contents = if bytes.len().is_multiple_of(4) {
@@ -623,6 +628,7 @@ impl GpuContext {
         if size == 0 {
             return Ok(());
         }
+        let _host = host_clock::enter(&self.stats, HostPhase::Record);
         let mut batch = self.batch.lock().unwrap();
         // A deferred kernel may write `src` or read `dst`'s previous contents.
         self.settle(&mut batch)?;
@@ -639,7 +645,12 @@ impl GpuContext {
     }
 
     fn submit(&self, batch: &mut Batch) -> Result<bool> {
-        self.settle(batch)?;
+        {
+            // The last deferred run is recording, not submitting.
+            let _host = host_clock::enter(&self.stats, HostPhase::Record);
+            self.settle(batch)?;
+        }
+        let _host = host_clock::enter(&self.stats, HostPhase::Submit);
         batch.pass = None;
         let Some(mut encoder) = batch.encoder.take() else {
             return Ok(false);
@@ -670,6 +681,7 @@ impl GpuContext {
     /// Waits for a profiled batch and hands its launch times to the profiler.
     fn read_timestamps(&self, t: Timing) -> Result<()> {
         let n = 2 * t.records.len();
+        let _host = host_clock::enter(&self.stats, HostPhase::Wait);
         let (tx, rx) = std::sync::mpsc::channel();
         t.read.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -698,6 +710,7 @@ impl GpuContext {
             return Ok(Vec::new());
         }
         let size = bytes.next_multiple_of(4);
+        let recording = host_clock::enter(&self.stats, HostPhase::Record);
         // The index-error record rides along when a validating kernel ran
         // since the last readback: 16 more bytes, no submission of its own.
         let check = self.index_checks_pending.swap(false, std::sync::atomic::Ordering::Relaxed);
@@ -718,6 +731,8 @@ impl GpuContext {
             }
             self.submit(&mut batch)?;
         }
+        drop(recording);
+        let _host = host_clock::enter(&self.stats, HostPhase::Wait);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);

@@ -5,6 +5,7 @@ pub(crate) mod batch;
 pub(crate) mod context;
 pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
+pub(crate) mod host_clock;
 pub(crate) mod llvmpipe_threads;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
