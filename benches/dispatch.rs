@@ -22,8 +22,9 @@ mod profiling;
 
 use wgrad::autograd::{no_grad, Device, Tensor};
 
-/// Seconds per run, and the host cost per launch over the timed runs.
-fn chain(dev: &Device, len: usize) -> (f64, host::HostCost) {
+/// Seconds per run, launches per run (the fuser merges the chain's ops),
+/// and the host cost per launch over the timed runs.
+fn chain(dev: &Device, len: usize) -> (f64, u64, host::HostCost) {
     let x = Tensor::arange(0.0, 64.0, 1.0, dev);
     let run = || {
         let mut y = x.clone();
@@ -40,7 +41,8 @@ fn chain(dev: &Device, len: usize) -> (f64, host::HostCost) {
         run();
     }
     let wall = t.elapsed().as_secs_f64();
-    (wall / reps as f64, host::per_launch(&(dev.stats() - before), wall))
+    let done = dev.stats() - before;
+    (wall / reps as f64, done.dispatches / reps, host::per_launch(&done, wall))
 }
 
 /// Seconds per step, launches per step, and the host cost per launch.
@@ -91,8 +93,9 @@ fn main() {
     let cpu = Device::cpu();
     println!("device: {}", gpu.name());
     println!("{:<34} {:>14} {:>14}", "workload", gpu.name().chars().take(14).collect::<String>(), "cpu backend");
-    let ((g, gh), (c, _)) = (chain(&gpu, 1000), chain(&cpu, 1000));
+    let ((g, n, gh), (c, _, _)) = (chain(&gpu, 1000), chain(&cpu, 1000));
     println!("{:<34} {:>11.1} us {:>11.1} us", "1000-op chain, per op", g * 1e3, c * 1e3);
+    println!("{:<34} {:>11}", "  launches per chain", n);
     println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
     println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
     let ((g, n, gh), (c, _, _)) = (mlp_step_time(&gpu), mlp_step_time(&cpu));

@@ -634,3 +634,30 @@ fn reductions_evaluate_their_elementwise_input() {
         assert_eq!(nh, want_fused, "{name}: a held intermediate costs no launch");
     }
 }
+
+/// A chain longer than one kernel's uniform block holds (each affine op
+/// keeps two words there) runs as a few long kernels, not as one long
+/// kernel plus a launch per op past it, with the unfused values.
+#[test]
+fn a_chain_too_long_for_one_kernel_runs_as_a_few() {
+    let Some((fused, plain, cpu)) = trio("a_chain_too_long_for_one_kernel_runs_as_a_few") else { return };
+    let (n, ops) = (37, 150);
+    let x = rng(5).vec(n, -2.0, 2.0);
+    let chain = |dev: &Device| {
+        let x = Buffer::from_f32(dev, &x).unwrap();
+        launches(dev, || {
+            (0..ops).fold(x, |y, k| {
+                let op = UnaryOp::Affine { scale: 1.0 + 0.001 * k as f32, shift: 0.01 * (k % 7) as f32 - 0.03 };
+                unary(op, &y, n).unwrap()
+            })
+        })
+    };
+    let ((yf, nf), (yp, np), (yc, _)) = (chain(&fused), chain(&plain), chain(&cpu));
+    assert_eq!(np, ops as u64, "unfused: one launch per op");
+    // 31 affine ops fill a kernel's 64-word block (2 words each, plus the
+    // element count): 150 ops need at least 5 kernels.
+    assert!((5..=8).contains(&nf), "fused: {nf} launches for {ops} ops");
+    let (f, p, c) = (yf.to_f32().unwrap(), yp.to_f32().unwrap(), yc.to_f32().unwrap());
+    assert_close("long chain: fused vs unfused", &f[..n], &p[..n], 1e-6, 1e-6);
+    assert_close("long chain: fused vs CPU", &f[..n], &c[..n], 2e-5, 2e-5);
+}

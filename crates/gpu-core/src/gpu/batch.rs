@@ -320,7 +320,7 @@ impl GpuContext {
         let run = std::mem::take(&mut batch.deferred);
         let mut into = fusion::merges(&run);
         let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
-        // Planned from the last launch back: splitting an oversized kernel
+        // Planned from the last launch back: cutting an oversized kernel
         // frees only earlier producers, which are then planned in turn.
         let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
         for root in (0..run.len()).rev() {
@@ -329,14 +329,34 @@ impl GpuContext {
                 if expr.nodes() == 1 {
                     break;
                 }
-                match self.generate(&run, &into, (root, &expr), max_buffers) {
-                    Some(g) => {
+                if let Some(g) = self.generate(&run, &into, (root, &expr), max_buffers) {
+                    plans[root] = Some(g);
+                    break;
+                }
+                // Too large for one kernel (uniform block, bindings): keep the
+                // most levels under the root that fit, found by bisection (a
+                // few generations, not one per level), the launches below
+                // heading kernels of their own; else the root's producers
+                // are split off.
+                let (mut fits, mut fails) = (1, expr.depth());
+                let mut best = None;
+                while fails - fits > 1 {
+                    let levels = (fits + fails) / 2;
+                    let mut trial = into.clone();
+                    fusion::keep_levels(&mut trial, &expr, levels);
+                    let kept = fusion::expression(&run, &trial, root);
+                    match self.generate(&run, &trial, (root, &kept), max_buffers) {
+                        Some(g) => (fits, best) = (levels, Some((trial, g))),
+                        None => fails = levels,
+                    }
+                }
+                match best {
+                    Some((trial, g)) => {
+                        into = trial;
                         plans[root] = Some(g);
                         break;
                     }
-                    None => {
-                        fusion::split(&mut into, root);
-                    }
+                    None => fusion::split(&mut into, root),
                 }
             }
         }

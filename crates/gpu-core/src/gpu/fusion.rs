@@ -226,6 +226,14 @@ impl Expr {
             Expr::Node { args, .. } => 1 + args.iter().map(Expr::nodes).sum::<usize>(),
         }
     }
+
+    /// Levels of launches below and including the root (1: the root alone).
+    pub fn depth(&self) -> usize {
+        match self {
+            Expr::Leaf { .. } => 0,
+            Expr::Node { args, .. } => 1 + args.iter().map(Expr::depth).max().unwrap_or(0),
+        }
+    }
 }
 
 /// Producer `p` is computed inside launch `consumer` as its input `slot`.
@@ -322,5 +330,22 @@ pub(crate) fn expression(run: &[Deferred], into: &[Option<Merge>], root: usize) 
 pub(crate) fn split(into: &mut [Option<Merge>], root: usize) {
     for m in into.iter_mut().filter(|m| m.is_some_and(|m| m.consumer == root)) {
         *m = None;
+    }
+}
+
+/// Keeps the top `levels` levels of `expr` (its root's, `levels` ≥ 1) and
+/// undoes the merges of the launches right below them, each of which then
+/// heads a kernel of its own: a long chain too large for one kernel runs
+/// as a few large ones. `levels` 1 is [`split`] of the root.
+pub(crate) fn keep_levels(into: &mut [Option<Merge>], expr: &Expr, levels: usize) {
+    let Expr::Node { args, .. } = expr else { return };
+    for arg in args {
+        if let Expr::Node { launch, .. } = arg {
+            if levels <= 1 {
+                into[*launch] = None;
+            } else {
+                keep_levels(into, arg, levels - 1);
+            }
+        }
     }
 }
