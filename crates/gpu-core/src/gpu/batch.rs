@@ -441,10 +441,10 @@ impl GpuContext {
         if self.fusion_debug > 0 {
             eprintln!("wgrad fuser: {} ({} inputs, {} elements)", g.name, g.leaves.len(), run[root].fusable.n);
             if self.fusion_debug > 1 {
-                eprintln!("{}", g.source);
+                eprintln!("{}", g.source());
             }
         }
-        let kernel = self.pipelines.generated(&self.device, &g.source, g.leaves.len(), 1 + g.stored.len());
+        let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
         let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
         let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
         if let Some(r) = run[root].record {

@@ -63,7 +63,8 @@ fn module_from(device: &wgpu::Device, label: &str, retry_loop: bool, source: wgp
 }
 
 /// A pipeline's identity: a registry shader's entry point under override
-/// constants, or a generated (fused) kernel's whole source.
+/// constants, or a generated (fused) kernel's body (its WGSL after the
+/// shared `fused_wgsl::prelude`).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub(crate) enum Key {
     /// A kernel of `shaders/` (or a generated library variant).
@@ -170,7 +171,9 @@ impl PipelineCache {
         self.kernel(device, Key::Registry { shader, entry, constants, inputs, outputs })
     }
 
-    /// The pipeline of a generated source's `main` (built on first use).
+    /// The pipeline of a generated kernel's `main`, by its body (the WGSL
+    /// after `fused_wgsl::prelude`, which is added when it is compiled on
+    /// first use).
     pub fn generated(&self, device: &wgpu::Device, source: &str, inputs: usize, outputs: usize) -> Arc<Kernel> {
         let found = self.generated.lock().unwrap().get(source).and_then(|slot| slot.get().cloned());
         found.unwrap_or_else(|| self.kernel(device, Key::Generated { source: source.to_string(), inputs, outputs }))
@@ -257,7 +260,8 @@ impl PipelineCache {
                 }
             }
             Key::Generated { source, .. } => {
-                let module = Arc::new(create_module(device, "wgrad fused", source));
+                let source = format!("{}{source}", super::fused_wgsl::prelude());
+                let module = Arc::new(create_module(device, "wgrad fused", &source));
                 ("wgrad fused", module, "main", Vec::new(), Vec::new())
             }
         };
