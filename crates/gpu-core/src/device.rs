@@ -245,7 +245,7 @@ impl Device {
     pub fn set_max_binding_bytes(&self, bytes: Option<u64>) -> Result<()> {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.flush()?;
-            g.pool.clear();
+            g.release_pooled();
             let adapter = g.limits.max_storage_buffer_binding_size;
             let limit = crate::gpu::context::binding_limit(adapter, bytes);
             g.max_binding.store(limit, std::sync::atomic::Ordering::Relaxed);
@@ -402,7 +402,7 @@ impl Device {
     /// Returns pooled free buffers to the driver; returns how many bytes were freed.
     pub fn empty_cache(&self) -> u64 {
         match &self.inner.backend {
-            Backend::Gpu(g) => g.pool.clear(),
+            Backend::Gpu(g) => g.release_pooled(),
             Backend::Cpu => self.inner.host_pool.clear(),
         }
     }

@@ -35,6 +35,7 @@ pub struct Stats {
     host_record_ns: AtomicU64,
     host_submit_ns: AtomicU64,
     host_wait_ns: AtomicU64,
+    bind_groups_created: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -82,6 +83,10 @@ pub struct StatsSnapshot {
     /// wall time minus this is its host cost; when that exceeds the
     /// device's time, the host is what bounds the step.
     pub host_wait_ns: u64,
+    /// Bind groups a GPU device created: one per launch, except those it
+    /// found cached (binding the same buffers to the same kernel layout as
+    /// an earlier launch: the steps of a training loop after the first).
+    pub bind_groups_created: u64,
 }
 
 impl Stats {
@@ -102,6 +107,7 @@ impl Stats {
             host_record_ns: self.host_record_ns.load(Relaxed),
             host_submit_ns: self.host_submit_ns.load(Relaxed),
             host_wait_ns: self.host_wait_ns.load(Relaxed),
+            bind_groups_created: self.bind_groups_created.load(Relaxed),
         }
     }
 
@@ -139,6 +145,9 @@ impl Stats {
             HostPhase::Wait => &self.host_wait_ns,
         };
         counter.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+    pub(crate) fn bind_group_created(&self) {
+        self.bind_groups_created.fetch_add(1, Relaxed);
     }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);
@@ -187,6 +196,7 @@ impl std::ops::Sub for StatsSnapshot {
             host_record_ns: self.host_record_ns - before.host_record_ns,
             host_submit_ns: self.host_submit_ns - before.host_submit_ns,
             host_wait_ns: self.host_wait_ns - before.host_wait_ns,
+            bind_groups_created: self.bind_groups_created - before.bind_groups_created,
         }
     }
 }

@@ -170,3 +170,30 @@ fn host_time_is_split_into_recording_submitting_and_waiting() {
     // Three readbacks, each with a submit and a wait.
     assert!(d.readbacks == 3 && d.submissions >= 3, "{d:?}");
 }
+
+/// A step repeated on the same shapes binds the same pooled buffers to the
+/// same kernels, so after the first runs it creates no bind group: each is
+/// found in the cache, with the same results. Launches that read operand
+/// textures (a CPU adapter's default) make theirs afresh, so those are off.
+#[test]
+fn a_repeated_step_reuses_its_bind_groups() {
+    let Some(dev) = fresh_gpu_or_skip("a_repeated_step_reuses_its_bind_groups") else { return };
+    dev.set_texture_operands(false);
+    let (x, a, b) = inputs();
+    let created = |dev: &Device| {
+        let before = dev.stats();
+        let out = work(dev, &x, &a, &b);
+        (out, dev.stats() - before)
+    };
+    let (first, d1) = created(&dev);
+    assert_eq!(d1.bind_groups_created, d1.dispatches, "a new device creates one per launch: {d1:?}");
+    let _ = created(&dev);
+    let (third, d3) = created(&dev);
+    assert_eq!(first, third);
+    assert!(d3.dispatches > 0 && d3.bind_groups_created == 0, "{d3:?}");
+    // Emptying the pool forgets them (they kept its buffers alive).
+    dev.empty_cache();
+    let (fourth, d4) = created(&dev);
+    assert_eq!(first, fourth);
+    assert_eq!(d4.bind_groups_created, d4.dispatches, "{d4:?}");
+}

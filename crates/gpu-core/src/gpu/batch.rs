@@ -59,6 +59,8 @@ pub(crate) struct Batch {
     deferred: Vec<Deferred>,
     /// The textures that texture-operand kernels read (kept across batches).
     staging: super::texture_operands::Staging,
+    /// Bind groups by what they bind, reused across launches and steps.
+    pub(crate) bind_groups: super::bind_groups::BindGroups,
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -78,7 +80,7 @@ pub(crate) struct Launch<'a> {
 /// (a multiple of the adapter's `min_storage_buffer_offset_alignment`),
 /// `size` bytes long (a multiple of 4, at most the binding limit). Ops that
 /// split work too large for one binding bind windows (see `ops/matmul_split.rs`, `ops/reduce_split.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Window {
     pub offset: u64,
     pub size: u64,
@@ -538,41 +540,55 @@ impl GpuContext {
         for o in l.outputs {
             batch.staging.written(o);
         }
-        let bindings: Vec<wgpu::BindingResource> = l
-            .inputs
-            .iter()
-            .chain(l.outputs)
-            .enumerate()
-            .map(|(i, b)| match l.windows.get(i).copied().flatten() {
-                _ if let Some(Some(view)) = views.get(i) => Ok(wgpu::BindingResource::TextureView(view)),
-                Some(w) => {
-                    debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
-                    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b,
-                        offset: w.offset,
-                        size: wgpu::BufferSize::new(w.size),
-                    }))
-                }
-                None if b.size() > limit => Err(Error::LimitExceeded {
-                    what: format!(
-                        "kernel `{}` binding one of its buffers whole (this op does not split its work)",
-                        l.label
-                    ),
-                    needed: b.size(),
-                    limit: "max_storage_buffer_binding_size",
-                    allowed: limit,
-                }),
-                None => Ok(b.as_entire_binding()),
-            })
-            .collect::<Result<_>>()?;
+        let (chunk, offset) = batch.push_params(&self.device, l.params);
+        let params = batch.chunks[chunk].buffer.clone();
+        let window = |i: usize| l.windows.get(i).copied().flatten();
+        let create = || -> Result<wgpu::BindGroup> {
+            let bindings: Vec<wgpu::BindingResource> = l
+                .inputs
+                .iter()
+                .chain(l.outputs)
+                .enumerate()
+                .map(|(i, b)| match window(i) {
+                    _ if let Some(Some(view)) = views.get(i) => Ok(wgpu::BindingResource::TextureView(view)),
+                    Some(w) => {
+                        debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
+                        Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: b,
+                            offset: w.offset,
+                            size: wgpu::BufferSize::new(w.size),
+                        }))
+                    }
+                    None if b.size() > limit => Err(Error::LimitExceeded {
+                        what: format!(
+                            "kernel `{}` binding one of its buffers whole (this op does not split its work)",
+                            l.label
+                        ),
+                        needed: b.size(),
+                        limit: "max_storage_buffer_binding_size",
+                        allowed: limit,
+                    }),
+                    None => Ok(b.as_entire_binding()),
+                })
+                .collect::<Result<_>>()?;
+            Ok(kernel.bind_group(&self.device, l.label, &params, bindings))
+        };
+        // Texture views change from launch to launch: those bind groups are made afresh.
+        let (bind_group, created) = if kernel.textures == 0 {
+            let bound = l.inputs.iter().chain(l.outputs).enumerate().map(|(i, b)| ((*b).clone(), window(i)));
+            batch.bind_groups.get_or_create(&kernel.layout, &params, bound, create)?
+        } else {
+            (create()?, true)
+        };
+        if created {
+            self.stats().bind_group_created();
+        }
         // Timestamps around this launch's pass, when profiling on an adapter that has them.
         let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
             let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));
             t.records.push(r);
             (t.set.clone(), 2 * (t.records.len() as u32 - 1))
         });
-        let (chunk, offset) = batch.push_params(&self.device, l.params);
-        let bind_group = kernel.bind_group(&self.device, l.label, &batch.chunks[chunk].buffer, bindings);
         let (x, y) = fold_grid(l.workgroups);
         if let Some((set, i)) = &timed {
             // A profiled launch gets a pass of its own, bracketed by timestamps.
@@ -691,8 +707,11 @@ impl GpuContext {
             self.read_timestamps(t)?;
         }
         // Chunks are free again: later writes are queued behind this submit.
+        // They are taken again in the order they were used (`spare` pops
+        // from the end), so the same launch of the next step gets the same
+        // chunk and finds its bind group cached.
         let used: Vec<wgpu::Buffer> = batch.chunks.drain(..).map(|c| c.buffer).collect();
-        batch.spare.extend(used);
+        batch.spare.extend(used.into_iter().rev());
         batch.dispatches = 0;
         self.take_error()?;
         Ok(true)

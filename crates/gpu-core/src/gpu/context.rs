@@ -167,6 +167,13 @@ impl GpuContext {
         &self.stats
     }
 
+    /// Returns the pooled free buffers to the driver (and forgets the
+    /// cached bind groups, which keep buffers alive); returns the bytes freed.
+    pub fn release_pooled(&self) -> u64 {
+        self.batch.lock().unwrap().bind_groups.clear();
+        self.pool.clear()
+    }
+
     /// Returns (and clears) an error wgpu reported asynchronously.
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap().take() {

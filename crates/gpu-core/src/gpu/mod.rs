@@ -2,6 +2,7 @@
 //! batched recording of kernel launches.
 
 pub(crate) mod batch;
+pub(crate) mod bind_groups;
 pub(crate) mod context;
 pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
