@@ -15,7 +15,8 @@
 
 pub use wgrad_autograd as autograd;
 pub use wgrad_autograd::{
-    autocast, detect_anomaly, no_grad, try_run, AnomalyGuard, AutocastGuard, DType, Generator, NormEpilogue, Tensor,
+    autocast, detect_anomaly, no_grad, try_run, AnomalyGuard, AutocastGuard, DType, Generator, NormEpilogue,
+    PendingVec, Tensor,
 };
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;

@@ -340,12 +340,17 @@ impl Tensor {
 
     /// [`to_vec`](Self::to_vec) that returns device errors instead of panicking.
     pub fn try_to_vec(&self) -> Result<Vec<f32>> {
-        let bytes = self.read_words()?;
-        Ok(match self.dtype() {
-            DType::F32 => bytemuck_f32(&bytes),
-            DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
-        })
+        Ok(floats_from_bytes(self.dtype(), self.numel(), self.read_words()?))
+    }
+
+    /// [`to_vec`](Self::to_vec) without waiting: the copy starts now (the
+    /// work recorded so far is submitted with it) and the values are taken
+    /// from the [`PendingVec`](crate::PendingVec) when they have landed, so
+    /// the host can record the next step while the device finishes this
+    /// one. They are the values after the work recorded before this call
+    /// (later in-place updates do not change them).
+    pub fn to_vec_async(&self) -> crate::PendingVec {
+        crate::PendingVec::new(self.dense_buffer().read_async(), self.dtype(), self.numel())
     }
 
     /// Copies a U32 tensor's elements to the host.
@@ -564,6 +569,16 @@ fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The first `numel` elements of `dtype` in `bytes`, as f32 (F16 widened, U32 converted).
+pub(crate) fn floats_from_bytes(dtype: DType, numel: usize, bytes: Vec<u8>) -> Vec<f32> {
+    let bytes = &bytes[..(numel * dtype.size()).min(bytes.len())];
+    match dtype {
+        DType::F32 => bytemuck_f32(bytes),
+        DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+    }
 }
 
 fn bytemuck_f32(bytes: &[u8]) -> Vec<f32> {

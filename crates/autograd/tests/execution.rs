@@ -30,6 +30,11 @@ impl Mlp {
 
     /// Forward, MSE, backward, SGD update; returns the loss read back.
     fn step(&self, lr: f32) -> f32 {
+        self.step_recorded(lr).item()
+    }
+
+    /// [`step`](Self::step) without reading anything back: the loss tensor.
+    fn step_recorded(&self, lr: f32) -> Tensor {
         let p = &self.params;
         let h1 = (self.x.matmul(&p[0]) + &p[1]).relu();
         let h2 = (h1.matmul(&p[2]) + &p[3]).tanh();
@@ -43,7 +48,7 @@ impl Mlp {
                 w.zero_grad();
             }
         });
-        loss.item()
+        loss
     }
 }
 
@@ -59,6 +64,35 @@ fn a_training_step_is_one_submission_and_one_readback() {
     assert_eq!(d.submissions, 1, "forward + backward + update in one submission");
     assert_eq!(d.readbacks, 1, "only the loss is read back");
     assert!(d.dispatches > 20, "the step recorded its kernels ({} dispatches)", d.dispatches);
+}
+
+/// A loss and the weights copied to the host asynchronously while the next
+/// step is recorded (and updates the weights in place) are the values after
+/// the first step, bit for bit; the next step's loss awaited as a future is
+/// its `item()`. On a GPU the copy is one readback, and recording the next
+/// step submits nothing.
+#[test]
+fn values_read_asynchronously_are_those_of_when_they_were_asked_for() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(fresh_gpu_or_skip("values_read_asynchronously_are_those_of_when_they_were_asked_for"));
+    for dev in devices {
+        let (sync, overlapped) = (Mlp::new(&dev), Mlp::new(&dev));
+        let want_loss = sync.step_recorded(0.1).to_vec();
+        let want_w = sync.params[0].to_vec();
+        let want_next = sync.step_recorded(0.1).item();
+
+        let loss = overlapped.step_recorded(0.1).to_vec_async();
+        let w = overlapped.params[0].to_vec_async();
+        let before = dev.stats();
+        let next = overlapped.step_recorded(0.1);
+        assert_eq!((dev.stats() - before).submissions, 0, "recording the next step submits nothing");
+        assert_eq!(loss.wait(), want_loss, "on {}", dev.name());
+        assert_eq!(w.wait(), want_w, "in-place updates recorded later do not change the copy (on {})", dev.name());
+        let pending = next.to_vec_async();
+        let _ = pending.is_ready(); // never blocks
+        let got = pollster::block_on(pending).unwrap();
+        assert_eq!(got, [want_next], "on {}", dev.name());
+    }
 }
 
 #[test]

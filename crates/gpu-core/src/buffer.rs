@@ -171,6 +171,25 @@ impl Buffer {
         self.read(|bytes| bytes)
     }
 
+    /// Starts copying the contents to the host and returns at once: on a
+    /// GPU, the recorded work is submitted with the copy, and the bytes are
+    /// taken from the [`Readback`](crate::Readback) when they have landed,
+    /// while the host records more work meanwhile. What is read is the
+    /// contents after the work recorded before this call; work recorded
+    /// later does not change it. On the CPU backend the copy is made now.
+    pub fn read_async(&self) -> crate::Readback {
+        match &self.inner.storage {
+            Storage::Gpu(_) => {
+                let ctx = self.inner.device.gpu_ctx().expect("gpu storage");
+                match ctx.begin_read(self.wgpu(), self.inner.bytes) {
+                    Ok(pending) => crate::Readback::gpu(self.inner.device.clone(), pending),
+                    Err(e) => crate::Readback::ready(Err(e)),
+                }
+            }
+            Storage::Cpu(_) => crate::Readback::ready(self.to_bytes()),
+        }
+    }
+
     /// Copies the contents to the host as f32.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         self.read(|bytes| bytemuck::pod_collect_to_vec(&bytes))

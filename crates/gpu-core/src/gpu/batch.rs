@@ -135,7 +135,7 @@ impl Timing {
 
 impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
-    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+    pub(crate) fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
@@ -315,7 +315,7 @@ impl GpuContext {
 
     /// Plans and encodes the deferred run: each launch that no consumer
     /// absorbs becomes one launch, fused with the producers it absorbed.
-    fn settle(&self, batch: &mut Batch) -> Result<()> {
+    pub(crate) fn settle(&self, batch: &mut Batch) -> Result<()> {
         if batch.deferred.is_empty() {
             return Ok(());
         }
@@ -680,7 +680,7 @@ impl GpuContext {
         self.submit(&mut batch)
     }
 
-    fn submit(&self, batch: &mut Batch) -> Result<bool> {
+    pub(crate) fn submit(&self, batch: &mut Batch) -> Result<bool> {
         {
             // The last deferred run is recording, not submitting.
             let _host = host_clock::enter(&self.stats, HostPhase::Record);
@@ -741,56 +741,6 @@ impl GpuContext {
             .collect();
         self.profiler.set_times(&times);
         Ok(())
-    }
-
-    /// Copies `bytes` bytes of `src` to the host, submitting pending work first.
-    pub fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let size = bytes.next_multiple_of(4);
-        let recording = host_clock::enter(&self.stats, HostPhase::Record);
-        // The index-error record rides along when a validating kernel ran
-        // since the last readback: 16 more bytes, no submission of its own.
-        let check = self.index_checks_pending.swap(false, std::sync::atomic::Ordering::Relaxed);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgrad readback"),
-            size: size + if check { 16 } else { 0 },
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        {
-            let mut batch = self.batch.lock().unwrap();
-            self.settle(&mut batch)?;
-            let encoder = batch.encoder(&self.device);
-            encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
-            if check {
-                encoder.copy_buffer_to_buffer(&self.index_errors, 0, &staging, size, 16);
-                encoder.clear_buffer(&self.index_errors, 0, None);
-            }
-            self.submit(&mut batch)?;
-        }
-        drop(recording);
-        let _host = host_clock::enter(&self.stats, HostPhase::Wait);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
-        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
-        self.take_error()?;
-        let (out, record) = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(format!("{e:?}")))?;
-            let tail = &view[size as usize..];
-            let record: Option<[u32; 4]> = check.then(|| bytemuck::pod_read_unaligned(&tail[..16]));
-            (view[..bytes as usize].to_vec(), record)
-        };
-        staging.unmap();
-        self.stats().read_back();
-        if let Some(e) = record.and_then(crate::index_check::decode) {
-            return Err(e);
-        }
-        Ok(out)
     }
 }
 

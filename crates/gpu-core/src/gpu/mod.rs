@@ -11,6 +11,7 @@ pub(crate) mod llvmpipe_threads;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod primer;
+pub(crate) mod readback;
 pub(crate) mod specialize;
 pub(crate) mod split;
 pub(crate) mod texture_operands;
