@@ -326,40 +326,10 @@ impl GpuContext {
         // frees only earlier producers, which are then planned in turn.
         let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
         for root in (0..run.len()).rev() {
-            while into[root].is_none() {
-                let expr = fusion::expression(&run, &into, root);
-                if expr.nodes() == 1 {
-                    break;
-                }
-                if let Some(g) = self.generate(&run, &into, (root, &expr), max_buffers) {
-                    plans[root] = Some(g);
-                    break;
-                }
-                // Too large for one kernel (uniform block, bindings): keep the
-                // most levels under the root that fit, found by bisection (a
-                // few generations, not one per level), the launches below
-                // heading kernels of their own; else the root's producers
-                // are split off.
-                let (mut fits, mut fails) = (1, expr.depth());
-                let mut best = None;
-                while fails - fits > 1 {
-                    let levels = (fits + fails) / 2;
-                    let mut trial = into.clone();
-                    fusion::keep_levels(&mut trial, &expr, levels);
-                    let kept = fusion::expression(&run, &trial, root);
-                    match self.generate(&run, &trial, (root, &kept), max_buffers) {
-                        Some(g) => (fits, best) = (levels, Some((trial, g))),
-                        None => fails = levels,
-                    }
-                }
-                match best {
-                    Some((trial, g)) => {
-                        into = trial;
-                        plans[root] = Some(g);
-                        break;
-                    }
-                    None => fusion::split(&mut into, root),
-                }
+            if into[root].is_none() {
+                plans[root] = fusion::plan(&run, &mut into, root, |into, expr| {
+                    self.generate(&run, into, (root, expr), max_buffers)
+                });
             }
         }
         for (root, plan) in plans.iter().enumerate() {

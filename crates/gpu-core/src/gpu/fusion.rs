@@ -324,19 +324,10 @@ pub(crate) fn expression(run: &[Deferred], into: &[Option<Merge>], root: usize) 
     Expr::Node { launch: root, args }
 }
 
-/// Undoes the merges into `root` (its producers run as launches of their
-/// own): used when a fused kernel would exceed the uniform block or the
-/// binding limit.
-pub(crate) fn split(into: &mut [Option<Merge>], root: usize) {
-    for m in into.iter_mut().filter(|m| m.is_some_and(|m| m.consumer == root)) {
-        *m = None;
-    }
-}
-
 /// Keeps the top `levels` levels of `expr` (its root's, `levels` ≥ 1) and
 /// undoes the merges of the launches right below them, each of which then
 /// heads a kernel of its own: a long chain too large for one kernel runs
-/// as a few large ones. `levels` 1 is [`split`] of the root.
+/// as a few large ones. `levels` 1 undoes every merge into the root.
 pub(crate) fn keep_levels(into: &mut [Option<Merge>], expr: &Expr, levels: usize) {
     let Expr::Node { args, .. } = expr else { return };
     for arg in args {
@@ -348,4 +339,43 @@ pub(crate) fn keep_levels(into: &mut [Option<Merge>], expr: &Expr, levels: usize
             }
         }
     }
+}
+
+/// Plans the kernel of `root` (a launch no consumer absorbs) and updates
+/// `into` to match: the whole tree of merged producers under it when
+/// `generate` accepts it; else the most levels of that tree it accepts
+/// (too large for one kernel: the uniform block, the bindings), found by
+/// bisection (a few generations, not one per level), the launches right
+/// below heading kernels of their own; else `None`, `root` runs alone and
+/// its producers run as launches of their own.
+pub(crate) fn plan<G>(
+    run: &[Deferred],
+    into: &mut Vec<Option<Merge>>,
+    root: usize,
+    mut generate: impl FnMut(&[Option<Merge>], &Expr) -> Option<G>,
+) -> Option<G> {
+    let expr = expression(run, into, root);
+    if expr.nodes() == 1 {
+        return None;
+    }
+    if let Some(g) = generate(into, &expr) {
+        return Some(g);
+    }
+    let (mut fits, mut fails) = (1, expr.depth());
+    let mut best = None;
+    while fails - fits > 1 {
+        let levels = (fits + fails) / 2;
+        let mut trial = into.clone();
+        keep_levels(&mut trial, &expr, levels);
+        match generate(&trial, &expression(run, &trial, root)) {
+            Some(g) => (fits, best) = (levels, Some((trial, g))),
+            None => fails = levels,
+        }
+    }
+    let (kept, g) = best.unzip();
+    match kept {
+        Some(trial) => *into = trial,
+        None => keep_levels(into, &expr, 1),
+    }
+    g
 }
