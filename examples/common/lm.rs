@@ -110,6 +110,8 @@ pub fn train<'a, M: ModuleExt + ?Sized, B>(
         progress = progress.without_bar();
     }
     let trainer = if args.clip > 0.0 { trainer.clip_grad_norm(args.clip) } else { trainer };
+    // `super::super`: the example's own `control` and `profiling` modules,
+    // wherever the example sits (its binary's root, or a module of tests/examples.rs).
     let mut profiler =
         super::super::profiling::StepProfiler::new(args.profile, run.last().with_file_name("profile.json"));
     // Shared with the callback, which must own what it uses.
