@@ -6,6 +6,10 @@
 //! - a chain of 1,000 elementwise ops on a [64] tensor, recorded then read once;
 //! - one training step of a 3-layer MLP (forward, MSE, backward, SGD).
 //!
+//! `benches/dispatch_pytorch.py` times the same workloads in PyTorch eager
+//! (CPU) in the same run, when `python3` with torch is available: its cost
+//! per op is the mark for wgrad's host cost per launch.
+//!
 //! Each line also gives the host's cost per launch (see `common/host.rs`):
 //! inside the recorder (recording + submitting), and all the host did
 //! (wall time less the waits for the device).
@@ -15,6 +19,7 @@
 
 use std::time::Instant;
 
+mod common;
 #[path = "common/host.rs"]
 mod host;
 #[path = "common/profiling.rs"]
@@ -91,16 +96,48 @@ fn mlp_step_time(dev: &Device) -> (f64, u64, host::HostCost) {
 fn main() {
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
+    let torch = common::pytorch("dispatch_pytorch.py", &[]);
+    if let Err(why) = &torch {
+        println!("pytorch: not measured ({why})");
+    }
     println!("device: {}", gpu.name());
-    println!("{:<34} {:>14} {:>14}", "workload", gpu.name().chars().take(14).collect::<String>(), "cpu backend");
+    let head = gpu.name().chars().take(14).collect::<String>();
+    println!("{:<34} {:>14} {:>14} {:>14}", "workload", head, "cpu backend", "pytorch cpu");
     let ((g, n, gh), (c, _, _)) = (chain(&gpu, 1000), chain(&cpu, 1000));
-    println!("{:<34} {:>11.1} us {:>11.1} us", "1000-op chain, per op", g * 1e3, c * 1e3);
+    let theirs = common::lookup(&torch, "chain-op");
+    let t = common::show(theirs);
+    println!("{:<34} {:>11.1} us {:>11.1} us {t:>11} us", "1000-op chain, per op", g * 1e3, c * 1e3);
     println!("{:<34} {:>11}", "  launches per chain", n);
     println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
     println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
+    println!(
+        "{:<34} {:>14} {:>14}",
+        "  per op / pytorch's",
+        common::ratio(g * 1e3, theirs),
+        common::ratio(c * 1e3, theirs)
+    );
     let ((g, n, gh), (c, _, _)) = (mlp_step_time(&gpu), mlp_step_time(&cpu));
-    println!("{:<34} {:>11.2} ms {:>11.2} ms", format!("MLP step ({n} kernels)"), g * 1e3, c * 1e3);
-    println!("{:<34} {:>11.1} us {:>11.1} us", "MLP step, per kernel", g * 1e6 / n as f64, c * 1e6 / n as f64);
+    let theirs = common::lookup(&torch, "mlp-step");
+    let t = common::show(theirs.map(|ms| ms * 1e3 / n as f64));
+    println!(
+        "{:<34} {:>11.2} ms {:>11.2} ms {:>11} ms",
+        format!("MLP step ({n} kernels)"),
+        g * 1e3,
+        c * 1e3,
+        common::show(theirs)
+    );
+    println!(
+        "{:<34} {:>11.1} us {:>11.1} us {t:>11} us",
+        "MLP step, per kernel",
+        g * 1e6 / n as f64,
+        c * 1e6 / n as f64
+    );
     println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
     println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
+    println!(
+        "{:<34} {:>14} {:>14}",
+        "  step / pytorch's",
+        common::ratio(g * 1e3, theirs),
+        common::ratio(c * 1e3, theirs)
+    );
 }
