@@ -36,7 +36,7 @@ mod vae;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
@@ -339,13 +339,11 @@ fn number_after(text: &str, word: &str) -> Option<usize> {
     rest.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
 }
 
-/// Runs `example` with `args` (a budget far longer than the test waits
-/// for), stops it with Ctrl-C after its first epoch's summary line, then
-/// continues it with `--resume` and a budget one epoch (or two rounds of
-/// `--eval-every` steps) past where it stopped, which it must finish.
-/// Returns the resumed run's arguments and output.
-fn interrupt_then_resume(what: &str, example: &str, args: &[String], device: &str) -> (Vec<String>, String) {
-    let mut run = child(example, args, device).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+/// Runs `cmd`, sends it Ctrl-C once its first epoch's summary line is out
+/// and `before_signal` has returned, and waits for it to exit: its status,
+/// stdout and stderr.
+fn interrupted(mut cmd: Command, before_signal: impl FnOnce()) -> (ExitStatus, String, String) {
+    let mut run = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -354,6 +352,7 @@ fn interrupt_then_resume(what: &str, example: &str, args: &[String], device: &st
         let first = line.strip_prefix("epoch").is_some_and(|rest| rest.trim_start().starts_with("1/"));
         seen.push(line);
         if first {
+            before_signal();
             // SAFETY: plain kill(2) on our own child's id.
             assert_eq!(unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) }, 0);
             break;
@@ -361,9 +360,17 @@ fn interrupt_then_resume(what: &str, example: &str, args: &[String], device: &st
     }
     seen.extend(lines.map(|l| l.unwrap()));
     let out = run.wait_with_output().unwrap();
-    let stdout = seen.join("\n");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} (interrupted): {}\n{stdout}\n{stderr}", out.status);
+    (out.status, seen.join("\n"), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs `example` with `args` (a budget far longer than the test waits
+/// for), stops it with Ctrl-C after its first epoch's summary line, then
+/// continues it with `--resume` and a budget one epoch (or two rounds of
+/// `--eval-every` steps) past where it stopped, which it must finish.
+/// Returns the resumed run's arguments and output.
+fn interrupt_then_resume(what: &str, example: &str, args: &[String], device: &str) -> (Vec<String>, String) {
+    let (status, stdout, stderr) = interrupted(child(example, args, device), || {});
+    assert!(status.success(), "{what} (interrupted): {status}\n{stdout}\n{stderr}");
     let hint = stdout.lines().find(|l| l.contains("stopped by Ctrl-C")).unwrap_or_else(|| {
         panic!("{what}: the run was not interrupted:\n{stdout}");
     });
@@ -659,38 +666,20 @@ fn mnist_interrupted_mid_epoch_and_resumed_matches_an_uninterrupted_run() {
     // Ctrl-C once the first epoch's summary is out: the run stops at the end
     // of a step of the second epoch and saves.
     let split = folder("resume-split");
-    let mut run = mnist(&split, false).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let first_epoch = line.starts_with("epoch 1/2");
-        seen.push(line);
-        if first_epoch {
-            // 50 ms after the epoch's files (curves.png is written last, just
-            // before the epoch-end check of the flag, which would stop the
-            // run at the boundary): inside epoch 2, whose 64 steps take
-            // 0.2 s or more. (A quarter of epoch 1's time, which includes
-            // the warm-up, once outlasted a whole epoch 2 on a loaded host.)
-            let t = Instant::now();
-            while !split.join("curves.png").exists() {
-                assert!(t.elapsed() < Duration::from_secs(60), "epoch 1 wrote no curves.png");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            // SAFETY: plain kill(2) on our own child's id.
-            assert_eq!(unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) }, 0);
-            break;
+    // 50 ms after the first epoch's files (curves.png is written last, just
+    // before the epoch-end check of the flag, which would stop the run at
+    // the boundary): inside epoch 2, whose 64 steps take 0.2 s or more. (A
+    // quarter of epoch 1's time, which includes the warm-up, once outlasted
+    // a whole epoch 2 on a loaded host.)
+    let (status, stdout, _) = interrupted(mnist(&split, false), || {
+        let t = Instant::now();
+        while !split.join("curves.png").exists() {
+            assert!(t.elapsed() < Duration::from_secs(60), "epoch 1 wrote no curves.png");
+            std::thread::sleep(Duration::from_millis(2));
         }
-    }
-    seen.extend(lines.map(|l| l.unwrap()));
-    let t = Instant::now();
-    while run.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(120), "the interrupted run did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stdout = seen.join("\n");
-    assert!(run.wait().unwrap().success(), "the interrupted run failed:\n{stdout}");
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    assert!(status.success(), "the interrupted run failed:\n{stdout}");
     assert!(
         stdout.contains("stopped by Ctrl-C after batch")
             && stdout.contains(" of epoch 2;")

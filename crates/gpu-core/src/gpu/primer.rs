@@ -6,7 +6,7 @@
 //! a step records every kernel, submits once, and only then does the queue
 //! thread compile them, one after the other, while the host waits (a cold
 //! Transformer step: 3.6 s creating pipelines on the host, then 10 s of LLVM
-//! on the queue thread; docs/performance.md, "Cold first steps"). So each
+//! on the queue thread; docs/history/performance-issue-11.md, "Cold first steps"). So each
 //! pipeline is *primed* when the program first asks for it (not when the
 //! manifest's warm-up creates it: a kernel this run never dispatches should
 //! cost no compilation): one dispatch of zero workgroups, on dummy

@@ -9,7 +9,7 @@
 //! that f32 products never take. Drivers inline all of it before they
 //! fold those branches away; lavapipe spent 0.3-0.45 s creating each
 //! matmul pipeline, most of it on code it then discarded
-//! (docs/performance.md, "Specialised kernels").
+//! (docs/history/performance-issue-11.md, "Specialised kernels").
 //!
 //! So a registry kernel is parsed once, and each pipeline gets its own
 //! module: naga applies the constants (`process_overrides`, as wgpu would

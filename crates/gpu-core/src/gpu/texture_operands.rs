@@ -13,7 +13,7 @@
 //! and is bitcast back. On llvmpipe
 //! (Mesa 22.3) a storage-buffer load whose address differs per lane is a
 //! stalling loop over the lanes, a storage-texture load one inlined AVX2
-//! gather (docs/performance.md, "Where llvmpipe's matmul time goes" and
+//! gather (docs/history/performance-issue-11.md, "Where llvmpipe's matmul time goes" and
 //! "Storage textures instead of sampled ones").
 //! GPUs keep their buffers: the copies would be pure overhead there.
 //!

@@ -27,7 +27,7 @@ use crate::{Buffer, Error, Result};
 /// convolution's weight gradient has 9 columns). Texture operands always
 /// take 64-column tiles: each narrow product was a pipeline of its own,
 /// and a CPU adapter's cold first step is its pipelines' compile time
-/// (docs/performance.md, "Fewer, smaller kernels for a cold first step").
+/// (docs/history/performance-issue-11.md, "Fewer, smaller kernels for a cold first step").
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
 fn tile(subgroup: bool, reads: Reads, m: usize, n: usize) -> Result<(usize, usize)> {
     if !subgroup {
@@ -64,7 +64,7 @@ enum Reads {
 /// best). With texture operands a 64-row block ran no faster than a 32-row
 /// one on lavapipe and took twice as long to compile: a cold ResNet-20
 /// first step 46 -> 27 s, a cold Transformer step 26 -> 15 s, steps the
-/// same within noise (docs/performance.md, "Texture operands").
+/// same within noise (docs/history/performance-issue-11.md, "Texture operands").
 const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
 
 /// The same for a convolution's gathered products: 16 rows, so that
@@ -72,7 +72,7 @@ const SUBGROUP_TEXTURE_ROW_GROUPS: usize = 4;
 /// stages) share pipelines of half the code. A CPU adapter's cold first
 /// step is mostly its pipelines' compile time: ResNet-20's fell from
 /// 11.1-11.5 s to 4.7 s (with 64-column tiles only), for convolutions with
-/// 64 output channels 15-20% slower (docs/performance.md, "Fewer, smaller
+/// 64 output channels 15-20% slower (docs/history/performance-issue-11.md, "Fewer, smaller
 /// kernels for a cold first step"). Plain products keep 32 rows: a
 /// recurrent step's or attention's batch of 32 rows ran 10% slower in two
 /// tiles; small ones ([`SMALL_PRODUCT`]) take 16 rows too.
