@@ -2,8 +2,13 @@
 //! CPU backend and in PyTorch (`benches/matmul_pytorch.py`, CPU), measured
 //! in the same run: `cargo bench --bench matmul`.
 //!
-//! `WGRAD_MATMUL_KERNEL=tiled` (or `subgroup`) measures that GPU kernel
-//! instead of the one the adapter gets by default.
+//! `WGRAD_MATMUL_KERNEL=tiled` (or `subgroup`, `coop`) measures that GPU
+//! kernel instead of the one the adapter gets by default.
+//!
+//! `cargo bench --bench matmul -- --f16`: f16 operands with f32 sums, as
+//! autocast runs them: the default kernel (matrix units where the adapter
+//! offers them), the tiled kernel on the ordinary ALUs, and PyTorch's f16
+//! product (`--dtype f16`; cuBLAS tensor cores with `WGRAD_TORCH_DEVICE=cuda`).
 //!
 //! Each timing covers several back-to-back products plus a synchronize, so
 //! recording, submission and the device's work are all inside the clock.
@@ -12,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wgrad_gpu_core::ops::matmul::{matmul_with, MatmulKernel};
+use wgrad_gpu_core::ops::matmul::{matmul_config, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::testing::Rng;
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
@@ -25,15 +30,18 @@ const BUDGET: Duration = Duration::from_millis(1000);
 /// GFLOP/s of `a @ b` on `dev`: one warm-up (pipeline compilation, pool
 /// allocation), one timed product to size the run, then the best of two
 /// timed batches (the machine may be busy with other work).
-fn gflops(dev: &Device, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), da: &[f32], db: &[f32]) -> f64 {
-    let a = Buffer::from_f32(dev, da).unwrap();
-    let b = Buffer::from_f32(dev, db).unwrap();
+fn gflops(dev: &Device, cfg: MatmulConfig, (m, k, n): (usize, usize, usize), da: &[f32], db: &[f32]) -> f64 {
+    let upload = |v: &[f32]| match cfg.operands {
+        Operands::F32 => Buffer::from_f32(dev, v).unwrap(),
+        Operands::F16 => Buffer::from_f16(dev, &v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
+    };
+    let (a, b) = (upload(da), upload(db));
     let (la, lb) = (Layout::contiguous(&[m, k]), Layout::contiguous(&[k, n]));
     let time = |iters: usize| {
         dev.synchronize().unwrap();
         let t = Instant::now();
         for _ in 0..iters {
-            drop(matmul_with(kernel, &a, &la, &b, &lb).unwrap());
+            drop(matmul_config(cfg, &a, &la, &b, &lb).unwrap());
         }
         dev.synchronize().unwrap();
         t.elapsed()
@@ -50,12 +58,23 @@ fn main() {
     let kernel = match std::env::var("WGRAD_MATMUL_KERNEL").as_deref() {
         Ok("tiled") => MatmulKernel::Tiled,
         Ok("subgroup") => MatmulKernel::Subgroup,
+        Ok("coop") => MatmulKernel::Cooperative,
         Ok("auto") | Err(_) => MatmulKernel::Auto,
-        Ok(other) => panic!("WGRAD_MATMUL_KERNEL={other:?} is not auto, tiled or subgroup"),
+        Ok(other) => panic!("WGRAD_MATMUL_KERNEL={other:?} is not auto, tiled, subgroup or coop"),
     };
-    let cpu = Device::cpu();
     let info = gpu.info();
-    println!("adapter: {} ({}, {}), kernel: {:?}", info.name, info.backend, info.device_type, kernel.resolve(&gpu));
+    println!(
+        "adapter: {} ({}, {}), kernel: {:?}, matrix units: {:?}",
+        info.name,
+        info.backend,
+        info.device_type,
+        kernel.resolve(&gpu),
+        info.matrix_units
+    );
+    if std::env::args().any(|a| a == "--f16") {
+        return f16_table(&gpu, kernel);
+    }
+    let cpu = Device::cpu();
     let torch = common::pytorch("matmul_pytorch.py", &[]);
     if let Err(e) = &torch {
         println!("pytorch: not measured ({e})");
@@ -67,12 +86,44 @@ fn main() {
     let mut rng = Rng::new(7);
     for &(m, k, n) in SIZES {
         let (da, db) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
-        let g = gflops(&gpu, kernel, (m, k, n), &da, &db);
-        let c = gflops(&cpu, kernel, (m, k, n), &da, &db);
+        let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
+        let g = gflops(&gpu, cfg, (m, k, n), &da, &db);
+        let c = gflops(&cpu, cfg, (m, k, n), &da, &db);
         let name = format!("{m}x{k}x{n}");
         let t = common::lookup(&torch, &name);
         // Of throughputs here: ours over PyTorch's, higher is better.
         let vs = common::ratio(c, t);
         println!("{name:>16} {g:>12.1} {c:>16.1} {:>16} {:>8.2} {vs:>10}", common::show(t), g / c);
+    }
+}
+
+/// The f16 table: `kernel` (by default matrix units where offered), the
+/// tiled kernel on the ALUs, and PyTorch's f16 product, same sizes. The CPU
+/// backend is left out (f16 products widen to the f32 GEMM there).
+fn f16_table(gpu: &Device, kernel: MatmulKernel) {
+    let torch = common::pytorch("matmul_pytorch.py", &["--dtype".into(), "f16".into()]);
+    if let Err(e) = &torch {
+        println!("pytorch: not measured ({e})");
+    }
+    let units = gpu.info().matrix_units.is_some() && matches!(kernel, MatmulKernel::Auto | MatmulKernel::Cooperative);
+    println!(
+        "{:>16} {:>14} {:>14} {:>16} {:>10} {:>10}",
+        "M x K x N", "f16 GFLOP/s", "ALU GFLOP/s", "PyTorch GFLOP/s", "vs torch", "vs ALU"
+    );
+    println!("(f16 GFLOP/s: {}; ALU: the tiled kernel)", if units { "matrix units" } else { "no matrix units here" });
+    let mut rng = Rng::new(7);
+    for &(m, k, n) in SIZES {
+        let (da, db) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
+        let f16 = MatmulConfig { kernel, ..MatmulConfig::f16() };
+        let g = gflops(gpu, f16, (m, k, n), &da, &db);
+        let alu = gflops(gpu, MatmulConfig { kernel: MatmulKernel::Tiled, ..f16 }, (m, k, n), &da, &db);
+        let name = format!("{m}x{k}x{n}");
+        let t = common::lookup(&torch, &name);
+        println!(
+            "{name:>16} {g:>14.1} {alu:>14.1} {:>16} {:>10} {:>9.2}x",
+            common::show(t),
+            common::ratio(g, t),
+            g / alu
+        );
     }
 }

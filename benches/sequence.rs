@@ -4,11 +4,18 @@
 //!   forward + backward + Adam step.
 //! - `transformer`: a GPT of 2 pre-LN blocks, d_model 256, 4 heads, FFN 1024,
 //!   seq 128, batch 16, vocab 256; forward + backward + AdamW; also tokens/s.
+//! - `gpt` (only when named; minutes on a CPU): a GPT of 12 blocks, d_model
+//!   768, 12 heads, FFN 3072, context 256, batch 8, vocab 256 (GPT-2 small's
+//!   body with a byte vocabulary).
+//!
+//! `--amp` adds a `NAME-amp` row per bench: the forward under autocast (f16
+//! products, on matrix units where the adapter offers them), the loss
+//! scaled by a `GradScaler`; PyTorch's autocast step beside it.
 //!
 //! Times the adapter `WGRAD_DEVICE` picks; then runs `benches/sequence_pytorch.py`
 //! (same shapes) when `python3` with torch is available, and prints the ratio.
 //!
-//! `cargo bench --bench sequence [-- lstm|transformer] [--steps N] [--profile]`
+//! `cargo bench --bench sequence [-- lstm|transformer|gpt] [--amp] [--steps N] [--profile]`
 
 use std::time::Instant;
 
@@ -19,6 +26,7 @@ mod host;
 mod profiling;
 
 use wgrad::models::Gpt;
+use wgrad::nn::amp::{GradScaler, GradScalerOptions};
 use wgrad::nn::optim::{Adam, AdamW, Optimizer};
 use wgrad::prelude::*;
 
@@ -28,6 +36,8 @@ struct Run<'a> {
     dev: &'a Device,
     steps: usize,
     profile: bool,
+    /// Autocast forward and a `GradScaler` (the `-amp` rows).
+    amp: bool,
 }
 
 /// One bench's figures: mean step ms, the first step's seconds, and per
@@ -70,58 +80,88 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
     }
 }
 
-fn lstm(run: Run) -> Measured {
+/// One training step of `opt` on the loss `forward` computes: under
+/// autocast with a scaler for `-amp` runs, plain otherwise.
+fn train_step(amp: bool, scaler: &mut GradScaler, opt: &mut dyn Optimizer, forward: impl Fn() -> Tensor) -> f32 {
+    let loss = {
+        let _autocast = AutocastGuard::new(amp);
+        forward()
+    };
+    opt.zero_grad();
+    scaler.scale(&loss).backward();
+    scaler.step(opt);
+    scaler.update();
+    loss.item()
+}
+
+fn scaler(run: Run) -> GradScaler {
+    GradScaler::with_options(GradScalerOptions::default().enabled(run.amp))
+}
+
+fn lstm(run: Run, name: &str) -> Measured {
     let dev = run.dev;
     let mut init = Init::new(dev, 0);
     let m = LSTM::builder(128, 256).build(&mut init);
     let x = Tensor::randn(&[64, 32, 128], 1, dev);
     let mut opt = Adam::new(m.parameters(), 1e-3);
-    timed(run, "lstm", || {
-        let loss = m.forward(&x).square().mean_all();
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        loss.item()
-    })
+    let mut scaler = scaler(run);
+    timed(run, name, || train_step(run.amp, &mut scaler, &mut opt, || m.forward(&x).square().mean_all()))
 }
 
-fn transformer(run: Run) -> Measured {
+/// A GPT of `layers` blocks of `width` (64-wide heads, FFN 4 x width, vocab
+/// 256) on `batch` sequences of `context` tokens.
+fn gpt(run: Run, name: &str, (layers, width, context, batch): (usize, usize, usize, usize)) -> Measured {
     let dev = run.dev;
     let mut init = Init::new(dev, 0);
-    let model = Gpt::builder(256, 128).layers(2).heads(4).width(256).build(&mut init);
-    let ids: Vec<u32> = (0..16 * 128).map(|i| (i * 7919 % 256) as u32).collect();
-    let tgt: Vec<u32> = (0..16 * 128).map(|i| (i * 104_729 % 256) as u32).collect();
-    let (x, y) = (Tensor::from_u32(&ids, &[16, 128], dev), Tensor::from_u32(&tgt, &[16, 128], dev));
+    let model = Gpt::builder(256, context).layers(layers).heads(width / 64).width(width).build(&mut init);
+    let n = batch * context;
+    let ids: Vec<u32> = (0..n).map(|i| (i * 7919 % 256) as u32).collect();
+    let tgt: Vec<u32> = (0..n).map(|i| (i * 104_729 % 256) as u32).collect();
+    let (x, y) = (Tensor::from_u32(&ids, &[batch, context], dev), Tensor::from_u32(&tgt, &[batch, context], dev));
     let mut opt = AdamW::new(model.parameters(), 1e-3);
-    timed(run, "transformer", || {
-        let loss = model.loss(&x, &y);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        loss.item()
-    })
+    let mut scaler = scaler(run);
+    timed(run, name, || train_step(run.amp, &mut scaler, &mut opt, || model.loss(&x, &y)))
+}
+
+/// The tokens one step of bench `name` sees.
+fn tokens(name: &str) -> f64 {
+    match name.trim_end_matches("-amp") {
+        "gpt" => 8.0 * 256.0,
+        // LSTM 64 x 32, Transformer 128 x 16.
+        _ => 2048.0,
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let profile = profiling::requested();
     let steps = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
+    let amp = args.iter().any(|a| a == "--amp");
     let mut names: Vec<&str> =
-        args.iter().map(String::as_str).filter(|a| matches!(*a, "lstm" | "transformer")).collect();
+        args.iter().map(String::as_str).filter(|a| matches!(*a, "lstm" | "transformer" | "gpt")).collect();
     if names.is_empty() {
         names = vec!["lstm", "transformer"];
     }
     let dev = Device::from_env().expect("open WGRAD_DEVICE");
-    println!("device: {}", dev.name());
-    let ours: Vec<(&str, Measured)> = names
-        .iter()
-        .map(|&n| {
-            let run = Run { dev: &dev, steps, profile };
-            (n, if n == "lstm" { lstm(run) } else { transformer(run) })
-        })
-        .collect();
+    println!("device: {}, matrix units: {:?}", dev.name(), dev.info().matrix_units);
+    let mut ours: Vec<(String, Measured)> = Vec::new();
+    for &n in &names {
+        for amp in if amp { vec![false, true] } else { vec![false] } {
+            let name = if amp { format!("{n}-amp") } else { n.to_string() };
+            let run = Run { dev: &dev, steps, profile, amp };
+            let m = match n {
+                "lstm" => lstm(run, &name),
+                "transformer" => gpt(run, &name, (2, 256, 128, 16)),
+                _ => gpt(run, &name, (12, 768, 256, 8)),
+            };
+            ours.push((name, m));
+        }
+    }
     let mut py_args: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     py_args.extend(["--steps".to_string(), steps.to_string()]);
+    if amp {
+        py_args.push("--amp".into());
+    }
     let torch = common::pytorch("sequence_pytorch.py", &py_args);
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");
@@ -140,9 +180,8 @@ fn main() {
         "host us/l all"
     );
     for (n, m) in ours {
-        let theirs = common::lookup(&torch, n);
-        // Both steps see 2,048 tokens: LSTM 64 x 32, Transformer 128 x 16.
-        let tokens = 2048.0;
+        let theirs = common::lookup(&torch, &n);
+        let tokens = tokens(&n);
         let (ms, first) = (m.ms, m.first_s);
         let (t, r) = (common::show(theirs), common::ratio(ms, theirs));
         println!(

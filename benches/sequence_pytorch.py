@@ -4,8 +4,13 @@ with the same shapes: prints one line per benchmark, `NAME ms_per_step`.
   LSTM:        input 128, hidden 256, seq 64, batch 32; forward + backward + Adam.
   Transformer: GPT of 2 pre-LN blocks, d_model 256, 4 heads, FFN 1024, seq 128,
                batch 16, vocab 256; forward + backward + AdamW.
+  GPT (only when named): 12 blocks, d_model 768, 12 heads, FFN 3072, context 256,
+               batch 8, vocab 256.
 
-python3 benches/sequence_pytorch.py [lstm] [transformer] [--steps N] [--device cuda]
+With --amp, each also runs as `NAME-amp`: the forward under autocast (f16) and
+the loss scaled by a GradScaler.
+
+python3 benches/sequence_pytorch.py [lstm] [transformer] [gpt] [--amp] [--steps N] [--device cuda]
 
 On CUDA: fp32 with TF32 off, and the clock is read after a synchronize.
 """
@@ -36,19 +41,26 @@ def timed(step, steps):
     return (time.perf_counter() - t) * 1e3 / steps
 
 
-def lstm(steps):
+def train_step(amp, model_loss, opt):
+    """One step: the loss under autocast (f16) with a GradScaler when amp."""
+    scaler = torch.amp.GradScaler(DEV.type, enabled=amp)
+
+    def step():
+        with torch.autocast(DEV.type, dtype=torch.float16, enabled=amp):
+            loss = model_loss()
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
+
+
+def lstm(steps, amp):
     m = nn.LSTM(128, 256).to(DEV)
     x = torch.randn(64, 32, 128, device=DEV)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-
-    def step():
-        out, _ = m(x)
-        loss = out.pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return timed(step, steps)
+    return timed(train_step(amp, lambda: m(x)[0].pow(2).mean(), opt), steps)
 
 
 class Gpt(nn.Module):
@@ -71,19 +83,20 @@ class Gpt(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def transformer(steps):
-    m = Gpt().to(DEV)
-    ids = torch.randint(0, 256, (16, 128), device=DEV)
-    tgt = torch.randint(0, 256, (16, 128), device=DEV)
+def gpt(steps, amp, layers, width, context, batch):
+    m = Gpt(context=context, layers=layers, heads=width // 64, width=width, ffn=4 * width).to(DEV)
+    ids = torch.randint(0, 256, (batch, context), device=DEV)
+    tgt = torch.randint(0, 256, (batch, context), device=DEV)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    loss = lambda: nn.functional.cross_entropy(m(ids).reshape(-1, 256).float(), tgt.reshape(-1))
+    return timed(train_step(amp, loss, opt), steps)
 
-    def step():
-        loss = nn.functional.cross_entropy(m(ids).reshape(-1, 256), tgt.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
-    return timed(step, steps)
+BENCHES = {
+    "lstm": lstm,
+    "transformer": lambda steps, amp: gpt(steps, amp, 2, 256, 128, 16),
+    "gpt": lambda steps, amp: gpt(steps, amp, 12, 768, 256, 8),
+}
 
 
 if __name__ == "__main__":
@@ -93,7 +106,8 @@ if __name__ == "__main__":
         steps = int(args[args.index("--steps") + 1])
     if "--device" in args:
         DEV = torch.device(args[args.index("--device") + 1])
-    names = [a for a in args if a in ("lstm", "transformer")] or ["lstm", "transformer"]
+    names = [a for a in args if a in BENCHES] or ["lstm", "transformer"]
     print(f"torch {torch.__version__} on {DEV}, {torch.get_num_threads()} threads", flush=True)
     for n in names:
-        print(n, f"{ {'lstm': lstm, 'transformer': transformer}[n](steps):.2f}", flush=True)
+        for amp in [False, True] if "--amp" in args else [False]:
+            print(n + ("-amp" if amp else ""), f"{BENCHES[n](steps, amp):.2f}", flush=True)

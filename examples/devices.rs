@@ -30,6 +30,7 @@ pub(crate) fn run(_args: Args) -> Result<()> {
         let feats: Vec<String> =
             a.features.iter().map(|(n, on)| format!("{n}: {}", if *on { "yes" } else { "no" })).collect();
         println!("      features: {}", feats.join(", "));
+        println!("      matrix units: {}", a.matrix_units);
     }
 
     let spec = DeviceSpec::from_env()?;

@@ -3,14 +3,19 @@
 
 use std::process::Command;
 
-/// Runs `benches/<script>` with `args` and returns its `name ms` lines, or
+/// Runs `benches/<script>` with `args` (and `--device` from
+/// `WGRAD_TORCH_DEVICE` when set) and returns its `name ms` lines, or
 /// why there are none (no python3, no torch). The script's first line names
 /// the torch version and threads; it is echoed.
 pub fn pytorch(script: &str, args: &[String]) -> Result<Vec<(String, f64)>, String> {
     let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    // `WGRAD_TORCH_DEVICE=cuda` (the GPU script): PyTorch on the same card.
+    let device: Vec<String> =
+        std::env::var("WGRAD_TORCH_DEVICE").map_or(vec![], |d| vec!["--device".into(), d.trim().to_string()]);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
+        .args(&device)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .map_err(|e| format!("python3 not runnable: {e}"))?;

@@ -72,6 +72,11 @@ pub struct DeviceInfo {
     pub max_storage_buffer_binding_size: u64,
     /// Optional features enabled on the device (SHADER_F16, SUBGROUP, TIMESTAMP_QUERY).
     pub features: Vec<String>,
+    /// Whether f16 products run on matrix units (tensor cores) through
+    /// cooperative matrices: `Some(subgroup size)` where they do, `None` on
+    /// adapters that do not offer them, under `WGRAD_MATMUL_KERNEL=tiled`,
+    /// and on the CPU backend.
+    pub matrix_units: Option<u32>,
 }
 
 impl std::fmt::Debug for Device {
@@ -211,6 +216,7 @@ impl Device {
                 max_buffer_size: g.limits.max_buffer_size,
                 max_storage_buffer_binding_size: g.limits.max_storage_buffer_binding_size,
                 features: g.features.iter_names().map(|(n, _)| n.to_string()).collect(),
+                matrix_units: g.matrix_units.map(|u| u.subgroup_size),
             },
             Backend::Cpu => DeviceInfo {
                 name: "cpu".into(),
@@ -219,6 +225,7 @@ impl Device {
                 max_buffer_size: isize::MAX as u64,
                 max_storage_buffer_binding_size: isize::MAX as u64,
                 features: vec![],
+                matrix_units: None,
             },
         }
     }

@@ -88,6 +88,9 @@ pub struct AdapterSummary {
     pub limits: Vec<(&'static str, u64)>,
     /// Each optional feature wgrad can use, and whether the adapter offers it.
     pub features: Vec<(&'static str, bool)>,
+    /// Whether wgrad runs f16 products on the adapter's matrix units
+    /// (tensor cores), and the cooperative-matrix configurations it lists.
+    pub matrix_units: String,
 }
 
 /// Summaries of every adapter, best first (the first is what `auto` picks).
@@ -114,6 +117,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
                     ("SUBGROUP", f.contains(wgpu::Features::SUBGROUP)),
                     ("TIMESTAMP_QUERY", f.contains(wgpu::Features::TIMESTAMP_QUERY)),
                 ],
+                matrix_units: crate::gpu::matrix_units::describe(a),
             }
         })
         .collect()

@@ -28,6 +28,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("where", include_str!("../../../shaders/where.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
+    ("matmul_coop", include_str!("../../../shaders/matmul_coop.wgsl")),
     ("matmul_store", include_str!("../../../shaders/matmul_store.wgsl")),
     ("matmul_store_sums", include_str!("../../../shaders/matmul_store_sums.wgsl")),
     ("matmul_store_sums_act", include_str!("../../../shaders/matmul_store_sums_act.wgsl")),
@@ -101,6 +102,8 @@ pub const LIBRARIES: &[&str] = &[
     "matmul_operands_f16_native",
     "operands_tex",
     "matmul_store",
+    "matmul_f16_native_body",
+    "matmul_act_f16_native_body",
     "matmul_store_sums",
     "matmul_store_sums_act",
     "matmul_store_act",
@@ -158,6 +161,13 @@ pub const GENERATED: &[(&str, Generator)] = &[
     ("matmul_f16_native", || variant("matmul", "operands_f32", "matmul_operands_f16_native", true)),
     ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
     ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
+    // The matrix-unit kernel (f16 operands only) opens with its own `enable`
+    // lines, so it includes these bodies: the f16 variants without them.
+    ("matmul_f16_native_body", || variant("matmul", "operands_f32", "matmul_operands_f16_native", false)),
+    ("matmul_act_f16_native_body", || {
+        variant_swaps("matmul", &[("operands_f32", "matmul_operands_f16_native"), ("matmul_store", "matmul_store_act")], false)
+    }),
+    ("matmul_coop_act", || variant("matmul_coop", "matmul_f16_native_body", "matmul_act_f16_native_body", false)),
     ("matmul_tex", || variant("matmul", "operands_f32", "operands_tex", false)),
     ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
     // A unary op after the epilogue (matmul_store_sums_act.wgsl), f32 results.

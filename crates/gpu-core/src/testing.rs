@@ -55,6 +55,25 @@ pub fn fresh_backends(test: &str) -> Vec<Device> {
     v
 }
 
+/// The matrix-unit kernel where `dev` runs it (`MatmulKernel::Cooperative`,
+/// f16 operands), for the matmul parity tests to add to the families they
+/// check. Adapters without matrix units (lavapipe) return none, and the
+/// shader is still validated and written as SPIR-V by gpu-core's unit
+/// tests; with `WGRAD_REQUIRE_MATRIX_UNITS=1` (the GPU script) a device
+/// without them fails the test instead, so the parity run cannot pass
+/// without checking the kernel.
+pub fn matrix_unit_kernels(dev: &Device) -> Vec<crate::ops::matmul::MatmulKernel> {
+    use crate::ops::matmul::MatmulKernel;
+    let runs = dev.is_gpu() && MatmulKernel::Cooperative.runs_on(dev);
+    let required = matches!(std::env::var("WGRAD_REQUIRE_MATRIX_UNITS").as_deref(), Ok("1") | Ok("true") | Ok("yes"));
+    assert!(runs || !required || !dev.is_gpu(), "WGRAD_REQUIRE_MATRIX_UNITS is set but {} has no usable matrix units", dev.name());
+    if runs {
+        vec![MatmulKernel::Cooperative]
+    } else {
+        vec![]
+    }
+}
+
 /// True when `WGRAD_REQUIRE_GPU` is set to a true value.
 pub fn require_gpu() -> bool {
     matches!(std::env::var("WGRAD_REQUIRE_GPU").as_deref(), Ok("1") | Ok("true") | Ok("yes"))

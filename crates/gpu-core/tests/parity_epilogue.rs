@@ -16,7 +16,7 @@ use wgrad_gpu_core::ops::matmul::{
     matmul_activation, matmul_epilogue, BiasAxis, Epilogue, HalfLoads, MatmulConfig, MatmulKernel, Operands,
 };
 use wgrad_gpu_core::ops::unary::UnaryOp;
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, matrix_unit_kernels};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// Every (kernel family, operand storage, f16 load) `dev` runs; the CPU
@@ -38,6 +38,7 @@ fn configs(dev: &Device) -> Vec<MatmulConfig> {
     if dev.name().contains("llvmpipe") {
         assert_eq!(out.len(), 6, "lavapipe runs both families, f32 and both f16 loads");
     }
+    out.extend(matrix_unit_kernels(dev).into_iter().map(|kernel| MatmulConfig { kernel, ..MatmulConfig::f16() }));
     out
 }
 
@@ -603,7 +604,7 @@ fn convolution_forms_store_bias_and_f16() {
 #[test]
 fn fused_epilogues_are_one_launch() {
     let Some(g) = fresh_gpu_or_skip("fused_epilogues_are_one_launch") else { return };
-    for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup] {
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Subgroup, MatmulKernel::Cooperative] {
         if kernel.runs_on(&g) {
             launches_of_f16_epilogues(&g, kernel);
         } else {
@@ -614,7 +615,7 @@ fn fused_epilogues_are_one_launch() {
 
 fn launches_of_f16_epilogues(g: &Device, kernel: MatmulKernel) {
     let fused = kernel.rounds_f16_in_store(g);
-    assert_eq!(fused, kernel == MatmulKernel::Tiled);
+    assert_eq!(fused, kernel != MatmulKernel::Subgroup);
     let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
     let count = |f: &dyn Fn() -> Buffer| {
         g.synchronize().unwrap();

@@ -12,7 +12,7 @@ use wgrad_gpu_core::ops::conv::{
     conv2d_weight_grad_config, ConvGeometry,
 };
 use wgrad_gpu_core::ops::matmul::{matmul_config, matmul_f16, HalfLoads, MatmulConfig, MatmulKernel, Operands};
-use wgrad_gpu_core::testing::assert_close;
+use wgrad_gpu_core::testing::{assert_close, matrix_unit_kernels};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// Every (kernel family, f16 load) the GPU can run; lavapipe runs all four.
@@ -29,6 +29,8 @@ fn configs(gpu: &Device) -> Vec<MatmulConfig> {
     if gpu.name().contains("llvmpipe") {
         assert_eq!(out.len(), 4, "lavapipe runs both families with both f16 loads");
     }
+    // Matrix units read f16 natively whatever the load setting.
+    out.extend(matrix_unit_kernels(gpu).into_iter().map(|kernel| MatmulConfig { kernel, ..MatmulConfig::f16() }));
     out
 }
 
@@ -253,4 +255,35 @@ fn subnormals_are_read_exactly() {
     let (la, lb) = (Layout::contiguous(&[4, 1]), Layout::contiguous(&[1, 2]));
     let want: Vec<f32> = sub.iter().flat_map(|&v| [v, v * 1024.0]).collect();
     exactly_everywhere((&g, &c), (&a, &la), (&b, &lb), &want);
+}
+
+/// Asking for matrix units where there are none, or for f32 operands on
+/// them, is a clear error, not a silent fallback; where the adapter has
+/// them, `Cooperative` and `Auto` run the same kernel (bit-identical).
+#[test]
+fn matrix_units_are_used_where_offered_and_refused_where_not() {
+    let Some((g, _)) = devices("matrix_units_are_used_where_offered_and_refused_where_not") else { return };
+    let mut r = rng(20);
+    let (m, k, n) = (40, 48, 24);
+    let (a, b) = (halves(&mut r, m * k, 0), halves(&mut r, k * n, 0));
+    let (la, lb) = (Layout::contiguous(&[m, k]), Layout::contiguous(&[k, n]));
+    let (ag, bg) = (Buffer::from_f16(&g, &a).unwrap(), Buffer::from_f16(&g, &b).unwrap());
+    let coop = MatmulConfig { kernel: MatmulKernel::Cooperative, ..MatmulConfig::f16() };
+    let f32_coop = MatmulConfig { operands: Operands::F32, ..coop };
+    let (af, bf) = (Buffer::from_f32(&g, &widen(&a)).unwrap(), Buffer::from_f32(&g, &widen(&b)).unwrap());
+    let err = matmul_config(f32_coop, &af, &la, &bf, &lb).unwrap_err().to_string();
+    assert!(err.contains("f16 operands"), "{err}");
+    match g.info().matrix_units {
+        None => {
+            assert!(!MatmulKernel::Cooperative.runs_on(&g));
+            let err = matmul_config(coop, &ag, &la, &bg, &lb).unwrap_err().to_string();
+            assert!(err.contains("matrix units") && err.contains(g.name().as_str()), "{err}");
+        }
+        Some(lanes) => {
+            assert!(MatmulKernel::Cooperative.runs_on(&g), "{lanes}-lane subgroups");
+            let (forced, _) = matmul_config(coop, &ag, &la, &bg, &lb).unwrap();
+            let (auto, _) = matmul_config(MatmulConfig::f16(), &ag, &la, &bg, &lb).unwrap();
+            same("Auto vs Cooperative", &auto, &forced, m * n, 0.0, 0.0);
+        }
+    }
 }

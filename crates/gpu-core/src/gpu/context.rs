@@ -52,6 +52,12 @@ pub(crate) struct GpuContext {
     /// `WGRAD_MAX_BINDING_BYTES` or `Device::set_max_binding_bytes` lowers
     /// it (so tests can make ops split their work on small tensors).
     pub max_binding: AtomicU64,
+    /// The matrix units the f16 products run on (`matmul_coop.wgsl`), if the
+    /// adapter offers a configuration the kernel uses and
+    /// `WGRAD_MATMUL_KERNEL` does not forbid them.
+    pub matrix_units: Option<super::matrix_units::MatrixUnits>,
+    /// `WGRAD_MATMUL_KERNEL=coop`: f16 products must run on matrix units.
+    pub matrix_units_forced: bool,
 }
 
 /// The binding limit to use on an adapter whose own is `adapter`: a lower
@@ -86,12 +92,24 @@ impl GpuContext {
         // The adapter's own limits, not wgpu's conservative defaults: real
         // models need buffers above the default 128/256 MiB.
         let limits = adapter.limits();
-        let features = adapter.features() & wanted_features();
+        let wish = super::matrix_units::Wish::from_env();
+        let matrix_units = super::matrix_units::for_adapter(adapter, wish);
+        let mut features = adapter.features() & wanted_features();
+        let experimental = if matrix_units.is_some() {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: the one experimental feature requested is cooperative
+            // matrices, used only by `matmul_coop.wgsl`, which naga validates
+            // (shaders.rs tests) and whose results the parity tests check
+            // against the CPU twin on every adapter that offers it.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -141,6 +159,8 @@ impl GpuContext {
                 binding_limit_from_env(),
             )),
             limits,
+            matrix_units,
+            matrix_units_forced: wish == super::matrix_units::Wish::Forced,
         })
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
 pub(crate) mod host_clock;
 pub(crate) mod llvmpipe_threads;
+pub(crate) mod matrix_units;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod primer;

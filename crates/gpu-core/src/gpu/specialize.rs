@@ -268,3 +268,53 @@ mod tests {
         }
     }
 }
+
+/// The matrix-unit matmul (`matmul_coop.wgsl`) is specialised and written
+/// as SPIR-V here, on every machine: lavapipe does not offer cooperative
+/// matrices, so without this a kernel naga's Vulkan backend rejects would
+/// fail only on the GPUs that run it.
+#[cfg(test)]
+mod coop_tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_unit_matmul_specialises_and_writes_spirv() {
+        for (shader, act) in [("matmul_coop", None), ("matmul_coop_act", Some(("OP", 1.0)))] {
+            let parsed = parse(&crate::shaders::source(shader)).expect("parses and validates");
+            for (sg_m, sg_n, a_k_fast, b_k_fast, vec, f16_out, conv) in [
+                (2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0),
+                (4.0, 4.0, 0.0, 1.0, 0.0, 1.0, 0.0),
+                (1.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+            ] {
+                let mut constants = vec![
+                    ("SG_M", sg_m),
+                    ("SG_N", sg_n),
+                    ("SG_SIZE", 32.0),
+                    ("TILE_M", 32.0 * sg_m),
+                    ("TILE_N", 32.0 * sg_n),
+                    ("A_K_FAST", a_k_fast),
+                    ("B_K_FAST", b_k_fast),
+                    ("A_VEC", vec),
+                    ("B_VEC", vec),
+                    ("F16_OUT", f16_out),
+                    ("B_CONV", conv),
+                ];
+                constants.extend(act);
+                let module = specialize(&parsed, "main_coop", &constants)
+                    .unwrap_or_else(|| panic!("{shader} {constants:?} does not specialise"));
+                let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{shader} {constants:?}: {e:?}"));
+                let options = wgpu::naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+                let stage = wgpu::naga::back::spv::PipelineOptions {
+                    shader_stage: wgpu::naga::ShaderStage::Compute,
+                    entry_point: "main_coop".into(),
+                };
+                let words = wgpu::naga::back::spv::write_vec(&module, &info, &options, Some(&stage))
+                    .unwrap_or_else(|e| panic!("{shader} {constants:?}: SPIR-V: {e}"));
+                // OpCapability CooperativeMatrixKHR (6022) is declared.
+                assert!(words.windows(2).any(|w| w == [(2 << 16) | 17, 6022]), "{shader}: no CooperativeMatrixKHR");
+            }
+        }
+    }
+}

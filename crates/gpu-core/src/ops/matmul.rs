@@ -11,6 +11,7 @@ use super::unary::UnaryOp;
 use super::{run_fallible, Params};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
+use crate::gpu::matrix_units::MatrixUnits;
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
@@ -151,6 +152,12 @@ pub enum MatmulKernel {
     /// CPU adapters, whose loads and barriers cost what the tiled kernel
     /// assumes is cheap. Needs subgroups of exactly 8 lanes.
     Subgroup,
+    /// Matrix units (tensor cores) through WGSL cooperative matrices, for
+    /// f16 operands (`shaders/matmul_coop.wgsl`); f32 products take the
+    /// tiled kernel. [`Auto`](Self::Auto) picks it for f16 operands
+    /// wherever the adapter offers 16 x 16 x 16 f16 matrices with f32
+    /// accumulators (`Device::info().matrix_units`).
+    Cooperative,
 }
 
 pub(crate) use super::epilogue::CellStore;
@@ -206,12 +213,76 @@ fn subgroup_kernel_fits(g: &GpuContext) -> bool {
         && g.info.subgroup_max_size == SUBGROUP_LANES
 }
 
+/// The matrix units a product of `cfg` runs on on `g`: for f16 operands,
+/// those of the adapter unless the kernel is [`Tiled`](MatmulKernel::Tiled)
+/// or [`Subgroup`](MatmulKernel::Subgroup); an error where
+/// [`Cooperative`](MatmulKernel::Cooperative) (or `WGRAD_MATMUL_KERNEL=coop`)
+/// asks for units the adapter does not offer, or for f32 operands.
+fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>> {
+    let forced = cfg.kernel == MatmulKernel::Cooperative || (cfg.kernel == MatmulKernel::Auto && g.matrix_units_forced);
+    let wanted = matches!(cfg.kernel, MatmulKernel::Auto | MatmulKernel::Cooperative);
+    match (cfg.operands, g.matrix_units) {
+        (Operands::F16, Some(units)) if wanted => Ok(Some(units)),
+        (Operands::F16, None) if forced => Err(Error::invalid(
+            "matmul",
+            format!(
+                "matrix units were asked for (MatmulKernel::Cooperative or WGRAD_MATMUL_KERNEL=coop) but {} offers \
+                 no 16x16x16 f16 cooperative matrices (see `cargo run --example devices`)",
+                g.info.name
+            ),
+        )),
+        (Operands::F32, _) if cfg.kernel == MatmulKernel::Cooperative => {
+            Err(Error::invalid("matmul", "matrix units take f16 operands; f32 products run on the tiled kernel"))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The output tile of a matrix-unit product of `m` x `n` on `g`: 32 rows and
+/// columns per subgroup, up to 4 x 4 subgroups, as few as cover the
+/// product, within the adapter's workgroup limits;
+/// `WGRAD_COOP_TILE=MxN` (multiples of 32 up to 128) replaces the choice.
+fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<(usize, usize)> {
+    let fits = |(tm, tn): (usize, usize)| {
+        let threads = (tm / 32) * (tn / 32) * units.subgroup_size as usize;
+        // Staged A (rows of 40 halves), staged B (rows of TILE_N + 8 halves), 1 KiB per subgroup.
+        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + (tm / 32) * (tn / 32) * 1024;
+        threads <= g.limits.max_compute_invocations_per_workgroup as usize
+            && bytes <= g.limits.max_compute_workgroup_storage_size as usize
+    };
+    if let Ok(v) = std::env::var("WGRAD_COOP_TILE") {
+        let parsed = v.split_once('x').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+        return match parsed {
+            Some((tm, tn)) if [32, 64, 128].contains(&tm) && [32, 64, 128].contains(&tn) && fits((tm, tn)) => {
+                Ok((tm, tn))
+            }
+            _ => Err(Error::invalid(
+                "matmul",
+                format!("WGRAD_COOP_TILE={v:?}: MxN with M, N in 32, 64, 128, within the adapter's workgroup limits"),
+            )),
+        };
+    }
+    let side = |len: usize| if len <= 32 { 32 } else if len <= 64 { 64 } else { 128 };
+    let mut t = (side(m), side(n));
+    while !fits(t) {
+        if t.0 >= t.1 && t.0 > 32 {
+            t.0 /= 2;
+        } else if t.1 > 32 {
+            t.1 /= 2;
+        } else {
+            return Err(Error::invalid("matmul", "the adapter's workgroup limits hold no matrix-unit tile"));
+        }
+    }
+    Ok(t)
+}
+
 impl MatmulKernel {
     /// Whether `device` can run this kernel (always true on the CPU backend,
     /// which runs the twin whatever the choice).
     pub fn runs_on(self, device: &crate::Device) -> bool {
         match (self, device.gpu_ctx()) {
             (MatmulKernel::Subgroup, Some(g)) => subgroup_kernel_fits(g),
+            (MatmulKernel::Cooperative, Some(g)) => g.matrix_units.is_some(),
             _ => true,
         }
     }
@@ -579,8 +650,9 @@ fn product(
                 }
                 _ => false,
             };
+            let coop = matrix_units(cfg, g)?;
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let job = Job { g, cfg, subgroup, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
+            let job = Job { g, cfg, subgroup, coop, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
             if binds_whole(g, epi, (a, b), total) {
                 // Everything fits: one launch binding whole buffers, or the
                 // spans of A and B where they go through textures.
@@ -674,7 +746,7 @@ pub(crate) fn cell_product(
     let bop = strided_b(lb, vb);
     let (bshape, bstrides) = coalesce(&[], &[&[], &[]]);
     let out = cell.outputs[0];
-    let job = Job { g, cfg, subgroup, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
+    let job = Job { g, cfg, subgroup, coop: None, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
     let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: lb.offset, m, k, n };
     let binds = Binds { cell: Some(cell), ..job.texture_spans(&mut whole) };
     job.launch(&Epilogue::default(), &whole, binds)
@@ -698,6 +770,8 @@ struct Job<'a> {
     g: &'a GpuContext,
     cfg: MatmulConfig,
     subgroup: bool,
+    /// Whether the product runs on matrix units (`matmul_coop.wgsl`).
+    coop: Option<MatrixUnits>,
     la: &'a Layout,
     bop: &'a BOperand,
     m: usize,
@@ -790,7 +864,10 @@ impl Job<'_> {
             (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },
             (true, true) => Reads::ConvTextures,
         };
-        let (tile_m, tile_n) = tile(self.subgroup, reads, m, n)?;
+        let (tile_m, tile_n) = match self.coop {
+            Some(units) => coop_tile(g, units, m, n)?,
+            None => tile(self.subgroup, reads, m, n)?,
+        };
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
             .map_err(|_| Error::invalid("matmul", format!("too many tiles for one launch: {batches} x {m} x {n}")))?;
@@ -852,7 +929,30 @@ impl Job<'_> {
                 Some((form, _)) => form == ConvGather::ColumnsT,
                 None => b_rs == 1 && b_cs != 1,
             };
-            vec![("A_K_FAST", flag(!(a_rs == 1 && a_cs != 1))), ("B_K_FAST", flag(b_k_fast))]
+            let a_k_fast = !(a_rs == 1 && a_cs != 1);
+            let mut constants = vec![("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))];
+            if let Some(units) = self.coop {
+                // Whole aligned vec4 loads along the index the loaders walk
+                // (load_mode 1: along rows, 2: along columns).
+                let view = |offset: usize, strides: &[usize]| Layout {
+                    shape: part.dims.to_vec(),
+                    strides: strides.to_vec(),
+                    offset,
+                };
+                let a_mode = load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0)));
+                let b_mode = match bop.conv {
+                    Some(_) => 0,
+                    None => load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))),
+                };
+                constants.extend([
+                    ("A_VEC", flag(a_mode == if a_k_fast { 1 } else { 2 })),
+                    ("B_VEC", flag(b_mode == if b_k_fast { 2 } else { 1 })),
+                    ("SG_M", (tile_m / 32) as f64),
+                    ("SG_N", (tile_n / 32) as f64),
+                    ("SG_SIZE", units.subgroup_size as f64),
+                ]);
+            }
+            constants
         };
         constants.extend([("TILE_M", tile_m as f64), ("TILE_N", tile_n as f64)]);
         constants.extend(epi.constants(n));
@@ -860,7 +960,10 @@ impl Job<'_> {
             constants.push(("B_CONV", form.code()));
             constants.extend(g.gather_constants(form == ConvGather::Adjoint));
         }
-        let (mut shader, entry) = self.cfg.shader(g, self.subgroup)?;
+        let (mut shader, mut entry) = self.cfg.shader(g, self.subgroup)?;
+        if self.coop.is_some() {
+            (shader, entry) = ("matmul_coop", "main_coop");
+        }
         if textures {
             shader = "matmul_subgroup_tex";
         }
@@ -868,6 +971,7 @@ impl Job<'_> {
             shader = match (self.subgroup, textures) {
                 (true, true) => "matmul_subgroup_act_tex",
                 (true, false) => "matmul_subgroup_act",
+                (false, _) if self.coop.is_some() => "matmul_coop_act",
                 (false, _) => "matmul_act",
             };
             constants.push(act);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Packs the matrix-unit check (benches/gpu/matrix_units.sh) for a machine
+# with a GPU but no Rust: release binaries of the f16 parity tests, the
+# benches it runs and the `devices` example, stripped and xz-compressed into
+# .gpu/ (git-ignored), and the Vulkan loader's Debian package into .gl/.
+# Run from the project root:  bash benches/gpu/pack.sh
+# Then, on the GPU machine, with .gpu and .gl carried:  bash .gpu/matrix_units.sh
+set -euo pipefail
+root=$(git rev-parse --show-toplevel); cd "$root"
+for d in .gpu .gl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
+rm -rf .gpu && mkdir -p .gpu
+# cargo prints "Executable tests/NAME.rs (target/release/deps/NAME-HASH)" (likewise benches/).
+{
+  cargo test --release -p wgrad-gpu-core --test parity_matmul_f16 --test parity_epilogue --no-run 2>&1
+  cargo bench --bench matmul --bench sequence --bench resnet --no-run 2>&1
+} | sed -n 's/.*Executable \(tests\|benches\)\/\([a-z_0-9]*\)\.rs (\(.*\))/\1 \2 \3/p' |
+  while read -r kind name path; do cp "$path" ".gpu/$([ "$kind" = tests ] && echo test || echo bench)_$name"; done
+cargo build --release --example devices -q
+cp target/release/examples/devices .gpu/devices
+strip .gpu/* 2>/dev/null || true
+(cd .gpu && tar -cJf bins.tar.xz ./* && find . -type f ! -name bins.tar.xz -delete)
+cp benches/gpu/matrix_units.sh .gpu/matrix_units.sh
+if [ ! -d .gl ] || [ -z "$(ls .gl/*.deb 2>/dev/null)" ]; then
+  mkdir -p .gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  apt-get $o update -qq
+  (cd .gl && apt-get $o download libvulkan1 >/dev/null)
+fi
+du -sh .gpu .gl
+tar -tJf .gpu/bins.tar.xz

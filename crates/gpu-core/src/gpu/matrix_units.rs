@@ -1,0 +1,127 @@
+//! Matrix units (tensor cores on NVIDIA, matrix cores on AMD, simdgroup
+//! matrices on Apple) as wgpu exposes them to WGSL: the experimental
+//! cooperative-matrix feature. gpu-core asks for it only where the adapter
+//! offers the one configuration `shaders/matmul_coop.wgsl` is written for,
+//! 16 x 16 x 16 with f16 A/B and f32 accumulators, in subgroups of one
+//! fixed size; everywhere else the tiled kernel runs the f16 products.
+
+/// The cooperative-matrix configuration the matmul's `main_coop` entry
+/// point needs, found on an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MatrixUnits {
+    /// Lanes of every subgroup (the adapter's min and max subgroup size agree).
+    pub subgroup_size: u32,
+}
+
+/// What `WGRAD_MATMUL_KERNEL` says about matrix units: `coop` forces them
+/// (a product that cannot use them is an error), `tiled` and `subgroup`
+/// forbid them, anything else (`auto`, unset) uses them where offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wish {
+    Auto,
+    Forced,
+    Forbidden,
+}
+
+impl Wish {
+    /// From `WGRAD_MATMUL_KERNEL`.
+    pub fn from_env() -> Wish {
+        match std::env::var("WGRAD_MATMUL_KERNEL").as_deref().map(str::trim) {
+            Ok("coop") => Wish::Forced,
+            Ok("tiled") | Ok("subgroup") => Wish::Forbidden,
+            _ => Wish::Auto,
+        }
+    }
+}
+
+/// The usable configuration on an adapter with these features, subgroup
+/// sizes and cooperative-matrix configurations, or `None`.
+pub(crate) fn find(
+    features: wgpu::Features,
+    (subgroup_min, subgroup_max): (u32, u32),
+    configs: &[wgpu::CooperativeMatrixProperties],
+) -> Option<MatrixUnits> {
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP;
+    let shape = configs.iter().any(|c| {
+        (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+            && c.ab_type == wgpu::CooperativeScalarType::F16
+            && c.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    // The kernel's workgroup is a whole number of subgroups whose size it
+    // must know when the pipeline is made.
+    let fixed = subgroup_min == subgroup_max && (8..=128).contains(&subgroup_min);
+    (features.contains(needed) && shape && fixed).then_some(MatrixUnits { subgroup_size: subgroup_min })
+}
+
+/// The adapter's matrix units for a device opened under `wish`.
+pub(crate) fn for_adapter(adapter: &wgpu::Adapter, wish: Wish) -> Option<MatrixUnits> {
+    if wish == Wish::Forbidden {
+        return None;
+    }
+    let info = adapter.get_info();
+    find(
+        adapter.features(),
+        (info.subgroup_min_size, info.subgroup_max_size),
+        &adapter.cooperative_matrix_properties(),
+    )
+}
+
+/// One line on an adapter's matrix units for `devices`: the configurations
+/// it lists with f16 inputs, and whether wgrad's kernel can use them.
+pub(crate) fn describe(adapter: &wgpu::Adapter) -> String {
+    let configs = adapter.cooperative_matrix_properties();
+    if !adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) || configs.is_empty() {
+        return "not offered (no cooperative-matrix feature)".into();
+    }
+    let listed: Vec<String> = configs
+        .iter()
+        .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type))
+        .collect();
+    let used = match for_adapter(adapter, Wish::Auto) {
+        Some(u) => format!("used for f16 products (16x16x16 f16->f32, subgroups of {})", u.subgroup_size),
+        None => "not used (no 16x16x16 f16->f32 configuration in fixed-size subgroups)".into(),
+    };
+    format!("{used}; adapter lists {}", listed.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(m: u32, ab: wgpu::CooperativeScalarType, cr: wgpu::CooperativeScalarType) -> wgpu::CooperativeMatrixProperties {
+        wgpu::CooperativeMatrixProperties {
+            m_size: m,
+            n_size: m,
+            k_size: m,
+            ab_type: ab,
+            cr_type: cr,
+            saturating_accumulation: false,
+        }
+    }
+
+    #[test]
+    fn only_the_f16_16x16x16_shape_in_fixed_subgroups_is_used() {
+        use wgpu::CooperativeScalarType::{F16, F32};
+        let all = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP;
+        let good = [config(8, F32, F32), config(16, F16, F32)];
+        assert_eq!(find(all, (32, 32), &good), Some(MatrixUnits { subgroup_size: 32 }));
+        // Apple-like: 8x8 f32 only.
+        assert_eq!(find(all, (32, 32), &[config(8, F32, F32)]), None);
+        // f16 accumulators only.
+        assert_eq!(find(all, (32, 32), &[config(16, F16, F16)]), None);
+        // Subgroups of varying size (the kernel's tile split needs one).
+        assert_eq!(find(all, (32, 64), &good), None);
+        // The feature itself, f16 and subgroups are each needed.
+        for missing in [
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            wgpu::Features::SHADER_F16,
+            wgpu::Features::SUBGROUP,
+        ] {
+            assert_eq!(find(all - missing, (32, 32), &good), None, "{missing:?}");
+        }
+    }
+}
