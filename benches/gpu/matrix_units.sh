@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The matrix-unit (tensor-core) check on a GPU machine, one run: what the
 # adapter reports, the f16 matmul parity tests (which fail if the adapter
-# has no usable matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), then the f16
-# matmul, sequence (--amp, GPT) and ResNet (--amp) benches with PyTorch on
-# the same card (WGRAD_TORCH_DEVICE=cuda). Packed by benches/gpu/pack.sh;
+# has no usable matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1) and the f32
+# ones, then the f32 and f16 matmul, sequence (--amp, GPT; attention composite on matrix units, the
+# default, then fused) and ResNet (--amp) benches with PyTorch on the same
+# card (WGRAD_TORCH_DEVICE=cuda). Packed by benches/gpu/pack.sh;
 # run from the project root as `bash .gpu/matrix_units.sh`. Output: stdout
 # and $OUT/matrix-units.log. `WGRAD_DEVICE=llvmpipe WGRAD_TORCH_DEVICE=cpu`
 # tries it on lavapipe (the parity step then fails: no matrix units).
@@ -24,10 +25,12 @@ step() { echo "== $*"; timeout "${LIMIT:-120}" "$@" || echo "(exited $?)"; }
   export WGRAD_REQUIRE_GPU=1 WGRAD_REQUIRE_MATRIX_UNITS=1
   step .gpu/test_parity_matmul_f16 --test-threads 1
   step .gpu/test_parity_epilogue --test-threads 1
+  step .gpu/test_gradients_attention --test-threads 1
   unset WGRAD_REQUIRE_MATRIX_UNITS
+  step .gpu/test_parity_matmul --test-threads 1
+  step .gpu/bench_matmul
   step .gpu/bench_matmul --f16
-  WGRAD_COOP_TILE=64x64 step .gpu/bench_matmul --f16
-  WGRAD_COOP_TILE=128x64 step .gpu/bench_matmul --f16
   LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5
+  WGRAD_ATTENTION=fused LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5
   LIMIT=150 step .gpu/bench_resnet 32 128 --amp
 } 2>&1 | tee "${OUT:-/tmp}/matrix-units.log"

@@ -279,3 +279,38 @@ fn oversized_head_dims_panic_on_every_path() {
         }
     }
 }
+
+/// On f16 operands the composite form (f32 scores and softmax, the
+/// probabilities rounded to f16 once; what `Auto` runs where f16 products
+/// use matrix units) equals the fused f16 kernel within f16 rounding, and
+/// returns F16, as the fused kernel does.
+#[test]
+fn f16_composite_path_matches_fused() {
+    use wgrad_autograd::DType;
+    for dev in backends("f16_composite_path_matches_fused") {
+        for causal in [false, true] {
+            let what = format!("causal {causal} on {}", dev.name());
+            let shapes: [&[usize]; 3] = [&[2, 2, 9, 8], &[2, 2, 9, 8], &[2, 2, 9, 6]];
+            let inputs: Vec<Tensor> =
+                shapes.iter().enumerate().map(|(i, s)| rand(s, 60 + i as u64, -1.0, 1.0, &dev)).collect();
+            let run = |path: AttentionPath| {
+                // F32 leaves (F16 ones take no gradient), cast to F16 on the way in.
+                let [q, k, v] = [0, 1, 2].map(|i| inputs[i].detach().requires_grad_());
+                let [q16, k16, v16] = [&q, &k, &v].map(|t| t.to_dtype(DType::F16));
+                let out = q16.scaled_dot_product_attention_with(&k16, &v16, None, causal, None, path);
+                assert_eq!(out.dtype(), DType::F16, "{what}: {path:?}");
+                let w = rand(&out.shape(), 99, 0.5, 1.5, &dev).to_dtype(DType::F16);
+                (&out * &w).to_dtype(DType::F32).sum_all().backward();
+                let grads = [&q, &k, &v].map(|t| t.grad().expect("gradient").to_vec());
+                (out.to_dtype(DType::F32).to_vec(), grads)
+            };
+            let (want, want_grads) = run(AttentionPath::Fused);
+            let (got, grads) = run(AttentionPath::Composite);
+            // f16 keeps 11 bits: a few rounding steps of 2^-11 apart.
+            assert_close(&format!("{what}: out"), &got, &want, 4e-3, 2e-3);
+            for (name, (g, w)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want_grads)) {
+                assert_close(&format!("{what}: {name}"), g, w, 1e-2, 4e-3);
+            }
+        }
+    }
+}

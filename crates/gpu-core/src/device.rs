@@ -341,11 +341,21 @@ impl Device {
     /// (`Auto` picks the composite form on CPU adapters, which run the
     /// subgroup matmul; the size and mask conditions are the op's).
     pub fn attention_path(&self) -> crate::ops::attention::AttentionPath {
+        self.attention_path_for(false)
+    }
+
+    /// [`attention_path`](Self::attention_path) for attention on f16
+    /// operands (`f16`) or f32 ones. On f16 operands `Auto` picks the
+    /// composite form where f16 products run on matrix units: its two
+    /// products on tensor cores beat the fused kernel's ALU loops
+    /// (docs/performance.md, "Matrix units"); elsewhere the fused kernel.
+    pub fn attention_path_for(&self, f16: bool) -> crate::ops::attention::AttentionPath {
         use crate::ops::attention::AttentionPath;
         use crate::ops::matmul::MatmulKernel;
         let Backend::Gpu(g) = &self.inner.backend else { return AttentionPath::Fused };
         match AttentionPath::from_code(g.attention.load(std::sync::atomic::Ordering::Relaxed)) {
-            AttentionPath::Auto if MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
+            AttentionPath::Auto if f16 && g.matrix_units.is_some() => AttentionPath::Composite,
+            AttentionPath::Auto if !f16 && MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
                 AttentionPath::Composite
             }
             AttentionPath::Auto => AttentionPath::Fused,
@@ -412,6 +422,12 @@ impl Device {
             Backend::Gpu(g) => g.release_pooled(),
             Backend::Cpu => self.inner.host_pool.clear(),
         }
+    }
+
+    /// Whether f16 products run on matrix units (tensor cores) here (cheap;
+    /// [`info`](Self::info)`().matrix_units` has the subgroup size).
+    pub fn has_matrix_units(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.matrix_units.is_some())
     }
 
     /// Whether the device supports `f16` arithmetic in shaders (storage casts work everywhere).

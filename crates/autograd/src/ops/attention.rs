@@ -75,10 +75,12 @@ impl Tensor {
     /// device ([`Device::attention_path`](crate::Device::attention_path):
     /// the composite form on CPU adapters, the fused kernels elsewhere),
     /// `Fused` always runs the fused kernels, `Composite` builds
-    /// `softmax(q kᵀ · scale) v` from matmul and softmax. Only unmasked
-    /// F32 attention whose score matrix has at most 2^24 elements takes the
-    /// composite form; anything else runs fused. Both give the same values
-    /// within rounding (tested).
+    /// `softmax(q kᵀ · scale) v` from matmul and softmax (on f16 operands:
+    /// f32 scores and softmax, the probabilities rounded to f16 for the
+    /// second product; `Auto` picks it for f16 operands where they run on
+    /// matrix units). Only unmasked attention whose score matrix has at
+    /// most 2^24 elements takes the composite form; anything else runs
+    /// fused. Both give the same values within rounding (tested).
     pub fn scaled_dot_product_attention_with(
         &self,
         k: &Tensor,
@@ -133,13 +135,12 @@ impl Tensor {
         // Head dims the kernels refuse panic on every device alike.
         let scores = batch * heads * lq * lk;
         let dims_ok = [d, dv].iter().all(|n| (1..=MAX_HEAD_DIM).contains(n));
-        if io == Operands::F32
-            && mask.is_none()
+        if mask.is_none()
             && dims_ok
             && scores > 0
             && scores <= COMPOSITE_MAX_SCORES
             && match path {
-                AttentionPath::Auto => self.device().attention_path() == AttentionPath::Composite,
+                AttentionPath::Auto => self.device().attention_path_for(io == Operands::F16) == AttentionPath::Composite,
                 p => p == AttentionPath::Composite,
             }
         {
@@ -197,13 +198,22 @@ impl Tensor {
 /// `causal` adds a `[Lq, Lk]` bias of −∞ above the diagonal, uploaded
 /// with the op (no launch); `Lk ≥ 1`, so every query row keeps key 0.
 fn composite(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: f32) -> Tensor {
-    // F32 in, F32 out, as the fused kernels: under autocast the products
-    // would round to f16 (attention reaches here in F32 only when its head
-    // dims are odd, which autocast leaves in F32).
+    // The dtype in is the dtype out, as the fused kernels: autocast is off
+    // here, so F32 operands (autocast leaves odd head dims in F32) stay
+    // F32. F16 operands (on matrix units) store their scores as f32 sums,
+    // take the softmax in f32 and round the probabilities to f16 once for
+    // the product with v, which returns F16.
     let _f32 = crate::AutocastGuard::new(false);
-    let scores = q.matmul_scaled(&k.transpose(-1, -2), scale);
+    let kt = k.transpose(-1, -2);
+    let f16 = q.dtype() == DType::F16;
+    let scores = if f16 { q.matmul_scaled_f32(&kt, scale) } else { q.matmul_scaled(&kt, scale) };
     let scores = if causal { &scores + &Tensor::causal_mask(q.size(-2), k.size(-2), &q.device()) } else { scores };
-    scores.softmax(-1).matmul(v)
+    let p = scores.softmax(-1);
+    if f16 {
+        p.to_dtype(DType::F16).matmul(v)
+    } else {
+        p.matmul(v)
+    }
 }
 
 /// The borrowed form gpu-core takes.

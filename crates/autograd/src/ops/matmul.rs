@@ -34,6 +34,14 @@ impl Tensor {
         self.try_matmul_scaled(other, Some(scale)).unwrap_or_else(|e| crate::recover::fail(e))
     }
 
+    /// `scale · (self @ other)` for two F16 tensors with an F32 result (the
+    /// f32 sums stored unrounded; the gradients F16, like the operands):
+    /// attention's scores on f16 operands, whose softmax wants them exact.
+    pub(crate) fn matmul_scaled_f32(&self, other: &Tensor, scale: f32) -> Tensor {
+        let store = Store { scale: Some(scale), ..Store::plain(DType::F32) };
+        self.product(other, store).unwrap_or_else(|e| crate::recover::fail(e))
+    }
+
     /// [`matmul`](Self::matmul), times `scale` when given.
     fn try_matmul_scaled(&self, other: &Tensor, scale: Option<f32>) -> Result<Tensor> {
         if let Some([a, b]) = crate::autocast::f16_operands("matmul", [self, other]) {

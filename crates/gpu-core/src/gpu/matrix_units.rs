@@ -26,9 +26,14 @@ pub(crate) enum Wish {
 impl Wish {
     /// From `WGRAD_MATMUL_KERNEL`.
     pub fn from_env() -> Wish {
-        match std::env::var("WGRAD_MATMUL_KERNEL").as_deref().map(str::trim) {
-            Ok("coop") => Wish::Forced,
-            Ok("tiled") | Ok("subgroup") => Wish::Forbidden,
+        Wish::parse(std::env::var("WGRAD_MATMUL_KERNEL").ok().as_deref())
+    }
+
+    /// From the variable's value, if set.
+    fn parse(value: Option<&str>) -> Wish {
+        match value.map(str::trim) {
+            Some("coop") => Wish::Forced,
+            Some("tiled") | Some("subgroup") => Wish::Forbidden,
             _ => Wish::Auto,
         }
     }
@@ -99,6 +104,15 @@ mod tests {
             cr_type: cr,
             saturating_accumulation: false,
         }
+    }
+
+    #[test]
+    fn the_kernel_variable_forces_or_forbids_matrix_units() {
+        assert_eq!(Wish::parse(Some("coop")), Wish::Forced);
+        assert_eq!(Wish::parse(Some(" tiled ")), Wish::Forbidden);
+        assert_eq!(Wish::parse(Some("subgroup")), Wish::Forbidden);
+        assert_eq!(Wish::parse(Some("auto")), Wish::Auto);
+        assert_eq!(Wish::parse(None), Wish::Auto);
     }
 
     #[test]
