@@ -347,8 +347,9 @@ impl Device {
     /// [`attention_path`](Self::attention_path) for attention on f16
     /// operands (`f16`) or f32 ones. On f16 operands `Auto` picks the
     /// composite form where f16 products run on matrix units: its two
-    /// products on tensor cores beat the fused kernel's ALU loops
-    /// (docs/performance.md, "Matrix units"); elsewhere the fused kernel.
+    /// products on tensor cores beat the fused kernel's ALU loops on large
+    /// score matrices (the op also checks their size; docs/performance.md,
+    /// "Matrix units"); elsewhere the fused kernel.
     pub fn attention_path_for(&self, f16: bool) -> crate::ops::attention::AttentionPath {
         use crate::ops::attention::AttentionPath;
         use crate::ops::matmul::MatmulKernel;

@@ -165,7 +165,11 @@ pub const GENERATED: &[(&str, Generator)] = &[
     // lines, so it includes these bodies: the f16 variants without them.
     ("matmul_f16_native_body", || variant("matmul", "operands_f32", "matmul_operands_f16_native", false)),
     ("matmul_act_f16_native_body", || {
-        variant_swaps("matmul", &[("operands_f32", "matmul_operands_f16_native"), ("matmul_store", "matmul_store_act")], false)
+        variant_swaps(
+            "matmul",
+            &[("operands_f32", "matmul_operands_f16_native"), ("matmul_store", "matmul_store_act")],
+            false,
+        )
     }),
     ("matmul_coop_act", || variant("matmul_coop", "matmul_f16_native_body", "matmul_act_f16_native_body", false)),
     ("matmul_tex", || variant("matmul", "operands_f32", "operands_tex", false)),

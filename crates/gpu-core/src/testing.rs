@@ -66,7 +66,11 @@ pub fn matrix_unit_kernels(dev: &Device) -> Vec<crate::ops::matmul::MatmulKernel
     use crate::ops::matmul::MatmulKernel;
     let runs = dev.is_gpu() && MatmulKernel::Cooperative.runs_on(dev);
     let required = matches!(std::env::var("WGRAD_REQUIRE_MATRIX_UNITS").as_deref(), Ok("1") | Ok("true") | Ok("yes"));
-    assert!(runs || !required || !dev.is_gpu(), "WGRAD_REQUIRE_MATRIX_UNITS is set but {} has no usable matrix units", dev.name());
+    assert!(
+        runs || !required || !dev.is_gpu(),
+        "WGRAD_REQUIRE_MATRIX_UNITS is set but {} has no usable matrix units",
+        dev.name()
+    );
     if runs {
         vec![MatmulKernel::Cooperative]
     } else {

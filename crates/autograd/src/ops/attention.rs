@@ -29,6 +29,15 @@ const OP: &str = "scaled_dot_product_attention";
 /// form builds; larger attention runs fused whatever the device prefers.
 const COMPOSITE_MAX_SCORES: usize = 1 << 24;
 
+/// The fewest scores per head (Lq · Lk) for which `Auto` runs f16 attention
+/// in the composite form on matrix units. Measured on an NVIDIA H200
+/// (docs/performance.md, "Matrix units"): at 256 x 256 (the GPT bench,
+/// 12 heads of 64) the composite form's products on tensor cores made the
+/// step 57.8-66.6 ms instead of 75.6-84.8 fused; at 128 x 128 (the
+/// Transformer bench, 4 heads) the fused kernel's step was twice as fast
+/// (8.2-8.9 against 17.9-18.1 ms).
+const F16_COMPOSITE_MIN_SCORES: usize = 256 * 256;
+
 impl Tensor {
     /// `softmax(q kᵀ · scale + mask) v` with `self` as the queries `q
     /// [..., Lq, D]`, keys `k [..., Lk, D]` and values `v [..., Lk, Dv]`; the
@@ -78,7 +87,7 @@ impl Tensor {
     /// `softmax(q kᵀ · scale) v` from matmul and softmax (on f16 operands:
     /// f32 scores and softmax, the probabilities rounded to f16 for the
     /// second product; `Auto` picks it for f16 operands where they run on
-    /// matrix units). Only unmasked attention whose score matrix has at
+    /// matrix units and each head has at least 256 x 256 scores). Only unmasked attention whose score matrix has at
     /// most 2^24 elements takes the composite form; anything else runs
     /// fused. Both give the same values within rounding (tested).
     pub fn scaled_dot_product_attention_with(
@@ -140,7 +149,10 @@ impl Tensor {
             && scores > 0
             && scores <= COMPOSITE_MAX_SCORES
             && match path {
-                AttentionPath::Auto => self.device().attention_path_for(io == Operands::F16) == AttentionPath::Composite,
+                AttentionPath::Auto => {
+                    self.device().attention_path_for(io == Operands::F16) == AttentionPath::Composite
+                        && (io == Operands::F32 || lq * lk >= F16_COMPOSITE_MIN_SCORES)
+                }
                 p => p == AttentionPath::Composite,
             }
         {

@@ -46,9 +46,8 @@ pub(crate) fn find(
     (subgroup_min, subgroup_max): (u32, u32),
     configs: &[wgpu::CooperativeMatrixProperties],
 ) -> Option<MatrixUnits> {
-    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-        | wgpu::Features::SHADER_F16
-        | wgpu::Features::SUBGROUP;
+    let needed =
+        wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
     let shape = configs.iter().any(|c| {
         (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
             && c.ab_type == wgpu::CooperativeScalarType::F16
@@ -66,11 +65,7 @@ pub(crate) fn for_adapter(adapter: &wgpu::Adapter, wish: Wish) -> Option<MatrixU
         return None;
     }
     let info = adapter.get_info();
-    find(
-        adapter.features(),
-        (info.subgroup_min_size, info.subgroup_max_size),
-        &adapter.cooperative_matrix_properties(),
-    )
+    find(adapter.features(), (info.subgroup_min_size, info.subgroup_max_size), &adapter.cooperative_matrix_properties())
 }
 
 /// One line on an adapter's matrix units for `devices`: the configurations
@@ -95,7 +90,11 @@ pub(crate) fn describe(adapter: &wgpu::Adapter) -> String {
 mod tests {
     use super::*;
 
-    fn config(m: u32, ab: wgpu::CooperativeScalarType, cr: wgpu::CooperativeScalarType) -> wgpu::CooperativeMatrixProperties {
+    fn config(
+        m: u32,
+        ab: wgpu::CooperativeScalarType,
+        cr: wgpu::CooperativeScalarType,
+    ) -> wgpu::CooperativeMatrixProperties {
         wgpu::CooperativeMatrixProperties {
             m_size: m,
             n_size: m,
@@ -118,9 +117,8 @@ mod tests {
     #[test]
     fn only_the_f16_16x16x16_shape_in_fixed_subgroups_is_used() {
         use wgpu::CooperativeScalarType::{F16, F32};
-        let all = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-            | wgpu::Features::SHADER_F16
-            | wgpu::Features::SUBGROUP;
+        let all =
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let good = [config(8, F32, F32), config(16, F16, F32)];
         assert_eq!(find(all, (32, 32), &good), Some(MatrixUnits { subgroup_size: 32 }));
         // Apple-like: 8x8 f32 only.
@@ -130,11 +128,9 @@ mod tests {
         // Subgroups of varying size (the kernel's tile split needs one).
         assert_eq!(find(all, (32, 64), &good), None);
         // The feature itself, f16 and subgroups are each needed.
-        for missing in [
-            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
-            wgpu::Features::SHADER_F16,
-            wgpu::Features::SUBGROUP,
-        ] {
+        for missing in
+            [wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP]
+        {
             assert_eq!(find(all - missing, (32, 32), &good), None, "{missing:?}");
         }
     }

@@ -262,7 +262,15 @@ fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<(
             )),
         };
     }
-    let side = |len: usize| if len <= 32 { 32 } else if len <= 64 { 64 } else { 128 };
+    let side = |len: usize| {
+        if len <= 32 {
+            32
+        } else if len <= 64 {
+            64
+        } else {
+            128
+        }
+    };
     let mut t = (side(m), side(n));
     while !fits(t) {
         if t.0 >= t.1 && t.0 > 32 {
