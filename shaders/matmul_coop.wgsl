@@ -7,9 +7,10 @@ enable wgpu_cooperative_matrix;
 // f16 operands where the adapter offers 16 x 16 x 16 cooperative matrices
 // with f16 inputs and f32 accumulators (gpu/matrix_units.rs).
 //
-// A workgroup is SG_M x SG_N subgroups and computes a (32 SG_M) x (32 SG_N)
-// output tile; each subgroup owns a 32 x 32 block of it as 2 x 2 f32
-// accumulator fragments. K is walked CK deep at a time: all threads stage
+// A workgroup is SG_M x SG_N subgroups and computes a (32 SG_M) x (16 FN
+// SG_N) output tile; each subgroup owns a 32 x 16 FN block of it as 2 x FN
+// f32 accumulator fragments (FN = 2 or 4: four fragments along N load two
+// B fragments more per step for four more products). K is walked CK deep at a time: all threads stage
 // the A and B tiles in workgroup memory as f16 (zeros outside the
 // matrices, so every fragment load is whole; strided, transposed, batched
 // and gathered convolution operands are read here exactly as the tiled
@@ -20,10 +21,12 @@ enable wgpu_cooperative_matrix;
 // and its lanes hand four columns at a time to `store4`.
 //#include matmul_f16_native_body.wgsl
 
-// Subgroups of a workgroup along rows and columns, and their size (the
-// host sets all three; TILE_M = 32 SG_M, TILE_N = 32 SG_N).
+// Subgroups of a workgroup along rows and columns, their size, and each
+// one's fragments along N (the host sets all four; TILE_M = 32 SG_M,
+// TILE_N = 16 FN SG_N).
 override SG_M: u32 = 2u;
 override SG_N: u32 = 2u;
+override FN: u32 = 2u;
 override SG_SIZE: u32 = 32u;
 override COOP_WG: u32 = SG_M * SG_N * SG_SIZE;
 
@@ -167,13 +170,17 @@ fn main_coop(
     // any return before them as divergent).
     let live = wg < p.workgroups;
     let tl = tile_of(min(wg, p.workgroups - 1u));
-    // This subgroup's 32 x 32 block of the tile.
+    // This subgroup's 32 x 16 FN block of the tile.
     let sm = (sg / SG_N) * 32u;
-    let sn = (sg % SG_N) * 32u;
+    let sn = (sg % SG_N) * 16u * FN;
     var c00 = coop_mat16x16<f32, C>();
     var c01 = coop_mat16x16<f32, C>();
     var c10 = coop_mat16x16<f32, C>();
     var c11 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
 
     let ktiles = (p.k + CK - 1u) / CK;
     for (var kt = 0u; kt < ktiles; kt++) {
@@ -189,6 +196,14 @@ fn main_coop(
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);
             c11 = coopMultiplyAdd(a1, b1, c11);
+            if FN == 4u {
+                let b2 = coopLoadT<coop_mat16x16<f16, B>>(&Bh[kk * B_STRIDE + sn + 32u], B_STRIDE);
+                let b3 = coopLoadT<coop_mat16x16<f16, B>>(&Bh[kk * B_STRIDE + sn + 48u], B_STRIDE);
+                c02 = coopMultiplyAdd(a0, b2, c02);
+                c03 = coopMultiplyAdd(a0, b3, c03);
+                c12 = coopMultiplyAdd(a1, b2, c12);
+                c13 = coopMultiplyAdd(a1, b3, c13);
+            }
         }
         // The next tile overwrites Ah/Bh only after every subgroup is done reading.
         workgroupBarrier();
@@ -202,4 +217,14 @@ fn main_coop(
     drain(tl, live, sg, lane, lanes, sm + 16u, sn);
     coopStoreT(c11, &Cs[sg * 256u], 16u);
     drain(tl, live, sg, lane, lanes, sm + 16u, sn + 16u);
+    if FN == 4u {
+        coopStoreT(c02, &Cs[sg * 256u], 16u);
+        drain(tl, live, sg, lane, lanes, sm, sn + 32u);
+        coopStoreT(c03, &Cs[sg * 256u], 16u);
+        drain(tl, live, sg, lane, lanes, sm, sn + 48u);
+        coopStoreT(c12, &Cs[sg * 256u], 16u);
+        drain(tl, live, sg, lane, lanes, sm + 16u, sn + 32u);
+        coopStoreT(c13, &Cs[sg * 256u], 16u);
+        drain(tl, live, sg, lane, lanes, sm + 16u, sn + 48u);
+    }
 }

@@ -281,17 +281,19 @@ mod coop_tests {
     fn the_matrix_unit_matmul_specialises_and_writes_spirv() {
         for (shader, act) in [("matmul_coop", None), ("matmul_coop_act", Some(("OP", 1.0)))] {
             let parsed = parse(&crate::shaders::source(shader)).expect("parses and validates");
-            for (sg_m, sg_n, a_k_fast, b_k_fast, vec, f16_out, conv) in [
-                (2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0),
-                (4.0, 4.0, 0.0, 1.0, 0.0, 1.0, 0.0),
-                (1.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+            for (sg_m, sg_n, frags, a_k_fast, b_k_fast, vec, f16_out, conv) in [
+                (2.0, 2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0),
+                (4.0, 4.0, 2.0, 0.0, 1.0, 0.0, 1.0, 0.0),
+                (1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                (4.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 0.0),
             ] {
                 let mut constants = vec![
                     ("SG_M", sg_m),
                     ("SG_N", sg_n),
+                    ("FN", frags),
                     ("SG_SIZE", 32.0),
                     ("TILE_M", 32.0 * sg_m),
-                    ("TILE_N", 32.0 * sg_n),
+                    ("TILE_N", 16.0 * frags * sg_n),
                     ("A_K_FAST", a_k_fast),
                     ("B_K_FAST", b_k_fast),
                     ("A_VEC", vec),

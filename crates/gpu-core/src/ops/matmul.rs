@@ -238,15 +238,45 @@ fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>
     }
 }
 
-/// The output tile of a matrix-unit product of `m` x `n` on `g`: 32 rows and
-/// columns per subgroup, up to 4 x 4 subgroups, as few as cover the
-/// product, within the adapter's workgroup limits;
+/// A matrix-unit tile: rows and columns, and each subgroup's 16 x 16
+/// fragments along N (`FN` in `matmul_coop.wgsl`; 32 rows per subgroup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CoopTile {
+    m: usize,
+    n: usize,
+    frags_n: usize,
+}
+
+impl CoopTile {
+    /// Subgroups along rows and columns.
+    fn subgroups(self) -> (usize, usize) {
+        (self.m / 32, self.n / (16 * self.frags_n))
+    }
+}
+
+/// `WGRAD_COOP_FRAGS` (2 or 4): each subgroup's fragments along N where the
+/// tile is wide enough; 2 when unset.
+fn coop_frags() -> usize {
+    match std::env::var("WGRAD_COOP_FRAGS").as_deref().map(str::trim) {
+        Ok("4") => 4,
+        _ => 2,
+    }
+}
+
+/// The output tile of a matrix-unit product of `m` x `n` on `g`: 32 rows
+/// and 16 x [`coop_frags`] columns per subgroup, up to 4 x 4 subgroups, as
+/// few as cover the product, within the adapter's workgroup limits;
 /// `WGRAD_COOP_TILE=MxN` (multiples of 32 up to 128) replaces the choice.
-fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<(usize, usize)> {
+fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<CoopTile> {
+    let tile = |(tm, tn): (usize, usize)| {
+        let frags_n = if tn >= 16 * coop_frags() { coop_frags() } else { 2 };
+        CoopTile { m: tm, n: tn, frags_n }
+    };
     let fits = |(tm, tn): (usize, usize)| {
-        let threads = (tm / 32) * (tn / 32) * units.subgroup_size as usize;
+        let (sm, sn) = tile((tm, tn)).subgroups();
+        let threads = sm * sn * units.subgroup_size as usize;
         // Staged A (rows of 40 halves), staged B (rows of TILE_N + 8 halves), 1 KiB per subgroup.
-        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + (tm / 32) * (tn / 32) * 1024;
+        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + sm * sn * 1024;
         threads <= g.limits.max_compute_invocations_per_workgroup as usize
             && bytes <= g.limits.max_compute_workgroup_storage_size as usize
     };
@@ -254,7 +284,7 @@ fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<(
         let parsed = v.split_once('x').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
         return match parsed {
             Some((tm, tn)) if [32, 64, 128].contains(&tm) && [32, 64, 128].contains(&tn) && fits((tm, tn)) => {
-                Ok((tm, tn))
+                Ok(tile((tm, tn)))
             }
             _ => Err(Error::invalid(
                 "matmul",
@@ -281,7 +311,7 @@ fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<(
             return Err(Error::invalid("matmul", "the adapter's workgroup limits hold no matrix-unit tile"));
         }
     }
-    Ok(t)
+    Ok(tile(t))
 }
 
 impl MatmulKernel {
@@ -872,8 +902,9 @@ impl Job<'_> {
             (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },
             (true, true) => Reads::ConvTextures,
         };
-        let (tile_m, tile_n) = match self.coop {
-            Some(units) => coop_tile(g, units, m, n)?,
+        let coop_tile = self.coop.map(|units| coop_tile(g, units, m, n)).transpose()?;
+        let (tile_m, tile_n) = match coop_tile {
+            Some(t) => (t.m, t.n),
             None => tile(self.subgroup, reads, m, n)?,
         };
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
@@ -939,7 +970,7 @@ impl Job<'_> {
             };
             let a_k_fast = !(a_rs == 1 && a_cs != 1);
             let mut constants = vec![("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))];
-            if let Some(units) = self.coop {
+            if let (Some(units), Some(t)) = (self.coop, coop_tile) {
                 // Whole aligned vec4 loads along the index the loaders walk
                 // (load_mode 1: along rows, 2: along columns).
                 let view = |offset: usize, strides: &[usize]| Layout {
@@ -955,8 +986,9 @@ impl Job<'_> {
                 constants.extend([
                     ("A_VEC", flag(a_mode == if a_k_fast { 1 } else { 2 })),
                     ("B_VEC", flag(b_mode == if b_k_fast { 2 } else { 1 })),
-                    ("SG_M", (tile_m / 32) as f64),
-                    ("SG_N", (tile_n / 32) as f64),
+                    ("SG_M", t.subgroups().0 as f64),
+                    ("SG_N", t.subgroups().1 as f64),
+                    ("FN", t.frags_n as f64),
                     ("SG_SIZE", units.subgroup_size as f64),
                 ]);
             }
