@@ -5,7 +5,10 @@
 //! copies into operand textures (CPU adapters) and the peak device memory
 //! of a step. `benches/resnet_pytorch.py` times the same step in
 //! PyTorch CPU in the same run (when `python3` with torch is available), and
-//! the ratios are printed next to it.
+//! the ratios are printed next to it. On a hardware GPU each step's loss is
+//! read a step late (`common/late.rs`): the host records step N + 1 while
+//! the GPU runs step N (the AMP rows still wait for `GradScaler`'s overflow
+//! flag in every step).
 //!
 //! `cargo bench --bench resnet [-- BATCH...] [--profile] [--amp]` (default
 //! batches 32 and 128); `--profile` prints the step profiler's table for one
@@ -19,6 +22,8 @@ use std::time::Instant;
 mod common;
 #[path = "common/host.rs"]
 mod host;
+#[path = "common/late.rs"]
+mod late;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -56,19 +61,22 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
         scaler.scale(&loss).backward();
         scaler.step(opt);
         scaler.update();
-        loss.item()
+        loss
     };
-    step(&mut opt);
+    step(&mut opt).item();
     let first = t0.elapsed().as_secs_f64();
     if profile {
-        profiling::profile_step(dev, &format!("resnet-b{batch}"), || step(&mut opt));
+        profiling::profile_step(dev, &format!("resnet-b{batch}"), || step(&mut opt).item());
     }
     dev.reset_peak();
     let before = dev.stats();
     let t = Instant::now();
+    // Each loss is read a step late on GPUs (late.rs), the last one inside the clock.
+    let (mut losses, mut last) = (late::LateLoss::new(dev), None);
     for _ in 0..steps {
-        step(&mut opt);
+        last = losses.push(&step(&mut opt));
     }
+    assert!(losses.finish(last).is_some_and(f32::is_finite), "loss is not finite");
     let wall = t.elapsed().as_secs_f64();
     let ms = wall * 1e3 / steps as f64;
     let after = dev.stats();

@@ -15,6 +15,10 @@
 //! Times the adapter `WGRAD_DEVICE` picks; then runs `benches/sequence_pytorch.py`
 //! (same shapes) when `python3` with torch is available, and prints the ratio.
 //!
+//! On a hardware GPU each step's loss is read a step late
+//! (`common/late.rs`), so the host records step N + 1 while the GPU runs
+//! step N; the last loss is read inside the clock.
+//!
 //! `cargo bench --bench sequence [-- lstm|transformer|gpt] [--amp] [--steps N] [--profile]`
 
 use std::time::Instant;
@@ -22,6 +26,8 @@ use std::time::Instant;
 mod common;
 #[path = "common/host.rs"]
 mod host;
+#[path = "common/late.rs"]
+mod late;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -51,25 +57,29 @@ struct Measured {
     host: host::HostCost,
 }
 
-/// Times `step` over `steps` runs after one warm-up. With `--profile`, one
-/// more step runs under the step profiler, whose table is printed and whose
-/// trace goes to `target/<name>-profile.json`.
-fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
+/// Times `step` (which returns its loss) over `steps` runs after one
+/// warm-up, each loss read a step late on GPUs (`late.rs`), the last one inside the
+/// clock. With `--profile`, one more step runs under the step profiler,
+/// whose table is printed and whose trace goes to `target/<name>-profile.json`.
+fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
     let steps = run.steps;
     let t0 = Instant::now();
-    let first = step();
+    let first = step().item();
     assert!(first.is_finite(), "loss is not finite");
     let first_s = t0.elapsed().as_secs_f64();
     let before = run.dev.stats();
     let t = Instant::now();
+    let (mut losses, mut last) = (late::LateLoss::new(run.dev), None);
     for _ in 0..steps {
-        step();
+        last = losses.push(&step());
     }
+    let last = losses.finish(last);
     let wall = t.elapsed().as_secs_f64();
+    assert!(last.is_some_and(f32::is_finite), "loss is not finite");
     let ms = wall * 1e3 / steps as f64;
     let done = run.dev.stats() - before;
     if run.profile {
-        profiling::profile_step(run.dev, name, &mut step);
+        profiling::profile_step(run.dev, name, || step().item());
     }
     Measured {
         ms,
@@ -82,7 +92,7 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> f32) -> Measured {
 
 /// One training step of `opt` on the loss `forward` computes: under
 /// autocast with a scaler for `-amp` runs, plain otherwise.
-fn train_step(amp: bool, scaler: &mut GradScaler, opt: &mut dyn Optimizer, forward: impl Fn() -> Tensor) -> f32 {
+fn train_step(amp: bool, scaler: &mut GradScaler, opt: &mut dyn Optimizer, forward: impl Fn() -> Tensor) -> Tensor {
     let loss = {
         let _autocast = AutocastGuard::new(amp);
         forward()
@@ -91,7 +101,7 @@ fn train_step(amp: bool, scaler: &mut GradScaler, opt: &mut dyn Optimizer, forwa
     scaler.scale(&loss).backward();
     scaler.step(opt);
     scaler.update();
-    loss.item()
+    loss
 }
 
 fn scaler(run: Run) -> GradScaler {
