@@ -28,6 +28,7 @@ step() { echo "== $*"; timeout "${LIMIT:-120}" "$@" || echo "(exited $?)"; }
   step .gpu/test_gradients_attention --test-threads 1
   unset WGRAD_REQUIRE_MATRIX_UNITS
   step .gpu/test_parity_matmul --test-threads 1
+  step .gpu/test_split_binding --test-threads 1
   step .gpu/bench_matmul
   step .gpu/bench_matmul --f16
   LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5

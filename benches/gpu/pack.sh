@@ -11,7 +11,7 @@ for d in .gpu .gl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d
 rm -rf .gpu && mkdir -p .gpu
 # cargo prints "Executable tests/NAME.rs (target/release/deps/NAME-HASH)" (likewise benches/).
 {
-  cargo test --release -p wgrad-gpu-core --test parity_matmul_f16 --test parity_epilogue --test parity_matmul --no-run 2>&1
+  cargo test --release -p wgrad-gpu-core --test parity_matmul_f16 --test parity_epilogue --test parity_matmul --test split_binding --no-run 2>&1
   cargo test --release -p wgrad-autograd --test gradients_attention --no-run 2>&1
   cargo bench --bench matmul --bench sequence --bench resnet --no-run 2>&1
 } | sed -n 's/.*Executable \(tests\|benches\)\/\([a-z_0-9]*\)\.rs (\(.*\))/\1 \2 \3/p' |
