@@ -93,6 +93,12 @@ fn mlp_step_time(dev: &Device) -> (f64, u64, host::HostCost) {
     (wall / reps as f64, per_step, cost)
 }
 
+/// The two host-cost lines under a workload.
+fn print_host(cost: &host::HostCost) {
+    println!("{:<34} {:>11.1} us", "  host per launch: recorder", cost.record_us);
+    println!("{:<34} {:>11.1} us", "  host per launch: all but waits", cost.busy_us);
+}
+
 fn main() {
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
@@ -108,8 +114,7 @@ fn main() {
     let t = common::show(theirs);
     println!("{:<34} {:>11.1} us {:>11.1} us {t:>11} us", "1000-op chain, per op", g * 1e3, c * 1e3);
     println!("{:<34} {:>11}", "  launches per chain", n);
-    println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
-    println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
+    print_host(&gh);
     println!(
         "{:<34} {:>14} {:>14}",
         "  per op / pytorch's",
@@ -132,8 +137,7 @@ fn main() {
         g * 1e6 / n as f64,
         c * 1e6 / n as f64
     );
-    println!("{:<34} {:>11.1} us", "  host per launch: recorder", gh.record_us);
-    println!("{:<34} {:>11.1} us", "  host per launch: all but waits", gh.busy_us);
+    print_host(&gh);
     println!(
         "{:<34} {:>14} {:>14}",
         "  step / pytorch's",

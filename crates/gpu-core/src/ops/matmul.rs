@@ -181,8 +181,13 @@ impl MatmulConfig {
         MatmulConfig { operands: Operands::F16, ..Self::default() }
     }
 
-    /// The shader (file or generated variant) and entry point on `g`.
-    fn shader(&self, g: &GpuContext, subgroup: bool) -> Result<(&'static str, &'static str)> {
+    /// The shader (file or generated variant) and entry point on `g`, for
+    /// the subgroup family, the matrix-unit one (`coop`, f16 operands), or
+    /// the tiled one.
+    fn shader(&self, g: &GpuContext, subgroup: bool, coop: bool) -> Result<(&'static str, &'static str)> {
+        if coop {
+            return Ok(("matmul_coop", "main_coop"));
+        }
         let native = match self.operands {
             Operands::F32 => None,
             Operands::F16 => Some(self.half_loads.native(g, "matmul")?),
@@ -255,12 +260,26 @@ impl CoopTile {
 }
 
 /// `WGRAD_COOP_FRAGS` (2 or 4): each subgroup's fragments along N where the
-/// tile is wide enough; 2 when unset.
+/// tile is wide enough; 2 when unset. Read once per process, like
+/// [`tile_override`]: a product is recorded per launch.
 fn coop_frags() -> usize {
-    match std::env::var("WGRAD_COOP_FRAGS").as_deref().map(str::trim) {
+    static FRAGS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *FRAGS.get_or_init(|| match std::env::var("WGRAD_COOP_FRAGS").as_deref().map(str::trim) {
         Ok("4") => 4,
         _ => 2,
-    }
+    })
+}
+
+/// `WGRAD_COOP_TILE=MxN`, read once per process: the tile asked for, or
+/// the text when it does not parse as one (an error at the first product).
+fn coop_tile_override() -> Option<std::result::Result<(usize, usize), &'static str>> {
+    static TILE: std::sync::OnceLock<Option<std::result::Result<(usize, usize), String>>> = std::sync::OnceLock::new();
+    let parsed = TILE.get_or_init(|| {
+        let v = std::env::var("WGRAD_COOP_TILE").ok()?;
+        let tile = v.split_once('x').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+        Some(tile.ok_or(v))
+    });
+    parsed.as_ref().map(|r| r.as_ref().map(|t| *t).map_err(String::as_str))
 }
 
 /// The output tile of a matrix-unit product of `m` x `n` on `g`: 32 rows
@@ -280,15 +299,17 @@ fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<C
         threads <= g.limits.max_compute_invocations_per_workgroup as usize
             && bytes <= g.limits.max_compute_workgroup_storage_size as usize
     };
-    if let Ok(v) = std::env::var("WGRAD_COOP_TILE") {
-        let parsed = v.split_once('x').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
-        return match parsed {
-            Some((tm, tn)) if [32, 64, 128].contains(&tm) && [32, 64, 128].contains(&tn) && fits((tm, tn)) => {
+    if let Some(asked) = coop_tile_override() {
+        return match asked {
+            Ok((tm, tn)) if [32, 64, 128].contains(&tm) && [32, 64, 128].contains(&tn) && fits((tm, tn)) => {
                 Ok(tile((tm, tn)))
             }
             _ => Err(Error::invalid(
                 "matmul",
-                format!("WGRAD_COOP_TILE={v:?}: MxN with M, N in 32, 64, 128, within the adapter's workgroup limits"),
+                format!(
+                    "WGRAD_COOP_TILE={:?}: MxN with M, N in 32, 64, 128, within the adapter's workgroup limits",
+                    asked.map_or_else(|v| v.to_string(), |(m, n)| format!("{m}x{n}"))
+                ),
             )),
         };
     }
@@ -1000,10 +1021,7 @@ impl Job<'_> {
             constants.push(("B_CONV", form.code()));
             constants.extend(g.gather_constants(form == ConvGather::Adjoint));
         }
-        let (mut shader, mut entry) = self.cfg.shader(g, self.subgroup)?;
-        if self.coop.is_some() {
-            (shader, entry) = ("matmul_coop", "main_coop");
-        }
+        let (mut shader, entry) = self.cfg.shader(g, self.subgroup, self.coop.is_some())?;
         if textures {
             shader = "matmul_subgroup_tex";
         }
