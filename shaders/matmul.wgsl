@@ -380,8 +380,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // `acc` is indexed by constants only here: a loop over the block whose
     // body is the whole epilogue is one a driver may leave rolled, and
     // then indexes `acc` at run time, which puts the block in local
-    // memory (an NVIDIA H200: 2 TFLOP/s instead of 28; docs/performance.md,
-    // "Matrix units"). Written for TM = 8 rows of TN / 4 = 2 vec4 columns.
+    // memory (an NVIDIA H200: 2 TFLOP/s instead of 28;
+    // docs/history/performance-log-2026-11.md). Written for TM = 8 rows of
+    // TN / 4 = 2 vec4 columns.
     store_block_row(tl, tx, ty, 0u, acc[0], acc[1]);
     store_block_row(tl, tx, ty, 1u, acc[2], acc[3]);
     store_block_row(tl, tx, ty, 2u, acc[4], acc[5]);
