@@ -85,9 +85,12 @@ impl Future for Readback {
                         if !*waiter {
                             *waiter = true;
                             let wgpu_device = ctx.device.clone();
-                            std::thread::spawn(move || {
+                            let waiter = std::thread::spawn(move || {
                                 let _ = wgpu_device.poll(wgpu::PollType::wait_indefinitely());
                             });
+                            let mut waiters = ctx.waiters.lock().unwrap();
+                            waiters.retain(|w| !w.is_finished());
+                            waiters.push(waiter);
                         }
                         Poll::Pending
                     }

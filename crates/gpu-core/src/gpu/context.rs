@@ -22,6 +22,11 @@ pub(crate) struct GpuContext {
     /// Compiling the pipeline manifest's kernels in the background, if
     /// [`warmup::start`](super::warmup::start) was called (stopped on drop).
     pub warmup: Mutex<Option<super::warmup::Warmup>>,
+    /// The threads readback futures started to wait in a device poll
+    /// (`readback.rs`), joined on drop: each holds a clone of the device, and
+    /// the last clone dropped on a thread of its own while the main thread
+    /// is in `exit` unloads the driver under the exit handlers.
+    pub waiters: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub batch: Mutex<Batch>,
     /// The first error wgpu reported outside a call we could return it from.
     pub error: Arc<Mutex<Option<String>>>,
@@ -82,6 +87,9 @@ impl Drop for GpuContext {
         // The warm-up threads compile with this device: let them stop first.
         if let Some(w) = self.warmup.lock().unwrap().take() {
             w.finish();
+        }
+        for waiter in self.waiters.get_mut().unwrap().drain(..) {
+            let _ = waiter.join();
         }
     }
 }
@@ -144,6 +152,7 @@ impl GpuContext {
             pool: Pool::default(),
             pipelines,
             warmup: Mutex::new(None),
+            waiters: Mutex::new(Vec::new()),
             batch: Mutex::new(Batch::default()),
             error,
             stats,

@@ -32,7 +32,8 @@
 //! pipeline creation, where the dummy submission would be pure overhead.
 //! `WGRAD_PRIME=0` turns it off (for measuring it).
 
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use super::pipelines::{Kernel, PARAMS_BYTES};
 
@@ -43,8 +44,15 @@ const DUMMY_BYTES: u64 = 256;
 /// The queue and the dummy resources primed dispatches bind.
 pub(crate) struct Primer {
     /// To the thread that submits the primed dispatches (it ends when this
-    /// sender is dropped with the primer).
-    submit: Mutex<mpsc::Sender<wgpu::CommandBuffer>>,
+    /// sender is dropped, in `drop`).
+    submit: Mutex<Option<mpsc::Sender<wgpu::CommandBuffer>>>,
+    /// That thread, joined on drop: it holds a clone of the queue, and if it
+    /// dropped the last one while the main thread was already in `exit`,
+    /// the Vulkan loader would unload the driver under the exit handlers
+    /// (a SIGSEGV at exit on lavapipe, about 1 run in 50 under load).
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Set by that thread once it has dropped its queue (what the tests check).
+    released: Arc<AtomicBool>,
     params: wgpu::Buffer,
     /// Bound for every read-only buffer input (read-only bindings may alias).
     input: wgpu::Buffer,
@@ -74,16 +82,22 @@ impl Primer {
         let (_texture, texture) = super::texture_operands::operand_texture(device, 1);
         let (submit, primed) = mpsc::channel::<wgpu::CommandBuffer>();
         let queue = queue.clone();
-        std::thread::Builder::new()
+        let released = Arc::new(AtomicBool::new(false));
+        let done = released.clone();
+        let thread = std::thread::Builder::new()
             .name("wgrad primer".into())
             .spawn(move || {
                 for commands in primed {
                     queue.submit([commands]);
                 }
+                drop(queue);
+                done.store(true, Ordering::Release);
             })
             .expect("wgrad: cannot start the pipeline primer thread");
         Primer {
-            submit: Mutex::new(submit),
+            submit: Mutex::new(Some(submit)),
+            thread: Some(thread),
+            released,
             params: dummy_buffer(device, PARAMS_BYTES, wgpu::BufferUsages::UNIFORM),
             input: dummy_buffer(device, DUMMY_BYTES, wgpu::BufferUsages::STORAGE),
             outputs: Mutex::new(Vec::new()),
@@ -114,6 +128,37 @@ impl Primer {
             pass.dispatch_workgroups(0, 1, 1);
         }
         // The thread lives as long as the sender; a send cannot fail before.
-        let _ = self.submit.lock().unwrap().send(encoder.finish());
+        if let Some(submit) = self.submit.lock().unwrap().as_ref() {
+            let _ = submit.send(encoder.finish());
+        }
+    }
+}
+
+impl Drop for Primer {
+    fn drop(&mut self) {
+        self.submit.lock().unwrap().take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dropping the primer waits for its thread to let go of the queue (a
+    /// thread still holding it at process exit crashed lavapipe runs).
+    #[test]
+    fn drop_joins_the_submitting_thread() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("drop_joins_the_submitting_thread") else { return };
+        let ctx = dev.gpu_ctx().unwrap();
+        for _ in 0..20 {
+            let primer = Primer::new(&ctx.device, &ctx.queue);
+            let released = primer.released.clone();
+            assert!(!released.load(Ordering::Acquire), "the thread let go of the queue before the primer was dropped");
+            drop(primer);
+            assert!(released.load(Ordering::Acquire), "the primer was dropped while its thread still held the queue");
+        }
     }
 }
