@@ -139,6 +139,7 @@ impl Drop for Primer {
         self.submit.lock().unwrap().take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+            debug_assert!(self.released.load(Ordering::Acquire), "the primer thread ended holding the queue");
         }
     }
 }
