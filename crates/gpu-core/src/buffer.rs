@@ -232,7 +232,7 @@ impl Buffer {
             panic!("wgrad internal: GPU kernel given a CPU buffer")
         };
         cell.get_or_init(|| {
-            g.pool.take(self.inner.charged).unwrap_or_else(|| {
+            g.pool.acquire(self.inner.charged, || {
                 self.inner.device.inner.stats.buffer_created();
                 g.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgrad"),

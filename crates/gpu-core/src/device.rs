@@ -299,6 +299,35 @@ impl Device {
         Ok(())
     }
 
+    /// Turns replay on or off for batches recorded from now on (it starts on
+    /// unless `WGRAD_REPLAY=0`): a batch that repeats an earlier one (a
+    /// training step) reuses that batch's pipelines, bind groups and fuser
+    /// decisions instead of making them again, with bit-identical results
+    /// (see `gpu/replay.rs`, docs/architecture.md "Replay"). Work recorded
+    /// before is submitted first. The CPU backend records nothing and
+    /// ignores this.
+    pub fn set_replay(&self, on: bool) -> Result<()> {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.flush()?;
+            g.batch.lock().unwrap().replay.on = on;
+        }
+        Ok(())
+    }
+
+    /// Whether repeated batches are replayed (false on the CPU backend).
+    pub fn replay(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.batch.lock().unwrap().replay.on)
+    }
+
+    /// Why the last batch that fell back from a replay plan did (the
+    /// position and the launch that differed), if one has.
+    pub fn replay_fallback(&self) -> Option<String> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.batch.lock().unwrap().replay.last_fallback.clone(),
+            Backend::Cpu => None,
+        }
+    }
+
     /// Whether elementwise launches are fused (false on the CPU backend).
     pub fn fusion(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.fusion_enabled())

@@ -36,6 +36,10 @@ pub struct Stats {
     host_submit_ns: AtomicU64,
     host_wait_ns: AtomicU64,
     bind_groups_created: AtomicU64,
+    plans_captured: AtomicU64,
+    batches_replayed: AtomicU64,
+    launches_replayed: AtomicU64,
+    replay_fallbacks: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -87,6 +91,19 @@ pub struct StatsSnapshot {
     /// found cached (binding the same buffers to the same kernel layout as
     /// an earlier launch: the steps of a training loop after the first).
     pub bind_groups_created: u64,
+    /// Batches a GPU device kept as replay plans: recorded afresh, because
+    /// no plan matched them whole (see `gpu/replay.rs`; 0 with replay off).
+    pub plans_captured: u64,
+    /// Batches that matched a plan whole: every launch replayed (but for
+    /// launches that read operand textures, recorded afresh on CPU adapters).
+    pub batches_replayed: u64,
+    /// Launches encoded from a plan's pipeline and bind group (and fused
+    /// kernels from its fuser decisions) instead of being recorded afresh.
+    pub launches_replayed: u64,
+    /// Batches that followed a plan and then differed from it (new shapes,
+    /// another graph): recorded afresh from there and kept as a new plan
+    /// (`Device::replay_fallback` says why the last one did).
+    pub replay_fallbacks: u64,
 }
 
 impl Stats {
@@ -108,6 +125,10 @@ impl Stats {
             host_submit_ns: self.host_submit_ns.load(Relaxed),
             host_wait_ns: self.host_wait_ns.load(Relaxed),
             bind_groups_created: self.bind_groups_created.load(Relaxed),
+            plans_captured: self.plans_captured.load(Relaxed),
+            batches_replayed: self.batches_replayed.load(Relaxed),
+            launches_replayed: self.launches_replayed.load(Relaxed),
+            replay_fallbacks: self.replay_fallbacks.load(Relaxed),
         }
     }
 
@@ -148,6 +169,18 @@ impl Stats {
     }
     pub(crate) fn bind_group_created(&self) {
         self.bind_groups_created.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn plan_captured(&self) {
+        self.plans_captured.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn batch_replayed(&self) {
+        self.batches_replayed.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn launch_replayed(&self) {
+        self.launches_replayed.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn replay_fell_back(&self) {
+        self.replay_fallbacks.fetch_add(1, Relaxed);
     }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);
@@ -197,6 +230,10 @@ impl std::ops::Sub for StatsSnapshot {
             host_submit_ns: self.host_submit_ns - before.host_submit_ns,
             host_wait_ns: self.host_wait_ns - before.host_wait_ns,
             bind_groups_created: self.bind_groups_created - before.bind_groups_created,
+            plans_captured: self.plans_captured - before.plans_captured,
+            batches_replayed: self.batches_replayed - before.batches_replayed,
+            launches_replayed: self.launches_replayed - before.launches_replayed,
+            replay_fallbacks: self.replay_fallbacks - before.replay_fallbacks,
         }
     }
 }

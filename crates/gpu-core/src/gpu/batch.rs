@@ -10,6 +10,7 @@ use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
 use super::host_clock;
 use super::pipelines::{Kernel, PARAMS_BYTES};
+use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
 use crate::stats::HostPhase;
 use crate::{Error, Result};
@@ -61,6 +62,10 @@ pub(crate) struct Batch {
     staging: super::texture_operands::Staging,
     /// Bind groups by what they bind, reused across launches and steps.
     pub(crate) bind_groups: super::bind_groups::BindGroups,
+    /// The plans of earlier batches this one may replay (`replay.rs`).
+    pub(crate) replay: super::replay::Replay,
+    /// The pipeline the open pass has set (a `Kernel`'s address; 0: none).
+    pass_pipeline: usize,
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -137,6 +142,7 @@ impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
     pub(crate) fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
+        self.pass_pipeline = 0;
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
         })
@@ -172,6 +178,27 @@ impl Batch {
             self.pass = Some(pass);
         }
         self.pass.as_mut().unwrap()
+    }
+
+    /// Records one dispatch of `kernel` into the open pass (setting its
+    /// pipeline only when the pass has another).
+    fn dispatch(
+        &mut self,
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        bind_group: &wgpu::BindGroup,
+        offset: u32,
+        workgroups: u32,
+    ) {
+        let (x, y) = fold_grid(workgroups);
+        let id = kernel as *const Kernel as usize;
+        let set = std::mem::replace(&mut self.pass_pipeline, id) != id;
+        let pass = self.pass(device);
+        if set {
+            pass.set_pipeline(&kernel.pipeline);
+        }
+        pass.set_bind_group(0, bind_group, &[offset]);
+        pass.dispatch_workgroups(x, y, 1);
     }
 
     /// Stores a parameter block and returns (chunk index, byte offset).
@@ -237,12 +264,24 @@ impl GpuContext {
         let mut batch = self.batch.lock().unwrap();
         self.settle(&mut batch)?;
         batch.dispatches += 1;
+        let replay = self.replaying(&batch);
+        if replay {
+            if let Some(entry) = batch.replay.launch(l, windows) {
+                let Entry::Launch(e) = &*entry else { unreachable!("a launch's entry") };
+                if self.encode_replayed(&mut batch, e, l)? {
+                    batch.replay.push(entry, true);
+                    self.stats().launch_replayed();
+                    return self.submit_if_full(&mut batch);
+                }
+                batch.replay.refused("the parameter chunk differs");
+            }
+        }
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, l.constants, l.inputs.len(), l.outputs.len());
         let record = self.profiler.is_active().then(|| {
             let bytes = l.inputs.iter().chain(l.outputs).map(|b| b.size()).sum();
             self.profiler.record(format!("{}:{}", l.shader, l.entry), bytes)
         });
-        self.encode(
+        let bound = self.encode(
             &mut batch,
             &Encode {
                 kernel: &kernel,
@@ -254,7 +293,45 @@ impl GpuContext {
                 windows,
                 workgroups: l.workgroups,
             },
-        )
+        )?;
+        if replay {
+            batch.replay.push(std::sync::Arc::new(Entry::Launch(LaunchEntry::new(l, windows, kernel, bound))), false);
+        }
+        self.submit_if_full(&mut batch)
+    }
+
+    /// Whether launches recorded now go through the plans: replay is on
+    /// and the profiler is not timing each launch in a pass of its own.
+    fn replaying(&self, batch: &Batch) -> bool {
+        batch.replay.on && !self.profiler.is_active()
+    }
+
+    /// Encodes launch `l` with the pipeline and bind group a plan recorded
+    /// for it (`e`, which matched it), writing only its parameters; false
+    /// (nothing encoded) when its parameter block lands in another chunk
+    /// than the one that bind group binds.
+    fn encode_replayed(&self, batch: &mut Batch, e: &LaunchEntry, l: &Launch) -> Result<bool> {
+        let Some((bind_group, chunk_buffer)) = &e.bound else { return Ok(false) };
+        let (chunk, offset) = batch.push_params(&self.device, l.params);
+        if batch.chunks[chunk].buffer != *chunk_buffer {
+            return Ok(false);
+        }
+        for o in l.outputs {
+            batch.staging.written(o);
+        }
+        batch.dispatch(&self.device, &e.kernel, bind_group, offset, l.workgroups);
+        self.stats().dispatched();
+        Ok(true)
+    }
+
+    /// Submits the batch when it holds [`MAX_PENDING_DISPATCHES`] launches
+    /// or its timestamp queries are used up.
+    fn submit_if_full(&self, batch: &mut Batch) -> Result<()> {
+        let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
+        if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
+            self.submit(batch)?;
+        }
+        Ok(())
     }
 
     /// Records an elementwise launch the fuser may merge with its neighbours
@@ -296,7 +373,8 @@ impl GpuContext {
         batch.dispatches += 1;
         if !self.fusion_enabled() {
             self.settle(&mut batch)?;
-            return self.encode_alone(&mut batch, std::slice::from_ref(&d));
+            self.encode_alone(&mut batch, std::slice::from_ref(&d), None)?;
+            return self.submit_if_full(&mut batch);
         }
         batch.deferred.push(d);
         if batch.dispatches >= MAX_PENDING_DISPATCHES {
@@ -320,41 +398,83 @@ impl GpuContext {
             return Ok(());
         }
         let run = std::mem::take(&mut batch.deferred);
-        let mut into = fusion::merges(&run);
-        let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
-        // Planned from the last launch back: cutting an oversized kernel
-        // frees only earlier producers, which are then planned in turn.
-        let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
-        for root in (0..run.len()).rev() {
-            if into[root].is_none() {
-                plans[root] = fusion::plan(&run, &mut into, root, |into, expr| {
-                    self.generate(&run, into, (root, expr), max_buffers)
-                });
+        let limit = self.binding_limit();
+        let replay = self.replaying(batch);
+        let (entry, replayed) = match replay.then(|| batch.replay.settle(&run, limit)).flatten() {
+            Some(entry) => (entry, true),
+            None => {
+                let planned = SettleEntry::new(self.plan_run(&run));
+                (std::sync::Arc::new(Entry::Settle(if replay { planned.keyed(&run, limit) } else { planned })), false)
+            }
+        };
+        let Entry::Settle(plan) = &*entry else { unreachable!("a settle's entry") };
+        for (root, how) in plan.roots.iter().enumerate() {
+            match how {
+                Root::Absorbed => {}
+                Root::Alone(kernel) => self.encode_alone(batch, std::slice::from_ref(&run[root]), kernel.as_ref())?,
+                Root::Fused(g, kernel) => {
+                    self.encode_fused(batch, &run, root, g, kernel)?;
+                    if replayed {
+                        self.stats().launch_replayed();
+                    }
+                }
             }
         }
-        for (root, plan) in plans.iter().enumerate() {
-            if into[root].is_some() {
-                continue;
-            }
-            match plan {
-                None => self.encode_alone(batch, std::slice::from_ref(&run[root]))?,
-                Some(g) => self.encode_fused(batch, &run, root, g)?,
-            }
+        if replay {
+            batch.replay.push(entry, replayed);
         }
         // Dropping the run drops the last handles of the absorbed
         // intermediates, which were never backed by device memory.
         Ok(())
     }
 
+    /// The fuser's decisions for `run`: each launch that no consumer
+    /// absorbs becomes one launch, fused with the producers it absorbed.
+    fn plan_run(&self, run: &[Deferred]) -> Vec<Root> {
+        let mut into = fusion::merges(run);
+        let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
+        // Planned from the last launch back: cutting an oversized kernel
+        // frees only earlier producers, which are then planned in turn.
+        let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
+        for root in (0..run.len()).rev() {
+            if into[root].is_none() {
+                plans[root] = fusion::plan(run, &mut into, root, |into, expr| {
+                    self.generate(run, into, (root, expr), max_buffers)
+                });
+            }
+        }
+        plans
+            .into_iter()
+            .enumerate()
+            .map(|(root, plan)| match plan {
+                _ if into[root].is_some() => Root::Absorbed,
+                None => Root::Alone(self.deferred_kernel(&run[root])),
+                Some(g) => {
+                    let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
+                    Root::Fused(Box::new(g), kernel)
+                }
+            })
+            .collect()
+    }
+
+    /// The recorded kernel of deferred launch `d`, or `None` when it runs as
+    /// a generated kernel even alone: a pad (which has no kernel of its
+    /// own) or a launch binding a buffer past the binding limit.
+    fn deferred_kernel(&self, d: &Deferred) -> Option<std::sync::Arc<Kernel>> {
+        let limit = self.binding_limit();
+        let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
+        (!pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit))
+            .then(|| self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1))
+    }
+
     /// Encodes a deferred launch as recorded (its own kernel).
-    fn encode_deferred(&self, batch: &mut Batch, d: &Deferred) -> Result<()> {
+    fn encode_deferred(&self, batch: &mut Batch, d: &Deferred, kernel: &Kernel) -> Result<()> {
         debug_assert!(!matches!(d.fusable.node, fusion::Node::Pad { .. }), "a pad has no kernel of its own");
-        let kernel = self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1);
         let inputs: Vec<&wgpu::Buffer> = d.inputs.iter().map(|b| b.wgpu()).collect();
         self.encode(
             batch,
             &Encode {
-                kernel: &kernel,
+                kernel,
                 record: d.record,
                 label: d.shader,
                 params: &d.params,
@@ -364,25 +484,30 @@ impl GpuContext {
                 workgroups: d.workgroups,
             },
         )
+        .map(drop)
     }
 
     /// Encodes the one deferred launch in `alone` by itself: as recorded,
     /// or, when it binds a buffer past the binding limit (or is a pad, which
     /// has no kernel of its own), as the generated kernel, which runs in
     /// ranges when it must.
-    fn encode_alone(&self, batch: &mut Batch, alone: &[Deferred]) -> Result<()> {
+    fn encode_alone(
+        &self,
+        batch: &mut Batch,
+        alone: &[Deferred],
+        kernel: Option<&std::sync::Arc<Kernel>>,
+    ) -> Result<()> {
         let d = &alone[0];
-        let limit = self.binding_limit();
-        let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
-        if !pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
-            return self.encode_deferred(batch, d);
+        if let Some(kernel) = kernel.cloned().or_else(|| self.deferred_kernel(d)) {
+            return self.encode_deferred(batch, d, &kernel);
         }
         let into = [None];
         let expr = fusion::expression(alone, &into, 0);
         let g = self
             .generate(alone, &into, (0, &expr), MAX_BUFFERS)
             .expect("wgrad internal: one elementwise launch fits a generated kernel");
-        self.encode_fused(batch, alone, 0, &g)
+        let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
+        self.encode_fused(batch, alone, 0, &g, &kernel)
     }
 
     /// The kernel for `expr`: the plain one, or, when a buffer it binds is
@@ -409,14 +534,20 @@ impl GpuContext {
     /// Encodes a generated kernel computing `run[root]` with its absorbed
     /// producers: one launch, or one per range when a buffer it binds is
     /// past the binding limit (`split.rs`).
-    fn encode_fused(&self, batch: &mut Batch, run: &[Deferred], root: usize, g: &Generated) -> Result<()> {
+    fn encode_fused(
+        &self,
+        batch: &mut Batch,
+        run: &[Deferred],
+        root: usize,
+        g: &Generated,
+        kernel: &Kernel,
+    ) -> Result<()> {
         if self.fusion_debug > 0 {
             eprintln!("wgrad fuser: {} ({} inputs, {} elements)", g.name, g.leaves.len(), run[root].fusable.n);
             if self.fusion_debug > 1 {
                 eprintln!("{}", g.source());
             }
         }
-        let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
         let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
         let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
         if let Some(r) = run[root].record {
@@ -427,19 +558,21 @@ impl GpuContext {
         }
         let limit = self.binding_limit();
         if !g.ranged {
-            return self.encode(
-                batch,
-                &Encode {
-                    kernel: &kernel,
-                    record: run[root].record,
-                    label: "wgrad fused",
-                    params: &g.params,
-                    inputs: &inputs,
-                    outputs: &outputs,
-                    windows: &[],
-                    workgroups: crate::ops::groups(g.threads, 256),
-                },
-            );
+            return self
+                .encode(
+                    batch,
+                    &Encode {
+                        kernel,
+                        record: run[root].record,
+                        label: "wgrad fused",
+                        params: &g.params,
+                        inputs: &inputs,
+                        outputs: &outputs,
+                        windows: &[],
+                        workgroups: crate::ops::groups(g.threads, 256),
+                    },
+                )
+                .map(drop);
         }
         let n = run[root].fusable.n;
         let ranges =
@@ -470,7 +603,7 @@ impl GpuContext {
             self.encode(
                 batch,
                 &Encode {
-                    kernel: &kernel,
+                    kernel,
                     record: if k == 0 { run[root].record } else { None },
                     label: "wgrad fused",
                     params: &params,
@@ -484,9 +617,11 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Binds and dispatches one launch in the batch (submitting early when
-    /// the batch is full).
-    fn encode(&self, batch: &mut Batch, l: &Encode) -> Result<()> {
+    /// Binds and dispatches one launch in the batch; returns the bind group
+    /// and parameter chunk it bound, unless it reads operand textures (whose
+    /// bind groups are made per launch). The caller submits a full batch
+    /// ([`submit_if_full`](Self::submit_if_full)).
+    fn encode(&self, batch: &mut Batch, l: &Encode) -> Result<Option<(wgpu::BindGroup, wgpu::Buffer)>> {
         let (kernel, record) = (l.kernel, l.record);
         // Checked before anything is recorded: a buffer past the binding
         // limit bound whole is the error of an op that cannot split its
@@ -559,7 +694,6 @@ impl GpuContext {
             t.records.push(r);
             (t.set.clone(), 2 * (t.records.len() as u32 - 1))
         });
-        let (x, y) = fold_grid(l.workgroups);
         if let Some((set, i)) = &timed {
             // A profiled launch gets a pass of its own, bracketed by timestamps.
             let timestamp_writes = Some(wgpu::ComputePassTimestampWrites {
@@ -570,21 +704,15 @@ impl GpuContext {
             let enc = batch.encoder(&self.device);
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(l.label), timestamp_writes });
+            let (x, y) = fold_grid(l.workgroups);
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
         } else {
-            let pass = batch.pass(&self.device);
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[offset]);
-            pass.dispatch_workgroups(x, y, 1);
+            batch.dispatch(&self.device, kernel, &bind_group, offset, l.workgroups);
         }
         self.stats().dispatched();
-        let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
-        if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
-            self.submit(batch)?;
-        }
-        Ok(())
+        Ok((kernel.textures == 0).then_some((bind_group, params)))
     }
 
     /// Records a host-to-device copy into the batch (ordered with the kernels around it).
@@ -658,6 +786,18 @@ impl GpuContext {
         }
         let _host = host_clock::enter(&self.stats, HostPhase::Submit);
         batch.pass = None;
+        batch.pass_pipeline = 0;
+        match batch.replay.finish() {
+            Outcome::Nothing => {}
+            Outcome::Replayed => self.stats().batch_replayed(),
+            Outcome::Captured => self.stats().plan_captured(),
+            Outcome::FellBack(why) => {
+                self.stats().plan_captured();
+                self.stats().replay_fell_back();
+                batch.replay.last_fallback = Some(why);
+            }
+        }
+        self.pool.next_batch();
         let Some(mut encoder) = batch.encoder.take() else {
             return Ok(false);
         };

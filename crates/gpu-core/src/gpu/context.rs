@@ -197,9 +197,13 @@ impl GpuContext {
     }
 
     /// Returns the pooled free buffers to the driver (and forgets the
-    /// cached bind groups, which keep buffers alive); returns the bytes freed.
+    /// cached bind groups and replay plans, which keep buffers alive);
+    /// returns the bytes freed.
     pub fn release_pooled(&self) -> u64 {
-        self.batch.lock().unwrap().bind_groups.clear();
+        let mut batch = self.batch.lock().unwrap();
+        batch.bind_groups.clear();
+        batch.replay.clear();
+        drop(batch);
         self.pool.clear()
     }
 

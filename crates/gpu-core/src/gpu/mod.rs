@@ -13,6 +13,7 @@ pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod primer;
 pub(crate) mod readback;
+pub(crate) mod replay;
 pub(crate) mod specialize;
 pub(crate) mod split;
 pub(crate) mod texture_operands;

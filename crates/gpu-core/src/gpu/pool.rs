@@ -20,28 +20,87 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
     b.div_ceil(step) * step
 }
 
-/// Free buffers by size class.
+/// Free buffers by size class, handed out in a repeatable order.
+///
+/// A training step asks for the same sizes in the same order every time,
+/// but frees them in an order that varies (the graph is torn down as its
+/// last handles drop). Handing out the most recently freed buffer would
+/// then give a step's k-th buffer of a size another identity each step,
+/// and each launch would bind other buffers than last time: no bind group
+/// or replay plan (`replay.rs`) would match. So the pool remembers, per
+/// size class, which buffer each request of the last batch got (the k-th
+/// request of a class since the batch began), and gives the k-th request
+/// of this batch that buffer again whenever it is free; when it is not (a
+/// state updated into a fresh buffer each step, batch norm's running
+/// statistics, alternates between two), the one an earlier batch's k-th
+/// request got, [`HISTORY`] batches back at most.
 #[derive(Default)]
 pub(crate) struct Pool {
-    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    state: Mutex<State>,
+}
+
+/// Earlier batches whose requests the pool tries to repeat.
+const HISTORY: usize = 4;
+
+#[derive(Default)]
+struct State {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Per size class, the buffers handed out in each of the last batches
+    /// that asked for that class, in order, the most recent batch first.
+    past: HashMap<u64, std::collections::VecDeque<Vec<wgpu::Buffer>>>,
+    /// The same for the batch being recorded.
+    now: HashMap<u64, Vec<wgpu::Buffer>>,
 }
 
 impl Pool {
-    /// A free buffer of exactly `class` bytes, if one is pooled.
-    pub fn take(&self, class: u64) -> Option<wgpu::Buffer> {
-        self.free.lock().unwrap().get_mut(&class).and_then(|v| v.pop())
+    /// A buffer of exactly `class` bytes: the one the same request of the
+    /// last batch got if it is free, else a free one, else `create()`'s.
+    pub fn acquire(&self, class: u64, create: impl FnOnce() -> wgpu::Buffer) -> wgpu::Buffer {
+        let mut s = self.state.lock().unwrap();
+        let State { free, past, now } = &mut *s;
+        let k = now.get(&class).map_or(0, Vec::len);
+        let free = free.entry(class).or_default();
+        let wanted = past.get(&class).and_then(|batches| {
+            batches.iter().filter_map(|b| b.get(k)).find_map(|w| free.iter().rposition(|b| b == w))
+        });
+        let buffer = match wanted {
+            Some(i) => free.swap_remove(i),
+            None => {
+                // Not a buffer another request (of this batch or the next)
+                // wants: taking it would make that request miss too, and the
+                // misses would cascade through the steps differently every time.
+                let past = past.get(&class);
+                let reserved = |b: &wgpu::Buffer| past.is_some_and(|p| p.iter().flatten().any(|w| w == b));
+                match free.iter().rposition(|b| !reserved(b)) {
+                    Some(i) => free.swap_remove(i),
+                    None => create(),
+                }
+            }
+        };
+        now.entry(class).or_default().push(buffer.clone());
+        buffer
     }
 
     /// Returns a buffer for reuse.
     pub fn put(&self, buf: wgpu::Buffer) {
-        self.free.lock().unwrap().entry(buf.size()).or_default().push(buf);
+        self.state.lock().unwrap().free.entry(buf.size()).or_default().push(buf);
+    }
+
+    /// Starts a new batch's order of requests.
+    pub fn next_batch(&self) {
+        let mut s = self.state.lock().unwrap();
+        for (class, order) in std::mem::take(&mut s.now) {
+            let batches = s.past.entry(class).or_default();
+            batches.truncate(HISTORY - 1);
+            batches.push_front(order);
+        }
     }
 
     /// Drops every pooled buffer (memory goes back to the driver).
     pub fn clear(&self) -> u64 {
-        let mut free = self.free.lock().unwrap();
-        let bytes = free.values().flatten().map(|b| b.size()).sum();
-        free.clear();
+        let mut s = self.state.lock().unwrap();
+        let bytes = s.free.values().flatten().map(|b| b.size()).sum();
+        *s = State::default();
         bytes
     }
 }
