@@ -14,6 +14,10 @@
 //! inside the recorder (recording + submitting), and all the host did
 //! (wall time less the waits for the device).
 //!
+//! A last table gives the host's cost per launch of both workloads
+//! recorded afresh (`Device::set_replay(false)`) and replayed, measured in
+//! the same run.
+//!
 //! `--profile` runs one more MLP step on the adapter under the step profiler
 //! (table printed, trace in `target/mlp-profile.json`).
 
@@ -38,7 +42,9 @@ fn chain(dev: &Device, len: usize) -> (f64, u64, host::HostCost) {
         }
         y.to_vec()[0]
     };
-    run(); // warm-up: pipelines compiled, pool filled
+    for _ in 0..3 {
+        run(); // warm-up: pipelines compiled, pool filled and settled, replay plans captured
+    }
     let reps = 5;
     let before = dev.stats();
     let t = Instant::now();
@@ -77,7 +83,9 @@ fn mlp_step_time(dev: &Device) -> (f64, u64, host::HostCost) {
         });
         loss.item()
     };
-    step();
+    for _ in 0..3 {
+        step(); // warm-up, as for the chain
+    }
     let before = dev.stats().dispatches;
     step();
     let per_step = dev.stats().dispatches - before;
@@ -144,4 +152,16 @@ fn main() {
         common::ratio(g * 1e3, theirs),
         common::ratio(c * 1e3, theirs)
     );
+    let replay = vec![
+        {
+            let (e, r) = host::eager_then_replayed(&gpu, || chain(&gpu, 1000).2);
+            ("1000-op chain".to_string(), e, r)
+        },
+        {
+            let (e, r) = host::eager_then_replayed(&gpu, || mlp_step_time(&gpu).2);
+            ("MLP step".to_string(), e, r)
+        },
+    ];
+    println!();
+    host::print_replay_table(&replay);
 }

@@ -15,7 +15,9 @@
 //! step of each batch on the adapter and writes
 //! `target/resnet-b<BATCH>-profile.json`; `--amp` adds a row per batch for
 //! the mixed-precision step (autocast forward, GradScaler), and PyTorch's
-//! autocast step next to it.
+//! autocast step next to it. A second table gives the host's cost per
+//! launch of the f32 step recorded afresh (`Device::set_replay(false)`) and
+//! replayed, measured in the same run.
 
 use std::time::Instant;
 
@@ -65,6 +67,10 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
     };
     step(&mut opt).item();
     let first = t0.elapsed().as_secs_f64();
+    // Two more untimed steps: the pool's order settles and replay has its plans.
+    for _ in 0..2 {
+        step(&mut opt).item();
+    }
     if profile {
         profiling::profile_step(dev, &format!("resnet-b{batch}"), || step(&mut opt).item());
     }
@@ -131,6 +137,13 @@ fn main() {
         "cpu/torch",
         "gpu img/s"
     );
+    let replay: Vec<(String, host::HostCost, host::HostCost)> = batches
+        .iter()
+        .map(|&b| {
+            let (eager, replayed) = host::eager_then_replayed(&gpu, || bench(&gpu, b, 5, false, false).host);
+            (format!("resnet-20 b{b}"), eager, replayed)
+        })
+        .collect();
     for (b, m, g, c) in rows {
         let mode = if m { "amp" } else { "f32" };
         let key = if m { format!("b{b}-amp") } else { format!("b{b}") };
@@ -152,4 +165,6 @@ fn main() {
             b as f64 / g.ms * 1e3
         );
     }
+    println!();
+    host::print_replay_table(&replay);
 }

@@ -19,6 +19,9 @@
 //! (`common/late.rs`), so the host records step N + 1 while the GPU runs
 //! step N; the last loss is read inside the clock.
 //!
+//! A last table gives the host's cost per launch of each f32 bench
+//! recorded afresh (`Device::set_replay(false)`) and replayed, in the same run.
+//!
 //! `cargo bench --bench sequence [-- lstm|transformer|gpt] [--amp] [--steps N] [--profile]`
 
 use std::time::Instant;
@@ -57,8 +60,8 @@ struct Measured {
     host: host::HostCost,
 }
 
-/// Times `step` (which returns its loss) over `steps` runs after one
-/// warm-up, each loss read a step late on GPUs (`late.rs`), the last one inside the
+/// Times `step` (which returns its loss) over `steps` runs after three
+/// warm-up steps, each loss read a step late on GPUs (`late.rs`), the last one inside the
 /// clock. With `--profile`, one more step runs under the step profiler,
 /// whose table is printed and whose trace goes to `target/<name>-profile.json`.
 fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
@@ -67,6 +70,10 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
     let first = step().item();
     assert!(first.is_finite(), "loss is not finite");
     let first_s = t0.elapsed().as_secs_f64();
+    // Two more untimed steps: the pool's order settles and replay has its plans.
+    for _ in 0..2 {
+        step().item();
+    }
     let before = run.dev.stats();
     let t = Instant::now();
     let (mut losses, mut last) = (late::LateLoss::new(run.dev), None);
@@ -154,19 +161,26 @@ fn main() {
     }
     let dev = Device::from_env().expect("open WGRAD_DEVICE");
     println!("device: {}, matrix units: {:?}", dev.name(), dev.info().matrix_units);
+    let bench = |n: &str, name: &str, run: Run| match n {
+        "lstm" => lstm(run, name),
+        "transformer" => gpt(run, name, (2, 256, 128, 16)),
+        _ => gpt(run, name, (12, 768, 256, 8)),
+    };
     let mut ours: Vec<(String, Measured)> = Vec::new();
     for &n in &names {
         for amp in if amp { vec![false, true] } else { vec![false] } {
             let name = if amp { format!("{n}-amp") } else { n.to_string() };
-            let run = Run { dev: &dev, steps, profile, amp };
-            let m = match n {
-                "lstm" => lstm(run, &name),
-                "transformer" => gpt(run, &name, (2, 256, 128, 16)),
-                _ => gpt(run, &name, (12, 768, 256, 8)),
-            };
-            ours.push((name, m));
+            ours.push((name.clone(), bench(n, &name, Run { dev: &dev, steps, profile, amp })));
         }
     }
+    let replay: Vec<(String, host::HostCost, host::HostCost)> = names
+        .iter()
+        .map(|&n| {
+            let run = Run { dev: &dev, steps, profile: false, amp: false };
+            let (eager, replayed) = host::eager_then_replayed(&dev, || bench(n, n, run).host);
+            (n.to_string(), eager, replayed)
+        })
+        .collect();
     let mut py_args: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     py_args.extend(["--steps".to_string(), steps.to_string()]);
     if amp {
@@ -203,4 +217,6 @@ fn main() {
             m.host.busy_us
         );
     }
+    println!();
+    host::print_replay_table(&replay);
 }

@@ -210,3 +210,51 @@ fn amp_with_a_grad_scaler_skipping_steps_replays_bit_for_bit() {
         t
     });
 }
+
+/// A step with new shapes falls back (recorded afresh, counted, and
+/// explained by `Device::replay_fallback`) and is then replayed as a plan
+/// of its own; with replay off nothing is replayed.
+#[test]
+fn a_step_with_new_shapes_falls_back_and_says_why() {
+    let Some(_) = wgrad::gpu_core::testing::fresh_gpu_or_skip("a_step_with_new_shapes_falls_back") else { return };
+    let dev = Device::gpu().unwrap();
+    dev.set_texture_operands(false);
+    assert!(dev.replay(), "replay is on by default (WGRAD_REPLAY unset)");
+    let model = wgrad::models::mlp(&[8, 16, 4], &mut Init::new(&dev, 1));
+    let mut opt = Sgd::new(model.parameters(), 0.1);
+    let mut step = |rows: usize| {
+        let x = Tensor::randn(&[rows, 8], rows as u64, &dev);
+        let loss = model.forward(&x).square().mean_all();
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        loss.item()
+    };
+    for _ in 0..6 {
+        step(5);
+    }
+    let before = dev.stats();
+    step(5);
+    let d = dev.stats() - before;
+    assert_eq!((d.batches_replayed, d.replay_fallbacks), (1, 0), "a repeated step replays whole ({d:?})");
+    assert!(d.launches_replayed > 0);
+    let before = dev.stats();
+    step(7);
+    let d = dev.stats() - before;
+    assert_eq!((d.batches_replayed, d.replay_fallbacks, d.plans_captured), (0, 1, 1), "new shapes fall back ({d:?})");
+    let why = dev.replay_fallback().expect("a reason");
+    assert!(why.starts_with("position ") && (why.contains("launch `") || why.contains("elementwise run")), "{why}");
+    for _ in 0..4 {
+        step(7);
+    }
+    let before = dev.stats();
+    step(7);
+    step(5);
+    let d = dev.stats() - before;
+    assert_eq!(d.batches_replayed, 2, "both shapes replay as plans of their own ({d:?})");
+    dev.set_replay(false).unwrap();
+    let before = dev.stats();
+    step(5);
+    let d = dev.stats() - before;
+    assert_eq!((d.batches_replayed, d.launches_replayed, d.plans_captured), (0, 0, 0), "replay off ({d:?})");
+}

@@ -14,6 +14,11 @@ pub struct HostCost {
     /// The region's wall time less its waits for the device: everything the
     /// host did (the autograd graph, the ops' own logic, recording, submitting).
     pub busy_us: f64,
+    /// Recording alone (no submit): on lavapipe a submit runs kernels on
+    /// the submitting thread, so this is the figure to compare there.
+    pub recording_us: f64,
+    /// The share of launches replayed from a plan (`Stats::launches_replayed`).
+    pub replayed: f64,
 }
 
 /// [`HostCost`] of a region that took `wall_s` seconds and whose counters
@@ -24,5 +29,38 @@ pub fn per_launch(done: &StatsSnapshot, wall_s: f64) -> HostCost {
     HostCost {
         record_us: (done.host_record_ns + done.host_submit_ns) as f64 / 1e3 / n,
         busy_us: (wall_s - waited).max(0.0) * 1e6 / n,
+        recording_us: done.host_record_ns as f64 / 1e3 / n,
+        replayed: done.launches_replayed as f64 / n,
+    }
+}
+
+/// Runs `measure` on `dev` with replay off, then on (`Device::set_replay`),
+/// and leaves replay on.
+pub fn eager_then_replayed<T>(dev: &wgrad::gpu_core::Device, mut measure: impl FnMut() -> T) -> (T, T) {
+    dev.set_replay(false).expect("replay off");
+    let eager = measure();
+    dev.set_replay(true).expect("replay on");
+    (eager, measure())
+}
+
+/// The host cost per launch of workloads recorded afresh (`WGRAD_REPLAY=0`)
+/// and replayed, measured in the same run: recording alone, all the host
+/// did, their ratios, and the share of launches replayed.
+pub fn print_replay_table(rows: &[(String, HostCost, HostCost)]) {
+    println!(
+        "{:<22} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9}",
+        "host us per launch", "rec eager", "rec repl", "ratio", "all eager", "all repl", "ratio", "replayed"
+    );
+    for (name, e, r) in rows {
+        println!(
+            "{name:<22} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>7.2} {:>8.0}%",
+            e.recording_us,
+            r.recording_us,
+            r.recording_us / e.recording_us,
+            e.busy_us,
+            r.busy_us,
+            r.busy_us / e.busy_us,
+            r.replayed * 100.0
+        );
     }
 }

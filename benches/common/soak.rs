@@ -488,12 +488,19 @@ pub fn soak(
 ) -> Soak {
     assert!(warmup < steps && every > 0, "soak: warm-up {warmup} must be below the {steps} steps");
     let late = || deadline.is_some_and(|d| Instant::now() >= d);
-    for s in 1..=warmup {
+    // On a GPU the warm-up also lasts until the device has submitted a few
+    // batches (at most half the steps): the pool settles its order of
+    // buffers, which replay relies on, over the first batches, and a loop
+    // that reads back every tenth step submits rarely.
+    let settled = |s: usize| s >= warmup && (!dev.is_gpu() || dev.stats().submissions >= 3 || s >= steps / 2);
+    let mut warmup = 0;
+    while !settled(warmup) {
+        warmup += 1;
         lp.step();
         if late() {
-            let warm = Sample { step: s, stats: dev.stats() };
+            let warm = Sample { step: warmup, stats: dev.stats() };
             seen(&warm);
-            return Soak { warm, after: Vec::new(), steps_per_s: 0.0, steps_run: s };
+            return Soak { warm, after: Vec::new(), steps_per_s: 0.0, steps_run: warmup };
         }
     }
     let warm = Sample { step: warmup, stats: dev.stats() };

@@ -33,7 +33,10 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 /// of this batch that buffer again whenever it is free; when it is not (a
 /// state updated into a fresh buffer each step, batch norm's running
 /// statistics, alternates between two), the one an earlier batch's k-th
-/// request got, [`HISTORY`] batches back at most.
+/// request got, [`HISTORY`] batches back at most. A request that finds none
+/// of those free takes a free buffer no recent batch used, else a new one
+/// (a few per size class: the price of a repeatable order), else the free
+/// buffer wanted last.
 #[derive(Default)]
 pub(crate) struct Pool {
     state: Mutex<State>,
@@ -50,6 +53,8 @@ struct State {
     past: HashMap<u64, std::collections::VecDeque<Vec<wgpu::Buffer>>>,
     /// The same for the batch being recorded.
     now: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Per size class, the buffers created while others were free (see `acquire`).
+    extra: HashMap<u64, usize>,
 }
 
 impl Pool {
@@ -57,7 +62,7 @@ impl Pool {
     /// last batch got if it is free, else a free one, else `create()`'s.
     pub fn acquire(&self, class: u64, create: impl FnOnce() -> wgpu::Buffer) -> wgpu::Buffer {
         let mut s = self.state.lock().unwrap();
-        let State { free, past, now } = &mut *s;
+        let State { free, past, now, extra } = &mut *s;
         let k = now.get(&class).map_or(0, Vec::len);
         let free = free.entry(class).or_default();
         let wanted = past.get(&class).and_then(|batches| {
@@ -68,12 +73,24 @@ impl Pool {
             None => {
                 // Not a buffer another request (of this batch or the next)
                 // wants: taking it would make that request miss too, and the
-                // misses would cascade through the steps differently every time.
-                let past = past.get(&class);
-                let reserved = |b: &wgpu::Buffer| past.is_some_and(|p| p.iter().flatten().any(|w| w == b));
-                match free.iter().rposition(|b| !reserved(b)) {
-                    Some(i) => free.swap_remove(i),
-                    None => create(),
+                // misses would cascade through the steps differently every
+                // time. A new buffer instead, up to half a batch's requests of
+                // the class over the pool's life; past that, the free buffer
+                // the last batch wanted latest.
+                let history = past.get(&class);
+                let reserved = |b: &wgpu::Buffer| history.is_some_and(|p| p.iter().flatten().any(|w| w == b));
+                let cap = history.and_then(|p| p.front()).map_or(0, |l| l.len() / 2 + 1);
+                let extra = extra.entry(class).or_default();
+                if let Some(i) = free.iter().rposition(|b| !reserved(b)) {
+                    free.swap_remove(i)
+                } else if free.is_empty() || *extra < cap {
+                    *extra += usize::from(!free.is_empty());
+                    create()
+                } else {
+                    let last = history.and_then(|p| p.front());
+                    let wanted_at = |b: &wgpu::Buffer| last.and_then(|l| l.iter().position(|w| w == b));
+                    let latest = (0..free.len()).max_by_key(|&i| (wanted_at(&free[i]), i)).expect("a free buffer");
+                    free.swap_remove(latest)
                 }
             }
         };
@@ -107,7 +124,49 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::size_class;
+    use super::{size_class, Pool, USAGE};
+
+    fn buffer(dev: &crate::Device) -> wgpu::Buffer {
+        let desc = wgpu::BufferDescriptor { label: None, size: 256, usage: USAGE, mapped_at_creation: false };
+        dev.gpu_ctx().unwrap().device.create_buffer(&desc)
+    }
+
+    /// A batch's k-th request gets the buffer the k-th request of the last
+    /// batch got, whatever order the buffers were freed in (handing out the
+    /// most recently freed one would reverse them here).
+    #[test]
+    fn the_kth_request_gets_the_same_buffer_whatever_the_free_order() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("the_kth_request_gets_the_same_buffer") else { return };
+        let pool = Pool::default();
+        let first: Vec<wgpu::Buffer> = (0..4).map(|_| pool.acquire(256, || buffer(&dev))).collect();
+        for order in [[2, 0, 3, 1], [0, 1, 2, 3], [3, 2, 1, 0]] {
+            for i in order {
+                pool.put(first[i].clone());
+            }
+            pool.next_batch();
+            let again: Vec<wgpu::Buffer> = (0..4).map(|_| pool.acquire(256, || panic!("no new buffer"))).collect();
+            assert!(again == first, "freed in order {order:?}");
+        }
+    }
+
+    /// A state updated into a fresh buffer every batch (the old one freed
+    /// after the new one is taken) alternates between two buffers.
+    #[test]
+    fn a_state_replaced_every_batch_alternates_between_two_buffers() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("a_state_replaced_every_batch") else { return };
+        let pool = Pool::default();
+        let mut state = pool.acquire(256, || buffer(&dev));
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            pool.next_batch();
+            let new = pool.acquire(256, || buffer(&dev));
+            pool.put(std::mem::replace(&mut state, new.clone()));
+            seen.push(new);
+        }
+        for (i, b) in seen.iter().enumerate().skip(2) {
+            assert!(*b == seen[i - 2] && *b != seen[i - 1], "batch {i}");
+        }
+    }
 
     #[test]
     fn size_classes_bound_waste() {
