@@ -1,7 +1,7 @@
 //! A size-bucketed pool of device buffers: freed buffers are kept and handed
 //! out again, so a training loop stops allocating after its first steps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Every pooled buffer can be bound as storage and copied in and out.
@@ -55,6 +55,8 @@ struct State {
     now: HashMap<u64, Vec<wgpu::Buffer>>,
     /// Per size class, the buffers created while others were free (see `acquire`).
     extra: HashMap<u64, usize>,
+    /// Per size class, every buffer in `past` (what a request may want back).
+    reserved: HashMap<u64, HashSet<wgpu::Buffer>>,
 }
 
 impl Pool {
@@ -62,7 +64,7 @@ impl Pool {
     /// last batch got if it is free, else a free one, else `create()`'s.
     pub fn acquire(&self, class: u64, create: impl FnOnce() -> wgpu::Buffer) -> wgpu::Buffer {
         let mut s = self.state.lock().unwrap();
-        let State { free, past, now, extra } = &mut *s;
+        let State { free, past, now, extra, reserved } = &mut *s;
         let k = now.get(&class).map_or(0, Vec::len);
         let free = free.entry(class).or_default();
         let wanted = past.get(&class).and_then(|batches| {
@@ -78,7 +80,7 @@ impl Pool {
                 // the class over the pool's life; past that, the free buffer
                 // the last batch wanted latest.
                 let history = past.get(&class);
-                let reserved = |b: &wgpu::Buffer| history.is_some_and(|p| p.iter().flatten().any(|w| w == b));
+                let reserved = |b: &wgpu::Buffer| reserved.get(&class).is_some_and(|r| r.contains(b));
                 let cap = history.and_then(|p| p.front()).map_or(0, |l| l.len() / 2 + 1);
                 let extra = extra.entry(class).or_default();
                 if let Some(i) = free.iter().rposition(|b| !reserved(b)) {
@@ -110,6 +112,8 @@ impl Pool {
             let batches = s.past.entry(class).or_default();
             batches.truncate(HISTORY - 1);
             batches.push_front(order);
+            let all = batches.iter().flatten().cloned().collect();
+            s.reserved.insert(class, all);
         }
     }
 
