@@ -106,6 +106,9 @@ impl Pool {
     }
 
     /// Starts a new batch's order of requests.
+    // A `wgpu::Buffer` hashes and compares by identity, which its interior
+    // mutability does not touch.
+    #[allow(clippy::mutable_key_type)]
     pub fn next_batch(&self) {
         let mut s = self.state.lock().unwrap();
         for (class, order) in std::mem::take(&mut s.now) {
