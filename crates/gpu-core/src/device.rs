@@ -96,7 +96,7 @@ impl Device {
     /// On a GPU it also keeps the pipeline manifest: the kernels an earlier
     /// run compiled start compiling now, in the background, and the new
     /// ones this run compiles are added (`WGRAD_PIPELINE_CACHE=off` turns
-    /// it off; see docs/performance.md, "The first step").
+    /// it off; see docs/history/performance-issue-11.md, "Cold first steps").
     pub fn from_env() -> Result<Device> {
         let dev = Self::from_spec(&DeviceSpec::from_env()?)?;
         if let Some(g) = dev.gpu_ctx() {

@@ -12,7 +12,7 @@
 //! core make each run a quarter of a core's share, so whichever worker is
 //! running takes the next run: the LSTM step went from 187-189 ms to
 //! 141-142 ms, the Transformer's from 687-748 to 638-641 ms and ResNet-20's
-//! from 383 to 327 ms on 2 cores (docs/performance.md, "lavapipe's thread
+//! from 383 to 327 ms on 2 cores (docs/history/performance-issue-11.md, "lavapipe's thread
 //! pool"). Hardware GPUs never read the variable.
 
 use std::sync::Once;

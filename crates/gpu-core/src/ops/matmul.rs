@@ -350,7 +350,7 @@ impl MatmulKernel {
     /// launch) on `device`: yes for the tiled kernel and the CPU backend's
     /// twin. The subgroup kernel (CPU adapters) stores f32 sums and a cast
     /// rounds them, because llvmpipe ran the rounding store 2-4x slower
-    /// than the whole f32 product (docs/performance.md, "Matmul epilogue");
+    /// than the whole f32 product (docs/history/performance-2026-11-26.md, "Matmul epilogue");
     /// the extra pass over the result is far cheaper there.
     pub fn rounds_f16_in_store(self, device: &crate::Device) -> bool {
         device.gpu_ctx().is_none() || self.resolve(device) != MatmulKernel::Subgroup
@@ -874,8 +874,7 @@ impl Job<'_> {
     /// windows elsewhere. A texture operand is copied in whole, and a
     /// recurrent layer's per-step product reads one step's rows of a
     /// whole-sequence buffer that every step writes: bound whole, the LSTM
-    /// bench copied 800 MB a step (docs/performance.md, "Texture copies
-    /// of what a product reads").
+    /// bench copied 800 MB a step (docs/history/performance-issue-11.md).
     fn texture_spans(&self, part: &mut Part) -> Binds<'static> {
         let mut binds = Binds::default();
         if !self.subgroup || self.cfg.operands != Operands::F32 || part.k == 0 {
