@@ -7,7 +7,15 @@ use wgrad_nn::train::{evaluate, EpochRecord, History, RunDir};
 use wgrad_nn::{Init, Linear, ModuleExt};
 
 fn record(epoch: usize, val_loss: f64) -> EpochRecord {
-    EpochRecord { epoch, train_loss: 1.0, train_acc: Some(0.5), val_loss: Some(val_loss), val_acc: Some(0.6), lr: 0.1 }
+    EpochRecord {
+        epoch,
+        train_loss: 1.0,
+        train_acc: Some(0.5),
+        val_loss: Some(val_loss),
+        val_acc: Some(0.6),
+        lr: 0.1,
+        metrics: Vec::new(),
+    }
 }
 
 #[test]

@@ -263,6 +263,7 @@ fn sample_history(epochs: usize) -> History {
             val_loss: Some(2.2 / t + 0.15 + 0.08 * (t - 6.0).max(0.0)),
             val_acc: Some(0.95 - 0.8 / t - 0.003 * (t - 6.0).max(0.0)),
             lr: 1e-3 * 0.9f64.powi(e as i32 - 1),
+            metrics: Vec::new(),
         });
     }
     h
@@ -291,12 +292,21 @@ fn history_csv_round_trips_exactly_with_missing_values() {
     h.save_csv(&path).unwrap();
     assert_eq!(History::load_csv(&path).unwrap(), h);
 
-    // Columns are found by name; extra ones are ignored.
-    let moved = "lr,epoch,note,train_loss\n0.5,1,x,2.25\n";
+    // Columns are found by name; numbers in extra ones are further metrics,
+    // other cells are ignored.
+    let moved = "lr,epoch,note,train_loss,top5_acc\n0.5,1,x,2.25,0.75\n";
     let back = History::from_csv(moved).unwrap();
     assert_eq!(
         back.records,
-        [EpochRecord { epoch: 1, train_loss: 2.25, train_acc: None, val_loss: None, val_acc: None, lr: 0.5 }]
+        [EpochRecord {
+            epoch: 1,
+            train_loss: 2.25,
+            train_acc: None,
+            val_loss: None,
+            val_acc: None,
+            lr: 0.5,
+            metrics: vec![("top5_acc".to_string(), 0.75)]
+        }]
     );
     let err = History::from_csv("epoch,train_loss\n1,2\n").unwrap_err().to_string();
     assert!(err.contains("line 1") && err.contains("`lr`"), "{err}");
@@ -361,6 +371,7 @@ fn history_png_is_written_with_the_expected_size() {
             val_loss: None,
             val_acc: None,
             lr: 0.1,
+            metrics: Vec::new(),
         }],
     };
     single.save_png(dir.join("single.png"), 400, 300).unwrap();
@@ -434,6 +445,7 @@ fn epoch_summary_line_reads_well() {
             val_loss: None,
             val_acc: None,
             lr: 1e-3,
+            metrics: Vec::new(),
         },
         epochs: 10,
         samples: 1000,

@@ -4,7 +4,8 @@
 //! early stopping that restores the best epoch, the schedule stepped the
 //! right number of times, out-of-memory returned as an error, a step budget
 //! that ends a run inside an epoch, state carried between steps restored on
-//! resume, and the per-batch callback.
+//! resume, the per-batch callback, and metrics added to the Trainer
+//! (recorded, printed, saved; their states merge).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,8 @@ use wgrad_nn::optim::{Adam, Optimizer, Sgd};
 use wgrad_nn::schedule::{ExponentialLR, LrScheduler, StepLR};
 use wgrad_nn::state::StateDict;
 use wgrad_nn::train::{
-    BoxError, EarlyStopping, Evaluation, Every, Mode, Outcome, RunDir, Stateful, StepOutput, Trainer, TruncatedBptt,
+    Accuracy, BoxError, EarlyStopping, Evaluation, Every, Metric, MetricBatch, Mode, Outcome, Perplexity, RunDir,
+    RunningMean, Stateful, StepOutput, TopK, Trainer, TruncatedBptt,
 };
 use wgrad_nn::{Dropout, Init, Linear, Module, ModuleExt, Sequential, Tanh};
 
@@ -589,4 +591,133 @@ fn on_batch_end_sees_every_batch_and_its_optimizer_step() {
         assert_eq!(samples, if b == 10 { 3 } else { 5 });
         assert_eq!(loss, losses.borrow()[i], "the batch's own loss");
     }
+}
+
+/// Progress lines, captured.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Samples counted, as a user's own [`Metric`] would be written.
+#[derive(Default)]
+struct SamplesSeen(f64);
+
+impl Metric for SamplesSeen {
+    fn name(&self) -> String {
+        "samples".into()
+    }
+    fn update(&mut self, batch: &MetricBatch) {
+        self.0 += batch.samples as f64;
+    }
+    fn value(&self) -> Option<f64> {
+        Some(self.0)
+    }
+    fn reset(&mut self) {
+        self.0 = 0.0;
+    }
+    fn state(&self) -> Vec<f64> {
+        vec![self.0]
+    }
+    fn merge(&mut self, state: &[f64]) {
+        self.0 += state[0];
+    }
+}
+
+/// Metrics added with `Trainer::metric` (a built-in top-k accuracy and
+/// perplexity, and a user's own) are tracked per epoch: in the records,
+/// the progress line and the history CSV, which loads back the same.
+#[test]
+fn metrics_added_to_the_trainer_are_recorded_printed_and_saved() {
+    for dev in backends("metrics_added_to_the_trainer_are_recorded_printed_and_saved") {
+        let mut init = Init::new(&dev, 5);
+        let mut m = Sequential::new().add(Linear::builder(FEATURES, 4).build(&mut init));
+        let mut opt = Sgd::new(m.parameters(), 0.1);
+        let x = Tensor::randn(&[12, FEATURES], 3, &dev);
+        let labels: Vec<u32> = (0..12).map(|i| i % 4).collect();
+        let y = Tensor::from_u32(&labels, &[12], &dev);
+        let run = temp_run("metrics");
+        let lines = Captured::default();
+        let progress = wgrad_nn::train::Progress::new(2).without_bar().with_writer(lines.clone());
+        let fit = Trainer::new(&mut m, &mut opt, |m: &Sequential, (x, y): (Tensor, Tensor)| {
+            let logits = m.forward(&x);
+            let loss = logits.cross_entropy(&y, &wgrad_autograd::CrossEntropyOptions::default());
+            StepOutput::new(loss, 12).with_accuracy(&logits, &y)
+        })
+        .epochs(2)
+        .metric(TopK::new(2))
+        .metric(Perplexity::new())
+        .metric(SamplesSeen::default())
+        .progress(progress)
+        .run_dir(run.clone())
+        .fit(2, |_, skip| (skip..2).map(|_| Ok::<_, std::io::Error>((x.clone(), y.clone()))).collect::<Vec<_>>())
+        .unwrap();
+        for r in &fit.history.records {
+            let names: Vec<&str> = r.metrics.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["top2_acc", "perplexity", "samples"], "{}", dev.name());
+            let (top2, ppl) = (r.metric("top2_acc").unwrap(), r.metric("perplexity").unwrap());
+            assert!(top2 >= r.train_acc.unwrap() && top2 <= 1.0, "top-2 {top2} vs top-1 {:?}", r.train_acc);
+            assert_close("perplexity is exp(mean loss)", &[ppl as f32], &[r.train_loss.exp() as f32], 1e-5, 1e-5);
+            assert_eq!(r.metric("samples"), Some(24.0));
+        }
+        let shown = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            shown.contains("top2_acc ") && shown.contains("perplexity ") && shown.contains("samples 24."),
+            "{shown}"
+        );
+        let csv = std::fs::read_to_string(run.history_csv()).unwrap();
+        assert!(csv.lines().next().unwrap().ends_with(",lr,top2_acc,perplexity,samples"), "{csv}");
+        assert_eq!(wgrad_nn::train::History::from_csv(&csv).unwrap(), fit.history, "{}", dev.name());
+    }
+}
+
+/// A metric's state is sums: two accumulators over halves of the batches,
+/// merged, give the value of one over all of them (as data-parallel ranks
+/// will combine theirs).
+#[test]
+fn merged_metric_states_equal_one_accumulator_over_all_batches() {
+    let dev = Device::cpu();
+    let logits = Tensor::randn(&[8, 5], 9, &dev);
+    let labels = Tensor::from_u32(&[0, 1, 2, 3, 4, 0, 1, 2], &[8], &dev);
+    let loss = |v: f32| Tensor::from_vec(&[v], &[], &dev);
+    let halves = [
+        (logits.narrow(0, 0, 3), labels.narrow(0, 0, 3), 1.5f32),
+        (logits.narrow(0, 3, 5), labels.narrow(0, 3, 5), 0.5),
+    ];
+    let fresh = || -> Vec<Box<dyn Metric>> {
+        vec![
+            Box::new(RunningMean::new()),
+            Box::new(Accuracy::new()),
+            Box::new(TopK::new(3)),
+            Box::new(Perplexity::new()),
+        ]
+    };
+    let (mut all, mut merged) = (fresh(), fresh());
+    let mut parts = [fresh(), fresh()];
+    for ((x, y, l), part) in halves.iter().zip(&mut parts) {
+        let (x, y, l) = (x.contiguous(), y.contiguous(), loss(*l));
+        let batch = MetricBatch { loss: &l, samples: y.numel(), outputs: Some((&x, &y)) };
+        for (a, p) in all.iter_mut().zip(part.iter_mut()) {
+            a.update(&batch);
+            p.update(&batch);
+        }
+    }
+    for part in &parts {
+        for (m, p) in merged.iter_mut().zip(part) {
+            m.merge(&p.state());
+        }
+    }
+    for (a, m) in all.iter().zip(&merged) {
+        let (want, got) = (a.value().unwrap(), m.value().unwrap());
+        assert!((want - got).abs() <= 1e-9 * want.abs().max(1.0), "{}: {got} merged vs {want}", a.name());
+    }
+    assert_eq!(all[0].value(), Some((1.5 * 3.0 + 0.5 * 5.0) / 8.0));
 }

@@ -32,6 +32,16 @@ pub struct EpochRecord {
     pub val_acc: Option<f64>,
     /// Learning rate used in the epoch (of the first parameter group).
     pub lr: f64,
+    /// Further training metrics by name ([`Trainer::metric`](super::Trainer::metric)),
+    /// in the order they were added; written as extra CSV columns.
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl EpochRecord {
+    /// The value of metric `name` in [`metrics`](Self::metrics), if recorded.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
 }
 
 /// The CSV columns, in the order written.
@@ -96,14 +106,28 @@ impl History {
         self.records.retain(|r| r.epoch <= epoch);
     }
 
-    /// The CSV text: a header line, then one line per epoch. Floats are
-    /// written in Rust's shortest round-trip form, so loading gives back the
-    /// same numbers; missing values are empty cells.
+    /// The names of the further metrics any record holds, in order of
+    /// first appearance.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (n, _) in self.records.iter().flat_map(|r| &r.metrics) {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+
+    /// The CSV text: a header line ([`CSV_HEADER`], then one column per
+    /// further metric), then one line per epoch. Floats are written in
+    /// Rust's shortest round-trip form, so loading gives back the same
+    /// numbers; missing values are empty cells.
     pub fn to_csv(&self) -> String {
-        let mut s = CSV_HEADER.join(",");
+        let extra = self.metric_names();
+        let mut s = CSV_HEADER.iter().copied().chain(extra.iter().map(String::as_str)).collect::<Vec<_>>().join(",");
         s.push('\n');
         for r in &self.records {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "{},{},{},{},{},{}",
                 r.epoch,
@@ -113,13 +137,19 @@ impl History {
                 opt_cell(r.val_acc),
                 r.lr
             );
+            for name in &extra {
+                let _ = write!(s, ",{}", opt_cell(r.metric(name)));
+            }
+            s.push('\n');
         }
         s
     }
 
     /// Parses CSV text written by [`to_csv`](Self::to_csv). Columns are found
-    /// by header name, so their order may differ and extra columns are
-    /// ignored; `epoch`, `train_loss` and `lr` are required.
+    /// by header name, so their order may differ; `epoch`, `train_loss` and
+    /// `lr` are required, and the numbers in columns beyond [`CSV_HEADER`]
+    /// are read as further metrics (other cells, empty or not numbers, are
+    /// not recorded that epoch).
     pub fn from_csv(text: &str) -> io::Result<History> {
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| invalid(1, "empty file (no header)"))?;
@@ -154,6 +184,10 @@ impl History {
                 val_loss: optional(c_val_loss)?,
                 val_acc: optional(c_val_acc)?,
                 lr: float(c_lr)?,
+                metrics: (0..names.len())
+                    .filter(|&c| !CSV_HEADER.contains(&names[c]))
+                    .filter_map(|c| Some((names[c].to_string(), cells[c].parse().ok()?)))
+                    .collect(),
             });
         }
         Ok(history)

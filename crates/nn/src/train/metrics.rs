@@ -563,3 +563,163 @@ impl Perplexity {
         self.cross_entropy.reset();
     }
 }
+
+/// What a [`Metric`] is given for each training batch: its mean loss (a
+/// detached 0-d device tensor) over `samples` samples, and the model's
+/// outputs and the targets when the step returned them
+/// ([`StepOutput::with_accuracy`](super::StepOutput::with_accuracy)).
+#[derive(Clone, Copy)]
+pub struct MetricBatch<'a> {
+    /// The batch's mean loss.
+    pub loss: &'a Tensor,
+    /// Samples in the batch (the loss's weight).
+    pub samples: usize,
+    /// Logits `[N, C]` and U32 labels `[N]`, when the step gave them.
+    pub outputs: Option<(&'a Tensor, &'a Tensor)>,
+}
+
+/// A quantity accumulated over an epoch's batches, on the device (no sync
+/// per batch), read once per epoch: what [`Trainer::metric`](super::Trainer::metric)
+/// takes. Its value goes into [`EpochRecord::metrics`](super::EpochRecord::metrics)
+/// under its name, and from there to the progress line and the history CSV.
+///
+/// The accumulated state is a few sums ([`state`](Self::state)), so the
+/// states of several processes (data-parallel ranks) combine by adding
+/// them ([`merge`](Self::merge)) before the value is read.
+pub trait Metric {
+    /// Its column name (`loss`, `acc`, `top5_acc`, `perplexity`).
+    fn name(&self) -> String;
+    /// Counts a batch (records device work; reads nothing back).
+    fn update(&mut self, batch: &MetricBatch);
+    /// The value over the batches counted (one sync), or `None` when it
+    /// counted none (an accuracy without outputs).
+    fn value(&self) -> Option<f64>;
+    /// Forgets every batch (the start of an epoch).
+    fn reset(&mut self);
+    /// The accumulated sums (one sync), in an order of the metric's own.
+    fn state(&self) -> Vec<f64>;
+    /// Adds another accumulator's [`state`](Self::state) to this one.
+    ///
+    /// # Panics
+    /// When `state` does not have this metric's length.
+    fn merge(&mut self, state: &[f64]);
+}
+
+fn expect_len(what: &str, state: &[f64], n: usize) {
+    assert_eq!(state.len(), n, "{what}::merge: a state of {n} sums, got {}", state.len());
+}
+
+/// The sample-weighted mean of the batches' losses.
+impl Metric for RunningMean {
+    fn name(&self) -> String {
+        "loss".into()
+    }
+    fn update(&mut self, batch: &MetricBatch) {
+        self.update_tensor(batch.loss, batch.samples);
+    }
+    fn value(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.mean())
+    }
+    fn reset(&mut self) {
+        RunningMean::reset(self);
+    }
+    fn state(&self) -> Vec<f64> {
+        vec![self.mean() * self.count as f64, self.count as f64]
+    }
+    fn merge(&mut self, state: &[f64]) {
+        expect_len("RunningMean", state, 2);
+        self.host_sum += state[0];
+        self.count += state[1] as usize;
+    }
+}
+
+/// Top-1 accuracy of the batches that gave outputs.
+impl Metric for Accuracy {
+    fn name(&self) -> String {
+        "acc".into()
+    }
+    fn update(&mut self, batch: &MetricBatch) {
+        if let Some((logits, labels)) = batch.outputs {
+            Accuracy::update(self, logits, labels);
+        }
+    }
+    fn value(&self) -> Option<f64> {
+        (self.total() > 0).then(|| Accuracy::value(self))
+    }
+    fn reset(&mut self) {
+        Accuracy::reset(self);
+    }
+    fn state(&self) -> Vec<f64> {
+        vec![self.correct() as f64, self.total as f64]
+    }
+    fn merge(&mut self, state: &[f64]) {
+        expect_len("Accuracy", state, 2);
+        self.host_correct += state[0] as u64;
+        self.total += state[1] as u64;
+    }
+}
+
+/// Perplexity of the batches' mean cross-entropy losses.
+impl Metric for Perplexity {
+    fn name(&self) -> String {
+        "perplexity".into()
+    }
+    fn update(&mut self, batch: &MetricBatch) {
+        Perplexity::update(self, batch.loss, batch.samples);
+    }
+    fn value(&self) -> Option<f64> {
+        (self.cross_entropy.count() > 0).then(|| Perplexity::value(self))
+    }
+    fn reset(&mut self) {
+        Perplexity::reset(self);
+    }
+    fn state(&self) -> Vec<f64> {
+        self.cross_entropy.state()
+    }
+    fn merge(&mut self, state: &[f64]) {
+        self.cross_entropy.merge(state);
+    }
+}
+
+/// Top-`k` accuracy as one [`Metric`] (`top{k}_acc`): the fraction of
+/// samples whose label is among their `k` highest logits.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    k: usize,
+    counts: TopKAccuracy,
+}
+
+impl TopK {
+    /// Tracks the top-`k` accuracy.
+    ///
+    /// # Panics
+    /// When `k` is 0.
+    pub fn new(k: usize) -> Self {
+        TopK { k, counts: TopKAccuracy::new(&[k]) }
+    }
+}
+
+impl Metric for TopK {
+    fn name(&self) -> String {
+        format!("top{}_acc", self.k)
+    }
+    fn update(&mut self, batch: &MetricBatch) {
+        if let Some((logits, labels)) = batch.outputs {
+            self.counts.update(logits, labels);
+        }
+    }
+    fn value(&self) -> Option<f64> {
+        (self.counts.total > 0).then(|| self.counts.values()[0])
+    }
+    fn reset(&mut self) {
+        self.counts.reset();
+    }
+    fn state(&self) -> Vec<f64> {
+        vec![self.counts.values()[0] * self.counts.total as f64, self.counts.total as f64]
+    }
+    fn merge(&mut self, state: &[f64]) {
+        expect_len("TopK", state, 2);
+        self.counts.host_correct[0] += state[0].round() as u64;
+        self.counts.total += state[1] as u64;
+    }
+}

@@ -41,7 +41,10 @@ pub mod trainer;
 
 pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
 pub use history::{EpochRecord, History};
-pub use metrics::{Accuracy, ClassificationReport, ConfusionMatrix, Perplexity, PrfScores, RunningMean, TopKAccuracy};
+pub use metrics::{
+    Accuracy, ClassificationReport, ConfusionMatrix, Metric, MetricBatch, Perplexity, PrfScores, RunningMean, TopK,
+    TopKAccuracy,
+};
 pub use progress::{EpochSummary, Progress};
 pub use run_dir::{evaluate, RunDir};
 

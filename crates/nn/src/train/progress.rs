@@ -44,8 +44,8 @@ fn pct(v: Option<f64>) -> String {
 }
 
 impl std::fmt::Display for EpochSummary {
-    /// `epoch 3/10  train loss 0.4123 acc 87.12%  val loss 0.4500 acc 85.00%  lr 1.000e-3  1234 samples/s  12.3s`;
-    /// absent values print as `-`.
+    /// `epoch 3/10  train loss 0.4123 acc 87.12%  val loss 0.4500 acc 85.00%  top5_acc 0.9712  lr 1.000e-3  1234 samples/s  12.3s`
+    /// (further metrics after the validation figures); absent values print as `-`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = &self.record;
         let width = if self.epochs > 0 { self.epochs.to_string().len() } else { 1 };
@@ -56,6 +56,9 @@ impl std::fmt::Display for EpochSummary {
         write!(f, "  train loss {:.4} acc {}", r.train_loss, pct(r.train_acc))?;
         let val_loss = r.val_loss.map_or_else(|| "-".into(), |l| format!("{l:.4}"));
         write!(f, "  val loss {val_loss} acc {}", pct(r.val_acc))?;
+        for (name, v) in &r.metrics {
+            write!(f, "  {name} {v:.4}")?;
+        }
         write!(f, "  lr {:.3e}  {:.0} samples/s  {:.1}s", r.lr, self.samples_per_sec(), self.elapsed.as_secs_f64())
     }
 }

@@ -63,10 +63,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
-use super::{Accuracy, EarlyStopping, EpochRecord, History, Progress, RunDir, RunningMean, Stateful};
+use super::{
+    Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
+};
 use crate::amp::{GradScaler, GradScalerOptions};
 use crate::checkpoint::{CheckpointError, TrainingCheckpoint};
-use crate::module::{Module, ModuleExt};
+use crate::module::ModuleExt;
 use crate::optim::{clip_grad_norm_, Optimizer};
 use crate::schedule::LrScheduler;
 
@@ -286,6 +288,7 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     states: Vec<(String, &'a RefCell<dyn Stateful + 'a>)>,
     max_steps: Option<u64>,
     samples: u64,
+    metrics: Vec<Box<dyn Metric + 'a>>,
 }
 
 impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
@@ -318,6 +321,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             states: Vec::new(),
             max_steps: None,
             samples: 0,
+            metrics: Vec::new(),
         }
     }
 
@@ -469,305 +473,343 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         self
     }
 
+    /// Also tracks `metric` over each epoch's training batches: its value
+    /// goes into [`EpochRecord::metrics`] under its name, the progress
+    /// line and the history CSV (`.metric(TopK::new(5))`). The training
+    /// loss and accuracy are the first two metrics, always tracked.
+    pub fn metric(mut self, metric: impl Metric + 'a) -> Self {
+        self.metrics.push(Box::new(metric));
+        self
+    }
+
     /// Trains. `data(epoch, skip)` gives the batches of `epoch` (from 0)
     /// without its first `skip` (nonzero only when resuming mid-epoch);
     /// there are `batches_per_epoch` of them in a whole epoch.
-    pub fn fit<I, E>(self, batches_per_epoch: usize, mut data: impl FnMut(usize, usize) -> I) -> Result<Fit, FitError>
+    ///
+    /// The phases, each a method below: [resume](Self::resume_run) (or
+    /// start), then per epoch [train](Self::train_epoch) (which may stop at
+    /// a stop request), [evaluate](Self::evaluate_epoch), and
+    /// [end the epoch](Self::end_epoch) (schedule, early stopping, record,
+    /// checkpoint), until the epochs or the step budget run out.
+    pub fn fit<I, E>(
+        mut self,
+        batches_per_epoch: usize,
+        mut data: impl FnMut(usize, usize) -> I,
+    ) -> Result<Fit, FitError>
     where
         I: IntoIterator<Item = Result<B, E>>,
         E: Into<BoxError>,
     {
-        let Trainer {
-            model,
-            opt,
-            mut step,
-            epochs,
-            mut schedule,
-            accumulate: k,
-            clip,
-            autocast,
-            mut scaler,
-            mut eval,
-            mut early,
-            run,
-            resume,
-            stop,
-            progress,
-            quiet,
-            mut around,
-            mut on_epoch,
-            mut on_batch,
-            rngs,
-            states,
-            max_steps,
-            samples,
-        } = self;
-        for (i, (name, _)) in states.iter().enumerate() {
-            if RESERVED.contains(&name.as_str()) || states[..i].iter().any(|(n, _)| n == name) {
+        for (i, (name, _)) in self.states.iter().enumerate() {
+            if RESERVED.contains(&name.as_str()) || self.states[..i].iter().any(|(n, _)| n == name) {
                 return Err(FitError::Config(format!("state name {name:?} is reserved or used twice")));
             }
         }
-        let params: Vec<Tensor> = opt.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
+        let params: Vec<Tensor> = self.opt.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
         let dev = params
             .first()
             .map(|p| p.device())
             .ok_or_else(|| FitError::Config("the optimizer has no parameters".into()))?;
-
-        let mut history = History::new();
-        let (mut start, mut skip, mut steps) = (0, 0, 0u64);
-        if resume {
-            let run = run.as_ref().ok_or_else(|| FitError::Config("resume needs a run_dir".into()))?;
-            let (ck, h) = run.resume(&dev)?;
-            ck.restore(model.as_dyn(), opt)?;
-            for (name, g) in &rngs {
-                match ck.rng.get(name) {
-                    Some(saved) => g.set(*saved),
-                    None => return Err(FitError::Config(format!("the checkpoint has no generator {name:?}"))),
-                }
-            }
-            ck.restore_scaler(&mut scaler)?;
-            for (name, s) in &states {
-                s.borrow_mut().load_state_dict(&ck.extra.sub(name)).map_err(|source| FitError::Other {
-                    context: format!("restoring the state {name:?} from the checkpoint"),
-                    source,
-                })?;
-            }
-            if let Some((s, _)) = &mut schedule {
-                s.load_state_dict(&ck.scheduler).map_err(|e| FitError::device("restoring the LR schedule", e))?;
-            }
-            if let Some(es) = &mut early {
-                es.load_state_dict(&ck.extra.sub("early_stopping"))
-                    .map_err(|e| FitError::device("restoring early stopping", e))?;
-            }
-            history = h;
-            (start, steps) = (ck.epoch as usize, ck.step);
-            skip = match ck.extra.meta.get("trainer.batch") {
-                Some(b) => b.parse().map_err(|_| FitError::Config(format!("bad trainer.batch {b:?}")))?,
-                // Written by a hand-written loop: one optimizer step a batch.
-                None => (ck.step as usize).saturating_sub(start * batches_per_epoch),
-            };
-            skip = skip.min(batches_per_epoch);
-        }
-        let mut progress = match (quiet, progress) {
+        let (mut history, mut at) = self.resume_run(&dev, batches_per_epoch)?;
+        self.progress = match (self.quiet, self.progress.take()) {
             (true, _) => None,
             (false, Some(p)) => Some(p),
-            (false, None) => Some(Progress::new(epochs)),
+            (false, None) => Some(Progress::new(self.epochs)),
         };
-        if let (true, Some(p)) = (resume, &progress) {
-            p.println(&match skip {
-                0 => format!("resumed after epoch {start}"),
-                _ => format!("resumed in epoch {} after batch {skip} (its train metrics cover the rest)", start + 1),
+        if let (true, Some(p)) = (self.resume, &self.progress) {
+            p.println(&match at.batch {
+                0 => format!("resumed after epoch {}", at.epoch),
+                b => format!("resumed in epoch {} after batch {b} (its train metrics cover the rest)", at.epoch + 1),
             });
         }
-
-        let budget_spent = |steps: u64| max_steps.is_some_and(|m| steps >= m);
-        opt.zero_grad();
-        for epoch in start..epochs {
-            if budget_spent(steps) {
+        let mut metrics: Vec<Box<dyn Metric + 'a>> = vec![Box::new(RunningMean::new()), Box::new(Accuracy::new())];
+        metrics.append(&mut self.metrics);
+        self.opt.zero_grad();
+        for epoch in at.epoch..self.epochs {
+            if self.budget_spent(at.steps) {
                 break;
             }
-            model.set_training(true);
-            let first = std::mem::take(&mut skip);
-            if let Some(p) = &mut progress {
-                // The batches this epoch will train: all of them, unless the
-                // step budget ends it first.
-                let planned = match max_steps {
-                    Some(m) => batches_per_epoch.min(first.saturating_add(((m - steps) as usize).saturating_mul(k))),
-                    None => batches_per_epoch,
-                };
-                // A resumed partial epoch's length is unknown in samples.
-                let len = if first == 0 { samples * planned as u64 / batches_per_epoch.max(1) as u64 } else { 0 };
-                p.start_epoch(epoch + 1, len);
+            at.epoch = epoch;
+            let skip = std::mem::take(&mut at.batch);
+            let batches = data(epoch, skip);
+            if let Some(outcome) =
+                self.train_epoch(batches, (batches_per_epoch, skip), &params, &mut metrics, &mut at)?
+            {
+                return Ok(Fit { history, outcome, steps: at.steps });
             }
-            let (mut loss_avg, mut acc) = (RunningMean::new(), None::<Accuracy>);
-            let (mut done, mut micro) = (first, 0);
-            for batch in data(epoch, first) {
-                let batch = batch.map_err(|e| FitError::Other {
-                    context: format!("reading batch {} of epoch {}", done + 1, epoch + 1),
-                    source: e.into(),
-                })?;
-                // A short last group at the end of the epoch steps too.
-                let due = micro + 1 == k || done + 1 >= batches_per_epoch;
-                let (mut batch, mut out) = (Some(batch), None);
-                let mut body = || {
-                    let Some(batch) = batch.take() else { return };
-                    let o = {
-                        let _autocast = AutocastGuard::new(autocast);
-                        step(&*model, batch)
-                    };
-                    let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
-                    scaler.scale(&loss).backward();
-                    if due {
-                        if let Some(max_norm) = clip {
-                            scaler.unscale_(opt);
-                            clip_grad_norm_(&params, max_norm);
-                        }
-                        scaler.step(opt);
-                        scaler.update();
-                        opt.zero_grad();
-                        if let Some((s, Every::Step)) = &mut schedule {
-                            s.step(opt);
-                        }
-                    }
-                    out = Some(o);
-                };
-                try_run(|| match &mut around {
-                    Some(a) => a(&mut body),
-                    None => body(),
-                })
-                .map_err(|e| FitError::device("the training step", e))?;
-                let o = out.ok_or_else(|| FitError::Config("around_step did not run the step".into()))?;
-                let loss = o.loss.detach();
-                loss_avg.update_tensor(&loss, o.samples);
-                if let Some((logits, labels)) = &o.accuracy {
-                    acc.get_or_insert_with(Accuracy::new).update(logits, labels);
-                }
-                // Submits this step so the device works while the next is recorded.
-                dev.flush().map_err(|e| FitError::device("the training step", e))?;
-                if let Some(p) = &mut progress {
-                    p.advance(o.samples as u64);
-                }
-                done += 1;
-                micro = if due { 0 } else { micro + 1 };
-                if due {
-                    steps += 1;
-                }
-                if let Some(f) = &mut on_batch {
-                    f(&BatchEnd {
-                        epoch: epoch + 1,
-                        batch: done,
-                        steps,
-                        stepped: due,
-                        loss: &loss,
-                        samples: o.samples,
-                        progress: progress.as_ref(),
-                    });
-                }
-                if due {
-                    let last = done >= batches_per_epoch || budget_spent(steps);
-                    // A stop at the epoch's last batch lets the epoch finish
-                    // (evaluation, record, checkpoint) below.
-                    if !last && stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                        drop(progress);
-                        if let Some(run) = &run {
-                            let ck = capture(
-                                model.as_dyn(),
-                                &*opt,
-                                &scaler,
-                                (&schedule, &early, &rngs, &states),
-                                (epoch, done, steps),
-                            );
-                            ck.save(run.last())?;
-                        }
-                        return Ok(Fit {
-                            history,
-                            outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done },
-                            steps,
-                        });
-                    }
-                    if budget_spent(steps) {
-                        // Not one batch more: the data may draw it from a
-                        // stream whose state the checkpoint below saves.
-                        break;
-                    }
-                }
-            }
-
-            if micro != 0 {
-                // Gradients summed but never applied: the data gave fewer
-                // batches than it said.
-                return Err(FitError::Config(format!(
-                    "epoch {} gave {done} batches, not the {batches_per_epoch} fit was told",
-                    epoch + 1
-                )));
-            }
-            let val = match &mut eval {
-                Some(eval) => {
-                    model.set_training(false);
-                    let r = try_run(|| eval(&*model)).map_err(|e| FitError::device("the evaluation", e))?;
-                    model.set_training(true);
-                    Some(r.map_err(|e| FitError::Other { context: "the evaluation".into(), source: e })?)
-                }
-                None => None,
-            };
+            let val = self.evaluate_epoch()?;
+            let values: Vec<(String, Option<f64>)> = metrics.iter().map(|m| (m.name(), m.value())).collect();
             let record = EpochRecord {
                 epoch: epoch + 1,
-                train_loss: loss_avg.mean(),
-                train_acc: acc.map(|a| a.value()),
+                train_loss: values[0].1.unwrap_or(0.0),
+                train_acc: values[1].1,
                 val_loss: val.map(|v| v.loss),
                 val_acc: val.and_then(|v| v.accuracy),
-                lr: opt.groups()[0].lr as f64,
+                lr: self.opt.groups()[0].lr as f64,
+                metrics: values[2..].iter().filter_map(|(n, v)| Some((n.clone(), (*v)?))).collect(),
             };
-            let metric = record.val_loss.unwrap_or(record.train_loss);
-            if let Some((s, Every::Epoch)) = &mut schedule {
-                s.step_with(metric as f32, opt);
+            if let Some(outcome) = self.end_epoch(&mut history, record, &at)? {
+                return Ok(Fit { history, outcome, steps: at.steps });
             }
-            let stopped = early.as_mut().map(|es| es.step(epoch + 1, metric, model.as_dyn())).is_some_and(|o| o.stop);
-            if let Some(p) = &mut progress {
-                p.finish_epoch(&record);
-            }
-            match &run {
-                Some(run) => {
-                    let ck = capture(
-                        model.as_dyn(),
-                        &*opt,
-                        &scaler,
-                        (&schedule, &early, &rngs, &states),
-                        (epoch + 1, 0, steps),
-                    );
-                    run.finish_epoch(&mut history, record.clone(), &ck, model.as_dyn())?;
-                }
-                None => history.push(record.clone()),
-            }
-            if let Some(f) = &mut on_epoch {
-                f(&record);
-            }
-            if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                return Ok(Fit { history, outcome: Outcome::Interrupted { epoch: epoch + 1, batches: done }, steps });
-            }
-            if stopped {
-                let es = early.as_ref().expect("stopped by early stopping");
-                let best_epoch = es
-                    .restore_best(model.as_dyn())
-                    .map_err(|e| FitError::device("restoring the best parameters", e))?;
-                return Ok(Fit { history, outcome: Outcome::EarlyStopped { epoch: epoch + 1, best_epoch }, steps });
+            at.batch = 0;
+        }
+        Ok(Fit { history, outcome: Outcome::Completed, steps: at.steps })
+    }
+
+    /// Whether the step budget ([`max_steps`](Self::max_steps)) is spent after `steps` steps.
+    fn budget_spent(&self, steps: u64) -> bool {
+        self.max_steps.is_some_and(|m| steps >= m)
+    }
+
+    /// The resume phase: with [`resume`](Self::resume), restores the model,
+    /// optimizer, generators, scaler, states, schedule and early stopping
+    /// from the run folder's last checkpoint and returns its history and
+    /// where it stopped; else an empty history at the start.
+    fn resume_run(
+        &mut self,
+        dev: &wgrad_autograd::Device,
+        batches_per_epoch: usize,
+    ) -> Result<(History, At), FitError> {
+        if !self.resume {
+            return Ok((History::new(), At::default()));
+        }
+        let run = self.run.as_ref().ok_or_else(|| FitError::Config("resume needs a run_dir".into()))?;
+        let (ck, history) = run.resume(dev)?;
+        ck.restore(self.model.as_dyn(), self.opt)?;
+        for (name, g) in &self.rngs {
+            match ck.rng.get(name) {
+                Some(saved) => g.set(*saved),
+                None => return Err(FitError::Config(format!("the checkpoint has no generator {name:?}"))),
             }
         }
-        Ok(Fit { history, outcome: Outcome::Completed, steps })
+        ck.restore_scaler(&mut self.scaler)?;
+        for (name, s) in &self.states {
+            s.borrow_mut().load_state_dict(&ck.extra.sub(name)).map_err(|source| FitError::Other {
+                context: format!("restoring the state {name:?} from the checkpoint"),
+                source,
+            })?;
+        }
+        if let Some((s, _)) = &mut self.schedule {
+            s.load_state_dict(&ck.scheduler).map_err(|e| FitError::device("restoring the LR schedule", e))?;
+        }
+        if let Some(es) = &mut self.early {
+            es.load_state_dict(&ck.extra.sub("early_stopping"))
+                .map_err(|e| FitError::device("restoring early stopping", e))?;
+        }
+        let epoch = ck.epoch as usize;
+        let batch = match ck.extra.meta.get("trainer.batch") {
+            Some(b) => b.parse().map_err(|_| FitError::Config(format!("bad trainer.batch {b:?}")))?,
+            // Written by a hand-written loop: one optimizer step a batch.
+            None => (ck.step as usize).saturating_sub(epoch * batches_per_epoch),
+        };
+        Ok((history, At { epoch, batch: batch.min(batches_per_epoch), steps: ck.step }))
+    }
+
+    /// The training phase of epoch `at.epoch`: trains `batches` (the
+    /// epoch's, without its first `skip`; `per_epoch` in a whole epoch),
+    /// feeding `metrics` (reset first). Returns the outcome when a stop
+    /// request ended the run inside the epoch (its state saved).
+    fn train_epoch<I, E>(
+        &mut self,
+        batches: I,
+        (per_epoch, skip): (usize, usize),
+        params: &[Tensor],
+        metrics: &mut [Box<dyn Metric + 'a>],
+        at: &mut At,
+    ) -> Result<Option<Outcome>, FitError>
+    where
+        I: IntoIterator<Item = Result<B, E>>,
+        E: Into<BoxError>,
+    {
+        let (k, epoch) = (self.accumulate, at.epoch);
+        self.model.set_training(true);
+        if let Some(p) = &mut self.progress {
+            // The batches this epoch will train: all of them, unless the
+            // step budget ends it first.
+            let planned = match self.max_steps {
+                Some(m) => per_epoch.min(skip.saturating_add(((m - at.steps) as usize).saturating_mul(k))),
+                None => per_epoch,
+            };
+            // A resumed partial epoch's length is unknown in samples.
+            let len = if skip == 0 { self.samples * planned as u64 / per_epoch.max(1) as u64 } else { 0 };
+            p.start_epoch(epoch + 1, len);
+        }
+        metrics.iter_mut().for_each(|m| m.reset());
+        let (mut done, mut micro) = (skip, 0);
+        for batch in batches {
+            let batch = batch.map_err(|e| FitError::Other {
+                context: format!("reading batch {} of epoch {}", done + 1, epoch + 1),
+                source: e.into(),
+            })?;
+            // A short last group at the end of the epoch steps too.
+            let due = micro + 1 == k || done + 1 >= per_epoch;
+            let o = self.train_step(batch, due, params)?;
+            let loss = o.loss.detach();
+            let outputs = o.accuracy.as_ref().map(|(logits, labels)| (logits, labels));
+            let counted = MetricBatch { loss: &loss, samples: o.samples, outputs };
+            metrics.iter_mut().for_each(|m| m.update(&counted));
+            // Submits this step so the device works while the next is recorded.
+            params[0].device().flush().map_err(|e| FitError::device("the training step", e))?;
+            if let Some(p) = &mut self.progress {
+                p.advance(o.samples as u64);
+            }
+            done += 1;
+            micro = if due { 0 } else { micro + 1 };
+            at.steps += u64::from(due);
+            if let Some(f) = &mut self.on_batch {
+                f(&BatchEnd {
+                    epoch: epoch + 1,
+                    batch: done,
+                    steps: at.steps,
+                    stepped: due,
+                    loss: &loss,
+                    samples: o.samples,
+                    progress: self.progress.as_ref(),
+                });
+            }
+            if due {
+                let last = done >= per_epoch || self.budget_spent(at.steps);
+                // A stop at the epoch's last batch lets the epoch finish
+                // (evaluation, record, checkpoint) in `end_epoch`.
+                if !last && self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                    self.progress = None;
+                    if let Some(run) = &self.run {
+                        self.checkpoint((epoch, done, at.steps)).save(run.last())?;
+                    }
+                    return Ok(Some(Outcome::Interrupted { epoch: epoch + 1, batches: done }));
+                }
+                if self.budget_spent(at.steps) {
+                    // Not one batch more: the data may draw it from a
+                    // stream whose state the checkpoint saves.
+                    break;
+                }
+            }
+        }
+        at.batch = done;
+        if micro != 0 {
+            // Gradients summed but never applied: the data gave fewer
+            // batches than it said.
+            return Err(FitError::Config(format!(
+                "epoch {} gave {done} batches, not the {per_epoch} fit was told",
+                epoch + 1
+            )));
+        }
+        Ok(None)
+    }
+
+    /// One (micro-)batch: the step closure under autocast, backward of its
+    /// scaled loss and, when `due`, unscale + clip + the optimizer step +
+    /// the per-step schedule, all inside [`around_step`](Self::around_step).
+    fn train_step(&mut self, batch: B, due: bool, params: &[Tensor]) -> Result<StepOutput, FitError> {
+        let k = self.accumulate;
+        let (mut batch, mut out) = (Some(batch), None);
+        let Trainer { model, opt, step, clip, autocast, scaler, schedule, around, .. } = self;
+        let mut body = || {
+            let Some(batch) = batch.take() else { return };
+            let o = {
+                let _autocast = AutocastGuard::new(*autocast);
+                step(&**model, batch)
+            };
+            let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
+            scaler.scale(&loss).backward();
+            if due {
+                if let Some(max_norm) = *clip {
+                    scaler.unscale_(*opt);
+                    clip_grad_norm_(params, max_norm);
+                }
+                scaler.step(*opt);
+                scaler.update();
+                opt.zero_grad();
+                if let Some((s, Every::Step)) = schedule {
+                    s.step(*opt);
+                }
+            }
+            out = Some(o);
+        };
+        try_run(|| match around {
+            Some(a) => a(&mut body),
+            None => body(),
+        })
+        .map_err(|e| FitError::device("the training step", e))?;
+        out.ok_or_else(|| FitError::Config("around_step did not run the step".into()))
+    }
+
+    /// The evaluation phase: the evaluation closure, the model in evaluation mode.
+    fn evaluate_epoch(&mut self) -> Result<Option<Evaluation>, FitError> {
+        let Some(eval) = &mut self.eval else { return Ok(None) };
+        self.model.set_training(false);
+        let model = &*self.model;
+        let r = try_run(|| eval(model)).map_err(|e| FitError::device("the evaluation", e))?;
+        self.model.set_training(true);
+        Ok(Some(r.map_err(|e| FitError::Other { context: "the evaluation".into(), source: e })?))
+    }
+
+    /// The end of an epoch: the per-epoch schedule and early stopping fed
+    /// the validation loss (else the training loss), the progress line, the
+    /// record and the checkpoint, the epoch callback; returns the outcome
+    /// when a stop request or early stopping ends the run here.
+    fn end_epoch(&mut self, history: &mut History, record: EpochRecord, at: &At) -> Result<Option<Outcome>, FitError> {
+        let epoch = at.epoch;
+        let metric = record.val_loss.unwrap_or(record.train_loss);
+        if let Some((s, Every::Epoch)) = &mut self.schedule {
+            s.step_with(metric as f32, self.opt);
+        }
+        let model = self.model.as_dyn();
+        let stopped = self.early.as_mut().map(|es| es.step(epoch + 1, metric, model)).is_some_and(|o| o.stop);
+        if let Some(p) = &mut self.progress {
+            p.finish_epoch(&record);
+        }
+        match &self.run {
+            Some(run) => {
+                let ck = self.checkpoint((epoch + 1, 0, at.steps));
+                run.finish_epoch(history, record.clone(), &ck, self.model.as_dyn())?;
+            }
+            None => history.push(record.clone()),
+        }
+        if let Some(f) = &mut self.on_epoch {
+            f(&record);
+        }
+        if self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+            return Ok(Some(Outcome::Interrupted { epoch: epoch + 1, batches: at.batch }));
+        }
+        if stopped {
+            let es = self.early.as_ref().expect("stopped by early stopping");
+            let best_epoch = es
+                .restore_best(self.model.as_dyn())
+                .map_err(|e| FitError::device("restoring the best parameters", e))?;
+            return Ok(Some(Outcome::EarlyStopped { epoch: epoch + 1, best_epoch }));
+        }
+        Ok(None)
+    }
+
+    /// The state of a checkpoint taken `batch` batches into `epoch` (0-based;
+    /// the completed epochs), after `steps` optimizer steps.
+    fn checkpoint(&self, (epoch, batch, steps): (usize, usize, u64)) -> TrainingCheckpoint {
+        let mut ck = TrainingCheckpoint::capture(self.model.as_dyn(), &*self.opt).with_scaler(&self.scaler);
+        if let Some((s, _)) = &self.schedule {
+            ck.scheduler = s.state_dict();
+        }
+        if let Some(es) = &self.early {
+            ck.extra.extend_prefixed("early_stopping", es.state_dict());
+        }
+        for (name, g) in &self.rngs {
+            ck.rng.insert(name.clone(), g.get());
+        }
+        for (name, s) in &self.states {
+            ck.extra.extend_prefixed(name, s.borrow().state_dict());
+        }
+        ck.extra.meta.insert("trainer.batch".into(), batch.to_string());
+        (ck.epoch, ck.step) = (epoch as u64, steps);
+        ck
     }
 }
 
-/// What a checkpoint holds besides the model, optimizer and scaler.
-type Extras<'r, 'a> = (
-    &'r Option<(&'a mut dyn LrScheduler, Every)>,
-    &'r Option<&'a mut EarlyStopping>,
-    &'r [(String, &'a Cell<Generator>)],
-    &'r [(String, &'a RefCell<dyn Stateful + 'a>)],
-);
-
-/// The state of a checkpoint taken `batch` batches into `epoch` (0-based;
-/// the completed epochs), after `steps` optimizer steps.
-fn capture(
-    model: &dyn Module,
-    opt: &dyn Optimizer,
-    scaler: &GradScaler,
-    (schedule, early, rngs, states): Extras,
-    (epoch, batch, steps): (usize, usize, u64),
-) -> TrainingCheckpoint {
-    let mut ck = TrainingCheckpoint::capture(model, opt).with_scaler(scaler);
-    if let Some((s, _)) = schedule {
-        ck.scheduler = s.state_dict();
-    }
-    if let Some(es) = early {
-        ck.extra.extend_prefixed("early_stopping", es.state_dict());
-    }
-    for (name, g) in rngs {
-        ck.rng.insert(name.clone(), g.get());
-    }
-    for (name, s) in states {
-        ck.extra.extend_prefixed(name, s.borrow().state_dict());
-    }
-    ck.extra.meta.insert("trainer.batch".into(), batch.to_string());
-    (ck.epoch, ck.step) = (epoch as u64, steps);
-    ck
+/// Where a run stands: the epoch (0-based), the batches of it trained (on
+/// resume: those to skip; after `train_epoch`: those trained), and the
+/// optimizer steps taken in all.
+#[derive(Clone, Copy, Debug, Default)]
+struct At {
+    epoch: usize,
+    batch: usize,
+    steps: u64,
 }
