@@ -19,6 +19,10 @@ pub struct HostCost {
     pub recording_us: f64,
     /// The share of launches replayed from a plan (`Stats::launches_replayed`).
     pub replayed: f64,
+    /// All the host did outside the recorder and the submits: the autograd
+    /// graph and the ops' own logic (on lavapipe the submits hold the
+    /// kernels' run time, which this leaves out).
+    pub outside_us: f64,
 }
 
 /// [`HostCost`] of a region that took `wall_s` seconds and whose counters
@@ -31,6 +35,8 @@ pub fn per_launch(done: &StatsSnapshot, wall_s: f64) -> HostCost {
         busy_us: (wall_s - waited).max(0.0) * 1e6 / n,
         recording_us: done.host_record_ns as f64 / 1e3 / n,
         replayed: done.launches_replayed as f64 / n,
+        outside_us: ((wall_s - waited).max(0.0) * 1e6 - (done.host_record_ns + done.host_submit_ns) as f64 / 1e3).max(0.0)
+            / n,
     }
 }
 
@@ -45,21 +51,33 @@ pub fn eager_then_replayed<T>(dev: &wgrad::gpu_core::Device, mut measure: impl F
 
 /// The host cost per launch of workloads recorded afresh (`WGRAD_REPLAY=0`)
 /// and replayed, measured in the same run: recording alone, all the host
-/// did, their ratios, and the share of launches replayed.
+/// did, their ratios, the host's time outside the recorder and the submits
+/// (the graph and the ops), and the share of launches replayed.
 pub fn print_replay_table(rows: &[(String, HostCost, HostCost)]) {
     println!(
-        "{:<22} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9}",
-        "host us per launch", "rec eager", "rec repl", "ratio", "all eager", "all repl", "ratio", "replayed"
+        "{:<22} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>9}",
+        "host us per launch",
+        "rec eager",
+        "rec repl",
+        "ratio",
+        "all eager",
+        "all repl",
+        "ratio",
+        "ops eager",
+        "ops repl",
+        "replayed"
     );
     for (name, e, r) in rows {
         println!(
-            "{name:<22} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>7.2} {:>8.0}%",
+            "{name:<22} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>8.0}%",
             e.recording_us,
             r.recording_us,
             r.recording_us / e.recording_us,
             e.busy_us,
             r.busy_us,
             r.busy_us / e.busy_us,
+            e.outside_us,
+            r.outside_us,
             r.replayed * 100.0
         );
     }
