@@ -57,7 +57,7 @@ struct Params {
 // types share numbers):
 //   stats_partial          x, part_out
 //   stats_final            part_in, stats_out
-//   stats_final_running    part_in, run_mean_in, run_var_in, stats_out, run_mean_out, run_var_out
+//   stats_final_running    part_in, stats_out, run_mean, run_var (updated in place)
 //   eval_stats             run_mean_in, run_var_in, stats_out
 //   forward(_res)          x, stats, weight, bias, [res], y_out
 //   grad_partial           dy, x, y, stats, part_out
@@ -69,21 +69,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read> eval_mean_in: array<f32>;
 
 @group(0) @binding(2) var<storage, read_write> stats_part_out: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read> run_mean_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dbias_out: array<f32>;
 @group(0) @binding(2) var<storage, read> eval_var_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> final_stats_out: array<f32>;
 
-@group(0) @binding(3) var<storage, read> run_var_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> run_mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> eval_stats_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dweight_out: array<f32>;
 
-@group(0) @binding(4) var<storage, read_write> run_stats_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> run_var: array<f32>;
 
-@group(0) @binding(5) var<storage, read_write> run_mean_out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_part_out: array<vec2<f32>>;
 
-@group(0) @binding(6) var<storage, read_write> run_var_out: array<f32>;
 
 
 // Element i of an input activation, for the reductions (whose threads walk
@@ -248,7 +245,7 @@ fn stats_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 // stats_final plus running = (1 - momentum)·running + momentum·batch, with
-// the unbiased variance for running_var (as PyTorch). Written to new buffers.
+// the unbiased variance for running_var (as PyTorch), updated in place.
 @compute @workgroup_size(WG)
 fn stats_final_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = linear_workgroup(wid, nwg);
@@ -257,11 +254,11 @@ fn stats_final_running(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
     let m = channel_moments(c, lid);
     if lid == 0u {
-        run_stats_out[c] = m.y;
-        run_stats_out[p.channels + c] = rstd_of(m.z / m.x);
+        final_stats_out[c] = m.y;
+        final_stats_out[p.channels + c] = rstd_of(m.z / m.x);
         let keep = 1.0 - p.momentum;
-        run_mean_out[c] = keep * run_mean_in[c] + p.momentum * m.y;
-        run_var_out[c] = keep * run_var_in[c] + p.momentum * (m.z / (m.x - 1.0));
+        run_mean[c] = keep * run_mean[c] + p.momentum * m.y;
+        run_var[c] = keep * run_var[c] + p.momentum * (m.z / (m.x - 1.0));
     }
 }
 

@@ -35,7 +35,8 @@ pub fn per_launch(done: &StatsSnapshot, wall_s: f64) -> HostCost {
         busy_us: (wall_s - waited).max(0.0) * 1e6 / n,
         recording_us: done.host_record_ns as f64 / 1e3 / n,
         replayed: done.launches_replayed as f64 / n,
-        outside_us: ((wall_s - waited).max(0.0) * 1e6 - (done.host_record_ns + done.host_submit_ns) as f64 / 1e3).max(0.0)
+        outside_us: ((wall_s - waited).max(0.0) * 1e6 - (done.host_record_ns + done.host_submit_ns) as f64 / 1e3)
+            .max(0.0)
             / n,
     }
 }

@@ -445,19 +445,24 @@ impl Tensor {
                 d.count() > 1,
                 "{OP}: expected more than 1 value per channel when training, got input shape {shape:?}"
             );
-            // Both running statistics are written by one launch; a missing one gets a stand-in.
+            // Both running statistics are updated by one launch, in place
+            // (their buffers stay the same from step to step, as a replayed
+            // step needs); a missing one gets a stand-in, and one that is a
+            // strided view is updated through a dense copy put back after.
             let stand_in = || Tensor::zeros(&[c], &self.device());
             let rm = running_mean.cloned().or_else(|| running_var.map(|_| stand_in()));
             let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
             let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
             let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
-            let (stats, new) = expect(OP, bn::batch_norm_stats(&x, d, eps, running, io));
-            if let Some((m, v)) = new {
-                let fresh = |b| Tensor::constant(b, Layout::contiguous(&[c]), DType::F32);
-                no_grad(|| {
-                    running_mean.inspect(|t| t.assign(&fresh(m)));
-                    running_var.inspect(|t| t.assign(&fresh(v)));
-                });
+            let stats = expect(OP, bn::batch_norm_stats(&x, d, eps, running, io));
+            if let Some((m, v)) = bufs {
+                let put_back = |t: &Tensor, b: Buffer| {
+                    if !t.buffer_and_layout().0.same_as(&b) {
+                        no_grad(|| t.assign(&Tensor::constant(b, Layout::contiguous(&[c]), DType::F32)));
+                    }
+                };
+                running_mean.inspect(|t| put_back(t, m));
+                running_var.inspect(|t| put_back(t, v));
             }
             stats
         } else {

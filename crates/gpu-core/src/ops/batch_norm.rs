@@ -149,9 +149,9 @@ impl Centre<'_> {
 /// The running statistics a training step updates.
 #[derive(Clone, Copy)]
 pub struct Running<'a> {
-    /// `[C]` running mean (read; the update goes to a new buffer).
+    /// `[C]` running mean, updated in place.
     pub mean: &'a Buffer,
-    /// `[C]` running (unbiased) variance.
+    /// `[C]` running (unbiased) variance, updated in place.
     pub var: &'a Buffer,
     /// `running = (1 − momentum)·running + momentum·batch` (PyTorch: 0.1).
     pub momentum: f32,
@@ -213,9 +213,10 @@ fn level2_wg(d: &ChannelDims) -> f64 {
 
 /// Training statistics of `x` (`[A, C, B]`, stored as `io`): returns the `[mean; rstd]`
 /// buffer (`2·C`, biased variance, `rstd = 1/sqrt(var + eps)`) and, when
-/// `running` is given, new running mean and variance buffers
+/// `running` is given, updates its mean and variance in place
 /// (`(1 − momentum)·running + momentum·stat`, with the *unbiased* variance,
-/// as PyTorch). Two launches.
+/// as PyTorch), so that their buffers stay the same from step to step. Two
+/// launches.
 ///
 /// Errors when a channel has no values; one value per channel gives an
 /// infinite unbiased variance (PyTorch refuses to train on it; so does autograd).
@@ -225,7 +226,7 @@ pub fn batch_norm_stats(
     eps: f32,
     running: Option<Running>,
     io: Operands,
-) -> Result<(Buffer, Option<(Buffer, Buffer)>)> {
+) -> Result<Buffer> {
     const OP: &str = "batch_norm_stats";
     let n = d.check(OP)?;
     if d.count() == 0 || d.channels == 0 {
@@ -240,17 +241,12 @@ pub fn batch_norm_stats(
         Buffer::check_same_device(OP, dev, &[r.mean, r.var])?;
     }
     let stats = Buffer::alloc(dev, 2 * c as u64 * 4)?;
-    let new_running = match running {
-        Some(_) => Some((Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?)),
-        None => None,
-    };
     let momentum = running.map_or(0.0, |r| r.momentum);
     run_fallible(
         dev,
         |g| {
             if super::past_limit(g, [x]) {
-                let new = new_running.as_ref().map(|(m, v)| (m, v));
-                return super::batch_norm_split::stats(g, x, d, (eps, running), io, (&stats, new));
+                return super::batch_norm_split::stats(g, x, d, (eps, running), io, &stats);
             }
             let (_, chunks) = d.plan();
             let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
@@ -267,9 +263,9 @@ pub fn batch_norm_stats(
                 },
             )?;
             let wg = level2_wg(&d);
-            let (entry, inputs, outputs) = match (&running, &new_running) {
-                (Some(r), Some((m, v))) => ("stats_final_running", vec![&part, r.mean, r.var], vec![&stats, m, v]),
-                _ => ("stats_final", vec![&part], vec![&stats]),
+            let (entry, outputs) = match &running {
+                Some(r) => ("stats_final_running", vec![&stats, r.mean, r.var]),
+                None => ("stats_final", vec![&stats]),
             };
             launch(
                 g,
@@ -278,7 +274,7 @@ pub fn batch_norm_stats(
                     entry,
                     constants: vec![("WG", wg)],
                     params: d.params(eps, momentum),
-                    inputs,
+                    inputs: vec![&part],
                     outputs,
                     workgroups: groups(c, 1),
                 },
@@ -308,20 +304,20 @@ pub fn batch_norm_stats(
                 s[ch] = mean as f32;
                 s[c + ch] = (1.0 / (m2 / d.count() as f64 + eps as f64).sqrt()) as f32;
             }
-            if let (Some(r), Some((nm, nv))) = (&running, &new_running) {
-                let (rm, rv, mut om, mut ov) = (r.mean.host(), r.var.host(), nm.host_mut(), nv.host_mut());
-                let (rm, rv, om, ov) = (f32s(&rm), f32s(&rv), f32s_mut(&mut om), f32s_mut(&mut ov));
+            if let Some(r) = &running {
+                let (mut rm, mut rv) = (r.mean.host_mut(), r.var.host_mut());
+                let (rm, rv) = (f32s_mut(&mut rm), f32s_mut(&mut rv));
                 let keep = 1.0 - r.momentum as f64;
                 for (ch, &(mean, m2)) in moments.iter().enumerate() {
-                    om[ch] = (keep * rm[ch] as f64 + r.momentum as f64 * mean) as f32;
+                    rm[ch] = (keep * rm[ch] as f64 + r.momentum as f64 * mean) as f32;
                     let unbiased = m2 / (d.count() as f64 - 1.0);
-                    ov[ch] = (keep * rv[ch] as f64 + r.momentum as f64 * unbiased) as f32;
+                    rv[ch] = (keep * rv[ch] as f64 + r.momentum as f64 * unbiased) as f32;
                 }
             }
             Ok(())
         },
     )?;
-    Ok((stats, new_running))
+    Ok(stats)
 }
 
 /// Evaluation statistics: `[running_mean; 1/sqrt(running_var + eps)]` (`2·C`),

@@ -92,14 +92,14 @@ fn scaled(v: &Buffer, n: usize, scale: f32) -> Result<Buffer> {
 
 /// [`batch_norm_stats`](super::batch_norm::batch_norm_stats) from chunked
 /// gradient sums (see the module docs), written into `stats` (`[mean;
-/// rstd]`) and, with `running`, the updated running statistics into `new`.
+/// rstd]`) and, with `running`, the running statistics updated in place.
 pub(crate) fn stats(
     g: &GpuContext,
     x: &Buffer,
     d: ChannelDims,
     (eps, running): (f32, Option<Running>),
     io: Operands,
-    (stats, new): (&Buffer, Option<(&Buffer, &Buffer)>),
+    stats: &Buffer,
 ) -> Result<()> {
     let (c, m) = (d.channels, d.count() as f32);
     let (sum, _) = grad_sums(g, (x, x, None), d, Centre::Normalized, io)?;
@@ -112,16 +112,17 @@ pub(crate) fn stats(
     let (_, m2) = grad_sums(g, (x, x, None), d, Centre::Stats(&centred), io)?;
     let batch = batch_norm_eval_stats(&mean, &scaled(&m2, c, 1.0 / m)?, c, eps)?;
     g.copy_range(batch.wgpu(), 0, stats.wgpu(), 0, 2 * c as u64 * 4)?;
-    if let (Some(r), Some((new_mean, new_var))) = (running, new) {
+    if let Some(r) = running {
         let whole = Layout::contiguous(&[c]);
         let mix = |old: &Buffer, batch: &Buffer, dst: &Buffer| {
             let (kept, added) = (scaled(old, c, 1.0 - r.momentum)?, scaled(batch, c, r.momentum)?);
             let (sum, _) = binary(BinaryOp::Add, &kept, &whole, &added, &whole)?;
             g.copy_range(sum.wgpu(), 0, dst.wgpu(), 0, c as u64 * 4)
         };
-        mix(r.mean, &mean, new_mean)?;
+        // The mix is computed before the copy over the old values is recorded.
+        mix(r.mean, &mean, r.mean)?;
         // The running variance is the unbiased one, as PyTorch's.
-        mix(r.var, &scaled(&m2, c, 1.0 / (m - 1.0))?, new_var)?;
+        mix(r.var, &scaled(&m2, c, 1.0 / (m - 1.0))?, r.var)?;
     }
     Ok(())
 }
