@@ -63,6 +63,10 @@ pub(crate) struct GpuContext {
     pub matrix_units: Option<super::matrix_units::MatrixUnits>,
     /// `WGRAD_MATMUL_KERNEL=coop`: f16 products must run on matrix units.
     pub matrix_units_forced: bool,
+    /// `WGRAD_MATMUL_KERNEL=tiled`: products on CPU adapters take the tiled
+    /// (GPU) kernel instead of the subgroup one (to measure what the
+    /// subgroup family buys).
+    pub tiled_matmul_forced: bool,
 }
 
 /// The binding limit to use on an adapter whose own is `adapter`: a lower
@@ -170,6 +174,7 @@ impl GpuContext {
             limits,
             matrix_units,
             matrix_units_forced: wish == super::matrix_units::Wish::Forced,
+            tiled_matmul_forced: std::env::var("WGRAD_MATMUL_KERNEL").is_ok_and(|v| v.trim() == "tiled"),
         })
     }
 

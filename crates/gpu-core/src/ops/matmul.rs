@@ -357,11 +357,12 @@ impl MatmulKernel {
     }
 
     /// The kernel this choice runs on `device`: [`Auto`](Self::Auto)
-    /// resolved on a GPU, anything else unchanged.
+    /// resolved on a GPU (the subgroup kernel on CPU adapters that fit it,
+    /// unless `WGRAD_MATMUL_KERNEL=tiled`), anything else unchanged.
     pub fn resolve(self, device: &crate::Device) -> MatmulKernel {
         match (self, device.gpu_ctx()) {
             (MatmulKernel::Auto, Some(g)) => {
-                if g.is_cpu_adapter() && subgroup_kernel_fits(g) {
+                if g.is_cpu_adapter() && subgroup_kernel_fits(g) && !g.tiled_matmul_forced {
                     MatmulKernel::Subgroup
                 } else {
                     MatmulKernel::Tiled
