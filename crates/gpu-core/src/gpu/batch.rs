@@ -201,6 +201,15 @@ impl Batch {
         pass.dispatch_workgroups(x, y, 1);
     }
 
+    /// The chunk the next parameter block goes to, if it exists yet (see
+    /// [`push_params`](Self::push_params)).
+    fn next_params_chunk(&self) -> Option<&wgpu::Buffer> {
+        match self.chunks.last() {
+            Some(c) if c.data.len() < SLOTS_PER_CHUNK * PARAMS_BYTES as usize => Some(&c.buffer),
+            _ => self.spare.last(),
+        }
+    }
+
     /// Stores a parameter block and returns (chunk index, byte offset).
     fn push_params(&mut self, device: &wgpu::Device, params: &[u32]) -> (usize, u32) {
         let bytes: &[u8] = bytemuck::cast_slice(params);
@@ -312,10 +321,11 @@ impl GpuContext {
     /// than the one that bind group binds.
     fn encode_replayed(&self, batch: &mut Batch, e: &LaunchEntry, l: &Launch) -> Result<bool> {
         let Some((bind_group, chunk_buffer)) = &e.bound else { return Ok(false) };
-        let (chunk, offset) = batch.push_params(&self.device, l.params);
-        if batch.chunks[chunk].buffer != *chunk_buffer {
+        if batch.next_params_chunk() != Some(chunk_buffer) {
             return Ok(false);
         }
+        let (chunk, offset) = batch.push_params(&self.device, l.params);
+        debug_assert!(batch.chunks[chunk].buffer == *chunk_buffer, "the parameter block went to another chunk");
         for o in l.outputs {
             batch.staging.written(o);
         }
@@ -373,7 +383,8 @@ impl GpuContext {
         batch.dispatches += 1;
         if !self.fusion_enabled() {
             self.settle(&mut batch)?;
-            self.encode_alone(&mut batch, std::slice::from_ref(&d), None)?;
+            let alone = std::slice::from_ref(&d);
+            self.encode_root(&mut batch, alone, 0, &self.alone_root(alone))?;
             return self.submit_if_full(&mut batch);
         }
         batch.deferred.push(d);
@@ -409,15 +420,9 @@ impl GpuContext {
         };
         let Entry::Settle(plan) = &*entry else { unreachable!("a settle's entry") };
         for (root, how) in plan.roots.iter().enumerate() {
-            match how {
-                Root::Absorbed => {}
-                Root::Alone(kernel) => self.encode_alone(batch, std::slice::from_ref(&run[root]), kernel.as_ref())?,
-                Root::Fused(g, kernel) => {
-                    self.encode_fused(batch, &run, root, g, kernel)?;
-                    if replayed {
-                        self.stats().launch_replayed();
-                    }
-                }
+            self.encode_root(batch, &run, root, how)?;
+            if replayed && matches!(how, Root::Fused(..) | Root::AloneGenerated(..)) {
+                self.stats().launch_replayed();
             }
         }
         if replay {
@@ -448,7 +453,7 @@ impl GpuContext {
             .enumerate()
             .map(|(root, plan)| match plan {
                 _ if into[root].is_some() => Root::Absorbed,
-                None => Root::Alone(self.deferred_kernel(&run[root])),
+                None => self.alone_root(std::slice::from_ref(&run[root])),
                 Some(g) => {
                     let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
                     Root::Fused(Box::new(g), kernel)
@@ -457,14 +462,34 @@ impl GpuContext {
             .collect()
     }
 
-    /// The recorded kernel of deferred launch `d`, or `None` when it runs as
-    /// a generated kernel even alone: a pad (which has no kernel of its
-    /// own) or a launch binding a buffer past the binding limit.
-    fn deferred_kernel(&self, d: &Deferred) -> Option<std::sync::Arc<Kernel>> {
+    /// How the one deferred launch in `alone` runs by itself: its own
+    /// kernel, or, when it binds a buffer past the binding limit (or is a
+    /// pad, which has no kernel of its own), a generated kernel, which runs
+    /// in ranges when it must.
+    fn alone_root(&self, alone: &[Deferred]) -> Root {
+        let d = &alone[0];
         let limit = self.binding_limit();
         let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
-        (!pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit))
-            .then(|| self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1))
+        if !pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
+            return Root::Alone(self.pipelines.get(&self.device, d.shader, d.entry, &d.constants, d.inputs.len(), 1));
+        }
+        let into = [None];
+        let expr = fusion::expression(alone, &into, 0);
+        let g = self
+            .generate(alone, &into, (0, &expr), MAX_BUFFERS)
+            .expect("wgrad internal: one elementwise launch fits a generated kernel");
+        let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
+        Root::AloneGenerated(Box::new(g), kernel)
+    }
+
+    /// Encodes launch `root` of `run` as `how` says.
+    fn encode_root(&self, batch: &mut Batch, run: &[Deferred], root: usize, how: &Root) -> Result<()> {
+        match how {
+            Root::Absorbed => Ok(()),
+            Root::Alone(kernel) => self.encode_deferred(batch, &run[root], kernel),
+            Root::Fused(g, kernel) => self.encode_fused(batch, run, root, g, kernel),
+            Root::AloneGenerated(g, kernel) => self.encode_fused(batch, std::slice::from_ref(&run[root]), 0, g, kernel),
+        }
     }
 
     /// Encodes a deferred launch as recorded (its own kernel).
@@ -485,29 +510,6 @@ impl GpuContext {
             },
         )
         .map(drop)
-    }
-
-    /// Encodes the one deferred launch in `alone` by itself: as recorded,
-    /// or, when it binds a buffer past the binding limit (or is a pad, which
-    /// has no kernel of its own), as the generated kernel, which runs in
-    /// ranges when it must.
-    fn encode_alone(
-        &self,
-        batch: &mut Batch,
-        alone: &[Deferred],
-        kernel: Option<&std::sync::Arc<Kernel>>,
-    ) -> Result<()> {
-        let d = &alone[0];
-        if let Some(kernel) = kernel.cloned().or_else(|| self.deferred_kernel(d)) {
-            return self.encode_deferred(batch, d, &kernel);
-        }
-        let into = [None];
-        let expr = fusion::expression(alone, &into, 0);
-        let g = self
-            .generate(alone, &into, (0, &expr), MAX_BUFFERS)
-            .expect("wgrad internal: one elementwise launch fits a generated kernel");
-        let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
-        self.encode_fused(batch, alone, 0, &g, &kernel)
     }
 
     /// The kernel for `expr`: the plain one, or, when a buffer it binds is

@@ -104,7 +104,8 @@ impl GpuContext {
         // The adapter's own limits, not wgpu's conservative defaults: real
         // models need buffers above the default 128/256 MiB.
         let limits = adapter.limits();
-        let wish = super::matrix_units::Wish::from_env();
+        let kernel = super::matrix_units::kernel_from_env();
+        let wish = super::matrix_units::Wish::parse(kernel.as_deref());
         let matrix_units = super::matrix_units::for_adapter(adapter, wish);
         let mut features = adapter.features() & wanted_features();
         let experimental = if matrix_units.is_some() {
@@ -174,7 +175,7 @@ impl GpuContext {
             limits,
             matrix_units,
             matrix_units_forced: wish == super::matrix_units::Wish::Forced,
-            tiled_matmul_forced: std::env::var("WGRAD_MATMUL_KERNEL").is_ok_and(|v| v.trim() == "tiled"),
+            tiled_matmul_forced: kernel.as_deref() == Some("tiled"),
         })
     }
 

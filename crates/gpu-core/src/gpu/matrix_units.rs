@@ -23,14 +23,15 @@ pub(crate) enum Wish {
     Forbidden,
 }
 
-impl Wish {
-    /// From `WGRAD_MATMUL_KERNEL`.
-    pub fn from_env() -> Wish {
-        Wish::parse(std::env::var("WGRAD_MATMUL_KERNEL").ok().as_deref())
-    }
+/// `WGRAD_MATMUL_KERNEL`, trimmed, if set: read once when a device opens,
+/// for its matrix units ([`Wish::parse`]) and its matmul family.
+pub(crate) fn kernel_from_env() -> Option<String> {
+    std::env::var("WGRAD_MATMUL_KERNEL").ok().map(|v| v.trim().to_string())
+}
 
+impl Wish {
     /// From the variable's value, if set.
-    fn parse(value: Option<&str>) -> Wish {
+    pub fn parse(value: Option<&str>) -> Wish {
         match value.map(str::trim) {
             Some("coop") => Wish::Forced,
             Some("tiled") | Some("subgroup") => Wish::Forbidden,

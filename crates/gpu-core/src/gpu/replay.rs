@@ -198,11 +198,14 @@ impl DeferredKey {
 pub(crate) enum Root {
     /// Merged into a consumer: nothing of its own.
     Absorbed,
-    /// Its own recorded kernel (`None`: a pad or a launch past the binding
-    /// limit, which run as a generated kernel made when encoded).
-    Alone(Option<Arc<Kernel>>),
+    /// Its own recorded kernel.
+    Alone(Arc<Kernel>),
     /// A generated kernel computing it with the producers it absorbed.
     Fused(Box<Generated>, Arc<Kernel>),
+    /// A generated kernel computing it by itself: a pad (which has no
+    /// kernel of its own) or a launch binding a buffer past the binding
+    /// limit (run in ranges). Its leaves index the one-launch run.
+    AloneGenerated(Box<Generated>, Arc<Kernel>),
 }
 
 /// What settling one elementwise run decided.
