@@ -166,8 +166,12 @@ impl RunningMean {
         if self.count == 0 {
             return 0.0;
         }
-        let device = self.device_sum.as_ref().map_or(0.0, |t| t.item() as f64);
-        (self.host_sum + device) / self.count as f64
+        self.sum() / self.count as f64
+    }
+
+    /// The weighted sum so far (one sync when part of it is on the device).
+    fn sum(&self) -> f64 {
+        self.host_sum + self.device_sum.as_ref().map_or(0.0, |t| t.item() as f64)
     }
 
     /// Samples counted so far.
@@ -297,13 +301,13 @@ impl TopKAccuracy {
 
     /// Accuracy for each tracked `k`, in order, in `[0, 1]` (one sync).
     pub fn values(&self) -> Vec<f64> {
+        self.correct().into_iter().map(|c| ratio(c, self.total)).collect()
+    }
+
+    /// Correct samples so far for each tracked `k` (one sync).
+    fn correct(&self) -> Vec<u64> {
         let device = self.device_correct.as_ref().map(|t| t.to_vec());
-        (0..self.ks.len())
-            .map(|i| {
-                let d = device.as_ref().map_or(0, |v| v[i].round() as u64);
-                ratio(self.host_correct[i] + d, self.total)
-            })
-            .collect()
+        (0..self.ks.len()).map(|i| self.host_correct[i] + device.as_ref().map_or(0, |v| v[i].round() as u64)).collect()
     }
 
     /// Forgets everything (keeps the `k`s).
@@ -624,7 +628,7 @@ impl Metric for RunningMean {
         RunningMean::reset(self);
     }
     fn state(&self) -> Vec<f64> {
-        vec![self.mean() * self.count as f64, self.count as f64]
+        vec![self.sum(), self.count as f64]
     }
     fn merge(&mut self, state: &[f64]) {
         expect_len("RunningMean", state, 2);
@@ -715,11 +719,11 @@ impl Metric for TopK {
         self.counts.reset();
     }
     fn state(&self) -> Vec<f64> {
-        vec![self.counts.values()[0] * self.counts.total as f64, self.counts.total as f64]
+        vec![self.counts.correct()[0] as f64, self.counts.total as f64]
     }
     fn merge(&mut self, state: &[f64]) {
         expect_len("TopK", state, 2);
-        self.counts.host_correct[0] += state[0].round() as u64;
+        self.counts.host_correct[0] += state[0] as u64;
         self.counts.total += state[1] as u64;
     }
 }
