@@ -15,8 +15,8 @@
 
 pub use wgrad_autograd as autograd;
 pub use wgrad_autograd::{
-    autocast, detect_anomaly, no_grad, try_run, AnomalyGuard, AutocastGuard, DType, Generator, NormEpilogue,
-    PendingVec, Tensor,
+    autocast, detect_anomaly, no_grad, try_run, AnomalyGuard, AutocastGuard, CompiledStep, DType, Generator,
+    NormEpilogue, PendingVec, Tensor,
 };
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;
@@ -63,8 +63,8 @@ pub mod prelude {
     };
     pub use crate::nn::{Module, ModuleExt, ModuleFields};
     pub use crate::{
-        autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, Buffer, DType, Device, DeviceSpec, Generator,
-        Layout, Tensor,
+        autocast, detect_anomaly, no_grad, AnomalyGuard, AutocastGuard, Buffer, CompiledStep, DType, Device,
+        DeviceSpec, Generator, Layout, Tensor,
     };
 }
 

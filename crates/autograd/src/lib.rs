@@ -13,6 +13,7 @@
 
 pub mod anomaly;
 pub mod autocast;
+mod compiled;
 mod dtype;
 pub mod gradcheck;
 mod graph;
@@ -24,6 +25,7 @@ mod tensor;
 
 pub use anomaly::{detect_anomaly, is_anomaly_enabled, AnomalyGuard};
 pub use autocast::{autocast, is_autocast_enabled, AutocastGuard};
+pub use compiled::CompiledStep;
 pub use dtype::DType;
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};

@@ -476,6 +476,11 @@ impl Tensor {
         self.inner.grad.lock().unwrap().clone()
     }
 
+    /// Sets the accumulated gradient (PyTorch's `p.grad = g`); `None` forgets it.
+    pub fn set_grad(&self, g: Option<Tensor>) {
+        *self.inner.grad.lock().unwrap() = g;
+    }
+
     /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
         *self.inner.grad.lock().unwrap() = None;

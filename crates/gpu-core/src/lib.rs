@@ -28,6 +28,7 @@ pub mod readback;
 pub mod select;
 pub mod shaders;
 pub mod stats;
+pub mod step_graph;
 pub mod testing;
 
 pub use buffer::Buffer;
@@ -39,3 +40,4 @@ pub use profile::Profile;
 pub use readback::Readback;
 pub use select::{enumerate_adapters, list_adapters, AdapterSummary, DeviceSpec};
 pub use stats::{Stats, StatsSnapshot};
+pub use step_graph::{Recording, StepGraph};

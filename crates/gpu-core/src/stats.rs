@@ -40,6 +40,7 @@ pub struct Stats {
     batches_replayed: AtomicU64,
     launches_replayed: AtomicU64,
     replay_fallbacks: AtomicU64,
+    graphs_replayed: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -104,6 +105,10 @@ pub struct StatsSnapshot {
     /// another graph): recorded afresh from there and kept as a new plan
     /// (`Device::replay_fallback` says why the last one did).
     pub replay_fallbacks: u64,
+    /// Whole steps replayed from a step graph (`Device::record`,
+    /// `gpu/tape.rs`): their launches were neither recorded nor matched,
+    /// only re-encoded (they count in `dispatches` and `submissions` too).
+    pub graphs_replayed: u64,
 }
 
 impl Stats {
@@ -129,6 +134,7 @@ impl Stats {
             batches_replayed: self.batches_replayed.load(Relaxed),
             launches_replayed: self.launches_replayed.load(Relaxed),
             replay_fallbacks: self.replay_fallbacks.load(Relaxed),
+            graphs_replayed: self.graphs_replayed.load(Relaxed),
         }
     }
 
@@ -182,6 +188,11 @@ impl Stats {
     pub(crate) fn replay_fell_back(&self) {
         self.replay_fallbacks.fetch_add(1, Relaxed);
     }
+    pub(crate) fn graph_replayed(&self, dispatches: u64, submissions: u64) {
+        self.graphs_replayed.fetch_add(1, Relaxed);
+        self.dispatches.fetch_add(dispatches, Relaxed);
+        self.submissions.fetch_add(submissions, Relaxed);
+    }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);
     }
@@ -234,6 +245,7 @@ impl std::ops::Sub for StatsSnapshot {
             batches_replayed: self.batches_replayed - before.batches_replayed,
             launches_replayed: self.launches_replayed - before.launches_replayed,
             replay_fallbacks: self.replay_fallbacks - before.replay_fallbacks,
+            graphs_replayed: self.graphs_replayed - before.graphs_replayed,
         }
     }
 }

@@ -12,6 +12,7 @@ use super::host_clock;
 use super::pipelines::{Kernel, PARAMS_BYTES};
 use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
+use super::tape::{Command, Tape};
 use crate::stats::HostPhase;
 use crate::{Error, Result};
 
@@ -59,13 +60,23 @@ pub(crate) struct Batch {
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
     deferred: Vec<Deferred>,
     /// The textures that texture-operand kernels read (kept across batches).
-    staging: super::texture_operands::Staging,
+    pub(crate) staging: super::texture_operands::Staging,
     /// Bind groups by what they bind, reused across launches and steps.
     pub(crate) bind_groups: super::bind_groups::BindGroups,
     /// The plans of earlier batches this one may replay (`replay.rs`).
     pub(crate) replay: super::replay::Replay,
     /// The pipeline the open pass has set (a `Kernel`'s address; 0: none).
     pass_pipeline: usize,
+    /// The step being recorded as a step graph, if one is (`tape.rs`).
+    pub(crate) tape: Option<Tape>,
+}
+
+/// What one dispatch binds, for a step graph's record of it.
+struct Binds<'a> {
+    inputs: &'a [&'a wgpu::Buffer],
+    outputs: &'a [&'a wgpu::Buffer],
+    windows: &'a [Option<Window>],
+    views: &'a [Option<wgpu::TextureView>],
 }
 
 /// One kernel launch. Bindings: params, then `inputs` (read), then `outputs` (read-write).
@@ -164,7 +175,11 @@ impl Batch {
         }
         self.encoder(device);
         let encoder = self.encoder.as_mut().expect("the pending encoder exists");
-        (self.staging.copy_in(device, encoder, buffer, window), Some(window.size))
+        let (view, texture) = self.staging.copy_in(device, encoder, buffer, window);
+        if let Some(t) = &mut self.tape {
+            t.push(Command::TextureCopy { buffer: buffer.clone(), window, texture });
+        }
+        (view, Some(window.size))
     }
 
     /// The open compute pass, begun on first use. Launches share one pass:
@@ -181,16 +196,29 @@ impl Batch {
     }
 
     /// Records one dispatch of `kernel` into the open pass (setting its
-    /// pipeline only when the pass has another).
+    /// pipeline only when the pass has another), whose parameter block is
+    /// the last one pushed.
     fn dispatch(
         &mut self,
         device: &wgpu::Device,
         kernel: &Kernel,
-        bind_group: &wgpu::BindGroup,
+        (bind_group, binds): (&wgpu::BindGroup, Binds),
         offset: u32,
         workgroups: u32,
     ) {
         let (x, y) = fold_grid(workgroups);
+        if let Some(t) = &mut self.tape {
+            let window = |i: usize| binds.windows.get(i).copied().flatten();
+            t.push(Command::Dispatch {
+                pipeline: kernel.pipeline.clone(),
+                bind_group: bind_group.clone(),
+                chunk: self.chunks.len() - 1,
+                offset,
+                grid: (x, y),
+                bound: binds.inputs.iter().chain(binds.outputs).enumerate().map(|(i, b)| ((*b).clone(), window(i))).collect(),
+                views: binds.views.iter().flatten().cloned().collect(),
+            });
+        }
         let id = kernel as *const Kernel as usize;
         let set = std::mem::replace(&mut self.pass_pipeline, id) != id;
         let pass = self.pass(device);
@@ -329,7 +357,8 @@ impl GpuContext {
         for o in l.outputs {
             batch.staging.written(o);
         }
-        batch.dispatch(&self.device, &e.kernel, bind_group, offset, l.workgroups);
+        let binds = Binds { inputs: l.inputs, outputs: l.outputs, windows: e.windows(), views: &[] };
+        batch.dispatch(&self.device, &e.kernel, (bind_group, binds), offset, l.workgroups);
         self.stats().dispatched();
         Ok(true)
     }
@@ -697,6 +726,9 @@ impl GpuContext {
             (t.set.clone(), 2 * (t.records.len() as u32 - 1))
         });
         if let Some((set, i)) = &timed {
+            if let Some(t) = &mut batch.tape {
+                t.refuse("the profiler timed its launches");
+            }
             // A profiled launch gets a pass of its own, bracketed by timestamps.
             let timestamp_writes = Some(wgpu::ComputePassTimestampWrites {
                 query_set: set,
@@ -711,7 +743,8 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[offset]);
             pass.dispatch_workgroups(x, y, 1);
         } else {
-            batch.dispatch(&self.device, kernel, &bind_group, offset, l.workgroups);
+            let binds = Binds { inputs: l.inputs, outputs: l.outputs, windows: l.windows, views: &views };
+            batch.dispatch(&self.device, kernel, (&bind_group, binds), offset, l.workgroups);
         }
         self.stats().dispatched();
         Ok((kernel.textures == 0).then_some((bind_group, params)))
@@ -746,6 +779,10 @@ impl GpuContext {
         self.settle(&mut batch)?;
         batch.staging.written(dst);
         batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
+        if let Some(t) = &mut batch.tape {
+            let hash = super::tape::hash_bytes(contents);
+            t.push(Command::Upload { staging, dst: dst.clone(), size: contents.len() as u64, hash });
+        }
         Ok(())
     }
 
@@ -770,6 +807,9 @@ impl GpuContext {
         self.settle(&mut batch)?;
         batch.staging.written(dst);
         batch.encoder(&self.device).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
+        if let Some(t) = &mut batch.tape {
+            t.push(Command::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
+        }
         Ok(())
     }
 
@@ -812,6 +852,9 @@ impl GpuContext {
         // The parameter arena is written by the queue before this submit runs.
         for c in &batch.chunks {
             self.queue.write_buffer(&c.buffer, 0, &c.data);
+        }
+        if let Some(t) = &mut batch.tape {
+            t.end_segment(batch.chunks.iter().map(|c| (c.buffer.clone(), c.data.clone())).collect());
         }
         self.queue.submit([encoder.finish()]);
         self.stats().submitted();

@@ -40,6 +40,22 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 #[derive(Default)]
 pub(crate) struct Pool {
     state: Mutex<State>,
+    pins: Mutex<Pins>,
+}
+
+/// Buffers a step graph (`tape.rs`) binds: while one is pinned it is never
+/// handed out again; freed, it is *parked* until its graphs are dropped.
+/// And, while a step is being recorded, the buffers it was handed (which
+/// are the graph's own; the others it touches it found made before).
+#[derive(Default)]
+struct Pins {
+    count: HashMap<wgpu::Buffer, usize>,
+    parked: HashSet<wgpu::Buffer>,
+    /// Per size class, the buffers handed to the step being recorded, in order.
+    recording: Option<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// The same for the last step recorded, and all of them.
+    last: HashMap<u64, Vec<wgpu::Buffer>>,
+    last_set: HashSet<wgpu::Buffer>,
 }
 
 /// Earlier batches whose requests the pool tries to repeat.
@@ -63,13 +79,24 @@ impl Pool {
     /// A buffer of exactly `class` bytes: the one the same request of the
     /// last batch got if it is free, else a free one, else `create()`'s.
     pub fn acquire(&self, class: u64, create: impl FnOnce() -> wgpu::Buffer) -> wgpu::Buffer {
+        let mut pins = self.pins.lock().unwrap();
         let mut s = self.state.lock().unwrap();
         let State { free, past, now, extra, reserved } = &mut *s;
         let k = now.get(&class).map_or(0, Vec::len);
         let free = free.entry(class).or_default();
-        let wanted = past.get(&class).and_then(|batches| {
-            batches.iter().filter_map(|b| b.get(k)).find_map(|w| free.iter().rposition(|b| b == w))
-        });
+        // A step being recorded gets what its last recording got, and other
+        // work keeps off those buffers, so that a step recorded twice binds
+        // the same buffers (`tape.rs`).
+        let step = &*pins;
+        let for_step = step.recording.as_ref().map(|r| r.get(&class).map_or(0, Vec::len));
+        let stepped = |b: &wgpu::Buffer| step.last_set.contains(b);
+        let wanted = match for_step {
+            Some(j) => step.last.get(&class).and_then(|l| l.get(j)).and_then(|w| free.iter().rposition(|b| b == w)),
+            None => past.get(&class).and_then(|batches| {
+                let mut wants = batches.iter().filter_map(|b| b.get(k)).filter(|w| !stepped(w));
+                wants.find_map(|w| free.iter().rposition(|b| b == w))
+            }),
+        };
         let buffer = match wanted {
             Some(i) => free.swap_remove(i),
             None => {
@@ -80,7 +107,7 @@ impl Pool {
                 // the class over the pool's life; past that, the free buffer
                 // the last batch wanted latest.
                 let history = past.get(&class);
-                let reserved = |b: &wgpu::Buffer| reserved.get(&class).is_some_and(|r| r.contains(b));
+                let reserved = |b: &wgpu::Buffer| stepped(b) || reserved.get(&class).is_some_and(|r| r.contains(b));
                 let cap = history.and_then(|p| p.front()).map_or(0, |l| l.len() / 2 + 1);
                 let extra = extra.entry(class).or_default();
                 if let Some(i) = free.iter().rposition(|b| !reserved(b)) {
@@ -97,12 +124,75 @@ impl Pool {
             }
         };
         now.entry(class).or_default().push(buffer.clone());
+        if let Some(r) = &mut pins.recording {
+            r.entry(class).or_default().push(buffer.clone());
+        }
         buffer
     }
 
-    /// Returns a buffer for reuse.
+    /// Returns a buffer for reuse (or parks it, when a step graph binds it).
     pub fn put(&self, buf: wgpu::Buffer) {
+        {
+            let mut pins = self.pins.lock().unwrap();
+            if pins.count.contains_key(&buf) {
+                pins.parked.insert(buf);
+                return;
+            }
+        }
         self.state.lock().unwrap().free.entry(buf.size()).or_default().push(buf);
+    }
+
+    /// Starts logging the buffers handed out (a step being recorded).
+    pub fn start_logging(&self) {
+        self.pins.lock().unwrap().recording = Some(HashMap::new());
+    }
+
+    /// Stops logging; returns the buffers handed out since [`start_logging`](Self::start_logging).
+    #[allow(clippy::mutable_key_type)] // see `next_batch`
+    pub fn stop_logging(&self) -> HashSet<wgpu::Buffer> {
+        let mut pins = self.pins.lock().unwrap();
+        let handed = pins.recording.take().unwrap_or_default();
+        pins.last_set = handed.values().flatten().cloned().collect();
+        pins.last = handed;
+        pins.last_set.clone()
+    }
+
+    /// Pins `buffers` (a step graph's): those free now are parked, the
+    /// others will be when freed.
+    pub fn pin(&self, buffers: &[wgpu::Buffer]) {
+        let mut pins = self.pins.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
+        for b in buffers {
+            *pins.count.entry(b.clone()).or_default() += 1;
+            if let Some(free) = s.free.get_mut(&b.size()) {
+                if let Some(i) = free.iter().position(|f| f == b) {
+                    free.swap_remove(i);
+                    pins.parked.insert(b.clone());
+                }
+            }
+        }
+    }
+
+    /// Undoes one [`pin`](Self::pin) of `buffers`: a parked buffer no graph pins any more is free again.
+    pub fn unpin(&self, buffers: &[wgpu::Buffer]) {
+        let mut pins = self.pins.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
+        for b in buffers {
+            let Some(n) = pins.count.get_mut(b) else { continue };
+            *n -= 1;
+            if *n == 0 {
+                pins.count.remove(b);
+                if pins.parked.remove(b) {
+                    s.free.entry(b.size()).or_default().push(b.clone());
+                }
+            }
+        }
+    }
+
+    /// The first of `buffers` that was freed while pinned (no tensor holds it any more).
+    pub fn first_parked<'a>(&self, buffers: &'a [wgpu::Buffer]) -> Option<&'a wgpu::Buffer> {
+        let pins = self.pins.lock().unwrap();
+        buffers.iter().find(|b| pins.parked.contains(*b))
     }
 
     /// Starts a new batch's order of requests.

@@ -55,6 +55,9 @@ impl GpuContext {
         {
             let mut batch = self.batch.lock().unwrap();
             self.settle(&mut batch)?;
+            if let Some(t) = &mut batch.tape {
+                t.refuse("it reads data back (`item`, `to_vec`)");
+            }
             let encoder = batch.encoder(&self.device);
             if bytes > 0 {
                 encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);

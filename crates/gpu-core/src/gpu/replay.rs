@@ -92,6 +92,11 @@ impl LaunchEntry {
         }
     }
 
+    /// The windows the launch bound.
+    pub fn windows(&self) -> &[Option<Window>] {
+        &self.windows
+    }
+
     /// What differs between `l` and the launch this entry recorded, for
     /// [`Device::replay_fallback`](crate::Device::replay_fallback).
     fn differs(&self, l: &Launch, windows: &[Option<Window>]) -> String {

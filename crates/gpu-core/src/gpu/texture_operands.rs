@@ -143,50 +143,35 @@ impl Staging {
     }
 
     /// Records the copy of window `w` of `buffer` into a texture
-    /// ([`slot_for`](Self::slot_for)) and returns its view. The window's
-    /// offset and size are multiples of 16 bytes (buffers are backed in
-    /// multiples of 16, windows start on the offset alignment).
+    /// ([`slot_for`](Self::slot_for)) and returns its view and the texture.
+    /// The window's offset and size are multiples of 16 bytes (buffers are
+    /// backed in multiples of 16, windows start on the offset alignment).
     pub fn copy_in(
         &mut self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
         w: Window,
-    ) -> wgpu::TextureView {
+    ) -> (wgpu::TextureView, wgpu::Texture) {
         let launch = self.launch;
         let texels = (w.size / 4).max(1) as u32;
         let rows = texels.div_ceil(TEX_WIDTH);
         let i = self.slot_for(device, rows);
         let e = &mut self.entries[i];
         (e.holds, e.used) = (Some((buffer.clone(), w)), launch);
-        let row_bytes = TEX_WIDTH as u64 * 4;
-        let (full, rest) = (texels / TEX_WIDTH, texels % TEX_WIDTH);
-        let mut copy = |offset: u64, origin_y: u32, width: u32, height: u32| {
-            encoder.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset,
-                        bytes_per_row: Some(row_bytes as u32),
-                        rows_per_image: None,
-                    },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: &e.texture,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y: origin_y, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
-                wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
-            );
-        };
-        if full > 0 {
-            copy(w.offset, 0, TEX_WIDTH, full);
+        copy_window(encoder, buffer, w, &e.texture);
+        (e.view.clone(), e.texture.clone())
+    }
+
+    /// Forgets what every texture holds (a step graph replayed has copied
+    /// other contents into them).
+    /// Its recency order is reset too, so that a step recorded twice picks
+    /// the same textures both times.
+    pub fn forget(&mut self) {
+        for e in &mut self.entries {
+            (e.holds, e.used) = (None, 0);
         }
-        if rest > 0 {
-            copy(w.offset + full as u64 * row_bytes, full, rest, 1);
-        }
-        e.view.clone()
+        self.launch = 0;
     }
 
     /// The texture to copy `rows` rows into: one this launch does not read
@@ -222,6 +207,35 @@ impl Staging {
     }
 }
 
+/// Encodes the copy of window `w` of `buffer` into `texture`, rows of
+/// `TEX_WIDTH` texels (the last one partial).
+pub(crate) fn copy_window(encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, w: Window, texture: &wgpu::Texture) {
+    let texels = (w.size / 4).max(1) as u32;
+    let row_bytes = TEX_WIDTH as u64 * 4;
+    let (full, rest) = (texels / TEX_WIDTH, texels % TEX_WIDTH);
+    let mut copy = |offset: u64, origin_y: u32, width: u32, height: u32| {
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout { offset, bytes_per_row: Some(row_bytes as u32), rows_per_image: None },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: origin_y, z: 0 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+        );
+    };
+    if full > 0 {
+        copy(w.offset, 0, TEX_WIDTH, full);
+    }
+    if rest > 0 {
+        copy(w.offset + full as u64 * row_bytes, full, rest, 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,3 +259,4 @@ mod tests {
         assert!(!fits(4 * 4096 * 16384 + 4, &limits));
     }
 }
+

@@ -1,0 +1,234 @@
+//! Compiled steps: a training step recorded once and then replayed without
+//! running its Rust code (the autograd graph, the ops' checks, the
+//! recorder), as CUDA graphs and `torch.compile(mode="reduce-overhead")`
+//! do for PyTorch.
+//!
+//! Replay of batches (gpu-core's `gpu/replay.rs`, on by default) already
+//! skips the recorder's decisions; what it leaves is the host cost of
+//! building the graph and running the ops' logic every step. A
+//! [`CompiledStep`] removes that too, for the part of a step that is the
+//! same every time: forward, loss and backward (the optimizer may run
+//! eagerly after it, its scalars change every step).
+//!
+//! How it works, as for CUDA graphs:
+//! - *Static inputs.* The step reads copies of its inputs that the
+//!   compiled step owns; each call copies the new inputs into them (one
+//!   device copy per input), so a replay reads the new batch.
+//! - *Two recordings agree first.* The step is recorded
+//!   ([`Device::record`]) on each call until two consecutive recordings are
+//!   the same (commands, buffers, parameter bytes, uploads, outputs): the
+//!   buffer pool settles its order after a few steps, and a step whose
+//!   scalars change every time (a dropout seed drawn per step, an
+//!   optimizer's step count) is never the same, so it is never replayed:
+//!   after [`MAX_RECORDINGS`] the compiled step runs eagerly and says why
+//!   ([`why_not`](CompiledStep::why_not)). A step that reads data back
+//!   (`item`) is not recordable at all.
+//! - *Static outputs.* A replay writes the same buffers as the recording:
+//!   the tensors returned are the same every call (their values new), and
+//!   so are the parameters' gradients, which each replay attaches again
+//!   (the optimizer after it finds them, `zero_grad` may forget them).
+//! - *Invalidation.* New input shapes or dtypes, or another `key` (what the
+//!   caller knows changes the step: a loss scale, train/eval mode) record
+//!   afresh; a replay that finds a buffer the step reads freed (a parameter
+//!   replaced) records afresh too. Anything else the step's code would do
+//!   differently is the caller's to put in `key` or to [`reset`](CompiledStep::reset).
+//!
+//! The CPU backend has no recorder: there the compiled step calls the step
+//! every time (bit-identical by construction), as it does with replay off
+//! (`WGRAD_REPLAY=0`, `Device::set_replay(false)`).
+
+use crate::{DType, Device, Result, Tensor};
+use wgrad_gpu_core::{Recording, StepGraph};
+
+/// Recordings compared before a compiled step gives up and runs eagerly.
+pub const MAX_RECORDINGS: usize = 12;
+
+/// A step recorded once and replayed: see the module doc. Typical use:
+///
+/// ```no_run
+/// # use wgrad_autograd::{CompiledStep, Tensor};
+/// # fn model(x: &Tensor) -> Tensor { x.clone() }
+/// # let (params, batches): (Vec<Tensor>, Vec<(Tensor, Tensor)>) = (vec![], vec![]);
+/// let mut compiled = CompiledStep::new(params.clone());
+/// for (x, y) in batches {
+///     let out = compiled.run(0, &[&x, &y], |inputs| {
+///         let loss = model(&inputs[0]).mse_loss(&inputs[1]);
+///         loss.backward();
+///         vec![loss]
+///     }).unwrap();
+///     // optimizer.step(); optimizer.zero_grad(); out[0] is this step's loss
+/// #   let _ = out;
+/// }
+/// ```
+pub struct CompiledStep {
+    params: Vec<Tensor>,
+    signature: Option<Signature>,
+    statics: Vec<Tensor>,
+    last: Option<Recording>,
+    graph: Option<Captured>,
+    recordings: usize,
+    why_not: Option<String>,
+    gave_up: bool,
+    replays: u64,
+}
+
+/// A pinned step graph, the outputs it writes and the gradients it leaves.
+struct Captured {
+    graph: StepGraph,
+    outputs: Vec<Tensor>,
+    grads: Vec<Option<Tensor>>,
+}
+
+/// What a recording was made for.
+#[derive(Clone, PartialEq)]
+struct Signature {
+    inputs: Vec<(Vec<usize>, DType)>,
+    key: u64,
+}
+
+impl CompiledStep {
+    /// A compiled step whose backward fills the gradients of `params` (the
+    /// gradients a replay attaches again).
+    pub fn new(params: Vec<Tensor>) -> Self {
+        CompiledStep {
+            params,
+            signature: None,
+            statics: Vec::new(),
+            last: None,
+            graph: None,
+            recordings: 0,
+            why_not: None,
+            gave_up: false,
+            replays: 0,
+        }
+    }
+
+    /// Runs the step on `inputs`: replays its graph when one is captured
+    /// for these input shapes and `key`, else calls `step` on static copies
+    /// of the inputs (recording it, on a GPU with replay on). Returns the
+    /// step's outputs, which a replay rewrites in place (read them before
+    /// the next call, or copy them).
+    ///
+    /// `step` must do device work only, the same work every call (no
+    /// readback, no host decisions on data), and leave the gradients of
+    /// the parameters it was built with as the optimizer will read them.
+    ///
+    /// # Errors
+    /// Device errors of the input copies or a replay.
+    pub fn run(&mut self, key: u64, inputs: &[&Tensor], step: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let Some(device) = inputs.first().map(|t| t.device()).or_else(|| self.params.first().map(|p| p.device())) else {
+            return Ok(step(&[]));
+        };
+        if !device.is_gpu() || !device.replay() {
+            let owned: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+            return Ok(step(&owned));
+        }
+        let signature = Signature { inputs: inputs.iter().map(|t| (t.shape(), t.dtype())).collect(), key };
+        if self.signature.as_ref() != Some(&signature) {
+            self.reset();
+            if let Some(t) = inputs.iter().find(|t| t.dtype() == DType::F16) {
+                self.why_not = Some(format!("an f16 input of shape {:?} (inputs are copied as 32-bit words)", t.shape()));
+                self.gave_up = true;
+            }
+            self.statics = inputs.iter().map(|t| t.try_deep_copy()).collect::<Result<_>>()?;
+            self.signature = Some(signature);
+        } else {
+            for (input, s) in inputs.iter().zip(&self.statics) {
+                let (src, sl) = input.buffer_and_layout();
+                let (dst, dl) = s.buffer_and_layout();
+                wgrad_gpu_core::ops::copy::copy_into(&src, &sl, &dst, &dl)?;
+            }
+        }
+        if self.gave_up {
+            return Ok(step(&self.statics));
+        }
+        if let Some(c) = &self.graph {
+            match c.graph.replay() {
+                Ok(()) => {
+                    for (p, g) in self.params.iter().zip(&c.grads) {
+                        p.set_grad(g.clone());
+                    }
+                    self.replays += 1;
+                    return Ok(c.outputs.clone());
+                }
+                Err(e) => {
+                    self.why_not = Some(e.to_string());
+                    self.graph = None;
+                    self.recordings = 0;
+                }
+            }
+        }
+        self.record(&device, step)
+    }
+
+    /// Calls `step` on the static inputs while recording it; keeps the
+    /// recording as the graph when it is the same as the last one.
+    fn record(&mut self, device: &Device, step: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let statics = &self.statics;
+        let (outputs, recording) = device.record(|| step(statics));
+        let mut rec = match recording {
+            Ok(r) => r,
+            Err(why) => {
+                self.why_not = Some(why);
+                self.gave_up = true;
+                return Ok(outputs);
+            }
+        };
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let marked: Vec<wgrad_gpu_core::Buffer> =
+            outputs.iter().chain(grads.iter().flatten()).map(|t| t.buffer_and_layout().0).collect();
+        rec.mark_outputs(&marked.iter().collect::<Vec<_>>());
+        self.recordings += 1;
+        match self.last.take() {
+            Some(earlier) => match rec.differs_from(&earlier) {
+                None => {
+                    self.why_not = None;
+                    self.graph = Some(Captured { graph: rec.into_graph(), outputs: outputs.clone(), grads });
+                }
+                Some(why) => {
+                    self.why_not = Some(format!("two recordings of the step differ: {why}"));
+                    if self.recordings >= MAX_RECORDINGS {
+                        self.gave_up = true;
+                    } else {
+                        self.last = Some(rec);
+                    }
+                }
+            },
+            None => self.last = Some(rec),
+        }
+        Ok(outputs)
+    }
+
+    /// Forgets the graph and the static inputs: the next call records afresh
+    /// (call it after replacing parameters or changing what the step does).
+    pub fn reset(&mut self) {
+        self.graph = None;
+        self.last = None;
+        self.signature = None;
+        self.statics.clear();
+        self.recordings = 0;
+        self.why_not = None;
+        self.gave_up = false;
+    }
+
+    /// Whether the next call with the same inputs and key replays a graph.
+    pub fn is_captured(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// Calls that replayed the graph instead of running the step.
+    pub fn replays(&self) -> u64 {
+        self.replays
+    }
+
+    /// Launches one replay encodes (0 before a graph is captured).
+    pub fn launches(&self) -> usize {
+        self.graph.as_ref().map_or(0, |c| c.graph.launches())
+    }
+
+    /// Why the step is not (yet) replayed: the last difference between two
+    /// recordings, why it is not recordable, or why the last replay was refused.
+    pub fn why_not(&self) -> Option<&str> {
+        self.why_not.as_deref()
+    }
+}

@@ -1,0 +1,358 @@
+//! Step graphs: the commands a whole step recorded, replayed without
+//! running the step's code again (what CUDA graphs are to PyTorch).
+//!
+//! Replay of batches (`replay.rs`) still runs the step's Rust code (the
+//! autograd graph, the ops' checks and kernel choices) and only skips the
+//! recorder's decisions. A *tape* goes further: while a step runs, the
+//! batch also appends every command it encodes (a dispatch with its
+//! pipeline, bind group and parameter offset; a buffer copy; an upload from
+//! its staging buffer; a copy into an operand texture) and, at each submit,
+//! the parameter chunks' contents. Replaying the tape writes those chunks
+//! and re-encodes the commands: per launch `set_pipeline` (when it
+//! changes), `set_bind_group`, `dispatch`, one compute pass per run of
+//! launches, one submit per submit recorded.
+//!
+//! A tape is only correct to replay if the step would record exactly it
+//! again, so the caller (`wgrad_autograd::CompiledStep`) records the step
+//! until two consecutive recordings are [`equal`](Tape::differs_from)
+//! (same commands on the same buffers, same parameter bytes, same uploads):
+//! a step whose scalars change every time (a dropout seed, an optimizer's
+//! step count) or whose buffers do not settle is never replayed. Then the
+//! tape is pinned: every buffer it binds is kept out of the pool (freed, it
+//! is *parked* until the graph drops), so nothing else is ever handed the
+//! buffers it writes. The buffers it reads that were made before the step
+//! (parameters, optimizer state, the step's static inputs) must stay held
+//! by their tensors: a replay finds one freed (a parameter replaced, an
+//! input dropped) and refuses with [`Error::StaleGraph`](crate::Error).
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+use super::batch::Window;
+
+/// One command a step encoded.
+#[derive(Clone)]
+pub(crate) enum Command {
+    /// A kernel launch into the open compute pass.
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        /// The parameter chunk (index into the segment's) and block offset.
+        chunk: usize,
+        offset: u32,
+        grid: (u32, u32),
+        /// What the bind group binds (inputs, then outputs; the views of
+        /// operand textures): compared instead of the bind group, which
+        /// a texture-reading launch makes afresh every time.
+        bound: Vec<(wgpu::Buffer, Option<Window>)>,
+        views: Vec<wgpu::TextureView>,
+    },
+    /// A device copy.
+    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
+    /// A host-to-device copy, from the staging buffer recording made (its
+    /// contents never change), with a hash of the bytes for comparison.
+    Upload { staging: wgpu::Buffer, dst: wgpu::Buffer, size: u64, hash: u64 },
+    /// A copy of a buffer window into an operand texture (CPU adapters).
+    TextureCopy { buffer: wgpu::Buffer, window: Window, texture: wgpu::Texture },
+}
+
+impl Command {
+    /// Whether `self` and `other` do the same work.
+    fn same(&self, other: &Command) -> bool {
+        use Command::*;
+        match (self, other) {
+            (
+                Dispatch { pipeline: p, chunk: c, offset: o, grid: g, bound: b, views: v, .. },
+                Dispatch { pipeline: p2, chunk: c2, offset: o2, grid: g2, bound: b2, views: v2, .. },
+            ) => p == p2 && c == c2 && o == o2 && g == g2 && b == b2 && v == v2,
+            (Upload { dst, size, hash, .. }, Upload { dst: d2, size: s2, hash: h2, .. }) => {
+                dst == d2 && size == s2 && hash == h2
+            }
+            (
+                Copy { src, src_offset, dst, dst_offset, size },
+                Copy { src: s2, src_offset: so2, dst: d2, dst_offset: do2, size: z2 },
+            ) => src == s2 && src_offset == so2 && dst == d2 && dst_offset == do2 && size == z2,
+            (
+                TextureCopy { buffer, window, texture },
+                TextureCopy { buffer: b2, window: w2, texture: t2 },
+            ) => buffer == b2 && window == w2 && texture == t2,
+            _ => false,
+        }
+    }
+
+    /// What differs between two dispatches (for [`Tape::differs_from`]).
+    fn how(&self, other: &Command) -> String {
+        use Command::*;
+        match (self, other) {
+            (
+                Dispatch { pipeline: p, chunk: c, offset: o, grid: g, bound: b, views: v, .. },
+                Dispatch { pipeline: p2, chunk: c2, offset: o2, grid: g2, bound: b2, views: v2, .. },
+            ) => {
+                let bound: Vec<usize> = (0..b.len().min(b2.len())).filter(|&i| b[i] != b2[i]).collect();
+                [
+                    (p != p2, "the kernel".to_string()),
+                    ((c, o) != (c2, o2), "the parameter slot".to_string()),
+                    (g != g2, "the grid".to_string()),
+                    (b.len() != b2.len() || !bound.is_empty(), format!("the buffers bound at {bound:?}")),
+                    (v != v2, "the textures read".to_string()),
+                ]
+                .into_iter()
+                .filter(|(d, _)| *d)
+                .map(|(_, w)| w)
+                .collect::<Vec<_>>()
+                .join(", ")
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Dispatch { .. } => "a launch",
+            Command::Copy { .. } => "a copy",
+            Command::Upload { .. } => "an upload",
+            Command::TextureCopy { .. } => "a texture copy",
+        }
+    }
+}
+
+/// The commands of one submission and the parameter chunks they bind.
+#[derive(Default)]
+pub(crate) struct Segment {
+    pub chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
+    pub commands: Vec<Command>,
+}
+
+/// A step's recording (see the module doc).
+#[derive(Default)]
+pub(crate) struct Tape {
+    pub segments: Vec<Segment>,
+    /// Commands since the last submit.
+    pub open: Vec<Command>,
+    /// Why this recording cannot be replayed (a readback, the profiler, ...).
+    pub refused: Option<String>,
+    /// The buffers the step was handed by the pool (filled at the end).
+    pub own: HashSet<wgpu::Buffer>,
+    /// Buffers the caller marked (the step's outputs): compared too.
+    pub marked: Vec<wgpu::Buffer>,
+    /// Whether a launch validated indices (a replay arms the error check too).
+    pub checks_indices: bool,
+}
+
+/// A hash of upload bytes (equal bytes, equal hash; a step whose uploads
+/// differ is told apart with near certainty).
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl Tape {
+    /// Appends a command (dropped once the tape is refused).
+    pub fn push(&mut self, c: Command) {
+        if self.refused.is_none() {
+            self.open.push(c);
+        }
+    }
+
+    /// Marks the recording as not replayable, keeping the first reason.
+    pub fn refuse(&mut self, why: impl Into<String>) {
+        if self.refused.is_none() {
+            self.refused = Some(why.into());
+            self.segments.clear();
+            self.open.clear();
+        }
+    }
+
+    /// Closes the segment of a submit whose parameter chunks are `chunks`.
+    pub fn end_segment(&mut self, chunks: Vec<(wgpu::Buffer, Vec<u8>)>) {
+        if self.refused.is_none() && !self.open.is_empty() {
+            let commands = std::mem::take(&mut self.open);
+            self.segments.push(Segment { chunks, commands });
+        }
+    }
+
+    /// Launches recorded.
+    pub fn dispatches(&self) -> usize {
+        let all = self.segments.iter().flat_map(|s| &s.commands);
+        all.filter(|c| matches!(c, Command::Dispatch { .. })).count()
+    }
+
+    /// Every buffer the tape binds or copies (each once).
+    // A `wgpu::Buffer` hashes and compares by identity, which its interior
+    // mutability does not touch.
+    #[allow(clippy::mutable_key_type)]
+    pub fn buffers(&self) -> Vec<wgpu::Buffer> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut add = |b: &wgpu::Buffer| {
+            if seen.insert(b.clone()) {
+                out.push(b.clone());
+            }
+        };
+        for c in self.segments.iter().flat_map(|s| &s.commands) {
+            match c {
+                Command::Dispatch { bound, .. } => bound.iter().for_each(|(b, _)| add(b)),
+                Command::Copy { src, dst, .. } => {
+                    add(src);
+                    add(dst);
+                }
+                Command::Upload { dst, .. } => add(dst),
+                Command::TextureCopy { buffer, .. } => add(buffer),
+            }
+        }
+        self.marked.iter().for_each(&mut add);
+        out
+    }
+
+    /// The buffers the tape uses that the step was not handed: made before
+    /// it (parameters, state, inputs), they must outlive every replay.
+    pub fn external(&self) -> Vec<wgpu::Buffer> {
+        self.buffers().into_iter().filter(|b| !self.own.contains(b)).collect()
+    }
+
+    /// Where `self` and `other` first differ, `None` when they record the same work.
+    pub fn differs_from(&self, other: &Tape) -> Option<String> {
+        if let Some(why) = self.refused.as_ref().or(other.refused.as_ref()) {
+            return Some(why.clone());
+        }
+        if self.segments.len() != other.segments.len() {
+            return Some(format!("{} submissions, then {}", other.segments.len(), self.segments.len()));
+        }
+        if self.marked != other.marked {
+            return Some("the step's outputs are other buffers".into());
+        }
+        for (s, (a, b)) in self.segments.iter().zip(&other.segments).enumerate() {
+            if a.commands.len() != b.commands.len() {
+                return Some(format!(
+                    "submission {s}: {} commands, then {}",
+                    b.commands.len(),
+                    a.commands.len()
+                ));
+            }
+            if let Some(i) = (0..a.commands.len()).find(|&i| !a.commands[i].same(&b.commands[i])) {
+                let how = a.commands[i].how(&b.commands[i]);
+                return Some(format!("submission {s}, command {i}: {} differs {how}", a.commands[i].name()));
+            }
+            let chunks = |s: &Segment| s.chunks.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>();
+            if chunks(a) != chunks(b) {
+                return Some(format!("submission {s}: other parameter chunks"));
+            }
+            if let Some(i) = (0..a.chunks.len()).find(|&i| a.chunks[i].1 != b.chunks[i].1) {
+                let (x, y) = (&a.chunks[i].1, &b.chunks[i].1);
+                let at = (0..x.len().min(y.len())).find(|&k| x[k] != y[k]).unwrap_or(0);
+                let slot = at / super::pipelines::PARAMS_BYTES as usize;
+                let launch = a.commands.iter().position(|c| {
+                    matches!(c, Command::Dispatch { chunk, offset, .. }
+                        if *chunk == i && *offset as usize == slot * super::pipelines::PARAMS_BYTES as usize)
+                });
+                return Some(format!(
+                    "submission {s}: the parameters of command {} change between steps",
+                    launch.map_or("?".to_string(), |l| l.to_string())
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl super::GpuContext {
+    /// Starts recording a step: what is pending is submitted first (it is
+    /// not the step's), and no operand texture is taken to hold anything
+    /// yet (the step copies in all it reads).
+    pub(crate) fn begin_tape(&self) -> crate::Result<()> {
+        let mut batch = self.batch.lock().unwrap();
+        if batch.tape.is_some() {
+            return Err(crate::Error::invalid("record", "a step is already being recorded"));
+        }
+        self.submit(&mut batch)?;
+        batch.staging.forget();
+        let mut tape = Tape::default();
+        if self.profiler.is_active() {
+            tape.refuse("the profiler is on");
+        }
+        batch.tape = Some(tape);
+        self.pool.start_logging();
+        Ok(())
+    }
+
+    /// Ends the recording begun by [`begin_tape`](Self::begin_tape),
+    /// submitting the step's last commands.
+    pub(crate) fn end_tape(&self) -> crate::Result<Tape> {
+        let mut batch = self.batch.lock().unwrap();
+        let submitted = self.submit(&mut batch);
+        let mut tape = batch.tape.take().unwrap_or_default();
+        tape.own = self.pool.stop_logging();
+        tape.checks_indices = self.index_checks_pending.load(std::sync::atomic::Ordering::Relaxed);
+        submitted?;
+        Ok(tape)
+    }
+
+    /// Replays a pinned tape whose external buffers are `external`.
+    pub(crate) fn replay_tape(&self, tape: &Tape, external: &[wgpu::Buffer]) -> crate::Result<()> {
+        use super::host_clock;
+        use crate::stats::HostPhase;
+        let _host = host_clock::enter(&self.stats, HostPhase::Record);
+        let mut batch = self.batch.lock().unwrap();
+        if batch.tape.is_some() {
+            return Err(crate::Error::invalid("replay", "a step graph replayed while a step is being recorded"));
+        }
+        // Earlier work first; its parameter chunks are then free to rewrite.
+        self.submit(&mut batch)?;
+        if let Some(b) = self.pool.first_parked(external) {
+            return Err(crate::Error::invalid(
+                "replay",
+                format!(
+                    "a buffer of {} bytes the recorded step reads was freed since (a parameter replaced, \
+                     an input dropped): record the step again",
+                    b.size()
+                ),
+            ));
+        }
+        let mut dispatches = 0;
+        let desc = wgpu::ComputePassDescriptor { label: Some("wgrad step graph"), timestamp_writes: None };
+        for seg in &tape.segments {
+            for (buffer, data) in &seg.chunks {
+                self.queue.write_buffer(buffer, 0, data);
+            }
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad step graph") });
+            let mut pass: Option<wgpu::ComputePass<'static>> = None;
+            let mut set: Option<&wgpu::ComputePipeline> = None;
+            for c in &seg.commands {
+                if let Command::Dispatch { pipeline, bind_group, offset, grid, .. } = c {
+                    let p = pass.get_or_insert_with(|| encoder.begin_compute_pass(&desc).forget_lifetime());
+                    if set != Some(pipeline) {
+                        p.set_pipeline(pipeline);
+                        set = Some(pipeline);
+                    }
+                    p.set_bind_group(0, bind_group, &[*offset]);
+                    p.dispatch_workgroups(grid.0, grid.1, 1);
+                    dispatches += 1;
+                    continue;
+                }
+                (pass, set) = (None, None);
+                match c {
+                    Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                        encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
+                    }
+                    Command::Upload { staging, dst, size, .. } => encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size),
+                    Command::TextureCopy { buffer, window, texture } => {
+                        super::texture_operands::copy_window(&mut encoder, buffer, *window, texture)
+                    }
+                    Command::Dispatch { .. } => unreachable!("handled above"),
+                }
+            }
+            drop(pass);
+            self.queue.submit([encoder.finish()]);
+        }
+        // The textures now hold what the replay copied into them.
+        batch.staging.forget();
+        if tape.checks_indices {
+            self.index_checks_pending.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.stats().graph_replayed(dispatches, tape.segments.len() as u64);
+        self.take_error()
+    }
+}

@@ -1,0 +1,119 @@
+//! Step graphs, the public face of `gpu/tape.rs`: [`Device::record`] runs
+//! a step and keeps the commands it encoded; a [`StepGraph`] replays them
+//! without running the step's code. `wgrad_autograd::CompiledStep` is the
+//! user-facing loop built on these (static inputs, two recordings compared
+//! before the first replay, re-recording when shapes change).
+
+use crate::gpu::tape::Tape;
+use crate::{Buffer, Device, Result};
+
+/// The device commands one run of a step encoded ([`Device::record`]).
+/// Not replayable by itself: a recording is trusted only once a second
+/// recording of the step is the same ([`differs_from`](Self::differs_from)),
+/// and replayed once pinned ([`into_graph`](Self::into_graph)).
+pub struct Recording {
+    device: Device,
+    tape: Tape,
+}
+
+/// A recorded step pinned for replay: the buffers it binds are never
+/// handed out by the pool while it lives. Dropping it releases them.
+pub struct StepGraph {
+    device: Device,
+    tape: Tape,
+    pinned: Vec<wgpu::Buffer>,
+    external: Vec<wgpu::Buffer>,
+}
+
+impl Device {
+    /// Runs `f`, recording the commands it encodes (on a GPU device).
+    /// Returns `f`'s value and the recording, or why there is none: the CPU
+    /// backend records nothing, a step that reads data back or runs under
+    /// the profiler is not recordable, and recordings do not nest.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> (T, std::result::Result<Recording, String>) {
+        let Some(g) = self.gpu_ctx() else {
+            return (f(), Err("the CPU backend runs each step as it comes (nothing to record)".into()));
+        };
+        if let Err(e) = g.begin_tape() {
+            return (f(), Err(e.to_string()));
+        }
+        // Ends the recording even if `f` panics, so later work is not appended to it.
+        struct End<'a>(&'a crate::gpu::GpuContext, bool);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let _ = self.0.end_tape();
+                }
+            }
+        }
+        let mut end = End(g, false);
+        let out = f();
+        end.1 = true;
+        let tape = match g.end_tape() {
+            Ok(t) => t,
+            Err(e) => return (out, Err(e.to_string())),
+        };
+        match &tape.refused {
+            Some(why) => (out, Err(format!("not recordable: {why}"))),
+            None => (out, Ok(Recording { device: self.clone(), tape })),
+        }
+    }
+}
+
+impl Recording {
+    /// Adds `buffers` (the step's outputs) to what [`differs_from`](Self::differs_from) compares.
+    pub fn mark_outputs(&mut self, buffers: &[&Buffer]) {
+        let backed = buffers.iter().filter(|b| b.is_backed()).map(|b| b.wgpu().clone());
+        self.tape.marked.extend(backed);
+    }
+
+    /// Where this recording differs from an `earlier` one of the same step
+    /// (other commands, other buffers, other parameter bytes or uploads),
+    /// `None` when they are the same.
+    pub fn differs_from(&self, earlier: &Recording) -> Option<String> {
+        self.tape.differs_from(&earlier.tape)
+    }
+
+    /// Kernel launches recorded.
+    pub fn launches(&self) -> usize {
+        self.tape.dispatches()
+    }
+
+    /// Pins the recording's buffers and makes it replayable.
+    pub fn into_graph(self) -> StepGraph {
+        let pinned = self.tape.buffers();
+        let external = self.tape.external();
+        if let Some(g) = self.device.gpu_ctx() {
+            g.pool.pin(&pinned);
+        }
+        StepGraph { device: self.device, tape: self.tape, pinned, external }
+    }
+}
+
+impl StepGraph {
+    /// Encodes and submits the recorded step again: the same launches on
+    /// the same buffers, reading what those buffers hold now.
+    ///
+    /// # Errors
+    /// When a buffer the step reads but did not make (a parameter, a
+    /// static input) was freed since recording, and device errors.
+    pub fn replay(&self) -> Result<()> {
+        match self.device.gpu_ctx() {
+            Some(g) => g.replay_tape(&self.tape, &self.external),
+            None => Ok(()),
+        }
+    }
+
+    /// Kernel launches one replay encodes.
+    pub fn launches(&self) -> usize {
+        self.tape.dispatches()
+    }
+}
+
+impl Drop for StepGraph {
+    fn drop(&mut self) {
+        if let Some(g) = self.device.gpu_ctx() {
+            g.pool.unpin(&self.pinned);
+        }
+    }
+}

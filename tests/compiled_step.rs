@@ -1,0 +1,236 @@
+//! Compiled steps (`wgrad_autograd::CompiledStep`, gpu-core's step graphs)
+//! change no bit of a training trajectory: 20 steps, a new batch every
+//! step, run eagerly and through a compiled step (forward, loss and
+//! backward recorded once, then replayed without running their code; the
+//! optimizer eager after it) give the same losses and parameters, bit for
+//! bit: ResNet with batch norm and SGD whose learning rate changes every
+//! step, an LSTM with Adam. On a GPU the compiled runs really replay (most
+//! steps); a GPT with dropout (a new mask every step) is never replayed
+//! and says why. On the CPU backends the compiled step runs the step
+//! every time (nothing is recorded there).
+
+use wgrad::models::{Gpt, ResNet, RnnLm, Shortcut};
+use wgrad::nn::loss::CrossEntropyLoss;
+use wgrad::nn::optim::{Adam, Optimizer, Sgd, SgdOptions};
+use wgrad::nn::RecurrentKind;
+use wgrad::prelude::*;
+
+const STEPS: usize = 20;
+
+/// What a run did, bit for bit, and how many steps the compiled step replayed.
+#[derive(Debug, PartialEq)]
+struct Trajectory {
+    losses: Vec<u32>,
+    params: Vec<Vec<u32>>,
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs `STEPS` steps: `batch(i)` makes step `i`'s inputs, `loss(inputs)`
+/// its loss (recorded and replayed when `compiled`), then the optimizer
+/// steps eagerly. Returns the trajectory and the compiled step's replays
+/// and last reason for not replaying.
+fn train(
+    params: Vec<Tensor>,
+    opt: &mut dyn Optimizer,
+    compiled: bool,
+    mut batch: impl FnMut(usize) -> Vec<Tensor>,
+    loss: impl Fn(&[Tensor]) -> Tensor,
+    mut schedule: impl FnMut(&mut dyn Optimizer, usize),
+) -> (Trajectory, u64, Option<String>) {
+    let mut step = CompiledStep::new(params.clone());
+    let mut losses = Vec::new();
+    for i in 0..STEPS {
+        schedule(opt, i);
+        let inputs = batch(i);
+        opt.zero_grad();
+        let l = if compiled {
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            let out = step
+                .run(0, &refs, |x| {
+                    let l = loss(x);
+                    l.backward();
+                    vec![l]
+                })
+                .expect("the compiled step runs");
+            out[0].clone()
+        } else {
+            let l = loss(&inputs);
+            l.backward();
+            l
+        };
+        opt.step();
+        losses.push(l.item().to_bits());
+    }
+    let t = Trajectory { losses, params: params.iter().map(|p| bits(&p.to_vec())).collect() };
+    (t, step.replays(), step.why_not().map(str::to_string))
+}
+
+/// ResNet-8 (batch norm, option-A shortcut), SGD + momentum with a learning
+/// rate that changes every step, a new batch every step.
+fn resnet(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
+    let model = ResNet::cifar(8, 10, Shortcut::ZeroPad, &mut Init::new(dev, 5));
+    let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
+    let mut opt = Sgd::with_options(model.parameters(), 0.05, opts);
+    let batch = |i: usize| {
+        let labels: Vec<u32> = (0..4).map(|k| ((k * 3 + i) % 10) as u32).collect();
+        vec![Tensor::randn(&[4, 3, 8, 8], 11 + i as u64, dev), Tensor::from_u32(&labels, &[4], dev)]
+    };
+    let loss = |x: &[Tensor]| CrossEntropyLoss::default().forward(&model.forward(&x[0]), &x[1]);
+    let schedule = |o: &mut dyn Optimizer, i: usize| o.groups_mut()[0].lr = 0.05 / (1.0 + i as f32);
+    train(model.parameters(), &mut opt, compiled, batch, loss, schedule)
+}
+
+/// A 1-layer LSTM language model with Adam; each step a sequence of
+/// distinct tokens (GPU embedding gradients add repeated rows in a
+/// thread-dependent order, see tests/replay.rs).
+fn lstm(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
+    let model =
+        RnnLm::builder(12).embed(8).hidden(16).layers(1).kind(RecurrentKind::Lstm).build(&mut Init::new(dev, 3));
+    let mut opt = Adam::new(model.parameters(), 1e-2);
+    let batch = |i: usize| {
+        let tokens: Vec<u32> = (0..8).map(|k| ((k * 5 + 1 + i) % 12) as u32).collect();
+        vec![Tensor::from_u32(&tokens[..7], &[1, 7], dev), Tensor::from_u32(&tokens[1..], &[7], dev)]
+    };
+    let loss = |x: &[Tensor]| {
+        let (logits, _) = model.forward_with_state(&x[0], None);
+        CrossEntropyLoss::default().forward(&logits.reshape(&[7, 12]), &x[1])
+    };
+    train(model.parameters(), &mut opt, compiled, batch, loss, |_, _| {})
+}
+
+/// A 1-block GPT with dropout: a new mask every step, so two recordings
+/// never agree and the step is never replayed.
+fn gpt(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
+    let model = Gpt::builder(16, 8).layers(1).heads(2).width(16).dropout(0.1).build(&mut Init::new(dev, 9));
+    let mut opt = Adam::new(model.parameters(), 3e-3);
+    let batch = |i: usize| {
+        let tokens: Vec<u32> = (0..9).map(|k| ((k * 7 + 3 + i) % 16) as u32).collect();
+        vec![Tensor::from_u32(&tokens[..8], &[1, 8], dev), Tensor::from_u32(&tokens[1..], &[1, 8], dev)]
+    };
+    let loss = |x: &[Tensor]| model.loss(&x[0], &x[1]);
+    train(model.parameters(), &mut opt, compiled, batch, loss, |_, _| {})
+}
+
+type Run = fn(&Device, bool) -> (Trajectory, u64, Option<String>);
+
+/// Checks `run` eager vs compiled on the CPU backends (no replay there) and
+/// a GPU with and without operand textures; returns the GPU runs' replays
+/// and reasons.
+fn same_compiled_and_eager(what: &str, run: Run) -> Vec<(u64, Option<String>)> {
+    for open in [Device::cpu_reference as fn() -> Device, Device::cpu] {
+        let dev = open();
+        let (eager, _, _) = run(&dev, false);
+        let (compiled, replays, why) = run(&dev, true);
+        assert!(compiled == eager, "{what} on {}: the compiled step changed the trajectory", dev.name());
+        assert_eq!(replays, 0, "{what}: the CPU backend replays nothing");
+        assert_eq!(why, None, "{what}: the CPU backend runs the step as it comes");
+    }
+    let Some(gpu) = wgrad::gpu_core::testing::fresh_gpu_or_skip(what) else { return Vec::new() };
+    let textures = [gpu.texture_operands(), false];
+    let mut out = Vec::new();
+    for textures in if textures[0] { &textures[..] } else { &textures[1..] } {
+        let open = || {
+            let d = Device::gpu().expect("the test GPU opens again");
+            d.set_texture_operands(*textures);
+            d
+        };
+        let (eager, _, _) = run(&open(), false);
+        let dev = open();
+        let before = dev.stats();
+        let (compiled, replays, why) = run(&dev, true);
+        let s = dev.stats() - before;
+        println!("{what} (operand textures {textures}): {replays} of {STEPS} steps replayed, {s:?}; why not: {why:?}");
+        assert!(compiled == eager, "{what} (operand textures {textures}): the compiled step changed the trajectory");
+        assert_eq!(s.graphs_replayed, replays, "{what}: the device counts the replays");
+        out.push((replays, why));
+    }
+    out
+}
+
+#[test]
+fn resnet_with_batch_norm_and_a_changing_learning_rate_compiles_bit_for_bit() {
+    for (replays, why) in same_compiled_and_eager("resnet", resnet) {
+        assert!(replays >= STEPS as u64 / 2, "most steps replay ({replays}; why not: {why:?})");
+    }
+}
+
+#[test]
+fn lstm_compiles_bit_for_bit() {
+    for (replays, why) in same_compiled_and_eager("lstm", lstm) {
+        assert!(replays >= STEPS as u64 / 2, "most steps replay ({replays}; why not: {why:?})");
+    }
+}
+
+#[test]
+fn gpt_with_dropout_is_never_replayed_and_says_why() {
+    for (replays, why) in same_compiled_and_eager("gpt", gpt) {
+        assert_eq!(replays, 0, "a new dropout mask every step: never replayed");
+        let why = why.expect("a reason");
+        assert!(why.contains("parameters of command"), "the dropout's parameters differ: {why}");
+    }
+}
+
+/// New input shapes record afresh; a parameter replaced (its old buffer
+/// freed) makes the next replay refuse and record afresh; a readback in
+/// the step makes it unrecordable (run eagerly, said why).
+#[test]
+fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
+    let Some(_) = wgrad::gpu_core::testing::fresh_gpu_or_skip("compiled_step_invalidation") else { return };
+    let dev = Device::gpu().unwrap();
+    dev.set_texture_operands(false);
+    let model = wgrad::models::mlp(&[8, 16, 4], &mut Init::new(&dev, 1));
+    let mut compiled = CompiledStep::new(model.parameters());
+    let mut run = |compiled: &mut CompiledStep, rows: usize, seed: u64| {
+        let x = Tensor::randn(&[rows, 8], seed, &dev);
+        for p in model.parameters() {
+            p.zero_grad();
+        }
+        let out = compiled
+            .run(0, &[&x], |x| {
+                let l = model.forward(&x[0]).square().mean_all();
+                l.backward();
+                vec![l]
+            })
+            .unwrap();
+        let eager = {
+            let l = model.forward(&x).square().mean_all();
+            l.item()
+        };
+        assert_eq!(out[0].item().to_bits(), eager.to_bits(), "rows {rows}, seed {seed}: the step's loss");
+    };
+    for s in 0..6 {
+        run(&mut compiled, 5, s);
+    }
+    assert!(compiled.is_captured() && compiled.replays() > 0, "a repeated step replays: {:?}", compiled.why_not());
+    let replays = compiled.replays();
+    run(&mut compiled, 7, 100);
+    assert!(compiled.replays() == replays && !compiled.is_captured(), "new shapes record afresh");
+    for s in 0..6 {
+        run(&mut compiled, 7, 200 + s);
+    }
+    assert!(compiled.is_captured(), "the new shapes are captured in turn: {:?}", compiled.why_not());
+    // Replace a parameter: its old buffer is freed, and the graph reads it.
+    let p = &model.parameters()[0];
+    p.assign(&p.detach().mul_scalar(1.0));
+    let replays = compiled.replays();
+    run(&mut compiled, 7, 300);
+    assert_eq!(compiled.replays(), replays, "the stale graph was not replayed");
+    assert!(compiled.why_not().is_some_and(|w| w.contains("freed")), "{:?}", compiled.why_not());
+
+    let mut reads = CompiledStep::new(model.parameters());
+    let x = Tensor::randn(&[5, 8], 1, &dev);
+    for _ in 0..3 {
+        reads
+            .run(0, &[&x], |x| {
+                let l = model.forward(&x[0]).square().mean_all();
+                let _ = l.item();
+                vec![l]
+            })
+            .unwrap();
+    }
+    assert_eq!(reads.replays(), 0);
+    assert!(reads.why_not().is_some_and(|w| w.contains("reads data back")), "{:?}", reads.why_not());
+}
