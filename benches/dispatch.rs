@@ -154,12 +154,12 @@ fn main() {
     );
     let replay = vec![
         {
-            let (e, r) = host::eager_then_replayed(&gpu, || chain(&gpu, 1000).2);
-            ("1000-op chain".to_string(), e, r)
+            let (eager, replayed) = host::eager_then_replayed(&gpu, || chain(&gpu, 1000).2);
+            host::ReplayRow { name: "1000-op chain".to_string(), eager, replayed, compiled: None }
         },
         {
-            let (e, r) = host::eager_then_replayed(&gpu, || mlp_step_time(&gpu).2);
-            ("MLP step".to_string(), e, r)
+            let (eager, replayed) = host::eager_then_replayed(&gpu, || mlp_step_time(&gpu).2);
+            host::ReplayRow { name: "MLP step".to_string(), eager, replayed, compiled: None }
         },
     ];
     println!();

@@ -16,8 +16,8 @@
 //! `target/resnet-b<BATCH>-profile.json`; `--amp` adds a row per batch for
 //! the mixed-precision step (autocast forward, GradScaler), and PyTorch's
 //! autocast step next to it. A second table gives the host's cost per
-//! launch of the f32 step recorded afresh (`Device::set_replay(false)`) and
-//! replayed, measured in the same run.
+//! launch of the f32 step recorded afresh (`Device::set_replay(false)`),
+//! replayed, and compiled (`CompiledStep`), measured in the same run.
 
 use std::time::Instant;
 
@@ -45,7 +45,9 @@ struct Measured {
     host: host::HostCost,
 }
 
-fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> Measured {
+/// One configuration's timed steps; `compiled`: forward and backward
+/// through a `CompiledStep` (replayed as a step graph), the optimizer eager.
+fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool, compiled: bool) -> Measured {
     let t0 = Instant::now();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(dev, 0));
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
@@ -54,21 +56,35 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let y = Tensor::from_u32(&labels, &[batch], dev);
     let mut scaler = GradScaler::with_options(GradScalerOptions::default().enabled(amp));
+    let mut graph = CompiledStep::new(model.parameters());
     let mut step = |opt: &mut Sgd| {
-        let loss = {
+        let forward = |x: &Tensor, y: &Tensor| {
             let _autocast = AutocastGuard::new(amp);
-            CrossEntropyLoss::default().forward(&model.forward(&x), &y)
+            CrossEntropyLoss::default().forward(&model.forward(x), y)
         };
         opt.zero_grad();
-        scaler.scale(&loss).backward();
+        let loss = if compiled {
+            let key = scaler.get_scale().to_bits() as u64;
+            let run = graph.run(key, &[&x, &y], |i| {
+                let loss = forward(&i[0], &i[1]);
+                scaler.scale(&loss).backward();
+                vec![loss]
+            });
+            run.expect("the compiled step runs").remove(0)
+        } else {
+            let loss = forward(&x, &y);
+            scaler.scale(&loss).backward();
+            loss
+        };
         scaler.step(opt);
         scaler.update();
         loss
     };
     step(&mut opt).item();
     let first = t0.elapsed().as_secs_f64();
-    // Two more untimed steps: the pool's order settles and replay has its plans.
-    for _ in 0..2 {
+    // More untimed steps: the pool's order settles, replay has its plans, a
+    // compiled step has its graph.
+    for _ in 0..if compiled { 6 } else { 2 } {
         step(&mut opt).item();
     }
     if profile {
@@ -86,6 +102,14 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool) -> 
     let wall = t.elapsed().as_secs_f64();
     let ms = wall * 1e3 / steps as f64;
     let after = dev.stats();
+    if compiled {
+        println!(
+            "resnet-20 b{batch} compiled: {} of {} steps replayed (why not: {:?})",
+            after.graphs_replayed - before.graphs_replayed,
+            steps,
+            graph.why_not()
+        );
+    }
     Measured {
         host: host::per_launch(&(after - before), wall),
         ms,
@@ -108,7 +132,7 @@ fn main() {
     let mut rows: Vec<(usize, bool, Measured, Measured)> = Vec::new();
     for &b in &batches {
         for &m in modes {
-            rows.push((b, m, bench(&gpu, b, 5, profile, m), bench(&cpu, b, 3, false, m)));
+            rows.push((b, m, bench(&gpu, b, 5, profile, m, false), bench(&cpu, b, 3, false, m, false)));
         }
     }
     let mut torch_args: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
@@ -137,11 +161,12 @@ fn main() {
         "cpu/torch",
         "gpu img/s"
     );
-    let replay: Vec<(String, host::HostCost, host::HostCost)> = batches
+    let replay: Vec<host::ReplayRow> = batches
         .iter()
         .map(|&b| {
-            let (eager, replayed) = host::eager_then_replayed(&gpu, || bench(&gpu, b, 5, false, false).host);
-            (format!("resnet-20 b{b}"), eager, replayed)
+            let (eager, replayed) = host::eager_then_replayed(&gpu, || bench(&gpu, b, 5, false, false, false).host);
+            let compiled = Some(bench(&gpu, b, 5, false, false, true).host);
+            host::ReplayRow { name: format!("resnet-20 b{b}"), eager, replayed, compiled }
         })
         .collect();
     for (b, m, g, c) in rows {

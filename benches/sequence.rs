@@ -47,6 +47,8 @@ struct Run<'a> {
     profile: bool,
     /// Autocast forward and a `GradScaler` (the `-amp` rows).
     amp: bool,
+    /// Forward and backward through a `CompiledStep` (the host-cost table's last columns).
+    compiled: bool,
 }
 
 /// One bench's figures: mean step ms, the first step's seconds, and per
@@ -70,8 +72,9 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
     let first = step().item();
     assert!(first.is_finite(), "loss is not finite");
     let first_s = t0.elapsed().as_secs_f64();
-    // Two more untimed steps: the pool's order settles and replay has its plans.
-    for _ in 0..2 {
+    // More untimed steps: the pool's order settles, replay has its plans, a
+    // compiled step has its graph.
+    for _ in 0..if run.compiled { 6 } else { 2 } {
         step().item();
     }
     let before = run.dev.stats();
@@ -85,6 +88,9 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
     assert!(last.is_some_and(f32::is_finite), "loss is not finite");
     let ms = wall * 1e3 / steps as f64;
     let done = run.dev.stats() - before;
+    if run.compiled {
+        println!("{name} compiled: {} of {steps} steps replayed", done.graphs_replayed);
+    }
     if run.profile {
         profiling::profile_step(run.dev, name, || step().item());
     }
@@ -97,15 +103,34 @@ fn timed(run: Run, name: &str, mut step: impl FnMut() -> Tensor) -> Measured {
     }
 }
 
-/// One training step of `opt` on the loss `forward` computes: under
-/// autocast with a scaler for `-amp` runs, plain otherwise.
-fn train_step(amp: bool, scaler: &mut GradScaler, opt: &mut dyn Optimizer, forward: impl Fn() -> Tensor) -> Tensor {
-    let loss = {
-        let _autocast = AutocastGuard::new(amp);
-        forward()
+/// One training step of `opt` on the loss `forward` computes from
+/// `inputs`: under autocast with a scaler for `-amp` runs, plain otherwise;
+/// forward and backward through `graph` for compiled runs.
+fn train_step(
+    run: Run,
+    (scaler, opt, graph): (&mut GradScaler, &mut dyn Optimizer, &mut CompiledStep),
+    inputs: &[&Tensor],
+    forward: impl Fn(&[Tensor]) -> Tensor,
+) -> Tensor {
+    let loss = |x: &[Tensor]| {
+        let _autocast = AutocastGuard::new(run.amp);
+        forward(x)
     };
     opt.zero_grad();
-    scaler.scale(&loss).backward();
+    let loss = if run.compiled {
+        let key = scaler.get_scale().to_bits() as u64;
+        let out = graph.run(key, inputs, |x| {
+            let l = loss(x);
+            scaler.scale(&l).backward();
+            vec![l]
+        });
+        out.expect("the compiled step runs").remove(0)
+    } else {
+        let x: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+        let l = loss(&x);
+        scaler.scale(&l).backward();
+        l
+    };
     scaler.step(opt);
     scaler.update();
     loss
@@ -121,8 +146,10 @@ fn lstm(run: Run, name: &str) -> Measured {
     let m = LSTM::builder(128, 256).build(&mut init);
     let x = Tensor::randn(&[64, 32, 128], 1, dev);
     let mut opt = Adam::new(m.parameters(), 1e-3);
-    let mut scaler = scaler(run);
-    timed(run, name, || train_step(run.amp, &mut scaler, &mut opt, || m.forward(&x).square().mean_all()))
+    let (mut scaler, mut graph) = (scaler(run), CompiledStep::new(m.parameters()));
+    timed(run, name, || {
+        train_step(run, (&mut scaler, &mut opt, &mut graph), &[&x], |x| m.forward(&x[0]).square().mean_all())
+    })
 }
 
 /// A GPT of `layers` blocks of `width` (64-wide heads, FFN 4 x width, vocab
@@ -136,8 +163,8 @@ fn gpt(run: Run, name: &str, (layers, width, context, batch): (usize, usize, usi
     let tgt: Vec<u32> = (0..n).map(|i| (i * 104_729 % 256) as u32).collect();
     let (x, y) = (Tensor::from_u32(&ids, &[batch, context], dev), Tensor::from_u32(&tgt, &[batch, context], dev));
     let mut opt = AdamW::new(model.parameters(), 1e-3);
-    let mut scaler = scaler(run);
-    timed(run, name, || train_step(run.amp, &mut scaler, &mut opt, || model.loss(&x, &y)))
+    let (mut scaler, mut graph) = (scaler(run), CompiledStep::new(model.parameters()));
+    timed(run, name, || train_step(run, (&mut scaler, &mut opt, &mut graph), &[&x, &y], |x| model.loss(&x[0], &x[1])))
 }
 
 /// The tokens one step of bench `name` sees.
@@ -170,15 +197,16 @@ fn main() {
     for &n in &names {
         for amp in if amp { vec![false, true] } else { vec![false] } {
             let name = if amp { format!("{n}-amp") } else { n.to_string() };
-            ours.push((name.clone(), bench(n, &name, Run { dev: &dev, steps, profile, amp })));
+            ours.push((name.clone(), bench(n, &name, Run { dev: &dev, steps, profile, amp, compiled: false })));
         }
     }
-    let replay: Vec<(String, host::HostCost, host::HostCost)> = names
+    let replay: Vec<host::ReplayRow> = names
         .iter()
         .map(|&n| {
-            let run = Run { dev: &dev, steps, profile: false, amp: false };
+            let run = Run { dev: &dev, steps, profile: false, amp: false, compiled: false };
             let (eager, replayed) = host::eager_then_replayed(&dev, || bench(n, n, run).host);
-            (n.to_string(), eager, replayed)
+            let compiled = Some(bench(n, n, Run { compiled: true, ..run }).host);
+            host::ReplayRow { name: n.to_string(), eager, replayed, compiled }
         })
         .collect();
     let mut py_args: Vec<String> = names.iter().map(|n| n.to_string()).collect();

@@ -183,20 +183,25 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
     dev.set_texture_operands(false);
     let model = wgrad::models::mlp(&[8, 16, 4], &mut Init::new(&dev, 1));
     let mut compiled = CompiledStep::new(model.parameters());
+    // A tensor the step reads without it being an input (a constant target
+    // per shape here) is recorded as the buffer it is: the same tensor
+    // every call is replayed, a new one every call is not (see below).
+    let targets = [5, 7].map(|rows| Tensor::randn(&[rows, 4], 1000 + rows as u64, &dev));
     let mut run = |compiled: &mut CompiledStep, rows: usize, seed: u64| {
         let x = Tensor::randn(&[rows, 8], seed, &dev);
+        let target = &targets[usize::from(rows == 7)];
         for p in model.parameters() {
             p.zero_grad();
         }
         let out = compiled
             .run(0, &[&x], |x| {
-                let l = model.forward(&x[0]).square().mean_all();
+                let l = (model.forward(&x[0]) - target).square().mean_all();
                 l.backward();
                 vec![l]
             })
             .unwrap();
         let eager = {
-            let l = model.forward(&x).square().mean_all();
+            let l = (model.forward(&x) - target).square().mean_all();
             l.item()
         };
         assert_eq!(out[0].item().to_bits(), eager.to_bits(), "rows {rows}, seed {seed}: the step's loss");
@@ -219,6 +224,23 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
     run(&mut compiled, 7, 300);
     assert_eq!(compiled.replays(), replays, "the stale graph was not replayed");
     assert!(compiled.why_not().is_some_and(|w| w.contains("freed")), "{:?}", compiled.why_not());
+
+    // A new target made outside the step every call: the graph would read
+    // the buffer it was recorded with, so it is never replayed (the
+    // recordings read other buffers) or refused (that buffer freed); every
+    // loss is right.
+    let mut outside = CompiledStep::new(model.parameters());
+    for seed in 0..8 {
+        let (x, target) = (Tensor::randn(&[5, 8], seed, &dev), Tensor::randn(&[5, 4], 500 + seed, &dev));
+        let out = outside
+            .run(0, &[&x], |x| {
+                let l = (model.forward(&x[0]) - &target).square().mean_all();
+                vec![l]
+            })
+            .unwrap();
+        let eager = (model.forward(&x) - &target).square().mean_all().item();
+        assert_eq!(out[0].item().to_bits(), eager.to_bits(), "seed {seed}: a new outside target each step");
+    }
 
     let mut reads = CompiledStep::new(model.parameters());
     let x = Tensor::randn(&[5, 8], 1, &dev);

@@ -25,6 +25,14 @@ pub struct HostCost {
     pub outside_us: f64,
 }
 
+impl HostCost {
+    /// All the host did but submit and wait: recording plus the graph and
+    /// the ops (on lavapipe a submit runs the kernels, so it is left out).
+    pub fn host_us(&self) -> f64 {
+        self.recording_us + self.outside_us
+    }
+}
+
 /// [`HostCost`] of a region that took `wall_s` seconds and whose counters
 /// moved by `done` (`after - before`); zeros when it launched nothing.
 pub fn per_launch(done: &StatsSnapshot, wall_s: f64) -> HostCost {
@@ -50,36 +58,49 @@ pub fn eager_then_replayed<T>(dev: &wgrad::gpu_core::Device, mut measure: impl F
     (eager, measure())
 }
 
-/// The host cost per launch of workloads recorded afresh (`WGRAD_REPLAY=0`)
-/// and replayed, measured in the same run: recording alone, all the host
-/// did, their ratios, the host's time outside the recorder and the submits
-/// (the graph and the ops), and the share of launches replayed.
-pub fn print_replay_table(rows: &[(String, HostCost, HostCost)]) {
+/// One row of [`print_replay_table`]: a workload recorded afresh, replayed
+/// batch by batch, and (where the bench has one) through a compiled step.
+pub struct ReplayRow {
+    pub name: String,
+    pub eager: HostCost,
+    pub replayed: HostCost,
+    pub compiled: Option<HostCost>,
+}
+
+/// The host cost per launch of workloads recorded afresh (`WGRAD_REPLAY=0`),
+/// replayed, and compiled (`CompiledStep`: forward and backward replayed as
+/// a step graph, the optimizer eager), measured in the same run: recording
+/// alone, all the host did but submit and wait, their ratios to eager, and
+/// the share of launches replayed batch by batch.
+pub fn print_replay_table(rows: &[ReplayRow]) {
     println!(
-        "{:<22} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>9}",
+        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9}",
         "host us per launch",
         "rec eager",
         "rec repl",
-        "ratio",
+        "rec comp",
         "all eager",
         "all repl",
-        "ratio",
-        "ops eager",
-        "ops repl",
+        "all comp",
+        "repl/e",
+        "comp/e",
         "replayed"
     );
-    for (name, e, r) in rows {
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for r in rows {
+        let (e, p, c) = (&r.eager, &r.replayed, r.compiled.as_ref());
         println!(
-            "{name:<22} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>7.2} {:>10.2} {:>10.2} {:>8.0}%",
+            "{:<22} {:>10.2} {:>10.2} {:>10} {:>10.2} {:>10.2} {:>10} {:>8.2} {:>8} {:>8.0}%",
+            r.name,
             e.recording_us,
-            r.recording_us,
-            r.recording_us / e.recording_us,
-            e.busy_us,
-            r.busy_us,
-            r.busy_us / e.busy_us,
-            e.outside_us,
-            r.outside_us,
-            r.replayed * 100.0
+            p.recording_us,
+            show(c.map(|c| c.recording_us)),
+            e.host_us(),
+            p.host_us(),
+            show(c.map(|c| c.host_us())),
+            p.host_us() / e.host_us(),
+            show(c.map(|c| c.host_us() / e.host_us())),
+            p.replayed * 100.0
         );
     }
 }

@@ -57,25 +57,34 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// Whether `self` and `other` do the same work.
-    fn same(&self, other: &Command) -> bool {
+    /// Whether `self` and `other` do the same work, with `eq` saying
+    /// whether two buffers correspond.
+    fn same(&self, other: &Command, eq: &mut impl FnMut(&wgpu::Buffer, &wgpu::Buffer) -> bool) -> bool {
         use Command::*;
         match (self, other) {
             (
                 Dispatch { pipeline: p, chunk: c, offset: o, grid: g, bound: b, views: v, .. },
                 Dispatch { pipeline: p2, chunk: c2, offset: o2, grid: g2, bound: b2, views: v2, .. },
-            ) => p == p2 && c == c2 && o == o2 && g == g2 && b == b2 && v == v2,
+            ) => {
+                p == p2
+                    && c == c2
+                    && o == o2
+                    && g == g2
+                    && v == v2
+                    && b.len() == b2.len()
+                    && b.iter().zip(b2).all(|((x, w), (y, w2))| w == w2 && eq(x, y))
+            }
             (Upload { dst, size, hash, .. }, Upload { dst: d2, size: s2, hash: h2, .. }) => {
-                dst == d2 && size == s2 && hash == h2
+                size == s2 && hash == h2 && eq(dst, d2)
             }
             (
                 Copy { src, src_offset, dst, dst_offset, size },
                 Copy { src: s2, src_offset: so2, dst: d2, dst_offset: do2, size: z2 },
-            ) => src == s2 && src_offset == so2 && dst == d2 && dst_offset == do2 && size == z2,
+            ) => src_offset == so2 && dst_offset == do2 && size == z2 && eq(src, s2) && eq(dst, d2),
             (
                 TextureCopy { buffer, window, texture },
                 TextureCopy { buffer: b2, window: w2, texture: t2 },
-            ) => buffer == b2 && window == w2 && texture == t2,
+            ) => window == w2 && texture == t2 && eq(buffer, b2),
             _ => false,
         }
     }
@@ -211,7 +220,13 @@ impl Tape {
         self.buffers().into_iter().filter(|b| !self.own.contains(b)).collect()
     }
 
-    /// Where `self` and `other` first differ, `None` when they record the same work.
+    /// Where `self` and `other` first differ, `None` when they record the
+    /// same work. Buffers the pool handed each step (its own) correspond when
+    /// they do one to one (the step's intermediates may be other buffers
+    /// each time: a replay of either is right); every other buffer (a
+    /// parameter, an input) must be the same one.
+    // A `wgpu::Buffer` hashes and compares by identity.
+    #[allow(clippy::mutable_key_type)]
     pub fn differs_from(&self, other: &Tape) -> Option<String> {
         if let Some(why) = self.refused.as_ref().or(other.refused.as_ref()) {
             return Some(why.clone());
@@ -219,9 +234,20 @@ impl Tape {
         if self.segments.len() != other.segments.len() {
             return Some(format!("{} submissions, then {}", other.segments.len(), self.segments.len()));
         }
-        if self.marked != other.marked {
-            return Some("the step's outputs are other buffers".into());
-        }
+        let (mut to, mut from) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+        let mut eq = |a: &wgpu::Buffer, b: &wgpu::Buffer| match (self.own.contains(a), other.own.contains(b)) {
+            (false, false) => a == b,
+            (true, true) => match (to.get(a), from.get(b)) {
+                (None, None) => {
+                    to.insert(a.clone(), b.clone());
+                    from.insert(b.clone(), a.clone());
+                    true
+                }
+                (Some(x), Some(y)) => x == b && y == a,
+                _ => false,
+            },
+            _ => false,
+        };
         for (s, (a, b)) in self.segments.iter().zip(&other.segments).enumerate() {
             if a.commands.len() != b.commands.len() {
                 return Some(format!(
@@ -230,27 +256,31 @@ impl Tape {
                     a.commands.len()
                 ));
             }
-            if let Some(i) = (0..a.commands.len()).find(|&i| !a.commands[i].same(&b.commands[i])) {
+            if let Some(i) = (0..a.commands.len()).find(|&i| !a.commands[i].same(&b.commands[i], &mut eq)) {
                 let how = a.commands[i].how(&b.commands[i]);
-                return Some(format!("submission {s}, command {i}: {} differs {how}", a.commands[i].name()));
+                return Some(format!("submission {s}, command {i}: {} differs ({how})", a.commands[i].name()));
             }
-            let chunks = |s: &Segment| s.chunks.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>();
-            if chunks(a) != chunks(b) {
+            let sizes = |s: &Segment| s.chunks.iter().map(|(_, d)| d.len()).collect::<Vec<_>>();
+            if sizes(a) != sizes(b) {
                 return Some(format!("submission {s}: other parameter chunks"));
             }
             if let Some(i) = (0..a.chunks.len()).find(|&i| a.chunks[i].1 != b.chunks[i].1) {
                 let (x, y) = (&a.chunks[i].1, &b.chunks[i].1);
                 let at = (0..x.len().min(y.len())).find(|&k| x[k] != y[k]).unwrap_or(0);
-                let slot = at / super::pipelines::PARAMS_BYTES as usize;
-                let launch = a.commands.iter().position(|c| {
-                    matches!(c, Command::Dispatch { chunk, offset, .. }
-                        if *chunk == i && *offset as usize == slot * super::pipelines::PARAMS_BYTES as usize)
-                });
+                let slot = (at as u64 / super::pipelines::PARAMS_BYTES * super::pipelines::PARAMS_BYTES) as u32;
+                let launch = a.commands.iter().position(
+                    |c| matches!(c, Command::Dispatch { chunk, offset, .. } if *chunk == i && *offset == slot),
+                );
                 return Some(format!(
                     "submission {s}: the parameters of command {} change between steps",
                     launch.map_or("?".to_string(), |l| l.to_string())
                 ));
             }
+        }
+        let marked = self.marked.len() == other.marked.len()
+            && self.marked.iter().zip(&other.marked).all(|(a, b)| eq(a, b));
+        if !marked {
+            return Some("the step's outputs do not correspond".into());
         }
         None
     }
