@@ -115,8 +115,14 @@ impl CompiledStep {
     ///
     /// # Errors
     /// Device errors of the input copies or a replay.
-    pub fn run(&mut self, key: u64, inputs: &[&Tensor], step: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let Some(device) = inputs.first().map(|t| t.device()).or_else(|| self.params.first().map(|p| p.device())) else {
+    pub fn run(
+        &mut self,
+        key: u64,
+        inputs: &[&Tensor],
+        step: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        let Some(device) = inputs.first().map(|t| t.device()).or_else(|| self.params.first().map(|p| p.device()))
+        else {
             return Ok(step(&[]));
         };
         if !device.is_gpu() || !device.replay() {
@@ -127,7 +133,8 @@ impl CompiledStep {
         if self.signature.as_ref() != Some(&signature) {
             self.reset();
             if let Some(t) = inputs.iter().find(|t| t.dtype() == DType::F16) {
-                self.why_not = Some(format!("an f16 input of shape {:?} (inputs are copied as 32-bit words)", t.shape()));
+                self.why_not =
+                    Some(format!("an f16 input of shape {:?} (inputs are copied as 32-bit words)", t.shape()));
                 self.gave_up = true;
             }
             self.statics = inputs.iter().map(|t| t.try_deep_copy()).collect::<Result<_>>()?;

@@ -107,7 +107,7 @@ pub struct StatsSnapshot {
     pub replay_fallbacks: u64,
     /// Whole steps replayed from a step graph (`Device::record`,
     /// `gpu/tape.rs`): their launches were neither recorded nor matched,
-    /// only re-encoded (they count in `dispatches` and `submissions` too).
+    /// only re-encoded (they count in `dispatches` too).
     pub graphs_replayed: u64,
 }
 
@@ -188,10 +188,9 @@ impl Stats {
     pub(crate) fn replay_fell_back(&self) {
         self.replay_fallbacks.fetch_add(1, Relaxed);
     }
-    pub(crate) fn graph_replayed(&self, dispatches: u64, submissions: u64) {
+    pub(crate) fn graph_replayed(&self, dispatches: u64) {
         self.graphs_replayed.fetch_add(1, Relaxed);
         self.dispatches.fetch_add(dispatches, Relaxed);
-        self.submissions.fetch_add(submissions, Relaxed);
     }
     pub(crate) fn buffer_created(&self) {
         self.buffers_created.fetch_add(1, Relaxed);

@@ -4,7 +4,7 @@
 //! user-facing loop built on these (static inputs, two recordings compared
 //! before the first replay, re-recording when shapes change).
 
-use crate::gpu::tape::Tape;
+use crate::gpu::tape::{Ready, Tape};
 use crate::{Buffer, Device, Result};
 
 /// The device commands one run of a step encoded ([`Device::record`]).
@@ -20,7 +20,9 @@ pub struct Recording {
 /// handed out by the pool while it lives. Dropping it releases them.
 pub struct StepGraph {
     device: Device,
-    tape: Tape,
+    ready: Vec<Ready>,
+    launches: usize,
+    checks_indices: bool,
     pinned: Vec<wgpu::Buffer>,
     external: Vec<wgpu::Buffer>,
 }
@@ -79,34 +81,41 @@ impl Recording {
         self.tape.dispatches()
     }
 
-    /// Pins the recording's buffers and makes it replayable.
+    /// Pins the recording's buffers and makes it replayable (its parameter
+    /// blocks copied into buffers of its own, a bind group made per launch).
     pub fn into_graph(self) -> StepGraph {
         let pinned = self.tape.buffers();
         let external = self.tape.external();
-        if let Some(g) = self.device.gpu_ctx() {
-            g.pool.pin(&pinned);
-        }
-        StepGraph { device: self.device, tape: self.tape, pinned, external }
+        let ready = match self.device.gpu_ctx() {
+            Some(g) => {
+                g.pool.pin(&pinned);
+                g.prepare_tape(&self.tape)
+            }
+            None => Vec::new(),
+        };
+        let (launches, checks_indices) = (self.tape.dispatches(), self.tape.checks_indices);
+        StepGraph { device: self.device, ready, launches, checks_indices, pinned, external }
     }
 }
 
 impl StepGraph {
-    /// Encodes and submits the recorded step again: the same launches on
-    /// the same buffers, reading what those buffers hold now.
+    /// Records the step again into the pending batch (submitted with it):
+    /// the same launches on the same buffers, reading what those buffers
+    /// hold then.
     ///
     /// # Errors
     /// When a buffer the step reads but did not make (a parameter, a
     /// static input) was freed since recording, and device errors.
     pub fn replay(&self) -> Result<()> {
         match self.device.gpu_ctx() {
-            Some(g) => g.replay_tape(&self.tape, &self.external),
+            Some(g) => g.replay_tape(&self.ready, &self.external, self.checks_indices),
             None => Ok(()),
         }
     }
 
     /// Kernel launches one replay encodes.
     pub fn launches(&self) -> usize {
-        self.tape.dispatches()
+        self.launches
     }
 }
 

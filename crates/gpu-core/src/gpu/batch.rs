@@ -55,7 +55,7 @@ pub(crate) struct Batch {
     /// Launches recorded since the last submit, counted as recorded (an
     /// elementwise launch the fuser later merges counts too), so the
     /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
-    dispatches: usize,
+    pub(crate) dispatches: usize,
     timing: Option<Timing>,
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
     deferred: Vec<Deferred>,
@@ -66,7 +66,7 @@ pub(crate) struct Batch {
     /// The plans of earlier batches this one may replay (`replay.rs`).
     pub(crate) replay: super::replay::Replay,
     /// The pipeline the open pass has set (a `Kernel`'s address; 0: none).
-    pass_pipeline: usize,
+    pub(crate) pass_pipeline: usize,
     /// The step being recorded as a step graph, if one is (`tape.rs`).
     pub(crate) tape: Option<Tape>,
 }
@@ -186,7 +186,7 @@ impl Batch {
     /// wgpu still orders each dispatch after the writes it depends on
     /// (every dispatch is its own usage scope), while a GPU is spared a pass
     /// begin and end per kernel.
-    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+    pub(crate) fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
         if self.pass.is_none() {
             let desc = wgpu::ComputePassDescriptor { label: Some("wgrad kernels"), timestamp_writes: None };
             let pass = self.encoder(device).begin_compute_pass(&desc).forget_lifetime();
@@ -211,12 +211,18 @@ impl Batch {
             let window = |i: usize| binds.windows.get(i).copied().flatten();
             t.push(Command::Dispatch {
                 pipeline: kernel.pipeline.clone(),
-                bind_group: bind_group.clone(),
+                layout: kernel.layout.clone(),
                 chunk: self.chunks.len() - 1,
                 offset,
                 grid: (x, y),
-                bound: binds.inputs.iter().chain(binds.outputs).enumerate().map(|(i, b)| ((*b).clone(), window(i))).collect(),
-                views: binds.views.iter().flatten().cloned().collect(),
+                bound: binds
+                    .inputs
+                    .iter()
+                    .chain(binds.outputs)
+                    .enumerate()
+                    .map(|(i, b)| ((*b).clone(), window(i)))
+                    .collect(),
+                views: binds.views.to_vec(),
             });
         }
         let id = kernel as *const Kernel as usize;
@@ -365,7 +371,7 @@ impl GpuContext {
 
     /// Submits the batch when it holds [`MAX_PENDING_DISPATCHES`] launches
     /// or its timestamp queries are used up.
-    fn submit_if_full(&self, batch: &mut Batch) -> Result<()> {
+    pub(crate) fn submit_if_full(&self, batch: &mut Batch) -> Result<()> {
         let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
         if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
             self.submit(batch)?;
@@ -854,7 +860,7 @@ impl GpuContext {
             self.queue.write_buffer(&c.buffer, 0, &c.data);
         }
         if let Some(t) = &mut batch.tape {
-            t.end_segment(batch.chunks.iter().map(|c| (c.buffer.clone(), c.data.clone())).collect());
+            t.end_segment(batch.chunks.iter().map(|c| c.data.clone()).collect());
         }
         self.queue.submit([encoder.finish()]);
         self.stats().submitted();

@@ -36,16 +36,17 @@ pub(crate) enum Command {
     /// A kernel launch into the open compute pass.
     Dispatch {
         pipeline: wgpu::ComputePipeline,
-        bind_group: wgpu::BindGroup,
+        layout: std::sync::Arc<wgpu::BindGroupLayout>,
         /// The parameter chunk (index into the segment's) and block offset.
         chunk: usize,
         offset: u32,
         grid: (u32, u32),
-        /// What the bind group binds (inputs, then outputs; the views of
-        /// operand textures): compared instead of the bind group, which
-        /// a texture-reading launch makes afresh every time.
+        /// What the bind group binds (inputs, then outputs; per input the
+        /// view of the operand texture it reads instead, if any): compared
+        /// instead of the bind group, which a texture-reading launch makes
+        /// afresh every time, and bound again in the graph's own bind group.
         bound: Vec<(wgpu::Buffer, Option<Window>)>,
-        views: Vec<wgpu::TextureView>,
+        views: Vec<Option<wgpu::TextureView>>,
     },
     /// A device copy.
     Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
@@ -81,10 +82,9 @@ impl Command {
                 Copy { src, src_offset, dst, dst_offset, size },
                 Copy { src: s2, src_offset: so2, dst: d2, dst_offset: do2, size: z2 },
             ) => src_offset == so2 && dst_offset == do2 && size == z2 && eq(src, s2) && eq(dst, d2),
-            (
-                TextureCopy { buffer, window, texture },
-                TextureCopy { buffer: b2, window: w2, texture: t2 },
-            ) => window == w2 && texture == t2 && eq(buffer, b2),
+            (TextureCopy { buffer, window, texture }, TextureCopy { buffer: b2, window: w2, texture: t2 }) => {
+                window == w2 && texture == t2 && eq(buffer, b2)
+            }
             _ => false,
         }
     }
@@ -128,7 +128,8 @@ impl Command {
 /// The commands of one submission and the parameter chunks they bind.
 #[derive(Default)]
 pub(crate) struct Segment {
-    pub chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
+    /// The bytes of the parameter chunks its launches bind.
+    pub chunks: Vec<Vec<u8>>,
     pub commands: Vec<Command>,
 }
 
@@ -174,7 +175,7 @@ impl Tape {
     }
 
     /// Closes the segment of a submit whose parameter chunks are `chunks`.
-    pub fn end_segment(&mut self, chunks: Vec<(wgpu::Buffer, Vec<u8>)>) {
+    pub fn end_segment(&mut self, chunks: Vec<Vec<u8>>) {
         if self.refused.is_none() && !self.open.is_empty() {
             let commands = std::mem::take(&mut self.open);
             self.segments.push(Segment { chunks, commands });
@@ -250,22 +251,18 @@ impl Tape {
         };
         for (s, (a, b)) in self.segments.iter().zip(&other.segments).enumerate() {
             if a.commands.len() != b.commands.len() {
-                return Some(format!(
-                    "submission {s}: {} commands, then {}",
-                    b.commands.len(),
-                    a.commands.len()
-                ));
+                return Some(format!("submission {s}: {} commands, then {}", b.commands.len(), a.commands.len()));
             }
             if let Some(i) = (0..a.commands.len()).find(|&i| !a.commands[i].same(&b.commands[i], &mut eq)) {
                 let how = a.commands[i].how(&b.commands[i]);
                 return Some(format!("submission {s}, command {i}: {} differs ({how})", a.commands[i].name()));
             }
-            let sizes = |s: &Segment| s.chunks.iter().map(|(_, d)| d.len()).collect::<Vec<_>>();
+            let sizes = |s: &Segment| s.chunks.iter().map(Vec::len).collect::<Vec<_>>();
             if sizes(a) != sizes(b) {
                 return Some(format!("submission {s}: other parameter chunks"));
             }
-            if let Some(i) = (0..a.chunks.len()).find(|&i| a.chunks[i].1 != b.chunks[i].1) {
-                let (x, y) = (&a.chunks[i].1, &b.chunks[i].1);
+            if let Some(i) = (0..a.chunks.len()).find(|&i| a.chunks[i] != b.chunks[i]) {
+                let (x, y) = (&a.chunks[i], &b.chunks[i]);
                 let at = (0..x.len().min(y.len())).find(|&k| x[k] != y[k]).unwrap_or(0);
                 let slot = (at as u64 / super::pipelines::PARAMS_BYTES * super::pipelines::PARAMS_BYTES) as u32;
                 let launch = a.commands.iter().position(
@@ -277,8 +274,8 @@ impl Tape {
                 ));
             }
         }
-        let marked = self.marked.len() == other.marked.len()
-            && self.marked.iter().zip(&other.marked).all(|(a, b)| eq(a, b));
+        let marked =
+            self.marked.len() == other.marked.len() && self.marked.iter().zip(&other.marked).all(|(a, b)| eq(a, b));
         if !marked {
             return Some("the step's outputs do not correspond".into());
         }
@@ -318,8 +315,68 @@ impl super::GpuContext {
         Ok(tape)
     }
 
-    /// Replays a pinned tape whose external buffers are `external`.
-    pub(crate) fn replay_tape(&self, tape: &Tape, external: &[wgpu::Buffer]) -> crate::Result<()> {
+    /// The commands of `tape` ready to replay: its parameter blocks copied
+    /// into uniform buffers of its own (they never change), and per launch
+    /// a bind group binding those.
+    pub(crate) fn prepare_tape(&self, tape: &Tape) -> Vec<Ready> {
+        use wgpu::util::DeviceExt;
+        let mut ready = Vec::new();
+        for seg in &tape.segments {
+            let chunks: Vec<wgpu::Buffer> = seg
+                .chunks
+                .iter()
+                .map(|data| {
+                    self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("wgrad step graph params"),
+                        contents: if data.is_empty() { &[0; 4] } else { data },
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    })
+                })
+                .collect();
+            for c in &seg.commands {
+                let Command::Dispatch { pipeline, layout, chunk, offset, grid, bound, views, .. } = c else {
+                    ready.push(Ready::Other(c.clone()));
+                    continue;
+                };
+                let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &chunks[*chunk],
+                    offset: 0,
+                    size: wgpu::BufferSize::new(super::pipelines::PARAMS_BYTES),
+                });
+                let resources = bound.iter().enumerate().map(|(i, (b, w))| match (views.get(i), w) {
+                    (Some(Some(view)), _) => wgpu::BindingResource::TextureView(view),
+                    (_, Some(w)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: w.offset,
+                        size: wgpu::BufferSize::new(w.size),
+                    }),
+                    (_, None) => b.as_entire_binding(),
+                });
+                let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
+                    .chain(resources)
+                    .enumerate()
+                    .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+                    .collect();
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgrad step graph"),
+                    layout,
+                    entries: &entries,
+                });
+                ready.push(Ready::Dispatch { pipeline: pipeline.clone(), bind_group, offset: *offset, grid: *grid });
+            }
+        }
+        ready
+    }
+
+    /// Appends a prepared tape's commands to the pending batch (after the
+    /// work recorded before; nothing is submitted for it), refusing when a
+    /// buffer in `external` was freed since recording.
+    pub(crate) fn replay_tape(
+        &self,
+        ready: &[Ready],
+        external: &[wgpu::Buffer],
+        checks_indices: bool,
+    ) -> crate::Result<()> {
         use super::host_clock;
         use crate::stats::HostPhase;
         let _host = host_clock::enter(&self.stats, HostPhase::Record);
@@ -327,8 +384,6 @@ impl super::GpuContext {
         if batch.tape.is_some() {
             return Err(crate::Error::invalid("replay", "a step graph replayed while a step is being recorded"));
         }
-        // Earlier work first; its parameter chunks are then free to rewrite.
-        self.submit(&mut batch)?;
         if let Some(b) = self.pool.first_parked(external) {
             return Err(crate::Error::invalid(
                 "replay",
@@ -339,50 +394,56 @@ impl super::GpuContext {
                 ),
             ));
         }
+        // Deferred launches before it run first.
+        self.settle(&mut batch)?;
+        batch.pass_pipeline = 0;
+        let mut set: Option<&wgpu::ComputePipeline> = None;
         let mut dispatches = 0;
-        let desc = wgpu::ComputePassDescriptor { label: Some("wgrad step graph"), timestamp_writes: None };
-        for seg in &tape.segments {
-            for (buffer, data) in &seg.chunks {
-                self.queue.write_buffer(buffer, 0, data);
-            }
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad step graph") });
-            let mut pass: Option<wgpu::ComputePass<'static>> = None;
-            let mut set: Option<&wgpu::ComputePipeline> = None;
-            for c in &seg.commands {
-                if let Command::Dispatch { pipeline, bind_group, offset, grid, .. } = c {
-                    let p = pass.get_or_insert_with(|| encoder.begin_compute_pass(&desc).forget_lifetime());
+        for c in ready {
+            match c {
+                Ready::Dispatch { pipeline, bind_group, offset, grid } => {
+                    let pass = batch.pass(&self.device);
                     if set != Some(pipeline) {
-                        p.set_pipeline(pipeline);
+                        pass.set_pipeline(pipeline);
                         set = Some(pipeline);
                     }
-                    p.set_bind_group(0, bind_group, &[*offset]);
-                    p.dispatch_workgroups(grid.0, grid.1, 1);
+                    pass.set_bind_group(0, bind_group, &[*offset]);
+                    pass.dispatch_workgroups(grid.0, grid.1, 1);
                     dispatches += 1;
-                    continue;
                 }
-                (pass, set) = (None, None);
-                match c {
-                    Command::Copy { src, src_offset, dst, dst_offset, size } => {
-                        encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
+                Ready::Other(c) => {
+                    set = None;
+                    let encoder = batch.encoder(&self.device);
+                    match c {
+                        Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                            encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
+                        }
+                        Command::Upload { staging, dst, size, .. } => {
+                            encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size)
+                        }
+                        Command::TextureCopy { buffer, window, texture } => {
+                            super::texture_operands::copy_window(encoder, buffer, *window, texture)
+                        }
+                        Command::Dispatch { .. } => unreachable!("prepared as Ready::Dispatch"),
                     }
-                    Command::Upload { staging, dst, size, .. } => encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size),
-                    Command::TextureCopy { buffer, window, texture } => {
-                        super::texture_operands::copy_window(&mut encoder, buffer, *window, texture)
-                    }
-                    Command::Dispatch { .. } => unreachable!("handled above"),
                 }
             }
-            drop(pass);
-            self.queue.submit([encoder.finish()]);
         }
-        // The textures now hold what the replay copied into them.
+        // The pass's pipeline is not one the recorder knows of, and the
+        // textures now hold what the replay copied into them.
+        batch.pass_pipeline = 0;
         batch.staging.forget();
-        if tape.checks_indices {
+        batch.dispatches += dispatches;
+        if checks_indices {
             self.index_checks_pending.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.stats().graph_replayed(dispatches, tape.segments.len() as u64);
-        self.take_error()
+        self.stats().graph_replayed(dispatches as u64);
+        self.submit_if_full(&mut batch)
     }
+}
+
+/// A tape's command ready to replay ([`GpuContext::prepare_tape`](super::GpuContext::prepare_tape)).
+pub(crate) enum Ready {
+    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, offset: u32, grid: (u32, u32) },
+    Other(Command),
 }

@@ -209,7 +209,12 @@ impl Staging {
 
 /// Encodes the copy of window `w` of `buffer` into `texture`, rows of
 /// `TEX_WIDTH` texels (the last one partial).
-pub(crate) fn copy_window(encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, w: Window, texture: &wgpu::Texture) {
+pub(crate) fn copy_window(
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    w: Window,
+    texture: &wgpu::Texture,
+) {
     let texels = (w.size / 4).max(1) as u32;
     let row_bytes = TEX_WIDTH as u64 * 4;
     let (full, rest) = (texels / TEX_WIDTH, texels % TEX_WIDTH);
@@ -217,7 +222,11 @@ pub(crate) fn copy_window(encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buf
         encoder.copy_buffer_to_texture(
             wgpu::TexelCopyBufferInfo {
                 buffer,
-                layout: wgpu::TexelCopyBufferLayout { offset, bytes_per_row: Some(row_bytes as u32), rows_per_image: None },
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset,
+                    bytes_per_row: Some(row_bytes as u32),
+                    rows_per_image: None,
+                },
             },
             wgpu::TexelCopyTextureInfo {
                 texture,
@@ -259,4 +268,3 @@ mod tests {
         assert!(!fits(4 * 4096 * 16384 + 4, &limits));
     }
 }
-
