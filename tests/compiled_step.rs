@@ -187,7 +187,7 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
     // per shape here) is recorded as the buffer it is: the same tensor
     // every call is replayed, a new one every call is not (see below).
     let targets = [5, 7].map(|rows| Tensor::randn(&[rows, 4], 1000 + rows as u64, &dev));
-    let mut run = |compiled: &mut CompiledStep, rows: usize, seed: u64| {
+    let run = |compiled: &mut CompiledStep, rows: usize, seed: u64| {
         let x = Tensor::randn(&[rows, 8], seed, &dev);
         let target = &targets[usize::from(rows == 7)];
         for p in model.parameters() {
