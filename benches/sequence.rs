@@ -117,7 +117,20 @@ fn train_step(
         forward(x)
     };
     opt.zero_grad();
+    if run.compiled && !run.amp {
+        // The optimizer's updates are part of the graph; its host half
+        // (step counts, this step's scalars) runs before the replay.
+        opt.prepare_step();
+        let out = graph.run(0, inputs, |x| {
+            let l = loss(x);
+            l.backward();
+            opt.apply_step();
+            vec![l]
+        });
+        return out.expect("the compiled step runs").remove(0);
+    }
     let loss = if run.compiled {
+        // The scaler reads its overflow flag back: the optimizer runs after the graph.
         let key = scaler.get_scale().to_bits() as u64;
         let out = graph.run(key, inputs, |x| {
             let l = loss(x);

@@ -4,8 +4,9 @@
 // gpu-core/src/ops/optim.rs, whose CPU twin mirrors `update` line by line).
 //
 // ALGO picks the rule, the other overrides its variant. Step-dependent
-// scalars (bias corrections, decayed learning rates) arrive in Params,
-// computed on the host in f64, so nothing is read back.
+// scalars (bias corrections, decayed learning rates) arrive in a storage
+// buffer (one row per parameter), computed on the host in f64, so nothing
+// is read back.
 //
 // Buffers are viewed as vec4 so each thread moves 16 bytes per access: on
 // lavapipe, whose per-lane storage accesses dominate such kernels, that about
@@ -38,6 +39,14 @@ struct Params {
     n: u32,
     // ceil(n / 4): threads with work
     quads: u32,
+    // this parameter's row of `scalars`
+    row: u32,
+}
+
+// The step's scalars, one row per parameter, written by the host before
+// the update is recorded (so a recorded step graph replays with the
+// scalars of each new step; see gpu-core/src/ops/optim.rs).
+struct Scalars {
     // SGD: 1 on the step that creates the momentum buffer (it becomes the gradient)
     first: u32,
     // the step size: SGD, RMSProp, Lion: lr; AdaGrad: lr / (1 + (t-1)·lr_decay); Adam: lr / (1 - beta1^t)
@@ -59,11 +68,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> s0: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> s1: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> s2: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> scalars: array<Scalars>;
+@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> s0: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> s1: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> s2: array<vec4<f32>>;
 
 alias V = vec4<f32>;
 
@@ -77,63 +87,64 @@ fn lerp(a: V, b: V, w: f32) -> V {
 
 // Four elements: returns the new parameters, updates the state slots in `s`.
 fn update(x: V, g_in: V, s: ptr<function, array<V, 3>>) -> V {
+    let sc = scalars[p.row];
     var w = x;
     var g = g_in;
     if ALGO == 4u || (ALGO == 3u && DECOUPLED) {
-        w = w * p.decay;
-    } else if p.weight_decay != 0.0 {
-        g = g + p.weight_decay * w;
+        w = w * sc.decay;
+    } else if sc.weight_decay != 0.0 {
+        g = g + sc.weight_decay * w;
     }
     if ALGO == 0u {
         // SGD: s = [momentum_buffer]
         if MOMENTUM {
             var v = g;
-            if p.first == 0u {
-                v = (*s)[0] * p.c0 + p.c1 * g;
+            if sc.first == 0u {
+                v = (*s)[0] * sc.c0 + sc.c1 * g;
             }
             (*s)[0] = v;
             if NESTEROV {
-                g = g + p.c0 * v;
+                g = g + sc.c0 * v;
             } else {
                 g = v;
             }
         }
-        return w + (-p.lr) * g;
+        return w + (-sc.lr) * g;
     } else if ALGO == 1u {
         // AdaGrad: s = [sum]
         let sum = (*s)[0] + g * g;
         (*s)[0] = sum;
         var den: V;
         if EPS_INSIDE {
-            den = sqrt(sum + p.eps);
+            den = sqrt(sum + sc.eps);
         } else {
-            den = sqrt(sum) + p.eps;
+            den = sqrt(sum) + sc.eps;
         }
-        return w + (-p.lr) * g / den;
+        return w + (-sc.lr) * g / den;
     } else if ALGO == 2u {
         // RMSProp: s = [square_avg, momentum_buffer?, grad_avg?]
-        let sq = (*s)[0] * p.c0 + p.c1 * g * g;
+        let sq = (*s)[0] * sc.c0 + sc.c1 * g * g;
         (*s)[0] = sq;
         var avg: V;
         if CENTERED {
             let k = select(1, 2, MOMENTUM);
-            let ga = lerp((*s)[k], g, p.c1);
+            let ga = lerp((*s)[k], g, sc.c1);
             (*s)[k] = ga;
             avg = sqrt(sq - ga * ga);
         } else {
             avg = sqrt(sq);
         }
-        avg = avg + p.eps;
+        avg = avg + sc.eps;
         if MOMENTUM {
-            let buf = (*s)[1] * p.c2 + g / avg;
+            let buf = (*s)[1] * sc.c2 + g / avg;
             (*s)[1] = buf;
-            return w + (-p.lr) * buf;
+            return w + (-sc.lr) * buf;
         }
-        return w + (-p.lr) * g / avg;
+        return w + (-sc.lr) * g / avg;
     } else if ALGO == 3u {
         // Adam / AdamW: s = [exp_avg, exp_avg_sq, max_exp_avg_sq?]
-        let m = lerp((*s)[0], g, p.c0);
-        let v = (*s)[1] * p.c1 + p.c2 * g * g;
+        let m = lerp((*s)[0], g, sc.c0);
+        let v = (*s)[1] * sc.c1 + sc.c2 * g * g;
         (*s)[0] = m;
         (*s)[1] = v;
         var vhat = v;
@@ -141,14 +152,14 @@ fn update(x: V, g_in: V, s: ptr<function, array<V, 3>>) -> V {
             vhat = max((*s)[2], v);
             (*s)[2] = vhat;
         }
-        let denom = sqrt(vhat) / p.c3 + p.eps;
-        return w + (-p.lr) * m / denom;
+        let denom = sqrt(vhat) / sc.c3 + sc.eps;
+        return w + (-sc.lr) * m / denom;
     }
     // Lion: s = [exp_avg]
     let m = (*s)[0];
-    let c = m * p.c0 + p.c1 * g;
-    (*s)[0] = m * p.c2 + p.c3 * g;
-    return w + (-p.lr) * sign(c);
+    let c = m * sc.c0 + sc.c1 * g;
+    (*s)[0] = m * sc.c2 + sc.c3 * g;
+    return w + (-sc.lr) * sign(c);
 }
 
 // The quad this thread updates.

@@ -1,10 +1,11 @@
 //! Compiled steps (`wgrad_autograd::CompiledStep`, gpu-core's step graphs)
 //! change no bit of a training trajectory: 20 steps, a new batch every
-//! step, run eagerly and through a compiled step (forward, loss and
-//! backward recorded once, then replayed without running their code; the
-//! optimizer eager after it) give the same losses and parameters, bit for
+//! step, run eagerly and through a compiled step (forward, loss, backward
+//! and the optimizer's updates recorded once, then replayed without
+//! running their code; the optimizer's step counts and scalars prepared on
+//! the host before each) give the same losses and parameters, bit for
 //! bit: ResNet with batch norm and SGD whose learning rate changes every
-//! step, an LSTM with Adam. On a GPU the compiled runs really replay (most
+//! step, an LSTM with Adam (whose bias corrections change every step). On a GPU the compiled runs really replay (most
 //! steps); a GPT with dropout (a new mask every step) is never replayed
 //! and says why. On the CPU backends the compiled step runs the step
 //! every time (nothing is recorded there).
@@ -29,8 +30,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Runs `STEPS` steps: `batch(i)` makes step `i`'s inputs, `loss(inputs)`
-/// its loss (recorded and replayed when `compiled`), then the optimizer
-/// steps eagerly. Returns the trajectory and the compiled step's replays
+/// its loss, then the optimizer steps (all but its host half recorded and
+/// replayed when `compiled`). Returns the trajectory and the compiled step's replays
 /// and last reason for not replaying.
 fn train(
     params: Vec<Tensor>,
@@ -47,11 +48,16 @@ fn train(
         let inputs = batch(i);
         opt.zero_grad();
         let l = if compiled {
+            // The optimizer's host half (step counts, this step's scalars
+            // written to the device) runs here; its updates are recorded
+            // and replayed with the rest.
+            opt.prepare_step();
             let refs: Vec<&Tensor> = inputs.iter().collect();
             let out = step
                 .run(0, &refs, |x| {
                     let l = loss(x);
                     l.backward();
+                    opt.apply_step();
                     vec![l]
                 })
                 .expect("the compiled step runs");
@@ -59,9 +65,9 @@ fn train(
         } else {
             let l = loss(&inputs);
             l.backward();
+            opt.step();
             l
         };
-        opt.step();
         losses.push(l.item().to_bits());
     }
     let t = Trajectory { losses, params: params.iter().map(|p| bits(&p.to_vec())).collect() };

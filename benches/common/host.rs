@@ -68,8 +68,9 @@ pub struct ReplayRow {
 }
 
 /// The host cost per launch of workloads recorded afresh (`WGRAD_REPLAY=0`),
-/// replayed, and compiled (`CompiledStep`: forward and backward replayed as
-/// a step graph, the optimizer eager), measured in the same run: recording
+/// replayed, and compiled (`CompiledStep`: forward, backward and the
+/// optimizer's updates replayed as a step graph, the optimizer's host half
+/// before it), measured in the same run: recording
 /// alone, all the host did but submit and wait, their ratios to eager, and
 /// the share of launches replayed batch by batch.
 pub fn print_replay_table(rows: &[ReplayRow]) {

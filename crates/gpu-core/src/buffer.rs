@@ -111,6 +111,27 @@ impl Buffer {
         Ok(b)
     }
 
+    /// Overwrites the first `data.len()` bytes in place (recorded in order
+    /// with pending kernels: those recorded before read the old contents).
+    ///
+    /// # Errors
+    /// When `data` is longer than the buffer.
+    pub fn write_bytes(&self, data: &[u8]) -> Result<()> {
+        if data.len() as u64 > self.len_bytes() {
+            return Err(crate::Error::invalid(
+                "write_bytes",
+                format!("{} bytes into a buffer of {}", data.len(), self.len_bytes()),
+            ));
+        }
+        match &self.inner.storage {
+            Storage::Gpu(_) => self.device().gpu_ctx().expect("gpu storage").upload(self.wgpu(), data),
+            Storage::Cpu(v) => {
+                bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+
     /// A buffer holding `data` as f32.
     pub fn from_f32(device: &Device, data: &[f32]) -> Result<Buffer> {
         Self::from_bytes(device, bytemuck::cast_slice(data))

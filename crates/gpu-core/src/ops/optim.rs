@@ -203,7 +203,8 @@ struct Flags {
     eps_inside: bool,
 }
 
-/// The kernel's uniform block, shared by the GPU launch and the CPU twin.
+/// One step's scalars of a rule: a row of the kernel's scalar buffer,
+/// shared by the GPU launch and the CPU twin.
 #[derive(Clone, Copy, Default, Debug)]
 struct Scalars {
     first: bool,
@@ -212,6 +213,39 @@ struct Scalars {
     decay: f32,
     eps: f32,
     c: [f32; 4],
+}
+
+/// Words in one row of scalars (`Scalars` in `optim.wgsl`).
+pub const SCALAR_WORDS: usize = 9;
+
+impl Scalars {
+    fn words(&self) -> [u32; SCALAR_WORDS] {
+        let f = |v: f32| v.to_bits();
+        let c = self.c;
+        [
+            self.first as u32,
+            f(self.lr),
+            f(self.weight_decay),
+            f(self.decay),
+            f(self.eps),
+            f(c[0]),
+            f(c[1]),
+            f(c[2]),
+            f(c[3]),
+        ]
+    }
+
+    fn from_words(w: &[u32]) -> Scalars {
+        let f = |i: usize| f32::from_bits(w[i]);
+        Scalars { first: w[0] != 0, lr: f(1), weight_decay: f(2), decay: f(3), eps: f(4), c: [f(5), f(6), f(7), f(8)] }
+    }
+}
+
+/// The row of scalars (bias corrections, decayed learning rate, decay
+/// factor) of step `step` (1-based) of `rule` with a group's `lr` and
+/// `weight_decay`, as [`update_row`] reads it from its scalar buffer.
+pub fn scalars(rule: &Rule, lr: f32, weight_decay: f32, step: u64) -> [u32; SCALAR_WORDS] {
+    rule.scalars(lr, weight_decay, step.max(1)).words()
 }
 
 /// torch.lerp's CPU formula, as `lerp` in the kernel.
@@ -329,6 +363,24 @@ pub fn update(
     state: &[&Buffer],
     n: usize,
 ) -> Result<()> {
+    let row = Buffer::from_u32(param.device(), &scalars(rule, lr, weight_decay, step))?;
+    update_row(rule, (&row, 0), param, grad, state, n)
+}
+
+/// [`update`] with the step's scalars read from row `row` of `scalars`
+/// (rows of [`SCALAR_WORDS`] words, as [`scalars`] makes them), which the
+/// caller writes before recording the update: an optimizer keeps one such
+/// buffer per parameter group and rewrites it every step, so the launches
+/// themselves are the same every step (and a recorded step graph replays
+/// them with each new step's scalars).
+pub fn update_row(
+    rule: &Rule,
+    (scalars, row): (&Buffer, usize),
+    param: &Buffer,
+    grad: &Buffer,
+    state: &[&Buffer],
+    n: usize,
+) -> Result<()> {
     const OP: &str = "optimizer update";
     let names = rule.state_names();
     if state.len() != names.len() {
@@ -352,10 +404,12 @@ pub fn update(
     }
     let dev = param.device();
     Buffer::check_same_device(OP, dev, &all)?;
+    Buffer::check_same_device(OP, dev, &[scalars])?;
+    scalars.check_len(OP, "scalar row", (row + 1) * SCALAR_WORDS, 4)?;
     if n == 0 {
         return Ok(());
     }
-    let (flags, k) = (rule.flags(), rule.scalars(lr, weight_decay, step.max(1)));
+    let flags = rule.flags();
     run(
         dev,
         |g| {
@@ -375,26 +429,15 @@ pub fn update(
             // every buffer (ranges start at aligned bytes and whole vec4s).
             let bytes = all.iter().map(|b| b.wgpu().size()).max().unwrap_or(0);
             for (_, len, window) in g.element_ranges(n, bytes) {
-                let params = Params::new()
-                    .u32(len)
-                    .u32(len.div_ceil(4))
-                    .u32(k.first as usize)
-                    .f32(k.lr)
-                    .f32(k.weight_decay)
-                    .f32(k.decay)
-                    .f32(k.eps)
-                    .f32(k.c[0])
-                    .f32(k.c[1])
-                    .f32(k.c[2])
-                    .f32(k.c[3]);
-                let windows = vec![window; 1 + outputs.len()];
+                let params = Params::new().u32(len).u32(len.div_ceil(4)).u32(row);
+                let windows: Vec<_> = [None].into_iter().chain(vec![window; 1 + outputs.len()]).collect();
                 g.launch_windows(
                     &Launch {
                         shader: "optim",
                         entry: ["state0", "state1", "state2", "state3"][state.len()],
                         constants: &constants,
                         params: &params.0,
-                        inputs: &[grad.wgpu()],
+                        inputs: &[scalars.wgpu(), grad.wgpu()],
                         outputs: &outputs,
                         workgroups: groups(len.div_ceil(4), 256),
                     },
@@ -404,6 +447,7 @@ pub fn update(
             Ok(())
         },
         || {
+            let k = Scalars::from_words(&scalars.host()[row * SCALAR_WORDS..(row + 1) * SCALAR_WORDS]);
             let hg = grad.host();
             let mut hp = param.host_mut();
             let mut hs: Vec<_> = state.iter().map(|b| b.host_mut()).collect();

@@ -51,7 +51,7 @@
 use std::collections::{HashMap, HashSet};
 
 use wgrad_autograd::{DType, Error, Result, Tensor};
-use wgrad_gpu_core::ops::optim::{update, Rule};
+use wgrad_gpu_core::ops::optim::{scalars, update_row, Rule, SCALAR_WORDS};
 use wgrad_gpu_core::ops::{copy, fill};
 use wgrad_gpu_core::{Buffer, Layout};
 
@@ -109,6 +109,12 @@ pub(crate) struct Fused<A: Algorithm> {
     pub opts: A,
     /// By parameter tensor id, so editing the groups keeps the state.
     slots: HashMap<u64, Slot>,
+    /// Per group, the device buffer of its parameters' step scalars (one
+    /// row each), rewritten in place every step.
+    rows: Vec<Option<Buffer>>,
+    /// Per group, the parameters [`prepare_step`](Self::prepare_step)
+    /// prepared (indices into the group), until [`apply_step`](Self::apply_step).
+    prepared: Option<Vec<Vec<usize>>>,
 }
 
 fn check_hyper(lr: f32, weight_decay: f32) -> std::result::Result<(), String> {
@@ -137,18 +143,91 @@ impl<A: Algorithm> Fused<A> {
                 assert!(p.dtype() == DType::F32, "{}: parameters must be F32, got {:?}", A::NAME, p.dtype());
             }
         }
-        Fused { groups, opts, slots: HashMap::new() }
+        Fused { groups, opts, slots: HashMap::new(), rows: Vec::new(), prepared: None }
     }
 
     /// One fused update of every parameter that has a gradient.
     pub fn step(&mut self) {
-        let _scope = wgrad_gpu_core::profile::scope(|| format!("{} step", A::NAME));
+        self.prepare(|p| p.grad().is_some());
+        self.apply_step();
+    }
+
+    /// The host half of a step, for a step graph (`CompiledStep`) that
+    /// records the update launches once: counts one more step for every
+    /// parameter that requires a gradient (those the coming backward will
+    /// reach) and writes this step's scalars (learning rate, bias
+    /// corrections) into the group's scalar buffer on the device.
+    /// [`apply_step`](Self::apply_step) then records the updates, which
+    /// are the same launches every step.
+    pub fn prepare_step(&mut self) {
+        self.prepare(Tensor::requires_grad);
+    }
+
+    /// Counts a step for the parameters `stepped` selects and writes their
+    /// scalars; creates state buffers on first use.
+    fn prepare(&mut self, stepped: impl Fn(&Tensor) -> bool) {
         let rule = self.opts.rule();
         let names = rule.state_names();
-        for group in &self.groups {
+        self.rows.resize(self.groups.len(), None);
+        let mut prepared = Vec::new();
+        for (group, rows) in self.groups.iter().zip(&mut self.rows) {
             check_group(A::NAME, group);
-            for p in &group.params {
-                let Some(grad) = p.grad() else { continue };
+            let mut words = vec![0u32; group.params.len().max(1) * SCALAR_WORDS];
+            let (mut chosen, mut last) = (Vec::new(), None);
+            for (i, p) in group.params.iter().enumerate() {
+                let n = p.numel();
+                if n == 0 || !stepped(p) {
+                    continue;
+                }
+                let slot = self.slots.entry(p.id()).or_insert_with(|| Slot {
+                    step: 0,
+                    bufs: names
+                        .iter()
+                        .map(|s| expect(fill::fill(&p.device(), n, self.opts.initial_value(s))))
+                        .collect(),
+                });
+                slot.step += 1;
+                // Parameters stepped together share their scalars: computed once.
+                let row = match last {
+                    Some((t, row)) if t == slot.step => row,
+                    _ => scalars(&rule, group.lr, group.weight_decay, slot.step),
+                };
+                last = Some((slot.step, row));
+                words[i * SCALAR_WORDS..(i + 1) * SCALAR_WORDS].copy_from_slice(&row);
+                chosen.push(i);
+            }
+            if let Some(p) = group.params.first() {
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                if rows.as_ref().is_none_or(|b| b.len_bytes() != bytes.len() as u64 || b.device() != &p.device()) {
+                    *rows = Some(expect(Buffer::alloc(&p.device(), bytes.len() as u64)));
+                }
+                expect(rows.as_ref().expect("allocated above").write_bytes(&bytes));
+            }
+            prepared.push(chosen);
+        }
+        self.prepared = Some(prepared);
+    }
+
+    /// The device half of a step: one fused update per parameter that
+    /// [`prepare_step`](Self::prepare_step) prepared, reading its scalars
+    /// from the group's buffer. A prepared parameter that has no gradient
+    /// after all is not updated and its step is not counted.
+    ///
+    /// # Panics
+    /// When nothing was prepared.
+    pub fn apply_step(&mut self) {
+        let _scope = wgrad_gpu_core::profile::scope(|| format!("{} step", A::NAME));
+        let prepared = self.prepared.take().unwrap_or_else(|| panic!("{}: apply_step without prepare_step", A::NAME));
+        let rule = self.opts.rule();
+        for ((group, chosen), rows) in self.groups.iter().zip(prepared).zip(&self.rows) {
+            for i in chosen {
+                let p = &group.params[i];
+                let Some(grad) = p.grad() else {
+                    if let Some(slot) = self.slots.get_mut(&p.id()) {
+                        slot.step -= 1;
+                    }
+                    continue;
+                };
                 let n = p.numel();
                 assert_eq!(
                     grad.shape(),
@@ -158,23 +237,14 @@ impl<A: Algorithm> Fused<A> {
                     grad.shape(),
                     p.shape()
                 );
-                if n == 0 {
-                    continue;
-                }
                 let param = exclusive_buffer(p);
-                let slot = self.slots.entry(p.id()).or_insert_with(|| Slot {
-                    step: 0,
-                    bufs: names
-                        .iter()
-                        .map(|s| expect(fill::fill(&p.device(), n, self.opts.initial_value(s))))
-                        .collect(),
-                });
-                slot.step += 1;
+                let slot = &self.slots[&p.id()];
                 let (gb, gl) = grad.buffer_and_layout();
                 let gb =
                     if gl.is_contiguous() && !gb.same_as(&param) { gb } else { expect(copy::contiguous(&gb, &gl)) };
                 let state: Vec<&Buffer> = slot.bufs.iter().collect();
-                expect(update(&rule, group.lr, group.weight_decay, slot.step, &param, &gb, &state, n));
+                let rows = rows.as_ref().expect("prepared groups have a scalar buffer");
+                expect(update_row(&rule, (rows, i), &param, &gb, &state, n));
             }
         }
     }
@@ -393,6 +463,12 @@ macro_rules! fused_optimizer {
         impl $crate::optim::Optimizer for $name {
             fn step(&mut self) {
                 self.inner.step()
+            }
+            fn prepare_step(&mut self) {
+                self.inner.prepare_step()
+            }
+            fn apply_step(&mut self) {
+                self.inner.apply_step()
             }
             fn groups(&self) -> &[$crate::optim::ParamGroup] {
                 &self.inner.groups

@@ -45,6 +45,22 @@ pub trait Optimizer {
     /// without a gradient are skipped, as in PyTorch).
     fn step(&mut self);
 
+    /// The host half of [`step`](Self::step), for a step recorded as a
+    /// graph (`CompiledStep`): advances the step counts and writes the
+    /// step's scalars to the device, for every parameter that requires a
+    /// gradient, before the gradients exist. Call it outside the recorded
+    /// step, and [`apply_step`](Self::apply_step) inside it. The default
+    /// does nothing (and `apply_step` is then a whole `step`, whose
+    /// changing scalars keep the step from being replayed).
+    fn prepare_step(&mut self) {}
+
+    /// The device half of [`step`](Self::step): the updates that
+    /// [`prepare_step`](Self::prepare_step) prepared, the same launches
+    /// every step. The default is `step`.
+    fn apply_step(&mut self) {
+        self.step()
+    }
+
     /// Clears every parameter's gradient.
     fn zero_grad(&self) {
         for g in self.groups() {
