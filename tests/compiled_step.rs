@@ -262,3 +262,65 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
     assert_eq!(reads.replays(), 0);
     assert!(reads.why_not().is_some_and(|w| w.contains("reads data back")), "{:?}", reads.why_not());
 }
+
+/// `Trainer::compiled` (inputs made outside the step, forward + backward +
+/// Adam recorded once and replayed) trains bit for bit as `Trainer::new`
+/// with the same two closures composed, an lr schedule stepping every
+/// batch included; on a GPU most steps replay.
+#[test]
+fn the_compiled_trainer_trains_as_the_eager_one() {
+    use wgrad::nn::schedule::ExponentialLR;
+    use wgrad::nn::train::{Every, StepOutput, Trainer};
+    type Batch = (Vec<f32>, Vec<u32>);
+    let run = |dev: &Device, compiled: bool| {
+        let mut model = wgrad::models::mlp(&[8, 16, 4], &mut Init::new(dev, 1));
+        let mut opt = Adam::new(model.parameters(), 1e-2);
+        let mut schedule = ExponentialLR::new(&mut opt, 0.9);
+        let data: Vec<Batch> = (0..6u64)
+            .map(|i| {
+                let x = Tensor::randn(&[5, 8], i, dev).to_vec();
+                (x, (0..5).map(|k| (k + i as u32) % 4).collect())
+            })
+            .collect();
+        let inputs = |(x, y): Batch| vec![Tensor::from_vec(&x, &[5, 8], dev), Tensor::from_u32(&y, &[5], dev)];
+        let forward = |m: &Sequential, t: &[Tensor]| {
+            let logits = m.forward(&t[0]);
+            StepOutput::new(CrossEntropyLoss::default().forward(&logits, &t[1]), 5).with_accuracy(&logits, &t[1])
+        };
+        let before = dev.stats();
+        let trainer = if compiled {
+            Trainer::compiled(&mut model, &mut opt, inputs, forward)
+        } else {
+            Trainer::new(&mut model, &mut opt, move |m: &Sequential, b: Batch| forward(m, &inputs(b)))
+        };
+        let fit = trainer
+            .epochs(3)
+            .schedule(&mut schedule, Every::Step)
+            .quiet()
+            .fit(6, |_epoch, _skip| data.clone().into_iter().map(Ok::<_, std::io::Error>))
+            .unwrap();
+        let replays = (dev.stats() - before).graphs_replayed;
+        let records: Vec<(u64, Option<u64>)> =
+            fit.history.records.iter().map(|r| (r.train_loss.to_bits(), r.train_acc.map(f64::to_bits))).collect();
+        let params: Vec<Vec<u32>> = model.parameters().iter().map(|p| bits(&p.to_vec())).collect();
+        (records, params, replays)
+    };
+    let mut devices = vec![Device::cpu()];
+    if let Some(gpu) = wgrad::gpu_core::testing::fresh_gpu_or_skip("the_compiled_trainer") {
+        devices.push(gpu);
+    }
+    for dev in devices {
+        let (eager, eager_params, _) = run(&dev, false);
+        let (compiled, compiled_params, replays) = run(&dev, true);
+        assert!(
+            compiled == eager && compiled_params == eager_params,
+            "{}: the compiled Trainer trains the same bits",
+            dev.name()
+        );
+        if dev.is_gpu() {
+            assert!(replays >= 10, "{}: most of the 18 steps replay ({replays})", dev.name());
+        } else {
+            assert_eq!(replays, 0);
+        }
+    }
+}

@@ -29,6 +29,7 @@
 //! if stopper.step(epoch, val_loss, &model).stop { stopper.restore_best(&model)?; break; }
 //! ```
 
+mod compiled_step;
 pub mod early_stopping;
 pub mod history;
 pub mod metrics;

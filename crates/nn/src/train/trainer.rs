@@ -63,6 +63,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
+use super::compiled_step::{Compiled, StepOptions};
 use super::{
     Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
 };
@@ -232,6 +233,13 @@ pub struct Fit {
 }
 
 type StepFn<'a, M, B> = Box<dyn FnMut(&M, B) -> StepOutput + 'a>;
+
+/// A Trainer's step: one closure run every time, or two recorded and
+/// replayed ([`Trainer::compiled`]).
+enum StepKind<'a, M: ?Sized, B> {
+    Eager(StepFn<'a, M, B>),
+    Compiled(Box<Compiled<'a, M, B>>),
+}
 type EvalFn<'a, M> = Box<dyn FnMut(&M) -> Result<Evaluation, BoxError> + 'a>;
 type AroundFn<'a> = Box<dyn FnMut(&mut dyn FnMut()) + 'a>;
 type EpochFn<'a> = Box<dyn FnMut(&EpochRecord) + 'a>;
@@ -267,7 +275,7 @@ const RESERVED: [&str; 2] = ["trainer", "early_stopping"];
 pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     model: &'a mut M,
     opt: &'a mut dyn Optimizer,
-    step: StepFn<'a, M, B>,
+    step: StepKind<'a, M, B>,
     epochs: usize,
     schedule: Option<(&'a mut dyn LrScheduler, Every)>,
     accumulate: usize,
@@ -297,10 +305,36 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     /// Defaults: 1 epoch, no schedule, no accumulation, clipping, amp,
     /// evaluation, checkpoints or stop flag; a progress bar and summary lines.
     pub fn new(model: &'a mut M, opt: &'a mut dyn Optimizer, step: impl FnMut(&M, B) -> StepOutput + 'a) -> Self {
+        Self::with_step(model, opt, StepKind::Eager(Box::new(step)))
+    }
+
+    /// A Trainer whose step is recorded once and then replayed without
+    /// running its code ([`wgrad_autograd::CompiledStep`], CUDA-graph
+    /// style): `inputs` turns a batch into the step's input tensors
+    /// (outside the graph: data loading, uploads), `forward` computes the
+    /// step's output from them (it must do the same device work every
+    /// step: no readback, no host decision on values, no dropout, whose
+    /// new mask every step keeps the step from being replayed). The
+    /// backward and the optimizer's updates are recorded with it (after it
+    /// instead with AMP or clipping; eagerly with accumulation). Results
+    /// are bit-identical to [`new`](Self::new) with the same closures
+    /// composed; on the CPU backend, or with `WGRAD_REPLAY=0`, the step
+    /// runs eagerly.
+    pub fn compiled(
+        model: &'a mut M,
+        opt: &'a mut dyn Optimizer,
+        inputs: impl FnMut(B) -> Vec<Tensor> + 'a,
+        forward: impl Fn(&M, &[Tensor]) -> StepOutput + 'a,
+    ) -> Self {
+        let c = Compiled::new(Box::new(inputs), Box::new(forward), model.parameters());
+        Self::with_step(model, opt, StepKind::Compiled(Box::new(c)))
+    }
+
+    fn with_step(model: &'a mut M, opt: &'a mut dyn Optimizer, step: StepKind<'a, M, B>) -> Self {
         Trainer {
             model,
             opt,
-            step: Box::new(step),
+            step,
             epochs: 1,
             schedule: None,
             accumulate: 1,
@@ -706,9 +740,20 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         let Trainer { model, opt, step, clip, autocast, scaler, schedule, around, .. } = self;
         let mut body = || {
             let Some(batch) = batch.take() else { return };
+            if let (StepKind::Compiled(c), 1) = (&mut *step, k) {
+                let o = StepOptions { autocast: *autocast, clip: *clip, params };
+                out = Some(c.step(&**model, batch, *opt, scaler, o));
+                if let Some((s, Every::Step)) = schedule {
+                    s.step(*opt);
+                }
+                return;
+            }
             let o = {
                 let _autocast = AutocastGuard::new(*autocast);
-                step(&**model, batch)
+                match &mut *step {
+                    StepKind::Eager(f) => f(&**model, batch),
+                    StepKind::Compiled(c) => c.forward_eager(&**model, batch),
+                }
             };
             let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
             scaler.scale(&loss).backward();
