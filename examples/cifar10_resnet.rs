@@ -96,6 +96,10 @@ pub(crate) struct Args {
     /// DataLoader threads (0: read on the training thread); results do not depend on it.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Record the training step (forward, backward, SGD update) once and
+    /// replay it without running its code (`Trainer::compiled`; on a GPU).
+    #[arg(long)]
+    compile: bool,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -192,34 +196,45 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut first_step = None;
     // The augmentation's random stream (checkpointed for an exact resume).
     let augment_rng = Cell::new(seeds.augment);
-    let fit = Trainer::new(&mut model, &mut opt, |m: &ResNet, b: Batch| {
+    // A batch becomes the step's inputs (augmented on the device), then the
+    // forward pass; with --compile the step is recorded once and replayed.
+    let inputs = |b: Batch| {
         let mut g = augment_rng.get();
         let x = augment.apply(&b.images, &mut g);
         augment_rng.set(g);
-        let logits = m.forward(&x);
-        let loss = loss_fn.forward(&logits, &b.labels);
-        StepOutput::new(loss, b.len).with_accuracy(&logits, &b.labels)
-    })
-    .epochs(args.epochs)
-    .schedule(&mut sched, Every::Epoch)
-    .amp(args.amp)
-    .rng("augment", &augment_rng)
-    .evaluate(|m| {
-        let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-        let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
-        Ok(Evaluation { loss, accuracy: Some(acc) })
-    })
-    .run_dir(run.clone())
-    .resume(args.resume)
-    .stop_flag(stop.flag())
-    .progress(progress)
-    .samples_per_epoch(train_loader.dataset().len())
-    .around_step(|step| {
-        profiler.step(&dev, &mut *step);
-        first_step.get_or_insert_with(|| started.elapsed());
-    })
-    .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
-    .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+        vec![x, b.labels]
+    };
+    let forward = |m: &ResNet, t: &[Tensor]| {
+        let logits = m.forward(&t[0]);
+        let loss = loss_fn.forward(&logits, &t[1]);
+        StepOutput::new(loss, t[1].numel()).with_accuracy(&logits, &t[1])
+    };
+    let trainer = if args.compile {
+        Trainer::compiled(&mut model, &mut opt, inputs, forward)
+    } else {
+        Trainer::new(&mut model, &mut opt, move |m: &ResNet, b: Batch| forward(m, &inputs(b)))
+    };
+    let fit = trainer
+        .epochs(args.epochs)
+        .schedule(&mut sched, Every::Epoch)
+        .amp(args.amp)
+        .rng("augment", &augment_rng)
+        .evaluate(|m| {
+            let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
+            let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
+            Ok(Evaluation { loss, accuracy: Some(acc) })
+        })
+        .run_dir(run.clone())
+        .resume(args.resume)
+        .stop_flag(stop.flag())
+        .progress(progress)
+        .samples_per_epoch(train_loader.dataset().len())
+        .around_step(|step| {
+            profiler.step(&dev, &mut *step);
+            first_step.get_or_insert_with(|| started.elapsed());
+        })
+        .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
+        .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
     if let Outcome::Interrupted { epoch, batches } = fit.outcome {
         println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
         return Ok(());
@@ -231,6 +246,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             first_step.unwrap_or_default(),
             dev.stats().bytes_peak as f64 / 1e6
         );
+        if args.compile {
+            println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
+        }
         println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
     }
     Ok(())

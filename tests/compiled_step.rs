@@ -223,6 +223,9 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
         run(&mut compiled, 7, 200 + s);
     }
     assert!(compiled.is_captured(), "the new shapes are captured in turn: {:?}", compiled.why_not());
+    let replays = compiled.replays();
+    run(&mut compiled, 5, 250);
+    assert_eq!(compiled.replays(), replays + 1, "the first shapes' graph was kept: replayed at once");
     // Replace a parameter: its old buffer is freed, and the graph reads it.
     let p = &model.parameters()[0];
     p.assign(&p.detach().mul_scalar(1.0));

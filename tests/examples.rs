@@ -125,6 +125,10 @@ const RUNS: &[Run] = &[
                  --weight-decay 5e-4 --seed 4" },
     Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
           args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --amp" },
+    Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
+          args: "--synthetic --synthetic-size 40 --batch-size 8 --epochs 1 --model resnet20 --compile" },
+    Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
+          args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --compile --amp" },
     Run { example: "cifar10_resnet", device: "cpu", mode: InterruptThenResume, files: TRAINED,
           args: "--data-dir {cifar} --batch-size 2 --epochs 50 --model resnet20" },
     // vae: the three models.

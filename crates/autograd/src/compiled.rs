@@ -29,8 +29,10 @@
 //!   (the optimizer after it finds them, `zero_grad` may forget them).
 //! - *Invalidation.* New input shapes or dtypes, or another `key` (what the
 //!   caller knows changes the step: a loss scale, train/eval mode) record
-//!   afresh; a replay that finds a buffer the step reads freed (a parameter
-//!   replaced) records afresh too. Anything else the step's code would do
+//!   afresh, kept beside the others ([`MAX_SIGNATURES`] graphs, least
+//!   recently used dropped: an epoch's last, smaller batch does not evict
+//!   the full batches' graph); a replay that finds a buffer the step reads
+//!   freed (a parameter replaced) records afresh too. Anything else the step's code would do
 //!   differently is the caller's to put in `key` or to [`reset`](CompiledStep::reset).
 //!
 //! The CPU backend has no recorder: there the compiled step calls the step
@@ -62,14 +64,25 @@ pub const MAX_RECORDINGS: usize = 12;
 /// ```
 pub struct CompiledStep {
     params: Vec<Tensor>,
-    signature: Option<Signature>,
+    /// Per signature (input shapes and dtypes, key) its static inputs and
+    /// graph, the most recently used last; at most [`MAX_SIGNATURES`].
+    entries: Vec<Entry>,
+    replays: u64,
+}
+
+/// Signatures a compiled step keeps graphs for (a training loop's full
+/// batches and its last, smaller one; a train and an eval step).
+pub const MAX_SIGNATURES: usize = 4;
+
+/// What a compiled step keeps for one signature.
+struct Entry {
+    signature: Signature,
     statics: Vec<Tensor>,
     last: Option<Recording>,
     graph: Option<Captured>,
     recordings: usize,
     why_not: Option<String>,
     gave_up: bool,
-    replays: u64,
 }
 
 /// A pinned step graph, the outputs it writes and the gradients it leaves.
@@ -90,17 +103,7 @@ impl CompiledStep {
     /// A compiled step whose backward fills the gradients of `params` (the
     /// gradients a replay attaches again).
     pub fn new(params: Vec<Tensor>) -> Self {
-        CompiledStep {
-            params,
-            signature: None,
-            statics: Vec::new(),
-            last: None,
-            graph: None,
-            recordings: 0,
-            why_not: None,
-            gave_up: false,
-            replays: 0,
-        }
+        CompiledStep { params, entries: Vec::new(), replays: 0 }
     }
 
     /// Runs the step on `inputs`: replays its graph when one is captured
@@ -130,26 +133,29 @@ impl CompiledStep {
             return Ok(step(&owned));
         }
         let signature = Signature { inputs: inputs.iter().map(|t| (t.shape(), t.dtype())).collect(), key };
-        if self.signature.as_ref() != Some(&signature) {
-            self.reset();
-            if let Some(t) = inputs.iter().find(|t| t.dtype() == DType::F16) {
-                self.why_not =
-                    Some(format!("an f16 input of shape {:?} (inputs are copied as 32-bit words)", t.shape()));
-                self.gave_up = true;
+        let entry = match self.entries.iter().position(|e| e.signature == signature) {
+            Some(i) => {
+                let e = self.entries.remove(i);
+                for (input, s) in inputs.iter().zip(&e.statics) {
+                    let (src, sl) = input.buffer_and_layout();
+                    let (dst, dl) = s.buffer_and_layout();
+                    wgrad_gpu_core::ops::copy::copy_into(&src, &sl, &dst, &dl)?;
+                }
+                e
             }
-            self.statics = inputs.iter().map(|t| t.try_deep_copy()).collect::<Result<_>>()?;
-            self.signature = Some(signature);
-        } else {
-            for (input, s) in inputs.iter().zip(&self.statics) {
-                let (src, sl) = input.buffer_and_layout();
-                let (dst, dl) = s.buffer_and_layout();
-                wgrad_gpu_core::ops::copy::copy_into(&src, &sl, &dst, &dl)?;
+            None => {
+                if self.entries.len() >= MAX_SIGNATURES {
+                    self.entries.remove(0);
+                }
+                Entry::new(signature, inputs)?
             }
+        };
+        self.entries.push(entry);
+        let e = self.entries.last_mut().expect("pushed above");
+        if e.gave_up {
+            return Ok(step(&e.statics));
         }
-        if self.gave_up {
-            return Ok(step(&self.statics));
-        }
-        if let Some(c) = &self.graph {
+        if let Some(c) = &e.graph {
             match c.graph.replay() {
                 Ok(()) => {
                     for (p, g) in self.params.iter().zip(&c.grads) {
@@ -158,19 +164,69 @@ impl CompiledStep {
                     self.replays += 1;
                     return Ok(c.outputs.clone());
                 }
-                Err(e) => {
-                    self.why_not = Some(e.to_string());
-                    self.graph = None;
-                    self.recordings = 0;
+                Err(err) => {
+                    e.why_not = Some(err.to_string());
+                    e.graph = None;
+                    e.recordings = 0;
                 }
             }
         }
-        self.record(&device, step)
+        e.record(&device, &self.params, step)
+    }
+
+    /// Forgets every graph and static input: the next call records afresh
+    /// (call it after replacing parameters or changing what the step does).
+    pub fn reset(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Whether the next call with the last call's input shapes and key
+    /// replays a graph.
+    pub fn is_captured(&self) -> bool {
+        self.entries.last().is_some_and(|e| e.graph.is_some())
+    }
+
+    /// Calls that replayed a graph instead of running the step.
+    pub fn replays(&self) -> u64 {
+        self.replays
+    }
+
+    /// Launches one replay of the last call's graph encodes (0 before it is captured).
+    pub fn launches(&self) -> usize {
+        self.entries.last().and_then(|e| e.graph.as_ref()).map_or(0, |c| c.graph.launches())
+    }
+
+    /// Why the last call's step is not (yet) replayed: the last difference
+    /// between two recordings, why it is not recordable, or why the last
+    /// replay was refused.
+    pub fn why_not(&self) -> Option<&str> {
+        self.entries.last().and_then(|e| e.why_not.as_deref())
+    }
+}
+
+impl Entry {
+    /// A new signature's entry: static copies of `inputs`.
+    fn new(signature: Signature, inputs: &[&Tensor]) -> Result<Entry> {
+        let f16 = inputs.iter().find(|t| t.dtype() == DType::F16);
+        Ok(Entry {
+            signature,
+            statics: inputs.iter().map(|t| t.try_deep_copy()).collect::<Result<_>>()?,
+            last: None,
+            graph: None,
+            recordings: 0,
+            why_not: f16.map(|t| format!("an f16 input of shape {:?} (inputs are copied as 32-bit words)", t.shape())),
+            gave_up: f16.is_some(),
+        })
     }
 
     /// Calls `step` on the static inputs while recording it; keeps the
     /// recording as the graph when it is the same as the last one.
-    fn record(&mut self, device: &Device, step: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn record(
+        &mut self,
+        device: &Device,
+        params: &[Tensor],
+        step: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
         let statics = &self.statics;
         let (outputs, recording) = device.record(|| step(statics));
         let mut rec = match recording {
@@ -181,7 +237,7 @@ impl CompiledStep {
                 return Ok(outputs);
             }
         };
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
         let marked: Vec<wgrad_gpu_core::Buffer> =
             outputs.iter().chain(grads.iter().flatten()).map(|t| t.buffer_and_layout().0).collect();
         rec.mark_outputs(&marked.iter().collect::<Vec<_>>());
@@ -204,38 +260,5 @@ impl CompiledStep {
             None => self.last = Some(rec),
         }
         Ok(outputs)
-    }
-
-    /// Forgets the graph and the static inputs: the next call records afresh
-    /// (call it after replacing parameters or changing what the step does).
-    pub fn reset(&mut self) {
-        self.graph = None;
-        self.last = None;
-        self.signature = None;
-        self.statics.clear();
-        self.recordings = 0;
-        self.why_not = None;
-        self.gave_up = false;
-    }
-
-    /// Whether the next call with the same inputs and key replays a graph.
-    pub fn is_captured(&self) -> bool {
-        self.graph.is_some()
-    }
-
-    /// Calls that replayed the graph instead of running the step.
-    pub fn replays(&self) -> u64 {
-        self.replays
-    }
-
-    /// Launches one replay encodes (0 before a graph is captured).
-    pub fn launches(&self) -> usize {
-        self.graph.as_ref().map_or(0, |c| c.graph.launches())
-    }
-
-    /// Why the step is not (yet) replayed: the last difference between two
-    /// recordings, why it is not recordable, or why the last replay was refused.
-    pub fn why_not(&self) -> Option<&str> {
-        self.why_not.as_deref()
     }
 }
