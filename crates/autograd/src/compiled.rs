@@ -37,7 +37,8 @@
 //!
 //! The CPU backend has no recorder: there the compiled step calls the step
 //! every time (bit-identical by construction), as it does with replay off
-//! (`WGRAD_REPLAY=0`, `Device::set_replay(false)`).
+//! (`WGRAD_REPLAY=0`, `Device::set_replay(false)`) and while the profiler
+//! runs (so that it sees and times every launch).
 
 use crate::{DType, Device, Result, Tensor};
 use wgrad_gpu_core::{Recording, StepGraph};
@@ -53,12 +54,14 @@ pub const MAX_RECORDINGS: usize = 12;
 /// # let (params, batches): (Vec<Tensor>, Vec<(Tensor, Tensor)>) = (vec![], vec![]);
 /// let mut compiled = CompiledStep::new(params.clone());
 /// for (x, y) in batches {
+///     // optimizer.prepare_step() here (wgrad-nn: the optimizer's host half)
 ///     let out = compiled.run(0, &[&x, &y], |inputs| {
-///         let loss = model(&inputs[0]).mse_loss(&inputs[1]);
+///         let loss = (model(&inputs[0]) - &inputs[1]).square().mean_all();
 ///         loss.backward();
+///         // optimizer.apply_step() here: its updates are recorded too
 ///         vec![loss]
 ///     }).unwrap();
-///     // optimizer.step(); optimizer.zero_grad(); out[0] is this step's loss
+///     // optimizer.zero_grad(); out[0] is this step's loss
 /// #   let _ = out;
 /// }
 /// ```
@@ -128,7 +131,8 @@ impl CompiledStep {
         else {
             return Ok(step(&[]));
         };
-        if !device.is_gpu() || !device.replay() {
+        // Under the profiler each launch must be recorded (and timed).
+        if !device.is_gpu() || !device.replay() || wgrad_gpu_core::profile::is_active(&device) {
             let owned: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
             return Ok(step(&owned));
         }
