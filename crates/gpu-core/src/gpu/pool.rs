@@ -210,8 +210,15 @@ impl Pool {
         }
     }
 
-    /// Drops every pooled buffer (memory goes back to the driver).
+    /// Drops every pooled buffer (memory goes back to the driver), and the
+    /// last recorded step's order (a hint only; pinned and parked buffers
+    /// stay with their graphs).
     pub fn clear(&self) -> u64 {
+        {
+            let mut pins = self.pins.lock().unwrap();
+            pins.last.clear();
+            pins.last_set.clear();
+        }
         let mut s = self.state.lock().unwrap();
         let bytes = s.free.values().flatten().map(|b| b.size()).sum();
         *s = State::default();
@@ -263,6 +270,48 @@ mod tests {
         for (i, b) in seen.iter().enumerate().skip(2) {
             assert!(*b == seen[i - 2] && *b != seen[i - 1], "batch {i}");
         }
+    }
+
+    /// A buffer a step graph pins is parked when freed (never handed out
+    /// again, and reported as freed) until the graph unpins it.
+    #[test]
+    fn a_pinned_buffer_is_parked_until_unpinned() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("a_pinned_buffer_is_parked") else { return };
+        let pool = Pool::default();
+        let a = pool.acquire(256, || buffer(&dev));
+        pool.pin(std::slice::from_ref(&a));
+        assert!(pool.first_parked(std::slice::from_ref(&a)).is_none(), "held by its tensor: not parked");
+        pool.put(a.clone());
+        assert!(pool.first_parked(std::slice::from_ref(&a)) == Some(&a), "freed while pinned: parked");
+        let b = pool.acquire(256, || buffer(&dev));
+        assert!(b != a, "a parked buffer is not handed out");
+        pool.unpin(std::slice::from_ref(&a));
+        assert!(pool.first_parked(std::slice::from_ref(&a)).is_none());
+        let c = pool.acquire(256, || panic!("the unpinned buffer is free again"));
+        assert!(c == a);
+    }
+
+    /// A step recorded again is handed the buffers its last recording got,
+    /// and other work in between keeps off them.
+    #[test]
+    fn a_recorded_step_gets_its_last_recordings_buffers() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("a_recorded_step_gets_its_buffers") else { return };
+        let pool = Pool::default();
+        pool.start_logging();
+        let first: Vec<wgpu::Buffer> = (0..3).map(|_| pool.acquire(256, || buffer(&dev))).collect();
+        for b in first.iter().rev() {
+            pool.put(b.clone());
+        }
+        assert_eq!(pool.stop_logging().len(), 3);
+        pool.next_batch();
+        let other = pool.acquire(256, || buffer(&dev));
+        assert!(!first.contains(&other), "other work keeps off the recorded step's buffers");
+        pool.put(other);
+        pool.next_batch();
+        pool.start_logging();
+        let again: Vec<wgpu::Buffer> = (0..3).map(|_| pool.acquire(256, || panic!("no new buffer"))).collect();
+        pool.stop_logging();
+        assert!(again == first, "the same buffers in the same order");
     }
 
     #[test]

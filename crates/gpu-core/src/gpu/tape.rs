@@ -5,25 +5,26 @@
 //! autograd graph, the ops' checks and kernel choices) and only skips the
 //! recorder's decisions. A *tape* goes further: while a step runs, the
 //! batch also appends every command it encodes (a dispatch with its
-//! pipeline, bind group and parameter offset; a buffer copy; an upload from
-//! its staging buffer; a copy into an operand texture) and, at each submit,
-//! the parameter chunks' contents. Replaying the tape writes those chunks
-//! and re-encodes the commands: per launch `set_pipeline` (when it
-//! changes), `set_bind_group`, `dispatch`, one compute pass per run of
-//! launches, one submit per submit recorded.
+//! pipeline, layout, parameter slot and what it binds; a buffer copy; an
+//! upload from its staging buffer; a copy into an operand texture) and, at
+//! each submit, the parameter chunks' contents. Preparing a tape for
+//! replay copies those contents into uniform buffers of its own and makes
+//! a bind group per launch binding them; a replay appends the commands to
+//! the pending batch: per launch `set_pipeline` (when it changes),
+//! `set_bind_group`, `dispatch`.
 //!
-//! A tape is only correct to replay if the step would record exactly it
+//! A tape is only correct to replay if the step would record the same
 //! again, so the caller (`wgrad_autograd::CompiledStep`) records the step
 //! until two consecutive recordings are [`equal`](Tape::differs_from)
-//! (same commands on the same buffers, same parameter bytes, same uploads):
-//! a step whose scalars change every time (a dropout seed, an optimizer's
-//! step count) or whose buffers do not settle is never replayed. Then the
-//! tape is pinned: every buffer it binds is kept out of the pool (freed, it
-//! is *parked* until the graph drops), so nothing else is ever handed the
-//! buffers it writes. The buffers it reads that were made before the step
-//! (parameters, optimizer state, the step's static inputs) must stay held
-//! by their tensors: a replay finds one freed (a parameter replaced, an
-//! input dropped) and refuses with [`Error::StaleGraph`](crate::Error).
+//! (same commands, same parameter bytes and uploads, the same buffers up
+//! to a renaming of those the pool handed the step): a step whose scalars
+//! change every time (a dropout seed) or whose buffers do not settle is
+//! never replayed. Then the tape is pinned: every buffer it binds is kept
+//! out of the pool (freed, it is *parked* until the graph drops), so
+//! nothing else is ever handed the buffers it writes. The buffers it reads
+//! that were made before the step (parameters, optimizer state, the step's
+//! static inputs) must stay held by their tensors: a replay that finds one
+//! freed (a parameter replaced, an input dropped) refuses with an error.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -446,4 +447,45 @@ impl super::GpuContext {
 pub(crate) enum Ready {
     Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, offset: u32, grid: (u32, u32) },
     Other(Command),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(dev: &crate::Device) -> wgpu::Buffer {
+        let usage = super::super::pool::USAGE;
+        let desc = wgpu::BufferDescriptor { label: None, size: 256, usage, mapped_at_creation: false };
+        dev.gpu_ctx().unwrap().device.create_buffer(&desc)
+    }
+
+    /// A tape of copies `src -> dst` per pair, whose `own` buffers are those given.
+    fn tape(pairs: &[(&wgpu::Buffer, &wgpu::Buffer)], own: &[&wgpu::Buffer]) -> Tape {
+        let mut t = Tape::default();
+        for (src, dst) in pairs {
+            t.push(Command::Copy { src: (*src).clone(), src_offset: 0, dst: (*dst).clone(), dst_offset: 0, size: 256 });
+        }
+        t.end_segment(Vec::new());
+        t.own = own.iter().map(|b| (*b).clone()).collect();
+        t
+    }
+
+    /// Two recordings are the same when the buffers the pool handed each
+    /// correspond one to one and every other buffer is the same one.
+    #[test]
+    #[allow(clippy::mutable_key_type)]
+    fn recordings_compare_their_own_buffers_up_to_renaming() {
+        let Some(dev) = crate::testing::fresh_gpu_or_skip("recordings_compare_their_own_buffers") else { return };
+        let [param, input, a, b, c, d] = [(); 6].map(|_| buffer(&dev));
+        let first = tape(&[(&input, &a), (&a, &b), (&b, &param)], &[&a, &b]);
+        // The intermediates are other buffers, consistently: the same step.
+        let renamed = tape(&[(&input, &c), (&c, &d), (&d, &param)], &[&c, &d]);
+        assert_eq!(renamed.differs_from(&first), None);
+        // One intermediate standing for two: not the same step.
+        let merged = tape(&[(&input, &c), (&c, &c), (&c, &param)], &[&c]);
+        assert!(merged.differs_from(&first).is_some());
+        // Another input (a buffer the step did not get from the pool): not the same.
+        let other_input = tape(&[(&d, &c), (&c, &b), (&b, &param)], &[&c, &b]);
+        assert!(other_input.differs_from(&first).is_some_and(|w| w.contains("command 0")));
+    }
 }
