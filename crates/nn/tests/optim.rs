@@ -356,3 +356,37 @@ fn a_parameter_in_two_groups_is_refused() {
 fn nesterov_without_momentum_is_refused() {
     Sgd::with_options(vec![], 0.1, SgdOptions { nesterov: true, ..Default::default() });
 }
+
+/// An optimizer step split into its host half (`prepare_step`, before the
+/// gradients exist) and its device half (`apply_step`) updates the same
+/// bits and keeps the same state as `step`, a parameter that requires a
+/// gradient but never gets one included (not stepped, no state made).
+#[test]
+fn prepare_then_apply_is_step() {
+    for dev in backends("prepare_then_apply_is_step") {
+        let run = |split: bool| {
+            let (p, unused) = (param(&[1.0, -2.0, 0.5], &dev), param(&[3.0], &dev));
+            let mut opt = Adam::new(vec![p.clone(), unused.clone()], 0.1);
+            for i in 0..3 {
+                opt.groups_mut()[0].lr = 0.1 / (1.0 + i as f32);
+                opt.zero_grad();
+                if split {
+                    opt.prepare_step();
+                }
+                p.square().sum_all().backward();
+                if split {
+                    opt.apply_step();
+                } else {
+                    opt.step();
+                }
+            }
+            let sd = opt.state_dict();
+            let mut meta: Vec<(String, String)> = sd.meta.into_iter().collect();
+            meta.sort();
+            (p.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), unused.to_vec(), meta)
+        };
+        let (eager, split) = (run(false), run(true));
+        assert!(split == eager, "{}: {split:?} vs {eager:?}", dev.name());
+        assert!(!eager.2.iter().any(|(k, _)| k.starts_with("state.1.")), "no state for the unused parameter");
+    }
+}

@@ -115,6 +115,9 @@ pub(crate) struct Fused<A: Algorithm> {
     /// Per group, the parameters [`prepare_step`](Self::prepare_step)
     /// prepared (indices into the group), until [`apply_step`](Self::apply_step).
     prepared: Option<Vec<Vec<usize>>>,
+    /// The parameters (ids) the last `apply_step` found without a
+    /// gradient: [`prepare_step`](Self::prepare_step) leaves them out.
+    gradless: HashSet<u64>,
 }
 
 fn check_hyper(lr: f32, weight_decay: f32) -> std::result::Result<(), String> {
@@ -143,7 +146,7 @@ impl<A: Algorithm> Fused<A> {
                 assert!(p.dtype() == DType::F32, "{}: parameters must be F32, got {:?}", A::NAME, p.dtype());
             }
         }
-        Fused { groups, opts, slots: HashMap::new(), rows: Vec::new(), prepared: None }
+        Fused { groups, opts, slots: HashMap::new(), rows: Vec::new(), prepared: None, gradless: HashSet::new() }
     }
 
     /// One fused update of every parameter that has a gradient.
@@ -155,12 +158,14 @@ impl<A: Algorithm> Fused<A> {
     /// The host half of a step, for a step graph (`CompiledStep`) that
     /// records the update launches once: counts one more step for every
     /// parameter that requires a gradient (those the coming backward will
-    /// reach) and writes this step's scalars (learning rate, bias
-    /// corrections) into the group's scalar buffer on the device.
-    /// [`apply_step`](Self::apply_step) then records the updates, which
-    /// are the same launches every step.
+    /// reach, less those the last step found without one) and writes this
+    /// step's scalars (learning rate, bias corrections) into the group's
+    /// scalar buffer on the device. [`apply_step`](Self::apply_step) then
+    /// records the updates, which are the same launches every step.
     pub fn prepare_step(&mut self) {
-        self.prepare(Tensor::requires_grad);
+        let gradless = std::mem::take(&mut self.gradless);
+        self.prepare(|p| p.requires_grad() && !gradless.contains(&p.id()));
+        self.gradless = gradless;
     }
 
     /// Counts a step for the parameters `stepped` selects and writes their
@@ -223,11 +228,18 @@ impl<A: Algorithm> Fused<A> {
             for i in chosen {
                 let p = &group.params[i];
                 let Some(grad) = p.grad() else {
+                    // Not stepped after all: its count back, and no state
+                    // made for it if this was its first step (as `step`).
                     if let Some(slot) = self.slots.get_mut(&p.id()) {
                         slot.step -= 1;
+                        if slot.step == 0 {
+                            self.slots.remove(&p.id());
+                        }
                     }
+                    self.gradless.insert(p.id());
                     continue;
                 };
+                self.gradless.remove(&p.id());
                 let n = p.numel();
                 assert_eq!(
                     grad.shape(),
