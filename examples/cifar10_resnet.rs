@@ -13,14 +13,16 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use wgrad::data::cifar::{load_cifar10, synthetic, Split};
 use wgrad::data::download::{default_cache_dir, ensure_cifar10};
-use wgrad::data::{Augment, Batch, DataLoader, ImageDataset};
+use wgrad::data::{Augment, DataLoader, ImageDataset};
 use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{ParamGroup, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
-use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Every, Outcome, Progress, RunDir, StepOutput, Trainer};
+use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Every, Outcome, Progress, RunDir};
 use wgrad::prelude::*;
 
+#[path = "common/classify.rs"]
+mod classify;
 #[path = "common/control.rs"]
 mod control;
 #[path = "common/profiling.rs"]
@@ -196,24 +198,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut first_step = None;
     // The augmentation's random stream (checkpointed for an exact resume).
     let augment_rng = Cell::new(seeds.augment);
-    // A batch becomes the step's inputs (augmented on the device), then the
-    // forward pass; with --compile the step is recorded once and replayed.
-    let inputs = |b: Batch| {
+    // Each batch is augmented on the device (its random stream checkpointed).
+    let augmented = |images: &Tensor| {
         let mut g = augment_rng.get();
-        let x = augment.apply(&b.images, &mut g);
+        let x = augment.apply(images, &mut g);
         augment_rng.set(g);
-        vec![x, b.labels]
+        x
     };
-    let forward = |m: &ResNet, t: &[Tensor]| {
-        let logits = m.forward(&t[0]);
-        let loss = loss_fn.forward(&logits, &t[1]);
-        StepOutput::new(loss, t[1].numel()).with_accuracy(&logits, &t[1])
-    };
-    let trainer = if args.compile {
-        Trainer::compiled(&mut model, &mut opt, inputs, forward)
-    } else {
-        Trainer::new(&mut model, &mut opt, move |m: &ResNet, b: Batch| forward(m, &inputs(b)))
-    };
+    let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, augmented);
     let fit = trainer
         .epochs(args.epochs)
         .schedule(&mut sched, Every::Epoch)

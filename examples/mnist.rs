@@ -10,14 +10,16 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use wgrad::data::mnist::{self, Split};
-use wgrad::data::{Batch, DataLoader};
+use wgrad::data::DataLoader;
 use wgrad::models::{lenet5, mlp, mnist_cnn};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::Adam;
-use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Outcome, Progress, RunDir, StepOutput, Trainer};
+use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Outcome, Progress, RunDir};
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
+#[path = "common/classify.rs"]
+mod classify;
 #[path = "common/control.rs"]
 mod control;
 #[path = "common/profiling.rs"]
@@ -67,6 +69,10 @@ pub(crate) struct Args {
     /// DataLoader threads (0: read on the training thread); results do not depend on it.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Record the training step (forward, backward, Adam update) once and
+    /// replay it without running its code (`Trainer::compiled`; on a GPU).
+    #[arg(long)]
+    compile: bool,
 }
 
 fn build(name: &str, init: &mut Init) -> Result<Sequential> {
@@ -117,29 +123,25 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
-    let fit = Trainer::new(&mut model, &mut opt, |m: &Sequential, b: Batch| {
-        let logits = m.forward(&b.images);
-        let loss = loss_fn.forward(&logits, &b.labels);
-        StepOutput::new(loss, b.len).with_accuracy(&logits, &b.labels)
-    })
-    .epochs(args.epochs)
-    .amp(args.amp)
-    .evaluate(|m| {
-        let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-        let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
-        Ok(Evaluation { loss, accuracy: Some(acc) })
-    })
-    .run_dir(run.clone())
-    .resume(args.resume)
-    .stop_flag(stop.flag())
-    .progress(progress)
-    .samples_per_epoch(train_loader.dataset().len())
-    .around_step(|step| {
-        profiler.step(&dev, &mut *step);
-        first_step.get_or_insert_with(|| started.elapsed());
-    })
-    .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
-    .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+    let fit = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, Tensor::clone)
+        .epochs(args.epochs)
+        .amp(args.amp)
+        .evaluate(|m| {
+            let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
+            let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
+            Ok(Evaluation { loss, accuracy: Some(acc) })
+        })
+        .run_dir(run.clone())
+        .resume(args.resume)
+        .stop_flag(stop.flag())
+        .progress(progress)
+        .samples_per_epoch(train_loader.dataset().len())
+        .around_step(|step| {
+            profiler.step(&dev, &mut *step);
+            first_step.get_or_insert_with(|| started.elapsed());
+        })
+        .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
+        .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
 
     if let Outcome::Interrupted { epoch, batches } = fit.outcome {
         println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
@@ -153,6 +155,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             first_step.unwrap_or_default(),
             dev.stats().bytes_peak as f64 / 1e6
         );
+        if args.compile {
+            println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
+        }
         println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
     }
     Ok(())

@@ -111,6 +111,8 @@ const RUNS: &[Run] = &[
           args: "--model lenet --data-dir {mnist} --epochs 2 --batch-size 16 --lr 0.01 --seed 3" },
     Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
           args: "--model cnn --limit 64 --epochs 1 --amp" },
+    Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
+          args: "--model mlp --limit 256 --epochs 1 --compile" },
     Run { example: "mnist", device: "cpu", mode: InterruptThenResume, files: TRAINED,
           args: "--model mlp --data-dir {mnist} --epochs 50 --batch-size 2" },
     // cifar10_resnet: one CIFAR depth and the ImageNet ResNet-18, both schedules.
