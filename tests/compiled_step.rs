@@ -269,13 +269,16 @@ fn new_shapes_a_replaced_parameter_and_a_readback_are_handled() {
 /// `Trainer::compiled` (inputs made outside the step, forward + backward +
 /// Adam recorded once and replayed) trains bit for bit as `Trainer::new`
 /// with the same two closures composed, an lr schedule stepping every
-/// batch included; on a GPU most steps replay.
+/// batch included; so does it with gradient clipping and with AMP, where
+/// the optimizer runs after the graph (and the loss scale is part of its
+/// key); on a GPU most steps replay.
 #[test]
 fn the_compiled_trainer_trains_as_the_eager_one() {
     use wgrad::nn::schedule::ExponentialLR;
     use wgrad::nn::train::{Every, StepOutput, Trainer};
     type Batch = (Vec<f32>, Vec<u32>);
-    let run = |dev: &Device, compiled: bool| {
+    // (clip, amp) of each configuration.
+    let run = |dev: &Device, compiled: bool, (clip, amp): (bool, bool)| {
         let mut model = wgrad::models::mlp(&[8, 16, 4], &mut Init::new(dev, 1));
         let mut opt = Adam::new(model.parameters(), 1e-2);
         let mut schedule = ExponentialLR::new(&mut opt, 0.9);
@@ -296,9 +299,11 @@ fn the_compiled_trainer_trains_as_the_eager_one() {
         } else {
             Trainer::new(&mut model, &mut opt, move |m: &Sequential, b: Batch| forward(m, &inputs(b)))
         };
+        let trainer = if clip { trainer.clip_grad_norm(0.5) } else { trainer };
         let fit = trainer
             .epochs(3)
             .schedule(&mut schedule, Every::Step)
+            .amp(amp)
             .quiet()
             .fit(6, |_epoch, _skip| data.clone().into_iter().map(Ok::<_, std::io::Error>))
             .unwrap();
@@ -313,17 +318,19 @@ fn the_compiled_trainer_trains_as_the_eager_one() {
         devices.push(gpu);
     }
     for dev in devices {
-        let (eager, eager_params, _) = run(&dev, false);
-        let (compiled, compiled_params, replays) = run(&dev, true);
-        assert!(
-            compiled == eager && compiled_params == eager_params,
-            "{}: the compiled Trainer trains the same bits",
-            dev.name()
-        );
-        if dev.is_gpu() {
-            assert!(replays >= 10, "{}: most of the 18 steps replay ({replays})", dev.name());
-        } else {
-            assert_eq!(replays, 0);
+        for options in [(false, false), (true, false), (false, true)] {
+            let (eager, eager_params, _) = run(&dev, false, options);
+            let (compiled, compiled_params, replays) = run(&dev, true, options);
+            assert!(
+                compiled == eager && compiled_params == eager_params,
+                "{} (clip, amp) {options:?}: the compiled Trainer trains the same bits",
+                dev.name()
+            );
+            if dev.is_gpu() {
+                assert!(replays >= 10, "{} {options:?}: most of the 18 steps replay ({replays})", dev.name());
+            } else {
+                assert_eq!(replays, 0);
+            }
         }
     }
 }

@@ -88,11 +88,30 @@ struct Entry {
     gave_up: bool,
 }
 
-/// A pinned step graph, the outputs it writes and the gradients it leaves.
+/// A pinned step graph, the outputs it writes and the gradients it leaves,
+/// as the buffers the graph writes: each replay hands out fresh tensors
+/// over them, since a handle's data can be rebound (`Tensor::assign`:
+/// gradient clipping scales the gradients that way) and a rebound handle
+/// would no longer show what the next replay writes.
 struct Captured {
     graph: StepGraph,
-    outputs: Vec<Tensor>,
-    grads: Vec<Option<Tensor>>,
+    outputs: Vec<Parts>,
+    grads: Vec<Option<Parts>>,
+}
+
+/// A tensor's buffer, layout and dtype.
+#[derive(Clone)]
+struct Parts(wgrad_gpu_core::Buffer, wgrad_gpu_core::Layout, DType);
+
+impl Parts {
+    fn of(t: &Tensor) -> Parts {
+        let (b, l) = t.buffer_and_layout();
+        Parts(b, l, t.dtype())
+    }
+
+    fn tensor(&self) -> Tensor {
+        Tensor::from_parts(self.0.clone(), self.1.clone(), self.2)
+    }
 }
 
 /// What a recording was made for.
@@ -163,10 +182,10 @@ impl CompiledStep {
             match c.graph.replay() {
                 Ok(()) => {
                     for (p, g) in self.params.iter().zip(&c.grads) {
-                        p.set_grad(g.clone());
+                        p.set_grad(g.as_ref().map(Parts::tensor));
                     }
                     self.replays += 1;
-                    return Ok(c.outputs.clone());
+                    return Ok(c.outputs.iter().map(Parts::tensor).collect());
                 }
                 Err(err) => {
                     e.why_not = Some(err.to_string());
@@ -250,7 +269,11 @@ impl Entry {
             Some(earlier) => match rec.differs_from(&earlier) {
                 None => {
                     self.why_not = None;
-                    self.graph = Some(Captured { graph: rec.into_graph(), outputs: outputs.clone(), grads });
+                    let (outputs, grads) = (
+                        outputs.iter().map(Parts::of).collect(),
+                        grads.iter().map(|g| g.as_ref().map(Parts::of)).collect(),
+                    );
+                    self.graph = Some(Captured { graph: rec.into_graph(), outputs, grads });
                 }
                 Some(why) => {
                     self.why_not = Some(format!("two recordings of the step differ: {why}"));
