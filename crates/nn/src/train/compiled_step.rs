@@ -12,35 +12,32 @@
 //! so a new scale records afresh. Gradient accumulation runs the two
 //! closures eagerly (each micro-batch's graph would differ).
 
+use std::collections::HashMap;
+
 use wgrad_autograd::{AutocastGuard, CompiledStep, Tensor};
 
 use super::trainer::StepOutput;
 use crate::amp::GradScaler;
-use crate::optim::{clip_grad_norm_, Optimizer};
+use crate::optim::Optimizer;
 
 pub(crate) type InputsFn<'a, B> = Box<dyn FnMut(B) -> Vec<Tensor> + 'a>;
 pub(crate) type ForwardFn<'a, M> = Box<dyn Fn(&M, &[Tensor]) -> StepOutput + 'a>;
 
 /// The two halves of a compiled Trainer step and its graph.
 pub(crate) struct Compiled<'a, M: ?Sized, B> {
-    pub inputs: InputsFn<'a, B>,
-    pub forward: ForwardFn<'a, M>,
-    pub graph: CompiledStep,
-    /// What the last recorded run of `forward` returned besides tensors.
-    samples: usize,
-    accuracy: bool,
-}
-
-/// The Trainer's options a step follows.
-pub(crate) struct StepOptions<'s> {
-    pub autocast: bool,
-    pub clip: Option<f32>,
-    pub params: &'s [Tensor],
+    inputs: InputsFn<'a, B>,
+    forward: ForwardFn<'a, M>,
+    graph: CompiledStep,
+    /// Per input shapes (a graph's signature, less its key), what `forward`
+    /// returned besides tensors when it last ran: its samples and whether
+    /// it counted accuracy (a replay does not run it). An epoch's last,
+    /// smaller batch has other shapes and other samples.
+    meta: HashMap<Vec<Vec<usize>>, (usize, bool)>,
 }
 
 impl<'a, M: ?Sized, B> Compiled<'a, M, B> {
     pub fn new(inputs: InputsFn<'a, B>, forward: ForwardFn<'a, M>, params: Vec<Tensor>) -> Self {
-        Compiled { inputs, forward, graph: CompiledStep::new(params), samples: 0, accuracy: false }
+        Compiled { inputs, forward, graph: CompiledStep::new(params), meta: HashMap::new() }
     }
 
     /// The eager forward of one (micro-)batch: both closures, no graph.
@@ -49,8 +46,10 @@ impl<'a, M: ?Sized, B> Compiled<'a, M, B> {
         (self.forward)(model, &inputs)
     }
 
-    /// One whole optimizer step on `batch`: replayed when the graph is
-    /// captured, else run (and recorded); the gradients are cleared after.
+    /// Forward and backward of `batch`, and the optimizer's updates when
+    /// `update` (AMP and clipping need them after the graph): replayed when
+    /// the graph is captured, else run (and recorded). Returns the step's
+    /// output and whether the optimizer was updated.
     ///
     /// # Panics
     /// On a device error of the input copies or the replay (the Trainer
@@ -59,46 +58,37 @@ impl<'a, M: ?Sized, B> Compiled<'a, M, B> {
         &mut self,
         model: &M,
         batch: B,
-        opt: &mut dyn Optimizer,
-        scaler: &mut GradScaler,
-        o: StepOptions,
-    ) -> StepOutput {
+        (opt, scaler): (&mut dyn Optimizer, &GradScaler),
+        autocast: bool,
+        update: bool,
+    ) -> (StepOutput, bool) {
         let inputs = (self.inputs)(batch);
         let refs: Vec<&Tensor> = inputs.iter().collect();
-        let inside = !scaler.is_enabled() && o.clip.is_none();
-        if inside {
+        if update {
             opt.prepare_step();
         }
         let key = u64::from(scaler.get_scale().to_bits());
-        let (forward, samples, accuracy) = (&self.forward, &mut self.samples, &mut self.accuracy);
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(Tensor::shape).collect();
+        let (forward, meta) = (&self.forward, &mut self.meta);
         let outs = self.graph.run(key, &refs, |x| {
             let out = {
-                let _autocast = AutocastGuard::new(o.autocast);
+                let _autocast = AutocastGuard::new(autocast);
                 forward(model, x)
             };
-            *samples = out.samples;
+            meta.insert(shapes.clone(), (out.samples, out.accuracy.is_some()));
             scaler.scale(&out.loss).backward();
-            if inside {
+            if update {
                 opt.apply_step();
             }
             let mut v = vec![out.loss];
-            *accuracy = out.accuracy.is_some();
             if let Some((logits, labels)) = out.accuracy {
                 v.extend([logits, labels]);
             }
             v
         });
         let outs = outs.unwrap_or_else(|e| panic!("compiled step: {e}"));
-        if !inside {
-            if let Some(max_norm) = o.clip {
-                scaler.unscale_(opt);
-                clip_grad_norm_(o.params, max_norm);
-            }
-            scaler.step(opt);
-            scaler.update();
-        }
-        opt.zero_grad();
-        let accuracy = self.accuracy.then(|| (outs[1].clone(), outs[2].clone()));
-        StepOutput { loss: outs[0].clone(), samples: self.samples, accuracy }
+        let (samples, accuracy) = self.meta[&shapes];
+        let accuracy = accuracy.then(|| (outs[1].clone(), outs[2].clone()));
+        (StepOutput { loss: outs[0].clone(), samples, accuracy }, update)
     }
 }

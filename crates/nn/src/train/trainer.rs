@@ -63,7 +63,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
-use super::compiled_step::{Compiled, StepOptions};
+use super::compiled_step::Compiled;
 use super::{
     Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
 };
@@ -740,30 +740,35 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         let Trainer { model, opt, step, clip, autocast, scaler, schedule, around, .. } = self;
         let mut body = || {
             let Some(batch) = batch.take() else { return };
-            if let (StepKind::Compiled(c), 1) = (&mut *step, k) {
-                let o = StepOptions { autocast: *autocast, clip: *clip, params };
-                out = Some(c.step(&**model, batch, *opt, scaler, o));
-                if let Some((s, Every::Step)) = schedule {
-                    s.step(*opt);
+            // A compiled step runs forward and backward, and the optimizer's
+            // updates too unless AMP or clipping needs them after it.
+            let (o, updated) = match (&mut *step, k) {
+                (StepKind::Compiled(c), 1) => {
+                    let update = !scaler.is_enabled() && clip.is_none();
+                    c.step(&**model, batch, (&mut **opt, scaler), *autocast, update)
                 }
-                return;
-            }
-            let o = {
-                let _autocast = AutocastGuard::new(*autocast);
-                match &mut *step {
-                    StepKind::Eager(f) => f(&**model, batch),
-                    StepKind::Compiled(c) => c.forward_eager(&**model, batch),
+                (step, _) => {
+                    let o = {
+                        let _autocast = AutocastGuard::new(*autocast);
+                        match step {
+                            StepKind::Eager(f) => f(&**model, batch),
+                            StepKind::Compiled(c) => c.forward_eager(&**model, batch),
+                        }
+                    };
+                    let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
+                    scaler.scale(&loss).backward();
+                    (o, false)
                 }
             };
-            let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
-            scaler.scale(&loss).backward();
             if due {
-                if let Some(max_norm) = *clip {
-                    scaler.unscale_(*opt);
-                    clip_grad_norm_(params, max_norm);
+                if !updated {
+                    if let Some(max_norm) = *clip {
+                        scaler.unscale_(*opt);
+                        clip_grad_norm_(params, max_norm);
+                    }
+                    scaler.step(*opt);
+                    scaler.update();
                 }
-                scaler.step(*opt);
-                scaler.update();
                 opt.zero_grad();
                 if let Some((s, Every::Step)) = schedule {
                     s.step(*opt);
