@@ -102,12 +102,7 @@ impl Buffer {
     /// Copies host bytes into a new buffer (recorded in order with pending kernels).
     pub fn from_bytes(device: &Device, data: &[u8]) -> Result<Buffer> {
         let b = Buffer::alloc(device, data.len() as u64)?;
-        match &b.inner.storage {
-            Storage::Gpu(_) => device.gpu_ctx().expect("gpu storage").upload(b.wgpu(), data)?,
-            Storage::Cpu(v) => {
-                bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data)
-            }
-        }
+        b.write_bytes(data)?;
         Ok(b)
     }
 

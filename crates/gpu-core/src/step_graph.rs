@@ -85,7 +85,7 @@ impl Recording {
     /// blocks copied into buffers of its own, a bind group made per launch).
     pub fn into_graph(self) -> StepGraph {
         let pinned = self.tape.buffers();
-        let external = self.tape.external();
+        let external = self.tape.external(&pinned);
         let ready = match self.device.gpu_ctx() {
             Some(g) => {
                 g.pool.pin(&pinned);

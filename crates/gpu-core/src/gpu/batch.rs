@@ -12,7 +12,7 @@ use super::host_clock;
 use super::pipelines::{Kernel, PARAMS_BYTES};
 use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
-use super::tape::{Command, Tape};
+use super::tape::{Command, Ready, Tape};
 use crate::stats::HostPhase;
 use crate::{Error, Result};
 
@@ -55,7 +55,7 @@ pub(crate) struct Batch {
     /// Launches recorded since the last submit, counted as recorded (an
     /// elementwise launch the fuser later merges counts too), so the
     /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
-    pub(crate) dispatches: usize,
+    dispatches: usize,
     timing: Option<Timing>,
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
     deferred: Vec<Deferred>,
@@ -65,8 +65,8 @@ pub(crate) struct Batch {
     pub(crate) bind_groups: super::bind_groups::BindGroups,
     /// The plans of earlier batches this one may replay (`replay.rs`).
     pub(crate) replay: super::replay::Replay,
-    /// The pipeline the open pass has set (a `Kernel`'s address; 0: none).
-    pub(crate) pass_pipeline: usize,
+    /// The pipeline the open pass has set.
+    pass_pipeline: Option<wgpu::ComputePipeline>,
     /// The step being recorded as a step graph, if one is (`tape.rs`).
     pub(crate) tape: Option<Tape>,
 }
@@ -115,6 +115,24 @@ pub(crate) fn window(start: usize, len: usize, elem_bytes: u64, align: u64) -> (
     (Window { offset, size }, (offset / elem_bytes) as usize)
 }
 
+/// What binding `i` of a launch binds: the operand texture's `view` when
+/// it reads one, else `window` of `buffer`, else the whole buffer.
+pub(crate) fn binding<'a>(
+    buffer: &'a wgpu::Buffer,
+    window: Option<Window>,
+    view: Option<&'a wgpu::TextureView>,
+) -> wgpu::BindingResource<'a> {
+    match (view, window) {
+        (Some(view), _) => wgpu::BindingResource::TextureView(view),
+        (None, Some(w)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: w.offset,
+            size: wgpu::BufferSize::new(w.size),
+        }),
+        (None, None) => buffer.as_entire_binding(),
+    }
+}
+
 /// Splits a linear workgroup count into an (x, y) grid within the per-dimension limit.
 pub(crate) fn fold_grid(n: u32) -> (u32, u32) {
     if n <= MAX_GRID_DIM {
@@ -153,7 +171,7 @@ impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
     pub(crate) fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
-        self.pass_pipeline = 0;
+        self.pass_pipeline = None;
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
         })
@@ -186,7 +204,7 @@ impl Batch {
     /// wgpu still orders each dispatch after the writes it depends on
     /// (every dispatch is its own usage scope), while a GPU is spared a pass
     /// begin and end per kernel.
-    pub(crate) fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
         if self.pass.is_none() {
             let desc = wgpu::ComputePassDescriptor { label: Some("wgrad kernels"), timestamp_writes: None };
             let pass = self.encoder(device).begin_compute_pass(&desc).forget_lifetime();
@@ -225,14 +243,62 @@ impl Batch {
                 views: binds.views.to_vec(),
             });
         }
-        let id = kernel as *const Kernel as usize;
-        let set = std::mem::replace(&mut self.pass_pipeline, id) != id;
+        self.dispatch_in_pass(device, &kernel.pipeline, bind_group, offset, (x, y));
+    }
+
+    /// Records a dispatch into the open pass, setting `pipeline` only when
+    /// the pass has another.
+    fn dispatch_in_pass(
+        &mut self,
+        device: &wgpu::Device,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        offset: u32,
+        (x, y): (u32, u32),
+    ) {
+        let set = self.pass_pipeline.as_ref() != Some(pipeline);
+        if set {
+            self.pass_pipeline = Some(pipeline.clone());
+        }
         let pass = self.pass(device);
         if set {
-            pass.set_pipeline(&kernel.pipeline);
+            pass.set_pipeline(pipeline);
         }
         pass.set_bind_group(0, bind_group, &[offset]);
         pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// Appends a step graph's prepared commands (`tape.rs`) after what is
+    /// recorded; returns the launches appended.
+    pub(crate) fn append(&mut self, device: &wgpu::Device, ready: &[Ready]) -> usize {
+        let mut launches = 0;
+        for c in ready {
+            match c {
+                Ready::Dispatch { pipeline, bind_group, offset, grid } => {
+                    self.dispatch_in_pass(device, pipeline, bind_group, *offset, *grid);
+                    launches += 1;
+                }
+                Ready::Other(c) => {
+                    let encoder = self.encoder(device);
+                    match c {
+                        Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                            encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
+                        }
+                        Command::Upload { staging, dst, size, .. } => {
+                            encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size)
+                        }
+                        Command::TextureCopy { buffer, window, texture } => {
+                            super::texture_operands::copy_window(encoder, buffer, *window, texture)
+                        }
+                        Command::Dispatch { .. } => unreachable!("prepared as Ready::Dispatch"),
+                    }
+                }
+            }
+        }
+        // The textures now hold what the replay copied into them.
+        self.staging.forget();
+        self.dispatches += launches;
+        launches
     }
 
     /// The chunk the next parameter block goes to, if it exists yet (see
@@ -691,26 +757,25 @@ impl GpuContext {
                 .iter()
                 .chain(l.outputs)
                 .enumerate()
-                .map(|(i, b)| match window(i) {
-                    _ if let Some(Some(view)) = views.get(i) => Ok(wgpu::BindingResource::TextureView(view)),
-                    Some(w) => {
-                        debug_assert!(w.size <= limit && w.offset + w.size <= b.size(), "{}: window {w:?}", l.label);
-                        Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: b,
-                            offset: w.offset,
-                            size: wgpu::BufferSize::new(w.size),
-                        }))
+                .map(|(i, b)| {
+                    let (view, w) = (views.get(i).and_then(Option::as_ref), window(i));
+                    if view.is_none() && w.is_none() && b.size() > limit {
+                        return Err(Error::LimitExceeded {
+                            what: format!(
+                                "kernel `{}` binding one of its buffers whole (this op does not split its work)",
+                                l.label
+                            ),
+                            needed: b.size(),
+                            limit: "max_storage_buffer_binding_size",
+                            allowed: limit,
+                        });
                     }
-                    None if b.size() > limit => Err(Error::LimitExceeded {
-                        what: format!(
-                            "kernel `{}` binding one of its buffers whole (this op does not split its work)",
-                            l.label
-                        ),
-                        needed: b.size(),
-                        limit: "max_storage_buffer_binding_size",
-                        allowed: limit,
-                    }),
-                    None => Ok(b.as_entire_binding()),
+                    debug_assert!(
+                        w.is_none_or(|w| w.size <= limit && w.offset + w.size <= b.size()),
+                        "{}: window {w:?}",
+                        l.label
+                    );
+                    Ok(binding(b, w, view))
                 })
                 .collect::<Result<_>>()?;
             Ok(kernel.bind_group(&self.device, l.label, &params, bindings))
@@ -834,7 +899,7 @@ impl GpuContext {
         }
         let _host = host_clock::enter(&self.stats, HostPhase::Submit);
         batch.pass = None;
-        batch.pass_pipeline = 0;
+        batch.pass_pipeline = None;
         match batch.replay.finish() {
             Outcome::Nothing => {}
             Outcome::Replayed => self.stats().batch_replayed(),

@@ -96,9 +96,7 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    /// A bind group for this kernel (the binding convention above): a
-    /// [`PARAMS_BYTES`] window of `params` at binding 0, bound with a
-    /// dynamic offset, then `resources` (inputs, then outputs) from binding 1.
+    /// A bind group for this kernel ([`bind_group`] with its layout).
     pub fn bind_group<'a>(
         &self,
         device: &wgpu::Device,
@@ -106,22 +104,31 @@ impl Kernel {
         params: &'a wgpu::Buffer,
         resources: impl IntoIterator<Item = wgpu::BindingResource<'a>>,
     ) -> wgpu::BindGroup {
-        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: params,
-            offset: 0,
-            size: wgpu::BufferSize::new(PARAMS_BYTES),
-        });
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
-            .chain(resources)
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
-            .collect();
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &self.layout,
-            entries: &entries,
-        })
+        bind_group(device, &self.layout, label, params, resources)
     }
+}
+
+/// A bind group of `layout` following the binding convention above: a
+/// [`PARAMS_BYTES`] window of `params` at binding 0, bound with a dynamic
+/// offset, then `resources` (inputs, then outputs) from binding 1.
+pub(crate) fn bind_group<'a>(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    label: &str,
+    params: &'a wgpu::Buffer,
+    resources: impl IntoIterator<Item = wgpu::BindingResource<'a>>,
+) -> wgpu::BindGroup {
+    let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: params,
+        offset: 0,
+        size: wgpu::BufferSize::new(PARAMS_BYTES),
+    });
+    let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
+        .chain(resources)
+        .enumerate()
+        .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
 }
 
 /// A slot a pipeline is compiled into once: a second thread asking for the

@@ -40,7 +40,6 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 #[derive(Default)]
 pub(crate) struct Pool {
     state: Mutex<State>,
-    pins: Mutex<Pins>,
 }
 
 /// Buffers a step graph (`tape.rs`) binds: while one is pinned it is never
@@ -73,15 +72,16 @@ struct State {
     extra: HashMap<u64, usize>,
     /// Per size class, every buffer in `past` (what a request may want back).
     reserved: HashMap<u64, HashSet<wgpu::Buffer>>,
+    /// Step graphs' buffers and the recorded step's order.
+    pins: Pins,
 }
 
 impl Pool {
     /// A buffer of exactly `class` bytes: the one the same request of the
     /// last batch got if it is free, else a free one, else `create()`'s.
     pub fn acquire(&self, class: u64, create: impl FnOnce() -> wgpu::Buffer) -> wgpu::Buffer {
-        let mut pins = self.pins.lock().unwrap();
         let mut s = self.state.lock().unwrap();
-        let State { free, past, now, extra, reserved } = &mut *s;
+        let State { free, past, now, extra, reserved, pins } = &mut *s;
         let k = now.get(&class).map_or(0, Vec::len);
         let free = free.entry(class).or_default();
         // A step being recorded gets what its last recording got, and other
@@ -89,7 +89,7 @@ impl Pool {
         // the same buffers (`tape.rs`).
         let step = &*pins;
         let for_step = step.recording.as_ref().map(|r| r.get(&class).map_or(0, Vec::len));
-        let stepped = |b: &wgpu::Buffer| step.last_set.contains(b);
+        let stepped = |b: &wgpu::Buffer| !step.last_set.is_empty() && step.last_set.contains(b);
         let wanted = match for_step {
             Some(j) => step.last.get(&class).and_then(|l| l.get(j)).and_then(|w| free.iter().rposition(|b| b == w)),
             None => past.get(&class).and_then(|batches| {
@@ -132,25 +132,23 @@ impl Pool {
 
     /// Returns a buffer for reuse (or parks it, when a step graph binds it).
     pub fn put(&self, buf: wgpu::Buffer) {
-        {
-            let mut pins = self.pins.lock().unwrap();
-            if pins.count.contains_key(&buf) {
-                pins.parked.insert(buf);
-                return;
-            }
+        let mut s = self.state.lock().unwrap();
+        if !s.pins.count.is_empty() && s.pins.count.contains_key(&buf) {
+            s.pins.parked.insert(buf);
+            return;
         }
-        self.state.lock().unwrap().free.entry(buf.size()).or_default().push(buf);
+        s.free.entry(buf.size()).or_default().push(buf);
     }
 
     /// Starts logging the buffers handed out (a step being recorded).
     pub fn start_logging(&self) {
-        self.pins.lock().unwrap().recording = Some(HashMap::new());
+        self.state.lock().unwrap().pins.recording = Some(HashMap::new());
     }
 
     /// Stops logging; returns the buffers handed out since [`start_logging`](Self::start_logging).
     #[allow(clippy::mutable_key_type)] // see `next_batch`
     pub fn stop_logging(&self) -> HashSet<wgpu::Buffer> {
-        let mut pins = self.pins.lock().unwrap();
+        let pins = &mut self.state.lock().unwrap().pins;
         let handed = pins.recording.take().unwrap_or_default();
         pins.last_set = handed.values().flatten().cloned().collect();
         pins.last = handed;
@@ -160,11 +158,11 @@ impl Pool {
     /// Pins `buffers` (a step graph's): those free now are parked, the
     /// others will be when freed.
     pub fn pin(&self, buffers: &[wgpu::Buffer]) {
-        let mut pins = self.pins.lock().unwrap();
         let mut s = self.state.lock().unwrap();
+        let State { free, pins, .. } = &mut *s;
         for b in buffers {
             *pins.count.entry(b.clone()).or_default() += 1;
-            if let Some(free) = s.free.get_mut(&b.size()) {
+            if let Some(free) = free.get_mut(&b.size()) {
                 if let Some(i) = free.iter().position(|f| f == b) {
                     free.swap_remove(i);
                     pins.parked.insert(b.clone());
@@ -175,15 +173,15 @@ impl Pool {
 
     /// Undoes one [`pin`](Self::pin) of `buffers`: a parked buffer no graph pins any more is free again.
     pub fn unpin(&self, buffers: &[wgpu::Buffer]) {
-        let mut pins = self.pins.lock().unwrap();
         let mut s = self.state.lock().unwrap();
+        let State { free, pins, .. } = &mut *s;
         for b in buffers {
             let Some(n) = pins.count.get_mut(b) else { continue };
             *n -= 1;
             if *n == 0 {
                 pins.count.remove(b);
                 if pins.parked.remove(b) {
-                    s.free.entry(b.size()).or_default().push(b.clone());
+                    free.entry(b.size()).or_default().push(b.clone());
                 }
             }
         }
@@ -191,8 +189,8 @@ impl Pool {
 
     /// The first of `buffers` that was freed while pinned (no tensor holds it any more).
     pub fn first_parked<'a>(&self, buffers: &'a [wgpu::Buffer]) -> Option<&'a wgpu::Buffer> {
-        let pins = self.pins.lock().unwrap();
-        buffers.iter().find(|b| pins.parked.contains(*b))
+        let s = self.state.lock().unwrap();
+        buffers.iter().find(|b| s.pins.parked.contains(*b))
     }
 
     /// Starts a new batch's order of requests.
@@ -214,14 +212,10 @@ impl Pool {
     /// last recorded step's order (a hint only; pinned and parked buffers
     /// stay with their graphs).
     pub fn clear(&self) -> u64 {
-        {
-            let mut pins = self.pins.lock().unwrap();
-            pins.last.clear();
-            pins.last_set.clear();
-        }
         let mut s = self.state.lock().unwrap();
         let bytes = s.free.values().flatten().map(|b| b.size()).sum();
-        *s = State::default();
+        let Pins { count, parked, recording, .. } = std::mem::take(&mut s.pins);
+        *s = State { pins: Pins { count, parked, recording, ..Pins::default() }, ..State::default() };
         bytes
     }
 }

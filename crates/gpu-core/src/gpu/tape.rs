@@ -29,7 +29,8 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
-use super::batch::Window;
+use super::batch::{binding, Window};
+use super::pipelines::bind_group;
 
 /// One command a step encoded.
 #[derive(Clone)]
@@ -216,10 +217,10 @@ impl Tape {
         out
     }
 
-    /// The buffers the tape uses that the step was not handed: made before
-    /// it (parameters, state, inputs), they must outlive every replay.
-    pub fn external(&self) -> Vec<wgpu::Buffer> {
-        self.buffers().into_iter().filter(|b| !self.own.contains(b)).collect()
+    /// Of `buffers` (the tape's), those the step was not handed: made
+    /// before it (parameters, state, inputs), they must outlive every replay.
+    pub fn external(&self, buffers: &[wgpu::Buffer]) -> Vec<wgpu::Buffer> {
+        buffers.iter().filter(|b| !self.own.contains(*b)).cloned().collect()
     }
 
     /// Where `self` and `other` first differ, `None` when they record the
@@ -339,30 +340,9 @@ impl super::GpuContext {
                     ready.push(Ready::Other(c.clone()));
                     continue;
                 };
-                let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &chunks[*chunk],
-                    offset: 0,
-                    size: wgpu::BufferSize::new(super::pipelines::PARAMS_BYTES),
-                });
-                let resources = bound.iter().enumerate().map(|(i, (b, w))| match (views.get(i), w) {
-                    (Some(Some(view)), _) => wgpu::BindingResource::TextureView(view),
-                    (_, Some(w)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b,
-                        offset: w.offset,
-                        size: wgpu::BufferSize::new(w.size),
-                    }),
-                    (_, None) => b.as_entire_binding(),
-                });
-                let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params)
-                    .chain(resources)
-                    .enumerate()
-                    .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
-                    .collect();
-                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("wgrad step graph"),
-                    layout,
-                    entries: &entries,
-                });
+                let resources =
+                    bound.iter().enumerate().map(|(i, (b, w))| binding(b, *w, views.get(i).and_then(Option::as_ref)));
+                let bind_group = bind_group(&self.device, layout, "wgrad step graph", &chunks[*chunk], resources);
                 ready.push(Ready::Dispatch { pipeline: pipeline.clone(), bind_group, offset: *offset, grid: *grid });
             }
         }
@@ -397,48 +377,11 @@ impl super::GpuContext {
         }
         // Deferred launches before it run first.
         self.settle(&mut batch)?;
-        batch.pass_pipeline = 0;
-        let mut set: Option<&wgpu::ComputePipeline> = None;
-        let mut dispatches = 0;
-        for c in ready {
-            match c {
-                Ready::Dispatch { pipeline, bind_group, offset, grid } => {
-                    let pass = batch.pass(&self.device);
-                    if set != Some(pipeline) {
-                        pass.set_pipeline(pipeline);
-                        set = Some(pipeline);
-                    }
-                    pass.set_bind_group(0, bind_group, &[*offset]);
-                    pass.dispatch_workgroups(grid.0, grid.1, 1);
-                    dispatches += 1;
-                }
-                Ready::Other(c) => {
-                    set = None;
-                    let encoder = batch.encoder(&self.device);
-                    match c {
-                        Command::Copy { src, src_offset, dst, dst_offset, size } => {
-                            encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
-                        }
-                        Command::Upload { staging, dst, size, .. } => {
-                            encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size)
-                        }
-                        Command::TextureCopy { buffer, window, texture } => {
-                            super::texture_operands::copy_window(encoder, buffer, *window, texture)
-                        }
-                        Command::Dispatch { .. } => unreachable!("prepared as Ready::Dispatch"),
-                    }
-                }
-            }
-        }
-        // The pass's pipeline is not one the recorder knows of, and the
-        // textures now hold what the replay copied into them.
-        batch.pass_pipeline = 0;
-        batch.staging.forget();
-        batch.dispatches += dispatches;
+        let launches = batch.append(&self.device, ready);
         if checks_indices {
             self.index_checks_pending.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.stats().graph_replayed(dispatches as u64);
+        self.stats().graph_replayed(launches as u64);
         self.submit_if_full(&mut batch)
     }
 }
