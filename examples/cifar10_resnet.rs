@@ -18,7 +18,7 @@ use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{ParamGroup, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
-use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Every, Outcome, Progress, RunDir};
+use wgrad::nn::train::{seed_everything, Every, Outcome, Progress, RunDir};
 use wgrad::prelude::*;
 
 #[path = "common/classify.rs"]
@@ -206,27 +206,22 @@ pub(crate) fn run(args: Args) -> Result<()> {
         x
     };
     let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, augmented);
-    let fit = trainer
-        .epochs(args.epochs)
-        .schedule(&mut sched, Every::Epoch)
-        .amp(args.amp)
-        .rng("augment", &augment_rng)
-        .evaluate(|m| {
-            let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-            let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
-            Ok(Evaluation { loss, accuracy: Some(acc) })
-        })
-        .run_dir(run.clone())
-        .resume(args.resume)
-        .stop_flag(stop.flag())
-        .progress(progress)
-        .samples_per_epoch(train_loader.dataset().len())
-        .around_step(|step| {
-            profiler.step(&dev, &mut *step);
-            first_step.get_or_insert_with(|| started.elapsed());
-        })
-        .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
-        .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+    let trainer =
+        trainer.epochs(args.epochs).schedule(&mut sched, Every::Epoch).amp(args.amp).rng("augment", &augment_rng);
+    let with = classify::FitWith {
+        train: &train_loader,
+        test: &test_loader,
+        loss_fn: &loss_fn,
+        run: run.clone(),
+        resume: args.resume,
+        stop: stop.flag(),
+        progress,
+        batch_size: args.batch_size,
+    };
+    let fit = classify::fit(trainer, with, |step| {
+        profiler.step(&dev, &mut *step);
+        first_step.get_or_insert_with(|| started.elapsed());
+    })?;
     if let Outcome::Interrupted { epoch, batches } = fit.outcome {
         println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
         return Ok(());

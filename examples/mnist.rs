@@ -14,7 +14,7 @@ use wgrad::data::DataLoader;
 use wgrad::models::{lenet5, mlp, mnist_cnn};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::Adam;
-use wgrad::nn::train::{evaluate, seed_everything, Evaluation, Outcome, Progress, RunDir};
+use wgrad::nn::train::{seed_everything, Outcome, Progress, RunDir};
 use wgrad::nn::Sequential;
 use wgrad::prelude::*;
 
@@ -123,25 +123,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
     let mut first_step = None;
-    let fit = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, Tensor::clone)
+    let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, Tensor::clone)
         .epochs(args.epochs)
-        .amp(args.amp)
-        .evaluate(|m| {
-            let batches = test_loader.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
-            let (loss, acc) = evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
-            Ok(Evaluation { loss, accuracy: Some(acc) })
-        })
-        .run_dir(run.clone())
-        .resume(args.resume)
-        .stop_flag(stop.flag())
-        .progress(progress)
-        .samples_per_epoch(train_loader.dataset().len())
-        .around_step(|step| {
-            profiler.step(&dev, &mut *step);
-            first_step.get_or_insert_with(|| started.elapsed());
-        })
-        .fit(train_loader.num_batches(), |epoch, skip| train_loader.epoch_from(epoch, skip))
-        .map_err(|e| control::fit_error(e, &[("--batch-size", args.batch_size)]))?;
+        .amp(args.amp);
+    let with = classify::FitWith {
+        train: &train_loader,
+        test: &test_loader,
+        loss_fn: &loss_fn,
+        run: run.clone(),
+        resume: args.resume,
+        stop: stop.flag(),
+        progress,
+        batch_size: args.batch_size,
+    };
+    let fit = classify::fit(trainer, with, |step| {
+        profiler.step(&dev, &mut *step);
+        first_step.get_or_insert_with(|| started.elapsed());
+    })?;
 
     if let Outcome::Interrupted { epoch, batches } = fit.outcome {
         println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));

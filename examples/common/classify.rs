@@ -32,3 +32,40 @@ pub fn trainer<'a, M: Module>(
         Trainer::new(model, opt, move |m: &M, b: Batch| forward(m, &inputs(b)))
     }
 }
+
+/// What both classifiers give [`fit`] besides their own Trainer options.
+pub struct FitWith<'a> {
+    pub train: &'a wgrad::data::DataLoader,
+    pub test: &'a wgrad::data::DataLoader,
+    pub loss_fn: &'a CrossEntropyLoss,
+    pub run: wgrad::nn::train::RunDir,
+    pub resume: bool,
+    pub stop: &'a std::sync::atomic::AtomicBool,
+    pub progress: wgrad::nn::train::Progress,
+    pub batch_size: usize,
+}
+
+/// Evaluation on the test loader, the run folder (resumable), Ctrl-C, the
+/// progress display and `around` each step, then `fit` over the training
+/// loader (an out-of-memory error names `--batch-size`).
+pub fn fit<'a, M: Module>(
+    trainer: Trainer<'a, M, Batch>,
+    w: FitWith<'a>,
+    around: impl FnMut(&mut dyn FnMut()) + 'a,
+) -> anyhow::Result<wgrad::nn::train::Fit> {
+    let (test, loss_fn, train) = (w.test, w.loss_fn, w.train);
+    trainer
+        .evaluate(move |m| {
+            let batches = test.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
+            let (loss, acc) = wgrad::nn::train::evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
+            Ok(wgrad::nn::train::Evaluation { loss, accuracy: Some(acc) })
+        })
+        .run_dir(w.run)
+        .resume(w.resume)
+        .stop_flag(w.stop)
+        .progress(w.progress)
+        .samples_per_epoch(train.dataset().len())
+        .around_step(around)
+        .fit(train.num_batches(), |epoch, skip| train.epoch_from(epoch, skip))
+        .map_err(|e| super::control::fit_error(e, &[("--batch-size", w.batch_size)]))
+}
