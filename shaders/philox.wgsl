@@ -39,12 +39,17 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return c;
 }
 
+// `a + b` for a 64-bit `a` = (lo, hi) words.
+fn add_u64(a: vec2<u32>, b: u32) -> vec2<u32> {
+    let lo = a.x + b;
+    return vec2<u32>(lo, a.y + select(0u, 1u, lo < b));
+}
+
 // The four words for counter `offset + t` (offset = (lo, hi) words, the
 // 64-bit add carried by hand) under `key` = the seed's (lo, hi) words.
 fn philox_block(offset: vec2<u32>, t: u32, key: vec2<u32>) -> vec4<u32> {
-    let lo = offset.x + t;
-    let hi = offset.y + select(0u, 1u, lo < t);
-    return philox4x32_10(vec4<u32>(lo, hi, 0u, 0u), key);
+    let c = add_u64(offset, t);
+    return philox4x32_10(vec4<u32>(c.x, c.y, 0u, 0u), key);
 }
 
 // [0, 1) from the top 24 bits: exact in f32.

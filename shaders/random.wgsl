@@ -13,12 +13,16 @@ struct Params {
     n: u32,
     // ceil(n / 4): threads with work
     quads: u32,
-    // seed, low word first
+    // `main`: the seed, low word first; `from_table`: unused
     key0: u32,
     key1: u32,
-    // first counter (offset), low word first
+    // `main`: the first counter (offset), low word first; `from_table`:
+    // this window's first block past the row's offset, and unused
     ctr0: u32,
     ctr1: u32,
+    // `from_table`: the row of `draws` that holds [seed lo, seed hi,
+    // offset lo, offset hi]
+    row: u32,
     // uniform: lo and (hi - lo); normal: mean and std; mask: p and 1 / (1 - p)
     a: f32,
     b: f32,
@@ -26,17 +30,15 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+// Only read. Bound after the output (as a second "output") so that `main`
+// has the same bindings without it.
+@group(0) @binding(2) var<storage, read_write> draws: array<vec4<u32>>;
 
 const TWO_PI: f32 = 6.283185307179586;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = linear_workgroup(wid, nwg) * 256u + lid;
+fn fill(t: u32, key: vec2<u32>, ctr: vec2<u32>) {
     let i0 = 4u * t;
-    if t >= p.quads {
-        return;
-    }
-    let r = philox_block(vec2<u32>(p.ctr0, p.ctr1), t, vec2<u32>(p.key0, p.key1));
+    let r = philox_block(ctr, t, key);
 
     var out: vec4<f32>;
     if DIST == 0u {
@@ -57,5 +59,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if i0 + k < p.n {
             y[i0 + k] = out[k];
         }
+    }
+}
+
+// Seed and offset from the parameters.
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = linear_workgroup(wid, nwg) * 256u + lid;
+    if t < p.quads {
+        fill(t, vec2<u32>(p.key0, p.key1), vec2<u32>(p.ctr0, p.ctr1));
+    }
+}
+
+// Seed and offset from row `p.row` of `draws` (a compiled step's table,
+// rewritten before each replay while the launch stays the same).
+@compute @workgroup_size(256)
+fn from_table(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = linear_workgroup(wid, nwg) * 256u + lid;
+    if t < p.quads {
+        let d = draws[p.row];
+        fill(t, d.xy, add_u64(d.zw, p.ctr0));
     }
 }

@@ -18,11 +18,17 @@
 //!   ([`Device::record`]) on each call until two consecutive recordings are
 //!   the same (commands, buffers, parameter bytes, uploads, outputs): the
 //!   buffer pool settles its order after a few steps, and a step whose
-//!   scalars change every time (a dropout seed drawn per step, an
-//!   optimizer's step count) is never the same, so it is never replayed:
-//!   after [`MAX_RECORDINGS`] the compiled step runs eagerly and says why
-//!   ([`why_not`](CompiledStep::why_not)). A step that reads data back
-//!   (`item`) is not recordable at all.
+//!   launches' scalars change every time (an optimizer's step count
+//!   recorded inside the step instead of by its host half) is never the
+//!   same, so it is never replayed: after [`MAX_RECORDINGS`] the compiled
+//!   step runs eagerly and says why ([`why_not`](CompiledStep::why_not)).
+//!   A step that reads data back (`item`) is not recordable at all.
+//! - *Random draws.* Dropout masks (and `Generator` draws) from the
+//!   generators given to [`run_with_streams`](CompiledStep::run_with_streams)
+//!   read their seed and offset from a device table that each replay
+//!   rewrites from the generators' positions, which it then advances as the
+//!   step would have (`compiled_random.rs`); a draw from any other generator
+//!   makes the step run eagerly.
 //! - *Static outputs.* A replay writes the same buffers as the recording:
 //!   the tensors returned are the same every call (their values new), and
 //!   so are the parameters' gradients, which each replay attaches again
@@ -40,7 +46,10 @@
 //! (`WGRAD_REPLAY=0`, `Device::set_replay(false)`) and while the profiler
 //! runs (so that it sees and times every launch).
 
-use crate::{DType, Device, Result, Tensor};
+use std::sync::Mutex;
+
+use crate::compiled_random::{self, Draws, Table};
+use crate::{DType, Device, Generator, Result, Tensor};
 use wgrad_gpu_core::{Recording, StepGraph};
 
 /// Recordings compared before a compiled step gives up and runs eagerly.
@@ -71,6 +80,8 @@ pub struct CompiledStep {
     /// graph, the most recently used last; at most [`MAX_SIGNATURES`].
     entries: Vec<Entry>,
     replays: u64,
+    /// The counters of the step's random draws (`compiled_random.rs`).
+    table: Table,
 }
 
 /// Signatures a compiled step keeps graphs for (a training loop's full
@@ -81,7 +92,7 @@ pub const MAX_SIGNATURES: usize = 4;
 struct Entry {
     signature: Signature,
     statics: Vec<Tensor>,
-    last: Option<Recording>,
+    last: Option<(Recording, Draws)>,
     graph: Option<Captured>,
     recordings: usize,
     why_not: Option<String>,
@@ -95,6 +106,7 @@ struct Entry {
 /// would no longer show what the next replay writes.
 struct Captured {
     graph: StepGraph,
+    draws: Draws,
     outputs: Vec<Parts>,
     grads: Vec<Option<Parts>>,
 }
@@ -125,7 +137,7 @@ impl CompiledStep {
     /// A compiled step whose backward fills the gradients of `params` (the
     /// gradients a replay attaches again).
     pub fn new(params: Vec<Tensor>) -> Self {
-        CompiledStep { params, entries: Vec::new(), replays: 0 }
+        CompiledStep { params, entries: Vec::new(), replays: 0, table: Table::default() }
     }
 
     /// Runs the step on `inputs`: replays its graph when one is captured
@@ -144,6 +156,26 @@ impl CompiledStep {
         &mut self,
         key: u64,
         inputs: &[&Tensor],
+        step: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.run_with_streams(key, inputs, &[], step)
+    }
+
+    /// [`run`](Self::run) for a step that draws random numbers (dropout)
+    /// from `streams`, the generators it owns (in the same order every
+    /// call; wgrad-nn's `random_streams(&model)` lists a model's): their
+    /// draws are replayed with the counters running the step would have
+    /// used, and each replay advances them as the step would have. A draw
+    /// from a generator not in `streams` makes the step run eagerly
+    /// ([`why_not`](Self::why_not) says so).
+    ///
+    /// # Errors
+    /// Device errors of the input copies or a replay.
+    pub fn run_with_streams(
+        &mut self,
+        key: u64,
+        inputs: &[&Tensor],
+        streams: &[&Mutex<Generator>],
         step: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
     ) -> Result<Vec<Tensor>> {
         let Some(device) = inputs.first().map(|t| t.device()).or_else(|| self.params.first().map(|p| p.device()))
@@ -179,7 +211,7 @@ impl CompiledStep {
             return Ok(step(&e.statics));
         }
         if let Some(c) = &e.graph {
-            match c.graph.replay() {
+            match c.draws.prepare_replay(&self.table, streams).and_then(|()| c.graph.replay()) {
                 Ok(()) => {
                     for (p, g) in self.params.iter().zip(&c.grads) {
                         p.set_grad(g.as_ref().map(Parts::tensor));
@@ -194,7 +226,7 @@ impl CompiledStep {
                 }
             }
         }
-        e.record(&device, &self.params, step)
+        e.record(&device, &self.params, (&mut self.table, streams), step)
     }
 
     /// Forgets every graph and static input: the next call records afresh
@@ -248,11 +280,13 @@ impl Entry {
         &mut self,
         device: &Device,
         params: &[Tensor],
+        (table, streams): (&mut Table, &[&Mutex<Generator>]),
         step: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
     ) -> Result<Vec<Tensor>> {
         let statics = &self.statics;
-        let (outputs, recording) = device.record(|| step(statics));
-        let mut rec = match recording {
+        let ((outputs, recording), draws) =
+            compiled_random::recording(table, device, streams, || device.record(|| step(statics)))?;
+        let (mut rec, draws) = match recording.and_then(|r| draws.map(|d| (r, d))) {
             Ok(r) => r,
             Err(why) => {
                 self.why_not = Some(why);
@@ -266,25 +300,27 @@ impl Entry {
         rec.mark_outputs(&marked.iter().collect::<Vec<_>>());
         self.recordings += 1;
         match self.last.take() {
-            Some(earlier) => match rec.differs_from(&earlier) {
-                None => {
-                    self.why_not = None;
-                    let (outputs, grads) = (
-                        outputs.iter().map(Parts::of).collect(),
-                        grads.iter().map(|g| g.as_ref().map(Parts::of)).collect(),
-                    );
-                    self.graph = Some(Captured { graph: rec.into_graph(), outputs, grads });
-                }
-                Some(why) => {
-                    self.why_not = Some(format!("two recordings of the step differ: {why}"));
-                    if self.recordings >= MAX_RECORDINGS {
-                        self.gave_up = true;
-                    } else {
-                        self.last = Some(rec);
+            Some((earlier, earlier_draws)) => {
+                match rec.differs_from(&earlier).or_else(|| draws.differs_from(&earlier_draws)) {
+                    None => {
+                        self.why_not = None;
+                        let (outputs, grads) = (
+                            outputs.iter().map(Parts::of).collect(),
+                            grads.iter().map(|g| g.as_ref().map(Parts::of)).collect(),
+                        );
+                        self.graph = Some(Captured { graph: rec.into_graph(), draws, outputs, grads });
+                    }
+                    Some(why) => {
+                        self.why_not = Some(format!("two recordings of the step differ: {why}"));
+                        if self.recordings >= MAX_RECORDINGS {
+                            self.gave_up = true;
+                        } else {
+                            self.last = Some((rec, draws));
+                        }
                     }
                 }
-            },
-            None => self.last = Some(rec),
+            }
+            None => self.last = Some((rec, draws)),
         }
         Ok(outputs)
     }

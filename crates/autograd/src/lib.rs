@@ -14,6 +14,7 @@
 pub mod anomaly;
 pub mod autocast;
 mod compiled;
+mod compiled_random;
 mod dtype;
 pub mod gradcheck;
 mod graph;

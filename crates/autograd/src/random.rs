@@ -57,7 +57,8 @@ impl Generator {
     pub fn uniform(&mut self, shape: &[usize], lo: f32, hi: f32, device: &Device) -> Tensor {
         let n = shape.iter().product();
         let at = self.advance(n);
-        let b = expect("rand", random::uniform(device, n, self.seed, at, lo, hi));
+        let source = crate::compiled_random::source(self, at);
+        let b = expect("rand", random::uniform_from(device, n, source.counter(), lo, hi));
         Tensor::constant(b, Layout::contiguous(shape), DType::F32)
     }
 
@@ -65,7 +66,8 @@ impl Generator {
     pub fn normal(&mut self, shape: &[usize], mean: f32, std: f32, device: &Device) -> Tensor {
         let n = shape.iter().product();
         let at = self.advance(n);
-        let b = expect("randn", random::normal(device, n, self.seed, at, mean, std));
+        let source = crate::compiled_random::source(self, at);
+        let b = expect("randn", random::normal_from(device, n, source.counter(), mean, std));
         Tensor::constant(b, Layout::contiguous(shape), DType::F32)
     }
 }

@@ -112,16 +112,35 @@ impl Buffer {
     /// # Errors
     /// When `data` is longer than the buffer.
     pub fn write_bytes(&self, data: &[u8]) -> Result<()> {
-        if data.len() as u64 > self.len_bytes() {
+        self.write_at(0, data, true)
+    }
+
+    /// [`write_bytes`](Self::write_bytes) at byte `offset` (a multiple of 4),
+    /// left out of a step recording ([`Device::record`]): a replay of the
+    /// step does not repeat it, so whoever replays writes what the replay
+    /// needs beforehand. A compiled step's table of random-draw counters is
+    /// written this way (new counters every step, the same launches).
+    ///
+    /// # Errors
+    /// When `offset` is unaligned or the bytes do not fit.
+    pub fn write_unrecorded(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_at(offset, data, false)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8], recorded: bool) -> Result<()> {
+        if !offset.is_multiple_of(4) || offset + data.len() as u64 > self.len_bytes() {
             return Err(crate::Error::invalid(
                 "write_bytes",
-                format!("{} bytes into a buffer of {}", data.len(), self.len_bytes()),
+                format!("{} bytes at byte {offset} into a buffer of {}", data.len(), self.len_bytes()),
             ));
         }
         match &self.inner.storage {
-            Storage::Gpu(_) => self.device().gpu_ctx().expect("gpu storage").upload(self.wgpu(), data),
+            Storage::Gpu(_) => {
+                self.device().gpu_ctx().expect("gpu storage").upload(self.wgpu(), offset, data, recorded)
+            }
             Storage::Cpu(v) => {
-                bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[..data.len()].copy_from_slice(data);
+                let at = offset as usize;
+                bytemuck::cast_slice_mut::<u32, u8>(&mut v.write().unwrap())[at..at + data.len()].copy_from_slice(data);
                 Ok(())
             }
         }

@@ -107,3 +107,41 @@ fn offsets_and_seeds_give_fresh_streams() {
     // And the same arguments repeat exactly.
     assert_eq!(first, draw(1, 0));
 }
+
+/// A dropout mask whose (seed, offset) come from a table row (a compiled
+/// step's) is the mask drawn by value, on the twin and the GPU, whichever
+/// row and whatever the other rows hold; a row past the table is an error.
+#[test]
+fn a_mask_from_a_table_row_is_the_mask_by_value() {
+    use wgrad_gpu_core::ops::random::{dropout_mask, dropout_mask_from, Counter};
+    use wgrad_gpu_core::Buffer;
+    let mut devs = vec![Device::cpu_reference(), Device::cpu()];
+    if let Some((g, _)) = devices("a_mask_from_a_table_row_is_the_mask_by_value") {
+        devs.push(g);
+        // Past a small binding limit each window of the mask is a launch of its own.
+        let windowed = Device::gpu().unwrap();
+        windowed.set_max_binding_bytes(Some(4096)).unwrap();
+        devs.push(windowed);
+    }
+    for dev in &devs {
+        let mut words = vec![7u32; 4 * STREAMS.len()];
+        for (r, &(seed, offset)) in STREAMS.iter().enumerate() {
+            words[4 * r..4 * r + 4].copy_from_slice(&[
+                seed as u32,
+                (seed >> 32) as u32,
+                offset as u32,
+                (offset >> 32) as u32,
+            ]);
+        }
+        let table = Buffer::from_u32(dev, &words).unwrap();
+        for (row, &(seed, offset)) in STREAMS.iter().enumerate() {
+            for n in [1, 5, 4096 + 3] {
+                let by_value = dropout_mask(dev, n, 0.3, seed, offset).unwrap().to_u32().unwrap();
+                let from_row = dropout_mask_from(dev, n, 0.3, Counter::Row { table: &table, row }).unwrap();
+                assert_eq!(from_row.to_u32().unwrap(), by_value, "{}: row {row} n {n}", dev.name());
+            }
+        }
+        let past = dropout_mask_from(dev, 4, 0.3, Counter::Row { table: &table, row: STREAMS.len() });
+        assert!(past.is_err(), "{}: a row past the table is refused", dev.name());
+    }
+}

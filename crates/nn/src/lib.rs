@@ -70,7 +70,7 @@ pub use layers::sequential::Sequential;
 pub use layers::transformer::{
     FeedForwardActivation, TransformerBuilder, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
 };
-pub use module::{module_generators, set_module_generators, Module, ModuleExt, ModuleFields};
+pub use module::{module_generators, random_streams, set_module_generators, Module, ModuleExt, ModuleFields};
 pub use wgrad_autograd::RecurrentKind;
 pub use wgrad_autograd::{CrossEntropyOptions, Reduction};
 /// `#[derive(Module)]`: writes [`ModuleFields`] (parameters, buffers,

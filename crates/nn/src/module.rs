@@ -108,6 +108,22 @@ pub fn set_module_generators(module: &dyn Module, streams: &BTreeMap<String, Gen
     set
 }
 
+/// The random streams of `module` and its children, in the order
+/// [`module_generators`] visits them: what a compiled step that runs the
+/// module's dropout is given (`CompiledStep::run_with_streams`), so that
+/// its replays draw the masks running the step would have.
+pub fn random_streams(module: &dyn Module) -> Vec<&Mutex<Generator>> {
+    fn collect<'a>(m: &'a dyn Module, out: &mut Vec<&'a Mutex<Generator>>) {
+        out.extend(m.random_stream());
+        for (_, child) in m.children() {
+            collect(child, out);
+        }
+    }
+    let mut out = Vec::new();
+    collect(module, &mut out);
+    out
+}
+
 fn visit_streams(m: &dyn Module, prefix: &str, f: &mut dyn FnMut(&str, &Mutex<Generator>)) {
     if let Some(g) = m.random_stream() {
         f(prefix, g);

@@ -35,9 +35,10 @@ impl Tensor {
             return self.mul_scalar(0.0);
         }
         let n = self.numel();
-        let at = gen.offset;
-        gen.offset += random::counters_used(n);
-        let mask = expect(OP, random::dropout_mask(&self.device(), n, p, gen.seed, at));
+        let at = gen.take(random::counters_used(n));
+        // Inside a compiled step's recording, a row of its counter table.
+        let source = crate::compiled_random::source(gen, at);
+        let mask = expect(OP, random::dropout_mask_from(&self.device(), n, p, source.counter()));
         let layout = Layout::contiguous(&self.shape());
         if self.dtype() == DType::F32 {
             return self * &Tensor::constant(mask, layout, DType::F32);

@@ -284,8 +284,8 @@ impl Batch {
                         Command::Copy { src, src_offset, dst, dst_offset, size } => {
                             encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
                         }
-                        Command::Upload { staging, dst, size, .. } => {
-                            encoder.copy_buffer_to_buffer(staging, 0, dst, 0, *size)
+                        Command::Upload { staging, dst, offset, size, .. } => {
+                            encoder.copy_buffer_to_buffer(staging, 0, dst, *offset, *size)
                         }
                         Command::TextureCopy { buffer, window, texture } => {
                             super::texture_operands::copy_window(encoder, buffer, *window, texture)
@@ -821,8 +821,10 @@ impl GpuContext {
         Ok((kernel.textures == 0).then_some((bind_group, params)))
     }
 
-    /// Records a host-to-device copy into the batch (ordered with the kernels around it).
-    pub fn upload(&self, dst: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
+    /// Records a host-to-device copy to byte `offset` of `dst` into the
+    /// batch (ordered with the kernels around it); an open step recording
+    /// keeps it unless `!recorded` (`Buffer::write_unrecorded`).
+    pub fn upload(&self, dst: &wgpu::Buffer, offset: u64, bytes: &[u8], recorded: bool) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -849,10 +851,10 @@ impl GpuContext {
         // A deferred kernel may read `dst`'s previous contents.
         self.settle(&mut batch)?;
         batch.staging.written(dst);
-        batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, 0, contents.len() as u64);
-        if let Some(t) = &mut batch.tape {
+        batch.encoder(&self.device).copy_buffer_to_buffer(&staging, 0, dst, offset, contents.len() as u64);
+        if let Some(t) = batch.tape.as_mut().filter(|_| recorded) {
             let hash = super::tape::hash_bytes(contents);
-            t.push(Command::Upload { staging, dst: dst.clone(), size: contents.len() as u64, hash });
+            t.push(Command::Upload { staging, dst: dst.clone(), offset, size: contents.len() as u64, hash });
         }
         Ok(())
     }

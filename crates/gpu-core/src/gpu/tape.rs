@@ -54,7 +54,7 @@ pub(crate) enum Command {
     Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
     /// A host-to-device copy, from the staging buffer recording made (its
     /// contents never change), with a hash of the bytes for comparison.
-    Upload { staging: wgpu::Buffer, dst: wgpu::Buffer, size: u64, hash: u64 },
+    Upload { staging: wgpu::Buffer, dst: wgpu::Buffer, offset: u64, size: u64, hash: u64 },
     /// A copy of a buffer window into an operand texture (CPU adapters).
     TextureCopy { buffer: wgpu::Buffer, window: Window, texture: wgpu::Texture },
 }
@@ -77,8 +77,8 @@ impl Command {
                     && b.len() == b2.len()
                     && b.iter().zip(b2).all(|((x, w), (y, w2))| w == w2 && eq(x, y))
             }
-            (Upload { dst, size, hash, .. }, Upload { dst: d2, size: s2, hash: h2, .. }) => {
-                size == s2 && hash == h2 && eq(dst, d2)
+            (Upload { dst, offset, size, hash, .. }, Upload { dst: d2, offset: o2, size: s2, hash: h2, .. }) => {
+                offset == o2 && size == s2 && hash == h2 && eq(dst, d2)
             }
             (
                 Copy { src, src_offset, dst, dst_offset, size },

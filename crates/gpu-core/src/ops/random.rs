@@ -103,9 +103,35 @@ impl Dist {
     }
 }
 
-fn generate(device: &Device, dist: Dist, n: usize, seed: u64, offset: u64, a: f32, b: f32) -> Result<Buffer> {
+/// Where a draw's key and first counter come from.
+#[derive(Clone, Copy)]
+pub enum Counter<'a> {
+    /// Given by value, in the launch's parameters.
+    Value {
+        /// The Philox key.
+        seed: u64,
+        /// The first counter block.
+        offset: u64,
+    },
+    /// Row `row` of a device table of `[seed lo, seed hi, offset lo,
+    /// offset hi]` u32 rows. The launch's parameters then hold only the
+    /// row, so a recorded step's launches stay the same while a compiled
+    /// step rewrites the table before each replay (autograd's
+    /// `compiled_random.rs`).
+    Row {
+        /// The table, 16 bytes per row.
+        table: &'a Buffer,
+        /// Which row.
+        row: usize,
+    },
+}
+
+fn generate(device: &Device, dist: Dist, n: usize, counter: Counter, a: f32, b: f32) -> Result<Buffer> {
     // The kernel forms indices up to 4·ceil(n/4) in u32.
     super::check_u32("random", n + 4)?;
+    if let Counter::Row { table, row } = counter {
+        table.check_len("random", "counter table", (row + 1) * 4, 4)?;
+    }
     let out = Buffer::alloc(device, n as u64 * 4)?;
     run(
         device,
@@ -114,30 +140,43 @@ fn generate(device: &Device, dist: Dist, n: usize, seed: u64, offset: u64, a: f3
             // time; windows start at multiples of 16 bytes (4 elements), so
             // each starts on a Philox block, whose counter is offset + block.
             for (start, len, window) in g.element_ranges(n, out.wgpu().size()) {
-                let (quads, counter) = (len.div_ceil(4), offset.wrapping_add(start as u64 / 4));
+                let block = start as u64 / 4;
+                let (entry, key, ctr, row, table) = match counter {
+                    Counter::Value { seed, offset } => ("main", seed, offset.wrapping_add(block), 0, None),
+                    Counter::Row { table, row } => ("from_table", 0, block, row, Some(table.wgpu())),
+                };
                 let params = Params::new()
                     .u32(len)
-                    .u32(quads)
-                    .u32(seed as u32 as usize)
-                    .u32((seed >> 32) as usize)
-                    .u32(counter as u32 as usize)
-                    .u32((counter >> 32) as usize)
+                    .u32(len.div_ceil(4))
+                    .u32(key as u32 as usize)
+                    .u32((key >> 32) as usize)
+                    .u32(ctr as u32 as usize)
+                    .u32((ctr >> 32) as usize)
+                    .u32(row)
                     .f32(a)
                     .f32(b);
+                let outputs: Vec<&wgpu::Buffer> = std::iter::once(out.wgpu()).chain(table).collect();
                 let launch = Launch {
                     shader: "random",
-                    entry: "main",
+                    entry,
                     constants: &[("DIST", dist as u32 as f64)],
                     params: &params.0,
                     inputs: &[],
-                    outputs: &[out.wgpu()],
-                    workgroups: groups(quads, 256),
+                    outputs: &outputs,
+                    workgroups: groups(len.div_ceil(4), 256),
                 };
-                g.launch_windows(&launch, &[window])?;
+                g.launch_windows(&launch, &[window, None][..outputs.len()])?;
             }
             Ok(())
         },
         || {
+            let (seed, offset) = match counter {
+                Counter::Value { seed, offset } => (seed, offset),
+                Counter::Row { table, row } => {
+                    let w = &table.host()[row * 4..row * 4 + 4];
+                    (w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32)
+                }
+            };
             let mut h = out.host_mut();
             for (q, chunk) in f32s_mut(&mut h)[..n].chunks_mut(4).enumerate() {
                 let v = dist.map(block(seed, offset, q), a, b);
@@ -151,7 +190,12 @@ fn generate(device: &Device, dist: Dist, n: usize, seed: u64, offset: u64, a: f3
 /// `n` f32 uniform in `[lo, hi)`, from counters `offset ..` under `seed`.
 /// (`u < 1` always, but f32 rounding of `lo + (hi − lo)·u` can still land on `hi`.)
 pub fn uniform(device: &Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f32) -> Result<Buffer> {
-    generate(device, Dist::Uniform, n, seed, offset, lo, hi - lo)
+    uniform_from(device, n, Counter::Value { seed, offset }, lo, hi)
+}
+
+/// [`uniform`] with its seed and offset from `counter`.
+pub fn uniform_from(device: &Device, n: usize, counter: Counter, lo: f32, hi: f32) -> Result<Buffer> {
+    generate(device, Dist::Uniform, n, counter, lo, hi - lo)
 }
 
 /// An inverted-dropout mask of `n` f32: `0.0` with probability `p`, else
@@ -161,15 +205,26 @@ pub fn uniform(device: &Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f
 /// bit; a mask consumes [`counters_used`]`(n)` counters like any other draw.
 /// `p = 1` drops everything; `p` outside `[0, 1]` is an error.
 pub fn dropout_mask(device: &Device, n: usize, p: f32, seed: u64, offset: u64) -> Result<Buffer> {
+    dropout_mask_from(device, n, p, Counter::Value { seed, offset })
+}
+
+/// [`dropout_mask`] with its seed and offset from `counter` (a compiled
+/// step's table row).
+pub fn dropout_mask_from(device: &Device, n: usize, p: f32, counter: Counter) -> Result<Buffer> {
     if !(0.0..=1.0).contains(&p) {
         return Err(crate::Error::invalid("dropout", format!("probability {p} must be in [0, 1]")));
     }
     // u < 1 always, so p = 1 drops every element and the scale is never used.
     let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
-    generate(device, Dist::Mask, n, seed, offset, p, scale)
+    generate(device, Dist::Mask, n, counter, p, scale)
 }
 
 /// `n` f32 normal with `mean` and standard deviation `std`, from counters `offset ..` under `seed`.
 pub fn normal(device: &Device, n: usize, seed: u64, offset: u64, mean: f32, std: f32) -> Result<Buffer> {
-    generate(device, Dist::Normal, n, seed, offset, mean, std)
+    normal_from(device, n, Counter::Value { seed, offset }, mean, std)
+}
+
+/// [`normal`] with its seed and offset from `counter`.
+pub fn normal_from(device: &Device, n: usize, counter: Counter, mean: f32, std: f32) -> Result<Buffer> {
+    generate(device, Dist::Normal, n, counter, mean, std)
 }

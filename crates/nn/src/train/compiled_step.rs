@@ -18,6 +18,7 @@ use wgrad_autograd::{AutocastGuard, CompiledStep, Tensor};
 
 use super::trainer::StepOutput;
 use crate::amp::GradScaler;
+use crate::module::{random_streams, ModuleExt};
 use crate::optim::Optimizer;
 
 pub(crate) type InputsFn<'a, B> = Box<dyn FnMut(B) -> Vec<Tensor> + 'a>;
@@ -35,7 +36,7 @@ pub(crate) struct Compiled<'a, M: ?Sized, B> {
     meta: HashMap<Vec<Vec<usize>>, (usize, bool)>,
 }
 
-impl<'a, M: ?Sized, B> Compiled<'a, M, B> {
+impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
     pub fn new(inputs: InputsFn<'a, B>, forward: ForwardFn<'a, M>, params: Vec<Tensor>) -> Self {
         Compiled { inputs, forward, graph: CompiledStep::new(params), meta: HashMap::new() }
     }
@@ -70,7 +71,9 @@ impl<'a, M: ?Sized, B> Compiled<'a, M, B> {
         let key = u64::from(scaler.get_scale().to_bits());
         let shapes: Vec<Vec<usize>> = inputs.iter().map(Tensor::shape).collect();
         let (forward, meta) = (&self.forward, &mut self.meta);
-        let outs = self.graph.run(key, &refs, |x| {
+        // The model's dropout draws are replayed from its generators.
+        let streams = random_streams(model.as_dyn());
+        let outs = self.graph.run_with_streams(key, &refs, &streams, |x| {
             let out = {
                 let _autocast = AutocastGuard::new(autocast);
                 forward(model, x)

@@ -313,8 +313,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     /// style): `inputs` turns a batch into the step's input tensors
     /// (outside the graph: data loading, uploads), `forward` computes the
     /// step's output from them (it must do the same device work every
-    /// step: no readback, no host decision on values, no dropout, whose
-    /// new mask every step keeps the step from being replayed). The
+    /// step: no readback, no host decision on values; dropout is fine when
+    /// its generators are the model's, [`random_streams`](crate::random_streams):
+    /// a replay draws the masks running the step would have). The
     /// backward and the optimizer's updates are recorded with it (after it
     /// instead with AMP or clipping; eagerly with accumulation). Results
     /// are bit-identical to [`new`](Self::new) with the same closures
