@@ -46,8 +46,8 @@ struct Measured {
 }
 
 /// One configuration's timed steps; `compiled`: forward, backward and the
-/// optimizer's updates through a `CompiledStep` (replayed as a step graph;
-/// with AMP the optimizer runs after it, behind the scaler's check).
+/// optimizer's updates (behind the scaler's device-side check with AMP)
+/// through a `CompiledStep`, replayed as a step graph.
 fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool, compiled: bool) -> Measured {
     let t0 = Instant::now();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(dev, 0));
@@ -64,33 +64,24 @@ fn bench(dev: &Device, batch: usize, steps: usize, profile: bool, amp: bool, com
             CrossEntropyLoss::default().forward(&model.forward(x), y)
         };
         opt.zero_grad();
-        if compiled && !amp {
-            // The optimizer's updates are part of the graph; its host half
-            // (step counts, this step's scalars) runs before the replay.
+        if compiled {
+            // The optimizer's updates (behind the scaler's device-side
+            // check under AMP) are part of the graph; its host half (step
+            // counts, this step's scalars) runs before the replay.
             opt.prepare_step();
-            let run = graph.run(0, &[&x, &y], |i| {
+            let run = graph.run(scaler.replay_key(), &[&x, &y], |i| {
                 let loss = forward(&i[0], &i[1]);
-                loss.backward();
-                opt.apply_step();
+                scaler.scale(&loss).backward();
+                scaler.apply_step_async(opt);
+                scaler.update();
                 vec![loss]
             });
             return run.expect("the compiled step runs").remove(0);
         }
-        let loss = if compiled {
-            // The scaler reads its overflow flag back: the optimizer runs after the graph.
-            let key = scaler.get_scale().to_bits() as u64;
-            let run = graph.run(key, &[&x, &y], |i| {
-                let loss = forward(&i[0], &i[1]);
-                scaler.scale(&loss).backward();
-                vec![loss]
-            });
-            run.expect("the compiled step runs").remove(0)
-        } else {
-            let loss = forward(&x, &y);
-            scaler.scale(&loss).backward();
-            loss
-        };
-        scaler.step(opt);
+        let loss = forward(&x, &y);
+        scaler.scale(&loss).backward();
+        // No readback: an overflow skips the update on the device.
+        scaler.step_async(opt);
         scaler.update();
         loss
     };

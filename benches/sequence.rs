@@ -117,36 +117,27 @@ fn train_step(
         forward(x)
     };
     opt.zero_grad();
-    if run.compiled && !run.amp {
-        // The optimizer's updates are part of the graph; its host half
-        // (step counts, this step's scalars) runs before the replay.
+    if run.compiled {
+        // The optimizer's updates (behind the scaler's device-side check
+        // under AMP) are part of the graph; its host half (step counts,
+        // this step's scalars) runs before the replay.
         opt.prepare_step();
-        let out = graph.run(0, inputs, |x| {
+        let out = graph.run(scaler.replay_key(), inputs, |x| {
             let l = loss(x);
-            l.backward();
-            opt.apply_step();
+            scaler.scale(&l).backward();
+            scaler.apply_step_async(opt);
+            scaler.update();
             vec![l]
         });
         return out.expect("the compiled step runs").remove(0);
     }
-    let loss = if run.compiled {
-        // The scaler reads its overflow flag back: the optimizer runs after the graph.
-        let key = scaler.get_scale().to_bits() as u64;
-        let out = graph.run(key, inputs, |x| {
-            let l = loss(x);
-            scaler.scale(&l).backward();
-            vec![l]
-        });
-        out.expect("the compiled step runs").remove(0)
-    } else {
-        let x: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
-        let l = loss(&x);
-        scaler.scale(&l).backward();
-        l
-    };
-    scaler.step(opt);
+    let x: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+    let l = loss(&x);
+    scaler.scale(&l).backward();
+    // No readback: an overflow skips the update on the device.
+    scaler.step_async(opt);
     scaler.update();
-    loss
+    l
 }
 
 fn scaler(run: Run) -> GradScaler {

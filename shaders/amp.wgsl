@@ -1,24 +1,51 @@
-// Mixed-precision support: unscale a gradient in place and flag non-finite
-// values (torch._amp_foreach_non_finite_check_and_unscale_, one tensor per
-// launch; the CPU twin is gpu-core/src/ops/amp.rs).
-//
-// The inverse scale is read from a one-element buffer, not from Params, so a
-// scale that lives on the device never has to visit the host. `found_inf` is
-// only ever set (to 1.0), never cleared, so one flag can collect the verdict
-// of every gradient of a step across launches.
+// Mixed-precision support, the device half of dynamic loss scaling
+// (wgrad-nn's GradScaler; the CPU twins are in gpu-core/src/ops/amp.rs).
+// Everything reads and writes one small `state` buffer, so the scale, its
+// inverse, the overflow flag and the growth count never have to visit the
+// host:
+//   word 0 scale, 1 inverse scale (f32 bits), 2 found_inf (f32 0.0 or 1.0),
+//   3 growth tracker (u32), 4 the last update's verdict (found_inf's value).
+// - unscale_and_check: a gradient times the inverse scale in place, setting
+//   found_inf on any inf/NaN (torch._amp_foreach_non_finite_check_and_unscale_,
+//   one tensor per launch). found_inf is only ever set, so one flag collects
+//   the verdict of every gradient of a step.
+// - gate: copies found_inf into the skip word of each row of an optimizer's
+//   scalar table, whose update kernels then leave everything untouched (the
+//   step is skipped on the device, nothing read back).
+// - update_scale: torch._amp_update_scale_ (backoff after an overflow, growth
+//   after `interval` clean steps), then found_inf is cleared for the next step
+//   and its value kept as the verdict. The factors are powers of two, so f32
+//   products equal PyTorch's double ones rounded to f32, and the inverse scale
+//   follows by the reciprocal factor exactly.
 //#include common.wgsl
 
 struct Params {
+    // unscale_and_check: elements; gate: rows
     n: u32,
+    // update_scale: clean steps before growth (0: never)
+    interval: u32,
+    // gate: words per row, and which word is the skip flag
+    row_words: u32,
+    skip_word: u32,
+    growth: f32,
+    backoff: f32,
+    inv_growth: f32,
+    inv_backoff: f32,
 }
 
+const SCALE: u32 = 0u;
+const INV_SCALE: u32 = 1u;
+const FOUND_INF: u32 = 2u;
+const TRACKER: u32 = 3u;
+const VERDICT: u32 = 4u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inv_scale: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-// f32 1.0 (0x3f800000) is stored atomically: many threads may find a
+// found_inf's 1.0 (0x3f800000) is stored atomically: many threads may find a
 // non-finite value in one launch, and racing plain stores are a data race in
 // WGSL's memory model even when they write the same value.
-@group(0) @binding(3) var<storage, read_write> found_inf: array<atomic<u32>>;
+@group(0) @binding(1) var<storage, read_write> state: array<atomic<u32>>;
+// unscale_and_check: the gradient (f32 bits); gate: the scalar rows
+@group(0) @binding(2) var<storage, read_write> data: array<u32>;
 
 // Infinity or NaN: all exponent bits set. Tested on the bits because WGSL
 // lets compilers assume float arithmetic never produces either, so
@@ -27,19 +54,61 @@ fn non_finite(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
 }
 
+fn load_f32(i: u32) -> f32 {
+    return bitcast<f32>(atomicLoad(&state[i]));
+}
+
 @compute @workgroup_size(256)
 fn unscale_and_check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * 256u + lid;
     if i >= p.n {
         return;
     }
-    let v = grad[i];
+    let v = bitcast<f32>(data[i]);
     if non_finite(v) {
-        atomicStore(&found_inf[0], 0x3f800000u);
+        atomicStore(&state[FOUND_INF], 0x3f800000u);
     }
     // PyTorch leaves values untouched when the inverse scale is exactly 1.
-    let s = inv_scale[0];
+    let s = load_f32(INV_SCALE);
     if s != 1.0 {
-        grad[i] = v * s;
+        data[i] = bitcast<u32>(v * s);
     }
+}
+
+@compute @workgroup_size(256)
+fn gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = linear_workgroup(wid, nwg) * 256u + lid;
+    if r < p.n {
+        data[r * p.row_words + p.skip_word] = select(0u, 1u, atomicLoad(&state[FOUND_INF]) != 0u);
+    }
+}
+
+@compute @workgroup_size(1)
+fn update_scale() {
+    let found = atomicLoad(&state[FOUND_INF]);
+    atomicStore(&state[VERDICT], found);
+    atomicStore(&state[FOUND_INF], 0u);
+    var scale = load_f32(SCALE);
+    var inv = load_f32(INV_SCALE);
+    var tracker = atomicLoad(&state[TRACKER]);
+    if found != 0u {
+        scale = scale * p.backoff;
+        inv = inv * p.inv_backoff;
+        tracker = 0u;
+    } else {
+        let successful = select(tracker + 1u, tracker, tracker == 0xffffffffu);
+        if successful == p.interval {
+            let grown = scale * p.growth;
+            if !non_finite(grown) {
+                scale = grown;
+                inv = inv * p.inv_growth;
+            }
+            tracker = 0u;
+        } else {
+            tracker = successful;
+        }
+    }
+    atomicStore(&state[SCALE], bitcast<u32>(scale));
+    atomicStore(&state[INV_SCALE], bitcast<u32>(inv));
+    atomicStore(&state[TRACKER], tracker);
 }

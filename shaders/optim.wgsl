@@ -65,6 +65,9 @@ struct Scalars {
     c1: f32,
     c2: f32,
     c3: f32,
+    // 1: leave everything as it is (a loss scaler found inf/NaN gradients;
+    // written on the device by amp.wgsl's `gate`)
+    skip: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -178,7 +181,7 @@ fn live(q: u32) -> u32 {
 @compute @workgroup_size(256)
 fn state0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let q = quad(wid, nwg, lid);
-    if q >= p.quads {
+    if q >= p.quads || scalars[p.row].skip != 0u {
         return;
     }
     var s: array<V, 3>;
@@ -196,7 +199,7 @@ fn state0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn state1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let q = quad(wid, nwg, lid);
-    if q >= p.quads {
+    if q >= p.quads || scalars[p.row].skip != 0u {
         return;
     }
     var s = array<V, 3>(s0[q], V(), V());
@@ -216,7 +219,7 @@ fn state1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn state2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let q = quad(wid, nwg, lid);
-    if q >= p.quads {
+    if q >= p.quads || scalars[p.row].skip != 0u {
         return;
     }
     var s = array<V, 3>(s0[q], s1[q], V());
@@ -238,7 +241,7 @@ fn state2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn state3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let q = quad(wid, nwg, lid);
-    if q >= p.quads {
+    if q >= p.quads || scalars[p.row].skip != 0u {
         return;
     }
     var s = array<V, 3>(s0[q], s1[q], s2[q]);

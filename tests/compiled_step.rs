@@ -364,3 +364,68 @@ fn the_compiled_trainer_trains_as_the_eager_one() {
         }
     }
 }
+
+/// AMP with the scale on the device: an MLP with Adam and a GradScaler
+/// whose steps 3 and 11 overflow (huge inputs), 20 steps eagerly with
+/// `step` (the verdict read back, the optimizer not called) and through a
+/// compiled step that records the scaler's unscaling, the optimizer's
+/// updates gated by the overflow flag and the scale's update with the
+/// rest: the same losses, parameters, optimizer step counts and scale,
+/// bit for bit; on a GPU most steps replay, the skipped ones among them.
+#[test]
+fn amp_with_skipped_steps_compiles_bit_for_bit() {
+    use wgrad::nn::amp::{GradScaler, GradScalerOptions};
+    let run = |dev: &Device, compiled: bool| {
+        let model = wgrad::models::mlp(&[6, 8, 3], &mut Init::new(dev, 4));
+        let mut opt = Adam::new(model.parameters(), 1e-2);
+        let mut scaler = GradScaler::with_options(GradScalerOptions::default().growth_interval(4));
+        assert!(scaler.scale_on_device());
+        let mut step = CompiledStep::new(model.parameters());
+        let loss = |t: &[Tensor]| CrossEntropyLoss::default().forward(&model.forward(&t[0]), &t[1]);
+        let mut losses = Vec::new();
+        for i in 0..STEPS {
+            let big = if i == 3 || i == 11 { 1e36 } else { 1.0 };
+            let x = Tensor::randn(&[4, 6], 100 + i as u64, dev).mul_scalar(big);
+            let labels: Vec<u32> = (0..4).map(|k| ((k + i) % 3) as u32).collect();
+            let y = Tensor::from_u32(&labels, &[4], dev);
+            opt.zero_grad();
+            let l = if compiled {
+                opt.prepare_step();
+                let key = scaler.replay_key();
+                let out = step
+                    .run(key, &[&x, &y], |t| {
+                        let l = loss(t);
+                        scaler.scale(&l).backward();
+                        scaler.apply_step_async(&mut opt);
+                        scaler.update();
+                        vec![l]
+                    })
+                    .expect("the compiled step runs");
+                out[0].clone()
+            } else {
+                let l = loss(&[x, y]);
+                scaler.scale(&l).backward();
+                scaler.step(&mut opt);
+                scaler.update();
+                l
+            };
+            losses.push(l.item().to_bits());
+        }
+        let sd = opt.state_dict();
+        let counts: Vec<String> =
+            (0..model.parameters().len()).map(|i| sd.meta[&format!("state.{i}.step")].clone()).collect();
+        let params: Vec<Vec<u32>> = model.parameters().iter().map(|p| bits(&p.to_vec())).collect();
+        ((losses, params, counts, scaler.get_scale().to_bits()), step.replays())
+    };
+    let mut devices = vec![Device::cpu_reference(), Device::cpu()];
+    devices.extend(wgrad::gpu_core::testing::fresh_gpu_or_skip("amp_with_skipped_steps_compiles_bit_for_bit"));
+    for dev in devices {
+        let (eager, _) = run(&dev, false);
+        assert_eq!(eager.2[0], (STEPS - 2).to_string(), "two steps skipped");
+        let (compiled, replays) = run(&dev, true);
+        assert!(compiled == eager, "{}: the compiled AMP steps changed the trajectory", dev.name());
+        if dev.is_gpu() {
+            assert!(replays >= STEPS as u64 / 2, "{}: most steps replay ({replays})", dev.name());
+        }
+    }
+}

@@ -38,7 +38,8 @@ impl Amp {
             self.scaler.unscale_(opt);
             clip_grad_norm_(params, max_norm);
         }
-        self.scaler.step(opt);
+        // No readback: an overflow skips the update on the device.
+        self.scaler.step_async(opt);
         self.scaler.update();
     }
 }

@@ -62,6 +62,15 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Whether a step is being recorded ([`Device::record`]) on this
+    /// device: work that must not be part of a replayed step (a readback
+    /// to start) waits until the recording ends.
+    pub fn is_recording(&self) -> bool {
+        self.gpu_ctx().is_some_and(|g| g.batch.lock().unwrap().tape.is_some())
+    }
+}
+
 impl Recording {
     /// Adds `buffers` (the step's outputs) to what [`differs_from`](Self::differs_from) compares.
     pub fn mark_outputs(&mut self, buffers: &[&Buffer]) {

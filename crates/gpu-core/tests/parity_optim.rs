@@ -115,6 +115,36 @@ fn elements_past_n_are_left_alone() {
     }
 }
 
+/// A row whose skip word is set (a loss scaler's gate) leaves the
+/// parameter and every state buffer untouched, for every rule and variant,
+/// on every backend; the same row with the word clear updates.
+#[test]
+fn a_skipped_row_changes_nothing() {
+    use wgrad_gpu_core::ops::optim::{scalars, update_row, SKIP_WORD};
+    let mut devs = vec![Device::cpu_reference(), Device::cpu()];
+    devs.extend(wgrad_gpu_core::testing::gpu_or_skip("a_skipped_row_changes_nothing"));
+    let mut r = rng(5);
+    for d in &devs {
+        for (rule, lr, wd) in variants() {
+            let n = 37;
+            let p0 = r.vec(n, -2.0, 2.0);
+            let s0: Vec<Vec<f32>> = rule.state_names().iter().map(|s| initial_state(s, &mut r, n)).collect();
+            let g = upload(d, &r.vec(n, -1.0, 1.0));
+            for skip in [true, false] {
+                let p = upload(d, &p0);
+                let s: Vec<Buffer> = s0.iter().map(|v| upload(d, v)).collect();
+                let mut row = scalars(&rule, lr, wd, 3);
+                row[SKIP_WORD] = skip as u32;
+                let rows = Buffer::from_u32(d, &row).unwrap();
+                update_row(&rule, (&rows, 0), &p, &g, &s.iter().collect::<Vec<_>>(), n).unwrap();
+                let unchanged = p.to_f32().unwrap()[..n] == p0[..]
+                    && s.iter().zip(&s0).all(|(b, v)| b.to_f32().unwrap()[..n] == v[..]);
+                assert_eq!(unchanged, skip, "{rule:?} on {}: skip {skip}", d.name());
+            }
+        }
+    }
+}
+
 #[test]
 fn one_adam_step_matches_the_formula() {
     // Step 1 from zero state: m = 0.1 g, v = 0.001 g², so the update is

@@ -1,6 +1,7 @@
 //! GradScaler: defaults, the update rule, pass-through when disabled,
 //! unscale_ idempotence and clipping in between, gradients that share a
-//! buffer, one readback per step, misuse panics, state dict and training
+//! buffer, one readback per step, `step_async` (the verdict applied on the
+//! device) against `step`, misuse panics, state dict and training
 //! checkpoint round trips. PyTorch parity is tests/grad_scaler_reference.rs.
 
 use std::path::{Path, PathBuf};
@@ -172,11 +173,64 @@ fn a_scaler_step_reads_back_once() {
             let submissions = if dev.is_gpu() { 1 } else { 0 };
             assert_eq!(d.readbacks, 1, "iteration {it} on {}: one readback per step", dev.name());
             assert_eq!(d.submissions, submissions, "iteration {it} on {}", dev.name());
-            // The two SGD updates (plus, at the first step, the fills that create the momentum buffers).
+            // The two SGD updates (plus, at the first step, the fills that
+            // create the momentum buffers) and the scale's update on the device.
             let fills = if it == 0 { 2 } else { 0 };
-            assert_eq!(d.dispatches, 2 + fills, "iteration {it} on {}: the SGD updates", dev.name());
+            assert_eq!(d.dispatches, 2 + fills + 1, "iteration {it} on {}: the SGD updates", dev.name());
         }
         assert_eq!(s.get_scale(), 4.0 * 65536.0, "grew twice");
+    }
+}
+
+/// Adam (whose step counts feed its bias corrections) through 8 scaled
+/// steps, two of which overflow (the first one among them), stepped by
+/// `step` (the verdict read back) or `step_async` (the update skipped on
+/// the device, the counts taken back at the next step): the same
+/// parameters, optimizer state and scaler state, bit for bit; the async
+/// steps read nothing back before the next step. A scaler whose factors
+/// are not powers of two keeps its scale on the host and steps the same.
+#[test]
+fn step_async_trains_as_step() {
+    use wgrad_nn::optim::Adam;
+    let run = |dev: &Device, opts: GradScalerOptions, asynchronous: bool| {
+        let p = [param(&[1.0, 2.0, -0.5], dev), param(&[3.0; 5], dev)];
+        let mut opt = Adam::new(p.to_vec(), 0.05);
+        let mut s = GradScaler::with_options(opts);
+        for it in 0..8 {
+            opt.zero_grad();
+            let c = if it == 0 || it == 5 { f32::INFINITY } else { 1.0 + it as f32 };
+            let loss = &linear_loss(&p[0], &[c, -1.0, 0.5]) + &linear_loss(&p[1], &[0.25; 5]);
+            s.scale(&loss).backward();
+            let before = dev.stats();
+            if asynchronous {
+                s.step_async(&mut opt);
+            } else {
+                s.step(&mut opt);
+            }
+            s.update();
+            let d = dev.stats() - before;
+            if asynchronous && s.scale_on_device() {
+                // At most the last step's verdict, read by the optimizer.
+                assert!(d.readbacks <= 1, "iteration {it} on {}: {} readbacks", dev.name(), d.readbacks);
+            }
+        }
+        let sd = opt.state_dict();
+        let bits: Vec<Vec<u32>> = p.iter().map(|t| t.to_vec().iter().map(|v| v.to_bits()).collect()).collect();
+        let steps: Vec<String> = (0..2).map(|i| sd.meta[&format!("state.{i}.step")].clone()).collect();
+        let moments: Vec<Vec<f32>> = (0..2).map(|i| sd.tensors[&format!("state.{i}.exp_avg_sq")].to_vec()).collect();
+        (bits, steps, moments, s.get_scale(), s.growth_tracker())
+    };
+    let on_device = GradScalerOptions::default().growth_interval(3);
+    let on_host = on_device.growth_factor(3.0);
+    // A GPU of its own: the readbacks counted are this test's.
+    let mut devs = vec![Device::cpu(), Device::cpu_reference()];
+    devs.extend(fresh_gpu_or_skip("step_async_trains_as_step"));
+    for dev in devs {
+        for opts in [on_device, on_host] {
+            let sync = run(&dev, opts, false);
+            assert_eq!(sync.1, vec!["6".to_string(), "6".to_string()], "two of eight steps skipped");
+            assert_eq!(run(&dev, opts, true), sync, "{} (growth {})", dev.name(), opts.growth_factor);
+        }
     }
 }
 

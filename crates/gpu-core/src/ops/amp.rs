@@ -1,69 +1,216 @@
-//! Mixed-precision gradient unscaling (`shaders/amp.wgsl`): the device half
-//! of dynamic loss scaling (`wgrad-nn`'s `GradScaler`).
+//! Mixed-precision loss scaling on the device (`shaders/amp.wgsl`): the
+//! device half of `wgrad-nn`'s `GradScaler`.
 //!
 //! A scaled loss produces gradients `scale` times too large; before the
 //! optimizer sees them they are multiplied by `1/scale`, and a step whose
-//! gradients overflowed (any inf or NaN) must be skipped. Both happen in
-//! one pass per gradient, writing a shared one-element flag, so a whole
-//! step's verdict costs a single readback of four bytes, taken when the
-//! caller decides whether to step.
+//! gradients overflowed (any inf or NaN) must be skipped. The scaler's whole
+//! state is one small device buffer ([`state_words`]): the scale, its
+//! inverse, the overflow flag, the growth count and the last verdict. The
+//! three kernels read and write it there, so a training step needs nothing
+//! back from the device: [`unscale_and_check`] per gradient, [`gate`] to
+//! let an optimizer's update kernels skip the step on the device, and
+//! [`update_scale`] to back off or grow the scale for the next step.
 
-use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
+use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
 use crate::{Buffer, Error, Result};
 
-/// `amp.wgsl`'s `Params`: the element count.
-pub(crate) const PARAMS: ParamsDecl = ParamsDecl { shader: "amp", fields: &[("n", Kind::U32)] };
+/// `amp.wgsl`'s `Params`.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "amp",
+    fields: &[
+        ("n", Kind::U32),
+        ("interval", Kind::U32),
+        ("row_words", Kind::U32),
+        ("skip_word", Kind::U32),
+        ("growth", Kind::F32),
+        ("backoff", Kind::F32),
+        ("inv_growth", Kind::F32),
+        ("inv_backoff", Kind::F32),
+    ],
+};
 
-/// Multiplies the first `n` f32 of `grad` in place by `inv_scale[0]` and
-/// sets `found_inf[0]` to 1.0 when any of them (before scaling) is NaN or
-/// ±inf: `torch._amp_foreach_non_finite_check_and_unscale_` for one tensor.
+/// Words of a scaler state buffer ([`state_words`]).
+pub const STATE_WORDS: usize = 8;
+/// Index of the scale (f32 bits) in a state buffer.
+pub const SCALE: usize = 0;
+/// Index of the inverse scale (f32 bits).
+pub const INV_SCALE: usize = 1;
+/// Index of the overflow flag (f32 0.0 or 1.0), set by [`unscale_and_check`].
+pub const FOUND_INF: usize = 2;
+/// Index of the growth tracker (u32): clean steps since the scale changed.
+pub const TRACKER: usize = 3;
+/// Index of the last [`update_scale`]'s verdict (the flag it cleared).
+pub const VERDICT: usize = 4;
+
+/// The words of a state buffer for `scale` and `tracker`, no overflow
+/// found: the inverse scale computed as PyTorch does
+/// (`scale.double().reciprocal().float()`).
+pub fn state_words(scale: f32, tracker: u32) -> [u32; STATE_WORDS] {
+    let mut w = [0u32; STATE_WORDS];
+    w[SCALE] = scale.to_bits();
+    w[INV_SCALE] = ((1.0 / scale as f64) as f32).to_bits();
+    w[TRACKER] = tracker;
+    w
+}
+
+/// A scale factor the device applies exactly as PyTorch does in double
+/// precision: a power of two whose reciprocal is an f32 too.
+pub fn is_exact_factor(f: f64) -> bool {
+    f > 0.0
+        && f.is_finite()
+        && f.log2().fract() == 0.0
+        && (f as f32) as f64 == f
+        && ((1.0 / f) as f32) as f64 == 1.0 / f
+}
+
+/// `amp.wgsl`'s `Params`, every member in order (the kernels ignore the
+/// ones they do not use).
+fn params(n: usize, interval: u32, (row_words, skip_word): (usize, usize), (growth, backoff): (f64, f64)) -> Params {
+    let f = |v: f64| v as f32;
+    Params::of(&PARAMS)
+        .set_u32("n", n)
+        .set_u32("interval", interval as usize)
+        .set_u32("row_words", row_words)
+        .set_u32("skip_word", skip_word)
+        .set_f32("growth", f(growth))
+        .set_f32("backoff", f(backoff))
+        .set_f32("inv_growth", f(1.0 / growth))
+        .set_f32("inv_backoff", f(1.0 / backoff))
+}
+
+fn check_state(op: &'static str, state: &Buffer, other: &Buffer, what: &str) -> Result<()> {
+    state.check_len(op, "state", STATE_WORDS, 4)?;
+    if state.same_as(other) {
+        return Err(Error::invalid(op, format!("the {what} and the state must be two different buffers")));
+    }
+    Buffer::check_same_device(op, state.device(), &[state, other])
+}
+
+/// Multiplies the first `n` f32 of `grad` in place by the state's inverse
+/// scale and sets its overflow flag when any of them (before scaling) is
+/// NaN or ±inf: `torch._amp_foreach_non_finite_check_and_unscale_` for one
+/// tensor. The flag is only ever set here, so it collects a whole step's
+/// verdict; [`update_scale`] clears it. As in PyTorch, an inverse scale of
+/// exactly 1 leaves the values untouched and non-finite values are scaled
+/// like any other.
 ///
-/// `inv_scale` and `found_inf` are one-element f32 device buffers, so the
-/// scale never has to leave the device and the flag can accumulate over all
-/// the gradients of a step (it is only ever set, never cleared: zero it once
-/// per step). As in PyTorch, an inverse scale of exactly 1 leaves the values
-/// untouched and non-finite values are scaled like any other.
-///
-/// One kernel launch (on the CPU backend, one pass); nothing is read back.
-///
-/// Errors: buffers shorter than stated, on different devices, or one buffer
-/// passed as two operands (the gradient and the flag are both written).
-pub fn unscale_and_check(grad: &Buffer, n: usize, inv_scale: &Buffer, found_inf: &Buffer) -> Result<()> {
+/// Errors: buffers shorter than stated, on different devices, or one
+/// buffer passed as both.
+pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> {
     const OP: &str = "unscale_and_check";
     super::check_u32(OP, n)?;
     grad.check_len(OP, "gradient", n, 4)?;
-    inv_scale.check_len(OP, "inv_scale", 1, 4)?;
-    found_inf.check_len(OP, "found_inf", 1, 4)?;
-    let all = [grad, inv_scale, found_inf];
-    for (i, b) in all.iter().enumerate() {
-        if all[..i].iter().any(|o| o.same_as(b)) {
-            return Err(Error::invalid(OP, "the gradient, inv_scale and found_inf must be three different buffers"));
-        }
-    }
-    let dev = grad.device();
-    Buffer::check_same_device(OP, dev, &all)?;
+    check_state(OP, state, grad, "gradient")?;
     if n == 0 {
         return Ok(());
     }
     run(
-        dev,
+        grad.device(),
         |g| {
-            let params = Params::of(&PARAMS).set_u32("n", n);
-            dispatch(g, "amp", "unscale_and_check", &[], &params, &[inv_scale], &[grad, found_inf], groups(n, 256))
+            let params = params(n, 0, (0, 0), (1.0, 1.0));
+            dispatch(g, "amp", "unscale_and_check", &[], &params, &[], &[state, grad], groups(n, 256))
         },
         || {
-            let s = f32s(&inv_scale.host())[0];
+            let mut st = state.host_mut();
+            let s = f32::from_bits(st[INV_SCALE]);
             let mut hg = grad.host_mut();
             let mut found = false;
-            for v in &mut f32s_mut(&mut hg)[..n] {
+            for w in &mut hg[..n] {
+                let v = f32::from_bits(*w);
                 found |= !v.is_finite();
                 if s != 1.0 {
-                    *v *= s;
+                    *w = (v * s).to_bits();
                 }
             }
             if found {
-                f32s_mut(&mut found_inf.host_mut())[0] = 1.0;
+                st[FOUND_INF] = 1.0f32.to_bits();
             }
+        },
+    )
+}
+
+/// Sets word `skip_word` of each of the first `rows` rows (`row_words`
+/// words each) of `table` to 1 when the state's overflow flag is set, else
+/// 0: an optimizer's scalar table, whose update kernels then skip the step
+/// on the device (`ops::optim`).
+///
+/// Errors: a table shorter than stated, on another device, or the state itself.
+pub fn gate(table: &Buffer, rows: usize, (row_words, skip_word): (usize, usize), state: &Buffer) -> Result<()> {
+    const OP: &str = "gate";
+    if skip_word >= row_words {
+        return Err(Error::invalid(OP, format!("skip word {skip_word} is outside a row of {row_words} words")));
+    }
+    super::check_u32(OP, rows * row_words)?;
+    table.check_len(OP, "table", rows * row_words, 4)?;
+    check_state(OP, state, table, "table")?;
+    if rows == 0 {
+        return Ok(());
+    }
+    run(
+        table.device(),
+        |g| {
+            let params = params(rows, 0, (row_words, skip_word), (1.0, 1.0));
+            dispatch(g, "amp", "gate", &[], &params, &[], &[state, table], groups(rows, 256))
+        },
+        || {
+            let skip = u32::from(state.host()[FOUND_INF] != 0);
+            let mut t = table.host_mut();
+            for r in 0..rows {
+                t[r * row_words + skip_word] = skip;
+            }
+        },
+    )
+}
+
+/// `torch._amp_update_scale_` on the state: after an overflow the scale is
+/// multiplied by `backoff` and the tracker restarts; otherwise the tracker
+/// counts one more clean step and on reaching `interval` (never when 0) the
+/// scale is multiplied by `growth` unless that makes it infinite, and the
+/// tracker restarts. The inverse scale follows; the overflow flag is
+/// cleared for the next step and its value kept as the verdict. One launch
+/// of one thread.
+///
+/// Errors: factors that are not exact powers of two ([`is_exact_factor`]:
+/// elsewhere the f32 products would not be PyTorch's double ones), a short
+/// state.
+pub fn update_scale(state: &Buffer, growth: f64, backoff: f64, interval: u32) -> Result<()> {
+    const OP: &str = "update_scale";
+    if !is_exact_factor(growth) || !is_exact_factor(backoff) {
+        return Err(Error::invalid(OP, format!("factors {growth} and {backoff} must be powers of two")));
+    }
+    state.check_len(OP, "state", STATE_WORDS, 4)?;
+    let f = |v: f64| v as f32;
+    run(
+        state.device(),
+        |g| {
+            let params = params(0, interval, (0, 0), (growth, backoff));
+            dispatch(g, "amp", "update_scale", &[], &params, &[], &[state], 1)
+        },
+        || {
+            let mut st = state.host_mut();
+            let found = st[FOUND_INF];
+            st[VERDICT] = found;
+            st[FOUND_INF] = 0;
+            let (mut scale, mut inv) = (f32::from_bits(st[SCALE]), f32::from_bits(st[INV_SCALE]));
+            if found != 0 {
+                scale *= f(backoff);
+                inv *= f(1.0 / backoff);
+                st[TRACKER] = 0;
+            } else {
+                let successful = st[TRACKER].saturating_add(1);
+                if successful == interval {
+                    let grown = scale * f(growth);
+                    if grown.is_finite() {
+                        scale = grown;
+                        inv *= f(1.0 / growth);
+                    }
+                    st[TRACKER] = 0;
+                } else {
+                    st[TRACKER] = successful;
+                }
+            }
+            st[SCALE] = scale.to_bits();
+            st[INV_SCALE] = inv.to_bits();
         },
     )
 }

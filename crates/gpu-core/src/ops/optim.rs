@@ -213,10 +213,16 @@ struct Scalars {
     decay: f32,
     eps: f32,
     c: [f32; 4],
+    /// The step is skipped (`ops::amp::gate` sets it on the device).
+    skip: bool,
 }
 
 /// Words in one row of scalars (`Scalars` in `optim.wgsl`).
-pub const SCALAR_WORDS: usize = 9;
+pub const SCALAR_WORDS: usize = 10;
+
+/// The word of a row of scalars that says to skip the step
+/// (`ops::amp::gate` writes it from a loss scaler's overflow flag).
+pub const SKIP_WORD: usize = 9;
 
 impl Scalars {
     fn words(&self) -> [u32; SCALAR_WORDS] {
@@ -232,12 +238,21 @@ impl Scalars {
             f(c[1]),
             f(c[2]),
             f(c[3]),
+            self.skip as u32,
         ]
     }
 
     fn from_words(w: &[u32]) -> Scalars {
         let f = |i: usize| f32::from_bits(w[i]);
-        Scalars { first: w[0] != 0, lr: f(1), weight_decay: f(2), decay: f(3), eps: f(4), c: [f(5), f(6), f(7), f(8)] }
+        Scalars {
+            first: w[0] != 0,
+            lr: f(1),
+            weight_decay: f(2),
+            decay: f(3),
+            eps: f(4),
+            c: [f(5), f(6), f(7), f(8)],
+            skip: w[SKIP_WORD] != 0,
+        }
     }
 }
 
@@ -448,6 +463,9 @@ pub fn update_row(
         },
         || {
             let k = Scalars::from_words(&scalars.host()[row * SCALAR_WORDS..(row + 1) * SCALAR_WORDS]);
+            if k.skip {
+                return;
+            }
             let hg = grad.host();
             let mut hp = param.host_mut();
             let mut hs: Vec<_> = state.iter().map(|b| b.host_mut()).collect();

@@ -1,8 +1,10 @@
 //! [`GradScaler`]: dynamic loss scaling (`torch.amp.GradScaler`).
 
+use std::sync::Mutex;
+
 use wgrad_autograd::{DType, Device, Error, Result, Tensor};
 use wgrad_gpu_core::ops::amp;
-use wgrad_gpu_core::Buffer;
+use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::optim::{exclusive_buffer, Optimizer};
 use crate::state::StateDict;
@@ -84,9 +86,9 @@ struct OptimizerState {
     /// `&mut dyn Optimizer` has no stable address to key on).
     key: Vec<u64>,
     stage: Stage,
-    /// The overflow flag of each device its gradients live on (one
-    /// element, 0.0 or 1.0, written by the unscale kernel).
-    found_inf: Vec<(Device, Buffer)>,
+    /// The scaler state (`ops::amp`) of each device its gradients live on,
+    /// whose overflow flag the unscale kernels set.
+    checked: Vec<(Device, Buffer)>,
     /// The flags, once read back.
     found: Option<bool>,
 }
@@ -98,13 +100,24 @@ impl OptimizerState {
             return f;
         }
         let mut found = false;
-        for (_, b) in &self.found_inf {
-            let v = b.to_f32().unwrap_or_else(|e| panic!("GradScaler: reading found_inf back: {e}"));
-            found |= v[0] != 0.0;
+        for (_, b) in &self.checked {
+            let w = b.to_u32().unwrap_or_else(|e| panic!("GradScaler: reading found_inf back: {e}"));
+            found |= w[amp::FOUND_INF] != 0;
         }
         self.found = Some(found);
         found
     }
+}
+
+/// How [`GradScaler`] steps an optimizer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Read the verdict back, then `step` or not.
+    Sync,
+    /// `step_unless_overflow`: the device skips; nothing read back.
+    Async,
+    /// `apply_step_unless_overflow` (after `prepare_step`, in a compiled step).
+    AsyncPrepared,
 }
 
 /// Dynamic loss scaling for mixed-precision training, with the semantics
@@ -118,17 +131,28 @@ impl OptimizerState {
 /// [`unscale_`](Self::unscale_) yourself between backward and `step` when
 /// something must see the true gradients first, e.g. gradient clipping.
 ///
-/// Unscaling and the overflow check run on the device (one kernel launch
-/// per gradient, `wgrad_gpu_core::ops::amp::unscale_and_check`); the one
-/// value that comes back to the host per step is the overflow flag, read in
-/// `step`, which must know whether to step. Since the flag is on the host
-/// then anyway, the scale is kept there too and `update` costs nothing on
-/// the device; the kernel reads the inverse scale from a device buffer.
+/// **Where the scale lives.** With factors that are powers of two (the
+/// defaults), the scale, its inverse, the overflow flag and the growth
+/// count live on the device of the first scaled loss, in one small buffer
+/// (`wgrad_gpu_core::ops::amp`): the loss is multiplied by it there, the
+/// unscale kernels read the inverse and set the flag, and `update` is one
+/// kernel launch, PyTorch's rule bit for bit (a product with a power of two
+/// is exact in f32). [`step`](Self::step) still reads the flag back to
+/// decide on the host; [`step_async`](Self::step_async) does not: the
+/// optimizer's update kernels skip the step on the device, so the host can
+/// record the next step while the device finishes this one (the
+/// [`Trainer`](crate::train::Trainer) steps this way). [`get_scale`](Self::get_scale),
+/// [`growth_tracker`](Self::growth_tracker) and [`state_dict`](Self::state_dict)
+/// read the state back (as PyTorch's `get_scale` does). With other factors
+/// the scale lives on the host and every step reads the flag back.
 ///
 /// Differences from PyTorch: a second `unscale_` before `update` is a no-op
 /// instead of an error; optimizers are told apart by their parameters (two
 /// optimizers over the same parameters count as one), not by object
 /// identity; [`update_to`](Self::update_to) is PyTorch's `update(new_scale)`.
+/// With the scale on the device, the losses and gradients must be on that
+/// one device, and several optimizers share one overflow flag (an overflow
+/// in any gradient skips every optimizer's step).
 ///
 /// ```
 /// use wgrad_autograd::{Device, Tensor};
@@ -153,12 +177,14 @@ impl OptimizerState {
 /// ```
 pub struct GradScaler {
     opts: GradScalerOptions,
-    /// The current scale (PyTorch's `_scale`, an f32 tensor there).
+    /// The current scale (PyTorch's `_scale`) while it lives on the host:
+    /// always with other factors, and until the device state is made.
     scale: f32,
-    /// Overflow-free steps in a row since the scale last changed.
+    /// Overflow-free steps in a row since the scale last changed (as `scale`).
     growth_tracker: u32,
-    /// `1/scale` on each device used so far, with the scale it was made for.
-    inv_scale: Vec<(Device, f32, Buffer)>,
+    /// With power-of-two factors: the state buffer (`ops::amp`) on the
+    /// device of the scaled losses, which then holds the scale and count.
+    device: Mutex<Option<Buffer>>,
     /// Progress of each optimizer since the last update.
     per_optimizer: Vec<OptimizerState>,
 }
@@ -173,8 +199,7 @@ impl std::fmt::Debug for GradScaler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GradScaler")
             .field("options", &self.opts)
-            .field("scale", &self.scale)
-            .field("growth_tracker", &self.growth_tracker)
+            .field("scale_on_device", &self.scale_on_device())
             .finish_non_exhaustive()
     }
 }
@@ -195,7 +220,13 @@ impl GradScaler {
         if opts.enabled {
             check_factors(opts.growth_factor, opts.backoff_factor).unwrap_or_else(|e| panic!("GradScaler: {e}"));
         }
-        GradScaler { opts, scale: opts.init_scale, growth_tracker: 0, inv_scale: Vec::new(), per_optimizer: Vec::new() }
+        GradScaler {
+            opts,
+            scale: opts.init_scale,
+            growth_tracker: 0,
+            device: Mutex::new(None),
+            per_optimizer: Vec::new(),
+        }
     }
 
     /// Whether scaling is on; when it is not, every method passes through.
@@ -203,14 +234,39 @@ impl GradScaler {
         self.opts.enabled
     }
 
-    /// The current scale (1.0 when disabled, as in PyTorch). Free: the
-    /// scale lives on the host.
-    pub fn get_scale(&self) -> f32 {
-        if self.opts.enabled {
-            self.scale
+    /// Whether the scale lives on the device (enabled, with power-of-two
+    /// factors; see the type's documentation), so that
+    /// [`step_async`](Self::step_async) reads nothing back.
+    pub fn scale_on_device(&self) -> bool {
+        self.opts.enabled
+            && amp::is_exact_factor(self.opts.growth_factor)
+            && amp::is_exact_factor(self.opts.backoff_factor)
+    }
+
+    /// What a recorded step (`CompiledStep`) that scales its loss depends
+    /// on: the scale's bits when the scale lives on the host (it is in the
+    /// launches' parameters), else 0 (the launches read it on the device).
+    pub fn replay_key(&self) -> u64 {
+        if self.opts.enabled && !self.scale_on_device() {
+            u64::from(self.scale.to_bits())
         } else {
-            1.0
+            0
         }
+    }
+
+    /// The device state's words, when the scale lives on the device.
+    fn device_words(&self) -> Option<Vec<u32>> {
+        let state = self.device.lock().unwrap().clone()?;
+        Some(expect(state.to_u32()))
+    }
+
+    /// The current scale (1.0 when disabled, as in PyTorch). Reads it back
+    /// when it lives on the device (as PyTorch's `get_scale` does).
+    pub fn get_scale(&self) -> f32 {
+        if !self.opts.enabled {
+            return 1.0;
+        }
+        self.device_words().map_or(self.scale, |w| f32::from_bits(w[amp::SCALE]))
     }
 
     /// The hyper-parameters in force (`init_scale` as constructed; the
@@ -219,9 +275,29 @@ impl GradScaler {
         &self.opts
     }
 
-    /// Overflow-free steps in a row since the scale last changed.
+    /// Overflow-free steps in a row since the scale last changed (read back
+    /// when the scale lives on the device).
     pub fn growth_tracker(&self) -> u32 {
-        self.growth_tracker
+        self.device_words().map_or(self.growth_tracker, |w| w[amp::TRACKER])
+    }
+
+    /// The state buffer on `dev`, made from the host's scale and count on
+    /// first use (scale on the device only).
+    ///
+    /// # Panics
+    /// When the state lives on another device.
+    fn state_on(&self, dev: &Device) -> Buffer {
+        let mut state = self.device.lock().unwrap();
+        let b = state
+            .get_or_insert_with(|| expect(Buffer::from_u32(dev, &amp::state_words(self.scale, self.growth_tracker))));
+        assert!(
+            b.device() == dev,
+            "GradScaler: the scale lives on {}, but this loss or gradient is on {} (a scaler with its scale on \
+             the device serves one device)",
+            b.device().name(),
+            dev.name()
+        );
+        b.clone()
     }
 
     /// `loss · scale`, recorded in the graph, so that backpropagating it
@@ -231,7 +307,13 @@ impl GradScaler {
         if !self.opts.enabled {
             return loss.clone();
         }
-        loss.mul_scalar(self.scale)
+        if self.scale_on_device() && loss.dtype() == DType::F32 {
+            // The state's first word, as a scalar tensor.
+            let state = self.state_on(&loss.device());
+            let scale = Tensor::from_parts(state, Layout::contiguous(&[]), DType::F32);
+            return loss * &scale;
+        }
+        loss.mul_scalar(self.get_scale())
     }
 
     /// Divides the gradients of every group of `optimizer` by the scale, in
@@ -256,7 +338,7 @@ impl GradScaler {
             Stage::Ready => {}
         }
         let _scope = wgrad_gpu_core::profile::scope(|| "GradScaler unscale_".to_string());
-        let mut found_inf: Vec<(Device, Buffer)> = Vec::new();
+        let mut checked: Vec<(Device, Buffer)> = Vec::new();
         for group in optimizer.groups() {
             for p in &group.params {
                 let Some(grad) = p.grad() else { continue };
@@ -270,22 +352,26 @@ impl GradScaler {
                     continue;
                 }
                 let dev = grad.device();
-                let flag = match found_inf.iter().find(|(d, _)| *d == dev) {
+                let state = match checked.iter().find(|(d, _)| *d == dev) {
                     Some((_, b)) => b.clone(),
                     None => {
-                        let b = expect(Buffer::from_f32(&dev, &[0.0]));
-                        found_inf.push((dev.clone(), b.clone()));
+                        // On the host: this iteration's scale and a clear flag.
+                        let b = if self.scale_on_device() {
+                            self.state_on(&dev)
+                        } else {
+                            expect(Buffer::from_u32(&dev, &amp::state_words(self.scale, 0)))
+                        };
+                        checked.push((dev.clone(), b.clone()));
                         b
                     }
                 };
-                let inv = self.inv_scale_on(&dev);
                 // In place, on a buffer no other gradient shares.
                 let buf = exclusive_buffer(&grad);
-                expect(amp::unscale_and_check(&buf, n, &inv, &flag));
+                expect(amp::unscale_and_check(&buf, n, &state));
             }
         }
         let st = &mut self.per_optimizer[i];
-        st.found_inf = found_inf;
+        st.checked = checked;
         st.found = None;
         st.stage = Stage::Unscaled;
     }
@@ -301,8 +387,39 @@ impl GradScaler {
     /// or when no parameter of `optimizer` has a gradient (PyTorch's "No inf
     /// checks were recorded for this optimizer": usually a missing backward).
     pub fn step(&mut self, optimizer: &mut dyn Optimizer) -> bool {
+        self.step_how(optimizer, How::Sync)
+    }
+
+    /// [`step`](Self::step) without reading anything back when the scale
+    /// lives on the device and the optimizer can skip there (the built-in
+    /// ones can, `Optimizer::step_unless_overflow`): the optimizer's update
+    /// kernels leave everything as it is when a gradient overflowed, and
+    /// the optimizer takes the step's counts back when it next steps. The
+    /// same trajectory as `step`, bit for bit, with no sync mid-step.
+    /// Otherwise it is `step`.
+    ///
+    /// # Panics
+    /// As [`step`](Self::step).
+    pub fn step_async(&mut self, optimizer: &mut dyn Optimizer) {
+        self.step_how(optimizer, How::Async);
+    }
+
+    /// [`step_async`](Self::step_async) for an optimizer whose host half
+    /// (`Optimizer::prepare_step`) already ran: only its device half
+    /// (`apply_step`), gated, so that a compiled step records it.
+    ///
+    /// # Panics
+    /// As [`step`](Self::step).
+    pub fn apply_step_async(&mut self, optimizer: &mut dyn Optimizer) {
+        self.step_how(optimizer, How::AsyncPrepared);
+    }
+
+    fn step_how(&mut self, optimizer: &mut dyn Optimizer, how: How) -> bool {
         if !self.opts.enabled {
-            optimizer.step();
+            match how {
+                How::AsyncPrepared => optimizer.apply_step(),
+                _ => optimizer.step(),
+            }
             return true;
         }
         let i = self.state_index(&*optimizer);
@@ -311,12 +428,26 @@ impl GradScaler {
             Stage::Ready => self.unscale_(optimizer),
             Stage::Unscaled => {}
         }
+        let on_device = self.scale_on_device();
         let st = &mut self.per_optimizer[i];
-        assert!(!st.found_inf.is_empty(), "GradScaler: no inf checks were recorded for this optimizer");
-        let stepped = !st.found();
+        assert!(!st.checked.is_empty(), "GradScaler: no inf checks were recorded for this optimizer");
         st.stage = Stage::Stepped;
+        let state = st.checked[0].1.clone();
+        let gated = on_device
+            && match how {
+                How::Sync => false,
+                How::Async => optimizer.step_unless_overflow(&state),
+                How::AsyncPrepared => optimizer.apply_step_unless_overflow(&state),
+            };
+        if gated {
+            return true;
+        }
+        let stepped = !st.found();
         if stepped {
-            optimizer.step();
+            match how {
+                How::AsyncPrepared => optimizer.apply_step(),
+                _ => optimizer.step(),
+            }
         }
         stepped
     }
@@ -327,7 +458,8 @@ impl GradScaler {
     /// otherwise the count grows, and on reaching `growth_interval` the
     /// scale is multiplied by `growth_factor` (unless that would make it
     /// infinite) and the count restarts. Then every optimizer is ready for
-    /// the next iteration. Costs no device work.
+    /// the next iteration. With the scale on the device this is one kernel
+    /// launch there (nothing read back); else it costs no device work.
     ///
     /// # Panics
     /// When no optimizer was unscaled since the last update ("No inf checks
@@ -336,19 +468,28 @@ impl GradScaler {
         if !self.opts.enabled {
             return;
         }
-        let checked: Vec<&mut OptimizerState> =
-            self.per_optimizer.iter_mut().filter(|s| !s.found_inf.is_empty()).collect();
-        assert!(!checked.is_empty(), "GradScaler: no inf checks were recorded prior to update()");
-        let found = checked.into_iter().fold(false, |acc, s| s.found() | acc);
+        assert!(
+            self.per_optimizer.iter().any(|s| !s.checked.is_empty()),
+            "GradScaler: no inf checks were recorded prior to update()"
+        );
+        let o = self.opts;
+        if self.scale_on_device() {
+            let state = self.device.lock().unwrap().clone().expect("unscaling made the device state");
+            expect(amp::update_scale(&state, o.growth_factor, o.backoff_factor, o.growth_interval));
+            self.per_optimizer.clear();
+            return;
+        }
+        let found =
+            self.per_optimizer.iter_mut().filter(|s| !s.checked.is_empty()).fold(false, |acc, s| s.found() | acc);
         if found {
-            self.set_scale((self.scale as f64 * self.opts.backoff_factor) as f32);
+            self.scale = (self.scale as f64 * o.backoff_factor) as f32;
             self.growth_tracker = 0;
         } else {
             let successful = self.growth_tracker.saturating_add(1);
-            if successful == self.opts.growth_interval {
-                let grown = (self.scale as f64 * self.opts.growth_factor) as f32;
+            if successful == o.growth_interval {
+                let grown = (self.scale as f64 * o.growth_factor) as f32;
                 if grown.is_finite() {
-                    self.set_scale(grown);
+                    self.scale = grown;
                 }
                 self.growth_tracker = 0;
             } else {
@@ -365,7 +506,7 @@ impl GradScaler {
         if !self.opts.enabled {
             return;
         }
-        self.set_scale(new_scale);
+        self.set_scale(new_scale, None);
         self.per_optimizer.clear();
     }
 
@@ -377,12 +518,16 @@ impl GradScaler {
         if !self.opts.enabled {
             return sd;
         }
+        let (scale, tracker) = match self.device_words() {
+            Some(w) => (f32::from_bits(w[amp::SCALE]), w[amp::TRACKER]),
+            None => (self.scale, self.growth_tracker),
+        };
         let m = &mut sd.meta;
-        m.insert("scale".into(), format!("{:?}", self.scale));
+        m.insert("scale".into(), format!("{scale:?}"));
         m.insert("growth_factor".into(), format!("{:?}", self.opts.growth_factor));
         m.insert("backoff_factor".into(), format!("{:?}", self.opts.backoff_factor));
         m.insert("growth_interval".into(), self.opts.growth_interval.to_string());
-        m.insert("_growth_tracker".into(), self.growth_tracker.to_string());
+        m.insert("_growth_tracker".into(), tracker.to_string());
         sd
     }
 
@@ -403,33 +548,34 @@ impl GradScaler {
         let growth_interval: u32 = get(state, "growth_interval")?;
         let growth_tracker: u32 = get(state, "_growth_tracker")?;
         check_factors(growth_factor, backoff_factor).map_err(|e| Error::invalid(WHO, e))?;
-        self.set_scale(scale);
         self.opts.growth_factor = growth_factor;
         self.opts.backoff_factor = backoff_factor;
         self.opts.growth_interval = growth_interval;
-        self.growth_tracker = growth_tracker;
+        self.set_scale(scale, Some(growth_tracker));
         Ok(())
     }
 
-    fn set_scale(&mut self, scale: f32) {
-        if scale.to_bits() != self.scale.to_bits() {
-            self.scale = scale;
-            self.inv_scale.clear();
+    /// Sets the scale (and the growth count when given) wherever they live;
+    /// a device state is dropped when the factors no longer allow it.
+    fn set_scale(&mut self, scale: f32, tracker: Option<u32>) {
+        let on_device = self.scale_on_device();
+        let mut state = self.device.lock().unwrap();
+        if let Some(b) = state.as_ref().filter(|_| on_device) {
+            let mut words = amp::state_words(scale, tracker.unwrap_or(0)).to_vec();
+            // The flag cleared; the count kept unless given.
+            words.truncate(if tracker.is_some() { amp::TRACKER + 1 } else { amp::TRACKER });
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            expect(b.write_bytes(&bytes));
+        } else if state.is_some() {
+            // The factors changed: the host takes the scale back.
+            let w = expect(state.take().expect("checked").to_u32());
+            self.growth_tracker = w[amp::TRACKER];
         }
-    }
-
-    /// `1/scale` in a one-element buffer on `dev`, computed as PyTorch does
-    /// (`scale.double().reciprocal().float()`), uploaded once per scale.
-    fn inv_scale_on(&mut self, dev: &Device) -> Buffer {
-        if let Some((_, _, b)) = self.inv_scale.iter().find(|(d, s, _)| d == dev && s.to_bits() == self.scale.to_bits())
-        {
-            return b.clone();
+        drop(state);
+        self.scale = scale;
+        if let Some(t) = tracker {
+            self.growth_tracker = t;
         }
-        let inv = (1.0 / self.scale as f64) as f32;
-        let b = expect(Buffer::from_f32(dev, &[inv]));
-        self.inv_scale.retain(|(d, _, _)| d != dev);
-        self.inv_scale.push((dev.clone(), self.scale, b.clone()));
-        b
     }
 
     /// The index of `optimizer`'s state, created ready when new.
@@ -438,7 +584,7 @@ impl GradScaler {
         if let Some(i) = self.per_optimizer.iter().position(|s| s.key == key) {
             return i;
         }
-        self.per_optimizer.push(OptimizerState { key, stage: Stage::Ready, found_inf: Vec::new(), found: None });
+        self.per_optimizer.push(OptimizerState { key, stage: Stage::Ready, checked: Vec::new(), found: None });
         self.per_optimizer.len() - 1
     }
 }

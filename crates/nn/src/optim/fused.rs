@@ -51,9 +51,9 @@
 use std::collections::{HashMap, HashSet};
 
 use wgrad_autograd::{DType, Error, Result, Tensor};
-use wgrad_gpu_core::ops::optim::{scalars, update_row, Rule, SCALAR_WORDS};
-use wgrad_gpu_core::ops::{copy, fill};
-use wgrad_gpu_core::{Buffer, Layout};
+use wgrad_gpu_core::ops::optim::{scalars, update_row, Rule, SCALAR_WORDS, SKIP_WORD};
+use wgrad_gpu_core::ops::{amp, copy, fill};
+use wgrad_gpu_core::{Buffer, Layout, Readback};
 
 use super::ParamGroup;
 use crate::state::StateDict;
@@ -118,6 +118,46 @@ pub(crate) struct Fused<A: Algorithm> {
     /// The parameters (ids) the last `apply_step` found without a
     /// gradient: [`prepare_step`](Self::prepare_step) leaves them out.
     gradless: HashSet<u64>,
+    /// A loss scaler's state that gates the next `apply_step` (see
+    /// [`apply_step_unless_overflow`](Self::apply_step_unless_overflow)).
+    gate: Option<Buffer>,
+    /// The last gated step, until the device's verdict is read (behind a
+    /// lock so that `state_dict(&self)` can read it).
+    unconfirmed: std::sync::Mutex<Option<Unconfirmed>>,
+}
+
+/// A step the device may have skipped (a loss scaler found an overflow):
+/// its counts stand until the verdict, written by the gate into the skip
+/// word of the scalar rows, is read.
+struct Unconfirmed {
+    /// The parameters it counted a step for.
+    ids: Vec<u64>,
+    /// A scalar table the gate marked (its first row's skip word).
+    rows: Buffer,
+    /// The rows on their way to the host, started right after the step.
+    read: Option<Readback>,
+    /// The step was being recorded (no readback inside a step graph): the
+    /// rows are read when needed, and the entry stays for the replays,
+    /// which gate the same rows again.
+    recorded: bool,
+    /// The verdict, once read.
+    verdict: Option<bool>,
+}
+
+impl Unconfirmed {
+    /// Whether the device skipped the step (read at most once).
+    fn skipped(&mut self) -> bool {
+        if let Some(v) = self.verdict {
+            return v;
+        }
+        let word = match self.read.take() {
+            Some(r) => expect(r.wait()).chunks_exact(4).nth(SKIP_WORD).map(|b| b[0] | b[1] | b[2] | b[3]),
+            None => Some(expect(self.rows.to_u32())[SKIP_WORD] as u8),
+        };
+        let v = word.expect("a whole scalar row") != 0;
+        self.verdict = Some(v);
+        v
+    }
 }
 
 fn check_hyper(lr: f32, weight_decay: f32) -> std::result::Result<(), String> {
@@ -146,7 +186,16 @@ impl<A: Algorithm> Fused<A> {
                 assert!(p.dtype() == DType::F32, "{}: parameters must be F32, got {:?}", A::NAME, p.dtype());
             }
         }
-        Fused { groups, opts, slots: HashMap::new(), rows: Vec::new(), prepared: None, gradless: HashSet::new() }
+        Fused {
+            groups,
+            opts,
+            slots: HashMap::new(),
+            rows: Vec::new(),
+            prepared: None,
+            gradless: HashSet::new(),
+            gate: None,
+            unconfirmed: std::sync::Mutex::new(None),
+        }
     }
 
     /// One fused update of every parameter that has a gradient.
@@ -168,9 +217,70 @@ impl<A: Algorithm> Fused<A> {
         self.gradless = gradless;
     }
 
+    /// [`step`](Self::step) skipped on the device when `scaler` (a loss
+    /// scaler's state, `ops::amp`) holds an overflow.
+    pub fn step_unless_overflow(&mut self, scaler: &Buffer) {
+        self.prepare(|p| p.grad().is_some());
+        self.apply_step_unless_overflow(scaler);
+    }
+
+    /// [`apply_step`](Self::apply_step) skipped on the device when
+    /// `scaler` holds an overflow: each group's scalar rows are marked by
+    /// `ops::amp::gate` before its updates, which then leave everything as
+    /// it is. The step's counts stand until the verdict is read, which the
+    /// next [`prepare_step`](Self::prepare_step) (or state dict) does: the
+    /// rows are on their way to the host meanwhile, unless the step is
+    /// being recorded.
+    pub fn apply_step_unless_overflow(&mut self, scaler: &Buffer) {
+        self.gate = Some(scaler.clone());
+        self.apply_step();
+    }
+
+    /// Reads the verdict of the last gated step and, when the device
+    /// skipped it, takes its counts back (a first step leaves no state).
+    fn confirm(&mut self) {
+        let pending = self.unconfirmed.get_mut().unwrap();
+        let Some(u) = pending.as_mut() else { return };
+        let skipped = u.skipped().then(|| u.ids.clone());
+        if u.recorded {
+            u.verdict = None;
+        } else {
+            *pending = None;
+        }
+        for id in skipped.into_iter().flatten() {
+            self.unstep(id);
+        }
+    }
+
+    /// The parameters whose last step the device skipped, not yet taken back.
+    fn skipped_unconfirmed(&self) -> Vec<u64> {
+        let mut pending = self.unconfirmed.lock().unwrap();
+        match pending.as_mut() {
+            Some(u) => {
+                if u.skipped() {
+                    u.ids.clone()
+                } else {
+                    Vec::new()
+                }
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Takes back one counted step of parameter `id`.
+    fn unstep(&mut self, id: u64) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.step -= 1;
+            if slot.step == 0 {
+                self.slots.remove(&id);
+            }
+        }
+    }
+
     /// Counts a step for the parameters `stepped` selects and writes their
     /// scalars; creates state buffers on first use.
     fn prepare(&mut self, stepped: impl Fn(&Tensor) -> bool) {
+        self.confirm();
         let rule = self.opts.rule();
         let names = rule.state_names();
         self.rows.resize(self.groups.len(), None);
@@ -224,21 +334,24 @@ impl<A: Algorithm> Fused<A> {
         let _scope = wgrad_gpu_core::profile::scope(|| format!("{} step", A::NAME));
         let prepared = self.prepared.take().unwrap_or_else(|| panic!("{}: apply_step without prepare_step", A::NAME));
         let rule = self.opts.rule();
-        for ((group, chosen), rows) in self.groups.iter().zip(prepared).zip(&self.rows) {
+        let gate = self.gate.take();
+        let (mut stepped, mut marked) = (Vec::new(), None);
+        let rows_of: Vec<Option<Buffer>> = self.rows.clone();
+        for ((group, chosen), rows) in self.groups.clone().iter().zip(prepared).zip(&rows_of) {
+            if let (Some(state), Some(rows)) = (&gate, rows) {
+                expect(amp::gate(rows, group.params.len(), (SCALAR_WORDS, SKIP_WORD), state));
+                marked.get_or_insert_with(|| rows.clone());
+            }
             for i in chosen {
                 let p = &group.params[i];
                 let Some(grad) = p.grad() else {
                     // Not stepped after all: its count back, and no state
                     // made for it if this was its first step (as `step`).
-                    if let Some(slot) = self.slots.get_mut(&p.id()) {
-                        slot.step -= 1;
-                        if slot.step == 0 {
-                            self.slots.remove(&p.id());
-                        }
-                    }
+                    self.unstep(p.id());
                     self.gradless.insert(p.id());
                     continue;
                 };
+                stepped.push(p.id());
                 self.gradless.remove(&p.id());
                 let n = p.numel();
                 assert_eq!(
@@ -259,10 +372,17 @@ impl<A: Algorithm> Fused<A> {
                 expect(update_row(&rule, (rows, i), &param, &gb, &state, n));
             }
         }
+        *self.unconfirmed.get_mut().unwrap() = marked.map(|rows| {
+            let recorded = rows.device().is_recording();
+            let read = (!recorded).then(|| rows.read_async());
+            Unconfirmed { ids: stepped, rows, read, recorded, verdict: None }
+        });
     }
 
-    /// See the module documentation for the format.
+    /// See the module documentation for the format. A gated step the
+    /// device skipped is not counted (its verdict is read first).
     pub fn state_dict(&self) -> StateDict {
+        let skipped = self.skipped_unconfirmed();
         let mut sd = StateDict::new();
         sd.meta.insert("kind".into(), A::NAME.into());
         let mut opts = self.opts.clone();
@@ -281,8 +401,9 @@ impl<A: Algorithm> Fused<A> {
             let ids: Vec<String> = (index..index + g.params.len()).map(|i| i.to_string()).collect();
             sd.meta.insert(format!("param_groups.{gi}.params"), ids.join(","));
             for p in &g.params {
-                if let Some(slot) = self.slots.get(&p.id()) {
-                    sd.meta.insert(format!("state.{index}.step"), slot.step.to_string());
+                let taken_back = u64::from(skipped.contains(&p.id()));
+                if let Some(slot) = self.slots.get(&p.id()).filter(|s| s.step > taken_back) {
+                    sd.meta.insert(format!("state.{index}.step"), (slot.step - taken_back).to_string());
                     let layout = Layout::contiguous(&p.shape());
                     for (name, b) in names.iter().zip(&slot.bufs) {
                         let copy = expect(copy::contiguous(b, &layout));
@@ -382,6 +503,8 @@ impl<A: Algorithm> Fused<A> {
             g.weight_decay = wd;
         }
         self.slots = slots;
+        // The loaded counts are what they are: no earlier verdict applies.
+        *self.unconfirmed.get_mut().unwrap() = None;
         Ok(())
     }
 }
@@ -481,6 +604,14 @@ macro_rules! fused_optimizer {
             }
             fn apply_step(&mut self) {
                 self.inner.apply_step()
+            }
+            fn step_unless_overflow(&mut self, scaler: &wgrad_gpu_core::Buffer) -> bool {
+                self.inner.step_unless_overflow(scaler);
+                true
+            }
+            fn apply_step_unless_overflow(&mut self, scaler: &wgrad_gpu_core::Buffer) -> bool {
+                self.inner.apply_step_unless_overflow(scaler);
+                true
             }
             fn groups(&self) -> &[$crate::optim::ParamGroup] {
                 &self.inner.groups

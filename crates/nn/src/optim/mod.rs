@@ -18,6 +18,7 @@ pub use rmsprop::{RmsProp, RmsPropOptions};
 pub use sgd::{Sgd, SgdOptions};
 
 use wgrad_autograd::Tensor;
+use wgrad_gpu_core::Buffer;
 
 use crate::state::StateDict;
 
@@ -59,6 +60,24 @@ pub trait Optimizer {
     /// every step. The default is `step`.
     fn apply_step(&mut self) {
         self.step()
+    }
+
+    /// [`step`](Self::step), skipped on the device when the loss scaler
+    /// state `scaler` (`wgrad_gpu_core::ops::amp`) has found inf/NaN
+    /// gradients: the update kernels then leave the parameters and their
+    /// state as they are, and nothing is read back now (the optimizer takes
+    /// the skipped step's counts back when it next prepares a step).
+    /// Returns `false`, having done nothing, when the optimizer cannot skip
+    /// on the device (the default: `GradScaler` then reads the flag back
+    /// and calls `step` or not).
+    fn step_unless_overflow(&mut self, _scaler: &Buffer) -> bool {
+        false
+    }
+
+    /// [`apply_step`](Self::apply_step) gated as
+    /// [`step_unless_overflow`](Self::step_unless_overflow) gates `step`.
+    fn apply_step_unless_overflow(&mut self, _scaler: &Buffer) -> bool {
+        false
     }
 
     /// Clears every parameter's gradient.

@@ -6,11 +6,14 @@
 //! Inside the graph: the forward closure, the backward, and the optimizer's
 //! updates ([`Optimizer::apply_step`]; its host half,
 //! [`Optimizer::prepare_step`], runs before each replay). With a
-//! `GradScaler` (AMP) or gradient clipping the optimizer runs after the
-//! graph instead (the scaler reads its overflow flag back, clipping scales
-//! the gradients first); the loss scale is then part of the graph's key,
-//! so a new scale records afresh. Gradient accumulation runs the two
-//! closures eagerly (each micro-batch's graph would differ).
+//! `GradScaler` (AMP) whose scale lives on the device, its unscaling, the
+//! optimizer's updates gated by its overflow flag, and its scale update are
+//! in the graph too. With a scaler whose scale lives on the host, or with
+//! gradient clipping, the optimizer runs after the graph instead (that
+//! scaler reads its overflow flag back, clipping scales the gradients
+//! first); the host scale is then part of the graph's key, so a new scale
+//! records afresh. Gradient accumulation runs the two closures eagerly
+//! (each micro-batch's graph would differ).
 
 use std::collections::HashMap;
 
@@ -59,7 +62,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
         &mut self,
         model: &M,
         batch: B,
-        (opt, scaler): (&mut dyn Optimizer, &GradScaler),
+        (opt, scaler): (&mut dyn Optimizer, &mut GradScaler),
         autocast: bool,
         update: bool,
     ) -> (StepOutput, bool) {
@@ -68,7 +71,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
         if update {
             opt.prepare_step();
         }
-        let key = u64::from(scaler.get_scale().to_bits());
+        let key = scaler.replay_key();
         let shapes: Vec<Vec<usize>> = inputs.iter().map(Tensor::shape).collect();
         let (forward, meta) = (&self.forward, &mut self.meta);
         // The model's dropout draws are replayed from its generators.
@@ -80,7 +83,10 @@ impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
             };
             meta.insert(shapes.clone(), (out.samples, out.accuracy.is_some()));
             scaler.scale(&out.loss).backward();
-            if update {
+            if update && scaler.is_enabled() {
+                scaler.apply_step_async(opt);
+                scaler.update();
+            } else if update {
                 opt.apply_step();
             }
             let mut v = vec![out.loss];

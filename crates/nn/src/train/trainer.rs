@@ -745,7 +745,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             // updates too unless AMP or clipping needs them after it.
             let (o, updated) = match (&mut *step, k) {
                 (StepKind::Compiled(c), 1) => {
-                    let update = !scaler.is_enabled() && clip.is_none();
+                    // With the scale on the device the scaler's part is device work too.
+                    let update = (!scaler.is_enabled() || scaler.scale_on_device()) && clip.is_none();
                     c.step(&**model, batch, (&mut **opt, scaler), *autocast, update)
                 }
                 (step, _) => {
@@ -767,7 +768,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                         scaler.unscale_(*opt);
                         clip_grad_norm_(params, max_norm);
                     }
-                    scaler.step(*opt);
+                    // No readback: an overflow skips the update on the device.
+                    scaler.step_async(*opt);
                     scaler.update();
                 }
                 opt.zero_grad();
