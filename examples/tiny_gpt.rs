@@ -60,6 +60,11 @@ pub(crate) struct Args {
     /// Use the token embedding as the output head.
     #[arg(long)]
     tie_weights: bool,
+    /// Record the training step once (forward, backward, dropout masks,
+    /// AdamW's updates, the AMP scaler) and replay it without running its
+    /// code (`Trainer::compiled`; on a GPU).
+    #[arg(long)]
+    compile: bool,
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/tiny_gpt")]
     out_dir: PathBuf,
@@ -115,15 +120,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
             (0..args.run.batch).map(|_| (rng.borrow_mut().next_u64() % (max_start as u64 + 1)) as usize).collect();
         windows(&corpus.train, &starts, seq_len, &dev)
     };
-    let trainer = Trainer::new(&mut model, &mut opt, |m: &Gpt, (x, y): (Tensor, Tensor)| {
-        StepOutput::new(m.loss(&x, &y), y.numel())
-    })
+    let loss = |m: &Gpt, x: &Tensor, y: &Tensor| StepOutput::new(m.loss(x, y), y.numel());
+    let trainer = if args.compile {
+        // The batch becomes two input tensors outside the recorded step.
+        let inputs = |(x, y): (Tensor, Tensor)| vec![x, y];
+        Trainer::compiled(&mut model, &mut opt, inputs, move |m: &Gpt, t: &[Tensor]| loss(m, &t[0], &t[1]))
+    } else {
+        Trainer::new(&mut model, &mut opt, move |m: &Gpt, (x, y): (Tensor, Tensor)| loss(m, &x, &y))
+    }
     .schedule(&mut sched, Every::Step)
     .state("batches", &rng)
     .evaluate(|m| Ok(Evaluation { loss: window_loss(m, &corpus.val, args.run.batch, seq_len, &dev), accuracy: None }));
     let sizes = [("--batch", args.run.batch), ("--seq-len", seq_len), ("--width", args.width)];
     let Some(trained) = train(trainer, &args.run, (&run, &dev), &sizes, &batch)? else { return Ok(()) };
 
+    if args.compile {
+        println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
+    }
     model.eval(); // the Trainer leaves it training
     let mut sampler =
         Sampler::new(Sampling { temperature: args.run.temperature, top_k: args.run.top_k }, args.run.seed);

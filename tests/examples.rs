@@ -166,6 +166,9 @@ const RUNS: &[Run] = &[
           args: "--text {text} --steps 4 --eval-every 2 --batch 4 --seq-len 16 --width 32 --heads 2 --amp" },
     Run { example: "tiny_gpt", device: "gpu", mode: Plain, files: TEXT,
           args: "--text {text} --steps 2 --eval-every 2 --batch 4 --seq-len 8 --width 16 --heads 2 --layers 1 --amp" },
+    Run { example: "tiny_gpt", device: "gpu", mode: Plain, files: TEXT,
+          args: "--text {text} --steps 6 --eval-every 6 --batch 4 --seq-len 8 --width 16 --heads 2 --layers 1 \
+                 --dropout 0.1 --amp --compile" },
     Run { example: "tiny_gpt", device: "cpu", mode: InterruptThenResume, files: TEXT,
           args: "--text {text} --steps 1000 --eval-every 2 --batch 2 --seq-len 8 --width 16 --heads 2 --layers 1" },
     // devices: lists adapters and runs one kernel on the chosen device.
