@@ -472,14 +472,6 @@ impl Device {
         self.gpu_ctx().map_or(0, |g| g.pipelines.compiled.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Pipelines given a zero-sized dispatch when the program first asked
-    /// for them, so that a driver which compiles at first dispatch
-    /// (llvmpipe) starts then (`gpu/primer.rs`; CPU adapters only,
-    /// `WGRAD_PRIME=0` turns it off); 0 elsewhere.
-    pub fn pipelines_primed(&self) -> u64 {
-        self.gpu_ctx().map_or(0, |g| g.pipelines.primed.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
     /// Waits until the background compilation of the pipeline manifest's
     /// kernels (see [`from_env`](Self::from_env)) is done; at once when
     /// there is none. For a program that wants its first step timed

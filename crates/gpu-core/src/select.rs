@@ -56,10 +56,8 @@ pub(crate) fn backends() -> wgpu::Backends {
     wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
 }
 
-/// A wgpu instance over [`backends`]. The first one in a process sizes
-/// llvmpipe's thread pool first (`gpu/llvmpipe_threads.rs`).
+/// A wgpu instance over [`backends`].
 pub(crate) fn instance() -> wgpu::Instance {
-    crate::gpu::llvmpipe_threads::configure();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends();
     wgpu::Instance::new(desc)

@@ -840,8 +840,8 @@ impl GpuContext {
         };
         // Mappable, so wgpu writes `contents` into it directly: a buffer
         // that is not gets a hidden staging buffer and a copy that takes the
-        // queue's pending-writes lock, which a submit on another thread
-        // holds (`primer.rs`) for as long as lavapipe's submit blocks.
+        // queue's pending-writes lock, which a submit holds for as long as
+        // lavapipe's submit blocks.
         let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgrad upload"),
             contents,

@@ -146,9 +146,6 @@ impl GpuContext {
             && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
         let pipelines = Arc::new(PipelineCache::from_env());
-        if super::primer::wanted(info.device_type) {
-            let _ = pipelines.primer.set(super::primer::Primer::new(&device, &queue));
-        }
         Ok(GpuContext {
             device,
             queue,

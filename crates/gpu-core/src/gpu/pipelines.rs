@@ -86,13 +86,6 @@ pub(crate) struct Kernel {
     /// The inputs bound as r32float textures, a bit mask over input indices
     /// (copied in from the launch's buffers, see `texture_operands.rs`).
     pub textures: u32,
-    /// Its read-only bindings after the parameters.
-    pub inputs: usize,
-    /// Its read-write bindings, after the inputs.
-    pub outputs: usize,
-    /// Whether it has been primed (set at the program's first request, on
-    /// devices that prime; see `primer.rs`).
-    pub requested: std::sync::atomic::AtomicBool,
 }
 
 impl Kernel {
@@ -156,12 +149,6 @@ pub(crate) struct PipelineCache {
     pub(crate) listed: Mutex<std::collections::HashSet<Key>>,
     /// Pipelines compiled so far, by any thread.
     pub(crate) compiled: std::sync::atomic::AtomicU64,
-    /// Set on CPU adapters: each pipeline gets a dispatch of zero
-    /// workgroups when the program first asks for it, so the driver
-    /// compiles it then (`primer.rs`).
-    pub(crate) primer: OnceLock<super::primer::Primer>,
-    /// Pipelines primed so far (each once).
-    pub(crate) primed: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineCache {
@@ -187,19 +174,9 @@ impl PipelineCache {
     }
 
     /// The pipeline of `key`, compiled on first use (by this thread, or
-    /// waited for when another is compiling it). The first request primes
-    /// it where the device primes: a kernel the manifest's warm-up compiled
-    /// but this run never asks for costs the driver no compilation.
+    /// waited for when another is compiling it).
     fn kernel(&self, device: &wgpu::Device, key: Key) -> Arc<Kernel> {
-        let kernel = self.obtain(device, key, true);
-        if let Some(primer) = self.primer.get() {
-            use std::sync::atomic::Ordering::Relaxed;
-            if !kernel.requested.load(Relaxed) && !kernel.requested.swap(true, Relaxed) {
-                primer.prime(device, &kernel);
-                self.primed.fetch_add(1, Relaxed);
-            }
-        }
-        kernel
+        self.obtain(device, key, true)
     }
 
     /// Compiles `key` ahead of its first use (the manifest's warm-up), unless
@@ -292,7 +269,7 @@ impl PipelineCache {
         if log_pipelines() {
             eprintln!("wgrad: compiled {label}:{entry} {constants:?} in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
         }
-        Arc::new(Kernel { pipeline, layout, textures, inputs, outputs, requested: Default::default() })
+        Arc::new(Kernel { pipeline, layout, textures })
     }
 
     /// The pipeline cache of a device being opened: specialising unless

@@ -64,11 +64,7 @@ pub(crate) struct Staging {
 pub(crate) const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
 
 /// A new operand texture `height` rows of [`TEX_WIDTH`] texels (a power of
-/// two), and its view. The pipeline primer makes its dummy texture here too:
-/// llvmpipe compiles a kernel for the kind of texture bound at its first
-/// dispatch, and a dummy made without `COPY_DST` got every texture-reading
-/// kernel compiled twice and its later timestamps wrong (docs/performance.md,
-/// "Cold first steps").
+/// two), and its view.
 pub(crate) fn operand_texture(device: &wgpu::Device, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("wgrad operand texture"),
