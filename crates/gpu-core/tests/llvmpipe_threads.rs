@@ -1,3 +1,4 @@
+// Own binary: it removes LP_NUM_THREADS from the process environment and counts the process's llvmpipe threads.
 //! `LP_NUM_THREADS` (`gpu/llvmpipe_threads.rs`): wgrad sets it before the
 //! first wgpu instance, unless the user did, and llvmpipe (lavapipe) really
 //! starts that many compute workers. One test in its own binary: it changes

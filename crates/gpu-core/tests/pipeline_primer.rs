@@ -1,3 +1,4 @@
+// Own binary: it sets WGRAD_PRIME for the process while devices open (other tests' devices would read it).
 //! Primed pipelines (`gpu/primer.rs`): on a CPU adapter every new pipeline
 //! gets a dispatch of zero workgroups at once, so llvmpipe compiles it while
 //! the host records on; the dispatch must change nothing and fail no
