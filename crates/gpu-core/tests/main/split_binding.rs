@@ -21,7 +21,7 @@ use wgrad_gpu_core::ops::pool::{
 };
 use wgrad_gpu_core::ops::random::{dropout_mask, normal, uniform};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
-use wgrad_gpu_core::testing::{assert_close, gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
 
 /// The lowered binding limit: every case below binds more in one launch.
@@ -327,7 +327,9 @@ fn convolution(dev: &Device) -> (Vec<f32>, u64) {
 #[test]
 fn convolutions_past_the_limit_run_on_chunks_of_images() {
     let Some(small) = limited_gpu("convolutions_past_the_limit_run_on_chunks_of_images", LIMIT) else { return };
-    let whole = gpu_or_skip("conv split").unwrap();
+    // A device of its own: the unsplit launches are counted exactly (the
+    // shared one counts other tests' launches too).
+    let whole = fresh_gpu_or_skip("conv split").unwrap();
     let (got, launches) = convolution(&small);
     let (unsplit, one) = convolution(&whole);
     let (want, _) = convolution(&Device::cpu_reference());
