@@ -3,7 +3,7 @@
 //! launches `"<op> backward"`, the matmuls declare exactly their FLOPs, and
 //! profiling changes neither the results nor the counters.
 
-mod common;
+use crate::common;
 use common::rand;
 use wgrad_autograd::{no_grad, Device, Tensor};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;

@@ -3,7 +3,6 @@
 //! returns the error, the failed step's buffers are released, and a smaller
 //! step on the same device gives the same numbers as on a fresh one.
 
-mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use wgrad_autograd::{try_run, Device, Error, Tensor};
 use wgrad_gpu_core::testing::{fresh_backends, fresh_gpu_or_skip};

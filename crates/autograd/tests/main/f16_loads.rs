@@ -7,7 +7,7 @@
 //! the op records no separate widening cast: it takes as many dispatches as
 //! on an F32 input.
 
-mod common;
+use crate::common;
 use common::*;
 use half::f16;
 use wgrad_autograd::{autocast, CrossEntropyOptions, DType, Device, Tensor};

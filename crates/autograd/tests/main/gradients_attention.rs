@@ -5,7 +5,7 @@
 //! adapters would otherwise take the op's own composite path, which the
 //! last tests check against them.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{AttentionPath, Device, Tensor};
 use wgrad_gpu_core::testing::assert_close;

@@ -4,7 +4,7 @@
 //! finite-difference gradients; one forward launch where the two ops take
 //! two, the values before the op kept only when a gradient needs them.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{autocast, no_grad, DType, Tensor, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};

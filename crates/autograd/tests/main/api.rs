@@ -1,6 +1,6 @@
 //! The Tensor API as a PyTorch user expects it, on every backend.
 
-mod common;
+use crate::common;
 use common::backends;
 use wgrad_autograd::{no_grad, DType, Tensor};
 

@@ -5,7 +5,7 @@
 //! finite-difference gradients through broadcast batches and 1-D operands,
 //! and one launch where the two-op form records two, forward and backward.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::Tensor;
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};

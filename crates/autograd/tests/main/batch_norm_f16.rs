@@ -4,7 +4,7 @@
 //! inputs to f16 precision, for the plain, ReLU and add+ReLU forms, in
 //! training and evaluation, on every backend.
 
-mod common;
+use crate::common;
 use common::*;
 use half::f16;
 use wgrad_autograd::{DType, Device, NormEpilogue, Tensor};

@@ -4,7 +4,7 @@
 //! on f16 keeps f16 with the f32 input's mask. On a GPU the widen, the op
 //! and the rounding are one fused kernel.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{autocast, DType, Generator, Tensor};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};

@@ -1,9 +1,9 @@
 //! Image-batch ops without gradient history (what the data crate's loader
 //! and augmentations call): u8 upload + conversion, crop/flip, cutout,
 //! normalisation; their generator accounting and their errors. The
-//! augmentations' values against host twins are in crates/data/tests/augment.rs.
+//! augmentations' values against host twins are in crates/data/tests/main/augment.rs.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{DType, Generator, Tensor};
 

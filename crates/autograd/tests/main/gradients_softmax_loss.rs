@@ -2,7 +2,7 @@
 //! against direct formulas and finite-difference gradient checks, on the CPU
 //! backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{CrossEntropyOptions, Device, Generator, Reduction, Tensor};
 use wgrad_gpu_core::testing::assert_close;

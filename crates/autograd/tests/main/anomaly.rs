@@ -2,7 +2,7 @@
 //! or backward, on every backend, and stays quiet for values that enter as
 //! data (masks) or when it is off.
 
-mod common;
+use crate::common;
 use common::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use wgrad_autograd::{detect_anomaly, is_anomaly_enabled, AnomalyGuard, Tensor};

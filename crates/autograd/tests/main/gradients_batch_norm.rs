@@ -4,7 +4,7 @@
 //! the empty batch, the layer-norm affine path, and the launch count of a
 //! training BN+ReLU step on a GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::gradcheck::GradCheck;
 use wgrad_autograd::{NormEpilogue, Tensor};

@@ -1,7 +1,7 @@
 //! Finite-difference checks of every differentiable op, on the CPU backend
 //! and on the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::gradcheck::GradCheck;
 use wgrad_autograd::{Domain, Tensor, UnaryOp};

@@ -5,7 +5,7 @@
 //! gradients likewise, on every backend; unbatched input too. On a GPU of
 //! its own, the F16 max pool is one dispatch where the widened path is two.
 
-mod common;
+use crate::common;
 use common::*;
 use half::f16;
 use wgrad_autograd::{DType, Device, Tensor};

@@ -2,7 +2,7 @@
 //! F16, comparisons of class ids giving F32 masks, and accuracy as the mean
 //! of a mask, on every backend.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{BinaryOp, DType, Tensor};
 

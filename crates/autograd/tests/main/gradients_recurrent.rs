@@ -3,7 +3,7 @@
 //! every input, on the CPU backend and the GPU; that a whole sequence's
 //! forward and backward only record GPU work; shape errors.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::gradcheck::GradCheck;
 use wgrad_autograd::{Device, RecurrentKind, Tensor};

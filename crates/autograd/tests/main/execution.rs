@@ -2,7 +2,7 @@
 //! is one submission and one readback, and memory stays flat over thousands
 //! of steps.
 
-mod common;
+use crate::common;
 use common::rand;
 use wgrad_autograd::{no_grad, Device, Tensor};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;
@@ -130,7 +130,7 @@ fn ops_record_without_submitting_until_data_is_read() {
     let Some(dev) = fresh_gpu_or_skip("ops_record_without_submitting_until_data_is_read") else { return };
     // Counts the launches as recorded one by one; with fusion on, the four
     // elementwise kernels of each iteration would be merged when settled
-    // (gpu-core's tests/fusion.rs counts those).
+    // (gpu-core's tests/main/fusion.rs counts those).
     dev.set_fusion(false).unwrap();
     let x = Tensor::arange(0.0, 64.0, 1.0, &dev);
     let before = dev.stats();

@@ -6,7 +6,7 @@
 //! finite-difference gradients, and one launch where the two-op form
 //! records two.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{autocast, Conv2dOptions, DType, Device, Tensor};
 use wgrad_gpu_core::testing::{fresh_gpu_or_skip, Rng};

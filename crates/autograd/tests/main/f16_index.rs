@@ -3,7 +3,7 @@
 //! copy. Values are moved, never converted, so every result must equal the
 //! f32 path's exactly; gradients sum in f32 and round once.
 
-mod common;
+use crate::common;
 use common::{backends, rand};
 use wgrad_autograd::{DType, Device, Tensor};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;

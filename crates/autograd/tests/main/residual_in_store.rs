@@ -4,7 +4,7 @@
 //! finite-difference gradients, one launch where the two ops record two,
 //! and the two-op path where the store cannot take the residual.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{autocast, DType, Tensor};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;

@@ -5,7 +5,7 @@
 //! casts F32 operands; odd head dims widen; mixed dtypes are an error. On a
 //! GPU of its own, the F16 forward is one dispatch (no casts).
 
-mod common;
+use crate::common;
 use common::*;
 use half::f16;
 use wgrad_autograd::{autocast, AttentionPath, DType, Device, Tensor};

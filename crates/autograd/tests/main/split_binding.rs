@@ -5,7 +5,7 @@
 //! the CPU backend. Likewise recurrent sequences (RNN, LSTM, GRU), which
 //! run on chunks of batch rows.
 
-mod common;
+use crate::common;
 use common::rand;
 use wgrad_autograd::{Device, RecurrentKind};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};

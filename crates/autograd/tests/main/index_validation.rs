@@ -3,7 +3,6 @@
 //! from the op on the CPU backend, an error from the next readback on a GPU,
 //! after which the device works on.
 
-mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use wgrad_autograd::{CrossEntropyOptions, Device, Error, Reduction, Tensor};
 use wgrad_gpu_core::testing::fresh_backends;

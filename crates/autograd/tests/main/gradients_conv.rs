@@ -2,7 +2,7 @@
 //! weight and bias gradients), on the CPU backend and on the GPU. Inputs are
 //! tiny: gradcheck runs the op twice per input element.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor};
 

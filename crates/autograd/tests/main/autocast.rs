@@ -2,7 +2,7 @@
 //! backend. Each expected value is built outside autocast from explicit
 //! casts, so a missing or extra rounding shows.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{autocast, AutocastGuard, Conv2dOptions, DType, Tensor};
 use wgrad_gpu_core::ops::matmul::MatmulKernel;

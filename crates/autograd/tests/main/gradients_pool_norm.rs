@@ -2,7 +2,7 @@
 //! norms' weight and bias and batch norm in both modes), on the CPU backend
 //! and on the GPU; plus batch norm's running-statistics update.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad_autograd::{Device, Tensor};
 use wgrad_gpu_core::testing::assert_close;
