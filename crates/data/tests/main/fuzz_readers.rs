@@ -8,10 +8,7 @@
 //! or an allocation out of proportion to the bytes on disk. The tests after
 //! the properties keep the inputs that once broke a reader.
 
-mod common {
-    pub mod download;
-    pub mod fuzz;
-}
+use crate::common;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise (a longer local
-/// run: `PROPTEST_CASES=100000 cargo test --test fuzz_readers`).
+/// run: `PROPTEST_CASES=100000 cargo test -p wgrad-data --test main fuzz_readers`).
 pub const CASES: u32 = 256;
 
 /// The seed CI uses, so a failure reproduces; `PROPTEST_RNG_SEED` overrides it.

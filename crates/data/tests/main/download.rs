@@ -2,9 +2,7 @@
 //! download with extraction, truncated transfers and their resume, checksum
 //! mismatches, HTTP errors. Nothing here touches the internet.
 
-mod common {
-    pub mod download;
-}
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
