@@ -8,7 +8,7 @@
 //! reader.
 
 // The damage strategies and guards are shared with wgrad-data's fuzz tests.
-#[path = "../../data/tests/common/fuzz.rs"]
+#[path = "../../../data/tests/main/common/fuzz.rs"]
 mod fuzz;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Learning-rate schedules: hand-checked values, warm-up composed with every
 //! schedule, state-dict round trips that resume identically, lrs set from
 //! outside, and clear errors. (Values against PyTorch: the root test
-//! tests/schedule_reference.rs.)
+//! tests/main/schedule_reference.rs.)
 
 use wgrad_gpu_core::testing::assert_close;
 use wgrad_nn::optim::{Optimizer, ParamGroup};

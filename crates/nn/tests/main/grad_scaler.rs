@@ -1,7 +1,7 @@
 //! GradScaler: defaults, the update rule, pass-through when disabled,
 //! unscale_ idempotence and clipping in between, gradients that share a
 //! buffer, one readback per step, misuse panics, state dict and training
-//! checkpoint round trips. PyTorch parity is tests/grad_scaler_reference.rs.
+//! checkpoint round trips. PyTorch parity is tests/main/grad_scaler_reference.rs.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 //! Resuming in a fresh process is exact: N steps, save, then a NEW process
 //! loads the checkpoint and trains M more; its losses equal steps N+1..N+M of
 //! an uninterrupted run, bit for bit. The test re-runs its own binary as the
-//! two child processes (selected by an environment variable).
+//! two child processes (selected by an environment variable), each running
+//! only this test.
 
 use std::process::Command;
 
@@ -63,6 +64,9 @@ fn child(phase: &str, spec: &str, path: &str) {
     }
 }
 
+/// This test's name in the test binary, which the children run alone.
+const TEST: &str = "resume_process::resuming_in_a_fresh_process_is_bit_exact";
+
 #[test]
 fn resuming_in_a_fresh_process_is_bit_exact() {
     if let (Ok(phase), Ok(spec), Ok(path)) =
@@ -86,7 +90,7 @@ fn resuming_in_a_fresh_process_is_bit_exact() {
         let path = std::env::temp_dir().join(format!("wgrad-resume-{}-{spec}.safetensors", std::process::id()));
         let run = |phase: &str| {
             let out = Command::new(std::env::current_exe().unwrap())
-                .args(["resuming_in_a_fresh_process_is_bit_exact", "--exact", "--nocapture", "--test-threads=1"])
+                .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
                 .env("WGRAD_RESUME_PHASE", phase)
                 .env("WGRAD_RESUME_DEVICE", spec)
                 .env("WGRAD_RESUME_PATH", &path)
