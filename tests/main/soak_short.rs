@@ -7,11 +7,10 @@
 //! no buffer allocated from the driver, no new peak, `bytes_live` flat. The
 //! 5,000-step runs are `cargo bench --bench soak` (docs/reliability.md).
 
-#[path = "../examples/common/amp.rs"]
-mod amp;
-// The bench's report uses the rest of the module.
+// The bench's report uses the rest of the module. It finds the examples'
+// AMP recipe as `crate::amp` (declared in main.rs).
 #[allow(dead_code)]
-#[path = "../benches/common/soak.rs"]
+#[path = "../../benches/common/soak.rs"]
 mod soak;
 
 use std::time::Instant;

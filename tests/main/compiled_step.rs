@@ -91,7 +91,7 @@ fn resnet(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
 
 /// A 1-layer LSTM language model with Adam; each step a sequence of
 /// distinct tokens (GPU embedding gradients add repeated rows in a
-/// thread-dependent order, see tests/replay.rs).
+/// thread-dependent order, see tests/main/replay.rs).
 fn lstm(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
     let model =
         RnnLm::builder(12).embed(8).hidden(16).layers(1).kind(RecurrentKind::Lstm).build(&mut Init::new(dev, 3));

@@ -6,7 +6,7 @@
 //! and the gradients of every parameter and input within 1e-4 relative, from
 //! the same weights, on the CPU backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::nn::*;

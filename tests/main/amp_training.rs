@@ -6,7 +6,7 @@
 //! tolerance, on every backend, while really computing something different
 //! (the curves are not identical).
 
-mod common;
+use crate::common;
 use common::devices;
 use wgrad::models::{mnist_cnn, Gpt, ResNet, Shortcut};
 use wgrad::nn::amp::GradScaler;

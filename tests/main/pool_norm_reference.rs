@@ -2,7 +2,7 @@
 //! `tests/fixtures/gen_pool_norm.py`): outputs, input gradients and batch
 //! norm's updated running statistics, on the CPU backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::prelude::*;

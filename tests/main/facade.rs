@@ -24,7 +24,7 @@ fn gpu_recording_submits_only_on_readback() {
         return;
     };
     // Counts launches as recorded: the fuser would hold these back until the
-    // readback (gpu-core's tests/fusion.rs counts fused launches).
+    // readback (gpu-core's tests/main/fusion.rs counts fused launches).
     d.set_fusion(false).unwrap();
     let l = Layout::contiguous(&[64]);
     let before = d.stats();

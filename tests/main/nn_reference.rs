@@ -2,7 +2,7 @@
 //! `tests/fixtures/gen_nn.py`): every activation module, Linear, PReLU and
 //! every loss — outputs and gradients within 1e-4 relative, on CPU and GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::autograd::Reduction;

@@ -8,7 +8,7 @@
 //! after `update`, skip decision, growth tracker, unscaled gradients and
 //! parameters must match, on the CPU backend and on the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::gpu_core::testing::assert_close;

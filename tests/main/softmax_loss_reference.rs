@@ -2,7 +2,7 @@
 //! against PyTorch (fixture made by `tests/fixtures/gen_softmax_loss.py`):
 //! outputs and gradients within 1e-4 relative, on the CPU backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::autograd::{CrossEntropyOptions, Generator, Reduction};

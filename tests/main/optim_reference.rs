@@ -6,7 +6,7 @@
 //! agree within 1e-5 relative, on CPU and GPU. Lion, absent from PyTorch, is
 //! compared with the paper's algorithm written in PyTorch ops.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::nn::optim::*;

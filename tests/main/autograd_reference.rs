@@ -1,7 +1,7 @@
 //! wgrad's autograd against PyTorch on a composite expression (fixture made by
 //! `tests/fixtures/gen_reference.py`), on the CPU backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use wgrad::prelude::*;
 

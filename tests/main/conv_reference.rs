@@ -3,7 +3,7 @@
 //! conv_transpose2d outputs and the gradients of input, weight and bias for
 //! `loss = sum(out * r)`, within 1e-4 relative, on the CPU backend and the GPU.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor};

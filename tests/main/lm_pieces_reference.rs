@@ -4,7 +4,7 @@
 //! attention weights `nn.MultiheadAttention` returns, and its form with
 //! key/value widths of their own (`kdim`/`vdim`).
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use wgrad::nn::{Init, Module, ModuleExt, RMSNorm, RotaryEmbedding};
