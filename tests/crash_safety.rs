@@ -1,3 +1,4 @@
+// Own binary: it re-runs itself as child processes and SIGKILLs them at timed moments; other tests would load the cores and shift those moments.
 //! Crash safety of checkpoints: a training process that writes a checkpoint
 //! after every step is killed with SIGKILL at seeded random moments, many
 //! times over, some of them in the middle of a write. After every kill the

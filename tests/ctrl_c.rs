@@ -1,3 +1,4 @@
+// Own binary: it re-runs itself as children that install a SIGINT handler and are sent SIGINT, on a timing other tests would disturb.
 //! The examples' shared run control (examples/common/control.rs): the first
 //! Ctrl-C lets the step finish and the loop save a resumable checkpoint and
 //! exit successfully; a second one exits at once; out-of-memory inside a

@@ -1,3 +1,4 @@
+// Own binary: it compiles the examples in (`#[path]`), re-runs itself as each example's process, and sends those children SIGINT.
 //! Every example run as a user runs it, with each flag it documents: the
 //! example × flag matrix ([`RUNS`]), and the check that the README's and
 //! docs' example commands and each example's `--help` agree with it.
@@ -9,7 +10,7 @@
 //! line), because exit status, Ctrl-C and `--help`'s exit belong to a
 //! process. Sizes are tiny (a few batches); what a row checks is that the
 //! run ends with status 0, writes the files the docs promise and reports
-//! finite losses, not what it learns (tests/mnist_end_to_end.rs does that).
+//! finite losses, not what it learns (tests/main/mnist_end_to_end.rs does that).
 #![cfg(unix)]
 // Each example brings its own copy of examples/common/*, as its binary does.
 #![allow(clippy::duplicate_mod)]

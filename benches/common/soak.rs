@@ -1,7 +1,7 @@
 //! The soak runs' training loops (issue 15): each example's training step at
 //! a small size, run step after step while the device counters are sampled,
 //! and the verdict on whether memory stayed flat. Shared by `benches/soak.rs`
-//! (5,000 steps) and `tests/soak_short.rs` (the CI-sized check); both include
+//! (5,000 steps) and `tests/main/soak_short.rs` (the CI-sized check); both include
 //! `examples/common/amp.rs` as `crate::amp`, the autocast/GradScaler recipe
 //! the examples run through `Trainer::amp` (off here: the f32 step, as the
 //! examples default).

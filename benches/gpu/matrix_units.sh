@@ -23,12 +23,14 @@ step() { echo "== $*"; timeout "${LIMIT:-120}" "$@" || echo "(exited $?)"; }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | head -3
   step .gpu/devices
   export WGRAD_REQUIRE_GPU=1 WGRAD_REQUIRE_MATRIX_UNITS=1
-  step .gpu/test_parity_matmul_f16 --test-threads 1
-  step .gpu/test_parity_epilogue --test-threads 1
-  step .gpu/test_gradients_attention --test-threads 1
+  # Each crate's tests are one binary; a file's tests are `file::` (the
+  # `::` keeps parity_matmul from also picking parity_matmul_f16).
+  step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
+  step .gpu/test_gpu_core parity_epilogue:: --test-threads 1
+  step .gpu/test_autograd gradients_attention:: --test-threads 1
   unset WGRAD_REQUIRE_MATRIX_UNITS
-  step .gpu/test_parity_matmul --test-threads 1
-  step .gpu/test_split_binding --test-threads 1
+  step .gpu/test_gpu_core parity_matmul:: --test-threads 1
+  step .gpu/test_gpu_core split_binding:: --test-threads 1
   step .gpu/bench_matmul
   step .gpu/bench_matmul --f16
   LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5

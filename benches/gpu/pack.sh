@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs the matrix-unit check (benches/gpu/matrix_units.sh) for a machine
-# with a GPU but no Rust: release binaries of the f16 parity tests, the
-# benches it runs and the `devices` example, stripped and xz-compressed into
+# with a GPU but no Rust: release builds of gpu-core's and autograd's test
+# binaries (matrix_units.sh picks the parity tests by name), the benches it
+# runs and the `devices` example, stripped and xz-compressed into
 # .gpu/ (git-ignored), and the Vulkan loader's Debian package into .gl/.
 # Run from the project root:  bash benches/gpu/pack.sh
 # Then, on the GPU machine, with .gpu and .gl carried:  bash .gpu/matrix_units.sh
@@ -9,13 +10,16 @@ set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 for d in .gpu .gl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
 rm -rf .gpu && mkdir -p .gpu
-# cargo prints "Executable tests/NAME.rs (target/release/deps/NAME-HASH)" (likewise benches/).
-{
-  cargo test --release -p wgrad-gpu-core --test parity_matmul_f16 --test parity_epilogue --test parity_matmul --test split_binding --no-run 2>&1
-  cargo test --release -p wgrad-autograd --test gradients_attention --no-run 2>&1
-  cargo bench --bench matmul --bench sequence --bench resnet --no-run 2>&1
-} | sed -n 's/.*Executable \(tests\|benches\)\/\([a-z_0-9]*\)\.rs (\(.*\))/\1 \2 \3/p' |
-  while read -r kind name path; do cp "$path" ".gpu/$([ "$kind" = tests ] && echo test || echo bench)_$name"; done
+# cargo prints "Executable tests/main/main.rs (target/release/deps/main-HASH)"
+# for a crate's test binary and "Executable benches/NAME.rs (...)" for a bench.
+for crate in gpu-core autograd; do
+  cargo test --release -p "wgrad-$crate" --test main --no-run 2>&1 |
+    sed -n 's/.*Executable tests\/main\/main\.rs (\(.*\))/\1/p' |
+    while read -r path; do cp "$path" ".gpu/test_${crate//-/_}"; done
+done
+cargo bench --bench matmul --bench sequence --bench resnet --no-run 2>&1 |
+  sed -n 's/.*Executable benches\/\([a-z_0-9]*\)\.rs (\(.*\))/\1 \2/p' |
+  while read -r name path; do cp "$path" ".gpu/bench_$name"; done
 cargo build --release --example devices -q
 cp target/release/examples/devices .gpu/devices
 strip .gpu/* 2>/dev/null || true

@@ -1,3 +1,4 @@
+// Own binary: it sets WGRAD_DETECT_ANOMALY for the process, which every test thread started afterwards would read.
 //! `WGRAD_DETECT_ANOMALY=1` turns detection on for threads that start after
 //! it is set (a binary of its own: the variable would leak into other tests).
 

@@ -1,3 +1,4 @@
+// Own binary: its counting global allocator measures the whole process's heap, which other tests' allocations would inflate.
 //! The CPU backend's memory budget covers what the process really holds: a
 //! fill and a reduction need nothing beside their buffers (a sum over a
 //! whole tensor reads it in place), host copies that remain (f16 operands

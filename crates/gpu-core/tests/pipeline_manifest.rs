@@ -1,3 +1,4 @@
+// Own binary: it sets WGRAD_PIPELINE_CACHE and WGRAD_DEVICE for the process, and the manifest is named after the executable.
 //! The pipeline manifest (`gpu/warmup.rs`): a program's compiled kernels
 //! are listed, the next `Device::from_env` compiles them in the background,
 //! and a damaged or stale manifest costs nothing but time. One test in its

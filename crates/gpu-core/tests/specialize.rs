@@ -1,3 +1,4 @@
+// Own binary: it sets WGRAD_SPECIALIZE for the process while devices open (other tests' devices would read it).
 //! Specialised kernels (`gpu/specialize.rs`) compute what wgpu's own
 //! application of the override constants computes, bit for bit: the same
 //! ops on a device opened with `WGRAD_SPECIALIZE=0` and on one opened

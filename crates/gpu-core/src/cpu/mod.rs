@@ -11,7 +11,7 @@
 //!   vectorizes, scratch reused instead of allocated per element. Where an op
 //!   has no fast path for a layout it runs its reference twin.
 //!
-//! `tests/parity_fast_cpu.rs` checks the fast paths against the reference on
+//! `tests/main/parity_fast_cpu.rs` checks the fast paths against the reference on
 //! awkward shapes (zero-size, odd, strided, large).
 
 pub(crate) mod attention;

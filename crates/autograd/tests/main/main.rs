@@ -1,0 +1,37 @@
+//! The integration tests of wgrad-autograd as one test binary, `main`: each
+//! file here is a module, so `cargo test -p wgrad-autograd --test main gradients_conv` runs one
+//! file's tests (test names are `file::test`). One binary links once:
+//! linking wgpu into each of ~120 test binaries was most of a clean CI run.
+//! A test that needs a process of its own is a binary of its own beside this
+//! folder, and its first line says why.
+
+// Helpers shared by the test modules.
+mod common;
+
+mod activation_in_store;
+mod anomaly;
+mod api;
+mod attention_f16;
+mod autocast;
+mod batch_norm_f16;
+mod execution;
+mod f16_elementwise;
+mod f16_index;
+mod f16_loads;
+mod gradients;
+mod gradients_attention;
+mod gradients_batch_norm;
+mod gradients_conv;
+mod gradients_pool_norm;
+mod gradients_recurrent;
+mod gradients_softmax_loss;
+mod images;
+mod index_validation;
+mod integer;
+mod out_of_memory;
+mod pool_f16;
+mod profile;
+mod relu_in_store;
+mod residual_in_store;
+mod scale_in_store;
+mod split_binding;

@@ -1,0 +1,34 @@
+//! The integration tests of the facade crate as one test binary, `main`: each
+//! file here is a module, so `cargo test --test main replay` runs one
+//! file's tests (test names are `file::test`). One binary links once:
+//! linking wgpu into each of ~120 test binaries was most of a clean CI run.
+//! A test that needs a process of its own is a binary of its own beside this
+//! folder, and its first line says why.
+
+// Helpers shared by the test modules.
+mod common;
+
+// The examples' AMP recipe, where benches/common/soak.rs (included by
+// soak_short) finds it: at the crate root, as in the soak bench.
+#[path = "../../examples/common/amp.rs"]
+mod amp;
+
+mod amp_training;
+mod autograd_reference;
+mod checkpoint_reference;
+mod compiled_step;
+mod conv_reference;
+mod facade;
+mod grad_scaler_reference;
+mod lm_pieces_reference;
+mod mnist_end_to_end;
+mod nn_reference;
+mod optim_reference;
+mod pool_norm_reference;
+mod replay;
+mod resnet_reference;
+mod schedule_reference;
+mod sequence_reference;
+mod soak_short;
+mod softmax_loss_reference;
+mod text_resume;
