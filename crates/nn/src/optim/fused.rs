@@ -335,9 +335,8 @@ impl<A: Algorithm> Fused<A> {
         let prepared = self.prepared.take().unwrap_or_else(|| panic!("{}: apply_step without prepare_step", A::NAME));
         let rule = self.opts.rule();
         let gate = self.gate.take();
-        let (mut stepped, mut marked) = (Vec::new(), None);
-        let rows_of: Vec<Option<Buffer>> = self.rows.clone();
-        for ((group, chosen), rows) in self.groups.clone().iter().zip(prepared).zip(&rows_of) {
+        let (mut stepped, mut marked, mut gradless) = (Vec::new(), None, Vec::new());
+        for ((group, chosen), rows) in self.groups.iter().zip(prepared).zip(&self.rows) {
             if let (Some(state), Some(rows)) = (&gate, rows) {
                 expect(amp::gate(rows, group.params.len(), (SCALAR_WORDS, SKIP_WORD), state));
                 marked.get_or_insert_with(|| rows.clone());
@@ -345,10 +344,7 @@ impl<A: Algorithm> Fused<A> {
             for i in chosen {
                 let p = &group.params[i];
                 let Some(grad) = p.grad() else {
-                    // Not stepped after all: its count back, and no state
-                    // made for it if this was its first step (as `step`).
-                    self.unstep(p.id());
-                    self.gradless.insert(p.id());
+                    gradless.push(p.id());
                     continue;
                 };
                 stepped.push(p.id());
@@ -371,6 +367,12 @@ impl<A: Algorithm> Fused<A> {
                 let rows = rows.as_ref().expect("prepared groups have a scalar buffer");
                 expect(update_row(&rule, (rows, i), &param, &gb, &state, n));
             }
+        }
+        for id in gradless {
+            // Not stepped after all: its count back, and no state made for
+            // it if this was its first step (as `step`).
+            self.unstep(id);
+            self.gradless.insert(id);
         }
         *self.unconfirmed.get_mut().unwrap() = marked.map(|rows| {
             let recorded = rows.device().is_recording();
