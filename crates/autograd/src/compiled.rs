@@ -211,7 +211,13 @@ impl CompiledStep {
             return Ok(step(&e.statics));
         }
         if let Some(c) = &e.graph {
-            match c.draws.prepare_replay(&self.table, streams).and_then(|()| c.graph.replay()) {
+            // A refused replay leaves the generators where they were: the
+            // step then runs (and draws) as it comes.
+            let replayed = c
+                .draws
+                .prepare_replay(&self.table, streams)
+                .and_then(|undo| c.graph.replay().inspect_err(|_| c.draws.undo(streams, &undo)));
+            match replayed {
                 Ok(()) => {
                     for (p, g) in self.params.iter().zip(&c.grads) {
                         p.set_grad(g.as_ref().map(Parts::tensor));

@@ -60,32 +60,41 @@ impl Draws {
 
     /// Writes the table rows a replay reads from the generators' current
     /// positions, then advances each generator past the step's draws.
+    /// Returns the positions before, for [`undo`](Self::undo).
     ///
     /// # Errors
     /// When `streams` are not the generators the step was recorded with
     /// (the caller records afresh), or on a device error.
-    pub fn prepare_replay(&self, table: &Table, streams: &[&Mutex<Generator>]) -> Result<()> {
+    pub fn prepare_replay(&self, table: &Table, streams: &[&Mutex<Generator>]) -> Result<Vec<u64>> {
         if streams.iter().map(|m| address(&m.lock().unwrap())).ne(self.streams.iter().copied()) {
             return Err(crate::Error::invalid(
                 "CompiledStep",
                 "the step's generators are not those it was recorded with",
             ));
         }
-        if self.draws.is_empty() {
-            return Ok(());
-        }
         let mut gens: Vec<_> = streams.iter().map(|m| m.lock().unwrap()).collect();
-        let words: Vec<u32> = self
-            .draws
-            .iter()
-            .flat_map(|d| row_words(gens[d.stream].seed, gens[d.stream].offset.wrapping_add(d.rel)))
-            .collect();
-        let buffer = table.buffer.as_ref().expect("a table was made for the recording");
-        buffer.write_unrecorded(0, &le_bytes(&words))?;
+        let before = gens.iter().map(|g| g.offset).collect();
+        if !self.draws.is_empty() {
+            let words: Vec<u32> = self
+                .draws
+                .iter()
+                .flat_map(|d| row_words(gens[d.stream].seed, gens[d.stream].offset.wrapping_add(d.rel)))
+                .collect();
+            let buffer = table.buffer.as_ref().expect("a table was made for the recording");
+            buffer.write_unrecorded(0, &le_bytes(&words))?;
+        }
         for (g, by) in gens.iter_mut().zip(&self.advanced) {
             g.offset = g.offset.wrapping_add(*by);
         }
-        Ok(())
+        Ok(before)
+    }
+
+    /// Puts the generators back where [`prepare_replay`](Self::prepare_replay)
+    /// found them (the replay was refused).
+    pub fn undo(&self, streams: &[&Mutex<Generator>], before: &[u64]) {
+        for (m, at) in streams.iter().zip(before) {
+            m.lock().unwrap().offset = *at;
+        }
     }
 }
 
@@ -229,10 +238,16 @@ mod tests {
         let gen = Mutex::new(Generator::new(17));
         let mut step = CompiledStep::new(Vec::new());
         let mut outs = Vec::new();
+        // Read by the step; replaced at step 5, which makes that step's
+        // replay refused (its buffer freed): the step then runs and draws.
+        let mut shift = Tensor::full(&[5], 0.5, dev);
         for i in 0..steps {
+            if i == 5 {
+                shift = Tensor::full(&[5], 0.5, dev);
+            }
             let x = Tensor::full(&[5], 1.0 + i as f32, dev);
             let body = |x: &[Tensor]| {
-                let mut y = x[0].clone();
+                let mut y = &x[0] + &shift;
                 for _ in 0..draws {
                     y = y.dropout(0.25, true, &mut gen.lock().unwrap()).add_scalar(1.0);
                 }
@@ -246,19 +261,20 @@ mod tests {
     }
 
     /// More draws than the table's first rows (it grows) and fewer: the
-    /// replays draw what eager steps draw, and the generator ends where it
-    /// would have.
+    /// replays draw what eager steps draw, a refused replay leaves the
+    /// generator for the step it runs instead, and the generator ends where
+    /// it would have.
     #[test]
     fn replayed_draws_are_the_eager_draws() {
         let Some(dev) = wgrad_gpu_core::testing::fresh_gpu_or_skip("replayed_draws_are_the_eager_draws") else {
             return;
         };
         for draws in [3, super::FIRST_ROWS + 6] {
-            let (eager, at, _) = run(&dev, false, draws, 8);
-            let (compiled, at_compiled, replays) = run(&dev, true, draws, 8);
+            let (eager, at, _) = run(&dev, false, draws, 12);
+            let (compiled, at_compiled, replays) = run(&dev, true, draws, 12);
             assert_eq!(compiled, eager, "{draws} draws: the replays draw other numbers");
             assert_eq!(at_compiled, at, "{draws} draws: the generator ends elsewhere");
-            assert!(replays >= 3, "{draws} draws: {replays} of 8 steps replayed");
+            assert!(replays >= 5, "{draws} draws: {replays} of 12 steps replayed");
         }
     }
 }
