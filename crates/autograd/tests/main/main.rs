@@ -1,9 +1,11 @@
-//! The integration tests of wgrad-autograd as one test binary, `main`: each
-//! file here is a module, so `cargo test -p wgrad-autograd --test main gradients_conv` runs one
-//! file's tests (test names are `file::test`). One binary links once:
-//! linking wgpu into each of ~120 test binaries was most of a clean CI run.
-//! A test that needs a process of its own is a binary of its own beside this
-//! folder, and its first line says why.
+//! The integration tests of wgrad-autograd as one test binary, `main`.
+//! Each file here is a module, and test names are `file::test`, so
+//! `cargo test -p wgrad-autograd --test main gradients_conv::` runs one file's tests
+//! (a filter matches any part of a name). Each test binary compiles and
+//! links on its own, wgpu and all: one per file (~120 in the workspace)
+//! took twice as long to build (docs/performance.md). A test that needs a
+//! process of its own is a binary of its own beside this folder, and its
+//! first line says why.
 
 // Helpers shared by the test modules.
 mod common;
