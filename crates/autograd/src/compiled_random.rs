@@ -66,13 +66,13 @@ impl Draws {
     /// When `streams` are not the generators the step was recorded with
     /// (the caller records afresh), or on a device error.
     pub fn prepare_replay(&self, table: &Table, streams: &[&Mutex<Generator>]) -> Result<Vec<u64>> {
-        if streams.iter().map(|m| address(&m.lock().unwrap())).ne(self.streams.iter().copied()) {
+        let mut gens: Vec<_> = streams.iter().map(|m| m.lock().unwrap()).collect();
+        if gens.iter().map(|g| address(g)).ne(self.streams.iter().copied()) {
             return Err(crate::Error::invalid(
                 "CompiledStep",
                 "the step's generators are not those it was recorded with",
             ));
         }
-        let mut gens: Vec<_> = streams.iter().map(|m| m.lock().unwrap()).collect();
         let before = gens.iter().map(|g| g.offset).collect();
         if !self.draws.is_empty() {
             let words: Vec<u32> = self

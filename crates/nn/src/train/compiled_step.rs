@@ -83,11 +83,10 @@ impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
             };
             meta.insert(shapes.clone(), (out.samples, out.accuracy.is_some()));
             scaler.scale(&out.loss).backward();
-            if update && scaler.is_enabled() {
+            if update {
+                // A disabled scaler passes through to `apply_step`.
                 scaler.apply_step_async(opt);
                 scaler.update();
-            } else if update {
-                opt.apply_step();
             }
             let mut v = vec![out.loss];
             if let Some((logits, labels)) = out.accuracy {
