@@ -18,7 +18,7 @@ use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{ParamGroup, Sgd, SgdOptions};
 use wgrad::nn::schedule::{CosineAnnealingLR, LinearWarmup, LrScheduler, MultiStepLR};
-use wgrad::nn::train::{seed_everything, Every, Outcome, Progress, RunDir};
+use wgrad::nn::train::{seed_everything, Every, RunDir};
 use wgrad::prelude::*;
 
 #[path = "common/classify.rs"]
@@ -190,12 +190,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
 
     let run = RunDir::create(&args.out_dir)?;
     let stop = control::Stop::install();
-    let mut progress = Progress::new(args.epochs);
-    if args.quiet {
-        progress = progress.without_bar();
-    }
-    let mut profiler = profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json"));
-    let mut first_step = None;
     // The augmentation's random stream (checkpointed for an exact resume).
     let augment_rng = Cell::new(seeds.augment);
     // Each batch is augmented on the device (its random stream checkpointed).
@@ -215,28 +209,22 @@ pub(crate) fn run(args: Args) -> Result<()> {
         run: run.clone(),
         resume: args.resume,
         stop: stop.flag(),
-        progress,
+        epochs: args.epochs,
+        quiet: args.quiet,
+        profiler: profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json")),
         batch_size: args.batch_size,
+        dev: &dev,
+        started,
     };
-    let fit = classify::fit(trainer, with, |step| {
-        profiler.step(&dev, &mut *step);
-        first_step.get_or_insert_with(|| started.elapsed());
-    })?;
-    if let Outcome::Interrupted { epoch, batches } = fit.outcome {
-        println!("{}", control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
-        return Ok(());
-    }
+    let Some(classify::Fitted { fit, first_step }) = classify::fit(trainer, with)? else { return Ok(()) };
     if let Some(r) = fit.history.last() {
         println!(
             "final test accuracy {:.2}%; first step after {:.1?}; peak device memory {:.1} MB",
             100.0 * r.val_acc.unwrap_or(0.0),
-            first_step.unwrap_or_default(),
+            first_step,
             dev.stats().bytes_peak as f64 / 1e6
         );
-        if args.compile {
-            println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
-        }
-        println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
+        classify::report_run(&run, &dev, args.compile);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 use wgrad::data::Batch;
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::Optimizer;
-use wgrad::nn::train::{StepOutput, Trainer};
+use wgrad::nn::train::{Outcome, Progress, StepOutput, Trainer};
 use wgrad::nn::Module;
 use wgrad::Tensor;
 
@@ -41,20 +41,39 @@ pub struct FitWith<'a> {
     pub run: wgrad::nn::train::RunDir,
     pub resume: bool,
     pub stop: &'a std::sync::atomic::AtomicBool,
-    pub progress: wgrad::nn::train::Progress,
+    pub epochs: usize,
+    /// `--quiet`: the summary lines without the bar.
+    pub quiet: bool,
+    /// Around each step (`--profile`: its table and trace for one step).
+    pub profiler: super::profiling::StepProfiler,
     pub batch_size: usize,
+    pub dev: &'a wgrad::Device,
+    /// When the run started (for the time to the first step).
+    pub started: std::time::Instant,
+}
+
+/// A finished (not interrupted) fit and the time from the start of the
+/// run to the end of its first step.
+pub struct Fitted {
+    pub fit: wgrad::nn::train::Fit,
+    pub first_step: std::time::Duration,
 }
 
 /// Evaluation on the test loader, the run folder (resumable), Ctrl-C, the
-/// progress display and `around` each step, then `fit` over the training
-/// loader (an out-of-memory error names `--batch-size`).
-pub fn fit<'a, M: Module>(
-    trainer: Trainer<'a, M, Batch>,
-    w: FitWith<'a>,
-    around: impl FnMut(&mut dyn FnMut()) + 'a,
-) -> anyhow::Result<wgrad::nn::train::Fit> {
-    let (test, loss_fn, train) = (w.test, w.loss_fn, w.train);
-    trainer
+/// progress display, the step profiler around each step, then `fit` over
+/// the training loader (an out-of-memory error names `--batch-size`).
+/// `None` when Ctrl-C stopped the run, after printing how to resume.
+pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> anyhow::Result<Option<Fitted>> {
+    let (test, loss_fn, train, dev, started) = (w.test, w.loss_fn, w.train, w.dev, w.started);
+    let mut progress = Progress::new(w.epochs);
+    if w.quiet {
+        progress = progress.without_bar();
+    }
+    let mut profiler = w.profiler;
+    // Read after the Trainer (which owns the closure) is done.
+    let first_step = std::rc::Rc::new(std::cell::Cell::new(None));
+    let first = first_step.clone();
+    let fit = trainer
         .evaluate(move |m| {
             let batches = test.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
             let (loss, acc) = wgrad::nn::train::evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
@@ -63,9 +82,28 @@ pub fn fit<'a, M: Module>(
         .run_dir(w.run)
         .resume(w.resume)
         .stop_flag(w.stop)
-        .progress(w.progress)
+        .progress(progress)
         .samples_per_epoch(train.dataset().len())
-        .around_step(around)
+        .around_step(move |step| {
+            profiler.step(dev, &mut *step);
+            if first.get().is_none() {
+                first.set(Some(started.elapsed()));
+            }
+        })
         .fit(train.num_batches(), |epoch, skip| train.epoch_from(epoch, skip))
-        .map_err(|e| super::control::fit_error(e, &[("--batch-size", w.batch_size)]))
+        .map_err(|e| super::control::fit_error(e, &[("--batch-size", w.batch_size)]))?;
+    if let Outcome::Interrupted { epoch, batches } = fit.outcome {
+        println!("{}", super::control::resume_hint(&format!("batch {batches} of epoch {epoch}")));
+        return Ok(None);
+    }
+    Ok(Some(Fitted { fit, first_step: first_step.get().unwrap_or_default() }))
+}
+
+/// The lines after a classifier's results: the compiled step's replays
+/// (with `--compile`) and the files written.
+pub fn report_run(run: &wgrad::nn::train::RunDir, dev: &wgrad::Device, compile: bool) {
+    if compile {
+        println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
+    }
+    println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
 }
