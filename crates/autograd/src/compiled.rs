@@ -99,16 +99,39 @@ struct Entry {
     gave_up: bool,
 }
 
-/// A pinned step graph, the outputs it writes and the gradients it leaves,
-/// as the buffers the graph writes: each replay hands out fresh tensors
-/// over them, since a handle's data can be rebound (`Tensor::assign`:
-/// gradient clipping scales the gradients that way) and a rebound handle
-/// would no longer show what the next replay writes.
+/// A pinned step graph, the outputs it writes and the gradients it leaves.
 struct Captured {
     graph: StepGraph,
     draws: Draws,
-    outputs: Vec<Parts>,
-    grads: Vec<Option<Parts>>,
+    outputs: Vec<Handed>,
+    grads: Vec<Option<Handed>>,
+}
+
+/// A buffer the graph writes and the tensor over it that replays hand out.
+/// A handle's data can be rebound (`Tensor::assign`: gradient clipping
+/// scales the gradients that way), and a rebound handle no longer shows
+/// what the next replay writes: then the next replay hands out a fresh
+/// tensor. Otherwise the same one, which saves making and freeing a
+/// tensor per gradient and step.
+struct Handed {
+    parts: Parts,
+    tensor: Tensor,
+}
+
+impl Handed {
+    fn of(t: &Tensor) -> Handed {
+        let parts = Parts::of(t);
+        Handed { tensor: parts.tensor(), parts }
+    }
+
+    /// The tensor over the buffer, as it is now.
+    fn hand_out(&mut self) -> Tensor {
+        let Parts(buffer, layout, _) = &self.parts;
+        if !self.tensor.is_view(buffer, layout) {
+            self.tensor = self.parts.tensor();
+        }
+        self.tensor.clone()
+    }
 }
 
 /// A tensor's buffer, layout and dtype.
@@ -210,7 +233,7 @@ impl CompiledStep {
         if e.gave_up {
             return Ok(step(&e.statics));
         }
-        if let Some(c) = &e.graph {
+        if let Some(c) = &mut e.graph {
             // A refused replay leaves the generators where they were: the
             // step then runs (and draws) as it comes.
             let replayed = c
@@ -219,11 +242,11 @@ impl CompiledStep {
                 .and_then(|undo| c.graph.replay().inspect_err(|_| c.draws.undo(streams, &undo)));
             match replayed {
                 Ok(()) => {
-                    for (p, g) in self.params.iter().zip(&c.grads) {
-                        p.set_grad(g.as_ref().map(Parts::tensor));
+                    for (p, g) in self.params.iter().zip(&mut c.grads) {
+                        p.set_grad(g.as_mut().map(Handed::hand_out));
                     }
                     self.replays += 1;
-                    return Ok(c.outputs.iter().map(Parts::tensor).collect());
+                    return Ok(c.outputs.iter_mut().map(Handed::hand_out).collect());
                 }
                 Err(err) => {
                     e.why_not = Some(err.to_string());
@@ -311,8 +334,8 @@ impl Entry {
                     None => {
                         self.why_not = None;
                         let (outputs, grads) = (
-                            outputs.iter().map(Parts::of).collect(),
-                            grads.iter().map(|g| g.as_ref().map(Parts::of)).collect(),
+                            outputs.iter().map(Handed::of).collect(),
+                            grads.iter().map(|g| g.as_ref().map(Handed::of)).collect(),
                         );
                         self.graph = Some(Captured { graph: rec.into_graph(), draws, outputs, grads });
                     }

@@ -237,6 +237,13 @@ impl Tensor {
         self.inner.data.read().unwrap().clone()
     }
 
+    /// Whether this tensor views `buffer` through `layout` (no clone of
+    /// either, unlike comparing [`buffer_and_layout`](Self::buffer_and_layout)).
+    pub fn is_view(&self, buffer: &Buffer, layout: &Layout) -> bool {
+        let data = self.inner.data.read().unwrap();
+        data.0.same_as(buffer) && data.1 == *layout
+    }
+
     /// The view over the buffer.
     pub fn layout(&self) -> Layout {
         self.inner.data.read().unwrap().1.clone()

@@ -48,6 +48,7 @@
 //! are copies (on the device, no readback), so saving, loading and resuming
 //! reproduce an uninterrupted run bit for bit.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use wgrad_autograd::{DType, Error, Result, Tensor};
@@ -110,8 +111,13 @@ pub(crate) struct Fused<A: Algorithm> {
     /// By parameter tensor id, so editing the groups keeps the state.
     slots: HashMap<u64, Slot>,
     /// Per group, the device buffer of its parameters' step scalars (one
-    /// row each), rewritten in place every step.
+    /// row each), rewritten in place when they change.
     rows: Vec<Option<Buffer>>,
+    /// Per group, the words its scalar buffer holds, when known: a step
+    /// whose scalars are the last step's (SGD at a fixed learning rate)
+    /// writes nothing. A gate marks the buffer on the device, so a gated
+    /// step forgets them.
+    written: Vec<Option<Vec<u32>>>,
     /// Per group, the parameters [`prepare_step`](Self::prepare_step)
     /// prepared (indices into the group), until [`apply_step`](Self::apply_step).
     prepared: Option<Vec<Vec<usize>>>,
@@ -191,6 +197,7 @@ impl<A: Algorithm> Fused<A> {
             opts,
             slots: HashMap::new(),
             rows: Vec::new(),
+            written: Vec::new(),
             prepared: None,
             gradless: HashSet::new(),
             gate: None,
@@ -284,23 +291,32 @@ impl<A: Algorithm> Fused<A> {
         let rule = self.opts.rule();
         let names = rule.state_names();
         self.rows.resize(self.groups.len(), None);
+        self.written.resize(self.groups.len(), None);
+        if self.unconfirmed.get_mut().unwrap().as_ref().is_some_and(|u| u.recorded) {
+            // Replays of a recorded gated step mark the rows on the device
+            // without passing here.
+            self.written.fill(None);
+        }
         let mut prepared = Vec::new();
-        for (group, rows) in self.groups.iter().zip(&mut self.rows) {
+        for ((group, rows), written) in self.groups.iter().zip(&mut self.rows).zip(&mut self.written) {
             check_group(A::NAME, group);
             let mut words = vec![0u32; group.params.len().max(1) * SCALAR_WORDS];
             let (mut chosen, mut last) = (Vec::new(), None);
             for (i, p) in group.params.iter().enumerate() {
-                let n = p.numel();
-                if n == 0 || !stepped(p) {
+                if !stepped(p) {
                     continue;
                 }
-                let slot = self.slots.entry(p.id()).or_insert_with(|| Slot {
-                    step: 0,
-                    bufs: names
-                        .iter()
-                        .map(|s| expect(fill::fill(&p.device(), n, self.opts.initial_value(s))))
-                        .collect(),
-                });
+                let slot = match self.slots.entry(p.id()) {
+                    Entry::Occupied(slot) => slot.into_mut(),
+                    Entry::Vacant(_) if p.numel() == 0 => continue,
+                    Entry::Vacant(v) => v.insert(Slot {
+                        step: 0,
+                        bufs: names
+                            .iter()
+                            .map(|s| expect(fill::fill(&p.device(), p.numel(), self.opts.initial_value(s))))
+                            .collect(),
+                    }),
+                };
                 slot.step += 1;
                 // Parameters stepped together share their scalars: computed once.
                 let row = match last {
@@ -312,11 +328,16 @@ impl<A: Algorithm> Fused<A> {
                 chosen.push(i);
             }
             if let Some(p) = group.params.first() {
-                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-                if rows.as_ref().is_none_or(|b| b.len_bytes() != bytes.len() as u64 || b.device() != &p.device()) {
-                    *rows = Some(expect(Buffer::alloc(&p.device(), bytes.len() as u64)));
+                let len = 4 * words.len() as u64;
+                if rows.as_ref().is_none_or(|b| b.len_bytes() != len || b.device() != &p.device()) {
+                    *rows = Some(expect(Buffer::alloc(&p.device(), len)));
+                    *written = None;
                 }
-                expect(rows.as_ref().expect("allocated above").write_bytes(&bytes));
+                if written.as_ref() != Some(&words) {
+                    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    expect(rows.as_ref().expect("allocated above").write_bytes(&bytes));
+                    *written = Some(words);
+                }
             }
             prepared.push(chosen);
         }
@@ -336,8 +357,9 @@ impl<A: Algorithm> Fused<A> {
         let rule = self.opts.rule();
         let gate = self.gate.take();
         let (mut stepped, mut marked, mut gradless) = (Vec::new(), None, Vec::new());
-        for ((group, chosen), rows) in self.groups.iter().zip(prepared).zip(&self.rows) {
+        for (gi, ((group, chosen), rows)) in self.groups.iter().zip(prepared).zip(&self.rows).enumerate() {
             if let (Some(state), Some(rows)) = (&gate, rows) {
+                self.written[gi] = None;
                 expect(amp::gate(rows, group.params.len(), (SCALAR_WORDS, SKIP_WORD), state));
                 marked.get_or_insert_with(|| rows.clone());
             }

@@ -234,6 +234,35 @@ fn step_async_trains_as_step() {
     }
 }
 
+/// A step the device skipped leaves its mark in the optimizer's scalar
+/// rows, which a step whose scalars are the last ones (SGD at a fixed
+/// learning rate) does not rewrite otherwise: a plain step after it must
+/// still update. Fails when the optimizer trusts rows a gate has marked.
+#[test]
+fn a_plain_step_after_a_skipped_one_updates() {
+    for dev in backends("a_plain_step_after_a_skipped_one_updates") {
+        let p = param(&[1.0, 2.0], &dev);
+        let mut opt = Sgd::with_options(vec![p.clone()], 0.5, SgdOptions { momentum: 0.9, ..Default::default() });
+        let mut s = GradScaler::default();
+        for c in [1.0, 1.0, f32::INFINITY] {
+            opt.zero_grad();
+            s.scale(&linear_loss(&p, &[c, 1.0])).backward();
+            s.step_async(&mut opt);
+            s.update();
+        }
+        let before = p.to_vec();
+        opt.zero_grad();
+        linear_loss(&p, &[1.0, 1.0]).backward();
+        opt.step();
+        // Momentum after three steps of gradient 1: 1, 1.9, 2.71.
+        let want: Vec<f32> = before.iter().map(|v| v - 0.5 * 2.71).collect();
+        let got = p.to_vec();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{}: {got:?}, want {want:?} (before {before:?})", dev.name());
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "step() has already been called")]
 fn stepping_twice_before_update_panics() {
