@@ -6,7 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::{par_chunks, GRAIN};
+use super::{lanes, par_chunks, GRAIN};
+
+/// Elements of a row masked at a time on the stack before summing.
+const ROW_BLOCK: usize = 256;
 use crate::ops::batch_norm::ChannelDims;
 
 /// `f(ch)` for every channel, on all cores when the data is large.
@@ -64,8 +67,8 @@ pub(crate) fn moments(xs: &[f32], d: &ChannelDims) -> Vec<(f64, f64)> {
         return means.into_iter().zip(m2).collect();
     }
     per_channel(d, |ch| {
-        let mean = rows(d, ch).map(|r| xs[r].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / d.count() as f64;
-        let m2 = rows(d, ch).map(|r| xs[r].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>();
+        let mean = rows(d, ch).map(|r| lanes::sum(&xs[r], |v| v as f64)).sum::<f64>() / d.count() as f64;
+        let m2 = rows(d, ch).map(|r| lanes::sum(&xs[r], |v| (v as f64 - mean).powi(2))).sum::<f64>();
         (mean, m2)
     })
 }
@@ -89,11 +92,26 @@ pub(crate) fn grad_sums(
         let (mean, rstd) = ms[ch];
         let (mut s, mut sx) = (0.0f64, 0.0f64);
         for r in rows(d, ch) {
-            for i in r {
-                let gv = masked(gs[i], ys.map(|y| y[i])) as f64;
-                s += gv;
-                sx += gv * (xs[i] as f64 - mean) * rstd;
-            }
+            // Σdy'·(x − mean), times rstd once per row.
+            let (a, b) = match ys {
+                None => lanes::sum2(&gs[r.clone()], &xs[r], |g, x| (g as f64, g as f64 * (x as f64 - mean))),
+                Some(ys) => {
+                    // The ReLU mask folded into dy first, then the same sums.
+                    let (g, y, x) = (&gs[r.clone()], &ys[r.clone()], &xs[r]);
+                    let mut sums = (0.0, 0.0);
+                    for ((g, y), x) in g.chunks(ROW_BLOCK).zip(y.chunks(ROW_BLOCK)).zip(x.chunks(ROW_BLOCK)) {
+                        let mut dy = [0.0f32; ROW_BLOCK];
+                        for ((d, &g), &y) in dy.iter_mut().zip(g).zip(y) {
+                            *d = masked(g, Some(y));
+                        }
+                        let (u, v) = lanes::sum2(&dy[..g.len()], x, |g, x| (g as f64, g as f64 * (x as f64 - mean)));
+                        sums = (sums.0 + u, sums.1 + v);
+                    }
+                    sums
+                }
+            };
+            s += a;
+            sx += b * rstd;
         }
         (s, sx)
     })
@@ -186,18 +204,30 @@ pub(crate) fn backward(
     each_row(out, d, |ch, at, row| {
         let (a, b, k, mean) = consts[ch];
         let (g, x) = (&gs[at..at + row.len()], &xs[at..at + row.len()]);
+        // One loop per case, the choices made outside it: zipped slices
+        // and no per-element branch on an Option, so the loops vectorize.
         let y = ys.map(|ys| &ys[at..at + row.len()]);
-        let dyp = |i: usize| masked(g[i], y.map(|y| y[i]));
-        if sums.is_some() {
-            row.iter_mut().enumerate().for_each(|(i, o)| *o = a * dyp(i) - b - (x[i] - mean) * k);
-        } else {
-            row.iter_mut().enumerate().for_each(|(i, o)| *o = a * dyp(i));
+        match (y, sums.is_some()) {
+            (None, true) => row.iter_mut().zip(g).zip(x).for_each(|((o, &g), &x)| *o = a * g - b - (x - mean) * k),
+            (None, false) => row.iter_mut().zip(g).for_each(|(o, &g)| *o = a * g),
+            (Some(y), true) => row
+                .iter_mut()
+                .zip(g)
+                .zip(x)
+                .zip(y)
+                .for_each(|(((o, &g), &x), &y)| *o = a * masked(g, Some(y)) - b - (x - mean) * k),
+            (Some(y), false) => row.iter_mut().zip(g).zip(y).for_each(|((o, &g), &y)| *o = a * masked(g, Some(y))),
         }
     });
     if let Some(dres) = dres {
         par_chunks(dres, 1, GRAIN, |start, chunk| {
-            for (i, o) in chunk.iter_mut().enumerate() {
-                *o = masked(gs[start + i], ys.map(|y| y[start + i]));
+            let g = &gs[start..start + chunk.len()];
+            match ys {
+                None => chunk.copy_from_slice(g),
+                Some(ys) => {
+                    let y = &ys[start..start + chunk.len()];
+                    chunk.iter_mut().zip(g).zip(y).for_each(|((o, &g), &y)| *o = masked(g, Some(y)));
+                }
             }
         });
     }

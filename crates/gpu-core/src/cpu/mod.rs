@@ -21,6 +21,7 @@ pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod index;
+pub(crate) mod lanes;
 pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod pooling;
