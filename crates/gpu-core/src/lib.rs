@@ -32,6 +32,7 @@ pub mod step_graph;
 pub mod testing;
 
 pub use buffer::Buffer;
+pub use cpu::simd::{host_simd_level, set_simd_level, simd_level, SimdLevel};
 pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
 pub use host_rng::{mix64, HostRng, GOLDEN};

@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{lanes, par_chunks, GRAIN};
 
 /// Elements of a row masked at a time on the stack before summing.
@@ -30,6 +31,7 @@ fn rows(d: &ChannelDims, ch: usize) -> impl Iterator<Item = std::ops::Range<usiz
 }
 
 /// `dy` masked by a fused ReLU's output `y` (zero where `y <= 0` or NaN).
+#[inline(always)]
 fn masked(dy: f32, y: Option<f32>) -> f32 {
     match y {
         Some(y) if y <= 0.0 || y.is_nan() => 0.0,
@@ -67,8 +69,8 @@ pub(crate) fn moments(xs: &[f32], d: &ChannelDims) -> Vec<(f64, f64)> {
         return means.into_iter().zip(m2).collect();
     }
     per_channel(d, |ch| {
-        let mean = rows(d, ch).map(|r| lanes::sum(&xs[r], |v| v as f64)).sum::<f64>() / d.count() as f64;
-        let m2 = rows(d, ch).map(|r| lanes::sum(&xs[r], |v| (v as f64 - mean).powi(2))).sum::<f64>();
+        let mean = rows(d, ch).map(|r| row_sum(&xs[r])).sum::<f64>() / d.count() as f64;
+        let m2 = rows(d, ch).map(|r| row_square_deviations(&xs[r], mean)).sum::<f64>();
         (mean, m2)
     })
 }
@@ -94,21 +96,8 @@ pub(crate) fn grad_sums(
         for r in rows(d, ch) {
             // Σdy'·(x − mean), times rstd once per row.
             let (a, b) = match ys {
-                None => lanes::sum2(&gs[r.clone()], &xs[r], |g, x| (g as f64, g as f64 * (x as f64 - mean))),
-                Some(ys) => {
-                    // The ReLU mask folded into dy first, then the same sums.
-                    let (g, y, x) = (&gs[r.clone()], &ys[r.clone()], &xs[r]);
-                    let mut sums = (0.0, 0.0);
-                    for ((g, y), x) in g.chunks(ROW_BLOCK).zip(y.chunks(ROW_BLOCK)).zip(x.chunks(ROW_BLOCK)) {
-                        let mut dy = [0.0f32; ROW_BLOCK];
-                        for ((d, &g), &y) in dy.iter_mut().zip(g).zip(y) {
-                            *d = masked(g, Some(y));
-                        }
-                        let (u, v) = lanes::sum2(&dy[..g.len()], x, |g, x| (g as f64, g as f64 * (x as f64 - mean)));
-                        sums = (sums.0 + u, sums.1 + v);
-                    }
-                    sums
-                }
+                None => row_grad_sums(&gs[r.clone()], &xs[r], mean),
+                Some(ys) => row_masked_grad_sums(&gs[r.clone()], &ys[r.clone()], &xs[r], mean),
             };
             s += a;
             sx += b * rstd;
@@ -163,15 +152,8 @@ pub(crate) fn forward(
         .collect();
     each_row(ys, d, |ch, at, row| {
         let (mean, scale, shift) = consts[ch];
-        let x = &xs[at..at + row.len()];
-        row.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - mean) * scale + shift);
-        if let Some(r) = r {
-            row.iter_mut().zip(&r[at..]).for_each(|(y, &v)| *y += v);
-        }
-        if relu {
-            // `max` would turn NaN into 0; torch.relu keeps it.
-            row.iter_mut().for_each(|y| *y = if *y < 0.0 { 0.0 } else { *y });
-        }
+        let n = row.len();
+        normalize_row(&xs[at..at + n], r.map(|r| &r[at..at + n]), mean, scale, shift, relu, row);
     });
 }
 
@@ -204,20 +186,8 @@ pub(crate) fn backward(
     each_row(out, d, |ch, at, row| {
         let (a, b, k, mean) = consts[ch];
         let (g, x) = (&gs[at..at + row.len()], &xs[at..at + row.len()]);
-        // One loop per case, the choices made outside it: zipped slices
-        // and no per-element branch on an Option, so the loops vectorize.
         let y = ys.map(|ys| &ys[at..at + row.len()]);
-        match (y, sums.is_some()) {
-            (None, true) => row.iter_mut().zip(g).zip(x).for_each(|((o, &g), &x)| *o = a * g - b - (x - mean) * k),
-            (None, false) => row.iter_mut().zip(g).for_each(|(o, &g)| *o = a * g),
-            (Some(y), true) => row
-                .iter_mut()
-                .zip(g)
-                .zip(x)
-                .zip(y)
-                .for_each(|(((o, &g), &x), &y)| *o = a * masked(g, Some(y)) - b - (x - mean) * k),
-            (Some(y), false) => row.iter_mut().zip(g).zip(y).for_each(|((o, &g), &y)| *o = a * masked(g, Some(y))),
-        }
+        backward_row(g, x, y, a, b, k, mean, sums.is_some(), row);
     });
     if let Some(dres) = dres {
         par_chunks(dres, 1, GRAIN, |start, chunk| {
@@ -230,5 +200,78 @@ pub(crate) fn backward(
                 }
             }
         });
+    }
+}
+
+multiversion! {
+    /// `Σ x` over one row, in lanes.
+    fn row_sum(xs: &[f32]) -> f64 {
+        lanes::sum(xs, |v| v as f64)
+    }
+}
+
+multiversion! {
+    /// `Σ (x − mean)²` over one row, in lanes.
+    fn row_square_deviations(xs: &[f32], mean: f64) -> f64 {
+        lanes::sum(xs, |v| (v as f64 - mean).powi(2))
+    }
+}
+
+multiversion! {
+    /// `(Σ dy, Σ dy·(x − mean))` over one row, in lanes.
+    fn row_grad_sums(gs: &[f32], xs: &[f32], mean: f64) -> (f64, f64) {
+        lanes::sum2(gs, xs, |g, x| (g as f64, g as f64 * (x as f64 - mean)))
+    }
+}
+
+multiversion! {
+    /// [`row_grad_sums`] of `dy` masked by a fused ReLU's output `y`: the
+    /// mask is applied a block at a time on the stack, then the same sums.
+    fn row_masked_grad_sums(gs: &[f32], ys: &[f32], xs: &[f32], mean: f64) -> (f64, f64) {
+        let mut sums = (0.0, 0.0);
+        for ((g, y), x) in gs.chunks(ROW_BLOCK).zip(ys.chunks(ROW_BLOCK)).zip(xs.chunks(ROW_BLOCK)) {
+            let mut dy = [0.0f32; ROW_BLOCK];
+            for ((d, &g), &y) in dy.iter_mut().zip(g).zip(y) {
+                *d = masked(g, Some(y));
+            }
+            let (u, v) = lanes::sum2(&dy[..g.len()], x, |g, x| (g as f64, g as f64 * (x as f64 - mean)));
+            sums = (sums.0 + u, sums.1 + v);
+        }
+        sums
+    }
+}
+
+multiversion! {
+    /// One row of the forward pass: `(x − mean)·scale + shift (+ r)`, then
+    /// the ReLU when fused.
+    fn normalize_row(x: &[f32], r: Option<&[f32]>, mean: f32, scale: f32, shift: f32, relu: bool, out: &mut [f32]) {
+        out.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - mean) * scale + shift);
+        if let Some(r) = r {
+            out.iter_mut().zip(r).for_each(|(y, &v)| *y += v);
+        }
+        if relu {
+            // `max` would turn NaN into 0; torch.relu keeps it.
+            out.iter_mut().for_each(|y| *y = if *y < 0.0 { 0.0 } else { *y });
+        }
+    }
+}
+
+multiversion! {
+    /// One row of the input gradient: `a·dy' − b − (x − mean)·k` in
+    /// training (`train`), `a·dy'` otherwise, `dy'` being `g` masked by the
+    /// fused ReLU's output `y` when there is one. One loop per case, the
+    /// choices made outside it, so that each vectorizes.
+    fn backward_row(g: &[f32], x: &[f32], y: Option<&[f32]>, a: f32, b: f32, k: f32, mean: f32, train: bool, out: &mut [f32]) {
+        match (y, train) {
+            (None, true) => out.iter_mut().zip(g).zip(x).for_each(|((o, &g), &x)| *o = a * g - b - (x - mean) * k),
+            (None, false) => out.iter_mut().zip(g).for_each(|(o, &g)| *o = a * g),
+            (Some(y), true) => out
+                .iter_mut()
+                .zip(g)
+                .zip(x)
+                .zip(y)
+                .for_each(|(((o, &g), &x), &y)| *o = a * masked(g, Some(y)) - b - (x - mean) * k),
+            (Some(y), false) => out.iter_mut().zip(g).zip(y).for_each(|((o, &g), &y)| *o = a * masked(g, Some(y))),
+        }
     }
 }

@@ -19,6 +19,7 @@ pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod fast_math;
 pub(crate) mod gemm;
 pub(crate) mod index;
 pub(crate) mod lanes;
@@ -27,6 +28,7 @@ pub(crate) mod pool;
 pub(crate) mod pooling;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
+pub(crate) mod simd;
 
 use rayon::prelude::*;
 

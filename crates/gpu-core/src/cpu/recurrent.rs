@@ -2,32 +2,14 @@
 //! kernel does; the reference twin works in f64), batch rows over all cores.
 //! Each row is computed from read-only views into a scratch row, then the
 //! rows are stored into their slots of the sequence buffers, so no two tasks
-//! write one buffer.
+//! write one buffer. The LSTM's rows are vector loops compiled per SIMD
+//! level (`simd.rs`), with the branch-free `exp` of `fast_math.rs`.
 
 use rayon::prelude::*;
 
+use super::fast_math::{sigmoid, tanh};
+use super::simd::multiversion;
 use crate::ops::recurrent::{Dims, RecurrentKind, SAVED};
-
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
-}
-
-/// tanh from one `exp` (glibc's `tanhf` goes through `expm1f` and was a
-/// fifth of an LSTM step): a Taylor series where `(e − 1)/(e + 1)` would
-/// cancel, ±1 where `e` would overflow; within about 1e-6 relative of
-/// `f32::tanh`, NaN in, NaN out.
-fn tanh(v: f32) -> f32 {
-    let a = v.abs();
-    if a < 0.0625 {
-        let v2 = v * v;
-        v * (1.0 - v2 * (1.0 / 3.0 - v2 * (2.0 / 15.0)))
-    } else if a > 9.0 {
-        1.0f32.copysign(v)
-    } else {
-        let e = (2.0 * v).exp();
-        (e - 1.0) / (e + 1.0)
-    }
-}
 
 /// Runs `row(b, scratch_row)` for every batch row into `B` scratch rows of
 /// `width`, on all cores when the step is large enough to pay for it.
@@ -58,22 +40,16 @@ pub(crate) fn forward(d: &Dims, t: usize, xs: &[f32], hws: &[f32], bs: Option<&[
         let hrow = &hws[b * gh..][..gh];
         let a = |k: usize, j: usize| xrow[k * h + j] + hrow[k * h + j] + bs.map_or(0.0, |bs| bs[k * h + j]);
         let hp = &states[prev * bh + b * h..][..h];
-        // Only the LSTM's states hold cell values.
-        let cp = |j: usize| states[c_off + prev * bh + b * h + j];
+        if d.kind == RecurrentKind::Lstm {
+            // Only the LSTM's states hold cell values.
+            let cp = &states[c_off + prev * bh + b * h..][..h];
+            return lstm_row(xrow, hrow, bs, cp, hn, cn, &mut gates[..4 * h]);
+        }
         for j in 0..h {
             hn[j] = match d.kind {
                 RecurrentKind::RnnTanh => tanh(a(0, j)),
                 RecurrentKind::RnnRelu => a(0, j).max(0.0),
-                RecurrentKind::Lstm => {
-                    let (ig, fg) = (sigmoid(a(0, j)), sigmoid(a(1, j)));
-                    let (gg, og) = (tanh(a(2, j)), sigmoid(a(3, j)));
-                    let c = fg * cp(j) + ig * gg;
-                    cn[j] = c;
-                    for (k, v) in [ig, fg, gg, og].into_iter().enumerate() {
-                        gates[k * h + j] = v;
-                    }
-                    og * tanh(c)
-                }
+                RecurrentKind::Lstm => unreachable!("LSTM rows run lstm_row"),
                 RecurrentKind::Gru => {
                     let (rg, zg) = (sigmoid(a(0, j)), sigmoid(a(1, j)));
                     let hn = hrow[2 * h + j] + bs.map_or(0.0, |bs| bs[2 * h + j]);
@@ -125,6 +101,20 @@ pub(crate) fn backward(d: &Dims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: 
         let row = b * h;
         let gate =
             |k: usize, j: usize| i.sv.expect("LSTM and GRU save gates")[(t * d.batch + b) * SAVED * h + k * h + j];
+        if d.kind == RecurrentKind::Lstm {
+            let sv = i.sv.expect("LSTM and GRU save gates");
+            return lstm_row_backward(
+                &i.dys[t * bh + row..][..h],
+                &carry[row..][..h],
+                i.rec.map(|r| &r[row..][..h]),
+                &carry[bh + row..][..h],
+                &i.st[c_off + out * bh + row..][..h],
+                &i.st[c_off + prev * bh + row..][..h],
+                &sv[(t * d.batch + b) * SAVED * h..][..4 * h],
+                &mut sdx[..4 * h],
+                cac,
+            );
+        }
         for j in 0..h {
             let dh = i.dys[t * bh + row + j] + carry[row + j] + i.rec.map_or(0.0, |r| r[row + j]);
             match d.kind {
@@ -133,17 +123,7 @@ pub(crate) fn backward(d: &Dims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: 
                     sdx[j] = dh * (1.0 - y * y);
                 }
                 RecurrentKind::RnnRelu => sdx[j] = if i.st[out * bh + row + j] > 0.0 { dh } else { 0.0 },
-                RecurrentKind::Lstm => {
-                    let (ig, fg, gg, og) = (gate(0, j), gate(1, j), gate(2, j), gate(3, j));
-                    let tc = tanh(i.st[c_off + out * bh + row + j]);
-                    let dc = carry[bh + row + j] + dh * og * (1.0 - tc * tc);
-                    let cp = i.st[c_off + prev * bh + row + j];
-                    sdx[j] = dc * gg * ig * (1.0 - ig);
-                    sdx[h + j] = dc * cp * fg * (1.0 - fg);
-                    sdx[2 * h + j] = dc * ig * (1.0 - gg * gg);
-                    sdx[3 * h + j] = dh * tc * og * (1.0 - og);
-                    cac[j] = dc * fg;
-                }
+                RecurrentKind::Lstm => unreachable!("LSTM rows run lstm_row_backward"),
                 RecurrentKind::Gru => {
                     let (rg, zg, n, hn) = (gate(0, j), gate(1, j), gate(2, j), gate(3, j));
                     let dn = dh * (1.0 - zg) * (1.0 - n * n);
@@ -173,24 +153,70 @@ pub(crate) fn backward(d: &Dims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// The one-`exp` tanh against std's across its three branches, both
-    /// signs, the branch edges, huge values and NaN.
-    #[test]
-    fn tanh_matches_std() {
-        let mut v = -12.0f32;
-        while v <= 12.0 {
-            for x in [v, v * 1e-3, v * 1e-6] {
-                let (got, want) = (super::tanh(x), x.tanh());
-                assert!((got - want).abs() <= 2e-6 * want.abs().max(1e-30), "tanh({x}) = {got}, std {want}");
-            }
-            v += 0.0137;
+multiversion! {
+    /// One LSTM forward row: the gates' pre-activations `xw + h W_hhᵀ (+
+    /// b_hh)` into `gates` (i | f | g | o, `h` each), then the gates
+    /// themselves, the new cell `cn = f·cp + i·g` and output `hn = o·tanh(cn)`.
+    fn lstm_row(xrow: &[f32], hrow: &[f32], bias: Option<&[f32]>, cp: &[f32], hn: &mut [f32], cn: &mut [f32], gates: &mut [f32]) {
+        let h = hn.len();
+        match bias {
+            Some(b) => gates.iter_mut().zip(xrow).zip(hrow).zip(b).for_each(|(((a, &x), &w), &b)| *a = x + w + b),
+            // + 0.0 as with a zero bias: a −0 pre-activation turns +0.
+            None => gates.iter_mut().zip(xrow).zip(hrow).for_each(|((a, &x), &w)| *a = x + w + 0.0),
         }
-        for x in [0.0625f32, -0.0625, 9.0, -9.0, 1e30, -1e30, 0.0, -0.0] {
-            assert!((super::tanh(x) - x.tanh()).abs() <= 2e-6 * x.tanh().abs(), "tanh({x})");
+        let (ig, rest) = gates.split_at_mut(h);
+        let (fg, rest) = rest.split_at_mut(h);
+        let (gg, og) = rest.split_at_mut(h);
+        for v in ig.iter_mut().chain(fg.iter_mut()).chain(og.iter_mut()) {
+            *v = sigmoid(*v);
         }
-        assert!(super::tanh(f32::NAN).is_nan());
-        assert_eq!(super::tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+        for v in gg.iter_mut() {
+            *v = tanh(*v);
+        }
+        for j in 0..h.min(cp.len()).min(cn.len()) {
+            let c = fg[j] * cp[j] + ig[j] * gg[j];
+            cn[j] = c;
+            hn[j] = og[j] * tanh(c);
+        }
+    }
+}
+
+multiversion! {
+    /// One LSTM backward row: from `dh = dy + dh carry (+ rec, the
+    /// recurrent term)`, the cell's output `c` and input `cp`, and the
+    /// saved gates (i | f | g | o), the gates' gradients into `sdx` and the
+    /// cell's carry `cac` = `dc·f` for the previous step.
+    fn lstm_row_backward(
+        dy: &[f32],
+        carry_h: &[f32],
+        rec: Option<&[f32]>,
+        carry_c: &[f32],
+        c: &[f32],
+        cp: &[f32],
+        gates: &[f32],
+        sdx: &mut [f32],
+        cac: &mut [f32],
+    ) {
+        let h = cac.len();
+        let (ig, fg, gg, og) = (&gates[..h], &gates[h..2 * h], &gates[2 * h..3 * h], &gates[3 * h..4 * h]);
+        let (carry_c, c, cp) = (&carry_c[..h], &c[..h], &cp[..h]);
+        let (si, rest) = sdx.split_at_mut(h);
+        let (sf, rest) = rest.split_at_mut(h);
+        let (sg, so) = rest.split_at_mut(h);
+        // dh first into `so`, which each element reads before writing.
+        match rec {
+            Some(r) => so.iter_mut().zip(dy).zip(carry_h).zip(r).for_each(|(((o, &a), &b), &r)| *o = a + b + r),
+            None => so.iter_mut().zip(dy).zip(carry_h).for_each(|((o, &a), &b)| *o = a + b + 0.0),
+        }
+        for j in 0..h {
+            let dh = so[j];
+            let tc = tanh(c[j]);
+            let dc = carry_c[j] + dh * og[j] * (1.0 - tc * tc);
+            si[j] = dc * gg[j] * ig[j] * (1.0 - ig[j]);
+            sf[j] = dc * cp[j] * fg[j] * (1.0 - fg[j]);
+            sg[j] = dc * ig[j] * (1.0 - gg[j] * gg[j]);
+            so[j] = dh * tc * og[j] * (1.0 - og[j]);
+            cac[j] = dc * fg[j];
+        }
     }
 }

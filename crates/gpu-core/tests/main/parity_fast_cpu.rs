@@ -436,3 +436,74 @@ fn row_ops_match_the_reference_bit_for_bit() {
         }
     }
 }
+
+/// The CPU backend's multiversioned kernels (`cpu/simd.rs`: batch norm's
+/// passes, the LSTM cell) give the same bits at every vector level the
+/// host has: the copies differ only in register width. On a host with
+/// AVX-512 (CI's) this compares three builds of each kernel; a host with
+/// only the baseline has nothing to compare.
+#[test]
+fn simd_levels_compute_the_same_bits() {
+    use wgrad_gpu_core::ops::batch_norm::{
+        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Operands,
+    };
+    use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
+    use wgrad_gpu_core::{host_simd_level, set_simd_level, SimdLevel};
+    let dev = Device::cpu();
+    let mut rng = rng(9);
+    let d = ChannelDims { outer: 6, channels: 5, inner: 301 };
+    let n = d.outer * d.channels * d.inner;
+    let (x, gy, res) = (rng.vec(n, -2.0, 2.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+    let (w, b) = (rng.vec(d.channels, 0.5, 1.5), rng.vec(d.channels, -0.5, 0.5));
+    let (t, batch, h) = (5, 3, 37);
+    let (xw, w_hh, b_hh) =
+        (rng.vec(t * batch * 4 * h, -1.0, 1.0), rng.vec(4 * h * h, -0.2, 0.2), rng.vec(4 * h, -0.5, 0.5));
+    let (h0, c0, dy) =
+        (rng.vec(batch * h, -1.0, 1.0), rng.vec(batch * h, -1.0, 1.0), rng.vec(t * batch * h, -1.0, 1.0));
+    let up = |v: &[f32]| Buffer::from_f32(&dev, v).unwrap();
+    let bits = |b: &Buffer| b.to_u32().unwrap();
+    let run = || {
+        let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
+        let stats = batch_norm_stats(&x, d, 1e-5, None, Operands::F32).unwrap();
+        let centre = Centre::Stats(&stats);
+        let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, Operands::F32).unwrap();
+        let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre, Operands::F32).unwrap();
+        let (dx, dres) =
+            batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true, Operands::F32).unwrap();
+        let mut out = vec![bits(&stats), bits(&y), bits(&sb), bits(&sw), bits(&dx), bits(&dres.unwrap())];
+        let (whh, bhh) = (up(&w_hh), up(&b_hh));
+        let saved = recurrent_forward(
+            RecurrentKind::Lstm,
+            &up(&xw),
+            &whh,
+            Some(&bhh),
+            &up(&h0),
+            Some(&up(&c0)),
+            t,
+            batch,
+            h,
+            false,
+        )
+        .unwrap();
+        let g = recurrent_backward(&saved, &whh, &up(&dy), None, None).unwrap();
+        out.extend([bits(saved.states()), bits(&g.dxw), bits(&g.dw_hh), bits(&g.dh0), bits(&g.dc0.unwrap())]);
+        out
+    };
+    let host = host_simd_level();
+    let levels: Vec<SimdLevel> =
+        [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= host).collect();
+    let mut first = None;
+    for &level in &levels {
+        assert_eq!(set_simd_level(level), level, "the host has {}", level.name());
+        let got = run();
+        match &first {
+            None => first = Some(got),
+            Some(want) => {
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    assert!(g == w, "output {i} at {} differs from the baseline's", level.name());
+                }
+            }
+        }
+    }
+    set_simd_level(host);
+}
