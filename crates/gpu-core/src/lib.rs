@@ -20,6 +20,7 @@ pub mod error;
 mod gpu;
 mod host_rng;
 mod index_check;
+mod kernels;
 pub mod layout;
 pub mod memory;
 pub mod ops;

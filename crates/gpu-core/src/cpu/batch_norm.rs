@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{par_chunks, GRAIN};
-use crate::ops::batch_norm::ChannelDims;
+use crate::kernels::batch_norm::ChannelDims;
 
 /// `f(ch)` for every channel, on all cores when the data is large.
 fn per_channel(d: &ChannelDims, f: impl Fn(usize) -> (f64, f64) + Sync + Send) -> Vec<(f64, f64)> {

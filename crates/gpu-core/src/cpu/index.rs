@@ -7,7 +7,7 @@
 
 use super::{par_chunks, GRAIN};
 use crate::layout::Layout;
-use crate::ops::index::Walk;
+use crate::kernels::index::Walk;
 
 /// The outer dims of `w` (all but the innermost) as a layout with strides
 /// `strides` and `offset`, and the innermost run's length.

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::ops::recurrent::{Dims, RecurrentKind, SAVED};
+use crate::kernels::recurrent::{Dims, RecurrentKind, SAVED};
 
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())

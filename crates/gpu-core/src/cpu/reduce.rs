@@ -17,7 +17,7 @@
 
 use super::{par_chunks, GRAIN};
 use crate::layout::{coalesce, Layout};
-use crate::ops::reduce::ReduceOp;
+use crate::kernels::reduce::ReduceOp;
 
 /// Outputs one pass of the column path accumulates at a time: its scratch
 /// (a few values per output) stays this size however long the run, and each

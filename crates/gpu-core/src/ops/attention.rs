@@ -41,54 +41,7 @@
 //! block in f32.
 
 use super::operands::{host_f32, load_x_shader, HostOutput, Operands};
-/// How attention is computed on a device (`Device::set_attention_path`,
-/// `WGRAD_ATTENTION=auto|fused|composite`). The choice is made by the
-/// autograd op, which owns the composite form.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttentionPath {
-    /// [`Composite`](Self::Composite) on CPU adapters (lavapipe) for
-    /// unmasked attention whose score matrix is small, [`Fused`](Self::Fused)
-    /// everywhere else.
-    #[default]
-    Auto,
-    /// The fused kernels of this module: O(L·D) memory, one launch forward
-    /// and two backward. The choice for GPUs and the CPU backend.
-    Fused,
-    /// `softmax(q kᵀ · scale) v` from matmul and softmax, the score matrix in
-    /// memory. On CPU adapters, where every lane-divergent load of the fused
-    /// backward is a loop over the SIMD lanes, the products run on the
-    /// subgroup matmul instead and a step of the sequence bench's Transformer
-    /// is faster (docs/performance.md).
-    Composite,
-}
-
-impl AttentionPath {
-    /// The code stored in the device (`GpuContext::attention`).
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            AttentionPath::Auto => 0,
-            AttentionPath::Fused => 1,
-            AttentionPath::Composite => 2,
-        }
-    }
-
-    pub(crate) fn from_code(c: u8) -> AttentionPath {
-        match c {
-            1 => AttentionPath::Fused,
-            2 => AttentionPath::Composite,
-            _ => AttentionPath::Auto,
-        }
-    }
-
-    /// `WGRAD_ATTENTION`'s value: `auto` (or unset), `fused`, `composite`.
-    pub(crate) fn from_env() -> AttentionPath {
-        match std::env::var("WGRAD_ATTENTION").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            Ok("fused") => AttentionPath::Fused,
-            Ok("composite") => AttentionPath::Composite,
-            _ => AttentionPath::Auto,
-        }
-    }
-}
+pub use crate::kernels::attention::{AttentionPath, AttnDims};
 
 use super::{dispatch, f32s, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
@@ -104,32 +57,6 @@ pub const MAX_HEAD_DIM: usize = 4 * CAP;
 const CPU_WG: usize = 8;
 /// Invocations per workgroup on GPUs.
 const GPU_WG: usize = 64;
-
-/// Sizes of one attention call: `q [batch·heads, lq, d]`, `k [batch·heads, lk, d]`,
-/// `v [batch·heads, lk, dv]`, all dense row-major f32; `out [batch·heads, lq, dv]`.
-/// `batch` and `heads` are separate only for the mask's strides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttnDims {
-    /// Batch size `B`.
-    pub batch: usize,
-    /// Heads per batch entry `H`.
-    pub heads: usize,
-    /// Query rows `Lq`.
-    pub lq: usize,
-    /// Key (and value) rows `Lk`.
-    pub lk: usize,
-    /// Head dim of q and k.
-    pub d: usize,
-    /// Head dim of v and of the output.
-    pub dv: usize,
-}
-
-impl AttnDims {
-    /// Number of (batch, head) pairs.
-    pub fn bh(&self) -> usize {
-        self.batch * self.heads
-    }
-}
 
 /// An additive f32 mask and its strides over `(batch, head, query, key)`
 /// (element strides from the start of the buffer; 0 broadcasts a dim).

@@ -31,6 +31,7 @@ use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, run_fallible, Params};
 use crate::gpu::{GpuContext, Launch};
+pub use crate::kernels::batch_norm::ChannelDims;
 use crate::{Buffer, Error, Result};
 
 /// Level-1 threads to aim for: enough to fill a large GPU.
@@ -39,45 +40,7 @@ const TARGET_THREADS: usize = 65_536;
 /// the partials at most 2/16 of the data.
 const MIN_CHUNK: usize = 16;
 
-/// The `[outer, channels, inner]` view batch norm works on: statistics are
-/// per channel, over `outer · inner` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelDims {
-    /// Leading size (the batch N; layer norm's rows).
-    pub outer: usize,
-    /// Channels C (layer norm's normalised columns).
-    pub channels: usize,
-    /// Trailing size (H·W; 1 for `[N, C]` input and layer norm).
-    pub inner: usize,
-}
-
 impl ChannelDims {
-    /// `[N, C, *]` shape as dims.
-    pub fn of_shape(shape: &[usize]) -> ChannelDims {
-        assert!(shape.len() >= 2, "wgrad internal: ChannelDims needs rank ≥ 2, got {shape:?}");
-        ChannelDims { outer: shape[0], channels: shape[1], inner: shape[2..].iter().product() }
-    }
-
-    /// All elements.
-    pub fn numel(&self) -> usize {
-        self.outer * self.channels * self.inner
-    }
-
-    /// Values per channel.
-    pub fn count(&self) -> usize {
-        self.outer * self.inner
-    }
-
-    fn check(&self, op: &'static str) -> Result<usize> {
-        let n = self
-            .outer
-            .checked_mul(self.channels)
-            .and_then(|v| v.checked_mul(self.inner))
-            .ok_or_else(|| Error::invalid(op, format!("{self:?} overflows")))?;
-        super::check_u32(op, n + 256)?;
-        Ok(n)
-    }
-
     /// Whether the elementwise kernels take four neighbours of one channel
     /// per thread (vec4 loads): when B is a multiple of 4.
     fn vec4(&self) -> bool {
@@ -106,6 +69,16 @@ impl ChannelDims {
     fn params(&self, eps: f32, momentum: f32) -> Params {
         let (chunk, chunks) = self.plan();
         Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
+    }
+
+    fn check(&self, op: &'static str) -> Result<usize> {
+        let n = self
+            .outer
+            .checked_mul(self.channels)
+            .and_then(|v| v.checked_mul(self.inner))
+            .ok_or_else(|| Error::invalid(op, format!("{self:?} overflows")))?;
+        super::check_u32(op, n + 256)?;
+        Ok(n)
     }
 }
 

@@ -4,7 +4,6 @@
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
-use super::conv::ConvGeometry;
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
@@ -13,6 +12,8 @@ use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
 use crate::gpu::matrix_units::MatrixUnits;
 use crate::gpu::{GpuContext, Launch};
+pub(crate) use crate::kernels::conv::ConvGather;
+use crate::kernels::conv::ConvGeometry;
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -548,33 +549,6 @@ fn strided_b(lb: &Layout, view: Layout) -> BOperand {
         cs: lb.strides[rb + 1],
         offset: lb.offset,
         conv: None,
-    }
-}
-
-/// How a convolution's B operand is gathered from its NCHW tensor (the
-/// matmul shaders' `B_CONV`), per batch entry (one image, or one group of
-/// channels of it) of the tensor `src`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConvGather {
-    /// The im2col columns of the convolution's input `[C/G, H, W]`: K = C/G·kh·kw
-    /// rows (c, ki, kj), N = OH·OW columns (oh, ow).
-    Columns,
-    /// The transpose of [`Columns`](Self::Columns): K = OH·OW, N = C/G·kh·kw.
-    ColumnsT,
-    /// The output gradient `[OC/G, OH, OW]` as seen from the input: K =
-    /// OC/G·kh·kw rows (oc, ki, kj), N = H·W columns (ih, iw), holding the
-    /// entry tap (ki, kj) carries to pixel (ih, iw), zero where none does.
-    Adjoint,
-}
-
-impl ConvGather {
-    /// The shaders' `B_CONV` code.
-    fn code(self) -> f64 {
-        match self {
-            ConvGather::Columns => 1.0,
-            ConvGather::ColumnsT => 2.0,
-            ConvGather::Adjoint => 3.0,
-        }
     }
 }
 

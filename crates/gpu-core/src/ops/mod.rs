@@ -35,7 +35,6 @@ pub mod reduce;
 mod reduce_split;
 mod rows;
 pub mod softmax;
-mod table;
 
 pub(crate) use params::{Kind, Params, ParamsDecl};
 pub mod unary;

@@ -28,11 +28,8 @@ use super::operands::{host_f32, thread_half_loads, HostOutput};
 use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
+use crate::kernels::pool::NONE;
 use crate::{Buffer, Error, Result};
-
-/// The argmax of a window with no in-bounds element (cannot happen within
-/// PyTorch's padding limit, but kernel and twin agree on it anyway).
-pub(crate) const NONE: u32 = u32::MAX;
 
 /// One spatial dim of a pooling: input and output size and the window rule.
 #[derive(Clone, Copy, Debug)]
