@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::batch::{Batch, Window};
 use super::pipelines::PipelineCache;
 use super::pool::Pool;
-use crate::profile::Profiler;
+use crate::profiler::Profiler;
 use crate::{Error, Result, Stats};
 
 /// Everything the GPU backend needs to record and run kernels.

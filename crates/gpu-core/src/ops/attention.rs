@@ -45,8 +45,9 @@ pub use crate::kernels::attention::{AttentionPath, AttnDims};
 
 use super::{dispatch, f32s, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
-use crate::memory::HostVec;
-use crate::{Buffer, Error, Result};
+use crate::reservation::HostVec;
+use super::matmul::MatmulKernel;
+use crate::{Buffer, Device, Error, Result};
 
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
 const CAP: usize = 64;
@@ -120,6 +121,46 @@ fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
         (CPU_WG, (CAP / dims.d.max(dims.dv).div_ceil(4)).clamp(1, 4))
     } else {
         (GPU_WG, 1)
+    }
+}
+
+// The attention path is a device setting that only this op reads, so it
+// is set and resolved here rather than in device.rs, which stays below the ops.
+impl Device {
+    /// Chooses how attention is computed from now on (it starts as
+    /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
+    /// backend, which always runs its fused twin.
+    pub fn set_attention_path(&self, path: AttentionPath) {
+        if let Some(g) = self.gpu_ctx() {
+            g.attention.store(path.code(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The attention path this device runs, resolved:
+    /// [`Fused`](AttentionPath::Fused) or
+    /// [`Composite`](AttentionPath::Composite)
+    /// (`Auto` picks the composite form on CPU adapters, which run the
+    /// subgroup matmul; the size and mask conditions are the op's).
+    pub fn attention_path(&self) -> AttentionPath {
+        self.attention_path_for(false)
+    }
+
+    /// [`attention_path`](Self::attention_path) for attention on f16
+    /// operands (`f16`) or f32 ones. On f16 operands `Auto` picks the
+    /// composite form where f16 products run on matrix units: its two
+    /// products on tensor cores beat the fused kernel's ALU loops on large
+    /// score matrices (the op also checks their size; docs/performance.md,
+    /// "Matrix units"); elsewhere the fused kernel.
+    pub fn attention_path_for(&self, f16: bool) -> AttentionPath {
+        let Some(g) = self.gpu_ctx() else { return AttentionPath::Fused };
+        match AttentionPath::from_code(g.attention.load(std::sync::atomic::Ordering::Relaxed)) {
+            AttentionPath::Auto if f16 && g.matrix_units.is_some() => AttentionPath::Composite,
+            AttentionPath::Auto if !f16 && MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
+                AttentionPath::Composite
+            }
+            AttentionPath::Auto => AttentionPath::Fused,
+            p => p,
+        }
     }
 }
 
@@ -266,7 +307,7 @@ pub fn attention_forward_io(
         return Ok((out, lse));
     }
     // Scores (q kᵀ) and the weighted sum of values, ignoring what masks skip.
-    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
+    crate::profiler::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
     run_fallible(
         dev,
         |g| {
@@ -290,7 +331,7 @@ pub fn attention_forward_io(
             };
             let mut out_vals = HostOutput::new(dev, &mut ho, n_out, io)?;
             let (vs, os, ls) = (&vs[..], out_vals.values(), super::f32s_mut(&mut hl));
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::forward(&x, os, ls);
                 out_vals.finish();
@@ -381,7 +422,7 @@ pub fn attention_backward_io(
         return Ok((dq, dk, dv));
     }
     // Both passes recompute the scores; dP, dq, dk and dv are one product each.
-    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
+    crate::profiler::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
     run_fallible(
         dev,
         |g| {
@@ -419,7 +460,7 @@ pub fn attention_backward_io(
                 HostOutput::new(dev, &mut hk, n_k, io)?,
                 HostOutput::new(dev, &mut hv, n_v, io)?,
             );
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
                 [oq, ok, ov].into_iter().for_each(HostOutput::finish);

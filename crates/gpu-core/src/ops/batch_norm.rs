@@ -257,7 +257,7 @@ pub fn batch_norm_stats(
             let xs = x.host();
             let xs = host_f32(dev, &xs, io)?;
             let xs: &[f32] = &xs;
-            let moments = if crate::cpu::fast(dev) {
+            let moments = if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::moments(xs, &d)
             } else {
                 let mut moments = vec![(0.0f64, 0.0f64); c];
@@ -406,7 +406,7 @@ pub fn batch_norm_forward(
             let r = residual.map(|b| b.host());
             let r = r.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (w, bi, r) = (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_deref());
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values());
             } else {
                 for (i, out) in out.values().iter_mut().enumerate() {
@@ -520,7 +520,7 @@ pub fn batch_norm_grad_sums(
                 (host_f32(dev, &gs, io)?, host_f32(dev, &xs, io)?, f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (gs, xs, ys): (&[f32], &[f32], _) = (&gs, &xs, ys.as_deref());
-            let acc = if crate::cpu::fast(dev) {
+            let acc = if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
             } else {
                 let mut acc = vec![(0.0f64, 0.0f64); c];
@@ -645,7 +645,7 @@ pub fn batch_norm_backward(
             let mut rh = dres.as_ref().map(|b| b.host_mut());
             let mut out = HostOutput::new(dev, &mut dxh, n, io)?;
             let mut rout = rh.as_mut().map(|h| HostOutput::new(dev, h, n, io)).transpose()?;
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let r = rout.as_mut().map(|r| r.values());
                 crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r);
             } else {

@@ -120,7 +120,7 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
         || {
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
             let (xa, xb) = (f32s(&ha), f32s(&hb));
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let out = &mut f32s_mut(&mut ho)[..n];
                 return op.with_fn(crate::cpu::elementwise::Strided2 { shape: &shape, va, vb, a: xa, b: xb, out });
             }

@@ -291,11 +291,11 @@ pub fn conv2d_weight_grad_output(
             return super::conv_split::weight_grad(gpu, cfg, (gy, x), out_channels, g, n_w);
         }
     }
-    if crate::cpu::fast(dev) {
+    if dev.runs_fast_cpu() {
         // The fast CPU path: one sgemm per group over all images, no
         // per-image partials to sum (see `cpu::conv::weight_grad`).
         let out = Buffer::alloc(dev, n_w as u64 * output.size())?;
-        crate::profile::annotate_flops(2 * (n_w * g.batch * l) as u64);
+        crate::profiler::annotate_flops(2 * (n_w * g.batch * l) as u64);
         run_fallible(
             dev,
             |_| unreachable!("the fast CPU path runs on the CPU backend only"),

@@ -205,7 +205,7 @@ fn gather_along(
         || {
             let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
             let xs = f32s(&hx);
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 return crate::cpu::index::gather(&walk, xs, &hi, &mut f32s_mut(&mut ho)[..n]);
             }
             for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
@@ -316,7 +316,7 @@ pub fn scatter_add(
         || {
             let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
             let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
-            if crate::cpu::fast(dst.device()) {
+            if dst.device().runs_fast_cpu() {
                 return crate::cpu::index::scatter_add(&walk, d, &hi[..n], &s[..n]);
             }
             for i in 0..n {

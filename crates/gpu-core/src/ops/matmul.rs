@@ -667,7 +667,7 @@ fn product(
     if total == 0 {
         return Ok((out, shape));
     }
-    crate::profile::annotate_flops(2 * total as u64 * k as u64);
+    crate::profiler::annotate_flops(2 * total as u64 * k as u64);
     run_fallible(
         dev,
         |g| {
@@ -705,7 +705,7 @@ fn product(
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
             let (wa, wb) = (host_f32(dev, &ha, cfg.operands)?, host_f32(dev, &hb, cfg.operands)?);
             let mut stored = HostOutput::new(dev, &mut ho, total, epi.output)?;
-            let fast = crate::cpu::fast(dev);
+            let fast = dev.runs_fast_cpu();
             sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
             epi.apply_cpu(stored.values(), (m, n));
             stored.finish();
@@ -770,7 +770,7 @@ pub(crate) fn cell_product(
     if m * n == 0 {
         return Ok(());
     }
-    crate::profile::annotate_flops(2 * (m * n * k) as u64);
+    crate::profiler::annotate_flops(2 * (m * n * k) as u64);
     let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
     let subgroup = match kernel.resolve(dev) {
         MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,

@@ -40,6 +40,7 @@ pub(crate) use params::{Kind, Params, ParamsDecl};
 pub mod unary;
 
 use crate::gpu::fusion::{Deferred, Fusable};
+pub(crate) use crate::gpu::workgroups::groups;
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Device, Result};
 
@@ -50,7 +51,6 @@ pub(crate) fn past_limit<'a>(g: &GpuContext, buffers: impl IntoIterator<Item = &
     buffers.into_iter().any(|b| b.len_bytes() > limit)
 }
 
-/// Workgroups needed for `n` threads in groups of `size`.
 /// `shaders/window.wgsl`'s override constants (`KH`, `KW`, `SH`, `SW`,
 /// `DH`, `DW`) for a window of `taps` per (rows, columns), with these
 /// strides and dilations: the convolutions' and pooling's geometry.
@@ -67,10 +67,6 @@ pub(crate) fn window_constants(
         ("DH", dilation.0 as f64),
         ("DW", dilation.1 as f64),
     ]
-}
-
-pub(crate) fn groups(n: usize, size: usize) -> u32 {
-    u32::try_from(n.div_ceil(size)).expect("wgrad: too many workgroups for one launch")
 }
 
 /// Errors when `n` elements cannot be indexed with the kernels' u32 arithmetic.
@@ -111,10 +107,10 @@ pub(crate) fn run_fallible(
             }
             let file = std::panic::Location::caller().file();
             let family = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
-            crate::profile::take_host_bytes();
+            crate::profiler::take_host_bytes();
             let t0 = std::time::Instant::now();
             let done = cpu();
-            profiler.record_host(format!("cpu:{family}"), crate::profile::take_host_bytes(), t0);
+            profiler.record_host(format!("cpu:{family}"), crate::profiler::take_host_bytes(), t0);
             done
         }
     }
@@ -181,8 +177,8 @@ pub(crate) fn dispatch_fusable(
         entry,
         constants: constants.to_vec(),
         params: params.finish().to_vec(),
-        inputs: inputs.iter().map(|&b| b.clone()).collect(),
-        output: output.clone(),
+        inputs: inputs.iter().map(|b| b.handle()).collect(),
+        output: output.handle(),
         workgroups,
         fusable: what,
         record: None,

@@ -249,7 +249,7 @@ fn cell_forward(
             let (mut hs, mut hg) = (states.host_mut(), saved.host_mut());
             let (xs, hws, bs) = (f32s(&hx), f32s(&hh), hb.as_ref().map(|b| f32s(b)));
             let (st, sv) = (f32s_mut(&mut hs), f32s_mut(&mut hg));
-            if crate::cpu::fast(xw.device()) {
+            if xw.device().runs_fast_cpu() {
                 return crate::cpu::recurrent::forward(d, t, xs, hws, bs, st, sv);
             }
             let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
@@ -330,7 +330,7 @@ fn cell_backward(
             let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
             let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
             let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
-            if crate::cpu::fast(dy.device()) {
+            if dy.device().runs_fast_cpu() {
                 let inputs = crate::cpu::recurrent::BackwardIn { dys, rec, st, sv };
                 return crate::cpu::recurrent::backward(d, t, &inputs, dx, dhws, ca);
             }

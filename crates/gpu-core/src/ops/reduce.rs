@@ -240,7 +240,7 @@ pub fn reduce_io(
             let xs = &xs[..];
             let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
             let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
                 return Ok(());
             }

@@ -31,7 +31,7 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let out = &mut f32s_mut(&mut ys)[..n];
                 return op.with_fn(crate::cpu::elementwise::Map { x: &f32s(&xs)[..n], out });
             }
@@ -66,7 +66,7 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
         || {
             let (xs, ys, gs, mut dx) = (x.host(), y.host(), g.host(), out.host_mut());
             let (xs, ys, gs) = (f32s(&xs), f32s(&ys), f32s(&gs));
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let out = &mut f32s_mut(&mut dx)[..n];
                 let (xs, ys, gs) = (&xs[..n], &ys[..n], &gs[..n]);
                 return op.with_derivative(crate::cpu::elementwise::ChainRule { x: xs, y: ys, g: gs, out });
