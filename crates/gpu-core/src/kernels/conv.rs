@@ -1,7 +1,8 @@
 //! A 2-D convolution's geometry ([`ConvGeometry`]: shapes, validation) and
 //! how the implicit-GEMM matmul gathers its B operand ([`ConvGather`]),
 //! shared by the launches and twins (`ops/conv.rs`, `ops/matmul.rs`) and
-//! the fast path (`cpu/conv.rs`).
+//! the fast path (`cpu/conv.rs`), and the reference twin of that gather
+//! ([`gather_cpu`]).
 
 use crate::{Error, Result};
 
@@ -159,6 +160,14 @@ impl ConvGeometry {
         }
         Ok(())
     }
+
+    /// The input pixel `(ih, iw)` at padded coordinates `(ph, pw)`, or `None`
+    /// where those lie in the padding.
+    pub(crate) fn unpad(&self, ph: usize, pw: usize) -> Option<(usize, usize)> {
+        let ih = ph.checked_sub(self.pad_top).filter(|&i| i < self.in_h)?;
+        let iw = pw.checked_sub(self.pad_left).filter(|&i| i < self.in_w)?;
+        Some((ih, iw))
+    }
 }
 
 /// How a convolution's B operand is gathered from its NCHW tensor (the
@@ -186,4 +195,39 @@ impl ConvGather {
             ConvGather::Adjoint => 3.0,
         }
     }
+}
+
+/// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`
+/// describes for the batch entry of `src` starting at `src[0]` (see
+/// [`ConvGather`]). `Adjoint` is written in the scatter form (each output
+/// position sends its value to the pixels its taps cover), independent of
+/// the shader's gather arithmetic.
+pub(crate) fn gather_cpu(form: ConvGather, g: &ConvGeometry, src: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let (oh_n, ow_n, taps) = (g.out_h(), g.out_w(), g.kernel_h * g.kernel_w);
+    let mut out = vec![0.0; k * n];
+    // Calls f(row of the columns, output position, input index or None for padding).
+    let each_tap = |rows: usize, f: &mut dyn FnMut(usize, usize, Option<usize>)| {
+        for r in 0..rows {
+            let (c, ki, kj) = (r / taps, r % taps / g.kernel_w, r % g.kernel_w);
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
+                    f(r, oh * ow_n + ow, at.map(|(ih, iw)| (c * g.in_h + ih) * g.in_w + iw));
+                }
+            }
+        }
+    };
+    match form {
+        ConvGather::Columns => each_tap(k, &mut |r, q, at| out[r * n + q] = at.map_or(0.0, |i| src[i])),
+        ConvGather::ColumnsT => each_tap(n, &mut |r, q, at| out[q * n + r] = at.map_or(0.0, |i| src[i])),
+        ConvGather::Adjoint => each_tap(k, &mut |r, q, at| {
+            if let Some(i) = at {
+                // Row r = (oc, ki, kj) reads dY[oc, q]; `i` is the pixel of
+                // plane `oc`, whose offset within the plane is the column.
+                let c = r / taps;
+                out[r * n + i - c * g.in_h * g.in_w] = src[c * oh_n * ow_n + q];
+            }
+        }),
+    }
+    out
 }

@@ -1280,7 +1280,7 @@ fn sums_cpu(
                 Mat { data: &scratch, rs, cs }
             }
             Some((form, geo)) => {
-                scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
+                scratch = crate::kernels::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
                 Mat::rows(&scratch, n)
             }
             None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },
