@@ -109,4 +109,3 @@ pub fn wgsl_library() -> String {
     s += &wgsl_switch("f(x: f32, y: f32)", WGSL_F, "x");
     s
 }
-

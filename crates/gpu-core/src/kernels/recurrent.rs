@@ -64,7 +64,6 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
-
     pub(crate) fn bh(&self) -> usize {
         self.batch * self.hidden
     }
@@ -132,5 +131,4 @@ impl Dims {
         l.offset = (block * (self.steps + 1) + slot) * self.bh();
         l
     }
-
 }

@@ -359,4 +359,3 @@ pub fn wgsl_library() -> String {
     s += &wgsl_switch("df(v: f32, y: f32)", WGSL_DF, "1.0");
     s
 }
-

@@ -43,10 +43,10 @@
 use super::operands::{host_f32, load_x_shader, HostOutput, Operands};
 pub use crate::kernels::attention::{AttentionPath, AttnDims};
 
+use super::matmul::MatmulKernel;
 use super::{dispatch, f32s, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::reservation::HostVec;
-use super::matmul::MatmulKernel;
 use crate::{Buffer, Device, Error, Result};
 
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).

@@ -2,10 +2,10 @@
 //! and the ternary select `where` (`shaders/where.wgsl`). The op table and
 //! its reference twin are `kernels/binary.rs`.
 
-pub use crate::kernels::binary::{wgsl_library, BinaryOp};
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::texture_operands::variant_for;
+pub use crate::kernels::binary::{wgsl_library, BinaryOp};
 use crate::layout::{coalesce, Layout};
 use crate::{Buffer, Error, Result};
 

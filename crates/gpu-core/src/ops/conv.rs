@@ -98,7 +98,6 @@ impl ConvGeometry {
         let stride = if adjoint { (self.stride_h, self.stride_w) } else { (1, 1) };
         super::window_constants((self.kernel_h, self.kernel_w), stride, (self.dilation_h, self.dilation_w))
     }
-
 }
 
 /// Checks shared by the implicit-GEMM ops: a valid geometry, `out_channels`

@@ -14,8 +14,8 @@ use crate::gpu::batch::Window;
 use crate::gpu::fusion::Access;
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
-use crate::kernels::index::Walk;
 use crate::index_check::{check_host, site};
+use crate::kernels::index::Walk;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 

@@ -4,10 +4,10 @@
 //! [`dispatch`] and its variants here, which hand it to the recorder
 //! (`GpuContext::launch`, or the fuser's queue for elementwise kernels).
 
+use super::params::Params;
 use crate::gpu::fusion::{Deferred, Fusable};
 use crate::gpu::workgroups::groups;
 use crate::gpu::{GpuContext, Launch};
-use super::params::Params;
 use crate::{Buffer, Device, Result};
 
 /// Whether any of `buffers` is past `g`'s binding limit (the ops that split

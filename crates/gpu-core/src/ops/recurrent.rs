@@ -27,10 +27,10 @@
 //! CPU path, `cpu::recurrent`, works in f32 like the kernel).
 
 use super::matmul::MatmulKernel;
-use crate::kernels::recurrent::{Dims, SAVED};
-pub use crate::kernels::recurrent::RecurrentKind;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
+pub use crate::kernels::recurrent::RecurrentKind;
+use crate::kernels::recurrent::{Dims, SAVED};
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 

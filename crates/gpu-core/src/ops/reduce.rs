@@ -7,11 +7,11 @@
 //! the more exact of the two and a fair oracle for the kernel.
 
 pub use super::operands::Operands;
-pub use crate::kernels::reduce::ReduceOp;
 use super::operands::{host_f32, load_x_shader};
 use super::{dispatch_fusable, groups, run_fallible, Params};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
+pub use crate::kernels::reduce::ReduceOp;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 

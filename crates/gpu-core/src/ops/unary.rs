@@ -1,10 +1,10 @@
 //! Elementwise unary functions (`shaders/unary.wgsl`): activations and math.
 //! The op table and its reference twins are `kernels/unary.rs`.
 
-pub use crate::kernels::unary::{erf_approx, wgsl_library, Domain, UnaryOp};
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::texture_operands::variant_for;
+pub use crate::kernels::unary::{erf_approx, wgsl_library, Domain, UnaryOp};
 use crate::{Buffer, Result};
 
 /// `unary.wgsl`'s `Params`: the element count and the op's fields.

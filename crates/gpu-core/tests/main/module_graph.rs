@@ -283,9 +283,7 @@ fn use_tree(tokens: &[&str], at: &mut usize, prefix: &[String], out: &mut Vec<(V
 
 fn word_at(b: &[u8], i: usize, w: &str) -> bool {
     let is_id = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
-    b[i..].starts_with(w.as_bytes())
-        && (i == 0 || !is_id(b[i - 1]))
-        && b.get(i + w.len()).is_none_or(|&c| !is_id(c))
+    b[i..].starts_with(w.as_bytes()) && (i == 0 || !is_id(b[i - 1])) && b.get(i + w.len()).is_none_or(|&c| !is_id(c))
 }
 
 fn has_word(code: &str, w: &str) -> bool {
@@ -397,7 +395,8 @@ fn defines(code: &str, name: &str) -> bool {
     ["fn", "struct", "enum", "trait", "type", "const", "static", "union", "macro_rules!"].iter().any(|kw| {
         code.match_indices(kw).any(|(i, _)| {
             let after = code[i + kw.len()..].trim_start();
-            after.starts_with(name) && after[name.len()..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+            after.starts_with(name)
+                && after[name.len()..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
         })
     })
 }
@@ -438,7 +437,10 @@ fn blank_comments_and_strings(text: &str) -> String {
             }
             blank(&mut out, i, j);
             i = j;
-        } else if b[i] == b'r' && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#')) && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_') {
+        } else if b[i] == b'r'
+            && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#'))
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_')
+        {
             let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
             if b.get(i + 1 + hashes) != Some(&b'"') {
                 i += 1;
