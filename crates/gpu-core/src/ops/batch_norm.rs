@@ -40,6 +40,8 @@ const TARGET_THREADS: usize = 65_536;
 /// the partials at most 2/16 of the data.
 const MIN_CHUNK: usize = 16;
 
+// The launch half of the dims (vec4 lanes, chunk plan, uniform block),
+// kept beside the kernels; the shape itself is `kernels/batch_norm.rs`.
 impl ChannelDims {
     /// Whether the elementwise kernels take four neighbours of one channel
     /// per thread (vec4 loads): when B is a multiple of 4.
@@ -71,6 +73,7 @@ impl ChannelDims {
         Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
     }
 
+    /// The element count, or an error naming `op` when it overflows the kernels' u32 indices.
     fn check(&self, op: &'static str) -> Result<usize> {
         let n = self
             .outer

@@ -59,6 +59,9 @@ pub use crate::kernels::conv::ConvGeometry;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
+// The launch half of the geometry: its uniform block and override
+// constants belong with the kernels they feed, not in `kernels/`, which
+// knows no parameter blocks.
 impl ConvGeometry {
     /// The `conv.wgsl` uniform block for `threads` threads.
     fn params(&self, threads: usize) -> Params {

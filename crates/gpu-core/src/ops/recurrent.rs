@@ -37,6 +37,8 @@ use crate::{Buffer, Error, Result};
 /// Threads per workgroup of both entry points (their `@workgroup_size`).
 const WG: usize = 256;
 
+// Construction checks the kernels' u32 limits and the uniform block is
+// the kernel's, so both stay here; the layout is `kernels/recurrent.rs`.
 impl Dims {
     fn new(
         op: &'static str,
