@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::device::{Backend, Device};
+use crate::gpu::handle::{Backing, BufferHandle};
 use crate::gpu::pool::USAGE;
 use crate::{Error, Result};
 
@@ -56,6 +57,33 @@ impl Drop for BufferInner {
     }
 }
 
+impl Backing for BufferInner {
+    fn len_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn wgpu(&self) -> &wgpu::Buffer {
+        let (Storage::Gpu(cell), Some(g)) = (&self.storage, self.device.gpu_ctx()) else {
+            panic!("wgrad internal: GPU kernel given a CPU buffer")
+        };
+        cell.get_or_init(|| {
+            g.pool.acquire(self.charged, || {
+                self.device.inner.stats.buffer_created();
+                g.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad"),
+                    size: self.charged,
+                    usage: USAGE,
+                    mapped_at_creation: false,
+                })
+            })
+        })
+    }
+
+    fn is_backed(&self) -> bool {
+        matches!(&self.storage, Storage::Gpu(c) if c.get().is_some())
+    }
+}
+
 impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Buffer({} bytes on {})", self.inner.bytes, self.inner.device.name())
@@ -95,7 +123,7 @@ impl Buffer {
             }
         };
         device.inner.stats.buffer_acquired(charged);
-        crate::profile::note_alloc(charged);
+        crate::profiler::note_alloc(charged);
         Ok(Buffer { inner: Arc::new(BufferInner { device: device.clone(), bytes, charged, storage }) })
     }
 
@@ -242,7 +270,7 @@ impl Buffer {
 
     /// The contents as `T`s: on a GPU the bytes read back, converted by
     /// `from_gpu`; on the CPU backend one copy, straight from the host
-    /// words, under a [`Reservation`](crate::memory::Reservation).
+    /// words, under a [`Reservation`](crate::reservation::Reservation).
     fn read<T: bytemuck::Pod>(&self, from_gpu: impl FnOnce(Vec<u8>) -> Vec<T>) -> Result<Vec<T>> {
         let bytes = self.inner.bytes as usize;
         match &self.inner.storage {
@@ -251,7 +279,7 @@ impl Buffer {
                 Ok(from_gpu(ctx.read(self.wgpu(), self.inner.bytes)?))
             }
             Storage::Cpu(v) => {
-                let _held = crate::memory::Reservation::new(&self.inner.device, self.inner.bytes)?;
+                let _held = crate::reservation::Reservation::new(&self.inner.device, self.inner.bytes)?;
                 self.inner.device.inner.stats.read_back();
                 Ok(bytemuck::pod_collect_to_vec(&bytemuck::cast_slice::<u32, u8>(&v.read().unwrap())[..bytes]))
             }
@@ -263,30 +291,17 @@ impl Buffer {
     /// device memory; `buffers_created` counts real wgpu allocations, while
     /// `bytes_live` is charged at [`Buffer::alloc`] for every live handle.
     pub(crate) fn wgpu(&self) -> &wgpu::Buffer {
-        let (Storage::Gpu(cell), Some(g)) = (&self.inner.storage, self.inner.device.gpu_ctx()) else {
-            panic!("wgrad internal: GPU kernel given a CPU buffer")
-        };
-        cell.get_or_init(|| {
-            g.pool.acquire(self.inner.charged, || {
-                self.inner.device.inner.stats.buffer_created();
-                g.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgrad"),
-                    size: self.inner.charged,
-                    usage: USAGE,
-                    mapped_at_creation: false,
-                })
-            })
-        })
+        self.inner.wgpu()
     }
 
     /// Whether device memory backs this buffer yet (see [`Buffer::wgpu`]).
     pub(crate) fn is_backed(&self) -> bool {
-        matches!(&self.inner.storage, Storage::Gpu(c) if c.get().is_some())
+        self.inner.is_backed()
     }
 
-    /// An identity for this allocation (equal for handles that are [`same_as`](Self::same_as)).
-    pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.inner) as usize
+    /// This buffer as the GPU recorder holds it: the same allocation and count.
+    pub(crate) fn handle(&self) -> BufferHandle {
+        BufferHandle::new(self.inner.clone())
     }
 
     /// Host words of a CPU-backend buffer.
@@ -294,7 +309,7 @@ impl Buffer {
         match &self.inner.storage {
             Storage::Cpu(v) => {
                 let g = v.read().unwrap();
-                crate::profile::note_host_bytes(g.len() as u64 * 4);
+                crate::profiler::note_host_bytes(g.len() as u64 * 4);
                 g
             }
             _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),
@@ -306,7 +321,7 @@ impl Buffer {
         match &self.inner.storage {
             Storage::Cpu(v) => {
                 let g = v.write().unwrap();
-                crate::profile::note_host_bytes(g.len() as u64 * 4);
+                crate::profiler::note_host_bytes(g.len() as u64 * 4);
                 g
             }
             _ => panic!("wgrad internal: CPU kernel given a GPU buffer"),

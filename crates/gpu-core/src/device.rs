@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::gpu::GpuContext;
-use crate::profile::{Profile, Profiler};
+use crate::profiler::{Profile, Profiler};
 use crate::select::{pick_adapter, DeviceSpec};
 use crate::{Result, Stats, StatsSnapshot};
 
@@ -181,6 +181,12 @@ impl Device {
         !self.is_gpu() && self.inner.cpu_kernels == CpuKernels::Reference
     }
 
+    /// True when this is a CPU backend running the fast paths (`cpu/`);
+    /// false on a GPU and on the reference device.
+    pub(crate) fn runs_fast_cpu(&self) -> bool {
+        !self.is_gpu() && self.inner.cpu_kernels == CpuKernels::Fast
+    }
+
     /// The process-wide device chosen by `WGRAD_DEVICE`, opened on first use.
     ///
     /// # Panics
@@ -353,44 +359,6 @@ impl Device {
     /// CPU backend.
     pub fn texture_operands(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.texture_operands.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Chooses how attention is computed from now on (it starts as
-    /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
-    /// backend, which always runs its fused twin.
-    pub fn set_attention_path(&self, path: crate::ops::attention::AttentionPath) {
-        if let Backend::Gpu(g) = &self.inner.backend {
-            g.attention.store(path.code(), std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// The attention path this device runs, resolved:
-    /// [`Fused`](crate::ops::attention::AttentionPath::Fused) or
-    /// [`Composite`](crate::ops::attention::AttentionPath::Composite)
-    /// (`Auto` picks the composite form on CPU adapters, which run the
-    /// subgroup matmul; the size and mask conditions are the op's).
-    pub fn attention_path(&self) -> crate::ops::attention::AttentionPath {
-        self.attention_path_for(false)
-    }
-
-    /// [`attention_path`](Self::attention_path) for attention on f16
-    /// operands (`f16`) or f32 ones. On f16 operands `Auto` picks the
-    /// composite form where f16 products run on matrix units: its two
-    /// products on tensor cores beat the fused kernel's ALU loops on large
-    /// score matrices (the op also checks their size; docs/performance.md,
-    /// "Matrix units"); elsewhere the fused kernel.
-    pub fn attention_path_for(&self, f16: bool) -> crate::ops::attention::AttentionPath {
-        use crate::ops::attention::AttentionPath;
-        use crate::ops::matmul::MatmulKernel;
-        let Backend::Gpu(g) = &self.inner.backend else { return AttentionPath::Fused };
-        match AttentionPath::from_code(g.attention.load(std::sync::atomic::Ordering::Relaxed)) {
-            AttentionPath::Auto if f16 && g.matrix_units.is_some() => AttentionPath::Composite,
-            AttentionPath::Auto if !f16 && MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
-                AttentionPath::Composite
-            }
-            AttentionPath::Auto => AttentionPath::Fused,
-            p => p,
-        }
     }
 
     /// Encodes the elementwise launches the fuser holds back (see

@@ -155,8 +155,8 @@ pub type Generator = fn() -> String;
 /// f16-input variants of softmax, row norm and reduce (one swapped
 /// `//#include`, see `variant`). Each is generated once per process.
 pub const GENERATED: &[(&str, Generator)] = &[
-    ("unary_fns", crate::ops::unary::wgsl_library),
-    ("binary_fns", crate::ops::binary::wgsl_library),
+    ("unary_fns", crate::kernels::unary::wgsl_library),
+    ("binary_fns", crate::kernels::binary::wgsl_library),
     ("matmul_f16", || variant("matmul", "operands_f32", "matmul_operands_f16", false)),
     ("matmul_f16_native", || variant("matmul", "operands_f32", "matmul_operands_f16_native", true)),
     ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
@@ -398,7 +398,7 @@ mod tests {
     /// Rust side's `code()`, so WGSL and CPU twin cannot disagree on codes.
     #[test]
     fn generated_libraries_follow_the_op_tables() {
-        use crate::ops::{binary::BinaryOp, unary::UnaryOp};
+        use crate::kernels::{binary::BinaryOp, unary::UnaryOp};
         let unary = source("unary");
         for (i, op) in UnaryOp::EXAMPLES.iter().enumerate() {
             assert_eq!(op.code() as usize, i, "{op:?} is not at its row");

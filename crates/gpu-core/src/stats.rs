@@ -155,7 +155,7 @@ impl Stats {
     pub(crate) fn buffer_released(&self, bytes: u64) {
         self.bytes_live.fetch_sub(bytes, Relaxed);
     }
-    /// Transient host bytes taken (also live bytes; see `memory::Reservation`).
+    /// Transient host bytes taken (also live bytes; see `reservation::Reservation`).
     pub(crate) fn transient_acquired(&self, bytes: u64) {
         let t = self.transient_bytes.fetch_add(bytes, Relaxed) + bytes;
         self.transient_peak.fetch_max(t, Relaxed);

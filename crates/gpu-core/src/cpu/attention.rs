@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
-use crate::ops::attention::AttnDims;
+use crate::kernels::attention::AttnDims;
 
 /// `c = alpha · a (m×k) @ b (k×n)`, `c` dense row-major (overwritten).
 fn product(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {

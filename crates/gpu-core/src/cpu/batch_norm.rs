@@ -8,10 +8,10 @@ use rayon::prelude::*;
 
 use super::simd::multiversion;
 use super::{lanes, par_chunks, GRAIN};
+use crate::kernels::batch_norm::ChannelDims;
 
 /// Elements of a row masked at a time on the stack before summing.
 const ROW_BLOCK: usize = 256;
-use crate::ops::batch_norm::ChannelDims;
 
 /// `f(ch)` for every channel, on all cores when the data is large.
 fn per_channel(d: &ChannelDims, f: impl Fn(usize) -> (f64, f64) + Sync + Send) -> Vec<(f64, f64)> {

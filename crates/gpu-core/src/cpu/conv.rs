@@ -7,8 +7,7 @@
 //! made a ResNet-20 step slower on 2 cores.
 
 use super::gemm::{gemm, Mat};
-use crate::ops::conv::ConvGeometry;
-use crate::ops::matmul::ConvGather;
+use crate::kernels::conv::{ConvGather, ConvGeometry};
 
 /// The output columns `lo..hi` whose input column `o * stride + offset`
 /// lies in `0..len`, for `count` output columns.

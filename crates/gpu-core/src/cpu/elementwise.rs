@@ -4,23 +4,8 @@
 //! over all cores by [`par_chunks`].
 
 use super::{par_chunks, GRAIN};
+use crate::kernels::table::{Binary, Unary};
 use crate::layout::{coalesce, Layout};
-
-/// A loop over a binary function, run by `BinaryOp::with_fn`.
-pub(crate) trait Binary {
-    /// What the loop returns.
-    type Out;
-    /// Runs the loop with `f`.
-    fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
-}
-
-/// A loop over a unary function, run by `UnaryOp::with_fn`.
-pub(crate) trait Unary {
-    /// What the loop returns.
-    type Out;
-    /// Runs the loop with `f`.
-    fn call<F: Fn(f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
-}
 
 /// `out[i] = f(x[i])` over equal-length slices.
 pub(crate) struct Map<'a> {

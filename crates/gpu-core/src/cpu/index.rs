@@ -6,8 +6,8 @@
 //! (index) order, so both are bit-identical to it.
 
 use super::{par_chunks, GRAIN};
+use crate::kernels::index::Walk;
 use crate::layout::Layout;
-use crate::ops::index::Walk;
 
 /// The outer dims of `w` (all but the innermost) as a layout with strides
 /// `strides` and `offset`, and the innermost run's length.

@@ -11,6 +11,10 @@
 //!   vectorizes, scratch reused instead of allocated per element. Where an op
 //!   has no fast path for a layout it runs its reference twin.
 //!
+//! The fast paths build on `kernels/` and `layout` only: whether they run
+//! is the op's choice (`ops/`, through `Device::runs_fast_cpu`), so this
+//! layer never names a device.
+//!
 //! `tests/main/parity_fast_cpu.rs` checks the fast paths against the reference on
 //! awkward shapes (zero-size, odd, strided, large).
 
@@ -31,15 +35,6 @@ pub(crate) mod reduce;
 pub(crate) mod simd;
 
 use rayon::prelude::*;
-
-use crate::device::CpuKernels;
-use crate::Device;
-
-/// True when `dev` is a CPU backend running the fast paths (false on a GPU
-/// and on the reference device).
-pub(crate) fn fast(dev: &Device) -> bool {
-    !dev.is_gpu() && dev.inner.cpu_kernels == CpuKernels::Fast
-}
 
 /// Elements below which a loop stays on the calling thread: handing work to
 /// another core costs a few microseconds, about what a thread does to 16K

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::gpu::pool::size_class;
+use crate::size_class::size_class;
 
 /// Free host vectors by capacity in words, and their bytes in all.
 #[derive(Default)]

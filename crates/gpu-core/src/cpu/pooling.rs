@@ -5,7 +5,7 @@
 //! which adds the same terms in the same order as the reference's gather
 //! (windows in row-major order), so the results are bit-identical.
 
-use crate::ops::pool::NONE;
+use crate::kernels::pool::NONE;
 
 /// The in-bounds input indices of each window along one axis, in kernel
 /// order: window `i` reads `idx[start[i]..start[i + 1]]`. Worked out once

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::fast_math::{sigmoid, tanh};
 use super::simd::multiversion;
-use crate::ops::recurrent::{Dims, RecurrentKind, SAVED};
+use crate::kernels::recurrent::{Dims, RecurrentKind, SAVED};
 
 /// Runs `row(b, scratch_row)` for every batch row into `B` scratch rows of
 /// `width`, on all cores when the step is large enough to pay for it.

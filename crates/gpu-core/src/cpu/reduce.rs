@@ -16,8 +16,8 @@
 //! the tensor.
 
 use super::{par_chunks, GRAIN};
+use crate::kernels::reduce::ReduceOp;
 use crate::layout::{coalesce, Layout};
-use crate::ops::reduce::ReduceOp;
 
 /// Outputs one pass of the column path accumulates at a time: its scratch
 /// (a few values per output) stays this size however long the run, and each

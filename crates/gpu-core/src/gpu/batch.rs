@@ -672,7 +672,7 @@ impl GpuContext {
                         inputs: &inputs,
                         outputs: &outputs,
                         windows: &[],
-                        workgroups: crate::ops::groups(g.threads, 256),
+                        workgroups: super::workgroups::groups(g.threads, 256),
                     },
                 )
                 .map(drop);
@@ -713,7 +713,7 @@ impl GpuContext {
                     inputs: &inputs,
                     outputs: &outputs,
                     windows: &windows,
-                    workgroups: crate::ops::groups(threads, 256),
+                    workgroups: super::workgroups::groups(threads, 256),
                 },
             )?;
         }

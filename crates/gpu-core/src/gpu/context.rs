@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::batch::{Batch, Window};
 use super::pipelines::PipelineCache;
 use super::pool::Pool;
-use crate::profile::Profiler;
+use crate::profiler::Profiler;
 use crate::{Error, Result, Stats};
 
 /// Everything the GPU backend needs to record and run kernels.
@@ -161,7 +161,7 @@ impl GpuContext {
             profiler,
             fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
-            attention: AtomicU8::new(crate::ops::attention::AttentionPath::from_env().code()),
+            attention: AtomicU8::new(crate::kernels::attention::AttentionPath::from_env().code()),
             texture_operands: AtomicBool::new(texture_operands),
             index_errors,
             index_checks_pending: AtomicBool::new(false),

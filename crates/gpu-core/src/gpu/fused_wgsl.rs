@@ -475,14 +475,15 @@ pub(crate) fn generate(
 mod tests {
     use super::*;
     use crate::gpu::fusion::{expression, merges, Fusable};
-    use crate::ops::binary::BinaryOp;
-    use crate::ops::unary::UnaryOp;
+    use crate::kernels::binary::BinaryOp;
+    use crate::kernels::unary::UnaryOp;
     use crate::{Buffer, Device};
 
     /// A deferred launch for the planner (CPU buffers: only handles matter here).
     fn deferred(node: Node, inputs: Vec<Buffer>, access: Vec<Access>, output: Buffer) -> Deferred {
         let fusable = Fusable { node, n: 16, access };
         let (shader, entry, constants, params, workgroups) = ("unary", "main", vec![], vec![], 1);
+        let (inputs, output) = (inputs.iter().map(Buffer::handle).collect(), output.handle());
         Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None }
     }
 

@@ -62,9 +62,9 @@
 //! only deferred when its buffers fit one binding (its map's offset wraps
 //! in u32 below the region, which the ranged kernels' windows do not model).
 
-use crate::ops::binary::BinaryOp;
-use crate::ops::unary::UnaryOp;
-use crate::Buffer;
+use super::handle::BufferHandle;
+use crate::kernels::binary::BinaryOp;
+use crate::kernels::unary::UnaryOp;
 
 /// What one elementwise launch computes, as the fuser sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,8 +187,8 @@ pub(crate) struct Deferred {
     pub entry: &'static str,
     pub constants: Vec<(&'static str, f64)>,
     pub params: Vec<u32>,
-    pub inputs: Vec<Buffer>,
-    pub output: Buffer,
+    pub inputs: Vec<BufferHandle>,
+    pub output: BufferHandle,
     pub workgroups: u32,
     pub fusable: Fusable,
     /// Its profile record, made when it was recorded (so that its op name,

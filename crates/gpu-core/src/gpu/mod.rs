@@ -6,6 +6,7 @@ pub(crate) mod bind_groups;
 pub(crate) mod context;
 pub(crate) mod fused_wgsl;
 pub(crate) mod fusion;
+pub(crate) mod handle;
 pub(crate) mod host_clock;
 pub(crate) mod matrix_units;
 pub(crate) mod pipelines;
@@ -17,6 +18,7 @@ pub(crate) mod split;
 pub(crate) mod tape;
 pub(crate) mod texture_operands;
 pub(crate) mod warmup;
+pub(crate) mod workgroups;
 
 pub(crate) use batch::Launch;
 pub(crate) use context::GpuContext;

@@ -4,21 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+pub(crate) use crate::size_class::size_class;
+
 /// Every pooled buffer can be bound as storage and copied in and out.
 pub(crate) const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
-
-/// Rounds a request up to its bucket: powers of two up to 64 KiB, then sixteenths
-/// of a power of two, so large tensors waste at most 12.5%.
-pub(crate) fn size_class(bytes: u64) -> u64 {
-    let b = bytes.max(256);
-    let p = b.next_power_of_two();
-    if p <= 1 << 16 {
-        return p;
-    }
-    let step = p / 16;
-    b.div_ceil(step) * step
-}
 
 /// Free buffers by size class, handed out in a repeatable order.
 ///

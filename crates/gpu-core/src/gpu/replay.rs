@@ -51,6 +51,7 @@ use std::sync::Arc;
 use super::batch::{Launch, Window};
 use super::fused_wgsl::Generated;
 use super::fusion::{Deferred, Fusable};
+use super::handle::BufferHandle;
 use super::pipelines::Kernel;
 
 /// Most plans kept (distinct kinds of batch a loop records).
@@ -154,7 +155,7 @@ struct DeferredKey {
     over_limit: u32,
 }
 
-fn source(run: &[Deferred], i: usize, b: &crate::Buffer) -> Source {
+fn source(run: &[Deferred], i: usize, b: &BufferHandle) -> Source {
     match run[..i].iter().rposition(|p| p.output.id() == b.id()) {
         Some(p) => Source::Produced(p),
         None => Source::Outside,

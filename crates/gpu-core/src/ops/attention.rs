@@ -41,59 +41,13 @@
 //! block in f32.
 
 use super::operands::{host_f32, load_x_shader, HostOutput, Operands};
-/// How attention is computed on a device (`Device::set_attention_path`,
-/// `WGRAD_ATTENTION=auto|fused|composite`). The choice is made by the
-/// autograd op, which owns the composite form.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttentionPath {
-    /// [`Composite`](Self::Composite) on CPU adapters (lavapipe) for
-    /// unmasked attention whose score matrix is small, [`Fused`](Self::Fused)
-    /// everywhere else.
-    #[default]
-    Auto,
-    /// The fused kernels of this module: O(L·D) memory, one launch forward
-    /// and two backward. The choice for GPUs and the CPU backend.
-    Fused,
-    /// `softmax(q kᵀ · scale) v` from matmul and softmax, the score matrix in
-    /// memory. On CPU adapters, where every lane-divergent load of the fused
-    /// backward is a loop over the SIMD lanes, the products run on the
-    /// subgroup matmul instead and a step of the sequence bench's Transformer
-    /// is faster (docs/performance.md).
-    Composite,
-}
+pub use crate::kernels::attention::{AttentionPath, AttnDims};
 
-impl AttentionPath {
-    /// The code stored in the device (`GpuContext::attention`).
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            AttentionPath::Auto => 0,
-            AttentionPath::Fused => 1,
-            AttentionPath::Composite => 2,
-        }
-    }
-
-    pub(crate) fn from_code(c: u8) -> AttentionPath {
-        match c {
-            1 => AttentionPath::Fused,
-            2 => AttentionPath::Composite,
-            _ => AttentionPath::Auto,
-        }
-    }
-
-    /// `WGRAD_ATTENTION`'s value: `auto` (or unset), `fused`, `composite`.
-    pub(crate) fn from_env() -> AttentionPath {
-        match std::env::var("WGRAD_ATTENTION").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            Ok("fused") => AttentionPath::Fused,
-            Ok("composite") => AttentionPath::Composite,
-            _ => AttentionPath::Auto,
-        }
-    }
-}
-
+use super::matmul::MatmulKernel;
 use super::{dispatch, f32s, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
-use crate::memory::HostVec;
-use crate::{Buffer, Error, Result};
+use crate::reservation::HostVec;
+use crate::{Buffer, Device, Error, Result};
 
 /// vec4 slots of the kernel's per-invocation row arrays (`CAP` in the shader).
 const CAP: usize = 64;
@@ -104,32 +58,6 @@ pub const MAX_HEAD_DIM: usize = 4 * CAP;
 const CPU_WG: usize = 8;
 /// Invocations per workgroup on GPUs.
 const GPU_WG: usize = 64;
-
-/// Sizes of one attention call: `q [batch·heads, lq, d]`, `k [batch·heads, lk, d]`,
-/// `v [batch·heads, lk, dv]`, all dense row-major f32; `out [batch·heads, lq, dv]`.
-/// `batch` and `heads` are separate only for the mask's strides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttnDims {
-    /// Batch size `B`.
-    pub batch: usize,
-    /// Heads per batch entry `H`.
-    pub heads: usize,
-    /// Query rows `Lq`.
-    pub lq: usize,
-    /// Key (and value) rows `Lk`.
-    pub lk: usize,
-    /// Head dim of q and k.
-    pub d: usize,
-    /// Head dim of v and of the output.
-    pub dv: usize,
-}
-
-impl AttnDims {
-    /// Number of (batch, head) pairs.
-    pub fn bh(&self) -> usize {
-        self.batch * self.heads
-    }
-}
 
 /// An additive f32 mask and its strides over `(batch, head, query, key)`
 /// (element strides from the start of the buffer; 0 broadcasts a dim).
@@ -193,6 +121,46 @@ fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
         (CPU_WG, (CAP / dims.d.max(dims.dv).div_ceil(4)).clamp(1, 4))
     } else {
         (GPU_WG, 1)
+    }
+}
+
+// The attention path is a device setting that only this op reads, so it
+// is set and resolved here rather than in device.rs, which stays below the ops.
+impl Device {
+    /// Chooses how attention is computed from now on (it starts as
+    /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
+    /// backend, which always runs its fused twin.
+    pub fn set_attention_path(&self, path: AttentionPath) {
+        if let Some(g) = self.gpu_ctx() {
+            g.attention.store(path.code(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The attention path this device runs, resolved:
+    /// [`Fused`](AttentionPath::Fused) or
+    /// [`Composite`](AttentionPath::Composite)
+    /// (`Auto` picks the composite form on CPU adapters, which run the
+    /// subgroup matmul; the size and mask conditions are the op's).
+    pub fn attention_path(&self) -> AttentionPath {
+        self.attention_path_for(false)
+    }
+
+    /// [`attention_path`](Self::attention_path) for attention on f16
+    /// operands (`f16`) or f32 ones. On f16 operands `Auto` picks the
+    /// composite form where f16 products run on matrix units: its two
+    /// products on tensor cores beat the fused kernel's ALU loops on large
+    /// score matrices (the op also checks their size; docs/performance.md,
+    /// "Matrix units"); elsewhere the fused kernel.
+    pub fn attention_path_for(&self, f16: bool) -> AttentionPath {
+        let Some(g) = self.gpu_ctx() else { return AttentionPath::Fused };
+        match AttentionPath::from_code(g.attention.load(std::sync::atomic::Ordering::Relaxed)) {
+            AttentionPath::Auto if f16 && g.matrix_units.is_some() => AttentionPath::Composite,
+            AttentionPath::Auto if !f16 && MatmulKernel::Auto.resolve(self) == MatmulKernel::Subgroup => {
+                AttentionPath::Composite
+            }
+            AttentionPath::Auto => AttentionPath::Fused,
+            p => p,
+        }
     }
 }
 
@@ -339,7 +307,7 @@ pub fn attention_forward_io(
         return Ok((out, lse));
     }
     // Scores (q kᵀ) and the weighted sum of values, ignoring what masks skip.
-    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
+    crate::profiler::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (dims.d + dims.dv)) as u64);
     run_fallible(
         dev,
         |g| {
@@ -363,7 +331,7 @@ pub fn attention_forward_io(
             };
             let mut out_vals = HostOutput::new(dev, &mut ho, n_out, io)?;
             let (vs, os, ls) = (&vs[..], out_vals.values(), super::f32s_mut(&mut hl));
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::forward(&x, os, ls);
                 out_vals.finish();
@@ -454,7 +422,7 @@ pub fn attention_backward_io(
         return Ok((dq, dk, dv));
     }
     // Both passes recompute the scores; dP, dq, dk and dv are one product each.
-    crate::profile::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
+    crate::profiler::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
     run_fallible(
         dev,
         |g| {
@@ -492,7 +460,7 @@ pub fn attention_backward_io(
                 HostOutput::new(dev, &mut hk, n_k, io)?,
                 HostOutput::new(dev, &mut hv, n_v, io)?,
             );
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
                 [oq, ok, ov].into_iter().for_each(HostOutput::finish);

@@ -31,6 +31,7 @@ use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, run_fallible, Params};
 use crate::gpu::{GpuContext, Launch};
+pub use crate::kernels::batch_norm::ChannelDims;
 use crate::{Buffer, Error, Result};
 
 /// Level-1 threads to aim for: enough to fill a large GPU.
@@ -39,45 +40,9 @@ const TARGET_THREADS: usize = 65_536;
 /// the partials at most 2/16 of the data.
 const MIN_CHUNK: usize = 16;
 
-/// The `[outer, channels, inner]` view batch norm works on: statistics are
-/// per channel, over `outer · inner` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelDims {
-    /// Leading size (the batch N; layer norm's rows).
-    pub outer: usize,
-    /// Channels C (layer norm's normalised columns).
-    pub channels: usize,
-    /// Trailing size (H·W; 1 for `[N, C]` input and layer norm).
-    pub inner: usize,
-}
-
+// The launch half of the dims (vec4 lanes, chunk plan, uniform block),
+// kept beside the kernels; the shape itself is `kernels/batch_norm.rs`.
 impl ChannelDims {
-    /// `[N, C, *]` shape as dims.
-    pub fn of_shape(shape: &[usize]) -> ChannelDims {
-        assert!(shape.len() >= 2, "wgrad internal: ChannelDims needs rank ≥ 2, got {shape:?}");
-        ChannelDims { outer: shape[0], channels: shape[1], inner: shape[2..].iter().product() }
-    }
-
-    /// All elements.
-    pub fn numel(&self) -> usize {
-        self.outer * self.channels * self.inner
-    }
-
-    /// Values per channel.
-    pub fn count(&self) -> usize {
-        self.outer * self.inner
-    }
-
-    fn check(&self, op: &'static str) -> Result<usize> {
-        let n = self
-            .outer
-            .checked_mul(self.channels)
-            .and_then(|v| v.checked_mul(self.inner))
-            .ok_or_else(|| Error::invalid(op, format!("{self:?} overflows")))?;
-        super::check_u32(op, n + 256)?;
-        Ok(n)
-    }
-
     /// Whether the elementwise kernels take four neighbours of one channel
     /// per thread (vec4 loads): when B is a multiple of 4.
     fn vec4(&self) -> bool {
@@ -106,6 +71,17 @@ impl ChannelDims {
     fn params(&self, eps: f32, momentum: f32) -> Params {
         let (chunk, chunks) = self.plan();
         Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
+    }
+
+    /// The element count, or an error naming `op` when it overflows the kernels' u32 indices.
+    fn check(&self, op: &'static str) -> Result<usize> {
+        let n = self
+            .outer
+            .checked_mul(self.channels)
+            .and_then(|v| v.checked_mul(self.inner))
+            .ok_or_else(|| Error::invalid(op, format!("{self:?} overflows")))?;
+        super::check_u32(op, n + 256)?;
+        Ok(n)
     }
 }
 
@@ -284,7 +260,7 @@ pub fn batch_norm_stats(
             let xs = x.host();
             let xs = host_f32(dev, &xs, io)?;
             let xs: &[f32] = &xs;
-            let moments = if crate::cpu::fast(dev) {
+            let moments = if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::moments(xs, &d)
             } else {
                 let mut moments = vec![(0.0f64, 0.0f64); c];
@@ -433,7 +409,7 @@ pub fn batch_norm_forward(
             let r = residual.map(|b| b.host());
             let r = r.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (w, bi, r) = (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_deref());
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values());
             } else {
                 for (i, out) in out.values().iter_mut().enumerate() {
@@ -547,7 +523,7 @@ pub fn batch_norm_grad_sums(
                 (host_f32(dev, &gs, io)?, host_f32(dev, &xs, io)?, f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (gs, xs, ys): (&[f32], &[f32], _) = (&gs, &xs, ys.as_deref());
-            let acc = if crate::cpu::fast(dev) {
+            let acc = if dev.runs_fast_cpu() {
                 crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
             } else {
                 let mut acc = vec![(0.0f64, 0.0f64); c];
@@ -672,7 +648,7 @@ pub fn batch_norm_backward(
             let mut rh = dres.as_ref().map(|b| b.host_mut());
             let mut out = HostOutput::new(dev, &mut dxh, n, io)?;
             let mut rout = rh.as_mut().map(|h| HostOutput::new(dev, h, n, io)).transpose()?;
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let r = rout.as_mut().map(|r| r.values());
                 crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r);
             } else {

@@ -55,164 +55,14 @@ use super::operands::{host_f32, HostOutput};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, run_fallible, Params};
 use crate::gpu::{GpuContext, Launch};
+pub use crate::kernels::conv::ConvGeometry;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
-/// The shapes of one 2-D convolution: input, kernel and how the kernel
-/// slides. Build one with [`ConvGeometry::new`] and adjust fields, then
-/// [`validate`](Self::validate) it (the ops do so too).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConvGeometry {
-    /// N: images in the batch (may be 0).
-    pub batch: usize,
-    /// C: input channels, all groups together.
-    pub channels: usize,
-    /// H: input height.
-    pub in_h: usize,
-    /// W: input width.
-    pub in_w: usize,
-    /// Kernel height (taps, before dilation).
-    pub kernel_h: usize,
-    /// Kernel width (taps, before dilation).
-    pub kernel_w: usize,
-    /// Vertical step between output rows.
-    pub stride_h: usize,
-    /// Horizontal step between output columns.
-    pub stride_w: usize,
-    /// Zero rows above the input.
-    pub pad_top: usize,
-    /// Zero rows below the input.
-    pub pad_bottom: usize,
-    /// Zero columns left of the input.
-    pub pad_left: usize,
-    /// Zero columns right of the input.
-    pub pad_right: usize,
-    /// Vertical distance between kernel taps (1 = dense kernel).
-    pub dilation_h: usize,
-    /// Horizontal distance between kernel taps (1 = dense kernel).
-    pub dilation_w: usize,
-    /// Channel groups: group `g` of the output sees only input channels
-    /// `g * C/groups .. (g + 1) * C/groups` (`groups = C` is depthwise).
-    pub groups: usize,
-}
-
-/// PyTorch's output length along one axis, or `None` when the dilated
-/// kernel does not fit in the padded input (or the stride is zero).
-fn out_len(len: usize, pad_a: usize, pad_b: usize, k: usize, dilation: usize, stride: usize) -> Option<usize> {
-    let reach = dilation.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
-    let padded = len.checked_add(pad_a)?.checked_add(pad_b)?;
-    Some(padded.checked_sub(reach)?.checked_div(stride)? + 1)
-}
-
+// The launch half of the geometry: its uniform block and override
+// constants belong with the kernels they feed, not in `kernels/`, which
+// knows no parameter blocks.
 impl ConvGeometry {
-    /// Stride 1, no padding, dilation 1, one group.
-    pub fn new(
-        batch: usize,
-        channels: usize,
-        (in_h, in_w): (usize, usize),
-        (kernel_h, kernel_w): (usize, usize),
-    ) -> Self {
-        ConvGeometry {
-            batch,
-            channels,
-            in_h,
-            in_w,
-            kernel_h,
-            kernel_w,
-            stride_h: 1,
-            stride_w: 1,
-            pad_top: 0,
-            pad_bottom: 0,
-            pad_left: 0,
-            pad_right: 0,
-            dilation_h: 1,
-            dilation_w: 1,
-            groups: 1,
-        }
-    }
-
-    /// Output height, `floor((H + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h) + 1`
-    /// (0 for a geometry that [`validate`](Self::validate) rejects).
-    pub fn out_h(&self) -> usize {
-        out_len(self.in_h, self.pad_top, self.pad_bottom, self.kernel_h, self.dilation_h, self.stride_h).unwrap_or(0)
-    }
-
-    /// Output width, as [`out_h`](Self::out_h) along the other axis.
-    pub fn out_w(&self) -> usize {
-        out_len(self.in_w, self.pad_left, self.pad_right, self.kernel_w, self.dilation_w, self.stride_w).unwrap_or(0)
-    }
-
-    /// Channels per group, `C / groups`.
-    pub fn group_channels(&self) -> usize {
-        self.channels / self.groups.max(1)
-    }
-
-    /// Rows of one group's column matrix: `(C / groups) * kernel_h * kernel_w`.
-    pub fn col_rows(&self) -> usize {
-        self.group_channels() * self.kernel_h * self.kernel_w
-    }
-
-    /// The input (and `col2im` output) shape `[N, C, H, W]`.
-    pub fn input_shape(&self) -> [usize; 4] {
-        [self.batch, self.channels, self.in_h, self.in_w]
-    }
-
-    /// The column shape `[N, groups, (C / groups) * kernel_h * kernel_w, OH * OW]`.
-    pub fn cols_shape(&self) -> [usize; 4] {
-        [self.batch, self.groups, self.col_rows(), self.out_h() * self.out_w()]
-    }
-
-    /// Errors (as op `conv2d`) for geometries PyTorch rejects: zero sizes,
-    /// strides or dilations, channels not divisible by groups, a dilated
-    /// kernel larger than the padded input; and for sizes past the kernels'
-    /// u32 indexing.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(Error::invalid("conv2d", format!("{msg} (geometry {self:?})")));
-        if self.channels == 0 || self.in_h == 0 || self.in_w == 0 {
-            return bad(format!("input [N, C, H, W] = {:?} has a zero-size non-batch dim", self.input_shape()));
-        }
-        if self.kernel_h == 0 || self.kernel_w == 0 {
-            return bad(format!("kernel {}x{} is empty", self.kernel_h, self.kernel_w));
-        }
-        if self.stride_h == 0 || self.stride_w == 0 {
-            return bad(format!("stride ({}, {}) must be positive", self.stride_h, self.stride_w));
-        }
-        if self.dilation_h == 0 || self.dilation_w == 0 {
-            return bad(format!("dilation ({}, {}) must be positive", self.dilation_h, self.dilation_w));
-        }
-        if self.groups == 0 || !self.channels.is_multiple_of(self.groups) {
-            return bad(format!("{} input channels are not divisible by groups = {}", self.channels, self.groups));
-        }
-        let h = out_len(self.in_h, self.pad_top, self.pad_bottom, self.kernel_h, self.dilation_h, self.stride_h);
-        let w = out_len(self.in_w, self.pad_left, self.pad_right, self.kernel_w, self.dilation_w, self.stride_w);
-        if h.is_none() || w.is_none() {
-            return bad(format!(
-                "dilated kernel {}x{} is larger than the padded input {}x{}",
-                self.dilation_h.saturating_mul(self.kernel_h - 1).saturating_add(1),
-                self.dilation_w.saturating_mul(self.kernel_w - 1).saturating_add(1),
-                self.in_h.saturating_add(self.pad_top).saturating_add(self.pad_bottom),
-                self.in_w.saturating_add(self.pad_left).saturating_add(self.pad_right),
-            ));
-        }
-        // Every index the kernels form is below the input or column element
-        // count or the padded extent, and every field travels as a u32.
-        let padded_h = self.in_h.saturating_add(self.pad_top).saturating_add(self.pad_bottom);
-        let padded_w = self.in_w.saturating_add(self.pad_left).saturating_add(self.pad_right);
-        let cols = [self.batch, self.channels, self.kernel_h, self.kernel_w, self.out_h(), self.out_w()];
-        let input = self.input_shape();
-        let fields = [self.stride_h, self.stride_w, self.dilation_h, self.dilation_w, self.groups];
-        let mut extents: Vec<&[usize]> =
-            vec![&cols, &input, std::slice::from_ref(&padded_h), std::slice::from_ref(&padded_w)];
-        extents.extend(fields.iter().map(std::slice::from_ref));
-        for dims in extents {
-            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d.max(1)));
-            if n.is_none_or(|n| n >= u32::MAX as usize) {
-                return bad(format!("sizes {dims:?} exceed the 2^32 elements one kernel can index"));
-            }
-        }
-        Ok(())
-    }
-
     /// The `conv.wgsl` uniform block for `threads` threads.
     fn params(&self, threads: usize) -> Params {
         Params::new()
@@ -250,14 +100,6 @@ impl ConvGeometry {
     pub(crate) fn gather_constants(&self, adjoint: bool) -> [(&'static str, f64); 6] {
         let stride = if adjoint { (self.stride_h, self.stride_w) } else { (1, 1) };
         super::window_constants((self.kernel_h, self.kernel_w), stride, (self.dilation_h, self.dilation_w))
-    }
-
-    /// The input pixel `(ih, iw)` at padded coordinates `(ph, pw)`, or `None`
-    /// where those lie in the padding.
-    fn unpad(&self, ph: usize, pw: usize) -> Option<(usize, usize)> {
-        let ih = ph.checked_sub(self.pad_top).filter(|&i| i < self.in_h)?;
-        let iw = pw.checked_sub(self.pad_left).filter(|&i| i < self.in_w)?;
-        Some((ih, iw))
     }
 }
 
@@ -444,11 +286,11 @@ pub fn conv2d_weight_grad_output(
             return super::conv_split::weight_grad(gpu, cfg, (gy, x), out_channels, g, n_w);
         }
     }
-    if crate::cpu::fast(dev) {
+    if dev.runs_fast_cpu() {
         // The fast CPU path: one sgemm per group over all images, no
         // per-image partials to sum (see `cpu::conv::weight_grad`).
         let out = Buffer::alloc(dev, n_w as u64 * output.size())?;
-        crate::profile::annotate_flops(2 * (n_w * g.batch * l) as u64);
+        crate::profiler::annotate_flops(2 * (n_w * g.batch * l) as u64);
         run_fallible(
             dev,
             |_| unreachable!("the fast CPU path runs on the CPU backend only"),
@@ -572,41 +414,6 @@ pub fn conv2d_input_grad_epilogue(
     let batch = group_batches(g, out_channels, l);
     let dy = ConvOperand { src: gy, batch, form: ConvGather::Adjoint, geo: *g, k: ocg * taps, n: hw };
     Ok(conv_matmul(cfg, epi, &w_t, &la, &dy)?.0)
-}
-
-/// CPU twin of the matmul loaders' gather: the `[k, n]` matrix that `form`
-/// describes for the batch entry of `src` starting at `src[0]` (see
-/// [`ConvGather`]). `Adjoint` is written in the scatter form (each output
-/// position sends its value to the pixels its taps cover), independent of
-/// the shader's gather arithmetic.
-pub(crate) fn gather_cpu(form: ConvGather, g: &ConvGeometry, src: &[f32], k: usize, n: usize) -> Vec<f32> {
-    let (oh_n, ow_n, taps) = (g.out_h(), g.out_w(), g.kernel_h * g.kernel_w);
-    let mut out = vec![0.0; k * n];
-    // Calls f(row of the columns, output position, input index or None for padding).
-    let each_tap = |rows: usize, f: &mut dyn FnMut(usize, usize, Option<usize>)| {
-        for r in 0..rows {
-            let (c, ki, kj) = (r / taps, r % taps / g.kernel_w, r % g.kernel_w);
-            for oh in 0..oh_n {
-                for ow in 0..ow_n {
-                    let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
-                    f(r, oh * ow_n + ow, at.map(|(ih, iw)| (c * g.in_h + ih) * g.in_w + iw));
-                }
-            }
-        }
-    };
-    match form {
-        ConvGather::Columns => each_tap(k, &mut |r, q, at| out[r * n + q] = at.map_or(0.0, |i| src[i])),
-        ConvGather::ColumnsT => each_tap(n, &mut |r, q, at| out[q * n + r] = at.map_or(0.0, |i| src[i])),
-        ConvGather::Adjoint => each_tap(k, &mut |r, q, at| {
-            if let Some(i) = at {
-                // Row r = (oc, ki, kj) reads dY[oc, q]; `i` is the pixel of
-                // plane `oc`, whose offset within the plane is the column.
-                let c = r / taps;
-                out[r * n + i - c * g.in_h * g.in_w] = src[c * oh_n * ow_n + q];
-            }
-        }),
-    }
-    out
 }
 
 /// Unfolds the dense input `x` `[N, C, H, W]` into the dense column buffer

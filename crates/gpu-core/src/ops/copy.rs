@@ -83,7 +83,7 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
         },
         || {
             let (s, mut d) = (src.host(), dst.host_mut());
-            if crate::cpu::fast(src.device()) {
+            if src.device().runs_fast_cpu() {
                 return crate::cpu::copy::copy(&s, sl, &mut d, dl);
             }
             for i in 0..n {
@@ -205,7 +205,7 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
             let (s, mut d) = (x.host(), out.host_mut());
             let (s, d): (&[u16], &mut [u16]) = (bytemuck::cast_slice(&s), bytemuck::cast_slice_mut(&mut d));
             let dense = Layout::contiguous(&layout.shape);
-            if crate::cpu::fast(x.device()) {
+            if x.device().runs_fast_cpu() {
                 return crate::cpu::copy::copy(s, layout, d, &dense);
             }
             for (i, h) in d[..n].iter_mut().enumerate() {

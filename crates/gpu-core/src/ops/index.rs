@@ -15,6 +15,7 @@ use crate::gpu::fusion::Access;
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
+use crate::kernels::index::Walk;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 
@@ -80,23 +81,6 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("i_shift", Kind::U32),
     ],
 };
-
-/// The fields of `index.wgsl`'s `Params` besides the thread count; the
-/// stride sets are already coalesced over `shape`. The fast CPU paths
-/// (`cpu::index`) walk the same description.
-#[derive(Default)]
-pub(crate) struct Walk<'a> {
-    pub(crate) shape: &'a [usize],
-    /// Strides of the gathered-from (or scattered-to) tensor, the indexed dim zeroed.
-    pub(crate) x_strides: &'a [usize],
-    /// Strides of the index (unused by scatter_add, whose index is dense).
-    pub(crate) i_strides: &'a [usize],
-    pub(crate) x_offset: usize,
-    pub(crate) dim_stride: usize,
-    pub(crate) dim_size: usize,
-    /// A class index that is not an error (class_targets only).
-    pub(crate) ignore: Option<u32>,
-}
 
 /// Records one `index.wgsl` launch of `n` threads; `op` names the site that
 /// reports bad indices (`None` for one_hot, which does not check).
@@ -221,7 +205,7 @@ fn gather_along(
         || {
             let (hx, hi, mut ho) = (x.host(), index.host(), out.host_mut());
             let xs = f32s(&hx);
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 return crate::cpu::index::gather(&walk, xs, &hi, &mut f32s_mut(&mut ho)[..n]);
             }
             for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
@@ -332,7 +316,7 @@ pub fn scatter_add(
         || {
             let (hi, hs, mut hd) = (index.host(), src.host(), dst.host_mut());
             let (s, d) = (f32s(&hs), f32s_mut(&mut hd));
-            if crate::cpu::fast(dst.device()) {
+            if dst.device().runs_fast_cpu() {
                 return crate::cpu::index::scatter_add(&walk, d, &hi[..n], &s[..n]);
             }
             for i in 0..n {

@@ -4,7 +4,6 @@
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
-use super::conv::ConvGeometry;
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
@@ -13,6 +12,8 @@ use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
 use crate::gpu::matrix_units::MatrixUnits;
 use crate::gpu::{GpuContext, Launch};
+pub(crate) use crate::kernels::conv::ConvGather;
+use crate::kernels::conv::ConvGeometry;
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -551,33 +552,6 @@ fn strided_b(lb: &Layout, view: Layout) -> BOperand {
     }
 }
 
-/// How a convolution's B operand is gathered from its NCHW tensor (the
-/// matmul shaders' `B_CONV`), per batch entry (one image, or one group of
-/// channels of it) of the tensor `src`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConvGather {
-    /// The im2col columns of the convolution's input `[C/G, H, W]`: K = C/G·kh·kw
-    /// rows (c, ki, kj), N = OH·OW columns (oh, ow).
-    Columns,
-    /// The transpose of [`Columns`](Self::Columns): K = OH·OW, N = C/G·kh·kw.
-    ColumnsT,
-    /// The output gradient `[OC/G, OH, OW]` as seen from the input: K =
-    /// OC/G·kh·kw rows (oc, ki, kj), N = H·W columns (ih, iw), holding the
-    /// entry tap (ki, kj) carries to pixel (ih, iw), zero where none does.
-    Adjoint,
-}
-
-impl ConvGather {
-    /// The shaders' `B_CONV` code.
-    fn code(self) -> f64 {
-        match self {
-            ConvGather::Columns => 1.0,
-            ConvGather::ColumnsT => 2.0,
-            ConvGather::Adjoint => 3.0,
-        }
-    }
-}
-
 /// The B operand of one launch: a strided matrix per batch entry, or (with
 /// `conv`) a convolution operand gathered from the tensor at `offset`.
 struct BOperand {
@@ -693,7 +667,7 @@ fn product(
     if total == 0 {
         return Ok((out, shape));
     }
-    crate::profile::annotate_flops(2 * total as u64 * k as u64);
+    crate::profiler::annotate_flops(2 * total as u64 * k as u64);
     run_fallible(
         dev,
         |g| {
@@ -731,7 +705,7 @@ fn product(
             let (ha, hb, mut ho) = (a.host(), b.host(), out.host_mut());
             let (wa, wb) = (host_f32(dev, &ha, cfg.operands)?, host_f32(dev, &hb, cfg.operands)?);
             let mut stored = HostOutput::new(dev, &mut ho, total, epi.output)?;
-            let fast = crate::cpu::fast(dev);
+            let fast = dev.runs_fast_cpu();
             sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
             epi.apply_cpu(stored.values(), (m, n));
             stored.finish();
@@ -796,7 +770,7 @@ pub(crate) fn cell_product(
     if m * n == 0 {
         return Ok(());
     }
-    crate::profile::annotate_flops(2 * (m * n * k) as u64);
+    crate::profiler::annotate_flops(2 * (m * n * k) as u64);
     let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
     let subgroup = match kernel.resolve(dev) {
         MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
@@ -1306,7 +1280,7 @@ fn sums_cpu(
                 Mat { data: &scratch, rs, cs }
             }
             Some((form, geo)) => {
-                scratch = super::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
+                scratch = crate::kernels::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
                 Mat::rows(&scratch, n)
             }
             None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },

@@ -13,7 +13,7 @@
 //! `thread_per_row`); either way results are deterministic. The CPU twin
 //! accumulates in f64, the more exact of them and so a fair oracle.
 
-use crate::cpu::{self, per_row, per_row2};
+use crate::cpu::{per_row, per_row2};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
@@ -159,7 +159,7 @@ fn normalize(
             let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
             // Each row's (mean, rstd), stored below.
             let mut stats = vec![(0.0f32, 0.0f32); rows];
-            per_row2(cpu::fast(dev), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
+            per_row2(dev.runs_fast_cpu(), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
                 st[0] = normalize_row_cpu(&xs[r * cols..(r + 1) * cols], eps, out);
             });
             for (r, (m, s)) in stats.into_iter().enumerate() {
@@ -236,7 +236,7 @@ fn normalize_backward(
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));
             let ws = weight.map(Buffer::host);
             let ws = ws.as_ref().map(|w| &f32s(w)[..cols]);
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
+            per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
                 norm_grad_row_cpu(&gs[r * cols..][..cols], ws, &ys[r * cols..][..cols], rs[r], out);
             });
         },

@@ -13,7 +13,7 @@ use half::f16;
 
 use super::{f32s, f32s_mut};
 use crate::gpu::GpuContext;
-use crate::memory::HostVec;
+use crate::reservation::HostVec;
 use crate::{Device, Error, Result};
 
 /// How activations or operands are stored. Arithmetic is f32 either way.

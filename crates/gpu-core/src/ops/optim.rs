@@ -472,7 +472,7 @@ pub fn update_row(
             let gs = f32s(&hg);
             let ws = f32s_mut(&mut hp);
             let mut ss: Vec<&mut [f32]> = hs.iter_mut().map(|h| f32s_mut(h)).collect();
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 let one = |w, g, s: &mut [f32; 3]| update_one(rule, flags, &k, w, g, s);
                 return crate::cpu::optim::update(&mut ws[..n], &gs[..n], ss, one);
             }

@@ -28,11 +28,8 @@ use super::operands::{host_f32, thread_half_loads, HostOutput};
 use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
+use crate::kernels::pool::NONE;
 use crate::{Buffer, Error, Result};
-
-/// The argmax of a window with no in-bounds element (cannot happen within
-/// PyTorch's padding limit, but kernel and twin agree on it anyway).
-pub(crate) const NONE: u32 = u32::MAX;
 
 /// One spatial dim of a pooling: input and output size and the window rule.
 #[derive(Clone, Copy, Debug)]
@@ -475,7 +472,7 @@ fn max_forward(
             let (xs, mut ys, mut is) = (x.host(), out.host_mut(), arg.host_mut());
             let (xs, (il, ol)) = (host_f32(dev, &xs, io)?, pool.plane_lens());
             let mut y = HostOutput::new(dev, &mut ys, n, io)?;
-            let fast = cpu::fast(dev);
+            let fast = dev.runs_fast_cpu();
             let taps = fast.then(|| pool.max_taps());
             per_row2(fast, (y.values(), ol), (&mut is[..n], ol), |p, y, arg| match &taps {
                 Some((rows, cols)) => {
@@ -533,7 +530,7 @@ pub fn max_pool2d_backward_io(
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
             let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());
             let mut d = HostOutput::new(dev, &mut ds, n, io)?;
-            let fast = cpu::fast(dev);
+            let fast = dev.runs_fast_cpu();
             per_row(fast, (d.values(), il), |p, d| {
                 let (g, arg) = (&gs[p * ol..][..ol], &is[p * ol..][..ol]);
                 match fast {
@@ -566,7 +563,7 @@ fn avg_forward(
             let (xs, mut ys) = (x.host(), out.host_mut());
             let (xs, (il, ol)) = (host_f32(dev, &xs, io)?, pool.plane_lens());
             let mut y = HostOutput::new(dev, &mut ys, n, io)?;
-            per_row(cpu::fast(dev), (y.values(), ol), |p, y| pool.avg_forward_plane(&xs[p * il..][..il], y));
+            per_row(dev.runs_fast_cpu(), (y.values(), ol), |p, y| pool.avg_forward_plane(&xs[p * il..][..il], y));
             y.finish();
             Ok(())
         },
@@ -586,7 +583,7 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer, io: Operands) -
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
             let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());
             let mut d = HostOutput::new(dev, &mut ds, n, io)?;
-            per_row(cpu::fast(dev), (d.values(), il), |p, d| pool.avg_backward_plane(&gs[p * ol..][..ol], d));
+            per_row(dev.runs_fast_cpu(), (d.values(), il), |p, d| pool.avg_backward_plane(&gs[p * ol..][..ol], d));
             d.finish();
             Ok(())
         },

@@ -29,69 +29,16 @@
 use super::matmul::MatmulKernel;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
+pub use crate::kernels::recurrent::RecurrentKind;
+use crate::kernels::recurrent::{Dims, SAVED};
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
 /// Threads per workgroup of both entry points (their `@workgroup_size`).
 const WG: usize = 256;
-/// Values the forward saves per (time, batch row, hidden unit) for the
-/// LSTM and GRU: LSTM i, f, g, o; GRU r, z, n and hn (the RNN saves none).
-pub(crate) const SAVED: usize = 4;
 
-/// Which recurrent cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RecurrentKind {
-    /// Elman RNN, `h = tanh(a)`.
-    RnnTanh,
-    /// Elman RNN, `h = relu(a)`.
-    RnnRelu,
-    /// LSTM, gate blocks in PyTorch's order i, f, g, o.
-    Lstm,
-    /// GRU, gate blocks in PyTorch's order r, z, n.
-    Gru,
-}
-
-impl RecurrentKind {
-    /// Gate blocks of `H` rows in `W_ih`, `W_hh` and the biases: 1, 4 or 3.
-    pub fn gates(self) -> usize {
-        match self {
-            RecurrentKind::RnnTanh | RecurrentKind::RnnRelu => 1,
-            RecurrentKind::Lstm => 4,
-            RecurrentKind::Gru => 3,
-        }
-    }
-
-    /// The cell's name in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            RecurrentKind::RnnTanh => "rnn_tanh",
-            RecurrentKind::RnnRelu => "rnn_relu",
-            RecurrentKind::Lstm => "lstm",
-            RecurrentKind::Gru => "gru",
-        }
-    }
-
-    /// The `KIND` override of `recurrent.wgsl`.
-    fn code(self) -> u32 {
-        self as u32
-    }
-
-    /// Whether the forward keeps per-step gate values for the backward.
-    fn saves_gates(self) -> bool {
-        matches!(self, RecurrentKind::Lstm | RecurrentKind::Gru)
-    }
-}
-
-/// Sizes of one sequence, checked once.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Dims {
-    pub(crate) kind: RecurrentKind,
-    pub(crate) steps: usize,
-    pub(crate) batch: usize,
-    pub(crate) hidden: usize,
-    reverse: bool,
-}
-
+// Construction checks the kernels' u32 limits and the uniform block is
+// the kernel's, so both stay here; the layout is `kernels/recurrent.rs`.
 impl Dims {
     fn new(
         op: &'static str,
@@ -113,74 +60,6 @@ impl Dims {
         let weights = hidden.checked_mul(d.gh()).ok_or_else(too_big)?;
         super::check_u32(op, gates.max(states).max(weights))?;
         Ok(d)
-    }
-
-    pub(crate) fn bh(&self) -> usize {
-        self.batch * self.hidden
-    }
-
-    pub(crate) fn gh(&self) -> usize {
-        self.kind.gates() * self.hidden
-    }
-
-    /// Slots of `states` holding the state before time `t` and after it.
-    pub(crate) fn slots(&self, t: usize) -> (usize, usize) {
-        if self.reverse {
-            (t + 1, t)
-        } else {
-            (t, t + 1)
-        }
-    }
-
-    /// `[B, G·H]` view of time `t`'s rows of a whole-sequence `[T, B, G·H]`
-    /// buffer (xw, dxw).
-    fn gate_rows(&self, t: usize) -> Layout {
-        let mut l = Layout::contiguous(&[self.batch, self.gh()]);
-        l.offset = t * self.batch * self.gh();
-        l
-    }
-
-    /// Slot of the initial state.
-    fn first_slot(&self) -> usize {
-        if self.reverse {
-            self.steps
-        } else {
-            0
-        }
-    }
-
-    /// Slot of the final state (h_n, c_n).
-    fn last_slot(&self) -> usize {
-        if self.reverse {
-            0
-        } else {
-            self.steps
-        }
-    }
-
-    /// The time processed at position `i` of the forward loop.
-    fn time(&self, i: usize) -> usize {
-        if self.reverse {
-            self.steps - 1 - i
-        } else {
-            i
-        }
-    }
-
-    /// Blocks of `[T+1, B, H]` in `states`: hidden states, plus cell states for the LSTM.
-    fn blocks(&self) -> usize {
-        if self.kind == RecurrentKind::Lstm {
-            2
-        } else {
-            1
-        }
-    }
-
-    /// `[B, H]` view of slot `slot` of block `block` of `states`.
-    fn slot_view(&self, block: usize, slot: usize) -> Layout {
-        let mut l = Layout::contiguous(&[self.batch, self.hidden]);
-        l.offset = (block * (self.steps + 1) + slot) * self.bh();
-        l
     }
 
     fn params(&self, t: usize, has_bias: bool, has_rec: bool, dy_offset: usize) -> Params {
@@ -372,7 +251,7 @@ fn cell_forward(
             let (mut hs, mut hg) = (states.host_mut(), saved.host_mut());
             let (xs, hws, bs) = (f32s(&hx), f32s(&hh), hb.as_ref().map(|b| f32s(b)));
             let (st, sv) = (f32s_mut(&mut hs), f32s_mut(&mut hg));
-            if crate::cpu::fast(xw.device()) {
+            if xw.device().runs_fast_cpu() {
                 return crate::cpu::recurrent::forward(d, t, xs, hws, bs, st, sv);
             }
             let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
@@ -453,7 +332,7 @@ fn cell_backward(
             let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
             let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
             let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
-            if crate::cpu::fast(dy.device()) {
+            if dy.device().runs_fast_cpu() {
                 let inputs = crate::cpu::recurrent::BackwardIn { dys, rec, st, sv };
                 return crate::cpu::recurrent::backward(d, t, &inputs, dx, dhws, ca);
             }

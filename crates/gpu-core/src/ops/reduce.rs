@@ -11,6 +11,7 @@ use super::operands::{host_f32, load_x_shader};
 use super::{dispatch_fusable, groups, run_fallible, Params};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
+pub use crate::kernels::reduce::ReduceOp;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -43,123 +44,6 @@ const FEW_OUTPUTS: usize = 64;
 /// smallest group that keeps hardware lanes busy. Only two sizes, so only two
 /// pipelines per op get compiled.
 const SMALL_WG: usize = 32;
-
-/// A reduction. Max, Min, ArgMax and ArgMin propagate NaN like PyTorch (a
-/// NaN is the extreme value; ArgMax/ArgMin give the index of the first NaN).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReduceOp {
-    /// Σx (0 over an empty set)
-    Sum,
-    /// Σx / n (NaN over an empty set)
-    Mean,
-    /// largest value
-    Max,
-    /// smallest value
-    Min,
-    /// u32 index of the largest value in the flattened reduced block; ties pick the first
-    ArgMax,
-    /// u32 index of the smallest value in the flattened reduced block; ties pick the first
-    ArgMin,
-    /// Σ(x − mean)² / max(n − correction, 0), computed in two passes
-    Var {
-        /// PyTorch's `correction`: 0 = population (biased), 1 = sample (unbiased).
-        correction: usize,
-    },
-}
-
-impl ReduceOp {
-    /// One instance of every op (both variance corrections), for test lists.
-    pub const EXAMPLES: &[ReduceOp] = &[
-        ReduceOp::Sum,
-        ReduceOp::Mean,
-        ReduceOp::Max,
-        ReduceOp::Min,
-        ReduceOp::ArgMax,
-        ReduceOp::ArgMin,
-        ReduceOp::Var { correction: 0 },
-        ReduceOp::Var { correction: 1 },
-    ];
-
-    /// The `OP` override value in `reduce.wgsl`.
-    fn code(self) -> u32 {
-        match self {
-            ReduceOp::Sum => 0,
-            ReduceOp::Mean => 1,
-            ReduceOp::Max => 2,
-            ReduceOp::Min => 3,
-            ReduceOp::ArgMax => 4,
-            ReduceOp::ArgMin => 5,
-            ReduceOp::Var { .. } => 6,
-        }
-    }
-
-    /// The op's name in error messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Mean => "mean",
-            ReduceOp::Max => "max",
-            ReduceOp::Min => "min",
-            ReduceOp::ArgMax => "argmax",
-            ReduceOp::ArgMin => "argmin",
-            ReduceOp::Var { .. } => "var",
-        }
-    }
-
-    /// True for the ops that pick one element (undefined over an empty set).
-    fn selects(self) -> bool {
-        matches!(self, ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin)
-    }
-
-    /// Whether `b` (at index `ib`) replaces the running pick `a` (at `ia`):
-    /// the same rule as `beats` in the kernel, whose threads meet indices out of order.
-    pub(crate) fn beats(self, b: f32, ib: usize, a: f32, ia: usize) -> bool {
-        if b.is_nan() || a.is_nan() {
-            return b.is_nan() && (!a.is_nan() || ib < ia);
-        }
-        if b == a {
-            return ib < ia;
-        }
-        match self {
-            ReduceOp::Max | ReduceOp::ArgMax => b > a,
-            _ => b < a,
-        }
-    }
-
-    /// The CPU twin: the output word for one reduced block (f32 bits, or the
-    /// index for ArgMax/ArgMin) of the `m` values `values()` yields in
-    /// order, read where they lie (a block is never copied out: a sum over
-    /// a whole tensor needs no memory beside it). A variance walks them
-    /// twice, every other op once. `m` must be non-zero for the selecting ops.
-    pub(crate) fn word_of<I: Iterator<Item = f32>>(self, m: usize, values: impl Fn() -> I) -> u32 {
-        let n = m as f64;
-        let sum = || values().map(|v| v as f64).sum::<f64>();
-        match self {
-            ReduceOp::Sum => (sum() as f32).to_bits(),
-            ReduceOp::Mean => ((sum() / n) as f32).to_bits(),
-            ReduceOp::Var { correction } => {
-                let mean = sum() / n;
-                let m2: f64 = values().map(|v| (v as f64 - mean).powi(2)).sum();
-                let dof = m.saturating_sub(correction) as f64;
-                ((m2 / dof) as f32).to_bits()
-            }
-            _ => {
-                let mut it = values();
-                let first = it.next().expect("a selecting reduction over at least one value");
-                let (mut best, mut at) = (first, 0);
-                for (i, v) in it.enumerate() {
-                    if self.beats(v, i + 1, best, at) {
-                        (best, at) = (v, i + 1);
-                    }
-                }
-                match self {
-                    ReduceOp::ArgMax | ReduceOp::ArgMin => at as u32,
-                    _ => best.to_bits(),
-                }
-            }
-        }
-    }
-}
 
 /// Reduces the view `layout` of `x` over `axes` (any set, in any order; empty
 /// means all axes, like PyTorch's `dim=None`). Returns a contiguous buffer —
@@ -356,7 +240,7 @@ pub fn reduce_io(
             let xs = &xs[..];
             let kept = Layout { shape: kept_shape.clone(), strides: kept_strides.clone(), offset: layout.offset };
             let block = Layout { shape: red_shape.clone(), strides: red_strides.clone(), offset: 0 };
-            if crate::cpu::fast(dev) {
+            if dev.runs_fast_cpu() {
                 crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
                 return Ok(());
             }

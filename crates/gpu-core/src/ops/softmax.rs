@@ -21,7 +21,7 @@
 //! `w_t` for a class target (0 when ignored), 1 for a probability row; the
 //! mean is `Σ loss / Σ weight` in both cases.
 
-use crate::cpu::{self, per_row, per_row2};
+use crate::cpu::{per_row, per_row2};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
@@ -151,7 +151,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
         || {
             let (hx, mut hy) = (x.host(), out.host_mut());
             let xs = host_f32(dev, &hx, io)?;
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
+            per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
                 let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
                 let log_s = s.ln();
@@ -192,7 +192,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         || {
             let (hy, hg, mut hd) = (y.host(), dy.host(), out.host_mut());
             let (ys, gs) = (f32s(&hy), f32s(&hg));
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
+            per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
                 let (yr, gr) = (&ys[r * cols..(r + 1) * cols], &gs[r * cols..(r + 1) * cols]);
                 let s = if log {
                     gr.iter().map(|&g| g as f64).sum::<f64>() as f32
@@ -439,7 +439,7 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
             let (cols, ht) = (args.cols, &ht[..]);
             // Each row's (loss, weight), stored below.
             let mut lw = vec![(0.0f32, 0.0f32); rows];
-            per_row2(cpu::fast(dev), (ps, cols), (&mut lw, 1), |r, pr, lw| {
+            per_row2(dev.runs_fast_cpu(), (ps, cols), (&mut lw, 1), |r, pr, lw| {
                 let rt = args.row_target(r, ht, weights);
                 let xr = &xs[r * cols..(r + 1) * cols];
                 let (m, s) = row_stats(xr);
@@ -500,7 +500,7 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
             let (ps, gs) = (f32s(&hp), f32s(&hg));
             let mut hd = out.host_mut();
             let (cols, ht) = (args.cols, &ht[..]);
-            per_row(cpu::fast(dev), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
+            per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
                 let rt = args.row_target(r, ht, weights);
                 let mass: f64 = (0..cols).map(|c| args.mass(r, c, rt, ht, weights) as f64).sum();
                 for (c, d) in dr.iter_mut().enumerate() {

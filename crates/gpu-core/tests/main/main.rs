@@ -11,6 +11,7 @@
 mod common;
 
 mod fusion;
+mod module_graph;
 mod parity_amp;
 mod parity_attention;
 mod parity_attention_f16;

@@ -1,7 +1,8 @@
 //! Shared machinery of the elementwise op tables (`unary_table!` in
 //! `unary.rs`, `binary_table!` in `binary.rs`): a table row's WGSL text turned
 //! into one `case` of a generated `switch`, so the WGSL library, the Rust enum,
-//! its codes and its CPU twin all come from the same row.
+//! its codes and its CPU twin all come from the same row, and the traits
+//! through which a row hands its function to a loop as a concrete closure.
 
 /// One row of an op table as the WGSL generator sees it.
 pub(crate) struct WgslRow {
@@ -46,4 +47,20 @@ pub(crate) fn wgsl_switch(signature: &str, rows: &[WgslRow], default: &str) -> S
 /// The value of each `f32` field of a variant, padded to the two uniforms.
 pub(crate) fn field_uniforms(fields: &[f32]) -> (f32, f32) {
     (fields.first().copied().unwrap_or(0.0), fields.get(1).copied().unwrap_or(0.0))
+}
+
+/// A loop over a binary function, run by `BinaryOp::with_fn` (the fast CPU loops implement it).
+pub(crate) trait Binary {
+    /// What the loop returns.
+    type Out;
+    /// Runs the loop with `f`.
+    fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
+}
+
+/// A loop over a unary function, run by `UnaryOp::with_fn`.
+pub(crate) trait Unary {
+    /// What the loop returns.
+    type Out;
+    /// Runs the loop with `f`.
+    fn call<F: Fn(f32) -> f32 + Copy + Sync>(self, f: F) -> Self::Out;
 }

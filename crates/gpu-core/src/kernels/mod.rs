@@ -1,0 +1,16 @@
+//! What each kernel family computes, below every backend: the op
+//! descriptors (op tables, geometry and size structs, path choices) and
+//! the reference pieces that define them, with no device, buffer or wgpu.
+//! The fast CPU paths (`cpu/`), the GPU recorder (`gpu/`) and the op
+//! launches (`ops/`) all build on this layer; it names none of them.
+
+pub(crate) mod attention;
+pub(crate) mod batch_norm;
+pub(crate) mod binary;
+pub(crate) mod conv;
+pub(crate) mod index;
+pub(crate) mod pool;
+pub(crate) mod recurrent;
+pub(crate) mod reduce;
+pub(crate) mod table;
+pub(crate) mod unary;

@@ -1,0 +1,361 @@
+//! The unary op table (`unary_table!`): each row gives a [`UnaryOp`]
+//! variant, its WGSL `f` / `df`, its reference twin and its test domain.
+//! What a unary op means; the launches are in `ops/unary.rs`.
+
+use super::table::{field_uniforms, wgsl_switch, Binary, Unary, WgslRow};
+
+const SELU_ALPHA: f32 = 1.673_263_2;
+const SELU_SCALE: f32 = 1.050_701;
+
+/// erf by Abramowitz & Stegun 7.1.26, the same formula as the WGSL kernel.
+pub fn erf_approx(v: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * v.abs());
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    sign(v) * (1.0 - poly * (-v * v).exp())
+}
+
+/// WGSL's sign: 0 at 0 (Rust's `signum` gives ±1).
+fn sign(v: f32) -> f32 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+fn softplus1(v: f32) -> f32 {
+    v.max(0.0) + (-v.abs()).exp().ln_1p()
+}
+
+fn sigmoid(v: f32) -> f32 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Declares the unary op table: from one row per op it generates the
+/// [`UnaryOp`] enum, its `OP` codes (the row index), the CPU twins
+/// [`UnaryOp::apply`] / [`UnaryOp::derivative`], the WGSL `f` / `df` switch
+/// library (`unary_fns`, see [`wgsl_library`]) and [`UnaryOp::EXAMPLES`] for the
+/// test lists (with [`UnaryOp::domain`]). Each row names its variant and fields (at most two `f32`, passed
+/// to the kernels as `p.alpha`, `p.beta`), example field values, an optional `[Domain]` tag, then `f:` and
+/// `df:` each as WGSL text followed by `=>` and the Rust twin. Both sides see
+/// the input as `v`, the output as `y` (in `df` only) and the fields by name.
+macro_rules! unary_table {
+    (
+        ($v:ident, $y:ident)
+        $(
+            $(#[doc = $doc:literal])*
+            $name:ident $(( $($ta:ident),* ))? $({ $($(#[doc = $fdoc:literal])* $sa:ident),* })?
+            example ($($ex:expr),*) $([$domain:ident])?
+            f: $wf:literal => $rf:expr;
+            df: $wdf:literal => $rdf:expr;
+        )*
+    ) => {
+        /// A unary function. Parameterised ones carry their PyTorch arguments.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum UnaryOp {
+            $(
+                $(#[doc = $doc])*
+                $name $(( $(f32_field!($ta)),* ))? $({ $($(#[doc = $fdoc])* $sa: f32),* })?,
+            )*
+        }
+
+        /// The `OP` code of each row: its position in the table.
+        #[repr(u32)]
+        #[allow(dead_code)]
+        enum Code {
+            $($name),*
+        }
+
+        /// The rows as the WGSL generator sees them, in code order.
+        const WGSL_F: &[WgslRow] = &[
+            $(WgslRow {
+                name: stringify!($name),
+                fields: &[$($(stringify!($ta)),*)? $($(stringify!($sa)),*)?],
+                body: $wf,
+            }),*
+        ];
+
+        /// The derivative rows, in code order.
+        const WGSL_DF: &[WgslRow] = &[
+            $(WgslRow {
+                name: stringify!($name),
+                fields: &[$($(stringify!($ta)),*)? $($(stringify!($sa)),*)?],
+                body: $wdf,
+            }),*
+        ];
+
+        impl UnaryOp {
+            /// One instance of every op (the table's example fields), for test lists.
+            pub const EXAMPLES: &[UnaryOp] = &[
+                $({
+                    #[allow(unused_variables, unused_mut)]
+                    let mut i = 0;
+                    #[allow(unused_variables)]
+                    let ex: &[f32] = &[$($ex),*];
+                    $($(let $ta = ex[{ i += 1; i - 1 }];)*)?
+                    $($(let $sa = ex[{ i += 1; i - 1 }];)*)?
+                    UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })?
+                }),*
+            ];
+
+            /// Where the op is defined and differentiable (the table's `[domain]`
+            /// tag, `Real` when absent): what gradient tests feed it.
+            pub fn domain(self) -> Domain {
+                match self {
+                    $(UnaryOp::$name { .. } => domain_of!($($domain)?)),*
+                }
+            }
+
+            /// The `OP` override value in `unary.wgsl` / `unary_grad.wgsl`.
+            pub fn code(self) -> u32 {
+                match self {
+                    $(UnaryOp::$name { .. } => Code::$name as u32),*
+                }
+            }
+
+            /// The table's name of the op (its variant name).
+            pub fn name(self) -> &'static str {
+                WGSL_F[self.code() as usize].name
+            }
+
+            /// The WGSL rows (`f`, `df`) of this op, for the fuser's generated kernels.
+            pub(crate) fn wgsl_rows(self) -> (&'static WgslRow, &'static WgslRow) {
+                (&WGSL_F[self.code() as usize], &WGSL_DF[self.code() as usize])
+            }
+
+            /// The (alpha, beta) uniforms: the variant's fields in order.
+            pub(crate) fn args(self) -> (f32, f32) {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => field_uniforms(&[$($($ta),*)? $($($sa),*)?])),*
+                }
+            }
+
+            /// The CPU twin: f applied to one value.
+            #[allow(unused_variables)]
+            pub fn apply(self, $v: f32) -> f32 {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rf),*
+                }
+            }
+
+            /// The CPU twin of the derivative: f'(v), given y = f(v).
+            #[allow(unused_variables)]
+            pub fn derivative(self, $v: f32, $y: f32) -> f32 {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rdf),*
+                }
+            }
+
+            /// Hands `k` this op's function as a concrete closure (see
+            /// `BinaryOp::with_fn`).
+            #[allow(unused_variables)]
+            pub(crate) fn with_fn<K: Unary>(self, k: K) -> K::Out {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32| $rf)),*
+                }
+            }
+
+            /// Hands `k` this op's derivative `(v, y) -> f'(v)` as a concrete closure.
+            #[allow(unused_variables)]
+            pub(crate) fn with_derivative<K: Binary>(self, k: K) -> K::Out {
+                match self {
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32, $y: f32| $rdf)),*
+                }
+            }
+        }
+    };
+}
+
+/// Where a unary op is defined and differentiable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Every real (kinks at isolated points at most).
+    Real,
+    /// Positive inputs only (log, sqrt, reciprocals).
+    Positive,
+    /// Piecewise constant: the derivative is zero wherever it exists.
+    Steps,
+}
+
+/// A row's domain tag in `unary_table!` (`Real` when absent).
+macro_rules! domain_of {
+    () => {
+        Domain::Real
+    };
+    ($d:ident) => {
+        Domain::$d
+    };
+}
+
+/// A tuple field's type in `unary_table!` (every field is an `f32`).
+macro_rules! f32_field {
+    ($t:ident) => {
+        f32
+    };
+}
+
+/// `step(c, a, b)`: `a` where `c` holds, else `b` (the Rust twin of WGSL `select(b, a, c)`).
+fn step(c: bool, a: f32, b: f32) -> f32 {
+    if c {
+        a
+    } else {
+        b
+    }
+}
+
+unary_table! {
+    (v, y)
+    /// -x
+    Neg example()
+        f: "-v" => -v;
+        df: "-1.0" => -1.0;
+    /// |x|
+    Abs example()
+        f: "abs(v)" => v.abs();
+        df: "sign(v)" => sign(v);
+    /// -1, 0 or 1
+    Sign example() [Steps]
+        f: "sign(v)" => sign(v);
+        df: "0.0" => 0.0;
+    /// e^x
+    Exp example()
+        f: "exp(v)" => v.exp();
+        df: "y" => y;
+    /// ln x
+    Log example() [Positive]
+        f: "log(v)" => v.ln();
+        df: "1.0 / v" => 1.0 / v;
+    /// √x
+    Sqrt example() [Positive]
+        f: "sqrt(v)" => v.sqrt();
+        df: "0.5 / y" => 0.5 / y;
+    /// 1/√x
+    Rsqrt example() [Positive]
+        f: "1.0 / sqrt(v)" => 1.0 / v.sqrt();
+        df: "-0.5 * y * y * y" => -0.5 * y * y * y;
+    /// x²
+    Square example()
+        f: "v * v" => v * v;
+        df: "2.0 * v" => 2.0 * v;
+    /// 1/x
+    Reciprocal example() [Positive]
+        f: "1.0 / v" => 1.0 / v;
+        df: "-y * y" => -y * y;
+    /// sin x
+    Sin example()
+        f: "sin(v)" => v.sin();
+        df: "cos(v)" => v.cos();
+    /// cos x
+    Cos example()
+        f: "cos(v)" => v.cos();
+        df: "-sin(v)" => -v.sin();
+    /// tanh x
+    Tanh example()
+        f: "tanh_stable(v)" => v.clamp(-15.0, 15.0).tanh();
+        df: "1.0 - y * y" => 1.0 - y * y;
+    /// 1/(1+e^-x)
+    Sigmoid example()
+        f: "sigmoid(v)" => sigmoid(v);
+        df: "y * (1.0 - y)" => y * (1.0 - y);
+    /// max(x, 0)
+    Relu example()
+        f: "max(v, 0.0)" => v.max(0.0);
+        df: "select(0.0, 1.0, v > 0.0)" => step(v > 0.0, 1.0, 0.0);
+    /// x if x > 0 else slope·x
+    LeakyRelu(slope) example(0.01)
+        f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
+        df: "select(slope, 1.0, v > 0.0)" => step(v > 0.0, 1.0, slope);
+    /// x if x > 0 else alpha·(e^x − 1)
+    Elu(alpha) example(1.0)
+        f: "select(alpha * (exp(v) - 1.0), v, v > 0.0)" => step(v > 0.0, v, alpha * (v.exp() - 1.0));
+        df: "select(y + alpha, 1.0, v > 0.0)" => step(v > 0.0, 1.0, y + alpha);
+    /// scale·(x if x > 0 else alpha·(e^x − 1)) with the self-normalising constants
+    Selu example()
+        f: "SELU_SCALE * select(SELU_ALPHA * (exp(v) - 1.0), v, v > 0.0)"
+            => SELU_SCALE * step(v > 0.0, v, SELU_ALPHA * (v.exp() - 1.0));
+        df: "select(y + SELU_SCALE * SELU_ALPHA, SELU_SCALE, v > 0.0)"
+            => step(v > 0.0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA);
+    /// x·Φ(x), exact (erf) form
+    Gelu example()
+        f: "0.5 * v * (1.0 + erf_approx(v * 0.7071067811865476))"
+            => 0.5 * v * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
+        df: "let cdf = 0.5 * (1.0 + erf_approx(v * 0.7071067811865476)); cdf + v * 0.3989422804014327 * exp(-0.5 * v * v)"
+            => {
+                let cdf = 0.5 * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + v * 0.398_942_3 * (-0.5 * v * v).exp()
+            };
+    /// GELU's tanh approximation
+    GeluTanh example()
+        f: "0.5 * v * (1.0 + tanh_stable(0.7978845608028654 * (v + 0.044715 * v * v * v)))"
+            => 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh());
+        df: "let k = 0.7978845608028654; let t = tanh_stable(k * (v + 0.044715 * v * v * v)); \
+             0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v)"
+            => {
+                let k = 0.797_884_6;
+                let t = (k * (v + 0.044715 * v * v * v)).clamp(-15.0, 15.0).tanh();
+                0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v)
+            };
+    /// x·sigmoid(x) (swish)
+    Silu example()
+        f: "v * sigmoid(v)" => v * sigmoid(v);
+        df: "let s = sigmoid(v); s * (1.0 + v * (1.0 - s))" => {
+                let s = sigmoid(v);
+                s * (1.0 + v * (1.0 - s))
+            };
+    /// x·tanh(softplus(x))
+    Mish example()
+        f: "v * tanh_stable(softplus1(v))" => v * softplus1(v).clamp(-15.0, 15.0).tanh();
+        df: "let t = tanh_stable(softplus1(v)); t + v * (1.0 - t * t) * sigmoid(v)" => {
+                let t = softplus1(v).clamp(-15.0, 15.0).tanh();
+                t + v * (1.0 - t * t) * sigmoid(v)
+            };
+    /// ln(1+e^(beta·x))/beta, linear where beta·x > threshold
+    Softplus {
+        /// Sharpness (PyTorch default 1).
+        beta,
+        /// Linear above this (PyTorch default 20).
+        threshold
+    } example(2.0, 20.0)
+        f: "select(softplus1(beta * v) / beta, v, beta * v > threshold)"
+            => step(beta * v > threshold, v, softplus1(beta * v) / beta);
+        df: "select(sigmoid(beta * v), 1.0, beta * v > threshold)"
+            => step(beta * v > threshold, 1.0, sigmoid(beta * v));
+    /// min(max(x, lo), hi)
+    Clamp(lo, hi) example(-0.5, 0.75)
+        f: "clamp(v, lo, hi)" => v.max(lo).min(hi);
+        df: "select(0.0, 1.0, v >= lo && v <= hi)" => step(v >= lo && v <= hi, 1.0, 0.0);
+    /// scale·x + shift: scalar add, sub, mul and div in one pass
+    Affine {
+        /// Multiplier.
+        scale,
+        /// Addend.
+        shift
+    } example(-1.5, 0.25)
+        f: "scale * v + shift" => scale * v + shift;
+        df: "scale" => scale;
+    /// x^p for a scalar exponent (IEEE pow, so negative x with integer p works)
+    Powf(exponent) example(3.0)
+        f: "pow_ieee(v, exponent)" => v.powf(exponent);
+        df: "exponent * pow_ieee(v, exponent - 1.0)" => exponent * v.powf(exponent - 1.0);
+}
+
+/// The generated WGSL library `unary_fns`: `override OP`, the helpers, and the
+/// table's `f(v)` / `df(v, y)` switches. Included by `unary.wgsl` and
+/// `unary_grad.wgsl`, whose `Params` provide `p.alpha` / `p.beta`.
+pub fn wgsl_library() -> String {
+    let mut s = String::from(
+        "// Generated from the unary op table (gpu-core/src/kernels/unary.rs): do not edit.\n\
+         override OP: u32 = 0u;\n//#include unary_helpers.wgsl\n\n// y = f(v)\n",
+    );
+    s += &wgsl_switch("f(v: f32)", WGSL_F, "v");
+    s += "\n// f'(v), given y = f(v) where that is cheaper.\n";
+    s += &wgsl_switch("df(v: f32, y: f32)", WGSL_DF, "1.0");
+    s
+}
