@@ -1,6 +1,7 @@
 //! The CPU backend's one way into `matrixmultiply::sgemm` (the matmul twin
 //! and the conv and attention fast paths): matrix views over slices whose
-//! extents are checked before the call, so the callers hold no unsafe code.
+//! extents are checked before the call, so the callers hold no unsafe code,
+//! and large products split over rayon's threads.
 
 /// An `m` x `k` (or `k` x `n`) matrix read from `data` through row and
 /// column strides: row-major, its transpose, or any other strided view.
@@ -31,8 +32,24 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// Products below this many multiply-adds run on the calling thread: a
+/// split's hand-off costs more than it saves.
+const SPLIT_MIN_MACS: usize = 1 << 18;
+
+/// Columns (or rows) of C one task takes at least when a product is split.
+const SPLIT_MIN_WIDTH: usize = 64;
+
 /// `c = alpha · a @ b + beta · c` for `a` `m` x `k`, `b` `k` x `n` and `c`
 /// row-major `m` x `n` with rows `ldc` apart.
+///
+/// Threading is rayon's, as everywhere in the CPU backend: a product made
+/// inside a rayon task (one image of a convolution) runs on that task's
+/// thread, and a large product made outside one is split over the pool
+/// along its longer side of C (a convolution's C is 16 x 7,168, say). Each
+/// part is a single-threaded sgemm, with the same summation order as the
+/// whole: splitting C changes no bit of it. (`matrixmultiply`'s own
+/// threads, beside rayon's, oversubscribed the cores and split a 16-row C
+/// poorly.)
 pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
     if m == 0 || n == 0 {
         return;
@@ -40,24 +57,95 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
     a.check(m, k, "A");
     b.check(k, n, "B");
     assert!((m - 1) * ldc + n <= c.len() && n <= ldc, "wgrad internal: gemm C {m}x{n} overruns its slice");
-    // SAFETY: the checks above keep every index of the three views inside
-    // their slices, and `c` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-        );
+    let threads = rayon::current_num_threads();
+    let side = m.max(n);
+    let parts = threads.min(side / SPLIT_MIN_WIDTH);
+    if rayon::current_thread_index().is_some() || parts < 2 || m * k * n < SPLIT_MIN_MACS {
+        // SAFETY: the checks above keep every index of the three views
+        // inside their slices, and `c` is borrowed mutably, so it aliases
+        // neither input.
+        return unsafe {
+            sgemm(
+                (m, k, n),
+                alpha,
+                (a.data.as_ptr(), a.rs, a.cs),
+                (b.data.as_ptr(), b.rs, b.cs),
+                beta,
+                c.as_mut_ptr(),
+                ldc,
+            )
+        };
     }
+    use rayon::prelude::*;
+    let (a_ptr, b_ptr, c_ptr) =
+        (SendPtr(a.data.as_ptr() as *mut f32), SendPtr(b.data.as_ptr() as *mut f32), SendPtr(c.as_mut_ptr()));
+    let per = side.div_ceil(parts);
+    (0..parts).into_par_iter().for_each(|p| {
+        let (lo, hi) = (p * per, ((p + 1) * per).min(side));
+        if lo >= hi {
+            return;
+        }
+        let (a_ptr, b_ptr, c_ptr) = (a_ptr.get(), b_ptr.get(), c_ptr.get());
+        // SAFETY: part p reads rows lo..hi of A (or columns lo..hi of B),
+        // inside their checked views, and writes rows (or columns) lo..hi
+        // of C, which no other part touches; `c` stays borrowed mutably
+        // until every part has finished.
+        unsafe {
+            if n >= m {
+                let b_at = b_ptr.add(lo * b.cs);
+                sgemm((m, k, hi - lo), alpha, (a_ptr, a.rs, a.cs), (b_at, b.rs, b.cs), beta, c_ptr.add(lo), ldc);
+            } else {
+                let a_at = a_ptr.add(lo * a.rs);
+                sgemm((hi - lo, k, n), alpha, (a_at, a.rs, a.cs), (b_ptr, b.rs, b.cs), beta, c_ptr.add(lo * ldc), ldc);
+            }
+        }
+    });
+}
+
+/// A pointer handed to the parts of a split product (see [`gemm`]).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the parts of a split product write disjoint elements of C and
+// only read A and B (see `gemm`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the wrapper whole).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `matrixmultiply::sgemm` on raw views, on the calling thread.
+///
+/// # Safety
+/// Every element of the `m` x `k`, `k` x `n` and `m` x `n` views must lie
+/// in memory valid for reads (A, B) and writes (C), C aliasing neither.
+unsafe fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, b_rs, b_cs): (*const f32, usize, usize),
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        a_rs as isize,
+        a_cs as isize,
+        b,
+        b_rs as isize,
+        b_cs as isize,
+        beta,
+        c,
+        ldc as isize,
+        1,
+    );
 }
