@@ -149,3 +149,56 @@ unsafe fn sgemm(
         1,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Split products (both orientations, transposed and strided views,
+    /// accumulation into a wider C) against the same product run whole on
+    /// a rayon thread, bit for bit, and against a naive f64 product.
+    #[test]
+    fn split_products_are_the_whole_products() {
+        let mut seed = 7u64;
+        let mut rand = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    seed = crate::mix64(seed);
+                    (seed % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        };
+        // (m, k, n): C split by columns, by rows, and one too small to split.
+        for (m, k, n) in [(16, 70, 1100), (1500, 40, 90), (9, 5, 7)] {
+            let (a, b) = (rand(m * k), rand(k * n));
+            let ldc = n + 3;
+            let c0 = rand(m * ldc);
+            for transposed in [false, true] {
+                // A as stored, or as the transpose of a k x m matrix.
+                let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+                let av = if transposed { Mat::transposed(&at, m) } else { Mat::rows(&a, k) };
+                let bv = Mat::rows(&b, n);
+                let mut split = c0.clone();
+                gemm((m, k, n), 0.5, av, bv, 1.0, &mut split, ldc);
+                let mut whole = c0.clone();
+                rayon::scope(|s| s.spawn(|_| gemm((m, k, n), 0.5, av, bv, 1.0, &mut whole, ldc)));
+                assert!(split == whole, "{m}x{k}x{n} transposed={transposed}: split differs from whole");
+                for i in 0..m {
+                    for j in 0..ldc {
+                        let want = if j < n {
+                            let dot: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                            0.5 * dot + c0[i * ldc + j] as f64
+                        } else {
+                            c0[i * ldc + j] as f64
+                        };
+                        let got = split[i * ldc + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{m}x{k}x{n} [{i},{j}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
