@@ -36,6 +36,11 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     let spec = DeviceSpec::from_env()?;
     let device = Device::from_spec(&spec).context("opening the device WGRAD_DEVICE asks for")?;
     println!("\nWGRAD_DEVICE={spec:?} selects: {} ({})", device.name(), device.reason());
+    println!(
+        "CPU backend vector level: {} (host: {}; WGRAD_CPU_SIMD caps it)",
+        wgrad::gpu_core::simd_level().name(),
+        wgrad::gpu_core::host_simd_level().name()
+    );
 
     // One kernel end to end: upload, record, submit, read back.
     let x = Buffer::from_f32(&device, &[1.0, 2.0, 3.0])?;

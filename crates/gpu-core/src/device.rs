@@ -70,7 +70,9 @@ pub struct DeviceInfo {
     pub max_buffer_size: u64,
     /// The largest storage binding a kernel may use, in bytes.
     pub max_storage_buffer_binding_size: u64,
-    /// Optional features enabled on the device (SHADER_F16, SUBGROUP, TIMESTAMP_QUERY).
+    /// Optional features enabled on the device (SHADER_F16, SUBGROUP,
+    /// TIMESTAMP_QUERY); on the CPU backend, the vector level its hot loops
+    /// run at (`CPU_SIMD_AVX512`, `CPU_SIMD_AVX2`, `CPU_SIMD_BASELINE`).
     pub features: Vec<String>,
     /// Whether f16 products run on matrix units (tensor cores) through
     /// cooperative matrices: `Some(subgroup size)` where they do, `None` on
@@ -230,7 +232,7 @@ impl Device {
                 device_type: "Cpu".into(),
                 max_buffer_size: isize::MAX as u64,
                 max_storage_buffer_binding_size: isize::MAX as u64,
-                features: vec![],
+                features: vec![format!("CPU_SIMD_{}", crate::cpu::simd::simd_level().name().to_uppercase())],
                 matrix_units: None,
             },
         }

@@ -15,7 +15,7 @@ pub fn erf_approx(v: f32) -> f32 {
 }
 
 /// WGSL's sign: 0 at 0 (Rust's `signum` gives ±1).
-fn sign(v: f32) -> f32 {
+pub(crate) fn sign(v: f32) -> f32 {
     if v > 0.0 {
         1.0
     } else if v < 0.0 {

@@ -22,6 +22,7 @@
 
 use super::{f32s, f32s_mut, groups, run, Params};
 use crate::gpu::Launch;
+use crate::kernels::unary::sign;
 use crate::{Buffer, Error, Result};
 
 /// An update rule and its hyper-parameters (PyTorch's names and defaults
@@ -269,17 +270,6 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
         a + w * (b - a)
     } else {
         b - (b - a) * (1.0 - w)
-    }
-}
-
-/// WGSL's sign: 0 at 0.
-fn sign(v: f32) -> f32 {
-    if v > 0.0 {
-        1.0
-    } else if v < 0.0 {
-        -1.0
-    } else {
-        0.0
     }
 }
 

@@ -8,6 +8,7 @@ use common::*;
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
+use wgrad_gpu_core::testing::Rng;
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// The fast device and the reference device.
@@ -120,37 +121,63 @@ fn convolutions_match_the_reference() {
     }
 }
 
+/// Host data of one batch-norm case over `[A, C, B]` data.
+struct BatchNormCase {
+    d: wgrad_gpu_core::ops::batch_norm::ChannelDims,
+    x: Vec<f32>,
+    gy: Vec<f32>,
+    res: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl BatchNormCase {
+    fn random(rng: &mut Rng, (outer, channels, inner): (usize, usize, usize), shift: f32) -> Self {
+        let n = outer * channels * inner;
+        let x = rng.vec(n, -2.0, 2.0).iter().map(|v| v + shift).collect();
+        let (gy, res) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let (w, b) = (rng.vec(channels, 0.5, 1.5), rng.vec(channels, -0.5, 0.5));
+        let d = wgrad_gpu_core::ops::batch_norm::ChannelDims { outer, channels, inner };
+        BatchNormCase { d, x, gy, res, w, b }
+    }
+
+    /// Training statistics, the forward with a residual and ReLU, the
+    /// gradient sums, the training backward (dx, dres) and the eval backward.
+    fn run(&self, dev: &Device) -> [Buffer; 7] {
+        use wgrad_gpu_core::ops::batch_norm::{
+            batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, Operands,
+        };
+        let d = self.d;
+        let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
+        let (x, gy, res, w, b) = (up(&self.x), up(&self.gy), up(&self.res), up(&self.w), up(&self.b));
+        let stats = batch_norm_stats(&x, d, 1e-5, None, Operands::F32).unwrap();
+        let centre = Centre::Stats(&stats);
+        let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, Operands::F32).unwrap();
+        let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre, Operands::F32).unwrap();
+        let (dx, dres) =
+            batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true, Operands::F32).unwrap();
+        let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false, Operands::F32).unwrap();
+        [stats, y, sb, sw, dx, dres.unwrap(), dx_eval]
+    }
+}
+
 #[test]
 fn batch_norm_matches_the_reference() {
-    use wgrad_gpu_core::ops::batch_norm::{
-        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Operands,
-    };
     let (f, r) = pair();
     let mut rng = rng(4);
     // [A, C, B]: odd sizes, B = 1 (BatchNorm1d, layer norm's affine), a
     // shifted mean, and large (B = 1 large: channels split over threads).
-    for (outer, channels, inner, shift) in
-        [(1, 1, 2, 0.0), (3, 5, 7, 0.0), (4, 3, 1, 100.0), (2, 6, 9, 0.0), (32, 16, 256, 0.5), (2048, 67, 1, 0.0)]
-    {
-        let d = ChannelDims { outer, channels, inner };
-        let n = outer * channels * inner;
-        let x: Vec<f32> = rng.vec(n, -2.0, 2.0).iter().map(|v| v + shift).collect();
-        let (gy, res) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
-        let (w, b) = (rng.vec(channels, 0.5, 1.5), rng.vec(channels, -0.5, 0.5));
-        let run = |dev: &Device| {
-            let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
-            let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
-            let stats = batch_norm_stats(&x, d, 1e-5, None, Operands::F32).unwrap();
-            let centre = Centre::Stats(&stats);
-            let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, Operands::F32).unwrap();
-            let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre, Operands::F32).unwrap();
-            let (dx, dres) =
-                batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true, Operands::F32)
-                    .unwrap();
-            let (dx_eval, _) = batch_norm_backward(&gy, &x, None, d, centre, None, None, false, Operands::F32).unwrap();
-            [stats, y, sb, sw, dx, dres.unwrap(), dx_eval]
-        };
-        let (of, or) = (run(&f), run(&r));
+    for (dims, shift) in [
+        ((1, 1, 2), 0.0),
+        ((3, 5, 7), 0.0),
+        ((4, 3, 1), 100.0),
+        ((2, 6, 9), 0.0),
+        ((32, 16, 256), 0.5),
+        ((2048, 67, 1), 0.0),
+    ] {
+        let case = BatchNormCase::random(&mut rng, dims, shift);
+        let (d, n, channels) = (case.d, case.x.len(), case.d.channels);
+        let (of, or) = (case.run(&f), case.run(&r));
         let lens = [2 * channels, n, channels, channels, n, n, n];
         for (i, what) in ["stats", "forward", "Σdy", "Σdy·xhat", "dx", "dres", "dx eval"].iter().enumerate() {
             same(&format!("{d:?}: {what}"), &of[i], &or[i], lens[i], 1e-4, 1e-4);
@@ -444,17 +471,11 @@ fn row_ops_match_the_reference_bit_for_bit() {
 /// only the baseline has nothing to compare.
 #[test]
 fn simd_levels_compute_the_same_bits() {
-    use wgrad_gpu_core::ops::batch_norm::{
-        batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Operands,
-    };
     use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
     use wgrad_gpu_core::{host_simd_level, set_simd_level, SimdLevel};
     let dev = Device::cpu();
     let mut rng = rng(9);
-    let d = ChannelDims { outer: 6, channels: 5, inner: 301 };
-    let n = d.outer * d.channels * d.inner;
-    let (x, gy, res) = (rng.vec(n, -2.0, 2.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
-    let (w, b) = (rng.vec(d.channels, 0.5, 1.5), rng.vec(d.channels, -0.5, 0.5));
+    let case = BatchNormCase::random(&mut rng, (6, 5, 301), 0.0);
     let (t, batch, h) = (5, 3, 37);
     let (xw, w_hh, b_hh) =
         (rng.vec(t * batch * 4 * h, -1.0, 1.0), rng.vec(4 * h * h, -0.2, 0.2), rng.vec(4 * h, -0.5, 0.5));
@@ -463,14 +484,7 @@ fn simd_levels_compute_the_same_bits() {
     let up = |v: &[f32]| Buffer::from_f32(&dev, v).unwrap();
     let bits = |b: &Buffer| b.to_u32().unwrap();
     let run = || {
-        let (x, gy, res, w, b) = (up(&x), up(&gy), up(&res), up(&w), up(&b));
-        let stats = batch_norm_stats(&x, d, 1e-5, None, Operands::F32).unwrap();
-        let centre = Centre::Stats(&stats);
-        let y = batch_norm_forward(&x, d, centre, Some(&w), Some(&b), Some(&res), true, Operands::F32).unwrap();
-        let (sb, sw) = batch_norm_grad_sums(&gy, &x, Some(&y), d, centre, Operands::F32).unwrap();
-        let (dx, dres) =
-            batch_norm_backward(&gy, &x, Some(&y), d, centre, Some(&w), Some((&sb, &sw)), true, Operands::F32).unwrap();
-        let mut out = vec![bits(&stats), bits(&y), bits(&sb), bits(&sw), bits(&dx), bits(&dres.unwrap())];
+        let mut out: Vec<Vec<u32>> = case.run(&dev).iter().map(bits).collect();
         let (whh, bhh) = (up(&w_hh), up(&b_hh));
         let saved = recurrent_forward(
             RecurrentKind::Lstm,
