@@ -1,218 +1,114 @@
 //! The WGSL kernel registry: every file of `shaders/`, embedded at compile
-//! time, plus the libraries generated from the op tables ([`GENERATED`]), with
-//! `//#include NAME.wgsl` lines resolved.
-//!
-//! WGSL has no include mechanism; this one-line directive is the small
-//! generator that lets kernels share helpers instead of copying them.
+//! time (`build.rs` lists the folder, so a new file needs no entry here),
+//! plus the sources generated from the op tables and the f16 and texture
+//! variants ([`GENERATED`]), with `//#include NAME.wgsl` lines resolved.
+//! A file without an `@compute` entry point is a library for includes.
 
-/// (name, raw source) of every shader file. Names without an entry point
-/// (`common`) are libraries for `//#include`.
-pub const SOURCES: &[(&str, &str)] = &[
-    ("common", include_str!("../../../shaders/common.wgsl")),
-    ("window", include_str!("../../../shaders/window.wgsl")),
-    ("activations", include_str!("../../../shaders/activations.wgsl")),
-    ("lstm_cell", include_str!("../../../shaders/lstm_cell.wgsl")),
-    ("fill", include_str!("../../../shaders/fill.wgsl")),
-    ("convert", include_str!("../../../shaders/convert.wgsl")),
-    ("augment", include_str!("../../../shaders/augment.wgsl")),
-    ("reduce", include_str!("../../../shaders/reduce.wgsl")),
-    ("random", include_str!("../../../shaders/random.wgsl")),
-    ("philox", include_str!("../../../shaders/philox.wgsl")),
-    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
-    ("cast", include_str!("../../../shaders/cast.wgsl")),
-    ("half", include_str!("../../../shaders/half.wgsl")),
-    ("unary", include_str!("../../../shaders/unary.wgsl")),
-    ("unary_helpers", include_str!("../../../shaders/unary_helpers.wgsl")),
-    ("unary_grad", include_str!("../../../shaders/unary_grad.wgsl")),
-    ("binary", include_str!("../../../shaders/binary.wgsl")),
-    ("where", include_str!("../../../shaders/where.wgsl")),
-    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
-    ("matmul_subgroup", include_str!("../../../shaders/matmul_subgroup.wgsl")),
-    ("matmul_coop", include_str!("../../../shaders/matmul_coop.wgsl")),
-    ("matmul_store", include_str!("../../../shaders/matmul_store.wgsl")),
-    ("matmul_store_sums", include_str!("../../../shaders/matmul_store_sums.wgsl")),
-    ("matmul_store_sums_act", include_str!("../../../shaders/matmul_store_sums_act.wgsl")),
-    ("matmul_store_cell", include_str!("../../../shaders/matmul_store_cell.wgsl")),
-    ("cell_inputs_f32", include_str!("../../../shaders/cell_inputs_f32.wgsl")),
-    ("cell_inputs_tex", include_str!("../../../shaders/cell_inputs_tex.wgsl")),
-    ("operands_f32", include_str!("../../../shaders/operands_f32.wgsl")),
-    ("matmul_operands_f16", include_str!("../../../shaders/matmul_operands_f16.wgsl")),
-    ("matmul_operands_f16_native", include_str!("../../../shaders/matmul_operands_f16_native.wgsl")),
-    ("operands_tex", include_str!("../../../shaders/operands_tex.wgsl")),
-    ("texels", include_str!("../../../shaders/texels.wgsl")),
-    ("copy", include_str!("../../../shaders/copy.wgsl")),
-    ("index", include_str!("../../../shaders/index.wgsl")),
-    ("index_check", include_str!("../../../shaders/index_check.wgsl")),
-    ("pool", include_str!("../../../shaders/pool.wgsl")),
-    ("row_grads_f32", include_str!("../../../shaders/row_grads_f32.wgsl")),
-    ("row_grads_tex", include_str!("../../../shaders/row_grads_tex.wgsl")),
-    ("copy_src_buffer", include_str!("../../../shaders/copy_src_buffer.wgsl")),
-    ("copy_src_tex", include_str!("../../../shaders/copy_src_tex.wgsl")),
-    ("recurrent_inputs_f32", include_str!("../../../shaders/recurrent_inputs_f32.wgsl")),
-    ("row_serial", include_str!("../../../shaders/row_serial.wgsl")),
-    ("recurrent_inputs_tex", include_str!("../../../shaders/recurrent_inputs_tex.wgsl")),
-    ("pool_io_f32", include_str!("../../../shaders/pool_io_f32.wgsl")),
-    ("pool_io_tex", include_str!("../../../shaders/pool_io_tex.wgsl")),
-    ("pool_out_f32", include_str!("../../../shaders/pool_out_f32.wgsl")),
-    ("pool_arg_buffer", include_str!("../../../shaders/pool_arg_buffer.wgsl")),
-    ("pool_io_f16", include_str!("../../../shaders/pool_io_f16.wgsl")),
-    ("pool_io_f16_native", include_str!("../../../shaders/pool_io_f16_native.wgsl")),
-    ("pool_io_f16_common", include_str!("../../../shaders/pool_io_f16_common.wgsl")),
-    ("norm", include_str!("../../../shaders/norm.wgsl")),
-    ("batch_norm", include_str!("../../../shaders/batch_norm.wgsl")),
-    ("batch_norm_io_f32", include_str!("../../../shaders/batch_norm_io_f32.wgsl")),
-    ("batch_norm_io_f16", include_str!("../../../shaders/batch_norm_io_f16.wgsl")),
-    ("batch_norm_io_f16_native", include_str!("../../../shaders/batch_norm_io_f16_native.wgsl")),
-    ("batch_norm_io_f16_common", include_str!("../../../shaders/batch_norm_io_f16_common.wgsl")),
-    ("batch_norm_io_tex", include_str!("../../../shaders/batch_norm_io_tex.wgsl")),
-    ("batch_norm_out_f32", include_str!("../../../shaders/batch_norm_out_f32.wgsl")),
-    ("batch_norm_channels_f32", include_str!("../../../shaders/batch_norm_channels_f32.wgsl")),
-    ("batch_norm_channels_tex", include_str!("../../../shaders/batch_norm_channels_tex.wgsl")),
-    ("conv", include_str!("../../../shaders/conv.wgsl")),
-    ("optim", include_str!("../../../shaders/optim.wgsl")),
-    ("attention", include_str!("../../../shaders/attention.wgsl")),
-    ("attention_io_f32", include_str!("../../../shaders/attention_io_f32.wgsl")),
-    ("attention_io_f16", include_str!("../../../shaders/attention_io_f16.wgsl")),
-    ("attention_io_f16_native", include_str!("../../../shaders/attention_io_f16_native.wgsl")),
-    ("attention_io_f16_common", include_str!("../../../shaders/attention_io_f16_common.wgsl")),
-    ("recurrent", include_str!("../../../shaders/recurrent.wgsl")),
-    ("amp", include_str!("../../../shaders/amp.wgsl")),
-    ("load_x_f32", include_str!("../../../shaders/load_x_f32.wgsl")),
-    ("load_x_f16", include_str!("../../../shaders/load_x_f16.wgsl")),
-    ("load_x_f16_native", include_str!("../../../shaders/load_x_f16_native.wgsl")),
-    ("load_x_tex", include_str!("../../../shaders/load_x_tex.wgsl")),
-    ("unary_grad_inputs_f32", include_str!("../../../shaders/unary_grad_inputs_f32.wgsl")),
-    ("unary_grad_inputs_tex", include_str!("../../../shaders/unary_grad_inputs_tex.wgsl")),
-];
+// SOURCES: every file of `shaders/`, listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/shader_files.rs"));
 
-/// Shader files that are include-only libraries.
-pub const LIBRARIES: &[&str] = &[
-    "common",
-    "window",
-    "index_check",
-    "half",
-    "activations",
-    "lstm_cell",
-    "unary_helpers",
-    "unary_fns",
-    "binary_fns",
-    "philox",
-    "operands_f32",
-    "matmul_operands_f16",
-    "matmul_operands_f16_native",
-    "operands_tex",
-    "matmul_store",
-    "matmul_f16_native_body",
-    "matmul_act_f16_native_body",
-    "matmul_store_sums",
-    "matmul_store_sums_act",
-    "matmul_store_act",
-    "matmul_store_cell",
-    "matmul_store_cell_tex",
-    "cell_inputs_f32",
-    "cell_inputs_tex",
-    "texels",
-    "batch_norm_io_f32",
-    "batch_norm_io_f16",
-    "batch_norm_io_f16_native",
-    "batch_norm_io_f16_common",
-    "batch_norm_io_tex",
-    "batch_norm_out_f32",
-    "batch_norm_channels_f32",
-    "batch_norm_channels_tex",
-    "load_x_f32",
-    "load_x_f16",
-    "load_x_f16_native",
-    "load_x_tex",
-    "unary_grad_inputs_f32",
-    "unary_grad_inputs_tex",
-    "row_grads_f32",
-    "row_grads_tex",
-    "copy_src_buffer",
-    "copy_src_tex",
-    "recurrent_inputs_f32",
-    "row_serial",
-    "recurrent_inputs_tex",
-    "pool_io_f32",
-    "pool_io_tex",
-    "pool_out_f32",
-    "pool_arg_buffer",
-    "pool_io_f16",
-    "pool_io_f16_native",
-    "pool_io_f16_common",
-    "attention_io_f32",
-    "attention_io_f16",
-    "attention_io_f16_native",
-    "attention_io_f16_common",
-];
+/// Whether `name` is a library for `//#include` rather than a kernel: a
+/// file with no `@compute` entry point, or a generated source marked so.
+pub fn is_library(name: &str) -> bool {
+    match GENERATED.iter().find(|g| g.0 == name) {
+        Some(&(_, role, _)) => role == Role::Library,
+        None => !raw(name).contains("@compute"),
+    }
+}
+
+/// What a generated source is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Compiled as a shader of its own.
+    Kernel,
+    /// Only `//#include`d by others.
+    Library,
+}
+
+/// The kernels: every file and generated source that is not a library.
+pub fn kernels() -> impl Iterator<Item = &'static str> {
+    SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).filter(|n| !is_library(n))
+}
 
 /// A generated source's builder.
 pub type Generator = fn() -> String;
 
-/// (name, generator) of the sources generated rather than written as files:
+/// (name, role, generator) of the sources generated rather than written as files:
 /// the libraries built from the elementwise op tables, and the f16-storage
 /// variants of the matmul, batch-norm, pooling and attention kernels and the
 /// f16-input variants of softmax, row norm and reduce (one swapped
 /// `//#include`, see `variant`). Each is generated once per process.
-pub const GENERATED: &[(&str, Generator)] = &[
-    ("unary_fns", crate::kernels::unary::wgsl_library),
-    ("binary_fns", crate::kernels::binary::wgsl_library),
-    ("matmul_f16", || variant("matmul", "operands_f32", "matmul_operands_f16", false)),
-    ("matmul_f16_native", || variant("matmul", "operands_f32", "matmul_operands_f16_native", true)),
-    ("matmul_subgroup_f16", || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
-    ("matmul_subgroup_f16_native", || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
+pub const GENERATED: &[(&str, Role, Generator)] = &[
+    ("unary_fns", Role::Library, crate::kernels::unary::wgsl_library),
+    ("binary_fns", Role::Library, crate::kernels::binary::wgsl_library),
+    ("matmul_f16", Role::Kernel, || variant("matmul", "operands_f32", "matmul_operands_f16", false)),
+    ("matmul_f16_native", Role::Kernel, || variant("matmul", "operands_f32", "matmul_operands_f16_native", true)),
+    ("matmul_subgroup_f16", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
+    ("matmul_subgroup_f16_native", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
     // The matrix-unit kernel (f16 operands only) opens with its own `enable`
     // lines, so it includes these bodies: the f16 variants without them.
-    ("matmul_f16_native_body", || variant("matmul", "operands_f32", "matmul_operands_f16_native", false)),
-    ("matmul_act_f16_native_body", || {
+    ("matmul_f16_native_body", Role::Library, || {
+        variant("matmul", "operands_f32", "matmul_operands_f16_native", false)
+    }),
+    ("matmul_act_f16_native_body", Role::Library, || {
         variant_swaps(
             "matmul",
             &[("operands_f32", "matmul_operands_f16_native"), ("matmul_store", "matmul_store_act")],
             false,
         )
     }),
-    ("matmul_coop_act", || variant("matmul_coop", "matmul_f16_native_body", "matmul_act_f16_native_body", false)),
-    ("matmul_tex", || variant("matmul", "operands_f32", "operands_tex", false)),
-    ("matmul_subgroup_tex", || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
+    ("matmul_coop_act", Role::Kernel, || {
+        variant("matmul_coop", "matmul_f16_native_body", "matmul_act_f16_native_body", false)
+    }),
+    ("matmul_tex", Role::Kernel, || variant("matmul", "operands_f32", "operands_tex", false)),
+    ("matmul_subgroup_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
     // A unary op after the epilogue (matmul_store_sums_act.wgsl), f32 results.
-    ("matmul_store_act", || variant("matmul_store", "matmul_store_sums", "matmul_store_sums_act", false)),
-    ("matmul_act", || variant("matmul", "matmul_store", "matmul_store_act", false)),
-    ("matmul_subgroup_act", || variant("matmul_subgroup", "matmul", "matmul_act", false)),
-    ("matmul_act_tex", || {
+    ("matmul_store_act", Role::Library, || {
+        variant("matmul_store", "matmul_store_sums", "matmul_store_sums_act", false)
+    }),
+    ("matmul_act", Role::Kernel, || variant("matmul", "matmul_store", "matmul_store_act", false)),
+    ("matmul_subgroup_act", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_act", false)),
+    ("matmul_act_tex", Role::Kernel, || {
         variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_act")], false)
     }),
-    ("matmul_subgroup_act_tex", || variant("matmul_subgroup", "matmul", "matmul_act_tex", false)),
+    ("matmul_subgroup_act_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_act_tex", false)),
     // An LSTM step's cell in the product's store (matmul_store_cell.wgsl):
     // for GPUs, and for CPU adapters with buffer or texture inputs.
-    ("matmul_cell", || variant("matmul", "matmul_store", "matmul_store_cell", false)),
-    ("matmul_subgroup_cell", || variant("matmul_subgroup", "matmul", "matmul_cell", false)),
-    ("matmul_store_cell_tex", || variant("matmul_store_cell", "cell_inputs_f32", "cell_inputs_tex", false)),
-    ("matmul_cell_tex", || {
+    ("matmul_cell", Role::Kernel, || variant("matmul", "matmul_store", "matmul_store_cell", false)),
+    ("matmul_subgroup_cell", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_cell", false)),
+    ("matmul_store_cell_tex", Role::Library, || {
+        variant("matmul_store_cell", "cell_inputs_f32", "cell_inputs_tex", false)
+    }),
+    ("matmul_cell_tex", Role::Kernel, || {
         variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_cell_tex")], false)
     }),
-    ("matmul_subgroup_cell_tex", || variant("matmul_subgroup", "matmul", "matmul_cell_tex", false)),
-    ("batch_norm_f16", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
-    ("batch_norm_f16_native", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)),
-    ("batch_norm_tex", || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_tex", false)),
-    ("softmax_f16", || variant("softmax", "load_x_f32", "load_x_f16", false)),
-    ("softmax_f16_native", || variant("softmax", "load_x_f32", "load_x_f16_native", true)),
-    ("norm_f16", || variant("norm", "load_x_f32", "load_x_f16", false)),
-    ("norm_f16_native", || variant("norm", "load_x_f32", "load_x_f16_native", true)),
-    ("reduce_f16", || variant("reduce", "load_x_f32", "load_x_f16", false)),
-    ("reduce_f16_native", || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
-    ("softmax_tex", || variant_swaps("softmax", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
-    ("norm_tex", || variant_swaps("norm", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
-    ("reduce_tex", || variant("reduce", "load_x_f32", "load_x_tex", false)),
-    ("unary_tex", || variant("unary", "load_x_f32", "load_x_tex", false)),
-    ("unary_grad_tex", || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
-    ("binary_tex", || variant("binary", "operands_f32", "operands_tex", false)),
-    ("pool_tex", || variant("pool", "pool_io_f32", "pool_io_tex", false)),
-    ("copy_tex", || variant("copy", "copy_src_buffer", "copy_src_tex", false)),
-    ("recurrent_tex", || variant("recurrent", "recurrent_inputs_f32", "recurrent_inputs_tex", false)),
-    ("pool_f16", || variant("pool", "pool_io_f32", "pool_io_f16", false)),
-    ("pool_f16_native", || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
-    ("attention_f16", || variant("attention", "attention_io_f32", "attention_io_f16", false)),
-    ("attention_f16_native", || variant("attention", "attention_io_f32", "attention_io_f16_native", true)),
+    ("matmul_subgroup_cell_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_cell_tex", false)),
+    ("batch_norm_f16", Role::Kernel, || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
+    ("batch_norm_f16_native", Role::Kernel, || {
+        variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)
+    }),
+    ("batch_norm_tex", Role::Kernel, || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_tex", false)),
+    ("softmax_f16", Role::Kernel, || variant("softmax", "load_x_f32", "load_x_f16", false)),
+    ("softmax_f16_native", Role::Kernel, || variant("softmax", "load_x_f32", "load_x_f16_native", true)),
+    ("norm_f16", Role::Kernel, || variant("norm", "load_x_f32", "load_x_f16", false)),
+    ("norm_f16_native", Role::Kernel, || variant("norm", "load_x_f32", "load_x_f16_native", true)),
+    ("reduce_f16", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_f16", false)),
+    ("reduce_f16_native", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
+    ("softmax_tex", Role::Kernel, || variant_swaps("softmax", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
+    ("norm_tex", Role::Kernel, || variant_swaps("norm", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
+    ("reduce_tex", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_tex", false)),
+    ("unary_tex", Role::Kernel, || variant("unary", "load_x_f32", "load_x_tex", false)),
+    ("unary_grad_tex", Role::Kernel, || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
+    ("binary_tex", Role::Kernel, || variant("binary", "operands_f32", "operands_tex", false)),
+    ("pool_tex", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_tex", false)),
+    ("copy_tex", Role::Kernel, || variant("copy", "copy_src_buffer", "copy_src_tex", false)),
+    ("recurrent_tex", Role::Kernel, || variant("recurrent", "recurrent_inputs_f32", "recurrent_inputs_tex", false)),
+    ("pool_f16", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_f16", false)),
+    ("pool_f16_native", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
+    ("attention_f16", Role::Kernel, || variant("attention", "attention_io_f32", "attention_io_f16", false)),
+    ("attention_f16_native", Role::Kernel, || {
+        variant("attention", "attention_io_f32", "attention_io_f16_native", true)
+    }),
 ];
 
 /// Kernels that read some of their inputs through r32float textures rather
@@ -317,7 +213,7 @@ fn variant_swaps(shader: &str, swaps: &[(&str, &str)], enable_f16: bool) -> Stri
 fn generated(name: &str) -> Option<&'static str> {
     use std::sync::OnceLock;
     static CACHE: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
-    let all = CACHE.get_or_init(|| GENERATED.iter().map(|(n, g)| (*n, g())).collect());
+    let all = CACHE.get_or_init(|| GENERATED.iter().map(|(n, _, g)| (*n, g())).collect());
     all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str())
 }
 
@@ -381,8 +277,7 @@ mod tests {
     /// broken shader fails `cargo test` on any machine.
     #[test]
     fn every_shader_validates_with_naga() {
-        let names = SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|(n, _)| *n));
-        for name in names.filter(|n| !LIBRARIES.contains(n)) {
+        for name in kernels() {
             let src = source(name);
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(&src)));
@@ -391,6 +286,28 @@ mod tests {
             v.validate(&module)
                 .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
             assert!(!module.entry_points.is_empty(), "{name}.wgsl has no entry point");
+        }
+    }
+
+    /// Every library is included by some kernel (a library nobody includes
+    /// is a kernel without `@compute`, or dead), and names are unique
+    /// between the files and the generated sources.
+    #[test]
+    fn libraries_are_included_and_names_unique() {
+        let all: Vec<&str> = SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).collect();
+        for (i, n) in all.iter().enumerate() {
+            assert!(!all[..i].contains(n), "{n} is both a file and a generated source, or listed twice");
+        }
+        let expanded: Vec<String> = kernels().map(source).collect();
+        for lib in all.iter().filter(|n| is_library(n)) {
+            let first = raw(lib).lines().find(|l| !l.trim().is_empty() && !l.trim().starts_with("//"));
+            let used = kernels().any(|k| raw(k).contains(&format!("//#include {lib}.wgsl")))
+                || all.iter().any(|n| raw(n).contains(&format!("//#include {lib}.wgsl")));
+            assert!(used, "library {lib} is included by nothing");
+            // Its text ends up in some kernel's expanded source.
+            if let Some(line) = first {
+                assert!(expanded.iter().any(|e| e.contains(line)), "library {lib}'s {line:?} reaches no kernel");
+            }
         }
     }
 

@@ -375,7 +375,7 @@ mod tests {
     /// the bounding), and the hot kernels must not carry one by accident.
     #[test]
     fn loop_bounding_stays_only_on_retry_loops() {
-        for (name, _) in shaders::SOURCES.iter().filter(|(n, _)| !shaders::LIBRARIES.contains(n)) {
+        for name in shaders::SOURCES.iter().map(|(n, _)| *n).filter(|n| !shaders::is_library(n)) {
             let src = shaders::source(name);
             if has_retry_loop(&src) {
                 assert!(src.contains("atomicCompareExchangeWeak"), "{name}: a `loop {{` that is not a retry loop");

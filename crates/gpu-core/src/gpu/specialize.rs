@@ -220,10 +220,8 @@ mod tests {
     /// overrides, and wgpu applies their defaults.)
     #[test]
     fn every_kernel_specialises_to_valid_ir() {
-        let names =
-            crate::shaders::SOURCES.iter().map(|(n, _)| *n).chain(crate::shaders::GENERATED.iter().map(|(n, _)| *n));
         let mut entries = 0;
-        for name in names.filter(|n| !crate::shaders::LIBRARIES.contains(n)) {
+        for name in crate::shaders::kernels() {
             let parsed = parse(&crate::shaders::source(name)).unwrap_or_else(|| panic!("{name} does not parse"));
             for ep in &parsed.module.entry_points {
                 let m = specialize(&parsed, &ep.name, &[])

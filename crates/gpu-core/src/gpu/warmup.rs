@@ -148,7 +148,7 @@ fn parse(line: &str) -> Option<Key> {
     let shader = shaders::SOURCES
         .iter()
         .map(|(n, _)| *n)
-        .chain(shaders::GENERATED.iter().map(|(n, _)| *n))
+        .chain(shaders::GENERATED.iter().map(|g| g.0))
         .find(|n| *n == shader)?;
     let source = shaders::source(shader);
     let declares = |what: &str| source.contains(what);
