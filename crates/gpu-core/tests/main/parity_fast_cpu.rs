@@ -115,8 +115,12 @@ fn convolutions_match_the_reference() {
         };
         let (yf, yr) = (run(&f), run(&r));
         let sizes = [g.batch * oc * oh * ow, oc * g.col_rows(), g.input_shape().iter().product()];
+        // The weight gradient sums batch · pixels products, in another order
+        // than the reference's on long rows (cpu/gemm_abt.rs): f32 rounding
+        // grows with the count, as in the GPU parity tests (parity_conv's atol).
+        let reduced = [1e-5, f32::EPSILON * (g.batch * oh * ow) as f32, 1e-5];
         for (i, what) in ["forward", "weight grad", "input grad"].iter().enumerate() {
-            same(&format!("{name}: {what}"), &yf[i], &yr[i], sizes[i], 1e-5, 1e-5);
+            same(&format!("{name}: {what}"), &yf[i], &yr[i], sizes[i], 1e-5, reduced[i].max(1e-5));
         }
     }
 }
