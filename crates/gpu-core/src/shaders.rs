@@ -4,14 +4,20 @@
 //! variants ([`GENERATED`]), with `//#include NAME.wgsl` lines resolved.
 //! A file without an `@compute` entry point is a library for includes.
 
+use crate::kernels;
+
 // SOURCES: every file of `shaders/`, listed by build.rs.
 include!(concat!(env!("OUT_DIR"), "/shader_files.rs"));
 
 /// Whether `name` is a library for `//#include` rather than a kernel: a
-/// file with no `@compute` entry point, or a generated source marked so.
+/// file with no `@compute` entry point, or a generated source or variant
+/// marked so.
 pub fn is_library(name: &str) -> bool {
-    match GENERATED.iter().find(|g| g.0 == name) {
-        Some(&(_, role, _)) => role == Role::Library,
+    if let Some(&(_, role, _)) = GENERATED.iter().find(|g| g.0 == name) {
+        return role == Role::Library;
+    }
+    match variants().find(|v| v.name == name) {
+        Some(v) => v.library,
         None => !raw(name).contains("@compute"),
     }
 }
@@ -25,173 +31,79 @@ pub enum Role {
     Library,
 }
 
-/// The kernels: every file and generated source that is not a library.
+/// Every shader name: files, generated libraries, variants.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).chain(variants().map(|v| v.name))
+}
+
+/// The kernels: every file, generated source and variant that is not a library.
 pub fn kernels() -> impl Iterator<Item = &'static str> {
-    SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).filter(|n| !is_library(n))
+    names().filter(|n| !is_library(n))
 }
 
 /// A generated source's builder.
 pub type Generator = fn() -> String;
 
-/// (name, role, generator) of the sources generated rather than written as files:
-/// the libraries built from the elementwise op tables, and the f16-storage
-/// variants of the matmul, batch-norm, pooling and attention kernels and the
-/// f16-input variants of softmax, row norm and reduce (one swapped
-/// `//#include`, see `variant`). Each is generated once per process.
+/// (name, role, generator) of the libraries generated from the elementwise
+/// op tables. The families' include-swapped variants (f16, textures,
+/// epilogues) are declared next to each family in `kernels/`
+/// ([`variants`]). Each is generated once per process.
 pub const GENERATED: &[(&str, Role, Generator)] = &[
     ("unary_fns", Role::Library, crate::kernels::unary::wgsl_library),
     ("binary_fns", Role::Library, crate::kernels::binary::wgsl_library),
-    ("matmul_f16", Role::Kernel, || variant("matmul", "operands_f32", "matmul_operands_f16", false)),
-    ("matmul_f16_native", Role::Kernel, || variant("matmul", "operands_f32", "matmul_operands_f16_native", true)),
-    ("matmul_subgroup_f16", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_f16", false)),
-    ("matmul_subgroup_f16_native", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_f16_native", false)),
-    // The matrix-unit kernel (f16 operands only) opens with its own `enable`
-    // lines, so it includes these bodies: the f16 variants without them.
-    ("matmul_f16_native_body", Role::Library, || {
-        variant("matmul", "operands_f32", "matmul_operands_f16_native", false)
-    }),
-    ("matmul_act_f16_native_body", Role::Library, || {
-        variant_swaps(
-            "matmul",
-            &[("operands_f32", "matmul_operands_f16_native"), ("matmul_store", "matmul_store_act")],
-            false,
-        )
-    }),
-    ("matmul_coop_act", Role::Kernel, || {
-        variant("matmul_coop", "matmul_f16_native_body", "matmul_act_f16_native_body", false)
-    }),
-    ("matmul_tex", Role::Kernel, || variant("matmul", "operands_f32", "operands_tex", false)),
-    ("matmul_subgroup_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_tex", false)),
-    // A unary op after the epilogue (matmul_store_sums_act.wgsl), f32 results.
-    ("matmul_store_act", Role::Library, || {
-        variant("matmul_store", "matmul_store_sums", "matmul_store_sums_act", false)
-    }),
-    ("matmul_act", Role::Kernel, || variant("matmul", "matmul_store", "matmul_store_act", false)),
-    ("matmul_subgroup_act", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_act", false)),
-    ("matmul_act_tex", Role::Kernel, || {
-        variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_act")], false)
-    }),
-    ("matmul_subgroup_act_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_act_tex", false)),
-    // An LSTM step's cell in the product's store (matmul_store_cell.wgsl):
-    // for GPUs, and for CPU adapters with buffer or texture inputs.
-    ("matmul_cell", Role::Kernel, || variant("matmul", "matmul_store", "matmul_store_cell", false)),
-    ("matmul_subgroup_cell", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_cell", false)),
-    ("matmul_store_cell_tex", Role::Library, || {
-        variant("matmul_store_cell", "cell_inputs_f32", "cell_inputs_tex", false)
-    }),
-    ("matmul_cell_tex", Role::Kernel, || {
-        variant_swaps("matmul", &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_cell_tex")], false)
-    }),
-    ("matmul_subgroup_cell_tex", Role::Kernel, || variant("matmul_subgroup", "matmul", "matmul_cell_tex", false)),
-    ("batch_norm_f16", Role::Kernel, || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16", false)),
-    ("batch_norm_f16_native", Role::Kernel, || {
-        variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_f16_native", true)
-    }),
-    ("batch_norm_tex", Role::Kernel, || variant("batch_norm", "batch_norm_io_f32", "batch_norm_io_tex", false)),
-    ("softmax_f16", Role::Kernel, || variant("softmax", "load_x_f32", "load_x_f16", false)),
-    ("softmax_f16_native", Role::Kernel, || variant("softmax", "load_x_f32", "load_x_f16_native", true)),
-    ("norm_f16", Role::Kernel, || variant("norm", "load_x_f32", "load_x_f16", false)),
-    ("norm_f16_native", Role::Kernel, || variant("norm", "load_x_f32", "load_x_f16_native", true)),
-    ("reduce_f16", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_f16", false)),
-    ("reduce_f16_native", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_f16_native", true)),
-    ("softmax_tex", Role::Kernel, || variant_swaps("softmax", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
-    ("norm_tex", Role::Kernel, || variant_swaps("norm", &[("load_x_f32", "load_x_tex"), ROW_GRADS_TEX], false)),
-    ("reduce_tex", Role::Kernel, || variant("reduce", "load_x_f32", "load_x_tex", false)),
-    ("unary_tex", Role::Kernel, || variant("unary", "load_x_f32", "load_x_tex", false)),
-    ("unary_grad_tex", Role::Kernel, || variant("unary_grad", "unary_grad_inputs_f32", "unary_grad_inputs_tex", false)),
-    ("binary_tex", Role::Kernel, || variant("binary", "operands_f32", "operands_tex", false)),
-    ("pool_tex", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_tex", false)),
-    ("copy_tex", Role::Kernel, || variant("copy", "copy_src_buffer", "copy_src_tex", false)),
-    ("recurrent_tex", Role::Kernel, || variant("recurrent", "recurrent_inputs_f32", "recurrent_inputs_tex", false)),
-    ("pool_f16", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_f16", false)),
-    ("pool_f16_native", Role::Kernel, || variant("pool", "pool_io_f32", "pool_io_f16_native", true)),
-    ("attention_f16", Role::Kernel, || variant("attention", "attention_io_f32", "attention_io_f16", false)),
-    ("attention_f16_native", Role::Kernel, || {
-        variant("attention", "attention_io_f32", "attention_io_f16_native", true)
-    }),
 ];
+
+/// Every family's declared variants and texture inputs, collected in one
+/// place (a new family with variants adds its line here).
+const FAMILIES: &[&kernels::variants::FamilyShaders] = &[
+    &kernels::matmul::SHADERS,
+    &kernels::batch_norm::SHADERS,
+    &kernels::rows::SHADERS,
+    &kernels::reduce::SHADERS,
+    &kernels::unary::SHADERS,
+    &kernels::binary::SHADERS,
+    &kernels::pool::SHADERS,
+    &kernels::copy::SHADERS,
+    &kernels::recurrent::SHADERS,
+    &kernels::attention::SHADERS,
+];
+
+/// Every family's variants ([`FAMILIES`]).
+pub(crate) fn variants() -> impl Iterator<Item = &'static kernels::variants::Variant> {
+    FAMILIES.iter().flat_map(|f| f.variants)
+}
 
 /// Kernels that read some of their inputs through r32float textures rather
 /// than storage buffers (`shaders/texels.wgsl`; the host copies the launch's
-/// buffers in, `gpu/texture_operands.rs`): (shader, entry point or `*` for
-/// all, the input indices bound as textures — input `i` is binding `1 + i`).
-/// Entries of a listed shader not named here read buffers only.
-pub const TEXTURE_OPERANDS: &[(&str, &str, &[usize])] = &[
-    ("matmul_tex", "*", &[0, 1]),
-    ("matmul_subgroup_tex", "*", &[0, 1]),
-    ("matmul_subgroup_act_tex", "*", &[0, 1]),
-    // A and B, and the cell's inputs (cell_inputs_tex.wgsl).
-    ("matmul_subgroup_cell_tex", "*", &[0, 1, 2, 3, 4]),
-    // x, and in the forward its statistics, weight, bias and residual (all inputs).
-    ("batch_norm_tex", "stats_partial", &[0]),
-    ("batch_norm_tex", "forward", &[0, 1, 2, 3]),
-    ("batch_norm_tex", "forward4", &[0, 1, 2, 3]),
-    ("batch_norm_tex", "forward_res", &[0, 1, 2, 3, 4]),
-    ("batch_norm_tex", "forward4_res", &[0, 1, 2, 3, 4]),
-    // dy, x, the saved ReLU output, statistics; in backward also weight and
-    // the gradient sums (all inputs).
-    ("batch_norm_tex", "grad_partial", &[0, 1, 2, 3]),
-    ("batch_norm_tex", "backward", &[0, 1, 2, 3, 4, 5, 6]),
-    ("batch_norm_tex", "backward4", &[0, 1, 2, 3, 4, 5, 6]),
-    ("batch_norm_tex", "backward_res", &[0, 1, 2, 3, 4, 5, 6]),
-    ("batch_norm_tex", "backward4_res", &[0, 1, 2, 3, 4, 5, 6]),
-    // x of the row and reduction kernels (load_x_tex.wgsl).
-    ("softmax_tex", "softmax_fwd", &[0]),
-    ("softmax_tex", "softmax_fwd_serial", &[0]),
-    ("softmax_tex", "ce_fwd", &[0]),
-    ("softmax_tex", "ce_fwd_serial", &[0]),
-    ("norm_tex", "normalize_rows", &[0]),
-    ("norm_tex", "normalize_rows_serial", &[0]),
-    // dy and y of the row backward passes (row_grads_tex.wgsl).
-    ("softmax_tex", "softmax_bwd", &[0, 1]),
-    ("softmax_tex", "softmax_bwd_serial", &[0, 1]),
-    ("norm_tex", "normalize_rows_backward", &[0, 1]),
-    ("norm_tex", "normalize_rows_backward_serial", &[0, 1]),
-    ("reduce_tex", "*", &[0]),
-    // The elementwise kernels' inputs (fused chains keep their buffers).
-    ("unary_tex", "*", &[0]),
-    ("unary_grad_tex", "*", &[0, 1, 2]),
-    ("binary_tex", "*", &[0, 1]),
-    // Pooling's src; max pooling's backward also reads its argmax there.
-    ("pool_tex", "max_backward", &[0, 1]),
-    ("pool_tex", "*", &[0]),
-    // The copy's source words (any 32-bit data, or packed f16).
-    ("copy_tex", "*", &[0]),
-    // The recurrent cells' inputs (recurrent_inputs_tex.wgsl).
-    ("recurrent_tex", "cell_forward", &[0, 1, 2]),
-    ("recurrent_tex", "cell_backward", &[0, 1, 2, 3]),
-];
+/// buffers in, `gpu/texture_operands.rs`), as each family declares them
+/// (`kernels::variants::TextureInputs`).
+pub(crate) fn texture_operands() -> impl Iterator<Item = &'static kernels::variants::TextureInputs> {
+    FAMILIES.iter().flat_map(|f| f.texture_inputs)
+}
 
 /// The inputs of `shader`'s `entry` bound as textures, as a bit mask over
 /// input indices (bit `i`: binding `1 + i`).
 pub fn texture_inputs(shader: &str, entry: &str) -> u32 {
-    TEXTURE_OPERANDS
-        .iter()
+    texture_operands()
         .find(|(s, e, _)| *s == shader && (*e == "*" || *e == entry))
         .map_or(0, |(_, _, inputs)| inputs.iter().fold(0, |m, &i| m | 1 << i))
 }
 
 /// The variant of `shader` that reads inputs through textures (its name
-/// with `_tex`), if [`TEXTURE_OPERANDS`] lists one.
+/// with `_tex`), if a family declares one (`texture_operands`).
 pub fn texture_variant(shader: &str) -> Option<&'static str> {
-    TEXTURE_OPERANDS.iter().map(|(s, _, _)| *s).find(|s| s.strip_suffix("_tex") == Some(shader))
+    texture_operands().map(|(s, _, _)| *s).find(|s| s.strip_suffix("_tex") == Some(shader))
 }
 
-/// The raw text of `shader` with its line `//#include FROM.wgsl` replaced by
-/// `//#include TO.wgsl`: the same kernel over other operand storage. With
-/// `enable_f16`, the text starts with `enable f16;` (WGSL wants directives
-/// before any declaration, and the files open with comments and includes).
+/// The raw text of `shader` with each line `//#include FROM.wgsl` of
+/// `swaps` (`(FROM, TO)`) replaced by `//#include TO.wgsl`: the same kernel
+/// over other operand storage. With `enable_f16`, the text starts with
+/// `enable f16;` (WGSL wants directives before any declaration, and the
+/// files open with comments and includes).
 ///
 /// # Panics
-/// When `shader` has no such line (a bug in this table, caught by the tests).
-fn variant(shader: &str, from: &str, to: &str, enable_f16: bool) -> String {
-    variant_swaps(shader, &[(from, to)], enable_f16)
-}
-
-/// The row kernels' texture variants also read their backward inputs through textures.
-const ROW_GRADS_TEX: (&str, &str) = ("row_grads_f32", "row_grads_tex");
-
-/// [`variant`] with several includes swapped, each `(from, to)`.
+/// When `shader` has no such line (a bug in a family's declaration, caught
+/// by the tests).
 fn variant_swaps(shader: &str, swaps: &[(&str, &str)], enable_f16: bool) -> String {
     let mut lines: Vec<String> = raw(shader).lines().map(str::to_string).collect();
     for (from, to) in swaps {
@@ -208,19 +120,23 @@ fn variant_swaps(shader: &str, swaps: &[(&str, &str)], enable_f16: bool) -> Stri
     }
 }
 
-/// The generated sources, built on first use and kept for the process (the
+/// The generated sources and variants, built on first use and kept for the process (the
 /// registry hands out `&'static str` like `include_str!` does).
 fn generated(name: &str) -> Option<&'static str> {
     use std::sync::OnceLock;
     static CACHE: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
-    let all = CACHE.get_or_init(|| GENERATED.iter().map(|(n, _, g)| (*n, g())).collect());
+    let all = CACHE.get_or_init(|| {
+        let libraries = GENERATED.iter().map(|(n, _, g)| (*n, g()));
+        libraries.chain(variants().map(|v| (v.name, variant_swaps(v.base, v.swaps, v.enable_f16)))).collect()
+    });
     all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str())
 }
 
 /// The raw text of a shader file or generated library.
 ///
 /// # Panics
-/// For a name in neither [`SOURCES`] nor [`GENERATED`] (a bug in gpu-core, not a user error).
+/// For a name in none of [`SOURCES`], [`GENERATED`] and the families'
+/// variants (a bug in gpu-core, not a user error).
 pub fn raw(name: &str) -> &'static str {
     SOURCES
         .iter()
@@ -294,7 +210,7 @@ mod tests {
     /// between the files and the generated sources.
     #[test]
     fn libraries_are_included_and_names_unique() {
-        let all: Vec<&str> = SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).collect();
+        let all: Vec<&str> = names().collect();
         for (i, n) in all.iter().enumerate() {
             assert!(!all[..i].contains(n), "{n} is both a file and a generated source, or listed twice");
         }
@@ -455,7 +371,7 @@ mod tests {
         assert!(source("pool_f16_native").contains("array<f16>"));
     }
 
-    /// Each entry point of a shader in `TEXTURE_OPERANDS` reads textures at
+    /// Each entry point of a shader in `texture_operands()` reads textures at
     /// exactly the bindings the table lists for it (as naga reflects which
     /// globals the entry uses), so the layout the host builds from the table
     /// matches the kernel; every texture is of the r32float kind the host
@@ -463,7 +379,7 @@ mod tests {
     #[test]
     fn texture_inputs_match_the_kernels() {
         use naga::{ImageClass, ImageDimension, TypeInner};
-        let mut shaders: Vec<&str> = TEXTURE_OPERANDS.iter().map(|(s, _, _)| *s).collect();
+        let mut shaders: Vec<&str> = texture_operands().map(|(s, _, _)| *s).collect();
         shaders.dedup();
         for shader in &shaders {
             // Each is the `_tex` variant of a kernel (found by that name).

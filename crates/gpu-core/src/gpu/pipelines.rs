@@ -4,7 +4,7 @@
 //! Binding convention of every kernel: `@binding(0)` is a 256-byte uniform of
 //! sizes and strides (bound with a dynamic offset into the batch's parameter
 //! arena), then the read-only inputs, then the read-write outputs. The
-//! kernels in `shaders::TEXTURE_OPERANDS` take the inputs listed there as
+//! kernels the families list in `kernels::*::SHADERS.texture_inputs` take the inputs listed there as
 //! r32float textures instead (filled from the launch's buffers, see
 //! `texture_operands.rs`).
 

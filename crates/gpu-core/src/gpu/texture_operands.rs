@@ -1,5 +1,5 @@
 //! Operands read through textures: before a launch of a kernel listed in
-//! [`shaders::TEXTURE_OPERANDS`](crate::shaders::TEXTURE_OPERANDS), each of
+//! the families' texture inputs (`kernels::FamilyShaders`, read through `shaders::texture_inputs`), each of
 //! its texture inputs is copied from the launch's buffer (or bound window)
 //! into an r32float texture [`TEX_WIDTH`] texels wide, element `i` at texel
 //! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel binds it as a read-only

@@ -145,11 +145,7 @@ fn intern(s: &str) -> &'static str {
 fn parse(line: &str) -> Option<Key> {
     let mut f = line.split('\t');
     let (shader, entry, inputs, outputs, constants) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
-    let shader = shaders::SOURCES
-        .iter()
-        .map(|(n, _)| *n)
-        .chain(shaders::GENERATED.iter().map(|g| g.0))
-        .find(|n| *n == shader)?;
+    let shader = shaders::names().find(|n| *n == shader)?;
     let source = shaders::source(shader);
     let declares = |what: &str| source.contains(what);
     if !declares(&format!("fn {entry}(")) {

@@ -3,6 +3,8 @@
 //! (`ops/attention.rs`), the fast path (`cpu/attention.rs`) and the device
 //! setting (`GpuContext::attention`).
 
+use super::variants::{FamilyShaders, Variant};
+
 /// How attention is computed on a device (`Device::set_attention_path`,
 /// `WGRAD_ATTENTION=auto|fused|composite`). The choice is made by the
 /// autograd op, which owns the composite form.
@@ -77,3 +79,14 @@ impl AttnDims {
         self.batch * self.heads
     }
 }
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[
+        Variant::new("attention_f16", "attention", &[("attention_io_f32", "attention_io_f16")]),
+        Variant::new("attention_f16_native", "attention", &[("attention_io_f32", "attention_io_f16_native")]).f16(),
+    ],
+    texture_inputs: &[],
+};

@@ -2,6 +2,8 @@
 //! variant, its WGSL expression and its reference twin. What a binary op
 //! means; the launches (broadcasting, `where`) are in `ops/binary.rs`.
 
+use super::variants::{FamilyShaders, Variant};
+
 use super::table::{wgsl_switch, Binary, WgslRow};
 /// Declares the binary op table: one row per op generates the [`BinaryOp`]
 /// enum, its `OP` codes (the row index), the CPU twin [`BinaryOp::apply`], the
@@ -109,3 +111,11 @@ pub fn wgsl_library() -> String {
     s += &wgsl_switch("f(x: f32, y: f32)", WGSL_F, "x");
     s
 }
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[Variant::new("binary_tex", "binary", &[("operands_f32", "operands_tex")])],
+    texture_inputs: &[("binary_tex", "*", &[0, 1])],
+};

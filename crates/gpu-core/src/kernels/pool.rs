@@ -1,6 +1,20 @@
 //! Pooling's shared meaning: the marker a max-pool window stores where it
 //! has no argmax. The launches and twins are `ops/pool.rs`.
 
+use super::variants::{FamilyShaders, Variant};
+
 /// The argmax of a window with no in-bounds element (cannot happen within
 /// PyTorch's padding limit, but kernel and twin agree on it anyway).
 pub(crate) const NONE: u32 = u32::MAX;
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[
+        Variant::new("pool_tex", "pool", &[("pool_io_f32", "pool_io_tex")]),
+        Variant::new("pool_f16", "pool", &[("pool_io_f32", "pool_io_f16")]),
+        Variant::new("pool_f16_native", "pool", &[("pool_io_f32", "pool_io_f16_native")]).f16(),
+    ],
+    texture_inputs: &[("pool_tex", "max_backward", &[0, 1]), ("pool_tex", "*", &[0])],
+};

@@ -3,6 +3,8 @@
 //! the launches and twins (`ops/recurrent.rs`) and the fast path
 //! (`cpu/recurrent.rs`).
 
+use super::variants::{FamilyShaders, Variant};
+
 use crate::layout::Layout;
 
 /// Values the forward saves per (time, batch row, hidden unit) for the
@@ -132,3 +134,11 @@ impl Dims {
         l
     }
 }
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[Variant::new("recurrent_tex", "recurrent", &[("recurrent_inputs_f32", "recurrent_inputs_tex")])],
+    texture_inputs: &[("recurrent_tex", "cell_forward", &[0, 1, 2]), ("recurrent_tex", "cell_backward", &[0, 1, 2, 3])],
+};

@@ -2,6 +2,8 @@
 //! block ([`ReduceOp::word_of`], f64 sums, first-wins picks). The launch
 //! over axes of a strided view is `ops/reduce.rs`.
 
+use super::variants::{FamilyShaders, Variant};
+
 /// A reduction. Max, Min, ArgMax and ArgMin propagate NaN like PyTorch (a
 /// NaN is the extreme value; ArgMax/ArgMin give the index of the first NaN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,3 +120,15 @@ impl ReduceOp {
         }
     }
 }
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[
+        Variant::new("reduce_f16", "reduce", &[("load_x_f32", "load_x_f16")]),
+        Variant::new("reduce_f16_native", "reduce", &[("load_x_f32", "load_x_f16_native")]).f16(),
+        Variant::new("reduce_tex", "reduce", &[("load_x_f32", "load_x_tex")]),
+    ],
+    texture_inputs: &[("reduce_tex", "*", &[0])],
+};

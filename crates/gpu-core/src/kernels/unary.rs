@@ -2,6 +2,8 @@
 //! variant, its WGSL `f` / `df`, its reference twin and its test domain.
 //! What a unary op means; the launches are in `ops/unary.rs`.
 
+use super::variants::{FamilyShaders, Variant};
+
 use super::table::{field_uniforms, wgsl_switch, Binary, Unary, WgslRow};
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -359,3 +361,14 @@ pub fn wgsl_library() -> String {
     s += &wgsl_switch("df(v: f32, y: f32)", WGSL_DF, "1.0");
     s
 }
+
+/// The shaders this family derives from its files by swapping includes,
+/// and the inputs its texture variants read through textures (`shaders.rs`
+/// collects every family's).
+pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
+    variants: &[
+        Variant::new("unary_tex", "unary", &[("load_x_f32", "load_x_tex")]),
+        Variant::new("unary_grad_tex", "unary_grad", &[("unary_grad_inputs_f32", "unary_grad_inputs_tex")]),
+    ],
+    texture_inputs: &[("unary_tex", "*", &[0]), ("unary_grad_tex", "*", &[0, 1, 2])],
+};

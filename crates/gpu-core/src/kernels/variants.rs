@@ -1,0 +1,55 @@
+//! How a kernel family declares the shaders it derives from its files
+//! (f16 and texture-operand variants, other epilogues) and which inputs its
+//! texture variants bind as textures; `shaders.rs` collects every family's.
+
+/// A shader made from another by swapping some of its `//#include` lines:
+/// the same kernel over other operand storage (packed or native f16,
+/// textures) or with another store epilogue. Each family declares its own
+/// ([`FamilyShaders`]); `shaders.rs` builds them.
+pub(crate) struct Variant {
+    /// The variant's name, as launches and includes name it.
+    pub name: &'static str,
+    /// The shader (file or variant) it is made from.
+    pub base: &'static str,
+    /// `(from, to)`: `//#include from.wgsl` becomes `//#include to.wgsl`.
+    pub swaps: &'static [(&'static str, &'static str)],
+    /// The text starts with `enable f16;` (native f16 arithmetic).
+    pub enable_f16: bool,
+    /// Only included by other shaders (a body or a store), not compiled alone.
+    pub library: bool,
+}
+
+impl Variant {
+    /// `base` with `swaps`, a kernel of f32 words.
+    pub(crate) const fn new(
+        name: &'static str,
+        base: &'static str,
+        swaps: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        Variant { name, base, swaps, enable_f16: false, library: false }
+    }
+
+    /// The same, starting with `enable f16;`.
+    pub(crate) const fn f16(self) -> Self {
+        Variant { enable_f16: true, ..self }
+    }
+
+    /// The same, as an include library.
+    pub(crate) const fn library(self) -> Self {
+        Variant { library: true, ..self }
+    }
+}
+
+/// Inputs a texture variant binds as r32float textures: (shader, entry
+/// point or `*` for all, the input indices; input `i` is binding `1 + i`).
+/// Entries of a listed shader not named read buffers only.
+pub(crate) type TextureInputs = (&'static str, &'static str, &'static [usize]);
+
+/// What a kernel family declares about its shaders beyond its files.
+pub(crate) struct FamilyShaders {
+    /// The shaders it derives from its files.
+    pub variants: &'static [Variant],
+    /// Which inputs its texture variants read through textures (first
+    /// match wins, so an entry-specific row goes before a `*` one).
+    pub texture_inputs: &'static [TextureInputs],
+}
