@@ -192,7 +192,7 @@ impl Tensor {
     /// reads and writes f16 on a GPU); F16 with F32 promotes to F32, as in
     /// PyTorch. U32 operands are an error (convert with `.float()`).
     pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
-        let name = op_name(op);
+        let name = op.op_name();
         if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
             return self.float().try_binary(op, &other.float());
         }
@@ -365,21 +365,4 @@ fn in_f32<const N: usize>(
 
 fn is_comparison(op: BinaryOp) -> bool {
     matches!(op, BinaryOp::Eq | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
-}
-
-fn op_name(op: BinaryOp) -> &'static str {
-    match op {
-        BinaryOp::Add => "add",
-        BinaryOp::Sub => "sub",
-        BinaryOp::Mul => "mul",
-        BinaryOp::Div => "div",
-        BinaryOp::Pow => "pow",
-        BinaryOp::Maximum => "maximum",
-        BinaryOp::Minimum => "minimum",
-        BinaryOp::Eq => "eq",
-        BinaryOp::Lt => "lt",
-        BinaryOp::Le => "le",
-        BinaryOp::Gt => "gt",
-        BinaryOp::Ge => "ge",
-    }
 }

@@ -24,6 +24,7 @@ macro_rules! binary_table {
 
         /// The rows as the WGSL generator sees them, in code order.
         const WGSL_F: &[WgslRow] = &[$(WgslRow { name: stringify!($name), fields: &[], body: $wf }),*];
+        const ALL_NAMES: &[&str] = &[$(stringify!($name)),*];
 
         impl BinaryOp {
             /// Every op, in code order (for test lists).
@@ -37,6 +38,17 @@ macro_rules! binary_table {
             /// The table's name of the op (its variant name).
             pub fn name(self) -> &'static str {
                 WGSL_F[self.code() as usize].name
+            }
+
+            /// The op's name in lower case, as PyTorch names it (`add`,
+            /// `maximum`): what autograd calls its nodes and errors.
+            pub fn op_name(self) -> &'static str {
+                static LOWER: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+                let names = LOWER.get_or_init(|| {
+                    // Once per process, a few bytes each: leaked for 'static names.
+                    ALL_NAMES.iter().map(|n| &*Box::leak(n.to_ascii_lowercase().into_boxed_str())).collect()
+                });
+                names[self.code() as usize]
             }
 
             /// The WGSL row of this op, for the fuser's generated kernels.
@@ -119,3 +131,19 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("binary_tex", "binary", &[("operands_f32", "operands_tex")])],
     texture_inputs: &[("binary_tex", "*", &[0, 1])],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::BinaryOp;
+
+    /// PyTorch's names, from the table's rows (no list kept beside it).
+    #[test]
+    fn op_names_are_the_rows_in_lower_case() {
+        assert_eq!(BinaryOp::Add.op_name(), "add");
+        assert_eq!(BinaryOp::Maximum.op_name(), "maximum");
+        assert_eq!(BinaryOp::Ge.op_name(), "ge");
+        for op in BinaryOp::ALL {
+            assert_eq!(op.op_name(), op.name().to_lowercase());
+        }
+    }
+}
