@@ -151,7 +151,7 @@ unsafe fn sgemm(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Split products (both orientations, transposed and strided views,
@@ -159,15 +159,8 @@ mod tests {
     /// a rayon thread, bit for bit, and against a naive f64 product.
     #[test]
     fn split_products_are_the_whole_products() {
-        let mut seed = 7u64;
-        let mut rand = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    seed = crate::mix64(seed);
-                    (seed % 2001) as f32 / 1000.0 - 1.0
-                })
-                .collect()
-        };
+        let mut rng = crate::HostRng::new(7);
+        let mut rand = |len: usize| rng.vec(len, -1.0, 1.0);
         // (m, k, n): C split by columns, by rows, and one too small to split.
         for (m, k, n) in [(16, 70, 1100), (1500, 40, 90), (9, 5, 7)] {
             let (a, b) = (rand(m * k), rand(k * n));
@@ -183,21 +176,38 @@ mod tests {
                 let mut whole = c0.clone();
                 rayon::scope(|s| s.spawn(|_| gemm((m, k, n), 0.5, av, bv, 1.0, &mut whole, ldc)));
                 assert!(split == whole, "{m}x{k}x{n} transposed={transposed}: split differs from whole");
-                for i in 0..m {
-                    for j in 0..ldc {
-                        let want = if j < n {
-                            let dot: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
-                            0.5 * dot + c0[i * ldc + j] as f64
-                        } else {
-                            c0[i * ldc + j] as f64
-                        };
-                        let got = split[i * ldc + j] as f64;
-                        assert!(
-                            (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{m}x{k}x{n} [{i},{j}]: {got} vs {want}"
-                        );
-                    }
-                }
+                let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                assert_product(
+                    &format!("{m}x{k}x{n} transposed={transposed}"),
+                    &split,
+                    &c0,
+                    (m, n, ldc),
+                    0.5,
+                    1.0,
+                    dot,
+                );
+            }
+        }
+    }
+
+    /// Asserts `c` = `alpha · dot(i, j) + beta · c0` (f64 `dot`, an f32
+    /// tolerance) over the `m` x `n` block of rows `ldc` apart, and `c0` left
+    /// as it was past column `n`: the products' tests share it.
+    pub(crate) fn assert_product(
+        what: &str,
+        c: &[f32],
+        c0: &[f32],
+        (m, n, ldc): (usize, usize, usize),
+        alpha: f64,
+        beta: f64,
+        dot: impl Fn(usize, usize) -> f64,
+    ) {
+        for i in 0..m {
+            for j in 0..ldc {
+                let was = c0[i * ldc + j] as f64;
+                let want = if j < n { alpha * dot(i, j) + beta * was } else { was };
+                let got = c[i * ldc + j] as f64;
+                assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "{what} [{i},{j}]: {got} vs {want}");
             }
         }
     }

@@ -152,6 +152,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::gemm::tests::assert_product;
     use crate::cpu::simd::{host_simd_level, set_simd_level, SimdLevel};
 
     /// Against a naive f64 product on awkward sizes (edge blocks, tails,
@@ -159,15 +160,8 @@ mod tests {
     /// host has gives the same bits.
     #[test]
     fn matches_a_naive_product_at_every_level() {
-        let mut seed = 3u64;
-        let mut rand = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    seed = crate::mix64(seed);
-                    (seed % 2001) as f32 / 1000.0 - 1.0
-                })
-                .collect()
-        };
+        let mut rng = crate::HostRng::new(3);
+        let mut rand = |len: usize| rng.vec(len, -1.0, 1.0);
         for (m, n, k) in [(1, 1, 1), (5, 7, 15), (16, 9, 33), (6, 144, 1024), (4, 4, 16)] {
             let (lda, ldb, ldc) = (k + 2, k + 1, n + 3);
             let (a, b, c0) = (rand(m * lda), rand(n * ldb), rand(m * ldc));
@@ -178,21 +172,9 @@ mod tests {
                 for accumulate in [false, true] {
                     let mut c = c0.clone();
                     gemm_abt((m, n, k), 0.5, (&a, lda), (&b, ldb), &mut c, ldc, accumulate);
-                    for i in 0..m {
-                        for j in 0..ldc {
-                            let want = if j < n {
-                                let dot: f64 = (0..k).map(|p| a[i * lda + p] as f64 * b[j * ldb + p] as f64).sum();
-                                0.5 * dot + if accumulate { c0[i * ldc + j] as f64 } else { 0.0 }
-                            } else {
-                                c0[i * ldc + j] as f64
-                            };
-                            let got = c[i * ldc + j] as f64;
-                            assert!(
-                                (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                                "{m}x{n}x{k} [{i},{j}]: {got} vs {want}"
-                            );
-                        }
-                    }
+                    let dot = |i: usize, j: usize| (0..k).map(|p| a[i * lda + p] as f64 * b[j * ldb + p] as f64).sum();
+                    let beta = if accumulate { 1.0 } else { 0.0 };
+                    assert_product(&format!("{m}x{n}x{k}"), &c, &c0, (m, n, ldc), 0.5, beta, dot);
                     if accumulate {
                         match &first {
                             None => first = Some(c),
