@@ -29,10 +29,24 @@
 
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
-use super::{f32s, f32s_mut, groups, run, run_fallible, Params};
+use super::{f32s, f32s_mut, groups, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::{GpuContext, Launch};
 pub use crate::kernels::batch_norm::ChannelDims;
 use crate::{Buffer, Error, Result};
+
+/// `batch_norm.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "batch_norm",
+    fields: &[
+        ("outer", Kind::U32),
+        ("channels", Kind::U32),
+        ("inner", Kind::U32),
+        ("chunk", Kind::U32),
+        ("chunks", Kind::U32),
+        ("eps", Kind::F32),
+        ("momentum", Kind::F32),
+    ],
+};
 
 /// Level-1 threads to aim for: enough to fill a large GPU.
 const TARGET_THREADS: usize = 65_536;
@@ -70,7 +84,14 @@ impl ChannelDims {
 
     fn params(&self, eps: f32, momentum: f32) -> Params {
         let (chunk, chunks) = self.plan();
-        Params::new().u32(self.outer).u32(self.channels).u32(self.inner).u32(chunk).u32(chunks).f32(eps).f32(momentum)
+        Params::of(&PARAMS)
+            .set_u32("outer", self.outer)
+            .set_u32("channels", self.channels)
+            .set_u32("inner", self.inner)
+            .set_u32("chunk", chunk)
+            .set_u32("chunks", chunks)
+            .set_f32("eps", eps)
+            .set_f32("momentum", momentum)
     }
 
     /// The element count, or an error naming `op` when it overflows the kernels' u32 indices.
@@ -155,7 +176,7 @@ fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
         shader: k.shader,
         entry: k.entry,
         constants: &k.constants,
-        params: &k.params.0,
+        params: k.params.finish(),
         inputs: &ins,
         outputs: &outs,
         workgroups: k.workgroups,

@@ -53,11 +53,25 @@
 use super::matmul::{conv_matmul, ConvGather, ConvOperand, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use super::operands::{host_f32, HostOutput};
 use super::reduce::{reduce, ReduceOp};
-use super::{f32s, f32s_mut, run, run_fallible, Params};
+use super::{f32s, f32s_mut, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::{GpuContext, Launch};
 pub use crate::kernels::conv::ConvGeometry;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
+
+/// `conv.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "conv",
+    fields: &[
+        ("n", Kind::U32),
+        ("in_h", Kind::U32),
+        ("in_w", Kind::U32),
+        ("out_h", Kind::U32),
+        ("out_w", Kind::U32),
+        ("pad_top", Kind::U32),
+        ("pad_left", Kind::U32),
+    ],
+};
 
 // The launch half of the geometry: its uniform block and override
 // constants belong with the kernels they feed, not in `kernels/`, which
@@ -65,14 +79,14 @@ use crate::{Buffer, Error, Result};
 impl ConvGeometry {
     /// The `conv.wgsl` uniform block for `threads` threads.
     fn params(&self, threads: usize) -> Params {
-        Params::new()
-            .u32(threads)
-            .u32(self.in_h)
-            .u32(self.in_w)
-            .u32(self.out_h())
-            .u32(self.out_w())
-            .u32(self.pad_top)
-            .u32(self.pad_left)
+        Params::of(&PARAMS)
+            .set_u32("n", threads)
+            .set_u32("in_h", self.in_h)
+            .set_u32("in_w", self.in_w)
+            .set_u32("out_h", self.out_h())
+            .set_u32("out_w", self.out_w())
+            .set_u32("pad_top", self.pad_top)
+            .set_u32("pad_left", self.pad_left)
     }
 
     /// The `conv.wgsl` override constants: the kernel geometry, and whether

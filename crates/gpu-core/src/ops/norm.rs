@@ -18,9 +18,23 @@ use crate::cpu::{per_row, per_row2};
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
 use super::rows::{launch_rows, Bind, RowLaunch};
-use super::{f32s, f32s_mut, run, run_fallible, Params};
+use super::{f32s, f32s_mut, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 use crate::{Buffer, Error, Result};
+
+/// `norm.wgsl`'s uniform block (the last four members written by `rows::launch_rows`).
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "norm",
+    fields: &[
+        ("rows", Kind::U32),
+        ("cols", Kind::U32),
+        ("eps", Kind::F32),
+        ("row0", Kind::U32),
+        ("mat_shift", Kind::U32),
+        ("x_shift", Kind::U32),
+        ("vec_shift", Kind::U32),
+    ],
+};
 
 /// Threads per workgroup for rows longer than this (the kernel's `WG`).
 const LARGE_WG: usize = 256;
@@ -51,7 +65,7 @@ fn launch(
     outputs: &[(&Buffer, Bind)],
 ) -> Result<()> {
     let wg = if cols > LARGE_WG { LARGE_WG } else { SMALL_WG };
-    let params = Params::new().u32(rows).u32(cols).f32(eps);
+    let params = Params::of(&PARAMS).set_u32("rows", rows).set_u32("cols", cols).set_f32("eps", eps);
     let level = ("AFFINE", affine as f64);
     let l = RowLaunch {
         kernel: (shader, entry),

@@ -20,10 +20,14 @@
 //! back. Hyper-parameters are widened to f64 through their shortest decimal
 //! form, so `0.9f32` enters `1 − β1ᵗ` as Python's `0.9` does.
 
-use super::{f32s, f32s_mut, groups, run, Params};
+use super::{f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::Launch;
 use crate::kernels::unary::sign;
 use crate::{Buffer, Error, Result};
+
+/// `optim.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl =
+    ParamsDecl { shader: "optim", fields: &[("n", Kind::U32), ("quads", Kind::U32), ("row", Kind::U32)] };
 
 /// An update rule and its hyper-parameters (PyTorch's names and defaults
 /// live in `wgrad-nn`'s option structs). The learning rate and weight decay
@@ -434,14 +438,15 @@ pub fn update_row(
             // every buffer (ranges start at aligned bytes and whole vec4s).
             let bytes = all.iter().map(|b| b.wgpu().size()).max().unwrap_or(0);
             for (_, len, window) in g.element_ranges(n, bytes) {
-                let params = Params::new().u32(len).u32(len.div_ceil(4)).u32(row);
+                let params =
+                    Params::of(&PARAMS).set_u32("n", len).set_u32("quads", len.div_ceil(4)).set_u32("row", row);
                 let windows: Vec<_> = [None].into_iter().chain(vec![window; 1 + outputs.len()]).collect();
                 g.launch_windows(
                     &Launch {
                         shader: "optim",
                         entry: ["state0", "state1", "state2", "state3"][state.len()],
                         constants: &constants,
-                        params: &params.0,
+                        params: params.finish(),
                         inputs: &[scalars.wgpu(), grad.wgpu()],
                         outputs: &outputs,
                         workgroups: groups(len.div_ceil(4), 256),

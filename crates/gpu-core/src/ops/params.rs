@@ -77,6 +77,11 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::attention::PARAMS,
     &super::recurrent::PARAMS,
     &super::amp::PARAMS,
+    &super::optim::PARAMS,
+    &super::random::PARAMS,
+    &super::batch_norm::PARAMS,
+    &super::conv::PARAMS,
+    &super::norm::PARAMS,
 ];
 
 /// A kernel's uniform block, built word by word in the order of its WGSL

@@ -31,14 +31,31 @@
 //!   `mean + std · r · (cos 2πu2, sin 2πu2)`, likewise `4q + 2, 3` from words
 //!   2 and 3. GPU `log`/`cos`/`sin` may differ from the CPU's by a few ulp.
 
-use super::{f32s_mut, groups, run, Params};
+use super::{f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::Launch;
 use crate::{Buffer, Device, Result};
+
+/// `random.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "random",
+    fields: &[
+        ("n", Kind::U32),
+        ("quads", Kind::U32),
+        ("key0", Kind::U32),
+        ("key1", Kind::U32),
+        ("ctr0", Kind::U32),
+        ("ctr1", Kind::U32),
+        ("row", Kind::U32),
+        ("a", Kind::F32),
+        ("b", Kind::F32),
+    ],
+};
 
 const PHILOX_M0: u32 = 0xD251_1F53;
 const PHILOX_M1: u32 = 0xCD9E_8D57;
 const PHILOX_W0: u32 = 0x9E37_79B9;
 const PHILOX_W1: u32 = 0xBB67_AE85;
+
 /// 2⁻²⁴: maps a 24-bit integer into [0, 1) exactly.
 const TWO_POW_M24: f32 = 1.0 / 16_777_216.0;
 
@@ -145,22 +162,22 @@ fn generate(device: &Device, dist: Dist, n: usize, counter: Counter, a: f32, b: 
                     Counter::Value { seed, offset } => ("main", seed, offset.wrapping_add(block), 0, None),
                     Counter::Row { table, row } => ("from_table", 0, block, row, Some(table.wgpu())),
                 };
-                let params = Params::new()
-                    .u32(len)
-                    .u32(len.div_ceil(4))
-                    .u32(key as u32 as usize)
-                    .u32((key >> 32) as usize)
-                    .u32(ctr as u32 as usize)
-                    .u32((ctr >> 32) as usize)
-                    .u32(row)
-                    .f32(a)
-                    .f32(b);
+                let params = Params::of(&PARAMS)
+                    .set_u32("n", len)
+                    .set_u32("quads", len.div_ceil(4))
+                    .set_u32("key0", key as u32 as usize)
+                    .set_u32("key1", (key >> 32) as usize)
+                    .set_u32("ctr0", ctr as u32 as usize)
+                    .set_u32("ctr1", (ctr >> 32) as usize)
+                    .set_u32("row", row)
+                    .set_f32("a", a)
+                    .set_f32("b", b);
                 let outputs: Vec<&wgpu::Buffer> = std::iter::once(out.wgpu()).chain(table).collect();
                 let launch = Launch {
                     shader: "random",
                     entry,
                     constants: &[("DIST", dist as u32 as f64)],
-                    params: &params.0,
+                    params: params.finish(),
                     inputs: &[],
                     outputs: &outputs,
                     workgroups: groups(len.div_ceil(4), 256),
