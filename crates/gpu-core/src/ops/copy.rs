@@ -6,12 +6,26 @@
 //! 32-bit words, so f32 and u32 buffers copy alike and bit-exactly; f16 views
 //! (two halves per word) are made dense by [`contiguous_f16`], as exactly.
 
-use super::{dispatch_fusable, groups, launch_elementwise, run, Params};
+use super::{dispatch_fusable, groups, launch_elementwise, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
+
+/// `copy.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "copy",
+    fields: &[
+        ("shape", Kind::Dims),
+        ("src_strides", Kind::Dims),
+        ("dst_strides", Kind::Dims),
+        ("n", Kind::U32),
+        ("src_offset", Kind::U32),
+        ("dst_offset", Kind::U32),
+        ("base", Kind::U32),
+    ],
+};
 
 /// Errors unless `layout` is a rank the kernels accept and lies inside `buf`.
 fn check_view(op: &'static str, what: &str, buf: &Buffer, layout: &Layout) -> Result<()> {
@@ -66,7 +80,14 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
                 [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64), ("RUN", RUN as f64)];
             let params = |n, [src_shift, dst_shift]: [usize; 2], base| {
                 let (so, d) = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
-                Params::new().dims(&shape).dims(&st[0]).dims(&st[1]).u32(n).u32(so).u32(d).u32(base)
+                Params::of(&PARAMS)
+                    .set_dims("shape", &shape)
+                    .set_dims("src_strides", &st[0])
+                    .set_dims("dst_strides", &st[1])
+                    .set_u32("n", n)
+                    .set_u32("src_offset", so)
+                    .set_u32("dst_offset", d)
+                    .set_u32("base", base)
             };
             let limit = g.binding_limit();
             if gather && src.len_bytes() <= limit && dst.len_bytes() <= limit {
@@ -192,7 +213,14 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
             // dst_strides are unused with a dense destination.
             let params = |n, [src_shift, _]: [usize; 2], base| {
                 let so = rel(layout.offset, src_shift);
-                Params::new().dims(&shape).dims(&st[0]).dims(&st[0]).u32(n).u32(so).u32(0).u32(base)
+                Params::of(&PARAMS)
+                    .set_dims("shape", &shape)
+                    .set_dims("src_strides", &st[0])
+                    .set_dims("dst_strides", &st[0])
+                    .set_u32("n", n)
+                    .set_u32("src_offset", so)
+                    .set_u32("dst_offset", 0)
+                    .set_u32("base", base)
             };
             let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
             let reads = [
@@ -310,7 +338,8 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
                 layout.offset == 0 && numel(&layout.shape) as u64 * 4 == src.len_bytes() && is_non_overlapping(layout);
             let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim], covers };
             let what = Fusable { node, n, access: vec![access] };
-            // No kernel of its own: it always runs generated (`gpu/batch.rs`).
+            // No kernel of its own: it always runs generated (`gpu/batch.rs`),
+            // so it has no uniform block.
             dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
             return Ok(out);
         }

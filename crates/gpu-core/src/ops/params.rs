@@ -82,6 +82,8 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::batch_norm::PARAMS,
     &super::conv::PARAMS,
     &super::norm::PARAMS,
+    &super::reduce::PARAMS,
+    &super::copy::PARAMS,
 ];
 
 /// A kernel's uniform block, built word by word in the order of its WGSL

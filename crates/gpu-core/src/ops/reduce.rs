@@ -8,12 +8,29 @@
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
-use super::{dispatch_fusable, groups, run_fallible, Params};
+use super::{dispatch_fusable, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
 pub use crate::kernels::reduce::ReduceOp;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
+
+/// `reduce.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "reduce",
+    fields: &[
+        ("kept_shape", Kind::Dims),
+        ("kept_strides", Kind::Dims),
+        ("red_shape", Kind::Dims),
+        ("red_strides", Kind::Dims),
+        ("n_out", Kind::U32),
+        ("m", Kind::U32),
+        ("offset", Kind::U32),
+        ("dof", Kind::F32),
+        ("chunk", Kind::U32),
+        ("chunks", Kind::U32),
+    ],
+};
 
 /// Threads per workgroup of the reduce kernel (its `WG` override; a power of
 /// two) when each output folds more than this many elements.
@@ -185,17 +202,17 @@ pub fn reduce_io(
                 ReduceOp::Var { correction } => correction,
                 _ => 0,
             });
-            let params = Params::new()
-                .dims(&ks)
-                .dims(&kst[0])
-                .dims(&rs)
-                .dims(&rst[0])
-                .u32(n_out)
-                .u32(m)
-                .u32(layout.offset - window.map_or(0, |(_, shift)| shift))
-                .f32(dof as f32)
-                .u32(chunk)
-                .u32(chunks);
+            let params = Params::of(&PARAMS)
+                .set_dims("kept_shape", &ks)
+                .set_dims("kept_strides", &kst[0])
+                .set_dims("red_shape", &rs)
+                .set_dims("red_strides", &rst[0])
+                .set_u32("n_out", n_out)
+                .set_u32("m", m)
+                .set_u32("offset", layout.offset - window.map_or(0, |(_, shift)| shift))
+                .set_f32("dof", dof as f32)
+                .set_u32("chunk", chunk)
+                .set_u32("chunks", chunks);
             let shader = load_x_shader(g, ["reduce", "reduce_f16", "reduce_f16_native"], io, name, x)?;
             let constants = [
                 ("OP", op.code() as f64),
@@ -225,7 +242,7 @@ pub fn reduce_io(
                     shader,
                     entry,
                     constants: &constants,
-                    params: &params.0,
+                    params: params.finish(),
                     inputs: &[x.wgpu()],
                     outputs: &[out.wgpu()],
                     workgroups,
