@@ -259,6 +259,7 @@ mod tests {
             match &module.types[ty].inner {
                 TypeInner::Scalar(Scalar::U32) => Some(Kind::U32),
                 TypeInner::Scalar(Scalar::F32) => Some(Kind::F32),
+                TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::F32 } => Some(Kind::F32x4),
                 TypeInner::Array { base, size: ArraySize::Constant(n), .. } => {
                     match (n.get(), &module.types[*base].inner) {
                         (2, TypeInner::Vector { size: VectorSize::Quad, scalar: Scalar::U32 }) => Some(Kind::Dims),

@@ -1,7 +1,19 @@
 //! Bytes to normalised floats (`shaders/convert.wgsl`): how image data enters
 //! the device (uploaded as u8, converted on the device).
 
-use super::{f32s_mut, launch_elementwise, run, Params};
+use super::{f32s_mut, launch_elementwise, run, Kind, Params, ParamsDecl};
+
+/// `convert.wgsl`'s uniform block.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "convert",
+    fields: &[
+        ("mean", Kind::F32x4),
+        ("inv_std", Kind::F32x4),
+        ("n", Kind::U32),
+        ("plane", Kind::U32),
+        ("channels", Kind::U32),
+    ],
+};
 use crate::{Buffer, Error, Result};
 
 /// `y[i] = (x[i] / 255 - mean[c]) / std[c]` for `n` bytes of `x`, where the
@@ -33,11 +45,12 @@ pub fn u8_to_f32(x: &Buffer, n: usize, plane: usize, mean: &[f32], std: &[f32]) 
     run(
         dev,
         |g| {
-            let mut params = Params::new();
-            for v in m4.iter().chain(&s4) {
-                params = params.f32(*v);
-            }
-            let params = params.u32(n).u32(plane).u32(channels);
+            let params = Params::of(&PARAMS)
+                .set_f32x4("mean", &m4)
+                .set_f32x4("inv_std", &s4)
+                .set_u32("n", n)
+                .set_u32("plane", plane)
+                .set_u32("channels", channels);
             launch_elementwise(g, "convert", &[], params, &[x], &[&out], n)
         },
         || {

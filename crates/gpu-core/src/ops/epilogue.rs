@@ -168,13 +168,13 @@ impl<'a> Epilogue<'a> {
             Some(BiasAxis::Columns) => 2,
         };
         params
-            .u32(axis)
-            .u32(self.bias.map_or(1, |b| b.groups.max(1)))
-            .u32(usize::from(self.relu))
-            .f32(self.scale.unwrap_or(1.0))
-            .f32(alpha)
-            .f32(beta)
-            .u32(usize::from(self.pre.is_some()))
+            .set_u32("bias_axis", axis)
+            .set_u32("bias_batches", self.bias.map_or(1, |b| b.groups.max(1)))
+            .set_u32("relu", usize::from(self.relu))
+            .set_f32("scale", self.scale.unwrap_or(1.0))
+            .set_f32("alpha", alpha)
+            .set_f32("beta", beta)
+            .set_u32("save_pre", usize::from(self.pre.is_some()))
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of

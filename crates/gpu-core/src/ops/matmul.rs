@@ -7,7 +7,7 @@
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
-use super::{run_fallible, Params};
+use super::{run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::batch::{window, Window};
 use crate::gpu::matrix_units::MatrixUnits;
@@ -16,6 +16,67 @@ pub(crate) use crate::kernels::conv::ConvGather;
 use crate::kernels::conv::ConvGeometry;
 use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
+
+/// `matmul.wgsl`'s uniform block (every matmul family and variant
+/// includes it); the epilogue's members are written by
+/// `Epilogue::params`.
+pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
+    shader: "matmul",
+    fields: &[
+        ("batch_shape", Kind::Dims),
+        ("a_bstrides", Kind::Dims),
+        ("b_bstrides", Kind::Dims),
+        ("m", Kind::U32),
+        ("n", Kind::U32),
+        ("k", Kind::U32),
+        ("brank", Kind::U32),
+        ("a_offset", Kind::U32),
+        ("a_rs", Kind::U32),
+        ("a_cs", Kind::U32),
+        ("b_offset", Kind::U32),
+        ("b_rs", Kind::U32),
+        ("b_cs", Kind::U32),
+        ("tiles_n", Kind::U32),
+        ("tiles_per_batch", Kind::U32),
+        ("workgroups", Kind::U32),
+        ("conv_in_h", Kind::U32),
+        ("conv_in_w", Kind::U32),
+        ("conv_out_h", Kind::U32),
+        ("conv_out_w", Kind::U32),
+        ("conv_pad_top", Kind::U32),
+        ("conv_pad_left", Kind::U32),
+        ("conv_stride_h", Kind::U32),
+        ("conv_stride_w", Kind::U32),
+        ("bias_axis", Kind::U32),
+        ("bias_batches", Kind::U32),
+        ("relu", Kind::U32),
+        ("scale", Kind::F32),
+        ("alpha", Kind::F32),
+        ("beta", Kind::F32),
+        ("save_pre", Kind::U32),
+        ("cell_hidden", Kind::U32),
+        ("cell_x", Kind::U32),
+        ("cell_prev", Kind::U32),
+        ("cell_out", Kind::U32),
+        ("cell_c", Kind::U32),
+        ("cell_dy", Kind::U32),
+    ],
+};
+
+/// The implicit-GEMM convolution's members, in `PARAMS` order.
+const CONV_FIELDS: [&str; 8] = [
+    "conv_in_h",
+    "conv_in_w",
+    "conv_out_h",
+    "conv_out_w",
+    "conv_pad_top",
+    "conv_pad_left",
+    "conv_stride_h",
+    "conv_stride_w",
+];
+
+/// The LSTM cell epilogue's members, in `PARAMS` order.
+const CELL_FIELDS: [&str; 6] = ["cell_hidden", "cell_x", "cell_prev", "cell_out", "cell_c", "cell_dy"];
 
 /// The output tile (rows, columns) of one workgroup for an `m` x `n`
 /// product: the `TILE_M` x `TILE_N` overrides of `shaders/matmul.wgsl`. Few
@@ -908,29 +969,29 @@ impl Job<'_> {
         let geo = bop.conv.map(|(_, geo)| geo);
         let conv_dims = geo
             .map_or([0; 8], |g| [g.in_h, g.in_w, g.out_h(), g.out_w(), g.pad_top, g.pad_left, g.stride_h, g.stride_w]);
-        let mut params = Params::new()
-            .dims(part.dims)
-            .dims(strides(0))
-            .dims(strides(1))
-            .u32(m)
-            .u32(n)
-            .u32(k)
-            .u32(part.dims.len())
-            .u32(part.a_offset)
-            .u32(a_rs)
-            .u32(a_cs)
-            .u32(part.b_offset)
-            .u32(b_rs)
-            .u32(b_cs)
-            .u32(tiles_n)
-            .u32(tiles_m * tiles_n)
-            .u32(workgroups as usize);
-        for d in conv_dims {
-            params = params.u32(d);
+        let mut params = Params::of(&PARAMS)
+            .set_dims("batch_shape", part.dims)
+            .set_dims("a_bstrides", strides(0))
+            .set_dims("b_bstrides", strides(1))
+            .set_u32("m", m)
+            .set_u32("n", n)
+            .set_u32("k", k)
+            .set_u32("brank", part.dims.len())
+            .set_u32("a_offset", part.a_offset)
+            .set_u32("a_rs", a_rs)
+            .set_u32("a_cs", a_cs)
+            .set_u32("b_offset", part.b_offset)
+            .set_u32("b_rs", b_rs)
+            .set_u32("b_cs", b_cs)
+            .set_u32("tiles_n", tiles_n)
+            .set_u32("tiles_per_batch", tiles_m * tiles_n)
+            .set_u32("workgroups", workgroups as usize);
+        for (name, d) in CONV_FIELDS.iter().zip(conv_dims) {
+            params = params.set_u32(name, d);
         }
         params = epi.params(params);
-        for v in cell.map_or([0; 6], |c| c.params) {
-            params = params.u32(v);
+        for (name, v) in CELL_FIELDS.iter().zip(cell.map_or([0; 6], |c| c.params)) {
+            params = params.set_u32(name, v);
         }
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         let mut constants: Vec<(&str, f64)> = if self.subgroup {
@@ -1027,7 +1088,8 @@ impl Job<'_> {
             ]);
         }
         let launch = |inputs: &[&wgpu::Buffer], outputs: &[&wgpu::Buffer], windows: &[Option<Window>]| {
-            let l = Launch { shader, entry, constants: &constants, params: &params.0, inputs, outputs, workgroups };
+            let l =
+                Launch { shader, entry, constants: &constants, params: params.finish(), inputs, outputs, workgroups };
             g.launch_windows(&l, windows)
         };
         if let Some(c) = cell {

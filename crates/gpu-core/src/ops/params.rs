@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     Dims,
     /// Sixteen floats as `array<vec4<f32>, 4>` (16-byte aligned).
     F32x16,
+    /// Four floats as `vec4<f32>` (16-byte aligned).
+    F32x4,
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -30,6 +32,7 @@ impl Kind {
             Kind::U32 | Kind::F32 => (4, 4),
             Kind::Dims => (16, 4 * MAX_DIMS as u32),
             Kind::F32x16 => (16, 64),
+            Kind::F32x4 => (16, 16),
         }
     }
 }
@@ -84,6 +87,8 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
     &super::norm::PARAMS,
     &super::reduce::PARAMS,
     &super::copy::PARAMS,
+    &super::matmul::PARAMS,
+    &super::convert::PARAMS,
 ];
 
 /// A kernel's uniform block, built word by word in the order of its WGSL
@@ -97,7 +102,8 @@ pub(crate) struct Params(
 );
 
 impl Params {
-    /// An unchecked block (kernels not yet declared).
+    /// An empty block, for a launch the fuser always generates (a pad has
+    /// no kernel of its own); every kernel's block is declared.
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,7 +118,7 @@ impl Params {
         if let Some((decl, next)) = &mut self.1 {
             let field = decl.fields.get(*next);
             assert!(
-                field == Some(&(name, kind)) || (name.is_empty() && field.map(|f| f.1) == Some(kind)),
+                field == Some(&(name, kind)),
                 "wgrad internal: {}'s Params member {next} is {field:?}, written as {name:?} ({kind:?})",
                 decl.shader
             );
@@ -155,19 +161,14 @@ impl Params {
         self
     }
 
-    /// Unnamed `u32` (unchecked blocks).
-    pub fn u32(self, v: usize) -> Self {
-        self.set_u32("", v)
-    }
-
-    /// Unnamed `f32` (unchecked blocks).
-    pub fn f32(self, v: f32) -> Self {
-        self.set_f32("", v)
-    }
-
-    /// Unnamed sizes (unchecked blocks).
-    pub fn dims(self, v: &[usize]) -> Self {
-        self.set_dims("", v)
+    /// The next member, four floats named `name` (see [`Kind::F32x4`]).
+    pub fn set_f32x4(mut self, name: &str, v: &[f32; 4]) -> Self {
+        self.expect(name, Kind::F32x4);
+        while !self.0.len().is_multiple_of(4) {
+            self.0.push(0);
+        }
+        self.0.extend(v.iter().map(|x| x.to_bits()));
+        self
     }
 
     /// The finished words; a declared block must have written every member.
