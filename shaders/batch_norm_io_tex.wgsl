@@ -1,9 +1,9 @@
 // The batch-norm kernels' f32 activations with the inputs read through
 // textures (CPU adapters; see texels.wgsl for why and how they are laid
 // out): x, dy, the saved ReLU output y and the residual are r32float
-// textures, the outputs y, dx and dres stay storage buffers. shaders.rs
-// swaps this include for batch_norm_io_f32.wgsl to make `batch_norm_tex`,
-// and lists which inputs of each entry are textures (TEXTURE_OPERANDS).
+// textures, the outputs y, dx and dres stay storage buffers. kernels/
+// batch_norm.rs swaps this include for batch_norm_io_f32.wgsl to make
+// `batch_norm_tex` and lists which inputs of each entry are textures.
 // Units are single elements (LANES 1), quads four fetches.
 //#include texels.wgsl
 const LANES: u32 = 1u;

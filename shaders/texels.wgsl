@@ -1,5 +1,5 @@
-// Inputs read through textures (kernels listed in shaders.rs's
-// TEXTURE_OPERANDS, used on CPU adapters for f32 data): the host copies each
+// Inputs read through textures (the texture variants each family lists in
+// its kernels/NAME.rs, used on CPU adapters for f32 data): the host copies each
 // bound buffer (or window) into an r32float texture TEX_WIDTH texels wide,
 // element i at texel (i % TEX_WIDTH, i / TEX_WIDTH) (`gpu/texture_operands.rs`),
 // bound as a read-only storage texture.
