@@ -27,6 +27,20 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     ],
 };
 
+/// `copy.wgsl`'s block: `n` elements of the view (`shape`, strides of
+/// source and destination) from `(src_offset, dst_offset)`, the launch's
+/// first element `base`.
+fn copy_params(shape: &[usize], [src, dst]: [&[usize]; 2], n: usize, (so, d): (usize, usize), base: usize) -> Params {
+    Params::of(&PARAMS)
+        .set_dims("shape", shape)
+        .set_dims("src_strides", src)
+        .set_dims("dst_strides", dst)
+        .set_u32("n", n)
+        .set_u32("src_offset", so)
+        .set_u32("dst_offset", d)
+        .set_u32("base", base)
+}
+
 /// Errors unless `layout` is a rank the kernels accept and lies inside `buf`.
 fn check_view(op: &'static str, what: &str, buf: &Buffer, layout: &Layout) -> Result<()> {
     layout.check_rank(op)?;
@@ -79,15 +93,8 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
             let constants =
                 [("DENSE_DST", if dense_dst { 1.0 } else { 0.0 }), ("RANK", shape.len() as f64), ("RUN", RUN as f64)];
             let params = |n, [src_shift, dst_shift]: [usize; 2], base| {
-                let (so, d) = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
-                Params::of(&PARAMS)
-                    .set_dims("shape", &shape)
-                    .set_dims("src_strides", &st[0])
-                    .set_dims("dst_strides", &st[1])
-                    .set_u32("n", n)
-                    .set_u32("src_offset", so)
-                    .set_u32("dst_offset", d)
-                    .set_u32("base", base)
+                let offsets = (rel(sl.offset, src_shift), rel(dl.offset, dst_shift));
+                copy_params(&shape, [&st[0], &st[1]], n, offsets, base)
             };
             let limit = g.binding_limit();
             if gather && src.len_bytes() <= limit && dst.len_bytes() <= limit {
@@ -212,15 +219,7 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
             let (shape, st) = coalesce(&layout.shape, &[&layout.strides]);
             // dst_strides are unused with a dense destination.
             let params = |n, [src_shift, _]: [usize; 2], base| {
-                let so = rel(layout.offset, src_shift);
-                Params::of(&PARAMS)
-                    .set_dims("shape", &shape)
-                    .set_dims("src_strides", &st[0])
-                    .set_dims("dst_strides", &st[0])
-                    .set_u32("n", n)
-                    .set_u32("src_offset", so)
-                    .set_u32("dst_offset", 0)
-                    .set_u32("base", base)
+                copy_params(&shape, [&st[0], &st[0]], n, (rel(layout.offset, src_shift), 0), base)
             };
             let constants = [("DENSE_DST", 1.0), ("HALF", 1.0), ("RANK", shape.len() as f64)];
             let reads = [

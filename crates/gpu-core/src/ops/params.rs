@@ -141,33 +141,28 @@ impl Params {
     }
 
     /// The next member, sizes named `name` (see [`Kind::Dims`]).
-    pub fn set_dims(mut self, name: &str, v: &[usize]) -> Self {
-        self.expect(name, Kind::Dims);
+    pub fn set_dims(self, name: &str, v: &[usize]) -> Self {
         assert!(v.len() <= MAX_DIMS, "wgrad internal: more than {MAX_DIMS} dims in kernel params");
-        while !self.0.len().is_multiple_of(4) {
-            self.0.push(0);
-        }
-        self.0.extend((0..MAX_DIMS).map(|i| v.get(i).copied().unwrap_or(0) as u32));
-        self
+        self.vector(name, Kind::Dims, (0..MAX_DIMS).map(|i| v.get(i).copied().unwrap_or(0) as u32))
     }
 
     /// The next member, sixteen floats named `name` (see [`Kind::F32x16`]).
-    pub fn set_f32x16(mut self, name: &str, v: &[f32; 16]) -> Self {
-        self.expect(name, Kind::F32x16);
-        while !self.0.len().is_multiple_of(4) {
-            self.0.push(0);
-        }
-        self.0.extend(v.iter().map(|x| x.to_bits()));
-        self
+    pub fn set_f32x16(self, name: &str, v: &[f32; 16]) -> Self {
+        self.vector(name, Kind::F32x16, v.iter().map(|x| x.to_bits()))
     }
 
     /// The next member, four floats named `name` (see [`Kind::F32x4`]).
-    pub fn set_f32x4(mut self, name: &str, v: &[f32; 4]) -> Self {
-        self.expect(name, Kind::F32x4);
+    pub fn set_f32x4(self, name: &str, v: &[f32; 4]) -> Self {
+        self.vector(name, Kind::F32x4, v.iter().map(|x| x.to_bits()))
+    }
+
+    /// A 16-byte aligned member of `words`.
+    fn vector(mut self, name: &str, kind: Kind, words: impl Iterator<Item = u32>) -> Self {
+        self.expect(name, kind);
         while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
-        self.0.extend(v.iter().map(|x| x.to_bits()));
+        self.0.extend(words);
         self
     }
 
