@@ -30,15 +30,30 @@ pub(crate) fn update(
         .map(|(t, w)| (t * chunk, w, state_chunks.iter_mut().filter_map(Iterator::next).collect()))
         .collect();
     tasks.into_par_iter().for_each(|(start, w, mut st)| {
-        for (i, wi) in w.iter_mut().enumerate() {
-            let mut s = [0.0f32; 3];
-            for (j, h) in st.iter().enumerate() {
-                s[j] = h[i];
-            }
-            *wi = one(*wi, gs[start + i], &mut s);
-            for (j, h) in st.iter_mut().enumerate() {
-                h[i] = s[j];
-            }
+        let g = &gs[start..start + w.len()];
+        // One loop per state count over zipped slices: no per-element loop
+        // over the state buffers, so the compiler can keep each element's
+        // state in registers.
+        match st.as_mut_slice() {
+            [] => w.iter_mut().zip(g).for_each(|(w, &g)| *w = one(*w, g, &mut [0.0; 3])),
+            [a] => w.iter_mut().zip(g).zip(a.iter_mut()).for_each(|((w, &g), a)| {
+                let mut s = [*a, 0.0, 0.0];
+                *w = one(*w, g, &mut s);
+                *a = s[0];
+            }),
+            [a, b] => w.iter_mut().zip(g).zip(a.iter_mut().zip(b.iter_mut())).for_each(|((w, &g), (a, b))| {
+                let mut s = [*a, *b, 0.0];
+                *w = one(*w, g, &mut s);
+                (*a, *b) = (s[0], s[1]);
+            }),
+            [a, b, c] => w.iter_mut().zip(g).zip(a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut())).for_each(
+                |((w, &g), ((a, b), c))| {
+                    let mut s = [*a, *b, *c];
+                    *w = one(*w, g, &mut s);
+                    (*a, *b, *c) = (s[0], s[1], s[2]);
+                },
+            ),
+            _ => unreachable!("at most three state buffers"),
         }
     });
 }
