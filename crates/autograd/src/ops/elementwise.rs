@@ -10,30 +10,6 @@ use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
-/// The op name a unary function records under (profiles, anomaly reports):
-/// its table name in PyTorch's snake case (`leaky_relu`, `gelu_tanh`), so a
-/// profile tells `relu` from `tanh`. Built once per table row.
-fn op_label(op: UnaryOp) -> &'static str {
-    use std::sync::OnceLock;
-    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    let labels = LABELS.get_or_init(|| {
-        UnaryOp::EXAMPLES
-            .iter()
-            .map(|op| {
-                let mut s = String::new();
-                for (i, c) in op.name().chars().enumerate() {
-                    if c.is_ascii_uppercase() && i > 0 {
-                        s.push('_');
-                    }
-                    s.push(c.to_ascii_lowercase());
-                }
-                &*Box::leak(s.into_boxed_str())
-            })
-            .collect()
-    });
-    labels[op.code() as usize]
-}
-
 impl Tensor {
     /// Applies an elementwise function; its backward is one fused kernel.
     ///
@@ -43,14 +19,14 @@ impl Tensor {
     /// [`autocast`](crate::autocast()), the policy's f32 ops (`exp`, `log`)
     /// widen instead and return F32.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        if self.dtype() == DType::F16 && crate::autocast::wants_f32(op_label(op)) {
+        if self.dtype() == DType::F16 && crate::autocast::wants_f32(op.op_name()) {
             return self.f32_input("unary").unary(op);
         }
         let (dtype, io) = (self.dtype(), self.float_storage("unary"));
         let n = self.numel();
         let layout = Layout::contiguous(&self.shape());
         let y = expect("unary", in_f32(io, n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
-        Tensor::from_op_dtype(op_label(op), y, layout, dtype, &[self], move |g, inputs, out| {
+        Tensor::from_op_dtype(op.op_name(), y, layout, dtype, &[self], move |g, inputs, out| {
             let (x, y, gb) = (inputs[0].dense_buffer(), out.dense_buffer(), g.dense_buffer());
             let dx = in_f32(io, n, &[&x, &y, &gb], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
             vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), dtype))]

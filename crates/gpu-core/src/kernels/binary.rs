@@ -24,7 +24,6 @@ macro_rules! binary_table {
 
         /// The rows as the WGSL generator sees them, in code order.
         const WGSL_F: &[WgslRow] = &[$(WgslRow { name: stringify!($name), fields: &[], body: $wf }),*];
-        const ALL_NAMES: &[&str] = &[$(stringify!($name)),*];
 
         impl BinaryOp {
             /// Every op, in code order (for test lists).
@@ -40,15 +39,11 @@ macro_rules! binary_table {
                 WGSL_F[self.code() as usize].name
             }
 
-            /// The op's name in lower case, as PyTorch names it (`add`,
-            /// `maximum`): what autograd calls its nodes and errors.
+            /// The op's name as PyTorch spells it (`add`, `maximum`): what
+            /// autograd records its nodes under.
             pub fn op_name(self) -> &'static str {
-                static LOWER: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-                let names = LOWER.get_or_init(|| {
-                    // Once per process, a few bytes each: leaked for 'static names.
-                    ALL_NAMES.iter().map(|n| &*Box::leak(n.to_ascii_lowercase().into_boxed_str())).collect()
-                });
-                names[self.code() as usize]
+                static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                &crate::kernels::table::snake_names(&NAMES, WGSL_F)[self.code() as usize]
             }
 
             /// The WGSL row of this op, for the fuser's generated kernels.
@@ -145,5 +140,8 @@ mod tests {
         for op in BinaryOp::ALL {
             assert_eq!(op.op_name(), op.name().to_lowercase());
         }
+        use crate::kernels::unary::UnaryOp;
+        let names: Vec<&str> = UnaryOp::EXAMPLES.iter().map(|op| op.op_name()).collect();
+        assert!(names.contains(&"relu") && names.contains(&"leaky_relu") && names.contains(&"gelu_tanh"), "{names:?}");
     }
 }

@@ -14,6 +14,26 @@ pub(crate) struct WgslRow {
     pub body: &'static str,
 }
 
+/// The snake-case names of a table's rows (`LeakyRelu` → `leaky_relu`, as
+/// PyTorch names its ops), worked out on the first call and kept in
+/// `cache`: what autograd records its nodes under.
+pub(crate) fn snake_names(cache: &'static std::sync::OnceLock<Vec<String>>, rows: &[WgslRow]) -> &'static [String] {
+    cache.get_or_init(|| {
+        rows.iter()
+            .map(|row| {
+                let mut s = String::new();
+                for (i, c) in row.name.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        s.push('_');
+                    }
+                    s.push(c.to_ascii_lowercase());
+                }
+                s
+            })
+            .collect()
+    })
+}
+
 impl WgslRow {
     /// The body as (statements, each followed by a space; result expression):
     /// everything up to the last `;` is statements. Shared by the switch

@@ -127,6 +127,14 @@ macro_rules! unary_table {
                 WGSL_F[self.code() as usize].name
             }
 
+            /// The op's name as PyTorch spells it (`leaky_relu`, `gelu_tanh`):
+            /// what autograd records its nodes under, so a profile tells
+            /// `relu` from `tanh`.
+            pub fn op_name(self) -> &'static str {
+                static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                &crate::kernels::table::snake_names(&NAMES, WGSL_F)[self.code() as usize]
+            }
+
             /// The WGSL rows (`f`, `df`) of this op, for the fuser's generated kernels.
             pub(crate) fn wgsl_rows(self) -> (&'static WgslRow, &'static WgslRow) {
                 (&WGSL_F[self.code() as usize], &WGSL_DF[self.code() as usize])
