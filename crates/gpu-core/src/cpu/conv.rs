@@ -7,7 +7,6 @@
 //! made a ResNet-20 step slower on 2 cores.
 
 use super::gemm::{gemm, Mat};
-use super::gemm_abt;
 use crate::kernels::conv::{ConvGather, ConvGeometry};
 
 /// The output columns `lo..hi` whose input column `o * stride + offset`
@@ -264,14 +263,9 @@ fn weight_grad_split(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: &[f32
                 for grp in 0..groups {
                     gather(ConvGather::Columns, g, &x[(n * g.channels + grp * cg) * hw..], kc, l, &mut cols);
                     let dy = &gy[(n * out_channels + grp * ocg) * l..][..ocg * l];
-                    // acc[grp] += dY (ocg x l) @ colsᵀ (l x kc): rows of both
-                    // run along l, so long rows take the unpacked dot products.
+                    // acc[grp] += dY (ocg x l) @ colsᵀ (l x kc).
                     let acc = &mut acc[grp * ocg * kc..][..ocg * kc];
-                    if l >= gemm_abt::MIN_K {
-                        gemm_abt::gemm_abt((ocg, kc, l), 1.0, (dy, l), (&cols, l), acc, kc, true);
-                    } else {
-                        gemm((ocg, l, kc), 1.0, Mat::rows(dy, l), Mat::transposed(&cols, l), 1.0, acc, kc);
-                    }
+                    gemm((ocg, l, kc), 1.0, Mat::rows(dy, l), Mat::transposed(&cols, l), 1.0, acc, kc);
                 }
             }
             acc

@@ -1,7 +1,10 @@
 //! The CPU backend's one way into `matrixmultiply::sgemm` (the matmul twin
 //! and the conv and attention fast paths): matrix views over slices whose
 //! extents are checked before the call, so the callers hold no unsafe code,
-//! and large products split over rayon's threads.
+//! and large products split over rayon's threads (small ones of the
+//! dot-product form to `gemm_abt.rs`).
+
+use super::gemm_abt;
 
 /// An `m` x `k` (or `k` x `n`) matrix read from `data` through row and
 /// column strides: row-major, its transpose, or any other strided view.
@@ -61,6 +64,13 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
     let side = m.max(n);
     let parts = threads.min(side / SPLIT_MIN_WIDTH);
     if rayon::current_thread_index().is_some() || parts < 2 || m * k * n < SPLIT_MIN_MACS {
+        // A few outputs over long rows of A and of Bᵀ (a convolution's
+        // per-image weight gradient): unpacked dot products beat a packed
+        // sgemm there (`gemm_abt.rs`).
+        let dots = a.cs == 1 && b.rs == 1 && k >= gemm_abt::MIN_K && m * n <= gemm_abt::MAX_OUTPUTS;
+        if dots && (beta == 0.0 || beta == 1.0) {
+            return gemm_abt::gemm_abt((m, n, k), alpha, (a.data, a.rs), (b.data, b.cs), c, ldc, beta == 1.0);
+        }
         // SAFETY: the checks above keep every index of the three views
         // inside their slices, and `c` is borrowed mutably, so it aliases
         // neither input.
@@ -187,6 +197,27 @@ pub(crate) mod tests {
                     dot,
                 );
             }
+        }
+    }
+
+    /// A product of the dot-product form (A by rows, B as the transpose of
+    /// rows, long inner dimension, few outputs) goes to `gemm_abt`, with
+    /// B's rows found from its column stride; beta 0 and 1 both.
+    #[test]
+    fn dot_product_form_goes_through_gemm_abt() {
+        let mut rng = crate::HostRng::new(11);
+        let (m, k, n) = (6, gemm_abt::MIN_K + 17, 9);
+        let (a, b) = (rng.vec(m * k, -1.0, 1.0), rng.vec(n * k, -1.0, 1.0));
+        let ldc = n + 2;
+        let c0 = rng.vec(m * ldc, -1.0, 1.0);
+        let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[j * k + p] as f64).sum();
+        for beta in [0.0, 1.0] {
+            let mut c = c0.clone();
+            gemm((m, k, n), 0.5, Mat::rows(&a, k), Mat::transposed(&b, k), beta, &mut c, ldc);
+            assert_product(&format!("beta {beta}"), &c, &c0, (m, n, ldc), 0.5, beta as f64, dot);
+            let mut direct = c0.clone();
+            gemm_abt::gemm_abt((m, n, k), 0.5, (&a, k), (&b, k), &mut direct, ldc, beta == 1.0);
+            assert!(c == direct, "beta {beta}: not the dot-product kernel's bits");
         }
     }
 

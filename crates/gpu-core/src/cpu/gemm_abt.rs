@@ -1,4 +1,5 @@
-//! `C (+)= A · Bᵀ` where the rows of both A and B run along the inner
+//! `C (+)= A · Bᵀ` (reached through `cpu::gemm`, which picks it for small
+//! products of this form) where the rows of both A and B run along the inner
 //! dimension: every output is a dot product of two contiguous rows, so the
 //! product needs no packing. `matrixmultiply` packs both operands on every
 //! call, which for a convolution's per-image weight gradient (16 x 1024 x
@@ -19,6 +20,11 @@ const W: usize = 16;
 /// against 22; 32 x 288 x 256 46 against 48; 64 x 576 x 64 27 against 57):
 /// each output's 16 lanes are summed once, which short rows do not pay for.
 pub(crate) const MIN_K: usize = 512;
+
+/// Outputs up to which `cpu::gemm` hands a product of this form here: the
+/// measured win is on few outputs (2,304 above); larger C reuses packed
+/// panels better.
+pub(crate) const MAX_OUTPUTS: usize = 4096;
 
 /// `c[i·ldc + j] = alpha·dot(a row i, b row j) (+ c[i·ldc + j] when
 /// `accumulate`)` for `i < m`, `j < n`, rows of `k` elements `lda` / `ldb`
