@@ -243,12 +243,32 @@ fn succeeded(what: &str, out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A fresh folder for one test's files.
-fn folder(name: &str) -> PathBuf {
+/// A fresh folder for one test's files, removed when the test passes (a
+/// failing test leaves it for inspection; every run made one per example
+/// under target/tmp, tens of MB each, that no run removed).
+fn folder(name: &str) -> Folder {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("examples-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Folder(dir)
+}
+
+/// See [`folder`].
+struct Folder(PathBuf);
+
+impl std::ops::Deref for Folder {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Tiny local datasets for `--data-dir` and `--text`, in the formats the

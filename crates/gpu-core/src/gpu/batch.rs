@@ -51,7 +51,10 @@ pub(crate) struct Batch {
     pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     chunks: Vec<Chunk>,
-    spare: Vec<wgpu::Buffer>,
+    /// Chunks free again after a submit, their data emptied but its
+    /// capacity kept (a chunk's block vector would otherwise grow from
+    /// nothing in every batch).
+    spare: Vec<Chunk>,
     /// Launches recorded since the last submit, counted as recorded (an
     /// elementwise launch the fuser later merges counts too), so the
     /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
@@ -306,7 +309,7 @@ impl Batch {
     fn next_params_chunk(&self) -> Option<&wgpu::Buffer> {
         match self.chunks.last() {
             Some(c) if c.data.len() < SLOTS_PER_CHUNK * PARAMS_BYTES as usize => Some(&c.buffer),
-            _ => self.spare.last(),
+            _ => self.spare.last().map(|c| &c.buffer),
         }
     }
 
@@ -316,15 +319,16 @@ impl Batch {
         assert!(bytes.len() as u64 <= PARAMS_BYTES, "kernel parameter block larger than {PARAMS_BYTES} bytes");
         let full = self.chunks.last().is_none_or(|c| c.data.len() >= SLOTS_PER_CHUNK * PARAMS_BYTES as usize);
         if full {
-            let buffer = self.spare.pop().unwrap_or_else(|| {
-                device.create_buffer(&wgpu::BufferDescriptor {
+            let chunk = self.spare.pop().unwrap_or_else(|| Chunk {
+                buffer: device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgrad params"),
                     size: SLOTS_PER_CHUNK as u64 * PARAMS_BYTES,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                })
+                }),
+                data: Vec::with_capacity(SLOTS_PER_CHUNK * PARAMS_BYTES as usize),
             });
-            self.chunks.push(Chunk { buffer, data: Vec::new() });
+            self.chunks.push(chunk);
         }
         let chunk = self.chunks.last_mut().unwrap();
         let offset = chunk.data.len();
@@ -782,7 +786,7 @@ impl GpuContext {
         };
         // Texture views change from launch to launch: those bind groups are made afresh.
         let (bind_group, created) = if kernel.textures == 0 {
-            let bound = l.inputs.iter().chain(l.outputs).enumerate().map(|(i, b)| ((*b).clone(), window(i)));
+            let bound = l.inputs.iter().chain(l.outputs).enumerate().map(|(i, b)| (*b, window(i)));
             batch.bind_groups.get_or_create(&kernel.layout, &params, bound, create)?
         } else {
             (create()?, true)
@@ -938,8 +942,11 @@ impl GpuContext {
         // They are taken again in the order they were used (`spare` pops
         // from the end), so the same launch of the next step gets the same
         // chunk and finds its bind group cached.
-        let used: Vec<wgpu::Buffer> = batch.chunks.drain(..).map(|c| c.buffer).collect();
-        batch.spare.extend(used.into_iter().rev());
+        let used: Vec<Chunk> = batch.chunks.drain(..).collect();
+        batch.spare.extend(used.into_iter().rev().map(|mut c| {
+            c.data.clear();
+            c
+        }));
         batch.dispatches = 0;
         self.take_error()?;
         Ok(true)

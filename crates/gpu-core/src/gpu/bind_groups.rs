@@ -11,9 +11,15 @@
 //! whose views change) are not cached. The cache keeps its buffers alive:
 //! it is emptied with the buffer pool (`Device::empty_cache`, a new binding
 //! limit) and starts over past [`CAPACITY`] entries.
+//!
+//! A lookup runs once per eager launch, so a hit neither allocates nor
+//! clones a buffer handle: the launch's bindings are hashed in place and
+//! compared against the stored key, which is built only on a miss.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::batch::Window;
 
@@ -21,7 +27,6 @@ use super::batch::Window;
 const CAPACITY: usize = 16_384;
 
 /// What a bind group binds.
-#[derive(PartialEq, Eq, Hash)]
 struct Key {
     /// The layout's address: layouts live as long as the device's pipeline cache.
     layout: usize,
@@ -30,36 +35,76 @@ struct Key {
     bindings: Vec<(wgpu::Buffer, Option<Window>)>,
 }
 
+impl Key {
+    /// Whether this key binds exactly `layout`, `params` and `bindings`.
+    fn matches<'a>(
+        &self,
+        layout: usize,
+        params: &wgpu::Buffer,
+        mut bindings: impl Iterator<Item = (&'a wgpu::Buffer, Option<Window>)>,
+    ) -> bool {
+        self.layout == layout
+            && self.params == *params
+            && self.bindings.iter().all(|(b, w)| bindings.next().is_some_and(|(nb, nw)| nb == b && nw == *w))
+            && bindings.next().is_none()
+    }
+}
+
+/// The hash of what a launch binds (the map's key; equal hashes are told
+/// apart by [`Key::matches`]).
+fn fingerprint<'a>(
+    layout: usize,
+    params: &wgpu::Buffer,
+    bindings: impl Iterator<Item = (&'a wgpu::Buffer, Option<Window>)>,
+) -> u64 {
+    let mut h = FxHasher::default();
+    layout.hash(&mut h);
+    params.hash(&mut h);
+    for (b, w) in bindings {
+        b.hash(&mut h);
+        w.hash(&mut h);
+    }
+    h.finish()
+}
+
 /// The cache of one device (kept in its batch, under the batch's lock).
 #[derive(Default)]
 pub(crate) struct BindGroups {
-    map: HashMap<Key, wgpu::BindGroup>,
+    /// By fingerprint; a bucket holds more than one entry only on a collision.
+    map: FxHashMap<u64, Vec<(Key, wgpu::BindGroup)>>,
+    len: usize,
 }
 
 impl BindGroups {
     /// The bind group of `layout` binding `params` and `bindings`, made by
     /// `create` when none is cached; also whether it was created.
-    pub fn get_or_create(
+    pub fn get_or_create<'a>(
         &mut self,
         layout: &Arc<wgpu::BindGroupLayout>,
         params: &wgpu::Buffer,
-        bindings: impl Iterator<Item = (wgpu::Buffer, Option<Window>)>,
+        bindings: impl Iterator<Item = (&'a wgpu::Buffer, Option<Window>)> + Clone,
         create: impl FnOnce() -> crate::Result<wgpu::BindGroup>,
     ) -> crate::Result<(wgpu::BindGroup, bool)> {
-        let key = Key { layout: Arc::as_ptr(layout) as usize, params: params.clone(), bindings: bindings.collect() };
-        if let Some(group) = self.map.get(&key) {
-            return Ok((group.clone(), false));
+        let layout = Arc::as_ptr(layout) as usize;
+        let hash = fingerprint(layout, params, bindings.clone());
+        if let Some(bucket) = self.map.get(&hash) {
+            if let Some((_, group)) = bucket.iter().find(|(k, _)| k.matches(layout, params, bindings.clone())) {
+                return Ok((group.clone(), false));
+            }
         }
         let group = create()?;
-        if self.map.len() >= CAPACITY {
-            self.map.clear();
+        if self.len >= CAPACITY {
+            self.clear();
         }
-        self.map.insert(key, group.clone());
+        let key = Key { layout, params: params.clone(), bindings: bindings.map(|(b, w)| (b.clone(), w)).collect() };
+        self.map.entry(hash).or_default().push((key, group.clone()));
+        self.len += 1;
         Ok((group, true))
     }
 
     /// Forgets every bind group (and the buffers they kept alive).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.len = 0;
     }
 }

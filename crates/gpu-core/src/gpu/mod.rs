@@ -22,3 +22,4 @@ pub(crate) mod workgroups;
 
 pub(crate) use batch::Launch;
 pub(crate) use context::GpuContext;
+pub(crate) use pipelines::PARAMS_WORDS;

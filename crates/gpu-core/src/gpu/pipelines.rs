@@ -8,13 +8,15 @@
 //! r32float textures instead (filled from the launch's buffers, see
 //! `texture_operands.rs`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::shaders;
 
 /// Size of one kernel's parameter block (the largest WGSL `Params` struct).
 pub(crate) const PARAMS_BYTES: u64 = 256;
+/// [`PARAMS_BYTES`] in 32-bit words.
+pub(crate) const PARAMS_WORDS: usize = PARAMS_BYTES as usize / 4;
 
 /// `WGRAD_LOG_PIPELINES=1` prints every pipeline compilation and its time
 /// to stderr (what a slow first step spends its time on).
@@ -128,9 +130,48 @@ pub(crate) fn bind_group<'a>(
 /// same key while the first compiles it waits for that compilation.
 type Slot = Arc<OnceLock<Arc<Kernel>>>;
 
+/// A compiled registry kernel found by [`PipelineCache::get`] without
+/// building its [`Key`]: what the key would hold, compared in place.
+struct Compiled {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+    inputs: usize,
+    outputs: usize,
+    kernel: Arc<Kernel>,
+}
+
+impl Compiled {
+    fn is(&self, shader: &str, entry: &str, constants: &[(&'static str, f64)], inputs: usize, outputs: usize) -> bool {
+        self.shader == shader
+            && self.entry == entry
+            && self.inputs == inputs
+            && self.outputs == outputs
+            && self.constants.len() == constants.len()
+            && self.constants.iter().zip(constants).all(|(&(n, v), &(m, w))| n == m && v == w.to_bits())
+    }
+}
+
+/// The hash [`PipelineCache::get`] files a registry kernel under: the
+/// names' addresses (each launch site passes the same `&'static str`s; a
+/// name at another address is a miss, then found by the full key) and the
+/// constants' bits.
+fn registry_hash(shader: &str, entry: &str, constants: &[(&'static str, f64)], inputs: usize, outputs: usize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    (shader.as_ptr() as usize, shader.len(), entry.as_ptr() as usize, entry.len(), inputs, outputs).hash(&mut h);
+    for &(n, v) in constants {
+        (n.as_ptr() as usize, v.to_bits()).hash(&mut h);
+    }
+    h.finish()
+}
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     kernels: Mutex<HashMap<Key, Slot>>,
+    /// Compiled registry kernels by [`registry_hash`]: a launch finds its
+    /// pipeline here without allocating its key (the eager hot path).
+    compiled_by_site: Mutex<HashMap<u64, Vec<Compiled>>>,
     /// Generated kernels by source, looked up without building a [`Key`]
     /// (a fused launch should not copy its source).
     generated: Mutex<HashMap<String, Slot>>,
@@ -146,7 +187,7 @@ pub(crate) struct PipelineCache {
     /// device keeps a pipeline manifest (see `warmup.rs`).
     pub(crate) manifest: Mutex<Option<std::fs::File>>,
     /// The keys the manifest lists already (not written again).
-    pub(crate) listed: Mutex<std::collections::HashSet<Key>>,
+    pub(crate) listed: Mutex<rustc_hash::FxHashSet<Key>>,
     /// Pipelines compiled so far, by any thread.
     pub(crate) compiled: std::sync::atomic::AtomicU64,
 }
@@ -161,8 +202,17 @@ impl PipelineCache {
         inputs: usize,
         outputs: usize,
     ) -> Arc<Kernel> {
-        let constants = constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
-        self.kernel(device, Key::Registry { shader, entry, constants, inputs, outputs })
+        let hash = registry_hash(shader, entry, constants, inputs, outputs);
+        if let Some(found) = self.compiled_by_site.lock().unwrap().get(&hash).and_then(|bucket| {
+            bucket.iter().find(|c| c.is(shader, entry, constants, inputs, outputs)).map(|c| c.kernel.clone())
+        }) {
+            return found;
+        }
+        let bits: Vec<(&'static str, u64)> = constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
+        let kernel = self.kernel(device, Key::Registry { shader, entry, constants: bits.clone(), inputs, outputs });
+        let compiled = Compiled { shader, entry, constants: bits, inputs, outputs, kernel: kernel.clone() };
+        self.compiled_by_site.lock().unwrap().entry(hash).or_default().push(compiled);
+        kernel
     }
 
     /// The pipeline of a generated kernel's `main`, by its body (the WGSL

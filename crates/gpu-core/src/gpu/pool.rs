@@ -1,7 +1,9 @@
 //! A size-bucketed pool of device buffers: freed buffers are kept and handed
 //! out again, so a training loop stops allocating after its first steps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Mutex;
 
 pub(crate) use crate::size_class::size_class;
@@ -55,7 +57,7 @@ struct State {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     /// Per size class, the buffers handed out in each of the last batches
     /// that asked for that class, in order, the most recent batch first.
-    past: HashMap<u64, std::collections::VecDeque<Vec<wgpu::Buffer>>>,
+    past: HashMap<u64, VecDeque<Vec<wgpu::Buffer>>>,
     /// The same for the batch being recorded.
     now: HashMap<u64, Vec<wgpu::Buffer>>,
     /// Per size class, the buffers created while others were free (see `acquire`).
@@ -132,7 +134,7 @@ impl Pool {
 
     /// Starts logging the buffers handed out (a step being recorded).
     pub fn start_logging(&self) {
-        self.state.lock().unwrap().pins.recording = Some(HashMap::new());
+        self.state.lock().unwrap().pins.recording = Some(HashMap::default());
     }
 
     /// Stops logging; returns the buffers handed out since [`start_logging`](Self::start_logging).

@@ -26,7 +26,7 @@
 //! static inputs) must stay held by their tensors: a replay that finds one
 //! freed (a parameter replaced, an input dropped) refuses with an error.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::hash::{Hash, Hasher};
 
 use super::batch::{binding, Window};
@@ -195,7 +195,7 @@ impl Tape {
     // mutability does not touch.
     #[allow(clippy::mutable_key_type)]
     pub fn buffers(&self) -> Vec<wgpu::Buffer> {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut out = Vec::new();
         let mut add = |b: &wgpu::Buffer| {
             if seen.insert(b.clone()) {

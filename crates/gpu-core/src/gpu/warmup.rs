@@ -174,7 +174,7 @@ pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
     let dir = cache_dir()?;
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join(format!("pipelines-{}-{:016x}.txt", program(), fingerprint(&ctx.info)));
-    let mut seen = HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     let mut keys = Vec::new();
     if let Ok(file) = std::fs::File::open(&path) {
         for l in std::io::BufReader::new(file).lines().map_while(|l| l.ok()).take(MAX_ENTRIES) {

@@ -110,7 +110,8 @@ impl Params {
 
     /// A block checked against `decl`: each setter must name the next member.
     pub fn of(decl: &'static ParamsDecl) -> Self {
-        Self(vec![], Some((decl, 0)))
+        // Sized for the whole block at once: it is built on every launch.
+        Self(Vec::with_capacity(crate::gpu::PARAMS_WORDS), Some((decl, 0)))
     }
 
     /// Checks that the next declared member is `name` of kind `kind`.
