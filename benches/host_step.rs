@@ -8,7 +8,10 @@
 //! submitted; the wait that follows is not timed. Batch 2: the host's work
 //! per launch does not depend on the batch, and a small batch keeps the
 //! device's share (and its eviction of the host's caches on CPU adapters)
-//! small. Prints the best, first-quartile and median step.
+//! small. Prints the best, first-quartile and median step, the submit's
+//! share, and the time the submit thread (`gpu/submitter.rs`) spent
+//! finishing the step's batch beside the caller (`WGRAD_SUBMIT_THREAD=0`
+//! puts that work back into the submit).
 //!
 //! Host kinds differ several-fold, so compare builds on one host: build each
 //! commit's `target/release/deps/host_step-*` binary and run them
@@ -33,38 +36,43 @@ fn main() {
     let x = Tensor::randn(&[batch, 3, 32, 32], 1, &dev);
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let y = Tensor::from_u32(&labels, &[batch], &dev);
+    // Returns the loss and the time the submit took (µs).
     let mut step = || {
         opt.zero_grad();
         let loss = CrossEntropyLoss::default().forward(&model.forward(&x), &y);
         loss.backward();
         opt.step();
+        let t = Instant::now();
         dev.flush().expect("submit");
-        loss
+        (loss, t.elapsed().as_secs_f64() * 1e6)
     };
     // Warm-up: pipelines compiled, the pool's order settled.
     for _ in 0..3 {
-        step().item();
+        step().0.item();
     }
     let before = dev.stats();
-    let mut us: Vec<f64> = (0..steps)
+    let (mut us, mut submit_us): (Vec<f64>, Vec<f64>) = (0..steps)
         .map(|_| {
             dev.synchronize().expect("device idle");
             let t = Instant::now();
-            let loss = step();
+            let (loss, submit) = step();
             let took = t.elapsed().as_secs_f64() * 1e6;
             drop(loss);
-            took
+            (took, submit)
         })
-        .collect();
+        .unzip();
     let done = dev.stats() - before;
     us.sort_by(f64::total_cmp);
+    submit_us.sort_by(f64::total_cmp);
     let launches = done.dispatches / steps as u64;
     println!(
-        "{}: host until submitted, {steps} eager ResNet-20 steps (batch {batch}, {launches} launches each, {} bind groups created after warm-up): best {:.0} us, p25 {:.0} us, median {:.0} us",
+        "{}: host until submitted, {steps} eager ResNet-20 steps (batch {batch}, {launches} launches each, {} bind groups created after warm-up): best {:.0} us, p25 {:.0} us, median {:.0} us; of which the submit: median {:.0} us; the submit thread's work: {:.0} us a step",
         dev.name(),
         done.bind_groups_created,
         us[0],
         us[us.len() / 4],
-        us[us.len() / 2]
+        us[us.len() / 2],
+        submit_us[submit_us.len() / 2],
+        done.host_encode_ns as f64 / 1e3 / steps as f64
     );
 }

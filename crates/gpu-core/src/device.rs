@@ -322,6 +322,26 @@ impl Device {
         Ok(())
     }
 
+    /// Submits batches on a thread of the device's own (the default, unless
+    /// `WGRAD_SUBMIT_THREAD=0` when it opened) or on the calling thread,
+    /// from now on: on the thread, wgpu's validation and encoding of a
+    /// batch run while the caller records the next launches (see
+    /// `gpu/submitter.rs`, docs/architecture.md "Submitting"). An error when
+    /// turned on for a device opened without the thread; the CPU backend
+    /// submits nothing and ignores this.
+    pub fn set_submit_thread(&self, on: bool) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.submitter.set_threaded(on),
+            Backend::Cpu => Ok(()),
+        }
+    }
+
+    /// Whether batches are submitted on the device's submit thread (false
+    /// on the CPU backend).
+    pub fn submit_thread(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.submitter.is_threaded())
+    }
+
     /// Whether repeated batches are replayed (false on the CPU backend).
     pub fn replay(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.batch.lock().unwrap().replay.on)
@@ -386,6 +406,7 @@ impl Device {
         if let Backend::Gpu(g) = &self.inner.backend {
             g.flush()?;
             let _host = crate::gpu::host_clock::enter(&g.stats, crate::stats::HostPhase::Wait);
+            g.submitter.drain();
             g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| crate::Error::Gpu(e.to_string()))?;
             g.take_error()?;
         }

@@ -84,8 +84,10 @@ impl Future for Readback {
                         // callback it runs wakes this task.
                         if !*waiter {
                             *waiter = true;
-                            let wgpu_device = ctx.device.clone();
+                            let (wgpu_device, submitter) = (ctx.device.clone(), ctx.submitter.clone());
                             let waiter = std::thread::spawn(move || {
+                                // The map starts when the batch is submitted.
+                                submitter.drain();
                                 let _ = wgpu_device.poll(wgpu::PollType::wait_indefinitely());
                             });
                             let mut waiters = ctx.waiters.lock().unwrap();

@@ -16,6 +16,10 @@ pub(crate) enum HostPhase {
     Submit,
     /// Waiting for the device: a readback's map, timestamps.
     Wait,
+    /// On the submit thread (`gpu/submitter.rs`): a batch's parameter
+    /// blocks written and its command buffer finished and queued, beside
+    /// the caller.
+    Encode,
 }
 
 /// Live counters of one device. Cheap to update from any thread.
@@ -35,6 +39,7 @@ pub struct Stats {
     host_record_ns: AtomicU64,
     host_submit_ns: AtomicU64,
     host_wait_ns: AtomicU64,
+    host_encode_ns: AtomicU64,
     bind_groups_created: AtomicU64,
     plans_captured: AtomicU64,
     batches_replayed: AtomicU64,
@@ -88,6 +93,11 @@ pub struct StatsSnapshot {
     /// wall time minus this is its host cost; when that exceeds the
     /// device's time, the host is what bounds the step.
     pub host_wait_ns: u64,
+    /// Nanoseconds the submit thread spent finishing and queueing batches
+    /// (wgpu's validation and encoding of their passes), in parallel with
+    /// the caller's recording; with `WGRAD_SUBMIT_THREAD=0` that work is on
+    /// the caller's thread, in `host_submit_ns`, and this stays 0.
+    pub host_encode_ns: u64,
     /// Bind groups a GPU device created: one per launch, except those it
     /// found cached (binding the same buffers to the same kernel layout as
     /// an earlier launch: the steps of a training loop after the first).
@@ -129,6 +139,7 @@ impl Stats {
             host_record_ns: self.host_record_ns.load(Relaxed),
             host_submit_ns: self.host_submit_ns.load(Relaxed),
             host_wait_ns: self.host_wait_ns.load(Relaxed),
+            host_encode_ns: self.host_encode_ns.load(Relaxed),
             bind_groups_created: self.bind_groups_created.load(Relaxed),
             plans_captured: self.plans_captured.load(Relaxed),
             batches_replayed: self.batches_replayed.load(Relaxed),
@@ -170,6 +181,7 @@ impl Stats {
             HostPhase::Record => &self.host_record_ns,
             HostPhase::Submit => &self.host_submit_ns,
             HostPhase::Wait => &self.host_wait_ns,
+            HostPhase::Encode => &self.host_encode_ns,
         };
         counter.fetch_add(d.as_nanos() as u64, Relaxed);
     }
@@ -239,6 +251,7 @@ impl std::ops::Sub for StatsSnapshot {
             host_record_ns: self.host_record_ns - before.host_record_ns,
             host_submit_ns: self.host_submit_ns - before.host_submit_ns,
             host_wait_ns: self.host_wait_ns - before.host_wait_ns,
+            host_encode_ns: self.host_encode_ns - before.host_encode_ns,
             bind_groups_created: self.bind_groups_created - before.bind_groups_created,
             plans_captured: self.plans_captured - before.plans_captured,
             batches_replayed: self.batches_replayed - before.batches_replayed,

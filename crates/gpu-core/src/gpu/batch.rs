@@ -70,6 +70,8 @@ pub(crate) struct Batch {
     pub(crate) replay: super::replay::Replay,
     /// The pipeline the open pass has set.
     pass_pipeline: Option<wgpu::ComputePipeline>,
+    /// What runs once this batch is submitted (readbacks' maps).
+    pub(crate) after_submit: Vec<super::submitter::AfterSubmit>,
     /// The step being recorded as a step graph, if one is (`tape.rs`).
     pub(crate) tape: Option<Tape>,
 }
@@ -918,6 +920,14 @@ impl GpuContext {
         }
         self.pool.next_batch();
         let Some(mut encoder) = batch.encoder.take() else {
+            // Nothing to submit: what waited for the submit runs now,
+            // after the batches before it.
+            if !batch.after_submit.is_empty() {
+                self.submitter.drain();
+                for f in batch.after_submit.drain(..) {
+                    f();
+                }
+            }
             return Ok(false);
         };
         let timing = batch.timing.take().filter(|t| !t.records.is_empty());
@@ -926,14 +936,21 @@ impl GpuContext {
             encoder.resolve_query_set(&t.set, 0..n, &t.resolve, 0);
             encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, n as u64 * 8);
         }
-        // The parameter arena is written by the queue before this submit runs.
-        for c in &batch.chunks {
-            self.queue.write_buffer(&c.buffer, 0, &c.data);
-        }
         if let Some(t) = &mut batch.tape {
             t.end_segment(batch.chunks.iter().map(|c| c.data.clone()).collect());
         }
-        self.queue.submit([encoder.finish()]);
+        // The parameter arena is written by the queue before this submit
+        // runs; the chunk keeps a vector of the same capacity for its next use.
+        let writes = batch
+            .chunks
+            .iter_mut()
+            .map(|c| {
+                let fresh = Vec::with_capacity(c.data.capacity());
+                (c.buffer.clone(), std::mem::replace(&mut c.data, fresh))
+            })
+            .collect();
+        let then = std::mem::take(&mut batch.after_submit);
+        self.submitter.submit(&self.queue, super::submitter::Job { writes, encoder, then });
         self.stats().submitted();
         if let Some(t) = timing {
             self.read_timestamps(t)?;
@@ -943,10 +960,7 @@ impl GpuContext {
         // from the end), so the same launch of the next step gets the same
         // chunk and finds its bind group cached.
         let used: Vec<Chunk> = batch.chunks.drain(..).collect();
-        batch.spare.extend(used.into_iter().rev().map(|mut c| {
-            c.data.clear();
-            c
-        }));
+        batch.spare.extend(used.into_iter().rev());
         batch.dispatches = 0;
         self.take_error()?;
         Ok(true)
@@ -956,6 +970,7 @@ impl GpuContext {
     fn read_timestamps(&self, t: Timing) -> Result<()> {
         let n = 2 * t.records.len();
         let _host = host_clock::enter(&self.stats, HostPhase::Wait);
+        self.submitter.drain();
         let (tx, rx) = std::sync::mpsc::channel();
         t.read.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);

@@ -28,6 +28,8 @@ pub(crate) struct GpuContext {
     /// is in `exit` unloads the driver under the exit handlers.
     pub waiters: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub batch: Mutex<Batch>,
+    /// Where finished batches are submitted (a thread of its own by default).
+    pub submitter: super::submitter::Submitter,
     /// The first error wgpu reported outside a call we could return it from.
     pub error: Arc<Mutex<Option<String>>>,
     /// The owning device's counters.
@@ -95,6 +97,7 @@ impl Drop for GpuContext {
         for waiter in self.waiters.get_mut().unwrap().drain(..) {
             let _ = waiter.join();
         }
+        self.submitter.stop();
     }
 }
 
@@ -146,6 +149,7 @@ impl GpuContext {
             && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
         let pipelines = Arc::new(PipelineCache::from_env());
+        let submitter = super::submitter::Submitter::from_env(&queue, &stats);
         Ok(GpuContext {
             device,
             queue,
@@ -156,6 +160,7 @@ impl GpuContext {
             warmup: Mutex::new(None),
             waiters: Mutex::new(Vec::new()),
             batch: Mutex::new(Batch::default()),
+            submitter,
             error,
             stats,
             profiler,

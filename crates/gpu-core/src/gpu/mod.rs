@@ -15,6 +15,7 @@ pub(crate) mod readback;
 pub(crate) mod replay;
 pub(crate) mod specialize;
 pub(crate) mod split;
+pub(crate) mod submitter;
 pub(crate) mod tape;
 pub(crate) mod texture_operands;
 pub(crate) mod warmup;

@@ -52,6 +52,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let state = Arc::new(Mutex::new(MapState::default()));
         {
             let mut batch = self.batch.lock().unwrap();
             self.settle(&mut batch)?;
@@ -66,20 +67,23 @@ impl GpuContext {
                 encoder.copy_buffer_to_buffer(&self.index_errors, 0, &staging, size, 16);
                 encoder.clear_buffer(&self.index_errors, 0, None);
             }
+            // The map starts once the copy is submitted (on the submit
+            // thread, see `submitter.rs`).
+            let (mapped, filled) = (staging.clone(), state.clone());
+            batch.after_submit.push(Box::new(move || {
+                mapped.map_async(wgpu::MapMode::Read, .., move |r| {
+                    let waker = {
+                        let mut s = filled.lock().unwrap();
+                        s.result = Some(r);
+                        s.waker.take()
+                    };
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                });
+            }));
             self.submit(&mut batch)?;
         }
-        let state = Arc::new(Mutex::new(MapState::default()));
-        let filled = state.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let waker = {
-                let mut s = filled.lock().unwrap();
-                s.result = Some(r);
-                s.waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
-        });
         Ok(PendingRead { staging, bytes, size, check, state })
     }
 
@@ -94,6 +98,9 @@ impl GpuContext {
     /// Blocks until `p` is mapped.
     pub fn wait_read(&self, p: &PendingRead) -> Result<()> {
         let _host = host_clock::enter(&self.stats, HostPhase::Wait);
+        // Its map starts when its batch is submitted: a poll before that
+        // would have nothing to wait for.
+        self.submitter.drain();
         while !p.is_mapped() {
             self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         }

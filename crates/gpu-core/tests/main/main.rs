@@ -42,4 +42,5 @@ mod split_attention;
 mod split_binding;
 mod split_elementwise;
 mod split_rows;
+mod submit_thread;
 mod texture_operands;
