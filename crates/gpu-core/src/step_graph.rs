@@ -20,7 +20,7 @@ pub struct Recording {
 /// handed out by the pool while it lives. Dropping it releases them.
 pub struct StepGraph {
     device: Device,
-    ready: Vec<Ready>,
+    ready: std::sync::Arc<[Ready]>,
     launches: usize,
     checks_indices: bool,
     pinned: Vec<wgpu::Buffer>,
@@ -101,7 +101,8 @@ impl Recording {
                 g.prepare_tape(&self.tape)
             }
             None => Vec::new(),
-        };
+        }
+        .into();
         let (launches, checks_indices) = (self.tape.dispatches(), self.tape.checks_indices);
         StepGraph { device: self.device, ready, launches, checks_indices, pinned, external }
     }

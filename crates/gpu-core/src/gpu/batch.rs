@@ -5,6 +5,8 @@
 //! bound with dynamic offsets) that is written to the GPU right before the
 //! submit, so recording a kernel costs no queue operation.
 
+use std::sync::Arc;
+
 use super::context::GpuContext;
 use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
@@ -12,6 +14,7 @@ use super::host_clock;
 use super::pipelines::{Kernel, PARAMS_BYTES};
 use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
+use super::submitter::Finish;
 use super::tape::{Command, Ready, Tape};
 use crate::stats::HostPhase;
 use crate::{Error, Result};
@@ -27,6 +30,11 @@ pub(crate) const MAX_GRID_DIM: u32 = 65_535;
 struct Chunk {
     buffer: wgpu::Buffer,
     data: Vec<u8>,
+}
+
+/// Commands the caller recorded, finished where the batch is.
+fn recorded(encoder: wgpu::CommandEncoder) -> Finish {
+    Box::new(move |_| encoder.finish())
 }
 
 /// Timestamp queries per batch while profiling (two per launch); a batch
@@ -72,6 +80,9 @@ pub(crate) struct Batch {
     pass_pipeline: Option<wgpu::ComputePipeline>,
     /// What runs once this batch is submitted (readbacks' maps).
     pub(crate) after_submit: Vec<super::submitter::AfterSubmit>,
+    /// The batch's commands before `encoder`'s, in order (a step graph's
+    /// replay splits the batch: see [`append`](Self::append)).
+    parts: Vec<Finish>,
     /// The step being recorded as a step graph, if one is (`tape.rs`).
     pub(crate) tape: Option<Tape>,
 }
@@ -274,32 +285,19 @@ impl Batch {
     }
 
     /// Appends a step graph's prepared commands (`tape.rs`) after what is
-    /// recorded; returns the launches appended.
-    pub(crate) fn append(&mut self, device: &wgpu::Device, ready: &[Ready]) -> usize {
-        let mut launches = 0;
-        for c in ready {
-            match c {
-                Ready::Dispatch { pipeline, bind_group, offset, grid } => {
-                    self.dispatch_in_pass(device, pipeline, bind_group, *offset, *grid);
-                    launches += 1;
-                }
-                Ready::Other(c) => {
-                    let encoder = self.encoder(device);
-                    match c {
-                        Command::Copy { src, src_offset, dst, dst_offset, size } => {
-                            encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
-                        }
-                        Command::Upload { staging, dst, offset, size, .. } => {
-                            encoder.copy_buffer_to_buffer(staging, 0, dst, *offset, *size)
-                        }
-                        Command::TextureCopy { buffer, window, texture } => {
-                            super::texture_operands::copy_window(encoder, buffer, *window, texture)
-                        }
-                        Command::Dispatch { .. } => unreachable!("prepared as Ready::Dispatch"),
-                    }
-                }
-            }
+    /// recorded; returns the launches appended. They are encoded when the
+    /// batch is finished (on the submit thread, `tape::encode_graph`), in a
+    /// command buffer between the caller's encoders before and after them.
+    pub(crate) fn append(&mut self, ready: &Arc<[Ready]>) -> usize {
+        // Ends the open pass; what was recorded so far goes first.
+        self.pass = None;
+        self.pass_pipeline = None;
+        if let Some(e) = self.encoder.take() {
+            self.parts.push(recorded(e));
         }
+        let graph = ready.clone();
+        self.parts.push(Box::new(move |device| super::tape::encode_graph(device, &graph)));
+        let launches = ready.iter().filter(|c| matches!(c, Ready::Dispatch { .. })).count();
         // The textures now hold what the replay copied into them.
         self.staging.forget();
         self.dispatches += launches;
@@ -919,6 +917,10 @@ impl GpuContext {
             }
         }
         self.pool.next_batch();
+        if batch.encoder.is_none() && !batch.parts.is_empty() {
+            // A replay ended the batch: the commands after it (timestamps) get an encoder.
+            batch.encoder(&self.device);
+        }
         let Some(mut encoder) = batch.encoder.take() else {
             // Nothing to submit: what waited for the submit runs now,
             // after the batches before it.
@@ -950,7 +952,9 @@ impl GpuContext {
             })
             .collect();
         let then = std::mem::take(&mut batch.after_submit);
-        self.submitter.submit(&self.queue, super::submitter::Job { writes, encoder, then });
+        let mut parts = std::mem::take(&mut batch.parts);
+        parts.push(recorded(encoder));
+        self.submitter.submit(&self.device, &self.queue, super::submitter::Job { writes, parts, then });
         self.stats().submitted();
         if let Some(t) = timing {
             self.read_timestamps(t)?;

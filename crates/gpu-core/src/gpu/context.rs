@@ -149,7 +149,7 @@ impl GpuContext {
             && super::texture_operands::supported(features)
             && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
         let pipelines = Arc::new(PipelineCache::from_env());
-        let submitter = super::submitter::Submitter::from_env(&queue, &stats);
+        let submitter = super::submitter::Submitter::from_env(&device, &queue, &stats);
         Ok(GpuContext {
             device,
             queue,

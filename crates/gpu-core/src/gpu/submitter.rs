@@ -36,11 +36,15 @@ use crate::stats::{HostPhase, Stats};
 /// wgpu must see after the submit that fills the staging buffer).
 pub(crate) type AfterSubmit = Box<dyn FnOnce() + Send>;
 
+/// One command buffer of a batch, finished here: an encoder the caller
+/// recorded, or a step graph's replay encoded now.
+pub(crate) type Finish = Box<dyn FnOnce(&wgpu::Device) -> wgpu::CommandBuffer + Send>;
+
 /// One batch to submit: the parameter chunks' bytes, written first, then
-/// the recorded commands, then what waits for the submit.
+/// the command buffers, in order, then what waits for the submit.
 pub(crate) struct Job {
     pub writes: Vec<(wgpu::Buffer, Vec<u8>)>,
-    pub encoder: wgpu::CommandEncoder,
+    pub parts: Vec<Finish>,
     pub then: Vec<AfterSubmit>,
 }
 
@@ -68,11 +72,12 @@ struct Worker {
 }
 
 /// Writes `job`'s chunks and submits its commands on `queue`.
-fn run(queue: &wgpu::Queue, job: Job) {
+fn run(device: &wgpu::Device, queue: &wgpu::Queue, job: Job) {
     for (buffer, bytes) in &job.writes {
         queue.write_buffer(buffer, 0, bytes);
     }
-    queue.submit([job.encoder.finish()]);
+    let buffers: Vec<wgpu::CommandBuffer> = job.parts.into_iter().map(|finish| finish(device)).collect();
+    queue.submit(buffers);
     for f in job.then {
         f();
     }
@@ -80,21 +85,21 @@ fn run(queue: &wgpu::Queue, job: Job) {
 
 impl Submitter {
     /// A submitter for `queue`; a thread of its own unless `WGRAD_SUBMIT_THREAD=0`.
-    pub fn from_env(queue: &wgpu::Queue, stats: &Arc<Stats>) -> Submitter {
+    pub fn from_env(device: &wgpu::Device, queue: &wgpu::Queue, stats: &Arc<Stats>) -> Submitter {
         let on = std::env::var("WGRAD_SUBMIT_THREAD").map_or(true, |v| v.trim() != "0");
         if !on {
             return Submitter { thread: None };
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let progress = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
-        let (queue, stats, shared) = (queue.clone(), stats.clone(), progress.clone());
+        let (device, queue, stats, shared) = (device.clone(), queue.clone(), stats.clone(), progress.clone());
         let handle = std::thread::Builder::new()
             .name("wgrad-submit".into())
             .spawn(move || {
                 for job in rx {
                     {
                         let _host = super::host_clock::enter(&stats, HostPhase::Encode);
-                        run(&queue, job);
+                        run(&device, &queue, job);
                     }
                     let (lock, done) = &*shared;
                     lock.lock().unwrap().done += 1;
@@ -109,18 +114,18 @@ impl Submitter {
 
     /// Submits `job` after every batch handed over before it: on the submit
     /// thread, or here.
-    pub fn submit(&self, queue: &wgpu::Queue, job: Job) {
-        let Some(w) = &self.thread else { return run(queue, job) };
+    pub fn submit(&self, device: &wgpu::Device, queue: &wgpu::Queue, job: Job) {
+        let Some(w) = &self.thread else { return run(device, queue, job) };
         let tx = w.tx.lock().unwrap();
         let Some(tx) = tx.as_ref().filter(|_| w.on.load(Ordering::Relaxed)) else {
             drop(tx);
             self.drain();
-            return run(queue, job);
+            return run(device, queue, job);
         };
         w.progress.0.lock().unwrap().sent += 1;
         if let Err(mpsc::SendError(job)) = tx.send(job) {
             // The thread is gone (it panicked): submit here, and count it done.
-            run(queue, job);
+            run(device, queue, job);
             w.progress.0.lock().unwrap().done += 1;
         }
     }

@@ -354,7 +354,7 @@ impl super::GpuContext {
     /// buffer in `external` was freed since recording.
     pub(crate) fn replay_tape(
         &self,
-        ready: &[Ready],
+        ready: &std::sync::Arc<[Ready]>,
         external: &[wgpu::Buffer],
         checks_indices: bool,
     ) -> crate::Result<()> {
@@ -377,7 +377,7 @@ impl super::GpuContext {
         }
         // Deferred launches before it run first.
         self.settle(&mut batch)?;
-        let launches = batch.append(&self.device, ready);
+        let launches = batch.append(ready);
         if checks_indices {
             self.index_checks_pending.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -390,6 +390,48 @@ impl super::GpuContext {
 pub(crate) enum Ready {
     Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, offset: u32, grid: (u32, u32) },
     Other(Command),
+}
+
+/// A replay's commands in a command buffer of their own (on the submit
+/// thread, when the batch they were appended to is finished): the
+/// dispatches share compute passes, as in a batch recorded afresh.
+pub(crate) fn encode_graph(device: &wgpu::Device, ready: &[Ready]) -> wgpu::CommandBuffer {
+    let mut encoder =
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad step graph") });
+    let mut pass: Option<(wgpu::ComputePass<'static>, Option<&wgpu::ComputePipeline>)> = None;
+    for c in ready {
+        match c {
+            Ready::Dispatch { pipeline, bind_group, offset, grid } => {
+                let desc = wgpu::ComputePassDescriptor { label: Some("wgrad step graph"), timestamp_writes: None };
+                let (p, set) = pass.get_or_insert_with(|| (encoder.begin_compute_pass(&desc).forget_lifetime(), None));
+                if *set != Some(pipeline) {
+                    p.set_pipeline(pipeline);
+                    *set = Some(pipeline);
+                }
+                p.set_bind_group(0, bind_group, &[*offset]);
+                p.dispatch_workgroups(grid.0, grid.1, 1);
+            }
+            Ready::Other(c) => {
+                // A copy ends the pass (a pass forgotten from its lifetime
+                // locks the encoder until it ends).
+                pass = None;
+                match c {
+                    Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                        encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
+                    }
+                    Command::Upload { staging, dst, offset, size, .. } => {
+                        encoder.copy_buffer_to_buffer(staging, 0, dst, *offset, *size)
+                    }
+                    Command::TextureCopy { buffer, window, texture } => {
+                        super::texture_operands::copy_window(&mut encoder, buffer, *window, texture)
+                    }
+                    Command::Dispatch { .. } => unreachable!("prepared as Ready::Dispatch"),
+                }
+            }
+        }
+    }
+    drop(pass);
+    encoder.finish()
 }
 
 #[cfg(test)]
