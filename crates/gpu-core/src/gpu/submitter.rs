@@ -8,7 +8,9 @@
 //! submitted, is only read by the device. So the caller hands the finished
 //! recording (the encoder and the parameter chunks' bytes) to this thread
 //! and goes on; the thread writes the chunks and submits, in the order the
-//! batches were handed over, and the queue keeps that order.
+//! batches were handed over, and the queue keeps that order. A hand-over
+//! waits while [`IN_FLIGHT`] batches are queued for the thread, so the
+//! caller runs at most that far ahead of it.
 //!
 //! Whatever observes the queue's progress first waits until every batch
 //! handed over is submitted ([`Submitter::drain`]): a readback before it
@@ -31,6 +33,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::stats::{HostPhase, Stats};
+
+/// Batches handed over but not yet taken by the thread before a hand-over
+/// waits: the caller records faster than wgpu finishes a batch, and a loop
+/// that never reads back would otherwise pile up command buffers.
+const IN_FLIGHT: usize = 2;
 
 /// What runs once a batch is submitted (a readback's `map_async`, which
 /// wgpu must see after the submit that fills the staging buffer).
@@ -66,7 +73,7 @@ struct Worker {
     /// False after `Device::set_submit_thread(false)`: batches are
     /// submitted inline (after those handed over before).
     on: AtomicBool,
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::SyncSender<Job>>>,
     progress: Arc<(Mutex<Progress>, Condvar)>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
@@ -90,7 +97,7 @@ impl Submitter {
         if !on {
             return Submitter { thread: None };
         }
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let progress = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
         let (device, queue, stats, shared) = (device.clone(), queue.clone(), stats.clone(), progress.clone());
         let handle = std::thread::Builder::new()
