@@ -130,48 +130,44 @@ pub(crate) fn bind_group<'a>(
 /// same key while the first compiles it waits for that compilation.
 type Slot = Arc<OnceLock<Arc<Kernel>>>;
 
-/// A compiled registry kernel found by [`PipelineCache::get`] without
-/// building its [`Key`]: what the key would hold, compared in place.
-struct Compiled {
-    shader: &'static str,
-    entry: &'static str,
-    constants: Vec<(&'static str, u64)>,
+/// The hash a registry kernel is filed under: its key's fields, hashed
+/// in place so that a launch finds its pipeline without building its
+/// [`Key`] (which allocates its constants) on the eager hot path.
+fn registry_hash(
+    shader: &str,
+    entry: &str,
+    constants: impl Iterator<Item = (&'static str, u64)>,
     inputs: usize,
     outputs: usize,
-    kernel: Arc<Kernel>,
-}
-
-impl Compiled {
-    fn is(&self, shader: &str, entry: &str, constants: &[(&'static str, f64)], inputs: usize, outputs: usize) -> bool {
-        self.shader == shader
-            && self.entry == entry
-            && self.inputs == inputs
-            && self.outputs == outputs
-            && self.constants.len() == constants.len()
-            && self.constants.iter().zip(constants).all(|(&(n, v), &(m, w))| n == m && v == w.to_bits())
-    }
-}
-
-/// The hash [`PipelineCache::get`] files a registry kernel under: the
-/// names' addresses (each launch site passes the same `&'static str`s; a
-/// name at another address is a miss, then found by the full key) and the
-/// constants' bits.
-fn registry_hash(shader: &str, entry: &str, constants: &[(&'static str, f64)], inputs: usize, outputs: usize) -> u64 {
+) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
-    (shader.as_ptr() as usize, shader.len(), entry.as_ptr() as usize, entry.len(), inputs, outputs).hash(&mut h);
-    for &(n, v) in constants {
-        (n.as_ptr() as usize, v.to_bits()).hash(&mut h);
+    (shader, entry, inputs, outputs).hash(&mut h);
+    for c in constants {
+        c.hash(&mut h);
     }
     h.finish()
 }
 
+/// Whether `key` is the registry kernel of these fields.
+fn is_registry(key: &Key, shader: &str, entry: &str, constants: &[(&str, f64)], inputs: usize, outputs: usize) -> bool {
+    match key {
+        Key::Registry { shader: s, entry: e, constants: c, inputs: i, outputs: o } => {
+            *s == shader
+                && *e == entry
+                && (*i, *o) == (inputs, outputs)
+                && c.len() == constants.len()
+                && c.iter().zip(constants).all(|(&(n, v), &(m, w))| n == m && v == w.to_bits())
+        }
+        Key::Generated { .. } => false,
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    kernels: Mutex<HashMap<Key, Slot>>,
-    /// Compiled registry kernels by [`registry_hash`]: a launch finds its
-    /// pipeline here without allocating its key (the eager hot path).
-    compiled_by_site: Mutex<HashMap<u64, Vec<Compiled>>>,
+    /// Registry kernels by [`registry_hash`]; a bucket holds more than one
+    /// key only on a collision.
+    kernels: Mutex<HashMap<u64, Vec<(Key, Slot)>>>,
     /// Generated kernels by source, looked up without building a [`Key`]
     /// (a fused launch should not copy its source).
     generated: Mutex<HashMap<String, Slot>>,
@@ -202,17 +198,15 @@ impl PipelineCache {
         inputs: usize,
         outputs: usize,
     ) -> Arc<Kernel> {
-        let hash = registry_hash(shader, entry, constants, inputs, outputs);
-        if let Some(found) = self.compiled_by_site.lock().unwrap().get(&hash).and_then(|bucket| {
-            bucket.iter().find(|c| c.is(shader, entry, constants, inputs, outputs)).map(|c| c.kernel.clone())
-        }) {
-            return found;
-        }
-        let bits: Vec<(&'static str, u64)> = constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
-        let kernel = self.kernel(device, Key::Registry { shader, entry, constants: bits.clone(), inputs, outputs });
-        let compiled = Compiled { shader, entry, constants: bits, inputs, outputs, kernel: kernel.clone() };
-        self.compiled_by_site.lock().unwrap().entry(hash).or_default().push(compiled);
-        kernel
+        let hash = registry_hash(shader, entry, constants.iter().map(|&(n, v)| (n, v.to_bits())), inputs, outputs);
+        let found = self.kernels.lock().unwrap().get(&hash).and_then(|bucket| {
+            let (_, slot) = bucket.iter().find(|(k, _)| is_registry(k, shader, entry, constants, inputs, outputs))?;
+            slot.get().cloned()
+        });
+        found.unwrap_or_else(|| {
+            let constants = constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
+            self.kernel(device, Key::Registry { shader, entry, constants, inputs, outputs })
+        })
     }
 
     /// The pipeline of a generated kernel's `main`, by its body (the WGSL
@@ -262,11 +256,16 @@ impl PipelineCache {
                     None => map.entry(source.clone()).or_default().clone(),
                 }
             }
-            Key::Registry { .. } => {
+            Key::Registry { shader, entry, constants, inputs, outputs } => {
+                let hash = registry_hash(shader, entry, constants.iter().copied(), *inputs, *outputs);
                 let mut map = self.kernels.lock().unwrap();
-                match map.get(key) {
-                    Some(slot) => slot.clone(),
-                    None => map.entry(key.clone()).or_default().clone(),
+                let bucket = map.entry(hash).or_default();
+                match bucket.iter().find(|(k, _)| k == key) {
+                    Some((_, slot)) => slot.clone(),
+                    None => {
+                        bucket.push((key.clone(), Slot::default()));
+                        bucket.last().unwrap().1.clone()
+                    }
                 }
             }
         }
