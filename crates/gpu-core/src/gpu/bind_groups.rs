@@ -72,7 +72,6 @@ fn fingerprint<'a>(
 pub(crate) struct BindGroups {
     /// By fingerprint; a bucket holds more than one entry only on a collision.
     map: FxHashMap<u64, Vec<(Key, wgpu::BindGroup)>>,
-    len: usize,
 }
 
 impl BindGroups {
@@ -93,18 +92,17 @@ impl BindGroups {
             }
         }
         let group = create()?;
-        if self.len >= CAPACITY {
+        // Buckets, not groups: they differ only on collisions.
+        if self.map.len() >= CAPACITY {
             self.clear();
         }
         let key = Key { layout, params: params.clone(), bindings: bindings.map(|(b, w)| (b.clone(), w)).collect() };
         self.map.entry(hash).or_default().push((key, group.clone()));
-        self.len += 1;
         Ok((group, true))
     }
 
     /// Forgets every bind group (and the buffers they kept alive).
     pub fn clear(&mut self) {
         self.map.clear();
-        self.len = 0;
     }
 }
