@@ -11,6 +11,7 @@ use super::context::GpuContext;
 use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
 use super::host_clock;
+use super::open_pass::OpenPass;
 use super::pipelines::{Kernel, PARAMS_BYTES};
 use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
@@ -30,6 +31,11 @@ pub(crate) const MAX_GRID_DIM: u32 = 65_535;
 struct Chunk {
     buffer: wgpu::Buffer,
     data: Vec<u8>,
+}
+
+/// A batch's command encoder.
+fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
+    device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
 }
 
 /// Commands the caller recorded, finished where the batch is.
@@ -56,12 +62,12 @@ pub(crate) struct Batch {
     /// The compute pass consecutive launches share (ended by any other
     /// command: a copy, a timed launch, the submit). Declared before the
     /// encoder so that it drops first.
-    pass: Option<wgpu::ComputePass<'static>>,
+    pass: OpenPass,
     encoder: Option<wgpu::CommandEncoder>,
     chunks: Vec<Chunk>,
-    /// Chunks free again after a submit, their data emptied but its
-    /// capacity kept (a chunk's block vector would otherwise grow from
-    /// nothing in every batch).
+    /// Chunks free again after a submit (their bytes went with it; each
+    /// holds an empty vector of a whole chunk's capacity, so its blocks are
+    /// not appended to a vector growing from nothing in every batch).
     spare: Vec<Chunk>,
     /// Launches recorded since the last submit, counted as recorded (an
     /// elementwise launch the fuser later merges counts too), so the
@@ -76,8 +82,6 @@ pub(crate) struct Batch {
     pub(crate) bind_groups: super::bind_groups::BindGroups,
     /// The plans of earlier batches this one may replay (`replay.rs`).
     pub(crate) replay: super::replay::Replay,
-    /// The pipeline the open pass has set.
-    pass_pipeline: Option<wgpu::ComputePipeline>,
     /// What runs once this batch is submitted (readbacks' maps).
     pub(crate) after_submit: Vec<super::submitter::AfterSubmit>,
     /// The batch's commands before `encoder`'s, in order (a step graph's
@@ -186,11 +190,8 @@ impl Timing {
 impl Batch {
     /// The pending encoder, for a command outside compute passes: ends the open pass.
     pub(crate) fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
-        self.pass = None;
-        self.pass_pipeline = None;
-        self.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
-        })
+        self.pass.end();
+        self.encoder.get_or_insert_with(|| new_encoder(device))
     }
 
     /// The view of an operand texture holding `buffer` (or its `window`):
@@ -214,19 +215,6 @@ impl Batch {
             t.push(Command::TextureCopy { buffer: buffer.clone(), window, texture });
         }
         (view, Some(window.size))
-    }
-
-    /// The open compute pass, begun on first use. Launches share one pass:
-    /// wgpu still orders each dispatch after the writes it depends on
-    /// (every dispatch is its own usage scope), while a GPU is spared a pass
-    /// begin and end per kernel.
-    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
-        if self.pass.is_none() {
-            let desc = wgpu::ComputePassDescriptor { label: Some("wgrad kernels"), timestamp_writes: None };
-            let pass = self.encoder(device).begin_compute_pass(&desc).forget_lifetime();
-            self.pass = Some(pass);
-        }
-        self.pass.as_mut().unwrap()
     }
 
     /// Records one dispatch of `kernel` into the open pass (setting its
@@ -259,29 +247,8 @@ impl Batch {
                 views: binds.views.to_vec(),
             });
         }
-        self.dispatch_in_pass(device, &kernel.pipeline, bind_group, offset, (x, y));
-    }
-
-    /// Records a dispatch into the open pass, setting `pipeline` only when
-    /// the pass has another.
-    fn dispatch_in_pass(
-        &mut self,
-        device: &wgpu::Device,
-        pipeline: &wgpu::ComputePipeline,
-        bind_group: &wgpu::BindGroup,
-        offset: u32,
-        (x, y): (u32, u32),
-    ) {
-        let set = self.pass_pipeline.as_ref() != Some(pipeline);
-        if set {
-            self.pass_pipeline = Some(pipeline.clone());
-        }
-        let pass = self.pass(device);
-        if set {
-            pass.set_pipeline(pipeline);
-        }
-        pass.set_bind_group(0, bind_group, &[offset]);
-        pass.dispatch_workgroups(x, y, 1);
+        let encoder = self.encoder.get_or_insert_with(|| new_encoder(device));
+        self.pass.dispatch(encoder, &kernel.pipeline, bind_group, offset, (x, y));
     }
 
     /// Appends a step graph's prepared commands (`tape.rs`) after what is
@@ -290,8 +257,7 @@ impl Batch {
     /// command buffer between the caller's encoders before and after them.
     pub(crate) fn append(&mut self, ready: &Arc<[Ready]>) -> usize {
         // Ends the open pass; what was recorded so far goes first.
-        self.pass = None;
-        self.pass_pipeline = None;
+        self.pass.end();
         if let Some(e) = self.encoder.take() {
             self.parts.push(recorded(e));
         }
@@ -904,8 +870,7 @@ impl GpuContext {
             self.settle(batch)?;
         }
         let _host = host_clock::enter(&self.stats, HostPhase::Submit);
-        batch.pass = None;
-        batch.pass_pipeline = None;
+        batch.pass.end();
         match batch.replay.finish() {
             Outcome::Nothing => {}
             Outcome::Replayed => self.stats().batch_replayed(),
@@ -917,11 +882,17 @@ impl GpuContext {
             }
         }
         self.pool.next_batch();
-        if batch.encoder.is_none() && !batch.parts.is_empty() {
-            // A replay ended the batch: the commands after it (timestamps) get an encoder.
-            batch.encoder(&self.device);
+        let timing = batch.timing.take().filter(|t| !t.records.is_empty());
+        if let Some(t) = &timing {
+            let n = 2 * t.records.len() as u32;
+            let encoder = batch.encoder(&self.device);
+            encoder.resolve_query_set(&t.set, 0..n, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, n as u64 * 8);
         }
-        let Some(mut encoder) = batch.encoder.take() else {
+        // The step graphs replayed and the caller's encoders between them.
+        let mut parts = std::mem::take(&mut batch.parts);
+        parts.extend(batch.encoder.take().map(recorded));
+        if parts.is_empty() {
             // Nothing to submit: what waited for the submit runs now,
             // after the batches before it.
             if !batch.after_submit.is_empty() {
@@ -931,12 +902,6 @@ impl GpuContext {
                 }
             }
             return Ok(false);
-        };
-        let timing = batch.timing.take().filter(|t| !t.records.is_empty());
-        if let Some(t) = &timing {
-            let n = 2 * t.records.len() as u32;
-            encoder.resolve_query_set(&t.set, 0..n, &t.resolve, 0);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, n as u64 * 8);
         }
         if let Some(t) = &mut batch.tape {
             t.end_segment(batch.chunks.iter().map(|c| c.data.clone()).collect());
@@ -952,8 +917,6 @@ impl GpuContext {
             })
             .collect();
         let then = std::mem::take(&mut batch.after_submit);
-        let mut parts = std::mem::take(&mut batch.parts);
-        parts.push(recorded(encoder));
         self.submitter.submit(&self.device, &self.queue, super::submitter::Job { writes, parts, then });
         self.stats().submitted();
         if let Some(t) = timing {

@@ -9,6 +9,7 @@ pub(crate) mod fusion;
 pub(crate) mod handle;
 pub(crate) mod host_clock;
 pub(crate) mod matrix_units;
+pub(crate) mod open_pass;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 pub(crate) mod readback;

@@ -398,23 +398,14 @@ pub(crate) enum Ready {
 pub(crate) fn encode_graph(device: &wgpu::Device, ready: &[Ready]) -> wgpu::CommandBuffer {
     let mut encoder =
         device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad step graph") });
-    let mut pass: Option<(wgpu::ComputePass<'static>, Option<&wgpu::ComputePipeline>)> = None;
+    let mut pass = super::open_pass::OpenPass::default();
     for c in ready {
         match c {
             Ready::Dispatch { pipeline, bind_group, offset, grid } => {
-                let desc = wgpu::ComputePassDescriptor { label: Some("wgrad step graph"), timestamp_writes: None };
-                let (p, set) = pass.get_or_insert_with(|| (encoder.begin_compute_pass(&desc).forget_lifetime(), None));
-                if *set != Some(pipeline) {
-                    p.set_pipeline(pipeline);
-                    *set = Some(pipeline);
-                }
-                p.set_bind_group(0, bind_group, &[*offset]);
-                p.dispatch_workgroups(grid.0, grid.1, 1);
+                pass.dispatch(&mut encoder, pipeline, bind_group, *offset, *grid)
             }
             Ready::Other(c) => {
-                // A copy ends the pass (a pass forgotten from its lifetime
-                // locks the encoder until it ends).
-                pass = None;
+                pass.end();
                 match c {
                     Command::Copy { src, src_offset, dst, dst_offset, size } => {
                         encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size)
@@ -430,7 +421,7 @@ pub(crate) fn encode_graph(device: &wgpu::Device, ready: &[Ready]) -> wgpu::Comm
             }
         }
     }
-    drop(pass);
+    pass.end();
     encoder.finish()
 }
 
