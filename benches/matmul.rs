@@ -10,6 +10,10 @@
 //! offers them), the tiled kernel on the ordinary ALUs, and PyTorch's f16
 //! product (`--dtype f16`; cuBLAS tensor cores with `WGRAD_TORCH_DEVICE=cuda`).
 //!
+//! `-- --f16 --units`: only the f16 kernel at 2048^3 and 4096^3, one line
+//! each, for comparing its settings (`WGRAD_COOP_FRAGS`, `WGRAD_COOP_TILE`)
+//! run by run.
+//!
 //! Each timing covers several back-to-back products plus a synchronize, so
 //! recording, submission and the device's work are all inside the clock.
 
@@ -72,6 +76,9 @@ fn main() {
         info.matrix_units
     );
     if std::env::args().any(|a| a == "--f16") {
+        if std::env::args().any(|a| a == "--units") {
+            return f16_lines(&gpu, kernel);
+        }
         return f16_table(&gpu, kernel);
     }
     let cpu = Device::cpu();
@@ -94,6 +101,16 @@ fn main() {
         // Of throughputs here: ours over PyTorch's, higher is better.
         let vs = common::ratio(c, t);
         println!("{name:>16} {g:>12.1} {c:>16.1} {:>16} {:>8.2} {vs:>10}", common::show(t), g / c);
+    }
+}
+
+/// The f16 kernel's GFLOP/s at two large sizes, nothing else.
+fn f16_lines(gpu: &Device, kernel: MatmulKernel) {
+    let mut rng = Rng::new(7);
+    for size in [2048, 4096] {
+        let (da, db) = (rng.vec(size * size, -1.0, 1.0), rng.vec(size * size, -1.0, 1.0));
+        let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
+        println!("f16 {size}^3: {:.1} GFLOP/s", gflops(gpu, cfg, (size, size, size), &da, &db));
     }
 }
 

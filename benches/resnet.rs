@@ -15,7 +15,8 @@
 //! step of each batch on the adapter and writes
 //! `target/resnet-b<BATCH>-profile.json`; `--amp` adds a row per batch for
 //! the mixed-precision step (autocast forward, GradScaler), and PyTorch's
-//! autocast step next to it. A second table gives the host's cost per
+//! autocast step next to it. `compiled ms` is the same step through a
+//! `CompiledStep` (replayed as a step graph). A second table gives the host's cost per
 //! launch of the f32 step recorded afresh (`Device::set_replay(false)`),
 //! replayed, and compiled (`CompiledStep`), measured in the same run.
 
@@ -134,10 +135,12 @@ fn main() {
     let modes: &[bool] = if amp { &[false, true] } else { &[false] };
     let gpu = Device::from_env().expect("open WGRAD_DEVICE");
     let cpu = Device::cpu();
-    let mut rows: Vec<(usize, bool, Measured, Measured)> = Vec::new();
+    let mut rows: Vec<(usize, bool, [Measured; 3])> = Vec::new();
     for &b in &batches {
         for &m in modes {
-            rows.push((b, m, bench(&gpu, b, 5, profile, m, false), bench(&cpu, b, 3, false, m, false)));
+            let eager = bench(&gpu, b, 5, profile, m, false);
+            let compiled = bench(&gpu, b, 5, false, m, true);
+            rows.push((b, m, [eager, compiled, bench(&cpu, b, 3, false, m, false)]));
         }
     }
     let mut torch_args: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
@@ -150,10 +153,11 @@ fn main() {
     }
     println!("device: {}", gpu.name());
     println!(
-        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>13} {:>13} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "{:<6} {:<5} {:>11} {:>11} {:>11} {:>11} {:>13} {:>13} {:>11} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10}",
         "batch",
         "mode",
         "gpu ms",
+        "compiled ms",
         "first s",
         "dispatches",
         "host us/l rec",
@@ -163,6 +167,7 @@ fn main() {
         "cpu ms",
         "pytorch ms",
         "gpu/torch",
+        "comp/torch",
         "cpu/torch",
         "gpu img/s"
     );
@@ -174,14 +179,15 @@ fn main() {
             host::ReplayRow { name: format!("resnet-20 b{b}"), eager, replayed, compiled }
         })
         .collect();
-    for (b, m, g, c) in rows {
+    for (b, m, [g, k, c]) in rows {
         let mode = if m { "amp" } else { "f32" };
         let key = if m { format!("b{b}-amp") } else { format!("b{b}") };
         let theirs = common::lookup(&torch, &key);
         println!(
-            "{b:<6} {mode:<5} {:>11.1} {:>11.2} {:>11} {:>13.1} {:>13.1} {:>11.1} {:>10.1} {:>11.1} {:>11} {:>10} {:>10} \
-             {:>10.1}",
+            "{b:<6} {mode:<5} {:>11.1} {:>11.1} {:>11.2} {:>11} {:>13.1} {:>13.1} {:>11.1} {:>10.1} {:>11.1} {:>11} {:>10} \
+             {:>10} {:>10} {:>10.1}",
             g.ms,
+            k.ms,
             g.first_s,
             g.dispatches,
             g.host.record_us,
@@ -191,6 +197,7 @@ fn main() {
             c.ms,
             common::show(theirs),
             common::ratio(g.ms, theirs),
+            common::ratio(k.ms, theirs),
             common::ratio(c.ms, theirs),
             b as f64 / g.ms * 1e3
         );

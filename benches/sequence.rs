@@ -197,11 +197,14 @@ fn main() {
         "transformer" => gpt(run, name, (2, 256, 128, 16)),
         _ => gpt(run, name, (12, 768, 256, 8)),
     };
-    let mut ours: Vec<(String, Measured)> = Vec::new();
+    let mut ours: Vec<(String, Measured, Measured)> = Vec::new();
     for &n in &names {
         for amp in if amp { vec![false, true] } else { vec![false] } {
             let name = if amp { format!("{n}-amp") } else { n.to_string() };
-            ours.push((name.clone(), bench(n, &name, Run { dev: &dev, steps, profile, amp, compiled: false })));
+            let run = Run { dev: &dev, steps, profile, amp, compiled: false };
+            let eager = bench(n, &name, run);
+            let compiled = bench(n, &name, Run { compiled: true, profile: false, ..run });
+            ours.push((name, eager, compiled));
         }
     }
     let replay: Vec<host::ReplayRow> = names
@@ -223,25 +226,28 @@ fn main() {
         println!("pytorch: not measured ({why})");
     }
     println!(
-        "{:<12} {:>12} {:>14} {:>14} {:>12} {:>16} {:>11} {:>14} {:>14} {:>14}",
+        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>12} {:>12} {:>16} {:>11} {:>14} {:>14} {:>14}",
         "bench",
         "wgrad ms",
+        "compiled ms",
         "first step s",
         "pytorch ms",
         "ratio",
+        "comp ratio",
         "wgrad tokens/s",
         "dispatches",
         "texture MB",
         "host us/l rec",
         "host us/l all"
     );
-    for (n, m) in ours {
+    for (n, m, k) in ours {
         let theirs = common::lookup(&torch, &n);
         let tokens = tokens(&n);
         let (ms, first) = (m.ms, m.first_s);
-        let (t, r) = (common::show(theirs), common::ratio(ms, theirs));
+        let (t, r, kr) = (common::show(theirs), common::ratio(ms, theirs), common::ratio(k.ms, theirs));
         println!(
-            "{n:<12} {ms:>12.1} {first:>14.2} {t:>14} {r:>12} {:>16.0} {:>11} {:>14.1} {:>14.1} {:>14.1}",
+            "{n:<12} {ms:>12.1} {:>12.1} {first:>14.2} {t:>14} {r:>12} {kr:>12} {:>16.0} {:>11} {:>14.1} {:>14.1} {:>14.1}",
+            k.ms,
             tokens / ms * 1e3,
             m.dispatches,
             m.texture_mb,

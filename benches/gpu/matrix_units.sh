@@ -1,39 +1,56 @@
 #!/usr/bin/env bash
-# The matrix-unit (tensor-core) check on a GPU machine, one run: what the
-# adapter reports, the f16 matmul parity tests (which fail if the adapter
-# has no usable matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1) and the f32
-# ones, then the f32 and f16 matmul, sequence (--amp, GPT; attention composite on matrix units, the
-# default, then fused) and ResNet (--amp) benches with PyTorch on the same
-# card (WGRAD_TORCH_DEVICE=cuda). Packed by benches/gpu/pack.sh;
-# run from the project root as `bash .gpu/matrix_units.sh`. Output: stdout
-# and $OUT/matrix-units.log. `WGRAD_DEVICE=llvmpipe WGRAD_TORCH_DEVICE=cpu`
+# The matrix-unit (tensor-core) check on a GPU machine: what the adapter
+# reports, then the sections named as arguments (all five by default):
+#   peak      what WGSL cooperative matrices reach with no memory traffic
+#             (benches/matrix_units_peak.rs), and with fragment loads;
+#   parity    the f16 matmul parity tests under each fragment setting
+#             (WGRAD_COOP_FRAGS; they fail if the adapter has no usable
+#             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
+#             attention ones, and the f32 ones;
+#   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting;
+#   table     the f32 and f16 matmul tables beside PyTorch on the same card;
+#   sequence  the Transformer and GPT steps with --amp beside PyTorch autocast.
+# Packed by benches/gpu/pack.sh; run from the project root as
+# `bash .gpu/matrix_units.sh [SECTION...]`. Output: stdout, appended to
+# $OUT/matrix-units.log. `WGRAD_DEVICE=llvmpipe WGRAD_TORCH_DEVICE=cpu`
 # tries it on lavapipe (the parity step then fails: no matrix units).
 set -uo pipefail
-[ -f .gpu/bins.tar.xz ] && tar -xJf .gpu/bins.tar.xz -C .gpu
-for f in .gl/*.deb; do dpkg -x "$f" / 2>/dev/null; done; ldconfig 2>/dev/null
-# The stock nvidia_icd.json names libGLX_nvidia.so.0, which creates no
-# Vulkan instance in a headless container; the driver's EGL library does.
-if ldconfig -p | grep -q libEGL_nvidia.so.0; then
-  echo '{"file_format_version":"1.0.1","ICD":{"library_path":"libEGL_nvidia.so.0","api_version":"1.4.312"}}' > /tmp/nv_egl.json
-  export VK_DRIVER_FILES=/tmp/nv_egl.json
-fi
-export WGRAD_DEVICE=${WGRAD_DEVICE:-nvidia} XDG_RUNTIME_DIR=/tmp WGRAD_TORCH_DEVICE=${WGRAD_TORCH_DEVICE:-cuda}
-step() { echo "== $*"; timeout "${LIMIT:-120}" "$@" || echo "(exited $?)"; }
+. "$(dirname "$0")/setup.sh"
+sections=${*:-peak parity sweep table sequence}
+has() { [[ " $sections " == *" $1 "* ]]; }
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | head -3
   step .gpu/devices
-  export WGRAD_REQUIRE_GPU=1 WGRAD_REQUIRE_MATRIX_UNITS=1
-  # Each crate's tests are one binary; a file's tests are `file::` (the
-  # `::` keeps parity_matmul from also picking parity_matmul_f16).
-  step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
-  step .gpu/test_gpu_core parity_epilogue:: --test-threads 1
-  step .gpu/test_autograd gradients_attention:: --test-threads 1
-  unset WGRAD_REQUIRE_MATRIX_UNITS
-  step .gpu/test_gpu_core parity_matmul:: --test-threads 1
-  step .gpu/test_gpu_core split_binding:: --test-threads 1
-  step .gpu/bench_matmul
-  step .gpu/bench_matmul --f16
-  LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5
-  WGRAD_ATTENTION=fused LIMIT=180 step .gpu/bench_sequence transformer gpt --amp --steps 5
-  LIMIT=150 step .gpu/bench_resnet 32 128 --amp
-} 2>&1 | tee "${OUT:-/tmp}/matrix-units.log"
+  has peak && step .gpu/bench_matrix_units_peak
+  if has parity; then
+    export WGRAD_REQUIRE_MATRIX_UNITS=1
+    # Each crate's tests are one binary; a file's tests are `file::` (the
+    # `::` keeps parity_matmul from also picking parity_matmul_f16).
+    for f in 2 4; do
+      WGRAD_COOP_FRAGS=$f step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
+    done
+    step .gpu/test_gpu_core parity_epilogue:: --test-threads 1
+    step .gpu/test_autograd gradients_attention:: --test-threads 1
+    unset WGRAD_REQUIRE_MATRIX_UNITS
+    step .gpu/test_gpu_core parity_matmul:: --test-threads 1
+    step .gpu/test_gpu_core split_binding:: --test-threads 1
+  fi
+  if has sweep; then
+    for s in "2 -" "4 -" "2 64x64" "4 128x64"; do
+      set -- $s
+      echo "-- WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2"
+      # An empty WGRAD_COOP_TILE is an error, so "-" leaves it unset.
+      if [ "$2" = - ]; then
+        WGRAD_COOP_FRAGS=$1 LIMIT=40 step .gpu/bench_matmul --f16 --units
+      else
+        WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2 LIMIT=40 step .gpu/bench_matmul --f16 --units
+      fi
+    done
+  fi
+  if has table; then
+    step .gpu/bench_matmul
+    step .gpu/bench_matmul --f16
+  fi
+  if has sequence; then
+    LIMIT=200 step .gpu/bench_sequence transformer gpt --amp --steps 5
+  fi
+} 2>&1 | tee -a "${OUT:-/tmp}/matrix-units.log"

@@ -161,6 +161,37 @@ fn strided_f16_views_match_the_twin() {
     }
 }
 
+/// Products large enough for whole output tiles beside partial ones at the
+/// edges, K not a multiple of any staged depth, in every layout a product
+/// reads (A plain or transposed, B plain or transposed, batched) and with
+/// strides that are multiples of 4 halves but not of 8, against the twin on
+/// every GPU family (matrix units included where offered).
+#[test]
+fn whole_tiles_and_edges_of_every_layout_match_the_twin() {
+    let Some((g, c)) = devices("whole_tiles_and_edges_of_every_layout_match_the_twin") else { return };
+    let mut r = rng(21);
+    // K = 5 x 16 + 8: direct steps, then one staged remainder.
+    for (bt, m, k, n) in [(2, 200, 88, 136), (1, 136, 84, 144)] {
+        let a = halves(&mut r, bt * m * k, 0);
+        let b = halves(&mut r, bt * k * n, 0);
+        let (ac, bc) = (Buffer::from_f16(&c, &a).unwrap(), Buffer::from_f16(&c, &b).unwrap());
+        let (ag, bg) = (Buffer::from_f16(&g, &a).unwrap(), Buffer::from_f16(&g, &b).unwrap());
+        let plain_a = Layout::contiguous(&[bt, m, k]);
+        let trans_a = Layout::contiguous(&[bt, k, m]).permute(&[0, 2, 1]).unwrap();
+        let plain_b = Layout::contiguous(&[bt, k, n]);
+        let trans_b = Layout::contiguous(&[bt, n, k]).permute(&[0, 2, 1]).unwrap();
+        for (la, lb) in [(&plain_a, &plain_b), (&trans_a, &plain_b), (&plain_a, &trans_b), (&trans_a, &trans_b)] {
+            let (zc, shape) = matmul_f16(&ac, la, &bc, lb).unwrap();
+            assert_eq!(shape, [bt, m, n]);
+            for cfg in configs(&g) {
+                let (zg, _) = matmul_config(cfg, &ag, la, &bg, lb).unwrap();
+                let what = format!("{cfg:?} {bt}x{m}x{k}x{n} A {:?} B {:?}", la.strides, lb.strides);
+                same(&what, &zg, &zc, bt * m * n, 1e-5, 1e-4);
+            }
+        }
+    }
+}
+
 /// The implicit-GEMM convolution with f16 input and weight: GPU variants and
 /// twin agree, and equal the f32 convolution of the widened values.
 #[test]

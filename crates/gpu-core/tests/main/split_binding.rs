@@ -294,11 +294,21 @@ fn fills_aranges_and_random_numbers_past_the_limit_run_in_ranges() {
     let got = make(&small);
     assert!(small.stats().dispatches - before >= 10, "five fills of 4004 bytes split");
     let want = make(&cpu);
-    // Same counters, same formulas: the same numbers (normal's log/cos within rounding).
+    // Same counters, same formulas: the same numbers within rounding. WGSL
+    // lets a driver fuse `a + b * x` into one rounding (NVIDIA's does: an
+    // H200 gave arange's element 7 one bit off the twin's), so arange,
+    // uniform and normal agree to rounding; fill and the mask are exact.
     assert_close("fills past the binding limit", &got, &want, 1e-5, 1e-6);
-    let same_bits =
-        |r: std::ops::Range<usize>| got[r.clone()].iter().zip(&want[r]).all(|(a, b)| a.to_bits() == b.to_bits());
-    assert!(same_bits(0..3 * n) && same_bits(4 * n..5 * n), "fill, arange, uniform and the mask are exact");
+    for (name, part) in [("fill", 0), ("dropout mask", 4)] {
+        let r = part * n..(part + 1) * n;
+        let first = got[r.clone()].iter().zip(&want[r]).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(
+            first.is_none(),
+            "{name} is exact: element {first:?} is {} here, {} on the CPU reference",
+            first.map_or(0.0, |i| got[part * n + i]),
+            first.map_or(0.0, |i| want[part * n + i])
+        );
+    }
 }
 
 /// Forward (with a bias), input gradient and weight gradient of a 3x3 conv,
