@@ -9,9 +9,13 @@
 //   found_inf on any inf/NaN (torch._amp_foreach_non_finite_check_and_unscale_,
 //   one tensor per launch). found_inf is only ever set, so one flag collects
 //   the verdict of every gradient of a step.
-// - gate: copies found_inf into the skip word of each row of an optimizer's
-//   scalar table, whose update kernels then leave everything untouched (the
-//   step is skipped on the device, nothing read back).
+// - gate: fills each row of an optimizer's scalar table from one of two
+//   candidates the host wrote (`choices`: the rows for "the last gated step
+//   was applied", then those for "it was skipped"), picked by the skip word
+//   the table still holds from that step, then copies found_inf into the
+//   skip word: the update kernels leave everything untouched on an overflow
+//   (the step is skipped on the device, nothing read back), and the host
+//   need not know the last step's verdict to write this step's scalars.
 // - update_scale: torch._amp_update_scale_ (backoff after an overflow, growth
 //   after `interval` clean steps), then found_inf is cleared for the next step
 //   and its value kept as the verdict. The factors are powers of two, so f32
@@ -46,6 +50,8 @@ const VERDICT: u32 = 4u;
 @group(0) @binding(1) var<storage, read_write> state: array<atomic<u32>>;
 // unscale_and_check: the gradient (f32 bits); gate: the scalar rows
 @group(0) @binding(2) var<storage, read_write> data: array<u32>;
+// gate: the two candidate tables, one after the other (only read)
+@group(0) @binding(3) var<storage, read_write> choices: array<u32>;
 
 // Infinity or NaN: all exponent bits set. Tested on the bits because WGSL
 // lets compilers assume float arithmetic never produces either, so
@@ -79,7 +85,12 @@ fn unscale_and_check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 fn gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = linear_workgroup(wid, nwg) * 256u + lid;
     if r < p.n {
-        data[r * p.row_words + p.skip_word] = select(0u, 1u, atomicLoad(&state[FOUND_INF]) != 0u);
+        let at = r * p.row_words;
+        let src = at + select(0u, p.n * p.row_words, data[at + p.skip_word] != 0u);
+        for (var w = 0u; w < p.row_words; w++) {
+            data[at + w] = choices[src + w];
+        }
+        data[at + p.skip_word] = select(0u, 1u, atomicLoad(&state[FOUND_INF]) != 0u);
     }
 }
 

@@ -898,7 +898,7 @@ impl GpuContext {
             if !batch.after_submit.is_empty() {
                 self.submitter.drain();
                 for f in batch.after_submit.drain(..) {
-                    f();
+                    f(None);
                 }
             }
             return Ok(false);

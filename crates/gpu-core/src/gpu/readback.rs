@@ -17,6 +17,10 @@ use crate::{Error, Result};
 pub(crate) struct MapState {
     pub result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
     pub waker: Option<Waker>,
+    /// The submission that fills the staging buffer, once submitted: a
+    /// wait polls until it completes, not until everything submitted since
+    /// (a verdict read a step late must not wait for the step after it).
+    pub submission: Option<wgpu::SubmissionIndex>,
 }
 
 /// A readback submitted and being mapped.
@@ -70,7 +74,8 @@ impl GpuContext {
             // The map starts once the copy is submitted (on the submit
             // thread, see `submitter.rs`).
             let (mapped, filled) = (staging.clone(), state.clone());
-            batch.after_submit.push(Box::new(move || {
+            batch.after_submit.push(Box::new(move |index| {
+                filled.lock().unwrap().submission = index.cloned();
                 mapped.map_async(wgpu::MapMode::Read, .., move |r| {
                     let waker = {
                         let mut s = filled.lock().unwrap();
@@ -99,10 +104,16 @@ impl GpuContext {
     pub fn wait_read(&self, p: &PendingRead) -> Result<()> {
         let _host = host_clock::enter(&self.stats, HostPhase::Wait);
         // Its map starts when its batch is submitted: a poll before that
-        // would have nothing to wait for.
-        self.submitter.drain();
+        // would have nothing to wait for. Once submitted, the batches
+        // handed over after it need not be.
+        let mut submission = p.state.lock().unwrap().submission.clone();
+        if submission.is_none() {
+            self.submitter.drain();
+            submission = p.state.lock().unwrap().submission.clone();
+        }
         while !p.is_mapped() {
-            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
+            let until = wgpu::PollType::Wait { submission_index: submission.clone(), timeout: None };
+            self.device.poll(until).map_err(|e| Error::Readback(e.to_string()))?;
         }
         Ok(())
     }

@@ -40,8 +40,9 @@ use crate::stats::{HostPhase, Stats};
 const IN_FLIGHT: usize = 2;
 
 /// What runs once a batch is submitted (a readback's `map_async`, which
-/// wgpu must see after the submit that fills the staging buffer).
-pub(crate) type AfterSubmit = Box<dyn FnOnce() + Send>;
+/// wgpu must see after the submit that fills the staging buffer), given
+/// the submission's index (none when the batch had nothing to submit).
+pub(crate) type AfterSubmit = Box<dyn FnOnce(Option<&wgpu::SubmissionIndex>) + Send>;
 
 /// One command buffer of a batch, finished here: an encoder the caller
 /// recorded, or a step graph's replay encoded now.
@@ -84,9 +85,9 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, job: Job) {
         queue.write_buffer(buffer, 0, bytes);
     }
     let buffers: Vec<wgpu::CommandBuffer> = job.parts.into_iter().map(|finish| finish(device)).collect();
-    queue.submit(buffers);
+    let index = queue.submit(buffers);
     for f in job.then {
-        f();
+        f(Some(&index));
     }
 }
 

@@ -129,20 +129,36 @@ pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> 
     )
 }
 
-/// Sets word `skip_word` of each of the first `rows` rows (`row_words`
-/// words each) of `table` to 1 when the state's overflow flag is set, else
-/// 0: an optimizer's scalar table, whose update kernels then skip the step
-/// on the device (`ops::optim`).
+/// Fills each of the first `rows` rows (`row_words` words each) of `table`,
+/// an optimizer's scalar table, from `choices` and marks it: the row comes
+/// from the first `rows` rows of `choices` (the scalars for "the last gated
+/// step was applied") when the row's word `skip_word` is 0, else from the
+/// next `rows` rows (for "it was skipped"); then word `skip_word` is set
+/// to 1 when the state's overflow flag is set, else 0, and the update
+/// kernels skip the step on the device (`ops::optim`). So the host writes
+/// a step's scalars without knowing whether the device applied the last
+/// one (its skip word says), and reads that verdict a step later.
 ///
-/// Errors: a table shorter than stated, on another device, or the state itself.
-pub fn gate(table: &Buffer, rows: usize, (row_words, skip_word): (usize, usize), state: &Buffer) -> Result<()> {
+/// Errors: tables shorter than stated, on another device, or the state itself.
+pub fn gate(
+    table: &Buffer,
+    choices: &Buffer,
+    rows: usize,
+    (row_words, skip_word): (usize, usize),
+    state: &Buffer,
+) -> Result<()> {
     const OP: &str = "gate";
     if skip_word >= row_words {
         return Err(Error::invalid(OP, format!("skip word {skip_word} is outside a row of {row_words} words")));
     }
-    super::check_u32(OP, rows * row_words)?;
+    super::check_u32(OP, 2 * rows * row_words)?;
     table.check_len(OP, "table", rows * row_words, 4)?;
+    choices.check_len(OP, "choices", 2 * rows * row_words, 4)?;
     check_state(OP, state, table, "table")?;
+    check_state(OP, state, choices, "choices")?;
+    if table.same_as(choices) {
+        return Err(Error::invalid(OP, "the table and its choices must be two different buffers"));
+    }
     if rows == 0 {
         return Ok(());
     }
@@ -150,13 +166,17 @@ pub fn gate(table: &Buffer, rows: usize, (row_words, skip_word): (usize, usize),
         table.device(),
         |g| {
             let params = params(rows, 0, (row_words, skip_word), (1.0, 1.0));
-            dispatch(g, "amp", "gate", &[], &params, &[], &[state, table], groups(rows, 256))
+            dispatch(g, "amp", "gate", &[], &params, &[], &[state, table, choices], groups(rows, 256))
         },
         || {
             let skip = u32::from(state.host()[FOUND_INF] != 0);
+            let c = choices.host();
             let mut t = table.host_mut();
             for r in 0..rows {
-                t[r * row_words + skip_word] = skip;
+                let at = r * row_words;
+                let from = at + if t[at + skip_word] != 0 { rows * row_words } else { 0 };
+                t[at..at + row_words].copy_from_slice(&c[from..from + row_words]);
+                t[at + skip_word] = skip;
             }
         },
     )

@@ -1,7 +1,7 @@
 //! Loss scaling on the device (`ops::amp`): unscaling, GPU kernel vs CPU
 //! twin on awkward sizes with NaN, ±inf and huge finite values injected;
 //! the found_inf flag's semantics (set by the input's finiteness, never
-//! cleared by unscaling, accumulated over launches); the gate that marks an
+//! cleared by unscaling, accumulated over launches); the gate that fills and marks an
 //! optimizer's rows skipped; the scale update against PyTorch's rule
 //! computed in f64 on the host; argument errors.
 
@@ -135,32 +135,46 @@ fn unscale_bad_arguments_are_errors() {
     assert_eq!(grad.to_f32().unwrap(), vec![1.0; 8]);
 }
 
-/// The gate writes the flag into the skip word of every row asked for and
-/// nothing else, on every backend.
+/// The gate fills each row asked for from the candidate its skip word
+/// picks (a row marked skipped takes the second table), writes the flag
+/// into the skip word, and touches nothing else, on every backend.
 #[test]
-fn gate_marks_the_rows_skipped_exactly_when_found() {
+fn gate_fills_the_rows_from_the_candidate_and_marks_them() {
     let mut devs = vec![Device::cpu_reference(), Device::cpu()];
-    devs.extend(wgrad_gpu_core::testing::gpu_or_skip("gate_marks_the_rows_skipped_exactly_when_found"));
+    devs.extend(wgrad_gpu_core::testing::gpu_or_skip("gate_fills_the_rows_from_the_candidate_and_marks_them"));
     for d in &devs {
         for (rows, flag) in [(1usize, 1.0f32), (3, 0.0), (300, 1.0)] {
             let (words, skip) = (10, 9);
-            let before: Vec<u32> = (0..(rows + 1) * words).map(|i| i as u32 * 7 + 1).collect();
+            // One row more than asked for, which must stay; rows alternate
+            // between marked applied and skipped.
+            let before: Vec<u32> = (0..(rows + 1) * words)
+                .map(|i| if i % words == skip { ((i / words) % 2) as u32 } else { i as u32 * 7 + 1 })
+                .collect();
+            let choices: Vec<u32> = (0..2 * rows * words).map(|i| 1_000_000 + i as u32 * 3).collect();
             let table = Buffer::from_u32(d, &before).unwrap();
+            let cb = Buffer::from_u32(d, &choices).unwrap();
             let mut w = state_words(8.0, 0);
             w[FOUND_INF] = flag.to_bits();
             let st = Buffer::from_u32(d, &w).unwrap();
-            gate(&table, rows, (words, skip), &st).unwrap();
+            gate(&table, &cb, rows, (words, skip), &st).unwrap();
             let mut want = before.clone();
             for r in 0..rows {
+                let from = r * words + if before[r * words + skip] != 0 { rows * words } else { 0 };
+                want[r * words..(r + 1) * words].copy_from_slice(&choices[from..from + words]);
                 want[r * words + skip] = u32::from(flag != 0.0);
             }
             assert_eq!(table.to_u32().unwrap(), want, "{} rows {rows} flag {flag}", d.name());
             assert_eq!(st.to_u32().unwrap(), w.to_vec(), "{}: the state is only read", d.name());
+            assert_eq!(cb.to_u32().unwrap(), choices, "{}: the choices are only read", d.name());
         }
         let t = Buffer::from_u32(d, &[0; 20]).unwrap();
+        let c = Buffer::from_u32(d, &[0; 40]).unwrap();
         let st = Buffer::from_u32(d, &state_words(1.0, 0)).unwrap();
-        assert!(gate(&t, 3, (10, 9), &st).is_err(), "a table too short");
-        assert!(gate(&t, 2, (10, 10), &st).is_err(), "a skip word outside the row");
+        assert!(gate(&t, &c, 3, (10, 9), &st).is_err(), "a table too short");
+        assert!(gate(&t, &t, 2, (10, 9), &st).is_err(), "the table as its own choices");
+        assert!(gate(&t, &c, 2, (10, 10), &st).is_err(), "a skip word outside the row");
+        let short = Buffer::from_u32(d, &[0; 30]).unwrap();
+        assert!(gate(&t, &short, 2, (10, 9), &st).is_err(), "choices too short");
     }
 }
 

@@ -49,7 +49,7 @@
 //! reproduce an uninterrupted run bit for bit.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use wgrad_autograd::{DType, Error, Result, Tensor};
 use wgrad_gpu_core::ops::optim::{scalars, update_row, Rule, SCALAR_WORDS, SKIP_WORD};
@@ -111,13 +111,24 @@ pub(crate) struct Fused<A: Algorithm> {
     /// By parameter tensor id, so editing the groups keeps the state.
     slots: HashMap<u64, Slot>,
     /// Per group, the device buffer of its parameters' step scalars (one
-    /// row each), rewritten in place when they change.
+    /// row each) that the update kernels read.
     rows: Vec<Option<Buffer>>,
-    /// Per group, the words its scalar buffer holds, when known: a step
-    /// whose scalars are the last step's (SGD at a fixed learning rate)
-    /// writes nothing. A gate marks the buffer on the device, so a gated
-    /// step forgets them.
+    /// Per group, the words its scalar buffer holds, when the host wrote
+    /// them and knows: a step whose scalars are the last step's (SGD at a
+    /// fixed learning rate) writes nothing. A gate rewrites the buffer on
+    /// the device, so a gated step forgets them.
     written: Vec<Option<Vec<u32>>>,
+    /// Per group, once a step was gated: the two candidate tables the
+    /// gate fills the scalar buffer from (`ops::amp::gate`: the rows for
+    /// "the last gated step was applied", then for "it was skipped"), and
+    /// the words they hold.
+    choices: Vec<Option<(Buffer, Vec<u32>)>>,
+    /// Per group, the prepared step's rows for either verdict of the last
+    /// gated step (the same when none is in doubt).
+    step_words: Vec<[Vec<u32>; 2]>,
+    /// Whether the last step was gated: the next one's scalars then go
+    /// through the gate's choices, and the last verdict is not waited for.
+    gated: bool,
     /// Per group, the parameters [`prepare_step`](Self::prepare_step)
     /// prepared (indices into the group), until [`apply_step`](Self::apply_step).
     prepared: Option<Vec<Vec<usize>>>,
@@ -127,31 +138,46 @@ pub(crate) struct Fused<A: Algorithm> {
     /// A loss scaler's state that gates the next `apply_step` (see
     /// [`apply_step_unless_overflow`](Self::apply_step_unless_overflow)).
     gate: Option<Buffer>,
-    /// The last gated step, until the device's verdict is read (behind a
-    /// lock so that `state_dict(&self)` can read it).
-    unconfirmed: std::sync::Mutex<Option<Unconfirmed>>,
+    /// Gated steps whose verdict the host has not taken into its counts,
+    /// oldest first (behind a lock so that `state_dict(&self)` can read them).
+    pending: std::sync::Mutex<VecDeque<Pending>>,
+    /// A gated update recorded into a step graph (the parameters it counted
+    /// and a table it marks): each replay of the graph runs it again, which
+    /// the next [`prepare_step`](Self::prepare_step) counts as a pending step.
+    replay_gated: Option<(Vec<u64>, Buffer)>,
+    /// Whether `apply_step` ran since the last prepare (else a step graph
+    /// replayed it).
+    applied: bool,
 }
 
 /// A step the device may have skipped (a loss scaler found an overflow):
 /// its counts stand until the verdict, written by the gate into the skip
 /// word of the scalar rows, is read.
-struct Unconfirmed {
+struct Pending {
     /// The parameters it counted a step for.
     ids: Vec<u64>,
     /// A scalar table the gate marked (its first row's skip word).
     rows: Buffer,
-    /// The rows on their way to the host, started right after the step.
+    /// The rows on their way to the host, once asked for (not inside a
+    /// step graph being recorded: the next prepare asks).
     read: Option<Readback>,
-    /// The step was being recorded (no readback inside a step graph): the
-    /// rows are read when needed, and the entry stays for the replays,
-    /// which gate the same rows again.
-    recorded: bool,
     /// The verdict, once read.
     verdict: Option<bool>,
 }
 
-impl Unconfirmed {
-    /// Whether the device skipped the step (read at most once).
+impl Pending {
+    fn new(ids: Vec<u64>, rows: Buffer) -> Pending {
+        Pending { ids, rows, read: None, verdict: None }
+    }
+
+    /// Starts reading the verdict, unless it is on its way or known.
+    fn start(&mut self) {
+        if self.read.is_none() && self.verdict.is_none() && !self.rows.device().is_recording() {
+            self.read = Some(self.rows.read_async());
+        }
+    }
+
+    /// Whether the device skipped the step (waits for the verdict once).
     fn skipped(&mut self) -> bool {
         if let Some(v) = self.verdict {
             return v;
@@ -198,10 +224,15 @@ impl<A: Algorithm> Fused<A> {
             slots: HashMap::new(),
             rows: Vec::new(),
             written: Vec::new(),
+            choices: Vec::new(),
+            step_words: Vec::new(),
+            gated: false,
             prepared: None,
             gradless: HashSet::new(),
             gate: None,
-            unconfirmed: std::sync::Mutex::new(None),
+            pending: std::sync::Mutex::new(VecDeque::new()),
+            replay_gated: None,
+            applied: false,
         }
     }
 
@@ -232,46 +263,55 @@ impl<A: Algorithm> Fused<A> {
     }
 
     /// [`apply_step`](Self::apply_step) skipped on the device when
-    /// `scaler` holds an overflow: each group's scalar rows are marked by
-    /// `ops::amp::gate` before its updates, which then leave everything as
-    /// it is. The step's counts stand until the verdict is read, which the
-    /// next [`prepare_step`](Self::prepare_step) (or state dict) does: the
-    /// rows are on their way to the host meanwhile, unless the step is
-    /// being recorded.
+    /// `scaler` holds an overflow: each group's scalar rows are filled and
+    /// marked by `ops::amp::gate` before its updates, which then leave
+    /// everything as it is. The step's counts stand until the verdict is
+    /// read: the rows are on their way to the host (unless the step is
+    /// being recorded), and the prepare after next (or a state dict) takes
+    /// them; the next step's scalars are written for either verdict, and
+    /// its gate picks the right ones on the device.
     pub fn apply_step_unless_overflow(&mut self, scaler: &Buffer) {
         self.gate = Some(scaler.clone());
         self.apply_step();
     }
 
-    /// Reads the verdict of the last gated step and, when the device
-    /// skipped it, takes its counts back (a first step leaves no state).
-    fn confirm(&mut self) {
-        let pending = self.unconfirmed.get_mut().unwrap();
-        let Some(u) = pending.as_mut() else { return };
-        let skipped = u.skipped().then(|| u.ids.clone());
-        if u.recorded {
-            u.verdict = None;
-        } else {
-            *pending = None;
-        }
-        for id in skipped.into_iter().flatten() {
-            self.unstep(id);
-        }
-    }
-
-    /// The parameters whose last step the device skipped, not yet taken back.
-    fn skipped_unconfirmed(&self) -> Vec<u64> {
-        let mut pending = self.unconfirmed.lock().unwrap();
-        match pending.as_mut() {
-            Some(u) => {
-                if u.skipped() {
-                    u.ids.clone()
-                } else {
-                    Vec::new()
+    /// Takes the verdicts of all but the last `keep` pending steps into the
+    /// counts (waiting for them if need be); returns the last verdict taken.
+    fn confirm(&mut self, keep: usize) -> Option<bool> {
+        let mut last = None;
+        loop {
+            let next = {
+                let pending = self.pending.get_mut().unwrap();
+                if pending.len() <= keep {
+                    break;
+                }
+                pending.pop_front()
+            };
+            let mut p = next.expect("checked above");
+            let skipped = p.skipped();
+            if skipped {
+                for &id in &p.ids {
+                    self.unstep(id);
                 }
             }
-            None => Vec::new(),
+            last = Some(skipped);
         }
+        last
+    }
+
+    /// How many steps of parameter `id` the pending steps the device
+    /// skipped counted (waits for their verdicts).
+    fn skipped_pending(&self) -> HashMap<u64, u64> {
+        let mut taken_back = HashMap::new();
+        for p in self.pending.lock().unwrap().iter_mut() {
+            p.start();
+            if p.skipped() {
+                for &id in &p.ids {
+                    *taken_back.entry(id).or_insert(0) += 1;
+                }
+            }
+        }
+        taken_back
     }
 
     /// Takes back one counted step of parameter `id`.
@@ -285,22 +325,35 @@ impl<A: Algorithm> Fused<A> {
     }
 
     /// Counts a step for the parameters `stepped` selects and writes their
-    /// scalars; creates state buffers on first use.
+    /// scalars; creates state buffers on first use. After a gated step the
+    /// verdicts of all but that one are taken into the counts (the one
+    /// before it was read long ago), and this step's scalars are written
+    /// for both of its verdicts, into the gate's choices.
     fn prepare(&mut self, stepped: impl Fn(&Tensor) -> bool) {
-        self.confirm();
+        if !self.applied {
+            // A step graph replayed the recorded gated update.
+            if let Some((ids, rows)) = &self.replay_gated {
+                self.pending.get_mut().unwrap().push_back(Pending::new(ids.clone(), rows.clone()));
+            }
+        }
+        self.applied = false;
+        self.confirm(usize::from(self.gated));
+        let doubt: HashSet<u64> = {
+            let pending = self.pending.get_mut().unwrap();
+            pending.iter_mut().for_each(Pending::start);
+            pending.back().map(|p| p.ids.iter().copied().collect()).unwrap_or_default()
+        };
         let rule = self.opts.rule();
         let names = rule.state_names();
-        self.rows.resize(self.groups.len(), None);
-        self.written.resize(self.groups.len(), None);
-        if self.unconfirmed.get_mut().unwrap().as_ref().is_some_and(|u| u.recorded) {
-            // Replays of a recorded gated step mark the rows on the device
-            // without passing here.
-            self.written.fill(None);
-        }
-        let mut prepared = Vec::new();
-        for ((group, rows), written) in self.groups.iter().zip(&mut self.rows).zip(&mut self.written) {
+        let n = self.groups.len();
+        self.rows.resize(n, None);
+        self.written.resize(n, None);
+        self.choices.resize(n, None);
+        self.step_words.resize(n, Default::default());
+        let (mut prepared, mut fresh) = (Vec::new(), false);
+        for (gi, group) in self.groups.iter().enumerate() {
             check_group(A::NAME, group);
-            let mut words = vec![0u32; group.params.len().max(1) * SCALAR_WORDS];
+            let mut words = [0, 1].map(|_| vec![0u32; group.params.len().max(1) * SCALAR_WORDS]);
             let (mut chosen, mut last) = (Vec::new(), None);
             for (i, p) in group.params.iter().enumerate() {
                 if !stepped(p) {
@@ -318,28 +371,48 @@ impl<A: Algorithm> Fused<A> {
                     }),
                 };
                 slot.step += 1;
-                // Parameters stepped together share their scalars: computed once.
-                let row = match last {
-                    Some((t, row)) if t == slot.step => row,
-                    _ => scalars(&rule, group.lr, group.weight_decay, slot.step),
-                };
-                last = Some((slot.step, row));
-                words[i * SCALAR_WORDS..(i + 1) * SCALAR_WORDS].copy_from_slice(&row);
+                // The step counts if the last gated step was applied, and
+                // if it was skipped; parameters stepped together share
+                // their scalars, computed once.
+                let steps = [slot.step, slot.step - u64::from(doubt.contains(&p.id()))];
+                for (w, t) in words.iter_mut().zip(steps) {
+                    let row = match last {
+                        Some((lt, row)) if lt == t => row,
+                        _ => scalars(&rule, group.lr, group.weight_decay, t),
+                    };
+                    last = Some((t, row));
+                    w[i * SCALAR_WORDS..(i + 1) * SCALAR_WORDS].copy_from_slice(&row);
+                }
                 chosen.push(i);
             }
             if let Some(p) = group.params.first() {
-                let len = 4 * words.len() as u64;
-                if rows.as_ref().is_none_or(|b| b.len_bytes() != len || b.device() != &p.device()) {
-                    *rows = Some(expect(Buffer::alloc(&p.device(), len)));
-                    *written = None;
+                let len = 4 * words[0].len() as u64;
+                if self.rows[gi].as_ref().is_none_or(|b| b.len_bytes() != len || b.device() != &p.device()) {
+                    self.rows[gi] = Some(expect(Buffer::alloc(&p.device(), len)));
+                    self.written[gi] = None;
+                    self.choices[gi] = None;
+                    fresh = true;
                 }
-                if written.as_ref() != Some(&words) {
-                    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-                    expect(rows.as_ref().expect("allocated above").write_bytes(&bytes));
-                    *written = Some(words);
+                if self.gated {
+                    write_choices(&mut self.choices[gi], &words, &p.device());
+                } else {
+                    let rows = self.rows[gi].as_ref().expect("allocated above");
+                    write_rows(rows, &mut self.written[gi], &words[0]);
                 }
             }
+            self.step_words[gi] = words;
             prepared.push(chosen);
+        }
+        if self.gated && fresh && !doubt.is_empty() {
+            // A new scalar buffer holds no verdict for the gate to pick by:
+            // the last one is waited for, and both choices are its rows.
+            let v = usize::from(self.confirm(0).unwrap_or(false));
+            for ((choices, words), group) in self.choices.iter_mut().zip(&mut self.step_words).zip(&self.groups) {
+                if let Some(p) = group.params.first() {
+                    words[1 - v] = words[v].clone();
+                    write_choices(choices, words, &p.device());
+                }
+            }
         }
         self.prepared = Some(prepared);
     }
@@ -356,11 +429,37 @@ impl<A: Algorithm> Fused<A> {
         let prepared = self.prepared.take().unwrap_or_else(|| panic!("{}: apply_step without prepare_step", A::NAME));
         let rule = self.opts.rule();
         let gate = self.gate.take();
+        self.applied = true;
+        match (&gate, self.gated) {
+            (None, true) => {
+                // Scalars written for either verdict, and no gate to pick:
+                // this step waits for the last one.
+                let skipped = self.confirm(0).unwrap_or(false);
+                for ((rows, written), words) in self.rows.iter().zip(&mut self.written).zip(&self.step_words) {
+                    if let Some(rows) = rows {
+                        write_rows(rows, written, &words[usize::from(skipped)]);
+                    }
+                }
+                self.gated = false;
+            }
+            (Some(_), false) => {
+                // The first gated step: its scalars went to the rows, and
+                // the gate takes them from its choices.
+                for ((choices, rows), words) in self.choices.iter_mut().zip(&self.rows).zip(&self.step_words) {
+                    if let Some(rows) = rows {
+                        write_choices(choices, words, rows.device());
+                    }
+                }
+                self.gated = true;
+            }
+            _ => {}
+        }
         let (mut stepped, mut marked, mut gradless) = (Vec::new(), None, Vec::new());
         for (gi, ((group, chosen), rows)) in self.groups.iter().zip(prepared).zip(&self.rows).enumerate() {
             if let (Some(state), Some(rows)) = (&gate, rows) {
                 self.written[gi] = None;
-                expect(amp::gate(rows, group.params.len(), (SCALAR_WORDS, SKIP_WORD), state));
+                let (choices, _) = self.choices[gi].as_ref().expect("written above");
+                expect(amp::gate(rows, choices, group.params.len(), (SCALAR_WORDS, SKIP_WORD), state));
                 marked.get_or_insert_with(|| rows.clone());
             }
             for i in chosen {
@@ -396,17 +495,21 @@ impl<A: Algorithm> Fused<A> {
             self.unstep(id);
             self.gradless.insert(id);
         }
-        *self.unconfirmed.get_mut().unwrap() = marked.map(|rows| {
-            let recorded = rows.device().is_recording();
-            let read = (!recorded).then(|| rows.read_async());
-            Unconfirmed { ids: stepped, rows, read, recorded, verdict: None }
-        });
+        self.replay_gated = None;
+        if let Some(rows) = marked {
+            if rows.device().is_recording() {
+                self.replay_gated = Some((stepped.clone(), rows.clone()));
+            }
+            let mut p = Pending::new(stepped, rows);
+            p.start();
+            self.pending.get_mut().unwrap().push_back(p);
+        }
     }
 
     /// See the module documentation for the format. A gated step the
     /// device skipped is not counted (its verdict is read first).
     pub fn state_dict(&self) -> StateDict {
-        let skipped = self.skipped_unconfirmed();
+        let skipped = self.skipped_pending();
         let mut sd = StateDict::new();
         sd.meta.insert("kind".into(), A::NAME.into());
         let mut opts = self.opts.clone();
@@ -425,7 +528,7 @@ impl<A: Algorithm> Fused<A> {
             let ids: Vec<String> = (index..index + g.params.len()).map(|i| i.to_string()).collect();
             sd.meta.insert(format!("param_groups.{gi}.params"), ids.join(","));
             for p in &g.params {
-                let taken_back = u64::from(skipped.contains(&p.id()));
+                let taken_back = skipped.get(&p.id()).copied().unwrap_or(0);
                 if let Some(slot) = self.slots.get(&p.id()).filter(|s| s.step > taken_back) {
                     sd.meta.insert(format!("state.{index}.step"), (slot.step - taken_back).to_string());
                     let layout = Layout::contiguous(&p.shape());
@@ -528,9 +631,39 @@ impl<A: Algorithm> Fused<A> {
         }
         self.slots = slots;
         // The loaded counts are what they are: no earlier verdict applies.
-        *self.unconfirmed.get_mut().unwrap() = None;
+        self.pending.get_mut().unwrap().clear();
         Ok(())
     }
+}
+
+/// Writes `words` into a group's scalar buffer unless it holds them.
+fn write_rows(rows: &Buffer, written: &mut Option<Vec<u32>>, words: &[u32]) {
+    if written.as_deref() != Some(words) {
+        expect(rows.write_bytes(bytemuck_words(words).as_slice()));
+        *written = Some(words.to_vec());
+    }
+}
+
+/// Writes both candidates into a group's gate choices (made on `device`
+/// when missing or of another size) unless they hold them.
+fn write_choices(choices: &mut Option<(Buffer, Vec<u32>)>, words: &[Vec<u32>; 2], device: &wgrad_gpu_core::Device) {
+    let both: Vec<u32> = words.concat();
+    match choices {
+        Some((_, held)) if *held == both => {}
+        Some((b, held)) if b.len_bytes() == 4 * both.len() as u64 && b.device() == device => {
+            expect(b.write_bytes(bytemuck_words(&both).as_slice()));
+            *held = both;
+        }
+        _ => {
+            let b = expect(Buffer::alloc(device, 4 * both.len() as u64));
+            expect(b.write_bytes(bytemuck_words(&both).as_slice()));
+            *choices = Some((b, both));
+        }
+    }
+}
+
+fn bytemuck_words(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// The tensor's buffer, safe to write in place: its own when the tensor is
@@ -653,3 +786,48 @@ macro_rules! fused_optimizer {
     };
 }
 pub(crate) use fused_optimizer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::AdamOptions;
+    use wgrad_gpu_core::ops::amp::{state_words, FOUND_INF};
+    use wgrad_gpu_core::Device;
+
+    /// A gated step's verdict is not needed to prepare the next step: it
+    /// stays pending (not read) through the next prepare, whose scalars
+    /// are written for both outcomes, and is taken into the counts by the
+    /// prepare after that. An overflowed first step leaves Adam's count
+    /// one short, as PyTorch's.
+    #[test]
+    fn the_last_gated_verdict_is_read_a_step_late() {
+        let dev = Device::cpu();
+        let p = Tensor::from_vec(&[1.0, 2.0], &[2], &dev).requires_grad_();
+        let mut opt = Fused::new(vec![ParamGroup::new(vec![p.clone()], 0.1, 0.0)], AdamOptions::default());
+        let scaler = |overflow: bool| {
+            let mut w = state_words(1.0, 0);
+            w[FOUND_INF] = if overflow { 1.0f32.to_bits() } else { 0 };
+            Buffer::from_u32(&dev, &w).unwrap()
+        };
+        let verdicts = |opt: &mut Fused<AdamOptions>| -> Vec<Option<bool>> {
+            opt.pending.get_mut().unwrap().iter().map(|p| p.verdict).collect()
+        };
+        for (step, overflow) in [true, false, false].into_iter().enumerate() {
+            p.set_grad(Some(Tensor::from_vec(&[0.5, -0.5], &[2], &dev)));
+            opt.prepare_step();
+            match step {
+                0 => assert!(verdicts(&mut opt).is_empty()),
+                // The first step's verdict: not read by this prepare.
+                1 => assert_eq!(verdicts(&mut opt), vec![None]),
+                // Taken now; the second step's is pending, unread.
+                _ => {
+                    assert_eq!(verdicts(&mut opt), vec![None]);
+                    assert_eq!(opt.slots[&p.id()].step, 2, "the skipped first step is not counted");
+                }
+            }
+            opt.apply_step_unless_overflow(&scaler(overflow));
+        }
+        let sd = opt.state_dict();
+        assert_eq!(sd.meta["state.0.step"], "2", "three steps, the first skipped");
+    }
+}
