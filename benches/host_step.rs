@@ -13,17 +13,60 @@
 //! finishing the step's batch beside the caller (`WGRAD_SUBMIT_THREAD=0`
 //! puts that work back into the submit).
 //!
+//! Then the heap allocations the caller's thread makes per launch, recorded
+//! afresh and replayed (a host-independent counter: the recorder's goal is
+//! none on the hot path).
+//!
 //! Host kinds differ several-fold, so compare builds on one host: build each
 //! commit's `target/release/deps/host_step-*` binary and run them
 //! alternately, a few rounds each (docs/performance.md, "Host cost per
 //! launch").
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::time::Instant;
 
 use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Optimizer, Sgd, SgdOptions};
 use wgrad::prelude::*;
+
+/// Counts the allocations of the threads that switched counting on.
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a thread-local
+// `Cell` (no allocation, no lock), skipped while the thread is torn down.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        }
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The allocations this thread makes in `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(Cell::get)
+}
 
 fn main() {
     let steps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(80);
@@ -75,4 +118,21 @@ fn main() {
         submit_us[submit_us.len() / 2],
         done.host_encode_ns as f64 / 1e3 / steps as f64
     );
+    // Allocations per launch, replay off, then on (after it has its plans).
+    for replay in [false, true] {
+        dev.set_replay(replay).expect("replay switch");
+        for _ in 0..3 {
+            step().0.item();
+        }
+        dev.synchronize().expect("device idle");
+        let before = dev.stats();
+        let n = allocations(|| {
+            for _ in 0..5 {
+                drop(step());
+            }
+        });
+        let launches = (dev.stats() - before).dispatches.max(1);
+        let what = if replay { "replayed" } else { "recorded afresh" };
+        println!("heap allocations on the caller's thread, {what}: {:.1} per launch", n as f64 / launches as f64);
+    }
 }

@@ -75,9 +75,14 @@ impl Layout {
 
     /// True when the view is dense row-major (at any offset).
     pub fn is_dense_row_major(&self) -> bool {
-        // Size-1 dims may carry any stride.
-        let expect = contiguous_strides(&self.shape);
-        self.shape.iter().zip(self.strides.iter().zip(&expect)).all(|(&d, (&s, &e))| d == 1 || s == e)
+        // Size-1 dims may carry any stride. Walked from the last dim with
+        // the running row-major stride (no vector: this runs per launch).
+        let mut expect = 1;
+        self.shape.iter().zip(&self.strides).rev().all(|(&d, &s)| {
+            let ok = d == 1 || s == expect;
+            expect *= d;
+            ok
+        })
     }
 
     /// The highest buffer index this view touches plus one (0 when empty).
