@@ -7,6 +7,7 @@
 use wgrad::gpu_core::StatsSnapshot;
 
 /// Microseconds of host time per launch in a timed region.
+#[derive(Clone, Copy)]
 pub struct HostCost {
     /// Inside wgrad's recorder: launches recorded (fuser, bind groups,
     /// encoding) and batches submitted.

@@ -354,7 +354,7 @@ impl<A: Algorithm> Fused<A> {
         for (gi, group) in self.groups.iter().enumerate() {
             check_group(A::NAME, group);
             let mut words = [0, 1].map(|_| vec![0u32; group.params.len().max(1) * SCALAR_WORDS]);
-            let (mut chosen, mut last) = (Vec::new(), None);
+            let (mut chosen, mut last) = (Vec::new(), [None, None]);
             for (i, p) in group.params.iter().enumerate() {
                 if !stepped(p) {
                     continue;
@@ -375,12 +375,12 @@ impl<A: Algorithm> Fused<A> {
                 // if it was skipped; parameters stepped together share
                 // their scalars, computed once.
                 let steps = [slot.step, slot.step - u64::from(doubt.contains(&p.id()))];
-                for (w, t) in words.iter_mut().zip(steps) {
-                    let row = match last {
+                for ((w, t), last) in words.iter_mut().zip(steps).zip(&mut last) {
+                    let row = match *last {
                         Some((lt, row)) if lt == t => row,
                         _ => scalars(&rule, group.lr, group.weight_decay, t),
                     };
-                    last = Some((t, row));
+                    *last = Some((t, row));
                     w[i * SCALAR_WORDS..(i + 1) * SCALAR_WORDS].copy_from_slice(&row);
                 }
                 chosen.push(i);
@@ -647,15 +647,20 @@ fn write_rows(rows: &Buffer, written: &mut Option<Vec<u32>>, words: &[u32]) {
 /// Writes both candidates into a group's gate choices (made on `device`
 /// when missing or of another size) unless they hold them.
 fn write_choices(choices: &mut Option<(Buffer, Vec<u32>)>, words: &[Vec<u32>; 2], device: &wgrad_gpu_core::Device) {
-    let both: Vec<u32> = words.concat();
+    let len = words[0].len() + words[1].len();
     match choices {
-        Some((_, held)) if *held == both => {}
-        Some((b, held)) if b.len_bytes() == 4 * both.len() as u64 && b.device() == device => {
-            expect(b.write_bytes(bytemuck_words(&both).as_slice()));
-            *held = both;
+        Some((b, held))
+            if held.len() == len
+                && b.device() == device
+                && held[..words[0].len()] == words[0][..]
+                && held[words[0].len()..] == words[1][..] => {}
+        Some((b, held)) if held.len() == len && b.device() == device => {
+            *held = words.concat();
+            expect(b.write_bytes(bytemuck_words(held).as_slice()));
         }
         _ => {
-            let b = expect(Buffer::alloc(device, 4 * both.len() as u64));
+            let both = words.concat();
+            let b = expect(Buffer::alloc(device, 4 * len as u64));
             expect(b.write_bytes(bytemuck_words(&both).as_slice()));
             *choices = Some((b, both));
         }
