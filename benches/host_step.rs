@@ -22,51 +22,17 @@
 //! alternately, a few rounds each (docs/performance.md, "Host cost per
 //! launch").
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Instant;
 
+use wgrad::gpu_core::testing::{thread_allocations, CountingAllocator};
 use wgrad::models::{ResNet, Shortcut};
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::{Optimizer, Sgd, SgdOptions};
 use wgrad::prelude::*;
 
-/// Counts the allocations of the threads that switched counting on.
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; the counter is a thread-local
-// `Cell` (no allocation, no lock), skipped while the thread is torn down.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+// Counts the heap allocations of the caller's thread (a host-independent figure).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The allocations this thread makes in `f`.
-fn allocations(f: impl FnOnce()) -> u64 {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(Cell::get)
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn main() {
     let steps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(80);
@@ -126,7 +92,7 @@ fn main() {
         }
         dev.synchronize().expect("device idle");
         let before = dev.stats();
-        let n = allocations(|| {
+        let n = thread_allocations(|| {
             for _ in 0..5 {
                 drop(step());
             }

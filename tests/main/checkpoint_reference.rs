@@ -111,7 +111,7 @@ fn wgrad_file_has_the_names_shapes_and_dtypes_torch_expects() {
     let y = m.forward(&x);
     let sidecar = json!({
         "input": input,
-        "output": {"shape": y.shape(), "data": y.to_vec()},
+        "output": {"shape": y.shape().to_vec(), "data": y.to_vec()},
     });
     let sidecar_path = format!("{}.json", path.display());
     std::fs::write(&sidecar_path, sidecar.to_string()).unwrap();

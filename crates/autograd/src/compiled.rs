@@ -152,7 +152,7 @@ impl Parts {
 /// What a recording was made for.
 #[derive(Clone, PartialEq)]
 struct Signature {
-    inputs: Vec<(Vec<usize>, DType)>,
+    inputs: Vec<(wgrad_gpu_core::Dims, DType)>,
     key: u64,
 }
 

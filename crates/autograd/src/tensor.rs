@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::{cast, copy, fill};
-use wgrad_gpu_core::{Buffer, Device, Layout, Result};
+use wgrad_gpu_core::{Buffer, Device, Dims, Layout, Result};
 
 use crate::graph::{self, BackwardFn, Node};
 use crate::DType;
@@ -202,8 +202,9 @@ impl Tensor {
         self.inner.id
     }
 
-    /// Size of each dimension.
-    pub fn shape(&self) -> Vec<usize> {
+    /// Size of each dimension (a [`Dims`]: derefs to `&[usize]`, allocates
+    /// nothing up to rank 8; `.to_vec()` for a `Vec`).
+    pub fn shape(&self) -> Dims {
         self.inner.data.read().unwrap().1.shape.clone()
     }
 

@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(x0.to_vec_u32(), vec![0, 1, 2, 3, 11, 12, 13, 14]);
         assert_eq!(x1.to_vec_u32(), vec![4, 5, 6, 7, 15, 16, 17, 18]);
         assert_eq!(y1.to_vec_u32(), vec![5, 6, 7, 8, 16, 17, 18, 19]);
-        assert_eq!((x2.shape(), y2.to_vec_u32()), (vec![2, 2], vec![9, 10, 20, 21]));
+        assert_eq!((x2.shape().to_vec(), y2.to_vec_u32()), (vec![2, 2], vec![9, 10, 20, 21]));
     }
 
     #[test]

@@ -3,25 +3,25 @@
 //! Views (transpose, slice, broadcast) only change a [`Layout`]; kernels that
 //! accept a layout read through it, the others need contiguous input.
 
-use crate::{Error, Result};
+use smallvec::SmallVec;
 
-/// The highest rank a kernel accepts (sizes travel to WGSL as two `vec4<u32>`).
-pub const MAX_DIMS: usize = 8;
+pub use crate::dims::{Dims, MAX_DIMS};
+use crate::{Error, Result};
 
 /// A strided view: element `[i0, i1, ...]` lives at `offset + sum(ik * strides[k])`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
     /// Size of each dimension.
-    pub shape: Vec<usize>,
+    pub shape: Dims,
     /// Distance in elements between neighbours along each dimension (0 = broadcast).
-    pub strides: Vec<usize>,
+    pub strides: Dims,
     /// Index of the first element in the buffer.
     pub offset: usize,
 }
 
 /// Row-major strides of a shape.
-pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
+pub fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides: Dims = Dims::filled(0, shape.len());
     let mut acc = 1;
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
@@ -36,9 +36,9 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 /// NumPy broadcasting of two shapes, or `None` when they are incompatible.
-pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
     let rank = a.len().max(b.len());
-    let mut out = vec![0; rank];
+    let mut out: Dims = Dims::filled(0, rank);
     for i in 0..rank {
         let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
         let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
@@ -55,7 +55,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 impl Layout {
     /// A dense row-major layout.
     pub fn contiguous(shape: &[usize]) -> Self {
-        Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: 0 }
+        Layout { shape: shape.into(), strides: contiguous_strides(shape), offset: 0 }
     }
 
     /// Number of elements viewed.
@@ -102,7 +102,7 @@ impl Layout {
             ));
         }
         let lead = shape.len() - self.rank();
-        let mut strides = vec![0; shape.len()];
+        let mut strides: Dims = Dims::filled(0, shape.len());
         for (i, &d) in shape.iter().enumerate().skip(lead) {
             let (sd, ss) = (self.shape[i - lead], self.strides[i - lead]);
             strides[i] = if sd == d {
@@ -116,7 +116,7 @@ impl Layout {
                 ));
             };
         }
-        Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset })
+        Ok(Layout { shape: shape.into(), strides, offset: self.offset })
     }
 
     /// Reorders dimensions: output dim `i` is input dim `dims[i]`.
@@ -171,10 +171,10 @@ impl Layout {
             ));
         }
         if self.numel() == 0 || self.is_dense_row_major() {
-            return Ok(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset });
+            return Ok(Layout { shape: shape.into(), strides: contiguous_strides(shape), offset: self.offset });
         }
         match self.view_strides(shape) {
-            Some(strides) => Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset }),
+            Some(strides) => Ok(Layout { shape: shape.into(), strides, offset: self.offset }),
             None => Err(Error::invalid(
                 "reshape",
                 format!(
@@ -191,12 +191,12 @@ impl Layout {
     /// PyTorch's `computeStride`. The old dims are walked from the last in
     /// chunks that are each one strided block; the new dims must tile each
     /// chunk exactly.
-    fn view_strides(&self, shape: &[usize]) -> Option<Vec<usize>> {
+    fn view_strides(&self, shape: &[usize]) -> Option<Dims> {
         let (old, st) = (&self.shape, &self.strides);
         if old.is_empty() {
             return Some(contiguous_strides(shape));
         }
-        let mut strides = vec![0; shape.len()];
+        let mut strides: Dims = Dims::filled(0, shape.len());
         let mut view_d = shape.len();
         let mut base = st[old.len() - 1];
         let (mut chunk, mut viewed) = (1, 1);
@@ -242,9 +242,9 @@ impl Layout {
 /// Merges neighbouring dimensions that every operand walks as one (and drops
 /// size-1 dims), so kernels do less index arithmetic. Returns the merged shape
 /// and each operand's merged strides; a scalar becomes shape `[1]`.
-pub fn coalesce(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let mut out_shape: Vec<usize> = Vec::new();
-    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+pub fn coalesce(shape: &[usize], strides: &[&[usize]]) -> (Dims, SmallVec<[Dims; 4]>) {
+    let mut out_shape = Dims::new();
+    let mut out_strides: SmallVec<[Dims; 4]> = smallvec::smallvec![Dims::new(); strides.len()];
     for d in 0..shape.len() {
         if shape[d] == 1 {
             continue;
@@ -278,9 +278,9 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(broadcast_shapes(&[3, 1, 5], &[4, 1]), Some(vec![3, 4, 5]));
-        assert_eq!(broadcast_shapes(&[], &[2]), Some(vec![2]));
-        assert_eq!(broadcast_shapes(&[0, 1], &[1, 3]), Some(vec![0, 3]));
+        assert_eq!(broadcast_shapes(&[3, 1, 5], &[4, 1]), Some([3, 4, 5].into()));
+        assert_eq!(broadcast_shapes(&[], &[2]), Some([2].into()));
+        assert_eq!(broadcast_shapes(&[0, 1], &[1, 3]), Some([0, 3].into()));
         assert_eq!(broadcast_shapes(&[2, 3], &[3, 2]), None);
     }
 
@@ -303,9 +303,9 @@ mod tests {
     fn coalescing_merges_dense_runs() {
         let (s, st) = coalesce(&[2, 3, 4], &[&[12, 4, 1], &[0, 4, 1]]);
         assert_eq!(s, vec![2, 12]);
-        assert_eq!(st, vec![vec![12, 1], vec![0, 1]]);
+        assert_eq!(st.to_vec(), vec![Dims::from([12, 1]), [0, 1].into()]);
         let (s, st) = coalesce(&[1, 1], &[&[1, 1]]);
-        assert_eq!((s, st), (vec![1], vec![vec![1]]));
+        assert_eq!((s, st.to_vec()), ([1].into(), vec![Dims::from([1])]));
     }
 
     #[test]
@@ -314,7 +314,7 @@ mod tests {
         let qkv = Layout::contiguous(&[2, 5, 3 * 8]);
         let q = qkv.narrow(2, 8, 8).unwrap();
         let heads = q.reshape(&[2, 5, 4, 2]).unwrap();
-        assert_eq!((heads.strides.clone(), heads.offset), (vec![120, 24, 2, 1], 8));
+        assert_eq!((heads.strides.clone(), heads.offset), ([120, 24, 2, 1].into(), 8));
         // Merging the batch and time dims back is a view too (their run is dense).
         let rows = q.reshape(&[10, 8]).unwrap();
         assert_eq!(rows.strides, vec![24, 1]);
@@ -335,10 +335,10 @@ mod tests {
     fn reshape_is_free_only_for_dense_views() {
         let l = Layout::contiguous(&[2, 3, 4]);
         let r = l.reshape(&[6, 4]).unwrap();
-        assert_eq!((r.shape.clone(), r.strides.clone(), r.offset), (vec![6, 4], vec![4, 1], 0));
+        assert_eq!((r.shape.clone(), r.strides.clone(), r.offset), ([6, 4].into(), [4, 1].into(), 0));
         // A dense slice along the first dim keeps its offset.
         let s = l.narrow(0, 1, 1).unwrap().reshape(&[3, 4]).unwrap();
-        assert_eq!((s.strides.clone(), s.offset), (vec![4, 1], 12));
+        assert_eq!((s.strides.clone(), s.offset), ([4, 1].into(), 12));
         assert_eq!(s.index_of(5), 17);
         assert_eq!(
             l.reshape(&[]).unwrap_err().to_string(),
@@ -352,9 +352,12 @@ mod tests {
         assert!(l.narrow(2, 0, 2).unwrap().reshape(&[12]).is_err());
         assert!(Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap().reshape(&[6]).is_err());
         // Size-1 dims with odd strides and empty views are still free.
-        let one = Layout { shape: vec![1, 4], strides: vec![99, 1], offset: 3 };
-        assert_eq!(one.reshape(&[2, 2]).unwrap(), Layout { shape: vec![2, 2], strides: vec![2, 1], offset: 3 });
-        let empty = Layout { shape: vec![0, 3], strides: vec![1, 7], offset: 0 };
+        let one = Layout { shape: Dims::from([1, 4]), strides: Dims::from([99, 1]), offset: 3 };
+        assert_eq!(
+            one.reshape(&[2, 2]).unwrap(),
+            Layout { shape: Dims::from([2, 2]), strides: Dims::from([2, 1]), offset: 3 }
+        );
+        let empty = Layout { shape: Dims::from([0, 3]), strides: Dims::from([1, 7]), offset: 0 };
         assert_eq!(empty.reshape(&[3, 0]).unwrap().shape, vec![3, 0]);
         let scalar = Layout::contiguous(&[]).reshape(&[1, 1]).unwrap();
         assert_eq!(scalar.strides, vec![1, 1]);

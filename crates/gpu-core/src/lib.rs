@@ -16,6 +16,7 @@
 pub mod buffer;
 mod cpu;
 pub mod device;
+mod dims;
 pub mod error;
 mod gpu;
 mod host_rng;
@@ -40,7 +41,7 @@ pub use cpu::simd::{host_simd_level, set_simd_level, simd_level, SimdLevel};
 pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
 pub use host_rng::{mix64, HostRng, GOLDEN};
-pub use layout::Layout;
+pub use layout::{Dims, Layout};
 pub use profile::Profile;
 pub use readback::Readback;
 pub use select::{enumerate_adapters, list_adapters, AdapterSummary, DeviceSpec};

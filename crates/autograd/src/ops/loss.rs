@@ -59,7 +59,7 @@ impl Tensor {
             perm.push(1);
             self.permute(&perm)
         };
-        (moved.reshape(&[batch.iter().product(), c]), batch, c)
+        (moved.reshape(&[batch.iter().product(), c]), batch.to_vec(), c)
     }
 
     /// Softmax cross-entropy of logits `self` (`[N, C]`, `[N, C, d1, ...]` or

@@ -74,7 +74,8 @@ impl Tensor {
         // Drop the dims that the 1-D operands were given: M (second to last), then N (last).
         let mut shape = out.shape();
         if sa.len() == 1 {
-            shape.remove(shape.len() - 2);
+            let m = shape.len() - 2;
+            shape.remove(m);
         }
         if sb.len() == 1 {
             shape.pop();

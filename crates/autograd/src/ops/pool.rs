@@ -108,7 +108,7 @@ impl Tensor {
         op: &'static str,
         window: (Pair, Pair, Pair, Pair),
         relu: bool,
-    ) -> (Tensor, Buffer, Vec<usize>) {
+    ) -> (Tensor, Buffer, wgrad_gpu_core::Dims) {
         let (kernel, stride, padding, dilation) = window;
         let (x4, unbatched, io) = self.pool_input(op);
         let shape = x4.shape();

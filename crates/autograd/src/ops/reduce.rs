@@ -23,14 +23,19 @@ impl Tensor {
 
     /// The reduction's buffer and shape; an F16 view is read as f16 by the
     /// kernel (no widened copy), the result is f32 (u32 for the arg ops).
-    fn reduce_raw(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> (wgrad_gpu_core::Buffer, Vec<usize>) {
+    fn reduce_raw(
+        &self,
+        op: ReduceOp,
+        axes: &[usize],
+        keepdim: bool,
+    ) -> (wgrad_gpu_core::Buffer, wgrad_gpu_core::Dims) {
         let io = self.float_storage(op.name());
         let (b, l) = self.buffer_and_layout();
         expect(op.name(), reduce::reduce_io(op, &b, io, &l, axes, keepdim))
     }
 
     /// The shape `self` has after reducing `axes` with keepdim.
-    fn kept_shape(&self, axes: &[usize]) -> Vec<usize> {
+    fn kept_shape(&self, axes: &[usize]) -> wgrad_gpu_core::Dims {
         let mut s = self.shape();
         for &a in axes {
             s[a] = 1;

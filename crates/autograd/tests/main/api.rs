@@ -8,7 +8,7 @@ use wgrad_autograd::{no_grad, DType, Tensor};
 fn creation_and_readback() {
     for dev in backends("creation_and_readback") {
         let t = Tensor::from_vec(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &dev);
-        assert_eq!((t.shape(), t.dims(), t.numel(), t.dtype()), (vec![2, 3], 2, 6, DType::F32));
+        assert_eq!((t.shape().to_vec(), t.dims(), t.numel(), t.dtype()), (vec![2, 3], 2, 6, DType::F32));
         assert_eq!(t.size(-1), 3);
         assert_eq!(t.t().to_vec(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0], "a transposed view reads in its own order");
         assert_eq!(Tensor::zeros(&[2], &dev).to_vec(), vec![0.0, 0.0]);

@@ -12,7 +12,7 @@ fn u8_images_scale_and_normalise_per_channel() {
     for dev in backends("u8_images_scale_and_normalise_per_channel") {
         let pixels: Vec<u8> = (0..2 * 2 * 3).map(|i| (i * 20) as u8).collect();
         let x = Tensor::try_from_u8_images(&pixels, [2, 2, 1, 3], &[0.5, 0.0], &[0.5, 2.0], &dev).unwrap();
-        assert_eq!((x.dtype(), x.shape(), x.requires_grad()), (DType::F32, vec![2, 2, 1, 3], false));
+        assert_eq!((x.dtype(), x.shape().to_vec(), x.requires_grad()), (DType::F32, vec![2, 2, 1, 3], false));
         let want: Vec<f32> = pixels
             .iter()
             .enumerate()

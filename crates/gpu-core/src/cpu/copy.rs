@@ -17,7 +17,7 @@ pub(crate) fn copy<T: Copy + Send + Sync>(src: &[T], sl: &Layout, dst: &mut [T],
     let (shape, st) = coalesce(&sl.shape, &[&sl.strides, &dl.strides]);
     let r = shape.len() - 1;
     let (run, ss, ds) = (shape[r], st[0][r], st[1][r]);
-    let outer = |k: usize, offset| Layout { shape: shape[..r].to_vec(), strides: st[k][..r].to_vec(), offset };
+    let outer = |k: usize, offset| Layout { shape: shape[..r].into(), strides: st[k][..r].into(), offset };
     let (os, od) = (outer(0, sl.offset), outer(1, dl.offset));
     let copy_run = |from: usize, to: &mut [T], step: usize| match ss {
         1 if step == 1 => to[..run].copy_from_slice(&src[from..from + run]),

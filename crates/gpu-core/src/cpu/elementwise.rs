@@ -69,8 +69,7 @@ impl Binary for Strided2<'_> {
         let (cs, st) = coalesce(self.shape, &[&self.va.strides, &self.vb.strides]);
         let r = cs.len() - 1;
         let (run, sa, sb) = (cs[r], st[0][r], st[1][r]);
-        let outer =
-            |strides: &[usize], offset| Layout { shape: cs[..r].to_vec(), strides: strides[..r].to_vec(), offset };
+        let outer = |strides: &[usize], offset| Layout { shape: cs[..r].into(), strides: strides[..r].into(), offset };
         let (oa, ob) = (outer(&st[0], self.va.offset), outer(&st[1], self.vb.offset));
         let (a, b) = (self.a, self.b);
         par_chunks(self.out, run, GRAIN, |start, out| {

@@ -13,7 +13,7 @@ use crate::layout::Layout;
 /// `strides` and `offset`, and the innermost run's length.
 fn outer(w: &Walk, strides: &[usize], offset: usize) -> (Layout, usize) {
     let r = w.shape.len() - 1;
-    (Layout { shape: w.shape[..r].to_vec(), strides: strides[..r].to_vec(), offset }, w.shape[r])
+    (Layout { shape: w.shape[..r].into(), strides: strides[..r].into(), offset }, w.shape[r])
 }
 
 /// `out[c] = x[x_offset + c · x_strides + idx[c · i_strides] · dim_stride]`

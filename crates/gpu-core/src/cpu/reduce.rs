@@ -44,7 +44,7 @@ pub(crate) fn reduce(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Layout, m:
     let (rs, rst) = coalesce(&block.shape, &[&block.strides]);
     let r = rs.len() - 1;
     let (run, stride) = (rs[r], rst[0][r]);
-    let rows = Layout { shape: rs[..r].to_vec(), strides: rst[0][..r].to_vec(), offset: block.offset };
+    let rows = Layout { shape: rs[..r].into(), strides: rst[0][..r].into(), offset: block.offset };
     let (n_rows, rows) = (m / run.max(1), &rows);
     par_chunks(out, 1, grain, |start, out| {
         for (i, y) in out.iter_mut().enumerate() {

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::context::GpuContext;
 use super::fused_wgsl::{self, Generated};
 use super::fusion::{self, Deferred};
@@ -499,8 +501,14 @@ impl GpuContext {
         if replay {
             batch.replay.push(entry, replayed);
         }
-        // Dropping the run drops the last handles of the absorbed
-        // intermediates, which were never backed by device memory.
+        // Clearing the run drops the last handles of the absorbed
+        // intermediates, which were never backed by device memory; its
+        // vector is kept for the next run (no allocation per run).
+        let mut run = run;
+        run.clear();
+        if batch.deferred.is_empty() {
+            batch.deferred = run;
+        }
         Ok(())
     }
 
@@ -621,8 +629,9 @@ impl GpuContext {
                 eprintln!("{}", g.source());
             }
         }
-        let inputs: Vec<&wgpu::Buffer> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
-        let outputs: Vec<&wgpu::Buffer> = [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
+        let inputs: SmallVec<[&wgpu::Buffer; 8]> = g.leaves.iter().map(|&(l, s)| run[l].inputs[s].wgpu()).collect();
+        let outputs: SmallVec<[&wgpu::Buffer; 4]> =
+            [root].iter().chain(&g.stored).map(|&l| run[l].output.wgpu()).collect();
         if let Some(r) = run[root].record {
             let absorbed: Vec<usize> =
                 g.members.iter().filter(|&&m| m != root).filter_map(|&m| run[m].record).collect();

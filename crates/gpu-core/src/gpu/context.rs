@@ -243,10 +243,14 @@ impl GpuContext {
     /// updates): `(start, len, window)` with `window` the bytes to bind,
     /// each within the binding limit; one range binding nothing special
     /// (`None`) when `bytes` fits whole.
-    pub(crate) fn element_ranges(&self, n: usize, bytes: u64) -> Vec<(usize, usize, Option<Window>)> {
+    pub(crate) fn element_ranges(
+        &self,
+        n: usize,
+        bytes: u64,
+    ) -> smallvec::SmallVec<[(usize, usize, Option<Window>); 1]> {
         let limit = self.binding_limit();
         if bytes <= limit {
-            return vec![(0, n, None)];
+            return smallvec::smallvec![(0, n, None)];
         }
         let align = self.window_align();
         let step = (((limit - 16) / align * align / 4) as usize).max(1);

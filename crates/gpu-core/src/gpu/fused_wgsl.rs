@@ -481,8 +481,9 @@ mod tests {
 
     /// A deferred launch for the planner (CPU buffers: only handles matter here).
     fn deferred(node: Node, inputs: Vec<Buffer>, access: Vec<Access>, output: Buffer) -> Deferred {
-        let fusable = Fusable { node, n: 16, access };
-        let (shader, entry, constants, params, workgroups) = ("unary", "main", vec![], vec![], 1);
+        let fusable = Fusable { node, n: 16, access: access.into() };
+        let (shader, entry, constants, params, workgroups) =
+            ("unary", "main", Default::default(), Default::default(), 1);
         let (inputs, output) = (inputs.iter().map(Buffer::handle).collect(), output.handle());
         Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None }
     }
@@ -502,8 +503,8 @@ mod tests {
     fn generated_chains_of_every_row_validate() {
         let dev = Device::cpu();
         let buf = || Buffer::alloc(&dev, 64).unwrap();
-        let strided = Access::Strided { shape: vec![4, 4], strides: vec![1, 4], offset: 0 };
-        let scalar = Access::Strided { shape: vec![16], strides: vec![0], offset: 3 };
+        let strided = Access::Strided { shape: [4, 4].into(), strides: [1, 4].into(), offset: 0 };
+        let scalar = Access::Strided { shape: [16].into(), strides: [0].into(), offset: 3 };
         for &u in UnaryOp::EXAMPLES {
             for &b in BinaryOp::ALL {
                 let (x, y, g, c, s) = (buf(), buf(), buf(), buf(), buf());
@@ -538,7 +539,7 @@ mod tests {
     fn cast_trees_read_f16_leaves_and_store_packed_words() {
         let dev = Device::cpu();
         let buf = || Buffer::alloc(&dev, 64).unwrap();
-        let transposed = Access::Strided { shape: vec![4, 4], strides: vec![1, 4], offset: 0 };
+        let transposed = Access::Strided { shape: [4, 4].into(), strides: [1, 4].into(), offset: 0 };
         let (x, y, t0, t1, t2, t3) = (buf(), buf(), buf(), buf(), buf(), buf());
         let run = vec![
             deferred(Node::Widen, vec![x], vec![Access::Dense], t0.clone()),
@@ -575,7 +576,7 @@ mod tests {
     fn casts_merge_only_where_their_types_and_stores_allow() {
         let dev = Device::cpu();
         let buf = || Buffer::alloc(&dev, 64).unwrap();
-        let broadcast = Access::Strided { shape: vec![4, 4], strides: vec![0, 1], offset: 0 };
+        let broadcast = Access::Strided { shape: [4, 4].into(), strides: [0, 1].into(), offset: 0 };
         let (x, h, w, kept) = (buf(), buf(), buf(), buf());
         let run = vec![
             deferred(Node::Unary(UnaryOp::Neg), vec![x.clone()], vec![Access::Dense], buf()),
@@ -610,8 +611,11 @@ mod tests {
     fn oversized_kernels_are_refused() {
         let dev = Device::cpu();
         let buf = || Buffer::alloc(&dev, 64).unwrap();
-        let wide =
-            Access::Strided { shape: vec![1, 2, 1, 2, 1, 2, 1, 2], strides: vec![8, 4, 8, 2, 8, 1, 8, 0], offset: 0 };
+        let wide = Access::Strided {
+            shape: [1, 2, 1, 2, 1, 2, 1, 2].into(),
+            strides: [8, 4, 8, 2, 8, 1, 8, 0].into(),
+            offset: 0,
+        };
         let mut run = Vec::new();
         let mut prev = buf();
         for _ in 0..6 {

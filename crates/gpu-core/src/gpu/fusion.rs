@@ -62,6 +62,8 @@
 //! only deferred when its buffers fit one binding (its map's offset wraps
 //! in u32 below the region, which the ranged kernels' windows do not model).
 
+use smallvec::SmallVec;
+
 use super::handle::BufferHandle;
 use crate::kernels::binary::BinaryOp;
 use crate::kernels::unary::UnaryOp;
@@ -149,7 +151,7 @@ pub(crate) enum Access {
     /// Element `i`.
     Dense,
     /// Element `offset + Σ_d idx_d(i) · strides[d]` over the (coalesced) `shape`.
-    Strided { shape: Vec<usize>, strides: Vec<usize>, offset: usize },
+    Strided { shape: crate::layout::Dims, strides: crate::layout::Dims, offset: usize },
 }
 
 impl Access {
@@ -165,7 +167,7 @@ impl Access {
         if dense {
             Access::Dense
         } else {
-            Access::Strided { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+            Access::Strided { shape: shape.into(), strides: strides.into(), offset }
         }
     }
 }
@@ -176,7 +178,8 @@ impl Access {
 pub(crate) struct Fusable {
     pub node: Node,
     pub n: usize,
-    pub access: Vec<Access>,
+    /// Inline: one per input, at most three.
+    pub access: SmallVec<[Access; 3]>,
 }
 
 /// A recorded elementwise launch not yet encoded: the original launch (what
@@ -185,9 +188,9 @@ pub(crate) struct Fusable {
 pub(crate) struct Deferred {
     pub shader: &'static str,
     pub entry: &'static str,
-    pub constants: Vec<(&'static str, f64)>,
-    pub params: Vec<u32>,
-    pub inputs: Vec<BufferHandle>,
+    pub constants: SmallVec<[(&'static str, f64); 4]>,
+    pub params: SmallVec<[u32; 32]>,
+    pub inputs: SmallVec<[BufferHandle; 4]>,
     pub output: BufferHandle,
     pub workgroups: u32,
     pub fusable: Fusable,

@@ -176,7 +176,7 @@ impl DeferredKey {
         DeferredKey {
             shader: d.shader,
             entry: d.entry,
-            constants: d.constants.clone(),
+            constants: d.constants.to_vec(),
             fusable: d.fusable.clone(),
             sources: d.inputs.iter().map(|b| source(run, i, b)).collect(),
             held: held(d),
@@ -189,7 +189,7 @@ impl DeferredKey {
         let d = &run[i];
         self.shader == d.shader
             && self.entry == d.entry
-            && self.constants == d.constants
+            && self.constants[..] == d.constants[..]
             && self.fusable.node == d.fusable.node
             && self.fusable.n == d.fusable.n
             && self.fusable.access == d.fusable.access

@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn strided(shape: &[usize], strides: &[usize], offset: usize) -> Access {
-        Access::Strided { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+        Access::Strided { shape: shape.into(), strides: strides.into(), offset }
     }
 
     /// Every element a range reads lies inside its span, checked by

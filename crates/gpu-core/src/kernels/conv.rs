@@ -149,10 +149,8 @@ impl ConvGeometry {
         let cols = [self.batch, self.channels, self.kernel_h, self.kernel_w, self.out_h(), self.out_w()];
         let input = self.input_shape();
         let fields = [self.stride_h, self.stride_w, self.dilation_h, self.dilation_w, self.groups];
-        let mut extents: Vec<&[usize]> =
-            vec![&cols, &input, std::slice::from_ref(&padded_h), std::slice::from_ref(&padded_w)];
-        extents.extend(fields.iter().map(std::slice::from_ref));
-        for dims in extents {
+        let extents = [&cols[..], &input, std::slice::from_ref(&padded_h), std::slice::from_ref(&padded_w)];
+        for dims in extents.into_iter().chain(fields.iter().map(std::slice::from_ref)) {
             let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d.max(1)));
             if n.is_none_or(|n| n >= u32::MAX as usize) {
                 return bad(format!("sizes {dims:?} exceed the 2^32 elements one kernel can index"));

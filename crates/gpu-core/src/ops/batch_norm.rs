@@ -170,8 +170,8 @@ struct Kernel<'a> {
 }
 
 fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
-    let ins: Vec<&wgpu::Buffer> = k.inputs.iter().map(|b| b.wgpu()).collect();
-    let outs: Vec<&wgpu::Buffer> = k.outputs.iter().map(|b| b.wgpu()).collect();
+    let ins: smallvec::SmallVec<[&wgpu::Buffer; 8]> = k.inputs.iter().map(|b| b.wgpu()).collect();
+    let outs: smallvec::SmallVec<[&wgpu::Buffer; 8]> = k.outputs.iter().map(|b| b.wgpu()).collect();
     g.launch(&Launch {
         shader: k.shader,
         entry: k.entry,

@@ -6,7 +6,7 @@ use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsD
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::texture_operands::variant_for;
 pub use crate::kernels::binary::{wgsl_library, BinaryOp};
-use crate::layout::{coalesce, Layout};
+use crate::layout::{coalesce, Dims, Layout};
 use crate::{Buffer, Error, Result};
 
 /// `binary.wgsl`'s `Params`: the coalesced shape, each operand's strides and offset.
@@ -38,15 +38,15 @@ pub(crate) const WHERE_PARAMS: ParamsDecl = ParamsDecl {
 };
 
 /// Broadcasts operand views to their common shape, or a shape error naming the op.
-fn broadcast_all(op: &'static str, views: &[&Layout]) -> Result<(Vec<usize>, Vec<Layout>)> {
-    let mut shape: Vec<usize> = vec![];
+fn broadcast_all(op: &'static str, views: &[&Layout]) -> Result<(Dims, smallvec::SmallVec<[Layout; 3]>)> {
+    let mut shape = Dims::new();
     for v in views {
         shape = crate::layout::broadcast_shapes(&shape, &v.shape).ok_or_else(|| {
             let shapes: Vec<_> = views.iter().map(|v| format!("{:?}", v.shape)).collect();
             Error::invalid(op, format!("shapes {} cannot be broadcast together", shapes.join(" and ")))
         })?;
     }
-    let out = views.iter().map(|v| v.broadcast_to(&shape)).collect::<Result<Vec<_>>>()?;
+    let out = views.iter().map(|v| v.broadcast_to(&shape)).collect::<Result<_>>()?;
     Ok((shape, out))
 }
 
@@ -56,7 +56,7 @@ fn check_views(op: &'static str, pairs: &[(&Buffer, &Layout)]) -> Result<()> {
         b.check_len(op, "operand", l.span(), 4)?;
     }
     let dev = pairs[0].0.device();
-    Buffer::check_same_device(op, dev, &pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+    Buffer::check_same_device(op, dev, &pairs.iter().map(|p| p.0).collect::<smallvec::SmallVec<[_; 3]>>())
 }
 
 /// Per operand, how `binary.wgsl`'s `main4` reads it (1.0: vec4 loads, 0.0:
@@ -64,7 +64,7 @@ fn check_views(op: &'static str, pairs: &[(&Buffer, &Layout)]) -> Result<()> {
 /// does not allow four outputs per thread: the innermost dim must be a
 /// multiple of 4, and each operand either reads it with stride 1 (offset and
 /// other strides multiples of 4, so each vec4 is aligned) or broadcasts it.
-fn vec4_modes(shape: &[usize], operands: &[(&[usize], usize)]) -> Option<Vec<f64>> {
+fn vec4_modes(shape: &[usize], operands: &[(&[usize], usize)]) -> Option<smallvec::SmallVec<[f64; 3]>> {
     let inner = *shape.last()?;
     if !inner.is_multiple_of(4) {
         return None;
@@ -83,7 +83,7 @@ fn vec4_modes(shape: &[usize], operands: &[(&[usize], usize)]) -> Option<Vec<f64
 
 /// `op(a, b)` over the broadcast shape of the two views; returns the result
 /// (contiguous) and its shape.
-pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
+pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Dims)> {
     check_views("binary", &[(a, la), (b, lb)])?;
     let (shape, views) = broadcast_all("binary", &[la, lb])?;
     let n = crate::layout::numel(&shape);
@@ -103,7 +103,8 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
                 .set_u32("a_offset", va.offset)
                 .set_u32("b_offset", vb.offset);
             let rank = ("RANK", cs.len() as f64);
-            let access = vec![Access::of(&cs, &st[0], va.offset), Access::of(&cs, &st[1], vb.offset)];
+            let access: smallvec::SmallVec<[_; 3]> =
+                smallvec::smallvec![Access::of(&cs, &st[0], va.offset), Access::of(&cs, &st[1], vb.offset)];
             let what = Fusable { node: Node::Binary(op), n, access };
             let shader = variant_for(g, "binary", [a, b].map(Buffer::len_bytes));
             match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
@@ -140,7 +141,7 @@ pub fn where_select(
     la: &Layout,
     b: &Buffer,
     lb: &Layout,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     check_views("where", &[(cond, lc), (a, la), (b, lb)])?;
     let (shape, views) = broadcast_all("where", &[lc, la, lb])?;
     let n = crate::layout::numel(&shape);

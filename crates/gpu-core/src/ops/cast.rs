@@ -44,7 +44,7 @@ fn launch(
             let workgroups = groups(threads, 256);
             match fuse {
                 Some(node) => {
-                    let what = Fusable { node, n, access: vec![Access::Dense] };
+                    let what = Fusable { node, n, access: smallvec::smallvec![Access::Dense] };
                     dispatch_fusable(g, "cast", entry, &[], &params, &[x], out, workgroups, what)
                 }
                 None => dispatch(g, "cast", entry, &[], &params, &[x], &[out], workgroups),

@@ -150,7 +150,7 @@ fn conv_sizes(g: &ConvGeometry, out_channels: usize) -> (usize, usize) {
 /// `n * channels * plane + g * channels / G * plane`.
 fn group_batches(g: &ConvGeometry, channels: usize, plane: usize) -> Layout {
     let per_group = channels / g.groups * plane;
-    Layout { shape: vec![g.batch, g.groups], strides: vec![channels * plane, per_group], offset: 0 }
+    Layout { shape: [g.batch, g.groups].into(), strides: [channels * plane, per_group].into(), offset: 0 }
 }
 
 /// The convolution `y = conv2d(x, w)` (no bias) of a dense input `x`
@@ -325,8 +325,8 @@ pub fn conv2d_weight_grad_output(
         let sub = ConvGeometry { batch: chunk.min(g.batch - n0), ..*g };
         // dY[n, g] as [OC/G, L] row-major, starting at image n0.
         let la = Layout {
-            shape: vec![sub.batch, groups, ocg, l],
-            strides: vec![out_channels * l, ocg * l, l, 1],
+            shape: [sub.batch, groups, ocg, l].into(),
+            strides: [out_channels * l, ocg * l, l, 1].into(),
             offset: n0 * out_channels * l,
         };
         let mut batch = group_batches(&sub, g.channels, g.in_h * g.in_w);

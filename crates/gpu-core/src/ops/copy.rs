@@ -10,6 +10,7 @@ use super::{dispatch_fusable, groups, launch_elementwise, run, Kind, Params, Par
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
+use crate::layout::Dims;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -99,7 +100,11 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
             let limit = g.binding_limit();
             if gather && src.len_bytes() <= limit && dst.len_bytes() <= limit {
                 let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes()]);
-                let what = Fusable { node: Node::Gather, n, access: vec![Access::of(&shape, &st[0], sl.offset)] };
+                let what = Fusable {
+                    node: Node::Gather,
+                    n,
+                    access: smallvec::smallvec![Access::of(&shape, &st[0], sl.offset)],
+                };
                 let p = params(n, [0, 0], 0);
                 let workgroups = groups(n.div_ceil(RUN), 256);
                 return dispatch_fusable(g, shader, "main", &constants, &p, &[src], dst, workgroups, what);
@@ -325,7 +330,7 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
             let inner = numel(&shape[dim + 1..]);
             let access = match one(0..dim).zip(one(dim + 1..shape.len())) {
                 Some(((outer, so), (_, si))) => {
-                    Access::Strided { shape: vec![outer, shape[dim], inner], strides: vec![so, sd, si], offset }
+                    Access::Strided { shape: [outer, shape[dim], inner].into(), strides: [so, sd, si].into(), offset }
                 }
                 // Any other view: its map over the whole output.
                 None => {
@@ -336,7 +341,7 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
             let covers =
                 layout.offset == 0 && numel(&layout.shape) as u64 * 4 == src.len_bytes() && is_non_overlapping(layout);
             let node = Node::Pad { inner, dim: shape[dim], lo: start, hi: start + layout.shape[dim], covers };
-            let what = Fusable { node, n, access: vec![access] };
+            let what = Fusable { node, n, access: smallvec::smallvec![access] };
             // No kernel of its own: it always runs generated (`gpu/batch.rs`),
             // so it has no uniform block.
             dispatch_fusable(g, "copy", "main", &[], &Params::new(), &[src], &out, groups(n, 256), what)?;
@@ -355,7 +360,7 @@ pub fn pad(src: &Buffer, layout: &Layout, shape: &[usize], dim: usize, start: us
 /// Every part must have the rank and shape of the first except along `dim`;
 /// parts of size zero along `dim` are allowed and contribute nothing. Each
 /// part is one copy launch into its slice of the output.
-pub fn concat(parts: &[(&Buffer, &Layout)], dim: usize) -> Result<(Buffer, Vec<usize>)> {
+pub fn concat(parts: &[(&Buffer, &Layout)], dim: usize) -> Result<(Buffer, Dims)> {
     const OP: &str = "concat";
     let Some(&(first_buf, first)) = parts.first() else {
         return Err(Error::invalid(OP, "no parts to concatenate"));
@@ -409,7 +414,7 @@ mod tests {
         assert!(is_non_overlapping(&l.narrow(1, 1, 3).unwrap().permute(&[1, 0, 2]).unwrap()));
         assert!(!is_non_overlapping(&Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap()));
         // Rows of 3 placed 2 apart overlap in their last element.
-        assert!(!is_non_overlapping(&Layout { shape: vec![4, 3], strides: vec![2, 1], offset: 0 }));
-        assert!(is_non_overlapping(&Layout { shape: vec![0, 3], strides: vec![0, 0], offset: 0 }));
+        assert!(!is_non_overlapping(&Layout { shape: Dims::from([4, 3]), strides: Dims::from([2, 1]), offset: 0 }));
+        assert!(is_non_overlapping(&Layout { shape: Dims::from([0, 3]), strides: Dims::from([0, 0]), offset: 0 }));
     }
 }

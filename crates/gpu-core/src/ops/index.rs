@@ -16,6 +16,7 @@ use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
 use crate::kernels::index::Walk;
+use crate::layout::Dims;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 
@@ -127,7 +128,11 @@ fn launch(
         "gather" => (vec![mapped(Access::of(w.shape, w.i_strides, 0)), dense()], vec![Some(0), None, Some(1)]),
         "scatter_add" => (vec![dense(), dense()], vec![Some(0), Some(1), None]),
         "one_hot" => {
-            let rows = Access::Strided { shape: vec![n / w.dim_size, w.dim_size], strides: vec![1, 0], offset: 0 };
+            let rows = Access::Strided {
+                shape: Dims::from([n / w.dim_size, w.dim_size]),
+                strides: Dims::from([1, 0]),
+                offset: 0,
+            };
             (vec![mapped(rows), dense()], vec![Some(0), Some(1)])
         }
         _ => (vec![dense(), dense(), dense()], vec![Some(0), Some(1), Some(2)]),
@@ -235,7 +240,7 @@ pub fn index_select(
     dim: usize,
     indices: &Buffer,
     n_indices: usize,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     const OP: &str = "index_select";
     check_dim(OP, dim, &layout.shape)?;
     x.check_len(OP, "input", layout.span(), 4)?;

@@ -4,6 +4,8 @@
 //! [`dispatch`] and its variants here, which hand it to the recorder
 //! (`GpuContext::launch`, or the fuser's queue for elementwise kernels).
 
+use smallvec::SmallVec;
+
 use super::params::Params;
 use crate::gpu::fusion::{Deferred, Fusable};
 use crate::gpu::workgroups::groups;
@@ -114,8 +116,8 @@ pub(crate) fn dispatch_indexed(
     workgroups: u32,
     check_indices: bool,
 ) -> Result<()> {
-    let ins: Vec<&wgpu::Buffer> = inputs.iter().map(|b| b.wgpu()).collect();
-    let mut outs: Vec<&wgpu::Buffer> = outputs.iter().map(|b| b.wgpu()).collect();
+    let ins: SmallVec<[&wgpu::Buffer; 8]> = inputs.iter().map(|b| b.wgpu()).collect();
+    let mut outs: SmallVec<[&wgpu::Buffer; 8]> = outputs.iter().map(|b| b.wgpu()).collect();
     if check_indices {
         outs.push(g.index_errors_for_launch());
     }
@@ -141,8 +143,8 @@ pub(crate) fn dispatch_fusable(
     g.defer(Deferred {
         shader,
         entry,
-        constants: constants.to_vec(),
-        params: params.finish().to_vec(),
+        constants: constants.into(),
+        params: params.finish().into(),
         inputs: inputs.iter().map(|b| b.handle()).collect(),
         output: output.handle(),
         workgroups,

@@ -14,7 +14,7 @@ use crate::gpu::matrix_units::MatrixUnits;
 use crate::gpu::{GpuContext, Launch};
 pub(crate) use crate::kernels::conv::ConvGather;
 use crate::kernels::conv::ConvGeometry;
-use crate::layout::{broadcast_shapes, coalesce, numel, Layout};
+use crate::layout::{broadcast_shapes, coalesce, numel, Dims, Layout};
 use crate::{Buffer, Error, Result};
 
 /// `matmul.wgsl`'s uniform block (every matmul family and variant
@@ -437,7 +437,7 @@ impl MatmulKernel {
 
 /// The broadcast batch shape and each operand's batch dims as a view of it,
 /// or an error naming both shapes.
-fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)> {
+fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Dims, Layout, Layout)> {
     let shapes = || format!("{:?} and {:?}", la.shape, lb.shape);
     if la.rank() < 2 || lb.rank() < 2 {
         return Err(Error::invalid(
@@ -457,7 +457,7 @@ fn check_shapes(la: &Layout, lb: &Layout) -> Result<(Vec<usize>, Layout, Layout)
     })?;
     // Stride 0 where an operand broadcasts; the offset is the operand's.
     let view = |l: &Layout, r: usize| {
-        Layout { shape: l.shape[..r].to_vec(), strides: l.strides[..r].to_vec(), offset: l.offset }.broadcast_to(&batch)
+        Layout { shape: l.shape[..r].into(), strides: l.strides[..r].into(), offset: l.offset }.broadcast_to(&batch)
     };
     let (va, vb) = (view(la, ra)?, view(lb, rb)?);
     Ok((batch, va, vb))
@@ -490,36 +490,24 @@ fn load_mode(rows: usize, cols: usize, rs: usize, cs: usize, batch: &Layout) -> 
 /// Either view may be transposed or sliced: both are read through their
 /// strides. 1-D operands are the caller's business (promote them to
 /// `[1, K]` / `[K, 1]` first).
-pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
+pub fn matmul(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Dims)> {
     matmul_with(MatmulKernel::Auto, a, la, b, lb)
 }
 
 /// [`matmul`] on a chosen GPU kernel (for tests and benchmarks); an error
 /// when the device cannot run it.
-pub fn matmul_with(
-    kernel: MatmulKernel,
-    a: &Buffer,
-    la: &Layout,
-    b: &Buffer,
-    lb: &Layout,
-) -> Result<(Buffer, Vec<usize>)> {
+pub fn matmul_with(kernel: MatmulKernel, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Dims)> {
     matmul_config(MatmulConfig { kernel, ..MatmulConfig::default() }, a, la, b, lb)
 }
 
 /// [`matmul`] of two f16 operands (packed, [`Buffer::from_f16`]'s layout):
 /// f32 products and sums, an f32 result.
-pub fn matmul_f16(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Vec<usize>)> {
+pub fn matmul_f16(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Dims)> {
     matmul_config(MatmulConfig::f16(), a, la, b, lb)
 }
 
 /// [`matmul`] with every choice spelled out (tests and benchmarks).
-pub fn matmul_config(
-    cfg: MatmulConfig,
-    a: &Buffer,
-    la: &Layout,
-    b: &Buffer,
-    lb: &Layout,
-) -> Result<(Buffer, Vec<usize>)> {
+pub fn matmul_config(cfg: MatmulConfig, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) -> Result<(Buffer, Dims)> {
     matmul_epilogue(cfg, &Epilogue::default(), a, la, b, lb)
 }
 
@@ -534,7 +522,7 @@ pub fn matmul_epilogue(
     la: &Layout,
     b: &Buffer,
     lb: &Layout,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     for (buf, l) in [(a, la), (b, lb)] {
         l.check_rank("matmul")?;
         buf.check_len("matmul", "operand", l.span(), cfg.operands.size())?;
@@ -562,7 +550,7 @@ pub fn matmul_activation(
     keep_pre: bool,
     (a, la): (&Buffer, &Layout),
     (b, lb): (&Buffer, &Layout),
-) -> Result<(Buffer, Option<Buffer>, Vec<usize>)> {
+) -> Result<(Buffer, Option<Buffer>, Dims)> {
     if epi.relu || epi.activation.is_some() {
         return Err(Error::invalid("matmul", "matmul_activation takes an epilogue without an activation"));
     }
@@ -648,7 +636,7 @@ pub(crate) fn conv_matmul(
     a: &Buffer,
     la: &Layout,
     g: &ConvOperand,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     la.check_rank("conv2d")?;
     a.check_len("conv2d", "weight", la.span(), cfg.operands.size())?;
     if epi.activation.is_some() {
@@ -663,7 +651,7 @@ pub(crate) fn conv_matmul(
     }
     let bshape = broadcast_shapes(&la.shape[..ra], &g.batch.shape)
         .ok_or_else(|| Error::invalid("conv2d", format!("batch dims do not broadcast for {}", shapes())))?;
-    let va = Layout { shape: la.shape[..ra].to_vec(), strides: la.strides[..ra].to_vec(), offset: la.offset }
+    let va = Layout { shape: la.shape[..ra].into(), strides: la.strides[..ra].into(), offset: la.offset }
         .broadcast_to(&bshape)?;
     let view = g.batch.broadcast_to(&bshape)?;
     let bop = BOperand { view, k, n, rs: 0, cs: 0, offset: g.batch.offset, conv: Some((g.form, g.geo)) };
@@ -682,8 +670,8 @@ fn product(
     va: &Layout,
     b: &Buffer,
     bop: &BOperand,
-    batch: Vec<usize>,
-) -> Result<(Buffer, Vec<usize>)> {
+    batch: Dims,
+) -> Result<(Buffer, Dims)> {
     let dev = a.device();
     Buffer::check_same_device("matmul", dev, &[a, b])?;
     let vb = &bop.view;
@@ -876,7 +864,7 @@ struct Job<'a> {
     b: &'a Buffer,
     out: &'a Buffer,
     /// A's and B's strides over the coalesced batch shape.
-    bstrides: &'a [Vec<usize>],
+    bstrides: &'a [Dims],
 }
 
 /// One launch's share: batch dims `dims` (the coalesced ones from `level`
@@ -994,12 +982,10 @@ impl Job<'_> {
             params = params.set_u32(name, v);
         }
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
-        let mut constants: Vec<(&str, f64)> = if self.subgroup {
-            let view = |offset: usize, strides: &[usize]| Layout {
-                shape: part.dims.to_vec(),
-                strides: strides.to_vec(),
-                offset,
-            };
+        // Inline: a product's launch sets up to ~30 constants.
+        let mut constants: smallvec::SmallVec<[(&str, f64); 32]> = if self.subgroup {
+            let view =
+                |offset: usize, strides: &[usize]| Layout { shape: part.dims.into(), strides: strides.into(), offset };
             // Texture operands take mode 3 whatever their strides: a texel
             // is fetched alone either way, and one pipeline per product form
             // instead of one per layout saves llvmpipe a JIT (matmul_subgroup.wgsl).
@@ -1009,7 +995,7 @@ impl Job<'_> {
                 (false, false) => load_mode(k, n, b_rs, b_cs, &view(part.b_offset, strides(1))),
             };
             let a_mode = if textures { 3 } else { load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0))) };
-            vec![
+            smallvec::smallvec![
                 ("A_MODE", a_mode as f64),
                 ("B_MODE", b_mode as f64),
                 // Below 64 rows only the first m.div_ceil(8) row groups hold results.
@@ -1025,13 +1011,14 @@ impl Job<'_> {
                 None => b_rs == 1 && b_cs != 1,
             };
             let a_k_fast = !(a_rs == 1 && a_cs != 1);
-            let mut constants = vec![("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))];
+            let mut constants: smallvec::SmallVec<[_; 32]> =
+                smallvec::smallvec![("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))];
             if let (Some(units), Some(t)) = (self.coop, coop_tile) {
                 // Whole aligned vec4 loads along the index the loaders walk
                 // (load_mode 1: along rows, 2: along columns).
                 let view = |offset: usize, strides: &[usize]| Layout {
-                    shape: part.dims.to_vec(),
-                    strides: strides.to_vec(),
+                    shape: part.dims.into(),
+                    strides: strides.into(),
                     offset,
                 };
                 let a_mode = load_mode(m, k, a_rs, a_cs, &view(part.a_offset, strides(0)));
@@ -1149,8 +1136,8 @@ impl Job<'_> {
         let align = g.window_align();
         let planner = Planner {
             dims: bshape.to_vec(),
-            a_strides: self.bstrides[0].clone(),
-            b_strides: self.bstrides[1].clone(),
+            a_strides: self.bstrides[0].to_vec(),
+            b_strides: self.bstrides[1].to_vec(),
             a_offset: self.la.offset,
             b_offset: self.bop.offset,
             a_rs: self.la.strides[ra],
@@ -1431,8 +1418,11 @@ mod tests {
 
     #[test]
     fn load_modes_follow_strides_and_alignment() {
-        let batch =
-            |offset, strides: &[usize]| Layout { shape: vec![2; strides.len()], strides: strides.to_vec(), offset };
+        let batch = |offset, strides: &[usize]| Layout {
+            shape: Dims::filled(2, strides.len()),
+            strides: strides.into(),
+            offset,
+        };
         let plain = batch(0, &[]);
         assert_eq!(load_mode(5, 8, 8, 1, &plain), 1); // row-major, rows 32 bytes apart
         assert_eq!(load_mode(8, 5, 1, 8, &plain), 2); // transposed
@@ -1442,7 +1432,7 @@ mod tests {
         assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[40, 0])), 1);
         assert_eq!(load_mode(5, 8, 8, 1, &batch(0, &[42])), 0); // misaligned batch stride
                                                                 // One batch entry: its stride is irrelevant (a plain 2-D product).
-        let single = Layout { shape: vec![1], strides: vec![1], offset: 0 };
+        let single = Layout { shape: Dims::from([1]), strides: Dims::from([1]), offset: 0 };
         assert_eq!(load_mode(5, 8, 8, 1, &single), 1);
         assert_eq!(load_mode(8, 5, 1, 8, &single), 2);
         assert_eq!(load_mode(5, 8, 16, 2, &plain), 0); // no unit stride

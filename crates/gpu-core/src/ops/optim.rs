@@ -88,34 +88,30 @@ pub enum Rule {
 impl Rule {
     /// The state buffers this rule keeps per parameter, in the order [`update`]
     /// takes them, named as PyTorch's optimizer state keys.
-    pub fn state_names(&self) -> Vec<&'static str> {
+    pub fn state_names(&self) -> &'static [&'static str] {
         match *self {
             Rule::Sgd { momentum, .. } => {
                 if momentum != 0.0 {
-                    vec!["momentum_buffer"]
+                    &["momentum_buffer"]
                 } else {
-                    vec![]
+                    &[]
                 }
             }
-            Rule::AdaGrad { .. } => vec!["sum"],
-            Rule::RmsProp { momentum, centered, .. } => {
-                let mut v = vec!["square_avg"];
-                if momentum > 0.0 {
-                    v.push("momentum_buffer");
-                }
-                if centered {
-                    v.push("grad_avg");
-                }
-                v
-            }
+            Rule::AdaGrad { .. } => &["sum"],
+            Rule::RmsProp { momentum, centered, .. } => match (momentum > 0.0, centered) {
+                (false, false) => &["square_avg"],
+                (true, false) => &["square_avg", "momentum_buffer"],
+                (false, true) => &["square_avg", "grad_avg"],
+                (true, true) => &["square_avg", "momentum_buffer", "grad_avg"],
+            },
             Rule::Adam { amsgrad, .. } => {
                 if amsgrad {
-                    vec!["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+                    &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
                 } else {
-                    vec!["exp_avg", "exp_avg_sq"]
+                    &["exp_avg", "exp_avg_sq"]
                 }
             }
-            Rule::Lion { .. } => vec!["exp_avg"],
+            Rule::Lion { .. } => &["exp_avg"],
         }
     }
 
@@ -399,16 +395,19 @@ pub fn update_row(
         ));
     }
     super::check_u32(OP, n)?;
-    let all: Vec<&Buffer> = [param, grad].into_iter().chain(state.iter().copied()).collect();
+    let all: smallvec::SmallVec<[&Buffer; 6]> = [param, grad].into_iter().chain(state.iter().copied()).collect();
     for (i, b) in all.iter().enumerate() {
-        let what = match i {
+        let what = || match i {
             0 => "parameter".to_string(),
             1 => "gradient".to_string(),
             _ => format!("state `{}`", names[i - 2]),
         };
-        b.check_len(OP, &what, n, 4)?;
+        // Named only on failure: this runs for every parameter every step.
+        if b.len_bytes() < n as u64 * 4 {
+            b.check_len(OP, &what(), n, 4)?;
+        }
         if all[..i].iter().any(|o| o.same_as(b)) {
-            return Err(Error::invalid(OP, format!("the {what} buffer is also passed as another operand")));
+            return Err(Error::invalid(OP, format!("the {} buffer is also passed as another operand", what())));
         }
     }
     let dev = param.device();
@@ -431,7 +430,8 @@ pub fn update_row(
                 ("DECOUPLED", flags.decoupled as u32 as f64),
                 ("EPS_INSIDE", flags.eps_inside as u32 as f64),
             ];
-            let outputs: Vec<&wgpu::Buffer> = [param].iter().chain(state).map(|b| b.wgpu()).collect();
+            let outputs: smallvec::SmallVec<[&wgpu::Buffer; 4]> =
+                [param].iter().chain(state).map(|b| b.wgpu()).collect();
             // Every element's update reads and writes only its own index, so
             // buffers past the binding limit are updated a range of
             // elements at a time, each launch binding the same window of
@@ -440,7 +440,8 @@ pub fn update_row(
             for (_, len, window) in g.element_ranges(n, bytes) {
                 let params =
                     Params::of(&PARAMS).set_u32("n", len).set_u32("quads", len.div_ceil(4)).set_u32("row", row);
-                let windows: Vec<_> = [None].into_iter().chain(vec![window; 1 + outputs.len()]).collect();
+                let windows: smallvec::SmallVec<[_; 6]> =
+                    [None].into_iter().chain(std::iter::repeat_n(window, 1 + outputs.len())).collect();
                 g.launch_windows(
                     &Launch {
                         shader: "optim",

@@ -95,8 +95,9 @@ pub(crate) const DECLS: &[&ParamsDecl] = &[
 /// `Params`; checked against a [`ParamsDecl`] when made by [`Params::of`].
 #[derive(Clone, Default)]
 pub(crate) struct Params(
-    /// The words (read directly by kernels not yet declared).
-    pub Vec<u32>,
+    /// The words, inline: a block is built on every launch, and the
+    /// largest fits (`PARAMS_WORDS`).
+    pub smallvec::SmallVec<[u32; crate::gpu::PARAMS_WORDS]>,
     /// The declaration and the next member to write.
     Option<(&'static ParamsDecl, usize)>,
 );
@@ -110,8 +111,7 @@ impl Params {
 
     /// A block checked against `decl`: each setter must name the next member.
     pub fn of(decl: &'static ParamsDecl) -> Self {
-        // Sized for the whole block at once: it is built on every launch.
-        Self(Vec::with_capacity(crate::gpu::PARAMS_WORDS), Some((decl, 0)))
+        Self(smallvec::SmallVec::new(), Some((decl, 0)))
     }
 
     /// Checks that the next declared member is `name` of kind `kind`.

@@ -29,6 +29,7 @@ use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::GpuContext;
 use crate::kernels::pool::NONE;
+use crate::layout::Dims;
 use crate::{Buffer, Error, Result};
 
 /// One spatial dim of a pooling: input and output size and the window rule.
@@ -142,8 +143,8 @@ impl Pool {
         self.planes * self.rows.out * self.cols.out
     }
 
-    fn out_shape(&self, shape: &[usize]) -> Vec<usize> {
-        vec![shape[0], shape[1], self.rows.out, self.cols.out]
+    fn out_shape(&self, shape: &[usize]) -> Dims {
+        [shape[0], shape[1], self.rows.out, self.cols.out].into()
     }
 
     fn divisor(&self, wy: (usize, usize, usize), wx: (usize, usize, usize)) -> f32 {
@@ -412,7 +413,7 @@ pub fn max_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
     dilation: (usize, usize),
-) -> Result<(Buffer, Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Buffer, Dims)> {
     max_pool2d_io(x, shape, kernel, stride, padding, dilation, Operands::F32)
 }
 
@@ -426,7 +427,7 @@ pub fn max_pool2d_io(
     padding: (usize, usize),
     dilation: (usize, usize),
     io: Operands,
-) -> Result<(Buffer, Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Buffer, Dims)> {
     max_forward("max_pool2d", x, shape, (kernel, stride, padding, dilation), io, false)
 }
 
@@ -445,7 +446,7 @@ pub fn max_pool2d_relu_io(
     padding: (usize, usize),
     dilation: (usize, usize),
     io: Operands,
-) -> Result<(Buffer, Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Buffer, Dims)> {
     max_forward("max_pool2d_relu", x, shape, (kernel, stride, padding, dilation), io, true)
 }
 
@@ -459,7 +460,7 @@ fn max_forward(
     (kernel, stride, padding, dilation): PoolWindow,
     io: Operands,
     relu: bool,
-) -> Result<(Buffer, Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Buffer, Dims)> {
     let pool = Pool { relu, ..fixed_pool(op, shape, kernel, stride, padding, dilation, false)? };
     x.check_len(op, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
@@ -545,13 +546,7 @@ pub fn max_pool2d_backward_io(
     Ok(dx)
 }
 
-fn avg_forward(
-    op: &'static str,
-    pool: Pool,
-    x: &Buffer,
-    shape: &[usize],
-    io: Operands,
-) -> Result<(Buffer, Vec<usize>)> {
+fn avg_forward(op: &'static str, pool: Pool, x: &Buffer, shape: &[usize], io: Operands) -> Result<(Buffer, Dims)> {
     x.check_len(op, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
     let dev = x.device();
@@ -605,7 +600,7 @@ pub fn avg_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
     count_include_pad: bool,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     avg_pool2d_io(x, shape, kernel, stride, padding, count_include_pad, Operands::F32)
 }
 
@@ -619,7 +614,7 @@ pub fn avg_pool2d_io(
     padding: (usize, usize),
     count_include_pad: bool,
     io: Operands,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     const OP: &str = "avg_pool2d";
     avg_forward(OP, fixed_pool(OP, shape, kernel, stride, padding, (1, 1), count_include_pad)?, x, shape, io)
 }
@@ -657,7 +652,7 @@ pub fn avg_pool2d_backward_io(
 /// ceil((i+1)·H/OH)` and the same for columns (windows overlap when the
 /// sizes do not divide). Returns the values and `[N, C, OH, OW]`. Global
 /// average pooling is `out_size = (1, 1)`.
-pub fn adaptive_avg_pool2d(x: &Buffer, shape: &[usize], out_size: (usize, usize)) -> Result<(Buffer, Vec<usize>)> {
+pub fn adaptive_avg_pool2d(x: &Buffer, shape: &[usize], out_size: (usize, usize)) -> Result<(Buffer, Dims)> {
     adaptive_avg_pool2d_io(x, shape, out_size, Operands::F32)
 }
 
@@ -668,7 +663,7 @@ pub fn adaptive_avg_pool2d_io(
     shape: &[usize],
     out_size: (usize, usize),
     io: Operands,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     const OP: &str = "adaptive_avg_pool2d";
     avg_forward(OP, adaptive_pool(OP, shape, out_size)?, x, shape, io)
 }

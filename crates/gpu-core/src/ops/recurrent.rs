@@ -452,7 +452,7 @@ pub fn recurrent_forward(
         return Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates });
     }
     // W_hhᵀ as a view: [H, G·H] with strides (1, H).
-    let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
+    let w_t = Layout { shape: [h, gh].into(), strides: [1, h].into(), offset: 0 };
     for i in 0..t {
         let time = d.time(i);
         let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w_hh, &w_t)?;
@@ -497,9 +497,9 @@ fn forward_in_store(
 ) -> Result<()> {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     // [G, H, H] read as [H, G, H]: row u·G + k is row k·H + u of W_hh.
-    let interleave = Layout { shape: vec![h, 4, h], strides: vec![h, h * h, 1], offset: 0 };
+    let interleave = Layout { shape: [h, 4, h].into(), strides: [h, h * h, 1].into(), offset: 0 };
     let w_il = copy::contiguous(w_hh, &interleave)?;
-    let w_t = Layout { shape: vec![h, gh], strides: vec![1, h], offset: 0 };
+    let w_t = Layout { shape: [h, gh].into(), strides: [1, h].into(), offset: 0 };
     // Read through textures (copies), A can be h_prev's slot of the states
     // the launch writes; bound as a buffer it must be another buffer.
     let textures = matmul::cell_reads_textures(kernel, xw.device(), &[xw, &w_il, states, b_hh.unwrap_or(xw)]);
@@ -597,7 +597,7 @@ pub fn recurrent_backward_at(
     let bh_view = Layout::contiguous(&[b, h]);
     let carry_h = bh_view.clone();
     let carry_c = Layout { offset: bh, ..bh_view.clone() };
-    let slot = |at: usize| Layout { shape: vec![1, b, h], strides: vec![bh, h, 1], offset: at };
+    let slot = |at: usize| Layout { shape: [1, b, h].into(), strides: [bh, h, 1].into(), offset: at };
     let carry = match (dh_n, dc_n) {
         (None, None) => fill::fill(dev, 2 * bh, 0.0)?,
         (None, Some((g, at))) => copy::pad(g, &slot(at), &[2, b, h], 0, 1)?,
@@ -640,7 +640,7 @@ pub fn recurrent_backward_at(
     let dw_hh = if rows == 0 {
         fill::fill(dev, gh * h, 0.0)?
     } else {
-        let dhw_t = Layout { shape: vec![gh, rows], strides: vec![1, gh], offset: 0 };
+        let dhw_t = Layout { shape: [gh, rows].into(), strides: [1, gh].into(), offset: 0 };
         let mut h_prev = Layout::contiguous(&[rows, h]);
         h_prev.offset = usize::from(d.reverse) * bh;
         matmul::matmul(dhw_all, &dhw_t, &saved.states, &h_prev)?.0

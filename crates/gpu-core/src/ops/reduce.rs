@@ -12,6 +12,7 @@ use super::{dispatch_fusable, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
 pub use crate::kernels::reduce::ReduceOp;
+use crate::layout::Dims;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -73,13 +74,7 @@ const SMALL_WG: usize = 32;
 ///
 /// Over a zero-size reduction Sum gives 0, Mean and Var NaN, and the
 /// selecting ops an error, as in PyTorch.
-pub fn reduce(
-    op: ReduceOp,
-    x: &Buffer,
-    layout: &Layout,
-    axes: &[usize],
-    keepdim: bool,
-) -> Result<(Buffer, Vec<usize>)> {
+pub fn reduce(op: ReduceOp, x: &Buffer, layout: &Layout, axes: &[usize], keepdim: bool) -> Result<(Buffer, Dims)> {
     reduce_io(op, x, Operands::F32, layout, axes, keepdim)
 }
 
@@ -95,7 +90,7 @@ pub fn reduce_io(
     layout: &Layout,
     axes: &[usize],
     keepdim: bool,
-) -> Result<(Buffer, Vec<usize>)> {
+) -> Result<(Buffer, Dims)> {
     let name = op.name();
     let rank = layout.rank();
     let mut reduced = vec![axes.is_empty(); rank];
@@ -111,12 +106,12 @@ pub fn reduce_io(
     layout.check_rank(name)?;
     x.check_len(name, "input", layout.span(), io.size())?;
 
-    let pick = |want: bool| -> (Vec<usize>, Vec<usize>) {
+    let pick = |want: bool| -> (Dims, Dims) {
         (0..rank).filter(|&d| reduced[d] == want).map(|d| (layout.shape[d], layout.strides[d])).unzip()
     };
     let (kept_shape, kept_strides) = pick(false);
     let (red_shape, red_strides) = pick(true);
-    let out_shape: Vec<usize> = if keepdim {
+    let out_shape: Dims = if keepdim {
         (0..rank).map(|d| if reduced[d] { 1 } else { layout.shape[d] }).collect()
     } else {
         kept_shape.clone()
@@ -234,7 +229,7 @@ pub fn reduce_io(
             let sum_or_mean = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
             if !serial && wg == LARGE_WG && sum_or_mean && io == Operands::F32 && window.is_none() && trailing {
                 let node = Node::Reduce { mean: op == ReduceOp::Mean, rows: n_out, m, chunk, chunks };
-                let what = Fusable { node, n: n_out * m, access: vec![Access::Dense] };
+                let what = Fusable { node, n: n_out * m, access: smallvec::smallvec![Access::Dense] };
                 return dispatch_fusable(g, shader, entry, &constants, &params, &[x], &out, workgroups, what);
             }
             g.launch_windows(

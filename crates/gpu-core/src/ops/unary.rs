@@ -25,7 +25,7 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
         dev,
         |g| {
             let params = Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
-            let what = Fusable { node: Node::Unary(op), n, access: vec![Access::Dense] };
+            let what = Fusable { node: Node::Unary(op), n, access: smallvec::smallvec![Access::Dense] };
             let shader = variant_for(g, "unary", [x.len_bytes()]);
             dispatch_fusable(g, shader, "main", &[("OP", op.code() as f64)], &params, &[x], &out, groups(n, 256), what)
         },
@@ -58,7 +58,7 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
         dev,
         |gpu| {
             let params = Params::of(&GRAD_PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
-            let what = Fusable { node: Node::UnaryGrad(op), n, access: vec![Access::Dense; 3] };
+            let what = Fusable { node: Node::UnaryGrad(op), n, access: smallvec::smallvec![Access::Dense; 3] };
             let constants = [("OP", op.code() as f64)];
             let shader = variant_for(gpu, "unary_grad", [x, y, g].map(Buffer::len_bytes));
             dispatch_fusable(gpu, shader, "main", &constants, &params, &[x, y, g], &out, groups(n, 256), what)

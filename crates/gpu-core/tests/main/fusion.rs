@@ -431,7 +431,7 @@ fn copies_of_strided_views_fuse_into_their_readers() {
     let views = [
         ("transposed", Layout::contiguous(&[40, 6]).permute(&[1, 0]).unwrap()),
         ("narrowed at an offset", Layout::contiguous(&[6, 40]).narrow(0, 2, 3).unwrap()),
-        ("broadcast", Layout { shape: vec![5, 40], strides: vec![0, 1], offset: 80 }),
+        ("broadcast", Layout { shape: [5, 40].into(), strides: [0, 1].into(), offset: 80 }),
     ];
     for (name, view) in &views {
         let n = view.numel();

@@ -174,8 +174,8 @@ fn normalize_rows_reads_f16_rows() {
 fn views(a: usize, b: usize, c: usize) -> Vec<(Layout, usize)> {
     let contiguous = Layout::contiguous(&[a, b, c]);
     let span = a * b * c;
-    let transposed = Layout { shape: vec![c, b, a], strides: vec![1, c, b * c], offset: 0 };
-    let offset = Layout { shape: vec![a, b, c - 1], strides: vec![b * c, c, 1], offset: 1 };
+    let transposed = Layout { shape: [c, b, a].into(), strides: [1, c, b * c].into(), offset: 0 };
+    let offset = Layout { shape: [a, b, c - 1].into(), strides: [b * c, c, 1].into(), offset: 1 };
     vec![(contiguous, span), (transposed, span), (offset, span)]
 }
 
@@ -233,10 +233,10 @@ fn f16_limits_are_read_exactly() {
         assert_eq!(one(ReduceOp::Max), 65504.0, "{what}");
         assert_eq!(one(ReduceOp::Min), -65504.0, "{what}");
         // Subnormals only: the first two elements, then the last three.
-        let sub = Layout { shape: vec![2], strides: vec![1], offset: 0 };
+        let sub = Layout { shape: [2].into(), strides: [1].into(), offset: 0 };
         let (b, _) = run.with(|| reduce_io(ReduceOp::Max, &x16, Operands::F16, &sub, &[], false).unwrap());
         assert_eq!(b.to_f32().unwrap()[0], big_sub.to_f32(), "{what}: largest subnormal");
-        let tail = Layout { shape: vec![3], strides: vec![1], offset: 4 };
+        let tail = Layout { shape: [3].into(), strides: [1].into(), offset: 4 };
         let (b, _) = run.with(|| reduce_io(ReduceOp::Sum, &x16, Operands::F16, &tail, &[], false).unwrap());
         assert_eq!(b.to_f32().unwrap()[0], tiny.to_f32(), "{what}: 2^-24 − 2^-24 + 2^-24");
         let (b, _) = run.with(|| reduce_io(ReduceOp::Min, &x16, Operands::F16, &tail, &[], false).unwrap());

@@ -338,7 +338,7 @@ fn copies_match_the_reference_bit_for_bit() {
     let views: Vec<(Vec<usize>, View)> = vec![
         (vec![3, 4, 5], |l| l.permute(&[2, 0, 1]).unwrap()),
         (vec![6, 11], |l| l.narrow(1, 2, 7).unwrap()),
-        (vec![1, 9], |l| Layout { shape: vec![5, 9], strides: vec![0, 1], offset: l.offset }),
+        (vec![1, 9], |l| Layout { shape: [5, 9].into(), strides: [0, 1].into(), offset: l.offset }),
         (vec![1], |l| l),
         (vec![0, 3], |l| l.permute(&[1, 0]).unwrap()),
         (vec![300, 257], |l| l.permute(&[1, 0]).unwrap()),

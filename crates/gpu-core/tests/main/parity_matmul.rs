@@ -48,7 +48,7 @@ fn check(
     let n: usize = sc.iter().product();
     let k = la.shape[la.rank() - 1];
     same(&what, &zg, &zc, n, 1e-5, atol(k));
-    (zc.to_f32().unwrap()[..n].to_vec(), sc)
+    (zc.to_f32().unwrap()[..n].to_vec(), sc.to_vec())
 }
 
 /// Random data for a contiguous `shape` and its layout.
@@ -198,8 +198,8 @@ fn offset_and_sliced_views() {
         (base.narrow(1, 3, 21).unwrap(), ebase.narrow(0, 7, 21).unwrap().narrow(1, 5, 29).unwrap()),
         // a strided (every other column) view: no unit stride at all
         (
-            Layout { shape: vec![40, 24], strides: vec![48, 2], offset: 1 },
-            Layout { shape: vec![24, 18], strides: vec![36, 2], offset: 0 },
+            Layout { shape: [40, 24].into(), strides: [48, 2].into(), offset: 1 },
+            Layout { shape: [24, 18].into(), strides: [36, 2].into(), offset: 0 },
         ),
     ];
     for (la, lb) in &views {
@@ -224,10 +224,10 @@ fn empty_products() {
         let x = Buffer::from_f32(&g, &[1.0; 12]).unwrap();
         let (z, shape) =
             matmul_with(kernel, &a, &Layout::contiguous(&[0, 3]), &x, &Layout::contiguous(&[3, 4])).unwrap();
-        assert_eq!((shape, z.to_f32().unwrap().len()), (vec![0, 4], 0), "{kernel:?}: M = 0");
+        assert_eq!((shape.to_vec(), z.to_f32().unwrap().len()), (vec![0, 4], 0), "{kernel:?}: M = 0");
         let (z, shape) =
             matmul_with(kernel, &x, &Layout::contiguous(&[2, 2, 3]), &a, &Layout::contiguous(&[3, 0])).unwrap();
-        assert_eq!((shape, z.to_f32().unwrap().len()), (vec![2, 2, 0], 0), "{kernel:?}: N = 0");
+        assert_eq!((shape.to_vec(), z.to_f32().unwrap().len()), (vec![2, 2, 0], 0), "{kernel:?}: N = 0");
     }
     let a = Buffer::from_f32(&c, &[]).unwrap();
     let (z, _) = matmul(&a, &Layout::contiguous(&[5, 0]), &a, &Layout::contiguous(&[0, 9])).unwrap();

@@ -152,8 +152,8 @@ fn strided_f16_views_match_the_twin() {
         same(&format!("{cfg:?}"), &zg, &zc, b * m * n, 1e-5, 1e-4);
     }
     // An odd offset and odd strides: the element-by-element loads.
-    let lo = Layout { shape: vec![m - 2, k - 3], strides: vec![k, 1], offset: k + 1 };
-    let lbo = Layout { shape: vec![k - 3, n - 1], strides: vec![1, k], offset: 1 };
+    let lo = Layout { shape: [m - 2, k - 3].into(), strides: [k, 1].into(), offset: k + 1 };
+    let lbo = Layout { shape: [k - 3, n - 1].into(), strides: [1, k].into(), offset: 1 };
     let (zc, _) = matmul_f16(&ac, &lo, &bc, &lbo).unwrap();
     for cfg in configs(&g) {
         let (zg, _) = matmul_config(cfg, &ag, &lo, &bg, &lbo).unwrap();

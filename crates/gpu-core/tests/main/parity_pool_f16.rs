@@ -38,15 +38,15 @@ impl Pool {
         match self {
             Pool::Max(k, s, p, d) => {
                 let (y, arg, out) = max_pool2d_io(x, shape, k, s, p, d, io).unwrap();
-                (y, Some(arg), out)
+                (y, Some(arg), out.to_vec())
             }
             Pool::Avg(k, s, p, c) => {
                 let (y, out) = avg_pool2d_io(x, shape, k, s, p, c, io).unwrap();
-                (y, None, out)
+                (y, None, out.to_vec())
             }
             Pool::Adaptive(o) => {
                 let (y, out) = adaptive_avg_pool2d_io(x, shape, o, io).unwrap();
-                (y, None, out)
+                (y, None, out.to_vec())
             }
         }
     }

@@ -40,7 +40,7 @@ struct Case {
 }
 
 fn view(shape: &[usize], strides: &[usize]) -> Layout {
-    Layout { shape: shape.to_vec(), strides: strides.to_vec(), offset: 0 }
+    Layout { shape: shape.into(), strides: strides.into(), offset: 0 }
 }
 
 fn dense(shape: &[usize]) -> (usize, Layout) {
@@ -219,7 +219,7 @@ fn sums_over_views_past_the_limit_split_along_a_reduced_axis() {
     let rows = Layout::contiguous(&[300, 7]);
     // A bias gradient (rows summed), a strided view (every other row of a
     // transposed [7, 150]), and the sum of everything.
-    let strided = Layout { shape: vec![7, 150], strides: vec![1, 14], offset: 0 };
+    let strided = Layout { shape: [7, 150].into(), strides: [1, 14].into(), offset: 0 };
     for (what, layout, axes) in
         [("rows", &rows, &[0][..]), ("transposed, every other row", &strided, &[1][..]), ("all", &rows, &[][..])]
     {

@@ -28,7 +28,7 @@ const LIMIT: u64 = 2048;
 const N: usize = 3001;
 
 fn strided(shape: &[usize], strides: &[usize], offset: usize) -> Layout {
-    Layout { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+    Layout { shape: shape.into(), strides: strides.into(), offset }
 }
 
 /// Each case on a device: its result as f32.

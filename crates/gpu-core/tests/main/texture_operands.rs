@@ -39,7 +39,7 @@ struct Case {
 }
 
 fn view(shape: &[usize], strides: &[usize], offset: usize) -> Layout {
-    Layout { shape: shape.to_vec(), strides: strides.to_vec(), offset }
+    Layout { shape: shape.into(), strides: strides.into(), offset }
 }
 
 fn dense(shape: &[usize]) -> (usize, Layout) {

@@ -37,7 +37,7 @@ fn vae_has_the_pytorch_example_names_counts_and_shapes() {
     assert_eq!(names, expected);
     let x = images(3, &dev);
     let (mu, logvar) = vae.encode(&x);
-    assert_eq!((mu.shape(), logvar.shape()), (vec![3, 20], vec![3, 20]));
+    assert_eq!((mu.shape().to_vec(), logvar.shape().to_vec()), (vec![3, 20], vec![3, 20]));
     let y = vae.forward(&x);
     assert_eq!(y.shape(), vec![3, 1, 28, 28]);
     assert!(y.to_vec().iter().all(|&p| p > 0.0 && p < 1.0), "decoder output must be probabilities");

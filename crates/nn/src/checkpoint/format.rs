@@ -398,7 +398,7 @@ pub fn write_temp(path: impl AsRef<Path>, state: &StateDict) -> Result<PendingSa
         let bytes = t.numel() * t.dtype().size();
         infos.push((
             (*name).clone(),
-            TensorInfo { dtype: *dtype, shape: t.shape(), data_offsets: (offset, offset + bytes) },
+            TensorInfo { dtype: *dtype, shape: t.shape().to_vec(), data_offsets: (offset, offset + bytes) },
         ));
         offset += bytes;
     }

@@ -113,7 +113,7 @@ impl Source for HostTensor {
 
 impl Source for Tensor {
     fn shape(&self) -> Vec<usize> {
-        Tensor::shape(self)
+        Tensor::shape(self).to_vec()
     }
     fn materialize(&self, like: &Tensor) -> Result<Tensor, String> {
         // A copy on the device when nothing needs converting.
@@ -138,7 +138,7 @@ fn apply<S: Source>(
     for (name, t) in &targets {
         match entries.get(name) {
             None => report.missing.push(name.clone()),
-            Some(e) if e.shape() != t.shape() => report.mismatched.push((name.clone(), t.shape(), e.shape())),
+            Some(e) if e.shape() != t.shape() => report.mismatched.push((name.clone(), t.shape().to_vec(), e.shape())),
             Some(e) => matched.push((name, t, e)),
         }
     }

@@ -596,7 +596,7 @@ impl<A: Algorithm> Fused<A> {
                 return Err(saved_out_of_range(who, &format!("step count {step} of parameter {i}")));
             }
             let mut bufs = Vec::new();
-            for name in &names {
+            for name in names {
                 let key = format!("state.{i}.{name}");
                 let t = sd
                     .tensors

@@ -72,7 +72,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Compiled<'a, M, B> {
             opt.prepare_step();
         }
         let key = scaler.replay_key();
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(Tensor::shape).collect();
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let (forward, meta) = (&self.forward, &mut self.meta);
         // The model's dropout draws are replayed from its generators.
         let streams = random_streams(model.as_dyn());

@@ -84,14 +84,14 @@ fn round_trip_of_every_dtype_and_metadata() {
         assert_eq!(back.meta, s.meta);
         assert_eq!(back.tensors.keys().collect::<Vec<_>>(), s.tensors.keys().collect::<Vec<_>>());
         let a = &back.tensors["a.weight"];
-        assert_eq!((a.dtype(), a.shape()), (DType::F32, vec![2, 3]));
+        assert_eq!((a.dtype(), a.shape().to_vec()), (DType::F32, vec![2, 3]));
         assert_eq!(bits(&a.to_vec()), bits(&f32s));
         let t = &back.tensors["a.weight_t"];
         assert_eq!(bits(&t.to_vec()), bits(&[1.5, f32::MIN_POSITIVE, -0.0, -3.25e-7, f32::INFINITY, f32::NAN]));
         let h = &back.tensors["half"];
         assert_eq!((h.dtype(), h.to_vec_f16()), (DType::F16, f16s.clone()));
         let i = &back.tensors["idx"];
-        assert_eq!((i.dtype(), i.shape(), i.to_vec_u32()), (DType::U32, vec![2, 2], u32s.clone()));
+        assert_eq!((i.dtype(), i.shape().to_vec(), i.to_vec_u32()), (DType::U32, vec![2, 2], u32s.clone()));
         assert_eq!(back.tensors["scalar"].shape(), Vec::<usize>::new());
         assert_eq!(back.tensors["scalar"].item(), 42.0);
     }
@@ -446,7 +446,7 @@ impl Optimizer for Momentum {
     }
     fn load_state_dict(&mut self, state: &StateDict) -> wgrad_autograd::Result<()> {
         let invalid = |msg: String| wgrad_autograd::Error::invalid("Momentum::load_state_dict", msg);
-        let shapes: Vec<Vec<usize>> = self.params().map(|(_, p)| p.shape()).collect();
+        let shapes: Vec<Vec<usize>> = self.params().map(|(_, p)| p.shape().to_vec()).collect();
         let mut buffers = Vec::new();
         for (i, shape) in shapes.iter().enumerate() {
             let b = state.tensors.get(&format!("state.{i}.momentum_buffer"));

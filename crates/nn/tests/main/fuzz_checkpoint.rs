@@ -391,7 +391,7 @@ fn read_error(seed: Seed, bytes: &[u8]) -> (String, PathBuf) {
 #[test]
 fn zero_sized_tensor_whose_sizes_overflow_is_an_error() {
     // safetensors accepts it (0 elements); computing its strides overflowed.
-    let entry = Entry { name: "0.weight".into(), dtype: "F32", shape: vec![0, 1 << 31, 1 << 40], offsets: None };
+    let entry = Entry { name: "0.weight".into(), dtype: "F32", shape: [0, 1 << 31, 1 << 40].into(), offsets: None };
     let (e, path) = read_error(Seed::State, &file_from(&[entry], &[], None));
     assert_eq!(
         e,

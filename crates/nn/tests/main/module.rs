@@ -154,7 +154,11 @@ fn distinct_classes_build_their_own_kind() {
     assert_eq!(lstm.describe(), shared.describe());
     let x = Tensor::ones(&[2, 3], &dev);
     let (h, c) = LSTMCell::builder(3, 4).build(&mut init).step(&x, None);
-    assert_eq!((h.shape(), c.map(|c| c.shape())), (vec![2, 4], Some(vec![2, 4])), "an LSTM cell has a cell state");
+    assert_eq!(
+        (h.shape().to_vec(), c.map(|c| c.shape().to_vec())),
+        (vec![2, 4], Some(vec![2, 4])),
+        "an LSTM cell has a cell state"
+    );
     assert!(GRUCell::builder(3, 4).build(&mut init).step(&x, None).1.is_none(), "a GRU cell has none");
     assert_eq!(
         BatchNorm2d::builder(3).build(&mut init).forward(&Tensor::ones(&[2, 3, 2, 2], &dev)).shape(),

@@ -260,7 +260,7 @@ fn seq2seq_attention_scorers() {
         }
         let add = AdditiveAttention::builder(3, 3, 5).build(&mut Init::new(&dev, 3));
         let (ctx, w) = add.attend(&q, &keys, Some(&mask));
-        assert_eq!((ctx.shape(), w.shape()), (vec![2, 3], vec![2, 4]));
+        assert_eq!((ctx.shape().to_vec(), w.shape().to_vec()), (vec![2, 3], vec![2, 4]));
         let wv = w.to_vec();
         assert!((wv[..4].iter().sum::<f32>() - 1.0).abs() < 1e-5 && wv[6] == 0.0 && wv[7] == 0.0, "{wv:?}");
         let names: Vec<String> = add.named_parameters().into_iter().map(|(n, _)| n).collect();
