@@ -1,18 +1,34 @@
 //! Lists `shaders/*.wgsl` into `$OUT_DIR/shader_files.rs` (`shaders::SOURCES`),
-//! so that a new kernel file is registered by being there.
+//! so that a new kernel file is registered by being there, and the uniform
+//! blocks the op files declare (`pub(crate) const NAME: ParamsDecl` at the
+//! start of a line of `src/ops/*.rs`) into `$OUT_DIR/params_decls.rs`
+//! (`ops::params::DECLS`, which the shader test checks against the WGSL),
+//! so that a new family's block is checked by being declared.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
+/// The files of `dir` (relative to this crate) ending in `.ext`, sorted;
+/// the build reruns when the folder changes.
+fn files(dir: &str, ext: &str) -> (PathBuf, Vec<PathBuf>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
-        .map(|p| p.file_stem().expect("a file name").to_string_lossy().into_owned())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
         .collect();
-    names.sort();
+    files.sort();
+    (dir, files)
+}
+
+/// The name of `p` without its extension.
+fn stem(p: &Path) -> String {
+    p.file_stem().expect("a file name").to_string_lossy().into_owned()
+}
+
+fn main() {
+    let (dir, shader_files) = files("../../shaders", "wgsl");
+    let names: Vec<String> = shader_files.iter().map(|p| stem(p)).collect();
     let mut out = String::from("/// (name, raw source) of every file of `shaders/`, sorted by name.\n");
     out.push_str("pub const SOURCES: &[(&str, &str)] = &[\n");
     for name in &names {
@@ -22,5 +38,28 @@ fn main() {
     }
     out.push_str("];\n");
     let target = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("shader_files.rs");
+    std::fs::write(&target, out).unwrap_or_else(|e| panic!("writing {}: {e}", target.display()));
+    params_decls();
+}
+
+/// `$OUT_DIR/params_decls.rs`: `&[&super::FILE::NAME, ...]` for every
+/// `pub(crate) const NAME: ParamsDecl` that starts a line of `src/ops/*.rs`.
+fn params_decls() {
+    let (_, op_files) = files("src/ops", "rs");
+    let mut out = String::from("&[\n");
+    for path in op_files {
+        let module = stem(&path);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("pub(crate) const ") else { continue };
+            if let Some((name, ty)) = rest.split_once(':') {
+                if ty.trim_start().starts_with("ParamsDecl") {
+                    out.push_str(&format!("    &super::{module}::{},\n", name.trim()));
+                }
+            }
+        }
+    }
+    out.push_str("]\n");
+    let target = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("params_decls.rs");
     std::fs::write(&target, out).unwrap_or_else(|e| panic!("writing {}: {e}", target.display()));
 }

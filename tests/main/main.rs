@@ -22,6 +22,7 @@ mod compiled_step;
 mod conv_reference;
 mod facade;
 mod grad_scaler_reference;
+mod how_to_add_an_op;
 mod lm_pieces_reference;
 mod mnist_end_to_end;
 mod nn_reference;

@@ -295,6 +295,16 @@ mod tests {
         for decl in crate::ops::params::DECLS {
             check(decl);
         }
+        // Every kernel file with a uniform block has its declaration (which
+        // build.rs finds in the op files): none is written unchecked.
+        for (name, raw) in SOURCES {
+            if raw.contains("var<uniform> p:") {
+                assert!(
+                    crate::ops::params::DECLS.iter().any(|d| d.shader == *name),
+                    "shaders/{name}.wgsl's Params has no `pub(crate) const ...: ParamsDecl` in src/ops/"
+                );
+            }
+        }
         // The check can fail: a declaration with two members swapped does.
         let swapped = ParamsDecl { shader: "fill", fields: &[("n", Kind::U32), ("b", Kind::F32), ("a", Kind::F32)] };
         assert!(std::panic::catch_unwind(|| check(&swapped)).is_err());

@@ -62,34 +62,11 @@ impl ParamsDecl {
     }
 }
 
-// Only the shader test reads the list; outside tests it would be the one
-// place this module names the op files that use it.
-/// Every declared `Params`, for the shader test.
+/// Every declared `Params`, for the shader test: each `pub(crate) const
+/// NAME: ParamsDecl` that starts a line of an `ops/` file, listed by
+/// `build.rs` (so a new family's block is checked by being declared).
 #[cfg(test)]
-pub(crate) const DECLS: &[&ParamsDecl] = &[
-    &super::unary::PARAMS,
-    &super::unary::GRAD_PARAMS,
-    &super::binary::PARAMS,
-    &super::binary::WHERE_PARAMS,
-    &super::cast::PARAMS,
-    &super::fill::PARAMS,
-    &super::index::PARAMS,
-    &super::augment::PARAMS,
-    &super::softmax::PARAMS,
-    &super::pool::PARAMS,
-    &super::attention::PARAMS,
-    &super::recurrent::PARAMS,
-    &super::amp::PARAMS,
-    &super::optim::PARAMS,
-    &super::random::PARAMS,
-    &super::batch_norm::PARAMS,
-    &super::conv::PARAMS,
-    &super::norm::PARAMS,
-    &super::reduce::PARAMS,
-    &super::copy::PARAMS,
-    &super::matmul::PARAMS,
-    &super::convert::PARAMS,
-];
+pub(crate) const DECLS: &[&ParamsDecl] = include!(concat!(env!("OUT_DIR"), "/params_decls.rs"));
 
 /// A kernel's uniform block, built word by word in the order of its WGSL
 /// `Params`; checked against a [`ParamsDecl`] when made by [`Params::of`].
