@@ -312,8 +312,10 @@ pub fn attention_forward_io(
         dev,
         |g| {
             if super::past_limit(g, [q, k, v, &out, &lse].into_iter().chain(mask.map(|m| m.0))) {
-                let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
-                return super::attention_split::forward(g, &call, &out, &lse);
+                let call = super::attention_split::Call { q, k, v, mask, dims, io };
+                return super::attention_split::forward(g, &call, (&out, &lse), |[q, k, v], m, sub| {
+                    attention_forward_io(q, k, v, m, sub, causal, scale, io)
+                });
             }
             launch(g, io, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse])
         },
@@ -428,8 +430,15 @@ pub fn attention_backward_io(
         |g| {
             let all = [q, k, v, out, lse, dout, &dq, &dk, &dv];
             if super::past_limit(g, all.into_iter().chain(mask.map(|m| m.0))) {
-                let call = super::attention_split::Call { q, k, v, mask, dims, causal, scale, io };
-                return super::attention_split::backward(g, &call, (out, lse, dout), (&dq, &dk, &dv));
+                let call = super::attention_split::Call { q, k, v, mask, dims, io };
+                let grads = (&dq, &dk, &dv);
+                return super::attention_split::backward(
+                    g,
+                    &call,
+                    (out, lse, dout),
+                    grads,
+                    |[q, k, v, o, l, go], m, sub| attention_backward_io(q, k, v, o, l, go, m, sub, causal, scale, io),
+                );
             }
             // With no query rows the dq launch is empty and the dkv pass
             // still writes the (zero) dk and dv.

@@ -10,11 +10,16 @@
 //! Chunking costs one extra read and write of every tensor; work that fits
 //! never comes here.
 
-use super::attention::{attention_backward_io, attention_forward_io, AttnDims, AttnMask};
 use super::chunks::{chunks, Chunk, Rows};
 use super::operands::Operands;
 use crate::gpu::GpuContext;
+use crate::kernels::attention::AttnDims;
 use crate::{Buffer, Error, Result};
+
+/// A mask and its strides: `attention::AttnMask`, which the caller passes
+/// (this file names no op of its own family: `attention.rs` calls it, and
+/// hands it the pass to run on each chunk).
+type AttnMask<'a> = (&'a Buffer, [usize; 4]);
 
 /// Each dense tensor of a call by batch·head (q, k, v, out, lse).
 fn per_bh(dims: &AttnDims, io: Operands) -> [Rows; 5] {
@@ -86,38 +91,47 @@ fn chunk_mask(
     Ok((part, s))
 }
 
-/// Arguments shared by both passes.
+/// What both passes chunk: the operands, the mask, their sizes and storage.
 pub(crate) struct Call<'a> {
     pub q: &'a Buffer,
     pub k: &'a Buffer,
     pub v: &'a Buffer,
     pub mask: Option<AttnMask<'a>>,
     pub dims: AttnDims,
-    pub causal: bool,
-    pub scale: f32,
     pub io: Operands,
 }
 
-/// [`attention_forward_io`] chunk by chunk, into `out` and `lse`.
-pub(crate) fn forward(g: &GpuContext, a: &Call, out: &Buffer, lse: &Buffer) -> Result<()> {
+/// `pass` (attention's forward on a chunk: q, k, v, the chunk's mask and
+/// sizes; its output and log-sum-exp) chunk by chunk, into `out` and `lse`.
+pub(crate) fn forward(
+    g: &GpuContext,
+    a: &Call,
+    (out, lse): (&Buffer, &Buffer),
+    pass: impl Fn([&Buffer; 3], Option<AttnMask>, AttnDims) -> Result<(Buffer, Buffer)>,
+) -> Result<()> {
     let [pq, pk, pv, po, pl] = per_bh(&a.dims, a.io);
     for (c, sub) in plan("attention_forward", g, &a.dims, a.mask, a.io)? {
         let (q, k, v) = (pq.slice(g, a.q, c)?, pk.slice(g, a.k, c)?, pv.slice(g, a.v, c)?);
         let m = a.mask.map(|m| chunk_mask(g, m, c, &sub, &a.dims)).transpose()?;
         let m = m.as_ref().map(|(b, s)| (b, *s));
-        let (o, l) = attention_forward_io(&q, &k, &v, m, sub, a.causal, a.scale, a.io)?;
+        let (o, l) = pass([&q, &k, &v], m, sub)?;
         po.place(g, &o, out, c)?;
         pl.place(g, &l, lse, c)?;
     }
     Ok(())
 }
 
-/// [`attention_backward_io`] chunk by chunk, into `dq`, `dk` and `dv`.
+/// The gradient bundle a chunk's backward pass returns: dq, dk, dv.
+type Grads = (Buffer, Buffer, Buffer);
+
+/// `pass` (attention's backward on a chunk: q, k, v, out, lse, dout, the
+/// chunk's mask and sizes) chunk by chunk, into `dq`, `dk` and `dv`.
 pub(crate) fn backward(
     g: &GpuContext,
     a: &Call,
     (out, lse, dout): (&Buffer, &Buffer, &Buffer),
     (dq, dk, dv): (&Buffer, &Buffer, &Buffer),
+    pass: impl Fn([&Buffer; 6], Option<AttnMask>, AttnDims) -> Result<Grads>,
 ) -> Result<()> {
     let [pq, pk, pv, po, pl] = per_bh(&a.dims, a.io);
     for (c, sub) in plan("attention_backward", g, &a.dims, a.mask, a.io)? {
@@ -125,7 +139,7 @@ pub(crate) fn backward(
         let (o, l, go) = (po.slice(g, out, c)?, pl.slice(g, lse, c)?, po.slice(g, dout, c)?);
         let m = a.mask.map(|m| chunk_mask(g, m, c, &sub, &a.dims)).transpose()?;
         let m = m.as_ref().map(|(b, s)| (b, *s));
-        let (gq, gk, gv) = attention_backward_io(&q, &k, &v, &o, &l, &go, m, sub, a.causal, a.scale, a.io)?;
+        let (gq, gk, gv) = pass([&q, &k, &v, &o, &l, &go], m, sub)?;
         pq.place(g, &gq, dq, c)?;
         pk.place(g, &gk, dk, c)?;
         pv.place(g, &gv, dv, c)?;

@@ -208,7 +208,10 @@ pub fn conv2d_epilogue(
     if let Some(gpu) = x.device().gpu_ctx() {
         let y_bytes = (g.batch * out_channels * l) as u64 * epi.output.size();
         if super::past_limit(gpu, [x]) || y_bytes > gpu.binding_limit() {
-            return super::conv_split::forward(gpu, (cfg, epi), x, w, out_channels, g);
+            let io = (cfg.operands, epi.output);
+            return super::conv_split::forward(gpu, io, x, out_channels, g, |xc, sub| {
+                conv2d_epilogue(cfg, epi, xc, w, out_channels, sub)
+            });
         }
     }
     let wl = Layout::contiguous(&[1, groups, out_channels / groups, k]);
@@ -297,7 +300,14 @@ pub fn conv2d_weight_grad_output(
     if let Some(gpu) = dev.gpu_ctx() {
         // The per-image products are summed afterwards: n_w values an image.
         if super::past_limit(gpu, [gy, x]) || (g.batch * n_w) as u64 * 4 > gpu.binding_limit() {
-            return super::conv_split::weight_grad(gpu, cfg, (gy, x), out_channels, g, n_w);
+            return super::conv_split::weight_grad(
+                gpu,
+                cfg.operands,
+                (gy, x),
+                out_channels,
+                (g, n_w),
+                |gc, xc, sub| conv2d_weight_grad_output(cfg, Operands::F32, gc, xc, out_channels, sub),
+            );
         }
     }
     if dev.runs_fast_cpu() {
@@ -410,7 +420,10 @@ pub fn conv2d_input_grad_epilogue(
     if let Some(gpu) = gy.device().gpu_ctx() {
         let dx_bytes = (g.batch * g.channels * hw) as u64 * epi.output.size();
         if super::past_limit(gpu, [gy]) || dx_bytes > gpu.binding_limit() {
-            return super::conv_split::input_grad(gpu, (cfg, epi), gy, w, out_channels, g);
+            let io = (cfg.operands, epi.output);
+            return super::conv_split::input_grad(gpu, io, gy, out_channels, g, |gc, sub| {
+                conv2d_input_grad_epilogue(cfg, epi, gc, w, out_channels, sub)
+            });
         }
     }
     // [G, OC/G, C/G, taps] -> [G, C/G, OC/G, taps]: rows of Wᵀ per group.

@@ -4,14 +4,14 @@
 //! limit runs on chunks of images instead (`chunks.rs`): each chunk's
 //! images are copied out, convolved, and the result copied into place; the
 //! weight gradient adds the chunks' sums. The weight stays whole and must
-//! fit.
+//! fit. The caller (`conv.rs`) passes the convolution to run on a chunk,
+//! so this file names no op of its own family.
 
 use super::binary::{binary, BinaryOp};
 use super::chunks::{chunks, Rows};
-use super::conv::{conv2d_epilogue, conv2d_input_grad_epilogue, conv2d_weight_grad_output, ConvGeometry};
-use super::matmul::{Epilogue, MatmulConfig};
 use super::operands::Operands;
 use crate::gpu::GpuContext;
+use crate::kernels::conv::ConvGeometry;
 use crate::layout::Layout;
 use crate::{Buffer, Result};
 
@@ -37,63 +37,59 @@ fn per_image(
     Ok(out)
 }
 
-/// [`conv2d_epilogue`] on chunks of images.
+/// `conv` (the forward convolution of a chunk's images, given their
+/// geometry) on chunks of images; operands stored as `io`, the result as
+/// `out_io`.
 pub(crate) fn forward(
     g: &GpuContext,
-    (cfg, epi): (MatmulConfig, &Epilogue),
+    (io, out_io): (Operands, Operands),
     x: &Buffer,
-    w: &Buffer,
     out_channels: usize,
     geo: &ConvGeometry,
+    conv: impl Fn(&Buffer, &ConvGeometry) -> Result<Buffer>,
 ) -> Result<Buffer> {
-    let xr = image(geo.channels, geo.in_h * geo.in_w, cfg.operands);
-    let yr = image(out_channels, geo.out_h() * geo.out_w(), epi.output);
+    let xr = image(geo.channels, geo.in_h * geo.in_w, io);
+    let yr = image(out_channels, geo.out_h() * geo.out_w(), out_io);
     per_image(g, "conv2d: one image of the input or output", x, (geo.batch, (xr, yr)), |xc, n| {
-        conv2d_epilogue(cfg, epi, xc, w, out_channels, &ConvGeometry { batch: n, ..*geo })
+        conv(xc, &ConvGeometry { batch: n, ..*geo })
     })
 }
 
-/// [`conv2d_input_grad_epilogue`] on chunks of images.
+/// `grad` (the input gradient of a chunk's images) on chunks of images.
 pub(crate) fn input_grad(
     g: &GpuContext,
-    (cfg, epi): (MatmulConfig, &Epilogue),
+    (io, out_io): (Operands, Operands),
     gy: &Buffer,
-    w: &Buffer,
     out_channels: usize,
     geo: &ConvGeometry,
+    grad: impl Fn(&Buffer, &ConvGeometry) -> Result<Buffer>,
 ) -> Result<Buffer> {
-    let gr = image(out_channels, geo.out_h() * geo.out_w(), cfg.operands);
-    let dr = image(geo.channels, geo.in_h * geo.in_w, epi.output);
+    let gr = image(out_channels, geo.out_h() * geo.out_w(), io);
+    let dr = image(geo.channels, geo.in_h * geo.in_w, out_io);
     per_image(g, "conv2d_input_grad: one image of the gradients", gy, (geo.batch, (gr, dr)), |gc, n| {
-        conv2d_input_grad_epilogue(cfg, epi, gc, w, out_channels, &ConvGeometry { batch: n, ..*geo })
+        grad(gc, &ConvGeometry { batch: n, ..*geo })
     })
 }
 
-/// The f32 [`conv2d_weight_grad_output`] on chunks of images, their sums added in order.
+/// `grad` (a chunk's f32 weight gradient, given its output gradient and
+/// input) on chunks of images, their sums added in order.
 pub(crate) fn weight_grad(
     g: &GpuContext,
-    cfg: MatmulConfig,
+    io: Operands,
     (gy, x): (&Buffer, &Buffer),
     out_channels: usize,
-    geo: &ConvGeometry,
-    n_w: usize,
+    (geo, n_w): (&ConvGeometry, usize),
+    grad: impl Fn(&Buffer, &Buffer, &ConvGeometry) -> Result<Buffer>,
 ) -> Result<Buffer> {
-    let gr = image(out_channels, geo.out_h() * geo.out_w(), cfg.operands);
-    let xr = image(geo.channels, geo.in_h * geo.in_w, cfg.operands);
+    let gr = image(out_channels, geo.out_h() * geo.out_w(), io);
+    let xr = image(geo.channels, geo.in_h * geo.in_w, io);
     // Each image's product is summed afterwards: n_w values an image.
     let rows = [gr.row, xr.row, n_w as u64 * 4];
     let whole = Layout::contiguous(&[n_w]);
     let mut total: Option<Buffer> = None;
     for c in chunks(g, "conv2d_weight_grad: one image of the gradients", geo.batch, &rows, 1)? {
         let sub = ConvGeometry { batch: c.count, ..*geo };
-        let part = conv2d_weight_grad_output(
-            cfg,
-            Operands::F32,
-            &gr.slice(g, gy, c)?,
-            &xr.slice(g, x, c)?,
-            out_channels,
-            &sub,
-        )?;
+        let part = grad(&gr.slice(g, gy, c)?, &xr.slice(g, x, c)?, &sub)?;
         total = Some(match total {
             None => part,
             Some(t) => binary(BinaryOp::Add, &t, &whole, &part, &whole)?.0,

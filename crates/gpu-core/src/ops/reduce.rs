@@ -135,7 +135,8 @@ pub fn reduce_io(
         Some(g) if x.len_bytes() > g.binding_limit() => {
             let (limit, align) = (g.binding_limit(), g.window_align());
             if op == ReduceOp::Sum {
-                if let Some(sum) = super::reduce_split::split_sum(x, io, layout, &reduced, (limit, align)) {
+                let piece = |view: &Layout, axes: &[usize]| reduce_io(ReduceOp::Sum, x, io, view, axes, true);
+                if let Some(sum) = super::reduce_split::split_sum(x, io, layout, &reduced, (limit, align), piece) {
                     return Ok((sum?, out_shape));
                 }
             }

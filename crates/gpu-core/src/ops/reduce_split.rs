@@ -4,11 +4,12 @@
 //! and the first kept axis. Cut along a reduced axis, the pieces' partial
 //! sums are added in a fixed order (deterministic); cut along the first
 //! kept axis, each piece is a contiguous run of the result, copied into
-//! place. Only [`ReduceOp::Sum`] splits; the other reductions return
-//! `LimitExceeded` naming themselves.
+//! place. Only sums split; the other reductions return `LimitExceeded`
+//! naming themselves. The caller (`reduce.rs`) passes the sum to run on a
+//! piece, so this file names no op of its own family.
 
 use super::operands::Operands;
-use super::reduce::{reduce_io, ReduceOp};
+use crate::layout::Dims;
 use crate::{Buffer, Layout, Result};
 
 /// Bytes a launch binds for the view `l` of `io` elements, with room for
@@ -19,13 +20,15 @@ pub(crate) fn view_bytes(l: &Layout, io: Operands, align: u64) -> u64 {
 
 /// The sum of `layout` over the `reduced` axes, split into sub-views, or
 /// `None` when the view fits or no axis can be cut (every candidate has
-/// length 1). The result is contiguous, `n_out` values.
+/// length 1). `sum(view, axes)` sums one piece (keeping its dims); the
+/// result is contiguous, `n_out` values.
 pub(crate) fn split_sum(
     x: &Buffer,
     io: Operands,
     layout: &Layout,
     reduced: &[bool],
     (limit, align): (u64, u64),
+    sum: impl Fn(&Layout, &[usize]) -> Result<(Buffer, Dims)>,
 ) -> Option<Result<Buffer>> {
     if view_bytes(layout, io, align) <= limit {
         return None;
@@ -64,14 +67,14 @@ pub(crate) fn split_sum(
             let out = Buffer::alloc(x.device(), n_out as u64 * 4)?;
             let g = x.device().gpu_ctx().expect("split sums run on a GPU");
             for (start, n) in pieces {
-                let (part, _) = reduce_io(ReduceOp::Sum, x, io, &sub(start, n), &axes, true)?;
+                let (part, _) = sum(&sub(start, n), &axes)?;
                 g.copy_range(part.wgpu(), 0, out.wgpu(), start as u64 * per, n as u64 * per)?;
             }
             return Ok(out);
         }
         let mut total: Option<Buffer> = None;
         for (start, n) in pieces {
-            let (part, shape) = reduce_io(ReduceOp::Sum, x, io, &sub(start, n), &axes, true)?;
+            let (part, shape) = sum(&sub(start, n), &axes)?;
             let flat = Layout::contiguous(&[shape.iter().product()]);
             total = Some(match total {
                 None => part,
