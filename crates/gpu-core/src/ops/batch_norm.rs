@@ -243,7 +243,7 @@ pub fn batch_norm_stats(
         dev,
         |g| {
             if super::past_limit(g, [x]) {
-                return super::batch_norm_split::stats(g, x, d, (eps, running), io, &stats);
+                return stats_in_chunks(g, x, d, (eps, running), io, &stats);
             }
             let (_, chunks) = d.plan();
             let part = Buffer::alloc(dev, (chunks * c * d.inner) as u64 * 8)?;
@@ -315,6 +315,50 @@ pub fn batch_norm_stats(
         },
     )?;
     Ok(stats)
+}
+
+/// [`batch_norm_stats`] of an input past the binding limit, from the
+/// gradient sums run on chunks of rows (`batch_norm_split.rs`'s module
+/// docs say why these sums), written into `stats` (`[mean; rstd]`) and,
+/// with `running`, the running statistics updated in place.
+fn stats_in_chunks(
+    g: &GpuContext,
+    x: &Buffer,
+    d: ChannelDims,
+    (eps, running): (f32, Option<Running>),
+    io: Operands,
+    stats: &Buffer,
+) -> Result<()> {
+    use super::batch_norm_split::{grad_sums, scaled};
+    use super::binary::{binary, BinaryOp};
+    let (c, m) = (d.channels, d.count() as f32);
+    let (sum, _) = grad_sums(g, (x, x, None), d, io, |dy, xc, _, sub| {
+        batch_norm_grad_sums(dy, xc, None, sub, Centre::Normalized, io)
+    })?;
+    let mean = scaled(&sum, c, 1.0 / m)?;
+    // [mean; 1]: x̂ = x − mean, so Σdy'·x̂ with dy = x is Σx·(x − mean).
+    let centred = Buffer::alloc(x.device(), 2 * c as u64 * 4)?;
+    g.copy_range(mean.wgpu(), 0, centred.wgpu(), 0, c as u64 * 4)?;
+    let ones = super::fill::fill(x.device(), c, 1.0)?;
+    g.copy_range(ones.wgpu(), 0, centred.wgpu(), c as u64 * 4, c as u64 * 4)?;
+    let centre = Centre::Stats(&centred);
+    let (_, m2) =
+        grad_sums(g, (x, x, None), d, io, |dy, xc, _, sub| batch_norm_grad_sums(dy, xc, None, sub, centre, io))?;
+    let batch = batch_norm_eval_stats(&mean, &scaled(&m2, c, 1.0 / m)?, c, eps)?;
+    g.copy_range(batch.wgpu(), 0, stats.wgpu(), 0, 2 * c as u64 * 4)?;
+    if let Some(r) = running {
+        let whole = crate::layout::Layout::contiguous(&[c]);
+        let mix = |old: &Buffer, batch: &Buffer, dst: &Buffer| {
+            let (kept, added) = (scaled(old, c, 1.0 - r.momentum)?, scaled(batch, c, r.momentum)?);
+            let (sum, _) = binary(BinaryOp::Add, &kept, &whole, &added, &whole)?;
+            g.copy_range(sum.wgpu(), 0, dst.wgpu(), 0, c as u64 * 4)
+        };
+        // The mix is computed before the copy over the old values is recorded.
+        mix(r.mean, &mean, r.mean)?;
+        // The running variance is the unbiased one, as PyTorch's.
+        mix(r.var, &scaled(&m2, c, 1.0 / (m - 1.0))?, r.var)?;
+    }
+    Ok(())
 }
 
 /// Evaluation statistics: `[running_mean; 1/sqrt(running_var + eps)]` (`2·C`),
@@ -395,7 +439,9 @@ pub fn batch_norm_forward(
             let mut inputs = vec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
             inputs.extend(residual);
             if super::past_limit(g, [x, &y]) {
-                return super::batch_norm_split::forward(g, x, d, centre, (weight, bias, residual), relu, io, &y);
+                return super::batch_norm_split::forward(g, (x, residual), d, io, &y, |xc, rc, sub| {
+                    batch_norm_forward(xc, sub, centre, weight, bias, rc, relu, io)
+                });
             }
             launch(
                 g,
@@ -501,7 +547,9 @@ pub fn batch_norm_grad_sums(
         dev,
         |g| {
             if super::past_limit(g, [dy, x]) {
-                let (db, dw) = super::batch_norm_split::grad_sums(g, (dy, x, relu_out), d, centre, io)?;
+                let (db, dw) = super::batch_norm_split::grad_sums(g, (dy, x, relu_out), d, io, |gc, xc, yc, sub| {
+                    batch_norm_grad_sums(gc, xc, yc, sub, centre, io)
+                })?;
                 g.copy_range(db.wgpu(), 0, dbias.wgpu(), 0, c as u64 * 4)?;
                 return g.copy_range(dw.wgpu(), 0, dweight.wgpu(), 0, c as u64 * 4);
             }
@@ -621,7 +669,9 @@ pub fn batch_norm_backward(
             outputs.extend(dres.as_ref());
             if super::past_limit(g, [dy, x, &dx]) {
                 let (ins, outs) = ((dy, x, relu_out), (&dx, dres.as_ref()));
-                return super::batch_norm_split::backward(g, ins, d, centre, (weight, sums), io, outs);
+                return super::batch_norm_split::backward(g, ins, (d, sums), io, outs, |gc, xc, yc, sub, part| {
+                    batch_norm_backward(gc, xc, yc, sub, centre, weight, part, residual, io)
+                });
             }
             launch(
                 g,
