@@ -102,7 +102,7 @@ impl Device {
     pub fn from_env() -> Result<Device> {
         let dev = Self::from_spec(&DeviceSpec::from_env()?)?;
         if let Some(g) = dev.gpu_ctx() {
-            *g.warmup.lock().unwrap() = crate::gpu::warmup::start(g);
+            *g.warmup.lock().unwrap() = crate::gpu::warmup::start(&g.info, &g.pipelines, &g.device);
         }
         Ok(dev)
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHasher};
 
-use super::batch::Window;
+use super::window::Window;
 
 /// Most bind groups kept (a few training steps' worth of distinct launches).
 const CAPACITY: usize = 16_384;

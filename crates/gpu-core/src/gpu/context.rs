@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::batch::{Batch, Window};
+use super::batch::Batch;
 use super::pipelines::PipelineCache;
 use super::pool::Pool;
+use super::window::Window;
 use crate::profiler::Profiler;
 use crate::{Error, Result, Stats};
 
@@ -292,5 +293,24 @@ impl GpuContext {
         } else {
             class
         }
+    }
+}
+
+impl GpuContext {
+    /// Whether a launch reads its f32 inputs of `bytes` each through
+    /// textures (`texture_operands.rs`): the device has the path on (CPU
+    /// adapters, unless turned off) and every input fits a texture.
+    pub(crate) fn wants_texture_operands(&self, bytes: impl IntoIterator<Item = u64>) -> bool {
+        self.texture_operands.load(std::sync::atomic::Ordering::Relaxed)
+            && bytes.into_iter().all(|b| super::texture_operands::fits(b, &self.limits))
+    }
+
+    /// `shader`, or its variant reading inputs through textures
+    /// ([`shaders::texture_variant`](crate::shaders::texture_variant)) when
+    /// there is one and [`wants_texture_operands`](Self::wants_texture_operands)
+    /// for inputs of `bytes` each.
+    pub(crate) fn texture_variant(&self, shader: &'static str, bytes: impl IntoIterator<Item = u64>) -> &'static str {
+        // The device's flag first: GPUs (off) skip the table lookup per op.
+        self.wants_texture_operands(bytes).then(|| crate::shaders::texture_variant(shader)).flatten().unwrap_or(shader)
     }
 }

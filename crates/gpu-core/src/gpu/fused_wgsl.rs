@@ -28,7 +28,7 @@
 use std::fmt::Write;
 
 use super::fusion::{reads_blocks, stores_partly, Access, Deferred, Expr, Merge, Node};
-use super::pipelines::PARAMS_BYTES;
+use super::launch::PARAMS_BYTES;
 use super::split::LeafRead;
 
 /// Words of the uniform block (read by the kernel as `p.w[k / 4][k % 4]`).

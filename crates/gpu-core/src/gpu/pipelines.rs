@@ -11,12 +11,10 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::launch::PARAMS_BYTES;
+pub(crate) use super::pipeline_key::Key;
+use super::specialize::has_retry_loop;
 use crate::shaders;
-
-/// Size of one kernel's parameter block (the largest WGSL `Params` struct).
-pub(crate) const PARAMS_BYTES: u64 = 256;
-/// [`PARAMS_BYTES`] in 32-bit words.
-pub(crate) const PARAMS_WORDS: usize = PARAMS_BYTES as usize / 4;
 
 /// `WGRAD_LOG_PIPELINES=1` prints every pipeline compilation and its time
 /// to stderr (what a slow first step spends its time on).
@@ -30,13 +28,6 @@ fn log_pipelines() -> bool {
 fn force_loop_bounding() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("WGRAD_LOOP_BOUNDING").is_ok_and(|v| v == "1"))
-}
-
-/// Whether `src` has a loop whose end no counter bounds: the compare-and-swap
-/// retry loops (`loop { ... atomicCompareExchangeWeak ... }`). Every other
-/// loop of our kernels counts up to a bound read from a uniform or constant.
-pub(crate) fn has_retry_loop(src: &str) -> bool {
-    src.contains("loop {")
 }
 
 /// Compiles WGSL into a module. wgpu's default checks add a 64-bit counter
@@ -62,23 +53,6 @@ fn module_from(device: &wgpu::Device, label: &str, retry_loop: bool, source: wgp
     // sends every shader with a loop not bounded by a counter to the checked
     // path; bounds checks remain, so no shader reads or writes past a binding.
     unsafe { device.create_shader_module_trusted(desc, checks) }
-}
-
-/// A pipeline's identity: a registry shader's entry point under override
-/// constants, or a generated (fused) kernel's body (its WGSL after the
-/// shared `fused_wgsl::prelude`).
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub(crate) enum Key {
-    /// A kernel of `shaders/` (or a generated library variant).
-    Registry {
-        shader: &'static str,
-        entry: &'static str,
-        constants: Vec<(&'static str, u64)>,
-        inputs: usize,
-        outputs: usize,
-    },
-    /// A fused elementwise kernel: one expression structure, one source.
-    Generated { source: String, inputs: usize, outputs: usize },
 }
 
 /// A ready pipeline and the layout its bind groups are made from.
@@ -239,7 +213,7 @@ impl PipelineCache {
             if let (true, Some(file)) = (new, self.manifest.lock().unwrap().as_mut()) {
                 // A cache: a line that cannot be written costs a slower
                 // first step next time, nothing else.
-                let _ = super::warmup::append(file, &key);
+                let _ = super::pipeline_key::append(file, &key);
             }
             kernel
         })
@@ -416,7 +390,7 @@ impl PipelineCache {
 
 #[cfg(test)]
 mod tests {
-    use super::has_retry_loop;
+    use super::super::specialize::has_retry_loop;
     use crate::shaders;
 
     /// Loop bounding is turned off only where every loop counts to a bound:

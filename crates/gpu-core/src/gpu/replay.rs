@@ -48,11 +48,12 @@
 
 use std::sync::Arc;
 
-use super::batch::{Launch, Window};
 use super::fused_wgsl::Generated;
 use super::fusion::{Deferred, Fusable};
 use super::handle::BufferHandle;
+use super::launch::Launch;
 use super::pipelines::Kernel;
+use super::window::Window;
 
 /// Most plans kept (distinct kinds of batch a loop records).
 pub(crate) const MAX_PLANS: usize = 8;

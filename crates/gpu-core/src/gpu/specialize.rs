@@ -24,6 +24,13 @@ use wgpu::naga::back::pipeline_constants::process_overrides;
 use wgpu::naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use wgpu::naga::{Block, Expression, Literal, Module, Statement};
 
+/// Whether `src` has a loop whose end no counter bounds: the compare-and-swap
+/// retry loops (`loop { ... atomicCompareExchangeWeak ... }`). Every other
+/// loop of our kernels counts up to a bound read from a uniform or constant.
+pub(crate) fn has_retry_loop(src: &str) -> bool {
+    src.contains("loop {")
+}
+
 /// A registry shader parsed and validated once, specialised per pipeline.
 pub(crate) struct Parsed {
     module: Module,
@@ -38,7 +45,7 @@ pub(crate) struct Parsed {
 pub(crate) fn parse(source: &str) -> Option<Parsed> {
     let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).ok()?;
-    Some(Parsed { module, info, retry_loop: super::pipelines::has_retry_loop(source) })
+    Some(Parsed { module, info, retry_loop: has_retry_loop(source) })
 }
 
 /// `parsed` with `constants` applied for compute entry point `entry`, its

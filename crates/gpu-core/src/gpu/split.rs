@@ -12,8 +12,8 @@
 //! every output row reaches across a huge input, say) has no plan; that op
 //! then fails with `LimitExceeded` when it is recorded.
 
-use super::batch::{window, Window};
 use super::fusion::Access;
+use super::window::{window, Window};
 
 /// How a kernel reads one bound input for output element `i`.
 #[derive(Clone, Debug, PartialEq)]

@@ -24,7 +24,7 @@
 //! contents is safe while earlier launches of the batch still read it:
 //! wgpu orders the copy after them.
 
-use super::batch::Window;
+use super::window::Window;
 
 /// Texels per texture row: a row is 16 KiB, a multiple of the 256 bytes
 /// per row buffer-to-texture copies need. `shaders/texels.wgsl` has the
@@ -89,29 +89,10 @@ pub(crate) fn supported(features: wgpu::Features) -> bool {
         && f.flags.contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
 }
 
-/// Whether a launch on `g` reads its f32 inputs of `bytes` each through
-/// textures: the device has the path on (CPU adapters, unless turned off)
-/// and every input fits a texture.
-pub(crate) fn wanted(g: &crate::gpu::GpuContext, bytes: impl IntoIterator<Item = u64>) -> bool {
-    g.texture_operands.load(std::sync::atomic::Ordering::Relaxed) && bytes.into_iter().all(|b| fits(b, &g.limits))
-}
-
 /// Whether `bytes` of f32 operand fit a texture of the adapter's largest
 /// height (4096 x 16384 texels, 256 MiB, on lavapipe).
 pub(crate) fn fits(bytes: u64, limits: &wgpu::Limits) -> bool {
     bytes.div_ceil(4) <= TEX_WIDTH as u64 * limits.max_texture_dimension_2d as u64
-}
-
-/// `shader`, or its variant reading inputs through textures
-/// ([`shaders::texture_variant`](crate::shaders::texture_variant)) when
-/// there is one and the device [`wanted`] it for inputs of `bytes` each.
-pub(crate) fn variant_for(
-    g: &crate::gpu::GpuContext,
-    shader: &'static str,
-    bytes: impl IntoIterator<Item = u64>,
-) -> &'static str {
-    // The device's flag first: GPUs (off) skip the table lookup per op.
-    wanted(g, bytes).then(|| crate::shaders::texture_variant(shader)).flatten().unwrap_or(shader)
 }
 
 impl Staging {

@@ -21,15 +21,14 @@
 //! error. Fused kernels (generated at run time) are not listed: their
 //! sources are long and each compiles in milliseconds.
 
-use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::context::GpuContext;
-use super::pipelines::Key;
+use super::pipeline_key::parse;
+use super::pipelines::PipelineCache;
 use crate::shaders;
 
 /// Most lines read from a manifest (a bound on the work a damaged or
@@ -112,68 +111,14 @@ fn program() -> String {
     }
 }
 
-/// One manifest line for a registry key; `None` for a generated one.
-fn line(key: &Key) -> Option<String> {
-    let Key::Registry { shader, entry, constants, inputs, outputs } = key else { return None };
-    let constants: Vec<String> = constants.iter().map(|(n, bits)| format!("{n}={bits:x}")).collect();
-    Some(format!("{shader}\t{entry}\t{inputs}\t{outputs}\t{}\n", constants.join(",")))
-}
-
-/// Appends `key`'s line to the manifest.
-pub(crate) fn append(file: &mut std::fs::File, key: &Key) -> std::io::Result<()> {
-    match line(key) {
-        Some(l) => file.write_all(l.as_bytes()),
-        None => Ok(()),
-    }
-}
-
-/// `s` as a `&'static str`: the names of entry points and constants that
-/// manifest keys carry (a few dozen per program, kept for the process).
-fn intern(s: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES.get_or_init(Default::default).lock().unwrap();
-    if let Some(n) = names.get(s) {
-        return n;
-    }
-    let n: &'static str = Box::leak(s.to_string().into_boxed_str());
-    names.insert(n);
-    n
-}
-
-/// The key of a manifest line, if it names a shader of the registry, an
-/// entry point it defines and override constants it declares.
-fn parse(line: &str) -> Option<Key> {
-    let mut f = line.split('\t');
-    let (shader, entry, inputs, outputs, constants) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
-    let shader = shaders::names().find(|n| *n == shader)?;
-    let source = shaders::source(shader);
-    let declares = |what: &str| source.contains(what);
-    if !declares(&format!("fn {entry}(")) {
-        return None;
-    }
-    let mut parsed = Vec::new();
-    for c in constants.split(',').filter(|c| !c.is_empty()) {
-        let (name, bits) = c.split_once('=')?;
-        if !declares(&format!("override {name}")) {
-            return None;
-        }
-        parsed.push((intern(name), u64::from_str_radix(bits, 16).ok()?));
-    }
-    let (inputs, outputs) = (inputs.parse().ok()?, outputs.parse().ok()?);
-    if inputs + outputs > 16 {
-        return None;
-    }
-    Some(Key::Registry { shader, entry: intern(entry), constants: parsed, inputs, outputs })
-}
-
 /// Opens (creating) the manifest of `ctx`'s adapter for appending, and
 /// starts compiling the pipelines it lists on background threads. `None`
 /// when manifests are off or the directory cannot be used (then nothing is
 /// recorded either).
-pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
+pub(crate) fn start(info: &wgpu::AdapterInfo, pipelines: &Arc<PipelineCache>, device: &wgpu::Device) -> Option<Warmup> {
     let dir = cache_dir()?;
     std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join(format!("pipelines-{}-{:016x}.txt", program(), fingerprint(&ctx.info)));
+    let path = dir.join(format!("pipelines-{}-{:016x}.txt", program(), fingerprint(info)));
     let mut seen = rustc_hash::FxHashSet::default();
     let mut keys = Vec::new();
     if let Ok(file) = std::fs::File::open(&path) {
@@ -186,8 +131,8 @@ pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
         }
     }
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
-    *ctx.pipelines.manifest.lock().unwrap() = Some(file);
-    *ctx.pipelines.listed.lock().unwrap() = seen;
+    *pipelines.manifest.lock().unwrap() = Some(file);
+    *pipelines.listed.lock().unwrap() = seen;
     if keys.is_empty() {
         return None;
     }
@@ -202,7 +147,7 @@ pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
     let threads = (0..threads)
         .map(|_| {
             let (queue, stop) = (queue.clone(), stop.clone());
-            let (pipelines, device) = (ctx.pipelines.clone(), ctx.device.clone());
+            let (pipelines, device) = (pipelines.clone(), device.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(key) = queue.lock().unwrap().pop_back() else { break };
@@ -216,6 +161,7 @@ pub(crate) fn start(ctx: &GpuContext) -> Option<Warmup> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pipeline_key::{line, Key};
     use super::*;
 
     #[test]

@@ -192,7 +192,7 @@ fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
 /// The kernels that read no activation always use the f32 file.
 fn io_shader(g: &GpuContext, io: Operands, op: &'static str, n: usize) -> Result<&'static str> {
     Ok(match io {
-        Operands::F32 => crate::gpu::texture_operands::variant_for(g, "batch_norm", [n as u64 * 4]),
+        Operands::F32 => g.texture_variant("batch_norm", [n as u64 * 4]),
         Operands::F16 if thread_half_loads().native(g, op)? => "batch_norm_f16_native",
         Operands::F16 => "batch_norm_f16",
     })

@@ -4,7 +4,6 @@
 
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
-use crate::gpu::texture_operands::variant_for;
 pub use crate::kernels::binary::{wgsl_library, BinaryOp};
 use crate::layout::{coalesce, Dims, Layout};
 use crate::{Buffer, Error, Result};
@@ -106,7 +105,7 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
             let access: smallvec::SmallVec<[_; 3]> =
                 smallvec::smallvec![Access::of(&cs, &st[0], va.offset), Access::of(&cs, &st[1], vb.offset)];
             let what = Fusable { node: Node::Binary(op), n, access };
-            let shader = variant_for(g, "binary", [a, b].map(Buffer::len_bytes));
+            let shader = g.texture_variant("binary", [a, b].map(Buffer::len_bytes));
             match vec4_modes(&cs, &[(&st[0], va.offset), (&st[1], vb.offset)]) {
                 Some(m) => {
                     let constants = [("OP", op.code() as f64), rank, ("A_VEC", m[0]), ("B_VEC", m[1])];

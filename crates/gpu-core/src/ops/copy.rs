@@ -99,7 +99,7 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
             };
             let limit = g.binding_limit();
             if gather && src.len_bytes() <= limit && dst.len_bytes() <= limit {
-                let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes()]);
+                let shader = g.texture_variant("copy", [src.len_bytes()]);
                 let what = Fusable {
                     node: Node::Gather,
                     n,
@@ -155,7 +155,7 @@ fn launch_copy(
     // caller sets the constant), an f16 copy's one word of two.
     let threads = |len: usize| if half { len.div_ceil(2) } else { len.div_ceil(RUN) };
     let limit = g.binding_limit();
-    let shader = crate::gpu::texture_operands::variant_for(g, "copy", [src.len_bytes().min(limit)]);
+    let shader = g.texture_variant("copy", [src.len_bytes().min(limit)]);
     if src.len_bytes() <= limit && dst.len_bytes() <= limit {
         return launch_elementwise(g, shader, constants, params(n, [0, 0], 0), &[src], &[dst], threads(n));
     }

@@ -10,9 +10,9 @@
 //! (Indices are u32, so a negative index cast from i32 is a large one.)
 
 use super::{dispatch_indexed, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
-use crate::gpu::batch::Window;
 use crate::gpu::fusion::Access;
 use crate::gpu::split::{self, LeafRead};
+use crate::gpu::window::Window;
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
 use crate::kernels::index::Walk;

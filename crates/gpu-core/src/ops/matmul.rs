@@ -9,8 +9,8 @@ use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
 use super::{run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::gemm::{gemm, Mat};
-use crate::gpu::batch::{window, Window};
 use crate::gpu::matrix_units::MatrixUnits;
+use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 pub(crate) use crate::kernels::conv::ConvGather;
 use crate::kernels::conv::ConvGeometry;
@@ -269,7 +269,7 @@ impl MatmulConfig {
 /// and the window bound of it, if any) through textures (see
 /// `gpu/texture_operands.rs`).
 fn textured(g: &GpuContext, operands: [(&Buffer, Option<Window>); 2]) -> bool {
-    crate::gpu::texture_operands::wanted(g, operands.iter().map(|(b, w)| w.map_or(b.wgpu().size(), |w| w.size)))
+    g.wants_texture_operands(operands.iter().map(|(b, w)| w.map_or(b.wgpu().size(), |w| w.size)))
 }
 
 /// True when the device runs `matmul_subgroup.wgsl`: subgroup operations
@@ -787,7 +787,7 @@ pub(crate) fn cell_reads_textures(kernel: MatmulKernel, dev: &crate::Device, buf
     dev.gpu_ctx().is_some_and(|g| {
         kernel.resolve(dev) == MatmulKernel::Subgroup
             && subgroup_kernel_fits(g)
-            && crate::gpu::texture_operands::wanted(g, buffers.iter().map(|b| b.wgpu().size()))
+            && g.wants_texture_operands(buffers.iter().map(|b| b.wgpu().size()))
     })
 }
 
@@ -917,7 +917,7 @@ impl Job<'_> {
         let (bw, b_shift) = window(part.b_offset, lb, 4, align);
         let b_spanned = bop.conv.is_none();
         let sizes = [aw.size, if b_spanned { bw.size } else { self.b.wgpu().size() }];
-        if !crate::gpu::texture_operands::wanted(self.g, sizes) {
+        if !self.g.wants_texture_operands(sizes) {
             return binds;
         }
         (binds.a, part.a_offset) = (Some(aw), part.a_offset - a_shift);
@@ -940,7 +940,7 @@ impl Job<'_> {
         let textures = self.subgroup
             && self.cfg.operands == Operands::F32
             && textured(g, [(self.a, binds.a), (self.b, binds.b)])
-            && cell.is_none_or(|c| crate::gpu::texture_operands::wanted(g, c.inputs.map(|b| b.wgpu().size())));
+            && cell.is_none_or(|c| g.wants_texture_operands(c.inputs.map(|b| b.wgpu().size())));
         let reads = match (textures, bop.conv.is_some()) {
             (false, _) => Reads::Buffers,
             (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },

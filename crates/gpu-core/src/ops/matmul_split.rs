@@ -219,7 +219,7 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::batch::window;
+    use crate::gpu::window::window;
 
     fn planner(dims: &[usize], (m, k, n): (usize, usize, usize), limit: u64) -> Planner {
         // Contiguous A [dims, M, K], B [K, N] shared by every entry.

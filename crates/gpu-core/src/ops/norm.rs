@@ -240,7 +240,7 @@ fn normalize_backward(
             // Without a weight rstd fills its binding, unread.
             let w = weight.map_or((rstd, Bind::PerRow), |w| (w, Bind::Whole));
             let inputs = [(dy, Bind::Rows), (y, Bind::Rows), (rstd, Bind::PerRow), w];
-            let shader = crate::gpu::texture_operands::variant_for(g, "norm", [n as u64 * 4; 2]);
+            let shader = g.texture_variant("norm", [n as u64 * 4; 2]);
             let entries = ["normalize_rows_backward", "normalize_rows_backward_serial"];
             let level = usize::from(weight.is_some());
             launch(g, (shader, entries), (rows, cols, 0.0), level, &inputs, &[(&dx, Bind::Rows)])

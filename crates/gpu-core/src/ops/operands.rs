@@ -183,7 +183,7 @@ pub(crate) fn load_x_shader(
     x: &crate::Buffer,
 ) -> Result<&'static str> {
     Ok(match io {
-        Operands::F32 => crate::gpu::texture_operands::variant_for(g, names[0], [x.len_bytes()]),
+        Operands::F32 => g.texture_variant(names[0], [x.len_bytes()]),
         Operands::F16 if thread_half_loads().native(g, op)? => names[2],
         Operands::F16 => names[1],
     })

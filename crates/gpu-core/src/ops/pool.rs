@@ -197,7 +197,7 @@ impl Pool {
         let (shader, lanes) = match io {
             Operands::F32 => {
                 let bytes = inputs.iter().map(|b| b.len_bytes());
-                (crate::gpu::texture_operands::variant_for(g, "pool", bytes), 1)
+                (g.texture_variant("pool", bytes), 1)
             }
             Operands::F16 if thread_half_loads().native(g, op)? => ("pool_f16_native", 2),
             Operands::F16 => ("pool_f16", 2),

@@ -212,7 +212,7 @@ fn launch(
     // On CPU adapters the inputs are read through textures: a whole-sequence
     // input (xw, dy, the states, the saved gates) is copied once and bound
     // again at every step while nothing writes it (texture_operands.rs).
-    let shader = crate::gpu::texture_operands::variant_for(g, "recurrent", inputs.iter().map(|b| b.len_bytes()));
+    let shader = g.texture_variant("recurrent", inputs.iter().map(|b| b.len_bytes()));
     dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
 }
 

@@ -151,7 +151,7 @@ pub fn reduce_io(
                     allowed: limit,
                 });
             }
-            let (w, shift) = crate::gpu::batch::window(layout.offset, layout.span() - layout.offset, io.size(), align);
+            let (w, shift) = crate::gpu::window::window(layout.offset, layout.span() - layout.offset, io.size(), align);
             Some((w, shift))
         }
         _ => None,

@@ -11,7 +11,7 @@
 
 use super::operands::Operands;
 use super::{dispatch_indexed, groups, Params};
-use crate::gpu::batch::{window, Window};
+use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Error, Result};
 

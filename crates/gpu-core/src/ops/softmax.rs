@@ -185,7 +185,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
         dev,
         |g| {
             let inputs = [(dy, Bind::Rows), (y, Bind::Rows)];
-            let shader = crate::gpu::texture_operands::variant_for(g, "softmax", [n as u64 * 4; 2]);
+            let shader = g.texture_variant("softmax", [n as u64 * 4; 2]);
             let kernel = (shader, ["softmax_bwd", "softmax_bwd_serial"]);
             launch_softmax(g, kernel, (rows, cols, log), &inputs, &[(&out, Bind::Rows)])
         },

@@ -3,7 +3,6 @@
 
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
-use crate::gpu::texture_operands::variant_for;
 pub use crate::kernels::unary::{erf_approx, wgsl_library, Domain, UnaryOp};
 use crate::{Buffer, Result};
 
@@ -26,7 +25,7 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
         |g| {
             let params = Params::of(&PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
             let what = Fusable { node: Node::Unary(op), n, access: smallvec::smallvec![Access::Dense] };
-            let shader = variant_for(g, "unary", [x.len_bytes()]);
+            let shader = g.texture_variant("unary", [x.len_bytes()]);
             dispatch_fusable(g, shader, "main", &[("OP", op.code() as f64)], &params, &[x], &out, groups(n, 256), what)
         },
         || {
@@ -60,7 +59,7 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
             let params = Params::of(&GRAD_PARAMS).set_u32("n", n).set_f32("alpha", a).set_f32("beta", b);
             let what = Fusable { node: Node::UnaryGrad(op), n, access: smallvec::smallvec![Access::Dense; 3] };
             let constants = [("OP", op.code() as f64)];
-            let shader = variant_for(gpu, "unary_grad", [x, y, g].map(Buffer::len_bytes));
+            let shader = gpu.texture_variant("unary_grad", [x, y, g].map(Buffer::len_bytes));
             dispatch_fusable(gpu, shader, "main", &constants, &params, &[x, y, g], &out, groups(n, 256), what)
         },
         || {
