@@ -172,15 +172,19 @@ struct Kernel<'a> {
 fn launch(g: &GpuContext, k: Kernel) -> Result<()> {
     let ins: smallvec::SmallVec<[&wgpu::Buffer; 8]> = k.inputs.iter().map(|b| b.wgpu()).collect();
     let outs: smallvec::SmallVec<[&wgpu::Buffer; 8]> = k.outputs.iter().map(|b| b.wgpu()).collect();
-    g.launch(&Launch {
-        shader: k.shader,
-        entry: k.entry,
-        constants: &k.constants,
-        params: k.params.finish(),
-        inputs: &ins,
-        outputs: &outs,
-        workgroups: k.workgroups,
-    })
+    super::launch::dispatch_launch(
+        g,
+        &Launch {
+            shader: k.shader,
+            entry: k.entry,
+            constants: &k.constants,
+            params: k.params.finish(),
+            inputs: &ins,
+            outputs: &outs,
+            workgroups: k.workgroups,
+        },
+        &[],
+    )
 }
 
 /// The kernel file for activations stored as `io` on `g`, whose inputs of

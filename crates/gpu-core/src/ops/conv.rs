@@ -505,15 +505,19 @@ fn launch(
     // (Mesa 22.3), while the per-element form is exact.
     let by_rows = entry == "im2col" && gpu.is_cpu_adapter();
     let n = if by_rows { rows } else { elems };
-    gpu.launch(&Launch {
-        shader: "conv",
-        entry,
-        constants: &g.constants(by_rows),
-        params: &g.params(n).0,
-        inputs: &[src.wgpu()],
-        outputs: &[out.wgpu()],
-        workgroups: super::groups(n, 256),
-    })
+    super::launch::dispatch_launch(
+        gpu,
+        &Launch {
+            shader: "conv",
+            entry,
+            constants: &g.constants(by_rows),
+            params: &g.params(n).0,
+            inputs: &[src.wgpu()],
+            outputs: &[out.wgpu()],
+            workgroups: super::groups(n, 256),
+        },
+        &[],
+    )
 }
 
 /// CPU twin of `im2col`: the definition, loop by loop.

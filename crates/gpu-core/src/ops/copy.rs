@@ -182,7 +182,7 @@ fn launch_copy(
             outputs: &[dst.wgpu()],
             workgroups: groups(threads(len), 256),
         };
-        g.launch_windows(&launch, &[Some(w[0].0), Some(w[1].0)])?;
+        super::launch::dispatch_launch(g, &launch, &[Some(w[0].0), Some(w[1].0)])?;
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ fn launch(
                     outputs: &[out.wgpu()],
                     workgroups: groups(len, 256),
                 };
-                g.launch_windows(&launch, &[window])?;
+                super::launch::dispatch_launch(g, &launch, &[window])?;
             }
             Ok(())
         },

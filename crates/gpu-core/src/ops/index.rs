@@ -164,7 +164,7 @@ fn launch(
         };
         let mut bind: Vec<Option<Window>> = slots.iter().map(|s| s.map(|k: usize| windows[k].0)).collect();
         bind.resize(ins.len() + outs.len(), None);
-        g.launch_windows(&launch, &bind)?;
+        super::launch::dispatch_launch(g, &launch, &bind)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use super::params::Params;
 use crate::gpu::fusion::{Deferred, Fusable};
+use crate::gpu::window::Window;
 use crate::gpu::workgroups::groups;
 use crate::gpu::{GpuContext, Launch};
 use crate::{Buffer, Device, Result};
@@ -122,6 +123,15 @@ pub(crate) fn dispatch_indexed(
         outs.push(g.index_errors_for_launch());
     }
     g.launch(&Launch { shader, entry, constants, params: params.finish(), inputs: &ins, outputs: &outs, workgroups })
+}
+
+/// [`dispatch`] for a launch its op builds itself (the product, reduction,
+/// copy, fill, random, optimizer, row and batch-norm kernels, which bind
+/// buffer windows or buffers that are not `Buffer`s): `windows` gives a
+/// binding window per bound buffer, in order, or is empty (every buffer
+/// bound whole).
+pub(crate) fn dispatch_launch(g: &GpuContext, launch: &Launch, windows: &[Option<Window>]) -> Result<()> {
+    g.launch_windows(launch, windows)
 }
 
 /// [`dispatch`] for an elementwise kernel with one output that the fuser may

@@ -1077,7 +1077,7 @@ impl Job<'_> {
         let launch = |inputs: &[&wgpu::Buffer], outputs: &[&wgpu::Buffer], windows: &[Option<Window>]| {
             let l =
                 Launch { shader, entry, constants: &constants, params: params.finish(), inputs, outputs, workgroups };
-            g.launch_windows(&l, windows)
+            super::launch::dispatch_launch(g, &l, windows)
         };
         if let Some(c) = cell {
             let [i3, i4, i5] = c.inputs.map(Buffer::wgpu);

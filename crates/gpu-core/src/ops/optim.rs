@@ -442,7 +442,8 @@ pub fn update_row(
                     Params::of(&PARAMS).set_u32("n", len).set_u32("quads", len.div_ceil(4)).set_u32("row", row);
                 let windows: smallvec::SmallVec<[_; 6]> =
                     [None].into_iter().chain(std::iter::repeat_n(window, 1 + outputs.len())).collect();
-                g.launch_windows(
+                super::launch::dispatch_launch(
+                    g,
                     &Launch {
                         shader: "optim",
                         entry: ["state0", "state1", "state2", "state3"][state.len()],

@@ -182,7 +182,7 @@ fn generate(device: &Device, dist: Dist, n: usize, counter: Counter, a: f32, b: 
                     outputs: &outputs,
                     workgroups: groups(len.div_ceil(4), 256),
                 };
-                g.launch_windows(&launch, &[window, None][..outputs.len()])?;
+                super::launch::dispatch_launch(g, &launch, &[window, None][..outputs.len()])?;
             }
             Ok(())
         },

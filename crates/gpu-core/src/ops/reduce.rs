@@ -233,7 +233,8 @@ pub fn reduce_io(
                 let what = Fusable { node, n: n_out * m, access: smallvec::smallvec![Access::Dense] };
                 return dispatch_fusable(g, shader, entry, &constants, &params, &[x], &out, workgroups, what);
             }
-            g.launch_windows(
+            super::launch::dispatch_launch(
+                g,
                 &Launch {
                     shader,
                     entry,

@@ -128,7 +128,7 @@ pub(crate) fn launch_rows(
             outputs: &outs,
             workgroups: groups(n, 1),
         };
-        g.launch_windows(&launch, &windows)?;
+        super::launch::dispatch_launch(g, &launch, &windows)?;
     }
     Ok(())
 }

@@ -576,3 +576,47 @@ fn an_injected_back_edge_is_found() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(cycles(&cyclic), vec![vec!["leaf".to_string(), "ops::unary".to_string()]]);
 }
+
+/// Every launch of the op files goes through `ops/launch.rs` (`dispatch`
+/// and its variants): no other op file calls the recorder's `launch`,
+/// `launch_windows` or `defer` on a `GpuContext` (named `g`, `gpu`, `ctx`
+/// or `self.g` throughout the op files) itself.
+#[test]
+fn only_ops_launch_hands_launches_to_the_recorder() {
+    let calls: Vec<String> = ["g", "gpu", "ctx"]
+        .iter()
+        .flat_map(|r| ["launch(", "launch_windows(", "defer("].map(|m| format!("{r}.{m}")))
+        .collect();
+    let calls_in = |code: &str| {
+        calls.iter().any(|c| {
+            code.match_indices(c.as_str())
+                .any(|(i, _)| code[..i].chars().next_back().is_none_or(|ch| !(ch.is_alphanumeric() || ch == '_')))
+        })
+    };
+    let offenders = |dir: &Path| -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name().is_some_and(|n| n == "launch.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if calls_in(code) {
+                    out.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                }
+            }
+        }
+        out
+    };
+    let found = offenders(&src().join("ops"));
+    assert!(found.is_empty(), "launches recorded outside ops/launch.rs:\n{}", found.join("\n"));
+    // The check can fail: a file that calls the recorder directly is found.
+    let dir = std::env::temp_dir().join(format!("wgrad-launch-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("op.rs"), "fn f(g: &G) { g.launch(&l); }\n").unwrap();
+    let caught = offenders(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(caught.len(), 1);
+}
