@@ -9,11 +9,11 @@ use rayon::prelude::*;
 
 use super::fast_math::{sigmoid, tanh};
 use super::simd::multiversion;
-use crate::kernels::recurrent::{Dims, RecurrentKind, SAVED};
+use crate::kernels::recurrent::{RecurrentKind, SeqDims, SAVED};
 
 /// Runs `row(b, scratch_row)` for every batch row into `B` scratch rows of
 /// `width`, on all cores when the step is large enough to pay for it.
-fn rows(d: &Dims, width: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+fn rows(d: &SeqDims, width: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut scratch = vec![0.0; d.batch * width];
     if d.batch * width < 4096 || rayon::current_num_threads() == 1 {
         scratch.chunks_exact_mut(width).enumerate().for_each(|(b, s)| row(b, s));
@@ -26,7 +26,15 @@ fn rows(d: &Dims, width: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f
 /// One forward step at time `t` (see `ops::recurrent::cell_forward`):
 /// `xs` = xw, `hws` = h_prev W_hhᵀ, `bs` = b_hh; writes the new h (and c)
 /// into `st` and the gates into `sv`.
-pub(crate) fn forward(d: &Dims, t: usize, xs: &[f32], hws: &[f32], bs: Option<&[f32]>, st: &mut [f32], sv: &mut [f32]) {
+pub(crate) fn forward(
+    d: &SeqDims,
+    t: usize,
+    xs: &[f32],
+    hws: &[f32],
+    bs: Option<&[f32]>,
+    st: &mut [f32],
+    sv: &mut [f32],
+) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
     let c_off = (d.steps + 1) * bh;
@@ -87,7 +95,7 @@ pub(crate) struct BackwardIn<'a> {
 
 /// One backward step at time `t` (see `ops::recurrent::cell_backward`):
 /// writes `dx` (= dxw), `dhw` (GRU) and the carries `ca` (dh | dc).
-pub(crate) fn backward(d: &Dims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: Option<&mut [f32]>, ca: &mut [f32]) {
+pub(crate) fn backward(d: &SeqDims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: Option<&mut [f32]>, ca: &mut [f32]) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
     let c_off = (d.steps + 1) * bh;

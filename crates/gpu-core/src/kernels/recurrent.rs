@@ -1,5 +1,5 @@
 //! What a recurrent sequence is: the cell ([`RecurrentKind`]), its sizes
-//! and the layout of its state and saved-gate buffers ([`Dims`]), shared by
+//! and the layout of its state and saved-gate buffers ([`SeqDims`]), shared by
 //! the launches and twins (`ops/recurrent.rs`) and the fast path
 //! (`cpu/recurrent.rs`).
 
@@ -57,7 +57,7 @@ impl RecurrentKind {
 
 /// Sizes of one sequence, checked once.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Dims {
+pub(crate) struct SeqDims {
     pub(crate) kind: RecurrentKind,
     pub(crate) steps: usize,
     pub(crate) batch: usize,
@@ -65,7 +65,7 @@ pub(crate) struct Dims {
     pub(crate) reverse: bool,
 }
 
-impl Dims {
+impl SeqDims {
     pub(crate) fn bh(&self) -> usize {
         self.batch * self.hidden
     }

@@ -30,7 +30,7 @@ use super::matmul::MatmulKernel;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 pub use crate::kernels::recurrent::RecurrentKind;
-use crate::kernels::recurrent::{Dims, SAVED};
+use crate::kernels::recurrent::{SeqDims, SAVED};
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
@@ -39,7 +39,7 @@ const WG: usize = 256;
 
 // Construction checks the kernels' u32 limits and the uniform block is
 // the kernel's, so both stay here; the layout is `kernels/recurrent.rs`.
-impl Dims {
+impl SeqDims {
     fn new(
         op: &'static str,
         kind: RecurrentKind,
@@ -51,7 +51,7 @@ impl Dims {
         if hidden == 0 {
             return Err(Error::invalid(op, format!("{} with hidden size 0", kind.name())));
         }
-        let d = Dims { kind, steps, batch, hidden, reverse };
+        let d = SeqDims { kind, steps, batch, hidden, reverse };
         let too_big =
             || Error::invalid(op, format!("{} sequence T={steps}, B={batch}, H={hidden} overflows", kind.name()));
         // The largest index any buffer of the sequence needs (xw and saved gates, or states).
@@ -79,7 +79,7 @@ impl Dims {
 /// outputs are: all states in one buffer (handles are cheap to clone).
 #[derive(Clone, Debug)]
 pub struct RecurrentSaved {
-    dims: Dims,
+    dims: SeqDims,
     has_bias: bool,
     states: Buffer,
     gates: Option<Buffer>,
@@ -202,7 +202,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 /// Records one fused kernel launch over the `B·H` units.
 fn launch(
     g: &GpuContext,
-    d: &Dims,
+    d: &SeqDims,
     entry: &'static str,
     params: Params,
     inputs: &[&Buffer],
@@ -224,7 +224,7 @@ fn sigmoid(v: f64) -> f64 {
 /// writing the new states into `states` and the gate values into `saved`
 /// (`saved` is a placeholder for the RNN). Buffers are whole-sequence.
 fn cell_forward(
-    d: &Dims,
+    d: &SeqDims,
     t: usize,
     xw: &Buffer,
     hw: &Buffer,
@@ -299,7 +299,7 @@ fn cell_forward(
 /// `placeholder` is bound for the buffers a kind does not use.
 #[allow(clippy::too_many_arguments)]
 fn cell_backward(
-    d: &Dims,
+    d: &SeqDims,
     t: usize,
     (dy, dy_offset): (&Buffer, usize),
     dh_rec: Option<&Buffer>,
@@ -420,7 +420,7 @@ pub fn recurrent_forward(
     reverse: bool,
 ) -> Result<RecurrentSaved> {
     const OP: &str = "recurrent_forward";
-    let d = Dims::new(OP, kind, t, b, h, reverse)?;
+    let d = SeqDims::new(OP, kind, t, b, h, reverse)?;
     let gh = d.gh();
     xw.check_len(OP, "xw [T, B, G·H]", t * b * gh, 4)?;
     w_hh.check_len(OP, "w_hh [G·H, H]", gh * h, 4)?;
@@ -467,7 +467,7 @@ pub fn recurrent_forward(
 /// (`Device::set_fusion`), when the launches can bind `buffers` whole;
 /// otherwise (`None`) the product and the cell kernel of `recurrent.wgsl`
 /// run apart. Unit tests choose for themselves (`tests::FORCED`).
-fn cell_in_store(d: &Dims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
+fn cell_in_store(d: &SeqDims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
     let lstm = d.kind == RecurrentKind::Lstm;
     #[cfg(test)]
     if let Some(forced) = tests::FORCED.with(std::cell::Cell::get) {
@@ -487,7 +487,7 @@ fn cell_in_store(d: &Dims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
 #[allow(clippy::too_many_arguments)]
 fn forward_in_store(
     kernel: MatmulKernel,
-    d: &Dims,
+    d: &SeqDims,
     xw: &Buffer,
     w_hh: &Buffer,
     b_hh: Option<&Buffer>,
@@ -663,7 +663,7 @@ pub fn recurrent_backward_at(
 #[allow(clippy::too_many_arguments)]
 fn backward_in_store(
     kernel: MatmulKernel,
-    d: &Dims,
+    d: &SeqDims,
     saved: &RecurrentSaved,
     w_hh: &Buffer,
     (dy, offset): (&Buffer, usize),
@@ -791,7 +791,7 @@ mod tests {
     #[test]
     fn slots_put_outputs_in_time_order() {
         for reverse in [false, true] {
-            let d = Dims::new("test", RecurrentKind::Gru, 5, 2, 3, reverse).unwrap();
+            let d = SeqDims::new("test", RecurrentKind::Gru, 5, 2, 3, reverse).unwrap();
             // Processing order visits every time once; each step's previous
             // slot is the slot the step before it wrote.
             let order: Vec<usize> = (0..5).map(|i| d.time(i)).collect();
