@@ -16,7 +16,7 @@
 const W: usize = 16;
 
 /// Inner lengths from which [`gemm_abt`] beats a packed sgemm on small
-/// products (single-threaded, 2026-11-26, Zen 4: 16 x 144 x 1024 84 GFLOP/s
+/// products (single-threaded on a Zen 4 host: 16 x 144 x 1024 84 GFLOP/s
 /// against 22; 32 x 288 x 256 46 against 48; 64 x 576 x 64 27 against 57):
 /// each output's 16 lanes are summed once, which short rows do not pay for.
 pub(crate) const MIN_K: usize = 512;

@@ -125,11 +125,11 @@ pub(crate) fn dispatch_indexed(
     g.launch(&Launch { shader, entry, constants, params: params.finish(), inputs: &ins, outputs: &outs, workgroups })
 }
 
-/// [`dispatch`] for a launch its op builds itself (the product, reduction,
-/// copy, fill, random, optimizer, row and batch-norm kernels, which bind
-/// buffer windows or buffers that are not `Buffer`s): `windows` gives a
-/// binding window per bound buffer, in order, or is empty (every buffer
-/// bound whole).
+/// [`dispatch`] for a launch its op builds itself (products, reductions,
+/// copies, fills, random draws, optimizer updates, row kernels, gathers,
+/// batch norm and the direct convolution, which bind buffer windows or
+/// buffers that are not `Buffer`s): `windows` gives a binding window per
+/// bound buffer, in order, or is empty (every buffer bound whole).
 pub(crate) fn dispatch_launch(g: &GpuContext, launch: &Launch, windows: &[Option<Window>]) -> Result<()> {
     g.launch_windows(launch, windows)
 }
