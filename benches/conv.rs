@@ -64,7 +64,7 @@ fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
 /// Milliseconds of each implicit-GEMM op of the conv step alone (forward,
 /// input gradient, weight gradient), each ending with a synchronisation.
 fn parts(dev: &Device, reps: usize) -> [f64; 3] {
-    use wgrad::gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+    use wgrad::gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
     let g = ConvGeometry {
         pad_top: 1,
         pad_bottom: 1,
@@ -84,9 +84,9 @@ fn parts(dev: &Device, reps: usize) -> [f64; 3] {
         })
     };
     [
-        t(&|| drop(conv2d(&x, &w, 64, &g).unwrap())),
-        t(&|| drop(conv2d_input_grad(&gy, &w, 64, &g).unwrap())),
-        t(&|| drop(conv2d_weight_grad(&gy, &x, 64, &g).unwrap())),
+        t(&|| drop(conv2d(&x, &w, 64, &g, &ConvOptions::default()).unwrap())),
+        t(&|| drop(conv2d_input_grad(&gy, &w, 64, &g, &ConvOptions::default()).unwrap())),
+        t(&|| drop(conv2d_weight_grad(&gy, &x, 64, &g, &ConvOptions::default()).unwrap())),
     ]
 }
 

@@ -5,7 +5,7 @@
 //! own binary: it sets `WGRAD_PIPELINE_CACHE` and `WGRAD_DEVICE` for the
 //! process.
 
-use wgrad_gpu_core::ops::conv::{self, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{self, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul;
 use wgrad_gpu_core::testing::gpu_or_skip;
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -20,10 +20,10 @@ fn work(dev: &Device) -> Vec<Vec<f32>> {
     let g = ConvGeometry { stride_h: 2, stride_w: 2, pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..base };
     let x = Buffer::from_f32(dev, &data(2 * 3 * 6 * 6)).unwrap();
     let w = Buffer::from_f32(dev, &data(4 * 3 * 3 * 3)).unwrap();
-    let y = conv::conv2d(&x, &w, 4, &g).unwrap();
+    let y = conv::conv2d(&x, &w, 4, &g, &ConvOptions::default()).unwrap();
     let gy = Buffer::from_f32(dev, &data(2 * 4 * g.out_h() * g.out_w())).unwrap();
-    let gx = conv::conv2d_input_grad(&gy, &w, 4, &g).unwrap();
-    let gw = conv::conv2d_weight_grad(&gy, &x, 4, &g).unwrap();
+    let gx = conv::conv2d_input_grad(&gy, &w, 4, &g, &ConvOptions::default()).unwrap();
+    let gw = conv::conv2d_weight_grad(&gy, &x, 4, &g, &ConvOptions::default()).unwrap();
     [ab, y, gx, gw].iter().map(|t| t.to_f32().unwrap()).collect()
 }
 

@@ -4,7 +4,7 @@
 //! ops on a device opened with `WGRAD_SPECIALIZE=0` and on one opened
 //! without it. One test in its own binary, because it sets the variable.
 
-use wgrad_gpu_core::ops::conv::{conv2d_epilogue, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::epilogue::{BiasAxis, Epilogue};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, MatmulConfig, MatmulKernel};
 use wgrad_gpu_core::ops::pool::{max_pool2d_backward, max_pool2d_relu_io, Operands};
@@ -50,11 +50,11 @@ fn run(dev: &Device) -> Vec<(String, Vec<u32>)> {
     let x = up(&r.vec(2 * 3 * 9 * 8, -1.0, 1.0));
     let w = up(&r.vec(5 * 3 * 9, -1.0, 1.0));
     let epi = Epilogue::default().with_bias(&bias, BiasAxis::Rows, 1);
-    let y = conv2d_epilogue(MatmulConfig::default(), &epi, &x, &w, 5, &geo).unwrap();
+    let y = conv2d(&x, &w, 5, &geo, &ConvOptions::with_epilogue(MatmulConfig::default(), &epi)).unwrap();
     let gy = up(&r.vec(2 * 5 * geo.out_h() * geo.out_w(), -1.0, 1.0));
     keep("conv2d".into(), &y);
-    keep("conv2d input gradient".into(), &conv2d_input_grad(&gy, &w, 5, &geo).unwrap());
-    keep("conv2d weight gradient".into(), &conv2d_weight_grad(&gy, &x, 5, &geo).unwrap());
+    keep("conv2d input gradient".into(), &conv2d_input_grad(&gy, &w, 5, &geo, &ConvOptions::default()).unwrap());
+    keep("conv2d weight gradient".into(), &conv2d_weight_grad(&gy, &x, 5, &geo, &ConvOptions::default()).unwrap());
     // Pooling's window constants and the fused ReLU.
     let shape = [2, 3, 9, 8];
     let (p, arg, out_shape) = max_pool2d_relu_io(&x, &shape, (3, 2), (2, 2), (1, 0), (1, 1), Operands::F32).unwrap();

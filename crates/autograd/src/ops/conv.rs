@@ -16,9 +16,7 @@
 //! A transposed convolution is the input gradient of a convolution, so its
 //! forward and backward are the same three ops with the roles exchanged.
 
-use wgrad_gpu_core::ops::conv::{
-    conv2d, conv2d_epilogue, conv2d_input_grad_epilogue, conv2d_weight_grad, conv2d_weight_grad_output, ConvGeometry,
-};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::{BiasAxis, Epilogue, MatmulConfig, Operands};
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
@@ -328,7 +326,10 @@ impl Tensor {
         if relu {
             epi = epi.with_relu();
         }
-        let y = expect(OP, conv2d_epilogue(cfg, &epi, &self.dense_buffer(), &weight.dense_buffer(), oc, &geo));
+        let y = expect(
+            OP,
+            conv2d(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo, &ConvOptions::with_epilogue(cfg, &epi)),
+        );
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&[n, oc, geo.out_h(), geo.out_w()]);
@@ -344,11 +345,17 @@ impl Tensor {
             let grad = |b: Buffer, shape: &[usize]| dense_as(b, shape, operand_dtype);
             let dx = inputs[0].requires_grad().then(|| {
                 let (w, epi) = (inputs[1].dense_buffer(), epilogue(None, 1, storage));
-                grad(expect(OP, conv2d_input_grad_epilogue(cfg, &epi, &gy_buf, &w, oc, &geo)), &geo.input_shape())
+                grad(
+                    expect(OP, conv2d_input_grad(&gy_buf, &w, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi))),
+                    &geo.input_shape(),
+                )
             });
             let dw = inputs[1].requires_grad().then(|| {
                 let x = inputs[0].dense_buffer();
-                grad(expect(OP, conv2d_weight_grad_output(cfg, storage, &gy_buf, &x, oc, &geo)), &ws)
+                grad(
+                    expect(OP, conv2d_weight_grad(&gy_buf, &x, oc, &geo, &ConvOptions::config(cfg).stored_as(storage))),
+                    &ws,
+                )
             });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
@@ -472,17 +479,25 @@ impl Tensor {
         let bias_buf = bias.map(|b| b.dense_buffer());
         let epi = epilogue(bias_buf.as_ref(), groups, Operands::F32);
         let (x_buf, w_buf) = (self.dense_buffer(), weight.dense_buffer());
-        let y = expect(OP, conv2d_input_grad_epilogue(MatmulConfig::default(), &epi, &x_buf, &w_buf, cin, &geo));
+        let y = expect(
+            OP,
+            conv2d_input_grad(&x_buf, &w_buf, cin, &geo, &ConvOptions::with_epilogue(MatmulConfig::default(), &epi)),
+        );
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&geo.input_shape());
         Tensor::from_op(OP, y, layout, &inputs, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
-            let dx = x.requires_grad().then(|| dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo)), &xs));
-            let dw = w
-                .requires_grad()
-                .then(|| dense(expect(OP, conv2d_weight_grad(&x.dense_buffer(), &gy_buf, cin, &geo)), &ws));
+            let dx = x.requires_grad().then(|| {
+                dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo, &ConvOptions::default())), &xs)
+            });
+            let dw = w.requires_grad().then(|| {
+                dense(
+                    expect(OP, conv2d_weight_grad(&x.dense_buffer(), &gy_buf, cin, &geo, &ConvOptions::default())),
+                    &ws,
+                )
+            });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
         })

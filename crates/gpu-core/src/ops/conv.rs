@@ -153,54 +153,57 @@ fn group_batches(g: &ConvGeometry, channels: usize, plane: usize) -> Layout {
     Layout { shape: [g.batch, g.groups].into(), strides: [channels * plane, per_group].into(), offset: 0 }
 }
 
-/// The convolution `y = conv2d(x, w)` (no bias) of a dense input `x`
-/// `[N, C, H, W]` with a dense weight `w` `[OC, C/groups, kh, kw]`: a dense
-/// `[N, OC, OH, OW]`, computed as an implicit GEMM (no column buffer).
-pub fn conv2d(x: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
-    conv2d_with(MatmulKernel::Auto, x, w, out_channels, g)
+/// How a convolution runs: the product's configuration (kernel family,
+/// operand storage, f16 loads) and what its store does (an [`Epilogue`]:
+/// a bias per output channel, an f16 result rounded once). The default is
+/// the automatic kernel, f32 operands and a plain f32 store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvOptions<'a> {
+    /// The product's configuration.
+    pub cfg: MatmulConfig,
+    /// What the product's store does; for a weight gradient only the
+    /// result's storage (`output`) applies.
+    pub epilogue: Epilogue<'a>,
 }
 
-/// [`conv2d`] on a chosen matmul kernel family.
-pub fn conv2d_with(
-    kernel: MatmulKernel,
-    x: &Buffer,
-    w: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
-    conv2d_config(MatmulConfig { kernel, ..MatmulConfig::default() }, x, w, out_channels, g)
+impl<'a> ConvOptions<'a> {
+    /// The default options on a chosen matmul kernel family.
+    pub fn kernel(kernel: MatmulKernel) -> Self {
+        Self::config(MatmulConfig { kernel, ..MatmulConfig::default() })
+    }
+
+    /// f16 operands (packed, [`Buffer::from_f16`]'s layout): f32 products
+    /// and sums, an f32 result.
+    pub fn f16() -> Self {
+        Self::config(MatmulConfig::f16())
+    }
+
+    /// Every choice of the product spelled out, a plain store.
+    pub fn config(cfg: MatmulConfig) -> Self {
+        ConvOptions { cfg, epilogue: Epilogue::default() }
+    }
+
+    /// `cfg` with the store `epilogue`.
+    pub fn with_epilogue(cfg: MatmulConfig, epilogue: &Epilogue<'a>) -> Self {
+        ConvOptions { cfg, epilogue: *epilogue }
+    }
+
+    /// These options with the result stored as `output` (f16: rounded once).
+    pub fn stored_as(self, output: Operands) -> Self {
+        ConvOptions { epilogue: Epilogue { output, ..self.epilogue }, ..self }
+    }
 }
 
-/// [`conv2d`] of an f16 input and weight (packed, [`Buffer::from_f16`]'s
-/// layout): f32 products and sums, an f32 result.
-pub fn conv2d_f16(x: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
-    conv2d_config(MatmulConfig::f16(), x, w, out_channels, g)
-}
-
-/// [`conv2d`] with every choice of the product spelled out.
-pub fn conv2d_config(
-    cfg: MatmulConfig,
-    x: &Buffer,
-    w: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
-    conv2d_epilogue(cfg, &Epilogue::default(), x, w, out_channels, g)
-}
-
-/// [`conv2d_config`] through an [`Epilogue`]: the bias (one value per
-/// output channel: [`BiasAxis::Rows`](super::matmul::BiasAxis::Rows) with `groups` slices) added to the f32
-/// sums and/or the output stored as f16 (rounded once), all in the one
-/// launch. An odd `OH·OW` with an f16 output takes a cast afterwards
-/// (see [`matmul_epilogue`](super::matmul::matmul_epilogue)).
-pub fn conv2d_epilogue(
-    cfg: MatmulConfig,
-    epi: &Epilogue,
-    x: &Buffer,
-    w: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
+/// The convolution `y = conv2d(x, w)` of a dense input `x` `[N, C, H, W]`
+/// with a dense weight `w` `[OC, C/groups, kh, kw]`: a dense `[N, OC, OH,
+/// OW]`, computed as an implicit GEMM (no column buffer). `opts` chooses
+/// the product and its store: the bias (one value per output channel:
+/// [`BiasAxis::Rows`](super::matmul::BiasAxis::Rows) with `groups` slices)
+/// added to the f32 sums and/or the output stored as f16 (rounded once),
+/// all in the one launch. An odd `OH·OW` with an f16 output takes a cast
+/// afterwards (see [`matmul_epilogue`](super::matmul::matmul_epilogue)).
+pub fn conv2d(x: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry, opts: &ConvOptions) -> Result<Buffer> {
+    let (cfg, epi) = (opts.cfg, &opts.epilogue);
     let (_, n_w) = conv_sizes(g, out_channels);
     let n_x = g.input_shape().iter().product();
     check_conv("conv2d", g, out_channels, cfg.operands, &[(x, "input", n_x), (w, "weight", n_w)])?;
@@ -210,7 +213,7 @@ pub fn conv2d_epilogue(
         if super::past_limit(gpu, [x]) || y_bytes > gpu.binding_limit() {
             let io = (cfg.operands, epi.output);
             return super::conv_split::forward(gpu, io, x, out_channels, g, |xc, sub| {
-                conv2d_epilogue(cfg, epi, xc, w, out_channels, sub)
+                conv2d(xc, w, out_channels, sub, opts)
             });
         }
     }
@@ -234,51 +237,26 @@ const WGRAD_CHUNK_BYTES: usize = 64 << 20;
 /// column buffer), then a sum over the images in a fixed order: the result
 /// is deterministic. Batches whose per-image products would exceed 64 MiB
 /// run in chunks whose sums are summed.
-pub fn conv2d_weight_grad(gy: &Buffer, x: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
-    conv2d_weight_grad_with(MatmulKernel::Auto, gy, x, out_channels, g)
-}
-
-/// [`conv2d_weight_grad`] on a chosen matmul kernel family.
-pub fn conv2d_weight_grad_with(
-    kernel: MatmulKernel,
+///
+/// With `opts.cfg.operands` F16, `gy` and `x` are packed f16 (an f16
+/// activation and its f16 gradient, as mixed precision records them), read
+/// with f32 sums. The result is stored as `opts.epilogue.output` (f16: the
+/// f32 sum rounded once): with one image (and an even `C/G·kh·kw`) the
+/// product's epilogue rounds it; otherwise the per-image products are
+/// summed in f32 first and the sum is cast (rounding before the sum would
+/// round every image's term). No other epilogue member applies.
+pub fn conv2d_weight_grad(
     gy: &Buffer,
     x: &Buffer,
     out_channels: usize,
     g: &ConvGeometry,
+    opts: &ConvOptions,
 ) -> Result<Buffer> {
-    conv2d_weight_grad_config(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, x, out_channels, g)
-}
-
-/// [`conv2d_weight_grad`] with every choice of the product spelled out:
-/// with `cfg.operands` F16, `gy` and `x` are packed f16 (an f16 activation
-/// and its f16 gradient, as mixed precision records them), read with f32
-/// sums; the result is f32 either way.
-pub fn conv2d_weight_grad_config(
-    cfg: MatmulConfig,
-    gy: &Buffer,
-    x: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
-    conv2d_weight_grad_output(cfg, Operands::F32, gy, x, out_channels, g)
-}
-
-/// [`conv2d_weight_grad_config`] with the result stored as `output` (f16:
-/// the f32 sum rounded once). With one image (and an even `C/G·kh·kw`) the
-/// product's epilogue rounds it; otherwise the per-image products are summed
-/// in f32 first and the sum is cast (rounding before the sum would round
-/// every image's term).
-pub fn conv2d_weight_grad_output(
-    cfg: MatmulConfig,
-    output: Operands,
-    gy: &Buffer,
-    x: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
+    let (cfg, output) = (opts.cfg, opts.epilogue.output);
+    let f32_sums = &ConvOptions::config(cfg);
     let (_, n_w) = conv_sizes(g, out_channels);
     if output == Operands::F16 && g.batch != 1 {
-        let sum = conv2d_weight_grad_output(cfg, Operands::F32, gy, x, out_channels, g)?;
+        let sum = conv2d_weight_grad(gy, x, out_channels, g, f32_sums)?;
         return super::cast::f32_to_f16(&sum, n_w);
     }
     let epi = Epilogue { output, ..Epilogue::default() };
@@ -306,7 +284,7 @@ pub fn conv2d_weight_grad_output(
                 (gy, x),
                 out_channels,
                 (g, n_w),
-                |gc, xc, sub| conv2d_weight_grad_output(cfg, Operands::F32, gc, xc, out_channels, sub),
+                |gc, xc, sub| conv2d_weight_grad(gc, xc, out_channels, sub, f32_sums),
             );
         }
     }
@@ -367,45 +345,20 @@ pub fn conv2d_weight_grad_output(
 /// One implicit GEMM per image and group, `Wᵀ @ gather(dY)`, after a copy
 /// of the (small) weight into `[G, C/G, OC/G, kh, kw]` order; no column
 /// buffer and no col2im.
-pub fn conv2d_input_grad(gy: &Buffer, w: &Buffer, out_channels: usize, g: &ConvGeometry) -> Result<Buffer> {
-    conv2d_input_grad_with(MatmulKernel::Auto, gy, w, out_channels, g)
-}
-
-/// [`conv2d_input_grad`] on a chosen matmul kernel family.
-pub fn conv2d_input_grad_with(
-    kernel: MatmulKernel,
+///
+/// With `opts.cfg.operands` F16, `gy` and `w` are packed f16, read with f32
+/// sums; `opts.epilogue` may round the result to f16 once in the store
+/// and/or add a bias per input channel
+/// ([`BiasAxis::Rows`](super::matmul::BiasAxis::Rows), `groups` slices: a
+/// transposed convolution's bias).
+pub fn conv2d_input_grad(
     gy: &Buffer,
     w: &Buffer,
     out_channels: usize,
     g: &ConvGeometry,
+    opts: &ConvOptions,
 ) -> Result<Buffer> {
-    conv2d_input_grad_config(MatmulConfig { kernel, ..MatmulConfig::default() }, gy, w, out_channels, g)
-}
-
-/// [`conv2d_input_grad`] with every choice of the product spelled out:
-/// with `cfg.operands` F16, `gy` and `w` are packed f16, read with f32 sums;
-/// the result is f32 either way.
-pub fn conv2d_input_grad_config(
-    cfg: MatmulConfig,
-    gy: &Buffer,
-    w: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
-    conv2d_input_grad_epilogue(cfg, &Epilogue::default(), gy, w, out_channels, g)
-}
-
-/// [`conv2d_input_grad_config`] through an [`Epilogue`]: an f16 result
-/// rounded once in the store, and/or a bias per input channel
-/// ([`BiasAxis::Rows`](super::matmul::BiasAxis::Rows), `groups` slices: a transposed convolution's bias).
-pub fn conv2d_input_grad_epilogue(
-    cfg: MatmulConfig,
-    epi: &Epilogue,
-    gy: &Buffer,
-    w: &Buffer,
-    out_channels: usize,
-    g: &ConvGeometry,
-) -> Result<Buffer> {
+    let (cfg, epi) = (opts.cfg, &opts.epilogue);
     let (n_y, n_w) = conv_sizes(g, out_channels);
     check_conv(
         "conv2d_input_grad",
@@ -422,7 +375,7 @@ pub fn conv2d_input_grad_epilogue(
         if super::past_limit(gpu, [gy]) || dx_bytes > gpu.binding_limit() {
             let io = (cfg.operands, epi.output);
             return super::conv_split::input_grad(gpu, io, gy, out_channels, g, |gc, sub| {
-                conv2d_input_grad_epilogue(cfg, epi, gc, w, out_channels, sub)
+                conv2d_input_grad(gc, w, out_channels, sub, opts)
             });
         }
     }

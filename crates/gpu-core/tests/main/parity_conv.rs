@@ -7,8 +7,7 @@
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::conv::{
-    col2im, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_weight_grad, conv2d_weight_grad_with,
-    conv2d_with, im2col, ConvGeometry,
+    col2im, conv2d, conv2d_input_grad, conv2d_weight_grad, im2col, ConvGeometry, ConvOptions,
 };
 use wgrad_gpu_core::ops::matmul::{matmul, MatmulKernel};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
@@ -113,8 +112,8 @@ fn implicit_conv_forward_matches_twin_on_both_kernels() {
             let (nx, nw, ny) = sizes(&geo, oc);
             let (xg, xc) = both(&gpu, &cpu, &rng(200 + k as u64).vec(nx, -1.0, 1.0));
             let (wg, wc) = both(&gpu, &cpu, &rng(300 + k as u64).vec(nw, -1.0, 1.0));
-            let yg = conv2d_with(kernel, &xg, &wg, oc, &geo).unwrap();
-            let yc = conv2d(&xc, &wc, oc, &geo).unwrap();
+            let yg = conv2d(&xg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            let yc = conv2d(&xc, &wc, oc, &geo, &ConvOptions::default()).unwrap();
             same(&format!("{kernel:?} conv2d {name}"), &yg, &yc, ny, 1e-5, atol(geo.col_rows()));
         }
     }
@@ -128,8 +127,8 @@ fn implicit_conv_input_grad_matches_twin_on_both_kernels() {
             let (nx, nw, ny) = sizes(&geo, oc);
             let (gg, gc) = both(&gpu, &cpu, &rng(400 + k as u64).vec(ny, -1.0, 1.0));
             let (wg, wc) = both(&gpu, &cpu, &rng(500 + k as u64).vec(nw, -1.0, 1.0));
-            let dg = conv2d_input_grad_with(kernel, &gg, &wg, oc, &geo).unwrap();
-            let dc = conv2d_input_grad(&gc, &wc, oc, &geo).unwrap();
+            let dg = conv2d_input_grad(&gg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            let dc = conv2d_input_grad(&gc, &wc, oc, &geo, &ConvOptions::default()).unwrap();
             let depth = oc / geo.groups * geo.kernel_h * geo.kernel_w;
             same(&format!("{kernel:?} conv2d_input_grad {name}"), &dg, &dc, nx, 1e-5, atol(depth));
         }
@@ -144,8 +143,8 @@ fn implicit_conv_weight_grad_matches_twin_on_both_kernels() {
             let (nx, nw, ny) = sizes(&geo, oc);
             let (gg, gc) = both(&gpu, &cpu, &rng(600 + k as u64).vec(ny, -1.0, 1.0));
             let (xg, xc) = both(&gpu, &cpu, &rng(700 + k as u64).vec(nx, -1.0, 1.0));
-            let dg = conv2d_weight_grad_with(kernel, &gg, &xg, oc, &geo).unwrap();
-            let dc = conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap();
+            let dg = conv2d_weight_grad(&gg, &xg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            let dc = conv2d_weight_grad(&gc, &xc, oc, &geo, &ConvOptions::default()).unwrap();
             let depth = geo.batch * geo.out_h() * geo.out_w();
             same(&format!("{kernel:?} conv2d_weight_grad {name}"), &dg, &dc, nw, 1e-5, atol(depth));
         }
@@ -174,12 +173,18 @@ fn implicit_twins_equal_the_im2col_lowering() {
         };
 
         let (y, _) = matmul(&w, &w_l, &cols, &cols_l).unwrap();
-        check("forward", &conv2d(&x, &w, oc, &geo).unwrap(), &y, ny, kk);
+        check("forward", &conv2d(&x, &w, oc, &geo, &ConvOptions::default()).unwrap(), &y, ny, kk);
 
         let gy_l = Layout::contiguous(&[geo.batch, groups, ocg, l]);
         let (dcols, _) = matmul(&w, &w_l.permute(&[0, 1, 3, 2]).unwrap(), &gy, &gy_l).unwrap();
         let dx = col2im(&dcols, &geo).unwrap();
-        check("input grad", &conv2d_input_grad(&gy, &w, oc, &geo).unwrap(), &dx, nx, ocg * taps);
+        check(
+            "input grad",
+            &conv2d_input_grad(&gy, &w, oc, &geo, &ConvOptions::default()).unwrap(),
+            &dx,
+            nx,
+            ocg * taps,
+        );
 
         let (per_image, _) = matmul(&gy, &gy_l, &cols, &cols_l.permute(&[0, 1, 3, 2]).unwrap()).unwrap();
         let dw = if geo.batch == 0 {
@@ -187,7 +192,13 @@ fn implicit_twins_equal_the_im2col_lowering() {
         } else {
             reduce(ReduceOp::Sum, &per_image, &Layout::contiguous(&[geo.batch, nw]), &[0], false).unwrap().0
         };
-        check("weight grad", &conv2d_weight_grad(&gy, &x, oc, &geo).unwrap(), &dw, nw, geo.batch * l);
+        check(
+            "weight grad",
+            &conv2d_weight_grad(&gy, &x, oc, &geo, &ConvOptions::default()).unwrap(),
+            &dw,
+            nw,
+            geo.batch * l,
+        );
         let _ = cg;
     }
 }
@@ -210,8 +221,8 @@ fn weight_grad_of_a_large_batch_runs_in_chunks() {
     let (nx, nw, ny) = sizes(&geo, oc);
     let (gg, gc) = both(&gpu, &cpu, &rng(1100).vec(ny, -1.0, 1.0));
     let (xg, xc) = both(&gpu, &cpu, &rng(1101).vec(nx, -1.0, 1.0));
-    let dg = conv2d_weight_grad(&gg, &xg, oc, &geo).unwrap();
-    let dc = conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap();
+    let dg = conv2d_weight_grad(&gg, &xg, oc, &geo, &ConvOptions::default()).unwrap();
+    let dc = conv2d_weight_grad(&gc, &xc, oc, &geo, &ConvOptions::default()).unwrap();
     same("chunked weight grad", &dg, &dc, nw, 1e-5, atol(geo.batch * 6));
     // The twin's chunked sum against one image at a time.
     let mut want = vec![0.0f32; nw];
@@ -220,7 +231,10 @@ fn weight_grad_of_a_large_batch_runs_in_chunks() {
         let one = ConvGeometry { batch: 1, ..geo };
         let xi = Buffer::from_f32(&cpu, &x[n * nx / 30..(n + 1) * nx / 30]).unwrap();
         let gi = Buffer::from_f32(&cpu, &gy[n * ny / 30..(n + 1) * ny / 30]).unwrap();
-        for (a, b) in want.iter_mut().zip(conv2d_weight_grad(&gi, &xi, oc, &one).unwrap().to_f32().unwrap()) {
+        for (a, b) in want
+            .iter_mut()
+            .zip(conv2d_weight_grad(&gi, &xi, oc, &one, &ConvOptions::default()).unwrap().to_f32().unwrap())
+        {
             *a += b;
         }
     }
@@ -234,16 +248,20 @@ fn implicit_ops_check_their_operands() {
     let geo = ConvGeometry::new(1, 2, (4, 4), (3, 3));
     let x = Buffer::from_f32(&cpu, &[0.0; 32]).unwrap();
     let w = Buffer::from_f32(&cpu, &[0.0; 36]).unwrap();
-    assert!(conv2d(&x, &w, 2, &geo).is_ok());
-    let msg = conv2d(&x, &w, 3, &geo).unwrap_err().to_string();
+    assert!(conv2d(&x, &w, 2, &geo, &ConvOptions::default()).is_ok());
+    let msg = conv2d(&x, &w, 3, &geo, &ConvOptions::default()).unwrap_err().to_string();
     assert!(msg.starts_with("conv2d") && msg.contains("weight"), "{msg}");
-    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 3, ..geo }).unwrap_err().to_string();
+    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 3, ..geo }, &ConvOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("conv2d") && msg.contains("divisible"), "{msg}");
-    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 2, ..geo }).unwrap_err().to_string();
+    let msg = conv2d(&x, &w, 3, &ConvGeometry { groups: 2, ..geo }, &ConvOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("conv2d") && msg.contains("divisible"), "{msg}");
-    let msg = conv2d_input_grad(&x, &w, 2, &ConvGeometry { batch: 5, ..geo }).unwrap_err().to_string();
+    let msg = conv2d_input_grad(&x, &w, 2, &ConvGeometry { batch: 5, ..geo }, &ConvOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("conv2d_input_grad") && msg.contains("output gradient"), "{msg}");
-    let msg = conv2d_weight_grad(&x, &x, 2, &ConvGeometry { channels: 3, ..geo }).unwrap_err().to_string();
+    let msg = conv2d_weight_grad(&x, &x, 2, &ConvGeometry { channels: 3, ..geo }, &ConvOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("conv2d_weight_grad") && msg.contains("input"), "{msg}");
 }
 
@@ -427,15 +445,36 @@ fn strided_layers_share_forward_and_weight_gradient_pipelines() {
             let (gg, gc) = both(&gpu, &cpu, &r.vec(ny, -1.0, 1.0));
             let what = |op: &str| format!("{kernel:?} {op}, stride {}", geo.stride_h);
             let before = gpu.pipelines_compiled();
-            let y = conv2d_with(kernel, &xg, &wg, oc, &geo).unwrap();
-            let dw = conv2d_weight_grad_with(kernel, &gg, &xg, oc, &geo).unwrap();
+            let y = conv2d(&xg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            let dw = conv2d_weight_grad(&gg, &xg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
             let forward_and_weight = gpu.pipelines_compiled() - before;
-            let dx = conv2d_input_grad_with(kernel, &gg, &wg, oc, &geo).unwrap();
+            let dx = conv2d_input_grad(&gg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
             compiled.push((forward_and_weight, gpu.pipelines_compiled() - before - forward_and_weight));
-            same(&what("conv2d"), &y, &conv2d(&xc, &wc, oc, &geo).unwrap(), ny, 1e-5, atol(geo.col_rows()));
+            same(
+                &what("conv2d"),
+                &y,
+                &conv2d(&xc, &wc, oc, &geo, &ConvOptions::default()).unwrap(),
+                ny,
+                1e-5,
+                atol(geo.col_rows()),
+            );
             let pixels = geo.batch * geo.out_h() * geo.out_w();
-            same(&what("weight grad"), &dw, &conv2d_weight_grad(&gc, &xc, oc, &geo).unwrap(), nw, 1e-5, atol(pixels));
-            same(&what("input grad"), &dx, &conv2d_input_grad(&gc, &wc, oc, &geo).unwrap(), nx, 1e-5, atol(oc * 9));
+            same(
+                &what("weight grad"),
+                &dw,
+                &conv2d_weight_grad(&gc, &xc, oc, &geo, &ConvOptions::default()).unwrap(),
+                nw,
+                1e-5,
+                atol(pixels),
+            );
+            same(
+                &what("input grad"),
+                &dx,
+                &conv2d_input_grad(&gc, &wc, oc, &geo, &ConvOptions::default()).unwrap(),
+                nx,
+                1e-5,
+                atol(oc * 9),
+            );
         }
         assert!(compiled[0].0 >= 2 && compiled[0].1 >= 1, "{kernel:?}: stride 1 compiled {:?}", compiled[0]);
         // Stride 2: only the input gradient's gather is a pipeline of its own.

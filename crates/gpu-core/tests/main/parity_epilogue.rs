@@ -11,7 +11,7 @@ use crate::common;
 use common::*;
 use half::f16;
 use wgrad_gpu_core::ops::cast::f32_to_f16;
-use wgrad_gpu_core::ops::conv::{conv2d_epilogue, conv2d_input_grad_epilogue, conv2d_weight_grad_output, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::{
     matmul_activation, matmul_epilogue, BiasAxis, Epilogue, HalfLoads, MatmulConfig, MatmulKernel, Operands,
 };
@@ -438,7 +438,7 @@ fn activation_epilogue_matches_the_twin() {
     let x = Buffer::from_f32(&g, &vec![0.5; geo.input_shape().iter().product()]).unwrap();
     let w = Buffer::from_f32(&g, &vec![0.25; 6 * geo.col_rows()]).unwrap();
     let gelu = Epilogue { activation: Some(UnaryOp::Gelu), ..Epilogue::default() };
-    let e = conv2d_epilogue(cfg, &gelu, &x, &w, 6, &geo).unwrap_err().to_string();
+    let e = conv2d(&x, &w, 6, &geo, &ConvOptions::with_epilogue(cfg, &gelu)).unwrap_err().to_string();
     assert!(e.contains("conv2d") && e.contains("ReLU only"), "{e}");
     // Split past a 4 KiB binding limit: the product, then the op.
     let Some(small) = fresh_gpu_or_skip("activation_epilogue_matches_the_twin (split)") else { return };
@@ -569,12 +569,14 @@ fn convolution_forms_store_bias_and_f16() {
             let (z, n) = match form {
                 1 => {
                     let epi = epi.with_bias(&by, BiasAxis::Rows, geo.groups);
-                    (conv2d_epilogue(cfg, &epi, &bx, &bw, oc, &geo).unwrap(), n_y)
+                    (conv2d(&bx, &bw, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi)).unwrap(), n_y)
                 }
-                2 => (conv2d_weight_grad_output(cfg, output, &bgy, &bx, oc, &geo).unwrap(), n_w),
+                2 => {
+                    (conv2d_weight_grad(&bgy, &bx, oc, &geo, &ConvOptions::config(cfg).stored_as(output)).unwrap(), n_w)
+                }
                 _ => {
                     let epi = epi.with_bias(&bxb, BiasAxis::Rows, geo.groups);
-                    (conv2d_input_grad_epilogue(cfg, &epi, &bgy, &bw, oc, &geo).unwrap(), n_x)
+                    (conv2d_input_grad(&bgy, &bw, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi)).unwrap(), n_x)
                 }
             };
             read(&z, n, output)
@@ -632,7 +634,7 @@ fn launches_of_f16_epilogues(g: &Device, kernel: MatmulKernel) {
     let w = upload(g, &vec![0.25; oc * geo.col_rows()], Operands::F16);
     let bias = Buffer::from_f32(g, &[1.0; 16]).unwrap();
     let epi = Epilogue::f16().with_bias(&bias, BiasAxis::Rows, geo.groups);
-    let (_, n) = count(&|| conv2d_epilogue(cfg, &epi, &x, &w, oc, &geo).unwrap());
+    let (_, n) = count(&|| conv2d(&x, &w, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi)).unwrap());
     assert_eq!(n, if fused { 1 } else { 2 }, "{kernel:?}: conv2d with bias and f16 output");
     for (cols, launches) in [(16, if fused { 1 } else { 2 }), (15, 2)] {
         let a = upload(g, &vec![0.5; 8 * 16], Operands::F16);

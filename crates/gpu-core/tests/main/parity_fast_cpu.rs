@@ -6,7 +6,7 @@
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
-use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::Rng;
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -108,9 +108,9 @@ fn convolutions_match_the_reference() {
             let up = |v: &[f32]| Buffer::from_f32(d, v).unwrap();
             let (x, w, gy) = (up(&x), up(&w), up(&gy));
             [
-                conv2d(&x, &w, oc, &g).unwrap(),
-                conv2d_weight_grad(&gy, &x, oc, &g).unwrap(),
-                conv2d_input_grad(&gy, &w, oc, &g).unwrap(),
+                conv2d(&x, &w, oc, &g, &ConvOptions::default()).unwrap(),
+                conv2d_weight_grad(&gy, &x, oc, &g, &ConvOptions::default()).unwrap(),
+                conv2d_input_grad(&gy, &w, oc, &g, &ConvOptions::default()).unwrap(),
             ]
         };
         let (yf, yr) = (run(&f), run(&r));

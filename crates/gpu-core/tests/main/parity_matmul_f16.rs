@@ -7,10 +7,7 @@
 use crate::common;
 use common::*;
 use half::f16;
-use wgrad_gpu_core::ops::conv::{
-    conv2d, conv2d_config, conv2d_f16, conv2d_input_grad, conv2d_input_grad_config, conv2d_weight_grad,
-    conv2d_weight_grad_config, ConvGeometry,
-};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::{matmul_config, matmul_f16, HalfLoads, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::testing::{assert_close, matrix_unit_kernels};
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -210,14 +207,21 @@ fn f16_convolution_matches_f32_of_the_same_values() {
     let w = halves(&mut r, oc * geo.col_rows(), 0);
     let widen = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<_>>();
     let n_out = geo.batch * oc * geo.out_h() * geo.out_w();
-    let f32_ref =
-        conv2d(&Buffer::from_f32(&c, &widen(&x)).unwrap(), &Buffer::from_f32(&c, &widen(&w)).unwrap(), oc, &geo)
+    let f32_ref = conv2d(
+        &Buffer::from_f32(&c, &widen(&x)).unwrap(),
+        &Buffer::from_f32(&c, &widen(&w)).unwrap(),
+        oc,
+        &geo,
+        &ConvOptions::default(),
+    )
+    .unwrap();
+    let zc =
+        conv2d(&Buffer::from_f16(&c, &x).unwrap(), &Buffer::from_f16(&c, &w).unwrap(), oc, &geo, &ConvOptions::f16())
             .unwrap();
-    let zc = conv2d_f16(&Buffer::from_f16(&c, &x).unwrap(), &Buffer::from_f16(&c, &w).unwrap(), oc, &geo).unwrap();
     same("twin f16 vs f32", &zc, &f32_ref, n_out, 1e-6, 1e-5);
     let (xg, wg) = (Buffer::from_f16(&g, &x).unwrap(), Buffer::from_f16(&g, &w).unwrap());
     for cfg in configs(&g) {
-        let zg = conv2d_config(cfg, &xg, &wg, oc, &geo).unwrap();
+        let zg = conv2d(&xg, &wg, oc, &geo, &ConvOptions::config(cfg)).unwrap();
         same(&format!("{cfg:?}"), &zg, &zc, n_out, 1e-5, 1e-5);
     }
 }
@@ -246,19 +250,19 @@ fn f16_convolution_gradients_match_f32_of_the_same_values() {
     let (x, w, gy) = (halves(&mut r, n_x, 0), halves(&mut r, n_w, 0), halves(&mut r, n_y, 0));
     let widen = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<_>>();
     let f32s = |v: &[f16]| Buffer::from_f32(&c, &widen(v)).unwrap();
-    let dx_ref = conv2d_input_grad(&f32s(&gy), &f32s(&w), oc, &geo).unwrap();
-    let dw_ref = conv2d_weight_grad(&f32s(&gy), &f32s(&x), oc, &geo).unwrap();
+    let dx_ref = conv2d_input_grad(&f32s(&gy), &f32s(&w), oc, &geo, &ConvOptions::default()).unwrap();
+    let dw_ref = conv2d_weight_grad(&f32s(&gy), &f32s(&x), oc, &geo, &ConvOptions::default()).unwrap();
     let halves_on = |dev: &Device, v: &[f16]| Buffer::from_f16(dev, v).unwrap();
     let (gyc, xc, wc) = (halves_on(&c, &gy), halves_on(&c, &x), halves_on(&c, &w));
-    let dx_c = conv2d_input_grad_config(MatmulConfig::f16(), &gyc, &wc, oc, &geo).unwrap();
-    let dw_c = conv2d_weight_grad_config(MatmulConfig::f16(), &gyc, &xc, oc, &geo).unwrap();
+    let dx_c = conv2d_input_grad(&gyc, &wc, oc, &geo, &ConvOptions::config(MatmulConfig::f16())).unwrap();
+    let dw_c = conv2d_weight_grad(&gyc, &xc, oc, &geo, &ConvOptions::config(MatmulConfig::f16())).unwrap();
     same("twin input grad f16 vs f32", &dx_c, &dx_ref, n_x, 1e-6, 1e-5);
     same("twin weight grad f16 vs f32", &dw_c, &dw_ref, n_w, 1e-5, 1e-5);
     let (gyg, xg, wg) = (halves_on(&g, &gy), halves_on(&g, &x), halves_on(&g, &w));
     for cfg in configs(&g) {
-        let dx = conv2d_input_grad_config(cfg, &gyg, &wg, oc, &geo).unwrap();
+        let dx = conv2d_input_grad(&gyg, &wg, oc, &geo, &ConvOptions::config(cfg)).unwrap();
         same(&format!("input grad {cfg:?}"), &dx, &dx_c, n_x, 1e-5, 1e-5);
-        let dw = conv2d_weight_grad_config(cfg, &gyg, &xg, oc, &geo).unwrap();
+        let dw = conv2d_weight_grad(&gyg, &xg, oc, &geo, &ConvOptions::config(cfg)).unwrap();
         same(&format!("weight grad {cfg:?}"), &dw, &dw_c, n_w, 1e-4, 1e-5);
     }
 }

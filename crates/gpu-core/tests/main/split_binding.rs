@@ -12,7 +12,7 @@
 
 use crate::common;
 use common::*;
-use wgrad_gpu_core::ops::conv::{conv2d, conv2d_epilogue, conv2d_input_grad, conv2d_weight_grad, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::fill::{arange, fill};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel, Operands};
 use wgrad_gpu_core::ops::optim::{update, Rule};
@@ -181,7 +181,7 @@ fn ops_that_cannot_split_return_limit_exceeded_naming_the_op() {
     let geo = ConvGeometry::new(2, 4, (16, 16), (3, 3));
     let x = Buffer::from_f32(&small, &rng(3).vec(2 * 4 * 16 * 16, -1.0, 1.0)).unwrap();
     let w = Buffer::from_f32(&small, &rng(4).vec(4 * 4 * 9, -1.0, 1.0)).unwrap();
-    limit_error(conv2d(&x, &w, 4, &geo).unwrap_err(), "conv2d");
+    limit_error(conv2d(&x, &w, 4, &geo, &ConvOptions::default()).unwrap_err(), "conv2d");
     // A grouped bias (a grouped convolution's) is not split either.
     let a = Buffer::from_f32(&small, &[1.0; 6]).unwrap();
     let bias = Buffer::from_f32(&small, &[0.0; 2000]).unwrap();
@@ -325,9 +325,9 @@ fn convolution(dev: &Device) -> (Vec<f32>, u64) {
     dev.flush().unwrap();
     let before = dev.stats().dispatches;
     let epi = Epilogue::default().with_bias(&bias, BiasAxis::Rows, 1);
-    let y = conv2d_epilogue(MatmulConfig::default(), &epi, &x, &w, oc, &geo).unwrap();
-    let dx = conv2d_input_grad(&gy, &w, oc, &geo).unwrap();
-    let dw = conv2d_weight_grad(&gy, &x, oc, &geo).unwrap();
+    let y = conv2d(&x, &w, oc, &geo, &ConvOptions::with_epilogue(MatmulConfig::default(), &epi)).unwrap();
+    let dx = conv2d_input_grad(&gy, &w, oc, &geo, &ConvOptions::default()).unwrap();
+    let dw = conv2d_weight_grad(&gy, &x, oc, &geo, &ConvOptions::default()).unwrap();
     let mut out = y.to_f32().unwrap()[..12 * oc * l].to_vec();
     out.extend(&dx.to_f32().unwrap()[..12 * 3 * 72]);
     out.extend(&dw.to_f32().unwrap()[..oc * 27]);

@@ -21,7 +21,7 @@ use common::*;
 use wgrad_gpu_core::ops::batch_norm::{
     batch_norm_backward, batch_norm_forward, batch_norm_grad_sums, batch_norm_stats, Centre, ChannelDims, Running,
 };
-use wgrad_gpu_core::ops::conv::{conv2d_config, conv2d_input_grad_config, conv2d_weight_grad_config, ConvGeometry};
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, BiasAxis, Epilogue, MatmulConfig, MatmulKernel};
 use wgrad_gpu_core::testing::fresh_gpu_or_skip;
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -110,9 +110,9 @@ fn convolution(dev: &Device, on: bool) -> (Vec<u32>, Vec<String>) {
     let (outs, p) = dev
         .profile(|| {
             [
-                (conv2d_config(subgroup(), &x, &w, oc, &geo).unwrap(), 3 * oc * l),
-                (conv2d_input_grad_config(subgroup(), &gy, &w, oc, &geo).unwrap(), 3 * 5 * 99),
-                (conv2d_weight_grad_config(subgroup(), &gy, &x, oc, &geo).unwrap(), oc * 45),
+                (conv2d(&x, &w, oc, &geo, &ConvOptions::config(subgroup())).unwrap(), 3 * oc * l),
+                (conv2d_input_grad(&gy, &w, oc, &geo, &ConvOptions::config(subgroup())).unwrap(), 3 * 5 * 99),
+                (conv2d_weight_grad(&gy, &x, oc, &geo, &ConvOptions::config(subgroup())).unwrap(), oc * 45),
             ]
         })
         .unwrap();
