@@ -339,7 +339,15 @@ impl Buffer {
     }
 
     /// Errors unless the buffer holds at least `elems` elements of `elem_bytes` bytes.
-    pub(crate) fn check_len(&self, op: &'static str, what: &str, elems: usize, elem_bytes: u64) -> Result<()> {
+    /// `what` names the operand in the error; it is formatted only then
+    /// (the checks run on every launch, so pass `format_args!`, not a `String`).
+    pub(crate) fn check_len(
+        &self,
+        op: &'static str,
+        what: impl std::fmt::Display,
+        elems: usize,
+        elem_bytes: u64,
+    ) -> Result<()> {
         let need = elems as u64 * elem_bytes;
         if self.len_bytes() < need {
             return Err(Error::invalid(op, format!("{what} buffer has {} bytes, needs {need}", self.len_bytes())));

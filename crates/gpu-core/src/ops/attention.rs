@@ -106,7 +106,7 @@ fn check(
         let span = extent.iter().zip(strides).try_fold(1usize, |acc, (&n, s)| acc.checked_add((n - 1).checked_mul(s)?));
         let span = span.ok_or_else(|| Error::invalid(op, format!("mask strides {strides:?} overflow")))?;
         super::check_u32(op, span)?;
-        m.check_len(op, &format!("mask (strides {strides:?} over {extent:?})"), span, 4)?;
+        m.check_len(op, format_args!("mask (strides {strides:?} over {extent:?})"), span, 4)?;
     }
     Ok(sizes)
 }

@@ -372,6 +372,22 @@ pub fn update(
     update_row(rule, (&row, 0), param, grad, state, n)
 }
 
+/// How [`update_row`]'s errors name its operand `.0` (the parameter, its
+/// gradient, then the state buffers `.1`): formatted only in an error, as
+/// the checks run for every parameter every step.
+#[derive(Clone, Copy)]
+struct OperandName<'a>(usize, &'a [&'static str]);
+
+impl std::fmt::Display for OperandName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => f.write_str("parameter"),
+            1 => f.write_str("gradient"),
+            i => write!(f, "state `{}`", self.1[i - 2]),
+        }
+    }
+}
+
 /// [`update`] with the step's scalars read from row `row` of `scalars`
 /// (rows of [`SCALAR_WORDS`] words, as [`scalars`] makes them), which the
 /// caller writes before recording the update: an optimizer keeps one such
@@ -397,17 +413,10 @@ pub fn update_row(
     super::check_u32(OP, n)?;
     let all: smallvec::SmallVec<[&Buffer; 6]> = [param, grad].into_iter().chain(state.iter().copied()).collect();
     for (i, b) in all.iter().enumerate() {
-        let what = || match i {
-            0 => "parameter".to_string(),
-            1 => "gradient".to_string(),
-            _ => format!("state `{}`", names[i - 2]),
-        };
-        // Named only on failure: this runs for every parameter every step.
-        if b.len_bytes() < n as u64 * 4 {
-            b.check_len(OP, &what(), n, 4)?;
-        }
+        let what = OperandName(i, names);
+        b.check_len(OP, what, n, 4)?;
         if all[..i].iter().any(|o| o.same_as(b)) {
-            return Err(Error::invalid(OP, format!("the {} buffer is also passed as another operand", what())));
+            return Err(Error::invalid(OP, format!("the {what} buffer is also passed as another operand")));
         }
     }
     let dev = param.device();
