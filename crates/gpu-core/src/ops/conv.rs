@@ -244,7 +244,7 @@ const WGRAD_CHUNK_BYTES: usize = 64 << 20;
 /// f32 sum rounded once): with one image (and an even `C/G·kh·kw`) the
 /// product's epilogue rounds it; otherwise the per-image products are
 /// summed in f32 first and the sum is cast (rounding before the sum would
-/// round every image's term). No other epilogue member applies.
+/// round every image's term). Any other epilogue member is an error.
 pub fn conv2d_weight_grad(
     gy: &Buffer,
     x: &Buffer,
@@ -252,7 +252,14 @@ pub fn conv2d_weight_grad(
     g: &ConvGeometry,
     opts: &ConvOptions,
 ) -> Result<Buffer> {
-    let (cfg, output) = (opts.cfg, opts.epilogue.output);
+    let e = &opts.epilogue;
+    if e.scale.is_some() || e.bias.is_some() || e.relu || e.activation.is_some() || e.residual.is_some() {
+        return Err(Error::invalid(
+            "conv2d_weight_grad",
+            "a weight gradient's options take only the result's storage (epilogue.output), no other epilogue",
+        ));
+    }
+    let (cfg, output) = (opts.cfg, e.output);
     let f32_sums = &ConvOptions::config(cfg);
     let (_, n_w) = conv_sizes(g, out_channels);
     if output == Operands::F16 && g.batch != 1 {

@@ -9,7 +9,7 @@ use common::*;
 use wgrad_gpu_core::ops::conv::{
     col2im, conv2d, conv2d_input_grad, conv2d_weight_grad, im2col, ConvGeometry, ConvOptions,
 };
-use wgrad_gpu_core::ops::matmul::{matmul, MatmulKernel};
+use wgrad_gpu_core::ops::matmul::{matmul, Epilogue, MatmulKernel};
 use wgrad_gpu_core::ops::reduce::{reduce, ReduceOp};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
@@ -263,6 +263,12 @@ fn implicit_ops_check_their_operands() {
         .unwrap_err()
         .to_string();
     assert!(msg.starts_with("conv2d_weight_grad") && msg.contains("input"), "{msg}");
+    // A weight gradient takes only its result's storage from the epilogue.
+    let gy = Buffer::from_f32(&cpu, &[0.0; 8]).unwrap();
+    let relu = ConvOptions { epilogue: Epilogue { relu: true, ..Epilogue::default() }, ..ConvOptions::default() };
+    let msg = conv2d_weight_grad(&gy, &x, 2, &geo, &relu).unwrap_err().to_string();
+    assert!(msg.starts_with("conv2d_weight_grad") && msg.contains("epilogue"), "{msg}");
+    assert!(conv2d_weight_grad(&gy, &x, 2, &geo, &ConvOptions::default()).is_ok());
 }
 
 fn n_input(g: &ConvGeometry) -> usize {
