@@ -19,8 +19,60 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Opti
 pub(crate) struct Node {
     /// Op name for error messages.
     pub op: &'static str,
+    /// The inputs the rule reads, and [edges](Tensor::edge) to the others.
     pub inputs: Vec<Tensor>,
+    /// The output's buffer, when the rule reads the output.
+    pub output: Option<wgrad_gpu_core::Buffer>,
     pub backward: BackwardFn,
+}
+
+/// Which values an op's backward rule reads besides the output gradient:
+/// its node holds those and only [edges](Tensor::edge) to the rest (their
+/// identity, shape and dtype), so an activation no rule reads is freed as
+/// soon as the forward pass drops it, as PyTorch keeps only what a
+/// `grad_fn` saved, and the fuser does not store it. A rule that reads a
+/// value it does not declare panics (an edge has no data), in every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Saves {
+    /// Bit `i`: input `i`'s data.
+    inputs: u32,
+    /// The output's data.
+    output: bool,
+}
+
+impl Saves {
+    /// Every input and the output: what a rule may read unless it says otherwise.
+    pub const ALL: Saves = Saves { inputs: u32::MAX, output: true };
+    /// Shapes and dtypes only (an add's rule: the gradient passes through).
+    pub const NOTHING: Saves = Saves { inputs: 0, output: false };
+
+    /// The inputs whose flag is set, and not the output.
+    pub const fn inputs<const N: usize>(read: [bool; N]) -> Saves {
+        let mut inputs = 0;
+        let mut i = 0;
+        while i < N {
+            if read[i] {
+                inputs |= 1 << i;
+            }
+            i += 1;
+        }
+        Saves { inputs, output: false }
+    }
+
+    /// These inputs, and the output too.
+    pub const fn and_output(self) -> Saves {
+        Saves { output: true, ..self }
+    }
+
+    /// Whether the rule reads input `i`'s data.
+    pub fn input(self, i: usize) -> bool {
+        i >= 32 || self.inputs >> i & 1 == 1
+    }
+
+    /// Whether the rule reads the output's data.
+    pub fn output(self) -> bool {
+        self.output
+    }
 }
 
 thread_local! {
@@ -125,13 +177,18 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
         });
         // Kernels recorded from here on compute this node's gradients.
         let _anomaly_scope = crate::anomaly::backward_of(node.op);
+        // The output as its rule reads it: `t` may be an edge itself.
+        let out = match &node.output {
+            Some(b) => Tensor::from_parts(b.clone(), t.layout(), t.dtype()),
+            None => t.edge(),
+        };
         let input_grads = {
             let _scope = wgrad_gpu_core::profile::scope(|| format!("{} backward", node.op));
-            (node.backward)(&g, &node.inputs, &t.detach())
+            (node.backward)(&g, &node.inputs, &out)
         };
         if crate::anomaly::is_anomaly_enabled() {
-            let out = t.detach();
-            let from: Vec<&Tensor> = [&g].into_iter().chain(&node.inputs).chain([&out]).collect();
+            let from: Vec<&Tensor> =
+                [&g].into_iter().chain(&node.inputs).chain([&out]).filter(|t| t.has_data()).collect();
             crate::anomaly::check_gradients(node.op, &from, &input_grads);
         }
         assert_eq!(

@@ -7,7 +7,7 @@ use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::{cast, copy, fill};
 use wgrad_gpu_core::{Buffer, Device, Dims, Layout, Result};
 
-use crate::graph::{self, BackwardFn, Node};
+use crate::graph::{self, BackwardFn, Node, Saves};
 use crate::DType;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -22,9 +22,19 @@ pub struct Tensor {
 }
 
 pub(crate) struct Inner {
+    /// Buffer, view and device. Behind a lock so parameters can be updated
+    /// in place (and so that a `Tensor` is unwind-safe: wgpu's handles are
+    /// not). No buffer in an *edge* ([`Tensor::edge`]).
+    data: RwLock<(Option<Buffer>, Layout, Device)>,
+    meta: Arc<Meta>,
+}
+
+/// A tensor's identity in the graph, shared by the tensor and the edges
+/// that graph nodes hold to it: its gradient and the node that made it
+/// live as long as either does, its data only as long as a tensor holding
+/// the data does.
+struct Meta {
     id: u64,
-    /// Buffer and view. Behind a lock so parameters can be updated in place.
-    data: RwLock<(Buffer, Layout)>,
     dtype: DType,
     requires_grad: bool,
     /// False for results of recorded ops; true for user-made tensors.
@@ -32,6 +42,11 @@ pub(crate) struct Inner {
     grad: Mutex<Option<Tensor>>,
     node: Mutex<Option<Node>>,
 }
+
+/// What an edge says when its data is read: a backward rule read a value
+/// its op declared it does not save ([`Saves`](crate::graph::Saves)).
+const EDGE_HAS_NO_DATA: &str = "wgrad internal: a backward rule read the data of a value its op does not save \
+                                (see graph::Saves)";
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,17 +81,33 @@ impl Tensor {
         is_leaf: bool,
         node: Option<Node>,
     ) -> Tensor {
-        Tensor {
-            inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                data: RwLock::new((buffer, layout)),
-                dtype,
-                requires_grad,
-                is_leaf,
-                grad: Mutex::new(None),
-                node: Mutex::new(node),
-            }),
-        }
+        let device = buffer.device().clone();
+        let meta = Meta {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            dtype,
+            requires_grad,
+            is_leaf,
+            grad: Mutex::new(None),
+            node: Mutex::new(node),
+        };
+        Tensor { inner: Arc::new(Inner { data: RwLock::new((Some(buffer), layout, device)), meta: Arc::new(meta) }) }
+    }
+
+    /// This tensor as a graph node's input whose data the node's backward
+    /// never reads: the same identity (id, gradient, producing node), the
+    /// same shape and dtype, no buffer. A node holding an edge instead of
+    /// the tensor lets the data go as soon as nothing else needs it, as
+    /// PyTorch frees what no `grad_fn` saved, so the fuser need not store
+    /// it (`relu(a + b)` under autograd writes only the ReLU's output).
+    /// Reading an edge's data panics.
+    pub(crate) fn edge(&self) -> Tensor {
+        let (layout, device) = (self.layout(), self.device());
+        Tensor { inner: Arc::new(Inner { data: RwLock::new((None, layout, device)), meta: self.inner.meta.clone() }) }
+    }
+
+    /// Whether this tensor holds data (every tensor but an [`edge`](Self::edge)).
+    pub(crate) fn has_data(&self) -> bool {
+        self.inner.data.read().unwrap().0.is_some()
     }
 
     /// The result of an op: records a graph node when gradients are enabled
@@ -101,12 +132,31 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
     ) -> Tensor {
+        Self::from_op_saving(op, buffer, layout, dtype, inputs, Saves::ALL, backward)
+    }
+
+    /// [`from_op_dtype`](Self::from_op_dtype) for a rule that reads only
+    /// what `saves` names: its node holds [edges](Self::edge) to the rest.
+    pub(crate) fn from_op_saving(
+        op: &'static str,
+        buffer: Buffer,
+        layout: Layout,
+        dtype: DType,
+        inputs: &[&Tensor],
+        saves: Saves,
+        backward: impl Fn(&Tensor, &[Tensor], &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
+    ) -> Tensor {
         // The launches this op just recorded carry its name in a profile.
         wgrad_gpu_core::profile::label_pending(buffer.device(), op);
         let needs_grad = graph::records(inputs);
         let node = needs_grad.then(|| Node {
             op,
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            inputs: inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| if saves.input(i) { (*t).clone() } else { t.edge() })
+                .collect(),
+            output: saves.output().then(|| buffer.clone()),
             backward: Box::new(backward) as BackwardFn,
         });
         let out = Self::make(buffer, layout, dtype, needs_grad, !needs_grad, node);
@@ -199,7 +249,7 @@ impl Tensor {
 
     /// A process-unique id (graph bookkeeping).
     pub fn id(&self) -> u64 {
-        self.inner.id
+        self.inner.meta.id
     }
 
     /// Size of each dimension (a [`Dims`]: derefs to `&[usize]`, allocates
@@ -225,24 +275,25 @@ impl Tensor {
 
     /// Element type.
     pub fn dtype(&self) -> DType {
-        self.inner.dtype
+        self.inner.meta.dtype
     }
 
     /// The device holding the data.
     pub fn device(&self) -> Device {
-        self.inner.data.read().unwrap().0.device().clone()
+        self.inner.data.read().unwrap().2.clone()
     }
 
     /// The underlying buffer and view.
     pub fn buffer_and_layout(&self) -> (Buffer, Layout) {
-        self.inner.data.read().unwrap().clone()
+        let data = self.inner.data.read().unwrap();
+        (data.0.clone().expect(EDGE_HAS_NO_DATA), data.1.clone())
     }
 
     /// Whether this tensor views `buffer` through `layout` (no clone of
     /// either, unlike comparing [`buffer_and_layout`](Self::buffer_and_layout)).
     pub fn is_view(&self, buffer: &Buffer, layout: &Layout) -> bool {
         let data = self.inner.data.read().unwrap();
-        data.0.same_as(buffer) && data.1 == *layout
+        data.0.as_ref().is_some_and(|b| b.same_as(buffer)) && data.1 == *layout
     }
 
     /// The view over the buffer.
@@ -423,7 +474,9 @@ impl Tensor {
         if from == DType::U32 || dtype == DType::U32 {
             return Self::constant(out, layout, dtype);
         }
-        Self::from_op_dtype(op, out, layout, dtype, &[self], move |g, _, _| vec![Some(g.to_dtype(from))])
+        Self::from_op_saving(op, out, layout, dtype, &[self], Saves::NOTHING, move |g, _, _| {
+            vec![Some(g.to_dtype(from))]
+        })
     }
 
     /// This tensor as F32 (PyTorch's `.float()`): masks and U32 class ids
@@ -436,7 +489,7 @@ impl Tensor {
 
     /// Whether gradients flow to (or through) this tensor.
     pub fn requires_grad(&self) -> bool {
-        self.inner.requires_grad
+        self.inner.meta.requires_grad
     }
 
     /// A leaf sharing this data that requires a gradient (a parameter).
@@ -451,7 +504,7 @@ impl Tensor {
 
     /// True for tensors made by the user (not by a recorded op).
     pub fn is_leaf(&self) -> bool {
-        self.inner.is_leaf
+        self.inner.meta.is_leaf
     }
 
     /// The same data, cut from the graph (never requires a gradient).
@@ -481,21 +534,21 @@ impl Tensor {
 
     /// The accumulated gradient, if a backward pass reached this leaf.
     pub fn grad(&self) -> Option<Tensor> {
-        self.inner.grad.lock().unwrap().clone()
+        self.inner.meta.grad.lock().unwrap().clone()
     }
 
     /// Sets the accumulated gradient (PyTorch's `p.grad = g`); `None` forgets it.
     pub fn set_grad(&self, g: Option<Tensor>) {
-        *self.inner.grad.lock().unwrap() = g;
+        *self.inner.meta.grad.lock().unwrap() = g;
     }
 
     /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
-        *self.inner.grad.lock().unwrap() = None;
+        *self.inner.meta.grad.lock().unwrap() = None;
     }
 
     pub(crate) fn accumulate_grad(&self, g: &Tensor) {
-        let mut slot = self.inner.grad.lock().unwrap();
+        let mut slot = self.inner.meta.grad.lock().unwrap();
         // Gradients may be views (broadcasts); store them dense.
         let g = Tensor::constant(g.dense_buffer(), Layout::contiguous(&g.shape()), DType::F32);
         *slot = Some(match slot.take() {
@@ -545,15 +598,15 @@ impl Tensor {
     }
 
     pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
-        self.inner.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
+        self.inner.meta.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
     }
 
     pub(crate) fn take_node(&self, _retain: bool) -> Option<Node> {
-        self.inner.node.lock().unwrap().take()
+        self.inner.meta.node.lock().unwrap().take()
     }
 
     pub(crate) fn put_node(&self, node: Node) {
-        *self.inner.node.lock().unwrap() = Some(node);
+        *self.inner.meta.node.lock().unwrap() = Some(node);
     }
 
     // ---- in-place updates (optimizers) -------------------------------
@@ -569,7 +622,8 @@ impl Tensor {
         self.expect_same_device("assign", value);
         value.expect_dtype("assign", self.dtype());
         let (b, l) = value.buffer_and_layout();
-        *self.inner.data.write().unwrap() = (b, l);
+        let mut data = self.inner.data.write().unwrap();
+        (data.0, data.1) = (Some(b), l);
     }
 }
 

@@ -52,17 +52,11 @@ pub trait Module: ModuleFields + Send + Sync {
     /// The op of the unary table this layer applies elementwise, for the
     /// activation layers ([`ReLU`](crate::ReLU), [`GELU`](crate::GELU),
     /// [`Tanh`](crate::Tanh), ...); `None` for every other layer.
-    /// [`Sequential`](crate::Sequential) fuses it into the layer before when
-    /// that one can ([`forward_activation_fused`](Self::forward_activation_fused)).
+    /// [`Sequential`](crate::Sequential) gives a ReLU to a layer after it
+    /// that takes one ([`fuses_relu_before`](Self::fuses_relu_before)). (An
+    /// activation after a Linear or a Conv2d needs nothing of the layers:
+    /// the fuser merges it into the product's store.)
     fn unary_op(&self) -> Option<UnaryOp> {
-        None
-    }
-
-    /// `op(self.forward(x))` with `op` applied in this layer's own kernel,
-    /// or `None` where it cannot: Linear takes any op in its product's
-    /// store (for ReLU nothing is kept for the backward, for any other op
-    /// the values before it), Conv2d takes ReLU. One launch less forward.
-    fn forward_activation_fused(&self, _x: &Tensor, _op: UnaryOp) -> Option<Tensor> {
         None
     }
 
@@ -183,9 +177,6 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn unary_op(&self) -> Option<UnaryOp> {
         (**self).unary_op()
-    }
-    fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
-        (**self).forward_activation_fused(x, op)
     }
     fn forward_after_relu(&self, x: &Tensor) -> Tensor {
         (**self).forward_after_relu(x)

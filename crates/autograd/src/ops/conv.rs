@@ -20,6 +20,7 @@ use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, C
 use wgrad_gpu_core::ops::matmul::{BiasAxis, Epilogue, MatmulConfig, Operands};
 use wgrad_gpu_core::{Buffer, Layout, Result};
 
+use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
@@ -257,31 +258,17 @@ impl Tensor {
     /// the f16 output gradient and operands (f32 sums), and store the input
     /// and weight gradients as F16 like the operands (the weight gradient of
     /// a batch is summed over the images in f32, then rounded).
+    ///
+    /// A ReLU that follows (`x.conv2d(..).relu()`) is applied in the
+    /// product's store by the fuser on a GPU (`gpu-core`'s `gpu/tails.rs`).
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
-        self.conv2d_with(weight, bias, opts, false)
-    }
-
-    /// `relu(conv2d(..))` in the convolution's one launch: the ReLU is
-    /// applied in the product's store, and the backward masks the output
-    /// gradient with the output (y > 0 exactly where the sums were), so no
-    /// pre-activation is kept. Same values as `conv2d(..).relu()`, bit for
-    /// bit (tested). F16 operands (and autocast) take the two-op path.
-    pub fn conv2d_relu(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
-        self.conv2d_with(weight, bias, opts, true)
-    }
-
-    fn conv2d_with(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions, relu: bool) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
-            return x.conv2d_with(&w, bias, opts, relu);
+            return x.conv2d(&w, bias, opts);
         }
         let (xs, ws) = (self.shape(), weight.shape());
         let dtype = self.dtype();
         let operand_dtype = if dtype == DType::F16 && weight.dtype() == DType::F16 { DType::F16 } else { DType::F32 };
-        if relu && operand_dtype == DType::F16 {
-            // The mask would read the f16 output; the plain path is exact.
-            return self.conv2d_with(weight, bias, opts, false).relu();
-        }
         check_operands(OP, self, weight, bias, 4, ws.first().copied().unwrap_or(0), operand_dtype);
         let groups = opts.groups;
         assert!(
@@ -322,10 +309,7 @@ impl Tensor {
             _ => (MatmulConfig::default(), Operands::F32),
         };
         let bias_buf = bias.map(|b| b.dense_buffer());
-        let mut epi = epilogue(bias_buf.as_ref(), groups, storage);
-        if relu {
-            epi = epi.with_relu();
-        }
+        let epi = epilogue(bias_buf.as_ref(), groups, storage);
         let y = expect(
             OP,
             conv2d(&self.dense_buffer(), &weight.dense_buffer(), oc, &geo, &ConvOptions::with_epilogue(cfg, &epi)),
@@ -333,11 +317,9 @@ impl Tensor {
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&[n, oc, geo.out_h(), geo.out_w()]);
-        let op = if relu { "conv2d_relu" } else { OP };
-        Tensor::from_op_dtype(op, y, layout, operand_dtype, &inputs, move |gy, inputs, y| {
-            // Through the ReLU first: y > 0 exactly where its input was.
-            let masked = relu.then(|| gy.relu_grad_from_output(y));
-            let gy = masked.as_ref().unwrap_or(gy);
+        // x and the weight, not the bias.
+        let saves = Saves::inputs([true, true, false]);
+        Tensor::from_op_saving(OP, y, layout, operand_dtype, &inputs, saves, move |gy, inputs, _| {
             // `gy` has the output's dtype, so the f16 kernels read the f16
             // gradient and operands as they are, and store the gradients in
             // the operands' dtype.
@@ -486,7 +468,8 @@ impl Tensor {
 
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&geo.input_shape());
-        Tensor::from_op(OP, y, layout, &inputs, move |gy, inputs, _| {
+        let saves = Saves::inputs([true, true, false]);
+        Tensor::from_op_saving(OP, y, layout, DType::F32, &inputs, saves, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
             let dx = x.requires_grad().then(|| {

@@ -7,6 +7,7 @@ use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::unary::{self, UnaryOp};
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
+use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
@@ -26,28 +27,16 @@ impl Tensor {
         let n = self.numel();
         let layout = Layout::contiguous(&self.shape());
         let y = expect("unary", in_f32(io, n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
-        Tensor::from_op_dtype(op.op_name(), y, layout, dtype, &[self], move |g, inputs, out| {
-            let (x, y, gb) = (inputs[0].dense_buffer(), out.dense_buffer(), g.dense_buffer());
+        // A ReLU's rule reads its output only: `y > 0` exactly where x was
+        // (the derivative's x read as y), so its input can be freed.
+        let relu = op == UnaryOp::Relu;
+        let saves = if relu { Saves::inputs([false]).and_output() } else { Saves::ALL };
+        Tensor::from_op_saving(op.op_name(), y, layout, dtype, &[self], saves, move |g, inputs, out| {
+            let (y, gb) = (out.dense_buffer(), g.dense_buffer());
+            let x = if relu { y.clone() } else { inputs[0].dense_buffer() };
             let dx = in_f32(io, n, &[&x, &y, &gb], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
             vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), dtype))]
         })
-    }
-
-    /// The gradient `self` (F32) through a ReLU whose output is `y`: `self`
-    /// where `y > 0`, else 0, in one (fusable) launch. `y > 0` exactly where
-    /// the ReLU's input was, so a product with the ReLU in its store needs
-    /// no pre-activation (`Tensor::linear_relu`, `Tensor::conv2d_relu`).
-    pub(crate) fn relu_grad_from_output(&self, y: &Tensor) -> Tensor {
-        self.grad_through(UnaryOp::Relu, &y.dense_buffer(), y)
-    }
-
-    /// The gradient `self` (F32) through `op`, whose input was `x` (dense
-    /// f32 of `self`'s shape) and output `y`: one fusable launch. For an op
-    /// applied in a product's store (`Tensor::linear_activation`), whose
-    /// input is no tensor of its own.
-    pub(crate) fn grad_through(&self, op: UnaryOp, x: &Buffer, y: &Tensor) -> Tensor {
-        let dx = unary::unary_grad(op, x, &y.dense_buffer(), &self.dense_buffer(), self.numel());
-        Tensor::from_parts(expect("activation-in-store backward", dx), Layout::contiguous(&self.shape()), DType::F32)
     }
 
     /// -x
@@ -209,7 +198,7 @@ impl Tensor {
         };
         // The rules are tensor ops in the operands' dtype, so f16 gradients
         // are f16.
-        Ok(Tensor::from_op_dtype(name, z, layout, dtype, &[self, other], move |g, inputs, out| {
+        Ok(Tensor::from_op_saving(name, z, layout, dtype, &[self, other], binary_saves(op), move |g, inputs, out| {
             binary_grads(op, g, inputs, out, (&sa, &sb))
         }))
     }
@@ -281,13 +270,24 @@ impl Tensor {
         let (z, shape) = expect("where", binary::where_select(&bc, &lc, &ba, &la, &bb, &lb));
         let (sa, sb) = (a.shape(), b.shape());
         let cond = cond.detach();
-        Tensor::from_op("where", z, Layout::contiguous(&shape), &[a, b], move |g, _, _| {
+        let layout = Layout::contiguous(&shape);
+        Tensor::from_op_saving("where", z, layout, DType::F32, &[a, b], Saves::NOTHING, move |g, _, _| {
             let zero = Tensor::zeros(&[], &g.device());
             vec![
                 Some(Tensor::where_cond(&cond, g, &zero).sum_to_shape(&sa)),
                 Some(Tensor::where_cond(&cond, &zero, g).sum_to_shape(&sb)),
             ]
         })
+    }
+}
+
+/// What [`binary_grads`] reads of `a`, `b` and `out` for `op`.
+fn binary_saves(op: BinaryOp) -> Saves {
+    match op {
+        BinaryOp::Add | BinaryOp::Sub => Saves::NOTHING,
+        BinaryOp::Mul | BinaryOp::Maximum | BinaryOp::Minimum => Saves::inputs([true, true]),
+        BinaryOp::Div => Saves::inputs([false, true]).and_output(),
+        _ => Saves::ALL,
     }
 }
 

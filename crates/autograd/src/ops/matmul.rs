@@ -3,9 +3,9 @@
 //! product's store (the matmul kernels' epilogue).
 
 use wgrad_gpu_core::ops::matmul::{self, BiasAxis, Epilogue, MatmulConfig, Operands};
-use wgrad_gpu_core::ops::unary::UnaryOp;
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
+use crate::graph::Saves;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -85,16 +85,14 @@ impl Tensor {
 
     /// `self @ other` (both at least 2-D, both F32 or both F16) through
     /// `store`: its f32 sums times the scale (if any), plus the bias (F32,
-    /// one value per output column), then the activation, then plus the
-    /// residual (F32, the output's shape), stored as `store.out` (F32, or F16
-    /// for F16 operands): one launch (an F16 result of odd width takes a cast
-    /// too). Records op "matmul" without a bias, "linear" with one,
-    /// "linear_relu" / "linear_activation" / "linear_residual" with those.
+    /// one value per output column),
+    /// stored as `store.out` (F32, or F16 for F16 operands): one launch (an
+    /// F16 result of odd width takes a cast too). Records op "matmul"
+    /// without a bias, "linear" with one. An activation or a residual add
+    /// that follows is merged into the store by the fuser on a GPU
+    /// (`gpu-core`'s `gpu/tails.rs`), not here.
     fn product(&self, other: &Tensor, store: Store) -> Result<Tensor> {
-        let Store { bias, out, activation, scale, residual } = store;
-        let relu = activation == Some(UnaryOp::Relu);
-        // Any other op keeps the values before it for its gradient.
-        let other_op = activation.filter(|_| !relu);
+        let Store { bias, out, scale } = store;
         let ((ba, la), (bb, lb)) = (self.buffer_and_layout(), other.buffer_and_layout());
         let dtype = self.dtype();
         let (cfg, storage) = match dtype {
@@ -102,48 +100,21 @@ impl Tensor {
             _ => (MatmulConfig::default(), Operands::F32),
         };
         let bias_buf: Option<Buffer> = bias.map(|b| b.dense_buffer());
-        let residual_buf: Option<Buffer> = residual.map(|r| r.dense_buffer());
         let mut epi = Epilogue { output: storage, scale, ..Epilogue::default() };
         if let Some(b) = &bias_buf {
             epi = epi.with_bias(b, BiasAxis::Columns, 1);
         }
-        if let Some(r) = &residual_buf {
-            epi = epi.with_residual(r);
-        }
-        if relu {
-            epi = epi.with_relu();
-        }
-        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias, residual].into_iter().flatten().collect();
-        let (c, pre, shape) = match other_op {
-            Some(op) => {
-                let keep = crate::graph::records(&inputs);
-                matmul::matmul_activation(cfg, &epi, op, keep, (&ba, &la), (&bb, &lb))?
-            }
-            None => {
-                let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
-                (c, None, shape)
-            }
-        };
+        let inputs: Vec<&Tensor> = [Some(self), Some(other), bias].into_iter().flatten().collect();
+        let (c, shape) = matmul::matmul_epilogue(cfg, &epi, &ba, &la, &bb, &lb)?;
         let out = if storage == Operands::F16 { DType::F16 } else { DType::F32 };
         let (sa, sb) = (la.shape.clone(), lb.shape.clone());
-        let op = match (bias.is_some(), activation.is_some(), residual.is_some()) {
-            (_, _, true) => "linear_residual",
-            (_, true, false) if relu => "linear_relu",
-            (_, true, false) => "linear_activation",
-            (true, false, false) => "linear",
-            (false, false, false) => "matmul",
-        };
-        let (has_bias, has_residual) = (bias.is_some(), residual.is_some());
+        let op = if bias.is_some() { "linear" } else { "matmul" };
+        let has_bias = bias.is_some();
         let layout = Layout::contiguous(&shape);
-        Ok(Tensor::from_op_dtype(op, c, layout, out, &inputs, move |g, inputs, y| {
+        // The operands, never the bias.
+        let saves = Saves::inputs([true, true, false]);
+        Ok(Tensor::from_op_saving(op, c, layout, out, &inputs, saves, move |g, inputs, _| {
             let (a, b) = (&inputs[0], &inputs[1]);
-            // Through the activation first: y > 0 exactly where a ReLU's
-            // input was; any other op reads the values kept before it.
-            let g = match (other_op, &pre) {
-                (Some(op), Some(pre)) => g.grad_through(op, pre, y),
-                _ if relu => g.relu_grad_from_output(y),
-                _ => g.clone(),
-            };
             // f16 operands: the output gradient is read as f16 and the
             // products run like the forward one, each gradient rounded to
             // f16 once: in the product's store, or after the batch sum
@@ -183,10 +154,6 @@ impl Tensor {
             });
             let mut grads = vec![ga, gb];
             grads.extend(gbias.map(Some));
-            // The residual was added last: its gradient is the output's.
-            if has_residual {
-                grads.push(Some(g.clone()));
-            }
             grads
         }))
     }
@@ -203,73 +170,9 @@ impl Tensor {
     /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
     /// dtypes or devices, naming `linear`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, None, None)
-    }
-
-    /// `residual + self.linear(weight, bias)` with the residual added in the
-    /// product's store, after the bias: one launch where the two ops take
-    /// two, and no intermediate tensor (a Transformer block's `x + f(x)`
-    /// whose `f` ends in a Linear). The residual's gradient is the output's.
-    /// F32 operands and a residual of the output's shape and dtype take the
-    /// fused path; anything else (F16 operands, autocast, broadcasting) the
-    /// two ops.
-    ///
-    /// # Panics
-    /// As [`linear`](Self::linear), and as `+` for a residual that does not
-    /// broadcast to the output.
-    pub fn linear_residual(&self, weight: &Tensor, bias: Option<&Tensor>, residual: &Tensor) -> Tensor {
-        self.linear_with(weight, bias, None, Some(residual))
-    }
-
-    /// `relu(self.linear(weight, bias))` with the ReLU applied in the
-    /// product's store: one launch and no pre-activation tensor (the
-    /// backward masks the gradient with the output, which is positive
-    /// exactly where the pre-activation was). F16 operands, or F32 ones
-    /// under autocast, take the two-op path.
-    ///
-    /// # Panics
-    /// As [`linear`](Self::linear).
-    pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-        self.linear_with(weight, bias, Some(UnaryOp::Relu), None)
-    }
-
-    /// `op(self.linear(weight, bias))` for any op of the unary table (a
-    /// feed-forward block's GELU) with the op applied in the product's
-    /// store: one launch instead of two, and the product's sums never read
-    /// back. The values before the op are stored beside the result when a
-    /// gradient will need them (the op's derivative reads them), not under
-    /// [`no_grad`](crate::no_grad) or for inputs without gradients. ReLU
-    /// takes [`linear_relu`](Self::linear_relu)'s path (no values kept).
-    /// F16 operands, or F32 ones under autocast, take the two-op path. Same
-    /// values and gradients as `op(linear(..))` (within f32 rounding).
-    ///
-    /// # Panics
-    /// As [`linear`](Self::linear).
-    pub fn linear_activation(&self, weight: &Tensor, bias: Option<&Tensor>, op: UnaryOp) -> Tensor {
-        self.linear_with(weight, bias, Some(op), None)
-    }
-
-    /// `linear`, then `activation` if any, then plus `residual` if given
-    /// (never both: the ReLU's backward reads the output).
-    fn linear_with(
-        &self,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        activation: Option<UnaryOp>,
-        residual: Option<&Tensor>,
-    ) -> Tensor {
         const OP: &str = "linear";
-        debug_assert!(!(activation.is_some() && residual.is_some()));
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
-            let y = x.linear(&w, bias);
-            let y = match activation {
-                Some(op) => y.unary(op),
-                None => y,
-            };
-            return match residual {
-                Some(r) => r + &y,
-                None => y,
-            };
+            return x.linear(&w, bias);
         }
         let (xs, ws) = (self.shape(), weight.shape());
         assert!(ws.len() == 2, "{OP}: weight shape {ws:?} must be [out_features, in_features]");
@@ -283,21 +186,12 @@ impl Tensor {
             self.expect_same_device(OP, b);
             assert!(b.shape() == [ws[0]], "{OP}: bias shape {:?} must be [{}] (weight {ws:?})", b.shape(), ws[0]);
         }
-        let mut out_shape = xs[..xs.len() - 1].to_vec();
-        out_shape.push(ws[0]);
-        if let Some(r) = residual {
-            let fused = r.shape() == out_shape && r.dtype() == DType::F32 && self.dtype() == DType::F32;
-            if !fused {
-                return r + &self.linear_with(weight, bias, None, None);
-            }
-            self.expect_same_device(OP, r);
-        }
         if xs.len() != 2 {
             // [.., in] as rows of a matrix, and the rows back.
+            let mut out_shape = xs[..xs.len() - 1].to_vec();
+            out_shape.push(ws[0]);
             let rows = xs[..xs.len() - 1].iter().product();
-            let residual = residual.map(|r| r.reshape(&[rows, ws[0]]));
-            let y = self.reshape(&[rows, ws[1]]).linear_with(weight, bias, activation, residual.as_ref());
-            return y.reshape(&out_shape);
+            return self.reshape(&[rows, ws[1]]).linear(weight, bias).reshape(&out_shape);
         }
         let (da, db) = (self.dtype(), weight.dtype());
         assert!(
@@ -305,12 +199,7 @@ impl Tensor {
             "{OP}: expects two f32 or two f16 tensors, got {da:?} and {db:?} (see Tensor::to_dtype)"
         );
         self.expect_same_device(OP, weight);
-        if let Some(op) = activation.filter(|_| da == DType::F16) {
-            // A ReLU's mask would read the f16 output, any other op's
-            // gradient f16 values before it; the plain path is exact.
-            return self.linear_with(weight, bias, None, None).unary(op);
-        }
-        let store = Store { bias, out: da, activation, scale: None, residual };
+        let store = Store { bias, out: da, scale: None };
         self.product(&weight.t(), store).unwrap_or_else(|e| crate::recover::fail(e))
     }
 }
@@ -320,17 +209,13 @@ impl Tensor {
 struct Store<'a> {
     bias: Option<&'a Tensor>,
     out: DType,
-    /// ReLU (in the store, its mask read from the output) or any other op
-    /// of the unary table (the values before it kept for its gradient).
-    activation: Option<UnaryOp>,
     scale: Option<f32>,
-    residual: Option<&'a Tensor>,
 }
 
 impl Store<'_> {
     /// The sums as they are, stored as `out`.
     fn plain(out: DType) -> Self {
-        Store { bias: None, out, activation: None, scale: None, residual: None }
+        Store { bias: None, out, scale: None }
     }
 }
 

@@ -3,6 +3,7 @@
 use wgrad_gpu_core::ops::reduce::{self, ReduceOp};
 use wgrad_gpu_core::Layout;
 
+use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
@@ -53,7 +54,10 @@ impl Tensor {
         let in_shape = self.shape();
         let kept = self.kept_shape(&ax);
         let count: usize = ax.iter().map(|&a| in_shape[a]).product();
-        Tensor::from_op(op.name(), buf, Layout::contiguous(&shape), &[self], move |g, inputs, out| {
+        // A sum's or a mean's rule broadcasts the gradient back, reading no value.
+        let saves = if matches!(op, ReduceOp::Sum | ReduceOp::Mean) { Saves::NOTHING } else { Saves::ALL };
+        let layout = Layout::contiguous(&shape);
+        Tensor::from_op_saving(op.name(), buf, layout, DType::F32, &[self], saves, move |g, inputs, out| {
             // The mean's scale goes on the reduced gradient, before it is
             // broadcast: one multiply per output, not per input element
             // (a launch over the whole input on a device), same values.

@@ -4,8 +4,9 @@
 use wgrad_gpu_core::ops::{copy, fill};
 use wgrad_gpu_core::{Error, Layout, Result};
 
+use crate::graph::Saves;
 use crate::tensor::expect;
-use crate::Tensor;
+use crate::{DType, Tensor};
 
 impl Tensor {
     /// A view with new layout over the same buffer; backward maps the gradient back with `back`.
@@ -19,7 +20,7 @@ impl Tensor {
         if !self.requires_grad() || !crate::is_grad_enabled() {
             return Tensor::constant_like(self, b, layout);
         }
-        Tensor::from_op_dtype(op, b, layout, self.dtype(), &[self], move |g, _, _| vec![Some(back(g))])
+        Tensor::from_op_saving(op, b, layout, self.dtype(), &[self], Saves::NOTHING, move |g, _, _| vec![Some(back(g))])
     }
 
     /// Same data in a new shape: a view when the dims it splits or merges
@@ -143,7 +144,7 @@ impl Tensor {
         let out = expect("narrow backward", copy::pad(&b, &l, shape, dim, start));
         let full = Layout::contiguous(shape);
         let my_shape = self.shape();
-        Tensor::from_op("pad", out, full, &[self], move |g, _, _| {
+        Tensor::from_op_saving("pad", out, full, DType::F32, &[self], Saves::NOTHING, move |g, _, _| {
             vec![Some(g.narrow(dim as isize, start, my_shape[dim]))]
         })
     }
@@ -186,7 +187,8 @@ impl Tensor {
         if self.dtype() == crate::DType::U32 {
             return Tensor::constant(out, Layout::contiguous(&l.shape), self.dtype());
         }
-        Tensor::from_op_dtype("contiguous", out, Layout::contiguous(&l.shape), self.dtype(), &[self], |g, _, _| {
+        let layout = Layout::contiguous(&l.shape);
+        Tensor::from_op_saving("contiguous", out, layout, self.dtype(), &[self], Saves::NOTHING, |g, _, _| {
             vec![Some(g.clone())]
         })
     }
@@ -214,7 +216,8 @@ impl Tensor {
         if dtype == DType::U32 {
             return Tensor::constant(out, Layout::contiguous(&shape), dtype);
         }
-        Tensor::from_op_dtype("cat", out, Layout::contiguous(&shape), dtype, tensors, move |g, _, _| {
+        let layout = Layout::contiguous(&shape);
+        Tensor::from_op_saving("cat", out, layout, dtype, tensors, Saves::NOTHING, move |g, _, _| {
             let mut start = 0;
             sizes
                 .iter()

@@ -7,6 +7,7 @@
 use wgrad_gpu_core::ops::softmax;
 use wgrad_gpu_core::Layout;
 
+use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{DType, Tensor};
 
@@ -47,7 +48,8 @@ impl Tensor {
         let (dtype, io) = (self.dtype(), self.float_storage(op));
         let y = expect(op, softmax::softmax_rows_io(&self.dense_buffer(), io, rows, cols, log));
         let layout = Layout::contiguous(&shape);
-        Tensor::from_op(op, y, layout.clone(), &[self], move |g, _, out| {
+        let saves = Saves::inputs([false]).and_output();
+        Tensor::from_op_saving(op, y, layout.clone(), DType::F32, &[self], saves, move |g, _, out| {
             let dx = softmax::softmax_rows_backward(&out.dense_buffer(), &g.dense_buffer(), rows, cols, log);
             // f32 math; an F16 input gets its gradient rounded once.
             vec![Some(Tensor::from_parts(expect(op, dx), layout.clone(), DType::F32).to_dtype(dtype))]

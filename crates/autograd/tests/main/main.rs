@@ -10,12 +10,12 @@
 // Helpers shared by the test modules.
 mod common;
 
-mod activation_in_store;
 mod anomaly;
 mod api;
 mod attention_f16;
 mod autocast;
 mod batch_norm_f16;
+mod epilogue_fusion;
 mod execution;
 mod f16_elementwise;
 mod f16_index;
@@ -33,7 +33,7 @@ mod integer;
 mod out_of_memory;
 mod pool_f16;
 mod profile;
-mod relu_in_store;
-mod residual_in_store;
+mod relu_max_pool;
+mod saved_values;
 mod scale_in_store;
 mod split_binding;

@@ -316,7 +316,7 @@ impl Writer<'_> {
             Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
-            Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } | Node::Reduce { .. } => {
+            Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } | Node::Reduce { .. } | Node::Product => {
                 unreachable!("wgrad internal: casts and gathers are leaf reads and root stores")
             }
         };
@@ -485,7 +485,7 @@ mod tests {
         let (shader, entry, constants, params, workgroups) =
             ("unary", "main", Default::default(), Default::default(), 1);
         let (inputs, output) = (inputs.iter().map(Buffer::handle).collect(), output.handle());
-        Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None }
+        Deferred { shader, entry, constants, params, inputs, output, workgroups, fusable, record: None, product: None }
     }
 
     fn validate(src: &str) {

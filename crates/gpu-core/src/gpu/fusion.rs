@@ -65,6 +65,7 @@
 use smallvec::SmallVec;
 
 use super::handle::BufferHandle;
+use super::product_store::ProductStore;
 use crate::kernels::binary::BinaryOp;
 use crate::kernels::unary::UnaryOp;
 
@@ -126,6 +127,10 @@ pub(crate) enum Node {
         /// Workgroups per output.
         chunks: usize,
     },
+    /// A matrix product (or a convolution's) stored as f32, one launch
+    /// binding it whole: a root that nothing merges into, whose readers
+    /// may merge into its store (`tails.rs`; inputs: as its launch binds).
+    Product,
 }
 
 impl Node {
@@ -141,6 +146,7 @@ impl Node {
             Node::Gather => "contiguous".into(),
             Node::Pad { .. } => "pad".into(),
             Node::Reduce { mean, .. } => if mean { "mean" } else { "sum" }.into(),
+            Node::Product => "product".into(),
         }
     }
 }
@@ -182,9 +188,10 @@ pub(crate) struct Fusable {
     pub access: SmallVec<[Access; 3]>,
 }
 
-/// A recorded elementwise launch not yet encoded: the original launch (what
-/// runs when it fuses with nothing) and its [`Fusable`] description. Holds
-/// buffer handles, so its buffers stay alive until it is encoded.
+/// A recorded elementwise launch (or product, see `tails.rs`) not yet
+/// encoded: the original launch (what runs when it fuses with nothing) and
+/// its [`Fusable`] description. Holds buffer handles, so its buffers stay
+/// alive until it is encoded.
 pub(crate) struct Deferred {
     pub shader: &'static str,
     pub entry: &'static str,
@@ -197,6 +204,9 @@ pub(crate) struct Deferred {
     /// Its profile record, made when it was recorded (so that its op name,
     /// scope and FLOPs are those of the op that recorded it), while profiling.
     pub record: Option<usize>,
+    /// A product's store ([`Node::Product`]), which rebuilds its launch
+    /// with the tail the fuser finds.
+    pub product: Option<Box<dyn ProductStore>>,
 }
 
 /// A value in a fused expression: launch `launch`'s input `slot` read from
@@ -250,6 +260,13 @@ pub(crate) struct Merge {
     pub store: bool,
 }
 
+/// Whether a fused kernel would have to store `d`'s output: a handle
+/// beyond the run's two (the producer's and its one reader's) is a tensor
+/// holding it, or it is backed already.
+pub(crate) fn held(d: &Deferred) -> bool {
+    d.output.handles() != 2 || d.output.is_backed()
+}
+
 /// Which producers merge into which consumer (`into[p]`).
 pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
     use std::collections::HashMap;
@@ -270,12 +287,13 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
             let [(consumer, slot)] = uses[p][..] else { return None };
             let c = &run[consumer].fusable;
             // No handle beyond the run's two (P's and C's): never stored.
-            let store = run[p].output.handles() != 2 || run[p].output.is_backed();
+            let store = held(&run[p]);
             // Reading densely the same number of elements: no index map to compose.
             let aligned = c.access[slot] == Access::Dense && c.n == run[p].fusable.n;
             let fits = match run[p].fusable.node {
-                // Packed f16 output, or partial sums: only ever a root.
-                Node::Narrow | Node::Reduce { .. } => false,
+                // Packed f16 output, or partial sums: only ever a root; a
+                // product's readers merge into it instead (`tails.rs`).
+                Node::Narrow | Node::Reduce { .. } | Node::Product => false,
                 // Moves no element: read through C's map, unless all of it is stored.
                 Node::Widen => aligned || !store,
                 // A pad reading its input as blocks evaluates it at the
@@ -285,8 +303,9 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
                 _ if !store && reads_blocks(&run[consumer]) => true,
                 _ => aligned,
             };
-            // A widen's input is f16, which no value in registers is.
-            (fits && c.node != Node::Widen).then_some(Merge { consumer, slot, store })
+            // A widen's input is f16, which no value in registers is; a
+            // product reads its operands from memory.
+            (fits && !matches!(c.node, Node::Widen | Node::Product)).then_some(Merge { consumer, slot, store })
         })
         .collect()
 }

@@ -13,6 +13,7 @@ use super::launch::Launch;
 use super::pipelines::Kernel;
 use super::replay::{Entry, LaunchEntry, Outcome, Root, SettleEntry};
 use super::split::{self, LeafRead};
+use super::tails::{self, TailPlan};
 use super::tape::Command;
 use super::window::{binding, Window};
 use crate::stats::HostPhase;
@@ -142,7 +143,8 @@ impl GpuContext {
         // above the limit exactly when its backing is; see
         // `GpuContext::backing_size`).
         let limit = self.binding_limit();
-        if let Some(big) = d.inputs.iter().chain([&d.output]).find(|b| b.len_bytes() > limit) {
+        let big = d.inputs.iter().chain([&d.output]).find(|b| b.len_bytes() > limit);
+        if let Some(big) = big.filter(|_| d.product.is_none()) {
             let half = d.fusable.node == fusion::Node::Widen;
             let reads: Vec<LeafRead> =
                 d.fusable.access.iter().map(|a| LeafRead { maps: vec![a.clone()], half }).collect();
@@ -206,7 +208,7 @@ impl GpuContext {
         let Entry::Settle(plan) = &*entry else { unreachable!("a settle's entry") };
         for (root, how) in plan.roots.iter().enumerate() {
             self.encode_root(batch, &run, root, how)?;
-            if replayed && matches!(how, Root::Fused(..) | Root::AloneGenerated(..)) {
+            if replayed && matches!(how, Root::Fused(..) | Root::AloneGenerated(..) | Root::Product(..)) {
                 self.stats().launch_replayed();
             }
         }
@@ -228,12 +230,15 @@ impl GpuContext {
     /// absorbs becomes one launch, fused with the producers it absorbed.
     fn plan_run(&self, run: &[Deferred]) -> Vec<Root> {
         let mut into = fusion::merges(run);
+        let tails = tails::tails(run, &mut into);
+        let absorbed: Vec<bool> =
+            (0..run.len()).map(|c| tails.iter().flatten().any(|t| t.absorbed.contains(&c))).collect();
         let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
         // Planned from the last launch back: cutting an oversized kernel
         // frees only earlier producers, which are then planned in turn.
         let mut plans: Vec<Option<Generated>> = (0..run.len()).map(|_| None).collect();
         for root in (0..run.len()).rev() {
-            if into[root].is_none() {
+            if into[root].is_none() && !absorbed[root] && tails[root].is_none() {
                 plans[root] = fusion::plan(run, &mut into, root, |into, expr| {
                     self.generate(run, into, (root, expr), max_buffers)
                 });
@@ -241,9 +246,11 @@ impl GpuContext {
         }
         plans
             .into_iter()
+            .zip(tails)
             .enumerate()
-            .map(|(root, plan)| match plan {
-                _ if into[root].is_some() => Root::Absorbed,
+            .map(|(root, (plan, tail))| match plan {
+                _ if into[root].is_some() || absorbed[root] => Root::Absorbed,
+                _ if tail.is_some() => Root::Product(Box::new(tail.unwrap_or_default())),
                 None => self.alone_root(std::slice::from_ref(&run[root])),
                 Some(g) => {
                     let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
@@ -259,6 +266,9 @@ impl GpuContext {
     /// in ranges when it must.
     fn alone_root(&self, alone: &[Deferred]) -> Root {
         let d = &alone[0];
+        if d.product.is_some() {
+            return Root::Product(Box::default());
+        }
         let limit = self.binding_limit();
         let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
         if !pad && d.inputs.iter().chain([&d.output]).all(|b| b.len_bytes() <= limit) {
@@ -280,7 +290,37 @@ impl GpuContext {
             Root::Alone(kernel) => self.encode_deferred(batch, &run[root], kernel),
             Root::Fused(g, kernel) => self.encode_fused(batch, run, root, g, kernel),
             Root::AloneGenerated(g, kernel) => self.encode_fused(batch, std::slice::from_ref(&run[root]), 0, g, kernel),
+            Root::Product(plan) => self.encode_product(batch, run, root, plan),
         }
+    }
+
+    /// Encodes product `p` of `run` storing through its tail: one launch
+    /// writing the last merged reader's output (the product's own when
+    /// none), the values before the activation where a tensor holds them,
+    /// the residual bound after the inputs.
+    fn encode_product(&self, batch: &mut Batch, run: &[Deferred], p: usize, plan: &TailPlan) -> Result<()> {
+        let d = &run[p];
+        let store = d.product.as_ref().expect("wgrad internal: a product's root without its store");
+        let l = store.launch(&plan.tail);
+        let mut inputs: SmallVec<[&wgpu::Buffer; 6]> = d.inputs.iter().map(|b| b.wgpu()).collect();
+        inputs.push(plan.residual.map_or(inputs[0], |(c, slot)| run[c].inputs[slot].wgpu()));
+        let out = plan.absorbed.last().map_or(&d.output, |&c| &run[c].output).wgpu();
+        let mut outputs: SmallVec<[&wgpu::Buffer; 2]> = smallvec::smallvec![out];
+        if l.binds_pre {
+            outputs.push(plan.pre.map_or(out, |q| run[q].output.wgpu()));
+        }
+        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, inputs.len(), outputs.len());
+        let encode = Encode {
+            kernel: &kernel,
+            record: d.record,
+            label: l.shader,
+            params: &l.params,
+            inputs: &inputs,
+            outputs: &outputs,
+            windows: &l.windows,
+            workgroups: l.workgroups,
+        };
+        self.encode(batch, &encode).map(drop)
     }
 
     /// Encodes a deferred launch as recorded (its own kernel).

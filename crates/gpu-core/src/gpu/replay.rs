@@ -49,10 +49,11 @@
 use std::sync::Arc;
 
 use super::fused_wgsl::Generated;
-use super::fusion::{Deferred, Fusable};
+use super::fusion::{held, Deferred, Fusable};
 use super::handle::BufferHandle;
 use super::launch::Launch;
 use super::pipelines::Kernel;
+use super::tails::TailPlan;
 use super::window::Window;
 
 /// Most plans kept (distinct kinds of batch a loop records).
@@ -163,8 +164,9 @@ fn source(run: &[Deferred], i: usize, b: &BufferHandle) -> Source {
     }
 }
 
-fn held(d: &Deferred) -> bool {
-    d.output.handles() != 2 || d.output.is_backed()
+/// `d`'s constants (a deferred product's are its store's).
+fn constants(d: &Deferred) -> &[(&'static str, f64)] {
+    d.product.as_ref().map_or(&d.constants[..], |p| p.constants())
 }
 
 fn over_limit(d: &Deferred, limit: u64) -> u32 {
@@ -177,7 +179,7 @@ impl DeferredKey {
         DeferredKey {
             shader: d.shader,
             entry: d.entry,
-            constants: d.constants.to_vec(),
+            constants: constants(d).to_vec(),
             fusable: d.fusable.clone(),
             sources: d.inputs.iter().map(|b| source(run, i, b)).collect(),
             held: held(d),
@@ -190,7 +192,7 @@ impl DeferredKey {
         let d = &run[i];
         self.shader == d.shader
             && self.entry == d.entry
-            && self.constants[..] == d.constants[..]
+            && self.constants[..] == *constants(d)
             && self.fusable.node == d.fusable.node
             && self.fusable.n == d.fusable.n
             && self.fusable.access == d.fusable.access
@@ -213,6 +215,8 @@ pub(crate) enum Root {
     /// kernel of its own) or a launch binding a buffer past the binding
     /// limit (run in ranges). Its leaves index the one-launch run.
     AloneGenerated(Box<Generated>, Arc<Kernel>),
+    /// A deferred product, storing through the tail it merged (`tails.rs`).
+    Product(Box<TailPlan>),
 }
 
 /// What settling one elementwise run decided.

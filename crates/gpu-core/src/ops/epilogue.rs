@@ -16,6 +16,7 @@
 use super::operands::Operands;
 use super::unary::UnaryOp;
 use super::Params;
+use crate::gpu::product_store::Tail;
 use crate::{Buffer, Error, Result};
 
 /// Which index of the product a bias value belongs to.
@@ -71,6 +72,49 @@ pub struct Epilogue<'a> {
     /// The result's storage: f32, or f16 rounded once from the f32 sums
     /// (bias included).
     pub output: Operands,
+}
+
+/// An epilogue's parameter members, as the shaders read them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Members {
+    bias_axis: usize,
+    bias_batches: usize,
+    relu: bool,
+    scale: f32,
+    activation: Option<UnaryOp>,
+    save_pre: bool,
+}
+
+impl Members {
+    /// These members with the fuser's `tail` merged (`gpu/tails.rs`): a
+    /// ReLU whose input is not stored is the `relu` switch, any other
+    /// activation (or a ReLU whose input is) the `_act` variants' op; the
+    /// residual is a constant ([`Epilogue::constants`]).
+    pub(crate) fn with_tail(self, tail: &Tail) -> Members {
+        match tail.activation {
+            Some(UnaryOp::Relu) if !tail.pre => Members { relu: true, ..self },
+            Some(op) => Members { activation: Some(op), save_pre: tail.pre, ..self },
+            None => self,
+        }
+    }
+
+    /// The op of the `_act` variants, if any.
+    pub(crate) fn activation(&self) -> Option<UnaryOp> {
+        self.activation
+    }
+
+    /// `params` followed by the members.
+    pub(crate) fn write(self, params: Params) -> Params {
+        let (alpha, beta) = self.activation.map_or((0.0, 0.0), UnaryOp::args);
+        params
+            .set_u32("bias_axis", self.bias_axis)
+            .set_u32("bias_batches", self.bias_batches)
+            .set_u32("relu", usize::from(self.relu))
+            .set_f32("scale", self.scale)
+            .set_f32("alpha", alpha)
+            .set_f32("beta", beta)
+            .set_u32("save_pre", usize::from(self.save_pre))
+    }
 }
 
 /// An LSTM step's cell run in its recurrent product's store instead of an
@@ -161,20 +205,25 @@ impl<'a> Epilogue<'a> {
     /// `params` followed by the shaders' `bias_axis`, `bias_batches`,
     /// `relu`, `scale`, `alpha`, `beta` and `save_pre` parameters.
     pub(crate) fn params(&self, params: Params) -> Params {
-        let (alpha, beta) = self.activation.map_or((0.0, 0.0), UnaryOp::args);
+        self.members().write(params)
+    }
+
+    /// The parameter members this epilogue sets, owned (a deferred
+    /// product's store keeps them to rebuild its launch with a tail).
+    pub(crate) fn members(&self) -> Members {
         let axis = match self.bias.map(|b| b.axis) {
             None => 0,
             Some(BiasAxis::Rows) => 1,
             Some(BiasAxis::Columns) => 2,
         };
-        params
-            .set_u32("bias_axis", axis)
-            .set_u32("bias_batches", self.bias.map_or(1, |b| b.groups.max(1)))
-            .set_u32("relu", usize::from(self.relu))
-            .set_f32("scale", self.scale.unwrap_or(1.0))
-            .set_f32("alpha", alpha)
-            .set_f32("beta", beta)
-            .set_u32("save_pre", usize::from(self.pre.is_some()))
+        Members {
+            bias_axis: axis,
+            bias_batches: self.bias.map_or(1, |b| b.groups.max(1)),
+            relu: self.relu,
+            scale: self.scale.unwrap_or(1.0),
+            activation: self.activation,
+            save_pre: self.pre.is_some(),
+        }
     }
 
     /// Errors (naming `op`) when the bias is not an f32 buffer of

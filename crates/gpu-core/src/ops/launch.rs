@@ -7,7 +7,8 @@
 use smallvec::SmallVec;
 
 use super::params::Params;
-use crate::gpu::fusion::{Deferred, Fusable};
+use crate::gpu::fusion::{Access, Deferred, Fusable, Node};
+use crate::gpu::product_store::{ProductStore, Tail};
 use crate::gpu::window::Window;
 use crate::gpu::workgroups::groups;
 use crate::gpu::{GpuContext, Launch};
@@ -160,11 +161,39 @@ pub(crate) fn dispatch_fusable(
         workgroups,
         fusable: what,
         record: None,
+        product: None,
     })
 }
 
 /// [`dispatch`] with the common elementwise shape: entry `main`, one thread
 /// per element in workgroups of 256.
+/// Records a product (`ops::matmul`) whose readers the fuser may merge
+/// into its store: its launch as `store` builds it with no tail, deferred
+/// in the run (see `gpu/tails.rs`). `elements`: the result's count.
+pub(crate) fn dispatch_product(
+    g: &GpuContext,
+    inputs: &[&Buffer],
+    output: &Buffer,
+    elements: usize,
+    store: Box<dyn ProductStore>,
+) -> Result<()> {
+    let l = store.launch(&Tail::default());
+    // Its constants and parameters stay with the store (no copies: a
+    // product's would not fit the inline room of an elementwise launch's).
+    g.defer(Deferred {
+        shader: l.shader,
+        entry: l.entry,
+        constants: SmallVec::new(),
+        params: SmallVec::new(),
+        inputs: inputs.iter().map(|b| b.handle()).collect(),
+        output: output.handle(),
+        workgroups: l.workgroups,
+        fusable: Fusable { node: Node::Product, n: elements, access: inputs.iter().map(|_| Access::Dense).collect() },
+        record: None,
+        product: Some(store),
+    })
+}
+
 pub(crate) fn launch_elementwise(
     g: &GpuContext,
     shader: &'static str,

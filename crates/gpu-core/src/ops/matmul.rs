@@ -4,12 +4,14 @@
 //! Operands are strided views: a transposed operand is a permuted [`Layout`]
 //! and is read in place, never copied.
 
+use super::epilogue::Members;
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
 use super::{run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::matrix_units::MatrixUnits;
+use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 pub(crate) use crate::kernels::conv::ConvGather;
@@ -764,6 +766,70 @@ fn product(
     Ok((out, shape))
 }
 
+/// `params` followed by the recurrent cell's members (zeros outside a cell store).
+fn cell_members(mut params: Params, values: [usize; 6]) -> Params {
+    for (name, v) in CELL_FIELDS.iter().zip(values) {
+        params = params.set_u32(name, v);
+    }
+    params
+}
+
+/// A deferred product's launch, rebuilt for the tail the fuser finds
+/// (`gpu/tails.rs`): everything [`Job::launch`] chose but the epilogue's
+/// tail. Holds no buffer (the deferred launch's handles are its inputs),
+/// so the product's result is never held by it.
+struct MatmulStore {
+    shader: &'static str,
+    /// The `_act` variant of `shader`.
+    act_shader: &'static str,
+    entry: &'static str,
+    constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
+    /// The parameter block up to the epilogue's members.
+    prefix: Params,
+    members: Members,
+    /// A, B, the bias and the residual (A's window when there is none).
+    windows: [Option<Window>; 4],
+    workgroups: u32,
+    /// A convolution's store: a ReLU only (no `_act` variant gathers).
+    conv: bool,
+}
+
+impl ProductStore for MatmulStore {
+    fn takes(&self) -> Takes {
+        Takes { activation: !self.conv, relu: true, residual: !self.conv }
+    }
+
+    fn constants(&self) -> &[(&'static str, f64)] {
+        &self.constants
+    }
+
+    fn launch(&self, tail: &Tail) -> ProductLaunch {
+        let mut constants = self.constants.clone();
+        if tail.residual {
+            constants.iter_mut().filter(|c| c.0 == "RESIDUAL").for_each(|c| c.1 = 1.0);
+        }
+        let members = self.members.with_tail(tail);
+        let act = members.activation();
+        if let Some(op) = act {
+            constants.push(("OP", op.code() as f64));
+        }
+        let params = cell_members(members.write(self.prefix.clone()), [0; 6]);
+        let mut windows: smallvec::SmallVec<[Option<Window>; 8]> = self.windows.into_iter().collect();
+        if tail.residual {
+            windows[3] = None;
+        }
+        ProductLaunch {
+            shader: if act.is_some() { self.act_shader } else { self.shader },
+            entry: self.entry,
+            constants,
+            params: params.finish().into(),
+            windows,
+            workgroups: self.workgroups,
+            binds_pre: act.is_some(),
+        }
+    }
+}
+
 /// Whether a [`cell_product`] on `kernel` runs on `dev` binding each of
 /// `buffers` (every buffer its launches bind) whole: a GPU whose per-stage
 /// limits hold its bindings, 8 storage buffers, or 5 storage textures and
@@ -977,10 +1043,9 @@ impl Job<'_> {
         for (name, d) in CONV_FIELDS.iter().zip(conv_dims) {
             params = params.set_u32(name, d);
         }
-        params = epi.params(params);
-        for (name, v) in CELL_FIELDS.iter().zip(cell.map_or([0; 6], |c| c.params)) {
-            params = params.set_u32(name, v);
-        }
+        // What precedes the epilogue's members, kept by a deferred product.
+        let prefix = params.clone();
+        let params = cell_members(epi.params(params), cell.map_or([0; 6], |c| c.params));
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         // Inline: a product's launch sets up to ~30 constants.
         let mut constants: smallvec::SmallVec<[(&str, f64); 32]> = if self.subgroup {
@@ -1047,13 +1112,14 @@ impl Job<'_> {
         if textures {
             shader = "matmul_subgroup_tex";
         }
+        let act_shader = match (self.subgroup, textures) {
+            (true, true) => "matmul_subgroup_act_tex",
+            (true, false) => "matmul_subgroup_act",
+            (false, _) if self.coop.is_some() => "matmul_coop_act",
+            (false, _) => "matmul_act",
+        };
         if let Some(act) = epi.activation_constants() {
-            shader = match (self.subgroup, textures) {
-                (true, true) => "matmul_subgroup_act_tex",
-                (true, false) => "matmul_subgroup_act",
-                (false, _) if self.coop.is_some() => "matmul_coop_act",
-                (false, _) => "matmul_act",
-            };
+            shader = act_shader;
             constants.push(act);
         }
         if let Some(c) = cell {
@@ -1105,6 +1171,24 @@ impl Job<'_> {
             let pre = epi.pre.unwrap_or(out);
             let windows = [binds.a, binds.b, bias_window, residual_window, None, None];
             return launch(&inputs, &[out.wgpu(), pre.wgpu()], &windows);
+        }
+        // A plain f32 product bound whole waits in the fuser's run, which
+        // may merge its readers into its store (`gpu/tails.rs`).
+        let plain = epi.residual.is_none() && epi.activation.is_none() && !epi.relu;
+        if plain && binds.out.is_none() && epi.output == Operands::F32 && g.fusion_enabled() {
+            let store = MatmulStore {
+                shader,
+                act_shader,
+                entry,
+                constants,
+                prefix,
+                members: epi.members(),
+                windows: [binds.a, binds.b, bias_window, residual_window],
+                workgroups,
+                conv: bop.conv.is_some(),
+            };
+            let elements = batches * m * n;
+            return super::launch::dispatch_product(g, &[self.a, self.b, bias], out, elements, Box::new(store));
         }
         let windows = [binds.a, binds.b, bias_window, residual_window, out_window];
         launch(&inputs, &[out.wgpu()], &windows)

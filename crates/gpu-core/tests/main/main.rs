@@ -37,6 +37,7 @@ mod parity_random;
 mod parity_recurrent;
 mod parity_reduce;
 mod parity_softmax;
+mod product_tails;
 mod profile;
 mod split_attention;
 mod split_binding;

@@ -453,8 +453,11 @@ fn strided_layers_share_forward_and_weight_gradient_pipelines() {
             let before = gpu.pipelines_compiled();
             let y = conv2d(&xg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
             let dw = conv2d_weight_grad(&gg, &xg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            // Flushed: a product the fuser defers gets its pipeline when encoded.
+            gpu.flush().unwrap();
             let forward_and_weight = gpu.pipelines_compiled() - before;
             let dx = conv2d_input_grad(&gg, &wg, oc, &geo, &ConvOptions::kernel(kernel)).unwrap();
+            gpu.flush().unwrap();
             compiled.push((forward_and_weight, gpu.pipelines_compiled() - before - forward_and_weight));
             same(
                 &what("conv2d"),

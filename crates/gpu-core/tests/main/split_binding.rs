@@ -100,6 +100,8 @@ fn run(dev: &Device, cfg: MatmulConfig, case: &Case, seed: u64) -> (Vec<f32>, u6
     dev.flush().unwrap();
     let before = dev.stats().dispatches;
     let (z, shape) = matmul_epilogue(cfg, &epi, &a, la, &b, lb).unwrap();
+    // Flushed: the fuser counts a product it defers when it encodes it.
+    dev.flush().unwrap();
     let launches = dev.stats().dispatches - before;
     let total: usize = shape.iter().product();
     let out = match case.output {
@@ -153,9 +155,14 @@ fn products_that_fit_keep_one_launch() {
         bias: Some(BiasAxis::Columns),
         output: Operands::F16,
     };
+    let unlimited = gpu_or_skip("products_that_fit_keep_one_launch").unwrap();
     for cfg in configs(&small) {
         let (got, launches) = run(&small, cfg, &case, 7);
-        assert_eq!(launches, 1, "{cfg:?}");
+        // As many as on a device without the small limit (the product, and
+        // an f16 result's cast where the family stores f32 first).
+        let (_, want_launches) = run(&unlimited, cfg, &case, 7);
+        assert!((1..=2).contains(&launches), "{cfg:?}: {launches} launches");
+        assert!(launches <= want_launches, "{cfg:?}: {launches} launches, {want_launches} unlimited");
         let (want, _) =
             run(&Device::cpu_reference(), MatmulConfig { operands: cfg.operands, ..MatmulConfig::default() }, &case, 7);
         assert_close("fits", &got, &want, 2e-3, 1e-4);

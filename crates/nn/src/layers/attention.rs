@@ -440,7 +440,13 @@ impl MultiheadAttention {
             (q.scaled_dot_product_attention(&k, &v, additive.as_ref(), mask.is_causal, None), None)
         };
         let merged = out.permute(&[0, 2, 1, 3]).reshape(&[b, lq, e]);
-        (self.out_proj.forward_residual(&merged, residual), weights)
+        // On a GPU the residual joins the projection's store (the fuser).
+        let y = self.out_proj.forward(&merged);
+        let out = match residual {
+            Some(r) => r + &y,
+            None => y,
+        };
+        (out, weights)
     }
 
     /// [`attend`](Self::attend) that also returns the attention weights,

@@ -1,6 +1,6 @@
 //! Convolution layers (NCHW), PyTorch's weight layouts and default init.
 
-use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor, UnaryOp};
+use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Tensor};
 
 use crate::construction::{setters, Init};
 
@@ -110,9 +110,6 @@ impl Conv2dBuilder {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
-    }
-    fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
-        (op == UnaryOp::Relu).then(|| x.conv2d_relu(&self.weight, self.bias.as_ref(), &self.options))
     }
     fn describe(&self) -> String {
         let s = self.weight.shape();

@@ -1,6 +1,6 @@
 //! Fully connected layer.
 
-use wgrad_autograd::{Tensor, UnaryOp};
+use wgrad_autograd::Tensor;
 
 use crate::construction::{setters, Init};
 use crate::init;
@@ -54,40 +54,12 @@ impl LinearBuilder {
     }
 }
 
-impl Linear {
-    /// `relu(self.forward(x))` with the ReLU applied as the product is
-    /// stored (one launch, no pre-activation tensor): a Linear → ReLU block.
-    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
-        x.linear_relu(&self.weight, self.bias.as_ref())
-    }
-
-    /// `op(self.forward(x))` for any op of the unary table, applied as the
-    /// product is stored (one launch; the values before the op kept beside
-    /// the result when a gradient needs them): a Linear → GELU block.
-    pub fn forward_activation(&self, x: &Tensor, op: UnaryOp) -> Tensor {
-        x.linear_activation(&self.weight, self.bias.as_ref(), op)
-    }
-
-    /// `residual + self.forward(x)` with the residual added as the product
-    /// is stored (one launch): the last layer of a residual block's branch.
-    /// `None` is [`forward`](Module::forward).
-    pub fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Tensor {
-        match residual {
-            Some(r) => x.linear_residual(&self.weight, self.bias.as_ref(), r),
-            None => x.linear(&self.weight, self.bias.as_ref()),
-        }
-    }
-}
-
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Tensor {
         // One launch: the bias is added in the product's store (and under
-        // autocast the result is f16, rounded once).
+        // autocast the result is f16, rounded once); an activation or a
+        // residual add after it joins that store on a GPU (the fuser).
         x.linear(&self.weight, self.bias.as_ref())
-    }
-
-    fn forward_activation_fused(&self, x: &Tensor, op: UnaryOp) -> Option<Tensor> {
-        Some(self.forward_activation(x, op))
     }
 
     fn describe(&self) -> String {

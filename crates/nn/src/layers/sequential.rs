@@ -46,37 +46,22 @@ impl Sequential {
 }
 
 impl Module for Sequential {
-    /// Each layer in turn, with a [`ReLU`](crate::ReLU) fused into a
-    /// neighbour (same values): into the layer after it when that layer
-    /// takes it ([`Module::fuses_relu_before`]: MaxPool2d, whose backward
-    /// then applies ReLU's derivative for free), else into the layer before
-    /// when that one can; so does any other activation layer
-    /// ([`Module::unary_op`]: GELU, Tanh, ...;
-    /// [`Module::forward_activation_fused`]: Linear takes any op, Conv2d
-    /// ReLU, in the product's store).
+    /// Each layer in turn, with a [`ReLU`](crate::ReLU) given to the layer
+    /// after it when that layer takes it ([`Module::fuses_relu_before`]:
+    /// MaxPool2d, whose backward then applies ReLU's derivative for free;
+    /// same values). Activations after a Linear or a Conv2d need nothing
+    /// here: the fuser merges them into the product's store.
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
         let mut i = 0;
-        let layer = |i: usize| self.layers.get(i).map(|m| m.as_ref());
-        let relu_goes_on = |i: usize| layer(i).is_some_and(|m| m.fuses_relu_before());
-        while let Some(m) = layer(i) {
-            if m.unary_op() == Some(UnaryOp::Relu) && relu_goes_on(i + 1) {
-                h = self.layers[i + 1].forward_after_relu(&h);
-                i += 2;
-                continue;
-            }
-            let fused = match layer(i + 1).and_then(|next| next.unary_op()) {
-                // That ReLU goes to the layer after it instead.
-                Some(UnaryOp::Relu) if relu_goes_on(i + 2) => None,
-                Some(op) => m.forward_activation_fused(&h, op),
-                None => None,
-            };
-            match fused {
-                Some(y) => {
-                    h = y;
+        while let Some(m) = self.layers.get(i) {
+            let next = self.layers.get(i + 1).filter(|n| n.fuses_relu_before());
+            match next {
+                Some(next) if m.unary_op() == Some(UnaryOp::Relu) => {
+                    h = next.forward_after_relu(&h);
                     i += 2;
                 }
-                None => {
+                _ => {
                     h = m.forward(&h);
                     i += 1;
                 }

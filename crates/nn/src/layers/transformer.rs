@@ -9,7 +9,7 @@
 
 use std::marker::PhantomData;
 
-use wgrad_autograd::{Tensor, UnaryOp};
+use wgrad_autograd::Tensor;
 
 use crate::construction::{copy_builder, Built, Init};
 
@@ -150,14 +150,19 @@ impl FeedForward {
 }
 
 impl FeedForward {
-    /// `residual + self.forward(x)`, the residual added in `linear2`'s store.
+    /// `residual + self.forward(x)`. On a GPU the activation joins
+    /// `linear1`'s store and the residual `linear2`'s (the fuser).
     fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Tensor {
+        let h = self.linear1.forward(x);
         let h = match self.activation {
-            // The activation in the product's store: one launch.
-            FeedForwardActivation::Relu => self.linear1.forward_relu(x),
-            FeedForwardActivation::Gelu => self.linear1.forward_activation(x, UnaryOp::Gelu),
+            FeedForwardActivation::Relu => h.relu(),
+            FeedForwardActivation::Gelu => h.gelu(),
         };
-        self.linear2.forward_residual(&self.dropout.forward(&h), residual)
+        let y = self.linear2.forward(&self.dropout.forward(&h));
+        match residual {
+            Some(r) => r + &y,
+            None => y,
+        }
     }
 }
 

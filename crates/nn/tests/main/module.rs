@@ -169,9 +169,10 @@ fn distinct_classes_build_their_own_kind() {
     assert!(wrong.is_err(), "BatchNorm1d rejects [N, C, H, W] input, as PyTorch's does");
 }
 
-/// A Linear or Conv2d followed by ReLU in a Sequential runs as one op, the
-/// ReLU in the product's store: the same values and gradients, bit for bit,
-/// as applying the layers one at a time, and one launch fewer per pair.
+/// A Linear or Conv2d followed by ReLU in a Sequential runs as one launch,
+/// the ReLU in the product's store (the fuser's doing, not the layers'):
+/// the same values and gradients, bit for bit, as on a GPU that does not
+/// fuse, and one launch fewer per pair.
 #[test]
 fn sequential_fuses_relu_into_the_layer_before_it() {
     for dev in cpu_and_fresh_gpu("sequential_fuses_relu_into_the_layer_before_it") {
@@ -184,7 +185,7 @@ fn sequential_fuses_relu_into_the_layer_before_it() {
             .add(ReLU)
             .add(Linear::builder(6, 3).build(&mut init));
         let x = Tensor::randn(&[2, 2, 5, 5], 7, &dev);
-        let (fused, plain) = (Pass::run(&m, &x, true), Pass::run(&m, &x, false));
+        let (fused, plain) = (Pass::run(&m, &x, true, true), Pass::run(&m, &x, false, false));
         assert!(fused.out.iter().any(|&v| v != 0.0), "{}: a non-trivial output", dev.name());
         assert_eq!((&fused.out, &fused.grads), (&plain.out, &plain.grads), "{}: values and gradients", dev.name());
         if dev.is_gpu() {
@@ -201,7 +202,8 @@ fn cpu_and_fresh_gpu(test: &str) -> Vec<Device> {
 }
 
 /// One pass of a `Sequential` forward and backward (of the output's sum of
-/// squares): whole, with its fusions, or layer by layer.
+/// squares): whole, with its fusions, or layer by layer; on a GPU, with the
+/// fuser on or off.
 struct Pass {
     out: Vec<f32>,
     /// The parameters' gradients, then the input's if it takes one.
@@ -211,13 +213,14 @@ struct Pass {
 }
 
 impl Pass {
-    fn run(m: &Sequential, x: &Tensor, fused: bool) -> Pass {
+    fn run(m: &Sequential, x: &Tensor, whole: bool, fuse: bool) -> Pass {
         let dev = x.device();
+        dev.set_fusion(fuse).unwrap();
         m.zero_grad();
         x.zero_grad();
         dev.synchronize().unwrap();
         let before = dev.stats().dispatches;
-        let y = if fused { m.forward(x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
+        let y = if whole { m.forward(x) } else { (0..m.len()).fold(x.clone(), |h, i| m.get(i).forward(&h)) };
         let out = y.to_vec();
         let forward = dev.stats().dispatches - before;
         y.square().sum_all().backward();
@@ -226,15 +229,16 @@ impl Pass {
             grads.push(x.grad().expect("input gradient").to_vec());
         }
         let backward = dev.stats().dispatches - before - forward;
+        dev.set_fusion(true).unwrap();
         Pass { out, grads, forward, backward }
     }
 }
 
-/// Any other activation layer after a Linear goes into its store
-/// (`Tensor::linear_activation`): values and gradients as the layers one at
-/// a time (the op evaluated by the store instead of its own kernel, so
-/// within f32 rounding), one forward launch fewer per fused pair; an
-/// activation after a layer that cannot take it runs alone.
+/// Any other activation layer after a Linear goes into its store (the
+/// fuser's tails): values and gradients as on a GPU that does not fuse (the
+/// op evaluated by the store instead of its own kernel, so within f32
+/// rounding), one forward launch fewer per fused pair; an activation after
+/// a layer that is no product runs alone.
 #[test]
 fn sequential_fuses_other_activations_into_a_linear_before_them() {
     for dev in cpu_and_fresh_gpu("sequential_fuses_other_activations_into_a_linear_before_them") {
@@ -248,7 +252,7 @@ fn sequential_fuses_other_activations_into_a_linear_before_them() {
             .add(Tanh)
             .add(Linear::builder(8, 3).build(&mut init));
         let x = Tensor::randn(&[5, 7], 9, &dev);
-        let (fused, plain) = (Pass::run(&m, &x, true), Pass::run(&m, &x, false));
+        let (fused, plain) = (Pass::run(&m, &x, true, true), Pass::run(&m, &x, false, false));
         let what = dev.name();
         assert!(fused.out.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
         assert_close(&format!("{what}: values"), &fused.out, &plain.out, 1e-5, 1e-6);
@@ -262,8 +266,9 @@ fn sequential_fuses_other_activations_into_a_linear_before_them() {
 /// A ReLU followed by MaxPool2d goes to the pooling, not to the layer before
 /// (`Tensor::relu_max_pool2d`: its argmax carries ReLU's derivative): the
 /// same values and gradients, bit for bit, as the layers one at a time, and
-/// per ReLU one launch fewer forward and one fewer backward (the conv+ReLU
-/// fusion saves the forward launch only; its backward masks the gradient).
+/// one launch fewer backward per ReLU (the pooling's argmax carries its
+/// derivative) and, for a ReLU after no product, one fewer forward (after a
+/// convolution the fuser merges it into the product's store either way).
 #[test]
 fn sequential_gives_a_relu_before_max_pooling_to_the_pooling() {
     for dev in cpu_and_fresh_gpu("sequential_gives_a_relu_before_max_pooling_to_the_pooling") {
@@ -279,16 +284,15 @@ fn sequential_gives_a_relu_before_max_pooling_to_the_pooling() {
             .add(Flatten::default())
             .add(Linear::builder(6 * 2 * 2, 3).build(&mut init));
         let head = Sequential::new().add(ReLU).add(MaxPool2d::new(2)).add(Flatten::default());
-        for (m, fewer) in [(&cnn, 2), (&head, 1)] {
+        for (m, fewer_forward, fewer_backward) in [(&cnn, 0, 2), (&head, 1, 1)] {
             let x = Tensor::randn(&[2, 1, 14, 14], 8, &dev).requires_grad_();
-            let (fused, plain) = (Pass::run(m, &x, true), Pass::run(m, &x, false));
+            let (fused, plain) = (Pass::run(m, &x, true, true), Pass::run(m, &x, false, true));
             let what = format!("{} on {}", m.describe(), dev.name());
             assert!(fused.out.iter().any(|&v| v != 0.0), "{what}: a non-trivial output");
             assert_eq!((&fused.out, &fused.grads), (&plain.out, &plain.grads), "{what}: values and gradients");
             if dev.is_gpu() {
-                // Layer by layer, the conv+ReLU pairs are not fused either.
-                assert_eq!(fused.forward + fewer, plain.forward, "{what}: forward launches");
-                assert_eq!(fused.backward + fewer, plain.backward, "{what}: backward launches");
+                assert_eq!(fused.forward + fewer_forward, plain.forward, "{what}: forward launches");
+                assert_eq!(fused.backward + fewer_backward, plain.backward, "{what}: backward launches");
             }
         }
     }

@@ -292,9 +292,11 @@ fn heads_must_divide_the_width() {
 }
 
 /// With dropout off (p = 0, or eval mode), an encoder layer's residual adds
-/// ride in the stores of `out_proj` and `linear2`: the same values and
-/// gradients, bit for bit, as the layer written out with separate adds, and
-/// two launches fewer per layer; pre-norm and post-norm.
+/// ride in the stores of `out_proj` and `linear2`, and its ReLU in
+/// `linear1`'s: the fuser's doing, so the layer written out by hand with
+/// plain ops gets them too (the same launches, the same values and
+/// gradients, bit for bit), and a GPU that does not fuse runs three
+/// launches more forward; pre-norm and post-norm.
 #[test]
 fn transformer_residual_adds_ride_in_the_products_stores() {
     // A device of its own: launches are counted (a shared one counts the
@@ -311,7 +313,7 @@ fn transformer_residual_adds_ride_in_the_products_stores() {
                 .build(&mut init);
             let p: std::collections::HashMap<String, Tensor> = layer.named_parameters().into_iter().collect();
             let ff = |h: &Tensor| {
-                let h = h.linear_relu(&p["linear1.weight"], Some(&p["linear1.bias"]));
+                let h = h.linear(&p["linear1.weight"], Some(&p["linear1.bias"])).relu();
                 h.linear(&p["linear2.weight"], Some(&p["linear2.bias"]))
             };
             let mask = AttentionMask::causal();
@@ -321,14 +323,21 @@ fn transformer_residual_adds_ride_in_the_products_stores() {
                     let x = x + &attn(&layer.norm1.forward(x));
                     &x + &ff(&layer.norm2.forward(&x))
                 } else {
-                    let x = layer.norm1.forward(&(x + &attn(x)));
-                    layer.norm2.forward(&(&x + &ff(&x)))
+                    // Each sum in a statement of its own: a temporary lives
+                    // to the end of its statement, and a product's result
+                    // still held when the norm's launch settles the run
+                    // keeps its reader out of its store.
+                    let s = x + &attn(x);
+                    let x = layer.norm1.forward(&s);
+                    let s = &x + &ff(&x);
+                    layer.norm2.forward(&s)
                 }
             };
-            let run = |fused: bool| {
+            let run = |layered: bool, fuse: bool| {
+                dev.set_fusion(fuse).unwrap();
                 let x = rand(&[2, 5, 16], 7, &dev).requires_grad_();
                 let before = dev.stats().dispatches;
-                let y = if fused { layer.forward_masked(&x, &mask) } else { by_hand(&x) };
+                let y = if layered { layer.forward_masked(&x, &mask) } else { by_hand(&x) };
                 let out = y.to_vec();
                 let launches = dev.stats().dispatches - before;
                 y.square().sum_all().backward();
@@ -340,14 +349,19 @@ fn transformer_residual_adds_ride_in_the_products_stores() {
                         g
                     })
                     .collect();
+                dev.set_fusion(true).unwrap();
                 (out, grads, launches)
             };
-            let ((y, g, fused_launches), (want_y, want_g, plain_launches)) = (run(true), run(false));
+            let (y, g, layer_launches) = run(true, true);
+            let (want_y, want_g, hand_launches) = run(false, true);
+            let (unfused_y, unfused_g, unfused_launches) = run(false, false);
             let what = format!("norm_first={norm_first} on {}", dev.name());
             assert_eq!(y, want_y, "{what}: values");
             assert_eq!(g, want_g, "{what}: gradients");
+            assert_eq!((&y, &g), (&unfused_y, &unfused_g), "{what}: values and gradients unfused");
             if dev.is_gpu() {
-                assert_eq!(fused_launches + 2, plain_launches, "{what}: the two adds are not launches");
+                assert_eq!(layer_launches, hand_launches, "{what}: the layer asks the fuser for nothing");
+                assert_eq!(layer_launches + 3, unfused_launches, "{what}: the two adds and the ReLU are not launches");
             }
         }
     }

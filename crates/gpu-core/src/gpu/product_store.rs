@@ -1,0 +1,61 @@
+//! A deferred product's store as the fuser sees it (see `tails.rs`): the
+//! tail it can take and the launch it rebuilds for one. The op that
+//! recorded the product implements [`ProductStore`] (`ops::matmul`), so the
+//! recorder knows no op.
+
+use smallvec::SmallVec;
+
+use super::window::Window;
+use crate::kernels::unary::UnaryOp;
+
+/// What a product's store does after its own epilogue, as the fuser found it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Tail {
+    /// An op of the unary table applied to the stored values.
+    pub activation: Option<UnaryOp>,
+    /// Whether the values before the activation are stored too.
+    pub pre: bool,
+    /// Whether a residual is added last.
+    pub residual: bool,
+}
+
+/// What a product's store can take in its tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Takes {
+    /// Any op of the unary table, the values before it stored or not.
+    pub activation: bool,
+    /// A ReLU whose input nothing holds (the store's `relu` switch).
+    pub relu: bool,
+    /// A residual.
+    pub residual: bool,
+}
+
+/// One launch of a product with its tail: what the recorder binds and runs.
+/// Its inputs are the deferred launch's, then the residual (the first input
+/// again when there is none); its outputs the result, then, with
+/// `binds_pre`, the values before the activation.
+pub(crate) struct ProductLaunch {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: SmallVec<[(&'static str, f64); 32]>,
+    pub params: SmallVec<[u32; 64]>,
+    /// Per binding (the deferred launch's inputs, then the outputs).
+    pub windows: SmallVec<[Option<Window>; 8]>,
+    pub workgroups: u32,
+    /// Whether it binds a second output after the result (the values
+    /// before the activation; the result fills it when they are not stored).
+    pub binds_pre: bool,
+}
+
+/// A deferred product's launch, rebuilt for a tail: implemented by the op
+/// that recorded it (the matmul's store, `ops::matmul`), so the recorder
+/// knows no op.
+pub(crate) trait ProductStore: Send {
+    /// What the store can take.
+    fn takes(&self) -> Takes;
+    /// The constants of its launch without a tail (what a replay matches
+    /// it by; the deferred launch keeps none of its own).
+    fn constants(&self) -> &[(&'static str, f64)];
+    /// The launch storing the result through `tail`.
+    fn launch(&self, tail: &Tail) -> ProductLaunch;
+}

@@ -1,0 +1,126 @@
+//! The fuser's second rule: elementwise launches that read a product's
+//! result merge into the product's store (its *tail*), so that
+//! `relu(x @ w + b)`, `gelu(x @ w + b)` and `r + (x @ w + b)` are one
+//! launch each, whoever wrote them: the layers and the user write the
+//! plain ops, and the fuser finds the epilogue at the settle.
+//!
+//! A product that one launch binds whole and stores as f32 is deferred like
+//! an elementwise launch ([`Node::Product`], carrying a [`ProductStore`]
+//! that can rebuild its launch with a tail, `product_store.rs`). At the settle, [`tails`]
+//! follows its result through the run: while the value so far has exactly
+//! one reader in the run, which reads it densely (element `i` for element
+//! `i`), the reader merges into the store when it is
+//! - an op of the unary table, first in the tail: the activation. When a
+//!   tensor holds the value before it (a gradient reads it: a GELU's input)
+//!   the store writes it too; a ReLU with nothing holding its input is the
+//!   store's own `relu` switch (no new pipeline);
+//! - an add of a dense tensor of the same size, last in the tail: the
+//!   residual (`x + f(x)`), when nothing holds the value before it (the
+//!   store has no place to write it) and the residual is computed before
+//!   the product (it is read by the product's launch, encoded at the
+//!   product's place in the run).
+//!
+//! The merged readers' launches vanish; the last one's output is what the
+//! product's launch writes, and the product's own result buffer is never
+//! backed unless a tensor holds it. Which merges happen depends only on the
+//! run's structure and on which values tensors hold, which the replay key
+//! records (`replay.rs`), so a replayed step merges as its recording did.
+
+use smallvec::SmallVec;
+
+use super::fusion::{held, Access, Deferred, Merge, Node};
+use super::product_store::{Tail, Takes};
+use crate::kernels::binary::BinaryOp;
+use crate::kernels::unary::UnaryOp;
+
+/// Which launches of a run a product's tail merged, and where its buffers are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TailPlan {
+    pub tail: Tail,
+    /// The merged readers, in order; the last one's output is the result.
+    pub absorbed: SmallVec<[usize; 2]>,
+    /// The launch whose output holds the values before the activation.
+    pub pre: Option<usize>,
+    /// The residual: input `slot` of launch `launch`.
+    pub residual: Option<(usize, usize)>,
+}
+
+/// The tail of every product in `run` (`None` for other launches), with the
+/// elementwise merges in `into` that a merged reader took part in undone:
+/// its producers are computed and stored before the product, and it is not
+/// computed inside a later consumer.
+pub(crate) fn tails(run: &[Deferred], into: &mut [Option<Merge>]) -> Vec<Option<TailPlan>> {
+    let mut plans: Vec<Option<TailPlan>> = (0..run.len()).map(|_| None).collect();
+    for p in (0..run.len()).filter(|&p| run[p].product.is_some()) {
+        let plan = tail(run, p);
+        for &c in &plan.absorbed {
+            into[c] = None;
+            for m in into.iter_mut() {
+                if m.is_some_and(|m| m.consumer == c) {
+                    *m = None;
+                }
+            }
+        }
+        plans[p] = Some(plan);
+    }
+    plans
+}
+
+/// The launches of `run` after `from` that read its output: (launch, slot).
+fn readers(run: &[Deferred], from: usize) -> SmallVec<[(usize, usize); 2]> {
+    let id = run[from].output.id();
+    let mut found = SmallVec::new();
+    for (c, d) in run.iter().enumerate().skip(from + 1) {
+        for (slot, b) in d.inputs.iter().enumerate() {
+            if b.id() == id {
+                found.push((c, slot));
+            }
+        }
+    }
+    found
+}
+
+/// The tail of product `p`.
+fn tail(run: &[Deferred], p: usize) -> TailPlan {
+    let takes =
+        run[p].product.as_ref().map_or(Takes { activation: false, relu: false, residual: false }, |s| s.takes());
+    let n = run[p].fusable.n;
+    let mut plan = TailPlan::default();
+    let mut at = p;
+    loop {
+        let [(c, slot)] = readers(run, at)[..] else { break };
+        let d = &run[c];
+        if d.fusable.access[slot] != Access::Dense || d.fusable.n != n || d.product.is_some() {
+            break;
+        }
+        let (t, holds) = (&mut plan.tail, held(&run[at]));
+        match d.fusable.node {
+            Node::Unary(op) if t.activation.is_none() && !t.residual => {
+                if op == UnaryOp::Relu && !holds && (takes.relu || takes.activation) {
+                    t.activation = Some(op);
+                } else if takes.activation {
+                    (t.activation, t.pre) = (Some(op), holds);
+                    plan.pre = holds.then_some(at);
+                } else {
+                    break;
+                }
+            }
+            Node::Binary(BinaryOp::Add) if !t.residual && !holds && takes.residual => {
+                let other = 1 - slot;
+                let r = &d.inputs[other];
+                // Computed before the product (or outside the run), and
+                // an f32 tensor of the result's size read densely.
+                let early = run[..c].iter().rposition(|q| q.output.id() == r.id()).is_none_or(|q| q < p);
+                if !early || d.fusable.access[other] != Access::Dense || r.id() == run[at].output.id() {
+                    break;
+                }
+                t.residual = true;
+                plan.residual = Some((c, other));
+            }
+            _ => break,
+        }
+        plan.absorbed.push(c);
+        at = c;
+    }
+    plan
+}

@@ -1,0 +1,143 @@
+//! The fuser's product tails (`gpu/tails.rs`): plain elementwise ops that
+//! read a matmul's or a convolution's result merge into its store (a unary
+//! op, then a residual add), one launch where they took several, with the
+//! values of the unfused launches and the CPU twin; what may not merge (a
+//! result read twice, a residual computed after the product, an op a
+//! convolution's store lacks) runs as before with the same values.
+
+use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
+use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
+use wgrad_gpu_core::ops::matmul::matmul;
+use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
+use wgrad_gpu_core::{Buffer, Device, Layout};
+
+const M: usize = 9;
+const K: usize = 13;
+const N: usize = 11;
+
+/// The launches `f` records on `dev` (flushed: the fuser has settled) and
+/// the values of what it returns.
+fn recorded(dev: &Device, f: impl FnOnce(&Device) -> Vec<Buffer>) -> (Vec<Vec<f32>>, u64) {
+    dev.flush().unwrap();
+    let before = dev.stats().dispatches;
+    let out = f(dev);
+    dev.flush().unwrap();
+    let launches = dev.stats().dispatches - before;
+    (out.iter().map(|b| b.to_f32().unwrap()).collect(), launches)
+}
+
+/// `x @ w` for seeded `[M, K]` and `[K, N]` operands.
+fn product(dev: &Device) -> Buffer {
+    let x = Buffer::from_f32(dev, &Rng::new(1).vec(M * K, -1.0, 1.0)).unwrap();
+    let w = Buffer::from_f32(dev, &Rng::new(2).vec(K * N, -1.0, 1.0)).unwrap();
+    matmul(&x, &Layout::contiguous(&[M, K]), &w, &Layout::contiguous(&[K, N])).unwrap().0
+}
+
+fn residual(dev: &Device) -> Buffer {
+    Buffer::from_f32(dev, &Rng::new(3).vec(M * N, -1.0, 1.0)).unwrap()
+}
+
+fn add(a: &Buffer, b: &Buffer) -> Buffer {
+    let dense = Layout::contiguous(&[M * N]);
+    binary(BinaryOp::Add, a, &dense, b, &dense).unwrap().0
+}
+
+/// Runs `f` on a fusing GPU device, a GPU device that does not fuse and the
+/// CPU twin: the fused run takes `want` launches, the values agree.
+fn check(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
+    let Some(fused) = fresh_gpu_or_skip(test) else { return };
+    let plain = fresh_gpu_or_skip(test).unwrap();
+    plain.set_fusion(false).unwrap();
+    let (got, launches) = recorded(&fused, &f);
+    let (unfused, _) = recorded(&plain, &f);
+    let (cpu, _) = recorded(&Device::cpu(), &f);
+    assert_eq!(launches, want, "{what}: launches");
+    for (k, v) in got.iter().enumerate() {
+        assert_close(&format!("{what}: output {k} vs unfused"), v, &unfused[k], 1e-6, 1e-6);
+        assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn a_unary_op_and_a_residual_merge_into_the_products_store() {
+    let test = "a_unary_op_and_a_residual_merge_into_the_products_store";
+    for op in [UnaryOp::Relu, UnaryOp::Gelu, UnaryOp::Tanh, UnaryOp::LeakyRelu(0.2)] {
+        check(test, &format!("{op:?}(x @ w)"), 1, |d| vec![unary(op, &product(d), M * N).unwrap()]);
+        check(test, &format!("r + {op:?}(x @ w)"), 1, |d| {
+            let r = residual(d);
+            vec![add(&r, &unary(op, &product(d), M * N).unwrap())]
+        });
+    }
+    check(test, "(x @ w) + r", 1, |d| {
+        let r = residual(d);
+        vec![add(&product(d), &r)]
+    });
+}
+
+#[test]
+fn values_a_tensor_holds_are_stored_or_end_the_tail() {
+    let test = "values_a_tensor_holds_are_stored_or_end_the_tail";
+    // The product's sums held (a gradient would read them): a GELU stores
+    // them beside its result, a ReLU too (through the `_act` variant).
+    for op in [UnaryOp::Gelu, UnaryOp::Relu] {
+        check(test, &format!("{op:?} of a held product"), 1, |d| {
+            let y = product(d);
+            let z = unary(op, &y, M * N).unwrap();
+            vec![y, z]
+        });
+    }
+    // The activation's result held: the residual has no place to store it
+    // before the add, so the add runs on its own.
+    check(test, "r + gelu(x @ w), gelu held", 2, |d| {
+        let r = residual(d);
+        let z = unary(UnaryOp::Gelu, &product(d), M * N).unwrap();
+        let s = add(&r, &z);
+        vec![z, s]
+    });
+}
+
+#[test]
+fn readers_that_cannot_merge_run_as_before() {
+    let test = "readers_that_cannot_merge_run_as_before";
+    // Read twice: the product is stored, the readers fuse with neither.
+    check(test, "two readers", 3, |d| {
+        let y = product(d);
+        vec![unary(UnaryOp::Exp, &y, M * N).unwrap(), unary(UnaryOp::Neg, &y, M * N).unwrap()]
+    });
+    // A residual computed after the product: the product's launch,
+    // encoded first, could not read it (it is computed inside the add).
+    check(test, "a late residual", 2, |d| {
+        let y = product(d);
+        let r = unary(UnaryOp::Neg, &residual(d), M * N).unwrap();
+        vec![add(&y, &r)]
+    });
+    // A product read through a broadcast: not element for element.
+    check(test, "a broadcast read", 2, |d| {
+        let y = product(d);
+        let row = Buffer::from_f32(d, &Rng::new(4).vec(M * N, -1.0, 1.0)).unwrap();
+        let first_row = Layout::contiguous(&[M, N]).narrow(0, 0, 1).unwrap().broadcast_to(&[M, N]).unwrap();
+        let (s, _) = binary(BinaryOp::Add, &row, &Layout::contiguous(&[M, N]), &y, &first_row).unwrap();
+        vec![s]
+    });
+}
+
+#[test]
+fn a_convolution_takes_a_relu_and_nothing_else() {
+    let test = "a_convolution_takes_a_relu_and_nothing_else";
+    let geo = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(2, 3, (6, 5), (3, 3))
+    };
+    let (oc, elements) = (4, 2 * 4 * 6 * 5);
+    let conv = |d: &Device| {
+        let x = Buffer::from_f32(d, &Rng::new(5).vec(2 * 3 * 6 * 5, -1.0, 1.0)).unwrap();
+        let w = Buffer::from_f32(d, &Rng::new(6).vec(oc * 3 * 9, -1.0, 1.0)).unwrap();
+        conv2d(&x, &w, oc, &geo, &ConvOptions::default()).unwrap()
+    };
+    check(test, "relu(conv)", 1, |d| vec![unary(UnaryOp::Relu, &conv(d), elements).unwrap()]);
+    check(test, "gelu(conv)", 2, |d| vec![unary(UnaryOp::Gelu, &conv(d), elements).unwrap()]);
+}
