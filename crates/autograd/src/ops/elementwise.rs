@@ -27,13 +27,24 @@ impl Tensor {
         let n = self.numel();
         let layout = Layout::contiguous(&self.shape());
         let y = expect("unary", in_f32(io, n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
-        // A ReLU's rule reads its output only: `y > 0` exactly where x was
-        // (the derivative's x read as y), so its input can be freed.
+        // The rule keeps what the derivative's row reads (`v`, `y`): a
+        // ReLU only its output (`y > 0` exactly where x was, so its x is
+        // read as y), an op that reads neither its input (bound for both,
+        // so that the gradient, bound once, still fuses with its producer).
+        // A value not kept is bound as the one kept (never read).
+        let (reads_x, reads_y) = op.derivative_reads();
         let relu = op == UnaryOp::Relu;
-        let saves = if relu { Saves::inputs([false]).and_output() } else { Saves::ALL };
+        let (keep_x, keep_y) = (!relu && (reads_x || !reads_y), relu || reads_y);
+        let saves = Saves::inputs([keep_x]);
+        let saves = if keep_y { saves.and_output() } else { saves };
         Tensor::from_op_saving(op.op_name(), y, layout, dtype, &[self], saves, move |g, inputs, out| {
-            let (y, gb) = (out.dense_buffer(), g.dense_buffer());
-            let x = if relu { y.clone() } else { inputs[0].dense_buffer() };
+            let gb = g.dense_buffer();
+            let kept = |keep: bool, t: &Tensor| keep.then(|| t.dense_buffer());
+            let (x, y) = match (kept(keep_x, &inputs[0]), kept(keep_y, out)) {
+                (Some(x), Some(y)) => (x, y),
+                (Some(v), None) | (None, Some(v)) => (v.clone(), v),
+                (None, None) => unreachable!("a unary rule keeps its input or its output"),
+            };
             let dx = in_f32(io, n, &[&x, &y, &gb], |[x, y, g]| unary::unary_grad(op, x, y, g, n));
             vec![Some(Tensor::from_parts(expect("unary backward", dx), Layout::contiguous(&g.shape()), dtype))]
         })

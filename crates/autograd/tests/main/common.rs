@@ -83,3 +83,15 @@ pub fn close_to_f16_ulps(what: &str, got: &[f32], want_f32: &[f32], ulps: u16) {
         assert!(ok, "{what}: element {i}: got {g}, want {wh} (the F32 op's value rounded)");
     }
 }
+
+/// `f`'s result and the device memory it holds once the recorded work has
+/// run (live bytes after minus before; buffers come from a pool in rounded
+/// sizes, so compare with another result's figure, not with a size).
+pub fn bytes_held(dev: &Device, f: impl FnOnce() -> Tensor) -> (Tensor, u64) {
+    dev.synchronize().unwrap();
+    let before = dev.stats().bytes_live;
+    let y = f();
+    dev.synchronize().unwrap();
+    let bytes = dev.stats().bytes_live - before;
+    (y, bytes)
+}

@@ -141,16 +141,7 @@ fn one_forward_launch_keeping_only_what_a_gradient_reads() {
     // weight that needs a gradient, a GELU's input too (its derivative
     // reads it), a ReLU's not (its derivative reads its output).
     let wg = w.clone().requires_grad_();
-    let held = |f: &dyn Fn() -> Tensor| {
-        dev.synchronize().unwrap();
-        let before = dev.stats().bytes_live;
-        let y = f();
-        dev.synchronize().unwrap();
-        let bytes = dev.stats().bytes_live - before;
-        drop(y);
-        bytes
-    };
-    // (Buffers come from a pool in rounded sizes: compare with the result's.)
+    let held = |f: &dyn Fn() -> Tensor| bytes_held(&dev, f).1;
     let alone = held(&|| no_grad(|| x.linear(&wg, Some(&b)).gelu()));
     assert!(alone >= 8 * 12 * 4, "under no_grad, the result alone: {alone} bytes");
     assert_eq!(held(&|| x.linear(&wg, Some(&b)).gelu()), 2 * alone, "gelu: the result and its input");

@@ -1,7 +1,8 @@
-//! A graph node keeps only what its backward rule reads (`graph::Saves`):
-//! the intermediates of `relu(a * b + c)` that no rule reads are freed with
-//! the forward pass, so the fuser writes only the result, as under
-//! `no_grad`; the gradients are those of the CPU reference.
+//! A graph node keeps only what its backward rule reads (`graph::Saves`;
+//! a unary op's, what its derivative's row names): the intermediates of
+//! `relu(a * b + c)` that no rule reads are freed with the forward pass, so
+//! the fuser writes only the result, as under `no_grad`; the gradients are
+//! those of the CPU reference.
 
 use crate::common;
 use common::*;
@@ -30,22 +31,24 @@ fn intermediates_no_rule_reads_are_not_kept() {
     let a = rand(&shape, 1, -1.0, 1.0, &dev).requires_grad_();
     let b = rand(&shape, 2, -1.0, 1.0, &dev);
     let c = rand(&shape, 3, -0.5, 0.5, &dev);
-    let held = |f: &dyn Fn() -> Tensor| {
-        dev.synchronize().unwrap();
-        let before = dev.stats().bytes_live;
-        let y = f();
-        dev.synchronize().unwrap();
-        let bytes = dev.stats().bytes_live - before;
-        (y, bytes)
-    };
-    let (y, alone) = held(&|| no_grad(|| (&(&a * &b) + &c).relu()));
+    let (y, alone) = bytes_held(&dev, || no_grad(|| (&(&a * &b) + &c).relu()));
     assert!(alone >= 64 * 64 * 4, "under no_grad, the result alone: {alone} bytes");
     drop(y);
     // The product's rule reads a and b (held by the caller anyway), the
     // add's nothing, the ReLU's its output: a * b and a * b + c are not
     // kept, so they are never stored (it was three results' bytes).
-    let (y, kept) = held(&|| (&(&a * &b) + &c).relu());
+    let (y, kept) = bytes_held(&dev, || (&(&a * &b) + &c).relu());
     assert_eq!(kept, alone, "with a gradient to come, still the result alone");
+    // A unary rule keeps what its derivative reads: an affine map nothing
+    // but its input (a leaf here), tanh and exp their outputs. Of
+    // `exp(tanh(2a + c))` the tanh's and the exp's results stay (it was
+    // four results' bytes: every rule kept its input and its output).
+    let chain = || (&a.mul_scalar(2.0) + &c).tanh().exp();
+    let (z, alone) = bytes_held(&dev, || no_grad(chain));
+    drop(z);
+    let (z, kept) = bytes_held(&dev, chain);
+    assert_eq!(kept, 2 * alone, "exp(tanh(2a + c)): the tanh's and the exp's results");
+    drop(z);
     // The gradient reaches a through the ReLU's output.
     y.sum_all().backward();
     let want: Vec<f32> = {

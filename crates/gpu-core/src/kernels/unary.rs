@@ -183,6 +183,23 @@ macro_rules! unary_table {
     };
 }
 
+impl UnaryOp {
+    /// Which values the derivative reads, from its WGSL row: the input
+    /// (`v`), the output (`y`). Autograd keeps only those for the backward
+    /// (`Neg`, `Affine` keep nothing, `Exp`, `Tanh`, `Sigmoid` their output).
+    pub fn derivative_reads(self) -> (bool, bool) {
+        let body = self.wgsl_rows().1.body;
+        (names(body, b'v'), names(body, b'y'))
+    }
+}
+
+/// Whether WGSL `text` names the one-letter identifier `id`.
+fn names(text: &str, id: u8) -> bool {
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| b[i] == id && (i == 0 || !ident(b[i - 1])) && b.get(i + 1).is_none_or(|&c| !ident(c)))
+}
+
 /// Where a unary op is defined and differentiable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
@@ -380,3 +397,29 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     ],
     texture_inputs: &[("unary_tex", "*", &[0]), ("unary_grad_tex", "*", &[0, 1, 2])],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The twins read what the WGSL rows name and no more: with the value a
+    /// row does not name replaced by NaN, every derivative is unchanged
+    /// (autograd does not keep that value, `derivative_reads`).
+    #[test]
+    fn derivatives_read_only_what_their_rows_name() {
+        assert_eq!(UnaryOp::Relu.derivative_reads(), (true, false));
+        assert_eq!(UnaryOp::Exp.derivative_reads(), (false, true));
+        assert_eq!(UnaryOp::Affine { scale: 2.0, shift: 1.0 }.derivative_reads(), (false, false));
+        assert_eq!(UnaryOp::Elu(1.0).derivative_reads(), (true, true));
+        for &op in UnaryOp::EXAMPLES {
+            let (reads_v, reads_y) = op.derivative_reads();
+            for v in [0.7f32, 1.3, -0.4, 2.5] {
+                let v = if op.domain() == Domain::Positive { v.abs() } else { v };
+                let y = op.apply(v);
+                let want = op.derivative(v, y);
+                let got = op.derivative(if reads_v { v } else { f32::NAN }, if reads_y { y } else { f32::NAN });
+                assert_eq!(got.to_bits(), want.to_bits(), "{op:?} at {v}: {got} vs {want}");
+            }
+        }
+    }
+}
