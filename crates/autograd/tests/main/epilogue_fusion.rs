@@ -148,3 +148,18 @@ fn one_forward_launch_keeping_only_what_a_gradient_reads() {
     assert_eq!(held(&|| x.linear(&wg, Some(&b)).relu()), alone, "relu: the result alone");
     assert_eq!(held(&|| &r + &x.linear(&wg, Some(&b))), alone, "r + linear: the result alone");
 }
+
+#[test]
+fn a_merged_epilogue_is_one_profiled_launch_named_by_both_ops() {
+    let Some(dev) = fresh_gpu_or_skip("a_merged_epilogue_is_one_profiled_launch_named_by_both_ops") else {
+        return;
+    };
+    let x = rand(&[8, 16], 1, -1.0, 1.0, &dev);
+    let (w, b) = (rand(&[12, 16], 2, -1.0, 1.0, &dev), rand(&[12], 3, -1.0, 1.0, &dev));
+    drop(x.linear(&w, Some(&b)).relu().to_vec()); // warm-up
+    let (y, p) = dev.profile(|| x.linear(&w, Some(&b)).relu().to_vec()).unwrap();
+    assert_eq!(y, x.linear(&w, Some(&b)).relu().to_vec());
+    assert_eq!(p.launches.len(), 1, "{p}");
+    let by_op = p.by_op();
+    assert!(by_op.iter().any(|(n, _)| n.split('+').any(|o| o == "linear") && n.contains("relu")), "{p}");
+}

@@ -309,6 +309,16 @@ impl GpuContext {
         if l.binds_pre {
             outputs.push(plan.pre.map_or(out, |q| run[q].output.wgpu()));
         }
+        if let Some(r) = d.record.filter(|_| !plan.absorbed.is_empty()) {
+            // The merged readers' profile records join the product's.
+            let absorbed: SmallVec<[usize; 2]> = plan.absorbed.iter().filter_map(|&c| run[c].record).collect();
+            let family = plan
+                .absorbed
+                .iter()
+                .fold(format!("{}:{}", l.shader, l.entry), |family, &c| family + "+" + &run[c].fusable.node.name());
+            let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
+            self.profiler.merge(r, &absorbed, family, bytes);
+        }
         let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, inputs.len(), outputs.len());
         let encode = Encode {
             kernel: &kernel,
