@@ -1,6 +1,6 @@
 //! [`Tensor`]: an n-dimensional array on a device that remembers how it was made.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use wgrad_gpu_core::ops::operands::Operands;
@@ -16,31 +16,48 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 ///
 /// Ops record GPU work and return at once; data leaves the device only in
 /// [`to_vec`](Tensor::to_vec) / [`item`](Tensor::item).
-#[derive(Clone)]
 pub struct Tensor {
     pub(crate) inner: Arc<Inner>,
+    /// An *edge* ([`Tensor::edge`]): a handle that does not hold the data.
+    edge: bool,
 }
 
+/// Shared by a tensor's handles: its identity in the graph (its gradient
+/// and the node that made it live as long as any handle does) and its data
+/// (only as long as a handle that holds it does: see `holders`).
 pub(crate) struct Inner {
+    id: u64,
     /// Buffer, view and device. Behind a lock so parameters can be updated
     /// in place (and so that a `Tensor` is unwind-safe: wgpu's handles are
-    /// not). No buffer in an *edge* ([`Tensor::edge`]).
+    /// not). The buffer goes when the last handle holding it does.
     data: RwLock<(Option<Buffer>, Layout, Device)>,
-    meta: Arc<Meta>,
-}
-
-/// A tensor's identity in the graph, shared by the tensor and the edges
-/// that graph nodes hold to it: its gradient and the node that made it
-/// live as long as either does, its data only as long as a tensor holding
-/// the data does.
-struct Meta {
-    id: u64,
+    /// The handles that hold the data (every handle but edges).
+    holders: AtomicUsize,
     dtype: DType,
     requires_grad: bool,
     /// False for results of recorded ops; true for user-made tensors.
     is_leaf: bool,
     grad: Mutex<Option<Tensor>>,
     node: Mutex<Option<Node>>,
+}
+
+impl Clone for Tensor {
+    fn clone(&self) -> Tensor {
+        if !self.edge {
+            self.inner.holders.fetch_add(1, Ordering::Relaxed);
+        }
+        Tensor { inner: self.inner.clone(), edge: self.edge }
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        // The last handle holding the data frees it; edges (graph nodes'
+        // references to values no rule reads) keep only the identity.
+        if !self.edge && self.inner.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.data.write().unwrap().0 = None;
+        }
+    }
 }
 
 /// What an edge says when its data is read: a backward rule read a value
@@ -82,15 +99,17 @@ impl Tensor {
         node: Option<Node>,
     ) -> Tensor {
         let device = buffer.device().clone();
-        let meta = Meta {
+        let inner = Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            data: RwLock::new((Some(buffer), layout, device)),
+            holders: AtomicUsize::new(1),
             dtype,
             requires_grad,
             is_leaf,
             grad: Mutex::new(None),
             node: Mutex::new(node),
         };
-        Tensor { inner: Arc::new(Inner { data: RwLock::new((Some(buffer), layout, device)), meta: Arc::new(meta) }) }
+        Tensor { inner: Arc::new(inner), edge: false }
     }
 
     /// This tensor as a graph node's input whose data the node's backward
@@ -99,15 +118,16 @@ impl Tensor {
     /// the tensor lets the data go as soon as nothing else needs it, as
     /// PyTorch frees what no `grad_fn` saved, so the fuser need not store
     /// it (`relu(a + b)` under autograd writes only the ReLU's output).
-    /// Reading an edge's data panics.
+    /// Reading an edge's data panics, whether or not another handle
+    /// still holds it (so a rule that reads what it did not declare fails
+    /// in every run).
     pub(crate) fn edge(&self) -> Tensor {
-        let (layout, device) = (self.layout(), self.device());
-        Tensor { inner: Arc::new(Inner { data: RwLock::new((None, layout, device)), meta: self.inner.meta.clone() }) }
+        Tensor { inner: self.inner.clone(), edge: true }
     }
 
-    /// Whether this tensor holds data (every tensor but an [`edge`](Self::edge)).
+    /// Whether this handle holds data (every tensor but an [`edge`](Self::edge)).
     pub(crate) fn has_data(&self) -> bool {
-        self.inner.data.read().unwrap().0.is_some()
+        !self.edge
     }
 
     /// The result of an op: records a graph node when gradients are enabled
@@ -249,7 +269,7 @@ impl Tensor {
 
     /// A process-unique id (graph bookkeeping).
     pub fn id(&self) -> u64 {
-        self.inner.meta.id
+        self.inner.id
     }
 
     /// Size of each dimension (a [`Dims`]: derefs to `&[usize]`, allocates
@@ -275,7 +295,7 @@ impl Tensor {
 
     /// Element type.
     pub fn dtype(&self) -> DType {
-        self.inner.meta.dtype
+        self.inner.dtype
     }
 
     /// The device holding the data.
@@ -285,15 +305,16 @@ impl Tensor {
 
     /// The underlying buffer and view.
     pub fn buffer_and_layout(&self) -> (Buffer, Layout) {
+        assert!(!self.edge, "{EDGE_HAS_NO_DATA}");
         let data = self.inner.data.read().unwrap();
-        (data.0.clone().expect(EDGE_HAS_NO_DATA), data.1.clone())
+        (data.0.clone().expect("wgrad internal: a tensor's data was freed while a handle held it"), data.1.clone())
     }
 
     /// Whether this tensor views `buffer` through `layout` (no clone of
     /// either, unlike comparing [`buffer_and_layout`](Self::buffer_and_layout)).
     pub fn is_view(&self, buffer: &Buffer, layout: &Layout) -> bool {
         let data = self.inner.data.read().unwrap();
-        data.0.as_ref().is_some_and(|b| b.same_as(buffer)) && data.1 == *layout
+        !self.edge && data.0.as_ref().is_some_and(|b| b.same_as(buffer)) && data.1 == *layout
     }
 
     /// The view over the buffer.
@@ -489,7 +510,7 @@ impl Tensor {
 
     /// Whether gradients flow to (or through) this tensor.
     pub fn requires_grad(&self) -> bool {
-        self.inner.meta.requires_grad
+        self.inner.requires_grad
     }
 
     /// A leaf sharing this data that requires a gradient (a parameter).
@@ -504,7 +525,7 @@ impl Tensor {
 
     /// True for tensors made by the user (not by a recorded op).
     pub fn is_leaf(&self) -> bool {
-        self.inner.meta.is_leaf
+        self.inner.is_leaf
     }
 
     /// The same data, cut from the graph (never requires a gradient).
@@ -534,21 +555,21 @@ impl Tensor {
 
     /// The accumulated gradient, if a backward pass reached this leaf.
     pub fn grad(&self) -> Option<Tensor> {
-        self.inner.meta.grad.lock().unwrap().clone()
+        self.inner.grad.lock().unwrap().clone()
     }
 
     /// Sets the accumulated gradient (PyTorch's `p.grad = g`); `None` forgets it.
     pub fn set_grad(&self, g: Option<Tensor>) {
-        *self.inner.meta.grad.lock().unwrap() = g;
+        *self.inner.grad.lock().unwrap() = g;
     }
 
     /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
-        *self.inner.meta.grad.lock().unwrap() = None;
+        *self.inner.grad.lock().unwrap() = None;
     }
 
     pub(crate) fn accumulate_grad(&self, g: &Tensor) {
-        let mut slot = self.inner.meta.grad.lock().unwrap();
+        let mut slot = self.inner.grad.lock().unwrap();
         // Gradients may be views (broadcasts); store them dense.
         let g = Tensor::constant(g.dense_buffer(), Layout::contiguous(&g.shape()), DType::F32);
         *slot = Some(match slot.take() {
@@ -598,15 +619,15 @@ impl Tensor {
     }
 
     pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
-        self.inner.meta.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
+        self.inner.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
     }
 
     pub(crate) fn take_node(&self, _retain: bool) -> Option<Node> {
-        self.inner.meta.node.lock().unwrap().take()
+        self.inner.node.lock().unwrap().take()
     }
 
     pub(crate) fn put_node(&self, node: Node) {
-        *self.inner.meta.node.lock().unwrap() = Some(node);
+        *self.inner.node.lock().unwrap() = Some(node);
     }
 
     // ---- in-place updates (optimizers) -------------------------------
