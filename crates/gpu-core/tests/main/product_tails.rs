@@ -141,3 +141,38 @@ fn a_convolution_takes_a_relu_and_nothing_else() {
     check(test, "relu(conv)", 1, |d| vec![unary(UnaryOp::Relu, &conv(d), elements).unwrap()]);
     check(test, "gelu(conv)", 2, |d| vec![unary(UnaryOp::Gelu, &conv(d), elements).unwrap()]);
 }
+
+#[test]
+fn a_replayed_step_merges_as_its_recording_did() {
+    let Some(dev) = fresh_gpu_or_skip("a_replayed_step_merges_as_its_recording_did") else { return };
+    dev.set_replay(true).unwrap();
+    // `gelu(x @ w)`, the product's sums held or not: the replay key holds
+    // whether a tensor holds a value, so each form replays its own plan.
+    let step = |hold: bool| {
+        let before = dev.stats().launches_replayed;
+        let (values, launches) = recorded(&dev, |d| {
+            let y = product(d);
+            let z = unary(UnaryOp::Gelu, &y, M * N).unwrap();
+            if hold {
+                vec![z, y]
+            } else {
+                vec![z]
+            }
+        });
+        (values, launches, dev.stats().launches_replayed - before)
+    };
+    let (first, launches, _) = step(false);
+    assert_eq!(launches, 1);
+    let (again, _, replayed) = step(false);
+    assert_eq!(again, first, "replayed: the same bits");
+    assert!(replayed >= 1, "the second step replays the first's plan");
+    let (held, launches, _) = step(true);
+    assert_eq!(launches, 1, "the sums stored by the same launch");
+    assert_eq!(held[0], first[0]);
+    let (cpu, _) = recorded(&Device::cpu(), |d| vec![product(d)]);
+    assert_close("the held sums", &held[1], &cpu[0], 1e-5, 1e-5);
+    let (held_again, _, replayed) = step(true);
+    assert_eq!(held_again, held);
+    assert!(replayed >= 1);
+    assert_eq!(step(false).0, first, "and back");
+}
