@@ -250,7 +250,7 @@ impl GpuContext {
             .enumerate()
             .map(|(root, (plan, tail))| match plan {
                 _ if into[root].is_some() || absorbed[root] => Root::Absorbed,
-                _ if tail.is_some() => Root::Product(Box::new(tail.unwrap_or_default())),
+                _ if tail.is_some() => self.product_root(&run[root], tail.unwrap_or_default()),
                 None => self.alone_root(std::slice::from_ref(&run[root])),
                 Some(g) => {
                     let kernel = self.pipelines.generated(&self.device, &g.body, g.leaves.len(), 1 + g.stored.len());
@@ -267,7 +267,7 @@ impl GpuContext {
     fn alone_root(&self, alone: &[Deferred]) -> Root {
         let d = &alone[0];
         if d.product.is_some() {
-            return Root::Product(Box::default());
+            return self.product_root(d, TailPlan::default());
         }
         let limit = self.binding_limit();
         let pad = matches!(d.fusable.node, fusion::Node::Pad { .. });
@@ -290,15 +290,33 @@ impl GpuContext {
             Root::Alone(kernel) => self.encode_deferred(batch, &run[root], kernel),
             Root::Fused(g, kernel) => self.encode_fused(batch, run, root, g, kernel),
             Root::AloneGenerated(g, kernel) => self.encode_fused(batch, std::slice::from_ref(&run[root]), 0, g, kernel),
-            Root::Product(plan) => self.encode_product(batch, run, root, plan),
+            Root::Product(plan, kernel) => self.encode_product(batch, run, root, plan, kernel),
         }
+    }
+
+    /// How deferred product `d` runs with `plan`'s tail: the plan and its
+    /// kernel, looked up once (a replayed step reuses both).
+    fn product_root(&self, d: &Deferred, plan: TailPlan) -> Root {
+        let store = d.product.as_ref().expect("wgrad internal: a product's root without its store");
+        let l = store.launch(&plan.tail);
+        let outputs = 1 + usize::from(l.binds_pre);
+        // Its inputs, then the residual's binding.
+        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, d.inputs.len() + 1, outputs);
+        Root::Product(Box::new(plan), kernel)
     }
 
     /// Encodes product `p` of `run` storing through its tail: one launch
     /// writing the last merged reader's output (the product's own when
     /// none), the values before the activation where a tensor holds them,
     /// the residual bound after the inputs.
-    fn encode_product(&self, batch: &mut Batch, run: &[Deferred], p: usize, plan: &TailPlan) -> Result<()> {
+    fn encode_product(
+        &self,
+        batch: &mut Batch,
+        run: &[Deferred],
+        p: usize,
+        plan: &TailPlan,
+        kernel: &Kernel,
+    ) -> Result<()> {
         let d = &run[p];
         let store = d.product.as_ref().expect("wgrad internal: a product's root without its store");
         let l = store.launch(&plan.tail);
@@ -319,9 +337,8 @@ impl GpuContext {
             let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
             self.profiler.merge(r, &absorbed, family, bytes);
         }
-        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, inputs.len(), outputs.len());
         let encode = Encode {
-            kernel: &kernel,
+            kernel,
             record: d.record,
             label: l.shader,
             params: &l.params,

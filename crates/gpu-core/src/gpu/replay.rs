@@ -215,8 +215,9 @@ pub(crate) enum Root {
     /// kernel of its own) or a launch binding a buffer past the binding
     /// limit (run in ranges). Its leaves index the one-launch run.
     AloneGenerated(Box<Generated>, Arc<Kernel>),
-    /// A deferred product, storing through the tail it merged (`tails.rs`).
-    Product(Box<TailPlan>),
+    /// A deferred product, storing through the tail it merged (`tails.rs`),
+    /// and the kernel that tail runs on.
+    Product(Box<TailPlan>, Arc<Kernel>),
 }
 
 /// What settling one elementwise run decided.
