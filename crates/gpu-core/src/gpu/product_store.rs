@@ -51,6 +51,9 @@ pub(crate) struct ProductLaunch {
 /// that recorded it (the matmul's store, `ops::matmul`), so the recorder
 /// knows no op.
 pub(crate) trait ProductStore: Send {
+    /// Its shader, entry point and workgroups without a tail (the deferred
+    /// launch's, for profiles and the replay key).
+    fn recorded(&self) -> (&'static str, &'static str, u32);
     /// What the store can take.
     fn takes(&self) -> Takes;
     /// The constants of its launch without a tail (what a replay matches

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::params::Params;
 use crate::gpu::fusion::{Access, Deferred, Fusable, Node};
-use crate::gpu::product_store::{ProductStore, Tail};
+use crate::gpu::product_store::ProductStore;
 use crate::gpu::window::Window;
 use crate::gpu::workgroups::groups;
 use crate::gpu::{GpuContext, Launch};
@@ -177,17 +177,17 @@ pub(crate) fn dispatch_product(
     elements: usize,
     store: Box<dyn ProductStore>,
 ) -> Result<()> {
-    let l = store.launch(&Tail::default());
+    let (shader, entry, workgroups) = store.recorded();
     // Its constants and parameters stay with the store (no copies: a
     // product's would not fit the inline room of an elementwise launch's).
     g.defer(Deferred {
-        shader: l.shader,
-        entry: l.entry,
+        shader,
+        entry,
         constants: SmallVec::new(),
         params: SmallVec::new(),
         inputs: inputs.iter().map(|b| b.handle()).collect(),
         output: output.handle(),
-        workgroups: l.workgroups,
+        workgroups,
         fusable: Fusable { node: Node::Product, n: elements, access: inputs.iter().map(|_| Access::Dense).collect() },
         record: None,
         product: Some(store),

@@ -795,6 +795,10 @@ struct MatmulStore {
 }
 
 impl ProductStore for MatmulStore {
+    fn recorded(&self) -> (&'static str, &'static str, u32) {
+        (self.shader, self.entry, self.workgroups)
+    }
+
     fn takes(&self) -> Takes {
         Takes { activation: !self.conv, relu: true, residual: !self.conv }
     }
