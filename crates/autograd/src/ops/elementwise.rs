@@ -27,14 +27,16 @@ impl Tensor {
         let n = self.numel();
         let layout = Layout::contiguous(&self.shape());
         let y = expect("unary", in_f32(io, n, &[&self.dense_buffer()], |[x]| unary::unary(op, x, n)));
-        // The rule keeps what the derivative's row reads (`v`, `y`): a
-        // ReLU only its output (`y > 0` exactly where x was, so its x is
-        // read as y), an op that reads neither its input (bound for both,
-        // so that the gradient, bound once, still fuses with its producer).
-        // A value not kept is bound as the one kept (never read).
+        // The rule keeps what the derivative's row reads (`v`, `y`), and an
+        // op that reads neither its input (bound for both, so that the
+        // gradient, bound once, still fuses with its producer). A value not
+        // kept is bound as the one kept (never read), unless that is a
+        // view's dense copy made at backward time: bound twice, the fuser
+        // could not compute the copy inside the gradient's kernel (a
+        // launch more), so the output is kept to bind instead.
         let (reads_x, reads_y) = op.derivative_reads();
-        let relu = op == UnaryOp::Relu;
-        let (keep_x, keep_y) = (!relu && (reads_x || !reads_y), relu || reads_y);
+        let keep_x = reads_x || !reads_y;
+        let keep_y = reads_y || !self.layout().is_contiguous();
         let saves = Saves::inputs([keep_x]);
         let saves = if keep_y { saves.and_output() } else { saves };
         Tensor::from_op_saving(op.op_name(), y, layout, dtype, &[self], saves, move |g, inputs, out| {

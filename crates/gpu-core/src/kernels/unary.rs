@@ -294,7 +294,7 @@ unary_table! {
     /// max(x, 0)
     Relu example()
         f: "max(v, 0.0)" => v.max(0.0);
-        df: "select(0.0, 1.0, v > 0.0)" => step(v > 0.0, 1.0, 0.0);
+        df: "select(0.0, 1.0, y > 0.0)" => step(y > 0.0, 1.0, 0.0);
     /// x if x > 0 else slope·x
     LeakyRelu(slope) example(0.01)
         f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
@@ -407,7 +407,9 @@ mod tests {
     /// (autograd does not keep that value, `derivative_reads`).
     #[test]
     fn derivatives_read_only_what_their_rows_name() {
-        assert_eq!(UnaryOp::Relu.derivative_reads(), (true, false));
+        // y > 0 exactly where v > 0: a ReLU's gradient needs only its output.
+        assert_eq!(UnaryOp::Relu.derivative_reads(), (false, true));
+        assert_eq!(UnaryOp::Square.derivative_reads(), (true, false));
         assert_eq!(UnaryOp::Exp.derivative_reads(), (false, true));
         assert_eq!(UnaryOp::Affine { scale: 2.0, shift: 1.0 }.derivative_reads(), (false, false));
         assert_eq!(UnaryOp::Elu(1.0).derivative_reads(), (true, true));
