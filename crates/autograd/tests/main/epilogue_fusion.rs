@@ -45,6 +45,11 @@ fn same_everywhere(test: &str, what: &str, make: &dyn Fn(&Device) -> Vec<Tensor>
     }
 }
 
+/// An input `[8, 16]` and a layer's weight `[12, 16]` and bias.
+fn layer(dev: &Device) -> (Tensor, Tensor, Tensor) {
+    (rand(&[8, 16], 1, -1.0, 1.0, dev), rand(&[12, 16], 2, -1.0, 1.0, dev), rand(&[12], 3, -1.0, 1.0, dev))
+}
+
 fn linear_inputs(xs: &[usize]) -> impl Fn(&Device) -> Vec<Tensor> + '_ {
     move |dev| vec![rand(xs, 1, -1.5, 1.5, dev), rand(&[11, 9], 2, -0.5, 0.5, dev), rand(&[11], 3, -0.5, 0.5, dev)]
 }
@@ -120,8 +125,7 @@ fn one_forward_launch_keeping_only_what_a_gradient_reads() {
     let Some(dev) = fresh_gpu_or_skip("one_forward_launch_keeping_only_what_a_gradient_reads") else {
         return;
     };
-    let x = rand(&[8, 16], 1, -1.0, 1.0, &dev);
-    let (w, b) = (rand(&[12, 16], 2, -1.0, 1.0, &dev), rand(&[12], 3, -1.0, 1.0, &dev));
+    let (x, w, b) = layer(&dev);
     let r = rand(&[8, 12], 4, -1.0, 1.0, &dev);
     let conv_x = rand(&[2, 3, 6, 5], 5, -1.0, 1.0, &dev);
     let conv_w = rand(&[4, 3, 3, 3], 6, -1.0, 1.0, &dev);
@@ -154,8 +158,7 @@ fn a_merged_epilogue_is_one_profiled_launch_named_by_both_ops() {
     let Some(dev) = fresh_gpu_or_skip("a_merged_epilogue_is_one_profiled_launch_named_by_both_ops") else {
         return;
     };
-    let x = rand(&[8, 16], 1, -1.0, 1.0, &dev);
-    let (w, b) = (rand(&[12, 16], 2, -1.0, 1.0, &dev), rand(&[12], 3, -1.0, 1.0, &dev));
+    let (x, w, b) = layer(&dev);
     drop(x.linear(&w, Some(&b)).relu().to_vec()); // warm-up
     let (y, p) = dev.profile(|| x.linear(&w, Some(&b)).relu().to_vec()).unwrap();
     assert_eq!(y, x.linear(&w, Some(&b)).relu().to_vec());

@@ -19,13 +19,12 @@ pub(crate) struct Tail {
     pub residual: bool,
 }
 
-/// What a product's store can take in its tail.
+/// What a product's store can take in its tail besides a ReLU whose input
+/// nothing holds, which every store takes (its `relu` switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Takes {
     /// Any op of the unary table, the values before it stored or not.
     pub activation: bool,
-    /// A ReLU whose input nothing holds (the store's `relu` switch).
-    pub relu: bool,
     /// A residual.
     pub residual: bool,
 }

@@ -230,9 +230,7 @@ impl GpuContext {
     /// absorbs becomes one launch, fused with the producers it absorbed.
     fn plan_run(&self, run: &[Deferred]) -> Vec<Root> {
         let mut into = fusion::merges(run);
-        let tails = tails::tails(run, &mut into);
-        let absorbed: Vec<bool> =
-            (0..run.len()).map(|c| tails.iter().flatten().any(|t| t.absorbed.contains(&c))).collect();
+        let (tails, absorbed) = tails::tails(run, &mut into);
         let max_buffers = (self.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_BUFFERS);
         // Planned from the last launch back: cutting an oversized kernel
         // frees only earlier producers, which are then planned in turn.

@@ -45,15 +45,18 @@ pub(crate) struct TailPlan {
     pub residual: Option<(usize, usize)>,
 }
 
-/// The tail of every product in `run` (`None` for other launches), with the
-/// elementwise merges in `into` that a merged reader took part in undone:
-/// its producers are computed and stored before the product, and it is not
-/// computed inside a later consumer.
-pub(crate) fn tails(run: &[Deferred], into: &mut [Option<Merge>]) -> Vec<Option<TailPlan>> {
+/// The tail of every product in `run` (`None` for other launches) and
+/// whether each launch is merged into one, with the elementwise merges in
+/// `into` that a merged reader took part in undone: its producers are
+/// computed and stored before the product, and it is not computed inside a
+/// later consumer.
+pub(crate) fn tails(run: &[Deferred], into: &mut [Option<Merge>]) -> (Vec<Option<TailPlan>>, Vec<bool>) {
     let mut plans: Vec<Option<TailPlan>> = (0..run.len()).map(|_| None).collect();
+    let mut absorbed = vec![false; run.len()];
     for p in (0..run.len()).filter(|&p| run[p].product.is_some()) {
         let plan = tail(run, p);
         for &c in &plan.absorbed {
+            absorbed[c] = true;
             into[c] = None;
             for m in into.iter_mut() {
                 if m.is_some_and(|m| m.consumer == c) {
@@ -63,7 +66,7 @@ pub(crate) fn tails(run: &[Deferred], into: &mut [Option<Merge>]) -> Vec<Option<
         }
         plans[p] = Some(plan);
     }
-    plans
+    (plans, absorbed)
 }
 
 /// The launches of `run` after `from` that read its output: (launch, slot).
@@ -82,8 +85,7 @@ fn readers(run: &[Deferred], from: usize) -> SmallVec<[(usize, usize); 2]> {
 
 /// The tail of product `p`.
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
-    let takes =
-        run[p].product.as_ref().map_or(Takes { activation: false, relu: false, residual: false }, |s| s.takes());
+    let takes = run[p].product.as_ref().map_or(Takes { activation: false, residual: false }, |s| s.takes());
     let n = run[p].fusable.n;
     let mut plan = TailPlan::default();
     let mut at = p;
@@ -95,15 +97,12 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
         }
         let (t, holds) = (&mut plan.tail, held(&run[at]));
         match d.fusable.node {
-            Node::Unary(op) if t.activation.is_none() && !t.residual => {
-                if op == UnaryOp::Relu && !holds && (takes.relu || takes.activation) {
-                    t.activation = Some(op);
-                } else if takes.activation {
-                    (t.activation, t.pre) = (Some(op), holds);
-                    plan.pre = holds.then_some(at);
-                } else {
-                    break;
-                }
+            // Every store takes a ReLU whose input nothing holds.
+            Node::Unary(op)
+                if t.activation.is_none() && !t.residual && (takes.activation || op == UnaryOp::Relu && !holds) =>
+            {
+                (t.activation, t.pre) = (Some(op), holds);
+                plan.pre = holds.then_some(at);
             }
             Node::Binary(BinaryOp::Add) if !t.residual && !holds && takes.residual => {
                 let other = 1 - slot;

@@ -800,7 +800,7 @@ impl ProductStore for MatmulStore {
     }
 
     fn takes(&self) -> Takes {
-        Takes { activation: !self.conv, relu: true, residual: !self.conv }
+        Takes { activation: !self.conv, residual: !self.conv }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -1047,9 +1047,16 @@ impl Job<'_> {
         for (name, d) in CONV_FIELDS.iter().zip(conv_dims) {
             params = params.set_u32(name, d);
         }
-        // What precedes the epilogue's members, kept by a deferred product.
-        let prefix = params.clone();
-        let params = cell_members(epi.params(params), cell.map_or([0; 6], |c| c.params));
+        // A plain f32 product bound whole waits in the fuser's run, which
+        // may merge its readers into its store (`gpu/tails.rs`): its store
+        // keeps the block up to the epilogue's members (`prefix`) and
+        // finishes it for the tail the fuser finds.
+        let plain = cell.is_none() && epi.residual.is_none() && epi.activation.is_none() && !epi.relu;
+        let defer = plain && binds.out.is_none() && epi.output == Operands::F32 && g.fusion_enabled();
+        let (prefix, params) = match defer {
+            true => (Some(params), Params::new()),
+            false => (None, cell_members(epi.params(params), cell.map_or([0; 6], |c| c.params))),
+        };
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         // Inline: a product's launch sets up to ~30 constants.
         let mut constants: smallvec::SmallVec<[(&str, f64); 32]> = if self.subgroup {
@@ -1176,10 +1183,7 @@ impl Job<'_> {
             let windows = [binds.a, binds.b, bias_window, residual_window, None, None];
             return launch(&inputs, &[out.wgpu(), pre.wgpu()], &windows);
         }
-        // A plain f32 product bound whole waits in the fuser's run, which
-        // may merge its readers into its store (`gpu/tails.rs`).
-        let plain = epi.residual.is_none() && epi.activation.is_none() && !epi.relu;
-        if plain && binds.out.is_none() && epi.output == Operands::F32 && g.fusion_enabled() {
+        if let Some(prefix) = prefix {
             let store = MatmulStore {
                 shader,
                 act_shader,
