@@ -87,6 +87,11 @@ override F16_OUT: bool = false;
 // block's last), and as a parameter its branch in every store slowed
 // ResNet-20's convolutions on lavapipe by 3-4%.
 override RESIDUAL: bool = false;
+// The stored values times ReLU's derivative at `bias` (binding 3, the
+// output's shape, dense f32), last: a ReLU's gradient merged by the fuser
+// into the product computing it (gpu/tails.rs). Only a product without a
+// bias takes it (a gradient's); f32 stores only.
+override RELU_GRAD: bool = false;
 
 struct Params {
     // Coalesced broadcast batch shape and each operand's strides over it.

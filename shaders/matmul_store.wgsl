@@ -60,6 +60,10 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
             if RESIDUAL {
                 x += residual[i + j];
             }
+            if RELU_GRAD {
+                // As unary_grad.wgsl computes it: g · f'(y), NaN kept.
+                x *= select(0.0, 1.0, bias[i + j] > 0.0);
+            }
             c[i + j] = bitcast<u32>(x);
         }
     }

@@ -15,24 +15,35 @@ pub(crate) struct Tail {
     pub activation: Option<UnaryOp>,
     /// Whether the values before the activation are stored too.
     pub pre: bool,
-    /// Whether a residual is added last.
+    /// Whether a residual is added (after the activation, or before it
+    /// where the store says so: [`Takes::residual_first`]).
     pub residual: bool,
+    /// Whether the values are multiplied by ReLU's derivative at a second
+    /// tensor `y` (`v · (y > 0)`, a ReLU's gradient), last.
+    pub relu_grad: bool,
 }
 
 /// What a product's store can take in its tail besides a ReLU whose input
 /// nothing holds, which every store takes (its `relu` switch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Takes {
     /// Any op of the unary table, the values before it stored or not.
     pub activation: bool,
     /// A residual.
     pub residual: bool,
+    /// The residual is added before the activation (batch norm's
+    /// `relu(bn(x) + r)`), not after it (`r + act(x @ w)`).
+    pub residual_first: bool,
+    /// A ReLU's gradient (the backward of `relu(f(x))` where `f`'s
+    /// backward is this product).
+    pub relu_grad: bool,
 }
 
 /// One launch of a product with its tail: what the recorder binds and runs.
-/// Its inputs are the deferred launch's, then the residual (the first input
-/// again when there is none); its outputs the result, then, with
-/// `binds_pre`, the values before the activation.
+/// Its inputs are the deferred launch's, padded with the first one to
+/// `inputs`, with the residual and the ReLU gradient's `y` put in the slots
+/// the store names; its outputs the result, then, with `binds_pre`, the
+/// values before the activation.
 pub(crate) struct ProductLaunch {
     pub shader: &'static str,
     pub entry: &'static str,
@@ -41,13 +52,20 @@ pub(crate) struct ProductLaunch {
     /// Per binding (the deferred launch's inputs, then the outputs).
     pub windows: SmallVec<[Option<Window>; 8]>,
     pub workgroups: u32,
+    /// How many inputs it binds.
+    pub inputs: usize,
+    /// The input slot of the residual, when the tail adds one.
+    pub residual_slot: Option<usize>,
+    /// The input slot of the ReLU gradient's `y`, when the tail has one.
+    pub relu_grad_slot: Option<usize>,
     /// Whether it binds a second output after the result (the values
     /// before the activation; the result fills it when they are not stored).
     pub binds_pre: bool,
 }
 
 /// A deferred product's launch, rebuilt for a tail: implemented by the op
-/// that recorded it (the matmul's store, `ops::matmul`), so the recorder
+/// that recorded it (the matmul's store, `ops::matmul`; batch norm's,
+/// `ops::batch_norm`), so the recorder
 /// knows no op.
 pub(crate) trait ProductStore: Send {
     /// Its shader, entry point and workgroups without a tail (the deferred

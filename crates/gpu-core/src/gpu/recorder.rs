@@ -298,15 +298,14 @@ impl GpuContext {
         let store = d.product.as_ref().expect("wgrad internal: a product's root without its store");
         let l = store.launch(&plan.tail);
         let outputs = 1 + usize::from(l.binds_pre);
-        // Its inputs, then the residual's binding.
-        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, d.inputs.len() + 1, outputs);
+        let kernel = self.pipelines.get(&self.device, l.shader, l.entry, &l.constants, l.inputs, outputs);
         Root::Product(Box::new(plan), kernel)
     }
 
     /// Encodes product `p` of `run` storing through its tail: one launch
     /// writing the last merged reader's output (the product's own when
     /// none), the values before the activation where a tensor holds them,
-    /// the residual bound after the inputs.
+    /// the tail's operands in the slots the store names.
     fn encode_product(
         &self,
         batch: &mut Batch,
@@ -319,7 +318,12 @@ impl GpuContext {
         let store = d.product.as_ref().expect("wgrad internal: a product's root without its store");
         let l = store.launch(&plan.tail);
         let mut inputs: SmallVec<[&wgpu::Buffer; 6]> = d.inputs.iter().map(|b| b.wgpu()).collect();
-        inputs.push(plan.residual.map_or(inputs[0], |(c, slot)| run[c].inputs[slot].wgpu()));
+        inputs.resize(l.inputs, inputs[0]);
+        for (at, operand) in [(l.residual_slot, plan.residual), (l.relu_grad_slot, plan.relu_grad)] {
+            if let (Some(at), Some((c, slot))) = (at, operand) {
+                inputs[at] = run[c].inputs[slot].wgpu();
+            }
+        }
         let out = plan.absorbed.last().map_or(&d.output, |&c| &run[c].output).wgpu();
         let mut outputs: SmallVec<[&wgpu::Buffer; 2]> = smallvec::smallvec![out];
         if l.binds_pre {

@@ -14,11 +14,17 @@
 //!   tensor holds the value before it (a gradient reads it: a GELU's input)
 //!   the store writes it too; a ReLU with nothing holding its input is the
 //!   store's own `relu` switch (no new pipeline);
-//! - an add of a dense tensor of the same size, last in the tail: the
-//!   residual (`x + f(x)`), when nothing holds the value before it (the
-//!   store has no place to write it) and the residual is computed before
-//!   the product (it is read by the product's launch, encoded at the
-//!   product's place in the run).
+//! - an add of a dense tensor of the same size: the residual (`x + f(x)`),
+//!   after the activation, or before it in a store that says so (batch
+//!   norm's `relu(bn(x) + r)`), when nothing holds the value before it
+//!   (the store has no place to write it) and the residual is computed
+//!   before the product (it is read by the product's launch, encoded at
+//!   the product's place in the run);
+//! - a ReLU's gradient `g · (y > 0)` whose `g` is the value, last: the
+//!   backward of `relu(bn(x) + r)` or `max_pool(relu(x))` stores the
+//!   masked gradient straight from the convolution's input gradient or
+//!   the pooling's backward, under the same conditions as the residual
+//!   (`y`, dense, computed before the product; nothing holds `g`).
 //!
 //! The merged readers' launches vanish; the last one's output is what the
 //! product's launch writes, and the product's own result buffer is never
@@ -43,6 +49,8 @@ pub(crate) struct TailPlan {
     pub pre: Option<usize>,
     /// The residual: input `slot` of launch `launch`.
     pub residual: Option<(usize, usize)>,
+    /// The ReLU gradient's `y`: input `slot` of launch `launch`.
+    pub relu_grad: Option<(usize, usize)>,
 }
 
 /// The tail of every product in `run` (`None` for other launches) and
@@ -83,43 +91,63 @@ fn readers(run: &[Deferred], from: usize) -> SmallVec<[(usize, usize); 2]> {
     found
 }
 
-/// The tail of product `p`.
+/// Whether input `slot` of launch `c`, an operand a tail would bind next
+/// to product `p`'s inputs, is read densely and computed before the product
+/// (or outside the run): the product's launch, encoded at its place in the
+/// run, reads it.
+fn ready(run: &[Deferred], p: usize, c: usize, slot: usize) -> bool {
+    let id = run[c].inputs[slot].id();
+    let early = run[..c].iter().rposition(|q| q.output.id() == id).is_none_or(|q| q < p);
+    early && run[c].fusable.access[slot] == Access::Dense
+}
+
+/// The tail of product `p`: its readers merge while each is the value's
+/// only reader, reads it densely, and comes later in the store's order
+/// (activation and residual in the order the store takes them, then a
+/// ReLU's gradient).
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
-    let takes = run[p].product.as_ref().map_or(Takes { activation: false, residual: false }, |s| s.takes());
+    let takes = run[p].product.as_ref().map_or(Takes::default(), |s| s.takes());
+    let (activation_rank, residual_rank) = if takes.residual_first { (2, 1) } else { (1, 2) };
     let n = run[p].fusable.n;
     let mut plan = TailPlan::default();
-    let mut at = p;
+    let (mut at, mut last_rank) = (p, 0);
     loop {
         let [(c, slot)] = readers(run, at)[..] else { break };
         let d = &run[c];
         if d.fusable.access[slot] != Access::Dense || d.fusable.n != n || d.product.is_some() {
             break;
         }
-        let (t, holds) = (&mut plan.tail, held(&run[at]));
+        let holds = held(&run[at]);
+        // Every store takes a ReLU whose input nothing holds; the other
+        // stages store only the result, so nothing may hold what they read.
+        let rank = match d.fusable.node {
+            Node::Unary(op) if takes.activation || op == UnaryOp::Relu && !holds => activation_rank,
+            Node::Binary(BinaryOp::Add) if takes.residual && !holds && ready(run, p, c, 1 - slot) => residual_rank,
+            // Inputs x, y, g: the product's value is the gradient, and the
+            // ReLU's derivative reads y alone.
+            Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 && ready(run, p, c, 1) => 3,
+            _ => break,
+        };
+        if rank <= last_rank {
+            break;
+        }
+        let t = &mut plan.tail;
         match d.fusable.node {
-            // Every store takes a ReLU whose input nothing holds.
-            Node::Unary(op)
-                if t.activation.is_none() && !t.residual && (takes.activation || op == UnaryOp::Relu && !holds) =>
-            {
+            Node::Unary(op) => {
                 (t.activation, t.pre) = (Some(op), holds);
                 plan.pre = holds.then_some(at);
             }
-            Node::Binary(BinaryOp::Add) if !t.residual && !holds && takes.residual => {
-                let other = 1 - slot;
-                let r = &d.inputs[other];
-                // Computed before the product (or outside the run), and
-                // an f32 tensor of the result's size read densely.
-                let early = run[..c].iter().rposition(|q| q.output.id() == r.id()).is_none_or(|q| q < p);
-                if !early || d.fusable.access[other] != Access::Dense || r.id() == run[at].output.id() {
-                    break;
-                }
+            Node::Binary(_) => {
                 t.residual = true;
-                plan.residual = Some((c, other));
+                plan.residual = Some((c, 1 - slot));
             }
-            _ => break,
+            _ => {
+                t.relu_grad = true;
+                plan.relu_grad = Some((c, 1));
+            }
         }
         plan.absorbed.push(c);
-        at = c;
+        (at, last_rank) = (c, rank);
     }
     plan
 }

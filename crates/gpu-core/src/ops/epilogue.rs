@@ -98,6 +98,12 @@ impl Members {
         }
     }
 
+    /// Whether the product adds a bias (binding 3 then holds it, so a
+    /// ReLU gradient's `y` cannot go there).
+    pub(crate) fn has_bias(&self) -> bool {
+        self.bias_axis != 0
+    }
+
     /// The op of the `_act` variants, if any.
     pub(crate) fn activation(&self) -> Option<UnaryOp> {
         self.activation
@@ -189,12 +195,13 @@ impl<'a> Epilogue<'a> {
     }
 
     /// The shaders' override constants (`F16_OUT`: the store's type;
-    /// `RESIDUAL`). The scale, the bias and the ReLU are parameters
-    /// ([`params`](Self::params)), so they add no pipelines; a residual
-    /// does (the few products that take one).
-    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 2] {
+    /// `RESIDUAL`; `RELU_GRAD`, which only the fuser's tails set). The
+    /// scale, the bias and the ReLU are parameters ([`params`](Self::params)),
+    /// so they add no pipelines; a residual does (the few products that
+    /// take one).
+    pub(crate) fn constants(&self, n: usize) -> [(&'static str, f64); 3] {
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
-        [("F16_OUT", flag(self.stores_f16(n))), ("RESIDUAL", flag(self.residual.is_some()))]
+        [("F16_OUT", flag(self.stores_f16(n))), ("RESIDUAL", flag(self.residual.is_some())), ("RELU_GRAD", 0.0)]
     }
 
     /// The `_act` variants' constant (`OP`, the table code), if any.

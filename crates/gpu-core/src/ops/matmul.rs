@@ -790,7 +790,8 @@ struct MatmulStore {
     /// A, B, the bias and the residual (A's window when there is none).
     windows: [Option<Window>; 4],
     workgroups: u32,
-    /// A convolution's store: a ReLU only (no `_act` variant gathers).
+    /// A convolution's store: no activation but the ReLU (no `_act`
+    /// variant gathers).
     conv: bool,
 }
 
@@ -800,7 +801,9 @@ impl ProductStore for MatmulStore {
     }
 
     fn takes(&self) -> Takes {
-        Takes { activation: !self.conv, residual: !self.conv }
+        // A ReLU gradient's y is bound where the bias is: a gradient's
+        // product has none.
+        Takes { activation: !self.conv, residual: true, residual_first: false, relu_grad: !self.members.has_bias() }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -809,8 +812,8 @@ impl ProductStore for MatmulStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        if tail.residual {
-            constants.iter_mut().filter(|c| c.0 == "RESIDUAL").for_each(|c| c.1 = 1.0);
+        for (name, on) in [("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad)] {
+            constants.iter_mut().filter(|c| c.0 == name && on).for_each(|c| c.1 = 1.0);
         }
         let members = self.members.with_tail(tail);
         let act = members.activation();
@@ -819,8 +822,10 @@ impl ProductStore for MatmulStore {
         }
         let params = cell_members(members.write(self.prefix.clone()), [0; 6]);
         let mut windows: smallvec::SmallVec<[Option<Window>; 8]> = self.windows.into_iter().collect();
-        if tail.residual {
-            windows[3] = None;
+        for (slot, on) in [(2, tail.relu_grad), (3, tail.residual)] {
+            if on {
+                windows[slot] = None;
+            }
         }
         ProductLaunch {
             shader: if act.is_some() { self.act_shader } else { self.shader },
@@ -829,6 +834,9 @@ impl ProductStore for MatmulStore {
             params: params.finish().into(),
             windows,
             workgroups: self.workgroups,
+            inputs: 4,
+            residual_slot: Some(3),
+            relu_grad_slot: Some(2),
             binds_pre: act.is_some(),
         }
     }

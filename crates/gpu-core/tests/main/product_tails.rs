@@ -1,6 +1,6 @@
 //! The fuser's product tails (`gpu/tails.rs`): plain elementwise ops that
 //! read a matmul's or a convolution's result merge into its store (a unary
-//! op, then a residual add), one launch where they took several, with the
+//! op, a residual add, a ReLU's gradient), one launch where they took several, with the
 //! values of the unfused launches and the CPU twin; what may not merge (a
 //! result read twice, a residual computed after the product, an op a
 //! convolution's store lacks) runs as before with the same values.
@@ -8,7 +8,7 @@
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::matmul;
-use wgrad_gpu_core::ops::unary::{unary, UnaryOp};
+use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
@@ -123,7 +123,7 @@ fn readers_that_cannot_merge_run_as_before() {
 }
 
 #[test]
-fn a_convolution_takes_a_relu_and_nothing_else() {
+fn a_convolution_takes_a_relu_a_residual_and_a_relu_gradient() {
     let test = "a_convolution_takes_a_relu_and_nothing_else";
     let geo = ConvGeometry {
         pad_top: 1,
@@ -140,6 +140,67 @@ fn a_convolution_takes_a_relu_and_nothing_else() {
     };
     check(test, "relu(conv)", 1, |d| vec![unary(UnaryOp::Relu, &conv(d), elements).unwrap()]);
     check(test, "gelu(conv)", 2, |d| vec![unary(UnaryOp::Gelu, &conv(d), elements).unwrap()]);
+    let r = |d: &Device| Buffer::from_f32(d, &Rng::new(8).vec(elements, -1.0, 1.0)).unwrap();
+    let dense = Layout::contiguous(&[elements]);
+    // (Uploads end a run: operands are uploaded before the product.)
+    check(test, "relu(conv) + r", 1, |d| {
+        let r = r(d);
+        let z = unary(UnaryOp::Relu, &conv(d), elements).unwrap();
+        vec![binary(BinaryOp::Add, &r, &dense, &z, &dense).unwrap().0]
+    });
+    // A ResNet block's backward: the input gradient plus the shortcut's,
+    // through the ReLU before the block.
+    check(test, "relu'(y) · (conv + r)", 1, |d| {
+        let (r, y) = (r(d), relu_output(d, elements));
+        let s = binary(BinaryOp::Add, &conv(d), &dense, &r, &dense).unwrap().0;
+        vec![relu_grad(&y, &s, elements)]
+    });
+}
+
+/// A ReLU's output: seeded values, a third of them zero.
+fn relu_output(dev: &Device, n: usize) -> Buffer {
+    let v: Vec<f32> = Rng::new(7).vec(n, -0.5, 1.0).into_iter().map(|v| v.max(0.0)).collect();
+    Buffer::from_f32(dev, &v).unwrap()
+}
+
+/// ReLU's backward at output `y` for gradient `g` (the autograd rule binds
+/// the output for both values, since the derivative reads only it).
+fn relu_grad(y: &Buffer, g: &Buffer, n: usize) -> Buffer {
+    unary_grad(UnaryOp::Relu, y, y, g, n).unwrap()
+}
+
+#[test]
+fn a_relu_gradient_merges_last_after_a_residual() {
+    let test = "a_relu_gradient_merges_last_after_a_residual";
+    check(test, "relu'(y) · (x @ w)", 1, |d| {
+        let y = relu_output(d, M * N);
+        vec![relu_grad(&y, &product(d), M * N)]
+    });
+    check(test, "relu'(y) · ((x @ w) + r)", 1, |d| {
+        let (y, r) = (relu_output(d, M * N), residual(d));
+        vec![relu_grad(&y, &add(&product(d), &r), M * N)]
+    });
+    // The gradient held (a second reader would read it): not merged.
+    check(test, "relu'(y) · g, g held", 2, |d| {
+        let y = relu_output(d, M * N);
+        let g = product(d);
+        vec![relu_grad(&y, &g, M * N), g]
+    });
+    // y computed after the product: the product's launch could not read
+    // it (and y, read twice by the gradient, is not computed inside it).
+    check(test, "a late y", 3, |d| {
+        let r = residual(d);
+        let g = product(d);
+        let y = unary(UnaryOp::Relu, &r, M * N).unwrap();
+        vec![relu_grad(&y, &g, M * N)]
+    });
+    // A ReLU after the gradient's mask is a new chain, not the store's
+    // activation (the store's order is activation, residual, gradient).
+    check(test, "relu(relu'(y) · (x @ w))", 2, |d| {
+        let y = relu_output(d, M * N);
+        let g = relu_grad(&y, &product(d), M * N);
+        vec![unary(UnaryOp::Relu, &g, M * N).unwrap()]
+    });
 }
 
 #[test]
