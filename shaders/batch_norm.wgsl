@@ -334,8 +334,9 @@ fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
     }
     v += extra;
     if RELU {
-        // NaN stays NaN (as torch.relu): only values below zero clamp.
-        v = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+        // The unary table's ReLU, which the fuser merges here (NaN becomes
+        // 0 there too, unlike torch.relu).
+        v = max(v, vec4<f32>(0.0));
     }
     return v;
 }

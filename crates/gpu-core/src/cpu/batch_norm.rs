@@ -250,8 +250,9 @@ multiversion! {
             out.iter_mut().zip(r).for_each(|(y, &v)| *y += v);
         }
         if relu {
-            // `max` would turn NaN into 0; torch.relu keeps it.
-            out.iter_mut().for_each(|y| *y = if *y < 0.0 { 0.0 } else { *y });
+            // The unary table's ReLU (the fuser merges that op into this
+            // store), so NaN becomes 0 as it does there.
+            out.iter_mut().for_each(|y| *y = y.max(0.0));
         }
     }
 }

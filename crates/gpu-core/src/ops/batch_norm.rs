@@ -30,8 +30,10 @@
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, run_fallible, Kind, Params, ParamsDecl};
+use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::{GpuContext, Launch};
 pub use crate::kernels::batch_norm::ChannelDims;
+use crate::kernels::unary::UnaryOp;
 use crate::{Buffer, Error, Result};
 
 /// `batch_norm.wgsl`'s uniform block.
@@ -152,6 +154,64 @@ pub struct Running<'a> {
     pub var: &'a Buffer,
     /// `running = (1 − momentum)·running + momentum·batch` (PyTorch: 0.1).
     pub momentum: f32,
+}
+
+/// Batch norm's forward launch, rebuilt for the tail the fuser finds
+/// (`gpu/tails.rs`): a residual added (the `_res` entries), then a ReLU
+/// (`RELU`), as a ResNet block ends: `relu(bn(x) + shortcut)`.
+struct ForwardStore {
+    shader: &'static str,
+    /// The `forward4` entries (a channel's run of elements is a multiple of 4).
+    vec4: bool,
+    constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
+    params: smallvec::SmallVec<[u32; 64]>,
+    workgroups: u32,
+}
+
+impl ForwardStore {
+    fn entry(&self, residual: bool) -> &'static str {
+        match (self.vec4, residual) {
+            (false, false) => "forward",
+            (false, true) => "forward_res",
+            (true, false) => "forward4",
+            (true, true) => "forward4_res",
+        }
+    }
+}
+
+impl ProductStore for ForwardStore {
+    fn recorded(&self) -> (&'static str, &'static str, u32) {
+        (self.shader, self.entry(false), self.workgroups)
+    }
+
+    fn takes(&self) -> Takes {
+        Takes { activation: false, residual: true, residual_first: true, relu_grad: false }
+    }
+
+    fn constants(&self) -> &[(&'static str, f64)] {
+        &self.constants
+    }
+
+    fn launch(&self, tail: &Tail) -> ProductLaunch {
+        let mut constants = self.constants.clone();
+        if tail.activation == Some(UnaryOp::Relu) {
+            constants.iter_mut().filter(|c| c.0 == "RELU").for_each(|c| c.1 = 1.0);
+        }
+        ProductLaunch {
+            shader: self.shader,
+            entry: self.entry(tail.residual),
+            constants,
+            params: self.params.clone(),
+            windows: smallvec::SmallVec::new(),
+            workgroups: self.workgroups,
+            // x, the statistics, the weight and the bias (x where absent),
+            // then the residual: bindings 1-5.
+            inputs: 4 + usize::from(tail.residual),
+            residual_slot: Some(4),
+            relu_grad_slot: None,
+            binds_pre: false,
+        }
+    }
 }
 
 /// Per-channel index of flat element `i`.
@@ -406,7 +466,7 @@ pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: 
 /// The fused forward, one launch: `y = act(xhat · weight + bias + residual)`
 /// per element of `x` (`[A, C, B]`), with `weight`/`bias` (`[C]`) and
 /// `residual` (same shape as `x`) each optional, and `act` a ReLU when
-/// `relu` (NaN stays NaN, as `torch.relu`). `x`, `residual` and the
+/// `relu` (the unary table's: NaN becomes 0). `x`, `residual` and the
 /// returned `y` are stored as `io`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
@@ -447,26 +507,34 @@ pub fn batch_norm_forward(
                     batch_norm_forward(xc, sub, centre, weight, bias, rc, relu, io)
                 });
             }
+            let store = ForwardStore {
+                shader: io_shader(g, io, OP, n)?,
+                vec4: d.vec4(),
+                constants: smallvec::smallvec![
+                    ("CENTRE", centre.code()),
+                    ("HAS_WEIGHT", weight.is_some() as u8 as f64),
+                    ("HAS_BIAS", bias.is_some() as u8 as f64),
+                    ("RELU", relu as u8 as f64),
+                ],
+                params: d.params(0.0, 0.0).finish().into(),
+                workgroups: groups(n.div_ceil(d.lanes(io)), 256),
+            };
+            // A plain f32 forward waits in the fuser's run, which may merge
+            // an add and a ReLU reading it into its store (`gpu/tails.rs`).
+            if residual.is_none() && !relu && io == Operands::F32 && g.fusion_enabled() {
+                return super::launch::dispatch_product(g, &inputs, &y, n, Box::new(store));
+            }
+            let l = store.launch(&Tail { residual: residual.is_some(), ..Tail::default() });
             launch(
                 g,
                 Kernel {
-                    shader: io_shader(g, io, OP, n)?,
-                    entry: match (d.vec4(), residual.is_some()) {
-                        (false, false) => "forward",
-                        (false, true) => "forward_res",
-                        (true, false) => "forward4",
-                        (true, true) => "forward4_res",
-                    },
-                    constants: vec![
-                        ("CENTRE", centre.code()),
-                        ("HAS_WEIGHT", weight.is_some() as u8 as f64),
-                        ("HAS_BIAS", bias.is_some() as u8 as f64),
-                        ("RELU", relu as u8 as f64),
-                    ],
+                    shader: l.shader,
+                    entry: l.entry,
+                    constants: l.constants.to_vec(),
                     params: d.params(0.0, 0.0),
                     inputs,
                     outputs: vec![&y],
-                    workgroups: groups(n.div_ceil(d.lanes(io)), 256),
+                    workgroups: l.workgroups,
                 },
             )
         },
@@ -496,8 +564,8 @@ pub fn batch_norm_forward(
                     if let Some(r) = r {
                         v += r[i] as f64;
                     }
-                    if relu && v < 0.0 {
-                        v = 0.0;
+                    if relu {
+                        v = v.max(0.0);
                     }
                     *out = v as f32;
                 }

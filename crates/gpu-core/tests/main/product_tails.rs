@@ -5,6 +5,7 @@
 //! result read twice, a residual computed after the product, an op a
 //! convolution's store lacks) runs as before with the same values.
 
+use wgrad_gpu_core::ops::batch_norm::{batch_norm_forward, Centre, ChannelDims, Operands};
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::matmul;
@@ -201,6 +202,46 @@ fn a_relu_gradient_merges_last_after_a_residual() {
         let g = relu_grad(&y, &product(d), M * N);
         vec![unary(UnaryOp::Relu, &g, M * N).unwrap()]
     });
+}
+
+#[test]
+fn batch_norm_takes_a_residual_then_a_relu() {
+    let test = "batch_norm_takes_a_residual_then_a_relu";
+    // [2, 3, 5]: odd runs (the scalar entries); [2, 3, 8]: the vec4 entries.
+    for inner in [5, 8] {
+        let d = ChannelDims { outer: 2, channels: 3, inner };
+        let n = 2 * 3 * inner;
+        let dense = Layout::contiguous(&[n]);
+        let upload = |dev: &Device, seed: u64, len: usize, lo: f32| {
+            Buffer::from_f32(dev, &Rng::new(seed).vec(len, lo, 1.0)).unwrap()
+        };
+        // x, the statistics [mean; rstd], weight, bias, a residual.
+        let operands = |dev: &Device| {
+            [(9, n, -1.0), (10, 6, 0.5), (11, 3, -1.0), (12, 3, -1.0), (13, n, -1.0)]
+                .map(|(seed, len, lo)| upload(dev, seed, len, lo))
+        };
+        let bn = |[x, stats, w, b, _]: &[Buffer; 5]| {
+            batch_norm_forward(x, d, Centre::Stats(stats), Some(w), Some(b), None, false, Operands::F32).unwrap()
+        };
+        check(test, &format!("relu(bn(x) + r), inner {inner}"), 1, |dev| {
+            let ops = operands(dev);
+            let s = binary(BinaryOp::Add, &bn(&ops), &dense, &ops[4], &dense).unwrap().0;
+            vec![unary(UnaryOp::Relu, &s, n).unwrap()]
+        });
+        check(test, &format!("relu(bn(x)), inner {inner}"), 1, |dev| {
+            vec![unary(UnaryOp::Relu, &bn(&operands(dev)), n).unwrap()]
+        });
+        // The store's order is residual, then ReLU: an add after the ReLU,
+        // or any other activation, runs on its own.
+        check(test, &format!("r + relu(bn(x)), inner {inner}"), 2, |dev| {
+            let ops = operands(dev);
+            let z = unary(UnaryOp::Relu, &bn(&ops), n).unwrap();
+            vec![binary(BinaryOp::Add, &ops[4], &dense, &z, &dense).unwrap().0]
+        });
+        check(test, &format!("tanh(bn(x)), inner {inner}"), 2, |dev| {
+            vec![unary(UnaryOp::Tanh, &bn(&operands(dev)), n).unwrap()]
+        });
+    }
 }
 
 #[test]
