@@ -77,8 +77,7 @@ impl BasicBlock {
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
-        // BN+ReLU and BN+add+ReLU are one fused kernel each.
-        let out = self.bn1.forward_relu(&self.conv1.forward(x));
+        let out = self.bn1.forward(&self.conv1.forward(x)).relu();
         let out = self.conv2.forward(&out);
         let short = match (self.shortcut.as_ref().or(self.downsample.as_ref()), self.zero_pad) {
             (Some(p), _) => p.forward(x),
@@ -93,7 +92,7 @@ impl Module for BasicBlock {
             }
             (None, None) => x.clone(),
         };
-        self.bn2.forward_add_relu(&out, &short)
+        self.bn2.forward(&out).add(&short).relu()
     }
     fn describe(&self) -> String {
         let w = self.conv1.weight.shape();
@@ -141,10 +140,10 @@ impl Bottleneck {
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let out = self.bn1.forward_relu(&self.conv1.forward(x));
-        let out = self.bn2.forward_relu(&self.conv2.forward(&out));
+        let out = self.bn1.forward(&self.conv1.forward(x)).relu();
+        let out = self.bn2.forward(&self.conv2.forward(&out)).relu();
         let short = self.downsample.as_ref().map_or_else(|| x.clone(), |d| d.forward(x));
-        self.bn3.forward_add_relu(&self.conv3.forward(&out), &short)
+        self.bn3.forward(&self.conv3.forward(&out)).add(&short).relu()
     }
     fn describe(&self) -> String {
         let w = self.conv1.weight.shape();
@@ -269,8 +268,7 @@ impl ResNet {
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Tensor {
-        // The stem's ReLU is fused into its batch norm.
-        let mut h = self.bn1.forward_relu(&self.conv1.forward(x));
+        let mut h = self.bn1.forward(&self.conv1.forward(x)).relu();
         if self.imagenet_stem() {
             h = MaxPool2d { kernel: (3, 3), stride: (2, 2), padding: (1, 1), dilation: (1, 1) }.forward(&h);
         }

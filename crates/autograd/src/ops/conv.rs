@@ -325,18 +325,22 @@ impl Tensor {
             // the operands' dtype.
             let gy_buf = gy.dense_buffer();
             let grad = |b: Buffer, shape: &[usize]| dense_as(b, shape, operand_dtype);
-            let dx = inputs[0].requires_grad().then(|| {
-                let (w, epi) = (inputs[1].dense_buffer(), epilogue(None, 1, storage));
-                grad(
-                    expect(OP, conv2d_input_grad(&gy_buf, &w, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi))),
-                    &geo.input_shape(),
-                )
-            });
+            // The weight's first: the input gradient, recorded last, then
+            // shares the fuser's run with what the next rules do to it (a
+            // shortcut's gradient added, a ReLU's mask), which merge into
+            // its store (`gpu/tails.rs`).
             let dw = inputs[1].requires_grad().then(|| {
                 let x = inputs[0].dense_buffer();
                 grad(
                     expect(OP, conv2d_weight_grad(&gy_buf, &x, oc, &geo, &ConvOptions::config(cfg).stored_as(storage))),
                     &ws,
+                )
+            });
+            let dx = inputs[0].requires_grad().then(|| {
+                let (w, epi) = (inputs[1].dense_buffer(), epilogue(None, 1, storage));
+                grad(
+                    expect(OP, conv2d_input_grad(&gy_buf, &w, oc, &geo, &ConvOptions::with_epilogue(cfg, &epi))),
+                    &geo.input_shape(),
                 )
             });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));

@@ -20,6 +20,7 @@ use wgrad_gpu_core::ops::norm;
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
+use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{no_grad, DType, Tensor};
 
@@ -122,7 +123,12 @@ impl Tensor {
         let n_in = inputs.len();
         let layout = Layout::contiguous(&shape);
         let grad_shape = shape.clone();
-        Tensor::from_op_dtype(op, y, layout, dtype, &inputs, move |g, inputs, out| {
+        // The rule reads x and the weight through the buffers it captured,
+        // and the output only for a fused ReLU's mask: a plain output, held
+        // by nothing else, is free for the fuser to merge its readers into
+        // (`relu(bn(x) + r)` one launch).
+        let saves = if relu { Saves::NOTHING.and_output() } else { Saves::NOTHING };
+        Tensor::from_op_saving(op, y, layout, dtype, &inputs, saves, move |g, inputs, out| {
             let wants = |i: Option<usize>| i.is_some_and(|i| inputs[i].requires_grad());
             let dy = g.to_dtype(dtype).dense_buffer();
             let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use wgrad_autograd::{Device, NormEpilogue, Tensor};
+use wgrad_autograd::{Device, Tensor};
 
 use std::marker::PhantomData;
 
@@ -134,27 +134,18 @@ impl BatchNorm {
     }
 }
 
-impl BatchNorm {
-    /// `relu(self.forward(x))` in one fused kernel (forward and backward),
-    /// the conv → BN → ReLU step of a ResNet.
-    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
-        self.forward_with(x, NormEpilogue::relu())
-    }
-
-    /// `relu(self.forward(x) + residual)` in one fused kernel, the end of a
-    /// residual block; `residual` gets its gradient from the same backward.
-    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Tensor {
-        self.forward_with(x, NormEpilogue::add_relu(residual))
-    }
-
-    /// The forward pass followed by `epilogue` (see [`NormEpilogue`]).
-    pub fn forward_with(&self, x: &Tensor, epilogue: NormEpilogue) -> Tensor {
+impl Module for BatchNorm {
+    /// On a GPU, `bn.forward(x).relu()` and `bn.forward(x).add(&r).relu()`
+    /// (a ResNet block's end) are one launch each: the fuser merges the add
+    /// and the ReLU into the normalisation's store, and a ReLU's gradient
+    /// into the store of the product computing it.
+    fn forward(&self, x: &Tensor) -> Tensor {
         let ok = if self.rank == 2 { x.dims() == 4 } else { matches!(x.dims(), 2 | 3) };
         assert!(ok, "{}: unexpected input shape {:?}", self.describe(), x.shape());
         if self.training {
             self.pending.fetch_add(1, Relaxed);
         }
-        x.batch_norm_act(
+        x.batch_norm(
             Some(&self.running_mean),
             Some(&self.running_var),
             self.weight.as_ref(),
@@ -162,14 +153,7 @@ impl BatchNorm {
             self.training,
             self.momentum,
             self.eps,
-            epilogue,
         )
-    }
-}
-
-impl Module for BatchNorm {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with(x, NormEpilogue::default())
     }
     fn describe(&self) -> String {
         format!("BatchNorm{}d({}, eps={}, momentum={})", self.rank, self.running_mean.numel(), self.eps, self.momentum)
