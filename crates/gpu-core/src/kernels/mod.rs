@@ -4,14 +4,21 @@
 //! The fast CPU paths (`cpu/`), the GPU recorder (`gpu/`) and the op
 //! launches (`ops/`) all build on this layer; it names none of them.
 
+pub(crate) mod amp;
 pub(crate) mod attention;
+pub(crate) mod augment;
 pub(crate) mod batch_norm;
 pub(crate) mod binary;
+pub(crate) mod cast;
 pub(crate) mod conv;
+pub(crate) mod convert;
 pub(crate) mod copy;
+pub(crate) mod fill;
 pub(crate) mod index;
 pub(crate) mod matmul;
+pub(crate) mod optim;
 pub(crate) mod pool;
+pub(crate) mod random;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod rows;
