@@ -1,6 +1,7 @@
 //! What each kernel family computes, below every backend: the op
 //! descriptors (op tables, geometry and size structs, path choices) and
-//! the reference pieces that define them, with no device, buffer or wgpu.
+//! the reference twins that define them (`FAMILY.rs`: loops over host
+//! slices), with no device, buffer or wgpu (`tests/main/module_graph.rs`).
 //! The fast CPU paths (`cpu/`), the GPU recorder (`gpu/`) and the op
 //! launches (`ops/`) all build on this layer; it names none of them.
 
