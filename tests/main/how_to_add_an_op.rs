@@ -73,12 +73,18 @@ fn an_elementwise_op_is_a_table_row_and_a_tensor_method() {
 }
 
 #[test]
-fn a_kernel_family_is_its_shader_its_op_file_a_mod_line_and_its_test() {
+fn a_kernel_family_is_its_shader_its_op_file_its_twin_two_mod_lines_and_its_test() {
     let doc = walkthrough();
     for family in ["augment", "convert"] {
         assert!(root().join(format!("shaders/{family}.wgsl")).is_file(), "shaders/{family}.wgsl");
         let op_file = format!("crates/gpu-core/src/ops/{family}.rs");
-        let mut want = vec!["crates/gpu-core/src/ops/mod.rs".to_string(), op_file.clone()];
+        let twin_file = format!("crates/gpu-core/src/kernels/{family}.rs");
+        let mut want = vec![
+            "crates/gpu-core/src/kernels/mod.rs".to_string(),
+            "crates/gpu-core/src/ops/mod.rs".to_string(),
+            op_file.clone(),
+            twin_file,
+        ];
         want.sort();
         assert_eq!(files_naming(&["crates/gpu-core/src"], family), want, "gpu-core's files naming {family}");
         let op = std::fs::read_to_string(root().join(&op_file)).unwrap();
@@ -92,6 +98,8 @@ fn a_kernel_family_is_its_shader_its_op_file_a_mod_line_and_its_test() {
         "shaders/NAME.wgsl",
         "crates/gpu-core/src/ops/NAME.rs",
         "crates/gpu-core/src/ops/mod.rs",
+        "crates/gpu-core/src/kernels/NAME.rs",
+        "crates/gpu-core/src/kernels/mod.rs",
         "crates/gpu-core/tests/main/parity_NAME.rs",
         "ParamsDecl",
     ] {

@@ -1,35 +1,17 @@
 //! Fast attention: per batch·head (split over all cores) the scores as one
 //! sgemm `S = Q Kᵀ`, the masked softmax row by row, and the outputs and
 //! gradients as sgemms over the `Lq × Lk` probabilities, in f32 (the
-//! reference twin in `ops/attention.rs` accumulates in f64 and never holds
+//! reference twin in `kernels/attention.rs` accumulates in f64 and never holds
 //! the score matrix; this path holds one `Lq × Lk` block per running task).
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
-use crate::kernels::attention::AttnDims;
+use crate::kernels::attention::{AttnDims, Inputs};
 
 /// `c = alpha · a (m×k) @ b (k×n)`, `c` dense row-major (overwritten).
 fn product(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {
     gemm((m, k, n), alpha, a, b, 0.0, c, n);
-}
-
-/// What both passes share: the inputs and how a score is masked.
-pub(crate) struct Inputs<'a> {
-    /// `[B·H, Lq, D]`.
-    pub q: &'a [f32],
-    /// `[B·H, Lk, D]`.
-    pub k: &'a [f32],
-    /// `[B·H, Lk, Dv]`.
-    pub v: &'a [f32],
-    /// The additive mask and its (batch, head, query, key) strides.
-    pub mask: Option<(&'a [f32], [usize; 4])>,
-    /// Sizes.
-    pub dims: AttnDims,
-    /// Hide keys `j > i`.
-    pub causal: bool,
-    /// Score scale.
-    pub scale: f32,
 }
 
 impl Inputs<'_> {

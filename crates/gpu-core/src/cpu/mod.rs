@@ -1,6 +1,7 @@
 //! The CPU backend's two kinds of kernel.
 //!
-//! * **Reference twins** live next to each GPU launch in `ops/*.rs`: the
+//! * **Reference twins** live in `kernels/*.rs`, one file per family (batch
+//!   norm's, pooling's and matmul's still in their `ops/*.rs`): the
 //!   definition of the op, loop by loop and single-threaded (f64
 //!   accumulation where the kernel has it). They are the oracle: the GPU
 //!   kernels and the fast paths below are both tested against them, and

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::fast_math::{sigmoid, tanh};
 use super::simd::multiversion;
-use crate::kernels::recurrent::{RecurrentKind, SeqDims, SAVED};
+use crate::kernels::recurrent::{BackwardIn, RecurrentKind, SeqDims, SAVED};
 
 /// Runs `row(b, scratch_row)` for every batch row into `B` scratch rows of
 /// `width`, on all cores when the step is large enough to pay for it.
@@ -81,19 +81,7 @@ pub(crate) fn forward(
     }
 }
 
-/// Read-only inputs of one backward step.
-pub(crate) struct BackwardIn<'a> {
-    /// `dy`, `[T, B, H]`.
-    pub dys: &'a [f32],
-    /// The previous step's `dhw @ W_hh`, if any.
-    pub rec: Option<&'a [f32]>,
-    /// The forward's states.
-    pub st: &'a [f32],
-    /// The forward's saved gates (LSTM, GRU).
-    pub sv: Option<&'a [f32]>,
-}
-
-/// One backward step at time `t` (see `ops::recurrent::cell_backward`):
+/// One backward step at time `t` (see `kernels::recurrent::backward_step`):
 /// writes `dx` (= dxw), `dhw` (GRU) and the carries `ca` (dh | dc).
 pub(crate) fn backward(d: &SeqDims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: Option<&mut [f32]>, ca: &mut [f32]) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());

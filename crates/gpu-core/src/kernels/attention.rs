@@ -1,7 +1,9 @@
-//! Attention's descriptors: its sizes ([`AttnDims`]) and which form a
-//! device computes it in ([`AttentionPath`]), below the launches and twins
-//! (`ops/attention.rs`), the fast path (`cpu/attention.rs`) and the device
-//! setting (`GpuContext::attention`).
+//! Attention's descriptors: its sizes ([`AttnDims`]), its host operands
+//! ([`Inputs`]) and which form a device computes it in
+//! ([`AttentionPath`]), below the launches (`ops/attention.rs`), the fast
+//! path (`cpu/attention.rs`) and the device setting
+//! (`GpuContext::attention`); and the reference twins ([`forward`],
+//! [`backward`]), in f64.
 
 use super::variants::{FamilyShaders, Variant};
 
@@ -77,6 +79,111 @@ impl AttnDims {
     /// Number of (batch, head) pairs.
     pub fn bh(&self) -> usize {
         self.batch * self.heads
+    }
+}
+
+/// What both passes share: the inputs and how a score is masked.
+pub(crate) struct Inputs<'a> {
+    /// `[B·H, Lq, D]`.
+    pub q: &'a [f32],
+    /// `[B·H, Lk, D]`.
+    pub k: &'a [f32],
+    /// `[B·H, Lk, Dv]`.
+    pub v: &'a [f32],
+    /// The additive mask and its (batch, head, query, key) strides.
+    pub mask: Option<(&'a [f32], [usize; 4])>,
+    /// Sizes.
+    pub dims: AttnDims,
+    /// Hide keys `j > i`.
+    pub causal: bool,
+    /// Score scale.
+    pub scale: f32,
+}
+
+/// `s_ij` of batch·head `bh` in f64, −∞ where key `j` is hidden from query `i`.
+fn score(x: &Inputs, bh: usize, i: usize, j: usize) -> f64 {
+    let AttnDims { heads, lq, lk, d, .. } = x.dims;
+    if x.causal && j > i {
+        return f64::NEG_INFINITY;
+    }
+    let (qr, kr) = (&x.q[(bh * lq + i) * d..][..d], &x.k[(bh * lk + j) * d..][..d]);
+    let mut s = qr.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * x.scale as f64;
+    if let Some((m, st)) = x.mask {
+        s += m[(bh / heads) * st[0] + (bh % heads) * st[1] + i * st[2] + j * st[3]] as f64;
+    }
+    s
+}
+
+/// The scores of query row `i` against every key.
+fn scores(x: &Inputs, bh: usize, i: usize) -> Vec<f64> {
+    (0..x.dims.lk).map(|j| score(x, bh, i, j)).collect()
+}
+
+/// `torch.nn.functional.scaled_dot_product_attention`'s forward, one
+/// query row at a time in f64 (`ops/attention.rs` has the formulas): writes
+/// `os` (`[B·H, Lq, Dv]`) and each row's log-sum-exp `ls`; a row whose
+/// keys are all hidden gets zeros and lse +∞.
+pub(crate) fn forward(x: &Inputs, os: &mut [f32], ls: &mut [f32]) {
+    let dims = x.dims;
+    let AttnDims { lq, lk, dv, .. } = dims;
+    for bh in 0..dims.bh() {
+        for i in 0..lq {
+            let s = scores(x, bh, i);
+            let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let row = &mut os[(bh * lq + i) * dv..][..dv];
+            if m == f64::NEG_INFINITY {
+                row.fill(0.0);
+                ls[bh * lq + i] = f32::INFINITY;
+                continue;
+            }
+            let mut acc = vec![0.0f64; dv];
+            let mut l = 0.0;
+            for (j, &sj) in s.iter().enumerate() {
+                let w = (sj - m).exp();
+                l += w;
+                for (a, &e) in acc.iter_mut().zip(&x.v[(bh * lk + j) * dv..][..dv]) {
+                    *a += w * e as f64;
+                }
+            }
+            for (o, a) in row.iter_mut().zip(acc) {
+                *o = (a / l) as f32;
+            }
+            ls[bh * lq + i] = (m + l.ln()) as f32;
+        }
+    }
+}
+
+/// The backward of [`forward`] from its output `os`, lse `ls` and the
+/// output gradient `gs`: adds the f64 gradients into `gq`, `gk` and `gv`
+/// (zeroed by the caller, which rounds them once).
+pub(crate) fn backward(x: &Inputs, (os, ls, gs): (&[f32], &[f32], &[f32]), [gq, gk, gv]: [&mut [f64]; 3]) {
+    let dims = x.dims;
+    let AttnDims { lq, lk, d, dv: w, .. } = dims;
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&u, &v)| u as f64 * v as f64).sum::<f64>();
+    for bh in 0..dims.bh() {
+        for i in 0..lq {
+            let r = bh * lq + i;
+            let (g_row, q_row) = (&gs[r * w..][..w], &x.q[r * d..][..d]);
+            let delta = dot(g_row, &os[r * w..][..w]);
+            let l = ls[r] as f64;
+            for (j, s) in scores(x, bh, i).into_iter().enumerate() {
+                if s == f64::NEG_INFINITY {
+                    continue;
+                }
+                let c = bh * lk + j;
+                let pr = (s - l).exp();
+                let ds = pr * (dot(g_row, &x.v[c * w..][..w]) - delta) * x.scale as f64;
+                for (a, &e) in gv[c * w..][..w].iter_mut().zip(g_row) {
+                    *a += pr * e as f64;
+                }
+                for (a, &e) in gq[r * d..][..d].iter_mut().zip(&x.k[c * d..][..d]) {
+                    *a += ds * e as f64;
+                }
+                for (a, &e) in gk[c * d..][..d].iter_mut().zip(q_row) {
+                    *a += ds * e as f64;
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! means; the launches (broadcasting, `where`) are in `ops/binary.rs`.
 
 use super::variants::{FamilyShaders, Variant};
+use crate::layout::Layout;
 
 use super::table::{wgsl_switch, Binary, WgslRow};
 /// Declares the binary op table: one row per op generates the [`BinaryOp`]
@@ -117,6 +118,27 @@ pub fn wgsl_library() -> String {
     );
     s += &wgsl_switch("f(x: f32, y: f32)", WGSL_F, "x");
     s
+}
+
+/// `op(a, b)` elementwise over views of one (broadcast) shape: output
+/// element `i` (row-major) from element `i` of each view, as
+/// [`BinaryOp::apply`] defines it.
+pub(crate) fn binary_views(op: BinaryOp, (a, va): (&[f32], &Layout), (b, vb): (&[f32], &Layout), out: &mut [f32]) {
+    for (i, z) in out.iter_mut().enumerate() {
+        *z = op.apply(a[va.index_of(i)], b[vb.index_of(i)]);
+    }
+}
+
+/// `torch.where(cond != 0, a, b)` over views of one (broadcast) shape.
+pub(crate) fn where_views(
+    (cond, vc): (&[f32], &Layout),
+    (a, va): (&[f32], &Layout),
+    (b, vb): (&[f32], &Layout),
+    out: &mut [f32],
+) {
+    for (i, z) in out.iter_mut().enumerate() {
+        *z = if cond[vc.index_of(i)] != 0.0 { a[va.index_of(i)] } else { b[vb.index_of(i)] };
+    }
 }
 
 /// The shaders this family derives from its files by swapping includes,

@@ -1,8 +1,8 @@
 //! A 2-D convolution's geometry ([`ConvGeometry`]: shapes, validation) and
 //! how the implicit-GEMM matmul gathers its B operand ([`ConvGather`]),
-//! shared by the launches and twins (`ops/conv.rs`, `ops/matmul.rs`) and
-//! the fast path (`cpu/conv.rs`), and the reference twin of that gather
-//! ([`gather_cpu`]).
+//! shared by the launches (`ops/conv.rs`, `ops/matmul.rs`) and the fast
+//! path (`cpu/conv.rs`); and the reference twins of that gather
+//! ([`gather_cpu`]) and of `im2col` / `col2im` ([`im2col`], [`col2im`]).
 
 use crate::{Error, Result};
 
@@ -228,4 +228,53 @@ pub(crate) fn gather_cpu(form: ConvGather, g: &ConvGeometry, src: &[f32], k: usi
         }),
     }
     out
+}
+
+/// The reference `im2col` (`torch.nn.functional.unfold` per group):
+/// the dense `[N, C, H, W]` image `x` unfolded into `cols` (`g.cols_shape()`),
+/// loop by loop, zeros where a window overlaps the padding.
+pub(crate) fn im2col(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    let mut out = cols.iter_mut();
+    for plane in 0..g.batch * g.channels {
+        let image = &x[plane * g.in_h * g.in_w..];
+        for ki in 0..g.kernel_h {
+            for kj in 0..g.kernel_w {
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
+                        *out.next().expect("cols sized by cols_shape") =
+                            at.map_or(0.0, |(ih, iw)| image[ih * g.in_w + iw]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reference `col2im` (`torch.nn.functional.fold`), deliberately in the *scatter* form (every column
+/// entry added to the pixel it came from) rather than the kernel's gather
+/// form: an independent derivation of the same sum, so the parity tests
+/// check the kernel's tap arithmetic rather than repeat it.
+pub(crate) fn col2im(cols: &[f32], g: &ConvGeometry, x: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    x.fill(0.0);
+    let mut entries = cols.iter();
+    for plane in 0..g.batch * g.channels {
+        let image = &mut x[plane * g.in_h * g.in_w..];
+        for ki in 0..g.kernel_h {
+            for kj in 0..g.kernel_w {
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let v = *entries.next().expect("cols sized by cols_shape");
+                        if let Some((ih, iw)) =
+                            g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w)
+                        {
+                            image[ih * g.in_w + iw] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

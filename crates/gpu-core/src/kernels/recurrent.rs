@@ -1,7 +1,8 @@
 //! What a recurrent sequence is: the cell ([`RecurrentKind`]), its sizes
 //! and the layout of its state and saved-gate buffers ([`SeqDims`]), shared by
-//! the launches and twins (`ops/recurrent.rs`) and the fast path
-//! (`cpu/recurrent.rs`).
+//! the launches (`ops/recurrent.rs`) and the fast path
+//! (`cpu/recurrent.rs`); and the reference twins of one step each way
+//! ([`forward_step`], [`backward_step`]), in f64.
 
 use super::variants::{FamilyShaders, Variant};
 
@@ -132,6 +133,136 @@ impl SeqDims {
         let mut l = Layout::contiguous(&[self.batch, self.hidden]);
         l.offset = (block * (self.steps + 1) + slot) * self.bh();
         l
+    }
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// One forward step at time `t` of `torch.nn.RNN` / `LSTM` / `GRU`
+/// (`ops/recurrent.rs`'s gate math, in f64): from the input projections
+/// `xs` (`[T, B, G·H]`), this step's `hws = h_prev @ W_hhᵀ` (`[B, G·H]`)
+/// and the bias `bs`, writes the new states into `st` and the gate values
+/// into `sv` (whole-sequence buffers, [`SeqDims`]'s layout).
+pub(crate) fn forward_step(
+    d: &SeqDims,
+    t: usize,
+    xs: &[f32],
+    hws: &[f32],
+    bs: Option<&[f32]>,
+    st: &mut [f32],
+    sv: &mut [f32],
+) {
+    let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
+    let (prev, out) = d.slots(t);
+    let c_off = (d.steps + 1) * bh;
+    for b in 0..d.batch {
+        for j in 0..h {
+            let i = b * h + j;
+            let x = |k: usize| xs[(t * d.batch + b) * gh + k * h + j] as f64;
+            let r = |k: usize| hws[b * gh + k * h + j] as f64 + bs.map_or(0.0, |bs| bs[k * h + j] as f64);
+            let s0 = (t * d.batch + b) * SAVED * h + j;
+            let (hp, ip, io) = (st[prev * bh + i] as f64, prev * bh + i, out * bh + i);
+            let hn = match d.kind {
+                RecurrentKind::RnnTanh => (x(0) + r(0)).tanh(),
+                RecurrentKind::RnnRelu => (x(0) + r(0)).max(0.0),
+                RecurrentKind::Lstm => {
+                    let (ig, fg) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)));
+                    let (gg, og) = ((x(2) + r(2)).tanh(), sigmoid(x(3) + r(3)));
+                    let c = fg * st[c_off + ip] as f64 + ig * gg;
+                    st[c_off + io] = c as f32;
+                    for (k, v) in [ig, fg, gg, og].into_iter().enumerate() {
+                        sv[s0 + k * h] = v as f32;
+                    }
+                    og * c.tanh()
+                }
+                RecurrentKind::Gru => {
+                    let (rg, zg, hn) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)), r(2));
+                    let n = (x(2) + rg * hn).tanh();
+                    for (k, v) in [rg, zg, n, hn].into_iter().enumerate() {
+                        sv[s0 + k * h] = v as f32;
+                    }
+                    (1.0 - zg) * n + zg * hp
+                }
+            };
+            st[io] = hn as f32;
+        }
+    }
+}
+
+/// Read-only inputs of one backward step.
+pub(crate) struct BackwardIn<'a> {
+    /// `dy`, `[T, B, H]`.
+    pub dys: &'a [f32],
+    /// The previous step's `dhw @ W_hh`, if any.
+    pub rec: Option<&'a [f32]>,
+    /// The forward's states.
+    pub st: &'a [f32],
+    /// The forward's saved gates (LSTM, GRU).
+    pub sv: Option<&'a [f32]>,
+}
+
+/// One backward step at time `t` of [`forward_step`] (in f64): reads
+/// `dy[t]`, the carries `ca` (dh | dc) and the previous step's
+/// `dhw @ W_hh`, writes `dx` (= dxw[t]), `dhws` (= dhw[t], GRU) and the
+/// new carries.
+pub(crate) fn backward_step(
+    d: &SeqDims,
+    t: usize,
+    inputs: &BackwardIn,
+    dx: &mut [f32],
+    mut dhws: Option<&mut [f32]>,
+    ca: &mut [f32],
+) {
+    let BackwardIn { dys, rec, st, sv } = *inputs;
+    let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
+    let (prev, out) = d.slots(t);
+    let c_off = (d.steps + 1) * bh;
+    for b in 0..d.batch {
+        for j in 0..h {
+            let i = b * h + j;
+            let x0 = (t * d.batch + b) * gh + j;
+            let gate =
+                |k: usize| sv.expect("LSTM and GRU save gates")[(t * d.batch + b) * SAVED * h + j + k * h] as f64;
+            let dh = dys[t * bh + i] as f64 + ca[i] as f64 + rec.map_or(0.0, |r| r[i] as f64);
+            ca[i] = 0.0;
+            match d.kind {
+                RecurrentKind::RnnTanh => {
+                    let y = st[out * bh + i] as f64;
+                    dx[x0] = (dh * (1.0 - y * y)) as f32;
+                }
+                RecurrentKind::RnnRelu => dx[x0] = if st[out * bh + i] > 0.0 { dh as f32 } else { 0.0 },
+                RecurrentKind::Lstm => {
+                    let (ig, fg, gg, og) = (gate(0), gate(1), gate(2), gate(3));
+                    let tc = (st[c_off + out * bh + i] as f64).tanh();
+                    let dc = ca[bh + i] as f64 + dh * og * (1.0 - tc * tc);
+                    let cp = st[c_off + prev * bh + i] as f64;
+                    let pre = [
+                        dc * gg * ig * (1.0 - ig),
+                        dc * cp * fg * (1.0 - fg),
+                        dc * ig * (1.0 - gg * gg),
+                        dh * tc * og * (1.0 - og),
+                    ];
+                    for (k, v) in pre.into_iter().enumerate() {
+                        dx[x0 + k * h] = v as f32;
+                    }
+                    ca[bh + i] = (dc * fg) as f32;
+                }
+                RecurrentKind::Gru => {
+                    let (rg, zg, n, hn) = (gate(0), gate(1), gate(2), gate(3));
+                    let dn = dh * (1.0 - zg) * (1.0 - n * n);
+                    let dr = dn * hn * rg * (1.0 - rg);
+                    let dz = dh * (st[prev * bh + i] as f64 - n) * zg * (1.0 - zg);
+                    let dhw = dhws.as_mut().expect("GRU has a separate dhw");
+                    for (k, (vx, vh)) in [(dr, dr), (dz, dz), (dn, dn * rg)].into_iter().enumerate() {
+                        dx[x0 + k * h] = vx as f32;
+                        dhw[x0 + k * h] = vh as f32;
+                    }
+                    ca[i] = (dh * zg) as f32;
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! over axes of a strided view is `ops/reduce.rs`.
 
 use super::variants::{FamilyShaders, Variant};
+use crate::layout::Layout;
 
 /// A reduction. Max, Min, ArgMax and ArgMin propagate NaN like PyTorch (a
 /// NaN is the extreme value; ArgMax/ArgMin give the index of the first NaN).
@@ -118,6 +119,16 @@ impl ReduceOp {
                 }
             }
         }
+    }
+}
+
+/// The reference reduction (`torch.sum`, `mean`, `amax`, `argmax`, `var`, …
+/// over the axes in `block`): output `o` is [`ReduceOp::word_of`] the `m`
+/// elements of `xs` at `kept.index_of(o) + block.index_of(j)`, in order.
+pub(crate) fn reduce_blocks(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Layout, m: usize, out: &mut [u32]) {
+    for (o, y) in out.iter_mut().enumerate() {
+        let base = kept.index_of(o);
+        *y = op.word_of(m, || (0..m).map(move |j| xs[base + block.index_of(j)]));
     }
 }
 

@@ -12,6 +12,8 @@
 //! [`update_scale`] to back off or grow the scale for the next step.
 
 use super::{dispatch, groups, run, Kind, Params, ParamsDecl};
+use crate::kernels::amp as twin;
+pub use crate::kernels::amp::{FOUND_INF, INV_SCALE, SCALE, STATE_WORDS, TRACKER, VERDICT};
 use crate::{Buffer, Error, Result};
 
 /// `amp.wgsl`'s `Params`.
@@ -28,19 +30,6 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
         ("inv_backoff", Kind::F32),
     ],
 };
-
-/// Words of a scaler state buffer ([`state_words`]).
-pub const STATE_WORDS: usize = 8;
-/// Index of the scale (f32 bits) in a state buffer.
-pub const SCALE: usize = 0;
-/// Index of the inverse scale (f32 bits).
-pub const INV_SCALE: usize = 1;
-/// Index of the overflow flag (f32 0.0 or 1.0), set by [`unscale_and_check`].
-pub const FOUND_INF: usize = 2;
-/// Index of the growth tracker (u32): clean steps since the scale changed.
-pub const TRACKER: usize = 3;
-/// Index of the last [`update_scale`]'s verdict (the flag it cleared).
-pub const VERDICT: usize = 4;
 
 /// The words of a state buffer for `scale` and `tracker`, no overflow
 /// found: the inverse scale computed as PyTorch does
@@ -111,20 +100,7 @@ pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> 
             dispatch(g, "amp", "unscale_and_check", &[], &params, &[], &[state, grad], groups(n, 256))
         },
         || {
-            let mut st = state.host_mut();
-            let s = f32::from_bits(st[INV_SCALE]);
-            let mut hg = grad.host_mut();
-            let mut found = false;
-            for w in &mut hg[..n] {
-                let v = f32::from_bits(*w);
-                found |= !v.is_finite();
-                if s != 1.0 {
-                    *w = (v * s).to_bits();
-                }
-            }
-            if found {
-                st[FOUND_INF] = 1.0f32.to_bits();
-            }
+            twin::unscale_and_check(&mut state.host_mut(), &mut grad.host_mut()[..n]);
         },
     )
 }
@@ -169,15 +145,8 @@ pub fn gate(
             dispatch(g, "amp", "gate", &[], &params, &[], &[state, table, choices], groups(rows, 256))
         },
         || {
-            let skip = u32::from(state.host()[FOUND_INF] != 0);
-            let c = choices.host();
-            let mut t = table.host_mut();
-            for r in 0..rows {
-                let at = r * row_words;
-                let from = at + if t[at + skip_word] != 0 { rows * row_words } else { 0 };
-                t[at..at + row_words].copy_from_slice(&c[from..from + row_words]);
-                t[at + skip_word] = skip;
-            }
+            let found = state.host()[FOUND_INF];
+            twin::gate(found, &mut table.host_mut(), &choices.host(), rows, (row_words, skip_word));
         },
     )
 }
@@ -199,7 +168,6 @@ pub fn update_scale(state: &Buffer, growth: f64, backoff: f64, interval: u32) ->
         return Err(Error::invalid(OP, format!("factors {growth} and {backoff} must be powers of two")));
     }
     state.check_len(OP, "state", STATE_WORDS, 4)?;
-    let f = |v: f64| v as f32;
     run(
         state.device(),
         |g| {
@@ -207,30 +175,7 @@ pub fn update_scale(state: &Buffer, growth: f64, backoff: f64, interval: u32) ->
             dispatch(g, "amp", "update_scale", &[], &params, &[], &[state], 1)
         },
         || {
-            let mut st = state.host_mut();
-            let found = st[FOUND_INF];
-            st[VERDICT] = found;
-            st[FOUND_INF] = 0;
-            let (mut scale, mut inv) = (f32::from_bits(st[SCALE]), f32::from_bits(st[INV_SCALE]));
-            if found != 0 {
-                scale *= f(backoff);
-                inv *= f(1.0 / backoff);
-                st[TRACKER] = 0;
-            } else {
-                let successful = st[TRACKER].saturating_add(1);
-                if successful == interval {
-                    let grown = scale * f(growth);
-                    if grown.is_finite() {
-                        scale = grown;
-                        inv *= f(1.0 / growth);
-                    }
-                    st[TRACKER] = 0;
-                } else {
-                    st[TRACKER] = successful;
-                }
-            }
-            st[SCALE] = scale.to_bits();
-            st[INV_SCALE] = inv.to_bits();
+            twin::update_scale(&mut state.host_mut(), (growth, backoff), interval);
         },
     )
 }

@@ -41,6 +41,7 @@
 //! block in f32.
 
 use super::operands::{host_f32, load_x_shader, HostOutput, Operands};
+use crate::kernels::attention::{self as twin, Inputs};
 pub use crate::kernels::attention::{AttentionPath, AttnDims};
 
 use super::matmul::MatmulKernel;
@@ -233,37 +234,6 @@ fn launch(
     dispatch(g, shader, entry, &constants, &params, &ins, outputs, workgroups)
 }
 
-/// The CPU twins' view of the operands: scores with masking, in f64.
-struct Host<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    mask: Option<(&'a [f32], [usize; 4])>,
-    dims: AttnDims,
-    causal: bool,
-    scale: f64,
-}
-
-impl Host<'_> {
-    /// `s_ij` of batch·head `bh`, −∞ where key `j` is hidden from query `i`.
-    fn score(&self, bh: usize, i: usize, j: usize) -> f64 {
-        let AttnDims { heads, lq, lk, d, .. } = self.dims;
-        if self.causal && j > i {
-            return f64::NEG_INFINITY;
-        }
-        let (qr, kr) = (&self.q[(bh * lq + i) * d..][..d], &self.k[(bh * lk + j) * d..][..d]);
-        let mut s = qr.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * self.scale;
-        if let Some((m, st)) = self.mask {
-            s += m[(bh / heads) * st[0] + (bh % heads) * st[1] + i * st[2] + j * st[3]] as f64;
-        }
-        s
-    }
-
-    /// The scores of query row `i` against every key.
-    fn scores(&self, bh: usize, i: usize) -> Vec<f64> {
-        (0..self.dims.lk).map(|j| self.score(bh, i, j)).collect()
-    }
-}
-
 /// `softmax(q kᵀ · scale + mask) v` for every batch·head (shapes in
 /// [`AttnDims`]); `causal` hides keys `j > i` from query `i`, and `mask`
 /// (an additive f32 mask with its strides, see [`AttnMask`]) is added to
@@ -323,47 +293,14 @@ pub fn attention_forward_io(
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (mut ho, mut hl) = (out.host_mut(), lse.host_mut());
             let (qs, ks, vs) = (host_f32(dev, &hq, io)?, host_f32(dev, &hk, io)?, host_f32(dev, &hv, io)?);
-            let h = Host {
-                q: &qs,
-                k: &ks,
-                mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
-                dims,
-                causal,
-                scale: scale as f64,
-            };
+            let hm = hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s));
+            let x = Inputs { q: &qs, k: &ks, v: &vs, mask: hm, dims, causal, scale };
             let mut out_vals = HostOutput::new(dev, &mut ho, n_out, io)?;
-            let (vs, os, ls) = (&vs[..], out_vals.values(), super::f32s_mut(&mut hl));
+            let (os, ls) = (out_vals.values(), super::f32s_mut(&mut hl));
             if dev.runs_fast_cpu() {
-                let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::forward(&x, os, ls);
-                out_vals.finish();
-                return Ok(());
-            }
-            let AttnDims { lq, lk, dv, .. } = dims;
-            for bh in 0..dims.bh() {
-                for i in 0..lq {
-                    let s = h.scores(bh, i);
-                    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let row = &mut os[(bh * lq + i) * dv..][..dv];
-                    if m == f64::NEG_INFINITY {
-                        row.fill(0.0);
-                        ls[bh * lq + i] = f32::INFINITY;
-                        continue;
-                    }
-                    let mut acc = vec![0.0f64; dv];
-                    let mut l = 0.0;
-                    for (j, &sj) in s.iter().enumerate() {
-                        let w = (sj - m).exp();
-                        l += w;
-                        for (a, &x) in acc.iter_mut().zip(&vs[(bh * lk + j) * dv..][..dv]) {
-                            *a += w * x as f64;
-                        }
-                    }
-                    for (o, a) in row.iter_mut().zip(acc) {
-                        *o = (a / l) as f32;
-                    }
-                    ls[bh * lq + i] = (m + l.ln()) as f32;
-                }
+            } else {
+                twin::forward(&x, os, ls);
             }
             out_vals.finish();
             Ok(())
@@ -453,16 +390,10 @@ pub fn attention_backward_io(
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
             let (ho, hl, hg) = (out.host(), lse.host(), dout.host());
             let (qs, ks, vs) = (host_f32(dev, &hq, io)?, host_f32(dev, &hk, io)?, host_f32(dev, &hv, io)?);
-            let h = Host {
-                q: &qs,
-                k: &ks,
-                mask: hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s)),
-                dims,
-                causal,
-                scale: scale as f64,
-            };
+            let hm = hm.as_ref().zip(mask).map(|(m, (_, s))| (f32s(m), s));
+            let x = Inputs { q: &qs, k: &ks, v: &vs, mask: hm, dims, causal, scale };
             let (os, gs) = (host_f32(dev, &ho, io)?, host_f32(dev, &hg, io)?);
-            let (vs, os, ls, gs) = (&vs[..], &os[..], f32s(&hl), &gs[..]);
+            let (os, ls, gs) = (&os[..], f32s(&hl), &gs[..]);
             let (mut hq, mut hk, mut hv) = (dq.host_mut(), dk.host_mut(), dv.host_mut());
             let (mut oq, mut ok, mut ov) = (
                 HostOutput::new(dev, &mut hq, n_q, io)?,
@@ -470,44 +401,17 @@ pub fn attention_backward_io(
                 HostOutput::new(dev, &mut hv, n_v, io)?,
             );
             if dev.runs_fast_cpu() {
-                let x = crate::cpu::attention::Inputs { q: h.q, k: h.k, v: vs, mask: h.mask, dims, causal, scale };
                 crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
                 [oq, ok, ov].into_iter().for_each(HostOutput::finish);
                 return Ok(());
             }
-            let AttnDims { lq, lk, d, dv: w, .. } = dims;
             // f64 sums of the reference: twice the gradients, so counted.
             let (mut gq, mut gk, mut gv) = (
                 HostVec::filled(dev, n_q, 0.0f64)?,
                 HostVec::filled(dev, n_k, 0.0f64)?,
                 HostVec::filled(dev, n_v, 0.0f64)?,
             );
-            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
-            for bh in 0..dims.bh() {
-                for i in 0..lq {
-                    let r = bh * lq + i;
-                    let (g_row, q_row) = (&gs[r * w..][..w], &h.q[r * d..][..d]);
-                    let delta = dot(g_row, &os[r * w..][..w]);
-                    let l = ls[r] as f64;
-                    for (j, s) in h.scores(bh, i).into_iter().enumerate() {
-                        if s == f64::NEG_INFINITY {
-                            continue;
-                        }
-                        let c = bh * lk + j;
-                        let pr = (s - l).exp();
-                        let ds = pr * (dot(g_row, &vs[c * w..][..w]) - delta) * h.scale;
-                        for (a, &x) in gv[c * w..][..w].iter_mut().zip(g_row) {
-                            *a += pr * x as f64;
-                        }
-                        for (a, &x) in gq[r * d..][..d].iter_mut().zip(&h.k[c * d..][..d]) {
-                            *a += ds * x as f64;
-                        }
-                        for (a, &x) in gk[c * d..][..d].iter_mut().zip(q_row) {
-                            *a += ds * x as f64;
-                        }
-                    }
-                }
-            }
+            twin::backward(&x, (os, ls, gs), [&mut gq, &mut gk, &mut gv]);
             for (out, vals) in [(oq, gq), (ok, gk), (ov, gv)] {
                 let mut out = out;
                 for (o, &x) in out.values().iter_mut().zip(vals.iter()) {

@@ -19,9 +19,10 @@
 //! The modulo bias is below `(2·pad + 1) / 2³²`, far under anything a
 //! training run can notice.
 
-use super::random::{block, unit};
 use super::{dispatch, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
+use crate::kernels::augment as twin;
+pub use crate::kernels::augment::{crop_flip_decision, cutout_box, draws};
 use crate::{Buffer, Error, Result};
 
 /// Most channels [`normalize`] takes (its means and stds live in the uniform block).
@@ -31,28 +32,6 @@ pub const MAX_NORMALIZE_CHANNELS: usize = 16;
 /// `offset` by this for fresh decisions with the same seed.
 pub fn counters_used(images: usize) -> u64 {
     images as u64
-}
-
-/// The four Philox words image `image` draws in a call with `seed` and `offset`.
-pub fn draws(seed: u64, offset: u64, image: usize) -> [u32; 4] {
-    block(seed, offset, image)
-}
-
-/// The crop shift `(dy, dx)` and flip decision of one image (see the module docs):
-/// the output pixel `(y, x)` of a flipped image reads input `(y + dy, W − 1 − x + dx)`.
-pub fn crop_flip_decision(words: [u32; 4], pad: usize, flip_p: f32) -> (i64, i64, bool) {
-    let span = 2 * pad as u64 + 1;
-    let shift = |w: u32| (w as u64 % span) as i64 - pad as i64;
-    (shift(words[0]), shift(words[1]), unit(words[2]) < flip_p)
-}
-
-/// The cutout square of one image: rows `y0..y1`, columns `x0..x1` (clipped
-/// at the borders, so possibly smaller than `size`; `size / 2` on each side
-/// of the centre as in DeVries & Taylor's reference code).
-pub fn cutout_box(words: [u32; 4], h: usize, w: usize, size: usize) -> (usize, usize, usize, usize) {
-    let (cy, cx) = ((words[0] as u64 % h as u64) as usize, (words[1] as u64 % w as u64) as usize);
-    let half = size / 2;
-    (cy.saturating_sub(half), (cy + half).min(h), cx.saturating_sub(half), (cx + half).min(w))
 }
 
 /// Checks a batch shape against its buffer; returns the element count.
@@ -131,19 +110,7 @@ pub fn crop_flip(x: &Buffer, shape: [usize; 4], pad: usize, flip_p: f32, seed: u
             }
             let (xs, mut ys) = (x.host(), out.host_mut());
             let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
-            for (img, (src, dst)) in xs.chunks(c * h * w).zip(ys[..n].chunks_mut(c * h * w)).enumerate() {
-                let (dy, dx, flip) = crop_flip_decision(draws(seed, offset, img), pad, flip_p);
-                for (sp, dp) in src.chunks(h * w).zip(dst.chunks_mut(h * w)) {
-                    for r in 0..h {
-                        for col in 0..w {
-                            let cc = if flip { w - 1 - col } else { col };
-                            let (sy, sx) = (r as i64 + dy, cc as i64 + dx);
-                            let inside = (0..h as i64).contains(&sy) && (0..w as i64).contains(&sx);
-                            dp[r * w + col] = if inside { sp[sy as usize * w + sx as usize] } else { 0.0 };
-                        }
-                    }
-                }
-            }
+            twin::crop_flip(&xs[..n], &mut ys[..n], [c, h, w], (pad, flip_p), (seed, offset));
         },
     )?;
     Ok(out)
@@ -176,15 +143,7 @@ pub fn cutout(x: &Buffer, shape: [usize; 4], size: usize, seed: u64, offset: u64
             }
             let (xs, mut ys) = (x.host(), out.host_mut());
             let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
-            ys[..n].copy_from_slice(&xs[..n]);
-            for (img, dst) in ys[..n].chunks_mut(c * h * w).enumerate() {
-                let (y0, y1, x0, x1) = cutout_box(draws(seed, offset, img), h, w, size);
-                for dp in dst.chunks_mut(h * w) {
-                    for r in y0..y1 {
-                        dp[r * w + x0..r * w + x1].fill(0.0);
-                    }
-                }
-            }
+            twin::cutout(&xs[..n], &mut ys[..n], [c, h, w], size, (seed, offset));
         },
     )?;
     Ok(out)
@@ -227,10 +186,7 @@ pub fn normalize(x: &Buffer, shape: [usize; 4], mean: &[f32], std: &[f32]) -> Re
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
             let (xs, ys) = (f32s(&xs), f32s_mut(&mut ys));
-            for (i, (y, &v)) in ys[..n].iter_mut().zip(&xs[..n]).enumerate() {
-                let ch = (i / plane) % c;
-                *y = (v - m[ch]) * inv[ch];
-            }
+            twin::normalize(&xs[..n], &mut ys[..n], (plane, c), (&m, &inv));
         },
     )?;
     Ok(out)

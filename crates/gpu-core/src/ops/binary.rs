@@ -4,6 +4,7 @@
 
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
+use crate::kernels::binary::{binary_views, where_views};
 pub use crate::kernels::binary::{wgsl_library, BinaryOp};
 use crate::layout::{coalesce, Dims, Layout};
 use crate::{Buffer, Error, Result};
@@ -124,9 +125,7 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
                 let out = &mut f32s_mut(&mut ho)[..n];
                 return op.with_fn(crate::cpu::elementwise::Strided2 { shape: &shape, va, vb, a: xa, b: xb, out });
             }
-            for (i, z) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
-                *z = op.apply(xa[va.index_of(i)], xb[vb.index_of(i)]);
-            }
+            binary_views(op, (xa, va), (xb, vb), &mut f32s_mut(&mut ho)[..n]);
         },
     )?;
     Ok((out, shape))
@@ -172,9 +171,7 @@ pub fn where_select(
         || {
             let (hc, ha, hb, mut ho) = (cond.host(), a.host(), b.host(), out.host_mut());
             let (xc, xa, xb) = (f32s(&hc), f32s(&ha), f32s(&hb));
-            for (i, z) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
-                *z = if xc[vc.index_of(i)] != 0.0 { xa[va.index_of(i)] } else { xb[vb.index_of(i)] };
-            }
+            where_views((xc, vc), (xa, va), (xb, vb), &mut f32s_mut(&mut ho)[..n]);
         },
     )?;
     Ok((out, shape))

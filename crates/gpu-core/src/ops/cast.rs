@@ -17,10 +17,9 @@
 //! packed store of the kernel that produces its input. The CPU backend runs
 //! them eagerly, as it runs everything.
 
-use half::f16;
-
 use super::{dispatch, dispatch_fusable, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
+use crate::kernels::cast as twin;
 use crate::{Buffer, Result};
 
 /// `cast.wgsl`'s `Params`: the element count.
@@ -60,11 +59,7 @@ pub fn f32_to_f16(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f32_to_f16", "input", n, 4)?;
     let out = Buffer::alloc(x.device(), n as u64 * 2)?;
     launch(("f32_to_f16", Some(Node::Narrow)), x, &out, (n, n.div_ceil(2)), |xs, ys| {
-        let xs: &[f32] = bytemuck::cast_slice(&xs[..n]);
-        for (y, pair) in ys.iter_mut().zip(xs.chunks(2)) {
-            let half = |v: Option<&f32>| v.map_or(0, |&v| f16::from_f32(v).to_bits() as u32);
-            *y = half(pair.first()) | half(pair.get(1)) << 16;
-        }
+        twin::f32_to_f16(bytemuck::cast_slice(&xs[..n]), ys)
     })?;
     Ok(out)
 }
@@ -74,10 +69,7 @@ pub fn f16_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
     x.check_len("f16_to_f32", "input", n, 2)?;
     let out = Buffer::alloc(x.device(), n as u64 * 4)?;
     launch(("f16_to_f32", Some(Node::Widen)), x, &out, (n, n.div_ceil(2)), |xs, ys| {
-        let halves: &[f16] = bytemuck::cast_slice(xs);
-        for (y, h) in ys[..n].iter_mut().zip(halves) {
-            *y = h.to_f32().to_bits();
-        }
+        twin::f16_to_f32(xs, &mut ys[..n])
     })?;
     Ok(out)
 }
@@ -85,13 +77,13 @@ pub fn f16_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
 /// The first `n` u32 of `x` as f32: the nearest value, ties to even (exact
 /// below 2^24), like Rust's `as f32`.
 pub fn u32_to_f32(x: &Buffer, n: usize) -> Result<Buffer> {
-    word_cast("u32_to_f32", x, n, |v| (v as f32).to_bits())
+    word_cast("u32_to_f32", x, n, twin::u32_to_f32)
 }
 
 /// The first `n` f32 of `x` as u32, like Rust's `as u32`: truncated toward
 /// zero, NaN and negatives 0, 2^32 and above `u32::MAX`.
 pub fn f32_to_u32(x: &Buffer, n: usize) -> Result<Buffer> {
-    word_cast("f32_to_u32", x, n, |v| f32::from_bits(v) as u32)
+    word_cast("f32_to_u32", x, n, twin::f32_to_u32)
 }
 
 /// A 4-byte to 4-byte cast, one thread per element; `twin` maps one word.

@@ -55,6 +55,7 @@ use super::operands::{host_f32, HostOutput};
 use super::reduce::{reduce, ReduceOp};
 use super::{f32s, f32s_mut, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::{GpuContext, Launch};
+use crate::kernels::conv as twin;
 pub use crate::kernels::conv::ConvGeometry;
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
@@ -417,7 +418,7 @@ pub fn im2col(x: &Buffer, g: &ConvGeometry) -> Result<Buffer> {
         |gpu| launch(gpu, "im2col", g, x, &out, n_cols, n_cols / g.out_w().max(1)),
         || {
             let (xs, mut cs) = (x.host(), out.host_mut());
-            im2col_cpu(f32s(&xs), g, &mut f32s_mut(&mut cs)[..n_cols]);
+            twin::im2col(f32s(&xs), g, &mut f32s_mut(&mut cs)[..n_cols]);
         },
     )?;
     Ok(out)
@@ -442,7 +443,7 @@ pub fn col2im(cols: &Buffer, g: &ConvGeometry) -> Result<Buffer> {
         |gpu| launch(gpu, "col2im", g, cols, &out, n_in, n_in / g.in_w.max(1)),
         || {
             let (cs, mut xs) = (cols.host(), out.host_mut());
-            col2im_cpu(f32s(&cs), g, &mut f32s_mut(&mut xs)[..n_in]);
+            twin::col2im(f32s(&cs), g, &mut f32s_mut(&mut xs)[..n_in]);
         },
     )?;
     Ok(out)
@@ -478,53 +479,6 @@ fn launch(
         },
         &[],
     )
-}
-
-/// CPU twin of `im2col`: the definition, loop by loop.
-fn im2col_cpu(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
-    let mut out = cols.iter_mut();
-    for plane in 0..g.batch * g.channels {
-        let image = &x[plane * g.in_h * g.in_w..];
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                for oh in 0..oh_n {
-                    for ow in 0..ow_n {
-                        let at = g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w);
-                        *out.next().expect("cols sized by cols_shape") =
-                            at.map_or(0.0, |(ih, iw)| image[ih * g.in_w + iw]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// CPU twin of `col2im`, deliberately in the *scatter* form (every column
-/// entry added to the pixel it came from) rather than the kernel's gather
-/// form: an independent derivation of the same sum, so the parity tests
-/// check the kernel's tap arithmetic rather than repeat it.
-fn col2im_cpu(cols: &[f32], g: &ConvGeometry, x: &mut [f32]) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
-    x.fill(0.0);
-    let mut entries = cols.iter();
-    for plane in 0..g.batch * g.channels {
-        let image = &mut x[plane * g.in_h * g.in_w..];
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                for oh in 0..oh_n {
-                    for ow in 0..ow_n {
-                        let v = *entries.next().expect("cols sized by cols_shape");
-                        if let Some((ih, iw)) =
-                            g.unpad(oh * g.stride_h + ki * g.dilation_h, ow * g.stride_w + kj * g.dilation_w)
-                        {
-                            image[ih * g.in_w + iw] += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the device (uploaded as u8, converted on the device).
 
 use super::{f32s_mut, launch_elementwise, run, Kind, Params, ParamsDecl};
+use crate::kernels::convert::u8_to_f32 as u8_to_f32_twin;
 
 /// `convert.wgsl`'s uniform block.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
@@ -55,11 +56,7 @@ pub fn u8_to_f32(x: &Buffer, n: usize, plane: usize, mean: &[f32], std: &[f32]) 
         },
         || {
             let (xs, mut ys) = (x.host(), out.host_mut());
-            let bytes: &[u8] = bytemuck::cast_slice(&xs);
-            for (i, y) in f32s_mut(&mut ys)[..n].iter_mut().enumerate() {
-                let c = (i / plane) % channels;
-                *y = (bytes[i] as f32 / 255.0 - m4[c]) * s4[c];
-            }
+            u8_to_f32_twin(bytemuck::cast_slice(&xs), (plane, channels), (&m4, &s4), &mut f32s_mut(&mut ys)[..n]);
         },
     )?;
     Ok(out)

@@ -10,6 +10,7 @@ use super::{dispatch_fusable, groups, launch_elementwise, run, Kind, Params, Par
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::split::{self, LeafRead};
 use crate::gpu::{GpuContext, Launch};
+use crate::kernels::copy::copy_view;
 use crate::layout::Dims;
 use crate::layout::{coalesce, numel, Layout};
 use crate::{Buffer, Error, Result};
@@ -119,9 +120,7 @@ fn copy_words(src: &Buffer, sl: &Layout, (dst, dl): (&Buffer, &Layout), gather: 
             if src.device().runs_fast_cpu() {
                 return crate::cpu::copy::copy(&s, sl, &mut d, dl);
             }
-            for i in 0..n {
-                d[dl.index_of(i)] = s[sl.index_of(i)];
-            }
+            copy_view(&s, sl, &mut d, dl);
         },
     )
 }
@@ -240,9 +239,7 @@ pub fn contiguous_f16(x: &Buffer, layout: &Layout) -> Result<Buffer> {
             if x.device().runs_fast_cpu() {
                 return crate::cpu::copy::copy(s, layout, d, &dense);
             }
-            for (i, h) in d[..n].iter_mut().enumerate() {
-                *h = s[layout.index_of(i)];
-            }
+            copy_view(s, layout, d, &dense);
         },
     )?;
     Ok(out)

@@ -2,6 +2,7 @@
 
 use super::{dispatch, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::Launch;
+use crate::kernels::fill::arange_at;
 use crate::{Buffer, Device, Result};
 
 /// `fill.wgsl`'s `Params`: the count and the entry's two constants.
@@ -63,5 +64,5 @@ pub fn fill(device: &Device, n: usize, value: f32) -> Result<Buffer> {
 /// `start, start + step, ...` (`n` values), computed as `start + i * step`
 /// like PyTorch (in ranges of elements past the binding limit, as [`fill`]).
 pub fn arange(device: &Device, n: usize, start: f32, step: f32) -> Result<Buffer> {
-    launch(device, "arange", n, start, step, |i| start + i as f32 * step)
+    launch(device, "arange", n, start, step, |i| arange_at(start, step, i))
 }

@@ -15,25 +15,10 @@ use crate::gpu::split::{self, LeafRead};
 use crate::gpu::window::Window;
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
-use crate::kernels::index::Walk;
+use crate::kernels::index::{self as twin, Walk};
 use crate::layout::Dims;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
-
-/// Row-major coordinates of element `i` of `shape`.
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut coords = vec![0; shape.len()];
-    for (c, &d) in coords.iter_mut().zip(shape).rev() {
-        *c = i % d;
-        i /= d;
-    }
-    coords
-}
-
-/// Buffer position of coordinates under strides.
-fn dot(coords: &[usize], strides: &[usize]) -> usize {
-    coords.iter().zip(strides).map(|(c, s)| c * s).sum()
-}
 
 fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
     if dim >= shape.len() {
@@ -213,16 +198,7 @@ fn gather_along(
             if dev.runs_fast_cpu() {
                 return crate::cpu::index::gather(&walk, xs, &hi, &mut f32s_mut(&mut ho)[..n]);
             }
-            for (i, y) in f32s_mut(&mut ho)[..n].iter_mut().enumerate() {
-                let mut c = unravel(i, out_shape);
-                let j = hi[dot(&c, index_strides)] as usize;
-                *y = if j < dim_size {
-                    c[dim] = j;
-                    xs[layout.offset + dot(&c, &layout.strides)]
-                } else {
-                    0.0
-                };
-            }
+            twin::gather(xs, layout, dim, (&hi, index_strides), (out_shape, &mut f32s_mut(&mut ho)[..n]));
         },
     )?;
     Ok(out)
@@ -324,14 +300,7 @@ pub fn scatter_add(
             if dst.device().runs_fast_cpu() {
                 return crate::cpu::index::scatter_add(&walk, d, &hi[..n], &s[..n]);
             }
-            for i in 0..n {
-                let j = hi[i] as usize;
-                if j < dim_size {
-                    let mut c = unravel(i, index_shape);
-                    c[dim] = j;
-                    d[dot(&c, &strides)] += s[i];
-                }
-            }
+            twin::scatter_add((d, dst_shape), dim, &hi[..n], (&s[..n], index_shape));
         },
     )
 }
@@ -351,12 +320,7 @@ pub fn one_hot(indices: &Buffer, n: usize, classes: usize) -> Result<Buffer> {
         |g| launch(g, ("one_hot", None), &Walk { dim_size: classes, ..Walk::default() }, total, &[indices], &[&out]),
         || {
             let (hi, mut ho) = (indices.host(), out.host_mut());
-            let rows = f32s_mut(&mut ho)[..total].chunks_exact_mut(classes.max(1));
-            for (row, &label) in rows.zip(&hi[..n]) {
-                for (c, y) in row.iter_mut().enumerate() {
-                    *y = if label as usize == c { 1.0 } else { 0.0 };
-                }
-            }
+            twin::one_hot(&hi[..n], classes, &mut f32s_mut(&mut ho)[..total]);
         },
     )?;
     Ok(out)
@@ -386,27 +350,8 @@ pub fn class_targets(targets: &Buffer, n: usize, classes: usize, ignore: Option<
         |g| launch(g, ("class_targets", Some(OP)), &walk, n, &[targets], &[&safe, &keep]),
         || {
             let (ht, mut hs, mut hk) = (targets.host(), safe.host_mut(), keep.host_mut());
-            for ((&t, s), k) in ht[..n].iter().zip(&mut hs[..n]).zip(&mut f32s_mut(&mut hk)[..n]) {
-                let in_range = (t as usize) < classes;
-                *s = if in_range { t } else { 0 };
-                *k = if in_range && Some(t) != ignore { 1.0 } else { 0.0 };
-            }
+            twin::class_targets(&ht[..n], (classes, ignore), &mut hs[..n], &mut f32s_mut(&mut hk)[..n]);
         },
     )?;
     Ok((safe, keep))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unravel_and_dot_invert_row_major_order() {
-        let shape = [2, 3, 4];
-        let strides = contiguous_strides(&shape);
-        for i in 0..24 {
-            assert_eq!(dot(&unravel(i, &shape), &strides), i);
-        }
-        assert_eq!(unravel(23, &shape), vec![1, 2, 3]);
-    }
 }

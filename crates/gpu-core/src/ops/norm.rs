@@ -14,6 +14,7 @@
 //! accumulates in f64, the more exact of them and so a fair oracle.
 
 use crate::cpu::{per_row, per_row2};
+use crate::kernels::rows::{affine_row, normalize_backward_row, normalize_row};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
@@ -174,7 +175,7 @@ fn normalize(
             // Each row's (mean, rstd), stored below.
             let mut stats = vec![(0.0f32, 0.0f32); rows];
             per_row2(dev.runs_fast_cpu(), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
-                st[0] = normalize_row_cpu(&xs[r * cols..(r + 1) * cols], eps, out);
+                st[0] = normalize_row(&xs[r * cols..(r + 1) * cols], eps, out);
             });
             for (r, (m, s)) in stats.into_iter().enumerate() {
                 (ms[r], rs[r]) = (m, s);
@@ -183,9 +184,7 @@ fn normalize(
                 let (ws, bs, mut zs) = (w.host(), b.map(Buffer::host), z.host_mut());
                 let (ws, bs) = (f32s(&ws), bs.as_ref().map(|b| f32s(b)));
                 for (zr, yr) in f32s_mut(&mut zs)[..n].chunks_exact_mut(cols).zip(ys[..n].chunks_exact(cols)) {
-                    for (j, (zv, &yv)) in zr.iter_mut().zip(yr).enumerate() {
-                        *zv = yv * ws[j] + bs.map_or(0.0, |b| b[j]);
-                    }
+                    affine_row(yr, ws, bs, zr);
                 }
             }
             Ok(())
@@ -251,33 +250,9 @@ fn normalize_backward(
             let ws = weight.map(Buffer::host);
             let ws = ws.as_ref().map(|w| &f32s(w)[..cols]);
             per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
-                norm_grad_row_cpu(&gs[r * cols..][..cols], ws, &ys[r * cols..][..cols], rs[r], out);
+                normalize_backward_row(&gs[r * cols..][..cols], ws, &ys[r * cols..][..cols], rs[r], out);
             });
         },
     )?;
     Ok(dx)
-}
-
-/// The twin of one row: writes `y` and returns (mean, rstd), in f64.
-fn normalize_row_cpu(row: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
-    let cols = row.len() as f64;
-    let m = row.iter().map(|&v| v as f64).sum::<f64>() / cols;
-    let var = row.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / cols;
-    let s = 1.0 / (var + eps as f64).sqrt();
-    for (o, &v) in y.iter_mut().zip(row) {
-        *o = ((v as f64 - m) * s) as f32;
-    }
-    (m as f32, s as f32)
-}
-
-/// The twin of one row's backward, `dx` from `dy` (times the weight `w`,
-/// in f32 as the kernel does, when given), in f64.
-fn norm_grad_row_cpu(dy: &[f32], w: Option<&[f32]>, y: &[f32], rstd: f32, dx: &mut [f32]) {
-    let cols = dy.len() as f64;
-    let g = |j: usize| w.map_or(dy[j], |w| dy[j] * w[j]) as f64;
-    let mg = (0..dy.len()).map(g).sum::<f64>() / cols;
-    let mgy = (0..dy.len()).map(|j| g(j) * y[j] as f64).sum::<f64>() / cols;
-    for (j, d) in dx.iter_mut().enumerate() {
-        *d = (rstd as f64 * (g(j) - mg - y[j] as f64 * mgy)) as f32;
-    }
 }

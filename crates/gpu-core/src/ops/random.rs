@@ -33,6 +33,8 @@
 
 use super::{f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::Launch;
+pub use crate::kernels::random::philox4x32_10;
+use crate::kernels::random::Dist;
 use crate::{Buffer, Device, Result};
 
 /// `random.wgsl`'s uniform block.
@@ -51,73 +53,9 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     ],
 };
 
-const PHILOX_M0: u32 = 0xD251_1F53;
-const PHILOX_M1: u32 = 0xCD9E_8D57;
-const PHILOX_W0: u32 = 0x9E37_79B9;
-const PHILOX_W1: u32 = 0xBB67_AE85;
-
-/// 2⁻²⁴: maps a 24-bit integer into [0, 1) exactly.
-const TWO_POW_M24: f32 = 1.0 / 16_777_216.0;
-
-/// The Philox4x32-10 block function (Random123's `philox4x32(ctr, key)` with 10 rounds).
-pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
-    let mulhilo = |a: u32, b: u32| {
-        let p = a as u64 * b as u64;
-        ((p >> 32) as u32, p as u32)
-    };
-    let (mut c, mut k) = (counter, key);
-    for round in 0..10 {
-        if round > 0 {
-            k = [k[0].wrapping_add(PHILOX_W0), k[1].wrapping_add(PHILOX_W1)];
-        }
-        let (hi0, lo0) = mulhilo(PHILOX_M0, c[0]);
-        let (hi1, lo1) = mulhilo(PHILOX_M1, c[2]);
-        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
-    }
-    c
-}
-
 /// Counters one call of `n` elements consumes: advance `offset` by this for fresh numbers.
 pub fn counters_used(n: usize) -> u64 {
     n.div_ceil(4) as u64
-}
-
-/// The four Philox words for counter `offset + q` under `seed`.
-pub(crate) fn block(seed: u64, offset: u64, q: usize) -> [u32; 4] {
-    let c = offset.wrapping_add(q as u64);
-    philox4x32_10([c as u32, (c >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])
-}
-
-pub(crate) fn unit(w: u32) -> f32 {
-    (w >> 8) as f32 * TWO_POW_M24
-}
-
-/// The distributions of `random.wgsl`: its `DIST` override.
-#[derive(Clone, Copy)]
-enum Dist {
-    Uniform,
-    Normal,
-    Mask,
-}
-
-impl Dist {
-    /// The CPU twin: four outputs from one Philox block, given the kernel's (a, b) uniforms.
-    fn map(self, w: [u32; 4], a: f32, b: f32) -> [f32; 4] {
-        match self {
-            Dist::Uniform => w.map(|w| a + b * unit(w)),
-            Dist::Mask => w.map(|w| if unit(w) < a { 0.0 } else { b }),
-            Dist::Normal => {
-                let pair = |w0: u32, w1: u32| {
-                    let r = (-2.0 * (((w0 >> 8) + 1) as f32 * TWO_POW_M24).ln()).sqrt();
-                    let t = std::f32::consts::TAU * unit(w1);
-                    (a + b * (r * t.cos()), a + b * (r * t.sin()))
-                };
-                let (z0, z1) = pair(w[0], w[1]);
-                let (z2, z3) = pair(w[2], w[3]);
-                [z0, z1, z2, z3]
-            }
-        }
-    }
 }
 
 /// Where a draw's key and first counter come from.
@@ -194,11 +132,7 @@ fn generate(device: &Device, dist: Dist, n: usize, counter: Counter, a: f32, b: 
                     (w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32)
                 }
             };
-            let mut h = out.host_mut();
-            for (q, chunk) in f32s_mut(&mut h)[..n].chunks_mut(4).enumerate() {
-                let v = dist.map(block(seed, offset, q), a, b);
-                chunk.copy_from_slice(&v[..chunk.len()]);
-            }
+            dist.fill(seed, offset, (a, b), &mut f32s_mut(&mut out.host_mut())[..n]);
         },
     )?;
     Ok(out)

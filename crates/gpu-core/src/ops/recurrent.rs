@@ -30,7 +30,7 @@ use super::matmul::MatmulKernel;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 pub use crate::kernels::recurrent::RecurrentKind;
-use crate::kernels::recurrent::{SeqDims, SAVED};
+use crate::kernels::recurrent::{self as twin, BackwardIn, SeqDims, SAVED};
 use crate::layout::Layout;
 use crate::{Buffer, Error, Result};
 
@@ -216,10 +216,6 @@ fn launch(
     dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
 }
 
-fn sigmoid(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
-}
-
 /// One forward step at time `t`: the cell math after `hw = h_prev @ W_hhᵀ`,
 /// writing the new states into `states` and the gate values into `saved`
 /// (`saved` is a placeholder for the RNN). Buffers are whole-sequence.
@@ -254,41 +250,7 @@ fn cell_forward(
             if xw.device().runs_fast_cpu() {
                 return crate::cpu::recurrent::forward(d, t, xs, hws, bs, st, sv);
             }
-            let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
-            let (prev, out) = d.slots(t);
-            let c_off = (d.steps + 1) * bh;
-            for b in 0..d.batch {
-                for j in 0..h {
-                    let i = b * h + j;
-                    let x = |k: usize| xs[(t * d.batch + b) * gh + k * h + j] as f64;
-                    let r = |k: usize| hws[b * gh + k * h + j] as f64 + bs.map_or(0.0, |bs| bs[k * h + j] as f64);
-                    let s0 = (t * d.batch + b) * SAVED * h + j;
-                    let (hp, ip, io) = (st[prev * bh + i] as f64, prev * bh + i, out * bh + i);
-                    let hn = match d.kind {
-                        RecurrentKind::RnnTanh => (x(0) + r(0)).tanh(),
-                        RecurrentKind::RnnRelu => (x(0) + r(0)).max(0.0),
-                        RecurrentKind::Lstm => {
-                            let (ig, fg) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)));
-                            let (gg, og) = ((x(2) + r(2)).tanh(), sigmoid(x(3) + r(3)));
-                            let c = fg * st[c_off + ip] as f64 + ig * gg;
-                            st[c_off + io] = c as f32;
-                            for (k, v) in [ig, fg, gg, og].into_iter().enumerate() {
-                                sv[s0 + k * h] = v as f32;
-                            }
-                            og * c.tanh()
-                        }
-                        RecurrentKind::Gru => {
-                            let (rg, zg, hn) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)), r(2));
-                            let n = (x(2) + rg * hn).tanh();
-                            for (k, v) in [rg, zg, n, hn].into_iter().enumerate() {
-                                sv[s0 + k * h] = v as f32;
-                            }
-                            (1.0 - zg) * n + zg * hp
-                        }
-                    };
-                    st[io] = hn as f32;
-                }
-            }
+            twin::forward_step(d, t, xs, hws, bs, st, sv);
         },
     )
 }
@@ -331,60 +293,12 @@ fn cell_backward(
             let (dys, st) = (&f32s(&hy)[dy_offset..], f32s(&hs));
             let (rec, sv) = (hr.as_ref().map(|b| f32s(b)), hg.as_ref().map(|b| f32s(b)));
             let (dx, ca) = (f32s_mut(&mut hdx), f32s_mut(&mut hc));
-            let mut dhws = hdh.as_mut().map(|b| f32s_mut(b));
+            let dhws = hdh.as_mut().map(|b| f32s_mut(b));
+            let inputs = BackwardIn { dys, rec, st, sv };
             if dy.device().runs_fast_cpu() {
-                let inputs = crate::cpu::recurrent::BackwardIn { dys, rec, st, sv };
                 return crate::cpu::recurrent::backward(d, t, &inputs, dx, dhws, ca);
             }
-            let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
-            let (prev, out) = d.slots(t);
-            let c_off = (d.steps + 1) * bh;
-            for b in 0..d.batch {
-                for j in 0..h {
-                    let i = b * h + j;
-                    let x0 = (t * d.batch + b) * gh + j;
-                    let gate = |k: usize| {
-                        sv.expect("LSTM and GRU save gates")[(t * d.batch + b) * SAVED * h + j + k * h] as f64
-                    };
-                    let dh = dys[t * bh + i] as f64 + ca[i] as f64 + rec.map_or(0.0, |r| r[i] as f64);
-                    ca[i] = 0.0;
-                    match d.kind {
-                        RecurrentKind::RnnTanh => {
-                            let y = st[out * bh + i] as f64;
-                            dx[x0] = (dh * (1.0 - y * y)) as f32;
-                        }
-                        RecurrentKind::RnnRelu => dx[x0] = if st[out * bh + i] > 0.0 { dh as f32 } else { 0.0 },
-                        RecurrentKind::Lstm => {
-                            let (ig, fg, gg, og) = (gate(0), gate(1), gate(2), gate(3));
-                            let tc = (st[c_off + out * bh + i] as f64).tanh();
-                            let dc = ca[bh + i] as f64 + dh * og * (1.0 - tc * tc);
-                            let cp = st[c_off + prev * bh + i] as f64;
-                            let pre = [
-                                dc * gg * ig * (1.0 - ig),
-                                dc * cp * fg * (1.0 - fg),
-                                dc * ig * (1.0 - gg * gg),
-                                dh * tc * og * (1.0 - og),
-                            ];
-                            for (k, v) in pre.into_iter().enumerate() {
-                                dx[x0 + k * h] = v as f32;
-                            }
-                            ca[bh + i] = (dc * fg) as f32;
-                        }
-                        RecurrentKind::Gru => {
-                            let (rg, zg, n, hn) = (gate(0), gate(1), gate(2), gate(3));
-                            let dn = dh * (1.0 - zg) * (1.0 - n * n);
-                            let dr = dn * hn * rg * (1.0 - rg);
-                            let dz = dh * (st[prev * bh + i] as f64 - n) * zg * (1.0 - zg);
-                            let dhw = dhws.as_mut().expect("GRU has a separate dhw");
-                            for (k, (vx, vh)) in [(dr, dr), (dz, dz), (dn, dn * rg)].into_iter().enumerate() {
-                                dx[x0 + k * h] = vx as f32;
-                                dhw[x0 + k * h] = vh as f32;
-                            }
-                            ca[i] = (dh * zg) as f32;
-                        }
-                    }
-                }
-            }
+            twin::backward_step(d, t, &inputs, dx, dhws, ca);
         },
     )
 }

@@ -11,6 +11,7 @@ use super::operands::{host_f32, load_x_shader};
 use super::{dispatch_fusable, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
 use crate::gpu::Launch;
+use crate::kernels::reduce::reduce_blocks;
 pub use crate::kernels::reduce::ReduceOp;
 use crate::layout::Dims;
 use crate::layout::{coalesce, numel, Layout};
@@ -258,11 +259,7 @@ pub fn reduce_io(
                 crate::cpu::reduce::reduce(op, xs, &kept, &block, m, &mut ys[..n_out]);
                 return Ok(());
             }
-            let block = &block;
-            for (o, y) in ys[..n_out].iter_mut().enumerate() {
-                let base = kept.index_of(o);
-                *y = op.word_of(m, || (0..m).map(move |j| xs[base + block.index_of(j)]));
-            }
+            reduce_blocks(op, xs, &kept, &block, m, &mut ys[..n_out]);
             Ok(())
         },
     )?;

@@ -22,6 +22,7 @@
 //! mean is `Σ loss / Σ weight` in both cases.
 
 use crate::cpu::{per_row, per_row2};
+use crate::kernels::rows::{softmax_backward_row, softmax_row, CrossEntropy};
 
 pub use super::operands::Operands;
 use super::operands::{host_f32, load_x_shader};
@@ -113,13 +114,6 @@ fn launch_softmax(
     launch_rows(g, l, inputs, outputs)
 }
 
-/// The CPU twin of the row statistics: (max, Σ exp(x − max)).
-fn row_stats(row: &[f32]) -> (f32, f32) {
-    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let s: f64 = row.iter().map(|&v| (v - m).exp() as f64).sum();
-    (m, s as f32)
-}
-
 /// Softmax (or log-softmax when `log`) of each row of the contiguous
 /// `[rows, cols]` f32 buffer `x`: `exp(x − max) / Σ exp(x − max)`, or
 /// `(x − max) − ln Σ exp(x − max)`. Returns a new `[rows, cols]` buffer.
@@ -152,13 +146,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
             let (hx, mut hy) = (x.host(), out.host_mut());
             let xs = host_f32(dev, &hx, io)?;
             per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hy)[..n], cols), |r, yr| {
-                let xr = &xs[r * cols..(r + 1) * cols];
-                let (m, s) = row_stats(xr);
-                let log_s = s.ln();
-                for (y, &v) in yr.iter_mut().zip(xr) {
-                    let z = v - m;
-                    *y = if log { z - log_s } else { z.exp() / s };
-                }
+                softmax_row(&xs[r * cols..(r + 1) * cols], yr, log)
             });
             Ok(())
         },
@@ -194,14 +182,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
             let (ys, gs) = (f32s(&hy), f32s(&hg));
             per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
                 let (yr, gr) = (&ys[r * cols..(r + 1) * cols], &gs[r * cols..(r + 1) * cols]);
-                let s = if log {
-                    gr.iter().map(|&g| g as f64).sum::<f64>() as f32
-                } else {
-                    gr.iter().zip(yr).map(|(&g, &y)| g as f64 * y as f64).sum::<f64>() as f32
-                };
-                for ((d, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
-                    *d = if log { g - yv.exp() * s } else { yv * (g - s) };
-                }
+                softmax_backward_row(yr, gr, dr, log)
             });
         },
     )?;
@@ -248,16 +229,6 @@ pub struct CeArgs<'a> {
     pub ignore_index: Option<u32>,
     /// Label smoothing in `[0, 1]`.
     pub label_smoothing: f32,
-}
-
-/// One row's class target as both twins read it (the kernel's `RowTarget`).
-#[derive(Clone, Copy)]
-struct RowTarget {
-    t: usize,
-    /// w_t; 0 when ignored, NaN when out of range.
-    w: f32,
-    ignored: bool,
-    bad: bool,
 }
 
 impl CeArgs<'_> {
@@ -344,36 +315,13 @@ impl CeArgs<'_> {
         launch_rows(g, l, inputs, outputs)
     }
 
-    fn row_target(&self, r: usize, targets: &[u32], weights: Option<&[f32]>) -> RowTarget {
-        if matches!(self.target, CeTarget::Probs(_)) {
-            return RowTarget { t: 0, w: 1.0, ignored: false, bad: false };
-        }
-        let t = targets[r];
-        if self.ignore_index == Some(t) {
-            return RowTarget { t: t as usize, w: 0.0, ignored: true, bad: false };
-        }
-        let t = t as usize;
-        if t >= self.cols {
-            return RowTarget { t, w: f32::NAN, ignored: false, bad: true };
-        }
-        RowTarget { t, w: weights.map_or(1.0, |w| w[t]), ignored: false, bad: false }
-    }
-
-    /// q_c of the module docs for row `r`.
-    fn mass(&self, r: usize, c: usize, rt: RowTarget, targets: &[u32], weights: Option<&[f32]>) -> f32 {
-        let e = self.label_smoothing;
-        let smooth = e / self.cols as f32;
-        let wc = weights.map_or(1.0, |w| w[c]);
-        match self.target {
-            CeTarget::Probs(_) => wc * ((1.0 - e) * f32::from_bits(targets[r * self.cols + c]) + smooth),
-            CeTarget::Classes(_) => {
-                let q = smooth * wc;
-                if c == rt.t {
-                    q + (1.0 - e) * rt.w
-                } else {
-                    q
-                }
-            }
+    /// The options as the twins read them.
+    fn twin(&self) -> CrossEntropy {
+        CrossEntropy {
+            cols: self.cols,
+            probs: matches!(self.target, CeTarget::Probs(_)),
+            ignore_index: self.ignore_index,
+            label_smoothing: self.label_smoothing,
         }
     }
 }
@@ -439,20 +387,9 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
             let (cols, ht) = (args.cols, &ht[..]);
             // Each row's (loss, weight), stored below.
             let mut lw = vec![(0.0f32, 0.0f32); rows];
+            let ce = args.twin();
             per_row2(dev.runs_fast_cpu(), (ps, cols), (&mut lw, 1), |r, pr, lw| {
-                let rt = args.row_target(r, ht, weights);
-                let xr = &xs[r * cols..(r + 1) * cols];
-                let (m, s) = row_stats(xr);
-                let log_s = s.ln();
-                let mut acc = 0.0f64;
-                for (c, &v) in xr.iter().enumerate() {
-                    let z = v - m;
-                    pr[c] = z.exp() / s;
-                    if !rt.ignored && !rt.bad {
-                        acc += args.mass(r, c, rt, ht, weights) as f64 * (z - log_s) as f64;
-                    }
-                }
-                lw[0] = (if rt.bad { f32::NAN } else { -acc as f32 }, rt.w);
+                lw[0] = ce.forward_row(r, &xs[r * cols..(r + 1) * cols], ht, weights, pr);
             });
             let (ls, ws) = (f32s_mut(&mut hl), f32s_mut(&mut hr));
             for (r, (l, w)) in lw.into_iter().enumerate() {
@@ -499,20 +436,9 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
             let weights = hw.as_ref().map(|w| f32s(w));
             let (ps, gs) = (f32s(&hp), f32s(&hg));
             let mut hd = out.host_mut();
-            let (cols, ht) = (args.cols, &ht[..]);
+            let (cols, ht, ce) = (args.cols, &ht[..], args.twin());
             per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut hd)[..n], cols), |r, dr| {
-                let rt = args.row_target(r, ht, weights);
-                let mass: f64 = (0..cols).map(|c| args.mass(r, c, rt, ht, weights) as f64).sum();
-                for (c, d) in dr.iter_mut().enumerate() {
-                    let q = args.mass(r, c, rt, ht, weights);
-                    *d = if rt.bad {
-                        f32::NAN
-                    } else if rt.ignored {
-                        0.0
-                    } else {
-                        gs[r] * (ps[r * cols + c] * mass as f32 - q)
-                    };
-                }
+                ce.backward_row(r, &ps[r * cols..(r + 1) * cols], gs[r], ht, weights, dr)
             });
         },
     )?;

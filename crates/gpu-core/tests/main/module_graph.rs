@@ -554,6 +554,73 @@ fn layers_form_no_cycle() {
     assert!(comps.is_empty(), "gpu-core's layers import each other in a cycle:\n{}", describe(&graph, &comps));
 }
 
+/// The layers `kernels/` (what each kernel computes: descriptors and
+/// reference twins) must not name: the op launches, either backend, device
+/// memory, or the device. Naming `ops/` would also be a cycle; naming
+/// `cpu/`, `gpu/` or `buffer` would not, which is why they are listed.
+const BELOW_KERNELS: &[&str] = &["ops", "cpu", "gpu", "buffer", "device", "reservation", "readback", "step_graph"];
+
+/// Each `kernels` module's references into [`BELOW_KERNELS`] layers, and
+/// each one that names the `wgpu` crate, as "module -> target" lines.
+fn kernels_reaching_down(src: &Path) -> Vec<String> {
+    let graph = module_graph(src);
+    let mut out = Vec::new();
+    for (from, tos) in graph.iter().filter(|(m, _)| m.split("::").next() == Some("kernels")) {
+        for to in tos {
+            if BELOW_KERNELS.contains(&to.split("::").next().unwrap()) {
+                out.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![src.join("kernels")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for p in files {
+        let code = strip_tests(&blank_comments_and_strings(&std::fs::read_to_string(&p).unwrap()));
+        if has_word(&code, "wgpu") {
+            out.push(format!("{} -> wgpu", p.strip_prefix(src).unwrap().display()));
+        }
+    }
+    out
+}
+
+#[test]
+fn kernels_name_no_op_backend_buffer_or_wgpu() {
+    let found = kernels_reaching_down(&src());
+    assert!(found.is_empty(), "kernels/ names a layer it must stay below:\n{}", found.join("\n"));
+    // The check can fail: a twin that takes a Buffer, one that calls an op
+    // and one that names wgpu are each found.
+    let dir = std::env::temp_dir().join(format!("wgrad-kernels-leaf-{}", std::process::id()));
+    let write = |p: &str, s: &str| {
+        let p = dir.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    };
+    write("lib.rs", "mod buffer;\nmod kernels;\nmod ops;\npub use buffer::Buffer;\n");
+    write("buffer.rs", "pub struct Buffer;\n");
+    write("ops/mod.rs", "pub(crate) fn run() {}\n");
+    write(
+        "kernels/mod.rs",
+        "pub(crate) mod a;\npub(crate) mod b;\n/// wgpu in a comment is no edge\npub(crate) mod c;\n",
+    );
+    write("kernels/a.rs", "use crate::Buffer;\npub(crate) fn twin(_: &Buffer) {}\n");
+    write("kernels/b.rs", "pub(crate) fn twin() { crate::ops::run() }\n");
+    write("kernels/c.rs", "pub(crate) fn twin(_: &wgpu::Buffer) {}\n");
+    let caught = kernels_reaching_down(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(caught, ["kernels::a -> buffer", "kernels::b -> ops", "kernels/c.rs -> wgpu"]);
+}
+
 /// The analysis itself: a back edge written into a copy of a small tree is
 /// found, through a re-export, a `use` group and a `super::` path.
 #[test]
