@@ -14,7 +14,7 @@ mod common;
 #[path = "common/profiling.rs"]
 mod profiling;
 
-use wgrad::autograd::{Conv2dOptions, Device, NormEpilogue, Tensor};
+use wgrad::autograd::{Conv2dOptions, Device, Tensor};
 
 fn time_ms(reps: usize, mut f: impl FnMut() -> f32) -> f64 {
     f(); // warm-up: pipelines compiled, pool filled
@@ -48,9 +48,8 @@ fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
     let (gamma, beta) = (Tensor::ones(&[64], dev).requires_grad_(), Tensor::zeros(&[64], dev).requires_grad_());
     let d0 = dev.stats().dispatches;
     let mut bn_step = || {
-        // The fused form ResNet uses (normalise, affine and ReLU in one kernel).
-        x.batch_norm_act(Some(&rm), Some(&rv), Some(&gamma), Some(&beta), true, 0.1, 1e-5, NormEpilogue::relu())
-            .backward_with(&gy);
+        // As ResNet writes it: the ReLU merges into the normalisation's store.
+        x.batch_norm(Some(&rm), Some(&rv), Some(&gamma), Some(&beta), true, 0.1, 1e-5).relu().backward_with(&gy);
         dev.synchronize().unwrap();
         x.zero_grad();
         0.0

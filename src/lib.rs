@@ -16,7 +16,7 @@
 pub use wgrad_autograd as autograd;
 pub use wgrad_autograd::{
     autocast, detect_anomaly, no_grad, try_run, AnomalyGuard, AutocastGuard, CompiledStep, DType, Generator,
-    NormEpilogue, PendingVec, Tensor,
+    PendingVec, Tensor,
 };
 pub use wgrad_data as data;
 pub use wgrad_gpu_core as gpu_core;

@@ -31,7 +31,6 @@ pub use dtype::DType;
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use ops::loss::{CrossEntropyOptions, Reduction};
-pub use ops::norm::NormEpilogue;
 pub use ops::recurrent::{RecurrentKind, RecurrentOutput};
 pub use pending::PendingVec;
 pub use random::Generator;

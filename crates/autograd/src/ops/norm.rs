@@ -5,10 +5,10 @@
 //! values sharing a mean and variance is one contiguous row and run gpu-core's
 //! `normalize_rows` pair (biased variance; one fused backward pass). Batch
 //! norm runs gpu-core's `batch_norm` kernels straight on `[N, C, *]` data:
-//! statistics and running update in two launches, one fused forward
-//! (normalise, affine, optional residual add and ReLU: see
-//! [`NormEpilogue`]), and a backward of three launches whose per-channel sums
-//! are the weight and bias gradients. Layer norm with a weight applies it
+//! statistics and running update in two launches, one forward (normalise
+//! and affine; on a GPU the fuser merges a residual add and a ReLU that
+//! read it into its launch), and a backward of three launches whose
+//! per-channel sums are the weight and bias gradients. Layer norm with a weight applies it
 //! (and its bias) in the normalisation's own launch, and its backward
 //! scales the output gradient inside the row backward; group norm's affine
 //! (per channel, not per column) is batch norm's kernel on already
@@ -23,34 +23,6 @@ use wgrad_gpu_core::{Buffer, Layout};
 use crate::graph::Saves;
 use crate::tensor::expect;
 use crate::{no_grad, DType, Tensor};
-
-/// What a batch norm applies after its affine part, fused into the same
-/// kernel: `act(bn(x) + residual)`. `Default` is neither (plain batch norm).
-///
-/// A ResNet block's `bn1` then ReLU is [`NormEpilogue::relu`]; its end,
-/// `(bn2(out) + shortcut).relu()`, is [`NormEpilogue::add_relu`]. Both are
-/// one forward launch, and the ReLU's and the addition's gradients are folded
-/// into the batch norm's backward (the mask comes from the saved output).
-#[derive(Clone, Copy, Default)]
-pub struct NormEpilogue<'a> {
-    /// Added after the affine part (same shape as the input); it gets the
-    /// (ReLU-masked) output gradient as its own.
-    pub residual: Option<&'a Tensor>,
-    /// Apply a ReLU last.
-    pub relu: bool,
-}
-
-impl<'a> NormEpilogue<'a> {
-    /// `relu(bn(x))`.
-    pub fn relu() -> Self {
-        NormEpilogue { residual: None, relu: true }
-    }
-
-    /// `relu(bn(x) + residual)`.
-    pub fn add_relu(residual: &'a Tensor) -> Self {
-        NormEpilogue { residual: Some(residual), relu: true }
-    }
-}
 
 impl Tensor {
     /// Normalises `self` seen as `rows × cols` (copied dense if it is not):
@@ -72,17 +44,16 @@ impl Tensor {
         (y, stat(mean), stat(rstd))
     }
 
-    /// `act(xhat · weight + bias + residual)` per channel of `self` (whose
-    /// dense data is `x`) seen as `d` (`[A, C, B]`), one fused launch, where
+    /// `xhat · weight + bias` per channel of `self` (whose
+    /// dense data is `x`) seen as `d` (`[A, C, B]`), one launch, where
     /// xhat is `self` normalised with `stats` (`[mean; rstd]`, constants) or
     /// `self` itself when `stats` is `None`. `training` picks the backward formula in which the
     /// statistics depend on `self` (batch norm in training); otherwise the
     /// input gradient is `weight · rstd · dy'`. Weight and bias gradients are
-    /// the per-channel sums of dy' and dy'·xhat, two launches.
+    /// the per-channel sums of dy and dy·xhat, two launches.
     ///
-    /// `self` (and the residual, of the same dtype) may be F16 (batch norm
-    /// under mixed precision): the output and the input and residual
-    /// gradients are then F16 too, computed in f32 from the widened values
+    /// `self` may be F16 (batch norm under mixed precision): the output and
+    /// the input gradient are then F16 too, computed in f32 from the widened values
     /// and rounded; weight, bias, statistics and their gradients stay F32.
     #[allow(clippy::too_many_arguments)]
     fn channel_affine(
@@ -94,24 +65,18 @@ impl Tensor {
         training: bool,
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
-        epilogue: NormEpilogue,
     ) -> Tensor {
         let shape = self.shape();
         let dtype = self.dtype();
         let io = self.float_storage(op);
-        if let Some(r) = epilogue.residual {
-            assert_eq!(r.dtype(), dtype, "wgrad internal: {op}'s residual is not cast to the input's dtype");
-        }
         let wb = weight.map(|w| w.dense_buffer());
         let bb = bias.map(|b| b.dense_buffer());
-        let rb = epilogue.residual.map(|r| r.dense_buffer());
-        let relu = epilogue.relu;
         let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
-        let y = expect(op, bn::batch_norm_forward(&x, d, centre, wb.as_ref(), bb.as_ref(), rb.as_ref(), relu, io));
+        let y = expect(op, bn::batch_norm_forward(&x, d, centre, wb.as_ref(), bb.as_ref(), None, false, io));
 
-        // Input slots: x, then weight, bias and residual where given.
-        let present = [weight, bias, epilogue.residual];
-        let mut index = [None; 3];
+        // Input slots: x, then weight and bias where given.
+        let present = [weight, bias];
+        let mut index = [None; 2];
         let mut inputs = vec![self];
         for (k, t) in present.iter().enumerate() {
             if let Some(t) = t {
@@ -119,23 +84,20 @@ impl Tensor {
                 inputs.push(t);
             }
         }
-        let [wi, bi, ri] = index;
+        let [wi, bi] = index;
         let n_in = inputs.len();
         let layout = Layout::contiguous(&shape);
         let grad_shape = shape.clone();
         // The rule reads x and the weight through the buffers it captured,
-        // and the output only for a fused ReLU's mask: a plain output, held
-        // by nothing else, is free for the fuser to merge its readers into
-        // (`relu(bn(x) + r)` one launch).
-        let saves = if relu { Saves::NOTHING.and_output() } else { Saves::NOTHING };
-        Tensor::from_op_saving(op, y, layout, dtype, &inputs, saves, move |g, inputs, out| {
+        // not the output: held by nothing else, it is free for the fuser to
+        // merge its readers into its launch (`relu(bn(x) + r)` is one).
+        Tensor::from_op_saving(op, y, layout, dtype, &inputs, Saves::NOTHING, move |g, inputs, _| {
             let wants = |i: Option<usize>| i.is_some_and(|i| inputs[i].requires_grad());
             let dy = g.to_dtype(dtype).dense_buffer();
             let centre = stats.as_ref().map_or(Centre::Normalized, Centre::Stats);
-            let y = relu.then(|| out.dense_buffer());
             let mut grads: Vec<Option<Tensor>> = vec![None; n_in];
             let sums = (training || wants(wi) || wants(bi))
-                .then(|| expect(op, bn::batch_norm_grad_sums(&dy, &x, y.as_ref(), d, centre, io)));
+                .then(|| expect(op, bn::batch_norm_grad_sums(&dy, &x, None, d, centre, io)));
             if let Some((db, dw)) = &sums {
                 let param = |b: &Buffer| Tensor::from_parts(b.clone(), Layout::contiguous(&[d.channels]), DType::F32);
                 if let Some(i) = bi {
@@ -145,26 +107,13 @@ impl Tensor {
                     grads[i] = Some(param(dw));
                 }
             }
-            if inputs[0].requires_grad() || wants(ri) {
-                let (dx, dres) = expect(
+            if inputs[0].requires_grad() {
+                let training_sums = sums.as_ref().filter(|_| training).map(|(a, b)| (a, b));
+                let (dx, _) = expect(
                     op,
-                    bn::batch_norm_backward(
-                        &dy,
-                        &x,
-                        y.as_ref(),
-                        d,
-                        centre,
-                        wb.as_ref(),
-                        sums.as_ref().filter(|_| training).map(|(a, b)| (a, b)),
-                        ri.is_some(),
-                        io,
-                    ),
+                    bn::batch_norm_backward(&dy, &x, None, d, centre, wb.as_ref(), training_sums, false, io),
                 );
-                let dense = |b| Tensor::from_parts(b, Layout::contiguous(&grad_shape), dtype);
-                grads[0] = Some(dense(dx));
-                if let (Some(i), Some(r)) = (ri, dres) {
-                    grads[i] = Some(dense(r));
-                }
+                grads[0] = Some(Tensor::from_parts(dx, Layout::contiguous(&grad_shape), dtype));
             }
             grads
         })
@@ -204,16 +153,7 @@ impl Tensor {
             return self.clone();
         }
         let (w, b) = self.affine_params(op, (weight, bias), want);
-        let y = self.channel_affine(
-            op,
-            self.dense_buffer(),
-            d,
-            None,
-            false,
-            w.as_ref(),
-            b.as_ref(),
-            NormEpilogue::default(),
-        );
+        let y = self.channel_affine(op, self.dense_buffer(), d, None, false, w.as_ref(), b.as_ref());
         y.reshape(&self.shape())
     }
 
@@ -380,36 +320,6 @@ impl Tensor {
         momentum: f32,
         eps: f32,
     ) -> Tensor {
-        self.batch_norm_act(running_mean, running_var, weight, bias, training, momentum, eps, NormEpilogue::default())
-    }
-
-    /// [`Tensor::batch_norm`] followed by `epilogue` in the same kernel:
-    /// `relu(batch_norm(x) + residual)` with either part optional, so a
-    /// ResNet's BN+ReLU and BN+add+ReLU are one forward launch each and their
-    /// backward is three launches (per-channel sums in two, the input and
-    /// residual gradients in one). Same semantics, and gradients, as the
-    /// unfused ops (`torch.relu(F.batch_norm(..) + residual)`).
-    ///
-    /// With an F16 input the output is F16 (see [`Tensor::batch_norm`]); a
-    /// residual of the other float dtype is cast to the input's
-    /// ([`Tensor::to_dtype`], so its gradient flows back through the cast),
-    /// and the residual gradient has the input's dtype.
-    ///
-    /// # Panics
-    /// As [`Tensor::batch_norm`], and for a residual of another shape or a
-    /// non-float one.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batch_norm_act(
-        &self,
-        running_mean: Option<&Tensor>,
-        running_var: Option<&Tensor>,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-        training: bool,
-        momentum: f32,
-        eps: f32,
-        epilogue: NormEpilogue,
-    ) -> Tensor {
         const OP: &str = "batch_norm";
         let dtype = self.dtype();
         assert!(
@@ -429,23 +339,11 @@ impl Tensor {
                 t.expect_dtype(OP, DType::F32);
             }
         }
-        if let Some(r) = epilogue.residual {
-            assert_eq!(r.shape(), shape, "{OP}: residual has shape {:?}, expected the input's {shape:?}", r.shape());
-            self.expect_same_device(OP, r);
-            assert!(
-                matches!(r.dtype(), DType::F32 | DType::F16),
-                "{OP}: expects an F32 or F16 residual, got {:?}",
-                r.dtype()
-            );
-        }
-        // The residual in the input's dtype (a recorded cast when it differs).
-        let residual = epilogue.residual.map(|r| r.to_dtype(dtype));
-        let epilogue = NormEpilogue { residual: residual.as_ref(), relu: epilogue.relu };
         let io = self.float_storage(OP);
         let x = self.dense_buffer();
         let stats = if training {
             if d.count() == 0 {
-                return self.batch_norm_empty(weight, bias, epilogue);
+                return self.batch_norm_empty(weight, bias);
             }
             assert!(
                 d.count() > 1,
@@ -477,17 +375,15 @@ impl Tensor {
             };
             expect(OP, bn::batch_norm_eval_stats(&rm.dense_buffer(), &rv.dense_buffer(), c, eps))
         };
-        self.channel_affine(OP, x, d, Some(stats), training, weight, bias, epilogue)
+        self.channel_affine(OP, x, d, Some(stats), training, weight, bias)
     }
 
     /// Training batch norm of an empty batch: an empty output, still
-    /// connected to weight, bias and residual (their gradients are zeros).
-    /// F16 input (and residual) goes through F32 and back.
-    fn batch_norm_empty(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, epilogue: NormEpilogue) -> Tensor {
+    /// connected to weight and bias (their gradients are zeros). F16 input
+    /// goes through F32 and back.
+    fn batch_norm_empty(&self, weight: Option<&Tensor>, bias: Option<&Tensor>) -> Tensor {
         if self.dtype() == DType::F16 {
-            let residual = epilogue.residual.map(|r| r.to_dtype(DType::F32));
-            let epilogue = NormEpilogue { residual: residual.as_ref(), relu: epilogue.relu };
-            return self.to_dtype(DType::F32).batch_norm_empty(weight, bias, epilogue).to_dtype(DType::F16);
+            return self.to_dtype(DType::F32).batch_norm_empty(weight, bias).to_dtype(DType::F16);
         }
         let view = channel_view(&self.shape());
         let mut y = self.clone();
@@ -496,12 +392,6 @@ impl Tensor {
         }
         if let Some(b) = bias {
             y = &y + &b.reshape(&view);
-        }
-        if let Some(r) = epilogue.residual {
-            y = &y + r;
-        }
-        if epilogue.relu {
-            y = y.relu();
         }
         y
     }
