@@ -59,6 +59,12 @@ fn main() {
     let opts = SgdOptions { momentum: 0.9, weight_decay: 1e-4, ..Default::default() };
     let mut opt = Sgd::with_options(resnet.parameters(), 0.1, opts);
     rows.push(("ResNet-20", count(&dev, &mut opt, &|| CrossEntropyLoss::default().forward(&resnet.forward(&x), &y))));
+    // Mixed precision: the forward under autocast (f16 activations).
+    let amp_loss = || {
+        let _autocast = AutocastGuard::new(true);
+        CrossEntropyLoss::default().forward(&resnet.forward(&x), &y)
+    };
+    rows.push(("ResNet-20, autocast", count(&dev, &mut opt, &amp_loss)));
 
     let cnn = mnist_cnn(&mut init);
     let (x, y) = (Tensor::randn(&[2, 1, 28, 28], 2, &dev), labels(2, 10));
