@@ -196,4 +196,5 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("attention_f16_native", "attention", &[("attention_io_f32", "attention_io_f16_native")]).f16(),
     ],
     texture_inputs: &[],
+    io: &[],
 };

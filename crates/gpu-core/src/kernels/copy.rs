@@ -19,4 +19,5 @@ pub(crate) fn copy_view<T: Copy>(src: &[T], sl: &Layout, dst: &mut [T], dl: &Lay
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("copy_tex", "copy", &[("copy_src_buffer", "copy_src_tex")])],
     texture_inputs: &[("copy_tex", "*", &[0])],
+    io: &[],
 };

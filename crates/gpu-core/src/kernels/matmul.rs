@@ -47,4 +47,5 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         ("matmul_subgroup_act_tex", "*", &[0, 1]),
         ("matmul_subgroup_cell_tex", "*", &[0, 1, 2, 3, 4]),
     ],
+    io: &[],
 };

@@ -272,4 +272,5 @@ pub(crate) fn backward_step(
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("recurrent_tex", "recurrent", &[("recurrent_inputs_f32", "recurrent_inputs_tex")])],
     texture_inputs: &[("recurrent_tex", "cell_forward", &[0, 1, 2]), ("recurrent_tex", "cell_backward", &[0, 1, 2, 3])],
+    io: &[],
 };

@@ -30,6 +30,7 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         ("norm_tex", "normalize_rows_backward", &[0, 1]),
         ("norm_tex", "normalize_rows_backward_serial", &[0, 1]),
     ],
+    io: &[],
 };
 
 /// The row statistics softmax and cross-entropy share: (max, Σ exp(x − max)).

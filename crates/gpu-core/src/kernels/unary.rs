@@ -396,6 +396,7 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("unary_grad_tex", "unary_grad", &[("unary_grad_inputs_f32", "unary_grad_inputs_tex")]),
     ],
     texture_inputs: &[("unary_tex", "*", &[0]), ("unary_grad_tex", "*", &[0, 1, 2])],
+    io: &[],
 };
 
 #[cfg(test)]
