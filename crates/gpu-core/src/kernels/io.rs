@@ -34,6 +34,8 @@ pub(crate) enum Storage {
 impl Storage {
     /// Every kind, in the order a family's libraries are listed.
     pub(crate) const ALL: &'static [Storage] = &[Storage::F32, Storage::Tex, Storage::F16, Storage::F16Native];
+    /// The buffer and texture kinds (families without f16 variants).
+    pub(crate) const F32_TEX: &'static [Storage] = &[Storage::F32, Storage::Tex];
 
     /// The library's name suffix.
     pub(crate) const fn suffix(self) -> &'static str {
