@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): a recurrent cell's update in the product's store (its inputs are the generated cell_inputs library).
 // An LSTM step's cell run in the store of its recurrent product, in place
 // of matmul_store.wgsl (the matmul's `_cell` variants): the product's sums
 // never reach memory and the cell costs no launch of its own. The math is
