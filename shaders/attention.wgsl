@@ -72,8 +72,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Bindings 1-3 (q, k, v), 5 (out / o), 7 (dout) and 8-10 (dq, dk, dv), with
-// their readers and stores: the f32 library below; shaders.rs swaps this
-// line for the f16 ones.
+// their readers (load_X(i): element i; load_X_quad(j): elements 4j..4j+3,
+// rows whose width is a multiple of 4 starting on such a boundary) and
+// stores (store_X(t, ·): unit t): the f32 library below, generated from the
+// binding list in kernels/attention.rs; the f16 variants swap this line.
 //#include attention_io_f32.wgsl
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 // Each entry point statically uses only its own bindings, so the globals
@@ -102,42 +104,42 @@ fn live(x: vec4<f32>, c: u32, n: u32) -> vec4<f32> {
 // rows are whole vec4s, else four element reads.
 fn q_at(row: u32, c: u32) -> vec4<f32> {
     if D % 4u == 0u {
-        return q_vec(row * D4 + c);
+        return load_q_quad(row * D4 + c);
     }
     let i = chunk_index(row, c, D);
-    return live(vec4<f32>(q_elem(i.x), q_elem(i.y), q_elem(i.z), q_elem(i.w)), c, D);
+    return live(vec4<f32>(load_q(i.x), load_q(i.y), load_q(i.z), load_q(i.w)), c, D);
 }
 
 fn k_at(row: u32, c: u32) -> vec4<f32> {
     if D % 4u == 0u {
-        return k_vec(row * D4 + c);
+        return load_k_quad(row * D4 + c);
     }
     let i = chunk_index(row, c, D);
-    return live(vec4<f32>(k_elem(i.x), k_elem(i.y), k_elem(i.z), k_elem(i.w)), c, D);
+    return live(vec4<f32>(load_k(i.x), load_k(i.y), load_k(i.z), load_k(i.w)), c, D);
 }
 
 fn v_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return v_vec(row * DV4 + c);
+        return load_v_quad(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(v_elem(i.x), v_elem(i.y), v_elem(i.z), v_elem(i.w)), c, DV);
+    return live(vec4<f32>(load_v(i.x), load_v(i.y), load_v(i.z), load_v(i.w)), c, DV);
 }
 
 fn dout_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return dout_vec(row * DV4 + c);
+        return load_dout_quad(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(dout_elem(i.x), dout_elem(i.y), dout_elem(i.z), dout_elem(i.w)), c, DV);
+    return live(vec4<f32>(load_dout(i.x), load_dout(i.y), load_dout(i.z), load_dout(i.w)), c, DV);
 }
 
 fn o_at(row: u32, c: u32) -> vec4<f32> {
     if DV % 4u == 0u {
-        return o_vec(row * DV4 + c);
+        return load_o_quad(row * DV4 + c);
     }
     let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(o_elem(i.x), o_elem(i.y), o_elem(i.z), o_elem(i.w)), c, DV);
+    return live(vec4<f32>(load_o(i.x), load_o(i.y), load_o(i.z), load_o(i.w)), c, DV);
 }
 
 // Element e (and e + 1, clamped into the row) of row r of a per-invocation

@@ -18,11 +18,15 @@
 // (no atomics). Statistics combine (count, mean, M2) triples with Welford's
 // update and Chan's pairwise formula: no E[x²] - E[x]² cancellation.
 //
-// The activations (x, dy, y, residual; the outputs y, dx, dres) are read and
-// written only through the functions of the storage library included below
-// (f32 here; shaders.rs makes the f16 variants by swapping that one line).
-// Statistics, weight, bias and the sums are f32 in every variant, and so is
-// all arithmetic.
+// The activations (x, dy, y, residual; the outputs y, dx, dres) and the
+// per-channel inputs of the elementwise entries are read and written only
+// through the functions of the storage library included below (generated
+// from the binding list in kernels/batch_norm.rs; f32 here, and the f16 and
+// texture variants swap that one line). Statistics, weight, bias and the
+// sums are f32 in every variant, and so is all arithmetic. The scalar
+// entries give thread t the LANES elements from LANES·t (its unit: two per
+// f16 word); the vec4 entries' quad q is elements 4q..4q+3 (B a multiple
+// of 4, so whole units).
 //#include common.wgsl
 //#include batch_norm_io_f32.wgsl
 
@@ -86,19 +90,19 @@ struct Params {
 // Element i of an input activation, for the reductions (whose threads walk
 // columns): lane i % LANES of unit i / LANES.
 fn x_at(i: u32) -> f32 {
-    return x_unit(i / LANES)[i % LANES];
+    return load_x_unit(i / LANES)[i % LANES];
 }
 
 fn dy_at(i: u32) -> f32 {
-    return dy_unit(i / LANES)[i % LANES];
+    return load_dy_unit(i / LANES)[i % LANES];
 }
 
 fn x2_at(i: u32) -> f32 {
-    return x2_unit(i / LANES)[i % LANES];
+    return load_x2_unit(i / LANES)[i % LANES];
 }
 
 fn y_at(i: u32) -> f32 {
-    return y_unit(i / LANES)[i % LANES];
+    return load_y_unit(i / LANES)[i % LANES];
 }
 
 var<workgroup> tree: array<vec4<f32>, WG>;
@@ -161,7 +165,7 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let c = s.k / p.inner;
     var ms = vec2<f32>(0.0, 1.0);
     if CENTRE == 1u {
-        ms = vec2<f32>(bwd_stat(c), bwd_stat(p.channels + c));
+        ms = vec2<f32>(load_bwd_stat(c), load_bwd_stat(p.channels + c));
     }
     var acc = vec2<f32>(0.0, 0.0);
     for (var a = s.a0; a < s.a1; a++) {
@@ -324,13 +328,13 @@ fn units() -> u32 {
 fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
     var v = x;
     if CENTRE == 1u {
-        v = (x - fwd_stat(c)) * fwd_stat(p.channels + c);
+        v = (x - load_fwd_stat(c)) * load_fwd_stat(p.channels + c);
     }
     if HAS_WEIGHT {
-        v *= fwd_weight(c);
+        v *= load_fwd_weight(c);
     }
     if HAS_BIAS {
-        v += fwd_bias(c);
+        v += load_fwd_bias(c);
     }
     v += extra;
     if RELU {
@@ -344,7 +348,7 @@ fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
 // The forward of unit t with `extra` (the residual's unit, or zeros) added;
 // lanes past the end stay 0.
 fn forward_unit(t: u32, extra: vec2<f32>) -> vec2<f32> {
-    let x = x_unit(t);
+    let x = load_x_unit(t);
     var y = vec2<f32>(0.0);
     for (var l = 0u; l < LANES; l++) {
         let i = t * LANES + l;
@@ -367,7 +371,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 fn forward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = global_id(wid, nwg, lid);
     if t < units() {
-        store_y_res(t, forward_unit(t, res_unit(t)));
+        store_y_res(t, forward_unit(t, load_res_unit(t)));
     }
 }
 
@@ -375,7 +379,7 @@ fn forward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        store_y_quad(i, affine(x_quad(i), vec4<f32>(0.0), channel_of(4u * i)));
+        store_y_quad(i, affine(load_x_quad(i), vec4<f32>(0.0), channel_of(4u * i)));
     }
 }
 
@@ -383,7 +387,7 @@ fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn forward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        store_y_res_quad(i, affine(x_quad(i), res_quad(i), channel_of(4u * i)));
+        store_y_res_quad(i, affine(load_x_quad(i), load_res_quad(i), channel_of(4u * i)));
     }
 }
 
@@ -401,17 +405,17 @@ fn input_grad(g: vec4<f32>, x: vec4<f32>, c: u32) -> vec4<f32> {
     var mean = 0.0;
     var scale = 1.0;
     if CENTRE == 1u {
-        mean = bwd_stat(c);
-        scale = bwd_stat(p.channels + c);
+        mean = load_bwd_stat(c);
+        scale = load_bwd_stat(p.channels + c);
     }
     let rstd = scale;
     if HAS_WEIGHT {
-        scale *= bwd_weight(c);
+        scale *= load_bwd_weight(c);
     }
     if TRAIN {
         let m = f32(p.outer * p.inner);
         let xhat = (x - mean) * rstd;
-        return scale * (g - bwd_dbias(c) / m - xhat * (bwd_dweight(c) / m));
+        return scale * (g - load_bwd_dbias(c) / m - xhat * (load_bwd_dweight(c) / m));
     }
     return scale * g;
 }
@@ -424,9 +428,9 @@ struct UnitGrads {
 
 // The backward of unit t; lanes past the end stay 0.
 fn backward_unit(t: u32) -> UnitGrads {
-    let dy = dy_unit(t);
-    let y = y_unit(t);
-    let x = x2_unit(t);
+    let dy = load_dy_unit(t);
+    let y = load_y_unit(t);
+    let x = load_x2_unit(t);
     var out: UnitGrads;
     for (var l = 0u; l < LANES; l++) {
         let i = t * LANES + l;
@@ -461,8 +465,8 @@ fn backward_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 fn backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        let g = masked(dy_quad(i), y_quad(i));
-        store_dx_quad(i, input_grad(g, x2_quad(i), channel_of(4u * i)));
+        let g = masked(load_dy_quad(i), load_y_quad(i));
+        store_dx_quad(i, input_grad(g, load_x2_quad(i), channel_of(4u * i)));
     }
 }
 
@@ -470,8 +474,8 @@ fn backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 fn backward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = global_id(wid, nwg, lid);
     if i < total() / 4u {
-        let g = masked(dy_quad(i), y_quad(i));
-        store_dx_quad(i, input_grad(g, x2_quad(i), channel_of(4u * i)));
+        let g = masked(load_dy_quad(i), load_y_quad(i));
+        store_dx_quad(i, input_grad(g, load_x2_quad(i), channel_of(4u * i)));
         store_dres_quad(i, g);
     }
 }

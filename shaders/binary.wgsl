@@ -18,8 +18,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// The operands a and b (bindings 1 and 2), read with a_at / a4 and b_at /
-// b4: storage buffers here, textures in `binary_tex` (shaders.rs swaps the include).
+// The operands a and b (bindings 1 and 2), read with load_a / load_a_quad
+// and load_b / load_b_quad: storage buffers here, textures in `binary_tex`
+// (the variant swaps the include; generated from kernels/matmul.rs's list).
 //#include operands_f32.wgsl
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
 // The output as vec4 for `main4` (each entry uses only its own globals).
@@ -40,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let ia = p.a_offset + strided_offset(i, RANK, p.shape, p.a_strides);
     let ib = p.b_offset + strided_offset(i, RANK, p.shape, p.b_strides);
-    z[i] = f(a_at(ia), b_at(ib));
+    z[i] = f(load_a(ia), load_b(ib));
 }
 
 fn f4(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
@@ -61,11 +62,11 @@ fn main4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let ia = p.a_offset + strided_offset(4u * i, RANK, p.shape, p.a_strides);
     let ib = p.b_offset + strided_offset(4u * i, RANK, p.shape, p.b_strides);
     // Pooled buffers are whole multiples of 16 bytes, so every element has one.
-    var x = a4(ia / 4u);
+    var x = load_a_quad(ia / 4u);
     if A_VEC == 0u {
         x = vec4<f32>(x[ia % 4u]);
     }
-    var y = b4(ib / 4u);
+    var y = load_b_quad(ib / 4u);
     if B_VEC == 0u {
         y = vec4<f32>(y[ib % 4u]);
     }

@@ -39,14 +39,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// The source words (binding 1) are read with src_word.
-//#include copy_src_buffer.wgsl
+// The source words (binding 1) are read with load_src (u32).
+//#include copy_src_f32.wgsl
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
 // Source element e (row-major over `shape`) of an f16 view, in the low 16 bits.
 fn half_at(e: u32) -> u32 {
     let s = p.src_offset + strided_offset(e, RANK, p.shape, p.src_strides);
-    return (src_word(s >> 1u) >> ((s & 1u) * 16u)) & 0xFFFFu;
+    return (load_src(s >> 1u) >> ((s & 1u) * 16u)) & 0xFFFFu;
 }
 
 @compute @workgroup_size(256)
@@ -75,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if !DENSE_DST {
             d = p.dst_offset + walk_offset(w, RANK, p.dst_strides);
         }
-        dst[d] = src_word(s);
+        dst[d] = load_src(s);
         walk_next(&w, RANK, p.shape);
     }
 }

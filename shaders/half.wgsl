@@ -1,5 +1,6 @@
+// Hand-written, not generated (kernels/io.rs): the f16 rounding and unpacking the generated f16 storage libraries call.
 // Packed f16 storage (two halves per u32 word, element 2k in the low half),
-// shared by cast.wgsl, the batch-norm f16 libraries and the fuser's
+// shared by cast.wgsl, the generated f16 storage libraries and the fuser's
 // generated kernels (which read f16 leaves and store f16 roots with these). Core WGSL only: no SHADER_F16.
 
 // f16 bits of an f32, rounding to nearest even, in integer arithmetic

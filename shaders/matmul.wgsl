@@ -158,10 +158,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// Operands A (binding 1) and B (binding 2) and their readers: `a4` / `b4`
-// load four elements at once as f32, `a_at` / `b_at` single elements. The
-// f32 library below; `matmul_operands_f16*.wgsl` read f16 storage instead
-// (shaders.rs generates those variants by swapping this one line), and
+// Operands A (binding 1) and B (binding 2) and their readers:
+// `load_a_quad` / `load_b_quad` load four elements at once as f32, `load_a`
+// / `load_b` single elements. The f32 library below (generated from the
+// binding list in kernels/matmul.rs); `operands_f16*` read f16 storage
+// instead (the variants swap this one line), and
 // everything after the load is f32, so f16 products accumulate in f32.
 //#include operands_f32.wgsl
 // What happens to the sums as they are stored, with the bindings it needs
@@ -230,14 +231,14 @@ fn conv_line(t: ConvTap, s: ConvPixel) -> ConvLine {
 // The element of the entry at `base` under tap t at pixel s, or zero.
 fn conv_gather(base: u32, t: ConvTap, s: ConvPixel) -> f32 {
     let l = conv_line(t, s);
-    return select(0.0, b_at(select(base, base + t.plane + l.line * l.width + l.col, l.ok)), l.ok);
+    return select(0.0, load_b(select(base, base + t.plane + l.line * l.width + l.col, l.ok)), l.ok);
 }
 
 // Element (row, col) of the batch entry of B at `base`; row < K and
 // col < N (callers clamp).
 fn b_value(base: u32, row: u32, col: u32) -> f32 {
     if B_CONV == 0u {
-        return b_at(base + row * p.b_rs + col * p.b_cs);
+        return load_b(base + row * p.b_rs + col * p.b_cs);
     }
     if B_CONV == 2u {
         return conv_gather(base, conv_tap(col), conv_pixel(row));
@@ -288,7 +289,7 @@ var<workgroup> As: array<vec4<f32>, BK * BM4>;
 var<workgroup> Bs: array<vec4<f32>, BK * BN4>;
 
 // Stages rows m0.., depths k0.. of A into As (zeros outside A).
-fn load_a(lid: u32, tl: Tile, k0: u32) {
+fn load_a_tile(lid: u32, tl: Tile, k0: u32) {
     for (var s = 0u; s < BM4 * BK / WG; s++) {
         let slot = lid + s * WG;
         var kk: u32;
@@ -307,14 +308,14 @@ fn load_a(lid: u32, tl: Tile, k0: u32) {
             let ok = k < p.k && m + j < p.m;
             // Outside A read a valid element and discard it: no divergent branch.
             let i = select(tl.a_base, tl.a_base + (m + j) * p.a_rs + k * p.a_cs, ok);
-            v[j] = select(0.0, a_at(i), ok);
+            v[j] = select(0.0, load_a(i), ok);
         }
         As[kk * BM4 + mg] = v;
     }
 }
 
 // Stages depths k0.., columns n0.. of B into Bs (zeros outside B).
-fn load_b(lid: u32, tl: Tile, k0: u32) {
+fn load_b_tile(lid: u32, tl: Tile, k0: u32) {
     for (var s = 0u; s < BN4 * BK / WG; s++) {
         let slot = lid + s * WG;
         var kk: u32;
@@ -359,8 +360,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     let ktiles = (p.k + BK - 1u) / BK;
     for (var kt = 0u; kt < ktiles; kt++) {
-        load_a(lid, tl, kt * BK);
-        load_b(lid, tl, kt * BK);
+        load_a_tile(lid, tl, kt * BK);
+        load_b_tile(lid, tl, kt * BK);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             var av: array<vec4<f32>, TM / 4u>;

@@ -50,13 +50,16 @@ var<workgroup> Bh: array<f16, CK * B_STRIDE>;
 // One 16 x 16 f32 fragment per subgroup on its way to the epilogue.
 var<workgroup> Cs: array<f32, SG_M * SG_N * 256u>;
 
-// Element i of A or B as f16 (exact: the storage is f16).
+// Element i of A or B as f16 (exact: the storage is f16). The staging
+// loads read the native f16 operand library's vec4<f16> globals a_in and
+// b_in directly (operands_f16_native, generated from kernels/matmul.rs):
+// its accessors widen to f32, and the tiles here stay f16.
 fn a_half(i: u32) -> f16 {
-    return a[i / 4u][i % 4u];
+    return a_in[i / 4u][i % 4u];
 }
 
 fn b_half(i: u32) -> f16 {
-    return b[i / 4u][i % 4u];
+    return b_in[i / 4u][i % 4u];
 }
 
 // Stages rows m0.., depths k0.. of A into Ah (zeros outside A), a quad of
@@ -70,7 +73,7 @@ fn coop_load_a(lid: u32, tl: Tile, k0: u32) {
             let m = tl.m0 + row;
             let k = k0 + kk;
             if A_VEC && m < p.m && k + 3u < p.k {
-                v = a[(tl.a_base + m * p.a_rs + k) / 4u];
+                v = a_in[(tl.a_base + m * p.a_rs + k) / 4u];
             } else {
                 for (var j = 0u; j < 4u; j++) {
                     let ok = m < p.m && k + j < p.k;
@@ -86,7 +89,7 @@ fn coop_load_a(lid: u32, tl: Tile, k0: u32) {
             let m = tl.m0 + row;
             let k = k0 + kk;
             if A_VEC && k < p.k && m + 3u < p.m {
-                v = a[(tl.a_base + m + k * p.a_cs) / 4u];
+                v = a_in[(tl.a_base + m + k * p.a_cs) / 4u];
             } else {
                 for (var j = 0u; j < 4u; j++) {
                     let ok = m + j < p.m && k < p.k;
@@ -110,7 +113,7 @@ fn coop_load_b(lid: u32, tl: Tile, k0: u32) {
             let n = tl.n0 + col;
             let k = k0 + kk;
             if B_VEC && n < p.n && k + 3u < p.k {
-                v = b[(tl.b_base + k + n * p.b_cs) / 4u];
+                v = b_in[(tl.b_base + k + n * p.b_cs) / 4u];
             } else {
                 for (var j = 0u; j < 4u; j++) {
                     let ok = n < p.n && k + j < p.k;
@@ -126,7 +129,7 @@ fn coop_load_b(lid: u32, tl: Tile, k0: u32) {
             let n = tl.n0 + col;
             let k = k0 + kk;
             if B_VEC && k < p.k && n + 3u < p.n {
-                v = b[(tl.b_base + k * p.b_rs + n) / 4u];
+                v = b_in[(tl.b_base + k * p.b_rs + n) / 4u];
             } else {
                 for (var j = 0u; j < 4u; j++) {
                     let ok = n + j < p.n && k < p.k;

@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): the product's epilogue is arithmetic, not storage boilerplate.
 // The store of a product's f32 sums (matmul.wgsl and matmul_subgroup.wgsl
 // call `store_sums` with four consecutive columns, `col` a multiple of 4):
 // the epilogue. The `_act` variants swap its last include for

@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): a recurrent cell's update in the product's store (its inputs are the generated cell_inputs library).
 // An LSTM step's cell run in the store of its recurrent product, in place
 // of matmul_store.wgsl (the matmul's `_cell` variants): the product's sums
 // never reach memory and the cell costs no launch of its own. The math is
@@ -73,9 +74,9 @@ fn store_sums(tl: Tile, row: u32, col: u32, s: vec4<f32>, b: vec4<f32>) {
 fn lstm_forward(b: u32, u: u32, s: vec4<f32>) {
     let hd = p.cell_hidden;
     let x0 = p.cell_x + b * 4u * hd + u;
-    var a = s + vec4(load4(x0), load4(x0 + hd), load4(x0 + 2u * hd), load4(x0 + 3u * hd));
+    var a = s + vec4(load_in4(x0), load_in4(x0 + hd), load_in4(x0 + 2u * hd), load_in4(x0 + 3u * hd));
     if CELL_BIAS {
-        a += vec4(load3(u), load3(hd + u), load3(2u * hd + u), load3(3u * hd + u));
+        a += vec4(load_in3(u), load_in3(hd + u), load_in3(2u * hd + u), load_in3(3u * hd + u));
     }
     let i = b * hd + u;
     let step = lstm_step(a, out6[p.cell_c + p.cell_prev + i]);
@@ -96,10 +97,10 @@ fn lstm_backward(b: u32, u: u32, dh_rec: f32) {
     let bh = p.m * hd;
     let i = b * hd + u;
     let x0 = p.cell_x + b * 4u * hd + u;
-    let dh = load4(p.cell_dy + i) + dh_rec;
-    let gates = vec4(load3(x0), load3(x0 + hd), load3(x0 + 2u * hd), load3(x0 + 3u * hd));
-    let c = load5(p.cell_c + p.cell_out + i);
-    let g = lstm_step_grad(gates, c, load5(p.cell_c + p.cell_prev + i), dh, out7[bh + i]);
+    let dh = load_in4(p.cell_dy + i) + dh_rec;
+    let gates = vec4(load_in3(x0), load_in3(x0 + hd), load_in3(x0 + 2u * hd), load_in3(x0 + 3u * hd));
+    let c = load_in5(p.cell_c + p.cell_out + i);
+    let g = lstm_step_grad(gates, c, load_in5(p.cell_c + p.cell_prev + i), dh, out7[bh + i]);
     out6[x0] = g.d.x;
     out6[x0 + hd] = g.d.y;
     out6[x0 + 2u * hd] = g.d.z;

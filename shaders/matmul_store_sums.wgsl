@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): the epilogue's last step, which the `_act` variants swap for an op.
 // The plain end of matmul_store.wgsl: the sums through the epilogue, then
 // stored. The `_act` variants include matmul_store_sums_act.wgsl instead.
 

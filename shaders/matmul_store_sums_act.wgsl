@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): applies a unary op and saves its input, logic rather than storage boilerplate.
 // The end of matmul_store.wgsl in the matmul's `_act` variants: an op of
 // the unary table (the override OP, its fields in p.alpha and p.beta; the
 // generated unary_fns library) applied to the scaled sums plus their bias,

@@ -87,24 +87,24 @@ fn mask_depths(v: vec4<f32>, k: u32) -> vec4<f32> {
 fn load_a8(tl: Tile, r0: u32, k: u32, lane: u32) -> vec4<f32> {
     if A_MODE == 2u {
         let d = k + lane % 4u;
-        let v = a4(a_index(tl, r0 + 4u * (lane / 4u), d) / 4u);
+        let v = load_a_quad(a_index(tl, r0 + 4u * (lane / 4u), d) / 4u);
         return select(vec4<f32>(0.0), v, d < p.k);
     }
     let row = r0 + lane;
     if A_MODE == 3u {
         let i = a_index(tl, row, k);
         let s = p.a_cs;
-        let v = vec4(a_at(i), a_at(min(i + s, tl.a_last)), a_at(min(i + 2u * s, tl.a_last)), a_at(min(i + 3u * s, tl.a_last)));
+        let v = vec4(load_a(i), load_a(min(i + s, tl.a_last)), load_a(min(i + 2u * s, tl.a_last)), load_a(min(i + 3u * s, tl.a_last)));
         return mask_depths(v, k);
     }
     if A_MODE == 1u {
-        return mask_depths(a4(a_index(tl, row, k) / 4u), k);
+        return mask_depths(load_a_quad(a_index(tl, row, k) / 4u), k);
     }
     var v: vec4<f32>;
-    v.x = a_at(a_index(tl, row, k));
-    v.y = a_at(a_index(tl, row, k + 1u));
-    v.z = a_at(a_index(tl, row, k + 2u));
-    v.w = a_at(a_index(tl, row, k + 3u));
+    v.x = load_a(a_index(tl, row, k));
+    v.y = load_a(a_index(tl, row, k + 1u));
+    v.z = load_a(a_index(tl, row, k + 2u));
+    v.w = load_a(a_index(tl, row, k + 3u));
     return mask_depths(v, k);
 }
 
@@ -218,7 +218,7 @@ fn conv_row4(tl: Tile, k: u32, cc: ConvCols) -> vec4<f32> {
 fn b_strided4(tl: Tile, k: u32, n: u32) -> vec4<f32> {
     let i = b_index(tl, k, n);
     let s = p.b_cs;
-    return vec4(b_at(i), b_at(min(i + s, tl.b_last)), b_at(min(i + 2u * s, tl.b_last)), b_at(min(i + 3u * s, tl.b_last)));
+    return vec4(load_b(i), load_b(min(i + s, tl.b_last)), load_b(min(i + 2u * s, tl.b_last)), load_b(min(i + 3u * s, tl.b_last)));
 }
 
 // Columns n..n + 3 of B at depths k..k + 3, one vec4 over the columns per
@@ -242,10 +242,10 @@ fn load_b44(tl: Tile, k: u32, n: u32, cc: ConvCols) -> array<vec4<f32>, 4> {
     }
     if B_MODE == 1u {
         return array<vec4<f32>, 4>(
-            select(vec4<f32>(0.0), b4(b_index(tl, k, n) / 4u), k < p.k),
-            select(vec4<f32>(0.0), b4(b_index(tl, k + 1u, n) / 4u), k + 1u < p.k),
-            select(vec4<f32>(0.0), b4(b_index(tl, k + 2u, n) / 4u), k + 2u < p.k),
-            select(vec4<f32>(0.0), b4(b_index(tl, k + 3u, n) / 4u), k + 3u < p.k),
+            select(vec4<f32>(0.0), load_b_quad(b_index(tl, k, n) / 4u), k < p.k),
+            select(vec4<f32>(0.0), load_b_quad(b_index(tl, k + 1u, n) / 4u), k + 1u < p.k),
+            select(vec4<f32>(0.0), load_b_quad(b_index(tl, k + 2u, n) / 4u), k + 2u < p.k),
+            select(vec4<f32>(0.0), load_b_quad(b_index(tl, k + 3u, n) / 4u), k + 3u < p.k),
         );
     }
     var t0: vec4<f32>;
@@ -254,10 +254,10 @@ fn load_b44(tl: Tile, k: u32, n: u32, cc: ConvCols) -> array<vec4<f32>, 4> {
     var t3: vec4<f32>;
     if B_MODE == 2u {
         // One vec4 over the depths per column, transposed below.
-        t0 = b4(b_index(tl, k, n) / 4u);
-        t1 = b4(b_index(tl, k, n + 1u) / 4u);
-        t2 = b4(b_index(tl, k, n + 2u) / 4u);
-        t3 = b4(b_index(tl, k, n + 3u) / 4u);
+        t0 = load_b_quad(b_index(tl, k, n) / 4u);
+        t1 = load_b_quad(b_index(tl, k, n + 1u) / 4u);
+        t2 = load_b_quad(b_index(tl, k, n + 2u) / 4u);
+        t3 = load_b_quad(b_index(tl, k, n + 3u) / 4u);
     } else {
         for (var j = 0u; j < 4u; j++) {
             t0[j] = b_elem(tl, k + j, n);

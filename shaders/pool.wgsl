@@ -15,8 +15,10 @@
 // the same bits on every run.
 //
 // The values (src, out, dx) and the argmax max_backward reads are read and
-// written through pool_io_f32.wgsl; shaders.rs swaps that include for the
-// f16 libraries (pool_f16, pool_f16_native) or the texture one (pool_tex).
+// written through pool_io_f32.wgsl (load_src, load_arg, store_out,
+// store_dx; generated from the binding list in kernels/pool.rs); the
+// variants swap that include for the f16 libraries (pool_f16,
+// pool_f16_native) or the texture one (pool_tex).
 // Arithmetic is f32 either way, and each thread computes the LANES elements
 // of its unit (two per f16 word), each from its own window.
 //#include common.wgsl
@@ -52,8 +54,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Each entry point statically uses only its own bindings, so the globals
-// may share binding numbers with different types (src at 1, arg_in and out
-// at 2 and dx at 3 are the storage library's):
+// may share binding numbers with different types (src at 1, arg (read) and
+// out at 2 and dx at 3 are the storage library's):
 //   max_forward  src, out, arg_out     max_backward  src, arg_in, dx
 //   avg_forward  src, out              avg_backward  src, out (= dx)
 @group(0) @binding(3) var<storage, read_write> arg_out: array<u32>;

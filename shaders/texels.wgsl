@@ -1,3 +1,4 @@
+// Hand-written, not generated (kernels/io.rs): the texel addressing the generated texture libraries call.
 // Inputs read through textures (the texture variants each family lists in
 // its kernels/NAME.rs, used on CPU adapters for f32 data): the host copies each
 // bound buffer (or window) into an r32float texture TEX_WIDTH texels wide,

@@ -19,6 +19,6 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * 256u + lid;
     if i < p.n {
-        dx[i] = g_at(i) * df(x_at(i), y_at(i));
+        dx[i] = load_g(i) * df(load_x(i), load_y(i));
     }
 }

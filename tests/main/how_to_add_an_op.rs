@@ -115,3 +115,19 @@ fn the_file_search_finds_whole_words_only() {
     assert!(!names("GeluTanh", "Ge") && !names("fn merge()", "Ge") && !names("ops::augmented", "augment"));
     assert!(files_naming(&["crates/gpu-core/src"], "Rsqrt").contains(&"crates/gpu-core/src/kernels/unary.rs".into()));
 }
+
+/// A family's storage libraries (its f32, f16 and texture includes) are
+/// declared as bindings in its `kernels/NAME.rs` and generated, not written
+/// in `shaders/`, and the walkthrough names the generator.
+#[test]
+fn storage_libraries_are_declared_next_to_their_family() {
+    let doc = walkthrough();
+    assert!(doc.contains("crates/gpu-core/src/kernels/io.rs"), "the walkthrough does not name the generator");
+    let kernels = std::fs::read_to_string(root().join("crates/gpu-core/src/kernels/pool.rs")).unwrap();
+    assert!(kernels.contains("stem: \"pool_io\""), "kernels/pool.rs declares pool's bindings");
+    let shader = std::fs::read_to_string(root().join("shaders/pool.wgsl")).unwrap();
+    assert!(shader.contains("//#include pool_io_f32.wgsl"), "pool.wgsl includes its generated library");
+    for kind in ["f32", "f16", "f16_native", "tex"] {
+        assert!(!root().join(format!("shaders/pool_io_{kind}.wgsl")).exists(), "pool_io_{kind} is hand-written");
+    }
+}

@@ -1,8 +1,10 @@
 //! The WGSL kernel registry: every file of `shaders/`, embedded at compile
 //! time (`build.rs` lists the folder, so a new file needs no entry here),
-//! plus the sources generated from the op tables and the f16 and texture
-//! variants ([`GENERATED`]), with `//#include NAME.wgsl` lines resolved.
-//! A file without an `@compute` entry point is a library for includes.
+//! plus the sources generated from the op tables ([`GENERATED`]), the
+//! families' storage libraries (generated from their binding lists,
+//! `kernels/io.rs`) and their f16 and texture variants, with
+//! `//#include NAME.wgsl` lines resolved. A file without an `@compute`
+//! entry point is a library for includes.
 
 use crate::kernels;
 
@@ -15,6 +17,9 @@ include!(concat!(env!("OUT_DIR"), "/shader_files.rs"));
 pub fn is_library(name: &str) -> bool {
     if let Some(&(_, role, _)) = GENERATED.iter().find(|g| g.0 == name) {
         return role == Role::Library;
+    }
+    if io_libraries().iter().any(|(n, _)| n == name) {
+        return true;
     }
     match variants().find(|v| v.name == name) {
         Some(v) => v.library,
@@ -31,9 +36,14 @@ pub enum Role {
     Library,
 }
 
-/// Every shader name: files, generated libraries, variants.
+/// Every shader name: files, generated libraries, storage libraries, variants.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    SOURCES.iter().map(|(n, _)| *n).chain(GENERATED.iter().map(|g| g.0)).chain(variants().map(|v| v.name))
+    SOURCES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(GENERATED.iter().map(|g| g.0))
+        .chain(io_libraries().iter().map(|(n, _)| n.as_str()))
+        .chain(variants().map(|v| v.name))
 }
 
 /// The kernels: every file, generated source and variant that is not a library.
@@ -67,6 +77,17 @@ const FAMILIES: &[&kernels::variants::FamilyShaders] = &[
     &kernels::recurrent::SHADERS,
     &kernels::attention::SHADERS,
 ];
+
+/// Every family's storage libraries (`kernels/io.rs`): (name, source),
+/// generated once per process.
+fn io_libraries() -> &'static [(String, String)] {
+    use std::sync::OnceLock;
+    static LIBRARIES: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    LIBRARIES.get_or_init(|| {
+        let io = FAMILIES.iter().flat_map(|f| f.io);
+        io.flat_map(|l| l.storages.iter().map(move |&s| (l.name(s), kernels::io::library(l, s)))).collect()
+    })
+}
 
 /// Every family's variants ([`FAMILIES`]).
 pub(crate) fn variants() -> impl Iterator<Item = &'static kernels::variants::Variant> {
@@ -129,14 +150,15 @@ fn generated(name: &str) -> Option<&'static str> {
         let libraries = GENERATED.iter().map(|(n, _, g)| (*n, g()));
         libraries.chain(variants().map(|v| (v.name, variant_swaps(v.base, v.swaps, v.enable_f16)))).collect()
     });
-    all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str())
+    let found = all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str());
+    found.or_else(|| io_libraries().iter().find(|(n, _)| n == name).map(|(_, s)| s.as_str()))
 }
 
 /// The raw text of a shader file or generated library.
 ///
 /// # Panics
 /// For a name in none of [`SOURCES`], [`GENERATED`] and the families'
-/// variants (a bug in gpu-core, not a user error).
+/// storage libraries and variants (a bug in gpu-core, not a user error).
 pub fn raw(name: &str) -> &'static str {
     SOURCES
         .iter()
@@ -202,6 +224,24 @@ mod tests {
             v.validate(&module)
                 .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
             assert!(!module.entry_points.is_empty(), "{name}.wgsl has no entry point");
+        }
+    }
+
+    /// Every storage library generated from a family's binding list parses
+    /// and validates on its own (includes pasted in), so a broken
+    /// declaration names its library rather than the kernels that include it.
+    #[test]
+    fn storage_libraries_validate_with_naga() {
+        assert!(io_libraries().len() >= 4, "the families declare their storage libraries");
+        for (name, _) in io_libraries() {
+            let src = source(name);
+            let src = if name.ends_with("_f16_native") { format!("enable f16;\n{src}") } else { src };
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string(&src)));
+            let mut v =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+            v.validate(&module).unwrap_or_else(|e| panic!("{name} does not validate:\n{}", e.emit_to_string(&src)));
+            assert!(names().any(|n| n == name) && is_library(name), "{name} is registered as a library");
         }
     }
 
@@ -335,7 +375,7 @@ mod tests {
     #[test]
     fn batch_norm_variants_swap_only_the_storage_library() {
         const ACTIVATIONS: [&str; 9] =
-            ["x_in", "dy_in", "x_in2", "y_in", "res_in", "y_out", "y_res_out", "dx_out", "dres_out"];
+            ["x_in", "dy_in", "x2_in", "y_in", "res_in", "y_out", "y_res_out", "dx_out", "dres_out"];
         let declares = |l: &str| l.contains("var<storage") && ACTIVATIONS.iter().any(|n| l.contains(&format!(" {n}:")));
         let base = raw("batch_norm");
         assert!(!base.lines().any(declares), "batch_norm.wgsl declares an activation binding itself");

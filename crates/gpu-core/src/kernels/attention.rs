@@ -5,6 +5,7 @@
 //! (`GpuContext::attention`); and the reference twins ([`forward`],
 //! [`backward`]), in f64.
 
+use super::io::{Binding, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
 /// How attention is computed on a device (`Device::set_attention_path`,
@@ -196,4 +197,21 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("attention_f16_native", "attention", &[("attention_io_f32", "attention_io_f16_native")]).f16(),
     ],
     texture_inputs: &[],
+    io: &[IoLibrary {
+        stem: "attention_io",
+        storages: &[Storage::F32, Storage::F16, Storage::F16Native],
+        bindings: &[
+            Binding::load("q", 1).quads(),
+            Binding::load("k", 2).quads(),
+            Binding::load("v", 3).quads(),
+            // The forward's output and the output gradient, read by the
+            // backward (each entry binds its own, so `o` shares 5 with `out`).
+            Binding::load("o", 5).quads(),
+            Binding::load("dout", 7).quads(),
+            Binding::store("out", 5),
+            Binding::store("dq", 8),
+            Binding::store("dk", 9),
+            Binding::store("dv", 10),
+        ],
+    }],
 };

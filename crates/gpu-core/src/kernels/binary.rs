@@ -147,6 +147,7 @@ pub(crate) fn where_views(
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("binary_tex", "binary", &[("operands_f32", "operands_tex")])],
     texture_inputs: &[("binary_tex", "*", &[0, 1])],
+    io: &[],
 };
 
 #[cfg(test)]

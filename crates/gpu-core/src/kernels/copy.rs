@@ -1,6 +1,7 @@
 //! The strided copy's reference twin and its shader variant that reads its
 //! source through a texture. The launches are `ops/copy.rs`.
 
+use super::io::{Binding, Elem, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 use crate::layout::Layout;
 
@@ -17,6 +18,13 @@ pub(crate) fn copy_view<T: Copy>(src: &[T], sl: &Layout, dst: &mut [T], dl: &Lay
 /// and the inputs its texture variants read through textures (`shaders.rs`
 /// collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
-    variants: &[Variant::new("copy_tex", "copy", &[("copy_src_buffer", "copy_src_tex")])],
+    variants: &[Variant::new("copy_tex", "copy", &[("copy_src_f32", "copy_src_tex")])],
     texture_inputs: &[("copy_tex", "*", &[0])],
+    io: &[IoLibrary {
+        stem: "copy_src",
+        storages: Storage::F32_TEX,
+        // Source words, moved bit for bit: f32 (NaN payloads included), u32
+        // and packed f16 copy exactly through the texture too.
+        bindings: &[Binding::load("src", 1).of(Elem::Word)],
+    }],
 };

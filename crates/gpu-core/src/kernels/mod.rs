@@ -16,6 +16,7 @@ pub(crate) mod convert;
 pub(crate) mod copy;
 pub(crate) mod fill;
 pub(crate) mod index;
+pub(crate) mod io;
 pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod pool;

@@ -1,6 +1,7 @@
 //! Pooling's shared meaning: the marker a max-pool window stores where it
 //! has no argmax. The launches and twins are `ops/pool.rs`.
 
+use super::io::{Binding, Elem, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
 /// The argmax of a window with no in-bounds element (cannot happen within
@@ -17,4 +18,20 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("pool_f16_native", "pool", &[("pool_io_f32", "pool_io_f16_native")]).f16(),
     ],
     texture_inputs: &[("pool_tex", "max_backward", &[0, 1]), ("pool_tex", "*", &[0])],
+    io: &[IoLibrary {
+        stem: "pool_io",
+        storages: Storage::ALL,
+        bindings: &[
+            // The input (forward) or output gradient (backward).
+            Binding::load("src", 1),
+            // Max pooling backward's argmax (u32 per output element; copied
+            // byte for byte into the texture variant's r32float texture,
+            // whose loads move the bits unchanged, NONE included).
+            Binding::load("arg", 2).of(Elem::Word),
+            // The pooled output or average pooling's input gradient.
+            Binding::store("out", 2),
+            // Max pooling's input gradient.
+            Binding::store("dx", 3),
+        ],
+    }],
 };

@@ -4,6 +4,7 @@
 //! (`cpu/recurrent.rs`); and the reference twins of one step each way
 //! ([`forward_step`], [`backward_step`]), in f64.
 
+use super::io::{Binding, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
 use crate::layout::Layout;
@@ -272,4 +273,20 @@ pub(crate) fn backward_step(
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("recurrent_tex", "recurrent", &[("recurrent_inputs_f32", "recurrent_inputs_tex")])],
     texture_inputs: &[("recurrent_tex", "cell_forward", &[0, 1, 2]), ("recurrent_tex", "cell_backward", &[0, 1, 2, 3])],
+    io: &[IoLibrary {
+        stem: "recurrent_inputs",
+        storages: Storage::F32_TEX,
+        // Each entry point binds its own inputs, so they share numbers.
+        bindings: &[
+            // cell_forward
+            Binding::load("xw", 1),
+            Binding::load("hw", 2),
+            Binding::load("bias", 3),
+            // cell_backward
+            Binding::load("dy", 1),
+            Binding::load("dh_rec", 2),
+            Binding::load("states", 3),
+            Binding::load("saved", 4),
+        ],
+    }],
 };

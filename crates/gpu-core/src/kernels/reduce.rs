@@ -142,4 +142,5 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("reduce_tex", "reduce", &[("load_x_f32", "load_x_tex")]),
     ],
     texture_inputs: &[("reduce_tex", "*", &[0])],
+    io: &[],
 };

@@ -4,6 +4,7 @@
 //! `ops/norm.rs`; the twins accumulate in f64, the more exact side and so a
 //! fair oracle for the kernels' reduction trees.
 
+use super::io::{Binding, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
 /// The shaders this family derives from its files by swapping includes,
@@ -29,6 +30,17 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         ("softmax_tex", "softmax_bwd_serial", &[0, 1]),
         ("norm_tex", "normalize_rows_backward", &[0, 1]),
         ("norm_tex", "normalize_rows_backward_serial", &[0, 1]),
+    ],
+    io: &[
+        // The input x (binding 1) of the row kernels, and of reduce.wgsl and
+        // unary.wgsl too: f16 inputs are widened on load, outputs stay f32.
+        IoLibrary { stem: "load_x", storages: Storage::ALL, bindings: &[Binding::load("x", 1)] },
+        // The backward passes' output gradient dy and forward output y.
+        IoLibrary {
+            stem: "row_grads",
+            storages: Storage::F32_TEX,
+            bindings: &[Binding::load("dy", 1), Binding::load("y", 2)],
+        },
     ],
 };
 

@@ -2,6 +2,7 @@
 //! variant, its WGSL `f` / `df`, its reference twin and its test domain.
 //! What a unary op means; the launches are in `ops/unary.rs`.
 
+use super::io::{Binding, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
 use super::table::{field_uniforms, wgsl_switch, Binary, Unary, WgslRow};
@@ -396,6 +397,12 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("unary_grad_tex", "unary_grad", &[("unary_grad_inputs_f32", "unary_grad_inputs_tex")]),
     ],
     texture_inputs: &[("unary_tex", "*", &[0]), ("unary_grad_tex", "*", &[0, 1, 2])],
+    io: &[IoLibrary {
+        stem: "unary_grad_inputs",
+        storages: Storage::F32_TEX,
+        // unary_grad.wgsl's x, forward output y and incoming gradient g.
+        bindings: &[Binding::load("x", 1), Binding::load("y", 2), Binding::load("g", 3)],
+    }],
 };
 
 #[cfg(test)]

@@ -52,4 +52,7 @@ pub(crate) struct FamilyShaders {
     /// Which inputs its texture variants read through textures (first
     /// match wins, so an entry-specific row goes before a `*` one).
     pub texture_inputs: &'static [TextureInputs],
+    /// Its storage bindings, from which `kernels/io.rs` generates the
+    /// include library of each storage kind its variants swap in.
+    pub io: &'static [super::io::IoLibrary],
 }

@@ -22,8 +22,8 @@
 //! rounding of [`cast::f32_to_f16`](super::cast::f32_to_f16)). Statistics,
 //! weight, bias, running statistics and the gradient sums stay f32, and so
 //! does all arithmetic: loads widen exactly. The GPU runs the same kernels
-//! with another storage library (`shaders/batch_norm_io_f16.wgsl`, packed
-//! u32 words, or `_native.wgsl`, WGSL's `f16` where the adapter has
+//! with another storage library (`batch_norm_io_f16`, packed u32 words, or
+//! `batch_norm_io_f16_native`, WGSL's `f16` where the adapter has
 //! `SHADER_F16`; [`with_half_loads`](super::operands::with_half_loads)
 //! forces one), and the CPU twins widen and round with the `half` crate.
 

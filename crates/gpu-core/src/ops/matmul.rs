@@ -115,7 +115,7 @@ fn tile(subgroup: bool, reads: Reads, m: usize, n: usize) -> Result<(usize, usiz
 enum Reads {
     /// Storage buffers.
     Buffers,
-    /// Textures (`operands_tex.wgsl`, CPU adapters), B a strided matrix;
+    /// Textures (the `operands_tex` library, CPU adapters), B a strided matrix;
     /// `small` when the product has fewer than [`SMALL_PRODUCT`]
     /// multiply-adds.
     Textures { small: bool },

@@ -170,7 +170,7 @@ impl<'a> HostOutput<'a> {
 }
 
 /// The shader of a kernel whose input `x` is read through
-/// `load_x_f32.wgsl` (softmax, row norm, reduce, attention): `names[0]` for
+/// the `load_x_f32` library (softmax, row norm, reduce, attention): `names[0]` for
 /// f32 storage (or its variant reading `x` through a texture, where the
 /// device wants that: CPU adapters, see `gpu/texture_operands.rs`),
 /// `names[1]` (packed loads) or `names[2]` (WGSL's f16, by this thread's
