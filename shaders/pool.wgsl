@@ -18,11 +18,14 @@
 // written through pool_io_f32.wgsl (load_src, load_arg, store_out,
 // store_dx; generated from the binding list in kernels/pool.rs); the
 // variants swap that include for the f16 libraries (pool_f16,
-// pool_f16_native) or the texture one (pool_tex).
+// pool_f16_native) or the texture one (pool_tex). The backward passes store
+// through grad_tail (pool_tail.wgsl; pool_relu_grad swaps it and the
+// storage library for a ReLU's gradient merged into the store).
 // Arithmetic is f32 either way, and each thread computes the LANES elements
 // of its unit (two per f16 word), each from its own window.
 //#include common.wgsl
 //#include pool_io_f32.wgsl
+//#include pool_tail.wgsl
 
 // Adaptive average windows: start = floor(i * H / OH), end = ceil((i + 1) * H / OH).
 override ADAPTIVE: bool = false;
@@ -262,7 +265,7 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
         v = set_lane(v, l, max_grad_at(t * LANES + l));
     }
-    store_dx(t, v);
+    store_dx(t, grad_tail(t, v));
 }
 
 @compute @workgroup_size(256)
@@ -288,5 +291,5 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
         v = set_lane(v, l, avg_grad_at(t * LANES + l));
     }
-    store_out(t, v);
+    store_out(t, grad_tail(t, v));
 }

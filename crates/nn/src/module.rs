@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use wgrad_autograd::{Generator, Tensor, UnaryOp};
+use wgrad_autograd::{Generator, Tensor};
 
 /// A building block of models, like `torch.nn.Module`.
 ///
@@ -47,33 +47,6 @@ pub trait Module: ModuleFields + Send + Sync {
     /// resumed run then draws the masks an uninterrupted one would.
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         None
-    }
-
-    /// The op of the unary table this layer applies elementwise, for the
-    /// activation layers ([`ReLU`](crate::ReLU), [`GELU`](crate::GELU),
-    /// [`Tanh`](crate::Tanh), ...); `None` for every other layer.
-    /// [`Sequential`](crate::Sequential) gives a ReLU to a layer after it
-    /// that takes one ([`fuses_relu_before`](Self::fuses_relu_before)). (An
-    /// activation after a Linear or a Conv2d needs nothing of the layers:
-    /// the fuser merges it into the product's store.)
-    fn unary_op(&self) -> Option<UnaryOp> {
-        None
-    }
-
-    /// `self.forward(&x.relu())`; layers that a ReLU commutes with fuse it
-    /// into their own kernel instead ([`MaxPool2d`](crate::MaxPool2d): the
-    /// maximum of ReLUs is the ReLU of the maximum, and its window argmax
-    /// then carries ReLU's derivative, so the ReLU costs no pass at all,
-    /// forward or backward).
-    fn forward_after_relu(&self, x: &Tensor) -> Tensor {
-        self.forward(&x.relu())
-    }
-
-    /// True for layers whose [`forward_after_relu`](Self::forward_after_relu)
-    /// fuses the ReLU: [`Sequential`](crate::Sequential) gives a ReLU
-    /// followed by such a layer to that layer rather than to the one before.
-    fn fuses_relu_before(&self) -> bool {
-        false
     }
 }
 
@@ -174,15 +147,6 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn random_stream(&self) -> Option<&Mutex<Generator>> {
         (**self).random_stream()
-    }
-    fn unary_op(&self) -> Option<UnaryOp> {
-        (**self).unary_op()
-    }
-    fn forward_after_relu(&self, x: &Tensor) -> Tensor {
-        (**self).forward_after_relu(x)
-    }
-    fn fuses_relu_before(&self) -> bool {
-        (**self).fuses_relu_before()
     }
 }
 

@@ -67,7 +67,7 @@ impl Tensor {
     /// # Panics
     /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
-        self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation), false).0
+        self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation)).0
     }
 
     /// [`max_pool2d`](Self::max_pool2d) that also returns, as a U32 tensor
@@ -80,41 +80,24 @@ impl Tensor {
         padding: Pair,
         dilation: Pair,
     ) -> (Tensor, Tensor) {
-        let (y, arg, out_shape) = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation), false);
+        let (y, arg, out_shape) = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation));
         let idx = Tensor::constant(arg, Layout::contiguous(&out_shape), DType::U32);
         // Shaped like the output (unbatched input: no batch dim).
         let idx = if y.dims() < out_shape.len() { idx.squeeze(0) } else { idx };
         (y, idx)
     }
 
-    /// `self.relu().max_pool2d(..)` (equal to `max_pool2d(..).relu()`: the
-    /// maximum of ReLUs is the ReLU of the maximum) in one launch each way,
-    /// with the same values and gradients bit for bit (tested). The
-    /// backward is the pooling's gather alone: a window whose maximum is
-    /// not positive passes no gradient, which is ReLU's derivative, so no
-    /// masking pass over the larger input runs.
-    /// wgrad-nn's `Sequential` runs a ReLU followed by `MaxPool2d` this way.
-    ///
-    /// # Panics
-    /// As [`max_pool2d`](Self::max_pool2d).
-    pub fn relu_max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
-        self.max_pool2d_op("relu_max_pool2d", (kernel, stride, padding, dilation), true).0
-    }
-
-    /// The recorded max pooling (of `relu(self)` with `relu`), its argmax
-    /// buffer and the 4-D output shape.
+    /// The recorded max pooling, its argmax buffer and the 4-D output shape.
     fn max_pool2d_op(
         &self,
         op: &'static str,
         window: (Pair, Pair, Pair, Pair),
-        relu: bool,
     ) -> (Tensor, Buffer, wgrad_gpu_core::Dims) {
         let (kernel, stride, padding, dilation) = window;
         let (x4, unbatched, io) = self.pool_input(op);
         let shape = x4.shape();
-        let forward = if relu { pool::max_pool2d_relu_io } else { pool::max_pool2d_io };
         let (out, arg, out_shape) =
-            expect(op, forward(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
+            expect(op, pool::max_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
         let saved = arg.clone();
         let y = Self::pool_result(&x4, unbatched, op, out, &out_shape, move |g, in_shape| {
             pool::max_pool2d_backward_io(g, &saved, in_shape, kernel, stride, padding, dilation, io)

@@ -33,7 +33,6 @@ mod integer;
 mod out_of_memory;
 mod pool_f16;
 mod profile;
-mod relu_max_pool;
 mod saved_values;
 mod scale_in_store;
 mod split_binding;

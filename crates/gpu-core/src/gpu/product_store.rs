@@ -23,10 +23,11 @@ pub(crate) struct Tail {
     pub relu_grad: bool,
 }
 
-/// What a product's store can take in its tail besides a ReLU whose input
-/// nothing holds, which every store takes (its `relu` switch).
+/// What a product's store can take in its tail.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Takes {
+    /// A ReLU whose input nothing holds (the store's `relu` switch).
+    pub relu: bool,
     /// Any op of the unary table, the values before it stored or not.
     pub activation: bool,
     /// A residual.

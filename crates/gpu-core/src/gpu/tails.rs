@@ -23,7 +23,7 @@
 //! - a ReLU's gradient `g · (y > 0)` whose `g` is the value, last: the
 //!   backward of `relu(bn(x) + r)` or `max_pool(relu(x))` stores the
 //!   masked gradient straight from the convolution's input gradient or
-//!   the pooling's backward, under the same conditions as the residual
+//!   the pooling's backward (`BackwardStore`), under the same conditions as the residual
 //!   (`y`, dense, computed before the product; nothing holds `g`).
 //!
 //! The merged readers' launches vanish; the last one's output is what the
@@ -118,10 +118,10 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             break;
         }
         let holds = held(&run[at]);
-        // Every store takes a ReLU whose input nothing holds; the other
-        // stages store only the result, so nothing may hold what they read.
+        // A ReLU's switch, a residual and a ReLU's gradient store only the
+        // result, so nothing may hold what they read.
         let rank = match d.fusable.node {
-            Node::Unary(op) if takes.activation || op == UnaryOp::Relu && !holds => activation_rank,
+            Node::Unary(op) if takes.activation || op == UnaryOp::Relu && takes.relu && !holds => activation_rank,
             Node::Binary(BinaryOp::Add) if takes.residual && !holds && ready(run, p, c, 1 - slot) => residual_rank,
             // Inputs x, y, g: the product's value is the gradient, and the
             // ReLU's derivative reads y alone.

@@ -185,7 +185,7 @@ impl ProductStore for ForwardStore {
     }
 
     fn takes(&self) -> Takes {
-        Takes { activation: false, residual: true, residual_first: true, relu_grad: false }
+        Takes { relu: true, activation: false, residual: true, residual_first: true, relu_grad: false }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {

@@ -803,7 +803,8 @@ impl ProductStore for MatmulStore {
     fn takes(&self) -> Takes {
         // A ReLU gradient's y is bound where the bias is: a gradient's
         // product has none.
-        Takes { activation: !self.conv, residual: true, residual_first: false, relu_grad: !self.members.has_bias() }
+        let relu_grad = !self.members.has_bias();
+        Takes { relu: true, activation: !self.conv, residual: true, residual_first: false, relu_grad }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {

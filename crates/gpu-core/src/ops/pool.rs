@@ -27,6 +27,7 @@ pub use super::operands::Operands;
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
+use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::GpuContext;
 use crate::kernels::pool::NONE;
 use crate::layout::Dims;
@@ -122,6 +123,58 @@ impl Axis {
     }
 }
 
+/// A pooling launch's shader, override constants (`ADAPTIVE`, the window,
+/// the plane sizes), parameters and elements per thread.
+type LaunchParts = (&'static str, [(&'static str, f64); 11], Params, usize);
+
+/// A deferred pooling backward pass, rebuilt for the tail the fuser finds:
+/// the `pool_relu_grad` variants, with the ReLU's output bound third (the
+/// launch's first input pads an average pooling's unused argmax slot).
+struct BackwardStore {
+    /// The texture variants (`pool_tex`, `pool_relu_grad_tex`).
+    textures: bool,
+    entry: &'static str,
+    constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
+    params: smallvec::SmallVec<[u32; 64]>,
+    workgroups: u32,
+    /// Inputs of the launch without a tail.
+    inputs: usize,
+}
+
+impl ProductStore for BackwardStore {
+    fn recorded(&self) -> (&'static str, &'static str, u32) {
+        (if self.textures { "pool_tex" } else { "pool" }, self.entry, self.workgroups)
+    }
+
+    fn takes(&self) -> Takes {
+        Takes { relu_grad: true, ..Takes::default() }
+    }
+
+    fn constants(&self) -> &[(&'static str, f64)] {
+        &self.constants
+    }
+
+    fn launch(&self, tail: &Tail) -> ProductLaunch {
+        let (shader, inputs) = match (tail.relu_grad, self.textures) {
+            (false, _) => (self.recorded().0, self.inputs),
+            (true, false) => ("pool_relu_grad", 3),
+            (true, true) => ("pool_relu_grad_tex", 3),
+        };
+        ProductLaunch {
+            shader,
+            entry: self.entry,
+            constants: self.constants.clone(),
+            params: self.params.clone(),
+            windows: smallvec::SmallVec::new(),
+            workgroups: self.workgroups,
+            inputs,
+            residual_slot: None,
+            relu_grad_slot: Some(2),
+            binds_pre: false,
+        }
+    }
+}
+
 /// A pooling of `planes` = N·C images of `rows` × `cols`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pool {
@@ -181,6 +234,52 @@ impl Pool {
         if super::past_limit(g, inputs.iter().chain(outputs).copied()) {
             return self.launch_chunks(g, (op, io, entry), inputs, outputs, n);
         }
+        let (shader, constants, params, lanes) = self.parts(g, op, io, inputs, n)?;
+        dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(n.div_ceil(lanes), 256))
+    }
+
+    /// A backward pass (`max_backward`, `avg_backward`) into `out`: one of
+    /// f32 values that one launch binds whole waits in the fuser's run as
+    /// a product, so that a ReLU's gradient reading its result merges into
+    /// its store (`gpu/tails.rs`: `max_pool(relu(x))`'s backward, or a
+    /// global average pool's after a ResNet block); others launch at once.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_backward(
+        &self,
+        g: &GpuContext,
+        op: &'static str,
+        io: Operands,
+        entry: &'static str,
+        inputs: &[&Buffer],
+        out: &Buffer,
+        n: usize,
+    ) -> Result<()> {
+        let whole = !super::past_limit(g, inputs.iter().copied().chain([out]));
+        if io != Operands::F32 || !whole || !g.fusion_enabled() {
+            return self.launch(g, op, io, entry, inputs, &[out], n);
+        }
+        let (shader, constants, params, _) = self.parts(g, op, io, inputs, n)?;
+        let store = BackwardStore {
+            textures: shader != "pool",
+            entry,
+            constants: constants.into_iter().collect(),
+            params: params.finish().into(),
+            workgroups: groups(n, 256),
+            inputs: inputs.len(),
+        };
+        super::launch::dispatch_product(g, inputs, out, n, Box::new(store))
+    }
+
+    /// A launch's shader (by `io`, and for f32 by whether the device reads
+    /// `inputs` through textures), constants, parameters and lanes per thread.
+    fn parts(
+        &self,
+        g: &GpuContext,
+        op: &'static str,
+        io: Operands,
+        inputs: &[&Buffer],
+        n: usize,
+    ) -> Result<LaunchParts> {
         let (r, c) = (self.rows, self.cols);
         let params = Params::of(&PARAMS)
             .set_u32("n", n)
@@ -202,7 +301,7 @@ impl Pool {
             Operands::F16 if thread_half_loads().native(g, op)? => ("pool_f16_native", 2),
             Operands::F16 => ("pool_f16", 2),
         };
-        dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(n.div_ceil(lanes), 256))
+        Ok((shader, constants, params, lanes))
     }
 
     /// [`launch`](Self::launch) past the binding limit: planes are
@@ -526,7 +625,7 @@ pub fn max_pool2d_backward_io(
     let dx = Buffer::alloc(dev, n as u64 * io.size())?;
     run_fallible(
         dev,
-        |g| pool.launch(g, OP, io, "max_backward", &[grad_out, argmax], &[&dx], n),
+        |g| pool.launch_backward(g, OP, io, "max_backward", &[grad_out, argmax], &dx, n),
         || {
             let (gs, is, mut ds) = (grad_out.host(), argmax.host(), dx.host_mut());
             let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());
@@ -573,7 +672,7 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer, io: Operands) -
     let dx = Buffer::alloc(dev, n as u64 * io.size())?;
     run_fallible(
         dev,
-        |g| pool.launch(g, op, io, "avg_backward", &[grad_out], &[&dx], n),
+        |g| pool.launch_backward(g, op, io, "avg_backward", &[grad_out], &dx, n),
         || {
             let (gs, mut ds) = (grad_out.host(), dx.host_mut());
             let (gs, (il, ol)) = (host_f32(dev, &gs, io)?, pool.plane_lens());

@@ -9,6 +9,7 @@ use wgrad_gpu_core::ops::batch_norm::{batch_norm_forward, Centre, ChannelDims, O
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::matmul;
+use wgrad_gpu_core::ops::pool::{adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -242,6 +243,32 @@ fn batch_norm_takes_a_residual_then_a_relu() {
             vec![unary(UnaryOp::Tanh, &bn(&operands(dev)), n).unwrap()]
         });
     }
+}
+
+#[test]
+fn a_pooling_backward_takes_a_relu_gradient() {
+    let test = "a_pooling_backward_takes_a_relu_gradient";
+    // [2, 3, 7, 5] pooled 2x2 (odd sizes: border pixels in no window).
+    let (shape, n) = ([2, 3, 7, 5], 2 * 3 * 7 * 5);
+    let upload = |d: &Device, seed: u64, len: usize| Buffer::from_f32(d, &Rng::new(seed).vec(len, -1.0, 1.0)).unwrap();
+    // `max_pool(relu(x))`'s backward: the pooling's forward (its argmax),
+    // then its backward with the ReLU's gradient in its store.
+    check(test, "relu'(y) · max_pool_backward(g)", 2, |d| {
+        let (y, g) = (relu_output(d, n), upload(d, 14, 2 * 3 * 3 * 2));
+        let (_, arg, _) = max_pool2d(&y, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        let dx = max_pool2d_backward(&g, &arg, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        vec![relu_grad(&y, &dx, n)]
+    });
+    // A global average pool after a ReLU (a ResNet's head).
+    check(test, "relu'(y) · adaptive_avg_pool_backward(g)", 1, |d| {
+        let (y, g) = (relu_output(d, n), upload(d, 15, 2 * 3));
+        vec![relu_grad(&y, &adaptive_avg_pool2d_backward(&g, &shape, (1, 1)).unwrap(), n)]
+    });
+    // Any other reader of the gradient: stored, then read.
+    check(test, "exp(adaptive_avg_pool_backward(g))", 2, |d| {
+        let g = upload(d, 15, 2 * 3);
+        vec![unary(UnaryOp::Exp, &adaptive_avg_pool2d_backward(&g, &shape, (1, 1)).unwrap(), n).unwrap()]
+    });
 }
 
 #[test]

@@ -20,9 +20,6 @@ macro_rules! activation {
             fn describe(&self) -> String {
                 concat!(stringify!($name), "()").to_string()
             }
-            fn unary_op(&self) -> Option<UnaryOp> {
-                Some(UnaryOp::$op)
-            }
         }
     };
 }
@@ -57,9 +54,6 @@ impl Module for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.unary(UnaryOp::LeakyRelu(self.0))
     }
-    fn unary_op(&self) -> Option<UnaryOp> {
-        Some(UnaryOp::LeakyRelu(self.0))
-    }
     fn describe(&self) -> String {
         format!("LeakyReLU(negative_slope={})", self.0)
     }
@@ -78,9 +72,6 @@ impl Default for ELU {
 impl Module for ELU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.unary(UnaryOp::Elu(self.0))
-    }
-    fn unary_op(&self) -> Option<UnaryOp> {
-        Some(UnaryOp::Elu(self.0))
     }
     fn describe(&self) -> String {
         format!("ELU(alpha={})", self.0)
@@ -108,9 +99,6 @@ impl Module for GELU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.unary(self.op())
     }
-    fn unary_op(&self) -> Option<UnaryOp> {
-        Some(self.op())
-    }
     fn describe(&self) -> String {
         format!("GELU(approximate='{}')", if self.tanh { "tanh" } else { "none" })
     }
@@ -134,9 +122,6 @@ impl Default for Softplus {
 impl Module for Softplus {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.unary(UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
-    }
-    fn unary_op(&self) -> Option<UnaryOp> {
-        Some(UnaryOp::Softplus { beta: self.beta, threshold: self.threshold })
     }
     fn describe(&self) -> String {
         format!("Softplus(beta={}, threshold={})", self.beta, self.threshold)

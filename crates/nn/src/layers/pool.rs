@@ -28,12 +28,6 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.max_pool2d(self.kernel, self.stride, self.padding, self.dilation)
     }
-    fn forward_after_relu(&self, x: &Tensor) -> Tensor {
-        x.relu_max_pool2d(self.kernel, self.stride, self.padding, self.dilation)
-    }
-    fn fuses_relu_before(&self) -> bool {
-        true
-    }
     fn describe(&self) -> String {
         format!("MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?})", self.kernel, self.stride, self.padding)
     }

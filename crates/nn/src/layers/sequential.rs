@@ -1,6 +1,6 @@
 //! A chain of modules.
 
-use wgrad_autograd::{Tensor, UnaryOp};
+use wgrad_autograd::Tensor;
 
 use crate::Module;
 
@@ -46,28 +46,11 @@ impl Sequential {
 }
 
 impl Module for Sequential {
-    /// Each layer in turn, with a [`ReLU`](crate::ReLU) given to the layer
-    /// after it when that layer takes it ([`Module::fuses_relu_before`]:
-    /// MaxPool2d, whose backward then applies ReLU's derivative for free;
-    /// same values). Activations after a Linear or a Conv2d need nothing
-    /// here: the fuser merges them into the product's store.
+    /// Each layer in turn. The fusions a chain of layers offers (an
+    /// activation after a Linear or a Conv2d, a ReLU's gradient in a max
+    /// pooling's backward) are the fuser's to find, not the layers'.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = x.clone();
-        let mut i = 0;
-        while let Some(m) = self.layers.get(i) {
-            let next = self.layers.get(i + 1).filter(|n| n.fuses_relu_before());
-            match next {
-                Some(next) if m.unary_op() == Some(UnaryOp::Relu) => {
-                    h = next.forward_after_relu(&h);
-                    i += 2;
-                }
-                _ => {
-                    h = m.forward(&h);
-                    i += 1;
-                }
-            }
-        }
-        h
+        self.layers.iter().fold(x.clone(), |h, m| m.forward(&h))
     }
 
     fn describe(&self) -> String {
