@@ -28,6 +28,7 @@
 // f16 word); the vec4 entries' quad q is elements 4q..4q+3 (B a multiple
 // of 4, so whole units).
 //#include common.wgsl
+//#include half.wgsl
 //#include batch_norm_io_f32.wgsl
 
 // Threads per level-2 workgroup (the host picks 64 or 256); a power of two
@@ -39,6 +40,10 @@ override CENTRE: u32 = 1u;
 override HAS_WEIGHT: bool = true;
 override HAS_BIAS: bool = true;
 override RELU: bool = false;
+// f16 activations with the fuser's tail (gpu/tails.rs): the values are
+// rounded to f16 before the residual add and before the ReLU, where the
+// unfused ops store f16 and read it back, so the bits are theirs.
+override ROUND_TAIL: bool = false;
 // Backward: the training formula (the statistics depend on x) or the
 // per-channel affine one (evaluation, or statistics given).
 override TRAIN: bool = true;
@@ -336,7 +341,13 @@ fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
     if HAS_BIAS {
         v += load_fwd_bias(c);
     }
+    if ROUND_TAIL {
+        v = round_f16(v);
+    }
     v += extra;
+    if RELU && ROUND_TAIL {
+        v = round_f16(v);
+    }
     if RELU {
         // The unary table's ReLU, which the fuser merges here (NaN becomes
         // 0 there too, unlike torch.relu).

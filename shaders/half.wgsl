@@ -44,3 +44,11 @@ fn half_at(word: u32, i: u32) -> f32 {
     let v = unpack2x16float(word);
     return select(v.x, v.y, (i & 1u) == 1u);
 }
+
+// Each lane rounded to f16 (nearest even, as half_bits) and widened back:
+// what a value stored as f16 and read again holds.
+fn round_f16(v: vec4<f32>) -> vec4<f32> {
+    let lo = unpack2x16float(pack_halves(v.xy));
+    let hi = unpack2x16float(pack_halves(v.zw));
+    return vec4<f32>(lo, hi);
+}

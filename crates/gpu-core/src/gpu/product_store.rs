@@ -21,6 +21,9 @@ pub(crate) struct Tail {
     /// Whether the values are multiplied by ReLU's derivative at a second
     /// tensor `y` (`v · (y > 0)`, a ReLU's gradient), last.
     pub relu_grad: bool,
+    /// An f16 store's tail: the values are rounded to f16 before each step
+    /// (the unfused steps read the stored f16 and round their results).
+    pub rounds: bool,
 }
 
 /// What a product's store can take in its tail.
@@ -38,6 +41,9 @@ pub(crate) struct Takes {
     /// A ReLU's gradient (the backward of `relu(f(x))` where `f`'s
     /// backward is this product).
     pub relu_grad: bool,
+    /// The store writes f16: its readers read it through widens and round
+    /// their results with narrows, which the tail takes too.
+    pub rounds: bool,
 }
 
 /// One launch of a product with its tail: what the recorder binds and runs.

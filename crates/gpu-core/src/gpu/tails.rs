@@ -51,6 +51,8 @@ pub(crate) struct TailPlan {
     pub residual: Option<(usize, usize)>,
     /// The ReLU gradient's `y`: input `slot` of launch `launch`.
     pub relu_grad: Option<(usize, usize)>,
+    /// Launches merged besides the chain (an f16 residual's widen).
+    pub operands: SmallVec<[usize; 1]>,
 }
 
 /// The tail of every product in `run` (`None` for other launches) and
@@ -63,7 +65,7 @@ pub(crate) fn tails(run: &[Deferred], into: &mut [Option<Merge>]) -> (Vec<Option
     let mut absorbed = vec![false; run.len()];
     for p in (0..run.len()).filter(|&p| run[p].product.is_some()) {
         let plan = tail(run, p);
-        for &c in &plan.absorbed {
+        for &c in plan.absorbed.iter().chain(&plan.operands) {
             absorbed[c] = true;
             into[c] = None;
             for m in into.iter_mut() {
@@ -101,15 +103,29 @@ fn ready(run: &[Deferred], p: usize, c: usize, slot: usize) -> bool {
     early && run[c].fusable.access[slot] == Access::Dense
 }
 
+/// The widen in `run` (after product `p`, before launch `c`) producing
+/// input `slot` of `c` that only `c` reads, from f16 computed before the
+/// product: an f16 residual, bound as it is in an f16 store.
+fn widened_operand(run: &[Deferred], p: usize, c: usize, slot: usize) -> Option<usize> {
+    let id = run[c].inputs[slot].id();
+    let w = run[..c].iter().rposition(|q| q.output.id() == id).filter(|&w| w > p)?;
+    let only_c = readers(run, w)[..] == [(c, slot)];
+    (run[w].fusable.node == Node::Widen && only_c && !held(&run[w]) && ready(run, p, w, 0)).then_some(w)
+}
+
 /// The tail of product `p`: its readers merge while each is the value's
 /// only reader, reads it densely, and comes later in the store's order
 /// (activation and residual in the order the store takes them, then a
-/// ReLU's gradient).
+/// ReLU's gradient). A store of f16 values ([`Takes::rounds`]) is read
+/// through widens and its readers' f16 results through narrows: it takes
+/// those too, rounding where they do, and its tail ends at a narrow.
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
     let takes = run[p].product.as_ref().map_or(Takes::default(), |s| s.takes());
     let (activation_rank, residual_rank) = if takes.residual_first { (2, 1) } else { (1, 2) };
     let n = run[p].fusable.n;
     let mut plan = TailPlan::default();
+    // The plan up to the last narrow, for an f16 store.
+    let mut rounded = TailPlan::default();
     let (mut at, mut last_rank) = (p, 0);
     loop {
         let [(c, slot)] = readers(run, at)[..] else { break };
@@ -120,15 +136,31 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
         let holds = held(&run[at]);
         // A ReLU's switch, a residual and a ReLU's gradient store only the
         // result, so nothing may hold what they read.
-        let rank = match d.fusable.node {
-            Node::Unary(op) if takes.activation || op == UnaryOp::Relu && takes.relu && !holds => activation_rank,
-            Node::Binary(BinaryOp::Add) if takes.residual && !holds && ready(run, p, c, 1 - slot) => residual_rank,
+        // The residual: an f32 tensor, or in an f16 store the f16 tensor
+        // that a widen of the run reads (the widen merges too).
+        let residual = || match takes.rounds {
+            true => widened_operand(run, p, c, 1 - slot).map(|w| (w, 0)),
+            false => ready(run, p, c, 1 - slot).then_some((c, 1 - slot)),
+        };
+        let (rank, operand) = match d.fusable.node {
+            // An f16 store's casts (the values in between are f32).
+            Node::Widen | Node::Narrow if takes.rounds && !holds => (last_rank, None),
+            Node::Unary(op) if takes.activation || op == UnaryOp::Relu && takes.relu && !holds => {
+                (activation_rank, None)
+            }
+            Node::Binary(BinaryOp::Add) if takes.residual && !holds => match residual() {
+                Some(r) => (residual_rank, Some(r)),
+                None => break,
+            },
             // Inputs x, y, g: the product's value is the gradient, and the
             // ReLU's derivative reads y alone.
-            Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 && ready(run, p, c, 1) => 3,
+            Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 && ready(run, p, c, 1) => {
+                (3, None)
+            }
             _ => break,
         };
-        if rank <= last_rank {
+        let cast = matches!(d.fusable.node, Node::Widen | Node::Narrow);
+        if !cast && rank <= last_rank {
             break;
         }
         let t = &mut plan.tail;
@@ -139,15 +171,26 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             }
             Node::Binary(_) => {
                 t.residual = true;
-                plan.residual = Some((c, 1 - slot));
+                plan.residual = operand;
+                // An f16 residual's widen merges with the add.
+                plan.operands.extend(operand.filter(|&(w, _)| w != c).map(|(w, _)| w));
             }
-            _ => {
+            Node::UnaryGrad(_) => {
                 t.relu_grad = true;
                 plan.relu_grad = Some((c, 1));
             }
+            _ => {}
         }
         plan.absorbed.push(c);
         (at, last_rank) = (c, rank);
+        if d.fusable.node == Node::Narrow {
+            rounded = plan.clone();
+        }
     }
-    plan
+    if takes.rounds {
+        rounded.tail.rounds = !rounded.absorbed.is_empty();
+        rounded
+    } else {
+        plan
+    }
 }

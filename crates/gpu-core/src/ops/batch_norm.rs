@@ -163,6 +163,9 @@ struct ForwardStore {
     shader: &'static str,
     /// The `forward4` entries (a channel's run of elements is a multiple of 4).
     vec4: bool,
+    /// f16 activations: a tail rounds where the unfused ops' casts do
+    /// (`ROUND_TAIL`).
+    f16: bool,
     constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
     params: smallvec::SmallVec<[u32; 64]>,
     workgroups: u32,
@@ -185,7 +188,8 @@ impl ProductStore for ForwardStore {
     }
 
     fn takes(&self) -> Takes {
-        Takes { relu: true, activation: false, residual: true, residual_first: true, relu_grad: false }
+        let rounds = self.f16;
+        Takes { relu: true, activation: false, residual: true, residual_first: true, relu_grad: false, rounds }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -194,8 +198,8 @@ impl ProductStore for ForwardStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        if tail.activation == Some(UnaryOp::Relu) {
-            constants.iter_mut().filter(|c| c.0 == "RELU").for_each(|c| c.1 = 1.0);
+        for (name, on) in [("RELU", tail.activation == Some(UnaryOp::Relu)), ("ROUND_TAIL", tail.rounds)] {
+            constants.iter_mut().filter(|c| c.0 == name && on).for_each(|c| c.1 = 1.0);
         }
         ProductLaunch {
             shader: self.shader,
@@ -510,18 +514,20 @@ pub fn batch_norm_forward(
             let store = ForwardStore {
                 shader: io_shader(g, io, OP, n)?,
                 vec4: d.vec4(),
+                f16: io == Operands::F16,
                 constants: smallvec::smallvec![
                     ("CENTRE", centre.code()),
                     ("HAS_WEIGHT", weight.is_some() as u8 as f64),
                     ("HAS_BIAS", bias.is_some() as u8 as f64),
                     ("RELU", relu as u8 as f64),
+                    ("ROUND_TAIL", 0.0),
                 ],
                 params: d.params(0.0, 0.0).finish().into(),
                 workgroups: groups(n.div_ceil(d.lanes(io)), 256),
             };
-            // A plain f32 forward waits in the fuser's run, which may merge
-            // an add and a ReLU reading it into its store (`gpu/tails.rs`).
-            if residual.is_none() && !relu && io == Operands::F32 && g.fusion_enabled() {
+            // A plain forward waits in the fuser's run, which may merge an
+            // add and a ReLU reading it into its store (`gpu/tails.rs`).
+            if residual.is_none() && !relu && g.fusion_enabled() {
                 return super::launch::dispatch_product(g, &inputs, &y, n, Box::new(store));
             }
             let l = store.launch(&Tail { residual: residual.is_some(), ..Tail::default() });

@@ -804,7 +804,7 @@ impl ProductStore for MatmulStore {
         // A ReLU gradient's y is bound where the bias is: a gradient's
         // product has none.
         let relu_grad = !self.members.has_bias();
-        Takes { relu: true, activation: !self.conv, residual: true, residual_first: false, relu_grad }
+        Takes { relu: true, activation: !self.conv, residual: true, residual_first: false, relu_grad, rounds: false }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {

@@ -7,6 +7,7 @@
 
 use wgrad_gpu_core::ops::batch_norm::{batch_norm_forward, Centre, ChannelDims, Operands};
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
+use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::matmul::matmul;
 use wgrad_gpu_core::ops::pool::{adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward};
@@ -241,6 +242,54 @@ fn batch_norm_takes_a_residual_then_a_relu() {
         });
         check(test, &format!("tanh(bn(x)), inner {inner}"), 2, |dev| {
             vec![unary(UnaryOp::Tanh, &bn(&operands(dev)), n).unwrap()]
+        });
+    }
+}
+
+/// Batch norm on f16 activations (mixed precision): what follows it reads
+/// the f16 through widens and rounds its results with narrows, as
+/// autograd records f16 ops; the store takes the casts too and rounds
+/// where they do, so `relu(bn(x) + r)` is one launch with the unfused bits.
+#[test]
+fn an_f16_batch_norm_takes_its_readers_casts() {
+    let test = "an_f16_batch_norm_takes_its_readers_casts";
+    for inner in [5, 8] {
+        let d = ChannelDims { outer: 2, channels: 3, inner };
+        let n = 2 * 3 * inner;
+        let dense = Layout::contiguous(&[n]);
+        let halves = |dev: &Device, seed: u64| {
+            let v: Vec<half::f16> = Rng::new(seed).vec(n, -2.0, 2.0).into_iter().map(half::f16::from_f32).collect();
+            Buffer::from_f16(dev, &v).unwrap()
+        };
+        let upload = |dev: &Device, seed: u64, len: usize, lo: f32| {
+            Buffer::from_f32(dev, &Rng::new(seed).vec(len, lo, 1.0)).unwrap()
+        };
+        // x and r f16; the statistics [mean; rstd], weight and bias f32.
+        let operands = |dev: &Device| {
+            let f32s = [(10, 6, 0.5), (11, 3, -1.0), (12, 3, -1.0)].map(|(s, len, lo)| upload(dev, s, len, lo));
+            (halves(dev, 9), halves(dev, 13), f32s)
+        };
+        let bn = |x: &Buffer, [stats, w, b]: &[Buffer; 3]| {
+            batch_norm_forward(x, d, Centre::Stats(stats), Some(w), Some(b), None, false, Operands::F16).unwrap()
+        };
+        let widen = |h: &Buffer| f16_to_f32(h, n).unwrap();
+        let narrow = |v: &Buffer| f32_to_f16(v, n).unwrap();
+        // Compared as f32 values (the f16 results widened by the test).
+        let wide = |h: Buffer| f16_to_f32(&h, n).unwrap();
+        check(test, &format!("f16 relu(bn(x) + r), inner {inner}"), 2, |dev| {
+            let (x, r, p) = operands(dev);
+            let s = narrow(&binary(BinaryOp::Add, &widen(&bn(&x, &p)), &dense, &widen(&r), &dense).unwrap().0);
+            vec![wide(narrow(&unary(UnaryOp::Relu, &widen(&s), n).unwrap()))]
+        });
+        check(test, &format!("f16 relu(bn(x)), inner {inner}"), 2, |dev| {
+            let (x, _, p) = operands(dev);
+            vec![wide(narrow(&unary(UnaryOp::Relu, &widen(&bn(&x, &p)), n).unwrap()))]
+        });
+        // A tail that ends in f32 (no narrow): the casts' values are not
+        // the store's to write, so nothing merges.
+        check(test, &format!("f16 bn(x) widened then relu in f32, inner {inner}"), 2, |dev| {
+            let (x, _, p) = operands(dev);
+            vec![unary(UnaryOp::Relu, &widen(&bn(&x, &p)), n).unwrap()]
         });
     }
 }
