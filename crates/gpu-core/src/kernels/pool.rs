@@ -34,7 +34,8 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         ("pool_tex", "max_backward", &[0, 1]),
         ("pool_tex", "*", &[0]),
         ("pool_relu_grad_tex", "max_backward", &[0, 1, 2]),
-        ("pool_relu_grad_tex", "*", &[0, 2]),
+        ("pool_relu_grad_tex", "avg_backward", &[0, 2]),
+        ("pool_relu_grad_tex", "*", &[0]),
     ],
     io: &[
         IoLibrary {
