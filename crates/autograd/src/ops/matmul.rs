@@ -27,9 +27,12 @@ impl Tensor {
     }
 
     /// `scale · (self @ other)` with the scale applied to the f32 sums in
-    /// the product's store: one launch where `matmul` then `mul_scalar`
-    /// take two, and the same for each gradient product (attention's
-    /// `q kᵀ · scale`). Rules, dtypes and panics as [`matmul`](Self::matmul).
+    /// the product's store, and the same for each gradient product (the
+    /// composite attention's `q kᵀ · scale`). `matmul` then `mul_scalar`
+    /// is one launch forward too (the fuser merges the scale), but its
+    /// backward scales the gradient in a launch of its own: the fuser keeps
+    /// the unfused bits, and `s·(a·g)` is not `a·(s·g)`. Rules, dtypes and
+    /// panics as [`matmul`](Self::matmul).
     pub fn matmul_scaled(&self, other: &Tensor, scale: f32) -> Tensor {
         self.try_matmul_scaled(other, Some(scale)).unwrap_or_else(|e| crate::recover::fail(e))
     }

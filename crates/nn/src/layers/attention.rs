@@ -424,7 +424,9 @@ impl MultiheadAttention {
         let dropout = self.training && self.dropout > 0.0;
         let (out, weights) = if dropout || need_weights {
             let scale = 1.0 / ((e / h) as f32).sqrt();
-            let mut scores = q.matmul_scaled(&k.transpose(-1, -2), scale);
+            // PyTorch's math path: the fuser merges the scale into the
+            // product's store.
+            let mut scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale);
             if let Some(m) = &additive {
                 scores = scores + m;
             }
