@@ -1,11 +1,11 @@
 //! Fast pooling: the reference's per-plane loops (`Pool::*_plane` in
-//! `ops/pool.rs`) with the N·C image planes split over all cores
+//! `kernels/pool.rs`) with the N·C image planes split over all cores
 //! ([`super::per_row2`]), and max
 //! pooling's backward as a scatter of each output gradient to its argmax,
 //! which adds the same terms in the same order as the reference's gather
 //! (windows in row-major order), so the results are bit-identical.
 
-use crate::kernels::pool::NONE;
+use crate::kernels::pool::{relu_arg, NONE};
 
 /// The in-bounds input indices of each window along one axis, in kernel
 /// order: window `i` reads `idx[start[i]..start[i + 1]]`. Worked out once
@@ -60,18 +60,6 @@ pub(crate) fn max_forward_plane(
             }
             (*o, *a) = (best, relu_arg(relu, best, at));
         }
-    }
-}
-
-/// The argmax a window stores: with the ReLU fused, [`NONE`] where the
-/// maximum is not positive (ReLU's derivative there is 0, so the window
-/// passes no gradient back).
-pub(crate) fn relu_arg(relu: bool, best: f32, at: u32) -> u32 {
-    // `best > 0` is false for a NaN too (whose ReLU derivative is 0).
-    if !relu || best > 0.0 {
-        at
-    } else {
-        NONE
     }
 }
 

@@ -1,8 +1,14 @@
-//! The matmul families' shader variants: f16 and texture operands, the
-//! activation and LSTM-cell store epilogues, the matrix-unit bodies.
+//! The matmul families' shader variants (f16 and texture operands, the
+//! activation and LSTM-cell store epilogues, the matrix-unit bodies) and
+//! reference twins: the batched sums over strided (or gathered
+//! convolution) B operands, and the store epilogue on them. The launches
+//! are `ops/matmul.rs` and `ops/epilogue.rs`.
 
+use super::conv::{gather_cpu, ConvGather, ConvGeometry};
 use super::io::{Binding, IoLibrary, Storage};
+use super::unary::UnaryOp;
 use super::variants::{FamilyShaders, Variant};
+use crate::layout::Layout;
 
 /// The shaders this family derives from its files by swapping includes,
 /// and the inputs its texture variants read through textures (`shaders.rs`
@@ -65,3 +71,125 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         },
     ],
 };
+
+/// Which index of the product a bias value belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasAxis {
+    /// One value per output row: a convolution's output channel in its
+    /// `[OC, pixels]` product (the shaders' `bias_axis = 1`).
+    Rows,
+    /// One value per output column: a Linear layer's `x @ Wᵀ` (`bias_axis = 2`).
+    Columns,
+}
+
+/// The B operand of one launch: a strided matrix per batch entry, or (with
+/// `conv`) a convolution operand gathered from the tensor at `offset`.
+pub(crate) struct BOperand {
+    /// Batch dims as a view of the broadcast batch shape (offset included).
+    pub(crate) view: Layout,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
+    pub(crate) offset: usize,
+    pub(crate) conv: Option<(ConvGather, ConvGeometry)>,
+}
+
+/// A strided matrix view for [`sums`]' product: (data, row stride, column stride).
+pub(crate) type View<'a> = (&'a [f32], usize, usize);
+
+/// The kernels' sums: `xo` (`m x n` per batch entry, in order) gets
+/// `a @ b` for each batch entry, `a` read from `xa` through `la`'s last two
+/// dims with its batch dims seen as `va`, B as `bop` (a gathered B
+/// materialised per entry into a fresh vector by [`gather_cpu`], which
+/// defines its values). Each entry's product is `mul((m, k, n), a, b, c)`
+/// into the row-major `c`: the caller's `matrixmultiply` sgemm
+/// (`cpu/gemm.rs`, which kernels/ does not name), so the twin's summation
+/// order is that sgemm's.
+pub(crate) fn sums(
+    (xa, la, va): (&[f32], &Layout, &Layout),
+    (xb, bop): (&[f32], &BOperand),
+    (m, k, n): (usize, usize, usize),
+    xo: &mut [f32],
+    mut mul: impl FnMut((usize, usize, usize), View, View, &mut [f32]),
+) {
+    let vb = &bop.view;
+    let ra = la.rank() - 2;
+    let (a_rs, a_cs) = (la.strides[ra], la.strides[ra + 1]);
+    if k == 0 {
+        // An empty sum; the operands may hold no elements at all.
+        xo.fill(0.0);
+        return;
+    }
+    for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
+        let (oa, ob) = (va.index_of(i), vb.index_of(i));
+        // A gathered B is k x n, row-major; a plain one is read in place.
+        let gathered;
+        let b = match bop.conv {
+            Some((form, geo)) => {
+                gathered = gather_cpu(form, &geo, &xb[ob..], k, n);
+                (&gathered[..], n, 1)
+            }
+            None => (&xb[ob..], bop.rs, bop.cs),
+        };
+        mul((m, k, n), (&xa[oa..], a_rs, a_cs), b, c);
+    }
+}
+
+/// A store epilogue as its twin reads it (`ops::epilogue::Epilogue` with
+/// host slices for its buffers; `pre` and the output storage stay with the
+/// caller).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HostEpilogue<'a> {
+    /// Multiplies the sums first.
+    pub(crate) scale: Option<f32>,
+    /// The bias values, their axis and their groups (batch entry `e` reads
+    /// slice `e % groups`).
+    pub(crate) bias: Option<(&'a [f32], BiasAxis, usize)>,
+    /// `max(v, 0)` after the bias.
+    pub(crate) relu: bool,
+    /// Any other op of the unary table after the bias.
+    pub(crate) activation: Option<UnaryOp>,
+    /// Added last, the result's shape.
+    pub(crate) residual: Option<&'a [f32]>,
+}
+
+impl HostEpilogue<'_> {
+    /// The store epilogue (`store4` in `shaders/matmul.wgsl`): the scale,
+    /// bias, the ReLU or the activation (the values before it handed to
+    /// `pre`, which the caller stores), then the residual, on `sums`
+    /// (batch entries of `m x n`, f32) in place, all in f32.
+    pub(crate) fn apply(&self, sums: &mut [f32], (m, n): (usize, usize), pre: impl FnOnce(&[f32])) {
+        if let Some(scale) = self.scale {
+            sums.iter_mut().for_each(|v| *v *= scale);
+        }
+        self.add_bias(sums, (m, n));
+        if self.relu {
+            sums.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        pre(sums);
+        if let Some(op) = self.activation {
+            sums.iter_mut().for_each(|v| *v = op.apply(*v));
+        }
+        if let Some(r) = self.residual {
+            sums.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+        }
+    }
+
+    fn add_bias(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+        let Some((bias, axis, groups)) = self.bias else { return };
+        if m * n == 0 {
+            return;
+        }
+        let groups = groups.max(1);
+        for (e, c) in sums.chunks_exact_mut(m * n).enumerate() {
+            let g = e % groups;
+            for (i, row) in c.chunks_exact_mut(n).enumerate() {
+                match axis {
+                    BiasAxis::Rows => row.iter_mut().for_each(|v| *v += bias[g * m + i]),
+                    BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
+                }
+            }
+        }
+    }
+}

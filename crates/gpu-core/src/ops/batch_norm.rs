@@ -11,7 +11,7 @@
 //!
 //! Per-channel statistics travel as one `[2·C]` buffer, `[mean; rstd]`; the
 //! gradient sums `Σdy'` and `Σdy'·xhat` as two `[C]` buffers, which are the
-//! bias and weight gradients as they are. The CPU twins accumulate in f64, the more exact of the
+//! bias and weight gradients as they are. The CPU twins (`kernels/batch_norm.rs`) accumulate in f64, the more exact of the
 //! two and so a fair oracle.
 //!
 //! Activations may be stored as f16 (mixed precision, as cuDNN's batch norm
@@ -32,6 +32,7 @@ pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, run_fallible, Kind, Params, ParamsDecl};
 use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::{GpuContext, Launch};
+use crate::kernels::batch_norm as twin;
 pub use crate::kernels::batch_norm::ChannelDims;
 use crate::kernels::unary::UnaryOp;
 use crate::{Buffer, Error, Result};
@@ -218,11 +219,6 @@ impl ProductStore for ForwardStore {
     }
 }
 
-/// Per-channel index of flat element `i`.
-fn channel(d: &ChannelDims, i: usize) -> usize {
-    (i / d.inner) % d.channels
-}
-
 struct Kernel<'a> {
     shader: &'static str,
     entry: &'static str,
@@ -349,35 +345,15 @@ pub fn batch_norm_stats(
             let xs = x.host();
             let xs = host_f32(dev, &xs, io)?;
             let xs: &[f32] = &xs;
-            let moments = if dev.runs_fast_cpu() {
-                crate::cpu::batch_norm::moments(xs, &d)
-            } else {
-                let mut moments = vec![(0.0f64, 0.0f64); c];
-                for (ch, m) in moments.iter_mut().enumerate() {
-                    let values = || {
-                        (0..d.outer).flat_map(move |a| (0..d.inner).map(move |b| xs[(a * c + ch) * d.inner + b] as f64))
-                    };
-                    let mean = values().sum::<f64>() / d.count() as f64;
-                    let m2 = values().map(|v| (v - mean).powi(2)).sum::<f64>();
-                    *m = (mean, m2);
-                }
-                moments
+            let moments = match dev.runs_fast_cpu() {
+                true => crate::cpu::batch_norm::moments(xs, &d),
+                false => twin::moments(xs, &d),
             };
             let mut s = stats.host_mut();
-            let s = f32s_mut(&mut s);
-            for (ch, &(mean, m2)) in moments.iter().enumerate() {
-                s[ch] = mean as f32;
-                s[c + ch] = (1.0 / (m2 / d.count() as f64 + eps as f64).sqrt()) as f32;
-            }
+            twin::write_stats(&moments, &d, eps, f32s_mut(&mut s));
             if let Some(r) = &running {
                 let (mut rm, mut rv) = (r.mean.host_mut(), r.var.host_mut());
-                let (rm, rv) = (f32s_mut(&mut rm), f32s_mut(&mut rv));
-                let keep = 1.0 - r.momentum as f64;
-                for (ch, &(mean, m2)) in moments.iter().enumerate() {
-                    rm[ch] = (keep * rm[ch] as f64 + r.momentum as f64 * mean) as f32;
-                    let unbiased = m2 / (d.count() as f64 - 1.0);
-                    rv[ch] = (keep * rv[ch] as f64 + r.momentum as f64 * unbiased) as f32;
-                }
+                twin::update_running(&moments, &d, r.momentum, f32s_mut(&mut rm), f32s_mut(&mut rv));
             }
             Ok(())
         },
@@ -457,11 +433,7 @@ pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: 
         },
         || {
             let (m, v, mut s) = (mean.host(), var.host(), stats.host_mut());
-            let (m, v, s) = (f32s(&m), f32s(&v), f32s_mut(&mut s));
-            for ch in 0..channels {
-                s[ch] = m[ch];
-                s[channels + ch] = (1.0 / (v[ch] as f64 + eps as f64).sqrt()) as f32;
-            }
+            twin::eval_stats(&f32s(&m)[..channels], &f32s(&v)[..channels], eps, f32s_mut(&mut s));
         },
     )?;
     Ok(stats)
@@ -554,42 +526,15 @@ pub fn batch_norm_forward(
             let r = residual.map(|b| b.host());
             let r = r.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (w, bi, r) = (w.as_ref().map(|h| f32s(h)), bi.as_ref().map(|h| f32s(h)), r.as_deref());
-            if dev.runs_fast_cpu() {
-                crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values());
-            } else {
-                for (i, out) in out.values().iter_mut().enumerate() {
-                    let ch = channel(&d, i);
-                    let (mean, rstd) = ms[ch];
-                    let mut v = (xs[i] as f64 - mean) * rstd;
-                    if let Some(w) = w {
-                        v *= w[ch] as f64;
-                    }
-                    if let Some(b) = bi {
-                        v += b[ch] as f64;
-                    }
-                    if let Some(r) = r {
-                        v += r[i] as f64;
-                    }
-                    if relu {
-                        v = v.max(0.0);
-                    }
-                    *out = v as f32;
-                }
+            match dev.runs_fast_cpu() {
+                true => crate::cpu::batch_norm::forward(&xs, &d, &ms, w, bi, r, relu, out.values()),
+                false => twin::forward(&xs, &d, &ms, w, bi, r, relu, out.values()),
             }
             out.finish();
             Ok(())
         },
     )?;
     Ok(y)
-}
-
-/// The output gradient behind a fused ReLU: `dy` where the output `y` is
-/// positive, else 0; `dy` itself without one.
-fn masked(dy: &[f32], y: Option<&[f32]>, i: usize) -> f64 {
-    match y {
-        Some(y) if y[i] <= 0.0 || y[i].is_nan() => 0.0,
-        _ => dy[i] as f64,
-    }
 }
 
 /// The per-channel gradient sums, two launches: returns `(Σdy', Σdy'·xhat)`
@@ -670,18 +615,9 @@ pub fn batch_norm_grad_sums(
                 (host_f32(dev, &gs, io)?, host_f32(dev, &xs, io)?, f32s_mut(&mut db), f32s_mut(&mut dw));
             let ys = ys.as_ref().map(|h| host_f32(dev, h, io)).transpose()?;
             let (gs, xs, ys): (&[f32], &[f32], _) = (&gs, &xs, ys.as_deref());
-            let acc = if dev.runs_fast_cpu() {
-                crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms)
-            } else {
-                let mut acc = vec![(0.0f64, 0.0f64); c];
-                for (i, &xv) in xs[..n].iter().enumerate() {
-                    let ch = channel(&d, i);
-                    let gv = masked(gs, ys, i);
-                    let (mean, rstd) = ms[ch];
-                    acc[ch].0 += gv;
-                    acc[ch].1 += gv * (xv as f64 - mean) * rstd;
-                }
-                acc
+            let acc = match dev.runs_fast_cpu() {
+                true => crate::cpu::batch_norm::grad_sums(gs, xs, ys, &d, &ms),
+                false => twin::grad_sums(gs, xs, ys, &d, &ms),
             };
             for (ch, (s, sx)) in acc.into_iter().enumerate() {
                 db[ch] = s as f32;
@@ -797,28 +733,10 @@ pub fn batch_norm_backward(
             let mut rh = dres.as_ref().map(|b| b.host_mut());
             let mut out = HostOutput::new(dev, &mut dxh, n, io)?;
             let mut rout = rh.as_mut().map(|h| HostOutput::new(dev, h, n, io)).transpose()?;
-            if dev.runs_fast_cpu() {
-                let r = rout.as_mut().map(|r| r.values());
-                crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r);
-            } else {
-                let m = d.count() as f64;
-                let (o, mut r) = (out.values(), rout.as_mut().map(|r| r.values()));
-                for (i, o) in o.iter_mut().enumerate() {
-                    let ch = channel(&d, i);
-                    let gv = masked(&gs, ys, i);
-                    let (mean, rstd) = ms[ch];
-                    let scale = rstd * w.map_or(1.0, |w| w[ch] as f64);
-                    *o = match s {
-                        Some((sb, sw)) => {
-                            let xhat = (xs[i] as f64 - mean) * rstd;
-                            scale * (gv - sb[ch] as f64 / m - xhat * sw[ch] as f64 / m)
-                        }
-                        None => scale * gv,
-                    } as f32;
-                    if let Some(r) = &mut r {
-                        r[i] = gv as f32;
-                    }
-                }
+            let r = rout.as_mut().map(|r| r.values());
+            match dev.runs_fast_cpu() {
+                true => crate::cpu::batch_norm::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r),
+                false => twin::backward(&gs, &xs, ys, &d, &ms, w, s, out.values(), r),
             }
             out.finish();
             if let Some(r) = rout {

@@ -9,7 +9,7 @@
 //! once to packed f16 (mixed precision's f16 activations), so none of them
 //! costs a launch of its own or an intermediate buffer.
 //!
-//! The CPU twin has the same semantics: f32 sums, times the scale in f32,
+//! The CPU twin (`kernels/matmul.rs`'s `HostEpilogue`) has the same semantics: f32 sums, times the scale in f32,
 //! plus the bias in f32, the ReLU or the op, plus the residual, then one rounding to
 //! nearest even (the `half` crate, as `shaders/half.wgsl`).
 
@@ -17,17 +17,9 @@ use super::operands::Operands;
 use super::unary::UnaryOp;
 use super::Params;
 use crate::gpu::product_store::Tail;
+pub use crate::kernels::matmul::BiasAxis;
+use crate::kernels::matmul::HostEpilogue;
 use crate::{Buffer, Error, Result};
-
-/// Which index of the product a bias value belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BiasAxis {
-    /// One value per output row: a convolution's output channel in its
-    /// `[OC, pixels]` product (the shaders' `bias_axis = 1`).
-    Rows,
-    /// One value per output column: a Linear layer's `x @ Wᵀ` (`bias_axis = 2`).
-    Columns,
-}
 
 /// A bias added to a product's f32 sums before they are stored.
 #[derive(Clone, Copy, Debug)]
@@ -272,46 +264,24 @@ impl<'a> Epilogue<'a> {
         b.values.check_len(op, "bias", b.groups * per, 4)
     }
 
-    /// The CPU twin of the epilogue before the rounding: the scale, the
-    /// bias, the ReLU or the activation (the values before it copied to
-    /// `pre`), then the residual, on `sums` (`batches` entries of
-    /// `m x n`, f32) in place. The rounding is `operands::HostOutput`'s.
+    /// The epilogue before the rounding on the host: its buffers mapped to
+    /// slices for the twin ([`HostEpilogue::apply`]: the scale, the bias,
+    /// the ReLU or the activation, then the residual, on `sums` (`batches`
+    /// entries of `m x n`, f32) in place), the values before the activation
+    /// copied to `pre`. The rounding is `operands::HostOutput`'s.
     pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
-        if let Some(scale) = self.scale {
-            sums.iter_mut().for_each(|v| *v *= scale);
-        }
-        self.add_bias_cpu(sums, (m, n));
-        if self.relu {
-            sums.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-        if let Some(pre) = self.pre {
-            super::f32s_mut(&mut pre.host_mut())[..sums.len()].copy_from_slice(sums);
-        }
-        if let Some(op) = self.activation {
-            sums.iter_mut().for_each(|v| *v = op.apply(*v));
-        }
-        if let Some(r) = self.residual {
-            let host = r.host();
-            sums.iter_mut().zip(super::f32s(&host)).for_each(|(v, r)| *v += r);
-        }
-    }
-
-    fn add_bias_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
-        let Some(b) = self.bias else { return };
-        if m * n == 0 {
-            return;
-        }
-        let host = b.values.host();
-        let bias = super::f32s(&host);
-        let groups = b.groups.max(1);
-        for (e, c) in sums.chunks_exact_mut(m * n).enumerate() {
-            let g = e % groups;
-            for (i, row) in c.chunks_exact_mut(n).enumerate() {
-                match b.axis {
-                    BiasAxis::Rows => row.iter_mut().for_each(|v| *v += bias[g * m + i]),
-                    BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
-                }
+        let (bias, residual) = (self.bias.map(|b| b.values.host()), self.residual.map(|r| r.host()));
+        let host = HostEpilogue {
+            scale: self.scale,
+            bias: self.bias.zip(bias.as_ref()).map(|(b, h)| (super::f32s(h), b.axis, b.groups)),
+            relu: self.relu,
+            activation: self.activation,
+            residual: residual.as_ref().map(|h| super::f32s(h)),
+        };
+        host.apply(sums, (m, n), |values| {
+            if let Some(pre) = self.pre {
+                super::f32s_mut(&mut pre.host_mut())[..values.len()].copy_from_slice(values);
             }
-        }
+        });
     }
 }

@@ -16,6 +16,7 @@ use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 pub(crate) use crate::kernels::conv::ConvGather;
 use crate::kernels::conv::ConvGeometry;
+use crate::kernels::matmul::{self as twin, BOperand};
 use crate::layout::{broadcast_shapes, coalesce, numel, Dims, Layout};
 use crate::{Buffer, Error, Result};
 
@@ -601,19 +602,6 @@ fn strided_b(lb: &Layout, view: Layout) -> BOperand {
         offset: lb.offset,
         conv: None,
     }
-}
-
-/// The B operand of one launch: a strided matrix per batch entry, or (with
-/// `conv`) a convolution operand gathered from the tensor at `offset`.
-struct BOperand {
-    /// Batch dims as a view of the broadcast batch shape (offset included).
-    view: Layout,
-    k: usize,
-    n: usize,
-    rs: usize,
-    cs: usize,
-    offset: usize,
-    conv: Option<(ConvGather, ConvGeometry)>,
 }
 
 /// A convolution's B operand: the matrix `form` of geometry `geo`, `k` x
@@ -1375,8 +1363,10 @@ impl Job<'_> {
     }
 }
 
-/// The CPU twin of the kernels' sums: `xo` (`batches` entries of `m x n`)
-/// gets `a @ b` for each batch entry.
+/// The kernels' sums on the host: `xo` (`batches` entries of `m x n`) gets
+/// `a @ b` for each batch entry, by the reference twin ([`twin::sums`]) or,
+/// when `fast`, the fast paths (the same sgemm, with convolution operands
+/// gathered into reused scratch or their products batched per core).
 fn sums_cpu(
     fast: bool,
     (xa, la, va): (&[f32], &Layout, &Layout),
@@ -1384,6 +1374,12 @@ fn sums_cpu(
     (batches, m, k, n): (usize, usize, usize, usize),
     xo: &mut [f32],
 ) {
+    if !fast {
+        let mul = |dims, (a, a_rs, a_cs): twin::View, (b, b_rs, b_cs): twin::View, c: &mut [f32]| {
+            gemm(dims, 1.0, Mat { data: a, rs: a_rs, cs: a_cs }, Mat { data: b, rs: b_rs, cs: b_cs }, 0.0, c, n)
+        };
+        return twin::sums((xa, la, va), (xb, bop), (m, k, n), xo, mul);
+    }
     let vb = &bop.view;
     let ra = la.rank() - 2;
     let (a_rs, a_cs, b_rs, b_cs) = (la.strides[ra], la.strides[ra + 1], bop.rs, bop.cs);
@@ -1392,23 +1388,19 @@ fn sums_cpu(
         xo.fill(0.0);
         return;
     }
-    // A gathered B is materialised per batch entry: by the reference
-    // twin (which defines the values) into a fresh vector, by the
-    // fast path into one reused scratch.
     let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
     match bop.conv {
         // Only when at least two entries fit side by side in the
         // scratch; larger products are wide enough on their own.
         // Small products (ResNet-20's: 2.4M multiply-adds each) run
         // one entry per core; a single one is too small to thread.
-        Some((form, geo)) if fast && batches > 1 && m * k * n <= crate::cpu::conv::PER_ENTRY_MAX_MACS => {
+        Some((form, geo)) if batches > 1 && m * k * n <= crate::cpu::conv::PER_ENTRY_MAX_MACS => {
             let (a_at, b_at) = (|i| va.index_of(i), |i| vb.index_of(i));
             let a_view = (xa, a_rs, a_cs);
             return crate::cpu::conv::product_per_entry(form, &geo, a_view, a_at, (m, k, n), xb, b_at, xo);
         }
         Some((form, geo))
-            if fast
-                && shared_a
+            if shared_a
                 && batches > 1
                 && form != ConvGather::ColumnsT
                 && 2 * k * n <= crate::cpu::conv::SIDE_BY_SIDE_FLOATS =>
@@ -1419,19 +1411,16 @@ fn sums_cpu(
         }
         _ => {}
     }
+    // A gathered B is materialised per batch entry into one reused scratch.
     let mut scratch = Vec::new();
     for (i, c) in xo.chunks_exact_mut(m * n).enumerate() {
         let (oa, ob) = (va.index_of(i), vb.index_of(i));
         // A gathered B is k x n in the scratch; a plain one is read in place.
         let b = match bop.conv {
-            Some((form, geo)) if fast => {
+            Some((form, geo)) => {
                 scratch.resize(k * n, 0.0);
                 let (rs, cs) = crate::cpu::conv::gather(form, &geo, &xb[ob..], k, n, &mut scratch);
                 Mat { data: &scratch, rs, cs }
-            }
-            Some((form, geo)) => {
-                scratch = crate::kernels::conv::gather_cpu(form, &geo, &xb[ob..], k, n);
-                Mat::rows(&scratch, n)
             }
             None => Mat { data: &xb[ob..], rs: b_rs, cs: b_cs },
         };

@@ -20,8 +20,6 @@
 //! [`with_half_loads`](super::operands::with_half_loads)); each thread owns a
 //! whole packed word (two elements, each from its own window).
 
-use std::ops::Range;
-
 use super::chunks::{chunks, Rows};
 pub use super::operands::Operands;
 use super::operands::{host_f32, thread_half_loads, HostOutput};
@@ -29,99 +27,9 @@ use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::{self, per_row, per_row2};
 use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::GpuContext;
-use crate::kernels::pool::NONE;
+use crate::kernels::pool::{Axis, Pool};
 use crate::layout::Dims;
 use crate::{Buffer, Error, Result};
-
-/// One spatial dim of a pooling: input and output size and the window rule.
-#[derive(Clone, Copy, Debug)]
-struct Axis {
-    size: usize,
-    out: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    /// Windows `[floor(i·size/out), ceil((i+1)·size/out))` instead of kernel/stride/padding.
-    adaptive: bool,
-}
-
-impl Axis {
-    /// A kernel/stride/padding/dilation dim, validated like PyTorch's `pool2d_shape_check`.
-    fn fixed(
-        op: &'static str,
-        what: &str,
-        size: usize,
-        kernel: usize,
-        stride: usize,
-        pad: usize,
-        dilation: usize,
-    ) -> Result<Axis> {
-        if kernel == 0 || stride == 0 || dilation == 0 {
-            return Err(Error::invalid(
-                op,
-                format!("{what}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive"),
-            ));
-        }
-        if pad > kernel / 2 {
-            return Err(Error::invalid(op, format!("{what}: padding {pad} exceeds half the kernel size {kernel}")));
-        }
-        let extent = (kernel - 1) * dilation + 1;
-        if size == 0 || size + 2 * pad < extent {
-            return Err(Error::invalid(
-                op,
-                format!("{what}: input size {size} with padding {pad} is smaller than the window extent {extent}"),
-            ));
-        }
-        let out = (size + 2 * pad - extent) / stride + 1;
-        Ok(Axis { size, out, kernel, stride, pad, dilation, adaptive: false })
-    }
-
-    fn adaptive(op: &'static str, what: &str, size: usize, out: usize) -> Result<Axis> {
-        if size == 0 || out == 0 {
-            return Err(Error::invalid(
-                op,
-                format!("{what}: input size {size} and output size {out} must be positive"),
-            ));
-        }
-        Ok(Axis { size, out, kernel: 0, stride: 1, pad: 0, dilation: 1, adaptive: true })
-    }
-
-    /// Padded rows a fixed window spans (unused by adaptive windows).
-    fn extent(&self) -> usize {
-        if self.adaptive {
-            return 0;
-        }
-        (self.kernel - 1) * self.dilation + 1
-    }
-
-    /// Average window `i`: (first, end) of its in-bounds rows and its length
-    /// counting padding (`avg_window` in the kernel).
-    fn avg_window(&self, i: usize) -> (usize, usize, usize) {
-        if self.adaptive {
-            let lo = i * self.size / self.out;
-            let hi = ((i + 1) * self.size).div_ceil(self.out);
-            return (lo, hi, hi - lo);
-        }
-        // In padded coordinates, as in the kernel.
-        let start = i * self.stride;
-        let end = (start + self.kernel).min(self.size + 2 * self.pad);
-        let lo = start.max(self.pad).min(self.size + self.pad) - self.pad;
-        let hi = end.min(self.size + self.pad).max(self.pad) - self.pad;
-        (lo, hi.max(lo), end - start)
-    }
-
-    /// The windows that can hold pixel `y` when fixed windows span `extent`
-    /// padded rows (`reaching` in the kernel).
-    fn reaching(&self, y: usize, extent: usize) -> Range<usize> {
-        if self.adaptive {
-            return y * self.out / self.size..((y + 1) * self.out).div_ceil(self.size).min(self.out);
-        }
-        let yp = y + self.pad;
-        let lo = if yp >= extent { (yp - extent) / self.stride + 1 } else { 0 };
-        lo..(yp / self.stride + 1).min(self.out)
-    }
-}
 
 /// A pooling launch's shader, override constants (`ADAPTIVE`, the window,
 /// the plane sizes), parameters and elements per thread.
@@ -175,37 +83,9 @@ impl ProductStore for BackwardStore {
     }
 }
 
-/// A pooling of `planes` = N·C images of `rows` × `cols`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pool {
-    pub(crate) planes: usize,
-    rows: Axis,
-    cols: Axis,
-    count_include_pad: bool,
-    /// Max pooling of `relu(x)` (the ReLU before it fused), an argmax of
-    /// [`NONE`] where the maximum is not positive.
-    relu: bool,
-}
-
 impl Pool {
-    fn in_len(&self) -> usize {
-        self.planes * self.rows.size * self.cols.size
-    }
-
-    fn out_len(&self) -> usize {
-        self.planes * self.rows.out * self.cols.out
-    }
-
     fn out_shape(&self, shape: &[usize]) -> Dims {
         [shape[0], shape[1], self.rows.out, self.cols.out].into()
-    }
-
-    fn divisor(&self, wy: (usize, usize, usize), wx: (usize, usize, usize)) -> f32 {
-        if self.rows.adaptive || self.count_include_pad {
-            (wy.2 * wx.2) as f32
-        } else {
-            ((wy.1 - wy.0) * (wx.1 - wx.0)) as f32
-        }
     }
 
     /// Checks sizes against the u32 kernel arithmetic (adaptive windows
@@ -346,108 +226,6 @@ impl Pool {
             })
         };
         (taps(self.rows), taps(self.cols))
-    }
-
-    /// Input and output elements of one image plane.
-    pub(crate) fn plane_lens(&self) -> (usize, usize) {
-        (self.rows.size * self.cols.size, self.rows.out * self.cols.out)
-    }
-
-    // ---- CPU twins: the kernels' loops, one image plane at a time, one
-    // output (forward) or input (backward) pixel at a time, as the kernel's threads.
-
-    /// Max pooling of one plane: values and argmax per window.
-    fn max_forward_plane(&self, image: &[f32], out: &mut [f32], arg: &mut [u32]) {
-        let (r, c) = (self.rows, self.cols);
-        for oy in 0..r.out {
-            for ox in 0..c.out {
-                let (mut best, mut at) = (f32::NEG_INFINITY, NONE);
-                for ky in 0..r.kernel {
-                    let yp = oy * r.stride + ky * r.dilation;
-                    if yp < r.pad || yp >= r.size + r.pad {
-                        continue;
-                    }
-                    for kx in 0..c.kernel {
-                        let xp = ox * c.stride + kx * c.dilation;
-                        if xp < c.pad || xp >= c.size + c.pad {
-                            continue;
-                        }
-                        let k = (yp - r.pad) * c.size + xp - c.pad;
-                        // The ReLU op's own twin (unary table): the same bits.
-                        let v = if self.relu { image[k].max(0.0) } else { image[k] };
-                        if at == NONE || v > best || v.is_nan() {
-                            best = v;
-                            at = k as u32;
-                        }
-                    }
-                }
-                out[oy * c.out + ox] = best;
-                arg[oy * c.out + ox] = cpu::pooling::relu_arg(self.relu, best, at);
-            }
-        }
-    }
-
-    /// Max pooling's backward on one plane, as a gather per input pixel.
-    pub(crate) fn max_backward_plane(&self, g: &[f32], arg: &[u32], dx: &mut [f32]) {
-        let (r, c) = (self.rows, self.cols);
-        for y in 0..r.size {
-            for x in 0..c.size {
-                let me = (y * c.size + x) as u32;
-                let mut acc = 0.0;
-                for oy in r.reaching(y, r.extent()) {
-                    for ox in c.reaching(x, c.extent()) {
-                        let o = oy * c.out + ox;
-                        if arg[o] == me {
-                            acc += g[o];
-                        }
-                    }
-                }
-                dx[y * c.size + x] = acc;
-            }
-        }
-    }
-
-    /// Average pooling of one plane.
-    pub(crate) fn avg_forward_plane(&self, image: &[f32], out: &mut [f32]) {
-        let (r, c) = (self.rows, self.cols);
-        for oy in 0..r.out {
-            let wy = r.avg_window(oy);
-            for ox in 0..c.out {
-                let wx = c.avg_window(ox);
-                let mut acc = 0.0;
-                for y in wy.0..wy.1 {
-                    for x in wx.0..wx.1 {
-                        acc += image[y * c.size + x];
-                    }
-                }
-                out[oy * c.out + ox] = acc / self.divisor(wy, wx);
-            }
-        }
-    }
-
-    /// Average pooling's backward on one plane: each input pixel gathers
-    /// `grad / divisor` from the windows that hold it.
-    pub(crate) fn avg_backward_plane(&self, g: &[f32], dx: &mut [f32]) {
-        let (r, c) = (self.rows, self.cols);
-        for y in 0..r.size {
-            for x in 0..c.size {
-                let mut acc = 0.0;
-                for oy in r.reaching(y, r.kernel) {
-                    let wy = r.avg_window(oy);
-                    if y < wy.0 || y >= wy.1 {
-                        continue;
-                    }
-                    for ox in c.reaching(x, c.kernel) {
-                        let wx = c.avg_window(ox);
-                        if x < wx.0 || x >= wx.1 {
-                            continue;
-                        }
-                        acc += g[oy * c.out + ox] / self.divisor(wy, wx);
-                    }
-                }
-                dx[y * c.size + x] = acc;
-            }
-        }
     }
 }
 
@@ -782,45 +560,4 @@ pub fn adaptive_avg_pool2d_backward_io(
 ) -> Result<Buffer> {
     const OP: &str = "adaptive_avg_pool2d_backward";
     avg_backward(OP, adaptive_pool(OP, in_shape, out_size)?, grad_out, io)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The gather ranges must cover every window that holds each pixel.
-    #[test]
-    fn reaching_ranges_match_window_membership() {
-        let axes = [
-            Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap(),
-            Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap(),
-            Axis::fixed("t", "h", 5, 2, 3, 0, 1).unwrap(),
-            Axis::adaptive("t", "h", 7, 3).unwrap(),
-            Axis::adaptive("t", "h", 3, 5).unwrap(),
-        ];
-        for a in axes {
-            for y in 0..a.size {
-                let holds = |i: usize| {
-                    if a.adaptive {
-                        let (lo, hi, _) = a.avg_window(i);
-                        (lo..hi).contains(&y)
-                    } else {
-                        (0..a.kernel).any(|k| i * a.stride + k * a.dilation == y + a.pad)
-                    }
-                };
-                let want: Vec<usize> = (0..a.out).filter(|&i| holds(i)).collect();
-                let span = a.reaching(y, a.extent());
-                let got: Vec<usize> = span.clone().filter(|&i| holds(i)).collect();
-                assert_eq!(got, want, "{a:?} pixel {y}: {span:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn output_sizes_follow_pytorch() {
-        assert_eq!(Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap().out, 4);
-        assert_eq!(Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap().out, 7);
-        assert!(Axis::fixed("t", "h", 4, 3, 1, 2, 1).is_err(), "padding over half the kernel");
-        assert!(Axis::fixed("t", "h", 2, 3, 1, 0, 1).is_err(), "window larger than the input");
-    }
 }
