@@ -113,6 +113,17 @@ fn widened_operand(run: &[Deferred], p: usize, c: usize, slot: usize) -> Option<
     (run[w].fusable.node == Node::Widen && only_c && !held(&run[w]) && ready(run, p, w, 0)).then_some(w)
 }
 
+/// What a reader merged into a store does there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    /// An f16 store's widen or narrow.
+    Cast,
+    Activation(UnaryOp),
+    /// Adds input `slot` of launch `launch`: `(launch, slot)`.
+    Residual((usize, usize)),
+    ReluGrad,
+}
+
 /// The tail of product `p`: its readers merge while each is the value's
 /// only reader, reads it densely, and comes later in the store's order
 /// (activation and residual in the order the store takes them, then a
@@ -134,52 +145,51 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             break;
         }
         let holds = held(&run[at]);
-        // A ReLU's switch, a residual and a ReLU's gradient store only the
-        // result, so nothing may hold what they read.
         // The residual: an f32 tensor, or in an f16 store the f16 tensor
         // that a widen of the run reads (the widen merges too).
         let residual = || match takes.rounds {
             true => widened_operand(run, p, c, 1 - slot).map(|w| (w, 0)),
             false => ready(run, p, c, 1 - slot).then_some((c, 1 - slot)),
         };
-        let (rank, operand) = match d.fusable.node {
+        // A ReLU's switch, a residual and a ReLU's gradient store only the
+        // result, so nothing may hold what they read.
+        let (rank, step) = match d.fusable.node {
             // An f16 store's casts (the values in between are f32).
-            Node::Widen | Node::Narrow if takes.rounds && !holds => (last_rank, None),
+            Node::Widen | Node::Narrow if takes.rounds && !holds => (last_rank, Step::Cast),
             Node::Unary(op) if takes.activation || op == UnaryOp::Relu && takes.relu && !holds => {
-                (activation_rank, None)
+                (activation_rank, Step::Activation(op))
             }
             Node::Binary(BinaryOp::Add) if takes.residual && !holds => match residual() {
-                Some(r) => (residual_rank, Some(r)),
+                Some(r) => (residual_rank, Step::Residual(r)),
                 None => break,
             },
             // Inputs x, y, g: the product's value is the gradient, and the
             // ReLU's derivative reads y alone.
             Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 && ready(run, p, c, 1) => {
-                (3, None)
+                (3, Step::ReluGrad)
             }
             _ => break,
         };
-        let cast = matches!(d.fusable.node, Node::Widen | Node::Narrow);
-        if !cast && rank <= last_rank {
+        if step != Step::Cast && rank <= last_rank {
             break;
         }
         let t = &mut plan.tail;
-        match d.fusable.node {
-            Node::Unary(op) => {
+        match step {
+            Step::Activation(op) => {
                 (t.activation, t.pre) = (Some(op), holds);
                 plan.pre = holds.then_some(at);
             }
-            Node::Binary(_) => {
+            Step::Residual(operand) => {
                 t.residual = true;
-                plan.residual = operand;
+                plan.residual = Some(operand);
                 // An f16 residual's widen merges with the add.
-                plan.operands.extend(operand.filter(|&(w, _)| w != c).map(|(w, _)| w));
+                plan.operands.extend((operand.0 != c).then_some(operand.0));
             }
-            Node::UnaryGrad(_) => {
+            Step::ReluGrad => {
                 t.relu_grad = true;
                 plan.relu_grad = Some((c, 1));
             }
-            _ => {}
+            Step::Cast => {}
         }
         plan.absorbed.push(c);
         (at, last_rank) = (c, rank);
