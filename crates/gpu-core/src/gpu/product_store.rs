@@ -70,6 +70,16 @@ pub(crate) struct ProductLaunch {
     pub binds_pre: bool,
 }
 
+/// Sets to 1 each of `constants` named in `switches` with its flag on (a
+/// store's tail turns its kernel's boolean overrides on).
+pub(crate) fn switch_on(constants: &mut [(&'static str, f64)], switches: &[(&str, bool)]) {
+    for c in constants.iter_mut() {
+        if switches.iter().any(|&(name, on)| on && c.0 == name) {
+            c.1 = 1.0;
+        }
+    }
+}
+
 /// A deferred product's launch, rebuilt for a tail: implemented by the op
 /// that recorded it (the matmul's store, `ops::matmul`; batch norm's,
 /// `ops::batch_norm`), so the recorder

@@ -30,7 +30,7 @@
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 pub use super::operands::{HalfLoads, Operands};
 use super::{f32s, f32s_mut, groups, run, run_fallible, Kind, Params, ParamsDecl};
-use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
+use crate::gpu::product_store::{switch_on, ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::{GpuContext, Launch};
 use crate::kernels::batch_norm as twin;
 pub use crate::kernels::batch_norm::ChannelDims;
@@ -199,9 +199,7 @@ impl ProductStore for ForwardStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        for (name, on) in [("RELU", tail.activation == Some(UnaryOp::Relu)), ("ROUND_TAIL", tail.rounds)] {
-            constants.iter_mut().filter(|c| c.0 == name && on).for_each(|c| c.1 = 1.0);
-        }
+        switch_on(&mut constants, &[("RELU", tail.activation == Some(UnaryOp::Relu)), ("ROUND_TAIL", tail.rounds)]);
         ProductLaunch {
             shader: self.shader,
             entry: self.entry(tail.residual),
@@ -483,6 +481,7 @@ pub fn batch_norm_forward(
                     batch_norm_forward(xc, sub, centre, weight, bias, rc, relu, io)
                 });
             }
+            let params = d.params(0.0, 0.0);
             let store = ForwardStore {
                 shader: io_shader(g, io, OP, n)?,
                 vec4: d.vec4(),
@@ -494,7 +493,7 @@ pub fn batch_norm_forward(
                     ("RELU", relu as u8 as f64),
                     ("ROUND_TAIL", 0.0),
                 ],
-                params: d.params(0.0, 0.0).finish().into(),
+                params: params.finish().into(),
                 workgroups: groups(n.div_ceil(d.lanes(io)), 256),
             };
             // A plain forward waits in the fuser's run, which may merge an
@@ -509,7 +508,7 @@ pub fn batch_norm_forward(
                     shader: l.shader,
                     entry: l.entry,
                     constants: l.constants.to_vec(),
-                    params: d.params(0.0, 0.0),
+                    params,
                     inputs,
                     outputs: vec![&y],
                     workgroups: l.workgroups,

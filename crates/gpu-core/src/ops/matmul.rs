@@ -11,7 +11,7 @@ use super::unary::UnaryOp;
 use super::{run_fallible, Kind, Params, ParamsDecl};
 use crate::cpu::gemm::{gemm, Mat};
 use crate::gpu::matrix_units::MatrixUnits;
-use crate::gpu::product_store::{ProductLaunch, ProductStore, Tail, Takes};
+use crate::gpu::product_store::{switch_on, ProductLaunch, ProductStore, Tail, Takes};
 use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 pub(crate) use crate::kernels::conv::ConvGather;
@@ -801,9 +801,7 @@ impl ProductStore for MatmulStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        for (name, on) in [("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad)] {
-            constants.iter_mut().filter(|c| c.0 == name && on).for_each(|c| c.1 = 1.0);
-        }
+        switch_on(&mut constants, &[("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad)]);
         let members = self.members.with_tail(tail);
         let act = members.activation();
         if let Some(op) = act {
