@@ -476,14 +476,16 @@ impl Tensor {
         Tensor::from_op_saving(OP, y, layout, DType::F32, &inputs, saves, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
-            let dx = x.requires_grad().then(|| {
-                dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo, &ConvOptions::default())), &xs)
-            });
+            // The weight's first, as in conv2d's rule: the input gradient
+            // then ends the run that the next rules extend.
             let dw = w.requires_grad().then(|| {
                 dense(
                     expect(OP, conv2d_weight_grad(&x.dense_buffer(), &gy_buf, cin, &geo, &ConvOptions::default())),
                     &ws,
                 )
+            });
+            let dx = x.requires_grad().then(|| {
+                dense(expect(OP, conv2d(&gy_buf, &w.dense_buffer(), cin, &geo, &ConvOptions::default())), &xs)
             });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
