@@ -37,7 +37,7 @@ pub(crate) fn forward(
 ) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
-    let c_off = (d.steps + 1) * bh;
+    let c_off = d.cell_offset();
     // Scratch row: h | c | gates (SAVED · h).
     let width = (2 + SAVED) * h;
     let states: &[f32] = st;
@@ -86,7 +86,7 @@ pub(crate) fn forward(
 pub(crate) fn backward(d: &SeqDims, t: usize, i: &BackwardIn, dx: &mut [f32], dhw: Option<&mut [f32]>, ca: &mut [f32]) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
-    let c_off = (d.steps + 1) * bh;
+    let c_off = d.cell_offset();
     // Scratch row: dx (gh) | dhw (gh) | dh carry (h) | dc carry (h).
     let width = 2 * gh + 2 * h;
     let carry: &[f32] = ca;

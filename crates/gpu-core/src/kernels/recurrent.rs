@@ -76,6 +76,12 @@ impl SeqDims {
         self.kind.gates() * self.hidden
     }
 
+    /// Where an LSTM's cell states start in `states`: after the `steps + 1`
+    /// hidden states.
+    pub(crate) fn cell_offset(&self) -> usize {
+        (self.steps + 1) * self.bh()
+    }
+
     /// Slots of `states` holding the state before time `t` and after it.
     pub(crate) fn slots(&self, t: usize) -> (usize, usize) {
         if self.reverse {
@@ -157,7 +163,7 @@ pub(crate) fn forward_step(
 ) {
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
-    let c_off = (d.steps + 1) * bh;
+    let c_off = d.cell_offset();
     for b in 0..d.batch {
         for j in 0..h {
             let i = b * h + j;
@@ -219,7 +225,7 @@ pub(crate) fn backward_step(
     let BackwardIn { dys, rec, st, sv } = *inputs;
     let (h, gh, bh) = (d.hidden, d.gh(), d.bh());
     let (prev, out) = d.slots(t);
-    let c_off = (d.steps + 1) * bh;
+    let c_off = d.cell_offset();
     for b in 0..d.batch {
         for j in 0..h {
             let i = b * h + j;

@@ -433,7 +433,7 @@ fn forward_in_store(
             outputs: [states, saved, &next[i % 2]],
             next: !textures,
             bias: b_hh.is_some(),
-            params: [h, time * d.batch * gh, prev * bh, out * bh, (d.steps + 1) * bh, 0],
+            params: [h, time * d.batch * gh, prev * bh, out * bh, d.cell_offset(), 0],
         };
         matmul::cell_product(kernel, a, &a_view, &w_il, &w_t, cell)?;
     }
