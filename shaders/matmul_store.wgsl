@@ -6,10 +6,13 @@
 // matmul_store_cell.wgsl, which stores a recurrent cell's results instead.
 // The bias (bias_axis > 0), the residual (RESIDUAL; the host binds some
 // other buffer when there is none) and C, as words: f32 bits, or two f16
-// halves (F16_OUT).
+// halves (F16_OUT). Binding 3 holds a ReLU gradient's `y` instead when the
+// fuser merges one (RELU_GRAD; a gradient's product has no bias). The
+// residual and `y` are words like C: f32 bits, or f16 halves when C is f16
+// (only the fuser's tails give an f16 store either).
 
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<u32>;
+@group(0) @binding(4) var<storage, read> residual: array<u32>;
 @group(0) @binding(5) var<storage, read_write> c: array<u32>;
 
 // The bias of columns col..col + 3 (bias_axis 2, else zero). Columns
@@ -20,7 +23,7 @@ fn column_bias(tl: Tile, col: u32) -> vec4<f32> {
     }
     let at = vec4<u32>(tl.bias_base + col) + vec4<u32>(0u, 1u, 2u, 3u);
     let i = min(at, vec4<u32>(tl.bias_base + p.n - 1u));
-    return vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
+    return bitcast<vec4<f32>>(vec4<u32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]));
 }
 
 // The bias of row `row` (bias_axis 1, else zero), clamped into the matrix.
@@ -28,7 +31,7 @@ fn row_bias(tl: Tile, row: u32) -> f32 {
     if p.bias_axis != 1u {
         return 0.0;
     }
-    return bias[tl.bias_base + min(row, p.m - 1u)];
+    return bitcast<f32>(bias[tl.bias_base + min(row, p.m - 1u)]);
 }
 
 // The f32 sums times p.scale plus their bias `b`, then the ReLU when
@@ -47,11 +50,26 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     let i = tl.c_base + row * p.n + col;
     if F16_OUT {
         // i is even (N is); the columns that exist come in pairs.
+        // The unfused steps' order and roundings: the product's f16 value,
+        // the f16 sum with the residual, then the mask (a value past f16's
+        // range is inf by then, and inf · 0 NaN, as they compute).
+        var w = v;
+        if RESIDUAL || RELU_GRAD {
+            w = round_f16(v);
+        }
+        if RESIDUAL {
+            w = round_f16(w + unpack4_f16(halves4(residual[i / 2u], residual[i / 2u + 1u], col)));
+        }
+        if RELU_GRAD {
+            let y = halves4(bias[i / 2u], bias[i / 2u + 1u], col);
+            // y > 0 from its bits (+inf included, NaN not).
+            w *= select(vec4<f32>(0.0), vec4<f32>(1.0), y != vec4<u32>(0u) & y <= vec4<u32>(0x7c00u));
+        }
         if col < p.n {
-            c[i / 2u] = pack_halves(v.xy);
+            c[i / 2u] = pack_halves(w.xy);
         }
         if col + 2u < p.n {
-            c[i / 2u + 1u] = pack_halves(v.zw);
+            c[i / 2u + 1u] = pack_halves(w.zw);
         }
         return;
     }
@@ -59,15 +77,27 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
         if col + j < p.n {
             var x = v[j];
             if RESIDUAL {
-                x += residual[i + j];
+                x += bitcast<f32>(residual[i + j]);
             }
             if RELU_GRAD {
                 // As unary_grad.wgsl computes it: g · f'(y), NaN kept.
-                x *= select(0.0, 1.0, bias[i + j] > 0.0);
+                x *= select(0.0, 1.0, bitcast<f32>(bias[i + j]) > 0.0);
             }
             c[i + j] = bitcast<u32>(x);
         }
     }
+}
+
+// The f16 bits of elements i..i + 3 (i even) of packed f16 storage, given
+// words i / 2 and i / 2 + 1: the second pair is 0 past N (columns col..).
+fn halves4(lo: u32, hi: u32, col: u32) -> vec4<u32> {
+    let high = select(0u, hi, col + 2u < p.n);
+    return vec4<u32>(lo, lo >> 16u, high, high >> 16u) & vec4<u32>(0xffffu);
+}
+
+// Four f16 values from their bits, widened as the casts widen them.
+fn unpack4_f16(h: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(h.x | (h.y << 16u)), unpack2x16float(h.z | (h.w << 16u)));
 }
 
 // `store_sums`, the function the kernels call: the epilogue as above, or

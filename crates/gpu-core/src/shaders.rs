@@ -63,7 +63,7 @@ pub const GENERATED: &[(&str, Role, Generator)] = &[
     ("binary_fns", Role::Library, crate::kernels::binary::wgsl_library),
 ];
 
-/// Every family's declared variants and texture inputs, collected in one
+/// Every family's declared variants and storage bindings, collected in one
 /// place (a new family with variants adds its line here).
 const FAMILIES: &[&kernels::variants::FamilyShaders] = &[
     &kernels::matmul::SHADERS,
@@ -94,26 +94,12 @@ pub(crate) fn variants() -> impl Iterator<Item = &'static kernels::variants::Var
     FAMILIES.iter().flat_map(|f| f.variants)
 }
 
-/// Kernels that read some of their inputs through r32float textures rather
-/// than storage buffers (`shaders/texels.wgsl`; the host copies the launch's
-/// buffers in, `gpu/texture_operands.rs`), as each family declares them
-/// (`kernels::variants::TextureInputs`).
-pub(crate) fn texture_operands() -> impl Iterator<Item = &'static kernels::variants::TextureInputs> {
-    FAMILIES.iter().flat_map(|f| f.texture_inputs)
-}
-
-/// The inputs of `shader`'s `entry` bound as textures, as a bit mask over
-/// input indices (bit `i`: binding `1 + i`).
-pub fn texture_inputs(shader: &str, entry: &str) -> u32 {
-    texture_operands()
-        .find(|(s, e, _)| *s == shader && (*e == "*" || *e == entry))
-        .map_or(0, |(_, _, inputs)| inputs.iter().fold(0, |m, &i| m | 1 << i))
-}
-
-/// The variant of `shader` that reads inputs through textures (its name
-/// with `_tex`), if a family declares one (`texture_operands`).
+/// The variant of `shader` that reads inputs through r32float textures
+/// rather than storage buffers (its name with `_tex`; `shaders/texels.wgsl`),
+/// if its family declares one. Which inputs, the pipeline reads from the
+/// kernel (`gpu/texture_operands.rs`); the host copies the launch's buffers in.
 pub fn texture_variant(shader: &str) -> Option<&'static str> {
-    texture_operands().map(|(s, _, _)| *s).find(|s| s.strip_suffix("_tex") == Some(shader))
+    variants().map(|v| v.name).find(|n| n.strip_suffix("_tex") == Some(shader))
 }
 
 /// The raw text of `shader` with each line `//#include FROM.wgsl` of
@@ -422,54 +408,39 @@ mod tests {
         assert!(source("pool_f16_native").contains("array<f16>"));
     }
 
-    /// Each entry point of a shader in `texture_operands()` reads textures at
-    /// exactly the bindings the table lists for it (as naga reflects which
-    /// globals the entry uses), so the layout the host builds from the table
-    /// matches the kernel; every texture is of the r32float kind the host
-    /// fills (sampled f32, 2D).
+    /// The inputs a pipeline binds as textures are read from its kernel
+    /// (`gpu/texture_operands.rs`): only the `_tex` variants read any, each
+    /// the variant [`texture_variant`] finds for its base, every texture of
+    /// the kind the host fills (the reading panics otherwise), and the masks
+    /// are the inputs each entry point reads (checked here for some by hand).
     #[test]
-    fn texture_inputs_match_the_kernels() {
-        use naga::{ImageClass, ImageDimension, TypeInner};
-        let mut shaders: Vec<&str> = texture_operands().map(|(s, _, _)| *s).collect();
-        shaders.dedup();
-        for shader in &shaders {
-            // Each is the `_tex` variant of a kernel (found by that name).
-            let base = shader.strip_suffix("_tex").expect("texture variants are named NAME_tex");
-            assert_eq!(texture_variant(base), Some(*shader));
-            raw(base);
-        }
-        let mut checked = 0;
-        for shader in shaders {
-            let src = source(shader);
-            let module = naga::front::wgsl::parse_str(&src).expect("parses (checked above)");
-            let info =
-                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-                    .validate(&module)
-                    .expect("validates (checked above)");
-            for (k, ep) in module.entry_points.iter().enumerate() {
-                let uses = info.get_entry_point(k);
-                let mut mask = 0u32;
-                for (h, var) in module.global_variables.iter() {
-                    let (used, Some(b)) = (!uses[h].is_empty(), &var.binding) else { continue };
-                    if let (true, TypeInner::Image { dim, arrayed, class }) = (used, &module.types[var.ty].inner) {
-                        assert_eq!((*dim, *arrayed), (ImageDimension::D2, false), "{shader}:{}", ep.name);
-                        assert!(
-                            matches!(
-                                class,
-                                ImageClass::Storage { format: naga::StorageFormat::R32Float, access }
-                                    if *access == naga::StorageAccess::LOAD
-                            ),
-                            "{shader}:{}: operand textures are read-only r32float storage textures",
-                            ep.name
-                        );
-                        mask |= 1 << (b.binding - 1);
+    fn texture_inputs_are_read_from_the_kernels() {
+        use crate::gpu::texture_operands::texture_inputs;
+        let mut masks = std::collections::HashMap::new();
+        for shader in kernels() {
+            let parsed = crate::gpu::specialize::parse(&source(shader)).unwrap_or_else(|| panic!("{shader} parses"));
+            for ep in &parsed.module.entry_points {
+                let mask = texture_inputs(&parsed.module, &parsed.info, &ep.name);
+                match shader.strip_suffix("_tex") {
+                    Some(base) => {
+                        assert_eq!(texture_variant(base), Some(shader), "{shader} is {base}'s texture variant")
                     }
+                    None => assert_eq!(mask, 0, "{shader}:{} reads textures but is no _tex variant", ep.name),
                 }
-                assert_eq!(mask, texture_inputs(shader, &ep.name), "{shader}:{} texture inputs", ep.name);
-                checked += (mask != 0) as usize;
+                masks.insert((shader, ep.name.clone()), mask);
             }
         }
-        assert!(checked >= 11, "only {checked} entries read textures");
+        let mask = |shader: &'static str, entry: &str| masks[&(shader, entry.to_string())];
+        // (binding 1 + i for bit i)
+        assert_eq!(mask("pool_tex", "max_backward"), 0b11, "output gradient and argmax");
+        assert_eq!(mask("pool_tex", "avg_backward"), 0b1);
+        assert_eq!(mask("pool_relu_grad_tex", "max_backward"), 0b111, "and the ReLU's output");
+        assert_eq!(mask("unary_grad_tex", "main"), 0b111, "x, y, g");
+        assert_eq!(mask("batch_norm_tex", "stats_partial"), 0b1);
+        assert_eq!(mask("batch_norm_tex", "backward"), 0b111_1111);
+        assert_eq!(mask("matmul_subgroup_cell_tex", "main_subgroup"), 0b1_1111);
+        assert_eq!(mask("binary_tex", "main"), 0b11);
+        assert!(masks.values().filter(|&&m| m != 0).count() >= 11);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(crate) struct GpuContext {
     /// How attention is computed, an `AttentionPath` code (`WGRAD_ATTENTION`;
     /// `Device::set_attention_path` changes it).
     pub attention: AtomicU8,
-    /// Whether the load-bound kernels (the families' `texture_inputs`) read f32
+    /// Whether the load-bound kernels (the families' `_tex` variants) read f32
     /// inputs through textures: on for CPU adapters (`WGRAD_TEXTURE_OPERANDS=0`
     /// turns it off; `Device::set_texture_operands` changes it; see
     /// `texture_operands.rs`).

@@ -3,10 +3,10 @@
 //!
 //! Binding convention of every kernel: `@binding(0)` is a 256-byte uniform of
 //! sizes and strides (bound with a dynamic offset into the batch's parameter
-//! arena), then the read-only inputs, then the read-write outputs. The
-//! kernels the families list in `kernels::*::SHADERS.texture_inputs` take the inputs listed there as
-//! r32float textures instead (filled from the launch's buffers, see
-//! `texture_operands.rs`).
+//! arena), then the read-only inputs, then the read-write outputs. A `_tex`
+//! variant's entry point takes the inputs it reads as storage textures as
+//! r32float textures instead (read from the kernel and filled from the
+//! launch's buffers, see `texture_operands.rs`).
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -252,7 +252,9 @@ impl PipelineCache {
             Key::Registry { inputs, outputs, .. } | Key::Generated { inputs, outputs, .. } => (*inputs, *outputs),
         };
         let textures = match key {
-            Key::Registry { shader, entry, .. } => shaders::texture_inputs(shader, entry),
+            Key::Registry { shader, entry, .. } => {
+                self.parsed(shader).map_or(0, |p| super::texture_operands::texture_inputs(&p.module, &p.info, entry))
+            }
             Key::Generated { .. } => 0,
         };
         let layout = self.layout(device, inputs, outputs, textures);
@@ -315,13 +317,17 @@ impl PipelineCache {
         if !self.specialize {
             return None;
         }
-        let parsed = {
-            let mut m = self.parsed.lock().unwrap();
-            m.entry(shader).or_insert_with(|| super::specialize::parse(&shaders::source(shader)).map(Arc::new)).clone()
-        }?;
+        let parsed = self.parsed(shader)?;
         let module = super::specialize::specialize(&parsed, entry, constants)?;
         let source = wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module));
         Some(module_from(device, shader, parsed.retry_loop, source))
+    }
+
+    /// Registry shader `shader` parsed and validated, once per process;
+    /// `None` when naga rejects it.
+    fn parsed(&self, shader: &'static str) -> Option<Arc<super::specialize::Parsed>> {
+        let mut m = self.parsed.lock().unwrap();
+        m.entry(shader).or_insert_with(|| super::specialize::parse(&shaders::source(shader)).map(Arc::new)).clone()
     }
 
     fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {

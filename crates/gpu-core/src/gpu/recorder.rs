@@ -331,10 +331,10 @@ impl GpuContext {
         }
         if let Some(r) = d.record.filter(|_| !plan.absorbed.is_empty()) {
             // The merged readers' profile records join the product's.
-            let absorbed: SmallVec<[usize; 2]> = plan.absorbed.iter().filter_map(|&c| run[c].record).collect();
-            let family = plan
-                .absorbed
-                .iter()
+            // (An operand's widen too: its launch vanished with them.)
+            let merged = || plan.operands.iter().chain(&plan.absorbed);
+            let absorbed: SmallVec<[usize; 2]> = merged().filter_map(|&c| run[c].record).collect();
+            let family = merged()
                 .fold(format!("{}:{}", l.shader, l.entry), |family, &c| family + "+" + &run[c].fusable.node.name());
             let bytes = inputs.iter().chain(&outputs).map(|b| b.size()).sum();
             self.profiler.merge(r, &absorbed, family, bytes);

@@ -33,8 +33,8 @@ pub(crate) fn has_retry_loop(src: &str) -> bool {
 
 /// A registry shader parsed and validated once, specialised per pipeline.
 pub(crate) struct Parsed {
-    module: Module,
-    info: ModuleInfo,
+    pub(crate) module: Module,
+    pub(crate) info: ModuleInfo,
     /// Whether the WGSL has a retry loop (`pipelines::create_module`: such
     /// a shader keeps wgpu's loop bounding).
     pub(crate) retry_loop: bool,

@@ -35,7 +35,7 @@
 use smallvec::SmallVec;
 
 use super::fusion::{held, Access, Deferred, Merge, Node};
-use super::product_store::{Tail, Takes};
+use super::product_store::Tail;
 use crate::kernels::binary::BinaryOp;
 use crate::kernels::unary::UnaryOp;
 
@@ -121,18 +121,21 @@ enum Step {
     Activation(UnaryOp),
     /// Adds input `slot` of launch `launch`: `(launch, slot)`.
     Residual((usize, usize)),
-    ReluGrad,
+    /// Masks by ReLU's derivative at input `slot` of launch `launch`.
+    ReluGrad((usize, usize)),
 }
 
 /// The tail of product `p`: its readers merge while each is the value's
 /// only reader, reads it densely, and comes later in the store's order
 /// (activation and residual in the order the store takes them, then a
-/// ReLU's gradient). A store of f16 values ([`Takes::rounds`]) is read
-/// through widens and its readers' f16 results through narrows: it takes
-/// those too, rounding where they do, and its tail ends at a narrow.
+/// ReLU's gradient). A store of f16 values
+/// ([`Takes::rounds`](super::product_store::Takes::rounds)) is read through
+/// widens and its readers' f16 results through narrows: it takes those
+/// too, rounding where they do, and its tail ends at a narrow. An f32 store
+/// that can write f16 becomes one by taking a first narrow.
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
-    let takes = run[p].product.as_ref().map_or(Takes::default(), |s| s.takes());
-    let (activation_rank, residual_rank) = if takes.residual_first { (2, 1) } else { (1, 2) };
+    let Some(store) = run[p].product.as_ref() else { return TailPlan::default() };
+    let mut takes = store.takes();
     let n = run[p].fusable.n;
     let mut plan = TailPlan::default();
     // The plan up to the last narrow, for an f16 store.
@@ -145,11 +148,24 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             break;
         }
         let holds = held(&run[at]);
-        // The residual: an f32 tensor, or in an f16 store the f16 tensor
+        // An f32 store that can write f16 takes a first narrow: from there
+        // it is an f16 store (kept only if a later narrow ends the tail).
+        if at == p && d.fusable.node == Node::Narrow && !holds {
+            if let Some(f16) = store.takes_f16() {
+                takes = f16;
+                plan.tail.f16_out = true;
+                plan.absorbed.push(c);
+                at = c;
+                continue;
+            }
+        }
+        let (activation_rank, residual_rank) = if takes.residual_first { (2, 1) } else { (1, 2) };
+        // An operand read next to the value (the residual, a ReLU
+        // gradient's y): an f32 tensor, or in an f16 store the f16 tensor
         // that a widen of the run reads (the widen merges too).
-        let residual = || match takes.rounds {
-            true => widened_operand(run, p, c, 1 - slot).map(|w| (w, 0)),
-            false => ready(run, p, c, 1 - slot).then_some((c, 1 - slot)),
+        let operand = |slot: usize| match takes.rounds {
+            true => widened_operand(run, p, c, slot).map(|w| (w, 0)),
+            false => ready(run, p, c, slot).then_some((c, slot)),
         };
         // A ReLU's switch, a residual and a ReLU's gradient store only the
         // result, so nothing may hold what they read.
@@ -159,15 +175,16 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             Node::Unary(op) if takes.activation || op == UnaryOp::Relu && takes.relu && !holds => {
                 (activation_rank, Step::Activation(op))
             }
-            Node::Binary(BinaryOp::Add) if takes.residual && !holds => match residual() {
+            Node::Binary(BinaryOp::Add) if takes.residual && !holds => match operand(1 - slot) {
                 Some(r) => (residual_rank, Step::Residual(r)),
                 None => break,
             },
             // Inputs x, y, g: the product's value is the gradient, and the
             // ReLU's derivative reads y alone.
-            Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 && ready(run, p, c, 1) => {
-                (3, Step::ReluGrad)
-            }
+            Node::UnaryGrad(UnaryOp::Relu) if takes.relu_grad && !holds && slot == 2 => match operand(1) {
+                Some(y) => (3, Step::ReluGrad(y)),
+                None => break,
+            },
             _ => break,
         };
         if step != Step::Cast && rank <= last_rank {
@@ -185,9 +202,15 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
                 // An f16 residual's widen merges with the add.
                 plan.operands.extend((operand.0 != c).then_some(operand.0));
             }
-            Step::ReluGrad => {
+            Step::ReluGrad(y) => {
                 t.relu_grad = true;
-                plan.relu_grad = Some((c, 1));
+                plan.relu_grad = Some(y);
+                plan.operands.extend((y.0 != c).then_some(y.0));
+                // x, which the derivative does not read, widened too (the
+                // rule binds y for it): that widen has no reader left.
+                if y.0 != c {
+                    plan.operands.extend(widened_operand(run, p, c, 0));
+                }
             }
             Step::Cast => {}
         }

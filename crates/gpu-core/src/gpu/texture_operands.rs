@@ -1,5 +1,6 @@
-//! Operands read through textures: before a launch of a kernel listed in
-//! the families' texture inputs (`kernels::FamilyShaders`, read through `shaders::texture_inputs`), each of
+//! Operands read through textures: before a launch of a kernel whose entry
+//! point reads storage textures (a family's `_tex` variant; which inputs,
+//! [`texture_inputs`] reads from the kernel itself), each of
 //! its texture inputs is copied from the launch's buffer (or bound window)
 //! into an r32float texture [`TEX_WIDTH`] texels wide, element `i` at texel
 //! `(i % TEX_WIDTH, i / TEX_WIDTH)`; the kernel binds it as a read-only
@@ -24,7 +25,40 @@
 //! contents is safe while earlier launches of the batch still read it:
 //! wgpu orders the copy after them.
 
+use wgpu::naga::valid::ModuleInfo;
+use wgpu::naga::{ImageClass, ImageDimension, Module, StorageAccess, StorageFormat, TypeInner};
+
 use super::window::Window;
+
+/// The inputs that compute entry point `entry` of `module` reads through
+/// textures, as a bit mask over input indices (bit `i`: binding `1 + i`):
+/// the storage textures the entry uses, as naga reflects them, so no
+/// family lists them by hand and the layout the host builds always matches
+/// the kernel. 0 for an entry `module` lacks.
+///
+/// # Panics
+/// When such a texture is not the read-only 2D r32float kind the host
+/// fills (a bug in a shader, caught by the shader tests).
+pub(crate) fn texture_inputs(module: &Module, info: &ModuleInfo, entry: &str) -> u32 {
+    let Some(k) = module.entry_points.iter().position(|ep| ep.name == entry) else { return 0 };
+    let uses = info.get_entry_point(k);
+    let mut mask = 0;
+    for (h, var) in module.global_variables.iter() {
+        let (TypeInner::Image { dim, arrayed, class }, Some(b)) = (&module.types[var.ty].inner, &var.binding) else {
+            continue;
+        };
+        if uses[h].is_empty() {
+            continue;
+        }
+        let r32float = matches!(class, ImageClass::Storage { format: StorageFormat::R32Float, access } if *access == StorageAccess::LOAD);
+        assert!(
+            *dim == ImageDimension::D2 && !arrayed && r32float,
+            "wgrad internal: {entry}: operand textures are read-only 2D r32float storage textures"
+        );
+        mask |= 1 << (b.binding - 1);
+    }
+    mask
+}
 
 /// Texels per texture row: a row is 16 KiB, a multiple of the 256 bytes
 /// per row buffer-to-texture copies need. `shaders/texels.wgsl` has the

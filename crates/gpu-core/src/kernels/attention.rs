@@ -189,14 +189,12 @@ pub(crate) fn backward(x: &Inputs, (os, ls, gs): (&[f32], &[f32], &[f32]), [gq, 
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("attention_f16", "attention", &[("attention_io_f32", "attention_io_f16")]),
         Variant::new("attention_f16_native", "attention", &[("attention_io_f32", "attention_io_f16_native")]).f16(),
     ],
-    texture_inputs: &[],
     io: &[IoLibrary {
         stem: "attention_io",
         storages: &[Storage::F32, Storage::F16, Storage::F16Native],

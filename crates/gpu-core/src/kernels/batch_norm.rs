@@ -37,25 +37,12 @@ impl ChannelDims {
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("batch_norm_f16", "batch_norm", &[("batch_norm_io_f32", "batch_norm_io_f16")]),
         Variant::new("batch_norm_f16_native", "batch_norm", &[("batch_norm_io_f32", "batch_norm_io_f16_native")]).f16(),
         Variant::new("batch_norm_tex", "batch_norm", &[("batch_norm_io_f32", "batch_norm_io_tex")]),
-    ],
-    texture_inputs: &[
-        ("batch_norm_tex", "stats_partial", &[0]),
-        ("batch_norm_tex", "forward", &[0, 1, 2, 3]),
-        ("batch_norm_tex", "forward4", &[0, 1, 2, 3]),
-        ("batch_norm_tex", "forward_res", &[0, 1, 2, 3, 4]),
-        ("batch_norm_tex", "forward4_res", &[0, 1, 2, 3, 4]),
-        ("batch_norm_tex", "grad_partial", &[0, 1, 2, 3]),
-        ("batch_norm_tex", "backward", &[0, 1, 2, 3, 4, 5, 6]),
-        ("batch_norm_tex", "backward4", &[0, 1, 2, 3, 4, 5, 6]),
-        ("batch_norm_tex", "backward_res", &[0, 1, 2, 3, 4, 5, 6]),
-        ("batch_norm_tex", "backward4_res", &[0, 1, 2, 3, 4, 5, 6]),
     ],
     io: &[IoLibrary {
         stem: "batch_norm_io",

@@ -142,13 +142,9 @@ pub(crate) fn where_views(
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
-pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
-    variants: &[Variant::new("binary_tex", "binary", &[("operands_f32", "operands_tex")])],
-    texture_inputs: &[("binary_tex", "*", &[0, 1])],
-    io: &[],
-};
+/// and its storage bindings (`shaders.rs` collects every family's).
+pub(crate) const SHADERS: FamilyShaders =
+    FamilyShaders { variants: &[Variant::new("binary_tex", "binary", &[("operands_f32", "operands_tex")])], io: &[] };
 
 #[cfg(test)]
 mod tests {

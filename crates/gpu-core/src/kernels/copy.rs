@@ -15,11 +15,9 @@ pub(crate) fn copy_view<T: Copy>(src: &[T], sl: &Layout, dst: &mut [T], dl: &Lay
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("copy_tex", "copy", &[("copy_src_f32", "copy_src_tex")])],
-    texture_inputs: &[("copy_tex", "*", &[0])],
     io: &[IoLibrary {
         stem: "copy_src",
         storages: Storage::F32_TEX,

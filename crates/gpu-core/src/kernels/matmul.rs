@@ -11,8 +11,7 @@ use super::variants::{FamilyShaders, Variant};
 use crate::layout::Layout;
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("matmul_f16", "matmul", &[("operands_f32", "operands_f16")]),
@@ -47,12 +46,6 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
             &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_cell_tex")],
         ),
         Variant::new("matmul_subgroup_cell_tex", "matmul_subgroup", &[("matmul", "matmul_cell_tex")]),
-    ],
-    texture_inputs: &[
-        ("matmul_tex", "*", &[0, 1]),
-        ("matmul_subgroup_tex", "*", &[0, 1]),
-        ("matmul_subgroup_act_tex", "*", &[0, 1]),
-        ("matmul_subgroup_cell_tex", "*", &[0, 1, 2, 3, 4]),
     ],
     io: &[
         // A and B (binary.wgsl's a and b too), declared as vec4 so that the

@@ -16,8 +16,7 @@ use crate::{Error, Result};
 pub(crate) const NONE: u32 = u32::MAX;
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("pool_tex", "pool", &[("pool_io_f32", "pool_io_tex")]),
@@ -36,13 +35,6 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
             "pool",
             &[("pool_io_f32", "pool_grad_io_tex"), ("pool_tail", "pool_tail_relu_grad")],
         ),
-    ],
-    texture_inputs: &[
-        ("pool_tex", "max_backward", &[0, 1]),
-        ("pool_tex", "*", &[0]),
-        ("pool_relu_grad_tex", "max_backward", &[0, 1, 2]),
-        ("pool_relu_grad_tex", "avg_backward", &[0, 2]),
-        ("pool_relu_grad_tex", "*", &[0]),
     ],
     io: &[
         IoLibrary {

@@ -274,11 +274,9 @@ pub(crate) fn backward_step(
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[Variant::new("recurrent_tex", "recurrent", &[("recurrent_inputs_f32", "recurrent_inputs_tex")])],
-    texture_inputs: &[("recurrent_tex", "cell_forward", &[0, 1, 2]), ("recurrent_tex", "cell_backward", &[0, 1, 2, 3])],
     io: &[IoLibrary {
         stem: "recurrent_inputs",
         storages: Storage::F32_TEX,

@@ -133,14 +133,12 @@ pub(crate) fn reduce_blocks(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Lay
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("reduce_f16", "reduce", &[("load_x_f32", "load_x_f16")]),
         Variant::new("reduce_f16_native", "reduce", &[("load_x_f32", "load_x_f16_native")]).f16(),
         Variant::new("reduce_tex", "reduce", &[("load_x_f32", "load_x_tex")]),
     ],
-    texture_inputs: &[("reduce_tex", "*", &[0])],
     io: &[],
 };

@@ -389,14 +389,12 @@ pub fn wgsl_library() -> String {
 }
 
 /// The shaders this family derives from its files by swapping includes,
-/// and the inputs its texture variants read through textures (`shaders.rs`
-/// collects every family's).
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("unary_tex", "unary", &[("load_x_f32", "load_x_tex")]),
         Variant::new("unary_grad_tex", "unary_grad", &[("unary_grad_inputs_f32", "unary_grad_inputs_tex")]),
     ],
-    texture_inputs: &[("unary_tex", "*", &[0]), ("unary_grad_tex", "*", &[0, 1, 2])],
     io: &[IoLibrary {
         stem: "unary_grad_inputs",
         storages: Storage::F32_TEX,

@@ -1,6 +1,8 @@
 //! How a kernel family declares the shaders it derives from its files
-//! (f16 and texture-operand variants, other epilogues) and which inputs its
-//! texture variants bind as textures; `shaders.rs` collects every family's.
+//! (f16 and texture-operand variants, other epilogues) and its storage
+//! bindings; `shaders.rs` collects every family's. Which inputs a texture
+//! variant's entry point reads through textures is read from the kernel
+//! (`gpu/texture_operands.rs`).
 
 /// A shader made from another by swapping some of its `//#include` lines:
 /// the same kernel over other operand storage (packed or native f16,
@@ -40,18 +42,10 @@ impl Variant {
     }
 }
 
-/// Inputs a texture variant binds as r32float textures: (shader, entry
-/// point or `*` for all, the input indices; input `i` is binding `1 + i`).
-/// Entries of a listed shader not named read buffers only.
-pub(crate) type TextureInputs = (&'static str, &'static str, &'static [usize]);
-
 /// What a kernel family declares about its shaders beyond its files.
 pub(crate) struct FamilyShaders {
     /// The shaders it derives from its files.
     pub variants: &'static [Variant],
-    /// Which inputs its texture variants read through textures (first
-    /// match wins, so an entry-specific row goes before a `*` one).
-    pub texture_inputs: &'static [TextureInputs],
     /// Its storage bindings, from which `kernels/io.rs` generates the
     /// include library of each storage kind its variants swap in.
     pub io: &'static [super::io::IoLibrary],

@@ -781,6 +781,21 @@ struct MatmulStore {
     /// A convolution's store: no activation but the ReLU (no `_act`
     /// variant gathers).
     conv: bool,
+    /// The store writes f16 (`F16_OUT`).
+    f16_out: bool,
+    /// It could write f16 instead of f32 (packed words: N is even).
+    packs: bool,
+}
+
+impl MatmulStore {
+    /// What the store takes when it writes f16 (rounding where the casts
+    /// between the unfused steps do): an f16 residual, then a ReLU's
+    /// gradient at an f16 `y`, which is bound where the bias is (a
+    /// gradient's product has none). No activation: the `_act` variants
+    /// store f32.
+    fn takes_when_f16(&self) -> Takes {
+        Takes { rounds: true, residual: true, relu_grad: !self.members.has_bias(), ..Takes::default() }
+    }
 }
 
 impl ProductStore for MatmulStore {
@@ -789,10 +804,15 @@ impl ProductStore for MatmulStore {
     }
 
     fn takes(&self) -> Takes {
-        // A ReLU gradient's y is bound where the bias is: a gradient's
-        // product has none.
+        if self.f16_out {
+            return self.takes_when_f16();
+        }
         let relu_grad = !self.members.has_bias();
-        Takes { relu: true, activation: !self.conv, residual: true, residual_first: false, relu_grad, rounds: false }
+        Takes { relu: true, activation: !self.conv, residual: true, relu_grad, ..Takes::default() }
+    }
+
+    fn takes_f16(&self) -> Option<Takes> {
+        (!self.f16_out && self.packs).then(|| self.takes_when_f16())
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -801,7 +821,8 @@ impl ProductStore for MatmulStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        switch_on(&mut constants, &[("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad)]);
+        let switches = [("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad), ("F16_OUT", tail.f16_out)];
+        switch_on(&mut constants, &switches);
         let members = self.members.with_tail(tail);
         let act = members.activation();
         if let Some(op) = act {
@@ -1042,12 +1063,14 @@ impl Job<'_> {
         for (name, d) in CONV_FIELDS.iter().zip(conv_dims) {
             params = params.set_u32(name, d);
         }
-        // A plain f32 product bound whole waits in the fuser's run, which
+        // A plain product bound whole (f32, or f16 rounded in the store)
+        // waits in the fuser's run, which
         // may merge its readers into its store (`gpu/tails.rs`): its store
         // keeps the block up to the epilogue's members (`prefix`) and
         // finishes it for the tail the fuser finds.
         let plain = cell.is_none() && epi.residual.is_none() && epi.activation.is_none() && !epi.relu;
-        let defer = plain && binds.out.is_none() && epi.output == Operands::F32 && g.fusion_enabled();
+        let stores = epi.output == Operands::F32 || epi.stores_f16(n);
+        let defer = plain && binds.out.is_none() && stores && g.fusion_enabled();
         let (prefix, params) = match defer {
             true => (Some(params), Params::new()),
             false => (None, cell_members(epi.params(params), cell.map_or([0; 6], |c| c.params))),
@@ -1189,6 +1212,8 @@ impl Job<'_> {
                 windows: [binds.a, binds.b, bias_window, residual_window],
                 workgroups,
                 conv: bop.conv.is_some(),
+                f16_out: epi.stores_f16(n),
+                packs: n.is_multiple_of(2),
             };
             let elements = batches * m * n;
             return super::launch::dispatch_product(g, &[self.a, self.b, bias], out, elements, Box::new(store));

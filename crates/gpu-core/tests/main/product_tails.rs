@@ -8,8 +8,9 @@
 use wgrad_gpu_core::ops::batch_norm::{batch_norm_forward, Centre, ChannelDims, Operands};
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
-use wgrad_gpu_core::ops::conv::{conv2d, ConvGeometry, ConvOptions};
-use wgrad_gpu_core::ops::matmul::matmul;
+use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, ConvGeometry, ConvOptions};
+use wgrad_gpu_core::ops::epilogue::Epilogue;
+use wgrad_gpu_core::ops::matmul::{matmul, matmul_epilogue, MatmulConfig, MatmulKernel};
 use wgrad_gpu_core::ops::pool::{adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
@@ -292,6 +293,122 @@ fn an_f16_batch_norm_takes_its_readers_casts() {
             vec![unary(UnaryOp::Relu, &widen(&bn(&x, &p)), n).unwrap()]
         });
     }
+}
+
+/// f16 seeded values in `[-scale, scale)`, packed.
+fn halves(dev: &Device, seed: u64, n: usize, scale: f32) -> Buffer {
+    let v = Rng::new(seed).vec(n, -scale, scale).into_iter().map(half::f16::from_f32).collect::<Vec<_>>();
+    Buffer::from_f16(dev, &v).unwrap()
+}
+
+/// An f16 ReLU output: seeded values, a third of them zero.
+fn relu_output_f16(dev: &Device, n: usize) -> Buffer {
+    let v: Vec<half::f16> =
+        Rng::new(7).vec(n, -0.5, 1.0).into_iter().map(|v| half::f16::from_f32(v.max(0.0))).collect();
+    Buffer::from_f16(dev, &v).unwrap()
+}
+
+/// As [`check`] for f16 results (widened by `f`): the same bits fused and
+/// unfused, the CPU twin within f16's rounding (its sums' order differs).
+fn check_f16(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
+    let Some(fused) = fresh_gpu_or_skip(test) else { return };
+    let plain = fresh_gpu_or_skip(test).unwrap();
+    plain.set_fusion(false).unwrap();
+    let (got, launches) = recorded(&fused, &f);
+    let (unfused, _) = recorded(&plain, &f);
+    let (cpu, _) = recorded(&Device::cpu(), &f);
+    assert_eq!(launches, want, "{what}: launches");
+    for (k, v) in got.iter().enumerate() {
+        let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+        assert_eq!(bits(v), bits(&unfused[k]), "{what}: output {k}: fused vs unfused bits");
+        assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 4e-3, 4e-3);
+    }
+}
+
+/// Mixed precision's backward (autograd's f16 ops: widen the inputs, op in
+/// f32, narrow the result): an f16 product's gradient, plus a shortcut's,
+/// through a ReLU's gradient at its f16 output. The store takes the casts,
+/// the f16 residual and the mask, rounding where the casts do, on either
+/// path to an f16 result: the tiled kernel's f16 store, or the subgroup
+/// kernel's f32 store and cast (CPU adapters), which takes the cast.
+#[test]
+fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
+    let test = "an_f16_product_takes_a_residual_and_a_relu_gradient";
+    let n = M * (N + 1);
+    let dense = Layout::contiguous(&[n]);
+    let widen = |h: &Buffer| f16_to_f32(h, n).unwrap();
+    let narrow = |v: &Buffer| f32_to_f16(v, n).unwrap();
+    let wide = |h: Buffer| f16_to_f32(&h, n).unwrap();
+    // The rule binds y for x too, each widened: both widens merge.
+    let relu_grad16 =
+        |y: &Buffer, g: &Buffer| narrow(&unary_grad(UnaryOp::Relu, &widen(y), &widen(y), &widen(g), n).unwrap());
+    let add16 =
+        |a: &Buffer, b: &Buffer| narrow(&binary(BinaryOp::Add, &widen(a), &dense, &widen(b), &dense).unwrap().0);
+    for kernel in [MatmulKernel::Auto, MatmulKernel::Tiled] {
+        // Large operands: some sums pass f16's range (inf, then inf · 0 = NaN
+        // where the mask is 0, as the unfused casts compute).
+        for scale in [1.0, 60.0] {
+            let at = format!("{kernel:?}, operands within ±{scale}");
+            let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
+            let product16 = |d: &Device| {
+                let (x, w) = (halves(d, 1, M * K, scale), halves(d, 2, K * (N + 1), scale));
+                let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
+                matmul_epilogue(cfg, &Epilogue::f16(), &x, &lx, &w, &lw).unwrap().0
+            };
+            // (Each case's last launch is the test's widen of the result.)
+            check_f16(test, &format!("relu'(y) · (x @ w), {at}"), 2, |d| {
+                let y = relu_output_f16(d, n);
+                vec![wide(relu_grad16(&y, &product16(d)))]
+            });
+            check_f16(test, &format!("relu'(y) · ((x @ w) + r), {at}"), 2, |d| {
+                let (y, r) = (relu_output_f16(d, n), halves(d, 3, n, 2.0));
+                vec![wide(relu_grad16(&y, &add16(&product16(d), &r)))]
+            });
+            check_f16(test, &format!("(x @ w) + r, {at}"), 2, |d| {
+                let r = halves(d, 3, n, 2.0);
+                vec![wide(add16(&r, &product16(d)))]
+            });
+        }
+        // What stays f32 (no narrow ends the tail) is not the store's to write.
+        let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
+        let product16 = |d: &Device| {
+            let (x, w) = (halves(d, 1, M * K, 1.0), halves(d, 2, K * (N + 1), 1.0));
+            let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
+            matmul_epilogue(cfg, &Epilogue::f16(), &x, &lx, &w, &lw).unwrap().0
+        };
+        let unfused = fresh_gpu_or_skip(test).map(|d| {
+            d.set_fusion(false).unwrap();
+            recorded(&d, |d| vec![product16(d)]).1
+        });
+        check_f16(test, &format!("relu'(y) · (x @ w) in f32, {kernel:?}"), unfused.unwrap_or(0) + 1, |d| {
+            let y = relu_output_f16(d, n);
+            let g = product16(d);
+            vec![unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&g), n).unwrap()]
+        });
+    }
+    // A ResNet block's: a convolution's f16 input gradient (after its
+    // weight's transpose, one launch), plus the shortcut's, masked (and
+    // the test's widen).
+    let geo = ConvGeometry {
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+        ..ConvGeometry::new(2, 3, (6, 5), (3, 3))
+    };
+    let (oc, elements) = (4, 2 * 3 * 6 * 5);
+    let dense = Layout::contiguous(&[elements]);
+    let widen = |h: &Buffer| f16_to_f32(h, elements).unwrap();
+    let narrow = |v: &Buffer| f32_to_f16(v, elements).unwrap();
+    check_f16(test, "relu'(y) · (conv input gradient + r)", 3, |d| {
+        let (gy, w) = (halves(d, 5, 2 * oc * 6 * 5, 1.0), halves(d, 6, oc * 3 * 9, 1.0));
+        let (y, r) = (relu_output_f16(d, elements), halves(d, 8, elements, 1.0));
+        let opts = ConvOptions { epilogue: Epilogue::f16(), ..ConvOptions::config(MatmulConfig::f16()) };
+        let dx = conv2d_input_grad(&gy, &w, oc, &geo, &opts).unwrap();
+        let s = narrow(&binary(BinaryOp::Add, &widen(&dx), &dense, &widen(&r), &dense).unwrap().0);
+        let masked = unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&s), elements).unwrap();
+        vec![f16_to_f32(&narrow(&masked), elements).unwrap()]
+    });
 }
 
 #[test]
