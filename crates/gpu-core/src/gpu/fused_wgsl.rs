@@ -167,8 +167,13 @@ impl Writer<'_> {
         let f = format!("e{}", self.temps);
         self.temps += 1;
         if matches!(node, Node::Widen | Node::Gather) {
-            // The leaf read already widened (or gathered) it.
+            // The leaf read already widened (or gathered) it, or it widens
+            // a narrow's rounding.
             writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
+        } else if node == Node::Narrow {
+            // Read back by a widen: rounded to f16 as the cast rounds
+            // (`half_bits`) and widened as a leaf read widens.
+            writeln!(self.body, "    let {f}v = unpack2x16float(half_bits(bitcast<u32>({}))).x;", vals[0]).unwrap();
         } else {
             self.node_fn(&f, node);
             writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();
@@ -317,7 +322,7 @@ impl Writer<'_> {
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
             Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } | Node::Reduce { .. } | Node::Product => {
-                unreachable!("wgrad internal: casts and gathers are leaf reads and root stores")
+                unreachable!("wgrad internal: casts and gathers are leaf reads, root stores or roundings")
             }
         };
         let Some(row) = row else {
@@ -568,8 +573,9 @@ mod tests {
         }
     }
 
-    /// Where the casts do not merge: a narrow's packed output feeds nothing
-    /// in registers, and a widen a tensor still holds (so stored whole) is
+    /// Where the casts merge: a narrow's packed output feeds nothing in
+    /// registers but a widen reading it back (the rounding), and only when
+    /// nothing holds it; a widen a tensor still holds (so stored whole) is
     /// not read through a consumer's index map; read densely, it merges and
     /// its f32 copy is an extra output.
     #[test]
@@ -577,17 +583,30 @@ mod tests {
         let dev = Device::cpu();
         let buf = || Buffer::alloc(&dev, 64).unwrap();
         let broadcast = Access::Strided { shape: [4, 4].into(), strides: [0, 1].into(), offset: 0 };
-        let (x, h, w, kept) = (buf(), buf(), buf(), buf());
-        let run = vec![
-            deferred(Node::Unary(UnaryOp::Neg), vec![x.clone()], vec![Access::Dense], buf()),
-            deferred(Node::Narrow, vec![x.clone()], vec![Access::Dense], h.clone()),
-            deferred(Node::Widen, vec![h], vec![Access::Dense], w.clone()),
-            deferred(Node::Widen, vec![x.clone()], vec![Access::Dense], kept.clone()),
-            deferred(Node::Binary(BinaryOp::Mul), vec![w, kept.clone()], vec![Access::Dense, broadcast], buf()),
-        ];
-        let into = merges(&run);
-        let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
-        assert_eq!(consumers, [None, None, Some((4, false)), None, None], "kept widen read through a broadcast");
+        let (x, kept) = (buf(), buf());
+        let consumers =
+            |run: &[Deferred]| -> Vec<_> { merges(run).iter().map(|m| m.map(|m| (m.consumer, m.store))).collect() };
+        // With the narrowed value also held by a tensor (`hold`) or not.
+        for hold in [false, true] {
+            let (h, w) = (buf(), buf());
+            let held = hold.then(|| h.clone());
+            let run = vec![
+                deferred(Node::Unary(UnaryOp::Neg), vec![x.clone()], vec![Access::Dense], buf()),
+                deferred(Node::Narrow, vec![x.clone()], vec![Access::Dense], h.clone()),
+                deferred(Node::Widen, vec![h], vec![Access::Dense], w.clone()),
+                deferred(Node::Widen, vec![x.clone()], vec![Access::Dense], kept.clone()),
+                deferred(
+                    Node::Binary(BinaryOp::Mul),
+                    vec![w, kept.clone()],
+                    vec![Access::Dense, broadcast.clone()],
+                    buf(),
+                ),
+            ];
+            // A held narrow is stored and read from memory.
+            let narrow = (!hold).then_some((2, false));
+            assert_eq!(consumers(&run), [None, narrow, Some((4, false)), None, None], "hold {hold}");
+            drop(held);
+        }
 
         let (y, t) = (buf(), buf());
         let run = vec![
@@ -596,8 +615,7 @@ mod tests {
             deferred(Node::Narrow, vec![t], vec![Access::Dense], buf()),
         ];
         let into = merges(&run);
-        let consumers: Vec<_> = into.iter().map(|m| m.map(|m| (m.consumer, m.store))).collect();
-        assert_eq!(consumers, [Some((1, true)), Some((2, false)), None], "kept widen read densely");
+        assert_eq!(consumers(&run), [Some((1, true)), Some((2, false)), None], "kept widen read densely");
         let k = generate(&run, &into, &expression(&run, &into, 2), 16, (16, false)).expect("fits");
         assert_eq!((k.stored.as_slice(), k.threads), (&[0][..], 8));
         assert!(k.body.contains("z1: array<f32>") && k.body.contains("z1[i] = e0v;"), "{}", k.body);

@@ -33,11 +33,14 @@
 //!   reads its input as a leaf through the view's index map and computes
 //!   nothing, so `relu(contiguous(xᵀ))` reads xᵀ in place; it merges only
 //!   into a consumer that reads it densely;
-//! - a *narrow* ([`Node::Narrow`], `f32_to_f16`) is only ever a tree's root
-//!   (its packed output is read by nothing in registers), and that tree runs
+//! - a *narrow* ([`Node::Narrow`], `f32_to_f16`) is a tree's root (its
+//!   packed output is read by nothing in registers), and that tree runs
 //!   one thread per output word: each evaluates elements `2k` and `2k + 1`
 //!   (the second masked past `n`) and stores the word whole, since two
-//!   threads storing halves of one word would race.
+//!   threads storing halves of one word would race. The one exception is a
+//!   narrow that a widen reads back densely and nothing else holds (mixed
+//!   precision's `widen(narrow(x))` between two f16 ops): it merges into
+//!   the widen as the rounding it is, in registers.
 //!
 //! A *reduction* ([`Node::Reduce`], a sum or mean over the trailing dims
 //! of a dense tensor) is recorded through the fuser too, so that the
@@ -291,9 +294,12 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
             // Reading densely the same number of elements: no index map to compose.
             let aligned = c.access[slot] == Access::Dense && c.n == run[p].fusable.n;
             let fits = match run[p].fusable.node {
-                // Packed f16 output, or partial sums: only ever a root; a
-                // product's readers merge into it instead (`tails.rs`).
-                Node::Narrow | Node::Reduce { .. } | Node::Product => false,
+                // A narrow that a widen reads back, its f16 stored nowhere:
+                // the rounding, computed in registers.
+                Node::Narrow => aligned && !store && c.node == Node::Widen,
+                // Partial sums: only ever a root; a product's readers merge
+                // into it instead (`tails.rs`).
+                Node::Reduce { .. } | Node::Product => false,
                 // Moves no element: read through C's map, unless all of it is stored.
                 Node::Widen => aligned || !store,
                 // A pad reading its input as blocks evaluates it at the
@@ -303,9 +309,14 @@ pub(crate) fn merges(run: &[Deferred]) -> Vec<Option<Merge>> {
                 _ if !store && reads_blocks(&run[consumer]) => true,
                 _ => aligned,
             };
-            // A widen's input is f16, which no value in registers is; a
-            // product reads its operands from memory.
-            (fits && !matches!(c.node, Node::Widen | Node::Product)).then_some(Merge { consumer, slot, store })
+            // A widen's input is f16, which no value in registers is but a
+            // narrow's rounding; a product reads its operands from memory.
+            let takes = match c.node {
+                Node::Widen => run[p].fusable.node == Node::Narrow,
+                Node::Product => false,
+                _ => true,
+            };
+            (fits && takes).then_some(Merge { consumer, slot, store })
         })
         .collect()
 }

@@ -24,9 +24,6 @@ pub(crate) struct Tail {
     /// An f16 store's tail: the values are rounded to f16 before each step
     /// (the unfused steps read the stored f16 and round their results).
     pub rounds: bool,
-    /// An f32 store took its reader's narrow and writes f16 instead
-    /// ([`ProductStore::takes_f16`]).
-    pub f16_out: bool,
 }
 
 /// What a product's store can take in its tail.
@@ -93,13 +90,6 @@ pub(crate) trait ProductStore: Send {
     fn recorded(&self) -> (&'static str, &'static str, u32);
     /// What the store can take.
     fn takes(&self) -> Takes;
-    /// What the store can take after its reader's narrow, for an f32 store
-    /// that can write f16 instead (taking the narrow; [`Tail::f16_out`]),
-    /// or `None`. The fuser takes the narrow only when more follows it: an
-    /// f32 store and a cast is the product's own choice where it has both.
-    fn takes_f16(&self) -> Option<Takes> {
-        None
-    }
     /// The constants of its launch without a tail (what a replay matches
     /// it by; the deferred launch keeps none of its own).
     fn constants(&self) -> &[(&'static str, f64)];

@@ -35,7 +35,7 @@
 use smallvec::SmallVec;
 
 use super::fusion::{held, Access, Deferred, Merge, Node};
-use super::product_store::Tail;
+use super::product_store::{Tail, Takes};
 use crate::kernels::binary::BinaryOp;
 use crate::kernels::unary::UnaryOp;
 
@@ -129,13 +129,11 @@ enum Step {
 /// only reader, reads it densely, and comes later in the store's order
 /// (activation and residual in the order the store takes them, then a
 /// ReLU's gradient). A store of f16 values
-/// ([`Takes::rounds`](super::product_store::Takes::rounds)) is read through
+/// ([`Takes::rounds`]) is read through
 /// widens and its readers' f16 results through narrows: it takes those
-/// too, rounding where they do, and its tail ends at a narrow. An f32 store
-/// that can write f16 becomes one by taking a first narrow.
+/// too, rounding where they do, and its tail ends at a narrow.
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
-    let Some(store) = run[p].product.as_ref() else { return TailPlan::default() };
-    let mut takes = store.takes();
+    let takes = run[p].product.as_ref().map_or(Takes::default(), |s| s.takes());
     let n = run[p].fusable.n;
     let mut plan = TailPlan::default();
     // The plan up to the last narrow, for an f16 store.
@@ -148,17 +146,6 @@ fn tail(run: &[Deferred], p: usize) -> TailPlan {
             break;
         }
         let holds = held(&run[at]);
-        // An f32 store that can write f16 takes a first narrow: from there
-        // it is an f16 store (kept only if a later narrow ends the tail).
-        if at == p && d.fusable.node == Node::Narrow && !holds {
-            if let Some(f16) = store.takes_f16() {
-                takes = f16;
-                plan.tail.f16_out = true;
-                plan.absorbed.push(c);
-                at = c;
-                continue;
-            }
-        }
         let (activation_rank, residual_rank) = if takes.residual_first { (2, 1) } else { (1, 2) };
         // An operand read next to the value (the residual, a ReLU
         // gradient's y): an f32 tensor, or in an f16 store the f16 tensor

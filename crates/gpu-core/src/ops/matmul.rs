@@ -783,19 +783,6 @@ struct MatmulStore {
     conv: bool,
     /// The store writes f16 (`F16_OUT`).
     f16_out: bool,
-    /// It could write f16 instead of f32 (packed words: N is even).
-    packs: bool,
-}
-
-impl MatmulStore {
-    /// What the store takes when it writes f16 (rounding where the casts
-    /// between the unfused steps do): an f16 residual, then a ReLU's
-    /// gradient at an f16 `y`, which is bound where the bias is (a
-    /// gradient's product has none). No activation: the `_act` variants
-    /// store f32.
-    fn takes_when_f16(&self) -> Takes {
-        Takes { rounds: true, residual: true, relu_grad: !self.members.has_bias(), ..Takes::default() }
-    }
 }
 
 impl ProductStore for MatmulStore {
@@ -804,15 +791,16 @@ impl ProductStore for MatmulStore {
     }
 
     fn takes(&self) -> Takes {
-        if self.f16_out {
-            return self.takes_when_f16();
-        }
+        // A ReLU gradient's y is bound where the bias is: a gradient's
+        // product has none.
         let relu_grad = !self.members.has_bias();
+        if self.f16_out {
+            // Rounding where the casts between the unfused steps do: an f16
+            // residual, then the ReLU's gradient at an f16 y. No
+            // activation: the `_act` variants store f32.
+            return Takes { rounds: true, residual: true, relu_grad, ..Takes::default() };
+        }
         Takes { relu: true, activation: !self.conv, residual: true, relu_grad, ..Takes::default() }
-    }
-
-    fn takes_f16(&self) -> Option<Takes> {
-        (!self.f16_out && self.packs).then(|| self.takes_when_f16())
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -821,8 +809,7 @@ impl ProductStore for MatmulStore {
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
         let mut constants = self.constants.clone();
-        let switches = [("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad), ("F16_OUT", tail.f16_out)];
-        switch_on(&mut constants, &switches);
+        switch_on(&mut constants, &[("RESIDUAL", tail.residual), ("RELU_GRAD", tail.relu_grad)]);
         let members = self.members.with_tail(tail);
         let act = members.activation();
         if let Some(op) = act {
@@ -1213,7 +1200,6 @@ impl Job<'_> {
                 workgroups,
                 conv: bop.conv.is_some(),
                 f16_out: epi.stores_f16(n),
-                packs: n.is_multiple_of(2),
             };
             let elements = batches * m * n;
             return super::launch::dispatch_product(g, &[self.a, self.b, bias], out, elements, Box::new(store));

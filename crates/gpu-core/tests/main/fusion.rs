@@ -396,26 +396,37 @@ fn narrowing_roots_store_packed_f16_bit_exactly() {
     }
 }
 
+/// `widen(narrow(v))` (mixed precision between two f16 ops): the narrow
+/// merges into the widen as the rounding it is, bit for bit the cast's
+/// (past f16's range, subnormals, halfway cases); a narrowed value that a
+/// tensor holds is stored, and the widen reads it from memory.
 #[test]
-fn a_narrowed_value_widened_again_is_read_from_memory() {
-    let Some((fused, plain, cpu)) = trio("a_narrowed_value_widened_again_is_read_from_memory") else { return };
+fn a_narrowed_value_widened_again_is_rounded_in_registers() {
+    let Some((fused, plain, cpu)) = trio("a_narrowed_value_widened_again_is_rounded_in_registers") else { return };
     let n = 1023;
-    let data: Vec<f32> = rng(9).vec(n, -70000.0, 70000.0);
     let dense = Layout::contiguous(&[n]);
-    // widen(narrow(relu(x))) + x: the narrow ends one kernel (relu + narrow),
-    // the widen starts the next (widen + add).
-    let run = |dev: &Device| {
-        let x = Buffer::from_f32(dev, &data).unwrap();
-        launches(dev, || {
-            let h = f32_to_f16(&unary(UnaryOp::Relu, &x, n).unwrap(), n).unwrap();
-            binary(BinaryOp::Add, &f16_to_f32(&h, n).unwrap(), &dense, &x, &dense).unwrap().0
-        })
-    };
-    let ((yf, nf), (yp, np), (yc, _)) = (run(&fused), run(&plain), run(&cpu));
-    assert_eq!((nf, np), (2, 4), "launches fused / unfused");
-    let (f, p, c) = (yf.to_f32().unwrap(), yp.to_f32().unwrap(), yc.to_f32().unwrap());
-    same_bits("round trip: fused vs unfused", &f, &p, |_| false);
-    same_bits("round trip: fused vs CPU", &f, &c, |_| false);
+    for (scale, seed) in [(70000.0, 9), (1e-4, 10), (2.0, 11)] {
+        let data: Vec<f32> = rng(seed).vec(n, -scale, scale);
+        // widen(narrow(relu(x))) + x: one kernel; two when h is held.
+        let run = |dev: &Device, hold: bool| {
+            let x = Buffer::from_f32(dev, &data).unwrap();
+            let mut held = None;
+            let (y, launched) = launches(dev, || {
+                let h = f32_to_f16(&unary(UnaryOp::Relu, &x, n).unwrap(), n).unwrap();
+                let y = binary(BinaryOp::Add, &f16_to_f32(&h, n).unwrap(), &dense, &x, &dense).unwrap().0;
+                held = hold.then_some(h);
+                y
+            });
+            (y.to_f32().unwrap(), launched)
+        };
+        for hold in [false, true] {
+            let what = format!("within ±{scale}, narrowed value held: {hold}");
+            let ((f, nf), (p, np), (c, _)) = (run(&fused, hold), run(&plain, hold), run(&cpu, hold));
+            assert_eq!((nf, np), (if hold { 2 } else { 1 }, 4), "{what}: launches fused / unfused");
+            same_bits(&format!("{what}: fused vs unfused"), &f, &p, |_| false);
+            same_bits(&format!("{what}: fused vs CPU"), &f, &c, |_| false);
+        }
+    }
 }
 
 /// A dense copy of a strided view (`copy::contiguous`: transposed, narrowed
