@@ -4,8 +4,8 @@
 //! launch each, whoever wrote them: the layers and the user write the
 //! plain ops, and the fuser finds the epilogue at the settle.
 //!
-//! A product that one launch binds whole and stores as f32 is deferred like
-//! an elementwise launch ([`Node::Product`], carrying a [`ProductStore`]
+//! A product that one launch binds whole and stores itself (f32, or f16
+//! rounded in its store) is deferred like an elementwise launch ([`Node::Product`], carrying a [`ProductStore`]
 //! that can rebuild its launch with a tail, `product_store.rs`). At the settle, [`tails`]
 //! follows its result through the run: while the value so far has exactly
 //! one reader in the run, which reads it densely (element `i` for element
@@ -25,6 +25,12 @@
 //!   masked gradient straight from the convolution's input gradient or
 //!   the pooling's backward (`BackwardStore`), under the same conditions as the residual
 //!   (`y`, dense, computed before the product; nothing holds `g`).
+//!
+//! A store of f16 values (mixed precision: batch norm's, a matmul's or a
+//! convolution's) is read through widens, and its readers' results are
+//! rounded by narrows: it takes those casts too and rounds where they do,
+//! its operands (an f16 residual, `y`) are read through the widens it
+//! takes, and its tail ends at a narrow.
 //!
 //! The merged readers' launches vanish; the last one's output is what the
 //! product's launch writes, and the product's own result buffer is never
@@ -128,10 +134,9 @@ enum Step {
 /// The tail of product `p`: its readers merge while each is the value's
 /// only reader, reads it densely, and comes later in the store's order
 /// (activation and residual in the order the store takes them, then a
-/// ReLU's gradient). A store of f16 values
-/// ([`Takes::rounds`]) is read through
-/// widens and its readers' f16 results through narrows: it takes those
-/// too, rounding where they do, and its tail ends at a narrow.
+/// ReLU's gradient). A store of f16 values ([`Takes::rounds`]) is read
+/// through widens and its readers' f16 results through narrows: it takes
+/// those too, rounding where they do, and its tail ends at a narrow.
 fn tail(run: &[Deferred], p: usize) -> TailPlan {
     let takes = run[p].product.as_ref().map_or(Takes::default(), |s| s.takes());
     let n = run[p].fusable.n;

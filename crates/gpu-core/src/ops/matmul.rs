@@ -1051,10 +1051,10 @@ impl Job<'_> {
             params = params.set_u32(name, d);
         }
         // A plain product bound whole (f32, or f16 rounded in the store)
-        // waits in the fuser's run, which
-        // may merge its readers into its store (`gpu/tails.rs`): its store
-        // keeps the block up to the epilogue's members (`prefix`) and
-        // finishes it for the tail the fuser finds.
+        // waits in the fuser's run, which may merge its readers into its
+        // store (`gpu/tails.rs`): its store keeps the block up to the
+        // epilogue's members (`prefix`) and finishes it for the tail the
+        // fuser finds.
         let plain = cell.is_none() && epi.residual.is_none() && epi.activation.is_none() && !epi.relu;
         let stores = epi.output == Operands::F32 || epi.stores_f16(n);
         let defer = plain && binds.out.is_none() && stores && g.fusion_enabled();
