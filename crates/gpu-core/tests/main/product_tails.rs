@@ -47,16 +47,21 @@ fn add(a: &Buffer, b: &Buffer) -> Buffer {
     binary(BinaryOp::Add, a, &dense, b, &dense).unwrap().0
 }
 
-/// Runs `f` on a fusing GPU device, a GPU device that does not fuse and the
-/// CPU twin: the fused run takes `want` launches, the values agree.
-fn check(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
-    let Some(fused) = fresh_gpu_or_skip(test) else { return };
+/// What `f` returns on a fusing GPU device, on a GPU device that does not
+/// fuse and on the CPU twin, after asserting that the fused run took
+/// `want` launches; `None` without a GPU.
+fn three_ways(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) -> Option<[Vec<Vec<f32>>; 3]> {
+    let fused = fresh_gpu_or_skip(test)?;
     let plain = fresh_gpu_or_skip(test).unwrap();
     plain.set_fusion(false).unwrap();
     let (got, launches) = recorded(&fused, &f);
-    let (unfused, _) = recorded(&plain, &f);
-    let (cpu, _) = recorded(&Device::cpu(), &f);
     assert_eq!(launches, want, "{what}: launches");
+    Some([got, recorded(&plain, &f).0, recorded(&Device::cpu(), &f).0])
+}
+
+/// Runs `f` [`three_ways`]: the fused run takes `want` launches, the values agree.
+fn check(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
+    let Some([got, unfused, cpu]) = three_ways(test, what, want, f) else { return };
     for (k, v) in got.iter().enumerate() {
         assert_close(&format!("{what}: output {k} vs unfused"), v, &unfused[k], 1e-6, 1e-6);
         assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 1e-5, 1e-5);
@@ -311,18 +316,20 @@ fn relu_output_f16(dev: &Device, n: usize) -> Buffer {
 /// As [`check`] for f16 results (widened by `f`): the same bits fused and
 /// unfused, the CPU twin within f16's rounding (its sums' order differs).
 fn check_f16(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
-    let Some(fused) = fresh_gpu_or_skip(test) else { return };
-    let plain = fresh_gpu_or_skip(test).unwrap();
-    plain.set_fusion(false).unwrap();
-    let (got, launches) = recorded(&fused, &f);
-    let (unfused, _) = recorded(&plain, &f);
-    let (cpu, _) = recorded(&Device::cpu(), &f);
-    assert_eq!(launches, want, "{what}: launches");
+    let Some([got, unfused, cpu]) = three_ways(test, what, want, f) else { return };
+    let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
     for (k, v) in got.iter().enumerate() {
-        let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
         assert_eq!(bits(v), bits(&unfused[k]), "{what}: output {k}: fused vs unfused bits");
         assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 4e-3, 4e-3);
     }
+}
+
+/// `x @ w` for seeded f16 `[M, K]` and `[K, N + 1]` operands within
+/// `±scale`, stored as f16 through `cfg`.
+fn product16(d: &Device, cfg: MatmulConfig, scale: f32) -> Buffer {
+    let (x, w) = (halves(d, 1, M * K, scale), halves(d, 2, K * (N + 1), scale));
+    let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
+    matmul_epilogue(cfg, &Epilogue::f16(), &x, &lx, &w, &lw).unwrap().0
 }
 
 /// Mixed precision's backward (autograd's f16 ops: widen the inputs, op in
@@ -351,11 +358,7 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
         for scale in [1.0, 60.0] {
             let at = format!("{kernel:?}, operands within ±{scale}");
             let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
-            let product16 = |d: &Device| {
-                let (x, w) = (halves(d, 1, M * K, scale), halves(d, 2, K * (N + 1), scale));
-                let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
-                matmul_epilogue(cfg, &Epilogue::f16(), &x, &lx, &w, &lw).unwrap().0
-            };
+            let product16 = |d: &Device| product16(d, cfg, scale);
             // (Each case's last launch is the test's widen of the result.)
             check_f16(test, &format!("relu'(y) · (x @ w), {at}"), 2, |d| {
                 let y = relu_output_f16(d, n);
@@ -372,14 +375,9 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
         }
         // What stays f32 (no narrow ends the tail) is not the store's to write.
         let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
-        let product16 = |d: &Device| {
-            let (x, w) = (halves(d, 1, M * K, 1.0), halves(d, 2, K * (N + 1), 1.0));
-            let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
-            matmul_epilogue(cfg, &Epilogue::f16(), &x, &lx, &w, &lw).unwrap().0
-        };
         check_f16(test, &format!("relu'(y) · (x @ w) in f32, {kernel:?}"), 2, |d| {
             let y = relu_output_f16(d, n);
-            let g = product16(d);
+            let g = product16(d, cfg, 1.0);
             vec![unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&g), n).unwrap()]
         });
     }
