@@ -131,16 +131,15 @@ fn readers_that_cannot_merge_run_as_before() {
     });
 }
 
+/// A 3x3 convolution of 2 images of 3 channels, 6 x 5, padded to keep the size.
+fn same_padded_3x3() -> ConvGeometry {
+    ConvGeometry { pad_top: 1, pad_bottom: 1, pad_left: 1, pad_right: 1, ..ConvGeometry::new(2, 3, (6, 5), (3, 3)) }
+}
+
 #[test]
 fn a_convolution_takes_a_relu_a_residual_and_a_relu_gradient() {
     let test = "a_convolution_takes_a_relu_and_nothing_else";
-    let geo = ConvGeometry {
-        pad_top: 1,
-        pad_bottom: 1,
-        pad_left: 1,
-        pad_right: 1,
-        ..ConvGeometry::new(2, 3, (6, 5), (3, 3))
-    };
+    let geo = same_padded_3x3();
     let (oc, elements) = (4, 2 * 4 * 6 * 5);
     let conv = |d: &Device| {
         let x = Buffer::from_f32(d, &Rng::new(5).vec(2 * 3 * 6 * 5, -1.0, 1.0)).unwrap();
@@ -384,13 +383,7 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
     // A ResNet block's: a convolution's f16 input gradient (after its
     // weight's transpose, one launch), plus the shortcut's, masked (and
     // the test's widen).
-    let geo = ConvGeometry {
-        pad_top: 1,
-        pad_bottom: 1,
-        pad_left: 1,
-        pad_right: 1,
-        ..ConvGeometry::new(2, 3, (6, 5), (3, 3))
-    };
+    let geo = same_padded_3x3();
     let (oc, elements) = (4, 2 * 3 * 6 * 5);
     let dense = Layout::contiguous(&[elements]);
     let widen = |h: &Buffer| f16_to_f32(h, elements).unwrap();
