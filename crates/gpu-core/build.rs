@@ -4,21 +4,28 @@
 //! start of a line of `src/ops/*.rs`) into `$OUT_DIR/params_decls.rs`
 //! (`ops::params::DECLS`, which the shader test checks against the WGSL),
 //! so that a new family's block is checked by being declared.
+//!
+//! Every path is relative to this crate (cargo runs build scripts there and
+//! reads a relative `rerun-if-changed` from there), and the generated
+//! `include_str!`s start from `CARGO_MANIFEST_DIR` as the library sees it
+//! when it compiles: two checkouts of wgrad (git worktrees) that share a
+//! `CARGO_TARGET_DIR` also share this script's output, since cargo names a
+//! workspace member's build directory without its path, and absolute paths
+//! there made one checkout compile the other's shaders.
 
 use std::path::{Path, PathBuf};
 
 /// The files of `dir` (relative to this crate) ending in `.ext`, sorted;
 /// the build reruns when the folder changes.
-fn files(dir: &str, ext: &str) -> (PathBuf, Vec<PathBuf>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    println!("cargo:rerun-if-changed={dir}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
         .map(|e| e.expect("a directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == ext))
         .collect();
     files.sort();
-    (dir, files)
+    files
 }
 
 /// The name of `p` without its extension.
@@ -27,14 +34,12 @@ fn stem(p: &Path) -> String {
 }
 
 fn main() {
-    let (dir, shader_files) = files("../../shaders", "wgsl");
-    let names: Vec<String> = shader_files.iter().map(|p| stem(p)).collect();
+    let names: Vec<String> = files("../../shaders", "wgsl").iter().map(|p| stem(p)).collect();
     let mut out = String::from("/// (name, raw source) of every file of `shaders/`, sorted by name.\n");
     out.push_str("pub const SOURCES: &[(&str, &str)] = &[\n");
     for name in &names {
-        let path = dir.join(format!("{name}.wgsl"));
-        let path = path.canonicalize().unwrap_or(path);
-        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", path.display().to_string()));
+        let path = format!("/../../shaders/{name}.wgsl");
+        out.push_str(&format!("    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),\n"));
     }
     out.push_str("];\n");
     let target = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("shader_files.rs");
@@ -45,7 +50,7 @@ fn main() {
 /// `$OUT_DIR/params_decls.rs`: `&[&super::FILE::NAME, ...]` for every
 /// `pub(crate) const NAME: ParamsDecl` that starts a line of `src/ops/*.rs`.
 fn params_decls() {
-    let (_, op_files) = files("src/ops", "rs");
+    let op_files = files("src/ops", "rs");
     let mut out = String::from("&[\n");
     for path in op_files {
         let module = stem(&path);
