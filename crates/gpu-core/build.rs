@@ -8,10 +8,12 @@
 //! Every path is relative to this crate (cargo runs build scripts there and
 //! reads a relative `rerun-if-changed` from there), and the generated
 //! `include_str!`s start from `CARGO_MANIFEST_DIR` as the library sees it
-//! when it compiles: two checkouts of wgrad (git worktrees) that share a
-//! `CARGO_TARGET_DIR` also share this script's output, since cargo names a
-//! workspace member's build directory without its path, and absolute paths
-//! there made one checkout compile the other's shaders.
+//! when it compiles. Cargo names a workspace member's build directory
+//! without its checkout's path, so two checkouts (git worktrees) sharing a
+//! `CARGO_TARGET_DIR` share this script's output: with absolute paths in
+//! it, a rebuild in one compiled the other's shaders. (Sharing a target
+//! directory between checkouts stays wrong: cargo also judges a member
+//! fresh by its files' times, whichever checkout built it.)
 
 use std::path::{Path, PathBuf};
 
