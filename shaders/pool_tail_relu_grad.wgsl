@@ -3,10 +3,22 @@
 // output y (load_y, binding 3 of pool_grad_io), as unary_grad.wgsl computes
 // it: g · f'(y), NaN kept.
 
+//
+// In the f16 variants the gradient is first rounded to f16 (ROUND_TAIL), as
+// the unfused pass stores it and the ReLU's gradient widens it back: a
+// value past f16's range is then inf, and inf · 0 NaN, as unfused.
+//#include half.wgsl
+
+override ROUND_TAIL: bool = false;
+
 fn grad_tail(t: u32, v: vec2<f32>) -> vec2<f32> {
     var out = v;
     for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
-        out[l] = v[l] * select(0.0, 1.0, load_y(t * LANES + l) > 0.0);
+        var g = v[l];
+        if ROUND_TAIL {
+            g = unpack2x16float(half_bits(bitcast<u32>(g))).x;
+        }
+        out[l] = g * select(0.0, 1.0, load_y(t * LANES + l) > 0.0);
     }
     return out;
 }

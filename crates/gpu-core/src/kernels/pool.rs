@@ -35,6 +35,19 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
             "pool",
             &[("pool_io_f32", "pool_grad_io_tex"), ("pool_tail", "pool_tail_relu_grad")],
         ),
+        // Mixed precision's: the gradient rounded to f16 before the mask
+        // (ROUND_TAIL), as the unfused f16 store and widen do.
+        Variant::new(
+            "pool_relu_grad_f16",
+            "pool",
+            &[("pool_io_f32", "pool_grad_io_f16"), ("pool_tail", "pool_tail_relu_grad")],
+        ),
+        Variant::new(
+            "pool_relu_grad_f16_native",
+            "pool",
+            &[("pool_io_f32", "pool_grad_io_f16_native"), ("pool_tail", "pool_tail_relu_grad")],
+        )
+        .f16(),
     ],
     io: &[
         IoLibrary {
@@ -55,7 +68,7 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         },
         IoLibrary {
             stem: "pool_grad_io",
-            storages: Storage::F32_TEX,
+            storages: Storage::ALL,
             bindings: &[
                 Binding::load("src", 1),
                 Binding::load("arg", 2).of(Elem::Word),

@@ -39,8 +39,9 @@ type LaunchParts = (&'static str, [(&'static str, f64); 11], Params, usize);
 /// the `pool_relu_grad` variants, with the ReLU's output bound third (the
 /// launch's first input pads an average pooling's unused argmax slot).
 struct BackwardStore {
-    /// The texture variants (`pool_tex`, `pool_relu_grad_tex`).
-    textures: bool,
+    /// The shader without a tail (`pool`, `pool_tex`, `pool_f16`,
+    /// `pool_f16_native`).
+    shader: &'static str,
     entry: &'static str,
     constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
     params: smallvec::SmallVec<[u32; 64]>,
@@ -51,11 +52,13 @@ struct BackwardStore {
 
 impl ProductStore for BackwardStore {
     fn recorded(&self) -> (&'static str, &'static str, u32) {
-        (if self.textures { "pool_tex" } else { "pool" }, self.entry, self.workgroups)
+        (self.shader, self.entry, self.workgroups)
     }
 
     fn takes(&self) -> Takes {
-        Takes { relu_grad: true, ..Takes::default() }
+        // An f16 store's readers widen it and narrow their results.
+        let rounds = matches!(self.shader, "pool_f16" | "pool_f16_native");
+        Takes { relu_grad: true, rounds, ..Takes::default() }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -63,15 +66,21 @@ impl ProductStore for BackwardStore {
     }
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
-        let (shader, inputs) = match (tail.relu_grad, self.textures) {
-            (false, _) => (self.recorded().0, self.inputs),
-            (true, false) => ("pool_relu_grad", 3),
-            (true, true) => ("pool_relu_grad_tex", 3),
+        let tail_shader = match self.shader {
+            "pool_tex" => "pool_relu_grad_tex",
+            "pool_f16" => "pool_relu_grad_f16",
+            "pool_f16_native" => "pool_relu_grad_f16_native",
+            _ => "pool_relu_grad",
         };
+        let (shader, inputs) = if tail.relu_grad { (tail_shader, 3) } else { (self.shader, self.inputs) };
+        let mut constants = self.constants.clone();
+        if tail.relu_grad && tail.rounds {
+            constants.push(("ROUND_TAIL", 1.0));
+        }
         ProductLaunch {
             shader,
             entry: self.entry,
-            constants: self.constants.clone(),
+            constants,
             params: self.params.clone(),
             windows: smallvec::SmallVec::new(),
             workgroups: self.workgroups,
@@ -118,11 +127,11 @@ impl Pool {
         dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(n.div_ceil(lanes), 256))
     }
 
-    /// A backward pass (`max_backward`, `avg_backward`) into `out`: one of
-    /// f32 values that one launch binds whole waits in the fuser's run as
-    /// a product, so that a ReLU's gradient reading its result merges into
-    /// its store (`gpu/tails.rs`: `max_pool(relu(x))`'s backward, or a
-    /// global average pool's after a ResNet block); others launch at once.
+    /// A backward pass (`max_backward`, `avg_backward`) into `out`: one
+    /// that one launch binds whole waits in the fuser's run as a product,
+    /// so that a ReLU's gradient reading its result merges into its store
+    /// (`gpu/tails.rs`: `max_pool(relu(x))`'s backward, or a global average
+    /// pool's after a ResNet block, on f32 or f16 values); others launch at once.
     #[allow(clippy::too_many_arguments)]
     fn launch_backward(
         &self,
@@ -135,16 +144,16 @@ impl Pool {
         n: usize,
     ) -> Result<()> {
         let whole = !super::past_limit(g, inputs.iter().copied().chain([out]));
-        if io != Operands::F32 || !whole || !g.fusion_enabled() {
+        if !whole || !g.fusion_enabled() {
             return self.launch(g, op, io, entry, inputs, &[out], n);
         }
-        let (shader, constants, params, _) = self.parts(g, op, io, inputs, n)?;
+        let (shader, constants, params, lanes) = self.parts(g, op, io, inputs, n)?;
         let store = BackwardStore {
-            textures: shader != "pool",
+            shader,
             entry,
             constants: constants.into_iter().collect(),
             params: params.finish().into(),
-            workgroups: groups(n, 256),
+            workgroups: groups(n.div_ceil(lanes), 256),
             inputs: inputs.len(),
         };
         super::launch::dispatch_product(g, inputs, out, n, Box::new(store))

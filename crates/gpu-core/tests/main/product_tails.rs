@@ -11,7 +11,10 @@ use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::epilogue::Epilogue;
 use wgrad_gpu_core::ops::matmul::{matmul, matmul_epilogue, MatmulConfig, MatmulKernel};
-use wgrad_gpu_core::ops::pool::{adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward};
+use wgrad_gpu_core::ops::pool::{
+    adaptive_avg_pool2d_backward, adaptive_avg_pool2d_backward_io, max_pool2d, max_pool2d_backward,
+    max_pool2d_backward_io, max_pool2d_io,
+};
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device, Layout};
@@ -21,14 +24,30 @@ const K: usize = 13;
 const N: usize = 11;
 
 /// The launches `f` records on `dev` (flushed: the fuser has settled) and
-/// the values of what it returns.
+/// the values of what it returns, read as f32.
 fn recorded(dev: &Device, f: impl FnOnce(&Device) -> Vec<Buffer>) -> (Vec<Vec<f32>>, u64) {
+    recorded_as(dev, f, Read::F32)
+}
+
+/// How a test reads a result: f32 values, or f16 ones widened on the host.
+#[derive(Clone, Copy)]
+enum Read {
+    F32,
+    F16,
+}
+
+/// [`recorded`], each result read as `read` says.
+fn recorded_as(dev: &Device, f: impl FnOnce(&Device) -> Vec<Buffer>, read: Read) -> (Vec<Vec<f32>>, u64) {
     dev.flush().unwrap();
     let before = dev.stats().dispatches;
     let out = f(dev);
     dev.flush().unwrap();
     let launches = dev.stats().dispatches - before;
-    (out.iter().map(|b| b.to_f32().unwrap()).collect(), launches)
+    let values = |b: &Buffer| match read {
+        Read::F32 => b.to_f32().unwrap(),
+        Read::F16 => b.to_f16().unwrap().into_iter().map(half::f16::to_f32).collect(),
+    };
+    (out.iter().map(values).collect(), launches)
 }
 
 /// `x @ w` for seeded `[M, K]` and `[K, N]` operands.
@@ -48,20 +67,26 @@ fn add(a: &Buffer, b: &Buffer) -> Buffer {
 }
 
 /// What `f` returns on a fusing GPU device, on a GPU device that does not
-/// fuse and on the CPU twin, after asserting that the fused run took
-/// `want` launches; `None` without a GPU.
-fn three_ways(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) -> Option<[Vec<Vec<f32>>; 3]> {
+/// fuse and on the CPU twin (read as `read` says), after asserting that the
+/// fused run took `want` launches; `None` without a GPU.
+fn three_ways(
+    test: &str,
+    what: &str,
+    want: u64,
+    read: Read,
+    f: impl Fn(&Device) -> Vec<Buffer>,
+) -> Option<[Vec<Vec<f32>>; 3]> {
     let fused = fresh_gpu_or_skip(test)?;
     let plain = fresh_gpu_or_skip(test).unwrap();
     plain.set_fusion(false).unwrap();
-    let (got, launches) = recorded(&fused, &f);
+    let (got, launches) = recorded_as(&fused, &f, read);
     assert_eq!(launches, want, "{what}: launches");
-    Some([got, recorded(&plain, &f).0, recorded(&Device::cpu(), &f).0])
+    Some([got, recorded_as(&plain, &f, read).0, recorded_as(&Device::cpu(), &f, read).0])
 }
 
 /// Runs `f` [`three_ways`]: the fused run takes `want` launches, the values agree.
 fn check(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
-    let Some([got, unfused, cpu]) = three_ways(test, what, want, f) else { return };
+    let Some([got, unfused, cpu]) = three_ways(test, what, want, Read::F32, f) else { return };
     for (k, v) in got.iter().enumerate() {
         assert_close(&format!("{what}: output {k} vs unfused"), v, &unfused[k], 1e-6, 1e-6);
         assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 1e-5, 1e-5);
@@ -312,15 +337,28 @@ fn relu_output_f16(dev: &Device, n: usize) -> Buffer {
     Buffer::from_f16(dev, &v).unwrap()
 }
 
-/// As [`check`] for f16 results (widened by `f`): the same bits fused and
-/// unfused, the CPU twin within f16's rounding (its sums' order differs).
-fn check_f16(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
-    let Some([got, unfused, cpu]) = three_ways(test, what, want, f) else { return };
+/// As [`check`] for mixed precision's results (f16, or f32 computed from
+/// f16, as `read` says): the same bits fused and unfused, the CPU twin
+/// within f16's rounding (its sums' order differs).
+fn check_bits(test: &str, what: &str, want: u64, read: Read, f: impl Fn(&Device) -> Vec<Buffer>) {
+    let Some([got, unfused, cpu]) = three_ways(test, what, want, read, f) else { return };
     let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
     for (k, v) in got.iter().enumerate() {
         assert_eq!(bits(v), bits(&unfused[k]), "{what}: output {k}: fused vs unfused bits");
         assert_close(&format!("{what}: output {k} vs the CPU twin"), v, &cpu[k], 4e-3, 4e-3);
     }
+}
+
+/// Whether `kernel` rounds an f16 product in its own store on the test's
+/// GPU (the tiled kernel; the subgroup kernel of CPU adapters stores f32
+/// sums and casts them).
+fn stores_f16(test: &str, kernel: MatmulKernel) -> bool {
+    fresh_gpu_or_skip(test).is_none_or(|d| kernel.rounds_f16_in_store(&d))
+}
+
+/// [`check_bits`] of f16 results.
+fn check_f16(test: &str, what: &str, want: u64, f: impl Fn(&Device) -> Vec<Buffer>) {
+    check_bits(test, what, want, Read::F16, f)
 }
 
 /// `x @ w` for seeded f16 `[M, K]` and `[K, N + 1]` operands within
@@ -337,7 +375,7 @@ fn product16(d: &Device, cfg: MatmulConfig, scale: f32) -> Buffer {
 /// kernel's) takes the casts, the f16 residual and the mask, rounding where
 /// the casts do; the subgroup kernel (CPU adapters) stores f32 sums and
 /// casts them, and that cast merges into the chain after it as a rounding
-/// (`fusion.rs`): two launches either way, with the unfused bits.
+/// (`fusion.rs`). Either way the unfused bits.
 #[test]
 fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
     let test = "an_f16_product_takes_a_residual_and_a_relu_gradient";
@@ -345,57 +383,58 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
     let dense = Layout::contiguous(&[n]);
     let widen = |h: &Buffer| f16_to_f32(h, n).unwrap();
     let narrow = |v: &Buffer| f32_to_f16(v, n).unwrap();
-    let wide = |h: Buffer| f16_to_f32(&h, n).unwrap();
     // The rule binds y for x too, each widened: both widens merge.
     let relu_grad16 =
         |y: &Buffer, g: &Buffer| narrow(&unary_grad(UnaryOp::Relu, &widen(y), &widen(y), &widen(g), n).unwrap());
     let add16 =
         |a: &Buffer, b: &Buffer| narrow(&binary(BinaryOp::Add, &widen(a), &dense, &widen(b), &dense).unwrap().0);
     for kernel in [MatmulKernel::Auto, MatmulKernel::Tiled] {
+        // One launch where the kernel stores f16 itself; two where it
+        // stores f32 sums and the cast runs with the chain after it.
+        let launches = 2 - u64::from(stores_f16(test, kernel));
         // Large operands: some sums pass f16's range (inf, then inf · 0 = NaN
         // where the mask is 0, as the unfused casts compute).
         for scale in [1.0, 60.0] {
             let at = format!("{kernel:?}, operands within ±{scale}");
             let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
             let product16 = |d: &Device| product16(d, cfg, scale);
-            // (Each case's last launch is the test's widen of the result.)
-            check_f16(test, &format!("relu'(y) · (x @ w), {at}"), 2, |d| {
+            check_f16(test, &format!("relu'(y) · (x @ w), {at}"), launches, |d| {
                 let y = relu_output_f16(d, n);
-                vec![wide(relu_grad16(&y, &product16(d)))]
+                vec![relu_grad16(&y, &product16(d))]
             });
-            check_f16(test, &format!("relu'(y) · ((x @ w) + r), {at}"), 2, |d| {
+            check_f16(test, &format!("relu'(y) · ((x @ w) + r), {at}"), launches, |d| {
                 let (y, r) = (relu_output_f16(d, n), halves(d, 3, n, 2.0));
-                vec![wide(relu_grad16(&y, &add16(&product16(d), &r)))]
+                vec![relu_grad16(&y, &add16(&product16(d), &r))]
             });
-            check_f16(test, &format!("(x @ w) + r, {at}"), 2, |d| {
+            check_f16(test, &format!("(x @ w) + r, {at}"), launches, |d| {
                 let r = halves(d, 3, n, 2.0);
-                vec![wide(add16(&r, &product16(d)))]
+                vec![add16(&r, &product16(d))]
             });
         }
         // What stays f32 (no narrow ends the tail) is not the store's to write.
         let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
-        check_f16(test, &format!("relu'(y) · (x @ w) in f32, {kernel:?}"), 2, |d| {
+        check_bits(test, &format!("relu'(y) · (x @ w) in f32, {kernel:?}"), 2, Read::F32, |d| {
             let y = relu_output_f16(d, n);
             let g = product16(d, cfg, 1.0);
             vec![unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&g), n).unwrap()]
         });
     }
     // A ResNet block's: a convolution's f16 input gradient (after its
-    // weight's transpose, one launch), plus the shortcut's, masked (and
-    // the test's widen).
+    // weight's transpose, one launch), plus the shortcut's, masked.
     let geo = same_padded_3x3();
     let (oc, elements) = (4, 2 * 3 * 6 * 5);
     let dense = Layout::contiguous(&[elements]);
     let widen = |h: &Buffer| f16_to_f32(h, elements).unwrap();
     let narrow = |v: &Buffer| f32_to_f16(v, elements).unwrap();
-    check_f16(test, "relu'(y) · (conv input gradient + r)", 3, |d| {
+    let launches = 3 - u64::from(stores_f16(test, MatmulKernel::Auto));
+    check_f16(test, "relu'(y) · (conv input gradient + r)", launches, |d| {
         let (gy, w) = (halves(d, 5, 2 * oc * 6 * 5, 1.0), halves(d, 6, oc * 3 * 9, 1.0));
         let (y, r) = (relu_output_f16(d, elements), halves(d, 8, elements, 1.0));
         let opts = ConvOptions { epilogue: Epilogue::f16(), ..ConvOptions::config(MatmulConfig::f16()) };
         let dx = conv2d_input_grad(&gy, &w, oc, &geo, &opts).unwrap();
         let s = narrow(&binary(BinaryOp::Add, &widen(&dx), &dense, &widen(&r), &dense).unwrap().0);
         let masked = unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&s), elements).unwrap();
-        vec![f16_to_f32(&narrow(&masked), elements).unwrap()]
+        vec![narrow(&masked)]
     });
 }
 
@@ -422,6 +461,31 @@ fn a_pooling_backward_takes_a_relu_gradient() {
     check(test, "exp(adaptive_avg_pool_backward(g))", 2, |d| {
         let g = upload(d, 15, 2 * 3);
         vec![unary(UnaryOp::Exp, &adaptive_avg_pool2d_backward(&g, &shape, (1, 1)).unwrap(), n).unwrap()]
+    });
+    // Mixed precision: f16 gradients through the ReLU's gradient with its
+    // casts (the store rounds first). Padded overlapping 3x3 windows: where
+    // y is all 0, each window sends its gradient to its first pixel, so a
+    // corner sums four; 30000 each is past f16's range there, and inf · 0
+    // is NaN, as unfused.
+    let widen = |h: &Buffer| f16_to_f32(h, n).unwrap();
+    let relu_grad16 = |y: &Buffer, g: &Buffer| {
+        let masked = unary_grad(UnaryOp::Relu, &widen(y), &widen(y), &widen(g), n).unwrap();
+        f32_to_f16(&masked, n).unwrap()
+    };
+    let (k, s, p, dl) = ((3, 3), (1, 1), (1, 1), (1, 1));
+    let large = |d: &Device| Buffer::from_f16(d, &vec![half::f16::from_f32(30000.0); n]).unwrap();
+    for (what, zeros) in [("random y", false), ("y all 0, sums past f16's range", true)] {
+        check_f16(test, &format!("f16 relu'(y) · max_pool_backward(g), {what}"), 2, |d| {
+            let y = if zeros { Buffer::from_f16(d, &vec![half::f16::ZERO; n]).unwrap() } else { relu_output_f16(d, n) };
+            let g = if zeros { large(d) } else { halves(d, 16, n, 2.0) };
+            let (_, arg, _) = max_pool2d_io(&y, &shape, k, s, p, dl, Operands::F16).unwrap();
+            let dx = max_pool2d_backward_io(&g, &arg, &shape, k, s, p, dl, Operands::F16).unwrap();
+            vec![relu_grad16(&y, &dx)]
+        });
+    }
+    check_f16(test, "f16 relu'(y) · adaptive_avg_pool_backward(g)", 1, |d| {
+        let (y, g) = (relu_output_f16(d, n), halves(d, 17, 2 * 3, 2.0));
+        vec![relu_grad16(&y, &adaptive_avg_pool2d_backward_io(&g, &shape, (1, 1), Operands::F16).unwrap())]
     });
 }
 
