@@ -45,8 +45,13 @@ fn half_at(word: u32, i: u32) -> f32 {
     return select(v.x, v.y, (i & 1u) == 1u);
 }
 
-// Each lane rounded to f16 (nearest even, as half_bits) and widened back:
-// what a value stored as f16 and read again holds.
+// `v` rounded to f16 (nearest even, as half_bits) and widened back (as
+// half_at widens): what a value stored as f16 and read again holds.
+fn round_half(v: f32) -> f32 {
+    return unpack2x16float(half_bits(bitcast<u32>(v))).x;
+}
+
+// Each lane as round_half.
 fn round_f16(v: vec4<f32>) -> vec4<f32> {
     let lo = unpack2x16float(pack_halves(v.xy));
     let hi = unpack2x16float(pack_halves(v.zw));

@@ -58,12 +58,11 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
             w = round_f16(v);
         }
         if RESIDUAL {
-            w = round_f16(w + unpack4_f16(halves4(residual[i / 2u], residual[i / 2u + 1u], col)));
+            w = round_f16(w + halves4(residual[i / 2u], residual[i / 2u + 1u], col));
         }
         if RELU_GRAD {
-            let y = halves4(bias[i / 2u], bias[i / 2u + 1u], col);
-            // y > 0 from its bits (+inf included, NaN not).
-            w *= select(vec4<f32>(0.0), vec4<f32>(1.0), y != vec4<u32>(0u) & y <= vec4<u32>(0x7c00u));
+            // As unary_grad.wgsl computes it on the widened y.
+            w *= select(vec4<f32>(0.0), vec4<f32>(1.0), halves4(bias[i / 2u], bias[i / 2u + 1u], col) > vec4<f32>(0.0));
         }
         if col < p.n {
             c[i / 2u] = pack_halves(w.xy);
@@ -88,16 +87,11 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-// The f16 bits of elements i..i + 3 (i even) of packed f16 storage, given
-// words i / 2 and i / 2 + 1: the second pair is 0 past N (columns col..).
-fn halves4(lo: u32, hi: u32, col: u32) -> vec4<u32> {
-    let high = select(0u, hi, col + 2u < p.n);
-    return vec4<u32>(lo, lo >> 16u, high, high >> 16u) & vec4<u32>(0xffffu);
-}
-
-// Four f16 values from their bits, widened as the casts widen them.
-fn unpack4_f16(h: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(h.x | (h.y << 16u)), unpack2x16float(h.z | (h.w << 16u)));
+// Elements i..i + 3 (i even) of packed f16 storage, widened as the casts
+// widen them, given words i / 2 and i / 2 + 1: the second pair is 0 past N
+// (columns col..).
+fn halves4(lo: u32, hi: u32, col: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(lo), unpack2x16float(select(0u, hi, col + 2u < p.n)));
 }
 
 // `store_sums`, the function the kernels call: the epilogue as above, or

@@ -16,7 +16,7 @@ fn grad_tail(t: u32, v: vec2<f32>) -> vec2<f32> {
     for (var l = 0u; l < LANES && t * LANES + l < p.n; l++) {
         var g = v[l];
         if ROUND_TAIL {
-            g = unpack2x16float(half_bits(bitcast<u32>(g))).x;
+            g = round_half(g);
         }
         out[l] = g * select(0.0, 1.0, load_y(t * LANES + l) > 0.0);
     }

@@ -171,9 +171,9 @@ impl Writer<'_> {
             // a narrow's rounding.
             writeln!(self.body, "    let {f}v = {};", vals[0]).unwrap();
         } else if node == Node::Narrow {
-            // Read back by a widen: rounded to f16 as the cast rounds
-            // (`half_bits`) and widened as a leaf read widens.
-            writeln!(self.body, "    let {f}v = unpack2x16float(half_bits(bitcast<u32>({}))).x;", vals[0]).unwrap();
+            // Read back by a widen: rounded to f16 as the cast rounds and
+            // widened as a leaf read widens (`round_half`).
+            writeln!(self.body, "    let {f}v = round_half({});", vals[0]).unwrap();
         } else {
             self.node_fn(&f, node);
             writeln!(self.body, "    let {f}v = {f}({});", vals.join(", ")).unwrap();

@@ -40,8 +40,11 @@ type LaunchParts = (&'static str, [(&'static str, f64); 11], Params, usize);
 /// launch's first input pads an average pooling's unused argmax slot).
 struct BackwardStore {
     /// The shader without a tail (`pool`, `pool_tex`, `pool_f16`,
-    /// `pool_f16_native`).
+    /// `pool_f16_native`) and its `pool_relu_grad` variant.
     shader: &'static str,
+    tail_shader: &'static str,
+    /// It stores f16 (its readers widen it and narrow their results).
+    f16: bool,
     entry: &'static str,
     constants: smallvec::SmallVec<[(&'static str, f64); 32]>,
     params: smallvec::SmallVec<[u32; 64]>,
@@ -56,9 +59,7 @@ impl ProductStore for BackwardStore {
     }
 
     fn takes(&self) -> Takes {
-        // An f16 store's readers widen it and narrow their results.
-        let rounds = matches!(self.shader, "pool_f16" | "pool_f16_native");
-        Takes { relu_grad: true, rounds, ..Takes::default() }
+        Takes { relu_grad: true, rounds: self.f16, ..Takes::default() }
     }
 
     fn constants(&self) -> &[(&'static str, f64)] {
@@ -66,13 +67,7 @@ impl ProductStore for BackwardStore {
     }
 
     fn launch(&self, tail: &Tail) -> ProductLaunch {
-        let tail_shader = match self.shader {
-            "pool_tex" => "pool_relu_grad_tex",
-            "pool_f16" => "pool_relu_grad_f16",
-            "pool_f16_native" => "pool_relu_grad_f16_native",
-            _ => "pool_relu_grad",
-        };
-        let (shader, inputs) = if tail.relu_grad { (tail_shader, 3) } else { (self.shader, self.inputs) };
+        let (shader, inputs) = if tail.relu_grad { (self.tail_shader, 3) } else { (self.shader, self.inputs) };
         let mut constants = self.constants.clone();
         if tail.relu_grad && tail.rounds {
             constants.push(("ROUND_TAIL", 1.0));
@@ -148,8 +143,16 @@ impl Pool {
             return self.launch(g, op, io, entry, inputs, &[out], n);
         }
         let (shader, constants, params, lanes) = self.parts(g, op, io, inputs, n)?;
+        let tail_shader = match shader {
+            "pool_tex" => "pool_relu_grad_tex",
+            "pool_f16" => "pool_relu_grad_f16",
+            "pool_f16_native" => "pool_relu_grad_f16_native",
+            _ => "pool_relu_grad",
+        };
         let store = BackwardStore {
             shader,
+            tail_shader,
+            f16: io == Operands::F16,
             entry,
             constants: constants.into_iter().collect(),
             params: params.finish().into(),
