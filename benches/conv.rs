@@ -60,21 +60,32 @@ fn run(dev: &Device, reps: usize) -> ((f64, u64), (f64, u64)) {
     ((conv, conv_launches), (bn, bn_launches))
 }
 
-/// Milliseconds of each implicit-GEMM op of the conv step alone (forward,
-/// input gradient, weight gradient), each ending with a synchronisation.
-fn parts(dev: &Device, reps: usize) -> [f64; 3] {
+/// The convolutions timed op by op: ResNet-20's three stages at batch 32
+/// and the bench's own 64-channel layer (`name`, channels, side).
+const SHAPES: [(&str, usize, usize); 4] = [
+    ("resnet20 16@32x32", 16, 32),
+    ("resnet20 32@16x16", 32, 16),
+    ("resnet20 64@8x8", 64, 8),
+    ("bench 64@32x32", 64, 32),
+];
+
+/// Milliseconds of each implicit-GEMM op of a 3x3, padding 1, batch 32
+/// convolution with `c` channels in and out on `side` x `side` images
+/// (forward, input gradient, weight gradient), each ending with a
+/// synchronisation.
+fn parts(dev: &Device, reps: usize, c: usize, side: usize) -> [f64; 3] {
     use wgrad::gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
     let g = ConvGeometry {
         pad_top: 1,
         pad_bottom: 1,
         pad_left: 1,
         pad_right: 1,
-        ..ConvGeometry::new(32, 64, (32, 32), (3, 3))
+        ..ConvGeometry::new(32, c, (side, side), (3, 3))
     };
     let buf = |t: Tensor| t.buffer_and_layout().0;
-    let x = buf(Tensor::randn(&[32, 64, 32, 32], 1, dev));
-    let w = buf(Tensor::randn(&[64, 64, 3, 3], 2, dev));
-    let gy = buf(Tensor::randn(&[32, 64, 32, 32], 3, dev));
+    let x = buf(Tensor::randn(&[32, c, side, side], 1, dev));
+    let w = buf(Tensor::randn(&[c, c, 3, 3], 2, dev));
+    let gy = buf(Tensor::randn(&[32, c, side, side], 3, dev));
     let t = |f: &dyn Fn()| {
         time_ms(reps, || {
             f();
@@ -83,9 +94,9 @@ fn parts(dev: &Device, reps: usize) -> [f64; 3] {
         })
     };
     [
-        t(&|| drop(conv2d(&x, &w, 64, &g, &ConvOptions::default()).unwrap())),
-        t(&|| drop(conv2d_input_grad(&gy, &w, 64, &g, &ConvOptions::default()).unwrap())),
-        t(&|| drop(conv2d_weight_grad(&gy, &x, 64, &g, &ConvOptions::default()).unwrap())),
+        t(&|| drop(conv2d(&x, &w, c, &g, &ConvOptions::default()).unwrap())),
+        t(&|| drop(conv2d_input_grad(&gy, &w, c, &g, &ConvOptions::default()).unwrap())),
+        t(&|| drop(conv2d_weight_grad(&gy, &x, c, &g, &ConvOptions::default()).unwrap())),
     ]
 }
 
@@ -94,7 +105,6 @@ fn main() {
     let cpu = Device::cpu();
     let (gc, gb) = run(&gpu, 3);
     let (cc, cb) = run(&cpu, 3);
-    let [pf, pd, pw] = parts(&gpu, 3);
     let torch = common::pytorch("conv_pytorch.py", &[]);
     if let Err(why) = &torch {
         println!("pytorch: not measured ({why})");
@@ -119,5 +129,26 @@ fn main() {
             common::ratio(c.0, theirs)
         );
     }
-    println!("conv ops alone on the gpu (ms): forward {pf:.1}, input gradient {pd:.1}, weight gradient {pw:.1}");
+    // Op by op, on both devices: which shapes and which of the three
+    // products fall behind PyTorch's.
+    println!(
+        "\nconv ops alone, ms (GFLOP/s)          {:>26} {:>26} {:>26}",
+        "forward", "input gradient", "weight gradient"
+    );
+    for (name, c, side) in SHAPES {
+        let flop = 2.0 * (32 * c * c * 9 * side * side) as f64;
+        let cell = |ms: f64| format!("{ms:.2} ({:.0})", flop / ms / 1e6);
+        let theirs = |part: &str| common::lookup(&torch, &format!("{part} {c}@{side}")).map_or("-".into(), cell);
+        for (dev_name, dev) in [("gpu", &gpu), ("cpu", &cpu)] {
+            let p = parts(dev, 5, c, side);
+            println!("{name:<20} {dev_name:<8} {:>26} {:>26} {:>26}", cell(p[0]), cell(p[1]), cell(p[2]));
+        }
+        println!(
+            "{name:<20} {:<8} {:>26} {:>26} {:>26}",
+            "pytorch",
+            theirs("forward"),
+            theirs("input_grad"),
+            theirs("weight_grad")
+        );
+    }
 }

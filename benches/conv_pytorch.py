@@ -53,6 +53,23 @@ def bn():
     x.grad = None
 
 
+# The three products op by op at the shapes benches/conv.rs times them.
+def parts(c, side):
+    xs = torch.randn(32, c, side, side, device=dev)
+    ws = torch.randn(c, c, 3, 3, device=dev)
+    gys = torch.randn(32, c, side, side, device=dev)
+    back = torch.ops.aten.convolution_backward
+    common = ([c], [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    return {
+        "forward": lambda: F.conv2d(xs, ws, padding=1),
+        "input_grad": lambda: back(gys, xs, ws, *common, [True, False, False]),
+        "weight_grad": lambda: back(gys, xs, ws, *common, [False, True, False]),
+    }
+
+
 print(f"torch {torch.__version__} on {dev}, {torch.get_num_threads()} threads")
 print(f"conv {time_ms(conv):.2f}")
 print(f"batch_norm_relu {time_ms(bn):.2f}")
+for c, side in [(16, 32), (32, 16), (64, 8), (64, 32)]:
+    for part, f in parts(c, side).items():
+        print(f"{part} {c}@{side} {time_ms(f):.3f}")

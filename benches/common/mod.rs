@@ -31,7 +31,7 @@ pub fn pytorch(script: &str, args: &[String]) -> Result<Vec<(String, f64)>, Stri
         .lines()
         .skip(1)
         .filter_map(|l| {
-            let (n, ms) = l.split_once(' ')?;
+            let (n, ms) = l.rsplit_once(' ')?;
             Some((n.to_string(), ms.trim().parse().ok()?))
         })
         .collect())

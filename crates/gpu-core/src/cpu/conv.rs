@@ -7,6 +7,7 @@
 //! made a ResNet-20 step slower on 2 cores.
 
 use super::gemm::{gemm, Mat};
+use super::gemm_packed_a::{product, PackedA, Run, RUN};
 use crate::kernels::conv::{ConvGather, ConvGeometry};
 
 /// The output columns `lo..hi` whose input column `o * stride + offset`
@@ -114,6 +115,117 @@ pub(crate) fn gather(
             (n, 1)
         }
     }
+}
+
+/// A stride-1 convolution's product read in place (implicit GEMM): B's
+/// row `(plane, ki, kj)` is the source plane, zero-padded, shifted by the
+/// tap, so a copy of the source with zero borders (a ninth of the column
+/// buffer for a 3x3 kernel) replaces the gather, and
+/// [`gemm_packed_a`](super::gemm_packed_a) reads each row of a run of
+/// output pixels at its offset. The forward pass (`Columns`) reads the
+/// input; the input gradient (`Adjoint`) reads the output gradient, padded
+/// by `(kh - 1)·dh - pad` so that tap `(ki, kj)` is the shift `(kh - 1 -
+/// ki, kw - 1 - kj)`: the correlation with the flipped kernel.
+pub(crate) struct Implicit {
+    /// Planes of one batch entry's source, and their height and width.
+    planes: usize,
+    src: (usize, usize),
+    /// Zero rows above and below, columns left and right of each plane.
+    pad: (usize, usize, usize, usize),
+    /// Where each row of B starts in the padded source.
+    offsets: Vec<usize>,
+    /// The output pixels in runs of at most 16 along a row.
+    runs: Vec<Run>,
+    /// Output pixels of one entry (C's columns).
+    n: usize,
+}
+
+impl Implicit {
+    /// The implicit form of the `m` x `k` x `n` product `form` gathers,
+    /// or `None` where it does not apply: a stride other than 1, the
+    /// weight gradient's form, padding wider than the kernel (the input
+    /// gradient), output rows short enough to leave a quarter of the
+    /// vector lanes idle, or a host or A size [`gemm_packed_a`] does not
+    /// take.
+    ///
+    /// [`gemm_packed_a`]: super::gemm_packed_a
+    pub(crate) fn new(form: ConvGather, g: &ConvGeometry, (m, k, n): (usize, usize, usize)) -> Option<Self> {
+        if g.stride_h != 1 || g.stride_w != 1 || !super::gemm_packed_a::suits((m, k)) {
+            return None;
+        }
+        let (kh, kw, dh, dw) = (g.kernel_h, g.kernel_w, g.dilation_h, g.dilation_w);
+        let (span_h, span_w) = ((kh - 1) * dh, (kw - 1) * dw);
+        let (planes, src, out, pad) = match form {
+            ConvGather::Columns => (
+                g.group_channels(),
+                (g.in_h, g.in_w),
+                (g.out_h(), g.out_w()),
+                (g.pad_top, g.pad_left, g.pad_bottom, g.pad_right),
+            ),
+            ConvGather::Adjoint => {
+                let widths = [g.pad_top, g.pad_left, g.pad_bottom, g.pad_right];
+                if widths.iter().zip([span_h, span_w, span_h, span_w]).any(|(&p, s)| p > s) {
+                    return None;
+                }
+                let pad = (span_h - g.pad_top, span_w - g.pad_left, span_h - g.pad_bottom, span_w - g.pad_right);
+                (k / (kh * kw), (g.out_h(), g.out_w()), (g.in_h, g.in_w), pad)
+            }
+            ConvGather::ColumnsT => return None,
+        };
+        let (out_h, out_w) = out;
+        let runs_per_row = out_w.div_ceil(RUN);
+        if out_h * out_w != n || planes * kh * kw != k || 4 * out_w < 3 * runs_per_row * RUN {
+            return None;
+        }
+        let (hp, wp) = (src.0 + pad.0 + pad.2, src.1 + pad.1 + pad.3);
+        let tap = |t: usize| match form {
+            ConvGather::Adjoint => (kh - 1 - t / kw, kw - 1 - t % kw),
+            _ => (t / kw, t % kw),
+        };
+        let offsets = (0..k)
+            .map(|r| {
+                let (ki, kj) = tap(r % (kh * kw));
+                r / (kh * kw) * hp * wp + ki * dh * wp + kj * dw
+            })
+            .collect();
+        let runs = (0..out_h)
+            .flat_map(|y| {
+                (0..out_w).step_by(RUN).map(move |x| Run { b: y * wp + x, c: y * out_w + x, len: RUN.min(out_w - x) })
+            })
+            .collect();
+        Some(Implicit { planes, src, pad, offsets, runs, n })
+    }
+
+    /// One entry's source (`planes` planes from `src[0]`) into `padded`
+    /// with zero borders.
+    fn pad_into(&self, src: &[f32], padded: &mut Vec<f32>) {
+        let ((h, w), (top, left, bottom, right)) = (self.src, self.pad);
+        let (hp, wp) = (h + top + bottom, w + left + right);
+        padded.clear();
+        padded.resize(self.planes * hp * wp, 0.0);
+        for (plane, dst) in src[..self.planes * h * w].chunks_exact(h * w).zip(padded.chunks_exact_mut(hp * wp)) {
+            for (row, line) in plane.chunks_exact(w).zip(dst[top * wp..].chunks_exact_mut(wp)) {
+                line[left..left + w].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Every batch entry's `m` x `n` block of `out` as the implicit product of
+/// `a` and entry `i` of `src` (starting at `src[entry(i)]`), one entry per
+/// task on all cores.
+pub(crate) fn product_implicit(
+    imp: &Implicit,
+    a: &PackedA,
+    src: &[f32],
+    entry: impl Fn(usize) -> usize + Sync,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    out.par_chunks_mut((a.rows() * imp.n).max(1)).enumerate().for_each_init(Vec::new, |padded, (i, c)| {
+        imp.pad_into(&src[entry(i)..], padded);
+        product(a, &imp.offsets, &imp.runs, padded, 1.0, 0.0, c, imp.n);
+    });
 }
 
 /// Scratch bound of [`product_shared_a`] and [`weight_grad`]: batch entries

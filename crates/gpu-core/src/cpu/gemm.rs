@@ -1,10 +1,12 @@
-//! The CPU backend's one way into `matrixmultiply::sgemm` (the matmul twin
-//! and the conv and attention fast paths): matrix views over slices whose
-//! extents are checked before the call, so the callers hold no unsafe code,
-//! and large products split over rayon's threads (small ones of the
-//! dot-product form to `gemm_abt.rs`).
+//! The CPU backend's one way into an sgemm (the matmul twin and the conv
+//! and attention fast paths): matrix views over slices whose extents are
+//! checked before the call, so the callers hold no unsafe code, and large
+//! products split over rayon's threads. The kernel: small products of the
+//! dot-product form go to `gemm_abt.rs`, products with a small A and
+//! row-major B on AVX-512 hosts to `gemm_packed_a.rs`, the rest to
+//! `matrixmultiply`.
 
-use super::gemm_abt;
+use super::{gemm_abt, gemm_packed_a};
 
 /// An `m` x `k` (or `k` x `n`) matrix read from `data` through row and
 /// column strides: row-major, its transpose, or any other strided view.
@@ -27,7 +29,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Panics unless every element of an `r` x `c` view lies in `data`.
-    fn check(&self, r: usize, c: usize, what: &str) {
+    pub(crate) fn check(&self, r: usize, c: usize, what: &str) {
         if r > 0 && c > 0 {
             let last = (r - 1) * self.rs + (c - 1) * self.cs;
             assert!(last < self.data.len(), "wgrad internal: gemm {what} view {r}x{c} overruns its slice");
@@ -60,6 +62,9 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
     a.check(m, k, "A");
     b.check(k, n, "B");
     assert!((m - 1) * ldc + n <= c.len() && n <= ldc, "wgrad internal: gemm C {m}x{n} overruns its slice");
+    // Chosen for the whole product, so that its parts below run the same
+    // kernel as the whole would.
+    let packed_a = b.cs == 1 && gemm_packed_a::suits((m, k));
     let threads = rayon::current_num_threads();
     let side = m.max(n);
     let parts = threads.min(side / SPLIT_MIN_WIDTH);
@@ -83,6 +88,7 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
                 beta,
                 c.as_mut_ptr(),
                 ldc,
+                packed_a,
             )
         };
     }
@@ -103,10 +109,12 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
         unsafe {
             if n >= m {
                 let b_at = b_ptr.add(lo * b.cs);
-                sgemm((m, k, hi - lo), alpha, (a_ptr, a.rs, a.cs), (b_at, b.rs, b.cs), beta, c_ptr.add(lo), ldc);
+                let b_view = (b_at as *const f32, b.rs, b.cs);
+                sgemm((m, k, hi - lo), alpha, (a_ptr, a.rs, a.cs), b_view, beta, c_ptr.add(lo), ldc, packed_a);
             } else {
                 let a_at = a_ptr.add(lo * a.rs);
-                sgemm((hi - lo, k, n), alpha, (a_at, a.rs, a.cs), (b_ptr, b.rs, b.cs), beta, c_ptr.add(lo * ldc), ldc);
+                let a_view = (a_at as *const f32, a.rs, a.cs);
+                sgemm((hi - lo, k, n), alpha, a_view, (b_ptr, b.rs, b.cs), beta, c_ptr.add(lo * ldc), ldc, packed_a);
             }
         }
     });
@@ -128,11 +136,14 @@ impl SendPtr {
     }
 }
 
+/// `gemm_packed_a` (when `packed_a`: see [`gemm_packed_a::suits`]) or
 /// `matrixmultiply::sgemm` on raw views, on the calling thread.
 ///
 /// # Safety
 /// Every element of the `m` x `k`, `k` x `n` and `m` x `n` views must lie
-/// in memory valid for reads (A, B) and writes (C), C aliasing neither.
+/// in memory valid for reads (A, B) and writes (C), C aliasing neither;
+/// `packed_a` only where `suits` said so.
+#[allow(clippy::too_many_arguments)]
 unsafe fn sgemm(
     (m, k, n): (usize, usize, usize),
     alpha: f32,
@@ -141,7 +152,11 @@ unsafe fn sgemm(
     beta: f32,
     c: *mut f32,
     ldc: usize,
+    packed_a: bool,
 ) {
+    if packed_a {
+        return gemm_packed_a::gemm_packed_a((m, k, n), alpha, (a, a_rs, a_cs), (b, b_rs), beta, c, ldc);
+    }
     matrixmultiply::sgemm(
         m,
         k,

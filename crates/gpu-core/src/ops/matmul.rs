@@ -1398,6 +1398,15 @@ fn sums_cpu(
         return;
     }
     let shared_a = va.shape.iter().zip(&va.strides).all(|(&d, &st)| st == 0 || d == 1);
+    // A stride-1 convolution reads its source in place (no gather).
+    let implicit = match bop.conv {
+        Some((form, geo)) if shared_a && batches > 0 => crate::cpu::conv::Implicit::new(form, &geo, (m, k, n)),
+        _ => None,
+    };
+    if let Some(imp) = implicit {
+        let a = crate::cpu::gemm_packed_a::PackedA::new((m, k), Mat { data: &xa[va.offset..], rs: a_rs, cs: a_cs });
+        return crate::cpu::conv::product_implicit(&imp, &a, xb, |i| vb.index_of(i), xo);
+    }
     match bop.conv {
         // Only when at least two entries fit side by side in the
         // scratch; larger products are wide enough on their own.

@@ -98,6 +98,27 @@ fn convolutions_match_the_reference() {
             6,
         ),
         ("wide (threaded sgemm per image)", pad(ConvGeometry::new(2, 64, (16, 32), (3, 3)), 1), 64),
+        // Stride 1 with rows of 16 or more outputs: read in place (implicit
+        // GEMM, cpu/conv.rs) on AVX-512 hosts, with dilation, uneven
+        // padding, a partial run of outputs and a kernel wider than tall.
+        (
+            "in place, dilated",
+            ConvGeometry { dilation_h: 2, dilation_w: 3, ..pad(ConvGeometry::new(2, 5, (9, 30), (3, 3)), 3) },
+            7,
+        ),
+        (
+            "in place, uneven padding",
+            ConvGeometry {
+                kernel_h: 2,
+                kernel_w: 5,
+                pad_top: 1,
+                pad_bottom: 0,
+                pad_left: 2,
+                pad_right: 1,
+                ..ConvGeometry::new(3, 4, (5, 25), (2, 5))
+            },
+            9,
+        ),
     ];
     for (name, g, oc) in cases {
         let (oh, ow) = (g.out_h(), g.out_w());

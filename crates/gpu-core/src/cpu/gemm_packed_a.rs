@@ -1,0 +1,364 @@
+//! `C = alpha · A · B + beta · C` with only A packed: A is copied into
+//! panels of [`MR`] rows, k-major, and B is read where it lies, a run of up
+//! to 16 columns at a time. Row `k` of a run starts at `offsets[k] +
+//! run.b`: a row-major B has `offsets[k] = k · ldb`, and a stride-1
+//! convolution reads its input in place through `offsets[(c, ki, kj)] = c ·
+//! plane + ki · row + kj` (`cpu/conv.rs`, implicit GEMM: no column buffer).
+//! Reached through `cpu::gemm` on AVX-512 hosts for products whose A fits
+//! in cache, and from the convolutions' fast paths.
+//!
+//! `matrixmultiply` packs B as well, on every call: for the products a
+//! small network makes (a convolution's 16 x 144 x 1024 per image, the
+//! LSTM's 32 x 256 x 1024 step) that copy costs more than the multiply-adds
+//! (single-threaded on a Zen 4 host: 53 against 100 GFLOP/s for the first,
+//! 70 against 110 for the second). Here two runs of B (32 columns) are
+//! loaded once per panel of A and stay in L1 while the panels pass over
+//! them, and each output keeps its sum in a register over the whole inner
+//! dimension.
+//!
+//! Each output is `Σ_k A[i,k]·B[k,j]` with one fused multiply-add per term,
+//! in order of k, whatever its position in a tile or the product's split
+//! over threads, so splitting C changes no bit of it.
+//!
+//! Only an AVX-512 kernel exists: other hosts keep `matrixmultiply` (its
+//! AVX2/FMA, SSE2 and NEON kernels). A 6 x 16 AVX2 tile measured slower
+//! than this on the Zen 4 host under forced AVX2 and was not kept.
+
+use super::gemm::Mat;
+use super::simd::{simd_level, SimdLevel};
+
+/// Rows of A per panel (and of C per tile).
+pub(crate) const MR: usize = 8;
+
+/// Columns of one run: one 16-lane register.
+pub(crate) const RUN: usize = 16;
+
+/// Packed A up to this many elements (1 MiB): larger products reuse B
+/// better through `matrixmultiply`'s blocking (1024³: equal; 2048 x 256 x
+/// 768: 0.97x of it here).
+const MAX_A: usize = 1 << 18;
+
+/// Whether this kernel takes an `m` x `k` A on this host: AVX-512, and A
+/// small enough to stay in cache.
+pub(crate) fn suits((m, k): (usize, usize)) -> bool {
+    m * k <= MAX_A && simd_level() == SimdLevel::Avx512
+}
+
+/// Up to [`RUN`] adjacent columns of C: row `k` of B holds them at
+/// `offsets[k] + b ..+ len`, row `i` of C at `i · ldc + c ..+ len`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    /// Where the run starts in B, past each row's offset.
+    pub b: usize,
+    /// Where the run starts in C's first row.
+    pub c: usize,
+    /// Columns (1 ..= [`RUN`]).
+    pub len: usize,
+}
+
+/// A packed into panels of [`MR`] rows, each `k` columns of `MR` values
+/// (rows past `m` zero).
+pub(crate) struct PackedA {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl PackedA {
+    /// Packs the `m` x `k` view `a`.
+    ///
+    /// # Panics
+    /// When the view overruns its slice.
+    pub(crate) fn new((m, k): (usize, usize), a: Mat) -> Self {
+        a.check(m, k, "A");
+        let mut packed = PackedA { data: Vec::new(), m, k };
+        // SAFETY: the view was checked against its slice.
+        unsafe { packed.pack((a.data.as_ptr(), a.rs, a.cs)) };
+        packed
+    }
+
+    /// A's rows (C's).
+    pub(crate) fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Repacks in place (keeping the allocation).
+    ///
+    /// # Safety
+    /// A's `m` x `k` view lies in valid memory.
+    unsafe fn pack(&mut self, (a, rs, cs): (*const f32, usize, usize)) {
+        let (m, k) = (self.m, self.k);
+        self.data.clear();
+        self.data.resize(m.div_ceil(MR) * k * MR, 0.0);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in self.data.chunks_exact_mut(k * MR).enumerate() {
+            for i in 0..MR.min(m - p * MR) {
+                let row = a.add((p * MR + i) * rs);
+                for (kk, col) in panel.chunks_exact_mut(MR).enumerate() {
+                    col[i] = *row.add(kk * cs);
+                }
+            }
+        }
+    }
+}
+
+/// `C = alpha · A · B + beta · C` over `runs` of C's columns (see
+/// [`Run`]), B's rows at `offsets` (`k` of them); with `beta == 0` C is not
+/// read.
+///
+/// # Panics
+/// Unless [`suits`] holds for A, or when a run reads past `b` or writes
+/// past `c`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product(
+    a: &PackedA,
+    offsets: &[usize],
+    runs: &[Run],
+    b: &[f32],
+    alpha: f32,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(suits((a.m, a.k)) && offsets.len() == a.k, "wgrad internal: gemm_packed_a on an unsuited product");
+    let reach = offsets.iter().max().copied().unwrap_or(0);
+    for r in runs {
+        assert!(r.len >= 1 && r.len <= RUN, "wgrad internal: gemm_packed_a run of {} columns", r.len);
+        assert!(a.k == 0 || reach + r.b + r.len <= b.len(), "wgrad internal: gemm_packed_a run reads past B");
+        assert!(
+            a.m == 0 || (a.m - 1) * ldc + r.c + r.len <= c.len(),
+            "wgrad internal: gemm_packed_a run writes past C"
+        );
+    }
+    // SAFETY: AVX-512 checked by `suits`; every row of every run lies in B,
+    // and every run's rows of C in `c` (asserted above).
+    unsafe { product_raw(a, offsets, runs, b.as_ptr(), alpha, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// [`product`] on raw pointers.
+///
+/// # Safety
+/// As [`product`]'s checks, done by the caller.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_raw(
+    a: &PackedA,
+    offsets: &[usize],
+    runs: &[Run],
+    b: *const f32,
+    alpha: f32,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    for pair in runs.chunks(2) {
+        let second = pair.get(1).copied();
+        for p in 0..a.m.div_ceil(MR) {
+            let rows = MR.min(a.m - p * MR);
+            let panel = a.data.as_ptr().add(p * a.k * MR);
+            let c_row = c.add(p * MR * ldc);
+            x86::tile(a.k, panel, offsets.as_ptr(), b, (pair[0], second), (c_row, ldc, rows), alpha, beta);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, offsets, runs, b, alpha, beta, c, ldc);
+        unreachable!("wgrad internal: gemm_packed_a needs AVX-512 (see suits)");
+    }
+}
+
+/// What a thread keeps between products, so that a warm product allocates
+/// nothing: packed A, row offsets and runs.
+struct Scratch {
+    a: PackedA,
+    offsets: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch { a: PackedA { data: Vec::new(), m: 0, k: 0 }, offsets: Vec::new(), runs: Vec::new() })
+    };
+}
+
+/// `c[i·ldc + j] = alpha·Σ_p a[i·a_rs + p·a_cs]·b[p·ldb + j] + beta·c[i·ldc + j]`
+/// for `i < m`, `j < n` (a row-major B); with `beta == 0` C is not read.
+///
+/// # Safety
+/// [`suits`] holds for `(m, k)`, and every element of the three views lies
+/// in memory valid for reads (A, B) and writes (C), C aliasing neither.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed_a(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    a: (*const f32, usize, usize),
+    (b, ldb): (*const f32, usize),
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    SCRATCH.with_borrow_mut(|s| {
+        (s.a.m, s.a.k) = (m, k);
+        s.a.pack(a);
+        s.offsets.clear();
+        s.offsets.extend((0..k).map(|kk| kk * ldb));
+        s.runs.clear();
+        s.runs.extend((0..n).step_by(RUN).map(|j| Run { b: j, c: j, len: RUN.min(n - j) }));
+        product_raw(&s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Run, MR, RUN};
+
+    /// The lanes of a run of `len` columns.
+    fn lanes(len: usize) -> __mmask16 {
+        ((1u32 << len) - 1) as __mmask16
+    }
+
+    /// One tile of C: `rows` (at most [`MR`]) rows from a packed panel of
+    /// A, over one or two runs, B's row `k` of a run at `b + offsets[k] +
+    /// run.b`; C's row `i` of a run at `c + i · ldc + run.c`.
+    ///
+    /// # Safety
+    /// AVX-512F present; the panel holds `k·MR` values, `offsets` `k`; each
+    /// run's rows of B and C lie in valid memory.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile(
+        k: usize,
+        panel: *const f32,
+        offsets: *const usize,
+        b: *const f32,
+        (first, second): (Run, Option<Run>),
+        (c, ldc, rows): (*mut f32, usize, usize),
+        alpha: f32,
+        beta: f32,
+    ) {
+        // A missing second run reads the first again under an empty mask.
+        let second_run = second.unwrap_or(Run { len: 0, ..first });
+        let (m0, m1) = (lanes(first.len), lanes(second_run.len));
+        let (b0, b1) = (b.add(first.b), b.add(second_run.b));
+        let full = first.len == RUN && second_run.len == RUN;
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let mut a = panel;
+        for kk in 0..k {
+            let o = *offsets.add(kk);
+            let (v0, v1) = if full {
+                (_mm512_loadu_ps(b0.add(o)), _mm512_loadu_ps(b1.add(o)))
+            } else {
+                (_mm512_maskz_loadu_ps(m0, b0.add(o)), _mm512_maskz_loadu_ps(m1, b1.add(o)))
+            };
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(av, v0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, v1, row[1]);
+            }
+            a = a.add(MR);
+        }
+        let (alpha, beta_v) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
+        for (i, row) in acc.iter().enumerate().take(rows) {
+            for (h, (run, m)) in [(first, m0), (second_run, m1)].into_iter().enumerate() {
+                let at = c.add(i * ldc + run.c);
+                let mut v = _mm512_mul_ps(alpha, row[h]);
+                // C is not read when beta is 0 (it may hold anything).
+                if beta != 0.0 {
+                    v = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(m, at), v);
+                }
+                _mm512_mask_storeu_ps(at, m, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::gemm::tests::assert_product;
+    use crate::cpu::simd::host_simd_level;
+
+    /// Against a naive f64 product on awkward sizes (partial panels and
+    /// runs, narrow C, an empty sum, strided and transposed A), with beta 0
+    /// over a C full of NaN (not read) and beta 1; each output is the
+    /// ordered FMA sum, so a tile's position changes no bit (C computed
+    /// whole equals C computed in two column halves).
+    #[test]
+    fn matches_a_naive_product() {
+        if host_simd_level() != SimdLevel::Avx512 {
+            eprintln!("gemm_packed_a: this host has no AVX-512; the kernel is never picked here");
+            assert!(!suits((8, 8)));
+            return;
+        }
+        let mut rng = crate::HostRng::new(5);
+        for (m, k, n) in [(1, 1, 1), (8, 3, 32), (13, 37, 77), (16, 144, 1024), (9, 0, 5), (3, 5, 15), (17, 9, 48)] {
+            let ldb = n + 5;
+            let (a, b) = (rng.vec(m * k + 3, -1.0, 1.0), rng.vec(k * ldb + 1, -1.0, 1.0));
+            let ldc = n + 3;
+            for transposed in [false, true] {
+                let (a_rs, a_cs) = if transposed { (1, m) } else { (k, 1) };
+                for beta in [0.0f32, 1.0] {
+                    let c0 = if beta == 0.0 { vec![f32::NAN; m * ldc] } else { rng.vec(m * ldc, -1.0, 1.0) };
+                    let run = |cols: std::ops::Range<usize>, c: &mut [f32]| {
+                        // SAFETY: AVX-512 checked above; the views lie in the vectors.
+                        unsafe {
+                            let (bp, cp) = (b.as_ptr().add(cols.start), c.as_mut_ptr().add(cols.start));
+                            gemm_packed_a((m, k, cols.len()), 0.5, (a.as_ptr(), a_rs, a_cs), (bp, ldb), beta, cp, ldc)
+                        }
+                    };
+                    let mut c = c0.clone();
+                    run(0..n, &mut c);
+                    let dot = |i: usize, j: usize| {
+                        (0..k).map(|p| a[i * a_rs + p * a_cs] as f64 * b[p * ldb + j] as f64).sum()
+                    };
+                    let what = format!("{m}x{k}x{n} transposed={transposed} beta={beta}");
+                    // Past column n C keeps its NaN; elsewhere a NaN means C was read.
+                    let zeroed = |v: &[f32]| v.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect::<Vec<_>>();
+                    let inside_nan = (0..m * ldc).any(|i| i % ldc < n && c[i].is_nan());
+                    assert!(!inside_nan, "{what}: NaN inside C");
+                    assert_product(&what, &zeroed(&c), &zeroed(&c0), (m, n, ldc), 0.5, beta as f64, dot);
+                    let mut halves = c0.clone();
+                    run(0..n / 2, &mut halves);
+                    run(n / 2..n, &mut halves);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert!(bits(&halves) == bits(&c), "{what}: split columns changed bits");
+                }
+            }
+        }
+    }
+
+    /// Rows of B at arbitrary offsets and runs that land anywhere in C (as
+    /// the implicit convolution uses them) against the same product on a
+    /// materialised row-major B.
+    #[test]
+    fn offsets_and_runs_read_and_write_where_they_say() {
+        if host_simd_level() != SimdLevel::Avx512 {
+            return;
+        }
+        let mut rng = crate::HostRng::new(9);
+        let (m, k) = (11, 7);
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let src = rng.vec(400, -1.0, 1.0);
+        let offsets: Vec<usize> = (0..k).map(|kk| (kk * 37) % 50).collect();
+        let runs = [Run { b: 3, c: 0, len: 16 }, Run { b: 100, c: 16, len: 5 }, Run { b: 200, c: 21, len: 16 }];
+        let n = 37;
+        let packed = PackedA::new((m, k), Mat::rows(&a, k));
+        let mut c = vec![f32::NAN; m * n];
+        product(&packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
+        // B materialised: column j of run r is src[offsets[kk] + r.b + t].
+        let mut dense = vec![0.0f32; k * n];
+        for r in &runs {
+            for t in 0..r.len {
+                for kk in 0..k {
+                    dense[kk * n + r.c + t] = src[offsets[kk] + r.b + t];
+                }
+            }
+        }
+        let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * dense[p * n + j] as f64).sum();
+        assert_product("offsets and runs", &c, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+    }
+}
