@@ -7,7 +7,7 @@
 //! made a ResNet-20 step slower on 2 cores.
 
 use super::gemm::{gemm, Mat};
-use super::gemm_packed_a::{product, PackedA, Run, RUN};
+use super::gemm_packed_a::{product, PackedA, Run, HALF, RUN};
 use crate::kernels::conv::{ConvGather, ConvGeometry};
 
 /// The output columns `lo..hi` whose input column `o * stride + offset`
@@ -173,8 +173,11 @@ impl Implicit {
             ConvGather::ColumnsT => return None,
         };
         let (out_h, out_w) = out;
+        // Runs that leave a quarter of the lanes idle do not pay (rows of 8
+        // go two to a run).
         let runs_per_row = out_w.div_ceil(RUN);
-        if out_h * out_w != n || planes * kh * kw != k || 4 * out_w < 3 * runs_per_row * RUN {
+        let narrow = 4 * out_w < 3 * runs_per_row * RUN && out_w != HALF;
+        if out_h * out_w != n || planes * kh * kw != k || narrow {
             return None;
         }
         let (hp, wp) = (src.0 + pad.0 + pad.2, src.1 + pad.1 + pad.3);
@@ -188,11 +191,19 @@ impl Implicit {
                 r / (kh * kw) * hp * wp + ki * dh * wp + kj * dw
             })
             .collect();
-        let runs = (0..out_h)
-            .flat_map(|y| {
-                (0..out_w).step_by(RUN).map(move |x| Run { b: y * wp + x, c: y * out_w + x, len: RUN.min(out_w - x) })
-            })
-            .collect();
+        let runs = if out_w == HALF {
+            // Two rows of 8 outputs per run, adjacent in C, apart in B.
+            (0..out_h)
+                .step_by(2)
+                .map(|y| Run { b: y * wp, b_hi: (y + 1) * wp, c: y * out_w, len: out_w * (out_h - y).min(2) })
+                .collect()
+        } else {
+            (0..out_h)
+                .flat_map(|y| {
+                    (0..out_w).step_by(RUN).map(move |x| Run::contiguous(y * wp + x, y * out_w + x, RUN.min(out_w - x)))
+                })
+                .collect()
+        };
         Some(Implicit { planes, src, pad, offsets, runs, n })
     }
 
@@ -324,6 +335,9 @@ pub(crate) fn weight_grad(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: 
     if g.batch == 0 || l == 0 {
         return;
     }
+    if let Some(imp) = Implicit::new(ConvGather::Columns, g, (ocg, kc, l)) {
+        return weight_grad_in_place(&imp, g, out_channels, gy, x, dw);
+    }
     if ocg * l * kc <= PER_ENTRY_MAX_MACS {
         return weight_grad_split(g, out_channels, gy, x, dw);
     }
@@ -357,6 +371,50 @@ pub(crate) fn weight_grad(g: &ConvGeometry, out_channels: usize, gy: &[f32], x: 
 /// a fixed split, so the partial sums, and the result, do not depend on the
 /// number of cores.
 const WGRAD_TASKS: usize = 8;
+
+/// Output pixels a chunk of [`weight_grad_in_place`] sums at least.
+const MIN_DOT_PIXELS: usize = 512;
+
+/// [`weight_grad`] of a stride-1 convolution read in place
+/// ([`gemm_dots`](super::gemm_dots) over the zero-bordered input and the
+/// output gradient, no column buffer): the images split into the same
+/// fixed chunks as [`weight_grad_split`], each chunk's `dW` summed over its
+/// images in registers, the partials summed in chunk order.
+fn weight_grad_in_place(imp: &Implicit, g: &ConvGeometry, out_channels: usize, gy: &[f32], x: &[f32], dw: &mut [f32]) {
+    use super::gemm_dots::{dots, Entry};
+    use rayon::prelude::*;
+    let (groups, kc, l) = (g.groups, g.col_rows(), g.out_h() * g.out_w());
+    let (ocg, cg, hw) = (out_channels / groups, g.group_channels(), g.in_h * g.in_w);
+    // Each output's 16 lanes are reduced once per chunk: small images go
+    // more to a chunk (a fixed count for the geometry, so the result does
+    // not depend on the cores).
+    let per = g.batch.div_ceil(WGRAD_TASKS).max(MIN_DOT_PIXELS.div_ceil(l));
+    let a_rows: Vec<usize> = (0..ocg).map(|i| i * l).collect();
+    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per))
+        .into_par_iter()
+        .map(|t| {
+            let images = t * per..((t + 1) * per).min(g.batch);
+            let mut acc = vec![0.0f32; dw.len()];
+            let mut padded: Vec<Vec<f32>> = images.clone().map(|_| Vec::new()).collect();
+            for grp in 0..groups {
+                for (n, p) in images.clone().zip(&mut padded) {
+                    imp.pad_into(&x[(n * g.channels + grp * cg) * hw..], p);
+                }
+                let entries: Vec<Entry> = images
+                    .clone()
+                    .zip(&padded)
+                    .map(|(n, p)| Entry { a: &gy[(n * out_channels + grp * ocg) * l..][..ocg * l], b: p })
+                    .collect();
+                let acc = &mut acc[grp * ocg * kc..][..ocg * kc];
+                dots(&entries, (&a_rows, &imp.offsets), &imp.runs, acc, kc);
+            }
+            acc
+        })
+        .collect();
+    for p in &partials {
+        dw.iter_mut().zip(p).for_each(|(d, &v)| *d += v);
+    }
+}
 
 /// [`weight_grad`] for small per-image products: the images split into
 /// fixed chunks on all cores, each chunk accumulating its own partial `dW`

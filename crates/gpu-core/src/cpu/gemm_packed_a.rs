@@ -44,17 +44,45 @@ pub(crate) fn suits((m, k): (usize, usize)) -> bool {
     m * k <= MAX_A && simd_level() == SimdLevel::Avx512
 }
 
-/// Up to [`RUN`] adjacent columns of C: row `k` of B holds them at
-/// `offsets[k] + b ..+ len`, row `i` of C at `i · ldc + c ..+ len`.
+/// Up to [`RUN`] adjacent columns of C: row `k` of B holds the first 8 at
+/// `offsets[k] + b ..`, the rest at `offsets[k] + b_hi ..` (`b + 8` when
+/// the run is contiguous in B; a convolution with 8 outputs per row reads
+/// two rows in one run); row `i` of C holds them at `i · ldc + c ..+ len`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Run {
     /// Where the run starts in B, past each row's offset.
     pub b: usize,
+    /// Where its columns 8.. start in B, past each row's offset.
+    pub b_hi: usize,
     /// Where the run starts in C's first row.
     pub c: usize,
     /// Columns (1 ..= [`RUN`]).
     pub len: usize,
 }
+
+impl Run {
+    /// `len` columns contiguous in B from `b` and in C from `c`.
+    pub(crate) fn contiguous(b: usize, c: usize, len: usize) -> Self {
+        Run { b, b_hi: b + HALF, c, len }
+    }
+
+    /// Whether its two halves lie apart in B.
+    pub(crate) fn split(&self) -> bool {
+        self.b_hi != self.b + HALF
+    }
+
+    /// How far past its row's offset the run reads in B.
+    pub(crate) fn reach(&self) -> usize {
+        if self.split() && self.len > HALF {
+            (self.b + HALF).max(self.b_hi + self.len - HALF)
+        } else {
+            self.b + self.len
+        }
+    }
+}
+
+/// Columns of a run's first half.
+pub(crate) const HALF: usize = RUN / 2;
 
 /// A packed into panels of [`MR`] rows, each `k` columns of `MR` values
 /// (rows past `m` zero).
@@ -126,7 +154,7 @@ pub(crate) fn product(
     let reach = offsets.iter().max().copied().unwrap_or(0);
     for r in runs {
         assert!(r.len >= 1 && r.len <= RUN, "wgrad internal: gemm_packed_a run of {} columns", r.len);
-        assert!(a.k == 0 || reach + r.b + r.len <= b.len(), "wgrad internal: gemm_packed_a run reads past B");
+        assert!(a.k == 0 || reach + r.reach() <= b.len(), "wgrad internal: gemm_packed_a run reads past B");
         assert!(
             a.m == 0 || (a.m - 1) * ldc + r.c + r.len <= c.len(),
             "wgrad internal: gemm_packed_a run writes past C"
@@ -205,31 +233,62 @@ pub(crate) unsafe fn gemm_packed_a(
         s.offsets.clear();
         s.offsets.extend((0..k).map(|kk| kk * ldb));
         s.runs.clear();
-        s.runs.extend((0..n).step_by(RUN).map(|j| Run { b: j, c: j, len: RUN.min(n - j) }));
+        s.runs.extend((0..n).step_by(RUN).map(|j| Run::contiguous(j, j, RUN.min(n - j))));
         product_raw(&s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
     });
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Run, MR, RUN};
+    use super::{Run, HALF, MR, RUN};
 
-    /// The lanes of a run of `len` columns.
-    fn lanes(len: usize) -> __mmask16 {
-        ((1u32 << len) - 1) as __mmask16
+    /// A run's columns in B, ready to load from each row's offset.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Lanes {
+        lo: *const f32,
+        hi: *const f32,
+        mask: __mmask16,
+        full: bool,
+    }
+
+    impl Lanes {
+        /// Run `r` of B (from `b`); a missing run loads nothing.
+        pub(crate) unsafe fn new(b: *const f32, r: Option<Run>) -> Self {
+            let r = r.unwrap_or(Run { len: 0, ..Run::contiguous(0, 0, 0) });
+            Lanes { lo: b.add(r.b), hi: b.add(r.b_hi), mask: ((1u32 << r.len) - 1) as __mmask16, full: r.len == RUN }
+        }
+
+        /// The run's row at offset `o`, contiguous: one load.
+        #[inline(always)]
+        pub(crate) unsafe fn load(&self, o: usize) -> __m512 {
+            if self.full {
+                _mm512_loadu_ps(self.lo.add(o))
+            } else {
+                _mm512_maskz_loadu_ps(self.mask, self.lo.add(o))
+            }
+        }
+
+        /// The run's row at offset `o`, in two halves.
+        #[inline(always)]
+        pub(crate) unsafe fn load_split(&self, o: usize) -> __m512 {
+            let (m_lo, m_hi) = (self.mask as __mmask8, (self.mask >> HALF) as __mmask8);
+            let lo = _mm256_maskz_loadu_ps(m_lo, self.lo.add(o));
+            let hi = _mm256_maskz_loadu_ps(m_hi, self.hi.add(o));
+            _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1)
+        }
     }
 
     /// One tile of C: `rows` (at most [`MR`]) rows from a packed panel of
-    /// A, over one or two runs, B's row `k` of a run at `b + offsets[k] +
-    /// run.b`; C's row `i` of a run at `c + i · ldc + run.c`.
+    /// A, over one or two runs, B's row `k` of a run at `b + offsets[k] +`
+    /// the run's place; C's row `i` of a run at `c + i · ldc + run.c`.
     ///
     /// # Safety
-    /// AVX-512F present; the panel holds `k·MR` values, `offsets` `k`; each
-    /// run's rows of B and C lie in valid memory.
+    /// AVX-512 F, VL and DQ present; the panel holds `k·MR` values,
+    /// `offsets` `k`; each run's rows of B and C lie in valid memory.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq")]
     pub(super) unsafe fn tile(
         k: usize,
         panel: *const f32,
@@ -240,37 +299,31 @@ mod x86 {
         alpha: f32,
         beta: f32,
     ) {
-        // A missing second run reads the first again under an empty mask.
-        let second_run = second.unwrap_or(Run { len: 0, ..first });
-        let (m0, m1) = (lanes(first.len), lanes(second_run.len));
-        let (b0, b1) = (b.add(first.b), b.add(second_run.b));
-        let full = first.len == RUN && second_run.len == RUN;
+        let (l0, l1) = (Lanes::new(b, Some(first)), Lanes::new(b, second));
+        let split = first.split() || second.is_some_and(|r| r.split());
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let mut a = panel;
         for kk in 0..k {
             let o = *offsets.add(kk);
-            let (v0, v1) = if full {
-                (_mm512_loadu_ps(b0.add(o)), _mm512_loadu_ps(b1.add(o)))
-            } else {
-                (_mm512_maskz_loadu_ps(m0, b0.add(o)), _mm512_maskz_loadu_ps(m1, b1.add(o)))
-            };
+            let v = if split { [l0.load_split(o), l1.load_split(o)] } else { [l0.load(o), l1.load(o)] };
             for (i, row) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*a.add(i));
-                row[0] = _mm512_fmadd_ps(av, v0, row[0]);
-                row[1] = _mm512_fmadd_ps(av, v1, row[1]);
+                row[0] = _mm512_fmadd_ps(av, v[0], row[0]);
+                row[1] = _mm512_fmadd_ps(av, v[1], row[1]);
             }
             a = a.add(MR);
         }
         let (alpha, beta_v) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
         for (i, row) in acc.iter().enumerate().take(rows) {
-            for (h, (run, m)) in [(first, m0), (second_run, m1)].into_iter().enumerate() {
+            for (h, (run, lanes)) in [(Some(first), l0), (second, l1)].into_iter().enumerate() {
+                let Some(run) = run else { continue };
                 let at = c.add(i * ldc + run.c);
                 let mut v = _mm512_mul_ps(alpha, row[h]);
                 // C is not read when beta is 0 (it may hold anything).
                 if beta != 0.0 {
-                    v = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(m, at), v);
+                    v = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(lanes.mask, at), v);
                 }
-                _mm512_mask_storeu_ps(at, m, v);
+                _mm512_mask_storeu_ps(at, lanes.mask, v);
             }
         }
     }
@@ -344,17 +397,33 @@ mod tests {
         let a = rng.vec(m * k, -1.0, 1.0);
         let src = rng.vec(400, -1.0, 1.0);
         let offsets: Vec<usize> = (0..k).map(|kk| (kk * 37) % 50).collect();
-        let runs = [Run { b: 3, c: 0, len: 16 }, Run { b: 100, c: 16, len: 5 }, Run { b: 200, c: 21, len: 16 }];
-        let n = 37;
+        // Contiguous, partial, split in two halves, split and partial.
+        let runs = [
+            Run::contiguous(3, 0, 16),
+            Run::contiguous(100, 16, 5),
+            Run::contiguous(200, 21, 16),
+            Run { b: 40, b_hi: 250, c: 37, len: 16 },
+            Run { b: 60, b_hi: 5, c: 53, len: 11 },
+        ];
+        let n = 64;
         let packed = PackedA::new((m, k), Mat::rows(&a, k));
         let mut c = vec![f32::NAN; m * n];
         product(&packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
+        // Columns no run covers keep their NaN.
+        let covered = |j: usize| runs.iter().any(|r| (r.c..r.c + r.len).contains(&j));
+        assert!((0..m * n).all(|i| covered(i % n) != c[i].is_nan()), "a run wrote outside its columns");
+        for (i, v) in c.iter_mut().enumerate() {
+            if !covered(i % n) {
+                *v = 0.0;
+            }
+        }
         // B materialised: column j of run r is src[offsets[kk] + r.b + t].
         let mut dense = vec![0.0f32; k * n];
         for r in &runs {
             for t in 0..r.len {
+                let at = if t < HALF { r.b + t } else { r.b_hi + t - HALF };
                 for kk in 0..k {
-                    dense[kk * n + r.c + t] = src[offsets[kk] + r.b + t];
+                    dense[kk * n + r.c + t] = src[offsets[kk] + at];
                 }
             }
         }

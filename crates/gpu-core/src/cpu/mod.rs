@@ -27,6 +27,7 @@ pub(crate) mod elementwise;
 pub(crate) mod fast_math;
 pub(crate) mod gemm;
 pub(crate) mod gemm_abt;
+pub(crate) mod gemm_dots;
 pub(crate) mod gemm_packed_a;
 pub(crate) mod index;
 pub(crate) mod lanes;

@@ -119,6 +119,8 @@ fn convolutions_match_the_reference() {
             },
             9,
         ),
+        // Rows of 8 outputs go two to a run; an odd height leaves half a run.
+        ("in place, 8 wide", pad(ConvGeometry::new(3, 6, (7, 8), (3, 3)), 1), 10),
     ];
     for (name, g, oc) in cases {
         let (oh, ow) = (g.out_h(), g.out_w());
