@@ -11,16 +11,30 @@ use super::fast_math::{sigmoid, tanh};
 use super::simd::multiversion;
 use crate::kernels::recurrent::{BackwardIn, RecurrentKind, SeqDims, SAVED};
 
+thread_local! {
+    /// The last step's scratch rows, for the next step: a fresh vector per
+    /// step (200 KB for the LSTM bench) cost its page faults every step.
+    static SPARE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Runs `row(b, scratch_row)` for every batch row into `B` scratch rows of
-/// `width`, on all cores when the step is large enough to pay for it.
+/// `width`, on all cores when the step is large enough to pay for it; hand
+/// the rows back with [`done`].
 fn rows(d: &SeqDims, width: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut scratch = vec![0.0; d.batch * width];
+    let mut scratch = SPARE.take();
+    scratch.clear();
+    scratch.resize(d.batch * width, 0.0);
     if d.batch * width < 4096 || rayon::current_num_threads() == 1 {
         scratch.chunks_exact_mut(width).enumerate().for_each(|(b, s)| row(b, s));
     } else {
         scratch.par_chunks_exact_mut(width).enumerate().for_each(|(b, s)| row(b, s));
     }
     scratch
+}
+
+/// Keeps `scratch` for the next step's [`rows`].
+fn done(scratch: Vec<f32>) {
+    SPARE.set(scratch);
 }
 
 /// One forward step at time `t` (see `ops::recurrent::cell_forward`):
@@ -79,6 +93,7 @@ pub(crate) fn forward(
             sv[(t * d.batch + b) * SAVED * h..][..SAVED * h].copy_from_slice(&s[2 * h..]);
         }
     }
+    done(scratch);
 }
 
 /// One backward step at time `t` (see `kernels::recurrent::backward_step`):
@@ -147,6 +162,7 @@ pub(crate) fn backward(d: &SeqDims, t: usize, i: &BackwardIn, dx: &mut [f32], dh
             ca[bh + b * h..][..h].copy_from_slice(&s[2 * gh + h..]);
         }
     }
+    done(scratch);
 }
 
 multiversion! {
@@ -163,8 +179,12 @@ multiversion! {
         let (ig, rest) = gates.split_at_mut(h);
         let (fg, rest) = rest.split_at_mut(h);
         let (gg, og) = rest.split_at_mut(h);
-        for v in ig.iter_mut().chain(fg.iter_mut()).chain(og.iter_mut()) {
-            *v = sigmoid(*v);
+        // One loop per gate: a chained iterator does not vectorize (it ran
+        // scalar, most of the cell's time).
+        for gate in [&mut *ig, &mut *fg, &mut *og] {
+            for v in gate.iter_mut() {
+                *v = sigmoid(*v);
+            }
         }
         for v in gg.iter_mut() {
             *v = tanh(*v);

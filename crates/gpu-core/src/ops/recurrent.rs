@@ -367,9 +367,19 @@ pub fn recurrent_forward(
     }
     // W_hhᵀ as a view: [H, G·H] with strides (1, H).
     let w_t = Layout { shape: [h, gh].into(), strides: [1, h].into(), offset: 0 };
+    // The CPU backend's sgemm reads a row-major B in place
+    // (`cpu/gemm_packed_a.rs`): one transposed copy per sequence costs less
+    // than packing the transposed view at every step.
+    let transposed;
+    let (w, w_view) = if dev.runs_fast_cpu() {
+        transposed = copy::contiguous(w_hh, &w_t)?;
+        (&transposed, Layout::contiguous(&[h, gh]))
+    } else {
+        (w_hh, w_t)
+    };
     for i in 0..t {
         let time = d.time(i);
-        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w_hh, &w_t)?;
+        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w, &w_view)?;
         cell_forward(&d, time, xw, &hw, b_hh, &states, saved_buf)?;
     }
     Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates })
