@@ -1,8 +1,10 @@
 //! Fast elementwise loops. The op tables (`BinaryOp::with_fn`,
 //! `UnaryOp::with_fn`) hand these a concrete closure per op, so each loop is
-//! compiled for that op and vectorizes over contiguous runs; work is split
-//! over all cores by [`par_chunks`].
+//! compiled for that op, once per vector level ([`dispatch`]), and
+//! vectorizes over contiguous runs; work is split over all cores by
+//! [`par_chunks`].
 
+use super::simd::{dispatch, Loop};
 use super::{par_chunks, GRAIN};
 use crate::kernels::table::{Binary, Unary};
 use crate::layout::{coalesce, Layout};
@@ -17,11 +19,23 @@ impl Unary for Map<'_> {
     type Out = ();
     fn call<F: Fn(f32) -> f32 + Copy + Sync>(self, f: F) {
         let x = self.x;
-        par_chunks(self.out, 1, GRAIN, |start, out| {
-            for (o, &v) in out.iter_mut().zip(&x[start..]) {
-                *o = f(v);
-            }
-        });
+        par_chunks(self.out, 1, GRAIN, |start, out| dispatch(MapLoop { x: &x[start..], out, f }));
+    }
+}
+
+/// One chunk of [`Map`].
+struct MapLoop<'a, F> {
+    x: &'a [f32],
+    out: &'a mut [f32],
+    f: F,
+}
+
+impl<F: Fn(f32) -> f32> Loop for MapLoop<'_, F> {
+    #[inline(always)]
+    fn run(self) {
+        for (o, &v) in self.out.iter_mut().zip(self.x) {
+            *o = (self.f)(v);
+        }
     }
 }
 
@@ -38,11 +52,29 @@ impl Binary for ChainRule<'_> {
     fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, df: F) {
         let (x, y, g) = (self.x, self.y, self.g);
         par_chunks(self.out, 1, GRAIN, |start, out| {
-            let (x, y, g) = (&x[start..], &y[start..], &g[start..]);
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = g[i] * df(x[i], y[i]);
-            }
+            let n = out.len();
+            let (x, y, g) = (&x[start..][..n], &y[start..][..n], &g[start..][..n]);
+            dispatch(ChainLoop { x, y, g, out, df })
         });
+    }
+}
+
+/// One chunk of [`ChainRule`].
+struct ChainLoop<'a, F> {
+    x: &'a [f32],
+    y: &'a [f32],
+    g: &'a [f32],
+    out: &'a mut [f32],
+    df: F,
+}
+
+impl<F: Fn(f32, f32) -> f32> Loop for ChainLoop<'_, F> {
+    #[inline(always)]
+    fn run(self) {
+        let ChainLoop { x, y, g, out, df } = self;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = g[i] * df(x[i], y[i]);
+        }
     }
 }
 
@@ -73,16 +105,36 @@ impl Binary for Strided2<'_> {
         let (oa, ob) = (outer(&st[0], self.va.offset), outer(&st[1], self.vb.offset));
         let (a, b) = (self.a, self.b);
         par_chunks(self.out, run, GRAIN, |start, out| {
-            for (i, o) in out.chunks_exact_mut(run).enumerate() {
-                let row = start / run + i;
-                let (a, b) = (&a[oa.index_of(row)..], &b[ob.index_of(row)..]);
-                match (sa, sb) {
-                    (1, 1) => o.iter_mut().zip(&a[..run]).zip(&b[..run]).for_each(|((o, &x), &y)| *o = f(x, y)),
-                    (1, 0) => o.iter_mut().zip(&a[..run]).for_each(|(o, &x)| *o = f(x, b[0])),
-                    (0, 1) => o.iter_mut().zip(&b[..run]).for_each(|(o, &y)| *o = f(a[0], y)),
-                    _ => o.iter_mut().enumerate().for_each(|(j, o)| *o = f(a[j * sa], b[j * sb])),
-                }
-            }
+            dispatch(RunsLoop { a: (a, &oa), b: (b, &ob), first: start / run, run: (run, sa, sb), out, f })
         });
+    }
+}
+
+/// One chunk of [`Strided2`]: rows of `run` elements from row `first`,
+/// each operand's row found through its outer layout and walked with one
+/// stride (1 = contiguous, 0 = a broadcast value).
+struct RunsLoop<'a, F> {
+    a: (&'a [f32], &'a Layout),
+    b: (&'a [f32], &'a Layout),
+    first: usize,
+    /// The run's length and each operand's stride along it.
+    run: (usize, usize, usize),
+    out: &'a mut [f32],
+    f: F,
+}
+
+impl<F: Fn(f32, f32) -> f32> Loop for RunsLoop<'_, F> {
+    #[inline(always)]
+    fn run(self) {
+        let RunsLoop { a: (a, oa), b: (b, ob), first, run: (run, sa, sb), out, f } = self;
+        for (i, o) in out.chunks_exact_mut(run).enumerate() {
+            let (a, b) = (&a[oa.index_of(first + i)..], &b[ob.index_of(first + i)..]);
+            match (sa, sb) {
+                (1, 1) => o.iter_mut().zip(&a[..run]).zip(&b[..run]).for_each(|((o, &x), &y)| *o = f(x, y)),
+                (1, 0) => o.iter_mut().zip(&a[..run]).for_each(|(o, &x)| *o = f(x, b[0])),
+                (0, 1) => o.iter_mut().zip(&b[..run]).for_each(|(o, &y)| *o = f(a[0], y)),
+                _ => o.iter_mut().enumerate().for_each(|(j, o)| *o = f(a[j * sa], b[j * sb])),
+            }
+        }
     }
 }

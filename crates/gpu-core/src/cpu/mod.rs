@@ -24,7 +24,6 @@ pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
-pub(crate) mod fast_math;
 pub(crate) mod gemm;
 pub(crate) mod gemm_abt;
 pub(crate) mod gemm_dots;

@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::fast_math::{sigmoid, tanh};
 use super::simd::multiversion;
+use crate::kernels::fast_math::{sigmoid, tanh};
 use crate::kernels::recurrent::{BackwardIn, RecurrentKind, SeqDims, SAVED};
 
 thread_local! {

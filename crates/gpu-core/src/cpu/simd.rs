@@ -115,7 +115,7 @@ fn parse(s: &str) -> Option<SimdLevel> {
 /// [`SimdLevel`] and run at [`simd_level`]. The body should be one loop's
 /// worth of work (a row, a chunk): what it calls is compiled for the level
 /// only when inlined into it (slices' iterators, `#[inline(always)]`
-/// helpers such as [`super::fast_math`]), not code behind a thread pool.
+/// helpers such as [`crate::kernels::fast_math`]), not code behind a thread pool.
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -149,6 +149,42 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+/// A loop to run at the host's vector level: the generic form of
+/// [`multiversion!`] for loops over an op's closure (the elementwise
+/// tables hand each loop a closure per op). [`Loop::run`] must be
+/// `#[inline(always)]`: it is then compiled into a copy per level, where
+/// the closures it calls are inlined and its loops over contiguous slices
+/// vectorize at the level's width (a closure handed to a dispatching
+/// function instead stayed a call, compiled for the baseline).
+pub(crate) trait Loop {
+    /// The loop.
+    fn run(self);
+}
+
+/// Runs `l` at [`simd_level`].
+#[inline(always)]
+pub(crate) fn dispatch<L: Loop>(l: L) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        unsafe fn avx512<L: Loop>(l: L) {
+            l.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<L: Loop>(l: L) {
+            l.run()
+        }
+        match simd_level() {
+            // SAFETY: simd_level never exceeds what the host supports.
+            SimdLevel::Avx512 => return unsafe { avx512(l) },
+            // SAFETY: as above.
+            SimdLevel::Avx2 => return unsafe { avx2(l) },
+            SimdLevel::Baseline => {}
+        }
+    }
+    l.run()
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,11 +10,14 @@ use super::table::{field_uniforms, wgsl_switch, Binary, Unary, WgslRow};
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
 
-/// erf by Abramowitz & Stegun 7.1.26, the same formula as the WGSL kernel.
+/// erf by Abramowitz & Stegun 7.1.26, the same formula as the WGSL kernel,
+/// with the branch-free `exp` of [`fast_math`](super::fast_math) (a few
+/// units in the last place; libm's `expf` is a call per element, which kept
+/// GELU's loops from vectorizing).
 pub fn erf_approx(v: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * v.abs());
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    sign(v) * (1.0 - poly * (-v * v).exp())
+    sign(v) * (1.0 - poly * super::fast_math::exp(-v * v))
 }
 
 /// WGSL's sign: 0 at 0 (Rust's `signum` gives ±1).
@@ -317,7 +320,7 @@ unary_table! {
         df: "let cdf = 0.5 * (1.0 + erf_approx(v * 0.7071067811865476)); cdf + v * 0.3989422804014327 * exp(-0.5 * v * v)"
             => {
                 let cdf = 0.5 * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
-                cdf + v * 0.398_942_3 * (-0.5 * v * v).exp()
+                cdf + v * 0.398_942_3 * super::fast_math::exp(-0.5 * v * v)
             };
     /// GELU's tanh approximation
     GeluTanh example()
