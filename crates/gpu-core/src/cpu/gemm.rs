@@ -29,7 +29,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Panics unless every element of an `r` x `c` view lies in `data`.
-    pub(crate) fn check(&self, r: usize, c: usize, what: &str) {
+    fn check(&self, r: usize, c: usize, what: &str) {
         if r > 0 && c > 0 {
             let last = (r - 1) * self.rs + (c - 1) * self.cs;
             assert!(last < self.data.len(), "wgrad internal: gemm {what} view {r}x{c} overruns its slice");

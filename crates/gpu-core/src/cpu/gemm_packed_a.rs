@@ -24,7 +24,6 @@
 //! AVX2/FMA, SSE2 and NEON kernels). A 6 x 16 AVX2 tile measured slower
 //! than this on the Zen 4 host under forced AVX2 and was not kept.
 
-use super::gemm::Mat;
 use super::simd::{simd_level, SimdLevel};
 
 /// Rows of A per panel (and of C per tile).
@@ -93,15 +92,18 @@ pub(crate) struct PackedA {
 }
 
 impl PackedA {
-    /// Packs the `m` x `k` view `a`.
+    /// Packs the `m` x `k` view of `a` with row and column strides `rs`,
+    /// `cs`.
     ///
     /// # Panics
     /// When the view overruns its slice.
-    pub(crate) fn new((m, k): (usize, usize), a: Mat) -> Self {
-        a.check(m, k, "A");
+    pub(crate) fn new((m, k): (usize, usize), (a, rs, cs): (&[f32], usize, usize)) -> Self {
+        if m > 0 && k > 0 {
+            assert!((m - 1) * rs + (k - 1) * cs < a.len(), "wgrad internal: packed A view {m}x{k} overruns its slice");
+        }
         let mut packed = PackedA { data: Vec::new(), m, k };
         // SAFETY: the view was checked against its slice.
-        unsafe { packed.pack((a.data.as_ptr(), a.rs, a.cs)) };
+        unsafe { packed.pack((a.as_ptr(), rs, cs)) };
         packed
     }
 
@@ -406,7 +408,7 @@ mod tests {
             Run { b: 60, b_hi: 5, c: 53, len: 11 },
         ];
         let n = 64;
-        let packed = PackedA::new((m, k), Mat::rows(&a, k));
+        let packed = PackedA::new((m, k), (&a, k, 1));
         let mut c = vec![f32::NAN; m * n];
         product(&packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
         // Columns no run covers keep their NaN.

@@ -1404,7 +1404,7 @@ fn sums_cpu(
         _ => None,
     };
     if let Some(imp) = implicit {
-        let a = crate::cpu::gemm_packed_a::PackedA::new((m, k), Mat { data: &xa[va.offset..], rs: a_rs, cs: a_cs });
+        let a = crate::cpu::gemm_packed_a::PackedA::new((m, k), (&xa[va.offset..], a_rs, a_cs));
         return crate::cpu::conv::product_implicit(&imp, &a, xb, |i| vb.index_of(i), xo);
     }
     match bop.conv {
