@@ -68,7 +68,9 @@ def conv():
 
 def sequence():
     for line in run(["cargo", "bench", "-q", "--bench", "sequence", "--", "--steps", "5"]).splitlines():
-        m = re.match(r"^(lstm|transformer) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) ", line)
+        # bench, wgrad ms, compiled ms, first step s, pytorch ms, ratio (the
+        # host-cost table below it has no ratio column).
+        m = re.match(r"^(lstm|transformer) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +[0-9.]+x", line)
         if m:
             yield f"{'LSTM' if m[1] == 'lstm' else 'Transformer'} step (ms)", float(m[2]), float(m[5])
 
@@ -108,6 +110,8 @@ for r in range(args.rounds):
 lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
 model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
 print(f"host: {model}, {os.cpu_count()} cores; medians of {args.rounds} alternated runs")
+# The ratio is wgrad's time over PyTorch's (for GFLOP/s rows PyTorch's
+# throughput over wgrad's): below 1 wgrad is faster.
 print(f"{'workload':<44} {'checkout':<16} {'wgrad':>9} {'PyTorch':>9} {'ratio':>7} {'ratio range':>13}")
 med = statistics.median
 for workload, by_checkout in results.items():

@@ -249,8 +249,10 @@ fn pooling_matches_the_reference_bit_for_bit() {
     // with padding, dilation, overlapping windows, an empty batch, and
     // enough planes to be split over threads.
     type Case = ([usize; 4], (usize, usize), (usize, usize), (usize, usize), (usize, usize));
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         ([2, 3, 8, 8], (2, 2), (2, 2), (0, 0), (1, 1)),
+        // 2x2 at stride 2 over odd sizes: the last row and column unread.
+        ([2, 3, 7, 9], (2, 2), (2, 2), (0, 0), (1, 1)),
         ([1, 2, 7, 9], (3, 3), (2, 1), (1, 1), (1, 1)),
         ([3, 1, 9, 8], (2, 3), (1, 2), (1, 0), (2, 2)),
         ([2, 2, 5, 5], (3, 3), (1, 1), (1, 1), (1, 1)),
