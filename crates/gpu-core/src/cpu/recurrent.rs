@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::gemm::Mat;
+
 use super::simd::multiversion;
 use crate::kernels::fast_math::{sigmoid, tanh};
 use crate::kernels::recurrent::{BackwardIn, RecurrentKind, SeqDims, SAVED};
@@ -94,6 +96,157 @@ pub(crate) fn forward(
         }
     }
     done(scratch);
+}
+
+/// An LSTM's whole forward sequence with the batch rows split over the
+/// cores once: each task runs its rows through every step (`h_prev W_hhᵀ`
+/// for its rows, then their cells), so no step waits on another thread and
+/// a task's rows stay in its cache. Rows of the batch are independent in
+/// the forward pass, and each row's product and cell are the per-step
+/// path's, so the bits are [`forward`]'s. `w_t` is `W_hhᵀ`, row-major
+/// `[H, 4H]`; `xs` = xw for all steps; writes every step's h and c into
+/// `st` and gates into `sv`.
+pub(crate) fn lstm_forward_sequence(
+    d: &SeqDims,
+    xs: &[f32],
+    w_t: &[f32],
+    bs: Option<&[f32]>,
+    st: &mut [f32],
+    sv: &mut [f32],
+) {
+    let (h, gh, bh, batch) = (d.hidden, d.gh(), d.bh(), d.batch);
+    let c_off = d.cell_offset();
+    assert!(d.kind == RecurrentKind::Lstm && w_t.len() >= h * gh, "wgrad internal: lstm_forward_sequence operands");
+    assert!(st.len() >= c_off + (d.steps + 1) * bh && sv.len() >= d.steps * batch * SAVED * h);
+    assert!(xs.len() >= d.steps * batch * gh);
+    let per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let (st, sv) = (Rows::new(st), Rows::new(sv));
+    (0..batch.div_ceil(per)).into_par_iter().for_each(|task| {
+        let rows = task * per..((task + 1) * per).min(batch);
+        let mut hw = vec![0.0f32; rows.len() * gh];
+        for i in 0..d.steps {
+            let t = d.time(i);
+            let (prev, out) = d.slots(t);
+            // SAFETY (every `Rows` access below): this task alone touches
+            // batch rows `rows` of every slot of `st` and of every step of
+            // `sv`, and reads slot `prev` while it writes slot `out`.
+            let h_prev = unsafe { st.get(prev * bh + rows.start * h, rows.len() * h) };
+            super::gemm::gemm((rows.len(), h, gh), 1.0, Mat::rows(h_prev, h), Mat::rows(w_t, gh), 0.0, &mut hw, gh);
+            for (j, b) in rows.clone().enumerate() {
+                let (hn, cn, gates, cp) = unsafe {
+                    (
+                        st.get_mut(out * bh + b * h, h),
+                        st.get_mut(c_off + out * bh + b * h, h),
+                        sv.get_mut((t * batch + b) * SAVED * h, 4 * h),
+                        st.get(c_off + prev * bh + b * h, h),
+                    )
+                };
+                lstm_row(&xs[(t * batch + b) * gh..][..gh], &hw[j * gh..][..gh], bs, cp, hn, cn, gates);
+            }
+        }
+    });
+}
+
+/// The backward pass of [`lstm_forward_sequence`], its rows split over the
+/// cores the same way: per step each task's cells (from `dy`, the carries
+/// and its rows of the last step's `dhw @ W_hh`) write their rows of `dx`
+/// (= dxw = dhw for the LSTM), then the task multiplies those rows by
+/// `W_hh` for the next step. The bits are the per-step path's
+/// ([`backward`] then the product). `carry` is `[dh; dc]` (`[2, B, H]`,
+/// starting as `dh_n`, `dc_n`), left as `[0; dc0]`; `dh0` gets the last
+/// step's product (at least one step).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_backward_sequence(
+    d: &SeqDims,
+    i: &BackwardIn,
+    w_hh: &[f32],
+    dx: &mut [f32],
+    carry: &mut [f32],
+    dh0: &mut [f32],
+) {
+    let (h, gh, bh, batch) = (d.hidden, d.gh(), d.bh(), d.batch);
+    let c_off = d.cell_offset();
+    let sv = i.sv.expect("the LSTM saves its gates");
+    assert!(
+        d.kind == RecurrentKind::Lstm && d.steps > 0 && w_hh.len() >= gh * h,
+        "wgrad internal: lstm_backward_sequence"
+    );
+    assert!(dx.len() >= d.steps * batch * gh && carry.len() >= 2 * bh && dh0.len() >= bh);
+    let per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let (dx, carry, dh0) = (Rows::new(dx), Rows::new(carry), Rows::new(dh0));
+    (0..batch.div_ceil(per)).into_par_iter().for_each(|task| {
+        let rows = task * per..((task + 1) * per).min(batch);
+        let (mut rec, mut cac) = (vec![0.0f32; rows.len() * h], vec![0.0f32; h]);
+        for (n, step) in (0..d.steps).rev().enumerate() {
+            let t = d.time(step);
+            let (prev, out) = d.slots(t);
+            for (j, b) in rows.clone().enumerate() {
+                let row = b * h;
+                // SAFETY (every `Rows` access here): this task alone touches
+                // batch rows `rows` of `carry`, `dx` and `dh0`.
+                let (carry_h, carry_c, sdx) = unsafe {
+                    (carry.get_mut(row, h), carry.get_mut(bh + row, h), dx.get_mut((t * batch + b) * gh, gh))
+                };
+                lstm_row_backward(
+                    &i.dys[t * bh + row..][..h],
+                    carry_h,
+                    (n > 0).then(|| &rec[j * h..][..h]),
+                    carry_c,
+                    &i.st[c_off + out * bh + row..][..h],
+                    &i.st[c_off + prev * bh + row..][..h],
+                    &sv[(t * batch + b) * SAVED * h..][..4 * h],
+                    sdx,
+                    &mut cac,
+                );
+                // The dh carry is consumed; the dc carry moves to the previous step.
+                carry_h.fill(0.0);
+                carry_c.copy_from_slice(&cac);
+            }
+            // SAFETY: as above (this task's rows of dx at time t).
+            let dhw = unsafe { dx.get((t * batch + rows.start) * gh, rows.len() * gh) };
+            super::gemm::gemm((rows.len(), gh, h), 1.0, Mat::rows(dhw, gh), Mat::rows(w_hh, h), 0.0, &mut rec, h);
+        }
+        // SAFETY: as above.
+        unsafe { dh0.get_mut(rows.start * h, rows.len() * h) }.copy_from_slice(&rec);
+    });
+}
+
+/// A buffer whose disjoint parts several tasks read and write at once
+/// (each its own batch rows): slices handed out by offset, bounds-checked;
+/// that no two tasks' parts overlap is the caller's promise.
+#[derive(Clone, Copy)]
+struct Rows {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: tasks touch disjoint parts (the `get`/`get_mut` contract).
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn new(data: &mut [f32]) -> Self {
+        Rows { ptr: data.as_mut_ptr(), len: data.len() }
+    }
+
+    /// `len` values from `at`, read.
+    ///
+    /// # Safety
+    /// No task writes them while the slice lives.
+    unsafe fn get<'a>(self, at: usize, len: usize) -> &'a [f32] {
+        assert!(at + len <= self.len, "wgrad internal: row slice past its buffer");
+        std::slice::from_raw_parts(self.ptr.add(at), len)
+    }
+
+    /// `len` values from `at`, written.
+    ///
+    /// # Safety
+    /// No other slice of them lives while this one does.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+        assert!(at + len <= self.len, "wgrad internal: row slice past its buffer");
+        std::slice::from_raw_parts_mut(self.ptr.add(at), len)
+    }
 }
 
 /// One backward step at time `t` (see `kernels::recurrent::backward_step`):

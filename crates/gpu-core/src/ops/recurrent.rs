@@ -367,19 +367,27 @@ pub fn recurrent_forward(
     }
     // W_hhᵀ as a view: [H, G·H] with strides (1, H).
     let w_t = Layout { shape: [h, gh].into(), strides: [1, h].into(), offset: 0 };
-    // The CPU backend's sgemm reads a row-major B in place
-    // (`cpu/gemm_packed_a.rs`): one transposed copy per sequence costs less
-    // than packing the transposed view at every step.
-    let transposed;
-    let (w, w_view) = if dev.runs_fast_cpu() {
-        transposed = copy::contiguous(w_hh, &w_t)?;
-        (&transposed, Layout::contiguous(&[h, gh]))
-    } else {
-        (w_hh, w_t)
-    };
+    if dev.runs_fast_cpu() && kind == RecurrentKind::Lstm {
+        // The whole sequence in one pass, the batch rows split over the
+        // cores once (`cpu::recurrent::lstm_forward_sequence`), reading a
+        // row-major W_hhᵀ (`cpu/gemm_packed_a.rs` reads B in place).
+        let transposed = copy::contiguous(w_hh, &w_t)?;
+        run(
+            dev,
+            |_| unreachable!("the CPU backend's sequence runs on the host"),
+            || {
+                let (hx, hw) = (xw.host(), transposed.host());
+                let hb = b_hh.map(|b| b.host());
+                let (mut hs, mut hg) = (states.host_mut(), saved_buf.host_mut());
+                let (xs, w, bs) = (f32s(&hx), f32s(&hw), hb.as_ref().map(|b| f32s(b)));
+                crate::cpu::recurrent::lstm_forward_sequence(&d, xs, w, bs, f32s_mut(&mut hs), f32s_mut(&mut hg));
+            },
+        )?;
+        return Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates });
+    }
     for i in 0..t {
         let time = d.time(i);
-        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w, &w_view)?;
+        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w_hh, &w_t)?;
         cell_forward(&d, time, xw, &hw, b_hh, &states, saved_buf)?;
     }
     Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates })
@@ -543,7 +551,26 @@ pub fn recurrent_backward_at(
     if let Some(kernel) = in_store.filter(|_| t > 0) {
         rec = Some(backward_in_store(kernel, &d, saved, w_hh, (dy, offset), &dxw, &carry, &placeholder)?);
     }
-    for i in (0..t).rev().filter(|_| in_store.is_none()) {
+    // The CPU backend's LSTM: the whole sequence in one pass, the batch
+    // rows split over the cores once (`cpu::recurrent::lstm_backward_sequence`).
+    let whole = dev.runs_fast_cpu() && d.kind == RecurrentKind::Lstm && t > 0;
+    if whole {
+        let dh0 = Buffer::alloc(dev, bh as u64 * 4)?;
+        let gates = saved.gates.as_ref().expect("the LSTM saves its gates");
+        run(
+            dev,
+            |_| unreachable!("the CPU backend's sequence runs on the host"),
+            || {
+                let (hy, hs, hg, hw) = (dy.host(), saved.states.host(), gates.host(), w_hh.host());
+                let (mut hdx, mut hc, mut hd) = (dxw.host_mut(), carry.host_mut(), dh0.host_mut());
+                let inputs = BackwardIn { dys: &f32s(&hy)[offset..], rec: None, st: f32s(&hs), sv: Some(f32s(&hg)) };
+                let (dx, ca, d0) = (f32s_mut(&mut hdx), f32s_mut(&mut hc), f32s_mut(&mut hd));
+                crate::cpu::recurrent::lstm_backward_sequence(&d, &inputs, f32s(&hw), dx, ca, d0);
+            },
+        )?;
+        rec = Some(dh0);
+    }
+    for i in (0..t).rev().filter(|_| in_store.is_none() && !whole) {
         let time = d.time(i);
         cell_backward(&d, time, (dy, offset), rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
         rec = Some(matmul::matmul(dhw_all, &d.gate_rows(time), w_hh, &w_view)?.0);
