@@ -21,8 +21,10 @@
 //! over threads, so splitting C changes no bit of it.
 //!
 //! Only an AVX-512 kernel exists: other hosts keep `matrixmultiply` (its
-//! AVX2/FMA, SSE2 and NEON kernels). A 6 x 16 AVX2 tile measured slower
-//! than this on the Zen 4 host under forced AVX2 and was not kept.
+//! AVX2/FMA, SSE2 and NEON kernels). A 6 x 16 AVX2 tile, tried in a scratch
+//! crate, reached 0.5-0.95x of this kernel on the Zen 4 host; whether it
+//! beats `matrixmultiply`'s AVX2 kernel needs an AVX2 host to tell, so it
+//! was not kept.
 
 use super::simd::{simd_level, SimdLevel};
 
