@@ -7,7 +7,38 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
+use super::simd::multiversion;
 use crate::kernels::attention::{AttnDims, Inputs};
+use crate::kernels::fast_math::exp;
+
+/// `m` (`rows` x `cols`, row-major) transposed into `out` (`cols` x
+/// `rows`): a head's K or V, so that the products reading Kᵀ or Vᵀ get a
+/// row-major B (`cpu/gemm_packed_a.rs` reads it in place; packing a
+/// transposed B costs more than this copy).
+fn transpose(m: &[f32], (rows, cols): (usize, usize), out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(rows * cols, 0.0);
+    for (r, row) in m[..rows * cols].chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+}
+
+multiversion! {
+    /// `row[j] = e^(row[j] − m)`, exactly 0 for a hidden key (−∞; the
+    /// branch-free `exp` clamps its argument, so it would give 1e-38);
+    /// returns their sum. The branch-free `exp` lets the loop vectorize
+    /// (libm's `expf` was a call per score).
+    fn exp_shifted(row: &mut [f32], m: f32) -> f32 {
+        let mut sum = 0.0;
+        for s in row.iter_mut() {
+            *s = if *s == f32::NEG_INFINITY { 0.0 } else { exp(*s - m) };
+            sum += *s;
+        }
+        sum
+    }
+}
 
 /// `c = alpha · a (m×k) @ b (k×n)`, `c` dense row-major (overwritten).
 fn product(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, c: &mut [f32]) {
@@ -20,7 +51,9 @@ impl Inputs<'_> {
     fn scores(&self, bh: usize, s: &mut [f32]) {
         let AttnDims { heads, lq, lk, d, .. } = self.dims;
         let (q, k) = (&self.q[bh * lq * d..][..lq * d], &self.k[bh * lk * d..][..lk * d]);
-        product(lq, d, lk, self.scale, Mat::rows(q, d), Mat::transposed(k, d), s);
+        let mut k_t = Vec::new();
+        transpose(k, (lk, d), &mut k_t);
+        product(lq, d, lk, self.scale, Mat::rows(q, d), Mat::rows(&k_t, lk), s);
         for i in 0..lq {
             let row = &mut s[i * lk..(i + 1) * lk];
             if let Some((m, st)) = self.mask {
@@ -54,11 +87,7 @@ pub(crate) fn forward(x: &Inputs, out: &mut [f32], lse: &mut [f32]) {
                     *l = f32::INFINITY;
                     continue;
                 }
-                let mut sum = 0.0;
-                row.iter_mut().for_each(|s| {
-                    *s = (*s - m).exp();
-                    sum += *s;
-                });
+                let sum = exp_shifted(row, m);
                 row.iter_mut().for_each(|s| *s /= sum);
                 *l = m + sum.ln();
             }
@@ -92,14 +121,18 @@ pub(crate) fn backward(
             let mut p = vec![0.0f32; lq * lk];
             x.scores(bh, &mut p);
             for (i, &l) in lse[bh * lq..][..lq].iter().enumerate() {
-                p[i * lk..(i + 1) * lk]
-                    .iter_mut()
-                    .for_each(|s| *s = if l == f32::INFINITY { 0.0 } else { (*s - l).exp() });
+                let row = &mut p[i * lk..(i + 1) * lk];
+                if l == f32::INFINITY {
+                    row.fill(0.0);
+                } else {
+                    exp_shifted(row, l);
+                }
             }
             // dV = Pᵀ dO; dP = dO Vᵀ; dS = P (dP − δ) · scale with δ_i = dO_i · O_i.
             product(lk, lq, w, 1.0, Mat::transposed(&p, lk), Mat::rows(g, w), dv);
-            let mut ds = vec![0.0f32; lq * lk];
-            product(lq, w, lk, 1.0, Mat::rows(g, w), Mat::transposed(v, w), &mut ds);
+            let (mut ds, mut v_t) = (vec![0.0f32; lq * lk], Vec::new());
+            transpose(v, (lk, w), &mut v_t);
+            product(lq, w, lk, 1.0, Mat::rows(g, w), Mat::rows(&v_t, lk), &mut ds);
             for i in 0..lq {
                 let (dsr, pr) = (&mut ds[i * lk..(i + 1) * lk], &p[i * lk..(i + 1) * lk]);
                 let delta: f32 = g[i * w..][..w].iter().zip(&o[i * w..][..w]).map(|(a, b)| a * b).sum();
