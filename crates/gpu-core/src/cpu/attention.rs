@@ -11,20 +11,6 @@ use super::simd::multiversion;
 use crate::kernels::attention::{AttnDims, Inputs};
 use crate::kernels::fast_math::exp;
 
-/// `m` (`rows` x `cols`, row-major) transposed into `out` (`cols` x
-/// `rows`): a head's K or V, so that the products reading Kᵀ or Vᵀ get a
-/// row-major B (`cpu/gemm_packed_a.rs` reads it in place; packing a
-/// transposed B costs more than this copy).
-fn transpose(m: &[f32], (rows, cols): (usize, usize), out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(rows * cols, 0.0);
-    for (r, row) in m[..rows * cols].chunks_exact(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] = v;
-        }
-    }
-}
-
 multiversion! {
     /// `row[j] = e^(row[j] − m)`, exactly 0 for a hidden key (−∞; the
     /// branch-free `exp` clamps its argument, so it would give 1e-38);
@@ -51,9 +37,7 @@ impl Inputs<'_> {
     fn scores(&self, bh: usize, s: &mut [f32]) {
         let AttnDims { heads, lq, lk, d, .. } = self.dims;
         let (q, k) = (&self.q[bh * lq * d..][..lq * d], &self.k[bh * lk * d..][..lk * d]);
-        let mut k_t = Vec::new();
-        transpose(k, (lk, d), &mut k_t);
-        product(lq, d, lk, self.scale, Mat::rows(q, d), Mat::rows(&k_t, lk), s);
+        product(lq, d, lk, self.scale, Mat::rows(q, d), Mat::transposed(k, d), s);
         for i in 0..lq {
             let row = &mut s[i * lk..(i + 1) * lk];
             if let Some((m, st)) = self.mask {
@@ -130,9 +114,8 @@ pub(crate) fn backward(
             }
             // dV = Pᵀ dO; dP = dO Vᵀ; dS = P (dP − δ) · scale with δ_i = dO_i · O_i.
             product(lk, lq, w, 1.0, Mat::transposed(&p, lk), Mat::rows(g, w), dv);
-            let (mut ds, mut v_t) = (vec![0.0f32; lq * lk], Vec::new());
-            transpose(v, (lk, w), &mut v_t);
-            product(lq, w, lk, 1.0, Mat::rows(g, w), Mat::rows(&v_t, lk), &mut ds);
+            let mut ds = vec![0.0f32; lq * lk];
+            product(lq, w, lk, 1.0, Mat::rows(g, w), Mat::transposed(v, w), &mut ds);
             for i in 0..lq {
                 let (dsr, pr) = (&mut ds[i * lk..(i + 1) * lk], &p[i * lk..(i + 1) * lk]);
                 let delta: f32 = g[i * w..][..w].iter().zip(&o[i * w..][..w]).map(|(a, b)| a * b).sum();

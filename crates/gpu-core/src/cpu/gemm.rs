@@ -2,9 +2,8 @@
 //! and attention fast paths): matrix views over slices whose extents are
 //! checked before the call, so the callers hold no unsafe code, and large
 //! products split over rayon's threads. The kernel: small products of the
-//! dot-product form go to `gemm_abt.rs`, products with a small A and
-//! row-major B on AVX-512 hosts to `gemm_packed_a.rs`, the rest to
-//! `matrixmultiply`.
+//! dot-product form go to `gemm_abt.rs`, products with a small A on
+//! AVX-512 hosts to `gemm_packed_a.rs`, the rest to `matrixmultiply`.
 
 use super::{gemm_abt, gemm_packed_a};
 
@@ -64,7 +63,7 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
     assert!((m - 1) * ldc + n <= c.len() && n <= ldc, "wgrad internal: gemm C {m}x{n} overruns its slice");
     // Chosen for the whole product, so that its parts below run the same
     // kernel as the whole would.
-    let packed_a = b.cs == 1 && gemm_packed_a::suits((m, k));
+    let packed_a = gemm_packed_a::takes((m, k), b.cs);
     let threads = rayon::current_num_threads();
     let side = m.max(n);
     let parts = threads.min(side / SPLIT_MIN_WIDTH);
@@ -136,13 +135,13 @@ impl SendPtr {
     }
 }
 
-/// `gemm_packed_a` (when `packed_a`: see [`gemm_packed_a::suits`]) or
+/// `gemm_packed_a` (when `packed_a`: see [`gemm_packed_a::takes`]) or
 /// `matrixmultiply::sgemm` on raw views, on the calling thread.
 ///
 /// # Safety
 /// Every element of the `m` x `k`, `k` x `n` and `m` x `n` views must lie
 /// in memory valid for reads (A, B) and writes (C), C aliasing neither;
-/// `packed_a` only where `suits` said so.
+/// `packed_a` only where `takes` said so.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm(
     (m, k, n): (usize, usize, usize),
@@ -155,7 +154,7 @@ unsafe fn sgemm(
     packed_a: bool,
 ) {
     if packed_a {
-        return gemm_packed_a::gemm_packed_a((m, k, n), alpha, (a, a_rs, a_cs), (b, b_rs), beta, c, ldc);
+        return gemm_packed_a::gemm_packed_a((m, k, n), alpha, (a, a_rs, a_cs), (b, b_rs, b_cs), beta, c, ldc);
     }
     matrixmultiply::sgemm(
         m,

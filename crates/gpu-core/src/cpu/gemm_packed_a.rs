@@ -5,7 +5,9 @@
 //! convolution reads its input in place through `offsets[(c, ki, kj)] = c ·
 //! plane + ki · row + kj` (`cpu/conv.rs`, implicit GEMM: no column buffer).
 //! Reached through `cpu::gemm` on AVX-512 hosts for products whose A fits
-//! in cache, and from the convolutions' fast paths.
+//! in cache (a B whose columns are not contiguous, such as a transposed
+//! weight or attention's Kᵀ, copied row-major first), and from the
+//! convolutions' fast paths.
 //!
 //! `matrixmultiply` packs B as well, on every call: for the products a
 //! small network makes (a convolution's 16 x 144 x 1024 per image, the
@@ -43,6 +45,14 @@ const MAX_A: usize = 1 << 18;
 /// small enough to stay in cache.
 pub(crate) fn suits((m, k): (usize, usize)) -> bool {
     m * k <= MAX_A && simd_level() == SimdLevel::Avx512
+}
+
+/// Whether [`gemm_packed_a`] takes the product `m` x `k` times a B with
+/// column stride `b_cs`: A [`suits`], and B is row-major or A has a whole
+/// panel of rows to pay for copying B row-major (a copy of B is about what
+/// `matrixmultiply`'s packing of a transposed B costs).
+pub(crate) fn takes((m, k): (usize, usize), b_cs: usize) -> bool {
+    suits((m, k)) && (b_cs == 1 || m >= MR)
 }
 
 /// Up to [`RUN`] adjacent columns of C: row `k` of B holds the first 8 at
@@ -202,31 +212,40 @@ unsafe fn product_raw(
 }
 
 /// What a thread keeps between products, so that a warm product allocates
-/// nothing: packed A, row offsets and runs.
+/// nothing: packed A, B copied row-major (when its columns are not
+/// contiguous), row offsets and runs.
 struct Scratch {
     a: PackedA,
+    b: Vec<f32>,
     offsets: Vec<usize>,
     runs: Vec<Run>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
-        std::cell::RefCell::new(Scratch { a: PackedA { data: Vec::new(), m: 0, k: 0 }, offsets: Vec::new(), runs: Vec::new() })
+        std::cell::RefCell::new(Scratch {
+            a: PackedA { data: Vec::new(), m: 0, k: 0 },
+            b: Vec::new(),
+            offsets: Vec::new(),
+            runs: Vec::new(),
+        })
     };
 }
 
-/// `c[i·ldc + j] = alpha·Σ_p a[i·a_rs + p·a_cs]·b[p·ldb + j] + beta·c[i·ldc + j]`
-/// for `i < m`, `j < n` (a row-major B); with `beta == 0` C is not read.
+/// `c[i·ldc + j] = alpha·Σ_p a[i·a_rs + p·a_cs]·b[p·b_rs + j·b_cs] + beta·c[i·ldc + j]`
+/// for `i < m`, `j < n`; with `beta == 0` C is not read. A row-major B
+/// (`b_cs == 1`) is read in place, any other (a transposed weight,
+/// attention's Kᵀ) is copied row-major first.
 ///
 /// # Safety
-/// [`suits`] holds for `(m, k)`, and every element of the three views lies
-/// in memory valid for reads (A, B) and writes (C), C aliasing neither.
+/// [`takes`] holds for the product, and every element of the three views
+/// lies in memory valid for reads (A, B) and writes (C), C aliasing neither.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_packed_a(
     (m, k, n): (usize, usize, usize),
     alpha: f32,
     a: (*const f32, usize, usize),
-    (b, ldb): (*const f32, usize),
+    (b, b_rs, b_cs): (*const f32, usize, usize),
     beta: f32,
     c: *mut f32,
     ldc: usize,
@@ -234,6 +253,13 @@ pub(crate) unsafe fn gemm_packed_a(
     SCRATCH.with_borrow_mut(|s| {
         (s.a.m, s.a.k) = (m, k);
         s.a.pack(a);
+        let (b, ldb) = if b_cs == 1 {
+            (b, b_rs)
+        } else {
+            s.b.clear();
+            s.b.extend((0..k * n).map(|i| *b.add(i / n * b_rs + i % n * b_cs)));
+            (s.b.as_ptr(), n)
+        };
         s.offsets.clear();
         s.offsets.extend((0..k).map(|kk| kk * ldb));
         s.runs.clear();
@@ -364,7 +390,15 @@ mod tests {
                         // SAFETY: AVX-512 checked above; the views lie in the vectors.
                         unsafe {
                             let (bp, cp) = (b.as_ptr().add(cols.start), c.as_mut_ptr().add(cols.start));
-                            gemm_packed_a((m, k, cols.len()), 0.5, (a.as_ptr(), a_rs, a_cs), (bp, ldb), beta, cp, ldc)
+                            gemm_packed_a(
+                                (m, k, cols.len()),
+                                0.5,
+                                (a.as_ptr(), a_rs, a_cs),
+                                (bp, ldb, 1),
+                                beta,
+                                cp,
+                                ldc,
+                            )
                         }
                     };
                     let mut c = c0.clone();
@@ -386,6 +420,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A B whose columns are not contiguous (stored transposed) gives the
+    /// bits of the same B stored row-major: it is copied, then read as one.
+    #[test]
+    fn a_transposed_b_is_the_row_major_b() {
+        if host_simd_level() != SimdLevel::Avx512 {
+            return;
+        }
+        let mut rng = crate::HostRng::new(21);
+        let (m, k, n) = (11, 37, 50);
+        let (a, bt) = (rng.vec(m * k, -1.0, 1.0), rng.vec(n * k, -1.0, 1.0));
+        let b: Vec<f32> = (0..k * n).map(|i| bt[i % n * k + i / n]).collect();
+        let run = |bv: (*const f32, usize, usize)| {
+            let mut c = vec![0.0f32; m * n];
+            // SAFETY: AVX-512 checked above; the views lie in the vectors.
+            unsafe { gemm_packed_a((m, k, n), 1.0, (a.as_ptr(), k, 1), bv, 0.0, c.as_mut_ptr(), n) };
+            c
+        };
+        let (t, r) = (run((bt.as_ptr(), 1, k)), run((b.as_ptr(), n, 1)));
+        assert!(t.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "transposed B differs");
+        let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+        assert_product("transposed B", &t, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
     }
 
     /// Rows of B at arbitrary offsets and runs that land anywhere in C (as
