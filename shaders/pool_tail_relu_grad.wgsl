@@ -2,7 +2,6 @@
 // the fuser (gpu/tails.rs): each lane times ReLU's derivative at the ReLU's
 // output y (load_y, binding 3 of pool_grad_io), as unary_grad.wgsl computes
 // it: g · f'(y), NaN kept.
-
 //
 // In the f16 variants the gradient is first rounded to f16 (ROUND_TAIL), as
 // the unfused pass stores it and the ReLU's gradient widens it back: a

@@ -17,6 +17,18 @@ pub(crate) const NONE: u32 = u32::MAX;
 
 /// The shaders this family derives from its files by swapping includes,
 /// and its storage bindings (`shaders.rs` collects every family's).
+/// The `pool_relu_grad` variant (a ReLU's gradient in the store) of a
+/// backward pass's `shader`: the same storage, named beside the variants
+/// below so that a new storage is added in one place.
+pub(crate) fn relu_grad_variant(shader: &str) -> &'static str {
+    match shader {
+        "pool_tex" => "pool_relu_grad_tex",
+        "pool_f16" => "pool_relu_grad_f16",
+        "pool_f16_native" => "pool_relu_grad_f16_native",
+        _ => "pool_relu_grad",
+    }
+}
+
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("pool_tex", "pool", &[("pool_io_f32", "pool_io_tex")]),

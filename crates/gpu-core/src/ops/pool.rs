@@ -143,15 +143,9 @@ impl Pool {
             return self.launch(g, op, io, entry, inputs, &[out], n);
         }
         let (shader, constants, params, lanes) = self.parts(g, op, io, inputs, n)?;
-        let tail_shader = match shader {
-            "pool_tex" => "pool_relu_grad_tex",
-            "pool_f16" => "pool_relu_grad_f16",
-            "pool_f16_native" => "pool_relu_grad_f16_native",
-            _ => "pool_relu_grad",
-        };
         let store = BackwardStore {
             shader,
-            tail_shader,
+            tail_shader: crate::kernels::pool::relu_grad_variant(shader),
             f16: io == Operands::F16,
             entry,
             constants: constants.into_iter().collect(),
