@@ -29,6 +29,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
       WGRAD_COOP_FRAGS=$f step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
     done
     step .gpu/test_gpu_core parity_epilogue:: --test-threads 1
+    # The fuser's tails on the matrix-unit family's store (`matmul_coop_act`).
+    step .gpu/test_gpu_core product_tails:: --test-threads 1
     step .gpu/test_autograd gradients_attention:: --test-threads 1
     unset WGRAD_REQUIRE_MATRIX_UNITS
     step .gpu/test_gpu_core parity_matmul:: --test-threads 1

@@ -22,7 +22,7 @@ cargo bench --bench matmul --bench matrix_units_peak --bench sequence --bench re
   sed -n 's/.*Executable benches\/\([a-z_0-9]*\)\.rs (\(.*\))/\1 \2/p' |
   while read -r name path; do cp "$path" ".gpu/bench_$name"; done
 cargo build --release --example devices -q
-cp target/release/examples/devices .gpu/devices
+cp "${CARGO_TARGET_DIR:-target}/release/examples/devices" .gpu/devices
 strip .gpu/* 2>/dev/null || true
 (cd .gpu && tar -cJf bins.tar.xz ./* && find . -type f ! -name bins.tar.xz -delete)
 cp benches/gpu/matrix_units.sh benches/gpu/steps.sh benches/gpu/setup.sh .gpu/

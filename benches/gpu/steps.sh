@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Compiled training steps on a GPU machine: the ResNet-20 (batch 32 and 128,
-# f32 and AMP) and sequence (LSTM, Transformer, f32 and AMP) benches, each
-# step eager (replayed batch by batch) and through a `CompiledStep`, with
-# the host's cost per launch and PyTorch CUDA eager on the same card in the
-# same run; then one profiled ResNet-20 step for the device time, and the
-# LSTM with smaller matmul tiles (does its device time follow occupancy?).
+# f32 and AMP) and sequence (LSTM, Transformer, GPT; f32 and AMP) benches,
+# each step eager (replayed batch by batch) and through a `CompiledStep`,
+# with the host's cost per launch and PyTorch CUDA eager on the same card in
+# the same run; then tile probes: a compiled step's wall time is its device
+# time, so the same steps with every tiled product on a smaller output tile
+# (more workgroups) say whether the products' occupancy is what remains.
 # Packed by benches/gpu/pack.sh; run from the project root as
 # `bash .gpu/steps.sh`.
 # Output: stdout, appended to $OUT/steps.log.
@@ -12,9 +13,11 @@ set -uo pipefail
 . "$(dirname "$0")/setup.sh"
 {
   LIMIT=200 step .gpu/bench_resnet 32 128 --amp
-  LIMIT=150 step .gpu/bench_sequence lstm transformer --amp --steps 10
-  LIMIT=90 step .gpu/bench_resnet 32 --profile
-  # Occupancy probe: the LSTM's per-step product gets 8 workgroups with
-  # the default 32 x 128 tile; smaller tiles give more (every product).
-  for t in 32x32 16x64; do WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_sequence lstm --steps 5; done
+  LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
+  # Probes (PyTorch left out: its figures are above). Tiles must hold
+  # 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
+  for t in 32x64 64x32; do
+    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
+    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm --steps 5
+  done
 } 2>&1 | tee -a "${OUT:-/tmp}/steps.log"

@@ -32,6 +32,19 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         Variant::new("matmul_act", "matmul", &[("matmul_store", "matmul_store_act")]),
         Variant::new("matmul_subgroup_act", "matmul_subgroup", &[("matmul", "matmul_act")]),
         Variant::new(
+            "matmul_act_f16",
+            "matmul",
+            &[("operands_f32", "operands_f16"), ("matmul_store", "matmul_store_act")],
+        ),
+        Variant::new(
+            "matmul_act_f16_native",
+            "matmul",
+            &[("operands_f32", "operands_f16_native"), ("matmul_store", "matmul_store_act")],
+        )
+        .f16(),
+        Variant::new("matmul_subgroup_act_f16", "matmul_subgroup", &[("matmul", "matmul_act_f16")]),
+        Variant::new("matmul_subgroup_act_f16_native", "matmul_subgroup", &[("matmul", "matmul_act_f16_native")]),
+        Variant::new(
             "matmul_act_tex",
             "matmul",
             &[("operands_f32", "operands_tex"), ("matmul_store", "matmul_store_act")],

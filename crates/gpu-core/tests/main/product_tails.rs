@@ -419,6 +419,20 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
             vec![unary_grad(UnaryOp::Relu, &widen(&y), &widen(&y), &widen(&g), n).unwrap()]
         });
     }
+    // f16 operands, f32 sums and an activation after them: the activation
+    // merges into the store (on a GPU with matrix units, the cooperative
+    // family's `_act` variant; no CPU adapter offers one).
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Auto] {
+        let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
+        for op in [UnaryOp::Relu, UnaryOp::Gelu] {
+            check_bits(test, &format!("{op:?}(x @ w) in f32, {kernel:?}"), 1, Read::F32, |d| {
+                let (x, w) = (halves(d, 1, M * K, 1.0), halves(d, 2, K * (N + 1), 1.0));
+                let (lx, lw) = (Layout::contiguous(&[M, K]), Layout::contiguous(&[K, N + 1]));
+                let y = matmul_epilogue(cfg, &Epilogue::default(), &x, &lx, &w, &lw).unwrap().0;
+                vec![unary(op, &y, n).unwrap()]
+            });
+        }
+    }
     // A ResNet block's: a convolution's f16 input gradient (after its
     // weight's transpose, one launch), plus the shortcut's, masked.
     let geo = same_padded_3x3();
