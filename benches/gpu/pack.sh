@@ -25,7 +25,7 @@ cargo build --release --example devices -q
 cp "${CARGO_TARGET_DIR:-target}/release/examples/devices" .gpu/devices
 strip .gpu/* 2>/dev/null || true
 (cd .gpu && tar -cJf bins.tar.xz ./* && find . -type f ! -name bins.tar.xz -delete)
-cp benches/gpu/matrix_units.sh benches/gpu/steps.sh benches/gpu/setup.sh .gpu/
+cp benches/gpu/matrix_units.sh benches/gpu/steps.sh benches/gpu/tiles.sh benches/gpu/setup.sh .gpu/
 if [ ! -d .gl ] || [ -z "$(ls .gl/*.deb 2>/dev/null)" ]; then
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'

@@ -95,19 +95,65 @@ const CELL_FIELDS: [&str; 6] = ["cell_hidden", "cell_x", "cell_prev", "cell_out"
 /// and a CPU adapter's cold first step is its pipelines' compile time
 /// (docs/history/performance-issue-11.md, "Fewer, smaller kernels for a cold first step").
 /// `WGRAD_MATMUL_TILE` replaces the tiled kernel's choice (see [`tile_override`]).
-fn tile(subgroup: bool, reads: Reads, m: usize, n: usize) -> Result<(usize, usize)> {
-    if !subgroup {
-        if let Some(t) = tile_override().map_err(|e| Error::invalid("matmul", e))? {
-            return Ok(t);
+///
+/// `WGRAD_MATMUL_MIN_WORKGROUPS` shrinks the tiles of launches with few
+/// workgroups ([`tiled_tile`]).
+fn tile(subgroup: bool, reads: Reads, m: usize, n: usize, batches: usize) -> Result<(usize, usize)> {
+    if subgroup {
+        return Ok((8 * subgroup_row_groups(reads, m), if n <= 32 && reads == Reads::Buffers { 32 } else { 64 }));
+    }
+    if let Some(t) = tile_override().map_err(|e| Error::invalid("matmul", e))? {
+        return Ok(t);
+    }
+    let min = min_workgroups().map_err(|e| Error::invalid("matmul", e))?;
+    Ok(tiled_tile(m, n, batches, min))
+}
+
+/// The tiled kernel's tile for a launch of `batches` `m` x `n` products:
+/// by shape, then smaller ([`smaller_tile`]) while the launch has fewer
+/// than `min` workgroups. Off by default (`min` 0): on an H200 a compiled
+/// ResNet-20 step ran 9-11% faster with every product on 32 x 64 tiles
+/// (`WGRAD_MATMUL_TILE=32x64`), but 2-4% slower with this rule at minimums
+/// of 512 to 4096 (before 16-row tiles shrank too), where an LSTM step
+/// ran 9% faster (docs/performance.md, "Output tiles").
+fn tiled_tile(m: usize, n: usize, batches: usize, min: usize) -> (usize, usize) {
+    let mut t = match m {
+        ..=16 => (16, 128),
+        ..=32 => (32, 128),
+        _ if n > 64 => (64, 128),
+        _ => (64, 64),
+    };
+    while batches * m.div_ceil(t.0) * n.div_ceil(t.1) < min {
+        match smaller_tile(t) {
+            Some(s) => t = s,
+            None => break,
         }
     }
-    Ok(match (subgroup, m) {
-        (true, _) => (8 * subgroup_row_groups(reads, m), if n <= 32 && reads == Reads::Buffers { 32 } else { 64 }),
-        (false, ..=16) => (16, 128),
-        (false, ..=32) => (32, 128),
-        (false, _) if n > 64 => (64, 128),
-        (false, _) => (64, 64),
+    t
+}
+
+/// The next tile down for a launch with too few workgroups: half as many
+/// columns, then half as many rows, down to 32 x 64 (32 threads, the
+/// kernel's fewest); a 16-row tile becomes 32 x 64 (16 x 64 would be 16
+/// threads): twice the workgroups, each computing rows past M it does not
+/// store.
+fn smaller_tile(t: (usize, usize)) -> Option<(usize, usize)> {
+    match t {
+        (64, 128) => Some((64, 64)),
+        (16, 128) | (32, 128) | (64, 64) => Some((32, 64)),
+        _ => None,
+    }
+}
+
+/// `WGRAD_MATMUL_MIN_WORKGROUPS` (a tuning knob like `WGRAD_MATMUL_TILE`),
+/// else 0: no launch's tiles shrink.
+fn min_workgroups() -> std::result::Result<usize, String> {
+    static MIN: std::sync::OnceLock<std::result::Result<usize, String>> = std::sync::OnceLock::new();
+    MIN.get_or_init(|| match std::env::var("WGRAD_MATMUL_MIN_WORKGROUPS") {
+        Err(_) => Ok(0),
+        Ok(v) => v.trim().parse().map_err(|_| format!("WGRAD_MATMUL_MIN_WORKGROUPS={v:?} is not a number")),
     })
+    .clone()
 }
 
 /// How a subgroup-kernel launch reads its operands, as far as its tile
@@ -1039,7 +1085,7 @@ impl Job<'_> {
         let coop_tile = self.coop.map(|units| coop_tile(g, units, m, n)).transpose()?;
         let (tile_m, tile_n) = match coop_tile {
             Some(t) => (t.m, t.n),
-            None => tile(self.subgroup, reads, m, n)?,
+            None => tile(self.subgroup, reads, m, n, batches)?,
         };
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
@@ -1491,7 +1537,7 @@ mod tests {
                 let sub = name == "matmul_subgroup";
                 let textures = [Reads::Textures { small: false }, Reads::Textures { small: true }];
                 for reads in [Reads::Buffers, Reads::ConvTextures].into_iter().chain(textures) {
-                    let (tile_m, tile_n) = tile(sub, reads, m, n).unwrap();
+                    let (tile_m, tile_n) = tile(sub, reads, m, n, 1).unwrap();
                     if sub {
                         let groups = subgroup_row_groups(reads, m);
                         let width = if n <= 32 && reads == Reads::Buffers { 32 } else { 64 };
@@ -1501,7 +1547,7 @@ mod tests {
                         assert!(tiled_fits(tile_m, tile_n), "{m} x {n}: {tile_m} x {tile_n}");
                     }
                 }
-                let (tile_m, tile_n) = tile(sub, Reads::Buffers, m, n).unwrap();
+                let (tile_m, tile_n) = tile(sub, Reads::Buffers, m, n, 1).unwrap();
                 if sub {
                     assert_eq!(tile_n, if n <= 32 { 32 } else { 64 }, "{m} x {n}");
                 } else {
@@ -1518,6 +1564,30 @@ mod tests {
         }
     }
 
+    /// Launches with few workgroups take smaller tiles down to 32 x 64,
+    /// each one the kernel can run; with no minimum the shape rule stands.
+    #[test]
+    fn few_workgroups_shrink_the_tile() {
+        for (m, n) in [(16, 1024), (32, 1024), (64, 64), (256, 1024), (2048, 2048)] {
+            let by_shape = tiled_tile(m, n, 1, 0);
+            assert_eq!(tiled_tile(m, n, 1 << 20, 4096), by_shape, "{m} x {n}: enough workgroups");
+            let small = tiled_tile(m, n, 1, usize::MAX);
+            assert_eq!(small, (32, 64), "{m} x {n}");
+            for min in [0, 64, 512, 4096] {
+                let t = tiled_tile(m, n, 4, min);
+                assert!(tiled_fits(t.0, t.1), "{m} x {n}, min {min}: {t:?}");
+                let count = |t: (usize, usize)| 4 * m.div_ceil(t.0) * n.div_ceil(t.1);
+                assert!(count(t) >= min || t == small, "{m} x {n}, min {min}: {t:?} stopped early");
+            }
+        }
+        // An LSTM step's [32 x 1024] gate product: 8 workgroups on 32 x 128
+        // tiles, 16 on 32 x 64.
+        assert_eq!(tiled_tile(32, 1024, 1, 0), (32, 128));
+        assert_eq!(tiled_tile(32, 1024, 1, 16), (32, 64));
+        assert_eq!(tiled_tile(2048, 2048, 1, 512), (64, 128));
+        assert_eq!(tiled_tile(2048, 2048, 1, 1024), (64, 64));
+    }
+
     /// With texture operands (CPU adapters) a model's convolutions with
     /// 16, 32 and 64 output channels take the same tile, so they share
     /// pipelines (a cold first step is their compile time), as do narrow
@@ -1531,9 +1601,9 @@ mod tests {
         }
         assert_eq!(rows(Reads::Textures { small: false }, 32), 32);
         for reads in [Reads::ConvTextures, Reads::Textures { small: true }, Reads::Textures { small: false }] {
-            assert_eq!(tile(true, reads, 16, 9).unwrap().1, 64, "{reads:?}");
+            assert_eq!(tile(true, reads, 16, 9, 1).unwrap().1, 64, "{reads:?}");
         }
-        assert_eq!(tile(true, Reads::Buffers, 16, 9).unwrap().1, 32);
+        assert_eq!(tile(true, Reads::Buffers, 16, 9, 1).unwrap().1, 32);
     }
 
     #[test]
