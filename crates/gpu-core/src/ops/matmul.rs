@@ -118,8 +118,8 @@ fn tile(subgroup: bool, reads: Reads, m: usize, n: usize, batches: usize) -> Res
 /// ran 9% faster (docs/performance.md, "Output tiles").
 fn tiled_tile(m: usize, n: usize, batches: usize, min: usize) -> (usize, usize) {
     let mut t = match m {
-        ..=16 => (16, 128),
-        ..=32 => (32, 128),
+        0..=16 => (16, 128),
+        17..=32 => (32, 128),
         _ if n > 64 => (64, 128),
         _ => (64, 64),
     };
