@@ -116,13 +116,25 @@ impl Drop for NoGradGuard {
     }
 }
 
+thread_local! {
+    /// The last walk's node count, and its set of seen ids (kept cleared
+    /// with its capacity): a training loop walks graphs of one size, so a
+    /// walk allocates each of its lists once.
+    static LAST_WALK: Cell<usize> = const { Cell::new(0) };
+    static SEEN: Cell<HashSet<u64>> = Cell::new(HashSet::new());
+}
+
 /// Tensors reachable from `root` through nodes, outputs before their inputs.
 fn topological_order(root: &Tensor) -> Vec<Tensor> {
     // Iterative post-order DFS: deep graphs (long unrolled RNNs) must not
     // overflow the stack.
-    let mut order = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    let hint = LAST_WALK.get();
+    let mut order = Vec::with_capacity(hint);
+    // A walk inside a backward rule (double backward) takes an empty set.
+    let mut seen = SEEN.take();
+    seen.clear();
+    let mut stack: Vec<(Tensor, bool)> = Vec::with_capacity(hint.max(1));
+    stack.push((root.clone(), false));
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
@@ -131,15 +143,19 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         if !seen.insert(t.id()) {
             continue;
         }
-        let inputs = t.node_inputs();
-        stack.push((t, true));
-        for i in inputs {
+        let at = stack.len();
+        t.for_each_node_input(|i| {
             if i.requires_grad() && !seen.contains(&i.id()) {
-                stack.push((i, false));
+                stack.push((i.clone(), false));
             }
-        }
+        });
+        // Below its inputs, so that it is emitted after them.
+        stack.insert(at, (t, true));
     }
     order.reverse();
+    LAST_WALK.set(order.len());
+    seen.clear();
+    SEEN.set(seen);
     order
 }
 
@@ -159,11 +175,13 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
     let _guard = NoGradGuard::new();
     // Each backward rule runs in the dtypes its forward recorded, never recast.
     let _no_autocast = crate::autocast::AutocastGuard::new(false);
-    let mut grads: HashMap<u64, Tensor> = HashMap::new();
+    let order = topological_order(root);
+    // At most one gradient per node waits at a time.
+    let mut grads: HashMap<u64, Tensor> = HashMap::with_capacity(order.len());
     let grad = if grad.dtype() == root.dtype() { grad } else { grad.to_dtype(root.dtype()) };
     grads.insert(root.id(), grad);
     // Consuming the order drops our handle on each tensor once it is done.
-    for t in topological_order(root) {
+    for t in order {
         let Some(g) = grads.remove(&t.id()) else { continue };
         if t.is_leaf() {
             t.accumulate_grad(&g);

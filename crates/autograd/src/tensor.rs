@@ -618,8 +618,12 @@ impl Tensor {
         self.device().settle().expect("wgrad: encoding the backward pass failed");
     }
 
-    pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
-        self.inner.node.lock().unwrap().as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
+    /// Calls `f` with each input of the node that made this tensor (none
+    /// for a leaf), under the node's lock: no list is copied per node.
+    pub(crate) fn for_each_node_input(&self, mut f: impl FnMut(&Tensor)) {
+        if let Some(n) = self.inner.node.lock().unwrap().as_ref() {
+            n.inputs.iter().for_each(&mut f);
+        }
     }
 
     pub(crate) fn take_node(&self, _retain: bool) -> Option<Node> {

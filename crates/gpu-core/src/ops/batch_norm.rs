@@ -36,6 +36,7 @@ use crate::kernels::batch_norm as twin;
 pub use crate::kernels::batch_norm::ChannelDims;
 use crate::kernels::unary::UnaryOp;
 use crate::{Buffer, Error, Result};
+use smallvec::{smallvec, SmallVec};
 
 /// `batch_norm.wgsl`'s uniform block.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
@@ -217,13 +218,15 @@ impl ProductStore for ForwardStore {
     }
 }
 
+/// One launch of a batch-norm kernel. Inline lists: a launch is built per
+/// layer and step, and the hot path allocates nothing per launch.
 struct Kernel<'a> {
     shader: &'static str,
     entry: &'static str,
-    constants: Vec<(&'static str, f64)>,
+    constants: SmallVec<[(&'static str, f64); 4]>,
     params: Params,
-    inputs: Vec<&'a Buffer>,
-    outputs: Vec<&'a Buffer>,
+    inputs: SmallVec<[&'a Buffer; 8]>,
+    outputs: SmallVec<[&'a Buffer; 4]>,
     workgroups: u32,
 }
 
@@ -314,26 +317,26 @@ pub fn batch_norm_stats(
                 Kernel {
                     shader: io_shader(g, io, OP, n)?,
                     entry: "stats_partial",
-                    constants: vec![],
+                    constants: smallvec![],
                     params: d.params(eps, momentum),
-                    inputs: vec![x],
-                    outputs: vec![&part],
+                    inputs: smallvec![x],
+                    outputs: smallvec![&part],
                     workgroups: groups(chunks * c * d.inner, 256),
                 },
             )?;
             let wg = level2_wg(&d);
             let (entry, outputs) = match &running {
-                Some(r) => ("stats_final_running", vec![&stats, r.mean, r.var]),
-                None => ("stats_final", vec![&stats]),
+                Some(r) => ("stats_final_running", smallvec![&stats, r.mean, r.var]),
+                None => ("stats_final", smallvec![&stats]),
             };
             launch(
                 g,
                 Kernel {
                     shader: "batch_norm",
                     entry,
-                    constants: vec![("WG", wg)],
+                    constants: smallvec![("WG", wg)],
                     params: d.params(eps, momentum),
-                    inputs: vec![&part],
+                    inputs: smallvec![&part],
                     outputs,
                     workgroups: groups(c, 1),
                 },
@@ -421,10 +424,10 @@ pub fn batch_norm_eval_stats(mean: &Buffer, var: &Buffer, channels: usize, eps: 
                 Kernel {
                     shader: "batch_norm",
                     entry: "eval_stats",
-                    constants: vec![],
+                    constants: smallvec![],
                     params: d.params(eps, 0.0),
-                    inputs: vec![mean, var],
-                    outputs: vec![&stats],
+                    inputs: smallvec![mean, var],
+                    outputs: smallvec![&stats],
                     workgroups: groups(channels, 64),
                 },
             )
@@ -474,7 +477,7 @@ pub fn batch_norm_forward(
                 Centre::Stats(s) => s,
                 Centre::Normalized => x,
             };
-            let mut inputs = vec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
+            let mut inputs = smallvec![x, stats, weight.unwrap_or(x), bias.unwrap_or(x)];
             inputs.extend(residual);
             if super::past_limit(g, [x, &y]) {
                 return super::batch_norm_split::forward(g, (x, residual), d, io, &y, |xc, rc, sub| {
@@ -507,10 +510,10 @@ pub fn batch_norm_forward(
                 Kernel {
                     shader: l.shader,
                     entry: l.entry,
-                    constants: l.constants.to_vec(),
+                    constants: l.constants.iter().copied().collect(),
                     params,
                     inputs,
-                    outputs: vec![&y],
+                    outputs: smallvec![&y],
                     workgroups: l.workgroups,
                 },
             )
@@ -564,7 +567,7 @@ pub fn batch_norm_grad_sums(
         return Ok((super::fill::fill(dev, c, 0.0)?, super::fill::fill(dev, c, 0.0)?));
     }
     let (dbias, dweight) = (Buffer::alloc(dev, c as u64 * 4)?, Buffer::alloc(dev, c as u64 * 4)?);
-    let constants = vec![("CENTRE", centre.code()), ("RELU", relu_out.is_some() as u8 as f64)];
+    let constants = smallvec![("CENTRE", centre.code()), ("RELU", relu_out.is_some() as u8 as f64)];
     run_fallible(
         dev,
         |g| {
@@ -588,8 +591,8 @@ pub fn batch_norm_grad_sums(
                     entry: "grad_partial",
                     constants: constants.clone(),
                     params: d.params(0.0, 0.0),
-                    inputs: vec![dy, x, relu_out.unwrap_or(x), stats],
-                    outputs: vec![&part],
+                    inputs: smallvec![dy, x, relu_out.unwrap_or(x), stats],
+                    outputs: smallvec![&part],
                     workgroups: groups(chunks * c * d.inner, 256),
                 },
             )?;
@@ -598,10 +601,10 @@ pub fn batch_norm_grad_sums(
                 Kernel {
                     shader: "batch_norm",
                     entry: "grad_final",
-                    constants: vec![("WG", level2_wg(&d))],
+                    constants: smallvec![("WG", level2_wg(&d))],
                     params: d.params(0.0, 0.0),
-                    inputs: vec![&part],
-                    outputs: vec![&dbias, &dweight],
+                    inputs: smallvec![&part],
+                    outputs: smallvec![&dbias, &dweight],
                     workgroups: groups(c, 1),
                 },
             )
@@ -678,7 +681,7 @@ pub fn batch_norm_backward(
                 Centre::Stats(s) => s,
                 Centre::Normalized => x,
             };
-            let mut outputs = vec![&dx];
+            let mut outputs = smallvec![&dx];
             outputs.extend(dres.as_ref());
             if super::past_limit(g, [dy, x, &dx]) {
                 let (ins, outs) = ((dy, x, relu_out), (&dx, dres.as_ref()));
@@ -696,14 +699,14 @@ pub fn batch_norm_backward(
                         (true, false) => "backward4",
                         (true, true) => "backward4_res",
                     },
-                    constants: vec![
+                    constants: smallvec![
                         ("CENTRE", centre.code()),
                         ("HAS_WEIGHT", weight.is_some() as u8 as f64),
                         ("RELU", relu_out.is_some() as u8 as f64),
                         ("TRAIN", sums.is_some() as u8 as f64),
                     ],
                     params: d.params(0.0, 0.0),
-                    inputs: vec![
+                    inputs: smallvec![
                         dy,
                         x,
                         relu_out.unwrap_or(x),

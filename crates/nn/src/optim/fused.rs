@@ -454,7 +454,8 @@ impl<A: Algorithm> Fused<A> {
             }
             _ => {}
         }
-        let (mut stepped, mut marked, mut gradless) = (Vec::new(), None, Vec::new());
+        let params = self.groups.iter().map(|g| g.params.len()).sum();
+        let (mut stepped, mut marked, mut gradless) = (Vec::with_capacity(params), None, Vec::new());
         for (gi, ((group, chosen), rows)) in self.groups.iter().zip(prepared).zip(&self.rows).enumerate() {
             if let (Some(state), Some(rows)) = (&gate, rows) {
                 self.written[gi] = None;
@@ -484,7 +485,8 @@ impl<A: Algorithm> Fused<A> {
                 let (gb, gl) = grad.buffer_and_layout();
                 let gb =
                     if gl.is_contiguous() && !gb.same_as(&param) { gb } else { expect(copy::contiguous(&gb, &gl)) };
-                let state: Vec<&Buffer> = slot.bufs.iter().collect();
+                // Inline: this runs per parameter and step.
+                let state: smallvec::SmallVec<[&Buffer; 4]> = slot.bufs.iter().collect();
                 let rows = rows.as_ref().expect("prepared groups have a scalar buffer");
                 expect(update_row(&rule, (rows, i), &param, &gb, &state, n));
             }
