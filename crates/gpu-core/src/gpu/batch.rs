@@ -41,8 +41,9 @@ pub(super) fn recorded(encoder: wgpu::CommandEncoder) -> Finish {
     Box::new(move |_| encoder.finish())
 }
 
-/// Timestamp queries per batch while profiling (two per launch); a batch
-/// that fills them submits early.
+/// Timestamp queries per query set while profiling (two per launch). A
+/// batch that fills one submits early; a run the fuser encodes in one go
+/// may fill it before the batch can submit, and continues in another.
 pub(super) const PROFILE_QUERIES: u32 = 512;
 
 /// GPU timestamps of the profiled launches of one batch.
@@ -71,7 +72,7 @@ pub(crate) struct Batch {
     /// elementwise launch the fuser later merges counts too), so the
     /// [`MAX_PENDING_DISPATCHES`] bound is on recorded work either way.
     pub(super) dispatches: usize,
-    pub(super) timing: Option<Timing>,
+    pub(super) timings: Vec<Timing>,
     /// Elementwise launches recorded but not yet encoded (the fuser's run).
     pub(super) deferred: Vec<Deferred>,
     /// The textures that texture-operand kernels read (kept across batches).

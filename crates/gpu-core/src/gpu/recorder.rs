@@ -123,7 +123,7 @@ impl GpuContext {
     /// Submits the batch when it holds [`MAX_PENDING_DISPATCHES`] launches
     /// or its timestamp queries are used up.
     pub(crate) fn submit_if_full(&self, batch: &mut Batch) -> Result<()> {
-        let queries_full = batch.timing.as_ref().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
+        let queries_full = batch.timings.first().is_some_and(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES);
         if batch.dispatches >= MAX_PENDING_DISPATCHES || queries_full {
             self.submit(batch)?;
         }
@@ -552,7 +552,10 @@ impl GpuContext {
         }
         // Timestamps around this launch's pass, when profiling on an adapter that has them.
         let timed = record.filter(|_| self.features.contains(wgpu::Features::TIMESTAMP_QUERY)).map(|r| {
-            let t = batch.timing.get_or_insert_with(|| Timing::new(&self.device));
+            if batch.timings.last().is_none_or(|t| 2 * t.records.len() as u32 >= PROFILE_QUERIES) {
+                batch.timings.push(Timing::new(&self.device));
+            }
+            let t = batch.timings.last_mut().expect("pushed above");
             t.records.push(r);
             (t.set.clone(), 2 * (t.records.len() as u32 - 1))
         });
@@ -672,8 +675,8 @@ impl GpuContext {
             }
         }
         self.pool.next_batch();
-        let timing = batch.timing.take().filter(|t| !t.records.is_empty());
-        if let Some(t) = &timing {
+        let timings = std::mem::take(&mut batch.timings);
+        for t in &timings {
             let n = 2 * t.records.len() as u32;
             let encoder = batch.encoder(&self.device);
             encoder.resolve_query_set(&t.set, 0..n, &t.resolve, 0);
@@ -709,7 +712,7 @@ impl GpuContext {
         let then = std::mem::take(&mut batch.after_submit);
         self.submitter.submit(&self.device, &self.queue, super::submitter::Job { writes, parts, then });
         self.stats().submitted();
-        if let Some(t) = timing {
+        for t in timings {
             self.read_timestamps(t)?;
         }
         // Chunks are free again: later writes are queued behind this submit.

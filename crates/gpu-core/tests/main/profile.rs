@@ -197,3 +197,27 @@ fn a_repeated_step_reuses_its_bind_groups() {
     assert_eq!(first, fourth);
     assert_eq!(d4.bind_groups_created, d4.dispatches, "{d4:?}");
 }
+
+/// A batch times at most so many launches and submits early when full; a
+/// run the fuser encodes in one go (here 600 independent elementwise
+/// launches, none merging: each result is kept) may pass that mark before
+/// the batch can submit, and every launch is still timed.
+#[test]
+fn a_long_fused_run_is_timed_whole() {
+    let Some(dev) = fresh_gpu_or_skip("a_long_fused_run_is_timed_whole") else { return };
+    let x = Buffer::from_f32(&dev, &Rng::new(3).vec(64, -1.0, 1.0)).unwrap();
+    let launches = 600;
+    let (kept, p) = dev
+        .profile(|| {
+            let kept: Vec<Buffer> = (0..launches).map(|_| unary(UnaryOp::Exp, &x, 64).unwrap()).collect();
+            dev.flush().unwrap();
+            kept
+        })
+        .unwrap();
+    assert_eq!(p.launches.len(), launches, "{p}");
+    if p.timed {
+        assert!(p.launches.iter().all(|l| l.dur_us.is_some()), "a launch went untimed");
+    }
+    let want = kept[0].to_f32().unwrap();
+    assert!(kept.iter().all(|k| k.to_f32().unwrap() == want));
+}
