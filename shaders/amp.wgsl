@@ -7,8 +7,8 @@
 //   3 growth tracker (u32), 4 the last update's verdict (found_inf's value).
 // - unscale_and_check: a gradient times the inverse scale in place, setting
 //   found_inf on any inf/NaN (torch._amp_foreach_non_finite_check_and_unscale_,
-//   one tensor per launch). found_inf is only ever set, so one flag collects
-//   the verdict of every gradient of a step.
+//   one tensor per launch; amp_unscale.wgsl takes seven). found_inf is only
+//   ever set, so one flag collects the verdict of every gradient of a step.
 // - gate: fills each row of an optimizer's scalar table from one of two
 //   candidates the host wrote (`choices`: the rows for "the last gated step
 //   was applied", then those for "it was skipped"), picked by the skip word
@@ -22,6 +22,7 @@
 //   products equal PyTorch's double ones rounded to f32, and the inverse scale
 //   follows by the reciprocal factor exactly.
 //#include common.wgsl
+//#include amp_state.wgsl
 
 struct Params {
     // unscale_and_check: elements; gate: rows
@@ -37,32 +38,12 @@ struct Params {
     inv_backoff: f32,
 }
 
-const SCALE: u32 = 0u;
-const INV_SCALE: u32 = 1u;
-const FOUND_INF: u32 = 2u;
-const TRACKER: u32 = 3u;
-const VERDICT: u32 = 4u;
-
 @group(0) @binding(0) var<uniform> p: Params;
-// found_inf's 1.0 (0x3f800000) is stored atomically: many threads may find a
-// non-finite value in one launch, and racing plain stores are a data race in
-// WGSL's memory model even when they write the same value.
-@group(0) @binding(1) var<storage, read_write> state: array<atomic<u32>>;
 // unscale_and_check: the gradient (f32 bits); gate: the scalar rows
 @group(0) @binding(2) var<storage, read_write> data: array<u32>;
 // gate: the two candidate tables, one after the other (only read)
 @group(0) @binding(3) var<storage, read_write> choices: array<u32>;
 
-// Infinity or NaN: all exponent bits set. Tested on the bits because WGSL
-// lets compilers assume float arithmetic never produces either, so
-// `v != v` style tests may be folded away.
-fn non_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
-}
-
-fn load_f32(i: u32) -> f32 {
-    return bitcast<f32>(atomicLoad(&state[i]));
-}
 
 @compute @workgroup_size(256)
 fn unscale_and_check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -70,15 +51,7 @@ fn unscale_and_check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if i >= p.n {
         return;
     }
-    let v = bitcast<f32>(data[i]);
-    if non_finite(v) {
-        atomicStore(&state[FOUND_INF], 0x3f800000u);
-    }
-    // PyTorch leaves values untouched when the inverse scale is exactly 1.
-    let s = load_f32(INV_SCALE);
-    if s != 1.0 {
-        data[i] = bitcast<u32>(v * s);
-    }
+    data[i] = unscaled(data[i]);
 }
 
 @compute @workgroup_size(256)

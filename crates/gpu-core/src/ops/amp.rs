@@ -31,6 +31,24 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     ],
 };
 
+/// `amp_unscale.wgsl`'s `Params`.
+pub(crate) const UNSCALE_PARAMS: ParamsDecl = ParamsDecl {
+    shader: "amp_unscale",
+    fields: &[
+        ("n", Kind::U32),
+        ("end0", Kind::U32),
+        ("end1", Kind::U32),
+        ("end2", Kind::U32),
+        ("end3", Kind::U32),
+        ("end4", Kind::U32),
+        ("end5", Kind::U32),
+        ("end6", Kind::U32),
+    ],
+};
+
+/// Gradients one launch of `amp_unscale.wgsl` unscales.
+const SEVEN: usize = 7;
+
 /// The words of a state buffer for `scale` and `tracker`, no overflow
 /// found: the inverse scale computed as PyTorch does
 /// (`scale.double().reciprocal().float()`).
@@ -103,6 +121,60 @@ pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> 
             twin::unscale_and_check(&mut state.host_mut(), &mut grad.host_mut()[..n]);
         },
     )
+}
+
+/// [`unscale_and_check`] for every `(gradient, n)` of `grads`, with the
+/// same values and verdict, in a seventh of the launches: each full group
+/// of seven gradients in one launch (`amp_unscale.wgsl`), the rest one
+/// launch each.
+///
+/// Errors: as [`unscale_and_check`] for any gradient (nothing is launched
+/// then), or one gradient buffer listed twice.
+pub fn unscale_and_check_all(grads: &[(&Buffer, usize)], state: &Buffer) -> Result<()> {
+    const OP: &str = "unscale_and_check";
+    for (i, &(grad, n)) in grads.iter().enumerate() {
+        super::check_u32(OP, n)?;
+        grad.check_len(OP, "gradient", n, 4)?;
+        check_state(OP, state, grad, "gradient")?;
+        if grads[..i].iter().any(|(other, _)| other.same_as(grad)) {
+            return Err(Error::invalid(OP, "a gradient buffer is listed twice"));
+        }
+    }
+    let live: smallvec::SmallVec<[(&Buffer, usize); 64]> = grads.iter().copied().filter(|&(_, n)| n > 0).collect();
+    let mut groups_of = live.chunks_exact(SEVEN);
+    for group in &mut groups_of {
+        let mut end = 0;
+        let ends: smallvec::SmallVec<[usize; SEVEN]> = group
+            .iter()
+            .map(|&(_, n)| {
+                end += n;
+                end
+            })
+            .collect();
+        let total = ends[SEVEN - 1];
+        super::check_u32(OP, total)?;
+        run(
+            state.device(),
+            |g| {
+                let mut params = Params::of(&UNSCALE_PARAMS).set_u32("n", total);
+                for (k, &end) in ends.iter().enumerate() {
+                    params = params.set_u32(["end0", "end1", "end2", "end3", "end4", "end5", "end6"][k], end);
+                }
+                let mut outputs: smallvec::SmallVec<[&Buffer; 8]> = smallvec::smallvec![state];
+                outputs.extend(group.iter().map(|&(b, _)| b));
+                dispatch(g, "amp_unscale", "unscale_seven", &[], &params, &[], &outputs, groups(total, 256))
+            },
+            || {
+                for &(grad, n) in group {
+                    twin::unscale_and_check(&mut state.host_mut(), &mut grad.host_mut()[..n]);
+                }
+            },
+        )?;
+    }
+    for &(grad, n) in groups_of.remainder() {
+        unscale_and_check(grad, n, state)?;
+    }
+    Ok(())
 }
 
 /// Fills each of the first `rows` rows (`row_words` words each) of `table`,

@@ -8,7 +8,8 @@
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::amp::{
-    gate, state_words, unscale_and_check, update_scale, FOUND_INF, INV_SCALE, SCALE, STATE_WORDS, TRACKER, VERDICT,
+    gate, state_words, unscale_and_check, unscale_and_check_all, update_scale, FOUND_INF, INV_SCALE, SCALE,
+    STATE_WORDS, TRACKER, VERDICT,
 };
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -91,6 +92,74 @@ fn unscale_and_check_matches_its_twin() {
             }
         }
     }
+}
+
+/// Many gradients at once (seven per launch, the rest one each): the bits
+/// and verdict of one launch per gradient, on the GPU and the CPU twin, in
+/// 5 launches for 17 gradients (two groups of seven, three alone); empty
+/// gradients are skipped. The overflow sits in each position of a group in
+/// turn, the last gradient of the last group included.
+#[test]
+fn unscale_and_check_all_equals_one_launch_each() {
+    // A device of its own: the test counts its launches.
+    let Some(g) = wgrad_gpu_core::testing::fresh_gpu_or_skip("unscale_and_check_all_equals_one_launch_each") else {
+        return;
+    };
+    let c = Device::cpu_reference();
+    let sizes = [1usize, 300, 0, 7, 1000, 65, 2, 4097, 9, 33, 0, 1, 513, 70, 3, 256, 257, 5, 8];
+    for bad in [None, Some(0), Some(3), Some(8), Some(16), Some(18)] {
+        let inputs: Vec<Vec<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                let specials: &[f32] = if Some(k) == bad { &[f32::INFINITY] } else { &[] };
+                if n == 0 {
+                    vec![0.0]
+                } else {
+                    data(k as u64, n, specials)
+                }
+            })
+            .collect();
+        let mut results = Vec::new();
+        for (gpu, d, all) in [(true, &g, true), (true, &g, false), (false, &c, true)] {
+            let grads: Vec<Buffer> = inputs.iter().map(|v| upload(d, v)).collect();
+            let st = state(d, 1.0 / 3.0);
+            d.flush().unwrap();
+            let before = d.stats().dispatches;
+            if all {
+                let list: Vec<(&Buffer, usize)> = grads.iter().zip(sizes).collect();
+                unscale_and_check_all(&list, &st).unwrap();
+            } else {
+                for (b, &n) in grads.iter().zip(&sizes) {
+                    unscale_and_check(b, n, &st).unwrap();
+                }
+            }
+            d.flush().unwrap();
+            let launches = d.stats().dispatches - before;
+            if gpu {
+                assert_eq!(launches, if all { 5 } else { 17 }, "launches, all at once: {all}");
+            }
+            let values: Vec<Vec<f32>> = grads.iter().map(|b| b.to_f32().unwrap()).collect();
+            results.push((values, found(&st)));
+        }
+        let what = format!("overflow in gradient {bad:?}");
+        for (k, n) in sizes.iter().enumerate() {
+            same_bits(
+                &format!("{what}: gradient {k}, one launch each"),
+                &results[0].0[k][..*n],
+                &results[1].0[k][..*n],
+            );
+            same_bits(&format!("{what}: gradient {k}, CPU twin"), &results[0].0[k][..*n], &results[2].0[k][..*n]);
+        }
+        let want = if bad.is_some() { 1.0 } else { 0.0 };
+        assert_eq!([results[0].1, results[1].1, results[2].1], [want; 3], "{what}: found_inf");
+    }
+    // One buffer twice is refused before anything runs.
+    let b = upload(&c, &[1.0, 2.0]);
+    let st = state(&c, 0.5);
+    let err = unscale_and_check_all(&[(&b, 2), (&b, 1)], &st).unwrap_err().to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    assert_eq!(b.to_f32().unwrap(), [1.0, 2.0]);
 }
 
 #[test]

@@ -339,6 +339,8 @@ impl GradScaler {
         }
         let _scope = wgrad_gpu_core::profile::scope(|| "GradScaler unscale_".to_string());
         let mut checked: Vec<(Device, Buffer)> = Vec::new();
+        // (index in `checked`, gradient buffer, elements) of every gradient.
+        let mut pending: Vec<(usize, Buffer, usize)> = Vec::new();
         for group in optimizer.groups() {
             for p in &group.params {
                 let Some(grad) = p.grad() else { continue };
@@ -352,8 +354,8 @@ impl GradScaler {
                     continue;
                 }
                 let dev = grad.device();
-                let state = match checked.iter().find(|(d, _)| *d == dev) {
-                    Some((_, b)) => b.clone(),
+                let d = match checked.iter().position(|(d, _)| *d == dev) {
+                    Some(d) => d,
                     None => {
                         // On the host: this iteration's scale and a clear flag.
                         let b = if self.scale_on_device() {
@@ -361,14 +363,18 @@ impl GradScaler {
                         } else {
                             expect(Buffer::from_u32(&dev, &amp::state_words(self.scale, 0)))
                         };
-                        checked.push((dev.clone(), b.clone()));
-                        b
+                        checked.push((dev.clone(), b));
+                        checked.len() - 1
                     }
                 };
                 // In place, on a buffer no other gradient shares.
-                let buf = exclusive_buffer(&grad);
-                expect(amp::unscale_and_check(&buf, n, &state));
+                pending.push((d, exclusive_buffer(&grad), n));
             }
+        }
+        // Each device's gradients in as few launches as the kernels take.
+        for (d, (_, state)) in checked.iter().enumerate() {
+            let grads: Vec<(&Buffer, usize)> = pending.iter().filter(|p| p.0 == d).map(|(_, b, n)| (b, *n)).collect();
+            expect(amp::unscale_and_check_all(&grads, state));
         }
         let st = &mut self.per_optimizer[i];
         st.checked = checked;
