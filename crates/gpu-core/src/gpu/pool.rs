@@ -191,12 +191,21 @@ impl Pool {
     #[allow(clippy::mutable_key_type)]
     pub fn next_batch(&self) {
         let mut s = self.state.lock().unwrap();
-        for (class, order) in std::mem::take(&mut s.now) {
-            let batches = s.past.entry(class).or_default();
+        let State { now, past, reserved, .. } = &mut *s;
+        // The lists are recycled (an order that leaves the history becomes
+        // the class's next `now`, emptied): a warm step allocates none.
+        for (&class, order) in now.iter_mut() {
+            if order.is_empty() {
+                continue;
+            }
+            let batches = past.entry(class).or_default();
+            let mut spare = if batches.len() >= HISTORY { batches.pop_back().unwrap_or_default() } else { Vec::new() };
             batches.truncate(HISTORY - 1);
-            batches.push_front(order);
-            let all = batches.iter().flatten().cloned().collect();
-            s.reserved.insert(class, all);
+            spare.clear();
+            batches.push_front(std::mem::replace(order, spare));
+            let all = reserved.entry(class).or_default();
+            all.clear();
+            all.extend(batches.iter().flatten().cloned());
         }
     }
 
