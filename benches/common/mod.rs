@@ -9,9 +9,13 @@ use std::process::Command;
 /// the torch version and threads; it is echoed.
 pub fn pytorch(script: &str, args: &[String]) -> Result<Vec<(String, f64)>, String> {
     let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
-    // `WGRAD_TORCH_DEVICE=cuda` (the GPU script): PyTorch on the same card.
+    // `WGRAD_TORCH_DEVICE=cuda` (the GPU script): PyTorch on the same card;
+    // `none`: not run (a sweep that has PyTorch's figures already).
     let device: Vec<String> =
         std::env::var("WGRAD_TORCH_DEVICE").map_or(vec![], |d| vec!["--device".into(), d.trim().to_string()]);
+    if device.last().is_some_and(|d| d == "none") {
+        return Err("WGRAD_TORCH_DEVICE=none".into());
+    }
     let out = Command::new("python3")
         .arg(&path)
         .args(args)

@@ -14,7 +14,7 @@ set -uo pipefail
 {
   LIMIT=200 step .gpu/bench_resnet 32 128 --amp
   LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
-  # Probes (PyTorch left out: its figures are above). Tiles must hold
+  # Probes (PyTorch left out, WGRAD_TORCH_DEVICE=none: its figures are above). Tiles must hold
   # 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
   for t in 32x64 64x32; do
     WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
