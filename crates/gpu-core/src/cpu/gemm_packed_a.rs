@@ -257,7 +257,9 @@ pub(crate) unsafe fn gemm_packed_a(
             (b, b_rs)
         } else {
             s.b.clear();
-            s.b.extend((0..k * n).map(|i| *b.add(i / n * b_rs + i % n * b_cs)));
+            for p in 0..k {
+                s.b.extend((0..n).map(|j| *b.add(p * b_rs + j * b_cs)));
+            }
             (s.b.as_ptr(), n)
         };
         s.offsets.clear();

@@ -10,6 +10,24 @@ use super::unary::UnaryOp;
 use super::variants::{FamilyShaders, Variant};
 use crate::layout::Layout;
 
+/// The `_act` variant of a product's shader: the same operand library, its
+/// store applying an activation and keeping the sums before it; named
+/// beside the variants below so that a new operand library is added in one
+/// place.
+pub(crate) fn act_variant(shader: &str) -> &'static str {
+    match shader {
+        "matmul" => "matmul_act",
+        "matmul_f16" => "matmul_act_f16",
+        "matmul_f16_native" => "matmul_act_f16_native",
+        "matmul_subgroup" => "matmul_subgroup_act",
+        "matmul_subgroup_f16" => "matmul_subgroup_act_f16",
+        "matmul_subgroup_f16_native" => "matmul_subgroup_act_f16_native",
+        "matmul_subgroup_tex" => "matmul_subgroup_act_tex",
+        "matmul_coop" => "matmul_coop_act",
+        other => unreachable!("no product shader {other}"),
+    }
+}
+
 /// The shaders this family derives from its files by swapping includes,
 /// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
@@ -196,6 +214,37 @@ impl HostEpilogue<'_> {
                     BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod variant_tests {
+    use super::{act_variant, SHADERS};
+
+    /// Every product shader's `_act` variant exists and reads the same
+    /// operand library (a missing f16 one read packed halves as f32).
+    #[test]
+    fn each_product_shader_has_an_act_variant_with_its_operands() {
+        // A's declaration, which each operand library writes its own way.
+        let operands = |name: &str| {
+            let src = crate::shaders::source(name);
+            let line = src.lines().find(|l| l.contains(" a_in:") && l.contains("var"));
+            line.unwrap_or_else(|| panic!("{name} declares no a_in")).trim().to_string()
+        };
+        for shader in [
+            "matmul",
+            "matmul_f16",
+            "matmul_f16_native",
+            "matmul_subgroup",
+            "matmul_subgroup_f16",
+            "matmul_subgroup_f16_native",
+            "matmul_subgroup_tex",
+            "matmul_coop",
+        ] {
+            let act = act_variant(shader);
+            assert!(SHADERS.variants.iter().any(|v| v.name == act), "{shader}: no variant {act}");
+            assert_eq!(operands(act), operands(shader), "{shader} -> {act}: operand library");
         }
     }
 }

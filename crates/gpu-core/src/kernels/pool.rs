@@ -15,8 +15,6 @@ use crate::{Error, Result};
 /// PyTorch's padding limit, but kernel and twin agree on it anyway).
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// The shaders this family derives from its files by swapping includes,
-/// and its storage bindings (`shaders.rs` collects every family's).
 /// The `pool_relu_grad` variant (a ReLU's gradient in the store) of a
 /// backward pass's `shader`: the same storage, named beside the variants
 /// below so that a new storage is added in one place.
@@ -29,6 +27,8 @@ pub(crate) fn relu_grad_variant(shader: &str) -> &'static str {
     }
 }
 
+/// The shaders this family derives from its files by swapping includes,
+/// and its storage bindings (`shaders.rs` collects every family's).
 pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     variants: &[
         Variant::new("pool_tex", "pool", &[("pool_io_f32", "pool_io_tex")]),

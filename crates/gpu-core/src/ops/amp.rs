@@ -104,10 +104,22 @@ fn check_state(op: &'static str, state: &Buffer, other: &Buffer, what: &str) -> 
 /// Errors: buffers shorter than stated, on different devices, or one
 /// buffer passed as both.
 pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> {
-    const OP: &str = "unscale_and_check";
-    super::check_u32(OP, n)?;
-    grad.check_len(OP, "gradient", n, 4)?;
-    check_state(OP, state, grad, "gradient")?;
+    check_gradient(grad, n, state)?;
+    unscale_checked(grad, n, state)
+}
+
+/// The op name the unscaling errors carry.
+const UNSCALE: &str = "unscale_and_check";
+
+/// The argument checks of [`unscale_and_check`].
+fn check_gradient(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> {
+    super::check_u32(UNSCALE, n)?;
+    grad.check_len(UNSCALE, "gradient", n, 4)?;
+    check_state(UNSCALE, state, grad, "gradient")
+}
+
+/// [`unscale_and_check`] on checked arguments.
+fn unscale_checked(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
@@ -131,13 +143,10 @@ pub fn unscale_and_check(grad: &Buffer, n: usize, state: &Buffer) -> Result<()> 
 /// Errors: as [`unscale_and_check`] for any gradient (nothing is launched
 /// then), or one gradient buffer listed twice.
 pub fn unscale_and_check_all(grads: &[(&Buffer, usize)], state: &Buffer) -> Result<()> {
-    const OP: &str = "unscale_and_check";
     for (i, &(grad, n)) in grads.iter().enumerate() {
-        super::check_u32(OP, n)?;
-        grad.check_len(OP, "gradient", n, 4)?;
-        check_state(OP, state, grad, "gradient")?;
+        check_gradient(grad, n, state)?;
         if grads[..i].iter().any(|(other, _)| other.same_as(grad)) {
-            return Err(Error::invalid(OP, "a gradient buffer is listed twice"));
+            return Err(Error::invalid(UNSCALE, "a gradient buffer is listed twice"));
         }
     }
     let live: smallvec::SmallVec<[(&Buffer, usize); 64]> = grads.iter().copied().filter(|&(_, n)| n > 0).collect();
@@ -152,7 +161,7 @@ pub fn unscale_and_check_all(grads: &[(&Buffer, usize)], state: &Buffer) -> Resu
             })
             .collect();
         let total = ends[SEVEN - 1];
-        super::check_u32(OP, total)?;
+        super::check_u32(UNSCALE, total)?;
         run(
             state.device(),
             |g| {
@@ -172,7 +181,7 @@ pub fn unscale_and_check_all(grads: &[(&Buffer, usize)], state: &Buffer) -> Resu
         )?;
     }
     for &(grad, n) in groups_of.remainder() {
-        unscale_and_check(grad, n, state)?;
+        unscale_checked(grad, n, state)?;
     }
     Ok(())
 }

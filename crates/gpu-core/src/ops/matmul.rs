@@ -314,23 +314,6 @@ impl MatmulConfig {
     }
 }
 
-/// The `_act` variant of a product's shader (`kernels/matmul.rs`): the same
-/// operand library, its store applying an activation and keeping the sums
-/// before it.
-fn act_variant(shader: &str) -> &'static str {
-    match shader {
-        "matmul" => "matmul_act",
-        "matmul_f16" => "matmul_act_f16",
-        "matmul_f16_native" => "matmul_act_f16_native",
-        "matmul_subgroup" => "matmul_subgroup_act",
-        "matmul_subgroup_f16" => "matmul_subgroup_act_f16",
-        "matmul_subgroup_f16_native" => "matmul_subgroup_act_f16_native",
-        "matmul_subgroup_tex" => "matmul_subgroup_act_tex",
-        "matmul_coop" => "matmul_coop_act",
-        other => unreachable!("no product shader {other}"),
-    }
-}
-
 /// Whether a subgroup-kernel launch reads its f32 operands (each a buffer
 /// and the window bound of it, if any) through textures (see
 /// `gpu/texture_operands.rs`).
@@ -1191,7 +1174,7 @@ impl Job<'_> {
         if textures {
             shader = "matmul_subgroup_tex";
         }
-        let act_shader = act_variant(shader);
+        let act_shader = crate::kernels::matmul::act_variant(shader);
         if let Some(act) = epi.activation_constants() {
             shader = act_shader;
             constants.push(act);
