@@ -185,6 +185,7 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
         let Some(g) = grads.remove(&t.id()) else { continue };
         if t.is_leaf() {
             t.accumulate_grad(&g);
+            crate::grad_hook::leaf_finished(&t);
             continue;
         }
         let node = t.take_node(retain_graph).unwrap_or_else(|| {

@@ -68,6 +68,14 @@ pub fn try_run<R>(f: impl FnOnce() -> R) -> Result<R> {
     }
 }
 
+/// Whether the panic now unwinding on this thread is a wgrad error that an
+/// enclosing [`try_run`] turns into an `Err`: a panic hook that ends the
+/// program on a crash (a data-parallel rank aborting its job) lets these
+/// through.
+pub fn caught_by_try_run() -> bool {
+    CATCHING.with(|c| c.get()) && RAISED.with(|r| r.borrow().is_some())
+}
+
 /// Installs (once) a panic hook that stays silent for wgrad errors caught by
 /// `try_run` and defers to the previous hook otherwise.
 fn quiet_hook() {
@@ -75,7 +83,7 @@ fn quiet_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let caught = CATCHING.with(|c| c.get()) && RAISED.with(|r| r.borrow().is_some());
+            let caught = caught_by_try_run();
             if !caught {
                 previous(info);
             }

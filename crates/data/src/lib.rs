@@ -48,6 +48,7 @@ mod image_dataset;
 pub mod image_folder;
 pub mod loader;
 pub mod mnist;
+pub mod sampler;
 pub mod text;
 
 pub use augment::{mixup, Augment, Mixup};
@@ -58,3 +59,4 @@ pub use error::DataError;
 pub use image_batch::{Batch, HostImages, ImageCollate};
 pub use image_dataset::{ImageDataset, ImageItem, ImageSource};
 pub use loader::{epoch_order, DataLoader};
+pub use sampler::DistributedSampler;

@@ -7,7 +7,7 @@ use wgrad_autograd::Device;
 use wgrad_autograd::{HostRng, GOLDEN};
 
 use crate::batches::{Batches, Job};
-use crate::{Collate, Dataset, ImageCollate, ImageDataset, ImageSource};
+use crate::{Collate, Dataset, DistributedSampler, ImageCollate, ImageDataset, ImageSource};
 
 /// Iterates a dataset in batches, like PyTorch's `DataLoader`.
 ///
@@ -29,6 +29,8 @@ pub struct DataLoader<D = ImageDataset, C = ImageCollate> {
     seed: u64,
     workers: usize,
     prefetch: Option<usize>,
+    /// (rank, world size) of a data-parallel run: this rank's shard only.
+    shard: Option<(usize, usize)>,
 }
 
 // Not derived: the derive would demand `D: Clone` and `C: Clone`, which the
@@ -44,6 +46,7 @@ impl<D, C> Clone for DataLoader<D, C> {
             seed: self.seed,
             workers: self.workers,
             prefetch: self.prefetch,
+            shard: self.shard,
         }
     }
 }
@@ -100,6 +103,7 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
             seed: 0,
             workers: 1,
             prefetch: None,
+            shard: None,
         }
     }
 
@@ -143,6 +147,26 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
         self
     }
 
+    /// Reads only rank `rank`'s shard of each epoch among `world_size`
+    /// data-parallel ranks ([`DistributedSampler`], padded to equal shards;
+    /// with [`drop_last`](Self::drop_last) the epoch is cut to a multiple of
+    /// the world size instead). Every rank must use the same seed.
+    ///
+    /// # Panics
+    /// When `world_size` is 0 or `rank` is not below it.
+    pub fn shard(mut self, rank: usize, world_size: usize) -> Self {
+        let _ = DistributedSampler::new(0, rank, world_size);
+        self.shard = Some((rank, world_size));
+        self
+    }
+
+    /// This rank's sampler, when [`shard`](Self::shard) split the epochs.
+    fn sampler(&self) -> Option<DistributedSampler> {
+        let (rank, world) = self.shard?;
+        let s = DistributedSampler::new(self.dataset.len(), rank, world);
+        Some(s.shuffle(self.shuffle).seed(self.seed).drop_last(self.drop_last))
+    }
+
     /// The dataset.
     pub fn dataset(&self) -> &D {
         &self.dataset
@@ -155,7 +179,7 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
 
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.sampler().map_or(self.dataset.len(), |s| s.num_samples());
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -187,7 +211,11 @@ where
     /// `first` on, numbered the same, and the skipped ones are never read.
     pub fn epoch_from(&self, epoch: usize, first: usize) -> Batches<D, C> {
         let len = self.dataset.len();
-        let order = if self.shuffle { epoch_order(len, self.seed, epoch) } else { (0..len).collect() };
+        let order = match self.sampler() {
+            Some(s) => s.indices(epoch),
+            None if self.shuffle => epoch_order(len, self.seed, epoch),
+            None => (0..len).collect(),
+        };
         let job = Job {
             dataset: self.dataset.clone(),
             collate: self.collate.clone(),

@@ -162,6 +162,7 @@ impl Device {
     }
 
     fn cpu_with(cpu_kernels: CpuKernels, reason: String) -> Device {
+        crate::cpu::threads::configure();
         Device {
             inner: Arc::new(DeviceInner {
                 backend: Backend::Cpu,

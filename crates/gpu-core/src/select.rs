@@ -139,6 +139,31 @@ fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
 
 /// Picks an adapter for `spec`, with the reason in words; `Ok((None, _))`
 /// means "use the CPU backend".
+/// The variables MPI launchers (Open MPI, MPICH, MVAPICH, Slurm) and
+/// `torchrun` set to a process's rank among the processes of its machine.
+const LOCAL_RANK_VARS: [&str; 5] =
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"];
+
+/// This process's rank on its machine when a launcher started several
+/// (data-parallel training): each one opens a different GPU.
+fn local_rank() -> Option<usize> {
+    local_rank_from(|name| std::env::var(name).ok())
+}
+
+fn local_rank_from(var: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    LOCAL_RANK_VARS.iter().find_map(|name| var(name)?.trim().parse().ok())
+}
+
+/// The first of `candidates`, or with a local rank the `rank % len`-th of
+/// them (more processes than GPUs share them round-robin); the rank is
+/// returned when it chose (more than one candidate).
+fn local_choice<T>(candidates: Vec<T>, rank: Option<usize>) -> Option<(T, Option<usize>)> {
+    let n = candidates.len();
+    let rank = rank.filter(|_| n > 1);
+    let at = rank.map_or(0, |r| r % n.max(1));
+    candidates.into_iter().nth(at).map(|c| (c, rank))
+}
+
 pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, String)> {
     match spec {
         DeviceSpec::Cpu => return Ok((None, "WGRAD_DEVICE=cpu asks for the CPU backend".into())),
@@ -159,9 +184,15 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, 
     match spec {
         DeviceSpec::Auto => {
             let available = names();
-            Ok(match adapters.into_iter().find(|a| is_hardware(&a.get_info())) {
-                Some(a) => {
+            let hardware: Vec<wgpu::Adapter> = adapters.into_iter().filter(|a| is_hardware(&a.get_info())).collect();
+            let count = hardware.len();
+            Ok(match local_choice(hardware, local_rank()) {
+                Some((a, None)) => {
                     let why = format!("auto: the best hardware GPU ({:?})", a.get_info().device_type);
+                    (Some(a), why)
+                }
+                Some((a, Some(rank))) => {
+                    let why = format!("auto: hardware GPU {} of {count}, for local rank {rank}", rank % count);
                     (Some(a), why)
                 }
                 None => (
@@ -175,10 +206,15 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, 
         }
         DeviceSpec::Gpu => {
             let available = names();
-            adapters
-                .into_iter()
-                .next()
-                .map(|a| (Some(a), "WGRAD_DEVICE=gpu: the best wgpu adapter".to_string()))
+            let count = adapters.len();
+            local_choice(adapters, local_rank())
+                .map(|(a, rank)| {
+                    let why = match rank {
+                        None => "WGRAD_DEVICE=gpu: the best wgpu adapter".to_string(),
+                        Some(r) => format!("WGRAD_DEVICE=gpu: adapter {} of {count}, for local rank {r}", r % count),
+                    };
+                    (Some(a), why)
+                })
                 .ok_or(Error::NoAdapter { wanted: "WGRAD_DEVICE=gpu".into(), available })
         }
         DeviceSpec::Named(n) => {
@@ -197,6 +233,23 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_rank_picks_its_own_gpu() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(local_rank_from(env(&[])), None);
+        assert_eq!(local_rank_from(env(&[("OMPI_COMM_WORLD_LOCAL_RANK", "3")])), Some(3));
+        assert_eq!(local_rank_from(env(&[("SLURM_LOCALID", "1"), ("LOCAL_RANK", "5")])), Some(1));
+        assert_eq!(local_rank_from(env(&[("MPI_LOCALRANKID", "x")])), None);
+        assert_eq!(local_choice(vec!["a", "b"], None), Some(("a", None)));
+        assert_eq!(local_choice(vec!["a", "b"], Some(1)), Some(("b", Some(1))));
+        assert_eq!(local_choice(vec!["a", "b"], Some(2)), Some(("a", Some(2))));
+        // One GPU: every rank shares it, and the reason does not name a rank.
+        assert_eq!(local_choice(vec!["a"], Some(1)), Some(("a", None)));
+        assert_eq!(local_choice(Vec::<&str>::new(), Some(1)), None);
+    }
 
     #[test]
     fn parses_device_specs() {

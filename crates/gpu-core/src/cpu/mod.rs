@@ -36,6 +36,7 @@ pub(crate) mod pooling;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod simd;
+pub(crate) mod threads;
 
 use rayon::prelude::*;
 

@@ -30,6 +30,7 @@
 //! ```
 
 mod compiled_step;
+pub mod data_parallel;
 pub mod early_stopping;
 pub mod history;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub mod stateful;
 pub mod tbptt;
 pub mod trainer;
 
+pub use data_parallel::DataParallel;
 pub use early_stopping::{EarlyStopping, Mode, StepOutcome};
 pub use history::{EpochRecord, History};
 pub use metrics::{

@@ -64,6 +64,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
 use super::compiled_step::Compiled;
+use super::data_parallel::DataParallel;
 use super::{
     Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
 };
@@ -297,6 +298,7 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     max_steps: Option<u64>,
     samples: u64,
     metrics: Vec<Box<dyn Metric + 'a>>,
+    parallel: Option<&'a mut dyn DataParallel>,
 }
 
 impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
@@ -357,6 +359,46 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             max_steps: None,
             samples: 0,
             metrics: Vec::new(),
+            parallel: None,
+        }
+    }
+
+    /// Trains as one replica of a data-parallel run
+    /// (`wgrad_distributed::DistributedDataParallel`): backward averages
+    /// the gradients over the ranks (only every
+    /// [`accumulate`](Self::accumulate)-th batch: the others accumulate
+    /// locally), each epoch's metrics are those of all ranks' batches,
+    /// a stop request on any rank stops every rank at the same step, and
+    /// only rank 0 shows progress and writes the run folder (every rank
+    /// reads it to [`resume`](Self::resume): a shared file system). The
+    /// data must give each rank its own shard with the same number of
+    /// batches (`DataLoader::shard`). A [`compiled`](Self::compiled) step
+    /// runs eagerly under it (the device still replays repeated batches).
+    pub fn data_parallel(mut self, parallel: &'a mut dyn DataParallel) -> Self {
+        self.parallel = Some(parallel);
+        self
+    }
+
+    /// Whether this process writes files and prints: not a data-parallel
+    /// rank other than 0.
+    fn is_main(&self) -> bool {
+        self.parallel.as_ref().is_none_or(|p| p.rank() == 0)
+    }
+
+    /// Whether a stop was requested, on any rank when data-parallel (every
+    /// rank asks at the same step, so they all stop there).
+    fn stop_requested(&self) -> Result<bool, FitError> {
+        let Some(flag) = self.stop else { return Ok(false) };
+        let local = flag.load(Ordering::SeqCst);
+        match &self.parallel {
+            None => Ok(local),
+            Some(p) => {
+                let all = p.all_gather(&[f64::from(u8::from(local))]).map_err(|source| FitError::Other {
+                    context: "agreeing on a stop request across ranks".into(),
+                    source,
+                })?;
+                Ok(all.iter().any(|v| v[0] > 0.0))
+            }
         }
     }
 
@@ -546,7 +588,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             .map(|p| p.device())
             .ok_or_else(|| FitError::Config("the optimizer has no parameters".into()))?;
         let (mut history, mut at) = self.resume_run(&dev, batches_per_epoch)?;
-        self.progress = match (self.quiet, self.progress.take()) {
+        let quiet = self.quiet || !self.is_main();
+        self.progress = match (quiet, self.progress.take()) {
             (true, _) => None,
             (false, Some(p)) => Some(p),
             (false, None) => Some(Progress::new(self.epochs)),
@@ -572,6 +615,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             {
                 return Ok(Fit { history, outcome, steps: at.steps });
             }
+            self.merge_metrics(&mut metrics)?;
             let val = self.evaluate_epoch()?;
             let values: Vec<(String, Option<f64>)> = metrics.iter().map(|m| (m.name(), m.value())).collect();
             let record = EpochRecord {
@@ -589,6 +633,22 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             at.batch = 0;
         }
         Ok(Fit { history, outcome: Outcome::Completed, steps: at.steps })
+    }
+
+    /// Makes every rank's metrics those of all ranks' batches: each is
+    /// reset and fed every rank's sums in rank order, so all ranks compute
+    /// the same values (and take the same early-stopping decisions).
+    fn merge_metrics(&self, metrics: &mut [Box<dyn Metric + 'a>]) -> Result<(), FitError> {
+        let Some(p) = &self.parallel else { return Ok(()) };
+        for m in metrics.iter_mut() {
+            let all = p.all_gather(&m.state()).map_err(|source| FitError::Other {
+                context: format!("merging the metric {:?} across ranks", m.name()),
+                source,
+            })?;
+            m.reset();
+            all.iter().for_each(|state| m.merge(state));
+        }
+        Ok(())
     }
 
     /// Whether the step budget ([`max_steps`](Self::max_steps)) is spent after `steps` steps.
@@ -706,9 +766,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 let last = done >= per_epoch || self.budget_spent(at.steps);
                 // A stop at the epoch's last batch lets the epoch finish
                 // (evaluation, record, checkpoint) in `end_epoch`.
-                if !last && self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                if !last && self.stop_requested()? {
                     self.progress = None;
-                    if let Some(run) = &self.run {
+                    if let (Some(run), true) = (&self.run, self.is_main()) {
                         self.checkpoint((epoch, done, at.steps)).save(run.last())?;
                     }
                     return Ok(Some(Outcome::Interrupted { epoch: epoch + 1, batches: done }));
@@ -738,13 +798,14 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     fn train_step(&mut self, batch: B, due: bool, params: &[Tensor]) -> Result<StepOutput, FitError> {
         let k = self.accumulate;
         let (mut batch, mut out) = (Some(batch), None);
-        let Trainer { model, opt, step, clip, autocast, scaler, schedule, around, .. } = self;
+        let mut parallel_error = None;
+        let Trainer { model, opt, step, clip, autocast, scaler, schedule, around, parallel, .. } = self;
         let mut body = || {
             let Some(batch) = batch.take() else { return };
             // A compiled step runs forward and backward, and the optimizer's
             // updates too unless AMP or clipping needs them after it.
             let (o, updated) = match (&mut *step, k) {
-                (StepKind::Compiled(c), 1) => {
+                (StepKind::Compiled(c), 1) if parallel.is_none() => {
                     // With the scale on the device the scaler's part is device work too.
                     let update = (!scaler.is_enabled() || scaler.scale_on_device()) && clip.is_none();
                     c.step(&**model, batch, (&mut **opt, scaler), *autocast, update)
@@ -758,7 +819,16 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                         }
                     };
                     let loss = if k > 1 { o.loss.mul_scalar(1.0 / k as f32) } else { o.loss.clone() };
-                    scaler.scale(&loss).backward();
+                    let scaled = scaler.scale(&loss);
+                    match parallel {
+                        Some(p) => {
+                            if let Err(e) = p.backward(&scaled, due) {
+                                parallel_error = Some(e);
+                                return;
+                            }
+                        }
+                        None => scaled.backward(),
+                    }
                     (o, false)
                 }
             };
@@ -784,6 +854,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             None => body(),
         })
         .map_err(|e| FitError::device("the training step", e))?;
+        if let Some(source) = parallel_error {
+            return Err(FitError::Other { context: "averaging gradients across ranks".into(), source });
+        }
         out.ok_or_else(|| FitError::Config("around_step did not run the step".into()))
     }
 
@@ -812,17 +885,17 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         if let Some(p) = &mut self.progress {
             p.finish_epoch(&record);
         }
-        match &self.run {
-            Some(run) => {
+        match (&self.run, self.is_main()) {
+            (Some(run), true) => {
                 let ck = self.checkpoint((epoch + 1, 0, at.steps));
                 run.finish_epoch(history, record.clone(), &ck, self.model.as_dyn())?;
             }
-            None => history.push(record.clone()),
+            _ => history.push(record.clone()),
         }
         if let Some(f) = &mut self.on_epoch {
             f(&record);
         }
-        if self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+        if self.stop_requested()? {
             return Ok(Some(Outcome::Interrupted { epoch: epoch + 1, batches: at.batch }));
         }
         if stopped {
