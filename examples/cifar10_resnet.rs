@@ -25,6 +25,8 @@ use wgrad::prelude::*;
 mod classify;
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/distributed.rs"]
+mod distributed;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -102,6 +104,12 @@ pub(crate) struct Args {
     /// replay it without running its code (`Trainer::compiled`; on a GPU).
     #[arg(long)]
     compile: bool,
+    /// Data-parallel training, one rank per process under `mpirun -np N`
+    /// (built with `--features mpi`): `--batch-size` is each rank's, every
+    /// rank reads its own shard of each epoch, gradients are averaged
+    /// (docs/distributed.md). Alone, a group of one.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -139,6 +147,13 @@ fn main() -> Result<()> {
 
 /// The whole run (also driven end to end by `tests/examples.rs`).
 pub(crate) fn run(args: Args) -> Result<()> {
+    let group = distributed::group(args.distributed)?;
+    let result = run_rank(args, &group);
+    distributed::finish(group, result)
+}
+
+/// This rank's part of the run (the whole run without `--distributed`).
+fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> {
     let started = Instant::now();
     let dev = Device::from_env()?;
     println!("device: {} ({})", dev.name(), dev.reason());
@@ -153,7 +168,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
         test.len(),
         if args.synthetic { " (synthetic)" } else { "" }
     );
-    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).workers(args.workers).seed(args.seed);
+    let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev)
+        .workers(args.workers)
+        .seed(args.seed)
+        .shard(group.rank(), group.world_size());
     let test_loader =
         DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&MEAN, &STD);
     let augment = Augment::new().crop_flip(4, 0.5).normalize(&MEAN, &STD);
@@ -199,7 +217,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
         augment_rng.set(g);
         x
     };
+    let mut replica = distributed::replica(args.distributed, &model, group)?;
     let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, augmented);
+    let trainer = match &mut replica {
+        Some(r) => trainer.data_parallel(r),
+        None => trainer,
+    };
     let trainer =
         trainer.epochs(args.epochs).schedule(&mut sched, Every::Epoch).amp(args.amp).rng("augment", &augment_rng);
     let with = classify::FitWith {

@@ -12,6 +12,8 @@
 mod common;
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/distributed.rs"]
+mod distributed;
 #[path = "common/profiling.rs"]
 mod profiling;
 
@@ -65,6 +67,12 @@ pub(crate) struct Args {
     /// code (`Trainer::compiled`; on a GPU).
     #[arg(long)]
     compile: bool,
+    /// Data-parallel training, one rank per process under `mpirun -np N`
+    /// (built with `--features mpi`): `--batch` is each rank's share of a
+    /// global batch drawn alike on every rank, gradients are averaged
+    /// (docs/distributed.md). Alone, a group of one.
+    #[arg(long)]
+    distributed: bool,
     /// Where last/best checkpoints, history.csv, curves.png and vocab.txt go.
     #[arg(long, default_value = "runs/tiny_gpt")]
     out_dir: PathBuf,
@@ -91,6 +99,13 @@ fn main() -> Result<()> {
 
 /// The whole run (also driven end to end by `tests/examples.rs`).
 pub(crate) fn run(args: Args) -> Result<()> {
+    let group = distributed::group(args.distributed)?;
+    let result = run_rank(args, &group);
+    distributed::finish(group, result)
+}
+
+/// This rank's part of the run (the whole run without `--distributed`).
+fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> {
     let started = Instant::now();
     let (dev, corpus, run) = setup(&args.run, &args.out_dir)?;
 
@@ -113,13 +128,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut sched = LinearWarmup::new(&mut opt, cosine, args.warmup, 0.01);
 
     // Batches are random windows drawn from one host stream (checkpointed).
+    // Data-parallel ranks all draw the global batch from the same stream
+    // and each keeps its own `--batch` of it.
     let (seq_len, max_start) = (args.run.seq_len, corpus.train.len() - args.run.seq_len - 1);
     let rng = RefCell::new(HostRng::new(args.run.seed ^ 0x5EED));
+    let (rank, world) = (group.rank(), group.world_size());
     let batch = |_step: usize| {
-        let starts: Vec<usize> =
-            (0..args.run.batch).map(|_| (rng.borrow_mut().next_u64() % (max_start as u64 + 1)) as usize).collect();
-        windows(&corpus.train, &starts, seq_len, &dev)
+        let starts: Vec<usize> = (0..args.run.batch * world)
+            .map(|_| (rng.borrow_mut().next_u64() % (max_start as u64 + 1)) as usize)
+            .collect();
+        windows(&corpus.train, &starts[rank * args.run.batch..(rank + 1) * args.run.batch], seq_len, &dev)
     };
+    let mut replica = distributed::replica(args.distributed, &model, group)?;
     let loss = |m: &Gpt, x: &Tensor, y: &Tensor| StepOutput::new(m.loss(x, y), y.numel());
     let trainer = if args.compile {
         // The batch becomes two input tensors outside the recorded step.
@@ -131,6 +151,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
     .schedule(&mut sched, Every::Step)
     .state("batches", &rng)
     .evaluate(|m| Ok(Evaluation { loss: window_loss(m, &corpus.val, args.run.batch, seq_len, &dev), accuracy: None }));
+    let trainer = match replica.as_mut() {
+        Some(r) => trainer.data_parallel(r),
+        None => trainer,
+    };
     let sizes = [("--batch", args.run.batch), ("--seq-len", seq_len), ("--width", args.width)];
     let Some(trained) = train(trainer, &args.run, (&run, &dev), &sizes, &batch)? else { return Ok(()) };
 

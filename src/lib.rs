@@ -12,6 +12,7 @@
 //! | [`gpu_core`] | device choice, buffer pool, WGSL kernels and their CPU twins |
 //! | [`autograd`] | `Tensor`, the recorded op graph, backward |
 //! | [`nn`] | `Module`, layers, activations, losses, initialisation |
+//! | [`distributed`] | data-parallel training over MPI (feature `mpi`; alone: a group of one) |
 
 pub use wgrad_autograd as autograd;
 pub use wgrad_autograd::{
@@ -19,6 +20,7 @@ pub use wgrad_autograd::{
     PendingVec, Tensor,
 };
 pub use wgrad_data as data;
+pub use wgrad_distributed as distributed;
 pub use wgrad_gpu_core as gpu_core;
 pub use wgrad_gpu_core::{
     profile, Buffer, Device, DeviceInfo, DeviceSpec, Error, Layout, Profile, Result, StatsSnapshot,

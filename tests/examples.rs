@@ -132,6 +132,9 @@ const RUNS: &[Run] = &[
           args: "--synthetic --synthetic-size 40 --batch-size 8 --epochs 1 --model resnet20 --compile" },
     Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
           args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --compile --amp" },
+    // --distributed alone is a group of one (under mpirun: .ci/run, docs/distributed.md).
+    Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
+          args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --distributed" },
     Run { example: "cifar10_resnet", device: "cpu", mode: InterruptThenResume, files: TRAINED,
           args: "--data-dir {cifar} --batch-size 2 --epochs 50 --model resnet20" },
     // vae: the three models.
@@ -170,6 +173,9 @@ const RUNS: &[Run] = &[
     Run { example: "tiny_gpt", device: "gpu", mode: Plain, files: TEXT,
           args: "--text {text} --steps 6 --eval-every 6 --batch 4 --seq-len 8 --width 16 --heads 2 --layers 1 \
                  --dropout 0.1 --amp --compile" },
+    Run { example: "tiny_gpt", device: "cpu", mode: Plain, files: TEXT,
+          args: "--text {text} --steps 2 --eval-every 2 --batch 4 --seq-len 8 --width 16 --heads 2 --layers 1 \
+                 --distributed" },
     Run { example: "tiny_gpt", device: "cpu", mode: InterruptThenResume, files: TEXT,
           args: "--text {text} --steps 1000 --eval-every 2 --batch 2 --seq-len 8 --width 16 --heads 2 --layers 1" },
     // devices: lists adapters and runs one kernel on the chosen device.

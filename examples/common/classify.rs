@@ -83,7 +83,7 @@ pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> any
         .resume(w.resume)
         .stop_flag(w.stop)
         .progress(progress)
-        .samples_per_epoch(train.dataset().len())
+        .samples_per_epoch(train.items_per_epoch())
         .around_step(move |step| {
             profiler.step(dev, &mut *step);
             if first.get().is_none() {

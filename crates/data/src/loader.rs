@@ -177,9 +177,15 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
         &self.collate
     }
 
+    /// Items read per epoch: the dataset's length, or this rank's shard's
+    /// with [`shard`](Self::shard).
+    pub fn items_per_epoch(&self) -> usize {
+        self.sampler().map_or(self.dataset.len(), |s| s.num_samples())
+    }
+
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
-        let n = self.sampler().map_or(self.dataset.len(), |s| s.num_samples());
+        let n = self.items_per_epoch();
         if self.drop_last {
             n / self.batch_size
         } else {
