@@ -1,3 +1,4 @@
+// Own binary: it is started again under mpirun as each rank (its main() is the driver; harness = false, feature mpi).
 //! Data-parallel training under `mpirun -np 2`, on the CPU backend and on
 //! the GPU adapter (lavapipe in CI). This binary is both sides: run by
 //! `cargo test` it is the driver, which starts itself under `mpirun` with

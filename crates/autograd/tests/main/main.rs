@@ -20,6 +20,7 @@ mod execution;
 mod f16_elementwise;
 mod f16_index;
 mod f16_loads;
+mod grad_hook;
 mod gradients;
 mod gradients_attention;
 mod gradients_batch_norm;
