@@ -412,3 +412,70 @@ fn broadcast_all(group: &ProcessGroup, tensors: &[&Tensor]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgrad_autograd::Device;
+    use wgrad_nn::{Init, Linear, Module, ModuleFields, ReLU, Sequential};
+
+    fn mlp(dev: &Device) -> Sequential {
+        let mut init = Init::new(dev, 3);
+        Sequential::new()
+            .add(Linear::builder(4, 8).build(&mut init))
+            .add(ReLU)
+            .add(Linear::builder(8, 2).build(&mut init))
+    }
+
+    #[test]
+    fn on_one_rank_the_gradients_are_backwards_own() {
+        let dev = Device::cpu();
+        let (model, twin) = (mlp(&dev), mlp(&dev));
+        let group = ProcessGroup::single();
+        // A tiny first bucket: several buckets, started from the hook.
+        let mut ddp =
+            DistributedDataParallel::new(&model, &group, DdpOptions::default().first_bucket_mb(1e-5)).unwrap();
+        assert!(ddp.buckets().len() >= 2, "{:?}", ddp.buckets());
+        let x = Tensor::randn(&[5, 4], 7, &dev);
+        ddp.backward(&model.forward(&x).sum_all()).unwrap();
+        twin.forward(&x).sum_all().backward();
+        for (p, q) in model.parameters().iter().zip(twin.parameters()) {
+            assert_eq!(p.grad().unwrap().to_vec(), q.grad().unwrap().to_vec());
+        }
+        let s = ddp.stats();
+        assert_eq!((s.steps, s.buckets), (1, ddp.buckets().len() as u64));
+        assert_eq!(s.bytes, 4 * (4 * 8 + 8 + 8 * 2 + 2));
+    }
+
+    #[test]
+    fn an_unused_parameter_is_named_unless_asked_for() {
+        let dev = Device::cpu();
+        let model = mlp(&dev);
+        let group = ProcessGroup::single();
+        let x = Tensor::randn(&[3, 4], 1, &dev);
+        // Only the first layer takes part.
+        let first = |m: &Sequential| m.children()[0].1.forward(&x).sum_all();
+        let mut ddp = DistributedDataParallel::new(&model, &group, DdpOptions::default()).unwrap();
+        let err = ddp.backward(&first(&model)).unwrap_err().to_string();
+        assert!(err.contains("2 parameter(s)") && err.contains("2.weight") && err.contains("2.bias"), "{err}");
+        model.zero_grad();
+        let mut lenient =
+            DistributedDataParallel::new(&model, &group, DdpOptions::default().find_unused_parameters(true)).unwrap();
+        lenient.backward(&first(&model)).unwrap();
+        let last = &model.parameters()[3];
+        assert!(last.grad().unwrap().to_vec().iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn a_group_of_one_reduces_to_itself() {
+        let dev = Device::cpu();
+        let g = ProcessGroup::single();
+        assert_eq!((g.rank(), g.world_size(), g.is_main()), (0, 1, true));
+        let t = Tensor::from_vec(&[1.0, -2.0], &[2], &dev);
+        assert_eq!(g.all_reduce(&t, crate::ReduceOp::Mean).unwrap().to_vec(), vec![1.0, -2.0]);
+        assert_eq!(g.all_gather_f64(&[3.0]).unwrap(), vec![vec![3.0]]);
+        assert!(g.any(true).unwrap() && !g.any(false).unwrap());
+        assert!(g.broadcast_bytes(&mut [1, 2], 1).is_err());
+        g.finalize().unwrap();
+    }
+}

@@ -154,7 +154,11 @@ impl ProcessGroup {
     /// Sums `values` (f64, for metrics' counts and sums) over the ranks, in place.
     pub fn all_reduce_f64(&self, values: &mut [f64]) -> Result<()> {
         match &self.comm {
-            Comm::Single => Ok(()),
+            // The sums over one rank are its values.
+            Comm::Single => {
+                let _ = values;
+                Ok(())
+            }
             #[cfg(feature = "mpi")]
             Comm::Mpi(s) => {
                 let sums = s.all_reduce_f64(values.to_vec())?;
@@ -178,8 +182,15 @@ impl ProcessGroup {
 
     /// Replaces `bytes` with rank `root`'s (every rank must pass the same length).
     pub fn broadcast_bytes(&self, bytes: &mut [u8], root: usize) -> Result<()> {
+        if root >= self.size {
+            return Err(self.mismatch(format!("broadcast from rank {root} of {}", self.size)));
+        }
         match &self.comm {
-            Comm::Single => Ok(()),
+            // Rank 0's bytes are already these.
+            Comm::Single => {
+                let _ = bytes;
+                Ok(())
+            }
             #[cfg(feature = "mpi")]
             Comm::Mpi(s) => {
                 let out = s.broadcast(bytes.to_vec(), root)?;
