@@ -246,8 +246,7 @@ struct Run {
 
 impl Run {
     fn params(&self) -> Vec<f32> {
-        let bytes = std::fs::read(self.dir.join("params.bin")).expect("params.bin");
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        Run::params_of(&self.dir)
     }
 
     fn stderr(&self) -> String {
