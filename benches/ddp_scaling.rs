@@ -76,7 +76,7 @@ fn rank(batch: usize, steps: usize, overlap: bool) {
     let x = Tensor::randn(&[batch, 3, 32, 32], seed, &dev);
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let y = Tensor::from_u32(&labels, &[batch], &dev);
-    let mut step = || {
+    let mut step = |ddp: &mut DistributedDataParallel| {
         let loss = loss_fn.forward(&model.forward(&x), &y);
         ddp.backward(&loss).unwrap();
         opt.step();
@@ -84,16 +84,15 @@ fn rank(batch: usize, steps: usize, overlap: bool) {
         loss.item()
     };
     for _ in 0..WARMUP {
-        step();
+        step(&mut ddp);
     }
     group.barrier().unwrap();
     let start = Instant::now();
     for _ in 0..steps {
-        step();
+        step(&mut ddp);
     }
     group.barrier().unwrap();
     let secs = start.elapsed().as_secs_f64();
-    drop(step);
     let s = ddp.stats();
     // The warm-up steps' share of the sums, taken out.
     let timed = steps as f64 / (steps + WARMUP) as f64;
