@@ -110,6 +110,11 @@ pub(crate) struct Args {
     /// (docs/distributed.md). Alone, a group of one.
     #[arg(long)]
     distributed: bool,
+    /// With `--distributed`: batch norm normalises with the statistics of
+    /// all ranks' batches together (PyTorch's SyncBatchNorm), not each
+    /// rank's own.
+    #[arg(long)]
+    sync_bn: bool,
 }
 
 fn datasets(args: &Args) -> Result<(ImageDataset, ImageDataset)> {
@@ -218,6 +223,7 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
         x
     };
     let mut replica = distributed::replica(args.distributed, &model, group)?;
+    let _sync_bn = args.sync_bn.then(|| group.sync_batch_norm());
     let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, augmented);
     let trainer = match &mut replica {
         Some(r) => trainer.data_parallel(r),

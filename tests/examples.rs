@@ -134,7 +134,8 @@ const RUNS: &[Run] = &[
           args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --compile --amp" },
     // --distributed alone is a group of one (under mpirun: .ci/run, docs/distributed.md).
     Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
-          args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --distributed" },
+          args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --distributed \
+                 --sync-bn" },
     Run { example: "cifar10_resnet", device: "cpu", mode: InterruptThenResume, files: TRAINED,
           args: "--data-dir {cifar} --batch-size 2 --epochs 50 --model resnet20" },
     // vae: the three models.

@@ -15,6 +15,7 @@ pub mod anomaly;
 pub mod autocast;
 mod compiled;
 mod compiled_random;
+mod custom;
 mod dtype;
 mod grad_hook;
 pub mod gradcheck;

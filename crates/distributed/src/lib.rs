@@ -21,6 +21,7 @@ mod error;
 #[cfg(feature = "mpi")]
 mod mpi_service;
 mod process_group;
+mod sync_batch_norm;
 
 pub use ddp::{DdpOptions, DdpStats, DistributedDataParallel};
 pub use error::{DistError, Result};

@@ -29,6 +29,9 @@ pub(crate) enum Request {
     AllGatherF64(Vec<f64>, Reply<Vec<f64>>),
     Broadcast(Vec<u8>, usize, Reply<Vec<u8>>),
     Barrier(Reply<()>),
+    /// Ends the thread (MPI_Finalize) even while handles to the queue live
+    /// on (a SyncBatchNorm guard, a retained graph).
+    Shutdown,
 }
 
 /// The handle of the MPI thread.
@@ -100,9 +103,11 @@ impl Service {
         self.ask(Request::Barrier)
     }
 
-    /// Closes the queue and waits for the thread to finalise MPI.
+    /// Stops the thread after the requests queued so far, and waits for it to finalise MPI.
     pub(crate) fn finalize(mut self) -> Result<()> {
-        self.requests = None;
+        if let Some(r) = self.requests.take() {
+            let _ = r.send(Request::Shutdown);
+        }
         let thread = self.thread.take().ok_or_else(gone)?;
         thread.join().map_err(|_| DistError::Mpi("the MPI thread panicked".into()))
     }
@@ -130,7 +135,7 @@ pub(crate) fn all_reduce(requests: Option<&Sender<Request>>, values: HostValues,
     }
 }
 
-/// Runs requests until the queue closes.
+/// Runs requests until the queue closes or asks it to stop.
 fn serve(world: &SimpleCommunicator, inbox: std::sync::mpsc::Receiver<Request>) {
     let rank = world.rank() as usize;
     for request in inbox {
@@ -165,6 +170,7 @@ fn serve(world: &SimpleCommunicator, inbox: std::sync::mpsc::Receiver<Request>) 
                 world.barrier();
                 let _ = reply.send(Ok(()));
             }
+            Request::Shutdown => break,
         }
     }
 }

@@ -15,7 +15,7 @@ use wgrad_distributed::{DdpOptions, DistributedDataParallel, ProcessGroup};
 use wgrad_nn::amp::GradScaler;
 use wgrad_nn::optim::{Adam, Optimizer};
 use wgrad_nn::train::{RunDir, StepOutput, Trainer};
-use wgrad_nn::{Init, Linear, Module, ModuleExt, ReLU, Sequential};
+use wgrad_nn::{BatchNorm1d, Init, Linear, Module, ModuleExt, ReLU, Sequential};
 
 const FEATURES: usize = 6;
 const CLASSES: usize = 3;
@@ -57,8 +57,13 @@ fn model(dev: &Device) -> Sequential {
     // Different seeds per rank: DistributedDataParallel::new must make them equal.
     let rank = std::env::var("OMPI_COMM_WORLD_RANK").unwrap_or_default().parse::<u64>().unwrap_or(0);
     let mut init = Init::new(dev, 11 + rank);
-    Sequential::new()
-        .add(Linear::builder(FEATURES, 16).build(&mut init))
+    // BN=1: a batch norm after the first layer (SyncBatchNorm's test),
+    // which then has no bias: batch norm cancels it, and Adam would turn
+    // its rounding-noise gradient into steps.
+    let bn = std::env::var("BN").as_deref() == Ok("1");
+    let first = Sequential::new().add(Linear::builder(FEATURES, 16).bias(!bn).build(&mut init));
+    let first = if bn { first.add(BatchNorm1d::builder(16).build(&mut init)) } else { first };
+    first
         .add(ReLU)
         .add(Linear::builder(16, 16).build(&mut init))
         .add(ReLU)
@@ -117,6 +122,7 @@ fn train(group: &ProcessGroup) -> Result<(), String> {
     }
     let mut opt = Adam::new(model.parameters(), 1e-2);
     let mut scaler = GradScaler::new();
+    let _sync = (std::env::var("SYNC").as_deref() == Ok("1")).then(|| group.sync_batch_norm());
     let micro = per_rank / accum;
     for s in 0..steps {
         let global = s * per_rank * world % (SAMPLES - per_rank * world + 1);
@@ -148,6 +154,9 @@ fn train(group: &ProcessGroup) -> Result<(), String> {
     }
     if rank == 0 {
         write_params(&model, &out_dir().join("params.bin"));
+        let buffers: Vec<u8> =
+            model.named_buffers().iter().flat_map(|(_, b)| b.to_vec()).flat_map(f32::to_le_bytes).collect();
+        std::fs::write(out_dir().join("buffers.bin"), buffers).unwrap();
         let st = ddp.stats();
         std::fs::write(out_dir().join("stats.txt"), format!("{} {} {}", st.steps, st.buckets, st.bytes)).unwrap();
     }
@@ -312,6 +321,30 @@ fn two_ranks_match_one_rank_with_twice_the_batch(tmp: &Path, device: &str) {
     }
 }
 
+fn sync_batch_norm_matches_one_rank_with_the_whole_batch(tmp: &Path) {
+    let d = tmp.join("syncbn");
+    let env = |batch: &'static str, sync: &'static str| {
+        let mut e = train_env("cpu", batch, "1", "0");
+        e.extend([("BN", "1"), ("SYNC", sync)]);
+        e
+    };
+    let synced = mpirun(2, "train", &env("8", "1"), &d.join("synced")).expect_ok();
+    let local = mpirun(2, "train", &env("8", "0"), &d.join("local")).expect_ok();
+    let whole = mpirun(1, "train", &env("16", "1"), &d.join("whole")).expect_ok();
+    let plain = mpirun(1, "train", &env("16", "0"), &d.join("plain")).expect_ok();
+    let buffers = |r: &Run| Run::floats(&r.dir.join("buffers.bin"));
+    // One rank: the synchronised layer is batch norm itself.
+    let same = max_rel_diff(&whole.params(), &plain.params());
+    assert!(same < 1e-4, "SyncBatchNorm on one rank differs from BatchNorm by {same}");
+    let diff = max_rel_diff(&synced.params(), &whole.params());
+    let stats = max_rel_diff(&buffers(&synced), &buffers(&whole));
+    assert!(diff < 1e-4 && stats < 1e-4, "2 synced ranks x 8 vs 1 rank x 16: parameters {diff}, running stats {stats}");
+    // Without synchronisation each rank normalises its own half: the test can fail.
+    let apart = max_rel_diff(&local.params(), &whole.params());
+    assert!(apart > 1e-3, "per-rank batch norm should differ from the whole batch's ({apart})");
+    println!("    synced {diff:.1e} (running stats {stats:.1e}), unsynced {apart:.1e}");
+}
+
 fn no_sync_accumulation_equals_one_big_step(tmp: &Path) {
     let d = tmp.join("accum");
     let whole = mpirun(2, "train", &train_env("cpu", "8", "1", "0"), &d.join("whole")).expect_ok();
@@ -386,7 +419,11 @@ fn rank0_checkpoint_resumes_on_two_ranks_and_on_one(tmp: &Path) {
 
 impl Run {
     fn params_of(dir: &Path) -> Vec<f32> {
-        let bytes = std::fs::read(dir.join("params.bin")).expect("params.bin");
+        Run::floats(&dir.join("params.bin"))
+    }
+
+    fn floats(path: &Path) -> Vec<f32> {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 }
@@ -424,6 +461,10 @@ fn driver() {
         (
             "two_ranks_match_one_rank_with_twice_the_batch_gpu",
             Box::new(|t| two_ranks_match_one_rank_with_twice_the_batch(t, "gpu")),
+        ),
+        (
+            "sync_batch_norm_matches_one_rank_with_the_whole_batch",
+            Box::new(sync_batch_norm_matches_one_rank_with_the_whole_batch),
         ),
         ("no_sync_accumulation_equals_one_big_step", Box::new(no_sync_accumulation_equals_one_big_step)),
         ("sampler_shards_are_disjoint_and_cover", Box::new(sampler_shards_are_disjoint_and_cover)),

@@ -67,6 +67,7 @@ pub use layers::positional::{
 pub use layers::recurrent::{Recurrent, RecurrentBuilder, RecurrentConfig, RecurrentOptions, RecurrentState};
 pub use layers::seq2seq_attention::{AdditiveAttention, AdditiveAttentionBuilder, DotProductAttention};
 pub use layers::sequential::Sequential;
+pub use layers::sync_batch_norm::{BatchStatsSync, SyncBatchNorm};
 pub use layers::transformer::{
     FeedForwardActivation, TransformerBuilder, TransformerConfig, TransformerDecoderLayer, TransformerEncoderLayer,
 };

@@ -17,4 +17,5 @@ pub mod recurrent;
 pub mod seq2seq_attention;
 
 pub mod sequential;
+pub mod sync_batch_norm;
 pub mod transformer;

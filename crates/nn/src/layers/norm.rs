@@ -144,6 +144,15 @@ impl Module for BatchNorm {
         assert!(ok, "{}: unexpected input shape {:?}", self.describe(), x.shape());
         if self.training {
             self.pending.fetch_add(1, Relaxed);
+            if let Some(sync) = crate::layers::sync_batch_norm::current() {
+                return crate::layers::sync_batch_norm::forward(
+                    x,
+                    &*sync,
+                    (&self.running_mean, &self.running_var),
+                    (self.weight.as_ref(), self.bias.as_ref()),
+                    (self.momentum, self.eps),
+                );
+            }
         }
         x.batch_norm(
             Some(&self.running_mean),

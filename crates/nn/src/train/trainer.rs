@@ -369,7 +369,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     /// [`accumulate`](Self::accumulate)-th batch: the others accumulate
     /// locally), each epoch's metrics are those of all ranks' batches,
     /// a stop request on any rank stops every rank at the same step, and
-    /// only rank 0 shows progress and writes the run folder (every rank
+    /// only rank 0 shows progress (counting every rank's samples: give
+    /// [`samples_per_epoch`](Self::samples_per_epoch) one rank's) and writes the run folder (every rank
     /// reads it to [`resume`](Self::resume): a shared file system). The
     /// data must give each rank its own shard with the same number of
     /// batches (`DataLoader::shard`). A [`compiled`](Self::compiled) step
@@ -717,6 +718,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
         E: Into<BoxError>,
     {
         let (k, epoch) = (self.accumulate, at.epoch);
+        // Data-parallel ranks train equal shards: the progress counts all of them.
+        let replicas = self.parallel.as_ref().map_or(1, |p| p.world_size()) as u64;
         self.model.set_training(true);
         if let Some(p) = &mut self.progress {
             // The batches this epoch will train: all of them, unless the
@@ -727,7 +730,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             };
             // A resumed partial epoch's length is unknown in samples.
             let len = if skip == 0 { self.samples * planned as u64 / per_epoch.max(1) as u64 } else { 0 };
-            p.start_epoch(epoch + 1, len);
+            p.start_epoch(epoch + 1, len * replicas);
         }
         metrics.iter_mut().for_each(|m| m.reset());
         let (mut done, mut micro) = (skip, 0);
@@ -746,7 +749,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             // Submits this step so the device works while the next is recorded.
             params[0].device().flush().map_err(|e| FitError::device("the training step", e))?;
             if let Some(p) = &mut self.progress {
-                p.advance(o.samples as u64);
+                p.advance(o.samples as u64 * replicas);
             }
             done += 1;
             micro = if due { 0 } else { micro + 1 };

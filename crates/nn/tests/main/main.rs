@@ -19,6 +19,7 @@ mod resume_process;
 mod run_dir;
 mod schedule;
 mod sequence;
+mod sync_batch_norm;
 mod textbook;
 mod train_toolkit;
 mod trainer;
