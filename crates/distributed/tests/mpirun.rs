@@ -231,6 +231,10 @@ fn trainer(group: &ProcessGroup) -> Result<(), String> {
     .resume(arg("RESUME") == "1")
     .on_batch_end(|b| {
         if fail_epoch == Some(b.epoch) && rank == 1 && b.batch == 2 {
+            if std::env::var("FAIL_MODE").as_deref() == Ok("die") {
+                // Dies without a word, as a killed process does.
+                std::process::abort();
+            }
             panic!("rank 1 fails on purpose in epoch {}", b.epoch);
         }
     })
@@ -429,13 +433,20 @@ impl Run {
 }
 
 fn a_failing_rank_ends_the_job_and_leaves_a_whole_checkpoint(tmp: &Path) {
-    let d = tmp.join("fail");
-    let run =
-        mpirun(2, "trainer", &[("WGRAD_DEVICE", "cpu"), ("EPOCHS", "3"), ("RESUME", "0"), ("FAIL_EPOCH", "2")], &d);
-    assert!(!run.output.status.success(), "the job must fail");
-    assert!(run.seconds < 60.0, "the job took {:.0} s to end", run.seconds);
-    let err = run.stderr();
-    assert!(err.contains("rank 1 of 2 panicked"), "the failing rank is not named:\n{err}");
+    for (mode, named) in [("panic", "rank 1 of 2 panicked"), ("die", "process rank 1")] {
+        let d = tmp.join(format!("fail-{mode}"));
+        let env = [("WGRAD_DEVICE", "cpu"), ("EPOCHS", "3"), ("RESUME", "0"), ("FAIL_EPOCH", "2"), ("FAIL_MODE", mode)];
+        let run = mpirun(2, "trainer", &env, &d);
+        assert!(!run.output.status.success(), "{mode}: the job must fail");
+        assert!(run.seconds < 60.0, "{mode}: the job took {:.0} s to end", run.seconds);
+        let err = run.stderr();
+        assert!(err.contains(named), "{mode}: the failing rank is not named:\n{err}");
+        epoch_one_checkpoint_is_whole(&d);
+    }
+}
+
+/// Epoch 1's checkpoint in `d`'s run folder is whole, and no temporary file is left.
+fn epoch_one_checkpoint_is_whole(d: &Path) {
     // Epoch 1's checkpoint is whole: a resume on one rank reads it.
     let dev = Device::cpu();
     let ck = wgrad_nn::checkpoint::TrainingCheckpoint::load(d.join("run").join("last.safetensors"), &dev)

@@ -69,3 +69,21 @@ fn evaluation_ignores_the_synchronisation() {
     let _sync = SyncBatchNorm::new(Arc::new(Alone));
     assert_eq!(bn.forward(&x).to_vec(), plain);
 }
+
+#[test]
+fn its_gradient_matches_finite_differences() {
+    use wgrad_autograd::gradcheck::{check_gradients, GradCheck};
+    let dev = Device::cpu();
+    let bn = BatchNorm2d::builder(2).build(&mut Init::new(&dev, 0));
+    let x = Tensor::randn(&[3, 2, 2, 2], 4, &dev);
+    let opts = GradCheck { eps: 1e-3, atol: 2e-2, rtol: 2e-2 };
+    check_gradients(
+        |t| {
+            let _sync = SyncBatchNorm::new(Arc::new(Alone));
+            bn.forward(&t[0])
+        },
+        &[x],
+        opts,
+    )
+    .unwrap();
+}
