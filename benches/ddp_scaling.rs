@@ -4,16 +4,23 @@
 //! (`mpirun -np 2`) at the same per-rank batch. Prints images/s in all,
 //! the speed-up (2.0 is perfect), and where the all-reduce time went: how
 //! much of it backward hid (buckets reduced while it ran), with overlap on
-//! and off. The ratio compares wgrad with itself on the same host, so it
-//! holds across hosts better than a time does.
+//! and off. The speed-up compares wgrad with itself on the same host, so
+//! it holds across hosts better than a time does;
+//! `benches/ddp_scaling_pytorch.py` runs PyTorch's DistributedDataParallel
+//! (gloo, one thread per rank pinned to a core) in the same run, for its
+//! own speed-up and the `vs PyTorch` column (images/s over PyTorch's,
+//! higher is better).
 //!
 //! `cargo bench --bench ddp_scaling --features mpi [-- BATCH STEPS]`
 //! (default per-rank batch 32, 12 timed steps after 2 warm-up steps).
 //! `WGRAD_DEVICE` picks the ranks' device (default `cpu`); on a machine
 //! with one GPU, `WGRAD_DEVICE=auto` puts both ranks on it, which measures
 //! the host-staged all-reduce's cost rather than scaling.
+//! `WGRAD_DDP_BUCKET_MB` sets both bucket caps (the first and the others).
 
 use std::process::Command;
+
+mod common;
 use std::time::Instant;
 
 use wgrad::distributed::{DdpOptions, DistributedDataParallel, ProcessGroup};
@@ -33,21 +40,31 @@ fn main() {
     let device = std::env::var("WGRAD_DEVICE").unwrap_or_else(|_| "cpu".into());
     println!("ResNet-20, per-rank batch {batch}, {steps} timed steps, WGRAD_DEVICE={device}, 1 CPU thread per rank");
     println!("{}", host_line());
+    let torch = common::pytorch("ddp_scaling_pytorch.py", &[batch.to_string(), steps.to_string()]);
+    if let Err(why) = &torch {
+        println!("(no PyTorch figures: {why})");
+    }
     println!(
-        "| ranks | overlap | images/s | speed-up | all-reduce ms/step | hidden behind backward | exposed ms/step |"
+        "| ranks | overlap | images/s | speed-up | all-reduce ms/step | hidden behind backward | exposed ms/step | \
+         PyTorch images/s | PyTorch speed-up | vs PyTorch |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut one = None;
+    let torch_one = common::lookup(&torch, "ranks1");
     for (np, overlap) in [(1, true), (2, true), (2, false)] {
         let line = launch(np, overlap, batch, steps, &device);
         let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
         let (rate, reduce_ms, hidden, exposed_ms) = (f[0], f[1], f[2], f[3]);
         let base = *one.get_or_insert(rate);
+        let theirs = common::lookup(&torch, &format!("ranks{np}"));
+        let their_speedup = theirs.zip(torch_one).map_or("-".into(), |(t, o)| format!("{:.2}x", t / o));
         println!(
-            "| {np} | {} | {rate:.1} | {:.2}x | {reduce_ms:.1} | {:.0}% | {exposed_ms:.1} |",
+            "| {np} | {} | {rate:.1} | {:.2}x | {reduce_ms:.1} | {:.0}% | {exposed_ms:.1} | {} | {their_speedup} | {} |",
             if overlap { "on" } else { "off" },
             rate / base,
-            100.0 * hidden
+            100.0 * hidden,
+            common::show(theirs),
+            common::ratio(rate, theirs)
         );
     }
 }
@@ -73,7 +90,11 @@ fn rank(batch: usize, steps: usize, overlap: bool) {
     let group = ProcessGroup::from_env().expect("MPI");
     let dev = Device::from_env().unwrap();
     let model = ResNet::cifar(20, 10, Shortcut::ZeroPad, &mut Init::new(&dev, 0));
-    let mut ddp = DistributedDataParallel::new(&model, &group, DdpOptions::default().overlap(overlap)).unwrap();
+    let mut options = DdpOptions::default().overlap(overlap);
+    if let Some(mb) = std::env::var("WGRAD_DDP_BUCKET_MB").ok().and_then(|v| v.parse::<f64>().ok()) {
+        options = options.bucket_cap_mb(mb).first_bucket_mb(mb);
+    }
+    let mut ddp = DistributedDataParallel::new(&model, &group, options).unwrap();
     let mut opt = Sgd::with_options(model.parameters(), 0.01, SgdOptions { momentum: 0.9, ..Default::default() });
     let loss_fn = CrossEntropyLoss::default();
     let seed = 1 + group.rank() as u64;

@@ -143,8 +143,10 @@ impl<'g> DistributedDataParallel<'g> {
     /// When the ranks' models differ in their parameters' names or shapes,
     /// or a collective fails.
     pub fn new<M: ModuleExt + ?Sized>(model: &M, group: &'g ProcessGroup, options: DdpOptions) -> Result<Self> {
+        // A parameter shared by two modules (tied weights) is reduced once.
+        let mut seen = rustc_hash::FxHashSet::default();
         let params: Vec<(String, Tensor)> =
-            model.named_parameters().into_iter().filter(|(_, p)| p.requires_grad()).collect();
+            model.named_parameters().into_iter().filter(|(_, p)| p.requires_grad() && seen.insert(p.id())).collect();
         let buffers: Vec<(String, Tensor)> = model.named_buffers();
         let described: Vec<(&str, Vec<usize>)> =
             params.iter().chain(&buffers).map(|(n, t)| (n.as_str(), t.shape().to_vec())).collect();
@@ -464,6 +466,18 @@ mod tests {
         lenient.backward(&first(&model)).unwrap();
         let last = &model.parameters()[3];
         assert!(last.grad().unwrap().to_vec().iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn a_shared_parameter_is_reduced_once() {
+        let dev = Device::cpu();
+        let layer = Linear::builder(3, 3).build(&mut Init::new(&dev, 1));
+        let twin = Linear { weight: layer.weight.clone(), bias: layer.bias.clone() };
+        let model = Sequential::new().add(layer).add(twin);
+        let group = ProcessGroup::single();
+        let mut ddp = DistributedDataParallel::new(&model, &group, DdpOptions::default()).unwrap();
+        assert_eq!(ddp.buckets().concat(), ["0.bias", "0.weight"]);
+        ddp.backward(&model.forward(&Tensor::randn(&[2, 3], 2, &dev)).sum_all()).unwrap();
     }
 
     #[test]
