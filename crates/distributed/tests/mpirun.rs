@@ -209,8 +209,19 @@ fn trainer(group: &ProcessGroup) -> Result<(), String> {
     let (rank, world) = (group.rank(), group.world_size());
     let global_batch = 16;
     let dev2 = dev.clone();
+    // FAIL_MODE=error: rank 1's 3rd batch of epoch FAIL_EPOCH is an error.
+    let fail_at = match (std::env::var("FAIL_MODE").as_deref(), fail_epoch) {
+        (Ok("error"), Some(e)) if rank == 1 => Some((e - 1) * (SAMPLES / global_batch) + 3),
+        _ => None,
+    };
+    let collated = std::sync::atomic::AtomicUsize::new(0);
     let loader =
         DataLoader::with_collate(std::sync::Arc::new(Items), global_batch / world, move |items: Vec<usize>| {
+            let n = collated.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if fail_at == Some(n) {
+                let what = "rank 1's batch fails on purpose".to_string();
+                return Err(wgrad_data::DataError::Format { path: "synthetic".into(), what });
+            }
             let (x, y) = data();
             let xs: Vec<f32> = items.iter().flat_map(|&i| x[i * FEATURES..(i + 1) * FEATURES].to_vec()).collect();
             let ys: Vec<u32> = items.iter().map(|&i| y[i]).collect();
@@ -230,7 +241,7 @@ fn trainer(group: &ProcessGroup) -> Result<(), String> {
     .run_dir(run)
     .resume(arg("RESUME") == "1")
     .on_batch_end(|b| {
-        if fail_epoch == Some(b.epoch) && rank == 1 && b.batch == 2 {
+        if fail_epoch == Some(b.epoch) && rank == 1 && b.batch == 2 && fail_at.is_none() {
             if std::env::var("FAIL_MODE").as_deref() == Ok("die") {
                 // Dies without a word, as a killed process does.
                 std::process::abort();
@@ -433,7 +444,9 @@ impl Run {
 }
 
 fn a_failing_rank_ends_the_job_and_leaves_a_whole_checkpoint(tmp: &Path) {
-    for (mode, named) in [("panic", "rank 1 of 2 panicked"), ("die", "process rank 1")] {
+    for (mode, named) in
+        [("panic", "rank 1 of 2 panicked"), ("die", "process rank 1"), ("error", "rank 1 of 2 failed: reading batch")]
+    {
         let d = tmp.join(format!("fail-{mode}"));
         let env = [("WGRAD_DEVICE", "cpu"), ("EPOCHS", "3"), ("RESUME", "0"), ("FAIL_EPOCH", "2"), ("FAIL_MODE", mode)];
         let run = mpirun(2, "trainer", &env, &d);
