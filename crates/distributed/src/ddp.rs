@@ -13,7 +13,7 @@ use wgrad_nn::train::{BoxError, DataParallel};
 use wgrad_nn::ModuleExt;
 
 use crate::error::{DistError, Result};
-use crate::process_group::{tensor_like, PendingReduce, ProcessGroup, Reducer};
+use crate::process_group::{bytes_of_f32, f32_of_bytes, tensor_like, PendingReduce, ProcessGroup, Reducer};
 
 /// Options of [`DistributedDataParallel`] (PyTorch's keyword arguments).
 #[derive(Clone, Debug)]
@@ -403,10 +403,10 @@ fn broadcast_all(group: &ProcessGroup, tensors: &[&Tensor]) -> Result<()> {
     if group.world_size() == 1 || tensors.is_empty() {
         return Ok(());
     }
-    let values: Vec<Vec<f32>> = tensors.iter().map(|t| t.to_vec()).collect();
-    let mut bytes: Vec<u8> = values.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let values: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
+    let mut bytes = bytes_of_f32(&values);
     group.broadcast_bytes(&mut bytes, 0)?;
-    let mut floats = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let mut floats = f32_of_bytes(&bytes).into_iter();
     for t in tensors {
         let v: Vec<f32> = floats.by_ref().take(t.numel()).collect();
         let value = tensor_like(t, &v)?;

@@ -372,11 +372,13 @@ pub(crate) fn tensor_like(t: &Tensor, values: &[f32]) -> Result<Tensor> {
     })
 }
 
-fn bytes_of_f32(v: &[f32]) -> Vec<u8> {
+/// Little-endian bytes of `v` (what MPI broadcasts).
+pub(crate) fn bytes_of_f32(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn f32_of_bytes(b: &[u8]) -> Vec<f32> {
+/// The f32s of little-endian `b`.
+pub(crate) fn f32_of_bytes(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
