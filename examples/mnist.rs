@@ -59,6 +59,10 @@ pub(crate) struct Args {
     /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
+    /// Do not write TensorBoard event files into the run folder (written by
+    /// default: `tensorboard --logdir runs`; docs/interop.md).
+    #[arg(long)]
+    no_tensorboard: bool,
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
@@ -129,6 +133,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         stop: stop.flag(),
         epochs: args.epochs,
         quiet: args.quiet,
+        tensorboard: !args.no_tensorboard,
         profiler: profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json")),
         batch_size: args.batch_size,
         dev: &dev,

@@ -65,6 +65,10 @@ pub(crate) struct Args {
     /// No progress bar (summary lines only).
     #[arg(long)]
     quiet: bool,
+    /// Do not write TensorBoard event files into the run folder (written by
+    /// default: `tensorboard --logdir runs`; docs/interop.md).
+    #[arg(long)]
+    no_tensorboard: bool,
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
@@ -245,6 +249,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         kl.reset();
     })
     .run_dir(run.clone())
+    .tensorboard(!args.no_tensorboard)
     .resume(args.resume)
     .stop_flag(stop.flag())
     .progress(progress)

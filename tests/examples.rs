@@ -109,7 +109,7 @@ const RUNS: &[Run] = &[
     Run { example: "mnist", device: "cpu", mode: Plain, files: TRAINED,
           args: "--model cnn --limit 96 --epochs 1 --amp --workers 2" },
     Run { example: "mnist", device: "cpu", mode: Plain, files: TRAINED,
-          args: "--model lenet --data-dir {mnist} --epochs 2 --batch-size 16 --lr 0.01 --seed 3" },
+          args: "--model lenet --data-dir {mnist} --epochs 2 --batch-size 16 --lr 0.01 --seed 3 --no-tensorboard" },
     Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
           args: "--model cnn --limit 64 --epochs 1 --amp" },
     Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
@@ -125,7 +125,7 @@ const RUNS: &[Run] = &[
                  --workers 2" },
     Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
           args: "--data-dir {cifar} --limit 12 --batch-size 4 --epochs 2 --model resnet20 --lr 0.05 --momentum 0.8 \
-                 --weight-decay 5e-4 --seed 4" },
+                 --weight-decay 5e-4 --seed 4 --no-tensorboard" },
     Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
           args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --amp" },
     Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
@@ -142,7 +142,7 @@ const RUNS: &[Run] = &[
     Run { example: "vae", device: "cpu", mode: Plain, files: VAE_PROFILED,
           args: "--model vae --limit 320 --batch-size 32 --epochs 1 --latent 8 --workers 0 --profile" },
     Run { example: "vae", device: "cpu", mode: Plain, files: AE,
-          args: "--model ae --limit 64 --batch-size 32 --epochs 1 --lr 0.01 --seed 1 --workers 2" },
+          args: "--model ae --limit 64 --batch-size 32 --epochs 1 --lr 0.01 --seed 1 --workers 2 --no-tensorboard" },
     Run { example: "vae", device: "cpu", mode: Plain, files: AE,
           args: "--model conv-ae --data-dir {mnist} --batch-size 16 --epochs 1" },
     Run { example: "vae", device: "cpu", mode: InterruptThenResume, files: VAE,
@@ -155,7 +155,8 @@ const RUNS: &[Run] = &[
                  --embed 16 --layers 2 --dropout 0.1 --lr 0.01 --clip 0.5 --sample-len 20 --temperature 0 --top-k 3 \
                  --prompt ab --seed 2 --profile" },
     Run { example: "char_lstm", device: "cpu", mode: Plain, files: TEXT,
-          args: "--text {text} --steps 4 --eval-every 2 --batch 4 --seq-len 16 --hidden 32 --embed 16 --clip 0 --amp" },
+          args: "--text {text} --steps 4 --eval-every 2 --batch 4 --seq-len 16 --hidden 32 --embed 16 --clip 0 --amp \
+                 --no-tensorboard" },
     Run { example: "char_lstm", device: "gpu", mode: Plain, files: TEXT,
           args: "--text {text} --steps 2 --eval-every 2 --batch 4 --seq-len 8 --hidden 16 --embed 8 --layers 1 --amp" },
     Run { example: "char_lstm", device: "cpu", mode: InterruptThenResume, files: TEXT,
@@ -168,7 +169,8 @@ const RUNS: &[Run] = &[
                  --heads 2 --layers 2 --tie-weights --warmup 2 --weight-decay 0.1 --dropout 0.1 --lr 3e-3 \
                  --clip 0.5 --sample-len 20 --temperature 0.5 --top-k 5 --prompt ab --seed 5 --profile" },
     Run { example: "tiny_gpt", device: "cpu", mode: Plain, files: TEXT,
-          args: "--text {text} --steps 4 --eval-every 2 --batch 4 --seq-len 16 --width 32 --heads 2 --amp" },
+          args: "--text {text} --steps 4 --eval-every 2 --batch 4 --seq-len 16 --width 32 --heads 2 --amp \
+                 --no-tensorboard" },
     Run { example: "tiny_gpt", device: "gpu", mode: Plain, files: TEXT,
           args: "--text {text} --steps 2 --eval-every 2 --batch 4 --seq-len 8 --width 16 --heads 2 --layers 1 --amp" },
     Run { example: "tiny_gpt", device: "gpu", mode: Plain, files: TEXT,
@@ -462,6 +464,15 @@ fn run_matrix(example: &str) {
         println!("{what}: {:.1} s", started.elapsed().as_secs_f64());
         if trains {
             check_run_folder(&what, &out, row.files, rounds(&args));
+            // TensorBoard's event files beside history.csv, unless turned off.
+            let events = std::fs::read_dir(&out)
+                .unwrap()
+                .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().starts_with("events.out.tfevents."))
+                .count();
+            match row.args.contains("--no-tensorboard") {
+                true => assert_eq!(events, 0, "{what}: --no-tensorboard wrote event files"),
+                false => assert!(events > 0, "{what}: no TensorBoard event file in {}", out.display()),
+            }
         } else {
             assert!(stdout.contains("kernel check:") && stdout.contains("ok"), "{what}:\n{stdout}");
         }

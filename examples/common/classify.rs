@@ -44,6 +44,8 @@ pub struct FitWith<'a> {
     pub epochs: usize,
     /// `--quiet`: the summary lines without the bar.
     pub quiet: bool,
+    /// TensorBoard event files in the run folder (not `--no-tensorboard`).
+    pub tensorboard: bool,
     /// Around each step (`--profile`: its table and trace for one step).
     pub profiler: super::profiling::StepProfiler,
     pub batch_size: usize,
@@ -80,6 +82,7 @@ pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> any
             Ok(wgrad::nn::train::Evaluation { loss, accuracy: Some(acc) })
         })
         .run_dir(w.run)
+        .tensorboard(w.tensorboard)
         .resume(w.resume)
         .stop_flag(w.stop)
         .progress(progress)

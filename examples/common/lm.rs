@@ -124,6 +124,7 @@ pub fn train<'a, M: ModuleExt + ?Sized, B>(
         .max_steps(args.steps as u64)
         .amp(args.amp)
         .run_dir(run.clone())
+        .tensorboard(!args.no_tensorboard)
         .resume(args.resume)
         .stop_flag(stop.flag())
         .progress(progress)
@@ -218,6 +219,10 @@ pub struct TextArgs {
     /// No progress bar (summary lines only).
     #[arg(long)]
     pub quiet: bool,
+    /// Do not write TensorBoard event files into the run folder (written by
+    /// default: `tensorboard --logdir runs`; docs/interop.md).
+    #[arg(long)]
+    pub no_tensorboard: bool,
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     pub profile: bool,

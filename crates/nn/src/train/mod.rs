@@ -39,6 +39,7 @@ pub mod run_dir;
 pub mod seed;
 pub mod stateful;
 pub mod tbptt;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use data_parallel::DataParallel;

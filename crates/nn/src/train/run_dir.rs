@@ -28,6 +28,11 @@ impl RunDir {
         Ok(RunDir { dir })
     }
 
+    /// The folder (TensorBoard's event files go here too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `last.safetensors`.
     pub fn last(&self) -> PathBuf {
         self.dir.join("last.safetensors")

@@ -65,6 +65,7 @@ use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
 
 use super::compiled_step::Compiled;
 use super::data_parallel::DataParallel;
+use super::tensorboard::SummaryWriter;
 use super::{
     Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
 };
@@ -299,6 +300,8 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     samples: u64,
     metrics: Vec<Box<dyn Metric + 'a>>,
     parallel: Option<&'a mut dyn DataParallel>,
+    tensorboard: bool,
+    events: Option<SummaryWriter>,
 }
 
 impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
@@ -360,6 +363,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             samples: 0,
             metrics: Vec::new(),
             parallel: None,
+            tensorboard: true,
+            events: None,
         }
     }
 
@@ -377,6 +382,19 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     /// runs eagerly under it (the device still replays repeated batches).
     pub fn data_parallel(mut self, parallel: &'a mut dyn DataParallel) -> Self {
         self.parallel = Some(parallel);
+        self
+    }
+
+    /// Whether to write TensorBoard event files into the run folder
+    /// (default true, with a [`run_dir`](Self::run_dir)): each epoch's
+    /// record as scalars at step = epoch (`loss/train`, `loss/val`,
+    /// `accuracy/train`, `accuracy/val`, `lr`, `metrics/<name>`;
+    /// [`SummaryWriter::add_epoch_record`]), so `tensorboard --logdir runs`
+    /// shows every run folder below `runs`. A resumed run writes a new
+    /// file in the same folder and goes on from the next epoch: the curves
+    /// continue, nothing is written twice.
+    pub fn tensorboard(mut self, on: bool) -> Self {
+        self.tensorboard = on;
         self
     }
 
@@ -589,6 +607,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             .map(|p| p.device())
             .ok_or_else(|| FitError::Config("the optimizer has no parameters".into()))?;
         let (mut history, mut at) = self.resume_run(&dev, batches_per_epoch)?;
+        if let (Some(run), true, true) = (&self.run, self.tensorboard, self.is_main()) {
+            self.events = Some(SummaryWriter::new(run.dir())?);
+        }
         let quiet = self.quiet || !self.is_main();
         self.progress = match (quiet, self.progress.take()) {
             (true, _) => None,
@@ -892,6 +913,12 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             (Some(run), true) => {
                 let ck = self.checkpoint((epoch + 1, 0, at.steps));
                 run.finish_epoch(history, record.clone(), &ck, self.model.as_dyn())?;
+                // After the checkpoint: a run stopped in between resumes
+                // after this epoch, and its curves miss it rather than
+                // showing it twice.
+                if let Some(tb) = &mut self.events {
+                    tb.add_epoch_record(&record)?;
+                }
             }
             _ => history.push(record.clone()),
         }

@@ -20,6 +20,7 @@ mod run_dir;
 mod schedule;
 mod sequence;
 mod sync_batch_norm;
+mod tensorboard;
 mod textbook;
 mod train_toolkit;
 mod trainer;
