@@ -59,6 +59,20 @@ fn events(dir: &Path) -> Vec<Event> {
     all
 }
 
+/// The (step, value) points of scalar `tag` among `events`, in file order.
+fn simple_values(events: &[Event], tag: &str) -> Vec<(i64, f32)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.what {
+            Some(What::Summary(s)) if s.value[0].tag == tag => match s.value[0].value {
+                Some(Kind::SimpleValue(v)) => Some((e.step, v)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 fn scalars(json: &Json, tag: &str) -> Vec<(i64, f64)> {
     json["scalars"][tag]
         .as_array()
@@ -93,17 +107,7 @@ fn every_kind_of_summary_is_read_back() {
     // Our reader: the file version first, then the values.
     let ev = events(&dir);
     assert!(matches!(&ev[0].what, Some(What::FileVersion(v)) if v == "brain.Event:2"));
-    let simple: Vec<(i64, f32)> = ev
-        .iter()
-        .filter_map(|e| match &e.what {
-            Some(What::Summary(s)) if s.value[0].tag == "loss/train" => match s.value[0].value {
-                Some(Kind::SimpleValue(v)) => Some((e.step, v)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    assert_eq!(simple, vec![(0, 0.5), (1, 0.25), (2, 0.5 / 3.0), (3, 0.125)]);
+    assert_eq!(simple_values(&ev, "loss/train"), vec![(0, 0.5), (1, 0.25), (2, 0.5 / 3.0), (3, 0.125)]);
     let Some(json) = tensorboard_reads(&dir) else { return };
     let loss = scalars(&json, "loss/train");
     assert_eq!(loss.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
@@ -174,16 +178,7 @@ fn the_trainer_logs_its_history_and_a_resume_continues_the_curves() {
     };
     assert_eq!(files(&dir), 2, "a resumed run writes a new file beside the first");
     // Every epoch once, in order, equal to the history.
-    let ours: Vec<(i64, f32)> = events(&dir)
-        .iter()
-        .filter_map(|e| match &e.what {
-            Some(What::Summary(s)) if s.value[0].tag == "loss/train" => match s.value[0].value {
-                Some(Kind::SimpleValue(v)) => Some((e.step, v)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
+    let ours = simple_values(&events(&dir), "loss/train");
     let history: Vec<(i64, f32)> =
         whole.history.records.iter().map(|r| (r.epoch as i64, r.train_loss as f32)).collect();
     let mut sorted = ours.clone();
