@@ -61,7 +61,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wgrad_autograd::{try_run, AutocastGuard, Generator, Tensor};
+use wgrad_autograd::{try_run, AutocastGuard, Generator, PendingVec, Tensor};
 
 use super::compiled_step::Compiled;
 use super::data_parallel::DataParallel;
@@ -302,6 +302,10 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     parallel: Option<&'a mut dyn DataParallel>,
     tensorboard: bool,
     events: Option<SummaryWriter>,
+    /// Optimizer steps between two `loss/train_step` points.
+    loss_every: u64,
+    /// The last logged step's loss, on its way to the host.
+    pending_loss: Option<(u64, PendingVec)>,
 }
 
 impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
@@ -365,6 +369,8 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             parallel: None,
             tensorboard: true,
             events: None,
+            loss_every: 10,
+            pending_loss: None,
         }
     }
 
@@ -386,16 +392,36 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     }
 
     /// Whether to write TensorBoard event files into the run folder
-    /// (default true, with a [`run_dir`](Self::run_dir)): each epoch's
-    /// record as scalars at step = epoch (`loss/train`, `loss/val`,
-    /// `accuracy/train`, `accuracy/val`, `lr`, `metrics/<name>`;
-    /// [`SummaryWriter::add_epoch_record`]), so `tensorboard --logdir runs`
-    /// shows every run folder below `runs`. A resumed run writes a new
-    /// file in the same folder and goes on from the next epoch: the curves
-    /// continue, nothing is written twice.
+    /// (default true, with a [`run_dir`](Self::run_dir)), all at the step
+    /// = optimizer steps so far: each epoch's record
+    /// ([`SummaryWriter::add_epoch_record`]: `loss/train`, `loss/val`,
+    /// `accuracy/train`, `accuracy/val`, `lr`, `metrics/<name>`, `epoch`)
+    /// and every [`tensorboard_loss_every`](Self::tensorboard_loss_every)
+    /// steps the batch's loss (`loss/train_step`), so `tensorboard --logdir
+    /// runs` shows every run folder below `runs`. A resumed run writes a
+    /// new file in the same folder, starting with a restart mark after its
+    /// checkpoint's step: TensorBoard drops what a killed run logged after
+    /// its last checkpoint, and the curves continue with each step once.
     pub fn tensorboard(mut self, on: bool) -> Self {
         self.tensorboard = on;
         self
+    }
+
+    /// Optimizer steps between two `loss/train_step` points (default 10;
+    /// 0: none). Each point reads the loss back a step late, without
+    /// making the host wait for the device.
+    pub fn tensorboard_loss_every(mut self, steps: u64) -> Self {
+        self.loss_every = steps;
+        self
+    }
+
+    /// Writes the pending `loss/train_step` point, if any (waiting for it).
+    fn write_pending_loss(&mut self) -> Result<(), FitError> {
+        if let (Some((step, loss)), Some(tb)) = (self.pending_loss.take(), &mut self.events) {
+            let v = loss.try_wait().map_err(|e| FitError::device("reading the loss for TensorBoard", e))?;
+            tb.add_scalar("loss/train_step", f64::from(v[0]), step)?;
+        }
+        Ok(())
     }
 
     /// Whether this process writes files and prints: not a data-parallel
@@ -608,7 +634,12 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             .ok_or_else(|| FitError::Config("the optimizer has no parameters".into()))?;
         let (mut history, mut at) = self.resume_run(&dev, batches_per_epoch)?;
         if let (Some(run), true, true) = (&self.run, self.tensorboard, self.is_main()) {
-            self.events = Some(SummaryWriter::new(run.dir())?);
+            let mut tb = SummaryWriter::new(run.dir())?;
+            if self.resume {
+                // Points at steps up to the checkpoint's were written before it.
+                tb.add_restart(at.steps + 1, &run.last())?;
+            }
+            self.events = Some(tb);
         }
         let quiet = self.quiet || !self.is_main();
         self.progress = match (quiet, self.progress.take()) {
@@ -775,6 +806,11 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             done += 1;
             micro = if due { 0 } else { micro + 1 };
             at.steps += u64::from(due);
+            if due && self.events.is_some() && self.loss_every > 0 && at.steps.is_multiple_of(self.loss_every) {
+                // The previous point has landed by now; this one is read next time.
+                self.write_pending_loss()?;
+                self.pending_loss = Some((at.steps, loss.to_vec_async()));
+            }
             if let Some(f) = &mut self.on_batch {
                 f(&BatchEnd {
                     epoch: epoch + 1,
@@ -916,8 +952,9 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 // After the checkpoint: a run stopped in between resumes
                 // after this epoch, and its curves miss it rather than
                 // showing it twice.
+                self.write_pending_loss()?;
                 if let Some(tb) = &mut self.events {
-                    tb.add_epoch_record(&record)?;
+                    tb.add_epoch_record(&record, at.steps)?;
                 }
             }
             _ => history.push(record.clone()),

@@ -194,3 +194,46 @@ fn the_trainer_logs_its_history_and_a_resume_continues_the_curves() {
     assert_eq!(files(&dir), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn step_losses_continue_after_a_resume_and_orphans_are_dropped() {
+    let dir = temp("steps");
+    let dev = Device::cpu();
+    let batches: Vec<(Tensor, Tensor)> =
+        (0..3).map(|i| (Tensor::randn(&[4, 3], 10 + i, &dev), Tensor::randn(&[4, 1], 20 + i, &dev))).collect();
+    let fit = |epochs: usize, resume: bool| {
+        let mut model = Linear::builder(3, 1).build(&mut Init::new(&dev, 0));
+        let mut opt = Sgd::new(model.parameters(), 0.05);
+        Trainer::new(&mut model, &mut opt, |m: &Linear, (x, y): (Tensor, Tensor)| {
+            StepOutput::new(MSELoss::default().forward(&m.forward(&x), &y), 4)
+        })
+        .epochs(epochs)
+        .quiet()
+        .run_dir(RunDir::create(&dir).unwrap())
+        .resume(resume)
+        .tensorboard_loss_every(1)
+        .fit(3, |_, skip| batches[skip..].iter().cloned().map(Ok::<_, std::io::Error>))
+        .unwrap()
+    };
+    fit(2, false);
+    {
+        // What a run killed after its epoch-2 checkpoint could have logged.
+        let mut orphan = SummaryWriter::new(&dir).unwrap();
+        for step in [7, 8] {
+            orphan.add_scalar("loss/train_step", 99.0, step).unwrap();
+        }
+    }
+    let whole = fit(4, true);
+    let ours = simple_values(&events(&dir), "loss/train_step");
+    assert_eq!(ours.len(), 12 + 2, "12 steps logged, plus the 2 orphans in their file");
+    let Some(json) = tensorboard_reads(&dir) else { return };
+    let steps = scalars(&json, "loss/train_step");
+    assert_eq!(steps.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=12).collect::<Vec<i64>>(), "{json}");
+    assert!(steps.iter().all(|p| p.1 != 99.0), "an orphan survived: {steps:?}");
+    // Epoch records at the step that ended them, equal to the history.
+    let epochs = scalars(&json, "loss/train");
+    assert_eq!(epochs.iter().map(|p| p.0).collect::<Vec<_>>(), vec![3, 6, 9, 12]);
+    let history: Vec<f32> = whole.history.records.iter().map(|r| r.train_loss as f32).collect();
+    assert_eq!(epochs.iter().map(|p| p.1 as f32).collect::<Vec<_>>(), history);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,7 +16,7 @@ pub struct Event {
     #[prost(int64, tag = "2")]
     pub step: i64,
     /// What the event holds.
-    #[prost(oneof = "What", tags = "3, 5")]
+    #[prost(oneof = "What", tags = "3, 5, 7")]
     pub what: Option<What>,
 }
 
@@ -29,6 +29,24 @@ pub enum What {
     /// Summaries.
     #[prost(message, tag = "5")]
     Summary(Summary),
+    /// A restart: readers drop the points at or after its step that
+    /// earlier files hold (written after the checkpoint a run resumed from).
+    #[prost(message, tag = "7")]
+    SessionLog(SessionLog),
+}
+
+/// `tensorflow.SessionLog`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionLog {
+    /// `START` = 1.
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+    /// The checkpoint the run started from.
+    #[prost(string, tag = "2")]
+    pub checkpoint_path: String,
+    /// A note.
+    #[prost(string, tag = "3")]
+    pub msg: String,
 }
 
 /// `tensorflow.Summary`.

@@ -231,11 +231,23 @@ impl SummaryWriter {
         Ok(())
     }
 
-    /// An epoch's record as scalars at step `record.epoch`: `loss/train`,
-    /// `loss/val`, `accuracy/train`, `accuracy/val`, `lr` and
-    /// `metrics/<name>` (what was measured), then a flush.
-    pub fn add_epoch_record(&mut self, record: &EpochRecord) -> io::Result<()> {
-        let step = record.epoch as u64;
+    /// Marks a restart at `step` (a run resumed from `checkpoint`, taken
+    /// after step `step - 1`): TensorBoard drops the points at `step` or
+    /// later that earlier files of the folder hold, the orphans a killed
+    /// run wrote after its last checkpoint, so the resumed curves have each
+    /// step once.
+    pub fn add_restart(&mut self, step: u64, checkpoint: &Path) -> io::Result<()> {
+        let log = SessionLog { status: 1, checkpoint_path: checkpoint.display().to_string(), msg: "resumed".into() };
+        self.write(Event { wall_time: now(), step: step as i64, what: Some(What::SessionLog(log)) })?;
+        self.flush()
+    }
+
+    /// An epoch's record as scalars at `step` (the Trainer's: optimizer
+    /// steps so far): `loss/train`, `loss/val`, `accuracy/train`,
+    /// `accuracy/val`, `lr`, `metrics/<name>` (what was measured) and
+    /// `epoch`, then a flush.
+    pub fn add_epoch_record(&mut self, record: &EpochRecord, step: u64) -> io::Result<()> {
+        self.add_scalar("epoch", record.epoch as f64, step)?;
         let fixed = [
             ("loss/train", Some(record.train_loss)),
             ("loss/val", record.val_loss),
