@@ -7,7 +7,7 @@ pub enum DistError {
     /// MPI (the `mpi` cargo feature is off).
     #[error(
         "started by an MPI launcher ({variable} is set) but built without MPI: rebuild with `--features mpi` \
-         (wgrad-distributed's feature; the examples' `--features wgrad/mpi`)"
+         (a feature of both wgrad and wgrad-distributed)"
     )]
     NoMpi {
         /// The launcher's variable that was found.
