@@ -233,8 +233,19 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
         Some(r) => trainer.data_parallel(r),
         None => trainer,
     };
-    let trainer =
-        trainer.epochs(args.epochs).schedule(&mut sched, Every::Epoch).amp(args.amp).rng("augment", &augment_rng);
+    let trainer = trainer
+        .epochs(args.epochs)
+        .schedule(&mut sched, Every::Epoch)
+        .amp(args.amp)
+        .rng("augment", &augment_rng)
+        .hparams(&[
+            ("model", args.model.as_str().into()),
+            ("lr", f64::from(args.lr).into()),
+            ("batch_size", (args.batch_size as f64).into()),
+            ("ranks", (group.world_size() as f64).into()),
+            ("schedule", args.schedule.as_str().into()),
+            ("amp", args.amp.into()),
+        ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,

@@ -123,7 +123,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let stop = control::Stop::install();
     let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, Tensor::clone)
         .epochs(args.epochs)
-        .amp(args.amp);
+        .amp(args.amp)
+        .hparams(&[
+            ("model", args.model.as_str().into()),
+            ("lr", f64::from(args.lr).into()),
+            ("batch_size", (args.batch_size as f64).into()),
+            ("amp", args.amp.into()),
+        ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,

@@ -65,7 +65,7 @@ use wgrad_autograd::{try_run, AutocastGuard, Generator, PendingVec, Tensor};
 
 use super::compiled_step::Compiled;
 use super::data_parallel::DataParallel;
-use super::tensorboard::SummaryWriter;
+use super::tensorboard::{HParam, SummaryWriter};
 use super::{
     Accuracy, EarlyStopping, EpochRecord, History, Metric, MetricBatch, Progress, RunDir, RunningMean, Stateful,
 };
@@ -306,6 +306,7 @@ pub struct Trainer<'a, M: ModuleExt + ?Sized, B> {
     loss_every: u64,
     /// The last logged step's loss, on its way to the host.
     pending_loss: Option<(u64, PendingVec)>,
+    hparams: Vec<(String, HParam)>,
 }
 
 impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
@@ -371,6 +372,7 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             events: None,
             loss_every: 10,
             pending_loss: None,
+            hparams: Vec::new(),
         }
     }
 
@@ -413,6 +415,35 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
     pub fn tensorboard_loss_every(mut self, steps: u64) -> Self {
         self.loss_every = steps;
         self
+    }
+
+    /// The run's hyperparameters for TensorBoard's HParams tab: when the
+    /// run ends (not when stopped), they are written with its results
+    /// (`hparam/best_val_loss` and `hparam/best_val_acc` of the epoch with
+    /// the lowest validation loss, `hparam/final_train_loss`), so runs of
+    /// different settings can be compared side by side.
+    pub fn hparams(mut self, hparams: &[(&str, HParam)]) -> Self {
+        self.hparams = hparams.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        self
+    }
+
+    /// The end of a run that was not stopped: the last loss point and the
+    /// hyperparameters with the results.
+    fn finish_run(&mut self, history: &History) -> Result<(), FitError> {
+        self.write_pending_loss()?;
+        let Some(tb) = &mut self.events else { return Ok(()) };
+        if self.hparams.is_empty() {
+            return Ok(());
+        }
+        let mut results: Vec<(&str, f64)> = Vec::new();
+        if let Some(best) = history.best_epoch() {
+            results.extend(best.val_loss.map(|v| ("hparam/best_val_loss", v)));
+            results.extend(best.val_acc.map(|v| ("hparam/best_val_acc", v)));
+        }
+        results.extend(history.last().map(|r| ("hparam/final_train_loss", r.train_loss)));
+        let hparams: Vec<(&str, HParam)> = self.hparams.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        tb.add_hparams(&hparams, &results)?;
+        Ok(tb.flush()?)
     }
 
     /// Writes the pending `loss/train_step` point, if any (waiting for it).
@@ -681,10 +712,14 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
                 metrics: values[2..].iter().filter_map(|(n, v)| Some((n.clone(), (*v)?))).collect(),
             };
             if let Some(outcome) = self.end_epoch(&mut history, record, &at)? {
+                if let Outcome::EarlyStopped { .. } = outcome {
+                    self.finish_run(&history)?;
+                }
                 return Ok(Fit { history, outcome, steps: at.steps });
             }
             at.batch = 0;
         }
+        self.finish_run(&history)?;
         Ok(Fit { history, outcome: Outcome::Completed, steps: at.steps })
     }
 

@@ -237,3 +237,40 @@ fn step_losses_continue_after_a_resume_and_orphans_are_dropped() {
     assert_eq!(epochs.iter().map(|p| p.1 as f32).collect::<Vec<_>>(), history);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_finished_run_writes_its_hyperparameters_with_its_results() {
+    let dir = temp("hparams");
+    let dev = Device::cpu();
+    let (x, y) = (Tensor::randn(&[8, 3], 1, &dev), Tensor::randn(&[8, 1], 2, &dev));
+    let mut model = Linear::builder(3, 1).build(&mut Init::new(&dev, 0));
+    let mut opt = Sgd::new(model.parameters(), 0.05);
+    let fit = Trainer::new(&mut model, &mut opt, |m: &Linear, (x, y): (Tensor, Tensor)| {
+        StepOutput::new(MSELoss::default().forward(&m.forward(&x), &y), 8)
+    })
+    .epochs(3)
+    .quiet()
+    .run_dir(RunDir::create(&dir).unwrap())
+    .hparams(&[("lr", HParam::from(0.05)), ("optimizer", "sgd".into())])
+    .evaluate(|m: &Linear| {
+        let loss = MSELoss::default().forward(&m.forward(&x), &y).item() as f64;
+        Ok(wgrad_nn::train::Evaluation { loss, accuracy: None })
+    })
+    .fit(1, |_, _| [Ok::<_, std::io::Error>((x.clone(), y.clone()))])
+    .unwrap();
+    let hparam_events: Vec<String> = events(&dir)
+        .iter()
+        .filter_map(|e| match &e.what {
+            Some(What::Summary(s)) if s.value[0].tag.starts_with("_hparams_/") => Some(s.value[0].tag.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hparam_events.len(), 3, "{hparam_events:?}");
+    let Some(json) = tensorboard_reads(&dir) else { return };
+    assert_eq!(json["plugins"]["hparams"].as_array().unwrap().len(), 3, "{json}");
+    let last = fit.history.last().unwrap().train_loss as f32;
+    assert_eq!(scalars(&json, "hparam/final_train_loss")[0].1 as f32, last);
+    let best = fit.history.best_epoch().unwrap().val_loss.unwrap() as f32;
+    assert_eq!(scalars(&json, "hparam/best_val_loss")[0].1 as f32, best);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
