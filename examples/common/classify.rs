@@ -103,10 +103,18 @@ pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> any
 }
 
 /// The lines after a classifier's results: the compiled step's replays
-/// (with `--compile`) and the files written.
+/// (with `--compile`), the files written and, when it logged, the
+/// TensorBoard command that shows the run beside its siblings.
 pub fn report_run(run: &wgrad::nn::train::RunDir, dev: &wgrad::Device, compile: bool) {
     if compile {
         println!("compiled step: {} steps replayed from a recorded graph", dev.stats().graphs_replayed);
     }
     println!("wrote {}, {}, {}", run.last().display(), run.history_csv().display(), run.curves_png().display());
+    let logged = std::fs::read_dir(run.dir())
+        .map(|files| files.flatten().any(|f| f.file_name().to_string_lossy().starts_with("events.out.tfevents.")))
+        .unwrap_or(false);
+    if logged {
+        let logdir = run.dir().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(run.dir());
+        println!("curves in TensorBoard: tensorboard --logdir {}", logdir.display());
+    }
 }
