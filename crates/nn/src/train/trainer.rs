@@ -833,6 +833,13 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             let outputs = o.accuracy.as_ref().map(|(logits, labels)| (logits, labels));
             let counted = MetricBatch { loss: &loss, samples: o.samples, outputs };
             metrics.iter_mut().for_each(|m| m.update(&counted));
+            let step = at.steps + u64::from(due);
+            if due && self.events.is_some() && self.loss_every > 0 && step.is_multiple_of(self.loss_every) {
+                // The previous point has landed by now; this one is read
+                // next time. Started before the flush: one submission.
+                self.write_pending_loss()?;
+                self.pending_loss = Some((step, loss.to_vec_async()));
+            }
             // Submits this step so the device works while the next is recorded.
             params[0].device().flush().map_err(|e| FitError::device("the training step", e))?;
             if let Some(p) = &mut self.progress {
@@ -841,11 +848,6 @@ impl<'a, M: ModuleExt + ?Sized, B> Trainer<'a, M, B> {
             done += 1;
             micro = if due { 0 } else { micro + 1 };
             at.steps += u64::from(due);
-            if due && self.events.is_some() && self.loss_every > 0 && at.steps.is_multiple_of(self.loss_every) {
-                // The previous point has landed by now; this one is read next time.
-                self.write_pending_loss()?;
-                self.pending_loss = Some((at.steps, loss.to_vec_async()));
-            }
             if let Some(f) = &mut self.on_batch {
                 f(&BatchEnd {
                     epoch: epoch + 1,
