@@ -201,6 +201,10 @@ impl<'g> DistributedDataParallel<'g> {
         let backward_done = Instant::now();
         let mut pass =
             Rc::try_unwrap(pass).map_err(|_| DistError::Mpi("a gradient hook outlived backward".into()))?.into_inner();
+        if !self.options.overlap {
+            // The hook's work, all at once: every gradient is final now.
+            self.params.iter().filter(|(_, p)| p.grad().is_some()).for_each(|(_, p)| pass.reached(p));
+        }
         pass.reach_unused(self)?;
         let (reduced, mpi_seconds) = pass.wait(self)?;
         for (b, sums) in reduced.into_iter().enumerate() {
@@ -296,22 +300,14 @@ impl Pass {
     /// Copies bucket `b`'s gradients into one flat tensor, starts its
     /// readback (submitting the work recorded so far) and queues its sum.
     fn start(&mut self, b: usize) {
-        let flat = no_grad(|| {
-            let grads: Vec<Tensor> = self.buckets[b]
-                .iter()
-                .map(|&i| {
-                    let p = &self.params[i];
-                    let g = p.grad().unwrap_or_else(|| Tensor::zeros(&p.shape(), &p.device()));
-                    g.reshape(&[p.numel()])
-                })
-                .collect();
-            let refs: Vec<&Tensor> = grads.iter().collect();
-            if refs.len() == 1 {
-                refs[0].clone()
-            } else {
-                Tensor::cat(&refs, 0)
-            }
-        });
+        let grads: Vec<Tensor> = self.buckets[b]
+            .iter()
+            .map(|&i| {
+                let p = &self.params[i];
+                p.grad().unwrap_or_else(|| Tensor::zeros(&p.shape(), &p.device()))
+            })
+            .collect();
+        let flat = flatten(&grads.iter().collect::<Vec<_>>());
         self.in_flight.push(self.reducer.all_reduce_async(flat.to_vec_async().into()));
     }
 
@@ -319,16 +315,12 @@ impl Pass {
     /// (find_unused_parameters) contribute zeros; then every bucket is started.
     fn reach_unused(&mut self, ddp: &DistributedDataParallel) -> Result<()> {
         let unused: Vec<usize> = (0..self.params.len()).filter(|&i| !self.reached[i]).collect();
-        // Without overlap no hook ran: every gradient is there now.
-        let hooked = ddp.options.overlap;
-        let real_unused: Vec<usize> =
-            unused.iter().copied().filter(|&i| hooked || self.params[i].grad().is_none()).collect();
-        if !real_unused.is_empty() && !ddp.options.find_unused_parameters {
-            let names: Vec<&str> = real_unused.iter().take(8).map(|&i| ddp.params[i].0.as_str()).collect();
-            let more = if real_unused.len() > 8 { ", ..." } else { "" };
+        if !unused.is_empty() && !ddp.options.find_unused_parameters {
+            let names: Vec<&str> = unused.iter().take(8).map(|&i| ddp.params[i].0.as_str()).collect();
+            let more = if unused.len() > 8 { ", ..." } else { "" };
             return Err(DistError::UnusedParameters {
                 rank: ddp.group.rank(),
-                count: real_unused.len(),
+                count: unused.len(),
                 names: format!("{}{more}", names.join(", ")),
             });
         }
@@ -398,12 +390,25 @@ fn check_same_model(group: &ProcessGroup, described: &[(&str, Vec<usize>)]) -> R
     }
 }
 
-/// Replaces `tensors` on every rank with rank 0's, in one broadcast.
+/// `tensors`' values one after the other in one f32 tensor on their device
+/// (one launch, so that one readback copies them all).
+fn flatten(tensors: &[&Tensor]) -> Tensor {
+    no_grad(|| {
+        let flat: Vec<Tensor> = tensors.iter().map(|t| t.float().reshape(&[t.numel()])).collect();
+        match &flat[..] {
+            [one] => one.clone(),
+            _ => Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0),
+        }
+    })
+}
+
+/// Replaces `tensors` on every rank with rank 0's, in one readback and
+/// one broadcast.
 fn broadcast_all(group: &ProcessGroup, tensors: &[&Tensor]) -> Result<()> {
     if group.world_size() == 1 || tensors.is_empty() {
         return Ok(());
     }
-    let values: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
+    let values = flatten(tensors).to_vec();
     let mut bytes = bytes_of_f32(&values);
     group.broadcast_bytes(&mut bytes, 0)?;
     let mut floats = f32_of_bytes(&bytes).into_iter();

@@ -113,14 +113,6 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        // Only reached through `finalize` or an abort: the process group
-        // aborts the job rather than let a rank leave quietly.
-        self.requests = None;
-    }
-}
-
 /// Queues a sum of `values`; its result (or the MPI thread's absence)
 /// arrives on `reply`.
 pub(crate) fn all_reduce(requests: Option<&Sender<Request>>, values: HostValues, reply: Reply<(Vec<f32>, f64)>) {
