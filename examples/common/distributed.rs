@@ -12,14 +12,10 @@ use wgrad::nn::ModuleExt;
 /// group of one. Under `mpirun` the example must be asked for
 /// `--distributed` (several copies of a plain run would write one folder).
 pub fn group(distributed: bool) -> Result<ProcessGroup> {
-    if !distributed {
-        anyhow::ensure!(
-            !["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().any(|v| std::env::var(v).is_ok_and(|n| n != "1")),
-            "started by mpirun with several ranks: pass --distributed"
-        );
-        return Ok(ProcessGroup::single());
-    }
     let group = ProcessGroup::from_env()?;
+    if group.world_size() > 1 && !distributed {
+        group.abort("started by mpirun with several ranks: pass --distributed");
+    }
     if !group.is_main() {
         silence_stdout();
     }
