@@ -270,12 +270,7 @@ impl History {
     pub fn save_png(&self, path: impl AsRef<Path>, width: u32, height: u32) -> io::Result<()> {
         let rgb = self.render_rgb(width, height)?;
         let file = io::BufWriter::new(std::fs::File::create(path)?);
-        let mut encoder = png::Encoder::new(file, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(io::Error::other)?;
-        writer.write_image_data(&rgb).map_err(io::Error::other)?;
-        writer.finish().map_err(io::Error::other)
+        super::png_image::write_png(file, &rgb, (width, height), 3)
     }
 
     /// `(epoch, value)` points with a finite value.

@@ -34,6 +34,7 @@ pub mod data_parallel;
 pub mod early_stopping;
 pub mod history;
 pub mod metrics;
+mod png_image;
 pub mod progress;
 pub mod run_dir;
 pub mod seed;

@@ -13,6 +13,7 @@ use wgrad_autograd::Tensor;
 
 use super::proto::*;
 use super::record::write_record;
+use crate::train::png_image::write_png;
 use crate::train::EpochRecord;
 
 /// How long written events may wait in the buffer before they reach the
@@ -166,7 +167,8 @@ impl SummaryWriter {
             let (y, x, ch) = (i / (w * c), i / c % w, i % c);
             *px = (v[(ch * h + y) * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
         }
-        let png = encode_png(&pixels, w as u32, h as u32, c)?;
+        let mut png = Vec::new();
+        write_png(&mut png, &pixels, (w as u32, h as u32), c)?;
         let img = Image { height: h as i32, width: w as i32, colorspace: c as i32, encoded_image_string: png };
         self.add(step, value_of(tag, None, Kind::Image(img)))
     }
@@ -351,17 +353,6 @@ fn histogram(values: &[f32], bins: usize) -> HistogramProto {
         bucket_limit,
         bucket,
     }
-}
-
-fn encode_png(pixels: &[u8], width: u32, height: u32, channels: usize) -> io::Result<Vec<u8>> {
-    let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, width, height);
-    encoder.set_color(if channels == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb });
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut w = encoder.write_header().map_err(io::Error::other)?;
-    w.write_image_data(pixels).map_err(io::Error::other)?;
-    w.finish().map_err(io::Error::other)?;
-    Ok(png)
 }
 
 #[cfg(test)]
