@@ -94,6 +94,10 @@ pub(crate) struct Args {
     /// default: `tensorboard --logdir runs`; docs/interop.md).
     #[arg(long)]
     no_tensorboard: bool,
+    /// After training, write the best model (lowest validation loss) as
+    /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
+    #[arg(long, value_name = "PATH")]
+    export_onnx: Option<PathBuf>,
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
@@ -270,6 +274,9 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
             dev.stats().bytes_peak as f64 / 1e6
         );
         classify::report_run(&run, &dev, args.compile);
+    }
+    if let (Some(path), 0) = (&args.export_onnx, group.rank()) {
+        classify::export_onnx(&mut model, &run, path, &[3, 32, 32], &dev)?;
     }
     Ok(())
 }

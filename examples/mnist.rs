@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// default: `tensorboard --logdir runs`; docs/interop.md).
     #[arg(long)]
     no_tensorboard: bool,
+    /// After training, write the best model (lowest validation loss) as
+    /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
+    #[arg(long, value_name = "PATH")]
+    export_onnx: Option<PathBuf>,
     /// Print the step profiler's table for one training step and write its trace.
     #[arg(long)]
     profile: bool,
@@ -156,6 +160,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             dev.stats().bytes_peak as f64 / 1e6
         );
         classify::report_run(&run, &dev, args.compile);
+    }
+    if let Some(path) = &args.export_onnx {
+        classify::export_onnx(&mut model, &run, path, &[1, 28, 28], &dev)?;
     }
     Ok(())
 }

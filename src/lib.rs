@@ -12,6 +12,7 @@
 //! | [`gpu_core`] | device choice, buffer pool, WGSL kernels and their CPU twins |
 //! | [`autograd`] | `Tensor`, the recorded op graph, backward |
 //! | [`nn`] | `Module`, layers, activations, losses, initialisation |
+//! | [`onnx`] | ONNX export of a traced forward pass |
 //! | [`distributed`] | data-parallel training over MPI (feature `mpi`; alone: a group of one) |
 
 pub use wgrad_autograd as autograd;
@@ -27,6 +28,7 @@ pub use wgrad_gpu_core::{
 };
 pub use wgrad_models as models;
 pub use wgrad_nn as nn;
+pub use wgrad_onnx as onnx;
 
 /// The names most programs use: tensors and devices, the common layers,
 /// losses, optimizers and schedules, autocast and its `GradScaler`.

@@ -109,7 +109,8 @@ const RUNS: &[Run] = &[
     Run { example: "mnist", device: "cpu", mode: Plain, files: TRAINED,
           args: "--model cnn --limit 96 --epochs 1 --amp --workers 2" },
     Run { example: "mnist", device: "cpu", mode: Plain, files: TRAINED,
-          args: "--model lenet --data-dir {mnist} --epochs 2 --batch-size 16 --lr 0.01 --seed 3 --no-tensorboard" },
+          args: "--model lenet --data-dir {mnist} --epochs 2 --batch-size 16 --lr 0.01 --seed 3 --no-tensorboard \
+                 --export-onnx {out}/model.onnx" },
     Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
           args: "--model cnn --limit 64 --epochs 1 --amp" },
     Run { example: "mnist", device: "gpu", mode: Plain, files: TRAINED,
@@ -125,7 +126,7 @@ const RUNS: &[Run] = &[
                  --workers 2" },
     Run { example: "cifar10_resnet", device: "cpu", mode: Plain, files: TRAINED,
           args: "--data-dir {cifar} --limit 12 --batch-size 4 --epochs 2 --model resnet20 --lr 0.05 --momentum 0.8 \
-                 --weight-decay 5e-4 --seed 4 --no-tensorboard" },
+                 --weight-decay 5e-4 --seed 4 --no-tensorboard --export-onnx {out}/model.onnx" },
     Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
           args: "--synthetic --synthetic-size 16 --batch-size 8 --epochs 1 --model resnet20 --amp" },
     Run { example: "cifar10_resnet", device: "gpu", mode: Plain, files: TRAINED,
@@ -447,7 +448,9 @@ fn run_matrix(example: &str) {
             continue;
         }
         let out = dir.join(format!("run{i}"));
-        let mut args = data.args(row.args);
+        // `{out}` is the row's run folder.
+        let mut args: Vec<String> =
+            data.args(row.args).into_iter().map(|a| a.replace("{out}", &out.display().to_string())).collect();
         let trains = example != "devices";
         if trains {
             args.extend(["--out-dir".to_string(), out.display().to_string(), "--quiet".into()]);
@@ -479,7 +482,36 @@ fn run_matrix(example: &str) {
         if row.args.contains("--profile") {
             assert!(stdout.contains("profile of training step 10"), "{what}: no profile table:\n{stdout}");
         }
+        if row.args.contains("--export-onnx") {
+            check_onnx_export(&what, &out.join("model.onnx"), &stdout);
+        }
     }
+}
+
+/// `--export-onnx`: the file decodes as an ONNX model whose image input
+/// has a symbolic batch dim and whose weights are initializers (ONNX
+/// Runtime runs these models in crates/onnx/tests/onnxruntime.rs).
+fn check_onnx_export(what: &str, path: &Path, stdout: &str) {
+    use prost::Message;
+    use wgrad::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto, ModelProto};
+    assert!(stdout.contains("best model as ONNX"), "{what}: no export line:\n{stdout}");
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{what}: {}: {e}", path.display()));
+    let model =
+        ModelProto::decode(&bytes[..]).unwrap_or_else(|e| panic!("{what}: {} does not decode: {e}", path.display()));
+    let graph = model.graph.expect("a graph");
+    let Some(type_proto::Value::TensorType(input)) = graph.input[0].r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        panic!("{what}: the input has no tensor type")
+    };
+    let batch = &input.shape.as_ref().unwrap().dim[0].value;
+    assert_eq!(batch, &Some(Value::DimParam("batch".into())), "{what}: the batch dim is not symbolic");
+    assert!(
+        graph
+            .initializer
+            .iter()
+            .any(|i| i.name.as_deref() == Some("0.weight") || i.name.as_deref() == Some("conv1.weight")),
+        "{what}: no weight initializer under its state-dict name"
+    );
 }
 
 #[test]

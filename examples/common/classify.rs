@@ -118,3 +118,37 @@ pub fn report_run(run: &wgrad::nn::train::RunDir, dev: &wgrad::Device, compile: 
         println!("curves in TensorBoard: tensorboard --logdir {}", logdir.display());
     }
 }
+
+/// `--export-onnx PATH`: the run's best model (lowest validation loss,
+/// `best.safetensors`) in eval mode, written as ONNX with a symbolic batch
+/// dimension for `item`-shaped images (docs/interop.md).
+pub fn export_onnx<M: Module>(
+    model: &mut M,
+    run: &wgrad::nn::train::RunDir,
+    path: &std::path::Path,
+    item: &[usize],
+    dev: &wgrad::Device,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use wgrad::nn::ModuleExt;
+    if run.best().exists() {
+        wgrad::nn::checkpoint::load_module(run.best(), &*model, true)?;
+    }
+    model.eval();
+    let shape: Vec<usize> = std::iter::once(2).chain(item.iter().copied()).collect();
+    let example = Tensor::zeros(&shape, dev);
+    let report =
+        wgrad::onnx::export(&*model, &example, path).with_context(|| format!("--export-onnx {}", path.display()))?;
+    let batch = match &report.fixed_batch {
+        None => "batch dim symbolic".to_string(),
+        Some(why) => format!("batch fixed at 2: {why}"),
+    };
+    println!(
+        "wrote {} (best model as ONNX opset {}: {} nodes, {} parameters, {batch})",
+        path.display(),
+        wgrad::onnx::OPSET,
+        report.nodes,
+        report.parameters.len()
+    );
+    Ok(())
+}

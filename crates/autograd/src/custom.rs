@@ -3,6 +3,7 @@
 //! cannot see through: a value summed across processes, a host computation.
 
 use crate::graph::Saves;
+use crate::trace::TraceOp;
 use crate::Tensor;
 
 impl Tensor {
@@ -32,7 +33,11 @@ impl Tensor {
         value: &Tensor,
         backward: impl Fn(&Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
     ) -> Tensor {
+        let scope = crate::trace::scope();
         let (buffer, layout) = value.buffer_and_layout();
-        Tensor::from_op_saving(name, buffer, layout, value.dtype(), inputs, Saves::NOTHING, move |g, _, _| backward(g))
+        let y = Tensor::from_op_saving(name, buffer, layout, value.dtype(), inputs, Saves::NOTHING, move |g, _, _| {
+            backward(g)
+        });
+        scope.output(|| TraceOp::Opaque(name), inputs, y)
     }
 }

@@ -25,6 +25,7 @@ mod pending;
 mod random;
 mod recover;
 mod tensor;
+pub mod trace;
 
 pub use anomaly::{detect_anomaly, is_anomaly_enabled, AnomalyGuard};
 pub use autocast::{autocast, is_autocast_enabled, AutocastGuard};
@@ -39,7 +40,9 @@ pub use pending::PendingVec;
 pub use random::Generator;
 pub use recover::{caught_by_try_run, try_run};
 pub use tensor::Tensor;
+pub use trace::{trace, TraceOp, TracedOp};
 pub use wgrad_gpu_core::ops::attention::AttentionPath;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
+pub use wgrad_gpu_core::ops::reduce::ReduceOp;
 pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};
 pub use wgrad_gpu_core::{Device, Error, HostRng, Result, GOLDEN};

@@ -5,6 +5,7 @@ use wgrad_gpu_core::ops::random;
 use wgrad_gpu_core::{Device, Layout};
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 /// A random stream: a seed and how far into its counter space we are.
@@ -55,20 +56,22 @@ impl Generator {
 
     /// Uniform values in `[lo, hi)`.
     pub fn uniform(&mut self, shape: &[usize], lo: f32, hi: f32, device: &Device) -> Tensor {
+        let scope = crate::trace::scope();
         let n = shape.iter().product();
         let at = self.advance(n);
         let source = crate::compiled_random::source(self, at);
         let b = expect("rand", random::uniform_from(device, n, source.counter(), lo, hi));
-        Tensor::constant(b, Layout::contiguous(shape), DType::F32)
+        scope.output(|| TraceOp::Opaque("uniform"), &[], Tensor::constant(b, Layout::contiguous(shape), DType::F32))
     }
 
     /// Normal values with `mean` and `std`.
     pub fn normal(&mut self, shape: &[usize], mean: f32, std: f32, device: &Device) -> Tensor {
+        let scope = crate::trace::scope();
         let n = shape.iter().product();
         let at = self.advance(n);
         let source = crate::compiled_random::source(self, at);
         let b = expect("randn", random::normal_from(device, n, source.counter(), mean, std));
-        Tensor::constant(b, Layout::contiguous(shape), DType::F32)
+        scope.output(|| TraceOp::Opaque("normal"), &[], Tensor::constant(b, Layout::contiguous(shape), DType::F32))
     }
 }
 

@@ -8,9 +8,15 @@ use wgrad_gpu_core::ops::{cast, copy, fill};
 use wgrad_gpu_core::{Buffer, Device, Dims, Layout, Result};
 
 use crate::graph::{self, BackwardFn, Node, Saves};
+use crate::trace::TraceOp;
 use crate::DType;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The id the next tensor made will get (tensors made before have lower ids).
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.load(Ordering::Relaxed)
+}
 
 /// An n-dimensional array. Cloning is cheap and shares data and graph.
 ///
@@ -201,8 +207,10 @@ impl Tensor {
 
     /// f32 data with a shape; an error when the lengths disagree.
     pub fn try_from_vec(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         check_len("from_vec", data.len(), shape)?;
-        Ok(Self::from_parts(Buffer::from_f32(device, data)?, Layout::contiguous(shape), DType::F32))
+        let out = Self::from_parts(Buffer::from_f32(device, data)?, Layout::contiguous(shape), DType::F32);
+        Ok(scope.output(|| TraceOp::Constant { fill: None }, &[], out))
     }
 
     /// A 0-d tensor holding `v`.
@@ -217,8 +225,10 @@ impl Tensor {
 
     /// [`from_u32`](Self::from_u32) with errors (lengths, device memory) returned.
     pub fn try_from_u32(data: &[u32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         check_len("from_u32", data.len(), shape)?;
-        Ok(Self::from_parts(Buffer::from_u32(device, data)?, Layout::contiguous(shape), DType::U32))
+        let out = Self::from_parts(Buffer::from_u32(device, data)?, Layout::contiguous(shape), DType::U32);
+        Ok(scope.output(|| TraceOp::Constant { fill: None }, &[], out))
     }
 
     /// f16 data with a shape (stored as f16; see [`Tensor::to_dtype`]).
@@ -228,14 +238,18 @@ impl Tensor {
 
     /// [`from_f16`](Self::from_f16) with errors (lengths, device memory) returned.
     pub fn try_from_f16(data: &[half::f16], shape: &[usize], device: &Device) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         check_len("from_f16", data.len(), shape)?;
-        Ok(Self::from_parts(Buffer::from_f16(device, data)?, Layout::contiguous(shape), DType::F16))
+        let out = Self::from_parts(Buffer::from_f16(device, data)?, Layout::contiguous(shape), DType::F16);
+        Ok(scope.output(|| TraceOp::Constant { fill: None }, &[], out))
     }
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        let scope = crate::trace::scope();
         let n = shape.iter().product();
-        Self::from_parts(expect("full", fill::fill(device, n, value)), Layout::contiguous(shape), DType::F32)
+        let out = Self::from_parts(expect("full", fill::fill(device, n, value)), Layout::contiguous(shape), DType::F32);
+        scope.output(|| TraceOp::Constant { fill: Some(value) }, &[], out)
     }
 
     /// Zeros.
@@ -250,9 +264,12 @@ impl Tensor {
 
     /// `[start, start + step, ...)` up to (excluding) `end`, like `torch.arange`.
     pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Tensor {
+        let scope = crate::trace::scope();
         assert!(step != 0.0, "arange: step must be non-zero");
         let n = ((end - start) / step).ceil().max(0.0) as usize;
-        Self::from_parts(expect("arange", fill::arange(device, n, start, step)), Layout::contiguous(&[n]), DType::F32)
+        let out = fill::arange(device, n, start, step);
+        let out = Self::from_parts(expect("arange", out), Layout::contiguous(&[n]), DType::F32);
+        scope.output(|| TraceOp::Constant { fill: None }, &[], out)
     }
 
     /// Zeros shaped like `self`, on its device.
@@ -442,6 +459,8 @@ impl Tensor {
 
     /// Copies the elements to the host as f16.
     pub fn to_vec_f16(&self) -> Vec<half::f16> {
+        // A read, not an op: its cast is not traced.
+        let _scope = crate::trace::scope();
         self.to_dtype(DType::F16)
             .read_words()
             .map(|b| b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect())
@@ -468,6 +487,11 @@ impl Tensor {
     /// [`autocast`](crate::autocast()) inserts. A U32 result or source has no
     /// gradient (like PyTorch's integer tensors).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Cast(dtype), &[self], self.to_dtype_untraced(dtype))
+    }
+
+    fn to_dtype_untraced(&self, dtype: DType) -> Tensor {
         let from = self.dtype();
         if dtype == from {
             return self.clone();
@@ -518,9 +542,10 @@ impl Tensor {
     /// # Panics
     /// For non-F32 tensors.
     pub fn requires_grad_(self) -> Tensor {
+        let scope = crate::trace::scope();
         self.expect_dtype("requires_grad_", DType::F32);
         let (b, l) = self.buffer_and_layout();
-        Self::make(b, l, DType::F32, true, true, None)
+        scope.output(|| TraceOp::Identity, &[&self], Self::make(b, l, DType::F32, true, true, None))
     }
 
     /// True for tensors made by the user (not by a recorded op).
@@ -530,8 +555,9 @@ impl Tensor {
 
     /// The same data, cut from the graph (never requires a gradient).
     pub fn detach(&self) -> Tensor {
+        let scope = crate::trace::scope();
         let (b, l) = self.buffer_and_layout();
-        Self::make(b, l, self.dtype(), false, true, None)
+        scope.output(|| TraceOp::Identity, &[self], Self::make(b, l, self.dtype(), false, true, None))
     }
 
     /// A copy of the elements in a new, contiguous buffer on the same
@@ -544,13 +570,15 @@ impl Tensor {
 
     /// [`deep_copy`](Self::deep_copy) with device errors returned.
     pub fn try_deep_copy(&self) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         let (b, l) = self.buffer_and_layout();
         let shape = l.shape.clone();
         let words = match self.dtype() {
             DType::F16 => copy::contiguous_f16(&b, &l)?,
             _ => copy::contiguous(&b, &l)?,
         };
-        Ok(Self::constant(words, Layout::contiguous(&shape), self.dtype()))
+        let out = Self::constant(words, Layout::contiguous(&shape), self.dtype());
+        Ok(scope.output(|| TraceOp::Identity, &[self], out))
     }
 
     /// The accumulated gradient, if a backward pass reached this leaf.
@@ -583,6 +611,8 @@ impl Tensor {
     /// # Panics
     /// When the tensor is not a single value or does not require a gradient.
     pub fn backward(&self) {
+        // The backward pass is no part of a trace (its seed and rules' ops).
+        let _scope = crate::trace::scope();
         assert_eq!(
             self.numel(),
             1,
@@ -594,12 +624,14 @@ impl Tensor {
 
     /// Backpropagates from this scalar and keeps the graph for another backward.
     pub fn backward_retain_graph(&self) {
+        let _scope = crate::trace::scope();
         assert_eq!(self.numel(), 1, "backward: needs a single-value tensor, got shape {:?}", self.shape());
         self.run_backward(&Tensor::ones(&self.shape(), &self.device()), true);
     }
 
     /// Backpropagates a given gradient (shaped like `self`), then frees the graph.
     pub fn backward_with(&self, grad: &Tensor) {
+        let _scope = crate::trace::scope();
         self.run_backward(grad, false)
     }
 

@@ -21,6 +21,7 @@ use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 const OP: &str = "scaled_dot_product_attention";
@@ -91,6 +92,23 @@ impl Tensor {
     /// most 2^24 elements takes the composite form; anything else runs
     /// fused. Both give the same values within rounding (tested).
     pub fn scaled_dot_product_attention_with(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: Option<f32>,
+        path: AttentionPath,
+    ) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.attention_untraced(k, v, mask, causal, scale, path);
+        // The scale the op resolves (the query's head dim is its last).
+        let d = || self.shape().last().copied().unwrap_or(0);
+        let op = || TraceOp::Attention { causal, scale: scale.unwrap_or_else(|| 1.0 / (d() as f32).sqrt()) };
+        scope.output_opt(op, &[Some(self), Some(k), Some(v), mask], y)
+    }
+
+    fn attention_untraced(
         &self,
         k: &Tensor,
         v: &Tensor,
@@ -200,8 +218,9 @@ impl Tensor {
     /// keys j ≤ i (PyTorch's `is_causal`, top-left aligned;
     /// `nn.Transformer.generate_square_subsequent_mask` for lq = lk).
     pub fn causal_mask(lq: usize, lk: usize, device: &crate::Device) -> Tensor {
+        let scope = crate::trace::scope();
         let v: Vec<f32> = (0..lq * lk).map(|i| if i % lk > i / lk { f32::NEG_INFINITY } else { 0.0 }).collect();
-        Tensor::from_vec(&v, &[lq, lk], device)
+        scope.output(|| TraceOp::Constant { fill: None }, &[], Tensor::from_vec(&v, &[lq, lk], device))
     }
 }
 

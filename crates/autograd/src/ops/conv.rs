@@ -22,6 +22,7 @@ use wgrad_gpu_core::{Buffer, Layout, Result};
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 /// Options of [`Tensor::conv2d`]: how the kernel slides over the input.
@@ -262,6 +263,12 @@ impl Tensor {
     /// A ReLU that follows (`x.conv2d(..).relu()`) is applied in the
     /// product's store by the fuser on a GPU (`gpu-core`'s `gpu/tails.rs`).
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.conv2d_untraced(weight, bias, opts);
+        scope.output_opt(|| TraceOp::Conv2d(*opts), &[Some(self), Some(weight), bias], y)
+    }
+
+    fn conv2d_untraced(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Tensor {
         const OP: &str = "conv2d";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
             return x.conv2d(&w, bias, opts);
@@ -363,6 +370,7 @@ impl Tensor {
         dilation: usize,
         groups: usize,
     ) -> Tensor {
+        let scope = crate::trace::scope();
         let oc = weight.shape().first().copied().unwrap_or(0);
         check_operands("conv1d", self, weight, bias, 3, oc, DType::F32);
         let opts = Conv2dOptions {
@@ -371,7 +379,9 @@ impl Tensor {
             dilation: (1, dilation),
             groups,
         };
-        self.unsqueeze(2).conv2d(&weight.unsqueeze(2), bias, &opts).squeeze(2)
+        let y = self.unsqueeze(2).conv2d(&weight.unsqueeze(2), bias, &opts).squeeze(2);
+        let op = || TraceOp::Conv1d { stride, padding, dilation, groups };
+        scope.output_opt(op, &[Some(self), Some(weight), bias], y)
     }
 
     /// Transposed 2-D convolution (PyTorch's `conv_transpose2d`, the input
@@ -387,6 +397,7 @@ impl Tensor {
     /// padding + stride - 1`), non-F32 tensors or mixed devices.
     pub fn conv_transpose2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvTranspose2dOptions) -> Tensor {
         const OP: &str = "conv_transpose2d";
+        let scope = crate::trace::scope();
         let (xs, ws) = (self.shape(), weight.shape());
         let groups = opts.groups;
         let oc = ws.get(1).copied().unwrap_or(0) * groups;
@@ -473,7 +484,7 @@ impl Tensor {
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias].into_iter().flatten().collect();
         let layout = Layout::contiguous(&geo.input_shape());
         let saves = Saves::inputs([true, true, false]);
-        Tensor::from_op_saving(OP, y, layout, DType::F32, &inputs, saves, move |gy, inputs, _| {
+        let y = Tensor::from_op_saving(OP, y, layout, DType::F32, &inputs, saves, move |gy, inputs, _| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let gy_buf = gy.dense_buffer();
             // The weight's first, as in conv2d's rule: the input gradient
@@ -489,6 +500,7 @@ impl Tensor {
             });
             let db = inputs.get(2).map(|_| bias_grad(gy, n, oc));
             grads(dx, dw, db, inputs.len())
-        })
+        });
+        scope.output_opt(|| TraceOp::ConvTranspose2d(*opts), &[Some(self), Some(weight), bias], y)
     }
 }

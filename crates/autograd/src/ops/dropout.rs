@@ -6,6 +6,7 @@ use wgrad_gpu_core::ops::{cast, random};
 use wgrad_gpu_core::Layout;
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Generator, Tensor};
 
 impl Tensor {
@@ -25,6 +26,11 @@ impl Tensor {
     /// # Panics
     /// When `p` is outside `[0, 1]` or `self` is not F32 or F16.
     pub fn dropout(&self, p: f32, training: bool, gen: &mut Generator) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Dropout { p, training }, &[self], self.dropout_untraced(p, training, gen))
+    }
+
+    fn dropout_untraced(&self, p: f32, training: bool, gen: &mut Generator) -> Tensor {
         const OP: &str = "dropout";
         assert!((0.0..=1.0).contains(&p), "{OP}: probability must be in [0, 1], got {p}");
         self.float_storage(OP);

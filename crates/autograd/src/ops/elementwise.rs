@@ -9,6 +9,7 @@ use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -20,6 +21,11 @@ impl Tensor {
     /// [`autocast`](crate::autocast()), the policy's f32 ops (`exp`, `log`)
     /// widen instead and return F32.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Unary(op), &[self], self.unary_untraced(op))
+    }
+
+    fn unary_untraced(&self, op: UnaryOp) -> Tensor {
         if self.dtype() == DType::F16 && crate::autocast::wants_f32(op.op_name()) {
             return self.f32_input("unary").unary(op);
         }
@@ -170,6 +176,11 @@ impl Tensor {
     /// reads and writes f16 on a GPU); F16 with F32 promotes to F32, as in
     /// PyTorch. U32 operands are an error (convert with `.float()`).
     pub fn try_binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        let scope = crate::trace::scope();
+        scope.result(|| TraceOp::Binary(op), &[self, other], self.try_binary_untraced(op, other))
+    }
+
+    fn try_binary_untraced(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let name = op.op_name();
         if is_comparison(op) && (self.dtype() != DType::F32 || other.dtype() != DType::F32) {
             return self.float().try_binary(op, &other.float());
@@ -272,6 +283,11 @@ impl Tensor {
 
     /// `cond != 0 ? a : b`, broadcasting all three (`torch.where`).
     pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Where, &[cond, a, b], Tensor::where_untraced(cond, a, b))
+    }
+
+    fn where_untraced(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
         if [cond, a, b].iter().any(|t| t.dtype() == DType::F16) {
             return Tensor::where_cond(&cond.f32_input("where"), &a.f32_input("where"), &b.f32_input("where"));
         }

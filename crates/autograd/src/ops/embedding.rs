@@ -4,6 +4,7 @@ use wgrad_gpu_core::ops::index;
 use wgrad_gpu_core::Layout;
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -23,6 +24,11 @@ impl Tensor {
     /// # Panics
     /// When `ids` is not U32, `weight` not a 2-D F32 or F16 table, or the devices differ.
     pub fn embedding(&self, weight: &Tensor, padding_idx: Option<u32>) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Embedding, &[self, weight], self.embedding_untraced(weight, padding_idx))
+    }
+
+    fn embedding_untraced(&self, weight: &Tensor, padding_idx: Option<u32>) -> Tensor {
         const OP: &str = "embedding";
         self.expect_dtype(OP, DType::U32);
         self.expect_same_device(OP, weight);

@@ -7,6 +7,7 @@
 use wgrad_gpu_core::ops::{augment, convert};
 use wgrad_gpu_core::{Buffer, Layout};
 
+use crate::trace::TraceOp;
 use crate::{DType, Device, Generator, Result, Tensor};
 
 /// The `[N, C, H, W]` of an F32 batch, or an error naming `op`.
@@ -32,6 +33,7 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         const OP: &str = "from_u8_images";
+        let scope = crate::trace::scope();
         let n: usize = shape.iter().product();
         if pixels.len() != n || mean.len() != shape[1] {
             return Err(crate::Error::invalid(
@@ -41,7 +43,7 @@ impl Tensor {
         }
         let raw = Buffer::from_bytes(device, pixels)?;
         let x = convert::u8_to_f32(&raw, n, shape[2] * shape[3], mean, std)?;
-        Ok(Tensor::constant(x, Layout::contiguous(&shape), DType::F32))
+        Ok(scope.output(|| TraceOp::Opaque(OP), &[], Tensor::constant(x, Layout::contiguous(&shape), DType::F32)))
     }
 
     /// Random crop with `pad` zero padding (a shift of up to `pad` pixels
@@ -49,28 +51,33 @@ impl Tensor {
     /// decision per image, drawn from `gen` (which advances by
     /// [`Tensor::augment_counters`] of `N`), of an F32 `[N, C, H, W]` batch.
     pub fn try_random_crop_flip(&self, pad: usize, flip_p: f32, gen: &mut Generator) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         let s = batch_shape("crop_flip", self)?;
         let at = gen.take(augment::counters_used(s[0]));
         let x = augment::crop_flip(&self.dense_buffer(), s, pad, flip_p, gen.seed, at)?;
-        Ok(Tensor::constant(x, Layout::contiguous(&s), DType::F32))
+        let y = Tensor::constant(x, Layout::contiguous(&s), DType::F32);
+        Ok(scope.output(|| TraceOp::Opaque("random_crop_flip"), &[self], y))
     }
 
     /// Cutout: one `size × size` square per image (clipped at the edges)
     /// set to 0, its centre drawn from `gen` (which advances by
     /// [`Tensor::augment_counters`] of `N`), of an F32 `[N, C, H, W]` batch.
     pub fn try_cutout(&self, size: usize, gen: &mut Generator) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         let s = batch_shape("cutout", self)?;
         let at = gen.take(augment::counters_used(s[0]));
         let x = augment::cutout(&self.dense_buffer(), s, size, gen.seed, at)?;
-        Ok(Tensor::constant(x, Layout::contiguous(&s), DType::F32))
+        Ok(scope.output(|| TraceOp::Opaque("cutout"), &[self], Tensor::constant(x, Layout::contiguous(&s), DType::F32)))
     }
 
     /// `(x − mean[c]) / std[c]` per channel of an F32 `[N, C, H, W]` batch,
     /// without gradient history.
     pub fn try_normalize_channels(&self, mean: &[f32], std: &[f32]) -> Result<Tensor> {
+        let scope = crate::trace::scope();
         let s = batch_shape("normalize", self)?;
         let x = augment::normalize(&self.dense_buffer(), s, mean, std)?;
-        Ok(Tensor::constant(x, Layout::contiguous(&s), DType::F32))
+        let y = Tensor::constant(x, Layout::contiguous(&s), DType::F32);
+        Ok(scope.output(|| TraceOp::Opaque("normalize_channels"), &[self], y))
     }
 
     /// Counters of a [`Generator`] one random augmentation of `images`

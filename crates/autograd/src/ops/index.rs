@@ -5,11 +5,18 @@ use wgrad_gpu_core::ops::{copy, index};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
     /// Rows (or slices along `dim`) picked by a 1-D U32 `indices` (`torch.index_select`).
     pub fn index_select(&self, dim: isize, indices: &Tensor) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.index_select_untraced(dim, indices);
+        scope.output(|| TraceOp::IndexSelect { dim: self.dim_index("index_select", dim) }, &[self, indices], y)
+    }
+
+    fn index_select_untraced(&self, dim: isize, indices: &Tensor) -> Tensor {
         indices.expect_dtype("index_select indices", DType::U32);
         assert_eq!(indices.dims(), 1, "index_select: indices must be 1-D, got shape {:?}", indices.shape());
         let d = self.dim_index("index_select", dim);
@@ -80,6 +87,7 @@ impl Tensor {
 
     /// `out[i][j] = self[index[i][j]][j]` for dim 0, etc. (`torch.gather`).
     pub fn gather(&self, dim: isize, index_t: &Tensor) -> Tensor {
+        let scope = crate::trace::scope();
         index_t.expect_dtype("gather index", DType::U32);
         self.expect_dtype("gather", DType::F32);
         let d = self.dim_index("gather", dim);
@@ -87,14 +95,16 @@ impl Tensor {
         let ishape = index_t.shape();
         let out = expect("gather", index::gather(&b, &l, d, &index_t.dense_buffer(), &ishape));
         let in_shape = self.shape();
-        let index_t = index_t.detach();
-        Tensor::from_op("gather", out, Layout::contiguous(&ishape), &[self], move |g, _, _| {
-            vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &index_t, g))]
-        })
+        let index_t_saved = index_t.detach();
+        let y = Tensor::from_op("gather", out, Layout::contiguous(&ishape), &[self], move |g, _, _| {
+            vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &index_t_saved, g))]
+        });
+        scope.output(|| TraceOp::Gather { dim: d }, &[self, index_t], y)
     }
 
     /// A copy of `self` with `src` added at `index` along `dim` (`Tensor.scatter_add`).
     pub fn scatter_add(&self, dim: isize, index_t: &Tensor, src: &Tensor) -> Tensor {
+        let scope = crate::trace::scope();
         index_t.expect_dtype("scatter_add index", DType::U32);
         self.expect_dtype("scatter_add", DType::F32);
         src.expect_dtype("scatter_add", DType::F32);
@@ -114,19 +124,22 @@ impl Tensor {
             "scatter_add",
             index::scatter_add(&out, &shape, d, &index_t.dense_buffer(), &src.dense_buffer(), &ishape),
         );
-        let index_t = index_t.detach();
-        Tensor::from_op("scatter_add", out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
-            vec![Some(g.clone()), Some(g.gather(d as isize, &index_t))]
-        })
+        let index_saved = index_t.detach();
+        let y = Tensor::from_op("scatter_add", out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
+            vec![Some(g.clone()), Some(g.gather(d as isize, &index_saved))]
+        });
+        scope.output(|| TraceOp::Opaque("scatter_add"), &[self, index_t, src], y)
     }
 
     /// F32 one-hot rows `[n, classes]` of a 1-D U32 tensor (out-of-range rows stay zero).
     pub fn one_hot(&self, classes: usize) -> Tensor {
+        let scope = crate::trace::scope();
         self.expect_dtype("one_hot", DType::U32);
         let n = self.numel();
         let out = expect("one_hot", index::one_hot(&self.dense_buffer(), n, classes));
         let mut shape = self.shape();
         shape.push(classes);
-        Tensor::constant(out, Layout::contiguous(&shape), DType::F32)
+        let y = Tensor::constant(out, Layout::contiguous(&shape), DType::F32);
+        scope.output(|| TraceOp::Opaque("one_hot"), &[self], y)
     }
 }

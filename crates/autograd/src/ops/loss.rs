@@ -11,6 +11,7 @@ use wgrad_gpu_core::ops::softmax::{self, CeArgs, CeTarget};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 /// How per-sample losses are combined (PyTorch's `reduction`).
@@ -79,6 +80,7 @@ impl Tensor {
     /// targets, or label smoothing outside `[0, 1]`.
     pub fn cross_entropy(&self, target: &Tensor, opts: &CrossEntropyOptions) -> Tensor {
         const OP: &str = "cross_entropy";
+        let scope = crate::trace::scope();
         // F16 logits are read as f16 (no widened copy); the loss is F32 and
         // the logits' gradient (f32 math) is rounded to F16.
         let (dtype, io) = (self.dtype(), self.float_storage(OP));
@@ -135,7 +137,8 @@ impl Tensor {
             vec![Some(dx.to_dtype(dtype))]
         });
         let weight = Tensor::constant(weight, Layout::contiguous(&[m]), DType::F32);
-        reduce_weighted(&loss, &weight, &batch, opts.reduction)
+        let y = reduce_weighted(&loss, &weight, &batch, opts.reduction);
+        scope.output_opt(|| TraceOp::Opaque(OP), &[Some(self), Some(target), opts.weight.as_ref()], y)
     }
 
     /// Negative log-likelihood of log-probabilities `self` (`[N, C]`,
@@ -150,6 +153,18 @@ impl Tensor {
     /// # Panics
     /// On shape, dtype or device mismatches.
     pub fn nll_loss(
+        &self,
+        target: &Tensor,
+        weight: Option<&Tensor>,
+        ignore_index: Option<u32>,
+        reduction: Reduction,
+    ) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.nll_loss_untraced(target, weight, ignore_index, reduction);
+        scope.output_opt(|| TraceOp::Opaque("nll_loss"), &[Some(self), Some(target), weight], y)
+    }
+
+    fn nll_loss_untraced(
         &self,
         target: &Tensor,
         weight: Option<&Tensor>,

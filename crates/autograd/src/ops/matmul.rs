@@ -6,6 +6,7 @@ use wgrad_gpu_core::ops::matmul::{self, BiasAxis, Epilogue, MatmulConfig, Operan
 use wgrad_gpu_core::{Buffer, Error, Layout, Result};
 
 use crate::graph::Saves;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -47,6 +48,12 @@ impl Tensor {
 
     /// [`matmul`](Self::matmul), times `scale` when given.
     fn try_matmul_scaled(&self, other: &Tensor, scale: Option<f32>) -> Result<Tensor> {
+        let scope = crate::trace::scope();
+        let out = self.try_matmul_scaled_untraced(other, scale);
+        scope.result(|| TraceOp::MatMul { scale: scale.unwrap_or(1.0) }, &[self, other], out)
+    }
+
+    fn try_matmul_scaled_untraced(&self, other: &Tensor, scale: Option<f32>) -> Result<Tensor> {
         if let Some([a, b]) = crate::autocast::f16_operands("matmul", [self, other]) {
             return a.try_matmul_scaled(&b, scale);
         }
@@ -173,6 +180,11 @@ impl Tensor {
     /// On shapes that do not fit, a bias that is not F32 `[out]`, mixed
     /// dtypes or devices, naming `linear`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output_opt(|| TraceOp::Linear, &[Some(self), Some(weight), bias], self.linear_untraced(weight, bias))
+    }
+
+    fn linear_untraced(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
         const OP: &str = "linear";
         if let Some([x, w]) = crate::autocast::f16_operands(OP, [self, weight]) {
             return x.linear(&w, bias);

@@ -22,6 +22,7 @@ use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{no_grad, DType, Tensor};
 
 impl Tensor {
@@ -172,6 +173,19 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.layer_norm_untraced(normalized_shape, weight, bias, eps);
+        let op = || TraceOp::LayerNorm { normalized_shape: normalized_shape.to_vec(), eps };
+        scope.output_opt(op, &[Some(self), weight, bias], y)
+    }
+
+    fn layer_norm_untraced(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Tensor {
         const OP: &str = "layer_norm";
         let shape = self.shape();
         assert!(
@@ -246,6 +260,7 @@ impl Tensor {
     /// `weight` has another shape.
     pub fn rms_norm(&self, normalized_shape: &[usize], weight: Option<&Tensor>, eps: f32) -> Tensor {
         const OP: &str = "rms_norm";
+        let scope = crate::trace::scope();
         let shape = self.shape();
         assert!(
             !normalized_shape.is_empty() && normalized_shape.len() <= shape.len() && shape.ends_with(normalized_shape),
@@ -253,13 +268,15 @@ impl Tensor {
         );
         let axes: Vec<isize> = (shape.len() - normalized_shape.len()..shape.len()).map(|a| a as isize).collect();
         let y = self * &self.square().mean(&axes, true).add_scalar(eps).rsqrt();
-        match weight {
+        let y = match weight {
             Some(w) => {
                 assert_eq!(w.shape(), normalized_shape, "{OP}: weight shape must be normalized_shape");
                 &y * w
             }
             None => y,
-        }
+        };
+        let op = || TraceOp::RmsNorm { normalized_shape: normalized_shape.to_vec(), eps };
+        scope.output_opt(op, &[Some(self), weight], y)
     }
 
     /// Group normalisation of `[N, C, *]` input (`F.group_norm`): the
@@ -272,6 +289,7 @@ impl Tensor {
     /// For input of rank below 2, `groups` not dividing C, or weight/bias not `[C]`.
     pub fn group_norm(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Tensor {
         const OP: &str = "group_norm";
+        let scope = crate::trace::scope();
         let shape = self.shape();
         assert!(shape.len() >= 2, "{OP}: expects [N, C, *] input, got shape {shape:?}");
         let c = shape[1];
@@ -282,7 +300,8 @@ impl Tensor {
         let rows = shape[0] * groups;
         let cols = c / groups * shape[2..].iter().product::<usize>();
         let (y, _, _) = self.normalize_rows_op(OP, rows, cols, eps);
-        y.reshape(&shape).norm_affine(OP, ChannelDims::of_shape(&shape), weight, bias, &[c])
+        let y = y.reshape(&shape).norm_affine(OP, ChannelDims::of_shape(&shape), weight, bias, &[c]);
+        scope.output_opt(|| TraceOp::GroupNorm { groups, eps }, &[Some(self), weight, bias], y)
     }
 
     /// Batch normalisation of `[N, C]` or `[N, C, *]` input, like
@@ -311,6 +330,23 @@ impl Tensor {
     /// per channel.
     #[allow(clippy::too_many_arguments)]
     pub fn batch_norm(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.batch_norm_untraced(running_mean, running_var, weight, bias, training, momentum, eps);
+        let inputs = [Some(self), running_mean, running_var, weight, bias];
+        scope.output_opt(|| TraceOp::BatchNorm { training, momentum, eps }, &inputs, y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_untraced(
         &self,
         running_mean: Option<&Tensor>,
         running_var: Option<&Tensor>,

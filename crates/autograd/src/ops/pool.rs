@@ -17,6 +17,7 @@ use wgrad_gpu_core::ops::pool::{self, Operands};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 type Pair = (usize, usize);
@@ -67,7 +68,10 @@ impl Tensor {
     /// # Panics
     /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
-        self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation)).0
+        let scope = crate::trace::scope();
+        let y = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation)).0;
+        let op = || TraceOp::MaxPool2d { kernel, stride, padding, dilation, indices: false };
+        scope.output(op, &[self], y)
     }
 
     /// [`max_pool2d`](Self::max_pool2d) that also returns, as a U32 tensor
@@ -80,10 +84,13 @@ impl Tensor {
         padding: Pair,
         dilation: Pair,
     ) -> (Tensor, Tensor) {
+        let scope = crate::trace::scope();
         let (y, arg, out_shape) = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation));
         let idx = Tensor::constant(arg, Layout::contiguous(&out_shape), DType::U32);
         // Shaped like the output (unbatched input: no batch dim).
         let idx = if y.dims() < out_shape.len() { idx.squeeze(0) } else { idx };
+        let op = || TraceOp::MaxPool2d { kernel, stride, padding, dilation, indices: true };
+        scope.record(op, &[Some(self)], &[&y, &idx]);
         (y, idx)
     }
 
@@ -114,13 +121,15 @@ impl Tensor {
     /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn avg_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, count_include_pad: bool) -> Tensor {
         const OP: &str = "avg_pool2d";
+        let scope = crate::trace::scope();
         let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
         let (out, out_shape) =
             expect(OP, pool::avg_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, count_include_pad, io));
-        Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+        let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
             pool::avg_pool2d_backward_io(g, in_shape, kernel, stride, padding, count_include_pad, io)
-        })
+        });
+        scope.output(|| TraceOp::AvgPool2d { kernel, stride, padding, count_include_pad }, &[self], y)
     }
 
     /// Adaptive average pooling to `(out_h, out_w)` (`F.adaptive_avg_pool2d`):
@@ -132,11 +141,13 @@ impl Tensor {
     /// For input that is not 3-D or 4-D F32 or F16, or a zero output size.
     pub fn adaptive_avg_pool2d(&self, out_size: Pair) -> Tensor {
         const OP: &str = "adaptive_avg_pool2d";
+        let scope = crate::trace::scope();
         let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
         let (out, out_shape) = expect(OP, pool::adaptive_avg_pool2d_io(&x4.dense_buffer(), &shape, out_size, io));
-        Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
+        let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
             pool::adaptive_avg_pool2d_backward_io(g, in_shape, out_size, io)
-        })
+        });
+        scope.output(|| TraceOp::AdaptiveAvgPool2d { out: out_size }, &[self], y)
     }
 }

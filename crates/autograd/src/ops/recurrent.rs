@@ -16,6 +16,7 @@ use wgrad_gpu_core::Layout;
 pub use wgrad_gpu_core::ops::recurrent::RecurrentKind;
 
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 /// Output of [`Tensor::recurrent`].
@@ -47,6 +48,25 @@ impl Tensor {
     /// On shapes that do not fit together, a `c0` missing for the LSTM or
     /// given for another cell, H = 0, non-f32 tensors or mixed devices.
     pub fn recurrent(
+        &self,
+        kind: RecurrentKind,
+        w_hh: &Tensor,
+        b_hh: Option<&Tensor>,
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        reverse: bool,
+    ) -> RecurrentOutput {
+        let scope = crate::trace::scope();
+        let out = self.recurrent_untraced(kind, w_hh, b_hh, h0, c0, reverse);
+        let (op, inputs) = (|| TraceOp::Recurrent { kind, reverse }, [Some(self), Some(w_hh), b_hh, Some(h0), c0]);
+        match &out.c_n {
+            Some(c_n) => scope.record(op, &inputs, &[&out.output, &out.h_n, c_n]),
+            None => scope.record(op, &inputs, &[&out.output, &out.h_n]),
+        }
+        out
+    }
+
+    fn recurrent_untraced(
         &self,
         kind: RecurrentKind,
         w_hh: &Tensor,

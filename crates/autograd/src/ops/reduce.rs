@@ -5,6 +5,7 @@ use wgrad_gpu_core::Layout;
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -49,6 +50,7 @@ impl Tensor {
     /// f16's precision): the result is F32, and the input's gradient (f32
     /// math) is rounded to F16 by the graph.
     fn reduce_op(&self, op: ReduceOp, axes: &[isize], keepdim: bool) -> Tensor {
+        let scope = crate::trace::scope();
         let ax = self.axes(op.name(), axes);
         let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
         let in_shape = self.shape();
@@ -57,7 +59,7 @@ impl Tensor {
         // A sum's or a mean's rule broadcasts the gradient back, reading no value.
         let saves = if matches!(op, ReduceOp::Sum | ReduceOp::Mean) { Saves::NOTHING } else { Saves::ALL };
         let layout = Layout::contiguous(&shape);
-        Tensor::from_op_saving(op.name(), buf, layout, DType::F32, &[self], saves, move |g, inputs, out| {
+        let y = Tensor::from_op_saving(op.name(), buf, layout, DType::F32, &[self], saves, move |g, inputs, out| {
             // The mean's scale goes on the reduced gradient, before it is
             // broadcast: one multiply per output, not per input element
             // (a launch over the whole input on a device), same values.
@@ -80,7 +82,8 @@ impl Tensor {
                 ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("index results carry no gradient"),
             };
             vec![Some(gx)]
-        })
+        });
+        scope.output(|| TraceOp::Reduce { op, axes: self.axes(op.name(), axes), keepdim }, &[self], y)
     }
 
     fn sum_keepdim(&self, axes: &[usize]) -> Tensor {
@@ -123,9 +126,11 @@ impl Tensor {
     }
 
     fn arg(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Tensor {
+        let scope = crate::trace::scope();
         let ax = [self.dim_index(op.name(), axis)];
         let (buf, shape) = self.reduce_raw(op, &ax, keepdim);
-        Tensor::constant(buf, Layout::contiguous(&shape), DType::U32)
+        let y = Tensor::constant(buf, Layout::contiguous(&shape), DType::U32);
+        scope.output(|| TraceOp::Reduce { op, axes: ax.to_vec(), keepdim }, &[self], y)
     }
 
     /// Index of the maximum along `axis` (U32; first index on ties).

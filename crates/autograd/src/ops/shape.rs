@@ -6,6 +6,7 @@ use wgrad_gpu_core::{Error, Layout, Result};
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -31,6 +32,11 @@ impl Tensor {
 
     /// [`reshape`](Self::reshape) returning an error for a wrong element count.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let scope = crate::trace::scope();
+        scope.result(|| TraceOp::Reshape, &[self], self.try_reshape_untraced(shape))
+    }
+
+    fn try_reshape_untraced(&self, shape: &[usize]) -> Result<Tensor> {
         let from = self.shape();
         let n: usize = shape.iter().product();
         if n != self.numel() {
@@ -72,12 +78,14 @@ impl Tensor {
 
     /// Reorders dims: output dim `i` is input dim `dims[i]` (a view).
     pub fn permute(&self, dims: &[usize]) -> Tensor {
+        let scope = crate::trace::scope();
         let layout = expect("permute", self.layout().permute(dims));
         let mut inverse = vec![0; dims.len()];
         for (i, &d) in dims.iter().enumerate() {
             inverse[d] = i;
         }
-        self.view_op("permute", layout, move |g| g.permute(&inverse))
+        let out = self.view_op("permute", layout, move |g| g.permute(&inverse));
+        scope.output(|| TraceOp::Permute { dims: dims.to_vec() }, &[self], out)
     }
 
     /// Swaps two dims (a view; negative dims count from the end).
@@ -96,15 +104,18 @@ impl Tensor {
 
     /// `len` elements of `dim` from `start` (a view).
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Tensor {
+        let scope = crate::trace::scope();
         let d = self.dim_index("narrow", dim);
         let layout = expect("narrow", self.layout().narrow(d, start, len));
         let shape = self.shape();
-        self.view_op("narrow", layout, move |g| g.pad_into(&shape, d, start))
+        let out = self.view_op("narrow", layout, move |g| g.pad_into(&shape, d, start));
+        scope.output(|| TraceOp::Slice { dim: d, start, len, step: 1 }, &[self], out)
     }
 
     /// Every `step`-th element of `dim` from `start` (Python's `x[start::step]`
     /// along one dim), as a view; its gradient is scattered back into zeros.
     pub fn slice_step(&self, dim: isize, start: usize, step: usize) -> Tensor {
+        let scope = crate::trace::scope();
         assert!(step > 0, "slice_step: step must be positive");
         let d = self.dim_index("slice_step", dim);
         let shape = self.shape();
@@ -114,7 +125,7 @@ impl Tensor {
         layout.shape[d] = (shape[d] - start).div_ceil(step);
         layout.strides[d] *= step;
         let len = layout.shape[d];
-        self.view_op("slice_step", layout, move |g| {
+        let out = self.view_op("slice_step", layout, move |g| {
             // The copy kernels move f32 words: an f16 gradient is widened
             // (the graph rounds the result back to f16, exactly).
             let g = g.f32_input("slice_step backward");
@@ -126,7 +137,8 @@ impl Tensor {
             let (b, l) = g.buffer_and_layout();
             expect("slice_step backward", copy::copy_into(&b, &l, &out, &region));
             Tensor::from_parts(out, Layout::contiguous(&shape), crate::DType::F32)
-        })
+        });
+        scope.output(|| TraceOp::Slice { dim: d, start, len, step }, &[self], out)
     }
 
     /// Alias of [`narrow`](Self::narrow) with a range.
@@ -151,9 +163,10 @@ impl Tensor {
 
     /// Broadcasts to `shape` without copying (stride-0 dims).
     pub fn expand(&self, shape: &[usize]) -> Tensor {
+        let scope = crate::trace::scope();
         let layout = expect("expand", self.layout().broadcast_to(shape));
         let from = self.shape();
-        self.view_op("expand", layout, move |g| g.sum_to_shape(&from))
+        scope.output(|| TraceOp::Expand, &[self], self.view_op("expand", layout, move |g| g.sum_to_shape(&from)))
     }
 
     /// Inserts a size-1 dim at `dim` (0..=rank; negative counts from the end).
@@ -179,6 +192,11 @@ impl Tensor {
 
     /// Dense row-major data (a copy unless already contiguous).
     pub fn contiguous(&self) -> Tensor {
+        let scope = crate::trace::scope();
+        scope.output(|| TraceOp::Identity, &[self], self.contiguous_untraced())
+    }
+
+    fn contiguous_untraced(&self) -> Tensor {
         let l = self.layout();
         if l.is_contiguous() {
             return self.clone();
@@ -197,6 +215,12 @@ impl Tensor {
     /// parts together give F32 (PyTorch's promotion); F16 parts alone give
     /// F16.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Tensor {
+        let scope = crate::trace::scope();
+        let out = Tensor::cat_untraced(tensors, dim);
+        scope.output(|| TraceOp::Concat { dim: tensors[0].dim_index("cat", dim), stack: false }, tensors, out)
+    }
+
+    fn cat_untraced(tensors: &[&Tensor], dim: isize) -> Tensor {
         use crate::DType;
         assert!(!tensors.is_empty(), "cat: needs at least one tensor");
         let dtype = tensors[0].dtype();
@@ -232,6 +256,7 @@ impl Tensor {
 
     /// Joins same-shaped tensors along a new dim.
     pub fn stack(tensors: &[&Tensor], dim: isize) -> Tensor {
+        let scope = crate::trace::scope();
         assert!(!tensors.is_empty(), "stack: needs at least one tensor");
         let shape = tensors[0].shape();
         for t in tensors {
@@ -240,7 +265,8 @@ impl Tensor {
         let expanded: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect();
         let refs: Vec<&Tensor> = expanded.iter().collect();
         let d = if dim < 0 { dim + shape.len() as isize + 1 } else { dim };
-        Tensor::cat(&refs, d)
+        let out = Tensor::cat(&refs, d);
+        scope.output(|| TraceOp::Concat { dim: d as usize, stack: true }, tensors, out)
     }
 }
 

@@ -9,6 +9,7 @@ use wgrad_gpu_core::Layout;
 
 use crate::graph::Saves;
 use crate::tensor::expect;
+use crate::trace::TraceOp;
 use crate::{DType, Tensor};
 
 impl Tensor {
@@ -25,6 +26,12 @@ impl Tensor {
     }
 
     fn softmax_along(&self, op: &'static str, dim: isize, log: bool) -> Tensor {
+        let scope = crate::trace::scope();
+        let y = self.softmax_along_untraced(op, dim, log);
+        scope.output(|| TraceOp::Softmax { dim: self.dim_index(op, dim), log }, &[self], y)
+    }
+
+    fn softmax_along_untraced(&self, op: &'static str, dim: isize, log: bool) -> Tensor {
         self.float_storage(op);
         let d = self.dim_index(op, dim);
         let rank = self.dims();

@@ -37,3 +37,4 @@ mod profile;
 mod saved_values;
 mod scale_in_store;
 mod split_binding;
+mod trace;
