@@ -170,7 +170,7 @@ fn dout4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
 // ---- scores ----------------------------------------------------------------
 
 fn neg_inf() -> f32 {
-    return bitcast<f32>(NEG_INF_BITS);
+    return f32_bits(NEG_INF_BITS);
 }
 
 // Hidden scores are exactly −inf, tested by bits (compilers that assume no
@@ -307,7 +307,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         for (var e = 0u; e < DV; e += LANES) {
             store_out((row * DV + e) / LANES, pair(&acc, r, DV4, DV, e) * inv);
         }
-        lse_out[row] = select(bitcast<f32>(0x7f800000u), m[r] + log(l[r]), l[r] > 0.0);
+        lse_out[row] = select(f32_bits(0x7f800000u), m[r] + log(l[r]), l[r] > 0.0);
     }
 }
 

@@ -66,12 +66,20 @@ fn walk_offset(w: Walk, rank: u32, strides: array<vec4<u32>, 2>) -> u32 {
     return off;
 }
 
+// The f32 with these bits. A constant expression may not be infinite or
+// NaN (WGSL; Chrome's Tint rejects `bitcast<f32>(0x7f800000u)`, which
+// naga accepts): non-finite constants go through this function's
+// parameter, which is never a constant expression.
+fn f32_bits(bits: u32) -> f32 {
+    return bitcast<f32>(bits);
+}
+
 // IEEE pow for every sign of the base (WGSL's pow is undefined for x <= 0).
 fn pow_ieee(x: f32, y: f32) -> f32 {
     if y == 0.0 {
         return 1.0;
     }
-    let inf = bitcast<f32>(0x7f800000u);
+    let inf = f32_bits(0x7f800000u);
     if x == 0.0 {
         return select(0.0, inf, y < 0.0);
     }
@@ -80,7 +88,7 @@ fn pow_ieee(x: f32, y: f32) -> f32 {
         return m;
     }
     if floor(y) != y {
-        return bitcast<f32>(0x7fc00000u);
+        return f32_bits(0x7fc00000u);
     }
     let odd = abs(y) < 16777216.0 && (i32(y) & 1) == 1;
     return select(m, -m, odd);

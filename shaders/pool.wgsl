@@ -128,7 +128,7 @@ fn max_at(o: u32) -> f32 {
     let ox = o % OW;
     let oy = (o / OW) % OH;
     let base = (o / (OW * OH)) * H * W;
-    var best = bitcast<f32>(0xff800000u);
+    var best = f32_bits(0xff800000u);
     var arg = NONE;
     for (var ky = 0u; ky < KH; ky++) {
         // Padded coordinate; rows inside the padding are skipped (they read as -inf).

@@ -190,7 +190,7 @@ fn variance(m2: f32) -> f32 {
     if p.dof > 0.0 {
         return m2 / p.dof;
     }
-    return select(bitcast<f32>(0x7f800000u), bitcast<f32>(0x7fc00000u), !(m2 > 0.0));
+    return select(f32_bits(0x7f800000u), f32_bits(0x7fc00000u), !(m2 > 0.0));
 }
 
 // One thread per output walking its reduced elements in order: for many

@@ -80,11 +80,11 @@ var<workgroup> sv: array<f32, WG>;
 
 // Non-finite values by bits (a constant expression may not be infinite or NaN).
 fn neg_inf() -> f32 {
-    return bitcast<f32>(0xff800000u);
+    return f32_bits(0xff800000u);
 }
 
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return f32_bits(0x7fc00000u);
 }
 
 // The workgroup's max (take_max) or sum of one value per thread. Ends with a

@@ -57,6 +57,8 @@ fn walkthrough() -> String {
 }
 
 const ELEMENTWISE_METHODS: &str = "crates/autograd/src/ops/elementwise.rs";
+/// Each op's ONNX form (an exhaustive match over the tables' enums).
+const ONNX_TABLE: &str = "crates/onnx/src/ops.rs";
 
 #[test]
 fn an_elementwise_op_is_a_table_row_and_a_tensor_method() {
@@ -64,7 +66,7 @@ fn an_elementwise_op_is_a_table_row_and_a_tensor_method() {
     for (op, table) in
         [("Rsqrt", "crates/gpu-core/src/kernels/unary.rs"), ("Ge", "crates/gpu-core/src/kernels/binary.rs")]
     {
-        let want = vec![ELEMENTWISE_METHODS.to_string(), table.to_string()];
+        let want = vec![ELEMENTWISE_METHODS.to_string(), table.to_string(), ONNX_TABLE.to_string()];
         assert_eq!(files_naming(&["crates", "src", "examples", "benches"], op), want, "the files naming {op}");
         for file in &want {
             assert!(doc.contains(file.as_str()), "the walkthrough does not name {file}");

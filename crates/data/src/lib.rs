@@ -43,6 +43,11 @@ mod collate;
 mod dataset;
 pub mod download;
 mod error;
+#[cfg(feature = "download")]
+mod fetch;
+#[cfg(not(feature = "download"))]
+#[path = "fetch_disabled.rs"]
+mod fetch;
 mod image_batch;
 mod image_dataset;
 pub mod image_folder;

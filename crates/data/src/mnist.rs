@@ -23,6 +23,11 @@ pub enum Split {
 
 fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
+    gunzip(path, raw)
+}
+
+/// `raw` itself, or its gzip stream's contents (`path` names it in errors).
+fn gunzip(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -34,8 +39,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     }
 }
 
-/// Parses an IDX file of unsigned bytes with `dims` dimensions; returns the
-/// sizes and the data.
 pub fn parse_idx_u8(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let header = 4 + 4 * dims;
     if bytes.len() < header {
@@ -86,19 +89,30 @@ pub fn load(dir: &Path, split: Split) -> Result<ImageDataset, DataError> {
     let prefix = if split == Split::Train { "train" } else { "t10k" };
     let (ip, lp) =
         (file(dir, &format!("{prefix}-images-idx3-ubyte")), file(dir, &format!("{prefix}-labels-idx1-ubyte")));
-    let (isz, images) = parse_idx_u8(&ip, &read_file(&ip)?, 3)?;
-    let (lsz, labels) = parse_idx_u8(&lp, &read_file(&lp)?, 1)?;
+    dataset(&ip, &read_file(&ip)?, &lp, &read_file(&lp)?)
+}
+
+/// A dataset from the bytes of an images file and a labels file (IDX,
+/// gzipped or not), as a browser page fetches them: no file system.
+pub fn from_bytes(images: &[u8], labels: &[u8]) -> Result<ImageDataset, DataError> {
+    let (ip, lp) = (Path::new("<images bytes>"), Path::new("<labels bytes>"));
+    dataset(ip, &gunzip(ip, images.to_vec())?, lp, &gunzip(lp, labels.to_vec())?)
+}
+
+fn dataset(ip: &Path, image_bytes: &[u8], lp: &Path, label_bytes: &[u8]) -> Result<ImageDataset, DataError> {
+    let (isz, images) = parse_idx_u8(ip, image_bytes, 3)?;
+    let (lsz, labels) = parse_idx_u8(lp, label_bytes, 1)?;
     if isz[1] == 0 || isz[2] == 0 {
         return Err(DataError::format(
-            &ip,
+            ip,
             format!("images of {}x{} pixels: both sizes must be positive", isz[1], isz[2]),
         ));
     }
     if isz[0] != lsz[0] {
-        return Err(DataError::format(&lp, format!("{} labels for {} images in {}", lsz[0], isz[0], ip.display())));
+        return Err(DataError::format(lp, format!("{} labels for {} images in {}", lsz[0], isz[0], ip.display())));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l > 9) {
-        return Err(DataError::format(&lp, format!("label {l} of item {i} is out of range 0..=9")));
+        return Err(DataError::format(lp, format!("label {l} of item {i} is out of range 0..=9")));
     }
     Ok(ImageDataset {
         images,

@@ -127,9 +127,14 @@ impl Device {
     }
 
     fn open(adapter: &wgpu::Adapter, reason: String) -> Result<Device> {
+        crate::web::refuse_blocking("opening a GPU device synchronously", "Device::gpu_async().await")?;
+        pollster::block_on(Self::open_async(adapter, reason))
+    }
+
+    async fn open_async(adapter: &wgpu::Adapter, reason: String) -> Result<Device> {
         let stats = Arc::new(Stats::default());
         let profiler = Arc::new(Profiler::default());
-        let ctx = GpuContext::open(adapter, stats.clone(), profiler.clone())?;
+        let ctx = GpuContext::open_async(adapter, stats.clone(), profiler.clone()).await?;
         let backend = Backend::Gpu(Box::new(ctx));
         let host_pool = Default::default();
         let budget = crate::memory::Budget::initial(false)?;
@@ -143,9 +148,25 @@ impl Device {
         &self.inner.reason
     }
 
-    /// The best GPU adapter; an error when there is none.
+    /// The best GPU adapter; an error when there is none. In the browser,
+    /// where nothing may wait, use [`gpu_async`](Self::gpu_async).
     pub fn gpu() -> Result<Device> {
         Self::from_spec(&DeviceSpec::Gpu)
+    }
+
+    /// [`gpu`](Self::gpu) without blocking: in the browser, the page's
+    /// WebGPU adapter (awaiting `navigator.gpu.requestAdapter()` and
+    /// `requestDevice()`); natively the same device as `gpu()`.
+    pub async fn gpu_async() -> Result<Device> {
+        #[cfg(target_arch = "wasm32")]
+        let (adapter, reason) = (crate::web::browser_adapter().await?, "the browser's WebGPU adapter".to_string());
+        #[cfg(not(target_arch = "wasm32"))]
+        let (adapter, reason) = match crate::select::pick_adapter(&DeviceSpec::Gpu)? {
+            (Some(a), reason) => (a, reason),
+            (None, _) => unreachable!("a Gpu spec picks an adapter or fails"),
+        };
+        crate::memory::from_env()?;
+        Self::open_async(&adapter, reason).await
     }
 
     /// A fresh CPU-backend device running the fast kernels.
@@ -408,6 +429,7 @@ impl Device {
             g.flush()?;
             let _host = crate::gpu::host_clock::enter(&g.stats, crate::stats::HostPhase::Wait);
             g.submitter.drain();
+            crate::web::refuse_blocking("Device::synchronize", "an awaited readback (to_vec_async().await)")?;
             g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| crate::Error::Gpu(e.to_string()))?;
             g.take_error()?;
         }

@@ -14,6 +14,16 @@ pub enum Error {
     /// `WGRAD_DEVICE` holds something we cannot parse.
     #[error("WGRAD_DEVICE={0:?} is not `gpu`, `cpu` or an adapter-name substring")]
     BadDeviceSpec(String),
+    /// A call that waits (a readback, opening a GPU, synchronizing) made
+    /// where nothing may wait: in the browser, whose one thread must return
+    /// to the page for the GPU to answer.
+    #[error("{call} would block the browser's only thread; use {instead}")]
+    WouldBlock {
+        /// What was called.
+        call: &'static str,
+        /// The asynchronous form to use instead.
+        instead: &'static str,
+    },
     /// The adapter refused to open a device.
     #[error("could not open a device on adapter {adapter}: {reason}")]
     RequestDevice {

@@ -35,6 +35,7 @@ mod size_class;
 pub mod stats;
 pub mod step_graph;
 pub mod testing;
+mod web;
 
 pub use buffer::Buffer;
 pub use cpu::simd::{host_simd_level, set_simd_level, simd_level, SimdLevel};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Devices with a profile running, process-wide: the fast path of every hook.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);

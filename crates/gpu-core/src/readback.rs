@@ -82,7 +82,9 @@ impl Future for Readback {
                         // Native wgpu runs map callbacks only inside a poll of
                         // the device: one thread waits there once, and the
                         // callback it runs wakes this task.
-                        if !*waiter {
+                        // In the browser the page's event loop runs them
+                        // once this task yields: nothing to wait in.
+                        if !*waiter && !cfg!(target_arch = "wasm32") {
                             *waiter = true;
                             let (wgpu_device, submitter) = (ctx.device.clone(), ctx.submitter.clone());
                             let waiter = std::thread::spawn(move || {

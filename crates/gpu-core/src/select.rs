@@ -51,9 +51,14 @@ of an adapter's name (e.g. nvidia, llvmpipe).";
     }
 }
 
-/// The backends one build serves: native desktop APIs only (GL lacks what compute needs).
+/// The backends one build serves: native desktop APIs only (GL lacks what
+/// compute needs), or the browser's WebGPU.
 pub(crate) fn backends() -> wgpu::Backends {
-    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+    if cfg!(target_arch = "wasm32") {
+        wgpu::Backends::BROWSER_WEBGPU
+    } else {
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+    }
 }
 
 /// A wgpu instance over [`backends`].
@@ -171,6 +176,14 @@ pub(crate) fn pick_adapter(spec: &DeviceSpec) -> Result<(Option<wgpu::Adapter>, 
             return Ok((None, "WGRAD_DEVICE=cpu-reference asks for the reference twins".into()))
         }
         _ => {}
+    }
+    // The browser's adapter only comes asynchronously (Device::gpu_async).
+    #[cfg(target_arch = "wasm32")]
+    {
+        if *spec == DeviceSpec::Auto {
+            return Ok((None, "auto in the browser: the GPU opens with Device::gpu_async().await".into()));
+        }
+        crate::web::refuse_blocking("opening a GPU device synchronously", "Device::gpu_async().await")?;
     }
     let adapters = enumerate_adapters();
     let names = || {

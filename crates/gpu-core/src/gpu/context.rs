@@ -103,7 +103,8 @@ impl Drop for GpuContext {
 }
 
 impl GpuContext {
-    pub fn open(adapter: &wgpu::Adapter, stats: Arc<Stats>, profiler: Arc<Profiler>) -> Result<Self> {
+    /// Opens a device on `adapter`.
+    pub async fn open_async(adapter: &wgpu::Adapter, stats: Arc<Stats>, profiler: Arc<Profiler>) -> Result<Self> {
         let info = adapter.get_info();
         // The adapter's own limits, not wgpu's conservative defaults: real
         // models need buffers above the default 128/256 MiB.
@@ -122,15 +123,17 @@ impl GpuContext {
         } else {
             wgpu::ExperimentalFeatures::disabled()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgrad"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: experimental,
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgrad"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -300,8 +303,11 @@ impl GpuContext {
     /// Whether a launch reads its f32 inputs of `bytes` each through
     /// textures (`texture_operands.rs`): the device has the path on (CPU
     /// adapters, unless turned off) and every input fits a texture.
+    /// Never in the browser: which inputs a kernel reads as textures is
+    /// reflected by naga, and there kernels reach WebGPU as WGSL text.
     pub(crate) fn wants_texture_operands(&self, bytes: impl IntoIterator<Item = u64>) -> bool {
-        self.texture_operands.load(std::sync::atomic::Ordering::Relaxed)
+        !cfg!(target_arch = "wasm32")
+            && self.texture_operands.load(std::sync::atomic::Ordering::Relaxed)
             && bytes.into_iter().all(|b| super::texture_operands::fits(b, &self.limits))
     }
 

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::stats::{HostPhase, Stats};
 

@@ -247,7 +247,7 @@ impl PipelineCache {
 
     fn compile(&self, device: &wgpu::Device, key: &Key) -> Arc<Kernel> {
         self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t0 = std::time::Instant::now();
+        let t0 = web_time::Instant::now();
         let (inputs, outputs) = match key {
             Key::Registry { inputs, outputs, .. } | Key::Generated { inputs, outputs, .. } => (*inputs, *outputs),
         };

@@ -111,6 +111,9 @@ impl GpuContext {
             self.submitter.drain();
             submission = p.state.lock().unwrap().submission.clone();
         }
+        if !p.is_mapped() {
+            crate::web::refuse_blocking("a blocking readback (to_vec, item)", "to_vec_async().await")?;
+        }
         while !p.is_mapped() {
             let until = wgpu::PollType::Wait { submission_index: submission.clone(), timeout: None };
             self.device.poll(until).map_err(|e| Error::Readback(e.to_string()))?;

@@ -728,6 +728,7 @@ impl GpuContext {
 
     /// Waits for a profiled batch and hands its launch times to the profiler.
     fn read_timestamps(&self, t: Timing) -> Result<()> {
+        crate::web::refuse_blocking("the step profiler's GPU timestamps", "the profiler in a native build")?;
         let n = 2 * t.records.len();
         let _host = host_clock::enter(&self.stats, HostPhase::Wait);
         self.submitter.drain();

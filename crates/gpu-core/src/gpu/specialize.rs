@@ -20,8 +20,14 @@
 //! change. This module must not change what a kernel computes: it only
 //! removes statements no invocation can reach.
 
+// In the browser nothing is specialised (see `parse`): the pruning is unused there.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
+
+#[cfg(not(target_arch = "wasm32"))]
 use wgpu::naga::back::pipeline_constants::process_overrides;
-use wgpu::naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use wgpu::naga::valid::ModuleInfo;
+#[cfg(not(target_arch = "wasm32"))]
+use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
 use wgpu::naga::{Block, Expression, Literal, Module, Statement};
 
 /// Whether `src` has a loop whose end no counter bounds: the compare-and-swap
@@ -42,15 +48,32 @@ pub(crate) struct Parsed {
 
 /// Parses and validates `source`; `None` when naga rejects it (the caller
 /// then hands wgpu the WGSL, which reports the error its usual way).
+///
+/// Always `None` in the browser: WebGPU takes WGSL text (wgpu's web
+/// backend has no naga-IR shaders) and applies the constants itself.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn parse(_source: &str) -> Option<Parsed> {
+    None
+}
+
+/// Parses and validates `source` (see the wasm32 twin above).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn parse(source: &str) -> Option<Parsed> {
     let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).ok()?;
     Some(Parsed { module, info, retry_loop: has_retry_loop(source) })
 }
 
+/// Nothing in the browser, where nothing is [parsed](parse).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn specialize(_parsed: &Parsed, _entry: &str, _constants: &[(&str, f64)]) -> Option<Module> {
+    None
+}
+
 /// `parsed` with `constants` applied for compute entry point `entry`, its
 /// constant branches pruned and unused functions dropped; `None` when a
 /// constant does not apply (wgpu then reports it from the WGSL path).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn specialize(parsed: &Parsed, entry: &str, constants: &[(&str, f64)]) -> Option<Module> {
     let mut values = wgpu::naga::back::PipelineConstants::default();
     for &(name, value) in constants {

@@ -94,7 +94,9 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, job: Job) {
 impl Submitter {
     /// A submitter for `queue`; a thread of its own unless `WGRAD_SUBMIT_THREAD=0`.
     pub fn from_env(device: &wgpu::Device, queue: &wgpu::Queue, stats: &Arc<Stats>) -> Submitter {
-        let on = std::env::var("WGRAD_SUBMIT_THREAD").map_or(true, |v| v.trim() != "0");
+        // The browser has one thread: batches are submitted inline there.
+        let on =
+            !cfg!(target_arch = "wasm32") && std::env::var("WGRAD_SUBMIT_THREAD").map_or(true, |v| v.trim() != "0");
         if !on {
             return Submitter { thread: None };
         }

@@ -78,7 +78,7 @@ pub(crate) fn run_fallible(
             let file = std::panic::Location::caller().file();
             let family = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
             crate::profiler::take_host_bytes();
-            let t0 = std::time::Instant::now();
+            let t0 = web_time::Instant::now();
             let done = cpu();
             profiler.record_host(format!("cpu:{family}"), crate::profiler::take_host_bytes(), t0);
             done

@@ -81,8 +81,21 @@ pub(crate) trait Reflect: Clone {
 /// f64 counts exactly up to it, and the schedules' integer arithmetic
 /// (`last_epoch + 1`, `2 * t_max`) cannot overflow below it. A damaged
 /// checkpoint's larger value is an error on load instead of a panic on a
-/// later step.
-pub(crate) const MAX_COUNT: usize = 1 << 53;
+/// later step. (On 32-bit targets, wasm32: a quarter of `usize::MAX`.)
+pub(crate) const MAX_COUNT: usize = {
+    let exact_f64 = 1u64 << 53;
+    let quarter = usize::MAX as u64 / 4;
+    (if exact_f64 < quarter { exact_f64 } else { quarter }) as usize
+};
+
+/// [`MAX_COUNT`] as the messages write it.
+fn max_count_text() -> String {
+    if MAX_COUNT as u64 == 1u64 << 53 {
+        "2^53".into()
+    } else {
+        MAX_COUNT.to_string()
+    }
+}
 
 fn list<T: Debug>(values: &[T]) -> String {
     values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(",")
@@ -150,7 +163,10 @@ fn get<T: FromStr>(sd: &StateDict, who: &'static str, key: &str) -> Result<T> {
 
 fn count(who: &'static str, key: &str, n: usize) -> Result<usize> {
     if n > MAX_COUNT {
-        return Err(Error::invalid(who, format!("entry {key:?} = {n} is larger than any run's step count (2^53)")));
+        return Err(Error::invalid(
+            who,
+            format!("entry {key:?} = {n} is larger than any run's step count ({})", max_count_text()),
+        ));
     }
     Ok(n)
 }

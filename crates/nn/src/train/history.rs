@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -411,8 +410,17 @@ fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKin
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 const FONT_FAMILY: &str = "wgrad-dejavu-sans";
 
+/// No curves in the browser: plotters draws text there through a canvas,
+/// not the embedded font (and a page has no run folder to write to).
+#[cfg(target_arch = "wasm32")]
 fn font_family() -> io::Result<&'static str> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let _ = (FONT, FONT_FAMILY);
+    Err(io::Error::other("history plot: PNG curves are not drawn on wasm32"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn font_family() -> io::Result<&'static str> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(FONT_FAMILY)
