@@ -159,7 +159,7 @@ impl Device {
     /// `requestDevice()`); natively the same device as `gpu()`.
     pub async fn gpu_async() -> Result<Device> {
         #[cfg(target_arch = "wasm32")]
-        let (adapter, reason) = (crate::web::browser_adapter().await?, "the browser's WebGPU adapter".to_string());
+        let (adapter, reason) = (crate::select::browser_adapter().await?, "the browser's WebGPU adapter".to_string());
         #[cfg(not(target_arch = "wasm32"))]
         let (adapter, reason) = match crate::select::pick_adapter(&DeviceSpec::Gpu)? {
             (Some(a), reason) => (a, reason),

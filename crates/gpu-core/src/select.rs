@@ -68,6 +68,18 @@ pub(crate) fn instance() -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// The page's WebGPU adapter (the browser offers one, high-performance
+/// when asked).
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn browser_adapter() -> Result<wgpu::Adapter> {
+    let options =
+        wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+    instance()
+        .request_adapter(&options)
+        .await
+        .map_err(|e| Error::NoAdapter { wanted: "WebGPU (navigator.gpu)".into(), available: format!("none: {e}") })
+}
+
 /// Every adapter wgpu sees, best first.
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
     let inst = instance();

@@ -22,9 +22,10 @@ use wgrad_web::Session;
 /// Steps each page trains (the issue's "N steps with fixed seeds").
 const STEPS: usize = 50;
 const SEED: u64 = 3;
-/// Small batches: SwiftShader, the WebGPU adapter of a machine without a
-/// GPU, runs a batch of 32 in about 3 s.
-const BATCH: usize = 16;
+/// The native example's batch. (Smaller batches make smaller, noisier
+/// losses late in the run, whose relative error grows: batch 16 reached
+/// 1.2e-4 at step 45 on SwiftShader.)
+const BATCH: usize = 32;
 const LR: f32 = 1e-3;
 
 fn www() -> PathBuf {
@@ -181,15 +182,18 @@ fn check_page(device: &str, chromium: &str, native: &[f32]) {
     let adapter = r["adapter"].as_str().unwrap_or_else(|| panic!("device={device}: no adapter: {r}"));
     let losses: Vec<f32> = r["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(losses.len(), STEPS, "device={device}: {r}");
+    let mut worst = 0f32;
     for (i, (web, nat)) in losses.iter().zip(native).enumerate() {
         let rel = (web - nat).abs() / nat.abs().max(1e-6);
         assert!(
             rel <= 1e-4,
             "device={device} ({adapter}) step {i}: browser loss {web}, native {nat} (relative {rel:.2e})"
         );
+        worst = worst.max(rel);
     }
     eprintln!(
-        "browser, device={device} ({adapter}): {STEPS} steps match native; final loss {:.4}; page ready after {:.1} s, \
+        "browser, device={device} ({adapter}): {STEPS} steps match native (largest relative difference {worst:.1e}); \
+         final loss {:.4}; page ready after {:.1} s, \
          first step {:.0} ms, {:.0} samples/s",
         losses[STEPS - 1],
         r["load_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,

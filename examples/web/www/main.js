@@ -2,8 +2,9 @@
 // CNN with wgrad (pkg/wgrad_web.js, built by examples/web/build.sh), draws
 // the loss, classifies a drawn digit and saves the weights.
 //
-// Query parameters: device=gpu|cpu (default gpu), seed, batch, lr, and
-// test=STEPS: train that many steps, then POST the losses to /result (the
+// Query parameters: device=gpu|cpu (default gpu), seed, batch, lr;
+// autotrain=STEPS trains that many steps on load (the README's screenshot);
+// test=STEPS trains that many steps, then POSTs the losses to /result (the
 // headless-browser test in examples/web/tests/browser.rs).
 import init, { createTrainer } from "./pkg/wgrad_web.js";
 
@@ -13,6 +14,7 @@ const seed = BigInt(params.get("seed") || "0");
 const batch = Number(params.get("batch") || "32");
 const lr = Number(params.get("lr") || "0.001");
 const testSteps = params.has("test") ? Number(params.get("test")) : null;
+const autoSteps = Number(params.get("autotrain") || "0");
 const ADAPTER_TIMEOUT_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
@@ -85,8 +87,9 @@ async function main() {
       losses.push(await trainer.step());
       if (firstStepMs === null) firstStepMs = performance.now() - t0;
       if (i % 5 === 0 || i === steps - 1) {
-        const rate = ((i + 1) * batch / ((performance.now() - t0) / 1000)).toFixed(0);
-        $("status").textContent = `${adapter}: step ${trainer.steps()}, loss ${losses.at(-1).toFixed(4)}, ${rate} samples/s`;
+        const rate = (i + 1) * batch / ((performance.now() - t0) / 1000);
+        const speed = Number.isFinite(rate) ? `, ${rate.toFixed(0)} samples/s` : "";
+        $("status").textContent = `${adapter}: step ${trainer.steps()}, loss ${losses.at(-1).toFixed(4)}${speed}`;
         drawChart();
       }
     }
@@ -111,6 +114,11 @@ async function main() {
     a.href = URL.createObjectURL(blob); a.download = "mnist_cnn.safetensors"; a.click();
   };
   setupPad(trainer);
+  if (autoSteps > 0) {
+    $("train").disabled = true;
+    await train(autoSteps);
+    $("train").disabled = false; $("save").disabled = false;
+  }
 }
 
 function setupPad(trainer) {
