@@ -51,6 +51,9 @@ impl<D, C> Clone for DataLoader<D, C> {
     }
 }
 
+/// The browser build (wasm32) has one thread: batches are read on it.
+const NO_THREADS: bool = cfg!(target_arch = "wasm32");
+
 /// The order of items in `epoch`: a seeded Fisher–Yates shuffle (SplitMix64 of
 /// seed and epoch), so every epoch differs and every run repeats.
 pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -101,7 +104,7 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
             shuffle: true,
             drop_last: false,
             seed: 0,
-            workers: 1,
+            workers: if NO_THREADS { 0 } else { 1 },
             prefetch: None,
             shard: None,
         }
@@ -129,8 +132,9 @@ impl<D: Dataset, C: Collate<D::Item>> DataLoader<D, C> {
     /// Threads reading and collating batches (default 1, which overlaps
     /// loading with the caller's work). 0 reads each batch on the caller's
     /// thread when it is asked for, as PyTorch's `num_workers=0` does.
+    /// In the browser (wasm32, one thread) always 0.
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.workers = if NO_THREADS { 0 } else { n };
         self
     }
 
