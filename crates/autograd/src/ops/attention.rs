@@ -101,115 +101,109 @@ impl Tensor {
         path: AttentionPath,
     ) -> Tensor {
         let scope = crate::trace::scope();
-        let y = self.attention_untraced(k, v, mask, causal, scale, path);
+        // The op itself, as a closure: its early returns (other dtypes,
+        // autocast) come back here, to the trace record below.
+        let y = (|| -> Tensor {
+            let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
+            let even = |s: &[usize]| s.last().is_some_and(|n| n % 2 == 0);
+            if even(&qs) && even(&vs) {
+                if let Some([q, k, v]) = crate::autocast::f16_operands("attention", [self, k, v]) {
+                    return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
+                }
+            }
+            let dtypes = [self.dtype(), k.dtype(), v.dtype()];
+            let io = match dtypes {
+                [DType::F16, DType::F16, DType::F16] if even(&qs) && even(&vs) => Operands::F16,
+                [DType::F16, DType::F16, DType::F16] => {
+                    let [q, k, v] = [self, k, v].map(|t| t.f32_input(OP));
+                    return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
+                }
+                [DType::F32, DType::F32, DType::F32] => Operands::F32,
+                _ => panic!("{OP}: q, k and v must all be F32 or all F16, got {dtypes:?}"),
+            };
+            for t in [self, k, v] {
+                self.expect_same_device(OP, t);
+            }
+            let rank = qs.len();
+            assert!(
+                (2..=4).contains(&rank) && ks.len() == rank && vs.len() == rank,
+                "{OP}: q, k and v must all be [Lq, D] / [N, L, D] / [B, H, L, D], got shapes {qs:?}, {ks:?}, {vs:?}"
+            );
+            let lead = &qs[..rank - 2];
+            let (lq, d, lk, dv) = (qs[rank - 2], qs[rank - 1], ks[rank - 2], vs[rank - 1]);
+            assert!(
+                &ks[..rank - 2] == lead && &vs[..rank - 2] == lead && ks[rank - 1] == d && vs[rank - 2] == lk,
+                "{OP}: expected q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] with equal leading dims, \
+             got shapes {qs:?}, {ks:?}, {vs:?}"
+            );
+            let (batch, heads) = match *lead {
+                [] => (1, 1),
+                [n] => (1, n),
+                [b, h] => (b, h),
+                _ => unreachable!("rank checked above"),
+            };
+            let dims = AttnDims { batch, heads, lq, lk, d, dv };
+            let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+            // Masked rows could lose every key, where the fused kernel's zeros
+            // and the composite's NaN differ; only unmasked attention switches.
+            // Head dims the kernels refuse panic on every device alike.
+            let scores = batch * heads * lq * lk;
+            let dims_ok = [d, dv].iter().all(|n| (1..=MAX_HEAD_DIM).contains(n));
+            if mask.is_none()
+                && dims_ok
+                && scores > 0
+                && scores <= COMPOSITE_MAX_SCORES
+                && match path {
+                    AttentionPath::Auto => {
+                        self.device().attention_path_for(io == Operands::F16) == AttentionPath::Composite
+                            && (io == Operands::F32 || lq * lk >= F16_COMPOSITE_MIN_SCORES)
+                    }
+                    p => p == AttentionPath::Composite,
+                }
+            {
+                return composite(self, k, v, causal, scale);
+            }
+            let mask = mask.map(|m| {
+                self.expect_same_device(OP, m);
+                mask_strides(m, lead, lq, lk)
+            });
+            let (q_buf, k_buf, v_buf) = (self.dense_buffer(), k.dense_buffer(), v.dense_buffer());
+            let (out, lse) = expect(
+                OP,
+                attention::attention_forward_io(&q_buf, &k_buf, &v_buf, view(&mask), dims, causal, scale, io),
+            );
+            let mut out_shape = lead.to_vec();
+            out_shape.extend([lq, dv]);
+            let shapes = [qs, ks, vs];
+            // The backward reuses the dense operands (copies only for views,
+            // such as the head-split q, k, v of multi-head attention).
+            let dtype = dtypes[0];
+            Tensor::from_op_dtype(OP, out, Layout::contiguous(&out_shape), dtype, &[self, k, v], move |g, _, out| {
+                let grads = attention::attention_backward_io(
+                    &q_buf,
+                    &k_buf,
+                    &v_buf,
+                    &out.dense_buffer(),
+                    &lse,
+                    &g.dense_buffer(),
+                    view(&mask),
+                    dims,
+                    causal,
+                    scale,
+                    io,
+                );
+                let (dq, dk, dv) = expect(OP, grads);
+                [dq, dk, dv]
+                    .into_iter()
+                    .zip(&shapes)
+                    .map(|(b, s)| Some(Tensor::from_parts(b, Layout::contiguous(s), dtype)))
+                    .collect()
+            })
+        })();
         // The scale the op resolves (the query's head dim is its last).
         let d = || self.shape().last().copied().unwrap_or(0);
         let op = || TraceOp::Attention { causal, scale: scale.unwrap_or_else(|| 1.0 / (d() as f32).sqrt()) };
         scope.output_opt(op, &[Some(self), Some(k), Some(v), mask], y)
-    }
-
-    fn attention_untraced(
-        &self,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        causal: bool,
-        scale: Option<f32>,
-        path: AttentionPath,
-    ) -> Tensor {
-        let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
-        let even = |s: &[usize]| s.last().is_some_and(|n| n % 2 == 0);
-        if even(&qs) && even(&vs) {
-            if let Some([q, k, v]) = crate::autocast::f16_operands("attention", [self, k, v]) {
-                return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
-            }
-        }
-        let dtypes = [self.dtype(), k.dtype(), v.dtype()];
-        let io = match dtypes {
-            [DType::F16, DType::F16, DType::F16] if even(&qs) && even(&vs) => Operands::F16,
-            [DType::F16, DType::F16, DType::F16] => {
-                let [q, k, v] = [self, k, v].map(|t| t.f32_input(OP));
-                return q.scaled_dot_product_attention_with(&k, &v, mask, causal, scale, path);
-            }
-            [DType::F32, DType::F32, DType::F32] => Operands::F32,
-            _ => panic!("{OP}: q, k and v must all be F32 or all F16, got {dtypes:?}"),
-        };
-        for t in [self, k, v] {
-            self.expect_same_device(OP, t);
-        }
-        let rank = qs.len();
-        assert!(
-            (2..=4).contains(&rank) && ks.len() == rank && vs.len() == rank,
-            "{OP}: q, k and v must all be [Lq, D] / [N, L, D] / [B, H, L, D], got shapes {qs:?}, {ks:?}, {vs:?}"
-        );
-        let lead = &qs[..rank - 2];
-        let (lq, d, lk, dv) = (qs[rank - 2], qs[rank - 1], ks[rank - 2], vs[rank - 1]);
-        assert!(
-            &ks[..rank - 2] == lead && &vs[..rank - 2] == lead && ks[rank - 1] == d && vs[rank - 2] == lk,
-            "{OP}: expected q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] with equal leading dims, \
-             got shapes {qs:?}, {ks:?}, {vs:?}"
-        );
-        let (batch, heads) = match *lead {
-            [] => (1, 1),
-            [n] => (1, n),
-            [b, h] => (b, h),
-            _ => unreachable!("rank checked above"),
-        };
-        let dims = AttnDims { batch, heads, lq, lk, d, dv };
-        let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
-        // Masked rows could lose every key, where the fused kernel's zeros
-        // and the composite's NaN differ; only unmasked attention switches.
-        // Head dims the kernels refuse panic on every device alike.
-        let scores = batch * heads * lq * lk;
-        let dims_ok = [d, dv].iter().all(|n| (1..=MAX_HEAD_DIM).contains(n));
-        if mask.is_none()
-            && dims_ok
-            && scores > 0
-            && scores <= COMPOSITE_MAX_SCORES
-            && match path {
-                AttentionPath::Auto => {
-                    self.device().attention_path_for(io == Operands::F16) == AttentionPath::Composite
-                        && (io == Operands::F32 || lq * lk >= F16_COMPOSITE_MIN_SCORES)
-                }
-                p => p == AttentionPath::Composite,
-            }
-        {
-            return composite(self, k, v, causal, scale);
-        }
-        let mask = mask.map(|m| {
-            self.expect_same_device(OP, m);
-            mask_strides(m, lead, lq, lk)
-        });
-        let (q_buf, k_buf, v_buf) = (self.dense_buffer(), k.dense_buffer(), v.dense_buffer());
-        let (out, lse) =
-            expect(OP, attention::attention_forward_io(&q_buf, &k_buf, &v_buf, view(&mask), dims, causal, scale, io));
-        let mut out_shape = lead.to_vec();
-        out_shape.extend([lq, dv]);
-        let shapes = [qs, ks, vs];
-        // The backward reuses the dense operands (copies only for views,
-        // such as the head-split q, k, v of multi-head attention).
-        let dtype = dtypes[0];
-        Tensor::from_op_dtype(OP, out, Layout::contiguous(&out_shape), dtype, &[self, k, v], move |g, _, out| {
-            let grads = attention::attention_backward_io(
-                &q_buf,
-                &k_buf,
-                &v_buf,
-                &out.dense_buffer(),
-                &lse,
-                &g.dense_buffer(),
-                view(&mask),
-                dims,
-                causal,
-                scale,
-                io,
-            );
-            let (dq, dk, dv) = expect(OP, grads);
-            [dq, dk, dv]
-                .into_iter()
-                .zip(&shapes)
-                .map(|(b, s)| Some(Tensor::from_parts(b, Layout::contiguous(s), dtype)))
-                .collect()
-        })
     }
 }
 

@@ -340,78 +340,68 @@ impl Tensor {
         eps: f32,
     ) -> Tensor {
         let scope = crate::trace::scope();
-        let y = self.batch_norm_untraced(running_mean, running_var, weight, bias, training, momentum, eps);
+        // The op itself, as a closure: its early returns (other dtypes,
+        // autocast) come back here, to the trace record below.
+        let y = (|| -> Tensor {
+            const OP: &str = "batch_norm";
+            let dtype = self.dtype();
+            assert!(
+                matches!(dtype, DType::F32 | DType::F16),
+                "{OP}: expects F32 or F16 input, got {dtype:?} (use .to_dtype(DType::F32))"
+            );
+            let shape = self.shape();
+            assert!(shape.len() >= 2, "{OP}: expects [N, C] or [N, C, *] input, got shape {shape:?}");
+            let d = ChannelDims::of_shape(&shape);
+            let c = d.channels;
+            for (t, what) in
+                [(running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")]
+            {
+                if let Some(t) = t {
+                    assert_eq!(t.shape(), [c], "{OP}: {what} has shape {:?}, expected [{c}]", t.shape());
+                    self.expect_same_device(OP, t);
+                    t.expect_dtype(OP, DType::F32);
+                }
+            }
+            let io = self.float_storage(OP);
+            let x = self.dense_buffer();
+            let stats = if training {
+                if d.count() == 0 {
+                    return self.batch_norm_empty(weight, bias);
+                }
+                assert!(
+                    d.count() > 1,
+                    "{OP}: expected more than 1 value per channel when training, got input shape {shape:?}"
+                );
+                // Both running statistics are updated by one launch, in place
+                // (their buffers stay the same from step to step, as a replayed
+                // step needs); a missing one gets a stand-in, and one that is a
+                // strided view is updated through a dense copy put back after.
+                let stand_in = || Tensor::zeros(&[c], &self.device());
+                let rm = running_mean.cloned().or_else(|| running_var.map(|_| stand_in()));
+                let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
+                let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
+                let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
+                let stats = expect(OP, bn::batch_norm_stats(&x, d, eps, running, io));
+                if let Some((m, v)) = bufs {
+                    let put_back = |t: &Tensor, b: Buffer| {
+                        if !t.buffer_and_layout().0.same_as(&b) {
+                            no_grad(|| t.assign(&Tensor::constant(b, Layout::contiguous(&[c]), DType::F32)));
+                        }
+                    };
+                    running_mean.inspect(|t| put_back(t, m));
+                    running_var.inspect(|t| put_back(t, v));
+                }
+                stats
+            } else {
+                let (Some(rm), Some(rv)) = (running_mean, running_var) else {
+                    panic!("{OP}: evaluation (training = false) needs running_mean and running_var");
+                };
+                expect(OP, bn::batch_norm_eval_stats(&rm.dense_buffer(), &rv.dense_buffer(), c, eps))
+            };
+            self.channel_affine(OP, x, d, Some(stats), training, weight, bias)
+        })();
         let inputs = [Some(self), running_mean, running_var, weight, bias];
         scope.output_opt(|| TraceOp::BatchNorm { training, momentum, eps }, &inputs, y)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_untraced(
-        &self,
-        running_mean: Option<&Tensor>,
-        running_var: Option<&Tensor>,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-        training: bool,
-        momentum: f32,
-        eps: f32,
-    ) -> Tensor {
-        const OP: &str = "batch_norm";
-        let dtype = self.dtype();
-        assert!(
-            matches!(dtype, DType::F32 | DType::F16),
-            "{OP}: expects F32 or F16 input, got {dtype:?} (use .to_dtype(DType::F32))"
-        );
-        let shape = self.shape();
-        assert!(shape.len() >= 2, "{OP}: expects [N, C] or [N, C, *] input, got shape {shape:?}");
-        let d = ChannelDims::of_shape(&shape);
-        let c = d.channels;
-        for (t, what) in
-            [(running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")]
-        {
-            if let Some(t) = t {
-                assert_eq!(t.shape(), [c], "{OP}: {what} has shape {:?}, expected [{c}]", t.shape());
-                self.expect_same_device(OP, t);
-                t.expect_dtype(OP, DType::F32);
-            }
-        }
-        let io = self.float_storage(OP);
-        let x = self.dense_buffer();
-        let stats = if training {
-            if d.count() == 0 {
-                return self.batch_norm_empty(weight, bias);
-            }
-            assert!(
-                d.count() > 1,
-                "{OP}: expected more than 1 value per channel when training, got input shape {shape:?}"
-            );
-            // Both running statistics are updated by one launch, in place
-            // (their buffers stay the same from step to step, as a replayed
-            // step needs); a missing one gets a stand-in, and one that is a
-            // strided view is updated through a dense copy put back after.
-            let stand_in = || Tensor::zeros(&[c], &self.device());
-            let rm = running_mean.cloned().or_else(|| running_var.map(|_| stand_in()));
-            let rv = running_var.cloned().or_else(|| running_mean.map(|_| stand_in()));
-            let bufs = rm.as_ref().zip(rv.as_ref()).map(|(m, v)| (m.dense_buffer(), v.dense_buffer()));
-            let running = bufs.as_ref().map(|(m, v)| Running { mean: m, var: v, momentum });
-            let stats = expect(OP, bn::batch_norm_stats(&x, d, eps, running, io));
-            if let Some((m, v)) = bufs {
-                let put_back = |t: &Tensor, b: Buffer| {
-                    if !t.buffer_and_layout().0.same_as(&b) {
-                        no_grad(|| t.assign(&Tensor::constant(b, Layout::contiguous(&[c]), DType::F32)));
-                    }
-                };
-                running_mean.inspect(|t| put_back(t, m));
-                running_var.inspect(|t| put_back(t, v));
-            }
-            stats
-        } else {
-            let (Some(rm), Some(rv)) = (running_mean, running_var) else {
-                panic!("{OP}: evaluation (training = false) needs running_mean and running_var");
-            };
-            expect(OP, bn::batch_norm_eval_stats(&rm.dense_buffer(), &rv.dense_buffer(), c, eps))
-        };
-        self.channel_affine(OP, x, d, Some(stats), training, weight, bias)
     }
 
     /// Training batch norm of an empty batch: an empty output, still

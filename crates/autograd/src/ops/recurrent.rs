@@ -57,108 +57,100 @@ impl Tensor {
         reverse: bool,
     ) -> RecurrentOutput {
         let scope = crate::trace::scope();
-        let out = self.recurrent_untraced(kind, w_hh, b_hh, h0, c0, reverse);
+        // The op itself, as a closure: its early return (a long sequence run
+        // in chunks) comes back here, to the trace record below.
+        let out = (|| -> RecurrentOutput {
+            const OP: &str = "recurrent";
+            let name = kind.name();
+            let all: Vec<&Tensor> = [self, w_hh, h0].into_iter().chain(b_hh).chain(c0).collect();
+            for t in &all {
+                t.expect_dtype(OP, DType::F32);
+                self.expect_same_device(OP, t);
+            }
+            let (xs, ws) = (self.shape(), w_hh.shape());
+            let g = kind.gates();
+            assert!(
+                ws.len() == 2 && ws[1] > 0 && ws[0] == g * ws[1],
+                "{OP}: {name} expects w_hh of shape [{g}·H, H] with H > 0, got {ws:?}"
+            );
+            let h = ws[1];
+            assert!(
+                xs.len() == 3 && xs[2] == g * h,
+                "{OP}: {name} with hidden size {h} expects xw of shape [T, B, {}], got {xs:?}",
+                g * h
+            );
+            let (t, b) = (xs[0], xs[1]);
+            if let Some(bias) = b_hh {
+                assert_eq!(bias.shape(), [g * h], "{OP}: b_hh has shape {:?}, expected [{}]", bias.shape(), g * h);
+            }
+            assert_eq!(h0.shape(), [b, h], "{OP}: h0 has shape {:?}, expected [B, H] = [{b}, {h}]", h0.shape());
+            let lstm = kind == RecurrentKind::Lstm;
+            match c0 {
+                Some(c) => {
+                    assert!(lstm, "{OP}: c0 given for {name}, which has no cell state");
+                    assert_eq!(c.shape(), [b, h], "{OP}: c0 has shape {:?}, expected [B, H] = [{b}, {h}]", c.shape());
+                }
+                None => assert!(!lstm, "{OP}: lstm needs c0, the initial cell state"),
+            }
+
+            if let Some(per) = batch_chunk(&self.device(), (t, b, h), g, lstm) {
+                return self.recurrent_in_chunks(kind, (w_hh, b_hh), (h0, c0), reverse, per);
+            }
+            let w_buf = w_hh.dense_buffer();
+            let (bias_buf, c0_buf) = (b_hh.map(Tensor::dense_buffer), c0.map(Tensor::dense_buffer));
+            let saved = expect(
+                OP,
+                recurrent_forward(
+                    kind,
+                    &self.dense_buffer(),
+                    &w_buf,
+                    bias_buf.as_ref(),
+                    &h0.dense_buffer(),
+                    c0_buf.as_ref(),
+                    t,
+                    b,
+                    h,
+                    reverse,
+                ),
+            );
+            let shape = saved.states_shape();
+            let (start, last) = (saved.output_start(), saved.final_slot());
+            let packed = Layout::contiguous(&shape);
+            let (has_bias, states) = (b_hh.is_some(), saved.states().clone());
+            let all_states = Tensor::from_op(OP, states, packed.clone(), &all, move |grad, _, _| {
+                let gb = grad.dense_buffer();
+                // Each read in place: dy, the output slots, and the final
+                // states' slots. The gradient of h_n is already in dy, except
+                // when T = 0 and h_n is h0's slot alone.
+                let slot = |s: usize| (&gb, s * b * h);
+                let dy = (&gb, saved.output_layout().offset);
+                let dh_n = (t == 0).then(|| slot(last));
+                let dc_n = lstm.then(|| slot(t + 1 + last));
+                let grads = expect(OP, recurrent_backward_at(&saved, &w_buf, dy, dh_n, dc_n));
+                let dense = |buf, shape: &[usize]| Some(Tensor::from_parts(buf, Layout::contiguous(shape), DType::F32));
+                let mut out =
+                    vec![dense(grads.dxw, &[t, b, g * h]), dense(grads.dw_hh, &[g * h, h]), dense(grads.dh0, &[b, h])];
+                if has_bias {
+                    out.push(dense(grads.db_hh.expect("b_hh has a gradient"), &[g * h]));
+                }
+                if let Some(dc0) = grads.dc0 {
+                    out.push(dense(dc0, &[b, h]));
+                }
+                out
+            });
+            let slot = |s: usize| all_states.narrow(0, s, 1).reshape(&[b, h]);
+            RecurrentOutput {
+                output: all_states.narrow(0, start, t),
+                h_n: slot(last),
+                c_n: lstm.then(|| slot(t + 1 + last)),
+            }
+        })();
         let (op, inputs) = (|| TraceOp::Recurrent { kind, reverse }, [Some(self), Some(w_hh), b_hh, Some(h0), c0]);
         match &out.c_n {
             Some(c_n) => scope.record(op, &inputs, &[&out.output, &out.h_n, c_n]),
             None => scope.record(op, &inputs, &[&out.output, &out.h_n]),
         }
         out
-    }
-
-    fn recurrent_untraced(
-        &self,
-        kind: RecurrentKind,
-        w_hh: &Tensor,
-        b_hh: Option<&Tensor>,
-        h0: &Tensor,
-        c0: Option<&Tensor>,
-        reverse: bool,
-    ) -> RecurrentOutput {
-        const OP: &str = "recurrent";
-        let name = kind.name();
-        let all: Vec<&Tensor> = [self, w_hh, h0].into_iter().chain(b_hh).chain(c0).collect();
-        for t in &all {
-            t.expect_dtype(OP, DType::F32);
-            self.expect_same_device(OP, t);
-        }
-        let (xs, ws) = (self.shape(), w_hh.shape());
-        let g = kind.gates();
-        assert!(
-            ws.len() == 2 && ws[1] > 0 && ws[0] == g * ws[1],
-            "{OP}: {name} expects w_hh of shape [{g}·H, H] with H > 0, got {ws:?}"
-        );
-        let h = ws[1];
-        assert!(
-            xs.len() == 3 && xs[2] == g * h,
-            "{OP}: {name} with hidden size {h} expects xw of shape [T, B, {}], got {xs:?}",
-            g * h
-        );
-        let (t, b) = (xs[0], xs[1]);
-        if let Some(bias) = b_hh {
-            assert_eq!(bias.shape(), [g * h], "{OP}: b_hh has shape {:?}, expected [{}]", bias.shape(), g * h);
-        }
-        assert_eq!(h0.shape(), [b, h], "{OP}: h0 has shape {:?}, expected [B, H] = [{b}, {h}]", h0.shape());
-        let lstm = kind == RecurrentKind::Lstm;
-        match c0 {
-            Some(c) => {
-                assert!(lstm, "{OP}: c0 given for {name}, which has no cell state");
-                assert_eq!(c.shape(), [b, h], "{OP}: c0 has shape {:?}, expected [B, H] = [{b}, {h}]", c.shape());
-            }
-            None => assert!(!lstm, "{OP}: lstm needs c0, the initial cell state"),
-        }
-
-        if let Some(per) = batch_chunk(&self.device(), (t, b, h), g, lstm) {
-            return self.recurrent_in_chunks(kind, (w_hh, b_hh), (h0, c0), reverse, per);
-        }
-        let w_buf = w_hh.dense_buffer();
-        let (bias_buf, c0_buf) = (b_hh.map(Tensor::dense_buffer), c0.map(Tensor::dense_buffer));
-        let saved = expect(
-            OP,
-            recurrent_forward(
-                kind,
-                &self.dense_buffer(),
-                &w_buf,
-                bias_buf.as_ref(),
-                &h0.dense_buffer(),
-                c0_buf.as_ref(),
-                t,
-                b,
-                h,
-                reverse,
-            ),
-        );
-        let shape = saved.states_shape();
-        let (start, last) = (saved.output_start(), saved.final_slot());
-        let packed = Layout::contiguous(&shape);
-        let (has_bias, states) = (b_hh.is_some(), saved.states().clone());
-        let all_states = Tensor::from_op(OP, states, packed.clone(), &all, move |grad, _, _| {
-            let gb = grad.dense_buffer();
-            // Each read in place: dy, the output slots, and the final
-            // states' slots. The gradient of h_n is already in dy, except
-            // when T = 0 and h_n is h0's slot alone.
-            let slot = |s: usize| (&gb, s * b * h);
-            let dy = (&gb, saved.output_layout().offset);
-            let dh_n = (t == 0).then(|| slot(last));
-            let dc_n = lstm.then(|| slot(t + 1 + last));
-            let grads = expect(OP, recurrent_backward_at(&saved, &w_buf, dy, dh_n, dc_n));
-            let dense = |buf, shape: &[usize]| Some(Tensor::from_parts(buf, Layout::contiguous(shape), DType::F32));
-            let mut out =
-                vec![dense(grads.dxw, &[t, b, g * h]), dense(grads.dw_hh, &[g * h, h]), dense(grads.dh0, &[b, h])];
-            if has_bias {
-                out.push(dense(grads.db_hh.expect("b_hh has a gradient"), &[g * h]));
-            }
-            if let Some(dc0) = grads.dc0 {
-                out.push(dense(dc0, &[b, h]));
-            }
-            out
-        });
-        let slot = |s: usize| all_states.narrow(0, s, 1).reshape(&[b, h]);
-        RecurrentOutput {
-            output: all_states.narrow(0, start, t),
-            h_n: slot(last),
-            c_n: lstm.then(|| slot(t + 1 + last)),
-        }
     }
 
     /// [`recurrent`](Self::recurrent) on chunks of `per` batch rows, whose
