@@ -10,8 +10,8 @@
 //! layer's states) are not recorded, so each record is one whole op at the
 //! level a user wrote it.
 //!
-//! Tracing costs one thread-local read per op when it is off. It must not
-//! change what an op computes.
+//! Tracing costs one thread-local read per op when it is off (no write).
+//! It must not change what an op computes.
 
 use std::cell::{Cell, RefCell};
 
@@ -250,9 +250,11 @@ pub struct TracedOp {
 
 thread_local! {
     /// The ops recorded so far, while a trace runs on this thread.
-    static RECORD: RefCell<Option<Vec<TracedOp>>> = const { RefCell::new(None) };
-    /// How many ops are running on this thread: only the outermost records.
-    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    static RECORD: RefCell<Vec<TracedOp>> = const { RefCell::new(Vec::new()) };
+    /// 0 while no trace runs on this thread (the only value an op reads
+    /// then); during a trace, 1 + the number of ops running, so that only
+    /// the outermost records.
+    static LEVEL: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Runs `f` and returns its result with every op it ran, in order, with
@@ -262,40 +264,47 @@ thread_local! {
 /// # Panics
 /// When a trace is already running on this thread.
 pub fn trace<R>(f: impl FnOnce() -> R) -> (R, Vec<TracedOp>, u64) {
-    RECORD.with(|r| {
-        let mut r = r.borrow_mut();
-        assert!(r.is_none(), "wgrad: trace() inside a running trace");
-        *r = Some(Vec::new());
-    });
+    assert!(!is_tracing(), "wgrad: trace() inside a running trace");
+    /// Ends the trace however `f` ends (a panic included).
     struct Stop;
     impl Drop for Stop {
         fn drop(&mut self) {
-            RECORD.with(|r| r.borrow_mut().take());
+            LEVEL.set(0);
+            RECORD.with_borrow_mut(Vec::clear);
         }
     }
+    LEVEL.set(1);
     let stop = Stop;
     let first_id = crate::tensor::next_id();
     let out = f();
-    let ops = RECORD.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    let ops = RECORD.take();
     drop(stop);
     (out, ops, first_id)
 }
 
 /// Whether a trace is running on this thread.
 pub fn is_tracing() -> bool {
-    RECORD.with(|r| r.borrow().is_some())
+    LEVEL.get() != 0
 }
 
 /// Marks one op running: ops it calls while this lives are not recorded.
 /// Create it first thing in an op, then [`record`](Self::record) the result.
+/// Outside a trace it costs one thread-local read.
 pub(crate) struct Scope {
-    outermost: bool,
+    /// Whether this scope raised [`LEVEL`] (a trace was running).
+    counted: bool,
+    /// Whether this op is the outermost of a trace: the one that records.
+    records: bool,
 }
 
 /// Opens an op's [`Scope`].
 pub(crate) fn scope() -> Scope {
-    let depth = DEPTH.with(|d| d.replace(d.get() + 1));
-    Scope { outermost: depth == 0 }
+    let level = LEVEL.get();
+    if level == 0 {
+        return Scope { counted: false, records: false };
+    }
+    LEVEL.set(level + 1);
+    Scope { counted: true, records: level == 1 }
 }
 
 impl Scope {
@@ -305,7 +314,7 @@ impl Scope {
     /// training) made no new tensor and is not recorded: its readers read
     /// that input.
     pub fn record(&self, op: impl FnOnce() -> TraceOp, inputs: &[Option<&Tensor>], outputs: &[&Tensor]) {
-        if !self.outermost || !is_tracing() {
+        if !self.records {
             return;
         }
         if outputs.iter().any(|o| inputs.iter().flatten().any(|i| i.id() == o.id())) {
@@ -316,16 +325,12 @@ impl Scope {
             inputs: inputs.iter().map(|t| t.cloned()).collect(),
             outputs: outputs.iter().map(|t| (*t).clone()).collect(),
         };
-        RECORD.with(|r| {
-            if let Some(ops) = r.borrow_mut().as_mut() {
-                ops.push(traced);
-            }
-        });
+        RECORD.with_borrow_mut(|ops| ops.push(traced));
     }
 
     /// Records an op whose inputs are all given, and returns its one output.
     pub fn output(&self, op: impl FnOnce() -> TraceOp, inputs: &[&Tensor], out: Tensor) -> Tensor {
-        if self.outermost && is_tracing() {
+        if self.records {
             let inputs: Vec<Option<&Tensor>> = inputs.iter().map(|t| Some(*t)).collect();
             self.record(op, &inputs, &[&out]);
         }
@@ -346,6 +351,10 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+        // A trace that ended (its Stop reset the level) while this scope
+        // lived has nothing left to count.
+        if self.counted && LEVEL.get() > 1 {
+            LEVEL.set(LEVEL.get() - 1);
+        }
     }
 }
