@@ -12,6 +12,7 @@ pub(crate) enum Attr {
     Int(i64),
     Float(f32),
     Ints(Vec<i64>),
+    Tensor(Box<TensorProto>),
 }
 
 /// `(name, value)` pairs, as the op table writes them.
@@ -33,8 +34,14 @@ pub(crate) struct FixedBatch(pub String);
 
 /// The graph being written.
 pub(crate) struct Builder {
-    pub nodes: Vec<NodeProto>,
-    pub initializers: Vec<TensorProto>,
+    nodes: Vec<NodeProto>,
+    /// Constants the builder made (shape vectors, scalars), as written.
+    initializers: Vec<TensorProto>,
+    /// Tensors whose values become initializers (parameters, constants
+    /// of the trace), read back when the graph is [finished](Self::finish):
+    /// an attempt that is thrown away (a batch that must be fixed) reads
+    /// nothing, and the readbacks run together.
+    values: Vec<(String, Tensor)>,
     /// ONNX value name of each tensor id the graph has.
     names: HashMap<u64, String>,
     used: HashMap<String, usize>,
@@ -50,6 +57,7 @@ impl Builder {
         Builder {
             nodes: Vec::new(),
             initializers: Vec::new(),
+            values: Vec::new(),
             names: HashMap::new(),
             used: HashMap::new(),
             batch,
@@ -87,16 +95,21 @@ impl Builder {
     pub fn node(&mut self, op_type: &str, inputs: &[&str], outputs: usize, attrs: Attrs) -> Vec<String> {
         let outs: Vec<String> =
             (0..outputs).map(|_| self.fresh(&format!("{}_{}", op_type.to_lowercase(), self.at))).collect();
+        self.node_into(op_type, inputs, &outs, attrs);
+        outs
+    }
+
+    /// Appends a node of `op_type` writing the values named `outputs`.
+    pub fn node_into(&mut self, op_type: &str, inputs: &[&str], outputs: &[String], attrs: Attrs) {
         let node = NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outs.clone(),
+            output: outputs.to_vec(),
             name: Some(self.fresh(&format!("{op_type}_op{}", self.at))),
             op_type: Some(op_type.to_string()),
             attribute: attrs.into_iter().map(|(name, a)| attribute(name, a)).collect(),
             ..Default::default()
         };
         self.nodes.push(node);
-        outs
     }
 
     /// [`node`](Self::node) with one output.
@@ -109,11 +122,30 @@ impl Builder {
         self.names.insert(t.id(), value);
     }
 
-    /// An initializer holding `t`'s current values, named `name`.
+    /// An initializer holding `t`'s values, named `name`.
     pub fn initializer(&mut self, t: &Tensor, name: &str) -> String {
         let name = self.bind(t, name);
-        self.initializers.push(tensor_proto(t, &name));
+        self.values.push((name.clone(), t.clone()));
         name
+    }
+
+    /// The nodes and the initializers: the builder's constants, then the
+    /// tensors' values (their readbacks all started before any is waited for).
+    pub fn finish(self) -> (Vec<NodeProto>, Vec<TensorProto>) {
+        let pending: Vec<_> =
+            self.values.iter().map(|(_, t)| (t.dtype() == DType::F32).then(|| t.to_vec_async())).collect();
+        let mut initializers = self.initializers;
+        for ((name, t), pending) in self.values.iter().zip(pending) {
+            let dims = t.shape().iter().map(|&d| d as i64).collect();
+            let bytes: Vec<u8> = match (t.dtype(), pending) {
+                (DType::F32, Some(p)) => p.wait().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                (DType::F16, _) => t.to_vec_f16().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                // Ids and indices stay exact as int64 (not through f32).
+                _ => t.to_vec_u32().iter().flat_map(|&v| i64::from(v).to_le_bytes()).collect(),
+            };
+            initializers.push(raw(name, dims, onnx_type(t.dtype()), bytes));
+        }
+        (self.nodes, initializers)
     }
 
     /// An int64 constant.
@@ -210,6 +242,10 @@ fn attribute(name: &str, a: Attr) -> AttributeProto {
             p.ints = v;
             p.r#type = Some(AttributeType::Ints as i32);
         }
+        Attr::Tensor(t) => {
+            p.t = Some(*t);
+            p.r#type = Some(AttributeType::Tensor as i32);
+        }
     }
     p
 }
@@ -224,7 +260,8 @@ pub(crate) fn onnx_type(dtype: DType) -> DataType {
     }
 }
 
-fn raw(name: &str, dims: Vec<i64>, ty: DataType, bytes: Vec<u8>) -> TensorProto {
+/// A tensor named `name` of `dims` holding `bytes` (little-endian values).
+pub(crate) fn raw(name: &str, dims: Vec<i64>, ty: DataType, bytes: Vec<u8>) -> TensorProto {
     TensorProto {
         dims,
         data_type: Some(ty as i32),
@@ -232,15 +269,4 @@ fn raw(name: &str, dims: Vec<i64>, ty: DataType, bytes: Vec<u8>) -> TensorProto 
         raw_data: Some(bytes),
         ..Default::default()
     }
-}
-
-/// `t`'s values as an ONNX tensor named `name`.
-pub(crate) fn tensor_proto(t: &Tensor, name: &str) -> TensorProto {
-    let dims = t.shape().iter().map(|&d| d as i64).collect();
-    let bytes: Vec<u8> = match t.dtype() {
-        DType::F32 => t.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F16 => t.to_vec_f16().iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::U32 => t.to_vec_u32().iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
-    };
-    raw(name, dims, onnx_type(t.dtype()), bytes)
 }

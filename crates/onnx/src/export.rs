@@ -325,18 +325,11 @@ impl<'a> Exporter<'a> {
             });
             let name = b.fresh(&wanted);
             b.at = total + k;
-            b.nodes.push(crate::proto::NodeProto {
-                input: vec![value],
-                output: vec![name.clone()],
-                name: Some(format!("output_{k}")),
-                op_type: Some("Identity".into()),
-                ..Default::default()
-            });
+            b.node_into("Identity", &[&value], std::slice::from_ref(&name), vec![]);
             let second_shape = second.map(|s| s.outputs[k].shape().to_vec());
             graph.output.push(value_info(&name, out, second_shape.as_deref(), dynamic));
         }
-        graph.node = std::mem::take(&mut b.nodes);
-        graph.initializer = std::mem::take(&mut b.initializers);
+        (graph.node, graph.initializer) = b.finish();
         Ok((graph, ops, written))
     }
 }

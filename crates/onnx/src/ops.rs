@@ -6,7 +6,7 @@
 
 use wgrad_autograd::{BinaryOp, DType, ReduceOp, TraceOp, TracedOp, UnaryOp};
 
-use crate::builder::{onnx_type, Attr, Builder, FixedBatch};
+use crate::builder::{onnx_type, raw, Attr, Builder, FixedBatch};
 use crate::proto::tensor_proto::DataType;
 
 /// Why an op could not be written.
@@ -289,31 +289,13 @@ fn constant(b: &mut Builder, c: &Ctx, fill: Option<f32>) -> Result<Vec<String>, 
             );
         };
         let shape = b.shape(&first, &second)?;
-        let value = crate::proto::TensorProto {
-            dims: vec![1],
-            data_type: Some(onnx_type(t.dtype()) as i32),
-            raw_data: Some(match t.dtype() {
-                DType::U32 => (v as i64).to_le_bytes().to_vec(),
-                DType::F16 => half::f16::from_f32(v).to_le_bytes().to_vec(),
-                DType::F32 => v.to_le_bytes().to_vec(),
-            }),
-            ..Default::default()
+        let bytes = match t.dtype() {
+            DType::U32 => i64::from(v as u32).to_le_bytes().to_vec(),
+            DType::F16 => half::f16::from_f32(v).to_le_bytes().to_vec(),
+            DType::F32 => v.to_le_bytes().to_vec(),
         };
-        let out = b.fresh(&format!("constantofshape_{}", b.at));
-        let node_name = b.fresh(&format!("ConstantOfShape_op{}", b.at));
-        b.nodes.push(crate::proto::NodeProto {
-            input: vec![shape],
-            output: vec![out.clone()],
-            name: Some(node_name),
-            op_type: Some("ConstantOfShape".into()),
-            attribute: vec![crate::proto::AttributeProto {
-                name: Some("value".into()),
-                r#type: Some(crate::proto::attribute_proto::AttributeType::Tensor as i32),
-                t: Some(value),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let value = raw("value", vec![1], onnx_type(t.dtype()), bytes);
+        let out = b.op("ConstantOfShape", &[&shape], vec![("value", Attr::Tensor(Box::new(value)))]);
         return Ok(vec![out]);
     }
     let name = format!("constant_{}", b.at);
