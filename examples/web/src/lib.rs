@@ -92,7 +92,6 @@ impl Session {
             }
         }
         .map_err(|e| e.to_string())?;
-        self.model.train();
         self.opt.zero_grad();
         let loss = self.loss_fn.forward(&self.model.forward(&batch.images), &batch.labels);
         loss.backward();
@@ -108,11 +107,13 @@ impl Session {
             return Err(format!("expected 28x28 images, got {} pixels", pixels.len()));
         }
         let n = pixels.len() / (28 * 28);
+        // Eval mode for this forward only: the session stays in training mode.
         self.model.eval();
         let probs = no_grad(|| {
             let x = Tensor::from_vec(pixels, &[n, 1, 28, 28], &self.dev).affine(1.0 / STD[0], -MEAN[0] / STD[0]);
             self.model.forward(&x).softmax(-1)
         });
+        self.model.train();
         Ok(probs.to_vec_async())
     }
 
