@@ -2,7 +2,7 @@
 docs/performance.md's CPU table reports (issue 45's measure).
 
 python3 benches/cpu_compare.py [--rounds 5] [--only resnet,conv,sequence,matmul,mnist]
-    [--checkout DIR=TARGET_DIR ...]
+    [--checkout DIR=TARGET_DIR ...] [--isa avx2]
 
 Each round runs every bench once (in turn, so a slow spell of a shared VM
 falls on all of them), and each bench already times wgrad and then its
@@ -14,6 +14,14 @@ the release benches first; WGRAD_DEVICE=cpu is set for the runs.
 `--checkout DIR=TARGET_DIR` (repeatable) measures other checkouts too,
 each with its own target directory (cargo must not share one between
 worktrees), in the same rounds: a before/after table from one session.
+
+`--isa avx2` measures an AVX2 host on an AVX-512 one: both sides capped
+at AVX2 + FMA (wgrad: `WGRAD_CPU_SIMD=avx2`, and `matrixmultiply` built
+with `MMTEST_FEATURE`, a compile-time switch, so in `<target>-isa-avx2`;
+PyTorch: `ATEN_CPU_CAPABILITY`, `ONEDNN_MAX_CPU_ISA`,
+`MKL_ENABLE_INSTRUCTIONS`). On a Zen 4 host both widths have the same
+multiply-add throughput (AVX-512 runs as two 256-bit halves), so this
+stands in for a Zen 3 class AVX2 host, not for an older, slower one.
 """
 import argparse
 import os
@@ -26,13 +34,23 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--only", default="resnet,conv,sequence,matmul,mnist")
 ap.add_argument("--checkout", action="append", default=[])
+ap.add_argument("--isa", choices=["host", "avx2"], default="host")
 args = ap.parse_args()
 only = args.only.split(",")
 env = dict(os.environ, WGRAD_DEVICE="cpu")
 here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if args.isa == "avx2":
+    env.update(
+        WGRAD_CPU_SIMD="avx2",
+        MMTEST_FEATURE="sse,sse2,avx,avx2,fma",
+        CARGO_TARGET_DIR=env.get("CARGO_TARGET_DIR", os.path.join(here, "target")) + "-isa-avx2",
+        ATEN_CPU_CAPABILITY="avx2",
+        ONEDNN_MAX_CPU_ISA="AVX2",
+        MKL_ENABLE_INSTRUCTIONS="AVX2",
+    )
 # (label, directory, environment) of every checkout measured.
 checkouts = [("this checkout", here, env)] + [
-    (d, d, dict(env, CARGO_TARGET_DIR=t)) for d, t in (c.split("=", 1) for c in args.checkout)
+    (d, d, dict(env, CARGO_TARGET_DIR=t + ("-isa-avx2" if args.isa == "avx2" else ""))) for d, t in (c.split("=", 1) for c in args.checkout)
 ]
 cwd, cur_env = here, env
 
@@ -109,7 +127,8 @@ for r in range(args.rounds):
 
 lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
 model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
-print(f"host: {model}, {os.cpu_count()} cores; medians of {args.rounds} alternated runs")
+isa = "" if args.isa == "host" else f", both sides capped at {args.isa}"
+print(f"host: {model}, {os.cpu_count()} cores{isa}; medians of {args.rounds} alternated runs")
 # The ratio is wgrad's time over PyTorch's (for GFLOP/s rows PyTorch's
 # throughput over wgrad's): below 1 wgrad is faster.
 print(f"{'workload':<44} {'checkout':<16} {'wgrad':>9} {'PyTorch':>9} {'ratio':>7} {'ratio range':>13}")

@@ -7,14 +7,20 @@
 //! offset (a row per `(channel, ki, kj)`), and a run a stretch of output
 //! pixels along a row, so no column buffer is gathered.
 //!
-//! Each of a 4 x 4 block's 16 dot products keeps 16 lanes in a register
-//! over every run of every entry (element `t` of a run to lane `t`, fused
-//! multiply-adds), reduced once at the end: a fixed order for a given
-//! geometry and entry list, so the result does not depend on threads.
-//! AVX-512 only, like [`gemm_packed_a`](super::gemm_packed_a); other hosts
-//! keep the gather and `gemm_abt`/`matrixmultiply`.
+//! Each of a 4 x 4 block's 16 dot products keeps a register of lanes over
+//! every run of every entry (fused multiply-adds), reduced once at the
+//! end: a fixed order for a given geometry and entry list, so the result
+//! does not depend on threads. On AVX-512 element `t` of a run goes to
+//! lane `t` of 16; on AVX2 to lane `t mod 8` of 8, and the block is two
+//! passes of 4 x 2 (8 registers of sums, 2 of B, 1 of A: each load feeds
+//! two or four multiply-adds; keeping 16 lanes would leave room for 2 x 2
+//! blocks only, a load per multiply-add, which ran at half the speed). So
+//! the two levels' last bits differ, as any two sgemm kernels' do. Like
+//! [`gemm_packed_a`](super::gemm_packed_a), hosts without AVX2 keep the
+//! gather and `gemm_abt`/`matrixmultiply`.
 
 use super::gemm_packed_a::{Run, RUN};
+use super::simd::{host_simd_level, simd_level, SimdLevel};
 
 /// One batch entry's operands: A's and B's data, the rows found at
 /// `a_rows` and `b_rows` in them.
@@ -29,14 +35,27 @@ pub(crate) struct Entry<'a> {
 /// for `i < a_rows.len()`, `j < b_rows.len()`.
 ///
 /// # Panics
-/// Without AVX-512 (see [`super::gemm_packed_a::suits`]), or when a run
+/// Without AVX2 (see [`super::gemm_packed_a::suits`]), or when a run
 /// reads past an entry's data or C is too short.
-pub(crate) fn dots(entries: &[Entry], (a_rows, b_rows): (&[usize], &[usize]), runs: &[Run], c: &mut [f32], ldc: usize) {
+pub(crate) fn dots(entries: &[Entry], rows: (&[usize], &[usize]), runs: &[Run], c: &mut [f32], ldc: usize) {
+    dots_at(simd_level(), entries, rows, runs, c, ldc)
+}
+
+/// [`dots`] with the kernel of `level` (tests run each).
+fn dots_at(
+    level: SimdLevel,
+    entries: &[Entry],
+    (a_rows, b_rows): (&[usize], &[usize]),
+    runs: &[Run],
+    c: &mut [f32],
+    ldc: usize,
+) {
     let (m, n) = (a_rows.len(), b_rows.len());
     if m == 0 || n == 0 {
         return;
     }
-    assert!(super::simd::simd_level() == super::simd::SimdLevel::Avx512, "wgrad internal: gemm_dots needs AVX-512");
+    let host = host_simd_level();
+    assert!(level >= SimdLevel::Avx2 && level <= host, "wgrad internal: gemm_dots at {level:?} on a {host:?} host");
     let reach = |rows: &[usize], at: fn(&Run) -> usize| {
         rows.iter().max().copied().unwrap_or(0) + runs.iter().map(at).max().unwrap_or(0)
     };
@@ -54,9 +73,15 @@ pub(crate) fn dots(entries: &[Entry], (a_rows, b_rows): (&[usize], &[usize]), ru
             // Past the edge a block repeats its last row (not stored).
             let a_at: [usize; 4] = std::array::from_fn(|i| a_rows[i0 + i.min(rows_a - 1)]);
             let b_at: [usize; 4] = std::array::from_fn(|j| b_rows[j0 + j.min(rows_b - 1)]);
-            // SAFETY: AVX-512 asserted; every row of every run lies in its
-            // entry's data (asserted above).
-            let sums = unsafe { x86::block(entries, (a_at, b_at), runs) };
+            // SAFETY: the host has `level` (asserted); every row of every
+            // run lies in its entry's data (asserted above).
+            let sums = unsafe {
+                if level == SimdLevel::Avx512 {
+                    x86::block(entries, (a_at, b_at), runs)
+                } else {
+                    x86::block_avx2(entries, (a_at, b_at), runs)
+                }
+            };
             for i in 0..rows_a {
                 for j in 0..rows_b {
                     c[(i0 + i) * ldc + j0 + j] += sums[i * 4 + j];
@@ -71,10 +96,11 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Entry, Run, RUN};
-    use crate::cpu::gemm_packed_a::x86::Lanes;
+    use crate::cpu::gemm_packed_a::x86::{mask8, Lanes};
+    use crate::cpu::gemm_packed_a::HALF;
 
-    /// The 16 dot products of rows `a_at` x `b_at`, summed over every run
-    /// of every entry.
+    /// The 16 dot products of rows `a_at` x `b_at` (row-major), summed
+    /// over every run of every entry.
     ///
     /// # Safety
     /// AVX-512F present; every run of every row lies in its entry's data.
@@ -108,20 +134,82 @@ mod x86 {
         }
         std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]))
     }
+
+    /// [`block`] on AVX2 + FMA: two passes of 4 x 2 dot products, each
+    /// dot's sums in the 8 lanes of one register (a run's two halves
+    /// folded into the same lanes).
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; every run of every row lies in its entry's data.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block_avx2(
+        entries: &[Entry],
+        (a_at, b_at): ([usize; 4], [usize; 4]),
+        runs: &[Run],
+    ) -> [f32; 16] {
+        let mut sums = [0.0f32; 16];
+        for j0 in [0, 2] {
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for e in entries {
+                let a: [*const f32; 4] = std::array::from_fn(|i| e.a.as_ptr().wrapping_add(a_at[i]));
+                let b: [*const f32; 2] = std::array::from_fn(|j| e.b.as_ptr().wrapping_add(b_at[j0 + j]));
+                for r in runs {
+                    if r.len == RUN {
+                        half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_loadu_ps(p));
+                        half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_loadu_ps(p));
+                    } else {
+                        let masks = [mask8(r.len.min(HALF)), mask8(r.len.saturating_sub(HALF))];
+                        half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_maskload_ps(p, masks[0]));
+                        half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_maskload_ps(p, masks[1]));
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    sums[i * 4 + j0 + j] = reduce8(*v);
+                }
+            }
+        }
+        sums
+    }
+
+    /// One half of a run (A's elements from `a_from`, B's from `b_from`,
+    /// past each row's start) into the 4 x 2 sums.
+    #[inline(always)]
+    unsafe fn half_avx2(
+        acc: &mut [[__m256; 2]; 4],
+        a: [*const f32; 4],
+        b: [*const f32; 2],
+        (a_from, b_from): (usize, usize),
+        load: impl Fn(*const f32) -> __m256,
+    ) {
+        let bv = [load(b[0].wrapping_add(b_from)), load(b[1].wrapping_add(b_from))];
+        for (row, a) in acc.iter_mut().zip(a) {
+            let av = load(a.wrapping_add(a_from));
+            row[0] = _mm256_fmadd_ps(av, bv[0], row[0]);
+            row[1] = _mm256_fmadd_ps(av, bv[1], row[1]);
+        }
+    }
+
+    /// The sum of 8 lanes.
+    #[inline(always)]
+    unsafe fn reduce8(v: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::simd::{host_simd_level, SimdLevel};
 
     /// Against f64 sums over two entries, rows at scattered starts, runs
     /// of every length, and edge blocks (5 x 7 outputs) accumulated into C.
     #[test]
     fn sums_the_runs_of_every_entry() {
-        if host_simd_level() != SimdLevel::Avx512 {
-            return;
-        }
+        let levels: Vec<SimdLevel> =
+            [SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= host_simd_level()).collect();
         let mut rng = crate::HostRng::new(13);
         let (a_rows, b_rows): (Vec<usize>, Vec<usize>) =
             ((0..5).map(|i| i * 41 % 60).collect(), (0..7).map(|j| j * 29 % 70).collect());
@@ -133,23 +221,26 @@ mod tests {
         let entries: Vec<Entry> = data.iter().map(|(a, b)| Entry { a, b }).collect();
         let ldc = 9;
         let c0 = rng.vec(5 * ldc, -1.0, 1.0);
-        let mut c = c0.clone();
-        dots(&entries, (&a_rows, &b_rows), &runs, &mut c, ldc);
-        for i in 0..5 {
-            for j in 0..ldc {
-                let mut want = c0[i * ldc + j] as f64;
-                if j < 7 {
-                    for (a, b) in &data {
-                        for r in &runs {
-                            for t in 0..r.len {
-                                let bt = if t < 8 { r.b + t } else { r.b_hi + t - 8 };
-                                want += a[a_rows[i] + r.c + t] as f64 * b[b_rows[j] + bt] as f64;
+        assert!(!levels.is_empty() || host_simd_level() < SimdLevel::Avx2);
+        for &level in &levels {
+            let mut c = c0.clone();
+            dots_at(level, &entries, (&a_rows, &b_rows), &runs, &mut c, ldc);
+            for i in 0..5 {
+                for j in 0..ldc {
+                    let mut want = c0[i * ldc + j] as f64;
+                    if j < 7 {
+                        for (a, b) in &data {
+                            for r in &runs {
+                                for t in 0..r.len {
+                                    let bt = if t < 8 { r.b + t } else { r.b_hi + t - 8 };
+                                    want += a[a_rows[i] + r.c + t] as f64 * b[b_rows[j] + bt] as f64;
+                                }
                             }
                         }
                     }
+                    let got = c[i * ldc + j] as f64;
+                    assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "{level:?} [{i},{j}]: {got} vs {want}");
                 }
-                let got = c[i * ldc + j] as f64;
-                assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "[{i},{j}]: {got} vs {want}");
             }
         }
     }

@@ -1,10 +1,10 @@
 //! `C = alpha · A · B + beta · C` with only A packed: A is copied into
-//! panels of [`MR`] rows, k-major, and B is read where it lies, a run of up
+//! panels of [`mr`] rows, k-major, and B is read where it lies, a run of up
 //! to 16 columns at a time. Row `k` of a run starts at `offsets[k] +
 //! run.b`: a row-major B has `offsets[k] = k · ldb`, and a stride-1
 //! convolution reads its input in place through `offsets[(c, ki, kj)] = c ·
 //! plane + ki · row + kj` (`cpu/conv.rs`, implicit GEMM: no column buffer).
-//! Reached through `cpu::gemm` on AVX-512 hosts for products whose A fits
+//! Reached through `cpu::gemm` on AVX2 and AVX-512 hosts for products whose A fits
 //! in cache (a B whose columns are not contiguous, such as a transposed
 //! weight or attention's Kᵀ, copied row-major first), and from the
 //! convolutions' fast paths.
@@ -22,16 +22,30 @@
 //! in order of k, whatever its position in a tile or the product's split
 //! over threads, so splitting C changes no bit of it.
 //!
-//! Only an AVX-512 kernel exists: other hosts keep `matrixmultiply` (its
-//! AVX2/FMA, SSE2 and NEON kernels). A 6 x 16 AVX2 tile, tried in a scratch
-//! crate, reached 0.5-0.95x of this kernel on the Zen 4 host; whether it
-//! beats `matrixmultiply`'s AVX2 kernel needs an AVX2 host to tell, so it
-//! was not kept.
+//! Two kernels: AVX-512 (a tile of 8 rows over two runs, 16 registers of
+//! sums) and AVX2 + FMA (6 rows over one run in two 8-lane halves, 12
+//! registers of sums within AVX2's 16). Both make the same ordered FMA
+//! sums, so they give the same bits. Other hosts (SSE2 only, NEON) keep
+//! `matrixmultiply`.
 
 use super::simd::{simd_level, SimdLevel};
 
-/// Rows of A per panel (and of C per tile).
+/// Rows of A per panel (and of C per tile) on AVX-512.
 pub(crate) const MR: usize = 8;
+
+/// Rows of A per panel on AVX2: 6 rows x 2 halves of a run are 12
+/// registers of sums, plus 2 of B and 1 of A, within AVX2's 16 (4 rows
+/// left too few independent sums to cover the FMA latency).
+const MR_AVX2: usize = 6;
+
+/// Rows of A per panel for the kernel of `level`.
+pub(crate) fn mr(level: SimdLevel) -> usize {
+    if level == SimdLevel::Avx512 {
+        MR
+    } else {
+        MR_AVX2
+    }
+}
 
 /// Columns of one run: one 16-lane register.
 pub(crate) const RUN: usize = 16;
@@ -41,10 +55,10 @@ pub(crate) const RUN: usize = 16;
 /// 768: 0.97x of it here).
 const MAX_A: usize = 1 << 18;
 
-/// Whether this kernel takes an `m` x `k` A on this host: AVX-512, and A
-/// small enough to stay in cache.
+/// Whether this kernel takes an `m` x `k` A on this host: AVX2 or wider,
+/// and A small enough to stay in cache.
 pub(crate) fn suits((m, k): (usize, usize)) -> bool {
-    m * k <= MAX_A && simd_level() == SimdLevel::Avx512
+    m * k <= MAX_A && simd_level() >= SimdLevel::Avx2
 }
 
 /// Whether [`gemm_packed_a`] takes the product `m` x `k` times a B with
@@ -95,25 +109,31 @@ impl Run {
 /// Columns of a run's first half.
 pub(crate) const HALF: usize = RUN / 2;
 
-/// A packed into panels of [`MR`] rows, each `k` columns of `MR` values
-/// (rows past `m` zero).
+/// A packed into panels of `mr` rows (the kernel's, [`mr`]), each `k`
+/// columns of `mr` values (rows past `m` zero).
 pub(crate) struct PackedA {
     data: Vec<f32>,
     m: usize,
     k: usize,
+    mr: usize,
 }
 
 impl PackedA {
     /// Packs the `m` x `k` view of `a` with row and column strides `rs`,
-    /// `cs`.
+    /// `cs`, for this host's kernel.
     ///
     /// # Panics
     /// When the view overruns its slice.
-    pub(crate) fn new((m, k): (usize, usize), (a, rs, cs): (&[f32], usize, usize)) -> Self {
+    pub(crate) fn new(mk: (usize, usize), a: (&[f32], usize, usize)) -> Self {
+        Self::new_at(simd_level(), mk, a)
+    }
+
+    /// [`PackedA::new`] for the kernel of `level`.
+    fn new_at(level: SimdLevel, (m, k): (usize, usize), (a, rs, cs): (&[f32], usize, usize)) -> Self {
         if m > 0 && k > 0 {
             assert!((m - 1) * rs + (k - 1) * cs < a.len(), "wgrad internal: packed A view {m}x{k} overruns its slice");
         }
-        let mut packed = PackedA { data: Vec::new(), m, k };
+        let mut packed = PackedA { data: Vec::new(), m, k, mr: mr(level) };
         // SAFETY: the view was checked against its slice.
         unsafe { packed.pack((a.as_ptr(), rs, cs)) };
         packed
@@ -129,16 +149,16 @@ impl PackedA {
     /// # Safety
     /// A's `m` x `k` view lies in valid memory.
     unsafe fn pack(&mut self, (a, rs, cs): (*const f32, usize, usize)) {
-        let (m, k) = (self.m, self.k);
+        let (m, k, mr) = (self.m, self.k, self.mr);
         self.data.clear();
-        self.data.resize(m.div_ceil(MR) * k * MR, 0.0);
+        self.data.resize(m.div_ceil(mr) * k * mr, 0.0);
         if k == 0 {
             return;
         }
-        for (p, panel) in self.data.chunks_exact_mut(k * MR).enumerate() {
-            for i in 0..MR.min(m - p * MR) {
-                let row = a.add((p * MR + i) * rs);
-                for (kk, col) in panel.chunks_exact_mut(MR).enumerate() {
+        for (p, panel) in self.data.chunks_exact_mut(k * mr).enumerate() {
+            for i in 0..mr.min(m - p * mr) {
+                let row = a.add((p * mr + i) * rs);
+                for (kk, col) in panel.chunks_exact_mut(mr).enumerate() {
                     col[i] = *row.add(kk * cs);
                 }
             }
@@ -164,7 +184,29 @@ pub(crate) fn product(
     c: &mut [f32],
     ldc: usize,
 ) {
-    assert!(suits((a.m, a.k)) && offsets.len() == a.k, "wgrad internal: gemm_packed_a on an unsuited product");
+    assert!(suits((a.m, a.k)), "wgrad internal: gemm_packed_a on an unsuited product");
+    product_at(simd_level(), a, offsets, runs, b, alpha, beta, c, ldc)
+}
+
+/// [`product`] with the kernel of `level` (tests run each).
+///
+/// # Panics
+/// When the host lacks `level` or it is below AVX2, or as [`product`].
+#[allow(clippy::too_many_arguments)]
+fn product_at(
+    level: SimdLevel,
+    a: &PackedA,
+    offsets: &[usize],
+    runs: &[Run],
+    b: &[f32],
+    alpha: f32,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let host = super::simd::host_simd_level();
+    assert!(level >= SimdLevel::Avx2 && level <= host, "wgrad internal: gemm_packed_a at {level:?} on a {host:?} host");
+    assert!(offsets.len() == a.k && a.mr == mr(level), "wgrad internal: gemm_packed_a operands");
     let reach = offsets.iter().max().copied().unwrap_or(0);
     for r in runs {
         assert!(r.len >= 1 && r.len <= RUN, "wgrad internal: gemm_packed_a run of {} columns", r.len);
@@ -174,17 +216,19 @@ pub(crate) fn product(
             "wgrad internal: gemm_packed_a run writes past C"
         );
     }
-    // SAFETY: AVX-512 checked by `suits`; every row of every run lies in B,
-    // and every run's rows of C in `c` (asserted above).
-    unsafe { product_raw(a, offsets, runs, b.as_ptr(), alpha, beta, c.as_mut_ptr(), ldc) }
+    // SAFETY: the host has `level`, AVX2 or wider; every row of every run
+    // lies in B, and every run's rows of C in `c` (asserted above).
+    unsafe { product_raw(level, a, offsets, runs, b.as_ptr(), alpha, beta, c.as_mut_ptr(), ldc) }
 }
 
-/// [`product`] on raw pointers.
+/// [`product`] on raw pointers, with the kernel of `level`.
 ///
 /// # Safety
-/// As [`product`]'s checks, done by the caller.
+/// As [`product`]'s checks, done by the caller; the host has `level`, at
+/// least AVX2.
 #[allow(clippy::too_many_arguments)]
 unsafe fn product_raw(
+    level: SimdLevel,
     a: &PackedA,
     offsets: &[usize],
     runs: &[Run],
@@ -195,19 +239,28 @@ unsafe fn product_raw(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    for pair in runs.chunks(2) {
-        let second = pair.get(1).copied();
-        for p in 0..a.m.div_ceil(MR) {
-            let rows = MR.min(a.m - p * MR);
-            let panel = a.data.as_ptr().add(p * a.k * MR);
-            let c_row = c.add(p * MR * ldc);
-            x86::tile(a.k, panel, offsets.as_ptr(), b, (pair[0], second), (c_row, ldc, rows), alpha, beta);
+    {
+        let mr = a.mr;
+        let panels = |p: usize| (a.data.as_ptr().add(p * a.k * mr), c.add(p * mr * ldc), mr.min(a.m - p * mr));
+        if level == SimdLevel::Avx512 {
+            for pair in runs.chunks(2) {
+                let second = pair.get(1).copied();
+                for (panel, c_row, rows) in (0..a.m.div_ceil(mr)).map(panels) {
+                    x86::tile(a.k, panel, offsets.as_ptr(), b, (pair[0], second), (c_row, ldc, rows), alpha, beta);
+                }
+            }
+        } else {
+            for &run in runs {
+                for (panel, c_row, rows) in (0..a.m.div_ceil(mr)).map(panels) {
+                    x86::tile_avx2(a.k, panel, offsets.as_ptr(), b, run, (c_row, ldc, rows), alpha, beta);
+                }
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, offsets, runs, b, alpha, beta, c, ldc);
-        unreachable!("wgrad internal: gemm_packed_a needs AVX-512 (see suits)");
+        let _ = (level, a, offsets, runs, b, alpha, beta, c, ldc);
+        unreachable!("wgrad internal: gemm_packed_a needs AVX2 (see suits)");
     }
 }
 
@@ -224,7 +277,7 @@ struct Scratch {
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
         std::cell::RefCell::new(Scratch {
-            a: PackedA { data: Vec::new(), m: 0, k: 0 },
+            a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR },
             b: Vec::new(),
             offsets: Vec::new(),
             runs: Vec::new(),
@@ -242,6 +295,24 @@ thread_local! {
 /// lies in memory valid for reads (A, B) and writes (C), C aliasing neither.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_packed_a(
+    mkn: (usize, usize, usize),
+    alpha: f32,
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    gemm_packed_a_at(simd_level(), mkn, alpha, a, b, beta, c, ldc)
+}
+
+/// [`gemm_packed_a`] with the kernel of `level` (tests run each).
+///
+/// # Safety
+/// As [`gemm_packed_a`]'s; the host has `level`, at least AVX2.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_packed_a_at(
+    level: SimdLevel,
     (m, k, n): (usize, usize, usize),
     alpha: f32,
     a: (*const f32, usize, usize),
@@ -251,7 +322,7 @@ pub(crate) unsafe fn gemm_packed_a(
     ldc: usize,
 ) {
     SCRATCH.with_borrow_mut(|s| {
-        (s.a.m, s.a.k) = (m, k);
+        (s.a.m, s.a.k, s.a.mr) = (m, k, mr(level));
         s.a.pack(a);
         let (b, ldb) = if b_cs == 1 {
             (b, b_rs)
@@ -266,7 +337,7 @@ pub(crate) unsafe fn gemm_packed_a(
         s.offsets.extend((0..k).map(|kk| kk * ldb));
         s.runs.clear();
         s.runs.extend((0..n).step_by(RUN).map(|j| Run::contiguous(j, j, RUN.min(n - j))));
-        product_raw(&s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
+        product_raw(level, &s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
     });
 }
 
@@ -274,7 +345,7 @@ pub(crate) unsafe fn gemm_packed_a(
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Run, HALF, MR, RUN};
+    use super::{Run, HALF, MR, MR_AVX2, RUN};
 
     /// A run's columns in B, ready to load from each row's offset.
     #[derive(Clone, Copy)]
@@ -359,6 +430,91 @@ pub(crate) mod x86 {
             }
         }
     }
+
+    /// The first `len` of 8 lanes set, as AVX2's masked loads and stores
+    /// take them (a lane's top bit).
+    #[inline(always)]
+    pub(crate) unsafe fn mask8(len: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// [`tile`] on AVX2 + FMA: a panel of up to [`MR_AVX2`] rows over one
+    /// run, its two halves of 8 columns in two registers (a run split in B
+    /// loads from both places alike). Each sum is the same ordered FMA
+    /// chain as [`tile`]'s, so both give the same bits.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; as [`tile`] otherwise.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2(
+        k: usize,
+        panel: *const f32,
+        offsets: *const usize,
+        b: *const f32,
+        run: Run,
+        (c, ldc, rows): (*mut f32, usize, usize),
+        alpha: f32,
+        beta: f32,
+    ) {
+        let (lo, hi) = (b.wrapping_add(run.b), b.wrapping_add(run.b_hi));
+        let full = run.len == RUN;
+        let masks = [mask8(run.len.min(HALF)), mask8(run.len.saturating_sub(HALF))];
+        let (alpha, beta_v) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
+        // The loop comes in two copies, so that a full run's keeps no mask
+        // in a register (15 of the 16 are in use).
+        let acc = if full {
+            sums_avx2(k, panel, offsets, |o| [_mm256_loadu_ps(lo.add(o)), _mm256_loadu_ps(hi.add(o))])
+        } else {
+            sums_avx2(k, panel, offsets, |o| {
+                [_mm256_maskload_ps(lo.wrapping_add(o), masks[0]), _mm256_maskload_ps(hi.wrapping_add(o), masks[1])]
+            })
+        };
+        for (i, row) in acc.iter().enumerate().take(rows) {
+            for (h, sum) in row.iter().enumerate() {
+                let at = c.wrapping_add(i * ldc + run.c + h * HALF);
+                let mut v = _mm256_mul_ps(alpha, *sum);
+                // C is not read when beta is 0 (it may hold anything).
+                if full {
+                    if beta != 0.0 {
+                        v = _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(at), v);
+                    }
+                    _mm256_storeu_ps(at, v);
+                } else {
+                    if beta != 0.0 {
+                        v = _mm256_fmadd_ps(beta_v, _mm256_maskload_ps(at, masks[h]), v);
+                    }
+                    _mm256_maskstore_ps(at, masks[h], v);
+                }
+            }
+        }
+    }
+
+    /// [`tile_avx2`]'s sums: row `i` of the panel times B's rows, which
+    /// `load(offset)` reads as a run's two halves.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; as [`tile_avx2`].
+    #[inline(always)]
+    unsafe fn sums_avx2(
+        k: usize,
+        panel: *const f32,
+        offsets: *const usize,
+        load: impl Fn(usize) -> [__m256; 2],
+    ) -> [[__m256; 2]; MR_AVX2] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR_AVX2];
+        let mut a = panel;
+        for kk in 0..k {
+            let v = load(*offsets.add(kk));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(i));
+                row[0] = _mm256_fmadd_ps(av, v[0], row[0]);
+                row[1] = _mm256_fmadd_ps(av, v[1], row[1]);
+            }
+            a = a.add(MR_AVX2);
+        }
+        acc
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +523,11 @@ mod tests {
     use crate::cpu::gemm::tests::assert_product;
     use crate::cpu::simd::host_simd_level;
 
+    /// The kernels' levels this host has (none without AVX2).
+    fn levels() -> Vec<SimdLevel> {
+        [SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= host_simd_level()).collect()
+    }
+
     /// Against a naive f64 product on awkward sizes (partial panels and
     /// runs, narrow C, an empty sum, strided and transposed A), with beta 0
     /// over a C full of NaN (not read) and beta 1; each output is the
@@ -374,8 +535,8 @@ mod tests {
     /// whole equals C computed in two column halves).
     #[test]
     fn matches_a_naive_product() {
-        if host_simd_level() != SimdLevel::Avx512 {
-            eprintln!("gemm_packed_a: this host has no AVX-512; the kernel is never picked here");
+        if levels().is_empty() {
+            eprintln!("gemm_packed_a: this host has no AVX2; the kernel is never picked here");
             assert!(!suits((8, 8)));
             return;
         }
@@ -388,11 +549,12 @@ mod tests {
                 let (a_rs, a_cs) = if transposed { (1, m) } else { (k, 1) };
                 for beta in [0.0f32, 1.0] {
                     let c0 = if beta == 0.0 { vec![f32::NAN; m * ldc] } else { rng.vec(m * ldc, -1.0, 1.0) };
-                    let run = |cols: std::ops::Range<usize>, c: &mut [f32]| {
-                        // SAFETY: AVX-512 checked above; the views lie in the vectors.
+                    let run = |level, cols: std::ops::Range<usize>, c: &mut [f32]| {
+                        // SAFETY: `levels` are the host's; the views lie in the vectors.
                         unsafe {
                             let (bp, cp) = (b.as_ptr().add(cols.start), c.as_mut_ptr().add(cols.start));
-                            gemm_packed_a(
+                            gemm_packed_a_at(
+                                level,
                                 (m, k, cols.len()),
                                 0.5,
                                 (a.as_ptr(), a_rs, a_cs),
@@ -403,8 +565,21 @@ mod tests {
                             )
                         }
                     };
-                    let mut c = c0.clone();
-                    run(0..n, &mut c);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let whole: Vec<Vec<f32>> = levels()
+                        .into_iter()
+                        .map(|level| {
+                            let mut c = c0.clone();
+                            run(level, 0..n, &mut c);
+                            let mut halves = c0.clone();
+                            run(level, 0..n / 2, &mut halves);
+                            run(level, n / 2..n, &mut halves);
+                            assert!(bits(&halves) == bits(&c), "{m}x{k}x{n} {level:?}: split columns changed bits");
+                            c
+                        })
+                        .collect();
+                    let c = &whole[0];
+                    assert!(whole.iter().all(|w| bits(w) == bits(c)), "{m}x{k}x{n}: the levels' bits differ");
                     let dot = |i: usize, j: usize| {
                         (0..k).map(|p| a[i * a_rs + p * a_cs] as f64 * b[p * ldb + j] as f64).sum()
                     };
@@ -413,12 +588,7 @@ mod tests {
                     let zeroed = |v: &[f32]| v.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect::<Vec<_>>();
                     let inside_nan = (0..m * ldc).any(|i| i % ldc < n && c[i].is_nan());
                     assert!(!inside_nan, "{what}: NaN inside C");
-                    assert_product(&what, &zeroed(&c), &zeroed(&c0), (m, n, ldc), 0.5, beta as f64, dot);
-                    let mut halves = c0.clone();
-                    run(0..n / 2, &mut halves);
-                    run(n / 2..n, &mut halves);
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert!(bits(&halves) == bits(&c), "{what}: split columns changed bits");
+                    assert_product(&what, &zeroed(c), &zeroed(&c0), (m, n, ldc), 0.5, beta as f64, dot);
                 }
             }
         }
@@ -428,23 +598,22 @@ mod tests {
     /// bits of the same B stored row-major: it is copied, then read as one.
     #[test]
     fn a_transposed_b_is_the_row_major_b() {
-        if host_simd_level() != SimdLevel::Avx512 {
-            return;
-        }
         let mut rng = crate::HostRng::new(21);
         let (m, k, n) = (11, 37, 50);
         let (a, bt) = (rng.vec(m * k, -1.0, 1.0), rng.vec(n * k, -1.0, 1.0));
         let b: Vec<f32> = (0..k * n).map(|i| bt[i % n * k + i / n]).collect();
-        let run = |bv: (*const f32, usize, usize)| {
-            let mut c = vec![0.0f32; m * n];
-            // SAFETY: AVX-512 checked above; the views lie in the vectors.
-            unsafe { gemm_packed_a((m, k, n), 1.0, (a.as_ptr(), k, 1), bv, 0.0, c.as_mut_ptr(), n) };
-            c
-        };
-        let (t, r) = (run((bt.as_ptr(), 1, k)), run((b.as_ptr(), n, 1)));
-        assert!(t.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "transposed B differs");
-        let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
-        assert_product("transposed B", &t, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+        for level in levels() {
+            let run = |bv: (*const f32, usize, usize)| {
+                let mut c = vec![0.0f32; m * n];
+                // SAFETY: `levels` are the host's; the views lie in the vectors.
+                unsafe { gemm_packed_a_at(level, (m, k, n), 1.0, (a.as_ptr(), k, 1), bv, 0.0, c.as_mut_ptr(), n) };
+                c
+            };
+            let (t, r) = (run((bt.as_ptr(), 1, k)), run((b.as_ptr(), n, 1)));
+            assert!(t.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: transposed B differs");
+            let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+            assert_product("transposed B", &t, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+        }
     }
 
     /// Rows of B at arbitrary offsets and runs that land anywhere in C (as
@@ -452,9 +621,6 @@ mod tests {
     /// materialised row-major B.
     #[test]
     fn offsets_and_runs_read_and_write_where_they_say() {
-        if host_simd_level() != SimdLevel::Avx512 {
-            return;
-        }
         let mut rng = crate::HostRng::new(9);
         let (m, k) = (11, 7);
         let a = rng.vec(m * k, -1.0, 1.0);
@@ -469,17 +635,6 @@ mod tests {
             Run { b: 60, b_hi: 5, c: 53, len: 11 },
         ];
         let n = 64;
-        let packed = PackedA::new((m, k), (&a, k, 1));
-        let mut c = vec![f32::NAN; m * n];
-        product(&packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
-        // Columns no run covers keep their NaN.
-        let covered = |j: usize| runs.iter().any(|r| (r.c..r.c + r.len).contains(&j));
-        assert!((0..m * n).all(|i| covered(i % n) != c[i].is_nan()), "a run wrote outside its columns");
-        for (i, v) in c.iter_mut().enumerate() {
-            if !covered(i % n) {
-                *v = 0.0;
-            }
-        }
         // B materialised: column j of run r is src[offsets[kk] + r.b + t].
         let mut dense = vec![0.0f32; k * n];
         for r in &runs {
@@ -491,6 +646,20 @@ mod tests {
             }
         }
         let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * dense[p * n + j] as f64).sum();
-        assert_product("offsets and runs", &c, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+        let covered = |j: usize| runs.iter().any(|r| (r.c..r.c + r.len).contains(&j));
+        for level in levels() {
+            let packed = PackedA::new_at(level, (m, k), (&a, k, 1));
+            let mut c = vec![f32::NAN; m * n];
+            product_at(level, &packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
+            // Columns no run covers keep their NaN.
+            assert!((0..m * n).all(|i| covered(i % n) != c[i].is_nan()), "{level:?}: a run wrote outside its columns");
+            for (i, v) in c.iter_mut().enumerate() {
+                if !covered(i % n) {
+                    *v = 0.0;
+                }
+            }
+            let what = format!("offsets and runs at {level:?}");
+            assert_product(&what, &c, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+        }
     }
 }

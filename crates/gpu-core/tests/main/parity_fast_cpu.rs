@@ -99,7 +99,7 @@ fn convolutions_match_the_reference() {
         ),
         ("wide (threaded sgemm per image)", pad(ConvGeometry::new(2, 64, (16, 32), (3, 3)), 1), 64),
         // Stride 1 with rows of 16 or more outputs: read in place (implicit
-        // GEMM, cpu/conv.rs) on AVX-512 hosts, with dilation, uneven
+        // GEMM, cpu/conv.rs) on AVX2 and AVX-512 hosts, with dilation, uneven
         // padding, a partial run of outputs and a kernel wider than tall.
         (
             "in place, dilated",
