@@ -96,6 +96,17 @@ impl Buffer {
     /// What is charged to `bytes_live` and checked against the memory
     /// budget is the allocation's size class, what the pool really holds.
     pub fn alloc(device: &Device, bytes: u64) -> Result<Buffer> {
+        Self::alloc_with(device, bytes, true)
+    }
+
+    /// [`Buffer::alloc`] for an op's output that the op writes whole before
+    /// anything reads it (elementwise maps, batch norm's passes): on the
+    /// CPU backend a pooled vector is not cleared first.
+    pub(crate) fn alloc_overwritten(device: &Device, bytes: u64) -> Result<Buffer> {
+        Self::alloc_with(device, bytes, false)
+    }
+
+    fn alloc_with(device: &Device, bytes: u64, zeroed: bool) -> Result<Buffer> {
         let live = device.inner.stats.bytes_live();
         let budget = &device.inner.budget;
         let (storage, charged) = match &device.inner.backend {
@@ -115,7 +126,7 @@ impl Buffer {
                 let class = crate::cpu::pool::class_words(words) as u64 * 4;
                 budget.check(|| device.name(), class, live)?;
                 // Pooled vectors are resident too: room is made for this one.
-                let (v, created) = device.inner.host_pool.take(words, budget.room(live));
+                let (v, created) = device.inner.host_pool.take(words, budget.room(live), zeroed);
                 if created {
                     device.inner.stats.buffer_created();
                 }

@@ -469,7 +469,7 @@ pub fn batch_norm_forward(
             Buffer::check_same_device(OP, dev, &[b])?;
         }
     }
-    let y = Buffer::alloc(dev, n as u64 * io.size())?;
+    let y = Buffer::alloc_overwritten(dev, n as u64 * io.size())?;
     run_fallible(
         dev,
         |g| {
@@ -672,8 +672,8 @@ pub fn batch_norm_backward(
     if sums.is_some() && matches!(centre, Centre::Normalized) {
         return Err(Error::invalid(OP, "the training formula needs the batch statistics (Centre::Stats)"));
     }
-    let dx = Buffer::alloc(dev, n as u64 * io.size())?;
-    let dres = if residual { Some(Buffer::alloc(dev, n as u64 * io.size())?) } else { None };
+    let dx = Buffer::alloc_overwritten(dev, n as u64 * io.size())?;
+    let dres = if residual { Some(Buffer::alloc_overwritten(dev, n as u64 * io.size())?) } else { None };
     run_fallible(
         dev,
         |g| {

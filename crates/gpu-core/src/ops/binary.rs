@@ -89,7 +89,7 @@ pub fn binary(op: BinaryOp, a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout) ->
     let n = crate::layout::numel(&shape);
     super::check_u32("binary", n)?;
     let dev = a.device();
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let (va, vb) = (&views[0], &views[1]);
     run(
         dev,
@@ -145,7 +145,7 @@ pub fn where_select(
     let n = crate::layout::numel(&shape);
     super::check_u32("where", n)?;
     let dev = a.device();
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let (vc, va, vb) = (&views[0], &views[1], &views[2]);
     run(
         dev,

@@ -748,7 +748,7 @@ fn product(
     }
     let mut shape = batch.clone();
     shape.extend([m, n]);
-    let out = Buffer::alloc(dev, total as u64 * epi.output.size())?;
+    let out = Buffer::alloc_overwritten(dev, total as u64 * epi.output.size())?;
     if total == 0 {
         return Ok((out, shape));
     }

@@ -18,7 +18,7 @@ pub fn unary(op: UnaryOp, x: &Buffer, n: usize) -> Result<Buffer> {
     super::check_u32("unary", n)?;
     x.check_len("unary", "input", n, 4)?;
     let dev = x.device();
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let (a, b) = op.args();
     run(
         dev,
@@ -51,7 +51,7 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
     }
     let dev = x.device();
     Buffer::check_same_device("unary_grad", dev, &[y, g])?;
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let (a, b) = op.args();
     run(
         dev,
