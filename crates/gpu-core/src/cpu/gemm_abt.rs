@@ -159,7 +159,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::cpu::gemm::tests::assert_product;
-    use crate::cpu::simd::{host_simd_level, set_simd_level, SimdLevel};
+    use crate::cpu::simd::{host_simd_level, set_simd_level, simd_level, SimdLevel};
 
     /// Against a naive f64 product on awkward sizes (edge blocks, tails,
     /// wider rows), with and without accumulation; every vector level the
@@ -172,7 +172,7 @@ mod tests {
             let (lda, ldb, ldc) = (k + 2, k + 1, n + 3);
             let (a, b, c0) = (rand(m * lda), rand(n * ldb), rand(m * ldc));
             let mut first: Option<Vec<f32>> = None;
-            let host = host_simd_level();
+            let (host, before) = (host_simd_level(), simd_level());
             for level in [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= host) {
                 set_simd_level(level);
                 for accumulate in [false, true] {
@@ -189,7 +189,8 @@ mod tests {
                     }
                 }
             }
-            set_simd_level(host);
+            // The level a capped run (`WGRAD_CPU_SIMD`) asked for, again.
+            set_simd_level(before);
         }
     }
 }
