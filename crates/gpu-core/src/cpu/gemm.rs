@@ -43,6 +43,10 @@ const SPLIT_MIN_MACS: usize = 1 << 18;
 /// Columns (or rows) of C one task takes at least when a product is split.
 const SPLIT_MIN_WIDTH: usize = 64;
 
+/// Rows of C each part needs for a packed-A product to be split along its
+/// rows rather than its columns.
+const PACKED_ROWS_PER_PART: usize = 64;
+
 /// `c = alpha · a @ b + beta · c` for `a` `m` x `k`, `b` `k` x `n` and `c`
 /// row-major `m` x `n` with rows `ldc` apart.
 ///
@@ -94,6 +98,12 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
     use rayon::prelude::*;
     let (a_ptr, b_ptr, c_ptr) =
         (SendPtr(a.data.as_ptr() as *mut f32), SendPtr(b.data.as_ptr() as *mut f32), SendPtr(c.as_mut_ptr()));
+    // Along the rows of C when the packed-A kernel has rows enough for
+    // every part: each part then packs only its rows of A, where a split
+    // along the columns packs all of A in every part (at 256³ about a
+    // third of a part's time). Otherwise along the longer side.
+    let by_rows = m > n || (packed_a && m >= parts * PACKED_ROWS_PER_PART);
+    let side = if by_rows { m } else { n };
     let per = side.div_ceil(parts);
     (0..parts).into_par_iter().for_each(|p| {
         let (lo, hi) = (p * per, ((p + 1) * per).min(side));
@@ -106,7 +116,7 @@ pub(crate) fn gemm((m, k, n): (usize, usize, usize), alpha: f32, a: Mat, b: Mat,
         // of C, which no other part touches; `c` stays borrowed mutably
         // until every part has finished.
         unsafe {
-            if n >= m {
+            if !by_rows {
                 let b_at = b_ptr.add(lo * b.cs);
                 let b_view = (b_at as *const f32, b.rs, b.cs);
                 sgemm((m, k, hi - lo), alpha, (a_ptr, a.rs, a.cs), b_view, beta, c_ptr.add(lo), ldc, packed_a);
