@@ -369,14 +369,13 @@ pub fn recurrent_forward(
     let w_t = Layout { shape: [h, gh].into(), strides: [1, h].into(), offset: 0 };
     if dev.runs_fast_cpu() && kind == RecurrentKind::Lstm {
         // The whole sequence in one pass, the batch rows split over the
-        // cores once (`cpu::recurrent::lstm_forward_sequence`), reading a
-        // row-major W_hhᵀ (`cpu/gemm_packed_a.rs` reads B in place).
-        let transposed = copy::contiguous(w_hh, &w_t)?;
+        // cores once (`cpu::recurrent::lstm_forward_sequence`, which
+        // transposes W_hh for its products).
         run(
             dev,
             |_| unreachable!("the CPU backend's sequence runs on the host"),
             || {
-                let (hx, hw) = (xw.host(), transposed.host());
+                let (hx, hw) = (xw.host(), w_hh.host());
                 let hb = b_hh.map(|b| b.host());
                 let (mut hs, mut hg) = (states.host_mut(), saved_buf.host_mut());
                 let (xs, w, bs) = (f32s(&hx), f32s(&hw), hb.as_ref().map(|b| f32s(b)));
