@@ -109,13 +109,15 @@ impl Run {
 /// Columns of a run's first half.
 pub(crate) const HALF: usize = RUN / 2;
 
-/// A packed into panels of `mr` rows (the kernel's, [`mr`]), each `k`
-/// columns of `mr` values (rows past `m` zero).
+/// A packed into panels of `mr` rows for the kernel of `level` ([`mr`]),
+/// each `k` columns of `mr` values (rows past `m` zero). The packing
+/// decides the kernel that reads it.
 pub(crate) struct PackedA {
     data: Vec<f32>,
     m: usize,
     k: usize,
     mr: usize,
+    level: SimdLevel,
 }
 
 impl PackedA {
@@ -133,7 +135,7 @@ impl PackedA {
         if m > 0 && k > 0 {
             assert!((m - 1) * rs + (k - 1) * cs < a.len(), "wgrad internal: packed A view {m}x{k} overruns its slice");
         }
-        let mut packed = PackedA { data: Vec::new(), m, k, mr: mr(level) };
+        let mut packed = PackedA { data: Vec::new(), m, k, mr: mr(level), level };
         // SAFETY: the view was checked against its slice.
         unsafe { packed.pack((a.as_ptr(), rs, cs)) };
         packed
@@ -171,8 +173,8 @@ impl PackedA {
 /// read.
 ///
 /// # Panics
-/// Unless [`suits`] holds for A, or when a run reads past `b` or writes
-/// past `c`.
+/// Unless A was packed for a kernel this host has, or when a run reads
+/// past `b` or writes past `c`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn product(
     a: &PackedA,
@@ -184,29 +186,9 @@ pub(crate) fn product(
     c: &mut [f32],
     ldc: usize,
 ) {
-    assert!(suits((a.m, a.k)), "wgrad internal: gemm_packed_a on an unsuited product");
-    product_at(simd_level(), a, offsets, runs, b, alpha, beta, c, ldc)
-}
-
-/// [`product`] with the kernel of `level` (tests run each).
-///
-/// # Panics
-/// When the host lacks `level` or it is below AVX2, or as [`product`].
-#[allow(clippy::too_many_arguments)]
-fn product_at(
-    level: SimdLevel,
-    a: &PackedA,
-    offsets: &[usize],
-    runs: &[Run],
-    b: &[f32],
-    alpha: f32,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    let host = super::simd::host_simd_level();
+    let (level, host) = (a.level, super::simd::host_simd_level());
     assert!(level >= SimdLevel::Avx2 && level <= host, "wgrad internal: gemm_packed_a at {level:?} on a {host:?} host");
-    assert!(offsets.len() == a.k && a.mr == mr(level), "wgrad internal: gemm_packed_a operands");
+    assert!(offsets.len() == a.k, "wgrad internal: gemm_packed_a offsets");
     let reach = offsets.iter().max().copied().unwrap_or(0);
     for r in runs {
         assert!(r.len >= 1 && r.len <= RUN, "wgrad internal: gemm_packed_a run of {} columns", r.len);
@@ -218,17 +200,16 @@ fn product_at(
     }
     // SAFETY: the host has `level`, AVX2 or wider; every row of every run
     // lies in B, and every run's rows of C in `c` (asserted above).
-    unsafe { product_raw(level, a, offsets, runs, b.as_ptr(), alpha, beta, c.as_mut_ptr(), ldc) }
+    unsafe { product_raw(a, offsets, runs, b.as_ptr(), alpha, beta, c.as_mut_ptr(), ldc) }
 }
 
-/// [`product`] on raw pointers, with the kernel of `level`.
+/// [`product`] on raw pointers, with the kernel A was packed for.
 ///
 /// # Safety
-/// As [`product`]'s checks, done by the caller; the host has `level`, at
-/// least AVX2.
+/// As [`product`]'s checks, done by the caller; the host has A's level,
+/// at least AVX2.
 #[allow(clippy::too_many_arguments)]
 unsafe fn product_raw(
-    level: SimdLevel,
     a: &PackedA,
     offsets: &[usize],
     runs: &[Run],
@@ -242,7 +223,7 @@ unsafe fn product_raw(
     {
         let mr = a.mr;
         let panels = |p: usize| (a.data.as_ptr().add(p * a.k * mr), c.add(p * mr * ldc), mr.min(a.m - p * mr));
-        if level == SimdLevel::Avx512 {
+        if a.level == SimdLevel::Avx512 {
             for pair in runs.chunks(2) {
                 let second = pair.get(1).copied();
                 for (panel, c_row, rows) in (0..a.m.div_ceil(mr)).map(panels) {
@@ -259,7 +240,7 @@ unsafe fn product_raw(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (level, a, offsets, runs, b, alpha, beta, c, ldc);
+        let _ = (a, offsets, runs, b, alpha, beta, c, ldc);
         unreachable!("wgrad internal: gemm_packed_a needs AVX2 (see suits)");
     }
 }
@@ -277,7 +258,7 @@ struct Scratch {
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
         std::cell::RefCell::new(Scratch {
-            a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR },
+            a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR, level: SimdLevel::Avx512 },
             b: Vec::new(),
             offsets: Vec::new(),
             runs: Vec::new(),
@@ -322,7 +303,7 @@ unsafe fn gemm_packed_a_at(
     ldc: usize,
 ) {
     SCRATCH.with_borrow_mut(|s| {
-        (s.a.m, s.a.k, s.a.mr) = (m, k, mr(level));
+        (s.a.m, s.a.k, s.a.mr, s.a.level) = (m, k, mr(level), level);
         s.a.pack(a);
         let (b, ldb) = if b_cs == 1 {
             (b, b_rs)
@@ -337,7 +318,7 @@ unsafe fn gemm_packed_a_at(
         s.offsets.extend((0..k).map(|kk| kk * ldb));
         s.runs.clear();
         s.runs.extend((0..n).step_by(RUN).map(|j| Run::contiguous(j, j, RUN.min(n - j))));
-        product_raw(level, &s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
+        product_raw(&s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
     });
 }
 
@@ -665,7 +646,7 @@ mod tests {
         for level in levels() {
             let packed = PackedA::new_at(level, (m, k), (&a, k, 1));
             let mut c = vec![f32::NAN; m * n];
-            product_at(level, &packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
+            product(&packed, &offsets, &runs, &src, 1.0, 0.0, &mut c, n);
             // Columns no run covers keep their NaN.
             assert!((0..m * n).all(|i| covered(i % n) != c[i].is_nan()), "{level:?}: a run wrote outside its columns");
             for (i, v) in c.iter_mut().enumerate() {
