@@ -1,13 +1,13 @@
-//! `C = alpha · A · B + beta · C` with only A packed: A is copied into
-//! panels of [`mr`] rows, k-major, and B is read where it lies, a run of up
-//! to 16 columns at a time. Row `k` of a run starts at `offsets[k] +
+//! `C = alpha · A · B + beta · C` with A packed: A is copied into panels
+//! of [`mr`] rows, k-major, and B is read where it lies, a run of up to 16
+//! columns at a time, or from a copy packed run by run ([`PackedB`]). Row `k` of a run starts at `offsets[k] +
 //! run.b`: a row-major B has `offsets[k] = k · ldb`, and a stride-1
 //! convolution reads its input in place through `offsets[(c, ki, kj)] = c ·
 //! plane + ki · row + kj` (`cpu/conv.rs`, implicit GEMM: no column buffer).
 //! Reached through `cpu::gemm` on AVX2 and AVX-512 hosts for products whose A fits
 //! in cache (a B whose columns are not contiguous, such as a transposed
-//! weight or attention's Kᵀ, copied row-major first), and from the
-//! convolutions' fast paths.
+//! weight or attention's Kᵀ, packed first), from the convolutions' fast
+//! paths, and from the LSTM's steps (its weight packed once a sequence).
 //!
 //! `matrixmultiply` packs B as well, on every call: for the products a
 //! small network makes (a convolution's 16 x 144 x 1024 per image, the
@@ -55,6 +55,14 @@ pub(crate) const RUN: usize = 16;
 /// 768: 0.97x of it here).
 const MAX_A: usize = 1 << 18;
 
+/// Rows of C from which the AVX2 kernel packs a row-major B rather than
+/// reading it in place: it passes over each run of B once per 6 rows, and
+/// read in place those passes ran at 50-90 GFLOP/s on a Zen 4 core, packed
+/// at 95-105 (with the copy: 58-76 against 50-76 for 32 rows, 93 against
+/// 81-91 for 128). The AVX-512 kernel, 8 rows over two runs, runs as fast
+/// in place as packed.
+const PACK_B_MIN_ROWS: usize = 32;
+
 /// Whether this kernel takes an `m` x `k` A on this host: AVX2 or wider,
 /// and A small enough to stay in cache.
 pub(crate) fn suits((m, k): (usize, usize)) -> bool {
@@ -63,7 +71,7 @@ pub(crate) fn suits((m, k): (usize, usize)) -> bool {
 
 /// Whether [`gemm_packed_a`] takes the product `m` x `k` times a B with
 /// column stride `b_cs`: A [`suits`], and B is row-major or A has a whole
-/// panel of rows to pay for copying B row-major (a copy of B is about what
+/// panel of rows to pay for packing B (a copy of B is about what
 /// `matrixmultiply`'s packing of a transposed B costs).
 pub(crate) fn takes((m, k): (usize, usize), b_cs: usize) -> bool {
     suits((m, k)) && (b_cs == 1 || m >= MR)
@@ -131,14 +139,24 @@ impl PackedA {
     }
 
     /// [`PackedA::new`] for the kernel of `level`.
-    fn new_at(level: SimdLevel, (m, k): (usize, usize), (a, rs, cs): (&[f32], usize, usize)) -> Self {
+    fn new_at(level: SimdLevel, mk: (usize, usize), a: (&[f32], usize, usize)) -> Self {
+        let mut packed = PackedA { data: Vec::new(), m: 0, k: 0, mr: mr(level), level };
+        packed.repack(mk, a);
+        packed
+    }
+
+    /// Packs the `m` x `k` view of `a` in place of what it held, for the
+    /// same kernel (keeping the allocation: a product per step).
+    ///
+    /// # Panics
+    /// When the view overruns its slice.
+    pub(crate) fn repack(&mut self, (m, k): (usize, usize), (a, rs, cs): (&[f32], usize, usize)) {
         if m > 0 && k > 0 {
             assert!((m - 1) * rs + (k - 1) * cs < a.len(), "wgrad internal: packed A view {m}x{k} overruns its slice");
         }
-        let mut packed = PackedA { data: Vec::new(), m, k, mr: mr(level), level };
+        (self.m, self.k) = (m, k);
         // SAFETY: the view was checked against its slice.
-        unsafe { packed.pack((a.as_ptr(), rs, cs)) };
-        packed
+        unsafe { self.pack((a.as_ptr(), rs, cs)) };
     }
 
     /// A's rows (C's).
@@ -165,6 +183,76 @@ impl PackedA {
                 }
             }
         }
+    }
+}
+
+/// B copied run by run: each run of [`RUN`] columns (the last zero-padded)
+/// `k` rows of 16 contiguous floats, for a B that many products read (the
+/// LSTM's `W_hh`, the same at every step). A row-major B whose rows lie a
+/// multiple of 1 KiB apart maps a run's rows onto a few of L1's sets (4 of
+/// 64 at 1 KiB), so each panel of A read the run from L2 again; packed, a
+/// run is one contiguous stretch. Same sums, same bits as B in place.
+pub(crate) struct PackedB {
+    data: Vec<f32>,
+    offsets: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+impl PackedB {
+    /// Packs the `k` x `n` view of `b` with row and column strides `rs`, `cs`.
+    ///
+    /// # Panics
+    /// When the view overruns its slice.
+    pub(crate) fn new((k, n): (usize, usize), (b, rs, cs): (&[f32], usize, usize)) -> Self {
+        if k > 0 && n > 0 {
+            assert!((k - 1) * rs + (n - 1) * cs < b.len(), "wgrad internal: packed B view {k}x{n} overruns its slice");
+        }
+        let mut packed = PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() };
+        // SAFETY: the view was checked against its slice.
+        unsafe { packed.pack((k, n), (b.as_ptr(), rs, cs)) };
+        packed
+    }
+
+    /// Repacks in place (keeping the allocations).
+    ///
+    /// # Safety
+    /// B's `k` x `n` view lies in valid memory.
+    unsafe fn pack(&mut self, (k, n): (usize, usize), (b, rs, cs): (*const f32, usize, usize)) {
+        let runs = n.div_ceil(RUN);
+        self.data.clear();
+        self.data.resize(runs * k * RUN, 0.0);
+        for (r, block) in self.data.chunks_exact_mut((k * RUN).max(1)).enumerate() {
+            let cols = r * RUN..n.min((r + 1) * RUN);
+            let at = b.add(cols.start * cs);
+            // Along B's contiguous side: a row's 16 floats, or a column's k.
+            if rs == 1 && cs != 1 {
+                for t in 0..cols.len() {
+                    let col = at.add(t * cs);
+                    for kk in 0..k {
+                        block[kk * RUN + t] = *col.add(kk);
+                    }
+                }
+            } else {
+                for (kk, row) in block.chunks_exact_mut(RUN).enumerate() {
+                    let from = at.add(kk * rs);
+                    for (t, dst) in row[..cols.len()].iter_mut().enumerate() {
+                        *dst = *from.add(t * cs);
+                    }
+                }
+            }
+        }
+        self.offsets.clear();
+        self.offsets.extend((0..k).map(|kk| kk * RUN));
+        self.runs.clear();
+        self.runs.extend((0..runs).map(|r| Run::contiguous(r * k * RUN, r * RUN, RUN.min(n - r * RUN))));
+    }
+
+    /// `C = alpha · A · B + beta · C` ([`product`] over the packed runs).
+    ///
+    /// # Panics
+    /// As [`product`]'s.
+    pub(crate) fn product(&self, a: &PackedA, alpha: f32, beta: f32, c: &mut [f32], ldc: usize) {
+        product(a, &self.offsets, &self.runs, &self.data, alpha, beta, c, ldc)
     }
 }
 
@@ -246,11 +334,11 @@ unsafe fn product_raw(
 }
 
 /// What a thread keeps between products, so that a warm product allocates
-/// nothing: packed A, B copied row-major (when its columns are not
-/// contiguous), row offsets and runs.
+/// nothing: packed A, packed B (when B is packed), B's row offsets and runs
+/// (when read in place).
 struct Scratch {
     a: PackedA,
-    b: Vec<f32>,
+    b: PackedB,
     offsets: Vec<usize>,
     runs: Vec<Run>,
 }
@@ -259,7 +347,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
         std::cell::RefCell::new(Scratch {
             a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR, level: SimdLevel::Avx512 },
-            b: Vec::new(),
+            b: PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() },
             offsets: Vec::new(),
             runs: Vec::new(),
         })
@@ -268,8 +356,8 @@ thread_local! {
 
 /// `c[i·ldc + j] = alpha·Σ_p a[i·a_rs + p·a_cs]·b[p·b_rs + j·b_cs] + beta·c[i·ldc + j]`
 /// for `i < m`, `j < n`; with `beta == 0` C is not read. A row-major B
-/// (`b_cs == 1`) is read in place, any other (a transposed weight,
-/// attention's Kᵀ) is copied row-major first.
+/// (`b_cs == 1`) is read in place (or packed: [`PACK_B_MIN_ROWS`]), any
+/// other (a transposed weight, attention's Kᵀ) is packed first.
 ///
 /// # Safety
 /// [`takes`] holds for the product, and every element of the three views
@@ -305,17 +393,12 @@ unsafe fn gemm_packed_a_at(
     SCRATCH.with_borrow_mut(|s| {
         (s.a.m, s.a.k, s.a.mr, s.a.level) = (m, k, mr(level), level);
         s.a.pack(a);
-        let (b, ldb) = if b_cs == 1 {
-            (b, b_rs)
-        } else {
-            s.b.clear();
-            for p in 0..k {
-                s.b.extend((0..n).map(|j| *b.add(p * b_rs + j * b_cs)));
-            }
-            (s.b.as_ptr(), n)
-        };
+        if b_cs != 1 || (level == SimdLevel::Avx2 && m >= PACK_B_MIN_ROWS) {
+            s.b.pack((k, n), (b, b_rs, b_cs));
+            return product_raw(&s.a, &s.b.offsets, &s.b.runs, s.b.data.as_ptr(), alpha, beta, c, ldc);
+        }
         s.offsets.clear();
-        s.offsets.extend((0..k).map(|kk| kk * ldb));
+        s.offsets.extend((0..k).map(|kk| kk * b_rs));
         s.runs.clear();
         s.runs.extend((0..n).step_by(RUN).map(|j| Run::contiguous(j, j, RUN.min(n - j))));
         product_raw(&s.a, &s.offsets, &s.runs, b, alpha, beta, c, ldc);
@@ -537,7 +620,10 @@ mod tests {
             return;
         }
         let mut rng = crate::HostRng::new(5);
-        for (m, k, n) in [(1, 1, 1), (8, 3, 32), (13, 37, 77), (16, 144, 1024), (9, 0, 5), (3, 5, 15), (17, 9, 48)] {
+        // (40, 33, 70): B packed at AVX2 (PACK_B_MIN_ROWS), in place at AVX-512.
+        let sizes =
+            [(1, 1, 1), (8, 3, 32), (13, 37, 77), (16, 144, 1024), (9, 0, 5), (3, 5, 15), (17, 9, 48), (40, 33, 70)];
+        for (m, k, n) in sizes {
             let ldb = n + 5;
             let (a, b) = (rng.vec(m * k + 3, -1.0, 1.0), rng.vec(k * ldb + 1, -1.0, 1.0));
             let ldc = n + 3;
@@ -609,6 +695,31 @@ mod tests {
             assert!(t.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: transposed B differs");
             let dot = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
             assert_product("transposed B", &t, &vec![0.0; m * n], (m, n, n), 1.0, 0.0, dot);
+        }
+    }
+
+    /// B packed once ([`PackedB`], as the LSTM's steps use it), from a
+    /// row-major and from a transposed B, gives the bits of B read in place.
+    #[test]
+    fn packed_b_gives_the_bits_of_b_in_place() {
+        let mut rng = crate::HostRng::new(33);
+        let (m, k, n) = (13, 29, 37);
+        let (a, b) = (rng.vec(m * k, -1.0, 1.0), rng.vec(k * n, -1.0, 1.0));
+        let bt: Vec<f32> = (0..n * k).map(|i| b[i % k * n + i / k]).collect();
+        for level in levels() {
+            let mut in_place = vec![f32::NAN; m * n];
+            // SAFETY: `levels` are the host's; the views lie in the vectors.
+            unsafe {
+                let (ap, bp) = ((a.as_ptr(), k, 1), (b.as_ptr(), n, 1));
+                gemm_packed_a_at(level, (m, k, n), 0.5, ap, bp, 0.0, in_place.as_mut_ptr(), n);
+            }
+            let pa = PackedA::new_at(level, (m, k), (&a, k, 1));
+            for (what, view) in [("row-major", (&b[..], n, 1)), ("transposed", (&bt[..], 1, k))] {
+                let mut c = vec![f32::NAN; m * n];
+                PackedB::new((k, n), view).product(&pa, 0.5, 0.0, &mut c, n);
+                let same = c.iter().zip(&in_place).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{level:?}: B packed from a {what} view differs from B in place");
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::gemm::Mat;
+use super::gemm_packed_a::{suits, PackedA, PackedB};
 
 use super::simd::multiversion;
 use crate::kernels::fast_math::{sigmoid, tanh};
@@ -117,26 +118,14 @@ pub(crate) fn lstm_forward_sequence(
     let (h, gh, bh, batch) = (d.hidden, d.gh(), d.bh(), d.batch);
     let c_off = d.cell_offset();
     assert!(d.kind == RecurrentKind::Lstm && w_hh.len() >= h * gh, "wgrad internal: lstm_forward_sequence operands");
-    // W_hhᵀ row-major (`cpu/gemm_packed_a.rs` reads B in place), its rows
-    // padded apart when 4H floats are a multiple of 2 KiB: rows exactly
-    // 4 KiB apart (H = 256) fall in the same cache sets, and the AVX2
-    // kernel, which passes over each run of B once per 6 rows of h, read
-    // them from L2 each time (16 x 256 x 1024 at 60 against 96 GFLOP/s).
-    let ldw = if gh % 512 == 0 { gh + 16 } else { gh };
-    let mut w_t = vec![0.0f32; h * ldw];
-    for (g, row) in w_hh[..gh * h].chunks_exact(h).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            w_t[i * ldw + g] = v;
-        }
-    }
-    let w_t = Mat { data: &w_t, rs: ldw, cs: 1 };
+    let w = StepWeight::new(Mat { data: w_hh, rs: 1, cs: h }, (h, gh), batch);
     assert!(st.len() >= c_off + (d.steps + 1) * bh && sv.len() >= d.steps * batch * SAVED * h);
     assert!(xs.len() >= d.steps * batch * gh);
     let per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let (st, sv) = (Rows::new(st), Rows::new(sv));
     (0..batch.div_ceil(per)).into_par_iter().for_each(|task| {
         let rows = task * per..((task + 1) * per).min(batch);
-        let mut hw = vec![0.0f32; rows.len() * gh];
+        let (mut hw, mut packed) = (vec![0.0f32; rows.len() * gh], None);
         for i in 0..d.steps {
             let t = d.time(i);
             let (prev, out) = d.slots(t);
@@ -144,7 +133,7 @@ pub(crate) fn lstm_forward_sequence(
             // batch rows `rows` of every slot of `st` and of every step of
             // `sv`, and reads slot `prev` while it writes slot `out`.
             let h_prev = unsafe { st.get(prev * bh + rows.start * h, rows.len() * h) };
-            super::gemm::gemm((rows.len(), h, gh), 1.0, Mat::rows(h_prev, h), w_t, 0.0, &mut hw, gh);
+            w.product(h_prev, rows.len(), &mut packed, &mut hw);
             for (j, b) in rows.clone().enumerate() {
                 let (hn, cn, gates, cp) = unsafe {
                     (
@@ -186,10 +175,11 @@ pub(crate) fn lstm_backward_sequence(
     );
     assert!(dx.len() >= d.steps * batch * gh && carry.len() >= 2 * bh && dh0.len() >= bh);
     let per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let w = StepWeight::new(Mat::rows(w_hh, h), (gh, h), per);
     let (dx, carry, dh0) = (Rows::new(dx), Rows::new(carry), Rows::new(dh0));
     (0..batch.div_ceil(per)).into_par_iter().for_each(|task| {
         let rows = task * per..((task + 1) * per).min(batch);
-        let (mut rec, mut cac) = (vec![0.0f32; rows.len() * h], vec![0.0f32; h]);
+        let (mut rec, mut cac, mut packed) = (vec![0.0f32; rows.len() * h], vec![0.0f32; h], None);
         for (n, step) in (0..d.steps).rev().enumerate() {
             let t = d.time(step);
             let (prev, out) = d.slots(t);
@@ -217,11 +207,48 @@ pub(crate) fn lstm_backward_sequence(
             }
             // SAFETY: as above (this task's rows of dx at time t).
             let dhw = unsafe { dx.get((t * batch + rows.start) * gh, rows.len() * gh) };
-            super::gemm::gemm((rows.len(), gh, h), 1.0, Mat::rows(dhw, gh), Mat::rows(w_hh, h), 0.0, &mut rec, h);
+            w.product(dhw, rows.len(), &mut packed, &mut rec);
         }
         // SAFETY: as above.
         unsafe { dh0.get_mut(rows.start * h, rows.len() * h) }.copy_from_slice(&rec);
     });
+}
+
+/// A sequence's recurrent weight as every step's product reads it: on
+/// hosts with the packed-A kernel packed run by run once (`PackedB`: read
+/// in place, `W_hh`'s rows 1 KiB apart at H = 256 fell on a few of L1's
+/// sets, and the forward's `W_hhᵀ` needed a transposed copy anyway), else
+/// the strided view, which `matrixmultiply` packs itself. The same kernel
+/// and sums as `cpu::gemm` on the view, so the same bits.
+struct StepWeight<'a> {
+    view: Mat<'a>,
+    packed: Option<PackedB>,
+    kn: (usize, usize),
+}
+
+impl<'a> StepWeight<'a> {
+    /// The `k` x `n` weight `view`, multiplied by up to `rows` rows a step.
+    fn new(view: Mat<'a>, (k, n): (usize, usize), rows: usize) -> Self {
+        let packed = suits((rows, k)).then(|| PackedB::new((k, n), (view.data, view.rs, view.cs)));
+        StepWeight { view, packed, kn: (k, n) }
+    }
+
+    /// `c = a · W` for the `m` row-major rows of `a`; `scratch` keeps the
+    /// packed rows between steps.
+    fn product(&self, a: &[f32], m: usize, scratch: &mut Option<PackedA>, c: &mut [f32]) {
+        let (k, n) = self.kn;
+        match &self.packed {
+            Some(b) => {
+                let a = (a, k, 1);
+                match scratch {
+                    Some(p) => p.repack((m, k), a),
+                    None => *scratch = Some(PackedA::new((m, k), a)),
+                }
+                b.product(scratch.as_ref().expect("packed above"), 1.0, 0.0, c, n);
+            }
+            None => super::gemm::gemm((m, k, n), 1.0, Mat::rows(a, k), self.view, 0.0, c, n),
+        }
+    }
 }
 
 /// A buffer whose disjoint parts several tasks read and write at once

@@ -370,7 +370,7 @@ pub fn recurrent_forward(
     if dev.runs_fast_cpu() && kind == RecurrentKind::Lstm {
         // The whole sequence in one pass, the batch rows split over the
         // cores once (`cpu::recurrent::lstm_forward_sequence`, which
-        // transposes W_hh for its products).
+        // packs W_hhᵀ once for every step's product).
         run(
             dev,
             |_| unreachable!("the CPU backend's sequence runs on the host"),
