@@ -40,21 +40,70 @@ fn masked(dy: f32, y: Option<f32>) -> f32 {
 }
 
 /// For `[A, C]` data (`inner` 1, layer norm's affine and `BatchNorm1d`):
-/// `acc[c]` folded with `step(acc, index, c)` over the rows in order from
-/// `init`. Channels go to the cores in chunks, each sweeping every row over
-/// its chunk's contiguous columns (one channel per task would walk memory
-/// at a stride of C); each channel still adds in the reference's order.
-fn column_sweep<T: Copy + Send>(d: &ChannelDims, init: T, step: impl Fn(T, usize, usize) -> T + Sync) -> Vec<T> {
+/// `K` sums per channel, from `zero`, each adding the rows in order.
+/// Channels go to the cores in chunks, each sweeping every row over its
+/// chunk's contiguous columns (one channel per task would walk memory at a
+/// stride of C): `row(at, c0, sums)` adds the row whose chunk starts at
+/// element `at` (first channel `c0`) into the chunk's sums, a vector loop
+/// across channels (one sum per channel per row, as the reference adds).
+fn column_sweep<const K: usize>(
+    d: &ChannelDims,
+    zero: f64,
+    row: impl Fn(usize, usize, &mut [Vec<f64>; K]) + Sync,
+) -> [Vec<f64>; K] {
     let c = d.channels;
-    let mut acc = vec![init; c];
-    par_chunks(&mut acc, 1, (GRAIN / d.outer.max(1)).max(1), |start, chunk| {
+    let per = c.div_ceil(rayon::current_num_threads()).max(16);
+    let chunk = |t: usize| {
+        let (c0, c1) = (t * per, ((t + 1) * per).min(c));
+        let mut sums: [Vec<f64>; K] = std::array::from_fn(|_| vec![zero; c1 - c0]);
         for a in 0..d.outer {
-            for (j, v) in chunk.iter_mut().enumerate() {
-                *v = step(*v, a * c + start + j, start + j);
-            }
+            row(a * c + c0, c0, &mut sums);
         }
-    });
-    acc
+        sums
+    };
+    let chunks: Vec<[Vec<f64>; K]> = if d.outer * c <= GRAIN {
+        (0..c.div_ceil(per)).map(chunk).collect()
+    } else {
+        (0..c.div_ceil(per)).into_par_iter().map(chunk).collect()
+    };
+    std::array::from_fn(|k| chunks.iter().flat_map(|sums| sums[k].iter().copied()).collect())
+}
+
+multiversion! {
+    /// `sums[j] += zero + x[j]` (moments' first pass, one row of a chunk).
+    fn add_values(sums: &mut [f64], xs: &[f32], zero: f64) {
+        for (s, &x) in sums.iter_mut().zip(xs) {
+            *s += zero + x as f64;
+        }
+    }
+}
+
+multiversion! {
+    /// `sums[j] += zero + (x[j] − mean[j])²` (moments' second pass).
+    fn add_square_deviations(sums: &mut [f64], xs: &[f32], means: &[f64], zero: f64) {
+        for ((s, &x), &m) in sums.iter_mut().zip(xs).zip(means) {
+            *s += zero + (x as f64 - m).powi(2);
+        }
+    }
+}
+
+multiversion! {
+    /// `s[j] += dy'`, `sx[j] += dy'·(x − mean)·rstd` over one row of a
+    /// chunk, `dy'` masked by a fused ReLU's output `ys` if any.
+    fn add_grad_sums(s: &mut [f64], sx: &mut [f64], gs: &[f32], ys: Option<&[f32]>, xs: &[f32], ms: &[(f64, f64)]) {
+        let add = |(s, sx): (&mut f64, &mut f64), g: f32, x: f32, (mean, rstd): (f64, f64)| {
+            let g = g as f64;
+            *s += g;
+            *sx += g * (x as f64 - mean) * rstd;
+        };
+        let acc = s.iter_mut().zip(sx.iter_mut());
+        match ys {
+            None => acc.zip(gs).zip(xs).zip(ms).for_each(|(((a, &g), &x), &m)| add(a, g, x, m)),
+            Some(ys) => acc.zip(gs.iter().zip(ys)).zip(xs).zip(ms).for_each(|(((a, (&g, &y)), &x), &m)| {
+                add(a, masked(g, Some(y)), x, m)
+            }),
+        }
+    }
 }
 
 /// Per channel `(mean, Σ(x − mean)²)`, two passes in f64 as the reference.
@@ -63,9 +112,15 @@ pub(crate) fn moments(xs: &[f32], d: &ChannelDims) -> Vec<(f64, f64)> {
         // The reference sums each one-element row with `Iterator::sum` and
         // then the row sums: the same start value, the same order.
         let zero: f64 = std::iter::empty::<f64>().sum();
-        let sums = column_sweep(d, zero, |acc, i, _| acc + (zero + xs[i] as f64));
+        let [sums] = column_sweep(d, zero, |at, _, [s]| {
+            let w = s.len();
+            add_values(s, &xs[at..][..w], zero)
+        });
         let means: Vec<f64> = sums.iter().map(|s| s / d.count() as f64).collect();
-        let m2 = column_sweep(d, zero, |acc, i, c| acc + (zero + (xs[i] as f64 - means[c]).powi(2)));
+        let [m2] = column_sweep(d, zero, |at, c0, [s]| {
+            let w = s.len();
+            add_square_deviations(s, &xs[at..][..w], &means[c0..][..w], zero)
+        });
         return means.into_iter().zip(m2).collect();
     }
     per_channel(d, |ch| {
@@ -84,11 +139,11 @@ pub(crate) fn grad_sums(
     ms: &[(f64, f64)],
 ) -> Vec<(f64, f64)> {
     if d.inner == 1 {
-        return column_sweep(d, (0.0f64, 0.0f64), |(s, sx), i, c| {
-            let (mean, rstd) = ms[c];
-            let gv = masked(gs[i], ys.map(|y| y[i])) as f64;
-            (s + gv, sx + gv * (xs[i] as f64 - mean) * rstd)
+        let [s, sx] = column_sweep(d, 0.0, |at, c0, [s, sx]| {
+            let w = s.len();
+            add_grad_sums(s, sx, &gs[at..][..w], ys.map(|y| &y[at..][..w]), &xs[at..][..w], &ms[c0..][..w]);
         });
+        return s.into_iter().zip(sx).collect();
     }
     per_channel(d, |ch| {
         let (mean, rstd) = ms[ch];

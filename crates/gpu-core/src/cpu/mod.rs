@@ -30,6 +30,7 @@ pub(crate) mod gemm_dots;
 pub(crate) mod gemm_packed_a;
 pub(crate) mod index;
 pub(crate) mod lanes;
+pub(crate) mod norm_rows;
 pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod pooling;

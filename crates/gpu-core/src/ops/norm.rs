@@ -11,7 +11,8 @@
 //! The GPU gives each row one workgroup with a fixed reduction tree, or on
 //! CPU adapters one thread that walks the row in order (`rows.rs`,
 //! `thread_per_row`); either way results are deterministic. The CPU twin
-//! accumulates in f64, the more exact of them and so a fair oracle.
+//! accumulates in f64, the more exact of them and so a fair oracle; the
+//! CPU backend's fast path (`cpu/norm_rows.rs`) too, in lanes.
 
 use crate::cpu::{per_row, per_row2};
 use crate::kernels::rows::{affine_row, normalize_backward_row, normalize_row};
@@ -174,18 +175,25 @@ fn normalize(
             let (ys, ms, rs) = (f32s_mut(&mut ys), f32s_mut(&mut ms), f32s_mut(&mut rs));
             // Each row's (mean, rstd), stored below.
             let mut stats = vec![(0.0f32, 0.0f32); rows];
-            per_row2(dev.runs_fast_cpu(), (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
-                st[0] = normalize_row(&xs[r * cols..(r + 1) * cols], eps, out);
+            let params = affine.map(|(w, b)| (w.host(), b.map(Buffer::host)));
+            let mut zs = z.as_ref().map(Buffer::host_mut);
+            let affine = params.as_ref().zip(zs.as_mut()).map(|((ws, bs), zs)| {
+                (&f32s(ws)[..cols], bs.as_ref().map(|b| &f32s(b)[..cols]), &mut f32s_mut(zs)[..n])
             });
+            if dev.runs_fast_cpu() {
+                crate::cpu::norm_rows::normalize(&xs[..n], cols, eps, &mut ys[..n], &mut stats, affine);
+            } else {
+                per_row2(false, (&mut ys[..n], cols), (&mut stats, 1), |r, out, st| {
+                    st[0] = normalize_row(&xs[r * cols..(r + 1) * cols], eps, out);
+                });
+                if let Some((ws, bs, zs)) = affine {
+                    for (zr, yr) in zs.chunks_exact_mut(cols).zip(ys[..n].chunks_exact(cols)) {
+                        affine_row(yr, ws, bs, zr);
+                    }
+                }
+            }
             for (r, (m, s)) in stats.into_iter().enumerate() {
                 (ms[r], rs[r]) = (m, s);
-            }
-            if let (Some((w, b)), Some(z)) = (affine, &z) {
-                let (ws, bs, mut zs) = (w.host(), b.map(Buffer::host), z.host_mut());
-                let (ws, bs) = (f32s(&ws), bs.as_ref().map(|b| f32s(b)));
-                for (zr, yr) in f32s_mut(&mut zs)[..n].chunks_exact_mut(cols).zip(ys[..n].chunks_exact(cols)) {
-                    affine_row(yr, ws, bs, zr);
-                }
             }
             Ok(())
         },
@@ -249,7 +257,11 @@ fn normalize_backward(
             let (gs, ys, rs) = (&f32s(&gs)[..n], &f32s(&ys)[..n], f32s(&rs));
             let ws = weight.map(Buffer::host);
             let ws = ws.as_ref().map(|w| &f32s(w)[..cols]);
-            per_row(dev.runs_fast_cpu(), (&mut f32s_mut(&mut ds)[..n], cols), |r, out| {
+            let ds = &mut f32s_mut(&mut ds)[..n];
+            if dev.runs_fast_cpu() {
+                return crate::cpu::norm_rows::backward(gs, ws, ys, rs, cols, ds);
+            }
+            per_row(false, (ds, cols), |r, out| {
                 normalize_backward_row(&gs[r * cols..][..cols], ws, &ys[r * cols..][..cols], rs[r], out);
             });
         },

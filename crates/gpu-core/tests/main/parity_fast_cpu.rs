@@ -443,7 +443,6 @@ fn gathers_and_scatters_match_the_reference_bit_for_bit() {
 
 #[test]
 fn row_ops_match_the_reference_bit_for_bit() {
-    use wgrad_gpu_core::ops::norm::{normalize_rows, normalize_rows_backward};
     use wgrad_gpu_core::ops::softmax::{
         cross_entropy_rows, cross_entropy_rows_backward, softmax_rows, softmax_rows_backward, CeArgs, CeTarget,
     };
@@ -482,9 +481,6 @@ fn row_ops_match_the_reference_bit_for_bit() {
                 out.push((cross_entropy_rows_backward(&pr, &args, &rb).unwrap(), n));
                 out.extend([(loss, rows), (weight, rows), (pr, n)]);
             }
-            let (y, mean, rstd) = normalize_rows(&xb, rows, cols, 1e-5).unwrap();
-            out.push((normalize_rows_backward(&gb, &y, &rstd, rows, cols).unwrap(), n));
-            out.extend([(y, n), (mean, rows), (rstd, rows)]);
             out
         };
         for (i, ((a, len), (b, _))) in run(&f).iter().zip(run(&r).iter()).enumerate() {
@@ -493,13 +489,49 @@ fn row_ops_match_the_reference_bit_for_bit() {
     }
 }
 
+/// Row normalisation (layer and group norm), plain and with an affine,
+/// forward and backward: the fast path sums each row in lanes
+/// (`cpu/norm_rows.rs`), so its last bits may differ from the reference's.
+#[test]
+fn row_norms_match_the_reference() {
+    use wgrad_gpu_core::ops::norm::{
+        normalize_rows, normalize_rows_affine_backward, normalize_rows_affine_io, normalize_rows_backward, Operands,
+    };
+    let (f, r) = pair();
+    let mut rng = rng(10);
+    // One row, odd widths (lane tails), a shifted mean, enough rows to split.
+    for (rows, cols, shift) in [(1, 1, 0.0), (7, 33, 0.0), (3, 1000, 50.0), (2048, 67, 0.0), (300, 256, 3.0)] {
+        let n = rows * cols;
+        let x: Vec<f32> = rng.vec(n, -4.0, 4.0).into_iter().map(|v| v + shift).collect();
+        let (g, w, b) = (rng.vec(n, -1.0, 1.0), rng.vec(cols, 0.5, 1.5), rng.vec(cols, -1.0, 1.0));
+        let run = |d: &Device| {
+            let up = |v: &[f32]| Buffer::from_f32(d, v).unwrap();
+            let (xb, gb, wb, bb) = (up(&x), up(&g), up(&w), up(&b));
+            let (y, mean, rstd) = normalize_rows(&xb, rows, cols, 1e-5).unwrap();
+            let dx = normalize_rows_backward(&gb, &y, &rstd, rows, cols).unwrap();
+            let mut out = vec![(y, n), (mean, rows), (rstd, rows), (dx, n)];
+            for bias in [Some(&bb), None] {
+                let (y, z, _, rstd) =
+                    normalize_rows_affine_io(&xb, Operands::F32, (rows, cols, 1e-5), &wb, bias).unwrap();
+                let dx = normalize_rows_affine_backward(&gb, &y, &rstd, &wb, (rows, cols)).unwrap();
+                out.extend([(z, n), (dx, n)]);
+            }
+            out
+        };
+        for (i, ((a, len), (b, _))) in run(&f).iter().zip(run(&r).iter()).enumerate() {
+            same(&format!("[{rows}, {cols}] result {i}"), a, b, *len, 1e-5, 1e-5);
+        }
+    }
+}
+
 /// The CPU backend's multiversioned kernels (`cpu/simd.rs`: batch norm's
-/// passes, the LSTM cell) give the same bits at every vector level the
+/// passes, the LSTM cell, row normalisation) give the same bits at every vector level the
 /// host has: the copies differ only in register width. On a host with
 /// AVX-512 (CI's) this compares three builds of each kernel; a host with
 /// only the baseline has nothing to compare.
 #[test]
 fn simd_levels_compute_the_same_bits() {
+    use wgrad_gpu_core::ops::norm::{normalize_rows_affine_backward, normalize_rows_affine_io, Operands};
     use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
     use wgrad_gpu_core::{host_simd_level, set_simd_level, simd_level, SimdLevel};
     let dev = Device::cpu();
@@ -530,6 +562,13 @@ fn simd_levels_compute_the_same_bits() {
         .unwrap();
         let g = recurrent_backward(&saved, &whh, &up(&dy), None, None).unwrap();
         out.extend([bits(saved.states()), bits(&g.dxw), bits(&g.dw_hh), bits(&g.dh0), bits(&g.dc0.unwrap())]);
+        // Row normalisation with an affine, forward and backward (`cpu/norm_rows.rs`).
+        let (rows, cols) = (8, 67);
+        let (x, wb, bb) = (up(&xw[..rows * cols]), up(&b_hh[..cols]), up(&b_hh[cols..2 * cols]));
+        let (y, z, mean, rstd) =
+            normalize_rows_affine_io(&x, Operands::F32, (rows, cols, 1e-5), &wb, Some(&bb)).unwrap();
+        let dx = normalize_rows_affine_backward(&up(&dy[..rows * cols]), &y, &rstd, &wb, (rows, cols)).unwrap();
+        out.extend([bits(&y), bits(&z), bits(&mean), bits(&rstd), bits(&dx)]);
         out
     };
     let (host, before) = (host_simd_level(), simd_level());
