@@ -7,14 +7,14 @@
 //! offset (a row per `(channel, ki, kj)`), and a run a stretch of output
 //! pixels along a row, so no column buffer is gathered.
 //!
-//! Each of a 4 x 4 block's 16 dot products keeps a register of lanes over
-//! every run of every entry (fused multiply-adds), reduced once at the
+//! Each dot product of a block (4 x 4 on AVX-512, 4 x 3 on AVX2) keeps a
+//! register of lanes over every run of every entry (fused multiply-adds), reduced once at the
 //! end: a fixed order for a given geometry and entry list, so the result
 //! does not depend on threads. On AVX-512 element `t` of a run goes to
-//! lane `t` of 16; on AVX2 to lane `t mod 8` of 8, and the block is two
-//! passes of 4 x 2 (8 registers of sums, 2 of B, 1 of A: each load feeds
-//! two or four multiply-adds; keeping 16 lanes would leave room for 2 x 2
-//! blocks only, a load per multiply-add, which ran at half the speed). So
+//! lane `t` of 16; on AVX2 to lane `t mod 8` of 8, in blocks of 4 x 3
+//! (12 registers of sums, 3 of B, 1 of A: each load feeds three or four
+//! multiply-adds; keeping 16 lanes would leave room for 2 x 2 blocks only,
+//! a load per multiply-add, which ran at half the speed). So
 //! the two levels' last bits differ, as any two sgemm kernels' do. Like
 //! [`gemm_packed_a`](super::gemm_packed_a), hosts without AVX2 keep the
 //! gather and `gemm_abt`/`matrixmultiply`.
@@ -65,11 +65,13 @@ fn dots_at(
     }
     assert!(runs.iter().all(|r| (1..=RUN).contains(&r.len)), "wgrad internal: gemm_dots run length");
     assert!((m - 1) * ldc + n <= c.len() && n <= ldc, "wgrad internal: gemm_dots C overruns its slice");
+    // Blocks of 4 rows of A by 4 rows of B (AVX-512) or 3 (AVX2).
+    let width = if level == SimdLevel::Avx512 { 4 } else { 3 };
     #[cfg(target_arch = "x86_64")]
     for i0 in (0..m).step_by(4) {
         let rows_a = (m - i0).min(4);
-        for j0 in (0..n).step_by(4) {
-            let rows_b = (n - j0).min(4);
+        for j0 in (0..n).step_by(width) {
+            let rows_b = (n - j0).min(width);
             // Past the edge a block repeats its last row (not stored).
             let a_at: [usize; 4] = std::array::from_fn(|i| a_rows[i0 + i.min(rows_a - 1)]);
             let b_at: [usize; 4] = std::array::from_fn(|j| b_rows[j0 + j.min(rows_b - 1)]);
@@ -79,7 +81,7 @@ fn dots_at(
                 if level == SimdLevel::Avx512 {
                     x86::block(entries, (a_at, b_at), runs)
                 } else {
-                    x86::block_avx2(entries, (a_at, b_at), runs)
+                    x86::block_avx2(entries, (a_at, [b_at[0], b_at[1], b_at[2]]), runs)
                 }
             };
             for i in 0..rows_a {
@@ -135,59 +137,59 @@ mod x86 {
         std::array::from_fn(|t| _mm512_reduce_add_ps(acc[t]))
     }
 
-    /// [`block`] on AVX2 + FMA: two passes of 4 x 2 dot products, each
-    /// dot's sums in the 8 lanes of one register (a run's two halves
-    /// folded into the same lanes).
+    /// [`block`] on AVX2 + FMA for 4 rows of A by 3 of B, each dot's sums
+    /// in the 8 lanes of one register (a run's two halves folded into the
+    /// same lanes): 12 registers of sums, 3 of B and 1 of A fill AVX2's 16
+    /// (4 x 4 would spill; two passes of 4 x 2 read A twice).
     ///
     /// # Safety
     /// AVX2 and FMA present; every run of every row lies in its entry's data.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn block_avx2(
         entries: &[Entry],
-        (a_at, b_at): ([usize; 4], [usize; 4]),
+        (a_at, b_at): ([usize; 4], [usize; 3]),
         runs: &[Run],
     ) -> [f32; 16] {
-        let mut sums = [0.0f32; 16];
-        for j0 in [0, 2] {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            for e in entries {
-                let a: [*const f32; 4] = std::array::from_fn(|i| e.a.as_ptr().wrapping_add(a_at[i]));
-                let b: [*const f32; 2] = std::array::from_fn(|j| e.b.as_ptr().wrapping_add(b_at[j0 + j]));
-                for r in runs {
-                    if r.len == RUN {
-                        half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_loadu_ps(p));
-                        half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_loadu_ps(p));
-                    } else {
-                        let masks = [mask8(r.len.min(HALF)), mask8(r.len.saturating_sub(HALF))];
-                        half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_maskload_ps(p, masks[0]));
-                        half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_maskload_ps(p, masks[1]));
-                    }
+        let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+        for e in entries {
+            let a: [*const f32; 4] = std::array::from_fn(|i| e.a.as_ptr().wrapping_add(a_at[i]));
+            let b: [*const f32; 3] = std::array::from_fn(|j| e.b.as_ptr().wrapping_add(b_at[j]));
+            for r in runs {
+                if r.len == RUN {
+                    half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_loadu_ps(p));
+                    half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_loadu_ps(p));
+                } else {
+                    let masks = [mask8(r.len.min(HALF)), mask8(r.len.saturating_sub(HALF))];
+                    half_avx2(&mut acc, a, b, (r.c, r.b), |p| _mm256_maskload_ps(p, masks[0]));
+                    half_avx2(&mut acc, a, b, (r.c + HALF, r.b_hi), |p| _mm256_maskload_ps(p, masks[1]));
                 }
             }
-            for (i, row) in acc.iter().enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    sums[i * 4 + j0 + j] = reduce8(*v);
-                }
+        }
+        let mut sums = [0.0f32; 16];
+        for (i, row) in acc.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                sums[i * 4 + j] = reduce8(*v);
             }
         }
         sums
     }
 
     /// One half of a run (A's elements from `a_from`, B's from `b_from`,
-    /// past each row's start) into the 4 x 2 sums.
+    /// past each row's start) into the 4 x 3 sums.
     #[inline(always)]
     unsafe fn half_avx2(
-        acc: &mut [[__m256; 2]; 4],
+        acc: &mut [[__m256; 3]; 4],
         a: [*const f32; 4],
-        b: [*const f32; 2],
+        b: [*const f32; 3],
         (a_from, b_from): (usize, usize),
         load: impl Fn(*const f32) -> __m256,
     ) {
-        let bv = [load(b[0].wrapping_add(b_from)), load(b[1].wrapping_add(b_from))];
+        let bv: [__m256; 3] = std::array::from_fn(|j| load(b[j].wrapping_add(b_from)));
         for (row, a) in acc.iter_mut().zip(a) {
             let av = load(a.wrapping_add(a_from));
-            row[0] = _mm256_fmadd_ps(av, bv[0], row[0]);
-            row[1] = _mm256_fmadd_ps(av, bv[1], row[1]);
+            for (sum, bv) in row.iter_mut().zip(bv) {
+                *sum = _mm256_fmadd_ps(av, bv, *sum);
+            }
         }
     }
 
