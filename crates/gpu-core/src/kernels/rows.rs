@@ -31,10 +31,15 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
     ],
 };
 
-/// The row statistics softmax and cross-entropy share: (max, Σ exp(x − max)).
-fn row_stats(row: &[f32]) -> (f32, f32) {
+/// The row statistics softmax and cross-entropy share: (max, Σ exp(x − max)),
+/// each exp(x − max) left in `exps` (computed once: a libm call each).
+fn row_stats(row: &[f32], exps: &mut [f32]) -> (f32, f32) {
     let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let s: f64 = row.iter().map(|&v| (v - m).exp() as f64).sum();
+    let mut s = -0.0f64;
+    for (e, &v) in exps.iter_mut().zip(row) {
+        *e = (v - m).exp();
+        s += *e as f64;
+    }
     (m, s as f32)
 }
 
@@ -42,11 +47,10 @@ fn row_stats(row: &[f32]) -> (f32, f32) {
 /// log-softmax when `log`, `(x − max) − ln Σ exp(x − max)`
 /// (`torch.softmax` / `torch.log_softmax` over the last dim).
 pub(crate) fn softmax_row(x: &[f32], y: &mut [f32], log: bool) {
-    let (m, s) = row_stats(x);
+    let (m, s) = row_stats(x, y);
     let log_s = s.ln();
     for (y, &v) in y.iter_mut().zip(x) {
-        let z = v - m;
-        *y = if log { z - log_s } else { z.exp() / s };
+        *y = if log { (v - m) - log_s } else { *y / s };
     }
 }
 
@@ -135,12 +139,12 @@ impl CrossEntropy {
         probs: &mut [f32],
     ) -> (f32, f32) {
         let rt = self.row_target(r, targets, weights);
-        let (m, s) = row_stats(x);
+        let (m, s) = row_stats(x, probs);
         let log_s = s.ln();
         let mut acc = 0.0f64;
         for (c, &v) in x.iter().enumerate() {
             let z = v - m;
-            probs[c] = z.exp() / s;
+            probs[c] /= s;
             if !rt.ignored && !rt.bad {
                 acc += self.mass(r, c, rt, targets, weights) as f64 * (z - log_s) as f64;
             }
