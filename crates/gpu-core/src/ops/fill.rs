@@ -16,10 +16,11 @@ fn launch(
     n: usize,
     a: f32,
     b: f32,
-    cpu: impl Fn(usize) -> f32,
+    cpu: impl Fn(usize) -> f32 + Sync,
 ) -> Result<Buffer> {
     super::check_u32("fill", n)?;
-    let out = Buffer::alloc(device, n as u64 * 4)?;
+    // Both paths write all n values: a CPU pool's vector need not be cleared first.
+    let out = Buffer::alloc_overwritten(device, n as u64 * 4)?;
     run(
         device,
         |g| {
@@ -47,9 +48,14 @@ fn launch(
         },
         || {
             let mut h = out.host_mut();
-            for (i, y) in f32s_mut(&mut h)[..n].iter_mut().enumerate() {
-                *y = cpu(i);
-            }
+            // On all cores for the fast backend (a gradient's zeros are
+            // megabytes); each value depends only on its index.
+            let grain = if device.runs_fast_cpu() { crate::cpu::GRAIN } else { usize::MAX };
+            crate::cpu::par_chunks(&mut f32s_mut(&mut h)[..n], 1, grain, |start, ys| {
+                for (i, y) in ys.iter_mut().enumerate() {
+                    *y = cpu(start + i);
+                }
+            });
         },
     )?;
     Ok(out)
