@@ -6,7 +6,7 @@
 //! baseline x86-64 build. The order differs from a plain loop's, so results
 //! may differ in the last bits from the reference twins; used only where a
 //! fast path does not promise the reference's order (batch norm's
-//! statistics and gradient sums).
+//! statistics and gradient sums, row normalisation).
 
 /// Independent chains of a sum: enough for two vector adders with a
 /// four-cycle latency at SSE2's two f64 per register.

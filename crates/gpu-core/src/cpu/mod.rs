@@ -50,7 +50,8 @@ pub(crate) const GRAIN: usize = 1 << 14;
 /// each) and of `b` (`b_len` each; empty rows when `b` is empty): on all
 /// cores when `fast`, else in order on this thread. Rows are independent,
 /// so a reference loop run this way gives the same bits: the fast path of
-/// row-wise ops (pooling planes, softmax, cross-entropy, row norms).
+/// row-wise ops (pooling planes, softmax, cross-entropy; row norms run
+/// their own loops through it, `norm_rows.rs`).
 pub(crate) fn per_row2<T: Send, U: Send>(
     fast: bool,
     (a, a_len): (&mut [T], usize),

@@ -15,6 +15,7 @@
 //! (running accumulators of a column run) is bounded by [`COLUMNS`], not by
 //! the tensor.
 
+use super::simd::multiversion;
 use super::{par_chunks, GRAIN};
 use crate::kernels::reduce::ReduceOp;
 use crate::layout::{coalesce, Layout};
@@ -68,6 +69,17 @@ fn columns(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out:
     }
 }
 
+multiversion! {
+    /// `sum[i] += xs[i]` in f64, one reduced row into the running sums of a
+    /// run of columns (at the host's vector width: a bias gradient's 2048 x
+    /// 1024 read at 8 GB/s in the baseline build).
+    fn add_row(sum: &mut [f64], xs: &[f32]) {
+        for (a, &v) in sum.iter_mut().zip(xs) {
+            *a += v as f64;
+        }
+    }
+}
+
 /// [`columns`] for at most [`COLUMNS`] outputs.
 fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out: &mut [u32]) {
     let len = out.len();
@@ -81,7 +93,7 @@ fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, 
             let mut sum = [zero; COLUMNS];
             let sum = &mut sum[..len];
             for j in 0..m {
-                sum.iter_mut().zip(row(j)).for_each(|(a, &v)| *a += v as f64);
+                add_row(sum, row(j));
             }
             let word = |v: f64| (v as f32).to_bits();
             match op {
