@@ -66,6 +66,7 @@ fn dots_at(
     assert!(runs.iter().all(|r| (1..=RUN).contains(&r.len)), "wgrad internal: gemm_dots run length");
     assert!((m - 1) * ldc + n <= c.len() && n <= ldc, "wgrad internal: gemm_dots C overruns its slice");
     // Blocks of 4 rows of A by 4 rows of B (AVX-512) or 3 (AVX2).
+    #[cfg(target_arch = "x86_64")]
     let width = if level == SimdLevel::Avx512 { 4 } else { 3 };
     #[cfg(target_arch = "x86_64")]
     for i0 in (0..m).step_by(4) {
