@@ -1,7 +1,8 @@
 //! `C = alpha · A · B + beta · C` with A packed: A is copied into panels
 //! of [`mr`] rows, k-major, and B is read where it lies, a run of up to 16
-//! columns at a time, or from a copy packed run by run ([`PackedB`]). Row `k` of a run starts at `offsets[k] +
-//! run.b`: a row-major B has `offsets[k] = k · ldb`, and a stride-1
+//! columns at a time, or from a copy packed run by run ([`PackedB`]). Row
+//! `k` of a run starts at `offsets[k] + run.b`: a row-major B has
+//! `offsets[k] = k · ldb`, and a stride-1
 //! convolution reads its input in place through `offsets[(c, ki, kj)] = c ·
 //! plane + ki · row + kj` (`cpu/conv.rs`, implicit GEMM: no column buffer).
 //! Reached through `cpu::gemm` on AVX2 and AVX-512 hosts for products whose A fits
@@ -199,6 +200,9 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
+    /// Nothing packed yet (a thread's scratch before its first product).
+    const EMPTY: PackedB = PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() };
+
     /// Packs the `k` x `n` view of `b` with row and column strides `rs`, `cs`.
     ///
     /// # Panics
@@ -207,7 +211,7 @@ impl PackedB {
         if k > 0 && n > 0 {
             assert!((k - 1) * rs + (n - 1) * cs < b.len(), "wgrad internal: packed B view {k}x{n} overruns its slice");
         }
-        let mut packed = PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() };
+        let mut packed = PackedB::EMPTY;
         // SAFETY: the view was checked against its slice.
         unsafe { packed.pack((k, n), (b.as_ptr(), rs, cs)) };
         packed
@@ -347,7 +351,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
         std::cell::RefCell::new(Scratch {
             a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR, level: SimdLevel::Avx512 },
-            b: PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() },
+            b: PackedB::EMPTY,
             offsets: Vec::new(),
             runs: Vec::new(),
         })

@@ -24,21 +24,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// Layer norm's affine on one normalised row, `z = y · weight + bias`
-    /// (no bias: `+ 0`), in f32 as the reference.
+    /// Layer norm's affine on one normalised row: the reference's loop
+    /// (`kernels/rows.rs`), compiled for the host's vector level.
     fn affine_row(y: &[f32], weight: &[f32], bias: Option<&[f32]>, z: &mut [f32]) {
-        match bias {
-            Some(b) => {
-                for (((zv, &yv), &w), &b) in z.iter_mut().zip(y).zip(weight).zip(b) {
-                    *zv = yv * w + b;
-                }
-            }
-            None => {
-                for ((zv, &yv), &w) in z.iter_mut().zip(y).zip(weight) {
-                    *zv = yv * w + 0.0;
-                }
-            }
-        }
+        crate::kernels::rows::affine_row(y, weight, bias, z)
     }
 }
 

@@ -118,10 +118,10 @@ pub(crate) fn lstm_forward_sequence(
     let (h, gh, bh, batch) = (d.hidden, d.gh(), d.bh(), d.batch);
     let c_off = d.cell_offset();
     assert!(d.kind == RecurrentKind::Lstm && w_hh.len() >= h * gh, "wgrad internal: lstm_forward_sequence operands");
-    let w = StepWeight::new(Mat { data: w_hh, rs: 1, cs: h }, (h, gh), batch);
     assert!(st.len() >= c_off + (d.steps + 1) * bh && sv.len() >= d.steps * batch * SAVED * h);
     assert!(xs.len() >= d.steps * batch * gh);
     let per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let w = StepWeight::new(Mat { data: w_hh, rs: 1, cs: h }, (h, gh), per);
     let (st, sv) = (Rows::new(st), Rows::new(sv));
     (0..batch.div_ceil(per)).into_par_iter().for_each(|task| {
         let rows = task * per..((task + 1) * per).min(batch);

@@ -197,6 +197,7 @@ pub(crate) fn normalize_row(row: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) 
 
 /// Layer norm's affine on one normalised row: `z = y · weight + bias`
 /// (no bias: 0), one weight and bias per column.
+#[inline]
 pub(crate) fn affine_row(y: &[f32], weight: &[f32], bias: Option<&[f32]>, z: &mut [f32]) {
     for (j, (zv, &yv)) in z.iter_mut().zip(y).enumerate() {
         *zv = yv * weight[j] + bias.map_or(0.0, |b| b[j]);
