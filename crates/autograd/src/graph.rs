@@ -24,6 +24,11 @@ pub(crate) struct Node {
     /// The output's buffer, when the rule reads the output.
     pub output: Option<wgrad_gpu_core::Buffer>,
     pub backward: BackwardFn,
+    /// `Some((dim, start))` when the output is `narrow(dim, start, ..)` of
+    /// the one input: backward then hands the output's gradient on as a
+    /// slice of the input's (see [`Pending`]) instead of running
+    /// `backward`, which pads it with zeros to the input's shape.
+    pub narrowed: Option<(usize, usize)>,
 }
 
 /// Which values an op's backward rule reads besides the output gradient:
@@ -169,6 +174,71 @@ fn accumulate(a: &Tensor, b: &Tensor) -> Tensor {
     }
 }
 
+/// A gradient waiting for its tensor's turn in the walk.
+enum Pending {
+    /// The whole gradient.
+    Whole(Tensor),
+    /// Gradients of narrows of the tensor along `dim`, each with its start
+    /// (self-attention's q, k and v narrowed from one packed projection).
+    /// On the CPU backend, padding each with zeros and adding the pads
+    /// costs passes over the whole tensor per slice; slices that tile the
+    /// dim are joined by one concatenation instead when the tensor's turn
+    /// comes (as PyTorch's `split` backward does). On a GPU the fuser
+    /// reads the pads in place in one launch of the adds, fewer launches
+    /// than a copy per slice, so the pads stay.
+    Slices { dim: usize, parts: Vec<(usize, Tensor)> },
+}
+
+impl Pending {
+    /// `self` with `more` added; slices of one dim stay slices.
+    fn add(self, more: Pending, like: &Tensor) -> Pending {
+        match (self, more) {
+            (Pending::Slices { dim, mut parts }, Pending::Slices { dim: d, parts: more }) if d == dim => {
+                parts.extend(more);
+                Pending::Slices { dim, parts }
+            }
+            (a, b) => Pending::Whole(accumulate(&a.whole(like), &b.whole(like))),
+        }
+    }
+
+    /// The gradient of `like` as one tensor of its shape and dtype.
+    fn whole(self, like: &Tensor) -> Tensor {
+        let (dim, mut parts) = match self {
+            Pending::Whole(g) => return g,
+            Pending::Slices { dim, parts } => (dim, parts),
+        };
+        let _scope = wgrad_gpu_core::profile::scope(|| "narrow backward".into());
+        let shape = like.shape();
+        let mut sorted: Vec<(usize, usize)> = parts.iter().enumerate().map(|(i, (start, _))| (*start, i)).collect();
+        sorted.sort_unstable();
+        let mut end = 0;
+        let tiles = sorted.iter().all(|&(start, i)| {
+            let fits = start == end;
+            end = start + parts[i].1.shape()[dim];
+            fits
+        }) && end == shape[dim];
+        if tiles && (parts.len() == 1 || !like.device().is_gpu()) {
+            if parts.len() == 1 {
+                return parts.pop().expect("one slice").1;
+            }
+            let ordered: Vec<&Tensor> = sorted.iter().map(|&(_, i)| &parts[i].1).collect();
+            return Tensor::cat(&ordered, dim as isize);
+        }
+        // Each slice padded and the pads added, in the order they came.
+        let padded = |(start, g): (usize, Tensor)| {
+            let p = g.pad_into(&shape, dim, start);
+            if p.dtype() == like.dtype() {
+                p
+            } else {
+                p.to_dtype(like.dtype())
+            }
+        };
+        let mut parts = parts.into_iter().map(padded);
+        let first = parts.next().expect("a pending gradient has a slice");
+        parts.fold(first, |sum, p| accumulate(&sum, &p))
+    }
+}
+
 /// Backpropagates `grad` (shaped like `root`) through the graph of `root`,
 /// accumulating into the `.grad()` of every leaf that requires a gradient.
 pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
@@ -177,12 +247,13 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
     let _no_autocast = crate::autocast::AutocastGuard::new(false);
     let order = topological_order(root);
     // At most one gradient per node waits at a time.
-    let mut grads: HashMap<u64, Tensor> = HashMap::with_capacity(order.len());
+    let mut grads: HashMap<u64, Pending> = HashMap::with_capacity(order.len());
     let grad = if grad.dtype() == root.dtype() { grad } else { grad.to_dtype(root.dtype()) };
-    grads.insert(root.id(), grad);
+    grads.insert(root.id(), Pending::Whole(grad));
     // Consuming the order drops our handle on each tensor once it is done.
     for t in order {
         let Some(g) = grads.remove(&t.id()) else { continue };
+        let g = g.whole(&t);
         if t.is_leaf() {
             t.accumulate_grad(&g);
             crate::grad_hook::leaf_finished(&t);
@@ -194,6 +265,22 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
                  call backward_retain_graph() on the first backward if you need a second one"
             )
         });
+        if let (Some((dim, start)), false) = (node.narrowed, crate::anomaly::is_anomaly_enabled()) {
+            let input = &node.inputs[0];
+            if input.requires_grad() {
+                let g = if g.dtype() == input.dtype() { g } else { g.to_dtype(input.dtype()) };
+                let slice = Pending::Slices { dim, parts: vec![(start, g)] };
+                let pending = match grads.remove(&input.id()) {
+                    Some(prev) => prev.add(slice, input),
+                    None => slice,
+                };
+                grads.insert(input.id(), pending);
+            }
+            if retain_graph {
+                t.put_node(node);
+            }
+            continue;
+        }
         // Kernels recorded from here on compute this node's gradients.
         let _anomaly_scope = crate::anomaly::backward_of(node.op);
         // The output as its rule reads it: `t` may be an edge itself.
@@ -232,10 +319,11 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor, retain_graph: bool) {
                 ig.shape(),
                 input.shape()
             );
-            match grads.remove(&input.id()) {
-                Some(prev) => grads.insert(input.id(), accumulate(&prev, &ig)),
-                None => grads.insert(input.id(), ig),
+            let pending = match grads.remove(&input.id()) {
+                Some(prev) => prev.add(Pending::Whole(ig), input),
+                None => Pending::Whole(ig),
             };
+            grads.insert(input.id(), pending);
         }
         if retain_graph {
             t.put_node(node);

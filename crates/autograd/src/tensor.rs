@@ -184,6 +184,7 @@ impl Tensor {
                 .collect(),
             output: saves.output().then(|| buffer.clone()),
             backward: Box::new(backward) as BackwardFn,
+            narrowed: None,
         });
         let out = Self::make(buffer, layout, dtype, needs_grad, !needs_grad, node);
         if crate::anomaly::is_anomaly_enabled() {
@@ -664,6 +665,14 @@ impl Tensor {
 
     pub(crate) fn put_node(&self, node: Node) {
         *self.inner.node.lock().unwrap() = Some(node);
+    }
+
+    /// Marks this tensor, made by a recorded `narrow` of its one input, as
+    /// that input's `dim` from `start` (see [`Node::narrowed`]).
+    pub(crate) fn mark_narrowed(&self, dim: usize, start: usize) {
+        if let Some(n) = self.inner.node.lock().unwrap().as_mut() {
+            n.narrowed = Some((dim, start));
+        }
     }
 
     // ---- in-place updates (optimizers) -------------------------------

@@ -109,6 +109,7 @@ impl Tensor {
         let layout = expect("narrow", self.layout().narrow(d, start, len));
         let shape = self.shape();
         let out = self.view_op("narrow", layout, move |g| g.pad_into(&shape, d, start));
+        out.mark_narrowed(d, start);
         scope.output(|| TraceOp::Slice { dim: d, start, len, step: 1 }, &[self], out)
     }
 
@@ -147,7 +148,7 @@ impl Tensor {
     }
 
     /// Zeros of `shape` with `self` written at `start` along `dim` (narrow's backward).
-    fn pad_into(&self, shape: &[usize], dim: usize, start: usize) -> Tensor {
+    pub(crate) fn pad_into(&self, shape: &[usize], dim: usize, start: usize) -> Tensor {
         if self.dtype() == crate::DType::F16 {
             // The copy kernels move f32 words; zeros and f16 values widen exactly.
             return self.f32_input("pad").pad_into(shape, dim, start);

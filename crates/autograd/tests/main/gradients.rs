@@ -89,6 +89,23 @@ fn views_slices_and_joins() {
     });
     gradcheck("narrow", &[&[4, 5]], |x| x[0].narrow(1, 1, 3).square());
     gradcheck("narrow of narrow", &[&[6, 5]], |x| x[0].narrow(0, 1, 4).narrow(1, 2, 2).exp());
+    // Backward joins the gradients of narrows of one tensor along one dim
+    // (by one concatenation where they tile it); every other mix falls
+    // back to padding and adding.
+    gradcheck("narrows tiling a dim, read out of order", &[&[3, 7]], |x| {
+        let y = &x[0] * 2.0;
+        let (a, b, c) = (y.narrow(1, 0, 2), y.narrow(1, 2, 4), y.narrow(1, 6, 1));
+        &(&c.exp() * &a.sum(&[1], true)) + &b.square().sum(&[1], true)
+    });
+    gradcheck("narrows with a gap", &[&[4, 6]], |x| &x[0].narrow(1, 0, 2).exp() + &x[0].narrow(1, 4, 2).square());
+    gradcheck("overlapping narrows", &[&[4, 6]], |x| &x[0].narrow(1, 0, 4).exp() * &x[0].narrow(1, 2, 4));
+    gradcheck("narrows beside a whole use", &[&[4, 6]], |x| {
+        let (a, b) = (x[0].narrow(1, 0, 3), x[0].narrow(1, 3, 3));
+        &(&a * &b) + &x[0].sum(&[1], true).exp()
+    });
+    gradcheck("narrows along two dims", &[&[4, 6]], |x| {
+        &(&x[0].narrow(1, 0, 3) * &x[0].narrow(1, 3, 3)).sum(&[0], true) + &x[0].narrow(0, 1, 1).narrow(1, 0, 3)
+    });
     gradcheck("expand", &[&[3, 1]], |x| x[0].expand(&[2, 3, 4]).square());
     gradcheck("slice_step", &[&[2, 7]], |x| x[0].slice_step(1, 1, 2).square());
     gradcheck("slice_step of a transpose", &[&[5, 3]], |x| x[0].t().slice_step(1, 0, 3).exp());
@@ -151,4 +168,23 @@ fn composite_expression_like_a_layer() {
         let e = (&z - &z.max(&[-1], true)).exp();
         &e / &e.sum(&[-1], true)
     });
+}
+
+/// The gradients of three narrows that tile a dim (self-attention's q, k, v
+/// split from one packed projection) land in their slices exactly, in f32
+/// and f16, on every backend.
+#[test]
+fn split_gradients_land_in_their_slices() {
+    for dev in backends("split_gradients_land_in_their_slices") {
+        for dtype in [wgrad_autograd::DType::F32, wgrad_autograd::DType::F16] {
+            let x = Tensor::zeros(&[5, 9], &dev).requires_grad_();
+            let y = x.to_dtype(dtype).mul_scalar(1.0);
+            let (q, k, v) = (y.narrow(1, 0, 3), y.narrow(1, 3, 3), y.narrow(1, 6, 3));
+            // Read v first, so that its gradient arrives before q's.
+            let loss = &(&v.mul_scalar(3.0) + &q) + &k.mul_scalar(2.0);
+            loss.to_dtype(wgrad_autograd::DType::F32).sum_all().backward();
+            let want: Vec<f32> = (0..45).map(|i| [1.0, 2.0, 3.0][i % 9 / 3]).collect();
+            assert_eq!(x.grad().unwrap().to_vec(), want, "{dtype:?} on {}", dev.name());
+        }
+    }
 }
