@@ -209,20 +209,22 @@ impl Pending {
         };
         let _scope = wgrad_gpu_core::profile::scope(|| "narrow backward".into());
         let shape = like.shape();
-        let mut sorted: Vec<(usize, usize)> = parts.iter().enumerate().map(|(i, (start, _))| (*start, i)).collect();
-        sorted.sort_unstable();
-        let mut end = 0;
-        let tiles = sorted.iter().all(|&(start, i)| {
-            let fits = start == end;
-            end = start + parts[i].1.shape()[dim];
-            fits
-        }) && end == shape[dim];
-        if tiles && (parts.len() == 1 || !like.device().is_gpu()) {
-            if parts.len() == 1 {
-                return parts.pop().expect("one slice").1;
+        if parts.len() == 1 && parts[0].0 == 0 && parts[0].1.shape()[dim] == shape[dim] {
+            return parts.pop().expect("one slice").1;
+        }
+        if !like.device().is_gpu() {
+            let mut order: Vec<usize> = (0..parts.len()).collect();
+            order.sort_unstable_by_key(|&i| parts[i].0);
+            let mut end = 0;
+            let tiles = order.iter().all(|&i| {
+                let fits = parts[i].0 == end;
+                end += parts[i].1.shape()[dim];
+                fits
+            }) && end == shape[dim];
+            if tiles {
+                let ordered: Vec<&Tensor> = order.iter().map(|&i| &parts[i].1).collect();
+                return Tensor::cat(&ordered, dim as isize);
             }
-            let ordered: Vec<&Tensor> = sorted.iter().map(|&(_, i)| &parts[i].1).collect();
-            return Tensor::cat(&ordered, dim as isize);
         }
         // Each slice padded and the pads added, in the order they came.
         let padded = |(start, g): (usize, Tensor)| {
