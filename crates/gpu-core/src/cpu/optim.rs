@@ -1,11 +1,55 @@
 //! Fast optimizer updates: the reference's per-element rule (`update_one`)
-//! over chunks of the parameter and its state buffers on all cores; each
-//! element is updated exactly as by the reference, so results are
-//! bit-identical.
+//! over chunks of the parameter and its state buffers on all cores, each
+//! chunk's loop at the host's vector width; each element is updated
+//! exactly as by the reference, so results are bit-identical.
 
 use rayon::prelude::*;
 
+use super::simd::{dispatch, Loop};
 use super::GRAIN;
+use crate::kernels::optim::{update_one, Flags, Rule, Scalars};
+
+/// [`update`] by `rule` (the reference's `update_one`). Adam and AdamW
+/// without AMSGrad and SGD get their rule and flags as constants, so that
+/// `update_one`'s branches on them fold away and the loop vectorizes
+/// (square root and division included: they round as the scalar ones
+/// do). With them read from memory the loop stayed scalar: AdamW took
+/// 12 ms a step of the Transformer bench's 1.7M parameters on a 2-core
+/// Zen 3 host, 2.4 ms now. The other rules and forms keep that loop.
+pub(crate) fn update_rule(rule: &Rule, f: Flags, k: &Scalars, ws: &mut [f32], gs: &[f32], states: Vec<&mut [f32]>) {
+    // Only the variant and the flags matter to `update_one`: the
+    // hyper-parameters reach it in `k`.
+    const ADAM: Rule = Rule::Adam { beta1: 0.0, beta2: 0.0, eps: 0.0, amsgrad: false, decoupled: false };
+    const SGD: Rule = Rule::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false };
+    const PLAIN: Flags = Flags {
+        momentum: false,
+        nesterov: false,
+        centered: false,
+        amsgrad: false,
+        decoupled: false,
+        eps_inside: false,
+    };
+    let k = *k;
+    macro_rules! fixed {
+        ($rule:expr, $flags:expr) => {{
+            const FLAGS: Flags = $flags;
+            update(ws, gs, states, move |w, g, s| update_one(&$rule, FLAGS, &k, w, g, s))
+        }};
+    }
+    match (rule, f.amsgrad, f.decoupled, f.momentum, f.nesterov) {
+        (Rule::Adam { .. }, false, true, ..) => fixed!(ADAM, Flags { decoupled: true, ..PLAIN }),
+        (Rule::Adam { .. }, false, false, ..) => fixed!(ADAM, PLAIN),
+        (Rule::Sgd { .. }, _, false, false, _) => fixed!(SGD, PLAIN),
+        (Rule::Sgd { .. }, _, false, true, nesterov) => {
+            if nesterov {
+                fixed!(SGD, Flags { momentum: true, nesterov: true, ..PLAIN })
+            } else {
+                fixed!(SGD, Flags { momentum: true, ..PLAIN })
+            }
+        }
+        _ => update(ws, gs, states, move |w, g, s| update_one(rule, f, &k, w, g, s)),
+    }
+}
 
 /// One task's share: its first element index, its chunk of the parameter
 /// and of each state buffer.
@@ -29,8 +73,24 @@ pub(crate) fn update(
         .enumerate()
         .map(|(t, w)| (t * chunk, w, state_chunks.iter_mut().filter_map(Iterator::next).collect()))
         .collect();
-    tasks.into_par_iter().for_each(|(start, w, mut st)| {
+    tasks.into_par_iter().for_each(|(start, w, st)| {
         let g = &gs[start..start + w.len()];
+        dispatch(Chunk { w, g, st, one: &one });
+    });
+}
+
+/// One task's loop, compiled once per vector level ([`dispatch`]).
+struct Chunk<'a, F> {
+    w: &'a mut [f32],
+    g: &'a [f32],
+    st: Vec<&'a mut [f32]>,
+    one: &'a F,
+}
+
+impl<F: Fn(f32, f32, &mut [f32; 3]) -> f32> Loop for Chunk<'_, F> {
+    #[inline(always)]
+    fn run(self) {
+        let Chunk { w, g, mut st, one } = self;
         // One loop per state count over zipped slices: no per-element loop
         // over the state buffers, so the compiler can keep each element's
         // state in registers.
@@ -55,5 +115,5 @@ pub(crate) fn update(
             ),
             _ => unreachable!("at most three state buffers"),
         }
-    });
+    }
 }

@@ -246,7 +246,9 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
 
 /// The reference twin of the kernel's `update` (`ops/optim.rs`'s
 /// formulas, operation for operation): one element; returns the new
-/// parameter and updates the state slots `s`.
+/// parameter and updates the state slots `s`. Always inlined: the CPU
+/// backend's loops (`cpu/optim.rs`) vectorize only with it in their body.
+#[inline(always)]
 pub(crate) fn update_one(rule: &Rule, f: Flags, k: &Scalars, x: f32, g: f32, s: &mut [f32; 3]) -> f32 {
     let mut w = x;
     let mut g = g;

@@ -22,7 +22,7 @@
 
 use super::{f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::Launch;
-use crate::kernels::optim::{self as twin, update_one, Scalars};
+use crate::kernels::optim::{self as twin, Scalars};
 pub use crate::kernels::optim::{Rule, SCALAR_WORDS, SKIP_WORD};
 use crate::{Buffer, Error, Result};
 
@@ -175,8 +175,7 @@ pub fn update_row(
             let ws = f32s_mut(&mut hp);
             let ss: Vec<&mut [f32]> = hs.iter_mut().map(|h| f32s_mut(h)).collect();
             if dev.runs_fast_cpu() {
-                let one = |w, g, s: &mut [f32; 3]| update_one(rule, flags, &k, w, g, s);
-                return crate::cpu::optim::update(&mut ws[..n], &gs[..n], ss, one);
+                return crate::cpu::optim::update_rule(rule, flags, &k, &mut ws[..n], &gs[..n], ss);
             }
             twin::update(rule, flags, &k, (&mut ws[..n], &gs[..n]), ss);
         },
