@@ -58,12 +58,7 @@ type Task<'a> = (usize, &'a mut [f32], Vec<&'a mut [f32]>);
 /// `w[i] = one(w[i], g[i], state_i)` for every element, with `state_i` the
 /// i-th element of each state buffer (up to three), read before and
 /// written back after.
-pub(crate) fn update(
-    ws: &mut [f32],
-    gs: &[f32],
-    states: Vec<&mut [f32]>,
-    one: impl Fn(f32, f32, &mut [f32; 3]) -> f32 + Sync,
-) {
+fn update(ws: &mut [f32], gs: &[f32], states: Vec<&mut [f32]>, one: impl Fn(f32, f32, &mut [f32; 3]) -> f32 + Sync) {
     let n = ws.len();
     let chunk = n.div_ceil(4 * rayon::current_num_threads()).max(GRAIN);
     // Task t owns chunk t of the parameter and of every state buffer.
