@@ -3,7 +3,8 @@
 //! checked before the call, so the callers hold no unsafe code, and large
 //! products split over rayon's threads. The kernel: small products of the
 //! dot-product form go to `gemm_abt.rs`, products with a small A on
-//! AVX2 and AVX-512 hosts to `gemm_packed_a.rs`, the rest to `matrixmultiply`.
+//! AVX-512 hosts (and short ones on AVX2 hosts) to `gemm_packed_a.rs`, the
+//! rest to `matrixmultiply`.
 
 use super::{gemm_abt, gemm_packed_a};
 

@@ -70,12 +70,24 @@ pub(crate) fn suits((m, k): (usize, usize)) -> bool {
     m * k <= MAX_A && simd_level() >= SimdLevel::Avx2
 }
 
+/// Rows of C past which a product goes to `matrixmultiply` on AVX2 hosts
+/// (see [`takes`]).
+const AVX2_MAX_ROWS: usize = 64;
+
 /// Whether [`gemm_packed_a`] takes the product `m` x `k` times a B with
 /// column stride `b_cs`: A [`suits`], and B is row-major or A has a whole
 /// panel of rows to pay for packing B (a copy of B is about what
-/// `matrixmultiply`'s packing of a transposed B costs).
+/// `matrixmultiply`'s packing of a transposed B costs). On AVX2 hosts
+/// only up to [`AVX2_MAX_ROWS`] rows: past them `matrixmultiply`'s own
+/// AVX2 kernel was the faster on a Zen 3 host (256³ 1.20x, 128 x 128 x
+/// 64 1.15x, 200 x 784 x 128 1.07x, medians of 7 runs alternated in one
+/// process), where this one's broadcasts of A compete with its
+/// multiply-adds; with fewer rows and a wide B, packing B on every call
+/// costs `matrixmultiply` more (16 x 144 x 1024 and 64 x 256 x 1024 on
+/// one thread: 0.86-0.87x of this kernel).
 pub(crate) fn takes((m, k): (usize, usize), b_cs: usize) -> bool {
-    suits((m, k)) && (b_cs == 1 || m >= MR)
+    let rows_pay = simd_level() >= SimdLevel::Avx512 || m <= AVX2_MAX_ROWS;
+    suits((m, k)) && (b_cs == 1 || m >= MR) && rows_pay
 }
 
 /// Up to [`RUN`] adjacent columns of C: row `k` of B holds the first 8 at
