@@ -40,13 +40,8 @@ pub(crate) fn update_rule(rule: &Rule, f: Flags, k: &Scalars, ws: &mut [f32], gs
         (Rule::Adam { .. }, false, true, ..) => fixed!(ADAM, Flags { decoupled: true, ..PLAIN }),
         (Rule::Adam { .. }, false, false, ..) => fixed!(ADAM, PLAIN),
         (Rule::Sgd { .. }, _, false, false, _) => fixed!(SGD, PLAIN),
-        (Rule::Sgd { .. }, _, false, true, nesterov) => {
-            if nesterov {
-                fixed!(SGD, Flags { momentum: true, nesterov: true, ..PLAIN })
-            } else {
-                fixed!(SGD, Flags { momentum: true, ..PLAIN })
-            }
-        }
+        (Rule::Sgd { .. }, _, false, true, false) => fixed!(SGD, Flags { momentum: true, ..PLAIN }),
+        (Rule::Sgd { .. }, _, false, true, true) => fixed!(SGD, Flags { momentum: true, nesterov: true, ..PLAIN }),
         _ => update(ws, gs, states, move |w, g, s| update_one(rule, f, &k, w, g, s)),
     }
 }
