@@ -29,6 +29,7 @@
 //! sums, so they give the same bits. Other hosts (SSE2 only, NEON) keep
 //! `matrixmultiply`.
 
+use super::aligned::AlignedVec;
 use super::simd::{simd_level, SimdLevel};
 
 /// Rows of A per panel (and of C per tile) on AVX-512.
@@ -134,7 +135,7 @@ pub(crate) const HALF: usize = RUN / 2;
 /// each `k` columns of `mr` values (rows past `m` zero). The packing
 /// decides the kernel that reads it.
 pub(crate) struct PackedA {
-    data: Vec<f32>,
+    data: AlignedVec,
     m: usize,
     k: usize,
     mr: usize,
@@ -153,7 +154,7 @@ impl PackedA {
 
     /// [`PackedA::new`] for the kernel of `level`.
     fn new_at(level: SimdLevel, mk: (usize, usize), a: (&[f32], usize, usize)) -> Self {
-        let mut packed = PackedA { data: Vec::new(), m: 0, k: 0, mr: mr(level), level };
+        let mut packed = PackedA { data: AlignedVec::new(), m: 0, k: 0, mr: mr(level), level };
         packed.repack(mk, a);
         packed
     }
@@ -185,7 +186,7 @@ impl PackedA {
         let (m, k, mr) = (self.m, self.k, self.mr);
         // Every element is written below, the rows past `m` as zeros, so
         // what the allocation held is not cleared first.
-        self.data.resize(m.div_ceil(mr) * k * mr, 0.0);
+        self.data.resize(m.div_ceil(mr) * k * mr);
         if k == 0 {
             return;
         }
@@ -232,14 +233,14 @@ unsafe fn pack_panel<const R: usize>(panel: &mut [f32], first: *const f32, (rs, 
 /// 64 at 1 KiB), so each panel of A read the run from L2 again; packed, a
 /// run is one contiguous stretch. Same sums, same bits as B in place.
 pub(crate) struct PackedB {
-    data: Vec<f32>,
+    data: AlignedVec,
     offsets: Vec<usize>,
     runs: Vec<Run>,
 }
 
 impl PackedB {
     /// Nothing packed yet (a thread's scratch before its first product).
-    const EMPTY: PackedB = PackedB { data: Vec::new(), offsets: Vec::new(), runs: Vec::new() };
+    const EMPTY: PackedB = PackedB { data: AlignedVec::new(), offsets: Vec::new(), runs: Vec::new() };
 
     /// Packs the `k` x `n` view of `b` with row and column strides `rs`, `cs`.
     ///
@@ -263,7 +264,7 @@ impl PackedB {
         let runs = n.div_ceil(RUN);
         // Every element is written below (a last, short run zeroed
         // first), so what the allocation held is not cleared.
-        self.data.resize(runs * k * RUN, 0.0);
+        self.data.resize(runs * k * RUN);
         for (r, block) in self.data.chunks_exact_mut((k * RUN).max(1)).enumerate() {
             let cols = r * RUN..n.min((r + 1) * RUN);
             if cols.len() < RUN {
@@ -398,7 +399,7 @@ struct Scratch {
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
         std::cell::RefCell::new(Scratch {
-            a: PackedA { data: Vec::new(), m: 0, k: 0, mr: MR, level: SimdLevel::Avx512 },
+            a: PackedA { data: AlignedVec::new(), m: 0, k: 0, mr: MR, level: SimdLevel::Avx512 },
             b: PackedB::EMPTY,
             offsets: Vec::new(),
             runs: Vec::new(),

@@ -19,6 +19,7 @@
 //! `tests/main/parity_fast_cpu.rs` checks the fast paths against the reference on
 //! awkward shapes (zero-size, odd, strided, large).
 
+pub(crate) mod aligned;
 pub(crate) mod attention;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
