@@ -33,7 +33,12 @@ pub(crate) fn reduce(op: ReduceOp, xs: &[f32], kept: &Layout, block: &Layout, m:
     let grain = (GRAIN / m.max(1)).max(1);
     if stride == 1 && run >= 8 {
         // Outputs o..o+len of one kept run read xs[kept(o) + block(j) ..][..len].
-        return par_chunks(out, 1, grain.max(8), |start, out| {
+        // One run of columns per thread: each reduced row is read in runs
+        // as long as they can be, and every row lies on a page of its own
+        // (a bias gradient's 2048 x 1024: 0.45 ms against 0.7 in runs of
+        // 128 columns, on a 2-core Zen 3).
+        let per_thread = out.len().div_ceil(rayon::current_num_threads());
+        return par_chunks(out, 1, grain.max(8).max(per_thread), |start, out| {
             let mut o = 0;
             while o < out.len() {
                 let len = (run - (start + o) % run).min(out.len() - o);
@@ -80,6 +85,20 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// [`add_row`] for `rows` rows `stride` apart from `first`, in one
+    /// call (a bias gradient's rows: a call and a layout lookup per row
+    /// took most of a 2048 x 1024 sum's time).
+    fn add_rows(sum: &mut [f64], xs: &[f32], first: usize, stride: usize, rows: usize) {
+        let len = sum.len();
+        for j in 0..rows {
+            for (a, &v) in sum.iter_mut().zip(&xs[first + j * stride..][..len]) {
+                *a += v as f64;
+            }
+        }
+    }
+}
+
 /// [`columns`] for at most [`COLUMNS`] outputs.
 fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out: &mut [u32]) {
     let len = out.len();
@@ -92,8 +111,12 @@ fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, 
             let n = m as f64;
             let mut sum = [zero; COLUMNS];
             let sum = &mut sum[..len];
-            for j in 0..m {
-                add_row(sum, row(j));
+            // Rows evenly apart (the reduced dims merge into one) are
+            // summed in one call; any other block a row at a time.
+            let (dims, strides) = coalesce(&block.shape, &[&block.strides]);
+            match dims.len() {
+                0 | 1 => add_rows(sum, xs, base + block.index_of(0), strides[0].first().copied().unwrap_or(0), m),
+                _ => (0..m).for_each(|j| add_row(sum, row(j))),
             }
             let word = |v: f64| (v as f32).to_bits();
             match op {
