@@ -172,7 +172,7 @@ fn wide(v: f32) -> f64 {
 }
 
 /// A rule's variant overrides of `optim.wgsl`, which the twin branches on as the kernel does.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub(crate) struct Flags {
     pub(crate) momentum: bool,
     pub(crate) nesterov: bool,
