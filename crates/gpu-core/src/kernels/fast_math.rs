@@ -1,4 +1,4 @@
-//! `exp`, `sigmoid` and `tanh` without branches or library calls, so that
+//! `exp`, `sigmoid`, `tanh` and `ln(1 + u)` without branches or library calls, so that
 //! loops over slices that use them vectorize (libm's `expf` is a call per
 //! element, and was most of an LSTM cell step). Accurate to a few units in
 //! the last place of f32; NaN in, NaN out.
@@ -60,6 +60,19 @@ pub(crate) fn tanh(x: f32) -> f32 {
     }
 }
 
+/// `ln(1 + u)` for `u` in [0, 1] (softplus's `ln(1 + e^-|x|)`): `2·atanh(s)`
+/// with `s = u / (2 + u)` in [0, 1/3], its odd series to `s^13` (the next
+/// term is below f32's resolution), so no `1 + u` is rounded first and a
+/// tiny `u` comes back as itself.
+#[inline(always)]
+pub(crate) fn ln_1p_unit(u: f32) -> f32 {
+    let s = u / (2.0 + u);
+    let z = s * s;
+    let series = 2.0
+        + z * (2.0 / 3.0 + z * (2.0 / 5.0 + z * (2.0 / 7.0 + z * (2.0 / 9.0 + z * (2.0 / 11.0 + z * (2.0 / 13.0))))));
+    s * series
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +99,15 @@ mod tests {
             assert!((tanh(v) - v.tanh()).abs() <= 2e-6 * v.tanh().abs(), "tanh({v})");
             assert!((sigmoid(v) - 1.0 / (1.0 + (-v).exp())).abs() < 1e-7, "sigmoid({v})");
         }
+        let mut u = 0.0f32;
+        while u <= 1.0 {
+            for v in [u, u * 1e-4, u * 1e-9] {
+                assert!(rel(ln_1p_unit(v), v.ln_1p()) < 3e-7, "ln_1p_unit({v}) = {}, std {}", ln_1p_unit(v), v.ln_1p());
+            }
+            u += 0.00013;
+        }
+        assert_eq!(ln_1p_unit(1.0), 2.0f32.ln());
+        assert!(ln_1p_unit(f32::NAN).is_nan());
         assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
         assert_eq!(exp(1e9), exp(87.0), "clamped above");
         assert!(exp(f32::NAN).is_nan() && sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
