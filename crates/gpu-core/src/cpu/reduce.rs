@@ -75,20 +75,10 @@ fn columns(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, out:
 }
 
 multiversion! {
-    /// `sum[i] += xs[i]` in f64, one reduced row into the running sums of a
-    /// run of columns (at the host's vector width: a bias gradient's 2048 x
-    /// 1024 read at 8 GB/s in the baseline build).
-    fn add_row(sum: &mut [f64], xs: &[f32]) {
-        for (a, &v) in sum.iter_mut().zip(xs) {
-            *a += v as f64;
-        }
-    }
-}
-
-multiversion! {
-    /// [`add_row`] for `rows` rows `stride` apart from `first`, in one
-    /// call (a bias gradient's rows: a call and a layout lookup per row
-    /// took most of a 2048 x 1024 sum's time).
+    /// `sum[i] += xs[first + j·stride + i]` in f64 for rows `j < rows`, at
+    /// the host's vector width (a bias gradient's 2048 x 1024 read at 8
+    /// GB/s in the baseline build), all rows in one call: a call and a
+    /// layout lookup per row took most of a 2048 x 1024 sum's time.
     fn add_rows(sum: &mut [f64], xs: &[f32], first: usize, stride: usize, rows: usize) {
         let len = sum.len();
         for j in 0..rows {
@@ -116,7 +106,7 @@ fn columns_run(op: ReduceOp, xs: &[f32], base: usize, block: &Layout, m: usize, 
             let (dims, strides) = coalesce(&block.shape, &[&block.strides]);
             match dims.len() {
                 0 | 1 => add_rows(sum, xs, base + block.index_of(0), strides[0].first().copied().unwrap_or(0), m),
-                _ => (0..m).for_each(|j| add_row(sum, row(j))),
+                _ => (0..m).for_each(|j| add_rows(sum, xs, base + block.index_of(j), 0, 1)),
             }
             let word = |v: f64| (v as f32).to_bits();
             match op {

@@ -2,6 +2,7 @@
 //! variant, its WGSL `f` / `df`, its reference twin and its test domain.
 //! What a unary op means; the launches are in `ops/unary.rs`.
 
+use super::fast_math::{self, sigmoid, tanh};
 use super::io::{Binding, IoLibrary, Storage};
 use super::variants::{FamilyShaders, Variant};
 
@@ -17,7 +18,7 @@ const SELU_SCALE: f32 = 1.050_701;
 pub fn erf_approx(v: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * v.abs());
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    sign(v) * (1.0 - poly * super::fast_math::exp(-v * v))
+    sign(v) * (1.0 - poly * fast_math::exp(-v * v))
 }
 
 /// WGSL's sign: 0 at 0 (Rust's `signum` gives ±1).
@@ -31,31 +32,16 @@ pub(crate) fn sign(v: f32) -> f32 {
     }
 }
 
-// The activations' twins below use `fast_math`'s branch-free functions:
-// libm's `tanhf`, `expf` and `log1pf` are a call per element, which kept
-// the fast CPU path's loops scalar (tanh over 2M elements took 29 ms on a
-// 2-core Zen 3, 1.8 now; Mish 53, now 6). Exp, Log, Sin, Cos and Powf keep
-// libm's, for their whole range and accuracy.
+// The activations' twins use `fast_math`'s branch-free `exp` (on their
+// negative side only, where its clamp at e^-87 is harmless), `sigmoid`,
+// `tanh` and `ln_1p_unit`: libm's `expf`, `tanhf` and `log1pf` are a call
+// per element, which kept the fast CPU path's loops scalar (tanh over 2M
+// elements took 29 ms on a 2-core Zen 3, 1.8 now; Mish 53, now 6). Exp,
+// Log, Sin, Cos and Powf keep libm's, for their whole range and accuracy.
 
 /// ln(1 + e^x), stable on both sides.
 fn softplus1(v: f32) -> f32 {
-    v.max(0.0) + super::fast_math::ln_1p_unit(exp_neg(-v.abs()))
-}
-
-/// 1/(1 + e^-x) without a library call.
-fn sigmoid(v: f32) -> f32 {
-    super::fast_math::sigmoid(v)
-}
-
-/// tanh without a library call (see [`fast_math`](super::fast_math)).
-fn tanh(v: f32) -> f32 {
-    super::fast_math::tanh(v)
-}
-
-/// e^x for the activations' negative side (≥ e^-87 there: see
-/// [`fast_math::exp`](super::fast_math::exp)), without a library call.
-fn exp_neg(v: f32) -> f32 {
-    super::fast_math::exp(v)
+    v.max(0.0) + fast_math::ln_1p_unit(fast_math::exp(-v.abs()))
 }
 
 /// Declares the unary op table: from one row per op it generates the
@@ -319,12 +305,12 @@ unary_table! {
         df: "select(slope, 1.0, v > 0.0)" => step(v > 0.0, 1.0, slope);
     /// x if x > 0 else alpha·(e^x − 1)
     Elu(alpha) example(1.0)
-        f: "select(alpha * (exp(v) - 1.0), v, v > 0.0)" => step(v > 0.0, v, alpha * (exp_neg(v) - 1.0));
+        f: "select(alpha * (exp(v) - 1.0), v, v > 0.0)" => step(v > 0.0, v, alpha * (fast_math::exp(v) - 1.0));
         df: "select(y + alpha, 1.0, v > 0.0)" => step(v > 0.0, 1.0, y + alpha);
     /// scale·(x if x > 0 else alpha·(e^x − 1)) with the self-normalising constants
     Selu example()
         f: "SELU_SCALE * select(SELU_ALPHA * (exp(v) - 1.0), v, v > 0.0)"
-            => SELU_SCALE * step(v > 0.0, v, SELU_ALPHA * (exp_neg(v) - 1.0));
+            => SELU_SCALE * step(v > 0.0, v, SELU_ALPHA * (fast_math::exp(v) - 1.0));
         df: "select(y + SELU_SCALE * SELU_ALPHA, SELU_SCALE, v > 0.0)"
             => step(v > 0.0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA);
     /// x·Φ(x), exact (erf) form
@@ -334,7 +320,7 @@ unary_table! {
         df: "let cdf = 0.5 * (1.0 + erf_approx(v * 0.7071067811865476)); cdf + v * 0.3989422804014327 * exp(-0.5 * v * v)"
             => {
                 let cdf = 0.5 * (1.0 + erf_approx(v * std::f32::consts::FRAC_1_SQRT_2));
-                cdf + v * 0.398_942_3 * super::fast_math::exp(-0.5 * v * v)
+                cdf + v * 0.398_942_3 * fast_math::exp(-0.5 * v * v)
             };
     /// GELU's tanh approximation
     GeluTanh example()
