@@ -32,6 +32,22 @@ pub(crate) fn copy<T: Copy + Send + Sync>(src: &[T], sl: &Layout, dst: &mut [T],
         });
         return;
     }
+    if let ([rows, _], [_, 1]) = (&shape[..], &st[1][..]) {
+        // Rows `pitch` apart in the destination (a part of a concatenation,
+        // a column block): each task takes whole rows of that region.
+        let pitch = st[1][0];
+        if pitch >= run && n > GRAIN {
+            let per = rows.div_ceil(4 * rayon::current_num_threads()).max(GRAIN.div_ceil(run));
+            use rayon::prelude::*;
+            let region = &mut dst[dl.offset..dl.offset + (rows - 1) * pitch + run];
+            region.par_chunks_mut(per * pitch).enumerate().for_each(|(t, block)| {
+                for (q, row) in block.chunks_mut(pitch).enumerate() {
+                    copy_run(os.index_of(t * per + q), row, 1);
+                }
+            });
+            return;
+        }
+    }
     for q in 0..n / run {
         let at = od.index_of(q);
         let len = (run - 1) * ds + 1;

@@ -271,8 +271,8 @@ pub fn attention_forward_io(
     const OP: &str = "attention_forward";
     let [_, _, _, n_out] = check(OP, q, k, v, mask, &dims, io)?;
     let dev = q.device();
-    let out = Buffer::alloc(dev, n_out as u64 * io.size())?;
-    let lse = Buffer::alloc(dev, (dims.bh() * dims.lq) as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n_out as u64 * io.size())?;
+    let lse = Buffer::alloc_overwritten(dev, (dims.bh() * dims.lq) as u64 * 4)?;
     if dims.bh() * dims.lq == 0 {
         return Ok((out, lse));
     }
@@ -297,7 +297,7 @@ pub fn attention_forward_io(
             let x = Inputs { q: &qs, k: &ks, v: &vs, mask: hm, dims, causal, scale };
             let mut out_vals = HostOutput::new(dev, &mut ho, n_out, io)?;
             let (os, ls) = (out_vals.values(), super::f32s_mut(&mut hl));
-            if dev.runs_fast_cpu() {
+            if fast_cpu(dev, &dims) {
                 crate::cpu::attention::forward(&x, os, ls);
             } else {
                 twin::forward(&x, os, ls);
@@ -354,12 +354,14 @@ pub fn attention_backward_io(
     lse.check_len(OP, "lse", rows, 4)?;
     let dev = q.device();
     Buffer::check_same_device(OP, dev, &[out, lse, dout])?;
-    let dq = Buffer::alloc(dev, n_q as u64 * io.size())?;
-    let dk = Buffer::alloc(dev, n_k as u64 * io.size())?;
-    let dv = Buffer::alloc(dev, n_v as u64 * io.size())?;
+    let dq = Buffer::alloc_overwritten(dev, n_q as u64 * io.size())?;
+    let dk = Buffer::alloc_overwritten(dev, n_k as u64 * io.size())?;
     if n_q == 0 && n_k == 0 {
-        return Ok((dq, dk, dv));
+        // No scores (no rows, no keys, or d = 0): gradients of zeros.
+        return Ok((dq, dk, Buffer::alloc(dev, n_v as u64 * io.size())?));
     }
+    // Every word of the three is written below (the CPU paths too).
+    let dv = Buffer::alloc_overwritten(dev, n_v as u64 * io.size())?;
     // Both passes recompute the scores; dP, dq, dk and dv are one product each.
     crate::profiler::annotate_flops(2 * (dims.bh() * dims.lq * dims.lk * (4 * dims.d + 3 * dims.dv)) as u64);
     run_fallible(
@@ -400,7 +402,7 @@ pub fn attention_backward_io(
                 HostOutput::new(dev, &mut hk, n_k, io)?,
                 HostOutput::new(dev, &mut hv, n_v, io)?,
             );
-            if dev.runs_fast_cpu() {
+            if fast_cpu(dev, &dims) {
                 crate::cpu::attention::backward(&x, os, ls, gs, oq.values(), ok.values(), ov.values());
                 [oq, ok, ov].into_iter().for_each(HostOutput::finish);
                 return Ok(());
@@ -423,6 +425,14 @@ pub fn attention_backward_io(
         },
     )?;
     Ok((dq, dk, dv))
+}
+
+/// Whether the CPU's fast attention runs: it splits each output by heads'
+/// rows, so with an empty dim (no queries, no keys, d or dv = 0) some
+/// output would get no rows and keep what its (unzeroed) buffer held; the
+/// twin, which writes every word, runs those.
+fn fast_cpu(dev: &Device, dims: &AttnDims) -> bool {
+    dev.runs_fast_cpu() && [dims.lq, dims.lk, dims.d, dims.dv].iter().all(|&n| n > 0)
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ pub fn contiguous(x: &Buffer, layout: &Layout) -> Result<Buffer> {
     check_view("contiguous", "input", x, layout)?;
     let n = layout.numel();
     super::check_u32("contiguous", n)?;
-    let out = Buffer::alloc(x.device(), n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(x.device(), n as u64 * 4)?;
     copy_words(x, layout, (&out, &Layout::contiguous(&layout.shape)), true)?;
     Ok(out)
 }
@@ -388,7 +388,7 @@ pub fn concat(parts: &[(&Buffer, &Layout)], dim: usize) -> Result<(Buffer, Dims)
     shape[dim] = parts.iter().map(|(_, l)| l.shape[dim]).sum();
     let n = numel(&shape);
     super::check_u32(OP, n)?;
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let whole = Layout::contiguous(&shape);
     let mut start = 0;
     for &(buf, l) in parts {

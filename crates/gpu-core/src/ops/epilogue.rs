@@ -268,8 +268,19 @@ impl<'a> Epilogue<'a> {
     /// slices for the twin ([`HostEpilogue::apply`]: the scale, the bias,
     /// the ReLU or the activation, then the residual, on `sums` (`batches`
     /// entries of `m x n`, f32) in place), the values before the activation
-    /// copied to `pre`. The rounding is `operands::HostOutput`'s.
-    pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize)) {
+    /// copied to `pre`. The rounding is `operands::HostOutput`'s. With
+    /// `parallel` (the fast CPU backend) blocks of rows go to all cores:
+    /// the same steps per element, so the same bits.
+    pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize), parallel: bool) {
+        let nothing = self.scale.is_none()
+            && self.bias.is_none()
+            && !self.relu
+            && self.activation.is_none()
+            && self.residual.is_none()
+            && self.pre.is_none();
+        if nothing || m == 0 || n == 0 {
+            return;
+        }
         let (bias, residual) = (self.bias.map(|b| b.values.host()), self.residual.map(|r| r.host()));
         let host = HostEpilogue {
             scale: self.scale,
@@ -278,10 +289,23 @@ impl<'a> Epilogue<'a> {
             activation: self.activation,
             residual: residual.as_ref().map(|h| super::f32s(h)),
         };
-        host.apply(sums, (m, n), |values| {
-            if let Some(pre) = self.pre {
-                super::f32s_mut(&mut pre.host_mut())[..values.len()].copy_from_slice(values);
-            }
-        });
+        let mut pre_host = self.pre.map(Buffer::host_mut);
+        let pre = pre_host.as_mut().map(|h| &mut super::f32s_mut(h)[..sums.len()]);
+        if !parallel {
+            return host.apply(sums, 0, (m, n), pre);
+        }
+        use rayon::prelude::*;
+        // Whole rows per task, a few tasks per thread.
+        let rows = sums.len() / n;
+        let per = rows.div_ceil(4 * rayon::current_num_threads()).max(crate::cpu::GRAIN.div_ceil(n));
+        let chunk = per * n;
+        match pre {
+            Some(p) => sums
+                .par_chunks_mut(chunk)
+                .zip(p.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(t, (s, p))| host.apply(s, t * per, (m, n), Some(p))),
+            None => sums.par_chunks_mut(chunk).enumerate().for_each(|(t, s)| host.apply(s, t * per, (m, n), None)),
+        }
     }
 }

@@ -172,7 +172,7 @@ fn gather_along(
     if dev.gpu_ctx().is_none() {
         check_host(op, index.host()[..n_index].iter().copied(), layout.shape[dim])?;
     }
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     let dim_size = layout.shape[dim];
     // A size-1 dim may carry any stride; only index 0 is in range there.
     let dim_stride = if dim_size > 1 { layout.strides[dim] } else { 0 };

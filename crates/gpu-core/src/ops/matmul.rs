@@ -792,7 +792,7 @@ fn product(
             let mut stored = HostOutput::new(dev, &mut ho, total, epi.output)?;
             let fast = dev.runs_fast_cpu();
             sums_cpu(fast, (&wa[..], la, va), (&wb[..], bop), (batches, m, k, n), stored.values());
-            epi.apply_cpu(stored.values(), (m, n));
+            epi.apply_cpu(stored.values(), (m, n), fast);
             stored.finish();
             Ok(())
         },

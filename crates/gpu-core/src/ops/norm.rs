@@ -145,10 +145,10 @@ fn normalize(
             Buffer::check_same_device(op, dev, &[b])?;
         }
     }
-    let y = Buffer::alloc(dev, n as u64 * 4)?;
-    let z = affine.map(|_| Buffer::alloc(dev, n as u64 * 4)).transpose()?;
-    let mean = Buffer::alloc(dev, rows as u64 * 4)?;
-    let rstd = Buffer::alloc(dev, rows as u64 * 4)?;
+    let y = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
+    let z = affine.map(|_| Buffer::alloc_overwritten(dev, n as u64 * 4)).transpose()?;
+    let mean = Buffer::alloc_overwritten(dev, rows as u64 * 4)?;
+    let rstd = Buffer::alloc_overwritten(dev, rows as u64 * 4)?;
     run_fallible(
         dev,
         |g| {
@@ -240,7 +240,7 @@ fn normalize_backward(
         w.check_len(op, "weight", cols, 4)?;
         Buffer::check_same_device(op, dev, &[w])?;
     }
-    let dx = Buffer::alloc(dev, n as u64 * 4)?;
+    let dx = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     run(
         dev,
         |g| {

@@ -132,7 +132,7 @@ pub fn softmax_rows_io(x: &Buffer, io: Operands, rows: usize, cols: usize, log: 
     let n = check_rows(OP, rows, cols)?;
     x.check_len(OP, "input", n, io.size())?;
     let dev = x.device();
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     if n == 0 {
         return Ok(out);
     }
@@ -165,7 +165,7 @@ pub fn softmax_rows_backward(y: &Buffer, dy: &Buffer, rows: usize, cols: usize, 
     dy.check_len(OP, "gradient", n, 4)?;
     let dev = y.device();
     Buffer::check_same_device(OP, dev, &[dy])?;
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     if n == 0 {
         return Ok(out);
     }
@@ -356,9 +356,9 @@ pub fn cross_entropy_rows_io(logits: &Buffer, io: Operands, args: &CeArgs) -> Re
     others.extend(args.weight);
     Buffer::check_same_device(OP, dev, &others)?;
     let rows = args.rows;
-    let loss = Buffer::alloc(dev, rows as u64 * 4)?;
-    let weight = Buffer::alloc(dev, rows as u64 * 4)?;
-    let probs = Buffer::alloc(dev, n as u64 * 4)?;
+    let loss = Buffer::alloc_overwritten(dev, rows as u64 * 4)?;
+    let weight = Buffer::alloc_overwritten(dev, rows as u64 * 4)?;
+    let probs = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     if rows == 0 {
         return Ok((loss, weight, probs));
     }
@@ -415,7 +415,7 @@ pub fn cross_entropy_rows_backward(probs: &Buffer, args: &CeArgs, grad: &Buffer)
     let mut others = vec![args.target.buffer(), grad];
     others.extend(args.weight);
     Buffer::check_same_device(OP, dev, &others)?;
-    let out = Buffer::alloc(dev, n as u64 * 4)?;
+    let out = Buffer::alloc_overwritten(dev, n as u64 * 4)?;
     if n == 0 {
         return Ok(out);
     }

@@ -590,3 +590,107 @@ fn simd_levels_compute_the_same_bits() {
     // The level a capped run (`WGRAD_CPU_SIMD`, .ci/run) asked for, again.
     set_simd_level(before);
 }
+
+/// Outputs allocated without clearing (`Buffer::alloc_overwritten`: the
+/// op writes every word) must not show what a pooled buffer held: each
+/// op runs, its outputs are overwritten with NaN and freed, and the same
+/// ops run again on the buffers they left; every word must come out as
+/// the first time, on the fast device and on the reference. Empty dims
+/// (attention with no queries or no keys) included, where a path that
+/// splits work by rows has none to split.
+#[test]
+fn outputs_do_not_depend_on_what_pooled_buffers_held() {
+    use wgrad_gpu_core::ops::attention::{attention_backward, attention_forward, AttnDims};
+    use wgrad_gpu_core::ops::copy::{concat, contiguous};
+    use wgrad_gpu_core::ops::epilogue::{Bias, BiasAxis, Epilogue};
+    use wgrad_gpu_core::ops::index::gather;
+    use wgrad_gpu_core::ops::matmul::{matmul_epilogue, MatmulConfig};
+    use wgrad_gpu_core::ops::norm::{normalize_rows_affine_backward, normalize_rows_affine_io, Operands};
+    use wgrad_gpu_core::ops::softmax::{
+        cross_entropy_rows, cross_entropy_rows_backward, softmax_rows, softmax_rows_backward, CeArgs, CeTarget,
+    };
+    let mut rng = rng(12);
+    let (rows, cols) = (300, 67);
+    let n = rows * cols;
+    let (x, g, w) = (rng.vec(n, -2.0, 2.0), rng.vec(n, -1.0, 1.0), rng.vec(cols, 0.5, 1.5));
+    let classes: Vec<u32> = (0..rows).map(|_| rng.below(cols as u32)).collect();
+    let (bh, lq, lk, d) = (3, 37, 29, 8);
+    let (q, k, v) = (rng.vec(bh * lq * d, -1.0, 1.0), rng.vec(bh * lk * d, -1.0, 1.0), rng.vec(bh * lk * d, -1.0, 1.0));
+    let ops = |dev: &Device| -> Vec<Buffer> {
+        let up = |v: &[f32]| Buffer::from_f32(dev, v).unwrap();
+        let (xb, gb, wb) = (up(&x), up(&g), up(&w));
+        let mut out = Vec::new();
+        let (y, z, mean, rstd) =
+            normalize_rows_affine_io(&xb, Operands::F32, (rows, cols, 1e-5), &wb, Some(&wb)).unwrap();
+        out.push(normalize_rows_affine_backward(&gb, &y, &rstd, &wb, (rows, cols)).unwrap());
+        out.extend([y, z, mean, rstd]);
+        let s = softmax_rows(&xb, rows, cols, true).unwrap();
+        out.push(softmax_rows_backward(&s, &gb, rows, cols, true).unwrap());
+        out.push(s);
+        let t = Buffer::from_u32(dev, &classes).unwrap();
+        let args = CeArgs {
+            rows,
+            cols,
+            target: CeTarget::Classes(&t),
+            weight: None,
+            ignore_index: Some(1),
+            label_smoothing: 0.0,
+        };
+        let (loss, weight, probs) = cross_entropy_rows(&xb, &args).unwrap();
+        out.push(cross_entropy_rows_backward(&probs, &args, &weight).unwrap());
+        out.extend([loss, weight, probs]);
+        // Transposed, a part of a concatenation, and a gather along dim 1.
+        let l = Layout::contiguous(&[rows, cols]);
+        let t_view = l.permute(&[1, 0]).unwrap();
+        out.push(contiguous(&xb, &t_view).unwrap());
+        out.push(concat(&[(&xb, &l), (&gb, &l)], 1).unwrap().0);
+        let idx: Vec<u32> = (0..n).map(|i| ((i * 7) % cols) as u32).collect();
+        out.push(gather(&xb, &l, 1, &Buffer::from_u32(dev, &idx).unwrap(), &[rows, cols]).unwrap());
+        // A product with a bias by columns and a residual (the epilogue).
+        let epi = Epilogue {
+            bias: Some(Bias { values: &wb, axis: BiasAxis::Columns, groups: 1 }),
+            residual: Some(&xb),
+            ..Default::default()
+        };
+        let sq = Layout::contiguous(&[cols, cols]);
+        let wsq = up(&rng_square(cols));
+        out.push(matmul_epilogue(MatmulConfig::default(), &epi, &xb, &l, &wsq, &sq).unwrap().0);
+        // Attention, causal and not, and with no queries or no keys.
+        let (qb, kb, vb) = (up(&q), up(&k), up(&v));
+        let full = AttnDims { batch: bh, heads: 1, lq, lk, d, dv: d };
+        for (dims, causal) in
+            [(full, false), (full, true), (AttnDims { lq: 0, ..full }, false), (AttnDims { lk: 0, ..full }, false)]
+        {
+            let (o, lse) = attention_forward(&qb, &kb, &vb, None, dims, causal, 0.3).unwrap();
+            let go = up(&vec![0.5; (dims.bh() * dims.lq * d).max(1)]);
+            let (dq, dk, dv) = attention_backward(&qb, &kb, &vb, &o, &lse, &go, None, dims, causal, 0.3).unwrap();
+            out.extend([o, lse, dq, dk, dv]);
+        }
+        out
+    };
+    for dev in [Device::cpu(), Device::cpu_reference()] {
+        let first = ops(&dev);
+        let want: Vec<Vec<u32>> = first.iter().map(|b| b.to_u32().unwrap()).collect();
+        for b in &first {
+            b.write_bytes(&f32::NAN.to_le_bytes().repeat(b.len_bytes() as usize / 4)).unwrap();
+        }
+        drop(first);
+        let again = ops(&dev);
+        for (i, (b, want)) in again.iter().zip(&want).enumerate() {
+            let got = b.to_u32().unwrap();
+            if let Some(w) = (0..want.len()).find(|&w| got[w] != want[w]) {
+                panic!(
+                    "{}: result {i}, word {w}: {:#x}, was {:#x}: what its pooled buffer held",
+                    dev.name(),
+                    got[w],
+                    want[w]
+                );
+            }
+        }
+    }
+}
+
+/// A `n` x `n` matrix of values in [-1, 1), fixed.
+fn rng_square(n: usize) -> Vec<f32> {
+    rng(13).vec(n * n, -1.0, 1.0)
+}
