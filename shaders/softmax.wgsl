@@ -265,8 +265,13 @@ fn ce_fwd_part(row: u32, rt: RowTarget, st: vec2<f32>, first: u32, step: u32) ->
     for (var j = first; j < p.cols; j += step) {
         let z = load_x(x_base(row) + j) - st.x;
         probs_out[base + j] = exp(z) / st.y;
-        if !rt.ignored && !rt.bad {
-            acc += target_mass(row, j, rt) * (z - log_s);
+        // A class target's classes of no mass add nothing, even at a
+        // logit of -inf (PyTorch's masked logits: a finite loss, not
+        // 0 * -inf); a probability target's zeros are multiplied, as in
+        // PyTorch.
+        let q = target_mass(row, j, rt);
+        if !rt.ignored && !rt.bad && (TARGET == 1u || q != 0.0) {
+            acc += q * (z - log_s);
         }
     }
     return acc;

@@ -3,9 +3,11 @@
 //! element, and was most of an LSTM cell step). Accurate to a few units in
 //! the last place of f32; NaN in, NaN out.
 
-/// `e^x` for `x` in [-87, 87], clamped outside it (about 1.6e-38 and
-/// 6.1e37): enough for [`sigmoid`] and [`tanh`], which saturate long
-/// before. Cephes' `expf`: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6
+/// `e^x` for `x` in [-87, 87]; 0 below -87.34 (where f32's normal range
+/// ends: subnormals are flushed) and +∞ above 88.73 (past f32's largest),
+/// as libm gives there, so that `x · sigmoid(x)` at -∞ is NaN as in
+/// PyTorch; between those and ±87, e^±87 (about 1.6e-38 and 6.1e37).
+/// Cephes' `expf`: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6
 /// polynomial for `e^r`, and `2^n` put into the exponent bits.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
@@ -28,6 +30,9 @@ pub(crate) fn exp(x: f32) -> f32 {
     let e = p * r * r + r + 1.0;
     let scale = f32::from_bits(n_int.wrapping_add(127) << 23);
     let v = e * scale;
+    // Selects, not branches, so that loops over this still vectorize.
+    let v = if x < -87.34 { 0.0 } else { v };
+    let v = if x > 88.73 { f32::INFINITY } else { v };
     if x.is_nan() {
         x
     } else {
@@ -109,7 +114,15 @@ mod tests {
         assert_eq!(ln_1p_unit(1.0), 2.0f32.ln());
         assert!(ln_1p_unit(f32::NAN).is_nan());
         assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(exp(1e9), exp(87.0), "clamped above");
+        assert_eq!(exp(88.0), exp(87.0), "clamped above");
+        assert_eq!(exp(-87.2), exp(-87.0), "clamped below");
+        for (x, want) in
+            [(f32::NEG_INFINITY, 0.0), (-100.0, 0.0), (f32::INFINITY, f32::INFINITY), (100.0, f32::INFINITY)]
+        {
+            assert_eq!(exp(x), want, "exp({x}) as libm's");
+        }
+        assert_eq!(sigmoid(f32::NEG_INFINITY), 0.0);
+        assert_eq!(sigmoid(f32::INFINITY), 1.0);
         assert!(exp(f32::NAN).is_nan() && sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
     }
 }

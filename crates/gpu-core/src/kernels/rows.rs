@@ -145,8 +145,11 @@ impl CrossEntropy {
         for (c, &v) in x.iter().enumerate() {
             let z = v - m;
             probs[c] /= s;
-            if !rt.ignored && !rt.bad {
-                acc += self.mass(r, c, rt, targets, weights) as f64 * (z - log_s) as f64;
+            // As the kernel: a class target's classes of no mass add
+            // nothing (a masked logit of -inf gives PyTorch's finite loss).
+            let q = self.mass(r, c, rt, targets, weights);
+            if !rt.ignored && !rt.bad && (self.probs || q != 0.0) {
+                acc += q as f64 * (z - log_s) as f64;
             }
         }
         (if rt.bad { f32::NAN } else { -acc as f32 }, rt.w)

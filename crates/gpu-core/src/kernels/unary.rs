@@ -410,6 +410,32 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
 mod tests {
     use super::*;
 
+    /// The activations at ±∞ and far out, against PyTorch 2.x's values
+    /// (`torch.nn.functional`): NaN where PyTorch gives NaN (`x · sigmoid(x)`
+    /// at -∞ is -∞ · 0), saturated values elsewhere.
+    #[test]
+    fn activations_at_the_extremes_are_pytorchs() {
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let cases: [(UnaryOp, [f32; 4]); 8] = [
+            // At -∞, +∞, -100, +100.
+            (UnaryOp::Silu, [nan, inf, -0.0, 100.0]),
+            (UnaryOp::Mish, [nan, inf, -0.0, 100.0]),
+            (UnaryOp::Gelu, [nan, inf, -0.0, 100.0]),
+            (UnaryOp::GeluTanh, [nan, inf, -0.0, 100.0]),
+            (UnaryOp::Sigmoid, [0.0, 1.0, 0.0, 1.0]),
+            (UnaryOp::Tanh, [-1.0, 1.0, -1.0, 1.0]),
+            (UnaryOp::Elu(1.0), [-1.0, inf, -1.0, 100.0]),
+            (UnaryOp::Softplus { beta: 1.0, threshold: 20.0 }, [0.0, inf, 0.0, 100.0]),
+        ];
+        for (op, want) in cases {
+            for (x, w) in [-inf, inf, -100.0, 100.0].into_iter().zip(want) {
+                let got = op.apply(x);
+                let ok = if w.is_nan() { got.is_nan() } else { got == w || (got - w).abs() < 1e-30 };
+                assert!(ok, "{op:?}({x}) = {got}, PyTorch {w}");
+            }
+        }
+    }
+
     /// The twins read what the WGSL rows name and no more: with the value a
     /// row does not name replaced by NaN, every derivative is unchanged
     /// (autograd does not keep that value, `derivative_reads`).

@@ -8,7 +8,7 @@ use wgrad_gpu_core::ops::random::{counters_used, uniform};
 use wgrad_gpu_core::ops::softmax::{
     cross_entropy_rows, cross_entropy_rows_backward, softmax_rows, softmax_rows_backward, CeArgs, CeTarget,
 };
-use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Error};
 
 /// 130 rows run one thread per row on CPU adapters (`softmax_*_serial`,
@@ -265,6 +265,49 @@ fn cross_entropy_matches_twin_and_pytorch_formula() {
                 assert_close(&format!("weight vs formula {what}"), &wc, &f(weight), 0.0, 0.0);
             }
         }
+    }
+}
+
+/// Masked logits (-inf at classes other than the target) give PyTorch
+/// 2.x's `F.cross_entropy(reduction='none')`: finite losses with class
+/// targets (also with class weights), +inf with label smoothing, NaN with
+/// probability targets (0 · -inf there), and no gradient at the masked
+/// classes; on both CPU paths and the GPU.
+#[test]
+fn cross_entropy_of_masked_logits_is_pytorchs() {
+    let inf = f32::INFINITY;
+    let (rows, cols) = (2, 3);
+    let logits = [0.0, -inf, 1.0, 2.0, 0.5, -inf];
+    let classes = [0u32, 1];
+    let onehot = [1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0];
+    let mut devs = vec![Device::cpu_reference(), Device::cpu()];
+    devs.extend(gpu_or_skip("cross_entropy_of_masked_logits_is_pytorchs"));
+    for d in &devs {
+        let x = Buffer::from_f32(d, &logits).unwrap();
+        let (t, p) = (Buffer::from_u32(d, &classes).unwrap(), Buffer::from_f32(d, &onehot).unwrap());
+        let w = Buffer::from_f32(d, &[1.0, 2.0, 3.0]).unwrap();
+        let base = CeArgs {
+            rows,
+            cols,
+            target: CeTarget::Classes(&t),
+            weight: None,
+            ignore_index: None,
+            label_smoothing: 0.0,
+        };
+        let loss = |args: &CeArgs| cross_entropy_rows(&x, args).unwrap().0.to_f32().unwrap();
+        let name = d.name();
+        assert_close(&format!("{name}: classes"), &loss(&base), &[1.3133, 1.7014], 1e-4, 1e-4);
+        let weighted = CeArgs { weight: Some(&w), ..base };
+        assert_close(&format!("{name}: weighted"), &loss(&weighted), &[1.3133, 3.4028], 1e-4, 1e-4);
+        assert_eq!(loss(&CeArgs { label_smoothing: 0.1, ..base }), [inf, inf], "{name}: label smoothing");
+        let probs = loss(&CeArgs { target: CeTarget::Probs(&p), ..base });
+        assert!(probs.iter().all(|l| l.is_nan()), "{name}: probability targets: {probs:?}");
+        let (_, _, pr) = cross_entropy_rows(&x, &base).unwrap();
+        let ones = Buffer::from_f32(d, &[0.5, 0.5]).unwrap();
+        let dx = cross_entropy_rows_backward(&pr, &base, &ones).unwrap().to_f32().unwrap();
+        // PyTorch's gradient of the mean over the two rows.
+        let want = [-0.3655, 0.0, 0.3655, 0.4088, -0.4088, 0.0];
+        assert_close(&format!("{name}: gradient"), &dx, &want, 1e-3, 1e-4);
     }
 }
 
