@@ -22,9 +22,8 @@ use crate::kernels::fast_math::exp;
 const CAUSAL_ROWS: usize = 32;
 
 multiversion! {
-    /// `row[j] = e^(row[j] − m)`, exactly 0 for a hidden key (−∞; the
-    /// branch-free `exp` clamps its argument, so it would give 1e-38);
-    /// returns their sum. The branch-free `exp` and the sum's independent
+    /// `row[j] = e^(row[j] − m)`, exactly 0 for a hidden key (−∞, which
+    /// the branch-free `exp` maps to 0 as libm does); returns their sum. The branch-free `exp` and the sum's independent
     /// lanes let the loop vectorize (libm's `expf` was a call per score,
     /// and one chain of adds kept it scalar).
     fn exp_shifted(row: &mut [f32], m: f32) -> f32 {
@@ -32,13 +31,13 @@ multiversion! {
         let mut chunks = row.chunks_exact_mut(LANES);
         for c in &mut chunks {
             for (l, s) in lanes.iter_mut().zip(c) {
-                *s = if *s == f32::NEG_INFINITY { 0.0 } else { exp(*s - m) };
+                *s = exp(*s - m);
                 *l += *s;
             }
         }
         let mut sum = 0.0;
         for s in chunks.into_remainder() {
-            *s = if *s == f32::NEG_INFINITY { 0.0 } else { exp(*s - m) };
+            *s = exp(*s - m);
             sum += *s;
         }
         lanes.iter().sum::<f32>() + sum

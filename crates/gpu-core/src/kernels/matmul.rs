@@ -179,42 +179,34 @@ pub(crate) struct HostEpilogue<'a> {
 }
 
 impl HostEpilogue<'_> {
-    /// The store epilogue (`store4` in `shaders/matmul.wgsl`) on whole rows
-    /// of the product's `batches · m` rows of `n` f32 sums, in place,
-    /// `sums` starting at row `first`: the scale, the bias, the ReLU or the
-    /// activation (the values before it copied to `pre`, the same rows),
-    /// then the residual, all in f32. Each element goes through the same
-    /// steps whichever block of rows it is applied in, so blocks may run on
-    /// any thread.
-    pub(crate) fn apply(&self, sums: &mut [f32], first: usize, (m, n): (usize, usize), mut pre: Option<&mut [f32]>) {
-        if n == 0 || m == 0 {
-            return;
+    /// The store epilogue (`store4` in `shaders/matmul.wgsl`) on one row of
+    /// `n` f32 sums, in place: row `at` of the product's `batches · m` rows.
+    /// The scale, the bias, the ReLU or the activation (the values before
+    /// it copied to `pre`, unless `pre` is empty), then the residual, all
+    /// in f32. Rows are independent, so they may run on any thread.
+    pub(crate) fn apply_row(&self, row: &mut [f32], at: usize, (m, n): (usize, usize), pre: &mut [f32]) {
+        if let Some(scale) = self.scale {
+            row.iter_mut().for_each(|v| *v *= scale);
         }
-        for (r, row) in sums.chunks_exact_mut(n).enumerate() {
-            let at = first + r;
-            if let Some(scale) = self.scale {
-                row.iter_mut().for_each(|v| *v *= scale);
+        if let Some((bias, axis, groups)) = self.bias {
+            let (e, i) = (at / m, at % m);
+            let g = e % groups.max(1);
+            match axis {
+                BiasAxis::Rows => row.iter_mut().for_each(|v| *v += bias[g * m + i]),
+                BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
             }
-            if let Some((bias, axis, groups)) = self.bias {
-                let (e, i) = (at / m, at % m);
-                let g = e % groups.max(1);
-                match axis {
-                    BiasAxis::Rows => row.iter_mut().for_each(|v| *v += bias[g * m + i]),
-                    BiasAxis::Columns => row.iter_mut().zip(&bias[g * n..]).for_each(|(v, b)| *v += b),
-                }
-            }
-            if self.relu {
-                row.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            if let Some(p) = pre.as_deref_mut() {
-                p[r * n..(r + 1) * n].copy_from_slice(row);
-            }
-            if let Some(op) = self.activation {
-                row.iter_mut().for_each(|v| *v = op.apply(*v));
-            }
-            if let Some(res) = self.residual {
-                row.iter_mut().zip(&res[at * n..]).for_each(|(v, r)| *v += r);
-            }
+        }
+        if self.relu {
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        if !pre.is_empty() {
+            pre.copy_from_slice(row);
+        }
+        if let Some(op) = self.activation {
+            row.iter_mut().for_each(|v| *v = op.apply(*v));
+        }
+        if let Some(res) = self.residual {
+            row.iter_mut().zip(&res[at * n..]).for_each(|(v, r)| *v += r);
         }
     }
 }

@@ -265,12 +265,12 @@ impl<'a> Epilogue<'a> {
     }
 
     /// The epilogue before the rounding on the host: its buffers mapped to
-    /// slices for the twin ([`HostEpilogue::apply`]: the scale, the bias,
+    /// slices for the twin ([`HostEpilogue::apply_row`]: the scale, the bias,
     /// the ReLU or the activation, then the residual, on `sums` (`batches`
     /// entries of `m x n`, f32) in place), the values before the activation
     /// copied to `pre`. The rounding is `operands::HostOutput`'s. With
-    /// `parallel` (the fast CPU backend) blocks of rows go to all cores:
-    /// the same steps per element, so the same bits.
+    /// `parallel` (the fast CPU backend) the rows go to all cores: the same
+    /// steps per element, so the same bits.
     pub(crate) fn apply_cpu(&self, sums: &mut [f32], (m, n): (usize, usize), parallel: bool) {
         let nothing = self.scale.is_none()
             && self.bias.is_none()
@@ -290,22 +290,10 @@ impl<'a> Epilogue<'a> {
             residual: residual.as_ref().map(|h| super::f32s(h)),
         };
         let mut pre_host = self.pre.map(Buffer::host_mut);
-        let pre = pre_host.as_mut().map(|h| &mut super::f32s_mut(h)[..sums.len()]);
-        if !parallel {
-            return host.apply(sums, 0, (m, n), pre);
-        }
-        use rayon::prelude::*;
-        // Whole rows per task, a few tasks per thread.
-        let rows = sums.len() / n;
-        let per = rows.div_ceil(4 * rayon::current_num_threads()).max(crate::cpu::GRAIN.div_ceil(n));
-        let chunk = per * n;
-        match pre {
-            Some(p) => sums
-                .par_chunks_mut(chunk)
-                .zip(p.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(t, (s, p))| host.apply(s, t * per, (m, n), Some(p))),
-            None => sums.par_chunks_mut(chunk).enumerate().for_each(|(t, s)| host.apply(s, t * per, (m, n), None)),
-        }
+        let pre: &mut [f32] = match pre_host.as_mut() {
+            Some(h) => &mut super::f32s_mut(h)[..sums.len()],
+            None => &mut [],
+        };
+        crate::cpu::per_row2(parallel, (sums, n), (pre, n), |r, row, pre| host.apply_row(row, r, (m, n), pre));
     }
 }

@@ -614,6 +614,7 @@ fn outputs_do_not_depend_on_what_pooled_buffers_held() {
     let n = rows * cols;
     let (x, g, w) = (rng.vec(n, -2.0, 2.0), rng.vec(n, -1.0, 1.0), rng.vec(cols, 0.5, 1.5));
     let classes: Vec<u32> = (0..rows).map(|_| rng.below(cols as u32)).collect();
+    let square = rng.vec(cols * cols, -1.0, 1.0);
     let (bh, lq, lk, d) = (3, 37, 29, 8);
     let (q, k, v) = (rng.vec(bh * lq * d, -1.0, 1.0), rng.vec(bh * lk * d, -1.0, 1.0), rng.vec(bh * lk * d, -1.0, 1.0));
     let ops = |dev: &Device| -> Vec<Buffer> {
@@ -653,7 +654,7 @@ fn outputs_do_not_depend_on_what_pooled_buffers_held() {
             ..Default::default()
         };
         let sq = Layout::contiguous(&[cols, cols]);
-        let wsq = up(&rng_square(cols));
+        let wsq = up(&square);
         out.push(matmul_epilogue(MatmulConfig::default(), &epi, &xb, &l, &wsq, &sq).unwrap().0);
         // Attention, causal and not, and with no queries or no keys.
         let (qb, kb, vb) = (up(&q), up(&k), up(&v));
@@ -688,9 +689,4 @@ fn outputs_do_not_depend_on_what_pooled_buffers_held() {
             }
         }
     }
-}
-
-/// A `n` x `n` matrix of values in [-1, 1), fixed.
-fn rng_square(n: usize) -> Vec<f32> {
-    rng(13).vec(n * n, -1.0, 1.0)
 }
