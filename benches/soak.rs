@@ -2,7 +2,10 @@
 //! steps, checking that device memory stays flat after warm-up:
 //! `buffers_created` (driver allocations, i.e. buffer-pool misses),
 //! `bytes_live` and `bytes_peak` are sampled every tenth of the run after a
-//! warm-up of a tenth, and any growth after warm-up fails the run (exit 1).
+//! warm-up of a tenth, and any growth after warm-up fails the run (exit 1);
+//! so does the process's resident memory rising more than
+//! `soak::RESIDENT_SLACK` (on a CPU adapter, the driver's own memory, which
+//! the counters do not see).
 //! The loops and their sizes are in `benches/common/soak.rs`.
 //!
 //! `cargo bench --bench soak -- [--steps N] [--model NAME]... [--backend gpu|cpu] [--minutes M]`
@@ -90,11 +93,12 @@ fn main() {
             println!("== {model} on {backend} ({}): {}", dev.name(), lp.describe());
             let result = soak::soak(&mut *lp, &dev, (o.steps, warmup, every), deadline, &mut |s| {
                 println!(
-                    "   step {:>6}  bytes_live {:>11}  bytes_peak {:>11}  buffers_created {:>7}  {:>8.1} s",
+                    "   step {:>6}  bytes_live {:>11}  bytes_peak {:>11}  buffers_created {:>7}  resident {:>7.1} MB  {:>8.1} s",
                     s.step,
                     s.stats.bytes_live,
                     s.stats.bytes_peak,
                     s.stats.buffers_created,
+                    s.resident as f64 / 1e6,
                     t0.elapsed().as_secs_f64()
                 );
                 let _ = std::io::stdout().flush();
@@ -102,7 +106,7 @@ fn main() {
             if result.steps_run < o.steps {
                 println!("   stopped by --minutes after {} of {} steps", result.steps_run, o.steps);
             }
-            let verdict = result.verdict();
+            let verdict = result.whole_process_verdict();
             if let Err(why) = &verdict {
                 println!("   NOT FLAT: {why}");
                 failed.push(format!("{model}/{backend}: {why}"));
@@ -116,7 +120,7 @@ fn main() {
         o.steps.div_ceil(every) - 1
     );
     println!(
-        "{:<15} {:<4} {:>6} {:>12} {:>9} {:>25} {:>17} {:>10} {:>8} {:>12} {:>8} {:>5}",
+        "{:<15} {:<4} {:>6} {:>12} {:>9} {:>25} {:>17} {:>10} {:>8} {:>12} {:>10} {:>8} {:>5}",
         "model",
         "dev",
         "steps",
@@ -127,6 +131,7 @@ fn main() {
         "live grow",
         "buf grow",
         "peak B",
+        "rss grow",
         "steps/s",
         "flat"
     );
@@ -136,7 +141,7 @@ fn main() {
         // A run stopped in warm-up has no samples to range over.
         let range = |lo, hi| if r.after.is_empty() { "-".to_string() } else { format!("{lo}..{hi}") };
         println!(
-            "{model:<15} {backend:<4} {:>6} {:>12} {:>9} {:>25} {:>17} {:>10} {:>8} {:>12} {:>8.2} {:>5}",
+            "{model:<15} {backend:<4} {:>6} {:>12} {:>9} {:>25} {:>17} {:>10} {:>8} {:>12} {:>10} {:>8.2} {:>5}",
             r.steps_run,
             r.warm.stats.bytes_live,
             r.warm.stats.buffers_created,
@@ -145,6 +150,7 @@ fn main() {
             r.live_growth(),
             r.buffers_growth(),
             r.last().bytes_peak,
+            format!("{:.1} MB", r.resident_growth() as f64 / 1e6),
             r.steps_per_s,
             if r.after.is_empty() {
                 "-"

@@ -262,14 +262,37 @@ struct Tile {
     b_last: u32,
 }
 
+// Where batch entry `batch` starts in A (x) and in B (y), over the
+// p.brank dims of p.batch_shape. The loop runs a fixed 8 times and selects
+// the rank's dims, once per lane, rather than `for k < p.brank`: Mesa 22's
+// lavapipe inlines a loop bound read from the parameters into a new shader
+// variant whenever a launch binds new buffers, and where that loop is much
+// of the kernel it compiles (and keeps) one at every launch. The LSTM's
+// per-step products, whose store is small, cost ~5 ms and ~400 KB a launch
+// that way (docs/internals/gpu-core.md, "Loop bounds on lavapipe").
+fn batch_offsets(batch: u32) -> vec2<u32> {
+    var rem = batch;
+    var off = vec2<u32>(0u);
+    for (var k = 0u; k < 8u; k++) {
+        let on = k < p.brank;
+        let d = select(0u, p.brank - 1u - k, on);
+        let n = select(1u, p.batch_shape[d / 4u][d % 4u], on);
+        let strides = vec2(p.a_bstrides[d / 4u][d % 4u], p.b_bstrides[d / 4u][d % 4u]);
+        off += select(vec2<u32>(0u), vec2(rem % n) * strides, on);
+        rem /= n;
+    }
+    return off;
+}
+
 fn tile_of(wg: u32) -> Tile {
     let batch = wg / p.tiles_per_batch;
     let t = wg % p.tiles_per_batch;
     var tl: Tile;
     tl.m0 = (t / p.tiles_n) * TILE_M;
     tl.n0 = (t % p.tiles_n) * TILE_N;
-    tl.a_base = p.a_offset + strided_offset(batch, p.brank, p.batch_shape, p.a_bstrides);
-    tl.b_base = p.b_offset + strided_offset(batch, p.brank, p.batch_shape, p.b_bstrides);
+    let offsets = batch_offsets(batch);
+    tl.a_base = p.a_offset + offsets.x;
+    tl.b_base = p.b_offset + offsets.y;
     tl.c_base = batch * p.m * p.n;
     tl.bias_base = (batch % p.bias_batches) * select(p.n, p.m, p.bias_axis == 1u);
     tl.a_last = tl.a_base + (p.m - 1u) * p.a_rs + (p.k - 1u) * p.a_cs;

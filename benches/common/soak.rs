@@ -451,6 +451,13 @@ fn read_back(values: &[f64]) {
 /// 4,500 steps after a 5,000-step soak's warm-up, and moves the peak.
 pub const LIVE_SLACK: u64 = 4096;
 
+/// How far the process's resident memory may rise after warm-up in a
+/// whole-process soak (`benches/soak.rs`; the test binary runs other tests
+/// beside its soaks, so it does not judge it): allocator slack, far below
+/// a driver that keeps something per launch (Mesa 22's lavapipe kept a
+/// compiled shader per LSTM launch, gigabytes over a soak).
+pub const RESIDENT_SLACK: u64 = 64 << 20;
+
 /// The device counters at one step.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -458,6 +465,23 @@ pub struct Sample {
     pub step: usize,
     /// The counters then.
     pub stats: StatsSnapshot,
+    /// The process's resident memory then, in bytes (0 where the OS does
+    /// not say): on a CPU adapter the driver's memory, which the counters
+    /// do not see.
+    pub resident: u64,
+}
+
+impl Sample {
+    fn now(step: usize, dev: &Device) -> Sample {
+        Sample { step, stats: dev.stats(), resident: resident_bytes() }
+    }
+}
+
+/// The process's resident memory in bytes (Linux: `/proc/self/statm`,
+/// in 4 KiB pages); 0 elsewhere.
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).map_or(0, |pages| pages * 4096)
 }
 
 /// What a soak measured: the sample at the end of warm-up, the samples
@@ -498,12 +522,12 @@ pub fn soak(
         warmup += 1;
         lp.step();
         if late() {
-            let warm = Sample { step: warmup, stats: dev.stats() };
+            let warm = Sample::now(warmup, dev);
             seen(&warm);
             return Soak { warm, after: Vec::new(), steps_per_s: 0.0, steps_run: warmup };
         }
     }
-    let warm = Sample { step: warmup, stats: dev.stats() };
+    let warm = Sample::now(warmup, dev);
     seen(&warm);
     let mut after = Vec::new();
     let t = Instant::now();
@@ -513,7 +537,7 @@ pub fn soak(
         steps_run = s;
         let stop = late();
         if (s - warmup).is_multiple_of(every) || s == steps || stop {
-            let sample = Sample { step: s, stats: dev.stats() };
+            let sample = Sample::now(s, dev);
             seen(&sample);
             after.push(sample);
         }
@@ -545,6 +569,13 @@ impl Soak {
     /// How far the peak of `bytes_live` rose after warm-up.
     pub fn peak_growth(&self) -> u64 {
         self.last().bytes_peak - self.warm.stats.bytes_peak
+    }
+
+    /// The most the process's resident memory rose above its warm-up
+    /// value at any sample (0 when it never did or the OS does not say).
+    pub fn resident_growth(&self) -> u64 {
+        let max = self.after.iter().map(|s| s.resident).max().unwrap_or(0);
+        max.saturating_sub(self.warm.resident)
     }
 
     /// Smallest and largest `bytes_live` over the samples after warm-up.
@@ -579,6 +610,21 @@ impl Soak {
             Ok(())
         } else {
             Err(why.join("; "))
+        }
+    }
+
+    /// [`verdict`](Self::verdict), and the process's resident memory
+    /// within [`RESIDENT_SLACK`] of its warm-up value: for a process that
+    /// runs nothing but its soaks, one after another.
+    pub fn whole_process_verdict(&self) -> Result<(), String> {
+        let resident = (self.resident_growth() > RESIDENT_SLACK).then(|| {
+            format!("the process's resident memory rose {:.1} MB after warm-up", self.resident_growth() as f64 / 1e6)
+        });
+        match (self.verdict(), resident) {
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(r)) => Err(r),
+            (Err(w), None) => Err(w),
+            (Err(w), Some(r)) => Err(format!("{w}; {r}")),
         }
     }
 }
