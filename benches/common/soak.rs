@@ -473,15 +473,8 @@ pub struct Sample {
 
 impl Sample {
     fn now(step: usize, dev: &Device) -> Sample {
-        Sample { step, stats: dev.stats(), resident: resident_bytes() }
+        Sample { step, stats: dev.stats(), resident: wgrad::gpu_core::testing::resident_bytes().unwrap_or(0) }
     }
-}
-
-/// The process's resident memory in bytes (Linux: `/proc/self/statm`,
-/// in 4 KiB pages); 0 elsewhere.
-pub fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).map_or(0, |pages| pages * 4096)
 }
 
 /// What a soak measured: the sample at the end of warm-up, the samples

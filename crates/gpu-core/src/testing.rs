@@ -140,3 +140,11 @@ pub fn thread_allocations(f: impl FnOnce()) -> u64 {
     COUNTING.with(|c| c.set(false));
     COUNT.with(std::cell::Cell::get)
 }
+
+/// The process's resident memory in bytes, where the OS says (Linux:
+/// `/proc/self/statm`, in 4 KiB pages). On a CPU adapter it includes the
+/// driver's own memory, which the device's counters do not see.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    statm.split_whitespace().nth(1)?.parse::<u64>().ok().map(|pages| pages * 4096)
+}

@@ -12,14 +12,12 @@
 #![cfg(target_os = "linux")]
 
 use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
-use wgrad_gpu_core::testing::fresh_gpu_or_skip;
+use wgrad_gpu_core::testing::{self, fresh_gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, HostRng};
 
-/// The process's resident memory in bytes (`/proc/self/statm`, in pages).
+/// The process's resident memory in bytes.
 fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("statm's resident field");
-    pages * 4096
+    testing::resident_bytes().expect("/proc/self/statm's resident field")
 }
 
 /// One LSTM sequence forward and backward (T launches each way, on the
