@@ -610,14 +610,14 @@ impl Soak {
     /// within [`RESIDENT_SLACK`] of its warm-up value: for a process that
     /// runs nothing but its soaks, one after another.
     pub fn whole_process_verdict(&self) -> Result<(), String> {
-        let resident = (self.resident_growth() > RESIDENT_SLACK).then(|| {
-            format!("the process's resident memory rose {:.1} MB after warm-up", self.resident_growth() as f64 / 1e6)
-        });
-        match (self.verdict(), resident) {
-            (Ok(()), None) => Ok(()),
-            (Ok(()), Some(r)) => Err(r),
-            (Err(w), None) => Err(w),
-            (Err(w), Some(r)) => Err(format!("{w}; {r}")),
+        let grown = self.resident_growth();
+        if grown <= RESIDENT_SLACK {
+            return self.verdict();
         }
+        let resident = format!("the process's resident memory rose {:.1} MB after warm-up", grown as f64 / 1e6);
+        Err(match self.verdict() {
+            Ok(()) => resident,
+            Err(why) => format!("{why}; {resident}"),
+        })
     }
 }

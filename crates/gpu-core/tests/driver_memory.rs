@@ -7,8 +7,8 @@
 //! in the product's store) at every launch and kept it, about 400 KB and
 //! 5 ms each, because the kernel's batch-offset loop ran to a bound read
 //! from the parameters, which that driver inlines into a fresh variant
-//! whenever the bindings change (`shaders/matmul.wgsl`, `batch_offset`).
-//! This test failed on that kernel (a few hundred MB over these launches).
+//! whenever the bindings change (`shaders/matmul.wgsl`, `batch_offsets`).
+//! This test failed on that kernel (222 MB over these launches).
 #![cfg(target_os = "linux")]
 
 use wgrad_gpu_core::ops::recurrent::{recurrent_backward, recurrent_forward, RecurrentKind};
