@@ -7,7 +7,8 @@
 #             (WGRAD_COOP_FRAGS; they fail if the adapter has no usable
 #             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
 #             attention ones, and the f32 ones;
-#   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting;
+#   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting
+#             (fragments, tile, prefetch);
 #   table     the f32 and f16 matmul tables beside PyTorch on the same card;
 #   sequence  the Transformer and GPT steps with --amp beside PyTorch autocast.
 # Packed by benches/gpu/pack.sh; run from the project root as
@@ -28,6 +29,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     for f in 2 4; do
       WGRAD_COOP_FRAGS=$f step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
     done
+    WGRAD_COOP_PREFETCH=0 step .gpu/test_gpu_core parity_matmul_f16:: --test-threads 1
     step .gpu/test_gpu_core parity_epilogue:: --test-threads 1
     # The fuser's tails on the matrix-unit family's store (`matmul_coop_act`).
     step .gpu/test_gpu_core product_tails:: --test-threads 1
@@ -37,14 +39,17 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     step .gpu/test_gpu_core split_binding:: --test-threads 1
   fi
   if has sweep; then
-    for s in "2 -" "4 -" "2 64x64" "4 128x64"; do
+    # Fragments along N, tile, and whether a slice's loads overlap the
+    # slice before's products (WGRAD_COOP_PREFETCH; 0 is the kernel as it
+    # was measured on 2026-11-27).
+    for s in "2 - 1" "2 - 0" "4 - 1" "4 - 0" "2 64x64 1" "4 128x64 1"; do
       set -- $s
-      echo "-- WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2"
+      echo "-- WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2 WGRAD_COOP_PREFETCH=$3"
       # An empty WGRAD_COOP_TILE is an error, so "-" leaves it unset.
       if [ "$2" = - ]; then
-        WGRAD_COOP_FRAGS=$1 LIMIT=40 step .gpu/bench_matmul --f16 --units
+        WGRAD_COOP_FRAGS=$1 WGRAD_COOP_PREFETCH=$3 LIMIT=40 step .gpu/bench_matmul --f16 --units
       else
-        WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2 LIMIT=40 step .gpu/bench_matmul --f16 --units
+        WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2 WGRAD_COOP_PREFETCH=$3 LIMIT=40 step .gpu/bench_matmul --f16 --units
       fi
     done
   fi

@@ -75,10 +75,20 @@ pub struct DeviceInfo {
     /// run at (`CPU_SIMD_AVX512`, `CPU_SIMD_AVX2`, `CPU_SIMD_BASELINE`).
     pub features: Vec<String>,
     /// Whether f16 products run on matrix units (tensor cores) through
-    /// cooperative matrices: `Some(subgroup size)` where they do, `None` on
-    /// adapters that do not offer them, under `WGRAD_MATMUL_KERNEL=tiled`,
+    /// cooperative matrices: `Some` where they do, `None` on adapters that
+    /// do not offer them, on software adapters unless
+    /// `WGRAD_MATMUL_KERNEL=coop` asks, under `WGRAD_MATMUL_KERNEL=tiled`,
     /// and on the CPU backend.
-    pub matrix_units: Option<u32>,
+    pub matrix_units: Option<MatrixUnitsInfo>,
+}
+
+/// The matrix units a device's f16 products run on ([`DeviceInfo::matrix_units`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixUnitsInfo {
+    /// The fragments' edge: 16 (16 x 16 x 16 products) or 8.
+    pub fragment: u32,
+    /// Lanes per subgroup, the unit a fragment is spread over.
+    pub subgroup_size: u32,
 }
 
 impl std::fmt::Debug for Device {
@@ -246,7 +256,9 @@ impl Device {
                 max_buffer_size: g.limits.max_buffer_size,
                 max_storage_buffer_binding_size: g.limits.max_storage_buffer_binding_size,
                 features: g.features.iter_names().map(|(n, _)| n.to_string()).collect(),
-                matrix_units: g.matrix_units.map(|u| u.subgroup_size),
+                matrix_units: g
+                    .matrix_units
+                    .map(|u| MatrixUnitsInfo { fragment: u.fragment, subgroup_size: u.subgroup_size }),
             },
             Backend::Cpu => DeviceInfo {
                 name: "cpu".into(),
@@ -469,7 +481,7 @@ impl Device {
     }
 
     /// Whether f16 products run on matrix units (tensor cores) here (cheap;
-    /// [`info`](Self::info)`().matrix_units` has the subgroup size).
+    /// [`info`](Self::info)`().matrix_units` has their shape).
     pub fn has_matrix_units(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.matrix_units.is_some())
     }

@@ -39,7 +39,7 @@ mod web;
 
 pub use buffer::Buffer;
 pub use cpu::simd::{host_simd_level, set_simd_level, simd_level, SimdLevel};
-pub use device::{Device, DeviceInfo};
+pub use device::{Device, DeviceInfo, MatrixUnitsInfo};
 pub use error::{Error, Result};
 pub use host_rng::{mix64, HostRng, GOLDEN};
 pub use layout::{Dims, Layout};

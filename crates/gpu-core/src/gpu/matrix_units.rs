@@ -1,9 +1,13 @@
 //! Matrix units (tensor cores on NVIDIA, matrix cores on AMD, simdgroup
 //! matrices on Apple) as wgpu exposes them to WGSL: the experimental
 //! cooperative-matrix feature. gpu-core asks for it only where the adapter
-//! offers the one configuration `shaders/matmul_coop.wgsl` is written for,
-//! 16 x 16 x 16 with f16 A/B and f32 accumulators, in subgroups of one
-//! fixed size; everywhere else the tiled kernel runs the f16 products.
+//! offers a configuration `shaders/matmul_coop.wgsl` is written for, f16
+//! A/B and f32 accumulators in fragments of 16 x 16 x 16 (or 8 x 8 x 8,
+//! the `matmul_coop8` variant), in subgroups of one fixed size; everywhere
+//! else the tiled kernel runs the f16 products. A software adapter's
+//! cooperative matrices (lavapipe's, in Mesa 26) are emulated, so they are
+//! used only when asked for (`WGRAD_MATMUL_KERNEL=coop`): that is how the
+//! kernel's parity tests run without a GPU (`.ci/coop-lavapipe.sh`).
 
 /// The cooperative-matrix configuration the matmul's `main_coop` entry
 /// point needs, found on an adapter.
@@ -11,6 +15,8 @@
 pub(crate) struct MatrixUnits {
     /// Lanes of every subgroup (the adapter's min and max subgroup size agree).
     pub subgroup_size: u32,
+    /// The fragments' edge: 16 where the adapter offers 16 x 16 x 16, else 8.
+    pub fragment: u32,
 }
 
 /// What `WGRAD_MATMUL_KERNEL` says about matrix units: `coop` forces them
@@ -49,23 +55,26 @@ pub(crate) fn find(
 ) -> Option<MatrixUnits> {
     let needed =
         wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-    let shape = configs.iter().any(|c| {
-        (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
-            && c.ab_type == wgpu::CooperativeScalarType::F16
-            && c.cr_type == wgpu::CooperativeScalarType::F32
-    });
+    let offered = |edge: u32| {
+        configs.iter().any(|c| {
+            (c.m_size, c.n_size, c.k_size) == (edge, edge, edge)
+                && c.ab_type == wgpu::CooperativeScalarType::F16
+                && c.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    };
+    let fragment = [16, 8].into_iter().find(|&edge| offered(edge))?;
     // The kernel's workgroup is a whole number of subgroups whose size it
     // must know when the pipeline is made.
     let fixed = subgroup_min == subgroup_max && (8..=128).contains(&subgroup_min);
-    (features.contains(needed) && shape && fixed).then_some(MatrixUnits { subgroup_size: subgroup_min })
+    (features.contains(needed) && fixed).then_some(MatrixUnits { subgroup_size: subgroup_min, fragment })
 }
 
 /// The adapter's matrix units for a device opened under `wish`.
 pub(crate) fn for_adapter(adapter: &wgpu::Adapter, wish: Wish) -> Option<MatrixUnits> {
-    if wish == Wish::Forbidden {
+    let info = adapter.get_info();
+    if wish == Wish::Forbidden || (wish == Wish::Auto && info.device_type == wgpu::DeviceType::Cpu) {
         return None;
     }
-    let info = adapter.get_info();
     find(adapter.features(), (info.subgroup_min_size, info.subgroup_max_size), &adapter.cooperative_matrix_properties())
 }
 
@@ -80,9 +89,18 @@ pub(crate) fn describe(adapter: &wgpu::Adapter) -> String {
         .iter()
         .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type))
         .collect();
-    let used = match for_adapter(adapter, Wish::Auto) {
-        Some(u) => format!("used for f16 products (16x16x16 f16->f32, subgroups of {})", u.subgroup_size),
-        None => "not used (no 16x16x16 f16->f32 configuration in fixed-size subgroups)".into(),
+    let e = |u: MatrixUnits| u.fragment;
+    let used = match (for_adapter(adapter, Wish::Auto), for_adapter(adapter, Wish::Forced)) {
+        (Some(u), _) => {
+            format!("used for f16 products ({0}x{0}x{0} f16->f32, subgroups of {1})", e(u), u.subgroup_size)
+        }
+        (None, Some(u)) => format!(
+            "emulated by a software adapter: used only under WGRAD_MATMUL_KERNEL=coop ({0}x{0}x{0} f16->f32, \
+             subgroups of {1})",
+            e(u),
+            u.subgroup_size
+        ),
+        (None, None) => "not used (no 16x16x16 or 8x8x8 f16->f32 configuration in fixed-size subgroups)".into(),
     };
     format!("{used}; adapter lists {}", listed.join(", "))
 }
@@ -116,13 +134,16 @@ mod tests {
     }
 
     #[test]
-    fn only_the_f16_16x16x16_shape_in_fixed_subgroups_is_used() {
+    fn only_f16_shapes_with_f32_sums_in_fixed_subgroups_are_used() {
         use wgpu::CooperativeScalarType::{F16, F32};
         let all =
             wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-        let good = [config(8, F32, F32), config(16, F16, F32)];
-        assert_eq!(find(all, (32, 32), &good), Some(MatrixUnits { subgroup_size: 32 }));
-        // Apple-like: 8x8 f32 only.
+        let good = [config(8, F32, F32), config(8, F16, F32), config(16, F16, F32)];
+        assert_eq!(find(all, (32, 32), &good), Some(MatrixUnits { subgroup_size: 32, fragment: 16 }));
+        // lavapipe in Mesa 26: 8x8x8 only, 8-lane subgroups.
+        let small = [config(8, F16, F16), config(8, F16, F32)];
+        assert_eq!(find(all, (8, 8), &small), Some(MatrixUnits { subgroup_size: 8, fragment: 8 }));
+        // 8x8 f32 only.
         assert_eq!(find(all, (32, 32), &[config(8, F32, F32)]), None);
         // f16 accumulators only.
         assert_eq!(find(all, (32, 32), &[config(16, F16, F16)]), None);

@@ -307,27 +307,33 @@ mod coop_tests {
 
     #[test]
     fn the_matrix_unit_matmul_specialises_and_writes_spirv() {
-        for (shader, act) in [("matmul_coop", None), ("matmul_coop_act", Some(("OP", 1.0)))] {
+        for (shader, act, fr) in [
+            ("matmul_coop", None, 16.0),
+            ("matmul_coop_act", Some(("OP", 1.0)), 16.0),
+            ("matmul_coop8", None, 8.0),
+            ("matmul_coop8_act", Some(("OP", 1.0)), 8.0),
+        ] {
             let parsed = parse(&crate::shaders::source(shader)).expect("parses and validates");
-            for (sg_m, sg_n, frags, a_k_fast, b_k_fast, vec, f16_out, conv) in [
-                (2.0, 2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0),
-                (4.0, 4.0, 2.0, 0.0, 1.0, 0.0, 1.0, 0.0),
-                (1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                (4.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 0.0),
+            for (sg_m, sg_n, frags, a_k_fast, b_k_fast, vec, f16_out, conv, prefetch) in [
+                (2.0, 2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0),
+                (4.0, 4.0, 2.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0),
+                (1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0),
+                (4.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0),
             ] {
                 let mut constants = vec![
                     ("SG_M", sg_m),
                     ("SG_N", sg_n),
                     ("FN", frags),
                     ("SG_SIZE", 32.0),
-                    ("TILE_M", 32.0 * sg_m),
-                    ("TILE_N", 16.0 * frags * sg_n),
+                    ("TILE_M", 2.0 * fr * sg_m),
+                    ("TILE_N", fr * frags * sg_n),
                     ("A_K_FAST", a_k_fast),
                     ("B_K_FAST", b_k_fast),
                     ("A_VEC", vec),
                     ("B_VEC", vec),
                     ("F16_OUT", f16_out),
                     ("B_CONV", conv),
+                    ("PREFETCH", prefetch),
                 ];
                 constants.extend(act);
                 let module = specialize(&parsed, "main_coop", &constants)

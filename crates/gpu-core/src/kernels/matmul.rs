@@ -24,6 +24,7 @@ pub(crate) fn act_variant(shader: &str) -> &'static str {
         "matmul_subgroup_f16_native" => "matmul_subgroup_act_f16_native",
         "matmul_subgroup_tex" => "matmul_subgroup_act_tex",
         "matmul_coop" => "matmul_coop_act",
+        "matmul_coop8" => "matmul_coop8_act",
         other => unreachable!("no product shader {other}"),
     }
 }
@@ -44,6 +45,12 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         )
         .library(),
         Variant::new("matmul_coop_act", "matmul_coop", &[("matmul_f16_native_body", "matmul_act_f16_native_body")]),
+        Variant::new("matmul_coop8", "matmul_coop", &[("coop_frag16", "coop_frag8")]),
+        Variant::new(
+            "matmul_coop8_act",
+            "matmul_coop",
+            &[("matmul_f16_native_body", "matmul_act_f16_native_body"), ("coop_frag16", "coop_frag8")],
+        ),
         Variant::new("matmul_tex", "matmul", &[("operands_f32", "operands_tex")]),
         Variant::new("matmul_subgroup_tex", "matmul_subgroup", &[("matmul", "matmul_tex")]),
         Variant::new("matmul_store_act", "matmul_store", &[("matmul_store_sums", "matmul_store_sums_act")]).library(),
@@ -234,6 +241,7 @@ mod variant_tests {
             "matmul_subgroup_f16_native",
             "matmul_subgroup_tex",
             "matmul_coop",
+            "matmul_coop8",
         ] {
             let act = act_variant(shader);
             assert!(SHADERS.variants.iter().any(|v| v.name == act), "{shader}: no variant {act}");

@@ -11,7 +11,8 @@
 pub(crate) struct Variant {
     /// The variant's name, as launches and includes name it.
     pub name: &'static str,
-    /// The shader (file or variant) it is made from.
+    /// The shader file it is made from (a file, not a variant: variants are
+    /// generated together, on first use, from the files).
     pub base: &'static str,
     /// `(from, to)`: `//#include from.wgsl` becomes `//#include to.wgsl`.
     pub swaps: &'static [(&'static str, &'static str)],

@@ -266,8 +266,8 @@ pub enum MatmulKernel {
     /// Matrix units (tensor cores) through WGSL cooperative matrices, for
     /// f16 operands (`shaders/matmul_coop.wgsl`); f32 products take the
     /// tiled kernel. [`Auto`](Self::Auto) picks it for f16 operands
-    /// wherever the adapter offers 16 x 16 x 16 f16 matrices with f32
-    /// accumulators (`Device::info().matrix_units`).
+    /// wherever a hardware adapter offers 16 x 16 x 16 (or 8 x 8 x 8) f16
+    /// matrices with f32 accumulators (`Device::info().matrix_units`).
     Cooperative,
 }
 
@@ -295,9 +295,14 @@ impl MatmulConfig {
     /// The shader (file or generated variant) and entry point on `g`, for
     /// the subgroup family, the matrix-unit one (`coop`, f16 operands), or
     /// the tiled one.
-    fn shader(&self, g: &GpuContext, subgroup: bool, coop: bool) -> Result<(&'static str, &'static str)> {
-        if coop {
-            return Ok(("matmul_coop", "main_coop"));
+    fn shader(
+        &self,
+        g: &GpuContext,
+        subgroup: bool,
+        coop: Option<MatrixUnits>,
+    ) -> Result<(&'static str, &'static str)> {
+        if let Some(units) = coop {
+            return Ok((if units.fragment == 8 { "matmul_coop8" } else { "matmul_coop" }, "main_coop"));
         }
         let native = match self.operands {
             Operands::F32 => None,
@@ -343,7 +348,7 @@ fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>
             "matmul",
             format!(
                 "matrix units were asked for (MatmulKernel::Cooperative or WGRAD_MATMUL_KERNEL=coop) but {} offers \
-                 no 16x16x16 f16 cooperative matrices (see `cargo run --example devices`)",
+                 no 16x16x16 or 8x8x8 f16 cooperative matrices with f32 sums (see `cargo run --example devices`)",
                 g.info.name
             ),
         )),
@@ -354,19 +359,21 @@ fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>
     }
 }
 
-/// A matrix-unit tile: rows and columns, and each subgroup's 16 x 16
-/// fragments along N (`FN` in `matmul_coop.wgsl`; 32 rows per subgroup).
+/// A matrix-unit tile: rows and columns, the fragments' edge (`FR` in
+/// `matmul_coop.wgsl`) and each subgroup's fragments along N (`FN`; two
+/// fragments, 2 `FR` rows, along M).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct CoopTile {
     m: usize,
     n: usize,
+    fragment: usize,
     frags_n: usize,
 }
 
 impl CoopTile {
     /// Subgroups along rows and columns.
     fn subgroups(self) -> (usize, usize) {
-        (self.m / 32, self.n / (16 * self.frags_n))
+        (self.m / (2 * self.fragment), self.n / (self.fragment * self.frags_n))
     }
 }
 
@@ -381,6 +388,15 @@ fn coop_frags() -> usize {
     })
 }
 
+/// `WGRAD_COOP_PREFETCH=0` loads each K slice of a matrix-unit product
+/// after the barrier that ends the slice before, rather than while the
+/// units multiply it (`PREFETCH` in `matmul_coop.wgsl`): for measuring.
+/// Read once per process.
+fn coop_prefetch() -> bool {
+    static PREFETCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PREFETCH.get_or_init(|| std::env::var("WGRAD_COOP_PREFETCH").map_or(true, |v| v.trim() != "0"))
+}
+
 /// `WGRAD_COOP_TILE=MxN`, read once per process: the tile asked for, or
 /// the text when it does not parse as one (an error at the first product).
 fn coop_tile_override() -> Option<std::result::Result<(usize, usize), &'static str>> {
@@ -393,22 +409,30 @@ fn coop_tile_override() -> Option<std::result::Result<(usize, usize), &'static s
     parsed.as_ref().map(|r| r.as_ref().map(|t| *t).map_err(String::as_str))
 }
 
-/// The output tile of a matrix-unit product of `m` x `n` on `g`: 32 rows
-/// and 16 x [`coop_frags`] columns per subgroup, up to 4 x 4 subgroups, as
-/// few as cover the product, within the adapter's workgroup limits;
+/// The output tile of a matrix-unit product of `m` x `n` on `g`: 2
+/// fragments' rows and [`coop_frags`] fragments' columns per subgroup
+/// (32 x 32 with 16 x 16 fragments), as few subgroups as cover the
+/// product, up to 128 x 128, within the adapter's workgroup limits;
 /// `WGRAD_COOP_TILE=MxN` (multiples of 32 up to 128) replaces the choice.
 fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<CoopTile> {
+    let fragment = units.fragment as usize;
     let tile = |(tm, tn): (usize, usize)| {
-        let frags_n = if tn >= 16 * coop_frags() { coop_frags() } else { 2 };
-        CoopTile { m: tm, n: tn, frags_n }
+        let frags_n = if tn >= fragment * coop_frags() { coop_frags() } else { 2 };
+        CoopTile { m: tm, n: tn, fragment, frags_n }
     };
     let fits = |(tm, tn): (usize, usize)| {
         let (sm, sn) = tile((tm, tn)).subgroups();
         let threads = sm * sn * units.subgroup_size as usize;
-        // Staged A (rows of 40 halves), staged B (rows of TILE_N + 8 halves), 1 KiB per subgroup.
-        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + sm * sn * 1024;
+        // Staged A (rows of 40 halves), staged B (rows of TILE_N + 8
+        // halves), one f32 fragment per subgroup.
+        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + sm * sn * fragment * fragment * 4;
+        // Each thread holds its share of a 32-deep slice of A and B in at
+        // most 16 quads of registers (`MAX_SLOTS`).
+        let slots = |quads: usize| quads.div_ceil(threads) <= 16;
         threads <= g.limits.max_compute_invocations_per_workgroup as usize
             && bytes <= g.limits.max_compute_workgroup_storage_size as usize
+            && slots(tm * 32 / 4)
+            && slots(32 * tn / 4)
     };
     if let Some(asked) = coop_tile_override() {
         return match asked {
@@ -756,20 +780,23 @@ fn product(
     run_fallible(
         dev,
         |g| {
-            let subgroup = match cfg.kernel.resolve(dev) {
-                MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
-                MatmulKernel::Subgroup => {
-                    return Err(Error::invalid(
-                        "matmul",
-                        format!(
-                            "the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}",
-                            g.info.name
-                        ),
-                    ))
-                }
-                _ => false,
-            };
             let coop = matrix_units(cfg, g)?;
+            // `Auto` on matrix units is the matrix-unit kernel, also where
+            // it would otherwise resolve to the subgroup one (lavapipe).
+            let subgroup = coop.is_none()
+                && match cfg.kernel.resolve(dev) {
+                    MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
+                    MatmulKernel::Subgroup => {
+                        return Err(Error::invalid(
+                            "matmul",
+                            format!(
+                                "the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}",
+                                g.info.name
+                            ),
+                        ))
+                    }
+                    _ => false,
+                };
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
             let job = Job { g, cfg, subgroup, coop, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
             if binds_whole(g, epi, (a, b), total) {
@@ -1160,6 +1187,7 @@ impl Job<'_> {
                     ("SG_N", t.subgroups().1 as f64),
                     ("FN", t.frags_n as f64),
                     ("SG_SIZE", units.subgroup_size as f64),
+                    ("PREFETCH", flag(coop_prefetch())),
                 ]);
             }
             constants
@@ -1170,7 +1198,7 @@ impl Job<'_> {
             constants.push(("B_CONV", form.code()));
             constants.extend(g.gather_constants(form == ConvGather::Adjoint));
         }
-        let (mut shader, entry) = self.cfg.shader(g, self.subgroup, self.coop.is_some())?;
+        let (mut shader, entry) = self.cfg.shader(g, self.subgroup, self.coop)?;
         if textures {
             shader = "matmul_subgroup_tex";
         }

@@ -314,8 +314,8 @@ fn matrix_units_are_used_where_offered_and_refused_where_not() {
             let err = matmul_config(coop, &ag, &la, &bg, &lb).unwrap_err().to_string();
             assert!(err.contains("matrix units") && err.contains(g.name().as_str()), "{err}");
         }
-        Some(lanes) => {
-            assert!(MatmulKernel::Cooperative.runs_on(&g), "{lanes}-lane subgroups");
+        Some(units) => {
+            assert!(MatmulKernel::Cooperative.runs_on(&g), "{units:?}");
             let (forced, _) = matmul_config(coop, &ag, &la, &bg, &lb).unwrap();
             let (auto, _) = matmul_config(MatmulConfig::f16(), &ag, &la, &bg, &lb).unwrap();
             same("Auto vs Cooperative", &auto, &forced, m * n, 0.0, 0.0);
