@@ -42,7 +42,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     # Fragments along N, tile, and whether a slice's loads overlap the
     # slice before's products (WGRAD_COOP_PREFETCH; 0 is the kernel as it
     # was measured on 2026-11-27).
-    for s in "2 - 1" "2 - 0" "4 - 1" "4 - 0" "2 64x64 1" "4 128x64 1"; do
+    for s in "2 - 1" "2 - 0" "4 - 1" "4 - 0" "4 128x256 1" "4 128x256 0" "2 64x64 1"; do
       set -- $s
       echo "-- WGRAD_COOP_FRAGS=$1 WGRAD_COOP_TILE=$2 WGRAD_COOP_PREFETCH=$3"
       # An empty WGRAD_COOP_TILE is an error, so "-" leaves it unset.

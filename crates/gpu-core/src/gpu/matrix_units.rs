@@ -36,6 +36,17 @@ pub(crate) fn kernel_from_env() -> Option<String> {
 }
 
 impl Wish {
+    /// Whether matrix units may be used on an adapter of this type: not
+    /// when forbidden, and on a software adapter (whose units are
+    /// emulated) only when forced.
+    pub fn allows(self, device_type: wgpu::DeviceType) -> bool {
+        match self {
+            Wish::Forbidden => false,
+            Wish::Auto => device_type != wgpu::DeviceType::Cpu,
+            Wish::Forced => true,
+        }
+    }
+
     /// From the variable's value, if set.
     pub fn parse(value: Option<&str>) -> Wish {
         match value.map(str::trim) {
@@ -72,7 +83,7 @@ pub(crate) fn find(
 /// The adapter's matrix units for a device opened under `wish`.
 pub(crate) fn for_adapter(adapter: &wgpu::Adapter, wish: Wish) -> Option<MatrixUnits> {
     let info = adapter.get_info();
-    if wish == Wish::Forbidden || (wish == Wish::Auto && info.device_type == wgpu::DeviceType::Cpu) {
+    if !wish.allows(info.device_type) {
         return None;
     }
     find(adapter.features(), (info.subgroup_min_size, info.subgroup_max_size), &adapter.cooperative_matrix_properties())
@@ -89,16 +100,14 @@ pub(crate) fn describe(adapter: &wgpu::Adapter) -> String {
         .iter()
         .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type))
         .collect();
-    let e = |u: MatrixUnits| u.fragment;
     let used = match (for_adapter(adapter, Wish::Auto), for_adapter(adapter, Wish::Forced)) {
         (Some(u), _) => {
-            format!("used for f16 products ({0}x{0}x{0} f16->f32, subgroups of {1})", e(u), u.subgroup_size)
+            format!("used for f16 products ({0}x{0}x{0} f16->f32, subgroups of {1})", u.fragment, u.subgroup_size)
         }
         (None, Some(u)) => format!(
             "emulated by a software adapter: used only under WGRAD_MATMUL_KERNEL=coop ({0}x{0}x{0} f16->f32, \
              subgroups of {1})",
-            e(u),
-            u.subgroup_size
+            u.fragment, u.subgroup_size
         ),
         (None, None) => "not used (no 16x16x16 or 8x8x8 f16->f32 configuration in fixed-size subgroups)".into(),
     };
@@ -131,6 +140,9 @@ mod tests {
         assert_eq!(Wish::parse(Some("subgroup")), Wish::Forbidden);
         assert_eq!(Wish::parse(Some("auto")), Wish::Auto);
         assert_eq!(Wish::parse(None), Wish::Auto);
+        use wgpu::DeviceType::{Cpu, DiscreteGpu};
+        assert!(Wish::Auto.allows(DiscreteGpu) && !Wish::Auto.allows(Cpu));
+        assert!(Wish::Forced.allows(Cpu) && !Wish::Forbidden.allows(DiscreteGpu));
     }
 
     #[test]
