@@ -10,8 +10,8 @@
 # (a test fails, rather than skips, where the kernel does not run).
 # The 8 x 8 fragments are the `matmul_coop8` variant: the same kernel as
 # the 16 x 16 one tensor cores run, but for the fragment's edge.
-# Usage: [PROFILE=release] bash .ci/coop-lavapipe.sh [TEST FILTER...]
-# (default: the f16 product suites). Needs root (debootstrap) the first
+# Usage: [PROFILE=release] [CRATE=autograd] bash .ci/coop-lavapipe.sh
+# [TEST FILTER...] (default: gpu-core's f16 product suites). Needs root (debootstrap) the first
 # time. Exit status 3: sid could not be set up (nothing was tested).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +38,14 @@ ICD="$ROOT/wgrad-lvp-icd.json"
 printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' \
     "$LIB/libvulkan_lvp.so" >"$ICD"
 
-# gpu-core's test binary, built here against the host's libraries (sid's
-# glibc is newer, so it runs under sid's loader): the debug build of the
+# The test binary of crate $CRATE (gpu-core unless set; autograd holds the
+# attention tests), built here against the host's libraries (sid's glibc
+# is newer, so it runs under sid's loader): the debug build of the
 # README's test command (what CI has built already), or with
-# PROFILE=release a release build of gpu-core alone.
+# PROFILE=release a release build of that crate alone.
+CRATE="${CRATE:-gpu-core}"
 if [ "${PROFILE:-debug}" = release ]; then
-    build=(--release -p wgrad-gpu-core --test main)
+    build=(--release -p "wgrad-$CRATE" --test main)
 else
     build=(--workspace)
 fi
@@ -52,9 +54,9 @@ BIN=$(cargo test "${build[@]}" --no-run --message-format=json |
 for l in sys.stdin:
     m = json.loads(l)
     if (m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "main"
-            and m["manifest_path"].endswith("crates/gpu-core/Cargo.toml")):
-        print(m["executable"])')
-[ -x "$BIN" ] || { echo "coop-lavapipe: no gpu-core test binary" >&2; exit 1; }
+            and m["manifest_path"].endswith("crates/" + sys.argv[1] + "/Cargo.toml")):
+        print(m["executable"])' "$CRATE")
+[ -x "$BIN" ] || { echo "coop-lavapipe: no $CRATE test binary" >&2; exit 1; }
 
 run() {
     env XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" VK_ICD_FILENAMES="$ICD" WGRAD_DEVICE=gpu WGRAD_REQUIRE_GPU=1 \
@@ -62,7 +64,10 @@ run() {
         "$LIB/ld-linux-x86-64.so.2" --library-path "$LIB" "$BIN" "$@"
 }
 filters=("$@")
-[ ${#filters[@]} -gt 0 ] || filters=(parity_matmul_f16:: parity_epilogue:: product_tails::)
+if [ ${#filters[@]} -eq 0 ]; then
+    [ "$CRATE" = gpu-core ] || { echo "coop-lavapipe: name the tests of $CRATE to run" >&2; exit 1; }
+    filters=(parity_matmul_f16:: parity_epilogue:: product_tails::)
+fi
 for f in "${filters[@]}"; do
     echo "== $f (matrix units, 8 x 8 x 8 fragments)"
     run "$f" --test-threads 2
