@@ -44,6 +44,11 @@ printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":
 # README's test command (what CI has built already), or with
 # PROFILE=release a release build of that crate alone.
 CRATE="${CRATE:-gpu-core}"
+filters=("$@")
+if [ ${#filters[@]} -eq 0 ]; then
+    [ "$CRATE" = gpu-core ] || { echo "coop-lavapipe: name the tests of $CRATE to run" >&2; exit 1; }
+    filters=(parity_matmul_f16:: parity_epilogue:: product_tails::)
+fi
 if [ "${PROFILE:-debug}" = release ]; then
     build=(--release -p "wgrad-$CRATE" --test main)
 else
@@ -63,11 +68,6 @@ run() {
         WGRAD_MATMUL_KERNEL=coop WGRAD_REQUIRE_MATRIX_UNITS=1 \
         "$LIB/ld-linux-x86-64.so.2" --library-path "$LIB" "$BIN" "$@"
 }
-filters=("$@")
-if [ ${#filters[@]} -eq 0 ]; then
-    [ "$CRATE" = gpu-core ] || { echo "coop-lavapipe: name the tests of $CRATE to run" >&2; exit 1; }
-    filters=(parity_matmul_f16:: parity_epilogue:: product_tails::)
-fi
 for f in "${filters[@]}"; do
     echo "== $f (matrix units, 8 x 8 x 8 fragments)"
     run "$f" --test-threads 2
