@@ -214,6 +214,14 @@ fn subgroup_row_groups(reads: Reads, m: usize) -> usize {
 const TILED_BLOCK: usize = 8;
 const TILED_BK: usize = 16;
 
+/// `shaders/matmul_coop.wgsl`'s staged depth (`CK`), the staged A tile's
+/// row stride in halves (`A_STRIDE`; B's rows are `TILE_N` + the same 8
+/// halves of padding) and the registers each thread stages a slice through
+/// (`MAX_SLOTS` quads per operand); a test checks them against the shader.
+const COOP_DEPTH: usize = 32;
+const COOP_A_STRIDE: usize = 40;
+const COOP_MAX_SLOTS: usize = 16;
+
 /// Whether the tiled kernel can run an `m` x `n` output tile: whole
 /// register blocks, 32 to 256 threads, tile loads that divide evenly among
 /// the threads, and both staged tiles within WebGPU's 16 KiB of workgroup
@@ -292,18 +300,16 @@ impl MatmulConfig {
         MatmulConfig { operands: Operands::F16, ..Self::default() }
     }
 
-    /// The shader (file or generated variant) and entry point on `g`, for
-    /// the subgroup family, the matrix-unit one (`coop`, f16 operands), or
-    /// the tiled one.
-    fn shader(
-        &self,
-        g: &GpuContext,
-        subgroup: bool,
-        coop: Option<MatrixUnits>,
-    ) -> Result<(&'static str, &'static str)> {
-        if let Some(units) = coop {
-            return Ok((if units.fragment == 8 { "matmul_coop8" } else { "matmul_coop" }, "main_coop"));
-        }
+    /// The shader (file or generated variant) and entry point of `family`
+    /// on `g`.
+    fn shader(&self, g: &GpuContext, family: Family) -> Result<(&'static str, &'static str)> {
+        let subgroup = match family {
+            Family::Coop(units) => {
+                return Ok((if units.fragment == 8 { "matmul_coop8" } else { "matmul_coop" }, "main_coop"))
+            }
+            Family::Subgroup => true,
+            Family::Tiled => false,
+        };
         let native = match self.operands {
             Operands::F32 => None,
             Operands::F16 => Some(self.half_loads.native(g, "matmul")?),
@@ -356,6 +362,47 @@ fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>
             Err(Error::invalid("matmul", "matrix units take f16 operands; f32 products run on the tiled kernel"))
         }
         _ => Ok(None),
+    }
+}
+
+/// The kernel family one product runs on: the tiled kernel, the subgroup
+/// kernel (CPU adapters) or matrix units, one of them by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Tiled,
+    Subgroup,
+    Coop(MatrixUnits),
+}
+
+impl Family {
+    /// The family of a product of `cfg` on `g`: matrix units where
+    /// [`matrix_units`] gives them (f16 operands; they come before the
+    /// subgroup kernel `Auto` resolves to on CPU adapters), else the kernel
+    /// `cfg.kernel` resolves to; an error naming `op` where the subgroup
+    /// kernel is asked for and the adapter's subgroups do not fit it.
+    fn of(cfg: MatmulConfig, g: &GpuContext, dev: &crate::Device, op: &'static str) -> Result<Family> {
+        if let Some(units) = matrix_units(cfg, g)? {
+            return Ok(Family::Coop(units));
+        }
+        match cfg.kernel.resolve(dev) {
+            MatmulKernel::Subgroup if subgroup_kernel_fits(g) => Ok(Family::Subgroup),
+            MatmulKernel::Subgroup => Err(Error::invalid(
+                op,
+                format!("the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}", g.info.name),
+            )),
+            _ => Ok(Family::Tiled),
+        }
+    }
+
+    fn subgroup(self) -> bool {
+        self == Family::Subgroup
+    }
+
+    fn units(self) -> Option<MatrixUnits> {
+        match self {
+            Family::Coop(units) => Some(units),
+            _ => None,
+        }
     }
 }
 
@@ -425,16 +472,15 @@ fn coop_tile(g: &GpuContext, units: MatrixUnits, m: usize, n: usize) -> Result<C
     let fits = |(tm, tn): (usize, usize)| {
         let (sm, sn) = tile((tm, tn)).subgroups();
         let threads = sm * sn * units.subgroup_size as usize;
-        // Staged A (rows of 40 halves), staged B (rows of TILE_N + 8
-        // halves), one f32 fragment per subgroup.
-        let bytes = tm * 40 * 2 + 32 * (tn + 8) * 2 + sm * sn * fragment * fragment * 4;
-        // Each thread holds its share of a 32-deep slice of A and B in at
-        // most 16 quads of registers (`MAX_SLOTS`).
-        let slots = |quads: usize| quads.div_ceil(threads) <= 16;
+        // Staged A and B slices as f16, one f32 fragment per subgroup.
+        let pad = COOP_A_STRIDE - COOP_DEPTH;
+        let bytes = tm * COOP_A_STRIDE * 2 + COOP_DEPTH * (tn + pad) * 2 + sm * sn * fragment * fragment * 4;
+        // Each thread's share of a slice, in quads, fits its registers.
+        let slots = |elements: usize| (elements / 4).div_ceil(threads) <= COOP_MAX_SLOTS;
         threads <= g.limits.max_compute_invocations_per_workgroup as usize
             && bytes <= g.limits.max_compute_workgroup_storage_size as usize
-            && slots(tm * 32 / 4)
-            && slots(32 * tn / 4)
+            && slots(tm * COOP_DEPTH)
+            && slots(COOP_DEPTH * tn)
     };
     if let Some(asked) = coop_tile_override() {
         return match asked {
@@ -783,25 +829,9 @@ fn product(
     run_fallible(
         dev,
         |g| {
-            let coop = matrix_units(cfg, g)?;
-            // `Auto` on matrix units is the matrix-unit kernel, also where
-            // it would otherwise resolve to the subgroup one (lavapipe).
-            let subgroup = coop.is_none()
-                && match cfg.kernel.resolve(dev) {
-                    MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
-                    MatmulKernel::Subgroup => {
-                        return Err(Error::invalid(
-                            "matmul",
-                            format!(
-                                "the subgroup kernel needs subgroups of exactly {SUBGROUP_LANES} lanes on {}",
-                                g.info.name
-                            ),
-                        ))
-                    }
-                    _ => false,
-                };
+            let family = Family::of(cfg, g, dev, "matmul")?;
             let (bshape, bstrides) = coalesce(&batch, &[&va.strides, &vb.strides]);
-            let job = Job { g, cfg, subgroup, coop, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
+            let job = Job { g, cfg, family, la, bop, m, k, n, a, b, out: &out, bstrides: &bstrides };
             if binds_whole(g, epi, (a, b), total) {
                 // Everything fits: one launch binding whole buffers, or the
                 // spans of A and B where they go through textures.
@@ -970,15 +1000,11 @@ pub(crate) fn cell_product(
     }
     crate::profiler::annotate_flops(2 * (m * n * k) as u64);
     let cfg = MatmulConfig { kernel, ..MatmulConfig::default() };
-    let subgroup = match kernel.resolve(dev) {
-        MatmulKernel::Subgroup if subgroup_kernel_fits(g) => true,
-        MatmulKernel::Subgroup => return Err(Error::invalid(OP, "the subgroup kernel does not run on this device")),
-        _ => false,
-    };
+    let family = Family::of(cfg, g, dev, OP)?;
     let bop = strided_b(lb, vb);
     let (bshape, bstrides) = coalesce(&[], &[&[], &[]]);
     let out = cell.outputs[0];
-    let job = Job { g, cfg, subgroup, coop: None, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
+    let job = Job { g, cfg, family, la, bop: &bop, m, k, n, a, b, out, bstrides: &bstrides };
     let mut whole = Part { dims: &bshape, level: 0, a_offset: la.offset, b_offset: lb.offset, m, k, n };
     let binds = Binds { cell: Some(cell), ..job.texture_spans(&mut whole) };
     job.launch(&Epilogue::default(), &whole, binds)
@@ -1001,9 +1027,8 @@ fn binds_whole(g: &GpuContext, epi: &Epilogue, (a, b): (&Buffer, &Buffer), total
 struct Job<'a> {
     g: &'a GpuContext,
     cfg: MatmulConfig,
-    subgroup: bool,
-    /// Whether the product runs on matrix units (`matmul_coop.wgsl`).
-    coop: Option<MatrixUnits>,
+    /// The kernel family: tiled, subgroup or matrix units (`matmul_coop.wgsl`).
+    family: Family,
     la: &'a Layout,
     bop: &'a BOperand,
     m: usize,
@@ -1050,7 +1075,7 @@ impl Job<'_> {
     /// bench copied 800 MB a step (docs/history/performance-issue-11.md).
     fn texture_spans(&self, part: &mut Part) -> Binds<'static> {
         let mut binds = Binds::default();
-        if !self.subgroup || self.cfg.operands != Operands::F32 || part.k == 0 {
+        if !self.family.subgroup() || self.cfg.operands != Operands::F32 || part.k == 0 {
             return binds;
         }
         let (ra, bop, align) = (self.la.rank() - 2, self.bop, self.g.window_align());
@@ -1086,7 +1111,7 @@ impl Job<'_> {
         let batches: usize = part.dims.iter().product();
         let strides = |i: usize| &self.bstrides[i][part.level..];
         // f32 operands of the subgroup kernel are read through textures.
-        let textures = self.subgroup
+        let textures = self.family.subgroup()
             && self.cfg.operands == Operands::F32
             && textured(g, [(self.a, binds.a), (self.b, binds.b)])
             && cell.is_none_or(|c| g.wants_texture_operands(c.inputs.map(|b| b.wgpu().size())));
@@ -1095,10 +1120,10 @@ impl Job<'_> {
             (true, false) => Reads::Textures { small: batches * m * n * k < SMALL_PRODUCT },
             (true, true) => Reads::ConvTextures,
         };
-        let coop_tile = self.coop.map(|units| coop_tile(g, units, m, n)).transpose()?;
+        let coop_tile = self.family.units().map(|units| coop_tile(g, units, m, n)).transpose()?;
         let (tile_m, tile_n) = match coop_tile {
             Some(t) => (t.m, t.n),
-            None => tile(self.subgroup, reads, m, n, batches)?,
+            None => tile(self.family.subgroup(), reads, m, n, batches)?,
         };
         let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
         let workgroups = u32::try_from(batches * tiles_m * tiles_n)
@@ -1140,7 +1165,7 @@ impl Job<'_> {
         };
         let flag = |f: bool| if f { 1.0 } else { 0.0 };
         // Inline: a product's launch sets up to ~30 constants.
-        let mut constants: smallvec::SmallVec<[(&str, f64); 32]> = if self.subgroup {
+        let mut constants: smallvec::SmallVec<[(&str, f64); 32]> = if self.family.subgroup() {
             let view =
                 |offset: usize, strides: &[usize]| Layout { shape: part.dims.into(), strides: strides.into(), offset };
             // Texture operands take mode 3 whatever their strides: a texel
@@ -1170,7 +1195,7 @@ impl Job<'_> {
             let a_k_fast = !(a_rs == 1 && a_cs != 1);
             let mut constants: smallvec::SmallVec<[_; 32]> =
                 smallvec::smallvec![("A_K_FAST", flag(a_k_fast)), ("B_K_FAST", flag(b_k_fast))];
-            if let (Some(units), Some(t)) = (self.coop, coop_tile) {
+            if let (Some(units), Some(t)) = (self.family.units(), coop_tile) {
                 // Whole aligned vec4 loads along the index the loaders walk
                 // (load_mode 1: along rows, 2: along columns).
                 let view = |offset: usize, strides: &[usize]| Layout {
@@ -1201,7 +1226,7 @@ impl Job<'_> {
             constants.push(("B_CONV", form.code()));
             constants.extend(g.gather_constants(form == ConvGather::Adjoint));
         }
-        let (mut shader, entry) = self.cfg.shader(g, self.subgroup, self.coop)?;
+        let (mut shader, entry) = self.cfg.shader(g, self.family)?;
         if textures {
             shader = "matmul_subgroup_tex";
         }
@@ -1211,7 +1236,7 @@ impl Job<'_> {
             constants.push(act);
         }
         if let Some(c) = cell {
-            shader = match (self.subgroup, textures) {
+            shader = match (self.family.subgroup(), textures) {
                 (true, true) => "matmul_subgroup_cell_tex",
                 (true, false) => "matmul_subgroup_cell",
                 (false, _) => "matmul_cell",
@@ -1521,6 +1546,20 @@ fn sums_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The matrix-unit kernel's staging constants, which the host's tile
+    /// check (`coop_tile`) counts with, are the shader's.
+    #[test]
+    fn host_coop_constants_are_the_shaders() {
+        for coop in ["matmul_coop", "matmul_coop8"] {
+            let constant = |c: &str| crate::shaders::u32_constant(coop, c);
+            assert_eq!(
+                (constant("CK"), constant("A_STRIDE"), constant("MAX_SLOTS")),
+                (COOP_DEPTH, COOP_A_STRIDE, COOP_MAX_SLOTS),
+                "{coop}"
+            );
+        }
+    }
 
     /// The shaders' default tiles are 64 x 64, and every tile the host picks
     /// fits the kernels: whole register blocks, loads that divide among the
