@@ -52,7 +52,7 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
         // i is even (N is); the columns that exist come in pairs.
         // The unfused steps' order and roundings: the product's f16 value,
         // the f16 sum with the residual, then the mask (a value past f16's
-        // range is inf by then, and inf · 0 NaN, as they compute).
+        // range is inf by then; the mask passes it or gives 0, as unfused).
         var w = v;
         if RESIDUAL || RELU_GRAD {
             w = round_f16(v);
@@ -61,8 +61,8 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
             w = round_f16(w + halves4(residual[i / 2u], residual[i / 2u + 1u], col));
         }
         if RELU_GRAD {
-            // As unary_grad.wgsl computes it on the widened y.
-            w *= select(vec4<f32>(0.0), vec4<f32>(1.0), halves4(bias[i / 2u], bias[i / 2u + 1u], col) > vec4<f32>(0.0));
+            // As unary_grad.wgsl computes it on the widened y (ReLU is gated).
+            w = select(vec4<f32>(0.0), w, halves4(bias[i / 2u], bias[i / 2u + 1u], col) > vec4<f32>(0.0));
         }
         if col < p.n {
             c[i / 2u] = pack_halves(w.xy);
@@ -79,8 +79,9 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
                 x += bitcast<f32>(residual[i + j]);
             }
             if RELU_GRAD {
-                // As unary_grad.wgsl computes it: g · f'(y), NaN kept.
-                x *= select(0.0, 1.0, bitcast<f32>(bias[i + j]) > 0.0);
+                // As unary_grad.wgsl computes it: ReLU is gated, so g
+                // where y > 0, else 0 (whatever g is).
+                x = select(0.0, x, bitcast<f32>(bias[i + j]) > 0.0);
             }
             c[i + j] = bitcast<u32>(x);
         }

@@ -1,11 +1,11 @@
 // The pooling backward passes' store with a ReLU's gradient merged in by
 // the fuser (gpu/tails.rs): each lane times ReLU's derivative at the ReLU's
 // output y (load_y, binding 3 of pool_grad_io), as unary_grad.wgsl computes
-// it: g · f'(y), NaN kept.
+// it: ReLU is gated, so g where y > 0, else 0 (whatever g is).
 //
 // In the f16 variants the gradient is first rounded to f16 (ROUND_TAIL), as
 // the unfused pass stores it and the ReLU's gradient widens it back: a
-// value past f16's range is then inf, and inf · 0 NaN, as unfused.
+// value past f16's range is then inf where it passes, as unfused.
 //#include half.wgsl
 
 override ROUND_TAIL: bool = false;
@@ -17,7 +17,7 @@ fn grad_tail(t: u32, v: vec2<f32>) -> vec2<f32> {
         if ROUND_TAIL {
             g = round_half(g);
         }
-        out[l] = g * select(0.0, 1.0, load_y(t * LANES + l) > 0.0);
+        out[l] = select(0.0, g, load_y(t * LANES + l) > 0.0);
     }
     return out;
 }

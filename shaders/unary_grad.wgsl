@@ -1,4 +1,5 @@
-// Backward of an elementwise function: dx = g * f'(x), one fused pass
+// Backward of an elementwise function: dx = g * f'(x) (chain: a gated op
+// passes no gradient where f' is 0), one fused pass
 // (f chosen by the override OP, the generated unary_fns library). y = f(x) is passed in
 // because several derivatives are cheapest in terms of the output.
 //#include common.wgsl
@@ -19,6 +20,6 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * 256u + lid;
     if i < p.n {
-        dx[i] = load_g(i) * df(load_x(i), load_y(i));
+        dx[i] = chain(load_g(i), df(load_x(i), load_y(i)));
     }
 }

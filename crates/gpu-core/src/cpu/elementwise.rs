@@ -7,6 +7,7 @@
 use super::simd::{dispatch, Loop};
 use super::{par_chunks, GRAIN};
 use crate::kernels::table::{Binary, Unary};
+use crate::kernels::unary::chain_rule;
 use crate::layout::{coalesce, Layout};
 
 /// `out[i] = f(x[i])` over equal-length slices.
@@ -44,17 +45,19 @@ pub(crate) struct ChainRule<'a> {
     pub x: &'a [f32],
     pub y: &'a [f32],
     pub g: &'a [f32],
+    /// The op's [`UnaryOp::gated`](crate::ops::unary::UnaryOp::gated).
+    pub gated: bool,
     pub out: &'a mut [f32],
 }
 
 impl Binary for ChainRule<'_> {
     type Out = ();
     fn call<F: Fn(f32, f32) -> f32 + Copy + Sync>(self, df: F) {
-        let (x, y, g) = (self.x, self.y, self.g);
+        let (x, y, g, gated) = (self.x, self.y, self.g, self.gated);
         par_chunks(self.out, 1, GRAIN, |start, out| {
             let n = out.len();
             let (x, y, g) = (&x[start..][..n], &y[start..][..n], &g[start..][..n]);
-            dispatch(ChainLoop { x, y, g, out, df })
+            dispatch(ChainLoop { x, y, g, gated, out, df })
         });
     }
 }
@@ -64,6 +67,7 @@ struct ChainLoop<'a, F> {
     x: &'a [f32],
     y: &'a [f32],
     g: &'a [f32],
+    gated: bool,
     out: &'a mut [f32],
     df: F,
 }
@@ -71,9 +75,9 @@ struct ChainLoop<'a, F> {
 impl<F: Fn(f32, f32) -> f32> Loop for ChainLoop<'_, F> {
     #[inline(always)]
     fn run(self) {
-        let ChainLoop { x, y, g, out, df } = self;
+        let ChainLoop { x, y, g, gated, out, df } = self;
         for (i, o) in out.iter_mut().enumerate() {
-            *o = g[i] * df(x[i], y[i]);
+            *o = chain_rule(gated, g[i], df(x[i], y[i]));
         }
     }
 }

@@ -318,7 +318,7 @@ impl Writer<'_> {
     fn node_fn(&mut self, name: &str, node: Node) {
         let (signature, row, wrap) = match node {
             Node::Unary(op) => ("v: f32", Some(op.wgsl_rows().0), None),
-            Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some("g * ")),
+            Node::UnaryGrad(op) => ("v: f32, y: f32, g: f32", Some(op.wgsl_rows().1), Some(op.gated())),
             Node::Binary(op) => ("x: f32, y: f32", Some(op.wgsl_row()), None),
             Node::Where => ("c: f32, a: f32, b: f32", None, None),
             Node::Widen | Node::Narrow | Node::Gather | Node::Pad { .. } | Node::Reduce { .. } | Node::Product => {
@@ -338,8 +338,11 @@ impl Writer<'_> {
             }
         }
         let (stmts, expr) = row.split();
+        // A derivative's row is f'(v); the function is the chain rule
+        // (kernels/unary.rs `chain_rule`: a gated op's 0 stops g).
         let expr = match wrap {
-            Some(w) => format!("{w}({expr})"),
+            Some(false) => format!("g * ({expr})"),
+            Some(true) => format!("select(0.0, g, ({expr}) != 0.0)"),
             None => expr.to_string(),
         };
         writeln!(self.fns, "fn {name}({signature}) -> f32 {{ {lets}{stmts}return {expr}; }}").unwrap();

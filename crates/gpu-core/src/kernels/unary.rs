@@ -52,6 +52,9 @@ fn softplus1(v: f32) -> f32 {
 /// to the kernels as `p.alpha`, `p.beta`), example field values, an optional `[Domain]` tag, then `f:` and
 /// `df:` each as WGSL text followed by `=>` and the Rust twin. Both sides see
 /// the input as `v`, the output as `y` (in `df` only) and the fields by name.
+/// An op whose gradient is a mask gives `gate:` instead of `df:`: the
+/// condition (WGSL, then Rust) under which the gradient passes unchanged
+/// ([`UnaryOp::gated`]).
 macro_rules! unary_table {
     (
         ($v:ident, $y:ident)
@@ -60,7 +63,7 @@ macro_rules! unary_table {
             $name:ident $(( $($ta:ident),* ))? $({ $($(#[doc = $fdoc:literal])* $sa:ident),* })?
             example ($($ex:expr),*) $([$domain:ident])?
             f: $wf:literal => $rf:expr;
-            df: $wdf:literal => $rdf:expr;
+            $dk:ident: $wdf:literal => $rdf:expr;
         )*
     ) => {
         /// A unary function. Parameterised ones carry their PyTorch arguments.
@@ -93,7 +96,7 @@ macro_rules! unary_table {
             $(WgslRow {
                 name: stringify!($name),
                 fields: &[$($(stringify!($ta)),*)? $($(stringify!($sa)),*)?],
-                body: $wdf,
+                body: df_wgsl!($dk, $wdf),
             }),*
         ];
 
@@ -159,11 +162,21 @@ macro_rules! unary_table {
                 }
             }
 
-            /// The CPU twin of the derivative: f'(v), given y = f(v).
+            /// The CPU twin of the derivative: f'(v), given y = f(v) (1 or 0
+            /// for a [gated](Self::gated) op).
             #[allow(unused_variables)]
             pub fn derivative(self, $v: f32, $y: f32) -> f32 {
                 match self {
-                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => $rdf),*
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => df_twin!($dk, $rdf)),*
+                }
+            }
+
+            /// Whether the op's gradient is a mask (a `gate:` row: ReLU,
+            /// clamp, sign): where its derivative is 0 no gradient passes,
+            /// not even an infinite or NaN one ([`chain_rule`]).
+            pub fn gated(self) -> bool {
+                match self {
+                    $(UnaryOp::$name { .. } => gated!($dk)),*
                 }
             }
 
@@ -180,7 +193,7 @@ macro_rules! unary_table {
             #[allow(unused_variables)]
             pub(crate) fn with_derivative<K: Binary>(self, k: K) -> K::Out {
                 match self {
-                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32, $y: f32| $rdf)),*
+                    $(UnaryOp::$name $(( $($ta),* ))? $({ $($sa),* })? => k.call(move |$v: f32, $y: f32| df_twin!($dk, $rdf))),*
                 }
             }
         }
@@ -225,6 +238,53 @@ macro_rules! domain_of {
     };
 }
 
+/// A row's derivative as WGSL: a `df:` row's text, or a `gate:` row's
+/// condition as 1 or 0.
+macro_rules! df_wgsl {
+    (df, $w:literal) => {
+        $w
+    };
+    (gate, $w:literal) => {
+        concat!("select(0.0, 1.0, ", $w, ")")
+    };
+}
+
+/// A row's derivative as Rust: a `df:` row's twin, or a `gate:` row's
+/// condition as 1 or 0.
+macro_rules! df_twin {
+    (df, $r:expr) => {
+        $r
+    };
+    (gate, $r:expr) => {
+        step($r, 1.0, 0.0)
+    };
+}
+
+/// Whether a row is a `gate:` row.
+macro_rules! gated {
+    (df) => {
+        false
+    };
+    (gate) => {
+        true
+    };
+}
+
+/// The chain rule of a unary op: `g · f'(v)`, except that a gated op's 0
+/// stops `g` whatever it is. PyTorch's masks do the same (ReLU's
+/// `threshold_backward`, clamp's and sign's rules give 0 where the op is
+/// flat, for an infinite or NaN `g` too), and so must wgrad: under mixed
+/// precision an overflowed gradient at an inactive unit would otherwise
+/// turn into NaN there and skip a step that PyTorch takes.
+#[inline(always)]
+pub fn chain_rule(gated: bool, g: f32, d: f32) -> f32 {
+    if gated && d == 0.0 {
+        0.0
+    } else {
+        g * d
+    }
+}
+
 /// A tuple field's type in `unary_table!` (every field is an `f32`).
 macro_rules! f32_field {
     ($t:ident) => {
@@ -254,7 +314,7 @@ unary_table! {
     /// -1, 0 or 1
     Sign example() [Steps]
         f: "sign(v)" => sign(v);
-        df: "0.0" => 0.0;
+        gate: "false" => false;
     /// e^x
     Exp example()
         f: "exp(v)" => v.exp();
@@ -298,7 +358,7 @@ unary_table! {
     /// max(x, 0)
     Relu example()
         f: "max(v, 0.0)" => v.max(0.0);
-        df: "select(0.0, 1.0, y > 0.0)" => step(y > 0.0, 1.0, 0.0);
+        gate: "y > 0.0" => y > 0.0;
     /// x if x > 0 else slope·x
     LeakyRelu(slope) example(0.01)
         f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
@@ -361,7 +421,7 @@ unary_table! {
     /// min(max(x, lo), hi)
     Clamp(lo, hi) example(-0.5, 0.75)
         f: "clamp(v, lo, hi)" => v.max(lo).min(hi);
-        df: "select(0.0, 1.0, v >= lo && v <= hi)" => step(v >= lo && v <= hi, 1.0, 0.0);
+        gate: "v >= lo && v <= hi" => v >= lo && v <= hi;
     /// scale·x + shift: scalar add, sub, mul and div in one pass
     Affine {
         /// Multiplier.
@@ -388,6 +448,13 @@ pub fn wgsl_library() -> String {
     s += &wgsl_switch("f(v: f32)", WGSL_F, "v");
     s += "\n// f'(v), given y = f(v) where that is cheaper.\n";
     s += &wgsl_switch("df(v: f32, y: f32)", WGSL_DF, "1.0");
+    s +=
+        "\n// The chain rule (chain_rule in gpu-core/src/kernels/unary.rs): a gated op's 0 stops g, inf and NaN too.\n";
+    s += "fn chain(g: f32, d: f32) -> f32 {\n    return select(g * d, 0.0, d == 0.0 && (false";
+    for op in UnaryOp::EXAMPLES.iter().filter(|op| op.gated()) {
+        s += &format!(" || OP == {}u", op.code());
+    }
+    s += "));\n}\n";
     s
 }
 

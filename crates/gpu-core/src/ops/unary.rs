@@ -3,7 +3,7 @@
 
 use super::{dispatch_fusable, f32s, f32s_mut, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::fusion::{Access, Fusable, Node};
-pub use crate::kernels::unary::{erf_approx, wgsl_library, Domain, UnaryOp};
+pub use crate::kernels::unary::{chain_rule, erf_approx, wgsl_library, Domain, UnaryOp};
 use crate::{Buffer, Result};
 
 /// `unary.wgsl`'s `Params`: the element count and the op's fields.
@@ -68,10 +68,11 @@ pub fn unary_grad(op: UnaryOp, x: &Buffer, y: &Buffer, g: &Buffer, n: usize) -> 
             if dev.runs_fast_cpu() {
                 let out = &mut f32s_mut(&mut dx)[..n];
                 let (xs, ys, gs) = (&xs[..n], &ys[..n], &gs[..n]);
-                return op.with_derivative(crate::cpu::elementwise::ChainRule { x: xs, y: ys, g: gs, out });
+                let gated = op.gated();
+                return op.with_derivative(crate::cpu::elementwise::ChainRule { x: xs, y: ys, g: gs, gated, out });
             }
             for (i, d) in f32s_mut(&mut dx)[..n].iter_mut().enumerate() {
-                *d = gs[i] * op.derivative(xs[i], ys[i]);
+                *d = chain_rule(op.gated(), gs[i], op.derivative(xs[i], ys[i]));
             }
         },
     )?;

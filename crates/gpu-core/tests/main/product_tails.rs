@@ -392,8 +392,8 @@ fn an_f16_product_takes_a_residual_and_a_relu_gradient() {
         // One launch where the kernel stores f16 itself; two where it
         // stores f32 sums and the cast runs with the chain after it.
         let launches = 2 - u64::from(stores_f16(test, kernel));
-        // Large operands: some sums pass f16's range (inf, then inf · 0 = NaN
-        // where the mask is 0, as the unfused casts compute).
+        // Large operands: some sums pass f16's range (inf, passed where the
+        // mask is 1 and 0 where it is 0, as the unfused casts compute).
         for scale in [1.0, 60.0] {
             let at = format!("{kernel:?}, operands within ±{scale}");
             let cfg = MatmulConfig { kernel, ..MatmulConfig::f16() };
@@ -479,8 +479,8 @@ fn a_pooling_backward_takes_a_relu_gradient() {
     // Mixed precision: f16 gradients through the ReLU's gradient with its
     // casts (the store rounds first). Padded overlapping 3x3 windows: where
     // y is all 0, each window sends its gradient to its first pixel, so a
-    // corner sums four; 30000 each is past f16's range there, and inf · 0
-    // is NaN, as unfused.
+    // corner sums four; 30000 each is past f16's range there, and the
+    // gated ReLU gives 0 for it (not inf · 0 = NaN), as unfused.
     let widen = |h: &Buffer| f16_to_f32(h, n).unwrap();
     let relu_grad16 = |y: &Buffer, g: &Buffer| {
         let masked = unary_grad(UnaryOp::Relu, &widen(y), &widen(y), &widen(g), n).unwrap();
