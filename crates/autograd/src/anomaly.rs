@@ -33,7 +33,7 @@ pub fn is_anomaly_enabled() -> bool {
     ENABLED.with(|e| match e.get() {
         Some(on) => on,
         None => {
-            let on = std::env::var(ENV_VAR).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+            let on = wgrad_gpu_core::env::switch(ENV_VAR, false);
             e.set(Some(on));
             on
         }

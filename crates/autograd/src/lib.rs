@@ -41,6 +41,7 @@ pub use random::Generator;
 pub use recover::{caught_by_try_run, try_run};
 pub use tensor::Tensor;
 pub use trace::{trace, TraceOp, TracedOp};
+pub use wgrad_gpu_core::env;
 pub use wgrad_gpu_core::ops::attention::AttentionPath;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
 pub use wgrad_gpu_core::ops::reduce::ReduceOp;

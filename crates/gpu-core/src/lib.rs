@@ -17,6 +17,7 @@ pub mod buffer;
 mod cpu;
 pub mod device;
 mod dims;
+pub mod env;
 pub mod error;
 mod gpu;
 mod host_rng;

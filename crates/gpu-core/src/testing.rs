@@ -65,7 +65,7 @@ pub fn fresh_backends(test: &str) -> Vec<Device> {
 pub fn matrix_unit_kernels(dev: &Device) -> Vec<crate::ops::matmul::MatmulKernel> {
     use crate::ops::matmul::MatmulKernel;
     let runs = dev.is_gpu() && MatmulKernel::Cooperative.runs_on(dev);
-    let required = matches!(std::env::var("WGRAD_REQUIRE_MATRIX_UNITS").as_deref(), Ok("1") | Ok("true") | Ok("yes"));
+    let required = crate::env::switch("WGRAD_REQUIRE_MATRIX_UNITS", false);
     assert!(
         runs || !required || !dev.is_gpu(),
         "WGRAD_REQUIRE_MATRIX_UNITS is set but {} has no usable matrix units",
@@ -80,7 +80,7 @@ pub fn matrix_unit_kernels(dev: &Device) -> Vec<crate::ops::matmul::MatmulKernel
 
 /// True when `WGRAD_REQUIRE_GPU` is set to a true value.
 pub fn require_gpu() -> bool {
-    matches!(std::env::var("WGRAD_REQUIRE_GPU").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+    crate::env::switch("WGRAD_REQUIRE_GPU", false)
 }
 
 /// The seeded host generator, under the name the tests use for their data.

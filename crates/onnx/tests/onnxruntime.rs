@@ -137,7 +137,7 @@ fn write_cases(dir: &Path, cases: &[Case]) {
 fn onnxruntime_checks(dir: &Path) -> Option<Vec<Json>> {
     let python = std::env::var("WGRAD_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_onnx.py");
-    let required = std::env::var("WGRAD_REQUIRE_ONNXRUNTIME").is_ok_and(|v| v == "1");
+    let required = wgrad_autograd::env::switch("WGRAD_REQUIRE_ONNXRUNTIME", false);
     let out = match Command::new(&python).arg(&script).arg(dir).output() {
         Ok(o) => o,
         Err(e) => {

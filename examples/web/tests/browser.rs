@@ -40,7 +40,7 @@ fn dataset(file: &str) -> Vec<u8> {
 /// Chromium and the built page, or `None` (after a loud line) when either
 /// is missing and CI does not require them.
 fn browser() -> Option<String> {
-    let required = std::env::var("WGRAD_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let required = wgrad_autograd::env::switch("WGRAD_REQUIRE_BROWSER", false);
     let chromium = std::env::var("WGRAD_CHROMIUM").unwrap_or_else(|_| "chromium".into());
     let missing = if Command::new(&chromium).arg("--version").output().is_err() {
         Some(format!("{chromium} does not run (install Debian's chromium, or set WGRAD_CHROMIUM)"))

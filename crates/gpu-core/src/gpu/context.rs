@@ -151,7 +151,7 @@ impl GpuContext {
         // Texture operands pay on CPU adapters only (see texture_operands.rs).
         let texture_operands = info.device_type == wgpu::DeviceType::Cpu
             && super::texture_operands::supported(features)
-            && std::env::var("WGRAD_TEXTURE_OPERANDS").map_or(true, |v| v.trim() != "0");
+            && crate::env::switch("WGRAD_TEXTURE_OPERANDS", true);
         let pipelines = Arc::new(PipelineCache::from_env());
         let submitter = super::submitter::Submitter::from_env(&device, &queue, &stats);
         Ok(GpuContext {
@@ -168,7 +168,7 @@ impl GpuContext {
             error,
             stats,
             profiler,
-            fusion: AtomicBool::new(std::env::var("WGRAD_FUSION").map_or(true, |v| v.trim() != "0")),
+            fusion: AtomicBool::new(crate::env::switch("WGRAD_FUSION", true)),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             attention: AtomicU8::new(crate::kernels::attention::AttentionPath::from_env().code()),
             texture_operands: AtomicBool::new(texture_operands),

@@ -20,14 +20,14 @@ use crate::shaders;
 /// to stderr (what a slow first step spends its time on).
 fn log_pipelines() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WGRAD_LOG_PIPELINES").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| crate::env::switch("WGRAD_LOG_PIPELINES", false))
 }
 
 /// `WGRAD_LOOP_BOUNDING=1` keeps wgpu's loop bounding in every shader (see
 /// [`create_module`]); for measuring what turning it off gains.
 fn force_loop_bounding() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WGRAD_LOOP_BOUNDING").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| crate::env::switch("WGRAD_LOOP_BOUNDING", false))
 }
 
 /// Compiles WGSL into a module. wgpu's default checks add a 64-bit counter
@@ -300,7 +300,7 @@ impl PipelineCache {
     /// The pipeline cache of a device being opened: specialising unless
     /// `WGRAD_SPECIALIZE=0`.
     pub(crate) fn from_env() -> Self {
-        let specialize = std::env::var("WGRAD_SPECIALIZE").map_or(true, |v| v.trim() != "0");
+        let specialize = crate::env::switch("WGRAD_SPECIALIZE", true);
         PipelineCache { specialize, ..Default::default() }
     }
 

@@ -298,7 +298,7 @@ pub(crate) struct Replay {
 impl Default for Replay {
     fn default() -> Replay {
         Replay {
-            on: std::env::var("WGRAD_REPLAY").map_or(true, |v| v.trim() != "0"),
+            on: crate::env::switch("WGRAD_REPLAY", true),
             plans: Vec::new(),
             following: None,
             trace: Vec::new(),

@@ -95,8 +95,7 @@ impl Submitter {
     /// A submitter for `queue`; a thread of its own unless `WGRAD_SUBMIT_THREAD=0`.
     pub fn from_env(device: &wgpu::Device, queue: &wgpu::Queue, stats: &Arc<Stats>) -> Submitter {
         // The browser has one thread: batches are submitted inline there.
-        let on =
-            !cfg!(target_arch = "wasm32") && std::env::var("WGRAD_SUBMIT_THREAD").map_or(true, |v| v.trim() != "0");
+        let on = !cfg!(target_arch = "wasm32") && crate::env::switch("WGRAD_SUBMIT_THREAD", true);
         if !on {
             return Submitter { thread: None };
         }

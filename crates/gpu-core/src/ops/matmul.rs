@@ -441,7 +441,7 @@ fn coop_frags() -> usize {
 /// Read once per process.
 fn coop_prefetch() -> bool {
     static PREFETCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PREFETCH.get_or_init(|| std::env::var("WGRAD_COOP_PREFETCH").map_or(true, |v| v.trim() != "0"))
+    *PREFETCH.get_or_init(|| crate::env::switch("WGRAD_COOP_PREFETCH", true))
 }
 
 /// `WGRAD_COOP_TILE=MxN`, read once per process: the tile asked for, or

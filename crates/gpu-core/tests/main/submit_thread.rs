@@ -35,7 +35,7 @@ fn batches_keep_their_parameters(dev: &Device, what: &str) {
 #[test]
 fn batches_keep_their_parameters_on_the_thread_and_inline() {
     let Some(dev) = fresh_gpu_or_skip("batches_keep_their_parameters") else { return };
-    if std::env::var("WGRAD_SUBMIT_THREAD").is_ok_and(|v| v.trim() == "0") {
+    if !wgrad_gpu_core::env::switch("WGRAD_SUBMIT_THREAD", true) {
         assert!(!dev.submit_thread());
         assert!(dev.set_submit_thread(true).is_err(), "no thread to turn on");
     } else {

@@ -13,7 +13,7 @@ fn gpu(on: bool, test: &str) -> Option<Device> {
             d.set_fusion(on).unwrap();
             Some(d)
         }
-        Err(e) if std::env::var("WGRAD_REQUIRE_GPU").is_ok_and(|v| v == "1") => panic!("no GPU: {e}"),
+        Err(e) if wgrad_gpu_core::env::switch("WGRAD_REQUIRE_GPU", false) => panic!("no GPU: {e}"),
         Err(_) => {
             eprintln!("*** SKIPPED GPU test `{test}`: no GPU adapter ***");
             None

@@ -30,7 +30,7 @@ fn tensorboard_reads(dir: &Path) -> Option<Json> {
     let python = std::env::var("WGRAD_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_tensorboard.py");
     let out = Command::new(&python).arg(script).arg(dir).output();
-    let required = std::env::var("WGRAD_REQUIRE_TENSORBOARD").is_ok_and(|v| v == "1");
+    let required = wgrad_gpu_core::env::switch("WGRAD_REQUIRE_TENSORBOARD", false);
     match out {
         Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).expect("the reader prints JSON")),
         other => {
