@@ -337,11 +337,16 @@ fn binary_grads(
         BinaryOp::Mul => (g * b, g * a),
         BinaryOp::Div => (g / b, -(g * out) / b),
         BinaryOp::Pow => (g * b * a.pow(&b.add_scalar(-1.0)), g * out * a.log()),
-        // Ties split the gradient evenly, as PyTorch does.
+        // PyTorch's rule: ties split the gradient evenly, and the side that
+        // loses gets 0 whatever g is (masked, not multiplied by 0, which
+        // would turn an infinite g into NaN); with a NaN neither side loses.
         BinaryOp::Maximum | BinaryOp::Minimum => {
-            let wins = if op == BinaryOp::Maximum { a.gt(b) } else { a.lt(b) };
-            let share = &wins + &a.eq(b).mul_scalar(0.5);
-            (g * &share, g * &share.affine(-1.0, 1.0))
+            let (a_loses, b_loses) = if op == BinaryOp::Maximum { (a.lt(b), a.gt(b)) } else { (a.gt(b), a.lt(b)) };
+            let passed = Tensor::where_cond(&a.eq(b), &g.mul_scalar(0.5), g);
+            let zero = Tensor::zeros(&[], &g.device());
+            // `where` computes in f32: an f16 gradient goes back as f16.
+            let mask = |loses: &Tensor| Tensor::where_cond(loses, &zero, &passed).to_dtype(g.dtype());
+            (mask(&a_loses), mask(&b_loses))
         }
         _ => unreachable!("comparisons have no gradient"),
     };

@@ -152,6 +152,31 @@ fn max_ties_share_the_gradient_like_pytorch() {
     }
 }
 
+/// `maximum` / `minimum` against PyTorch 2.x's `backward` for an upstream
+/// gradient of 1 and of +inf: the loser gets 0 (not inf · 0 = NaN), ties
+/// half, and with a NaN operand both sides the whole gradient.
+#[test]
+fn maximum_and_minimum_mask_the_loser_like_pytorch() {
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    let (xa, xb) = ([1.0, 2.0, 3.0, nan, 1.0], [2.0, 2.0, 1.0, 1.0, nan]);
+    for dev in backends("maximum_and_minimum_mask_the_loser_like_pytorch") {
+        for (maximum, g, want_a, want_b) in [
+            (true, 1.0, [0.0, 0.5, 1.0, 1.0, 1.0], [1.0, 0.5, 0.0, 1.0, 1.0]),
+            (true, inf, [0.0, inf, inf, inf, inf], [inf, inf, 0.0, inf, inf]),
+            (false, 1.0, [1.0, 0.5, 0.0, 1.0, 1.0], [0.0, 0.5, 1.0, 1.0, 1.0]),
+            (false, inf, [inf, inf, 0.0, inf, inf], [0.0, inf, inf, inf, inf]),
+        ] {
+            let a = Tensor::from_vec(&xa, &[5], &dev).requires_grad_();
+            let b = Tensor::from_vec(&xb, &[5], &dev).requires_grad_();
+            let y = if maximum { a.maximum(&b) } else { a.minimum(&b) };
+            y.backward_with(&Tensor::from_vec(&[g; 5], &[5], &dev));
+            let what = format!("{} with upstream {g} on {}", if maximum { "maximum" } else { "minimum" }, dev.name());
+            assert_eq!(a.grad().unwrap().to_vec(), want_a, "{what}: a");
+            assert_eq!(b.grad().unwrap().to_vec(), want_b, "{what}: b");
+        }
+    }
+}
+
 #[test]
 fn where_selects_gradients() {
     gradcheck("where", &[&[3, 4], &[1, 4]], |x| {
