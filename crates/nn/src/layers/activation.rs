@@ -164,7 +164,10 @@ impl PReLUBuilder {
 
 impl Module for PReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
-        // relu(x) + a * min(x, 0), with a broadcast along the channel dim.
+        // x where x > 0, else a·x, with a broadcast along the channel dim:
+        // `where` masks each side's gradient as PyTorch's rule does (x's is
+        // exactly g or a·g; a's sums x·g where x <= 0), even for an
+        // infinite g, which relu(x) + a·(x − relu(x)) turned into NaN.
         let n = self.weight.numel();
         let a = if n == 1 || x.dims() < 2 {
             self.weight.clone()
@@ -173,8 +176,8 @@ impl Module for PReLU {
             shape[1] = n;
             self.weight.reshape(&shape)
         };
-        let pos = x.relu();
-        &pos + &(&a * &(x - &pos))
+        let positive = x.gt(&Tensor::zeros(&[], &x.device()));
+        Tensor::where_cond(&positive, x, &(&a * x))
     }
     fn describe(&self) -> String {
         format!("PReLU(num_parameters={})", self.weight.numel())

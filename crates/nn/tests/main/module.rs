@@ -70,6 +70,35 @@ fn activations_forward_like_their_tensor_methods() {
     assert_eq!(p.forward(&x).to_vec(), vec![-0.25, 0.5]);
 }
 
+/// `nn.PReLU(2)` with slopes 0.25 and -0.5 on `[1, 2, 3]`, against
+/// PyTorch 2.x: outputs and both gradients for an upstream gradient of 1
+/// and of +inf (x's gradient is exactly g or a·g; the slopes' gradient sums
+/// x·g over x <= 0, so 0·inf makes it NaN in PyTorch too).
+#[test]
+fn prelu_forward_and_gradients_are_pytorchs() {
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    for dev in wgrad_gpu_core::testing::backends("prelu_forward_and_gradients_are_pytorchs") {
+        let mut init = Init::new(&dev, 0);
+        let p = PReLU::builder(2).build(&mut init);
+        p.weight.assign(&Tensor::from_vec(&[0.25, -0.5], &[2], &dev));
+        let x = Tensor::from_vec(&[-2.0, 0.0, 3.0, 1.5, -1.0, 0.0], &[1, 2, 3], &dev).requires_grad_();
+        for (g, dx, da) in [
+            (1.0, [0.25, 0.25, 1.0, 1.0, -0.5, -0.5], [-2.0, -1.0]),
+            (inf, [inf, inf, inf, inf, -inf, -inf], [nan, nan]),
+        ] {
+            x.zero_grad();
+            p.weight.zero_grad();
+            let y = p.forward(&x);
+            assert_eq!(y.to_vec(), [-0.5, 0.0, 3.0, 1.5, 0.5, -0.0], "forward on {}", dev.name());
+            y.backward_with(&Tensor::full(&[1, 2, 3], g, &dev));
+            assert_eq!(x.grad().unwrap().to_vec(), dx, "x's gradient for upstream {g} on {}", dev.name());
+            let got = p.weight.grad().unwrap().to_vec();
+            let same = got.iter().zip(da).all(|(a, b): (&f32, f32)| if b.is_nan() { a.is_nan() } else { *a == b });
+            assert!(same, "the slopes' gradient for upstream {g} on {}: {got:?}, PyTorch {da:?}", dev.name());
+        }
+    }
+}
+
 #[test]
 fn train_and_eval_reach_nested_dropout_and_batch_norm() {
     let dev = Device::cpu();
