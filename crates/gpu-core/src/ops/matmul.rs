@@ -365,6 +365,14 @@ fn matrix_units(cfg: MatmulConfig, g: &GpuContext) -> Result<Option<MatrixUnits>
     }
 }
 
+/// Whether a product of `cfg` on `device` rounds an f16 result in its
+/// store ([`MatmulKernel::rounds_f16_in_store`]): not on the subgroup
+/// family, which a product on matrix units does not use.
+fn rounds_in_store(cfg: MatmulConfig, device: &crate::Device) -> bool {
+    let Some(g) = device.gpu_ctx() else { return true };
+    !matches!(Family::of(cfg, g, device, "matmul"), Ok(Family::Subgroup))
+}
+
 /// The kernel family one product runs on: the tiled kernel, the subgroup
 /// kernel (CPU adapters) or matrix units, one of them by construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -530,14 +538,15 @@ impl MatmulKernel {
         }
     }
 
-    /// Whether an f16 result is rounded in the product's own store (one
-    /// launch) on `device`: yes for the tiled kernel and the CPU backend's
-    /// twin. The subgroup kernel (CPU adapters) stores f32 sums and a cast
-    /// rounds them, because llvmpipe ran the rounding store 2-4x slower
-    /// than the whole f32 product (docs/history/performance-2026-11-26.md, "Matmul epilogue");
-    /// the extra pass over the result is far cheaper there.
+    /// Whether an f16 product's f16 result is rounded in the product's own
+    /// store (one launch) on `device`: yes for the tiled kernel, matrix
+    /// units and the CPU backend's twin. The subgroup kernel (CPU adapters)
+    /// stores f32 sums and a cast rounds them, because llvmpipe ran the
+    /// rounding store 2-4x slower than the whole f32 product
+    /// (docs/history/performance-2026-11-26.md, "Matmul epilogue"); the
+    /// extra pass over the result is far cheaper there.
     pub fn rounds_f16_in_store(self, device: &crate::Device) -> bool {
-        device.gpu_ctx().is_none() || self.resolve(device) != MatmulKernel::Subgroup
+        rounds_in_store(MatmulConfig { kernel: self, ..MatmulConfig::f16() }, device)
     }
 
     /// The kernel this choice runs on `device`: [`Auto`](Self::Auto)
@@ -798,7 +807,7 @@ fn product(
     // a residual takes it too: the residual joins the f32 sums, and the
     // sum is rounded once.
     let cast_fits = dev.gpu_ctx().is_none_or(|g| total as u64 * 4 <= g.binding_limit());
-    let f32_first = !cfg.kernel.rounds_f16_in_store(dev) || epi.residual.is_some();
+    let f32_first = !rounds_in_store(cfg, dev) || epi.residual.is_some();
     if epi.needs_cast(n) || (epi.stores_f16(n) && f32_first && cast_fits) {
         let (sums, shape) = product(cfg, &epi.as_f32(), a, la, va, b, bop, batch)?;
         return Ok((super::cast::f32_to_f16(&sums, total)?, shape));
