@@ -1,23 +1,41 @@
 #!/usr/bin/env bash
-# Compiled training steps on a GPU machine: the ResNet-20 (batch 32 and 128,
-# f32 and AMP) and sequence (LSTM, Transformer, GPT; f32 and AMP) benches,
-# each step eager (replayed batch by batch) and through a `CompiledStep`,
-# with the host's cost per launch and PyTorch CUDA eager on the same card in
-# the same run; then tile probes: a compiled step's wall time is its device
-# time, so the same steps with every tiled product on a smaller output tile
-# (more workgroups) say whether the products' occupancy is what remains.
+# Compiled training steps on a GPU machine, the sections named as arguments
+# (`steps profile` by default):
+#   steps    the ResNet-20 (batch 32 and 128, f32 and AMP) and sequence
+#            (LSTM, Transformer, GPT; f32 and AMP) benches, each step eager
+#            (replayed batch by batch) and through a `CompiledStep`, with the
+#            host's cost per launch and PyTorch CUDA eager on the same card
+#            in the same run;
+#   profile  the step profiler's tables (device time per kernel family and
+#            per op, from GPU timestamps) for ResNet-20 batch 128, f32 and
+#            AMP, and the Transformer: where a compiled step's time goes once
+#            the host is out of the way (a compiled step's wall time is its
+#            device time), and why AMP at batch 128 is not faster than f32;
+#   probes   the same steps with every tiled product on a smaller output
+#            tile (more workgroups): whether the products' occupancy is
+#            what remains.
 # Packed by benches/gpu/pack.sh; run from the project root as
-# `bash .gpu/steps.sh`.
+# `bash .gpu/steps.sh [SECTION...]`.
 # Output: stdout, appended to $OUT/steps.log.
 set -uo pipefail
 . "$(dirname "$0")/setup.sh"
+sections=${*:-steps profile}
+has() { [[ " $sections " == *" $1 "* ]]; }
 {
-  LIMIT=200 step .gpu/bench_resnet 32 128 --amp
-  LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
-  # Probes (PyTorch left out, WGRAD_TORCH_DEVICE=none: its figures are above). Tiles must hold
-  # 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
-  for t in 32x64 64x32; do
-    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
-    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm --steps 5
-  done
+  if has steps; then
+    LIMIT=200 step .gpu/bench_resnet 32 128 --amp
+    LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
+  fi
+  if has profile; then
+    # PyTorch left out (WGRAD_TORCH_DEVICE=none): its figures are in `steps`.
+    WGRAD_TORCH_DEVICE=none LIMIT=150 step .gpu/bench_resnet 128 --amp --profile
+    WGRAD_TORCH_DEVICE=none LIMIT=90 step .gpu/bench_sequence transformer --profile --steps 3
+  fi
+  if has probes; then
+    # Tiles must hold 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
+    for t in 32x64 64x32; do
+      WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
+      WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm --steps 5
+    done
+  fi
 } 2>&1 | tee -a "${OUT:-/tmp}/steps.log"
