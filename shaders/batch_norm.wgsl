@@ -349,9 +349,8 @@ fn affine(x: vec4<f32>, extra: vec4<f32>, c: u32) -> vec4<f32> {
         v = round_f16(v);
     }
     if RELU {
-        // The unary table's ReLU, which the fuser merges here (NaN becomes
-        // 0 there too, unlike torch.relu).
-        v = max(v, vec4<f32>(0.0));
+        // The unary table's ReLU, which the fuser merges here (common.wgsl).
+        v = relu4(v);
     }
     return v;
 }
@@ -402,10 +401,10 @@ fn forward4_res(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// The gradient behind the fused ReLU: zero where the output was not positive.
+// The gradient behind the fused ReLU: zero where the output was <= 0.
 fn masked(dy: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     if RELU {
-        return select(vec4<f32>(0.0), dy, y > vec4<f32>(0.0));
+        return select(vec4<f32>(0.0), dy, relu_passes4(y));
     }
     return dy;
 }

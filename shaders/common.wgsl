@@ -93,3 +93,26 @@ fn pow_ieee(x: f32, y: f32) -> f32 {
     let odd = abs(y) < 16777216.0 && (i32(y) & 1) == 1;
     return select(m, -m, odd);
 }
+
+// ReLU as PyTorch computes it, x < 0 ? 0 : x, so that NaN and -0.0 pass
+// unchanged (WGSL leaves max(NaN, 0) to the implementation). Every fused
+// ReLU (batch norm's, pooling's, the products' stores, the RNN's cell) uses
+// it; the unary table's row is the same expression; the Rust twin is
+// `kernels::unary::relu`.
+fn relu(v: f32) -> f32 {
+    return select(v, 0.0, v < 0.0);
+}
+
+fn relu4(v: vec4<f32>) -> vec4<f32> {
+    return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+}
+
+// Whether a ReLU with output y passes its gradient: not where y <= 0 (as
+// PyTorch's threshold_backward; a NaN output passes it).
+fn relu_passes(y: f32) -> bool {
+    return !(y <= 0.0);
+}
+
+fn relu_passes4(y: vec4<f32>) -> vec4<bool> {
+    return !(y <= vec4<f32>(0.0));
+}

@@ -38,7 +38,7 @@ fn row_bias(tl: Tile, row: u32) -> f32 {
 // p.relu is set.
 fn epilogue(sums: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     let v = p.scale * sums + b;
-    return select(v, max(v, vec4<f32>(0.0)), p.relu != 0u);
+    return select(v, relu4(v), p.relu != 0u);
 }
 
 // Writes the columns col.. (col a multiple of 4) of `v`, the epilogue's
@@ -62,7 +62,7 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
         }
         if RELU_GRAD {
             // As unary_grad.wgsl computes it on the widened y (ReLU is gated).
-            w = select(vec4<f32>(0.0), w, halves4(bias[i / 2u], bias[i / 2u + 1u], col) > vec4<f32>(0.0));
+            w = select(vec4<f32>(0.0), w, relu_passes4(halves4(bias[i / 2u], bias[i / 2u + 1u], col)));
         }
         if col < p.n {
             c[i / 2u] = pack_halves(w.xy);
@@ -79,9 +79,9 @@ fn store_c(tl: Tile, row: u32, col: u32, v: vec4<f32>) {
                 x += bitcast<f32>(residual[i + j]);
             }
             if RELU_GRAD {
-                // As unary_grad.wgsl computes it: ReLU is gated, so g
-                // where y > 0, else 0 (whatever g is).
-                x = select(0.0, x, bitcast<f32>(bias[i + j]) > 0.0);
+                // As unary_grad.wgsl computes it: ReLU is gated, so 0
+                // where y <= 0 (whatever g is), else g.
+                x = select(0.0, x, relu_passes(bitcast<f32>(bias[i + j])));
             }
             c[i + j] = bitcast<u32>(x);
         }

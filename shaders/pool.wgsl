@@ -146,7 +146,7 @@ fn max_at(o: u32) -> f32 {
             var v = load_src(base + y * W + x);
             if p.relu != 0u {
                 // The ReLU op's own expression (unary table): the same bits.
-                v = max(v, 0.0);
+                v = relu(v);
             }
             // PyTorch's rule: a larger value or any NaN takes over.
             if arg == NONE || v > best || is_nan(v) {
@@ -155,10 +155,10 @@ fn max_at(o: u32) -> f32 {
             }
         }
     }
-    // ReLU's derivative is 0 where its output is not positive: such a
-    // window's maximum passes no gradient back (a window with no element
-    // keeps its -inf, as the two ops would give).
-    if p.relu != 0u && !(best > 0.0) {
+    // ReLU's derivative is 0 where its output is <= 0: such a window's
+    // maximum passes no gradient back (a window with no element keeps its
+    // -inf, as the two ops would give; a NaN maximum passes it).
+    if p.relu != 0u && !relu_passes(best) {
         arg = NONE;
     }
     arg_out[o] = arg;

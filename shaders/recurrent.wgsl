@@ -131,7 +131,7 @@ fn cell_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         default: {
             let v = load_xw(x0) + hw_at(w0, j, 0u);
-            states[out] = select(tanh_stable(v), max(v, 0.0), KIND == 1u);
+            states[out] = select(tanh_stable(v), relu(v), KIND == 1u);
         }
     }
 }
@@ -186,7 +186,7 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
         default: {
             let h = load_states(out);
-            dxw[x0] = select(dh * (1.0 - h * h), select(0.0, dh, h > 0.0), KIND == 1u);
+            dxw[x0] = select(dh * (1.0 - h * h), select(0.0, dh, relu_passes(h)), KIND == 1u);
         }
     }
 }

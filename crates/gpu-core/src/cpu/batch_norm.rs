@@ -30,11 +30,12 @@ fn rows(d: &ChannelDims, ch: usize) -> impl Iterator<Item = std::ops::Range<usiz
     })
 }
 
-/// `dy` masked by a fused ReLU's output `y` (zero where `y <= 0` or NaN).
+/// `dy` masked by a fused ReLU's output `y` (zero where `y <= 0`; a NaN
+/// output passes it, as PyTorch's `threshold_backward`).
 #[inline(always)]
 fn masked(dy: f32, y: Option<f32>) -> f32 {
     match y {
-        Some(y) if y <= 0.0 || y.is_nan() => 0.0,
+        Some(y) if !crate::kernels::unary::relu_passes(y) => 0.0,
         _ => dy,
     }
 }
@@ -306,8 +307,8 @@ multiversion! {
         }
         if relu {
             // The unary table's ReLU (the fuser merges that op into this
-            // store), so NaN becomes 0 as it does there.
-            out.iter_mut().for_each(|y| *y = y.max(0.0));
+            // store): NaN and -0.0 kept, as there and in PyTorch.
+            out.iter_mut().for_each(|y| *y = crate::kernels::unary::relu(*y));
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use super::simd::multiversion;
 use crate::kernels::pool::{relu_arg, NONE};
+use crate::kernels::unary::relu as relu_of;
 
 /// The in-bounds input indices of each window along one axis, in kernel
 /// order: window `i` reads `idx[start[i]..start[i + 1]]`. Worked out once
@@ -61,7 +62,7 @@ pub(crate) fn max_forward_plane(
             for &y in ys {
                 let line = &image[y * w..(y + 1) * w];
                 for &x in cols.of(ox) {
-                    let v = if relu { line[x].max(0.0) } else { line[x] };
+                    let v = if relu { relu_of(line[x]) } else { line[x] };
                     if at == NONE || v > best || v.is_nan() {
                         best = v;
                         at = (y * w + x) as u32;
@@ -87,7 +88,7 @@ multiversion! {
             let (top, bottom) = (&image[2 * oy * w..][..2 * ow], &image[(2 * oy + 1) * w..][..2 * ow]);
             let (row0, row1) = ((2 * oy * w) as u32, ((2 * oy + 1) * w) as u32);
             for ox in 0..ow {
-                let v = |line: &[f32], x: usize| if relu { line[x].max(0.0) } else { line[x] };
+                let v = |line: &[f32], x: usize| if relu { relu_of(line[x]) } else { line[x] };
                 let (mut best, mut at) = (v(top, 2 * ox), row0 + 2 * ox as u32);
                 for (val, idx) in [
                     (v(top, 2 * ox + 1), row0 + 2 * ox as u32 + 1),

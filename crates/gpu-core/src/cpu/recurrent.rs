@@ -73,7 +73,7 @@ pub(crate) fn forward(
         for j in 0..h {
             hn[j] = match d.kind {
                 RecurrentKind::RnnTanh => tanh(a(0, j)),
-                RecurrentKind::RnnRelu => a(0, j).max(0.0),
+                RecurrentKind::RnnRelu => crate::kernels::unary::relu(a(0, j)),
                 RecurrentKind::Lstm => unreachable!("LSTM rows run lstm_row"),
                 RecurrentKind::Gru => {
                     let (rg, zg) = (sigmoid(a(0, j)), sigmoid(a(1, j)));
@@ -326,7 +326,9 @@ pub(crate) fn backward(d: &SeqDims, t: usize, i: &BackwardIn, dx: &mut [f32], dh
                     let y = i.st[out * bh + row + j];
                     sdx[j] = dh * (1.0 - y * y);
                 }
-                RecurrentKind::RnnRelu => sdx[j] = if i.st[out * bh + row + j] > 0.0 { dh } else { 0.0 },
+                RecurrentKind::RnnRelu => {
+                    sdx[j] = if crate::kernels::unary::relu_passes(i.st[out * bh + row + j]) { dh } else { 0.0 }
+                }
                 RecurrentKind::Lstm => unreachable!("LSTM rows run lstm_row_backward"),
                 RecurrentKind::Gru => {
                     let (rg, zg, n, hn) = (gate(0, j), gate(1, j), gate(2, j), gate(3, j));

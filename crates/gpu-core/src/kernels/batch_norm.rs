@@ -90,7 +90,7 @@ pub(crate) fn channel(d: &ChannelDims, i: usize) -> usize {
 /// positive, else 0; `dy` itself without one.
 pub(crate) fn masked(dy: &[f32], y: Option<&[f32]>, i: usize) -> f64 {
     match y {
-        Some(y) if y[i] <= 0.0 || y[i].is_nan() => 0.0,
+        Some(y) if !crate::kernels::unary::relu_passes(y[i]) => 0.0,
         _ => dy[i] as f64,
     }
 }
@@ -171,7 +171,7 @@ pub(crate) fn forward(
             v += r[i] as f64;
         }
         if relu {
-            v = v.max(0.0);
+            v = crate::kernels::unary::relu(v);
         }
         *out = v as f32;
     }

@@ -204,7 +204,7 @@ impl HostEpilogue<'_> {
             }
         }
         if self.relu {
-            row.iter_mut().for_each(|v| *v = v.max(0.0));
+            row.iter_mut().for_each(|v| *v = crate::kernels::unary::relu(*v));
         }
         if !pre.is_empty() {
             pre.copy_from_slice(row);

@@ -97,8 +97,9 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
 /// maximum is not positive (ReLU's derivative there is 0, so the window
 /// passes no gradient back).
 pub(crate) fn relu_arg(relu: bool, best: f32, at: u32) -> u32 {
-    // `best > 0` is false for a NaN too (whose ReLU derivative is 0).
-    if !relu || best > 0.0 {
+    // A window whose ReLU'd maximum is 0 passes nothing back (the ReLU's
+    // gradient is 0 there); a NaN maximum passes it, as in PyTorch.
+    if !relu || crate::kernels::unary::relu_passes(best) {
         at
     } else {
         NONE
@@ -256,7 +257,7 @@ impl Pool {
                         }
                         let k = (yp - r.pad) * c.size + xp - c.pad;
                         // The ReLU op's own twin (unary table): the same bits.
-                        let v = if self.relu { image[k].max(0.0) } else { image[k] };
+                        let v = if self.relu { crate::kernels::unary::relu(image[k]) } else { image[k] };
                         if at == NONE || v > best || v.is_nan() {
                             best = v;
                             at = k as u32;

@@ -173,7 +173,7 @@ pub(crate) fn forward_step(
             let (hp, ip, io) = (st[prev * bh + i] as f64, prev * bh + i, out * bh + i);
             let hn = match d.kind {
                 RecurrentKind::RnnTanh => (x(0) + r(0)).tanh(),
-                RecurrentKind::RnnRelu => (x(0) + r(0)).max(0.0),
+                RecurrentKind::RnnRelu => crate::kernels::unary::relu(x(0) + r(0)),
                 RecurrentKind::Lstm => {
                     let (ig, fg) = (sigmoid(x(0) + r(0)), sigmoid(x(1) + r(1)));
                     let (gg, og) = ((x(2) + r(2)).tanh(), sigmoid(x(3) + r(3)));
@@ -239,7 +239,9 @@ pub(crate) fn backward_step(
                     let y = st[out * bh + i] as f64;
                     dx[x0] = (dh * (1.0 - y * y)) as f32;
                 }
-                RecurrentKind::RnnRelu => dx[x0] = if st[out * bh + i] > 0.0 { dh as f32 } else { 0.0 },
+                RecurrentKind::RnnRelu => {
+                    dx[x0] = if crate::kernels::unary::relu_passes(st[out * bh + i]) { dh as f32 } else { 0.0 }
+                }
                 RecurrentKind::Lstm => {
                     let (ig, fg, gg, og) = (gate(0), gate(1), gate(2), gate(3));
                     let tc = (st[c_off + out * bh + i] as f64).tanh();

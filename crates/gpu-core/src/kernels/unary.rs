@@ -39,6 +39,25 @@ pub(crate) fn sign(v: f32) -> f32 {
 // elements took 29 ms on a 2-core Zen 3, 1.8 now; Mish 53, now 6). Exp,
 // Log, Sin, Cos and Powf keep libm's, for their whole range and accuracy.
 
+/// ReLU as PyTorch computes it, `x < 0 ? 0 : x`: NaN and -0.0 pass
+/// unchanged (`f32::max` would turn NaN into 0). The twin of WGSL's `relu`
+/// (`shaders/common.wgsl`), for every ReLU, fused or not.
+/// Generic over f32 and the f64 of the reference twins (`Default` is 0).
+pub(crate) fn relu<T: PartialOrd + Default>(v: T) -> T {
+    if v < T::default() {
+        T::default()
+    } else {
+        v
+    }
+}
+
+/// Whether a ReLU with output `y` passes its gradient: not where `y <= 0`
+/// (PyTorch's `threshold_backward`; a NaN output passes it).
+pub(crate) fn relu_passes<T: PartialOrd + Default>(y: T) -> bool {
+    // NaN is incomparable with 0: it passes.
+    !matches!(y.partial_cmp(&T::default()), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal))
+}
+
 /// ln(1 + e^x), stable on both sides.
 fn softplus1(v: f32) -> f32 {
     v.max(0.0) + fast_math::ln_1p_unit(fast_math::exp(-v.abs()))
@@ -355,10 +374,10 @@ unary_table! {
     Sigmoid example()
         f: "sigmoid(v)" => sigmoid(v);
         df: "y * (1.0 - y)" => y * (1.0 - y);
-    /// max(x, 0)
+    /// max(x, 0), NaN and -0.0 kept (PyTorch's `x < 0 ? 0 : x`)
     Relu example()
-        f: "max(v, 0.0)" => v.max(0.0);
-        gate: "y > 0.0" => y > 0.0;
+        f: "select(v, 0.0, v < 0.0)" => relu(v);
+        gate: "!(y <= 0.0)" => relu_passes(y);
     /// x if x > 0 else slope·x
     LeakyRelu(slope) example(0.01)
         f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
@@ -418,9 +437,12 @@ unary_table! {
             => step(beta * v > threshold, v, softplus1(beta * v) / beta);
         df: "select(sigmoid(beta * v), 1.0, beta * v > threshold)"
             => step(beta * v > threshold, 1.0, sigmoid(beta * v));
-    /// min(max(x, lo), hi)
+    /// min(max(x, lo), hi), NaN kept (PyTorch's; WGSL's clamp leaves NaN open)
     Clamp(lo, hi) example(-0.5, 0.75)
-        f: "clamp(v, lo, hi)" => v.max(lo).min(hi);
+        f: "let t = select(v, lo, v < lo); select(t, hi, t > hi)" => {
+                let t = step(v < lo, lo, v);
+                step(t > hi, hi, t)
+            };
         gate: "v >= lo && v <= hi" => v >= lo && v <= hi;
     /// scale·x + shift: scalar add, sub, mul and div in one pass
     Affine {

@@ -396,8 +396,8 @@ fn f16_limits_subnormals_overflow_and_nan() {
             };
             // Normalised input, no affine: y is x, subnormals and all.
             equal(&format!("{what}: identity"), &fwd(None, false), &x);
-            // The unary table's ReLU: NaN becomes 0.
-            let relu: Vec<f32> = x.iter().map(|h| h.to_f32().max(0.0)).collect();
+            // The unary table's ReLU, PyTorch's x < 0 ? 0 : x: NaN and -0.0 kept.
+            let relu: Vec<f32> = x.iter().map(|h| h.to_f32()).map(|v| if v < 0.0 { 0.0 } else { v }).collect();
             equal(&format!("{what}: relu"), &fwd(None, true), &hs(&relu));
             // Doubled: exact for subnormals, 65504 overflows to inf.
             let two = run.f32s(&[2.0]);

@@ -118,26 +118,34 @@ fn unary_reference_values() {
 }
 
 /// An infinite or NaN upstream gradient, against PyTorch 2.x's `backward`
-/// at x = -2, 0, 0.5, 3: the gated ops (ReLU, clamp, sign) pass nothing
-/// where they are flat, as PyTorch's masks do (inf · 0 would be NaN there);
-/// the others multiply (|x|'s sign(0) · inf is NaN in PyTorch too). On
-/// both CPU backends, and on the GPU unfused and fused into a following op.
+/// at x = -2, -0, 0, 0.5, 3, NaN: the gated ops (ReLU, clamp, sign) pass
+/// nothing where they are flat, as PyTorch's masks do (inf · 0 would be NaN
+/// there), and ReLU passes it at a NaN output; the others multiply (|x|'s
+/// sign(0) · inf is NaN in PyTorch too). ReLU and clamp keep NaN and -0.0
+/// as PyTorch does (`x < 0 ? 0 : x`). On both CPU backends, and on the GPU
+/// unfused and fused into a following op.
 #[test]
 fn gradients_of_an_infinite_or_nan_upstream_gradient_are_pytorchs() {
     use wgrad_gpu_core::testing::fresh_gpu_or_skip;
     let test = "gradients_of_an_infinite_or_nan_upstream_gradient_are_pytorchs";
-    let xs = [-2.0f32, 0.0, 0.5, 3.0];
     let nan = f32::NAN;
+    let xs = [-2.0f32, -0.0, 0.0, 0.5, 3.0, nan];
     // PyTorch's gradient at xs for an upstream gradient g.
-    type Want = fn(f32) -> [f32; 4];
+    type Want = fn(f32) -> [f32; 6];
     let cases: [(UnaryOp, Want); 6] = [
-        (UnaryOp::Relu, |g| [0.0, 0.0, g, g]),
-        (UnaryOp::Clamp(-0.5, 0.75), |g| [0.0, g, g, 0.0]),
-        (UnaryOp::Sign, |_| [0.0; 4]),
-        (UnaryOp::LeakyRelu(0.01), |g| [g; 4]),
-        (UnaryOp::Abs, |g| [-g, f32::NAN, g, g]),
-        (UnaryOp::Exp, |g| [g; 4]),
+        (UnaryOp::Relu, |g| [0.0, 0.0, 0.0, g, g, g]),
+        (UnaryOp::Clamp(-0.5, 0.75), |g| [0.0, g, g, g, 0.0, 0.0]),
+        (UnaryOp::Sign, |_| [0.0; 6]),
+        (UnaryOp::LeakyRelu(0.01), |g| [g; 6]),
+        (UnaryOp::Abs, |g| [-g, f32::NAN, f32::NAN, g, g, f32::NAN]),
+        (UnaryOp::Exp, |g| [g, g, g, g, g, f32::NAN]),
     ];
+    // PyTorch's forward values, bit for bit (-0.0 included).
+    let forward = [
+        (UnaryOp::Relu, [0.0, -0.0, 0.0, 0.5, 3.0, nan]),
+        (UnaryOp::Clamp(-0.5, 0.75), [-0.5, -0.0, 0.0, 0.5, 0.75, nan]),
+    ];
+    let same = |got: f32, want: f32| if want.is_nan() { got.is_nan() } else { got.to_bits() == want.to_bits() };
     let mut devices =
         vec![("CPU reference", wgrad_gpu_core::Device::cpu_reference()), ("fast CPU", wgrad_gpu_core::Device::cpu())];
     for (what, fuse) in [("GPU", false), ("GPU fused", true)] {
@@ -147,11 +155,18 @@ fn gradients_of_an_infinite_or_nan_upstream_gradient_are_pytorchs() {
     }
     let (n, dense) = (xs.len(), Layout::contiguous(&[xs.len()]));
     for (device, dev) in &devices {
+        let x = wgrad_gpu_core::Buffer::from_f32(dev, &xs).unwrap();
+        let zero = wgrad_gpu_core::Buffer::from_f32(dev, &[0.0; 6]).unwrap();
+        for (op, want) in forward {
+            // `+ 0` would turn -0.0 into 0: the op's own result is read.
+            let y = unary(op, &x, n).unwrap().to_f32().unwrap();
+            for ((x, got), want) in xs.iter().zip(y).zip(want) {
+                assert!(same(got, want), "{device}: {op:?}({x}) = {got}, PyTorch {want}");
+            }
+        }
         for (op, want) in cases {
             for g in [f32::INFINITY, f32::NEG_INFINITY, nan] {
-                let x = wgrad_gpu_core::Buffer::from_f32(dev, &xs).unwrap();
-                let up = wgrad_gpu_core::Buffer::from_f32(dev, &[g; 4]).unwrap();
-                let zero = wgrad_gpu_core::Buffer::from_f32(dev, &[0.0; 4]).unwrap();
+                let up = wgrad_gpu_core::Buffer::from_f32(dev, &[g; 6]).unwrap();
                 let y = unary(op, &x, n).unwrap();
                 // `+ 0` gives the fuser an op to merge the gradient into.
                 let dx = unary_grad(op, &x, &y, &up, n).unwrap();

@@ -93,14 +93,16 @@ fn relu_max_pool_matches_twin_and_pooling_the_relu() {
         assert_eq!(yg.to_u32().unwrap()[..n], yc.to_u32().unwrap()[..n], "{what}: values");
         assert_eq!(ig.to_u32().unwrap()[..n], args, "{what}: argmax");
 
-        let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        // The unary table's ReLU (PyTorch's x < 0 ? 0 : x: NaN and -0.0 kept).
+        let relu: Vec<f32> = x.iter().map(|&v| if v < 0.0 { 0.0 } else { v }).collect();
         let (y0, i0, _) = max_pool2d(&Buffer::from_f32(&c, &relu).unwrap(), shape, k, s, p, d).unwrap();
         let (y0, i0) = (y0.to_f32().unwrap(), i0.to_u32().unwrap());
         positive += values.iter().filter(|&&v| v > 0.0).count();
         zero += values.iter().filter(|&&v| v == 0.0).count();
         for o in 0..n {
             assert_eq!(values[o].to_bits(), y0[o].to_bits(), "{what}: value {o}");
-            let want = if y0[o] > 0.0 { i0[o] } else { u32::MAX };
+            // ReLU's gradient passes unless its output is <= 0 (NaN passes).
+            let want = if y0[o] > 0.0 || y0[o].is_nan() { i0[o] } else { u32::MAX };
             assert_eq!(args[o], want, "{what}: argmax {o} of a window with maximum {}", y0[o]);
         }
 
