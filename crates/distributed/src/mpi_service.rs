@@ -168,7 +168,7 @@ fn serve(world: &SimpleCommunicator, inbox: std::sync::mpsc::Receiver<Request>) 
 }
 
 fn fail(rank: usize, what: &str) -> ! {
-    eprintln!("wgrad: rank {rank} failed: {what}");
+    crate::process_group::say(format_args!("wgrad: rank {rank} failed: {what}"));
     abort_job(1)
 }
 
@@ -192,7 +192,7 @@ fn install_abort_on_panic(rank: usize, size: usize) {
         if wgrad_autograd::caught_by_try_run() {
             return; // an Err for the caller, who decides
         }
-        eprintln!("wgrad: rank {rank} of {size} panicked; aborting the job");
+        crate::process_group::say(format_args!("wgrad: rank {rank} of {size} panicked; aborting the job"));
         abort_job(1);
     }));
 }

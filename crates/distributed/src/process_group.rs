@@ -279,7 +279,7 @@ impl ProcessGroup {
     /// naming the rank, then (on MPI) aborts every rank, so that none waits
     /// for this one. On a group of one, exits the process with status 1.
     pub fn abort(&self, message: &str) -> ! {
-        eprintln!("wgrad: rank {} of {} failed: {message}", self.rank, self.size);
+        say(format_args!("wgrad: rank {} of {} failed: {message}", self.rank, self.size));
         match &self.comm {
             Comm::Single => std::process::exit(1),
             #[cfg(feature = "mpi")]
@@ -295,10 +295,10 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         #[cfg(feature = "mpi")]
         if let Comm::Mpi(_) = &self.comm {
-            eprintln!(
+            say(format_args!(
                 "wgrad: rank {} of {} is leaving without ProcessGroup::finalize (an error?); aborting the job",
                 self.rank, self.size
-            );
+            ));
             crate::mpi_service::abort_job(1);
         }
     }
@@ -388,4 +388,15 @@ fn bytes_of_u32(v: &[u32]) -> Vec<u8> {
 
 fn u32_of_bytes(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Writes `line` and a newline to stderr in one write. `eprintln!` writes
+/// a formatted line piece by piece (stderr is unbuffered), and under
+/// mpirun a rank's stderr is forwarded in the chunks it was written in:
+/// the abort that follows a rank's last words prints mpirun's banner,
+/// which then landed inside them ("wgrad: rank " ... banner ... "1 of 2
+/// failed"), cutting the failing rank's name from its message.
+pub(crate) fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
 }
