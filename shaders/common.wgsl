@@ -95,9 +95,9 @@ fn pow_ieee(x: f32, y: f32) -> f32 {
 }
 
 // ReLU as PyTorch computes it, x < 0 ? 0 : x, so that NaN and -0.0 pass
-// unchanged (WGSL leaves max(NaN, 0) to the implementation). Every fused
-// ReLU (batch norm's, pooling's, the products' stores, the RNN's cell) uses
-// it; the unary table's row is the same expression; the Rust twin is
+// unchanged (WGSL leaves max(NaN, 0) to the implementation). Every ReLU
+// uses it: the unary table's row and the fused ones (batch norm's,
+// pooling's, the products' stores, the RNN's cell); the Rust twin is
 // `kernels::unary::relu`.
 fn relu(v: f32) -> f32 {
     return select(v, 0.0, v < 0.0);

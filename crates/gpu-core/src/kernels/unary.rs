@@ -376,8 +376,8 @@ unary_table! {
         df: "y * (1.0 - y)" => y * (1.0 - y);
     /// max(x, 0), NaN and -0.0 kept (PyTorch's `x < 0 ? 0 : x`)
     Relu example()
-        f: "select(v, 0.0, v < 0.0)" => relu(v);
-        gate: "!(y <= 0.0)" => relu_passes(y);
+        f: "relu(v)" => relu(v);
+        gate: "relu_passes(y)" => relu_passes(y);
     /// x if x > 0 else slope·x
     LeakyRelu(slope) example(0.01)
         f: "select(slope * v, v, v > 0.0)" => step(v > 0.0, v, slope * v);
