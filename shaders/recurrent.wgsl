@@ -30,6 +30,12 @@
 
 // 0 rnn_tanh, 1 rnn_relu, 2 lstm, 3 gru (`RecurrentKind::code`).
 override KIND: u32 = 0u;
+// hw (cell_forward) and dh_rec (cell_backward) are the sums of PARTS
+// partial products stored one after another: on GPUs a step's product,
+// which has few outputs and a long K, runs as a batch of slices of K
+// (`k_slices` in ops/recurrent.rs), and this kernel adds the slices, in
+// order, where it reads them.
+override PARTS: u32 = 1u;
 
 struct Params {
     t: u32,
@@ -79,9 +85,27 @@ fn slots() -> vec2<u32> {
     return vec2<u32>(p.t, p.t + 1u);
 }
 
+// Element i of hw: the sum of its PARTS slices ([B, G·H] each).
+fn hw_sum(i: u32) -> f32 {
+    var v = load_hw(i);
+    for (var s = 1u; s < PARTS; s++) {
+        v += load_hw(i + s * p.batch * gates() * p.hidden);
+    }
+    return v;
+}
+
+// Element i of dh_rec: the sum of its PARTS slices ([B, H] each).
+fn dh_rec_sum(i: u32) -> f32 {
+    var v = load_dh_rec(i);
+    for (var s = 1u; s < PARTS; s++) {
+        v += load_dh_rec(i + s * p.batch * p.hidden);
+    }
+    return v;
+}
+
 // Gate block k of hw (+ b_hh) for thread (b, j), w0 = b·G·H + j.
 fn hw_at(w0: u32, j: u32, k: u32) -> f32 {
-    var v = load_hw(w0 + k * p.hidden);
+    var v = hw_sum(w0 + k * p.hidden);
     if p.has_bias != 0u {
         v += load_bias(k * p.hidden + j);
     }
@@ -153,7 +177,7 @@ fn cell_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let out = slot.y * bh + i;
     var dh = load_dy(p.dy_offset + p.t * bh + i) + carry[i];
     if p.has_rec != 0u {
-        dh += load_dh_rec(i);
+        dh += dh_rec_sum(i);
     }
     // Only the GRU has a path from h_prev to h that bypasses W_hh.
     carry[i] = 0.0;

@@ -9,7 +9,9 @@
 //! weight gradient is a single matmul over all steps after the loop. On a GPU
 //! the sequence only records launches: nothing is read back. There the
 //! LSTM runs each step's cell in the store of its product instead
-//! (`shaders/matmul_store_cell.wgsl`): one launch per step each way.
+//! (`shaders/matmul_store_cell.wgsl`): one launch per step each way; but
+//! on GPUs that are no CPU adapter a step's product with few outputs runs
+//! as a batch of slices of K that the cell kernel adds ([`k_slices`]).
 //!
 //! PyTorch's gate math, per direction, with `a = xw_t + h_prev W_hhᵀ + b_hh`
 //! split into gate blocks of `H`:
@@ -199,16 +201,17 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     ],
 };
 
-/// Records one fused kernel launch over the `B·H` units.
+/// Records one fused kernel launch over the `B·H` units; its `hw` or
+/// `dh_rec` input holds `parts` slices to add ([`k_slices`]).
 fn launch(
     g: &GpuContext,
     d: &SeqDims,
-    entry: &'static str,
+    (entry, parts): (&'static str, usize),
     params: Params,
     inputs: &[&Buffer],
     outputs: &[&Buffer],
 ) -> Result<()> {
-    let constants = [("KIND", d.kind.code() as f64)];
+    let constants = [("KIND", d.kind.code() as f64), ("PARTS", parts as f64)];
     // On CPU adapters the inputs are read through textures: a whole-sequence
     // input (xw, dy, the states, the saved gates) is copied once and bound
     // again at every step while nothing writes it (texture_operands.rs).
@@ -216,14 +219,15 @@ fn launch(
     dispatch(g, shader, entry, &constants, &params, inputs, outputs, groups(d.bh(), WG))
 }
 
-/// One forward step at time `t`: the cell math after `hw = h_prev @ W_hhᵀ`,
-/// writing the new states into `states` and the gate values into `saved`
-/// (`saved` is a placeholder for the RNN). Buffers are whole-sequence.
+/// One forward step at time `t`: the cell math after `hw = h_prev @ W_hhᵀ`
+/// (`hw.1` slices of it to add, [`sliced_product`]), writing the new states
+/// into `states` and the gate values into `saved` (`saved` is a placeholder
+/// for the RNN). Buffers are whole-sequence.
 fn cell_forward(
     d: &SeqDims,
     t: usize,
     xw: &Buffer,
-    hw: &Buffer,
+    (hw, parts): (&Buffer, usize),
     b_hh: Option<&Buffer>,
     states: &Buffer,
     saved: &Buffer,
@@ -235,13 +239,14 @@ fn cell_forward(
             launch(
                 g,
                 d,
-                "cell_forward",
+                ("cell_forward", parts),
                 d.params(t, b_hh.is_some(), false, 0),
                 &[xw, hw, b_hh.unwrap_or(hw)],
                 &[states, saved],
             )
         },
         || {
+            debug_assert_eq!(parts, 1, "products are cut into slices on GPUs only");
             let (hx, hh) = (xw.host(), hw.host());
             let hb = b_hh.map(|b| b.host());
             let (mut hs, mut hg) = (states.host_mut(), saved.host_mut());
@@ -256,15 +261,16 @@ fn cell_forward(
 }
 
 /// One backward step at time `t` (see `recurrent.wgsl`): reads `dy[t]`, the
-/// carries and `dh_rec` (the previous step's `dhw @ W_hh`, `None` on the
-/// first step), writes `dxw[t]`, `dhw[t]` (GRU) and the new carries.
-/// `placeholder` is bound for the buffers a kind does not use.
+/// carries and `dh_rec` (the previous step's `dhw @ W_hh` in as many
+/// slices as it says, `None` on the first step), writes `dxw[t]`, `dhw[t]`
+/// (GRU) and the new carries. `placeholder` is bound for the buffers a
+/// kind does not use.
 #[allow(clippy::too_many_arguments)]
 fn cell_backward(
     d: &SeqDims,
     t: usize,
     (dy, dy_offset): (&Buffer, usize),
-    dh_rec: Option<&Buffer>,
+    dh_rec: Option<(&Buffer, usize)>,
     saved: &RecurrentSaved,
     dxw: &Buffer,
     dhw: Option<&Buffer>,
@@ -275,19 +281,21 @@ fn cell_backward(
     run(
         dy.device(),
         |g| {
-            let ins = [dy, dh_rec.unwrap_or(dy), states, saved.gates.as_ref().unwrap_or(states)];
+            let (rec, parts) = dh_rec.unwrap_or((dy, 1));
+            let ins = [dy, rec, states, saved.gates.as_ref().unwrap_or(states)];
             launch(
                 g,
                 d,
-                "cell_backward",
+                ("cell_backward", parts),
                 d.params(t, false, dh_rec.is_some(), dy_offset),
                 &ins,
                 &[dxw, dhw.unwrap_or(placeholder), carry],
             )
         },
         || {
+            debug_assert!(dh_rec.is_none_or(|r| r.1 == 1), "products are cut into slices on GPUs only");
             let (hy, hs) = (dy.host(), states.host());
-            let (hr, hg) = (dh_rec.map(|b| b.host()), saved.gates.as_ref().map(|b| b.host()));
+            let (hr, hg) = (dh_rec.map(|b| b.0.host()), saved.gates.as_ref().map(|b| b.host()));
             let (mut hdx, mut hc) = (dxw.host_mut(), carry.host_mut());
             let mut hdh = dhw.map(|b| b.host_mut());
             let (dys, st) = (&f32s(&hy)[dy_offset..], f32s(&hs));
@@ -361,7 +369,10 @@ pub fn recurrent_forward(
     // The RNN's `saved` binding needs a buffer; a word suffices, it is never touched.
     let placeholder = if gates.is_none() { Some(Buffer::alloc(dev, 4)?) } else { None };
     let saved_buf = gates.as_ref().or(placeholder.as_ref()).expect("gates or placeholder");
-    if let Some(kernel) = cell_in_store(&d, &[xw, w_hh, h0, &states, saved_buf]) {
+    // The step's product hw = h_prev @ W_hhᵀ: [B, H] @ [H, G·H].
+    let slices = k_slices(dev, b, h, gh)?;
+    let in_store = (slices == 1).then(|| cell_in_store(&d, &[xw, w_hh, h0, &states, saved_buf])).flatten();
+    if let Some(kernel) = in_store {
         forward_in_store(kernel, &d, xw, w_hh, b_hh, h0, &states, saved_buf)?;
         return Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates });
     }
@@ -386,8 +397,8 @@ pub fn recurrent_forward(
     }
     for i in 0..t {
         let time = d.time(i);
-        let (hw, _) = matmul::matmul(&states, &d.slot_view(0, d.slots(time).0), w_hh, &w_t)?;
-        cell_forward(&d, time, xw, &hw, b_hh, &states, saved_buf)?;
+        let hw = sliced_product((&states, &d.slot_view(0, d.slots(time).0)), (w_hh, &w_t), slices)?;
+        cell_forward(&d, time, xw, (&hw, slices), b_hh, &states, saved_buf)?;
     }
     Ok(RecurrentSaved { dims: d, has_bias: b_hh.is_some(), states, gates })
 }
@@ -407,6 +418,97 @@ fn cell_in_store(d: &SeqDims, buffers: &[&Buffer]) -> Option<MatmulKernel> {
     let (dev, kernel) = (buffers[0].device(), MatmulKernel::Auto);
     let on = lstm && dev.gpu_ctx().is_some_and(GpuContext::fusion_enabled);
     (on && matmul::cell_product_runs(kernel, dev, buffers)).then_some(kernel)
+}
+
+/// Partial outputs that fill about 64 workgroups of the tiled kernel's
+/// 32 x 128 tile (a step's product with up to 32 batch rows takes it).
+const SLICED_OUTPUTS: usize = 64 * 32 * 128;
+
+/// The fewest K values a slice of a step's product keeps: two of the tiled
+/// kernel's staged depths.
+const SLICE_DEPTH: usize = 32;
+
+/// How many slices of K a step's recurrent product `[m, k] @ [k, n]` runs
+/// in on `dev`: the slices' products run as one batched launch and the
+/// cell kernel adds them, in order, so every run gives the same bits
+/// ([`sliced_product`], `PARTS` in `recurrent.wgsl`).
+///
+/// A step's product has few outputs (B x G·H forward, B x H backward) and
+/// a long K, and the steps run one after another: whole, it fills a
+/// handful of a GPU's workgroups, each walking all of K. On an H200 the
+/// LSTM bench's (B 32, H 256) backward product took 200 µs a step on its 2
+/// workgroups and the forward 60 µs on 8, 94% of the step's device time
+/// (docs/history/gpu-h200-2026-11-26-session30.log), at the per-thread
+/// rate of the large products that reach 27 TFLOP/s: the time is the
+/// launch's few threads. Sliced ([`slices_for`]), a step's products get
+/// about 64 workgroups for 1-2 MB of partial sums a step.
+///
+/// One slice (the product whole) on CPU adapters, whose few cores a
+/// whole product already fills (lavapipe keeps the LSTM's cell in the
+/// product's store), and on the CPU backends. `WGRAD_RECURRENT_SLICES=n`
+/// caps the count at n on every GPU adapter, CPU adapters included (1:
+/// never cut), to measure.
+fn k_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> {
+    let Some(g) = dev.gpu_ctx() else { return Ok(1) };
+    #[cfg(test)]
+    if let Some(forced) = tests::SLICES.with(std::cell::Cell::get) {
+        return Ok(largest_divisor(k, forced));
+    }
+    match slices_override().map_err(|e| Error::invalid("recurrent", e))? {
+        Some(cap) => Ok(slices_for(m, k, n, cap)),
+        None if g.is_cpu_adapter() => Ok(1),
+        None => Ok(slices_for(m, k, n, usize::MAX)),
+    }
+}
+
+/// The rule of [`k_slices`]: enough slices for [`SLICED_OUTPUTS`] partial
+/// sums, each slice at least [`SLICE_DEPTH`] deep and all of one depth
+/// (the count divides K), at most `cap`; fewer where K allows no more.
+fn slices_for(m: usize, k: usize, n: usize, cap: usize) -> usize {
+    let want = SLICED_OUTPUTS.div_ceil((m * n).max(1));
+    if want <= 1 {
+        return 1;
+    }
+    let most = (k / SLICE_DEPTH).min(cap);
+    (want..=most).find(|s| k.is_multiple_of(*s)).unwrap_or_else(|| largest_divisor(k, most))
+}
+
+/// The largest divisor of `k` up to `n` (at least 1).
+fn largest_divisor(k: usize, n: usize) -> usize {
+    (1..=n.min(k).max(1)).rev().find(|s| k.is_multiple_of(*s)).unwrap_or(1)
+}
+
+/// `WGRAD_RECURRENT_SLICES`, the cap of [`k_slices`] (a tuning knob like
+/// `WGRAD_MATMUL_TILE`), else `None`.
+fn slices_override() -> std::result::Result<Option<usize>, String> {
+    static SLICES: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
+    SLICES
+        .get_or_init(|| match std::env::var("WGRAD_RECURRENT_SLICES") {
+            Err(_) => Ok(None),
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(format!("WGRAD_RECURRENT_SLICES={v:?} is not a count of at least 1")),
+            },
+        })
+        .clone()
+}
+
+/// `a @ b` (2-D views `[m, k]` and `[k, n]`) as `slices` products over
+/// consecutive ranges of K, one batched launch: `[slices, m, n]`, whose
+/// sum over the first axis is the product (`slices` divides K; 1: the
+/// product itself, `[m, n]`).
+fn sliced_product((a, la): (&Buffer, &Layout), (b, lb): (&Buffer, &Layout), slices: usize) -> Result<Buffer> {
+    if slices == 1 {
+        return Ok(matmul::matmul(a, la, b, lb)?.0);
+    }
+    #[cfg(test)]
+    tests::SLICED.with(|c| c.set(c.get() + 1));
+    let (m, k, n) = (la.shape[0], la.shape[1], lb.shape[1]);
+    let depth = k / slices;
+    let (ar, ac, br, bc) = (la.strides[0], la.strides[1], lb.strides[0], lb.strides[1]);
+    let la = Layout { shape: [slices, m, depth].into(), strides: [depth * ac, ar, ac].into(), offset: la.offset };
+    let lb = Layout { shape: [slices, depth, n].into(), strides: [depth * br, br, bc].into(), offset: lb.offset };
+    Ok(matmul::matmul(a, &la, b, &lb)?.0)
 }
 
 /// The LSTM forward with each step's cell in the store of the product
@@ -543,10 +645,14 @@ pub fn recurrent_backward_at(
     let dhw_all = dhw.as_ref().unwrap_or(&dxw);
     let w_view = Layout::contiguous(&[gh, h]);
     let mut rec: Option<Buffer> = None;
-    let in_store = {
-        let gates = saved.gates.as_ref().unwrap_or(&saved.states);
-        cell_in_store(&d, &[dy, w_hh, &saved.states, gates, &dxw, &carry])
-    };
+    // The step's product dh_rec = dhw_t @ W_hh: [B, G·H] @ [G·H, H].
+    let slices = k_slices(dev, b, gh, h)?;
+    let in_store = (slices == 1)
+        .then(|| {
+            let gates = saved.gates.as_ref().unwrap_or(&saved.states);
+            cell_in_store(&d, &[dy, w_hh, &saved.states, gates, &dxw, &carry])
+        })
+        .flatten();
     if let Some(kernel) = in_store.filter(|_| t > 0) {
         rec = Some(backward_in_store(kernel, &d, saved, w_hh, (dy, offset), &dxw, &carry, &placeholder)?);
     }
@@ -569,10 +675,14 @@ pub fn recurrent_backward_at(
         )?;
         rec = Some(dh0);
     }
+    let mut parts = 1;
     for i in (0..t).rev().filter(|_| in_store.is_none() && !whole) {
         let time = d.time(i);
-        cell_backward(&d, time, (dy, offset), rec.as_ref(), saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
-        rec = Some(matmul::matmul(dhw_all, &d.gate_rows(time), w_hh, &w_view)?.0);
+        let dh_rec = rec.as_ref().map(|r| (r, parts));
+        cell_backward(&d, time, (dy, offset), dh_rec, saved, &dxw, dhw.as_ref(), &carry, &placeholder)?;
+        // The last product is dh0's: whole, not in slices.
+        parts = if i == 0 { 1 } else { slices };
+        rec = Some(sliced_product((dhw_all, &d.gate_rows(time)), (w_hh, &w_view), parts)?);
     }
     let dh0 = match rec {
         None => copy::contiguous(&carry, &carry_h)?,
@@ -663,36 +773,119 @@ mod tests {
         /// Set by a test: the kernel of the cell-in-store products
         /// (`Some(None)`: the two-launch path) instead of the device's choice.
         pub(super) static FORCED: std::cell::Cell<Option<Option<MatmulKernel>>> = const { std::cell::Cell::new(None) };
+        /// Set by a test: the slices of K of every step's product on a GPU
+        /// (`k_slices`), instead of the rule's.
+        pub(super) static SLICES: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+        /// Products `sliced_product` ran in more than one slice.
+        pub(super) static SLICED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    /// Everything an LSTM sequence computes, read back (states, saved
-    /// gates, then the gradients of xw, W_hh, b_hh, h0 and c0), and the
-    /// launches it recorded, on the path `forced` picks.
+    /// Everything a sequence of `kind` computes, read back (states, saved
+    /// gates (the LSTM and GRU), then the gradients of xw, W_hh, b_hh, h0
+    /// and, for the LSTM, c0), and the launches it recorded, on the path
+    /// `forced` picks, each step's product in `slices` slices of K.
+    fn sequence_run(
+        dev: &Device,
+        kind: RecurrentKind,
+        (t, b, h): (usize, usize, usize),
+        reverse: bool,
+        (forced, slices): (Option<MatmulKernel>, usize),
+    ) -> (Vec<Vec<f32>>, u64) {
+        let mut r = Rng::new((t * 131 + b * 17 + h) as u64);
+        let (s, gh, lstm) = (1.0 / (h as f32).sqrt(), kind.gates() * h, kind == RecurrentKind::Lstm);
+        let mut up = |n: usize, lo: f32, hi: f32| Buffer::from_f32(dev, &r.vec(n, lo, hi)).unwrap();
+        let (xw, w, bias) = (up(t * b * gh, -1.0, 1.0), up(gh * h, -s, s), up(gh, -0.5, 0.5));
+        let (h0, c0, dy) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0), up(t * b * h, -1.0, 1.0));
+        let (dh_n, dc_n) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0));
+        dev.synchronize().unwrap();
+        FORCED.with(|f| f.set(Some(forced)));
+        SLICES.with(|f| f.set(Some(slices)));
+        let before = dev.stats().dispatches;
+        let c0 = lstm.then_some(&c0);
+        let saved = recurrent_forward(kind, &xw, &w, Some(&bias), &h0, c0, t, b, h, reverse).unwrap();
+        let g = recurrent_backward(&saved, &w, &dy, Some(&dh_n), lstm.then_some(&dc_n)).unwrap();
+        dev.synchronize().unwrap();
+        FORCED.with(|f| f.set(None));
+        SLICES.with(|f| f.set(None));
+        let launches = dev.stats().dispatches - before;
+        let bufs = [Some(saved.states()), saved.gates(), Some(&g.dxw), Some(&g.dw_hh), g.db_hh.as_ref(), Some(&g.dh0)];
+        let out = bufs.into_iter().flatten().chain(g.dc0.as_ref()).map(|x| x.to_f32().unwrap()).collect();
+        (out, launches)
+    }
+
+    /// [`sequence_run`] for the LSTM, products whole.
     fn lstm_run(
         dev: &Device,
         (t, b, h): (usize, usize, usize),
         reverse: bool,
         forced: Option<MatmulKernel>,
     ) -> (Vec<Vec<f32>>, u64) {
-        let mut r = Rng::new((t * 131 + b * 17 + h) as u64);
-        let s = 1.0 / (h as f32).sqrt();
-        let mut up = |n: usize, lo: f32, hi: f32| Buffer::from_f32(dev, &r.vec(n, lo, hi)).unwrap();
-        let (xw, w, bias) = (up(t * b * 4 * h, -1.0, 1.0), up(4 * h * h, -s, s), up(4 * h, -0.5, 0.5));
-        let (h0, c0, dy) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0), up(t * b * h, -1.0, 1.0));
-        let (dh_n, dc_n) = (up(b * h, -1.0, 1.0), up(b * h, -1.0, 1.0));
-        dev.synchronize().unwrap();
-        FORCED.with(|f| f.set(Some(forced)));
-        let before = dev.stats().dispatches;
-        let saved =
-            recurrent_forward(RecurrentKind::Lstm, &xw, &w, Some(&bias), &h0, Some(&c0), t, b, h, reverse).unwrap();
-        let g = recurrent_backward(&saved, &w, &dy, Some(&dh_n), Some(&dc_n)).unwrap();
-        dev.synchronize().unwrap();
-        FORCED.with(|f| f.set(None));
-        let launches = dev.stats().dispatches - before;
-        let bufs = [saved.states(), saved.gates().unwrap(), &g.dxw, &g.dw_hh, g.db_hh.as_ref().unwrap(), &g.dh0];
-        let mut out: Vec<Vec<f32>> = bufs.iter().map(|x| x.to_f32().unwrap()).collect();
-        out.push(g.dc0.unwrap().to_f32().unwrap());
-        (out, launches)
+        sequence_run(dev, RecurrentKind::Lstm, (t, b, h), reverse, (forced, 1))
+    }
+
+    /// Every kind with each step's product in slices of K (the GPUs' path,
+    /// forced here on any adapter) matches the CPU reference: states,
+    /// saved gates and every gradient, both directions, more batch rows
+    /// than one tile, T = 1, slices of 1 to 4 values of K; the same
+    /// launches as the products whole, and every step's product but dh0's
+    /// cut. Fails when the kernel adds the slices wrongly or not at all.
+    #[test]
+    fn products_in_slices_of_k_match_the_reference() {
+        let Some(dev) = fresh_gpu_or_skip("products_in_slices_of_k_match_the_reference") else { return };
+        let cpu = Device::cpu_reference();
+        let kinds = [RecurrentKind::RnnTanh, RecurrentKind::RnnRelu, RecurrentKind::Lstm, RecurrentKind::Gru];
+        for kind in kinds {
+            for ((t, b, h), reverse, slices) in
+                [((4, 3, 6), false, 3), ((3, 33, 4), true, 4), ((1, 2, 6), false, 2), ((2, 5, 4), false, 4)]
+            {
+                let what = format!("{} T={t} B={b} H={h} reverse={reverse} slices={slices}", kind.name());
+                let (want, _) = sequence_run(&cpu, kind, (t, b, h), reverse, (None, 1));
+                let (_, whole) = sequence_run(&dev, kind, (t, b, h), reverse, (None, 1));
+                SLICED.with(|c| c.set(0));
+                let (got, launches) = sequence_run(&dev, kind, (t, b, h), reverse, (None, slices));
+                assert_eq!(SLICED.with(std::cell::Cell::get), 2 * t - 1, "{what}: products cut");
+                assert_eq!(launches, whole, "{what}: launches");
+                assert_eq!(got.len(), want.len(), "{what}: outputs");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_close(&format!("{what}: output {i}"), g, w, 1e-4, 1e-5);
+                }
+            }
+        }
+    }
+
+    /// The rule cuts a step's product into slices at least `SLICE_DEPTH`
+    /// deep that divide K, enough of them for `SLICED_OUTPUTS` partial
+    /// sums where K allows, at most the cap; and only on GPUs that are no
+    /// CPU adapter unless a cap is set (lavapipe: none).
+    #[test]
+    fn the_rule_slices_only_long_products_with_few_outputs() {
+        assert_eq!(largest_divisor(1024, 32), 32);
+        assert_eq!(largest_divisor(100, 32), 25);
+        assert_eq!(largest_divisor(7, 4), 1);
+        assert_eq!(largest_divisor(3, 8), 3);
+        let cases = [
+            // The LSTM bench's products (B 32, H 256): backward, forward, capped.
+            ((32, 1024, 256, usize::MAX), 32),
+            ((32, 256, 1024, usize::MAX), 8),
+            ((32, 1024, 256, 6), 4),
+            ((32, 1024, 256, 1), 1),
+            // Enough outputs already; K too short to cut; K = 100 (divisors 2, 4, 5...).
+            ((256, 1024, 1024, usize::MAX), 1),
+            ((32, 31, 1024, usize::MAX), 1),
+            ((32, 100, 256, usize::MAX), 2),
+        ];
+        for ((m, k, n, cap), want) in cases {
+            assert_eq!(slices_for(m, k, n, cap), want, "{m} x {k} x {n}, cap {cap}");
+        }
+        assert_eq!(k_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
+        assert_eq!(k_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
+        let Some(dev) = fresh_gpu_or_skip("the_rule_slices_only_long_products_with_few_outputs") else { return };
+        let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || slices_override().unwrap().is_some();
+        let cap = slices_override().unwrap().unwrap_or(usize::MAX);
+        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), if on { slices_for(32, 1024, 256, cap) } else { 1 });
+        SLICES.with(|f| f.set(Some(6)));
+        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), 4, "forced: the largest divisor up to 6");
+        SLICES.with(|f| f.set(None));
     }
 
     /// The LSTM with each step's cell in its recurrent product's store, on
