@@ -10,10 +10,10 @@
 #            into slices of K) against the default;
 #   profile  the step profiler's tables (device time per kernel family and
 #            per op, from GPU timestamps) for ResNet-20 batch 128, f32 and
-#            AMP, the Transformer and the LSTM: where a compiled step's time
-#            goes once the host is out of the way (a compiled step's wall
-#            time is its device time), and why AMP at batch 128 is not faster
-#            than f32;
+#            AMP, the Transformer, the LSTM and GPT: where a compiled step's
+#            time goes once the host is out of the way (a compiled step's
+#            wall time is its device time), and why AMP at batch 128 is not
+#            faster than f32;
 #   probes   the same steps with every tiled product on a smaller output
 #            tile (more workgroups): whether the products' occupancy is
 #            what remains.
@@ -33,7 +33,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
   if has profile; then
     # PyTorch left out (WGRAD_TORCH_DEVICE=none): its figures are in `steps`.
     WGRAD_TORCH_DEVICE=none LIMIT=150 step .gpu/bench_resnet 128 --amp --profile
-    WGRAD_TORCH_DEVICE=none LIMIT=90 step .gpu/bench_sequence transformer lstm --profile --steps 3
+    WGRAD_TORCH_DEVICE=none LIMIT=150 step .gpu/bench_sequence transformer lstm gpt --profile --steps 3
   fi
   if has probes; then
     # Tiles must hold 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
