@@ -5,9 +5,10 @@
 #            (LSTM, Transformer, GPT; f32 and AMP) benches, each step eager
 #            (replayed batch by batch) and through a `CompiledStep`, with the
 #            host's cost per launch and PyTorch CUDA eager on the same card
-#            in the same run; and the LSTM with each step's product whole
-#            (WGRAD_RECURRENT_SLICES=1, the path before products were cut
-#            into slices of K) against the default;
+#            in the same run; and the LSTM and the Transformer with every
+#            product whole (WGRAD_MATMUL_SPLIT_K=1 WGRAD_RECURRENT_SLICES=1,
+#            the path before products with few workgroups were cut into
+#            slices of K) against the default;
 #   profile  the step profiler's tables (device time per kernel family and
 #            per op, from GPU timestamps) for ResNet-20 batch 128, f32 and
 #            AMP, the Transformer, the LSTM and GPT: where a compiled step's
@@ -28,7 +29,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
   if has steps; then
     LIMIT=200 step .gpu/bench_resnet 32 128 --amp
     LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
-    WGRAD_TORCH_DEVICE=none WGRAD_RECURRENT_SLICES=1 LIMIT=60 step .gpu/bench_sequence lstm --steps 5
+    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_SPLIT_K=1 WGRAD_RECURRENT_SLICES=1 LIMIT=90 \
+      step .gpu/bench_sequence lstm transformer --steps 5
   fi
   if has profile; then
     # PyTorch left out (WGRAD_TORCH_DEVICE=none): its figures are in `steps`.

@@ -115,6 +115,7 @@ pub enum BiasAxis {
 
 /// The B operand of one launch: a strided matrix per batch entry, or (with
 /// `conv`) a convolution operand gathered from the tensor at `offset`.
+#[derive(Clone)]
 pub(crate) struct BOperand {
     /// Batch dims as a view of the broadcast batch shape (offset included).
     pub(crate) view: Layout,

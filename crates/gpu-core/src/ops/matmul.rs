@@ -5,6 +5,7 @@
 //! and is read in place, never copied.
 
 use super::epilogue::Members;
+use super::k_slices::{largest_divisor, slices_for};
 use super::matmul_split::{Piece, Planner};
 use super::operands::{host_f32, HostOutput};
 use super::unary::UnaryOp;
@@ -292,6 +293,26 @@ pub struct MatmulConfig {
     pub operands: Operands,
     /// How f16 operands are read on a GPU (ignored for f32 and on the CPU backend).
     pub half_loads: HalfLoads,
+    /// Whether a GPU cuts the product's K into slices (ignored on the CPU backend).
+    pub split_k: SplitK,
+}
+
+/// Whether a product with few outputs and a long K runs as products over
+/// slices of K, one batched launch, and their sum in slice order (a
+/// reduction launch): the same bits on every run, and many more
+/// workgroups than its tiles alone. The weight gradients of Linear layers
+/// are such products (`[out, in]` over K = batch x tokens).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SplitK {
+    /// The rule (`split_k`): on GPUs that are no CPU adapter, f32 products
+    /// of the tiled kernel with no epilogue and fewer than 256 workgroups,
+    /// in slices of at least 128 values of K.
+    #[default]
+    Auto,
+    /// The largest count of equal slices up to this one (1: whole), on any
+    /// GPU adapter, for every product without an epilogue and not
+    /// gathered from a convolution's tensor (tests).
+    Slices(usize),
 }
 
 impl MatmulConfig {
@@ -801,6 +822,9 @@ fn product(
         super::check_u32("matmul", elems)?;
     }
     epi.check("matmul", dev, (batches, m, n))?;
+    if let Some(slices) = split_k(cfg, epi, (a, b), bop, (batches, m, k, n))? {
+        return split_product(cfg, slices, (a, la, va), (b, bop), batch);
+    }
     // The subgroup family's f32-then-cast path, unless its f32 sums could
     // not be bound whole by the cast (which does not split): then the
     // fused store, slower on llvmpipe but able to split. An f16 result with
@@ -867,6 +891,115 @@ fn product(
         },
     )?;
     Ok((out, shape))
+}
+
+/// Workgroups [`split_k`] aims a launch at: about two per compute unit of
+/// a large GPU (an H200 has 132).
+const SPLIT_WORKGROUPS: usize = 256;
+
+/// The fewest values of K a slice of [`split_k`] keeps: eight of the tiled
+/// kernel's staged depths.
+const SPLIT_DEPTH: usize = 128;
+
+/// How many slices of K a product runs in ([`SplitK`], [`split_product`]),
+/// or `None` for one launch of the whole product.
+///
+/// The tiled kernel gives each thread an 8 x 8 block of outputs summed
+/// over all of K, so a product with few output tiles and a long K is a few
+/// threads each walking that K: a Linear layer's `[256, 256]` weight
+/// gradient at 2048 tokens is 8 workgroups whose threads each do what a
+/// thread of the 2048^3 product does, which takes 0.63 ms on an H200 with
+/// 512 workgroups busy. In slices of at least [`SPLIT_DEPTH`] it gets up to
+/// [`SPLIT_WORKGROUPS`], for partial sums `slices` times the result's size
+/// and one reduction launch. Only products without an epilogue (f32
+/// sums stored as they are), whose B is a strided matrix and whose
+/// operands and partial sums each bind whole. `WGRAD_MATMUL_SPLIT_K=n`
+/// caps the rule's count (1: never) and applies it on CPU adapters too, to
+/// measure.
+fn split_k(
+    cfg: MatmulConfig,
+    epi: &Epilogue,
+    (a, b): (&Buffer, &Buffer),
+    bop: &BOperand,
+    (batches, m, k, n): (usize, usize, usize, usize),
+) -> Result<Option<usize>> {
+    let dev = a.device();
+    let Some(g) = dev.gpu_ctx() else { return Ok(None) };
+    let plain = epi.scale.is_none()
+        && epi.bias.is_none()
+        && !epi.relu
+        && epi.activation.is_none()
+        && epi.residual.is_none()
+        && epi.output == Operands::F32;
+    // One more batch dim must fit the kernel's batch shape.
+    let rank_fits = bop.view.rank() < crate::layout::MAX_DIMS;
+    if !plain || bop.conv.is_some() || !rank_fits || m * n == 0 {
+        return Ok(None);
+    }
+    let slices = match cfg.split_k {
+        SplitK::Slices(s) => largest_divisor(k, s),
+        SplitK::Auto => {
+            static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
+            let cap = CAP.get_or_init(|| super::k_slices::knob("WGRAD_MATMUL_SPLIT_K")).clone();
+            let cap = cap.map_err(|e| Error::invalid("matmul", e))?;
+            let tiled = cfg.operands == Operands::F32 && Family::of(cfg, g, dev, "matmul")? == Family::Tiled;
+            if !tiled || (cap.is_none() && g.is_cpu_adapter()) {
+                return Ok(None);
+            }
+            auto_slices((batches, m, k, n), cap.unwrap_or(usize::MAX))?
+        }
+    };
+    let limit = g.binding_limit();
+    let fits = (slices * batches * m * n) as u64 * 4 <= limit && [a, b].iter().all(|x| x.wgpu().size() <= limit);
+    Ok((slices > 1 && fits).then_some(slices))
+}
+
+/// [`split_k`]'s rule for a product of the tiled kernel: enough slices for
+/// [`SPLIT_WORKGROUPS`], at most `cap`.
+fn auto_slices((batches, m, k, n): (usize, usize, usize, usize), cap: usize) -> Result<usize> {
+    let (tm, tn) = tile(false, Reads::Buffers, m, n, batches)?;
+    let workgroups = batches * m.div_ceil(tm) * n.div_ceil(tn);
+    let want = if workgroups < SPLIT_WORKGROUPS { SPLIT_WORKGROUPS.div_ceil(workgroups) } else { 1 };
+    Ok(slices_for(k, want, SPLIT_DEPTH, cap))
+}
+
+/// `a @ b` as `slices` products over consecutive ranges of K, one launch
+/// with an outer batch dim (`[slices, ..batch, M, N]`, strided views of
+/// the same operands, no copy), then their sum over that dim in slice
+/// order, one reduction launch: the same bits on every run.
+fn split_product(
+    cfg: MatmulConfig,
+    slices: usize,
+    (a, la, va): (&Buffer, &Layout, &Layout),
+    (b, bop): (&Buffer, &BOperand),
+    batch: Dims,
+) -> Result<(Buffer, Dims)> {
+    let ra = la.rank() - 2;
+    let depth = bop.k / slices;
+    let outer = |v: &Layout, step: usize| Layout {
+        shape: std::iter::once(slices).chain(v.shape.iter().copied()).collect(),
+        strides: std::iter::once(step).chain(v.strides.iter().copied()).collect(),
+        offset: v.offset,
+    };
+    let mut la_s = la.clone();
+    la_s.shape[ra + 1] = depth;
+    let va_s = outer(va, depth * la.strides[ra + 1]);
+    let bop_s = BOperand { view: outer(&bop.view, depth * bop.rs), k: depth, ..bop.clone() };
+    let batch_s: Dims = std::iter::once(slices).chain(batch.iter().copied()).collect();
+    let whole = MatmulConfig { split_k: SplitK::Slices(1), ..cfg };
+    let (parts, _) = product(whole, &Epilogue::default(), a, &la_s, &va_s, b, &bop_s, batch_s)?;
+    let (m, n) = (la.shape[ra], bop.n);
+    let total = numel(&batch) * m * n;
+    let (sum, _) = super::reduce::reduce(
+        super::reduce::ReduceOp::Sum,
+        &parts,
+        &Layout::contiguous(&[slices, total]),
+        &[0],
+        false,
+    )?;
+    let mut shape = batch;
+    shape.extend([m, n]);
+    Ok((sum, shape))
 }
 
 /// `params` followed by the recurrent cell's members (zeros outside a cell store).
@@ -1558,6 +1691,31 @@ mod tests {
 
     /// The matrix-unit kernel's staging constants, which the host's tile
     /// check (`coop_tile`) counts with, are the shader's.
+    /// The tiled kernel's products with few workgroups and a long K take
+    /// slices (the weight gradients of the sequence benches' Linear layers
+    /// and of the LSTM's W_hh at 2048 tokens), products with enough
+    /// workgroups or a short K none, and a cap bounds the count. Fails when
+    /// the rule changes (the docs quote its counts).
+    #[test]
+    fn the_rule_splits_products_with_few_workgroups_and_a_long_k() {
+        let cases = [
+            // (batches, m, k, n), cap -> slices
+            (((1, 256, 2048, 256), usize::MAX), 16),
+            (((1, 768, 2048, 256), usize::MAX), 16),
+            (((1, 1024, 2048, 256), usize::MAX), 8),
+            (((1, 256, 2048, 1024), usize::MAX), 8),
+            (((1, 768, 2048, 2304), usize::MAX), 2),
+            (((1, 2048, 2048, 2048), usize::MAX), 1),
+            (((1, 256, 96, 256), usize::MAX), 1),
+            (((16, 256, 128, 256), usize::MAX), 1),
+            (((1, 256, 2048, 256), 4), 4),
+            (((1, 256, 2048, 256), 1), 1),
+        ];
+        for (((b, m, k, n), cap), want) in cases {
+            assert_eq!(auto_slices((b, m, k, n), cap).unwrap(), want, "{b} x {m} x {k} x {n}, cap {cap}");
+        }
+    }
+
     #[test]
     fn host_coop_constants_are_the_shaders() {
         for coop in ["matmul_coop", "matmul_coop8"] {

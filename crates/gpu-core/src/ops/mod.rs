@@ -27,6 +27,7 @@ pub mod copy;
 pub mod epilogue;
 pub mod fill;
 pub mod index;
+mod k_slices;
 mod launch;
 pub mod matmul;
 mod matmul_split;

@@ -28,6 +28,9 @@
 //! twins do the gate math in f64: the more exact side, a fair oracle (the fast
 //! CPU path, `cpu::recurrent`, works in f32 like the kernel).
 
+#[cfg(test)]
+use super::k_slices::largest_divisor;
+use super::k_slices::slices_for;
 use super::matmul::MatmulKernel;
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
@@ -440,8 +443,9 @@ const SLICE_DEPTH: usize = 32;
 /// workgroups and the forward 60 µs on 8, 94% of the step's device time
 /// (docs/history/gpu-h200-2026-11-26-session30.log), at the per-thread
 /// rate of the large products that reach 27 TFLOP/s: the time is the
-/// launch's few threads. Sliced ([`slices_for`]), a step's products get
-/// about 64 workgroups for 1-2 MB of partial sums a step.
+/// launch's few threads. Sliced, a step's products get about 64
+/// workgroups ([`SLICED_OUTPUTS`] partial sums, slices at least
+/// [`SLICE_DEPTH`] deep) for 1-2 MB of partial sums a step.
 ///
 /// One slice (the product whole) on CPU adapters, whose few cores a
 /// whole product already fills (lavapipe keeps the LSTM's cell in the
@@ -454,43 +458,24 @@ fn k_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> 
     if let Some(forced) = tests::SLICES.with(std::cell::Cell::get) {
         return Ok(largest_divisor(k, forced));
     }
-    match slices_override().map_err(|e| Error::invalid("recurrent", e))? {
-        Some(cap) => Ok(slices_for(m, k, n, cap)),
+    match slices_cap()? {
         None if g.is_cpu_adapter() => Ok(1),
-        None => Ok(slices_for(m, k, n, usize::MAX)),
+        cap => Ok(rule(m, k, n, cap.unwrap_or(usize::MAX))),
     }
 }
 
-/// The rule of [`k_slices`]: enough slices for [`SLICED_OUTPUTS`] partial
-/// sums, each slice at least [`SLICE_DEPTH`] deep and all of one depth
-/// (the count divides K), at most `cap`; fewer where K allows no more.
-fn slices_for(m: usize, k: usize, n: usize, cap: usize) -> usize {
-    let want = SLICED_OUTPUTS.div_ceil((m * n).max(1));
-    if want <= 1 {
-        return 1;
-    }
-    let most = (k / SLICE_DEPTH).min(cap);
-    (want..=most).find(|s| k.is_multiple_of(*s)).unwrap_or_else(|| largest_divisor(k, most))
-}
-
-/// The largest divisor of `k` up to `n` (at least 1).
-fn largest_divisor(k: usize, n: usize) -> usize {
-    (1..=n.min(k).max(1)).rev().find(|s| k.is_multiple_of(*s)).unwrap_or(1)
+/// [`k_slices`]' count for a GPU with at most `cap` slices.
+fn rule(m: usize, k: usize, n: usize, cap: usize) -> usize {
+    slices_for(k, SLICED_OUTPUTS.div_ceil((m * n).max(1)), SLICE_DEPTH, cap)
 }
 
 /// `WGRAD_RECURRENT_SLICES`, the cap of [`k_slices`] (a tuning knob like
 /// `WGRAD_MATMUL_TILE`), else `None`.
-fn slices_override() -> std::result::Result<Option<usize>, String> {
-    static SLICES: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
-    SLICES
-        .get_or_init(|| match std::env::var("WGRAD_RECURRENT_SLICES") {
-            Err(_) => Ok(None),
-            Ok(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Some(n)),
-                _ => Err(format!("WGRAD_RECURRENT_SLICES={v:?} is not a count of at least 1")),
-            },
-        })
+fn slices_cap() -> Result<Option<usize>> {
+    static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
+    CAP.get_or_init(|| super::k_slices::knob("WGRAD_RECURRENT_SLICES"))
         .clone()
+        .map_err(|e| Error::invalid("recurrent", e))
 }
 
 /// `a @ b` (2-D views `[m, k]` and `[k, n]`) as `slices` products over
@@ -859,10 +844,6 @@ mod tests {
     /// CPU adapter unless a cap is set (lavapipe: none).
     #[test]
     fn the_rule_slices_only_long_products_with_few_outputs() {
-        assert_eq!(largest_divisor(1024, 32), 32);
-        assert_eq!(largest_divisor(100, 32), 25);
-        assert_eq!(largest_divisor(7, 4), 1);
-        assert_eq!(largest_divisor(3, 8), 3);
         let cases = [
             // The LSTM bench's products (B 32, H 256): backward, forward, capped.
             ((32, 1024, 256, usize::MAX), 32),
@@ -875,14 +856,15 @@ mod tests {
             ((32, 100, 256, usize::MAX), 2),
         ];
         for ((m, k, n, cap), want) in cases {
-            assert_eq!(slices_for(m, k, n, cap), want, "{m} x {k} x {n}, cap {cap}");
+            assert_eq!(rule(m, k, n, cap), want, "{m} x {k} x {n}, cap {cap}");
         }
         assert_eq!(k_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
         assert_eq!(k_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
         let Some(dev) = fresh_gpu_or_skip("the_rule_slices_only_long_products_with_few_outputs") else { return };
-        let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || slices_override().unwrap().is_some();
-        let cap = slices_override().unwrap().unwrap_or(usize::MAX);
-        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), if on { slices_for(32, 1024, 256, cap) } else { 1 });
+        let cap = slices_cap().unwrap();
+        let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || cap.is_some();
+        let want = if on { rule(32, 1024, 256, cap.unwrap_or(usize::MAX)) } else { 1 };
+        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), want);
         SLICES.with(|f| f.set(Some(6)));
         assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), 4, "forced: the largest divisor up to 6");
         SLICES.with(|f| f.set(None));

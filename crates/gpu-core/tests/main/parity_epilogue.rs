@@ -32,7 +32,7 @@ fn configs(dev: &Device) -> Vec<MatmulConfig> {
             if half_loads == HalfLoads::Native && !dev.has_shader_f16() {
                 continue;
             }
-            out.push(MatmulConfig { kernel, operands: Operands::F16, half_loads });
+            out.push(MatmulConfig { kernel, operands: Operands::F16, half_loads, ..MatmulConfig::default() });
         }
     }
     if dev.name().contains("llvmpipe") {

@@ -3,8 +3,8 @@
 
 use crate::common;
 use common::*;
-use wgrad_gpu_core::ops::matmul::{matmul, matmul_with, MatmulKernel};
-use wgrad_gpu_core::testing::assert_close;
+use wgrad_gpu_core::ops::matmul::{matmul, matmul_config, matmul_with, MatmulConfig, MatmulKernel, SplitK};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// The GPU kernels under test: the tiled one always, the subgroup one where
@@ -205,6 +205,63 @@ fn offset_and_sliced_views() {
     for (la, lb) in &views {
         for kernel in kernels(&g) {
             check((&g, &c), kernel, (&d, la), (&e, lb));
+        }
+    }
+}
+
+/// Products cut into slices of K (one batched launch, then their sum in
+/// slice order: `SplitK`, forced here on any adapter) match the twin on
+/// both kernels: plain, transposed, broadcast batches, an offset and
+/// strided view, slices a few values deep; each cut product records
+/// exactly one launch more than the whole one (the sum), and a count that
+/// does not divide K takes its largest divisor (a prime K stays whole).
+/// Fails when a slice's views start or stride wrongly, or no cut happens.
+#[test]
+fn products_in_slices_of_k_match_the_twin() {
+    let Some(g) = fresh_gpu_or_skip("products_in_slices_of_k_match_the_twin") else { return };
+    let c = Device::cpu_reference();
+    let mut r = rng(21);
+    let (d, base) = operand(&mut r, &[40, 48]);
+    // A, B, the slices asked for, the launches the cut adds.
+    type Case = ((Vec<f32>, Layout), (Vec<f32>, Layout), usize, u64);
+    let cases: Vec<Case> = vec![
+        (operand(&mut r, &[5, 96]), operand(&mut r, &[96, 7]), 3, 1),
+        (transposed(&mut r, 33, 64), transposed(&mut r, 64, 9), 4, 1),
+        (operand(&mut r, &[2, 1, 5, 24]), operand(&mut r, &[3, 24, 6]), 2, 1),
+        // Rows 3.., columns 4..37 (K = 33, three slices of 11) of a [40, 48] buffer.
+        ((d.clone(), base.narrow(0, 3, 30).unwrap().narrow(1, 4, 33).unwrap()), operand(&mut r, &[33, 10]), 5, 1),
+        // Every other column: no unit stride.
+        (
+            (d.clone(), Layout { shape: [40, 24].into(), strides: [48, 2].into(), offset: 1 }),
+            operand(&mut r, &[24, 18]),
+            8,
+            1,
+        ),
+        // K = 7 has no divisor up to 4 but 1: whole, no extra launch.
+        (operand(&mut r, &[6, 7]), operand(&mut r, &[7, 5]), 4, 0),
+    ];
+    for ((da, la), (db, lb), slices, extra) in &cases {
+        for kernel in kernels(&g) {
+            let what =
+                format!("{kernel:?} {:?}{:?} @ {:?}{:?}, {slices} slices", la.shape, la.strides, lb.shape, lb.strides);
+            let (ag, ac) = both(&g, &c, da);
+            let (bg, bc) = both(&g, &c, db);
+            let run = |split_k: SplitK| {
+                let cfg = MatmulConfig { kernel, split_k, ..MatmulConfig::default() };
+                let before = g.stats().dispatches;
+                let (z, shape) = matmul_config(cfg, &ag, la, &bg, lb).unwrap();
+                let values = z.to_f32().unwrap();
+                (values, shape, g.stats().dispatches - before)
+            };
+            let (whole, _, one) = run(SplitK::Slices(1));
+            let (cut, shape, launches) = run(SplitK::Slices(*slices));
+            let (zc, sc) = matmul(&ac, la, &bc, lb).unwrap();
+            assert_eq!(shape, sc, "{what}: shape");
+            let n: usize = sc.iter().product();
+            let want = zc.to_f32().unwrap();
+            assert_close(&what, &cut[..n], &want[..n], 1e-5, atol(la.shape[la.rank() - 1]));
+            assert_close(&format!("{what}, whole"), &whole[..n], &want[..n], 1e-5, atol(la.shape[la.rank() - 1]));
+            assert_eq!(launches, one + extra, "{what}: launches");
         }
     }
 }

@@ -20,7 +20,7 @@ fn configs(gpu: &Device) -> Vec<MatmulConfig> {
             if half_loads == HalfLoads::Native && !gpu.has_shader_f16() {
                 continue;
             }
-            out.push(MatmulConfig { kernel, operands: Operands::F16, half_loads });
+            out.push(MatmulConfig { kernel, operands: Operands::F16, half_loads, ..MatmulConfig::default() });
         }
     }
     if gpu.name().contains("llvmpipe") {

@@ -1,0 +1,65 @@
+//! How many equal slices a product's K is cut into, where a GPU runs the
+//! slices' products as one batched launch and adds them in slice order
+//! (`matmul::split_k` for plain products, `recurrent::k_slices` for a
+//! recurrent layer's per-step products, whose cell kernel adds them).
+
+/// The fewest equal slices of `k` that reach `want`, each at least
+/// `depth` deep and at most `cap` of them; where K allows no more, as many
+/// as it does; 1 (K whole) where `want` is 1 or K has no such divisor.
+pub(crate) fn slices_for(k: usize, want: usize, depth: usize, cap: usize) -> usize {
+    if want <= 1 {
+        return 1;
+    }
+    let most = (k / depth.max(1)).min(cap);
+    (want..=most).find(|s| k.is_multiple_of(*s)).unwrap_or_else(|| largest_divisor(k, most))
+}
+
+/// The largest divisor of `k` up to `n` (at least 1): the count of equal
+/// slices a forced count gives.
+pub(crate) fn largest_divisor(k: usize, n: usize) -> usize {
+    (1..=n.min(k).max(1)).rev().find(|s| k.is_multiple_of(*s)).unwrap_or(1)
+}
+
+/// A tuning knob's count (`WGRAD_RECURRENT_SLICES`, `WGRAD_MATMUL_SPLIT_K`):
+/// `None` when unset, an error for anything but a count of at least 1.
+pub(crate) fn knob(name: &str) -> Result<Option<usize>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!("{name}={v:?} is not a count of at least 1")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_divide_k_reach_the_want_and_keep_their_depth() {
+        assert_eq!(largest_divisor(1024, 32), 32);
+        assert_eq!(largest_divisor(100, 32), 25);
+        assert_eq!(largest_divisor(7, 4), 1);
+        assert_eq!(largest_divisor(3, 8), 3);
+        assert_eq!(largest_divisor(5, 0), 1);
+        // (k, want, depth, cap) -> slices
+        let cases = [
+            ((1024, 32, 32, usize::MAX), 32),
+            ((256, 8, 32, usize::MAX), 8),
+            ((1024, 32, 32, 6), 4),
+            ((1024, 32, 32, 1), 1),
+            ((1024, 1, 32, usize::MAX), 1),
+            ((31, 32, 32, usize::MAX), 1),
+            // K = 100 at depth 32: at most 3 slices, the largest divisor 2.
+            ((100, 32, 32, usize::MAX), 2),
+            // The fewest that reach the want: 11 is no divisor of 2048, 16 is.
+            ((2048, 11, 128, usize::MAX), 16),
+            // 2048 at depth 128 allows 16, short of 32.
+            ((2048, 32, 128, usize::MAX), 16),
+        ];
+        for ((k, want, depth, cap), slices) in cases {
+            assert_eq!(slices_for(k, want, depth, cap), slices, "k {k}, want {want}, depth {depth}, cap {cap}");
+        }
+    }
+}
