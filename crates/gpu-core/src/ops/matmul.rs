@@ -1689,8 +1689,6 @@ fn sums_cpu(
 mod tests {
     use super::*;
 
-    /// The matrix-unit kernel's staging constants, which the host's tile
-    /// check (`coop_tile`) counts with, are the shader's.
     /// The tiled kernel's products with few workgroups and a long K take
     /// slices (the weight gradients of the sequence benches' Linear layers
     /// and of the LSTM's W_hh at 2048 tokens), products with enough
@@ -1716,6 +1714,8 @@ mod tests {
         }
     }
 
+    /// The matrix-unit kernel's staging constants, which the host's tile
+    /// check (`coop_tile`) counts with, are the shader's.
     #[test]
     fn host_coop_constants_are_the_shaders() {
         for coop in ["matmul_coop", "matmul_coop8"] {
