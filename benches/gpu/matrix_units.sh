@@ -6,7 +6,8 @@
 #   parity    the f16 matmul parity tests under each fragment setting
 #             (WGRAD_COOP_FRAGS; they fail if the adapter has no usable
 #             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
-#             attention ones, and the f32 ones;
+#             attention ones, and the f32 ones (products in slices of K
+#             and the recurrent sequences included);
 #   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting
 #             (fragments, tile, prefetch);
 #   table     the f32 and f16 matmul tables beside PyTorch on the same card;
@@ -35,7 +36,10 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     step .gpu/test_gpu_core product_tails:: --test-threads 1
     step .gpu/test_autograd gradients_attention:: --test-threads 1
     unset WGRAD_REQUIRE_MATRIX_UNITS
+    # parity_matmul also cuts products into slices of K on both families;
+    # parity_recurrent's sequences take the GPUs' rule for slices there.
     step .gpu/test_gpu_core parity_matmul:: --test-threads 1
+    step .gpu/test_gpu_core parity_recurrent:: --test-threads 1
     step .gpu/test_gpu_core split_binding:: --test-threads 1
   fi
   if has sweep; then
