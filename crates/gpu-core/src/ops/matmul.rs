@@ -914,8 +914,8 @@ const SPLIT_DEPTH: usize = 128;
 /// and one reduction launch. Only products without an epilogue (f32
 /// sums stored as they are), whose B is a strided matrix and whose
 /// operands and partial sums each bind whole. `WGRAD_MATMUL_SPLIT_K=n`
-/// caps the rule's count (1: never) and applies it on CPU adapters too, to
-/// measure.
+/// caps the rule's count (1: never) and applies it on every adapter and
+/// kernel family, to measure and to test.
 fn split_k(
     cfg: MatmulConfig,
     epi: &Epilogue,
@@ -942,8 +942,10 @@ fn split_k(
             static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
             let cap = CAP.get_or_init(|| super::k_slices::knob("WGRAD_MATMUL_SPLIT_K")).clone();
             let cap = cap.map_err(|e| Error::invalid("matmul", e))?;
-            let tiled = cfg.operands == Operands::F32 && Family::of(cfg, g, dev, "matmul")? == Family::Tiled;
-            if !tiled || (cap.is_none() && g.is_cpu_adapter()) {
+            // With a cap the rule runs on every family: tests and benches
+            // take the GPUs' path on a CPU adapter's subgroup kernel.
+            let tiled = Family::of(cfg, g, dev, "matmul")? == Family::Tiled && !g.is_cpu_adapter();
+            if cfg.operands != Operands::F32 || (cap.is_none() && !tiled) {
                 return Ok(None);
             }
             auto_slices((batches, m, k, n), cap.unwrap_or(usize::MAX))?
