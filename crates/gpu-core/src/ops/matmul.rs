@@ -116,7 +116,7 @@ fn tile(subgroup: bool, reads: Reads, m: usize, n: usize, batches: usize) -> Res
 /// ResNet-20 step ran 9-11% faster with every product on 32 x 64 tiles
 /// (`WGRAD_MATMUL_TILE=32x64`), but 2-4% slower with this rule at minimums
 /// of 512 to 4096 (before 16-row tiles shrank too), where an LSTM step
-/// ran 9% faster (docs/performance.md, "Output tiles").
+/// ran 9% faster (docs/performance.md, "Products with few workgroups").
 fn tiled_tile(m: usize, n: usize, batches: usize, min: usize) -> (usize, usize) {
     let mut t = match m {
         0..=16 => (16, 128),
