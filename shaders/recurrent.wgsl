@@ -33,7 +33,7 @@ override KIND: u32 = 0u;
 // hw (cell_forward) and dh_rec (cell_backward) are the sums of PARTS
 // partial products stored one after another: on GPUs a step's product,
 // which has few outputs and a long K, runs as a batch of slices of K
-// (`k_slices` in ops/recurrent.rs), and this kernel adds the slices, in
+// (`step_slices` in ops/recurrent.rs), and this kernel adds the slices, in
 // order, where it reads them.
 override PARTS: u32 = 1u;
 

@@ -1,6 +1,6 @@
 //! How many equal slices a product's K is cut into, where a GPU runs the
 //! slices' products as one batched launch and adds them in slice order
-//! (`matmul::split_k` for plain products, `recurrent::k_slices` for a
+//! (`matmul::split_k` for plain products, `recurrent::step_slices` for a
 //! recurrent layer's per-step products, whose cell kernel adds them).
 
 /// The fewest equal slices of `k` that reach `want`, each at least

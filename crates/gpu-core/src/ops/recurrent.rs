@@ -11,7 +11,7 @@
 //! LSTM runs each step's cell in the store of its product instead
 //! (`shaders/matmul_store_cell.wgsl`): one launch per step each way; but
 //! on GPUs that are no CPU adapter a step's product with few outputs runs
-//! as a batch of slices of K that the cell kernel adds ([`k_slices`]).
+//! as a batch of slices of K that the cell kernel adds ([`step_slices`]).
 //!
 //! PyTorch's gate math, per direction, with `a = xw_t + h_prev W_hhᵀ + b_hh`
 //! split into gate blocks of `H`:
@@ -205,7 +205,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 };
 
 /// Records one fused kernel launch over the `B·H` units; its `hw` or
-/// `dh_rec` input holds `parts` slices to add ([`k_slices`]).
+/// `dh_rec` input holds `parts` slices to add ([`step_slices`]).
 fn launch(
     g: &GpuContext,
     d: &SeqDims,
@@ -373,7 +373,7 @@ pub fn recurrent_forward(
     let placeholder = if gates.is_none() { Some(Buffer::alloc(dev, 4)?) } else { None };
     let saved_buf = gates.as_ref().or(placeholder.as_ref()).expect("gates or placeholder");
     // The step's product hw = h_prev @ W_hhᵀ: [B, H] @ [H, G·H].
-    let slices = k_slices(dev, b, h, gh)?;
+    let slices = step_slices(dev, b, h, gh)?;
     let in_store = (slices == 1).then(|| cell_in_store(&d, &[xw, w_hh, h0, &states, saved_buf])).flatten();
     if let Some(kernel) = in_store {
         forward_in_store(kernel, &d, xw, w_hh, b_hh, h0, &states, saved_buf)?;
@@ -452,7 +452,7 @@ const SLICE_DEPTH: usize = 32;
 /// product's store), and on the CPU backends. `WGRAD_RECURRENT_SLICES=n`
 /// caps the count at n on every GPU adapter, CPU adapters included (1:
 /// never cut), to measure.
-fn k_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> {
+fn step_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> {
     let Some(g) = dev.gpu_ctx() else { return Ok(1) };
     #[cfg(test)]
     if let Some(forced) = tests::SLICES.with(std::cell::Cell::get) {
@@ -464,12 +464,12 @@ fn k_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> 
     }
 }
 
-/// [`k_slices`]' count for a GPU with at most `cap` slices.
+/// [`step_slices`]' count for a GPU with at most `cap` slices.
 fn rule(m: usize, k: usize, n: usize, cap: usize) -> usize {
     slices_for(k, SLICED_OUTPUTS.div_ceil((m * n).max(1)), SLICE_DEPTH, cap)
 }
 
-/// `WGRAD_RECURRENT_SLICES`, the cap of [`k_slices`] (a tuning knob like
+/// `WGRAD_RECURRENT_SLICES`, the cap of [`step_slices`] (a tuning knob like
 /// `WGRAD_MATMUL_TILE`), else `None`.
 fn slices_cap() -> Result<Option<usize>> {
     static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
@@ -631,7 +631,7 @@ pub fn recurrent_backward_at(
     let w_view = Layout::contiguous(&[gh, h]);
     let mut rec: Option<Buffer> = None;
     // The step's product dh_rec = dhw_t @ W_hh: [B, G·H] @ [G·H, H].
-    let slices = k_slices(dev, b, gh, h)?;
+    let slices = step_slices(dev, b, gh, h)?;
     let in_store = (slices == 1)
         .then(|| {
             let gates = saved.gates.as_ref().unwrap_or(&saved.states);
@@ -759,7 +759,7 @@ mod tests {
         /// (`Some(None)`: the two-launch path) instead of the device's choice.
         pub(super) static FORCED: std::cell::Cell<Option<Option<MatmulKernel>>> = const { std::cell::Cell::new(None) };
         /// Set by a test: the slices of K of every step's product on a GPU
-        /// (`k_slices`), instead of the rule's.
+        /// (`step_slices`), instead of the rule's.
         pub(super) static SLICES: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
         /// Products `sliced_product` ran in more than one slice.
         pub(super) static SLICED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -858,15 +858,15 @@ mod tests {
         for ((m, k, n, cap), want) in cases {
             assert_eq!(rule(m, k, n, cap), want, "{m} x {k} x {n}, cap {cap}");
         }
-        assert_eq!(k_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
-        assert_eq!(k_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
+        assert_eq!(step_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
+        assert_eq!(step_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
         let Some(dev) = fresh_gpu_or_skip("the_rule_slices_only_long_products_with_few_outputs") else { return };
         let cap = slices_cap().unwrap();
         let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || cap.is_some();
         let want = if on { rule(32, 1024, 256, cap.unwrap_or(usize::MAX)) } else { 1 };
-        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), want);
+        assert_eq!(step_slices(&dev, 32, 1024, 256).unwrap(), want);
         SLICES.with(|f| f.set(Some(6)));
-        assert_eq!(k_slices(&dev, 32, 1024, 256).unwrap(), 4, "forced: the largest divisor up to 6");
+        assert_eq!(step_slices(&dev, 32, 1024, 256).unwrap(), 4, "forced: the largest divisor up to 6");
         SLICES.with(|f| f.set(None));
     }
 
