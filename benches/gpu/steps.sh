@@ -6,7 +6,7 @@
 #            (replayed batch by batch) and through a `CompiledStep`, with the
 #            host's cost per launch and PyTorch CUDA eager on the same card
 #            in the same run; and the LSTM and the Transformer with every
-#            product whole (WGRAD_MATMUL_SPLIT_K=1 WGRAD_RECURRENT_SLICES=1,
+#            product whole (WGRAD_MATMUL_SPLIT_K=1,
 #            the path before products with few workgroups were cut into
 #            slices of K) against the default;
 #   profile  the step profiler's tables (device time per kernel family and
@@ -29,7 +29,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
   if has steps; then
     LIMIT=200 step .gpu/bench_resnet 32 128 --amp
     LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
-    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_SPLIT_K=1 WGRAD_RECURRENT_SLICES=1 LIMIT=90 \
+    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_SPLIT_K=1 LIMIT=90 \
       step .gpu/bench_sequence lstm transformer --steps 5
   fi
   if has profile; then

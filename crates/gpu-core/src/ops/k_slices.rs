@@ -1,7 +1,8 @@
 //! How many equal slices a product's K is cut into, where a GPU runs the
 //! slices' products as one batched launch and adds them in slice order
 //! (`matmul::split_k` for plain products, `recurrent::step_slices` for a
-//! recurrent layer's per-step products, whose cell kernel adds them).
+//! recurrent layer's per-step products, whose cell kernel adds them), and
+//! the knob that caps both.
 
 /// The fewest equal slices of `k` that reach `want`, each at least
 /// `depth` deep and at most `cap` of them; where K allows no more, as many
@@ -20,16 +21,20 @@ pub(crate) fn largest_divisor(k: usize, n: usize) -> usize {
     (1..=n.min(k).max(1)).rev().find(|s| k.is_multiple_of(*s)).unwrap_or(1)
 }
 
-/// A tuning knob's count (`WGRAD_RECURRENT_SLICES`, `WGRAD_MATMUL_SPLIT_K`):
-/// `None` when unset, an error for anything but a count of at least 1.
-pub(crate) fn knob(name: &str) -> Result<Option<usize>, String> {
-    match std::env::var(name) {
+/// `WGRAD_MATMUL_SPLIT_K`, the cap on every product's slices (a tuning
+/// knob like `WGRAD_MATMUL_TILE`; `matmul::k_slices` says where it
+/// applies): `None` when unset, an error for anything but a count of at
+/// least 1. Read once.
+pub(crate) fn cap() -> Result<Option<usize>, String> {
+    static CAP: std::sync::OnceLock<Result<Option<usize>, String>> = std::sync::OnceLock::new();
+    CAP.get_or_init(|| match std::env::var("WGRAD_MATMUL_SPLIT_K") {
         Err(_) => Ok(None),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(format!("{name}={v:?} is not a count of at least 1")),
+            _ => Err(format!("WGRAD_MATMUL_SPLIT_K={v:?} is not a count of at least 1")),
         },
-    }
+    })
+    .clone()
 }
 
 #[cfg(test)]

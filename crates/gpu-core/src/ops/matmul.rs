@@ -893,9 +893,10 @@ fn product(
     Ok((out, shape))
 }
 
-/// Workgroups [`split_k`] aims a launch at: about two per compute unit of
-/// a large GPU (an H200 has 132).
-const SPLIT_WORKGROUPS: usize = 256;
+/// Partial sums [`split_k`] aims a product at: what about 256 workgroups
+/// of the tiled kernel's 64 x 128 tile hold (two per compute unit of a
+/// large GPU: an H200 has 132), so about 32,768 threads.
+const SPLIT_OUTPUTS: usize = 256 * 64 * 128;
 
 /// The fewest values of K a slice of [`split_k`] keeps: eight of the tiled
 /// kernel's staged depths.
@@ -905,17 +906,15 @@ const SPLIT_DEPTH: usize = 128;
 /// or `None` for one launch of the whole product.
 ///
 /// The tiled kernel gives each thread an 8 x 8 block of outputs summed
-/// over all of K, so a product with few output tiles and a long K is a few
+/// over all of K, so a product with few outputs and a long K is a few
 /// threads each walking that K: a Linear layer's `[256, 256]` weight
 /// gradient at 2048 tokens is 8 workgroups whose threads each do what a
 /// thread of the 2048^3 product does, which takes 0.63 ms on an H200 with
 /// 512 workgroups busy. In slices of at least [`SPLIT_DEPTH`] it gets up to
-/// [`SPLIT_WORKGROUPS`], for partial sums `slices` times the result's size
-/// and one reduction launch. Only products without an epilogue (f32
-/// sums stored as they are), whose B is a strided matrix and whose
-/// operands and partial sums each bind whole. `WGRAD_MATMUL_SPLIT_K=n`
-/// caps the rule's count (1: never) and applies it on every adapter and
-/// kernel family, to measure and to test.
+/// [`SPLIT_OUTPUTS`] partial sums and one reduction launch. Only products
+/// without an epilogue (f32 sums stored as they are), whose B is a strided
+/// matrix and whose operands and partial sums each bind whole; where
+/// [`k_slices`] allows.
 fn split_k(
     cfg: MatmulConfig,
     epi: &Epilogue,
@@ -938,31 +937,36 @@ fn split_k(
     }
     let slices = match cfg.split_k {
         SplitK::Slices(s) => largest_divisor(k, s),
-        SplitK::Auto => {
-            static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
-            let cap = CAP.get_or_init(|| super::k_slices::knob("WGRAD_MATMUL_SPLIT_K")).clone();
-            let cap = cap.map_err(|e| Error::invalid("matmul", e))?;
-            // With a cap the rule runs on every family: tests and benches
-            // take the GPUs' path on a CPU adapter's subgroup kernel.
-            let tiled = Family::of(cfg, g, dev, "matmul")? == Family::Tiled && !g.is_cpu_adapter();
-            if cfg.operands != Operands::F32 || (cap.is_none() && !tiled) {
-                return Ok(None);
-            }
-            auto_slices((batches, m, k, n), cap.unwrap_or(usize::MAX))?
-        }
+        SplitK::Auto => k_slices(cfg, dev, |cap| auto_slices((batches, m, k, n), cap))?,
     };
     let limit = g.binding_limit();
     let fits = (slices * batches * m * n) as u64 * 4 <= limit && [a, b].iter().all(|x| x.wgpu().size() <= limit);
     Ok((slices > 1 && fits).then_some(slices))
 }
 
-/// [`split_k`]'s rule for a product of the tiled kernel: enough slices for
-/// [`SPLIT_WORKGROUPS`], at most `cap`.
-fn auto_slices((batches, m, k, n): (usize, usize, usize, usize), cap: usize) -> Result<usize> {
-    let (tm, tn) = tile(false, Reads::Buffers, m, n, batches)?;
-    let workgroups = batches * m.div_ceil(tm) * n.div_ceil(tn);
-    let want = if workgroups < SPLIT_WORKGROUPS { SPLIT_WORKGROUPS.div_ceil(workgroups) } else { 1 };
-    Ok(slices_for(k, want, SPLIT_DEPTH, cap))
+/// Where products are cut into slices of K, `rule`'s count for the cap
+/// `WGRAD_MATMUL_SPLIT_K` sets (`usize::MAX` unset), else 1. Unset: f32
+/// products of the tiled kernel on GPUs that are no CPU adapter (whose
+/// few cores a whole product already fills). Set (1: never cut): on every
+/// adapter and family, so tests and benches take the GPUs' path on a CPU
+/// adapter's subgroup kernel. Shared by [`split_k`] and a recurrent
+/// layer's per-step products (`recurrent::step_slices`).
+pub(crate) fn k_slices(cfg: MatmulConfig, dev: &crate::Device, rule: impl FnOnce(usize) -> usize) -> Result<usize> {
+    let Some(g) = dev.gpu_ctx() else { return Ok(1) };
+    let cap = super::k_slices::cap().map_err(|e| Error::invalid("matmul", e))?;
+    if cfg.operands != Operands::F32 {
+        return Ok(1);
+    }
+    if cap.is_none() && (g.is_cpu_adapter() || Family::of(cfg, g, dev, "matmul")? != Family::Tiled) {
+        return Ok(1);
+    }
+    Ok(rule(cap.unwrap_or(usize::MAX)))
+}
+
+/// [`split_k`]'s rule: enough slices for [`SPLIT_OUTPUTS`], each at least
+/// [`SPLIT_DEPTH`] deep, at most `cap`.
+fn auto_slices((batches, m, k, n): (usize, usize, usize, usize), cap: usize) -> usize {
+    slices_for(k, SPLIT_OUTPUTS.div_ceil((batches * m * n).max(1)), SPLIT_DEPTH, cap)
 }
 
 /// `a @ b` as `slices` products over consecutive ranges of K, one launch
@@ -977,6 +981,31 @@ fn split_product(
     batch: Dims,
 ) -> Result<(Buffer, Dims)> {
     let ra = la.rank() - 2;
+    let (m, n) = (la.shape[ra], bop.n);
+    let total = numel(&batch) * m * n;
+    let parts = partials(cfg, slices, (a, la, va), (b, bop), &batch)?;
+    let (sum, _) = super::reduce::reduce(
+        super::reduce::ReduceOp::Sum,
+        &parts,
+        &Layout::contiguous(&[slices, total]),
+        &[0],
+        false,
+    )?;
+    let mut shape = batch;
+    shape.extend([m, n]);
+    Ok((sum, shape))
+}
+
+/// The `[slices, ..batch, M, N]` products of `a @ b` over consecutive
+/// ranges of K (`slices` divides K), one launch.
+fn partials(
+    cfg: MatmulConfig,
+    slices: usize,
+    (a, la, va): (&Buffer, &Layout, &Layout),
+    (b, bop): (&Buffer, &BOperand),
+    batch: &Dims,
+) -> Result<Buffer> {
+    let ra = la.rank() - 2;
     let depth = bop.k / slices;
     let outer = |v: &Layout, step: usize| Layout {
         shape: std::iter::once(slices).chain(v.shape.iter().copied()).collect(),
@@ -989,19 +1018,19 @@ fn split_product(
     let bop_s = BOperand { view: outer(&bop.view, depth * bop.rs), k: depth, ..bop.clone() };
     let batch_s: Dims = std::iter::once(slices).chain(batch.iter().copied()).collect();
     let whole = MatmulConfig { split_k: SplitK::Slices(1), ..cfg };
-    let (parts, _) = product(whole, &Epilogue::default(), a, &la_s, &va_s, b, &bop_s, batch_s)?;
-    let (m, n) = (la.shape[ra], bop.n);
-    let total = numel(&batch) * m * n;
-    let (sum, _) = super::reduce::reduce(
-        super::reduce::ReduceOp::Sum,
-        &parts,
-        &Layout::contiguous(&[slices, total]),
-        &[0],
-        false,
-    )?;
-    let mut shape = batch;
-    shape.extend([m, n]);
-    Ok((sum, shape))
+    Ok(product(whole, &Epilogue::default(), a, &la_s, &va_s, b, &bop_s, batch_s)?.0)
+}
+
+/// [`matmul`] as `slices` products over consecutive ranges of K, unsummed:
+/// `[slices, ..batch, M, N]` in one launch (`slices` divides K; 1: the
+/// product itself). For a caller that adds the slices where it reads them
+/// (a recurrent cell kernel).
+pub(crate) fn matmul_partials(a: &Buffer, la: &Layout, b: &Buffer, lb: &Layout, slices: usize) -> Result<Buffer> {
+    if slices == 1 {
+        return Ok(matmul(a, la, b, lb)?.0);
+    }
+    let (batch, va, vb) = check_shapes(la, lb)?;
+    partials(MatmulConfig::default(), slices, (a, la, &va), (b, &strided_b(lb, vb)), &batch)
 }
 
 /// `params` followed by the recurrent cell's members (zeros outside a cell store).
@@ -1691,13 +1720,13 @@ fn sums_cpu(
 mod tests {
     use super::*;
 
-    /// The tiled kernel's products with few workgroups and a long K take
+    /// The tiled kernel's products with few outputs and a long K take
     /// slices (the weight gradients of the sequence benches' Linear layers
     /// and of the LSTM's W_hh at 2048 tokens), products with enough
-    /// workgroups or a short K none, and a cap bounds the count. Fails when
+    /// outputs or a short K none, and a cap bounds the count. Fails when
     /// the rule changes (the docs quote its counts).
     #[test]
-    fn the_rule_splits_products_with_few_workgroups_and_a_long_k() {
+    fn the_rule_splits_products_with_few_outputs_and_a_long_k() {
         let cases = [
             // (batches, m, k, n), cap -> slices
             (((1, 256, 2048, 256), usize::MAX), 16),
@@ -1712,7 +1741,7 @@ mod tests {
             (((1, 256, 2048, 256), 1), 1),
         ];
         for (((b, m, k, n), cap), want) in cases {
-            assert_eq!(auto_slices((b, m, k, n), cap).unwrap(), want, "{b} x {m} x {k} x {n}, cap {cap}");
+            assert_eq!(auto_slices((b, m, k, n), cap), want, "{b} x {m} x {k} x {n}, cap {cap}");
         }
     }
 

@@ -432,9 +432,9 @@ const SLICED_OUTPUTS: usize = 64 * 32 * 128;
 const SLICE_DEPTH: usize = 32;
 
 /// How many slices of K a step's recurrent product `[m, k] @ [k, n]` runs
-/// in on `dev`: the slices' products run as one batched launch and the
-/// cell kernel adds them, in order, so every run gives the same bits
-/// ([`sliced_product`], `PARTS` in `recurrent.wgsl`).
+/// in on `dev`: the slices' products run as one batched launch
+/// (`matmul::matmul_partials`) and the cell kernel adds them, in order, so
+/// every run gives the same bits (`PARTS` in `recurrent.wgsl`).
 ///
 /// A step's product has few outputs (B x G·H forward, B x H backward) and
 /// a long K, and the steps run one after another: whole, it fills a
@@ -443,57 +443,34 @@ const SLICE_DEPTH: usize = 32;
 /// workgroups and the forward 60 µs on 8, 94% of the step's device time
 /// (docs/history/gpu-h200-2026-11-26-session30.log), at the per-thread
 /// rate of the large products that reach 27 TFLOP/s: the time is the
-/// launch's few threads. Sliced, a step's products get about 64
-/// workgroups ([`SLICED_OUTPUTS`] partial sums, slices at least
-/// [`SLICE_DEPTH`] deep) for 1-2 MB of partial sums a step.
-///
-/// One slice (the product whole) on CPU adapters, whose few cores a
-/// whole product already fills (lavapipe keeps the LSTM's cell in the
-/// product's store), and on the CPU backends. `WGRAD_RECURRENT_SLICES=n`
-/// caps the count at n on every GPU adapter, CPU adapters included (1:
-/// never cut), to measure.
+/// launch's few threads. Sliced ([`rule`]), a step's products get about 64
+/// workgroups for 1-2 MB of partial sums a step; where products are cut
+/// at all is `matmul::k_slices`' (GPUs that are no CPU adapter, or
+/// `WGRAD_MATMUL_SPLIT_K`), as for every other product.
 fn step_slices(dev: &crate::Device, m: usize, k: usize, n: usize) -> Result<usize> {
-    let Some(g) = dev.gpu_ctx() else { return Ok(1) };
     #[cfg(test)]
-    if let Some(forced) = tests::SLICES.with(std::cell::Cell::get) {
+    if let Some(forced) = tests::SLICES.with(std::cell::Cell::get).filter(|_| dev.gpu_ctx().is_some()) {
         return Ok(largest_divisor(k, forced));
     }
-    match slices_cap()? {
-        None if g.is_cpu_adapter() => Ok(1),
-        cap => Ok(rule(m, k, n, cap.unwrap_or(usize::MAX))),
-    }
+    matmul::k_slices(matmul::MatmulConfig::default(), dev, |cap| rule(m, k, n, cap))
 }
 
-/// [`step_slices`]' count for a GPU with at most `cap` slices.
+/// [`step_slices`]' count with at most `cap` slices: enough for
+/// [`SLICED_OUTPUTS`] partial sums, each slice at least [`SLICE_DEPTH`]
+/// deep. Shallower and fewer than a plain product's (`matmul::split_k`):
+/// a step waits for the step before, so its latency is what counts.
 fn rule(m: usize, k: usize, n: usize, cap: usize) -> usize {
     slices_for(k, SLICED_OUTPUTS.div_ceil((m * n).max(1)), SLICE_DEPTH, cap)
 }
 
-/// `WGRAD_RECURRENT_SLICES`, the cap of [`step_slices`] (a tuning knob like
-/// `WGRAD_MATMUL_TILE`), else `None`.
-fn slices_cap() -> Result<Option<usize>> {
-    static CAP: std::sync::OnceLock<std::result::Result<Option<usize>, String>> = std::sync::OnceLock::new();
-    CAP.get_or_init(|| super::k_slices::knob("WGRAD_RECURRENT_SLICES"))
-        .clone()
-        .map_err(|e| Error::invalid("recurrent", e))
-}
-
-/// `a @ b` (2-D views `[m, k]` and `[k, n]`) as `slices` products over
-/// consecutive ranges of K, one batched launch: `[slices, m, n]`, whose
-/// sum over the first axis is the product (`slices` divides K; 1: the
-/// product itself, `[m, n]`).
+/// `a @ b` (2-D views) as `slices` products over consecutive ranges of K,
+/// `[slices, m, n]` ([`step_slices`]; 1: the product itself, `[m, n]`).
 fn sliced_product((a, la): (&Buffer, &Layout), (b, lb): (&Buffer, &Layout), slices: usize) -> Result<Buffer> {
-    if slices == 1 {
-        return Ok(matmul::matmul(a, la, b, lb)?.0);
-    }
     #[cfg(test)]
-    tests::SLICED.with(|c| c.set(c.get() + 1));
-    let (m, k, n) = (la.shape[0], la.shape[1], lb.shape[1]);
-    let depth = k / slices;
-    let (ar, ac, br, bc) = (la.strides[0], la.strides[1], lb.strides[0], lb.strides[1]);
-    let la = Layout { shape: [slices, m, depth].into(), strides: [depth * ac, ar, ac].into(), offset: la.offset };
-    let lb = Layout { shape: [slices, depth, n].into(), strides: [depth * br, br, bc].into(), offset: lb.offset };
-    Ok(matmul::matmul(a, &la, b, &lb)?.0)
+    if slices > 1 {
+        tests::SLICED.with(|c| c.set(c.get() + 1));
+    }
+    matmul::matmul_partials(a, la, b, lb, slices)
 }
 
 /// The LSTM forward with each step's cell in the store of the product
@@ -861,7 +838,7 @@ mod tests {
         assert_eq!(step_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
         assert_eq!(step_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
         let Some(dev) = fresh_gpu_or_skip("the_rule_slices_only_long_products_with_few_outputs") else { return };
-        let cap = slices_cap().unwrap();
+        let cap = super::super::k_slices::cap().unwrap();
         let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || cap.is_some();
         let want = if on { rule(32, 1024, 256, cap.unwrap_or(usize::MAX)) } else { 1 };
         assert_eq!(step_slices(&dev, 32, 1024, 256).unwrap(), want);
