@@ -84,34 +84,8 @@ pub(crate) struct Args {
     /// Where checkpoints, history.csv and curves.png go.
     #[arg(long, default_value = "runs/cifar10")]
     out_dir: PathBuf,
-    /// Continue from <out-dir>/last.safetensors.
-    #[arg(long)]
-    resume: bool,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    quiet: bool,
-    /// Do not write TensorBoard event files into the run folder (written by
-    /// default: `tensorboard --logdir runs`; docs/interop.md).
-    #[arg(long)]
-    no_tensorboard: bool,
-    /// After training, write the best model (lowest validation loss) as
-    /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
-    #[arg(long, value_name = "PATH")]
-    export_onnx: Option<PathBuf>,
-    /// Print the step profiler's table for one training step and write its trace.
-    #[arg(long)]
-    profile: bool,
-    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
-    /// operands, f32 sums) and scale the loss with a GradScaler.
-    #[arg(long)]
-    amp: bool,
-    /// DataLoader threads (0: read on the training thread); results do not depend on it.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Record the training step (forward, backward, SGD update) once and
-    /// replay it without running its code (`Trainer::compiled`; on a GPU).
-    #[arg(long)]
-    compile: bool,
+    #[command(flatten)]
+    flags: classify::RunFlags,
     /// Data-parallel training, one rank per process under `mpirun -np N`
     /// (built with `--features mpi`): `--batch-size` is each rank's, every
     /// rank reads its own shard of each epoch, gradients are averaged
@@ -172,8 +146,7 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
     println!("device: {} ({})", dev.name(), dev.reason());
     let (mut train, test) = datasets(&args)?;
     if let Some(n) = args.limit {
-        train.labels.truncate(n);
-        train.images.truncate(n * train.item_bytes());
+        train.truncate(n);
     }
     println!(
         "data: {} train / {} test images{}",
@@ -182,11 +155,11 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
         if args.synthetic { " (synthetic)" } else { "" }
     );
     let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev)
-        .workers(args.workers)
+        .workers(args.flags.workers)
         .seed(args.seed)
         .shard(group.rank(), group.world_size());
     let test_loader =
-        DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&MEAN, &STD);
+        DataLoader::new(Arc::new(test), 500, &dev).workers(args.flags.workers).shuffle(false).normalize(&MEAN, &STD);
     let augment = Augment::new().crop_flip(4, 0.5).normalize(&MEAN, &STD);
 
     let seeds = seed_everything(args.seed);
@@ -232,7 +205,7 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
     };
     let mut replica = distributed::replica(args.distributed, &model, group)?;
     let _sync_bn = args.sync_bn.then(|| group.sync_batch_norm());
-    let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, augmented);
+    let trainer = classify::trainer(&mut model, &mut opt, args.flags.compile, &loss_fn, augmented);
     let trainer = match &mut replica {
         Some(r) => trainer.data_parallel(r),
         None => trainer,
@@ -240,7 +213,7 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
     let trainer = trainer
         .epochs(args.epochs)
         .schedule(&mut sched, Every::Epoch)
-        .amp(args.amp)
+        .amp(args.flags.amp)
         .rng("augment", &augment_rng)
         .hparams(&[
             ("model", args.model.as_str().into()),
@@ -248,19 +221,16 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
             ("batch_size", (args.batch_size as f64).into()),
             ("ranks", (group.world_size() as f64).into()),
             ("schedule", args.schedule.as_str().into()),
-            ("amp", args.amp.into()),
+            ("amp", args.flags.amp.into()),
         ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,
         loss_fn: &loss_fn,
         run: run.clone(),
-        resume: args.resume,
+        flags: &args.flags,
         stop: stop.flag(),
         epochs: args.epochs,
-        quiet: args.quiet,
-        tensorboard: !args.no_tensorboard,
-        profiler: profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json")),
         batch_size: args.batch_size,
         dev: &dev,
         started,
@@ -273,9 +243,9 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
             first_step,
             dev.stats().bytes_peak as f64 / 1e6
         );
-        classify::report_run(&run, &dev, args.compile);
+        classify::report_run(&run, &dev, args.flags.compile);
     }
-    if let (Some(path), 0) = (&args.export_onnx, group.rank()) {
+    if let (Some(path), 0) = (&args.flags.export_onnx, group.rank()) {
         classify::export_onnx(&mut model, &run, path, &[3, 32, 32], &dev)?;
     }
     Ok(())

@@ -50,37 +50,11 @@ pub(crate) struct Args {
     /// Where checkpoints, history.csv and curves.png go.
     #[arg(long, default_value = "runs/mnist")]
     out_dir: PathBuf,
-    /// Continue from <out-dir>/last.safetensors.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    flags: classify::RunFlags,
     /// Use only the first N training digits (quick smoke runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    quiet: bool,
-    /// Do not write TensorBoard event files into the run folder (written by
-    /// default: `tensorboard --logdir runs`; docs/interop.md).
-    #[arg(long)]
-    no_tensorboard: bool,
-    /// After training, write the best model (lowest validation loss) as
-    /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
-    #[arg(long, value_name = "PATH")]
-    export_onnx: Option<PathBuf>,
-    /// Print the step profiler's table for one training step and write its trace.
-    #[arg(long)]
-    profile: bool,
-    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
-    /// operands, f32 sums) and scale the loss with a GradScaler.
-    #[arg(long)]
-    amp: bool,
-    /// DataLoader threads (0: read on the training thread); results do not depend on it.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Record the training step (forward, backward, Adam update) once and
-    /// replay it without running its code (`Trainer::compiled`; on a GPU).
-    #[arg(long)]
-    compile: bool,
 }
 
 fn build(name: &str, init: &mut Init) -> Result<Sequential> {
@@ -104,18 +78,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(mnist::bundled_dir);
     let mut train = mnist::load(&dir, Split::Train)?;
     if let Some(n) = args.limit {
-        train.labels.truncate(n);
-        train.images.truncate(n * train.item_bytes());
+        train.truncate(n);
     }
     let test = mnist::load(&dir, Split::Test)?;
     println!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());
     let (mean, std) = ([0.1307], [0.3081]);
     let train_loader = DataLoader::new(Arc::new(train), args.batch_size, &dev)
-        .workers(args.workers)
+        .workers(args.flags.workers)
         .seed(args.seed)
         .normalize(&mean, &std);
     let test_loader =
-        DataLoader::new(Arc::new(test), 500, &dev).workers(args.workers).shuffle(false).normalize(&mean, &std);
+        DataLoader::new(Arc::new(test), 500, &dev).workers(args.flags.workers).shuffle(false).normalize(&mean, &std);
 
     let seeds = seed_everything(args.seed);
     let mut model = build(&args.model, &mut Init::from_generator(&dev, seeds.model))?;
@@ -125,26 +98,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
 
     let run = RunDir::create(&args.out_dir)?;
     let stop = control::Stop::install();
-    let trainer = classify::trainer(&mut model, &mut opt, args.compile, &loss_fn, Tensor::clone)
+    let trainer = classify::trainer(&mut model, &mut opt, args.flags.compile, &loss_fn, Tensor::clone)
         .epochs(args.epochs)
-        .amp(args.amp)
+        .amp(args.flags.amp)
         .hparams(&[
             ("model", args.model.as_str().into()),
             ("lr", f64::from(args.lr).into()),
             ("batch_size", (args.batch_size as f64).into()),
-            ("amp", args.amp.into()),
+            ("amp", args.flags.amp.into()),
         ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,
         loss_fn: &loss_fn,
         run: run.clone(),
-        resume: args.resume,
+        flags: &args.flags,
         stop: stop.flag(),
         epochs: args.epochs,
-        quiet: args.quiet,
-        tensorboard: !args.no_tensorboard,
-        profiler: profiling::StepProfiler::new(args.profile, args.out_dir.join("profile.json")),
         batch_size: args.batch_size,
         dev: &dev,
         started,
@@ -159,9 +129,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             first_step,
             dev.stats().bytes_peak as f64 / 1e6
         );
-        classify::report_run(&run, &dev, args.compile);
+        classify::report_run(&run, &dev, args.flags.compile);
     }
-    if let Some(path) = &args.export_onnx {
+    if let Some(path) = &args.flags.export_onnx {
         classify::export_onnx(&mut model, &run, path, &[1, 28, 28], &dev)?;
     }
     Ok(())

@@ -182,8 +182,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(mnist::bundled_dir);
     let mut train = mnist::load(&dir, Split::Train)?;
     if let Some(n) = args.limit {
-        train.labels.truncate(n);
-        train.images.truncate(n * train.item_bytes());
+        train.truncate(n);
     }
     let test = mnist::load(&dir, Split::Test)?;
     println!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());

@@ -89,8 +89,7 @@ impl Epochs {
 /// short epochs, so the soak crosses many epoch boundaries.
 fn mnist_subset(n: usize) -> ImageDataset {
     let mut train = mnist::load(&mnist::bundled_dir(), mnist::Split::Train).expect("bundled MNIST");
-    train.labels.truncate(n);
-    train.images.truncate(n * train.item_bytes());
+    train.truncate(n);
     train
 }
 

@@ -3,7 +3,8 @@
 //! the step's inputs, and the cross-entropy of the model's logits is its
 //! loss. With `--compile` forward, backward and the optimizer's updates are
 //! recorded once and replayed (`Trainer::compiled`); without, the two
-//! halves run as one closure (`Trainer::new`). Included with `#[path]`.
+//! halves run as one closure (`Trainer::new`). [`RunFlags`] are the
+//! command-line flags both share. Included with `#[path]`.
 
 use wgrad::data::Batch;
 use wgrad::nn::loss::CrossEntropyLoss;
@@ -11,6 +12,40 @@ use wgrad::nn::optim::Optimizer;
 use wgrad::nn::train::{Outcome, Progress, StepOutput, Trainer};
 use wgrad::nn::Module;
 use wgrad::Tensor;
+
+/// The flags of a classifier's run that both examples share (flattened into
+/// each one's `Args`, beside its model, data and optimizer flags).
+#[derive(clap::Args, Debug)]
+pub struct RunFlags {
+    /// Continue from <out-dir>/last.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar (summary lines only).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Do not write TensorBoard event files into the run folder (written by
+    /// default: `tensorboard --logdir runs`; docs/interop.md).
+    #[arg(long)]
+    pub no_tensorboard: bool,
+    /// After training, write the best model (lowest validation loss) as
+    /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
+    #[arg(long, value_name = "PATH")]
+    pub export_onnx: Option<std::path::PathBuf>,
+    /// Print the step profiler's table for one training step and write its trace.
+    #[arg(long)]
+    pub profile: bool,
+    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
+    /// operands, f32 sums) and scale the loss with a GradScaler.
+    #[arg(long)]
+    pub amp: bool,
+    /// DataLoader threads (0: read on the training thread); results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Record the training step (forward, backward, optimizer update) once
+    /// and replay it without running its code (`Trainer::compiled`; on a GPU).
+    #[arg(long)]
+    pub compile: bool,
+}
 
 /// The Trainer of `model` with `opt` on image batches, compiled or not.
 pub fn trainer<'a, M: Module>(
@@ -39,15 +74,11 @@ pub struct FitWith<'a> {
     pub test: &'a wgrad::data::DataLoader,
     pub loss_fn: &'a CrossEntropyLoss,
     pub run: wgrad::nn::train::RunDir,
-    pub resume: bool,
+    /// `--resume`, `--quiet`, `--no-tensorboard` and `--profile` (its
+    /// table and trace, `profile.json` in the run folder, for one step).
+    pub flags: &'a RunFlags,
     pub stop: &'a std::sync::atomic::AtomicBool,
     pub epochs: usize,
-    /// `--quiet`: the summary lines without the bar.
-    pub quiet: bool,
-    /// TensorBoard event files in the run folder (not `--no-tensorboard`).
-    pub tensorboard: bool,
-    /// Around each step (`--profile`: its table and trace for one step).
-    pub profiler: super::profiling::StepProfiler,
     pub batch_size: usize,
     pub dev: &'a wgrad::Device,
     /// When the run started (for the time to the first step).
@@ -68,10 +99,10 @@ pub struct Fitted {
 pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> anyhow::Result<Option<Fitted>> {
     let (test, loss_fn, train, dev, started) = (w.test, w.loss_fn, w.train, w.dev, w.started);
     let mut progress = Progress::new(w.epochs);
-    if w.quiet {
+    if w.flags.quiet {
         progress = progress.without_bar();
     }
-    let mut profiler = w.profiler;
+    let mut profiler = super::profiling::StepProfiler::new(w.flags.profile, w.run.dir().join("profile.json"));
     // Read after the Trainer (which owns the closure) is done.
     let first_step = std::rc::Rc::new(std::cell::Cell::new(None));
     let first = first_step.clone();
@@ -82,8 +113,8 @@ pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> any
             Ok(wgrad::nn::train::Evaluation { loss, accuracy: Some(acc) })
         })
         .run_dir(w.run)
-        .tensorboard(w.tensorboard)
-        .resume(w.resume)
+        .tensorboard(!w.flags.no_tensorboard)
+        .resume(w.flags.resume)
         .stop_flag(w.stop)
         .progress(progress)
         .samples_per_epoch(train.items_per_epoch())

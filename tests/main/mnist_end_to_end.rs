@@ -19,8 +19,7 @@ fn one_epoch_on_2000_bundled_digits_learns() {
         None => Device::cpu(),
     };
     let mut train = mnist::load(&mnist::bundled_dir(), Split::Train).unwrap();
-    train.labels.truncate(2000);
-    train.images.truncate(2000 * 784);
+    train.truncate(2000);
     let test = mnist::load(&mnist::bundled_dir(), Split::Test).unwrap();
     let norm = |l: DataLoader| l.normalize(&[0.1307], &[0.3081]);
     let train_loader = norm(DataLoader::new(Arc::new(train), 32, &dev).seed(0));

@@ -55,6 +55,13 @@ impl ImageDataset {
         let b = self.item_bytes();
         &self.images[i * b..(i + 1) * b]
     }
+
+    /// Keeps the first `n` items (all of them when there are fewer), as
+    /// `Vec::truncate` does: a quick run on part of a dataset.
+    pub fn truncate(&mut self, n: usize) {
+        self.labels.truncate(n);
+        self.images.truncate(self.labels.len() * self.item_bytes());
+    }
 }
 
 impl Dataset for ImageDataset {
@@ -73,5 +80,27 @@ impl Dataset for ImageDataset {
 impl ImageSource for ImageDataset {
     fn item_shape(&self) -> [usize; 3] {
         self.item_shape
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_items() -> ImageDataset {
+        ImageDataset { images: (0..3 * 2 * 2).collect(), labels: vec![7, 8, 9], item_shape: [1, 2, 2], classes: 10 }
+    }
+
+    #[test]
+    fn truncate_keeps_the_first_items_whole() {
+        let mut d = three_items();
+        d.truncate(2);
+        assert_eq!((d.len(), d.images.len()), (2, 8));
+        assert_eq!(d.get(1).unwrap(), ImageItem { pixels: vec![4, 5, 6, 7], label: 8 });
+        // More than there are: nothing changes.
+        d.truncate(5);
+        assert_eq!((d.len(), d.images.len()), (2, 8));
+        d.truncate(0);
+        assert!(d.is_empty() && d.images.is_empty());
     }
 }
