@@ -20,6 +20,10 @@
 //! kernel when the adapter offers `TIMESTAMP_QUERY` (each launch is its own
 //! compute pass, so no in-pass timestamps are needed); on the CPU backend the
 //! host clock times each kernel. Without either, times are absent, not zero.
+//! A timed launch runs alone (the driver writes a timestamp once the work
+//! before it is done), so the times add up to the step run launch after
+//! launch, which can exceed an unprofiled step's device time
+//! (docs/performance.md, "Profiling a step").
 //!
 //! **Op names** come from two places: a [`scope`] that callers open around
 //! work (autograd names each backward rule `"<op> backward"`, optimizers
