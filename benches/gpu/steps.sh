@@ -8,7 +8,11 @@
 #            in the same run; and the LSTM and the Transformer with every
 #            product whole (WGRAD_MATMUL_SPLIT_K=1,
 #            the path before products with few workgroups were cut into
-#            slices of K) against the default;
+#            slices of K) against the default; and the f32 Transformer
+#            and GPT with attention composed of products
+#            (WGRAD_ATTENTION=composite, as f16 attention runs on matrix
+#            units at GPT's size) against the fused kernels (the default
+#            for f32 on GPUs);
 #   profile  the step profiler's tables (device time per kernel family and
 #            per op, from GPU timestamps) for ResNet-20 batch 128, f32 and
 #            AMP, the Transformer, the LSTM and GPT: where a compiled step's
@@ -31,6 +35,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
     WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_SPLIT_K=1 LIMIT=90 \
       step .gpu/bench_sequence lstm transformer --steps 5
+    WGRAD_TORCH_DEVICE=none WGRAD_ATTENTION=composite LIMIT=120 \
+      step .gpu/bench_sequence transformer gpt --steps 5
   fi
   if has profile; then
     # PyTorch left out (WGRAD_TORCH_DEVICE=none): its figures are in `steps`.
@@ -41,7 +47,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     # Tiles must hold 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
     for t in 32x64 64x32; do
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
-      WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm --steps 5
+      WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm transformer --steps 5
     done
   fi
 } 2>&1 | tee -a "${OUT:-/tmp}/steps.log"
