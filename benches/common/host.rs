@@ -24,6 +24,12 @@ pub struct HostCost {
     /// graph and the ops' own logic (on lavapipe the submits hold the
     /// kernels' run time, which this leaves out).
     pub outside_us: f64,
+    /// The submit thread's work (wgpu's encoding and validation of the
+    /// batches' passes, and the queue submits), beside the caller's: the
+    /// caller counts it as waiting when it reads a value back before the
+    /// thread is done, so a step whose waits exceed its device time is
+    /// bound by this (on lavapipe the submits also run the kernels).
+    pub encode_us: f64,
 }
 
 impl HostCost {
@@ -47,6 +53,7 @@ pub fn per_launch(done: &StatsSnapshot, wall_s: f64) -> HostCost {
         outside_us: ((wall_s - waited).max(0.0) * 1e6 - (done.host_record_ns + done.host_submit_ns) as f64 / 1e3)
             .max(0.0)
             / n,
+        encode_us: done.host_encode_ns as f64 / 1e3 / n,
     }
 }
 
@@ -72,11 +79,12 @@ pub struct ReplayRow {
 /// replayed, and compiled (`CompiledStep`: forward, backward and the
 /// optimizer's updates replayed as a step graph, the optimizer's host half
 /// before it), measured in the same run: recording
-/// alone, all the host did but submit and wait, their ratios to eager, and
-/// the share of launches replayed batch by batch.
+/// alone, all the host did but submit and wait, their ratios to eager, the
+/// share of launches replayed batch by batch, and the submit thread's work
+/// ([`HostCost::encode_us`]).
 pub fn print_replay_table(rows: &[ReplayRow]) {
     println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9}",
+        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10}",
         "host us per launch",
         "rec eager",
         "rec repl",
@@ -86,13 +94,16 @@ pub fn print_replay_table(rows: &[ReplayRow]) {
         "all comp",
         "repl/e",
         "comp/e",
-        "replayed"
+        "replayed",
+        "enc eager",
+        "enc repl",
+        "enc comp"
     );
     let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     for r in rows {
         let (e, p, c) = (&r.eager, &r.replayed, r.compiled.as_ref());
         println!(
-            "{:<22} {:>10.2} {:>10.2} {:>10} {:>10.2} {:>10.2} {:>10} {:>8.2} {:>8} {:>8.0}%",
+            "{:<22} {:>10.2} {:>10.2} {:>10} {:>10.2} {:>10.2} {:>10} {:>8.2} {:>8} {:>8.0}% {:>10.2} {:>10.2} {:>10}",
             r.name,
             e.recording_us,
             p.recording_us,
@@ -102,7 +113,10 @@ pub fn print_replay_table(rows: &[ReplayRow]) {
             show(c.map(|c| c.host_us())),
             p.host_us() / e.host_us(),
             show(c.map(|c| c.host_us() / e.host_us())),
-            p.replayed * 100.0
+            p.replayed * 100.0,
+            e.encode_us,
+            p.encode_us,
+            show(c.map(|c| c.encode_us))
         );
     }
 }
