@@ -27,7 +27,7 @@
 //   on CPU adapters) the host caps it at 32 rows, as fast and half the
 //   compile time, and a convolution's gathered product at 16 rows, a
 //   little slower for half again (a cold first step is mostly compile
-//   time; ops/matmul.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
+//   time; ops/matmul/tiles.rs: SUBGROUP_TEXTURE_ROW_GROUPS);
 // - private arrays are only indexed by constants: the register block is
 //   spelled out in small helpers instead of loops;
 // - products at most 32 columns wide (a convolution's weight gradient with

@@ -44,7 +44,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     WGRAD_TORCH_DEVICE=none LIMIT=150 step .gpu/bench_sequence transformer lstm gpt --profile --steps 3
   fi
   if has probes; then
-    # Tiles must hold 32-256 threads of 8 x 8 blocks (ops/matmul.rs `tiled_fits`).
+    # Tiles must hold 32-256 threads of 8 x 8 blocks (ops/matmul/tiles.rs `tiled_fits`).
     for t in 32x64 64x32; do
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm transformer --steps 5

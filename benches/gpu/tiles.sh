@@ -2,7 +2,7 @@
 # The tiled matmul's occupancy rule on a GPU machine: the compiled ResNet-20
 # (batch 32 and 128), LSTM and Transformer steps and the f32 matmul table
 # under each WGRAD_MATMUL_MIN_WORKGROUPS (a launch with fewer workgroups
-# takes smaller tiles, ops/matmul.rs `tile`). A compiled step's wall time is
+# takes smaller tiles, ops/matmul/tiles.rs `tile`). A compiled step's wall time is
 # its device time, so the columns compare directly. PyTorch CUDA runs once,
 # with the first setting; MATMUL=1 adds the matmul table per setting. Packed by benches/gpu/pack.sh; run from the
 # project root as `bash .gpu/tiles.sh [MIN...]` (default 0 256 512 1024).

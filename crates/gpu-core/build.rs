@@ -1,7 +1,8 @@
 //! Lists `shaders/*.wgsl` into `$OUT_DIR/shader_files.rs` (`shaders::SOURCES`),
 //! so that a new kernel file is registered by being there, and the uniform
 //! blocks the op files declare (`pub(crate) const NAME: ParamsDecl` at the
-//! start of a line of `src/ops/*.rs`) into `$OUT_DIR/params_decls.rs`
+//! start of a line of `src/ops/*.rs` or `src/ops/*/*.rs`)
+//! into `$OUT_DIR/params_decls.rs`
 //! (`ops::params::DECLS`, which the shader test checks against the WGSL),
 //! so that a new family's block is checked by being declared.
 //!
@@ -49,13 +50,26 @@ fn main() {
     params_decls();
 }
 
-/// `$OUT_DIR/params_decls.rs`: `&[&super::FILE::NAME, ...]` for every
-/// `pub(crate) const NAME: ParamsDecl` that starts a line of `src/ops/*.rs`.
+/// `$OUT_DIR/params_decls.rs`: `&[&super::MODULE::NAME, ...]` for every
+/// `pub(crate) const NAME: ParamsDecl` that starts a line of `src/ops/*.rs`
+/// or of a file of an op that is a folder (`src/ops/matmul/*.rs`: module
+/// `matmul` for `mod.rs`, `matmul::job` for `job.rs`, which must then be
+/// visible to `ops`).
 fn params_decls() {
-    let op_files = files("src/ops", "rs");
+    let mut op_files: Vec<(String, PathBuf)> = files("src/ops", "rs").into_iter().map(|p| (stem(&p), p)).collect();
+    for entry in std::fs::read_dir("src/ops").expect("reading src/ops") {
+        let dir = entry.expect("a directory entry").path();
+        if dir.is_dir() {
+            let folder = stem(&dir);
+            for path in files(&dir.to_string_lossy(), "rs") {
+                let module = if stem(&path) == "mod" { folder.clone() } else { format!("{folder}::{}", stem(&path)) };
+                op_files.push((module, path));
+            }
+        }
+    }
+    op_files.sort();
     let mut out = String::from("&[\n");
-    for path in op_files {
-        let module = stem(&path);
+    for (module, path) in op_files {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("pub(crate) const ") else { continue };

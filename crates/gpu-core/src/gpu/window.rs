@@ -4,7 +4,7 @@
 /// A sub-range of a buffer bound in place of the whole: `offset` bytes in
 /// (a multiple of the adapter's `min_storage_buffer_offset_alignment`),
 /// `size` bytes long (a multiple of 4, at most the binding limit). Ops that
-/// split work too large for one binding bind windows (see `ops/matmul_split.rs`, `ops/reduce_split.rs`).
+/// split work too large for one binding bind windows (see `ops/matmul/binding_split.rs`, `ops/reduce_split.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Window {
     pub offset: u64,

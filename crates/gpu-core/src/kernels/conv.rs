@@ -1,6 +1,6 @@
 //! A 2-D convolution's geometry ([`ConvGeometry`]: shapes, validation) and
 //! how the implicit-GEMM matmul gathers its B operand ([`ConvGather`]),
-//! shared by the launches (`ops/conv.rs`, `ops/matmul.rs`) and the fast
+//! shared by the launches (`ops/conv.rs`, `ops/matmul/`) and the fast
 //! path (`cpu/conv.rs`); and the reference twins of that gather
 //! ([`gather_cpu`]) and of `im2col` / `col2im` ([`im2col`], [`col2im`]).
 

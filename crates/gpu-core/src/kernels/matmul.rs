@@ -2,7 +2,7 @@
 //! activation and LSTM-cell store epilogues, the matrix-unit bodies) and
 //! reference twins: the batched sums over strided (or gathered
 //! convolution) B operands, and the store epilogue on them. The launches
-//! are `ops/matmul.rs` and `ops/epilogue.rs`.
+//! are `ops/matmul/` and `ops/epilogue.rs`.
 
 use super::conv::{gather_cpu, ConvGather, ConvGeometry};
 use super::io::{Binding, IoLibrary, Storage};

@@ -75,8 +75,10 @@ pub(crate) fn run_fallible(
             if !profiler.is_active() {
                 return cpu();
             }
-            let file = std::panic::Location::caller().file();
-            let family = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
+            // The op's file, or its folder for an op that is one (`matmul/mod.rs`).
+            let file = std::path::Path::new(std::panic::Location::caller().file());
+            let named = if file.file_stem().is_some_and(|s| s == "mod") { file.parent() } else { Some(file) };
+            let family = named.and_then(|p| p.file_stem()).and_then(|s| s.to_str()).unwrap_or("kernel");
             crate::profiler::take_host_bytes();
             let t0 = web_time::Instant::now();
             let done = cpu();

@@ -30,7 +30,6 @@ pub mod index;
 mod k_slices;
 mod launch;
 pub mod matmul;
-mod matmul_split;
 pub mod norm;
 pub mod operands;
 pub mod optim;

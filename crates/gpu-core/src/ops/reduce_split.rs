@@ -1,5 +1,5 @@
 //! Sums over views too large for one storage binding: the view is cut
-//! into sub-views that each fit (see `matmul_split.rs` for the limit),
+//! into sub-views that each fit (see `matmul/binding_split.rs` for the limit),
 //! along the axis whose elements lie furthest apart among the reduced axes
 //! and the first kept axis. Cut along a reduced axis, the pieces' partial
 //! sums are added in a fixed order (deterministic); cut along the first
