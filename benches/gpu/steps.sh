@@ -8,20 +8,26 @@
 #            in the same run; and the LSTM and the Transformer with every
 #            product whole (WGRAD_MATMUL_SPLIT_K=1,
 #            the path before products with few workgroups were cut into
-#            slices of K) against the default; and the f32 Transformer
-#            and GPT with attention composed of products
-#            (WGRAD_ATTENTION=composite, as f16 attention runs on matrix
-#            units at GPT's size) against the fused kernels (the default
-#            for f32 on GPUs);
+#            slices of K) against the default;
 #   profile  the step profiler's tables (device time per kernel family and
 #            per op, from GPU timestamps) for ResNet-20 batch 128, f32 and
 #            AMP, the Transformer, the LSTM and GPT: where a compiled step's
 #            time goes once the host is out of the way (a compiled step's
 #            wall time is its device time), and why AMP at batch 128 is not
 #            faster than f32;
-#   probes   the same steps with every tiled product on a smaller output
-#            tile (more workgroups): whether the products' occupancy is
-#            what remains.
+#   probes   candidates for the defaults, each against the default steps
+#            above: every tiled product on a smaller output tile (more
+#            workgroups: whether the products' occupancy is what remains);
+#            the f32 Transformer and GPT with attention composed of
+#            products (WGRAD_ATTENTION=composite, as f16 attention runs on
+#            matrix units at GPT's size) instead of the fused kernels; and
+#            ResNet-20's AMP step with its f16 products on the ALU kernel
+#            (WGRAD_MATMUL_KERNEL=tiled) instead of matrix units, whose
+#            gathered convolutions may be what keeps AMP at batch 128
+#            slower than f32.
+# The GPU scripts also log the GPU's clocks ($OUT/clocks.csv, setup.sh).
+# Order for a session with little device time: `steps` (the default path
+# against the one before), then `profile`, then `probes`.
 # Packed by benches/gpu/pack.sh; run from the project root as
 # `bash .gpu/steps.sh [SECTION...]`.
 # Output: stdout, appended to $OUT/steps.log.
@@ -35,8 +41,6 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     LIMIT=200 step .gpu/bench_sequence lstm transformer gpt --amp --steps 5
     WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_SPLIT_K=1 LIMIT=90 \
       step .gpu/bench_sequence lstm transformer --steps 5
-    WGRAD_TORCH_DEVICE=none WGRAD_ATTENTION=composite LIMIT=120 \
-      step .gpu/bench_sequence transformer gpt --steps 5
   fi
   if has profile; then
     # PyTorch left out (WGRAD_TORCH_DEVICE=none): its figures are in `steps`.
@@ -49,5 +53,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=90 step .gpu/bench_resnet 32 128
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm transformer --steps 5
     done
+    WGRAD_TORCH_DEVICE=none WGRAD_ATTENTION=composite LIMIT=120 \
+      step .gpu/bench_sequence transformer gpt --steps 5
+    WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_KERNEL=tiled LIMIT=120 step .gpu/bench_resnet 128 --amp
   fi
 } 2>&1 | tee -a "${OUT:-/tmp}/steps.log"
