@@ -48,6 +48,11 @@ override DV4: u32 = (DV + 3u) / 4u;
 // Rows per invocation, 1..=4 with ROWS · max(D4, DV4) ≤ CAP (host: 1 on
 // GPUs, as many as fit on CPU drivers).
 override ROWS: u32 = 1u;
+// Invocations that share a key row in attention_backward_dkv_split (host:
+// WGRAD_ATTENTION_SPLIT), and each one's chunks of a row of q/k and of v.
+override SPLIT: u32 = 4u;
+override D4S: u32 = (D4 + SPLIT - 1u) / SPLIT;
+override DV4S: u32 = (DV4 + SPLIT - 1u) / SPLIT;
 // vec4 slots of each per-invocation row array (ROWS rows of D4 or DV4
 // chunks, row r at r·D4): head dims up to 256. Loops over them have constant
 // trip counts (D4, DV4, ROWS), so drivers can keep them in registers.
@@ -83,6 +88,9 @@ struct Params {
 //   forward  q, k, v, mask, out, lse_out
 //   dq       q, k, v, mask, o, lse, dout, dq, delta_out
 //   dkv      q, k, v, mask, o (unused), lse, dout, delta, dk, dv
+// attention_backward_dkv_split's dot products, s then dP, of each invocation's
+// chunks (declared after every override: see matmul_coop.wgsl).
+var<workgroup> partial: array<vec4<f32>, 2u * WG>;
 @group(0) @binding(6) var<storage, read_write> lse_out: array<f32>;
 @group(0) @binding(6) var<storage, read> lse: array<f32>;
 @group(0) @binding(8) var<storage, read> delta: array<f32>;
@@ -448,6 +456,119 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         }
         for (var e = 0u; e < DV; e += LANES) {
             store_dv((row * DV + e) / LANES, pair(&gv, r, DV4, DV, e));
+        }
+    }
+}
+
+// ---- dk, dv with a key row shared by SPLIT invocations (GPUs) --------------
+//
+// attention_backward_dkv keeps four rows (k, v and both gradients) in each
+// invocation's registers: 256 floats at head dim 64, more than a GPU thread
+// holds without spilling to memory (an H200 ran it at under 1 TFLOP/s,
+// docs/performance.md). Here SPLIT neighbouring invocations share one key row,
+// invocation `lane` holding its chunks lane, lane + SPLIT, ... of each: a
+// SPLIT-th of the registers and of the loads of each query row, SPLIT times
+// the invocations. The row's two dot products per block of queries (s and
+// dP) are summed over its invocations through workgroup memory, in lane
+// order, so every lane weighs the block with the same bits. Rows are the
+// workgroup's WG / SPLIT consecutive key rows of one batch·head (ROWS = 1).
+
+// Elements e and e + 1 (clamped to the row's last, n − 1) of chunk `v` that
+// holds elements 4·(e / 4)..: the pair a store unit takes.
+fn chunk_pair(v: vec4<f32>, e: u32, n: u32) -> vec2<f32> {
+    return vec2<f32>(v[e % 4u], v[min(e + 1u, n - 1u) % 4u]);
+}
+
+@compute @workgroup_size(WG)
+fn attention_backward_dkv_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let w = linear_workgroup(wid, nwg);
+    let bh = w / p.blocks;
+    if bh >= p.bh {
+        return;
+    }
+    let lane = lid % SPLIT;
+    let first = (w % p.blocks) * (WG / SPLIT);
+    let own = first + lid / SPLIT;
+    // Rows past the end compute a duplicate and store nothing: every
+    // invocation reaches the barriers.
+    let kj = min(own, p.lk - 1u);
+    let row = bh * p.lk + kj;
+    var x: array<vec4<f32>, CAP>;
+    var y: array<vec4<f32>, CAP>;
+    var gk: array<vec4<f32>, CAP>;
+    var gv: array<vec4<f32>, CAP>;
+    for (var m = 0u; m < D4S; m++) {
+        let c = m * SPLIT + lane;
+        if c < D4 {
+            x[m] = k_at(row, c);
+        }
+    }
+    for (var m = 0u; m < DV4S; m++) {
+        let c = m * SPLIT + lane;
+        if c < DV4 {
+            y[m] = v_at(row, c);
+        }
+    }
+    let start = select(0u, first, CAUSAL);
+    for (var i0 = start; i0 < p.lq; i0 += 4u) {
+        let i = four(i0);
+        let rows = vec4<u32>(bh * p.lq) + min(i, vec4<u32>(p.lq - 1u));
+        var s = vec4<f32>(0.0);
+        for (var m = 0u; m < D4S; m++) {
+            let c = m * SPLIT + lane;
+            if c < D4 {
+                s += x[m] * q4(rows, c);
+            }
+        }
+        var dp = vec4<f32>(0.0);
+        for (var m = 0u; m < DV4S; m++) {
+            let c = m * SPLIT + lane;
+            if c < DV4 {
+                dp += y[m] * dout4(rows, c);
+            }
+        }
+        partial[2u * lid] = s;
+        partial[2u * lid + 1u] = dp;
+        workgroupBarrier();
+        let lane0 = lid - lane;
+        s = vec4<f32>(0.0);
+        dp = vec4<f32>(0.0);
+        for (var l = 0u; l < SPLIT; l++) {
+            s += partial[2u * (lane0 + l)];
+            dp += partial[2u * (lane0 + l) + 1u];
+        }
+        // The next block overwrites `partial` only after every lane read it.
+        workgroupBarrier();
+        let shift = vec4<f32>(lse[rows.x], lse[rows.y], lse[rows.z], lse[rows.w]);
+        let dsum = vec4<f32>(delta[rows.x], delta[rows.y], delta[rows.z], delta[rows.w]);
+        let wt = weights(scores(bh, i, vec4<u32>(kj), s), shift);
+        let ds = wt * (dp - dsum);
+        for (var m = 0u; m < DV4S; m++) {
+            let c = m * SPLIT + lane;
+            if c < DV4 {
+                gv[m] += dout4(rows, c) * wt;
+            }
+        }
+        for (var m = 0u; m < D4S; m++) {
+            let c = m * SPLIT + lane;
+            if c < D4 {
+                gk[m] += q4(rows, c) * ds;
+            }
+        }
+    }
+    if own >= p.lk {
+        return;
+    }
+    for (var m = 0u; m < D4S; m++) {
+        let c = m * SPLIT + lane;
+        for (var e = 4u * c; c < D4 && e < min(4u * c + 4u, D); e += LANES) {
+            store_dk((row * D + e) / LANES, chunk_pair(gk[m] * p.scale, e, D));
+        }
+    }
+    for (var m = 0u; m < DV4S; m++) {
+        let c = m * SPLIT + lane;
+        for (var e = 4u * c; c < DV4 && e < min(4u * c + 4u, DV); e += LANES) {
+            store_dv((row * DV + e) / LANES, chunk_pair(gv[m], e, DV));
         }
     }
 }

@@ -41,6 +41,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     step .gpu/test_gpu_core parity_matmul:: --test-threads 1
     step .gpu/test_gpu_core parity_recurrent:: --test-threads 1
     step .gpu/test_gpu_core split_binding:: --test-threads 1
+    # Fused attention, the dK/dV pass with key rows shared by invocations too.
+    step .gpu/test_gpu_core parity_attention:: --test-threads 1
   fi
   if has sweep; then
     # Fragments along N, tile, and whether a slice's loads overlap the

@@ -20,7 +20,10 @@
 #            workgroups: whether the products' occupancy is what remains);
 #            the f32 Transformer and GPT with attention composed of
 #            products (WGRAD_ATTENTION=composite, as f16 attention runs on
-#            matrix units at GPT's size) instead of the fused kernels; and
+#            matrix units at GPT's size) instead of the fused kernels, and
+#            with the fused dK/dV pass sharing each key row among 4
+#            invocations (WGRAD_ATTENTION_SPLIT=4: a quarter of the
+#            registers each); and
 #            ResNet-20's AMP step with its f16 products on the ALU kernel
 #            (WGRAD_MATMUL_KERNEL=tiled) instead of matrix units, whose
 #            gathered convolutions may be what keeps AMP at batch 128
@@ -54,6 +57,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
       WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_TILE=$t LIMIT=60 step .gpu/bench_sequence lstm transformer --steps 5
     done
     WGRAD_TORCH_DEVICE=none WGRAD_ATTENTION=composite LIMIT=120 \
+      step .gpu/bench_sequence transformer gpt --steps 5
+    WGRAD_TORCH_DEVICE=none WGRAD_ATTENTION_SPLIT=4 LIMIT=120 \
       step .gpu/bench_sequence transformer gpt --steps 5
     WGRAD_TORCH_DEVICE=none WGRAD_MATMUL_KERNEL=tiled LIMIT=120 step .gpu/bench_resnet 128 --amp
   fi

@@ -45,6 +45,9 @@ pub(crate) struct GpuContext {
     /// How attention is computed, an `AttentionPath` code (`WGRAD_ATTENTION`;
     /// `Device::set_attention_path` changes it).
     pub attention: AtomicU8,
+    /// Invocations per key row of attention's dk/dv pass that
+    /// `Device::set_attention_split` set; 0: `WGRAD_ATTENTION_SPLIT` decides.
+    pub attention_split: AtomicU8,
     /// Whether the load-bound kernels (the families' `_tex` variants) read f32
     /// inputs through textures: on for CPU adapters (`WGRAD_TEXTURE_OPERANDS=0`
     /// turns it off; `Device::set_texture_operands` changes it; see
@@ -171,6 +174,7 @@ impl GpuContext {
             fusion: AtomicBool::new(crate::env::switch("WGRAD_FUSION", true)),
             fusion_debug: std::env::var("WGRAD_FUSION_DEBUG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             attention: AtomicU8::new(crate::kernels::attention::AttentionPath::from_env().code()),
+            attention_split: AtomicU8::new(0),
             texture_operands: AtomicBool::new(texture_operands),
             index_errors,
             index_checks_pending: AtomicBool::new(false),

@@ -25,7 +25,9 @@
 //!
 //! Each invocation owns whole rows (one on GPUs, up to four on CPU drivers,
 //! where every buffer load is a loop over the SIMD lanes and a loaded chunk
-//! should serve several rows) and streams the other side in blocks of 4;
+//! should serve several rows) and streams the other side in blocks of 4
+//! (the dk/dv pass may instead share each key row among 2-8 invocations,
+//! [`Device::set_attention_split`]);
 //! the kernels specialise on the head dims, so each new (d, dv, causal,
 //! mask) combination compiles its own pipelines, which takes seconds on
 //! llvmpipe (Mesa caches them on disk).
@@ -125,9 +127,55 @@ fn mapping(g: &GpuContext, dims: &AttnDims) -> (usize, usize) {
     }
 }
 
+/// Invocations per key row of the dk/dv pass on `g`
+/// (`attention_backward_dkv_split`; 1: the one-row-per-invocation kernel):
+/// what [`Device::set_attention_split`] set, else `WGRAD_ATTENTION_SPLIT`,
+/// else 1. Not on by default: it has not run on a hardware GPU yet.
+fn split(g: &GpuContext) -> Result<usize> {
+    static ENV: std::sync::OnceLock<std::result::Result<usize, String>> = std::sync::OnceLock::new();
+    match g.attention_split.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => ENV
+            .get_or_init(|| match std::env::var("WGRAD_ATTENTION_SPLIT") {
+                Err(_) => Ok(1),
+                Ok(v) => {
+                    v.trim().parse().ok().filter(|n| SPLITS.contains(n)).ok_or_else(|| {
+                        format!("WGRAD_ATTENTION_SPLIT={v:?}: invocations per key row, one of {SPLITS:?}")
+                    })
+                }
+            })
+            .clone()
+            .map_err(|e| Error::invalid("scaled_dot_product_attention", e)),
+        n => Ok(n as usize),
+    }
+}
+
+/// The invocations per key row the split dk/dv pass takes (each divides
+/// both workgroup sizes).
+const SPLITS: [usize; 4] = [1, 2, 4, 8];
+
 // The attention path is a device setting that only this op reads, so it
 // is set and resolved here rather than in device.rs, which stays below the ops.
 impl Device {
+    /// Runs attention's dk/dv pass with `lanes` invocations per key row
+    /// (1, 2, 4 or 8; 1: one invocation per row, the default), each holding
+    /// every `lanes`-th chunk of the row's vectors: a GPU then keeps them
+    /// in registers at head dims where one invocation per row spills
+    /// (`WGRAD_ATTENTION_SPLIT` sets it for a process). No effect on the
+    /// CPU backend.
+    ///
+    /// # Errors
+    /// For another count.
+    pub fn set_attention_split(&self, lanes: usize) -> Result<()> {
+        if !SPLITS.contains(&lanes) {
+            let why = format!("{lanes} invocations per key row: one of {SPLITS:?}");
+            return Err(Error::invalid("set_attention_split", why));
+        }
+        if let Some(g) = self.gpu_ctx() {
+            g.attention_split.store(lanes as u8, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Chooses how attention is computed from now on (it starts as
     /// `WGRAD_ATTENTION` says, `auto` when unset). No effect on the CPU
     /// backend, which always runs its fused twin.
@@ -199,8 +247,13 @@ fn launch(
     inputs: &[&Buffer],
     outputs: &[&Buffer],
 ) -> Result<()> {
-    let (wg, per_invocation) = mapping(g, dims);
-    let blocks = rows.div_ceil(wg * per_invocation);
+    let (wg, mut per_invocation) = mapping(g, dims);
+    let lanes = if entry == "attention_backward_dkv" { split(g)? } else { 1 };
+    let entry = if lanes > 1 { "attention_backward_dkv_split" } else { entry };
+    if lanes > 1 {
+        per_invocation = 1;
+    }
+    let blocks = rows.div_ceil(wg * per_invocation / lanes);
     let workgroups = u32::try_from(dims.bh() * blocks)
         .map_err(|_| Error::invalid(entry, format!("too many workgroups for one launch: {dims:?}")))?;
     // A size-1 dim's stride is never used (and may not fit in u32).
@@ -221,6 +274,7 @@ fn launch(
     let constants = [
         ("WG", wg as f64),
         ("ROWS", per_invocation as f64),
+        ("SPLIT", lanes as f64),
         ("D", dims.d as f64),
         ("DV", dims.dv as f64),
         ("CAUSAL", flag(causal)),

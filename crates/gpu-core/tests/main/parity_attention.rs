@@ -6,7 +6,7 @@
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::attention::{attention_backward, attention_forward, AttnDims, MAX_HEAD_DIM};
-use wgrad_gpu_core::testing::{assert_close, Rng};
+use wgrad_gpu_core::testing::{assert_close, fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device};
 
 /// How a test mask is laid out over `(batch, head, query, key)`.
@@ -122,6 +122,28 @@ fn odd_sizes_match_twin() {
             }
         }
     }
+}
+
+/// The dk/dv pass with each key row shared by 2, 4 or 8 invocations
+/// (`Device::set_attention_split`, for GPUs whose registers one row per
+/// invocation overflows) against the twin: head dims that split unevenly
+/// over the invocations or end inside a chunk, lengths that leave a
+/// workgroup part empty, causal rows and masks. The profile shows the
+/// split kernel ran.
+#[test]
+fn key_rows_shared_by_invocations_match_twin() {
+    let Some(g) = fresh_gpu_or_skip("key_rows_shared_by_invocations_match_twin") else { return };
+    let c = Device::cpu_reference();
+    let cases =
+        [(4, 7, 33, true, MaskKind::None), (2, 64, 64, false, MaskKind::KeyPadding), (8, 33, 5, true, MaskKind::Full)];
+    for (seed, (lanes, d, dv, causal, mask)) in cases.into_iter().enumerate() {
+        g.set_attention_split(lanes).unwrap();
+        let case = Case { dims: dims(2, 3, 37, 45, d, dv), causal, mask };
+        let (_, profile) = g.profile(|| check(&g, &c, &case, 900 + seed as u64)).unwrap();
+        let split = profile.launches.iter().filter(|l| l.family.ends_with(":attention_backward_dkv_split")).count();
+        assert_eq!(split, 1, "{lanes} lanes, d {d}, dv {dv}: the split dk/dv kernel ran once");
+    }
+    assert!(g.set_attention_split(3).is_err(), "3 invocations per row divide no workgroup");
 }
 
 /// The fast CPU path (per-head sgemms in f32, heads over threads) against
