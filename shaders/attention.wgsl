@@ -15,6 +15,9 @@
 // the shader into a coroutine, and every buffer load is a loop over the
 // SIMD lanes, which is why the host gives each invocation several rows
 // there (each loaded chunk then serves all of them) and one on GPUs.
+// The exception, opt-in and meant for GPUs: attention_backward_dkv_split
+// (at the end) shares each key row among SPLIT invocations and sums their
+// dot products through workgroup memory, two barriers per block of queries.
 //
 // The softmax is online (flash-attention style): a running maximum and sum
 // per row, the accumulator rescaled once per block of 4 keys, so memory is
@@ -66,7 +69,8 @@ struct Params {
     lq: u32,
     lk: u32,
     scale: f32,
-    // Workgroups per batch·head: ceil(rows / (WG·ROWS)), rows = lq (forward, dq) or lk (dkv).
+    // Workgroups per batch·head: ceil(rows / (WG·ROWS)), rows = lq (forward, dq) or lk (dkv);
+    // ceil(lk / (WG / SPLIT)) for attention_backward_dkv_split.
     blocks: u32,
     // Mask strides over (batch, head, query, key); 0 broadcasts.
     mask_b: u32,
@@ -464,8 +468,9 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
 //
 // attention_backward_dkv keeps four rows (k, v and both gradients) in each
 // invocation's registers: 256 floats at head dim 64, more than a GPU thread
-// holds without spilling to memory (an H200 ran it at under 1 TFLOP/s,
-// docs/performance.md). Here SPLIT neighbouring invocations share one key row,
+// holds without spilling to memory (in the Transformer bench's profile on an
+// H200, docs/history/gpu-h200-2026-11-26-session30.log, its two launches took
+// 7.6 ms: about 0.1 TFLOP/s). Here SPLIT neighbouring invocations share one key row,
 // invocation `lane` holding its chunks lane, lane + SPLIT, ... of each: a
 // SPLIT-th of the registers and of the loads of each query row, SPLIT times
 // the invocations. The row's two dot products per block of queries (s and

@@ -6,7 +6,8 @@
 //! and is read in place, never copied.
 //!
 //! This file holds the entry points and [`product`], which every product
-//! (plain, with an epilogue, a convolution's gathered operand) goes through:
+//! but a recurrent cell's (`cell.rs`) goes through (plain, with an
+//! epilogue, a convolution's gathered operand):
 //! checks, the epilogue's fallbacks, then one launch, a split launch or the
 //! CPU twin. Beside it:
 //! - `family.rs`: which kernel family runs a product ([`MatmulKernel`],

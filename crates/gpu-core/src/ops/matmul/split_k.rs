@@ -21,8 +21,8 @@ pub(super) const SPLIT_OUTPUTS: usize = 256 * 64 * 128;
 /// kernel's staged depths.
 pub(super) const SPLIT_DEPTH: usize = 128;
 
-/// How many slices of K a product runs in ([`SplitK`], [`split_product`]),
-/// or `None` for one launch of the whole product.
+/// How many slices of K a product runs in ([`SplitK`]; `split_product` in
+/// `mod.rs` runs them), or `None` for one launch of the whole product.
 ///
 /// The tiled kernel gives each thread an 8 x 8 block of outputs summed
 /// over all of K, so a product with few outputs and a long K is a few
