@@ -102,57 +102,9 @@ var<workgroup> partial: array<vec4<f32>, 2u * WG>;
 
 // ---- rows ------------------------------------------------------------------
 
-// Buffer indices of components 4c..4c+3 of row `row` of width n, clamped into
-// the row (the reads past its end are replaced by zeros in `live`).
-fn chunk_index(row: u32, c: u32, n: u32) -> vec4<u32> {
-    return vec4<u32>(row * n) + min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
-}
-
-fn live(x: vec4<f32>, c: u32, n: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), x, vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
-}
-
-// Chunk c of a row of each operand (width D or DV): one vector load when
-// rows are whole vec4s, else four element reads.
-fn q_at(row: u32, c: u32) -> vec4<f32> {
-    if D % 4u == 0u {
-        return load_q_quad(row * D4 + c);
-    }
-    let i = chunk_index(row, c, D);
-    return live(vec4<f32>(load_q(i.x), load_q(i.y), load_q(i.z), load_q(i.w)), c, D);
-}
-
-fn k_at(row: u32, c: u32) -> vec4<f32> {
-    if D % 4u == 0u {
-        return load_k_quad(row * D4 + c);
-    }
-    let i = chunk_index(row, c, D);
-    return live(vec4<f32>(load_k(i.x), load_k(i.y), load_k(i.z), load_k(i.w)), c, D);
-}
-
-fn v_at(row: u32, c: u32) -> vec4<f32> {
-    if DV % 4u == 0u {
-        return load_v_quad(row * DV4 + c);
-    }
-    let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(load_v(i.x), load_v(i.y), load_v(i.z), load_v(i.w)), c, DV);
-}
-
-fn dout_at(row: u32, c: u32) -> vec4<f32> {
-    if DV % 4u == 0u {
-        return load_dout_quad(row * DV4 + c);
-    }
-    let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(load_dout(i.x), load_dout(i.y), load_dout(i.z), load_dout(i.w)), c, DV);
-}
-
-fn o_at(row: u32, c: u32) -> vec4<f32> {
-    if DV % 4u == 0u {
-        return load_o_quad(row * DV4 + c);
-    }
-    let i = chunk_index(row, c, DV);
-    return live(vec4<f32>(load_o(i.x), load_o(i.y), load_o(i.z), load_o(i.w)), c, DV);
-}
+// Chunk c of a row of each operand, zeros past the row's end: `q_at(row,
+// c, D)`, `k_at`, `v_at`, `o_at` and `dout_at` (rows D or DV wide), generated
+// with the storage library (kernels/io.rs, `Binding::rows`).
 
 // Element e (and e + 1, clamped into the row) of row r of a per-invocation
 // array of width n (n4 chunks): the pair a store unit takes.
@@ -164,19 +116,19 @@ fn pair(a: ptr<function, array<vec4<f32>, CAP>>, r: u32, n4: u32, n: u32, e: u32
 // Chunk c of four rows as the columns of a matrix: `x * m` is the four dot
 // products of x with the rows, `m * w` the rows' sum weighted by w.
 fn k4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(k_at(rows.x, c), k_at(rows.y, c), k_at(rows.z, c), k_at(rows.w, c));
+    return mat4x4<f32>(k_at(rows.x, c, D), k_at(rows.y, c, D), k_at(rows.z, c, D), k_at(rows.w, c, D));
 }
 
 fn v4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(v_at(rows.x, c), v_at(rows.y, c), v_at(rows.z, c), v_at(rows.w, c));
+    return mat4x4<f32>(v_at(rows.x, c, DV), v_at(rows.y, c, DV), v_at(rows.z, c, DV), v_at(rows.w, c, DV));
 }
 
 fn q4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(q_at(rows.x, c), q_at(rows.y, c), q_at(rows.z, c), q_at(rows.w, c));
+    return mat4x4<f32>(q_at(rows.x, c, D), q_at(rows.y, c, D), q_at(rows.z, c, D), q_at(rows.w, c, D));
 }
 
 fn dout4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(dout_at(rows.x, c), dout_at(rows.y, c), dout_at(rows.z, c), dout_at(rows.w, c));
+    return mat4x4<f32>(dout_at(rows.x, c, DV), dout_at(rows.y, c, DV), dout_at(rows.z, c, DV), dout_at(rows.w, c, DV));
 }
 
 // ---- scores ----------------------------------------------------------------
@@ -274,7 +226,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var r = 0u; r < ROWS; r++) {
         qi[r] = row_of(t, r);
         for (var c = 0u; c < D4; c++) {
-            x[r * D4 + c] = q_at(t.bh * p.lq + qi[r], c);
+            x[r * D4 + c] = q_at(t.bh * p.lq + qi[r], c, D);
         }
     }
     var m = vec4<f32>(neg_inf());
@@ -339,11 +291,11 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         qi[r] = row_of(t, r);
         let row = t.bh * p.lq + qi[r];
         for (var c = 0u; c < D4; c++) {
-            x[r * D4 + c] = q_at(row, c);
+            x[r * D4 + c] = q_at(row, c, D);
         }
         for (var c = 0u; c < DV4; c++) {
-            g[r * DV4 + c] = dout_at(row, c);
-            dsum[r] += dot(g[r * DV4 + c], o_at(row, c));
+            g[r * DV4 + c] = dout_at(row, c, DV);
+            dsum[r] += dot(g[r * DV4 + c], o_at(row, c, DV));
         }
         shift[r] = lse[row];
     }
@@ -403,10 +355,10 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         ki[r] = row_of(t, r);
         let row = t.bh * p.lk + ki[r];
         for (var c = 0u; c < D4; c++) {
-            x[r * D4 + c] = k_at(row, c);
+            x[r * D4 + c] = k_at(row, c, D);
         }
         for (var c = 0u; c < DV4; c++) {
-            y[r * DV4 + c] = v_at(row, c);
+            y[r * DV4 + c] = v_at(row, c, DV);
         }
     }
     // Causal: key j is seen by queries i ≥ j, so the group's first key row
@@ -505,13 +457,13 @@ fn attention_backward_dkv_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     for (var m = 0u; m < D4S; m++) {
         let c = m * SPLIT + lane;
         if c < D4 {
-            x[m] = k_at(row, c);
+            x[m] = k_at(row, c, D);
         }
     }
     for (var m = 0u; m < DV4S; m++) {
         let c = m * SPLIT + lane;
         if c < DV4 {
-            y[m] = v_at(row, c);
+            y[m] = v_at(row, c, DV);
         }
     }
     let start = select(0u, first, CAUSAL);

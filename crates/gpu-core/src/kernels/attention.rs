@@ -199,13 +199,14 @@ pub(crate) const SHADERS: FamilyShaders = FamilyShaders {
         stem: "attention_io",
         storages: &[Storage::F32, Storage::F16, Storage::F16Native],
         bindings: &[
-            Binding::load("q", 1).quads(),
-            Binding::load("k", 2).quads(),
-            Binding::load("v", 3).quads(),
+            // Rows of the head dims D (q, k) and DV (v, o, dout): `q_at(row, c, D)`.
+            Binding::load("q", 1).quads().rows(),
+            Binding::load("k", 2).quads().rows(),
+            Binding::load("v", 3).quads().rows(),
             // The forward's output and the output gradient, read by the
             // backward (each entry binds its own, so `o` shares 5 with `out`).
-            Binding::load("o", 5).quads(),
-            Binding::load("dout", 7).quads(),
+            Binding::load("o", 5).quads().rows(),
+            Binding::load("dout", 7).quads().rows(),
             Binding::store("out", 5),
             Binding::store("dq", 8),
             Binding::store("dk", 9),

@@ -98,12 +98,17 @@ pub(crate) struct Binding {
     /// entries, which WGSL lets share a binding number since no entry
     /// uses both).
     pub quads: bool,
+    /// Also read as rows: `NAME_at(row, c, w)` is chunk `c` of row `row`
+    /// of rows `w` wide, its elements 4c..4c+3, zeros past the row's end;
+    /// one quad load where `w` is a multiple of 4 (a kernel passes an
+    /// override constant, so the branch folds). Needs quads.
+    pub rows: bool,
 }
 
 impl Binding {
     /// A read-only binding of the family's values, loaded by element.
     pub(crate) const fn load(name: &'static str, binding: u32) -> Self {
-        Binding { name, binding, role: Role::Load, elem: Elem::Value, units: false, quads: false }
+        Binding { name, binding, role: Role::Load, elem: Elem::Value, units: false, quads: false, rows: false }
     }
 
     /// An output of the family's values, stored by unit.
@@ -124,6 +129,11 @@ impl Binding {
     /// The same, also accessed in quads.
     pub(crate) const fn quads(self) -> Self {
         Binding { quads: true, ..self }
+    }
+
+    /// The same, also read by chunks of rows (see [`Binding::rows`]).
+    pub(crate) const fn rows(self) -> Self {
+        Binding { rows: true, ..self }
     }
 
     fn global(&self) -> String {
@@ -246,7 +256,30 @@ fn load(b: &Binding, storage: Storage) -> (String, String) {
     if b.quads {
         fns += &format!("fn load_{name}_quad(q: u32) -> vec4<f32> {{\n    return {quad};\n}}\n\n");
     }
+    if b.rows {
+        assert!(b.quads && !b.units && !word, "{name}: rows are read by quads and elements");
+        fns += &row_chunks(name);
+    }
     (decl, fns)
+}
+
+/// `NAME_at(row, c, w)`: chunk `c` of row `row` of rows `w` wide. Past
+/// the row's end it reads the row's last element (no divergent load) and
+/// returns 0 there.
+fn row_chunks(name: &str) -> String {
+    format!(
+        "fn {name}_at(row: u32, c: u32, w: u32) -> vec4<f32> {{
+    if w % 4u == 0u {{
+        return load_{name}_quad(row * (w / 4u) + c);
+    }}
+    let e = vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u);
+    let i = vec4<u32>(row * w) + min(e, vec4<u32>(w - 1u));
+    let v = vec4<f32>(load_{name}(i.x), load_{name}(i.y), load_{name}(i.z), load_{name}(i.w));
+    return select(vec4<f32>(0.0), v, e < vec4<u32>(w));
+}}
+
+"
+    )
 }
 
 /// An output's declaration and accessors over `storage`: f32 words, or
@@ -399,5 +432,25 @@ fn store_y(t: u32, v: vec2<f32>) {
         assert!(!f16.contains("x_in_v4") && !f16.contains("y_out_v4"), "{f16}");
         let native = library(&QUADS, Storage::F16Native);
         assert!(native.contains("a_in: array<vec4<f16>>;") && native.contains("x_in: array<vec2<f16>>;"), "{native}");
+    }
+
+    /// A binding read by rows gets `NAME_at` over its own quad and element
+    /// loads, in every storage kind (the registry's test validates the
+    /// libraries the families declare).
+    #[test]
+    fn rows_read_by_chunks() {
+        const ROWS: IoLibrary =
+            IoLibrary { stem: "rows_io", storages: Storage::ALL, bindings: &[Binding::load("q", 1).quads().rows()] };
+        for storage in [Storage::F32, Storage::F16, Storage::F16Native] {
+            let lib = library(&ROWS, storage);
+            for line in [
+                "fn q_at(row: u32, c: u32, w: u32) -> vec4<f32> {",
+                "return load_q_quad(row * (w / 4u) + c);",
+                "let i = vec4<u32>(row * w) + min(e, vec4<u32>(w - 1u));",
+                "return select(vec4<f32>(0.0), v, e < vec4<u32>(w));",
+            ] {
+                assert!(lib.contains(line), "{line} not in\n{lib}");
+            }
+        }
     }
 }
