@@ -29,6 +29,8 @@ mod control;
 mod distributed;
 #[path = "common/profiling.rs"]
 mod profiling;
+#[path = "common/run_flags.rs"]
+mod run_flags;
 
 /// CIFAR-10 channel statistics (train split).
 const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
@@ -85,7 +87,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "runs/cifar10")]
     out_dir: PathBuf,
     #[command(flatten)]
-    flags: classify::RunFlags,
+    flags: classify::Flags,
     /// Data-parallel training, one rank per process under `mpirun -np N`
     /// (built with `--features mpi`): `--batch-size` is each rank's, every
     /// rank reads its own shard of each epoch, gradients are averaged
@@ -210,25 +212,21 @@ fn run_rank(args: Args, group: &wgrad::distributed::ProcessGroup) -> Result<()> 
         Some(r) => trainer.data_parallel(r),
         None => trainer,
     };
-    let trainer = trainer
-        .epochs(args.epochs)
-        .schedule(&mut sched, Every::Epoch)
-        .amp(args.flags.amp)
-        .rng("augment", &augment_rng)
-        .hparams(&[
+    let trainer =
+        trainer.epochs(args.epochs).schedule(&mut sched, Every::Epoch).rng("augment", &augment_rng).hparams(&[
             ("model", args.model.as_str().into()),
             ("lr", f64::from(args.lr).into()),
             ("batch_size", (args.batch_size as f64).into()),
             ("ranks", (group.world_size() as f64).into()),
             ("schedule", args.schedule.as_str().into()),
-            ("amp", args.flags.amp.into()),
+            ("amp", args.flags.run.amp.into()),
         ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,
         loss_fn: &loss_fn,
         run: run.clone(),
-        flags: &args.flags,
+        flags: &args.flags.run,
         stop: stop.flag(),
         epochs: args.epochs,
         batch_size: args.batch_size,

@@ -24,6 +24,8 @@ mod classify;
 mod control;
 #[path = "common/profiling.rs"]
 mod profiling;
+#[path = "common/run_flags.rs"]
+mod run_flags;
 
 /// Train a CNN on the MNIST digits that ship with wgrad.
 #[derive(Parser, Debug)]
@@ -51,7 +53,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "runs/mnist")]
     out_dir: PathBuf,
     #[command(flatten)]
-    flags: classify::RunFlags,
+    flags: classify::Flags,
     /// Use only the first N training digits (quick smoke runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -100,19 +102,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let stop = control::Stop::install();
     let trainer = classify::trainer(&mut model, &mut opt, args.flags.compile, &loss_fn, Tensor::clone)
         .epochs(args.epochs)
-        .amp(args.flags.amp)
         .hparams(&[
             ("model", args.model.as_str().into()),
             ("lr", f64::from(args.lr).into()),
             ("batch_size", (args.batch_size as f64).into()),
-            ("amp", args.flags.amp.into()),
+            ("amp", args.flags.run.amp.into()),
         ]);
     let with = classify::FitWith {
         train: &train_loader,
         test: &test_loader,
         loss_fn: &loss_fn,
         run: run.clone(),
-        flags: &args.flags,
+        flags: &args.flags.run,
         stop: stop.flag(),
         epochs: args.epochs,
         batch_size: args.batch_size,

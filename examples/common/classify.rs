@@ -3,41 +3,27 @@
 //! the step's inputs, and the cross-entropy of the model's logits is its
 //! loss. With `--compile` forward, backward and the optimizer's updates are
 //! recorded once and replayed (`Trainer::compiled`); without, the two
-//! halves run as one closure (`Trainer::new`). [`RunFlags`] are the
+//! halves run as one closure (`Trainer::new`). [`Flags`] are the
 //! command-line flags both share. Included with `#[path]`.
 
 use wgrad::data::Batch;
 use wgrad::nn::loss::CrossEntropyLoss;
 use wgrad::nn::optim::Optimizer;
-use wgrad::nn::train::{Outcome, Progress, StepOutput, Trainer};
+use wgrad::nn::train::{Outcome, StepOutput, Trainer};
 use wgrad::nn::Module;
 use wgrad::Tensor;
 
-/// The flags of a classifier's run that both examples share (flattened into
-/// each one's `Args`, beside its model, data and optimizer flags).
+/// The flags of a classifier's run (flattened into each one's `Args`,
+/// beside its model, data and optimizer flags).
 #[derive(clap::Args, Debug)]
-pub struct RunFlags {
-    /// Continue from <out-dir>/last.safetensors.
-    #[arg(long)]
-    pub resume: bool,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    pub quiet: bool,
-    /// Do not write TensorBoard event files into the run folder (written by
-    /// default: `tensorboard --logdir runs`; docs/interop.md).
-    #[arg(long)]
-    pub no_tensorboard: bool,
+pub struct Flags {
+    /// `--resume`, `--quiet`, `--no-tensorboard`, `--profile`, `--amp`.
+    #[command(flatten)]
+    pub run: super::run_flags::RunFlags,
     /// After training, write the best model (lowest validation loss) as
     /// ONNX to PATH, for ONNX Runtime and other runtimes (docs/interop.md).
     #[arg(long, value_name = "PATH")]
     pub export_onnx: Option<std::path::PathBuf>,
-    /// Print the step profiler's table for one training step and write its trace.
-    #[arg(long)]
-    pub profile: bool,
-    /// Mixed precision: autocast the forward pass (f16 matmul/convolution
-    /// operands, f32 sums) and scale the loss with a GradScaler.
-    #[arg(long)]
-    pub amp: bool,
     /// DataLoader threads (0: read on the training thread); results do not depend on it.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -76,7 +62,7 @@ pub struct FitWith<'a> {
     pub run: wgrad::nn::train::RunDir,
     /// `--resume`, `--quiet`, `--no-tensorboard` and `--profile` (its
     /// table and trace, `profile.json` in the run folder, for one step).
-    pub flags: &'a RunFlags,
+    pub flags: &'a super::run_flags::RunFlags,
     pub stop: &'a std::sync::atomic::AtomicBool,
     pub epochs: usize,
     pub batch_size: usize,
@@ -98,25 +84,20 @@ pub struct Fitted {
 /// `None` when Ctrl-C stopped the run, after printing how to resume.
 pub fn fit<'a, M: Module>(trainer: Trainer<'a, M, Batch>, w: FitWith<'a>) -> anyhow::Result<Option<Fitted>> {
     let (test, loss_fn, train, dev, started) = (w.test, w.loss_fn, w.train, w.dev, w.started);
-    let mut progress = Progress::new(w.epochs);
-    if w.flags.quiet {
-        progress = progress.without_bar();
-    }
     let mut profiler = super::profiling::StepProfiler::new(w.flags.profile, w.run.dir().join("profile.json"));
     // Read after the Trainer (which owns the closure) is done.
     let first_step = std::rc::Rc::new(std::cell::Cell::new(None));
     let first = first_step.clone();
-    let fit = trainer
+    let fit = w
+        .flags
+        .apply(trainer, w.epochs)
         .evaluate(move |m| {
             let batches = test.epoch(0).map(|b| b.map(|b| (b.images, b.labels, b.len)));
             let (loss, acc) = wgrad::nn::train::evaluate(m, batches, |logits, y| loss_fn.forward(logits, y))?;
             Ok(wgrad::nn::train::Evaluation { loss, accuracy: Some(acc) })
         })
         .run_dir(w.run)
-        .tensorboard(!w.flags.no_tensorboard)
-        .resume(w.flags.resume)
         .stop_flag(w.stop)
-        .progress(progress)
         .samples_per_epoch(train.items_per_epoch())
         .around_step(move |step| {
             profiler.step(dev, &mut *step);

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use wgrad::data::text::{bundled_corpus, read_text, split_tail, CharVocab};
-use wgrad::nn::train::{History, Outcome, Progress, RunDir, Trainer};
+use wgrad::nn::train::{History, Outcome, RunDir, Trainer};
 use wgrad::nn::ModuleExt;
 use wgrad::prelude::Device;
 
@@ -105,29 +105,24 @@ pub fn train<'a, M: ModuleExt + ?Sized, B>(
     batch: &'a dyn Fn(usize) -> B,
 ) -> Result<Option<Trained>> {
     let every = args.eval_every;
-    let mut progress = Progress::new(args.steps.div_ceil(every));
-    if args.quiet {
-        progress = progress.without_bar();
-    }
     let trainer = if args.clip > 0.0 { trainer.clip_grad_norm(args.clip) } else { trainer };
     // `super::super`: the example's own `control` and `profiling` modules,
     // wherever the example sits (its binary's root, or a module of tests/examples.rs).
     let mut profiler =
-        super::super::profiling::StepProfiler::new(args.profile, run.last().with_file_name("profile.json"));
+        super::super::profiling::StepProfiler::new(args.flags.profile, run.last().with_file_name("profile.json"));
     // Shared with the callback, which must own what it uses.
     let tokens = Rc::new(Cell::new(0));
     let counted = tokens.clone();
     let stop = super::super::control::Stop::install();
     let started = Instant::now();
-    let fit = trainer
-        .epochs(args.steps.div_ceil(every))
+    let epochs = args.steps.div_ceil(every);
+    let fit = args
+        .flags
+        .apply(trainer, epochs)
+        .epochs(epochs)
         .max_steps(args.steps as u64)
-        .amp(args.amp)
         .run_dir(run.clone())
-        .tensorboard(!args.no_tensorboard)
-        .resume(args.resume)
         .stop_flag(stop.flag())
-        .progress(progress)
         .samples_per_epoch(every * args.batch * args.seq_len)
         .around_step(move |step| profiler.step(dev, &mut *step))
         .on_batch_end(move |b| {
@@ -212,22 +207,7 @@ pub struct TextArgs {
     /// Text the sample starts from.
     #[arg(long, default_value = "HAMLET.\n")]
     pub prompt: String,
-    /// Continue from <out-dir>/last.safetensors (written every
-    /// `--eval-every` steps and on Ctrl-C).
-    #[arg(long)]
-    pub resume: bool,
-    /// No progress bar (summary lines only).
-    #[arg(long)]
-    pub quiet: bool,
-    /// Do not write TensorBoard event files into the run folder (written by
-    /// default: `tensorboard --logdir runs`; docs/interop.md).
-    #[arg(long)]
-    pub no_tensorboard: bool,
-    /// Print the step profiler's table for one training step and write its trace.
-    #[arg(long)]
-    pub profile: bool,
-    /// Mixed precision: autocast the forward pass (f16 matmul operands, f32
-    /// sums) and scale the loss with a GradScaler.
-    #[arg(long)]
-    pub amp: bool,
+    /// `--resume`, `--quiet`, `--no-tensorboard`, `--profile`, `--amp`.
+    #[command(flatten)]
+    pub flags: super::run_flags::RunFlags,
 }

@@ -1,2 +1,3 @@
 //! Code shared by several examples (not an example itself).
 pub mod lm;
+pub mod run_flags;
