@@ -27,7 +27,6 @@ pub mod copy;
 pub mod epilogue;
 pub mod fill;
 pub mod index;
-mod k_slices;
 mod launch;
 pub mod matmul;
 pub mod norm;

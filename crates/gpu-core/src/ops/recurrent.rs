@@ -29,9 +29,8 @@
 //! CPU path, `cpu::recurrent`, works in f32 like the kernel).
 
 #[cfg(test)]
-use super::k_slices::largest_divisor;
-use super::k_slices::slices_for;
-use super::matmul::MatmulKernel;
+use super::matmul::largest_divisor;
+use super::matmul::{slices_for, MatmulKernel};
 use super::{copy, dispatch, f32s, f32s_mut, fill, groups, matmul, reduce, run, Kind, Params, ParamsDecl};
 use crate::gpu::GpuContext;
 pub use crate::kernels::recurrent::RecurrentKind;
@@ -838,7 +837,7 @@ mod tests {
         assert_eq!(step_slices(&Device::cpu(), 32, 1024, 256).unwrap(), 1);
         assert_eq!(step_slices(&Device::cpu_reference(), 32, 1024, 256).unwrap(), 1);
         let Some(dev) = fresh_gpu_or_skip("the_rule_slices_only_long_products_with_few_outputs") else { return };
-        let cap = super::super::k_slices::cap().unwrap();
+        let cap = crate::ops::matmul::split_k_cap().unwrap();
         let on = dev.gpu_ctx().is_some_and(|g| !g.is_cpu_adapter()) || cap.is_some();
         let want = if on { rule(32, 1024, 256, cap.unwrap_or(usize::MAX)) } else { 1 };
         assert_eq!(step_slices(&dev, 32, 1024, 256).unwrap(), want);
