@@ -230,15 +230,16 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
     ],
 };
 
-/// Records one `attention.wgsl` launch over `rows` rows per batch·head
-/// (query rows or key rows). `inputs` are q, k, v, then the entry's others;
+/// Records one `attention.wgsl` launch of `entry` over `rows` rows per
+/// batch·head (query rows or key rows), `lanes` invocations to a row (1
+/// but for `attention_backward_dkv_split`). `inputs` are q, k, v, then the entry's others;
 /// the mask goes in between as binding 4 (`q` as a placeholder the kernel
 /// never reads when there is none).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     g: &GpuContext,
     io: Operands,
-    entry: &'static str,
+    (entry, lanes): (&'static str, usize),
     dims: &AttnDims,
     rows: usize,
     mask: Option<AttnMask>,
@@ -247,12 +248,9 @@ fn launch(
     inputs: &[&Buffer],
     outputs: &[&Buffer],
 ) -> Result<()> {
-    let (wg, mut per_invocation) = mapping(g, dims);
-    let lanes = if entry == "attention_backward_dkv" { split(g)? } else { 1 };
-    let entry = if lanes > 1 { "attention_backward_dkv_split" } else { entry };
-    if lanes > 1 {
-        per_invocation = 1;
-    }
+    let (wg, per_invocation) = mapping(g, dims);
+    // Several invocations per row, or several rows per invocation.
+    let per_invocation = if lanes > 1 { 1 } else { per_invocation };
     let blocks = rows.div_ceil(wg * per_invocation / lanes);
     let workgroups = u32::try_from(dims.bh() * blocks)
         .map_err(|_| Error::invalid(entry, format!("too many workgroups for one launch: {dims:?}")))?;
@@ -341,7 +339,7 @@ pub fn attention_forward_io(
                     attention_forward_io(q, k, v, m, sub, causal, scale, io)
                 });
             }
-            launch(g, io, "attention_forward", &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse])
+            launch(g, io, ("attention_forward", 1), &dims, dims.lq, mask, causal, scale, &[q, k, v], &[&out, &lse])
         },
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
@@ -438,9 +436,13 @@ pub fn attention_backward_io(
             let delta = Buffer::alloc(dev, rows.max(1) as u64 * 4)?;
             let common = [q, k, v];
             let ins = [common.as_slice(), &[out, lse, dout]].concat();
-            launch(g, io, "attention_backward_dq", &dims, dims.lq, mask, causal, scale, &ins, &[&dq, &delta])?;
+            launch(g, io, ("attention_backward_dq", 1), &dims, dims.lq, mask, causal, scale, &ins, &[&dq, &delta])?;
             let ins = [common.as_slice(), &[out, lse, dout, &delta]].concat();
-            launch(g, io, "attention_backward_dkv", &dims, dims.lk, mask, causal, scale, &ins, &[&dk, &dv])
+            let dkv = match split(g)? {
+                1 => ("attention_backward_dkv", 1),
+                lanes => ("attention_backward_dkv_split", lanes),
+            };
+            launch(g, io, dkv, &dims, dims.lk, mask, causal, scale, &ins, &[&dk, &dv])
         },
         || {
             let (hq, hk, hv, hm) = (q.host(), k.host(), v.host(), mask.map(|(m, _)| m.host()));
