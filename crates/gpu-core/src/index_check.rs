@@ -1,5 +1,5 @@
 //! Index validation for the ops that read class ids or indices (gather,
-//! index_select and the embedding built on it, scatter_add, the class
+//! index_select and the embedding built on it, scatter_add, index_add, the class
 //! targets of cross-entropy and nll_loss): PyTorch's device-side asserts, without a submission or a
 //! readback of their own.
 //!
@@ -16,7 +16,7 @@ use crate::Error;
 
 /// The ops that check, in the order of their site numbers (1-based in the
 /// kernels: 0 means "no error").
-const SITES: &[&str] = &["gather", "index_select", "scatter_add", "cross_entropy", "nll_loss"];
+const SITES: &[&str] = &["gather", "index_select", "scatter_add", "cross_entropy", "nll_loss", "index_add"];
 
 /// The site number a kernel reports for `op`.
 pub(crate) fn site(op: &'static str) -> usize {

@@ -61,8 +61,7 @@ impl Tensor {
             Tensor::from_vec(&keep, &[num, 1], &dev)
         });
         Tensor::from_op(OP, out, Layout::contiguous(&shape), &[weight], move |g, _, _| {
-            let index = ids.reshape(&[k, 1]).expand(&[k, dim]).contiguous();
-            let gw = Tensor::zeros(&[num, dim], &g.device()).scatter_add(0, &index, &g.reshape(&[k, dim]));
+            let gw = Tensor::zeros(&[num, dim], &g.device()).index_add(0, &ids, &g.reshape(&[k, dim]));
             vec![Some(match &pad_mask {
                 Some(mask) => &gw * mask,
                 None => gw,

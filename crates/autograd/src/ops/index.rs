@@ -1,7 +1,8 @@
-//! Indexing: index_select, gather, scatter_add, one_hot. Indices are U32
-//! tensors; out-of-range indices read 0 / are skipped (kernels cannot raise).
+//! Indexing: index_select, gather, scatter_add, index_add, one_hot. Indices
+//! are U32 tensors; out-of-range indices read 0 / are skipped (kernels
+//! cannot raise) and the next readback reports them.
 
-use wgrad_gpu_core::ops::{copy, index};
+use wgrad_gpu_core::ops::{copy, index, index_add};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
@@ -39,11 +40,7 @@ impl Tensor {
         let in_shape = self.shape();
         let indices = indices.detach();
         Tensor::from_op("index_select", out, Layout::contiguous(&shape), &[self], move |g, _, _| {
-            // Scatter the gradient back through an index expanded to g's shape.
-            let mut view = vec![1; g.dims()];
-            view[d] = k;
-            let full_index = indices.reshape(&view).expand(&g.shape()).contiguous();
-            vec![Some(Tensor::zeros(&in_shape, &g.device()).scatter_add(d as isize, &full_index, g))]
+            vec![Some(Tensor::zeros(&in_shape, &g.device()).index_add(d as isize, &indices, g))]
         })
     }
 
@@ -74,8 +71,7 @@ impl Tensor {
         let ids = Tensor::constant(ids.clone(), Layout::contiguous(&[k]), DType::U32);
         Some(Tensor::from_op_dtype(op, out, Layout::contiguous(&out_shape), DType::F16, &[self], move |g, _, _| {
             let g = g.to_dtype(DType::F32).reshape(&[k, width]);
-            let index = ids.reshape(&[k, 1]).expand(&[k, width]).contiguous();
-            let mut gw = Tensor::zeros(&[rows, width], &g.device()).scatter_add(0, &index, &g);
+            let mut gw = Tensor::zeros(&[rows, width], &g.device()).index_add(0, &ids, &g);
             if let Some(p) = frozen {
                 let mut keep = vec![1.0; rows];
                 keep[p] = 0.0;
@@ -129,6 +125,36 @@ impl Tensor {
             vec![Some(g.clone()), Some(g.gather(d as isize, &index_saved))]
         });
         scope.output(|| TraceOp::Opaque("scatter_add"), &[self, index_t, src], y)
+    }
+
+    /// A copy of `self` with the slices of `src` along `dim` added at the
+    /// 1-D U32 `indices` (`Tensor.index_add`): slice `t` of `src` goes to
+    /// slice `indices[t]`, and `src` has `self`'s shape but
+    /// `indices.numel()` along `dim`. Repeated indices add in increasing
+    /// `t` on every device, so the result is deterministic (unlike
+    /// [`scatter_add`](Self::scatter_add) on a GPU). index_select's and
+    /// embedding's gradients are this op.
+    pub fn index_add(&self, dim: isize, indices: &Tensor, src: &Tensor) -> Tensor {
+        const OP: &str = "index_add";
+        let scope = crate::trace::scope();
+        indices.expect_dtype("index_add indices", DType::U32);
+        self.expect_dtype(OP, DType::F32);
+        src.expect_dtype(OP, DType::F32);
+        assert_eq!(indices.dims(), 1, "{OP}: indices must be 1-D, got shape {:?}", indices.shape());
+        let d = self.dim_index(OP, dim);
+        let k = indices.numel();
+        let shape = self.shape();
+        let mut want = shape.clone();
+        want[d] = k;
+        assert_eq!(src.shape(), want, "{OP}: src shape {:?} must be {want:?} ({k} indices along dim {d})", src.shape());
+        let (b, l) = self.buffer_and_layout();
+        let out = expect(OP, copy::contiguous(&b, &l));
+        expect(OP, index_add::index_add(&out, &shape, d, &indices.dense_buffer(), k, &src.dense_buffer()));
+        let indices_saved = indices.detach();
+        let y = Tensor::from_op(OP, out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
+            vec![Some(g.clone()), Some(g.index_select(d as isize, &indices_saved))]
+        });
+        scope.output(|| TraceOp::Opaque(OP), &[self, indices, src], y)
     }
 
     /// F32 one-hot rows `[n, classes]` of a 1-D U32 tensor (out-of-range rows stay zero).

@@ -134,6 +134,32 @@ fn indexing_ops() {
         let idx = Tensor::from_u32(&[0, 1, 2, 0, 2, 2, 0, 1], &[2, 4], &x[0].device());
         x[0].scatter_add(0, &idx, &x[1]).square()
     });
+    gradcheck("index_add dim 0 (repeats)", &[&[3, 4], &[4, 4]], |x| {
+        let idx = Tensor::from_u32(&[2, 0, 2, 1], &[4], &x[0].device());
+        x[0].index_add(0, &idx, &x[1]).square()
+    });
+    gradcheck("index_add dim 1 of a transpose", &[&[3, 2], &[2, 5]], |x| {
+        let idx = Tensor::from_u32(&[1, 1, 0, 2, 1], &[5], &x[0].device());
+        x[0].t().index_add(1, &idx, &x[1]).square()
+    });
+}
+
+#[test]
+fn embedding_gradients_are_the_same_bits_on_every_device() {
+    // 500 ids over 7 rows: each row's gradient sums ~70 rows, an order-
+    // dependent float sum (GPU float atomics gave other bits run to run).
+    let ids: Vec<u32> = (0..500u32).map(|i| (i * i + 3 * i) % 7).collect();
+    let grad_bits = |dev: &wgrad_autograd::Device| {
+        let table = rand(&[7, 33], 1, -1.0, 1.0, dev).requires_grad_();
+        let weights = rand(&[500, 33], 2, -1.0, 1.0, dev);
+        let rows = Tensor::from_u32(&ids, &[500], dev).embedding(&table, None);
+        (&rows * &weights).sum_all().backward();
+        table.grad().unwrap().to_vec().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    let want = grad_bits(&wgrad_autograd::Device::cpu_reference());
+    for dev in backends("embedding_gradients_are_the_same_bits_on_every_device") {
+        assert_eq!(grad_bits(&dev), want, "on {}", dev.name());
+    }
 }
 
 #[test]

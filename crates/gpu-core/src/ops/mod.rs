@@ -27,6 +27,7 @@ pub mod copy;
 pub mod epilogue;
 pub mod fill;
 pub mod index;
+pub mod index_add;
 mod launch;
 pub mod matmul;
 pub mod norm;

@@ -25,10 +25,11 @@
 //! ```
 //!
 //! Saving a [`Generator`]'s `(seed, offset)` in a checkpoint saves its whole
-//! state. Bitwise-identical *results* also need deterministic kernels:
-//! GPU scatter-add (embedding and gather backward) adds with atomics in
-//! thread order, so those gradients can differ in the last bits between runs
-//! on a GPU; the CPU backend is deterministic.
+//! state. Bitwise-identical *results* also need deterministic kernels: every
+//! kernel is but `scatter_add` on a GPU (so `gather`'s gradient), which adds
+//! a repeated destination with float atomics in thread order and can differ
+//! in the last bits between runs; embedding and `index_select` gradients
+//! (`index_add`) sum in a fixed order, the CPU backend's bits.
 
 use wgrad_autograd::Generator;
 
