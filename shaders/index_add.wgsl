@@ -4,8 +4,9 @@
 // every adapter, without float atomics.
 //   sort_rows  one workgroup orders the positions j of a range of ids by
 //              (id, j): a bitonic network over the range rounded up to a
-//              power of two, in `keys` (ids in the first half, positions in
-//              the second; padding sorts last).
+//              power of two, in tiles of workgroup memory and in `keys`
+//              (ids in the first half, positions in the second; padding
+//              sorts last).
 //   add_rows   one thread per (o, sorted position s, i); the thread whose s
 //              starts a run of equal ids sums that run's rows in order.
 // Past the binding limit the op runs ranges of t one after another (each
@@ -48,38 +49,100 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> index_error: array<atomic<u32>>;
 
+// Keys a tile of the sort holds in workgroup memory: stages whose pairs
+// lie within one tile run there, the rest (strides of a tile or more) in
+// `keys`. Two arrays of 1,024 words: 8 KiB, half of WebGPU's minimum.
+const TILE: u32 = 1024u;
+var<workgroup> tile_ids: array<u32, TILE>;
+var<workgroup> tile_pos: array<u32, TILE>;
+
+// Whether positions a < b, holding (id a, position ja) and (id b, jb),
+// swap in a block that sorts up (`up`) or down: keys order by (id, position).
+fn swaps(ka: u32, ja: u32, kb: u32, jb: u32, up: bool) -> bool {
+    let b_first = kb < ka || (kb == ka && jb < ja);
+    return b_first == up;
+}
+
+// The stages of blocks of `size` with strides `first`, first/2, .., 1 on
+// the tile of `len` keys that starts at key `base`, in workgroup memory.
+fn tile_stages(lid: u32, base: u32, len: u32, size: u32, first: u32) {
+    for (var stride = first; stride > 0u; stride >>= 1u) {
+        for (var j = lid; j < len / 2u; j += 256u) {
+            let a = 2u * stride * (j / stride) + j % stride;
+            let b = a + stride;
+            let ka = tile_ids[a];
+            let ja = tile_pos[a];
+            if swaps(ka, ja, tile_ids[b], tile_pos[b], ((base + a) & size) == 0u) {
+                tile_ids[a] = tile_ids[b];
+                tile_pos[a] = tile_pos[b];
+                tile_ids[b] = ka;
+                tile_pos[b] = ja;
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// Copies the tile at `base` from `keys` to workgroup memory and back.
+fn load_tile(lid: u32, base: u32, len: u32) {
+    for (var j = lid; j < len; j += 256u) {
+        tile_ids[j] = keys[base + j];
+        tile_pos[j] = keys[p.pow2 + base + j];
+    }
+    workgroupBarrier();
+}
+
+fn store_tile(lid: u32, base: u32, len: u32) {
+    for (var j = lid; j < len; j += 256u) {
+        keys[base + j] = tile_ids[j];
+        keys[p.pow2 + base + j] = tile_pos[j];
+    }
+    storageBarrier();
+    workgroupBarrier();
+}
+
+// A bitonic network over `pow2` keys: each tile sorted in workgroup memory
+// (blocks up and down as the whole network wants), then for each larger
+// block its long strides in `keys` and its short ones tile by tile.
 @compute @workgroup_size(256)
 fn sort_rows(@builtin(local_invocation_index) lid: u32) {
     let m = p.pow2;
-    for (var j = lid; j < m; j += 256u) {
-        var id = 0xffffffffu;
-        if j < p.k {
-            id = ids[p.ids_at + j];
+    let len = min(m, TILE);
+    for (var base = 0u; base < m; base += len) {
+        for (var j = lid; j < len; j += 256u) {
+            var id = 0xffffffffu;
+            if base + j < p.k {
+                id = ids[p.ids_at + base + j];
+            }
+            tile_ids[j] = id;
+            tile_pos[j] = base + j;
         }
-        keys[j] = id;
-        keys[m + j] = j;
+        workgroupBarrier();
+        for (var size = 2u; size <= len; size <<= 1u) {
+            tile_stages(lid, base, len, size, size >> 1u);
+        }
+        store_tile(lid, base, len);
     }
-    storageBarrier();
-    // Each stage compares the pairs (a, a + stride); a block of `size`
-    // sorts up where bit `size` of a is clear, so the last stage sorts up.
-    for (var size = 2u; size <= m; size <<= 1u) {
-        for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
+    for (var size = 2u * len; size <= m; size <<= 1u) {
+        for (var stride = size >> 1u; stride >= len; stride >>= 1u) {
             for (var j = lid; j < m / 2u; j += 256u) {
                 let a = 2u * stride * (j / stride) + j % stride;
                 let b = a + stride;
                 let ka = keys[a];
-                let kb = keys[b];
                 let ja = keys[m + a];
-                let jb = keys[m + b];
-                let b_first = kb < ka || (kb == ka && jb < ja);
-                if b_first == ((a & size) == 0u) {
-                    keys[a] = kb;
+                if swaps(ka, ja, keys[b], keys[m + b], (a & size) == 0u) {
+                    keys[a] = keys[b];
+                    keys[m + a] = keys[m + b];
                     keys[b] = ka;
-                    keys[m + a] = jb;
                     keys[m + b] = ja;
                 }
             }
             storageBarrier();
+        }
+        for (var base = 0u; base < m; base += len) {
+            load_tile(lid, base, len);
+            tile_stages(lid, base, len, size, len >> 1u);
+            store_tile(lid, base, len);
         }
     }
 }

@@ -202,9 +202,9 @@ fn index_add_equals_the_twin_bit_for_bit() {
         for dim in 0..shape.len() {
             let size = shape[dim];
             // Repeats everywhere (ids below the size), one id for all, all
-            // ids distinct and descending; past one workgroup's 256 threads
-            // and not a power of two.
-            let mut cases = vec![indices(&mut r, 1, size), indices(&mut r, 7, size), indices(&mut r, 300, size)];
+            // ids distinct and descending; past one workgroup's 256 threads,
+            // past the sort's tile of 1,024 and not a power of two.
+            let mut cases = [1, 7, 300, 3000].map(|k| indices(&mut r, k, size)).to_vec();
             cases.push(vec![(size - 1) as u32; 1000]);
             cases.push((0..size as u32).rev().collect());
             for ids in cases {
