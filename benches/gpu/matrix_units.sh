@@ -7,7 +7,7 @@
 #             (WGRAD_COOP_FRAGS; they fail if the adapter has no usable
 #             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
 #             attention ones, and the f32 ones (products in slices of K
-#             and the recurrent sequences included);
+#             and the recurrent sequences included), and index_add's;
 #   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting
 #             (fragments, tile, prefetch);
 #   table     the f32 and f16 matmul tables beside PyTorch on the same card;
@@ -43,6 +43,10 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     step .gpu/test_gpu_core split_binding:: --test-threads 1
     # Fused attention, the dK/dV pass with key rows shared by invocations too.
     step .gpu/test_gpu_core parity_attention:: --test-threads 1
+    # index_add's one-workgroup sort (storage and workgroup barriers) and
+    # the embedding gradient's bits against the CPU's.
+    step .gpu/test_gpu_core parity_index:: split_elementwise:: --test-threads 1
+    step .gpu/test_autograd embedding_gradients --test-threads 1
   fi
   if has sweep; then
     # Fragments along N, tile, and whether a slice's loads overlap the
