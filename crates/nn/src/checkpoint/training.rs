@@ -205,12 +205,26 @@ impl TrainingCheckpoint {
     /// scaler state for an enabled scaler (resuming would silently restart
     /// the scale), or scaler state for a disabled one.
     pub fn restore_scaler(&self, scaler: &mut GradScaler) -> Result<(), CheckpointError> {
-        if !scaler.is_enabled() && self.scaler.meta.is_empty() && self.scaler.tensors.is_empty() {
+        let saved = !(self.scaler.meta.is_empty() && self.scaler.tensors.is_empty());
+        if !scaler.is_enabled() && !saved {
             return Ok(());
         }
+        // A run resumed with mixed precision switched the other way: say so
+        // in the examples' terms, not only in GradScaler's.
+        let hint = match (saved, scaler.is_enabled()) {
+            (true, false) => {
+                " (the run was saved with loss scaling, as mixed-precision training uses: resume it with \
+                 mixed precision on, e.g. `--amp` in the examples, `Trainer::amp(true)`)"
+            }
+            (false, true) => {
+                " (the run was saved without loss scaling: resume it with mixed precision off, e.g. without \
+                 `--amp`)"
+            }
+            _ => "",
+        };
         let source = self.origin.clone().unwrap_or_else(|| PathBuf::from("<training checkpoint>"));
         scaler.load_state_dict(&self.scaler).map_err(|e| CheckpointError::State {
-            context: format!("{}: restoring the grad scaler", source.display()),
+            context: format!("{}: restoring the grad scaler{hint}", source.display()),
             source: e,
         })
     }

@@ -351,7 +351,15 @@ fn a_training_checkpoint_carries_the_scaler() {
         let ck = TrainingCheckpoint::load(&plain, &dev).unwrap();
         assert!(ck.scaler.meta.is_empty());
         let err = ck.restore_scaler(&mut GradScaler::new()).unwrap_err().to_string();
-        assert!(err.contains("grad scaler"), "{err}");
+        assert!(err.contains("grad scaler") && err.contains("plain.safetensors"), "{err}");
+        assert!(err.contains("saved without loss scaling") && err.contains("without `--amp`"), "{err}");
         ck.restore_scaler(&mut GradScaler::with_options(GradScalerOptions::default().enabled(false))).unwrap();
+
+        // The other way round: a scaler's state into a disabled scaler.
+        let ck = TrainingCheckpoint::load(&path, &dev).unwrap();
+        let mut off = GradScaler::with_options(GradScalerOptions::default().enabled(false));
+        let err = ck.restore_scaler(&mut off).unwrap_err().to_string();
+        assert!(err.contains("saved with loss scaling") && err.contains("--amp"), "{err}");
+        assert!(err.contains("disabled GradScaler"), "GradScaler's own words stay: {err}");
     }
 }
