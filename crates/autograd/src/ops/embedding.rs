@@ -13,9 +13,12 @@ impl Tensor {
     /// `ids.shape() + [dim]` for U32 `ids` of any shape and `weight [num, dim]`.
     ///
     /// The weight's gradient adds the output gradient of every occurrence of
-    /// an id into its row (repeated ids accumulate); the `padding_idx` row
-    /// gets none, as in PyTorch (its forward value is returned unchanged).
-    /// An id ≥ `num` (an error in PyTorch) reads a zero row and adds nothing.
+    /// an id into its row (repeated ids accumulate, in order of occurrence
+    /// on every device: [`index_add`](Self::index_add)); the `padding_idx`
+    /// row gets none, as in PyTorch (its forward value is returned
+    /// unchanged). An id ≥ `num` is [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) as in
+    /// PyTorch: on a GPU from the next readback (the row reads zero and adds
+    /// nothing meanwhile), on the CPU backend from the op.
     ///
     /// An F16 table gives F16 rows and an F16 gradient (summed in f32,
     /// rounded once); with an even `dim` the rows are gathered as whole
