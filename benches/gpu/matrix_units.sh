@@ -45,7 +45,7 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     step .gpu/test_gpu_core parity_attention:: --test-threads 1
     # index_add's one-workgroup sort (storage and workgroup barriers) and
     # the embedding gradient's bits against the CPU's.
-    step .gpu/test_gpu_core parity_index:: split_elementwise:: --test-threads 1
+    step .gpu/test_gpu_core parity_index split_elementwise:: --test-threads 1
     step .gpu/test_autograd embedding_gradients --test-threads 1
   fi
   if has sweep; then

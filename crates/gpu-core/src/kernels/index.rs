@@ -1,8 +1,8 @@
 //! [`Walk`]: how an index op walks its tensors (the fields of
 //! `index.wgsl`'s `Params`), shared by the launch (`ops/index.rs`) and the
 //! fast path (`cpu/index.rs`); and the reference twins of gather,
-//! scatter_add, index_add, one_hot and nll_loss's class targets, element
-//! by element in row-major order (index_add row by row).
+//! scatter_add, one_hot and nll_loss's class targets, element by element
+//! in row-major order.
 
 use crate::layout::Layout;
 
@@ -80,26 +80,6 @@ pub(crate) fn scatter_add(
             let mut c = unravel(i, index_shape);
             c[dim] = j;
             dst[dot(&c, &strides)] += s;
-        }
-    }
-}
-
-/// `torch.Tensor.index_add_` on the dense `dst` viewed as `[outer,
-/// dim_size, inner]`: `dst[o][ids[t]][i] += src[o][t][i]` for each `t` in
-/// order (an id out of range skips its rows), so every destination element
-/// adds its rows in increasing `t`.
-pub(crate) fn index_add((outer, dim_size, inner): (usize, usize, usize), ids: &[u32], src: &[f32], dst: &mut [f32]) {
-    let k = ids.len();
-    for o in 0..outer {
-        for (t, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            if id < dim_size {
-                let s = &src[(o * k + t) * inner..][..inner];
-                let d = &mut dst[(o * dim_size + id) * inner..][..inner];
-                for (d, s) in d.iter_mut().zip(s) {
-                    *d += s;
-                }
-            }
         }
     }
 }

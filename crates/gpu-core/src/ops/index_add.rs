@@ -19,7 +19,7 @@ use super::{check_u32, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
-use crate::kernels::index as twin;
+use crate::kernels::index_add as twin;
 use crate::layout::{numel, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 

@@ -144,3 +144,12 @@ pub fn values_as(b: &Buffer, n: usize, io: Operands) -> Vec<f32> {
         Operands::F16 => widen(&b.to_f16().unwrap()[..n]),
     }
 }
+
+/// `(op, index, size)` of an index error, or a panic naming what came instead.
+#[track_caller]
+pub fn index_error<T: std::fmt::Debug>(r: Result<T, wgrad_gpu_core::Error>) -> (&'static str, u64, u64) {
+    match r {
+        Err(wgrad_gpu_core::Error::IndexOutOfRange { op, index, size }) => (op, index, size),
+        other => panic!("expected an index error, got {other:?}"),
+    }
+}

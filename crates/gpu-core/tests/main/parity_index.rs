@@ -1,13 +1,13 @@
-//! GPU indexing kernels vs their CPU twins: index_select, gather, scatter_add,
-//! index_add and one_hot, including repeated indices; out-of-range indices
-//! are errors (at once on the CPU, at the next readback on a GPU).
+//! GPU indexing kernels vs their CPU twins: index_select, gather, scatter_add
+//! and one_hot, including repeated indices; out-of-range indices are errors
+//! (at once on the CPU, at the next readback on a GPU). index_add:
+//! `parity_index_add.rs`.
 
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::index::{gather, index_select, one_hot, scatter_add};
-use wgrad_gpu_core::ops::index_add::index_add;
 use wgrad_gpu_core::testing::{fresh_gpu_or_skip, Rng};
-use wgrad_gpu_core::{Buffer, Device, Error, Layout};
+use wgrad_gpu_core::{Buffer, Device, Layout};
 
 /// Uploads the same u32 indices to both devices.
 fn both_u32(g: &Device, c: &Device, data: &[u32]) -> (Buffer, Buffer) {
@@ -178,77 +178,6 @@ fn one_hot_matches_for_one_and_many_classes() {
     }
 }
 
-/// The first `n` values of both buffers have the same bits.
-#[track_caller]
-fn same_bits(what: &str, gpu: &Buffer, cpu: &Buffer, n: usize) {
-    let (g, c) = (gpu.to_f32().unwrap(), cpu.to_f32().unwrap());
-    if let Some(i) = (0..n).find(|&i| g[i].to_bits() != c[i].to_bits()) {
-        panic!(
-            "{what}: element {i} of {n}: GPU {} ({:#010x}), CPU {} ({:#010x})",
-            g[i],
-            g[i].to_bits(),
-            c[i],
-            c[i].to_bits()
-        );
-    }
-}
-
-#[test]
-fn index_add_equals_the_twin_bit_for_bit() {
-    let Some((g, c)) = devices("index_add_equals_the_twin_bit_for_bit") else { return };
-    let mut r = rng(23);
-    for &shape in SHAPES {
-        let dn: usize = shape.iter().product();
-        for dim in 0..shape.len() {
-            let size = shape[dim];
-            // Repeats everywhere (ids below the size), one id for all, all
-            // ids distinct and descending; past one workgroup's 256 threads,
-            // past the sort's tile of 1,024 and not a power of two.
-            let mut cases = [1, 7, 300, 3000].map(|k| indices(&mut r, k, size)).to_vec();
-            cases.push(vec![(size - 1) as u32; 1000]);
-            cases.push((0..size as u32).rev().collect());
-            for ids in cases {
-                let k = ids.len();
-                let n = dn / size * k;
-                let (ig, ic) = both_u32(&g, &c, &ids);
-                let (sg, sc) = both(&g, &c, &r.vec(n, -1.0, 1.0));
-                let (dg, dc) = both(&g, &c, &r.vec(dn, -1.0, 1.0));
-                index_add(&dg, shape, dim, &ig, k, &sg).unwrap();
-                index_add(&dc, shape, dim, &ic, k, &sc).unwrap();
-                // Every destination adds its rows in increasing position on both.
-                same_bits(&format!("index_add {shape:?} dim {dim}, {k} ids"), &dg, &dc, dn);
-            }
-        }
-    }
-}
-
-#[test]
-fn index_add_follows_the_pytorch_doc_example() {
-    // x = ones(5, 3); t = [[1, 2, 3], [4, 5, 6], [7, 8, 9]];
-    // x.index_add_(0, tensor([0, 4, 2]), t); then along dim 1 with ids [2, 0, 2].
-    let Some((g, c)) = devices("index_add_follows_the_pytorch_doc_example") else { return };
-    let t: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-    for dev in [&g, &c] {
-        let x = Buffer::from_f32(dev, &[1.0; 15]).unwrap();
-        let src = Buffer::from_f32(dev, &t).unwrap();
-        index_add(&x, &[5, 3], 0, &Buffer::from_u32(dev, &[0, 4, 2]).unwrap(), 3, &src).unwrap();
-        let want = [2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 8.0, 9.0, 10.0, 1.0, 1.0, 1.0, 5.0, 6.0, 7.0];
-        assert_eq!(x.to_f32().unwrap()[..15], want, "{}", dev.name());
-        let x = Buffer::from_f32(dev, &[0.0; 9]).unwrap();
-        index_add(&x, &[3, 3], 1, &Buffer::from_u32(dev, &[2, 0, 2]).unwrap(), 3, &src).unwrap();
-        assert_eq!(x.to_f32().unwrap()[..9], [2.0, 0.0, 4.0, 5.0, 0.0, 10.0, 8.0, 0.0, 16.0], "{}", dev.name());
-    }
-}
-
-/// `(op, index, size)` of an index error, or a panic naming what came instead.
-#[track_caller]
-fn index_error<T: std::fmt::Debug>(r: Result<T, Error>) -> (&'static str, u64, u64) {
-    match r {
-        Err(Error::IndexOutOfRange { op, index, size }) => (op, index, size),
-        other => panic!("expected an index error, got {other:?}"),
-    }
-}
-
 #[test]
 fn out_of_range_indices_are_errors_on_both_devices() {
     // A device of its own: the record it leaves must not reach other tests' reads.
@@ -283,16 +212,6 @@ fn out_of_range_indices_are_errors_on_both_devices() {
     scatter_add(&dg, &[2, 3], 1, &idx(&g), &src(&g), &[2, 3]).unwrap();
     assert_eq!(index_error(dg.to_f32()), ("scatter_add", 5, 3));
     assert_eq!(dg.to_f32().unwrap(), vec![1.0, 100.0, 0.0, 3000.0, 0.0, 3000.0]);
-
-    // index_add: id 5 along dim 1 (size 3): its slice is skipped on the GPU and reported.
-    let ids = |d: &Device| Buffer::from_u32(d, &[2, 5, 2]).unwrap();
-    let dc = dst(&c);
-    assert_eq!(index_error(index_add(&dc, &[2, 3], 1, &ids(&c), 3, &src(&c))), ("index_add", 5, 3));
-    assert_eq!(dc.to_f32().unwrap(), vec![0.0; 6], "the CPU checks before writing anything");
-    let dg = dst(&g);
-    index_add(&dg, &[2, 3], 1, &ids(&g), 3, &src(&g)).unwrap();
-    assert_eq!(index_error(dg.to_f32()), ("index_add", 5, 3));
-    assert_eq!(dg.to_f32().unwrap(), vec![0.0, 0.0, 101.0, 0.0, 0.0, 4000.0]);
 
     // one_hot does not check: labels 3 and u32::MAX with 3 classes give zero rows.
     for dev in [&g, &c] {
@@ -343,12 +262,5 @@ fn indexing_errors_name_the_op() {
     assert!(msg.starts_with("scatter_add:") && msg.contains("dim 3"), "{msg}");
     assert!(scatter_add(&x, &[2, 3], 0, &i, &src, &[3, 4]).is_err());
     assert!(scatter_add(&x, &[2, 3], 0, &i, &x, &[2, 3]).unwrap_err().to_string().contains("share memory"));
-    let msg = index_add(&x, &[2, 3], 2, &i, 2, &src).unwrap_err().to_string();
-    assert!(msg.starts_with("index_add:") && msg.contains("dim 2"), "{msg}");
-    // Four ids along dim 1 want a source of 2 x 4 = 8 values; there are 6.
-    let msg = index_add(&x, &[2, 3], 1, &i, 4, &src).unwrap_err().to_string();
-    assert!(msg.starts_with("index_add:") && msg.contains("source"), "{msg}");
-    assert!(index_add(&x, &[2, 3], 0, &i, 7, &src).unwrap_err().to_string().contains("ids"));
-    assert!(index_add(&x, &[2, 3], 0, &i, 2, &x).unwrap_err().to_string().contains("share memory"));
     assert!(one_hot(&i, 7, 3).unwrap_err().to_string().starts_with("one_hot:"));
 }
