@@ -76,7 +76,7 @@ pub fn index_add(dst: &Buffer, dst_shape: &[usize], dim: usize, ids: &Buffer, k:
     if dst.device().gpu_ctx().is_none() {
         check_host(OP, ids.host()[..k].iter().copied(), dim_size)?;
     }
-    let rows = Rows { outer, k, dim_size, inner };
+    let rows = Extents { outer, k, dim_size, inner };
     run(
         dst.device(),
         |g| launch(g, &rows, ids, src, dst),
@@ -89,7 +89,7 @@ pub fn index_add(dst: &Buffer, dst_shape: &[usize], dim: usize, ids: &Buffer, k:
 }
 
 /// The op's extents: `dst` is `[outer, dim_size, inner]`, `src` `[outer, k, inner]`.
-struct Rows {
+struct Extents {
     outer: usize,
     k: usize,
     dim_size: usize,
@@ -98,7 +98,7 @@ struct Rows {
 
 /// Records the sort and the sums, in ranges of positions and groups of
 /// outer indices when a binding would pass the limit.
-fn launch(g: &GpuContext, r: &Rows, ids: &Buffer, src: &Buffer, dst: &Buffer) -> Result<()> {
+fn launch(g: &GpuContext, r: &Extents, ids: &Buffer, src: &Buffer, dst: &Buffer) -> Result<()> {
     let limit = g.binding_limit();
     let align = g.window_align();
     let row = r.inner as u64 * 4;
