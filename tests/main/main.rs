@@ -20,6 +20,7 @@ mod autograd_reference;
 mod checkpoint_reference;
 mod compiled_step;
 mod conv_reference;
+mod docs_links;
 mod facade;
 mod grad_scaler_reference;
 mod how_to_add_an_op;
