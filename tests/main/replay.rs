@@ -1,7 +1,8 @@
 //! Replay (`gpu/replay.rs`) changes no bit of a training trajectory: 20
 //! steps with replay on and off give the same losses and parameters, bit
 //! for bit, for ResNet with batch norm under a learning rate that changes
-//! every step, a GPT with dropout, an LSTM, and mixed precision with a
+//! every step, a GPT with dropout and an LSTM on batches that repeat tokens
+//! (their embeddings' gradients add repeated rows), and mixed precision with a
 //! GradScaler that skips steps. On a GPU the replayed runs really replay
 //! (the counters say so) and the eager ones do not; on lavapipe every model
 //! also runs without operand textures, where every launch's bind group can
@@ -69,15 +70,18 @@ fn resnet(dev: &Device) -> Trajectory {
 /// count changes every step), with autocast and a GradScaler when `amp`
 /// (whose first scale overflows the f16 gradients, so it skips steps).
 ///
-/// One sequence of distinct tokens: the embeddings' gradients are
-/// `scatter_add`s, whose float atomics add a repeated token's (or
-/// position's) rows in whatever order the GPU's threads run, so a batch
-/// with repeats does not train the same bits twice even without replay.
+/// Eight sequences over 5 of the 16 tokens: the embeddings' gradients add
+/// repeated tokens' (and positions') rows, in a fixed order on every
+/// device (`index_add`), so repeats must not change a bit either.
 fn gpt(dev: &Device, amp: bool) -> Trajectory {
     let model = Gpt::builder(16, 8).layers(1).heads(2).width(16).dropout(0.1).build(&mut Init::new(dev, 9));
     let mut opt = Adam::new(model.parameters(), 3e-3);
-    let tokens: Vec<u32> = (0..9).map(|i| (i * 7 + 3) % 16).collect();
-    let (ids, targets) = (Tensor::from_u32(&tokens[..8], &[1, 8], dev), Tensor::from_u32(&tokens[1..], &[1, 8], dev));
+    let tokens: Vec<u32> = (0..72).map(|i| (i * 7 + i / 5) % 5).collect();
+    let (inputs, next): (Vec<u32>, Vec<u32>) = (0..8)
+        .flat_map(|b| (0..8).map(move |t| (b * 9 + t, b * 9 + t + 1)))
+        .map(|(i, j)| (tokens[i], tokens[j]))
+        .unzip();
+    let (ids, targets) = (Tensor::from_u32(&inputs, &[8, 8], dev), Tensor::from_u32(&next, &[8, 8], dev));
     let mut scaler = GradScaler::with_options(GradScalerOptions::default().enabled(amp).init_scale(SKIPPING_SCALE));
     trajectory(model.parameters(), |_| {
         let loss = {
@@ -92,13 +96,13 @@ fn gpt(dev: &Device, amp: bool) -> Trajectory {
     })
 }
 
-/// A 1-layer LSTM language model with Adam, on one sequence of distinct
-/// tokens (see [`gpt`] for why).
+/// A 1-layer LSTM language model with Adam, on a sequence that repeats
+/// tokens (see [`gpt`]).
 fn lstm(dev: &Device) -> Trajectory {
     let model =
         RnnLm::builder(12).embed(8).hidden(16).layers(1).kind(RecurrentKind::Lstm).build(&mut Init::new(dev, 3));
     let mut opt = Adam::new(model.parameters(), 1e-2);
-    let tokens: Vec<u32> = (0..8).map(|i| (i * 5 + 1) % 12).collect();
+    let tokens: Vec<u32> = (0..8).map(|i| (i * 5 + 1) % 4).collect();
     let (ids, targets) = (Tensor::from_u32(&tokens[..7], &[1, 7], dev), Tensor::from_u32(&tokens[1..], &[7], dev));
     trajectory(model.parameters(), |_| {
         let (logits, _) = model.forward_with_state(&ids, None);
