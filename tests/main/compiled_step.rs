@@ -94,15 +94,14 @@ fn resnet(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
     train(model.parameters(), &[], &mut opt, compiled, batch, loss, schedule)
 }
 
-/// A 1-layer LSTM language model with Adam; each step a sequence of
-/// distinct tokens (GPU embedding gradients add repeated rows in a
-/// thread-dependent order, see tests/main/replay.rs).
+/// A 1-layer LSTM language model with Adam; each step a sequence that
+/// repeats tokens (their embedding rows' gradients add in a fixed order).
 fn lstm(dev: &Device, compiled: bool) -> (Trajectory, u64, Option<String>) {
     let model =
         RnnLm::builder(12).embed(8).hidden(16).layers(1).kind(RecurrentKind::Lstm).build(&mut Init::new(dev, 3));
     let mut opt = Adam::new(model.parameters(), 1e-2);
     let batch = |i: usize| {
-        let tokens: Vec<u32> = (0..8).map(|k| ((k * 5 + 1 + i) % 12) as u32).collect();
+        let tokens: Vec<u32> = (0..8).map(|k| ((k * 5 + 1 + i) % 4) as u32).collect();
         vec![Tensor::from_u32(&tokens[..7], &[1, 7], dev), Tensor::from_u32(&tokens[1..], &[7], dev)]
     };
     let loss = |x: &[Tensor]| {
@@ -118,8 +117,11 @@ fn gpt_run(dev: &Device, compiled: bool, hide_streams: bool) -> (Trajectory, u64
     let model = Gpt::builder(16, 8).layers(1).heads(2).width(16).dropout(0.1).build(&mut Init::new(dev, 9));
     let mut opt = Adam::new(model.parameters(), 3e-3);
     let batch = |i: usize| {
-        let tokens: Vec<u32> = (0..9).map(|k| ((k * 7 + 3 + i) % 16) as u32).collect();
-        vec![Tensor::from_u32(&tokens[..8], &[1, 8], dev), Tensor::from_u32(&tokens[1..], &[1, 8], dev)]
+        // Four sequences over 5 tokens: repeats in every batch.
+        let tokens: Vec<u32> = (0..36).map(|k| ((k * 7 + k / 5 + 3 + i) % 5) as u32).collect();
+        let (x, y): (Vec<u32>, Vec<u32>) =
+            (0..32).map(|k| (tokens[k / 8 * 9 + k % 8], tokens[k / 8 * 9 + k % 8 + 1])).unzip();
+        vec![Tensor::from_u32(&x, &[4, 8], dev), Tensor::from_u32(&y, &[4, 8], dev)]
     };
     let loss = |x: &[Tensor]| model.loss(&x[0], &x[1]);
     let streams = if hide_streams { Vec::new() } else { wgrad::nn::random_streams(&model) };
