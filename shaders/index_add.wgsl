@@ -104,6 +104,9 @@ fn store_tile(lid: u32, base: u32, len: u32) {
 // A bitonic network over `pow2` keys: each tile sorted in workgroup memory
 // (blocks up and down as the whole network wants), then for each larger
 // block its long strides in `keys` and its short ones tile by tile.
+// Invocation x mod 256 touches key x in every step but the tile strides
+// below 256, so some barriers below order nothing today; they stay so that
+// a change to the loops' mapping cannot race.
 @compute @workgroup_size(256)
 fn sort_rows(@builtin(local_invocation_index) lid: u32) {
     let m = p.pow2;

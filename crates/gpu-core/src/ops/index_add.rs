@@ -10,10 +10,12 @@
 //! positions, then a thread per destination element that a run of equal
 //! ids reaches sums the run in order.
 //!
-//! Past the binding limit the op runs ranges of positions one after
-//! another (each sorted by itself, so the order across ranges holds) and
-//! groups of the outer dims, binding windows; a destination row block
-//! (`dim_size` rows of the inner dims) must fit one binding.
+//! Past the binding limit, and past 65,536 ids, the op runs ranges of
+//! positions one after another (each sorted by itself, so the order across
+//! ranges holds); past the limit also groups of the outer dims, binding
+//! windows; a destination row block (`dim_size` rows of the inner dims)
+//! must fit one binding. (A GPU that flushes subnormal values to zero
+//! differs from the twin there, as in every kernel.)
 
 use super::{check_u32, groups, run, Kind, Params, ParamsDecl};
 use crate::gpu::window::{window, Window};
@@ -107,7 +109,7 @@ fn launch(g: &GpuContext, r: &Extents, ids: &Buffer, src: &Buffer, dst: &Buffer)
     let room = limit.saturating_sub(align + 16);
     let whole = [ids, src, dst].iter().all(|b| b.len_bytes() <= limit) && scratch_bytes(r.k) <= limit;
     let (chunk, group) = if whole {
-        (r.k, r.outer)
+        (r.k.min(MAX_SORTED), r.outer)
     } else {
         let chunk = (room / row.max(1)).min(room / 16) as usize;
         let group = (room / (row * r.k.max(r.dim_size) as u64).max(1)) as usize;
@@ -119,7 +121,8 @@ fn launch(g: &GpuContext, r: &Extents, ids: &Buffer, src: &Buffer, dst: &Buffer)
                 allowed: limit,
             });
         }
-        (chunk.min(r.k), if chunk < r.k { 1 } else { group.clamp(1, r.outer) })
+        let chunk = chunk.min(r.k).min(MAX_SORTED);
+        (chunk, if chunk < r.k { 1 } else { group.clamp(1, r.outer) })
     };
     let scratch = Buffer::alloc_overwritten(dst.device(), scratch_bytes(chunk))?;
     let windowed = |start: usize, len: usize| if whole { (None, 0) } else { some(window(start, len, 4, align)) };
@@ -174,6 +177,12 @@ fn launch(g: &GpuContext, r: &Extents, ids: &Buffer, src: &Buffer, dst: &Buffer)
     }
     Ok(())
 }
+
+/// The most ids one workgroup sorts in one launch (larger ranges run one
+/// after another, like ranges past the binding limit): a single
+/// workgroup's serial work grows as k·log²k, and drivers and browsers stop
+/// a launch that runs for seconds.
+const MAX_SORTED: usize = 1 << 16;
 
 /// The sort's keys for `k` ids: ids and positions, `k` rounded up to a power of two.
 fn scratch_bytes(k: usize) -> u64 {

@@ -1,8 +1,9 @@
 //! index_add (`ops/index_add.rs`) on a GPU against its CPU twin, bit for
 //! bit: every destination adds its rows in position order on both, with
-//! repeated ids, ids past the sort's tile, along every dim; PyTorch's
-//! documented example; out-of-range ids and bad arguments are errors.
-//! (Past the binding limit: `split_elementwise.rs`.)
+//! repeated ids, ids past the sort's tile, along every dim, and sorts of
+//! many tiles in ranges (past 65,536 ids, or in windows past a lowered
+//! binding limit); PyTorch's documented example; out-of-range ids and bad
+//! arguments are errors. (More past the binding limit: `split_elementwise.rs`.)
 
 use crate::common;
 use common::*;
@@ -111,4 +112,42 @@ fn bad_arguments_are_errors_naming_index_add() {
     assert!(msg.starts_with("index_add:") && msg.contains("source"), "{msg}");
     assert!(index_add(&x, &[2, 3], 0, &i, 7, &src).unwrap_err().to_string().contains("ids"));
     assert!(index_add(&x, &[2, 3], 0, &i, 2, &x).unwrap_err().to_string().contains("share memory"));
+}
+
+/// `index_add` of `ids` into `shape` along `dim` (random source and
+/// destination from `seed`) on `dev` and on the CPU twin: the same bits.
+fn same_as_twin(dev: &Device, what: &str, (shape, dim): (&[usize], usize), ids: &[u32], seed: u64) {
+    let dn: usize = shape.iter().product();
+    let n = dn / shape[dim] * ids.len();
+    let mut r = rng(seed);
+    let (src, init) = (r.vec(n, -1.0, 1.0), r.vec(dn, -1.0, 1.0));
+    let run = |d: &Device| {
+        let dst = Buffer::from_f32(d, &init).unwrap();
+        let (i, s) = (Buffer::from_u32(d, ids).unwrap(), Buffer::from_f32(d, &src).unwrap());
+        index_add(&dst, shape, dim, &i, ids.len(), &s).unwrap();
+        dst
+    };
+    same_bits(what, &run(dev), &run(&Device::cpu_reference()), dn);
+}
+
+#[test]
+fn long_sorts_run_in_ranges_with_the_twins_bits() {
+    let Some((g, _)) = devices("long_sorts_run_in_ranges_with_the_twins_bits") else { return };
+    let mut r = rng(24);
+    // One range of 1,025 to 16,385 ids (storage stages past one tile), and
+    // 70,001 (two ranges of at most 65,536, the second partial).
+    for k in [1025usize, 2049, 16385, 70001] {
+        let ids: Vec<u32> = (0..k).map(|_| r.below(50)).collect();
+        same_as_twin(&g, &format!("{k} ids over 50 rows"), (&[50, 2], 0), &ids, k as u64);
+    }
+    let descending: Vec<u32> = (0..5000u32).rev().map(|i| i % 1000).collect();
+    same_as_twin(&g, "5,000 descending ids", (&[1000], 0), &descending, 1);
+    // A 64 KiB binding limit: ranges of 4,093 ids, each a sort of 4,096
+    // keys (storage stages) in windows.
+    let Some(small) = limited_gpu("long_sorts_run_in_ranges_with_the_twins_bits", 65536) else { return };
+    let ids: Vec<u32> = (0..20011).map(|_| r.below(97)).collect();
+    same_as_twin(&small, "20,011 ids in windows", (&[97], 0), &ids, 2);
+    let ids: Vec<u32> = (0..9001).map(|_| r.below(7)).collect();
+    same_as_twin(&small, "9,001 ids along dim 1 in windows", (&[3, 7], 1), &ids, 3);
+    same_as_twin(&small, "one id 9,001 times in windows", (&[3, 7], 1), &[3; 9001], 4);
 }

@@ -142,22 +142,24 @@ fn cases() -> Vec<Case> {
             scatter_add(&dst, &[40, 10], 0, &index, &upload(d, 27, 3000), &[300, 10]).unwrap();
             f32s_of(&dst, 400)
         }),
-        ("index_add: an embedding gradient from 300 rows of 10 (ranges of rows)", |d| {
+        // The index_add cases end on a partial range of rows or group of
+        // outer indices.
+        ("index_add: an embedding gradient from 317 rows of 10 (ranges of rows)", |d| {
             let dst = upload(d, 29, 400);
-            let ids: Vec<u32> = (0..300u32).map(|i| (i * 17 + 3) % 40).collect();
-            index_add(&dst, &[40, 10], 0, &Buffer::from_u32(d, &ids).unwrap(), 300, &upload(d, 27, 3000)).unwrap();
+            let ids: Vec<u32> = (0..317u32).map(|i| (i * 17 + 3) % 40).collect();
+            index_add(&dst, &[40, 10], 0, &Buffer::from_u32(d, &ids).unwrap(), 317, &upload(d, 27, 3170)).unwrap();
             f32s_of(&dst, 400)
         }),
-        ("index_add along dim 1 of [24, 5, 4] (groups of the outer dim)", |d| {
-            let dst = upload(d, 30, 480);
+        ("index_add along dim 1 of [25, 5, 4] (groups of the outer dim)", |d| {
+            let dst = upload(d, 30, 500);
             let ids: Vec<u32> = (0..32u32).map(|i| (i * 3 + 1) % 5).collect();
-            index_add(&dst, &[24, 5, 4], 1, &Buffer::from_u32(d, &ids).unwrap(), 32, &upload(d, 31, 3072)).unwrap();
-            f32s_of(&dst, 480)
+            index_add(&dst, &[25, 5, 4], 1, &Buffer::from_u32(d, &ids).unwrap(), 32, &upload(d, 31, 3200)).unwrap();
+            f32s_of(&dst, 500)
         }),
         ("index_add along dim 1 of [3, 40, 10] (ranges of rows in each outer index)", |d| {
             let dst = upload(d, 32, 1200);
-            let ids: Vec<u32> = (0..100u32).map(|i| (i * 7) % 40).collect();
-            index_add(&dst, &[3, 40, 10], 1, &Buffer::from_u32(d, &ids).unwrap(), 100, &upload(d, 33, 3000)).unwrap();
+            let ids: Vec<u32> = (0..117u32).map(|i| (i * 7) % 40).collect();
+            index_add(&dst, &[3, 40, 10], 1, &Buffer::from_u32(d, &ids).unwrap(), 117, &upload(d, 33, 3510)).unwrap();
             f32s_of(&dst, 1200)
         }),
         ("one_hot of 300 rows of 11 classes", |d| {
