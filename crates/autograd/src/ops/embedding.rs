@@ -64,7 +64,7 @@ impl Tensor {
             Tensor::from_vec(&keep, &[num, 1], &dev)
         });
         Tensor::from_op(OP, out, Layout::contiguous(&shape), &[weight], move |g, _, _| {
-            let gw = Tensor::zeros(&[num, dim], &g.device()).index_add(0, &ids, &g.reshape(&[k, dim]));
+            let gw = super::index::index_add_to_zeros(&[num, dim], 0, &ids, &g.reshape(&[k, dim]));
             vec![Some(match &pad_mask {
                 Some(mask) => &gw * mask,
                 None => gw,

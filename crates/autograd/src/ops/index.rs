@@ -2,7 +2,7 @@
 //! are U32 tensors; out-of-range indices read 0 / are skipped (kernels
 //! cannot raise) and the next readback reports them.
 
-use wgrad_gpu_core::ops::{copy, index, index_add};
+use wgrad_gpu_core::ops::{copy, fill, index, index_add};
 use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
@@ -40,7 +40,7 @@ impl Tensor {
         let in_shape = self.shape();
         let indices = indices.detach();
         Tensor::from_op("index_select", out, Layout::contiguous(&shape), &[self], move |g, _, _| {
-            vec![Some(Tensor::zeros(&in_shape, &g.device()).index_add(d as isize, &indices, g))]
+            vec![Some(index_add_to_zeros(&in_shape, d, &indices, g))]
         })
     }
 
@@ -71,7 +71,7 @@ impl Tensor {
         let ids = Tensor::constant(ids.clone(), Layout::contiguous(&[k]), DType::U32);
         Some(Tensor::from_op_dtype(op, out, Layout::contiguous(&out_shape), DType::F16, &[self], move |g, _, _| {
             let g = g.to_dtype(DType::F32).reshape(&[k, width]);
-            let mut gw = Tensor::zeros(&[rows, width], &g.device()).index_add(0, &ids, &g);
+            let mut gw = index_add_to_zeros(&[rows, width], 0, &ids, &g);
             if let Some(p) = frozen {
                 let mut keep = vec![1.0; rows];
                 keep[p] = 0.0;
@@ -168,4 +168,18 @@ impl Tensor {
         let y = Tensor::constant(out, Layout::contiguous(&shape), DType::F32);
         scope.output(|| TraceOp::Opaque("one_hot"), &[self], y)
     }
+}
+
+/// `src`'s slices along `dim` added at `indices` into zeros of `shape`:
+/// [`Tensor::index_add`] on a zero tensor without copying it first (the
+/// gradient of index_select and of embedding, a table's size each step).
+pub(crate) fn index_add_to_zeros(shape: &[usize], dim: usize, indices: &Tensor, src: &Tensor) -> Tensor {
+    const OP: &str = "index_add";
+    let out = expect(OP, fill::fill(&src.device(), shape.iter().product(), 0.0));
+    let k = indices.numel();
+    expect(OP, index_add::index_add(&out, shape, dim, &indices.dense_buffer(), k, &src.dense_buffer()));
+    let indices = indices.detach();
+    Tensor::from_op(OP, out, Layout::contiguous(shape), &[src], move |g, _, _| {
+        vec![Some(g.index_select(dim as isize, &indices))]
+    })
 }
