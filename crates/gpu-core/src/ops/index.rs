@@ -20,7 +20,8 @@ use crate::layout::Dims;
 use crate::layout::{coalesce, contiguous_strides, numel, Layout, MAX_DIMS};
 use crate::{Buffer, Error, Result};
 
-fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
+/// `dim` names a dim of `shape`, whose rank the kernels take.
+pub(super) fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
     if dim >= shape.len() {
         return Err(Error::invalid(
             op,

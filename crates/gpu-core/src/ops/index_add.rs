@@ -22,7 +22,7 @@ use crate::gpu::window::{window, Window};
 use crate::gpu::{GpuContext, Launch};
 use crate::index_check::{check_host, site};
 use crate::kernels::index_add as twin;
-use crate::layout::{numel, MAX_DIMS};
+use crate::layout::numel;
 use crate::{Buffer, Error, Result};
 
 /// `index_add.wgsl`'s `Params`.
@@ -56,9 +56,7 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 /// memory with `ids` or `src`.
 pub fn index_add(dst: &Buffer, dst_shape: &[usize], dim: usize, ids: &Buffer, k: usize, src: &Buffer) -> Result<()> {
     const OP: &str = "index_add";
-    if dim >= dst_shape.len() || dst_shape.len() > MAX_DIMS {
-        return Err(Error::invalid(OP, format!("dim {dim} is out of range for shape {dst_shape:?}")));
-    }
+    super::index::check_dim(OP, dim, dst_shape)?;
     let (outer, dim_size): (usize, usize) = (dst_shape[..dim].iter().product(), dst_shape[dim]);
     let inner: usize = dst_shape[dim + 1..].iter().product();
     let src_len = outer.checked_mul(k).and_then(|v| v.checked_mul(inner));
