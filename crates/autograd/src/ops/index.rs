@@ -148,12 +148,7 @@ impl Tensor {
         want[d] = k;
         assert_eq!(src.shape(), want, "{OP}: src shape {:?} must be {want:?} ({k} indices along dim {d})", src.shape());
         let (b, l) = self.buffer_and_layout();
-        let out = expect(OP, copy::contiguous(&b, &l));
-        expect(OP, index_add::index_add(&out, &shape, d, &indices.dense_buffer(), k, &src.dense_buffer()));
-        let indices_saved = indices.detach();
-        let y = Tensor::from_op(OP, out, Layout::contiguous(&shape), &[self, src], move |g, _, _| {
-            vec![Some(g.clone()), Some(g.index_select(d as isize, &indices_saved))]
-        });
+        let y = add_slices(expect(OP, copy::contiguous(&b, &l)), &shape, d, indices, src, Some(self));
         scope.output(|| TraceOp::Opaque(OP), &[self, indices, src], y)
     }
 
@@ -174,12 +169,30 @@ impl Tensor {
 /// [`Tensor::index_add`] on a zero tensor without copying it first (the
 /// gradient of index_select and of embedding, a table's size each step).
 pub(crate) fn index_add_to_zeros(shape: &[usize], dim: usize, indices: &Tensor, src: &Tensor) -> Tensor {
+    let zeros = expect("index_add", fill::fill(&src.device(), shape.iter().product(), 0.0));
+    add_slices(zeros, shape, dim, indices, src, None)
+}
+
+/// `out`, a fresh dense buffer of `shape` (a copy of `base`, or zeros
+/// without one), with `src`'s slices added at `indices` along `dim`, as a
+/// tensor whose gradient reaches `base` unchanged and `src` gathered back.
+fn add_slices(
+    out: Buffer,
+    shape: &[usize],
+    dim: usize,
+    indices: &Tensor,
+    src: &Tensor,
+    base: Option<&Tensor>,
+) -> Tensor {
     const OP: &str = "index_add";
-    let out = expect(OP, fill::fill(&src.device(), shape.iter().product(), 0.0));
-    let k = indices.numel();
-    expect(OP, index_add::index_add(&out, shape, dim, &indices.dense_buffer(), k, &src.dense_buffer()));
+    expect(OP, index_add::index_add(&out, shape, dim, &indices.dense_buffer(), indices.numel(), &src.dense_buffer()));
     let indices = indices.detach();
-    Tensor::from_op(OP, out, Layout::contiguous(shape), &[src], move |g, _, _| {
-        vec![Some(g.index_select(dim as isize, &indices))]
-    })
+    let gather = move |g: &Tensor| g.index_select(dim as isize, &indices);
+    let layout = Layout::contiguous(shape);
+    match base {
+        Some(base) => {
+            Tensor::from_op(OP, out, layout, &[base, src], move |g, _, _| vec![Some(g.clone()), Some(gather(g))])
+        }
+        None => Tensor::from_op(OP, out, layout, &[src], move |g, _, _| vec![Some(gather(g))]),
+    }
 }
