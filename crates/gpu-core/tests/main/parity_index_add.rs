@@ -2,8 +2,9 @@
 //! bit: every destination adds its rows in position order on both, with
 //! repeated ids, ids past the sort's tile, along every dim, and sorts of
 //! many tiles in ranges (past 65,536 ids, or in windows past a lowered
-//! binding limit); PyTorch's documented example; out-of-range ids and bad
-//! arguments are errors. (More past the binding limit: `split_elementwise.rs`.)
+//! binding limit); past a 2 KiB limit, ranges of rows and groups of outer
+//! indices, the last ones partial, with fusion on and off; PyTorch's
+//! documented example; out-of-range ids and bad arguments are errors.
 
 use crate::common;
 use common::*;
@@ -150,4 +151,36 @@ fn long_sorts_run_in_ranges_with_the_twins_bits() {
     let ids: Vec<u32> = (0..9001).map(|_| r.below(7)).collect();
     same_as_twin(&small, "9,001 ids along dim 1 in windows", (&[3, 7], 1), &ids, 3);
     same_as_twin(&small, "one id 9,001 times in windows", (&[3, 7], 1), &[3; 9001], 4);
+}
+
+#[test]
+fn past_a_2_kib_binding_limit_ranges_and_groups_keep_the_twins_bits() {
+    let test = "past_a_2_kib_binding_limit_ranges_and_groups_keep_the_twins_bits";
+    let Some(small) = limited_gpu(test, 2048) else { return };
+    // Each binds 12 KB or more somewhere and ends on a partial range of
+    // rows or group of outer indices.
+    let cases: [(&str, &[usize], usize, Vec<u32>); 3] = [
+        ("an embedding gradient from 317 rows of 10 (ranges of rows)", &[40, 10], 0, {
+            (0..317u32).map(|i| (i * 17 + 3) % 40).collect()
+        }),
+        ("along dim 1 of [25, 5, 4] (groups of the outer dim)", &[25, 5, 4], 1, {
+            (0..32u32).map(|i| (i * 3 + 1) % 5).collect()
+        }),
+        ("along dim 1 of [3, 40, 10] (ranges of rows in each outer index)", &[3, 40, 10], 1, {
+            (0..117u32).map(|i| (i * 7) % 40).collect()
+        }),
+    ];
+    for fusion in [true, false] {
+        small.set_fusion(fusion).unwrap();
+        for (seed, (what, shape, dim, ids)) in cases.iter().enumerate() {
+            let what = format!("{what} (fusion {fusion})");
+            small.flush().unwrap();
+            let before = small.stats().dispatches;
+            same_as_twin(&small, &what, (shape, *dim), ids, 29 + seed as u64);
+            // Uploads are not launches: some launch split into at least 6
+            // ranges or groups of at most 2 KiB.
+            let launches = small.stats().dispatches - before;
+            assert!(launches >= 6, "{what}: {launches} launches");
+        }
+    }
 }

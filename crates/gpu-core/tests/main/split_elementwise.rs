@@ -5,9 +5,9 @@
 //! equal the CPU twin, with fusion on and off, on dense, broadcast, strided
 //! and f16 operands; so do strided copies (`contiguous`, `copy_into`,
 //! `concat`), gathers (`index_select`, an embedding lookup, and `gather`),
-//! `scatter_add` and `index_add` (the lookup's backward; index_add in ranges
-//! of rows and groups of outer indices, the twin's bits), `one_hot` and
-//! `class_targets` whose indices, outputs or sources are past the limit. An elementwise op reading a view whose every range of 64
+//! `scatter_add`, `one_hot` and `class_targets` whose indices, outputs or
+//! sources are past the limit (index_add, the lookup's backward, in
+//! `parity_index_add.rs`). An elementwise op reading a view whose every range of 64
 //! outputs reaches across more than the limit (a transposed read of a
 //! large tensor) is the op's `LimitExceeded`; a copy of it runs in short ranges.
 
@@ -18,7 +18,6 @@ use wgrad_gpu_core::ops::binary::{binary, where_select, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
 use wgrad_gpu_core::ops::copy::{concat, contiguous, contiguous_f16, copy_into};
 use wgrad_gpu_core::ops::index::{class_targets, gather, index_select, one_hot, scatter_add};
-use wgrad_gpu_core::ops::index_add::index_add;
 use wgrad_gpu_core::ops::unary::{unary, unary_grad, UnaryOp};
 use wgrad_gpu_core::testing::assert_close;
 use wgrad_gpu_core::{Buffer, Device, Error, Layout};
@@ -142,26 +141,6 @@ fn cases() -> Vec<Case> {
             scatter_add(&dst, &[40, 10], 0, &index, &upload(d, 27, 3000), &[300, 10]).unwrap();
             f32s_of(&dst, 400)
         }),
-        // The index_add cases end on a partial range of rows or group of
-        // outer indices.
-        ("index_add: an embedding gradient from 317 rows of 10 (ranges of rows)", |d| {
-            let dst = upload(d, 29, 400);
-            let ids: Vec<u32> = (0..317u32).map(|i| (i * 17 + 3) % 40).collect();
-            index_add(&dst, &[40, 10], 0, &Buffer::from_u32(d, &ids).unwrap(), 317, &upload(d, 27, 3170)).unwrap();
-            f32s_of(&dst, 400)
-        }),
-        ("index_add along dim 1 of [25, 5, 4] (groups of the outer dim)", |d| {
-            let dst = upload(d, 30, 500);
-            let ids: Vec<u32> = (0..32u32).map(|i| (i * 3 + 1) % 5).collect();
-            index_add(&dst, &[25, 5, 4], 1, &Buffer::from_u32(d, &ids).unwrap(), 32, &upload(d, 31, 3200)).unwrap();
-            f32s_of(&dst, 500)
-        }),
-        ("index_add along dim 1 of [3, 40, 10] (ranges of rows in each outer index)", |d| {
-            let dst = upload(d, 32, 1200);
-            let ids: Vec<u32> = (0..117u32).map(|i| (i * 7) % 40).collect();
-            index_add(&dst, &[3, 40, 10], 1, &Buffer::from_u32(d, &ids).unwrap(), 117, &upload(d, 33, 3510)).unwrap();
-            f32s_of(&dst, 1200)
-        }),
         ("one_hot of 300 rows of 11 classes", |d| {
             let ids: Vec<u32> = (0..300u32).map(|i| (i * 7) % 13).collect();
             f32s_of(&one_hot(&Buffer::from_u32(d, &ids).unwrap(), 300, 11).unwrap(), 3300)
@@ -197,11 +176,6 @@ fn elementwise_ops_past_the_limit_run_in_ranges_and_equal_the_twin() {
             let launches = small.stats().dispatches - before;
             let want = case(&cpu);
             let what = format!("{what} (fusion {fusion})");
-            if what.starts_with("index_add") {
-                // Ranges of rows run in order: the twin's bits.
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "{what}");
-            }
             // (scatter_add adds in the order its atomics run.)
             assert_close(&what, &got, &want, 1e-6, 1e-5);
             // Uploads are not launches; every case binds 12 KB somewhere, so
