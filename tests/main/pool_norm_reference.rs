@@ -36,14 +36,14 @@ fn check_case(c: &Value, dev: &Device) {
     let (weight, bias) = (input("weight"), input("bias"));
     let (running_mean, running_var) = (input("running_mean"), input("running_var"));
     let eps = || p["eps"].as_f64().unwrap() as f32;
+    // PyTorch's window (`ceil_mode` false where a case leaves it out).
+    let window = || {
+        let w = PoolWindow::new(pair(&p["kernel"])).stride(pair(&p["stride"])).padding(pair(&p["padding"]));
+        w.ceil_mode(p.get("ceil_mode").is_some_and(|c| c.as_bool().unwrap()))
+    };
     let y = match c["op"].as_str().unwrap() {
-        "max_pool2d" => x.max_pool2d(pair(&p["kernel"]), pair(&p["stride"]), pair(&p["padding"]), pair(&p["dilation"])),
-        "avg_pool2d" => x.avg_pool2d(
-            pair(&p["kernel"]),
-            pair(&p["stride"]),
-            pair(&p["padding"]),
-            p["count_include_pad"].as_bool().unwrap(),
-        ),
+        "max_pool2d" => x.max_pool2d_window(window().dilation(pair(&p["dilation"]))),
+        "avg_pool2d" => x.avg_pool2d_window(window(), p["count_include_pad"].as_bool().unwrap()),
         "adaptive_avg_pool2d" => x.adaptive_avg_pool2d(pair(&p["output_size"])),
         "batch_norm" => x.batch_norm(
             running_mean.as_ref(),

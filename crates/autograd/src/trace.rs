@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use wgrad_gpu_core::ops::reduce::ReduceOp;
 
 use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
-use crate::{BinaryOp, DType, RecurrentKind, Result, Tensor, UnaryOp};
+use crate::{BinaryOp, DType, PoolWindow, RecurrentKind, Result, Tensor, UnaryOp};
 
 /// (vertical, horizontal), as the pooling ops take their sizes.
 pub type Pair = (usize, usize);
@@ -70,25 +70,15 @@ pub enum TraceOp {
     /// Max pooling (−∞ padding). Input: x. With `indices`, a second
     /// output holds the argmax positions.
     MaxPool2d {
-        /// Window size.
-        kernel: Pair,
-        /// Window step.
-        stride: Pair,
-        /// Padding on each side.
-        padding: Pair,
-        /// Distance between window taps.
-        dilation: Pair,
+        /// Kernel, stride, padding, dilation and `ceil_mode`.
+        window: PoolWindow,
         /// Whether the op also returned the indices.
         indices: bool,
     },
     /// Average pooling. Input: x.
     AvgPool2d {
-        /// Window size.
-        kernel: Pair,
-        /// Window step.
-        stride: Pair,
-        /// Zero padding on each side.
-        padding: Pair,
+        /// Kernel, stride, zero padding and `ceil_mode` (no dilation).
+        window: PoolWindow,
         /// Whether padded zeros count in the divisor.
         count_include_pad: bool,
     },

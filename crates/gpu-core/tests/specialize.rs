@@ -7,7 +7,7 @@
 use wgrad_gpu_core::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, ConvGeometry, ConvOptions};
 use wgrad_gpu_core::ops::epilogue::{BiasAxis, Epilogue};
 use wgrad_gpu_core::ops::matmul::{matmul_epilogue, MatmulConfig, MatmulKernel};
-use wgrad_gpu_core::ops::pool::{max_pool2d_backward, max_pool2d_relu_io, Operands};
+use wgrad_gpu_core::ops::pool::{max_pool2d_backward, max_pool2d_relu_io, Operands, PoolWindow};
 use wgrad_gpu_core::testing::{fresh_gpu_or_skip, Rng};
 use wgrad_gpu_core::{Buffer, Device, Layout};
 
@@ -57,13 +57,11 @@ fn run(dev: &Device) -> Vec<(String, Vec<u32>)> {
     keep("conv2d weight gradient".into(), &conv2d_weight_grad(&gy, &x, 5, &geo, &ConvOptions::default()).unwrap());
     // Pooling's window constants and the fused ReLU.
     let shape = [2, 3, 9, 8];
-    let (p, arg, out_shape) = max_pool2d_relu_io(&x, &shape, (3, 2), (2, 2), (1, 0), (1, 1), Operands::F32).unwrap();
+    let window = PoolWindow::new((3, 2)).stride((2, 2)).padding((1, 0));
+    let (p, arg, out_shape) = max_pool2d_relu_io(&x, &shape, window, Operands::F32).unwrap();
     let g = up(&r.vec(out_shape.iter().product(), -1.0, 1.0));
     keep("relu max pool".into(), &p);
-    keep(
-        "relu max pool backward".into(),
-        &max_pool2d_backward(&g, &arg, &shape, (3, 2), (2, 2), (1, 0), (1, 1)).unwrap(),
-    );
+    keep("relu max pool backward".into(), &max_pool2d_backward(&g, &arg, &shape, window).unwrap());
     out
 }
 

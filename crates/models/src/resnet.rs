@@ -270,7 +270,7 @@ impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = self.bn1.forward(&self.conv1.forward(x)).relu();
         if self.imagenet_stem() {
-            h = MaxPool2d { kernel: (3, 3), stride: (2, 2), padding: (1, 1), dilation: (1, 1) }.forward(&h);
+            h = MaxPool2d { stride: (2, 2), padding: (1, 1), ..MaxPool2d::new(3) }.forward(&h);
         }
         for l in self.stages() {
             h = l.forward(&h);

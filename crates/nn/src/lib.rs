@@ -46,7 +46,7 @@ pub use layers::conv::{Conv1d, Conv1dBuilder, Conv2d, Conv2dBuilder, ConvTranspo
 pub use layers::dropout::{Dropout, DropoutBuilder};
 pub use layers::embedding::{Embedding, EmbeddingBuilder};
 pub use layers::linear::{Linear, LinearBuilder};
-pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions};
+pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, PoolWindow};
 
 pub use layers::classes::{BatchNorm1d, BatchNorm2d, GRUCell, LSTMCell, RNNCell, GRU, LSTM, RNN};
 pub use layers::misc::{Flatten, Identity};

@@ -4,7 +4,7 @@
 //! never a node that computes something else. docs/interop.md lists the
 //! table for users; keep the two in step.
 
-use wgrad_autograd::{BinaryOp, DType, ReduceOp, TraceOp, TracedOp, UnaryOp};
+use wgrad_autograd::{BinaryOp, DType, PoolWindow, ReduceOp, TraceOp, TracedOp, UnaryOp};
 
 use crate::builder::{onnx_type, raw, Attr, Builder, FixedBatch};
 use crate::proto::tensor_proto::DataType;
@@ -72,6 +72,18 @@ fn ints(v: &[usize]) -> Attr {
     Attr::Ints(v.iter().map(|&x| x as i64).collect())
 }
 
+/// The attributes MaxPool and AveragePool share: the window, the same
+/// padding on both sides, and `ceil_mode` (ONNX's rule for it is
+/// PyTorch's: no window starts in the end padding).
+fn pool_attrs(w: &PoolWindow) -> Vec<(&'static str, Attr)> {
+    vec![
+        ("kernel_shape", ints(&[w.kernel.0, w.kernel.1])),
+        ("strides", ints(&[w.stride.0, w.stride.1])),
+        ("pads", ints(&[w.padding.0, w.padding.1, w.padding.0, w.padding.1])),
+        ("ceil_mode", Attr::Int(w.ceil_mode as i64)),
+    ]
+}
+
 /// Writes one traced op; returns the value name of each output.
 pub(crate) fn emit(b: &mut Builder, c: &Ctx) -> Result<Vec<String>, Problem> {
     let one = |v: String| Ok(vec![v]);
@@ -119,28 +131,20 @@ pub(crate) fn emit(b: &mut Builder, c: &Ctx) -> Result<Vec<String>, Problem> {
             ];
             one(batched(b, c, 4, |b, x| b.op("ConvTranspose", &[x, &c.x(1), &c.opt(2)], attrs)))
         }
-        TraceOp::MaxPool2d { kernel, stride, padding, dilation, indices } => {
+        TraceOp::MaxPool2d { window: w, indices } => {
             if *indices {
                 return unsupported(
                     "max_pool2d_with_indices: ONNX's MaxPool indices are flat over the whole tensor, not wgrad's \
                      per-plane indices; export max_pool2d",
                 );
             }
-            let attrs = vec![
-                ("kernel_shape", ints(&[kernel.0, kernel.1])),
-                ("strides", ints(&[stride.0, stride.1])),
-                ("pads", ints(&[padding.0, padding.1, padding.0, padding.1])),
-                ("dilations", ints(&[dilation.0, dilation.1])),
-            ];
+            let mut attrs = pool_attrs(w);
+            attrs.push(("dilations", ints(&[w.dilation.0, w.dilation.1])));
             one(batched(b, c, 4, |b, x| b.op("MaxPool", &[x], attrs)))
         }
-        TraceOp::AvgPool2d { kernel, stride, padding, count_include_pad } => {
-            let attrs = vec![
-                ("kernel_shape", ints(&[kernel.0, kernel.1])),
-                ("strides", ints(&[stride.0, stride.1])),
-                ("pads", ints(&[padding.0, padding.1, padding.0, padding.1])),
-                ("count_include_pad", Attr::Int(*count_include_pad as i64)),
-            ];
+        TraceOp::AvgPool2d { window: w, count_include_pad } => {
+            let mut attrs = pool_attrs(w);
+            attrs.push(("count_include_pad", Attr::Int(*count_include_pad as i64)));
             one(batched(b, c, 4, |b, x| b.op("AveragePool", &[x], attrs)))
         }
         TraceOp::AdaptiveAvgPool2d { out } => {

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use prost::Message;
 use serde_json::{json, Value as Json};
-use wgrad_autograd::{no_grad, DType, Device, HostRng, RecurrentKind, Tensor};
+use wgrad_autograd::{no_grad, DType, Device, HostRng, PoolWindow, RecurrentKind, Tensor};
 use wgrad_models::{lenet5, mlp, mnist_cnn, AttentionScore, Autoencoder, Gpt, ResNet, RnnLm, Seq2Seq, Shortcut, Vae};
 use wgrad_nn::{Init, LayerNorm, Linear, Module, ModuleExt, RecurrentState};
 use wgrad_onnx::{proto::ModelProto, Exporter, OnnxModel};
@@ -246,6 +246,13 @@ fn op_table_case(dev: &Device) -> Case {
         out.push(("avg_pool2d".into(), img.avg_pool2d(pool, (2, 2), (1, 1), false)));
         out.push(("max_pool2d".into(), img.max_pool2d((2, 2), (2, 2), (1, 1), (2, 2))));
         out.push(("adaptive_avg_pool2d".into(), img.adaptive_avg_pool2d((2, 4))));
+        // ceil_mode: last windows that run past the (padded) 8 x 8 image.
+        let ceil = PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true);
+        out.push(("max_pool2d_ceil".into(), img.max_pool2d_window(ceil)));
+        for count_pad in [true, false] {
+            let avg = img.avg_pool2d_window(ceil.padding((1, 1)), count_pad);
+            out.push((format!("avg_pool2d_ceil_count_pad_{count_pad}"), avg));
+        }
         out.push(("group_norm".into(), img.group_norm(2, Some(&gn.0), Some(&gn.1), 1e-5)));
         out.push(("rms_norm".into(), x.rms_norm(&[6], Some(&rms_w), 1e-6)));
         out.push(("layer_norm".into(), x.layer_norm(&[4, 6], None, None, 1e-5)));

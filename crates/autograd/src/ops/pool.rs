@@ -1,11 +1,13 @@
 //! 2-D pooling of `[N, C, H, W]` (or unbatched `[C, H, W]`) tensors, like
-//! `torch.nn.functional`'s max_pool2d, avg_pool2d and adaptive_avg_pool2d
-//! with `ceil_mode=False`. Each backward is one gather kernel.
+//! `torch.nn.functional`'s max_pool2d, avg_pool2d and adaptive_avg_pool2d.
+//! Each backward is one gather kernel.
 //!
-//! Window sizes are `(height, width)` tuples. PyTorch's `stride` defaults to
-//! the kernel size, its `padding` to `(0, 0)` and `dilation` to `(1, 1)`;
-//! here they are always passed, so `F.max_pool2d(x, 2)` is
-//! `x.max_pool2d((2, 2), (2, 2), (0, 0), (1, 1))`.
+//! Window sizes are `(height, width)` tuples. The positional forms take
+//! PyTorch's positional arguments, all of them, so `F.max_pool2d(x, 2)` is
+//! `x.max_pool2d((2, 2), (2, 2), (0, 0), (1, 1))`; the `_window` forms take
+//! a [`PoolWindow`], whose defaults are PyTorch's and which holds
+//! `ceil_mode` too: `F.max_pool2d(x, 3, 2, ceil_mode=True)` is
+//! `x.max_pool2d_window(PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true))`.
 //!
 //! F16 input (mixed precision: autocast's convolutions return f16
 //! activations) runs the f16 kernels: read as f16, f32 arithmetic (an
@@ -18,9 +20,14 @@ use wgrad_gpu_core::{Buffer, Layout};
 
 use crate::tensor::expect;
 use crate::trace::TraceOp;
-use crate::{DType, Tensor};
+use crate::{DType, PoolWindow, Tensor};
 
 type Pair = (usize, usize);
+
+/// The window of PyTorch's positional pooling arguments (`ceil_mode` off).
+fn positional(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> PoolWindow {
+    PoolWindow::new(kernel).stride(stride).padding(padding).dilation(dilation)
+}
 
 impl Tensor {
     /// The input as a 4-D tensor, whether it was unbatched `[C, H, W]`, and
@@ -68,10 +75,15 @@ impl Tensor {
     /// # Panics
     /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn max_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Tensor {
+        self.max_pool2d_window(positional(kernel, stride, padding, dilation))
+    }
+
+    /// [`max_pool2d`](Self::max_pool2d) over a [`PoolWindow`] (which can
+    /// also round output sizes up: `ceil_mode`).
+    pub fn max_pool2d_window(&self, window: PoolWindow) -> Tensor {
         let scope = crate::trace::scope();
-        let y = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation)).0;
-        let op = || TraceOp::MaxPool2d { kernel, stride, padding, dilation, indices: false };
-        scope.output(op, &[self], y)
+        let y = self.max_pool2d_op("max_pool2d", window).0;
+        scope.output(|| TraceOp::MaxPool2d { window, indices: false }, &[self], y)
     }
 
     /// [`max_pool2d`](Self::max_pool2d) that also returns, as a U32 tensor
@@ -84,30 +96,28 @@ impl Tensor {
         padding: Pair,
         dilation: Pair,
     ) -> (Tensor, Tensor) {
+        self.max_pool2d_window_with_indices(positional(kernel, stride, padding, dilation))
+    }
+
+    /// [`max_pool2d_with_indices`](Self::max_pool2d_with_indices) over a [`PoolWindow`].
+    pub fn max_pool2d_window_with_indices(&self, window: PoolWindow) -> (Tensor, Tensor) {
         let scope = crate::trace::scope();
-        let (y, arg, out_shape) = self.max_pool2d_op("max_pool2d", (kernel, stride, padding, dilation));
+        let (y, arg, out_shape) = self.max_pool2d_op("max_pool2d", window);
         let idx = Tensor::constant(arg, Layout::contiguous(&out_shape), DType::U32);
         // Shaped like the output (unbatched input: no batch dim).
         let idx = if y.dims() < out_shape.len() { idx.squeeze(0) } else { idx };
-        let op = || TraceOp::MaxPool2d { kernel, stride, padding, dilation, indices: true };
-        scope.record(op, &[Some(self)], &[&y, &idx]);
+        scope.record(|| TraceOp::MaxPool2d { window, indices: true }, &[Some(self)], &[&y, &idx]);
         (y, idx)
     }
 
     /// The recorded max pooling, its argmax buffer and the 4-D output shape.
-    fn max_pool2d_op(
-        &self,
-        op: &'static str,
-        window: (Pair, Pair, Pair, Pair),
-    ) -> (Tensor, Buffer, wgrad_gpu_core::Dims) {
-        let (kernel, stride, padding, dilation) = window;
+    fn max_pool2d_op(&self, op: &'static str, window: PoolWindow) -> (Tensor, Buffer, wgrad_gpu_core::Dims) {
         let (x4, unbatched, io) = self.pool_input(op);
         let shape = x4.shape();
-        let (out, arg, out_shape) =
-            expect(op, pool::max_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, dilation, io));
+        let (out, arg, out_shape) = expect(op, pool::max_pool2d_io(&x4.dense_buffer(), &shape, window, io));
         let saved = arg.clone();
         let y = Self::pool_result(&x4, unbatched, op, out, &out_shape, move |g, in_shape| {
-            pool::max_pool2d_backward_io(g, &saved, in_shape, kernel, stride, padding, dilation, io)
+            pool::max_pool2d_backward_io(g, &saved, in_shape, window, io)
         });
         (y, arg, out_shape)
     }
@@ -120,16 +130,23 @@ impl Tensor {
     /// # Panics
     /// For input that is not 3-D or 4-D F32 or F16, or a window that does not fit.
     pub fn avg_pool2d(&self, kernel: Pair, stride: Pair, padding: Pair, count_include_pad: bool) -> Tensor {
+        self.avg_pool2d_window(positional(kernel, stride, padding, (1, 1)), count_include_pad)
+    }
+
+    /// [`avg_pool2d`](Self::avg_pool2d) over a [`PoolWindow`] (no dilation).
+    /// With `ceil_mode`, a last window that runs past the padded input
+    /// divides by its area up to there (PyTorch's rule).
+    pub fn avg_pool2d_window(&self, window: PoolWindow, count_include_pad: bool) -> Tensor {
         const OP: &str = "avg_pool2d";
         let scope = crate::trace::scope();
         let (x4, unbatched, io) = self.pool_input(OP);
         let shape = x4.shape();
         let (out, out_shape) =
-            expect(OP, pool::avg_pool2d_io(&x4.dense_buffer(), &shape, kernel, stride, padding, count_include_pad, io));
+            expect(OP, pool::avg_pool2d_io(&x4.dense_buffer(), &shape, window, count_include_pad, io));
         let y = Self::pool_result(&x4, unbatched, OP, out, &out_shape, move |g, in_shape| {
-            pool::avg_pool2d_backward_io(g, in_shape, kernel, stride, padding, count_include_pad, io)
+            pool::avg_pool2d_backward_io(g, in_shape, window, count_include_pad, io)
         });
-        scope.output(|| TraceOp::AvgPool2d { kernel, stride, padding, count_include_pad }, &[self], y)
+        scope.output(|| TraceOp::AvgPool2d { window, count_include_pad }, &[self], y)
     }
 
     /// Adaptive average pooling to `(out_h, out_w)` (`F.adaptive_avg_pool2d`):

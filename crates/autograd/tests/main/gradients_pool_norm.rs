@@ -4,7 +4,7 @@
 
 use crate::common;
 use common::*;
-use wgrad_autograd::{Device, Tensor};
+use wgrad_autograd::{Device, PoolWindow, Tensor};
 use wgrad_gpu_core::testing::assert_close;
 
 #[test]
@@ -24,6 +24,20 @@ fn max_pool_gradients() {
             move |x| x[0].max_pool2d(k, s, p, d),
         );
     }
+    // ceil_mode: last windows that run past the input, one larger than it.
+    for (i, (shape, w)) in [
+        (&[2, 2, 6, 7][..], PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true)),
+        (&[1, 2, 2, 3], PoolWindow::new((3, 3)).stride((2, 2)).padding((0, 1)).ceil_mode(true)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        gradcheck_inputs(
+            &format!("max_pool2d {shape:?} {w:?}"),
+            |dev| vec![grid(shape, 50 + i as u64, 0.0, dev)],
+            move |x| x[0].max_pool2d_window(w),
+        );
+    }
 }
 
 #[test]
@@ -34,6 +48,10 @@ fn avg_and_adaptive_pool_gradients() {
         });
         gradcheck("avg_pool2d overlapping", &[&[1, 1, 5, 4]], move |x| {
             x[0].avg_pool2d((3, 2), (1, 1), (1, 1), count_pad)
+        });
+        // ceil_mode: the last windows' divisors count up to the padded end.
+        gradcheck(&format!("avg_pool2d ceil_mode count_include_pad {count_pad}"), &[&[2, 2, 6, 7]], move |x| {
+            x[0].avg_pool2d_window(PoolWindow::new((3, 3)).stride((2, 2)).padding((1, 1)).ceil_mode(true), count_pad)
         });
     }
     gradcheck("adaptive_avg_pool2d 7x5 -> 3x2", &[&[2, 2, 7, 5]], |x| x[0].adaptive_avg_pool2d((3, 2)));

@@ -6,7 +6,8 @@ use std::panic::AssertUnwindSafe;
 use crate::common::{backends, rand};
 use wgrad_autograd::trace::is_tracing;
 use wgrad_autograd::{
-    trace, try_run, BinaryOp, Conv2dOptions, DType, Generator, RecurrentKind, Tensor, TraceOp, TracedOp, UnaryOp,
+    trace, try_run, BinaryOp, Conv2dOptions, DType, Generator, PoolWindow, RecurrentKind, Tensor, TraceOp, TracedOp,
+    UnaryOp,
 };
 use wgrad_gpu_core::ops::reduce::ReduceOp;
 
@@ -195,13 +196,10 @@ fn attributes_are_recorded() {
             vec![
                 TraceOp::Conv2d(opts),
                 TraceOp::MaxPool2d {
-                    kernel: (3, 2),
-                    stride: (2, 1),
-                    padding: (1, 0),
-                    dilation: (1, 2),
+                    window: PoolWindow::new((3, 2)).stride((2, 1)).padding((1, 0)).dilation((1, 2)),
                     indices: false
                 },
-                TraceOp::MaxPool2d { kernel: (2, 2), stride: (2, 2), padding: (0, 0), dilation: (1, 1), indices: true },
+                TraceOp::MaxPool2d { window: PoolWindow::new((2, 2)), indices: true },
                 TraceOp::Reduce { op: ReduceOp::Mean, axes: vec![3], keepdim: true },
                 TraceOp::Reduce { op: ReduceOp::Sum, axes: vec![0, 1, 2, 3], keepdim: false },
             ]

@@ -120,16 +120,19 @@ pub(crate) struct Axis {
 }
 
 impl Axis {
-    /// A kernel/stride/padding/dilation dim, validated like PyTorch's `pool2d_shape_check`.
+    /// A dim of `size` pooled by `[kernel, stride, pad, dilation]`, its
+    /// output size and checks PyTorch's (`pooling_output_shape`,
+    /// `pool2d_shape_check`). With `ceil_mode` the last window may run past
+    /// the padded end (its divisor counts up to there), but it must start
+    /// inside the input or the left padding.
     pub(crate) fn fixed(
         op: &'static str,
         what: &str,
         size: usize,
-        kernel: usize,
-        stride: usize,
-        pad: usize,
-        dilation: usize,
+        window: [usize; 4],
+        ceil_mode: bool,
     ) -> Result<Axis> {
+        let [kernel, stride, pad, dilation] = window;
         if kernel == 0 || stride == 0 || dilation == 0 {
             return Err(Error::invalid(
                 op,
@@ -140,13 +143,19 @@ impl Axis {
             return Err(Error::invalid(op, format!("{what}: padding {pad} exceeds half the kernel size {kernel}")));
         }
         let extent = (kernel - 1) * dilation + 1;
-        if size == 0 || size + 2 * pad < extent {
+        let round_up = if ceil_mode { stride - 1 } else { 0 };
+        // Windows that fit, rounded up for ceil_mode: (size + 2 pad -
+        // extent + round_up) / stride + 1 when the numerator is not negative.
+        let mut out = (size + 2 * pad + round_up + stride).checked_sub(extent).map_or(0, |v| v / stride);
+        if ceil_mode && out > 0 && (out - 1) * stride >= size + pad {
+            out -= 1;
+        }
+        if size == 0 || out == 0 {
             return Err(Error::invalid(
                 op,
                 format!("{what}: input size {size} with padding {pad} is smaller than the window extent {extent}"),
             ));
         }
-        let out = (size + 2 * pad - extent) / stride + 1;
         Ok(Axis { size, out, kernel, stride, pad, dilation, adaptive: false })
     }
 
@@ -341,9 +350,12 @@ mod tests {
     #[test]
     fn reaching_ranges_match_window_membership() {
         let axes = [
-            Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap(),
-            Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap(),
-            Axis::fixed("t", "h", 5, 2, 3, 0, 1).unwrap(),
+            Axis::fixed("t", "h", 7, [3, 2, 1, 1], false).unwrap(),
+            Axis::fixed("t", "h", 9, [3, 1, 1, 2], false).unwrap(),
+            Axis::fixed("t", "h", 5, [2, 3, 0, 1], false).unwrap(),
+            // ceil_mode: a last window past the padded end.
+            Axis::fixed("t", "h", 8, [3, 2, 0, 1], true).unwrap(),
+            Axis::fixed("t", "h", 2, [3, 2, 1, 1], true).unwrap(),
             Axis::adaptive("t", "h", 7, 3).unwrap(),
             Axis::adaptive("t", "h", 3, 5).unwrap(),
         ];
@@ -367,9 +379,21 @@ mod tests {
 
     #[test]
     fn output_sizes_follow_pytorch() {
-        assert_eq!(Axis::fixed("t", "h", 7, 3, 2, 1, 1).unwrap().out, 4);
-        assert_eq!(Axis::fixed("t", "h", 9, 3, 1, 1, 2).unwrap().out, 7);
-        assert!(Axis::fixed("t", "h", 4, 3, 1, 2, 1).is_err(), "padding over half the kernel");
-        assert!(Axis::fixed("t", "h", 2, 3, 1, 0, 1).is_err(), "window larger than the input");
+        let out = |size, window, ceil| Axis::fixed("t", "h", size, window, ceil).map(|a| a.out);
+        assert_eq!(out(7, [3, 2, 1, 1], false).unwrap(), 4);
+        assert_eq!(out(9, [3, 1, 1, 2], false).unwrap(), 7);
+        assert!(out(4, [3, 1, 2, 1], false).is_err(), "padding over half the kernel");
+        assert!(out(2, [3, 1, 0, 1], false).is_err(), "window larger than the input");
+        // ceil_mode (torch.nn.functional.max_pool2d(..., ceil_mode=True)'s sizes):
+        // rounded up,
+        assert_eq!(out(8, [3, 2, 0, 1], true).unwrap(), 4);
+        assert_eq!(out(8, [3, 2, 0, 1], false).unwrap(), 3);
+        // but no window may start in the right padding,
+        assert_eq!(out(5, [2, 2, 1, 1], true).unwrap(), 3);
+        // and one window larger than the input is allowed,
+        assert_eq!(out(2, [3, 2, 0, 1], true).unwrap(), 1);
+        // unless it does not reach the input at all.
+        assert!(out(1, [4, 1, 0, 1], true).is_err());
+        assert!(out(0, [1, 1, 0, 1], true).is_err());
     }
 }

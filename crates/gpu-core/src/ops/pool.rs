@@ -1,6 +1,6 @@
 //! 2-D pooling over dense NCHW data (`shaders/pool.wgsl`): max pooling with
 //! argmax, average pooling, adaptive average pooling, and their backward
-//! passes, with PyTorch's semantics (`ceil_mode=False`).
+//! passes, with PyTorch's semantics (`ceil_mode` included: [`PoolWindow`]).
 //!
 //! Every backward is a *gather*: one thread per input pixel sums the output
 //! gradients of the few windows that reach it, in a fixed order. That needs
@@ -243,19 +243,95 @@ fn nchw(op: &'static str, shape: &[usize]) -> Result<(usize, usize, usize)> {
     }
 }
 
-fn fixed_pool(
-    op: &'static str,
-    shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
-    count_include_pad: bool,
-) -> Result<Pool> {
-    let (planes, h, w) = nchw(op, shape)?;
-    let rows = Axis::fixed(op, &format!("height of {shape:?}"), h, kernel.0, stride.0, padding.0, dilation.0)?;
-    let cols = Axis::fixed(op, &format!("width of {shape:?}"), w, kernel.1, stride.1, padding.1, dilation.1)?;
+/// A fixed pooling window over (height, width): PyTorch's `kernel_size`,
+/// `stride`, `padding`, `dilation` and `ceil_mode`, each pair (h, w).
+///
+/// [`PoolWindow::new`] takes PyTorch's defaults (stride = kernel, no
+/// padding, no dilation, output sizes rounded down); the setters change
+/// one at a time:
+///
+/// ```
+/// use wgrad_gpu_core::ops::pool::PoolWindow;
+/// // nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+/// let w = PoolWindow::new((3, 3)).stride((2, 2)).padding((1, 1)).ceil_mode(true);
+/// assert_eq!(w.output_size((8, 7)).unwrap(), (5, 4));
+/// ```
+///
+/// The padding may be at most half the kernel (PyTorch's rule). With
+/// `ceil_mode` an output size is rounded up, so the last window may run
+/// past the padded input, but a window never starts in the right padding.
+/// Average pooling has no dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// The window's size.
+    pub kernel: (usize, usize),
+    /// How far it moves between outputs.
+    pub stride: (usize, usize),
+    /// Implicit padding on both sides (−∞ for max pooling, zeros for average).
+    pub padding: (usize, usize),
+    /// Spacing between the window's elements (max pooling only).
+    pub dilation: (usize, usize),
+    /// Output sizes rounded up instead of down.
+    pub ceil_mode: bool,
+}
+
+impl PoolWindow {
+    /// A `kernel` window with PyTorch's defaults: stride = kernel, no
+    /// padding, dilation 1, `ceil_mode` off.
+    pub fn new(kernel: (usize, usize)) -> PoolWindow {
+        PoolWindow { kernel, stride: kernel, padding: (0, 0), dilation: (1, 1), ceil_mode: false }
+    }
+
+    /// With this stride.
+    pub fn stride(self, stride: (usize, usize)) -> PoolWindow {
+        PoolWindow { stride, ..self }
+    }
+
+    /// With this padding on both sides.
+    pub fn padding(self, padding: (usize, usize)) -> PoolWindow {
+        PoolWindow { padding, ..self }
+    }
+
+    /// With this dilation.
+    pub fn dilation(self, dilation: (usize, usize)) -> PoolWindow {
+        PoolWindow { dilation, ..self }
+    }
+
+    /// With output sizes rounded up (`true`) or down.
+    pub fn ceil_mode(self, ceil_mode: bool) -> PoolWindow {
+        PoolWindow { ceil_mode, ..self }
+    }
+
+    /// The output (height, width) for an input of `(h, w)`, or the error a
+    /// pooling would report.
+    pub fn output_size(&self, (h, w): (usize, usize)) -> Result<(usize, usize)> {
+        let (rows, cols) = self.axes("PoolWindow::output_size", &[1, 1, h, w])?;
+        Ok((rows.out, cols.out))
+    }
+
+    /// The window along rows and columns for an NCHW `shape`, checked.
+    fn axes(&self, op: &'static str, shape: &[usize]) -> Result<(Axis, Axis)> {
+        let (_, h, w) = nchw(op, shape)?;
+        let on = |what: &str, size, (k, s, p, d): (usize, usize, usize, usize)| {
+            Axis::fixed(op, &format!("{what} of {shape:?}"), size, [k, s, p, d], self.ceil_mode)
+        };
+        let (k, s, p, d) = (self.kernel, self.stride, self.padding, self.dilation);
+        Ok((on("height", h, (k.0, s.0, p.0, d.0))?, on("width", w, (k.1, s.1, p.1, d.1))?))
+    }
+}
+
+fn fixed_pool(op: &'static str, shape: &[usize], window: PoolWindow, count_include_pad: bool) -> Result<Pool> {
+    let (planes, _, _) = nchw(op, shape)?;
+    let (rows, cols) = window.axes(op, shape)?;
     Pool { planes, rows, cols, count_include_pad, relu: false }.check(op)
+}
+
+/// An average pooling's window: [`fixed_pool`]'s, without dilation.
+fn avg_pool(op: &'static str, shape: &[usize], window: PoolWindow, count_include_pad: bool) -> Result<Pool> {
+    if window.dilation != (1, 1) {
+        return Err(Error::invalid(op, format!("average pooling has no dilation, got {:?}", window.dilation)));
+    }
+    fixed_pool(op, shape, window, count_include_pad)
 }
 
 fn adaptive_pool(op: &'static str, shape: &[usize], out: (usize, usize)) -> Result<Pool> {
@@ -283,35 +359,19 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 /// NCHW buffer `x` of `shape`: returns the pooled values, the u32 argmax of
 /// each window (flat index `y·W + x` into its H×W image, like PyTorch's
 /// indices) and the output shape `[N, C, OH, OW]` with
-/// `OH = (H + 2·ph − dh·(kh − 1) − 1) / sh + 1`.
+/// `OH = (H + 2·ph − dh·(kh − 1) − 1) / sh + 1` (rounded up with
+/// `ceil_mode`, see [`PoolWindow`]).
 ///
 /// Padding reads as −∞. Ties pick the first element in row-major window
-/// order; a NaN takes over from any value (PyTorch's rule). As in PyTorch the
-/// padding may be at most half the kernel. PyTorch's default stride is the
-/// kernel size; callers pass it explicitly.
-pub fn max_pool2d(
-    x: &Buffer,
-    shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
-) -> Result<(Buffer, Buffer, Dims)> {
-    max_pool2d_io(x, shape, kernel, stride, padding, dilation, Operands::F32)
+/// order; a NaN takes over from any value (PyTorch's rule).
+pub fn max_pool2d(x: &Buffer, shape: &[usize], window: PoolWindow) -> Result<(Buffer, Buffer, Dims)> {
+    max_pool2d_io(x, shape, window, Operands::F32)
 }
 
 /// [`max_pool2d`] with `x` and the returned values stored as `io` (for
 /// [`Operands::F16`] both f16: the maximum of f16 values is exact).
-pub fn max_pool2d_io(
-    x: &Buffer,
-    shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
-    io: Operands,
-) -> Result<(Buffer, Buffer, Dims)> {
-    max_forward("max_pool2d", x, shape, (kernel, stride, padding, dilation), io, false)
+pub fn max_pool2d_io(x: &Buffer, shape: &[usize], window: PoolWindow, io: Operands) -> Result<(Buffer, Buffer, Dims)> {
+    max_forward("max_pool2d", x, shape, window, io, false)
 }
 
 /// `relu(max_pool2d(x))`, which equals `max_pool2d(relu(x))` bit for bit
@@ -324,27 +384,21 @@ pub fn max_pool2d_io(
 pub fn max_pool2d_relu_io(
     x: &Buffer,
     shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
+    window: PoolWindow,
     io: Operands,
 ) -> Result<(Buffer, Buffer, Dims)> {
-    max_forward("max_pool2d_relu", x, shape, (kernel, stride, padding, dilation), io, true)
+    max_forward("max_pool2d_relu", x, shape, window, io, true)
 }
-
-/// A max pooling window: kernel, stride, padding and dilation, each (h, w).
-type PoolWindow = ((usize, usize), (usize, usize), (usize, usize), (usize, usize));
 
 fn max_forward(
     op: &'static str,
     x: &Buffer,
     shape: &[usize],
-    (kernel, stride, padding, dilation): PoolWindow,
+    window: PoolWindow,
     io: Operands,
     relu: bool,
 ) -> Result<(Buffer, Buffer, Dims)> {
-    let pool = Pool { relu, ..fixed_pool(op, shape, kernel, stride, padding, dilation, false)? };
+    let pool = Pool { relu, ..fixed_pool(op, shape, window, false)? };
     x.check_len(op, "input", pool.in_len(), io.size())?;
     let n = pool.out_len();
     let dev = x.device();
@@ -373,34 +427,27 @@ fn max_forward(
 
 /// Backward of [`max_pool2d`]: the input gradient (dense, `in_shape`), where
 /// each pixel gets the sum of the output gradients of the windows whose
-/// argmax it is. Takes the forward's geometry to find those windows.
+/// argmax it is. Takes the forward's window to find those windows.
 pub fn max_pool2d_backward(
     grad_out: &Buffer,
     argmax: &Buffer,
     in_shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
+    window: PoolWindow,
 ) -> Result<Buffer> {
-    max_pool2d_backward_io(grad_out, argmax, in_shape, kernel, stride, padding, dilation, Operands::F32)
+    max_pool2d_backward_io(grad_out, argmax, in_shape, window, Operands::F32)
 }
 
 /// [`max_pool2d_backward`] with the output gradient and the returned input
 /// gradient stored as `io` (for [`Operands::F16`]: summed in f32, rounded once).
-#[allow(clippy::too_many_arguments)]
 pub fn max_pool2d_backward_io(
     grad_out: &Buffer,
     argmax: &Buffer,
     in_shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    dilation: (usize, usize),
+    window: PoolWindow,
     io: Operands,
 ) -> Result<Buffer> {
     const OP: &str = "max_pool2d_backward";
-    let pool = fixed_pool(OP, in_shape, kernel, stride, padding, dilation, false)?;
+    let pool = fixed_pool(OP, in_shape, window, false)?;
     grad_out.check_len(OP, "output gradient", pool.out_len(), io.size())?;
     argmax.check_len(OP, "argmax", pool.out_len(), 4)?;
     let dev = grad_out.device();
@@ -469,22 +516,16 @@ fn avg_backward(op: &'static str, pool: Pool, grad_out: &Buffer, io: Operands) -
     Ok(dx)
 }
 
-/// torch.nn.functional.avg_pool2d (`ceil_mode=False`) on the dense NCHW
-/// buffer `x` of `shape`; returns the pooled values and `[N, C, OH, OW]`.
+/// torch.nn.functional.avg_pool2d on the dense NCHW buffer `x` of
+/// `shape` over `window` (no dilation); returns the pooled values and
+/// `[N, C, OH, OW]`.
 ///
 /// Each window's sum is divided by the kernel area when
 /// `count_include_pad` (PyTorch's default, true), else by the number of
-/// in-bounds elements. PyTorch's default stride is the kernel size; callers
-/// pass it explicitly. The padding may be at most half the kernel.
-pub fn avg_pool2d(
-    x: &Buffer,
-    shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    count_include_pad: bool,
-) -> Result<(Buffer, Dims)> {
-    avg_pool2d_io(x, shape, kernel, stride, padding, count_include_pad, Operands::F32)
+/// in-bounds elements; with `ceil_mode`, a last window that runs past the
+/// padded input counts only up to its end, as in PyTorch.
+pub fn avg_pool2d(x: &Buffer, shape: &[usize], window: PoolWindow, count_include_pad: bool) -> Result<(Buffer, Dims)> {
+    avg_pool2d_io(x, shape, window, count_include_pad, Operands::F32)
 }
 
 /// [`avg_pool2d`] with `x` and the returned values stored as `io` (for
@@ -492,14 +533,12 @@ pub fn avg_pool2d(
 pub fn avg_pool2d_io(
     x: &Buffer,
     shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
+    window: PoolWindow,
     count_include_pad: bool,
     io: Operands,
 ) -> Result<(Buffer, Dims)> {
     const OP: &str = "avg_pool2d";
-    avg_forward(OP, fixed_pool(OP, shape, kernel, stride, padding, (1, 1), count_include_pad)?, x, shape, io)
+    avg_forward(OP, avg_pool(OP, shape, window, count_include_pad)?, x, shape, io)
 }
 
 /// Backward of [`avg_pool2d`]: the dense input gradient of `in_shape`, each
@@ -507,12 +546,10 @@ pub fn avg_pool2d_io(
 pub fn avg_pool2d_backward(
     grad_out: &Buffer,
     in_shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
+    window: PoolWindow,
     count_include_pad: bool,
 ) -> Result<Buffer> {
-    avg_pool2d_backward_io(grad_out, in_shape, kernel, stride, padding, count_include_pad, Operands::F32)
+    avg_pool2d_backward_io(grad_out, in_shape, window, count_include_pad, Operands::F32)
 }
 
 /// [`avg_pool2d_backward`] with the output gradient and the returned input
@@ -520,14 +557,12 @@ pub fn avg_pool2d_backward(
 pub fn avg_pool2d_backward_io(
     grad_out: &Buffer,
     in_shape: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
+    window: PoolWindow,
     count_include_pad: bool,
     io: Operands,
 ) -> Result<Buffer> {
     const OP: &str = "avg_pool2d_backward";
-    avg_backward(OP, fixed_pool(OP, in_shape, kernel, stride, padding, (1, 1), count_include_pad)?, grad_out, io)
+    avg_backward(OP, avg_pool(OP, in_shape, window, count_include_pad)?, grad_out, io)
 }
 
 /// torch.nn.functional.adaptive_avg_pool2d on the dense NCHW buffer `x` of

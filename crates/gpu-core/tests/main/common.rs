@@ -153,3 +153,14 @@ pub fn index_error<T: std::fmt::Debug>(r: Result<T, wgrad_gpu_core::Error>) -> (
         other => panic!("expected an index error, got {other:?}"),
     }
 }
+
+/// A pooling window from PyTorch's positional (kernel, stride, padding,
+/// dilation), output sizes rounded down.
+pub fn window(
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+) -> wgrad_gpu_core::ops::pool::PoolWindow {
+    wgrad_gpu_core::ops::pool::PoolWindow::new(kernel).stride(stride).padding(padding).dilation(dilation)
+}

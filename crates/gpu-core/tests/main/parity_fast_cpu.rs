@@ -245,21 +245,27 @@ fn pooling_matches_the_reference_bit_for_bit() {
     };
     let (f, r) = pair();
     let mut rng = rng(5);
-    // (shape, kernel, stride, padding, dilation): MNIST's 2x2, odd sizes
-    // with padding, dilation, overlapping windows, an empty batch, and
-    // enough planes to be split over threads.
-    type Case = ([usize; 4], (usize, usize), (usize, usize), (usize, usize), (usize, usize));
-    let cases: [Case; 7] = [
-        ([2, 3, 8, 8], (2, 2), (2, 2), (0, 0), (1, 1)),
+    // (shape, kernel, stride, padding, dilation, ceil_mode): MNIST's 2x2, odd
+    // sizes with padding, dilation, overlapping windows, an empty batch,
+    // enough planes to be split over threads, and ceil_mode (the 2x2 over
+    // odd sizes then ends in a one-row window, off the 2x2 fast path).
+    type Case = ([usize; 4], (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
+    let cases: [Case; 10] = [
+        ([2, 3, 8, 8], (2, 2), (2, 2), (0, 0), (1, 1), false),
         // 2x2 at stride 2 over odd sizes: the last row and column unread.
-        ([2, 3, 7, 9], (2, 2), (2, 2), (0, 0), (1, 1)),
-        ([1, 2, 7, 9], (3, 3), (2, 1), (1, 1), (1, 1)),
-        ([3, 1, 9, 8], (2, 3), (1, 2), (1, 0), (2, 2)),
-        ([2, 2, 5, 5], (3, 3), (1, 1), (1, 1), (1, 1)),
-        ([0, 4, 6, 6], (2, 2), (2, 2), (0, 0), (1, 1)),
-        ([32, 32, 26, 26], (2, 2), (2, 2), (0, 0), (1, 1)),
+        ([2, 3, 7, 9], (2, 2), (2, 2), (0, 0), (1, 1), false),
+        ([1, 2, 7, 9], (3, 3), (2, 1), (1, 1), (1, 1), false),
+        ([3, 1, 9, 8], (2, 3), (1, 2), (1, 0), (2, 2), false),
+        ([2, 2, 5, 5], (3, 3), (1, 1), (1, 1), (1, 1), false),
+        ([0, 4, 6, 6], (2, 2), (2, 2), (0, 0), (1, 1), false),
+        ([32, 32, 26, 26], (2, 2), (2, 2), (0, 0), (1, 1), false),
+        ([2, 3, 7, 9], (2, 2), (2, 2), (0, 0), (1, 1), true),
+        ([2, 3, 8, 8], (3, 3), (2, 2), (0, 0), (1, 1), true),
+        ([1, 2, 5, 7], (2, 2), (2, 2), (1, 1), (1, 1), true),
     ];
-    for (shape, k, s, p, d) in cases {
+    for (shape, k, s, p, d, ceil) in cases {
+        let w = window(k, s, p, d).ceil_mode(ceil);
+        let wa = window(k, s, p, (1, 1)).ceil_mode(ceil);
         let n: usize = shape.iter().product();
         // Few distinct values, so windows hold ties, and a NaN now and then.
         // Negatives for the fused ReLU's all-zero windows.
@@ -271,21 +277,21 @@ fn pooling_matches_the_reference_bit_for_bit() {
             .collect();
         let run = |dev: &Device| {
             let xb = Buffer::from_f32(dev, &x).unwrap();
-            let (y, arg, out_shape) = max_pool2d(&xb, &shape, k, s, p, d).unwrap();
+            let (y, arg, out_shape) = max_pool2d(&xb, &shape, w).unwrap();
             let m: usize = out_shape.iter().product();
             let g = Buffer::from_f32(dev, &(0..m).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect::<Vec<_>>()).unwrap();
-            let dx = max_pool2d_backward(&g, &arg, &shape, k, s, p, d).unwrap();
+            let dx = max_pool2d_backward(&g, &arg, &shape, w).unwrap();
             // Average pooling has no dilation: the dilated case instead
             // divides by the in-bounds count (count_include_pad = false).
-            let (ya, avg_shape) = avg_pool2d(&xb, &shape, k, s, p, d == (1, 1)).unwrap();
+            let (ya, avg_shape) = avg_pool2d(&xb, &shape, wa, d == (1, 1)).unwrap();
             let ma: usize = avg_shape.iter().product();
             let ga = Buffer::from_f32(dev, &(0..ma).map(|i| i as f32 * 0.01).collect::<Vec<_>>()).unwrap();
-            let dxa = avg_pool2d_backward(&ga, &shape, k, s, p, d == (1, 1)).unwrap();
+            let dxa = avg_pool2d_backward(&ga, &shape, wa, d == (1, 1)).unwrap();
             let (yd, _) = adaptive_avg_pool2d(&xb, &shape, (3, 2)).unwrap();
             let gd = Buffer::from_f32(dev, &vec![0.5; shape[0] * shape[1] * 6]).unwrap();
             let dxd = adaptive_avg_pool2d_backward(&gd, &shape, (3, 2)).unwrap();
-            let (yr, argr, _) = max_pool2d_relu_io(&xb, &shape, k, s, p, d, Operands::F32).unwrap();
-            let dxr = max_pool2d_backward(&g, &argr, &shape, k, s, p, d).unwrap();
+            let (yr, argr, _) = max_pool2d_relu_io(&xb, &shape, w, Operands::F32).unwrap();
+            let dxr = max_pool2d_backward(&g, &argr, &shape, w).unwrap();
             ([y, arg, dx, ya, dxa, yd, dxd, yr, argr, dxr], (m, ma))
         };
         let ((of, (m, ma)), (or, _)) = (run(&f), run(&r));

@@ -4,7 +4,8 @@
 use crate::common;
 use common::*;
 use wgrad_gpu_core::ops::pool::{
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward, PoolWindow,
 };
 use wgrad_gpu_core::{Buffer, Device};
 
@@ -34,6 +35,33 @@ const FIXED: &[(&[usize], Pair, Pair, Pair, Pair)] = &[
 const DILATED: &[(&[usize], Pair, Pair, Pair, Pair)] =
     &[(&[1, 2, 9, 8], (3, 2), (1, 2), (1, 0), (2, 2)), (&[2, 3, 11, 7], (3, 3), (2, 1), (1, 1), (2, 3))];
 
+/// Windows with `ceil_mode`: output sizes rounded up, so the last window
+/// runs past the padded input (a 3×3/2 window over an even size, as
+/// torchvision's GoogLeNet pools), a window that would start in the right
+/// padding dropped (5 rows, 2×2/2, padding 1: 3 windows, not 4), a window
+/// larger than the whole input, gaps between windows, more than one
+/// workgroup, and (max pooling only) dilation.
+const CEIL: &[(&[usize], Pair, Pair, Pair, Pair)] = &[
+    (&[2, 3, 8, 9], (3, 3), (2, 2), (0, 0), (1, 1)),
+    (&[1, 2, 5, 7], (2, 2), (2, 2), (1, 1), (1, 1)),
+    (&[2, 1, 2, 3], (3, 3), (2, 2), (0, 1), (1, 1)),
+    (&[1, 3, 10, 11], (3, 2), (3, 3), (1, 1), (1, 1)),
+    (&[2, 4, 34, 33], (3, 3), (2, 2), (0, 0), (1, 1)),
+    (&[1, 2, 9, 8], (3, 2), (2, 2), (1, 0), (2, 2)),
+];
+
+/// The cases of one pooling: every fixed window, then the `ceil_mode`
+/// ones; with `dilated` (max pooling) those with dilation too.
+fn windows(dilated: bool) -> Vec<(&'static [usize], PoolWindow)> {
+    let floor = FIXED.iter().chain(if dilated { DILATED } else { &[] }).map(|c| (c, false));
+    let ceil = CEIL.iter().map(|c| (c, true));
+    floor
+        .chain(ceil)
+        .filter(|((.., d), _)| dilated || *d == (1, 1))
+        .map(|(&(shape, k, s, p, d), ceil)| (shape, window(k, s, p, d).ceil_mode(ceil)))
+        .collect()
+}
+
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -52,20 +80,20 @@ fn data(r: &mut wgrad_gpu_core::testing::Rng, n: usize, ties: bool) -> Vec<f32> 
 fn max_pool_and_backward_match_twin() {
     let Some((g, c)) = devices("max_pool_and_backward_match_twin") else { return };
     let mut r = rng(20);
-    for &(shape, k, s, p, d) in FIXED.iter().chain(DILATED) {
+    for (shape, w) in windows(true) {
         for ties in [false, true] {
-            let what = format!("max_pool2d {shape:?} k{k:?} s{s:?} p{p:?} d{d:?} ties {ties}");
+            let what = format!("max_pool2d {shape:?} {w:?} ties {ties}");
             let (xg, xc) = both(&g, &c, &data(&mut r, numel(shape), ties));
-            let (yg, ig, sg) = max_pool2d(&xg, shape, k, s, p, d).unwrap();
-            let (yc, ic, sc) = max_pool2d(&xc, shape, k, s, p, d).unwrap();
+            let (yg, ig, sg) = max_pool2d(&xg, shape, w).unwrap();
+            let (yc, ic, sc) = max_pool2d(&xc, shape, w).unwrap();
             assert_eq!(sg, sc, "{what}: shapes");
             let n = numel(&sg);
             assert_eq!(yg.to_u32().unwrap()[..n], yc.to_u32().unwrap()[..n], "{what}: values");
             assert_eq!(ig.to_u32().unwrap()[..n], ic.to_u32().unwrap()[..n], "{what}: argmax");
 
             let (gg, gc) = both(&g, &c, &r.vec(n, -1.0, 1.0));
-            let dg = max_pool2d_backward(&gg, &ig, shape, k, s, p, d).unwrap();
-            let dc = max_pool2d_backward(&gc, &ic, shape, k, s, p, d).unwrap();
+            let dg = max_pool2d_backward(&gg, &ig, shape, w).unwrap();
+            let dc = max_pool2d_backward(&gc, &ic, shape, w).unwrap();
             same(&format!("{what}: backward"), &dg, &dc, numel(shape), 1e-6, 1e-6);
         }
     }
@@ -81,12 +109,12 @@ fn relu_max_pool_matches_twin_and_pooling_the_relu() {
     let Some((g, c)) = devices("relu_max_pool_matches_twin_and_pooling_the_relu") else { return };
     let mut r = rng(23);
     let (mut positive, mut zero) = (0, 0);
-    for &(shape, k, s, p, d) in FIXED.iter().chain(DILATED) {
-        let what = format!("relu_max_pool2d {shape:?} k{k:?} s{s:?} p{p:?} d{d:?}");
+    for (shape, w) in windows(true) {
+        let what = format!("relu_max_pool2d {shape:?} {w:?}");
         let x = data(&mut r, numel(shape), true);
         let (xg, xc) = both(&g, &c, &x);
-        let (yg, ig, sg) = max_pool2d_relu_io(&xg, shape, k, s, p, d, Operands::F32).unwrap();
-        let (yc, ic, sc) = max_pool2d_relu_io(&xc, shape, k, s, p, d, Operands::F32).unwrap();
+        let (yg, ig, sg) = max_pool2d_relu_io(&xg, shape, w, Operands::F32).unwrap();
+        let (yc, ic, sc) = max_pool2d_relu_io(&xc, shape, w, Operands::F32).unwrap();
         assert_eq!(sg, sc, "{what}: shapes");
         let n = numel(&sg);
         let (values, args) = (yc.to_f32().unwrap()[..n].to_vec(), ic.to_u32().unwrap()[..n].to_vec());
@@ -95,7 +123,7 @@ fn relu_max_pool_matches_twin_and_pooling_the_relu() {
 
         // The unary table's ReLU (PyTorch's x < 0 ? 0 : x: NaN and -0.0 kept).
         let relu: Vec<f32> = x.iter().map(|&v| if v < 0.0 { 0.0 } else { v }).collect();
-        let (y0, i0, _) = max_pool2d(&Buffer::from_f32(&c, &relu).unwrap(), shape, k, s, p, d).unwrap();
+        let (y0, i0, _) = max_pool2d(&Buffer::from_f32(&c, &relu).unwrap(), shape, w).unwrap();
         let (y0, i0) = (y0.to_f32().unwrap(), i0.to_u32().unwrap());
         positive += values.iter().filter(|&&v| v > 0.0).count();
         zero += values.iter().filter(|&&v| v == 0.0).count();
@@ -107,8 +135,8 @@ fn relu_max_pool_matches_twin_and_pooling_the_relu() {
         }
 
         let (gg, gc) = both(&g, &c, &r.vec(n, -1.0, 1.0));
-        let dg = max_pool2d_backward(&gg, &ig, shape, k, s, p, d).unwrap();
-        let dc = max_pool2d_backward(&gc, &ic, shape, k, s, p, d).unwrap();
+        let dg = max_pool2d_backward(&gg, &ig, shape, w).unwrap();
+        let dc = max_pool2d_backward(&gc, &ic, shape, w).unwrap();
         same(&format!("{what}: backward"), &dg, &dc, numel(shape), 1e-6, 1e-6);
     }
     assert!(positive > 100 && zero > 100, "windows with a positive maximum {positive}, without {zero}");
@@ -118,19 +146,19 @@ fn relu_max_pool_matches_twin_and_pooling_the_relu() {
 fn avg_pool_and_backward_match_twin() {
     let Some((g, c)) = devices("avg_pool_and_backward_match_twin") else { return };
     let mut r = rng(21);
-    for &(shape, k, s, p, _) in FIXED {
+    for (shape, w) in windows(false) {
         for count_pad in [true, false] {
-            let what = format!("avg_pool2d {shape:?} k{k:?} s{s:?} p{p:?} count_include_pad {count_pad}");
+            let what = format!("avg_pool2d {shape:?} {w:?} count_include_pad {count_pad}");
             let (xg, xc) = both(&g, &c, &r.vec(numel(shape), -2.0, 2.0));
-            let (yg, sg) = avg_pool2d(&xg, shape, k, s, p, count_pad).unwrap();
-            let (yc, sc) = avg_pool2d(&xc, shape, k, s, p, count_pad).unwrap();
+            let (yg, sg) = avg_pool2d(&xg, shape, w, count_pad).unwrap();
+            let (yc, sc) = avg_pool2d(&xc, shape, w, count_pad).unwrap();
             assert_eq!(sg, sc, "{what}: shapes");
             let n = numel(&sg);
             same(&what, &yg, &yc, n, 1e-6, 1e-6);
 
             let (gg, gc) = both(&g, &c, &r.vec(n, -1.0, 1.0));
-            let dg = avg_pool2d_backward(&gg, shape, k, s, p, count_pad).unwrap();
-            let dc = avg_pool2d_backward(&gc, shape, k, s, p, count_pad).unwrap();
+            let dg = avg_pool2d_backward(&gg, shape, w, count_pad).unwrap();
+            let dc = avg_pool2d_backward(&gc, shape, w, count_pad).unwrap();
             same(&format!("{what}: backward"), &dg, &dc, numel(shape), 1e-6, 1e-6);
         }
     }
@@ -179,27 +207,29 @@ fn hand_checked_values() {
         let x = Buffer::from_f32(&dev, &(0..16).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
         let shape = [1, 1, 4, 4];
 
-        let (y, idx, s) = max_pool2d(&x, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        let (y, idx, s) = max_pool2d(&x, &shape, window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap();
         assert_eq!(s, vec![1, 1, 2, 2]);
         assert_eq!(y.to_f32().unwrap()[..4], [5.0, 7.0, 13.0, 15.0]);
         assert_eq!(idx.to_u32().unwrap()[..4], [5, 7, 13, 15]);
         let g = Buffer::from_f32(&dev, &[1.0, 2.0, 3.0, 4.0]).unwrap();
-        let dx = max_pool2d_backward(&g, &idx, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap().to_f32().unwrap();
+        let dx =
+            max_pool2d_backward(&g, &idx, &shape, window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap().to_f32().unwrap();
         let mut want = [0.0; 16];
         (want[5], want[7], want[13], want[15]) = (1.0, 2.0, 3.0, 4.0);
         assert_eq!(dx[..16], want);
 
         // Overlapping 3×3 windows with stride 1: the centre pixels win several windows.
-        let (_, idx, s) = max_pool2d(&x, &shape, (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
+        let (_, idx, s) = max_pool2d(&x, &shape, window((3, 3), (1, 1), (1, 1), (1, 1))).unwrap();
         assert_eq!(s, vec![1, 1, 4, 4]);
         let ones = Buffer::from_f32(&dev, &[1.0; 16]).unwrap();
-        let dx = max_pool2d_backward(&ones, &idx, &shape, (3, 3), (1, 1), (1, 1), (1, 1)).unwrap().to_f32().unwrap();
+        let dx =
+            max_pool2d_backward(&ones, &idx, &shape, window((3, 3), (1, 1), (1, 1), (1, 1))).unwrap().to_f32().unwrap();
         assert_eq!(dx[..16], [0., 0., 0., 0., 0., 1., 1., 2., 0., 1., 1., 2., 0., 2., 2., 4.]);
 
         // Corner window of a padded 3×3 average: 4 real elements of 9 positions.
-        let (y, _) = avg_pool2d(&x, &shape, (3, 3), (1, 1), (1, 1), true).unwrap();
+        let (y, _) = avg_pool2d(&x, &shape, window((3, 3), (1, 1), (1, 1), (1, 1)), true).unwrap();
         assert_eq!(y.to_f32().unwrap()[0], (0.0 + 1.0 + 4.0 + 5.0) / 9.0);
-        let (y, _) = avg_pool2d(&x, &shape, (3, 3), (1, 1), (1, 1), false).unwrap();
+        let (y, _) = avg_pool2d(&x, &shape, window((3, 3), (1, 1), (1, 1), (1, 1)), false).unwrap();
         assert_eq!(y.to_f32().unwrap()[0], (0.0 + 1.0 + 4.0 + 5.0) / 4.0);
 
         // Adaptive 4 -> 3 rows: windows [0,2), [1,3), [2,4).
@@ -215,7 +245,7 @@ fn hand_checked_values() {
 fn max_pool_ties_pick_the_first_and_nan_wins() {
     for dev in every_device("max_pool_ties_pick_the_first_and_nan_wins") {
         let x = Buffer::from_f32(&dev, &[1.0, 3.0, 3.0, 2.0, 0.0, f32::NAN, 1.0, 1.0]).unwrap();
-        let (y, idx, _) = max_pool2d(&x, &[1, 2, 2, 2], (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        let (y, idx, _) = max_pool2d(&x, &[1, 2, 2, 2], window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap();
         assert_eq!(idx.to_u32().unwrap()[..2], [1, 1]);
         let y = y.to_f32().unwrap();
         assert_eq!(y[0], 3.0);
@@ -228,17 +258,17 @@ fn bad_geometry_is_an_error_naming_the_op() {
     let dev = Device::cpu_reference();
     let x = Buffer::from_f32(&dev, &[0.0; 64]).unwrap();
     let msg = |e: wgrad_gpu_core::Error| e.to_string();
-    let e = msg(max_pool2d(&x, &[4, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1)).unwrap_err());
+    let e = msg(max_pool2d(&x, &[4, 4, 4], window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap_err());
     assert!(e.contains("max_pool2d") && e.contains("[4, 4, 4]"), "{e}");
-    let e = msg(avg_pool2d(&x, &[1, 1, 8, 8], (2, 2), (2, 2), (2, 0), true).unwrap_err());
+    let e = msg(avg_pool2d(&x, &[1, 1, 8, 8], window((2, 2), (2, 2), (2, 0), (1, 1)), true).unwrap_err());
     assert!(e.contains("avg_pool2d") && e.contains("padding"), "{e}");
-    let e = msg(max_pool2d(&x, &[1, 1, 8, 8], (0, 2), (1, 1), (0, 0), (1, 1)).unwrap_err());
+    let e = msg(max_pool2d(&x, &[1, 1, 8, 8], window((0, 2), (1, 1), (0, 0), (1, 1))).unwrap_err());
     assert!(e.contains("positive"), "{e}");
-    let e = msg(max_pool2d(&x, &[1, 1, 2, 8], (2, 2), (1, 1), (0, 0), (2, 1)).unwrap_err());
+    let e = msg(max_pool2d(&x, &[1, 1, 2, 8], window((2, 2), (1, 1), (0, 0), (2, 1))).unwrap_err());
     assert!(e.contains("window extent"), "{e}");
     let e = msg(adaptive_avg_pool2d(&x, &[1, 1, 8, 8], (0, 2)).unwrap_err());
     assert!(e.contains("adaptive_avg_pool2d"), "{e}");
     let short = Buffer::from_f32(&dev, &[0.0; 3]).unwrap();
-    let e = msg(max_pool2d(&short, &[1, 1, 2, 2], (2, 2), (2, 2), (0, 0), (1, 1)).unwrap_err());
+    let e = msg(max_pool2d(&short, &[1, 1, 2, 2], window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap_err());
     assert!(e.contains("input buffer"), "{e}");
 }

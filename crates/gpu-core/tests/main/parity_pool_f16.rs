@@ -37,11 +37,11 @@ impl Pool {
     fn forward(self, x: &Buffer, shape: &[usize], io: Operands) -> (Buffer, Option<Buffer>, Vec<usize>) {
         match self {
             Pool::Max(k, s, p, d) => {
-                let (y, arg, out) = max_pool2d_io(x, shape, k, s, p, d, io).unwrap();
+                let (y, arg, out) = max_pool2d_io(x, shape, window(k, s, p, d), io).unwrap();
                 (y, Some(arg), out.to_vec())
             }
             Pool::Avg(k, s, p, c) => {
-                let (y, out) = avg_pool2d_io(x, shape, k, s, p, c, io).unwrap();
+                let (y, out) = avg_pool2d_io(x, shape, window(k, s, p, (1, 1)), c, io).unwrap();
                 (y, None, out.to_vec())
             }
             Pool::Adaptive(o) => {
@@ -53,8 +53,8 @@ impl Pool {
 
     fn backward(self, g: &Buffer, arg: Option<&Buffer>, shape: &[usize], io: Operands) -> Buffer {
         match self {
-            Pool::Max(k, s, p, d) => max_pool2d_backward_io(g, arg.unwrap(), shape, k, s, p, d, io).unwrap(),
-            Pool::Avg(k, s, p, c) => avg_pool2d_backward_io(g, shape, k, s, p, c, io).unwrap(),
+            Pool::Max(k, s, p, d) => max_pool2d_backward_io(g, arg.unwrap(), shape, window(k, s, p, d), io).unwrap(),
+            Pool::Avg(k, s, p, c) => avg_pool2d_backward_io(g, shape, window(k, s, p, (1, 1)), c, io).unwrap(),
             Pool::Adaptive(o) => adaptive_avg_pool2d_backward_io(g, shape, o, io).unwrap(),
         }
     }
@@ -219,35 +219,40 @@ fn f16_pooling_limits_sum_in_f32() {
             let buf = |v: &[f32]| Buffer::from_f16(dev, &h(v)).unwrap();
             // 60000 · 4 overflows f16 (65504) but not f32: the average is 60000.
             let x = buf(&[60000.0, 60000.0, 60000.0, 60000.0, -65504.0]);
-            let (y, _) = avg_pool2d_io(&x, &[1, 1, 1, 4], (1, 4), (1, 1), (0, 0), true, Operands::F16).unwrap();
+            let (y, _) =
+                avg_pool2d_io(&x, &[1, 1, 1, 4], window((1, 4), (1, 1), (0, 0), (1, 1)), true, Operands::F16).unwrap();
             assert_eq!(read_halves(&what, &y, 1), h(&[60000.0]), "{what}: avg of 60000s");
             let (y, _) = adaptive_avg_pool2d_io(&x, &[1, 1, 1, 5], (1, 3), Operands::F16).unwrap();
             // windows [0,2), [1,4), [3,5)
             assert_eq!(read_halves(&what, &y, 3), h(&[60000.0, 60000.0, (60000.0 - 65504.0) / 2.0]), "{what}");
             // 1 + 2⁻¹¹ + 2⁻¹¹: f16 steps would round to 1 twice; f32 keeps 1 + 2⁻¹⁰.
             let x = buf(&[1.0, tiny, tiny, 0.0]);
-            let (y, _) = avg_pool2d_io(&x, &[1, 1, 1, 4], (1, 4), (1, 1), (0, 0), true, Operands::F16).unwrap();
+            let (y, _) =
+                avg_pool2d_io(&x, &[1, 1, 1, 4], window((1, 4), (1, 1), (0, 0), (1, 1)), true, Operands::F16).unwrap();
             assert_eq!(read_halves(&what, &y, 1)[0].to_bits(), 0x3401, "{what}: (1 + 2^-10) / 4");
             // Max pooling: 9 is the argmax of windows 1, 2 and 3.
             let x = buf(&[0.0, 0.0, 9.0, 0.0, 0.0]);
             let shape = [1, 1, 1, 5];
-            let (y, arg, s) = max_pool2d_io(&x, &shape, (1, 3), (1, 1), (0, 1), (1, 1), Operands::F16).unwrap();
+            let (y, arg, s) = max_pool2d_io(&x, &shape, window((1, 3), (1, 1), (0, 1), (1, 1)), Operands::F16).unwrap();
             assert_eq!(s, vec![1, 1, 1, 5]);
             assert_eq!(read_halves(&what, &y, 5), h(&[0.0, 9.0, 9.0, 9.0, 0.0]), "{what}");
             assert_eq!(arg.to_u32().unwrap()[..5], [0, 2, 2, 2, 3], "{what}");
             let g = buf(&[0.0, 1.0, tiny, tiny, 0.0]);
-            let dx = max_pool2d_backward_io(&g, &arg, &shape, (1, 3), (1, 1), (0, 1), (1, 1), Operands::F16).unwrap();
+            let dx = max_pool2d_backward_io(&g, &arg, &shape, window((1, 3), (1, 1), (0, 1), (1, 1)), Operands::F16)
+                .unwrap();
             assert_eq!(read_halves(&what, &dx, 5)[2].to_bits(), 0x3c01, "{what}: 1 + 2^-10");
             // 3 · 65504 overflows to +inf (f32 sum, rounded once).
             let g = buf(&[0.0, 65504.0, 65504.0, 65504.0, -65504.0]);
-            let dx = max_pool2d_backward_io(&g, &arg, &shape, (1, 3), (1, 1), (0, 1), (1, 1), Operands::F16).unwrap();
+            let dx = max_pool2d_backward_io(&g, &arg, &shape, window((1, 3), (1, 1), (0, 1), (1, 1)), Operands::F16)
+                .unwrap();
             let dx = read_halves(&what, &dx, 5);
             assert_eq!(dx[2], f16::INFINITY, "{what}");
             assert_eq!(dx[3], f16::from_f32(-65504.0), "{what}");
             // Subnormals and ±65504 come through max pooling bit for bit.
             let vals = [5.96e-8, -5.96e-8, 6.0e-5, 65504.0, -65504.0, -1.2e-7, 3.0e-5];
             let x = Buffer::from_f16(dev, &h(&vals)).unwrap();
-            let (y, _, _) = max_pool2d_io(&x, &[1, 7, 1, 1], (1, 1), (1, 1), (0, 0), (1, 1), Operands::F16).unwrap();
+            let (y, _, _) =
+                max_pool2d_io(&x, &[1, 7, 1, 1], window((1, 1), (1, 1), (0, 0), (1, 1)), Operands::F16).unwrap();
             assert_eq!(read_halves(&what, &y, 7), h(&vals), "{what}: max pooling copies");
             // Averages of subnormals: exact in f32, rounded once.
             let x = buf(&[5.96e-8, 1.788e-7, 5.96e-8, 5.96e-8]);
@@ -256,7 +261,8 @@ fn f16_pooling_limits_sum_in_f32() {
             assert_eq!(read_halves(&what, &y, 1), h(&[s]), "{what}: subnormal average");
             // NaN wins and stays NaN.
             let x = buf(&[1.0, f32::NAN, 2.0, 3.0]);
-            let (y, arg, _) = max_pool2d_io(&x, &[1, 1, 2, 2], (2, 2), (2, 2), (0, 0), (1, 1), Operands::F16).unwrap();
+            let (y, arg, _) =
+                max_pool2d_io(&x, &[1, 1, 2, 2], window((2, 2), (2, 2), (0, 0), (1, 1)), Operands::F16).unwrap();
             assert!(read_halves(&what, &y, 1)[0].is_nan(), "{what}: NaN");
             assert_eq!(arg.to_u32().unwrap()[0], 1, "{what}: NaN's index");
         });
@@ -269,8 +275,8 @@ fn f16_lengths_are_checked_in_halves() {
     let x = Buffer::from_f16(&dev, &[f16::ONE; 3]).unwrap();
     // 4 halves need 8 bytes; 3 halves have 6 (rounded up to 8 by the word):
     // a 5-element input is too short.
-    let e = max_pool2d_io(&x, &[1, 1, 1, 5], (1, 1), (1, 1), (0, 0), (1, 1), Operands::F16).unwrap_err();
+    let e = max_pool2d_io(&x, &[1, 1, 1, 5], window((1, 1), (1, 1), (0, 0), (1, 1)), Operands::F16).unwrap_err();
     assert!(e.to_string().contains("input buffer"), "{e}");
-    let (y, _) = avg_pool2d_io(&x, &[1, 1, 1, 3], (1, 2), (1, 1), (0, 0), true, Operands::F16).unwrap();
+    let (y, _) = avg_pool2d_io(&x, &[1, 1, 1, 3], window((1, 2), (1, 1), (0, 0), (1, 1)), true, Operands::F16).unwrap();
     assert_eq!(read_halves("avg", &y, 2), [f16::ONE, f16::ONE]);
 }

@@ -5,6 +5,7 @@
 //! result read twice, a residual computed after the product, an op a
 //! convolution's store lacks) runs as before with the same values.
 
+use crate::common::window;
 use wgrad_gpu_core::ops::batch_norm::{batch_norm_forward, Centre, ChannelDims, Operands};
 use wgrad_gpu_core::ops::binary::{binary, BinaryOp};
 use wgrad_gpu_core::ops::cast::{f16_to_f32, f32_to_f16};
@@ -462,8 +463,8 @@ fn a_pooling_backward_takes_a_relu_gradient() {
     // then its backward with the ReLU's gradient in its store.
     check(test, "relu'(y) · max_pool_backward(g)", 2, |d| {
         let (y, g) = (relu_output(d, n), upload(d, 14, 2 * 3 * 3 * 2));
-        let (_, arg, _) = max_pool2d(&y, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
-        let dx = max_pool2d_backward(&g, &arg, &shape, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        let (_, arg, _) = max_pool2d(&y, &shape, window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap();
+        let dx = max_pool2d_backward(&g, &arg, &shape, window((2, 2), (2, 2), (0, 0), (1, 1))).unwrap();
         vec![relu_grad(&y, &dx, n)]
     });
     // A global average pool after a ReLU (a ResNet's head).
@@ -492,8 +493,8 @@ fn a_pooling_backward_takes_a_relu_gradient() {
         check_f16(test, &format!("f16 relu'(y) · max_pool_backward(g), {what}"), 2, |d| {
             let y = if zeros { Buffer::from_f16(d, &vec![half::f16::ZERO; n]).unwrap() } else { relu_output_f16(d, n) };
             let g = if zeros { large(d) } else { halves(d, 16, n, 2.0) };
-            let (_, arg, _) = max_pool2d_io(&y, &shape, k, s, p, dl, Operands::F16).unwrap();
-            let dx = max_pool2d_backward_io(&g, &arg, &shape, k, s, p, dl, Operands::F16).unwrap();
+            let (_, arg, _) = max_pool2d_io(&y, &shape, window(k, s, p, dl), Operands::F16).unwrap();
+            let dx = max_pool2d_backward_io(&g, &arg, &shape, window(k, s, p, dl), Operands::F16).unwrap();
             vec![relu_grad16(&y, &dx)]
         });
     }

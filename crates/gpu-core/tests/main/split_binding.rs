@@ -366,14 +366,14 @@ fn pooling(dev: &Device, io: Operands) -> (Vec<f32>, u64) {
     let back = |b: &Buffer, n: usize| values_as(b, n, io);
     dev.flush().unwrap();
     let before = dev.stats().dispatches;
-    let (y, arg, out_shape) = max_pool2d_io(&x, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
+    let (y, arg, out_shape) = max_pool2d_io(&x, &shape, window((3, 2), (2, 2), (1, 1), (1, 1)), io).unwrap();
     let m: usize = out_shape.iter().product();
     let gy = upload_as(dev, &r.vec(m, -1.0, 1.0), io);
-    let dx = max_pool2d_backward_io(&gy, &arg, &shape, (3, 2), (2, 2), (1, 1), (1, 1), io).unwrap();
-    let (a, a_shape) = avg_pool2d_io(&x, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
+    let dx = max_pool2d_backward_io(&gy, &arg, &shape, window((3, 2), (2, 2), (1, 1), (1, 1)), io).unwrap();
+    let (a, a_shape) = avg_pool2d_io(&x, &shape, window((3, 3), (2, 2), (1, 1), (1, 1)), false, io).unwrap();
     let am: usize = a_shape.iter().product();
     let ga = upload_as(dev, &r.vec(am, -1.0, 1.0), io);
-    let da = avg_pool2d_backward_io(&ga, &shape, (3, 3), (2, 2), (1, 1), false, io).unwrap();
+    let da = avg_pool2d_backward_io(&ga, &shape, window((3, 3), (2, 2), (1, 1), (1, 1)), false, io).unwrap();
     let (ad, _) = adaptive_avg_pool2d_io(&x, &shape, (2, 3), io).unwrap();
     let mut out = back(&y, m);
     out.extend(arg.to_u32().unwrap()[..m].iter().map(|&i| i as f32));

@@ -442,12 +442,12 @@ fn pooling(dev: &Device, on: bool) -> Run {
         .profile(|| {
             let mut outs = Vec::new();
             for (k, s, pad) in [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))] {
-                let (y, arg, out_shape) = max_pool2d(&x, &shape, k, s, pad, (1, 1)).unwrap();
+                let (y, arg, out_shape) = max_pool2d(&x, &shape, window(k, s, pad, (1, 1))).unwrap();
                 let m = out_shape.iter().product::<usize>();
                 let dy = Buffer::from_f32(dev, &r.vec(m, -1.0, 1.0)).unwrap();
-                let dx = max_pool2d_backward(&dy, &arg, &shape, k, s, pad, (1, 1)).unwrap();
-                let (avg, _) = avg_pool2d(&x, &shape, k, s, pad, false).unwrap();
-                let davg = avg_pool2d_backward(&dy, &shape, k, s, pad, false).unwrap();
+                let dx = max_pool2d_backward(&dy, &arg, &shape, window(k, s, pad, (1, 1))).unwrap();
+                let (avg, _) = avg_pool2d(&x, &shape, window(k, s, pad, (1, 1)), false).unwrap();
+                let davg = avg_pool2d_backward(&dy, &shape, window(k, s, pad, (1, 1)), false).unwrap();
                 outs.extend([(y, m), (arg, m), (dx, n), (avg, m), (davg, n)]);
             }
             outs
