@@ -16,7 +16,7 @@ use half::f16;
 use wgrad_gpu_core::ops::operands::Operands;
 use wgrad_gpu_core::ops::pool::{
     adaptive_avg_pool2d_backward_io, adaptive_avg_pool2d_io, avg_pool2d_backward_io, avg_pool2d_io,
-    max_pool2d_backward_io, max_pool2d_io,
+    max_pool2d_backward_io, max_pool2d_io, PoolWindow,
 };
 use wgrad_gpu_core::testing::gpu_or_skip;
 use wgrad_gpu_core::{Buffer, Device};
@@ -25,10 +25,9 @@ type Pair = (usize, usize);
 
 #[derive(Clone, Copy, Debug)]
 enum Pool {
-    /// kernel, stride, padding, dilation
-    Max(Pair, Pair, Pair, Pair),
-    /// kernel, stride, padding, count_include_pad
-    Avg(Pair, Pair, Pair, bool),
+    Max(PoolWindow),
+    /// The window and count_include_pad.
+    Avg(PoolWindow, bool),
     /// output size
     Adaptive(Pair),
 }
@@ -36,12 +35,12 @@ enum Pool {
 impl Pool {
     fn forward(self, x: &Buffer, shape: &[usize], io: Operands) -> (Buffer, Option<Buffer>, Vec<usize>) {
         match self {
-            Pool::Max(k, s, p, d) => {
-                let (y, arg, out) = max_pool2d_io(x, shape, window(k, s, p, d), io).unwrap();
+            Pool::Max(w) => {
+                let (y, arg, out) = max_pool2d_io(x, shape, w, io).unwrap();
                 (y, Some(arg), out.to_vec())
             }
-            Pool::Avg(k, s, p, c) => {
-                let (y, out) = avg_pool2d_io(x, shape, window(k, s, p, (1, 1)), c, io).unwrap();
+            Pool::Avg(w, c) => {
+                let (y, out) = avg_pool2d_io(x, shape, w, c, io).unwrap();
                 (y, None, out.to_vec())
             }
             Pool::Adaptive(o) => {
@@ -53,8 +52,8 @@ impl Pool {
 
     fn backward(self, g: &Buffer, arg: Option<&Buffer>, shape: &[usize], io: Operands) -> Buffer {
         match self {
-            Pool::Max(k, s, p, d) => max_pool2d_backward_io(g, arg.unwrap(), shape, window(k, s, p, d), io).unwrap(),
-            Pool::Avg(k, s, p, c) => avg_pool2d_backward_io(g, shape, window(k, s, p, (1, 1)), c, io).unwrap(),
+            Pool::Max(w) => max_pool2d_backward_io(g, arg.unwrap(), shape, w, io).unwrap(),
+            Pool::Avg(w, c) => avg_pool2d_backward_io(g, shape, w, c, io).unwrap(),
             Pool::Adaptive(o) => adaptive_avg_pool2d_backward_io(g, shape, o, io).unwrap(),
         }
     }
@@ -64,7 +63,8 @@ impl Pool {
     }
 }
 
-/// The geometries: parity_pool.rs's, plus odd element counts.
+/// The geometries: parity_pool.rs's, plus odd element counts, each also
+/// with `ceil_mode`.
 fn cases() -> Vec<(Vec<usize>, Pool)> {
     let mut v = Vec::new();
     let fixed: &[(&[usize], Pair, Pair, Pair)] = &[
@@ -78,10 +78,11 @@ fn cases() -> Vec<(Vec<usize>, Pool)> {
         (&[1, 1, 1, 1], (1, 1), (1, 1), (0, 0)),
         (&[1, 1, 7, 5], (3, 2), (2, 2), (1, 1)),
     ];
-    for &(shape, k, s, p) in fixed {
-        v.push((shape.to_vec(), Pool::Max(k, s, p, (1, 1))));
+    for (&(shape, k, s, p), ceil) in fixed.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let w = window(k, s, p, (1, 1)).ceil_mode(ceil);
+        v.push((shape.to_vec(), Pool::Max(w)));
         for c in [true, false] {
-            v.push((shape.to_vec(), Pool::Avg(k, s, p, c)));
+            v.push((shape.to_vec(), Pool::Avg(w, c)));
         }
     }
     // Dilated (max only); the last has 63 inputs and 21 outputs.
@@ -91,7 +92,7 @@ fn cases() -> Vec<(Vec<usize>, Pool)> {
         (&[1, 1, 9, 7], (3, 2), (1, 2), (1, 0), (2, 2)),
     ];
     for &(shape, k, s, p, d) in dilated {
-        v.push((shape.to_vec(), Pool::Max(k, s, p, d)));
+        v.push((shape.to_vec(), Pool::Max(window(k, s, p, d))));
     }
     let adaptive: &[(&[usize], Pair)] = &[
         (&[2, 3, 7, 5], (3, 2)),
