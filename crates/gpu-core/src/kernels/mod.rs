@@ -18,6 +18,7 @@ pub(crate) mod fast_math;
 pub(crate) mod fill;
 pub(crate) mod index;
 pub(crate) mod index_add;
+pub(crate) mod interpolate;
 pub(crate) mod io;
 pub(crate) mod matmul;
 pub(crate) mod optim;

@@ -2,7 +2,8 @@
 //! dense tensors, for ops whose kernels bind their tensors whole: past the
 //! storage-binding limit they run on copies of one chunk of rows at a time
 //! (buffer-to-buffer copies bind nothing) and copy the results into place.
-//! Used by `attention_split.rs`, `batch_norm_split.rs` and `conv_split.rs`.
+//! Used by `attention_split.rs`, `batch_norm_split.rs`, `conv_split.rs` and,
+//! through [`by_rows`], pooling and interpolation.
 
 use crate::gpu::GpuContext;
 use crate::{Buffer, Device, Error, Result};
@@ -65,4 +66,33 @@ impl Rows {
     pub fn place(self, g: &GpuContext, part: &Buffer, dst: &Buffer, c: Chunk) -> Result<()> {
         g.copy_range(part.wgpu(), 0, dst.wgpu(), self.bytes(c.first), self.bytes(c.count))
     }
+}
+
+/// Runs `launch(rows, inputs, outputs)` on chunks of the `total` leading
+/// rows (images, planes) that dense `inputs` and `outputs` each hold the
+/// same number of bytes of, on copies of each chunk, and copies the
+/// results into place: the path past the binding limit of a kernel that
+/// binds its tensors whole and treats its rows independently. `what`
+/// names the op and its rows for the error when not even one row fits.
+pub(crate) fn by_rows(
+    g: &GpuContext,
+    what: &str,
+    total: usize,
+    inputs: &[&Buffer],
+    outputs: &[&Buffer],
+    mut launch: impl FnMut(usize, &[&Buffer], &[&Buffer]) -> Result<()>,
+) -> Result<()> {
+    let rows: Vec<Rows> = inputs.iter().chain(outputs).map(|b| Rows { row: b.len_bytes() / total as u64 }).collect();
+    let sizes: Vec<u64> = rows.iter().map(|r| r.row).collect();
+    let (in_rows, out_rows) = rows.split_at(inputs.len());
+    for c in chunks(g, what, total, &sizes, 1)? {
+        let ins = inputs.iter().zip(in_rows).map(|(b, r)| r.slice(g, b, c)).collect::<Result<Vec<_>>>()?;
+        let outs = out_rows.iter().map(|r| r.alloc(inputs[0].device(), c)).collect::<Result<Vec<_>>>()?;
+        let (ins_ref, outs_ref): (Vec<&Buffer>, Vec<&Buffer>) = (ins.iter().collect(), outs.iter().collect());
+        launch(c.count, &ins_ref, &outs_ref)?;
+        for ((part, dst), r) in outs.iter().zip(outputs).zip(out_rows) {
+            r.place(g, part, dst, c)?;
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ pub mod epilogue;
 pub mod fill;
 pub mod index;
 pub mod index_add;
+pub mod interpolate;
 mod launch;
 pub mod matmul;
 pub mod norm;

@@ -20,7 +20,7 @@
 //! [`with_half_loads`](super::operands::with_half_loads)); each thread owns a
 //! whole packed word (two elements, each from its own window).
 
-use super::chunks::{chunks, Rows};
+use super::chunks::by_rows;
 pub use super::operands::Operands;
 use super::operands::{host_f32, thread_half_loads, HostOutput};
 use super::{dispatch, groups, run_fallible, Kind, Params, ParamsDecl};
@@ -192,8 +192,7 @@ impl Pool {
 
     /// [`launch`](Self::launch) past the binding limit: planes are
     /// independent and every buffer holds the same number of bytes per
-    /// plane, so the launch runs on copies of chunks of planes
-    /// (`chunks.rs`), its results copied into place.
+    /// plane, so the launch runs on chunks of planes (`chunks.rs`).
     fn launch_chunks(
         &self,
         g: &GpuContext,
@@ -203,21 +202,9 @@ impl Pool {
         n: usize,
     ) -> Result<()> {
         let planes = self.planes;
-        let rows: Vec<Rows> =
-            inputs.iter().chain(outputs).map(|b| Rows { row: b.len_bytes() / planes as u64 }).collect();
-        let sizes: Vec<u64> = rows.iter().map(|r| r.row).collect();
-        let (in_rows, out_rows) = rows.split_at(inputs.len());
-        for c in chunks(g, &format!("{op}: one plane"), planes, &sizes, 1)? {
-            let ins = inputs.iter().zip(in_rows).map(|(b, r)| r.slice(g, b, c)).collect::<Result<Vec<_>>>()?;
-            let outs = out_rows.iter().map(|r| r.alloc(inputs[0].device(), c)).collect::<Result<Vec<_>>>()?;
-            let sub = Pool { planes: c.count, ..*self };
-            let (ins_ref, outs_ref): (Vec<&Buffer>, Vec<&Buffer>) = (ins.iter().collect(), outs.iter().collect());
-            sub.launch(g, op, io, entry, &ins_ref, &outs_ref, n / planes * c.count)?;
-            for ((part, dst), r) in outs.iter().zip(outputs).zip(out_rows) {
-                r.place(g, part, dst, c)?;
-            }
-        }
-        Ok(())
+        by_rows(g, &format!("{op}: one plane"), planes, inputs, outputs, |count, ins, outs| {
+            Pool { planes: count, ..*self }.launch(g, op, io, entry, ins, outs, n / planes * count)
+        })
     }
 
     /// The fast max pooling's window taps (rows, cols): each window's

@@ -27,6 +27,7 @@ mod parity_f16_loads;
 mod parity_fast_cpu;
 mod parity_index;
 mod parity_index_add;
+mod parity_interpolate;
 mod parity_layout;
 mod parity_matmul;
 mod parity_matmul_f16;
