@@ -3,7 +3,7 @@
 // twin, whose arithmetic this follows step for step, is
 // gpu-core/src/kernels/interpolate.rs):
 //   forward   one thread per output pixel: the pixel at floor(dst * scale)
-//             (nearest), or the 2 x 2 pixels around the source position
+//             (nearest; dst itself at the same size, dst / 2 at double), or the 2 x 2 pixels around the source position
 //             weighted (bilinear)
 //   backward  one thread per input pixel: the weighted sum of the output
 //             gradients of the pixels that read it, in row-major output
@@ -34,8 +34,15 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-// Nearest: the input index output index d reads along an axis of `size`.
-fn nearest(d: u32, scale: f32, size: u32) -> u32 {
+// Nearest: the input index output index d reads along an axis of `size`
+// resized to `out` (PyTorch's nearest_idx: same and double sizes exactly).
+fn nearest(d: u32, scale: f32, size: u32, out: u32) -> u32 {
+    if out == size {
+        return d;
+    }
+    if out == 2u * size {
+        return d >> 1u;
+    }
     return min(u32(floor(f32(d) * scale)), size - 1u);
 }
 
@@ -63,17 +70,17 @@ fn linear(d: u32, scale: f32, size: u32) -> Taps {
     return Taps(i0, i1, 1.0 - w1, w1);
 }
 
-fn first(d: u32, scale: f32, size: u32) -> u32 {
+fn first(d: u32, scale: f32, size: u32, out: u32) -> u32 {
     if p.bilinear != 0u {
         return linear(d, scale, size).i0;
     }
-    return nearest(d, scale, size);
+    return nearest(d, scale, size, out);
 }
 
 // How much output index d takes from input index i along an axis.
-fn weight(d: u32, i: u32, scale: f32, size: u32) -> f32 {
+fn weight(d: u32, i: u32, scale: f32, size: u32, out: u32) -> f32 {
     if p.bilinear == 0u {
-        return select(0.0, 1.0, nearest(d, scale, size) == i);
+        return select(0.0, 1.0, nearest(d, scale, size, out) == i);
     }
     let t = linear(d, scale, size);
     var w = 0.0;
@@ -92,7 +99,7 @@ fn first_at_least(i: u32, scale: f32, size: u32, out: u32) -> u32 {
     var hi = out;
     while lo < hi {
         let mid = (lo + hi) / 2u;
-        if first(mid, scale, size) < i {
+        if first(mid, scale, size, out) < i {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -120,7 +127,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let oy = (o / p.ow) % p.oh;
     let base = (o / (p.ow * p.oh)) * p.ih * p.iw;
     if p.bilinear == 0u {
-        dst[o] = src[base + nearest(oy, p.scale_h, p.ih) * p.iw + nearest(ox, p.scale_w, p.iw)];
+        dst[o] = src[base + nearest(oy, p.scale_h, p.ih, p.oh) * p.iw + nearest(ox, p.scale_w, p.iw, p.ow)];
         return;
     }
     let ty = linear(oy, p.scale_h, p.ih);
@@ -144,9 +151,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let rx = reaching(x, p.scale_w, p.iw, p.ow);
     var acc = 0.0;
     for (var dy = ry.x; dy < ry.y; dy++) {
-        let a = weight(dy, y, p.scale_h, p.ih);
+        let a = weight(dy, y, p.scale_h, p.ih, p.oh);
         for (var dx = rx.x; dx < rx.y; dx++) {
-            acc += src[obase + dy * p.ow + dx] * (a * weight(dx, x, p.scale_w, p.iw));
+            acc += src[obase + dy * p.ow + dx] * (a * weight(dx, x, p.scale_w, p.iw, p.ow));
         }
     }
     dst[i] = acc;

@@ -44,6 +44,7 @@ pub use trace::{trace, TraceOp, TracedOp};
 pub use wgrad_gpu_core::env;
 pub use wgrad_gpu_core::ops::attention::AttentionPath;
 pub use wgrad_gpu_core::ops::binary::BinaryOp;
+pub use wgrad_gpu_core::ops::interpolate::{Interpolation, Resize};
 pub use wgrad_gpu_core::ops::pool::PoolWindow;
 pub use wgrad_gpu_core::ops::reduce::ReduceOp;
 pub use wgrad_gpu_core::ops::unary::{Domain, UnaryOp};

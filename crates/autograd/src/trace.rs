@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use wgrad_gpu_core::ops::reduce::ReduceOp;
 
 use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
-use crate::{BinaryOp, DType, PoolWindow, RecurrentKind, Result, Tensor, UnaryOp};
+use crate::{BinaryOp, DType, PoolWindow, RecurrentKind, Resize, Result, Tensor, UnaryOp};
 
 /// (vertical, horizontal), as the pooling ops take their sizes.
 pub type Pair = (usize, usize);
@@ -87,6 +87,9 @@ pub enum TraceOp {
         /// Output (height, width).
         out: Pair,
     },
+    /// Resizing the last two dims (`F.interpolate`): the output size, the
+    /// scale factors it came from if any, the mode. Input: x.
+    Interpolate(Resize),
     /// Batch normalization. Inputs: x, running_mean, running_var, weight,
     /// bias (each but x optional).
     BatchNorm {

@@ -46,7 +46,7 @@ pub use layers::conv::{Conv1d, Conv1dBuilder, Conv2d, Conv2dBuilder, ConvTranspo
 pub use layers::dropout::{Dropout, DropoutBuilder};
 pub use layers::embedding::{Embedding, EmbeddingBuilder};
 pub use layers::linear::{Linear, LinearBuilder};
-pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, PoolWindow};
+pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Interpolation, PoolWindow};
 
 pub use layers::classes::{BatchNorm1d, BatchNorm2d, GRUCell, LSTMCell, RNNCell, GRU, LSTM, RNN};
 pub use layers::misc::{Flatten, Identity};
@@ -55,6 +55,7 @@ pub use layers::norm::{
     RMSNormBuilder,
 };
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use layers::upsample::Upsample;
 
 pub use layers::attention::{
     causal_mask, padding_mask, AttentionMask, KvCache, MultiheadAttention, MultiheadAttentionBuilder,

@@ -12,6 +12,7 @@ pub(crate) enum Attr {
     Int(i64),
     Float(f32),
     Ints(Vec<i64>),
+    Str(&'static str),
     Tensor(Box<TensorProto>),
 }
 
@@ -241,6 +242,10 @@ fn attribute(name: &str, a: Attr) -> AttributeProto {
         Attr::Ints(v) => {
             p.ints = v;
             p.r#type = Some(AttributeType::Ints as i32);
+        }
+        Attr::Str(v) => {
+            p.s = Some(v.as_bytes().to_vec());
+            p.r#type = Some(AttributeType::String as i32);
         }
         Attr::Tensor(t) => {
             p.t = Some(*t);

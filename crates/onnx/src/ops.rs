@@ -4,7 +4,7 @@
 //! never a node that computes something else. docs/interop.md lists the
 //! table for users; keep the two in step.
 
-use wgrad_autograd::{BinaryOp, DType, PoolWindow, ReduceOp, TraceOp, TracedOp, UnaryOp};
+use wgrad_autograd::{BinaryOp, DType, Interpolation, PoolWindow, ReduceOp, TraceOp, TracedOp, UnaryOp};
 
 use crate::builder::{onnx_type, raw, Attr, Builder, FixedBatch};
 use crate::proto::tensor_proto::DataType;
@@ -146,6 +146,32 @@ pub(crate) fn emit(b: &mut Builder, c: &Ctx) -> Result<Vec<String>, Problem> {
             let mut attrs = pool_attrs(w);
             attrs.push(("count_include_pad", Attr::Int(*count_include_pad as i64)));
             one(batched(b, c, 4, |b, x| b.op("AveragePool", &[x], attrs)))
+        }
+        TraceOp::Interpolate(r) => {
+            // Resize to the traced output's sizes, or by the scale factors
+            // when the op had them (PyTorch steps sources by 1 / factor,
+            // ONNX by 1 / scale: the same; sizes would step by in / out).
+            let (mut first, mut second) = c.out_shapes(0);
+            if first.len() == 3 {
+                first.insert(0, 1);
+                second.insert(0, 1);
+            }
+            let scales = r.scale_factor.map(|(h, w)| b.floats(&[1.0, 1.0, h as f32, w as f32], &[4]));
+            let sizes = if scales.is_some() { None } else { Some(b.shape(&first, &second)?) };
+            // `half_pixel`, not `pytorch_half_pixel`: the latter reads
+            // pixel 0 for an output of length 1, where PyTorch reads the
+            // middle; a source below 0 reads pixel 0 in both, as in PyTorch.
+            let (mode, transform) = match r.mode {
+                Interpolation::Nearest => ("nearest", "asymmetric"),
+                Interpolation::Bilinear { align_corners: false } => ("linear", "half_pixel"),
+                Interpolation::Bilinear { align_corners: true } => ("linear", "align_corners"),
+            };
+            let mut attrs = vec![("mode", Attr::Str(mode)), ("coordinate_transformation_mode", Attr::Str(transform))];
+            if r.mode == Interpolation::Nearest {
+                attrs.push(("nearest_mode", Attr::Str("floor")));
+            }
+            let (scales, sizes) = (scales.unwrap_or_default(), sizes.unwrap_or_default());
+            one(batched(b, c, 4, |b, x| b.op("Resize", &[x, "", &scales, &sizes], attrs)))
         }
         TraceOp::AdaptiveAvgPool2d { out } => {
             let s = c.in_shape(0);

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use prost::Message;
 use serde_json::{json, Value as Json};
-use wgrad_autograd::{no_grad, DType, Device, HostRng, PoolWindow, RecurrentKind, Tensor};
+use wgrad_autograd::{no_grad, DType, Device, HostRng, Interpolation, PoolWindow, RecurrentKind, Tensor};
 use wgrad_models::{lenet5, mlp, mnist_cnn, AttentionScore, Autoencoder, Gpt, ResNet, RnnLm, Seq2Seq, Shortcut, Vae};
 use wgrad_nn::{Init, LayerNorm, Linear, Module, ModuleExt, RecurrentState};
 use wgrad_onnx::{proto::ModelProto, Exporter, OnnxModel};
@@ -249,6 +249,17 @@ fn op_table_case(dev: &Device) -> Case {
         // ceil_mode: last windows that run past the (padded) 8 x 8 image.
         let ceil = PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true);
         out.push(("max_pool2d_ceil".into(), img.max_pool2d_window(ceil)));
+        // Resize: to sizes that do not divide 8, and by scale factors.
+        let modes = [
+            ("nearest", Interpolation::Nearest),
+            ("bilinear", Interpolation::Bilinear { align_corners: false }),
+            ("bilinear_aligned", Interpolation::Bilinear { align_corners: true }),
+        ];
+        for (name, mode) in modes {
+            out.push((format!("interpolate_{name}"), img.interpolate((11, 5), mode)));
+            out.push((format!("interpolate_scale_{name}"), img.interpolate_scale((1.5, 0.75), mode)));
+            out.push((format!("interpolate_to_one_row_{name}"), img.interpolate((1, 3), mode)));
+        }
         for count_pad in [true, false] {
             let avg = img.avg_pool2d_window(ceil.padding((1, 1)), count_pad);
             out.push((format!("avg_pool2d_ceil_count_pad_{count_pad}"), avg));

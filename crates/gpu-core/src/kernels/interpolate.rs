@@ -58,9 +58,17 @@ impl Axis {
         Axis { size, out, scale, bilinear, align_corners }
     }
 
-    /// The input pixel output pixel `d` reads (nearest).
+    /// The input pixel output pixel `d` reads (nearest): PyTorch's
+    /// `nearest_idx`, whose same size and double size it takes exactly,
+    /// whatever scale factor gave them.
     pub(crate) fn nearest(&self, d: usize) -> usize {
-        ((d as f32 * self.scale).floor() as usize).min(self.size - 1)
+        if self.out == self.size {
+            d
+        } else if self.out == 2 * self.size {
+            d >> 1
+        } else {
+            ((d as f32 * self.scale).floor() as usize).min(self.size - 1)
+        }
     }
 
     /// The two input pixels output pixel `d` mixes and their weights
@@ -174,9 +182,17 @@ mod tests {
             Interpolation::Bilinear { align_corners: true },
         ];
         for mode in modes {
-            for (size, out, factor) in
-                [(3, 7, None), (7, 3, None), (5, 10, None), (1, 4, None), (4, 1, None), (6, 6, None), (3, 5, Some(1.7))]
-            {
+            for (size, out, factor) in [
+                (3, 7, None),
+                (7, 3, None),
+                (5, 10, None),
+                (1, 4, None),
+                (4, 1, None),
+                (6, 6, None),
+                (3, 5, Some(1.7)),
+                (3, 3, Some(1.2)),
+                (10, 20, Some(2.05)),
+            ] {
                 let a = Axis::new(size, out, factor, mode);
                 for i in 0..size {
                     let want: Vec<usize> = (0..out).filter(|&d| a.weight(d, i) != 0.0).collect();
@@ -197,6 +213,12 @@ mod tests {
         // F.interpolate(torch.arange(4.).view(1, 1, 1, 4), size=(1, 7)) reads 0 0 1 1 2 2 3.
         let a = Axis::new(4, 7, None, Interpolation::Nearest);
         assert_eq!((0..7).map(|d| a.nearest(d)).collect::<Vec<_>>(), [0, 0, 1, 1, 2, 2, 3]);
+        // A factor that keeps the size copies, one that doubles it halves
+        // (nearest_idx), though 1 / 1.2 and 1 / 2.05 would read elsewhere.
+        let a = Axis::new(3, 3, Some(1.2), Interpolation::Nearest);
+        assert_eq!((0..3).map(|d| a.nearest(d)).collect::<Vec<_>>(), [0, 1, 2]);
+        let a = Axis::new(10, 20, Some(2.05), Interpolation::Nearest);
+        assert_eq!(a.nearest(19), 9);
         // bilinear 2 -> 4, align_corners=False: sources -0.25 (0), 0.25, 0.75, 1.25 (clamped pair).
         let a = Axis::new(2, 4, None, Interpolation::Bilinear { align_corners: false });
         assert_eq!(a.linear(0), (0, 1, 1.0, 0.0));

@@ -32,6 +32,9 @@ fn cases(mode: Interpolation) -> Vec<(Vec<usize>, Resize)> {
         by(&[1, 2, 5, 6], (2.0, 2.0)),
         by(&[2, 3, 7, 5], (1.7, 0.6)),
         by(&[1, 1, 3, 4], (2.5, 1.25)),
+        // Factors that give the same size and double it (nearest then
+        // copies and halves indices, as PyTorch's nearest_idx does).
+        by(&[1, 2, 3, 10], (1.2, 2.05)),
     ]
 }
 

@@ -19,3 +19,4 @@ pub mod seq2seq_attention;
 pub mod sequential;
 pub mod sync_batch_norm;
 pub mod transformer;
+pub mod upsample;
