@@ -131,39 +131,67 @@ impl Axis {
     }
 }
 
-/// Interpolation of one `rows.size × cols.size` plane to `rows.out × cols.out`.
-pub(crate) fn forward_plane(rows: &Axis, cols: &Axis, x: &[f32], y: &mut [f32]) {
+/// One axis worked out for every plane of a launch: each output index's
+/// taps (forward) and each input index's readers (backward), with the
+/// weights the kernel computes per pixel, so the per-plane loops below
+/// only multiply and add.
+pub(crate) struct Tables {
+    /// Per output index: (i0, i1, w0, w1) ([`Axis::linear`]; nearest: its
+    /// pixel twice, weights 1 and 0, unused).
+    taps: Vec<(usize, usize, f32, f32)>,
+    /// Per input index: the first output index that reads it and each
+    /// reader's weight, in output order ([`Axis::reaching`], [`Axis::weight`]).
+    readers: Vec<(usize, Vec<f32>)>,
+    size: usize,
+    out: usize,
+}
+
+impl Axis {
+    /// The axis's [`Tables`].
+    pub(crate) fn tables(&self) -> Tables {
+        let taps = (0..self.out)
+            .map(|d| if self.bilinear { self.linear(d) } else { (self.nearest(d), self.nearest(d), 1.0, 0.0) })
+            .collect();
+        let readers = (0..self.size)
+            .map(|i| {
+                let r = self.reaching(i);
+                (r.start, r.map(|d| self.weight(d, i)).collect())
+            })
+            .collect();
+        Tables { taps, readers, size: self.size, out: self.out }
+    }
+}
+
+/// Interpolation of one `rows.size × cols.size` plane to `rows.out ×
+/// cols.out` (bilinear: `a0 (b0 x00 + b1 x01) + a1 (b0 x10 + b1 x11)`, the
+/// kernel's expression).
+pub(crate) fn forward_plane(bilinear: bool, rows: &Tables, cols: &Tables, x: &[f32], y: &mut [f32]) {
     let w = cols.size;
-    for oy in 0..rows.out {
-        for ox in 0..cols.out {
-            y[oy * cols.out + ox] = if rows.bilinear {
-                let (y0, y1, a0, a1) = rows.linear(oy);
-                let (x0, x1, b0, b1) = cols.linear(ox);
+    for (yo, &(y0, y1, a0, a1)) in y.chunks_exact_mut(cols.out).zip(&rows.taps) {
+        for (o, &(x0, x1, b0, b1)) in yo.iter_mut().zip(&cols.taps) {
+            *o = if bilinear {
                 a0 * (b0 * x[y0 * w + x0] + b1 * x[y0 * w + x1]) + a1 * (b0 * x[y1 * w + x0] + b1 * x[y1 * w + x1])
             } else {
-                x[rows.nearest(oy) * w + cols.nearest(ox)]
+                x[y0 * w + x0]
             };
         }
     }
 }
 
 /// The input gradient of one plane: each input pixel gathers the output
-/// gradients of the pixels that read it, weighted, in row-major output order.
-pub(crate) fn backward_plane(rows: &Axis, cols: &Axis, g: &[f32], dx: &mut [f32]) {
-    for y in 0..rows.size {
-        let (ry, wy): (Range<usize>, Vec<f32>) = {
-            let r = rows.reaching(y);
-            (r.clone(), r.map(|d| rows.weight(d, y)).collect())
-        };
-        for x in 0..cols.size {
-            let rx = cols.reaching(x);
+/// gradients of the pixels that read it, each times (row weight · column
+/// weight), in row-major output order, as the kernel does.
+pub(crate) fn backward_plane(rows: &Tables, cols: &Tables, g: &[f32], dx: &mut [f32]) {
+    for (dxr, (ry, wy)) in dx.chunks_exact_mut(cols.size).zip(&rows.readers) {
+        for (d, (rx, wx)) in dxr.iter_mut().zip(&cols.readers) {
             let mut acc = 0.0;
-            for (dy, &a) in ry.clone().zip(&wy) {
-                for dxo in rx.clone() {
-                    acc += g[dy * cols.out + dxo] * (a * cols.weight(dxo, x));
+            for (dy, &a) in wy.iter().enumerate() {
+                let gr = &g[(ry + dy) * cols.out + rx..][..wx.len()];
+                for (&gv, &b) in gr.iter().zip(wx) {
+                    acc += gv * (a * b);
                 }
             }
-            dx[y * cols.size + x] = acc;
+            *d = acc;
         }
     }
 }

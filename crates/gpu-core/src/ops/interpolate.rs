@@ -153,13 +153,14 @@ fn launch(
             let (il, ol) = (rows.size * cols.size, rows.out * cols.out);
             // Planes are independent: the fast CPU backend spreads them over its cores.
             let fast = dev.runs_fast_cpu();
+            let (rt, ct) = (rows.tables(), cols.tables());
             if forward {
                 per_row(fast, (&mut ys[..planes * ol], ol), |p, y| {
-                    twin::forward_plane(&rows, &cols, &xs[p * il..][..il], y)
+                    twin::forward_plane(rows.bilinear, &rt, &ct, &xs[p * il..][..il], y)
                 });
             } else {
                 per_row(fast, (&mut ys[..planes * il], il), |p, d| {
-                    twin::backward_plane(&rows, &cols, &xs[p * ol..][..ol], d)
+                    twin::backward_plane(&rt, &ct, &xs[p * ol..][..ol], d)
                 });
             }
         },
