@@ -7,7 +7,8 @@
 #             (WGRAD_COOP_FRAGS; they fail if the adapter has no usable
 #             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
 #             attention ones, and the f32 ones (products in slices of K
-#             and the recurrent sequences included), and index_add's;
+#             and the recurrent sequences included), index_add's, and
+#             pooling's and interpolation's;
 #   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting
 #             (fragments, tile, prefetch);
 #   table     the f32 and f16 matmul tables beside PyTorch on the same card;
@@ -47,6 +48,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     # the embedding gradient's bits against the CPU's.
     step .gpu/test_gpu_core parity_index split_elementwise:: --test-threads 1
     step .gpu/test_autograd embedding_gradients --test-threads 1
+    # Pooling (ceil_mode included) and interpolation's gathers.
+    step .gpu/test_gpu_core parity_pool parity_interpolate --test-threads 1
   fi
   if has sweep; then
     # Fragments along N, tile, and whether a slice's loads overlap the
