@@ -44,7 +44,7 @@ impl Tensor {
         const OP: &str = "interpolate";
         let s = self.shape();
         let hw = if s.len() >= 2 { (s[s.len() - 2], s[s.len() - 1]) } else { (0, 0) };
-        self.resize_by(expect(OP, Resize::by(OP, hw, factor, mode)))
+        self.resize_by(expect(OP, Resize::by(hw, factor, mode)))
     }
 
     fn resize_by(&self, resize: Resize) -> Tensor {

@@ -56,10 +56,11 @@ impl Resize {
     /// the output is `floor(h · factor.0) × floor(w · factor.1)`, and
     /// source positions step by `1 / factor` (PyTorch's default,
     /// `recompute_scale_factor=False`).
-    pub fn by(op: &'static str, (h, w): (usize, usize), factor: (f64, f64), mode: Interpolation) -> Result<Resize> {
+    pub fn by((h, w): (usize, usize), factor: (f64, f64), mode: Interpolation) -> Result<Resize> {
         for f in [factor.0, factor.1] {
             if !(f.is_finite() && f > 0.0) {
-                return Err(Error::invalid(op, format!("scale factors must be positive and finite, got {factor:?}")));
+                let why = format!("scale factors must be positive and finite, got {factor:?}");
+                return Err(Error::invalid("interpolate2d", why));
             }
         }
         let size = ((h as f64 * factor.0).floor() as usize, (w as f64 * factor.1).floor() as usize);

@@ -21,7 +21,7 @@ const MODES: [Interpolation; 3] = [
 /// steps, not the sizes').
 fn cases(mode: Interpolation) -> Vec<(Vec<usize>, Resize)> {
     let to = |shape: &[usize], size| (shape.to_vec(), Resize::to(size, mode));
-    let by = |shape: &[usize], f| (shape.to_vec(), Resize::by("t", (shape[2], shape[3]), f, mode).unwrap());
+    let by = |shape: &[usize], f| (shape.to_vec(), Resize::by((shape[2], shape[3]), f, mode).unwrap());
     vec![
         to(&[2, 3, 5, 7], (11, 13)),
         to(&[1, 2, 9, 8], (4, 3)),
@@ -155,11 +155,11 @@ fn bad_arguments_are_errors() {
     assert!(e.contains("interpolate2d") && e.contains("[2, 2, 2]"), "{e}");
     let e = msg(interpolate2d(&x, &[1, 2, 2, 2], Resize::to((0, 4), nearest)).unwrap_err());
     assert!(e.contains("empty"), "{e}");
-    let e = msg(Resize::by("interpolate", (2, 2), (0.0, 1.0), nearest).unwrap_err());
+    let e = msg(Resize::by((2, 2), (0.0, 1.0), nearest).unwrap_err());
     assert!(e.contains("scale factors"), "{e}");
-    assert!(Resize::by("interpolate", (2, 2), (f64::NAN, 1.0), nearest).is_err());
+    assert!(Resize::by((2, 2), (f64::NAN, 1.0), nearest).is_err());
     // A scale that rounds the output to nothing.
-    let e = msg(interpolate2d(&x, &[1, 2, 2, 2], Resize::by("t", (2, 2), (0.4, 1.0), nearest).unwrap()).unwrap_err());
+    let e = msg(interpolate2d(&x, &[1, 2, 2, 2], Resize::by((2, 2), (0.4, 1.0), nearest).unwrap()).unwrap_err());
     assert!(e.contains("empty"), "{e}");
     let e = msg(interpolate2d(&x, &[1, 2, 2, 4], Resize::to((4, 4), nearest)).unwrap_err());
     assert!(e.contains("input"), "{e}");
