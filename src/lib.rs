@@ -62,7 +62,7 @@ pub mod prelude {
     pub use crate::nn::{
         AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Conv2dOptions, ConvTranspose2d,
         Dropout, Embedding, Flatten, GroupNorm, Identity, Init, Interpolation, LayerNorm, LeakyReLU, Linear, MaxPool2d,
-        MultiheadAttention, PoolWindow, RMSNorm, ReLU, Sequential, SiLU, Sigmoid, Softmax, Tanh,
+        MultiheadAttention, PadMode, PoolWindow, RMSNorm, ReLU, Sequential, SiLU, Sigmoid, Softmax, Tanh,
         TransformerDecoderLayer, TransformerEncoderLayer, Upsample, GELU, GRU, LSTM, RNN,
     };
     pub use crate::nn::{Module, ModuleExt, ModuleFields};

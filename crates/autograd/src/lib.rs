@@ -35,6 +35,7 @@ pub use grad_hook::{GradientHook, LeafHook};
 pub use graph::{is_grad_enabled, no_grad, NoGradGuard};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use ops::loss::{CrossEntropyOptions, Reduction};
+pub use ops::padding::PadMode;
 pub use ops::recurrent::{RecurrentKind, RecurrentOutput};
 pub use pending::PendingVec;
 pub use random::Generator;

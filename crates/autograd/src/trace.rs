@@ -87,6 +87,11 @@ pub enum TraceOp {
         /// Output (height, width).
         out: Pair,
     },
+    /// Running sums along `dim` (`torch.cumsum`). Input: x.
+    CumSum {
+        /// The dim summed along.
+        dim: usize,
+    },
     /// Resizing the last two dims (`F.interpolate`): the output size, the
     /// scale factors it came from if any, the mode. Input: x.
     Interpolate(Resize),

@@ -46,13 +46,16 @@ pub use layers::conv::{Conv1d, Conv1dBuilder, Conv2d, Conv2dBuilder, ConvTranspo
 pub use layers::dropout::{Dropout, DropoutBuilder};
 pub use layers::embedding::{Embedding, EmbeddingBuilder};
 pub use layers::linear::{Linear, LinearBuilder};
-pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Interpolation, PoolWindow};
+pub use wgrad_autograd::{Conv2dOptions, ConvTranspose2dOptions, Interpolation, PadMode, PoolWindow};
 
 pub use layers::classes::{BatchNorm1d, BatchNorm2d, GRUCell, LSTMCell, RNNCell, GRU, LSTM, RNN};
 pub use layers::misc::{Flatten, Identity};
 pub use layers::norm::{
     BatchNorm, BatchNormBuilder, BatchNormOptions, GroupNorm, GroupNormBuilder, LayerNorm, LayerNormBuilder, RMSNorm,
     RMSNormBuilder,
+};
+pub use layers::padding::{
+    ConstantPad2d, Padding2d, PixelShuffle, PixelUnshuffle, ReflectionPad2d, ReplicationPad2d, ZeroPad2d,
 };
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use layers::upsample::Upsample;

@@ -147,6 +147,10 @@ pub(crate) fn emit(b: &mut Builder, c: &Ctx) -> Result<Vec<String>, Problem> {
             attrs.push(("count_include_pad", Attr::Int(*count_include_pad as i64)));
             one(batched(b, c, 4, |b, x| b.op("AveragePool", &[x], attrs)))
         }
+        TraceOp::CumSum { dim } => {
+            let axis = b.ints(&[*dim as i64]);
+            one(b.op("CumSum", &[&c.x(0), &axis], vec![]))
+        }
         TraceOp::Interpolate(r) => {
             // Resize to the traced output's sizes, or by the scale factors
             // when the op had them (PyTorch steps sources by 1 / factor,

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use prost::Message;
 use serde_json::{json, Value as Json};
-use wgrad_autograd::{no_grad, DType, Device, HostRng, Interpolation, PoolWindow, RecurrentKind, Tensor};
+use wgrad_autograd::{no_grad, DType, Device, HostRng, Interpolation, PadMode, PoolWindow, RecurrentKind, Tensor};
 use wgrad_models::{lenet5, mlp, mnist_cnn, AttentionScore, Autoencoder, Gpt, ResNet, RnnLm, Seq2Seq, Shortcut, Vae};
 use wgrad_nn::{Init, LayerNorm, Linear, Module, ModuleExt, RecurrentState};
 use wgrad_onnx::{proto::ModelProto, Exporter, OnnxModel};
@@ -249,6 +249,22 @@ fn op_table_case(dev: &Device) -> Case {
         // ceil_mode: last windows that run past the (padded) 8 x 8 image.
         let ceil = PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true);
         out.push(("max_pool2d_ceil".into(), img.max_pool2d_window(ceil)));
+        out.push(("cumsum".into(), x.cumsum(1)));
+        // Compositions: their traced primitives, exported.
+        for (name, mode) in [
+            ("constant", PadMode::Constant(0.5)),
+            ("reflect", PadMode::Reflect),
+            ("replicate", PadMode::Replicate),
+            ("circular", PadMode::Circular),
+        ] {
+            out.push((format!("pad_{name}"), img.pad(&[1, 2, 3, 0], mode)));
+        }
+        out.push(("pixel_shuffle".into(), img.pixel_shuffle(2)));
+        out.push(("pixel_unshuffle".into(), img.pixel_unshuffle(2)));
+        out.push(("tril".into(), x.tril(-1)));
+        out.push(("triu".into(), x.triu(1)));
+        out.push(("chunk_flip_roll".into(), x.chunk(2, -1)[1].flip(&[1]).roll(&[2], &[1])));
+        out.push(("cumsum_last".into(), img.cumsum(-1)));
         // Resize: to sizes that do not divide 8, and by scale factors.
         let modes = [
             ("nearest", Interpolation::Nearest),

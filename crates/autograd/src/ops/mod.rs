@@ -4,6 +4,7 @@
 
 mod attention;
 pub(crate) mod conv;
+mod cumsum;
 mod dropout;
 mod elementwise;
 mod embedding;
@@ -11,9 +12,11 @@ mod images;
 mod index;
 mod interpolate;
 pub(crate) mod loss;
+mod masking;
 mod matmul;
 pub(crate) mod norm;
 mod operators;
+pub(crate) mod padding;
 mod pool;
 mod rearrange;
 pub(crate) mod recurrent;

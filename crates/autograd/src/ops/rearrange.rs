@@ -1,7 +1,8 @@
-//! Rearranging ops built from other ops: chunk, split, repeat, flip, roll.
-//! They need no kernels of their own: each is a composition of narrow,
-//! cat, reshape, expand and index_select, so its gradient is theirs and a
-//! trace records those primitives (which ONNX export already knows).
+//! Rearranging ops built from other ops: chunk, split, repeat, flip, roll,
+//! pixel_shuffle and pixel_unshuffle. They need no kernels of their own:
+//! each is a composition of narrow, cat, reshape, permute, expand and
+//! index_select, so its gradient is theirs and a trace records those
+//! primitives (which ONNX export already knows).
 
 use crate::Tensor;
 
@@ -167,6 +168,68 @@ impl Tensor {
         }
         // A new tensor even when nothing moved, as PyTorch's copy is.
         y.unwrap_or_else(|| self.reshape(&shape))
+    }
+
+    /// Moves blocks of `r × r` channels into space (`F.pixel_shuffle`,
+    /// `nn.PixelShuffle`): `[*, C·r², H, W]` becomes `[*, C, H·r, W·r]`,
+    /// output element `(c, h·r + i, w·r + j)` being input channel
+    /// `c·r² + i·r + j` at `(h, w)`. Any number of leading batch dims,
+    /// none included. A copy (a reshape, a permute and a reshape), so its
+    /// gradient is `pixel_unshuffle` of the output gradient.
+    ///
+    /// # Panics
+    /// When `r` is 0, `self` has fewer than 3 dims, or its channels (dim
+    /// -3) are not divisible by `r²`.
+    pub fn pixel_shuffle(&self, r: usize) -> Tensor {
+        let (lead, [c, h, w]) = self.image_dims("pixel_shuffle", "upscale_factor", r);
+        assert!(
+            c.is_multiple_of(r * r),
+            "pixel_shuffle: channels {c} (dim -3 of shape {:?}) are not divisible by upscale_factor² = {}",
+            self.shape(),
+            r * r
+        );
+        let n = lead.len();
+        let split = [lead.as_slice(), &[c / (r * r), r, r, h, w]].concat();
+        // [*, C, r, r, H, W] -> [*, C, H, r, W, r]
+        let dims: Vec<usize> = (0..n).chain([n, n + 3, n + 1, n + 4, n + 2]).collect();
+        let out = [lead.as_slice(), &[c / (r * r), h * r, w * r]].concat();
+        self.reshape(&split).permute(&dims).reshape(&out)
+    }
+
+    /// Moves `r × r` blocks of space into channels (`F.pixel_unshuffle`,
+    /// `nn.PixelUnshuffle`), the inverse of
+    /// [`pixel_shuffle`](Self::pixel_shuffle): `[*, C, H·r, W·r]` becomes
+    /// `[*, C·r², H, W]`. Any number of leading batch dims, none included;
+    /// a copy.
+    ///
+    /// # Panics
+    /// When `r` is 0, `self` has fewer than 3 dims, or its height or width
+    /// is not divisible by `r`.
+    pub fn pixel_unshuffle(&self, r: usize) -> Tensor {
+        let (lead, [c, h, w]) = self.image_dims("pixel_unshuffle", "downscale_factor", r);
+        for (name, size, dim) in [("height", h, -2), ("width", w, -1)] {
+            assert!(
+                size.is_multiple_of(r),
+                "pixel_unshuffle: {name} {size} (dim {dim} of shape {:?}) is not divisible by downscale_factor {r}",
+                self.shape()
+            );
+        }
+        let n = lead.len();
+        let split = [lead.as_slice(), &[c, h / r, r, w / r, r]].concat();
+        // [*, C, H, r, W, r] -> [*, C, r, r, H, W]
+        let dims: Vec<usize> = (0..n).chain([n, n + 2, n + 4, n + 1, n + 3]).collect();
+        let out = [lead.as_slice(), &[c * r * r, h / r, w / r]].concat();
+        self.reshape(&split).permute(&dims).reshape(&out)
+    }
+
+    /// The leading (batch) dims and `[C, H, W]` of an image op's input, after
+    /// checking that `factor` (named `what`) is positive and there are 3 dims.
+    fn image_dims(&self, op: &str, what: &str, factor: usize) -> (Vec<usize>, [usize; 3]) {
+        let shape = self.shape();
+        assert!(factor > 0, "{op}: {what} must be positive, got 0 (shape {shape:?})");
+        let n = shape.len();
+        assert!(n >= 3, "{op}: expects at least 3 dims [*, C, H, W], got shape {shape:?}");
+        (shape[..n - 3].to_vec(), [shape[n - 3], shape[n - 2], shape[n - 1]])
     }
 
     /// `dim` normalised for an op that needs a dim to cut (not a 0-d tensor).

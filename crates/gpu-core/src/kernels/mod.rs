@@ -14,6 +14,7 @@ pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod convert;
 pub(crate) mod copy;
+pub(crate) mod cumsum;
 pub(crate) mod fast_math;
 pub(crate) mod fill;
 pub(crate) mod index;

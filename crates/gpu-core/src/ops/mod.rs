@@ -24,6 +24,7 @@ mod conv_split;
 pub mod convert;
 
 pub mod copy;
+pub mod cumsum;
 pub mod epilogue;
 pub mod fill;
 pub mod index;

@@ -21,6 +21,7 @@ mod parity_batch_norm_f16;
 mod parity_cast;
 mod parity_conv;
 mod parity_convert;
+mod parity_cumsum;
 mod parity_elementwise;
 mod parity_epilogue;
 mod parity_f16_loads;

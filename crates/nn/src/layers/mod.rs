@@ -11,6 +11,7 @@ pub mod embedding;
 pub mod linear;
 pub mod misc;
 pub mod norm;
+pub mod padding;
 pub mod pool;
 pub mod positional;
 pub mod recurrent;

@@ -15,6 +15,7 @@ mod grad_scaler;
 mod init;
 mod module;
 mod optim;
+mod padding_layers;
 mod resume_process;
 mod run_dir;
 mod schedule;
