@@ -8,7 +8,7 @@
 #             matrix units: WGRAD_REQUIRE_MATRIX_UNITS=1), the epilogue and
 #             attention ones, and the f32 ones (products in slices of K
 #             and the recurrent sequences included), index_add's, and
-#             pooling's, interpolation's and cumsum's;
+#             pooling's, interpolation's, cumsum's and argsort's;
 #   sweep     the f16 kernel's GFLOP/s at 2048^3 and 4096^3 per setting
 #             (fragments, tile, prefetch);
 #   table     the f32 and f16 matmul tables beside PyTorch on the same card;
@@ -48,8 +48,8 @@ has() { [[ " $sections " == *" $1 "* ]]; }
     # the embedding gradient's bits against the CPU's.
     step .gpu/test_gpu_core parity_index split_elementwise:: --test-threads 1
     step .gpu/test_autograd embedding_gradients --test-threads 1
-    # Pooling (ceil_mode included), interpolation's gathers, cumsum.
-    step .gpu/test_gpu_core parity_pool parity_interpolate parity_cumsum --test-threads 1
+    # Pooling (ceil_mode included), interpolation's gathers, cumsum, argsort.
+    step .gpu/test_gpu_core parity_pool parity_interpolate parity_cumsum parity_argsort --test-threads 1
   fi
   if has sweep; then
     # Fragments along N, tile, and whether a slice's loads overlap the

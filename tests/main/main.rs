@@ -39,4 +39,5 @@ mod schedule_reference;
 mod sequence_reference;
 mod soak_short;
 mod softmax_loss_reference;
+mod sort_reference;
 mod text_resume;

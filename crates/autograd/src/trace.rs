@@ -87,6 +87,14 @@ pub enum TraceOp {
         /// Output (height, width).
         out: Pair,
     },
+    /// The positions that sort `dim` (`torch.argsort`, stable), U32.
+    /// Input: x.
+    ArgSort {
+        /// The dim sorted along.
+        dim: usize,
+        /// Largest first.
+        descending: bool,
+    },
     /// Running sums along `dim` (`torch.cumsum`). Input: x.
     CumSum {
         /// The dim summed along.

@@ -147,6 +147,23 @@ pub(crate) fn emit(b: &mut Builder, c: &Ctx) -> Result<Vec<String>, Problem> {
             attrs.push(("count_include_pad", Attr::Int(*count_include_pad as i64)));
             one(batched(b, c, 4, |b, x| b.op("AveragePool", &[x], attrs)))
         }
+        TraceOp::ArgSort { dim, descending } => {
+            // TopK of the whole dim, sorted; ONNX, like the kernel, puts
+            // equal values in index order.
+            let (first, second) = c.out_shapes(0);
+            if first.len() > *dim && first[*dim] != second[*dim] {
+                return unsupported("argsort along a dim that follows the batch size");
+            }
+            let n = first.get(*dim).copied().unwrap_or(1);
+            let k = b.ints(&[n as i64]);
+            let attrs = vec![
+                ("axis", Attr::Int(*dim as i64)),
+                ("largest", Attr::Int(*descending as i64)),
+                ("sorted", Attr::Int(1)),
+            ];
+            let outs = b.node("TopK", &[&c.x(0), &k], 2, attrs);
+            one(outs[1].clone())
+        }
         TraceOp::CumSum { dim } => {
             let axis = b.ints(&[*dim as i64]);
             one(b.op("CumSum", &[&c.x(0), &axis], vec![]))

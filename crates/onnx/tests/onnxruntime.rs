@@ -250,6 +250,10 @@ fn op_table_case(dev: &Device) -> Case {
         let ceil = PoolWindow::new((3, 3)).stride((2, 2)).ceil_mode(true);
         out.push(("max_pool2d_ceil".into(), img.max_pool2d_window(ceil)));
         out.push(("cumsum".into(), x.cumsum(1)));
+        out.push(("argsort".into(), x.argsort(-1, false).float()));
+        out.push(("sort_descending".into(), x.sort(1, true).0));
+        out.push(("topk".into(), img.topk(3, -1, true).0));
+        out.push(("topk_indices".into(), img.topk(2, 2, false).1.float()));
         // Compositions: their traced primitives, exported.
         for (name, mode) in [
             ("constant", PadMode::Constant(0.5)),

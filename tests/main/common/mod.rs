@@ -11,12 +11,18 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {path} is not JSON: {e}"))
 }
 
-/// A JSON array of numbers as f32.
+/// A JSON array of numbers as f32 (JSON has no NaN or infinities: the
+/// strings "nan", "inf" and "-inf" stand for them).
 pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array of numbers, got {v}"))
         .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
+        .map(|x| match x.as_str() {
+            Some("nan") => f32::NAN,
+            Some("inf") => f32::INFINITY,
+            Some("-inf") => f32::NEG_INFINITY,
+            _ => x.as_f64().unwrap_or_else(|| panic!("expected a number, got {x}")) as f32,
+        })
         .collect()
 }
 

@@ -24,3 +24,4 @@ mod reduce;
 mod rotary;
 mod shape;
 mod softmax;
+mod sort;

@@ -32,6 +32,7 @@ mod gradients_pool_norm;
 mod gradients_rearrange;
 mod gradients_recurrent;
 mod gradients_softmax_loss;
+mod gradients_sort;
 mod images;
 mod index_validation;
 mod integer;

@@ -6,6 +6,7 @@
 //! launches (`ops/`) all build on this layer; it names none of them.
 
 pub(crate) mod amp;
+pub(crate) mod argsort;
 pub(crate) mod attention;
 pub(crate) mod augment;
 pub(crate) mod batch_norm;

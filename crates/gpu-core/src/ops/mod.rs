@@ -11,6 +11,7 @@
 //! `launch.rs` is the one place an op reaches either backend.
 
 pub mod amp;
+pub mod argsort;
 pub mod attention;
 mod attention_split;
 pub mod augment;

@@ -13,6 +13,7 @@ mod common;
 mod fusion;
 mod module_graph;
 mod parity_amp;
+mod parity_argsort;
 mod parity_attention;
 mod parity_attention_f16;
 mod parity_augment;
