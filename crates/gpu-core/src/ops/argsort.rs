@@ -9,10 +9,10 @@
 //! million elements in one fiber.
 
 use super::chunks::by_rows;
+use super::fibers::Fibers;
 use super::{check_u32, groups, run, Kind, Params, ParamsDecl};
-use crate::cpu::per_row;
 use crate::kernels::argsort as twin;
-use crate::{Buffer, Error, Result};
+use crate::{Buffer, Result};
 
 /// `argsort.wgsl`'s `Params`.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
@@ -32,14 +32,8 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 /// PyTorch. Same shape as `x`.
 pub fn argsort(x: &Buffer, shape: &[usize], dim: usize, descending: bool) -> Result<Buffer> {
     const OP: &str = "argsort";
-    if dim >= shape.len() {
-        return Err(Error::invalid(OP, format!("dim {dim} out of range for shape {shape:?}")));
-    }
-    let numel: usize = shape.iter().product();
-    check_u32(OP, numel)?;
-    x.check_len(OP, "input", numel, 4)?;
-    let (outer, n, inner): (usize, usize, usize) =
-        (shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product());
+    let Fibers { outer, n, inner } = Fibers::around(OP, x, shape, dim)?;
+    let numel = outer * n * inner;
     let idx = Buffer::alloc(x.device(), numel as u64 * 4)?;
     if numel == 0 {
         return Ok(idx);
@@ -70,12 +64,8 @@ pub fn argsort(x: &Buffer, shape: &[usize], dim: usize, descending: bool) -> Res
             launch(outer, &[x], &[&idx, &keys])
         },
         || {
-            let (xs, mut is) = (x.host(), idx.host_mut());
-            let xs: &[f32] = bytemuck::cast_slice(&xs);
-            let block = n * inner;
-            per_row(dev.runs_fast_cpu(), (&mut is[..numel], block), |o, ids| {
-                twin::argsort_block(n, inner, descending, &xs[o * block..][..block], ids)
-            });
+            let f = Fibers { outer, n, inner };
+            f.per_block(dev, x, &idx, |x, ids: &mut [u32]| twin::argsort_block(n, inner, descending, x, ids))
         },
     )?;
     Ok(idx)

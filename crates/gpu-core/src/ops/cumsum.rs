@@ -8,10 +8,10 @@
 //! would add in another order).
 
 use super::chunks::by_rows;
-use super::{check_u32, groups, run, Kind, Params, ParamsDecl};
-use crate::cpu::per_row;
+use super::fibers::Fibers;
+use super::{groups, run, Kind, Params, ParamsDecl};
 use crate::kernels::cumsum as twin;
-use crate::{Buffer, Error, Result};
+use crate::{Buffer, Result};
 
 /// `cumsum.wgsl`'s `Params`.
 pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
@@ -25,14 +25,8 @@ pub(crate) const PARAMS: ParamsDecl = ParamsDecl {
 /// cumsum). Each is added in order, the same bits on every device.
 pub fn cumsum(x: &Buffer, shape: &[usize], dim: usize, reverse: bool) -> Result<Buffer> {
     const OP: &str = "cumsum";
-    if dim >= shape.len() {
-        return Err(Error::invalid(OP, format!("dim {dim} out of range for shape {shape:?}")));
-    }
-    let numel: usize = shape.iter().product();
-    check_u32(OP, numel)?;
-    x.check_len(OP, "input", numel, 4)?;
-    let (outer, n, inner): (usize, usize, usize) =
-        (shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product());
+    let Fibers { outer, n, inner } = Fibers::around(OP, x, shape, dim)?;
+    let numel = outer * n * inner;
     let out = Buffer::alloc(x.device(), numel as u64 * 4)?;
     if numel == 0 {
         return Ok(out);
@@ -64,12 +58,8 @@ pub fn cumsum(x: &Buffer, shape: &[usize], dim: usize, reverse: bool) -> Result<
             launch(outer, &[x], &[&out])
         },
         || {
-            let (xs, mut ys) = (x.host(), out.host_mut());
-            let (xs, ys): (&[f32], &mut [f32]) = (bytemuck::cast_slice(&xs), bytemuck::cast_slice_mut(&mut ys));
-            let block = n * inner;
-            per_row(dev.runs_fast_cpu(), (&mut ys[..numel], block), |o, y| {
-                twin::cumsum_block(n, inner, reverse, &xs[o * block..][..block], y)
-            });
+            let f = Fibers { outer, n, inner };
+            f.per_block(dev, x, &out, |x, y: &mut [f32]| twin::cumsum_block(n, inner, reverse, x, y))
         },
     )?;
     Ok(out)

@@ -27,6 +27,7 @@ pub mod convert;
 pub mod copy;
 pub mod cumsum;
 pub mod epilogue;
+mod fibers;
 pub mod fill;
 pub mod index;
 pub mod index_add;
