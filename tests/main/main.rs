@@ -37,6 +37,7 @@ mod replay;
 mod resnet_reference;
 mod schedule_reference;
 mod sequence_reference;
+mod similarity_reference;
 mod soak_short;
 mod softmax_loss_reference;
 mod sort_reference;

@@ -23,5 +23,6 @@ pub(crate) mod recurrent;
 mod reduce;
 mod rotary;
 mod shape;
+mod similarity;
 mod softmax;
 mod sort;

@@ -31,6 +31,7 @@ mod gradients_padding;
 mod gradients_pool_norm;
 mod gradients_rearrange;
 mod gradients_recurrent;
+mod gradients_similarity;
 mod gradients_softmax_loss;
 mod gradients_sort;
 mod images;
