@@ -243,15 +243,7 @@ impl Tensor {
         }
         let layout = Layout::contiguous(&shape);
         Tensor::from_op_saving("cat", out, layout, dtype, tensors, Saves::NOTHING, move |g, _, _| {
-            let mut start = 0;
-            sizes
-                .iter()
-                .map(|&n| {
-                    let part = g.narrow(d as isize, start, n);
-                    start += n;
-                    Some(part)
-                })
-                .collect()
+            g.split_sizes(&sizes, d as isize).into_iter().map(Some).collect()
         })
     }
 
