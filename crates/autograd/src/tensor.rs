@@ -389,6 +389,15 @@ impl Tensor {
         }
     }
 
+    /// `self` for an op that computes in f32: an F32 tensor as it is, an F16
+    /// one widened (exactly). Panics naming `op` for other dtypes.
+    pub(crate) fn widened(&self, op: &str) -> Tensor {
+        match self.float_storage(op) {
+            Operands::F16 => self.to_dtype(DType::F32),
+            Operands::F32 => self.clone(),
+        }
+    }
+
     pub(crate) fn expect_same_device(&self, op: &str, other: &Tensor) {
         assert!(
             self.device() == other.device(),

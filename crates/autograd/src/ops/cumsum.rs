@@ -30,8 +30,7 @@ impl Tensor {
         let scope = crate::trace::scope();
         let d = self.dim_index(OP, dim);
         let dtype = self.dtype();
-        self.float_storage(OP);
-        let wide = if dtype == DType::F16 { self.to_dtype(DType::F32) } else { self.clone() };
+        let wide = self.widened(OP);
         // A 0-d tensor is its own running sum (PyTorch's too).
         let shape: Vec<usize> = if wide.dims() == 0 { vec![1] } else { wide.shape().to_vec() };
         let out = expect(OP, kernel::cumsum(&wide.dense_buffer(), &shape, d, false));

@@ -56,10 +56,7 @@ impl Tensor {
             _ => panic!("{OP}: expects an [N, C, H, W] or [C, H, W] tensor, got shape {:?}", self.shape()),
         };
         let dtype = x4.dtype();
-        let wide = match x4.float_storage(OP) {
-            wgrad_gpu_core::ops::operands::Operands::F32 => x4.clone(),
-            wgrad_gpu_core::ops::operands::Operands::F16 => x4.to_dtype(DType::F32),
-        };
+        let wide = x4.widened(OP);
         let shape = wide.shape();
         let (out, out_shape) = expect(OP, kernel::interpolate2d(&wide.dense_buffer(), &shape, resize));
         let y = Tensor::from_op(OP, out, Layout::contiguous(&out_shape), &[&wide], move |g, inputs, _| {

@@ -25,8 +25,7 @@ impl Tensor {
         const OP: &str = "argsort";
         let scope = crate::trace::scope();
         let d = self.dim_index(OP, dim);
-        self.float_storage(OP);
-        let wide = if self.dtype() == DType::F16 { self.to_dtype(DType::F32) } else { self.clone() };
+        let wide = self.widened(OP);
         let shape: Vec<usize> = if wide.dims() == 0 { vec![1] } else { wide.shape().to_vec() };
         let idx = expect(OP, kernel::argsort(&wide.dense_buffer(), &shape, d, descending));
         let t = Tensor::constant(idx, Layout::contiguous(&self.shape()), DType::U32);
